@@ -1,0 +1,262 @@
+//! Conversions between proto messages and orca-core's domain types. Specs
+//! convert without loss in both directions; validation is orca-core's job.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use orca_core as core;
+use prost_types::Timestamp;
+
+use crate::{Error, v1};
+
+pub fn timestamp(micros: core::Micros) -> Timestamp {
+    Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+/// `None` for 0, which the store uses for "not yet".
+pub fn optional_timestamp(micros: core::Micros) -> Option<Timestamp> {
+    (micros != 0).then(|| timestamp(micros))
+}
+
+pub fn micros(ts: &Timestamp) -> core::Micros {
+    ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1000
+}
+
+/// The wall clock in microseconds since the Unix epoch.
+pub fn now_micros() -> core::Micros {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as core::Micros
+}
+
+impl From<v1::TaskSpec> for core::TaskSpec {
+    fn from(spec: v1::TaskSpec) -> Self {
+        core::TaskSpec {
+            name: spec.name,
+            labels: spec.labels.into_iter().collect(),
+            priority: spec.priority,
+            steps: spec.steps.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<v1::StepSpec> for core::StepSpec {
+    fn from(step: v1::StepSpec) -> Self {
+        let (shell, noop) = match step.runtime {
+            Some(v1::step_spec::Runtime::Shell(shell)) => (
+                Some(core::ShellSpec {
+                    command: shell.command,
+                    env: shell.env.into_iter().collect(),
+                }),
+                None,
+            ),
+            Some(v1::step_spec::Runtime::Noop(_)) => (None, Some(core::NoopSpec {})),
+            None => (None, None),
+        };
+        core::StepSpec {
+            id: step.id,
+            depends_on: step.depends_on,
+            needs: step.needs,
+            shell,
+            noop,
+        }
+    }
+}
+
+impl From<&core::TaskSpec> for v1::TaskSpec {
+    fn from(spec: &core::TaskSpec) -> Self {
+        v1::TaskSpec {
+            name: spec.name.clone(),
+            labels: spec.labels.clone().into_iter().collect(),
+            priority: spec.priority,
+            steps: spec.steps.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<&core::StepSpec> for v1::StepSpec {
+    fn from(step: &core::StepSpec) -> Self {
+        // A step that sets both runtimes is invalid and never stored; the wire
+        // oneof carries the first.
+        let runtime = match (&step.shell, &step.noop) {
+            (Some(shell), _) => Some(v1::step_spec::Runtime::Shell(v1::ShellRuntime {
+                command: shell.command.clone(),
+                env: shell.env.clone().into_iter().collect(),
+            })),
+            (None, Some(_)) => Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
+            (None, None) => None,
+        };
+        v1::StepSpec {
+            id: step.id.clone(),
+            depends_on: step.depends_on.clone(),
+            needs: step.needs.clone(),
+            runtime,
+        }
+    }
+}
+
+impl From<core::TaskState> for v1::TaskState {
+    fn from(state: core::TaskState) -> Self {
+        match state {
+            core::TaskState::Queued => v1::TaskState::Queued,
+            core::TaskState::Running => v1::TaskState::Running,
+            core::TaskState::Succeeded => v1::TaskState::Succeeded,
+            core::TaskState::Failed => v1::TaskState::Failed,
+            core::TaskState::Cancelled => v1::TaskState::Cancelled,
+        }
+    }
+}
+
+impl TryFrom<v1::TaskState> for core::TaskState {
+    type Error = Error;
+    fn try_from(state: v1::TaskState) -> Result<Self, Error> {
+        Ok(match state {
+            v1::TaskState::Queued => core::TaskState::Queued,
+            v1::TaskState::Running => core::TaskState::Running,
+            v1::TaskState::Succeeded => core::TaskState::Succeeded,
+            v1::TaskState::Failed => core::TaskState::Failed,
+            v1::TaskState::Cancelled => core::TaskState::Cancelled,
+            v1::TaskState::Unspecified => {
+                return Err(Error::UnknownEnum {
+                    field: "state",
+                    value: 0,
+                });
+            }
+        })
+    }
+}
+
+/// Decodes a wire enum value, naming the field when it is unknown.
+pub fn task_state(field: &'static str, value: i32) -> Result<core::TaskState, Error> {
+    v1::TaskState::try_from(value)
+        .map_err(|_| Error::UnknownEnum { field, value })
+        .and_then(|s| core::TaskState::try_from(s).map_err(|_| Error::UnknownEnum { field, value }))
+}
+
+impl From<core::StepState> for v1::StepState {
+    fn from(state: core::StepState) -> Self {
+        match state {
+            core::StepState::Waiting => v1::StepState::Waiting,
+            core::StepState::Queued => v1::StepState::Queued,
+            core::StepState::Running => v1::StepState::Running,
+            core::StepState::Succeeded => v1::StepState::Succeeded,
+            core::StepState::Failed => v1::StepState::Failed,
+            core::StepState::Cancelled => v1::StepState::Cancelled,
+            core::StepState::Skipped => v1::StepState::Skipped,
+        }
+    }
+}
+
+impl From<core::LogStream> for v1::LogStream {
+    fn from(stream: core::LogStream) -> Self {
+        match stream {
+            core::LogStream::Stdout => v1::LogStream::Stdout,
+            core::LogStream::Stderr => v1::LogStream::Stderr,
+        }
+    }
+}
+
+impl From<v1::LogStream> for core::LogStream {
+    fn from(stream: v1::LogStream) -> Self {
+        match stream {
+            v1::LogStream::Stderr => core::LogStream::Stderr,
+            v1::LogStream::Stdout | v1::LogStream::Unspecified => core::LogStream::Stdout,
+        }
+    }
+}
+
+impl From<&core::Event> for v1::Event {
+    fn from(event: &core::Event) -> Self {
+        use v1::event::Kind;
+        let kind = match &event.kind {
+            core::EventKind::TaskState { state, message } => Kind::TaskState(v1::TaskStateChanged {
+                state: v1::TaskState::from(*state) as i32,
+                message: message.clone(),
+            }),
+            core::EventKind::StepState {
+                step,
+                state,
+                attempt,
+                worker,
+                message,
+            } => Kind::StepState(v1::StepStateChanged {
+                step_id: step.clone(),
+                state: v1::StepState::from(*state) as i32,
+                attempt: *attempt,
+                worker: worker.clone(),
+                message: message.clone(),
+            }),
+            core::EventKind::Progress {
+                step,
+                attempt,
+                fraction,
+                message,
+            } => Kind::Progress(v1::StepProgress {
+                step_id: step.clone(),
+                attempt: *attempt,
+                fraction: *fraction,
+                message: message.clone(),
+            }),
+            core::EventKind::Log {
+                step,
+                attempt,
+                stream,
+                line,
+            } => Kind::Log(v1::LogLine {
+                step_id: step.clone(),
+                attempt: *attempt,
+                stream: v1::LogStream::from(*stream) as i32,
+                line: line.clone(),
+            }),
+        };
+        v1::Event {
+            task_id: event.task_id.clone(),
+            seq: event.seq,
+            time: Some(timestamp(event.at)),
+            kind: Some(kind),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_round_trip() {
+        let mut spec = core::TaskSpec {
+            name: "t".into(),
+            priority: 3,
+            steps: vec![
+                core::StepSpec::shell("a", &["echo", "hi"]),
+                core::StepSpec::noop("b").after(&["a"]).needing(&["gpu"]),
+            ],
+            ..core::TaskSpec::default()
+        };
+        spec.labels.insert("team".into(), "infra".into());
+        let wire = v1::TaskSpec::from(&spec);
+        assert_eq!(core::TaskSpec::from(wire), spec);
+    }
+
+    #[test]
+    fn timestamps_round_trip_including_before_the_epoch() {
+        for micros_value in [0, 1, 1_700_000_000_123_456, -1_500_000] {
+            assert_eq!(micros(&timestamp(micros_value)), micros_value);
+        }
+    }
+
+    #[test]
+    fn unknown_state_names_the_field() {
+        assert_eq!(
+            task_state("states[0]", 42),
+            Err(Error::UnknownEnum {
+                field: "states[0]",
+                value: 42
+            })
+        );
+        assert_eq!(task_state("s", 3), Ok(core::TaskState::Succeeded));
+    }
+}

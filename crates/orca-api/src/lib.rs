@@ -1,0 +1,24 @@
+//! orca's public API: code generated from `proto/orca/v1` (no system protoc),
+//! the descriptor set for server reflection, and the one place where proto
+//! messages convert to and from orca-core's domain types.
+
+pub mod convert;
+
+#[allow(clippy::all, clippy::unwrap_used, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("orca.v1");
+}
+
+/// The encoded descriptors of every orca proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("orca_descriptor");
+
+/// Errors converting between the wire format and orca's domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An enum field holds a value this build does not know.
+    #[error("{field}: unknown value {value}")]
+    UnknownEnum { field: &'static str, value: i32 },
+    /// A required field is absent.
+    #[error("{0}: required")]
+    Missing(&'static str),
+}

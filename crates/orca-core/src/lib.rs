@@ -1,0 +1,28 @@
+//! orca's domain: task and step specs, DAG validation, the task state machine
+//! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
+
+pub mod queue;
+pub mod run;
+pub mod spec;
+pub mod state;
+pub mod validate;
+
+pub use queue::{Capabilities, QueueKey, ReadyQueue};
+pub use run::{Change, Outcome, StepStatus, TaskRun};
+pub use spec::{NoopSpec, Runtime, ShellSpec, StepSpec, TaskSpec};
+pub use state::{Event, EventKind, LogStream, Micros, StepState, TaskState};
+pub use validate::{Limits, validate};
+
+/// Errors of orca's domain rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A submitted task breaks a rule; `field` is its path, e.g. `steps[2].dependsOn[0]`.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// A state name that orca does not know.
+    #[error("unknown state {0:?}")]
+    UnknownState(String),
+    /// A step cannot move from one state to the other.
+    #[error("a step cannot go from {from} to {to}")]
+    Transition { from: &'static str, to: &'static str },
+}

@@ -1,0 +1,458 @@
+//! The state machine of one task: which steps may start, what a step's end
+//! means for the rest, when the task is over. It decides; the control plane
+//! persists and announces what it decided.
+//!
+//! A task is terminal only when every step is: after a failure or a cancel,
+//! waiting and queued steps end at once, running ones are told to stop and
+//! the task ends when the last of them reports.
+
+use std::collections::HashMap;
+
+use crate::Error;
+use crate::spec::TaskSpec;
+use crate::state::{StepState, TaskState};
+
+/// A change the state machine made; the caller records each as an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Task { state: TaskState, message: String },
+    Step { index: usize, state: StepState, message: String },
+}
+
+/// How a step attempt ended, as its worker reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(String),
+    Cancelled(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepStatus {
+    pub state: StepState,
+    /// The current (or last) attempt; 0 before the first.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    state: TaskState,
+    ids: Vec<String>,
+    steps: Vec<StepStatus>,
+    /// For each step, the steps that depend on it.
+    dependents: Vec<Vec<usize>>,
+    /// For each step, how many dependencies have not succeeded yet.
+    unmet: Vec<usize>,
+    failure: Option<String>,
+    cancelled: Option<String>,
+}
+
+impl TaskRun {
+    /// A new task: steps without dependencies are queued at once. The
+    /// returned changes are the task's first events.
+    pub fn new(spec: &TaskSpec) -> (TaskRun, Vec<Change>) {
+        let statuses = spec
+            .steps
+            .iter()
+            .map(|step| StepStatus {
+                state: if step.depends_on.is_empty() {
+                    StepState::Queued
+                } else {
+                    StepState::Waiting
+                },
+                attempt: 0,
+            })
+            .collect();
+        let run = TaskRun::restore(spec, TaskState::Queued, statuses);
+        let mut changes = vec![Change::Task {
+            state: TaskState::Queued,
+            message: String::new(),
+        }];
+        changes.extend(run.steps.iter().enumerate().filter_map(|(index, s)| {
+            (s.state == StepState::Queued).then(|| Change::Step {
+                index,
+                state: StepState::Queued,
+                message: String::new(),
+            })
+        }));
+        (run, changes)
+    }
+
+    /// Rebuilds a task's machine from stored states, after a restart.
+    pub fn restore(spec: &TaskSpec, state: TaskState, steps: Vec<StepStatus>) -> TaskRun {
+        let index: HashMap<&str, usize> = spec
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let mut dependents = vec![Vec::new(); spec.steps.len()];
+        let mut unmet = vec![0; spec.steps.len()];
+        for (i, step) in spec.steps.iter().enumerate() {
+            for dep in &step.depends_on {
+                // Specs are validated before they get here; an unknown name
+                // would have been rejected.
+                if let Some(&d) = index.get(dep.as_str()) {
+                    dependents[d].push(i);
+                    if steps[d].state != StepState::Succeeded {
+                        unmet[i] += 1;
+                    }
+                }
+            }
+        }
+        TaskRun {
+            state,
+            ids: spec.steps.iter().map(|s| s.id.clone()).collect(),
+            steps,
+            dependents,
+            unmet,
+            failure: None,
+            cancelled: None,
+        }
+    }
+
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    pub fn step(&self, index: usize) -> StepStatus {
+        self.steps[index]
+    }
+
+    pub fn steps(&self) -> &[StepStatus] {
+        &self.steps
+    }
+
+    /// Steps whose attempt is running now.
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == StepState::Running)
+            .map(|(i, _)| i)
+    }
+
+    /// Steps ready to run, waiting for a worker.
+    pub fn queued(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == StepState::Queued)
+            .map(|(i, _)| i)
+    }
+
+    /// A worker took a queued step: its next attempt starts. Returns the
+    /// attempt number.
+    pub fn start(&mut self, index: usize) -> Result<(u32, Vec<Change>), Error> {
+        let step = &mut self.steps[index];
+        if step.state != StepState::Queued {
+            return Err(Error::Transition {
+                from: step.state.as_str(),
+                to: StepState::Running.as_str(),
+            });
+        }
+        step.state = StepState::Running;
+        step.attempt += 1;
+        let attempt = step.attempt;
+        let mut changes = vec![Change::Step {
+            index,
+            state: StepState::Running,
+            message: String::new(),
+        }];
+        if self.state == TaskState::Queued {
+            self.state = TaskState::Running;
+            changes.push(Change::Task {
+                state: TaskState::Running,
+                message: String::new(),
+            });
+        }
+        Ok((attempt, changes))
+    }
+
+    /// The running attempt of a step ended.
+    pub fn finish(&mut self, index: usize, outcome: Outcome) -> Result<Vec<Change>, Error> {
+        let step = &mut self.steps[index];
+        let (state, message) = match &outcome {
+            Outcome::Succeeded => (StepState::Succeeded, String::new()),
+            Outcome::Failed(m) => (StepState::Failed, m.clone()),
+            Outcome::Cancelled(m) => (StepState::Cancelled, m.clone()),
+        };
+        if step.state != StepState::Running {
+            return Err(Error::Transition {
+                from: step.state.as_str(),
+                to: state.as_str(),
+            });
+        }
+        step.state = state;
+        let mut changes = vec![Change::Step {
+            index,
+            state,
+            message: message.clone(),
+        }];
+        match outcome {
+            Outcome::Succeeded => {
+                if self.is_winding_down() {
+                    // A sibling failed or the task was cancelled meanwhile:
+                    // nothing new starts.
+                } else {
+                    for &next in &self.dependents[index] {
+                        self.unmet[next] -= 1;
+                        if self.unmet[next] == 0 && self.steps[next].state == StepState::Waiting {
+                            self.steps[next].state = StepState::Queued;
+                            changes.push(Change::Step {
+                                index: next,
+                                state: StepState::Queued,
+                                message: String::new(),
+                            });
+                        }
+                    }
+                }
+            }
+            Outcome::Failed(_) | Outcome::Cancelled(_) => {
+                if self.cancelled.is_none() && self.failure.is_none() {
+                    let verb = if state == StepState::Failed { "failed" } else { "was cancelled" };
+                    let id = &self.ids[index];
+                    self.failure = Some(if message.is_empty() {
+                        format!("step {id:?} {verb}")
+                    } else {
+                        format!("step {id:?} {verb}: {message}")
+                    });
+                    self.end_pending(StepState::Skipped, "an earlier step failed", &mut changes);
+                }
+            }
+        }
+        self.conclude(&mut changes);
+        Ok(changes)
+    }
+
+    /// The worker running a step went away: the step goes back to the queue
+    /// for its next attempt (or ends, if the task is winding down).
+    pub fn requeue(&mut self, index: usize, reason: &str) -> Result<Vec<Change>, Error> {
+        let step = &mut self.steps[index];
+        if step.state != StepState::Running {
+            return Err(Error::Transition {
+                from: step.state.as_str(),
+                to: StepState::Queued.as_str(),
+            });
+        }
+        let mut changes = Vec::new();
+        if let Some(cancel) = &self.cancelled {
+            step.state = StepState::Cancelled;
+            changes.push(Change::Step {
+                index,
+                state: StepState::Cancelled,
+                message: cancel.clone(),
+            });
+        } else if self.failure.is_some() {
+            step.state = StepState::Skipped;
+            changes.push(Change::Step {
+                index,
+                state: StepState::Skipped,
+                message: reason.to_string(),
+            });
+        } else {
+            step.state = StepState::Queued;
+            changes.push(Change::Step {
+                index,
+                state: StepState::Queued,
+                message: reason.to_string(),
+            });
+        }
+        self.conclude(&mut changes);
+        Ok(changes)
+    }
+
+    /// Cancels the task: nothing new starts; the caller stops the running
+    /// steps (see [`TaskRun::running`]). Cancelling again changes nothing.
+    pub fn cancel(&mut self, reason: &str) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if self.state.is_terminal() || self.cancelled.is_some() {
+            return changes;
+        }
+        self.cancelled = Some(reason.to_string());
+        self.end_pending(StepState::Cancelled, reason, &mut changes);
+        self.conclude(&mut changes);
+        changes
+    }
+
+    fn is_winding_down(&self) -> bool {
+        self.failure.is_some() || self.cancelled.is_some()
+    }
+
+    fn end_pending(&mut self, state: StepState, message: &str, changes: &mut Vec<Change>) {
+        for (index, step) in self.steps.iter_mut().enumerate() {
+            if matches!(step.state, StepState::Waiting | StepState::Queued) {
+                step.state = state;
+                changes.push(Change::Step {
+                    index,
+                    state,
+                    message: message.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Ends the task when no step is left to run.
+    fn conclude(&mut self, changes: &mut Vec<Change>) {
+        if self.state.is_terminal() || !self.steps.iter().all(|s| s.state.is_terminal()) {
+            return;
+        }
+        let (state, message) = if let Some(reason) = &self.cancelled {
+            (TaskState::Cancelled, reason.clone())
+        } else if let Some(failure) = &self.failure {
+            (TaskState::Failed, failure.clone())
+        } else {
+            (TaskState::Succeeded, String::new())
+        };
+        self.state = state;
+        changes.push(Change::Task { state, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::StepSpec;
+
+    fn diamond() -> TaskSpec {
+        TaskSpec {
+            name: "d".into(),
+            steps: vec![
+                StepSpec::noop("split"),
+                StepSpec::noop("a").after(&["split"]),
+                StepSpec::noop("b").after(&["split"]),
+                StepSpec::noop("join").after(&["a", "b"]),
+            ],
+            ..TaskSpec::default()
+        }
+    }
+
+    fn states(run: &TaskRun) -> Vec<StepState> {
+        run.steps().iter().map(|s| s.state).collect()
+    }
+
+    fn queued_by(changes: &[Change]) -> Vec<usize> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Step {
+                    index,
+                    state: StepState::Queued,
+                    ..
+                } => Some(*index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    use StepState::*;
+
+    #[test]
+    fn roots_are_queued_on_creation() {
+        let (run, changes) = TaskRun::new(&diamond());
+        assert_eq!(states(&run), [Queued, Waiting, Waiting, Waiting]);
+        assert_eq!(run.state(), TaskState::Queued);
+        assert_eq!(queued_by(&changes), [0]);
+    }
+
+    #[test]
+    fn dependents_start_only_when_all_dependencies_succeed() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        let (attempt, changes) = run.start(0).expect("start");
+        assert_eq!(attempt, 1);
+        assert!(changes.contains(&Change::Task {
+            state: TaskState::Running,
+            message: String::new()
+        }));
+        assert_eq!(queued_by(&run.finish(0, Outcome::Succeeded).expect("finish")), [1, 2]);
+        run.start(1).expect("start a");
+        run.start(2).expect("start b");
+        assert!(queued_by(&run.finish(1, Outcome::Succeeded).expect("finish a")).is_empty());
+        assert_eq!(queued_by(&run.finish(2, Outcome::Succeeded).expect("finish b")), [3]);
+        run.start(3).expect("start join");
+        let changes = run.finish(3, Outcome::Succeeded).expect("finish join");
+        assert_eq!(run.state(), TaskState::Succeeded);
+        assert_eq!(
+            changes.last(),
+            Some(&Change::Task {
+                state: TaskState::Succeeded,
+                message: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn failure_skips_pending_and_waits_for_running_steps() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        run.start(0).expect("start");
+        run.finish(0, Outcome::Succeeded).expect("finish");
+        run.start(1).expect("start a");
+        run.start(2).expect("start b");
+        run.finish(1, Outcome::Failed("exit 1".into())).expect("fail a");
+        assert_eq!(states(&run), [Succeeded, Failed, Running, Skipped]);
+        assert_eq!(run.state(), TaskState::Running, "b still runs");
+        assert_eq!(run.running().collect::<Vec<_>>(), [2]);
+        let changes = run.finish(2, Outcome::Succeeded).expect("b ends");
+        assert!(queued_by(&changes).is_empty(), "nothing starts after a failure");
+        assert_eq!(run.state(), TaskState::Failed);
+        assert!(changes.contains(&Change::Task {
+            state: TaskState::Failed,
+            message: "step \"a\" failed: exit 1".into()
+        }));
+    }
+
+    #[test]
+    fn cancel_ends_pending_steps_and_is_idempotent() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        run.start(0).expect("start");
+        let changes = run.cancel("by user");
+        assert_eq!(states(&run), [Running, Cancelled, Cancelled, Cancelled]);
+        assert_eq!(changes.len(), 3);
+        assert!(run.cancel("again").is_empty());
+        run.finish(0, Outcome::Cancelled("killed".into())).expect("report");
+        assert_eq!(run.state(), TaskState::Cancelled);
+    }
+
+    #[test]
+    fn cancel_with_nothing_running_ends_the_task_at_once() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        let changes = run.cancel("by user");
+        assert_eq!(run.state(), TaskState::Cancelled);
+        assert!(matches!(changes.last(), Some(Change::Task { state: TaskState::Cancelled, .. })));
+        assert!(run.cancel("again").is_empty(), "cancelling a finished task changes nothing");
+    }
+
+    #[test]
+    fn lost_worker_requeues_for_the_next_attempt() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        run.start(0).expect("start");
+        assert_eq!(queued_by(&run.requeue(0, "worker gone").expect("requeue")), [0]);
+        let (attempt, _) = run.start(0).expect("restart");
+        assert_eq!(attempt, 2);
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        assert!(run.start(1).is_err(), "waiting step cannot start");
+        assert!(run.finish(0, Outcome::Succeeded).is_err(), "queued step cannot finish");
+        assert!(run.requeue(0, "x").is_err());
+    }
+
+    #[test]
+    fn restore_recomputes_unmet_dependencies() {
+        let spec = diamond();
+        let status = |state, attempt| StepStatus { state, attempt };
+        let mut run = TaskRun::restore(
+            &spec,
+            TaskState::Running,
+            vec![
+                status(Succeeded, 1),
+                status(Succeeded, 1),
+                status(Running, 1),
+                status(Waiting, 0),
+            ],
+        );
+        assert_eq!(queued_by(&run.finish(2, Outcome::Succeeded).expect("finish")), [3]);
+    }
+}

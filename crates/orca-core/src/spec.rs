@@ -1,0 +1,157 @@
+//! What a user submits: a task and its steps. The YAML task file, the proto
+//! `TaskSpec` and (later) the Kubernetes `Task` spec all have this shape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Higher runs first; ties go to the oldest task.
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepSpec {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Capabilities a worker must advertise to run this step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// Exactly one runtime is set; validation says so when not. Kept as one
+    /// optional field per runtime (not a serde enum) so the YAML reads
+    /// `shell: {...}` and the Kubernetes schema stays a plain object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noop: Option<NoopSpec>,
+}
+
+/// How a step runs: a borrowed view of the one runtime a valid step sets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Runtime<'a> {
+    Shell(&'a ShellSpec),
+    /// Succeeds at once with no output: measures orca's own overhead.
+    Noop,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShellSpec {
+    /// argv: the program and its arguments, never a shell string.
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopSpec {}
+
+impl Runtime<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runtime::Shell(_) => "shell",
+            Runtime::Noop => "noop",
+        }
+    }
+}
+
+impl StepSpec {
+    /// The runtime, when exactly one is set.
+    pub fn runtime(&self) -> Option<Runtime<'_>> {
+        match (&self.shell, &self.noop) {
+            (Some(shell), None) => Some(Runtime::Shell(shell)),
+            (None, Some(_)) => Some(Runtime::Noop),
+            _ => None,
+        }
+    }
+
+    /// How many runtimes the step sets (valid: exactly one).
+    pub fn runtime_count(&self) -> usize {
+        usize::from(self.shell.is_some()) + usize::from(self.noop.is_some())
+    }
+
+    /// A shell step, for tests and examples.
+    pub fn shell(id: &str, command: &[&str]) -> Self {
+        StepSpec {
+            id: id.to_string(),
+            depends_on: Vec::new(),
+            needs: Vec::new(),
+            shell: Some(ShellSpec {
+                command: command.iter().map(|s| s.to_string()).collect(),
+                env: BTreeMap::new(),
+            }),
+            noop: None,
+        }
+    }
+
+    /// A no-op step, for tests and benchmarks.
+    pub fn noop(id: &str) -> Self {
+        StepSpec {
+            id: id.to_string(),
+            depends_on: Vec::new(),
+            needs: Vec::new(),
+            shell: None,
+            noop: Some(NoopSpec {}),
+        }
+    }
+
+    pub fn after(mut self, deps: &[&str]) -> Self {
+        self.depends_on = deps.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn needing(mut self, capabilities: &[&str]) -> Self {
+        self.needs = capabilities.iter().map(|s| s.to_string()).collect();
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_task_file_parses_with_camel_case_fields() {
+        let yaml = r#"
+name: demo
+labels: {team: infra}
+priority: 5
+steps:
+  - id: a
+    shell: {command: [echo, hi], env: {X: "1"}}
+  - id: b
+    dependsOn: [a]
+    needs: [gpu]
+    noop: {}
+"#;
+        let spec: TaskSpec = serde_yaml::from_str(yaml).expect("parses");
+        assert_eq!(spec.priority, 5);
+        assert_eq!(spec.steps[1].depends_on, vec!["a"]);
+        assert_eq!(spec.steps[1].runtime(), Some(Runtime::Noop));
+        match spec.steps[0].runtime() {
+            Some(Runtime::Shell(s)) => assert_eq!(s.command, vec!["echo", "hi"]),
+            other => panic!("unexpected runtime {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let yaml = "name: x\nsteps:\n  - id: a\n    dependson: [b]\n    noop: {}\n";
+        let err = serde_yaml::from_str::<TaskSpec>(yaml)
+            .expect_err("typo must not pass")
+            .to_string();
+        assert!(err.contains("dependson"), "{err}");
+    }
+}

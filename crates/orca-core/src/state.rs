@@ -1,0 +1,205 @@
+//! Task and step states, and the events that record every change of them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Microseconds since the Unix epoch. The engine reads the clock; core only
+/// carries the value, so its logic stays deterministic under test.
+pub type Micros = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Waiting,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl StepState {
+    pub const ALL: [StepState; 7] = [
+        StepState::Waiting,
+        StepState::Queued,
+        StepState::Running,
+        StepState::Succeeded,
+        StepState::Failed,
+        StepState::Cancelled,
+        StepState::Skipped,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepState::Succeeded | StepState::Failed | StepState::Cancelled | StepState::Skipped
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Waiting => "waiting",
+            StepState::Queued => "queued",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Cancelled => "cancelled",
+            StepState::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for StepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        TaskState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| Error::UnknownState(s.to_string()))
+    }
+}
+
+impl FromStr for StepState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        StepState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| Error::UnknownState(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One entry of a task's event log. `seq` counts 1, 2, 3... per task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub task_id: String,
+    pub seq: u64,
+    pub at: Micros,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum EventKind {
+    TaskState {
+        state: TaskState,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    StepState {
+        step: String,
+        state: StepState,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        worker: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    Progress {
+        step: String,
+        attempt: u32,
+        fraction: f32,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    Log {
+        step: String,
+        attempt: u32,
+        stream: LogStream,
+        line: String,
+    },
+}
+
+impl EventKind {
+    /// The store keeps the event's kind in a column of its own, for filtering.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::TaskState { .. } => "taskState",
+            EventKind::StepState { .. } => "stepState",
+            EventKind::Progress { .. } => "progress",
+            EventKind::Log { .. } => "log",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in TaskState::ALL {
+            assert_eq!(state.as_str().parse::<TaskState>(), Ok(state));
+        }
+        for state in StepState::ALL {
+            assert_eq!(state.as_str().parse::<StepState>(), Ok(state));
+        }
+        assert!("bogus".parse::<TaskState>().is_err());
+    }
+
+    #[test]
+    fn terminal_states() {
+        assert!(!TaskState::Running.is_terminal());
+        assert!(TaskState::Cancelled.is_terminal());
+        assert!(StepState::Skipped.is_terminal());
+        assert!(!StepState::Queued.is_terminal());
+    }
+}

@@ -1,0 +1,437 @@
+//! DAG validation: every rejection names the field (`steps[2].dependsOn[0]`)
+//! and the step, so a user can fix the file without guessing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::Error;
+use crate::spec::{Runtime, StepSpec, TaskSpec};
+
+/// Size limits on submitted tasks. The defaults keep one task's record small
+/// enough to load, log and send around without thinking about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_steps: usize,
+    pub max_name_bytes: usize,
+    pub max_labels: usize,
+    pub max_label_key_bytes: usize,
+    pub max_label_value_bytes: usize,
+    pub max_step_id_bytes: usize,
+    pub max_needs: usize,
+    pub max_capability_bytes: usize,
+    /// All arguments of one command together.
+    pub max_command_bytes: usize,
+    /// All keys and values of one step's environment together.
+    pub max_env_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_steps: 1000,
+            max_name_bytes: 253,
+            max_labels: 64,
+            max_label_key_bytes: 128,
+            max_label_value_bytes: 256,
+            max_step_id_bytes: 63,
+            max_needs: 32,
+            max_capability_bytes: 63,
+            max_command_bytes: 64 * 1024,
+            max_env_bytes: 64 * 1024,
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks a task: shape, sizes, references and acyclicity.
+pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
+    if spec.name.len() > limits.max_name_bytes {
+        return Err(invalid(
+            "name",
+            format!("is {} bytes; the limit is {}", spec.name.len(), limits.max_name_bytes),
+        ));
+    }
+    validate_labels(&spec.labels, limits)?;
+    if spec.steps.is_empty() {
+        return Err(invalid("steps", "a task needs at least one step"));
+    }
+    if spec.steps.len() > limits.max_steps {
+        return Err(invalid(
+            "steps",
+            format!("has {} steps; the limit is {}", spec.steps.len(), limits.max_steps),
+        ));
+    }
+
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(spec.steps.len());
+    for (i, step) in spec.steps.iter().enumerate() {
+        validate_step_id(i, &step.id, limits)?;
+        if let Some(first) = index.insert(step.id.as_str(), i) {
+            return Err(invalid(
+                format!("steps[{i}].id"),
+                format!("step id {:?} is already used by steps[{first}]", step.id),
+            ));
+        }
+    }
+    for (i, step) in spec.steps.iter().enumerate() {
+        validate_step(i, step, &index, limits)?;
+    }
+    check_acyclic(spec, &index)
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>, limits: &Limits) -> Result<(), Error> {
+    if labels.len() > limits.max_labels {
+        return Err(invalid(
+            "labels",
+            format!("has {} labels; the limit is {}", labels.len(), limits.max_labels),
+        ));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > limits.max_label_key_bytes {
+            return Err(invalid(
+                format!("labels[{key:?}]"),
+                format!("a label key must be 1 to {} bytes", limits.max_label_key_bytes),
+            ));
+        }
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            return Err(invalid(
+                format!("labels[{key:?}]"),
+                "a label key may hold only letters, digits, '-', '_', '.' and '/'",
+            ));
+        }
+        if value.len() > limits.max_label_value_bytes {
+            return Err(invalid(
+                format!("labels[{key:?}]"),
+                format!(
+                    "the value is {} bytes; the limit is {}",
+                    value.len(),
+                    limits.max_label_value_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_step_id(i: usize, id: &str, limits: &Limits) -> Result<(), Error> {
+    let field = format!("steps[{i}].id");
+    if id.is_empty() {
+        return Err(invalid(field, "a step needs an id"));
+    }
+    if id.len() > limits.max_step_id_bytes {
+        return Err(invalid(
+            field,
+            format!("step id {id:?} is {} bytes; the limit is {}", id.len(), limits.max_step_id_bytes),
+        ));
+    }
+    let well_formed = id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !well_formed {
+        return Err(invalid(
+            field,
+            format!(
+                "step id {id:?} must start with a lowercase letter or digit and hold only those, '-' and '_'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_step(
+    i: usize,
+    step: &StepSpec,
+    index: &HashMap<&str, usize>,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let id = &step.id;
+    let mut seen = HashSet::new();
+    for (d, dep) in step.depends_on.iter().enumerate() {
+        let field = format!("steps[{i}].dependsOn[{d}]");
+        if dep == id {
+            return Err(invalid(field, format!("step {id:?} depends on itself")));
+        }
+        if !index.contains_key(dep.as_str()) {
+            return Err(invalid(
+                field,
+                format!("step {id:?} depends on {dep:?}, which is not a step of this task"),
+            ));
+        }
+        if !seen.insert(dep) {
+            return Err(invalid(field, format!("step {id:?} lists {dep:?} twice")));
+        }
+    }
+
+    if step.needs.len() > limits.max_needs {
+        return Err(invalid(
+            format!("steps[{i}].needs"),
+            format!("step {id:?} needs {} capabilities; the limit is {}", step.needs.len(), limits.max_needs),
+        ));
+    }
+    for (n, capability) in step.needs.iter().enumerate() {
+        validate_capability(capability, limits)
+            .map_err(|message| invalid(format!("steps[{i}].needs[{n}]"), format!("step {id:?}: {message}")))?;
+    }
+
+    match step.runtime() {
+        None if step.runtime_count() == 0 => Err(invalid(
+            format!("steps[{i}]"),
+            format!("step {id:?} sets no runtime; set one of: shell, noop"),
+        )),
+        None => Err(invalid(
+            format!("steps[{i}]"),
+            format!("step {id:?} sets more than one runtime; set exactly one of: shell, noop"),
+        )),
+        Some(Runtime::Noop) => Ok(()),
+        Some(Runtime::Shell(shell)) => {
+            let field = format!("steps[{i}].shell.command");
+            if shell.command.first().is_none_or(|program| program.is_empty()) {
+                return Err(invalid(field, format!("step {id:?} needs a program to run")));
+            }
+            if shell.command.iter().any(|arg| arg.contains('\0')) {
+                return Err(invalid(field, format!("step {id:?}: an argument holds a NUL byte")));
+            }
+            let bytes: usize = shell.command.iter().map(String::len).sum();
+            if bytes > limits.max_command_bytes {
+                return Err(invalid(
+                    field,
+                    format!("step {id:?}: the command is {bytes} bytes; the limit is {}", limits.max_command_bytes),
+                ));
+            }
+            let field = format!("steps[{i}].shell.env");
+            for key in shell.env.keys() {
+                if key.is_empty() || key.contains(['=', '\0']) {
+                    return Err(invalid(
+                        format!("{field}[{key:?}]"),
+                        format!("step {id:?}: an environment variable name must be non-empty, without '=' or NUL"),
+                    ));
+                }
+            }
+            if shell.env.values().any(|v| v.contains('\0')) {
+                return Err(invalid(field, format!("step {id:?}: a value holds a NUL byte")));
+            }
+            let bytes: usize = shell.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if bytes > limits.max_env_bytes {
+                return Err(invalid(
+                    field,
+                    format!("step {id:?}: the environment is {bytes} bytes; the limit is {}", limits.max_env_bytes),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Capability names are what workers advertise: short, plain tokens.
+pub fn validate_capability(capability: &str, limits: &Limits) -> Result<(), String> {
+    if capability.is_empty() || capability.len() > limits.max_capability_bytes {
+        return Err(format!(
+            "a capability must be 1 to {} bytes",
+            limits.max_capability_bytes
+        ));
+    }
+    if !capability
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+    {
+        return Err(format!(
+            "capability {capability:?} may hold only letters, digits, '-', '_', '.', '/' and ':'"
+        ));
+    }
+    Ok(())
+}
+
+/// Depth-first search; on a cycle, names its steps in order.
+fn check_acyclic(spec: &TaskSpec, index: &HashMap<&str, usize>) -> Result<(), Error> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks = vec![Mark::New; spec.steps.len()];
+    for root in 0..spec.steps.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // Explicit stack of (step, next dependency to visit): deep DAGs must
+        // not overflow the thread's stack.
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        marks[root] = Mark::OnPath;
+        while let Some((node, next)) = stack.last_mut() {
+            let node = *node;
+            match spec.steps[node].depends_on.get(*next) {
+                None => {
+                    marks[node] = Mark::Done;
+                    stack.pop();
+                }
+                Some(dep) => {
+                    *next += 1;
+                    let dep = index[dep.as_str()];
+                    match marks[dep] {
+                        Mark::Done => {}
+                        Mark::New => {
+                            marks[dep] = Mark::OnPath;
+                            stack.push((dep, 0));
+                        }
+                        Mark::OnPath => {
+                            let start = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                            let mut path: Vec<&str> =
+                                stack[start..].iter().map(|(n, _)| spec.steps[*n].id.as_str()).collect();
+                            path.push(spec.steps[dep].id.as_str());
+                            return Err(invalid(
+                                format!("steps[{dep}].dependsOn"),
+                                format!("the dependencies form a cycle: {}", path.join(" -> ")),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ShellSpec;
+
+    fn task(steps: Vec<StepSpec>) -> TaskSpec {
+        TaskSpec {
+            name: "t".into(),
+            steps,
+            ..TaskSpec::default()
+        }
+    }
+
+    fn rejected(spec: &TaskSpec) -> (String, String) {
+        match validate(spec, &Limits::default()) {
+            Err(Error::Invalid { field, message }) => (field, message),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fan_out_fan_in_is_valid() {
+        let spec = task(vec![
+            StepSpec::noop("split"),
+            StepSpec::noop("a").after(&["split"]),
+            StepSpec::noop("b").after(&["split"]),
+            StepSpec::noop("c").after(&["split"]),
+            StepSpec::noop("join").after(&["a", "b", "c"]),
+        ]);
+        assert_eq!(validate(&spec, &Limits::default()), Ok(()));
+    }
+
+    #[test]
+    fn empty_task_is_rejected() {
+        assert_eq!(rejected(&task(vec![])).0, "steps");
+    }
+
+    #[test]
+    fn duplicate_step_id_names_both_places() {
+        let (field, message) = rejected(&task(vec![StepSpec::noop("a"), StepSpec::noop("a")]));
+        assert_eq!(field, "steps[1].id");
+        assert!(message.contains("steps[0]"), "{message}");
+    }
+
+    #[test]
+    fn missing_dependency_names_step_and_field() {
+        let (field, message) =
+            rejected(&task(vec![StepSpec::noop("a"), StepSpec::noop("b").after(&["a", "zz"])]));
+        assert_eq!(field, "steps[1].dependsOn[1]");
+        assert!(message.contains("\"b\"") && message.contains("\"zz\""), "{message}");
+    }
+
+    #[test]
+    fn self_dependency_is_rejected() {
+        let (field, _) = rejected(&task(vec![StepSpec::noop("a").after(&["a"])]));
+        assert_eq!(field, "steps[0].dependsOn[0]");
+    }
+
+    #[test]
+    fn cycle_is_reported_with_its_path() {
+        let (field, message) = rejected(&task(vec![
+            StepSpec::noop("a"),
+            StepSpec::noop("b").after(&["a", "d"]),
+            StepSpec::noop("c").after(&["b"]),
+            StepSpec::noop("d").after(&["c"]),
+        ]));
+        assert!(field.ends_with(".dependsOn"), "{field}");
+        assert!(message.contains("cycle"), "{message}");
+        for id in ["b", "c", "d"] {
+            assert!(message.contains(id), "{message}");
+        }
+        assert!(!message.contains("a ->"), "a is not on the cycle: {message}");
+    }
+
+    #[test]
+    fn deep_chain_does_not_overflow() {
+        let mut steps = vec![StepSpec::noop("s0")];
+        for i in 1..1000 {
+            let prev = format!("s{}", i - 1);
+            steps.push(StepSpec::noop(&format!("s{i}")).after(&[prev.as_str()]));
+        }
+        assert_eq!(validate(&task(steps), &Limits::default()), Ok(()));
+    }
+
+    #[test]
+    fn bad_step_ids_are_rejected() {
+        for id in ["", "Upper", "-lead", "has space", &"x".repeat(64)] {
+            let (field, _) = rejected(&task(vec![StepSpec::noop(id)]));
+            assert_eq!(field, "steps[0].id", "id {id:?}");
+        }
+    }
+
+    #[test]
+    fn runtime_must_be_exactly_one() {
+        let mut none = StepSpec::noop("a");
+        none.noop = None;
+        assert!(rejected(&task(vec![none])).1.contains("no runtime"));
+        let mut both = StepSpec::noop("a");
+        both.shell = Some(ShellSpec {
+            command: vec!["true".into()],
+            ..ShellSpec::default()
+        });
+        assert!(rejected(&task(vec![both])).1.contains("more than one"));
+    }
+
+    #[test]
+    fn empty_command_is_rejected() {
+        let (field, _) = rejected(&task(vec![StepSpec::shell("a", &[])]));
+        assert_eq!(field, "steps[0].shell.command");
+    }
+
+    #[test]
+    fn oversized_fields_name_the_limit() {
+        let limits = Limits::default();
+        let mut spec = task(vec![StepSpec::noop("a")]);
+        spec.name = "n".repeat(limits.max_name_bytes + 1);
+        assert_eq!(rejected(&spec).0, "name");
+
+        let big = "x".repeat(limits.max_command_bytes);
+        let spec = task(vec![StepSpec::shell("a", &["echo", &big])]);
+        let (field, message) = rejected(&spec);
+        assert_eq!(field, "steps[0].shell.command");
+        assert!(message.contains("limit"), "{message}");
+
+        let mut spec = task(vec![StepSpec::noop("a")]);
+        spec.labels.insert("k".into(), "v".repeat(limits.max_label_value_bytes + 1));
+        assert_eq!(rejected(&spec).0, "labels[\"k\"]");
+
+        let steps = (0..=limits.max_steps).map(|i| StepSpec::noop(&format!("s{i}"))).collect();
+        assert_eq!(rejected(&task(steps)).0, "steps");
+    }
+
+    #[test]
+    fn bad_capability_is_rejected() {
+        let (field, _) = rejected(&task(vec![StepSpec::noop("a").needing(&["has space"])]));
+        assert_eq!(field, "steps[0].needs[0]");
+    }
+}

@@ -1,0 +1,178 @@
+//! orca's persistence behind one trait, [`Store`]. SQLite is the embedded
+//! default; PostgreSQL will implement the same trait for clusters.
+//!
+//! Writes are ordered: whatever is handed to the store first commits first,
+//! and a write's answer arrives only after its transaction committed. That is
+//! what lets the control plane decide in memory, then reveal each decision to
+//! clients and workers only once it is durable.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use orca_core::{Event, Micros, StepState, TaskSpec, TaskState};
+use tokio::sync::oneshot;
+
+pub use sqlite::{Durability, SqliteStore};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite refused or failed an operation.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value could not be read back (a bug or a damaged file).
+    #[error("corrupt record {what}: {source}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored state name is unknown to this build.
+    #[error("corrupt record: {0}")]
+    UnknownValue(#[from] orca_core::Error),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer has stopped: the store is shutting down or failed before.
+    #[error("the store is closed")]
+    Closed,
+    /// A background read task failed to run.
+    #[error("store task failed: {0}")]
+    Join(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A task to create, with its first events.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: String,
+    pub spec: TaskSpec,
+    pub idempotency_key: Option<String>,
+    pub created_at: Micros,
+    pub state: TaskState,
+    /// One per step of the spec, in order.
+    pub step_states: Vec<StepState>,
+    pub events: Vec<Event>,
+}
+
+/// What a create did: made the task, or found the one with the same
+/// idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(String),
+    Existing(String),
+}
+
+impl Created {
+    pub fn id(&self) -> &str {
+        match self {
+            Created::New(id) | Created::Existing(id) => id,
+        }
+    }
+}
+
+/// One change to stored state. `None` leaves a field as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Task {
+        id: String,
+        state: TaskState,
+        message: String,
+        started_at: Option<Micros>,
+        finished_at: Option<Micros>,
+    },
+    Step(StepWrite),
+    Progress {
+        task_id: String,
+        step_id: String,
+        fraction: f32,
+        message: String,
+    },
+    Event(Event),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepWrite {
+    pub task_id: String,
+    pub step_id: String,
+    pub state: Option<StepState>,
+    pub attempt: Option<u32>,
+    pub worker: Option<String>,
+    pub started_at: Option<Micros>,
+    pub finished_at: Option<Micros>,
+    pub output_json: Option<String>,
+    pub error: Option<String>,
+    /// `Some(None)` clears the exit code.
+    pub exit_code: Option<Option<i32>>,
+    pub progress: Option<(f32, String)>,
+}
+
+/// A stored task. `steps` is empty in listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: String,
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    pub idempotency_key: Option<String>,
+    pub message: String,
+    pub created_at: Micros,
+    pub started_at: Micros,
+    pub finished_at: Micros,
+    pub steps: Vec<StepRecord>,
+    /// The sequence number of the task's newest event.
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub id: String,
+    pub state: StepState,
+    pub attempt: u32,
+    pub worker: String,
+    pub started_at: Micros,
+    pub finished_at: Micros,
+    pub progress: f32,
+    pub progress_message: String,
+    pub output_json: String,
+    pub error: String,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskQuery {
+    /// Any of these states; all when empty.
+    pub states: Vec<TaskState>,
+    /// Every one of these labels with this value.
+    pub labels: Vec<(String, String)>,
+    pub page_size: usize,
+    /// Tasks older than this id (ids sort by creation time).
+    pub before_id: Option<String>,
+}
+
+/// Resolves once a write has committed (or failed).
+pub type Commit = oneshot::Receiver<Result<()>>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates tasks in one transaction; answers after the commit.
+    async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>>;
+
+    /// Queues writes behind every earlier one; the returned [`Commit`]
+    /// resolves when they are durable. Never blocks.
+    fn write(&self, batch: Vec<Write>) -> Commit;
+
+    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;
+
+    async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>>;
+
+    /// Up to `limit` events of a task with `seq > after`, in order.
+    async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// Every task not yet finished, with steps, for recovery after a restart.
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>>;
+}

@@ -1,0 +1,723 @@
+//! The SQLite store: one file in WAL mode, one writer thread that commits
+//! whatever has queued up in a single transaction (group commit), and a small
+//! pool of reader connections that never wait for the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orca_core::{Event, EventKind, StepState, TaskSpec, TaskState};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Commit, Created, Error, NewTask, Result, StepRecord, StepWrite, Store, TaskQuery, TaskRecord,
+    Write,
+};
+
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Committed data survives a crash of orca (kill -9) but may lose the
+    /// last commits if the machine loses power. SQLite's `synchronous=NORMAL`.
+    #[default]
+    Process,
+    /// Every commit is fsynced: survives power loss, at a cost per commit
+    /// (shared by all writes that commit together). `synchronous=FULL`.
+    Machine,
+}
+
+/// Most jobs committed in one transaction: bounds the latency a burst adds.
+const MAX_GROUP: usize = 512;
+const READERS: usize = 4;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    priority        INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    spec            TEXT NOT NULL,
+    labels          TEXT NOT NULL,
+    message         TEXT NOT NULL DEFAULT '',
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER NOT NULL DEFAULT 0,
+    finished_at     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state, id);
+CREATE TABLE IF NOT EXISTS steps (
+    task_id          TEXT NOT NULL,
+    step_id          TEXT NOT NULL,
+    position         INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    worker           TEXT NOT NULL DEFAULT '',
+    started_at       INTEGER NOT NULL DEFAULT 0,
+    finished_at      INTEGER NOT NULL DEFAULT 0,
+    progress         REAL NOT NULL DEFAULT 0,
+    progress_message TEXT NOT NULL DEFAULT '',
+    output           TEXT NOT NULL DEFAULT '',
+    error            TEXT NOT NULL DEFAULT '',
+    exit_code        INTEGER,
+    PRIMARY KEY (task_id, step_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    task_id TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+) WITHOUT ROWID;
+";
+
+enum Job {
+    Create(Vec<NewTask>, oneshot::Sender<Result<Vec<Created>>>),
+    Write(Vec<Write>, oneshot::Sender<Result<()>>),
+}
+
+pub struct SqliteStore {
+    jobs: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `orca.db` in `data_dir`.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join("orca.db");
+        let writer = open_connection(&path, durability)?;
+        writer.execute_batch(SCHEMA)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path, durability))
+            .collect::<Result<Vec<_>>>()?;
+        let (jobs, queue) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("orca-store-writer".into())
+            .spawn(move || run_writer(writer, queue))
+            .map_err(|source| Error::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+        Ok(SqliteStore {
+            jobs,
+            readers: Arc::new(Mutex::new(readers)),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a read on a pooled connection off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map_err(|_| Error::Closed)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&path, Durability::Process)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Join(e.to_string()))?
+    }
+}
+
+fn open_connection(path: &Path, durability: Durability) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Machine => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    Ok(conn)
+}
+
+/// The writer loop: take every job that has queued up (up to a bound),
+/// commit them in one transaction, then answer each in order.
+fn run_writer(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = queue.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, &mut group);
+    }
+}
+
+enum Answer {
+    Created(oneshot::Sender<Result<Vec<Created>>>, Result<Vec<Created>>),
+    Written(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
+    let mut answers = Vec::with_capacity(group.len());
+    let outcome = (|| -> Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for job in group.drain(..) {
+            tx.execute_batch("SAVEPOINT job")?;
+            match job {
+                Job::Create(tasks, reply) => {
+                    let result = create_tasks(&tx, &tasks);
+                    end_savepoint(&tx, result.is_ok())?;
+                    answers.push(Answer::Created(reply, result));
+                }
+                Job::Write(writes, reply) => {
+                    let result = apply_writes(&tx, &writes);
+                    end_savepoint(&tx, result.is_ok())?;
+                    answers.push(Answer::Written(reply, result));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    for answer in answers {
+        // A receiver that is gone no longer cares; nothing to do then.
+        match (answer, &outcome) {
+            (Answer::Created(reply, result), Ok(())) => drop(reply.send(result)),
+            (Answer::Written(reply, result), Ok(())) => drop(reply.send(result)),
+            (Answer::Created(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
+            (Answer::Written(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
+        }
+    }
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "store commit failed");
+    }
+}
+
+fn commit_failed(e: &Error) -> Error {
+    match e {
+        Error::Sqlite(e) => Error::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            Some(format!("commit failed: {e}")),
+        )),
+        _ => Error::Closed,
+    }
+}
+
+/// Ends the savepoint a job ran in: keeps its changes, or undoes them so
+/// one bad job fails alone while the rest of the group commits.
+fn end_savepoint(conn: &Connection, keep: bool) -> Result<()> {
+    if keep {
+        conn.execute_batch("RELEASE job")?;
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| Error::Corrupt {
+        what: what.to_string(),
+        source,
+    })
+}
+
+fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
+    let mut created = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Some(key) = &task.idempotency_key {
+            let existing: Option<String> = conn
+                .prepare_cached("SELECT id FROM tasks WHERE idempotency_key = ?1")?
+                .query_row([key], |row| row.get(0))
+                .optional()?;
+            if let Some(id) = existing {
+                created.push(Created::Existing(id));
+                continue;
+            }
+        }
+        conn.prepare_cached(
+            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            task.id,
+            task.spec.name,
+            task.spec.priority,
+            task.state.as_str(),
+            task.idempotency_key,
+            to_json(&task.spec, "task spec")?,
+            to_json(&task.spec.labels, "labels")?,
+            task.created_at,
+        ])?;
+        let mut insert_step = conn.prepare_cached(
+            "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
+            insert_step.execute(params![task.id, step.id, position as i64, state.as_str()])?;
+        }
+        for event in &task.events {
+            insert_event(conn, event)?;
+        }
+        created.push(Created::New(task.id.clone()));
+    }
+    Ok(created)
+}
+
+fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
+    conn.prepare_cached("INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![
+            event.task_id,
+            event.seq as i64,
+            event.at,
+            event.kind.name(),
+            to_json(&event.kind, "event")?,
+        ])?;
+    Ok(())
+}
+
+fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
+    for write in writes {
+        match write {
+            Write::Task {
+                id,
+                state,
+                message,
+                started_at,
+                finished_at,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE tasks SET state = ?2, message = ?3,
+                        started_at = COALESCE(?4, started_at),
+                        finished_at = COALESCE(?5, finished_at)
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, state.as_str(), message, started_at, finished_at])?;
+            }
+            Write::Step(step) => update_step(conn, step)?,
+            Write::Progress {
+                task_id,
+                step_id,
+                fraction,
+                message,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE steps SET progress = ?3, progress_message = ?4
+                     WHERE task_id = ?1 AND step_id = ?2",
+                )?
+                .execute(params![task_id, step_id, f64::from(*fraction), message])?;
+            }
+            Write::Event(event) => insert_event(conn, event)?,
+        }
+    }
+    Ok(())
+}
+
+fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
+    let (progress, progress_message) = match &step.progress {
+        Some((fraction, message)) => (Some(f64::from(*fraction)), Some(message.as_str())),
+        None => (None, None),
+    };
+    let (set_exit, exit_code) = match step.exit_code {
+        Some(code) => (true, code),
+        None => (false, None),
+    };
+    conn.prepare_cached(
+        "UPDATE steps SET
+            state = COALESCE(?3, state),
+            attempt = COALESCE(?4, attempt),
+            worker = COALESCE(?5, worker),
+            started_at = COALESCE(?6, started_at),
+            finished_at = COALESCE(?7, finished_at),
+            output = COALESCE(?8, output),
+            error = COALESCE(?9, error),
+            exit_code = CASE WHEN ?10 THEN ?11 ELSE exit_code END,
+            progress = COALESCE(?12, progress),
+            progress_message = COALESCE(?13, progress_message)
+         WHERE task_id = ?1 AND step_id = ?2",
+    )?
+    .execute(params![
+        step.task_id,
+        step.step_id,
+        step.state.map(StepState::as_str),
+        step.attempt,
+        step.worker,
+        step.started_at,
+        step.finished_at,
+        step.output_json,
+        step.error,
+        set_exit,
+        exit_code,
+        progress,
+        progress_message,
+    ])?;
+    Ok(())
+}
+
+const TASK_COLUMNS: &str =
+    "id, state, idempotency_key, spec, message, created_at, started_at, finished_at";
+
+fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, String)> {
+    let state: String = row.get(1)?;
+    let spec: String = row.get(3)?;
+    Ok((
+        TaskRecord {
+            id: row.get(0)?,
+            spec: TaskSpec::default(),
+            state: TaskState::Queued,
+            idempotency_key: row.get(2)?,
+            message: row.get(4)?,
+            created_at: row.get(5)?,
+            started_at: row.get(6)?,
+            finished_at: row.get(7)?,
+            steps: Vec::new(),
+            last_seq: 0,
+        },
+        state,
+        spec,
+    ))
+}
+
+/// Finishes a row read by [`read_task`]: parses its state and spec.
+fn decode_task((mut task, state, spec): (TaskRecord, String, String)) -> Result<TaskRecord> {
+    task.state = state.parse()?;
+    task.spec = serde_json::from_str(&spec).map_err(|source| Error::Corrupt {
+        what: format!("task {} spec", task.id),
+        source,
+    })?;
+    Ok(task)
+}
+
+fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT step_id, state, attempt, worker, started_at, finished_at, progress,
+                progress_message, output, error, exit_code
+         FROM steps WHERE task_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([&task.id], |row| {
+        let state: String = row.get(1)?;
+        Ok((
+            StepRecord {
+                id: row.get(0)?,
+                state: StepState::Waiting,
+                attempt: row.get(2)?,
+                worker: row.get(3)?,
+                started_at: row.get(4)?,
+                finished_at: row.get(5)?,
+                progress: row.get::<_, f64>(6)? as f32,
+                progress_message: row.get(7)?,
+                output_json: row.get(8)?,
+                error: row.get(9)?,
+                exit_code: row.get(10)?,
+            },
+            state,
+        ))
+    })?;
+    task.steps.clear();
+    for row in rows {
+        let (mut step, state) = row?;
+        step.state = state.parse()?;
+        task.steps.push(step);
+    }
+    task.last_seq = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?1")?
+        .query_row([&task.id], |row| row.get::<_, i64>(0))? as u64;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Create(tasks, reply)).map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    fn write(&self, batch: Vec<Write>) -> Commit {
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(Job::Write(_, reply))) = self.jobs.send(Job::Write(batch, reply)) {
+            drop(reply.send(Err(Error::Closed)));
+        }
+        answer
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+                .query_row([&id], read_task)
+                .optional()?;
+            let Some(row) = row else { return Ok(None) };
+            let mut task = decode_task(row)?;
+            load_steps(conn, &mut task)?;
+            Ok(Some(task))
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            if !query.states.is_empty() {
+                let marks = vec!["?"; query.states.len()].join(", ");
+                sql.push_str(&format!(" AND state IN ({marks})"));
+                args.extend(query.states.iter().map(|s| Box::new(s.as_str()) as Box<dyn rusqlite::ToSql>));
+            }
+            for (key, value) in &query.labels {
+                sql.push_str(" AND json_extract(labels, ?) = ?");
+                // Quoted, so keys with dots or slashes are one path element.
+                let path = format!("$.\"{}\"", key.replace('"', ""));
+                args.push(Box::new(path));
+                args.push(Box::new(value.clone()));
+            }
+            if let Some(before) = &query.before_id {
+                sql.push_str(" AND id < ?");
+                args.push(Box::new(before.clone()));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(Box::new(query.page_size as i64));
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), read_task)?;
+            let mut tasks = Vec::new();
+            for row in rows {
+                tasks.push(decode_task(row?)?);
+            }
+            Ok(tasks)
+        })
+        .await
+    }
+
+    async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let task_id = task_id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, body FROM events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![task_id, after as i64, limit as i64], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?))
+            })?;
+            let mut events = Vec::new();
+            for row in rows {
+                let (seq, at, body) = row?;
+                let kind: EventKind = serde_json::from_str(&body).map_err(|source| Error::Corrupt {
+                    what: format!("event {task_id}/{seq}"),
+                    source,
+                })?;
+                events.push(Event {
+                    task_id: task_id.clone(),
+                    seq: seq as u64,
+                    at,
+                    kind,
+                });
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running') ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([], read_task)?;
+            let mut tasks = Vec::new();
+            for row in rows {
+                let mut task = decode_task(row?)?;
+                load_steps(conn, &mut task)?;
+                tasks.push(task);
+            }
+            Ok(tasks)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orca_core::StepSpec;
+
+    fn new_task(id: &str, key: Option<&str>) -> NewTask {
+        let spec = TaskSpec {
+            name: format!("task {id}"),
+            steps: vec![StepSpec::noop("a"), StepSpec::noop("b").after(&["a"])],
+            ..TaskSpec::default()
+        };
+        NewTask {
+            id: id.to_string(),
+            spec,
+            idempotency_key: key.map(str::to_string),
+            created_at: 1,
+            state: TaskState::Queued,
+            step_states: vec![StepState::Queued, StepState::Waiting],
+            events: vec![Event {
+                task_id: id.to_string(),
+                seq: 1,
+                at: 1,
+                kind: EventKind::TaskState {
+                    state: TaskState::Queued,
+                    message: String::new(),
+                },
+            }],
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn created_task_reads_back_with_steps_and_events() {
+        let (_dir, store) = store();
+        let created = store.create_tasks(vec![new_task("t1", None)]).await.expect("create");
+        assert_eq!(created, [Created::New("t1".into())]);
+        let task = store.get_task("t1").await.expect("get").expect("exists");
+        assert_eq!(task.steps.len(), 2);
+        assert_eq!(task.steps[1].state, StepState::Waiting);
+        assert_eq!(task.last_seq, 1);
+        assert_eq!(store.events_after("t1", 0, 10).await.expect("events").len(), 1);
+        assert!(store.get_task("nope").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn idempotency_key_returns_the_first_task() {
+        let (_dir, store) = store();
+        store.create_tasks(vec![new_task("t1", Some("k"))]).await.expect("create");
+        let again = store
+            .create_tasks(vec![new_task("t2", Some("k")), new_task("t3", Some("k"))])
+            .await
+            .expect("create");
+        assert_eq!(again, [Created::Existing("t1".into()), Created::Existing("t1".into())]);
+        assert!(store.get_task("t2").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn writes_apply_in_order_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = SqliteStore::open(dir.path(), Durability::Machine).expect("open");
+            store.create_tasks(vec![new_task("t1", None)]).await.expect("create");
+            let first = store.write(vec![Write::Step(StepWrite {
+                task_id: "t1".into(),
+                step_id: "a".into(),
+                state: Some(StepState::Running),
+                attempt: Some(1),
+                worker: Some("w1".into()),
+                ..StepWrite::default()
+            })]);
+            let second = store.write(vec![
+                Write::Step(StepWrite {
+                    task_id: "t1".into(),
+                    step_id: "a".into(),
+                    state: Some(StepState::Succeeded),
+                    output_json: Some("{\"n\":1}".into()),
+                    exit_code: Some(Some(0)),
+                    ..StepWrite::default()
+                }),
+                Write::Task {
+                    id: "t1".into(),
+                    state: TaskState::Running,
+                    message: String::new(),
+                    started_at: Some(5),
+                    finished_at: None,
+                },
+            ]);
+            first.await.expect("answer").expect("commit");
+            second.await.expect("answer").expect("commit");
+        }
+        let store = SqliteStore::open(dir.path(), Durability::Process).expect("reopen");
+        let task = store.get_task("t1").await.expect("get").expect("exists");
+        assert_eq!(task.state, TaskState::Running);
+        assert_eq!(task.started_at, 5);
+        let a = &task.steps[0];
+        assert_eq!((a.state, a.attempt, a.worker.as_str()), (StepState::Succeeded, 1, "w1"));
+        assert_eq!(a.output_json, "{\"n\":1}");
+        assert_eq!(a.exit_code, Some(0));
+        assert_eq!(store.unfinished_tasks().await.expect("unfinished").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_fails_alone() {
+        let (_dir, store) = store();
+        store.create_tasks(vec![new_task("t1", None)]).await.expect("create");
+        // The same event twice violates the primary key.
+        let event = new_task("t1", None).events.remove(0);
+        let bad = store.write(vec![Write::Event(event)]);
+        let good = store.write(vec![Write::Progress {
+            task_id: "t1".into(),
+            step_id: "a".into(),
+            fraction: 0.5,
+            message: "half".into(),
+        }]);
+        assert!(bad.await.expect("answer").is_err());
+        good.await.expect("answer").expect("commit");
+        let task = store.get_task("t1").await.expect("get").expect("exists");
+        assert_eq!(task.steps[0].progress, 0.5);
+    }
+
+    #[tokio::test]
+    async fn listing_filters_and_pages_newest_first() {
+        let (_dir, store) = store();
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let mut t = new_task(&format!("t{i}"), None);
+            t.spec.labels.insert("team.io/name".into(), if i % 2 == 0 { "even" } else { "odd" }.into());
+            tasks.push(t);
+        }
+        store.create_tasks(tasks).await.expect("create");
+        let page = |before: Option<&str>| TaskQuery {
+            page_size: 2,
+            before_id: before.map(str::to_string),
+            ..TaskQuery::default()
+        };
+        let first = store.list_tasks(page(None)).await.expect("list");
+        let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["t4", "t3"]);
+        let second = store.list_tasks(page(Some("t3"))).await.expect("list");
+        assert_eq!(second[0].id, "t2");
+        let even = store
+            .list_tasks(TaskQuery {
+                labels: vec![("team.io/name".into(), "even".into())],
+                page_size: 10,
+                ..TaskQuery::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(even.len(), 3);
+        let running = store
+            .list_tasks(TaskQuery {
+                states: vec![TaskState::Running],
+                page_size: 10,
+                ..TaskQuery::default()
+            })
+            .await
+            .expect("list");
+        assert!(running.is_empty());
+    }
+}
