@@ -1,1 +1,159 @@
-//! placeholder
+//! orca's control plane: the gRPC services (tasks, agents, health,
+//! reflection), the engine that schedules steps onto workers, and the event
+//! log that watchers replay and follow.
+
+mod agent_service;
+mod engine;
+mod error;
+mod hub;
+mod task_service;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orca_api::v1::agent_service_server::AgentServiceServer;
+use orca_api::v1::task_service_server::TaskServiceServer;
+use orca_core::Limits;
+use orca_store::{Durability, SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+
+pub use error::Error;
+pub use task_service::task_to_proto;
+
+/// How long a graceful stop waits for open streams before it cuts them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where gRPC listens; loopback unless the operator says otherwise.
+    pub listen: SocketAddr,
+    /// Holds `orca.db`.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// After a restart, how long a step that was running waits for its
+    /// worker to reconnect and reclaim it before it runs again elsewhere.
+    pub orphan_grace: Duration,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Config {
+            listen,
+            data_dir,
+            durability: Durability::default(),
+            orphan_grace: Duration::from_secs(15),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A control plane serving on `local_addr` until [`RunningServer::stop`].
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub db_path: PathBuf,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<Result<(), Error>>,
+}
+
+impl RunningServer {
+    /// Stops gracefully: no new requests, streams end, then returns.
+    pub async fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        join(self.serving).await
+    }
+
+    /// Runs until `signal` resolves (then stops gracefully) or the server
+    /// stops by itself on a fatal store failure.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+        tokio::select! {
+            _ = signal => self.stop().await,
+            served = &mut self.serving => served.map_err(|e| Error::Fatal(format!("the server task failed: {e}")))?,
+        }
+    }
+}
+
+async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
+    serving
+        .await
+        .map_err(|e| Error::Fatal(format!("the server task failed: {e}")))?
+}
+
+/// Opens the store, recovers unfinished tasks, binds and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    let store = SqliteStore::open(&config.data_dir, config.durability)?;
+    let db_path = store.path().to_path_buf();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let recovered = store.unfinished_tasks().await?;
+    let hub = Arc::new(hub::Hub::default());
+    let (engine, mut fatal) = engine::start(store.clone(), hub.clone(), recovered, config.orphan_grace);
+
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Io {
+        context: format!("binding {}", config.listen),
+        source,
+    })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the bound address".into(),
+        source,
+    })?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<TaskServiceServer<task_service::TaskApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AgentServiceServer<agent_service::AgentApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let tasks = task_service::TaskApi::new(store, engine.clone(), hub.clone(), config.limits.clone());
+    let agents = agent_service::AgentApi::new(engine.clone(), config.limits);
+
+    let (stop, stop_requested) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let (signalled, shutdown_started) = oneshot::channel::<()>();
+        let signal = async {
+            tokio::select! {
+                _ = stop_requested => {}
+                _ = fatal.changed() => {}
+            }
+            // Worker and watch streams never end on their own: end them.
+            engine.shutdown().await;
+            hub.close_all();
+            let _ = signalled.send(());
+        };
+        let server = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(TaskServiceServer::new(tasks))
+            .add_service(AgentServiceServer::new(agents))
+            .serve_with_incoming_shutdown(incoming, signal);
+        let cut_off = async {
+            let _ = shutdown_started.await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        tokio::select! {
+            served = server => served?,
+            _ = cut_off => tracing::warn!("streams still open after the stop grace; cutting them"),
+        }
+        if let Some(message) = fatal.borrow().clone() {
+            return Err(Error::Fatal(message));
+        }
+        Ok(())
+    });
+    tracing::info!(%local_addr, db = %db_path.display(), "control plane serving");
+    Ok(RunningServer {
+        local_addr,
+        db_path,
+        stop,
+        serving,
+    })
+}

@@ -1,1 +1,302 @@
-//! placeholder
+//! orca's worker: holds a Connect stream to the control plane, registers its
+//! capabilities and slots, asks for work with credits, and runs each
+//! assignment in a runtime. Steps outlive the stream: when the control plane
+//! goes away the worker reconnects with backoff, reclaims the attempts it is
+//! still running, and delivers the results it could not send.
+
+pub mod runtime;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_api::v1::agent_service_client::AgentServiceClient;
+use orca_api::v1::server_message::Kind;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::runtime::{Attempt, Report};
+
+/// Errors of a worker session.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The control plane's address is not a valid URL.
+    #[error("invalid server address {0:?}")]
+    InvalidServer(String),
+    /// The connection could not be made or broke.
+    #[error("connecting: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// The control plane answered with an error status.
+    #[error("the control plane refused: {}", .0.message())]
+    Refused(#[from] tonic::Status),
+    /// The control plane broke the Connect protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The control plane, e.g. `http://127.0.0.1:7070`.
+    pub server: String,
+    pub name: String,
+    pub pool: String,
+    pub capabilities: Vec<String>,
+    pub slots: u32,
+    /// Root of the per-attempt workspaces.
+    pub work_dir: PathBuf,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(server: impl Into<String>, name: impl Into<String>, work_dir: PathBuf) -> Self {
+        WorkerConfig {
+            server: server.into(),
+            name: name.into(),
+            pool: String::new(),
+            capabilities: vec!["shell".into()],
+            slots: 4,
+            work_dir,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Identifies one attempt of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub task_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+}
+
+impl AttemptKey {
+    fn to_proto(&self) -> v1::AttemptRef {
+        v1::AttemptRef {
+            task_id: self.task_id.clone(),
+            step_id: self.step_id.clone(),
+            attempt: self.attempt,
+        }
+    }
+
+    fn from_proto(attempt: Option<v1::AttemptRef>) -> Option<Self> {
+        attempt.map(|a| AttemptKey {
+            task_id: a.task_id,
+            step_id: a.step_id,
+            attempt: a.attempt,
+        })
+    }
+}
+
+/// What lives across sessions.
+struct Worker {
+    config: WorkerConfig,
+    /// Running attempts and how to cancel each.
+    running: HashMap<AttemptKey, oneshot::Sender<String>>,
+    /// Results not yet handed to a session.
+    undelivered: VecDeque<v1::StepResult>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    report_tx: mpsc::UnboundedSender<Report>,
+}
+
+/// Runs the worker until `shutdown` resolves; running steps are then
+/// cancelled.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    Endpoint::from_shared(config.server.clone()).map_err(|_| Error::InvalidServer(config.server.clone()))?;
+    let (report_tx, reports) = mpsc::unbounded_channel();
+    let mut worker = Worker {
+        config,
+        running: HashMap::new(),
+        undelivered: VecDeque::new(),
+        reports,
+        report_tx,
+    };
+    tokio::pin!(shutdown);
+    let mut delay = worker.config.reconnect_min;
+    loop {
+        let outcome = tokio::select! {
+            _ = &mut shutdown => break,
+            outcome = worker.session() => outcome,
+        };
+        match outcome {
+            Ok(registered) => {
+                tracing::info!(worker = %worker.config.name, "control plane closed the stream; reconnecting");
+                if registered {
+                    delay = worker.config.reconnect_min;
+                }
+            }
+            Err(e) => tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting"),
+        }
+        // Runners keep going while disconnected; their results wait.
+        let wait = jitter(delay);
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        delay = (delay * 2).min(worker.config.reconnect_max);
+    }
+    for (_, cancel) in worker.running.drain() {
+        let _ = cancel.send("the worker is stopping".into());
+    }
+    Ok(())
+}
+
+/// Up to a quarter less, so a fleet does not reconnect in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    delay.mul_f64(1.0 - f64::from(nanos % 250) / 1000.0)
+}
+
+impl Worker {
+    /// One Connect stream, from register to its end. `Ok(true)` when it
+    /// registered and the server later closed the stream.
+    async fn session(&mut self) -> Result<bool, Error> {
+        let endpoint = Endpoint::from_shared(self.config.server.clone())
+            .map_err(|_| Error::InvalidServer(self.config.server.clone()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = endpoint.connect().await?;
+        let mut client = AgentServiceClient::new(channel);
+
+        let (outbound, outgoing) = mpsc::channel::<v1::WorkerMessage>(1024);
+        let mut reclaim: Vec<v1::AttemptRef> = self.running.keys().map(AttemptKey::to_proto).collect();
+        reclaim.extend(self.undelivered.iter().filter_map(|r| r.attempt.clone()));
+        let register = v1::WorkerMessage {
+            kind: Some(v1::worker_message::Kind::Register(v1::Register {
+                name: self.config.name.clone(),
+                pool: self.config.pool.clone(),
+                capabilities: self.config.capabilities.clone(),
+                slots: self.config.slots,
+                running: reclaim,
+            })),
+        };
+        outbound
+            .send(register)
+            .await
+            .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
+        let mut inbound = client.connect(ReceiverStream::new(outgoing)).await?.into_inner();
+        match inbound.message().await? {
+            Some(v1::ServerMessage {
+                kind: Some(Kind::Registered(registered)),
+            }) => tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered"),
+            _ => return Err(Error::Protocol("expected registered".into())),
+        }
+
+        while let Some(result) = self.undelivered.pop_front() {
+            if let Err(unsent) = outbound.send(result_message(result)).await {
+                self.keep_undelivered(unsent.0);
+                return Ok(true);
+            }
+        }
+        let free = self.config.slots.saturating_sub(self.running.len() as u32);
+        if free > 0 && outbound.send(credits(free)).await.is_err() {
+            return Ok(true);
+        }
+
+        loop {
+            tokio::select! {
+                message = inbound.message() => match message? {
+                    Some(message) => self.on_server_message(message),
+                    None => return Ok(true),
+                },
+                Some(report) = self.reports.recv() => {
+                    let done = matches!(report, Report::Done(_));
+                    if let Report::Done(result) = &report
+                        && let Some(key) = AttemptKey::from_proto(result.attempt.clone())
+                    {
+                        self.running.remove(&key);
+                    }
+                    if let Err(unsent) = outbound.send(report_message(report)).await {
+                        self.keep_undelivered(unsent.0);
+                        return Ok(true);
+                    }
+                    if done && outbound.send(credits(1)).await.is_err() {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn keep_undelivered(&mut self, message: v1::WorkerMessage) {
+        if let Some(v1::worker_message::Kind::Result(result)) = message.kind {
+            self.undelivered.push_back(result);
+        }
+    }
+
+    fn on_server_message(&mut self, message: v1::ServerMessage) {
+        match message.kind {
+            Some(Kind::Assignment(assignment)) => {
+                let (Some(key), Some(step)) = (AttemptKey::from_proto(assignment.attempt), assignment.step) else {
+                    tracing::warn!("ignoring an assignment without attempt or step");
+                    return;
+                };
+                tracing::debug!(task = %key.task_id, step = %key.step_id, attempt = key.attempt, "assigned");
+                let (cancel, cancelled) = oneshot::channel();
+                self.running.insert(key.clone(), cancel);
+                let attempt = Attempt {
+                    key,
+                    step: step.into(),
+                    inputs_json: assignment.inputs_json,
+                    task_name: assignment.task_name,
+                    work_dir: self.config.work_dir.clone(),
+                };
+                tokio::spawn(runtime::run(attempt, self.report_tx.clone(), cancelled));
+            }
+            Some(Kind::Cancel(cancel)) => {
+                if let Some(key) = AttemptKey::from_proto(cancel.attempt)
+                    && let Some(stop) = self.running.remove(&key)
+                {
+                    tracing::info!(task = %key.task_id, step = %key.step_id, "cancelling");
+                    let _ = stop.send(cancel.reason);
+                }
+            }
+            Some(Kind::Registered(_)) | None => {}
+        }
+    }
+}
+
+fn credits(n: u32) -> v1::WorkerMessage {
+    v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Credits(v1::Credits { credits: n })),
+    }
+}
+
+fn result_message(result: v1::StepResult) -> v1::WorkerMessage {
+    v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Result(result)),
+    }
+}
+
+fn report_message(report: Report) -> v1::WorkerMessage {
+    use v1::worker_message::Kind as K;
+    let kind = match report {
+        Report::Progress {
+            attempt,
+            fraction,
+            message,
+        } => K::Progress(v1::StepProgressReport {
+            attempt: Some(attempt.to_proto()),
+            fraction,
+            message,
+        }),
+        Report::Log { attempt, stream, line } => K::Logs(v1::StepLogs {
+            attempt: Some(attempt.to_proto()),
+            lines: vec![v1::LogEntry {
+                stream: v1::LogStream::from(stream) as i32,
+                line,
+            }],
+        }),
+        Report::Done(result) => K::Result(result),
+    };
+    v1::WorkerMessage { kind: Some(kind) }
+}

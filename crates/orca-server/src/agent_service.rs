@@ -1,0 +1,154 @@
+//! `AgentService`: the workers' Connect stream and the agent listing.
+
+use std::pin::Pin;
+
+use orca_api::convert::micros;
+use orca_api::v1;
+use orca_api::v1::worker_message::Kind;
+use orca_core::{Limits, LogStream};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::Error;
+use crate::engine::{AttemptKey, EngineHandle, StepReport, WorkerInfo};
+
+const MAX_NAME_BYTES: usize = 253;
+const MAX_SLOTS: u32 = 1024;
+
+pub struct AgentApi {
+    engine: EngineHandle,
+    limits: Limits,
+}
+
+impl AgentApi {
+    pub fn new(engine: EngineHandle, limits: Limits) -> Self {
+        AgentApi { engine, limits }
+    }
+}
+
+fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {
+    let attempt = attempt.ok_or_else(|| Error::invalid(field, "required"))?;
+    Ok(AttemptKey {
+        task_id: attempt.task_id,
+        step_id: attempt.step_id,
+        attempt: attempt.attempt,
+    })
+}
+
+fn worker_info(register: v1::Register, peer: String, limits: &Limits) -> Result<(WorkerInfo, Vec<AttemptKey>), Error> {
+    if register.name.is_empty() || register.name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid("register.name", format!("must be 1 to {MAX_NAME_BYTES} bytes")));
+    }
+    if register.pool.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid("register.pool", format!("is longer than {MAX_NAME_BYTES} bytes")));
+    }
+    if register.slots == 0 || register.slots > MAX_SLOTS {
+        return Err(Error::invalid("register.slots", format!("must be 1 to {MAX_SLOTS}")));
+    }
+    for (i, capability) in register.capabilities.iter().enumerate() {
+        orca_core::validate::validate_capability(capability, limits)
+            .map_err(|message| Error::invalid(format!("register.capabilities[{i}]"), message))?;
+    }
+    let running = register
+        .running
+        .into_iter()
+        .map(|a| attempt_key("register.running", Some(a)))
+        .collect::<Result<_, _>>()?;
+    Ok((
+        WorkerInfo {
+            name: register.name,
+            pool: register.pool,
+            capabilities: orca_core::queue::capabilities(&register.capabilities),
+            slots: register.slots,
+            peer,
+        },
+        running,
+    ))
+}
+
+/// Turns one message of a registered worker into an engine command.
+async fn forward(engine: &EngineHandle, worker: u64, message: v1::WorkerMessage) -> Result<(), Error> {
+    match message.kind {
+        None => Err(Error::Protocol("an empty message".into())),
+        Some(Kind::Register(_)) => Err(Error::Protocol("register may be sent only once".into())),
+        Some(Kind::Credits(c)) => engine.credits(worker, c.credits).await,
+        Some(Kind::Progress(p)) => {
+            let attempt = attempt_key("progress.attempt", p.attempt)?;
+            engine.progress(worker, attempt, p.fraction, p.message).await
+        }
+        Some(Kind::Logs(logs)) => {
+            let attempt = attempt_key("logs.attempt", logs.attempt)?;
+            let lines = logs
+                .lines
+                .into_iter()
+                .map(|l| {
+                    let stream = v1::LogStream::try_from(l.stream).unwrap_or(v1::LogStream::Stdout);
+                    (LogStream::from(stream), l.line)
+                })
+                .collect();
+            engine.logs(worker, attempt, lines).await
+        }
+        Some(Kind::Result(r)) => {
+            let attempt = attempt_key("result.attempt", r.attempt)?;
+            let outcome = v1::Outcome::try_from(r.outcome).unwrap_or(v1::Outcome::Unspecified);
+            let report = StepReport {
+                attempt,
+                outcome,
+                output_json: r.output_json,
+                error: r.error,
+                exit_code: r.exit_code,
+                started_at: r.started_at.as_ref().map(micros),
+            };
+            engine.report(worker, report).await
+        }
+    }
+}
+
+type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::agent_service_server::AgentService for AgentApi {
+    type ConnectStream = ServerStream;
+
+    async fn connect(&self, request: Request<Streaming<v1::WorkerMessage>>) -> Result<Response<Self::ConnectStream>, Status> {
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut inbound = request.into_inner();
+        let register = match inbound.message().await? {
+            Some(v1::WorkerMessage {
+                kind: Some(Kind::Register(register)),
+            }) => register,
+            Some(_) => return Err(Error::Protocol("the first message must be register".into()).into()),
+            None => return Err(Error::Protocol("the stream ended before register".into()).into()),
+        };
+        let (info, running) = worker_info(register, peer, &self.limits)?;
+        let (outbox, outgoing) = mpsc::unbounded_channel();
+        let worker = self.engine.register(info, running, outbox.clone()).await?;
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => {
+                        if let Err(e) = forward(&engine, worker, message).await {
+                            let _ = outbox.send(Err(Status::from(e)));
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(worker, %status, "worker stream broke");
+                        break;
+                    }
+                }
+            }
+            let _ = engine.disconnected(worker).await;
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(outgoing))))
+    }
+
+    async fn list_agents(&self, _request: Request<v1::ListAgentsRequest>) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        let agents = self.engine.list_agents().await?;
+        Ok(Response::new(v1::ListAgentsResponse { agents }))
+    }
+}

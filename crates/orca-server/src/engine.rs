@@ -1,0 +1,936 @@
+//! The engine: one task owns the live state of every unfinished task, the
+//! ready queue and the connected workers, so scheduling needs no locks.
+//!
+//! It decides in memory, then hands the writes of each round to the store in
+//! order; what a decision shows to the outside (an assignment, a watch event,
+//! a reply) is held back until that round has committed. A crash can
+//! therefore lose only decisions nobody has seen, and recovery rebuilds the
+//! rest from the store.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orca_api::convert::{now_micros, optional_timestamp};
+use orca_api::v1;
+use orca_core::{
+    Capabilities, Change, Event, EventKind, LogStream, Micros, QueueKey, ReadyQueue, StepState,
+    StepStatus, TaskRun, TaskSpec, TaskState,
+};
+use orca_store::{Commit, StepWrite, Store, TaskRecord, Write};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::Status;
+
+use crate::Error;
+use crate::hub::Hub;
+
+/// Commands handled per round: each round is one store transaction.
+const MAX_ROUND: usize = 1024;
+
+pub type Outbox = mpsc::UnboundedSender<Result<v1::ServerMessage, Status>>;
+
+/// Identifies one attempt of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub task_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+}
+
+/// A worker's report that an attempt ended.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub attempt: AttemptKey,
+    pub outcome: v1::Outcome,
+    pub output_json: String,
+    pub error: String,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<Micros>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub pool: String,
+    pub capabilities: Capabilities,
+    pub slots: u32,
+    pub peer: String,
+}
+
+/// A task committed to the store, ready to be scheduled.
+pub struct Admitted {
+    pub id: String,
+    pub spec: Arc<TaskSpec>,
+    pub created_at: Micros,
+    pub run: TaskRun,
+    /// The sequence number its next event gets.
+    pub next_seq: u64,
+}
+
+pub enum CancelAnswer {
+    /// The task is not running here: finished, or unknown.
+    NotActive,
+    /// The cancel is committed.
+    Done,
+}
+
+enum Command {
+    Admit(Vec<Admitted>, oneshot::Sender<()>),
+    Register {
+        info: WorkerInfo,
+        running: Vec<AttemptKey>,
+        outbox: Outbox,
+        reply: oneshot::Sender<u64>,
+    },
+    Credits {
+        worker: u64,
+        credits: u32,
+    },
+    Progress {
+        worker: u64,
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    },
+    Logs {
+        worker: u64,
+        attempt: AttemptKey,
+        lines: Vec<(LogStream, String)>,
+    },
+    Report {
+        worker: u64,
+        report: StepReport,
+    },
+    Disconnected {
+        worker: u64,
+    },
+    Cancel {
+        task_id: String,
+        reason: String,
+        reply: oneshot::Sender<CancelAnswer>,
+    },
+    ListAgents(oneshot::Sender<Vec<v1::Agent>>),
+    Shutdown,
+}
+
+/// The cheap, cloneable way in to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    async fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Hands committed tasks to the scheduler; returns once they are queued.
+    pub async fn admit(&self, tasks: Vec<Admitted>) -> Result<(), Error> {
+        let (done, admitted) = oneshot::channel();
+        self.send(Command::Admit(tasks, done)).await?;
+        admitted.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    pub async fn register(
+        &self,
+        info: WorkerInfo,
+        running: Vec<AttemptKey>,
+        outbox: Outbox,
+    ) -> Result<u64, Error> {
+        let (reply, id) = oneshot::channel();
+        self.send(Command::Register {
+            info,
+            running,
+            outbox,
+            reply,
+        })
+        .await?;
+        id.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    pub async fn credits(&self, worker: u64, credits: u32) -> Result<(), Error> {
+        self.send(Command::Credits { worker, credits }).await
+    }
+
+    pub async fn progress(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    ) -> Result<(), Error> {
+        self.send(Command::Progress {
+            worker,
+            attempt,
+            fraction,
+            message,
+        })
+        .await
+    }
+
+    pub async fn logs(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        lines: Vec<(LogStream, String)>,
+    ) -> Result<(), Error> {
+        self.send(Command::Logs {
+            worker,
+            attempt,
+            lines,
+        })
+        .await
+    }
+
+    pub async fn report(&self, worker: u64, report: StepReport) -> Result<(), Error> {
+        self.send(Command::Report { worker, report }).await
+    }
+
+    pub async fn disconnected(&self, worker: u64) -> Result<(), Error> {
+        self.send(Command::Disconnected { worker }).await
+    }
+
+    pub async fn cancel(&self, task_id: String, reason: String) -> Result<CancelAnswer, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Cancel {
+            task_id,
+            reason,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    pub async fn list_agents(&self) -> Result<Vec<v1::Agent>, Error> {
+        let (reply, agents) = oneshot::channel();
+        self.send(Command::ListAgents(reply)).await?;
+        agents.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Drops every worker stream so the gRPC server can stop.
+    pub async fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown).await;
+    }
+}
+
+/// What a round reveals once it has committed.
+enum Effect {
+    ToWorker(Outbox, v1::ServerMessage),
+    Publish(Vec<Arc<Event>>),
+    AdmitDone(oneshot::Sender<()>),
+    CancelDone(oneshot::Sender<CancelAnswer>),
+}
+
+struct StepSlot {
+    needs: Capabilities,
+    queued: Option<QueueKey>,
+    /// The worker running the current attempt.
+    worker: Option<u64>,
+    /// The output JSON of a succeeded step, for its dependents.
+    output: Option<String>,
+}
+
+struct Active {
+    spec: Arc<TaskSpec>,
+    created_at: Micros,
+    run: TaskRun,
+    next_seq: u64,
+    slots: Vec<StepSlot>,
+    index: HashMap<String, usize>,
+}
+
+struct Worker {
+    info: WorkerInfo,
+    outbox: Outbox,
+    credits: u32,
+    running: HashSet<(Arc<str>, usize)>,
+    connected_at: Micros,
+}
+
+impl Worker {
+    /// Steps it may be given now: what it asked for, never beyond its slots.
+    fn free(&self) -> u32 {
+        self.credits.min(self.info.slots.saturating_sub(self.running.len() as u32))
+    }
+}
+
+/// A step that was running when the control plane restarted: its worker may
+/// reconnect and claim it before `deadline`; after that it runs again.
+struct Orphan {
+    attempt: u32,
+    deadline: Micros,
+}
+
+#[derive(Default)]
+struct Round {
+    writes: Vec<Write>,
+    effects: Vec<Effect>,
+    events: Vec<Arc<Event>>,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    tasks: HashMap<Arc<str>, Active>,
+    queue: ReadyQueue<(Arc<str>, usize)>,
+    workers: HashMap<u64, Worker>,
+    /// Workers in connection order, for round-robin dispatch.
+    worker_order: Vec<u64>,
+    next_worker: u64,
+    orphans: HashMap<(Arc<str>, usize), Orphan>,
+    orphan_grace: Duration,
+    round: Round,
+    effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
+}
+
+/// Starts the engine over the unfinished tasks of `recovered`. Returns its
+/// handle and a receiver that reports a fatal store failure.
+pub fn start(
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    recovered: Vec<TaskRecord>,
+    orphan_grace: Duration,
+) -> (EngineHandle, watch::Receiver<Option<String>>) {
+    let (commands, inbox) = mpsc::channel(8192);
+    let (effects, effect_queue) = mpsc::unbounded_channel();
+    let (fatal_tx, fatal_rx) = watch::channel(None);
+    let mut engine = Engine {
+        store,
+        tasks: HashMap::new(),
+        queue: ReadyQueue::default(),
+        workers: HashMap::new(),
+        worker_order: Vec::new(),
+        next_worker: 1,
+        orphans: HashMap::new(),
+        orphan_grace,
+        round: Round::default(),
+        effects,
+    };
+    engine.recover(recovered);
+    tokio::spawn(run_effects(effect_queue, hub, fatal_tx));
+    tokio::spawn(engine.run(inbox));
+    (EngineHandle { commands }, fatal_rx)
+}
+
+/// Applies each round's effects in order, once its commit is durable.
+async fn run_effects(
+    mut queue: mpsc::UnboundedReceiver<(Commit, Vec<Effect>)>,
+    hub: Arc<Hub>,
+    fatal: watch::Sender<Option<String>>,
+) {
+    while let Some((commit, effects)) = queue.recv().await {
+        match commit.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "commit failed; stopping the control plane");
+                let _ = fatal.send(Some(e.to_string()));
+                return;
+            }
+            Err(_) => {
+                let _ = fatal.send(Some("the store stopped".into()));
+                return;
+            }
+        }
+        for effect in effects {
+            match effect {
+                // A closed outbox means the worker left; its disconnect
+                // handling re-queues the step.
+                Effect::ToWorker(outbox, message) => drop(outbox.send(Ok(message))),
+                Effect::Publish(events) => hub.publish(&events),
+                Effect::AdmitDone(done) => drop(done.send(())),
+                Effect::CancelDone(reply) => drop(reply.send(CancelAnswer::Done)),
+            }
+        }
+    }
+}
+
+impl Engine {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands = Vec::with_capacity(MAX_ROUND);
+        loop {
+            tokio::select! {
+                received = inbox.recv_many(&mut commands, MAX_ROUND) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for command in commands.drain(..) {
+                        if matches!(command, Command::Shutdown) {
+                            self.workers.clear();
+                            self.worker_order.clear();
+                            continue;
+                        }
+                        self.handle(command);
+                    }
+                }
+                _ = tick.tick() => self.expire_orphans(),
+            }
+            self.dispatch();
+            self.flush();
+        }
+    }
+
+    /// Sends the round's writes to the store and queues its effects behind
+    /// the commit.
+    fn flush(&mut self) {
+        let round = std::mem::take(&mut self.round);
+        if round.writes.is_empty() && round.effects.is_empty() && round.events.is_empty() {
+            return;
+        }
+        let mut effects = round.effects;
+        if !round.events.is_empty() {
+            effects.push(Effect::Publish(round.events));
+        }
+        let commit = if round.writes.is_empty() {
+            let (done, commit) = oneshot::channel();
+            let _ = done.send(Ok(()));
+            commit
+        } else {
+            self.store.write(round.writes)
+        };
+        let _ = self.effects.send((commit, effects));
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Admit(tasks, done) => {
+                for task in tasks {
+                    self.admit(task);
+                }
+                self.round.effects.push(Effect::AdmitDone(done));
+            }
+            Command::Register {
+                info,
+                running,
+                outbox,
+                reply,
+            } => {
+                let id = self.next_worker;
+                self.next_worker += 1;
+                let _ = outbox.send(Ok(v1::ServerMessage {
+                    kind: Some(v1::server_message::Kind::Registered(v1::Registered {
+                        worker_id: id.to_string(),
+                    })),
+                }));
+                tracing::info!(worker = %info.name, id, slots = info.slots, "worker registered");
+                self.workers.insert(
+                    id,
+                    Worker {
+                        info,
+                        outbox,
+                        credits: 0,
+                        running: HashSet::new(),
+                        connected_at: now_micros(),
+                    },
+                );
+                self.worker_order.push(id);
+                for attempt in running {
+                    self.adopt(id, attempt);
+                }
+                let _ = reply.send(id);
+            }
+            Command::Credits { worker, credits } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.credits = w.credits.saturating_add(credits).min(w.info.slots);
+                }
+            }
+            Command::Progress {
+                worker,
+                attempt,
+                fraction,
+                message,
+            } => {
+                let Some((task_id, _)) = self.current(worker, &attempt) else { return };
+                let fraction = fraction.clamp(0.0, 1.0);
+                self.round.writes.push(Write::Progress {
+                    task_id: attempt.task_id.clone(),
+                    step_id: attempt.step_id.clone(),
+                    fraction,
+                    message: message.clone(),
+                });
+                self.event(
+                    &task_id,
+                    EventKind::Progress {
+                        step: attempt.step_id,
+                        attempt: attempt.attempt,
+                        fraction,
+                        message,
+                    },
+                );
+            }
+            Command::Logs {
+                worker,
+                attempt,
+                lines,
+            } => {
+                let Some((task_id, _)) = self.current(worker, &attempt) else { return };
+                for (stream, line) in lines {
+                    self.event(
+                        &task_id,
+                        EventKind::Log {
+                            step: attempt.step_id.clone(),
+                            attempt: attempt.attempt,
+                            stream,
+                            line,
+                        },
+                    );
+                }
+            }
+            Command::Report { worker, report } => self.report(worker, report),
+            Command::Disconnected { worker } => self.disconnect(worker),
+            Command::Cancel {
+                task_id,
+                reason,
+                reply,
+            } => self.cancel(&task_id, &reason, reply),
+            Command::ListAgents(reply) => {
+                let agents = self
+                    .worker_order
+                    .iter()
+                    .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
+                    .map(|(id, w)| v1::Agent {
+                        id: id.to_string(),
+                        name: w.info.name.clone(),
+                        pool: w.info.pool.clone(),
+                        capabilities: w.info.capabilities.iter().cloned().collect(),
+                        slots: w.info.slots,
+                        running: w.running.len() as u32,
+                        connected_at: optional_timestamp(w.connected_at),
+                        peer: w.info.peer.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(agents);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Rebuilds live state from the store after a restart. Steps that were
+    /// running wait for their worker to reclaim them (see [`Orphan`]).
+    fn recover(&mut self, tasks: Vec<TaskRecord>) {
+        let deadline = now_micros() + self.orphan_grace.as_micros() as Micros;
+        let count = tasks.len();
+        for record in tasks {
+            let statuses = record
+                .steps
+                .iter()
+                .map(|s| StepStatus {
+                    state: s.state,
+                    attempt: s.attempt,
+                })
+                .collect();
+            let spec = Arc::new(record.spec);
+            let run = TaskRun::restore(&spec, record.state, statuses);
+            let id: Arc<str> = Arc::from(record.id.as_str());
+            let mut active = new_active(spec.clone(), record.created_at, run, record.last_seq + 1);
+            for (index, step) in record.steps.iter().enumerate() {
+                if step.state == StepState::Succeeded {
+                    active.slots[index].output = Some(step.output_json.clone());
+                }
+                if step.state == StepState::Running {
+                    self.orphans.insert(
+                        (id.clone(), index),
+                        Orphan {
+                            attempt: step.attempt,
+                            deadline,
+                        },
+                    );
+                }
+            }
+            let queued: Vec<usize> = active.run.queued().collect();
+            for index in queued {
+                let key = self.queue.push(&active.slots[index].needs, spec.priority, active.created_at, (id.clone(), index));
+                active.slots[index].queued = Some(key);
+            }
+            self.tasks.insert(id, active);
+        }
+        if count > 0 {
+            tracing::info!(tasks = count, orphans = self.orphans.len(), "recovered unfinished tasks");
+        }
+    }
+
+    fn admit(&mut self, task: Admitted) {
+        let id: Arc<str> = Arc::from(task.id.as_str());
+        let mut active = new_active(task.spec, task.created_at, task.run, task.next_seq);
+        let queued: Vec<usize> = active.run.queued().collect();
+        for index in queued {
+            let key = self.queue.push(
+                &active.slots[index].needs,
+                active.spec.priority,
+                active.created_at,
+                (id.clone(), index),
+            );
+            active.slots[index].queued = Some(key);
+        }
+        self.tasks.insert(id, active);
+    }
+
+    /// The task and step index of an attempt, if it is current and `worker`
+    /// runs it. Reports from anyone else are fenced off here.
+    fn current(&self, worker: u64, attempt: &AttemptKey) -> Option<(Arc<str>, usize)> {
+        let (task_id, active) = self.tasks.get_key_value(attempt.task_id.as_str())?;
+        let index = *active.index.get(&attempt.step_id)?;
+        let status = active.run.step(index);
+        let current = status.state == StepState::Running
+            && status.attempt == attempt.attempt
+            && active.slots[index].worker == Some(worker);
+        current.then(|| (task_id.clone(), index))
+    }
+
+    fn event(&mut self, task_id: &Arc<str>, kind: EventKind) {
+        let Some(active) = self.tasks.get_mut(task_id) else { return };
+        let event = Arc::new(Event {
+            task_id: task_id.to_string(),
+            seq: active.next_seq,
+            at: now_micros(),
+            kind,
+        });
+        active.next_seq += 1;
+        self.round.writes.push(Write::Event((*event).clone()));
+        self.round.events.push(event);
+    }
+
+    /// Records the state machine's changes: store writes, events, queue
+    /// entries. `detail` adds fields to the write of one step.
+    fn apply(&mut self, task_id: &Arc<str>, changes: Vec<Change>, mut detail: Option<(usize, StepWrite)>) {
+        let now = now_micros();
+        for change in changes {
+            let Some(active) = self.tasks.get_mut(task_id) else { return };
+            match change {
+                Change::Task { state, message } => {
+                    self.round.writes.push(Write::Task {
+                        id: task_id.to_string(),
+                        state,
+                        message: message.clone(),
+                        started_at: (state == TaskState::Running).then_some(now),
+                        finished_at: state.is_terminal().then_some(now),
+                    });
+                    self.event(task_id, EventKind::TaskState { state, message });
+                }
+                Change::Step { index, state, message } => {
+                    let slot = &mut active.slots[index];
+                    if let Some(key) = slot.queued.take() {
+                        self.queue.remove(&key);
+                    }
+                    if state == StepState::Queued {
+                        let key = self.queue.push(&slot.needs, active.spec.priority, active.created_at, (task_id.clone(), index));
+                        slot.queued = Some(key);
+                    }
+                    let attempt = active.run.step(index).attempt;
+                    let worker_name = slot
+                        .worker
+                        .and_then(|w| self.workers.get(&w))
+                        .map(|w| w.info.name.clone())
+                        .unwrap_or_default();
+                    let step_id = active.spec.steps[index].id.clone();
+                    let mut write = match detail.take() {
+                        Some((i, write)) if i == index => write,
+                        other => {
+                            detail = other;
+                            StepWrite::default()
+                        }
+                    };
+                    write.task_id = task_id.to_string();
+                    write.step_id = step_id.clone();
+                    write.state = Some(state);
+                    if !message.is_empty() && write.error.is_none() && state != StepState::Queued {
+                        write.error = Some(message.clone());
+                    }
+                    self.round.writes.push(Write::Step(write));
+                    self.event(
+                        task_id,
+                        EventKind::StepState {
+                            step: step_id,
+                            state,
+                            attempt,
+                            worker: worker_name,
+                            message,
+                        },
+                    );
+                }
+            }
+        }
+        if self.tasks.get(task_id).is_some_and(|a| a.run.state().is_terminal()) {
+            self.tasks.remove(task_id);
+        }
+    }
+
+    /// Gives queued steps to workers with free slots, round-robin, until no
+    /// worker can take anything more.
+    fn dispatch(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let mut order = 0;
+        let mut idle_since_progress = 0;
+        while !self.queue.is_empty() && !self.worker_order.is_empty() && idle_since_progress < self.worker_order.len() {
+            let worker_id = self.worker_order[order % self.worker_order.len()];
+            order += 1;
+            let item = match self.workers.get(&worker_id) {
+                Some(w) if w.free() > 0 => self.queue.pop_for(&w.info.capabilities),
+                _ => None,
+            };
+            match item {
+                Some((task_id, index)) => {
+                    idle_since_progress = 0;
+                    if let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) {
+                        slot.queued = None;
+                    }
+                    self.assign(worker_id, task_id, index);
+                }
+                None => idle_since_progress += 1,
+            }
+        }
+    }
+
+    fn assign(&mut self, worker_id: u64, task_id: Arc<str>, index: usize) {
+        let Some(active) = self.tasks.get_mut(&task_id) else { return };
+        let (attempt, changes) = match active.run.start(index) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(task = %task_id, index, error = %e, "queued step could not start");
+                return;
+            }
+        };
+        active.slots[index].worker = Some(worker_id);
+        let step = &active.spec.steps[index];
+        let inputs_json = inputs_of(active, index);
+        let Some(worker) = self.workers.get_mut(&worker_id) else { return };
+        worker.credits -= 1;
+        worker.running.insert((task_id.clone(), index));
+        let assignment = v1::ServerMessage {
+            kind: Some(v1::server_message::Kind::Assignment(v1::Assignment {
+                attempt: Some(v1::AttemptRef {
+                    task_id: task_id.to_string(),
+                    step_id: step.id.clone(),
+                    attempt,
+                }),
+                step: Some(v1::StepSpec::from(step)),
+                inputs_json,
+                task_name: active.spec.name.clone(),
+            })),
+        };
+        self.round.effects.push(Effect::ToWorker(worker.outbox.clone(), assignment));
+        let detail = StepWrite {
+            attempt: Some(attempt),
+            worker: Some(worker.info.name.clone()),
+            started_at: Some(now_micros()),
+            finished_at: Some(0),
+            output_json: Some(String::new()),
+            error: Some(String::new()),
+            exit_code: Some(None),
+            progress: Some((0.0, String::new())),
+            ..StepWrite::default()
+        };
+        self.apply(&task_id, changes, Some((index, detail)));
+    }
+
+    fn report(&mut self, worker: u64, report: StepReport) {
+        let Some((task_id, index)) = self.current(worker, &report.attempt) else {
+            tracing::warn!(
+                task = %report.attempt.task_id,
+                step = %report.attempt.step_id,
+                attempt = report.attempt.attempt,
+                worker,
+                "rejected a result that is not for the current attempt"
+            );
+            return;
+        };
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.running.remove(&(task_id.clone(), index));
+        }
+        let mut outcome = match report.outcome {
+            v1::Outcome::Succeeded => orca_core::Outcome::Succeeded,
+            v1::Outcome::Cancelled => orca_core::Outcome::Cancelled(report.error.clone()),
+            v1::Outcome::Failed | v1::Outcome::Unspecified => orca_core::Outcome::Failed(if report.error.is_empty() {
+                "the step failed".into()
+            } else {
+                report.error.clone()
+            }),
+        };
+        let output = report.output_json.trim();
+        if outcome == orca_core::Outcome::Succeeded
+            && !output.is_empty()
+            && serde_json::from_str::<serde_json::Value>(output).is_err()
+        {
+            outcome = orca_core::Outcome::Failed("the step's output is not valid JSON".into());
+        }
+        let Some(active) = self.tasks.get_mut(&task_id) else { return };
+        if outcome == orca_core::Outcome::Succeeded {
+            active.slots[index].output = Some(output.to_string());
+        }
+        let changes = match active.run.finish(index, outcome) {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::error!(task = %task_id, index, error = %e, "result could not be applied");
+                return;
+            }
+        };
+        let to_cancel = stop_running_if_winding_down(active, &changes);
+        let detail = StepWrite {
+            finished_at: Some(now_micros()),
+            started_at: report.started_at,
+            output_json: Some(output.to_string()),
+            error: Some(report.error),
+            exit_code: Some(report.exit_code),
+            ..StepWrite::default()
+        };
+        self.apply(&task_id, changes, Some((index, detail)));
+        self.send_cancels(&task_id, to_cancel, "another step of the task failed");
+    }
+
+    fn disconnect(&mut self, worker_id: u64) {
+        let Some(worker) = self.workers.remove(&worker_id) else { return };
+        self.worker_order.retain(|w| *w != worker_id);
+        tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), "worker disconnected");
+        let reason = format!("worker {} disconnected", worker.info.name);
+        for (task_id, index) in worker.running {
+            self.requeue(&task_id, index, &reason);
+        }
+    }
+
+    fn requeue(&mut self, task_id: &Arc<str>, index: usize, reason: &str) {
+        let Some(active) = self.tasks.get_mut(task_id) else { return };
+        active.slots[index].worker = None;
+        match active.run.requeue(index, reason) {
+            Ok(changes) => self.apply(task_id, changes, None),
+            Err(e) => tracing::error!(task = %task_id, index, error = %e, "could not requeue"),
+        }
+    }
+
+    /// A reconnecting worker still runs an attempt the store knows as running.
+    fn adopt(&mut self, worker_id: u64, attempt: AttemptKey) {
+        let Some((task_id, active)) = self.tasks.get_key_value(attempt.task_id.as_str()) else { return };
+        let Some(&index) = active.index.get(&attempt.step_id) else { return };
+        let key = (task_id.clone(), index);
+        if !self.orphans.get(&key).is_some_and(|o| o.attempt == attempt.attempt) {
+            return;
+        }
+        self.orphans.remove(&key);
+        if let Some(active) = self.tasks.get_mut(&key.0) {
+            active.slots[index].worker = Some(worker_id);
+        }
+        let Some(worker) = self.workers.get_mut(&worker_id) else { return };
+        worker.running.insert(key.clone());
+        let name = worker.info.name.clone();
+        tracing::info!(task = %key.0, step = %attempt.step_id, worker = %name, "reclaimed a running step");
+        self.event(
+            &key.0,
+            EventKind::StepState {
+                step: attempt.step_id,
+                state: StepState::Running,
+                attempt: attempt.attempt,
+                worker: name,
+                message: "reclaimed by its worker after a control-plane restart".into(),
+            },
+        );
+    }
+
+    fn expire_orphans(&mut self) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let now = now_micros();
+        let expired: Vec<(Arc<str>, usize)> = self
+            .orphans
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.orphans.remove(&key);
+            self.requeue(&key.0, key.1, "no worker reclaimed it after a control-plane restart");
+        }
+    }
+
+    fn cancel(&mut self, task_id: &str, reason: &str, reply: oneshot::Sender<CancelAnswer>) {
+        let Some(id) = self.tasks.get_key_value(task_id).map(|(id, _)| id.clone()) else {
+            let _ = reply.send(CancelAnswer::NotActive);
+            return;
+        };
+        let Some(active) = self.tasks.get_mut(&id) else { return };
+        let changes = active.run.cancel(reason);
+        let running: Vec<usize> = active.run.running().collect();
+        self.apply(&id, changes, None);
+        self.send_cancels(&id, running, reason);
+        self.round.effects.push(Effect::CancelDone(reply));
+    }
+
+    fn send_cancels(&mut self, task_id: &Arc<str>, steps: Vec<usize>, reason: &str) {
+        let Some(active) = self.tasks.get(task_id) else { return };
+        for index in steps {
+            let Some(worker) = active.slots[index].worker.and_then(|w| self.workers.get(&w)) else { continue };
+            let message = v1::ServerMessage {
+                kind: Some(v1::server_message::Kind::Cancel(v1::CancelStep {
+                    attempt: Some(v1::AttemptRef {
+                        task_id: task_id.to_string(),
+                        step_id: active.spec.steps[index].id.clone(),
+                        attempt: active.run.step(index).attempt,
+                    }),
+                    reason: reason.to_string(),
+                })),
+            };
+            self.round.effects.push(Effect::ToWorker(worker.outbox.clone(), message));
+        }
+    }
+}
+
+/// After a failure, the steps still running must be told to stop.
+fn stop_running_if_winding_down(active: &Active, changes: &[Change]) -> Vec<usize> {
+    let failed_now = changes.iter().any(|c| {
+        matches!(c, Change::Step { state: StepState::Failed | StepState::Cancelled, .. })
+    });
+    if failed_now {
+        active.run.running().collect()
+    } else {
+        Vec::new()
+    }
+}
+
+fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u64) -> Active {
+    let slots = spec
+        .steps
+        .iter()
+        .map(|s| StepSlot {
+            needs: orca_core::queue::capabilities(&s.needs),
+            queued: None,
+            worker: None,
+            output: None,
+        })
+        .collect();
+    let index = spec.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+    Active {
+        spec,
+        created_at,
+        run,
+        next_seq,
+        slots,
+        index,
+    }
+}
+
+/// `{"dependency id": its output, ...}`: outputs are stored as JSON text and
+/// spliced in as they are.
+fn inputs_of(active: &Active, index: usize) -> String {
+    let deps = &active.spec.steps[index].depends_on;
+    if deps.is_empty() {
+        return "{}".into();
+    }
+    let mut json = String::from("{");
+    for (n, dep) in deps.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        let output = active
+            .index
+            .get(dep)
+            .and_then(|&i| active.slots[i].output.as_deref())
+            .filter(|o| !o.is_empty())
+            .unwrap_or("null");
+        let key = serde_json::to_string(dep).unwrap_or_else(|_| "\"\"".into());
+        let _ = write!(json, "{key}:{output}");
+    }
+    json.push('}');
+    json
+}

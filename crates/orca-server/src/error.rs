@@ -1,0 +1,86 @@
+//! The control plane's errors and their one mapping to gRPC statuses.
+
+use tonic::{Code, Status};
+
+/// Errors of the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field breaks a rule; `field` names it.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A worker broke the Connect protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The store failed; the request may be retried.
+    #[error("store: {0}")]
+    Store(#[from] orca_store::Error),
+    /// The engine has stopped (the server is shutting down).
+    #[error("the control plane is shutting down")]
+    ShuttingDown,
+    /// Binding or serving the gRPC port failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Setting up server reflection failed.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// An I/O error, such as binding the listen address.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A commit failed after the engine had decided: the server stops rather
+    /// than serve state that the store does not hold.
+    #[error("fatal store failure: {0}")]
+    Fatal(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<orca_core::Error> for Error {
+    fn from(e: orca_core::Error) -> Self {
+        match e {
+            orca_core::Error::Invalid { field, message } => Error::InvalidArgument { field, message },
+            other => Error::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl From<orca_api::Error> for Error {
+    fn from(e: orca_api::Error) -> Self {
+        match e {
+            orca_api::Error::UnknownEnum { field, value } => {
+                Error::invalid(field, format!("unknown value {value}"))
+            }
+            orca_api::Error::Missing(field) => Error::invalid(field, "required"),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Store(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::Transport(_) | Error::Reflection(_) | Error::Io { .. } | Error::Fatal(_) => {
+                Code::Internal
+            }
+        };
+        if code == Code::Internal || code == Code::Unavailable {
+            tracing::warn!(error = %e, "request failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}

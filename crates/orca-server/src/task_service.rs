@@ -1,0 +1,371 @@
+//! `TaskService`: thin handlers that validate, convert, delegate to the store
+//! or the engine, and convert back.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use orca_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
+use orca_api::v1;
+use orca_core::{Change, Event, EventKind, Limits, TaskRun, TaskSpec, validate};
+use orca_store::{Created, NewTask, Store, TaskQuery, TaskRecord};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+use crate::engine::{Admitted, CancelAnswer, EngineHandle};
+use crate::hub::Hub;
+
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+const MAX_BATCH: usize = 1000;
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+/// Events read from the store per query while replaying a watch.
+const REPLAY_PAGE: usize = 512;
+
+pub struct TaskApi {
+    store: Arc<dyn Store>,
+    engine: EngineHandle,
+    hub: Arc<Hub>,
+    limits: Limits,
+    ids: Mutex<ulid::Generator>,
+}
+
+impl TaskApi {
+    pub fn new(store: Arc<dyn Store>, engine: EngineHandle, hub: Arc<Hub>, limits: Limits) -> Self {
+        TaskApi {
+            store,
+            engine,
+            hub,
+            limits,
+            ids: Mutex::new(ulid::Generator::new()),
+        }
+    }
+
+    /// Ids sort by creation time, which gives listings their order.
+    fn new_id(&self) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        id.to_string().to_lowercase()
+    }
+
+    /// Validates and prepares one submit; `field` prefixes error paths.
+    fn prepare(&self, request: v1::SubmitTaskRequest, field: &str, now: i64) -> Result<(NewTask, TaskRun), Error> {
+        let spec: TaskSpec = request
+            .spec
+            .ok_or_else(|| Error::invalid(format!("{field}spec"), "required"))?
+            .into();
+        validate(&spec, &self.limits).map_err(|e| match e {
+            orca_core::Error::Invalid { field: inner, message } => {
+                Error::invalid(format!("{field}spec.{inner}"), message)
+            }
+            other => Error::from(other),
+        })?;
+        let key = request.idempotency_key;
+        if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+            return Err(Error::invalid(
+                format!("{field}idempotency_key"),
+                format!("is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}", key.len()),
+            ));
+        }
+        let id = self.new_id();
+        let (run, changes) = TaskRun::new(&spec);
+        let events = first_events(&id, &spec, changes, now);
+        let task = NewTask {
+            id,
+            step_states: run.steps().iter().map(|s| s.state).collect(),
+            state: run.state(),
+            spec,
+            idempotency_key: (!key.is_empty()).then_some(key),
+            created_at: now,
+            events,
+        };
+        Ok((task, run))
+    }
+
+    /// Commits every task of the batch, then hands the new ones to the engine.
+    async fn submit(&self, requests: Vec<v1::SubmitTaskRequest>, batch: bool) -> Result<Vec<v1::SubmitTaskResponse>, Error> {
+        let now = now_micros();
+        let mut tasks = Vec::with_capacity(requests.len());
+        let mut runs = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            let field = if batch { format!("tasks[{i}].") } else { String::new() };
+            let (task, run) = self.prepare(request, &field, now)?;
+            runs.push(run);
+            tasks.push(task);
+        }
+        let admitted_specs: Vec<(String, TaskSpec, i64, u64)> = tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.spec.clone(), t.created_at, t.events.len() as u64 + 1))
+            .collect();
+        let created = self.store.create_tasks(tasks).await?;
+        let mut admitted = Vec::new();
+        let mut responses = Vec::with_capacity(created.len());
+        for ((outcome, (id, spec, created_at, next_seq)), run) in created.into_iter().zip(admitted_specs).zip(runs) {
+            match outcome {
+                Created::New(_) => {
+                    admitted.push(Admitted {
+                        id: id.clone(),
+                        spec: Arc::new(spec),
+                        created_at,
+                        run,
+                        next_seq,
+                    });
+                    responses.push(v1::SubmitTaskResponse {
+                        task_id: id,
+                        created: true,
+                    });
+                }
+                Created::Existing(existing) => responses.push(v1::SubmitTaskResponse {
+                    task_id: existing,
+                    created: false,
+                }),
+            }
+        }
+        if !admitted.is_empty() {
+            self.engine.admit(admitted).await?;
+        }
+        Ok(responses)
+    }
+
+    async fn load(&self, task_id: &str) -> Result<TaskRecord, Error> {
+        if task_id.is_empty() {
+            return Err(Error::invalid("task_id", "required"));
+        }
+        self.store
+            .get_task(task_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("task {task_id:?}")))
+    }
+}
+
+/// The events that record a new task's first state.
+fn first_events(task_id: &str, spec: &TaskSpec, changes: Vec<Change>, at: i64) -> Vec<Event> {
+    changes
+        .into_iter()
+        .enumerate()
+        .map(|(n, change)| Event {
+            task_id: task_id.to_string(),
+            seq: n as u64 + 1,
+            at,
+            kind: match change {
+                Change::Task { state, message } => EventKind::TaskState { state, message },
+                Change::Step { index, state, message } => EventKind::StepState {
+                    step: spec.steps[index].id.clone(),
+                    state,
+                    attempt: 0,
+                    worker: String::new(),
+                    message,
+                },
+            },
+        })
+        .collect()
+}
+
+pub fn task_to_proto(task: TaskRecord) -> v1::Task {
+    v1::Task {
+        id: task.id,
+        spec: Some(v1::TaskSpec::from(&task.spec)),
+        state: v1::TaskState::from(task.state) as i32,
+        idempotency_key: task.idempotency_key.unwrap_or_default(),
+        created_at: Some(timestamp(task.created_at)),
+        started_at: optional_timestamp(task.started_at),
+        finished_at: optional_timestamp(task.finished_at),
+        message: task.message,
+        steps: task
+            .steps
+            .into_iter()
+            .map(|s| v1::Step {
+                id: s.id,
+                state: v1::StepState::from(s.state) as i32,
+                attempt: s.attempt,
+                worker: s.worker,
+                started_at: optional_timestamp(s.started_at),
+                finished_at: optional_timestamp(s.finished_at),
+                progress: s.progress,
+                progress_message: s.progress_message,
+                output_json: s.output_json,
+                error: s.error,
+                exit_code: s.exit_code,
+            })
+            .collect(),
+    }
+}
+
+fn valid_task_id(id: &str) -> bool {
+    id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::task_service_server::TaskService for TaskApi {
+    async fn submit_task(&self, request: Request<v1::SubmitTaskRequest>) -> Result<Response<v1::SubmitTaskResponse>, Status> {
+        let mut responses = self.submit(vec![request.into_inner()], false).await?;
+        let response = responses.pop().ok_or_else(|| Status::internal("no task was created"))?;
+        Ok(Response::new(response))
+    }
+
+    async fn submit_tasks(&self, request: Request<v1::SubmitTasksRequest>) -> Result<Response<v1::SubmitTasksResponse>, Status> {
+        let tasks = request.into_inner().tasks;
+        if tasks.is_empty() {
+            return Err(Error::invalid("tasks", "at least one task is required").into());
+        }
+        if tasks.len() > MAX_BATCH {
+            return Err(Error::invalid("tasks", format!("has {} tasks; the limit is {MAX_BATCH}", tasks.len())).into());
+        }
+        let tasks = self.submit(tasks, true).await?;
+        Ok(Response::new(v1::SubmitTasksResponse { tasks }))
+    }
+
+    async fn get_task(&self, request: Request<v1::GetTaskRequest>) -> Result<Response<v1::Task>, Status> {
+        let task = self.load(&request.into_inner().task_id).await?;
+        Ok(Response::new(task_to_proto(task)))
+    }
+
+    async fn list_tasks(&self, request: Request<v1::ListTasksRequest>) -> Result<Response<v1::ListTasksResponse>, Status> {
+        let request = request.into_inner();
+        let states = request
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                task_state("states", s).map_err(|_| Error::invalid(format!("states[{i}]"), format!("unknown task state {s}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !request.page_token.is_empty() && !valid_task_id(&request.page_token) {
+            return Err(Error::invalid("page_token", "is not a token from a previous response").into());
+        }
+        let page_size = match request.page_size as usize {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let mut labels: Vec<(String, String)> = request.labels.into_iter().collect();
+        labels.sort();
+        let tasks = self
+            .store
+            .list_tasks(TaskQuery {
+                states,
+                labels,
+                page_size: page_size + 1,
+                before_id: (!request.page_token.is_empty()).then_some(request.page_token),
+            })
+            .await
+            .map_err(Error::from)?;
+        let more = tasks.len() > page_size;
+        let tasks: Vec<v1::Task> = tasks.into_iter().take(page_size).map(task_to_proto).collect();
+        let next_page_token = if more {
+            tasks.last().map(|t| t.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::ListTasksResponse { tasks, next_page_token }))
+    }
+
+    async fn cancel_task(&self, request: Request<v1::CancelTaskRequest>) -> Result<Response<v1::Task>, Status> {
+        let task_id = request.into_inner().task_id;
+        let task = self.load(&task_id).await?;
+        if task.state.is_terminal() {
+            return Ok(Response::new(task_to_proto(task)));
+        }
+        match self.engine.cancel(task_id.clone(), "cancelled by request".into()).await? {
+            CancelAnswer::Done | CancelAnswer::NotActive => {}
+        }
+        Ok(Response::new(task_to_proto(self.load(&task_id).await?)))
+    }
+
+    type WatchTaskStream = EventStream;
+
+    async fn watch_task(&self, request: Request<v1::WatchTaskRequest>) -> Result<Response<Self::WatchTaskStream>, Status> {
+        let request = request.into_inner();
+        // Subscribe before reading the store: every event is then in one or
+        // the other, and duplicates are dropped by sequence number.
+        let live = self.hub.subscribe(&request.task_id);
+        self.load(&request.task_id).await?;
+        let (tx, rx) = mpsc::channel(256);
+        let live = request.follow.then_some(live);
+        tokio::spawn(follow(self.store.clone(), request.task_id, request.after_seq, live, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Replays the store after `after`, then follows live events (when `live`
+/// is given) until the task's final event has been sent or the watcher leaves.
+async fn follow(
+    store: Arc<dyn Store>,
+    task_id: String,
+    mut after: u64,
+    live: Option<broadcast::Receiver<Arc<Event>>>,
+    tx: mpsc::Sender<Result<v1::Event, Status>>,
+) {
+    let is_final = |e: &Event| matches!(&e.kind, EventKind::TaskState { state, .. } if state.is_terminal());
+    // Replays from the store; returns Some(true) once the final event is sent,
+    // None when the watcher is gone or the store fails.
+    let replay = |after: u64| {
+        let store = store.clone();
+        let task_id = task_id.clone();
+        let tx = tx.clone();
+        async move {
+            let mut last = after;
+            loop {
+                let events = match store.events_after(&task_id, last, REPLAY_PAGE).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(Error::from(e)))).await;
+                        return None;
+                    }
+                };
+                let full = events.len() == REPLAY_PAGE;
+                for event in events {
+                    last = event.seq;
+                    let done = is_final(&event);
+                    tx.send(Ok(v1::Event::from(&event))).await.ok()?;
+                    if done {
+                        return Some((last, true));
+                    }
+                }
+                if !full {
+                    return Some((last, false));
+                }
+            }
+        }
+    };
+    match replay(after).await {
+        Some((_, true)) | None => return,
+        Some((last, false)) => after = last,
+    }
+    let Some(mut live) = live else { return };
+    loop {
+        match live.recv().await {
+            Ok(event) => {
+                if event.seq <= after {
+                    continue;
+                }
+                if event.seq > after + 1 {
+                    // Cannot happen while events are published in commit
+                    // order; the store is the fallback if it ever does.
+                    match replay(after).await {
+                        Some((_, true)) | None => return,
+                        Some((last, false)) => after = last,
+                    }
+                    continue;
+                }
+                after = event.seq;
+                if tx.send(Ok(v1::Event::from(event.as_ref()))).await.is_err() || is_final(&event) {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => match replay(after).await {
+                Some((_, true)) | None => return,
+                Some((last, false)) => after = last,
+            },
+            Err(broadcast::error::RecvError::Closed) => {
+                // The task finished (or the server is stopping): whatever is
+                // left is in the store.
+                let _ = replay(after).await;
+                return;
+            }
+        }
+    }
+}
