@@ -1,1 +1,63 @@
-fn main() {}
+//! The `orca` binary: parses the command line, sets up logging and hands off
+//! to the command modules. Exit status: 0 on success, 1 when a task failed
+//! or a request was refused, 2 for usage errors.
+
+mod args;
+mod client;
+mod local;
+mod output;
+mod taskfile;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Server(_) | Command::Worker(_) | Command::Up(_));
+    init_logging(quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", client::describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let server = cli.server;
+    match cli.command {
+        Command::Server(args) => local::server(args).await,
+        Command::Worker(args) => local::worker(args, &server).await,
+        Command::Up(args) => local::up(args).await,
+        Command::Submit(args) => client::submit(&server, args).await,
+        Command::Get(args) => client::get(&server, args).await,
+        Command::Logs(args) => client::logs(&server, args).await,
+        Command::Cancel(args) => client::cancel(&server, args).await,
+        Command::Watch(args) => client::watch(&server, args).await,
+    }
+}
+
+/// Services log at info; client commands only warn, so their output stays
+/// clean for scripts.
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+}

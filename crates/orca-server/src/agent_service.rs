@@ -124,14 +124,19 @@ impl v1::agent_service_server::AgentService for AgentApi {
         };
         let (info, running) = worker_info(register, peer, &self.limits)?;
         let (outbox, outgoing) = mpsc::unbounded_channel();
-        let worker = self.engine.register(info, running, outbox.clone()).await?;
+        // Only the engine holds the outbox strongly: when it drops a worker
+        // (or shuts down) the response stream ends.
+        let errors = outbox.downgrade();
+        let worker = self.engine.register(info, running, outbox).await?;
         let engine = self.engine.clone();
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(message)) => {
                         if let Err(e) = forward(&engine, worker, message).await {
-                            let _ = outbox.send(Err(Status::from(e)));
+                            if let Some(outbox) = errors.upgrade() {
+                                let _ = outbox.send(Err(Status::from(e)));
+                            }
                             break;
                         }
                     }

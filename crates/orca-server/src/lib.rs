@@ -16,13 +16,14 @@ use std::time::Duration;
 use orca_api::v1::agent_service_server::AgentServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_core::Limits;
-use orca_store::{Durability, SqliteStore, Store};
+use orca_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 pub use error::Error;
+pub use orca_store::Durability;
 pub use task_service::task_to_proto;
 
 /// How long a graceful stop waits for open streams before it cuts them.

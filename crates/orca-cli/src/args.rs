@@ -1,0 +1,252 @@
+//! The command line. Every flag can also come from an `ORCA_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(name = "orca", version, about = "Orchestrate fleets of AI coding agents", propagate_version = true)]
+pub struct Cli {
+    /// The control plane to talk to.
+    #[arg(long, global = true, env = "ORCA_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane.
+    Server(ServerArgs),
+    /// Run a worker that connects to the control plane.
+    Worker(WorkerArgs),
+    /// Run the control plane and local workers in one process.
+    Up(UpArgs),
+    /// Submit a task from a YAML file.
+    Submit(SubmitArgs),
+    /// Show tasks, one task, or agents.
+    Get(GetArgs),
+    /// Print a task's log lines.
+    Logs(LogsArgs),
+    /// Cancel a task; cancelling a finished task changes nothing.
+    Cancel(CancelArgs),
+    /// Follow a task live, with a progress bar per step.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum Durability {
+    /// Survives a crash of orca; may lose the last commits on power loss.
+    #[default]
+    Process,
+    /// fsync on every commit: survives power loss.
+    Machine,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Directory holding orca.db.
+    #[arg(long, env = "ORCA_DATA_DIR", default_value = ".orca")]
+    pub data_dir: PathBuf,
+
+    #[arg(long, env = "ORCA_DURABILITY", value_enum, default_value_t)]
+    pub durability: Durability,
+
+    /// After a restart, how long a step that was running waits for its worker
+    /// to reclaim it before it runs again elsewhere.
+    #[arg(long, env = "ORCA_ORPHAN_GRACE", default_value = "15s", value_parser = parse_duration)]
+    pub orphan_grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address for gRPC. Loopback by default; say 0.0.0.0:7070 to serve others.
+    #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Name shown in `orca get agents`; defaults to the host name.
+    #[arg(long, env = "ORCA_WORKER_NAME")]
+    pub name: Option<String>,
+
+    /// The pool (Kubernetes `Agent`) this worker belongs to.
+    #[arg(long, env = "ORCA_POOL", default_value = "")]
+    pub pool: String,
+
+    /// Capabilities this worker offers; repeat or separate with commas.
+    #[arg(long = "capability", env = "ORCA_CAPABILITIES", value_delimiter = ',', default_value = "shell")]
+    pub capabilities: Vec<String>,
+
+    /// Steps run at once.
+    #[arg(long, env = "ORCA_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub slots: u32,
+
+    /// Root of per-attempt workspaces.
+    #[arg(long, env = "ORCA_WORK_DIR", default_value = ".orca/work")]
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Local workers to start.
+    #[arg(long, env = "ORCA_WORKERS", default_value_t = 2)]
+    pub workers: u32,
+
+    /// Slots per local worker.
+    #[arg(long, env = "ORCA_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub slots: u32,
+
+    /// Capabilities of the local workers.
+    #[arg(long = "capability", env = "ORCA_CAPABILITIES", value_delimiter = ',', default_value = "shell")]
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The task file (YAML); `-` reads standard input.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+
+    /// Follow the task until it finishes; exit non-zero if it fails.
+    #[arg(short, long)]
+    pub watch: bool,
+
+    /// Submitting again with the same key returns the same task.
+    #[arg(long, env = "ORCA_IDEMPOTENCY_KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(subcommand)]
+    pub what: GetWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// List tasks, newest first.
+    Tasks {
+        /// Only tasks in this state (repeatable).
+        #[arg(long = "state")]
+        states: Vec<String>,
+        /// Only tasks with this label, as key=value (repeatable).
+        #[arg(short = 'l', long = "label")]
+        labels: Vec<String>,
+        /// How many tasks at most.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show one task with its steps.
+    Task {
+        id: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// List connected workers.
+    Agents {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub task: String,
+    /// Only this step's lines.
+    pub step: Option<String>,
+    /// Keep printing new lines until the task finishes.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub task: String,
+}
+
+/// `500ms`, `15s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 15s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shipped_defaults_parse_and_bind_loopback() {
+        let cli = Cli::try_parse_from(["orca", "up"]).expect("defaults parse");
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert!(up.listen.ip().is_loopback());
+        assert_eq!(up.workers, 2);
+        assert_eq!(up.store.data_dir, PathBuf::from(".orca"));
+        assert_eq!(up.store.orphan_grace, Duration::from_secs(15));
+        let cli = Cli::try_parse_from(["orca", "server"]).expect("defaults parse");
+        let Command::Server(server) = cli.command else { panic!("not server") };
+        assert!(server.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn worker_slots_are_bounded() {
+        assert!(Cli::try_parse_from(["orca", "worker", "--slots", "0"]).is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! The client commands: submit, get, logs, cancel, watch.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use orca_api::v1;
+use orca_api::v1::agent_service_client::AgentServiceClient;
+use orca_api::v1::task_service_client::TaskServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::args::{CancelArgs, GetArgs, GetWhat, LogsArgs, SubmitArgs, WatchArgs};
+use crate::{output, taskfile, watch};
+
+pub async fn channel(server: &str) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(server.to_string())
+        .with_context(|| format!("--server {server:?} is not a URL like http://127.0.0.1:7070"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the control plane at {server} (is `orca up` running?)"))
+}
+
+pub async fn tasks(server: &str) -> anyhow::Result<TaskServiceClient<Channel>> {
+    Ok(TaskServiceClient::new(channel(server).await?))
+}
+
+/// One readable line for an error: a refused request shows its status code
+/// and the server's message, which names the field.
+pub fn describe(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            let code = match status.code() {
+                tonic::Code::InvalidArgument => "invalid argument",
+                tonic::Code::NotFound => "not found",
+                tonic::Code::Unavailable => "unavailable",
+                tonic::Code::PermissionDenied => "permission denied",
+                tonic::Code::Unauthenticated => "unauthenticated",
+                tonic::Code::ResourceExhausted => "resource exhausted",
+                _ => "request failed",
+            };
+            return format!("{code}: {}", status.message());
+        }
+    }
+    format!("{e:#}")
+}
+
+pub async fn submit(server: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let spec = taskfile::load(&args.file)?;
+    let mut client = tasks(server).await?;
+    let response = client
+        .submit_task(v1::SubmitTaskRequest {
+            spec: Some(v1::TaskSpec::from(&spec)),
+            idempotency_key: args.idempotency_key.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    if response.created {
+        println!("task {} submitted", response.task_id);
+    } else {
+        println!("task {} already exists for this idempotency key", response.task_id);
+    }
+    if args.watch {
+        return watch::follow(&mut client, &response.task_id).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn get(server: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
+    match args.what {
+        GetWhat::Tasks {
+            states,
+            labels,
+            limit,
+            output: format,
+        } => {
+            let states = states
+                .iter()
+                .map(|s| {
+                    s.parse::<orca_core::TaskState>()
+                        .map(|state| v1::TaskState::from(state) as i32)
+                        .map_err(|_| anyhow::anyhow!("--state {s:?}: use one of queued, running, succeeded, failed, cancelled"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let labels = labels
+                .iter()
+                .map(|l| match l.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                    _ => bail!("--label {l:?}: use key=value"),
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let response = tasks(server)
+                .await?
+                .list_tasks(v1::ListTasksRequest {
+                    states,
+                    labels,
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            output::tasks(&response.tasks, format)?;
+        }
+        GetWhat::Task { id, output: format } => {
+            let task = tasks(server)
+                .await?
+                .get_task(v1::GetTaskRequest { task_id: id })
+                .await?
+                .into_inner();
+            output::task(&task, format)?;
+        }
+        GetWhat::Agents { output: format } => {
+            let response = AgentServiceClient::new(channel(server).await?)
+                .list_agents(v1::ListAgentsRequest {})
+                .await?
+                .into_inner();
+            output::agents(&response.agents, format)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(server: &str, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(server).await?;
+    let task = client
+        .get_task(v1::GetTaskRequest {
+            task_id: args.task.clone(),
+        })
+        .await?
+        .into_inner();
+    if let Some(step) = &args.step
+        && !task.steps.iter().any(|s| &s.id == step)
+    {
+        bail!("task {} has no step {step:?}", args.task);
+    }
+    let mut events = client
+        .watch_task(v1::WatchTaskRequest {
+            task_id: args.task,
+            after_seq: 0,
+            follow: args.follow,
+        })
+        .await?
+        .into_inner();
+    while let Some(event) = events.message().await? {
+        if let Some(v1::event::Kind::Log(log)) = event.kind {
+            match &args.step {
+                Some(step) if *step != log.step_id => {}
+                Some(_) => println!("{}", log.line),
+                None => println!("{} | {}", log.step_id, log.line),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(server: &str, args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let task = tasks(server)
+        .await?
+        .cancel_task(v1::CancelTaskRequest { task_id: args.task })
+        .await?
+        .into_inner();
+    let state = output::task_state_name(task.state);
+    match v1::TaskState::try_from(task.state) {
+        Ok(v1::TaskState::Cancelled) => println!("task {} cancelled", task.id),
+        Ok(v1::TaskState::Succeeded | v1::TaskState::Failed) => {
+            println!("task {} had already finished: {state}", task.id)
+        }
+        _ => println!("task {} is cancelling: running steps are being stopped", task.id),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn watch(server: &str, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(server).await?;
+    watch::follow(&mut client, &args.task).await
+}

@@ -1,0 +1,116 @@
+//! The long-running commands: `orca server`, `orca worker` and `orca up`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use orca_server::Config;
+use orca_server::Durability as StoreDurability;
+use orca_worker::WorkerConfig;
+
+use crate::args::{Durability, ServerArgs, StoreArgs, UpArgs, WorkerArgs};
+
+fn server_config(listen: std::net::SocketAddr, store: &StoreArgs) -> Config {
+    let mut config = Config::new(listen, store.data_dir.clone());
+    config.durability = match store.durability {
+        Durability::Process => StoreDurability::Process,
+        Durability::Machine => StoreDurability::Machine,
+    };
+    config.orphan_grace = store.orphan_grace;
+    config
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let running = orca_server::start(server_config(args.listen, &args.store))
+        .await
+        .context("starting the control plane")?;
+    println!("orca control plane listening on http://{}", running.local_addr);
+    running.run_until(stop_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(args: WorkerArgs, server: &str) -> anyhow::Result<ExitCode> {
+    let name = args.name.unwrap_or_else(default_worker_name);
+    let mut config = WorkerConfig::new(server, name, args.work_dir);
+    config.pool = args.pool;
+    config.capabilities = args.capabilities;
+    config.slots = args.slots;
+    orca_worker::run(config, stop_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_worker_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("worker-{}", std::process::id()))
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let running = orca_server::start(server_config(args.listen, &args.store))
+        .await
+        .context("starting the control plane")?;
+    let endpoint = format!("http://{}", running.local_addr);
+    // Scripts (and `make demo`) read the address from here when the port was
+    // chosen by the system.
+    let endpoint_file = args.store.data_dir.join("endpoint");
+    std::fs::write(&endpoint_file, format!("{endpoint}\n"))
+        .with_context(|| format!("writing {}", endpoint_file.display()))?;
+
+    let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut workers = Vec::new();
+    let mut names = Vec::new();
+    for i in 1..=args.workers {
+        let name = format!("local-{i}");
+        let mut config = WorkerConfig::new(endpoint.clone(), name.clone(), args.store.data_dir.join("work").join(&name));
+        config.capabilities = args.capabilities.clone();
+        config.slots = args.slots;
+        let mut stop = stop_workers.subscribe();
+        workers.push(tokio::spawn(orca_worker::run(config, async move {
+            let _ = stop.recv().await;
+        })));
+        names.push(name);
+    }
+
+    println!("orca is up");
+    println!("  gRPC     {endpoint}  (health checking and reflection enabled)");
+    println!("  store    {}", running.db_path.display());
+    println!(
+        "  workers  {} ({} slots each; capabilities: {})",
+        if names.is_empty() { "none".to_string() } else { names.join(", ") },
+        args.slots,
+        args.capabilities.join(", ")
+    );
+    println!("Try: orca --server {endpoint} submit -f examples/fan-out-fan-in.yaml --watch");
+    println!("Press Ctrl-C to stop.");
+
+    // Workers stop first, so they do not try to reconnect to a server that
+    // is going away.
+    running
+        .run_until(async {
+            stop_signal().await;
+            let _ = stop_workers.send(());
+            for worker in workers {
+                let _ = worker.await;
+            }
+        })
+        .await?;
+    println!("orca stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,221 @@
+//! `orca watch` and `submit --watch`: follows a task's events live. On a
+//! terminal each step gets a progress bar; elsewhere each event is a line.
+//! A broken stream is resumed from the last sequence number seen, so
+//! nothing is missed or shown twice.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use orca_api::convert::micros;
+use orca_api::v1;
+use orca_api::v1::event::Kind;
+use orca_api::v1::task_service_client::TaskServiceClient;
+use tonic::transport::Channel;
+
+use crate::output::{duration, step_state_name, task_state_name};
+
+/// How long to keep trying to resume a broken watch.
+const RESUME_FOR: Duration = Duration::from_secs(60);
+
+pub async fn follow(client: &mut TaskServiceClient<Channel>, task_id: &str) -> anyhow::Result<ExitCode> {
+    let task = client
+        .get_task(v1::GetTaskRequest {
+            task_id: task_id.to_string(),
+        })
+        .await?
+        .into_inner();
+    let mut view = View::new(&task);
+    let mut last_seq = 0;
+    let mut broken_since: Option<tokio::time::Instant> = None;
+    let finished = loop {
+        let stream = client
+            .watch_task(v1::WatchTaskRequest {
+                task_id: task_id.to_string(),
+                after_seq: last_seq,
+                follow: true,
+            })
+            .await;
+        let mut done = false;
+        match stream {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(event)) => {
+                            broken_since = None;
+                            last_seq = event.seq;
+                            done |= view.apply(&event);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            Err(status) if status.code() == tonic::Code::NotFound || status.code() == tonic::Code::InvalidArgument => {
+                return Err(status.into());
+            }
+            Err(_) => {}
+        }
+        if done {
+            break true;
+        }
+        let since = *broken_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() > RESUME_FOR {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    view.finish();
+    if !finished {
+        bail!("lost the stream of task {task_id}; resume with `orca watch {task_id}`");
+    }
+    let task = client
+        .get_task(v1::GetTaskRequest {
+            task_id: task_id.to_string(),
+        })
+        .await?
+        .into_inner();
+    print_summary(&task);
+    Ok(if task.state == v1::TaskState::Succeeded as i32 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_summary(task: &v1::Task) {
+    let took = match (&task.started_at, &task.finished_at) {
+        (Some(a), Some(b)) => format!(" in {}", duration(micros(b) - micros(a))),
+        _ => String::new(),
+    };
+    println!("task {} {}{took}", task.id, task_state_name(task.state));
+    if !task.message.is_empty() {
+        println!("  {}", task.message);
+    }
+    // The result of a DAG is the output of the steps nothing depends on.
+    let spec = task.spec.clone().unwrap_or_default();
+    let depended_on: std::collections::HashSet<&str> =
+        spec.steps.iter().flat_map(|s| s.depends_on.iter().map(String::as_str)).collect();
+    for step in &task.steps {
+        if !depended_on.contains(step.id.as_str()) && !step.output_json.is_empty() {
+            println!("result ({}): {}", step.id, step.output_json);
+        }
+    }
+}
+
+enum Display {
+    Bars {
+        multi: MultiProgress,
+        bars: HashMap<String, ProgressBar>,
+    },
+    Lines {
+        start: i64,
+    },
+}
+
+struct View {
+    display: Display,
+}
+
+impl View {
+    fn new(task: &v1::Task) -> Self {
+        if std::io::stderr().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {percent:>3}% {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            let width = task.steps.iter().map(|s| s.id.len()).max().unwrap_or(0).min(16);
+            let bars = task
+                .steps
+                .iter()
+                .map(|s| {
+                    let bar = multi.add(ProgressBar::new(100));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(format!("{:>width$}", s.id));
+                    bar.set_message(step_state_name(s.state));
+                    (s.id.clone(), bar)
+                })
+                .collect();
+            View {
+                display: Display::Bars { multi, bars },
+            }
+        } else {
+            let start = task.created_at.as_ref().map(micros).unwrap_or(0);
+            View {
+                display: Display::Lines { start },
+            }
+        }
+    }
+
+    /// Shows one event; true when it is the task's final event.
+    fn apply(&mut self, event: &v1::Event) -> bool {
+        let Some(kind) = &event.kind else { return false };
+        let is_final = matches!(kind, Kind::TaskState(t) if matches!(
+            v1::TaskState::try_from(t.state),
+            Ok(v1::TaskState::Succeeded | v1::TaskState::Failed | v1::TaskState::Cancelled)
+        ));
+        match &mut self.display {
+            Display::Bars { multi, bars } => match kind {
+                Kind::StepState(s) => {
+                    if let Some(bar) = bars.get(&s.step_id) {
+                        let state = step_state_name(s.state);
+                        let message = match (state, s.worker.is_empty(), s.message.is_empty()) {
+                            ("running", false, _) => format!("running on {} (attempt {})", s.worker, s.attempt),
+                            (_, _, false) => format!("{state}: {}", s.message),
+                            _ => state.to_string(),
+                        };
+                        if state == "succeeded" {
+                            bar.set_position(100);
+                        }
+                        bar.set_message(message);
+                    }
+                }
+                Kind::Progress(p) => {
+                    if let Some(bar) = bars.get(&p.step_id) {
+                        bar.set_position((p.fraction * 100.0).round() as u64);
+                        if !p.message.is_empty() {
+                            bar.set_message(format!("running: {}", p.message));
+                        }
+                    }
+                }
+                Kind::Log(l) => {
+                    let _ = multi.println(format!("{} | {}", l.step_id, l.line));
+                }
+                Kind::TaskState(_) => {}
+            },
+            Display::Lines { start } => {
+                let at = event.time.as_ref().map(micros).unwrap_or(*start);
+                let offset = (at - *start) as f64 / 1e6;
+                let line = match kind {
+                    Kind::TaskState(t) if t.message.is_empty() => format!("task {}", task_state_name(t.state)),
+                    Kind::TaskState(t) => format!("task {}: {}", task_state_name(t.state), t.message),
+                    Kind::StepState(s) => {
+                        let mut line = format!("{}: {}", s.step_id, step_state_name(s.state));
+                        if s.state == v1::StepState::Running as i32 {
+                            line.push_str(&format!(" (attempt {} on {})", s.attempt, s.worker));
+                        }
+                        if !s.message.is_empty() {
+                            line.push_str(&format!(": {}", s.message));
+                        }
+                        line
+                    }
+                    Kind::Progress(p) => format!("{}: {:.0}% {}", p.step_id, p.fraction * 100.0, p.message),
+                    Kind::Log(l) => format!("{} | {}", l.step_id, l.line),
+                };
+                println!("[{offset:>7.2}s] {}", line.trim_end());
+            }
+        }
+        is_final
+    }
+
+    fn finish(&mut self) {
+        if let Display::Bars { bars, .. } = &self.display {
+            for bar in bars.values() {
+                bar.abandon();
+            }
+        }
+    }
+}
