@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile([&file], [&proto_root])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // The same descriptors back gRPC server reflection.
-    fs::write(out_dir.join("orca_descriptor.bin"), descriptors.encode_to_vec())?;
+    fs::write(
+        out_dir.join("orca_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)

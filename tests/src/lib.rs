@@ -1,1 +1,369 @@
-//! x
+//! Harness for end-to-end tests and the benchmark: starts the real `orca`
+//! binary as separate processes on loopback ports the system picks, talks
+//! to them over gRPC, and cleans up (kills and removes) when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use orca_api::v1;
+use orca_api::v1::agent_service_client::AgentServiceClient;
+use orca_api::v1::task_service_client::TaskServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+pub use orca_api;
+
+/// The `orca` binary under test: `$ORCA_BIN`, or the one cargo built beside
+/// this test executable.
+pub fn orca_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("ORCA_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/orca
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join("orca");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p orca-cli` (or set ORCA_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL, STOP, CONT).
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("process {} still running after {limit:?}", self.child.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.log"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    Ok((path, file))
+}
+
+/// A control plane process.
+pub struct Server {
+    pub process: Process,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `orca server` on a free loopback port the system picks.
+    pub fn start(data_dir: &Path) -> anyhow::Result<Server> {
+        Server::start_on(data_dir, "127.0.0.1:0", &[])
+    }
+
+    /// Starts `orca server` listening on `listen`, with extra flags.
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Server> {
+        let (log, stderr) = log_file(data_dir, "server")?;
+        let mut child = Command::new(orca_bin())
+            .args(["server", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .context("spawning orca server")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut process = Process { child, log };
+        // The first line says where it listens; read it, then keep draining.
+        let mut lines = BufReader::new(stdout).lines();
+        let first = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => {
+                process.kill();
+                bail!(
+                    "orca server exited before listening; see {}",
+                    process.log.display()
+                );
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let url = first
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .with_context(|| format!("unexpected first line {first:?}"))?
+            .to_string();
+        Ok(Server {
+            process,
+            url,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// `127.0.0.1:PORT` of this server, to restart on the same address.
+    pub fn listen_addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+
+    pub async fn tasks(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
+        Ok(TaskServiceClient::new(connect(&self.url).await?))
+    }
+
+    pub async fn agents(&self) -> anyhow::Result<AgentServiceClient<Channel>> {
+        Ok(AgentServiceClient::new(connect(&self.url).await?))
+    }
+
+    /// Starts `orca worker` against this server.
+    pub fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> anyhow::Result<Process> {
+        start_worker(&self.url, &self.data_dir, name, capabilities, slots)
+    }
+
+    /// Waits until exactly these workers are connected.
+    pub async fn wait_for_agents(&self, names: &[&str]) -> anyhow::Result<()> {
+        let client = self.agents().await?;
+        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        eventually(Duration::from_secs(20), || {
+            let mut client = client.clone();
+            let want = want.clone();
+            async move {
+                let agents = client
+                    .list_agents(v1::ListAgentsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .agents;
+                let mut have: Vec<String> = agents.into_iter().map(|a| a.name).collect();
+                have.sort();
+                (have == want).then_some(())
+            }
+        })
+        .await
+        .with_context(|| format!("workers {names:?} never connected"))
+    }
+}
+
+pub fn start_worker(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    capabilities: &[&str],
+    slots: u32,
+) -> anyhow::Result<Process> {
+    let (log, stderr) = log_file(dir, name)?;
+    let child = Command::new(orca_bin())
+        .args([
+            "--server",
+            url,
+            "worker",
+            "--name",
+            name,
+            "--slots",
+            &slots.to_string(),
+        ])
+        .arg("--capability")
+        .arg(capabilities.join(","))
+        // Relative, as the CLI's default is: the worker must resolve it.
+        .arg("--work-dir")
+        .arg(Path::new("work").join(name))
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .context("spawning orca worker")?;
+    Ok(Process { child, log })
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+/// Polls `check` until it yields a value or `limit` passes.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("condition not met within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits for a task to reach a final state and returns it.
+pub async fn wait_finished(
+    client: &TaskServiceClient<Channel>,
+    task_id: &str,
+    limit: Duration,
+) -> anyhow::Result<v1::Task> {
+    eventually(limit, || {
+        let mut client = client.clone();
+        let task_id = task_id.to_string();
+        async move {
+            let task = client
+                .get_task(v1::GetTaskRequest { task_id })
+                .await
+                .ok()?
+                .into_inner();
+            let done = [
+                v1::TaskState::Succeeded,
+                v1::TaskState::Failed,
+                v1::TaskState::Cancelled,
+            ]
+            .iter()
+            .any(|s| *s as i32 == task.state);
+            done.then_some(task)
+        }
+    })
+    .await
+    .with_context(|| format!("task {task_id} did not finish"))
+}
+
+/// Waits until a step of a task is in `state`.
+pub async fn wait_step(
+    client: &TaskServiceClient<Channel>,
+    task_id: &str,
+    step: &str,
+    state: v1::StepState,
+) -> anyhow::Result<v1::Step> {
+    eventually(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        let task_id = task_id.to_string();
+        async move {
+            let task = client
+                .get_task(v1::GetTaskRequest { task_id })
+                .await
+                .ok()?
+                .into_inner();
+            task.steps
+                .into_iter()
+                .find(|s| s.id == step && s.state == state as i32)
+        }
+    })
+    .await
+    .with_context(|| format!("step {step} of {task_id} never reached {state:?}"))
+}
+
+/// A shell step.
+pub fn shell_step(id: &str, deps: &[&str], script: &str) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        depends_on: deps.iter().map(|s| s.to_string()).collect(),
+        needs: Vec::new(),
+        runtime: Some(v1::step_spec::Runtime::Shell(v1::ShellRuntime {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            env: Default::default(),
+        })),
+    }
+}
+
+pub fn noop_step(id: &str) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
+        ..Default::default()
+    }
+}
+
+pub fn task(name: &str, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
+    v1::SubmitTaskRequest {
+        spec: Some(v1::TaskSpec {
+            name: name.into(),
+            steps,
+            ..Default::default()
+        }),
+        idempotency_key: String::new(),
+    }
+}
+
+pub async fn submit(
+    client: &TaskServiceClient<Channel>,
+    request: v1::SubmitTaskRequest,
+) -> anyhow::Result<String> {
+    Ok(client
+        .clone()
+        .submit_task(request)
+        .await?
+        .into_inner()
+        .task_id)
+}
+
+/// Every task id in the store, via ListTasks.
+pub async fn all_task_ids(client: &TaskServiceClient<Channel>) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .clone()
+            .list_tasks(v1::ListTasksRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        ids.extend(page.tasks.into_iter().map(|t| t.id));
+        if page.next_page_token.is_empty() {
+            return Ok(ids);
+        }
+        token = page.next_page_token;
+    }
+}
+
+pub fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
+    ts.as_ref().map(orca_api::convert::micros).unwrap_or(0)
+}

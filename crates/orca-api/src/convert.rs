@@ -172,10 +172,12 @@ impl From<&core::Event> for v1::Event {
     fn from(event: &core::Event) -> Self {
         use v1::event::Kind;
         let kind = match &event.kind {
-            core::EventKind::TaskState { state, message } => Kind::TaskState(v1::TaskStateChanged {
-                state: v1::TaskState::from(*state) as i32,
-                message: message.clone(),
-            }),
+            core::EventKind::TaskState { state, message } => {
+                Kind::TaskState(v1::TaskStateChanged {
+                    state: v1::TaskState::from(*state) as i32,
+                    message: message.clone(),
+                })
+            }
             core::EventKind::StepState {
                 step,
                 state,

@@ -10,7 +10,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
-#[command(name = "orca", version, about = "Orchestrate fleets of AI coding agents", propagate_version = true)]
+#[command(
+    name = "orca",
+    version,
+    about = "Orchestrate fleets of AI coding agents",
+    propagate_version = true
+)]
 pub struct Cli {
     /// The control plane to talk to.
     #[arg(long, global = true, env = "ORCA_SERVER", default_value = DEFAULT_SERVER)]
@@ -85,7 +90,12 @@ pub struct WorkerArgs {
     pub pool: String,
 
     /// Capabilities this worker offers; repeat or separate with commas.
-    #[arg(long = "capability", env = "ORCA_CAPABILITIES", value_delimiter = ',', default_value = "shell")]
+    #[arg(
+        long = "capability",
+        env = "ORCA_CAPABILITIES",
+        value_delimiter = ',',
+        default_value = "shell"
+    )]
     pub capabilities: Vec<String>,
 
     /// Steps run at once.
@@ -114,7 +124,12 @@ pub struct UpArgs {
     pub slots: u32,
 
     /// Capabilities of the local workers.
-    #[arg(long = "capability", env = "ORCA_CAPABILITIES", value_delimiter = ',', default_value = "shell")]
+    #[arg(
+        long = "capability",
+        env = "ORCA_CAPABILITIES",
+        value_delimiter = ',',
+        default_value = "shell"
+    )]
     pub capabilities: Vec<String>,
 }
 
@@ -199,7 +214,9 @@ pub struct WatchArgs {
 /// `500ms`, `15s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -209,7 +226,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?}; use ms, s, m or h"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -227,13 +248,17 @@ mod tests {
     #[test]
     fn shipped_defaults_parse_and_bind_loopback() {
         let cli = Cli::try_parse_from(["orca", "up"]).expect("defaults parse");
-        let Command::Up(up) = cli.command else { panic!("not up") };
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
         assert!(up.listen.ip().is_loopback());
         assert_eq!(up.workers, 2);
         assert_eq!(up.store.data_dir, PathBuf::from(".orca"));
         assert_eq!(up.store.orphan_grace, Duration::from_secs(15));
         let cli = Cli::try_parse_from(["orca", "server"]).expect("defaults parse");
-        let Command::Server(server) = cli.command else { panic!("not server") };
+        let Command::Server(server) = cli.command else {
+            panic!("not server")
+        };
         assert!(server.listen.ip().is_loopback());
     }
 

@@ -17,10 +17,9 @@ pub async fn channel(server: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("--server {server:?} is not a URL like http://127.0.0.1:7070"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the control plane at {server} (is `orca up` running?)"))
+    endpoint.connect().await.with_context(|| {
+        format!("cannot reach the control plane at {server} (is `orca up` running?)")
+    })
 }
 
 pub async fn tasks(server: &str) -> anyhow::Result<TaskServiceClient<Channel>> {
@@ -60,7 +59,10 @@ pub async fn submit(server: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> 
     if response.created {
         println!("task {} submitted", response.task_id);
     } else {
-        println!("task {} already exists for this idempotency key", response.task_id);
+        println!(
+            "task {} already exists for this idempotency key",
+            response.task_id
+        );
     }
     if args.watch {
         return watch::follow(&mut client, &response.task_id).await;
@@ -167,7 +169,10 @@ pub async fn cancel(server: &str, args: CancelArgs) -> anyhow::Result<ExitCode> 
         Ok(v1::TaskState::Succeeded | v1::TaskState::Failed) => {
             println!("task {} had already finished: {state}", task.id)
         }
-        _ => println!("task {} is cancelling: running steps are being stopped", task.id),
+        _ => println!(
+            "task {} is cancelling: running steps are being stopped",
+            task.id
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

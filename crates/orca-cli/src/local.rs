@@ -39,7 +39,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let running = orca_server::start(server_config(args.listen, &args.store))
         .await
         .context("starting the control plane")?;
-    println!("orca control plane listening on http://{}", running.local_addr);
+    println!(
+        "orca control plane listening on http://{}",
+        running.local_addr
+    );
     running.run_until(stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -78,7 +81,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut names = Vec::new();
     for i in 1..=args.workers {
         let name = format!("local-{i}");
-        let mut config = WorkerConfig::new(endpoint.clone(), name.clone(), args.store.data_dir.join("work").join(&name));
+        let mut config = WorkerConfig::new(
+            endpoint.clone(),
+            name.clone(),
+            args.store.data_dir.join("work").join(&name),
+        );
         config.capabilities = args.capabilities.clone();
         config.slots = args.slots;
         let mut stop = stop_workers.subscribe();
@@ -93,7 +100,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("  store    {}", running.db_path.display());
     println!(
         "  workers  {} ({} slots each; capabilities: {})",
-        if names.is_empty() { "none".to_string() } else { names.join(", ") },
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        },
         args.slots,
         args.capabilities.join(", ")
     );

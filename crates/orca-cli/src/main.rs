@@ -17,7 +17,10 @@ use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Server(_) | Command::Worker(_) | Command::Up(_));
+    let quiet = !matches!(
+        cli.command,
+        Command::Server(_) | Command::Worker(_) | Command::Up(_)
+    );
     init_logging(quiet);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

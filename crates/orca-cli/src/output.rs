@@ -115,8 +115,10 @@ fn task_view(task: &v1::Task) -> TaskView {
                 finished_at: rfc3339(&s.finished_at),
                 progress: s.progress,
                 exit_code: s.exit_code,
-                output: (!s.output_json.is_empty())
-                    .then(|| serde_json::from_str(&s.output_json).unwrap_or(serde_json::Value::String(s.output_json.clone()))),
+                output: (!s.output_json.is_empty()).then(|| {
+                    serde_json::from_str(&s.output_json)
+                        .unwrap_or(serde_json::Value::String(s.output_json.clone()))
+                }),
                 error: s.error.clone(),
             })
             .collect(),
@@ -147,7 +149,10 @@ pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
                 spec.name,
                 task_state_name(t.state).to_string(),
                 spec.steps.len().to_string(),
-                t.created_at.as_ref().map(|c| age(now - micros(c))).unwrap_or_default(),
+                t.created_at
+                    .as_ref()
+                    .map(|c| age(now - micros(c)))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -165,7 +170,11 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     println!("State:     {}", view.state);
     println!("Priority:  {}", view.priority);
     if !view.labels.is_empty() {
-        let labels: Vec<String> = view.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = view
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!("Labels:    {}", labels.join(", "));
     }
     println!("Created:   {}", view.created_at);
@@ -184,7 +193,11 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
                 (Some(a), Some(b)) => duration(micros(b) - micros(a)),
                 _ => String::new(),
             };
-            let detail = if !s.error.is_empty() { s.error.clone() } else { s.output_json.clone() };
+            let detail = if !s.error.is_empty() {
+                s.error.clone()
+            } else {
+                s.output_json.clone()
+            };
             vec![
                 s.id.clone(),
                 step_state_name(s.state).to_string(),
@@ -196,7 +209,18 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_table(&["STEP", "STATE", "ATTEMPT", "WORKER", "DURATION", "EXIT", "OUTPUT / ERROR"], &rows);
+    print_table(
+        &[
+            "STEP",
+            "STATE",
+            "ATTEMPT",
+            "WORKER",
+            "DURATION",
+            "EXIT",
+            "OUTPUT / ERROR",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -223,10 +247,17 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
         .map(|a| {
             vec![
                 a.name.clone(),
-                if a.pool.is_empty() { "-".into() } else { a.pool.clone() },
+                if a.pool.is_empty() {
+                    "-".into()
+                } else {
+                    a.pool.clone()
+                },
                 a.capabilities.join(","),
                 format!("{}/{}", a.running, a.slots),
-                a.connected_at.as_ref().map(|c| age(now - micros(c))).unwrap_or_default(),
+                a.connected_at
+                    .as_ref()
+                    .map(|c| age(now - micros(c)))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -316,7 +347,10 @@ mod tests {
     #[test]
     fn utc_formatting() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_795_307_696_123_000), "2026-11-22T00:34:56.123Z");
+        assert_eq!(
+            format_utc(1_795_307_696_123_000),
+            "2026-11-22T00:34:56.123Z"
+        );
         assert_eq!(format_utc(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
     }
 

@@ -9,7 +9,9 @@ use orca_core::TaskSpec;
 pub fn load(path: &Path) -> anyhow::Result<TaskSpec> {
     let text = if path == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
         text
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
@@ -47,7 +49,8 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_field() {
-        let err = parse("name: x\nsteps:\n  - id: a\n    shel: {command: [true]}\n").expect_err("typo");
+        let err =
+            parse("name: x\nsteps:\n  - id: a\n    shel: {command: [true]}\n").expect_err("typo");
         assert!(format!("{err:#}").contains("shel"), "{err:#}");
         assert!(parse("  \n").is_err());
     }

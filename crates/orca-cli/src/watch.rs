@@ -21,7 +21,10 @@ use crate::output::{duration, step_state_name, task_state_name};
 /// How long to keep trying to resume a broken watch.
 const RESUME_FOR: Duration = Duration::from_secs(60);
 
-pub async fn follow(client: &mut TaskServiceClient<Channel>, task_id: &str) -> anyhow::Result<ExitCode> {
+pub async fn follow(
+    client: &mut TaskServiceClient<Channel>,
+    task_id: &str,
+) -> anyhow::Result<ExitCode> {
     let task = client
         .get_task(v1::GetTaskRequest {
             task_id: task_id.to_string(),
@@ -43,18 +46,16 @@ pub async fn follow(client: &mut TaskServiceClient<Channel>, task_id: &str) -> a
         match stream {
             Ok(stream) => {
                 let mut stream = stream.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(event)) => {
-                            broken_since = None;
-                            last_seq = event.seq;
-                            done |= view.apply(&event);
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
+                while let Ok(Some(event)) = stream.message().await {
+                    broken_since = None;
+                    last_seq = event.seq;
+                    done |= view.apply(&event);
                 }
             }
-            Err(status) if status.code() == tonic::Code::NotFound || status.code() == tonic::Code::InvalidArgument => {
+            Err(status)
+                if status.code() == tonic::Code::NotFound
+                    || status.code() == tonic::Code::InvalidArgument =>
+            {
                 return Err(status.into());
             }
             Err(_) => {}
@@ -97,8 +98,11 @@ fn print_summary(task: &v1::Task) {
     }
     // The result of a DAG is the output of the steps nothing depends on.
     let spec = task.spec.clone().unwrap_or_default();
-    let depended_on: std::collections::HashSet<&str> =
-        spec.steps.iter().flat_map(|s| s.depends_on.iter().map(String::as_str)).collect();
+    let depended_on: std::collections::HashSet<&str> = spec
+        .steps
+        .iter()
+        .flat_map(|s| s.depends_on.iter().map(String::as_str))
+        .collect();
     for step in &task.steps {
         if !depended_on.contains(step.id.as_str()) && !step.output_json.is_empty() {
             println!("result ({}): {}", step.id, step.output_json);
@@ -124,10 +128,17 @@ impl View {
     fn new(task: &v1::Task) -> Self {
         if std::io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {percent:>3}% {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            let width = task.steps.iter().map(|s| s.id.len()).max().unwrap_or(0).min(16);
+            let style =
+                ProgressStyle::with_template("{prefix:>16} [{bar:30}] {percent:>3}% {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            let width = task
+                .steps
+                .iter()
+                .map(|s| s.id.len())
+                .max()
+                .unwrap_or(0)
+                .min(16);
             let bars = task
                 .steps
                 .iter()
@@ -152,7 +163,9 @@ impl View {
 
     /// Shows one event; true when it is the task's final event.
     fn apply(&mut self, event: &v1::Event) -> bool {
-        let Some(kind) = &event.kind else { return false };
+        let Some(kind) = &event.kind else {
+            return false;
+        };
         let is_final = matches!(kind, Kind::TaskState(t) if matches!(
             v1::TaskState::try_from(t.state),
             Ok(v1::TaskState::Succeeded | v1::TaskState::Failed | v1::TaskState::Cancelled)
@@ -163,7 +176,9 @@ impl View {
                     if let Some(bar) = bars.get(&s.step_id) {
                         let state = step_state_name(s.state);
                         let message = match (state, s.worker.is_empty(), s.message.is_empty()) {
-                            ("running", false, _) => format!("running on {} (attempt {})", s.worker, s.attempt),
+                            ("running", false, _) => {
+                                format!("running on {} (attempt {})", s.worker, s.attempt)
+                            }
                             (_, _, false) => format!("{state}: {}", s.message),
                             _ => state.to_string(),
                         };
@@ -190,8 +205,12 @@ impl View {
                 let at = event.time.as_ref().map(micros).unwrap_or(*start);
                 let offset = (at - *start) as f64 / 1e6;
                 let line = match kind {
-                    Kind::TaskState(t) if t.message.is_empty() => format!("task {}", task_state_name(t.state)),
-                    Kind::TaskState(t) => format!("task {}: {}", task_state_name(t.state), t.message),
+                    Kind::TaskState(t) if t.message.is_empty() => {
+                        format!("task {}", task_state_name(t.state))
+                    }
+                    Kind::TaskState(t) => {
+                        format!("task {}: {}", task_state_name(t.state), t.message)
+                    }
                     Kind::StepState(s) => {
                         let mut line = format!("{}: {}", s.step_id, step_state_name(s.state));
                         if s.state == v1::StepState::Running as i32 {
@@ -202,7 +221,9 @@ impl View {
                         }
                         line
                     }
-                    Kind::Progress(p) => format!("{}: {:.0}% {}", p.step_id, p.fraction * 100.0, p.message),
+                    Kind::Progress(p) => {
+                        format!("{}: {:.0}% {}", p.step_id, p.fraction * 100.0, p.message)
+                    }
                     Kind::Log(l) => format!("{} | {}", l.step_id, l.line),
                 };
                 println!("[{offset:>7.2}s] {}", line.trim_end());

@@ -24,5 +24,8 @@ pub enum Error {
     UnknownState(String),
     /// A step cannot move from one state to the other.
     #[error("a step cannot go from {from} to {to}")]
-    Transition { from: &'static str, to: &'static str },
+    Transition {
+        from: &'static str,
+        to: &'static str,
+    },
 }

@@ -60,7 +60,13 @@ impl<T> ReadyQueue<T> {
     }
 
     /// Queues an item; `task_created` orders tasks of equal priority.
-    pub fn push(&mut self, needs: &Capabilities, priority: i32, task_created: Micros, item: T) -> QueueKey {
+    pub fn push(
+        &mut self,
+        needs: &Capabilities,
+        priority: i32,
+        task_created: Micros,
+        item: T,
+    ) -> QueueKey {
         let group = match self.group_of.get(needs) {
             Some(&g) => g,
             None => {

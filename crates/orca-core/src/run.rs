@@ -15,8 +15,15 @@ use crate::state::{StepState, TaskState};
 /// A change the state machine made; the caller records each as an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Task { state: TaskState, message: String },
-    Step { index: usize, state: StepState, message: String },
+    Task {
+        state: TaskState,
+        message: String,
+    },
+    Step {
+        index: usize,
+        state: StepState,
+        message: String,
+    },
 }
 
 /// How a step attempt ended, as its worker reported it.
@@ -68,12 +75,10 @@ impl TaskRun {
             state: TaskState::Queued,
             message: String::new(),
         }];
-        changes.extend(run.steps.iter().enumerate().filter_map(|(index, s)| {
-            (s.state == StepState::Queued).then(|| Change::Step {
-                index,
-                state: StepState::Queued,
-                message: String::new(),
-            })
+        changes.extend(run.queued().map(|index| Change::Step {
+            index,
+            state: StepState::Queued,
+            message: String::new(),
         }));
         (run, changes)
     }
@@ -210,7 +215,11 @@ impl TaskRun {
             }
             Outcome::Failed(_) | Outcome::Cancelled(_) => {
                 if self.cancelled.is_none() && self.failure.is_none() {
-                    let verb = if state == StepState::Failed { "failed" } else { "was cancelled" };
+                    let verb = if state == StepState::Failed {
+                        "failed"
+                    } else {
+                        "was cancelled"
+                    };
                     let id = &self.ids[index];
                     self.failure = Some(if message.is_empty() {
                         format!("step {id:?} {verb}")
@@ -364,11 +373,17 @@ mod tests {
             state: TaskState::Running,
             message: String::new()
         }));
-        assert_eq!(queued_by(&run.finish(0, Outcome::Succeeded).expect("finish")), [1, 2]);
+        assert_eq!(
+            queued_by(&run.finish(0, Outcome::Succeeded).expect("finish")),
+            [1, 2]
+        );
         run.start(1).expect("start a");
         run.start(2).expect("start b");
         assert!(queued_by(&run.finish(1, Outcome::Succeeded).expect("finish a")).is_empty());
-        assert_eq!(queued_by(&run.finish(2, Outcome::Succeeded).expect("finish b")), [3]);
+        assert_eq!(
+            queued_by(&run.finish(2, Outcome::Succeeded).expect("finish b")),
+            [3]
+        );
         run.start(3).expect("start join");
         let changes = run.finish(3, Outcome::Succeeded).expect("finish join");
         assert_eq!(run.state(), TaskState::Succeeded);
@@ -388,12 +403,16 @@ mod tests {
         run.finish(0, Outcome::Succeeded).expect("finish");
         run.start(1).expect("start a");
         run.start(2).expect("start b");
-        run.finish(1, Outcome::Failed("exit 1".into())).expect("fail a");
+        run.finish(1, Outcome::Failed("exit 1".into()))
+            .expect("fail a");
         assert_eq!(states(&run), [Succeeded, Failed, Running, Skipped]);
         assert_eq!(run.state(), TaskState::Running, "b still runs");
         assert_eq!(run.running().collect::<Vec<_>>(), [2]);
         let changes = run.finish(2, Outcome::Succeeded).expect("b ends");
-        assert!(queued_by(&changes).is_empty(), "nothing starts after a failure");
+        assert!(
+            queued_by(&changes).is_empty(),
+            "nothing starts after a failure"
+        );
         assert_eq!(run.state(), TaskState::Failed);
         assert!(changes.contains(&Change::Task {
             state: TaskState::Failed,
@@ -409,7 +428,8 @@ mod tests {
         assert_eq!(states(&run), [Running, Cancelled, Cancelled, Cancelled]);
         assert_eq!(changes.len(), 3);
         assert!(run.cancel("again").is_empty());
-        run.finish(0, Outcome::Cancelled("killed".into())).expect("report");
+        run.finish(0, Outcome::Cancelled("killed".into()))
+            .expect("report");
         assert_eq!(run.state(), TaskState::Cancelled);
     }
 
@@ -418,15 +438,27 @@ mod tests {
         let (mut run, _) = TaskRun::new(&diamond());
         let changes = run.cancel("by user");
         assert_eq!(run.state(), TaskState::Cancelled);
-        assert!(matches!(changes.last(), Some(Change::Task { state: TaskState::Cancelled, .. })));
-        assert!(run.cancel("again").is_empty(), "cancelling a finished task changes nothing");
+        assert!(matches!(
+            changes.last(),
+            Some(Change::Task {
+                state: TaskState::Cancelled,
+                ..
+            })
+        ));
+        assert!(
+            run.cancel("again").is_empty(),
+            "cancelling a finished task changes nothing"
+        );
     }
 
     #[test]
     fn lost_worker_requeues_for_the_next_attempt() {
         let (mut run, _) = TaskRun::new(&diamond());
         run.start(0).expect("start");
-        assert_eq!(queued_by(&run.requeue(0, "worker gone").expect("requeue")), [0]);
+        assert_eq!(
+            queued_by(&run.requeue(0, "worker gone").expect("requeue")),
+            [0]
+        );
         let (attempt, _) = run.start(0).expect("restart");
         assert_eq!(attempt, 2);
     }
@@ -435,7 +467,10 @@ mod tests {
     fn illegal_transitions_are_refused() {
         let (mut run, _) = TaskRun::new(&diamond());
         assert!(run.start(1).is_err(), "waiting step cannot start");
-        assert!(run.finish(0, Outcome::Succeeded).is_err(), "queued step cannot finish");
+        assert!(
+            run.finish(0, Outcome::Succeeded).is_err(),
+            "queued step cannot finish"
+        );
         assert!(run.requeue(0, "x").is_err());
     }
 
@@ -453,6 +488,9 @@ mod tests {
                 status(Waiting, 0),
             ],
         );
-        assert_eq!(queued_by(&run.finish(2, Outcome::Succeeded).expect("finish")), [3]);
+        assert_eq!(
+            queued_by(&run.finish(2, Outcome::Succeeded).expect("finish")),
+            [3]
+        );
     }
 }

@@ -43,7 +43,10 @@ impl TaskState {
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {

@@ -53,7 +53,11 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     if spec.name.len() > limits.max_name_bytes {
         return Err(invalid(
             "name",
-            format!("is {} bytes; the limit is {}", spec.name.len(), limits.max_name_bytes),
+            format!(
+                "is {} bytes; the limit is {}",
+                spec.name.len(),
+                limits.max_name_bytes
+            ),
         ));
     }
     validate_labels(&spec.labels, limits)?;
@@ -63,7 +67,11 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     if spec.steps.len() > limits.max_steps {
         return Err(invalid(
             "steps",
-            format!("has {} steps; the limit is {}", spec.steps.len(), limits.max_steps),
+            format!(
+                "has {} steps; the limit is {}",
+                spec.steps.len(),
+                limits.max_steps
+            ),
         ));
     }
 
@@ -87,17 +95,27 @@ fn validate_labels(labels: &BTreeMap<String, String>, limits: &Limits) -> Result
     if labels.len() > limits.max_labels {
         return Err(invalid(
             "labels",
-            format!("has {} labels; the limit is {}", labels.len(), limits.max_labels),
+            format!(
+                "has {} labels; the limit is {}",
+                labels.len(),
+                limits.max_labels
+            ),
         ));
     }
     for (key, value) in labels {
         if key.is_empty() || key.len() > limits.max_label_key_bytes {
             return Err(invalid(
                 format!("labels[{key:?}]"),
-                format!("a label key must be 1 to {} bytes", limits.max_label_key_bytes),
+                format!(
+                    "a label key must be 1 to {} bytes",
+                    limits.max_label_key_bytes
+                ),
             ));
         }
-        if !key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             return Err(invalid(
                 format!("labels[{key:?}]"),
                 "a label key may hold only letters, digits, '-', '_', '.' and '/'",
@@ -125,7 +143,11 @@ fn validate_step_id(i: usize, id: &str, limits: &Limits) -> Result<(), Error> {
     if id.len() > limits.max_step_id_bytes {
         return Err(invalid(
             field,
-            format!("step id {id:?} is {} bytes; the limit is {}", id.len(), limits.max_step_id_bytes),
+            format!(
+                "step id {id:?} is {} bytes; the limit is {}",
+                id.len(),
+                limits.max_step_id_bytes
+            ),
         ));
     }
     let well_formed = id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -170,12 +192,20 @@ fn validate_step(
     if step.needs.len() > limits.max_needs {
         return Err(invalid(
             format!("steps[{i}].needs"),
-            format!("step {id:?} needs {} capabilities; the limit is {}", step.needs.len(), limits.max_needs),
+            format!(
+                "step {id:?} needs {} capabilities; the limit is {}",
+                step.needs.len(),
+                limits.max_needs
+            ),
         ));
     }
     for (n, capability) in step.needs.iter().enumerate() {
-        validate_capability(capability, limits)
-            .map_err(|message| invalid(format!("steps[{i}].needs[{n}]"), format!("step {id:?}: {message}")))?;
+        validate_capability(capability, limits).map_err(|message| {
+            invalid(
+                format!("steps[{i}].needs[{n}]"),
+                format!("step {id:?}: {message}"),
+            )
+        })?;
     }
 
     match step.runtime() {
@@ -190,17 +220,30 @@ fn validate_step(
         Some(Runtime::Noop) => Ok(()),
         Some(Runtime::Shell(shell)) => {
             let field = format!("steps[{i}].shell.command");
-            if shell.command.first().is_none_or(|program| program.is_empty()) {
-                return Err(invalid(field, format!("step {id:?} needs a program to run")));
+            if shell
+                .command
+                .first()
+                .is_none_or(|program| program.is_empty())
+            {
+                return Err(invalid(
+                    field,
+                    format!("step {id:?} needs a program to run"),
+                ));
             }
             if shell.command.iter().any(|arg| arg.contains('\0')) {
-                return Err(invalid(field, format!("step {id:?}: an argument holds a NUL byte")));
+                return Err(invalid(
+                    field,
+                    format!("step {id:?}: an argument holds a NUL byte"),
+                ));
             }
             let bytes: usize = shell.command.iter().map(String::len).sum();
             if bytes > limits.max_command_bytes {
                 return Err(invalid(
                     field,
-                    format!("step {id:?}: the command is {bytes} bytes; the limit is {}", limits.max_command_bytes),
+                    format!(
+                        "step {id:?}: the command is {bytes} bytes; the limit is {}",
+                        limits.max_command_bytes
+                    ),
                 ));
             }
             let field = format!("steps[{i}].shell.env");
@@ -208,18 +251,26 @@ fn validate_step(
                 if key.is_empty() || key.contains(['=', '\0']) {
                     return Err(invalid(
                         format!("{field}[{key:?}]"),
-                        format!("step {id:?}: an environment variable name must be non-empty, without '=' or NUL"),
+                        format!(
+                            "step {id:?}: an environment variable name must be non-empty, without '=' or NUL"
+                        ),
                     ));
                 }
             }
             if shell.env.values().any(|v| v.contains('\0')) {
-                return Err(invalid(field, format!("step {id:?}: a value holds a NUL byte")));
+                return Err(invalid(
+                    field,
+                    format!("step {id:?}: a value holds a NUL byte"),
+                ));
             }
             let bytes: usize = shell.env.iter().map(|(k, v)| k.len() + v.len()).sum();
             if bytes > limits.max_env_bytes {
                 return Err(invalid(
                     field,
-                    format!("step {id:?}: the environment is {bytes} bytes; the limit is {}", limits.max_env_bytes),
+                    format!(
+                        "step {id:?}: the environment is {bytes} bytes; the limit is {}",
+                        limits.max_env_bytes
+                    ),
                 ));
             }
             Ok(())
@@ -281,8 +332,10 @@ fn check_acyclic(spec: &TaskSpec, index: &HashMap<&str, usize>) -> Result<(), Er
                         }
                         Mark::OnPath => {
                             let start = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-                            let mut path: Vec<&str> =
-                                stack[start..].iter().map(|(n, _)| spec.steps[*n].id.as_str()).collect();
+                            let mut path: Vec<&str> = stack[start..]
+                                .iter()
+                                .map(|(n, _)| spec.steps[*n].id.as_str())
+                                .collect();
                             path.push(spec.steps[dep].id.as_str());
                             return Err(invalid(
                                 format!("steps[{dep}].dependsOn"),
@@ -343,10 +396,15 @@ mod tests {
 
     #[test]
     fn missing_dependency_names_step_and_field() {
-        let (field, message) =
-            rejected(&task(vec![StepSpec::noop("a"), StepSpec::noop("b").after(&["a", "zz"])]));
+        let (field, message) = rejected(&task(vec![
+            StepSpec::noop("a"),
+            StepSpec::noop("b").after(&["a", "zz"]),
+        ]));
         assert_eq!(field, "steps[1].dependsOn[1]");
-        assert!(message.contains("\"b\"") && message.contains("\"zz\""), "{message}");
+        assert!(
+            message.contains("\"b\"") && message.contains("\"zz\""),
+            "{message}"
+        );
     }
 
     #[test]
@@ -368,7 +426,10 @@ mod tests {
         for id in ["b", "c", "d"] {
             assert!(message.contains(id), "{message}");
         }
-        assert!(!message.contains("a ->"), "a is not on the cycle: {message}");
+        assert!(
+            !message.contains("a ->"),
+            "a is not on the cycle: {message}"
+        );
     }
 
     #[test]
@@ -422,10 +483,13 @@ mod tests {
         assert!(message.contains("limit"), "{message}");
 
         let mut spec = task(vec![StepSpec::noop("a")]);
-        spec.labels.insert("k".into(), "v".repeat(limits.max_label_value_bytes + 1));
+        spec.labels
+            .insert("k".into(), "v".repeat(limits.max_label_value_bytes + 1));
         assert_eq!(rejected(&spec).0, "labels[\"k\"]");
 
-        let steps = (0..=limits.max_steps).map(|i| StepSpec::noop(&format!("s{i}"))).collect();
+        let steps = (0..=limits.max_steps)
+            .map(|i| StepSpec::noop(&format!("s{i}")))
+            .collect();
         assert_eq!(rejected(&task(steps)).0, "steps");
     }
 

@@ -37,15 +37,28 @@ fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKe
     })
 }
 
-fn worker_info(register: v1::Register, peer: String, limits: &Limits) -> Result<(WorkerInfo, Vec<AttemptKey>), Error> {
+fn worker_info(
+    register: v1::Register,
+    peer: String,
+    limits: &Limits,
+) -> Result<(WorkerInfo, Vec<AttemptKey>), Error> {
     if register.name.is_empty() || register.name.len() > MAX_NAME_BYTES {
-        return Err(Error::invalid("register.name", format!("must be 1 to {MAX_NAME_BYTES} bytes")));
+        return Err(Error::invalid(
+            "register.name",
+            format!("must be 1 to {MAX_NAME_BYTES} bytes"),
+        ));
     }
     if register.pool.len() > MAX_NAME_BYTES {
-        return Err(Error::invalid("register.pool", format!("is longer than {MAX_NAME_BYTES} bytes")));
+        return Err(Error::invalid(
+            "register.pool",
+            format!("is longer than {MAX_NAME_BYTES} bytes"),
+        ));
     }
     if register.slots == 0 || register.slots > MAX_SLOTS {
-        return Err(Error::invalid("register.slots", format!("must be 1 to {MAX_SLOTS}")));
+        return Err(Error::invalid(
+            "register.slots",
+            format!("must be 1 to {MAX_SLOTS}"),
+        ));
     }
     for (i, capability) in register.capabilities.iter().enumerate() {
         orca_core::validate::validate_capability(capability, limits)
@@ -69,14 +82,20 @@ fn worker_info(register: v1::Register, peer: String, limits: &Limits) -> Result<
 }
 
 /// Turns one message of a registered worker into an engine command.
-async fn forward(engine: &EngineHandle, worker: u64, message: v1::WorkerMessage) -> Result<(), Error> {
+async fn forward(
+    engine: &EngineHandle,
+    worker: u64,
+    message: v1::WorkerMessage,
+) -> Result<(), Error> {
     match message.kind {
         None => Err(Error::Protocol("an empty message".into())),
         Some(Kind::Register(_)) => Err(Error::Protocol("register may be sent only once".into())),
         Some(Kind::Credits(c)) => engine.credits(worker, c.credits).await,
         Some(Kind::Progress(p)) => {
             let attempt = attempt_key("progress.attempt", p.attempt)?;
-            engine.progress(worker, attempt, p.fraction, p.message).await
+            engine
+                .progress(worker, attempt, p.fraction, p.message)
+                .await
         }
         Some(Kind::Logs(logs)) => {
             let attempt = attempt_key("logs.attempt", logs.attempt)?;
@@ -112,14 +131,22 @@ type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>>
 impl v1::agent_service_server::AgentService for AgentApi {
     type ConnectStream = ServerStream;
 
-    async fn connect(&self, request: Request<Streaming<v1::WorkerMessage>>) -> Result<Response<Self::ConnectStream>, Status> {
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+    async fn connect(
+        &self,
+        request: Request<Streaming<v1::WorkerMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut inbound = request.into_inner();
         let register = match inbound.message().await? {
             Some(v1::WorkerMessage {
                 kind: Some(Kind::Register(register)),
             }) => register,
-            Some(_) => return Err(Error::Protocol("the first message must be register".into()).into()),
+            Some(_) => {
+                return Err(Error::Protocol("the first message must be register".into()).into());
+            }
             None => return Err(Error::Protocol("the stream ended before register".into()).into()),
         };
         let (info, running) = worker_info(register, peer, &self.limits)?;
@@ -149,10 +176,15 @@ impl v1::agent_service_server::AgentService for AgentApi {
             }
             let _ = engine.disconnected(worker).await;
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(outgoing))))
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            outgoing,
+        ))))
     }
 
-    async fn list_agents(&self, _request: Request<v1::ListAgentsRequest>) -> Result<Response<v1::ListAgentsResponse>, Status> {
+    async fn list_agents(
+        &self,
+        _request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         let agents = self.engine.list_agents().await?;
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }

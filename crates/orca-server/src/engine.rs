@@ -122,7 +122,10 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     async fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands.send(command).await.map_err(|_| Error::ShuttingDown)
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::ShuttingDown)
     }
 
     /// Hands committed tasks to the scheduler; returns once they are queued.
@@ -216,7 +219,7 @@ impl EngineHandle {
 
 /// What a round reveals once it has committed.
 enum Effect {
-    ToWorker(Outbox, v1::ServerMessage),
+    ToWorker(Outbox, Box<v1::ServerMessage>),
     Publish(Vec<Arc<Event>>),
     AdmitDone(oneshot::Sender<()>),
     CancelDone(oneshot::Sender<CancelAnswer>),
@@ -251,7 +254,8 @@ struct Worker {
 impl Worker {
     /// Steps it may be given now: what it asked for, never beyond its slots.
     fn free(&self) -> u32 {
-        self.credits.min(self.info.slots.saturating_sub(self.running.len() as u32))
+        self.credits
+            .min(self.info.slots.saturating_sub(self.running.len() as u32))
     }
 }
 
@@ -335,7 +339,7 @@ async fn run_effects(
             match effect {
                 // A closed outbox means the worker left; its disconnect
                 // handling re-queues the step.
-                Effect::ToWorker(outbox, message) => drop(outbox.send(Ok(message))),
+                Effect::ToWorker(outbox, message) => drop(outbox.send(Ok(*message))),
                 Effect::Publish(events) => hub.publish(&events),
                 Effect::AdmitDone(done) => drop(done.send(())),
                 Effect::CancelDone(reply) => drop(reply.send(CancelAnswer::Done)),
@@ -441,7 +445,9 @@ impl Engine {
                 fraction,
                 message,
             } => {
-                let Some((task_id, _)) = self.current(worker, &attempt) else { return };
+                let Some((task_id, _)) = self.current(worker, &attempt) else {
+                    return;
+                };
                 let fraction = fraction.clamp(0.0, 1.0);
                 self.round.writes.push(Write::Progress {
                     task_id: attempt.task_id.clone(),
@@ -464,7 +470,9 @@ impl Engine {
                 attempt,
                 lines,
             } => {
-                let Some((task_id, _)) = self.current(worker, &attempt) else { return };
+                let Some((task_id, _)) = self.current(worker, &attempt) else {
+                    return;
+                };
                 for (stream, line) in lines {
                     self.event(
                         &task_id,
@@ -540,13 +548,22 @@ impl Engine {
             }
             let queued: Vec<usize> = active.run.queued().collect();
             for index in queued {
-                let key = self.queue.push(&active.slots[index].needs, spec.priority, active.created_at, (id.clone(), index));
+                let key = self.queue.push(
+                    &active.slots[index].needs,
+                    spec.priority,
+                    active.created_at,
+                    (id.clone(), index),
+                );
                 active.slots[index].queued = Some(key);
             }
             self.tasks.insert(id, active);
         }
         if count > 0 {
-            tracing::info!(tasks = count, orphans = self.orphans.len(), "recovered unfinished tasks");
+            tracing::info!(
+                tasks = count,
+                orphans = self.orphans.len(),
+                "recovered unfinished tasks"
+            );
         }
     }
 
@@ -579,7 +596,9 @@ impl Engine {
     }
 
     fn event(&mut self, task_id: &Arc<str>, kind: EventKind) {
-        let Some(active) = self.tasks.get_mut(task_id) else { return };
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
         let event = Arc::new(Event {
             task_id: task_id.to_string(),
             seq: active.next_seq,
@@ -593,10 +612,17 @@ impl Engine {
 
     /// Records the state machine's changes: store writes, events, queue
     /// entries. `detail` adds fields to the write of one step.
-    fn apply(&mut self, task_id: &Arc<str>, changes: Vec<Change>, mut detail: Option<(usize, StepWrite)>) {
+    fn apply(
+        &mut self,
+        task_id: &Arc<str>,
+        changes: Vec<Change>,
+        mut detail: Option<(usize, StepWrite)>,
+    ) {
         let now = now_micros();
         for change in changes {
-            let Some(active) = self.tasks.get_mut(task_id) else { return };
+            let Some(active) = self.tasks.get_mut(task_id) else {
+                return;
+            };
             match change {
                 Change::Task { state, message } => {
                     self.round.writes.push(Write::Task {
@@ -608,13 +634,22 @@ impl Engine {
                     });
                     self.event(task_id, EventKind::TaskState { state, message });
                 }
-                Change::Step { index, state, message } => {
+                Change::Step {
+                    index,
+                    state,
+                    message,
+                } => {
                     let slot = &mut active.slots[index];
                     if let Some(key) = slot.queued.take() {
                         self.queue.remove(&key);
                     }
                     if state == StepState::Queued {
-                        let key = self.queue.push(&slot.needs, active.spec.priority, active.created_at, (task_id.clone(), index));
+                        let key = self.queue.push(
+                            &slot.needs,
+                            active.spec.priority,
+                            active.created_at,
+                            (task_id.clone(), index),
+                        );
                         slot.queued = Some(key);
                     }
                     let attempt = active.run.step(index).attempt;
@@ -651,7 +686,11 @@ impl Engine {
                 }
             }
         }
-        if self.tasks.get(task_id).is_some_and(|a| a.run.state().is_terminal()) {
+        if self
+            .tasks
+            .get(task_id)
+            .is_some_and(|a| a.run.state().is_terminal())
+        {
             self.tasks.remove(task_id);
         }
     }
@@ -664,7 +703,10 @@ impl Engine {
         }
         let mut order = 0;
         let mut idle_since_progress = 0;
-        while !self.queue.is_empty() && !self.worker_order.is_empty() && idle_since_progress < self.worker_order.len() {
+        while !self.queue.is_empty()
+            && !self.worker_order.is_empty()
+            && idle_since_progress < self.worker_order.len()
+        {
             let worker_id = self.worker_order[order % self.worker_order.len()];
             order += 1;
             let item = match self.workers.get(&worker_id) {
@@ -685,7 +727,9 @@ impl Engine {
     }
 
     fn assign(&mut self, worker_id: u64, task_id: Arc<str>, index: usize) {
-        let Some(active) = self.tasks.get_mut(&task_id) else { return };
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         let (attempt, changes) = match active.run.start(index) {
             Ok(started) => started,
             Err(e) => {
@@ -696,7 +740,9 @@ impl Engine {
         active.slots[index].worker = Some(worker_id);
         let step = &active.spec.steps[index];
         let inputs_json = inputs_of(active, index);
-        let Some(worker) = self.workers.get_mut(&worker_id) else { return };
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
         worker.credits -= 1;
         worker.running.insert((task_id.clone(), index));
         let assignment = v1::ServerMessage {
@@ -711,7 +757,10 @@ impl Engine {
                 task_name: active.spec.name.clone(),
             })),
         };
-        self.round.effects.push(Effect::ToWorker(worker.outbox.clone(), assignment));
+        self.round.effects.push(Effect::ToWorker(
+            worker.outbox.clone(),
+            Box::new(assignment),
+        ));
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),
@@ -743,11 +792,13 @@ impl Engine {
         let mut outcome = match report.outcome {
             v1::Outcome::Succeeded => orca_core::Outcome::Succeeded,
             v1::Outcome::Cancelled => orca_core::Outcome::Cancelled(report.error.clone()),
-            v1::Outcome::Failed | v1::Outcome::Unspecified => orca_core::Outcome::Failed(if report.error.is_empty() {
-                "the step failed".into()
-            } else {
-                report.error.clone()
-            }),
+            v1::Outcome::Failed | v1::Outcome::Unspecified => {
+                orca_core::Outcome::Failed(if report.error.is_empty() {
+                    "the step failed".into()
+                } else {
+                    report.error.clone()
+                })
+            }
         };
         let output = report.output_json.trim();
         if outcome == orca_core::Outcome::Succeeded
@@ -756,7 +807,9 @@ impl Engine {
         {
             outcome = orca_core::Outcome::Failed("the step's output is not valid JSON".into());
         }
-        let Some(active) = self.tasks.get_mut(&task_id) else { return };
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         if outcome == orca_core::Outcome::Succeeded {
             active.slots[index].output = Some(output.to_string());
         }
@@ -781,7 +834,9 @@ impl Engine {
     }
 
     fn disconnect(&mut self, worker_id: u64) {
-        let Some(worker) = self.workers.remove(&worker_id) else { return };
+        let Some(worker) = self.workers.remove(&worker_id) else {
+            return;
+        };
         self.worker_order.retain(|w| *w != worker_id);
         tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), "worker disconnected");
         let reason = format!("worker {} disconnected", worker.info.name);
@@ -791,7 +846,9 @@ impl Engine {
     }
 
     fn requeue(&mut self, task_id: &Arc<str>, index: usize, reason: &str) {
-        let Some(active) = self.tasks.get_mut(task_id) else { return };
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
         active.slots[index].worker = None;
         match active.run.requeue(index, reason) {
             Ok(changes) => self.apply(task_id, changes, None),
@@ -801,17 +858,27 @@ impl Engine {
 
     /// A reconnecting worker still runs an attempt the store knows as running.
     fn adopt(&mut self, worker_id: u64, attempt: AttemptKey) {
-        let Some((task_id, active)) = self.tasks.get_key_value(attempt.task_id.as_str()) else { return };
-        let Some(&index) = active.index.get(&attempt.step_id) else { return };
+        let Some((task_id, active)) = self.tasks.get_key_value(attempt.task_id.as_str()) else {
+            return;
+        };
+        let Some(&index) = active.index.get(&attempt.step_id) else {
+            return;
+        };
         let key = (task_id.clone(), index);
-        if !self.orphans.get(&key).is_some_and(|o| o.attempt == attempt.attempt) {
+        if self
+            .orphans
+            .get(&key)
+            .is_none_or(|o| o.attempt != attempt.attempt)
+        {
             return;
         }
         self.orphans.remove(&key);
         if let Some(active) = self.tasks.get_mut(&key.0) {
             active.slots[index].worker = Some(worker_id);
         }
-        let Some(worker) = self.workers.get_mut(&worker_id) else { return };
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
         worker.running.insert(key.clone());
         let name = worker.info.name.clone();
         tracing::info!(task = %key.0, step = %attempt.step_id, worker = %name, "reclaimed a running step");
@@ -840,7 +907,11 @@ impl Engine {
             .collect();
         for key in expired {
             self.orphans.remove(&key);
-            self.requeue(&key.0, key.1, "no worker reclaimed it after a control-plane restart");
+            self.requeue(
+                &key.0,
+                key.1,
+                "no worker reclaimed it after a control-plane restart",
+            );
         }
     }
 
@@ -849,7 +920,9 @@ impl Engine {
             let _ = reply.send(CancelAnswer::NotActive);
             return;
         };
-        let Some(active) = self.tasks.get_mut(&id) else { return };
+        let Some(active) = self.tasks.get_mut(&id) else {
+            return;
+        };
         let changes = active.run.cancel(reason);
         let running: Vec<usize> = active.run.running().collect();
         self.apply(&id, changes, None);
@@ -858,9 +931,16 @@ impl Engine {
     }
 
     fn send_cancels(&mut self, task_id: &Arc<str>, steps: Vec<usize>, reason: &str) {
-        let Some(active) = self.tasks.get(task_id) else { return };
+        let Some(active) = self.tasks.get(task_id) else {
+            return;
+        };
         for index in steps {
-            let Some(worker) = active.slots[index].worker.and_then(|w| self.workers.get(&w)) else { continue };
+            let Some(worker) = active.slots[index]
+                .worker
+                .and_then(|w| self.workers.get(&w))
+            else {
+                continue;
+            };
             let message = v1::ServerMessage {
                 kind: Some(v1::server_message::Kind::Cancel(v1::CancelStep {
                     attempt: Some(v1::AttemptRef {
@@ -871,7 +951,9 @@ impl Engine {
                     reason: reason.to_string(),
                 })),
             };
-            self.round.effects.push(Effect::ToWorker(worker.outbox.clone(), message));
+            self.round
+                .effects
+                .push(Effect::ToWorker(worker.outbox.clone(), Box::new(message)));
         }
     }
 }
@@ -879,7 +961,13 @@ impl Engine {
 /// After a failure, the steps still running must be told to stop.
 fn stop_running_if_winding_down(active: &Active, changes: &[Change]) -> Vec<usize> {
     let failed_now = changes.iter().any(|c| {
-        matches!(c, Change::Step { state: StepState::Failed | StepState::Cancelled, .. })
+        matches!(
+            c,
+            Change::Step {
+                state: StepState::Failed | StepState::Cancelled,
+                ..
+            }
+        )
     });
     if failed_now {
         active.run.running().collect()
@@ -899,7 +987,12 @@ fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u
             output: None,
         })
         .collect();
-    let index = spec.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+    let index = spec
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
     Active {
         spec,
         created_at,

@@ -51,7 +51,9 @@ impl Error {
 impl From<orca_core::Error> for Error {
     fn from(e: orca_core::Error) -> Self {
         match e {
-            orca_core::Error::Invalid { field, message } => Error::InvalidArgument { field, message },
+            orca_core::Error::Invalid { field, message } => {
+                Error::InvalidArgument { field, message }
+            }
             other => Error::Protocol(other.to_string()),
         }
     }

@@ -47,6 +47,9 @@ impl Hub {
 
     /// Ends every watcher (server shutdown).
     pub fn close_all(&self) {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }

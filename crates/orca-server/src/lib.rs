@@ -71,7 +71,10 @@ impl RunningServer {
 
     /// Runs until `signal` resolves (then stops gracefully) or the server
     /// stops by itself on a fatal store failure.
-    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Error> {
         tokio::select! {
             _ = signal => self.stop().await,
             served = &mut self.serving => served.map_err(|e| Error::Fatal(format!("the server task failed: {e}")))?,
@@ -92,12 +95,15 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let store: Arc<dyn Store> = Arc::new(store);
     let recovered = store.unfinished_tasks().await?;
     let hub = Arc::new(hub::Hub::default());
-    let (engine, mut fatal) = engine::start(store.clone(), hub.clone(), recovered, config.orphan_grace);
+    let (engine, mut fatal) =
+        engine::start(store.clone(), hub.clone(), recovered, config.orphan_grace);
 
-    let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Io {
-        context: format!("binding {}", config.listen),
-        source,
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding {}", config.listen),
+            source,
+        })?;
     let local_addr = listener.local_addr().map_err(|source| Error::Io {
         context: "reading the bound address".into(),
         source,
@@ -115,7 +121,8 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let tasks = task_service::TaskApi::new(store, engine.clone(), hub.clone(), config.limits.clone());
+    let tasks =
+        task_service::TaskApi::new(store, engine.clone(), hub.clone(), config.limits.clone());
     let agents = agent_service::AgentApi::new(engine.clone(), config.limits);
 
     let (stop, stop_requested) = oneshot::channel::<()>();

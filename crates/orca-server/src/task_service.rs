@@ -51,22 +51,31 @@ impl TaskApi {
     }
 
     /// Validates and prepares one submit; `field` prefixes error paths.
-    fn prepare(&self, request: v1::SubmitTaskRequest, field: &str, now: i64) -> Result<(NewTask, TaskRun), Error> {
+    fn prepare(
+        &self,
+        request: v1::SubmitTaskRequest,
+        field: &str,
+        now: i64,
+    ) -> Result<(NewTask, TaskRun), Error> {
         let spec: TaskSpec = request
             .spec
             .ok_or_else(|| Error::invalid(format!("{field}spec"), "required"))?
             .into();
         validate(&spec, &self.limits).map_err(|e| match e {
-            orca_core::Error::Invalid { field: inner, message } => {
-                Error::invalid(format!("{field}spec.{inner}"), message)
-            }
+            orca_core::Error::Invalid {
+                field: inner,
+                message,
+            } => Error::invalid(format!("{field}spec.{inner}"), message),
             other => Error::from(other),
         })?;
         let key = request.idempotency_key;
         if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(Error::invalid(
                 format!("{field}idempotency_key"),
-                format!("is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}", key.len()),
+                format!(
+                    "is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}",
+                    key.len()
+                ),
             ));
         }
         let id = self.new_id();
@@ -85,24 +94,41 @@ impl TaskApi {
     }
 
     /// Commits every task of the batch, then hands the new ones to the engine.
-    async fn submit(&self, requests: Vec<v1::SubmitTaskRequest>, batch: bool) -> Result<Vec<v1::SubmitTaskResponse>, Error> {
+    async fn submit(
+        &self,
+        requests: Vec<v1::SubmitTaskRequest>,
+        batch: bool,
+    ) -> Result<Vec<v1::SubmitTaskResponse>, Error> {
         let now = now_micros();
         let mut tasks = Vec::with_capacity(requests.len());
         let mut runs = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
-            let field = if batch { format!("tasks[{i}].") } else { String::new() };
+            let field = if batch {
+                format!("tasks[{i}].")
+            } else {
+                String::new()
+            };
             let (task, run) = self.prepare(request, &field, now)?;
             runs.push(run);
             tasks.push(task);
         }
         let admitted_specs: Vec<(String, TaskSpec, i64, u64)> = tasks
             .iter()
-            .map(|t| (t.id.clone(), t.spec.clone(), t.created_at, t.events.len() as u64 + 1))
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    t.spec.clone(),
+                    t.created_at,
+                    t.events.len() as u64 + 1,
+                )
+            })
             .collect();
         let created = self.store.create_tasks(tasks).await?;
         let mut admitted = Vec::new();
         let mut responses = Vec::with_capacity(created.len());
-        for ((outcome, (id, spec, created_at, next_seq)), run) in created.into_iter().zip(admitted_specs).zip(runs) {
+        for ((outcome, (id, spec, created_at, next_seq)), run) in
+            created.into_iter().zip(admitted_specs).zip(runs)
+        {
             match outcome {
                 Created::New(_) => {
                     admitted.push(Admitted {
@@ -151,7 +177,11 @@ fn first_events(task_id: &str, spec: &TaskSpec, changes: Vec<Change>, at: i64) -
             at,
             kind: match change {
                 Change::Task { state, message } => EventKind::TaskState { state, message },
-                Change::Step { index, state, message } => EventKind::StepState {
+                Change::Step {
+                    index,
+                    state,
+                    message,
+                } => EventKind::StepState {
                     step: spec.steps[index].id.clone(),
                     state,
                     attempt: 0,
@@ -201,41 +231,63 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>
 
 #[tonic::async_trait]
 impl v1::task_service_server::TaskService for TaskApi {
-    async fn submit_task(&self, request: Request<v1::SubmitTaskRequest>) -> Result<Response<v1::SubmitTaskResponse>, Status> {
+    async fn submit_task(
+        &self,
+        request: Request<v1::SubmitTaskRequest>,
+    ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
         let mut responses = self.submit(vec![request.into_inner()], false).await?;
-        let response = responses.pop().ok_or_else(|| Status::internal("no task was created"))?;
+        let response = responses
+            .pop()
+            .ok_or_else(|| Status::internal("no task was created"))?;
         Ok(Response::new(response))
     }
 
-    async fn submit_tasks(&self, request: Request<v1::SubmitTasksRequest>) -> Result<Response<v1::SubmitTasksResponse>, Status> {
+    async fn submit_tasks(
+        &self,
+        request: Request<v1::SubmitTasksRequest>,
+    ) -> Result<Response<v1::SubmitTasksResponse>, Status> {
         let tasks = request.into_inner().tasks;
         if tasks.is_empty() {
             return Err(Error::invalid("tasks", "at least one task is required").into());
         }
         if tasks.len() > MAX_BATCH {
-            return Err(Error::invalid("tasks", format!("has {} tasks; the limit is {MAX_BATCH}", tasks.len())).into());
+            return Err(Error::invalid(
+                "tasks",
+                format!("has {} tasks; the limit is {MAX_BATCH}", tasks.len()),
+            )
+            .into());
         }
         let tasks = self.submit(tasks, true).await?;
         Ok(Response::new(v1::SubmitTasksResponse { tasks }))
     }
 
-    async fn get_task(&self, request: Request<v1::GetTaskRequest>) -> Result<Response<v1::Task>, Status> {
+    async fn get_task(
+        &self,
+        request: Request<v1::GetTaskRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
         let task = self.load(&request.into_inner().task_id).await?;
         Ok(Response::new(task_to_proto(task)))
     }
 
-    async fn list_tasks(&self, request: Request<v1::ListTasksRequest>) -> Result<Response<v1::ListTasksResponse>, Status> {
+    async fn list_tasks(
+        &self,
+        request: Request<v1::ListTasksRequest>,
+    ) -> Result<Response<v1::ListTasksResponse>, Status> {
         let request = request.into_inner();
         let states = request
             .states
             .iter()
             .enumerate()
             .map(|(i, &s)| {
-                task_state("states", s).map_err(|_| Error::invalid(format!("states[{i}]"), format!("unknown task state {s}")))
+                task_state("states", s).map_err(|_| {
+                    Error::invalid(format!("states[{i}]"), format!("unknown task state {s}"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if !request.page_token.is_empty() && !valid_task_id(&request.page_token) {
-            return Err(Error::invalid("page_token", "is not a token from a previous response").into());
+            return Err(
+                Error::invalid("page_token", "is not a token from a previous response").into(),
+            );
         }
         let page_size = match request.page_size as usize {
             0 => DEFAULT_PAGE_SIZE,
@@ -254,22 +306,36 @@ impl v1::task_service_server::TaskService for TaskApi {
             .await
             .map_err(Error::from)?;
         let more = tasks.len() > page_size;
-        let tasks: Vec<v1::Task> = tasks.into_iter().take(page_size).map(task_to_proto).collect();
+        let tasks: Vec<v1::Task> = tasks
+            .into_iter()
+            .take(page_size)
+            .map(task_to_proto)
+            .collect();
         let next_page_token = if more {
             tasks.last().map(|t| t.id.clone()).unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(Response::new(v1::ListTasksResponse { tasks, next_page_token }))
+        Ok(Response::new(v1::ListTasksResponse {
+            tasks,
+            next_page_token,
+        }))
     }
 
-    async fn cancel_task(&self, request: Request<v1::CancelTaskRequest>) -> Result<Response<v1::Task>, Status> {
+    async fn cancel_task(
+        &self,
+        request: Request<v1::CancelTaskRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
         let task_id = request.into_inner().task_id;
         let task = self.load(&task_id).await?;
         if task.state.is_terminal() {
             return Ok(Response::new(task_to_proto(task)));
         }
-        match self.engine.cancel(task_id.clone(), "cancelled by request".into()).await? {
+        match self
+            .engine
+            .cancel(task_id.clone(), "cancelled by request".into())
+            .await?
+        {
             CancelAnswer::Done | CancelAnswer::NotActive => {}
         }
         Ok(Response::new(task_to_proto(self.load(&task_id).await?)))
@@ -277,15 +343,26 @@ impl v1::task_service_server::TaskService for TaskApi {
 
     type WatchTaskStream = EventStream;
 
-    async fn watch_task(&self, request: Request<v1::WatchTaskRequest>) -> Result<Response<Self::WatchTaskStream>, Status> {
+    async fn watch_task(
+        &self,
+        request: Request<v1::WatchTaskRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
         let request = request.into_inner();
         // Subscribe before reading the store: every event is then in one or
         // the other, and duplicates are dropped by sequence number.
         let live = self.hub.subscribe(&request.task_id);
-        self.load(&request.task_id).await?;
+        // Read after subscribing: if the task had already finished, the
+        // replay holds every event and nothing live will follow.
+        let finished = self.load(&request.task_id).await?.state.is_terminal();
         let (tx, rx) = mpsc::channel(256);
-        let live = request.follow.then_some(live);
-        tokio::spawn(follow(self.store.clone(), request.task_id, request.after_seq, live, tx));
+        let live = (request.follow && !finished).then_some(live);
+        tokio::spawn(follow(
+            self.store.clone(),
+            request.task_id,
+            request.after_seq,
+            live,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -299,7 +376,8 @@ async fn follow(
     live: Option<broadcast::Receiver<Arc<Event>>>,
     tx: mpsc::Sender<Result<v1::Event, Status>>,
 ) {
-    let is_final = |e: &Event| matches!(&e.kind, EventKind::TaskState { state, .. } if state.is_terminal());
+    let is_final =
+        |e: &Event| matches!(&e.kind, EventKind::TaskState { state, .. } if state.is_terminal());
     // Replays from the store; returns Some(true) once the final event is sent,
     // None when the watcher is gone or the store fails.
     let replay = |after: u64| {

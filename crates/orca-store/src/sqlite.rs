@@ -286,14 +286,16 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
 }
 
 fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
-    conn.prepare_cached("INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![
-            event.task_id,
-            event.seq as i64,
-            event.at,
-            event.kind.name(),
-            to_json(&event.kind, "event")?,
-        ])?;
+    conn.prepare_cached(
+        "INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        event.task_id,
+        event.seq as i64,
+        event.at,
+        event.kind.name(),
+        to_json(&event.kind, "event")?,
+    ])?;
     Ok(())
 }
 
@@ -313,7 +315,13 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                         finished_at = COALESCE(?5, finished_at)
                      WHERE id = ?1",
                 )?
-                .execute(params![id, state.as_str(), message, started_at, finished_at])?;
+                .execute(params![
+                    id,
+                    state.as_str(),
+                    message,
+                    started_at,
+                    finished_at
+                ])?;
             }
             Write::Step(step) => update_step(conn, step)?,
             Write::Progress {
@@ -326,7 +334,12 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     "UPDATE steps SET progress = ?3, progress_message = ?4
                      WHERE task_id = ?1 AND step_id = ?2",
                 )?
-                .execute(params![task_id, step_id, f64::from(*fraction), message])?;
+                .execute(params![
+                    task_id,
+                    step_id,
+                    f64::from(*fraction),
+                    message
+                ])?;
             }
             Write::Event(event) => insert_event(conn, event)?,
         }
@@ -450,13 +463,17 @@ fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
 impl Store for SqliteStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Create(tasks, reply)).map_err(|_| Error::Closed)?;
+        self.jobs
+            .send(Job::Create(tasks, reply))
+            .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
     fn write(&self, batch: Vec<Write>) -> Commit {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Job::Write(_, reply))) = self.jobs.send(Job::Write(batch, reply)) {
+        if let Err(mpsc::error::SendError(Job::Write(_, reply))) =
+            self.jobs.send(Job::Write(batch, reply))
+        {
             drop(reply.send(Err(Error::Closed)));
         }
         answer
@@ -484,7 +501,12 @@ impl Store for SqliteStore {
             if !query.states.is_empty() {
                 let marks = vec!["?"; query.states.len()].join(", ");
                 sql.push_str(&format!(" AND state IN ({marks})"));
-                args.extend(query.states.iter().map(|s| Box::new(s.as_str()) as Box<dyn rusqlite::ToSql>));
+                args.extend(
+                    query
+                        .states
+                        .iter()
+                        .map(|s| Box::new(s.as_str()) as Box<dyn rusqlite::ToSql>),
+                );
             }
             for (key, value) in &query.labels {
                 sql.push_str(" AND json_extract(labels, ?) = ?");
@@ -595,25 +617,40 @@ mod tests {
     #[tokio::test]
     async fn created_task_reads_back_with_steps_and_events() {
         let (_dir, store) = store();
-        let created = store.create_tasks(vec![new_task("t1", None)]).await.expect("create");
+        let created = store
+            .create_tasks(vec![new_task("t1", None)])
+            .await
+            .expect("create");
         assert_eq!(created, [Created::New("t1".into())]);
         let task = store.get_task("t1").await.expect("get").expect("exists");
         assert_eq!(task.steps.len(), 2);
         assert_eq!(task.steps[1].state, StepState::Waiting);
         assert_eq!(task.last_seq, 1);
-        assert_eq!(store.events_after("t1", 0, 10).await.expect("events").len(), 1);
+        assert_eq!(
+            store.events_after("t1", 0, 10).await.expect("events").len(),
+            1
+        );
         assert!(store.get_task("nope").await.expect("get").is_none());
     }
 
     #[tokio::test]
     async fn idempotency_key_returns_the_first_task() {
         let (_dir, store) = store();
-        store.create_tasks(vec![new_task("t1", Some("k"))]).await.expect("create");
+        store
+            .create_tasks(vec![new_task("t1", Some("k"))])
+            .await
+            .expect("create");
         let again = store
             .create_tasks(vec![new_task("t2", Some("k")), new_task("t3", Some("k"))])
             .await
             .expect("create");
-        assert_eq!(again, [Created::Existing("t1".into()), Created::Existing("t1".into())]);
+        assert_eq!(
+            again,
+            [
+                Created::Existing("t1".into()),
+                Created::Existing("t1".into())
+            ]
+        );
         assert!(store.get_task("t2").await.expect("get").is_none());
     }
 
@@ -622,7 +659,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = SqliteStore::open(dir.path(), Durability::Machine).expect("open");
-            store.create_tasks(vec![new_task("t1", None)]).await.expect("create");
+            store
+                .create_tasks(vec![new_task("t1", None)])
+                .await
+                .expect("create");
             let first = store.write(vec![Write::Step(StepWrite {
                 task_id: "t1".into(),
                 step_id: "a".into(),
@@ -656,7 +696,10 @@ mod tests {
         assert_eq!(task.state, TaskState::Running);
         assert_eq!(task.started_at, 5);
         let a = &task.steps[0];
-        assert_eq!((a.state, a.attempt, a.worker.as_str()), (StepState::Succeeded, 1, "w1"));
+        assert_eq!(
+            (a.state, a.attempt, a.worker.as_str()),
+            (StepState::Succeeded, 1, "w1")
+        );
         assert_eq!(a.output_json, "{\"n\":1}");
         assert_eq!(a.exit_code, Some(0));
         assert_eq!(store.unfinished_tasks().await.expect("unfinished").len(), 1);
@@ -665,7 +708,10 @@ mod tests {
     #[tokio::test]
     async fn a_failing_write_fails_alone() {
         let (_dir, store) = store();
-        store.create_tasks(vec![new_task("t1", None)]).await.expect("create");
+        store
+            .create_tasks(vec![new_task("t1", None)])
+            .await
+            .expect("create");
         // The same event twice violates the primary key.
         let event = new_task("t1", None).events.remove(0);
         let bad = store.write(vec![Write::Event(event)]);
@@ -687,7 +733,10 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..5 {
             let mut t = new_task(&format!("t{i}"), None);
-            t.spec.labels.insert("team.io/name".into(), if i % 2 == 0 { "even" } else { "odd" }.into());
+            t.spec.labels.insert(
+                "team.io/name".into(),
+                if i % 2 == 0 { "even" } else { "odd" }.into(),
+            );
             tasks.push(t);
         }
         store.create_tasks(tasks).await.expect("create");

@@ -35,6 +35,13 @@ pub enum Error {
     /// The control plane broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The work directory cannot be used.
+    #[error("work directory {path}: {source}")]
+    WorkDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -105,8 +112,20 @@ struct Worker {
 
 /// Runs the worker until `shutdown` resolves; running steps are then
 /// cancelled.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    Endpoint::from_shared(config.server.clone()).map_err(|_| Error::InvalidServer(config.server.clone()))?;
+pub async fn run(
+    mut config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    Endpoint::from_shared(config.server.clone())
+        .map_err(|_| Error::InvalidServer(config.server.clone()))?;
+    // Steps run inside their workspace, so every path handed to them
+    // ($ORCA_OUTPUT...) must be absolute.
+    let work_dir_error = |source| Error::WorkDir {
+        path: config.work_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&config.work_dir).map_err(work_dir_error)?;
+    config.work_dir = std::path::absolute(&config.work_dir).map_err(work_dir_error)?;
     let (report_tx, reports) = mpsc::unbounded_channel();
     let mut worker = Worker {
         config,
@@ -129,7 +148,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
                     delay = worker.config.reconnect_min;
                 }
             }
-            Err(e) => tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting"),
+            Err(e) => {
+                tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting")
+            }
         }
         // Runners keep going while disconnected; their results wait.
         let wait = jitter(delay);
@@ -168,7 +189,8 @@ impl Worker {
         let mut client = AgentServiceClient::new(channel);
 
         let (outbound, outgoing) = mpsc::channel::<v1::WorkerMessage>(1024);
-        let mut reclaim: Vec<v1::AttemptRef> = self.running.keys().map(AttemptKey::to_proto).collect();
+        let mut reclaim: Vec<v1::AttemptRef> =
+            self.running.keys().map(AttemptKey::to_proto).collect();
         reclaim.extend(self.undelivered.iter().filter_map(|r| r.attempt.clone()));
         let register = v1::WorkerMessage {
             kind: Some(v1::worker_message::Kind::Register(v1::Register {
@@ -183,11 +205,16 @@ impl Worker {
             .send(register)
             .await
             .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
-        let mut inbound = client.connect(ReceiverStream::new(outgoing)).await?.into_inner();
+        let mut inbound = client
+            .connect(ReceiverStream::new(outgoing))
+            .await?
+            .into_inner();
         match inbound.message().await? {
             Some(v1::ServerMessage {
                 kind: Some(Kind::Registered(registered)),
-            }) => tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered"),
+            }) => {
+                tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered")
+            }
             _ => return Err(Error::Protocol("expected registered".into())),
         }
 
@@ -236,7 +263,9 @@ impl Worker {
     fn on_server_message(&mut self, message: v1::ServerMessage) {
         match message.kind {
             Some(Kind::Assignment(assignment)) => {
-                let (Some(key), Some(step)) = (AttemptKey::from_proto(assignment.attempt), assignment.step) else {
+                let (Some(key), Some(step)) =
+                    (AttemptKey::from_proto(assignment.attempt), assignment.step)
+                else {
                     tracing::warn!("ignoring an assignment without attempt or step");
                     return;
                 };
@@ -267,7 +296,9 @@ impl Worker {
 
 fn credits(n: u32) -> v1::WorkerMessage {
     v1::WorkerMessage {
-        kind: Some(v1::worker_message::Kind::Credits(v1::Credits { credits: n })),
+        kind: Some(v1::worker_message::Kind::Credits(v1::Credits {
+            credits: n,
+        })),
     }
 }
 
@@ -289,7 +320,11 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             fraction,
             message,
         }),
-        Report::Log { attempt, stream, line } => K::Logs(v1::StepLogs {
+        Report::Log {
+            attempt,
+            stream,
+            line,
+        } => K::Logs(v1::StepLogs {
             attempt: Some(attempt.to_proto()),
             lines: vec![v1::LogEntry {
                 stream: v1::LogStream::from(stream) as i32,

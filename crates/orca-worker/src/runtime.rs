@@ -68,7 +68,11 @@ impl Attempt {
 
 /// Runs the attempt to its end and reports the result. A message on
 /// `cancel` stops it.
-pub async fn run(attempt: Attempt, reports: mpsc::UnboundedSender<Report>, cancel: oneshot::Receiver<String>) {
+pub async fn run(
+    attempt: Attempt,
+    reports: mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<String>,
+) {
     let started_at = now_micros();
     let ended = match (&attempt.step.shell, &attempt.step.noop) {
         (Some(shell), _) => run_shell(&attempt, shell, &reports, cancel).await,
@@ -183,10 +187,20 @@ async fn run_shell(
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
     let stdout = child.stdout.take().map(|out| {
-        tokio::spawn(forward_lines(out, LogStream::Stdout, attempt.key.clone(), reports.clone()))
+        tokio::spawn(forward_lines(
+            out,
+            LogStream::Stdout,
+            attempt.key.clone(),
+            reports.clone(),
+        ))
     });
     let stderr = child.stderr.take().map(|err| {
-        tokio::spawn(forward_lines(err, LogStream::Stderr, attempt.key.clone(), reports.clone()))
+        tokio::spawn(forward_lines(
+            err,
+            LogStream::Stderr,
+            attempt.key.clone(),
+            reports.clone(),
+        ))
     });
 
     let mut cancelled = None;
@@ -228,7 +242,10 @@ async fn run_shell(
 }
 
 /// SIGTERM to the whole group, then SIGKILL after a short grace.
-async fn stop_group(group: Option<Pid>, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+async fn stop_group(
+    group: Option<Pid>,
+    child: &mut tokio::process::Child,
+) -> std::io::Result<ExitStatus> {
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGTERM);
     }
@@ -368,7 +385,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = r#"echo "hello $ORCA_STEP_ID"; echo oops >&2; echo "::progress 0.5 half"; cat "$ORCA_INPUTS" > "$ORCA_OUTPUT""#;
         let (result, reports) = run_to_end(attempt(dir.path(), &["sh", "-c", script])).await;
-        assert_eq!(result.outcome, v1::Outcome::Succeeded as i32, "{}", result.error);
+        assert_eq!(
+            result.outcome,
+            v1::Outcome::Succeeded as i32,
+            "{}",
+            result.error
+        );
         assert_eq!(result.output_json, r#"{"up":{"n":2}}"#);
         assert_eq!(result.exit_code, Some(0));
         let logs: Vec<_> = reports
@@ -395,7 +417,11 @@ mod tests {
     #[tokio::test]
     async fn invalid_output_json_fails_the_step() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (result, _) = run_to_end(attempt(dir.path(), &["sh", "-c", "echo '{nope' > \"$ORCA_OUTPUT\""])).await;
+        let (result, _) = run_to_end(attempt(
+            dir.path(),
+            &["sh", "-c", "echo '{nope' > \"$ORCA_OUTPUT\""],
+        ))
+        .await;
         assert_eq!(result.outcome, v1::Outcome::Failed as i32);
         assert!(result.error.contains("not valid JSON"), "{}", result.error);
     }
@@ -403,9 +429,17 @@ mod tests {
     #[tokio::test]
     async fn output_symlink_is_not_followed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (result, _) = run_to_end(attempt(dir.path(), &["sh", "-c", "ln -s /etc/hostname \"$ORCA_OUTPUT\""])).await;
+        let (result, _) = run_to_end(attempt(
+            dir.path(),
+            &["sh", "-c", "ln -s /etc/hostname \"$ORCA_OUTPUT\""],
+        ))
+        .await;
         assert_eq!(result.outcome, v1::Outcome::Failed as i32);
-        assert!(result.error.contains("not a regular file"), "{}", result.error);
+        assert!(
+            result.error.contains("not a regular file"),
+            "{}",
+            result.error
+        );
     }
 
     #[tokio::test]
@@ -423,7 +457,11 @@ mod tests {
         let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (cancel, cancelled) = oneshot::channel();
-        let running = tokio::spawn(run(attempt(dir.path(), &["sh", "-c", &script]), tx, cancelled));
+        let running = tokio::spawn(run(
+            attempt(dir.path(), &["sh", "-c", &script]),
+            tx,
+            cancelled,
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let pid = loop {
             if let Ok(text) = std::fs::read_to_string(&pid_file)
@@ -431,7 +469,10 @@ mod tests {
             {
                 break pid;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the step never started");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the step never started"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         cancel.send("by test".into()).expect("runner alive");
@@ -445,16 +486,29 @@ mod tests {
         };
         assert_eq!(result.outcome, v1::Outcome::Cancelled as i32);
         assert_eq!(result.error, "by test");
-        // The grandchild is gone (or a zombie about to be reaped by init).
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| !stat.contains(") Z "))
-            .unwrap_or(false);
-        assert!(!alive, "grandchild {pid} survived the cancel");
+        // SIGKILL lands asynchronously: the grandchild must be gone (or a
+        // zombie awaiting its reaper) within a deadline.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| !stat.contains(") Z "))
+                .unwrap_or(false)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while alive() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "grandchild {pid} survived the cancel"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]
     fn progress_lines_parse() {
-        assert_eq!(parse_progress("0.5 half way"), Some((0.5, "half way".into())));
+        assert_eq!(
+            parse_progress("0.5 half way"),
+            Some((0.5, "half way".into()))
+        );
         assert_eq!(parse_progress("2"), Some((1.0, String::new())));
         assert_eq!(parse_progress("NaN x"), None);
         assert_eq!(parse_progress("abc"), None);

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): unit tests of every crate and the
+# end-to-end tests in tests/, which start the real `orca` binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# End-to-end tests run the orca binary; `cargo test` builds another crate's
+# binary only when asked.
+cargo build --workspace --bins
+
+if cargo nextest --version >/dev/null 2>&1; then
+  # Per-test timeouts (.config/nextest.toml) so a hang fails fast.
+  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doc tests.
+  cargo test --workspace --doc
+else
+  timeout 1800 cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,666 @@
+//! End to end: real `orca server` and `orca worker` processes on loopback.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_tests::*;
+use serde_json::{Value, json};
+use tonic::Code;
+
+const FINISH: Duration = Duration::from_secs(60);
+
+fn step<'a>(task: &'a v1::Task, id: &str) -> &'a v1::Step {
+    task.steps
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+fn output(step: &v1::Step) -> Value {
+    serde_json::from_str(&step.output_json)
+        .unwrap_or_else(|e| panic!("step {} output {:?}: {e}", step.id, step.output_json))
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_dag_runs_in_dependency_order_and_passes_data() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let _w1 = server.worker("w1", &["shell"], 4)?;
+    let _w2 = server.worker("w2", &["shell"], 4)?;
+    server.wait_for_agents(&["w1", "w2"]).await?;
+
+    // The shipped example, through the CLI, exactly as the README shows it.
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "submit", "--watch", "-f"])
+        .arg(repo_root().join("examples/fan-out-fan-in.yaml"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"result (join): {"shards": 3, "words": 14}"#),
+        "{stdout}"
+    );
+
+    // Each step echoes what it received, so the test sees its inputs exactly.
+    let echo =
+        r#"printf '{"me":"%s","saw":%s}' "$ORCA_STEP_ID" "$(cat "$ORCA_INPUTS")" > "$ORCA_OUTPUT""#;
+    let client = server.tasks().await?;
+    let id = submit(
+        &client,
+        task(
+            "echo-dag",
+            vec![
+                shell_step("root", &[], echo),
+                shell_step("a", &["root"], echo),
+                shell_step("b", &["root"], echo),
+                shell_step("c", &["root"], echo),
+                shell_step("join", &["a", "b", "c"], echo),
+            ],
+        ),
+    )
+    .await?;
+    let task = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        task.message
+    );
+
+    for s in &task.steps {
+        for dep in &task
+            .spec
+            .as_ref()
+            .expect("spec")
+            .steps
+            .iter()
+            .find(|x| x.id == s.id)
+            .expect("spec step")
+            .depends_on
+        {
+            let dep = step(&task, dep);
+            assert!(
+                micros(&s.started_at) >= micros(&dep.finished_at),
+                "{} started before {} finished",
+                s.id,
+                dep.id
+            );
+        }
+    }
+    let root = output(step(&task, "root"));
+    assert_eq!(root, json!({"me": "root", "saw": {}}));
+    for mid in ["a", "b", "c"] {
+        assert_eq!(
+            output(step(&task, mid)),
+            json!({"me": mid, "saw": {"root": root}})
+        );
+    }
+    let join = output(step(&task, "join"));
+    assert_eq!(join["saw"].as_object().map(|o| o.len()), Some(3));
+    assert_eq!(join["saw"]["b"], output(step(&task, "b")));
+    let workers: std::collections::HashSet<_> =
+        task.steps.iter().map(|s| s.worker.clone()).collect();
+    assert!(
+        workers.iter().all(|w| w == "w1" || w == "w2"),
+        "{workers:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_needing_a_capability_waits_for_a_worker_that_has_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let _cpu = server.worker("cpu", &["shell"], 2)?;
+    server.wait_for_agents(&["cpu"]).await?;
+    let client = server.tasks().await?;
+
+    let mut gpu_step = noop_step("train");
+    gpu_step.needs = vec!["gpu".into()];
+    let gpu_task = submit(&client, task("needs-gpu", vec![gpu_step])).await?;
+    let plain = submit(&client, task("plain", vec![noop_step("x")])).await?;
+    // The plain task, submitted later, finishes; the gpu one still waits.
+    let done = wait_finished(&client, &plain, FINISH).await?;
+    assert_eq!(done.state, v1::TaskState::Succeeded as i32);
+    let waiting = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: gpu_task.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        waiting.state,
+        v1::TaskState::Queued as i32,
+        "a step with no capable worker waits, it does not fail"
+    );
+    assert_eq!(step(&waiting, "train").state, v1::StepState::Queued as i32);
+
+    let _gpu = server.worker("gpu-box", &["shell", "gpu"], 1)?;
+    let done = wait_finished(&client, &gpu_task, FINISH).await?;
+    assert_eq!(done.state, v1::TaskState::Succeeded as i32);
+    assert_eq!(step(&done, "train").worker, "gpu-box");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let _w = server.worker("solo", &["shell"], 1)?;
+    server.wait_for_agents(&["solo"]).await?;
+    let client = server.tasks().await?;
+
+    // Hold the only slot until the gate file exists.
+    let gate = dir.path().join("gate");
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display());
+    let blocker = submit(
+        &client,
+        task("blocker", vec![shell_step("hold", &[], &script)]),
+    )
+    .await?;
+    wait_step(&client, &blocker, "hold", v1::StepState::Running).await?;
+
+    let mut ids = HashMap::new();
+    for (name, priority) in [
+        ("p1", 1),
+        ("p5-old", 5),
+        ("p3", 3),
+        ("p5-new", 5),
+        ("p0", 0),
+        ("neg", -2),
+    ] {
+        let mut request = task(name, vec![noop_step("s")]);
+        if let Some(spec) = request.spec.as_mut() {
+            spec.priority = priority;
+        }
+        ids.insert(submit(&client, request).await?, name);
+    }
+    std::fs::write(&gate, "")?;
+    let mut started = Vec::new();
+    for (id, name) in &ids {
+        let task = wait_finished(&client, id, FINISH).await?;
+        started.push((micros(&step(&task, "s").started_at), *name));
+    }
+    started.sort();
+    let order: Vec<&str> = started.iter().map(|(_, n)| *n).collect();
+    assert_eq!(order, ["p5-old", "p5-new", "p3", "p1", "p0", "neg"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_loses_nothing_and_the_task_completes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path())?;
+    let _w = server.worker("survivor", &["shell"], 2)?;
+    server.wait_for_agents(&["survivor"]).await?;
+    let client = server.tasks().await?;
+
+    let gate = dir.path().join("gate");
+    let wait_gate = format!(
+        "while [ ! -e {} ]; do sleep 0.02; done; echo '{{\"waited\":true}}' > \"$ORCA_OUTPUT\"",
+        gate.display()
+    );
+    let long = submit(
+        &client,
+        task(
+            "spans-restart",
+            vec![
+                shell_step("first", &[], "echo '{\"n\":1}' > \"$ORCA_OUTPUT\""),
+                shell_step("slow", &["first"], &wait_gate),
+                shell_step("last", &["slow"], "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\""),
+            ],
+        ),
+    )
+    .await?;
+    wait_step(&client, &long, "slow", v1::StepState::Running).await?;
+    // More work, queued behind the busy slot or waiting to run.
+    let mut queued = Vec::new();
+    for i in 0..20 {
+        queued.push(submit(&client, task(&format!("queued-{i}"), vec![noop_step("s")])).await?);
+    }
+    let before = all_task_ids(&client).await?;
+
+    // kill -9: no graceful anything.
+    let listen = server.listen_addr();
+    server.process.signal("KILL");
+    server.process.wait_exit(Duration::from_secs(10))?;
+    server = Server::start_on(dir.path(), &listen, &[])?;
+    let client = server.tasks().await?;
+    server.wait_for_agents(&["survivor"]).await?;
+
+    let mut after = all_task_ids(&client).await?;
+    let mut expected = before.clone();
+    after.sort();
+    expected.sort();
+    assert_eq!(after, expected, "every submitted task is still there");
+
+    std::fs::write(&gate, "")?;
+    let task = wait_finished(&client, &long, FINISH).await?;
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        task.message
+    );
+    // The worker reclaimed its running attempt instead of it running again.
+    assert_eq!(step(&task, "slow").attempt, 1);
+    assert_eq!(
+        output(step(&task, "last")),
+        json!({"slow": {"waited": true}})
+    );
+    for id in queued {
+        let t = wait_finished(&client, &id, FINISH).await?;
+        assert_eq!(t.state, v1::TaskState::Succeeded as i32);
+    }
+    Ok(())
+}
+
+/// Asserts a call fails with `code` and a message naming `field`.
+fn refused<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    code: Code,
+    field: &str,
+) {
+    match result {
+        Ok(ok) => panic!("expected {code:?} naming {field:?}, got {ok:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(
+                status.message().contains(field),
+                "{:?} does not name {field:?}",
+                status.message()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let mut client = server.tasks().await?;
+    let kept = submit(&client, task("kept", vec![noop_step("a")])).await?;
+    let before = all_task_ids(&client).await?;
+
+    let with = |steps: Vec<v1::StepSpec>| task("bad", steps);
+    let dep = |id: &str, deps: &[&str]| {
+        let mut s = noop_step(id);
+        s.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        s
+    };
+    let cases: Vec<(v1::SubmitTaskRequest, &str)> = vec![
+        (
+            with(vec![dep("a", &["c"]), dep("b", &["a"]), dep("c", &["b"])]),
+            "cycle",
+        ),
+        (
+            with(vec![dep("a", &["ghost"])]),
+            "spec.steps[0].dependsOn[0]",
+        ),
+        (
+            with(vec![noop_step("a"), noop_step("a")]),
+            "spec.steps[1].id",
+        ),
+        (with(vec![]), "spec.steps"),
+        (
+            with(vec![v1::StepSpec {
+                id: "a".into(),
+                ..Default::default()
+            }]),
+            "spec.steps[0]",
+        ),
+        (
+            with(vec![shell_step("a", &[], &"x".repeat(70_000))]),
+            "spec.steps[0].shell.command",
+        ),
+        (with(vec![noop_step("Bad Id")]), "spec.steps[0].id"),
+        (
+            v1::SubmitTaskRequest {
+                spec: Some(v1::TaskSpec {
+                    name: "n".repeat(300),
+                    steps: vec![noop_step("a")],
+                    ..Default::default()
+                }),
+                idempotency_key: String::new(),
+            },
+            "spec.name",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: None,
+                idempotency_key: String::new(),
+            },
+            "spec",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: with(vec![noop_step("a")]).spec,
+                idempotency_key: "k".repeat(300),
+            },
+            "idempotency_key",
+        ),
+    ];
+    for (request, field) in cases {
+        refused(
+            client.submit_task(request).await,
+            Code::InvalidArgument,
+            field,
+        );
+    }
+    // One bad task in a batch rejects the batch: nothing of it is stored.
+    refused(
+        client
+            .submit_tasks(v1::SubmitTasksRequest {
+                tasks: vec![
+                    task("fine", vec![noop_step("a")]),
+                    with(vec![dep("a", &["nope"])]),
+                ],
+            })
+            .await,
+        Code::InvalidArgument,
+        "tasks[1].spec.steps[0].dependsOn[0]",
+    );
+    refused(
+        client
+            .submit_tasks(v1::SubmitTasksRequest { tasks: vec![] })
+            .await,
+        Code::InvalidArgument,
+        "tasks",
+    );
+
+    refused(
+        client
+            .get_task(v1::GetTaskRequest {
+                task_id: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    refused(
+        client
+            .get_task(v1::GetTaskRequest {
+                task_id: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "task_id",
+    );
+    refused(
+        client
+            .cancel_task(v1::CancelTaskRequest {
+                task_id: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    refused(
+        client
+            .watch_task(v1::WatchTaskRequest {
+                task_id: "nope".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    refused(
+        client
+            .list_tasks(v1::ListTasksRequest {
+                states: vec![v1::TaskState::Running as i32, 99],
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "states[1]",
+    );
+    refused(
+        client
+            .list_tasks(v1::ListTasksRequest {
+                page_token: "garbage".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+
+    // A worker that registers badly is refused too.
+    let mut agents = server.agents().await?;
+    let register = v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Register(v1::Register {
+            name: "w".into(),
+            slots: 0,
+            ..Default::default()
+        })),
+    };
+    let status = match agents.connect(tokio_stream::iter(vec![register])).await {
+        Ok(mut stream) => stream.get_mut().message().await.expect_err("refused"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("register.slots"),
+        "{}",
+        status.message()
+    );
+
+    // The CLI says the same in one line and exits non-zero.
+    let bad_file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad_file,
+        "name: x\nsteps:\n  - id: a\n    dependsOn: [zz]\n    noop: {}\n",
+    )?;
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "submit", "-f"])
+        .arg(&bad_file)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("invalid argument: spec.steps[0].dependsOn[0]"),
+        "{stderr}"
+    );
+    std::fs::write(&bad_file, "name: x\nsteps:\n  - id: a\n    shel: {}\n")?;
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "submit", "-f"])
+        .arg(&bad_file)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shel"));
+
+    let mut after = all_task_ids(&client).await?;
+    let mut before = before;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "rejected requests stored nothing");
+    let kept = client
+        .get_task(v1::GetTaskRequest { task_id: kept })
+        .await?
+        .into_inner();
+    assert_eq!(kept.spec.map(|s| s.name), Some("kept".into()));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_submit_returns_the_same_task() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let mut client = server.tasks().await?;
+    let mut request = task("once", vec![noop_step("a")]);
+    request.idempotency_key = "deploy-42".into();
+    let first = client.submit_task(request.clone()).await?.into_inner();
+    let again = client.submit_task(request).await?.into_inner();
+    assert!(first.created);
+    assert!(!again.created);
+    assert_eq!(first.task_id, again.task_id);
+    assert_eq!(all_task_ids(&client).await?.len(), 1);
+    Ok(())
+}
+
+async fn collect(
+    client: &mut v1::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    task_id: &str,
+    after_seq: u64,
+    follow: bool,
+) -> anyhow::Result<Vec<v1::Event>> {
+    let mut stream = client
+        .watch_task(v1::WatchTaskRequest {
+            task_id: task_id.into(),
+            after_seq,
+            follow,
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await? {
+        events.push(event);
+    }
+    Ok(events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_after_a_sequence_number_with_nothing_missed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let _w = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let mut client = server.tasks().await?;
+    let id = submit(
+        &client,
+        task(
+            "chatty",
+            vec![
+                shell_step("a", &[], "for i in 1 2 3 4 5; do echo line $i; done"),
+                shell_step("b", &["a"], "echo '::progress 0.5 half'; echo done"),
+            ],
+        ),
+    )
+    .await?;
+    // Following live from the start sees the whole story, ending with the
+    // task's final event.
+    let live = collect(&mut client, &id, 0, true).await?;
+    let seqs: Vec<u64> = live.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=live.len() as u64).collect::<Vec<_>>(),
+        "gap-free, in order"
+    );
+    assert!(matches!(
+        live.last().and_then(|e| e.kind.clone()),
+        Some(v1::event::Kind::TaskState(t)) if t.state == v1::TaskState::Succeeded as i32
+    ));
+    let logs = live
+        .iter()
+        .filter(|e| matches!(e.kind, Some(v1::event::Kind::Log(_))))
+        .count();
+    assert_eq!(logs, 6);
+    assert!(
+        live.iter()
+            .any(|e| matches!(&e.kind, Some(v1::event::Kind::Progress(p)) if p.fraction == 0.5))
+    );
+
+    // Resuming after any point yields exactly the rest.
+    for cut in [0, 1, 5, live.len() as u64 - 1, live.len() as u64] {
+        let rest = collect(&mut client, &id, cut, true).await?;
+        assert_eq!(rest, live[cut as usize..].to_vec(), "resumed after {cut}");
+    }
+    // Without follow, the stored events and then the end.
+    assert_eq!(
+        collect(&mut client, &id, 3, false).await?,
+        live[3..].to_vec()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let _w = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let mut client = server.tasks().await?;
+
+    let id = submit(
+        &client,
+        task(
+            "long",
+            vec![
+                shell_step("sleepy", &[], "sleep 300"),
+                shell_step("after", &["sleepy"], "true"),
+            ],
+        ),
+    )
+    .await?;
+    wait_step(&client, &id, "sleepy", v1::StepState::Running).await?;
+    client
+        .cancel_task(v1::CancelTaskRequest {
+            task_id: id.clone(),
+        })
+        .await?;
+    let cancelled = wait_finished(&client, &id, Duration::from_secs(10)).await?;
+    assert_eq!(cancelled.state, v1::TaskState::Cancelled as i32);
+    assert_eq!(
+        step(&cancelled, "sleepy").state,
+        v1::StepState::Cancelled as i32
+    );
+    assert_eq!(
+        step(&cancelled, "after").state,
+        v1::StepState::Cancelled as i32
+    );
+    // Cancelling again is fine and changes nothing.
+    let again = client
+        .cancel_task(v1::CancelTaskRequest {
+            task_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(again.state, v1::TaskState::Cancelled as i32);
+
+    let id = submit(
+        &client,
+        task(
+            "fails",
+            vec![
+                shell_step("bad", &[], "echo nope >&2; exit 7"),
+                shell_step("never", &["bad"], "true"),
+            ],
+        ),
+    )
+    .await?;
+    let failed = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(failed.state, v1::TaskState::Failed as i32);
+    assert!(
+        failed
+            .message
+            .contains("\"bad\" failed: exited with code 7"),
+        "{}",
+        failed.message
+    );
+    assert_eq!(step(&failed, "bad").exit_code, Some(7));
+    assert_eq!(step(&failed, "never").state, v1::StepState::Skipped as i32);
+
+    // `orca watch` exits non-zero for a failed task.
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "watch", &id])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
+    Ok(())
+}
