@@ -1,1 +1,201 @@
-fn main() {}
+//! `make bench`: the real control plane and two real worker processes over
+//! loopback, no-op steps. Prints end-to-end throughput (submit to
+//! completion) and submit->start latency at a steady 200 tasks/s.
+//!
+//! Run through scripts/bench.sh, which builds the release binary first.
+//! Sizes can be changed with ORCA_BENCH_TASKS and ORCA_BENCH_SECONDS.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use orca_api::convert::now_micros;
+use orca_api::v1;
+use orca_tests::*;
+
+const WORKERS: usize = 2;
+const SLOTS: u32 = 512;
+const BATCH: usize = 500;
+const IN_FLIGHT: usize = 4;
+const STEADY_RATE: u64 = 200;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; nothing here takes arguments.
+    let total = env_number("ORCA_BENCH_TASKS", 50_000) as usize;
+    let seconds = env_number("ORCA_BENCH_SECONDS", 10);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let mut workers = Vec::new();
+    let mut names = Vec::new();
+    for i in 1..=WORKERS {
+        let name = format!("bench-{i}");
+        workers.push(server.worker(&name, &["shell"], SLOTS)?);
+        names.push(name);
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    server.wait_for_agents(&names).await?;
+    let client = server.tasks().await?;
+
+    println!(
+        "orca end-to-end benchmark: {cores} cores, release build, {WORKERS} worker processes x {SLOTS} slots, no-op single-step tasks, SQLite store (WAL, synchronous=NORMAL)"
+    );
+
+    // Latency first, on a quiet control plane: a burst leaves SQLite folding
+    // its write-ahead log into the database for a few seconds after. A small
+    // warm-up opens connections and prepares statements.
+    run_batch_load(&client, 200).await?;
+    let latency = steady_latency(&client, seconds).await?;
+    println!(
+        "latency at a steady {STEADY_RATE} tasks/s for {seconds} s ({} tasks, one SubmitTask each): submit->start {}",
+        latency.total.len(),
+        percentiles(&latency.total)
+    );
+    println!(
+        "  of which client->server accepted {}",
+        percentiles(&latency.to_server)
+    );
+    println!(
+        "  and server accepted->worker started {}",
+        percentiles(&latency.in_orca)
+    );
+
+    // Warm-up: connections, prepared statements, page cache.
+    run_batch_load(&client, 2_000).await?;
+
+    let (done, elapsed) = run_batch_load(&client, total).await?;
+    println!(
+        "throughput: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (SubmitTasks batches of {BATCH}, {IN_FLIGHT} in flight)",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+
+    drop(workers);
+    Ok(())
+}
+
+fn noop_task(n: usize) -> v1::SubmitTaskRequest {
+    task(&format!("bench-{n}"), vec![noop_step("noop")])
+}
+
+/// Submits `total` tasks in batches and waits until all have finished.
+/// The clock runs from the first submit to the last step's finish.
+async fn run_batch_load(
+    client: &v1::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    total: usize,
+) -> anyhow::Result<(usize, Duration)> {
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(total);
+    let mut pending = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while next < total || !pending.is_empty() {
+        while next < total && pending.len() < IN_FLIGHT {
+            let batch: Vec<_> = (next..(next + BATCH).min(total)).map(noop_task).collect();
+            next += batch.len();
+            let mut client = client.clone();
+            pending.spawn(async move {
+                client
+                    .submit_tasks(v1::SubmitTasksRequest { tasks: batch })
+                    .await
+            });
+        }
+        if let Some(answer) = pending.join_next().await {
+            let answer = answer.context("submit task")??.into_inner();
+            ids.extend(answer.tasks.into_iter().map(|t| t.task_id));
+        }
+    }
+    // Done when no task is left queued or running.
+    eventually(Duration::from_secs(600), || {
+        let mut client = client.clone();
+        async move {
+            let open = client
+                .list_tasks(v1::ListTasksRequest {
+                    states: vec![v1::TaskState::Queued as i32, v1::TaskState::Running as i32],
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            open.tasks.is_empty().then_some(())
+        }
+    })
+    .await?;
+    let elapsed = start.elapsed();
+    Ok((ids.len(), elapsed))
+}
+
+/// Microsecond samples, sorted.
+struct Latency {
+    total: Vec<i64>,
+    to_server: Vec<i64>,
+    in_orca: Vec<i64>,
+}
+
+fn percentiles(sorted: &[i64]) -> String {
+    let pick =
+        |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)] as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pick(0.50),
+        pick(0.99),
+        pick(1.0)
+    )
+}
+
+/// One SubmitTask every 1/STEADY_RATE s; latency is the worker's start time
+/// minus the moment the client sent the submit (one machine, one clock),
+/// split at the moment the server accepted the task (its `created_at`).
+async fn steady_latency(
+    client: &v1::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    seconds: u64,
+) -> anyhow::Result<Latency> {
+    let count = (STEADY_RATE * seconds) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0..count {
+        ticker.tick().await;
+        let mut client = client.clone();
+        sent.spawn(async move {
+            let at = now_micros();
+            let id = client.submit_task(noop_task(n)).await?.into_inner().task_id;
+            anyhow::Ok((id, at))
+        });
+    }
+    let mut submitted = Vec::with_capacity(count);
+    while let Some(result) = sent.join_next().await {
+        submitted.push(result??);
+    }
+    let mut latency = Latency {
+        total: Vec::with_capacity(count),
+        to_server: Vec::with_capacity(count),
+        in_orca: Vec::with_capacity(count),
+    };
+    for (id, at) in submitted {
+        let task = wait_finished(client, &id, Duration::from_secs(60)).await?;
+        let started = micros(&task.steps[0].started_at);
+        let accepted = micros(&task.created_at);
+        latency.total.push(started - at);
+        latency.to_server.push(accepted - at);
+        latency.in_orca.push(started - accepted);
+    }
+    for samples in [
+        &mut latency.total,
+        &mut latency.to_server,
+        &mut latency.in_orca,
+    ] {
+        samples.sort_unstable();
+    }
+    Ok(latency)
+}

@@ -40,6 +40,18 @@ pub struct Process {
 }
 
 impl Process {
+    /// Spawns `command` with stderr to `<dir>/<name>.log`.
+    pub fn spawn(command: &mut Command, dir: &Path, name: &str) -> anyhow::Result<Process> {
+        let (log, stderr) = log_file(dir, name)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        Ok(Process { child, log })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -192,30 +204,27 @@ pub fn start_worker(
     capabilities: &[&str],
     slots: u32,
 ) -> anyhow::Result<Process> {
-    let (log, stderr) = log_file(dir, name)?;
-    let child = Command::new(orca_bin())
-        .args([
-            "--server",
-            url,
-            "worker",
-            "--name",
-            name,
-            "--slots",
-            &slots.to_string(),
-        ])
-        .arg("--capability")
-        .arg(capabilities.join(","))
-        // Relative, as the CLI's default is: the worker must resolve it.
-        .arg("--work-dir")
-        .arg(Path::new("work").join(name))
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .context("spawning orca worker")?;
-    Ok(Process { child, log })
+    Process::spawn(
+        Command::new(orca_bin())
+            .args([
+                "--server",
+                url,
+                "worker",
+                "--name",
+                name,
+                "--slots",
+                &slots.to_string(),
+            ])
+            .arg("--capability")
+            .arg(capabilities.join(","))
+            // Relative, as the CLI's default is: the worker must resolve it.
+            .arg("--work-dir")
+            .arg(Path::new("work").join(name))
+            .current_dir(dir)
+            .env("RUST_LOG", "info"),
+        dir,
+        name,
+    )
 }
 
 pub async fn connect(url: &str) -> anyhow::Result<Channel> {

@@ -664,3 +664,113 @@ async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Res
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_from_the_server_alone() -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let channel = connect(&server.url).await?;
+    let health = HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "orca.v1.TaskService".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await?
+        .into_inner();
+    let Some(answer) = answers.message().await? else {
+        panic!("no reflection answer")
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "orca.v1.TaskService",
+        "orca.v1.AgentService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} missing from {names:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orca_up_runs_two_workers_and_stops_cleanly_on_ctrl_c() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut up = Process::spawn(
+        Command::new(orca_bin())
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .current_dir(dir.path()),
+        dir.path(),
+        "up",
+    )?;
+    let endpoint = data.join("endpoint");
+    let url = eventually(Duration::from_secs(20), || {
+        let endpoint = endpoint.clone();
+        async move {
+            std::fs::read_to_string(endpoint)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        }
+    })
+    .await?;
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "binds loopback: {url}"
+    );
+    let mut agents = v1::agent_service_client::AgentServiceClient::new(connect(&url).await?);
+    let names = eventually(Duration::from_secs(20), || {
+        let mut agents = agents.clone();
+        async move {
+            let list = agents
+                .list_agents(v1::ListAgentsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .agents;
+            let mut names: Vec<String> = list.into_iter().map(|a| a.name).collect();
+            names.sort();
+            (names.len() == 2).then_some(names)
+        }
+    })
+    .await?;
+    assert_eq!(names, ["local-1", "local-2"]);
+    let client = v1::task_service_client::TaskServiceClient::new(connect(&url).await?);
+    let id = submit(&client, task("up", vec![shell_step("hi", &[], "echo hi")])).await?;
+    assert_eq!(
+        wait_finished(&client, &id, FINISH).await?.state,
+        v1::TaskState::Succeeded as i32
+    );
+    assert!(data.join("orca.db").exists());
+
+    up.signal("INT");
+    let status = up.wait_exit(Duration::from_secs(10))?;
+    assert!(status.success(), "orca up exited with {status}");
+    assert!(
+        agents.list_agents(v1::ListAgentsRequest {}).await.is_err(),
+        "nothing listens after Ctrl-C"
+    );
+    Ok(())
+}

@@ -22,7 +22,19 @@ fn main() -> ExitCode {
         Command::Server(_) | Command::Worker(_) | Command::Up(_)
     );
     init_logging(quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The control plane needs every core; a worker or a client command is
+    // mostly waiting on one stream, and one thread spares it the cross-thread
+    // wake-ups that cost latency on a small machine.
+    let runtime = if matches!(cli.command, Command::Server(_) | Command::Up(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

@@ -94,17 +94,32 @@ impl SqliteStore {
         let path = data_dir.join("orca.db");
         let writer = open_connection(&path, durability)?;
         writer.execute_batch(SCHEMA)?;
+        // Checkpoints copy the WAL into the database file and fsync; run on
+        // the writer they would stall every commit queued behind them, so a
+        // thread of their own does them instead, concurrently with writes.
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = open_connection(&path, durability)?;
         let readers = (0..READERS)
             .map(|_| open_connection(&path, durability))
             .collect::<Result<Vec<_>>>()?;
         let (jobs, queue) = mpsc::unbounded_channel();
+        let spawn_error = |source| Error::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        let writer_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = writer_done.clone();
         std::thread::Builder::new()
             .name("orca-store-writer".into())
-            .spawn(move || run_writer(writer, queue))
-            .map_err(|source| Error::DataDir {
-                path: data_dir.display().to_string(),
-                source,
-            })?;
+            .spawn(move || {
+                run_writer(writer, queue);
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
+            .map_err(spawn_error)?;
+        std::thread::Builder::new()
+            .name("orca-store-checkpoint".into())
+            .spawn(move || run_checkpoints(checkpointer, &writer_done))
+            .map_err(spawn_error)?;
         Ok(SqliteStore {
             jobs,
             readers: Arc::new(Mutex::new(readers)),
@@ -157,6 +172,19 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection> {
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     Ok(conn)
+}
+
+/// How often the WAL is folded back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// PASSIVE checkpoints never block the writer; they stop with it.
+fn run_checkpoints(conn: Connection, writer_done: &std::sync::atomic::AtomicBool) {
+    while !writer_done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// The writer loop: take every job that has queued up (up to a bound),

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `make bench`: builds the release binary and drives it with the end-to-end
+# benchmark in tests/benches/e2e.rs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p orca-cli
+ORCA_BIN="$PWD/target/release/orca" cargo bench -p orca-tests --bench e2e
