@@ -12,7 +12,6 @@ use orca_api::convert::now_micros;
 use orca_api::v1;
 use orca_tests::*;
 
-const WORKERS: usize = 2;
 const SLOTS: u32 = 512;
 const BATCH: usize = 500;
 const IN_FLIGHT: usize = 4;
@@ -35,20 +34,17 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1);
 
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let mut workers = Vec::new();
-    let mut names = Vec::new();
-    for i in 1..=WORKERS {
-        let name = format!("bench-{i}");
-        workers.push(server.worker(&name, &["shell"], SLOTS)?);
-        names.push(name);
-    }
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    server.wait_for_agents(&names).await?;
+    let shell: &[&str] = &["shell"];
+    let (server, workers) = Server::with_workers(
+        dir.path(),
+        &[("bench-1", shell, SLOTS), ("bench-2", shell, SLOTS)],
+    )
+    .await?;
     let client = server.tasks().await?;
 
     println!(
-        "orca end-to-end benchmark: {cores} cores, release build, {WORKERS} worker processes x {SLOTS} slots, no-op single-step tasks, SQLite store (WAL, synchronous=NORMAL)"
+        "orca end-to-end benchmark: {cores} cores, release build, {} worker processes x {SLOTS} slots, no-op single-step tasks, SQLite store (WAL, synchronous=NORMAL)",
+        workers.len()
     );
 
     // Latency first, on a quiet control plane: a burst leaves SQLite folding

@@ -154,6 +154,21 @@ impl Server {
         })
     }
 
+    /// A server plus workers `(name, capabilities, slots)`, all connected.
+    pub async fn with_workers(
+        data_dir: &Path,
+        workers: &[(&str, &[&str], u32)],
+    ) -> anyhow::Result<(Server, Vec<Process>)> {
+        let server = Server::start(data_dir)?;
+        let processes = workers
+            .iter()
+            .map(|(name, capabilities, slots)| server.worker(name, capabilities, *slots))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let names: Vec<&str> = workers.iter().map(|(name, _, _)| *name).collect();
+        server.wait_for_agents(&names).await?;
+        Ok((server, processes))
+    }
+
     /// `127.0.0.1:PORT` of this server, to restart on the same address.
     pub fn listen_addr(&self) -> String {
         self.url.trim_start_matches("http://").to_string()
@@ -253,30 +268,42 @@ where
     }
 }
 
-/// Waits for a task to reach a final state and returns it.
-pub async fn wait_finished(
+/// Polls GetTask until `check` picks something from the task.
+pub async fn wait_task<T>(
     client: &TaskServiceClient<Channel>,
     task_id: &str,
     limit: Duration,
-) -> anyhow::Result<v1::Task> {
+    check: impl Fn(v1::Task) -> Option<T>,
+) -> anyhow::Result<T> {
     eventually(limit, || {
         let mut client = client.clone();
         let task_id = task_id.to_string();
+        let check = &check;
         async move {
             let task = client
                 .get_task(v1::GetTaskRequest { task_id })
                 .await
                 .ok()?
                 .into_inner();
-            let done = [
-                v1::TaskState::Succeeded,
-                v1::TaskState::Failed,
-                v1::TaskState::Cancelled,
-            ]
-            .iter()
-            .any(|s| *s as i32 == task.state);
-            done.then_some(task)
+            check(task)
         }
+    })
+    .await
+}
+
+/// Waits for a task to reach a final state and returns it.
+pub async fn wait_finished(
+    client: &TaskServiceClient<Channel>,
+    task_id: &str,
+    limit: Duration,
+) -> anyhow::Result<v1::Task> {
+    let finished = [
+        v1::TaskState::Succeeded as i32,
+        v1::TaskState::Failed as i32,
+        v1::TaskState::Cancelled as i32,
+    ];
+    wait_task(client, task_id, limit, |task| {
+        finished.contains(&task.state).then_some(task)
     })
     .await
     .with_context(|| format!("task {task_id} did not finish"))
@@ -289,19 +316,10 @@ pub async fn wait_step(
     step: &str,
     state: v1::StepState,
 ) -> anyhow::Result<v1::Step> {
-    eventually(Duration::from_secs(20), || {
-        let mut client = client.clone();
-        let task_id = task_id.to_string();
-        async move {
-            let task = client
-                .get_task(v1::GetTaskRequest { task_id })
-                .await
-                .ok()?
-                .into_inner();
-            task.steps
-                .into_iter()
-                .find(|s| s.id == step && s.state == state as i32)
-        }
+    wait_task(client, task_id, Duration::from_secs(20), |task| {
+        task.steps
+            .into_iter()
+            .find(|s| s.id == step && s.state == state as i32)
     })
     .await
     .with_context(|| format!("step {step} of {task_id} never reached {state:?}"))

@@ -33,10 +33,8 @@ fn repo_root() -> &'static Path {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_dag_runs_in_dependency_order_and_passes_data() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let _w1 = server.worker("w1", &["shell"], 4)?;
-    let _w2 = server.worker("w2", &["shell"], 4)?;
-    server.wait_for_agents(&["w1", "w2"]).await?;
+    let (server, _workers) =
+        Server::with_workers(dir.path(), &[("w1", &["shell"], 4), ("w2", &["shell"], 4)]).await?;
 
     // The shipped example, through the CLI, exactly as the README shows it.
     let out = Command::new(orca_bin())
@@ -123,9 +121,7 @@ async fn example_dag_runs_in_dependency_order_and_passes_data() -> anyhow::Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_needing_a_capability_waits_for_a_worker_that_has_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let _cpu = server.worker("cpu", &["shell"], 2)?;
-    server.wait_for_agents(&["cpu"]).await?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("cpu", &["shell"], 2)]).await?;
     let client = server.tasks().await?;
 
     let mut gpu_step = noop_step("train");
@@ -159,9 +155,7 @@ async fn step_needing_a_capability_waits_for_a_worker_that_has_it() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let _w = server.worker("solo", &["shell"], 1)?;
-    server.wait_for_agents(&["solo"]).await?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("solo", &["shell"], 1)]).await?;
     let client = server.tasks().await?;
 
     // Hold the only slot until the gate file exists.
@@ -538,9 +532,7 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_after_a_sequence_number_with_nothing_missed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let _w = server.worker("w", &["shell"], 2)?;
-    server.wait_for_agents(&["w"]).await?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
     let mut client = server.tasks().await?;
     let id = submit(
         &client,
@@ -592,9 +584,7 @@ async fn watch_resumes_after_a_sequence_number_with_nothing_missed() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let _w = server.worker("w", &["shell"], 2)?;
-    server.wait_for_agents(&["w"]).await?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
     let mut client = server.tasks().await?;
 
     let id = submit(

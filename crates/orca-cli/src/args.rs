@@ -89,7 +89,18 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_POOL", default_value = "")]
     pub pool: String,
 
-    /// Capabilities this worker offers; repeat or separate with commas.
+    #[command(flatten)]
+    pub offer: OfferArgs,
+
+    /// Root of per-attempt workspaces.
+    #[arg(long, env = "ORCA_WORK_DIR", default_value = ".orca/work")]
+    pub work_dir: PathBuf,
+}
+
+/// What a worker offers: its capabilities and how many steps it runs at once.
+#[derive(Debug, Args)]
+pub struct OfferArgs {
+    /// Capabilities offered; repeat or separate with commas.
     #[arg(
         long = "capability",
         env = "ORCA_CAPABILITIES",
@@ -98,13 +109,9 @@ pub struct WorkerArgs {
     )]
     pub capabilities: Vec<String>,
 
-    /// Steps run at once.
+    /// Steps run at once (per worker).
     #[arg(long, env = "ORCA_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: u32,
-
-    /// Root of per-attempt workspaces.
-    #[arg(long, env = "ORCA_WORK_DIR", default_value = ".orca/work")]
-    pub work_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -119,18 +126,8 @@ pub struct UpArgs {
     #[arg(long, env = "ORCA_WORKERS", default_value_t = 2)]
     pub workers: u32,
 
-    /// Slots per local worker.
-    #[arg(long, env = "ORCA_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub slots: u32,
-
-    /// Capabilities of the local workers.
-    #[arg(
-        long = "capability",
-        env = "ORCA_CAPABILITIES",
-        value_delimiter = ',',
-        default_value = "shell"
-    )]
-    pub capabilities: Vec<String>,
+    #[command(flatten)]
+    pub offer: OfferArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

@@ -51,8 +51,8 @@ pub async fn worker(args: WorkerArgs, server: &str) -> anyhow::Result<ExitCode> 
     let name = args.name.unwrap_or_else(default_worker_name);
     let mut config = WorkerConfig::new(server, name, args.work_dir);
     config.pool = args.pool;
-    config.capabilities = args.capabilities;
-    config.slots = args.slots;
+    config.capabilities = args.offer.capabilities;
+    config.slots = args.offer.slots;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -86,8 +86,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             name.clone(),
             args.store.data_dir.join("work").join(&name),
         );
-        config.capabilities = args.capabilities.clone();
-        config.slots = args.slots;
+        config.capabilities = args.offer.capabilities.clone();
+        config.slots = args.offer.slots;
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;
@@ -105,8 +105,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         } else {
             names.join(", ")
         },
-        args.slots,
-        args.capabilities.join(", ")
+        args.offer.slots,
+        args.offer.capabilities.join(", ")
     );
     println!("Try: orca --server {endpoint} submit -f examples/fan-out-fan-in.yaml --watch");
     println!("Press Ctrl-C to stop.");
