@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 
 if cargo nextest --version >/dev/null 2>&1; then
+  # nextest does not run doc tests; they go first so its summary closes the run.
+  cargo test --workspace --doc
   # Per-test timeouts (.config/nextest.toml) so a hang fails fast.
   cargo nextest run --workspace --no-fail-fast
-  # nextest does not run doc tests.
-  cargo test --workspace --doc
 else
   timeout 1800 cargo test --workspace --no-fail-fast
 fi
