@@ -335,6 +335,7 @@ pub fn shell_step(id: &str, deps: &[&str], script: &str) -> v1::StepSpec {
             command: vec!["sh".into(), "-c".into(), script.into()],
             env: Default::default(),
         })),
+        ..Default::default()
     }
 }
 

@@ -764,3 +764,182 @@ async fn orca_up_runs_two_workers_and_stops_cleanly_on_ctrl_c() -> anyhow::Resul
     );
     Ok(())
 }
+
+fn with_retry(
+    mut step: v1::StepSpec,
+    max_attempts: u32,
+    initial_delay_ms: u64,
+    multiplier: f64,
+) -> v1::StepSpec {
+    step.retry = Some(v1::RetryPolicy {
+        max_attempts,
+        initial_delay_ms,
+        max_delay_ms: 60_000,
+        multiplier,
+    });
+    step
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_spaced_by_the_backoff_policy_and_announced() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
+    let mut client = server.tasks().await?;
+    // Fails twice, then succeeds: a counter file outside the workspaces.
+    let counter = dir.path().join("count");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -ge 3 ] || {{ echo attempt $n fails >&2; exit 1; }}",
+        c = counter.display()
+    );
+    let id = submit(
+        &client,
+        task(
+            "flaky",
+            vec![with_retry(shell_step("flaky", &[], &script), 3, 400, 2.0)],
+        ),
+    )
+    .await?;
+    let done = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(
+        done.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        done.message
+    );
+    let flaky = step(&done, "flaky");
+    assert_eq!(flaky.attempt, 3);
+    let states: Vec<i32> = flaky.attempts.iter().map(|a| a.state).collect();
+    assert_eq!(
+        states,
+        [
+            v1::StepState::Failed as i32,
+            v1::StepState::Failed as i32,
+            v1::StepState::Succeeded as i32
+        ]
+    );
+    assert_eq!(flaky.attempts[0].exit_code, Some(1));
+
+    // Spacing: the policy's delay, plus at most a fifth of jitter and some
+    // scheduling slack.
+    for (n, base_ms) in [(1usize, 400i64), (2, 800)] {
+        let gap =
+            micros(&flaky.attempts[n].started_at) - micros(&flaky.attempts[n - 1].finished_at);
+        assert!(
+            gap >= base_ms * 1000,
+            "retry {n} came after {gap}us, before its {base_ms}ms backoff"
+        );
+        assert!(
+            gap <= base_ms * 1200 + 400_000,
+            "retry {n} came after {gap}us, far past its {base_ms}ms backoff"
+        );
+    }
+
+    // The event stream shows each failure and when the retry is due.
+    let events = collect(&mut client, &id, 0, false).await?;
+    let step_events: Vec<(i32, u32, String)> = events
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            Some(v1::event::Kind::StepState(s)) => Some((s.state, s.attempt, s.message)),
+            _ => None,
+        })
+        .collect();
+    let failed = |attempt| {
+        step_events.iter().any(|(s, a, m)| {
+            *s == v1::StepState::Failed as i32 && *a == attempt && m == "exited with code 1"
+        })
+    };
+    assert!(failed(1) && failed(2), "{step_events:?}");
+    for (attempt, next) in [(1, "attempt 2 of 3 in 0."), (2, "attempt 3 of 3 in 0.")] {
+        assert!(
+            step_events
+                .iter()
+                .any(|(s, a, m)| *s == v1::StepState::Queued as i32
+                    && *a == attempt
+                    && m.starts_with(next)),
+            "no retry announcement {next:?} in {step_events:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_attempts_fail_the_task_with_the_whole_history() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
+    let client = server.tasks().await?;
+    let id = submit(
+        &client,
+        task(
+            "doomed",
+            vec![
+                with_retry(shell_step("doomed", &[], "echo no >&2; exit 4"), 2, 50, 1.0),
+                shell_step("after", &["doomed"], "true"),
+            ],
+        ),
+    )
+    .await?;
+    let done = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(done.state, v1::TaskState::Failed as i32);
+    assert!(
+        done.message
+            .contains("\"doomed\" failed: exited with code 4"),
+        "{}",
+        done.message
+    );
+    let doomed = step(&done, "doomed");
+    assert_eq!(doomed.attempts.len(), 2);
+    for (n, attempt) in doomed.attempts.iter().enumerate() {
+        assert_eq!(attempt.attempt, n as u32 + 1);
+        assert_eq!(attempt.worker, "w");
+        assert_eq!(attempt.state, v1::StepState::Failed as i32);
+        assert_eq!(attempt.error, "exited with code 4");
+        assert!(
+            micros(&attempt.finished_at) >= micros(&attempt.started_at)
+                && micros(&attempt.started_at) > 0
+        );
+    }
+    assert_eq!(step(&done, "after").state, v1::StepState::Skipped as i32);
+
+    // `orca get task` shows every attempt with its worker and reason.
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "get", "task", &id])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("doomed ") && l.contains("exited with code 4"))
+        .collect();
+    assert_eq!(rows.len(), 3, "the step row and two attempt rows:\n{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_step_leaves_no_process_behind() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
+    let client = server.tasks().await?;
+    let pid_file = dir.path().join("grandchild.pid");
+    let mut slow = shell_step(
+        "slow",
+        &[],
+        &format!(
+            "sh -c 'sleep 300 & echo $! > {}; wait' ; sleep 300",
+            pid_file.display()
+        ),
+    );
+    slow.timeout_seconds = 1;
+    let id = submit(&client, task("timeout", vec![slow])).await?;
+    let done = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(done.state, v1::TaskState::Failed as i32);
+    assert_eq!(step(&done, "slow").error, "timed out after 1s");
+    let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    eventually(Duration::from_secs(5), || {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        std::future::ready((!alive).then_some(()))
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("grandchild {pid} survived the timeout"))?;
+    Ok(())
+}

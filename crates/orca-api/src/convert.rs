@@ -62,6 +62,13 @@ impl From<v1::StepSpec> for core::StepSpec {
             needs: step.needs,
             shell,
             noop,
+            retry: step.retry.map(|r| core::RetryPolicy {
+                max_attempts: r.max_attempts,
+                initial_delay_ms: r.initial_delay_ms,
+                max_delay_ms: r.max_delay_ms,
+                multiplier: r.multiplier,
+            }),
+            timeout_seconds: (step.timeout_seconds > 0).then_some(step.timeout_seconds),
         }
     }
 }
@@ -94,6 +101,13 @@ impl From<&core::StepSpec> for v1::StepSpec {
             depends_on: step.depends_on.clone(),
             needs: step.needs.clone(),
             runtime,
+            retry: step.retry.as_ref().map(|r| v1::RetryPolicy {
+                max_attempts: r.max_attempts,
+                initial_delay_ms: r.initial_delay_ms,
+                max_delay_ms: r.max_delay_ms,
+                multiplier: r.multiplier,
+            }),
+            timeout_seconds: step.timeout_seconds.unwrap_or(0),
         }
     }
 }
@@ -234,7 +248,10 @@ mod tests {
             priority: 3,
             steps: vec![
                 core::StepSpec::shell("a", &["echo", "hi"]),
-                core::StepSpec::noop("b").after(&["a"]).needing(&["gpu"]),
+                core::StepSpec::noop("b")
+                    .after(&["a"])
+                    .needing(&["gpu"])
+                    .retrying(core::RetryPolicy::new(3)),
             ],
             ..core::TaskSpec::default()
         };

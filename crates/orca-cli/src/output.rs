@@ -72,6 +72,24 @@ struct StepView {
     output: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attempts: Vec<AttemptView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptView {
+    attempt: u32,
+    worker: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    error: String,
 }
 
 #[derive(Serialize)]
@@ -120,6 +138,19 @@ fn task_view(task: &v1::Task) -> TaskView {
                         .unwrap_or(serde_json::Value::String(s.output_json.clone()))
                 }),
                 error: s.error.clone(),
+                attempts: s
+                    .attempts
+                    .iter()
+                    .map(|a| AttemptView {
+                        attempt: a.attempt,
+                        worker: a.worker.clone(),
+                        state: attempt_state_name(a.state),
+                        started_at: rfc3339(&a.started_at),
+                        finished_at: rfc3339(&a.finished_at),
+                        exit_code: a.exit_code,
+                        error: a.error.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
     }
@@ -221,7 +252,44 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
         ],
         &rows,
     );
+    let attempts: Vec<Vec<String>> = task
+        .steps
+        .iter()
+        .flat_map(|s| s.attempts.iter().map(move |a| (s, a)))
+        .map(|(s, a)| {
+            let took = match (&a.started_at, &a.finished_at) {
+                (Some(x), Some(y)) => duration(micros(y) - micros(x)),
+                _ => String::new(),
+            };
+            vec![
+                s.id.clone(),
+                a.attempt.to_string(),
+                a.worker.clone(),
+                rfc3339(&a.started_at).unwrap_or_default(),
+                took,
+                attempt_state_name(a.state).to_string(),
+                truncate(&a.error, 50),
+            ]
+        })
+        .collect();
+    if !attempts.is_empty() {
+        println!();
+        print_table(
+            &[
+                "STEP", "ATTEMPT", "WORKER", "STARTED", "DURATION", "RESULT", "REASON",
+            ],
+            &attempts,
+        );
+    }
     Ok(())
+}
+
+/// An attempt that went back to the queue lost its worker.
+fn attempt_state_name(state: i32) -> &'static str {
+    match step_state_name(state) {
+        "queued" => "lost",
+        other => other,
+    }
 }
 
 pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {

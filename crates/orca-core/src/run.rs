@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::Error;
-use crate::spec::TaskSpec;
+use crate::spec::{StepSpec, TaskSpec};
 use crate::state::{StepState, TaskState};
 
 /// A change the state machine made; the caller records each as an event.
@@ -23,6 +23,13 @@ pub enum Change {
         index: usize,
         state: StepState,
         message: String,
+    },
+    /// Attempt `failed` of the step failed and it has attempts left: it is
+    /// queued again, and the caller decides when the next attempt is due.
+    Retry {
+        index: usize,
+        failed: u32,
+        max_attempts: u32,
     },
 }
 
@@ -45,6 +52,7 @@ pub struct StepStatus {
 pub struct TaskRun {
     state: TaskState,
     ids: Vec<String>,
+    max_attempts: Vec<u32>,
     steps: Vec<StepStatus>,
     /// For each step, the steps that depend on it.
     dependents: Vec<Vec<usize>>,
@@ -108,6 +116,7 @@ impl TaskRun {
         TaskRun {
             state,
             ids: spec.steps.iter().map(|s| s.id.clone()).collect(),
+            max_attempts: spec.steps.iter().map(StepSpec::max_attempts).collect(),
             steps,
             dependents,
             unmet,
@@ -174,8 +183,33 @@ impl TaskRun {
         Ok((attempt, changes))
     }
 
-    /// The running attempt of a step ended.
+    /// The running attempt of a step ended. A failed attempt with attempts
+    /// left is retried (see [`Change::Retry`]) unless the task is winding
+    /// down.
     pub fn finish(&mut self, index: usize, outcome: Outcome) -> Result<Vec<Change>, Error> {
+        let retryable = matches!(outcome, Outcome::Failed(_) | Outcome::Cancelled(_))
+            && !self.is_winding_down()
+            && self.steps[index].attempt < self.max_attempts[index];
+        if retryable && self.steps[index].state == StepState::Running {
+            let message = match outcome {
+                Outcome::Failed(m) | Outcome::Cancelled(m) => m,
+                Outcome::Succeeded => String::new(),
+            };
+            let step = &mut self.steps[index];
+            step.state = StepState::Queued;
+            return Ok(vec![
+                Change::Step {
+                    index,
+                    state: StepState::Failed,
+                    message,
+                },
+                Change::Retry {
+                    index,
+                    failed: step.attempt,
+                    max_attempts: self.max_attempts[index],
+                },
+            ]);
+        }
         let step = &mut self.steps[index];
         let (state, message) = match &outcome {
             Outcome::Succeeded => (StepState::Succeeded, String::new()),
@@ -284,7 +318,8 @@ impl TaskRun {
         changes
     }
 
-    fn is_winding_down(&self) -> bool {
+    /// A step failed for good or the task was cancelled: nothing new starts.
+    pub fn is_winding_down(&self) -> bool {
         self.failure.is_some() || self.cancelled.is_some()
     }
 
@@ -461,6 +496,52 @@ mod tests {
         );
         let (attempt, _) = run.start(0).expect("restart");
         assert_eq!(attempt, 2);
+    }
+
+    #[test]
+    fn failed_attempts_retry_until_the_policy_runs_out() {
+        let mut spec = diamond();
+        spec.steps[0] = StepSpec::noop("split").retrying(crate::spec::RetryPolicy::new(2));
+        let (mut run, _) = TaskRun::new(&spec);
+        run.start(0).expect("start");
+        let changes = run
+            .finish(0, Outcome::Failed("boom".into()))
+            .expect("fail 1");
+        assert_eq!(
+            changes,
+            [
+                Change::Step {
+                    index: 0,
+                    state: Failed,
+                    message: "boom".into()
+                },
+                Change::Retry {
+                    index: 0,
+                    failed: 1,
+                    max_attempts: 2
+                }
+            ]
+        );
+        assert_eq!(run.step(0).state, Queued);
+        assert_eq!(run.state(), TaskState::Running, "the task goes on");
+        let (attempt, _) = run.start(0).expect("retry");
+        assert_eq!(attempt, 2);
+        run.finish(0, Outcome::Failed("boom again".into()))
+            .expect("fail 2");
+        assert_eq!(run.step(0).state, Failed, "no attempts left");
+        assert_eq!(run.state(), TaskState::Failed);
+    }
+
+    #[test]
+    fn no_retry_once_the_task_is_cancelled() {
+        let mut spec = diamond();
+        spec.steps[0] = StepSpec::noop("split").retrying(crate::spec::RetryPolicy::new(5));
+        let (mut run, _) = TaskRun::new(&spec);
+        run.start(0).expect("start");
+        run.cancel("stop");
+        run.finish(0, Outcome::Cancelled("killed".into()))
+            .expect("report");
+        assert_eq!(run.state(), TaskState::Cancelled);
     }
 
     #[test]

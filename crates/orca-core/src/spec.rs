@@ -2,6 +2,7 @@
 //! `TaskSpec` and (later) the Kubernetes `Task` spec all have this shape.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,58 @@ pub struct StepSpec {
     pub shell: Option<ShellSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noop: Option<NoopSpec>,
+    /// What happens when an attempt fails; no retry when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// An attempt still running after this long is killed and fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Retries with exponential backoff: the delay before attempt n (n >= 2) is
+/// `initialDelayMs * multiplier^(n-2)`, at most `maxDelayMs`, plus up to a
+/// fifth more of jitter so a fleet of failures does not retry in lockstep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included: 1 means no retry.
+    pub max_attempts: u32,
+    #[serde(default = "RetryPolicy::default_initial_delay_ms")]
+    pub initial_delay_ms: u64,
+    #[serde(default = "RetryPolicy::default_max_delay_ms")]
+    pub max_delay_ms: u64,
+    #[serde(default = "RetryPolicy::default_multiplier")]
+    pub multiplier: f64,
+}
+
+impl RetryPolicy {
+    fn default_initial_delay_ms() -> u64 {
+        1000
+    }
+
+    fn default_max_delay_ms() -> u64 {
+        60_000
+    }
+
+    fn default_multiplier() -> f64 {
+        2.0
+    }
+
+    pub fn new(max_attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts,
+            initial_delay_ms: Self::default_initial_delay_ms(),
+            max_delay_ms: Self::default_max_delay_ms(),
+            multiplier: Self::default_multiplier(),
+        }
+    }
+
+    /// The delay before `attempt` (2 for the first retry), without jitter.
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        let retries_before = attempt.saturating_sub(2).min(64) as i32;
+        let ms = self.initial_delay_ms as f64 * self.multiplier.powi(retries_before);
+        Duration::from_millis(ms.min(self.max_delay_ms as f64) as u64)
+    }
 }
 
 /// How a step runs: a borrowed view of the one runtime a valid step sets.
@@ -93,6 +146,8 @@ impl StepSpec {
                 env: BTreeMap::new(),
             }),
             noop: None,
+            retry: None,
+            timeout_seconds: None,
         }
     }
 
@@ -104,12 +159,24 @@ impl StepSpec {
             needs: Vec::new(),
             shell: None,
             noop: Some(NoopSpec {}),
+            retry: None,
+            timeout_seconds: None,
         }
     }
 
     pub fn after(mut self, deps: &[&str]) -> Self {
         self.depends_on = deps.iter().map(|s| s.to_string()).collect();
         self
+    }
+
+    pub fn retrying(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Attempts allowed in all (1 without a retry policy).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.as_ref().map_or(1, |r| r.max_attempts.max(1))
     }
 
     pub fn needing(mut self, capabilities: &[&str]) -> Self {
@@ -144,6 +211,30 @@ steps:
             Some(Runtime::Shell(s)) => assert_eq!(s.command, vec!["echo", "hi"]),
             other => panic!("unexpected runtime {other:?}"),
         }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            initial_delay_ms: 100,
+            max_delay_ms: 1000,
+            multiplier: 3.0,
+        };
+        let delays: Vec<u64> = (2..=6)
+            .map(|n| policy.delay_before(n).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [100, 300, 900, 1000, 1000]);
+    }
+
+    #[test]
+    fn retry_defaults_fill_in() {
+        let step: StepSpec =
+            serde_yaml::from_str("id: a\nnoop: {}\nretry: {maxAttempts: 3}\ntimeoutSeconds: 5\n")
+                .expect("parses");
+        assert_eq!(step.retry, Some(RetryPolicy::new(3)));
+        assert_eq!(step.max_attempts(), 3);
+        assert_eq!(step.timeout_seconds, Some(5));
     }
 
     #[test]

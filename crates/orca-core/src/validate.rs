@@ -208,6 +208,46 @@ fn validate_step(
         })?;
     }
 
+    if let Some(retry) = &step.retry {
+        let field = format!("steps[{i}].retry");
+        if !(1..=100).contains(&retry.max_attempts) {
+            return Err(invalid(
+                format!("{field}.maxAttempts"),
+                format!("step {id:?}: must be 1 to 100"),
+            ));
+        }
+        if retry.max_delay_ms > 3_600_000 {
+            return Err(invalid(
+                format!("{field}.maxDelayMs"),
+                format!("step {id:?}: at most 3600000 (an hour)"),
+            ));
+        }
+        if retry.initial_delay_ms > retry.max_delay_ms {
+            return Err(invalid(
+                format!("{field}.initialDelayMs"),
+                format!(
+                    "step {id:?}: must not exceed maxDelayMs ({})",
+                    retry.max_delay_ms
+                ),
+            ));
+        }
+        if !(1.0..=10.0).contains(&retry.multiplier) {
+            return Err(invalid(
+                format!("{field}.multiplier"),
+                format!("step {id:?}: must be 1 to 10"),
+            ));
+        }
+    }
+    if step
+        .timeout_seconds
+        .is_some_and(|t| !(1..=604_800).contains(&t))
+    {
+        return Err(invalid(
+            format!("steps[{i}].timeoutSeconds"),
+            format!("step {id:?}: must be 1 to 604800 (a week)"),
+        ));
+    }
+
     match step.runtime() {
         None if step.runtime_count() == 0 => Err(invalid(
             format!("steps[{i}]"),
@@ -491,6 +531,25 @@ mod tests {
             .map(|i| StepSpec::noop(&format!("s{i}")))
             .collect();
         assert_eq!(rejected(&task(steps)).0, "steps");
+    }
+
+    #[test]
+    fn retry_and_timeout_ranges_are_checked() {
+        use crate::spec::RetryPolicy;
+        let with = |policy: RetryPolicy| task(vec![StepSpec::noop("a").retrying(policy)]);
+        assert_eq!(
+            rejected(&with(RetryPolicy::new(0))).0,
+            "steps[0].retry.maxAttempts"
+        );
+        let mut slow = RetryPolicy::new(3);
+        slow.initial_delay_ms = slow.max_delay_ms + 1;
+        assert_eq!(rejected(&with(slow)).0, "steps[0].retry.initialDelayMs");
+        let mut wild = RetryPolicy::new(3);
+        wild.multiplier = f64::NAN;
+        assert_eq!(rejected(&with(wild)).0, "steps[0].retry.multiplier");
+        let mut step = StepSpec::noop("a");
+        step.timeout_seconds = Some(0);
+        assert_eq!(rejected(&task(vec![step])).0, "steps[0].timeoutSeconds");
     }
 
     #[test]

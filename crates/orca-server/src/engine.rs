@@ -7,7 +7,8 @@
 //! therefore lose only decisions nobody has seen, and recovery rebuilds the
 //! rest from the store.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +19,15 @@ use orca_core::{
     Capabilities, Change, Event, EventKind, LogStream, Micros, QueueKey, ReadyQueue, StepState,
     StepStatus, TaskRun, TaskSpec, TaskState,
 };
-use orca_store::{Commit, StepWrite, Store, TaskRecord, Write};
+use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Write};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
 use crate::Error;
 use crate::hub::Hub;
+
+/// The error of a step whose output file is not JSON.
+const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
 
 /// Commands handled per round: each round is one store transaction.
 const MAX_ROUND: usize = 1024;
@@ -217,6 +221,9 @@ impl EngineHandle {
     }
 }
 
+/// A retry waiting for its backoff: (due, task, step, failed attempt).
+type DueRetry = (Micros, Arc<str>, usize, u32);
+
 /// What a round reveals once it has committed.
 enum Effect {
     ToWorker(Outbox, Box<v1::ServerMessage>),
@@ -283,6 +290,8 @@ pub struct Engine {
     next_worker: u64,
     orphans: HashMap<(Arc<str>, usize), Orphan>,
     orphan_grace: Duration,
+    /// Retries waiting for their backoff, earliest first.
+    retries: BinaryHeap<Reverse<DueRetry>>,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
 }
@@ -307,6 +316,7 @@ pub fn start(
         next_worker: 1,
         orphans: HashMap::new(),
         orphan_grace,
+        retries: BinaryHeap::new(),
         round: Round::default(),
         effects,
     };
@@ -369,6 +379,7 @@ impl Engine {
                     }
                 }
                 _ = tick.tick() => self.expire_orphans(),
+                _ = retry_due(self.retries.peek().map(|Reverse(r)| r.0)) => self.release_retries(),
             }
             self.dispatch();
             self.flush();
@@ -634,6 +645,42 @@ impl Engine {
                     });
                     self.event(task_id, EventKind::TaskState { state, message });
                 }
+                Change::Retry {
+                    index,
+                    failed,
+                    max_attempts,
+                } => {
+                    let base = active.spec.steps[index]
+                        .retry
+                        .as_ref()
+                        .map(|r| r.delay_before(failed + 1))
+                        .unwrap_or_default();
+                    let delay = base.mul_f64(jitter());
+                    let due = now + delay.as_micros() as Micros;
+                    let step_id = active.spec.steps[index].id.clone();
+                    self.retries
+                        .push(Reverse((due, task_id.clone(), index, failed)));
+                    self.round.writes.push(Write::Step(StepWrite {
+                        task_id: task_id.to_string(),
+                        step_id: step_id.clone(),
+                        state: Some(StepState::Queued),
+                        ..StepWrite::default()
+                    }));
+                    self.event(
+                        task_id,
+                        EventKind::StepState {
+                            step: step_id,
+                            state: StepState::Queued,
+                            attempt: failed,
+                            worker: String::new(),
+                            message: format!(
+                                "attempt {} of {max_attempts} in {:.2}s",
+                                failed + 1,
+                                delay.as_secs_f64()
+                            ),
+                        },
+                    );
+                }
                 Change::Step {
                     index,
                     state,
@@ -761,6 +808,15 @@ impl Engine {
             worker.outbox.clone(),
             Box::new(assignment),
         ));
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: task_id.to_string(),
+            step_id: step.id.clone(),
+            attempt,
+            worker: Some(worker.info.name.clone()),
+            started_at: Some(now_micros()),
+            state: Some(StepState::Running),
+            ..AttemptWrite::default()
+        }));
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),
@@ -801,11 +857,10 @@ impl Engine {
             }
         };
         let output = report.output_json.trim();
-        if outcome == orca_core::Outcome::Succeeded
-            && !output.is_empty()
-            && serde_json::from_str::<serde_json::Value>(output).is_err()
-        {
-            outcome = orca_core::Outcome::Failed("the step's output is not valid JSON".into());
+        let output_ok =
+            output.is_empty() || serde_json::from_str::<serde_json::Value>(output).is_ok();
+        if outcome == orca_core::Outcome::Succeeded && !output_ok {
+            outcome = orca_core::Outcome::Failed(INVALID_OUTPUT.into());
         }
         let Some(active) = self.tasks.get_mut(&task_id) else {
             return;
@@ -821,6 +876,26 @@ impl Engine {
             }
         };
         let to_cancel = stop_running_if_winding_down(active, &changes);
+        let attempt_state = match report.outcome {
+            v1::Outcome::Succeeded if output_ok => StepState::Succeeded,
+            v1::Outcome::Cancelled => StepState::Cancelled,
+            _ => StepState::Failed,
+        };
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: task_id.to_string(),
+            step_id: report.attempt.step_id.clone(),
+            attempt: report.attempt.attempt,
+            started_at: report.started_at,
+            finished_at: Some(now_micros()),
+            state: Some(attempt_state),
+            error: Some(if output_ok {
+                report.error.clone()
+            } else {
+                INVALID_OUTPUT.into()
+            }),
+            exit_code: report.exit_code,
+            ..AttemptWrite::default()
+        }));
         let detail = StepWrite {
             finished_at: Some(now_micros()),
             started_at: report.started_at,
@@ -850,6 +925,15 @@ impl Engine {
             return;
         };
         active.slots[index].worker = None;
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: task_id.to_string(),
+            step_id: active.spec.steps[index].id.clone(),
+            attempt: active.run.step(index).attempt,
+            finished_at: Some(now_micros()),
+            state: Some(StepState::Queued),
+            error: Some(reason.to_string()),
+            ..AttemptWrite::default()
+        }));
         match active.run.requeue(index, reason) {
             Ok(changes) => self.apply(task_id, changes, None),
             Err(e) => tracing::error!(task = %task_id, index, error = %e, "could not requeue"),
@@ -915,6 +999,35 @@ impl Engine {
         }
     }
 
+    /// Moves retries whose backoff is over into the ready queue. A retry of
+    /// a task that was cancelled or moved on meanwhile is dropped.
+    fn release_retries(&mut self) {
+        let now = now_micros();
+        while self.retries.peek().is_some_and(|Reverse(r)| r.0 <= now) {
+            let Some(Reverse((_, task_id, index, failed))) = self.retries.pop() else {
+                break;
+            };
+            let Some(active) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let status = active.run.step(index);
+            let slot = &mut active.slots[index];
+            if status.state != StepState::Queued
+                || status.attempt != failed
+                || slot.queued.is_some()
+            {
+                continue;
+            }
+            let key = self.queue.push(
+                &slot.needs,
+                active.spec.priority,
+                active.created_at,
+                (task_id.clone(), index),
+            );
+            slot.queued = Some(key);
+        }
+    }
+
     fn cancel(&mut self, task_id: &str, reason: &str, reply: oneshot::Sender<CancelAnswer>) {
         let Some(id) = self.tasks.get_key_value(task_id).map(|(id, _)| id.clone()) else {
             let _ = reply.send(CancelAnswer::NotActive);
@@ -958,8 +1071,10 @@ impl Engine {
     }
 }
 
-/// After a failure, the steps still running must be told to stop.
+/// After a failure for good (not one that will be retried), the steps still
+/// running must be told to stop.
 fn stop_running_if_winding_down(active: &Active, changes: &[Change]) -> Vec<usize> {
+    let retried = changes.iter().any(|c| matches!(c, Change::Retry { .. }));
     let failed_now = changes.iter().any(|c| {
         matches!(
             c,
@@ -969,10 +1084,31 @@ fn stop_running_if_winding_down(active: &Active, changes: &[Change]) -> Vec<usiz
             }
         )
     });
-    if failed_now {
+    if failed_now && !retried && active.run.is_winding_down() {
         active.run.running().collect()
     } else {
         Vec::new()
+    }
+}
+
+/// Up to a fifth more than the base delay, so failures do not retry in
+/// lockstep. The clock's nanoseconds are random enough for that.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    1.0 + f64::from(nanos % 1000) / 5000.0
+}
+
+/// Resolves when the earliest retry is due; never when none waits.
+async fn retry_due(due: Option<Micros>) {
+    match due {
+        Some(due) => {
+            let wait = (due - now_micros()).max(0) as u64;
+            tokio::time::sleep(Duration::from_micros(wait)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

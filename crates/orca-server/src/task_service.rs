@@ -166,29 +166,32 @@ impl TaskApi {
     }
 }
 
-/// The events that record a new task's first state.
+/// The events that record a new task's first state. A new task has run
+/// nothing, so its changes are only task and step states.
 fn first_events(task_id: &str, spec: &TaskSpec, changes: Vec<Change>, at: i64) -> Vec<Event> {
     changes
         .into_iter()
+        .filter_map(|change| match change {
+            Change::Task { state, message } => Some(EventKind::TaskState { state, message }),
+            Change::Step {
+                index,
+                state,
+                message,
+            } => Some(EventKind::StepState {
+                step: spec.steps[index].id.clone(),
+                state,
+                attempt: 0,
+                worker: String::new(),
+                message,
+            }),
+            Change::Retry { .. } => None,
+        })
         .enumerate()
-        .map(|(n, change)| Event {
+        .map(|(n, kind)| Event {
             task_id: task_id.to_string(),
             seq: n as u64 + 1,
             at,
-            kind: match change {
-                Change::Task { state, message } => EventKind::TaskState { state, message },
-                Change::Step {
-                    index,
-                    state,
-                    message,
-                } => EventKind::StepState {
-                    step: spec.steps[index].id.clone(),
-                    state,
-                    attempt: 0,
-                    worker: String::new(),
-                    message,
-                },
-            },
+            kind,
         })
         .collect()
 }
@@ -218,6 +221,19 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                 output_json: s.output_json,
                 error: s.error,
                 exit_code: s.exit_code,
+                attempts: s
+                    .attempts
+                    .into_iter()
+                    .map(|a| v1::Attempt {
+                        attempt: a.attempt,
+                        worker: a.worker,
+                        started_at: optional_timestamp(a.started_at),
+                        finished_at: optional_timestamp(a.finished_at),
+                        state: v1::StepState::from(a.state) as i32,
+                        error: a.error,
+                        exit_code: a.exit_code,
+                    })
+                    .collect(),
             })
             .collect(),
     }

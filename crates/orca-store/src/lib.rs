@@ -87,6 +87,8 @@ pub enum Write {
         finished_at: Option<Micros>,
     },
     Step(StepWrite),
+    /// Creates or updates one attempt's history row.
+    Attempt(AttemptWrite),
     Progress {
         task_id: String,
         step_id: String,
@@ -110,6 +112,31 @@ pub struct StepWrite {
     /// `Some(None)` clears the exit code.
     pub exit_code: Option<Option<i32>>,
     pub progress: Option<(f32, String)>,
+}
+
+/// One attempt's row; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptWrite {
+    pub task_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub started_at: Option<Micros>,
+    pub finished_at: Option<Micros>,
+    pub state: Option<StepState>,
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub worker: String,
+    pub started_at: Micros,
+    pub finished_at: Micros,
+    pub state: StepState,
+    pub error: String,
+    pub exit_code: Option<i32>,
 }
 
 /// A stored task. `steps` is empty in listings.
@@ -141,6 +168,8 @@ pub struct StepRecord {
     pub output_json: String,
     pub error: String,
     pub exit_code: Option<i32>,
+    /// Oldest first; empty when read for recovery.
+    pub attempts: Vec<AttemptRecord>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Commit, Created, Error, NewTask, Result, StepRecord, StepWrite, Store, TaskQuery, TaskRecord,
-    Write,
+    AttemptRecord, AttemptWrite, Commit, Created, Error, NewTask, Result, StepRecord, StepWrite,
+    Store, TaskQuery, TaskRecord, Write,
 };
 
 /// How hard a commit works to survive a crash.
@@ -62,6 +62,18 @@ CREATE TABLE IF NOT EXISTS steps (
     error            TEXT NOT NULL DEFAULT '',
     exit_code        INTEGER,
     PRIMARY KEY (task_id, step_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    task_id     TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    worker      TEXT NOT NULL DEFAULT '',
+    started_at  INTEGER NOT NULL DEFAULT 0,
+    finished_at INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'running',
+    error       TEXT NOT NULL DEFAULT '',
+    exit_code   INTEGER,
+    PRIMARY KEY (task_id, step_id, attempt)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     task_id TEXT NOT NULL,
@@ -352,6 +364,7 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 ])?;
             }
             Write::Step(step) => update_step(conn, step)?,
+            Write::Attempt(attempt) => upsert_attempt(conn, attempt)?,
             Write::Progress {
                 task_id,
                 step_id,
@@ -416,6 +429,63 @@ fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
     Ok(())
 }
 
+fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state, error, exit_code)
+         VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), COALESCE(?6, 0), COALESCE(?7, 'running'), COALESCE(?8, ''), ?9)
+         ON CONFLICT (task_id, step_id, attempt) DO UPDATE SET
+            worker = COALESCE(?4, worker),
+            started_at = COALESCE(?5, started_at),
+            finished_at = COALESCE(?6, finished_at),
+            state = COALESCE(?7, state),
+            error = COALESCE(?8, error),
+            exit_code = COALESCE(?9, exit_code)",
+    )?
+    .execute(params![
+        a.task_id,
+        a.step_id,
+        a.attempt,
+        a.worker,
+        a.started_at,
+        a.finished_at,
+        a.state.map(StepState::as_str),
+        a.error,
+        a.exit_code,
+    ])?;
+    Ok(())
+}
+
+fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT step_id, attempt, worker, started_at, finished_at, state, error, exit_code
+         FROM attempts WHERE task_id = ?1 ORDER BY step_id, attempt",
+    )?;
+    let rows = stmt.query_map([&task.id], |row| {
+        let state: String = row.get(5)?;
+        Ok((
+            row.get::<_, String>(0)?,
+            AttemptRecord {
+                attempt: row.get(1)?,
+                worker: row.get(2)?,
+                started_at: row.get(3)?,
+                finished_at: row.get(4)?,
+                state: StepState::Waiting,
+                error: row.get(6)?,
+                exit_code: row.get(7)?,
+            },
+            state,
+        ))
+    })?;
+    for row in rows {
+        let (step_id, mut attempt, state) = row?;
+        attempt.state = state.parse()?;
+        if let Some(step) = task.steps.iter_mut().find(|s| s.id == step_id) {
+            step.attempts.push(attempt);
+        }
+    }
+    Ok(())
+}
+
 const TASK_COLUMNS: &str =
     "id, state, idempotency_key, spec, message, created_at, started_at, finished_at";
 
@@ -471,6 +541,7 @@ fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
                 output_json: row.get(8)?,
                 error: row.get(9)?,
                 exit_code: row.get(10)?,
+                attempts: Vec::new(),
             },
             state,
         ))
@@ -517,6 +588,7 @@ impl Store for SqliteStore {
             let Some(row) = row else { return Ok(None) };
             let mut task = decode_task(row)?;
             load_steps(conn, &mut task)?;
+            load_attempts(conn, &mut task)?;
             Ok(Some(task))
         })
         .await
@@ -731,6 +803,53 @@ mod tests {
         assert_eq!(a.output_json, "{\"n\":1}");
         assert_eq!(a.exit_code, Some(0));
         assert_eq!(store.unfinished_tasks().await.expect("unfinished").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn attempts_are_kept_per_step_in_order() {
+        let (_dir, store) = store();
+        store
+            .create_tasks(vec![new_task("t1", None)])
+            .await
+            .expect("create");
+        let attempt = |n: u32, state: Option<StepState>| {
+            Write::Attempt(AttemptWrite {
+                task_id: "t1".into(),
+                step_id: "a".into(),
+                attempt: n,
+                worker: Some(format!("w{n}")),
+                state,
+                ..AttemptWrite::default()
+            })
+        };
+        let commit = store.write(vec![
+            attempt(1, None),
+            Write::Attempt(AttemptWrite {
+                task_id: "t1".into(),
+                step_id: "a".into(),
+                attempt: 1,
+                state: Some(StepState::Failed),
+                error: Some("exit 1".into()),
+                exit_code: Some(1),
+                ..AttemptWrite::default()
+            }),
+            attempt(2, Some(StepState::Succeeded)),
+        ]);
+        commit.await.expect("answer").expect("commit");
+        let task = store.get_task("t1").await.expect("get").expect("exists");
+        let attempts = &task.steps[0].attempts;
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            (
+                attempts[0].worker.as_str(),
+                attempts[0].state,
+                attempts[0].error.as_str(),
+                attempts[0].exit_code
+            ),
+            ("w1", StepState::Failed, "exit 1", Some(1))
+        );
+        assert_eq!(attempts[1].state, StepState::Succeeded);
+        assert!(task.steps[1].attempts.is_empty());
     }
 
     #[tokio::test]

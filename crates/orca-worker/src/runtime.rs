@@ -204,11 +204,22 @@ async fn run_shell(
     });
 
     let mut cancelled = None;
+    let mut timed_out = None;
+    let deadline = async {
+        match attempt.step.timeout_seconds {
+            Some(seconds) => tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await,
+            None => std::future::pending().await,
+        }
+    };
     let status = tokio::select! {
         status = child.wait() => status,
         reason = cancel => {
             let reason = reason.unwrap_or_else(|_| "the worker is stopping".into());
             cancelled = Some(reason);
+            stop_group(group, &mut child).await
+        }
+        _ = deadline => {
+            timed_out = attempt.step.timeout_seconds;
             stop_group(group, &mut child).await
         }
     };
@@ -227,6 +238,12 @@ async fn run_shell(
             error: reason,
             exit_code: status.ok().and_then(|s| s.code()),
         };
+    }
+    if let Some(seconds) = timed_out {
+        return Ended::failed(
+            format!("timed out after {seconds}s"),
+            status.ok().and_then(|s| s.code()),
+        );
     }
     let status = match status {
         Ok(status) => status,
@@ -501,6 +518,16 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_step_and_fails_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slow = attempt(dir.path(), &["sh", "-c", "sleep 300"]);
+        slow.step.timeout_seconds = Some(1);
+        let (result, _) = run_to_end(slow).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert_eq!(result.error, "timed out after 1s");
     }
 
     #[test]
