@@ -943,3 +943,126 @@ async fn a_timed_out_step_leaves_no_process_behind() -> anyhow::Result<()> {
     .map_err(|_| anyhow::anyhow!("grandchild {pid} survived the timeout"))?;
     Ok(())
 }
+
+/// Attempt 1 waits for `gate`; later attempts finish at once. Each writes
+/// which attempt produced the output.
+fn first_attempt_waits(gate: &Path) -> v1::StepSpec {
+    shell_step(
+        "work",
+        &[],
+        &format!(
+            "if [ \"$ORCA_ATTEMPT\" = 1 ]; then while [ ! -e {} ]; do sleep 0.02; done; fi; echo \"{{\\\"attempt\\\": $ORCA_ATTEMPT}}\" > \"$ORCA_OUTPUT\"",
+            gate.display()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_step_loses_it_to_another_worker() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gate = dir.path().join("gate");
+    let (server, workers) = Server::with_workers(dir.path(), &[("doomed", &["shell"], 1)]).await?;
+    let client = server.tasks().await?;
+    let id = submit(&client, task("survives", vec![first_attempt_waits(&gate)])).await?;
+    wait_step(&client, &id, "work", v1::StepState::Running).await?;
+    let _spare = server.worker("spare", &["shell"], 1)?;
+    server.wait_for_agents(&["doomed", "spare"]).await?;
+
+    workers[0].signal("KILL");
+    let done = wait_finished(&client, &id, FINISH).await;
+    // The killed worker's step process outlives it (it is in its own process
+    // group); let it end.
+    std::fs::write(&gate, "")?;
+    let done = done?;
+    assert_eq!(
+        done.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        done.message
+    );
+    let work = step(&done, "work");
+    assert_eq!((work.attempt, work.worker.as_str()), (2, "spare"));
+    assert_eq!(output(work), json!({"attempt": 2}));
+    // Exactly one result was accepted: the first attempt is recorded as lost.
+    let states: Vec<i32> = work.attempts.iter().map(|a| a.state).collect();
+    assert_eq!(
+        states,
+        [
+            v1::StepState::Queued as i32,
+            v1::StepState::Succeeded as i32
+        ]
+    );
+    assert!(
+        work.attempts[0].error.contains("doomed disconnected"),
+        "{}",
+        work.attempts[0].error
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_loses_its_lease_and_its_late_result_is_rejected() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gate = dir.path().join("gate");
+    let server = Server::start_on(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--lease-ttl", "2s", "--heartbeat-interval", "250ms"],
+    )?;
+    let frozen = server.worker("frozen", &["shell"], 1)?;
+    server.wait_for_agents(&["frozen"]).await?;
+    let client = server.tasks().await?;
+    let id = submit(&client, task("zombie", vec![first_attempt_waits(&gate)])).await?;
+    wait_step(&client, &id, "work", v1::StepState::Running).await?;
+    let _spare = server.worker("spare", &["shell"], 1)?;
+    server.wait_for_agents(&["frozen", "spare"]).await?;
+
+    frozen.signal("STOP");
+    let done = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(
+        done.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        done.message
+    );
+    let work = step(&done, "work");
+    assert_eq!((work.attempt, work.worker.as_str()), (2, "spare"));
+    assert!(
+        work.attempts[0].error.contains("frozen was silent"),
+        "{}",
+        work.attempts[0].error
+    );
+
+    // The zombie wakes up and finishes attempt 1: its result is refused.
+    std::fs::write(&gate, "")?;
+    frozen.signal("CONT");
+    let log = server.process.log.clone();
+    eventually(FINISH, || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(log).ok()?;
+            text.contains("rejected a result that is not for the current attempt")
+                .then_some(())
+        }
+    })
+    .await?;
+    let after = client
+        .clone()
+        .get_task(v1::GetTaskRequest { task_id: id })
+        .await?
+        .into_inner();
+    assert_eq!(after.state, v1::TaskState::Succeeded as i32);
+    let work = step(&after, "work");
+    assert_eq!(
+        output(work),
+        json!({"attempt": 2}),
+        "the outcome is the new attempt's"
+    );
+    assert_eq!(work.attempts.len(), 2);
+    assert_eq!(
+        work.attempts[0].state,
+        v1::StepState::Queued as i32,
+        "the zombie's attempt stays lost"
+    );
+    Ok(())
+}

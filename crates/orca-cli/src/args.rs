@@ -63,10 +63,14 @@ pub struct StoreArgs {
     #[arg(long, env = "ORCA_DURABILITY", value_enum, default_value_t)]
     pub durability: Durability,
 
-    /// After a restart, how long a step that was running waits for its worker
-    /// to reclaim it before it runs again elsewhere.
-    #[arg(long, env = "ORCA_ORPHAN_GRACE", default_value = "15s", value_parser = parse_duration)]
-    pub orphan_grace: Duration,
+    /// A worker silent this long loses its steps, which run again elsewhere;
+    /// after a restart, running steps wait this long for their worker.
+    #[arg(long, env = "ORCA_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// How often workers heartbeat; shorter than the lease TTL.
+    #[arg(long, env = "ORCA_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -251,7 +255,8 @@ mod tests {
         assert!(up.listen.ip().is_loopback());
         assert_eq!(up.workers, 2);
         assert_eq!(up.store.data_dir, PathBuf::from(".orca"));
-        assert_eq!(up.store.orphan_grace, Duration::from_secs(15));
+        assert_eq!(up.store.lease_ttl, Duration::from_secs(30));
+        assert_eq!(up.store.heartbeat_interval, Duration::from_secs(5));
         let cli = Cli::try_parse_from(["orca", "server"]).expect("defaults parse");
         let Command::Server(server) = cli.command else {
             panic!("not server")

@@ -9,14 +9,22 @@ use orca_worker::WorkerConfig;
 
 use crate::args::{Durability, ServerArgs, StoreArgs, UpArgs, WorkerArgs};
 
-fn server_config(listen: std::net::SocketAddr, store: &StoreArgs) -> Config {
+fn server_config(listen: std::net::SocketAddr, store: &StoreArgs) -> anyhow::Result<Config> {
+    if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.lease_ttl {
+        anyhow::bail!(
+            "--heartbeat-interval ({:?}) must be above zero and shorter than --lease-ttl ({:?})",
+            store.heartbeat_interval,
+            store.lease_ttl
+        );
+    }
     let mut config = Config::new(listen, store.data_dir.clone());
     config.durability = match store.durability {
         Durability::Process => StoreDurability::Process,
         Durability::Machine => StoreDurability::Machine,
     };
-    config.orphan_grace = store.orphan_grace;
-    config
+    config.lease_ttl = store.lease_ttl;
+    config.heartbeat_interval = store.heartbeat_interval;
+    Ok(config)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -36,7 +44,7 @@ async fn stop_signal() {
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let running = orca_server::start(server_config(args.listen, &args.store))
+    let running = orca_server::start(server_config(args.listen, &args.store)?)
         .await
         .context("starting the control plane")?;
     println!(
@@ -66,7 +74,7 @@ fn default_worker_name() -> String {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let running = orca_server::start(server_config(args.listen, &args.store))
+    let running = orca_server::start(server_config(args.listen, &args.store)?)
         .await
         .context("starting the control plane")?;
     let endpoint = format!("http://{}", running.local_addr);

@@ -91,6 +91,7 @@ async fn forward(
         None => Err(Error::Protocol("an empty message".into())),
         Some(Kind::Register(_)) => Err(Error::Protocol("register may be sent only once".into())),
         Some(Kind::Credits(c)) => engine.credits(worker, c.credits).await,
+        Some(Kind::Heartbeat(_)) => engine.heartbeat(worker).await,
         Some(Kind::Progress(p)) => {
             let attempt = attempt_key("progress.attempt", p.attempt)?;
             engine

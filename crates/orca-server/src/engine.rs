@@ -106,6 +106,9 @@ enum Command {
         worker: u64,
         report: StepReport,
     },
+    Heartbeat {
+        worker: u64,
+    },
     Disconnected {
         worker: u64,
     },
@@ -194,6 +197,10 @@ impl EngineHandle {
         self.send(Command::Report { worker, report }).await
     }
 
+    pub async fn heartbeat(&self, worker: u64) -> Result<(), Error> {
+        self.send(Command::Heartbeat { worker }).await
+    }
+
     pub async fn disconnected(&self, worker: u64) -> Result<(), Error> {
         self.send(Command::Disconnected { worker }).await
     }
@@ -256,6 +263,8 @@ struct Worker {
     credits: u32,
     running: HashSet<(Arc<str>, usize)>,
     connected_at: Micros,
+    /// When it last sent anything; silent past the lease TTL, it is dropped.
+    last_seen: Micros,
 }
 
 impl Worker {
@@ -289,11 +298,18 @@ pub struct Engine {
     worker_order: Vec<u64>,
     next_worker: u64,
     orphans: HashMap<(Arc<str>, usize), Orphan>,
-    orphan_grace: Duration,
+    leases: Leases,
     /// Retries waiting for their backoff, earliest first.
     retries: BinaryHeap<Reverse<DueRetry>>,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
+}
+
+/// How long a worker's hold on its steps lasts without a sign of life.
+#[derive(Debug, Clone, Copy)]
+pub struct Leases {
+    pub ttl: Duration,
+    pub heartbeat_interval: Duration,
 }
 
 /// Starts the engine over the unfinished tasks of `recovered`. Returns its
@@ -302,7 +318,7 @@ pub fn start(
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     recovered: Vec<TaskRecord>,
-    orphan_grace: Duration,
+    leases: Leases,
 ) -> (EngineHandle, watch::Receiver<Option<String>>) {
     let (commands, inbox) = mpsc::channel(8192);
     let (effects, effect_queue) = mpsc::unbounded_channel();
@@ -315,7 +331,7 @@ pub fn start(
         worker_order: Vec::new(),
         next_worker: 1,
         orphans: HashMap::new(),
-        orphan_grace,
+        leases,
         retries: BinaryHeap::new(),
         round: Round::default(),
         effects,
@@ -378,7 +394,10 @@ impl Engine {
                         self.handle(command);
                     }
                 }
-                _ = tick.tick() => self.expire_orphans(),
+                _ = tick.tick() => {
+                    self.expire_orphans();
+                    self.expire_silent_workers();
+                }
                 _ = retry_due(self.retries.peek().map(|Reverse(r)| r.0)) => self.release_retries(),
             }
             self.dispatch();
@@ -408,6 +427,15 @@ impl Engine {
     }
 
     fn handle(&mut self, command: Command) {
+        if let Command::Credits { worker, .. }
+        | Command::Progress { worker, .. }
+        | Command::Logs { worker, .. }
+        | Command::Report { worker, .. }
+        | Command::Heartbeat { worker } = &command
+            && let Some(w) = self.workers.get_mut(worker)
+        {
+            w.last_seen = now_micros();
+        }
         match command {
             Command::Admit(tasks, done) => {
                 for task in tasks {
@@ -426,6 +454,7 @@ impl Engine {
                 let _ = outbox.send(Ok(v1::ServerMessage {
                     kind: Some(v1::server_message::Kind::Registered(v1::Registered {
                         worker_id: id.to_string(),
+                        heartbeat_interval_ms: self.leases.heartbeat_interval.as_millis() as u32,
                     })),
                 }));
                 tracing::info!(worker = %info.name, id, slots = info.slots, "worker registered");
@@ -437,6 +466,7 @@ impl Engine {
                         credits: 0,
                         running: HashSet::new(),
                         connected_at: now_micros(),
+                        last_seen: now_micros(),
                     },
                 );
                 self.worker_order.push(id);
@@ -497,7 +527,16 @@ impl Engine {
                 }
             }
             Command::Report { worker, report } => self.report(worker, report),
-            Command::Disconnected { worker } => self.disconnect(worker),
+            Command::Heartbeat { .. } => {}
+            Command::Disconnected { worker } => {
+                let reason = self
+                    .workers
+                    .get(&worker)
+                    .map(|w| format!("worker {} disconnected", w.info.name));
+                if let Some(reason) = reason {
+                    self.drop_worker(worker, &reason);
+                }
+            }
             Command::Cancel {
                 task_id,
                 reason,
@@ -528,7 +567,7 @@ impl Engine {
     /// Rebuilds live state from the store after a restart. Steps that were
     /// running wait for their worker to reclaim them (see [`Orphan`]).
     fn recover(&mut self, tasks: Vec<TaskRecord>) {
-        let deadline = now_micros() + self.orphan_grace.as_micros() as Micros;
+        let deadline = now_micros() + self.leases.ttl.as_micros() as Micros;
         let count = tasks.len();
         for record in tasks {
             let statuses = record
@@ -908,15 +947,42 @@ impl Engine {
         self.send_cancels(&task_id, to_cancel, "another step of the task failed");
     }
 
-    fn disconnect(&mut self, worker_id: u64) {
+    /// Forgets a worker: its stream ends and its steps run again as their
+    /// next attempt.
+    fn drop_worker(&mut self, worker_id: u64, reason: &str) {
         let Some(worker) = self.workers.remove(&worker_id) else {
             return;
         };
         self.worker_order.retain(|w| *w != worker_id);
-        tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), "worker disconnected");
-        let reason = format!("worker {} disconnected", worker.info.name);
+        tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), reason, "worker dropped");
         for (task_id, index) in worker.running {
-            self.requeue(&task_id, index, &reason);
+            self.requeue(&task_id, index, reason);
+        }
+    }
+
+    /// A worker silent past the lease TTL (stopped, partitioned, wedged)
+    /// loses its steps; whatever it reports later is fenced off.
+    fn expire_silent_workers(&mut self) {
+        let ttl = self.leases.ttl.as_micros() as Micros;
+        let now = now_micros();
+        let silent: Vec<(u64, String)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now - w.last_seen > ttl)
+            .map(|(id, w)| {
+                (
+                    *id,
+                    format!(
+                        "worker {} was silent for {:.1}s",
+                        w.info.name,
+                        (now - w.last_seen) as f64 / 1e6
+                    ),
+                )
+            })
+            .collect();
+        for (id, reason) in silent {
+            tracing::warn!(%reason, "lease expired");
+            self.drop_worker(id, &reason);
         }
     }
 

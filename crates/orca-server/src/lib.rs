@@ -36,9 +36,12 @@ pub struct Config {
     /// Holds `orca.db`.
     pub data_dir: PathBuf,
     pub durability: Durability,
-    /// After a restart, how long a step that was running waits for its
-    /// worker to reconnect and reclaim it before it runs again elsewhere.
-    pub orphan_grace: Duration,
+    /// A worker silent this long loses its steps, which run again as their
+    /// next attempt. After a restart, a step that was running waits this
+    /// long for its worker to reconnect and reclaim it.
+    pub lease_ttl: Duration,
+    /// How often workers are told to heartbeat; well under `lease_ttl`.
+    pub heartbeat_interval: Duration,
     pub limits: Limits,
 }
 
@@ -48,7 +51,8 @@ impl Config {
             listen,
             data_dir,
             durability: Durability::default(),
-            orphan_grace: Duration::from_secs(15),
+            lease_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
             limits: Limits::default(),
         }
     }
@@ -95,8 +99,15 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let store: Arc<dyn Store> = Arc::new(store);
     let recovered = store.unfinished_tasks().await?;
     let hub = Arc::new(hub::Hub::default());
-    let (engine, mut fatal) =
-        engine::start(store.clone(), hub.clone(), recovered, config.orphan_grace);
+    let (engine, mut fatal) = engine::start(
+        store.clone(),
+        hub.clone(),
+        recovered,
+        engine::Leases {
+            ttl: config.lease_ttl,
+            heartbeat_interval: config.heartbeat_interval,
+        },
+    );
 
     let listener = TcpListener::bind(config.listen)
         .await

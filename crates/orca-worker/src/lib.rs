@@ -73,6 +73,9 @@ impl WorkerConfig {
     }
 }
 
+/// Used when the control plane does not say how often to heartbeat.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// Identifies one attempt of one step.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AttemptKey {
@@ -209,14 +212,20 @@ impl Worker {
             .connect(ReceiverStream::new(outgoing))
             .await?
             .into_inner();
-        match inbound.message().await? {
+        let heartbeat_every = match inbound.message().await? {
             Some(v1::ServerMessage {
                 kind: Some(Kind::Registered(registered)),
             }) => {
-                tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered")
+                tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered");
+                match registered.heartbeat_interval_ms {
+                    0 => DEFAULT_HEARTBEAT,
+                    ms => Duration::from_millis(u64::from(ms)),
+                }
             }
             _ => return Err(Error::Protocol("expected registered".into())),
-        }
+        };
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         while let Some(result) = self.undelivered.pop_front() {
             if let Err(unsent) = outbound.send(result_message(result)).await {
@@ -231,6 +240,14 @@ impl Worker {
 
         loop {
             tokio::select! {
+                _ = heartbeat.tick() => {
+                    let beat = v1::WorkerMessage {
+                        kind: Some(v1::worker_message::Kind::Heartbeat(v1::Heartbeat {})),
+                    };
+                    if outbound.send(beat).await.is_err() {
+                        return Ok(true);
+                    }
+                }
                 message = inbound.message() => match message? {
                     Some(message) => self.on_server_message(message),
                     None => return Ok(true),
