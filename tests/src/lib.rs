@@ -184,7 +184,18 @@ impl Server {
 
     /// Starts `orca worker` against this server.
     pub fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> anyhow::Result<Process> {
-        start_worker(&self.url, &self.data_dir, name, capabilities, slots)
+        start_worker(&self.url, &self.data_dir, name, capabilities, slots, &[])
+    }
+
+    /// Starts `orca worker` with extra worker flags.
+    pub fn worker_with(
+        &self,
+        name: &str,
+        capabilities: &[&str],
+        slots: u32,
+        extra: &[&str],
+    ) -> anyhow::Result<Process> {
+        start_worker(&self.url, &self.data_dir, name, capabilities, slots, extra)
     }
 
     /// Waits until exactly these workers are connected.
@@ -218,6 +229,7 @@ pub fn start_worker(
     name: &str,
     capabilities: &[&str],
     slots: u32,
+    extra: &[&str],
 ) -> anyhow::Result<Process> {
     Process::spawn(
         Command::new(orca_bin())
@@ -235,6 +247,7 @@ pub fn start_worker(
             // Relative, as the CLI's default is: the worker must resolve it.
             .arg("--work-dir")
             .arg(Path::new("work").join(name))
+            .args(extra)
             .current_dir(dir)
             .env("RUST_LOG", "info"),
         dir,

@@ -1066,3 +1066,114 @@ async fn a_frozen_worker_loses_its_lease_and_its_late_result_is_rejected() -> an
     );
     Ok(())
 }
+
+async fn agent(server: &Server, name: &str) -> anyhow::Result<Option<v1::Agent>> {
+    let agents = server
+        .agents()
+        .await?
+        .list_agents(v1::ListAgentsRequest {})
+        .await?
+        .into_inner()
+        .agents;
+    Ok(agents.into_iter().find(|a| a.name == name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_worker_without_killing_its_step() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gate = dir.path().join("gate");
+    let (server, mut workers) =
+        Server::with_workers(dir.path(), &[("leaving", &["shell"], 2)]).await?;
+    let client = server.tasks().await?;
+    let long = submit(&client, task("long", vec![first_attempt_waits(&gate)])).await?;
+    wait_step(&client, &long, "work", v1::StepState::Running).await?;
+
+    workers[0].signal("TERM");
+    eventually(FINISH, || async {
+        agent(&server, "leaving")
+            .await
+            .ok()
+            .flatten()
+            .filter(|a| a.draining)
+    })
+    .await?;
+    // It has a free slot, but takes no new work: the queued tasks wait for
+    // another worker and run there as soon as it connects.
+    let mut quick = Vec::new();
+    for i in 0..3 {
+        quick.push(submit(&client, task(&format!("quick-{i}"), vec![noop_step("s")])).await?);
+    }
+    let _staying = server.worker("staying", &["shell"], 2)?;
+    for id in &quick {
+        let done = wait_finished(&client, id, FINISH).await?;
+        assert_eq!(step(&done, "s").worker, "staying");
+    }
+    let still = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: long.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        step(&still, "work").state,
+        v1::StepState::Running as i32,
+        "the draining worker's step keeps running"
+    );
+
+    std::fs::write(&gate, "")?;
+    let done = wait_finished(&client, &long, FINISH).await?;
+    let work = step(&done, "work");
+    assert_eq!(
+        (work.attempt, work.worker.as_str()),
+        (1, "leaving"),
+        "it finished where it started"
+    );
+    assert_eq!(output(work), json!({"attempt": 1}));
+    let status = workers[0].wait_exit(Duration::from_secs(10))?;
+    assert!(
+        status.success(),
+        "the drained worker exits cleanly: {status}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_drain_grace_steps_are_handed_back_at_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gate = dir.path().join("gate");
+    let server = Server::start(dir.path())?; // lease TTL 30s: a hand-back must not wait for it
+    let mut quitter = server.worker_with("quitter", &["shell"], 1, &["--drain-grace", "1s"])?;
+    server.wait_for_agents(&["quitter"]).await?;
+    let client = server.tasks().await?;
+    let id = submit(
+        &client,
+        task("handed-back", vec![first_attempt_waits(&gate)]),
+    )
+    .await?;
+    wait_step(&client, &id, "work", v1::StepState::Running).await?;
+    let _other = server.worker("other", &["shell"], 1)?;
+    server.wait_for_agents(&["other", "quitter"]).await?;
+
+    quitter.signal("TERM");
+    let done = wait_finished(&client, &id, Duration::from_secs(15)).await?;
+    let work = step(&done, "work");
+    assert_eq!((work.attempt, work.worker.as_str()), (2, "other"));
+    assert_eq!(work.attempts[0].state, v1::StepState::Queued as i32);
+    assert!(
+        work.attempts[0]
+            .error
+            .contains("handed back by worker quitter"),
+        "{}",
+        work.attempts[0].error
+    );
+    let requeued_after =
+        micros(&work.attempts[1].started_at) - micros(&work.attempts[0].finished_at);
+    assert!(
+        requeued_after < 5_000_000,
+        "re-queued {requeued_after}us after the hand-back"
+    );
+    let status = quitter.wait_exit(Duration::from_secs(10))?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}

@@ -99,6 +99,11 @@ pub struct WorkerArgs {
     /// Root of per-attempt workspaces.
     #[arg(long, env = "ORCA_WORK_DIR", default_value = ".orca/work")]
     pub work_dir: PathBuf,
+
+    /// On SIGTERM or Ctrl-C: take no new work, let running steps finish for
+    /// this long, then hand the rest back to run elsewhere at once.
+    #[arg(long, env = "ORCA_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.

@@ -61,6 +61,7 @@ pub async fn worker(args: WorkerArgs, server: &str) -> anyhow::Result<ExitCode> 
     config.pool = args.pool;
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
+    config.drain_grace = args.drain_grace;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -96,6 +97,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         config.capabilities = args.offer.capabilities.clone();
         config.slots = args.offer.slots;
+        // Ctrl-C on `orca up` stops everything: running steps are handed
+        // back at once and run again when orca next starts.
+        config.drain_grace = std::time::Duration::ZERO;
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;

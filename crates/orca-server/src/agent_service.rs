@@ -92,6 +92,20 @@ async fn forward(
         Some(Kind::Register(_)) => Err(Error::Protocol("register may be sent only once".into())),
         Some(Kind::Credits(c)) => engine.credits(worker, c.credits).await,
         Some(Kind::Heartbeat(_)) => engine.heartbeat(worker).await,
+        Some(Kind::Drain(_)) => engine.drain(worker).await,
+        Some(Kind::Release(release)) => {
+            let attempts = release
+                .attempts
+                .into_iter()
+                .map(|a| attempt_key("release.attempts", Some(a)))
+                .collect::<Result<_, _>>()?;
+            let reason = if release.reason.is_empty() {
+                "handed back by its worker".to_string()
+            } else {
+                release.reason
+            };
+            engine.release(worker, attempts, reason).await
+        }
         Some(Kind::Progress(p)) => {
             let attempt = attempt_key("progress.attempt", p.attempt)?;
             engine

@@ -109,6 +109,14 @@ enum Command {
     Heartbeat {
         worker: u64,
     },
+    Drain {
+        worker: u64,
+    },
+    Release {
+        worker: u64,
+        attempts: Vec<AttemptKey>,
+        reason: String,
+    },
     Disconnected {
         worker: u64,
     },
@@ -197,6 +205,24 @@ impl EngineHandle {
         self.send(Command::Report { worker, report }).await
     }
 
+    pub async fn drain(&self, worker: u64) -> Result<(), Error> {
+        self.send(Command::Drain { worker }).await
+    }
+
+    pub async fn release(
+        &self,
+        worker: u64,
+        attempts: Vec<AttemptKey>,
+        reason: String,
+    ) -> Result<(), Error> {
+        self.send(Command::Release {
+            worker,
+            attempts,
+            reason,
+        })
+        .await
+    }
+
     pub async fn heartbeat(&self, worker: u64) -> Result<(), Error> {
         self.send(Command::Heartbeat { worker }).await
     }
@@ -265,11 +291,16 @@ struct Worker {
     connected_at: Micros,
     /// When it last sent anything; silent past the lease TTL, it is dropped.
     last_seen: Micros,
+    /// Shutting down: gets no new work.
+    draining: bool,
 }
 
 impl Worker {
     /// Steps it may be given now: what it asked for, never beyond its slots.
     fn free(&self) -> u32 {
+        if self.draining {
+            return 0;
+        }
         self.credits
             .min(self.info.slots.saturating_sub(self.running.len() as u32))
     }
@@ -431,7 +462,9 @@ impl Engine {
         | Command::Progress { worker, .. }
         | Command::Logs { worker, .. }
         | Command::Report { worker, .. }
-        | Command::Heartbeat { worker } = &command
+        | Command::Heartbeat { worker }
+        | Command::Drain { worker }
+        | Command::Release { worker, .. } = &command
             && let Some(w) = self.workers.get_mut(worker)
         {
             w.last_seen = now_micros();
@@ -467,6 +500,7 @@ impl Engine {
                         running: HashSet::new(),
                         connected_at: now_micros(),
                         last_seen: now_micros(),
+                        draining: false,
                     },
                 );
                 self.worker_order.push(id);
@@ -528,6 +562,26 @@ impl Engine {
             }
             Command::Report { worker, report } => self.report(worker, report),
             Command::Heartbeat { .. } => {}
+            Command::Drain { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    tracing::info!(worker = %w.info.name, running = w.running.len(), "worker draining");
+                    w.draining = true;
+                }
+            }
+            Command::Release {
+                worker,
+                attempts,
+                reason,
+            } => {
+                for attempt in attempts {
+                    if let Some((task_id, index)) = self.current(worker, &attempt) {
+                        if let Some(w) = self.workers.get_mut(&worker) {
+                            w.running.remove(&(task_id.clone(), index));
+                        }
+                        self.requeue(&task_id, index, &reason);
+                    }
+                }
+            }
             Command::Disconnected { worker } => {
                 let reason = self
                     .workers
@@ -556,6 +610,7 @@ impl Engine {
                         running: w.running.len() as u32,
                         connected_at: optional_timestamp(w.connected_at),
                         peer: w.info.peer.clone(),
+                        draining: w.draining,
                     })
                     .collect();
                 let _ = reply.send(agents);

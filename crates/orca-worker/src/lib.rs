@@ -14,7 +14,7 @@ use std::time::Duration;
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::server_message::Kind;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     pub work_dir: PathBuf,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// On shutdown, how long running steps may finish before the worker
+    /// hands them back to run elsewhere.
+    pub drain_grace: Duration,
 }
 
 impl WorkerConfig {
@@ -69,7 +72,33 @@ impl WorkerConfig {
             work_dir,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            drain_grace: Duration::from_secs(25),
         }
+    }
+}
+
+/// How long a stopping worker waits for its cancelled steps to end.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Ends our half of the stream and waits for the control plane to end its
+/// half, so the last messages (a hand-back, a final result) are read before
+/// the connection goes. Dropping the stream instead would reset it.
+async fn close_gracefully(
+    outbound: mpsc::Sender<v1::WorkerMessage>,
+    inbound: &mut tonic::Streaming<v1::ServerMessage>,
+) {
+    drop(outbound);
+    let _ = tokio::time::timeout(STOP_WAIT, async {
+        while let Ok(Some(_)) = inbound.message().await {}
+    })
+    .await;
+}
+
+/// Resolves at `deadline`; never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -105,8 +134,8 @@ impl AttemptKey {
 /// What lives across sessions.
 struct Worker {
     config: WorkerConfig,
-    /// Running attempts and how to cancel each.
-    running: HashMap<AttemptKey, oneshot::Sender<String>>,
+    /// Running attempts and how to cancel each (taken once used).
+    running: HashMap<AttemptKey, Option<oneshot::Sender<String>>>,
     /// Results not yet handed to a session.
     undelivered: VecDeque<v1::StepResult>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -117,7 +146,7 @@ struct Worker {
 /// cancelled.
 pub async fn run(
     mut config: WorkerConfig,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     Endpoint::from_shared(config.server.clone())
         .map_err(|_| Error::InvalidServer(config.server.clone()))?;
@@ -137,15 +166,17 @@ pub async fn run(
         reports,
         report_tx,
     };
-    tokio::pin!(shutdown);
+    // Shutdown starts a drain; the session and the reconnect wait watch it.
+    let (start_drain, mut drain) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = start_drain.send(true);
+    });
     let mut delay = worker.config.reconnect_min;
     loop {
-        let outcome = tokio::select! {
-            _ = &mut shutdown => break,
-            outcome = worker.session() => outcome,
-        };
-        match outcome {
-            Ok(registered) => {
+        match worker.session(drain.clone()).await {
+            Ok(SessionEnd::Drained) => break,
+            Ok(SessionEnd::Closed { registered }) => {
                 tracing::info!(worker = %worker.config.name, "control plane closed the stream; reconnecting");
                 if registered {
                     delay = worker.config.reconnect_min;
@@ -155,18 +186,27 @@ pub async fn run(
                 tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting")
             }
         }
+        // Draining with no control plane to hand steps back to: stop them.
+        if *drain.borrow() {
+            break;
+        }
         // Runners keep going while disconnected; their results wait.
-        let wait = jitter(delay);
         tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(wait) => {}
+            _ = drain.changed() => break,
+            _ = tokio::time::sleep(jitter(delay)) => {}
         }
         delay = (delay * 2).min(worker.config.reconnect_max);
     }
-    for (_, cancel) in worker.running.drain() {
-        let _ = cancel.send("the worker is stopping".into());
-    }
+    worker.stop_all("the worker is stopping").await;
     Ok(())
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// The control plane closed the stream; reconnect.
+    Closed { registered: bool },
+    /// The worker drained: nothing runs here any more.
+    Drained,
 }
 
 /// Up to a quarter less, so a fleet does not reconnect in lockstep.
@@ -179,9 +219,9 @@ fn jitter(delay: Duration) -> Duration {
 }
 
 impl Worker {
-    /// One Connect stream, from register to its end. `Ok(true)` when it
-    /// registered and the server later closed the stream.
-    async fn session(&mut self) -> Result<bool, Error> {
+    /// One Connect stream, from register to its end or to a finished drain.
+    async fn session(&mut self, mut drain: watch::Receiver<bool>) -> Result<SessionEnd, Error> {
+        let closed = Ok(SessionEnd::Closed { registered: true });
         let endpoint = Endpoint::from_shared(self.config.server.clone())
             .map_err(|_| Error::InvalidServer(self.config.server.clone()))?
             .connect_timeout(Duration::from_secs(5))
@@ -230,27 +270,57 @@ impl Worker {
         while let Some(result) = self.undelivered.pop_front() {
             if let Err(unsent) = outbound.send(result_message(result)).await {
                 self.keep_undelivered(unsent.0);
-                return Ok(true);
+                return closed;
             }
         }
         let free = self.config.slots.saturating_sub(self.running.len() as u32);
         if free > 0 && outbound.send(credits(free)).await.is_err() {
-            return Ok(true);
+            return closed;
         }
 
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
         loop {
+            if drain_deadline.is_none() && *drain.borrow() {
+                // Stop getting work; what runs may finish within the grace.
+                tracing::info!(worker = %self.config.name, running = self.running.len(), "draining");
+                let message = v1::WorkerMessage {
+                    kind: Some(v1::worker_message::Kind::Drain(v1::Drain {})),
+                };
+                if outbound.send(message).await.is_err() {
+                    return closed;
+                }
+                drain_deadline = Some(tokio::time::Instant::now() + self.config.drain_grace);
+            }
+            if drain_deadline.is_some() && self.running.is_empty() {
+                close_gracefully(outbound, &mut inbound).await;
+                return Ok(SessionEnd::Drained);
+            }
             tokio::select! {
+                _ = drain.changed(), if drain_deadline.is_none() => {}
+                _ = sleep_until(drain_deadline) => {
+                    // Grace is over: hand back what still runs, so it is
+                    // queued again now rather than after the lease TTL.
+                    let attempts: Vec<v1::AttemptRef> = self.running.keys().map(AttemptKey::to_proto).collect();
+                    let reason = format!("handed back by worker {} as it shut down", self.config.name);
+                    tracing::info!(worker = %self.config.name, steps = attempts.len(), "drain grace over; handing steps back");
+                    let message = v1::WorkerMessage {
+                        kind: Some(v1::worker_message::Kind::Release(v1::Release { attempts, reason })),
+                    };
+                    let _ = outbound.send(message).await;
+                    close_gracefully(outbound, &mut inbound).await;
+                    return Ok(SessionEnd::Drained);
+                }
                 _ = heartbeat.tick() => {
                     let beat = v1::WorkerMessage {
                         kind: Some(v1::worker_message::Kind::Heartbeat(v1::Heartbeat {})),
                     };
                     if outbound.send(beat).await.is_err() {
-                        return Ok(true);
+                        return closed;
                     }
                 }
                 message = inbound.message() => match message? {
                     Some(message) => self.on_server_message(message),
-                    None => return Ok(true),
+                    None => return closed,
                 },
                 Some(report) = self.reports.recv() => {
                     let done = matches!(report, Report::Done(_));
@@ -261,12 +331,32 @@ impl Worker {
                     }
                     if let Err(unsent) = outbound.send(report_message(report)).await {
                         self.keep_undelivered(unsent.0);
-                        return Ok(true);
+                        return closed;
                     }
-                    if done && outbound.send(credits(1)).await.is_err() {
-                        return Ok(true);
+                    if done && drain_deadline.is_none() && outbound.send(credits(1)).await.is_err() {
+                        return closed;
                     }
                 }
+            }
+        }
+    }
+
+    /// Cancels every running step and waits (briefly) for each to end, so
+    /// no step process outlives the worker.
+    async fn stop_all(&mut self, reason: &str) {
+        for stop in self.running.values_mut().filter_map(Option::take) {
+            let _ = stop.send(reason.to_string());
+        }
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Ok(Some(Report::Done(result))) => {
+                    if let Some(key) = AttemptKey::from_proto(result.attempt) {
+                        self.running.remove(&key);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
             }
         }
     }
@@ -288,7 +378,7 @@ impl Worker {
                 };
                 tracing::debug!(task = %key.task_id, step = %key.step_id, attempt = key.attempt, "assigned");
                 let (cancel, cancelled) = oneshot::channel();
-                self.running.insert(key.clone(), cancel);
+                self.running.insert(key.clone(), Some(cancel));
                 let attempt = Attempt {
                     key,
                     step: step.into(),
@@ -300,7 +390,7 @@ impl Worker {
             }
             Some(Kind::Cancel(cancel)) => {
                 if let Some(key) = AttemptKey::from_proto(cancel.attempt)
-                    && let Some(stop) = self.running.remove(&key)
+                    && let Some(stop) = self.running.get_mut(&key).and_then(Option::take)
                 {
                     tracing::info!(task = %key.task_id, step = %key.step_id, "cancelling");
                     let _ = stop.send(cancel.reason);
