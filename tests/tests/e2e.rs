@@ -1177,3 +1177,118 @@ async fn after_the_drain_grace_steps_are_handed_back_at_once() -> anyhow::Result
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_retry_reruns_only_what_did_not_succeed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
+    let mut client = server.tasks().await?;
+    let fixed = dir.path().join("fixed");
+    let echo = r#"printf '{"me":"%s","attempt":%s,"saw":%s}' "$ORCA_STEP_ID" "$ORCA_ATTEMPT" "$(cat "$ORCA_INPUTS")" > "$ORCA_OUTPUT""#;
+    let id = submit(
+        &client,
+        task(
+            "fix-and-retry",
+            vec![
+                shell_step("first", &[], echo),
+                shell_step(
+                    "broken",
+                    &["first"],
+                    &format!("[ -e {} ] || exit 9; {echo}", fixed.display()),
+                ),
+                shell_step("last", &["broken"], echo),
+            ],
+        ),
+    )
+    .await?;
+    let failed = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(failed.state, v1::TaskState::Failed as i32);
+    assert_eq!(step(&failed, "last").state, v1::StepState::Skipped as i32);
+    let first_output = output(step(&failed, "first"));
+
+    // Refused while it cannot be retried.
+    refused(
+        client
+            .retry_task(v1::RetryTaskRequest {
+                task_id: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+
+    std::fs::write(&fixed, "")?;
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "retry", &id, "--watch"])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 step(s) run again"), "{stdout}");
+
+    let done = wait_finished(&client, &id, FINISH).await?;
+    assert_eq!(
+        done.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        done.message
+    );
+    assert_eq!(
+        step(&done, "first").attempt,
+        1,
+        "the succeeded step did not run again"
+    );
+    assert_eq!(
+        output(step(&done, "first")),
+        first_output,
+        "and kept its output"
+    );
+    assert_eq!(step(&done, "broken").attempt, 2);
+    assert_eq!(step(&done, "broken").attempts.len(), 2);
+    let last = output(step(&done, "last"));
+    assert_eq!(last["saw"]["broken"]["saw"]["first"], first_output);
+    assert!(done.finished_at.is_some() && done.message.is_empty());
+
+    refused(
+        client
+            .retry_task(v1::RetryTaskRequest {
+                task_id: id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "succeeded",
+    );
+    let gate = dir.path().join("gate");
+    let running = submit(&client, task("busy", vec![first_attempt_waits(&gate)])).await?;
+    wait_step(&client, &running, "work", v1::StepState::Running).await?;
+    refused(
+        client
+            .retry_task(v1::RetryTaskRequest { task_id: running })
+            .await,
+        Code::FailedPrecondition,
+        "running",
+    );
+    std::fs::write(&gate, "")?;
+    // A watcher from the start sees the whole story, both runs, to the end.
+    let events = collect(&mut client, &id, 0, true).await?;
+    let finals: Vec<i32> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::TaskState(t)) if t.state >= v1::TaskState::Succeeded as i32 => {
+                Some(t.state)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            v1::TaskState::Failed as i32,
+            v1::TaskState::Succeeded as i32
+        ]
+    );
+    Ok(())
+}

@@ -41,6 +41,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Cancel a task; cancelling a finished task changes nothing.
     Cancel(CancelArgs),
+    /// Re-run the failed, cancelled and skipped steps of a finished task,
+    /// keeping the succeeded ones and their outputs.
+    Retry(RetryArgs),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
 }
@@ -210,6 +213,14 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    pub task: String,
+    /// Follow the task until it finishes; exit non-zero if it fails.
+    #[arg(short, long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]

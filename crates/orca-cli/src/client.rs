@@ -9,7 +9,7 @@ use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::args::{CancelArgs, GetArgs, GetWhat, LogsArgs, SubmitArgs, WatchArgs};
+use crate::args::{CancelArgs, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs};
 use crate::{output, taskfile, watch};
 
 pub async fn channel(server: &str) -> anyhow::Result<Channel> {
@@ -38,6 +38,7 @@ pub fn describe(e: &anyhow::Error) -> String {
                 tonic::Code::PermissionDenied => "permission denied",
                 tonic::Code::Unauthenticated => "unauthenticated",
                 tonic::Code::ResourceExhausted => "resource exhausted",
+                tonic::Code::FailedPrecondition => "failed precondition",
                 _ => "request failed",
             };
             return format!("{code}: {}", status.message());
@@ -173,6 +174,29 @@ pub async fn cancel(server: &str, args: CancelArgs) -> anyhow::Result<ExitCode> 
             "task {} is cancelling: running steps are being stopped",
             task.id
         ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn retry(server: &str, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(server).await?;
+    let task = client
+        .retry_task(v1::RetryTaskRequest {
+            task_id: args.task.clone(),
+        })
+        .await?
+        .into_inner();
+    let again = task
+        .steps
+        .iter()
+        .filter(|s| s.state != v1::StepState::Succeeded as i32)
+        .count();
+    println!(
+        "task {} retrying: {again} step(s) run again, the rest keep their results",
+        task.id
+    );
+    if args.watch {
+        return watch::follow(&mut client, &task.id).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => client::get(&server, args).await,
         Command::Logs(args) => client::logs(&server, args).await,
         Command::Cancel(args) => client::cancel(&server, args).await,
+        Command::Retry(args) => client::retry(&server, args).await,
         Command::Watch(args) => client::watch(&server, args).await,
     }
 }

@@ -49,7 +49,9 @@ pub async fn follow(
                 while let Ok(Some(event)) = stream.message().await {
                     broken_since = None;
                     last_seq = event.seq;
-                    done |= view.apply(&event);
+                    // Only the newest event counts: a retried task has an
+                    // earlier final event in its log.
+                    done = view.apply(&event);
                 }
             }
             Err(status)

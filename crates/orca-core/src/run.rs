@@ -53,6 +53,9 @@ pub struct TaskRun {
     state: TaskState,
     ids: Vec<String>,
     max_attempts: Vec<u32>,
+    /// Attempts made before the last manual retry: each manual retry gives a
+    /// step its policy's attempts afresh.
+    attempts_before: Vec<u32>,
     steps: Vec<StepStatus>,
     /// For each step, the steps that depend on it.
     dependents: Vec<Vec<usize>>,
@@ -117,6 +120,7 @@ impl TaskRun {
             state,
             ids: spec.steps.iter().map(|s| s.id.clone()).collect(),
             max_attempts: spec.steps.iter().map(StepSpec::max_attempts).collect(),
+            attempts_before: vec![0; spec.steps.len()],
             steps,
             dependents,
             unmet,
@@ -189,7 +193,7 @@ impl TaskRun {
     pub fn finish(&mut self, index: usize, outcome: Outcome) -> Result<Vec<Change>, Error> {
         let retryable = matches!(outcome, Outcome::Failed(_) | Outcome::Cancelled(_))
             && !self.is_winding_down()
-            && self.steps[index].attempt < self.max_attempts[index];
+            && self.steps[index].attempt - self.attempts_before[index] < self.max_attempts[index];
         if retryable && self.steps[index].state == StepState::Running {
             let message = match outcome {
                 Outcome::Failed(m) | Outcome::Cancelled(m) => m,
@@ -303,6 +307,40 @@ impl TaskRun {
         }
         self.conclude(&mut changes);
         Ok(changes)
+    }
+
+    /// Reopens a failed or cancelled task: its failed, cancelled and skipped
+    /// steps run again (attempt numbers go on), succeeded steps and their
+    /// outputs stay. `None` when the task is not failed or cancelled.
+    pub fn reopen(&mut self, message: &str) -> Option<Vec<Change>> {
+        if !matches!(self.state, TaskState::Failed | TaskState::Cancelled) {
+            return None;
+        }
+        self.failure = None;
+        self.cancelled = None;
+        self.state = TaskState::Running;
+        let mut changes = vec![Change::Task {
+            state: TaskState::Running,
+            message: message.to_string(),
+        }];
+        for index in 0..self.steps.len() {
+            if self.steps[index].state == StepState::Succeeded {
+                continue;
+            }
+            self.attempts_before[index] = self.steps[index].attempt;
+            let state = if self.unmet[index] == 0 {
+                StepState::Queued
+            } else {
+                StepState::Waiting
+            };
+            self.steps[index].state = state;
+            changes.push(Change::Step {
+                index,
+                state,
+                message: String::new(),
+            });
+        }
+        Some(changes)
     }
 
     /// Cancels the task: nothing new starts; the caller stops the running
@@ -542,6 +580,53 @@ mod tests {
         run.finish(0, Outcome::Cancelled("killed".into()))
             .expect("report");
         assert_eq!(run.state(), TaskState::Cancelled);
+    }
+
+    #[test]
+    fn reopen_reruns_what_did_not_succeed_with_a_fresh_budget() {
+        let mut spec = diamond();
+        spec.steps[1] = StepSpec::noop("a")
+            .after(&["split"])
+            .retrying(crate::spec::RetryPolicy::new(2));
+        let (mut run, _) = TaskRun::new(&spec);
+        assert!(
+            run.reopen("x").is_none(),
+            "a running task cannot be reopened"
+        );
+        run.start(0).expect("start");
+        run.finish(0, Outcome::Succeeded).expect("split ok");
+        run.start(1).expect("a");
+        run.start(2).expect("b");
+        run.finish(2, Outcome::Succeeded).expect("b ok");
+        run.finish(1, Outcome::Failed("1".into()))
+            .expect("a fails once");
+        run.start(1).expect("a again");
+        run.finish(1, Outcome::Failed("2".into()))
+            .expect("a fails for good");
+        assert_eq!(run.state(), TaskState::Failed);
+        assert_eq!(states(&run), [Succeeded, Failed, Succeeded, Skipped]);
+
+        let changes = run.reopen("retried").expect("reopens");
+        assert_eq!(run.state(), TaskState::Running);
+        assert_eq!(states(&run), [Succeeded, Queued, Succeeded, Waiting]);
+        assert_eq!(queued_by(&changes), [1]);
+        let (attempt, _) = run.start(1).expect("a, third attempt");
+        assert_eq!(attempt, 3);
+        let changes = run.finish(1, Outcome::Failed("3".into())).expect("fails");
+        assert!(
+            changes
+                .iter()
+                .any(|c| matches!(c, Change::Retry { failed: 3, .. })),
+            "the budget starts over"
+        );
+        run.start(1).expect("a, fourth");
+        assert_eq!(
+            queued_by(&run.finish(1, Outcome::Succeeded).expect("ok")),
+            [3]
+        );
+        run.start(3).expect("join");
+        run.finish(3, Outcome::Succeeded).expect("join ok");
+        assert_eq!(run.state(), TaskState::Succeeded);
     }
 
     #[test]

@@ -126,6 +126,10 @@ enum Command {
         reply: oneshot::Sender<CancelAnswer>,
     },
     ListAgents(oneshot::Sender<Vec<v1::Agent>>),
+    Reopen {
+        record: Box<TaskRecord>,
+        reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
+    },
     Shutdown,
 }
 
@@ -242,6 +246,19 @@ impl EngineHandle {
         answer.await.map_err(|_| Error::ShuttingDown)
     }
 
+    /// Re-runs what did not succeed in a failed or cancelled task; returns
+    /// once that is committed.
+    pub async fn reopen(&self, record: TaskRecord) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Reopen {
+            record: Box::new(record),
+            reply,
+        })
+        .await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)??;
+        committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
     pub async fn list_agents(&self) -> Result<Vec<v1::Agent>, Error> {
         let (reply, agents) = oneshot::channel();
         self.send(Command::ListAgents(reply)).await?;
@@ -261,7 +278,8 @@ type DueRetry = (Micros, Arc<str>, usize, u32);
 enum Effect {
     ToWorker(Outbox, Box<v1::ServerMessage>),
     Publish(Vec<Arc<Event>>),
-    AdmitDone(oneshot::Sender<()>),
+    /// Answers a request (admit, reopen) once its writes are durable.
+    Done(oneshot::Sender<()>),
     CancelDone(oneshot::Sender<CancelAnswer>),
 }
 
@@ -398,7 +416,7 @@ async fn run_effects(
                 // handling re-queues the step.
                 Effect::ToWorker(outbox, message) => drop(outbox.send(Ok(*message))),
                 Effect::Publish(events) => hub.publish(&events),
-                Effect::AdmitDone(done) => drop(done.send(())),
+                Effect::Done(done) => drop(done.send(())),
                 Effect::CancelDone(reply) => drop(reply.send(CancelAnswer::Done)),
             }
         }
@@ -474,7 +492,7 @@ impl Engine {
                 for task in tasks {
                     self.admit(task);
                 }
-                self.round.effects.push(Effect::AdmitDone(done));
+                self.round.effects.push(Effect::Done(done));
             }
             Command::Register {
                 info,
@@ -615,6 +633,9 @@ impl Engine {
                     .collect();
                 let _ = reply.send(agents);
             }
+            Command::Reopen { record, reply } => {
+                let _ = reply.send(self.reopen(*record));
+            }
             Command::Shutdown => {}
         }
     }
@@ -670,6 +691,44 @@ impl Engine {
                 "recovered unfinished tasks"
             );
         }
+    }
+
+    /// Brings a finished task back to life from its stored record.
+    fn reopen(&mut self, record: TaskRecord) -> Result<oneshot::Receiver<()>, Error> {
+        if self.tasks.contains_key(record.id.as_str()) {
+            return Err(Error::FailedPrecondition(format!(
+                "task {} is still running",
+                record.id
+            )));
+        }
+        let statuses = record
+            .steps
+            .iter()
+            .map(|s| StepStatus {
+                state: s.state,
+                attempt: s.attempt,
+            })
+            .collect();
+        let spec = Arc::new(record.spec);
+        let mut run = TaskRun::restore(&spec, record.state, statuses);
+        let changes = run.reopen("retried by request").ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "task {} is {}; only a failed or cancelled task can be retried",
+                record.id, record.state
+            ))
+        })?;
+        let id: Arc<str> = Arc::from(record.id.as_str());
+        let mut active = new_active(spec, record.created_at, run, record.last_seq + 1);
+        for (slot, step) in active.slots.iter_mut().zip(&record.steps) {
+            if step.state == StepState::Succeeded {
+                slot.output = Some(step.output_json.clone());
+            }
+        }
+        self.tasks.insert(id.clone(), active);
+        self.apply(&id, changes, None);
+        let (done, committed) = oneshot::channel();
+        self.round.effects.push(Effect::Done(done));
+        Ok(committed)
     }
 
     fn admit(&mut self, task: Admitted) {
@@ -735,7 +794,8 @@ impl Engine {
                         state,
                         message: message.clone(),
                         started_at: (state == TaskState::Running).then_some(now),
-                        finished_at: state.is_terminal().then_some(now),
+                        // A reopened task is not finished any more.
+                        finished_at: Some(if state.is_terminal() { now } else { 0 }),
                     });
                     self.event(task_id, EventKind::TaskState { state, message });
                 }
@@ -810,7 +870,11 @@ impl Engine {
                     write.task_id = task_id.to_string();
                     write.step_id = step_id.clone();
                     write.state = Some(state);
-                    if !message.is_empty() && write.error.is_none() && state != StepState::Queued {
+                    if matches!(state, StepState::Waiting | StepState::Queued) {
+                        // A step waiting to run carries no error; the reason
+                        // it waits is in its event.
+                        write.error.get_or_insert_with(String::new);
+                    } else if !message.is_empty() && write.error.is_none() {
                         write.error = Some(message.clone());
                     }
                     self.round.writes.push(Write::Step(write));

@@ -11,6 +11,9 @@ pub enum Error {
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The request does not fit the current state (e.g. retrying a running task).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A worker broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -75,6 +78,7 @@ impl From<Error> for Status {
         let code = match &e {
             Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Store(_) | Error::ShuttingDown => Code::Unavailable,
             Error::Transport(_) | Error::Reflection(_) | Error::Io { .. } | Error::Fatal(_) => {
                 Code::Internal

@@ -357,6 +357,23 @@ impl v1::task_service_server::TaskService for TaskApi {
         Ok(Response::new(task_to_proto(self.load(&task_id).await?)))
     }
 
+    async fn retry_task(
+        &self,
+        request: Request<v1::RetryTaskRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        let task_id = request.into_inner().task_id;
+        let task = self.load(&task_id).await?;
+        if !task.state.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {task_id} is still {}; cancel it first",
+                task.state
+            ))
+            .into());
+        }
+        self.engine.reopen(task).await?;
+        Ok(Response::new(task_to_proto(self.load(&task_id).await?)))
+    }
+
     type WatchTaskStream = EventStream;
 
     async fn watch_task(
@@ -402,6 +419,9 @@ async fn follow(
         let tx = tx.clone();
         async move {
             let mut last = after;
+            // A retried task has an earlier final event in its log: only a
+            // final event with nothing after it ends the watch.
+            let mut ended = false;
             loop {
                 let events = match store.events_after(&task_id, last, REPLAY_PAGE).await {
                     Ok(events) => events,
@@ -413,14 +433,11 @@ async fn follow(
                 let full = events.len() == REPLAY_PAGE;
                 for event in events {
                     last = event.seq;
-                    let done = is_final(&event);
+                    ended = is_final(&event);
                     tx.send(Ok(v1::Event::from(&event))).await.ok()?;
-                    if done {
-                        return Some((last, true));
-                    }
                 }
                 if !full {
-                    return Some((last, false));
+                    return Some((last, ended));
                 }
             }
         }
