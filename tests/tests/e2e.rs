@@ -599,12 +599,20 @@ async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Res
     )
     .await?;
     wait_step(&client, &id, "sleepy", v1::StepState::Running).await?;
+    let asked = orca_api::convert::now_micros();
     client
         .cancel_task(v1::CancelTaskRequest {
             task_id: id.clone(),
         })
         .await?;
     let cancelled = wait_finished(&client, &id, Duration::from_secs(10)).await?;
+    // The worker killed the step and its report was in within a second.
+    let stopped = micros(&step(&cancelled, "sleepy").attempts[0].finished_at);
+    assert!(
+        stopped - asked < 1_000_000,
+        "cancel took {}us to reach the running step",
+        stopped - asked
+    );
     assert_eq!(cancelled.state, v1::TaskState::Cancelled as i32);
     assert_eq!(
         step(&cancelled, "sleepy").state,
@@ -1290,5 +1298,136 @@ async fn manual_retry_reruns_only_what_did_not_succeed() -> anyhow::Result<()> {
             v1::TaskState::Succeeded as i32
         ]
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -> anyhow::Result<()>
+{
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    const TASKS: usize = 2000;
+    const BATCH: usize = 50;
+    let dir = tempfile::tempdir()?;
+    let flags = ["--lease-ttl", "3s", "--heartbeat-interval", "500ms"];
+    let mut server = Server::start_on(dir.path(), "127.0.0.1:0", &flags)?;
+    let _w1 = server.worker("w1", &["shell"], 8)?;
+    let _w2 = server.worker("w2", &["shell"], 8)?;
+    server.wait_for_agents(&["w1", "w2"]).await?;
+    let listen = server.listen_addr();
+    let url = server.url.clone();
+
+    // A client that submits through the crash: each task has an
+    // idempotency key, so re-sending a batch whose answer was lost is safe.
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let submitter = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            for start in (0..TASKS).step_by(BATCH) {
+                let batch: Vec<v1::SubmitTaskRequest> = (start..start + BATCH)
+                    .map(|i| {
+                        let mut request =
+                            task(&format!("t{i}"), vec![shell_step("s", &[], "sleep 0.02")]);
+                        request.idempotency_key = format!("key-{i}");
+                        request
+                    })
+                    .collect();
+                loop {
+                    anyhow::ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "could not submit batch {start}"
+                    );
+                    let answer = match connect(&url).await {
+                        Ok(channel) => v1::task_service_client::TaskServiceClient::new(channel)
+                            .submit_tasks(v1::SubmitTasksRequest {
+                                tasks: batch.clone(),
+                            })
+                            .await
+                            .ok(),
+                        Err(_) => None,
+                    };
+                    if let Some(answer) = answer {
+                        let mut acked = acked.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                        for (n, t) in answer.into_inner().tasks.into_iter().enumerate() {
+                            acked.insert(format!("key-{}", start + n), t.task_id);
+                        }
+                        break;
+                    }
+                    // The server is down: back off before trying again.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    eventually(FINISH, || {
+        let acked = acked.clone();
+        async move { (acked.lock().ok()?.len() >= 600).then_some(()) }
+    })
+    .await?;
+    server.process.signal("KILL");
+    server.process.wait_exit(Duration::from_secs(10))?;
+    server = Server::start_on(dir.path(), &listen, &flags)?;
+    submitter.await??;
+
+    let acked = acked
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    assert_eq!(acked.len(), TASKS);
+    let client = server.tasks().await?;
+    eventually(Duration::from_secs(180), || {
+        let mut client = client.clone();
+        async move {
+            let open = client
+                .list_tasks(v1::ListTasksRequest {
+                    states: vec![v1::TaskState::Queued as i32, v1::TaskState::Running as i32],
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            open.tasks.is_empty().then_some(())
+        }
+    })
+    .await?;
+
+    // Every acknowledged task is there exactly once (idempotency held
+    // across the crash), finished, with exactly one accepted result.
+    let stored: BTreeSet<String> = all_task_ids(&client).await?.into_iter().collect();
+    let acked_ids: BTreeSet<String> = acked.values().cloned().collect();
+    assert_eq!(acked_ids.len(), TASKS, "one task per idempotency key");
+    assert_eq!(stored, acked_ids, "nothing lost, nothing extra");
+    for id in &acked_ids {
+        let t = client
+            .clone()
+            .get_task(v1::GetTaskRequest {
+                task_id: id.clone(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            t.state,
+            v1::TaskState::Succeeded as i32,
+            "task {id}: {}",
+            t.message
+        );
+        let s = step(&t, "s");
+        let accepted: Vec<u32> = s
+            .attempts
+            .iter()
+            .filter(|a| a.state == v1::StepState::Succeeded as i32)
+            .map(|a| a.attempt)
+            .collect();
+        assert_eq!(
+            accepted,
+            [s.attempt],
+            "task {id}: one accepted result, from the current attempt"
+        );
+    }
     Ok(())
 }
