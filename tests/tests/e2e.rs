@@ -24,6 +24,18 @@ fn output(step: &v1::Step) -> Value {
         .unwrap_or_else(|e| panic!("step {} output {:?}: {e}", step.id, step.output_json))
 }
 
+/// Shell that waits until `gate` exists. It also gives up once the test's
+/// directory is gone, so a step whose worker was killed (its process group
+/// outlives the worker) cannot spin on after the test.
+fn wait_for_gate(gate: &Path) -> String {
+    let dir = gate.parent().unwrap_or(gate);
+    format!(
+        "while [ ! -e {gate} ]; do [ -d {dir} ] || exit 1; sleep 0.02; done",
+        gate = gate.display(),
+        dir = dir.display()
+    )
+}
+
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -160,7 +172,7 @@ async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
 
     // Hold the only slot until the gate file exists.
     let gate = dir.path().join("gate");
-    let script = format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display());
+    let script = wait_for_gate(&gate);
     let blocker = submit(
         &client,
         task("blocker", vec![shell_step("hold", &[], &script)]),
@@ -205,8 +217,8 @@ async fn control_plane_restart_loses_nothing_and_the_task_completes() -> anyhow:
 
     let gate = dir.path().join("gate");
     let wait_gate = format!(
-        "while [ ! -e {} ]; do sleep 0.02; done; echo '{{\"waited\":true}}' > \"$ORCA_OUTPUT\"",
-        gate.display()
+        "{}; echo '{{\"waited\":true}}' > \"$ORCA_OUTPUT\"",
+        wait_for_gate(&gate)
     );
     let long = submit(
         &client,
@@ -959,8 +971,8 @@ fn first_attempt_waits(gate: &Path) -> v1::StepSpec {
         "work",
         &[],
         &format!(
-            "if [ \"$ORCA_ATTEMPT\" = 1 ]; then while [ ! -e {} ]; do sleep 0.02; done; fi; echo \"{{\\\"attempt\\\": $ORCA_ATTEMPT}}\" > \"$ORCA_OUTPUT\"",
-            gate.display()
+            "if [ \"$ORCA_ATTEMPT\" = 1 ]; then {}; fi; echo \"{{\\\"attempt\\\": $ORCA_ATTEMPT}}\" > \"$ORCA_OUTPUT\"",
+            wait_for_gate(gate)
         ),
     )
 }

@@ -288,6 +288,10 @@ struct StepSlot {
     queued: Option<QueueKey>,
     /// The worker running the current attempt.
     worker: Option<u64>,
+    /// Its name and when the attempt started, for the attempt's history
+    /// row, which is written once, when the attempt ends.
+    worker_name: String,
+    attempt_started: Micros,
     /// The output JSON of a succeeded step, for its dependents.
     output: Option<String>,
 }
@@ -966,15 +970,10 @@ impl Engine {
             worker.outbox.clone(),
             Box::new(assignment),
         ));
-        self.round.writes.push(Write::Attempt(AttemptWrite {
-            task_id: task_id.to_string(),
-            step_id: step.id.clone(),
-            attempt,
-            worker: Some(worker.info.name.clone()),
-            started_at: Some(now_micros()),
-            state: Some(StepState::Running),
-            ..AttemptWrite::default()
-        }));
+        let now = now_micros();
+        let slot = &mut active.slots[index];
+        slot.worker_name.clone_from(&worker.info.name);
+        slot.attempt_started = now;
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),
@@ -1039,11 +1038,13 @@ impl Engine {
             v1::Outcome::Cancelled => StepState::Cancelled,
             _ => StepState::Failed,
         };
+        let slot = &active.slots[index];
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: report.attempt.step_id.clone(),
             attempt: report.attempt.attempt,
-            started_at: report.started_at,
+            worker: Some(slot.worker_name.clone()),
+            started_at: report.started_at.or(Some(slot.attempt_started)),
             finished_at: Some(now_micros()),
             state: Some(attempt_state),
             error: Some(if output_ok {
@@ -1109,11 +1110,16 @@ impl Engine {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };
-        active.slots[index].worker = None;
+        let slot = &mut active.slots[index];
+        slot.worker = None;
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: active.spec.steps[index].id.clone(),
             attempt: active.run.step(index).attempt,
+            // After a restart the engine does not know these; the step row
+            // still says who ran it.
+            worker: (!slot.worker_name.is_empty()).then(|| slot.worker_name.clone()),
+            started_at: (slot.attempt_started != 0).then_some(slot.attempt_started),
             finished_at: Some(now_micros()),
             state: Some(StepState::Queued),
             error: Some(reason.to_string()),
@@ -1142,14 +1148,16 @@ impl Engine {
             return;
         }
         self.orphans.remove(&key);
-        if let Some(active) = self.tasks.get_mut(&key.0) {
-            active.slots[index].worker = Some(worker_id);
-        }
         let Some(worker) = self.workers.get_mut(&worker_id) else {
             return;
         };
         worker.running.insert(key.clone());
         let name = worker.info.name.clone();
+        if let Some(active) = self.tasks.get_mut(&key.0) {
+            let slot = &mut active.slots[index];
+            slot.worker = Some(worker_id);
+            slot.worker_name.clone_from(&name);
+        }
         tracing::info!(task = %key.0, step = %attempt.step_id, worker = %name, "reclaimed a running step");
         self.event(
             &key.0,
@@ -1305,6 +1313,8 @@ fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u
             needs: orca_core::queue::capabilities(&s.needs),
             queued: None,
             worker: None,
+            worker_name: String::new(),
+            attempt_started: 0,
             output: None,
         })
         .collect();

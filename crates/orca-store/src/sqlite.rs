@@ -483,6 +483,26 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
             step.attempts.push(attempt);
         }
     }
+    // An attempt's row is written when it ends; the one running now is
+    // described by its step.
+    for step in &mut task.steps {
+        if step.state == StepState::Running
+            && step
+                .attempts
+                .last()
+                .is_none_or(|a| a.attempt < step.attempt)
+        {
+            step.attempts.push(AttemptRecord {
+                attempt: step.attempt,
+                worker: step.worker.clone(),
+                started_at: step.started_at,
+                finished_at: 0,
+                state: StepState::Running,
+                error: String::new(),
+                exit_code: None,
+            });
+        }
+    }
     Ok(())
 }
 
