@@ -649,23 +649,12 @@ impl Engine {
     fn recover(&mut self, tasks: Vec<TaskRecord>) {
         let deadline = now_micros() + self.leases.ttl.as_micros() as Micros;
         let count = tasks.len();
-        for record in tasks {
-            let statuses = record
-                .steps
-                .iter()
-                .map(|s| StepStatus {
-                    state: s.state,
-                    attempt: s.attempt,
-                })
-                .collect();
-            let spec = Arc::new(record.spec);
-            let run = TaskRun::restore(&spec, record.state, statuses);
+        for mut record in tasks {
+            let spec = Arc::new(std::mem::take(&mut record.spec));
+            let run = restore_run(&record, &spec);
             let id: Arc<str> = Arc::from(record.id.as_str());
-            let mut active = new_active(spec.clone(), record.created_at, run, record.last_seq + 1);
+            let mut active = restore_active(&record, spec, run);
             for (index, step) in record.steps.iter().enumerate() {
-                if step.state == StepState::Succeeded {
-                    active.slots[index].output = Some(step.output_json.clone());
-                }
                 if step.state == StepState::Running {
                     self.orphans.insert(
                         (id.clone(), index),
@@ -676,16 +665,7 @@ impl Engine {
                     );
                 }
             }
-            let queued: Vec<usize> = active.run.queued().collect();
-            for index in queued {
-                let key = self.queue.push(
-                    &active.slots[index].needs,
-                    spec.priority,
-                    active.created_at,
-                    (id.clone(), index),
-                );
-                active.slots[index].queued = Some(key);
-            }
+            self.queue_ready(&id, &mut active);
             self.tasks.insert(id, active);
         }
         if count > 0 {
@@ -698,23 +678,15 @@ impl Engine {
     }
 
     /// Brings a finished task back to life from its stored record.
-    fn reopen(&mut self, record: TaskRecord) -> Result<oneshot::Receiver<()>, Error> {
+    fn reopen(&mut self, mut record: TaskRecord) -> Result<oneshot::Receiver<()>, Error> {
         if self.tasks.contains_key(record.id.as_str()) {
             return Err(Error::FailedPrecondition(format!(
                 "task {} is still running",
                 record.id
             )));
         }
-        let statuses = record
-            .steps
-            .iter()
-            .map(|s| StepStatus {
-                state: s.state,
-                attempt: s.attempt,
-            })
-            .collect();
-        let spec = Arc::new(record.spec);
-        let mut run = TaskRun::restore(&spec, record.state, statuses);
+        let spec = Arc::new(std::mem::take(&mut record.spec));
+        let mut run = restore_run(&record, &spec);
         let changes = run.reopen("retried by request").ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "task {} is {}; only a failed or cancelled task can be retried",
@@ -722,13 +694,8 @@ impl Engine {
             ))
         })?;
         let id: Arc<str> = Arc::from(record.id.as_str());
-        let mut active = new_active(spec, record.created_at, run, record.last_seq + 1);
-        for (slot, step) in active.slots.iter_mut().zip(&record.steps) {
-            if step.state == StepState::Succeeded {
-                slot.output = Some(step.output_json.clone());
-            }
-        }
-        self.tasks.insert(id.clone(), active);
+        self.tasks
+            .insert(id.clone(), restore_active(&record, spec, run));
         self.apply(&id, changes, None);
         let (done, committed) = oneshot::channel();
         self.round.effects.push(Effect::Done(done));
@@ -738,8 +705,14 @@ impl Engine {
     fn admit(&mut self, task: Admitted) {
         let id: Arc<str> = Arc::from(task.id.as_str());
         let mut active = new_active(task.spec, task.created_at, task.run, task.next_seq);
-        let queued: Vec<usize> = active.run.queued().collect();
-        for index in queued {
+        self.queue_ready(&id, &mut active);
+        self.tasks.insert(id, active);
+    }
+
+    /// Puts a task's ready steps in the ready queue.
+    fn queue_ready(&mut self, id: &Arc<str>, active: &mut Active) {
+        let ready: Vec<usize> = active.run.queued().collect();
+        for index in ready {
             let key = self.queue.push(
                 &active.slots[index].needs,
                 active.spec.priority,
@@ -748,7 +721,6 @@ impl Engine {
             );
             active.slots[index].queued = Some(key);
         }
-        self.tasks.insert(id, active);
     }
 
     /// The task and step index of an attempt, if it is current and `worker`
@@ -1303,6 +1275,31 @@ async fn retry_due(due: Option<Micros>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// A stored task's state machine, as the store last saw it.
+fn restore_run(record: &TaskRecord, spec: &TaskSpec) -> TaskRun {
+    let statuses = record
+        .steps
+        .iter()
+        .map(|s| StepStatus {
+            state: s.state,
+            attempt: s.attempt,
+        })
+        .collect();
+    TaskRun::restore(spec, record.state, statuses)
+}
+
+/// Live state for a stored task; succeeded steps keep their outputs for
+/// their dependents.
+fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: TaskRun) -> Active {
+    let mut active = new_active(spec, record.created_at, run, record.last_seq + 1);
+    for (slot, step) in active.slots.iter_mut().zip(&record.steps) {
+        if step.state == StepState::Succeeded {
+            slot.output = Some(step.output_json.clone());
+        }
+    }
+    active
 }
 
 fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u64) -> Active {
