@@ -1025,7 +1025,6 @@ impl Engine {
                 INVALID_OUTPUT.into()
             }),
             exit_code: report.exit_code,
-            ..AttemptWrite::default()
         }));
         let detail = StepWrite {
             finished_at: Some(now_micros()),
