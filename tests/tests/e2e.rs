@@ -1443,3 +1443,30 @@ async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -
     }
     Ok(())
 }
+
+#[test]
+fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(orca_bin())
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-ttl",
+            "2s",
+            "--heartbeat-interval",
+            "5s",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--heartbeat-interval") && stderr.contains("--lease-ttl"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    Ok(())
+}
