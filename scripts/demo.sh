@@ -25,6 +25,8 @@ until [ -s "$data/endpoint" ]; do
   sleep 0.1
 done
 server=$(cat "$data/endpoint")
+# orca up created an admin token beside its data; the CLI sends it.
+export ORCA_TOKEN_FILE="$data/admin.token"
 until [ "$("$orca" --server "$server" get agents -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2 ]; do
   [ $SECONDS -lt $deadline ] || { echo "error: the workers did not connect; see $data/up.log" >&2; exit 1; }
   sleep 0.1

@@ -86,10 +86,7 @@ fn noop_task(n: usize) -> v1::SubmitTaskRequest {
 
 /// Submits `total` tasks in batches and waits until all have finished.
 /// The clock runs from the first submit to the last step's finish.
-async fn run_batch_load(
-    client: &v1::task_service_client::TaskServiceClient<tonic::transport::Channel>,
-    total: usize,
-) -> anyhow::Result<(usize, Duration)> {
+async fn run_batch_load(client: &Tasks, total: usize) -> anyhow::Result<(usize, Duration)> {
     let start = Instant::now();
     let mut ids = Vec::with_capacity(total);
     let mut pending = tokio::task::JoinSet::new();
@@ -152,10 +149,7 @@ fn percentiles(sorted: &[i64]) -> String {
 /// One SubmitTask every 1/STEADY_RATE s; latency is the worker's start time
 /// minus the moment the client sent the submit (one machine, one clock),
 /// split at the moment the server accepted the task (its `created_at`).
-async fn steady_latency(
-    client: &v1::task_service_client::TaskServiceClient<tonic::transport::Channel>,
-    seconds: u64,
-) -> anyhow::Result<Latency> {
+async fn steady_latency(client: &Tasks, seconds: u64) -> anyhow::Result<Latency> {
     let count = (STEADY_RATE * seconds) as usize;
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

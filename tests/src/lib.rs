@@ -14,6 +14,16 @@ use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 pub use orca_api;
+use orca_api::client::Bearer;
+use tonic::service::interceptor::InterceptedService;
+
+/// Clients that carry a bearer token.
+pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Agents = AgentServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub fn bearer(token: &str) -> Bearer {
+    Bearer::new(Some(token)).expect("a token fits in a header")
+}
 
 /// The `orca` binary under test: `$ORCA_BIN`, or the one cargo built beside
 /// this test executable.
@@ -105,6 +115,9 @@ pub struct Server {
     pub process: Process,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The tokens the control plane created on its first start.
+    pub admin_token: String,
+    pub worker_token: String,
 }
 
 impl Server {
@@ -147,7 +160,15 @@ impl Server {
             .filter(|u| u.starts_with("http://"))
             .with_context(|| format!("unexpected first line {first:?}"))?
             .to_string();
+        let read = |name: &str| -> anyhow::Result<String> {
+            Ok(std::fs::read_to_string(data_dir.join(name))
+                .with_context(|| format!("{name} in {}", data_dir.display()))?
+                .trim()
+                .to_string())
+        };
         Ok(Server {
+            admin_token: read("admin.token").unwrap_or_default(),
+            worker_token: read("worker.token").unwrap_or_default(),
             process,
             url,
             data_dir: data_dir.to_path_buf(),
@@ -174,17 +195,46 @@ impl Server {
         self.url.trim_start_matches("http://").to_string()
     }
 
-    pub async fn tasks(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
-        Ok(TaskServiceClient::new(connect(&self.url).await?))
+    /// A TaskService client with the admin token.
+    pub async fn tasks(&self) -> anyhow::Result<Tasks> {
+        self.tasks_as(&self.admin_token).await
     }
 
-    pub async fn agents(&self) -> anyhow::Result<AgentServiceClient<Channel>> {
-        Ok(AgentServiceClient::new(connect(&self.url).await?))
+    pub async fn tasks_as(&self, token: &str) -> anyhow::Result<Tasks> {
+        Ok(TaskServiceClient::with_interceptor(
+            connect(&self.url).await?,
+            bearer(token),
+        ))
+    }
+
+    /// An AgentService client with the admin token.
+    pub async fn agents(&self) -> anyhow::Result<Agents> {
+        Ok(AgentServiceClient::with_interceptor(
+            connect(&self.url).await?,
+            bearer(&self.admin_token),
+        ))
+    }
+
+    /// The `orca` CLI pointed at this server with the admin token.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(orca_bin());
+        command
+            .args(["--server", &self.url])
+            .env("ORCA_TOKEN", &self.admin_token);
+        command
     }
 
     /// Starts `orca worker` against this server.
     pub fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> anyhow::Result<Process> {
-        start_worker(&self.url, &self.data_dir, name, capabilities, slots, &[])
+        start_worker(
+            &self.url,
+            &self.data_dir,
+            name,
+            capabilities,
+            slots,
+            &[],
+            &self.worker_token,
+        )
     }
 
     /// Starts `orca worker` with extra worker flags.
@@ -195,7 +245,15 @@ impl Server {
         slots: u32,
         extra: &[&str],
     ) -> anyhow::Result<Process> {
-        start_worker(&self.url, &self.data_dir, name, capabilities, slots, extra)
+        start_worker(
+            &self.url,
+            &self.data_dir,
+            name,
+            capabilities,
+            slots,
+            extra,
+            &self.worker_token,
+        )
     }
 
     /// Waits until exactly these workers are connected.
@@ -230,6 +288,7 @@ pub fn start_worker(
     capabilities: &[&str],
     slots: u32,
     extra: &[&str],
+    token: &str,
 ) -> anyhow::Result<Process> {
     Process::spawn(
         Command::new(orca_bin())
@@ -249,6 +308,7 @@ pub fn start_worker(
             .arg(Path::new("work").join(name))
             .args(extra)
             .current_dir(dir)
+            .env("ORCA_TOKEN", token)
             .env("RUST_LOG", "info"),
         dir,
         name,
@@ -283,7 +343,7 @@ where
 
 /// Polls GetTask until `check` picks something from the task.
 pub async fn wait_task<T>(
-    client: &TaskServiceClient<Channel>,
+    client: &Tasks,
     task_id: &str,
     limit: Duration,
     check: impl Fn(v1::Task) -> Option<T>,
@@ -306,7 +366,7 @@ pub async fn wait_task<T>(
 
 /// Waits for a task to reach a final state and returns it.
 pub async fn wait_finished(
-    client: &TaskServiceClient<Channel>,
+    client: &Tasks,
     task_id: &str,
     limit: Duration,
 ) -> anyhow::Result<v1::Task> {
@@ -324,7 +384,7 @@ pub async fn wait_finished(
 
 /// Waits until a step of a task is in `state`.
 pub async fn wait_step(
-    client: &TaskServiceClient<Channel>,
+    client: &Tasks,
     task_id: &str,
     step: &str,
     state: v1::StepState,
@@ -371,10 +431,7 @@ pub fn task(name: &str, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
     }
 }
 
-pub async fn submit(
-    client: &TaskServiceClient<Channel>,
-    request: v1::SubmitTaskRequest,
-) -> anyhow::Result<String> {
+pub async fn submit(client: &Tasks, request: v1::SubmitTaskRequest) -> anyhow::Result<String> {
     Ok(client
         .clone()
         .submit_task(request)
@@ -384,7 +441,7 @@ pub async fn submit(
 }
 
 /// Every task id in the store, via ListTasks.
-pub async fn all_task_ids(client: &TaskServiceClient<Channel>) -> anyhow::Result<Vec<String>> {
+pub async fn all_task_ids(client: &Tasks) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut token = String::new();
     loop {

@@ -49,8 +49,9 @@ async fn example_dag_runs_in_dependency_order_and_passes_data() -> anyhow::Resul
         Server::with_workers(dir.path(), &[("w1", &["shell"], 4), ("w2", &["shell"], 4)]).await?;
 
     // The shipped example, through the CLI, exactly as the README shows it.
-    let out = Command::new(orca_bin())
-        .args(["--server", &server.url, "submit", "--watch", "-f"])
+    let out = server
+        .cli()
+        .args(["submit", "--watch", "-f"])
         .arg(repo_root().join("examples/fan-out-fan-in.yaml"))
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -472,8 +473,9 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         &bad_file,
         "name: x\nsteps:\n  - id: a\n    dependsOn: [zz]\n    noop: {}\n",
     )?;
-    let out = Command::new(orca_bin())
-        .args(["--server", &server.url, "submit", "-f"])
+    let out = server
+        .cli()
+        .args(["submit", "-f"])
         .arg(&bad_file)
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -484,8 +486,9 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         "{stderr}"
     );
     std::fs::write(&bad_file, "name: x\nsteps:\n  - id: a\n    shel: {}\n")?;
-    let out = Command::new(orca_bin())
-        .args(["--server", &server.url, "submit", "-f"])
+    let out = server
+        .cli()
+        .args(["submit", "-f"])
         .arg(&bad_file)
         .output()?;
     assert!(!out.status.success());
@@ -521,7 +524,7 @@ async fn idempotent_submit_returns_the_same_task() -> anyhow::Result<()> {
 }
 
 async fn collect(
-    client: &mut v1::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    client: &mut Tasks,
     task_id: &str,
     after_seq: u64,
     follow: bool,
@@ -667,9 +670,7 @@ async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Res
     assert_eq!(step(&failed, "never").state, v1::StepState::Skipped as i32);
 
     // `orca watch` exits non-zero for a failed task.
-    let out = Command::new(orca_bin())
-        .args(["--server", &server.url, "watch", &id])
-        .output()?;
+    let out = server.cli().args(["watch", &id]).output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
     Ok(())
@@ -699,10 +700,11 @@ async fn health_and_reflection_answer_from_the_server_alone() -> anyhow::Result<
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await?
-        .into_inner();
+    let mut answers =
+        ServerReflectionClient::with_interceptor(channel, bearer(&server.admin_token))
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await?
+            .into_inner();
     let Some(answer) = answers.message().await? else {
         panic!("no reflection answer")
     };
@@ -724,13 +726,14 @@ async fn health_and_reflection_answer_from_the_server_alone() -> anyhow::Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orca_up_runs_two_workers_and_stops_cleanly_on_ctrl_c() -> anyhow::Result<()> {
+async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> anyhow::Result<()> {
+    // A fresh directory, no flags but a free port: data and tokens go to
+    // ./.orca, and the CLI run from here finds its token by itself.
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+    let data = dir.path().join(".orca");
     let mut up = Process::spawn(
         Command::new(orca_bin())
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
+            .args(["up", "--listen", "127.0.0.1:0"])
             .current_dir(dir.path()),
         dir.path(),
         "up",
@@ -750,31 +753,47 @@ async fn orca_up_runs_two_workers_and_stops_cleanly_on_ctrl_c() -> anyhow::Resul
         url.starts_with("http://127.0.0.1:"),
         "binds loopback: {url}"
     );
-    let mut agents = v1::agent_service_client::AgentServiceClient::new(connect(&url).await?);
+    let cli = |args: &[&str]| {
+        Command::new(orca_bin())
+            .args(["--server", &url])
+            .args(args)
+            .env_remove("ORCA_TOKEN")
+            .current_dir(dir.path())
+            .output()
+    };
     let names = eventually(Duration::from_secs(20), || {
-        let mut agents = agents.clone();
-        async move {
-            let list = agents
-                .list_agents(v1::ListAgentsRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .agents;
-            let mut names: Vec<String> = list.into_iter().map(|a| a.name).collect();
+        let out = cli(&["get", "agents", "-o", "json"]);
+        std::future::ready(out.ok().and_then(|out| {
+            let agents: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+            let mut names: Vec<String> = agents
+                .iter()
+                .filter_map(|a| a["name"].as_str().map(String::from))
+                .collect();
             names.sort();
             (names.len() == 2).then_some(names)
-        }
+        }))
     })
     .await?;
     assert_eq!(names, ["local-1", "local-2"]);
-    let client = v1::task_service_client::TaskServiceClient::new(connect(&url).await?);
-    let id = submit(&client, task("up", vec![shell_step("hi", &[], "echo hi")])).await?;
-    assert_eq!(
-        wait_finished(&client, &id, FINISH).await?.state,
-        v1::TaskState::Succeeded as i32
+    std::fs::write(
+        dir.path().join("hi.yaml"),
+        "name: hi\nsteps:\n  - id: hi\n    shell: {command: [echo, hi]}\n",
+    )?;
+    let out = cli(&["submit", "-f", "hi.yaml", "--watch"])?;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(data.join("orca.db").exists());
 
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let mut agents = v1::agent_service_client::AgentServiceClient::with_interceptor(
+        connect(&url).await?,
+        bearer(token.trim()),
+    );
+    agents.list_agents(v1::ListAgentsRequest {}).await?;
     up.signal("INT");
     let status = up.wait_exit(Duration::from_secs(10))?;
     assert!(status.success(), "orca up exited with {status}");
@@ -921,9 +940,7 @@ async fn exhausted_attempts_fail_the_task_with_the_whole_history() -> anyhow::Re
     assert_eq!(step(&done, "after").state, v1::StepState::Skipped as i32);
 
     // `orca get task` shows every attempt with its worker and reason.
-    let out = Command::new(orca_bin())
-        .args(["--server", &server.url, "get", "task", &id])
-        .output()?;
+    let out = server.cli().args(["get", "task", &id]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = text
         .lines()
@@ -1238,9 +1255,7 @@ async fn manual_retry_reruns_only_what_did_not_succeed() -> anyhow::Result<()> {
     );
 
     std::fs::write(&fixed, "")?;
-    let out = Command::new(orca_bin())
-        .args(["--server", &server.url, "retry", &id, "--watch"])
-        .output()?;
+    let out = server.cli().args(["retry", &id, "--watch"]).output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -1329,6 +1344,7 @@ async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -
     server.wait_for_agents(&["w1", "w2"]).await?;
     let listen = server.listen_addr();
     let url = server.url.clone();
+    let token = server.admin_token.clone();
 
     // A client that submits through the crash: each task has an
     // idempotency key, so re-sending a batch whose answer was lost is safe.
@@ -1352,12 +1368,17 @@ async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -
                         "could not submit batch {start}"
                     );
                     let answer = match connect(&url).await {
-                        Ok(channel) => v1::task_service_client::TaskServiceClient::new(channel)
+                        Ok(channel) => {
+                            v1::task_service_client::TaskServiceClient::with_interceptor(
+                                channel,
+                                bearer(&token),
+                            )
                             .submit_tasks(v1::SubmitTasksRequest {
                                 tasks: batch.clone(),
                             })
                             .await
-                            .ok(),
+                            .ok()
+                        }
                         Err(_) => None,
                     };
                     if let Some(answer) = answer {
@@ -1468,5 +1489,218 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
         "{stderr}"
     );
     assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    Ok(())
+}
+
+fn token_line(token: &str, role: &str, name: &str) -> String {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{digest} {role} {name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_but_health_needs_a_valid_token() -> anyhow::Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let admin = server.tasks().await?;
+    let kept = submit(&admin, task("kept", vec![noop_step("a")])).await?;
+    let before = all_task_ids(&admin).await?;
+
+    for token in [None, Some("orca_not_a_real_token")] {
+        let channel = connect(&server.url).await?;
+        let bearer = orca_api::client::Bearer::new(token)?;
+        let mut tasks = v1::task_service_client::TaskServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        );
+        let mut agents =
+            v1::agent_service_client::AgentServiceClient::with_interceptor(channel.clone(), bearer);
+        refused(
+            tasks
+                .submit_task(task("sneaky", vec![noop_step("a")]))
+                .await,
+            Code::Unauthenticated,
+            "token",
+        );
+        refused(
+            tasks
+                .get_task(v1::GetTaskRequest {
+                    task_id: kept.clone(),
+                })
+                .await,
+            Code::Unauthenticated,
+            "token",
+        );
+        refused(
+            tasks.list_tasks(v1::ListTasksRequest::default()).await,
+            Code::Unauthenticated,
+            "token",
+        );
+        refused(
+            tasks
+                .cancel_task(v1::CancelTaskRequest {
+                    task_id: kept.clone(),
+                })
+                .await,
+            Code::Unauthenticated,
+            "token",
+        );
+        refused(
+            agents.list_agents(v1::ListAgentsRequest {}).await,
+            Code::Unauthenticated,
+            "token",
+        );
+        let register = v1::WorkerMessage {
+            kind: Some(v1::worker_message::Kind::Register(v1::Register {
+                name: "intruder".into(),
+                slots: 1,
+                ..Default::default()
+            })),
+        };
+        let status = agents
+            .connect(tokio_stream::iter(vec![register]))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated);
+        // Probes need no token.
+        let health = HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await?
+            .into_inner();
+        assert_eq!(
+            health.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    // The CLI without a token says so in one line.
+    let out = Command::new(orca_bin())
+        .args(["--server", &server.url, "get", "tasks"])
+        .env_remove("ORCA_TOKEN")
+        .current_dir(dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unauthenticated: a bearer token is required")
+    );
+
+    assert_eq!(
+        all_task_ids(&admin).await?,
+        before,
+        "nothing was stored or changed"
+    );
+    let agents = server
+        .agents()
+        .await?
+        .list_agents(v1::ListAgentsRequest {})
+        .await?
+        .into_inner()
+        .agents;
+    assert!(agents.is_empty(), "no intruder registered");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens");
+    let lines = [
+        token_line("orca_admin", "admin", "root"),
+        token_line("orca_dev", "developer", "dana"),
+        token_line("orca_viewer", "viewer", "vic"),
+        token_line("orca_worker", "worker", "pool-a"),
+    ];
+    std::fs::write(&tokens, lines.join("\n"))?;
+    let tokens_arg = tokens.display().to_string();
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--tokens-file", &tokens_arg])?;
+    let developer = server.tasks_as("orca_dev").await?;
+    let id = submit(&developer, task("by-dev", vec![noop_step("a")])).await?;
+
+    let mut viewer = server.tasks_as("orca_viewer").await?;
+    refused(
+        viewer.submit_task(task("no", vec![noop_step("a")])).await,
+        Code::PermissionDenied,
+        "vic (viewer) may not submit",
+    );
+    refused(
+        viewer
+            .cancel_task(v1::CancelTaskRequest {
+                task_id: id.clone(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "viewer",
+    );
+    refused(
+        viewer
+            .retry_task(v1::RetryTaskRequest {
+                task_id: id.clone(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "viewer",
+    );
+    let seen = viewer
+        .get_task(v1::GetTaskRequest {
+            task_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(seen.id, id, "a viewer reads");
+
+    let mut worker = server.tasks_as("orca_worker").await?;
+    refused(
+        worker
+            .get_task(v1::GetTaskRequest {
+                task_id: id.clone(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "pool-a (worker)",
+    );
+    refused(
+        worker.submit_task(task("no", vec![noop_step("a")])).await,
+        Code::PermissionDenied,
+        "worker",
+    );
+
+    // Only worker (and admin) tokens may connect as a worker.
+    let register = || v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Register(v1::Register {
+            name: "dev-box".into(),
+            slots: 1,
+            ..Default::default()
+        })),
+    };
+    let mut as_dev = v1::agent_service_client::AgentServiceClient::with_interceptor(
+        connect(&server.url).await?,
+        bearer("orca_dev"),
+    );
+    let status = as_dev
+        .connect(tokio_stream::iter(vec![register()]))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let _w = start_worker(
+        &server.url,
+        dir.path(),
+        "pool-a-1",
+        &["shell"],
+        1,
+        &[],
+        "orca_worker",
+    )?;
+    let admin = server.tasks_as("orca_admin").await?;
+    let done = wait_finished(&admin, &id, FINISH).await?;
+    assert_eq!(done.state, v1::TaskState::Succeeded as i32);
+    assert_eq!(
+        all_task_ids(&admin).await?,
+        [id],
+        "refused submits stored nothing"
+    );
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! the descriptor set for server reflection, and the one place where proto
 //! messages convert to and from orca-core's domain types.
 
+pub mod client;
 pub mod convert;
 
 #[allow(clippy::all, clippy::unwrap_used, missing_docs)]
@@ -21,4 +22,7 @@ pub enum Error {
     /// A required field is absent.
     #[error("{0}: required")]
     Missing(&'static str),
+    /// A value cannot be used as it is.
+    #[error("{0}: {1}")]
+    Invalid(&'static str, &'static str),
 }

@@ -21,6 +21,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCA_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
 
+    /// Bearer token. Without it (or --token-file), the CLI reads
+    /// .orca/admin.token, and `orca worker` reads .orca/worker.token: the
+    /// tokens `orca up` creates.
+    #[arg(long, global = true, env = "ORCA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// A file holding the bearer token.
+    #[arg(long, global = true, env = "ORCA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +91,12 @@ pub struct ServerArgs {
     /// Address for gRPC. Loopback by default; say 0.0.0.0:7070 to serve others.
     #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// Tokens file: one `sha256:<hex> <role> <name>` per line. Without it,
+    /// DATA_DIR/tokens is used, created with an admin and a worker token on
+    /// first start.
+    #[arg(long, env = "ORCA_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub store: StoreArgs,

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use orca_api::client::Bearer;
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::args::{CancelArgs, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs};
@@ -22,8 +24,19 @@ pub async fn channel(server: &str) -> anyhow::Result<Channel> {
     })
 }
 
-pub async fn tasks(server: &str) -> anyhow::Result<TaskServiceClient<Channel>> {
-    Ok(TaskServiceClient::new(channel(server).await?))
+/// Where the client commands go, and the token they carry.
+pub struct Target {
+    pub server: String,
+    pub bearer: Bearer,
+}
+
+pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub async fn tasks(target: &Target) -> anyhow::Result<Tasks> {
+    Ok(TaskServiceClient::with_interceptor(
+        channel(&target.server).await?,
+        target.bearer.clone(),
+    ))
 }
 
 /// One readable line for an error: a refused request shows its status code
@@ -47,9 +60,9 @@ pub fn describe(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-pub async fn submit(server: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let spec = taskfile::load(&args.file)?;
-    let mut client = tasks(server).await?;
+    let mut client = tasks(target).await?;
     let response = client
         .submit_task(v1::SubmitTaskRequest {
             spec: Some(v1::TaskSpec::from(&spec)),
@@ -71,7 +84,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn get(server: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
+pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         GetWhat::Tasks {
             states,
@@ -94,7 +107,7 @@ pub async fn get(server: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
                     _ => bail!("--label {l:?}: use key=value"),
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let response = tasks(server)
+            let response = tasks(target)
                 .await?
                 .list_tasks(v1::ListTasksRequest {
                     states,
@@ -107,7 +120,7 @@ pub async fn get(server: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
             output::tasks(&response.tasks, format)?;
         }
         GetWhat::Task { id, output: format } => {
-            let task = tasks(server)
+            let task = tasks(target)
                 .await?
                 .get_task(v1::GetTaskRequest { task_id: id })
                 .await?
@@ -115,18 +128,21 @@ pub async fn get(server: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
             output::task(&task, format)?;
         }
         GetWhat::Agents { output: format } => {
-            let response = AgentServiceClient::new(channel(server).await?)
-                .list_agents(v1::ListAgentsRequest {})
-                .await?
-                .into_inner();
+            let response = AgentServiceClient::with_interceptor(
+                channel(&target.server).await?,
+                target.bearer.clone(),
+            )
+            .list_agents(v1::ListAgentsRequest {})
+            .await?
+            .into_inner();
             output::agents(&response.agents, format)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn logs(server: &str, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(server).await?;
+pub async fn logs(target: &Target, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(target).await?;
     let task = client
         .get_task(v1::GetTaskRequest {
             task_id: args.task.clone(),
@@ -158,8 +174,8 @@ pub async fn logs(server: &str, args: LogsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cancel(server: &str, args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let task = tasks(server)
+pub async fn cancel(target: &Target, args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let task = tasks(target)
         .await?
         .cancel_task(v1::CancelTaskRequest { task_id: args.task })
         .await?
@@ -178,8 +194,8 @@ pub async fn cancel(server: &str, args: CancelArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn retry(server: &str, args: RetryArgs) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(server).await?;
+pub async fn retry(target: &Target, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(target).await?;
     let task = client
         .retry_task(v1::RetryTaskRequest {
             task_id: args.task.clone(),
@@ -201,7 +217,7 @@ pub async fn retry(server: &str, args: RetryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn watch(server: &str, args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(server).await?;
+pub async fn watch(target: &Target, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(target).await?;
     watch::follow(&mut client, &args.task).await
 }

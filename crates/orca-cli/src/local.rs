@@ -44,7 +44,9 @@ async fn stop_signal() {
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let running = orca_server::start(server_config(args.listen, &args.store)?)
+    let mut config = server_config(args.listen, &args.store)?;
+    config.tokens_file = args.tokens_file;
+    let running = orca_server::start(config)
         .await
         .context("starting the control plane")?;
     println!(
@@ -55,13 +57,18 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(args: WorkerArgs, server: &str) -> anyhow::Result<ExitCode> {
+pub async fn worker(
+    args: WorkerArgs,
+    server: &str,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let name = args.name.unwrap_or_else(default_worker_name);
     let mut config = WorkerConfig::new(server, name, args.work_dir);
     config.pool = args.pool;
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
+    config.token = token;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -85,6 +92,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&endpoint_file, format!("{endpoint}\n"))
         .with_context(|| format!("writing {}", endpoint_file.display()))?;
 
+    // The control plane created the tokens on its first start.
+    let token_file = args.store.data_dir.join("worker.token");
+    let worker_token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?
+        .trim()
+        .to_string();
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut names = Vec::new();
@@ -100,6 +113,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         // Ctrl-C on `orca up` stops everything: running steps are handed
         // back at once and run again when orca next starts.
         config.drain_grace = std::time::Duration::ZERO;
+        config.token = Some(worker_token.clone());
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;
@@ -110,6 +124,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("orca is up");
     println!("  gRPC     {endpoint}  (health checking and reflection enabled)");
     println!("  store    {}", running.db_path.display());
+    println!(
+        "  token    {} (the CLI reads .orca/admin.token by itself)",
+        args.store.data_dir.join("admin.token").display()
+    );
     println!(
         "  workers  {} ({} slots each; capabilities: {})",
         if names.is_empty() {

@@ -51,17 +51,41 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let server = cli.server;
+    let token = token(&cli)?;
+    let target = client::Target {
+        bearer: orca_api::client::Bearer::new(token.as_deref())?,
+        server: cli.server,
+    };
     match cli.command {
         Command::Server(args) => local::server(args).await,
-        Command::Worker(args) => local::worker(args, &server).await,
+        Command::Worker(args) => local::worker(args, &target.server, token).await,
         Command::Up(args) => local::up(args).await,
-        Command::Submit(args) => client::submit(&server, args).await,
-        Command::Get(args) => client::get(&server, args).await,
-        Command::Logs(args) => client::logs(&server, args).await,
-        Command::Cancel(args) => client::cancel(&server, args).await,
-        Command::Retry(args) => client::retry(&server, args).await,
-        Command::Watch(args) => client::watch(&server, args).await,
+        Command::Submit(args) => client::submit(&target, args).await,
+        Command::Get(args) => client::get(&target, args).await,
+        Command::Logs(args) => client::logs(&target, args).await,
+        Command::Cancel(args) => client::cancel(&target, args).await,
+        Command::Retry(args) => client::retry(&target, args).await,
+        Command::Watch(args) => client::watch(&target, args).await,
+    }
+}
+
+/// The token to send: --token, else --token-file, else the file `orca up`
+/// writes for this kind of command, if it is there.
+fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
+    if let Some(token) = &cli.token {
+        return Ok(Some(token.clone()));
+    }
+    let (path, required) = match &cli.token_file {
+        Some(path) => (path.clone(), true),
+        None if matches!(cli.command, Command::Worker(_)) => (".orca/worker.token".into(), false),
+        None => (".orca/admin.token".into(), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::anyhow!("--token-file {}: {e}", path.display()))
+        }
+        Err(_) => Ok(None),
     }
 }
 

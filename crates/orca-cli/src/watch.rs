@@ -13,18 +13,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use orca_api::convert::micros;
 use orca_api::v1;
 use orca_api::v1::event::Kind;
-use orca_api::v1::task_service_client::TaskServiceClient;
-use tonic::transport::Channel;
 
+use crate::client::Tasks;
 use crate::output::{duration, step_state_name, task_state_name};
 
 /// How long to keep trying to resume a broken watch.
 const RESUME_FOR: Duration = Duration::from_secs(60);
 
-pub async fn follow(
-    client: &mut TaskServiceClient<Channel>,
-    task_id: &str,
-) -> anyhow::Result<ExitCode> {
+pub async fn follow(client: &mut Tasks, task_id: &str) -> anyhow::Result<ExitCode> {
     let task = client
         .get_task(v1::GetTaskRequest {
             task_id: task_id.to_string(),

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
+use crate::auth::{Action, require};
 use crate::engine::{AttemptKey, EngineHandle, StepReport, WorkerInfo};
 
 const MAX_NAME_BYTES: usize = 253;
@@ -150,6 +151,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<Streaming<v1::WorkerMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        require(&request, Action::ConnectWorker)?;
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -198,8 +200,9 @@ impl v1::agent_service_server::AgentService for AgentApi {
 
     async fn list_agents(
         &self,
-        _request: Request<v1::ListAgentsRequest>,
+        request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        require(&request, Action::ReadAgents)?;
         let agents = self.engine.list_agents().await?;
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }

@@ -36,6 +36,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The tokens file is missing, unreadable or malformed.
+    #[error("auth: {0}")]
+    Auth(String),
     /// A commit failed after the engine had decided: the server stops rather
     /// than serve state that the store does not hold.
     #[error("fatal store failure: {0}")]
@@ -69,6 +72,7 @@ impl From<orca_api::Error> for Error {
                 Error::invalid(field, format!("unknown value {value}"))
             }
             orca_api::Error::Missing(field) => Error::invalid(field, "required"),
+            orca_api::Error::Invalid(field, message) => Error::invalid(field, message),
         }
     }
 }
@@ -80,9 +84,11 @@ impl From<Error> for Status {
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Store(_) | Error::ShuttingDown => Code::Unavailable,
-            Error::Transport(_) | Error::Reflection(_) | Error::Io { .. } | Error::Fatal(_) => {
-                Code::Internal
-            }
+            Error::Transport(_)
+            | Error::Reflection(_)
+            | Error::Io { .. }
+            | Error::Auth(_)
+            | Error::Fatal(_) => Code::Internal,
         };
         if code == Code::Internal || code == Code::Unavailable {
             tracing::warn!(error = %e, "request failed");

@@ -3,6 +3,7 @@
 //! log that watchers replay and follow.
 
 mod agent_service;
+pub mod auth;
 mod engine;
 mod error;
 mod hub;
@@ -20,6 +21,7 @@ use orca_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 pub use error::Error;
@@ -43,6 +45,9 @@ pub struct Config {
     /// How often workers are told to heartbeat; well under `lease_ttl`.
     pub heartbeat_interval: Duration,
     pub limits: Limits,
+    /// Tokens file; `None` keeps (and on first start creates) one in
+    /// `data_dir`.
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -54,6 +59,7 @@ impl Config {
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             limits: Limits::default(),
+            tokens_file: None,
         }
     }
 }
@@ -94,6 +100,10 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
 
 /// Opens the store, recovers unfinished tasks, binds and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    let authenticator = auth::Authenticator::new(auth::Tokens::load_or_create(
+        config.tokens_file.as_deref(),
+        &config.data_dir,
+    )?);
     let store = SqliteStore::open(&config.data_dir, config.durability)?;
     let db_path = store.path().to_path_buf();
     let store: Arc<dyn Store> = Arc::new(store);
@@ -151,9 +161,13 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         };
         let server = tonic::transport::Server::builder()
             .add_service(health)
-            .add_service(reflection)
-            .add_service(TaskServiceServer::new(tasks))
-            .add_service(AgentServiceServer::new(agents))
+            // Health stays open for probes; everything else needs a token.
+            .add_service(InterceptedService::new(reflection, authenticator.clone()))
+            .add_service(TaskServiceServer::with_interceptor(
+                tasks,
+                authenticator.clone(),
+            ))
+            .add_service(AgentServiceServer::with_interceptor(agents, authenticator))
             .serve_with_incoming_shutdown(incoming, signal);
         let cut_off = async {
             let _ = shutdown_started.await;

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::auth::{Action, require};
 use crate::engine::{Admitted, CancelAnswer, EngineHandle};
 use crate::hub::Hub;
 
@@ -251,6 +252,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::SubmitTaskRequest>,
     ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
+        require(&request, Action::WriteTasks)?;
         let mut responses = self.submit(vec![request.into_inner()], false).await?;
         let response = responses
             .pop()
@@ -262,6 +264,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::SubmitTasksRequest>,
     ) -> Result<Response<v1::SubmitTasksResponse>, Status> {
+        require(&request, Action::WriteTasks)?;
         let tasks = request.into_inner().tasks;
         if tasks.is_empty() {
             return Err(Error::invalid("tasks", "at least one task is required").into());
@@ -281,6 +284,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::GetTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
+        require(&request, Action::ReadTasks)?;
         let task = self.load(&request.into_inner().task_id).await?;
         Ok(Response::new(task_to_proto(task)))
     }
@@ -289,6 +293,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::ListTasksRequest>,
     ) -> Result<Response<v1::ListTasksResponse>, Status> {
+        require(&request, Action::ReadTasks)?;
         let request = request.into_inner();
         let states = request
             .states
@@ -342,6 +347,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::CancelTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
+        require(&request, Action::WriteTasks)?;
         let task_id = request.into_inner().task_id;
         let task = self.load(&task_id).await?;
         if task.state.is_terminal() {
@@ -361,6 +367,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::RetryTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
+        require(&request, Action::WriteTasks)?;
         let task_id = request.into_inner().task_id;
         let task = self.load(&task_id).await?;
         if !task.state.is_terminal() {
@@ -380,6 +387,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::WatchTaskRequest>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        require(&request, Action::ReadTasks)?;
         let request = request.into_inner();
         // Subscribe before reading the store: every event is then in one or
         // the other, and duplicates are dropped by sequence number.

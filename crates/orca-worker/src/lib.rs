@@ -11,6 +11,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use orca_api::client::Bearer;
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::server_message::Kind;
@@ -59,6 +60,8 @@ pub struct WorkerConfig {
     /// On shutdown, how long running steps may finish before the worker
     /// hands them back to run elsewhere.
     pub drain_grace: Duration,
+    /// A token with the worker role.
+    pub token: Option<String>,
 }
 
 impl WorkerConfig {
@@ -73,6 +76,7 @@ impl WorkerConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             drain_grace: Duration::from_secs(25),
+            token: None,
         }
     }
 }
@@ -134,6 +138,7 @@ impl AttemptKey {
 /// What lives across sessions.
 struct Worker {
     config: WorkerConfig,
+    bearer: Bearer,
     /// Running attempts and how to cancel each (taken once used).
     running: HashMap<AttemptKey, Option<oneshot::Sender<String>>>,
     /// Results not yet handed to a session.
@@ -158,8 +163,11 @@ pub async fn run(
     };
     std::fs::create_dir_all(&config.work_dir).map_err(work_dir_error)?;
     config.work_dir = std::path::absolute(&config.work_dir).map_err(work_dir_error)?;
+    let bearer =
+        Bearer::new(config.token.as_deref()).map_err(|e| Error::Protocol(e.to_string()))?;
     let (report_tx, reports) = mpsc::unbounded_channel();
     let mut worker = Worker {
+        bearer,
         config,
         running: HashMap::new(),
         undelivered: VecDeque::new(),
@@ -229,7 +237,7 @@ impl Worker {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
         let channel = endpoint.connect().await?;
-        let mut client = AgentServiceClient::new(channel);
+        let mut client = AgentServiceClient::with_interceptor(channel, self.bearer.clone());
 
         let (outbound, outgoing) = mpsc::channel::<v1::WorkerMessage>(1024);
         let mut reclaim: Vec<v1::AttemptRef> =

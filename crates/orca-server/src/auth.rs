@@ -1,0 +1,358 @@
+//! Who is calling, and what they may do. Every gRPC method but health needs a
+//! bearer token; tokens are kept only as SHA-256 hashes, each bound to a name
+//! and a role.
+//!
+//! The tokens file has one token per line, `sha256:<hex> <role> <name>`;
+//! `#` starts a comment. With no file configured, the control plane keeps
+//! one in its data directory and, on first start, creates it with an admin
+//! and a worker token whose plain text it writes beside it (`admin.token`,
+//! `worker.token`, readable by the owner only), so `orca up` needs no setup.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tonic::{Request, Status};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Submits, cancels, retries and reads tasks.
+    Developer,
+    /// Reads tasks and agents.
+    Viewer,
+    /// Runs steps: only the worker stream.
+    Worker,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "developer" => Some(Role::Developer),
+            "viewer" => Some(Role::Viewer),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Viewer => "viewer",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ReadTasks,
+    WriteTasks,
+    ReadAgents,
+    ConnectWorker,
+    Reflect,
+}
+
+impl Action {
+    fn allowed(self, role: Role) -> bool {
+        match (role, self) {
+            (Role::Admin, _) => true,
+            (Role::Developer, Action::ConnectWorker) => false,
+            (Role::Developer, _) => true,
+            (Role::Viewer, Action::ReadTasks | Action::ReadAgents | Action::Reflect) => true,
+            (Role::Viewer, _) => false,
+            (Role::Worker, Action::ConnectWorker) => true,
+            (Role::Worker, _) => false,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Action::ReadTasks => "read tasks",
+            Action::WriteTasks => "submit, cancel or retry tasks",
+            Action::ReadAgents => "list agents",
+            Action::ConnectWorker => "connect as a worker",
+            Action::Reflect => "use server reflection",
+        }
+    }
+}
+
+/// The caller, as its token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Known tokens, by hash.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    by_hash: HashMap<[u8; 32], Identity>,
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A fresh random token, e.g. `orca_3f9c…` (256 bits).
+pub fn generate_token() -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Auth(format!("no randomness for a token: {e}")))?;
+    Ok(format!("orca_{}", hex(&bytes)))
+}
+
+/// The tokens-file line for `token`: only its hash is stored.
+pub fn token_line(token: &str, role: Role, name: &str) -> String {
+    format!("sha256:{} {role} {name}", hex(&hash(token)))
+}
+
+impl Tokens {
+    pub fn parse(text: &str, source: &Path) -> Result<Tokens, Error> {
+        let mut by_hash = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |why: &str| Error::Auth(format!("{}:{}: {why}", source.display(), n + 1));
+            let mut fields = line.split_whitespace();
+            let (Some(digest), Some(role), Some(name), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return Err(bad("expected `sha256:<hex> <role> <name>`"));
+            };
+            let digest = digest
+                .strip_prefix("sha256:")
+                .and_then(unhex)
+                .ok_or_else(|| bad("the hash must be sha256: and 64 hex digits"))?;
+            let role = Role::parse(role)
+                .ok_or_else(|| bad("the role must be admin, developer, viewer or worker"))?;
+            by_hash.insert(
+                digest,
+                Identity {
+                    name: name.to_string(),
+                    role,
+                },
+            );
+        }
+        if by_hash.is_empty() {
+            return Err(Error::Auth(format!("{} holds no token", source.display())));
+        }
+        Ok(Tokens { by_hash })
+    }
+
+    /// Reads `file`, or (without one) the data directory's tokens file,
+    /// creating it and the first tokens when it does not exist yet.
+    pub fn load_or_create(file: Option<&Path>, data_dir: &Path) -> Result<Tokens, Error> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io {
+                context: path,
+                source,
+            }
+        };
+        let path: PathBuf = match file {
+            Some(file) => file.to_path_buf(),
+            None => {
+                let path = data_dir.join("tokens");
+                if !path.exists() {
+                    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+                    let admin = generate_token()?;
+                    let worker = generate_token()?;
+                    write_private(&data_dir.join("admin.token"), &format!("{admin}\n"))
+                        .map_err(io(data_dir))?;
+                    write_private(&data_dir.join("worker.token"), &format!("{worker}\n"))
+                        .map_err(io(data_dir))?;
+                    let lines = format!(
+                        "# orca tokens: sha256:<hex> <role> <name>\n{}\n{}\n",
+                        token_line(&admin, Role::Admin, "admin"),
+                        token_line(&worker, Role::Worker, "local-workers")
+                    );
+                    write_private(&path, &lines).map_err(io(&path))?;
+                    tracing::info!(dir = %data_dir.display(), "created admin and worker tokens");
+                }
+                path
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        Tokens::parse(&text, &path)
+    }
+
+    pub fn authenticate(&self, token: &str) -> Option<&Identity> {
+        self.by_hash.get(&hash(token))
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+/// Checks the bearer token of every request and records who sent it, for
+/// the handlers' permission checks.
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: Arc<Tokens>,
+}
+
+impl Authenticator {
+    pub fn new(tokens: Tokens) -> Self {
+        Authenticator {
+            tokens: Arc::new(tokens),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            Status::unauthenticated("a bearer token is required (authorization: Bearer <token>)")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("the authorization header must be `Bearer <token>`")
+            })?;
+        let identity = self
+            .tokens
+            .authenticate(token.trim())
+            .ok_or_else(|| Status::unauthenticated("the token is not valid"))?
+            .clone();
+        request.extensions_mut().insert(identity);
+        Ok(request)
+    }
+}
+
+/// Refuses the request unless its caller's role allows `action`.
+pub fn require<T>(request: &Request<T>, action: Action) -> Result<Identity, Status> {
+    let identity = request
+        .extensions()
+        .get::<Identity>()
+        .ok_or_else(|| Status::unauthenticated("a bearer token is required"))?;
+    if action.allowed(identity.role) {
+        Ok(identity.clone())
+    } else {
+        Err(Status::permission_denied(format!(
+            "{} ({}) may not {}",
+            identity.name,
+            identity.role,
+            action.describe()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_file_round_trips_hashes_only() {
+        let token = generate_token().expect("token");
+        let line = token_line(&token, Role::Viewer, "ci-bot");
+        assert!(
+            !line.contains(&token[5..]),
+            "the plain token is never stored"
+        );
+        let tokens =
+            Tokens::parse(&format!("# comment\n{line}\n"), Path::new("t")).expect("parses");
+        assert_eq!(
+            tokens.authenticate(&token),
+            Some(&Identity {
+                name: "ci-bot".into(),
+                role: Role::Viewer
+            })
+        );
+        assert_eq!(tokens.authenticate("orca_wrong"), None);
+    }
+
+    #[test]
+    fn bad_lines_name_the_line() {
+        let err = Tokens::parse("sha256:abc admin x\n", Path::new("f")).expect_err("bad hash");
+        assert!(err.to_string().contains("f:1"), "{err}");
+        let good = token_line("t", Role::Admin, "a");
+        let err = Tokens::parse(
+            &format!("{good}\n{}\n", good.replace("admin", "root")),
+            Path::new("f"),
+        )
+        .expect_err("role");
+        assert!(
+            err.to_string().contains("f:2") && err.to_string().contains("role"),
+            "{err}"
+        );
+        assert!(Tokens::parse("# nothing\n", Path::new("f")).is_err());
+    }
+
+    #[test]
+    fn roles_allow_what_they_say() {
+        use Action::*;
+        assert!(Action::allowed(WriteTasks, Role::Developer));
+        assert!(!Action::allowed(WriteTasks, Role::Viewer));
+        assert!(Action::allowed(ReadTasks, Role::Viewer));
+        assert!(!Action::allowed(ReadTasks, Role::Worker));
+        assert!(Action::allowed(ConnectWorker, Role::Worker));
+        assert!(!Action::allowed(ConnectWorker, Role::Developer));
+        assert!(Action::allowed(ConnectWorker, Role::Admin));
+    }
+
+    #[test]
+    fn first_start_creates_private_tokens_that_authenticate() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = Tokens::load_or_create(None, dir.path()).expect("created");
+        let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin token");
+        assert_eq!(
+            tokens.authenticate(admin.trim()).map(|i| i.role),
+            Some(Role::Admin)
+        );
+        let mode = std::fs::metadata(dir.path().join("admin.token"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A second start reads the same file; it creates nothing new.
+        let again = Tokens::load_or_create(None, dir.path()).expect("loaded");
+        assert_eq!(
+            again.authenticate(admin.trim()).map(|i| i.role),
+            Some(Role::Admin)
+        );
+    }
+}
