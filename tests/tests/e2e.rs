@@ -1704,3 +1704,27 @@ async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_bad_token_stops_with_one_clear_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let mut worker = start_worker(
+        &server.url,
+        dir.path(),
+        "impostor",
+        &["shell"],
+        1,
+        &[],
+        "orca_wrong",
+    )?;
+    let status = worker.wait_exit(Duration::from_secs(20))?;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&worker.log)?;
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("the token is not valid"),
+        "{log}"
+    );
+    Ok(())
+}

@@ -190,6 +190,19 @@ pub async fn run(
                     delay = worker.config.reconnect_min;
                 }
             }
+            // Reconnecting cannot fix a refusal of who we are or what we
+            // registered: stop and say why.
+            Err(Error::Refused(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::InvalidArgument
+                ) =>
+            {
+                worker.stop_all("the worker was refused").await;
+                return Err(Error::Refused(status));
+            }
             Err(e) => {
                 tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting")
             }
