@@ -428,6 +428,7 @@ pub fn task(name: &str, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
             ..Default::default()
         }),
         idempotency_key: String::new(),
+        tenant: String::new(),
     }
 }
 

@@ -343,6 +343,7 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
                     ..Default::default()
                 }),
                 idempotency_key: String::new(),
+                tenant: String::new(),
             },
             "spec.name",
         ),
@@ -350,6 +351,7 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
             v1::SubmitTaskRequest {
                 spec: None,
                 idempotency_key: String::new(),
+                tenant: String::new(),
             },
             "spec",
         ),
@@ -357,8 +359,17 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
             v1::SubmitTaskRequest {
                 spec: with(vec![noop_step("a")]).spec,
                 idempotency_key: "k".repeat(300),
+                tenant: String::new(),
             },
             "idempotency_key",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: with(vec![noop_step("a")]).spec,
+                idempotency_key: String::new(),
+                tenant: "Not A Tenant".into(),
+            },
+            "tenant",
         ),
     ];
     for (request, field) in cases {
@@ -1725,6 +1736,128 @@ async fn a_worker_with_a_bad_token_stops_with_one_clear_line() -> anyhow::Result
     assert!(
         last.starts_with("error: ") && last.contains("the token is not valid"),
         "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gate = dir.path().join("gate");
+    let tokens = dir.path().join("tokens");
+    let lines = [
+        token_line("orca_admin", "admin", "root"),
+        token_line("orca_alice", "developer", "alice tenants=team-a"),
+        token_line("orca_bob", "developer", "bob tenants=team-b"),
+        token_line("orca_worker", "worker", "pool"),
+    ];
+    std::fs::write(&tokens, lines.join("\n"))?;
+    let tokens_arg = tokens.display().to_string();
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--tokens-file", &tokens_arg])?;
+    let _w = start_worker(
+        &server.url,
+        dir.path(),
+        "w",
+        &["shell"],
+        2,
+        &[],
+        "orca_worker",
+    )?;
+    let bob = server.tasks_as("orca_bob").await?;
+    let mut request = task("bobs", vec![first_attempt_waits(&gate)]);
+    request.idempotency_key = "shared-key".into();
+    let bobs = submit(&bob, request.clone()).await?;
+    wait_step(&bob, &bobs, "work", v1::StepState::Running).await?;
+
+    let mut alice = server.tasks_as("orca_alice").await?;
+    refused(
+        alice
+            .get_task(v1::GetTaskRequest {
+                task_id: bobs.clone(),
+            })
+            .await,
+        Code::NotFound,
+        &bobs,
+    );
+    refused(
+        alice
+            .cancel_task(v1::CancelTaskRequest {
+                task_id: bobs.clone(),
+            })
+            .await,
+        Code::NotFound,
+        &bobs,
+    );
+    refused(
+        alice
+            .retry_task(v1::RetryTaskRequest {
+                task_id: bobs.clone(),
+            })
+            .await,
+        Code::NotFound,
+        &bobs,
+    );
+    refused(
+        alice
+            .watch_task(v1::WatchTaskRequest {
+                task_id: bobs.clone(),
+                after_seq: 0,
+                follow: true,
+            })
+            .await,
+        Code::NotFound,
+        &bobs,
+    );
+    let mut into_b = task("sneak", vec![noop_step("a")]);
+    into_b.tenant = "team-b".into();
+    refused(
+        alice.submit_task(into_b).await,
+        Code::PermissionDenied,
+        "alice may not submit to tenant \"team-b\"",
+    );
+    // The same idempotency key in Alice's tenant is Alice's own task.
+    let alices = submit(&alice, request).await?;
+    assert_ne!(alices, bobs);
+    let listed: Vec<String> = alice
+        .list_tasks(v1::ListTasksRequest::default())
+        .await?
+        .into_inner()
+        .tasks
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&alices),
+        "a listing shows only the caller's tenants"
+    );
+
+    // Bob's task went on untouched.
+    let still = bob
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: bobs.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (still.state, still.tenant.as_str()),
+        (v1::TaskState::Running as i32, "team-b")
+    );
+    std::fs::write(&gate, "")?;
+    assert_eq!(
+        wait_finished(&bob, &bobs, FINISH).await?.state,
+        v1::TaskState::Succeeded as i32
+    );
+    let admin = server.tasks_as("orca_admin").await?;
+    assert_eq!(
+        all_task_ids(&admin).await?.len(),
+        2,
+        "the admin sees every tenant"
+    );
+    assert_eq!(
+        wait_finished(&alice, &alices, FINISH).await?.tenant,
+        "team-a"
     );
     Ok(())
 }

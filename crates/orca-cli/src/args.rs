@@ -179,6 +179,10 @@ pub struct SubmitArgs {
     /// Submitting again with the same key returns the same task.
     #[arg(long, env = "ORCA_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
+
+    /// The tenant (namespace) for the task; the token's first by default.
+    #[arg(long, env = "ORCA_TENANT")]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]

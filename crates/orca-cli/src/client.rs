@@ -67,6 +67,7 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         .submit_task(v1::SubmitTaskRequest {
             spec: Some(v1::TaskSpec::from(&spec)),
             idempotency_key: args.idempotency_key.unwrap_or_default(),
+            tenant: args.tenant.unwrap_or_default(),
         })
         .await?
         .into_inner();

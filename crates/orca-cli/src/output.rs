@@ -37,6 +37,7 @@ pub fn step_state_name(state: i32) -> &'static str {
 #[serde(rename_all = "camelCase")]
 struct TaskView {
     id: String,
+    tenant: String,
     name: String,
     state: &'static str,
     priority: i32,
@@ -113,6 +114,7 @@ fn task_view(task: &v1::Task) -> TaskView {
     let spec = task.spec.clone().unwrap_or_default();
     TaskView {
         id: task.id.clone(),
+        tenant: task.tenant.clone(),
         name: spec.name,
         state: task_state_name(task.state),
         priority: spec.priority,
@@ -177,6 +179,7 @@ pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
             let spec = t.spec.clone().unwrap_or_default();
             vec![
                 t.id.clone(),
+                t.tenant.clone(),
                 spec.name,
                 task_state_name(t.state).to_string(),
                 spec.steps.len().to_string(),
@@ -187,7 +190,7 @@ pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "STATE", "STEPS", "AGE"], &rows);
+    print_table(&["ID", "TENANT", "NAME", "STATE", "STEPS", "AGE"], &rows);
     Ok(())
 }
 
@@ -198,6 +201,7 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     }
     println!("Task:      {}", view.id);
     println!("Name:      {}", view.name);
+    println!("Tenant:    {}", view.tenant);
     println!("State:     {}", view.state);
     println!("Priority:  {}", view.priority);
     if !view.labels.is_empty() {

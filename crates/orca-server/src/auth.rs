@@ -91,11 +91,55 @@ impl Action {
     }
 }
 
+/// The tenants (namespaces) a token may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenants {
+    All,
+    Only(Vec<String>),
+}
+
+/// The tenant of tasks submitted without one.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// The caller, as its token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
     pub role: Role,
+    pub tenants: Tenants,
+}
+
+impl Identity {
+    pub fn can_see(&self, tenant: &str) -> bool {
+        match &self.tenants {
+            Tenants::All => true,
+            Tenants::Only(tenants) => tenants.iter().any(|t| t == tenant),
+        }
+    }
+
+    /// Where a submit without a tenant goes.
+    pub fn default_tenant(&self) -> &str {
+        match &self.tenants {
+            Tenants::Only(tenants) => tenants.first().map_or(DEFAULT_TENANT, String::as_str),
+            Tenants::All => DEFAULT_TENANT,
+        }
+    }
+
+    /// The tenants a listing may show; `None` for all.
+    pub fn visible_tenants(&self) -> Option<Vec<String>> {
+        match &self.tenants {
+            Tenants::All => None,
+            Tenants::Only(tenants) => Some(tenants.clone()),
+        }
+    }
+}
+
+/// Tenant names: lowercase letters, digits and '-', 1 to 63 bytes.
+pub fn valid_tenant(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Known tokens, by hash.
@@ -146,10 +190,14 @@ impl Tokens {
             }
             let bad = |why: &str| Error::Auth(format!("{}:{}: {why}", source.display(), n + 1));
             let mut fields = line.split_whitespace();
-            let (Some(digest), Some(role), Some(name), None) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
-                return Err(bad("expected `sha256:<hex> <role> <name>`"));
+            let (Some(digest), Some(role), Some(name), tenants, None) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ) else {
+                return Err(bad("expected `sha256:<hex> <role> <name> [tenants=a,b|*]`"));
             };
             let digest = digest
                 .strip_prefix("sha256:")
@@ -157,11 +205,29 @@ impl Tokens {
                 .ok_or_else(|| bad("the hash must be sha256: and 64 hex digits"))?;
             let role = Role::parse(role)
                 .ok_or_else(|| bad("the role must be admin, developer, viewer or worker"))?;
+            // Admins and workers span tenants unless told otherwise; people
+            // see the default tenant unless told otherwise.
+            let tenants = match tenants.map(|t| t.strip_prefix("tenants=")) {
+                None if matches!(role, Role::Admin | Role::Worker) => Tenants::All,
+                None => Tenants::Only(vec![DEFAULT_TENANT.to_string()]),
+                Some(Some("*")) => Tenants::All,
+                Some(Some(list)) => {
+                    let names: Vec<String> = list.split(',').map(str::to_string).collect();
+                    if !names.iter().all(|n| valid_tenant(n)) {
+                        return Err(bad(
+                            "tenants must be lowercase letters, digits and '-', 1 to 63 bytes",
+                        ));
+                    }
+                    Tenants::Only(names)
+                }
+                Some(None) => return Err(bad("the fourth field must be tenants=a,b or tenants=*")),
+            };
             by_hash.insert(
                 digest,
                 Identity {
                     name: name.to_string(),
                     role,
+                    tenants,
                 },
             );
         }
@@ -298,7 +364,8 @@ mod tests {
             tokens.authenticate(&token),
             Some(&Identity {
                 name: "ci-bot".into(),
-                role: Role::Viewer
+                role: Role::Viewer,
+                tenants: Tenants::Only(vec!["default".into()]),
             })
         );
         assert_eq!(tokens.authenticate("orca_wrong"), None);
@@ -319,6 +386,35 @@ mod tests {
             "{err}"
         );
         assert!(Tokens::parse("# nothing\n", Path::new("f")).is_err());
+    }
+
+    #[test]
+    fn tenants_come_from_the_fourth_field() {
+        let line = |role: Role, rest: &str| format!("{} {rest}", token_line("t", role, "n"));
+        let tenants = |text: String| {
+            Tokens::parse(&text, Path::new("f"))
+                .map(|t| t.authenticate("t").map(|i| i.tenants.clone()))
+        };
+        let only =
+            |names: &[&str]| Some(Tenants::Only(names.iter().map(|n| n.to_string()).collect()));
+        assert_eq!(
+            tenants(line(Role::Developer, "tenants=a,b")).expect("ok"),
+            only(&["a", "b"])
+        );
+        assert_eq!(
+            tenants(line(Role::Viewer, "tenants=*")).expect("ok"),
+            Some(Tenants::All)
+        );
+        assert_eq!(
+            tenants(line(Role::Developer, "")).expect("ok"),
+            only(&["default"])
+        );
+        assert_eq!(
+            tenants(line(Role::Admin, "")).expect("ok"),
+            Some(Tenants::All)
+        );
+        assert!(tenants(line(Role::Developer, "tenants=Bad_Name")).is_err());
+        assert!(tenants(line(Role::Developer, "teams=a")).is_err());
     }
 
     #[test]

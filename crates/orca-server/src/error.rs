@@ -11,6 +11,9 @@ pub enum Error {
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The request does not fit the current state (e.g. retrying a running task).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -83,6 +86,7 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Store(_) | Error::ShuttingDown => Code::Unavailable,
             Error::Transport(_)
             | Error::Reflection(_)

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::auth::{Action, require};
+use crate::auth::{Action, Identity, require, valid_tenant};
 use crate::engine::{Admitted, CancelAnswer, EngineHandle};
 use crate::hub::Hub;
 
@@ -57,7 +57,24 @@ impl TaskApi {
         request: v1::SubmitTaskRequest,
         field: &str,
         now: i64,
+        caller: &Identity,
     ) -> Result<(NewTask, TaskRun), Error> {
+        let tenant = match request.tenant.as_str() {
+            "" => caller.default_tenant().to_string(),
+            named if valid_tenant(named) => named.to_string(),
+            named => {
+                return Err(Error::invalid(
+                    format!("{field}tenant"),
+                    format!("{named:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
+                ));
+            }
+        };
+        if !caller.can_see(&tenant) {
+            return Err(Error::PermissionDenied(format!(
+                "{} may not submit to tenant {tenant:?}",
+                caller.name
+            )));
+        }
         let spec: TaskSpec = request
             .spec
             .ok_or_else(|| Error::invalid(format!("{field}spec"), "required"))?
@@ -88,6 +105,7 @@ impl TaskApi {
             state: run.state(),
             spec,
             idempotency_key: (!key.is_empty()).then_some(key),
+            tenant,
             created_at: now,
             events,
         };
@@ -99,6 +117,7 @@ impl TaskApi {
         &self,
         requests: Vec<v1::SubmitTaskRequest>,
         batch: bool,
+        caller: &Identity,
     ) -> Result<Vec<v1::SubmitTaskResponse>, Error> {
         let now = now_micros();
         let mut tasks = Vec::with_capacity(requests.len());
@@ -109,7 +128,7 @@ impl TaskApi {
             } else {
                 String::new()
             };
-            let (task, run) = self.prepare(request, &field, now)?;
+            let (task, run) = self.prepare(request, &field, now, caller)?;
             runs.push(run);
             tasks.push(task);
         }
@@ -156,13 +175,16 @@ impl TaskApi {
         Ok(responses)
     }
 
-    async fn load(&self, task_id: &str) -> Result<TaskRecord, Error> {
+    /// A task the caller may see. Another tenant's task is "not found", so
+    /// its existence does not leak either.
+    async fn load(&self, task_id: &str, caller: &Identity) -> Result<TaskRecord, Error> {
         if task_id.is_empty() {
             return Err(Error::invalid("task_id", "required"));
         }
         self.store
             .get_task(task_id)
             .await?
+            .filter(|task| caller.can_see(&task.tenant))
             .ok_or_else(|| Error::NotFound(format!("task {task_id:?}")))
     }
 }
@@ -200,6 +222,7 @@ fn first_events(task_id: &str, spec: &TaskSpec, changes: Vec<Change>, at: i64) -
 pub fn task_to_proto(task: TaskRecord) -> v1::Task {
     v1::Task {
         id: task.id,
+        tenant: task.tenant,
         spec: Some(v1::TaskSpec::from(&task.spec)),
         state: v1::TaskState::from(task.state) as i32,
         idempotency_key: task.idempotency_key.unwrap_or_default(),
@@ -252,8 +275,10 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::SubmitTaskRequest>,
     ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
-        require(&request, Action::WriteTasks)?;
-        let mut responses = self.submit(vec![request.into_inner()], false).await?;
+        let caller = require(&request, Action::WriteTasks)?;
+        let mut responses = self
+            .submit(vec![request.into_inner()], false, &caller)
+            .await?;
         let response = responses
             .pop()
             .ok_or_else(|| Status::internal("no task was created"))?;
@@ -264,7 +289,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::SubmitTasksRequest>,
     ) -> Result<Response<v1::SubmitTasksResponse>, Status> {
-        require(&request, Action::WriteTasks)?;
+        let caller = require(&request, Action::WriteTasks)?;
         let tasks = request.into_inner().tasks;
         if tasks.is_empty() {
             return Err(Error::invalid("tasks", "at least one task is required").into());
@@ -276,7 +301,7 @@ impl v1::task_service_server::TaskService for TaskApi {
             )
             .into());
         }
-        let tasks = self.submit(tasks, true).await?;
+        let tasks = self.submit(tasks, true, &caller).await?;
         Ok(Response::new(v1::SubmitTasksResponse { tasks }))
     }
 
@@ -284,8 +309,8 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::GetTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        require(&request, Action::ReadTasks)?;
-        let task = self.load(&request.into_inner().task_id).await?;
+        let caller = require(&request, Action::ReadTasks)?;
+        let task = self.load(&request.into_inner().task_id, &caller).await?;
         Ok(Response::new(task_to_proto(task)))
     }
 
@@ -293,7 +318,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::ListTasksRequest>,
     ) -> Result<Response<v1::ListTasksResponse>, Status> {
-        require(&request, Action::ReadTasks)?;
+        let caller = require(&request, Action::ReadTasks)?;
         let request = request.into_inner();
         let states = request
             .states
@@ -323,6 +348,7 @@ impl v1::task_service_server::TaskService for TaskApi {
                 labels,
                 page_size: page_size + 1,
                 before_id: (!request.page_token.is_empty()).then_some(request.page_token),
+                tenants: caller.visible_tenants(),
             })
             .await
             .map_err(Error::from)?;
@@ -347,9 +373,9 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::CancelTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        require(&request, Action::WriteTasks)?;
+        let caller = require(&request, Action::WriteTasks)?;
         let task_id = request.into_inner().task_id;
-        let task = self.load(&task_id).await?;
+        let task = self.load(&task_id, &caller).await?;
         if task.state.is_terminal() {
             return Ok(Response::new(task_to_proto(task)));
         }
@@ -360,16 +386,18 @@ impl v1::task_service_server::TaskService for TaskApi {
         {
             CancelAnswer::Done | CancelAnswer::NotActive => {}
         }
-        Ok(Response::new(task_to_proto(self.load(&task_id).await?)))
+        Ok(Response::new(task_to_proto(
+            self.load(&task_id, &caller).await?,
+        )))
     }
 
     async fn retry_task(
         &self,
         request: Request<v1::RetryTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        require(&request, Action::WriteTasks)?;
+        let caller = require(&request, Action::WriteTasks)?;
         let task_id = request.into_inner().task_id;
-        let task = self.load(&task_id).await?;
+        let task = self.load(&task_id, &caller).await?;
         if !task.state.is_terminal() {
             return Err(Error::FailedPrecondition(format!(
                 "task {task_id} is still {}; cancel it first",
@@ -378,7 +406,9 @@ impl v1::task_service_server::TaskService for TaskApi {
             .into());
         }
         self.engine.reopen(task).await?;
-        Ok(Response::new(task_to_proto(self.load(&task_id).await?)))
+        Ok(Response::new(task_to_proto(
+            self.load(&task_id, &caller).await?,
+        )))
     }
 
     type WatchTaskStream = EventStream;
@@ -387,14 +417,18 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::WatchTaskRequest>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        require(&request, Action::ReadTasks)?;
+        let caller = require(&request, Action::ReadTasks)?;
         let request = request.into_inner();
         // Subscribe before reading the store: every event is then in one or
         // the other, and duplicates are dropped by sequence number.
         let live = self.hub.subscribe(&request.task_id);
         // Read after subscribing: if the task had already finished, the
         // replay holds every event and nothing live will follow.
-        let finished = self.load(&request.task_id).await?.state.is_terminal();
+        let finished = self
+            .load(&request.task_id, &caller)
+            .await?
+            .state
+            .is_terminal();
         let (tx, rx) = mpsc::channel(256);
         let live = (request.follow && !finished).then_some(live);
         tokio::spawn(follow(

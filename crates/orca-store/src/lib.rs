@@ -51,6 +51,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Clone)]
 pub struct NewTask {
     pub id: String,
+    /// The tenant (namespace) the task belongs to.
+    pub tenant: String,
     pub spec: TaskSpec,
     pub idempotency_key: Option<String>,
     pub created_at: Micros,
@@ -143,6 +145,7 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
     pub id: String,
+    pub tenant: String,
     pub spec: TaskSpec,
     pub state: TaskState,
     pub idempotency_key: Option<String>,
@@ -179,6 +182,8 @@ pub struct TaskQuery {
     /// Every one of these labels with this value.
     pub labels: Vec<(String, String)>,
     pub page_size: usize,
+    /// Only these tenants; `None` for all.
+    pub tenants: Option<Vec<String>>,
     /// Tasks older than this id (ids sort by creation time).
     pub before_id: Option<String>,
 }

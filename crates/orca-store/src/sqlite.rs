@@ -106,6 +106,7 @@ impl SqliteStore {
         let path = data_dir.join("orca.db");
         let writer = open_connection(&path, durability)?;
         writer.execute_batch(SCHEMA)?;
+        migrate(&writer)?;
         // Checkpoints copy the WAL into the database file and fsync; run on
         // the writer they would stall every commit queued behind them, so a
         // thread of their own does them instead, concurrently with writes.
@@ -167,6 +168,22 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Join(e.to_string()))?
     }
+}
+
+/// Brings a database made by an older orca up to this schema.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_tenant: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'tenant'")?
+        .exists([])?;
+    if !has_tenant {
+        conn.execute_batch(
+            "ALTER TABLE tasks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+             UPDATE tasks SET idempotency_key = tenant || '/' || idempotency_key
+                 WHERE idempotency_key IS NOT NULL;",
+        )?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(tenant, id)")?;
+    Ok(())
 }
 
 fn open_connection(path: &Path, durability: Durability) -> Result<Connection> {
@@ -287,7 +304,12 @@ fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
 fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
     let mut created = Vec::with_capacity(tasks.len());
     for task in tasks {
-        if let Some(key) = &task.idempotency_key {
+        // Keys are per tenant: one tenant's key never finds another's task.
+        let key = task
+            .idempotency_key
+            .as_ref()
+            .map(|key| format!("{}/{key}", task.tenant));
+        if let Some(key) = &key {
             let existing: Option<String> = conn
                 .prepare_cached("SELECT id FROM tasks WHERE idempotency_key = ?1")?
                 .query_row([key], |row| row.get(0))
@@ -298,18 +320,19 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
             }
         }
         conn.prepare_cached(
-            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             task.id,
             task.spec.name,
             task.spec.priority,
             task.state.as_str(),
-            task.idempotency_key,
+            key,
             to_json(&task.spec, "task spec")?,
             to_json(&task.spec.labels, "labels")?,
             task.created_at,
+            task.tenant,
         ])?;
         let mut insert_step = conn.prepare_cached(
             "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
@@ -507,7 +530,7 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
 }
 
 const TASK_COLUMNS: &str =
-    "id, state, idempotency_key, spec, message, created_at, started_at, finished_at";
+    "id, state, idempotency_key, spec, message, created_at, started_at, finished_at, tenant";
 
 fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, String)> {
     let state: String = row.get(1)?;
@@ -522,6 +545,7 @@ fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, S
             created_at: row.get(5)?,
             started_at: row.get(6)?,
             finished_at: row.get(7)?,
+            tenant: row.get(8)?,
             steps: Vec::new(),
             last_seq: 0,
         },
@@ -530,9 +554,16 @@ fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, S
     ))
 }
 
-/// Finishes a row read by [`read_task`]: parses its state and spec.
+/// Finishes a row read by [`read_task`]: parses its state and spec, and
+/// shows the idempotency key without its tenant scope.
 fn decode_task((mut task, state, spec): (TaskRecord, String, String)) -> Result<TaskRecord> {
     task.state = state.parse()?;
+    let scope = format!("{}/", task.tenant);
+    if let Some(key) = &mut task.idempotency_key
+        && let Some(bare) = key.strip_prefix(&scope)
+    {
+        *key = bare.to_string();
+    }
     task.spec = serde_json::from_str(&spec).map_err(|source| Error::Corrupt {
         what: format!("task {} spec", task.id),
         source,
@@ -635,6 +666,15 @@ impl Store for SqliteStore {
                 args.push(Box::new(path));
                 args.push(Box::new(value.clone()));
             }
+            if let Some(tenants) = &query.tenants {
+                let marks = vec!["?"; tenants.len()].join(", ");
+                sql.push_str(&format!(" AND tenant IN ({marks})"));
+                args.extend(
+                    tenants
+                        .iter()
+                        .map(|t| Box::new(t.clone()) as Box<dyn rusqlite::ToSql>),
+                );
+            }
             if let Some(before) = &query.before_id {
                 sql.push_str(" AND id < ?");
                 args.push(Box::new(before.clone()));
@@ -711,6 +751,7 @@ mod tests {
         };
         NewTask {
             id: id.to_string(),
+            tenant: "default".into(),
             spec,
             idempotency_key: key.map(str::to_string),
             created_at: 1,
@@ -870,6 +911,84 @@ mod tests {
         );
         assert_eq!(attempts[1].state, StepState::Succeeded);
         assert!(task.steps[1].attempts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_are_per_tenant() {
+        let (_dir, store) = store();
+        store
+            .create_tasks(vec![new_task("t1", Some("k"))])
+            .await
+            .expect("create");
+        let stored = store.get_task("t1").await.expect("get").expect("t1");
+        assert_eq!(
+            stored.idempotency_key.as_deref(),
+            Some("k"),
+            "shown without its scope"
+        );
+        let mut elsewhere = new_task("t2", Some("k"));
+        elsewhere.tenant = "team-b".into();
+        let created = store.create_tasks(vec![elsewhere]).await.expect("create");
+        assert_eq!(
+            created,
+            [Created::New("t2".into())],
+            "another tenant's same key is another task"
+        );
+    }
+
+    #[tokio::test]
+    async fn tasks_are_listed_per_tenant() {
+        let (_dir, store) = store();
+        let mut other = new_task("t2", None);
+        other.tenant = "team-b".into();
+        store
+            .create_tasks(vec![new_task("t1", None), other])
+            .await
+            .expect("create");
+        let only = |tenants: Option<Vec<String>>| TaskQuery {
+            tenants,
+            page_size: 10,
+            ..TaskQuery::default()
+        };
+        let b = store
+            .list_tasks(only(Some(vec!["team-b".into()])))
+            .await
+            .expect("list");
+        assert_eq!(b.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t2"]);
+        assert_eq!(b[0].tenant, "team-b");
+        assert_eq!(store.list_tasks(only(None)).await.expect("list").len(), 2);
+        assert!(
+            store
+                .list_tasks(only(Some(vec![])))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_tenants_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join("orca.db")).expect("open");
+            // The tables as orca made them before tenants: SCHEMA itself,
+            // which `migrate` extends.
+            conn.execute_batch(SCHEMA).expect("old schema");
+        }
+        let store = SqliteStore::open(dir.path(), Durability::Process).expect("migrates");
+        store
+            .create_tasks(vec![new_task("t1", None)])
+            .await
+            .expect("create");
+        assert_eq!(
+            store
+                .get_task("t1")
+                .await
+                .expect("get")
+                .expect("exists")
+                .tenant,
+            "default"
+        );
     }
 
     #[tokio::test]
