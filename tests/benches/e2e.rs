@@ -108,22 +108,7 @@ async fn run_batch_load(client: &Tasks, total: usize) -> anyhow::Result<(usize, 
         }
     }
     // Done when no task is left queued or running.
-    eventually(Duration::from_secs(600), || {
-        let mut client = client.clone();
-        async move {
-            let open = client
-                .list_tasks(v1::ListTasksRequest {
-                    states: vec![v1::TaskState::Queued as i32, v1::TaskState::Running as i32],
-                    page_size: 1,
-                    ..Default::default()
-                })
-                .await
-                .ok()?
-                .into_inner();
-            open.tasks.is_empty().then_some(())
-        }
-    })
-    .await?;
+    wait_all_finished(client, Duration::from_secs(600)).await?;
     let elapsed = start.elapsed();
     Ok((ids.len(), elapsed))
 }

@@ -398,6 +398,27 @@ pub async fn wait_step(
     .with_context(|| format!("step {step} of {task_id} never reached {state:?}"))
 }
 
+/// Waits until no task is left queued or running.
+pub async fn wait_all_finished(client: &Tasks, limit: Duration) -> anyhow::Result<()> {
+    eventually(limit, || {
+        let mut client = client.clone();
+        async move {
+            let open = client
+                .list_tasks(v1::ListTasksRequest {
+                    states: vec![v1::TaskState::Queued as i32, v1::TaskState::Running as i32],
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            open.tasks.is_empty().then_some(())
+        }
+    })
+    .await
+    .context("tasks still open")
+}
+
 /// A shell step.
 pub fn shell_step(id: &str, deps: &[&str], script: &str) -> v1::StepSpec {
     v1::StepSpec {

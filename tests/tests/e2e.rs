@@ -1423,22 +1423,7 @@ async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -
         .clone();
     assert_eq!(acked.len(), TASKS);
     let client = server.tasks().await?;
-    eventually(Duration::from_secs(180), || {
-        let mut client = client.clone();
-        async move {
-            let open = client
-                .list_tasks(v1::ListTasksRequest {
-                    states: vec![v1::TaskState::Queued as i32, v1::TaskState::Running as i32],
-                    page_size: 1,
-                    ..Default::default()
-                })
-                .await
-                .ok()?
-                .into_inner();
-            open.tasks.is_empty().then_some(())
-        }
-    })
-    .await?;
+    wait_all_finished(&client, Duration::from_secs(180)).await?;
 
     // Every acknowledged task is there exactly once (idempotency held
     // across the crash), finished, with exactly one accepted result.
@@ -1501,6 +1486,14 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
     );
     assert!(!dir.path().join("orca.db").exists(), "nothing was created");
     Ok(())
+}
+
+/// A server whose tokens file holds exactly these lines.
+fn start_with_tokens(dir: &Path, lines: &[String]) -> anyhow::Result<Server> {
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, lines.join("\n"))?;
+    let tokens_arg = tokens.display().to_string();
+    Server::start_on(dir, "127.0.0.1:0", &["--tokens-file", &tokens_arg])
 }
 
 fn token_line(token: &str, role: &str, name: &str) -> String {
@@ -1618,16 +1611,15 @@ async fn every_method_but_health_needs_a_valid_token() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let tokens = dir.path().join("tokens");
-    let lines = [
-        token_line("orca_admin", "admin", "root"),
-        token_line("orca_dev", "developer", "dana"),
-        token_line("orca_viewer", "viewer", "vic"),
-        token_line("orca_worker", "worker", "pool-a"),
-    ];
-    std::fs::write(&tokens, lines.join("\n"))?;
-    let tokens_arg = tokens.display().to_string();
-    let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--tokens-file", &tokens_arg])?;
+    let server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_admin", "admin", "root"),
+            token_line("orca_dev", "developer", "dana"),
+            token_line("orca_viewer", "viewer", "vic"),
+            token_line("orca_worker", "worker", "pool-a"),
+        ],
+    )?;
     let developer = server.tasks_as("orca_dev").await?;
     let id = submit(&developer, task("by-dev", vec![noop_step("a")])).await?;
 
@@ -1744,16 +1736,15 @@ async fn a_worker_with_a_bad_token_stops_with_one_clear_line() -> anyhow::Result
 async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let gate = dir.path().join("gate");
-    let tokens = dir.path().join("tokens");
-    let lines = [
-        token_line("orca_admin", "admin", "root"),
-        token_line("orca_alice", "developer", "alice tenants=team-a"),
-        token_line("orca_bob", "developer", "bob tenants=team-b"),
-        token_line("orca_worker", "worker", "pool"),
-    ];
-    std::fs::write(&tokens, lines.join("\n"))?;
-    let tokens_arg = tokens.display().to_string();
-    let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--tokens-file", &tokens_arg])?;
+    let server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_admin", "admin", "root"),
+            token_line("orca_alice", "developer", "alice tenants=team-a"),
+            token_line("orca_bob", "developer", "bob tenants=team-b"),
+            token_line("orca_worker", "worker", "pool"),
+        ],
+    )?;
     let _w = start_worker(
         &server.url,
         dir.path(),
