@@ -45,6 +45,15 @@ impl Hub {
         }
     }
 
+    /// Tasks with a live channel.
+    #[cfg(test)]
+    pub fn channels(&self) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Ends every watcher (server shutdown).
     pub fn close_all(&self) {
         self.channels

@@ -419,18 +419,18 @@ impl v1::task_service_server::TaskService for TaskApi {
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
         let caller = require(&request, Action::ReadTasks)?;
         let request = request.into_inner();
-        // Subscribe before reading the store: every event is then in one or
-        // the other, and duplicates are dropped by sequence number.
-        let live = self.hub.subscribe(&request.task_id);
-        // Read after subscribing: if the task had already finished, the
-        // replay holds every event and nothing live will follow.
+        // Check first: a channel is made only for a task the caller may see.
         let finished = self
             .load(&request.task_id, &caller)
             .await?
             .state
             .is_terminal();
+        // Subscribe before the replay reads the store: every event is then in
+        // one or the other, and duplicates are dropped by sequence number. A
+        // task that finished before this point has every event stored; one
+        // that finishes after it ends the replay or the live stream.
+        let live = (request.follow && !finished).then(|| self.hub.subscribe(&request.task_id));
         let (tx, rx) = mpsc::channel(256);
-        let live = (request.follow && !finished).then_some(live);
         tokio::spawn(follow(
             self.store.clone(),
             request.task_id,
@@ -520,5 +520,91 @@ async fn follow(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Identity, Role, Tenants};
+    use orca_api::v1::task_service_server::TaskService;
+
+    fn as_admin<T>(message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(Identity {
+            name: "test".into(),
+            role: Role::Admin,
+            tenants: Tenants::All,
+        });
+        request
+    }
+
+    #[tokio::test]
+    async fn watching_what_is_not_there_leaves_no_channel_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            orca_store::SqliteStore::open(dir.path(), orca_store::Durability::Process)
+                .expect("store"),
+        );
+        let hub = Arc::new(Hub::default());
+        let leases = crate::engine::Leases {
+            ttl: std::time::Duration::from_secs(30),
+            heartbeat_interval: std::time::Duration::from_secs(5),
+        };
+        let (engine, _fatal) = crate::engine::start(store.clone(), hub.clone(), Vec::new(), leases);
+        let api = TaskApi::new(store, engine, hub.clone(), Limits::default());
+
+        for _ in 0..3 {
+            let watch = v1::WatchTaskRequest {
+                task_id: "01nosuchtask0000000000000a".into(),
+                after_seq: 0,
+                follow: true,
+            };
+            let refused = api
+                .watch_task(as_admin(watch))
+                .await
+                .err()
+                .expect("unknown task");
+            assert_eq!(refused.code(), tonic::Code::NotFound);
+        }
+        assert_eq!(hub.channels(), 0, "a refused watch makes no channel");
+
+        // A task that no worker runs stays queued: following it makes one.
+        let submitted = api
+            .submit_task(as_admin(v1::SubmitTaskRequest {
+                spec: Some(v1::TaskSpec {
+                    name: "t".into(),
+                    steps: vec![v1::StepSpec {
+                        id: "a".into(),
+                        runtime: Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("submitted")
+            .into_inner();
+        let replay_only = v1::WatchTaskRequest {
+            task_id: submitted.task_id.clone(),
+            after_seq: 0,
+            follow: false,
+        };
+        api.watch_task(as_admin(replay_only))
+            .await
+            .expect("replays");
+        assert_eq!(
+            hub.channels(),
+            0,
+            "a replay without follow makes no channel"
+        );
+        let follow = v1::WatchTaskRequest {
+            task_id: submitted.task_id,
+            after_seq: 0,
+            follow: true,
+        };
+        let _stream = api.watch_task(as_admin(follow)).await.expect("follows");
+        assert_eq!(hub.channels(), 1);
     }
 }
