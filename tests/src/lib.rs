@@ -226,15 +226,7 @@ impl Server {
 
     /// Starts `orca worker` against this server.
     pub fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> anyhow::Result<Process> {
-        start_worker(
-            &self.url,
-            &self.data_dir,
-            name,
-            capabilities,
-            slots,
-            &[],
-            &self.worker_token,
-        )
+        self.worker_with(name, capabilities, slots, &[])
     }
 
     /// Starts `orca worker` with extra worker flags.
