@@ -11,10 +11,10 @@ use anyhow::{Context, bail};
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use orca_api;
-use orca_api::client::Bearer;
+use orca_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
 
 /// Clients that carry a bearer token.
@@ -118,6 +118,8 @@ pub struct Server {
     /// The tokens the control plane created on its first start.
     pub admin_token: String,
     pub worker_token: String,
+    /// What this harness's clients trust (and show) when the server serves TLS.
+    pub client_tls: ClientTls,
 }
 
 impl Server {
@@ -157,7 +159,7 @@ impl Server {
         let url = first
             .rsplit(' ')
             .next()
-            .filter(|u| u.starts_with("http://"))
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .with_context(|| format!("unexpected first line {first:?}"))?
             .to_string();
         let read = |name: &str| -> anyhow::Result<String> {
@@ -172,6 +174,7 @@ impl Server {
             process,
             url,
             data_dir: data_dir.to_path_buf(),
+            client_tls: ClientTls::default(),
         })
     }
 
@@ -192,7 +195,8 @@ impl Server {
 
     /// `127.0.0.1:PORT` of this server, to restart on the same address.
     pub fn listen_addr(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
+        let url = self.url.trim_start_matches("https://");
+        url.trim_start_matches("http://").to_string()
     }
 
     /// A TaskService client with the admin token.
@@ -202,7 +206,7 @@ impl Server {
 
     pub async fn tasks_as(&self, token: &str) -> anyhow::Result<Tasks> {
         Ok(TaskServiceClient::with_interceptor(
-            connect(&self.url).await?,
+            connect_with(&self.url, &self.client_tls).await?,
             bearer(token),
         ))
     }
@@ -210,7 +214,7 @@ impl Server {
     /// An AgentService client with the admin token.
     pub async fn agents(&self) -> anyhow::Result<Agents> {
         Ok(AgentServiceClient::with_interceptor(
-            connect(&self.url).await?,
+            connect_with(&self.url, &self.client_tls).await?,
             bearer(&self.admin_token),
         ))
     }
@@ -220,7 +224,12 @@ impl Server {
         let mut command = Command::new(orca_bin());
         command
             .args(["--server", &self.url])
-            .env("ORCA_TOKEN", &self.admin_token);
+            .env("ORCA_TOKEN", &self.admin_token)
+            // No context from the developer's own config file.
+            .env("XDG_CONFIG_HOME", &self.data_dir);
+        if let Some(ca) = &self.client_tls.ca_file {
+            command.arg("--ca-file").arg(ca);
+        }
         command
     }
 
@@ -273,6 +282,27 @@ impl Server {
     }
 }
 
+/// A server whose tokens file holds exactly these lines, with extra flags.
+pub fn start_with_tokens(dir: &Path, lines: &[String], extra: &[&str]) -> anyhow::Result<Server> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&tokens, lines.join("\n"))?;
+    let tokens_arg = tokens.display().to_string();
+    let mut args = vec!["--tokens-file", &tokens_arg];
+    args.extend_from_slice(extra);
+    Server::start_on(dir, "127.0.0.1:0", &args)
+}
+
+/// A tokens-file line for `token`.
+pub fn token_line(token: &str, role: &str, name: &str) -> String {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{digest} {role} {name}")
+}
+
 pub fn start_worker(
     url: &str,
     dir: &Path,
@@ -301,6 +331,7 @@ pub fn start_worker(
             .args(extra)
             .current_dir(dir)
             .env("ORCA_TOKEN", token)
+            .env("XDG_CONFIG_HOME", dir)
             .env("RUST_LOG", "info"),
         dir,
         name,
@@ -308,11 +339,12 @@ pub fn start_worker(
 }
 
 pub async fn connect(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
+    connect_with(url, &ClientTls::default()).await
+}
+
+/// A channel to `url`, over TLS with `tls` for an `https://` URL.
+pub async fn connect_with(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
+    Ok(orca_api::client::endpoint(url, tls)?.connect().await?)
 }
 
 /// Polls `check` until it yields a value or `limit` passes.
@@ -409,6 +441,17 @@ pub async fn wait_all_finished(client: &Tasks, limit: Duration) -> anyhow::Resul
     })
     .await
     .context("tasks still open")
+}
+
+/// A shell loop that waits until `gate` exists (or its directory is gone,
+/// so no step outlives its test).
+pub fn wait_for_gate(gate: &Path) -> String {
+    let dir = gate.parent().unwrap_or(gate);
+    format!(
+        "while [ ! -e {gate} ]; do [ -d {dir} ] || exit 1; sleep 0.02; done",
+        gate = gate.display(),
+        dir = dir.display()
+    )
 }
 
 /// A shell step.

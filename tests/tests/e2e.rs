@@ -27,15 +27,6 @@ fn output(step: &v1::Step) -> Value {
 /// Shell that waits until `gate` exists. It also gives up once the test's
 /// directory is gone, so a step whose worker was killed (its process group
 /// outlives the worker) cannot spin on after the test.
-fn wait_for_gate(gate: &Path) -> String {
-    let dir = gate.parent().unwrap_or(gate);
-    format!(
-        "while [ ! -e {gate} ]; do [ -d {dir} ] || exit 1; sleep 0.02; done",
-        gate = gate.display(),
-        dir = dir.display()
-    )
-}
-
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -1488,23 +1479,6 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
     Ok(())
 }
 
-/// A server whose tokens file holds exactly these lines.
-fn start_with_tokens(dir: &Path, lines: &[String]) -> anyhow::Result<Server> {
-    let tokens = dir.join("tokens");
-    std::fs::write(&tokens, lines.join("\n"))?;
-    let tokens_arg = tokens.display().to_string();
-    Server::start_on(dir, "127.0.0.1:0", &["--tokens-file", &tokens_arg])
-}
-
-fn token_line(token: &str, role: &str, name: &str) -> String {
-    use sha2::Digest;
-    let digest: String = sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{digest} {role} {name}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_but_health_needs_a_valid_token() -> anyhow::Result<()> {
     use tonic_health::pb::health_client::HealthClient;
@@ -1619,6 +1593,7 @@ async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
             token_line("orca_viewer", "viewer", "vic"),
             token_line("orca_worker", "worker", "pool-a"),
         ],
+        &[],
     )?;
     let developer = server.tasks_as("orca_dev").await?;
     let id = submit(&developer, task("by-dev", vec![noop_step("a")])).await?;
@@ -1744,6 +1719,7 @@ async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
             token_line("orca_bob", "developer", "bob tenants=team-b"),
             token_line("orca_worker", "worker", "pool"),
         ],
+        &[],
     )?;
     let _w = start_worker(
         &server.url,

@@ -1,8 +1,78 @@
-//! What a client needs to call orca: its bearer token on every request.
+//! What a client needs to call orca: the endpoint (plaintext, TLS, or TLS
+//! with a client certificate) and its bearer token on every request.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
+
+use crate::Error;
+
+/// TLS settings of a client. Without a CA file, `https://` servers are
+/// checked against the system's roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM CA certificates the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that ask workers for
+    /// one (mTLS).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl ClientTls {
+    fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::Client(format!("reading the {what} {}: {e}", path.display())))
+}
+
+/// The endpoint for `server`: `http://` for plaintext, `https://` for TLS.
+pub fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
+    let endpoint = Endpoint::from_shared(server.to_string())
+        .map_err(|_| {
+            Error::Client(format!(
+                "server {server:?} is not a URL like http://127.0.0.1:7070"
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if !server.starts_with("https://") {
+        if tls.is_set() {
+            return Err(Error::Client(format!(
+                "server {server:?}: TLS files are set, so the URL must start with https://"
+            )));
+        }
+        return Ok(endpoint);
+    }
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.ca_file {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca, "CA file")?)),
+        None => config.with_native_roots(),
+    };
+    config = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => config.identity(Identity::from_pem(
+            read(cert, "client certificate")?,
+            read(key, "client key")?,
+        )),
+        (None, None) => config,
+        _ => {
+            return Err(Error::Client(
+                "a client certificate needs both its certificate and its key file".into(),
+            ));
+        }
+    };
+    endpoint
+        .tls_config(config)
+        .map_err(|e| Error::Client(format!("TLS settings for {server}: {e}")))
+}
 
 /// Adds `authorization: Bearer <token>` to each request (nothing without a
 /// token; the server then answers UNAUTHENTICATED).
@@ -10,15 +80,13 @@ use tonic::{Request, Status};
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Bearer {
-    pub fn new(token: Option<&str>) -> Result<Bearer, crate::Error> {
+    pub fn new(token: Option<&str>) -> Result<Bearer, Error> {
         match token.map(str::trim).filter(|t| !t.is_empty()) {
             None => Ok(Bearer(None)),
             Some(token) => format!("Bearer {token}")
                 .parse()
                 .map(|value| Bearer(Some(value)))
-                .map_err(|_| {
-                    crate::Error::Invalid("token", "holds characters a header cannot carry")
-                }),
+                .map_err(|_| Error::Invalid("token", "holds characters a header cannot carry")),
         }
     }
 }

@@ -25,4 +25,7 @@ pub enum Error {
     /// A value cannot be used as it is.
     #[error("{0}: {1}")]
     Invalid(&'static str, &'static str),
+    /// A client setting (server URL, TLS file) cannot be used.
+    #[error("{0}")]
+    Client(String),
 }

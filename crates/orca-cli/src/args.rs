@@ -7,7 +7,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,19 +16,43 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
     propagate_version = true
 )]
 pub struct Cli {
-    /// The control plane to talk to.
-    #[arg(long, global = true, env = "ORCA_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// The control plane to talk to: http://host:port, or https:// for
+    /// TLS [default: the context's server, else http://127.0.0.1:7070].
+    #[arg(long, global = true, env = "ORCA_SERVER")]
+    pub server: Option<String>,
 
-    /// Bearer token. Without it (or --token-file), the CLI reads
-    /// .orca/admin.token, and `orca worker` reads .orca/worker.token: the
-    /// tokens `orca up` creates.
+    /// Bearer token (an orca token or a JWT). Without it (or --token-file
+    /// or a context), the CLI reads .orca/admin.token, and `orca worker`
+    /// reads .orca/worker.token: the tokens `orca up` creates.
     #[arg(long, global = true, env = "ORCA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
     /// A file holding the bearer token.
     #[arg(long, global = true, env = "ORCA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// PEM CA certificates that an https:// server's certificate must
+    /// chain to; the system's roots without it.
+    #[arg(long, global = true, env = "ORCA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// PEM client certificate, for servers that require one of workers.
+    #[arg(long, global = true, env = "ORCA_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM key of --client-cert.
+    #[arg(long, global = true, env = "ORCA_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// The context (server, token, CA) to use from the config file, instead
+    /// of its current one.
+    #[arg(long, global = true, env = "ORCA_CONTEXT")]
+    pub context: Option<String>,
+
+    /// The config file with contexts [default: $XDG_CONFIG_HOME/orca/config.yaml,
+    /// else ~/.config/orca/config.yaml].
+    #[arg(long, global = true, env = "ORCA_CONFIG")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -56,6 +79,33 @@ pub enum Command {
     Retry(RetryArgs),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
+    /// Show and edit the contexts of the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List the contexts; `*` marks the current one.
+    GetContexts,
+    /// Make a context the current one.
+    UseContext { name: String },
+    /// Create or update a context; only the given fields change.
+    SetContext {
+        name: String,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
+        #[arg(long)]
+        client_key: Option<PathBuf>,
+    },
+    /// Remove a context.
+    DeleteContext { name: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -92,14 +142,111 @@ pub struct ServerArgs {
     #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Tokens file: one `sha256:<hex> <role> <name>` per line. Without it,
-    /// DATA_DIR/tokens is used, created with an admin and a worker token on
-    /// first start.
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Input limits; each refusal names the limit it hit. Unset ones keep their
+/// defaults.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Largest gRPC message accepted [default: 4194304].
+    #[arg(long, env = "ORCA_MAX_MESSAGE_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_message_bytes: Option<u64>,
+    /// Steps per task [default: 1000].
+    #[arg(long, env = "ORCA_MAX_STEPS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_steps: Option<u64>,
+    /// Bytes of one step's command, all arguments together [default: 65536].
+    #[arg(long, env = "ORCA_MAX_COMMAND_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_command_bytes: Option<u64>,
+    /// Bytes of one step's environment, keys and values [default: 65536].
+    #[arg(long, env = "ORCA_MAX_ENV_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_env_bytes: Option<u64>,
+    /// Labels per task [default: 64].
+    #[arg(long, env = "ORCA_MAX_LABELS", value_parser = clap::value_parser!(u64).range(0..))]
+    pub max_labels: Option<u64>,
+    /// Bytes of a step's output JSON; a larger one fails the attempt [default: 1048576].
+    #[arg(long, env = "ORCA_MAX_OUTPUT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_output_bytes: Option<u64>,
+    /// Bytes of one log line; longer ones are cut and marked [default: 16384].
+    #[arg(long, env = "ORCA_MAX_LOG_LINE_BYTES", value_parser = clap::value_parser!(u64).range(64..))]
+    pub max_log_line_bytes: Option<u64>,
+    /// Watch streams one caller may hold open [default: 64].
+    #[arg(long, env = "ORCA_MAX_WATCHES_PER_CALLER", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_watches_per_caller: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The defaults with the given flags applied.
+    pub fn apply(&self, limits: &mut orca_core::Limits) {
+        let set = |target: &mut usize, value: Option<u64>| {
+            if let Some(value) = value {
+                *target = usize::try_from(value).unwrap_or(usize::MAX);
+            }
+        };
+        set(&mut limits.max_message_bytes, self.max_message_bytes);
+        set(&mut limits.max_steps, self.max_steps);
+        set(&mut limits.max_command_bytes, self.max_command_bytes);
+        set(&mut limits.max_env_bytes, self.max_env_bytes);
+        set(&mut limits.max_labels, self.max_labels);
+        set(&mut limits.max_output_bytes, self.max_output_bytes);
+        set(&mut limits.max_log_line_bytes, self.max_log_line_bytes);
+        set(
+            &mut limits.max_watches_per_caller,
+            self.max_watches_per_caller,
+        );
+    }
+}
+
+/// Who may call, over what, and how often.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Tokens file: one `sha256:<hex> <role> <name> [tenants=a,b|*]` per
+    /// line. Without it, DATA_DIR/tokens is used, created with an admin and
+    /// a worker token on first start.
     #[arg(long, env = "ORCA_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
 
-    #[command(flatten)]
-    pub store: StoreArgs,
+    /// Accept HS256 JWTs signed with the secret in this file (32 bytes or more).
+    #[arg(long, env = "ORCA_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Accept RS256 JWTs signed by the key whose PEM public half is in this file.
+    #[arg(long, env = "ORCA_JWT_RS256_PUBLIC_KEY")]
+    pub jwt_rs256_public_key: Option<PathBuf>,
+
+    /// JWTs must carry this `iss`.
+    #[arg(long, env = "ORCA_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// JWTs must carry this `aud`.
+    #[arg(long, env = "ORCA_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Serve TLS with this PEM certificate chain (re-read when it changes).
+    #[arg(long, env = "ORCA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ORCA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Client certificates must chain to these PEM CAs, and workers must
+    /// present one (mTLS).
+    #[arg(long, env = "ORCA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Requests per second per caller (token name or JWT subject), e.g.
+    /// `50` or `50/200` for a burst of 200. Over it: RESOURCE_EXHAUSTED with
+    /// a retry hint. No limit by default.
+    #[arg(long, env = "ORCA_RATE_LIMIT", value_parser = parse_rate)]
+    pub rate_limit: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +296,12 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Local workers to start.
     #[arg(long, env = "ORCA_WORKERS", default_value_t = 2)]
@@ -248,6 +401,21 @@ pub struct WatchArgs {
     pub task: String,
 }
 
+/// `RATE` or `RATE/BURST`, both above zero; the burst defaults to the rate.
+fn parse_rate(text: &str) -> Result<(u32, u32), String> {
+    let number = |part: &str| {
+        part.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{text:?} is not a rate like 50 or 50/200 (both above zero)"))
+    };
+    match text.split_once('/') {
+        Some((rate, burst)) => Ok((number(rate)?, number(burst)?)),
+        None => number(text).map(|rate| (rate, rate)),
+    }
+}
+
 /// `500ms`, `15s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -306,6 +474,14 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("50"), Ok((50, 50)));
+        assert_eq!(parse_rate("50/200"), Ok((50, 200)));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
     }
 
     #[test]

@@ -1,26 +1,25 @@
 //! The client commands: submit, get, logs, cancel, watch.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use orca_api::client::Bearer;
+use orca_api::client::{Bearer, ClientTls};
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::args::{CancelArgs, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs};
 use crate::{output, taskfile, watch};
 
-pub async fn channel(server: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(server.to_string())
-        .with_context(|| format!("--server {server:?} is not a URL like http://127.0.0.1:7070"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+pub async fn channel(target: &Target) -> anyhow::Result<Channel> {
+    let endpoint = orca_api::client::endpoint(&target.server, &target.tls)?;
     endpoint.connect().await.with_context(|| {
-        format!("cannot reach the control plane at {server} (is `orca up` running?)")
+        format!(
+            "cannot reach the control plane at {} (is `orca up` running?)",
+            target.server
+        )
     })
 }
 
@@ -28,13 +27,14 @@ pub async fn channel(server: &str) -> anyhow::Result<Channel> {
 pub struct Target {
     pub server: String,
     pub bearer: Bearer,
+    pub tls: ClientTls,
 }
 
 pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 
 pub async fn tasks(target: &Target) -> anyhow::Result<Tasks> {
     Ok(TaskServiceClient::with_interceptor(
-        channel(&target.server).await?,
+        channel(target).await?,
         target.bearer.clone(),
     ))
 }
@@ -129,13 +129,11 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
             output::task(&task, format)?;
         }
         GetWhat::Agents { output: format } => {
-            let response = AgentServiceClient::with_interceptor(
-                channel(&target.server).await?,
-                target.bearer.clone(),
-            )
-            .list_agents(v1::ListAgentsRequest {})
-            .await?
-            .into_inner();
+            let response =
+                AgentServiceClient::with_interceptor(channel(target).await?, target.bearer.clone())
+                    .list_agents(v1::ListAgentsRequest {})
+                    .await?
+                    .into_inner();
             output::agents(&response.agents, format)?;
         }
     }

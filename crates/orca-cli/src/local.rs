@@ -7,9 +7,21 @@ use orca_server::Config;
 use orca_server::Durability as StoreDurability;
 use orca_worker::WorkerConfig;
 
-use crate::args::{Durability, ServerArgs, StoreArgs, UpArgs, WorkerArgs};
+use std::num::NonZeroU32;
 
-fn server_config(listen: std::net::SocketAddr, store: &StoreArgs) -> anyhow::Result<Config> {
+use orca_server::auth::RateLimit;
+use orca_server::jwt::JwtConfig;
+use orca_server::tls::TlsFiles;
+
+use crate::args::{Durability, LimitArgs, SecurityArgs, ServerArgs, StoreArgs, UpArgs, WorkerArgs};
+use crate::context::Resolved;
+
+fn server_config(
+    listen: std::net::SocketAddr,
+    store: &StoreArgs,
+    security: &SecurityArgs,
+    limits: &LimitArgs,
+) -> anyhow::Result<Config> {
     if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.lease_ttl {
         anyhow::bail!(
             "--heartbeat-interval ({:?}) must be above zero and shorter than --lease-ttl ({:?})",
@@ -24,6 +36,28 @@ fn server_config(listen: std::net::SocketAddr, store: &StoreArgs) -> anyhow::Res
     };
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
+    limits.apply(&mut config.limits);
+    config.tokens_file = security.tokens_file.clone();
+    config.jwt = JwtConfig {
+        hs256_secret_file: security.jwt_hs256_secret_file.clone(),
+        rs256_public_key_file: security.jwt_rs256_public_key.clone(),
+        issuer: security.jwt_issuer.clone(),
+        audience: security.jwt_audience.clone(),
+    };
+    config.rate_limit = security.rate_limit.and_then(|(rate, burst)| {
+        Some(RateLimit {
+            per_second: NonZeroU32::new(rate)?,
+            burst: NonZeroU32::new(burst)?,
+        })
+    });
+    config.tls = match (&security.tls_cert, &security.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: security.tls_client_ca.clone(),
+        }),
+        _ => None,
+    };
     Ok(config)
 }
 
@@ -44,31 +78,32 @@ async fn stop_signal() {
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let mut config = server_config(args.listen, &args.store)?;
-    config.tokens_file = args.tokens_file;
+    let config = server_config(args.listen, &args.store, &args.security, &args.limits)?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let running = orca_server::start(config)
         .await
         .context("starting the control plane")?;
     println!(
-        "orca control plane listening on http://{}",
+        "orca control plane listening on {scheme}://{}",
         running.local_addr
     );
     running.run_until(stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(
-    args: WorkerArgs,
-    server: &str,
-    token: Option<String>,
-) -> anyhow::Result<ExitCode> {
+pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCode> {
     let name = args.name.unwrap_or_else(default_worker_name);
-    let mut config = WorkerConfig::new(server, name, args.work_dir);
+    let mut config = WorkerConfig::new(target.server, name, args.work_dir);
+    config.tls = target.tls;
     config.pool = args.pool;
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
-    config.token = token;
+    config.token = target.token;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,9 +117,19 @@ fn default_worker_name() -> String {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let running = orca_server::start(server_config(args.listen, &args.store)?)
-        .await
-        .context("starting the control plane")?;
+    if args.security.tls_cert.is_some() {
+        anyhow::bail!(
+            "--tls-cert: `orca up` serves loopback in plaintext; use `orca server` for TLS"
+        );
+    }
+    let running = orca_server::start(server_config(
+        args.listen,
+        &args.store,
+        &args.security,
+        &args.limits,
+    )?)
+    .await
+    .context("starting the control plane")?;
     let endpoint = format!("http://{}", running.local_addr);
     // Scripts (and `make demo`) read the address from here when the port was
     // chosen by the system.

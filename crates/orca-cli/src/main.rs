@@ -4,6 +4,7 @@
 
 mod args;
 mod client;
+mod context;
 mod local;
 mod output;
 mod taskfile;
@@ -51,14 +52,20 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let token = token(&cli)?;
+    match &cli.command {
+        Command::Server(_) | Command::Up(_) => {}
+        Command::Config(command) => return context::command(&cli, command),
+        _ => {}
+    }
+    let resolved = context::resolve(&cli)?;
     let target = client::Target {
-        bearer: orca_api::client::Bearer::new(token.as_deref())?,
-        server: cli.server,
+        bearer: orca_api::client::Bearer::new(resolved.token.as_deref())?,
+        server: resolved.server.clone(),
+        tls: resolved.tls.clone(),
     };
     match cli.command {
         Command::Server(args) => local::server(args).await,
-        Command::Worker(args) => local::worker(args, &target.server, token).await,
+        Command::Worker(args) => local::worker(args, resolved).await,
         Command::Up(args) => local::up(args).await,
         Command::Submit(args) => client::submit(&target, args).await,
         Command::Get(args) => client::get(&target, args).await,
@@ -66,26 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => client::cancel(&target, args).await,
         Command::Retry(args) => client::retry(&target, args).await,
         Command::Watch(args) => client::watch(&target, args).await,
-    }
-}
-
-/// The token to send: --token, else --token-file, else the file `orca up`
-/// writes for this kind of command, if it is there.
-fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
-    if let Some(token) = &cli.token {
-        return Ok(Some(token.clone()));
-    }
-    let (path, required) = match &cli.token_file {
-        Some(path) => (path.clone(), true),
-        None if matches!(cli.command, Command::Worker(_)) => (".orca/worker.token".into(), false),
-        None => (".orca/admin.token".into(), false),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text.trim().to_string())),
-        Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
-            Err(anyhow::anyhow!("--token-file {}: {e}", path.display()))
-        }
-        Err(_) => Ok(None),
+        Command::Config(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

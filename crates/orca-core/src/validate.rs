@@ -22,6 +22,14 @@ pub struct Limits {
     pub max_command_bytes: usize,
     /// All keys and values of one step's environment together.
     pub max_env_bytes: usize,
+    /// One gRPC message, decoded (a submit, a worker's batch of logs).
+    pub max_message_bytes: usize,
+    /// A step's output JSON; a larger one fails the attempt.
+    pub max_output_bytes: usize,
+    /// One log line; a longer one is cut and marked as cut.
+    pub max_log_line_bytes: usize,
+    /// Watch streams one caller may hold open at once.
+    pub max_watches_per_caller: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +45,10 @@ impl Default for Limits {
             max_capability_bytes: 63,
             max_command_bytes: 64 * 1024,
             max_env_bytes: 64 * 1024,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_output_bytes: 1024 * 1024,
+            max_log_line_bytes: 16 * 1024,
+            max_watches_per_caller: 64,
         }
     }
 }
@@ -68,7 +80,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         return Err(invalid(
             "steps",
             format!(
-                "has {} steps; the limit is {}",
+                "has {} steps; the limit (max-steps) is {}",
                 spec.steps.len(),
                 limits.max_steps
             ),
@@ -96,7 +108,7 @@ fn validate_labels(labels: &BTreeMap<String, String>, limits: &Limits) -> Result
         return Err(invalid(
             "labels",
             format!(
-                "has {} labels; the limit is {}",
+                "has {} labels; the limit (max-labels) is {}",
                 labels.len(),
                 limits.max_labels
             ),
@@ -281,7 +293,7 @@ fn validate_step(
                 return Err(invalid(
                     field,
                     format!(
-                        "step {id:?}: the command is {bytes} bytes; the limit is {}",
+                        "step {id:?}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
                         limits.max_command_bytes
                     ),
                 ));
@@ -308,7 +320,7 @@ fn validate_step(
                 return Err(invalid(
                     field,
                     format!(
-                        "step {id:?}: the environment is {bytes} bytes; the limit is {}",
+                        "step {id:?}: the environment is {bytes} bytes; the limit (max-env-bytes) is {}",
                         limits.max_env_bytes
                     ),
                 ));

@@ -21,11 +21,18 @@ const MAX_SLOTS: u32 = 1024;
 pub struct AgentApi {
     engine: EngineHandle,
     limits: Limits,
+    /// mTLS: a worker must have presented a client certificate, which the
+    /// TLS layer has already checked against the client CA.
+    require_client_certificate: bool,
 }
 
 impl AgentApi {
-    pub fn new(engine: EngineHandle, limits: Limits) -> Self {
-        AgentApi { engine, limits }
+    pub fn new(engine: EngineHandle, limits: Limits, require_client_certificate: bool) -> Self {
+        AgentApi {
+            engine,
+            limits,
+            require_client_certificate,
+        }
     }
 }
 
@@ -85,6 +92,7 @@ fn worker_info(
 /// Turns one message of a registered worker into an engine command.
 async fn forward(
     engine: &EngineHandle,
+    limits: &Limits,
     worker: u64,
     message: v1::WorkerMessage,
 ) -> Result<(), Error> {
@@ -120,25 +128,56 @@ async fn forward(
                 .into_iter()
                 .map(|l| {
                     let stream = v1::LogStream::try_from(l.stream).unwrap_or(v1::LogStream::Stdout);
-                    (LogStream::from(stream), l.line)
+                    (
+                        LogStream::from(stream),
+                        cap_line(l.line, limits.max_log_line_bytes),
+                    )
                 })
                 .collect();
             engine.logs(worker, attempt, lines).await
         }
         Some(Kind::Result(r)) => {
             let attempt = attempt_key("result.attempt", r.attempt)?;
-            let outcome = v1::Outcome::try_from(r.outcome).unwrap_or(v1::Outcome::Unspecified);
+            let mut outcome = v1::Outcome::try_from(r.outcome).unwrap_or(v1::Outcome::Unspecified);
+            let (mut output_json, mut error) = (r.output_json, r.error);
+            if output_json.len() > limits.max_output_bytes {
+                outcome = v1::Outcome::Failed;
+                error = format!(
+                    "the step's output is {} bytes; the limit (max-output-bytes) is {}",
+                    output_json.len(),
+                    limits.max_output_bytes
+                );
+                output_json.clear();
+            }
             let report = StepReport {
                 attempt,
                 outcome,
-                output_json: r.output_json,
-                error: r.error,
+                output_json,
+                error,
                 exit_code: r.exit_code,
                 started_at: r.started_at.as_ref().map(micros),
             };
             engine.report(worker, report).await
         }
     }
+}
+
+/// A log line within `limit` bytes: a longer one is cut at a character
+/// boundary and says so, so the log shows that text is missing.
+fn cap_line(mut line: String, limit: usize) -> String {
+    if line.len() <= limit {
+        return line;
+    }
+    let over = line.len() - limit;
+    let mut cut = limit;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    line.truncate(cut);
+    line.push_str(&format!(
+        " [cut: {over} bytes over the max-log-line-bytes limit of {limit}]"
+    ));
+    line
 }
 
 type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>> + Send>>;
@@ -151,7 +190,16 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<Streaming<v1::WorkerMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        require(&request, Action::ConnectWorker)?;
+        let identity = require(&request, Action::ConnectWorker)?;
+        if self.require_client_certificate
+            && request.peer_certs().is_none_or(|certs| certs.is_empty())
+        {
+            return Err(Error::Unauthenticated(format!(
+                "{}: workers must present a client certificate signed by the control plane's client CA",
+                identity.name
+            ))
+            .into());
+        }
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -173,11 +221,12 @@ impl v1::agent_service_server::AgentService for AgentApi {
         let errors = outbox.downgrade();
         let worker = self.engine.register(info, running, outbox).await?;
         let engine = self.engine.clone();
+        let limits = self.limits.clone();
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(message)) => {
-                        if let Err(e) = forward(&engine, worker, message).await {
+                        if let Err(e) = forward(&engine, &limits, worker, message).await {
                             if let Some(outbox) = errors.upgrade() {
                                 let _ = outbox.send(Err(Status::from(e)));
                             }

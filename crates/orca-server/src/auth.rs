@@ -1,6 +1,7 @@
 //! Who is calling, and what they may do. Every gRPC method but health needs a
-//! bearer token; tokens are kept only as SHA-256 hashes, each bound to a name
-//! and a role.
+//! bearer token: one of orca's own, kept only as SHA-256 hashes, each bound
+//! to a name, a role and tenants; or a JWT (see `jwt`). Each caller may be
+//! held to a request rate.
 //!
 //! The tokens file has one token per line, `sha256:<hex> <role> <name>`;
 //! `#` starts a comment. With no file configured, the control plane keeps
@@ -10,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::Error;
+use crate::jwt::{JwtVerifier, looks_like_jwt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -31,7 +34,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(text: &str) -> Option<Role> {
+    pub(crate) fn parse(text: &str) -> Option<Role> {
         match text {
             "admin" => Some(Role::Admin),
             "developer" => Some(Role::Developer),
@@ -134,6 +137,15 @@ impl Identity {
     }
 }
 
+/// The tenants of a token that names none: admins and workers span them
+/// all, people see the default tenant.
+pub fn default_tenants(role: Role) -> Tenants {
+    match role {
+        Role::Admin | Role::Worker => Tenants::All,
+        Role::Developer | Role::Viewer => Tenants::Only(vec![DEFAULT_TENANT.to_string()]),
+    }
+}
+
 /// Tenant names: lowercase letters, digits and '-', 1 to 63 bytes.
 pub fn valid_tenant(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -205,11 +217,8 @@ impl Tokens {
                 .ok_or_else(|| bad("the hash must be sha256: and 64 hex digits"))?;
             let role = Role::parse(role)
                 .ok_or_else(|| bad("the role must be admin, developer, viewer or worker"))?;
-            // Admins and workers span tenants unless told otherwise; people
-            // see the default tenant unless told otherwise.
             let tenants = match tenants.map(|t| t.strip_prefix("tenants=")) {
-                None if matches!(role, Role::Admin | Role::Worker) => Tenants::All,
-                None => Tenants::Only(vec![DEFAULT_TENANT.to_string()]),
+                None => default_tenants(role),
                 Some(Some("*")) => Tenants::All,
                 Some(Some(list)) => {
                     let names: Vec<String> = list.split(',').map(str::to_string).collect();
@@ -291,38 +300,86 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
-/// Checks the bearer token of every request and records who sent it, for
-/// the handlers' permission checks.
+/// Requests per second allowed to one caller, and the burst above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Checks the bearer token of every request (an orca token or a JWT),
+/// holds each caller to its rate, and records who it is for the handlers'
+/// permission checks.
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Arc<Tokens>,
+    jwt: Option<Arc<JwtVerifier>>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl Authenticator {
-    pub fn new(tokens: Tokens) -> Self {
+    pub fn new(tokens: Tokens, jwt: Option<JwtVerifier>, rate: Option<RateLimit>) -> Self {
         Authenticator {
             tokens: Arc::new(tokens),
+            jwt: jwt.map(Arc::new),
+            limiter: rate.map(|rate| {
+                Arc::new(governor::RateLimiter::keyed(
+                    governor::Quota::per_second(rate.per_second).allow_burst(rate.burst),
+                ))
+            }),
         }
     }
-}
 
-impl tonic::service::Interceptor for Authenticator {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request.metadata().get("authorization").ok_or_else(|| {
-            Status::unauthenticated("a bearer token is required (authorization: Bearer <token>)")
+    fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Identity, Error> {
+        let header = metadata.get("authorization").ok_or_else(|| {
+            Error::Unauthenticated(
+                "a bearer token is required (authorization: Bearer <token>)".into(),
+            )
         })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
             .ok_or_else(|| {
-                Status::unauthenticated("the authorization header must be `Bearer <token>`")
+                Error::Unauthenticated("the authorization header must be `Bearer <token>`".into())
             })?;
-        let identity = self
-            .tokens
-            .authenticate(token.trim())
-            .ok_or_else(|| Status::unauthenticated("the token is not valid"))?
-            .clone();
+        match &self.jwt {
+            Some(jwt) if looks_like_jwt(token) => jwt.verify(token),
+            _ => self
+                .tokens
+                .authenticate(token)
+                .cloned()
+                .ok_or_else(|| Error::Unauthenticated("the token is not valid".into())),
+        }
+    }
+
+    /// Each caller (token name or JWT subject) has its own bucket, so one
+    /// noisy client slows only itself.
+    fn check_rate(&self, identity: &Identity) -> Result<(), Error> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&identity.name).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+            Error::ResourceExhausted {
+                message: format!(
+                    "rate limit: {} is over its request rate; retry in {} ms",
+                    identity.name,
+                    wait.as_millis().max(1)
+                ),
+                retry_after: Some(wait),
+            }
+        })
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let identity = self.authenticate(request.metadata())?;
+        self.check_rate(&identity)?;
         request.extensions_mut().insert(identity);
         Ok(request)
     }
@@ -333,16 +390,17 @@ pub fn require<T>(request: &Request<T>, action: Action) -> Result<Identity, Stat
     let identity = request
         .extensions()
         .get::<Identity>()
-        .ok_or_else(|| Status::unauthenticated("a bearer token is required"))?;
+        .ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?;
     if action.allowed(identity.role) {
         Ok(identity.clone())
     } else {
-        Err(Status::permission_denied(format!(
+        Err(Error::PermissionDenied(format!(
             "{} ({}) may not {}",
             identity.name,
             identity.role,
             action.describe()
-        )))
+        ))
+        .into())
     }
 }
 

@@ -11,9 +11,19 @@ pub enum Error {
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The request carries no valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller is over a limit (its rate, or its open watches); it may
+    /// try again after `retry_after`, when one is known.
+    #[error("{message}")]
+    ResourceExhausted {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// The request does not fit the current state (e.g. retrying a running task).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -42,6 +52,9 @@ pub enum Error {
     /// The tokens file is missing, unreadable or malformed.
     #[error("auth: {0}")]
     Auth(String),
+    /// A TLS certificate, key or CA file does not load.
+    #[error("tls: {0}")]
+    Tls(String),
     /// A commit failed after the engine had decided: the server stops rather
     /// than serve state that the store does not hold.
     #[error("fatal store failure: {0}")]
@@ -76,6 +89,7 @@ impl From<orca_api::Error> for Error {
             }
             orca_api::Error::Missing(field) => Error::invalid(field, "required"),
             orca_api::Error::Invalid(field, message) => Error::invalid(field, message),
+            orca_api::Error::Client(message) => Error::Protocol(message),
         }
     }
 }
@@ -86,17 +100,32 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Store(_) | Error::ShuttingDown => Code::Unavailable,
             Error::Transport(_)
             | Error::Reflection(_)
             | Error::Io { .. }
             | Error::Auth(_)
+            | Error::Tls(_)
             | Error::Fatal(_) => Code::Internal,
         };
         if code == Code::Internal || code == Code::Unavailable {
             tracing::warn!(error = %e, "request failed");
         }
-        Status::new(code, e.to_string())
+        let mut status = Status::new(code, e.to_string());
+        if let Error::ResourceExhausted {
+            retry_after: Some(after),
+            ..
+        } = e
+        {
+            // Clients back off by this; the message says it to people.
+            let millis = after.as_millis().max(1).to_string();
+            if let Ok(value) = millis.parse() {
+                status.metadata_mut().insert("retry-after-ms", value);
+            }
+        }
+        status
     }
 }

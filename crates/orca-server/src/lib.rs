@@ -7,7 +7,9 @@ pub mod auth;
 mod engine;
 mod error;
 mod hub;
+pub mod jwt;
 mod task_service;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,13 @@ pub struct Config {
     /// Tokens file; `None` keeps (and on first start creates) one in
     /// `data_dir`.
     pub tokens_file: Option<PathBuf>,
+    /// Keys for users' JWTs; none configured accepts only orca's tokens.
+    pub jwt: jwt::JwtConfig,
+    /// Requests per second per caller; `None` for no limit.
+    pub rate_limit: Option<auth::RateLimit>,
+    /// Serve TLS (and, with a client CA, hold workers to client
+    /// certificates); `None` serves plaintext, for loopback.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Config {
@@ -60,6 +69,9 @@ impl Config {
             heartbeat_interval: Duration::from_secs(5),
             limits: Limits::default(),
             tokens_file: None,
+            jwt: jwt::JwtConfig::default(),
+            rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -100,10 +112,22 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
 
 /// Opens the store, recovers unfinished tasks, binds and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
-    let authenticator = auth::Authenticator::new(auth::Tokens::load_or_create(
-        config.tokens_file.as_deref(),
-        &config.data_dir,
-    )?);
+    let authenticator = auth::Authenticator::new(
+        auth::Tokens::load_or_create(config.tokens_file.as_deref(), &config.data_dir)?,
+        jwt::JwtVerifier::load(&config.jwt)?,
+        config.rate_limit,
+    );
+    // Loaded before anything else starts, so a bad file stops the start.
+    let tls = config
+        .tls
+        .clone()
+        .map(tls::ReloadingConfig::load)
+        .transpose()?
+        .map(Arc::new);
+    let workers_need_certificates = config
+        .tls
+        .as_ref()
+        .is_some_and(|files| files.client_ca.is_some());
     let store = SqliteStore::open(&config.data_dir, config.durability)?;
     let db_path = store.path().to_path_buf();
     let store: Arc<dyn Store> = Arc::new(store);
@@ -129,7 +153,6 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         context: "reading the bound address".into(),
         source,
     })?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -142,9 +165,11 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let max_message_bytes = config.limits.max_message_bytes;
     let tasks =
         task_service::TaskApi::new(store, engine.clone(), hub.clone(), config.limits.clone());
-    let agents = agent_service::AgentApi::new(engine.clone(), config.limits);
+    let agents =
+        agent_service::AgentApi::new(engine.clone(), config.limits, workers_need_certificates);
 
     let (stop, stop_requested) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
@@ -159,16 +184,31 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             hub.close_all();
             let _ = signalled.send(());
         };
-        let server = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .add_service(health)
             // Health stays open for probes; everything else needs a token.
             .add_service(InterceptedService::new(reflection, authenticator.clone()))
-            .add_service(TaskServiceServer::with_interceptor(
-                tasks,
+            .add_service(InterceptedService::new(
+                TaskServiceServer::new(tasks).max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),
             ))
-            .add_service(AgentServiceServer::with_interceptor(agents, authenticator))
-            .serve_with_incoming_shutdown(incoming, signal);
+            .add_service(InterceptedService::new(
+                AgentServiceServer::new(agents).max_decoding_message_size(max_message_bytes),
+                authenticator,
+            ));
+        let server = async move {
+            match tls {
+                Some(tls) => {
+                    router
+                        .serve_with_incoming_shutdown(tls::incoming(listener, tls), signal)
+                        .await
+                }
+                None => {
+                    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                    router.serve_with_incoming_shutdown(incoming, signal).await
+                }
+            }
+        };
         let cut_off = async {
             let _ = shutdown_started.await;
             tokio::time::sleep(STOP_GRACE).await;
@@ -182,7 +222,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         }
         Ok(())
     });
-    tracing::info!(%local_addr, db = %db_path.display(), "control plane serving");
+    tracing::info!(%local_addr, tls = config.tls.is_some(), db = %db_path.display(), "control plane serving");
     Ok(RunningServer {
         local_addr,
         db_path,

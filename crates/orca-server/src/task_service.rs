@@ -1,6 +1,7 @@
 //! `TaskService`: thin handlers that validate, convert, delegate to the store
 //! or the engine, and convert back.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +32,52 @@ pub struct TaskApi {
     hub: Arc<Hub>,
     limits: Limits,
     ids: Mutex<ulid::Generator>,
+    watches: Arc<WatchSlots>,
+}
+
+/// Open watch streams per caller: each holds a server task and a channel,
+/// so one client may not open them without bound.
+#[derive(Default)]
+struct WatchSlots {
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One open watch; its slot frees when the watch ends.
+struct WatchSlot {
+    slots: Arc<WatchSlots>,
+    caller: String,
+}
+
+impl WatchSlots {
+    fn take(self: &Arc<Self>, caller: &str, limit: usize) -> Result<WatchSlot, Error> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(caller.to_string()).or_default();
+        if *count >= limit {
+            return Err(Error::ResourceExhausted {
+                message: format!(
+                    "{caller} has {count} watches open; the limit (max-watches-per-caller) is {limit}"
+                ),
+                retry_after: None,
+            });
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            slots: self.clone(),
+            caller: caller.to_string(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl TaskApi {
@@ -41,6 +88,7 @@ impl TaskApi {
             hub,
             limits,
             ids: Mutex::new(ulid::Generator::new()),
+            watches: Arc::default(),
         }
     }
 
@@ -429,15 +477,16 @@ impl v1::task_service_server::TaskService for TaskApi {
         // one or the other, and duplicates are dropped by sequence number. A
         // task that finished before this point has every event stored; one
         // that finishes after it ends the replay or the live stream.
+        let slot = self
+            .watches
+            .take(&caller.name, self.limits.max_watches_per_caller)?;
         let live = (request.follow && !finished).then(|| self.hub.subscribe(&request.task_id));
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(follow(
-            self.store.clone(),
-            request.task_id,
-            request.after_seq,
-            live,
-            tx,
-        ));
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            follow(store, request.task_id, request.after_seq, live, tx).await;
+            drop(slot);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -490,7 +539,12 @@ async fn follow(
     }
     let Some(mut live) = live else { return };
     loop {
-        match live.recv().await {
+        // A watcher that leaves frees its slot now, not at the next event.
+        let received = tokio::select! {
+            received = live.recv() => received,
+            _ = tx.closed() => return,
+        };
+        match received {
             Ok(event) => {
                 if event.seq <= after {
                     continue;

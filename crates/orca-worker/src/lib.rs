@@ -11,7 +11,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orca_api::client::Bearer;
+use orca_api::client::{Bearer, ClientTls};
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::server_message::Kind;
@@ -24,9 +24,9 @@ use crate::runtime::{Attempt, Report};
 /// Errors of a worker session.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The control plane's address is not a valid URL.
-    #[error("invalid server address {0:?}")]
-    InvalidServer(String),
+    /// The control plane's address or the TLS files cannot be used.
+    #[error("{0}")]
+    Settings(String),
     /// The connection could not be made or broke.
     #[error("connecting: {0}")]
     Connect(#[from] tonic::transport::Error),
@@ -62,6 +62,13 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// A token with the worker role.
     pub token: Option<String>,
+    /// CA and client certificate for an `https://` server.
+    pub tls: ClientTls,
+}
+
+fn endpoint(config: &WorkerConfig) -> Result<Endpoint, Error> {
+    orca_api::client::endpoint(&config.server, &config.tls)
+        .map_err(|e| Error::Settings(e.to_string()))
 }
 
 impl WorkerConfig {
@@ -77,6 +84,7 @@ impl WorkerConfig {
             reconnect_max: Duration::from_secs(5),
             drain_grace: Duration::from_secs(25),
             token: None,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -153,8 +161,7 @@ pub async fn run(
     mut config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    Endpoint::from_shared(config.server.clone())
-        .map_err(|_| Error::InvalidServer(config.server.clone()))?;
+    endpoint(&config)?;
     // Steps run inside their workspace, so every path handed to them
     // ($ORCA_OUTPUT...) must be absolute.
     let work_dir_error = |source| Error::WorkDir {
@@ -243,10 +250,8 @@ impl Worker {
     /// One Connect stream, from register to its end or to a finished drain.
     async fn session(&mut self, mut drain: watch::Receiver<bool>) -> Result<SessionEnd, Error> {
         let closed = Ok(SessionEnd::Closed { registered: true });
-        let endpoint = Endpoint::from_shared(self.config.server.clone())
-            .map_err(|_| Error::InvalidServer(self.config.server.clone()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+        // Read at each connect, so renewed client certificates are used.
+        let endpoint = endpoint(&self.config)?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
         let channel = endpoint.connect().await?;
