@@ -462,7 +462,7 @@ pub fn shell_step(id: &str, deps: &[&str], script: &str) -> v1::StepSpec {
         needs: Vec::new(),
         runtime: Some(v1::step_spec::Runtime::Shell(v1::ShellRuntime {
             command: vec!["sh".into(), "-c".into(), script.into()],
-            env: Default::default(),
+            ..Default::default()
         })),
         ..Default::default()
     }

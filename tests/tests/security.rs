@@ -589,3 +589,146 @@ async fn each_input_limit_is_configurable_refuses_by_name_and_stores_nothing() {
         .await
         .expect("finishes");
 }
+
+/// Every file under `dir`, read whole, for greps.
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                found.push((path, bytes));
+            }
+        }
+    }
+    found
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn a_secret_never_reaches_the_store_the_events_the_logs_or_the_cli() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("secrets dir");
+    // Made here, so it is in no source file and no command line.
+    let secret = format!("sk-test-{}-{}", std::process::id(), in_an_hour());
+    std::fs::write(secrets.join("api-key"), format!("{secret}\n")).expect("secret");
+    let server = Server::start(&data).expect("server");
+    let _worker = server
+        .worker_with("w", &["shell"], 2, &["--secrets-dir", path(&secrets)])
+        .expect("worker");
+    server.wait_for_agents(&["w"]).await.expect("worker");
+
+    let task_file = dir.path().join("task.yaml");
+    std::fs::write(
+        &task_file,
+        r#"name: uses-a-secret
+steps:
+  - id: use
+    shell:
+      command:
+        - sh
+        - -c
+        - |
+          echo "the key is $API_KEY"
+          echo "$API_KEY" >&2
+          echo "::progress 0.5 using $API_KEY"
+          env
+          digest=$(printf '%s' "$API_KEY" | sha256sum | cut -c1-64)
+          printf '{"key":"%s","digest":"%s"}' "$API_KEY" "$digest" > "$ORCA_OUTPUT"
+      secretEnv:
+        API_KEY: api-key
+"#,
+    )
+    .expect("task file");
+    let submitted = server
+        .cli()
+        .args(["submit", "--watch", "-f", path(&task_file)])
+        .output()
+        .expect("cli");
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let client = server.tasks().await.expect("client");
+    let ids = all_task_ids(&client).await.expect("list");
+    let id = ids.first().expect("the task").clone();
+    let used = wait_finished(&client, &id, Duration::from_secs(20))
+        .await
+        .expect("finished");
+    let output: serde_json::Value =
+        serde_json::from_str(&used.steps[0].output_json).expect("output json");
+    let digest: String = sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(output["digest"], digest.as_str(), "the step had the secret");
+    assert_eq!(output["key"], "***", "and it was masked on the way back");
+
+    // A secret the worker does not hold fails the step, naming it.
+    let mut missing = shell_step("a", &[], "true");
+    if let Some(v1::step_spec::Runtime::Shell(shell)) = &mut missing.runtime {
+        shell.secret_env.insert("X".into(), "not-there".into());
+    }
+    let failed = submit(&client, task("missing", vec![missing]))
+        .await
+        .expect("submit");
+    let failed = wait_finished(&client, &failed, Duration::from_secs(20))
+        .await
+        .expect("finished");
+    assert!(
+        failed.steps[0].error.contains("\"not-there\""),
+        "{}",
+        failed.steps[0].error
+    );
+
+    let mut seen = Vec::new();
+    for args in [
+        vec!["get", "task", id.as_str(), "-o", "json"],
+        vec!["get", "task", id.as_str()],
+        vec!["get", "tasks", "-o", "yaml"],
+        vec!["logs", id.as_str()],
+        vec!["watch", id.as_str()],
+    ] {
+        let out = server.cli().args(&args).output().expect("cli");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push((format!("orca {}", args.join(" ")), out.stdout));
+        seen.push((format!("orca {} (stderr)", args.join(" ")), out.stderr));
+    }
+    let logs = String::from_utf8_lossy(&seen[6].1).to_string();
+    assert!(logs.contains("the key is ***"), "{logs}");
+    // The store (database and WAL), the server's and worker's logs.
+    for (file, bytes) in all_bytes(&data) {
+        seen.push((file.display().to_string(), bytes));
+    }
+    for (place, bytes) in &seen {
+        assert!(!holds(bytes, &secret), "the secret is in {place}");
+        // Tokens are only in the files made to hold them: not in the
+        // store, not in a log, not in the step's environment.
+        if !place.ends_with(".token") {
+            assert!(
+                !holds(bytes, &server.worker_token),
+                "the worker token is in {place}"
+            );
+            assert!(
+                !holds(bytes, &server.admin_token),
+                "the admin token is in {place}"
+            );
+        }
+    }
+}

@@ -50,6 +50,7 @@ impl From<v1::StepSpec> for core::StepSpec {
                 Some(core::ShellSpec {
                     command: shell.command,
                     env: shell.env.into_iter().collect(),
+                    secret_env: shell.secret_env.into_iter().collect(),
                 }),
                 None,
             ),
@@ -92,6 +93,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
             (Some(shell), _) => Some(v1::step_spec::Runtime::Shell(v1::ShellRuntime {
                 command: shell.command.clone(),
                 env: shell.env.clone().into_iter().collect(),
+                secret_env: shell.secret_env.clone().into_iter().collect(),
             })),
             (None, Some(_)) => Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
             (None, None) => None,

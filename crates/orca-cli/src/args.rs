@@ -266,6 +266,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_WORK_DIR", default_value = ".orca/work")]
     pub work_dir: PathBuf,
 
+    /// One file per secret, named as steps name them in `secretEnv` (a
+    /// mounted Kubernetes Secret has this layout).
+    #[arg(long, env = "ORCA_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// Leave each attempt's workspace behind when it ends, for debugging;
+    /// by default it is removed (it may hold what a step made of a secret).
+    #[arg(long, env = "ORCA_KEEP_WORKSPACES")]
+    pub keep_workspaces: bool,
+
     /// On SIGTERM or Ctrl-C: take no new work, let running steps finish for
     /// this long, then hand the rest back to run elsewhere at once.
     #[arg(long, env = "ORCA_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
@@ -302,6 +312,11 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// The local workers' secrets: one file per secret, named as steps name
+    /// them in `secretEnv`.
+    #[arg(long, env = "ORCA_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
 
     /// Local workers to start.
     #[arg(long, env = "ORCA_WORKERS", default_value_t = 2)]

@@ -99,6 +99,8 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     let name = args.name.unwrap_or_else(default_worker_name);
     let mut config = WorkerConfig::new(target.server, name, args.work_dir);
     config.tls = target.tls;
+    config.secrets_dir = args.secrets_dir;
+    config.keep_workspaces = args.keep_workspaces;
     config.pool = args.pool;
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
@@ -159,6 +161,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         // back at once and run again when orca next starts.
         config.drain_grace = std::time::Duration::ZERO;
         config.token = Some(worker_token.clone());
+        config.secrets_dir = args.secrets_dir.clone();
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;

@@ -105,6 +105,10 @@ pub struct ShellSpec {
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Variables the worker fills from its secrets directory: variable
+    /// name -> secret name. Only the names are stored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +148,7 @@ impl StepSpec {
             shell: Some(ShellSpec {
                 command: command.iter().map(|s| s.to_string()).collect(),
                 env: BTreeMap::new(),
+                secret_env: BTreeMap::new(),
             }),
             noop: None,
             retry: None,

@@ -299,12 +299,34 @@ fn validate_step(
                 ));
             }
             let field = format!("steps[{i}].shell.env");
-            for key in shell.env.keys() {
+            for (key, kind) in shell
+                .env
+                .keys()
+                .map(|k| (k, "env"))
+                .chain(shell.secret_env.keys().map(|k| (k, "secretEnv")))
+            {
                 if key.is_empty() || key.contains(['=', '\0']) {
                     return Err(invalid(
-                        format!("{field}[{key:?}]"),
+                        format!("steps[{i}].shell.{kind}[{key:?}]"),
                         format!(
                             "step {id:?}: an environment variable name must be non-empty, without '=' or NUL"
+                        ),
+                    ));
+                }
+            }
+            for (key, secret) in &shell.secret_env {
+                let field = format!("steps[{i}].shell.secretEnv[{key:?}]");
+                if shell.env.contains_key(key) {
+                    return Err(invalid(
+                        field,
+                        format!("step {id:?}: {key} is set in env too; set it in one place"),
+                    ));
+                }
+                if !valid_secret_name(secret) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "step {id:?}: secret name {secret:?} must be 1 to 253 bytes of letters, digits, '-', '_' and '.', not starting with '.'"
                         ),
                     ));
                 }
@@ -315,7 +337,12 @@ fn validate_step(
                     format!("step {id:?}: a value holds a NUL byte"),
                 ));
             }
-            let bytes: usize = shell.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+            let bytes: usize = shell
+                .env
+                .iter()
+                .chain(&shell.secret_env)
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
             if bytes > limits.max_env_bytes {
                 return Err(invalid(
                     field,
@@ -328,6 +355,16 @@ fn validate_step(
             Ok(())
         }
     }
+}
+
+/// Secret names are file names in a worker's secrets directory (a mounted
+/// Kubernetes Secret): no path separators, no hidden files.
+pub fn valid_secret_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Capability names are what workers advertise: short, plain tokens.
@@ -420,6 +457,45 @@ mod tests {
             Err(Error::Invalid { field, message }) => (field, message),
             other => panic!("expected a rejection, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn secret_env_names_secrets_and_does_not_shadow_env() {
+        let with_secret = |var: &str, secret: &str, also_env: bool| {
+            let mut step = StepSpec::shell("a", &["true"]);
+            if let Some(shell) = &mut step.shell {
+                shell.secret_env.insert(var.into(), secret.into());
+                if also_env {
+                    shell.env.insert(var.into(), "plain".into());
+                }
+            }
+            task(vec![step])
+        };
+        assert_eq!(
+            validate(
+                &with_secret("API_KEY", "api-key", false),
+                &Limits::default()
+            ),
+            Ok(())
+        );
+        let (field, message) = rejected(&with_secret("API_KEY", "../etc/passwd", false));
+        assert_eq!(field, "steps[0].shell.secretEnv[\"API_KEY\"]");
+        assert!(message.contains("secret name"), "{message}");
+        assert!(
+            rejected(&with_secret("API_KEY", ".hidden", false))
+                .1
+                .contains("secret name")
+        );
+        assert!(
+            rejected(&with_secret("API_KEY", "api-key", true))
+                .1
+                .contains("in env too")
+        );
+        assert!(
+            rejected(&with_secret("A=B", "api-key", false))
+                .0
+                .contains("secretEnv")
+        );
     }
 
     #[test]

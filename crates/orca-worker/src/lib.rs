@@ -5,6 +5,7 @@
 //! still running, and delivers the results it could not send.
 
 pub mod runtime;
+pub mod secrets;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -64,6 +65,10 @@ pub struct WorkerConfig {
     pub token: Option<String>,
     /// CA and client certificate for an `https://` server.
     pub tls: ClientTls,
+    /// One file per secret that steps may ask for in `secretEnv`.
+    pub secrets_dir: Option<PathBuf>,
+    /// Leave each attempt's workspace behind when it ends.
+    pub keep_workspaces: bool,
 }
 
 fn endpoint(config: &WorkerConfig) -> Result<Endpoint, Error> {
@@ -85,6 +90,8 @@ impl WorkerConfig {
             drain_grace: Duration::from_secs(25),
             token: None,
             tls: ClientTls::default(),
+            secrets_dir: None,
+            keep_workspaces: false,
         }
     }
 }
@@ -411,6 +418,8 @@ impl Worker {
                     inputs_json: assignment.inputs_json,
                     task_name: assignment.task_name,
                     work_dir: self.config.work_dir.clone(),
+                    secrets_dir: self.config.secrets_dir.clone(),
+                    keep_workspace: self.config.keep_workspaces,
                 };
                 tokio::spawn(runtime::run(attempt, self.report_tx.clone(), cancelled));
             }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -17,6 +18,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AttemptKey;
+use crate::secrets::{self, Redactor};
 
 /// A line longer than this is cut: one runaway line must not become one
 /// huge message.
@@ -55,6 +57,12 @@ pub struct Attempt {
     pub task_name: String,
     /// The worker's root for workspaces.
     pub work_dir: PathBuf,
+    /// Where the step's `secretEnv` values are read from.
+    pub secrets_dir: Option<PathBuf>,
+    /// Leave the workspace after the attempt, for debugging. Removed by
+    /// default: it may hold what the step made of its secrets, and a
+    /// long-lived worker's disk must not fill.
+    pub keep_workspace: bool,
 }
 
 impl Attempt {
@@ -92,6 +100,15 @@ pub async fn run(
         started_at: Some(timestamp(started_at)),
         finished_at: Some(timestamp(now_micros())),
     };
+    if !attempt.keep_workspace {
+        let workspace = attempt.workspace();
+        let _ = tokio::fs::remove_dir_all(&workspace).await;
+        // The step's and task's directories go once empty; removing a
+        // directory that still holds another attempt fails, as it should.
+        for parent in workspace.ancestors().skip(1).take(2) {
+            let _ = tokio::fs::remove_dir(parent).await;
+        }
+    }
     let _ = reports.send(Report::Done(result));
 }
 
@@ -123,8 +140,14 @@ impl Ended {
 }
 
 /// The child's environment is built, not inherited: the basics a program
-/// expects, the step's own variables, and orca's.
-fn environment(attempt: &Attempt, shell: &ShellSpec, workspace: &Path) -> BTreeMap<String, String> {
+/// expects, the step's own variables, its secrets, and orca's. Nothing of the
+/// worker's own (its token, its cloud credentials) leaks in.
+fn environment(
+    attempt: &Attempt,
+    shell: &ShellSpec,
+    secrets: &BTreeMap<String, String>,
+    workspace: &Path,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     for name in ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
         if let Ok(value) = std::env::var(name) {
@@ -132,6 +155,7 @@ fn environment(attempt: &Attempt, shell: &ShellSpec, workspace: &Path) -> BTreeM
         }
     }
     env.extend(shell.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let path = |p: &str| workspace.join(p).display().to_string();
     env.insert("ORCA_TASK_ID".into(), attempt.key.task_id.clone());
     env.insert("ORCA_TASK_NAME".into(), attempt.task_name.clone());
@@ -156,9 +180,30 @@ async fn prepare_workspace(attempt: &Attempt) -> std::io::Result<PathBuf> {
     Ok(workspace)
 }
 
+/// Resolves the step's secrets, runs it, and masks the secrets in its
+/// error and output as its lines were masked on the way.
 async fn run_shell(
     attempt: &Attempt,
     shell: &ShellSpec,
+    reports: &mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<String>,
+) -> Ended {
+    let secrets = match secrets::resolve(&shell.secret_env, attempt.secrets_dir.as_deref()) {
+        Ok(secrets) => secrets,
+        Err(message) => return Ended::failed(message, None),
+    };
+    let redactor = Arc::new(Redactor::new(secrets.values()));
+    let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
+    ended.error = redactor.redact(ended.error);
+    ended.output_json = redactor.redact(ended.output_json);
+    ended
+}
+
+async fn run_process(
+    attempt: &Attempt,
+    shell: &ShellSpec,
+    secrets: &BTreeMap<String, String>,
+    redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<Report>,
     cancel: oneshot::Receiver<String>,
 ) -> Ended {
@@ -174,7 +219,7 @@ async fn run_shell(
         .args(args)
         .current_dir(&workspace)
         .env_clear()
-        .envs(environment(attempt, shell, &workspace))
+        .envs(environment(attempt, shell, secrets, &workspace))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -191,6 +236,7 @@ async fn run_shell(
             out,
             LogStream::Stdout,
             attempt.key.clone(),
+            redactor.clone(),
             reports.clone(),
         ))
     });
@@ -199,6 +245,7 @@ async fn run_shell(
             err,
             LogStream::Stderr,
             attempt.key.clone(),
+            redactor.clone(),
             reports.clone(),
         ))
     });
@@ -316,6 +363,7 @@ async fn forward_lines(
     pipe: impl AsyncRead + Unpin,
     stream: LogStream,
     attempt: AttemptKey,
+    redactor: Arc<Redactor>,
     reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut reader = BufReader::new(pipe);
@@ -330,7 +378,7 @@ async fn forward_lines(
             buf.pop();
         }
         buf.truncate(MAX_LINE_BYTES);
-        let line = String::from_utf8_lossy(&buf).into_owned();
+        let line = redactor.redact(String::from_utf8_lossy(&buf).into_owned());
         let report = match (stream, line.strip_prefix(PROGRESS_PREFIX)) {
             (LogStream::Stdout, Some(rest)) => match parse_progress(rest) {
                 Some((fraction, message)) => Report::Progress {
@@ -379,6 +427,8 @@ mod tests {
             step: StepSpec::shell("s", command),
             inputs_json: r#"{"up":{"n":2}}"#.into(),
             task_name: "test".into(),
+            secrets_dir: None,
+            keep_workspace: true,
             work_dir: dir.to_path_buf(),
         }
     }

@@ -1,0 +1,137 @@
+//! Secrets for steps: read on the worker from its secrets directory (one
+//! file per secret, as a mounted Kubernetes Secret lays them out), handed to
+//! the step as environment variables, and masked in everything the step
+//! sends back: log lines, progress messages, errors and output. The values
+//! never travel to the control plane, so they cannot reach its store,
+//! events or metrics.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What a masked secret looks like.
+pub const MASK: &str = "***";
+
+/// Reads each secret the step names; `env var -> value`.
+pub fn resolve(
+    secret_env: &BTreeMap<String, String>,
+    dir: Option<&Path>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut values = BTreeMap::new();
+    for (var, name) in secret_env {
+        let dir = dir.ok_or_else(|| {
+            format!(
+                "secret {name:?} for ${var}: this worker has no secrets directory (--secrets-dir)"
+            )
+        })?;
+        // The control plane checks names; the worker does not trust that.
+        if !orca_core::validate::valid_secret_name(name) {
+            return Err(format!("secret {name:?}: not a valid secret name"));
+        }
+        let path = dir.join(name);
+        let mut value = std::fs::read_to_string(&path)
+            .map_err(|e| format!("secret {name:?} for ${var}: {}: {e}", path.display()))?;
+        // `echo value > file` leaves a newline the secret does not have.
+        if value.ends_with('\n') {
+            value.pop();
+            if value.ends_with('\r') {
+                value.pop();
+            }
+        }
+        values.insert(var.clone(), value);
+    }
+    Ok(values)
+}
+
+/// Replaces secret values in text the step produced.
+#[derive(Debug, Default, Clone)]
+pub struct Redactor {
+    /// Longest first, so a secret that contains another is masked whole.
+    needles: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a String>) -> Redactor {
+        let mut needles = Vec::new();
+        for secret in secrets {
+            if secret.is_empty() {
+                continue;
+            }
+            needles.push(secret.clone());
+            // In JSON output a secret appears escaped.
+            if let Ok(quoted) = serde_json::to_string(secret) {
+                let escaped = &quoted[1..quoted.len() - 1];
+                if escaped != secret {
+                    needles.push(escaped.to_string());
+                }
+            }
+            // Logs come line by line: a multi-line secret (a PEM key) is
+            // masked line by line too.
+            if secret.contains('\n') {
+                needles.extend(
+                    secret
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| l.len() >= 8)
+                        .map(str::to_string),
+                );
+            }
+        }
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { needles }
+    }
+
+    pub fn redact(&self, text: String) -> String {
+        if !self.needles.iter().any(|n| text.contains(n.as_str())) {
+            return text;
+        }
+        let mut text = text;
+        for needle in &self.needles {
+            text = text.replace(needle.as_str(), MASK);
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_secret_is_masked() {
+        let secrets = [
+            "sk-live-abc".to_string(),
+            "quote\"d".to_string(),
+            "-----BEGIN KEY-----\nAAAABBBBCCCCDDDD\n-----END KEY-----".to_string(),
+        ];
+        let r = Redactor::new(&secrets);
+        assert_eq!(r.redact("key=sk-live-abc!".into()), "key=***!");
+        assert_eq!(r.redact(r#"{"k":"quote\"d"}"#.into()), r#"{"k":"***"}"#);
+        assert_eq!(r.redact("AAAABBBBCCCCDDDD".into()), "***");
+        assert_eq!(r.redact("nothing here".into()), "nothing here");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_missing_ones_say_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("api-key"), "s3cr3t\n").expect("write");
+        let wanted = BTreeMap::from([("API_KEY".to_string(), "api-key".to_string())]);
+        assert_eq!(
+            resolve(&wanted, Some(dir.path())).expect("resolves")["API_KEY"],
+            "s3cr3t"
+        );
+        let missing = BTreeMap::from([("X".to_string(), "nope".to_string())]);
+        assert!(
+            resolve(&missing, Some(dir.path()))
+                .expect_err("missing")
+                .contains("\"nope\"")
+        );
+        assert!(
+            resolve(&wanted, None)
+                .expect_err("no dir")
+                .contains("--secrets-dir")
+        );
+        let sneaky = BTreeMap::from([("X".to_string(), "../etc/passwd".to_string())]);
+        assert!(resolve(&sneaky, Some(dir.path())).is_err());
+    }
+}
