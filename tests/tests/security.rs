@@ -732,3 +732,109 @@ steps:
         }
     }
 }
+
+#[tokio::test]
+async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_root", "admin", "root"),
+            token_line("orca_dana", "developer", "dana"),
+            token_line("orca_vic", "viewer", "vic"),
+        ],
+        &[],
+    )
+    .expect("server");
+    let dana = server.tasks_as("orca_dana").await.expect("client");
+    let gate = dir.path().join("gate");
+    let id = submit(
+        &dana,
+        task("audited", vec![shell_step("a", &[], &wait_for_gate(&gate))]),
+    )
+    .await
+    .expect("submit");
+    dana.clone()
+        .cancel_task(v1::CancelTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .expect("cancel");
+    let vic = server.tasks_as("orca_vic").await.expect("client");
+    let refused = vic
+        .clone()
+        .submit_task(task("sneaky", vec![noop_step("a")]))
+        .await
+        .expect_err("viewers do not submit");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let status = dana
+        .clone()
+        .list_audit(v1::ListAuditRequest::default())
+        .await
+        .expect_err("only admins read the audit log");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let root = server.tasks_as("orca_root").await.expect("client");
+    let events = eventually(Duration::from_secs(10), || {
+        let mut root = root.clone();
+        async move {
+            let events = root
+                .list_audit(v1::ListAuditRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .events;
+            (events.len() == 3).then_some(events)
+        }
+    })
+    .await
+    .expect("three records");
+    let summary: Vec<(&str, &str, &str, bool)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.actor.as_str(),
+                e.action.as_str(),
+                e.task_id.as_str(),
+                e.outcome == "ok",
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("dana", "task.submit", id.as_str(), true),
+            ("dana", "task.cancel", id.as_str(), true),
+            ("vic", "task.submit", "", false),
+        ]
+    );
+    assert_eq!(events[0].tenant, "default");
+    assert!(
+        events[2].outcome.contains("may not"),
+        "{}",
+        events[2].outcome
+    );
+
+    // The CLI shows it, and the server's log carries the same as fields.
+    let out = server
+        .cli()
+        .env("ORCA_TOKEN", "orca_root")
+        .args(["audit", "-o", "json"])
+        .output()
+        .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[1]["action"], "task.cancel");
+    assert_eq!(listed[1]["actor"], "dana");
+    let log = std::fs::read_to_string(&server.process.log).expect("server log");
+    assert!(
+        log.lines().any(|l| l.contains("orca::audit")
+            && l.contains("actor=dana")
+            && l.contains("task.cancel")),
+        "{log}"
+    );
+}

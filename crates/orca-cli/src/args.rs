@@ -79,6 +79,9 @@ pub enum Command {
     Retry(RetryArgs),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
+    /// Show the audit log: who submitted, cancelled or retried what, and
+    /// what was refused (admins only).
+    Audit(AuditArgs),
     /// Show and edit the contexts of the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -409,6 +412,18 @@ pub struct RetryArgs {
     /// Follow the task until it finishes; exit non-zero if it fails.
     #[arg(short, long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Records after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// How many records at most.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
 }
 
 #[derive(Debug, Args)]

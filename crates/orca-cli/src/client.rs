@@ -10,7 +10,9 @@ use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::args::{CancelArgs, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs};
+use crate::args::{
+    AuditArgs, CancelArgs, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs,
+};
 use crate::{output, taskfile, watch};
 
 pub async fn channel(target: &Target) -> anyhow::Result<Channel> {
@@ -137,6 +139,19 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
             output::agents(&response.agents, format)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(target: &Target, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let response = tasks(target)
+        .await?
+        .list_audit(v1::ListAuditRequest {
+            after_seq: args.after,
+            page_size: args.limit,
+        })
+        .await?
+        .into_inner();
+    output::audit(&response.events, args.output)?;
     Ok(ExitCode::SUCCESS)
 }
 

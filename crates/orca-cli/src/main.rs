@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => client::cancel(&target, args).await,
         Command::Retry(args) => client::retry(&target, args).await,
         Command::Watch(args) => client::watch(&target, args).await,
+        Command::Audit(args) => client::audit(&target, args).await,
         Command::Config(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -86,6 +87,8 @@ fn init_logging(quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: files and log collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()
         .init();
 }

@@ -337,6 +337,61 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditView {
+    seq: u64,
+    time: String,
+    actor: String,
+    role: String,
+    action: String,
+    tenant: String,
+    task_id: String,
+    outcome: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    detail: String,
+}
+
+pub fn audit(events: &[v1::AuditEvent], format: Format) -> anyhow::Result<()> {
+    let views: Vec<AuditView> = events
+        .iter()
+        .map(|e| AuditView {
+            seq: e.seq,
+            time: rfc3339(&e.time).unwrap_or_default(),
+            actor: e.actor.clone(),
+            role: e.role.clone(),
+            action: e.action.clone(),
+            tenant: e.tenant.clone(),
+            task_id: e.task_id.clone(),
+            outcome: e.outcome.clone(),
+            detail: e.detail.clone(),
+        })
+        .collect();
+    if emit(&views, format)? {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .into_iter()
+        .map(|v| {
+            let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+            vec![
+                v.seq.to_string(),
+                v.time,
+                format!("{} ({})", v.actor, v.role),
+                v.action,
+                dash(v.tenant),
+                dash(v.task_id),
+                truncate(&v.outcome, 60),
+            ]
+        })
+        .collect();
+    print_table(
+        &["SEQ", "TIME", "WHO", "ACTION", "TENANT", "TASK", "OUTCOME"],
+        &rows,
+    );
+    Ok(())
+}
+
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {

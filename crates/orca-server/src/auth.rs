@@ -68,12 +68,14 @@ pub enum Action {
     ReadAgents,
     ConnectWorker,
     Reflect,
+    ReadAudit,
 }
 
 impl Action {
     fn allowed(self, role: Role) -> bool {
         match (role, self) {
             (Role::Admin, _) => true,
+            (_, Action::ReadAudit) => false,
             (Role::Developer, Action::ConnectWorker) => false,
             (Role::Developer, _) => true,
             (Role::Viewer, Action::ReadTasks | Action::ReadAgents | Action::Reflect) => true,
@@ -90,6 +92,7 @@ impl Action {
             Action::ReadAgents => "list agents",
             Action::ConnectWorker => "connect as a worker",
             Action::Reflect => "use server reflection",
+            Action::ReadAudit => "read the audit log",
         }
     }
 }
@@ -485,6 +488,9 @@ mod tests {
         assert!(Action::allowed(ConnectWorker, Role::Worker));
         assert!(!Action::allowed(ConnectWorker, Role::Developer));
         assert!(Action::allowed(ConnectWorker, Role::Admin));
+        assert!(Action::allowed(ReadAudit, Role::Admin));
+        assert!(!Action::allowed(ReadAudit, Role::Developer));
+        assert!(!Action::allowed(ReadAudit, Role::Viewer));
     }
 
     #[test]

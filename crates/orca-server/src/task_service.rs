@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use orca_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
 use orca_api::v1;
 use orca_core::{Change, Event, EventKind, Limits, TaskRun, TaskSpec, validate};
-use orca_store::{Created, NewTask, Store, TaskQuery, TaskRecord};
+use orca_store::{AuditRecord, Created, NewTask, Store, TaskQuery, TaskRecord, Write};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -191,12 +191,32 @@ impl TaskApi {
                 )
             })
             .collect();
+        let tenants: Vec<String> = tasks.iter().map(|t| t.tenant.clone()).collect();
         let created = self.store.create_tasks(tasks).await?;
         let mut admitted = Vec::new();
         let mut responses = Vec::with_capacity(created.len());
-        for ((outcome, (id, spec, created_at, next_seq)), run) in
-            created.into_iter().zip(admitted_specs).zip(runs)
+        let mut audit = Vec::with_capacity(created.len());
+        for (((outcome, (id, spec, created_at, next_seq)), run), tenant) in created
+            .into_iter()
+            .zip(admitted_specs)
+            .zip(runs)
+            .zip(tenants)
         {
+            let (target, detail) = match &outcome {
+                Created::New(_) => (id.clone(), format!("created {:?}", spec.name)),
+                Created::Existing(existing) => (
+                    existing.clone(),
+                    "idempotency key matched an existing task".to_string(),
+                ),
+            };
+            audit.push(audit_entry(
+                caller,
+                "task.submit",
+                &tenant,
+                &target,
+                "ok",
+                detail,
+            ));
             match outcome {
                 Created::New(_) => {
                     admitted.push(Admitted {
@@ -217,10 +237,95 @@ impl TaskApi {
                 }),
             }
         }
+        self.record(audit);
         if !admitted.is_empty() {
             self.engine.admit(admitted).await?;
         }
         Ok(responses)
+    }
+
+    /// Audits a submit refused as a whole (a bad field, a full store).
+    fn refusal_audited<T>(
+        &self,
+        caller: &Identity,
+        name: &'static str,
+        result: Result<T, Error>,
+    ) -> Result<T, Status> {
+        result.map_err(|e| {
+            let outcome = format!("refused: {e}");
+            self.record(vec![audit_entry(
+                caller,
+                name,
+                "",
+                "",
+                &outcome,
+                String::new(),
+            )]);
+            e.into()
+        })
+    }
+
+    /// Checks the caller's role; a refusal is audited.
+    fn permit<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        name: &'static str,
+    ) -> Result<Identity, Status> {
+        require(request, action).inspect_err(|status| {
+            if let Some(caller) = request.extensions().get::<Identity>() {
+                let outcome = format!("refused: {}", status.message());
+                self.record(vec![audit_entry(
+                    caller,
+                    name,
+                    "",
+                    "",
+                    &outcome,
+                    String::new(),
+                )]);
+            }
+        })
+    }
+
+    /// Audits a change to one task: `Ok(tenant)`, or why it was refused.
+    fn audited(
+        &self,
+        caller: &Identity,
+        name: &'static str,
+        target: &str,
+        result: Result<String, Error>,
+    ) -> Result<(), Status> {
+        let (tenant, outcome, refusal) = match result {
+            Ok(tenant) => (tenant, "ok".to_string(), None),
+            Err(e) => (String::new(), format!("refused: {e}"), Some(e)),
+        };
+        let entry = audit_entry(caller, name, &tenant, target, &outcome, String::new());
+        self.record(vec![entry]);
+        refusal.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Appends to the audit log (in order with every other write) and to
+    /// the server's log, as structured fields.
+    fn record(&self, entries: Vec<AuditRecord>) {
+        for e in &entries {
+            tracing::info!(
+                target: "orca::audit",
+                actor = %e.actor,
+                role = %e.role,
+                action = %e.action,
+                tenant = %e.tenant,
+                task = %e.target,
+                outcome = %e.outcome,
+                detail = %e.detail,
+                "audit"
+            );
+        }
+        // Not awaited: the write queue keeps it in order behind the change,
+        // and the answer need not wait for a second commit.
+        drop(
+            self.store
+                .write(entries.into_iter().map(Write::Audit).collect()),
+        );
     }
 
     /// A task the caller may see. Another tenant's task is "not found", so
@@ -234,6 +339,27 @@ impl TaskApi {
             .await?
             .filter(|task| caller.can_see(&task.tenant))
             .ok_or_else(|| Error::NotFound(format!("task {task_id:?}")))
+    }
+}
+
+fn audit_entry(
+    caller: &Identity,
+    action: &str,
+    tenant: &str,
+    target: &str,
+    outcome: &str,
+    detail: String,
+) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at: now_micros(),
+        actor: caller.name.clone(),
+        role: caller.role.to_string(),
+        action: action.to_string(),
+        tenant: tenant.to_string(),
+        target: target.to_string(),
+        outcome: outcome.to_string(),
+        detail,
     }
 }
 
@@ -323,10 +449,11 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::SubmitTaskRequest>,
     ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
-        let mut responses = self
+        let caller = self.permit(&request, Action::WriteTasks, "task.submit")?;
+        let submitted = self
             .submit(vec![request.into_inner()], false, &caller)
-            .await?;
+            .await;
+        let mut responses = self.refusal_audited(&caller, "task.submit", submitted)?;
         let response = responses
             .pop()
             .ok_or_else(|| Status::internal("no task was created"))?;
@@ -337,7 +464,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::SubmitTasksRequest>,
     ) -> Result<Response<v1::SubmitTasksResponse>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
+        let caller = self.permit(&request, Action::WriteTasks, "task.submit")?;
         let tasks = request.into_inner().tasks;
         if tasks.is_empty() {
             return Err(Error::invalid("tasks", "at least one task is required").into());
@@ -349,7 +476,8 @@ impl v1::task_service_server::TaskService for TaskApi {
             )
             .into());
         }
-        let tasks = self.submit(tasks, true, &caller).await?;
+        let submitted = self.submit(tasks, true, &caller).await;
+        let tasks = self.refusal_audited(&caller, "task.submit", submitted)?;
         Ok(Response::new(v1::SubmitTasksResponse { tasks }))
     }
 
@@ -421,19 +549,20 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::CancelTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
+        let caller = self.permit(&request, Action::WriteTasks, "task.cancel")?;
         let task_id = request.into_inner().task_id;
-        let task = self.load(&task_id, &caller).await?;
-        if task.state.is_terminal() {
-            return Ok(Response::new(task_to_proto(task)));
+        let cancelled = async {
+            let task = self.load(&task_id, &caller).await?;
+            if !task.state.is_terminal() {
+                let reason = format!("cancelled by {}", caller.name);
+                match self.engine.cancel(task_id.clone(), reason).await? {
+                    CancelAnswer::Done | CancelAnswer::NotActive => {}
+                }
+            }
+            Ok::<_, Error>(task.tenant)
         }
-        match self
-            .engine
-            .cancel(task_id.clone(), "cancelled by request".into())
-            .await?
-        {
-            CancelAnswer::Done | CancelAnswer::NotActive => {}
-        }
+        .await;
+        self.audited(&caller, "task.cancel", &task_id, cancelled)?;
         Ok(Response::new(task_to_proto(
             self.load(&task_id, &caller).await?,
         )))
@@ -443,20 +572,57 @@ impl v1::task_service_server::TaskService for TaskApi {
         &self,
         request: Request<v1::RetryTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
+        let caller = self.permit(&request, Action::WriteTasks, "task.retry")?;
         let task_id = request.into_inner().task_id;
-        let task = self.load(&task_id, &caller).await?;
-        if !task.state.is_terminal() {
-            return Err(Error::FailedPrecondition(format!(
-                "task {task_id} is still {}; cancel it first",
-                task.state
-            ))
-            .into());
+        let retried = async {
+            let task = self.load(&task_id, &caller).await?;
+            if !task.state.is_terminal() {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {task_id} is still {}; cancel it first",
+                    task.state
+                )));
+            }
+            let tenant = task.tenant.clone();
+            self.engine.reopen(task).await?;
+            Ok(tenant)
         }
-        self.engine.reopen(task).await?;
+        .await;
+        self.audited(&caller, "task.retry", &task_id, retried)?;
         Ok(Response::new(task_to_proto(
             self.load(&task_id, &caller).await?,
         )))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        let caller = require(&request, Action::ReadAudit)?;
+        let request = request.into_inner();
+        let page_size = match request.page_size as usize {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let records = self
+            .store
+            .audit_after(request.after_seq, page_size, caller.visible_tenants())
+            .await
+            .map_err(Error::from)?;
+        let events = records
+            .into_iter()
+            .map(|r| v1::AuditEvent {
+                seq: r.seq,
+                time: Some(timestamp(r.at)),
+                actor: r.actor,
+                role: r.role,
+                action: r.action,
+                tenant: r.tenant,
+                task_id: r.target,
+                outcome: r.outcome,
+                detail: r.detail,
+            })
+            .collect();
+        Ok(Response::new(v1::ListAuditResponse { events }))
     }
 
     type WatchTaskStream = EventStream;

@@ -98,6 +98,28 @@ pub enum Write {
         message: String,
     },
     Event(Event),
+    /// Appends to the audit log.
+    Audit(AuditRecord),
+}
+
+/// Who did what to which task, and how it ended: one line of the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Assigned by the store, 1, 2, 3...; ignored on write.
+    pub seq: u64,
+    pub at: Micros,
+    /// The caller's token name or JWT subject.
+    pub actor: String,
+    pub role: String,
+    /// e.g. `task.submit`, `task.cancel`, `task.retry`.
+    pub action: String,
+    pub tenant: String,
+    /// The task acted on ("" when refused before one was made).
+    pub target: String,
+    /// `ok`, or why it was refused.
+    pub outcome: String,
+    /// What else helps a reader: a task's name, an idempotency hit.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -209,4 +231,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every task not yet finished, with steps, for recovery after a restart.
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>>;
+
+    /// Up to `limit` audit records with `seq > after`, oldest first; only
+    /// these tenants' when `tenants` is given.
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<AuditRecord>>;
 }

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AttemptRecord, AttemptWrite, Commit, Created, Error, NewTask, Result, StepRecord, StepWrite,
-    Store, TaskQuery, TaskRecord, Write,
+    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, Result, StepRecord,
+    StepWrite, Store, TaskQuery, TaskRecord, Write,
 };
 
 /// How hard a commit works to survive a crash.
@@ -83,6 +83,17 @@ CREATE TABLE IF NOT EXISTS events (
     body    TEXT NOT NULL,
     PRIMARY KEY (task_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    role    TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    tenant  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
 ";
 
 enum Job {
@@ -406,6 +417,22 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 ])?;
             }
             Write::Event(event) => insert_event(conn, event)?,
+            Write::Audit(record) => {
+                conn.prepare_cached(
+                    "INSERT INTO audit (at, actor, role, action, tenant, target, outcome, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    record.at,
+                    record.actor,
+                    record.role,
+                    record.action,
+                    record.tenant,
+                    record.target,
+                    record.outcome,
+                    record.detail
+                ])?;
+            }
         }
     }
     Ok(())
@@ -716,6 +743,38 @@ impl Store for SqliteStore {
                 });
             }
             Ok(events)
+        })
+        .await
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<AuditRecord>> {
+        self.read(move |conn| {
+            // Tenants travel as one JSON array, so the statement stays cached.
+            let tenants = tenants.map(|t| serde_json::Value::from(t).to_string());
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, actor, role, action, tenant, target, outcome, detail FROM audit
+                 WHERE seq > ?1 AND (?2 IS NULL OR tenant IN (SELECT value FROM json_each(?2)))
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![after as i64, tenants, limit as i64], |row| {
+                Ok(AuditRecord {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    at: row.get(1)?,
+                    actor: row.get(2)?,
+                    role: row.get(3)?,
+                    action: row.get(4)?,
+                    tenant: row.get(5)?,
+                    target: row.get(6)?,
+                    outcome: row.get(7)?,
+                    detail: row.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
         })
         .await
     }
