@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench lint fmt
+.PHONY: demo test bench fuzz lint fmt
 
 demo:            ## build, start the embedded orca, run the example DAG live, stop
 	./scripts/demo.sh
@@ -9,6 +9,9 @@ test:            ## unit and end-to-end tests
 
 bench:           ## end-to-end throughput and latency against real processes
 	./scripts/bench.sh
+
+fuzz:            ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
+	./scripts/fuzz.sh
 
 lint:            ## what CI checks besides the tests
 	cargo fmt --all -- --check

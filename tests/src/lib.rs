@@ -293,6 +293,17 @@ pub fn start_with_tokens(dir: &Path, lines: &[String], extra: &[&str]) -> anyhow
     Server::start_on(dir, "127.0.0.1:0", &args)
 }
 
+/// Runs a command that must succeed; its output.
+pub fn succeed(command: &mut Command) -> std::process::Output {
+    let out = command.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A tokens-file line for `token`.
 pub fn token_line(token: &str, role: &str, name: &str) -> String {
     use sha2::Digest;

@@ -169,15 +169,10 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
         "name: over-tls\nsteps:\n  - id: hello\n    shell:\n      command: [sh, -c, 'echo hi']\n",
     )
     .expect("task file");
-    let out = server
-        .cli()
-        .args(["submit", "--watch", "-f", path(&task_file)])
-        .output()
-        .expect("cli runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        server
+            .cli()
+            .args(["submit", "--watch", "-f", path(&task_file)]),
     );
 
     // The same, through a context of the CLI's config file.
@@ -185,15 +180,15 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, &server.admin_token).expect("token file");
     let orca = |args: &[&str]| {
-        std::process::Command::new(orca_bin())
-            .args(["--config", path(&config)])
-            .args(args)
-            .env_remove("ORCA_TOKEN")
-            .current_dir(dir.path())
-            .output()
-            .expect("cli runs")
+        succeed(
+            std::process::Command::new(orca_bin())
+                .args(["--config", path(&config)])
+                .args(args)
+                .env_remove("ORCA_TOKEN")
+                .current_dir(dir.path()),
+        )
     };
-    let set = orca(&[
+    orca(&[
         "config",
         "set-context",
         "secure",
@@ -204,17 +199,7 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
         "--token-file",
         path(&token_file),
     ]);
-    assert!(
-        set.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set.stderr)
-    );
     let listed = orca(&["get", "tasks", "-o", "json"]);
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
     assert!(String::from_utf8_lossy(&listed.stdout).contains("over-tls"));
     let contexts = orca(&["config", "get-contexts"]);
     assert!(String::from_utf8_lossy(&contexts.stdout).contains("*        secure"));
@@ -350,16 +335,11 @@ async fn jwts_authenticate_people_and_bad_ones_are_refused() {
     assert_eq!(status.code(), Code::PermissionDenied);
 
     // The viewer sees team-a's two tasks; the CLI carries the JWT as is.
-    let out = server
-        .cli()
-        .env("ORCA_TOKEN", &viewer)
-        .args(["get", "tasks", "-o", "json"])
-        .output()
-        .expect("cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        server
+            .cli()
+            .env("ORCA_TOKEN", &viewer)
+            .args(["get", "tasks", "-o", "json"]),
     );
     let tasks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(tasks.as_array().map(Vec::len), Some(2), "{tasks}");
@@ -651,15 +631,10 @@ steps:
 "#,
     )
     .expect("task file");
-    let submitted = server
-        .cli()
-        .args(["submit", "--watch", "-f", path(&task_file)])
-        .output()
-        .expect("cli");
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
+    succeed(
+        server
+            .cli()
+            .args(["submit", "--watch", "-f", path(&task_file)]),
     );
     let client = server.tasks().await.expect("client");
     let ids = all_task_ids(&client).await.expect("list");
@@ -701,12 +676,7 @@ steps:
         vec!["logs", id.as_str()],
         vec!["watch", id.as_str()],
     ] {
-        let out = server.cli().args(&args).output().expect("cli");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeed(server.cli().args(&args));
         seen.push((format!("orca {}", args.join(" ")), out.stdout));
         seen.push((format!("orca {} (stderr)", args.join(" ")), out.stderr));
     }
@@ -816,16 +786,11 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     );
 
     // The CLI shows it, and the server's log carries the same as fields.
-    let out = server
-        .cli()
-        .env("ORCA_TOKEN", "orca_root")
-        .args(["audit", "-o", "json"])
-        .output()
-        .expect("cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        server
+            .cli()
+            .env("ORCA_TOKEN", "orca_root")
+            .args(["audit", "-o", "json"]),
     );
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(listed[1]["action"], "task.cancel");

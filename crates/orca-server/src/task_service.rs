@@ -252,15 +252,7 @@ impl TaskApi {
         result: Result<T, Error>,
     ) -> Result<T, Status> {
         result.map_err(|e| {
-            let outcome = format!("refused: {e}");
-            self.record(vec![audit_entry(
-                caller,
-                name,
-                "",
-                "",
-                &outcome,
-                String::new(),
-            )]);
+            self.record_refusal(caller, name, "", &e);
             e.into()
         })
     }
@@ -274,15 +266,7 @@ impl TaskApi {
     ) -> Result<Identity, Status> {
         require(request, action).inspect_err(|status| {
             if let Some(caller) = request.extensions().get::<Identity>() {
-                let outcome = format!("refused: {}", status.message());
-                self.record(vec![audit_entry(
-                    caller,
-                    name,
-                    "",
-                    "",
-                    &outcome,
-                    String::new(),
-                )]);
+                self.record_refusal(caller, name, "", &status.message());
             }
         })
     }
@@ -295,13 +279,35 @@ impl TaskApi {
         target: &str,
         result: Result<String, Error>,
     ) -> Result<(), Status> {
-        let (tenant, outcome, refusal) = match result {
-            Ok(tenant) => (tenant, "ok".to_string(), None),
-            Err(e) => (String::new(), format!("refused: {e}"), Some(e)),
-        };
-        let entry = audit_entry(caller, name, &tenant, target, &outcome, String::new());
-        self.record(vec![entry]);
-        refusal.map_or(Ok(()), |e| Err(e.into()))
+        match result {
+            Ok(tenant) => {
+                let entry = audit_entry(caller, name, &tenant, target, "ok", String::new());
+                self.record(vec![entry]);
+                Ok(())
+            }
+            Err(e) => {
+                self.record_refusal(caller, name, target, &e);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn record_refusal(
+        &self,
+        caller: &Identity,
+        name: &'static str,
+        target: &str,
+        why: &dyn std::fmt::Display,
+    ) {
+        let outcome = format!("refused: {why}");
+        self.record(vec![audit_entry(
+            caller,
+            name,
+            "",
+            target,
+            &outcome,
+            String::new(),
+        )]);
     }
 
     /// Appends to the audit log (in order with every other write) and to
