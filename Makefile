@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench fuzz lint fmt
+.PHONY: demo test bench fuzz crds lint fmt
 
 demo:            ## build, start the embedded orca, run the example DAG live, stop
 	./scripts/demo.sh
@@ -12,6 +12,9 @@ bench:           ## end-to-end throughput and latency against real processes
 
 fuzz:            ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
 	./scripts/fuzz.sh
+
+crds:            ## regenerate crds/ from the Rust types
+	cargo run -q -p orca-cli -- operator crd > crds/orca.dev.yaml
 
 lint:            ## what CI checks besides the tests
 	cargo fmt --all -- --check

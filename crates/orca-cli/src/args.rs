@@ -85,6 +85,15 @@ pub enum Command {
     /// Show and edit the contexts of the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The Kubernetes operator.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Print the CustomResourceDefinitions (Agent, Task) as YAML.
+    Crd,
 }
 
 #[derive(Debug, Subcommand)]

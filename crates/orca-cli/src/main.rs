@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, OperatorCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +55,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Server(_) | Command::Up(_) => {}
         Command::Config(command) => return context::command(&cli, command),
+        Command::Operator(OperatorCommand::Crd) => {
+            print!("{}", orca_operator::crds_yaml()?);
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let resolved = context::resolve(&cli)?;
@@ -74,7 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => client::retry(&target, args).await,
         Command::Watch(args) => client::watch(&target, args).await,
         Command::Audit(args) => client::audit(&target, args).await,
-        Command::Config(_) => Ok(ExitCode::SUCCESS),
+        Command::Config(_) | Command::Operator(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

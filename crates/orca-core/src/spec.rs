@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskSpec {
     #[serde(default)]
@@ -17,12 +18,19 @@ pub struct TaskSpec {
     #[serde(default)]
     pub priority: i32,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub steps: Vec<StepSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepSpec {
+    /// Unique within the task: lowercase letters, digits, '-' and '_'.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))
+    )]
     pub id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
@@ -41,6 +49,7 @@ pub struct StepSpec {
     pub retry: Option<RetryPolicy>,
     /// An attempt still running after this long is killed and fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub timeout_seconds: Option<u32>,
 }
 
@@ -48,9 +57,11 @@ pub struct StepSpec {
 /// `initialDelayMs * multiplier^(n-2)`, at most `maxDelayMs`, plus up to a
 /// fifth more of jitter so a fleet of failures does not retry in lockstep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included: 1 means no retry.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100)))]
     pub max_attempts: u32,
     #[serde(default = "RetryPolicy::default_initial_delay_ms")]
     pub initial_delay_ms: u64,
@@ -99,6 +110,7 @@ pub enum Runtime<'a> {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShellSpec {
     /// argv: the program and its arguments, never a shell string.
@@ -112,6 +124,7 @@ pub struct ShellSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NoopSpec {}
 

@@ -1,0 +1,235 @@
+//! The custom resources. `Agent` is a pool of workers the operator runs as
+//! a Deployment; `Task` is a task the operator submits to the control plane
+//! and mirrors back. Their schemas come from these types (`orca operator
+//! crd`), so `kubectl apply` rejects what orca would reject where it can.
+
+// Each `printcolumn(...)` repeats `type_ = ...`; that is kube's syntax.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A pool of orca workers: pods running `orca worker` with these
+/// capabilities, scaled with the queue of steps that need them.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orca.dev",
+    version = "v1alpha1",
+    kind = "Agent",
+    namespaced,
+    status = "AgentStatus",
+    shortname = "agent",
+    category = "orca",
+    doc = "A pool of orca workers, scaled with the queue of steps they can run",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Busy", type_ = "integer", json_path = ".status.busy"),
+    printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queued"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+]))]
+pub struct AgentSpec {
+    /// The worker image; the chart's worker image when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// What runs a step: `shell` commands or the `claude-code` agent.
+    #[serde(default)]
+    pub runtime: AgentRuntime,
+    /// Capabilities the workers offer; steps that need them run here.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub capabilities: Vec<String>,
+    /// The model the claude-code runtime asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Steps one pod runs at once.
+    #[serde(default = "default_slots")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub slots_per_pod: u32,
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: i32,
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_replicas: i32,
+    /// With `minReplicas: 0`, how long the pool stays up with nothing to do
+    /// before it scales to zero.
+    #[serde(default = "default_idle_seconds")]
+    #[schemars(range(min = 0))]
+    pub scale_to_zero_after_seconds: u32,
+    /// `builtIn`: the operator sets replicas from the queue. `external`: an
+    /// HPA or KEDA drives `/scale` (`spec.replicas`) and the operator follows.
+    #[serde(default)]
+    pub autoscaling: Autoscaling,
+    /// Replicas when `autoscaling: external`; written through `/scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment; secrets (the Anthropic API key) by `valueFrom`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// A Secret mounted as the workers' secrets directory: each key is a
+    /// secret steps can name in `secretEnv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+fn default_slots() -> u32 {
+    4
+}
+
+fn default_max_replicas() -> i32 {
+    10
+}
+
+fn default_idle_seconds() -> u32 {
+    300
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentRuntime {
+    #[default]
+    Shell,
+    ClaudeCode,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Autoscaling {
+    #[default]
+    BuiltIn,
+    External,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// Pods the Deployment has, and of those ready.
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Steps running on the pool, and steps queued for its capabilities.
+    #[serde(default)]
+    pub busy: u32,
+    #[serde(default)]
+    pub queued: u32,
+    /// The pods' label selector, for `/scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Since when the pool has had nothing queued or running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A task for orca: the same spec as a task file (`orca submit -f`), run by
+/// the control plane; its status mirrors the task's progress.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orca.dev",
+    version = "v1alpha1",
+    kind = "Task",
+    root = "OrcaTask",
+    namespaced,
+    status = "OrcaTaskStatus",
+    shortname = "otask",
+    category = "orca",
+    doc = "A task for orca: a DAG of steps, run by the control plane",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "Steps", type_ = "string", json_path = ".status.steps"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OrcaTaskSpec {
+    /// Name, labels, priority and steps, exactly as in a task file.
+    #[serde(flatten)]
+    pub task: orca_core::TaskSpec,
+    /// A finished Task is deleted this long after it finished; kept when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TaskPhase {
+    /// Not yet accepted by the control plane.
+    Pending,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrcaTaskStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<TaskPhase>,
+    /// The control plane's id of the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Finished steps over all steps, e.g. `3/5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<String>,
+    /// Overall progress as a percentage, e.g. `60%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default)]
+    pub steps_succeeded: u32,
+    #[serde(default)]
+    pub steps_failed: u32,
+    #[serde(default)]
+    pub steps_running: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// What the task's agents cost, in US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

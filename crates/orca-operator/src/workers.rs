@@ -1,0 +1,302 @@
+//! The Deployment an `Agent` owns: pods running `orca worker` for the pool,
+//! pointed at the control plane, with the worker token and the pool's
+//! secrets mounted, and time to drain on scale-in.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
+    SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use crate::crd::{Agent, AgentRuntime};
+
+/// Where the workers' secrets directory is mounted.
+pub const SECRETS_DIR: &str = "/var/run/orca/secrets";
+/// How long a pod has to finish its steps when scaled in; the worker hands
+/// back what is left a little before the kubelet's SIGKILL.
+pub const DRAIN_GRACE_SECONDS: i64 = 120;
+
+/// What the operator was installed with: the defaults every pool shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The control plane's Service, e.g. `http://orca.orca-system:7070`.
+    pub server: String,
+    /// The worker image when an `Agent` names none.
+    pub image: String,
+    /// The Secret (and key) holding a token with the worker role.
+    pub token_secret: String,
+    pub token_key: String,
+}
+
+/// Labels that select one pool's pods.
+pub fn selector_labels(agent_name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "orca-worker".to_string(),
+        ),
+        ("orca.dev/agent".to_string(), agent_name.to_string()),
+    ])
+}
+
+/// `key=value,...`, for the `/scale` subresource's selector.
+pub fn selector_string(agent_name: &str) -> String {
+    selector_labels(agent_name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pool's capabilities, with the runtime's own first so a claude-code
+/// pool always offers `claude-code`.
+fn capabilities(agent: &Agent) -> Vec<String> {
+    let runtime = match agent.spec.runtime {
+        AgentRuntime::Shell => "shell",
+        AgentRuntime::ClaudeCode => "claude-code",
+    };
+    let mut all = vec![runtime.to_string()];
+    for capability in &agent.spec.capabilities {
+        if !all.contains(capability) {
+            all.push(capability.clone());
+        }
+    }
+    all
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// The Deployment for `agent` at `replicas` pods, owned by the Agent so it
+/// goes when the Agent does.
+pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> Deployment {
+    let name = agent.metadata.name.clone().unwrap_or_default();
+    let labels = selector_labels(&name);
+    let owner: Option<OwnerReference> = agent.controller_owner_ref(&());
+    let spec = &agent.spec;
+
+    let mut env_vars = vec![
+        env("ORCA_SERVER", settings.server.clone()),
+        env("ORCA_POOL", name.clone()),
+        env("ORCA_CAPABILITIES", capabilities(agent).join(",")),
+        env("ORCA_SLOTS", spec.slots_per_pod.to_string()),
+        env("ORCA_DRAIN_GRACE", format!("{}s", DRAIN_GRACE_SECONDS - 10)),
+        env("ORCA_WORK_DIR", "/tmp/orca-work"),
+        EnvVar {
+            name: "ORCA_WORKER_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: "ORCA_TOKEN".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: settings.token_secret.clone(),
+                    key: settings.token_key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..EnvVar::default()
+        },
+    ];
+    if let Some(model) = &spec.model {
+        env_vars.push(env("ORCA_MODEL", model.clone()));
+    }
+    let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+    if let Some(secret) = &spec.secrets_secret_name {
+        env_vars.push(env("ORCA_SECRETS_DIR", SECRETS_DIR));
+        volumes.push(Volume {
+            name: "secrets".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "secrets".into(),
+            mount_path: SECRETS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    // The pool's own variables come last, so they may override ours.
+    env_vars.extend(spec.env.iter().cloned());
+
+    let container = Container {
+        name: "worker".into(),
+        image: Some(spec.image.clone().unwrap_or_else(|| settings.image.clone())),
+        args: Some(vec!["worker".into()]),
+        env: Some(env_vars),
+        env_from: (!spec.env_from.is_empty()).then(|| spec.env_from.clone()),
+        resources: spec.resources.clone(),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
+            allow_privilege_escalation: Some(false),
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(false),
+            ..Default::default()
+        }),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-workers")),
+            namespace: agent.metadata.namespace.clone(),
+            labels: Some(labels.clone()),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    service_account_name: spec.service_account_name.clone(),
+                    node_selector: (!spec.node_selector.is_empty())
+                        .then(|| spec.node_selector.clone()),
+                    tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+                    volumes: (!volumes.is_empty()).then_some(volumes),
+                    termination_grace_period_seconds: Some(DRAIN_GRACE_SECONDS),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AgentSpec;
+
+    fn agent(yaml: &str) -> Agent {
+        let spec: AgentSpec = serde_yaml::from_str(yaml).expect("agent spec");
+        let mut agent = Agent::new("coders", spec);
+        agent.metadata.namespace = Some("team-a".into());
+        agent.metadata.uid = Some("uid-1".into());
+        agent
+    }
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            server: "http://orca.orca-system:7070".into(),
+            image: "ghcr.io/orca/worker:0.1.0".into(),
+            token_secret: "orca-worker-token".into(),
+            token_key: "token".into(),
+        }
+    }
+
+    fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
+        let pod = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec");
+        pod.containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    #[test]
+    fn a_pool_becomes_workers_pointed_at_the_control_plane() {
+        let agent = agent(
+            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmodel: claude-sonnet\nsecretsSecretName: anthropic\n",
+        );
+        let d = deployment(&agent, &settings(), 3);
+        assert_eq!(d.metadata.name.as_deref(), Some("coders-workers"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("team-a"));
+        let owner = &d.metadata.owner_references.as_ref().expect("owned")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Agent", "uid-1", Some(true))
+        );
+        let spec = d.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(
+            spec.selector.match_labels.as_ref(),
+            spec.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.as_ref())
+        );
+        let env = env_of(&d);
+        let value = |name: &str| env[name].value.clone().unwrap_or_default();
+        assert_eq!(value("ORCA_SERVER"), "http://orca.orca-system:7070");
+        assert_eq!(value("ORCA_CAPABILITIES"), "claude-code,git");
+        assert_eq!(value("ORCA_SLOTS"), "2");
+        assert_eq!(value("ORCA_MODEL"), "claude-sonnet");
+        assert_eq!(value("ORCA_SECRETS_DIR"), SECRETS_DIR);
+        let token = env["ORCA_TOKEN"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        assert_eq!(token.map(|s| s.name.as_str()), Some("orca-worker-token"));
+        let pod = spec.template.spec.as_ref().expect("pod");
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("ghcr.io/orca/worker:0.1.0")
+        );
+        assert_eq!(
+            pod.termination_grace_period_seconds,
+            Some(DRAIN_GRACE_SECONDS)
+        );
+        assert!(pod.volumes.as_ref().is_some_and(|v| v[0].secret.is_some()));
+    }
+
+    #[test]
+    fn the_pools_own_image_and_env_win() {
+        let agent = agent("image: my/worker:1\nenv:\n  - name: ORCA_SLOTS\n    value: \"9\"\n");
+        let d = deployment(&agent, &settings(), 0);
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        assert_eq!(pod.containers[0].image.as_deref(), Some("my/worker:1"));
+        // The pool's variable comes after ours, and the last one wins.
+        let slots: Vec<_> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| e.name == "ORCA_SLOTS")
+            .collect();
+        assert_eq!(slots.last().and_then(|e| e.value.as_deref()), Some("9"));
+        assert!(pod.volumes.is_none(), "no secrets volume unless asked");
+        assert_eq!(
+            selector_string("coders"),
+            "app.kubernetes.io/name=orca-worker,orca.dev/agent=coders"
+        );
+    }
+}
