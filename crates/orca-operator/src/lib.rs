@@ -4,6 +4,7 @@
 
 pub mod crd;
 pub mod scaling;
+pub mod status;
 pub mod workers;
 
 pub use crd::{Agent, AgentSpec, AgentStatus, OrcaTask, OrcaTaskSpec, OrcaTaskStatus};
