@@ -100,15 +100,6 @@ pub async fn run(
         started_at: Some(timestamp(started_at)),
         finished_at: Some(timestamp(now_micros())),
     };
-    if !attempt.keep_workspace {
-        let workspace = attempt.workspace();
-        let _ = tokio::fs::remove_dir_all(&workspace).await;
-        // The step's and task's directories go once empty; removing a
-        // directory that still holds another attempt fails, as it should.
-        for parent in workspace.ancestors().skip(1).take(2) {
-            let _ = tokio::fs::remove_dir(parent).await;
-        }
-    }
     let _ = reports.send(Report::Done(result));
 }
 
@@ -196,7 +187,23 @@ async fn run_shell(
     let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
     ended.error = redactor.redact(ended.error);
     ended.output_json = redactor.redact(ended.output_json);
+    if !attempt.keep_workspace {
+        remove_workspace(attempt.workspace()).await;
+    }
     ended
+}
+
+/// Removes an attempt's workspace, then its step's and task's directories
+/// once empty (removing one that still holds another attempt fails, as it
+/// should). One blocking call, off the async threads.
+async fn remove_workspace(workspace: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(&workspace);
+        for parent in workspace.ancestors().skip(1).take(2) {
+            let _ = std::fs::remove_dir(parent);
+        }
+    })
+    .await;
 }
 
 async fn run_process(
