@@ -13,6 +13,18 @@ pub use spec::{NoopSpec, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec};
 pub use state::{Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};
 
+/// Cuts `text` to at most `max_bytes`, at a character boundary: what log
+/// lines get when they are too long, on the worker and the control plane.
+pub fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}
+
 /// Errors of orca's domain rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -169,11 +169,7 @@ fn cap_line(mut line: String, limit: usize) -> String {
         return line;
     }
     let over = line.len() - limit;
-    let mut cut = limit;
-    while !line.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    line.truncate(cut);
+    orca_core::truncate_at_char_boundary(&mut line, limit);
     line.push_str(&format!(
         " [cut: {over} bytes over the max-log-line-bytes limit of {limit}]"
     ));

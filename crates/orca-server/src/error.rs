@@ -61,6 +61,14 @@ pub enum Error {
     Fatal(String),
 }
 
+/// Reads a configuration file (a key, a certificate), naming it on failure.
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    })
+}
+
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidArgument {

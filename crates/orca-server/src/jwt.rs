@@ -3,7 +3,7 @@
 //! (`role`) and tenants (`tenants`, `["*"]` for all). They expire (`exp` is
 //! required) and are checked against the configured issuer and audience.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::auth::{Identity, Role, Tenants, default_tenants, valid_tenant};
+use crate::error::read_file;
 
 /// Where the verification keys come from, and what the claims must say.
 #[derive(Debug, Clone, Default)]
@@ -48,13 +49,6 @@ struct Claims {
     tenants: Option<Vec<String>>,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })
-}
-
 impl JwtVerifier {
     /// Reads the keys; `None` when JWTs are not configured.
     pub fn load(config: &JwtConfig) -> Result<Option<JwtVerifier>, Error> {
@@ -63,7 +57,7 @@ impl JwtVerifier {
         }
         let hs256 = match &config.hs256_secret_file {
             Some(path) => {
-                let mut secret = read(path)?;
+                let mut secret = read_file(path)?;
                 while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
                     secret.pop();
                 }
@@ -79,7 +73,7 @@ impl JwtVerifier {
             None => None,
         };
         let rs256 = match &config.rs256_public_key_file {
-            Some(path) => Some(DecodingKey::from_rsa_pem(&read(path)?).map_err(|e| {
+            Some(path) => Some(DecodingKey::from_rsa_pem(&read_file(path)?).map_err(|e| {
                 Error::Auth(format!("{}: not an RSA public key: {e}", path.display()))
             })?),
             None => None,
@@ -165,6 +159,7 @@ mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
+    use std::path::Path;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

@@ -244,15 +244,17 @@ impl TaskApi {
         Ok(responses)
     }
 
-    /// Audits a submit refused as a whole (a bad field, a full store).
+    /// Audits a refusal of `result` (a bad field, a full store, another
+    /// tenant's task); a success is the caller's to audit.
     fn refusal_audited<T>(
         &self,
         caller: &Identity,
         name: &'static str,
+        target: &str,
         result: Result<T, Error>,
     ) -> Result<T, Status> {
         result.map_err(|e| {
-            self.record_refusal(caller, name, "", &e);
+            self.record_refusal(caller, name, target, &e);
             e.into()
         })
     }
@@ -279,17 +281,10 @@ impl TaskApi {
         target: &str,
         result: Result<String, Error>,
     ) -> Result<(), Status> {
-        match result {
-            Ok(tenant) => {
-                let entry = audit_entry(caller, name, &tenant, target, "ok", String::new());
-                self.record(vec![entry]);
-                Ok(())
-            }
-            Err(e) => {
-                self.record_refusal(caller, name, target, &e);
-                Err(e.into())
-            }
-        }
+        let tenant = self.refusal_audited(caller, name, target, result)?;
+        let entry = audit_entry(caller, name, &tenant, target, "ok", String::new());
+        self.record(vec![entry]);
+        Ok(())
     }
 
     fn record_refusal(
@@ -459,7 +454,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         let submitted = self
             .submit(vec![request.into_inner()], false, &caller)
             .await;
-        let mut responses = self.refusal_audited(&caller, "task.submit", submitted)?;
+        let mut responses = self.refusal_audited(&caller, "task.submit", "", submitted)?;
         let response = responses
             .pop()
             .ok_or_else(|| Status::internal("no task was created"))?;
@@ -472,18 +467,17 @@ impl v1::task_service_server::TaskService for TaskApi {
     ) -> Result<Response<v1::SubmitTasksResponse>, Status> {
         let caller = self.permit(&request, Action::WriteTasks, "task.submit")?;
         let tasks = request.into_inner().tasks;
-        if tasks.is_empty() {
-            return Err(Error::invalid("tasks", "at least one task is required").into());
-        }
-        if tasks.len() > MAX_BATCH {
-            return Err(Error::invalid(
+        let submitted = if tasks.is_empty() {
+            Err(Error::invalid("tasks", "at least one task is required"))
+        } else if tasks.len() > MAX_BATCH {
+            Err(Error::invalid(
                 "tasks",
                 format!("has {} tasks; the limit is {MAX_BATCH}", tasks.len()),
-            )
-            .into());
-        }
-        let submitted = self.submit(tasks, true, &caller).await;
-        let tasks = self.refusal_audited(&caller, "task.submit", submitted)?;
+            ))
+        } else {
+            self.submit(tasks, true, &caller).await
+        };
+        let tasks = self.refusal_audited(&caller, "task.submit", "", submitted)?;
         Ok(Response::new(v1::SubmitTasksResponse { tasks }))
     }
 

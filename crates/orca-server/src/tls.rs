@@ -20,6 +20,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Error;
+use crate::error::read_file;
 
 /// A client that has not finished its handshake by then is dropped, so
 /// idle sockets cannot pile up.
@@ -90,14 +91,7 @@ fn read_all(files: &TlsFiles) -> Result<Vec<Vec<u8>>, Error> {
         Some(&files.key),
         files.client_ca.as_ref(),
     ];
-    paths.into_iter().flatten().map(|p| read(p)).collect()
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })
+    paths.into_iter().flatten().map(|p| read_file(p)).collect()
 }
 
 fn tls_error(path: &Path, what: impl std::fmt::Display) -> Error {

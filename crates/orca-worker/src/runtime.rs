@@ -384,8 +384,9 @@ async fn forward_lines(
         while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             buf.pop();
         }
-        buf.truncate(MAX_LINE_BYTES);
-        let line = redactor.redact(String::from_utf8_lossy(&buf).into_owned());
+        // Masked before it is cut, so a cut never leaves part of a secret.
+        let mut line = redactor.redact(String::from_utf8_lossy(&buf).into_owned());
+        orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
         let report = match (stream, line.strip_prefix(PROGRESS_PREFIX)) {
             (LogStream::Stdout, Some(rest)) => match parse_progress(rest) {
                 Some((fraction, message)) => Report::Progress {
@@ -423,6 +424,27 @@ fn parse_progress(rest: &str) -> Option<(f32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_secret_across_the_line_cut_is_masked_not_halved() {
+        let secret = "sk-live-0123456789".to_string();
+        let redactor = Arc::new(Redactor::new([&secret]));
+        let line = format!("{}{secret}\n", "a".repeat(MAX_LINE_BYTES - 5));
+        let (reports, mut received) = mpsc::unbounded_channel();
+        let key = AttemptKey {
+            task_id: "t".into(),
+            step_id: "s".into(),
+            attempt: 1,
+        };
+        forward_lines(line.as_bytes(), LogStream::Stdout, key, redactor, reports).await;
+        match received.recv().await {
+            Some(Report::Log { line, .. }) => {
+                assert!(line.len() <= MAX_LINE_BYTES);
+                assert!(!line.contains("sk-"), "part of the secret survived the cut");
+            }
+            other => panic!("expected a log line, got {other:?}"),
+        }
+    }
 
     fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         Attempt {
