@@ -14,6 +14,8 @@ use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::transport::Channel;
 
 pub use orca_api;
+
+pub mod kube_api;
 use orca_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
 

@@ -74,3 +74,487 @@ async fn task_status_mirrors_a_running_and_a_finished_task() {
         .into_inner();
     assert_eq!(task_status(&again, Some(1)), status);
 }
+
+// ------------------------------------------------ controllers, mock Kubernetes API
+
+use std::sync::Arc;
+
+use orca_api::client::ClientTls;
+use orca_operator::crd::{Agent, OrcaTask};
+use orca_operator::{Context, ControlPlane, WorkerSettings, agents, leader, tasks};
+use orca_tests::kube_api::MockKube;
+use serde_json::{Value, json};
+
+const AGENT: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/agents/coders";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/team-a/deployments/coders-workers";
+const TASKS: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasks";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
+
+fn context(server: &Server, mock: &MockKube) -> Arc<Context> {
+    let control_plane = ControlPlane::connect_lazy(
+        &server.url,
+        Some(&server.admin_token),
+        &ClientTls::default(),
+    )
+    .expect("control plane client");
+    let workers = WorkerSettings {
+        server: "http://orca.orca-system:7070".into(),
+        image: "ghcr.io/orca-dev/orca-worker:test".into(),
+        token_secret: "orca-worker-token".into(),
+        token_key: "token".into(),
+    };
+    Arc::new(Context::new(
+        mock.client.clone(),
+        control_plane,
+        workers,
+        "operator-0",
+        Duration::from_secs(5),
+    ))
+}
+
+fn stored<K: serde::de::DeserializeOwned>(mock: &MockKube, path: &str) -> K {
+    serde_json::from_value(mock.get(path).expect("the object exists")).expect("the object parses")
+}
+
+fn pod(name: &str, pool: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "team-a",
+            "labels": {"app.kubernetes.io/name": "orca-worker", "orca.dev/agent": pool}},
+    })
+}
+
+fn cost(mock: &MockKube, pod: &str) -> Option<String> {
+    let pod = mock.get(&format!("/api/v1/namespaces/team-a/pods/{pod}"))?;
+    pod["metadata"]["annotations"][agents::DELETION_COST]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// What the control plane reports: (running on the pool, queued in total).
+async fn load(server: &Server) -> (u32, u32) {
+    let view = server
+        .agents()
+        .await
+        .expect("client")
+        .list_agents(v1::ListAgentsRequest {})
+        .await
+        .expect("list agents")
+        .into_inner();
+    (
+        view.agents.iter().map(|a| a.running).sum(),
+        view.queue.iter().map(|q| q.queued).sum(),
+    )
+}
+
+#[tokio::test]
+async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let _worker = server
+        .worker_with("coders-a", &["shell"], 2, &["--pool", "team-a/coders"])
+        .expect("worker");
+    server
+        .wait_for_agents(&["coders-a"])
+        .await
+        .expect("worker up");
+    let mock = MockKube::start();
+    mock.put(
+        AGENT,
+        json!({
+            "apiVersion": "orca.dev/v1alpha1", "kind": "Agent",
+            "metadata": {"name": "coders", "namespace": "team-a", "generation": 1},
+            "spec": {"slotsPerPod": 2, "scaleToZeroAfterSeconds": 0},
+        }),
+    );
+    mock.put(
+        "/api/v1/namespaces/team-a/pods/coders-a",
+        pod("coders-a", "coders"),
+    );
+    mock.put(
+        "/api/v1/namespaces/team-a/pods/coders-b",
+        pod("coders-b", "coders"),
+    );
+    mock.put(
+        "/api/v1/namespaces/team-a/pods/other-a",
+        pod("other-a", "other"),
+    );
+    let ctx = context(&server, &mock);
+
+    // Five steps: two run on the one worker, three wait.
+    let client = server.tasks().await.expect("client");
+    let gate = dir.path().join("gate");
+    let steps = (0..5)
+        .map(|i| shell_step(&format!("s{i}"), &[], &wait_for_gate(&gate)))
+        .collect();
+    submit(&client, task("load", steps)).await.expect("submit");
+    eventually(Duration::from_secs(20), || async {
+        (load(&server).await == (2, 3)).then_some(())
+    })
+    .await
+    .expect("two running, three queued");
+
+    agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
+        .await
+        .expect("reconcile");
+    // ceil((3 queued + 2 running) / 2 slots) = 3 pods.
+    let deployment = mock.get(DEPLOYMENT).expect("the Deployment was applied");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/orca-dev/orca-worker:test"
+    );
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"][0]["kind"],
+        "Agent"
+    );
+    let apply = &mock.requests_to("PATCH", DEPLOYMENT)[0];
+    assert!(apply.content_type.starts_with("application/apply-patch"));
+    assert!(
+        apply.query.contains("fieldManager=orca-operator") && apply.query.contains("force=true")
+    );
+    // The busy pod is the expensive one to remove; the other pool is untouched.
+    assert_eq!(cost(&mock, "coders-a").as_deref(), Some("2000"));
+    assert_eq!(cost(&mock, "coders-b").as_deref(), Some("0"));
+    assert_eq!(cost(&mock, "other-a"), None);
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    assert_eq!((status.busy, status.queued), (2, 3));
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/name=orca-worker,orca.dev/agent=coders")
+    );
+    assert_eq!(status.observed_generation, Some(1));
+
+    // Nothing changed: a second pass writes no pod and no status.
+    let before = mock.requests().len();
+    agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
+        .await
+        .expect("reconcile again");
+    let later: Vec<_> = mock.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "PATCH" && !r.path.starts_with(DEPLOYMENT))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(later.is_empty(), "an unchanged pool patched {later:?}");
+
+    // The work finishes; with no idle period the pool goes to zero.
+    std::fs::write(&gate, "").expect("open the gate");
+    wait_all_finished(&client, Duration::from_secs(30))
+        .await
+        .expect("all finish");
+    eventually(Duration::from_secs(20), || async {
+        (load(&server).await == (0, 0)).then_some(())
+    })
+    .await
+    .expect("the pool is idle");
+    agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
+        .await
+        .expect("reconcile when idle");
+    assert_eq!(
+        mock.get(DEPLOYMENT).expect("deployment")["spec"]["replicas"],
+        0
+    );
+    assert_eq!(cost(&mock, "coders-a").as_deref(), Some("0"));
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    assert_eq!((status.busy, status.queued), (0, 0));
+    assert_eq!(status.conditions[0].reason, "ScaledToZero");
+}
+
+fn task_resource(name: &str, uid: &str, steps: Value, ttl: Option<u32>) -> Value {
+    let mut spec = json!({"steps": steps});
+    if let Some(ttl) = ttl {
+        spec["ttlSecondsAfterFinished"] = json!(ttl);
+    }
+    json!({
+        "apiVersion": "orca.dev/v1alpha1", "kind": "Task",
+        "metadata": {"name": name, "namespace": "team-a", "uid": uid, "generation": 1},
+        "spec": spec,
+    })
+}
+
+fn sh(id: &str, deps: &[&str], script: &str) -> Value {
+    json!({"id": id, "dependsOn": deps, "shell": {"command": ["sh", "-c", script]}})
+}
+
+async fn reconcile_task(mock: &MockKube, path: &str, ctx: &Arc<Context>) {
+    tasks::reconcile(Arc::new(stored::<OrcaTask>(mock, path)), ctx.clone())
+        .await
+        .expect("reconcile");
+}
+
+fn status_of(mock: &MockKube, path: &str) -> Value {
+    mock.get(path)
+        .map(|t| t["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn task_controller_submits_once_mirrors_events_and_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)])
+        .await
+        .expect("server and worker");
+    let client = server.tasks().await.expect("client");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    let gate = dir.path().join("gate");
+    let path = format!("{TASKS}/build");
+    mock.put(
+        &path,
+        task_resource(
+            "build",
+            "uid-build",
+            json!([
+                sh("quick", &[], "true"),
+                sh(
+                    "held",
+                    &["quick"],
+                    &format!("echo '::progress 0.5 half'; {}", wait_for_gate(&gate))
+                ),
+            ]),
+            Some(0),
+        ),
+    );
+
+    // First the finalizer, and nothing submitted yet.
+    reconcile_task(&mock, &path, &ctx).await;
+    assert_eq!(
+        mock.get(&path).expect("task")["metadata"]["finalizers"],
+        json!([tasks::FINALIZER])
+    );
+    assert!(all_task_ids(&client).await.expect("list").is_empty());
+
+    // Reconciled twice from the same (stale) object: one task, by the uid.
+    let object = Arc::new(stored::<OrcaTask>(&mock, &path));
+    for _ in 0..2 {
+        tasks::reconcile(object.clone(), ctx.clone())
+            .await
+            .expect("reconcile");
+    }
+    let ids = all_task_ids(&client).await.expect("list");
+    assert_eq!(ids.len(), 1, "submitted once");
+    let submitted = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: ids[0].clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(submitted.tenant, "team-a");
+    assert_eq!(
+        submitted.spec.as_ref().map(|s| s.name.as_str()),
+        Some("build")
+    );
+    assert_eq!(status_of(&mock, &path)["taskId"], json!(ids[0]));
+
+    // From here only the event stream drives the status: no reconcile.
+    let running = eventually(Duration::from_secs(20), || async {
+        let status = status_of(&mock, &path);
+        (status["phase"] == "Running" && status["progress"] == "75%").then_some(status)
+    })
+    .await
+    .expect("the running step's progress is mirrored");
+    assert_eq!(running["steps"], "1/2");
+    assert_eq!(ctx.followed_tasks(), 1);
+    std::fs::write(&gate, "").expect("open the gate");
+    let done = eventually(Duration::from_secs(20), || async {
+        let status = status_of(&mock, &path);
+        (status["phase"] == "Succeeded").then_some(status)
+    })
+    .await
+    .expect("success is mirrored");
+    assert_eq!(
+        (done["steps"].as_str(), done["progress"].as_str()),
+        (Some("2/2"), Some("100%"))
+    );
+    assert!(done["completionTime"].is_string());
+    let reasons: Vec<String> = mock
+        .requests_to("POST", EVENTS)
+        .iter()
+        .map(|r| r.body["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        reasons.contains(&"Running".to_string()) && reasons.contains(&"Succeeded".to_string()),
+        "events: {reasons:?}"
+    );
+    eventually(Duration::from_secs(5), || async {
+        (ctx.followed_tasks() == 0).then_some(())
+    })
+    .await
+    .expect("the follower ends with the task");
+
+    // ttlSecondsAfterFinished: 0 deletes it on the next pass; the finalizer
+    // then lets go without cancelling anything.
+    reconcile_task(&mock, &path, &ctx).await;
+    assert_eq!(mock.requests_to("DELETE", &path).len(), 1);
+    reconcile_task(&mock, &path, &ctx).await;
+    assert!(mock.get(&path).is_none(), "the finished Task is gone");
+    let task = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: ids[0].clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "kept in the control plane"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_running_task_cancels_it_and_releases_the_finalizer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 1)])
+        .await
+        .expect("server and worker");
+    let client = server.tasks().await.expect("client");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    let path = format!("{TASKS}/forever");
+    let gate = dir.path().join("never");
+    mock.put(
+        &path,
+        task_resource(
+            "forever",
+            "uid-forever",
+            json!([sh("wait", &[], &wait_for_gate(&gate))]),
+            None,
+        ),
+    );
+    reconcile_task(&mock, &path, &ctx).await;
+    reconcile_task(&mock, &path, &ctx).await;
+    eventually(Duration::from_secs(20), || async {
+        (status_of(&mock, &path)["phase"] == "Running").then_some(())
+    })
+    .await
+    .expect("running");
+    let id = status_of(&mock, &path)["taskId"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+
+    mock.delete(&path);
+    assert!(mock.get(&path).is_some(), "held by the finalizer");
+    reconcile_task(&mock, &path, &ctx).await;
+    let task = wait_finished(&client, &id, Duration::from_secs(20))
+        .await
+        .expect("finishes");
+    assert_eq!(task.state, v1::TaskState::Cancelled as i32);
+    assert!(
+        mock.get(&path).is_none(),
+        "the finalizer was removed, so the Task is gone"
+    );
+    assert_eq!(ctx.followed_tasks(), 0);
+}
+
+#[tokio::test]
+async fn a_task_the_control_plane_refuses_fails_with_the_reason_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let client = server.tasks().await.expect("client");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    let path = format!("{TASKS}/loop");
+    // A cycle: the CRD schema cannot see it; the control plane names it.
+    mock.put(
+        &path,
+        task_resource(
+            "loop",
+            "uid-loop",
+            json!([sh("a", &["b"], "true"), sh("b", &["a"], "true")]),
+            None,
+        ),
+    );
+    reconcile_task(&mock, &path, &ctx).await;
+    reconcile_task(&mock, &path, &ctx).await;
+    let status = status_of(&mock, &path);
+    assert_eq!(status["phase"], "Failed");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cycle") && message.contains("dependsOn"),
+        "{message}"
+    );
+    assert!(status["taskId"].is_null());
+    let warning = mock.requests_to("POST", EVENTS);
+    assert_eq!(warning.len(), 1);
+    assert_eq!(
+        (
+            warning[0].body["type"].as_str(),
+            warning[0].body["reason"].as_str()
+        ),
+        (Some("Warning"), Some("Failed"))
+    );
+    assert!(all_task_ids(&client).await.expect("list").is_empty());
+    // Deleting it cancels nothing and lets go.
+    mock.delete(&path);
+    reconcile_task(&mock, &path, &ctx).await;
+    assert!(mock.get(&path).is_none());
+}
+
+#[tokio::test]
+async fn one_replica_leads_until_its_lease_expires() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mock = MockKube::start();
+    let lease = "/apis/coordination.k8s.io/v1/namespaces/orca-system/leases/orca-operator";
+    let lock = |who: &str| {
+        leader::LeaseLock::new(
+            kube::Api::<Lease>::namespaced(mock.client.clone(), "orca-system"),
+            "orca-operator",
+            who,
+            Duration::from_secs(15),
+        )
+    };
+    let (a, b) = (lock("a"), lock("b"));
+    assert!(
+        a.try_acquire_or_renew().await.expect("a"),
+        "a creates the lease"
+    );
+    assert!(
+        !b.try_acquire_or_renew().await.expect("b"),
+        "b follows a live lease"
+    );
+    assert!(a.try_acquire_or_renew().await.expect("a renews"));
+    assert_eq!(
+        mock.get(lease).expect("lease")["spec"]["holderIdentity"],
+        "a"
+    );
+
+    // a stops renewing: its lease runs out and b takes it over.
+    let mut expired = mock.get(lease).expect("lease");
+    expired["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+    mock.put(lease, expired);
+    assert!(
+        b.try_acquire_or_renew().await.expect("b"),
+        "b takes the expired lease"
+    );
+    let held = mock.get(lease).expect("lease");
+    assert_eq!(held["spec"]["holderIdentity"], "b");
+    assert_eq!(held["spec"]["leaseTransitions"], 1);
+    assert!(
+        !a.try_acquire_or_renew().await.expect("a"),
+        "a is now a follower"
+    );
+}
+
+#[test]
+fn the_operator_outside_a_cluster_says_so_in_one_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(orca_bin())
+        .args(["operator", "run", "--worker-image", "orca-worker:test"])
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: no Kubernetes API to talk to"),
+        "{stderr}"
+    );
+}

@@ -94,6 +94,48 @@ pub enum Command {
 pub enum OperatorCommand {
     /// Print the CustomResourceDefinitions (Agent, Task) as YAML.
     Crd,
+    /// Run the operator in a cluster: reconcile Agents and Tasks against the
+    /// control plane at --server (with --token, a developer token for all
+    /// tenants).
+    Run(Box<OperatorRunArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorRunArgs {
+    /// Watch Agents and Tasks in this namespace only; all namespaces when unset.
+    #[arg(long, env = "ORCA_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This replica's name in the leader lease and in Events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// The coordination.k8s.io Lease replicas elect a leader with.
+    #[arg(long, env = "ORCA_LEASE_NAME", default_value = "orca-operator")]
+    pub lease_name: String,
+    /// The lease's namespace (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// A leader that has not renewed for this long loses the lease.
+    #[arg(long, env = "ORCA_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often each pool's load is read and its size decided.
+    #[arg(long, env = "ORCA_SCALE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub scale_interval: Duration,
+    /// The image of worker pods when an Agent names none.
+    #[arg(long, env = "ORCA_WORKER_IMAGE")]
+    pub worker_image: String,
+    /// The control plane's address as worker pods reach it; --server when unset.
+    #[arg(long, env = "ORCA_WORKER_SERVER")]
+    pub worker_server: Option<String>,
+    /// The Secret (in each Agent's namespace) holding a worker-role token.
+    #[arg(
+        long,
+        env = "ORCA_WORKER_TOKEN_SECRET",
+        default_value = "orca-worker-token"
+    )]
+    pub worker_token_secret: String,
+    /// The key of the token in that Secret.
+    #[arg(long, env = "ORCA_WORKER_TOKEN_KEY", default_value = "token")]
+    pub worker_token_key: String,
 }
 
 #[derive(Debug, Subcommand)]

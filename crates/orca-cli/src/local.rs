@@ -13,7 +13,9 @@ use orca_server::auth::RateLimit;
 use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
-use crate::args::{Durability, LimitArgs, SecurityArgs, ServerArgs, StoreArgs, UpArgs, WorkerArgs};
+use crate::args::{
+    Durability, LimitArgs, OperatorRunArgs, SecurityArgs, ServerArgs, StoreArgs, UpArgs, WorkerArgs,
+};
 use crate::context::Resolved;
 
 fn server_config(
@@ -107,6 +109,32 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.drain_grace = args.drain_grace;
     config.token = target.token;
     orca_worker::run(config, stop_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn operator(args: OperatorRunArgs, target: Resolved) -> anyhow::Result<ExitCode> {
+    let kube = orca_operator::kube_client().await?;
+    let control_plane = orca_operator::ControlPlane::connect_lazy(
+        &target.server,
+        target.token.as_deref(),
+        &target.tls,
+    )?;
+    let config = orca_operator::OperatorConfig {
+        namespace: args.namespace,
+        identity: args.identity.unwrap_or_else(default_worker_name),
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        lease_duration: args.lease_duration,
+        scale_interval: args.scale_interval,
+        workers: orca_operator::WorkerSettings {
+            server: args.worker_server.unwrap_or(target.server),
+            image: args.worker_image,
+            token_secret: args.worker_token_secret,
+            token_key: args.worker_token_key,
+        },
+        control_plane,
+    };
+    orca_operator::run(kube, config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

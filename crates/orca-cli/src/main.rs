@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = !matches!(
         cli.command,
-        Command::Server(_) | Command::Worker(_) | Command::Up(_)
+        Command::Server(_)
+            | Command::Worker(_)
+            | Command::Up(_)
+            | Command::Operator(OperatorCommand::Run(_))
     );
     init_logging(quiet);
     // The control plane needs every core; a worker or a client command is
@@ -78,7 +81,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => client::retry(&target, args).await,
         Command::Watch(args) => client::watch(&target, args).await,
         Command::Audit(args) => client::audit(&target, args).await,
-        Command::Config(_) | Command::Operator(_) => Ok(ExitCode::SUCCESS),
+        Command::Operator(OperatorCommand::Run(args)) => local::operator(*args, resolved).await,
+        Command::Config(_) | Command::Operator(OperatorCommand::Crd) => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -176,6 +176,9 @@ pub struct AgentStatus {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self == oldSelf", "message": "a Task's spec cannot change once it is created; create a new Task"}
+]))]
 pub struct OrcaTaskSpec {
     /// Name, labels, priority and steps, exactly as in a task file.
     #[serde(flatten)]

@@ -2,12 +2,195 @@
 //! (group `orca.dev`, version `v1alpha1`), the objects an `Agent` owns, and
 //! the decision of how many worker pods a pool needs.
 
+pub mod agents;
+pub mod control_plane;
 pub mod crd;
+mod error;
+pub mod leader;
 pub mod scaling;
 pub mod status;
+pub mod tasks;
 pub mod workers;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::task::JoinHandle;
+
+pub use control_plane::ControlPlane;
 pub use crd::{Agent, AgentSpec, AgentStatus, OrcaTask, OrcaTaskSpec, OrcaTaskStatus};
+pub use error::Error;
+pub use workers::WorkerSettings;
+
+/// The field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "orca-operator";
+
+/// What every reconcile shares.
+pub struct Context {
+    pub kube: Client,
+    pub control_plane: ControlPlane,
+    pub workers: WorkerSettings,
+    pub recorder: Recorder,
+    /// How often a pool's load is read and its size decided.
+    pub scale_interval: Duration,
+    /// The event-stream followers of running tasks, by resource uid.
+    following: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Context {
+    pub fn new(
+        kube: Client,
+        control_plane: ControlPlane,
+        workers: WorkerSettings,
+        identity: &str,
+        scale_interval: Duration,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity.into()),
+        };
+        Context {
+            recorder: Recorder::new(kube.clone(), reporter),
+            kube,
+            control_plane,
+            workers,
+            scale_interval,
+            following: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a follower for `uid` unless one is still running.
+    fn follow_once(&self, uid: String, start: impl FnOnce() -> JoinHandle<()>) {
+        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
+        if following.get(&uid).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        following.insert(uid, start());
+    }
+
+    fn stop_following(&self, uid: &str) {
+        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(handle) = following.remove(uid) {
+            handle.abort();
+        }
+    }
+
+    /// How many running tasks are being followed.
+    pub fn followed_tasks(&self) -> usize {
+        let following = self.following.lock().unwrap_or_else(|e| e.into_inner());
+        following.values().filter(|h| !h.is_finished()).count()
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        let following = self.following.get_mut().unwrap_or_else(|e| e.into_inner());
+        for handle in following.values() {
+            handle.abort();
+        }
+    }
+}
+
+/// How the operator runs.
+pub struct OperatorConfig {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// This replica's name in the lease and in Events (the pod name).
+    pub identity: String,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub lease_duration: Duration,
+    pub scale_interval: Duration,
+    pub workers: WorkerSettings,
+    pub control_plane: ControlPlane,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(object = %object.name_any(), %error, "reconcile failed");
+    // A wrong resource waits for an edit (which triggers a reconcile anyway);
+    // an unreachable API or control plane is retried soon.
+    Action::requeue(if error.is_transient() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(300)
+    })
+}
+
+/// A Kubernetes client from the pod's service account, or from the
+/// kubeconfig outside a cluster.
+pub async fn kube_client() -> Result<Client, Error> {
+    // The inference error already lists each place tried; its sources would
+    // only repeat them.
+    Client::try_default()
+        .await
+        .map_err(|e| Error::NoCluster(e.to_string()))
+}
+
+/// Runs the operator: waits for the leader lease, then runs the Agent and
+/// Task controllers until `shutdown` resolves or the lease is lost (an
+/// error: the process should exit and be restarted as a follower).
+pub async fn run(
+    kube: Client,
+    config: OperatorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let lock = leader::LeaseLock::new(
+        Api::namespaced(kube.clone(), &config.lease_namespace),
+        &config.lease_name,
+        &config.identity,
+        config.lease_duration,
+    );
+    tokio::pin!(shutdown);
+    tracing::info!(identity = %config.identity, lease = %config.lease_name, "waiting for the leader lease");
+    tokio::select! {
+        acquired = lock.acquire() => acquired?,
+        () = &mut shutdown => return Ok(()),
+    }
+    tracing::info!(identity = %config.identity, "leading: reconciling Agents and Tasks");
+
+    let ns = config.namespace.as_deref();
+    let ctx = Arc::new(Context::new(
+        kube.clone(),
+        config.control_plane,
+        config.workers,
+        &config.identity,
+        config.scale_interval,
+    ));
+    let pools = Controller::new(api::<Agent>(&kube, ns), watcher::Config::default())
+        .owns(
+            api::<Deployment>(&kube, ns),
+            watcher::Config::default().labels("app.kubernetes.io/name=orca-worker"),
+        )
+        .run(agents::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let tasks = Controller::new(api::<OrcaTask>(&kube, ns), watcher::Config::default())
+        .run(tasks::reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+    tokio::select! {
+        _ = futures::future::join(pools, tasks) => Ok(()),
+        lost = lock.keep() => Err(lost),
+        () = &mut shutdown => Ok(()),
+    }
+}
 
 /// The CustomResourceDefinitions, as `kubectl apply` takes them: one YAML
 /// document each, in a stable order.

@@ -43,6 +43,21 @@ pub fn selector_labels(agent_name: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The pool name the workers register with: `namespace/name`, so pools of
+/// the same name in two namespaces stay apart in the control plane.
+pub fn pool_name(agent: &Agent) -> String {
+    format!(
+        "{}/{}",
+        agent.metadata.namespace.as_deref().unwrap_or("default"),
+        agent.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The Deployment's name for an Agent.
+pub fn deployment_name(agent_name: &str) -> String {
+    format!("{agent_name}-workers")
+}
+
 /// `key=value,...`, for the `/scale` subresource's selector.
 pub fn selector_string(agent_name: &str) -> String {
     selector_labels(agent_name)
@@ -54,7 +69,7 @@ pub fn selector_string(agent_name: &str) -> String {
 
 /// The pool's capabilities, with the runtime's own first so a claude-code
 /// pool always offers `claude-code`.
-fn capabilities(agent: &Agent) -> Vec<String> {
+pub fn capabilities(agent: &Agent) -> Vec<String> {
     let runtime = match agent.spec.runtime {
         AgentRuntime::Shell => "shell",
         AgentRuntime::ClaudeCode => "claude-code",
@@ -86,7 +101,7 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
 
     let mut env_vars = vec![
         env("ORCA_SERVER", settings.server.clone()),
-        env("ORCA_POOL", name.clone()),
+        env("ORCA_POOL", pool_name(agent)),
         env("ORCA_CAPABILITIES", capabilities(agent).join(",")),
         env("ORCA_SLOTS", spec.slots_per_pod.to_string()),
         env("ORCA_DRAIN_GRACE", format!("{}s", DRAIN_GRACE_SECONDS - 10)),
@@ -158,7 +173,7 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     };
     Deployment {
         metadata: ObjectMeta {
-            name: Some(format!("{name}-workers")),
+            name: Some(deployment_name(&name)),
             namespace: agent.metadata.namespace.clone(),
             labels: Some(labels.clone()),
             owner_references: owner.map(|o| vec![o]),
@@ -256,6 +271,7 @@ mod tests {
         assert_eq!(value("ORCA_SERVER"), "http://orca.orca-system:7070");
         assert_eq!(value("ORCA_CAPABILITIES"), "claude-code,git");
         assert_eq!(value("ORCA_SLOTS"), "2");
+        assert_eq!(value("ORCA_POOL"), "team-a/coders");
         assert_eq!(value("ORCA_MODEL"), "claude-sonnet");
         assert_eq!(value("ORCA_SECRETS_DIR"), SECRETS_DIR);
         let token = env["ORCA_TOKEN"]

@@ -248,7 +248,6 @@ impl v1::agent_service_server::AgentService for AgentApi {
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         require(&request, Action::ReadAgents)?;
-        let agents = self.engine.list_agents().await?;
-        Ok(Response::new(v1::ListAgentsResponse { agents }))
+        Ok(Response::new(self.engine.list_agents().await?))
     }
 }

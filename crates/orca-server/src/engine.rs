@@ -125,7 +125,7 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<CancelAnswer>,
     },
-    ListAgents(oneshot::Sender<Vec<v1::Agent>>),
+    ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
     Reopen {
         record: Box<TaskRecord>,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
@@ -259,10 +259,11 @@ impl EngineHandle {
         committed.await.map_err(|_| Error::ShuttingDown)
     }
 
-    pub async fn list_agents(&self) -> Result<Vec<v1::Agent>, Error> {
-        let (reply, agents) = oneshot::channel();
+    /// The connected workers and the queue depth per needed capabilities.
+    pub async fn list_agents(&self) -> Result<v1::ListAgentsResponse, Error> {
+        let (reply, answer) = oneshot::channel();
         self.send(Command::ListAgents(reply)).await?;
-        agents.await.map_err(|_| Error::ShuttingDown)
+        answer.await.map_err(|_| Error::ShuttingDown)
     }
 
     /// Drops every worker stream so the gRPC server can stop.
@@ -635,7 +636,15 @@ impl Engine {
                         draining: w.draining,
                     })
                     .collect();
-                let _ = reply.send(agents);
+                let queue = self
+                    .queue
+                    .depth_by_needs()
+                    .map(|(needs, queued)| v1::QueueDepth {
+                        capabilities: needs.iter().cloned().collect(),
+                        queued: u32::try_from(queued).unwrap_or(u32::MAX),
+                    })
+                    .collect();
+                let _ = reply.send(v1::ListAgentsResponse { agents, queue });
             }
             Command::Reopen { record, reply } => {
                 let _ = reply.send(self.reopen(*record));

@@ -1,0 +1,341 @@
+//! The Agent controller: keeps each pool's worker Deployment at the size its
+//! queue needs, marks busy pods so scale-in removes idle ones, and reports
+//! the pool in the Agent's status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use orca_api::v1;
+use orca_core::queue::capabilities;
+use serde_json::json;
+
+use crate::crd::{Agent, AgentStatus, Autoscaling};
+use crate::scaling::{self, Bounds, Decision, Load};
+use crate::workers::{self, pool_name};
+use crate::{Context, Error, FIELD_MANAGER};
+
+/// The annotation the ReplicaSet controller reads to choose which pods to
+/// remove first on scale-in.
+pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// What the control plane says about one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolView {
+    pub load: Load,
+    /// Running steps per worker (pod) name.
+    pub running_by_pod: HashMap<String, u32>,
+}
+
+/// The pool's share of the control plane's view: the steps queued that its
+/// workers could take (their needs are within the pool's capabilities), and
+/// the steps running on its own workers.
+pub fn pool_view(agent: &Agent, view: &v1::ListAgentsResponse) -> PoolView {
+    let pool = pool_name(agent);
+    let offered = capabilities(&workers::capabilities(agent));
+    let queued = view
+        .queue
+        .iter()
+        .filter(|depth| depth.capabilities.iter().all(|c| offered.contains(c)))
+        .map(|depth| u64::from(depth.queued))
+        .sum::<u64>();
+    let mut running_by_pod: HashMap<String, u32> = HashMap::new();
+    for worker in view.agents.iter().filter(|w| w.pool == pool) {
+        *running_by_pod.entry(worker.name.clone()).or_default() += worker.running;
+    }
+    let running = running_by_pod.values().map(|&n| u64::from(n)).sum::<u64>();
+    let busy_pods = running_by_pod.values().filter(|&&n| n > 0).count();
+    PoolView {
+        load: Load {
+            queued: u32::try_from(queued).unwrap_or(u32::MAX),
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            busy_pods: u32::try_from(busy_pods).unwrap_or(u32::MAX),
+        },
+        running_by_pod,
+    }
+}
+
+fn bounds(agent: &Agent) -> Bounds {
+    let spec = &agent.spec;
+    Bounds {
+        min: u32::try_from(spec.min_replicas).unwrap_or(0),
+        max: u32::try_from(spec.max_replicas).unwrap_or(0),
+        slots_per_pod: spec.slots_per_pod,
+        idle_seconds: u64::from(spec.scale_to_zero_after_seconds),
+    }
+}
+
+/// The replicas to run: from the queue with built-in autoscaling, from
+/// `spec.replicas` (written by an HPA or KEDA through `/scale`) otherwise.
+pub fn desired_replicas(agent: &Agent, load: Load, now: i64) -> Decision {
+    let status = agent.status.clone().unwrap_or_default();
+    match agent.spec.autoscaling {
+        Autoscaling::BuiltIn => scaling::decide(
+            load,
+            bounds(agent),
+            u32::try_from(status.replicas).unwrap_or(0),
+            status.idle_since.map(|t| t.0.as_second()),
+            now,
+        ),
+        Autoscaling::External => Decision {
+            replicas: u32::try_from(agent.spec.replicas.unwrap_or(agent.spec.min_replicas))
+                .unwrap_or(0),
+            idle_since: None,
+        },
+    }
+}
+
+/// A condition whose transition time moves only when its status does, so
+/// an unchanged pool patches nothing.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(now, |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// The Agent's status from the Deployment the operator applied and the
+/// pool's load.
+pub fn agent_status(
+    agent: &Agent,
+    deployment: &Deployment,
+    load: Load,
+    decision: Decision,
+    now: Time,
+) -> AgentStatus {
+    let previous = agent.status.clone().unwrap_or_default();
+    let observed = deployment.status.clone().unwrap_or_default();
+    let ready = observed.ready_replicas.unwrap_or(0);
+    let wanted = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
+    let (available, reason, message) = if wanted == 0 {
+        (true, "ScaledToZero", "no work for this pool".to_string())
+    } else if ready >= wanted {
+        (
+            true,
+            "AllReplicasReady",
+            format!("{ready} of {wanted} pods ready"),
+        )
+    } else {
+        (false, "Scaling", format!("{ready} of {wanted} pods ready"))
+    };
+    let idle_since = decision.idle_since.and_then(|secs| {
+        k8s_openapi::jiff::Timestamp::from_second(secs)
+            .ok()
+            .map(Time)
+    });
+    AgentStatus {
+        replicas: observed.replicas.unwrap_or(0),
+        ready_replicas: ready,
+        busy: load.running,
+        queued: load.queued,
+        selector: Some(workers::selector_string(&agent.name_any())),
+        idle_since,
+        conditions: vec![condition(
+            &previous.conditions,
+            "Available",
+            available,
+            reason,
+            message,
+            agent.metadata.generation,
+            now,
+        )],
+        observed_generation: agent.metadata.generation,
+    }
+}
+
+/// One pass over a pool: read its load, mark its pods' deletion cost, apply
+/// its Deployment, patch its status. Runs again every scale interval.
+pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = agent.namespace().ok_or_else(|| Error::Resource {
+        kind: "Agent",
+        name: agent.name_any(),
+        problem: "has no namespace".into(),
+    })?;
+    let name = agent.name_any();
+    let view = ctx
+        .control_plane
+        .agents()
+        .list_agents(v1::ListAgentsRequest {})
+        .await?
+        .into_inner();
+    let pool = pool_view(&agent, &view);
+
+    // Costs first, so a scale-in below already sees which pods are busy.
+    let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&workers::selector_string(&name)))
+        .await?;
+    for pod in listed {
+        let running = pool
+            .running_by_pod
+            .get(&pod.name_any())
+            .copied()
+            .unwrap_or(0);
+        let cost = scaling::deletion_cost(running).to_string();
+        if pod.annotations().get(DELETION_COST) != Some(&cost) {
+            let patch = json!({"metadata": {"annotations": {DELETION_COST: cost}}});
+            pods.patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        }
+    }
+
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let decision = desired_replicas(&agent, pool.load, now.as_second());
+    let replicas = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
+    let desired = workers::deployment(&agent, &ctx.workers, replicas);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let applied = deployments
+        .patch(
+            &workers::deployment_name(&name),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await?;
+
+    let status = agent_status(&agent, &applied, pool.load, decision, Time(now));
+    if agent.status.as_ref() != Some(&status) {
+        let agents: Api<Agent> = Api::namespaced(ctx.kube.clone(), &namespace);
+        agents
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+    }
+    Ok(Action::requeue(ctx.scale_interval))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AgentSpec;
+
+    fn agent(yaml: &str) -> Agent {
+        let spec: AgentSpec = serde_yaml::from_str(yaml).expect("agent spec");
+        let mut agent = Agent::new("coders", spec);
+        agent.metadata.namespace = Some("team-a".into());
+        agent
+    }
+
+    fn worker(name: &str, pool: &str, running: u32) -> v1::Agent {
+        v1::Agent {
+            name: name.into(),
+            pool: pool.into(),
+            running,
+            ..Default::default()
+        }
+    }
+
+    fn depth(caps: &[&str], queued: u32) -> v1::QueueDepth {
+        v1::QueueDepth {
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            queued,
+        }
+    }
+
+    #[test]
+    fn a_pool_counts_the_queue_it_can_serve_and_its_own_workers() {
+        let agent = agent("capabilities: [git]\n");
+        let view = v1::ListAgentsResponse {
+            agents: vec![
+                worker("coders-1", "team-a/coders", 2),
+                worker("coders-2", "team-a/coders", 0),
+                // Same name, other namespace: not this pool.
+                worker("coders-3", "team-b/coders", 4),
+            ],
+            queue: vec![
+                depth(&["shell"], 3),
+                depth(&["git", "shell"], 2),
+                // Needs what the pool lacks.
+                depth(&["gpu"], 7),
+            ],
+        };
+        let pool = pool_view(&agent, &view);
+        assert_eq!(
+            pool.load,
+            Load {
+                queued: 5,
+                running: 2,
+                busy_pods: 1
+            }
+        );
+        assert_eq!(pool.running_by_pod["coders-2"], 0);
+        assert!(!pool.running_by_pod.contains_key("coders-3"));
+    }
+
+    #[test]
+    fn external_autoscaling_follows_spec_replicas() {
+        let mut agent = agent("autoscaling: external\nreplicas: 4\n");
+        let load = Load {
+            queued: 100,
+            running: 0,
+            busy_pods: 0,
+        };
+        assert_eq!(desired_replicas(&agent, load, 0).replicas, 4);
+        agent.spec.replicas = None;
+        agent.spec.min_replicas = 1;
+        assert_eq!(desired_replicas(&agent, load, 0).replicas, 1);
+    }
+
+    #[test]
+    fn an_unchanged_condition_keeps_its_transition_time() {
+        let then = Time(k8s_openapi::jiff::Timestamp::from_second(100).expect("time"));
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(200).expect("time"));
+        let first = condition(
+            &[],
+            "Available",
+            true,
+            "R",
+            String::new(),
+            None,
+            then.clone(),
+        );
+        let same = condition(
+            std::slice::from_ref(&first),
+            "Available",
+            true,
+            "R",
+            String::new(),
+            None,
+            now.clone(),
+        );
+        assert_eq!(same.last_transition_time, then);
+        let flipped = condition(
+            &[first],
+            "Available",
+            false,
+            "S",
+            String::new(),
+            None,
+            now.clone(),
+        );
+        assert_eq!(flipped.last_transition_time, now);
+    }
+}

@@ -1,0 +1,321 @@
+//! The Task controller: submits each `Task` once (its uid is the idempotency
+//! key, so a second reconcile or an operator restart finds the same task),
+//! mirrors its status from the task's event stream, records an Event on each
+//! phase change, cancels the task when the resource is deleted, and deletes
+//! finished resources after `ttlSecondsAfterFinished`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use orca_api::v1;
+use serde_json::json;
+use tokio::time::Instant;
+use tonic::Code;
+
+use crate::crd::{OrcaTask, OrcaTaskStatus, TaskPhase};
+use crate::status::task_status;
+use crate::{Context, Error};
+
+/// Held on every Task until its task is cancelled or finished.
+pub const FINALIZER: &str = "orca.dev/cancel-task";
+/// A running task's status is patched at most this often; state changes
+/// (a step or the task finishing) go out at once.
+const PROGRESS_PATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+fn finished(phase: Option<TaskPhase>) -> bool {
+    matches!(
+        phase,
+        Some(TaskPhase::Succeeded | TaskPhase::Failed | TaskPhase::Cancelled)
+    )
+}
+
+fn namespace(task: &OrcaTask) -> Result<String, Error> {
+    task.namespace().ok_or_else(|| Error::Resource {
+        kind: "Task",
+        name: task.name_any(),
+        problem: "has no namespace".into(),
+    })
+}
+
+pub async fn reconcile(task: Arc<OrcaTask>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<OrcaTask> = Api::namespaced(ctx.kube.clone(), &namespace(&task)?);
+    finalizer(&api, FINALIZER, task, |event| async {
+        match event {
+            finalizer::Event::Apply(task) => apply(task, &api, &ctx).await,
+            finalizer::Event::Cleanup(task) => cleanup(task, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+async fn apply(
+    task: Arc<OrcaTask>,
+    api: &Api<OrcaTask>,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let previous = task.status.clone().unwrap_or_default();
+    let task_id = match previous.task_id.clone() {
+        Some(id) => id,
+        None => match submit(&task, ctx).await? {
+            Ok(id) => id,
+            Err(refusal) => {
+                let status = OrcaTaskStatus {
+                    phase: Some(TaskPhase::Failed),
+                    message: Some(format!("the control plane refused the task: {refusal}")),
+                    observed_generation: task.metadata.generation,
+                    ..OrcaTaskStatus::default()
+                };
+                publish(api, &task, &previous, &status, ctx).await?;
+                // Nothing to retry until the resource changes.
+                return Ok(Action::await_change());
+            }
+        },
+    };
+    let current = ctx
+        .control_plane
+        .tasks()
+        .get_task(v1::GetTaskRequest {
+            task_id: task_id.clone(),
+        })
+        .await?
+        .into_inner();
+    let status = task_status(&current, task.metadata.generation);
+    publish(api, &task, &previous, &status, ctx).await?;
+
+    if !finished(status.phase) {
+        follow(ctx, &task, task_id, status);
+        return Ok(Action::await_change());
+    }
+    ctx.stop_following(&task.uid().unwrap_or_default());
+    let Some(ttl) = task.spec.ttl_seconds_after_finished else {
+        return Ok(Action::await_change());
+    };
+    let finished_at = status
+        .completion_time
+        .map_or_else(k8s_openapi::jiff::Timestamp::now, |t| t.0);
+    let expires = finished_at.as_second() + i64::from(ttl);
+    let left = expires - k8s_openapi::jiff::Timestamp::now().as_second();
+    if left > 0 {
+        return Ok(Action::requeue(Duration::from_secs(left.unsigned_abs())));
+    }
+    match api.delete(&task.name_any(), &DeleteParams::default()).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(e)) if e.is_not_found() => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Submits the Task's spec into its namespace's tenant. `Ok(Err(why))` when
+/// the control plane refuses the spec itself, which no retry changes.
+async fn submit(task: &OrcaTask, ctx: &Context) -> Result<Result<String, String>, Error> {
+    let uid = task.uid().ok_or_else(|| Error::Resource {
+        kind: "Task",
+        name: task.name_any(),
+        problem: "has no uid".into(),
+    })?;
+    let mut spec = task.spec.task.clone();
+    if spec.name.is_empty() {
+        spec.name = task.name_any();
+    }
+    let request = v1::SubmitTaskRequest {
+        spec: Some((&spec).into()),
+        idempotency_key: uid,
+        tenant: namespace(task)?,
+    };
+    match ctx.control_plane.tasks().submit_task(request).await {
+        Ok(answer) => Ok(Ok(answer.into_inner().task_id)),
+        Err(status)
+            if matches!(
+                status.code(),
+                Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange
+            ) =>
+        {
+            Ok(Err(status.message().to_string()))
+        }
+        Err(status) => Err(status.into()),
+    }
+}
+
+async fn cleanup(task: Arc<OrcaTask>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    ctx.stop_following(&task.uid().unwrap_or_default());
+    let status = task.status.clone().unwrap_or_default();
+    if let (Some(task_id), false) = (status.task_id, finished(status.phase)) {
+        let cancel = ctx
+            .control_plane
+            .tasks()
+            .cancel_task(v1::CancelTaskRequest { task_id })
+            .await;
+        match cancel {
+            // Gone or already finished: nothing left to stop.
+            Ok(_) => {}
+            Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => {}
+            Err(s) => return Err(s.into()),
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Patches the status when it changed, with an Event when the phase did.
+async fn publish(
+    api: &Api<OrcaTask>,
+    task: &OrcaTask,
+    previous: &OrcaTaskStatus,
+    status: &OrcaTaskStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if previous == status {
+        return Ok(());
+    }
+    api.patch_status(
+        &task.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    if previous.phase != status.phase
+        && let Some(phase) = status.phase
+    {
+        let event = Event {
+            type_: if phase == TaskPhase::Failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: format!("{phase:?}"),
+            note: status.message.clone(),
+            action: "Mirror".into(),
+            secondary: None,
+        };
+        // An Event is a courtesy: failing to record one must not fail the
+        // reconcile (and resubmit nothing).
+        if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
+            tracing::warn!(task = %task.name_any(), error = %e, "recording an event");
+        }
+    }
+    Ok(())
+}
+
+/// Starts following the task's events, unless already following it.
+fn follow(ctx: &Arc<Context>, task: &OrcaTask, task_id: String, status: OrcaTaskStatus) {
+    let Some(uid) = task.uid() else { return };
+    let (ctx2, task) = (ctx.clone(), task.clone());
+    ctx.follow_once(uid, move || {
+        tokio::spawn(async move { mirror_from_events(ctx2, task, task_id, status).await })
+    });
+}
+
+/// Mirrors the task's status into the resource on each event that changes
+/// it, until the task finishes. Reconnects (from the last event seen) when
+/// the control plane goes away.
+async fn mirror_from_events(
+    ctx: Arc<Context>,
+    task: OrcaTask,
+    task_id: String,
+    mut last: OrcaTaskStatus,
+) {
+    let Ok(namespace) = namespace(&task) else {
+        return;
+    };
+    let api: Api<OrcaTask> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let mut after_seq = 0;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let request = v1::WatchTaskRequest {
+            task_id: task_id.clone(),
+            after_seq,
+            follow: true,
+        };
+        let mut stream = match ctx.control_plane.tasks().watch_task(request).await {
+            Ok(stream) => stream.into_inner(),
+            Err(s) if s.code() == Code::NotFound => return,
+            Err(s) => {
+                tracing::warn!(task = %task.name_any(), error = %s.message(), "watching the task");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(500);
+        // Progress is coalesced: one patch per interval at most.
+        let mut pending_since: Option<Instant> = None;
+        loop {
+            let next = match pending_since {
+                Some(since) => {
+                    tokio::select! {
+                        message = stream.message() => message,
+                        () = tokio::time::sleep_until(since + PROGRESS_PATCH_INTERVAL) => {
+                            pending_since = None;
+                            mirror_now(&api, &task, &task_id, &mut last, &ctx).await;
+                            continue;
+                        }
+                    }
+                }
+                None => stream.message().await,
+            };
+            match next {
+                Ok(Some(event)) => {
+                    after_seq = event.seq;
+                    match event.kind {
+                        Some(v1::event::Kind::Progress(_)) => {
+                            pending_since.get_or_insert_with(Instant::now);
+                        }
+                        Some(v1::event::Kind::TaskState(_) | v1::event::Kind::StepState(_)) => {
+                            pending_since = None;
+                            mirror_now(&api, &task, &task_id, &mut last, &ctx).await;
+                        }
+                        Some(v1::event::Kind::Log(_)) | None => {}
+                    }
+                }
+                // With `follow`, the stream ends when the task has finished.
+                Ok(None) => {
+                    mirror_now(&api, &task, &task_id, &mut last, &ctx).await;
+                    if finished(last.phase) {
+                        return;
+                    }
+                    break;
+                }
+                Err(s) => {
+                    tracing::warn!(task = %task.name_any(), error = %s.message(), "task event stream broke; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the task once and publishes its status if it changed. Failures are
+/// logged: the next event, or the next reconcile, tries again.
+async fn mirror_now(
+    api: &Api<OrcaTask>,
+    task: &OrcaTask,
+    task_id: &str,
+    last: &mut OrcaTaskStatus,
+    ctx: &Context,
+) {
+    let request = v1::GetTaskRequest {
+        task_id: task_id.to_string(),
+    };
+    let current = match ctx.control_plane.tasks().get_task(request).await {
+        Ok(task) => task.into_inner(),
+        Err(s) => {
+            tracing::warn!(task = %task.name_any(), error = %s.message(), "reading the task");
+            return;
+        }
+    };
+    let status = task_status(&current, task.metadata.generation);
+    match publish(api, task, last, &status, ctx).await {
+        Ok(()) => *last = status,
+        Err(e) => {
+            tracing::warn!(task = %task.name_any(), error = %e, "mirroring the task's status")
+        }
+    }
+}
