@@ -1,5 +1,7 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench fuzz crds lint fmt
+.PHONY: demo test bench fuzz crds images e2e-kind lint fmt
+
+VERSION ?= 0.1.0
 
 demo:            ## build, start the embedded orca, run the example DAG live, stop
 	./scripts/demo.sh
@@ -13,8 +15,16 @@ bench:           ## end-to-end throughput and latency against real processes
 fuzz:            ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
 	./scripts/fuzz.sh
 
-crds:            ## regenerate crds/ from the Rust types
+crds:            ## regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run -q -p orca-cli -- operator crd > crds/orca.dev.yaml
+	cp crds/orca.dev.yaml charts/orca/crds/orca.dev.yaml
+
+images:          ## build the orca and orca-worker images (needs docker)
+	docker build -f deploy/Dockerfile --target orca -t ghcr.io/orca-dev/orca:$(VERSION) .
+	docker build -f deploy/Dockerfile --target worker -t ghcr.io/orca-dev/orca-worker:$(VERSION) .
+
+e2e-kind:        ## real-cluster end-to-end: kind, images, chart, examples (needs docker)
+	./scripts/e2e-kind.sh
 
 lint:            ## what CI checks besides the tests
 	cargo fmt --all -- --check

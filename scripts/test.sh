@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The chart tests run the real helm (fetched once into .tools/bin).
+./scripts/tools.sh
+
 # End-to-end tests run the orca binary; `cargo test` builds another crate's
 # binary only when asked.
 cargo build --workspace --bins

@@ -221,6 +221,35 @@ mod tests {
         );
     }
 
+    /// The shipped examples are resources these types read, and their tasks
+    /// are specs the control plane accepts.
+    #[test]
+    fn deploy_examples_parse_and_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+        let mut seen = (0, 0);
+        for entry in std::fs::read_dir(&dir).expect("deploy/examples") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let kind: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+            match kind["kind"].as_str() {
+                Some("Agent") => {
+                    serde_yaml::from_str::<super::Agent>(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    seen.0 += 1;
+                }
+                Some("Task") => {
+                    let task: super::OrcaTask = serde_yaml::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    orca_core::validate(&task.spec.task, &orca_core::Limits::default())
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    seen.1 += 1;
+                }
+                other => panic!("{}: unexpected kind {other:?}", path.display()),
+            }
+        }
+        assert!(seen.0 >= 1 && seen.1 >= 1, "examples: {seen:?}");
+    }
+
     #[test]
     fn crds_carry_scale_printer_columns_and_validation() {
         let yaml = super::crds_yaml().expect("serializes");

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The real-cluster end-to-end check (`make e2e-kind`): a kind cluster, the
+# two images loaded into it, the chart installed, the examples applied, and
+# then: the Tasks succeed, the pool scaled up for them and back to zero, and
+# deleting a running Task cancels it. Needs docker; kind, helm and kubectl
+# are fetched when missing. KEEP_CLUSTER=1 leaves the cluster up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLUSTER=${CLUSTER:-orca-e2e}
+VERSION=${VERSION:-0.1.0}
+KIND_VERSION=${KIND_VERSION:-v0.30.0}
+NS=orca-system
+export PATH="$PWD/.tools/bin:$PATH"
+
+if ! docker info >/dev/null 2>&1; then
+  echo "e2e-kind: needs a running Docker engine (docker info failed)" >&2
+  exit 1
+fi
+./scripts/tools.sh
+if ! command -v kind >/dev/null; then
+  curl -fsSLo .tools/bin/kind "https://kind.sigs.k8s.io/dl/${KIND_VERSION}/kind-linux-amd64"
+  chmod +x .tools/bin/kind
+fi
+
+step() { printf '\n== %s\n' "$*"; }
+cleanup() {
+  if [ "${KEEP_CLUSTER:-0}" != 1 ]; then kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+dump() {
+  kubectl -n "$NS" get agents,tasks,deployments,pods -o wide || true
+  kubectl -n "$NS" logs deploy/orca --tail=100 || true
+  kubectl -n "$NS" logs deploy/orca-operator --tail=100 || true
+}
+trap 'dump; cleanup' ERR
+
+step "cluster"
+kind create cluster --name "$CLUSTER" --wait 180s
+
+step "images"
+make images VERSION="$VERSION"
+kind load docker-image --name "$CLUSTER" "ghcr.io/orca-dev/orca:$VERSION" "ghcr.io/orca-dev/orca-worker:$VERSION"
+
+step "chart"
+helm install orca charts/orca --namespace "$NS" --create-namespace \
+  --set image.pullPolicy=Never --wait --timeout 5m
+
+step "a pool and tasks"
+kubectl -n "$NS" apply -f deploy/examples/shell-pool.yaml
+# A short idle period so scale-to-zero is seen here.
+kubectl -n "$NS" patch agent shell --type merge -p '{"spec":{"scaleToZeroAfterSeconds":20}}'
+kubectl -n "$NS" apply -f deploy/examples/hello-task.yaml -f deploy/examples/flaky-task.yaml
+
+step "the pool scales up for the queue"
+kubectl -n "$NS" wait agent/shell --for=jsonpath='{.status.readyReplicas}'=1 --timeout=5m
+
+step "the tasks succeed"
+for task in hello flaky; do
+  kubectl -n "$NS" wait "task/$task" --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m
+done
+kubectl -n "$NS" get tasks
+kubectl -n "$NS" get events --field-selector involvedObject.kind=Task | grep -q Succeeded
+
+step "deleting a running task cancels it"
+cat <<'YAML' | kubectl -n "$NS" apply -f -
+apiVersion: orca.dev/v1alpha1
+kind: Task
+metadata:
+  name: long
+spec:
+  steps:
+    - id: sleep
+      shell: {command: [sleep, "600"]}
+YAML
+kubectl -n "$NS" wait task/long --for=jsonpath='{.status.phase}'=Running --timeout=3m
+id=$(kubectl -n "$NS" get task/long -o jsonpath='{.status.taskId}')
+kubectl -n "$NS" delete task/long --timeout=60s
+kubectl -n "$NS" port-forward svc/orca 17070:7070 >/dev/null 2>&1 &
+forward=$!
+token=$(kubectl -n "$NS" get secret orca-admin-token -o jsonpath='{.data.token}' | base64 -d)
+for _ in $(seq 1 60); do
+  if out=$(docker run --rm --network host "ghcr.io/orca-dev/orca:$VERSION" \
+      --server http://127.0.0.1:17070 --token "$token" get task "$id" -o json 2>/dev/null); then
+    break
+  fi
+  sleep 1
+done
+kill "$forward"
+echo "$out" | grep -q '"state": "cancelled"'
+
+step "the idle pool scales to zero"
+kubectl -n "$NS" wait agent/shell --for=jsonpath='{.status.replicas}'=0 --timeout=5m
+
+step "passed"

@@ -1,0 +1,285 @@
+//! The Helm chart: `helm lint` and `helm template` with the real helm binary
+//! (scripts/tools.sh fetches it), every rendered object parsed as its
+//! Kubernetes type, the wiring checked (images, args, the Service address),
+//! the CRDs equal to crds/, and the rendered tokens accepted by a real
+//! control plane.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Secret};
+use orca_api::v1;
+use orca_tests::*;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn helm() -> Command {
+    let path = std::env::var_os("ORCA_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".tools/bin/helm"));
+    assert!(
+        path.exists(),
+        "no helm at {}: run scripts/tools.sh (make test does)",
+        path.display()
+    );
+    let mut command = Command::new(path);
+    command.current_dir(repo());
+    command
+}
+
+/// `helm template` with these `--set` values: its objects, or its error.
+fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut command = helm();
+    command.args([
+        "template",
+        "orca",
+        "charts/orca",
+        "--namespace",
+        "orca-system",
+        "--include-crds",
+    ]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = command.output().expect("helm runs");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    Ok(documents(&text))
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+use serde::Deserialize;
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn container(objects: &[Value], deployment: &str) -> Container {
+    let deployment: Deployment =
+        serde_json::from_value(find(objects, "Deployment", deployment).clone())
+            .expect("a Deployment");
+    deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].clone())
+        .expect("a container")
+}
+
+fn env(container: &Container, name: &str) -> Option<String> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+fn secret_value(objects: &[Value], name: &str, key: &str) -> String {
+    let secret: Secret =
+        serde_json::from_value(find(objects, "Secret", name).clone()).expect("a Secret");
+    secret
+        .string_data
+        .and_then(|d| d.get(key).cloned())
+        .expect("the key")
+}
+
+#[test]
+fn the_chart_lints_clean() {
+    let out = helm()
+        .args(["lint", "--strict", "charts/orca"])
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
+    let objects = render(&[]).expect("renders");
+    for object in &objects {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let parsed = match kind {
+            "Deployment" => serde_json::from_value::<Deployment>(object.clone()).map(drop),
+            "Service" => serde_json::from_value::<k8s_openapi::api::core::v1::Service>(object.clone()).map(drop),
+            "Secret" => serde_json::from_value::<Secret>(object.clone()).map(drop),
+            "ServiceAccount" => serde_json::from_value::<k8s_openapi::api::core::v1::ServiceAccount>(object.clone()).map(drop),
+            "PersistentVolumeClaim" => serde_json::from_value::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(object.clone()).map(drop),
+            "Role" => serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(object.clone()).map(drop),
+            "RoleBinding" => serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(object.clone()).map(drop),
+            "ClusterRole" => serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRole>(object.clone()).map(drop),
+            "ClusterRoleBinding" => serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(object.clone()).map(drop),
+            "CustomResourceDefinition" => serde_json::from_value::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(object.clone()).map(drop),
+            other => panic!("the chart renders an unexpected kind {other:?}"),
+        };
+        parsed.unwrap_or_else(|e| panic!("{kind} {}: {e}", object["metadata"]["name"]));
+    }
+    let kinds: std::collections::BTreeSet<&str> =
+        objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in [
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
+        "ClusterRole",
+        "CustomResourceDefinition",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} among {kinds:?}");
+    }
+}
+
+#[test]
+fn images_args_and_addresses_reach_the_containers() {
+    let objects = render(&[]).expect("renders");
+    let server = container(&objects, "orca");
+    assert_eq!(server.image.as_deref(), Some("ghcr.io/orca-dev/orca:0.1.0"));
+    let args = server.args.clone().unwrap_or_default();
+    for arg in [
+        "server",
+        "--listen=0.0.0.0:7070",
+        "--data-dir=/var/lib/orca",
+        "--rate-limit=50/200",
+    ] {
+        assert!(
+            args.iter().any(|a| a == arg),
+            "control plane args {args:?} lack {arg}"
+        );
+    }
+    let operator = container(&objects, "orca-operator");
+    assert_eq!(
+        operator.args,
+        Some(vec!["operator".to_string(), "run".to_string()])
+    );
+    assert_eq!(
+        env(&operator, "ORCA_SERVER").as_deref(),
+        Some("http://orca.orca-system.svc:7070")
+    );
+    assert_eq!(
+        env(&operator, "ORCA_WORKER_IMAGE").as_deref(),
+        Some("ghcr.io/orca-dev/orca-worker:0.1.0")
+    );
+    let service = find(&objects, "Service", "orca");
+    assert_eq!(service["spec"]["ports"][0]["port"], 7070);
+    // All namespaces by default: cluster-wide RBAC.
+    find(&objects, "ClusterRole", "orca-operator");
+
+    // Values change what they should.
+    let objects = render(&[
+        "image.tag=1.2.3",
+        "operator.watchNamespace=team-a",
+        "controlPlane.rateLimit=",
+    ])
+    .expect("renders");
+    let server = container(&objects, "orca");
+    assert_eq!(server.image.as_deref(), Some("ghcr.io/orca-dev/orca:1.2.3"));
+    assert!(
+        !server
+            .args
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a.starts_with("--rate-limit"))
+    );
+    let operator = container(&objects, "orca-operator");
+    assert_eq!(
+        env(&operator, "ORCA_WATCH_NAMESPACE").as_deref(),
+        Some("team-a")
+    );
+    let role = find(&objects, "Role", "orca-operator");
+    assert_eq!(role["metadata"]["namespace"], "team-a");
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "ClusterRole"),
+        "one namespace: no cluster-wide role"
+    );
+}
+
+#[test]
+fn the_charts_crds_are_crds_dir() {
+    let objects = render(&[]).expect("renders");
+    let rendered: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    let committed = std::fs::read_to_string(repo().join("crds/orca.dev.yaml")).expect("crds/");
+    let committed = documents(&committed);
+    assert_eq!(rendered.len(), committed.len());
+    for (got, want) in rendered.iter().zip(&committed) {
+        assert_eq!(
+            *got, want,
+            "charts/orca/crds differs from crds/: run `make crds`"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_value() {
+    for (set, named) in [
+        ("controlPlane.port=0", "/controlPlane/port"),
+        ("operator.replica=2", "replica"),
+        (
+            "controlPlane.durability=sometimes",
+            "/controlPlane/durability",
+        ),
+        ("store.postgresUrl=postgres://db/orca", "store.postgresUrl"),
+    ] {
+        let error = render(&[set]).expect_err(set);
+        assert!(error.contains(named), "--set {set}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn the_rendered_tokens_let_each_component_in_and_no_further() {
+    let objects = render(&[]).expect("renders");
+    let tokens = secret_value(&objects, "orca-tokens", "tokens");
+    let lines: Vec<String> = tokens.lines().map(str::to_string).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with_tokens(dir.path(), &lines, &[])
+        .expect("the control plane accepts the tokens file");
+
+    let admin = secret_value(&objects, "orca-admin-token", "token");
+    let operator = secret_value(&objects, "orca-operator-token", "token");
+    let worker = secret_value(&objects, "orca-worker-token", "token");
+    assert_eq!(admin.len(), 48);
+    assert!(admin != operator && operator != worker);
+
+    server
+        .tasks_as(&admin)
+        .await
+        .expect("client")
+        .list_tasks(v1::ListTasksRequest::default())
+        .await
+        .expect("admin reads");
+    // The operator submits into any namespace's tenant.
+    let mut as_operator = server.tasks_as(&operator).await.expect("client");
+    let mut request = task("from-a-namespace", vec![noop_step("a")]);
+    request.tenant = "team-a".into();
+    as_operator
+        .submit_task(request)
+        .await
+        .expect("the operator submits");
+    // The workers' token connects workers, and reads no tasks.
+    let refused = server
+        .tasks_as(&worker)
+        .await
+        .expect("client")
+        .list_tasks(v1::ListTasksRequest::default())
+        .await
+        .expect_err("a worker token reads no tasks");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}
