@@ -147,6 +147,20 @@ async fn load(server: &Server) -> (u32, u32) {
     )
 }
 
+async fn wait_load(server: &Server, want: (u32, u32)) {
+    eventually(Duration::from_secs(20), || async {
+        (load(server).await == want).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("(running, queued) never became {want:?}"));
+}
+
+async fn reconcile_agent(mock: &MockKube, ctx: &Arc<Context>) {
+    agents::reconcile(Arc::new(stored::<Agent>(mock, AGENT)), ctx.clone())
+        .await
+        .expect("reconcile");
+}
+
 #[tokio::test]
 async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -188,15 +202,8 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
         .map(|i| shell_step(&format!("s{i}"), &[], &wait_for_gate(&gate)))
         .collect();
     submit(&client, task("load", steps)).await.expect("submit");
-    eventually(Duration::from_secs(20), || async {
-        (load(&server).await == (2, 3)).then_some(())
-    })
-    .await
-    .expect("two running, three queued");
-
-    agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
-        .await
-        .expect("reconcile");
+    wait_load(&server, (2, 3)).await;
+    reconcile_agent(&mock, &ctx).await;
     // ceil((3 queued + 2 running) / 2 slots) = 3 pods.
     let deployment = mock.get(DEPLOYMENT).expect("the Deployment was applied");
     assert_eq!(deployment["spec"]["replicas"], 3);
@@ -227,9 +234,7 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
 
     // Nothing changed: a second pass writes no pod and no status.
     let before = mock.requests().len();
-    agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
-        .await
-        .expect("reconcile again");
+    reconcile_agent(&mock, &ctx).await;
     let later: Vec<_> = mock.requests()[before..]
         .iter()
         .filter(|r| r.method == "PATCH" && !r.path.starts_with(DEPLOYMENT))
@@ -242,14 +247,8 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     wait_all_finished(&client, Duration::from_secs(30))
         .await
         .expect("all finish");
-    eventually(Duration::from_secs(20), || async {
-        (load(&server).await == (0, 0)).then_some(())
-    })
-    .await
-    .expect("the pool is idle");
-    agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
-        .await
-        .expect("reconcile when idle");
+    wait_load(&server, (0, 0)).await;
+    reconcile_agent(&mock, &ctx).await;
     assert_eq!(
         mock.get(DEPLOYMENT).expect("deployment")["spec"]["replicas"],
         0
@@ -556,5 +555,77 @@ fn the_operator_outside_a_cluster_says_so_in_one_line() {
     assert!(
         stderr.starts_with("error: no Kubernetes API to talk to"),
         "{stderr}"
+    );
+}
+
+/// The worker container as the operator's Deployment describes it (its args
+/// and environment, the Secret and the pod name filled in as the kubelet
+/// would) becomes a worker of the pool with the pool's capabilities.
+#[tokio::test]
+async fn the_pods_the_operator_describes_join_their_pool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let agent: Agent = serde_yaml::from_str(
+        "apiVersion: orca.dev/v1alpha1\nkind: Agent\nmetadata: {name: coders, namespace: team-a, uid: u1}\nspec: {capabilities: [git], slotsPerPod: 3}\n",
+    )
+    .expect("agent");
+    let settings = WorkerSettings {
+        server: server.url.clone(),
+        image: "unused".into(),
+        token_secret: "orca-worker-token".into(),
+        token_key: "token".into(),
+    };
+    let deployment = orca_operator::workers::deployment(&agent, &settings, 1);
+    let pod = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    let container = &pod.containers[0];
+    let mut command = std::process::Command::new(orca_bin());
+    command
+        .args(container.args.iter().flatten())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .current_dir(dir.path());
+    for var in container.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), _) => value.clone(),
+            (None, Some(from)) if from.field_ref.is_some() => "coders-7d9f-x2k4q".to_string(),
+            (None, Some(from)) if from.secret_key_ref.is_some() => server.worker_token.clone(),
+            _ => panic!("{} has no value the kubelet could fill", var.name),
+        };
+        let value = if var.name == "ORCA_WORK_DIR" {
+            dir.path().join("work").display().to_string()
+        } else {
+            value
+        };
+        command.env(&var.name, value);
+    }
+    let mut worker = Process::spawn(&mut command, dir.path(), "pod").expect("the pod's worker");
+    server
+        .wait_for_agents(&["coders-7d9f-x2k4q"])
+        .await
+        .expect("the pod registers under its pod name");
+    let agents = server
+        .agents()
+        .await
+        .expect("client")
+        .list_agents(v1::ListAgentsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .agents;
+    let registered = &agents[0];
+    assert_eq!(registered.pool, "team-a/coders");
+    assert_eq!(registered.capabilities, ["git", "shell"]);
+    assert_eq!(registered.slots, 3);
+    // Scale-in sends SIGTERM: an idle worker drains and exits cleanly.
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(
+        status.success(),
+        "exit status {status:?}; see {}",
+        worker.log.display()
     );
 }

@@ -235,14 +235,7 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::AgentSpec;
-
-    fn agent(yaml: &str) -> Agent {
-        let spec: AgentSpec = serde_yaml::from_str(yaml).expect("agent spec");
-        let mut agent = Agent::new("coders", spec);
-        agent.metadata.namespace = Some("team-a".into());
-        agent
-    }
+    use crate::crd::test_agent as agent;
 
     fn worker(name: &str, pool: &str, running: u32) -> v1::Agent {
         v1::Agent {

@@ -236,3 +236,13 @@ pub struct OrcaTaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+/// An `Agent` `coders` in `team-a` with this spec, for tests.
+#[cfg(test)]
+pub(crate) fn test_agent(spec_yaml: &str) -> Agent {
+    let spec: AgentSpec = serde_yaml::from_str(spec_yaml).expect("agent spec");
+    let mut agent = Agent::new("coders", spec);
+    agent.metadata.namespace = Some("team-a".into());
+    agent.metadata.uid = Some("uid-1".into());
+    agent
+}

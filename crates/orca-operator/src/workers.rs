@@ -210,15 +210,7 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::AgentSpec;
-
-    fn agent(yaml: &str) -> Agent {
-        let spec: AgentSpec = serde_yaml::from_str(yaml).expect("agent spec");
-        let mut agent = Agent::new("coders", spec);
-        agent.metadata.namespace = Some("team-a".into());
-        agent.metadata.uid = Some("uid-1".into());
-        agent
-    }
+    use crate::crd::test_agent as agent;
 
     fn settings() -> WorkerSettings {
         WorkerSettings {
