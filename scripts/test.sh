@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # The chart tests run the real helm (fetched once into .tools/bin).
 ./scripts/tools.sh
+# The claude-code tests run the real Claude Code CLI (from npm, cached).
+./scripts/claude.sh
 
 # End-to-end tests run the orca binary; `cargo test` builds another crate's
 # binary only when asked.

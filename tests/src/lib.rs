@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 
 pub use orca_api;
 
+pub mod anthropic;
 pub mod kube_api;
 use orca_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
@@ -325,6 +326,21 @@ pub fn start_worker(
     extra: &[&str],
     token: &str,
 ) -> anyhow::Result<Process> {
+    start_worker_env(url, dir, name, capabilities, slots, extra, token, &[])
+}
+
+/// `start_worker` with extra environment variables.
+#[allow(clippy::too_many_arguments)]
+pub fn start_worker_env(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    capabilities: &[&str],
+    slots: u32,
+    extra: &[&str],
+    token: &str,
+    envs: &[(&str, &str)],
+) -> anyhow::Result<Process> {
     Process::spawn(
         Command::new(orca_bin())
             .args([
@@ -345,7 +361,8 @@ pub fn start_worker(
             .current_dir(dir)
             .env("ORCA_TOKEN", token)
             .env("XDG_CONFIG_HOME", dir)
-            .env("RUST_LOG", "info"),
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied()),
         dir,
         name,
     )

@@ -45,24 +45,36 @@ impl From<v1::TaskSpec> for core::TaskSpec {
 
 impl From<v1::StepSpec> for core::StepSpec {
     fn from(step: v1::StepSpec) -> Self {
-        let (shell, noop) = match step.runtime {
-            Some(v1::step_spec::Runtime::Shell(shell)) => (
-                Some(core::ShellSpec {
-                    command: shell.command,
-                    env: shell.env.into_iter().collect(),
-                    secret_env: shell.secret_env.into_iter().collect(),
-                }),
-                None,
-            ),
-            Some(v1::step_spec::Runtime::Noop(_)) => (None, Some(core::NoopSpec {})),
-            None => (None, None),
-        };
+        let (mut shell, mut noop, mut claude_code) = (None, None, None);
+        match step.runtime {
+            Some(v1::step_spec::Runtime::Shell(s)) => {
+                shell = Some(core::ShellSpec {
+                    command: s.command,
+                    env: s.env.into_iter().collect(),
+                    secret_env: s.secret_env.into_iter().collect(),
+                });
+            }
+            Some(v1::step_spec::Runtime::Noop(_)) => noop = Some(core::NoopSpec {}),
+            Some(v1::step_spec::Runtime::ClaudeCode(c)) => {
+                claude_code = Some(core::ClaudeCodeSpec {
+                    prompt: c.prompt,
+                    model: Some(c.model).filter(|m| !m.is_empty()),
+                    max_turns: (c.max_turns > 0).then_some(c.max_turns),
+                    allowed_tools: c.allowed_tools,
+                    permission_mode: Some(c.permission_mode)
+                        .filter(|m| !m.is_empty())
+                        .map(|m| core::PermissionMode::parse(&m)),
+                });
+            }
+            None => {}
+        }
         core::StepSpec {
             id: step.id,
             depends_on: step.depends_on,
             needs: step.needs,
             shell,
             noop,
+            claude_code,
             retry: step.retry.map(|r| core::RetryPolicy {
                 max_attempts: r.max_attempts,
                 initial_delay_ms: r.initial_delay_ms,
@@ -89,14 +101,27 @@ impl From<&core::StepSpec> for v1::StepSpec {
     fn from(step: &core::StepSpec) -> Self {
         // A step that sets both runtimes is invalid and never stored; the wire
         // oneof carries the first.
-        let runtime = match (&step.shell, &step.noop) {
-            (Some(shell), _) => Some(v1::step_spec::Runtime::Shell(v1::ShellRuntime {
+        let runtime = match (&step.shell, &step.noop, &step.claude_code) {
+            (Some(shell), _, _) => Some(v1::step_spec::Runtime::Shell(v1::ShellRuntime {
                 command: shell.command.clone(),
                 env: shell.env.clone().into_iter().collect(),
                 secret_env: shell.secret_env.clone().into_iter().collect(),
             })),
-            (None, Some(_)) => Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
-            (None, None) => None,
+            (None, Some(_), _) => Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
+            (None, None, Some(claude)) => {
+                Some(v1::step_spec::Runtime::ClaudeCode(v1::ClaudeCodeRuntime {
+                    prompt: claude.prompt.clone(),
+                    model: claude.model.clone().unwrap_or_default(),
+                    max_turns: claude.max_turns.unwrap_or(0),
+                    allowed_tools: claude.allowed_tools.clone(),
+                    permission_mode: claude
+                        .permission_mode
+                        .as_ref()
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_default(),
+                }))
+            }
+            (None, None, None) => None,
         };
         v1::StepSpec {
             id: step.id.clone(),

@@ -234,6 +234,9 @@ pub struct LimitArgs {
     /// Watch streams one caller may hold open [default: 64].
     #[arg(long, env = "ORCA_MAX_WATCHES_PER_CALLER", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_watches_per_caller: Option<u64>,
+    /// Bytes of a Claude Code step's prompt [default: 262144].
+    #[arg(long, env = "ORCA_MAX_PROMPT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_prompt_bytes: Option<u64>,
 }
 
 impl LimitArgs {
@@ -255,6 +258,7 @@ impl LimitArgs {
             &mut limits.max_watches_per_caller,
             self.max_watches_per_caller,
         );
+        set(&mut limits.max_prompt_bytes, self.max_prompt_bytes);
     }
 }
 
@@ -334,6 +338,19 @@ pub struct WorkerArgs {
     /// this long, then hand the rest back to run elsewhere at once.
     #[arg(long, env = "ORCA_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub drain_grace: Duration,
+
+    /// The Claude Code CLI that runs `claudeCode` steps (offer the
+    /// `claude-code` capability to get them).
+    #[arg(long, env = "ORCA_CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: PathBuf,
+
+    /// The model of `claudeCode` steps that name none; the CLI's default when unset.
+    #[arg(long, env = "ORCA_MODEL")]
+    pub model: Option<String>,
+
+    /// A file holding the Anthropic API key; $ANTHROPIC_API_KEY otherwise.
+    #[arg(long, env = "ORCA_ANTHROPIC_API_KEY_FILE")]
+    pub anthropic_api_key_file: Option<PathBuf>,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.

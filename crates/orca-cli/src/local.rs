@@ -108,6 +108,23 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
     config.token = target.token;
+    let api_key = match &args.anthropic_api_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map(|key| key.trim().to_string())
+                .with_context(|| format!("--anthropic-api-key-file {}", path.display()))?,
+        ),
+        None => std::env::var("ANTHROPIC_API_KEY").ok(),
+    };
+    config.claude = orca_worker::ClaudeSettings {
+        bin: args.claude_bin,
+        model: args.model,
+        api_key: api_key.filter(|k| !k.is_empty()),
+        base_url: std::env::var("ANTHROPIC_BASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        home: Default::default(),
+    };
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,10 @@ pub mod validate;
 
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
-pub use spec::{NoopSpec, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec};
+pub use spec::{
+    CLAUDE_CODE, ClaudeCodeSpec, NoopSpec, PermissionMode, RetryPolicy, Runtime, ShellSpec,
+    StepSpec, TaskSpec,
+};
 pub use state::{Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};
 

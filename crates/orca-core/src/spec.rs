@@ -44,6 +44,9 @@ pub struct StepSpec {
     pub shell: Option<ShellSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noop: Option<NoopSpec>,
+    /// Runs the Claude Code CLI headless on a prompt, in the step's workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_code: Option<ClaudeCodeSpec>,
     /// What happens when an attempt fails; no retry when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
@@ -107,6 +110,70 @@ pub enum Runtime<'a> {
     Shell(&'a ShellSpec),
     /// Succeeds at once with no output: measures orca's own overhead.
     Noop,
+    ClaudeCode(&'a ClaudeCodeSpec),
+}
+
+/// The capability a worker offers when it can run Claude Code steps; such
+/// steps need it whatever else they need.
+pub const CLAUDE_CODE: &str = "claude-code";
+
+/// A Claude Code agent run: `claude -p PROMPT` with these settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaudeCodeSpec {
+    /// What the agent is asked to do. The outputs of the steps this one
+    /// depends on are in `context/inputs.json` in its workspace.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub prompt: String,
+    /// The model; the worker's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Agent turns before the run stops unfinished (and fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
+    pub max_turns: Option<u32>,
+    /// Tools the agent may use without asking, e.g. `Write`, `Bash(git:*)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<PermissionMode>,
+}
+
+/// The CLI's `--permission-mode`. `bypassPermissions` is left out on
+/// purpose: grant tools with `allowedTools` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionMode {
+    Default,
+    AcceptEdits,
+    Plan,
+    /// A value that came over the wire and is none of the above; validation
+    /// refuses it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl PermissionMode {
+    /// The CLI's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Plan => "plan",
+            PermissionMode::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "default" => PermissionMode::Default,
+            "acceptEdits" => PermissionMode::AcceptEdits,
+            "plan" => PermissionMode::Plan,
+            other => PermissionMode::Unknown(other.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -133,6 +200,7 @@ impl Runtime<'_> {
         match self {
             Runtime::Shell(_) => "shell",
             Runtime::Noop => "noop",
+            Runtime::ClaudeCode(_) => CLAUDE_CODE,
         }
     }
 }
@@ -140,16 +208,29 @@ impl Runtime<'_> {
 impl StepSpec {
     /// The runtime, when exactly one is set.
     pub fn runtime(&self) -> Option<Runtime<'_>> {
-        match (&self.shell, &self.noop) {
-            (Some(shell), None) => Some(Runtime::Shell(shell)),
-            (None, Some(_)) => Some(Runtime::Noop),
+        match (&self.shell, &self.noop, &self.claude_code) {
+            (Some(shell), None, None) => Some(Runtime::Shell(shell)),
+            (None, Some(_), None) => Some(Runtime::Noop),
+            (None, None, Some(claude)) => Some(Runtime::ClaudeCode(claude)),
             _ => None,
         }
     }
 
     /// How many runtimes the step sets (valid: exactly one).
     pub fn runtime_count(&self) -> usize {
-        usize::from(self.shell.is_some()) + usize::from(self.noop.is_some())
+        usize::from(self.shell.is_some())
+            + usize::from(self.noop.is_some())
+            + usize::from(self.claude_code.is_some())
+    }
+
+    /// What a worker must offer to run the step: its `needs`, and
+    /// `claude-code` for a Claude Code step (a shell step runs anywhere).
+    pub fn required_capabilities(&self) -> Vec<String> {
+        let mut needs = self.needs.clone();
+        if self.claude_code.is_some() && !needs.iter().any(|n| n == CLAUDE_CODE) {
+            needs.push(CLAUDE_CODE.to_string());
+        }
+        needs
     }
 
     /// A shell step, for tests and examples.
@@ -164,6 +245,7 @@ impl StepSpec {
                 secret_env: BTreeMap::new(),
             }),
             noop: None,
+            claude_code: None,
             retry: None,
             timeout_seconds: None,
         }
@@ -177,6 +259,7 @@ impl StepSpec {
             needs: Vec::new(),
             shell: None,
             noop: Some(NoopSpec {}),
+            claude_code: None,
             retry: None,
             timeout_seconds: None,
         }

@@ -30,6 +30,8 @@ pub struct Limits {
     pub max_log_line_bytes: usize,
     /// Watch streams one caller may hold open at once.
     pub max_watches_per_caller: usize,
+    /// A Claude Code step's prompt.
+    pub max_prompt_bytes: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +51,7 @@ impl Default for Limits {
             max_output_bytes: 1024 * 1024,
             max_log_line_bytes: 16 * 1024,
             max_watches_per_caller: 64,
+            max_prompt_bytes: 256 * 1024,
         }
     }
 }
@@ -263,13 +266,16 @@ fn validate_step(
     match step.runtime() {
         None if step.runtime_count() == 0 => Err(invalid(
             format!("steps[{i}]"),
-            format!("step {id:?} sets no runtime; set one of: shell, noop"),
+            format!("step {id:?} sets no runtime; set one of: shell, noop, claudeCode"),
         )),
         None => Err(invalid(
             format!("steps[{i}]"),
-            format!("step {id:?} sets more than one runtime; set exactly one of: shell, noop"),
+            format!(
+                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode"
+            ),
         )),
         Some(Runtime::Noop) => Ok(()),
+        Some(Runtime::ClaudeCode(claude)) => validate_claude(i, id, claude, limits),
         Some(Runtime::Shell(shell)) => {
             let field = format!("steps[{i}].shell.command");
             if shell
@@ -355,6 +361,74 @@ fn validate_step(
             Ok(())
         }
     }
+}
+
+fn validate_claude(
+    i: usize,
+    id: &str,
+    claude: &crate::spec::ClaudeCodeSpec,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let field = |name: &str| format!("steps[{i}].claudeCode.{name}");
+    if claude.prompt.trim().is_empty() {
+        return Err(invalid(
+            field("prompt"),
+            format!("step {id:?} needs a prompt"),
+        ));
+    }
+    if claude.prompt.len() > limits.max_prompt_bytes {
+        return Err(invalid(
+            field("prompt"),
+            format!(
+                "step {id:?}: the prompt is {} bytes; the limit (max-prompt-bytes) is {}",
+                claude.prompt.len(),
+                limits.max_prompt_bytes
+            ),
+        ));
+    }
+    // Everything here becomes one argv entry of the CLI: no NUL bytes.
+    if claude.prompt.contains('\0') {
+        return Err(invalid(
+            field("prompt"),
+            format!("step {id:?}: the prompt holds a NUL byte"),
+        ));
+    }
+    if let Some(model) = &claude.model
+        && (model.is_empty()
+            || model.len() > 128
+            || !model.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '[' | ']')
+            }))
+    {
+        return Err(invalid(
+            field("model"),
+            format!("step {id:?}: model {model:?} must be 1 to 128 letters, digits or -_.:@[]"),
+        ));
+    }
+    if claude.max_turns.is_some_and(|t| !(1..=1000).contains(&t)) {
+        return Err(invalid(
+            field("maxTurns"),
+            format!("step {id:?}: must be 1 to 1000"),
+        ));
+    }
+    if let Some(crate::spec::PermissionMode::Unknown(mode)) = &claude.permission_mode {
+        return Err(invalid(
+            field("permissionMode"),
+            format!("step {id:?}: {mode:?} is not one of default, acceptEdits, plan"),
+        ));
+    }
+    for (n, tool) in claude.allowed_tools.iter().enumerate() {
+        // The CLI takes them as one comma-separated `--allowedTools=` value.
+        if tool.trim().is_empty() || tool.len() > 256 || tool.contains([',', '\0', '\n']) {
+            return Err(invalid(
+                format!("steps[{i}].claudeCode.allowedTools[{n}]"),
+                format!(
+                    "step {id:?}: tool {tool:?} must be 1 to 256 bytes without commas or line breaks"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Secret names are file names in a worker's secrets directory (a mounted
@@ -495,6 +569,73 @@ mod tests {
             rejected(&with_secret("A=B", "api-key", false))
                 .0
                 .contains("secretEnv")
+        );
+    }
+
+    #[test]
+    fn claude_code_steps_are_checked_field_by_field() {
+        let claude = |edit: &dyn Fn(&mut crate::spec::ClaudeCodeSpec)| {
+            let mut spec = crate::spec::ClaudeCodeSpec {
+                prompt: "fix the bug".into(),
+                ..Default::default()
+            };
+            edit(&mut spec);
+            let mut step = StepSpec::noop("agent");
+            step.noop = None;
+            step.claude_code = Some(spec);
+            task(vec![step])
+        };
+        assert_eq!(validate(&claude(&|_| {}), &Limits::default()), Ok(()));
+        let limits = Limits {
+            max_prompt_bytes: 8,
+            ..Limits::default()
+        };
+        let Err(Error::Invalid { field, message }) = validate(&claude(&|_| {}), &limits) else {
+            panic!("a long prompt is refused");
+        };
+        assert_eq!(field, "steps[0].claudeCode.prompt");
+        assert!(message.contains("max-prompt-bytes"), "{message}");
+        type Edit<'a> = &'a dyn Fn(&mut crate::spec::ClaudeCodeSpec);
+        let cases: [(Edit, &str); 5] = [
+            (&|c| c.prompt = "  ".into(), "steps[0].claudeCode.prompt"),
+            (&|c| c.max_turns = Some(0), "steps[0].claudeCode.maxTurns"),
+            (
+                &|c| c.model = Some("a model".into()),
+                "steps[0].claudeCode.model",
+            ),
+            (
+                &|c| c.allowed_tools = vec!["Read".into(), "Write,Bash".into()],
+                "steps[0].claudeCode.allowedTools[1]",
+            ),
+            (
+                &|c| c.permission_mode = Some(crate::spec::PermissionMode::parse("yolo")),
+                "steps[0].claudeCode.permissionMode",
+            ),
+        ];
+        for (edit, want) in cases {
+            assert_eq!(rejected(&claude(edit)).0, want);
+        }
+        // Two runtimes at once name all three choices.
+        let mut both = StepSpec::noop("x");
+        both.claude_code = Some(crate::spec::ClaudeCodeSpec {
+            prompt: "p".into(),
+            ..Default::default()
+        });
+        assert!(rejected(&task(vec![both])).1.contains("claudeCode"));
+    }
+
+    #[test]
+    fn a_claude_code_step_needs_a_claude_code_worker() {
+        let mut step = StepSpec::noop("agent").needing(&["git"]);
+        step.noop = None;
+        step.claude_code = Some(crate::spec::ClaudeCodeSpec {
+            prompt: "p".into(),
+            ..Default::default()
+        });
+        assert_eq!(step.required_capabilities(), ["git", "claude-code"]);
+        assert_eq!(
+            StepSpec::shell("s", &["true"]).required_capabilities(),
+            Vec::<String>::new()
         );
     }
 

@@ -1315,7 +1315,7 @@ fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u
         .steps
         .iter()
         .map(|s| StepSlot {
-            needs: orca_core::queue::capabilities(&s.needs),
+            needs: orca_core::queue::capabilities(&s.required_capabilities()),
             queued: None,
             worker: None,
             worker_name: String::new(),

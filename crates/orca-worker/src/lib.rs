@@ -4,6 +4,7 @@
 //! goes away the worker reconnects with backoff, reclaims the attempts it is
 //! still running, and delivers the results it could not send.
 
+pub mod claude;
 pub mod runtime;
 pub mod secrets;
 
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+pub use crate::runtime::ClaudeSettings;
 use crate::runtime::{Attempt, Report};
 
 /// Errors of a worker session.
@@ -69,6 +71,8 @@ pub struct WorkerConfig {
     pub secrets_dir: Option<PathBuf>,
     /// Leave each attempt's workspace behind when it ends.
     pub keep_workspaces: bool,
+    /// How Claude Code steps run (the CLI, the model, the API key).
+    pub claude: ClaudeSettings,
 }
 
 fn endpoint(config: &WorkerConfig) -> Result<Endpoint, Error> {
@@ -92,6 +96,7 @@ impl WorkerConfig {
             tls: ClientTls::default(),
             secrets_dir: None,
             keep_workspaces: false,
+            claude: ClaudeSettings::default(),
         }
     }
 }
@@ -160,6 +165,8 @@ struct Worker {
     undelivered: VecDeque<v1::StepResult>,
     reports: mpsc::UnboundedReceiver<Report>,
     report_tx: mpsc::UnboundedSender<Report>,
+    /// Shared by every Claude Code attempt.
+    claude: std::sync::Arc<ClaudeSettings>,
 }
 
 /// Runs the worker until `shutdown` resolves; running steps are then
@@ -179,6 +186,15 @@ pub async fn run(
     config.work_dir = std::path::absolute(&config.work_dir).map_err(work_dir_error)?;
     let bearer =
         Bearer::new(config.token.as_deref()).map_err(|e| Error::Protocol(e.to_string()))?;
+    // The CLI's home sits beside the workspaces unless set: one per worker,
+    // kept between attempts (its session transcripts make a resume possible).
+    let mut claude = config.claude.clone();
+    if claude.home.as_os_str().is_empty() {
+        claude.home = config.work_dir.join(".claude-home");
+    }
+    if claude.bin.as_os_str().is_empty() {
+        claude.bin = "claude".into();
+    }
     let (report_tx, reports) = mpsc::unbounded_channel();
     let mut worker = Worker {
         bearer,
@@ -187,6 +203,7 @@ pub async fn run(
         undelivered: VecDeque::new(),
         reports,
         report_tx,
+        claude: std::sync::Arc::new(claude),
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
     let (start_drain, mut drain) = watch::channel(false);
@@ -420,6 +437,7 @@ impl Worker {
                     work_dir: self.config.work_dir.clone(),
                     secrets_dir: self.config.secrets_dir.clone(),
                     keep_workspace: self.config.keep_workspaces,
+                    claude: self.claude.clone(),
                 };
                 tokio::spawn(runtime::run(attempt, self.report_tx.clone(), cancelled));
             }

@@ -5,19 +5,20 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use orca_api::convert::{now_micros, timestamp};
 use orca_api::v1;
-use orca_core::{LogStream, ShellSpec, StepSpec};
+use orca_core::{ClaudeCodeSpec, LogStream, Runtime, ShellSpec, StepSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AttemptKey;
+use crate::claude::{self, Line, RunResult};
 use crate::secrets::{self, Redactor};
 
 /// A line longer than this is cut: one runaway line must not become one
@@ -63,7 +64,28 @@ pub struct Attempt {
     /// default: it may hold what the step made of its secrets, and a
     /// long-lived worker's disk must not fill.
     pub keep_workspace: bool,
+    /// How Claude Code steps run on this worker.
+    pub claude: Arc<ClaudeSettings>,
 }
+
+/// The worker's settings for the `claude-code` runtime.
+#[derive(Debug, Clone, Default)]
+pub struct ClaudeSettings {
+    /// The `claude` executable.
+    pub bin: PathBuf,
+    /// The model when a step names none; the CLI's default when unset.
+    pub model: Option<String>,
+    pub api_key: Option<String>,
+    /// `ANTHROPIC_BASE_URL`, for a gateway (or a test's mock).
+    pub base_url: Option<String>,
+    /// The CLI's `HOME` (it writes `~/.claude.json` and session
+    /// transcripts there): one per worker, kept between attempts.
+    pub home: PathBuf,
+}
+
+/// Turns a Claude Code step may take when it sets no `maxTurns`: an agent
+/// that loops must end, and cost, at some point.
+pub const DEFAULT_MAX_TURNS: u32 = 100;
 
 impl Attempt {
     fn workspace(&self) -> PathBuf {
@@ -82,10 +104,11 @@ pub async fn run(
     cancel: oneshot::Receiver<String>,
 ) {
     let started_at = now_micros();
-    let ended = match (&attempt.step.shell, &attempt.step.noop) {
-        (Some(shell), _) => run_shell(&attempt, shell, &reports, cancel).await,
-        (None, Some(_)) => Ended::succeeded(String::new(), None),
-        (None, None) => Ended::failed("the step sets no runtime this worker knows", None),
+    let ended = match attempt.step.runtime() {
+        Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
+        Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
+        Some(Runtime::ClaudeCode(claude)) => run_claude(&attempt, claude, &reports, cancel).await,
+        None => Ended::failed("the step sets no runtime this worker knows", None),
     };
     let result = v1::StepResult {
         attempt: Some(v1::AttemptRef {
@@ -139,14 +162,21 @@ fn environment(
     secrets: &BTreeMap<String, String>,
     workspace: &Path,
 ) -> BTreeMap<String, String> {
+    let mut env = basic_environment(attempt, workspace);
+    env.extend(shell.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// What any step's process gets: the basics a program expects from the
+/// worker's own environment, and orca's variables.
+fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     for name in ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
         if let Ok(value) = std::env::var(name) {
             env.insert(name.to_string(), value);
         }
     }
-    env.extend(shell.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let path = |p: &str| workspace.join(p).display().to_string();
     env.insert("ORCA_TASK_ID".into(), attempt.key.task_id.clone());
     env.insert("ORCA_TASK_NAME".into(), attempt.task_name.clone());
@@ -193,6 +223,248 @@ async fn run_shell(
     ended
 }
 
+/// Runs the Claude Code CLI headless on the step's prompt. The outcome is
+/// the stream's `result` line, not the exit code: API errors exit like
+/// successes, and a run killed before its result is a failure.
+async fn run_claude(
+    attempt: &Attempt,
+    spec: &ClaudeCodeSpec,
+    reports: &mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<String>,
+) -> Ended {
+    let settings = &attempt.claude;
+    let redactor = Arc::new(Redactor::new(settings.api_key.iter()));
+    let workspace = match prepare_workspace(attempt).await {
+        Ok(w) => w,
+        Err(e) => return Ended::failed(format!("preparing the workspace: {e}"), None),
+    };
+    if let Err(e) = tokio::fs::create_dir_all(&settings.home).await {
+        return Ended::failed(
+            format!("creating the CLI's home {}: {e}", settings.home.display()),
+            None,
+        );
+    }
+    let max_turns = spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
+    let mut command = Command::new(&settings.bin);
+    command
+        .args(claude_args(
+            spec,
+            settings,
+            max_turns,
+            has_inputs(&attempt.inputs_json),
+        ))
+        .envs(claude_environment(attempt, settings, &workspace));
+    let run = Arc::new(Mutex::new(ClaudeRun::new(max_turns)));
+    let end = supervise(
+        attempt,
+        command,
+        &workspace,
+        StdoutLines::Claude(run.clone()),
+        &redactor,
+        reports,
+        cancel,
+    )
+    .await;
+    let status = match end {
+        ProcessEnd::Exited(status) => status,
+        other => {
+            remove_unless_kept(attempt).await;
+            return other.into_ended();
+        }
+    };
+    let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
+    let ended = match run.result {
+        None => Ended::failed(
+            format!(
+                "the claude CLI ended without a result ({})",
+                describe_exit(status)
+            ),
+            status.code(),
+        ),
+        Some(result) => match result.failure(Some(max_turns)) {
+            Some(error) => Ended::failed(redactor.redact(error), status.code()),
+            None => Ended::succeeded(
+                redactor.redact(claude_output(&result, &run.model).to_string()),
+                status.code(),
+            ),
+        },
+    };
+    remove_unless_kept(attempt).await;
+    ended
+}
+
+async fn remove_unless_kept(attempt: &Attempt) {
+    if !attempt.keep_workspace {
+        remove_workspace(attempt.workspace()).await;
+    }
+}
+
+fn has_inputs(inputs_json: &str) -> bool {
+    !matches!(inputs_json.trim(), "" | "{}" | "null")
+}
+
+/// The CLI's argv. The prompt follows `-p` directly: a list flag such as
+/// `--allowedTools A B` would swallow a positional prompt after it, so list
+/// values are given as one `--flag=a,b` argument.
+fn claude_args(
+    spec: &ClaudeCodeSpec,
+    settings: &ClaudeSettings,
+    max_turns: u32,
+    with_inputs: bool,
+) -> Vec<String> {
+    let mut prompt = spec.prompt.clone();
+    if with_inputs {
+        prompt.push_str(
+            "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
+        );
+    }
+    let mut args = vec![
+        "-p".to_string(),
+        prompt,
+        "--output-format".into(),
+        "stream-json".into(),
+        // stream-json requires it.
+        "--verbose".into(),
+        "--max-turns".into(),
+        max_turns.to_string(),
+    ];
+    if let Some(model) = spec.model.as_ref().or(settings.model.as_ref()) {
+        args.extend(["--model".into(), model.clone()]);
+    }
+    if !spec.allowed_tools.is_empty() {
+        args.push(format!("--allowedTools={}", spec.allowed_tools.join(",")));
+    }
+    if let Some(mode) = &spec.permission_mode {
+        args.extend(["--permission-mode".into(), mode.as_str().to_string()]);
+    }
+    args
+}
+
+/// The CLI's environment, built: the basics, its own home, the API key and
+/// base URL, and no traffic beyond the API calls.
+fn claude_environment(
+    attempt: &Attempt,
+    settings: &ClaudeSettings,
+    workspace: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = basic_environment(attempt, workspace);
+    env.insert("HOME".into(), settings.home.display().to_string());
+    env.insert(
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+        "1".into(),
+    );
+    env.insert("DISABLE_AUTOUPDATER".into(), "1".into());
+    if let Some(key) = &settings.api_key {
+        env.insert("ANTHROPIC_API_KEY".into(), key.clone());
+    }
+    if let Some(url) = &settings.base_url {
+        env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
+    }
+    env
+}
+
+/// The step's output: the run's result, the model, and what it cost.
+fn claude_output(result: &RunResult, model: &str) -> serde_json::Value {
+    let mut output = result.output();
+    output["model"] = serde_json::json!(model);
+    let by_model: serde_json::Map<String, serde_json::Value> = result
+        .model_usage
+        .iter()
+        .map(|(name, usage)| {
+            (
+                name.clone(),
+                serde_json::json!({
+                    "usd": usage.cost_usd,
+                    "inputTokens": usage.input_tokens,
+                    "outputTokens": usage.output_tokens,
+                    "cacheReadTokens": usage.cache_read_input_tokens,
+                    "cacheCreationTokens": usage.cache_creation_input_tokens,
+                }),
+            )
+        })
+        .collect();
+    output["cost"] = serde_json::json!({
+        "usd": result.total_cost_usd,
+        "inputTokens": result.usage.input_tokens,
+        "outputTokens": result.usage.output_tokens,
+        "cacheReadTokens": result.usage.cache_read_input_tokens,
+        "cacheCreationTokens": result.usage.cache_creation_input_tokens,
+        "byModel": by_model,
+    });
+    output
+}
+
+/// What has been read of one CLI run so far.
+#[derive(Debug, Default)]
+struct ClaudeRun {
+    max_turns: u32,
+    session_id: String,
+    model: String,
+    /// Assistant messages seen: one per turn.
+    turns: u32,
+    last_message: String,
+    result: Option<RunResult>,
+}
+
+impl ClaudeRun {
+    fn new(max_turns: u32) -> Self {
+        ClaudeRun {
+            max_turns,
+            ..ClaudeRun::default()
+        }
+    }
+
+    /// The reports one stdout line makes: log lines for what the agent says
+    /// and does, progress at each new turn.
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<Report> {
+        let log = |line: String| {
+            let mut line = redactor.redact(line);
+            orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
+            Report::Log {
+                attempt: attempt.clone(),
+                stream: LogStream::Stdout,
+                line,
+            }
+        };
+        match claude::parse_line(raw) {
+            Ok(Line::Init { session_id, model }) => {
+                let line = format!("claude session {session_id} (model {model})");
+                self.session_id = session_id;
+                self.model = model;
+                vec![log(line)]
+            }
+            Ok(Line::Assistant {
+                message_id,
+                log: text,
+            }) => {
+                let mut reports = Vec::new();
+                if message_id != self.last_message {
+                    self.last_message = message_id;
+                    self.turns += 1;
+                    let first = text.lines().next().unwrap_or_default();
+                    let mut message = format!("turn {} of {}: {first}", self.turns, self.max_turns);
+                    orca_core::truncate_at_char_boundary(&mut message, 200);
+                    reports.push(Report::Progress {
+                        attempt: attempt.clone(),
+                        fraction: (self.turns as f32 / self.max_turns.max(1) as f32).min(1.0),
+                        message: redactor.redact(message),
+                    });
+                }
+                reports.extend(text.lines().map(|line| log(line.to_string())));
+                reports
+            }
+            Ok(Line::ApiRetry(message)) => vec![log(message)],
+            Ok(Line::Result(result)) => {
+                self.result = Some(*result);
+                Vec::new()
+            }
+            Ok(Line::Other) => Vec::new(),
+            // The CLI's own warnings can land on stdout: keep them as logs.
+            Err(_) => vec![log(raw.trim_end().to_string())],
+        }
+    }
+}
+
 /// Removes an attempt's workspace, then its step's and task's directories
 /// once empty (removing one that still holds another attempt fails, as it
 /// should). One blocking call, off the async threads.
@@ -224,9 +496,92 @@ async fn run_process(
     let mut command = Command::new(program);
     command
         .args(args)
-        .current_dir(&workspace)
-        .env_clear()
-        .envs(environment(attempt, shell, secrets, &workspace))
+        .envs(environment(attempt, shell, secrets, &workspace));
+    let end = supervise(
+        attempt,
+        command,
+        &workspace,
+        StdoutLines::Plain,
+        redactor,
+        reports,
+        cancel,
+    )
+    .await;
+    let status = match end {
+        ProcessEnd::Exited(status) => status,
+        other => return other.into_ended(),
+    };
+    if !status.success() {
+        return Ended::failed(describe_exit(status), status.code());
+    }
+    match read_output(&workspace).await {
+        Ok(output) => Ended::succeeded(output, status.code()),
+        Err(message) => Ended::failed(message, status.code()),
+    }
+}
+
+/// How a process ended, before its runtime decides what that means.
+enum ProcessEnd {
+    Exited(ExitStatus),
+    SpawnFailed(String),
+    WaitFailed(String),
+    Cancelled(String, Option<i32>),
+    TimedOut(u32, Option<i32>),
+}
+
+impl ProcessEnd {
+    /// The outcome of every end but a normal exit, which each runtime reads
+    /// its own way.
+    fn into_ended(self) -> Ended {
+        match self {
+            ProcessEnd::Exited(status) if status.success() => {
+                Ended::succeeded(String::new(), status.code())
+            }
+            ProcessEnd::Exited(status) => Ended::failed(describe_exit(status), status.code()),
+            ProcessEnd::SpawnFailed(message) | ProcessEnd::WaitFailed(message) => {
+                Ended::failed(message, None)
+            }
+            ProcessEnd::Cancelled(reason, code) => Ended {
+                outcome: v1::Outcome::Cancelled,
+                output_json: String::new(),
+                error: reason,
+                exit_code: code,
+            },
+            ProcessEnd::TimedOut(seconds, code) => {
+                Ended::failed(format!("timed out after {seconds}s"), code)
+            }
+        }
+    }
+}
+
+/// What a process's stdout lines are.
+#[derive(Clone)]
+enum StdoutLines {
+    /// Log lines, and `::progress` lines.
+    Plain,
+    /// The Claude Code CLI's stream-json events.
+    Claude(Arc<Mutex<ClaudeRun>>),
+}
+
+/// Runs `command` in `workspace` with a clean environment (the caller set
+/// it), streams its output as reports, and stops its whole process group on
+/// cancel or timeout.
+async fn supervise(
+    attempt: &Attempt,
+    mut command: Command,
+    workspace: &Path,
+    lines: StdoutLines,
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<String>,
+) -> ProcessEnd {
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    command
+        .current_dir(workspace)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -235,13 +590,14 @@ async fn run_process(
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return Ended::failed(format!("could not start {program:?}: {e}"), None),
+        Err(e) => return ProcessEnd::SpawnFailed(format!("could not start {program:?}: {e}")),
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
     let stdout = child.stdout.take().map(|out| {
         tokio::spawn(forward_lines(
             out,
             LogStream::Stdout,
+            lines.clone(),
             attempt.key.clone(),
             redactor.clone(),
             reports.clone(),
@@ -251,6 +607,7 @@ async fn run_process(
         tokio::spawn(forward_lines(
             err,
             LogStream::Stderr,
+            StdoutLines::Plain,
             attempt.key.clone(),
             redactor.clone(),
             reports.clone(),
@@ -285,30 +642,16 @@ async fn run_process(
         let _ = tokio::time::timeout(DRAIN_GRACE, reader).await;
     }
 
+    let code = status.as_ref().ok().and_then(|s| s.code());
     if let Some(reason) = cancelled {
-        return Ended {
-            outcome: v1::Outcome::Cancelled,
-            output_json: String::new(),
-            error: reason,
-            exit_code: status.ok().and_then(|s| s.code()),
-        };
+        return ProcessEnd::Cancelled(reason, code);
     }
     if let Some(seconds) = timed_out {
-        return Ended::failed(
-            format!("timed out after {seconds}s"),
-            status.ok().and_then(|s| s.code()),
-        );
+        return ProcessEnd::TimedOut(seconds, code);
     }
-    let status = match status {
-        Ok(status) => status,
-        Err(e) => return Ended::failed(format!("waiting for the process: {e}"), None),
-    };
-    if !status.success() {
-        return Ended::failed(describe_exit(status), status.code());
-    }
-    match read_output(&workspace).await {
-        Ok(output) => Ended::succeeded(output, status.code()),
-        Err(message) => Ended::failed(message, status.code()),
+    match status {
+        Ok(status) => ProcessEnd::Exited(status),
+        Err(e) => ProcessEnd::WaitFailed(format!("waiting for the process: {e}")),
     }
 }
 
@@ -369,6 +712,7 @@ async fn read_output(workspace: &Path) -> Result<String, String> {
 async fn forward_lines(
     pipe: impl AsyncRead + Unpin,
     stream: LogStream,
+    lines: StdoutLines,
     attempt: AttemptKey,
     redactor: Arc<Redactor>,
     reports: mpsc::UnboundedSender<Report>,
@@ -383,6 +727,20 @@ async fn forward_lines(
         }
         while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             buf.pop();
+        }
+        if let StdoutLines::Claude(run) = &lines {
+            // The whole event is read before anything of it is cut.
+            let raw = String::from_utf8_lossy(&buf);
+            let reports_of_line = run
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .read(&raw, &attempt, &redactor);
+            for report in reports_of_line {
+                if reports.send(report).is_err() {
+                    return;
+                }
+            }
+            continue;
         }
         // Masked before it is cut, so a cut never leaves part of a secret.
         let mut line = redactor.redact(String::from_utf8_lossy(&buf).into_owned());
@@ -436,7 +794,15 @@ mod tests {
             step_id: "s".into(),
             attempt: 1,
         };
-        forward_lines(line.as_bytes(), LogStream::Stdout, key, redactor, reports).await;
+        forward_lines(
+            line.as_bytes(),
+            LogStream::Stdout,
+            StdoutLines::Plain,
+            key,
+            redactor,
+            reports,
+        )
+        .await;
         match received.recv().await {
             Some(Report::Log { line, .. }) => {
                 assert!(line.len() <= MAX_LINE_BYTES);
@@ -459,7 +825,123 @@ mod tests {
             secrets_dir: None,
             keep_workspace: true,
             work_dir: dir.to_path_buf(),
+            claude: Arc::new(ClaudeSettings::default()),
         }
+    }
+
+    /// A Claude Code attempt whose "CLI" is a script printing `lines`
+    /// (stream-json), then exiting with `code`; its argv goes to `argv.txt`.
+    fn claude_attempt(dir: &Path, lines: &[&str], code: i32) -> Attempt {
+        let script = dir.join("fake-claude");
+        let mut body = String::from("#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$PWD/../argv.txt\"\n");
+        for line in lines {
+            body.push_str(&format!("echo '{line}'\n"));
+        }
+        body.push_str(&format!("exit {code}\n"));
+        std::fs::write(&script, body).expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let mut attempt = attempt(dir, &["unused"]);
+        attempt.step.shell = None;
+        attempt.step.claude_code = Some(ClaudeCodeSpec {
+            prompt: "write hello.txt".into(),
+            model: None,
+            max_turns: Some(4),
+            allowed_tools: vec!["Write".into(), "Bash(git:*)".into()],
+            permission_mode: Some(orca_core::PermissionMode::AcceptEdits),
+        });
+        attempt.claude = Arc::new(ClaudeSettings {
+            bin: script,
+            model: Some("claude-test".into()),
+            api_key: Some("sk-ant-secret-key".into()),
+            base_url: Some("http://127.0.0.1:9".into()),
+            home: dir.join("home"),
+        });
+        attempt
+    }
+
+    const INIT: &str =
+        r#"{"type":"system","subtype":"init","session_id":"s-1","model":"claude-test"}"#;
+    const TOOL: &str = r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"tool_use","name":"Write","input":{"file_path":"hello.txt"}}]}}"#;
+    const TEXT: &str = r#"{"type":"assistant","message":{"id":"m2","content":[{"type":"text","text":"Done, key sk-ant-secret-key"}]}}"#;
+    const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"Done.","session_id":"s-1","num_turns":2,"total_cost_usd":0.5,"usage":{"input_tokens":10,"output_tokens":3},"modelUsage":{"claude-test":{"inputTokens":10,"outputTokens":3,"costUSD":0.5}}}"#;
+
+    #[tokio::test]
+    async fn a_claude_run_reports_turns_tools_and_its_result_with_cost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (result, reports) =
+            run_to_end(claude_attempt(dir.path(), &[INIT, TOOL, TEXT, RESULT], 0)).await;
+        assert_eq!(
+            result.outcome,
+            v1::Outcome::Succeeded as i32,
+            "{}",
+            result.error
+        );
+        let output: serde_json::Value = serde_json::from_str(&result.output_json).expect("json");
+        assert_eq!(output["result"], "Done.");
+        assert_eq!(output["sessionId"], "s-1");
+        assert_eq!(output["model"], "claude-test");
+        assert_eq!(output["cost"]["usd"], 0.5);
+        assert_eq!(output["cost"]["byModel"]["claude-test"]["inputTokens"], 10);
+        let logs: Vec<String> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Log { line, .. } => Some(line.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            logs.contains(&"tool: Write file_path=hello.txt".to_string()),
+            "{logs:?}"
+        );
+        assert!(
+            logs.iter().any(|l| l == "Done, key ***"),
+            "the API key is masked: {logs:?}"
+        );
+        let progress: Vec<f32> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Progress { fraction, .. } => Some(*fraction),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(progress, [0.25, 0.5], "one step per turn of 4");
+        // argv: the prompt right after -p, list flags as one `--flag=a,b`.
+        let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
+        let argv: Vec<&str> = argv.split('\0').collect();
+        assert_eq!(
+            &argv[..2],
+            [
+                "-p",
+                "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
+            ]
+        );
+        for expected in [
+            "--verbose",
+            "--allowedTools=Write,Bash(git:*)",
+            "acceptEdits",
+            "claude-test",
+        ] {
+            assert!(argv.contains(&expected), "{argv:?} lacks {expected}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claude_run_fails_on_an_error_result_or_without_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let api_error = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 400 bad"}"#;
+        let (result, _) = run_to_end(claude_attempt(dir.path(), &[INIT, api_error], 1)).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert_eq!(result.error, "API Error: 400 bad");
+
+        // Killed (or crashed) before its result: a failure, even at exit 0.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (result, _) = run_to_end(claude_attempt(dir.path(), &[INIT, TOOL], 0)).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert_eq!(
+            result.error,
+            "the claude CLI ended without a result (exited with code 0)"
+        );
     }
 
     async fn run_to_end(attempt: Attempt) -> (v1::StepResult, Vec<Report>) {

@@ -1,0 +1,270 @@
+//! A mock of the Anthropic Messages API for the claude-code tests: the real
+//! Claude Code CLI talks to it over loopback (`ANTHROPIC_BASE_URL`). Each
+//! streamed request gets the next scripted reply as server-sent events
+//! (`message_start`, `content_block_*` with text or `tool_use` input deltas,
+//! `message_delta` with usage, `message_stop`), or an error status. Every
+//! request body is kept for the test to read.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+
+/// Tokens each streamed reply reports using.
+pub const INPUT_TOKENS: u64 = 100;
+pub const OUTPUT_TOKENS: u64 = 20;
+pub const CACHE_READ_TOKENS: u64 = 10;
+pub const CACHE_CREATION_TOKENS: u64 = 5;
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A tool call. `{cwd}` in string values becomes the CLI's working
+    /// directory (the step's workspace), as the system prompt states it.
+    Tool {
+        name: String,
+        input: Value,
+    },
+    Text(String),
+    /// An error status with the API's JSON error body.
+    Error {
+        status: u16,
+        message: String,
+    },
+    /// Starts the stream and never finishes it.
+    Hang,
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Reply>,
+    requests: Vec<Value>,
+    hanging: usize,
+}
+
+pub struct MockAnthropic {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockAnthropic {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl MockAnthropic {
+    /// Serves `script` in order on a free loopback port; once it runs out,
+    /// every request gets the text "Done.".
+    pub async fn start(script: Vec<Reply>) -> anyhow::Result<MockAnthropic> {
+        let state = Arc::new(Mutex::new(State {
+            script: script.into(),
+            ..State::default()
+        }));
+        let shared = state.clone();
+        let app = Router::new().route(
+            "/v1/messages",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let state = shared.clone();
+                async move { answer(&state, &headers, &body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(MockAnthropic { url, state, server })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The bodies of the requests so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.with(|s| s.requests.clone())
+    }
+
+    /// Requests held open by a `Hang` reply.
+    pub fn hanging(&self) -> usize {
+        self.with(|s| s.hanging)
+    }
+}
+
+fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let streamed = request["stream"].as_bool().unwrap_or(false);
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("claude-mock")
+        .to_string();
+    let cwd = working_directory(&request).unwrap_or_default();
+    let reply = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.requests.push(request);
+        let reply = state
+            .script
+            .pop_front()
+            .unwrap_or_else(|| Reply::Text("Done.".into()));
+        if matches!(reply, Reply::Hang) {
+            state.hanging += 1;
+        }
+        reply
+    };
+    if let Reply::Error { status, message } = &reply {
+        let kind = if *status >= 500 {
+            "api_error"
+        } else {
+            "invalid_request_error"
+        };
+        let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+        return response(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "application/json",
+            Body::from(body.to_string()),
+        );
+    }
+    if !streamed {
+        let body = json!({
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "Done."}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
+        });
+        return response(
+            StatusCode::OK,
+            "application/json",
+            Body::from(body.to_string()),
+        );
+    }
+    let events = events(&reply, &model, &cwd);
+    let head = tokio_stream::iter(events.into_iter().map(Ok::<Bytes, Infallible>));
+    let body = if matches!(reply, Reply::Hang) {
+        Body::from_stream(head.chain(tokio_stream::pending()))
+    } else {
+        Body::from_stream(head)
+    };
+    response(StatusCode::OK, "text/event-stream", body)
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", content_type.parse().expect("header"));
+    // The CLI retries 5xx answers unless told not to.
+    headers.insert("x-should-retry", "false".parse().expect("header"));
+    response
+}
+
+/// The stream for one reply, as SSE frames.
+fn events(reply: &Reply, model: &str, cwd: &str) -> Vec<Bytes> {
+    let frame = |event: &str, data: Value| Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+    let mut frames = vec![frame(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": format!("msg_{}", ulid_like()), "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1,
+                      "cache_read_input_tokens": CACHE_READ_TOKENS,
+                      "cache_creation_input_tokens": CACHE_CREATION_TOKENS},
+        }}),
+    )];
+    let stop_reason = match reply {
+        Reply::Hang | Reply::Error { .. } => return frames,
+        Reply::Text(text) => {
+            frames.push(frame(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                       "content_block": {"type": "text", "text": ""}}),
+            ));
+            frames.push(frame(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": text}}),
+            ));
+            "end_turn"
+        }
+        Reply::Tool { name, input } => {
+            let input = substitute(input, cwd);
+            frames.push(frame(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                       "content_block": {"type": "tool_use", "id": format!("toolu_{}", ulid_like()),
+                                         "name": name, "input": {}}}),
+            ));
+            // The input arrives in pieces, as the real API sends it.
+            let text = input.to_string();
+            let middle = text.len() / 2;
+            let cut = (0..=middle)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            for part in [&text[..cut], &text[cut..]] {
+                frames.push(frame(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "input_json_delta", "partial_json": part}}),
+                ));
+            }
+            "tool_use"
+        }
+    };
+    frames.push(frame(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    frames.push(frame(
+        "message_delta",
+        json!({"type": "message_delta",
+               "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": OUTPUT_TOKENS}}),
+    ));
+    frames.push(frame("message_stop", json!({"type": "message_stop"})));
+    frames
+}
+
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{:024}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn substitute(value: &Value, cwd: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace("{cwd}", cwd)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, cwd)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, cwd)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The CLI states its working directory in the system prompt.
+fn working_directory(request: &Value) -> Option<String> {
+    const MARKER: &str = "Primary working directory: ";
+    match request {
+        Value::String(s) => s.find(MARKER).map(|at| {
+            s[at + MARKER.len()..]
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        }),
+        Value::Array(items) => items.iter().find_map(working_directory),
+        Value::Object(map) => map.values().find_map(working_directory),
+        _ => None,
+    }
+}

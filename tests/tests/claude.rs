@@ -1,0 +1,276 @@
+//! The claude-code runtime with the real Claude Code CLI (installed from npm
+//! by scripts/claude.sh) talking to a mock of the Anthropic API on loopback:
+//! tools really run in the step's workspace, the stream becomes live logs
+//! and progress, the result and its cost become the step's output, and API
+//! errors and a killed CLI fail the attempt.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_tests::anthropic::{self, MockAnthropic, Reply};
+use orca_tests::*;
+use serde_json::{Value, json};
+
+fn claude_bin() -> PathBuf {
+    let path = std::env::var_os("ORCA_TEST_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/claude/node_modules/.bin/claude")
+        });
+    assert!(
+        path.exists(),
+        "no Claude Code CLI at {}: run scripts/claude.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A control plane and one claude-code worker pointed at `mock`, keeping
+/// workspaces so the test can look inside.
+async fn claude_worker(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
+    let server = Server::start(dir).expect("server");
+    let bin = claude_bin().display().to_string();
+    let worker = start_worker_env(
+        &server.url,
+        dir,
+        "agent-1",
+        &["claude-code"],
+        1,
+        &["--claude-bin", &bin, "--keep-workspaces"],
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+    .expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    (server, worker)
+}
+
+fn claude_step(id: &str, prompt: &str, tools: &[&str]) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::ClaudeCode(v1::ClaudeCodeRuntime {
+            prompt: prompt.into(),
+            max_turns: 5,
+            allowed_tools: tools.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+async fn events_until_done(client: &Tasks, id: &str) -> Vec<v1::Event> {
+    let mut stream = client
+        .clone()
+        .watch_task(v1::WatchTaskRequest {
+            task_id: id.into(),
+            after_seq: 0,
+            follow: true,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut events = Vec::new();
+    let collect = async {
+        while let Ok(Some(event)) = stream.message().await {
+            events.push(event);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), collect)
+        .await
+        .expect("the task finishes");
+    events
+}
+
+#[tokio::test]
+async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": "{cwd}/hello.txt", "content": "hello from the agent\n"}),
+        },
+        Reply::Text("Wrote hello.txt.".into()),
+    ])
+    .await
+    .expect("mock");
+    let (server, _worker) = claude_worker(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task(
+            "agent",
+            vec![claude_step("write", "Write hello.txt", &["Write"])],
+        ),
+    )
+    .await
+    .expect("submit");
+    let events = events_until_done(&client, &id).await;
+
+    let task = wait_finished(&client, &id, Duration::from_secs(10))
+        .await
+        .expect("finished");
+    let step = &task.steps[0];
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}: {}",
+        task.message,
+        step.error
+    );
+    let workspace = dir
+        .path()
+        .join("work/agent-1")
+        .join(&id)
+        .join("write/attempt-1");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.txt")).expect("the agent wrote the file"),
+        "hello from the agent\n"
+    );
+    let output: Value = serde_json::from_str(&step.output_json).expect("output JSON");
+    assert_eq!(output["result"], "Wrote hello.txt.");
+    assert_eq!(output["numTurns"], 2);
+    assert!(!output["sessionId"].as_str().unwrap_or_default().is_empty());
+    // Two API calls, each reporting the mock's usage.
+    let cost = &output["cost"];
+    assert_eq!(cost["inputTokens"], 2 * anthropic::INPUT_TOKENS);
+    assert_eq!(cost["outputTokens"], 2 * anthropic::OUTPUT_TOKENS);
+    assert_eq!(cost["cacheReadTokens"], 2 * anthropic::CACHE_READ_TOKENS);
+    assert!(cost["usd"].as_f64().unwrap_or(0.0) > 0.0, "{cost}");
+    assert_eq!(cost["byModel"].as_object().map(|m| m.len()), Some(1));
+
+    // The tool call was in the event stream while the step still ran.
+    let tool_seq = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(log)) if log.line.starts_with("tool: Write file_path=") => {
+                Some(e.seq)
+            }
+            _ => None,
+        })
+        .expect("the tool call was logged");
+    let done_seq = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(v1::event::Kind::StepState(s)) if s.state == v1::StepState::Succeeded as i32 => {
+                Some(e.seq)
+            }
+            _ => None,
+        })
+        .expect("the step succeeded");
+    assert!(tool_seq < done_seq);
+    assert!(events.iter().any(|e| matches!(&e.kind, Some(v1::event::Kind::Progress(p)) if p.message.starts_with("turn 1 of 5"))));
+
+    // The second request carried the tool's result back to the model.
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[1].to_string().contains("tool_result"));
+}
+
+#[tokio::test]
+async fn api_errors_fail_the_attempt_with_the_apis_message_and_follow_the_retry_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The CLI does not retry a 500 marked `x-should-retry: false`, but it
+    // does retry a 400 several times (falling back on request features), so
+    // the 400 is scripted for each of those.
+    let mut script = vec![Reply::Error {
+        status: 500,
+        message: "the mock is overloaded".into(),
+    }];
+    script.extend((0..8).map(|_| Reply::Error {
+        status: 400,
+        message: "the mock refuses this prompt".into(),
+    }));
+    let mock = MockAnthropic::start(script).await.expect("mock");
+    let (server, _worker) = claude_worker(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    let mut step = claude_step("ask", "Say hello", &[]);
+    step.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 50,
+        max_delay_ms: 100,
+        multiplier: 1.0,
+    });
+    let id = submit(&client, task("errors", vec![step]))
+        .await
+        .expect("submit");
+    let task = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "retried once: {attempts:?}");
+    assert!(
+        attempts[0].error.contains("500") && attempts[0].error.contains("the mock is overloaded"),
+        "{}",
+        attempts[0].error
+    );
+    assert!(
+        attempts[1].error.contains("400")
+            && attempts[1].error.contains("the mock refuses this prompt"),
+        "{}",
+        attempts[1].error
+    );
+    // Had the CLI retried the 500 itself, the first attempt would have
+    // reported the 400.
+    assert!(mock.requests().len() >= 2);
+}
+
+#[tokio::test]
+async fn a_cli_killed_mid_stream_is_a_failed_attempt_not_a_success() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![Reply::Hang]).await.expect("mock");
+    let (server, _worker) = claude_worker(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    let marker = format!("marker-{}", std::process::id());
+    let id = submit(
+        &client,
+        task(
+            "killed",
+            vec![claude_step("hang", &format!("Think forever {marker}"), &[])],
+        ),
+    )
+    .await
+    .expect("submit");
+    eventually(Duration::from_secs(30), || async {
+        (mock.hanging() == 1).then_some(())
+    })
+    .await
+    .expect("the CLI is mid-stream");
+    let pid = cli_pid(&marker).expect("the claude process");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let task = wait_finished(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    assert_eq!(
+        task.steps[0].error,
+        "the claude CLI ended without a result (killed by signal 9)"
+    );
+}
+
+/// The pid of the process whose argv holds `marker`.
+fn cli_pid(marker: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then_some(pid)
+        })
+}
