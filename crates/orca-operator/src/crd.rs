@@ -169,6 +169,7 @@ pub struct AgentStatus {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
     printcolumn(name = "Steps", type_ = "string", json_path = ".status.steps"),
+    printcolumn(name = "Cost", type_ = "number", json_path = ".status.costUsd"),
     printcolumn(
         name = "Age",
         type_ = "date",

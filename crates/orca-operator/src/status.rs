@@ -27,6 +27,20 @@ pub fn phase(state: i32) -> TaskPhase {
     }
 }
 
+/// What the task's agents cost so far: the sum of the `cost.usd` their
+/// steps report in their outputs (Claude Code steps do); `None` when no step
+/// reports one.
+fn cost_usd(task: &v1::Task) -> Option<f64> {
+    let costs: Vec<f64> = task
+        .steps
+        .iter()
+        .filter(|s| !s.output_json.is_empty())
+        .filter_map(|s| serde_json::from_str::<serde_json::Value>(&s.output_json).ok())
+        .filter_map(|output| output["cost"]["usd"].as_f64())
+        .collect();
+    (!costs.is_empty()).then(|| costs.iter().sum())
+}
+
 /// The status for `task`, as the resource at `generation` should show it.
 pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
     let state =
@@ -94,7 +108,7 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         steps_running: count(v1::StepState::Running),
         start_time: time(&task.started_at),
         completion_time: time(&task.finished_at),
-        cost_usd: None,
+        cost_usd: cost_usd(task),
         trace_id: None,
         message: Some(task.message.clone()).filter(|m| !m.is_empty()),
         conditions,
@@ -144,6 +158,23 @@ mod tests {
     }
 
     #[test]
+    fn cost_is_the_sum_of_what_the_steps_report() {
+        let costed = |usd: f64| v1::Step {
+            output_json: format!(r#"{{"result":"ok","cost":{{"usd":{usd}}}}}"#),
+            ..step("agent", v1::StepState::Succeeded, 1.0)
+        };
+        let task = v1::Task {
+            steps: vec![
+                costed(0.25),
+                costed(0.5),
+                step("shell", v1::StepState::Succeeded, 1.0),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(task_status(&task, None).cost_usd, Some(0.75));
+    }
+
+    #[test]
     fn a_failed_task_is_finished_with_its_message() {
         let task = v1::Task {
             state: v1::TaskState::Failed as i32,
@@ -156,6 +187,7 @@ mod tests {
             ..Default::default()
         };
         let status = task_status(&task, None);
+        assert_eq!(status.cost_usd, None, "no step reported a cost");
         assert_eq!(status.phase, Some(TaskPhase::Failed));
         assert_eq!(status.steps.as_deref(), Some("2/2"));
         assert_eq!(status.progress.as_deref(), Some("100%"));
