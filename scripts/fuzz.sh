@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"spec_yaml spec_proto dag"}
+targets=${FUZZ_TARGETS:-"spec_yaml spec_proto dag claude_stream"}
 
 if ! command -v cargo-fuzz >/dev/null; then
     echo "installing cargo-fuzz from crates.io"

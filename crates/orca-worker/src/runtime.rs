@@ -217,9 +217,7 @@ async fn run_shell(
     let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
     ended.error = redactor.redact(ended.error);
     ended.output_json = redactor.redact(ended.output_json);
-    if !attempt.keep_workspace {
-        remove_workspace(attempt.workspace()).await;
-    }
+    remove_unless_kept(attempt).await;
     ended
 }
 
@@ -273,7 +271,7 @@ async fn run_claude(
         }
     };
     let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
-    let ended = match run.result {
+    let ended = match &run.result {
         None => Ended::failed(
             format!(
                 "the claude CLI ended without a result ({})",
@@ -284,7 +282,7 @@ async fn run_claude(
         Some(result) => match result.failure(Some(max_turns)) {
             Some(error) => Ended::failed(redactor.redact(error), status.code()),
             None => Ended::succeeded(
-                redactor.redact(claude_output(&result, &run.model).to_string()),
+                redactor.redact(claude_output(result, &run).to_string()),
                 status.code(),
             ),
         },
@@ -363,10 +361,14 @@ fn claude_environment(
     env
 }
 
-/// The step's output: the run's result, the model, and what it cost.
-fn claude_output(result: &RunResult, model: &str) -> serde_json::Value {
+/// The step's output: the run's result, its session and model (from the
+/// init line), and what it cost.
+fn claude_output(result: &RunResult, run: &ClaudeRun) -> serde_json::Value {
     let mut output = result.output();
-    output["model"] = serde_json::json!(model);
+    output["model"] = serde_json::json!(run.model);
+    if result.session_id.is_empty() {
+        output["sessionId"] = serde_json::json!(run.session_id);
+    }
     let by_model: serde_json::Map<String, serde_json::Value> = result
         .model_usage
         .iter()
