@@ -244,18 +244,18 @@ async fn run_claude(
     }
     let max_turns = spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
     let mut command = Command::new(&settings.bin);
-    command
-        .args(claude_args(
-            spec,
-            settings,
-            max_turns,
-            has_inputs(&attempt.inputs_json),
-        ))
-        .envs(claude_environment(attempt, settings, &workspace));
+    command.args(claude_args(
+        spec,
+        settings,
+        max_turns,
+        has_inputs(&attempt.inputs_json),
+    ));
+    let env = claude_environment(attempt, settings, &workspace);
     let run = Arc::new(Mutex::new(ClaudeRun::new(max_turns)));
     let end = supervise(
         attempt,
         command,
+        env,
         &workspace,
         StdoutLines::Claude(run.clone()),
         &redactor,
@@ -496,12 +496,12 @@ async fn run_process(
         return Ended::failed("the command is empty", None);
     };
     let mut command = Command::new(program);
-    command
-        .args(args)
-        .envs(environment(attempt, shell, secrets, &workspace));
+    command.args(args);
+    let env = environment(attempt, shell, secrets, &workspace);
     let end = supervise(
         attempt,
         command,
+        env,
         &workspace,
         StdoutLines::Plain,
         redactor,
@@ -565,12 +565,15 @@ enum StdoutLines {
     Claude(Arc<Mutex<ClaudeRun>>),
 }
 
-/// Runs `command` in `workspace` with a clean environment (the caller set
-/// it), streams its output as reports, and stops its whole process group on
-/// cancel or timeout.
+/// Runs `command` in `workspace` with exactly `env` (nothing of the
+/// worker's own environment: its token, its credentials), streams its
+/// output as reports, and stops its whole process group on cancel or
+/// timeout.
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     attempt: &Attempt,
     mut command: Command,
+    env: BTreeMap<String, String>,
     workspace: &Path,
     lines: StdoutLines,
     redactor: &Arc<Redactor>,
@@ -583,6 +586,8 @@ async fn supervise(
         .to_string_lossy()
         .into_owned();
     command
+        .env_clear()
+        .envs(env)
         .current_dir(workspace)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -835,7 +840,9 @@ mod tests {
     /// (stream-json), then exiting with `code`; its argv goes to `argv.txt`.
     fn claude_attempt(dir: &Path, lines: &[&str], code: i32) -> Attempt {
         let script = dir.join("fake-claude");
-        let mut body = String::from("#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$PWD/../argv.txt\"\n");
+        let mut body = String::from(
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$PWD/../argv.txt\"\nenv > \"$PWD/../env.txt\"\n",
+        );
         for line in lines {
             body.push_str(&format!("echo '{line}'\n"));
         }
@@ -926,6 +933,21 @@ mod tests {
         ] {
             assert!(argv.contains(&expected), "{argv:?} lacks {expected}");
         }
+        // The environment is built: the worker's own is not inherited.
+        let env = std::fs::read_to_string(dir.path().join("t1/s/env.txt")).expect("env");
+        assert!(
+            env.contains(&format!("HOME={}", dir.path().join("home").display())),
+            "{env}"
+        );
+        assert!(env.contains("ANTHROPIC_API_KEY=sk-ant-secret-key"));
+        assert!(env.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:9"));
+        assert!(env.contains("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));
+        // cargo sets this in the test process, the "worker" here.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        assert!(
+            !env.contains("CARGO_MANIFEST_DIR"),
+            "the worker's environment leaked into the CLI's: {env}"
+        );
     }
 
     #[tokio::test]
