@@ -264,10 +264,10 @@ async fn run_claude(
     )
     .await;
     let status = match end {
-        ProcessEnd::Exited(status) => status,
-        other => {
+        Ok(status) => status,
+        Err(ended) => {
             remove_unless_kept(attempt).await;
-            return other.into_ended();
+            return ended;
         }
     };
     let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
@@ -510,8 +510,8 @@ async fn run_process(
     )
     .await;
     let status = match end {
-        ProcessEnd::Exited(status) => status,
-        other => return other.into_ended(),
+        Ok(status) => status,
+        Err(ended) => return ended,
     };
     if !status.success() {
         return Ended::failed(describe_exit(status), status.code());
@@ -519,40 +519,6 @@ async fn run_process(
     match read_output(&workspace).await {
         Ok(output) => Ended::succeeded(output, status.code()),
         Err(message) => Ended::failed(message, status.code()),
-    }
-}
-
-/// How a process ended, before its runtime decides what that means.
-enum ProcessEnd {
-    Exited(ExitStatus),
-    SpawnFailed(String),
-    WaitFailed(String),
-    Cancelled(String, Option<i32>),
-    TimedOut(u32, Option<i32>),
-}
-
-impl ProcessEnd {
-    /// The outcome of every end but a normal exit, which each runtime reads
-    /// its own way.
-    fn into_ended(self) -> Ended {
-        match self {
-            ProcessEnd::Exited(status) if status.success() => {
-                Ended::succeeded(String::new(), status.code())
-            }
-            ProcessEnd::Exited(status) => Ended::failed(describe_exit(status), status.code()),
-            ProcessEnd::SpawnFailed(message) | ProcessEnd::WaitFailed(message) => {
-                Ended::failed(message, None)
-            }
-            ProcessEnd::Cancelled(reason, code) => Ended {
-                outcome: v1::Outcome::Cancelled,
-                output_json: String::new(),
-                error: reason,
-                exit_code: code,
-            },
-            ProcessEnd::TimedOut(seconds, code) => {
-                Ended::failed(format!("timed out after {seconds}s"), code)
-            }
-        }
     }
 }
 
@@ -568,7 +534,9 @@ enum StdoutLines {
 /// Runs `command` in `workspace` with exactly `env` (nothing of the
 /// worker's own environment: its token, its credentials), streams its
 /// output as reports, and stops its whole process group on cancel or
-/// timeout.
+/// timeout. `Ok` with the exit status when the process ended on its own,
+/// for the runtime to read its way; `Err` with the outcome otherwise
+/// (could not start, cancelled, timed out).
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     attempt: &Attempt,
@@ -579,7 +547,7 @@ async fn supervise(
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<Report>,
     cancel: oneshot::Receiver<String>,
-) -> ProcessEnd {
+) -> Result<ExitStatus, Ended> {
     let program = command
         .as_std()
         .get_program()
@@ -597,7 +565,12 @@ async fn supervise(
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return ProcessEnd::SpawnFailed(format!("could not start {program:?}: {e}")),
+        Err(e) => {
+            return Err(Ended::failed(
+                format!("could not start {program:?}: {e}"),
+                None,
+            ));
+        }
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
     let stdout = child.stdout.take().map(|out| {
@@ -651,15 +624,17 @@ async fn supervise(
 
     let code = status.as_ref().ok().and_then(|s| s.code());
     if let Some(reason) = cancelled {
-        return ProcessEnd::Cancelled(reason, code);
+        return Err(Ended {
+            outcome: v1::Outcome::Cancelled,
+            output_json: String::new(),
+            error: reason,
+            exit_code: code,
+        });
     }
     if let Some(seconds) = timed_out {
-        return ProcessEnd::TimedOut(seconds, code);
+        return Err(Ended::failed(format!("timed out after {seconds}s"), code));
     }
-    match status {
-        Ok(status) => ProcessEnd::Exited(status),
-        Err(e) => ProcessEnd::WaitFailed(format!("waiting for the process: {e}")),
-    }
+    status.map_err(|e| Ended::failed(format!("waiting for the process: {e}"), None))
 }
 
 /// SIGTERM to the whole group, then SIGKILL after a short grace.
