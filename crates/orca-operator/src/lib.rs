@@ -90,15 +90,6 @@ impl Context {
     }
 }
 
-impl Drop for Context {
-    fn drop(&mut self) {
-        let following = self.following.get_mut().unwrap_or_else(|e| e.into_inner());
-        for handle in following.values() {
-            handle.abort();
-        }
-    }
-}
-
 /// How the operator runs.
 pub struct OperatorConfig {
     /// Watch only this namespace; all namespaces when `None`.
