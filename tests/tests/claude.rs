@@ -29,15 +29,21 @@ fn claude_bin() -> PathBuf {
 /// A control plane and one claude-code worker pointed at `mock`, keeping
 /// workspaces so the test can look inside.
 async fn claude_worker(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
+    claude_worker_with(dir, mock, &["--keep-workspaces"]).await
+}
+
+async fn claude_worker_with(dir: &Path, mock: &MockAnthropic, flags: &[&str]) -> (Server, Process) {
     let server = Server::start(dir).expect("server");
     let bin = claude_bin().display().to_string();
+    let mut args = vec!["--claude-bin", &bin];
+    args.extend_from_slice(flags);
     let worker = start_worker_env(
         &server.url,
         dir,
         "agent-1",
         &["claude-code"],
         1,
-        &["--claude-bin", &bin, "--keep-workspaces"],
+        &args,
         &server.worker_token,
         &[
             ("ANTHROPIC_BASE_URL", &mock.url),
@@ -143,7 +149,26 @@ async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
     assert_eq!(cost["outputTokens"], 2 * anthropic::OUTPUT_TOKENS);
     assert_eq!(cost["cacheReadTokens"], 2 * anthropic::CACHE_READ_TOKENS);
     assert!(cost["usd"].as_f64().unwrap_or(0.0) > 0.0, "{cost}");
-    assert_eq!(cost["byModel"].as_object().map(|m| m.len()), Some(1));
+    assert_eq!(cost["sessionByModel"].as_object().map(|m| m.len()), Some(1));
+    // The same figures, structured, on the attempt, the step and the task.
+    let structured = v1::Cost {
+        usd: cost["usd"].as_f64().unwrap_or_default(),
+        input_tokens: 2 * anthropic::INPUT_TOKENS,
+        output_tokens: 2 * anthropic::OUTPUT_TOKENS,
+        cache_read_tokens: 2 * anthropic::CACHE_READ_TOKENS,
+        cache_creation_tokens: 2 * anthropic::CACHE_CREATION_TOKENS,
+    };
+    assert_eq!(step.attempts[0].cost.as_ref(), Some(&structured));
+    assert_eq!(step.cost.as_ref(), Some(&structured));
+    assert_eq!(task.cost.as_ref(), Some(&structured));
+    assert_eq!(
+        step.attempts[0].session_id,
+        output["sessionId"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        step.attempts[0].model,
+        output["model"].as_str().unwrap_or_default()
+    );
 
     // The tool call was in the event stream while the step still ran.
     let tool_seq = events
@@ -258,6 +283,98 @@ async fn a_cli_killed_mid_stream_is_a_failed_attempt_not_a_success() {
     assert_eq!(
         task.steps[0].error,
         "the claude CLI ended without a result (killed by signal 9)"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_step_resumes_the_first_attempts_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Attempt 1 writes a file, then the API fails it; attempt 2 continues.
+    let mock = MockAnthropic::start(vec![
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
+        },
+        Reply::Error {
+            status: 500,
+            message: "the mock fell over".into(),
+        },
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    // Workspaces are not kept for debugging: the failed attempt's is kept
+    // for the retry by the worker's own rule.
+    let (server, _worker) = claude_worker_with(dir.path(), &mock, &[]).await;
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt {}", std::process::id());
+    let mut step = claude_step("notes", &prompt, &["Write"]);
+    step.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 50,
+        max_delay_ms: 100,
+        multiplier: 1.0,
+    });
+    let id = submit(&client, task("resume", vec![step]))
+        .await
+        .expect("submit");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_finished(&client, &id, Duration::from_secs(10))
+        .await
+        .expect("finished");
+    let step = &task.steps[0];
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}: {:?}",
+        task.message,
+        step.attempts
+    );
+    let attempts = &step.attempts;
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[0].error.contains("the mock fell over"),
+        "{}",
+        attempts[0].error
+    );
+    assert!(!attempts[0].session_id.is_empty());
+    assert_eq!(
+        attempts[1].session_id, attempts[0].session_id,
+        "the same session"
+    );
+    let resumed = format!(
+        "resuming session {} of attempt 1 in its workspace",
+        attempts[0].session_id
+    );
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, Some(v1::event::Kind::Log(l)) if l.attempt == 2 && l.line == resumed)),
+        "the events say it resumed"
+    );
+
+    // The second run's request carried the first run's history: its
+    // prompt, the tool call and the tool's result.
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    let history = requests[2]["messages"].to_string();
+    assert!(
+        history.contains(&prompt),
+        "the first run's prompt: {history}"
+    );
+    assert!(history.contains("tool_use") && history.contains("tool_result"));
+    assert!(history.contains("notes.txt"));
+
+    // Each attempt is charged its own part of the session's cost.
+    let cost = |a: &v1::Attempt| a.cost.unwrap_or_default();
+    assert_eq!(cost(&attempts[0]).input_tokens, anthropic::INPUT_TOKENS);
+    assert_eq!(cost(&attempts[1]).input_tokens, anthropic::INPUT_TOKENS);
+    let total = task.cost.unwrap_or_default();
+    assert!(
+        (total.usd - cost(&attempts[0]).usd - cost(&attempts[1]).usd).abs() < 1e-12,
+        "{total:?}"
+    );
+    assert!(
+        cost(&attempts[1]).usd < cost(&attempts[0]).usd * 1.5,
+        "not charged twice: {attempts:?}"
     );
 }
 

@@ -191,6 +191,35 @@ impl From<core::StepState> for v1::StepState {
     }
 }
 
+impl From<core::Cost> for v1::Cost {
+    fn from(cost: core::Cost) -> Self {
+        v1::Cost {
+            usd: cost.usd,
+            input_tokens: cost.input_tokens,
+            output_tokens: cost.output_tokens,
+            cache_read_tokens: cost.cache_read_tokens,
+            cache_creation_tokens: cost.cache_creation_tokens,
+        }
+    }
+}
+
+impl From<&v1::Cost> for core::Cost {
+    fn from(cost: &v1::Cost) -> Self {
+        core::Cost {
+            // A worker's NaN or negative figure must not poison a sum.
+            usd: if cost.usd.is_finite() && cost.usd > 0.0 {
+                cost.usd
+            } else {
+                0.0
+            },
+            input_tokens: cost.input_tokens,
+            output_tokens: cost.output_tokens,
+            cache_read_tokens: cost.cache_read_tokens,
+            cache_creation_tokens: cost.cache_creation_tokens,
+        }
+    }
+}
+
 impl From<core::LogStream> for v1::LogStream {
     fn from(stream: core::LogStream) -> Self {
         match stream {

@@ -50,8 +50,41 @@ struct TaskView {
     started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<CostView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     steps: Vec<StepView>,
+}
+
+/// What something cost; left out when nothing was spent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CostView {
+    usd: f64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_tokens: u64,
+    cache_creation_tokens: u64,
+}
+
+fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
+    cost.as_ref()
+        .filter(|c| **c != v1::Cost::default())
+        .map(|c| CostView {
+            usd: c.usd,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cache_read_tokens: c.cache_read_tokens,
+            cache_creation_tokens: c.cache_creation_tokens,
+        })
+}
+
+/// `$0.0123`, or "" when nothing was spent.
+pub fn usd(cost: &Option<v1::Cost>) -> String {
+    match cost {
+        Some(c) if *c != v1::Cost::default() => format!("${:.4}", c.usd),
+        _ => String::new(),
+    }
 }
 
 #[derive(Serialize)]
@@ -73,6 +106,8 @@ struct StepView {
     output: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<CostView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     attempts: Vec<AttemptView>,
 }
@@ -91,6 +126,12 @@ struct AttemptView {
     exit_code: Option<i32>,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    session_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<CostView>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +164,7 @@ fn task_view(task: &v1::Task) -> TaskView {
         created_at: rfc3339(&task.created_at).unwrap_or_default(),
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
+        cost: cost_view(&task.cost),
         steps: task
             .steps
             .iter()
@@ -140,6 +182,7 @@ fn task_view(task: &v1::Task) -> TaskView {
                         .unwrap_or(serde_json::Value::String(s.output_json.clone()))
                 }),
                 error: s.error.clone(),
+                cost: cost_view(&s.cost),
                 attempts: s
                     .attempts
                     .iter()
@@ -151,6 +194,9 @@ fn task_view(task: &v1::Task) -> TaskView {
                         finished_at: rfc3339(&a.finished_at),
                         exit_code: a.exit_code,
                         error: a.error.clone(),
+                        session_id: a.session_id.clone(),
+                        model: a.model.clone(),
+                        cost: cost_view(&a.cost),
                     })
                     .collect(),
             })
@@ -183,6 +229,7 @@ pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
                 spec.name,
                 task_state_name(t.state).to_string(),
                 spec.steps.len().to_string(),
+                usd(&t.cost),
                 t.created_at
                     .as_ref()
                     .map(|c| age(now - micros(c)))
@@ -190,7 +237,10 @@ pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_table(&["ID", "TENANT", "NAME", "STATE", "STEPS", "AGE"], &rows);
+    print_table(
+        &["ID", "TENANT", "NAME", "STATE", "STEPS", "COST", "AGE"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -219,6 +269,16 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     if !view.message.is_empty() {
         println!("Message:   {}", view.message);
     }
+    if let Some(cost) = &view.cost {
+        println!(
+            "Cost:      ${:.4} ({} input, {} output, {} cache-read, {} cache-write tokens)",
+            cost.usd,
+            cost.input_tokens,
+            cost.output_tokens,
+            cost.cache_read_tokens,
+            cost.cache_creation_tokens
+        );
+    }
     println!();
     let rows: Vec<Vec<String>> = task
         .steps
@@ -240,6 +300,7 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
                 s.worker.clone(),
                 took,
                 s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                usd(&s.cost),
                 truncate(&detail, 60),
             ]
         })
@@ -252,6 +313,7 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             "WORKER",
             "DURATION",
             "EXIT",
+            "COST",
             "OUTPUT / ERROR",
         ],
         &rows,
@@ -272,6 +334,8 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
                 rfc3339(&a.started_at).unwrap_or_default(),
                 took,
                 attempt_state_name(a.state).to_string(),
+                usd(&a.cost),
+                a.session_id.clone(),
                 truncate(&a.error, 50),
             ]
         })
@@ -280,7 +344,8 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
         println!();
         print_table(
             &[
-                "STEP", "ATTEMPT", "WORKER", "STARTED", "DURATION", "RESULT", "REASON",
+                "STEP", "ATTEMPT", "WORKER", "STARTED", "DURATION", "RESULT", "COST", "SESSION",
+                "REASON",
             ],
             &attempts,
         );

@@ -1,12 +1,14 @@
 //! orca's domain: task and step specs, DAG validation, the task state machine
 //! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
 
+pub mod cost;
 pub mod queue;
 pub mod run;
 pub mod spec;
 pub mod state;
 pub mod validate;
 
+pub use cost::Cost;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{

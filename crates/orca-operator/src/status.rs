@@ -27,18 +27,13 @@ pub fn phase(state: i32) -> TaskPhase {
     }
 }
 
-/// What the task's agents cost so far: the sum of the `cost.usd` their
-/// steps report in their outputs (Claude Code steps do); `None` when no step
-/// reports one.
+/// What the task's agents cost so far, every attempt counted, as the control
+/// plane sums it; `None` while nothing was spent (shell steps spend nothing).
 fn cost_usd(task: &v1::Task) -> Option<f64> {
-    let costs: Vec<f64> = task
-        .steps
-        .iter()
-        .filter(|s| !s.output_json.is_empty())
-        .filter_map(|s| serde_json::from_str::<serde_json::Value>(&s.output_json).ok())
-        .filter_map(|output| output["cost"]["usd"].as_f64())
-        .collect();
-    (!costs.is_empty()).then(|| costs.iter().sum())
+    task.cost
+        .as_ref()
+        .filter(|c| **c != v1::Cost::default())
+        .map(|c| c.usd)
 }
 
 /// The status for `task`, as the resource at `generation` should show it.
@@ -158,17 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn cost_is_the_sum_of_what_the_steps_report() {
-        let costed = |usd: f64| v1::Step {
-            output_json: format!(r#"{{"result":"ok","cost":{{"usd":{usd}}}}}"#),
-            ..step("agent", v1::StepState::Succeeded, 1.0)
-        };
+    fn cost_is_what_the_control_plane_summed() {
         let task = v1::Task {
-            steps: vec![
-                costed(0.25),
-                costed(0.5),
-                step("shell", v1::StepState::Succeeded, 1.0),
-            ],
+            steps: vec![step("agent", v1::StepState::Succeeded, 1.0)],
+            cost: Some(v1::Cost {
+                usd: 0.75,
+                input_tokens: 300,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(task_status(&task, None).cost_usd, Some(0.75));

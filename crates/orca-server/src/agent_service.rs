@@ -136,6 +136,24 @@ async fn forward(
                 .collect();
             engine.logs(worker, attempt, lines).await
         }
+        Some(Kind::Session(session)) => {
+            let attempt = attempt_key("session.attempt", session.attempt)?;
+            // Ids and model names are short; a longer one is a broken worker.
+            for (field, value) in [
+                ("session.session_id", &session.session_id),
+                ("session.model", &session.model),
+            ] {
+                if value.len() > MAX_SESSION_FIELD_BYTES {
+                    return Err(Error::Protocol(format!(
+                        "{field} is {} bytes; at most {MAX_SESSION_FIELD_BYTES}",
+                        value.len()
+                    )));
+                }
+            }
+            engine
+                .session(worker, attempt, session.session_id, session.model)
+                .await
+        }
         Some(Kind::Result(r)) => {
             let attempt = attempt_key("result.attempt", r.attempt)?;
             let mut outcome = v1::Outcome::try_from(r.outcome).unwrap_or(v1::Outcome::Unspecified);
@@ -156,11 +174,15 @@ async fn forward(
                 error,
                 exit_code: r.exit_code,
                 started_at: r.started_at.as_ref().map(micros),
+                cost: r.cost.as_ref().map(orca_core::Cost::from),
             };
             engine.report(worker, report).await
         }
     }
 }
+
+/// The longest session id or model name a worker may report.
+const MAX_SESSION_FIELD_BYTES: usize = 256;
 
 /// A log line within `limit` bytes: a longer one is cut at a character
 /// boundary and says so, so the log shows that text is missing.

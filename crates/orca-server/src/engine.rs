@@ -51,6 +51,7 @@ pub struct StepReport {
     pub error: String,
     pub exit_code: Option<i32>,
     pub started_at: Option<Micros>,
+    pub cost: Option<orca_core::Cost>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +106,12 @@ enum Command {
     Report {
         worker: u64,
         report: StepReport,
+    },
+    Session {
+        worker: u64,
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
     },
     Heartbeat {
         worker: u64,
@@ -205,6 +212,23 @@ impl EngineHandle {
         .await
     }
 
+    /// The agent of a running attempt started (or resumed) its session.
+    pub async fn session(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    ) -> Result<(), Error> {
+        self.send(Command::Session {
+            worker,
+            attempt,
+            session_id,
+            model,
+        })
+        .await
+    }
+
     pub async fn report(&self, worker: u64, report: StepReport) -> Result<(), Error> {
         self.send(Command::Report { worker, report }).await
     }
@@ -295,6 +319,19 @@ struct StepSlot {
     attempt_started: Micros,
     /// The output JSON of a succeeded step, for its dependents.
     output: Option<String>,
+    /// The agent session its attempts have built, for a retry to resume.
+    session: Option<Session>,
+}
+
+/// An agent's session as a step's attempts left it.
+#[derive(Debug, Clone, PartialEq)]
+struct Session {
+    id: String,
+    /// The attempt that started it: its workspace holds the session, and
+    /// every resumed attempt runs there.
+    attempt: u32,
+    /// What its attempts have cost so far.
+    usd: f64,
 }
 
 struct Active {
@@ -485,6 +522,7 @@ impl Engine {
         | Command::Progress { worker, .. }
         | Command::Logs { worker, .. }
         | Command::Report { worker, .. }
+        | Command::Session { worker, .. }
         | Command::Heartbeat { worker }
         | Command::Drain { worker }
         | Command::Release { worker, .. } = &command
@@ -584,6 +622,12 @@ impl Engine {
                 }
             }
             Command::Report { worker, report } => self.report(worker, report),
+            Command::Session {
+                worker,
+                attempt,
+                session_id,
+                model,
+            } => self.session(worker, attempt, session_id, model),
             Command::Heartbeat { .. } => {}
             Command::Drain { worker } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
@@ -945,6 +989,11 @@ impl Engine {
                 step: Some(v1::StepSpec::from(step)),
                 inputs_json,
                 task_name: active.spec.name.clone(),
+                resume: active.slots[index].session.as_ref().map(|s| v1::Resume {
+                    attempt: s.attempt,
+                    session_id: s.id.clone(),
+                    session_usd: s.usd,
+                }),
             })),
         };
         self.round.effects.push(Effect::ToWorker(
@@ -967,6 +1016,38 @@ impl Engine {
             ..StepWrite::default()
         };
         self.apply(&task_id, changes, Some((index, detail)));
+    }
+
+    /// Records the session on the attempt, and remembers it for a retry.
+    fn session(&mut self, worker: u64, attempt: AttemptKey, session_id: String, model: String) {
+        let Some((task_id, index)) = self.current(worker, &attempt) else {
+            return;
+        };
+        let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) else {
+            return;
+        };
+        // A resumed session keeps its workspace and cost so far; a new one
+        // starts here, at zero.
+        match &slot.session {
+            Some(previous) if previous.id == session_id => {}
+            _ => {
+                slot.session = Some(Session {
+                    id: session_id.clone(),
+                    attempt: attempt.attempt,
+                    usd: 0.0,
+                });
+            }
+        }
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: attempt.task_id,
+            step_id: attempt.step_id,
+            attempt: attempt.attempt,
+            worker: Some(slot.worker_name.clone()),
+            started_at: Some(slot.attempt_started),
+            session_id: Some(session_id),
+            model: Some(model),
+            ..AttemptWrite::default()
+        }));
     }
 
     fn report(&mut self, worker: u64, report: StepReport) {
@@ -1019,7 +1100,10 @@ impl Engine {
             v1::Outcome::Cancelled => StepState::Cancelled,
             _ => StepState::Failed,
         };
-        let slot = &active.slots[index];
+        let slot = &mut active.slots[index];
+        if let (Some(session), Some(cost)) = (&mut slot.session, &report.cost) {
+            session.usd += cost.usd;
+        }
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: report.attempt.step_id.clone(),
@@ -1034,6 +1118,8 @@ impl Engine {
                 INVALID_OUTPUT.into()
             }),
             exit_code: report.exit_code,
+            cost: report.cost,
+            ..AttemptWrite::default()
         }));
         let detail = StepWrite {
             finished_at: Some(now_micros()),
@@ -1306,8 +1392,26 @@ fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: TaskRun) -> Act
         if step.state == StepState::Succeeded {
             slot.output = Some(step.output_json.clone());
         }
+        slot.session = last_session(&step.attempts);
     }
     active
+}
+
+/// The session the newest attempt with one ran: the attempt that started
+/// it, and what every attempt in it cost.
+fn last_session(attempts: &[orca_store::AttemptRecord]) -> Option<Session> {
+    let id = &attempts
+        .iter()
+        .rev()
+        .find(|a| !a.session_id.is_empty())?
+        .session_id;
+    let mut in_session = attempts.iter().filter(|a| &a.session_id == id);
+    let first = in_session.next()?;
+    Some(Session {
+        id: id.clone(),
+        attempt: first.attempt,
+        usd: first.cost.usd + in_session.map(|a| a.cost.usd).sum::<f64>(),
+    })
 }
 
 fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u64) -> Active {
@@ -1321,6 +1425,7 @@ fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u
             worker_name: String::new(),
             attempt_started: 0,
             output: None,
+            session: None,
         })
         .collect();
     let index = spec

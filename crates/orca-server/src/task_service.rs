@@ -405,6 +405,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
         started_at: optional_timestamp(task.started_at),
         finished_at: optional_timestamp(task.finished_at),
         message: task.message,
+        cost: Some(task.cost.into()),
         steps: task
             .steps
             .into_iter()
@@ -420,6 +421,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                 output_json: s.output_json,
                 error: s.error,
                 exit_code: s.exit_code,
+                cost: Some(s.cost.into()),
                 attempts: s
                     .attempts
                     .into_iter()
@@ -431,6 +433,9 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                         state: v1::StepState::from(a.state) as i32,
                         error: a.error,
                         exit_code: a.exit_code,
+                        cost: Some(a.cost.into()),
+                        session_id: a.session_id,
+                        model: a.model,
                     })
                     .collect(),
             })

@@ -9,7 +9,7 @@
 mod sqlite;
 
 use async_trait::async_trait;
-use orca_core::{Event, Micros, StepState, TaskSpec, TaskState};
+use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState};
 use tokio::sync::oneshot;
 
 pub use sqlite::{Durability, SqliteStore};
@@ -150,6 +150,9 @@ pub struct AttemptWrite {
     pub state: Option<StepState>,
     pub error: Option<String>,
     pub exit_code: Option<i32>,
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    pub cost: Option<Cost>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +164,10 @@ pub struct AttemptRecord {
     pub state: StepState,
     pub error: String,
     pub exit_code: Option<i32>,
+    /// The agent's session ("" for runtimes without one) and model.
+    pub session_id: String,
+    pub model: String,
+    pub cost: Cost,
 }
 
 /// A stored task. `steps` is empty in listings.
@@ -178,6 +185,8 @@ pub struct TaskRecord {
     pub steps: Vec<StepRecord>,
     /// The sequence number of the task's newest event.
     pub last_seq: u64,
+    /// What every attempt of every step cost, summed (listings too).
+    pub cost: Cost,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,8 +202,10 @@ pub struct StepRecord {
     pub output_json: String,
     pub error: String,
     pub exit_code: Option<i32>,
-    /// Oldest first; empty when read for recovery.
+    /// Oldest first.
     pub attempts: Vec<AttemptRecord>,
+    /// What its attempts cost, summed.
+    pub cost: Cost,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -229,7 +240,8 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` events of a task with `seq > after`, in order.
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
 
-    /// Every task not yet finished, with steps, for recovery after a restart.
+    /// Every task not yet finished, with steps and attempts, for recovery
+    /// after a restart.
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>>;
 
     /// Up to `limit` audit records with `seq > after`, oldest first; only

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orca_core::{Event, EventKind, StepState, TaskSpec, TaskState};
+use orca_core::{Cost, Event, EventKind, StepState, TaskSpec, TaskState};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -194,6 +194,23 @@ fn migrate(conn: &Connection) -> Result<()> {
         )?;
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(tenant, id)")?;
+    // Agents' sessions and costs, per attempt.
+    for (column, kind) in [
+        ("session_id", "TEXT NOT NULL DEFAULT ''"),
+        ("model", "TEXT NOT NULL DEFAULT ''"),
+        ("cost_usd", "REAL NOT NULL DEFAULT 0"),
+        ("input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("cache_read_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("cache_creation_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let present: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE attempts ADD COLUMN {column} {kind}"))?;
+        }
+    }
     Ok(())
 }
 
@@ -480,16 +497,27 @@ fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
 }
 
 fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> {
+    let cost = a.cost.as_ref();
+    let tokens = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     conn.prepare_cached(
-        "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state, error, exit_code)
-         VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), COALESCE(?6, 0), COALESCE(?7, 'running'), COALESCE(?8, ''), ?9)
+        "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state, error, exit_code,
+                              session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens)
+         VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), COALESCE(?6, 0), COALESCE(?7, 'running'), COALESCE(?8, ''), ?9,
+                 COALESCE(?10, ''), COALESCE(?11, ''), COALESCE(?12, 0), COALESCE(?13, 0), COALESCE(?14, 0), COALESCE(?15, 0), COALESCE(?16, 0))
          ON CONFLICT (task_id, step_id, attempt) DO UPDATE SET
             worker = COALESCE(?4, worker),
             started_at = COALESCE(?5, started_at),
             finished_at = COALESCE(?6, finished_at),
             state = COALESCE(?7, state),
             error = COALESCE(?8, error),
-            exit_code = COALESCE(?9, exit_code)",
+            exit_code = COALESCE(?9, exit_code),
+            session_id = COALESCE(?10, session_id),
+            model = COALESCE(?11, model),
+            cost_usd = COALESCE(?12, cost_usd),
+            input_tokens = COALESCE(?13, input_tokens),
+            output_tokens = COALESCE(?14, output_tokens),
+            cache_read_tokens = COALESCE(?15, cache_read_tokens),
+            cache_creation_tokens = COALESCE(?16, cache_creation_tokens)",
     )?
     .execute(params![
         a.task_id,
@@ -501,17 +529,26 @@ fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> {
         a.state.map(StepState::as_str),
         a.error,
         a.exit_code,
+        a.session_id,
+        a.model,
+        cost.map(|c| c.usd),
+        tokens(cost.map(|c| c.input_tokens)),
+        tokens(cost.map(|c| c.output_tokens)),
+        tokens(cost.map(|c| c.cache_read_tokens)),
+        tokens(cost.map(|c| c.cache_creation_tokens)),
     ])?;
     Ok(())
 }
 
 fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "SELECT step_id, attempt, worker, started_at, finished_at, state, error, exit_code
+        "SELECT step_id, attempt, worker, started_at, finished_at, state, error, exit_code,
+                session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens
          FROM attempts WHERE task_id = ?1 ORDER BY step_id, attempt",
     )?;
     let rows = stmt.query_map([&task.id], |row| {
         let state: String = row.get(5)?;
+        let tokens = |i: usize| row.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
         Ok((
             row.get::<_, String>(0)?,
             AttemptRecord {
@@ -522,6 +559,15 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
                 state: StepState::Waiting,
                 error: row.get(6)?,
                 exit_code: row.get(7)?,
+                session_id: row.get(8)?,
+                model: row.get(9)?,
+                cost: Cost {
+                    usd: row.get(10)?,
+                    input_tokens: tokens(11)?,
+                    output_tokens: tokens(12)?,
+                    cache_read_tokens: tokens(13)?,
+                    cache_creation_tokens: tokens(14)?,
+                },
             },
             state,
         ))
@@ -533,8 +579,8 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
             step.attempts.push(attempt);
         }
     }
-    // An attempt's row is written when it ends; the one running now is
-    // described by its step.
+    // An attempt's row is written when it ends (or its agent's session
+    // starts); the one running now is described by its step.
     for step in &mut task.steps {
         if step.state == StepState::Running
             && step
@@ -550,18 +596,30 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
                 state: StepState::Running,
                 error: String::new(),
                 exit_code: None,
+                session_id: String::new(),
+                model: String::new(),
+                cost: Cost::default(),
             });
         }
+        step.cost = step.attempts.iter().map(|a| a.cost).sum();
     }
+    task.cost = task.steps.iter().map(|s| s.cost).sum();
     Ok(())
 }
 
-const TASK_COLUMNS: &str =
-    "id, state, idempotency_key, spec, message, created_at, started_at, finished_at, tenant";
+/// The last sums the task's attempts' costs into one JSON array, so a
+/// listing shows what each task cost without loading its attempts.
+const TASK_COLUMNS: &str = "id, state, idempotency_key, spec, message, created_at, started_at, finished_at, tenant,
+     (SELECT json_array(COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+                        COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_creation_tokens), 0))
+      FROM attempts WHERE attempts.task_id = tasks.id)";
 
 fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, String)> {
     let state: String = row.get(1)?;
     let spec: String = row.get(3)?;
+    let cost: String = row.get(9)?;
+    let (usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens) =
+        serde_json::from_str(&cost).unwrap_or_default();
     Ok((
         TaskRecord {
             id: row.get(0)?,
@@ -575,6 +633,13 @@ fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, S
             tenant: row.get(8)?,
             steps: Vec::new(),
             last_seq: 0,
+            cost: Cost {
+                usd,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_creation_tokens,
+            },
         },
         state,
         spec,
@@ -620,6 +685,7 @@ fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
                 error: row.get(9)?,
                 exit_code: row.get(10)?,
                 attempts: Vec::new(),
+                cost: Cost::default(),
             },
             state,
         ))
@@ -789,6 +855,7 @@ impl Store for SqliteStore {
             for row in rows {
                 let mut task = decode_task(row?)?;
                 load_steps(conn, &mut task)?;
+                load_attempts(conn, &mut task)?;
                 tasks.push(task);
             }
             Ok(tasks)
@@ -973,6 +1040,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn attempt_costs_add_up_per_step_and_task_in_reads_and_listings() {
+        let (_dir, store) = store();
+        store
+            .create_tasks(vec![new_task("t1", None), new_task("t2", None)])
+            .await
+            .expect("create");
+        let cost = |usd: f64, tokens: u64| Cost {
+            usd,
+            input_tokens: tokens,
+            output_tokens: tokens / 10,
+            cache_read_tokens: 1,
+            cache_creation_tokens: 2,
+        };
+        let write = |step: &str, attempt: u32, session: Option<&str>, cost: Option<Cost>| {
+            Write::Attempt(AttemptWrite {
+                task_id: "t1".into(),
+                step_id: step.into(),
+                attempt,
+                session_id: session.map(str::to_string),
+                model: session.map(|_| "claude-test".to_string()),
+                cost,
+                ..AttemptWrite::default()
+            })
+        };
+        let commit = store.write(vec![
+            // The session is recorded when it starts; the cost when it ends.
+            write("a", 1, Some("s-1"), None),
+            write("a", 1, None, Some(cost(0.5, 100))),
+            write("a", 2, None, Some(cost(0.25, 50))),
+            write("b", 1, None, Some(cost(1.0, 10))),
+        ]);
+        commit.await.expect("answer").expect("commit");
+        let task = store.get_task("t1").await.expect("get").expect("t1");
+        let a = &task.steps[0];
+        assert_eq!(
+            (
+                a.attempts[0].session_id.as_str(),
+                a.attempts[0].model.as_str()
+            ),
+            ("s-1", "claude-test")
+        );
+        assert_eq!(a.attempts[0].cost, cost(0.5, 100));
+        assert_eq!(a.cost, cost(0.5, 100) + cost(0.25, 50));
+        let total = cost(0.5, 100) + cost(0.25, 50) + cost(1.0, 10);
+        assert_eq!(task.cost, total);
+        let listed = store
+            .list_tasks(TaskQuery {
+                page_size: 10,
+                ..TaskQuery::default()
+            })
+            .await
+            .expect("list");
+        let t1 = listed.iter().find(|t| t.id == "t1").expect("t1 listed");
+        assert_eq!(t1.cost, total);
+        let t2 = listed.iter().find(|t| t.id == "t2").expect("t2 listed");
+        assert!(t2.cost.is_zero());
+        let unfinished = store.unfinished_tasks().await.expect("unfinished");
+        let t1 = unfinished.iter().find(|t| t.id == "t1").expect("t1");
+        assert_eq!(
+            t1.steps[0].attempts[0].session_id, "s-1",
+            "recovery sees sessions"
+        );
+    }
+
+    #[tokio::test]
     async fn idempotency_keys_are_per_tenant() {
         let (_dir, store) = store();
         store
@@ -1048,6 +1180,24 @@ mod tests {
                 .tenant,
             "default"
         );
+        // Attempts gained their agent's session and cost.
+        store
+            .write(vec![Write::Attempt(AttemptWrite {
+                task_id: "t1".into(),
+                step_id: "a".into(),
+                attempt: 1,
+                session_id: Some("s-1".into()),
+                cost: Some(Cost {
+                    usd: 0.5,
+                    ..Cost::default()
+                }),
+                ..AttemptWrite::default()
+            })])
+            .await
+            .expect("answer")
+            .expect("commit");
+        let task = store.get_task("t1").await.expect("get").expect("exists");
+        assert_eq!(task.cost.usd, 0.5);
     }
 
     #[tokio::test]

@@ -438,6 +438,11 @@ impl Worker {
                     secrets_dir: self.config.secrets_dir.clone(),
                     keep_workspace: self.config.keep_workspaces,
                     claude: self.claude.clone(),
+                    resume: assignment.resume.map(|r| runtime::ResumeFrom {
+                        attempt: r.attempt,
+                        session_id: r.session_id,
+                        session_usd: r.session_usd,
+                    }),
                 };
                 tokio::spawn(runtime::run(attempt, self.report_tx.clone(), cancelled));
             }
@@ -490,6 +495,15 @@ fn report_message(report: Report) -> v1::WorkerMessage {
                 stream: v1::LogStream::from(stream) as i32,
                 line,
             }],
+        }),
+        Report::Session {
+            attempt,
+            session_id,
+            model,
+        } => K::Session(v1::StepSession {
+            attempt: Some(attempt.to_proto()),
+            session_id,
+            model,
         }),
         Report::Done(result) => K::Result(result),
     };

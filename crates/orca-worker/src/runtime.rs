@@ -47,6 +47,12 @@ pub enum Report {
         stream: LogStream,
         line: String,
     },
+    /// The agent started (or resumed) its session.
+    Session {
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    },
     Done(v1::StepResult),
 }
 
@@ -66,7 +72,25 @@ pub struct Attempt {
     pub keep_workspace: bool,
     /// How Claude Code steps run on this worker.
     pub claude: Arc<ClaudeSettings>,
+    /// An earlier attempt's agent session this one may continue.
+    pub resume: Option<ResumeFrom>,
 }
+
+/// An earlier attempt's agent session, as the control plane remembers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeFrom {
+    /// The attempt that started it: its workspace holds the session.
+    pub attempt: u32,
+    pub session_id: String,
+    /// What the session cost before this attempt.
+    pub session_usd: f64,
+}
+
+/// How long a failed Claude Code attempt's workspace waits for a retry to
+/// resume it before it is removed.
+pub const RETAIN_FOR: Duration = Duration::from_secs(3600);
+/// Beside a workspace kept for a resume: `attempt-N.retained`.
+const RETAINED_SUFFIX: &str = ".retained";
 
 /// The worker's settings for the `claude-code` runtime.
 #[derive(Debug, Clone, Default)]
@@ -83,16 +107,33 @@ pub struct ClaudeSettings {
     pub home: PathBuf,
 }
 
+/// What a resumed session is told.
+const RESUME_PROMPT: &str = "Your previous run on this task stopped before it finished. \
+Continue from where you left off and complete the original request.";
+
 /// Turns a Claude Code step may take when it sets no `maxTurns`: an agent
 /// that loops must end, and cost, at some point.
 pub const DEFAULT_MAX_TURNS: u32 = 100;
 
 impl Attempt {
     fn workspace(&self) -> PathBuf {
+        self.workspace_of(self.key.attempt)
+    }
+
+    /// The workspace attempt `n` of this step had on this worker.
+    fn workspace_of(&self, n: u32) -> PathBuf {
         self.work_dir
             .join(&self.key.task_id)
             .join(&self.key.step_id)
-            .join(format!("attempt-{}", self.key.attempt))
+            .join(format!("attempt-{n}"))
+    }
+
+    /// Whether the step may run again after this attempt fails.
+    fn has_attempts_left(&self) -> bool {
+        self.step
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.max_attempts > self.key.attempt)
     }
 }
 
@@ -122,6 +163,7 @@ pub async fn run(
         exit_code: ended.exit_code,
         started_at: Some(timestamp(started_at)),
         finished_at: Some(timestamp(now_micros())),
+        cost: ended.cost,
     };
     let _ = reports.send(Report::Done(result));
 }
@@ -131,6 +173,7 @@ struct Ended {
     output_json: String,
     error: String,
     exit_code: Option<i32>,
+    cost: Option<v1::Cost>,
 }
 
 impl Ended {
@@ -140,6 +183,7 @@ impl Ended {
             output_json,
             error: String::new(),
             exit_code,
+            cost: None,
         }
     }
 
@@ -149,6 +193,7 @@ impl Ended {
             output_json: String::new(),
             error: error.into(),
             exit_code,
+            cost: None,
         }
     }
 }
@@ -221,9 +266,10 @@ async fn run_shell(
     ended
 }
 
-/// Runs the Claude Code CLI headless on the step's prompt. The outcome is
-/// the stream's `result` line, not the exit code: API errors exit like
-/// successes, and a run killed before its result is a failure.
+/// Runs the Claude Code CLI headless on the step's prompt, or continues an
+/// earlier attempt's session when its workspace is on this worker. The
+/// outcome is the stream's `result` line, not the exit code: API errors
+/// exit like successes, and a run killed before its result is a failure.
 async fn run_claude(
     attempt: &Attempt,
     spec: &ClaudeCodeSpec,
@@ -232,16 +278,47 @@ async fn run_claude(
 ) -> Ended {
     let settings = &attempt.claude;
     let redactor = Arc::new(Redactor::new(settings.api_key.iter()));
-    let workspace = match prepare_workspace(attempt).await {
-        Ok(w) => w,
-        Err(e) => return Ended::failed(format!("preparing the workspace: {e}"), None),
-    };
     if let Err(e) = tokio::fs::create_dir_all(&settings.home).await {
         return Ended::failed(
             format!("creating the CLI's home {}: {e}", settings.home.display()),
             None,
         );
     }
+    if !attempt.keep_workspace {
+        sweep_retained(&attempt.work_dir, RETAIN_FOR).await;
+    }
+    let log = |line: String| {
+        let _ = reports.send(Report::Log {
+            attempt: attempt.key.clone(),
+            stream: LogStream::Stdout,
+            line,
+        });
+    };
+    let resumed = match &attempt.resume {
+        Some(resume) => {
+            let found = resumable(attempt, resume).await;
+            log(match &found {
+                Some(_) => format!(
+                    "resuming session {} of attempt {} in its workspace",
+                    resume.session_id, resume.attempt
+                ),
+                None => format!(
+                    "starting a new session: session {} of attempt {} is not on this worker",
+                    resume.session_id, resume.attempt
+                ),
+            });
+            found.map(|workspace| (workspace, resume))
+        }
+        None => None,
+    };
+    let prepared = match &resumed {
+        Some((workspace, _)) => reuse_workspace(workspace, attempt).await,
+        None => prepare_workspace(attempt).await,
+    };
+    let workspace = match prepared {
+        Ok(w) => w,
+        Err(e) => return Ended::failed(format!("preparing the workspace: {e}"), None),
+    };
     let max_turns = spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
     let mut command = Command::new(&settings.bin);
     command.args(claude_args(
@@ -249,6 +326,7 @@ async fn run_claude(
         settings,
         max_turns,
         has_inputs(&attempt.inputs_json),
+        resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
     ));
     let env = claude_environment(attempt, settings, &workspace);
     let run = Arc::new(Mutex::new(ClaudeRun::new(max_turns)));
@@ -263,32 +341,153 @@ async fn run_claude(
         cancel,
     )
     .await;
-    let status = match end {
-        Ok(status) => status,
-        Err(ended) => {
-            remove_unless_kept(attempt).await;
-            return ended;
+    let ended = match end {
+        Ok(status) => {
+            let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
+            // A resumed session's reported cost includes what its earlier
+            // attempts spent.
+            let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
+            claude_ended(status, &run, max_turns, before, &redactor)
         }
+        Err(ended) => ended,
     };
-    let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
-    let ended = match &run.result {
-        None => Ended::failed(
+    finish_workspace(attempt, &workspace, ended.outcome).await;
+    ended
+}
+
+/// How a CLI run that exited ended: its result line decides.
+fn claude_ended(
+    status: ExitStatus,
+    run: &ClaudeRun,
+    max_turns: u32,
+    session_usd_before: f64,
+    redactor: &Redactor,
+) -> Ended {
+    let Some(result) = &run.result else {
+        return Ended::failed(
             format!(
                 "the claude CLI ended without a result ({})",
                 describe_exit(status)
             ),
             status.code(),
-        ),
-        Some(result) => match result.failure(Some(max_turns)) {
-            Some(error) => Ended::failed(redactor.redact(error), status.code()),
-            None => Ended::succeeded(
-                redactor.redact(claude_output(result, &run).to_string()),
-                status.code(),
-            ),
-        },
+        );
     };
-    remove_unless_kept(attempt).await;
+    let cost = v1::Cost {
+        usd: (result.total_cost_usd - session_usd_before).max(0.0),
+        input_tokens: result.usage.input_tokens,
+        output_tokens: result.usage.output_tokens,
+        cache_read_tokens: result.usage.cache_read_input_tokens,
+        cache_creation_tokens: result.usage.cache_creation_input_tokens,
+    };
+    let mut ended = match result.failure(Some(max_turns)) {
+        Some(error) => Ended::failed(redactor.redact(error), status.code()),
+        None => Ended::succeeded(
+            redactor.redact(claude_output(result, run, &cost).to_string()),
+            status.code(),
+        ),
+    };
+    ended.cost = Some(cost);
     ended
+}
+
+/// The workspace of the attempt that started `resume`'s session, when it
+/// and the session's transcript are on this worker.
+async fn resumable(attempt: &Attempt, resume: &ResumeFrom) -> Option<PathBuf> {
+    let workspace = attempt.workspace_of(resume.attempt);
+    let candidate = workspace.clone();
+    let id = resume.session_id.clone();
+    // The id names a file: anything but a plain id is refused.
+    let plain = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let projects = attempt.claude.home.join(".claude/projects");
+    let found = tokio::task::spawn_blocking(move || {
+        // The CLI keeps a transcript per session under a directory named
+        // after the working directory; any of them will do.
+        plain
+            && candidate.is_dir()
+            && std::fs::read_dir(projects).is_ok_and(|dirs| {
+                dirs.flatten()
+                    .any(|dir| dir.path().join(format!("{id}.jsonl")).is_file())
+            })
+    })
+    .await
+    .unwrap_or(false);
+    if found {
+        // Resumed now: not to be swept while it runs.
+        let _ = tokio::fs::remove_file(retained_marker(&workspace)).await;
+        Some(workspace)
+    } else {
+        // A workspace without its session is no use to anyone.
+        if !attempt.keep_workspace && resume.attempt != attempt.key.attempt {
+            let _ = tokio::fs::remove_file(retained_marker(&workspace)).await;
+            remove_workspace(workspace).await;
+        }
+        None
+    }
+}
+
+/// Readies an earlier attempt's workspace for the attempt resuming there:
+/// everything the agent made stays; the inputs are this attempt's.
+async fn reuse_workspace(workspace: &Path, attempt: &Attempt) -> std::io::Result<PathBuf> {
+    tokio::fs::create_dir_all(workspace.join("context")).await?;
+    tokio::fs::create_dir_all(workspace.join("output")).await?;
+    tokio::fs::write(workspace.join("context/inputs.json"), &attempt.inputs_json).await?;
+    Ok(workspace.to_path_buf())
+}
+
+/// After a Claude Code attempt: a failure that will be retried keeps its
+/// workspace (and so its session) for the retry to resume, for a while;
+/// anything else removes it, unless workspaces are kept for debugging.
+async fn finish_workspace(attempt: &Attempt, workspace: &Path, outcome: v1::Outcome) {
+    if attempt.keep_workspace {
+        return;
+    }
+    if outcome == v1::Outcome::Failed && attempt.has_attempts_left() {
+        let _ = tokio::fs::write(retained_marker(workspace), attempt.key.attempt.to_string()).await;
+    } else {
+        remove_workspace(workspace.to_path_buf()).await;
+    }
+}
+
+fn retained_marker(workspace: &Path) -> PathBuf {
+    let mut name = workspace.file_name().unwrap_or_default().to_os_string();
+    name.push(RETAINED_SUFFIX);
+    workspace.with_file_name(name)
+}
+
+/// Removes workspaces kept for a resume that no retry came for within
+/// `older_than` (the retry ran elsewhere, or never).
+async fn sweep_retained(work_dir: &Path, older_than: Duration) {
+    let work_dir = work_dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || {
+        let children = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        for task in children(&work_dir).iter().filter(|p| p.is_dir()) {
+            for step in children(task).iter().filter(|p| p.is_dir()) {
+                for marker in children(step) {
+                    let expired = marker
+                        .to_str()
+                        .is_some_and(|name| name.ends_with(RETAINED_SUFFIX))
+                        && std::fs::metadata(&marker)
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|at| at.elapsed().unwrap_or_default() >= older_than);
+                    if expired {
+                        let workspace = marker.with_extension("");
+                        let _ = std::fs::remove_file(&marker);
+                        let _ = std::fs::remove_dir_all(&workspace);
+                        let _ = std::fs::remove_dir(step);
+                        let _ = std::fs::remove_dir(task);
+                    }
+                }
+            }
+        }
+    })
+    .await;
 }
 
 async fn remove_unless_kept(attempt: &Attempt) {
@@ -309,9 +508,14 @@ fn claude_args(
     settings: &ClaudeSettings,
     max_turns: u32,
     with_inputs: bool,
+    resume: Option<&str>,
 ) -> Vec<String> {
-    let mut prompt = spec.prompt.clone();
-    if with_inputs {
+    let mut prompt = match resume {
+        // The session holds the original prompt and everything done since.
+        Some(_) => RESUME_PROMPT.to_string(),
+        None => spec.prompt.clone(),
+    };
+    if with_inputs && resume.is_none() {
         prompt.push_str(
             "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
         );
@@ -326,6 +530,9 @@ fn claude_args(
         "--max-turns".into(),
         max_turns.to_string(),
     ];
+    if let Some(session) = resume {
+        args.extend(["--resume".into(), session.to_string()]);
+    }
     if let Some(model) = spec.model.as_ref().or(settings.model.as_ref()) {
         args.extend(["--model".into(), model.clone()]);
     }
@@ -362,8 +569,9 @@ fn claude_environment(
 }
 
 /// The step's output: the run's result, its session and model (from the
-/// init line), and what it cost.
-fn claude_output(result: &RunResult, run: &ClaudeRun) -> serde_json::Value {
+/// init line), what this attempt cost, and the session's cost per model (a
+/// resumed session's includes its earlier attempts, as the CLI counts it).
+fn claude_output(result: &RunResult, run: &ClaudeRun, cost: &v1::Cost) -> serde_json::Value {
     let mut output = result.output();
     output["model"] = serde_json::json!(run.model);
     if result.session_id.is_empty() {
@@ -386,12 +594,12 @@ fn claude_output(result: &RunResult, run: &ClaudeRun) -> serde_json::Value {
         })
         .collect();
     output["cost"] = serde_json::json!({
-        "usd": result.total_cost_usd,
-        "inputTokens": result.usage.input_tokens,
-        "outputTokens": result.usage.output_tokens,
-        "cacheReadTokens": result.usage.cache_read_input_tokens,
-        "cacheCreationTokens": result.usage.cache_creation_input_tokens,
-        "byModel": by_model,
+        "usd": cost.usd,
+        "inputTokens": cost.input_tokens,
+        "outputTokens": cost.output_tokens,
+        "cacheReadTokens": cost.cache_read_tokens,
+        "cacheCreationTokens": cost.cache_creation_tokens,
+        "sessionByModel": by_model,
     });
     output
 }
@@ -431,9 +639,16 @@ impl ClaudeRun {
         match claude::parse_line(raw) {
             Ok(Line::Init { session_id, model }) => {
                 let line = format!("claude session {session_id} (model {model})");
-                self.session_id = session_id;
-                self.model = model;
-                vec![log(line)]
+                self.session_id.clone_from(&session_id);
+                self.model.clone_from(&model);
+                vec![
+                    log(line),
+                    Report::Session {
+                        attempt: attempt.clone(),
+                        session_id,
+                        model,
+                    },
+                ]
             }
             Ok(Line::Assistant {
                 message_id,
@@ -629,6 +844,7 @@ async fn supervise(
             output_json: String::new(),
             error: reason,
             exit_code: code,
+            cost: None,
         });
     }
     if let Some(seconds) = timed_out {
@@ -808,6 +1024,7 @@ mod tests {
             keep_workspace: true,
             work_dir: dir.to_path_buf(),
             claude: Arc::new(ClaudeSettings::default()),
+            resume: None,
         }
     }
 
@@ -866,7 +1083,20 @@ mod tests {
         assert_eq!(output["sessionId"], "s-1");
         assert_eq!(output["model"], "claude-test");
         assert_eq!(output["cost"]["usd"], 0.5);
-        assert_eq!(output["cost"]["byModel"]["claude-test"]["inputTokens"], 10);
+        assert_eq!(
+            output["cost"]["sessionByModel"]["claude-test"]["inputTokens"],
+            10
+        );
+        assert_eq!(
+            result.cost,
+            Some(v1::Cost {
+                usd: 0.5,
+                input_tokens: 10,
+                output_tokens: 3,
+                ..v1::Cost::default()
+            })
+        );
+        assert!(reports.iter().any(|r| matches!(r, Report::Session { session_id, model, .. } if session_id == "s-1" && model == "claude-test")));
         let logs: Vec<String> = reports
             .iter()
             .filter_map(|r| match r {
@@ -941,6 +1171,128 @@ mod tests {
             result.error,
             "the claude CLI ended without a result (exited with code 0)"
         );
+    }
+
+    fn logs_of(reports: &[Report]) -> Vec<String> {
+        reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Log { line, .. } => Some(line.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_retry_resumes_the_session_in_its_workspace_and_pays_only_its_share() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut attempt = claude_attempt(dir.path(), &[INIT, RESULT], 0);
+        attempt.key.attempt = 2;
+        attempt.resume = Some(ResumeFrom {
+            attempt: 1,
+            session_id: "s-1".into(),
+            session_usd: 0.2,
+        });
+        let first = dir.path().join("t1/s/attempt-1");
+        std::fs::create_dir_all(&first).expect("attempt 1's workspace");
+        std::fs::write(first.join("made-by-attempt-1.txt"), "kept").expect("file");
+        let transcripts = dir.path().join("home/.claude/projects/-t1-s-attempt-1");
+        std::fs::create_dir_all(&transcripts).expect("projects");
+        std::fs::write(transcripts.join("s-1.jsonl"), "{}\n").expect("transcript");
+
+        let (result, reports) = run_to_end(attempt).await;
+        assert_eq!(
+            result.outcome,
+            v1::Outcome::Succeeded as i32,
+            "{}",
+            result.error
+        );
+        let cost = result.cost.expect("cost");
+        assert!(
+            (cost.usd - 0.3).abs() < 1e-9,
+            "0.5 so far less 0.2 before: {}",
+            cost.usd
+        );
+        assert!(
+            logs_of(&reports)
+                .contains(&"resuming session s-1 of attempt 1 in its workspace".into())
+        );
+        let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
+        let argv: Vec<&str> = argv.split('\0').collect();
+        assert_eq!(&argv[..2], ["-p", RESUME_PROMPT]);
+        let at = argv
+            .iter()
+            .position(|a| *a == "--resume")
+            .expect("--resume");
+        assert_eq!(argv[at + 1], "s-1");
+        assert!(
+            first.join("made-by-attempt-1.txt").exists(),
+            "ran in attempt 1's workspace, which stays kept"
+        );
+        assert!(!dir.path().join("t1/s/attempt-2").exists());
+    }
+
+    #[tokio::test]
+    async fn a_retry_without_the_session_at_hand_starts_a_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut attempt = claude_attempt(dir.path(), &[INIT, RESULT], 0);
+        attempt.key.attempt = 2;
+        attempt.resume = Some(ResumeFrom {
+            attempt: 1,
+            session_id: "s-1".into(),
+            session_usd: 0.2,
+        });
+        // The workspace is here, its transcript is not.
+        std::fs::create_dir_all(dir.path().join("t1/s/attempt-1")).expect("workspace");
+        let (result, reports) = run_to_end(attempt).await;
+        assert_eq!(
+            result.outcome,
+            v1::Outcome::Succeeded as i32,
+            "{}",
+            result.error
+        );
+        assert_eq!(result.cost.expect("cost").usd, 0.5);
+        assert!(logs_of(&reports).contains(
+            &"starting a new session: session s-1 of attempt 1 is not on this worker".into()
+        ));
+        let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
+        assert!(!argv.contains("--resume"));
+        assert_eq!(
+            argv.split('\0').nth(1),
+            Some(
+                "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_with_retries_left_keeps_its_workspace_until_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let api_error =
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500"}"#;
+        let mut attempt = claude_attempt(dir.path(), &[INIT, api_error], 1);
+        attempt.keep_workspace = false;
+        attempt.step.retry = Some(orca_core::RetryPolicy::new(2));
+        let (result, _) = run_to_end(attempt).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        let workspace = dir.path().join("t1/s/attempt-1");
+        assert!(workspace.is_dir(), "kept for the retry to resume");
+        assert!(dir.path().join("t1/s/attempt-1.retained").is_file());
+
+        // Not yet expired: stays. Expired: gone, with its marker.
+        sweep_retained(dir.path(), Duration::from_secs(3600)).await;
+        assert!(workspace.is_dir());
+        sweep_retained(dir.path(), Duration::ZERO).await;
+        assert!(!workspace.exists());
+        assert!(!dir.path().join("t1/s/attempt-1.retained").exists());
+
+        // The last attempt's failure keeps nothing.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut attempt = claude_attempt(dir.path(), &[INIT, api_error], 1);
+        attempt.keep_workspace = false;
+        let (result, _) = run_to_end(attempt).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert!(!dir.path().join("t1/s/attempt-1").exists());
     }
 
     async fn run_to_end(attempt: Attempt) -> (v1::StepResult, Vec<Report>) {
