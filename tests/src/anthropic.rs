@@ -133,10 +133,27 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
         );
     }
     if !streamed {
+        // One JSON message: what the planner asks for.
+        let (content, stop_reason) = match &reply {
+            Reply::Tool { name, input } => (
+                json!([{"type": "tool_use", "id": format!("toolu_{}", ulid_like()),
+                        "name": name, "input": substitute(input, &cwd)}]),
+                "tool_use",
+            ),
+            Reply::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
+            // Headers, then a body that never comes.
+            Reply::Hang | Reply::Error { .. } => {
+                return response(
+                    StatusCode::OK,
+                    "application/json",
+                    Body::from_stream(tokio_stream::pending::<Result<Bytes, Infallible>>()),
+                );
+            }
+        };
         let body = json!({
             "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": "Done."}],
-            "stop_reason": "end_turn", "stop_sequence": null,
+            "content": content,
+            "stop_reason": stop_reason, "stop_sequence": null,
             "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
         });
         return response(

@@ -139,6 +139,10 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info")
+            // The planner is set up by flags only: not by whatever key the
+            // machine running the tests has.
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -207,6 +207,36 @@ fn images_args_and_addresses_reach_the_containers() {
         !objects.iter().any(|o| o["kind"] == "ClusterRole"),
         "one namespace: no cluster-wide role"
     );
+    // No planner unless a key Secret is named; then its key is mounted and
+    // the flags point at it.
+    let planner_args = |objects: &[Value]| -> Vec<String> {
+        container(objects, "orca")
+            .args
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.starts_with("--planner"))
+            .collect()
+    };
+    assert!(planner_args(&render(&[]).expect("renders")).is_empty());
+    let objects = render(&[
+        "controlPlane.planner.apiKeySecret.name=anthropic",
+        "controlPlane.planner.baseUrl=https://gateway.example",
+    ])
+    .expect("renders");
+    assert_eq!(
+        planner_args(&objects),
+        [
+            "--planner-api-key-file=/etc/orca/planner/api-key",
+            "--planner-model=claude-sonnet-4-5",
+            "--planner-base-url=https://gateway.example"
+        ]
+    );
+    let deployment = find(&objects, "Deployment", "orca");
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("\"secretName\":\"anthropic\""),
+        "{volumes}"
+    );
 }
 
 #[test]
@@ -237,6 +267,10 @@ fn bad_values_are_refused_naming_the_value() {
             "/controlPlane/durability",
         ),
         ("store.postgresUrl=postgres://db/orca", "store.postgresUrl"),
+        (
+            "controlPlane.planner.baseUrl=ftp://x",
+            "/controlPlane/planner/baseUrl",
+        ),
     ] {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");

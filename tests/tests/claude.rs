@@ -378,6 +378,42 @@ async fn a_retried_step_resumes_the_first_attempts_session() {
     );
 }
 
+#[tokio::test]
+async fn a_bare_prompt_runs_as_one_agent_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![Reply::Text("All done.".into())])
+        .await
+        .expect("mock");
+    let (server, _worker) = claude_worker(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        v1::SubmitTaskRequest {
+            spec: Some(v1::TaskSpec {
+                prompt: "Tidy the README".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("submit");
+    let task = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        task.message
+    );
+    assert_eq!(task.steps.len(), 1);
+    assert_eq!(task.steps[0].id, "agent");
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output");
+    assert_eq!(output["result"], "All done.");
+    assert!(mock.requests()[0].to_string().contains("Tidy the README"));
+}
+
 /// The pid of the process whose argv holds `marker`.
 fn cli_pid(marker: &str) -> Option<u32> {
     std::fs::read_dir("/proc")

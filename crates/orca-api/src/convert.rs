@@ -39,6 +39,8 @@ impl From<v1::TaskSpec> for core::TaskSpec {
             labels: spec.labels.into_iter().collect(),
             priority: spec.priority,
             steps: spec.steps.into_iter().map(Into::into).collect(),
+            prompt: spec.prompt,
+            plan: spec.plan,
         }
     }
 }
@@ -93,6 +95,8 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
             labels: spec.labels.clone().into_iter().collect(),
             priority: spec.priority,
             steps: spec.steps.iter().map(Into::into).collect(),
+            prompt: spec.prompt.clone(),
+            plan: spec.plan,
         }
     }
 }

@@ -204,6 +204,32 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub planner: PlannerArgs,
+}
+
+/// The planner, which turns a prompt task with `plan: true` into steps with
+/// one call to the Anthropic Messages API.
+#[derive(Debug, Args)]
+pub struct PlannerArgs {
+    /// A file holding the planner's Anthropic API key; $ANTHROPIC_API_KEY
+    /// otherwise. Without a key, tasks asking to be planned are refused.
+    #[arg(long, env = "ORCA_PLANNER_API_KEY_FILE")]
+    pub planner_api_key_file: Option<PathBuf>,
+
+    /// The model that plans.
+    #[arg(long, env = "ORCA_PLANNER_MODEL", default_value = orca_server::planner::PlannerConfig::DEFAULT_MODEL)]
+    pub planner_model: String,
+
+    /// The Messages API's base URL; $ANTHROPIC_BASE_URL, else
+    /// https://api.anthropic.com.
+    #[arg(long, env = "ORCA_PLANNER_BASE_URL")]
+    pub planner_base_url: Option<String>,
+
+    /// How long one planning call may take.
+    #[arg(long, env = "ORCA_PLANNER_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub planner_timeout: Duration,
 }
 
 /// Input limits; each refusal names the limit it hit. Unset ones keep their
@@ -384,6 +410,9 @@ pub struct UpArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    #[command(flatten)]
+    pub planner: PlannerArgs,
+
     /// The local workers' secrets: one file per secret, named as steps name
     /// them in `secretEnv`.
     #[arg(long, env = "ORCA_SECRETS_DIR")]
@@ -408,8 +437,26 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The task file (YAML); `-` reads standard input.
-    #[arg(short = 'f', long = "file")]
-    pub file: PathBuf,
+    #[arg(
+        short = 'f',
+        long = "file",
+        required_unless_present = "prompt",
+        conflicts_with = "prompt"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Submit this prompt as the task (one Claude Code step; with --plan,
+    /// planned into steps first) instead of a file.
+    #[arg(short = 'p', long)]
+    pub prompt: Option<String>,
+
+    /// Have the control plane plan the task's prompt into a DAG of steps.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Show the plan of the task's prompt without running it.
+    #[arg(long, conflicts_with_all = ["watch", "idempotency_key"])]
+    pub plan_only: bool,
 
     /// Follow the task until it finishes; exit non-zero if it fails.
     #[arg(short, long)]

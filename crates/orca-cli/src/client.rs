@@ -63,8 +63,26 @@ pub fn describe(e: &anyhow::Error) -> String {
 }
 
 pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let spec = taskfile::load(&args.file)?;
+    let mut spec = match (&args.file, &args.prompt) {
+        (Some(file), _) => taskfile::load(file)?,
+        (None, Some(prompt)) => orca_core::TaskSpec {
+            prompt: prompt.clone(),
+            ..orca_core::TaskSpec::default()
+        },
+        (None, None) => bail!("give a task file (-f) or a prompt (-p)"),
+    };
+    spec.plan |= args.plan || args.plan_only;
     let mut client = tasks(target).await?;
+    if args.plan_only {
+        let response = client
+            .plan_task(v1::PlanTaskRequest {
+                spec: Some(v1::TaskSpec::from(&spec)),
+                tenant: args.tenant.unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        return show_plan(response);
+    }
     let response = client
         .submit_task(v1::SubmitTaskRequest {
             spec: Some(v1::TaskSpec::from(&spec)),
@@ -81,9 +99,44 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
             response.task_id
         );
     }
+    if spec.plan {
+        let task = client
+            .get_task(v1::GetTaskRequest {
+                task_id: response.task_id.clone(),
+            })
+            .await?
+            .into_inner();
+        if task.steps.is_empty() {
+            bail!("{}", task.message);
+        }
+        let ids: Vec<&str> = task.steps.iter().map(|s| s.id.as_str()).collect();
+        println!("planned {} steps: {}", ids.len(), ids.join(", "));
+    }
     if args.watch {
         return watch::follow(&mut client, &response.task_id).await;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a plan as a task file that `orca submit -f` takes as it is; an
+/// unusable plan is printed as the model answered it, and fails.
+fn show_plan(response: v1::PlanTaskResponse) -> anyhow::Result<ExitCode> {
+    if !response.problem.is_empty() {
+        let answer: serde_json::Value =
+            serde_json::from_str(&response.plan_json).unwrap_or(serde_json::Value::Null);
+        eprintln!(
+            "the model's plan:\n{}",
+            serde_json::to_string_pretty(&answer).unwrap_or(response.plan_json)
+        );
+        bail!("the plan cannot run: {}", response.problem);
+    }
+    let planned: orca_core::TaskSpec = response.spec.unwrap_or_default().into();
+    let runnable = orca_core::TaskSpec {
+        prompt: String::new(),
+        plan: false,
+        ..planned
+    };
+    print!("{}", serde_yaml::to_string(&runnable)?);
     Ok(ExitCode::SUCCESS)
 }
 

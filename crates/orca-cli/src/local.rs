@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use orca_server::Config;
 use orca_server::Durability as StoreDurability;
+use orca_server::planner::PlannerConfig;
 use orca_worker::WorkerConfig;
 
 use std::num::NonZeroU32;
@@ -14,15 +15,48 @@ use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
 use crate::args::{
-    Durability, LimitArgs, OperatorRunArgs, SecurityArgs, ServerArgs, StoreArgs, UpArgs, WorkerArgs,
+    Durability, LimitArgs, OperatorRunArgs, PlannerArgs, SecurityArgs, ServerArgs, StoreArgs,
+    UpArgs, WorkerArgs,
 };
 use crate::context::Resolved;
+
+/// The planner's settings; `None` without an API key.
+fn planner_config(args: &PlannerArgs) -> anyhow::Result<Option<PlannerConfig>> {
+    let api_key = match &args.planner_api_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map(|key| key.trim().to_string())
+                .with_context(|| format!("--planner-api-key-file {}", path.display()))?,
+        ),
+        None => std::env::var("ANTHROPIC_API_KEY").ok(),
+    };
+    let Some(api_key) = api_key.filter(|k| !k.is_empty()) else {
+        return Ok(None);
+    };
+    let base_url = args
+        .planner_base_url
+        .clone()
+        .or_else(|| std::env::var("ANTHROPIC_BASE_URL").ok())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| PlannerConfig::DEFAULT_BASE_URL.to_string());
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        anyhow::bail!("--planner-base-url {base_url:?} must be an http:// or https:// URL");
+    }
+    Ok(Some(PlannerConfig {
+        base_url,
+        api_key,
+        model: args.planner_model.clone(),
+        max_tokens: 8192,
+        timeout: args.planner_timeout,
+    }))
+}
 
 fn server_config(
     listen: std::net::SocketAddr,
     store: &StoreArgs,
     security: &SecurityArgs,
     limits: &LimitArgs,
+    planner: &PlannerArgs,
 ) -> anyhow::Result<Config> {
     if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.lease_ttl {
         anyhow::bail!(
@@ -39,6 +73,7 @@ fn server_config(
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
     limits.apply(&mut config.limits);
+    config.planner = planner_config(planner)?;
     config.tokens_file = security.tokens_file.clone();
     config.jwt = JwtConfig {
         hs256_secret_file: security.jwt_hs256_secret_file.clone(),
@@ -80,7 +115,13 @@ async fn stop_signal() {
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let config = server_config(args.listen, &args.store, &args.security, &args.limits)?;
+    let config = server_config(
+        args.listen,
+        &args.store,
+        &args.security,
+        &args.limits,
+        &args.planner,
+    )?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -174,6 +215,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         &args.store,
         &args.security,
         &args.limits,
+        &args.planner,
     )?)
     .await
     .context("starting the control plane")?;

@@ -52,6 +52,12 @@ struct TaskView {
     finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cost: Option<CostView>,
+    /// The task's prompt, when it was one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    prompt: String,
+    /// A planned task's plan as the model answered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     steps: Vec<StepView>,
 }
@@ -165,6 +171,11 @@ fn task_view(task: &v1::Task) -> TaskView {
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
         cost: cost_view(&task.cost),
+        prompt: spec.prompt.clone(),
+        plan: (!task.plan_json.is_empty()).then(|| {
+            serde_json::from_str(&task.plan_json)
+                .unwrap_or(serde_json::Value::String(task.plan_json.clone()))
+        }),
         steps: task
             .steps
             .iter()
@@ -268,6 +279,12 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     }
     if !view.message.is_empty() {
         println!("Message:   {}", view.message);
+    }
+    if !view.prompt.is_empty() {
+        println!("Prompt:    {}", truncate(&view.prompt, 100));
+    }
+    if view.plan.is_some() {
+        println!("Planned:   {} steps (the plan: -o yaml)", view.steps.len());
     }
     if let Some(cost) = &view.cost {
         println!(

@@ -2,6 +2,7 @@
 //! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
 
 pub mod cost;
+pub mod plan;
 pub mod queue;
 pub mod run;
 pub mod spec;
@@ -12,8 +13,8 @@ pub use cost::Cost;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
-    CLAUDE_CODE, ClaudeCodeSpec, NoopSpec, PermissionMode, RetryPolicy, Runtime, ShellSpec,
-    StepSpec, TaskSpec,
+    CLAUDE_CODE, ClaudeCodeSpec, NoopSpec, PROMPT_STEP, PermissionMode, RetryPolicy, Runtime,
+    ShellSpec, StepSpec, TaskSpec,
 };
 pub use state::{Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};

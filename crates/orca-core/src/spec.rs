@@ -17,9 +17,34 @@ pub struct TaskSpec {
     /// Higher runs first; ties go to the oldest task.
     #[serde(default)]
     pub priority: i32,
+    /// The steps; none when the task is a `prompt`.
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub steps: Vec<StepSpec>,
+    /// The task as one request instead of steps: it runs as one Claude Code
+    /// step, or, with `plan`, is first planned into steps.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
+    /// Turn the prompt into a DAG of steps with one call to the model, then
+    /// run that.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan: bool,
+}
+
+/// The id of the one step a bare prompt (without `plan`) runs as.
+pub const PROMPT_STEP: &str = "agent";
+
+impl TaskSpec {
+    /// A prompt task that runs as it is: its one Claude Code step.
+    pub fn prompt_as_step(&self) -> Option<StepSpec> {
+        (!self.prompt.is_empty() && !self.plan).then(|| StepSpec {
+            claude_code: Some(ClaudeCodeSpec {
+                prompt: self.prompt.clone(),
+                ..ClaudeCodeSpec::default()
+            }),
+            noop: None,
+            ..StepSpec::noop(PROMPT_STEP)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -76,8 +76,23 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         ));
     }
     validate_labels(&spec.labels, limits)?;
+    if spec.plan && spec.prompt.is_empty() {
+        return Err(invalid("plan", "planning needs the task's prompt"));
+    }
+    if !spec.prompt.is_empty() {
+        if !spec.steps.is_empty() {
+            return Err(invalid(
+                "prompt",
+                "a task is a prompt or a list of steps, not both",
+            ));
+        }
+        return validate_task_prompt(&spec.prompt, limits);
+    }
     if spec.steps.is_empty() {
-        return Err(invalid("steps", "a task needs at least one step"));
+        return Err(invalid(
+            "steps",
+            "a task needs at least one step (or a prompt)",
+        ));
     }
     if spec.steps.len() > limits.max_steps {
         return Err(invalid(
@@ -104,6 +119,26 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         validate_step(i, step, &index, limits)?;
     }
     check_acyclic(spec, &index)
+}
+
+fn validate_task_prompt(prompt: &str, limits: &Limits) -> Result<(), Error> {
+    if prompt.trim().is_empty() {
+        return Err(invalid("prompt", "is blank"));
+    }
+    if prompt.len() > limits.max_prompt_bytes {
+        return Err(invalid(
+            "prompt",
+            format!(
+                "is {} bytes; the limit (max-prompt-bytes) is {}",
+                prompt.len(),
+                limits.max_prompt_bytes
+            ),
+        ));
+    }
+    if prompt.contains('\0') {
+        return Err(invalid("prompt", "holds a NUL byte"));
+    }
+    Ok(())
 }
 
 fn validate_labels(labels: &BTreeMap<String, String>, limits: &Limits) -> Result<(), Error> {
@@ -531,6 +566,52 @@ mod tests {
             Err(Error::Invalid { field, message }) => (field, message),
             other => panic!("expected a rejection, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_task_is_a_prompt_or_steps() {
+        let prompt = |text: &str, plan: bool| TaskSpec {
+            prompt: text.into(),
+            plan,
+            ..TaskSpec::default()
+        };
+        assert_eq!(
+            validate(&prompt("Fix the flaky test", true), &Limits::default()),
+            Ok(())
+        );
+        assert_eq!(
+            validate(&prompt("Fix the flaky test", false), &Limits::default()),
+            Ok(())
+        );
+        assert_eq!(rejected(&prompt("", true)).0, "plan");
+        assert_eq!(rejected(&prompt("", false)).0, "steps");
+        assert_eq!(rejected(&prompt("  ", false)).0, "prompt");
+        assert_eq!(rejected(&prompt(" \n ", true)).0, "prompt");
+        assert_eq!(rejected(&prompt("a\0b", false)).0, "prompt");
+        let huge = "x".repeat(Limits::default().max_prompt_bytes + 1);
+        assert!(
+            rejected(&prompt(&huge, true))
+                .1
+                .contains("max-prompt-bytes")
+        );
+        let both = TaskSpec {
+            steps: vec![StepSpec::noop("a")],
+            ..prompt("Fix it", false)
+        };
+        assert_eq!(
+            rejected(&both),
+            (
+                "prompt".to_string(),
+                "a task is a prompt or a list of steps, not both".to_string()
+            )
+        );
+        let step = prompt("Fix it", false).prompt_as_step().expect("a step");
+        assert_eq!(
+            validate(&task(vec![step]), &Limits::default()),
+            Ok(()),
+            "a bare prompt runs as one valid Claude Code step"
+        );
+        assert!(prompt("Fix it", true).prompt_as_step().is_none());
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum Error {
     /// The engine has stopped (the server is shutting down).
     #[error("the control plane is shutting down")]
     ShuttingDown,
+    /// A service the request needs did not answer (the planner's API); the
+    /// request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
     /// Binding or serving the gRPC port failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -111,7 +115,7 @@ impl From<Error> for Status {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::Store(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::Store(_) | Error::ShuttingDown | Error::Unavailable(_) => Code::Unavailable,
             Error::Transport(_)
             | Error::Reflection(_)
             | Error::Io { .. }

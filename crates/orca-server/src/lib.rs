@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod hub;
 pub mod jwt;
+pub mod planner;
 mod task_service;
 pub mod tls;
 
@@ -57,6 +58,8 @@ pub struct Config {
     /// Serve TLS (and, with a client CA, hold workers to client
     /// certificates); `None` serves plaintext, for loopback.
     pub tls: Option<tls::TlsFiles>,
+    /// Plans prompt tasks submitted with `plan`; `None` refuses them.
+    pub planner: Option<planner::PlannerConfig>,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             jwt: jwt::JwtConfig::default(),
             rate_limit: None,
             tls: None,
+            planner: None,
         }
     }
 }
@@ -166,8 +170,17 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let max_message_bytes = config.limits.max_message_bytes;
-    let tasks =
-        task_service::TaskApi::new(store, engine.clone(), hub.clone(), config.limits.clone());
+    let planner = match config.planner {
+        Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
+        None => None,
+    };
+    let tasks = task_service::TaskApi::new(
+        store,
+        engine.clone(),
+        hub.clone(),
+        config.limits.clone(),
+        planner,
+    );
     let agents =
         agent_service::AgentApi::new(engine.clone(), config.limits, workers_need_certificates);
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use orca_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
 use orca_api::v1;
-use orca_core::{Change, Event, EventKind, Limits, TaskRun, TaskSpec, validate};
+use orca_core::{Change, Event, EventKind, Limits, TaskRun, TaskSpec, TaskState, validate};
 use orca_store::{AuditRecord, Created, NewTask, Store, TaskQuery, TaskRecord, Write};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
@@ -18,6 +18,7 @@ use crate::Error;
 use crate::auth::{Action, Identity, require, valid_tenant};
 use crate::engine::{Admitted, CancelAnswer, EngineHandle};
 use crate::hub::Hub;
+use crate::planner::{Planned, Planner};
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
@@ -33,6 +34,8 @@ pub struct TaskApi {
     limits: Limits,
     ids: Mutex<ulid::Generator>,
     watches: Arc<WatchSlots>,
+    /// Plans prompt tasks; `None` when no API key was given.
+    planner: Option<Arc<Planner>>,
 }
 
 /// Open watch streams per caller: each holds a server task and a channel,
@@ -81,7 +84,13 @@ impl Drop for WatchSlot {
 }
 
 impl TaskApi {
-    pub fn new(store: Arc<dyn Store>, engine: EngineHandle, hub: Arc<Hub>, limits: Limits) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: EngineHandle,
+        hub: Arc<Hub>,
+        limits: Limits,
+        planner: Option<Arc<Planner>>,
+    ) -> Self {
         TaskApi {
             store,
             engine,
@@ -89,25 +98,41 @@ impl TaskApi {
             limits,
             ids: Mutex::new(ulid::Generator::new()),
             watches: Arc::default(),
+            planner,
         }
     }
 
-    /// Ids sort by creation time, which gives listings their order.
-    fn new_id(&self) -> String {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
-        id.to_string().to_lowercase()
+    /// Asks the planner for a plan of `spec`'s prompt, naming the
+    /// capabilities the connected workers offer.
+    async fn plan(&self, spec: &TaskSpec) -> Result<Planned, Error> {
+        let planner = self.planner.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "planning is not set up on this control plane: start it with an Anthropic API key \
+                 (--planner-api-key-file or ANTHROPIC_API_KEY)"
+                    .into(),
+            )
+        })?;
+        let mut sets: Vec<Vec<String>> = self
+            .engine
+            .list_agents()
+            .await?
+            .agents
+            .into_iter()
+            .map(|a| {
+                let mut set = a.capabilities;
+                set.sort();
+                set
+            })
+            .collect();
+        sets.sort();
+        sets.dedup();
+        planner.plan(&spec.prompt, &sets).await
     }
 
-    /// Validates and prepares one submit; `field` prefixes error paths.
-    fn prepare(
-        &self,
-        request: v1::SubmitTaskRequest,
-        field: &str,
-        now: i64,
-        caller: &Identity,
-    ) -> Result<(NewTask, TaskRun), Error> {
-        let tenant = match request.tenant.as_str() {
+    /// The tenant a request names (or the caller's first), if the caller
+    /// may act in it.
+    fn tenant(&self, named: &str, field: &str, caller: &Identity) -> Result<String, Error> {
+        let tenant = match named {
             "" => caller.default_tenant().to_string(),
             named if valid_tenant(named) => named.to_string(),
             named => {
@@ -123,8 +148,12 @@ impl TaskApi {
                 caller.name
             )));
         }
-        let spec: TaskSpec = request
-            .spec
+        Ok(tenant)
+    }
+
+    /// A submitted spec, checked; `field` prefixes error paths.
+    fn checked_spec(&self, spec: Option<v1::TaskSpec>, field: &str) -> Result<TaskSpec, Error> {
+        let spec: TaskSpec = spec
             .ok_or_else(|| Error::invalid(format!("{field}spec"), "required"))?
             .into();
         validate(&spec, &self.limits).map_err(|e| match e {
@@ -134,6 +163,29 @@ impl TaskApi {
             } => Error::invalid(format!("{field}spec.{inner}"), message),
             other => Error::from(other),
         })?;
+        Ok(spec)
+    }
+
+    /// Ids sort by creation time, which gives listings their order.
+    fn new_id(&self) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        id.to_string().to_lowercase()
+    }
+
+    /// Validates and prepares one submit; `field` prefixes error paths. A
+    /// prompt task gets its steps here: its one agent step, or its plan. A
+    /// plan that cannot run makes a task that failed at once, keeping the
+    /// plan; it has no run.
+    async fn prepare(
+        &self,
+        request: v1::SubmitTaskRequest,
+        field: &str,
+        now: i64,
+        caller: &Identity,
+    ) -> Result<(NewTask, Option<TaskRun>), Error> {
+        let tenant = self.tenant(&request.tenant, field, caller)?;
+        let mut spec = self.checked_spec(request.spec, field)?;
         let key = request.idempotency_key;
         if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(Error::invalid(
@@ -144,6 +196,41 @@ impl TaskApi {
                 ),
             ));
         }
+        let mut plan_json = String::new();
+        if let Some(step) = spec.prompt_as_step() {
+            spec.steps = vec![step];
+        } else if spec.plan {
+            let planned = self.plan(&spec).await?;
+            plan_json = planned.plan_json;
+            match planned_spec(&spec, planned.plan, &self.limits) {
+                Ok(planned) => spec = planned,
+                Err(problem) => {
+                    let id = self.new_id();
+                    let message = format!("the plan cannot run: {problem}");
+                    let task = NewTask {
+                        events: vec![Event {
+                            task_id: id.clone(),
+                            seq: 1,
+                            at: now,
+                            kind: EventKind::TaskState {
+                                state: TaskState::Failed,
+                                message: message.clone(),
+                            },
+                        }],
+                        message,
+                        id,
+                        step_states: Vec::new(),
+                        state: TaskState::Failed,
+                        plan_json,
+                        spec,
+                        idempotency_key: (!key.is_empty()).then_some(key),
+                        tenant,
+                        created_at: now,
+                    };
+                    return Ok((task, None));
+                }
+            }
+        }
         let id = self.new_id();
         let (run, changes) = TaskRun::new(&spec);
         let events = first_events(&id, &spec, changes, now);
@@ -151,13 +238,15 @@ impl TaskApi {
             id,
             step_states: run.steps().iter().map(|s| s.state).collect(),
             state: run.state(),
+            message: String::new(),
+            plan_json,
             spec,
             idempotency_key: (!key.is_empty()).then_some(key),
             tenant,
             created_at: now,
             events,
         };
-        Ok((task, run))
+        Ok((task, Some(run)))
     }
 
     /// Commits every task of the batch, then hands the new ones to the engine.
@@ -176,7 +265,7 @@ impl TaskApi {
             } else {
                 String::new()
             };
-            let (task, run) = self.prepare(request, &field, now, caller)?;
+            let (task, run) = self.prepare(request, &field, now, caller).await?;
             runs.push(run);
             tasks.push(task);
         }
@@ -219,13 +308,16 @@ impl TaskApi {
             ));
             match outcome {
                 Created::New(_) => {
-                    admitted.push(Admitted {
-                        id: id.clone(),
-                        spec: Arc::new(spec),
-                        created_at,
-                        run,
-                        next_seq,
-                    });
+                    // A task whose plan cannot run was stored failed.
+                    if let Some(run) = run {
+                        admitted.push(Admitted {
+                            id: id.clone(),
+                            spec: Arc::new(spec),
+                            created_at,
+                            run,
+                            next_seq,
+                        });
+                    }
                     responses.push(v1::SubmitTaskResponse {
                         task_id: id,
                         created: true,
@@ -406,6 +498,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
         finished_at: optional_timestamp(task.finished_at),
         message: task.message,
         cost: Some(task.cost.into()),
+        plan_json: task.plan_json,
         steps: task
             .steps
             .into_iter()
@@ -441,6 +534,34 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
             })
             .collect(),
     }
+}
+
+/// `spec` with the planned steps, when they make a valid task; else what
+/// is wrong with them, naming the field. The stored spec keeps its prompt,
+/// so it shows where the steps came from.
+fn planned_spec(
+    spec: &TaskSpec,
+    plan: Result<orca_core::plan::Plan, String>,
+    limits: &Limits,
+) -> Result<TaskSpec, String> {
+    let plan = plan?;
+    let as_submitted = TaskSpec {
+        name: if spec.name.is_empty() {
+            plan.name
+        } else {
+            spec.name.clone()
+        },
+        steps: plan.steps,
+        prompt: String::new(),
+        plan: false,
+        ..spec.clone()
+    };
+    validate(&as_submitted, limits).map_err(|e| e.to_string())?;
+    Ok(TaskSpec {
+        prompt: spec.prompt.clone(),
+        plan: true,
+        ..as_submitted
+    })
 }
 
 fn valid_task_id(id: &str) -> bool {
@@ -587,6 +708,11 @@ impl v1::task_service_server::TaskService for TaskApi {
                     task.state
                 )));
             }
+            if task.steps.is_empty() {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {task_id} has no steps to retry (its plan could not run); submit the prompt again"
+                )));
+            }
             let tenant = task.tenant.clone();
             self.engine.reopen(task).await?;
             Ok(tenant)
@@ -596,6 +722,45 @@ impl v1::task_service_server::TaskService for TaskApi {
         Ok(Response::new(task_to_proto(
             self.load(&task_id, &caller).await?,
         )))
+    }
+
+    async fn plan_task(
+        &self,
+        request: Request<v1::PlanTaskRequest>,
+    ) -> Result<Response<v1::PlanTaskResponse>, Status> {
+        // Planning spends money: it takes the right to submit.
+        let caller = self.permit(&request, Action::WriteTasks, "task.plan")?;
+        let request = request.into_inner();
+        let planned = async {
+            self.tenant(&request.tenant, "", &caller)?;
+            let spec = self.checked_spec(request.spec, "")?;
+            if !spec.plan {
+                return Err(Error::invalid(
+                    "spec.plan",
+                    "PlanTask plans a prompt task: set plan (and prompt)",
+                ));
+            }
+            let planned = self.plan(&spec).await?;
+            Ok(match planned_spec(&spec, planned.plan, &self.limits) {
+                Ok(spec) => v1::PlanTaskResponse {
+                    spec: Some(v1::TaskSpec::from(&spec)),
+                    plan_json: planned.plan_json,
+                    problem: String::new(),
+                },
+                Err(problem) => v1::PlanTaskResponse {
+                    spec: Some(v1::TaskSpec::from(&spec)),
+                    plan_json: planned.plan_json,
+                    problem,
+                },
+            })
+        }
+        .await;
+        Ok(Response::new(self.refusal_audited(
+            &caller,
+            "task.plan",
+            "",
+            planned,
+        )?))
     }
 
     async fn list_audit(
@@ -777,7 +942,7 @@ mod tests {
             heartbeat_interval: std::time::Duration::from_secs(5),
         };
         let (engine, _fatal) = crate::engine::start(store.clone(), hub.clone(), Vec::new(), leases);
-        let api = TaskApi::new(store, engine, hub.clone(), Limits::default());
+        let api = TaskApi::new(store, engine, hub.clone(), Limits::default(), None);
 
         for _ in 0..3 {
             let watch = v1::WatchTaskRequest {

@@ -57,6 +57,10 @@ pub struct NewTask {
     pub idempotency_key: Option<String>,
     pub created_at: Micros,
     pub state: TaskState,
+    /// Why it failed, for a task that is created failed.
+    pub message: String,
+    /// A planned task's plan as the model answered it; "" for others.
+    pub plan_json: String,
     /// One per step of the spec, in order.
     pub step_states: Vec<StepState>,
     pub events: Vec<Event>,
@@ -187,6 +191,8 @@ pub struct TaskRecord {
     pub last_seq: u64,
     /// What every attempt of every step cost, summed (listings too).
     pub cost: Cost,
+    /// A planned task's plan as the model answered it; "" for others.
+    pub plan_json: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

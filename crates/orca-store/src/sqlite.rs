@@ -194,6 +194,12 @@ fn migrate(conn: &Connection) -> Result<()> {
         )?;
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(tenant, id)")?;
+    let has_plan: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'plan'")?
+        .exists([])?;
+    if !has_plan {
+        conn.execute_batch("ALTER TABLE tasks ADD COLUMN plan TEXT NOT NULL DEFAULT ''")?;
+    }
     // Agents' sessions and costs, per attempt.
     for (column, kind) in [
         ("session_id", "TEXT NOT NULL DEFAULT ''"),
@@ -348,8 +354,8 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
             }
         }
         conn.prepare_cached(
-            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
         )?
         .execute(params![
             task.id,
@@ -361,6 +367,8 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
             to_json(&task.spec.labels, "labels")?,
             task.created_at,
             task.tenant,
+            task.plan_json,
+            task.message,
         ])?;
         let mut insert_step = conn.prepare_cached(
             "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
@@ -612,7 +620,7 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
 const TASK_COLUMNS: &str = "id, state, idempotency_key, spec, message, created_at, started_at, finished_at, tenant,
      (SELECT json_array(COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
                         COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_creation_tokens), 0))
-      FROM attempts WHERE attempts.task_id = tasks.id)";
+      FROM attempts WHERE attempts.task_id = tasks.id), plan";
 
 fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, String)> {
     let state: String = row.get(1)?;
@@ -640,6 +648,7 @@ fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, S
                 cache_read_tokens,
                 cache_creation_tokens,
             },
+            plan_json: row.get(10)?,
         },
         state,
         spec,
@@ -882,6 +891,8 @@ mod tests {
             idempotency_key: key.map(str::to_string),
             created_at: 1,
             state: TaskState::Queued,
+            plan_json: String::new(),
+            message: String::new(),
             step_states: vec![StepState::Queued, StepState::Waiting],
             events: vec![Event {
                 task_id: id.to_string(),
