@@ -82,6 +82,13 @@ pub enum Command {
     /// Show the audit log: who submitted, cancelled or retried what, and
     /// what was refused (admins only).
     Audit(AuditArgs),
+    /// Shared state between agents: JSON values with versions and TTLs.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Send a JSON message to a topic's current subscribers.
+    Publish(PublishArgs),
+    /// Print the messages published to a topic from now on, one JSON per line.
+    Subscribe(SubscribeArgs),
     /// Show and edit the contexts of the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -527,6 +534,72 @@ pub struct RetryArgs {
     /// Follow the task until it finishes; exit non-zero if it fails.
     #[arg(short, long)]
     pub watch: bool,
+}
+
+/// Where a key or topic lives. Inside a step, the task's own scope.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// The scope: the task's id inside a step ($ORCA_TASK_ID), or any name
+    /// the tenant's tasks share.
+    #[arg(long, env = "ORCA_TASK_ID")]
+    pub scope: Option<String>,
+    /// The tenant; the token's first by default.
+    #[arg(long, env = "ORCA_TENANT")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print a key's value (JSON); exit 1 when it has none.
+    Get {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Print the version and expiry too, as JSON.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Store a JSON value; prints its new version.
+    Put {
+        key: String,
+        /// A JSON value, e.g. '{"found": true}' or '"text"'.
+        value: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Only if the key is at this version (0: only if it has no value).
+        #[arg(long)]
+        expect_version: Option<u64>,
+        /// The value expires after this long (e.g. 10m).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Delete a key's value.
+    Delete {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    pub topic: String,
+    /// A JSON value.
+    pub message: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    pub topic: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Args)]

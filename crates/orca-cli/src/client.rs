@@ -54,6 +54,7 @@ pub fn describe(e: &anyhow::Error) -> String {
                 tonic::Code::Unauthenticated => "unauthenticated",
                 tonic::Code::ResourceExhausted => "resource exhausted",
                 tonic::Code::FailedPrecondition => "failed precondition",
+                tonic::Code::Aborted => "conflict",
                 _ => "request failed",
             };
             return format!("{code}: {}", status.message());

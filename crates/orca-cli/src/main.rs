@@ -7,6 +7,7 @@ mod client;
 mod context;
 mod local;
 mod output;
+mod state;
 mod taskfile;
 mod watch;
 
@@ -81,6 +82,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => client::retry(&target, args).await,
         Command::Watch(args) => client::watch(&target, args).await,
         Command::Audit(args) => client::audit(&target, args).await,
+        Command::State(command) => state::state(&target, command).await,
+        Command::Publish(args) => state::publish(&target, args).await,
+        Command::Subscribe(args) => state::subscribe(&target, args).await,
         Command::Operator(OperatorCommand::Run(args)) => local::operator(*args, resolved).await,
         Command::Config(_) | Command::Operator(OperatorCommand::Crd) => Ok(ExitCode::SUCCESS),
     }

@@ -27,6 +27,9 @@ pub enum Error {
     /// The request does not fit the current state (e.g. retrying a running task).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A compare-and-set found another version: read again, then retry.
+    #[error("{0}")]
+    Conflict(String),
     /// A worker broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -112,6 +115,7 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Conflict(_) => Code::Aborted,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,

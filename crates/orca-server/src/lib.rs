@@ -9,6 +9,7 @@ mod error;
 mod hub;
 pub mod jwt;
 pub mod planner;
+mod state_service;
 mod task_service;
 pub mod tls;
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::v1::agent_service_server::AgentServiceServer;
+use orca_api::v1::state_service_server::StateServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_core::Limits;
 use orca_store::{SqliteStore, Store};
@@ -165,6 +167,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     health_reporter
         .set_serving::<AgentServiceServer<agent_service::AgentApi>>()
         .await;
+    health_reporter
+        .set_serving::<StateServiceServer<state_service::StateApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -174,6 +179,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
         None => None,
     };
+    let store_for_state = store.clone();
     let tasks = task_service::TaskApi::new(
         store,
         engine.clone(),
@@ -183,6 +189,8 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     );
     let agents =
         agent_service::AgentApi::new(engine.clone(), config.limits, workers_need_certificates);
+    let topics = Arc::new(state_service::Topics::default());
+    let state = state_service::StateApi::new(store_for_state, topics.clone());
 
     let (stop, stop_requested) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
@@ -195,6 +203,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             // Worker and watch streams never end on their own: end them.
             engine.shutdown().await;
             hub.close_all();
+            topics.close_all();
             let _ = signalled.send(());
         };
         let router = tonic::transport::Server::builder()
@@ -207,6 +216,10 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             ))
             .add_service(InterceptedService::new(
                 AgentServiceServer::new(agents).max_decoding_message_size(max_message_bytes),
+                authenticator.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                StateServiceServer::new(state).max_decoding_message_size(max_message_bytes),
                 authenticator,
             ));
         let server = async move {

@@ -227,6 +227,64 @@ pub struct TaskQuery {
     pub before_id: Option<String>,
 }
 
+/// Where a shared-state value lives: a tenant's scope (a task's id, or a
+/// name shared by the tenant's tasks) and a key in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateKey {
+    pub tenant: String,
+    pub scope: String,
+    pub key: String,
+}
+
+/// A stored shared-state value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateEntry {
+    pub value_json: String,
+    /// 1 when first put; every put or delete adds one, so a compare-and-set
+    /// never mistakes a new value for an old one.
+    pub version: u64,
+    pub updated_at: Micros,
+    /// 0 for never.
+    pub expires_at: Micros,
+}
+
+/// What a conditional put or delete expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there.
+    Any,
+    /// Nothing (or only an expired value).
+    Absent,
+    /// Exactly this version.
+    Version(u64),
+}
+
+/// A change to shared state; applied in order with every other write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateChange {
+    Put {
+        key: StateKey,
+        value_json: String,
+        expect: Expect,
+        /// 0 for never.
+        expires_at: Micros,
+        now: Micros,
+    },
+    Delete {
+        key: StateKey,
+        expect: Expect,
+        now: Micros,
+    },
+}
+
+/// How a state change went: the entry as it is now (`None` once deleted),
+/// or the version found when the expectation failed (`None`: absent).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateOutcome {
+    Done(Option<StateEntry>),
+    Conflict { found: Option<u64> },
+}
+
 /// Resolves once a write has committed (or failed).
 pub type Commit = oneshot::Receiver<Result<()>>;
 
@@ -249,6 +307,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every task not yet finished, with steps and attempts, for recovery
     /// after a restart.
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>>;
+
+    /// Applies one shared-state change atomically (its check and its write
+    /// in one transaction); answers after the commit.
+    async fn change_state(&self, change: StateChange) -> Result<StateOutcome>;
+
+    /// The live (unexpired at `now`) value at `key`.
+    async fn get_state(&self, key: StateKey, now: Micros) -> Result<Option<StateEntry>>;
 
     /// Up to `limit` audit records with `seq > after`, oldest first; only
     /// these tenants' when `tenants` is given.

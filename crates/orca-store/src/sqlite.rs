@@ -12,8 +12,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, Result, StepRecord,
-    StepWrite, Store, TaskQuery, TaskRecord, Write,
+    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, Expect, NewTask, Result,
+    StateChange, StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery,
+    TaskRecord, Write,
 };
 
 /// How hard a commit works to survive a crash.
@@ -83,6 +84,16 @@ CREATE TABLE IF NOT EXISTS events (
     body    TEXT NOT NULL,
     PRIMARY KEY (task_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    tenant     TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT,
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, scope, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     at      INTEGER NOT NULL,
@@ -99,6 +110,7 @@ CREATE TABLE IF NOT EXISTS audit (
 enum Job {
     Create(Vec<NewTask>, oneshot::Sender<Result<Vec<Created>>>),
     Write(Vec<Write>, oneshot::Sender<Result<()>>),
+    State(StateChange, oneshot::Sender<Result<StateOutcome>>),
 }
 
 pub struct SqliteStore {
@@ -269,6 +281,7 @@ fn run_writer(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<Job>) {
 enum Answer {
     Created(oneshot::Sender<Result<Vec<Created>>>, Result<Vec<Created>>),
     Written(oneshot::Sender<Result<()>>, Result<()>),
+    State(oneshot::Sender<Result<StateOutcome>>, Result<StateOutcome>),
 }
 
 fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
@@ -288,6 +301,11 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
                     end_savepoint(&tx, result.is_ok())?;
                     answers.push(Answer::Written(reply, result));
                 }
+                Job::State(change, reply) => {
+                    let result = change_state(&tx, &change);
+                    end_savepoint(&tx, result.is_ok())?;
+                    answers.push(Answer::State(reply, result));
+                }
             }
         }
         tx.commit()?;
@@ -298,8 +316,10 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
         match (answer, &outcome) {
             (Answer::Created(reply, result), Ok(())) => drop(reply.send(result)),
             (Answer::Written(reply, result), Ok(())) => drop(reply.send(result)),
+            (Answer::State(reply, result), Ok(())) => drop(reply.send(result)),
             (Answer::Created(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
             (Answer::Written(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
+            (Answer::State(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
         }
     }
     if let Err(e) = outcome {
@@ -382,6 +402,86 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
         created.push(Created::New(task.id.clone()));
     }
     Ok(created)
+}
+
+/// The row at `key`: its version and whether it holds a live value at
+/// `now` (a deleted or expired value keeps its version, so versions never
+/// repeat).
+fn state_row(conn: &Connection, key: &StateKey, now: i64) -> Result<Option<(u64, bool)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT version, value IS NOT NULL AND (expires_at = 0 OR expires_at > ?4)
+             FROM state WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+        )?
+        .query_row(params![key.tenant, key.scope, key.key, now], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, bool>(1)?))
+        })
+        .optional()?)
+}
+
+fn change_state(conn: &Connection, change: &StateChange) -> Result<StateOutcome> {
+    let (key, expect, now) = match change {
+        StateChange::Put {
+            key, expect, now, ..
+        }
+        | StateChange::Delete { key, expect, now } => (key, *expect, *now),
+    };
+    let row = state_row(conn, key, now)?;
+    let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
+    let met = match expect {
+        Expect::Any => true,
+        Expect::Absent => live.is_none(),
+        Expect::Version(v) => live == Some(v),
+    };
+    if !met {
+        return Ok(StateOutcome::Conflict { found: live });
+    }
+    let version = row.map_or(0, |(version, _)| version) + 1;
+    match change {
+        StateChange::Put {
+            value_json,
+            expires_at,
+            ..
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO state (tenant, scope, key, value, version, updated_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant, scope, key) DO UPDATE SET
+                    value = ?4, version = ?5, updated_at = ?6, expires_at = ?7",
+            )?
+            .execute(params![
+                key.tenant,
+                key.scope,
+                key.key,
+                value_json,
+                version as i64,
+                now,
+                expires_at
+            ])?;
+            Ok(StateOutcome::Done(Some(StateEntry {
+                value_json: value_json.clone(),
+                version,
+                updated_at: now,
+                expires_at: *expires_at,
+            })))
+        }
+        StateChange::Delete { .. } => {
+            if live.is_some() {
+                conn.prepare_cached(
+                    "UPDATE state SET value = NULL, version = ?4, updated_at = ?5, expires_at = 0
+                     WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+                )?
+                .execute(params![
+                    key.tenant,
+                    key.scope,
+                    key.key,
+                    version as i64,
+                    now
+                ])?;
+            }
+            Ok(StateOutcome::Done(None))
+        }
+    }
 }
 
 fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
@@ -822,6 +922,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn change_state(&self, change: StateChange) -> Result<StateOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::State(change, reply))
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn get_state(&self, key: StateKey, now: i64) -> Result<Option<StateEntry>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT value, version, updated_at, expires_at FROM state
+                     WHERE tenant = ?1 AND scope = ?2 AND key = ?3 AND value IS NOT NULL
+                       AND (expires_at = 0 OR expires_at > ?4)",
+                )?
+                .query_row(params![key.tenant, key.scope, key.key, now], |row| {
+                    Ok(StateEntry {
+                        value_json: row.get(0)?,
+                        version: row.get::<_, i64>(1)? as u64,
+                        updated_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
     async fn audit_after(
         &self,
         after: u64,
@@ -1113,6 +1242,107 @@ mod tests {
             t1.steps[0].attempts[0].session_id, "s-1",
             "recovery sees sessions"
         );
+    }
+
+    #[tokio::test]
+    async fn shared_state_compares_and_sets_by_version_and_expires() {
+        let (_dir, store) = store();
+        let key = |k: &str| StateKey {
+            tenant: "default".into(),
+            scope: "t1".into(),
+            key: k.into(),
+        };
+        let put =
+            |k: &str, value: &str, expect: Expect, expires_at: i64, now: i64| StateChange::Put {
+                key: key(k),
+                value_json: value.into(),
+                expect,
+                expires_at,
+                now,
+            };
+        let version = |outcome: StateOutcome| match outcome {
+            StateOutcome::Done(Some(entry)) => entry.version,
+            other => panic!("expected a value, got {other:?}"),
+        };
+        let first = store
+            .change_state(put("k", "1", Expect::Absent, 0, 10))
+            .await
+            .expect("put");
+        assert_eq!(version(first), 1);
+        // Absent no more: a second create conflicts, naming what it found.
+        assert_eq!(
+            store
+                .change_state(put("k", "2", Expect::Absent, 0, 11))
+                .await
+                .expect("put"),
+            StateOutcome::Conflict { found: Some(1) }
+        );
+        let second = store
+            .change_state(put("k", "2", Expect::Version(1), 0, 12))
+            .await
+            .expect("cas");
+        assert_eq!(version(second), 2);
+        // A stale version fails and changes nothing.
+        assert_eq!(
+            store
+                .change_state(put("k", "3", Expect::Version(1), 0, 13))
+                .await
+                .expect("cas"),
+            StateOutcome::Conflict { found: Some(2) }
+        );
+        let entry = store
+            .get_state(key("k"), 14)
+            .await
+            .expect("get")
+            .expect("k");
+        assert_eq!((entry.value_json.as_str(), entry.version), ("2", 2));
+
+        // Deleted, then put again: the version keeps counting.
+        store
+            .change_state(StateChange::Delete {
+                key: key("k"),
+                expect: Expect::Version(2),
+                now: 15,
+            })
+            .await
+            .expect("delete");
+        assert!(store.get_state(key("k"), 16).await.expect("get").is_none());
+        let again = store
+            .change_state(put("k", "4", Expect::Absent, 0, 17))
+            .await
+            .expect("put");
+        assert_eq!(version(again), 4);
+
+        // A value with a TTL is gone once it expires, and counts as absent.
+        store
+            .change_state(put("ttl", "\"soon\"", Expect::Any, 100, 20))
+            .await
+            .expect("put");
+        assert!(
+            store
+                .get_state(key("ttl"), 99)
+                .await
+                .expect("get")
+                .is_some()
+        );
+        assert!(
+            store
+                .get_state(key("ttl"), 100)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        let revived = store
+            .change_state(put("ttl", "1", Expect::Absent, 0, 101))
+            .await
+            .expect("put");
+        assert_eq!(version(revived), 2);
+        // Scopes and tenants do not see each other's keys.
+        let elsewhere = StateKey {
+            tenant: "team-b".into(),
+            ..key("k")
+        };
+        assert!(store.get_state(elsewhere, 18).await.expect("get").is_none());
     }
 
     #[tokio::test]

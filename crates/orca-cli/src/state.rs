@@ -1,0 +1,136 @@
+//! `orca state get|put|delete`, `orca publish` and `orca subscribe`: shared
+//! state and messages, for people and for shell steps (which find their
+//! task's scope in $ORCA_TASK_ID).
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use orca_api::v1;
+use orca_api::v1::state_service_client::StateServiceClient;
+
+use crate::args::{PublishArgs, ScopeArgs, StateCommand, SubscribeArgs};
+use crate::client::{Target, channel};
+
+async fn client(
+    target: &Target,
+) -> anyhow::Result<
+    StateServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            orca_api::client::Bearer,
+        >,
+    >,
+> {
+    Ok(StateServiceClient::with_interceptor(
+        channel(target).await?,
+        target.bearer.clone(),
+    ))
+}
+
+fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
+    let Some(scope_name) = scope.scope.filter(|s| !s.is_empty()) else {
+        bail!("--scope: required outside a step (ORCA_TASK_ID is not set)");
+    };
+    Ok(v1::StateRef {
+        tenant: scope.tenant.unwrap_or_default(),
+        scope: scope_name,
+        key,
+    })
+}
+
+pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<ExitCode> {
+    let mut client = client(target).await?;
+    match command {
+        StateCommand::Get { key, scope, full } => {
+            let value = client
+                .get_state(v1::GetStateRequest {
+                    r#ref: Some(reference(key, scope)?),
+                })
+                .await?
+                .into_inner();
+            if full {
+                let expires = value
+                    .expires_at
+                    .as_ref()
+                    .map(|t| crate::output::format_utc(orca_api::convert::micros(t)));
+                let entry = serde_json::json!({
+                    "value": serde_json::from_str::<serde_json::Value>(&value.value_json)?,
+                    "version": value.version,
+                    "expiresAt": expires,
+                });
+                println!("{entry}");
+            } else {
+                println!("{}", value.value_json);
+            }
+        }
+        StateCommand::Put {
+            key,
+            value,
+            scope,
+            expect_version,
+            ttl,
+        } => {
+            let ttl_seconds = match ttl {
+                Some(ttl) if ttl.as_secs() == 0 => bail!("--ttl: at least 1s"),
+                Some(ttl) => u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
+                None => 0,
+            };
+            let stored = client
+                .put_state(v1::PutStateRequest {
+                    r#ref: Some(reference(key, scope)?),
+                    value_json: value,
+                    expect_version,
+                    ttl_seconds,
+                })
+                .await?
+                .into_inner();
+            println!("{}", stored.version);
+        }
+        StateCommand::Delete {
+            key,
+            scope,
+            expect_version,
+        } => {
+            client
+                .delete_state(v1::DeleteStateRequest {
+                    r#ref: Some(reference(key, scope)?),
+                    expect_version,
+                })
+                .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn publish(target: &Target, args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let delivered = client(target)
+        .await?
+        .publish(v1::PublishRequest {
+            topic: Some(reference(args.topic, args.scope)?),
+            message_json: args.message,
+        })
+        .await?
+        .into_inner()
+        .delivered;
+    println!("delivered to {delivered} subscribers");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn subscribe(target: &Target, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let mut stream = client(target)
+        .await?
+        .subscribe(v1::SubscribeRequest {
+            topic: Some(reference(args.topic, args.scope)?),
+        })
+        .await?
+        .into_inner();
+    let mut seen = 0;
+    while args.count.is_none_or(|count| seen < count) {
+        let Some(message) = stream.message().await? else {
+            break;
+        };
+        println!("{}", message.message_json);
+        seen += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}

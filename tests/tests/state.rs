@@ -1,0 +1,336 @@
+//! Shared state and messages between agents through the real control
+//! plane: versioned values with compare-and-set and TTLs, live topics, and
+//! the CLI that shell steps use; bad input is refused by field.
+
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_api::v1::state_service_client::StateServiceClient;
+use orca_tests::*;
+use tonic::Code;
+
+type State = StateServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        orca_api::client::Bearer,
+    >,
+>;
+
+async fn state_client(server: &Server, token: &str) -> State {
+    StateServiceClient::with_interceptor(
+        connect(&server.url).await.expect("connect"),
+        bearer(token),
+    )
+}
+
+fn at(scope: &str, key: &str) -> Option<v1::StateRef> {
+    Some(v1::StateRef {
+        tenant: String::new(),
+        scope: scope.into(),
+        key: key.into(),
+    })
+}
+
+fn put(scope: &str, key: &str, value: &str, expect: Option<u64>, ttl: u32) -> v1::PutStateRequest {
+    v1::PutStateRequest {
+        r#ref: at(scope, key),
+        value_json: value.into(),
+        expect_version: expect,
+        ttl_seconds: ttl,
+    }
+}
+
+#[tokio::test]
+async fn values_compare_and_set_by_version_and_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mut state = state_client(&server, &server.admin_token).await;
+
+    let first = state
+        .put_state(put(
+            "task-1",
+            "finding",
+            r#"{"bug": "off by one"}"#,
+            Some(0),
+            0,
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(first.version, 1);
+    assert!(first.expires_at.is_none());
+    let read = state
+        .get_state(v1::GetStateRequest {
+            r#ref: at("task-1", "finding"),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        (read.value_json.as_str(), read.version),
+        (r#"{"bug": "off by one"}"#, 1)
+    );
+
+    let second = state
+        .put_state(put("task-1", "finding", r#"{"bug": "fixed"}"#, Some(1), 0))
+        .await
+        .expect("compare-and-set")
+        .into_inner();
+    assert_eq!(second.version, 2);
+    // A writer still holding version 1 is told, and changes nothing.
+    let stale = state
+        .put_state(put("task-1", "finding", r#""lost update""#, Some(1), 0))
+        .await
+        .expect_err("stale");
+    assert_eq!(stale.code(), Code::Aborted);
+    assert_eq!(
+        stale.message(),
+        "task-1/finding is at version 2, not version 1"
+    );
+    let created_twice = state
+        .put_state(put("task-1", "finding", "1", Some(0), 0))
+        .await
+        .expect_err("exists");
+    assert_eq!(
+        created_twice.message(),
+        "task-1/finding is at version 2, not no value"
+    );
+    let read = state
+        .get_state(v1::GetStateRequest {
+            r#ref: at("task-1", "finding"),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(read.value_json, r#"{"bug": "fixed"}"#);
+
+    // Another scope is another key space.
+    let missing = state
+        .get_state(v1::GetStateRequest {
+            r#ref: at("task-2", "finding"),
+        })
+        .await
+        .expect_err("elsewhere");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // A value with a TTL is there, then gone.
+    let lease = state
+        .put_state(put("task-1", "lease", r#""agent-a""#, None, 1))
+        .await
+        .expect("put with ttl")
+        .into_inner();
+    assert!(lease.expires_at.is_some());
+    eventually(Duration::from_secs(10), || {
+        let mut state = state.clone();
+        async move {
+            let gone = state
+                .get_state(v1::GetStateRequest {
+                    r#ref: at("task-1", "lease"),
+                })
+                .await
+                .is_err_and(|e| e.code() == Code::NotFound);
+            gone.then_some(())
+        }
+    })
+    .await
+    .expect("the value expires");
+    // Expired counts as absent: it can be created again.
+    state
+        .put_state(put("task-1", "lease", r#""agent-b""#, Some(0), 0))
+        .await
+        .expect("re-created");
+
+    state
+        .delete_state(v1::DeleteStateRequest {
+            r#ref: at("task-1", "finding"),
+            expect_version: Some(2),
+        })
+        .await
+        .expect("delete");
+    assert_eq!(
+        state
+            .get_state(v1::GetStateRequest {
+                r#ref: at("task-1", "finding")
+            })
+            .await
+            .expect_err("deleted")
+            .code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_gets_what_is_published_after_it_subscribed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mut state = state_client(&server, &server.admin_token).await;
+    let nobody = state
+        .publish(v1::PublishRequest {
+            topic: at("task-1", "review"),
+            message_json: r#""too early""#.into(),
+        })
+        .await
+        .expect("publish")
+        .into_inner();
+    assert_eq!(nobody.delivered, 0);
+
+    let mut messages = state
+        .subscribe(v1::SubscribeRequest {
+            topic: at("task-1", "review"),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let sent = state
+        .publish(v1::PublishRequest {
+            topic: at("task-1", "review"),
+            message_json: r#"{"lgtm": true}"#.into(),
+        })
+        .await
+        .expect("publish")
+        .into_inner();
+    assert_eq!(sent.delivered, 1);
+    let message = tokio::time::timeout(Duration::from_secs(10), messages.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+        .expect("a message");
+    assert_eq!(message.message_json, r#"{"lgtm": true}"#);
+    assert_eq!(message.topic, "review");
+    assert_eq!(message.sender, "admin");
+}
+
+#[tokio::test]
+async fn bad_state_requests_are_refused_by_field_and_by_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let developer = "orca_dev_team_a";
+    let server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_root", "admin", "root"),
+            format!(
+                "{} tenants=team-a",
+                token_line(developer, "developer", "dana")
+            ),
+            token_line("orca_workers", "worker", "workers"),
+        ],
+        &[],
+    )
+    .expect("server");
+    let mut admin = state_client(&server, "orca_root").await;
+    let refused = |result: Result<tonic::Response<v1::StateValue>, tonic::Status>| {
+        let status = result.expect_err("refused");
+        (status.code(), status.message().to_string())
+    };
+    let (code, message) = refused(admin.put_state(put("bad scope!", "k", "1", None, 0)).await);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.starts_with("ref.scope: "), "{message}");
+    let (_, message) = refused(admin.put_state(put("s", "", "1", None, 0)).await);
+    assert!(message.starts_with("ref.key: "), "{message}");
+    let (_, message) = refused(admin.put_state(put("s", "k", "not json", None, 0)).await);
+    assert!(message.starts_with("value_json: is not JSON"), "{message}");
+    let (_, message) = refused(
+        admin
+            .put_state(put("s", "k", "1", None, 31 * 24 * 3600))
+            .await,
+    );
+    assert!(message.starts_with("ttl_seconds: "), "{message}");
+    let (code, _) = refused(
+        admin
+            .put_state(v1::PutStateRequest {
+                r#ref: None,
+                value_json: "1".into(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(code, Code::InvalidArgument);
+
+    // A developer works in its own tenant only; a worker token not at all.
+    let mut dana = state_client(&server, developer).await;
+    dana.put_state(put("s", "k", "1", None, 0))
+        .await
+        .expect("own tenant");
+    let mut elsewhere = put("s", "k", "2", None, 0);
+    if let Some(r) = &mut elsewhere.r#ref {
+        r.tenant = "team-b".into();
+    }
+    assert_eq!(
+        refused(dana.put_state(elsewhere).await).0,
+        Code::PermissionDenied
+    );
+    let mut worker = state_client(&server, "orca_workers").await;
+    assert_eq!(
+        refused(worker.put_state(put("s", "k", "3", None, 0)).await).0,
+        Code::PermissionDenied
+    );
+    // Nothing refused was stored.
+    let kept = dana
+        .get_state(v1::GetStateRequest {
+            r#ref: at("s", "k"),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!((kept.value_json.as_str(), kept.version), ("1", 1));
+}
+
+// Multi-threaded: the test waits on CLI processes while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_puts_gets_and_compares_in_a_tasks_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let cli = || {
+        let mut command = server.cli();
+        // As inside a step: the scope comes from the environment.
+        command.env("ORCA_TASK_ID", "task-42");
+        command
+    };
+    let out = succeed(cli().args([
+        "state",
+        "put",
+        "plan",
+        r#"{"steps": 3}"#,
+        "--expect-version",
+        "0",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let out = succeed(cli().args(["state", "get", "plan"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"steps": 3}"#
+    );
+
+    let stale = cli()
+        .args(["state", "put", "plan", "4", "--expect-version", "7"])
+        .output()
+        .expect("run");
+    assert!(!stale.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&stale.stderr).trim(),
+        "error: conflict: task-42/plan is at version 1, not version 7"
+    );
+    let outside = server
+        .cli()
+        .env_remove("ORCA_TASK_ID")
+        .args(["state", "get", "plan"])
+        .output()
+        .expect("run");
+    assert!(!outside.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&outside.stderr).trim(),
+        "error: --scope: required outside a step (ORCA_TASK_ID is not set)"
+    );
+    let out = succeed(
+        server
+            .cli()
+            .args(["state", "get", "plan", "--scope", "task-42", "--full"]),
+    );
+    let full: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(full["version"], 1);
+    let out = succeed(cli().args(["publish", "done", "true"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "delivered to 0 subscribers"
+    );
+}
