@@ -131,6 +131,29 @@ impl Identity {
         }
     }
 
+    /// The tenant a request names (its first when it names none), if this
+    /// caller may act in it; `field` names the request's tenant field, and
+    /// `acting` what the caller tries ("submit to", "use").
+    pub fn tenant_for(&self, named: &str, field: &str, acting: &str) -> Result<String, Error> {
+        let tenant = match named {
+            "" => self.default_tenant().to_string(),
+            named if valid_tenant(named) => named.to_string(),
+            named => {
+                return Err(Error::invalid(
+                    field,
+                    format!("{named:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
+                ));
+            }
+        };
+        if !self.can_see(&tenant) {
+            return Err(Error::PermissionDenied(format!(
+                "{} may not {acting} tenant {tenant:?}",
+                self.name
+            )));
+        }
+        Ok(tenant)
+    }
+
     /// The tenants a listing may show; `None` for all.
     pub fn visible_tenants(&self) -> Option<Vec<String>> {
         match &self.tenants {

@@ -15,7 +15,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::auth::{Action, Identity, require, valid_tenant};
+use crate::auth::{Action, Identity, require};
 
 /// The largest value or message, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
@@ -86,22 +86,7 @@ fn state_key(
     caller: &Identity,
 ) -> Result<StateKey, Error> {
     let reference = reference.ok_or_else(|| Error::invalid(field, "required"))?;
-    let tenant = match reference.tenant.as_str() {
-        "" => caller.default_tenant().to_string(),
-        named if valid_tenant(named) => named.to_string(),
-        named => {
-            return Err(Error::invalid(
-                format!("{field}.tenant"),
-                format!("{named:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-            ));
-        }
-    };
-    if !caller.can_see(&tenant) {
-        return Err(Error::PermissionDenied(format!(
-            "{} may not use tenant {tenant:?}",
-            caller.name
-        )));
-    }
+    let tenant = caller.tenant_for(&reference.tenant, &format!("{field}.tenant"), "use")?;
     let scope = reference.scope;
     if scope.is_empty()
         || scope.len() > MAX_SCOPE_BYTES

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::auth::{Action, Identity, require, valid_tenant};
+use crate::auth::{Action, Identity, require};
 use crate::engine::{Admitted, CancelAnswer, EngineHandle};
 use crate::hub::Hub;
 use crate::planner::{Planned, Planner};
@@ -129,28 +129,6 @@ impl TaskApi {
         planner.plan(&spec.prompt, &sets).await
     }
 
-    /// The tenant a request names (or the caller's first), if the caller
-    /// may act in it.
-    fn tenant(&self, named: &str, field: &str, caller: &Identity) -> Result<String, Error> {
-        let tenant = match named {
-            "" => caller.default_tenant().to_string(),
-            named if valid_tenant(named) => named.to_string(),
-            named => {
-                return Err(Error::invalid(
-                    format!("{field}tenant"),
-                    format!("{named:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-                ));
-            }
-        };
-        if !caller.can_see(&tenant) {
-            return Err(Error::PermissionDenied(format!(
-                "{} may not submit to tenant {tenant:?}",
-                caller.name
-            )));
-        }
-        Ok(tenant)
-    }
-
     /// A submitted spec, checked; `field` prefixes error paths.
     fn checked_spec(&self, spec: Option<v1::TaskSpec>, field: &str) -> Result<TaskSpec, Error> {
         let spec: TaskSpec = spec
@@ -184,7 +162,7 @@ impl TaskApi {
         now: i64,
         caller: &Identity,
     ) -> Result<(NewTask, Option<TaskRun>), Error> {
-        let tenant = self.tenant(&request.tenant, field, caller)?;
+        let tenant = caller.tenant_for(&request.tenant, &format!("{field}tenant"), "submit to")?;
         let mut spec = self.checked_spec(request.spec, field)?;
         let key = request.idempotency_key;
         if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
@@ -732,7 +710,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         let caller = self.permit(&request, Action::WriteTasks, "task.plan")?;
         let request = request.into_inner();
         let planned = async {
-            self.tenant(&request.tenant, "", &caller)?;
+            caller.tenant_for(&request.tenant, "tenant", "submit to")?;
             let spec = self.checked_spec(request.spec, "")?;
             if !spec.plan {
                 return Err(Error::invalid(
