@@ -240,10 +240,16 @@ async fn prepare_workspace(attempt: &Attempt) -> std::io::Result<PathBuf> {
     if tokio::fs::try_exists(&workspace).await? {
         tokio::fs::remove_dir_all(&workspace).await?;
     }
+    ready_workspace(&workspace, attempt).await?;
+    Ok(workspace)
+}
+
+/// Gives a workspace, fresh or resumed, its `context/` and `output/` and
+/// this attempt's inputs; whatever else it holds stays.
+async fn ready_workspace(workspace: &Path, attempt: &Attempt) -> std::io::Result<()> {
     tokio::fs::create_dir_all(workspace.join("context")).await?;
     tokio::fs::create_dir_all(workspace.join("output")).await?;
-    tokio::fs::write(workspace.join("context/inputs.json"), &attempt.inputs_json).await?;
-    Ok(workspace)
+    tokio::fs::write(workspace.join("context/inputs.json"), &attempt.inputs_json).await
 }
 
 /// Resolves the step's secrets, runs it, and masks the secrets in its
@@ -312,7 +318,10 @@ async fn run_claude(
         None => None,
     };
     let prepared = match &resumed {
-        Some((workspace, _)) => reuse_workspace(workspace, attempt).await,
+        // Everything the agent made there stays.
+        Some((workspace, _)) => ready_workspace(workspace, attempt)
+            .await
+            .map(|()| workspace.clone()),
         None => prepare_workspace(attempt).await,
     };
     let workspace = match prepared {
@@ -426,15 +435,6 @@ async fn resumable(attempt: &Attempt, resume: &ResumeFrom) -> Option<PathBuf> {
         }
         None
     }
-}
-
-/// Readies an earlier attempt's workspace for the attempt resuming there:
-/// everything the agent made stays; the inputs are this attempt's.
-async fn reuse_workspace(workspace: &Path, attempt: &Attempt) -> std::io::Result<PathBuf> {
-    tokio::fs::create_dir_all(workspace.join("context")).await?;
-    tokio::fs::create_dir_all(workspace.join("output")).await?;
-    tokio::fs::write(workspace.join("context/inputs.json"), &attempt.inputs_json).await?;
-    Ok(workspace.to_path_buf())
 }
 
 /// After a Claude Code attempt: a failure that will be retried keeps its
@@ -1097,13 +1097,7 @@ mod tests {
             })
         );
         assert!(reports.iter().any(|r| matches!(r, Report::Session { session_id, model, .. } if session_id == "s-1" && model == "claude-test")));
-        let logs: Vec<String> = reports
-            .iter()
-            .filter_map(|r| match r {
-                Report::Log { line, .. } => Some(line.clone()),
-                _ => None,
-            })
-            .collect();
+        let logs = logs_of(&reports);
         assert!(
             logs.contains(&"tool: Write file_path=hello.txt".to_string()),
             "{logs:?}"
@@ -1183,16 +1177,23 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn a_retry_resumes_the_session_in_its_workspace_and_pays_only_its_share() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut attempt = claude_attempt(dir.path(), &[INIT, RESULT], 0);
+    /// Attempt 2 of the fake CLI's step, told that attempt 1 started
+    /// session `s-1`, which cost 0.2 so far.
+    fn second_attempt_resuming_s1(dir: &Path) -> Attempt {
+        let mut attempt = claude_attempt(dir, &[INIT, RESULT], 0);
         attempt.key.attempt = 2;
         attempt.resume = Some(ResumeFrom {
             attempt: 1,
             session_id: "s-1".into(),
             session_usd: 0.2,
         });
+        attempt
+    }
+
+    #[tokio::test]
+    async fn a_retry_resumes_the_session_in_its_workspace_and_pays_only_its_share() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let attempt = second_attempt_resuming_s1(dir.path());
         let first = dir.path().join("t1/s/attempt-1");
         std::fs::create_dir_all(&first).expect("attempt 1's workspace");
         std::fs::write(first.join("made-by-attempt-1.txt"), "kept").expect("file");
@@ -1235,13 +1236,7 @@ mod tests {
     #[tokio::test]
     async fn a_retry_without_the_session_at_hand_starts_a_new_one() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut attempt = claude_attempt(dir.path(), &[INIT, RESULT], 0);
-        attempt.key.attempt = 2;
-        attempt.resume = Some(ResumeFrom {
-            attempt: 1,
-            session_id: "s-1".into(),
-            session_usd: 0.2,
-        });
+        let attempt = second_attempt_resuming_s1(dir.path());
         // The workspace is here, its transcript is not.
         std::fs::create_dir_all(dir.path().join("t1/s/attempt-1")).expect("workspace");
         let (result, reports) = run_to_end(attempt).await;
