@@ -195,10 +195,7 @@ impl SqliteStore {
 
 /// Brings a database made by an older orca up to this schema.
 fn migrate(conn: &Connection) -> Result<()> {
-    let has_tenant: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'tenant'")?
-        .exists([])?;
-    if !has_tenant {
+    if !has_column(conn, "tasks", "tenant")? {
         conn.execute_batch(
             "ALTER TABLE tasks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
              UPDATE tasks SET idempotency_key = tenant || '/' || idempotency_key
@@ -206,12 +203,7 @@ fn migrate(conn: &Connection) -> Result<()> {
         )?;
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(tenant, id)")?;
-    let has_plan: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'plan'")?
-        .exists([])?;
-    if !has_plan {
-        conn.execute_batch("ALTER TABLE tasks ADD COLUMN plan TEXT NOT NULL DEFAULT ''")?;
-    }
+    add_missing_column(conn, "tasks", "plan", "TEXT NOT NULL DEFAULT ''")?;
     // Agents' sessions and costs, per attempt.
     for (column, kind) in [
         ("session_id", "TEXT NOT NULL DEFAULT ''"),
@@ -222,12 +214,22 @@ fn migrate(conn: &Connection) -> Result<()> {
         ("cache_read_tokens", "INTEGER NOT NULL DEFAULT 0"),
         ("cache_creation_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ] {
-        let present: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?1")?
-            .exists([column])?;
-        if !present {
-            conn.execute_batch(&format!("ALTER TABLE attempts ADD COLUMN {column} {kind}"))?;
-        }
+        add_missing_column(conn, "attempts", column, kind)?;
+    }
+    Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    Ok(conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])?)
+}
+
+/// Adds `column` to `table` unless an earlier start already did. `table`,
+/// `column` and `kind` are this file's constants, never input.
+fn add_missing_column(conn: &Connection, table: &str, column: &str, kind: &str) -> Result<()> {
+    if !has_column(conn, table, column)? {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
     }
     Ok(())
 }
