@@ -1,5 +1,6 @@
 //! The long-running commands: `orca server`, `orca worker` and `orca up`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -20,17 +21,25 @@ use crate::args::{
 };
 use crate::context::Resolved;
 
+/// The Anthropic API key: from the file `flag` names, else
+/// $ANTHROPIC_API_KEY; `None` when neither gives one.
+fn anthropic_api_key(file: Option<&Path>, flag: &str) -> anyhow::Result<Option<String>> {
+    let key = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|key| key.trim().to_string())
+            .with_context(|| format!("{flag} {}", path.display()))?,
+        None => std::env::var("ANTHROPIC_API_KEY").unwrap_or_default(),
+    };
+    Ok(Some(key).filter(|k| !k.is_empty()))
+}
+
 /// The planner's settings; `None` without an API key.
 fn planner_config(args: &PlannerArgs) -> anyhow::Result<Option<PlannerConfig>> {
-    let api_key = match &args.planner_api_key_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map(|key| key.trim().to_string())
-                .with_context(|| format!("--planner-api-key-file {}", path.display()))?,
-        ),
-        None => std::env::var("ANTHROPIC_API_KEY").ok(),
-    };
-    let Some(api_key) = api_key.filter(|k| !k.is_empty()) else {
+    let Some(api_key) = anthropic_api_key(
+        args.planner_api_key_file.as_deref(),
+        "--planner-api-key-file",
+    )?
+    else {
         return Ok(None);
     };
     let base_url = args
@@ -149,18 +158,13 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
     config.token = target.token;
-    let api_key = match &args.anthropic_api_key_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map(|key| key.trim().to_string())
-                .with_context(|| format!("--anthropic-api-key-file {}", path.display()))?,
-        ),
-        None => std::env::var("ANTHROPIC_API_KEY").ok(),
-    };
     config.claude = orca_worker::ClaudeSettings {
+        api_key: anthropic_api_key(
+            args.anthropic_api_key_file.as_deref(),
+            "--anthropic-api-key-file",
+        )?,
         bin: args.claude_bin,
         model: args.model,
-        api_key: api_key.filter(|k| !k.is_empty()),
         base_url: std::env::var("ANTHROPIC_BASE_URL")
             .ok()
             .filter(|u| !u.is_empty()),
