@@ -522,6 +522,18 @@ pub fn task(name: &str, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
     }
 }
 
+/// A task given as a prompt, to be planned or to run as one agent step.
+pub fn prompt_task(prompt: &str, plan: bool) -> v1::SubmitTaskRequest {
+    v1::SubmitTaskRequest {
+        spec: Some(v1::TaskSpec {
+            prompt: prompt.into(),
+            plan,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub async fn submit(client: &Tasks, request: v1::SubmitTaskRequest) -> anyhow::Result<String> {
     Ok(client
         .clone()

@@ -71,6 +71,16 @@ fn claude_step(id: &str, prompt: &str, tools: &[&str]) -> v1::StepSpec {
     }
 }
 
+/// `attempts` in all, a retry within 50-100 ms.
+fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
+    Some(v1::RetryPolicy {
+        max_attempts: attempts,
+        initial_delay_ms: 50,
+        max_delay_ms: 100,
+        multiplier: 1.0,
+    })
+}
+
 async fn events_until_done(client: &Tasks, id: &str) -> Vec<v1::Event> {
     let mut stream = client
         .clone()
@@ -216,12 +226,7 @@ async fn api_errors_fail_the_attempt_with_the_apis_message_and_follow_the_retry_
     let (server, _worker) = claude_worker(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
     let mut step = claude_step("ask", "Say hello", &[]);
-    step.retry = Some(v1::RetryPolicy {
-        max_attempts: 2,
-        initial_delay_ms: 50,
-        max_delay_ms: 100,
-        multiplier: 1.0,
-    });
+    step.retry = quick_retries(2);
     let id = submit(&client, task("errors", vec![step]))
         .await
         .expect("submit");
@@ -309,12 +314,7 @@ async fn a_retried_step_resumes_the_first_attempts_session() {
     let client = server.tasks().await.expect("client");
     let prompt = format!("Write notes.txt {}", std::process::id());
     let mut step = claude_step("notes", &prompt, &["Write"]);
-    step.retry = Some(v1::RetryPolicy {
-        max_attempts: 2,
-        initial_delay_ms: 50,
-        max_delay_ms: 100,
-        multiplier: 1.0,
-    });
+    step.retry = quick_retries(2);
     let id = submit(&client, task("resume", vec![step]))
         .await
         .expect("submit");
@@ -386,18 +386,9 @@ async fn a_bare_prompt_runs_as_one_agent_step() {
         .expect("mock");
     let (server, _worker) = claude_worker(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
-    let id = submit(
-        &client,
-        v1::SubmitTaskRequest {
-            spec: Some(v1::TaskSpec {
-                prompt: "Tidy the README".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("submit");
+    let id = submit(&client, prompt_task("Tidy the README", false))
+        .await
+        .expect("submit");
     let task = wait_finished(&client, &id, Duration::from_secs(60))
         .await
         .expect("finished");

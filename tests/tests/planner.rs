@@ -45,17 +45,6 @@ fn plan(steps: Value) -> Reply {
     }
 }
 
-fn prompt_task(prompt: &str) -> v1::SubmitTaskRequest {
-    v1::SubmitTaskRequest {
-        spec: Some(v1::TaskSpec {
-            prompt: prompt.into(),
-            plan: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn a_planned_dag_runs_and_the_model_was_asked_properly() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,7 +57,7 @@ async fn a_planned_dag_runs_and_the_model_was_asked_properly() {
     .expect("mock");
     let (server, _worker) = planning_server(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
-    let id = submit(&client, prompt_task("Count the things"))
+    let id = submit(&client, prompt_task("Count the things", true))
         .await
         .expect("submit");
     let task = wait_finished(&client, &id, Duration::from_secs(30))
@@ -132,7 +121,9 @@ async fn a_cyclic_or_malformed_plan_fails_the_task_naming_the_problem_and_keeps_
     let failed = |expected: &'static str| {
         let client = client.clone();
         async move {
-            let id = submit(&client, prompt_task("Do it")).await.expect("submit");
+            let id = submit(&client, prompt_task("Do it", true))
+                .await
+                .expect("submit");
             let task = wait_finished(&client, &id, Duration::from_secs(10))
                 .await
                 .expect("finished at once");
@@ -223,7 +214,7 @@ async fn plan_only_shows_the_plan_as_a_task_file_and_stores_nothing() {
     let err = client
         .clone()
         .plan_task(v1::PlanTaskRequest {
-            spec: prompt_task("Slow").spec,
+            spec: prompt_task("Slow", true).spec,
             tenant: String::new(),
         })
         .await
@@ -243,7 +234,7 @@ async fn planning_without_a_key_or_a_prompt_is_refused_clearly() {
     let client = server.tasks().await.expect("client");
     let err = client
         .clone()
-        .submit_task(prompt_task("Plan me"))
+        .submit_task(prompt_task("Plan me", true))
         .await
         .expect_err("no planner");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
@@ -252,7 +243,7 @@ async fn planning_without_a_key_or_a_prompt_is_refused_clearly() {
         "{}",
         err.message()
     );
-    let mut no_prompt = prompt_task("");
+    let mut no_prompt = prompt_task("", true);
     let err = client
         .clone()
         .submit_task(no_prompt.clone())
