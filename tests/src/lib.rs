@@ -441,6 +441,39 @@ pub async fn wait_finished(
 }
 
 /// Waits until a step of a task is in `state`.
+/// Waits for the task to finish and fails unless it succeeded, saying how
+/// each step ended.
+pub async fn wait_succeeded(
+    client: &Tasks,
+    task_id: &str,
+    limit: Duration,
+) -> anyhow::Result<v1::Task> {
+    let task = wait_finished(client, task_id, limit).await?;
+    if task.state != v1::TaskState::Succeeded as i32 {
+        let steps: Vec<String> = task
+            .steps
+            .iter()
+            .map(|s| format!("{} (state {}): {}", s.id, s.state, s.error))
+            .collect();
+        bail!(
+            "task {task_id} did not succeed: {}; {steps:?}",
+            task.message
+        );
+    }
+    Ok(task)
+}
+
+/// The output of the task's step `step_id`, as JSON.
+pub fn step_output(task: &v1::Task, step_id: &str) -> anyhow::Result<serde_json::Value> {
+    let step = task
+        .steps
+        .iter()
+        .find(|s| s.id == step_id)
+        .with_context(|| format!("no step {step_id}"))?;
+    serde_json::from_str(&step.output_json)
+        .with_context(|| format!("the output of {step_id}: {:?}", step.output_json))
+}
+
 pub async fn wait_step(
     client: &Tasks,
     task_id: &str,

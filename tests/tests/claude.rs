@@ -29,10 +29,15 @@ fn claude_bin() -> PathBuf {
 /// A control plane and one claude-code worker pointed at `mock`, keeping
 /// workspaces so the test can look inside.
 async fn claude_worker(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
-    claude_worker_with(dir, mock, &["--keep-workspaces"]).await
+    claude_worker_with(dir, mock, &["claude-code"], &["--keep-workspaces"]).await
 }
 
-async fn claude_worker_with(dir: &Path, mock: &MockAnthropic, flags: &[&str]) -> (Server, Process) {
+async fn claude_worker_with(
+    dir: &Path,
+    mock: &MockAnthropic,
+    capabilities: &[&str],
+    flags: &[&str],
+) -> (Server, Process) {
     let server = Server::start(dir).expect("server");
     let bin = claude_bin().display().to_string();
     let mut args = vec!["--claude-bin", &bin];
@@ -41,7 +46,7 @@ async fn claude_worker_with(dir: &Path, mock: &MockAnthropic, flags: &[&str]) ->
         &server.url,
         dir,
         "agent-1",
-        &["claude-code"],
+        capabilities,
         1,
         &args,
         &server.worker_token,
@@ -310,7 +315,7 @@ async fn a_retried_step_resumes_the_first_attempts_session() {
     .expect("mock");
     // Workspaces are not kept for debugging: the failed attempt's is kept
     // for the retry by the worker's own rule.
-    let (server, _worker) = claude_worker_with(dir.path(), &mock, &[]).await;
+    let (server, _worker) = claude_worker_with(dir.path(), &mock, &["claude-code"], &[]).await;
     let client = server.tasks().await.expect("client");
     let prompt = format!("Write notes.txt {}", std::process::id());
     let mut step = claude_step("notes", &prompt, &["Write"]);
@@ -417,4 +422,106 @@ fn cli_pid(marker: &str) -> Option<u32> {
                 .contains(marker)
                 .then_some(pid)
         })
+}
+
+/// Every `tool_result` the CLI sent back to the API, once each (later
+/// requests repeat the history), in order.
+fn tool_results(mock: &MockAnthropic) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    for request in mock.requests() {
+        for message in request["messages"].as_array().into_iter().flatten() {
+            for block in message["content"].as_array().into_iter().flatten() {
+                if block["type"] == "tool_result"
+                    && !seen
+                        .iter()
+                        .any(|s| s["tool_use_id"] == block["tool_use_id"])
+                {
+                    seen.push(block.clone());
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn result_text(block: &Value) -> String {
+    match &block["content"] {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        other => other.to_string(),
+    }
+}
+
+// Multi-threaded: the CLI's MCP server calls the control plane while the
+// test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_shares_a_finding_through_its_mcp_tools_and_the_next_step_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![
+        Reply::Tool {
+            name: "mcp__orca__state_put".into(),
+            input: json!({"key": "finding", "value": {"bug": "off by one", "line": 42},
+                          "expectVersion": 0}),
+        },
+        // A second writer's view: stale, so refused, and the agent is told.
+        Reply::Tool {
+            name: "mcp__orca__state_put".into(),
+            input: json!({"key": "finding", "value": {"bug": "none"}, "expectVersion": 7}),
+        },
+        Reply::Tool {
+            name: "mcp__orca__state_get".into(),
+            input: json!({"key": "finding"}),
+        },
+        Reply::Text("Shared the finding.".into()),
+    ])
+    .await
+    .expect("mock");
+    let (server, _worker) =
+        claude_worker_with(dir.path(), &mock, &["claude-code", "shell"], &[]).await;
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task(
+            "share",
+            vec![
+                claude_step("investigate", "Find the bug and share it", &[]),
+                shell_step(
+                    "fix",
+                    &["investigate"],
+                    r#"orca state get finding > "$ORCA_OUTPUT""#,
+                ),
+            ],
+        ),
+    )
+    .await
+    .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(90))
+        .await
+        .expect("succeeded");
+    assert_eq!(
+        step_output(&task, "fix").expect("output"),
+        json!({"bug": "off by one", "line": 42})
+    );
+
+    // What the agent saw of its tools: the stored version, the refused
+    // compare-and-set, and the value read back.
+    let results = tool_results(&mock);
+    assert_eq!(results.len(), 3, "{results:#?}");
+    let stored: Value = serde_json::from_str(&result_text(&results[0])).expect("json");
+    assert_eq!(stored, json!({"key": "finding", "version": 1}));
+    assert_eq!(results[1]["is_error"], true, "{:?}", results[1]);
+    let refused = result_text(&results[1]);
+    assert!(
+        refused.starts_with(&format!(
+            "conflict: {id}/finding is at version 1, not version 7"
+        )),
+        "{refused}"
+    );
+    let got: Value = serde_json::from_str(&result_text(&results[2])).expect("json");
+    assert_eq!(got["value"], json!({"bug": "off by one", "line": 42}));
+    assert_eq!(got["version"], 1);
 }

@@ -334,3 +334,71 @@ async fn the_cli_puts_gets_and_compares_in_a_tasks_scope() {
         "delivered to 0 subscribers"
     );
 }
+
+// A step calls back with a token of its own: it shares a value with its
+// dependent in its task's scope, may do nothing else, and the token is worth
+// nothing once its attempt has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_share_state_through_their_own_short_lived_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w1", &["shell"], 2)])
+        .await
+        .expect("server and worker");
+    let kept = dir.path().join("kept-token");
+    let denied = dir.path().join("denied.txt");
+    let store = format!(
+        r#"set -e
+orca state put finding '{{"bug": "off by one"}}' --expect-version 0
+printf %s "$ORCA_TOKEN" > '{kept}'
+if orca state get finding --scope another-task 2>> '{denied}'; then exit 3; fi
+if orca get tasks 2>> '{denied}'; then exit 4; fi"#,
+        kept = kept.display(),
+        denied = denied.display()
+    );
+    let read_back = r#"orca state get finding > "$ORCA_OUTPUT""#;
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task(
+            "share",
+            vec![
+                shell_step("store", &[], &store),
+                shell_step("read", &["store"], read_back),
+            ],
+        ),
+    )
+    .await
+    .expect("submit");
+    let finished = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+    assert_eq!(
+        step_output(&finished, "read").expect("output"),
+        serde_json::json!({"bug": "off by one"})
+    );
+
+    let refusals = std::fs::read_to_string(&denied).expect("refusals");
+    assert!(
+        refusals.contains(&format!(
+            "a step may use only its own task's scope \"{id}\", not \"another-task\""
+        )),
+        "{refusals}"
+    );
+    assert!(refusals.contains("may not read tasks"), "{refusals}");
+
+    let token = std::fs::read_to_string(&kept).expect("the step's token");
+    assert!(token.starts_with("orca_step_"), "{token}");
+    assert_ne!(token, server.worker_token);
+    let mut late = state_client(&server, &token).await;
+    let status = late
+        .get_state(v1::GetStateRequest {
+            r#ref: at(&id, "finding"),
+        })
+        .await
+        .expect_err("the attempt has ended");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status.message().contains("ended with its attempt"),
+        "{status:?}"
+    );
+}

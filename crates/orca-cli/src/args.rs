@@ -89,6 +89,9 @@ pub enum Command {
     Publish(PublishArgs),
     /// Print the messages published to a topic from now on, one JSON per line.
     Subscribe(SubscribeArgs),
+    /// Serve shared state and topics as MCP tools on stdio, for an agent
+    /// (workers give each Claude Code step this server).
+    Mcp(McpArgs),
     /// Show and edit the contexts of the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -588,6 +591,12 @@ pub struct PublishArgs {
     pub topic: String,
     /// A JSON value.
     pub message: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
     #[command(flatten)]
     pub scope: ScopeArgs,
 }

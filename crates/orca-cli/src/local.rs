@@ -158,6 +158,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
     config.token = target.token;
+    config.orca_bin = std::env::current_exe().ok();
     config.claude = orca_worker::ClaudeSettings {
         api_key: anthropic_api_key(
             args.anthropic_api_key_file.as_deref(),
@@ -253,6 +254,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.drain_grace = std::time::Duration::ZERO;
         config.token = Some(worker_token.clone());
         config.secrets_dir = args.secrets_dir.clone();
+        config.orca_bin = std::env::current_exe().ok();
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;

@@ -85,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::State(command) => state::state(&target, command).await,
         Command::Publish(args) => state::publish(&target, args).await,
         Command::Subscribe(args) => state::subscribe(&target, args).await,
+        Command::Mcp(args) => state::mcp(&target, args).await,
         Command::Operator(OperatorCommand::Run(args)) => local::operator(*args, resolved).await,
         Command::Config(_) | Command::Operator(OperatorCommand::Crd) => Ok(ExitCode::SUCCESS),
     }

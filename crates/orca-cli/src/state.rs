@@ -1,6 +1,7 @@
 //! `orca state get|put|delete`, `orca publish` and `orca subscribe`: shared
 //! state and messages, for people and for shell steps (which find their
-//! task's scope in $ORCA_TASK_ID).
+//! task's scope in $ORCA_TASK_ID); `orca mcp` serves the same to agents as
+//! MCP tools.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use anyhow::bail;
 use orca_api::v1;
 use orca_api::v1::state_service_client::StateServiceClient;
 
-use crate::args::{PublishArgs, ScopeArgs, StateCommand, SubscribeArgs};
+use crate::args::{McpArgs, PublishArgs, ScopeArgs, StateCommand, SubscribeArgs};
 use crate::client::{Target, channel};
 
 async fn client(
@@ -27,15 +28,28 @@ async fn client(
     ))
 }
 
-fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
+/// The tenant ("" for the token's own) and the scope.
+fn tenant_and_scope(scope: ScopeArgs) -> anyhow::Result<(String, String)> {
     let Some(scope_name) = scope.scope.filter(|s| !s.is_empty()) else {
         bail!("--scope: required outside a step (ORCA_TASK_ID is not set)");
     };
-    Ok(v1::StateRef {
-        tenant: scope.tenant.unwrap_or_default(),
-        scope: scope_name,
-        key,
-    })
+    Ok((scope.tenant.unwrap_or_default(), scope_name))
+}
+
+fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
+    let (tenant, scope) = tenant_and_scope(scope)?;
+    Ok(v1::StateRef { tenant, scope, key })
+}
+
+/// Serves the MCP tools until the agent hangs up. The connection is made on
+/// the first call: an agent starts at once, and a control plane that cannot
+/// be reached is a tool's answer, not a missing server.
+pub async fn mcp(target: &Target, args: McpArgs) -> anyhow::Result<ExitCode> {
+    let (tenant, scope) = tenant_and_scope(args.scope)?;
+    let channel = orca_api::client::endpoint(&target.server, &target.tls)?.connect_lazy();
+    let tools = orca_worker::mcp::StateTools::new(channel, target.bearer.clone(), tenant, scope);
+    orca_worker::mcp::serve_stdio(tools).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<ExitCode> {

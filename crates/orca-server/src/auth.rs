@@ -20,6 +20,7 @@ use tonic::{Request, Status};
 
 use crate::Error;
 use crate::jwt::{JwtVerifier, looks_like_jwt};
+use crate::step_token::{STEP_TOKEN_PREFIX, StepTokens};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -31,6 +32,9 @@ pub enum Role {
     Viewer,
     /// Runs steps: only the worker stream.
     Worker,
+    /// One running step, by its step token: shared state in its own task's
+    /// scope. Never given in a tokens file or a JWT.
+    Step,
 }
 
 impl Role {
@@ -50,6 +54,7 @@ impl Role {
             Role::Developer => "developer",
             Role::Viewer => "viewer",
             Role::Worker => "worker",
+            Role::Step => "step",
         }
     }
 }
@@ -69,6 +74,8 @@ pub enum Action {
     ConnectWorker,
     Reflect,
     ReadAudit,
+    ReadState,
+    WriteState,
 }
 
 impl Action {
@@ -78,10 +85,15 @@ impl Action {
             (_, Action::ReadAudit) => false,
             (Role::Developer, Action::ConnectWorker) => false,
             (Role::Developer, _) => true,
-            (Role::Viewer, Action::ReadTasks | Action::ReadAgents | Action::Reflect) => true,
+            (
+                Role::Viewer,
+                Action::ReadTasks | Action::ReadAgents | Action::Reflect | Action::ReadState,
+            ) => true,
             (Role::Viewer, _) => false,
             (Role::Worker, Action::ConnectWorker) => true,
             (Role::Worker, _) => false,
+            (Role::Step, Action::ReadState | Action::WriteState) => true,
+            (Role::Step, _) => false,
         }
     }
 
@@ -93,6 +105,8 @@ impl Action {
             Action::ConnectWorker => "connect as a worker",
             Action::Reflect => "use server reflection",
             Action::ReadAudit => "read the audit log",
+            Action::ReadState => "read shared state or subscribe to topics",
+            Action::WriteState => "change shared state or publish to topics",
         }
     }
 }
@@ -113,6 +127,16 @@ pub struct Identity {
     pub name: String,
     pub role: Role,
     pub tenants: Tenants,
+    /// The attempt a step token was minted for; `None` for everyone else.
+    pub step: Option<StepGrant>,
+}
+
+/// What a step token is good for: one attempt of one step of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepGrant {
+    pub task_id: String,
+    pub step_id: String,
+    pub attempt: u32,
 }
 
 impl Identity {
@@ -169,6 +193,8 @@ pub fn default_tenants(role: Role) -> Tenants {
     match role {
         Role::Admin | Role::Worker => Tenants::All,
         Role::Developer | Role::Viewer => Tenants::Only(vec![DEFAULT_TENANT.to_string()]),
+        // A step's tenant is in its token; without one it sees nothing.
+        Role::Step => Tenants::Only(Vec::new()),
     }
 }
 
@@ -263,6 +289,7 @@ impl Tokens {
                     name: name.to_string(),
                     role,
                     tenants,
+                    step: None,
                 },
             );
         }
@@ -315,7 +342,7 @@ impl Tokens {
 }
 
 /// Writes a file only its owner can read.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -342,14 +369,21 @@ type Limiter = governor::DefaultKeyedRateLimiter<String>;
 pub struct Authenticator {
     tokens: Arc<Tokens>,
     jwt: Option<Arc<JwtVerifier>>,
+    steps: Arc<StepTokens>,
     limiter: Option<Arc<Limiter>>,
 }
 
 impl Authenticator {
-    pub fn new(tokens: Tokens, jwt: Option<JwtVerifier>, rate: Option<RateLimit>) -> Self {
+    pub fn new(
+        tokens: Tokens,
+        jwt: Option<JwtVerifier>,
+        steps: Arc<StepTokens>,
+        rate: Option<RateLimit>,
+    ) -> Self {
         Authenticator {
             tokens: Arc::new(tokens),
             jwt: jwt.map(Arc::new),
+            steps,
             limiter: rate.map(|rate| {
                 Arc::new(governor::RateLimiter::keyed(
                     governor::Quota::per_second(rate.per_second).allow_burst(rate.burst),
@@ -372,6 +406,9 @@ impl Authenticator {
             .ok_or_else(|| {
                 Error::Unauthenticated("the authorization header must be `Bearer <token>`".into())
             })?;
+        if let Some(step_token) = token.strip_prefix(STEP_TOKEN_PREFIX) {
+            return self.steps.verify(step_token);
+        }
         match &self.jwt {
             Some(jwt) if looks_like_jwt(token) => jwt.verify(token),
             _ => self
@@ -450,6 +487,7 @@ mod tests {
                 name: "ci-bot".into(),
                 role: Role::Viewer,
                 tenants: Tenants::Only(vec!["default".into()]),
+                step: None,
             })
         );
         assert_eq!(tokens.authenticate("orca_wrong"), None);
@@ -514,6 +552,13 @@ mod tests {
         assert!(Action::allowed(ReadAudit, Role::Admin));
         assert!(!Action::allowed(ReadAudit, Role::Developer));
         assert!(!Action::allowed(ReadAudit, Role::Viewer));
+        assert!(Action::allowed(ReadState, Role::Viewer));
+        assert!(!Action::allowed(WriteState, Role::Viewer));
+        assert!(Action::allowed(WriteState, Role::Step));
+        assert!(!Action::allowed(ReadTasks, Role::Step));
+        assert!(!Action::allowed(WriteTasks, Role::Step));
+        assert!(!Action::allowed(ConnectWorker, Role::Step));
+        assert!(!Action::allowed(ReadState, Role::Worker));
     }
 
     #[test]

@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
 use crate::Error;
+use crate::auth::StepGrant;
 use crate::hub::Hub;
+use crate::step_token::StepTokens;
 
 /// The error of a step whose output file is not JSON.
 const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -66,6 +68,7 @@ pub struct WorkerInfo {
 /// A task committed to the store, ready to be scheduled.
 pub struct Admitted {
     pub id: String,
+    pub tenant: String,
     pub spec: Arc<TaskSpec>,
     pub created_at: Micros,
     pub run: TaskRun,
@@ -336,6 +339,8 @@ struct Session {
 
 struct Active {
     spec: Arc<TaskSpec>,
+    /// Its steps' tokens are good in this tenant only.
+    tenant: String,
     created_at: Micros,
     run: TaskRun,
     next_seq: u64,
@@ -394,6 +399,8 @@ pub struct Engine {
     retries: BinaryHeap<Reverse<DueRetry>>,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
+    /// Mints each assignment's step token.
+    step_tokens: Arc<StepTokens>,
 }
 
 /// How long a worker's hold on its steps lasts without a sign of life.
@@ -410,6 +417,7 @@ pub fn start(
     hub: Arc<Hub>,
     recovered: Vec<TaskRecord>,
     leases: Leases,
+    step_tokens: Arc<StepTokens>,
 ) -> (EngineHandle, watch::Receiver<Option<String>>) {
     let (commands, inbox) = mpsc::channel(8192);
     let (effects, effect_queue) = mpsc::unbounded_channel();
@@ -426,6 +434,7 @@ pub fn start(
         retries: BinaryHeap::new(),
         round: Round::default(),
         effects,
+        step_tokens,
     };
     engine.recover(recovered);
     tokio::spawn(run_effects(effect_queue, hub, fatal_tx));
@@ -757,7 +766,13 @@ impl Engine {
 
     fn admit(&mut self, task: Admitted) {
         let id: Arc<str> = Arc::from(task.id.as_str());
-        let mut active = new_active(task.spec, task.created_at, task.run, task.next_seq);
+        let mut active = new_active(
+            task.spec,
+            task.tenant,
+            task.created_at,
+            task.run,
+            task.next_seq,
+        );
         self.queue_ready(&id, &mut active);
         self.tasks.insert(id, active);
     }
@@ -979,6 +994,22 @@ impl Engine {
         };
         worker.credits -= 1;
         worker.running.insert((task_id.clone(), index));
+        let grant = StepGrant {
+            task_id: task_id.to_string(),
+            step_id: step.id.clone(),
+            attempt,
+        };
+        let timeout = step
+            .timeout_seconds
+            .map(|s| Duration::from_secs(u64::from(s)));
+        // Without a token the step still runs; only its state calls fail.
+        let step_token = self
+            .step_tokens
+            .mint(&grant, &active.tenant, timeout)
+            .unwrap_or_else(|e| {
+                tracing::error!(task = %task_id, step = %step.id, error = %e, "no step token");
+                String::new()
+            });
         let assignment = v1::ServerMessage {
             kind: Some(v1::server_message::Kind::Assignment(v1::Assignment {
                 attempt: Some(v1::AttemptRef {
@@ -994,6 +1025,7 @@ impl Engine {
                     session_id: s.id.clone(),
                     session_usd: s.usd,
                 }),
+                step_token,
             })),
         };
         self.round.effects.push(Effect::ToWorker(
@@ -1387,7 +1419,13 @@ fn restore_run(record: &TaskRecord, spec: &TaskSpec) -> TaskRun {
 /// Live state for a stored task; succeeded steps keep their outputs for
 /// their dependents.
 fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: TaskRun) -> Active {
-    let mut active = new_active(spec, record.created_at, run, record.last_seq + 1);
+    let mut active = new_active(
+        spec,
+        record.tenant.clone(),
+        record.created_at,
+        run,
+        record.last_seq + 1,
+    );
     for (slot, step) in active.slots.iter_mut().zip(&record.steps) {
         if step.state == StepState::Succeeded {
             slot.output = Some(step.output_json.clone());
@@ -1414,7 +1452,13 @@ fn last_session(attempts: &[orca_store::AttemptRecord]) -> Option<Session> {
     })
 }
 
-fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u64) -> Active {
+fn new_active(
+    spec: Arc<TaskSpec>,
+    tenant: String,
+    created_at: Micros,
+    run: TaskRun,
+    next_seq: u64,
+) -> Active {
     let slots = spec
         .steps
         .iter()
@@ -1436,6 +1480,7 @@ fn new_active(spec: Arc<TaskSpec>, created_at: Micros, run: TaskRun, next_seq: u
         .collect();
     Active {
         spec,
+        tenant,
         created_at,
         run,
         next_seq,

@@ -145,6 +145,7 @@ impl JwtVerifier {
             name: claims.sub,
             role,
             tenants,
+            step: None,
         })
     }
 }
@@ -204,6 +205,7 @@ mod tests {
                 name: "ada".into(),
                 role: Role::Developer,
                 tenants: Tenants::Only(vec!["team-a".into()]),
+                step: None,
             }
         );
     }

@@ -10,6 +10,7 @@ mod hub;
 pub mod jwt;
 pub mod planner;
 mod state_service;
+pub mod step_token;
 mod task_service;
 pub mod tls;
 
@@ -118,9 +119,11 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
 
 /// Opens the store, recovers unfinished tasks, binds and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    let step_tokens = Arc::new(step_token::StepTokens::load_or_create(&config.data_dir)?);
     let authenticator = auth::Authenticator::new(
         auth::Tokens::load_or_create(config.tokens_file.as_deref(), &config.data_dir)?,
         jwt::JwtVerifier::load(&config.jwt)?,
+        step_tokens.clone(),
         config.rate_limit,
     );
     // Loaded before anything else starts, so a bad file stops the start.
@@ -147,6 +150,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             ttl: config.lease_ttl,
             heartbeat_interval: config.heartbeat_interval,
         },
+        step_tokens,
     );
 
     let listener = TcpListener::bind(config.listen)

@@ -77,6 +77,27 @@ impl StateApi {
     pub fn new(store: Arc<dyn Store>, topics: Arc<Topics>) -> Self {
         StateApi { store, topics }
     }
+
+    /// The caller, if its role allows `action`; a step's token counts only
+    /// while its attempt runs.
+    async fn caller<T>(&self, request: &Request<T>, action: Action) -> Result<Identity, Status> {
+        let caller = require(request, action)?;
+        if let Some(grant) = &caller.step {
+            let running = self
+                .store
+                .running_attempt(&grant.task_id, &grant.step_id)
+                .await
+                .map_err(Error::from)?;
+            if running != Some(grant.attempt) {
+                return Err(Error::Unauthenticated(format!(
+                    "the step token of {}/{} attempt {} ended with its attempt",
+                    grant.task_id, grant.step_id, grant.attempt
+                ))
+                .into());
+            }
+        }
+        Ok(caller)
+    }
 }
 
 /// A checked reference: tenant (visible to the caller), scope and key.
@@ -88,6 +109,14 @@ fn state_key(
     let reference = reference.ok_or_else(|| Error::invalid(field, "required"))?;
     let tenant = caller.tenant_for(&reference.tenant, &format!("{field}.tenant"), "use")?;
     let scope = reference.scope;
+    if let Some(grant) = &caller.step
+        && scope != grant.task_id
+    {
+        return Err(Error::PermissionDenied(format!(
+            "{}: a step may use only its own task's scope {:?}, not {scope:?}",
+            caller.name, grant.task_id
+        )));
+    }
     if scope.is_empty()
         || scope.len() > MAX_SCOPE_BYTES
         || !scope
@@ -168,7 +197,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::PutStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
+        let caller = self.caller(&request, Action::WriteState).await?;
         let request = request.into_inner();
         let key = state_key(request.r#ref, "ref", &caller)?;
         let value_json = json_value(request.value_json, "value_json")?;
@@ -210,7 +239,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::GetStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
+        let caller = self.caller(&request, Action::ReadState).await?;
         let key = state_key(request.into_inner().r#ref, "ref", &caller)?;
         let entry = self
             .store
@@ -225,7 +254,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::DeleteStateRequest>,
     ) -> Result<Response<v1::DeleteStateResponse>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
+        let caller = self.caller(&request, Action::WriteState).await?;
         let request = request.into_inner();
         let key = state_key(request.r#ref, "ref", &caller)?;
         let expect = expectation(request.expect_version);
@@ -248,7 +277,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        let caller = require(&request, Action::WriteTasks)?;
+        let caller = self.caller(&request, Action::WriteState).await?;
         let request = request.into_inner();
         let topic = state_key(request.topic, "topic", &caller)?;
         let message_json = json_value(request.message_json, "message_json")?;
@@ -272,7 +301,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
+        let caller = self.caller(&request, Action::ReadState).await?;
         let topic = state_key(request.into_inner().topic, "topic", &caller)?;
         let mut messages = self
             .topics

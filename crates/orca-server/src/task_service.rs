@@ -290,6 +290,7 @@ impl TaskApi {
                     if let Some(run) = run {
                         admitted.push(Admitted {
                             id: id.clone(),
+                            tenant: tenant.clone(),
                             spec: Arc::new(spec),
                             created_at,
                             run,
@@ -903,6 +904,7 @@ mod tests {
             name: "test".into(),
             role: Role::Admin,
             tenants: Tenants::All,
+            step: None,
         });
         request
     }
@@ -919,7 +921,13 @@ mod tests {
             ttl: std::time::Duration::from_secs(30),
             heartbeat_interval: std::time::Duration::from_secs(5),
         };
-        let (engine, _fatal) = crate::engine::start(store.clone(), hub.clone(), Vec::new(), leases);
+        let (engine, _fatal) = crate::engine::start(
+            store.clone(),
+            hub.clone(),
+            Vec::new(),
+            leases,
+            Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
+        );
         let api = TaskApi::new(store, engine, hub.clone(), Limits::default(), None);
 
         for _ in 0..3 {

@@ -315,6 +315,10 @@ pub trait Store: Send + Sync + 'static {
     /// The live (unexpired at `now`) value at `key`.
     async fn get_state(&self, key: StateKey, now: Micros) -> Result<Option<StateEntry>>;
 
+    /// The attempt of a step that is running now; `None` when the step is
+    /// not running (or there is no such step).
+    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>>;
+
     /// Up to `limit` audit records with `seq > after`, oldest first; only
     /// these tenants' when `tenants` is given.
     async fn audit_after(

@@ -953,6 +953,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>> {
+        let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT attempt FROM steps WHERE task_id = ?1 AND step_id = ?2 AND state = ?3",
+                )?
+                .query_row(
+                    params![task_id, step_id, StepState::Running.as_str()],
+                    |row| row.get::<_, u32>(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
     async fn audit_after(
         &self,
         after: u64,

@@ -5,6 +5,7 @@
 //! still running, and delivers the results it could not send.
 
 pub mod claude;
+pub mod mcp;
 pub mod runtime;
 pub mod secrets;
 
@@ -36,6 +37,9 @@ pub enum Error {
     /// The control plane answered with an error status.
     #[error("the control plane refused: {}", .0.message())]
     Refused(#[from] tonic::Status),
+    /// The agents' MCP server could not start or serve.
+    #[error("{0}")]
+    Mcp(String),
     /// The control plane broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -73,6 +77,9 @@ pub struct WorkerConfig {
     pub keep_workspaces: bool,
     /// How Claude Code steps run (the CLI, the model, the API key).
     pub claude: ClaudeSettings,
+    /// The `orca` executable steps call back with (`orca state`, the
+    /// agents' MCP server); `None` leaves them to find one on their `PATH`.
+    pub orca_bin: Option<PathBuf>,
 }
 
 fn endpoint(config: &WorkerConfig) -> Result<Endpoint, Error> {
@@ -97,6 +104,7 @@ impl WorkerConfig {
             secrets_dir: None,
             keep_workspaces: false,
             claude: ClaudeSettings::default(),
+            orca_bin: None,
         }
     }
 }
@@ -442,6 +450,12 @@ impl Worker {
                         attempt: r.attempt,
                         session_id: r.session_id,
                         session_usd: r.session_usd,
+                    }),
+                    access: (!assignment.step_token.is_empty()).then(|| runtime::StepAccess {
+                        server: self.config.server.clone(),
+                        ca_file: self.config.tls.ca_file.clone(),
+                        token: assignment.step_token,
+                        orca_bin: self.config.orca_bin.clone(),
                     }),
                 };
                 tokio::spawn(runtime::run(attempt, self.report_tx.clone(), cancelled));

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::AttemptKey;
 use crate::claude::{self, Line, RunResult};
+use crate::mcp;
 use crate::secrets::{self, Redactor};
 
 /// A line longer than this is cut: one runaway line must not become one
@@ -74,6 +75,21 @@ pub struct Attempt {
     pub claude: Arc<ClaudeSettings>,
     /// An earlier attempt's agent session this one may continue.
     pub resume: Option<ResumeFrom>,
+    /// How the step reaches the control plane for shared state; `None`
+    /// when the control plane gave it no token.
+    pub access: Option<StepAccess>,
+}
+
+/// What a step needs to call the control plane as itself: the worker's
+/// address and CA, and the attempt's own token (never the worker's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepAccess {
+    pub server: String,
+    pub ca_file: Option<PathBuf>,
+    pub token: String,
+    /// The `orca` executable, for `orca state` in scripts and the agents'
+    /// MCP server; its directory joins the end of the step's `PATH`.
+    pub orca_bin: Option<PathBuf>,
 }
 
 /// An earlier attempt's agent session, as the control plane remembers it.
@@ -222,6 +238,21 @@ fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap<String, St
             env.insert(name.to_string(), value);
         }
     }
+    if let Some(access) = &attempt.access {
+        env.insert("ORCA_SERVER".into(), access.server.clone());
+        env.insert("ORCA_TOKEN".into(), access.token.clone());
+        if let Some(ca_file) = &access.ca_file {
+            env.insert("ORCA_CA_FILE".into(), ca_file.display().to_string());
+        }
+        // Last, so a step's own `orca` on its PATH wins.
+        if let Some(dir) = access.orca_bin.as_deref().and_then(Path::parent) {
+            let path = env.entry("PATH".into()).or_default();
+            if !path.is_empty() {
+                path.push(':');
+            }
+            path.push_str(&dir.display().to_string());
+        }
+    }
     let path = |p: &str| workspace.join(p).display().to_string();
     env.insert("ORCA_TASK_ID".into(), attempt.key.task_id.clone());
     env.insert("ORCA_TASK_NAME".into(), attempt.task_name.clone());
@@ -264,7 +295,11 @@ async fn run_shell(
         Ok(secrets) => secrets,
         Err(message) => return Ended::failed(message, None),
     };
-    let redactor = Arc::new(Redactor::new(secrets.values()));
+    let redactor = Arc::new(Redactor::new(
+        secrets
+            .values()
+            .chain(attempt.access.iter().map(|a| &a.token)),
+    ));
     let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
     ended.error = redactor.redact(ended.error);
     ended.output_json = redactor.redact(ended.output_json);
@@ -283,7 +318,12 @@ async fn run_claude(
     cancel: oneshot::Receiver<String>,
 ) -> Ended {
     let settings = &attempt.claude;
-    let redactor = Arc::new(Redactor::new(settings.api_key.iter()));
+    let redactor = Arc::new(Redactor::new(
+        settings
+            .api_key
+            .iter()
+            .chain(attempt.access.iter().map(|a| &a.token)),
+    ));
     if let Err(e) = tokio::fs::create_dir_all(&settings.home).await {
         return Ended::failed(
             format!("creating the CLI's home {}: {e}", settings.home.display()),
@@ -336,6 +376,7 @@ async fn run_claude(
         max_turns,
         has_inputs(&attempt.inputs_json),
         resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+        attempt.access.as_ref().and_then(|a| a.orca_bin.as_deref()),
     ));
     let env = claude_environment(attempt, settings, &workspace);
     let run = Arc::new(Mutex::new(ClaudeRun::new(max_turns)));
@@ -502,13 +543,16 @@ fn has_inputs(inputs_json: &str) -> bool {
 
 /// The CLI's argv. The prompt follows `-p` directly: a list flag such as
 /// `--allowedTools A B` would swallow a positional prompt after it, so list
-/// values are given as one `--flag=a,b` argument.
+/// values are given as one `--flag=a,b` argument. With `orca_bin`, the
+/// agent gets orca's shared-state tools (`orca mcp`) and only those MCP
+/// servers, and may call them.
 fn claude_args(
     spec: &ClaudeCodeSpec,
     settings: &ClaudeSettings,
     max_turns: u32,
     with_inputs: bool,
     resume: Option<&str>,
+    orca_bin: Option<&Path>,
 ) -> Vec<String> {
     let mut prompt = match resume {
         // The session holds the original prompt and everything done since.
@@ -536,8 +580,14 @@ fn claude_args(
     if let Some(model) = spec.model.as_ref().or(settings.model.as_ref()) {
         args.extend(["--model".into(), model.clone()]);
     }
-    if !spec.allowed_tools.is_empty() {
-        args.push(format!("--allowedTools={}", spec.allowed_tools.join(",")));
+    let mut allowed = spec.allowed_tools.clone();
+    if let Some(orca_bin) = orca_bin {
+        args.push(format!("--mcp-config={}", mcp::agent_config(orca_bin)));
+        args.push("--strict-mcp-config".into());
+        allowed.push(format!("mcp__{}", mcp::SERVER_NAME));
+    }
+    if !allowed.is_empty() {
+        args.push(format!("--allowedTools={}", allowed.join(",")));
     }
     if let Some(mode) = &spec.permission_mode {
         args.extend(["--permission-mode".into(), mode.as_str().to_string()]);
@@ -1025,6 +1075,7 @@ mod tests {
             work_dir: dir.to_path_buf(),
             claude: Arc::new(ClaudeSettings::default()),
             resume: None,
+            access: None,
         }
     }
 
@@ -1057,6 +1108,12 @@ mod tests {
             api_key: Some("sk-ant-secret-key".into()),
             base_url: Some("http://127.0.0.1:9".into()),
             home: dir.join("home"),
+        });
+        attempt.access = Some(StepAccess {
+            server: "http://127.0.0.1:7070".into(),
+            ca_file: None,
+            token: "orca_step_for_this_attempt".into(),
+            orca_bin: Some("/opt/orca/bin/orca".into()),
         });
         attempt
     }
@@ -1126,12 +1183,25 @@ mod tests {
         );
         for expected in [
             "--verbose",
-            "--allowedTools=Write,Bash(git:*)",
+            "--allowedTools=Write,Bash(git:*),mcp__orca",
+            "--strict-mcp-config",
             "acceptEdits",
             "claude-test",
         ] {
             assert!(argv.contains(&expected), "{argv:?} lacks {expected}");
         }
+        // orca's tools, through `orca mcp`, with the token in the
+        // environment rather than on the command line.
+        let mcp_config = argv
+            .iter()
+            .find_map(|a| a.strip_prefix("--mcp-config="))
+            .expect("an MCP config");
+        let mcp_config: serde_json::Value = serde_json::from_str(mcp_config).expect("json");
+        assert_eq!(
+            mcp_config["mcpServers"]["orca"]["command"],
+            "/opt/orca/bin/orca"
+        );
+        assert!(!argv.iter().any(|a| a.contains("orca_step_")), "{argv:?}");
         // The environment is built: the worker's own is not inherited.
         let env = std::fs::read_to_string(dir.path().join("t1/s/env.txt")).expect("env");
         assert!(
@@ -1141,6 +1211,13 @@ mod tests {
         assert!(env.contains("ANTHROPIC_API_KEY=sk-ant-secret-key"));
         assert!(env.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:9"));
         assert!(env.contains("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));
+        assert!(env.contains("ORCA_TOKEN=orca_step_for_this_attempt\n"));
+        assert!(env.contains("ORCA_SERVER=http://127.0.0.1:7070\n"));
+        assert!(
+            env.lines()
+                .any(|l| l.starts_with("PATH=") && l.ends_with(":/opt/orca/bin")),
+            "orca's directory ends the PATH: {env}"
+        );
         // cargo sets this in the test process, the "worker" here.
         assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
         assert!(
