@@ -133,6 +133,16 @@ impl Server {
 
     /// Starts `orca server` listening on `listen`, with extra flags.
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Server> {
+        Server::start_with_env(data_dir, listen, extra, &[])
+    }
+
+    /// `start_on` with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let (log, stderr) = log_file(data_dir, "server")?;
         let mut child = Command::new(orca_bin())
             .args(["server", "--listen", listen, "--data-dir"])
@@ -143,6 +153,7 @@ impl Server {
             // machine running the tests has.
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("ANTHROPIC_BASE_URL")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

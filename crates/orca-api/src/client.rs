@@ -75,7 +75,8 @@ pub fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
 }
 
 /// Adds `authorization: Bearer <token>` to each request (nothing without a
-/// token; the server then answers UNAUTHENTICATED).
+/// token; the server then answers UNAUTHENTICATED), and the caller's trace
+/// context (`traceparent`), so the server's spans join the caller's trace.
 #[derive(Debug, Clone, Default)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
@@ -93,6 +94,7 @@ impl Bearer {
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        orca_telemetry::inject_current(request.metadata_mut());
         if let Some(value) = &self.0 {
             request
                 .metadata_mut()

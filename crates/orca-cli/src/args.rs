@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCA_CONTEXT")]
     pub context: Option<String>,
 
+    /// How log lines are written to stderr: text, or json (one object per
+    /// line, for log collectors). Each carries its trace id.
+    #[arg(long, global = true, env = "ORCA_LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
+    pub log_format: orca_telemetry::LogFormat,
+
     /// The config file with contexts [default: $XDG_CONFIG_HOME/orca/config.yaml,
     /// else ~/.config/orca/config.yaml].
     #[arg(long, global = true, env = "ORCA_CONFIG")]
@@ -629,6 +634,10 @@ pub struct WatchArgs {
 }
 
 /// `RATE` or `RATE/BURST`, both above zero; the burst defaults to the rate.
+fn parse_log_format(text: &str) -> Result<orca_telemetry::LogFormat, String> {
+    orca_telemetry::LogFormat::parse(text).ok_or_else(|| "text or json".to_string())
+}
+
 fn parse_rate(text: &str) -> Result<(u32, u32), String> {
     let number = |part: &str| {
         part.trim()

@@ -14,19 +14,12 @@ mod watch;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing::Instrument;
 
 use crate::args::{Cli, Command, OperatorCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(
-        cli.command,
-        Command::Server(_)
-            | Command::Worker(_)
-            | Command::Up(_)
-            | Command::Operator(OperatorCommand::Run(_))
-    );
-    init_logging(quiet);
     // The control plane needs every core; a worker or a client command is
     // mostly waiting on one stream, and one thread spares it the cross-thread
     // wake-ups that cost latency on a small machine.
@@ -46,13 +39,48 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(traced(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", client::describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the command with logging and tracing set up, and exports the last
+/// spans before returning. A client command is one span, the root of the
+/// trace its requests continue; a service's spans are its requests' and
+/// steps'.
+async fn traced(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (service, default_level) = match &cli.command {
+        Command::Server(_) | Command::Up(_) => ("orca-server", "info"),
+        Command::Worker(_) => ("orca-worker", "info"),
+        Command::Operator(OperatorCommand::Run(_)) => ("orca-operator", "info"),
+        // Client commands only warn, so their output stays clean for scripts.
+        _ => ("orca", "warn"),
+    };
+    let guard = orca_telemetry::init(&orca_telemetry::Settings {
+        service,
+        format: cli.log_format,
+        default_level,
+    })?;
+    let result = if service == "orca" {
+        let span =
+            tracing::info_span!("cli", otel.name = %format!("orca {}", command_name(&cli.command)));
+        run(cli).instrument(span).await
+    } else {
+        run(cli).await
+    };
+    guard.shutdown().await;
+    result
+}
+
+/// The subcommand's name, for its span.
+fn command_name(command: &Command) -> String {
+    let debug = format!("{command:?}");
+    let name = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+    name.to_lowercase()
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -89,19 +117,4 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(OperatorCommand::Run(args)) => local::operator(*args, resolved).await,
         Command::Config(_) | Command::Operator(OperatorCommand::Crd) => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// Services log at info; client commands only warn, so their output stays
-/// clean for scripts.
-fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: files and log collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .compact()
-        .init();
 }

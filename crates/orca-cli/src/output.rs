@@ -52,6 +52,9 @@ struct TaskView {
     finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cost: Option<CostView>,
+    /// The OpenTelemetry trace of the task, to look up in a tracing backend.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    trace_id: String,
     /// The task's prompt, when it was one.
     #[serde(skip_serializing_if = "String::is_empty")]
     prompt: String,
@@ -171,6 +174,7 @@ fn task_view(task: &v1::Task) -> TaskView {
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
         cost: cost_view(&task.cost),
+        trace_id: task.trace_id.clone(),
         prompt: spec.prompt.clone(),
         plan: (!task.plan_json.is_empty()).then(|| {
             serde_json::from_str(&task.plan_json)
@@ -279,6 +283,9 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     }
     if !view.message.is_empty() {
         println!("Message:   {}", view.message);
+    }
+    if !view.trace_id.is_empty() {
+        println!("Trace:     {}", view.trace_id);
     }
     if !view.prompt.is_empty() {
         println!("Prompt:    {}", truncate(&view.prompt, 100));

@@ -104,7 +104,7 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         start_time: time(&task.started_at),
         completion_time: time(&task.finished_at),
         cost_usd: cost_usd(task),
-        trace_id: None,
+        trace_id: Some(task.trace_id.clone()).filter(|t| !t.is_empty()),
         message: Some(task.message.clone()).filter(|m| !m.is_empty()),
         conditions,
         observed_generation: generation,

@@ -74,6 +74,8 @@ pub struct Admitted {
     pub run: TaskRun,
     /// The sequence number its next event gets.
     pub next_seq: u64,
+    /// The task span's `traceparent`; "" without one.
+    pub trace_context: String,
 }
 
 pub enum CancelAnswer {
@@ -341,6 +343,8 @@ struct Active {
     spec: Arc<TaskSpec>,
     /// Its steps' tokens are good in this tenant only.
     tenant: String,
+    /// The task span's `traceparent`, handed to each attempt.
+    trace_context: String,
     created_at: Micros,
     run: TaskRun,
     next_seq: u64,
@@ -768,7 +772,7 @@ impl Engine {
         let id: Arc<str> = Arc::from(task.id.as_str());
         let mut active = new_active(
             task.spec,
-            task.tenant,
+            (task.tenant, task.trace_context),
             task.created_at,
             task.run,
             task.next_seq,
@@ -1026,6 +1030,7 @@ impl Engine {
                     session_usd: s.usd,
                 }),
                 step_token,
+                traceparent: active.trace_context.clone(),
             })),
         };
         self.round.effects.push(Effect::ToWorker(
@@ -1421,7 +1426,7 @@ fn restore_run(record: &TaskRecord, spec: &TaskSpec) -> TaskRun {
 fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: TaskRun) -> Active {
     let mut active = new_active(
         spec,
-        record.tenant.clone(),
+        (record.tenant.clone(), record.trace_context.clone()),
         record.created_at,
         run,
         record.last_seq + 1,
@@ -1452,9 +1457,10 @@ fn last_session(attempts: &[orca_store::AttemptRecord]) -> Option<Session> {
     })
 }
 
+/// `(tenant, trace_context)` come from the stored task.
 fn new_active(
     spec: Arc<TaskSpec>,
-    tenant: String,
+    (tenant, trace_context): (String, String),
     created_at: Micros,
     run: TaskRun,
     next_seq: u64,
@@ -1481,6 +1487,7 @@ fn new_active(
     Active {
         spec,
         tenant,
+        trace_context,
         created_at,
         run,
         next_seq,

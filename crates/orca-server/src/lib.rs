@@ -211,6 +211,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             let _ = signalled.send(());
         };
         let router = tonic::transport::Server::builder()
+            .trace_fn(orca_telemetry::rpc_span)
             .add_service(health)
             // Health stays open for probes; everything else needs a token.
             .add_service(InterceptedService::new(reflection, authenticator.clone()))

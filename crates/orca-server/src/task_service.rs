@@ -184,6 +184,7 @@ impl TaskApi {
                 Ok(planned) => spec = planned,
                 Err(problem) => {
                     let id = self.new_id();
+                    let trace_context = task_trace_context(&id, &spec.name);
                     let message = format!("the plan cannot run: {problem}");
                     let task = NewTask {
                         events: vec![Event {
@@ -200,6 +201,7 @@ impl TaskApi {
                         step_states: Vec::new(),
                         state: TaskState::Failed,
                         plan_json,
+                        trace_context,
                         spec,
                         idempotency_key: (!key.is_empty()).then_some(key),
                         tenant,
@@ -210,9 +212,11 @@ impl TaskApi {
             }
         }
         let id = self.new_id();
+        let trace_context = task_trace_context(&id, &spec.name);
         let (run, changes) = TaskRun::new(&spec);
         let events = first_events(&id, &spec, changes, now);
         let task = NewTask {
+            trace_context,
             id,
             step_states: run.steps().iter().map(|s| s.state).collect(),
             state: run.state(),
@@ -247,30 +251,36 @@ impl TaskApi {
             runs.push(run);
             tasks.push(task);
         }
-        let admitted_specs: Vec<(String, TaskSpec, i64, u64)> = tasks
+        // What the engine needs of each task, should it be new.
+        let to_admit: Vec<Admitted> = tasks
             .iter()
-            .map(|t| {
-                (
-                    t.id.clone(),
-                    t.spec.clone(),
-                    t.created_at,
-                    t.events.len() as u64 + 1,
-                )
+            .zip(runs)
+            .filter_map(|(t, run)| {
+                Some(Admitted {
+                    id: t.id.clone(),
+                    tenant: t.tenant.clone(),
+                    spec: Arc::new(t.spec.clone()),
+                    created_at: t.created_at,
+                    run: run?,
+                    next_seq: t.events.len() as u64 + 1,
+                    trace_context: t.trace_context.clone(),
+                })
             })
             .collect();
-        let tenants: Vec<String> = tasks.iter().map(|t| t.tenant.clone()).collect();
+        let submitted: Vec<(String, String, String)> = tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.tenant.clone(), t.spec.name.clone()))
+            .collect();
         let created = self.store.create_tasks(tasks).await?;
+        let mut to_admit = to_admit.into_iter().peekable();
         let mut admitted = Vec::new();
         let mut responses = Vec::with_capacity(created.len());
         let mut audit = Vec::with_capacity(created.len());
-        for (((outcome, (id, spec, created_at, next_seq)), run), tenant) in created
-            .into_iter()
-            .zip(admitted_specs)
-            .zip(runs)
-            .zip(tenants)
-        {
+        for (outcome, (id, tenant, name)) in created.into_iter().zip(submitted) {
+            // A task whose plan cannot run was stored failed: it has no run.
+            let admission = to_admit.next_if(|a| a.id == id);
             let (target, detail) = match &outcome {
-                Created::New(_) => (id.clone(), format!("created {:?}", spec.name)),
+                Created::New(_) => (id.clone(), format!("created {name:?}")),
                 Created::Existing(existing) => (
                     existing.clone(),
                     "idempotency key matched an existing task".to_string(),
@@ -286,17 +296,7 @@ impl TaskApi {
             ));
             match outcome {
                 Created::New(_) => {
-                    // A task whose plan cannot run was stored failed.
-                    if let Some(run) = run {
-                        admitted.push(Admitted {
-                            id: id.clone(),
-                            tenant: tenant.clone(),
-                            spec: Arc::new(spec),
-                            created_at,
-                            run,
-                            next_seq,
-                        });
-                    }
+                    admitted.extend(admission);
                     responses.push(v1::SubmitTaskResponse {
                         task_id: id,
                         created: true,
@@ -465,8 +465,26 @@ fn first_events(task_id: &str, spec: &TaskSpec, changes: Vec<Change>, at: i64) -
         .collect()
 }
 
+/// The `traceparent` of a new task's span, a child of the current (RPC)
+/// span: every span of the task will be its child. The span itself ends at
+/// once; its context is what lasts, stored with the task.
+fn task_trace_context(id: &str, name: &str) -> String {
+    let span = tracing::info_span!("task", task.id = %id, task.name = %name);
+    orca_telemetry::traceparent(&span).unwrap_or_default()
+}
+
+/// The trace id inside a `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id_of(traceparent: &str) -> String {
+    traceparent
+        .split('-')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub fn task_to_proto(task: TaskRecord) -> v1::Task {
     v1::Task {
+        trace_id: trace_id_of(&task.trace_context),
         id: task.id,
         tenant: task.tenant,
         spec: Some(v1::TaskSpec::from(&task.spec)),

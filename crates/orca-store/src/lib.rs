@@ -61,6 +61,9 @@ pub struct NewTask {
     pub message: String,
     /// A planned task's plan as the model answered it; "" for others.
     pub plan_json: String,
+    /// The W3C `traceparent` of the task's span: its steps' spans are its
+    /// children, across restarts; "" when it has none.
+    pub trace_context: String,
     /// One per step of the spec, in order.
     pub step_states: Vec<StepState>,
     pub events: Vec<Event>,
@@ -193,6 +196,8 @@ pub struct TaskRecord {
     pub cost: Cost,
     /// A planned task's plan as the model answered it; "" for others.
     pub plan_json: String,
+    /// The W3C `traceparent` of the task's span; "" when it has none.
+    pub trace_context: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -204,6 +204,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(tenant, id)")?;
     add_missing_column(conn, "tasks", "plan", "TEXT NOT NULL DEFAULT ''")?;
+    add_missing_column(conn, "tasks", "trace_context", "TEXT NOT NULL DEFAULT ''")?;
     // Agents' sessions and costs, per attempt.
     for (column, kind) in [
         ("session_id", "TEXT NOT NULL DEFAULT ''"),
@@ -376,8 +377,8 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
             }
         }
         conn.prepare_cached(
-            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
+            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
         )?
         .execute(params![
             task.id,
@@ -391,6 +392,7 @@ fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
             task.tenant,
             task.plan_json,
             task.message,
+            task.trace_context,
         ])?;
         let mut insert_step = conn.prepare_cached(
             "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
@@ -722,7 +724,7 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
 const TASK_COLUMNS: &str = "id, state, idempotency_key, spec, message, created_at, started_at, finished_at, tenant,
      (SELECT json_array(COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
                         COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_creation_tokens), 0))
-      FROM attempts WHERE attempts.task_id = tasks.id), plan";
+      FROM attempts WHERE attempts.task_id = tasks.id), plan, trace_context";
 
 fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, String)> {
     let state: String = row.get(1)?;
@@ -751,6 +753,7 @@ fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String, S
                 cache_creation_tokens,
             },
             plan_json: row.get(10)?,
+            trace_context: row.get(11)?,
         },
         state,
         spec,
@@ -1039,6 +1042,7 @@ mod tests {
             created_at: 1,
             state: TaskState::Queued,
             plan_json: String::new(),
+            trace_context: String::new(),
             message: String::new(),
             step_states: vec![StepState::Queued, StepState::Waiting],
             events: vec![Event {

@@ -21,6 +21,7 @@ use orca_api::v1::server_message::Kind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
+use tracing::Instrument;
 
 pub use crate::runtime::ClaudeSettings;
 use crate::runtime::{Attempt, Report};
@@ -437,7 +438,22 @@ impl Worker {
                 tracing::debug!(task = %key.task_id, step = %key.step_id, attempt = key.attempt, "assigned");
                 let (cancel, cancelled) = oneshot::channel();
                 self.running.insert(key.clone(), Some(cancel));
+                // The attempt's span is a child of the task's, wherever the
+                // task was submitted; it lasts as long as the attempt runs.
+                let span = tracing::info_span!(
+                    parent: None,
+                    "attempt",
+                    otel.name = %format!("step {} attempt {}", key.step_id, key.attempt),
+                    task.id = %key.task_id,
+                    step.id = %key.step_id,
+                    attempt = key.attempt,
+                );
+                orca_telemetry::set_parent(
+                    &span,
+                    orca_telemetry::parent_from_traceparent(&assignment.traceparent),
+                );
                 let attempt = Attempt {
+                    traceparent: orca_telemetry::traceparent(&span),
                     key,
                     step: step.into(),
                     inputs_json: assignment.inputs_json,
@@ -458,7 +474,9 @@ impl Worker {
                         orca_bin: self.config.orca_bin.clone(),
                     }),
                 };
-                tokio::spawn(runtime::run(attempt, self.report_tx.clone(), cancelled));
+                tokio::spawn(
+                    runtime::run(attempt, self.report_tx.clone(), cancelled).instrument(span),
+                );
             }
             Some(Kind::Cancel(cancel)) => {
                 if let Some(key) = AttemptKey::from_proto(cancel.attempt)

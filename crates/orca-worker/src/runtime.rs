@@ -78,6 +78,9 @@ pub struct Attempt {
     /// How the step reaches the control plane for shared state; `None`
     /// when the control plane gave it no token.
     pub access: Option<StepAccess>,
+    /// The W3C `traceparent` of this attempt's span, given to the process as
+    /// `TRACEPARENT` so what it traces joins the task's trace.
+    pub traceparent: Option<String>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's
@@ -251,6 +254,16 @@ fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap<String, St
                 path.push(':');
             }
             path.push_str(&dir.display().to_string());
+        }
+    }
+    if let Some(traceparent) = &attempt.traceparent {
+        env.insert("TRACEPARENT".into(), traceparent.clone());
+        // Where to send it: a process with tracing of its own (the Claude
+        // Code CLI with its telemetry on) exports where the worker does.
+        for (name, value) in std::env::vars() {
+            if name.starts_with("OTEL_") {
+                env.insert(name, value);
+            }
         }
     }
     let path = |p: &str| workspace.join(p).display().to_string();
@@ -1060,6 +1073,8 @@ mod tests {
         }
     }
 
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         Attempt {
             key: AttemptKey {
@@ -1076,6 +1091,7 @@ mod tests {
             claude: Arc::new(ClaudeSettings::default()),
             resume: None,
             access: None,
+            traceparent: Some(TRACEPARENT.into()),
         }
     }
 
@@ -1384,7 +1400,7 @@ mod tests {
     #[tokio::test]
     async fn shell_step_reads_inputs_writes_output_and_streams_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let script = r#"echo "hello $ORCA_STEP_ID"; echo oops >&2; echo "::progress 0.5 half"; cat "$ORCA_INPUTS" > "$ORCA_OUTPUT""#;
+        let script = r#"echo "hello $ORCA_STEP_ID"; echo oops >&2; echo "::progress 0.5 half"; echo "trace $TRACEPARENT"; cat "$ORCA_INPUTS" > "$ORCA_OUTPUT""#;
         let (result, reports) = run_to_end(attempt(dir.path(), &["sh", "-c", script])).await;
         assert_eq!(
             result.outcome,
@@ -1403,6 +1419,11 @@ mod tests {
             .collect();
         assert!(logs.contains(&(LogStream::Stdout, "hello s")), "{logs:?}");
         assert!(logs.contains(&(LogStream::Stderr, "oops")), "{logs:?}");
+        let traced = format!("trace {TRACEPARENT}");
+        assert!(
+            logs.contains(&(LogStream::Stdout, traced.as_str())),
+            "{logs:?}"
+        );
         assert!(reports.iter().any(|r| matches!(r, Report::Progress { fraction, message, .. } if *fraction == 0.5 && message == "half")));
     }
 

@@ -1,0 +1,204 @@
+//! One trace per task across processes: an OTLP trace receiver in the test
+//! collects the spans the real CLI, control plane and worker export for one
+//! submitted task, and they form one chain, client → server → task → step
+//! attempt, down to the step process's `TRACEPARENT`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use orca_tests::*;
+use tonic::{Request, Response, Status};
+
+/// A span as received: which service sent it, and its ids as hex.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+}
+
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                    AnyValue::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push(Received {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                    });
+                }
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Collector {
+    /// Serves OTLP/gRPC on a free loopback port until the test ends.
+    async fn start() -> (Collector, SocketAddr) {
+        let collector = Collector::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let service = TraceServiceServer::new(collector.clone());
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await;
+        });
+        (collector, addr)
+    }
+
+    fn of_trace(&self, trace_id: &str) -> Vec<Received> {
+        self.spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+}
+
+const TASK: &str = r#"name: traced
+steps:
+  - id: traced
+    shell:
+      command: [sh, -c, 'echo "{\"traceparent\": \"$TRACEPARENT\"}" > "$ORCA_OUTPUT"']
+"#;
+
+// Multi-threaded: the collector answers while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
+    let (collector, addr) = Collector::start().await;
+    let endpoint = format!("http://{addr}");
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        // Export within a tenth of a second, not the default five.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_env(dir.path(), "127.0.0.1:0", &[], &otel).expect("server");
+    let _worker = start_worker_env(
+        &server.url,
+        dir.path(),
+        "w1",
+        &["shell"],
+        1,
+        &[],
+        &server.worker_token,
+        &otel,
+    )
+    .expect("worker");
+    server.wait_for_agents(&["w1"]).await.expect("worker up");
+    let file = dir.path().join("traced.yaml");
+    std::fs::write(&file, TASK).expect("task file");
+    let submitted = succeed(
+        server
+            .cli()
+            .envs(otel)
+            .args(["submit", "-f"])
+            .arg(&file)
+            .arg("--watch"),
+    );
+    assert!(submitted.status.success());
+
+    let client = server.tasks().await.expect("client");
+    let id = all_task_ids(&client)
+        .await
+        .expect("list")
+        .pop()
+        .expect("the task");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("succeeded");
+    let trace_id = task.trace_id.clone();
+    assert_eq!(trace_id.len(), 32, "a trace id: {trace_id:?}");
+    let shown = succeed(server.cli().args(["get", "task", &id]));
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&format!("Trace:     {trace_id}")),
+        "orca get task shows the trace id"
+    );
+
+    // Every process's spans arrive, all in the task's trace.
+    let spans = eventually(Duration::from_secs(20), || {
+        let spans = collector.of_trace(&trace_id);
+        let complete = ["orca", "orca-server", "orca-worker"]
+            .iter()
+            .all(|service| spans.iter().any(|s| s.service == *service))
+            && spans.iter().any(|s| s.name == "task");
+        async move { complete.then_some(spans) }
+    })
+    .await
+    .expect("spans from the CLI, the control plane and the worker");
+    let find = |service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name == name)
+            .unwrap_or_else(|| panic!("no {service} span {name:?} in {spans:#?}"))
+            .clone()
+    };
+    let cli = find("orca", "orca submit");
+    let rpc = find("orca-server", "/orca.v1.TaskService/SubmitTask");
+    let task_span = find("orca-server", "task");
+    let attempt = find("orca-worker", "step traced attempt 1");
+    assert_eq!(cli.parent_span_id, "", "the client starts the trace");
+    assert_eq!(rpc.parent_span_id, cli.span_id, "server under client");
+    assert_eq!(
+        task_span.parent_span_id, rpc.span_id,
+        "task under its submit"
+    );
+    assert_eq!(
+        attempt.parent_span_id, task_span.span_id,
+        "attempt under task"
+    );
+
+    // The step's process was given the attempt's context.
+    let output = step_output(&task, "traced").expect("output");
+    let traceparent = output["traceparent"].as_str().expect("a traceparent");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], trace_id);
+    assert_eq!(parts[2], attempt.span_id);
+}
