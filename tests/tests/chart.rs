@@ -258,6 +258,60 @@ fn the_charts_crds_are_crds_dir() {
 }
 
 #[test]
+fn metrics_and_probes_use_the_http_port_and_a_service_monitor_scrapes_it() {
+    let objects = render(&[]).expect("renders");
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "ServiceMonitor"),
+        "off by default: not every cluster has the Prometheus Operator"
+    );
+    let server = container(&objects, "orca");
+    let args = server.args.clone().unwrap_or_default();
+    assert!(
+        args.contains(&"--http-listen=0.0.0.0:9090".to_string()),
+        "{args:?}"
+    );
+    let probe_path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+        probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(
+        probe_path(&server.readiness_probe).as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        probe_path(&server.liveness_probe).as_deref(),
+        Some("/healthz")
+    );
+
+    let objects = render(&[
+        "serviceMonitor.enabled=true",
+        "serviceMonitor.labels.release=prometheus",
+    ])
+    .expect("renders");
+    let monitor = find(&objects, "ServiceMonitor", "orca");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    // It selects the control plane's Service, which has the port it names.
+    let service = find(&objects, "Service", "orca");
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    for (key, value) in selector {
+        assert_eq!(&service["metadata"]["labels"][key], value, "{key}");
+    }
+    let ports = service["spec"]["ports"].as_array().expect("ports");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "http" && p["port"] == 9090),
+        "{ports:?}"
+    );
+}
+
+#[test]
 fn bad_values_are_refused_naming_the_value() {
     for (set, named) in [
         ("controlPlane.port=0", "/controlPlane/port"),
@@ -271,6 +325,7 @@ fn bad_values_are_refused_naming_the_value() {
             "controlPlane.planner.baseUrl=ftp://x",
             "/controlPlane/planner/baseUrl",
         ),
+        ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
     ] {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");

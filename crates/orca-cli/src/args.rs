@@ -211,6 +211,11 @@ pub struct ServerArgs {
     #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
+    /// Where to serve /metrics (Prometheus), /healthz and /readyz over
+    /// HTTP, e.g. 127.0.0.1:7071; not served without it.
+    #[arg(long, env = "ORCA_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 
@@ -415,6 +420,11 @@ pub struct OfferArgs {
 pub struct UpArgs {
     #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// Where to serve /metrics (Prometheus), /healthz and /readyz over
+    /// HTTP, e.g. 127.0.0.1:7071; not served without it.
+    #[arg(long, env = "ORCA_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub store: StoreArgs,

@@ -124,13 +124,14 @@ async fn stop_signal() {
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let config = server_config(
+    let mut config = server_config(
         args.listen,
         &args.store,
         &args.security,
         &args.limits,
         &args.planner,
     )?;
+    config.http_listen = args.http_listen;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -143,6 +144,9 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         "orca control plane listening on {scheme}://{}",
         running.local_addr
     );
+    if let Some(http) = running.http_addr {
+        println!("metrics and health on http://{http}");
+    }
     running.run_until(stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -215,15 +219,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "--tls-cert: `orca up` serves loopback in plaintext; use `orca server` for TLS"
         );
     }
-    let running = orca_server::start(server_config(
+    let mut config = server_config(
         args.listen,
         &args.store,
         &args.security,
         &args.limits,
         &args.planner,
-    )?)
-    .await
-    .context("starting the control plane")?;
+    )?;
+    config.http_listen = args.http_listen;
+    let running = orca_server::start(config)
+        .await
+        .context("starting the control plane")?;
     let endpoint = format!("http://{}", running.local_addr);
     // Scripts (and `make demo`) read the address from here when the port was
     // chosen by the system.

@@ -26,6 +26,7 @@ use tonic::Status;
 use crate::Error;
 use crate::auth::StepGrant;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::step_token::StepTokens;
 
 /// The error of a step whose output file is not JSON.
@@ -316,6 +317,10 @@ enum Effect {
 struct StepSlot {
     needs: Capabilities,
     queued: Option<QueueKey>,
+    /// When it last became ready to run, for the dispatch latency.
+    queued_at: Micros,
+    /// The model its agent reported, for cost by model.
+    model: String,
     /// The worker running the current attempt.
     worker: Option<u64>,
     /// Its name and when the attempt started, for the attempt's history
@@ -405,6 +410,7 @@ pub struct Engine {
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     /// Mints each assignment's step token.
     step_tokens: Arc<StepTokens>,
+    metrics: Arc<Metrics>,
 }
 
 /// How long a worker's hold on its steps lasts without a sign of life.
@@ -422,6 +428,7 @@ pub fn start(
     recovered: Vec<TaskRecord>,
     leases: Leases,
     step_tokens: Arc<StepTokens>,
+    metrics: Arc<Metrics>,
 ) -> (EngineHandle, watch::Receiver<Option<String>>) {
     let (commands, inbox) = mpsc::channel(8192);
     let (effects, effect_queue) = mpsc::unbounded_channel();
@@ -439,6 +446,7 @@ pub fn start(
         round: Round::default(),
         effects,
         step_tokens,
+        metrics,
     };
     engine.recover(recovered);
     tokio::spawn(run_effects(effect_queue, hub, fatal_tx));
@@ -769,6 +777,7 @@ impl Engine {
     }
 
     fn admit(&mut self, task: Admitted) {
+        self.metrics.task_submitted();
         let id: Arc<str> = Arc::from(task.id.as_str());
         let mut active = new_active(
             task.spec,
@@ -792,6 +801,7 @@ impl Engine {
                 (id.clone(), index),
             );
             active.slots[index].queued = Some(key);
+            active.slots[index].queued_at = now_micros();
         }
     }
 
@@ -837,6 +847,9 @@ impl Engine {
             };
             match change {
                 Change::Task { state, message } => {
+                    if state.is_terminal() {
+                        self.metrics.task_finished(state.as_str());
+                    }
                     self.round.writes.push(Write::Task {
                         id: task_id.to_string(),
                         state,
@@ -900,6 +913,7 @@ impl Engine {
                             (task_id.clone(), index),
                         );
                         slot.queued = Some(key);
+                        slot.queued_at = now;
                     }
                     let attempt = active.run.step(index).attempt;
                     let worker_name = slot
@@ -1041,6 +1055,8 @@ impl Engine {
         let slot = &mut active.slots[index];
         slot.worker_name.clone_from(&worker.info.name);
         slot.attempt_started = now;
+        self.metrics
+            .attempt_started((now - slot.queued_at) as f64 / 1e6);
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),
@@ -1065,6 +1081,7 @@ impl Engine {
         };
         // A resumed session keeps its workspace and cost so far; a new one
         // starts here, at zero.
+        slot.model.clone_from(&model);
         match &slot.session {
             Some(previous) if previous.id == session_id => {}
             _ => {
@@ -1141,6 +1158,12 @@ impl Engine {
         if let (Some(session), Some(cost)) = (&mut slot.session, &report.cost) {
             session.usd += cost.usd;
         }
+        if let Some(cost) = &report.cost {
+            self.metrics.agent_spent(&slot.model, cost);
+        }
+        let started = report.started_at.unwrap_or(slot.attempt_started);
+        let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
+        self.metrics.attempt_finished(attempt_state.as_str(), ran);
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: report.attempt.step_id.clone(),
@@ -1215,6 +1238,7 @@ impl Engine {
         };
         let slot = &mut active.slots[index];
         slot.worker = None;
+        self.metrics.attempt_finished("lost", None);
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: active.spec.steps[index].id.clone(),
@@ -1321,6 +1345,7 @@ impl Engine {
                 (task_id.clone(), index),
             );
             slot.queued = Some(key);
+            slot.queued_at = now_micros();
         }
     }
 
@@ -1476,6 +1501,8 @@ fn new_active(
             attempt_started: 0,
             output: None,
             session: None,
+            queued_at: 0,
+            model: String::new(),
         })
         .collect();
     let index = spec

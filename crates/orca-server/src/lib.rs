@@ -6,8 +6,10 @@ mod agent_service;
 pub mod auth;
 mod engine;
 mod error;
+mod http;
 mod hub;
 pub mod jwt;
+mod metrics;
 pub mod planner;
 mod state_service;
 pub mod step_token;
@@ -63,6 +65,9 @@ pub struct Config {
     pub tls: Option<tls::TlsFiles>,
     /// Plans prompt tasks submitted with `plan`; `None` refuses them.
     pub planner: Option<planner::PlannerConfig>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` for
+    /// nowhere.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -79,6 +84,7 @@ impl Config {
             rate_limit: None,
             tls: None,
             planner: None,
+            http_listen: None,
         }
     }
 }
@@ -86,6 +92,8 @@ impl Config {
 /// A control plane serving on `local_addr` until [`RunningServer::stop`].
 pub struct RunningServer {
     pub local_addr: SocketAddr,
+    /// Where the HTTP port (metrics, health) listens, when it does.
+    pub http_addr: Option<SocketAddr>,
     pub db_path: PathBuf,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), Error>>,
@@ -119,6 +127,26 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
 
 /// Opens the store, recovers unfinished tasks, binds and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    // First, so probes can tell a control plane that is starting (opening
+    // and recovering its store) from one that is not there.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let status = Arc::new(http::Status::new(metrics.clone()));
+    let (http_addr, http_serving) = match config.http_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .map_err(|source| Error::Io {
+                    context: format!("binding the HTTP port {listen}"),
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| Error::Io {
+                context: "reading the HTTP port's address".into(),
+                source,
+            })?;
+            (Some(addr), Some(http::serve(listener, status.clone())))
+        }
+        None => (None, None),
+    };
     let step_tokens = Arc::new(step_token::StepTokens::load_or_create(&config.data_dir)?);
     let authenticator = auth::Authenticator::new(
         auth::Tokens::load_or_create(config.tokens_file.as_deref(), &config.data_dir)?,
@@ -151,6 +179,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             heartbeat_interval: config.heartbeat_interval,
         },
         step_tokens,
+        metrics,
     );
 
     let listener = TcpListener::bind(config.listen)
@@ -193,6 +222,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     );
     let agents =
         agent_service::AgentApi::new(engine.clone(), config.limits, workers_need_certificates);
+    status.ready(engine.clone());
     let topics = Arc::new(state_service::Topics::default());
     let state = state_service::StateApi::new(store_for_state, topics.clone());
 
@@ -248,6 +278,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             served = server => served?,
             _ = cut_off => tracing::warn!("streams still open after the stop grace; cutting them"),
         }
+        if let Some(http) = http_serving {
+            http.abort();
+        }
         if let Some(message) = fatal.borrow().clone() {
             return Err(Error::Fatal(message));
         }
@@ -256,6 +289,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     tracing::info!(%local_addr, tls = config.tls.is_some(), db = %db_path.display(), "control plane serving");
     Ok(RunningServer {
         local_addr,
+        http_addr,
         db_path,
         stop,
         serving,

@@ -945,6 +945,7 @@ mod tests {
             Vec::new(),
             leases,
             Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
+            Arc::new(crate::metrics::Metrics::new()),
         );
         let api = TaskApi::new(store, engine, hub.clone(), Limits::default(), None);
 

@@ -1,0 +1,237 @@
+//! The control plane's Prometheus metrics. Counters and histograms move as
+//! the engine works; the gauges (queue depth, workers, slots) are read from
+//! the engine when scraped, so they are never stale.
+
+use std::sync::atomic::AtomicU64;
+
+use orca_api::v1;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    tasks_submitted: Counter,
+    tasks_finished: Family<Labels, Counter>,
+    attempts_started: Counter,
+    attempts_finished: Family<Labels, Counter>,
+    dispatch_latency: Histogram,
+    step_duration: Histogram,
+    agent_cost: Family<Labels, Counter<f64, AtomicU64>>,
+    agent_tokens: Family<Labels, Counter>,
+    queue_depth: Family<Labels, Gauge>,
+    workers: Gauge,
+    slots: Gauge,
+    slots_busy: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("orca");
+        let metrics = Metrics {
+            tasks_submitted: Counter::default(),
+            tasks_finished: Family::default(),
+            attempts_started: Counter::default(),
+            attempts_finished: Family::default(),
+            // 100 µs to ~52 s.
+            dispatch_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
+            // 10 ms to ~3 h.
+            step_duration: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
+            agent_cost: Family::default(),
+            agent_tokens: Family::default(),
+            queue_depth: Family::default(),
+            workers: Gauge::default(),
+            slots: Gauge::default(),
+            slots_busy: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "tasks_submitted",
+            "Tasks created by submits",
+            metrics.tasks_submitted.clone(),
+        );
+        registry.register(
+            "tasks_finished",
+            "Tasks that reached a final state, by state",
+            metrics.tasks_finished.clone(),
+        );
+        registry.register(
+            "step_attempts_started",
+            "Step attempts given to a worker",
+            metrics.attempts_started.clone(),
+        );
+        registry.register(
+            "step_attempts_finished",
+            "Step attempts that ended, by outcome (succeeded, failed, cancelled, lost)",
+            metrics.attempts_finished.clone(),
+        );
+        registry.register(
+            "dispatch_latency_seconds",
+            "From a step being ready to its attempt being given to a worker",
+            metrics.dispatch_latency.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "How long step attempts ran, as their workers reported",
+            metrics.step_duration.clone(),
+        );
+        registry.register(
+            "agent_cost_usd",
+            "What agent steps cost, by model, as their CLI priced it",
+            metrics.agent_cost.clone(),
+        );
+        registry.register(
+            "agent_tokens",
+            "Tokens agent steps used, by model and kind",
+            metrics.agent_tokens.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Steps waiting for a worker, by the capabilities they need",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "workers_connected",
+            "Workers connected",
+            metrics.workers.clone(),
+        );
+        registry.register(
+            "worker_slots",
+            "Slots of the connected workers",
+            metrics.slots.clone(),
+        );
+        registry.register(
+            "worker_slots_busy",
+            "Slots running a step",
+            metrics.slots_busy.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    pub fn task_submitted(&self) {
+        self.tasks_submitted.inc();
+    }
+
+    pub fn task_finished(&self, state: &str) {
+        self.tasks_finished
+            .get_or_create(&vec![("state", state.to_string())])
+            .inc();
+    }
+
+    pub fn attempt_started(&self, waited_seconds: f64) {
+        self.attempts_started.inc();
+        self.dispatch_latency.observe(waited_seconds.max(0.0));
+    }
+
+    /// An attempt ended: `outcome` is succeeded, failed, cancelled or lost;
+    /// `ran_seconds` is known for attempts that reported.
+    pub fn attempt_finished(&self, outcome: &str, ran_seconds: Option<f64>) {
+        self.attempts_finished
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+        if let Some(seconds) = ran_seconds {
+            self.step_duration.observe(seconds.max(0.0));
+        }
+    }
+
+    pub fn agent_spent(&self, model: &str, cost: &orca_core::Cost) {
+        let model = if model.is_empty() { "unknown" } else { model };
+        self.agent_cost
+            .get_or_create(&vec![("model", model.to_string())])
+            .inc_by(cost.usd.max(0.0));
+        for (kind, tokens) in [
+            ("input", cost.input_tokens),
+            ("output", cost.output_tokens),
+            ("cache_read", cost.cache_read_tokens),
+            ("cache_creation", cost.cache_creation_tokens),
+        ] {
+            self.agent_tokens
+                .get_or_create(&vec![
+                    ("model", model.to_string()),
+                    ("kind", kind.to_string()),
+                ])
+                .inc_by(tokens);
+        }
+    }
+
+    /// The text exposition, with the gauges set from `now`.
+    pub fn render(&self, now: &v1::ListAgentsResponse) -> String {
+        self.queue_depth.clear();
+        for depth in &now.queue {
+            self.queue_depth
+                .get_or_create(&vec![("capabilities", depth.capabilities.join(","))])
+                .set(i64::from(depth.queued));
+        }
+        self.workers.set(now.agents.len() as i64);
+        self.slots
+            .set(now.agents.iter().map(|a| i64::from(a.slots)).sum());
+        self.slots_busy
+            .set(now.agents.iter().map(|a| i64::from(a.running)).sum());
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_metric_with_its_labels() {
+        let metrics = Metrics::new();
+        metrics.task_submitted();
+        metrics.task_finished("succeeded");
+        metrics.attempt_started(0.002);
+        metrics.attempt_finished("failed", Some(1.5));
+        metrics.agent_spent(
+            "claude-test",
+            &orca_core::Cost {
+                usd: 0.25,
+                input_tokens: 100,
+                ..orca_core::Cost::default()
+            },
+        );
+        let text = metrics.render(&v1::ListAgentsResponse {
+            agents: vec![v1::Agent {
+                slots: 4,
+                running: 1,
+                ..v1::Agent::default()
+            }],
+            queue: vec![v1::QueueDepth {
+                capabilities: vec!["gpu".into(), "shell".into()],
+                queued: 3,
+            }],
+        });
+        for line in [
+            "orca_tasks_submitted_total 1",
+            "orca_tasks_finished_total{state=\"succeeded\"} 1",
+            "orca_step_attempts_finished_total{outcome=\"failed\"} 1",
+            "orca_dispatch_latency_seconds_count 1",
+            "orca_step_duration_seconds_sum 1.5",
+            "orca_agent_cost_usd_total{model=\"claude-test\"} 0.25",
+            "orca_agent_tokens_total{model=\"claude-test\",kind=\"input\"} 100",
+            "orca_queue_depth{capabilities=\"gpu,shell\"} 3",
+            "orca_workers_connected 1",
+            "orca_worker_slots 4",
+            "orca_worker_slots_busy 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+}
