@@ -105,7 +105,7 @@ const TASK: &str = r#"name: traced
 steps:
   - id: traced
     shell:
-      command: [sh, -c, 'echo "{\"traceparent\": \"$TRACEPARENT\"}" > "$ORCA_OUTPUT"']
+      command: [sh, -c, 'orca state put seen true && echo "{\"traceparent\": \"$TRACEPARENT\"}" > "$ORCA_OUTPUT"']
 "#;
 
 // Multi-threaded: the collector answers while the test waits on the CLI.
@@ -167,7 +167,9 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
         let complete = ["orca", "orca-server", "orca-worker"]
             .iter()
             .all(|service| spans.iter().any(|s| s.service == *service))
-            && spans.iter().any(|s| s.name == "task");
+            && ["task", "orca state", "/orca.v1.StateService/PutState"]
+                .iter()
+                .all(|name| spans.iter().any(|s| s.name == *name));
         async move { complete.then_some(spans) }
     })
     .await
@@ -193,6 +195,11 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
         attempt.parent_span_id, task_span.span_id,
         "attempt under task"
     );
+    // What the step itself calls joins the trace under its attempt.
+    let from_step = find("orca", "orca state");
+    let put = find("orca-server", "/orca.v1.StateService/PutState");
+    assert_eq!(from_step.parent_span_id, attempt.span_id, "step's CLI");
+    assert_eq!(put.parent_span_id, from_step.span_id, "its request");
 
     // The step's process was given the attempt's context.
     let output = step_output(&task, "traced").expect("output");

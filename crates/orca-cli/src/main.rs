@@ -50,8 +50,9 @@ fn main() -> ExitCode {
 
 /// Runs the command with logging and tracing set up, and exports the last
 /// spans before returning. A client command is one span, the root of the
-/// trace its requests continue; a service's spans are its requests' and
-/// steps'.
+/// trace its requests continue, or, inside a step (`orca state`, an agent's
+/// `orca mcp`), a child of the step's `TRACEPARENT`; a service's spans are
+/// its requests' and steps'.
 async fn traced(cli: Cli) -> anyhow::Result<ExitCode> {
     let (service, default_level) = match &cli.command {
         Command::Server(_) | Command::Up(_) => ("orca-server", "info"),
@@ -68,6 +69,9 @@ async fn traced(cli: Cli) -> anyhow::Result<ExitCode> {
     let result = if service == "orca" {
         let span =
             tracing::info_span!("cli", otel.name = %format!("orca {}", command_name(&cli.command)));
+        if let Ok(step) = std::env::var("TRACEPARENT") {
+            orca_telemetry::set_parent(&span, orca_telemetry::parent_from_traceparent(&step));
+        }
         run(cli).instrument(span).await
     } else {
         run(cli).await
