@@ -207,6 +207,13 @@ pub struct StoreArgs {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+}
+
+/// The control plane's settings, for `orca server` and `orca up` alike.
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
     /// Address for gRPC. Loopback by default; say 0.0.0.0:7070 to serve others.
     #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -418,25 +425,8 @@ pub struct OfferArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-
-    /// Where to serve /metrics (Prometheus), /healthz and /readyz over
-    /// HTTP, e.g. 127.0.0.1:7071; not served without it.
-    #[arg(long, env = "ORCA_HTTP_LISTEN")]
-    pub http_listen: Option<SocketAddr>,
-
     #[command(flatten)]
-    pub store: StoreArgs,
-
-    #[command(flatten)]
-    pub security: SecurityArgs,
-
-    #[command(flatten)]
-    pub limits: LimitArgs,
-
-    #[command(flatten)]
-    pub planner: PlannerArgs,
+    pub control_plane: ControlPlaneArgs,
 
     /// The local workers' secrets: one file per secret, named as steps name
     /// them in `secretEnv`.
@@ -702,8 +692,9 @@ mod tests {
         let Command::Up(up) = cli.command else {
             panic!("not up")
         };
-        assert!(up.listen.ip().is_loopback());
         assert_eq!(up.workers, 2);
+        let up = up.control_plane;
+        assert!(up.listen.ip().is_loopback());
         assert_eq!(up.store.data_dir, PathBuf::from(".orca"));
         assert_eq!(up.store.lease_ttl, Duration::from_secs(30));
         assert_eq!(up.store.heartbeat_interval, Duration::from_secs(5));
@@ -711,7 +702,7 @@ mod tests {
         let Command::Server(server) = cli.command else {
             panic!("not server")
         };
-        assert!(server.listen.ip().is_loopback());
+        assert!(server.control_plane.listen.ip().is_loopback());
     }
 
     #[test]

@@ -16,8 +16,7 @@ use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
 use crate::args::{
-    Durability, LimitArgs, OperatorRunArgs, PlannerArgs, SecurityArgs, ServerArgs, StoreArgs,
-    UpArgs, WorkerArgs,
+    ControlPlaneArgs, Durability, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs, WorkerArgs,
 };
 use crate::context::Resolved;
 
@@ -60,13 +59,15 @@ fn planner_config(args: &PlannerArgs) -> anyhow::Result<Option<PlannerConfig>> {
     }))
 }
 
-fn server_config(
-    listen: std::net::SocketAddr,
-    store: &StoreArgs,
-    security: &SecurityArgs,
-    limits: &LimitArgs,
-    planner: &PlannerArgs,
-) -> anyhow::Result<Config> {
+fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
+    let ControlPlaneArgs {
+        listen,
+        http_listen,
+        store,
+        security,
+        limits,
+        planner,
+    } = args;
     if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.lease_ttl {
         anyhow::bail!(
             "--heartbeat-interval ({:?}) must be above zero and shorter than --lease-ttl ({:?})",
@@ -74,7 +75,8 @@ fn server_config(
             store.lease_ttl
         );
     }
-    let mut config = Config::new(listen, store.data_dir.clone());
+    let mut config = Config::new(*listen, store.data_dir.clone());
+    config.http_listen = *http_listen;
     config.durability = match store.durability {
         Durability::Process => StoreDurability::Process,
         Durability::Machine => StoreDurability::Machine,
@@ -124,14 +126,7 @@ async fn stop_signal() {
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let mut config = server_config(
-        args.listen,
-        &args.store,
-        &args.security,
-        &args.limits,
-        &args.planner,
-    )?;
-    config.http_listen = args.http_listen;
+    let config = server_config(&args.control_plane)?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -214,31 +209,25 @@ fn default_worker_name() -> String {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    if args.security.tls_cert.is_some() {
+    if args.control_plane.security.tls_cert.is_some() {
         anyhow::bail!(
             "--tls-cert: `orca up` serves loopback in plaintext; use `orca server` for TLS"
         );
     }
-    let mut config = server_config(
-        args.listen,
-        &args.store,
-        &args.security,
-        &args.limits,
-        &args.planner,
-    )?;
-    config.http_listen = args.http_listen;
+    let config = server_config(&args.control_plane)?;
+    let data_dir = &args.control_plane.store.data_dir;
     let running = orca_server::start(config)
         .await
         .context("starting the control plane")?;
     let endpoint = format!("http://{}", running.local_addr);
     // Scripts (and `make demo`) read the address from here when the port was
     // chosen by the system.
-    let endpoint_file = args.store.data_dir.join("endpoint");
+    let endpoint_file = data_dir.join("endpoint");
     std::fs::write(&endpoint_file, format!("{endpoint}\n"))
         .with_context(|| format!("writing {}", endpoint_file.display()))?;
 
     // The control plane created the tokens on its first start.
-    let token_file = args.store.data_dir.join("worker.token");
+    let token_file = data_dir.join("worker.token");
     let worker_token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading {}", token_file.display()))?
         .trim()
@@ -251,7 +240,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let mut config = WorkerConfig::new(
             endpoint.clone(),
             name.clone(),
-            args.store.data_dir.join("work").join(&name),
+            data_dir.join("work").join(&name),
         );
         config.capabilities = args.offer.capabilities.clone();
         config.slots = args.offer.slots;
@@ -273,7 +262,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("  store    {}", running.db_path.display());
     println!(
         "  token    {} (the CLI reads .orca/admin.token by itself)",
-        args.store.data_dir.join("admin.token").display()
+        data_dir.join("admin.token").display()
     );
     println!(
         "  workers  {} ({} slots each; capabilities: {})",

@@ -147,6 +147,13 @@ impl Attempt {
             .join(format!("attempt-{n}"))
     }
 
+    /// Masks `secrets` and the attempt's own token in what the step says.
+    fn redactor<'a>(&'a self, secrets: impl Iterator<Item = &'a String>) -> Arc<Redactor> {
+        Arc::new(Redactor::new(
+            secrets.chain(self.access.iter().map(|a| &a.token)),
+        ))
+    }
+
     /// Whether the step may run again after this attempt fails.
     fn has_attempts_left(&self) -> bool {
         self.step
@@ -308,11 +315,7 @@ async fn run_shell(
         Ok(secrets) => secrets,
         Err(message) => return Ended::failed(message, None),
     };
-    let redactor = Arc::new(Redactor::new(
-        secrets
-            .values()
-            .chain(attempt.access.iter().map(|a| &a.token)),
-    ));
+    let redactor = attempt.redactor(secrets.values());
     let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
     ended.error = redactor.redact(ended.error);
     ended.output_json = redactor.redact(ended.output_json);
@@ -331,12 +334,7 @@ async fn run_claude(
     cancel: oneshot::Receiver<String>,
 ) -> Ended {
     let settings = &attempt.claude;
-    let redactor = Arc::new(Redactor::new(
-        settings
-            .api_key
-            .iter()
-            .chain(attempt.access.iter().map(|a| &a.token)),
-    ));
+    let redactor = attempt.redactor(settings.api_key.iter());
     if let Err(e) = tokio::fs::create_dir_all(&settings.home).await {
         return Ended::failed(
             format!("creating the CLI's home {}: {e}", settings.home.display()),
