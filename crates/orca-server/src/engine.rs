@@ -308,6 +308,9 @@ type DueRetry = (Micros, Arc<str>, usize, u32);
 /// What a round reveals once it has committed.
 enum Effect {
     ToWorker(Outbox, Box<v1::ServerMessage>),
+    /// An assignment, sent once its step token is minted: signing is done
+    /// here, off the engine's thread, which every task waits on.
+    Assign(Outbox, Box<Assignment>),
     Publish(Vec<Arc<Event>>),
     /// Answers a request (admit, reopen) once its writes are durable.
     Done(oneshot::Sender<()>),
@@ -408,8 +411,6 @@ pub struct Engine {
     retries: BinaryHeap<Reverse<DueRetry>>,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
-    /// Mints each assignment's step token.
-    step_tokens: Arc<StepTokens>,
     metrics: Arc<Metrics>,
 }
 
@@ -445,19 +446,49 @@ pub fn start(
         retries: BinaryHeap::new(),
         round: Round::default(),
         effects,
-        step_tokens,
         metrics,
     };
     engine.recover(recovered);
-    tokio::spawn(run_effects(effect_queue, hub, fatal_tx));
+    tokio::spawn(run_effects(effect_queue, hub, step_tokens, fatal_tx));
     tokio::spawn(engine.run(inbox));
     (EngineHandle { commands }, fatal_rx)
+}
+
+/// An assignment waiting for its step token.
+struct Assignment {
+    message: v1::Assignment,
+    tenant: String,
+    timeout: Option<Duration>,
+}
+
+impl Assignment {
+    /// The message with its step token. Without one the step still runs;
+    /// only its state calls fail.
+    fn signed(mut self, step_tokens: &StepTokens) -> v1::ServerMessage {
+        if let Some(attempt) = &self.message.attempt {
+            let grant = StepGrant {
+                task_id: attempt.task_id.clone(),
+                step_id: attempt.step_id.clone(),
+                attempt: attempt.attempt,
+            };
+            match step_tokens.mint(&grant, &self.tenant, self.timeout) {
+                Ok(token) => self.message.step_token = token,
+                Err(e) => {
+                    tracing::error!(task = %grant.task_id, step = %grant.step_id, error = %e, "no step token");
+                }
+            }
+        }
+        v1::ServerMessage {
+            kind: Some(v1::server_message::Kind::Assignment(self.message)),
+        }
+    }
 }
 
 /// Applies each round's effects in order, once its commit is durable.
 async fn run_effects(
     mut queue: mpsc::UnboundedReceiver<(Commit, Vec<Effect>)>,
     hub: Arc<Hub>,
+    step_tokens: Arc<StepTokens>,
     fatal: watch::Sender<Option<String>>,
 ) {
     while let Some((commit, effects)) = queue.recv().await {
@@ -478,6 +509,9 @@ async fn run_effects(
                 // A closed outbox means the worker left; its disconnect
                 // handling re-queues the step.
                 Effect::ToWorker(outbox, message) => drop(outbox.send(Ok(*message))),
+                Effect::Assign(outbox, assignment) => {
+                    drop(outbox.send(Ok(assignment.signed(&step_tokens))));
+                }
                 Effect::Publish(events) => hub.publish(&events),
                 Effect::Done(done) => drop(done.send(())),
                 Effect::CancelDone(reply) => drop(reply.send(CancelAnswer::Done)),
@@ -1012,24 +1046,8 @@ impl Engine {
         };
         worker.credits -= 1;
         worker.running.insert((task_id.clone(), index));
-        let grant = StepGrant {
-            task_id: task_id.to_string(),
-            step_id: step.id.clone(),
-            attempt,
-        };
-        let timeout = step
-            .timeout_seconds
-            .map(|s| Duration::from_secs(u64::from(s)));
-        // Without a token the step still runs; only its state calls fail.
-        let step_token = self
-            .step_tokens
-            .mint(&grant, &active.tenant, timeout)
-            .unwrap_or_else(|e| {
-                tracing::error!(task = %task_id, step = %step.id, error = %e, "no step token");
-                String::new()
-            });
-        let assignment = v1::ServerMessage {
-            kind: Some(v1::server_message::Kind::Assignment(v1::Assignment {
+        let assignment = Assignment {
+            message: v1::Assignment {
                 attempt: Some(v1::AttemptRef {
                     task_id: task_id.to_string(),
                     step_id: step.id.clone(),
@@ -1043,14 +1061,17 @@ impl Engine {
                     session_id: s.id.clone(),
                     session_usd: s.usd,
                 }),
-                step_token,
+                step_token: String::new(),
                 traceparent: active.trace_context.clone(),
-            })),
+            },
+            tenant: active.tenant.clone(),
+            timeout: step
+                .timeout_seconds
+                .map(|s| Duration::from_secs(u64::from(s))),
         };
-        self.round.effects.push(Effect::ToWorker(
-            worker.outbox.clone(),
-            Box::new(assignment),
-        ));
+        self.round
+            .effects
+            .push(Effect::Assign(worker.outbox.clone(), Box::new(assignment)));
         let now = now_micros();
         let slot = &mut active.slots[index];
         slot.worker_name.clone_from(&worker.info.name);
