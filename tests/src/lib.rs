@@ -612,3 +612,75 @@ pub async fn all_task_ids(client: &Tasks) -> anyhow::Result<Vec<String>> {
 pub fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
     ts.as_ref().map(orca_api::convert::micros).unwrap_or(0)
 }
+
+/// A loopback address no one listens on now.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+fn http_request(addr: &str, path: &str, token: Option<&str>) -> String {
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\n\r\n")
+}
+
+/// The status code and body of a whole HTTP/1.1 response.
+fn http_response(response: &str) -> (u16, String) {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `GET path` over plain HTTP/1.1, with `token` as the bearer token: the
+/// status code and the body.
+pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(http_request(addr, path, token).as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(http_response(&response))
+}
+
+/// `http_get` over TLS, trusting the CA in `ca_file`.
+pub async fn https_get(
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    ca_file: &Path,
+) -> anyhow::Result<(u16, String)> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca_file)? {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let socket = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let mut stream = connector.connect(name, socket).await?;
+    stream
+        .write_all(http_request(addr, path, token).as_bytes())
+        .await?;
+    let mut response = Vec::new();
+    // A server may close without close_notify after `Connection: close`.
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    Ok(http_response(&String::from_utf8_lossy(&response)))
+}

@@ -309,6 +309,41 @@ fn metrics_and_probes_use_the_http_port_and_a_service_monitor_scrapes_it() {
             .any(|p| p["name"] == "http" && p["port"] == 9090),
         "{ports:?}"
     );
+    // /metrics needs a token: Prometheus presents the metrics token.
+    let credentials = |endpoint: &Value| {
+        assert_eq!(endpoint["authorization"]["type"], "Bearer");
+        endpoint["authorization"]["credentials"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let secret = credentials(&monitor["spec"]["endpoints"][0]);
+    assert_eq!(secret, "orca-metrics-token");
+    assert!(!secret_value(&objects, &secret, "token").is_empty());
+
+    // Worker pods, found by the labels the operator gives them, on the
+    // port it gives them, asking for the same token.
+    let pods = find(&objects, "PodMonitor", "orca-workers");
+    let endpoint = &pods["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "http");
+    assert_eq!(credentials(endpoint), secret);
+    for (key, value) in orca_operator::workers::selector_labels("any") {
+        if let Some(wanted) = pods["spec"]["selector"]["matchLabels"][&key].as_str() {
+            assert_eq!(wanted, value, "{key}");
+        }
+    }
+    assert!(
+        pods["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .is_some_and(|labels| !labels.is_empty())
+    );
+    let operator = container(&objects, "orca-operator");
+    let worker_secret = env(&operator, "ORCA_WORKER_METRICS_TOKEN_SECRET").expect("set");
+    assert_eq!(
+        secret_value(&objects, &worker_secret, "token"),
+        secret_value(&objects, &secret, "token"),
+        "worker pods ask for the token Prometheus has"
+    );
 }
 
 #[test]
@@ -338,14 +373,16 @@ async fn the_rendered_tokens_let_each_component_in_and_no_further() {
     let tokens = secret_value(&objects, "orca-tokens", "tokens");
     let lines: Vec<String> = tokens.lines().map(str::to_string).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start_with_tokens(dir.path(), &lines, &[])
+    let http = free_addr();
+    let server = start_with_tokens(dir.path(), &lines, &["--http-listen", &http])
         .expect("the control plane accepts the tokens file");
 
     let admin = secret_value(&objects, "orca-admin-token", "token");
     let operator = secret_value(&objects, "orca-operator-token", "token");
     let worker = secret_value(&objects, "orca-worker-token", "token");
+    let metrics = secret_value(&objects, "orca-metrics-token", "token");
     assert_eq!(admin.len(), 48);
-    assert!(admin != operator && operator != worker);
+    assert!(admin != operator && operator != worker && worker != metrics);
 
     server
         .tasks_as(&admin)
@@ -370,5 +407,16 @@ async fn the_rendered_tokens_let_each_component_in_and_no_further() {
         .list_tasks(v1::ListTasksRequest::default())
         .await
         .expect_err("a worker token reads no tasks");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    // The metrics token scrapes, and changes nothing.
+    let (status, body) = http_get(&http, "/metrics", Some(&metrics)).expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    let refused = server
+        .tasks_as(&metrics)
+        .await
+        .expect("client")
+        .submit_task(task("scraper", vec![noop_step("a")]))
+        .await
+        .expect_err("a metrics token submits nothing");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }

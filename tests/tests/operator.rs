@@ -102,6 +102,7 @@ fn context(server: &Server, mock: &MockKube) -> Arc<Context> {
         image: "ghcr.io/orca-dev/orca-worker:test".into(),
         token_secret: "orca-worker-token".into(),
         token_key: "token".into(),
+        metrics_token_secret: None,
     };
     Arc::new(Context::new(
         mock.client.clone(),
@@ -574,6 +575,7 @@ async fn the_pods_the_operator_describes_join_their_pool() {
         image: "unused".into(),
         token_secret: "orca-worker-token".into(),
         token_key: "token".into(),
+        metrics_token_secret: Some("orca-metrics-token".into()),
     };
     let deployment = orca_operator::workers::deployment(&agent, &settings, 1);
     let pod = deployment
@@ -581,6 +583,7 @@ async fn the_pods_the_operator_describes_join_their_pool() {
         .and_then(|s| s.template.spec)
         .expect("pod spec");
     let container = &pod.containers[0];
+    let http = free_addr();
     let mut command = std::process::Command::new(orca_bin());
     command
         .args(container.args.iter().flatten())
@@ -595,10 +598,20 @@ async fn the_pods_the_operator_describes_join_their_pool() {
             (None, Some(from)) if from.secret_key_ref.is_some() => server.worker_token.clone(),
             _ => panic!("{} has no value the kubelet could fill", var.name),
         };
-        let value = if var.name == "ORCA_WORK_DIR" {
-            dir.path().join("work").display().to_string()
-        } else {
-            value
+        // What the kubelet would mount or route, made here instead.
+        let value = match var.name.as_str() {
+            "ORCA_WORK_DIR" => dir.path().join("work").display().to_string(),
+            "ORCA_METRICS_TOKEN_FILE" => {
+                assert!(value.starts_with(orca_operator::workers::METRICS_TOKEN_DIR));
+                let file = dir.path().join("metrics-token");
+                std::fs::write(&file, "scraper\n").expect("token file");
+                file.display().to_string()
+            }
+            "ORCA_HTTP_LISTEN" => {
+                assert_eq!(value, "0.0.0.0:9090", "the pod's port, on the pod's IP");
+                http.clone()
+            }
+            _ => value,
         };
         command.env(&var.name, value);
     }
@@ -620,6 +633,39 @@ async fn the_pods_the_operator_describes_join_their_pool() {
     assert_eq!(registered.pool, "team-a/coders");
     assert_eq!(registered.capabilities, ["git", "shell"]);
     assert_eq!(registered.slots, 3);
+    // The kubelet's probes and Prometheus reach the pod on its port.
+    let probe = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.clone())
+            .expect("an HTTP probe");
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
+        );
+        http_get(&http, get.path.as_deref().unwrap_or("/"), None).expect("probe")
+    };
+    let ports = container.ports.clone().unwrap_or_default();
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].container_port),
+        (Some("http"), 9090)
+    );
+    assert_eq!(
+        probe(&container.readiness_probe).0,
+        200,
+        "ready: registered"
+    );
+    assert_eq!(probe(&container.liveness_probe).0, 200);
+    assert_eq!(http_get(&http, "/metrics", None).expect("scrape").0, 401);
+    let (status, body) = http_get(&http, "/metrics", Some("scraper")).expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("orca_worker_slots 3"), "{body}");
+    let mounted = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref()?.secret_name.clone());
+    assert_eq!(mounted.as_deref(), Some("orca-metrics-token"));
     // Scale-in sends SIGTERM: an idle worker drains and exits cleanly.
     worker.signal("TERM");
     let status = worker.wait_exit(Duration::from_secs(20)).expect("exits");

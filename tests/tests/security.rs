@@ -83,6 +83,7 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
     let stranger = Ca::new("someone else");
     let (stranger_cert, stranger_key) = stranger.issue(&certs, "stranger");
 
+    let http = free_addr();
     let mut server = Server::start_on(
         &dir.path().join("data"),
         "127.0.0.1:0",
@@ -93,11 +94,34 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
             path(&key),
             "--tls-client-ca",
             path(&ca_file),
+            "--http-listen",
+            &http,
         ],
     )
     .expect("server");
     assert!(server.url.starts_with("https://"), "{}", server.url);
     server.client_tls = trusting(&ca_file);
+
+    // The HTTP port speaks TLS too: probes and an authorized scrape work
+    // over it, plain HTTP gets no answer.
+    let (status, body) = https_get(&http, "/healthz", None, &ca_file)
+        .await
+        .expect("https healthz");
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, body) = https_get(&http, "/metrics", Some(&server.admin_token), &ca_file)
+        .await
+        .expect("https metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("orca_tasks_submitted_total"), "{body}");
+    let (status, _) = https_get(&http, "/metrics", None, &ca_file)
+        .await
+        .expect("https metrics without a token");
+    assert_eq!(status, 401);
+    let plain_http = http_get(&http, "/healthz", None);
+    assert!(
+        !matches!(plain_http, Ok((200, _))),
+        "plain HTTP must not be served: {plain_http:?}"
+    );
 
     // A plaintext client gets nowhere.
     let plain_url = server.url.replace("https://", "http://");
@@ -603,9 +627,21 @@ async fn a_secret_never_reaches_the_store_the_events_the_logs_or_the_cli() {
     // Made here, so it is in no source file and no command line.
     let secret = format!("sk-test-{}-{}", std::process::id(), in_an_hour());
     std::fs::write(secrets.join("api-key"), format!("{secret}\n")).expect("secret");
-    let server = Server::start(&data).expect("server");
+    let http = free_addr();
+    let server = Server::start_on(&data, "127.0.0.1:0", &["--http-listen", &http]).expect("server");
+    let worker_http = free_addr();
     let _worker = server
-        .worker_with("w", &["shell"], 2, &["--secrets-dir", path(&secrets)])
+        .worker_with(
+            "w",
+            &["shell"],
+            2,
+            &[
+                "--secrets-dir",
+                path(&secrets),
+                "--http-listen",
+                &worker_http,
+            ],
+        )
         .expect("worker");
     server.wait_for_agents(&["w"]).await.expect("worker");
 
@@ -682,6 +718,15 @@ steps:
     }
     let logs = String::from_utf8_lossy(&seen[6].1).to_string();
     assert!(logs.contains("the key is ***"), "{logs}");
+    // Metrics, the control plane's and the worker's.
+    for (place, addr, token) in [
+        ("/metrics", &http, Some(server.admin_token.as_str())),
+        ("the worker's /metrics", &worker_http, None),
+    ] {
+        let (status, body) = http_get(addr, "/metrics", token).expect("scrape");
+        assert_eq!(status, 200, "{place}: {body}");
+        seen.push((place.to_string(), body.into_bytes()));
+    }
     // The store (database and WAL), the server's and worker's logs.
     for (file, bytes) in all_bytes(&data) {
         seen.push((file.display().to_string(), bytes));

@@ -151,6 +151,11 @@ pub struct OperatorRunArgs {
     /// The key of the token in that Secret.
     #[arg(long, env = "ORCA_WORKER_TOKEN_KEY", default_value = "token")]
     pub worker_token_key: String,
+    /// The Secret (in each Agent's namespace, key `token`) that worker pods
+    /// ask scrapers of their /metrics for; without it, worker pods serve no
+    /// HTTP port (no metrics, no HTTP probes).
+    #[arg(long, env = "ORCA_WORKER_METRICS_TOKEN_SECRET")]
+    pub worker_metrics_token_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,6 +409,16 @@ pub struct WorkerArgs {
     /// A file holding the Anthropic API key; $ANTHROPIC_API_KEY otherwise.
     #[arg(long, env = "ORCA_ANTHROPIC_API_KEY_FILE")]
     pub anthropic_api_key_file: Option<PathBuf>,
+
+    /// Where to serve this worker's /metrics (Prometheus), /healthz and
+    /// /readyz over HTTP, e.g. 127.0.0.1:7071; not served without it.
+    #[arg(long, env = "ORCA_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// A file holding the bearer token /metrics asks scrapers for; needed
+    /// when --http-listen is not a loopback address.
+    #[arg(long, env = "ORCA_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.

@@ -140,7 +140,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         running.local_addr
     );
     if let Some(http) = running.http_addr {
-        println!("metrics and health on http://{http}");
+        println!("metrics and health on {scheme}://{http}");
     }
     running.run_until(stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -158,6 +158,27 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.drain_grace = args.drain_grace;
     config.token = target.token;
     config.orca_bin = std::env::current_exe().ok();
+    config.http = match args.http_listen {
+        Some(listen) => Some(orca_worker::HttpSettings {
+            listen,
+            metrics_token: args
+                .metrics_token_file
+                .as_deref()
+                .map(|path| {
+                    let token = std::fs::read_to_string(path)
+                        .with_context(|| format!("--metrics-token-file {}", path.display()))?;
+                    match token.trim() {
+                        "" => anyhow::bail!("--metrics-token-file {} is empty", path.display()),
+                        token => Ok(token.to_string()),
+                    }
+                })
+                .transpose()?,
+        }),
+        None if args.metrics_token_file.is_some() => {
+            anyhow::bail!("--metrics-token-file: give --http-listen too, or there is no /metrics")
+        }
+        None => None,
+    };
     config.claude = orca_worker::ClaudeSettings {
         api_key: anthropic_api_key(
             args.anthropic_api_key_file.as_deref(),
@@ -193,6 +214,7 @@ pub async fn operator(args: OperatorRunArgs, target: Resolved) -> anyhow::Result
             image: args.worker_image,
             token_secret: args.worker_token_secret,
             token_key: args.worker_token_key,
+            metrics_token_secret: args.worker_metrics_token_secret,
         },
         control_plane,
     };

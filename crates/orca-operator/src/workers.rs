@@ -1,21 +1,26 @@
 //! The Deployment an `Agent` owns: pods running `orca worker` for the pool,
 //! pointed at the control plane, with the worker token and the pool's
-//! secrets mounted, and time to drain on scale-in.
+//! secrets mounted, time to drain on scale-in, and (given a metrics token)
+//! an HTTP port for their metrics and probes.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
-    SecretVolumeSource, Volume, VolumeMount,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
 use crate::crd::{Agent, AgentRuntime};
 
 /// Where the workers' secrets directory is mounted.
 pub const SECRETS_DIR: &str = "/var/run/orca/secrets";
+/// Where the metrics token is mounted, and the worker's HTTP port.
+pub const METRICS_TOKEN_DIR: &str = "/var/run/orca/metrics";
+pub const HTTP_PORT: i32 = 9090;
 /// How long a pod has to finish its steps when scaled in; the worker hands
 /// back what is left a little before the kubelet's SIGKILL.
 pub const DRAIN_GRACE_SECONDS: i64 = 120;
@@ -30,6 +35,9 @@ pub struct WorkerSettings {
     /// The Secret (and key) holding a token with the worker role.
     pub token_secret: String,
     pub token_key: String,
+    /// The Secret (key `token`) scrapers of the workers' `/metrics` must
+    /// present; `None` serves no HTTP port on worker pods.
+    pub metrics_token_secret: Option<String>,
 }
 
 /// Labels that select one pool's pods.
@@ -88,6 +96,18 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
         name: name.into(),
         value: Some(value.into()),
         ..EnvVar::default()
+    }
+}
+
+fn http_probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        ..Probe::default()
     }
 }
 
@@ -152,6 +172,39 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
             ..VolumeMount::default()
         });
     }
+    let mut ports = None;
+    let (mut readiness_probe, mut liveness_probe) = (None, None);
+    if let Some(secret) = &settings.metrics_token_secret {
+        env_vars.push(env("ORCA_HTTP_LISTEN", format!("0.0.0.0:{HTTP_PORT}")));
+        env_vars.push(env(
+            "ORCA_METRICS_TOKEN_FILE",
+            format!("{METRICS_TOKEN_DIR}/token"),
+        ));
+        volumes.push(Volume {
+            name: "metrics-token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "metrics-token".into(),
+            mount_path: METRICS_TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        ports = Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            ..ContainerPort::default()
+        }]);
+        // Ready while registered with the control plane: the pool's
+        // `ready` count is workers that can take steps.
+        readiness_probe = Some(http_probe("/readyz", 5));
+        liveness_probe = Some(http_probe("/healthz", 10));
+    }
     // The pool's own variables come last, so they may override ours.
     env_vars.extend(spec.env.iter().cloned());
 
@@ -163,6 +216,9 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
         env_from: (!spec.env_from.is_empty()).then(|| spec.env_from.clone()),
         resources: spec.resources.clone(),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        ports,
+        readiness_probe,
+        liveness_probe,
         security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
             allow_privilege_escalation: Some(false),
             run_as_non_root: Some(true),
@@ -218,6 +274,7 @@ mod tests {
             image: "ghcr.io/orca/worker:0.1.0".into(),
             token_secret: "orca-worker-token".into(),
             token_key: "token".into(),
+            metrics_token_secret: None,
         }
     }
 

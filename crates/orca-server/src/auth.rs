@@ -76,6 +76,8 @@ pub enum Action {
     ReadAudit,
     ReadState,
     WriteState,
+    /// Scrape `/metrics`: counts over every tenant.
+    ReadMetrics,
 }
 
 impl Action {
@@ -89,6 +91,7 @@ impl Action {
                 Role::Viewer,
                 Action::ReadTasks | Action::ReadAgents | Action::Reflect | Action::ReadState,
             ) => true,
+            (Role::Viewer, Action::ReadMetrics) => true,
             (Role::Viewer, _) => false,
             (Role::Worker, Action::ConnectWorker) => true,
             (Role::Worker, _) => false,
@@ -107,6 +110,7 @@ impl Action {
             Action::ReadAudit => "read the audit log",
             Action::ReadState => "read shared state or subscribe to topics",
             Action::WriteState => "change shared state or publish to topics",
+            Action::ReadMetrics => "read metrics",
         }
     }
 }
@@ -436,6 +440,36 @@ impl Authenticator {
                 retry_after: Some(wait),
             }
         })
+    }
+}
+
+impl Authenticator {
+    /// Checks a request to the HTTP port as gRPC requests are checked:
+    /// the bearer token, the caller's rate, and that its role may `action`.
+    /// Metrics count every tenant's work, so they need a token for all.
+    pub fn authorize_http(
+        &self,
+        headers: &http::HeaderMap,
+        action: Action,
+    ) -> Result<Identity, Error> {
+        let identity =
+            self.authenticate(&tonic::metadata::MetadataMap::from_headers(headers.clone()))?;
+        self.check_rate(&identity)?;
+        if !action.allowed(identity.role) {
+            return Err(Error::PermissionDenied(format!(
+                "{} ({}) may not {}",
+                identity.name,
+                identity.role,
+                action.describe()
+            )));
+        }
+        if action == Action::ReadMetrics && identity.tenants != Tenants::All {
+            return Err(Error::PermissionDenied(format!(
+                "{} may not read metrics: they count every tenant's tasks, and its token is bound to some (give it tenants=*)",
+                identity.name
+            )));
+        }
+        Ok(identity)
     }
 }
 

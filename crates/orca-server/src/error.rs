@@ -1,4 +1,5 @@
-//! The control plane's errors and their one mapping to gRPC statuses.
+//! The control plane's errors and their mappings: to gRPC statuses, and to
+//! HTTP responses for the few the HTTP port can give.
 
 use tonic::{Code, Status};
 
@@ -143,5 +144,41 @@ impl From<Error> for Status {
             }
         }
         status
+    }
+}
+
+/// The HTTP port refuses only who calls and how often: 401, 403 and 429,
+/// with the same one-line message gRPC would give.
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{HeaderValue, StatusCode, header};
+        let code = match &self {
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Error::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::ShuttingDown | Error::Unavailable(_) | Error::Store(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut response = (code, format!("{self}\n")).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Error::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Error::ResourceExhausted {
+                retry_after: Some(after),
+                ..
+            } => {
+                // Whole seconds, rounded up, as Retry-After has it.
+                let seconds = after.as_millis().div_ceil(1000).max(1);
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    headers.insert(header::RETRY_AFTER, value);
+                }
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -127,26 +127,7 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
 
 /// Opens the store, recovers unfinished tasks, binds and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
-    // First, so probes can tell a control plane that is starting (opening
-    // and recovering its store) from one that is not there.
-    let metrics = Arc::new(metrics::Metrics::new());
-    let status = Arc::new(http::Status::new(metrics.clone()));
-    let (http_addr, http_serving) = match config.http_listen {
-        Some(listen) => {
-            let listener = TcpListener::bind(listen)
-                .await
-                .map_err(|source| Error::Io {
-                    context: format!("binding the HTTP port {listen}"),
-                    source,
-                })?;
-            let addr = listener.local_addr().map_err(|source| Error::Io {
-                context: "reading the HTTP port's address".into(),
-                source,
-            })?;
-            (Some(addr), Some(http::serve(listener, status.clone())))
-        }
-        None => (None, None),
-    };
+    // Tokens and TLS files load first, so a bad one stops the start.
     let step_tokens = Arc::new(step_token::StepTokens::load_or_create(&config.data_dir)?);
     let authenticator = auth::Authenticator::new(
         auth::Tokens::load_or_create(config.tokens_file.as_deref(), &config.data_dir)?,
@@ -154,13 +135,34 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         step_tokens.clone(),
         config.rate_limit,
     );
-    // Loaded before anything else starts, so a bad file stops the start.
-    let tls = config
-        .tls
-        .clone()
-        .map(tls::ReloadingConfig::load)
-        .transpose()?
-        .map(Arc::new);
+    let tls_for = |protocol| {
+        config
+            .tls
+            .clone()
+            .map(|files| tls::ReloadingConfig::load(files, protocol))
+            .transpose()
+            .map(|tls| tls.map(Arc::new))
+    };
+    let tls = tls_for(tls::Protocol::Grpc)?;
+    // Then the HTTP port, before the store opens, so probes can tell a
+    // control plane that is starting (opening and recovering its store)
+    // from one that is not there.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let status = Arc::new(http::Status::new(metrics.clone(), authenticator.clone()));
+    let (http_addr, http_serving) = match config.http_listen {
+        Some(listen) => {
+            let bound = |source| Error::Io {
+                context: format!("binding the HTTP port {listen}"),
+                source,
+            };
+            let listener = TcpListener::bind(listen).await.map_err(bound)?;
+            let addr = listener.local_addr().map_err(bound)?;
+            let serving = http::serve(listener, tls_for(tls::Protocol::Http1)?, status.clone())
+                .map_err(bound)?;
+            (Some(addr), Some(serving))
+        }
+        None => (None, None),
+    };
     let workers_need_certificates = config
         .tls
         .as_ref()

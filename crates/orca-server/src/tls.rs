@@ -1,4 +1,4 @@
-//! TLS for the gRPC listener. Certificates are read from disk and read again
+//! TLS for the gRPC listener and the HTTP port. Certificates are read from disk and read again
 //! when the files change, so a renewed certificate (cert-manager, an ACME
 //! client) takes effect on the next connection without a restart. With a
 //! client CA, clients may present a certificate; a presented one must chain
@@ -38,9 +38,28 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// The protocol a listener speaks over TLS, as ALPN names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC: HTTP/2 only.
+    Grpc,
+    /// The HTTP port (metrics, probes): HTTP/1.1.
+    Http1,
+}
+
+impl Protocol {
+    fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Protocol::Grpc => vec![b"h2".to_vec()],
+            Protocol::Http1 => vec![b"http/1.1".to_vec()],
+        }
+    }
+}
+
 /// The server's TLS configuration, rebuilt when its files change.
 pub struct ReloadingConfig {
     files: TlsFiles,
+    protocol: Protocol,
     current: Mutex<Loaded>,
 }
 
@@ -52,11 +71,12 @@ struct Loaded {
 
 impl ReloadingConfig {
     /// Loads the files once; a bad file stops the start with its name.
-    pub fn load(files: TlsFiles) -> Result<ReloadingConfig, Error> {
+    pub fn load(files: TlsFiles, protocol: Protocol) -> Result<ReloadingConfig, Error> {
         let contents = read_all(&files)?;
-        let config = Arc::new(build(&files, &contents)?);
+        let config = Arc::new(build(&files, &contents, protocol)?);
         Ok(ReloadingConfig {
             files,
+            protocol,
             current: Mutex::new(Loaded { contents, config }),
         })
     }
@@ -66,18 +86,20 @@ impl ReloadingConfig {
     fn config(&self) -> Arc<ServerConfig> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match read_all(&self.files) {
-            Ok(contents) if contents != current.contents => match build(&self.files, &contents) {
-                Ok(config) => {
-                    tracing::info!(cert = %self.files.cert.display(), "TLS certificates reloaded");
-                    *current = Loaded {
-                        contents,
-                        config: Arc::new(config),
-                    };
+            Ok(contents) if contents != current.contents => {
+                match build(&self.files, &contents, self.protocol) {
+                    Ok(config) => {
+                        tracing::info!(cert = %self.files.cert.display(), "TLS certificates reloaded");
+                        *current = Loaded {
+                            contents,
+                            config: Arc::new(config),
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones")
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones")
-                }
-            },
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "TLS files unreadable; keeping the previous ones"),
         }
@@ -98,7 +120,11 @@ fn tls_error(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::Tls(format!("{}: {what}", path.display()))
 }
 
-fn build(files: &TlsFiles, contents: &[Vec<u8>]) -> Result<ServerConfig, Error> {
+fn build(
+    files: &TlsFiles,
+    contents: &[Vec<u8>],
+    protocol: Protocol,
+) -> Result<ServerConfig, Error> {
     let certs = CertificateDer::pem_slice_iter(&contents[0])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_error(&files.cert, e))?;
@@ -134,7 +160,7 @@ fn build(files: &TlsFiles, contents: &[Vec<u8>]) -> Result<ServerConfig, Error> 
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| tls_error(&files.key, e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = protocol.alpn();
     Ok(config)
 }
 
@@ -175,4 +201,47 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(stream)
+}
+
+/// The HTTP port's listener under TLS: yields connections whose handshake
+/// succeeded, for `axum::serve`.
+pub struct HttpsListener {
+    incoming: ReceiverStream<io::Result<TlsStream<TcpStream>>>,
+    local_addr: std::net::SocketAddr,
+}
+
+impl HttpsListener {
+    pub fn new(listener: TcpListener, tls: Arc<ReloadingConfig>) -> io::Result<HttpsListener> {
+        let local_addr = listener.local_addr()?;
+        Ok(HttpsListener {
+            incoming: incoming(listener, tls),
+            local_addr,
+        })
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use tokio_stream::StreamExt;
+        loop {
+            match self.incoming.next().await {
+                Some(Ok(stream)) => {
+                    let Ok(peer) = stream.get_ref().0.peer_addr() else {
+                        continue;
+                    };
+                    return (stream, peer);
+                }
+                Some(Err(_)) => continue,
+                // The accept loop only ends with the listener: serve nothing.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
 }

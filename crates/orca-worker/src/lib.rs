@@ -5,13 +5,16 @@
 //! still running, and delivers the results it could not send.
 
 pub mod claude;
+pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod runtime;
 pub mod secrets;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::client::{Bearer, ClientTls};
@@ -23,6 +26,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tracing::Instrument;
 
+pub use crate::http::HttpSettings;
+use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
 use crate::runtime::{Attempt, Report};
 
@@ -81,6 +86,9 @@ pub struct WorkerConfig {
     /// The `orca` executable steps call back with (`orca state`, the
     /// agents' MCP server); `None` leaves them to find one on their `PATH`.
     pub orca_bin: Option<PathBuf>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` for
+    /// nowhere.
+    pub http: Option<HttpSettings>,
 }
 
 fn endpoint(config: &WorkerConfig) -> Result<Endpoint, Error> {
@@ -106,6 +114,7 @@ impl WorkerConfig {
             keep_workspaces: false,
             claude: ClaudeSettings::default(),
             orca_bin: None,
+            http: None,
         }
     }
 }
@@ -175,7 +184,8 @@ struct Worker {
     reports: mpsc::UnboundedReceiver<Report>,
     report_tx: mpsc::UnboundedSender<Report>,
     /// Shared by every Claude Code attempt.
-    claude: std::sync::Arc<ClaudeSettings>,
+    claude: Arc<ClaudeSettings>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// Runs the worker until `shutdown` resolves; running steps are then
@@ -204,6 +214,15 @@ pub async fn run(
     if claude.bin.as_os_str().is_empty() {
         claude.bin = "claude".into();
     }
+    let metrics = Arc::new(WorkerMetrics::new(config.slots));
+    let http = match &config.http {
+        Some(settings) => {
+            let (addr, serving) = http::serve(settings, metrics.clone()).await?;
+            tracing::info!(%addr, "worker metrics and health on HTTP");
+            Some(AbortOnDrop(serving))
+        }
+        None => None,
+    };
     let (report_tx, reports) = mpsc::unbounded_channel();
     let mut worker = Worker {
         bearer,
@@ -212,7 +231,8 @@ pub async fn run(
         undelivered: VecDeque::new(),
         reports,
         report_tx,
-        claude: std::sync::Arc::new(claude),
+        claude: Arc::new(claude),
+        metrics,
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
     let (start_drain, mut drain) = watch::channel(false);
@@ -222,7 +242,9 @@ pub async fn run(
     });
     let mut delay = worker.config.reconnect_min;
     loop {
-        match worker.session(drain.clone()).await {
+        let session = worker.session(drain.clone()).await;
+        worker.metrics.set_connected(false);
+        match session {
             Ok(SessionEnd::Drained) => break,
             Ok(SessionEnd::Closed { registered }) => {
                 tracing::info!(worker = %worker.config.name, "control plane closed the stream; reconnecting");
@@ -259,7 +281,17 @@ pub async fn run(
         delay = (delay * 2).min(worker.config.reconnect_max);
     }
     worker.stop_all("the worker is stopping").await;
+    drop(http);
     Ok(())
+}
+
+/// Stops a spawned task when dropped, whichever way its owner returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How a session ended.
@@ -316,6 +348,7 @@ impl Worker {
                 kind: Some(Kind::Registered(registered)),
             }) => {
                 tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered");
+                self.metrics.set_connected(true);
                 match registered.heartbeat_interval_ms {
                     0 => DEFAULT_HEARTBEAT,
                     ms => Duration::from_millis(u64::from(ms)),
@@ -454,6 +487,7 @@ impl Worker {
                 );
                 let attempt = Attempt {
                     traceparent: orca_telemetry::traceparent(&span),
+                    metrics: self.metrics.clone(),
                     key,
                     step: step.into(),
                     inputs_json: assignment.inputs_json,

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::AttemptKey;
 use crate::claude::{self, Line, RunResult};
 use crate::mcp;
+use crate::metrics::{Fault, WorkerMetrics};
 use crate::secrets::{self, Redactor};
 
 /// A line longer than this is cut: one runaway line must not become one
@@ -81,6 +82,8 @@ pub struct Attempt {
     /// The W3C `traceparent` of this attempt's span, given to the process as
     /// `TRACEPARENT` so what it traces joins the task's trace.
     pub traceparent: Option<String>,
+    /// The worker's metrics, which count this attempt.
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's
@@ -171,12 +174,21 @@ pub async fn run(
     cancel: oneshot::Receiver<String>,
 ) {
     let started_at = now_micros();
+    let runtime = runtime_name(attempt.step.runtime());
+    let running = attempt.metrics.started(runtime);
     let ended = match attempt.step.runtime() {
         Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
         Some(Runtime::ClaudeCode(claude)) => run_claude(&attempt, claude, &reports, cancel).await,
-        None => Ended::failed("the step sets no runtime this worker knows", None),
+        None => Ended::fault(
+            Fault::UnknownRuntime,
+            "the step sets no runtime this worker knows",
+        ),
     };
+    drop(running);
+    attempt
+        .metrics
+        .finished(runtime, outcome_name(ended.outcome), ended.fault);
     let result = v1::StepResult {
         attempt: Some(v1::AttemptRef {
             task_id: attempt.key.task_id.clone(),
@@ -194,12 +206,33 @@ pub async fn run(
     let _ = reports.send(Report::Done(result));
 }
 
+/// The `runtime` label of the worker's metrics.
+fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
+    match runtime {
+        Some(Runtime::Shell(_)) => "shell",
+        Some(Runtime::ClaudeCode(_)) => "claude_code",
+        Some(Runtime::Noop) => "noop",
+        None => "unknown",
+    }
+}
+
+fn outcome_name(outcome: v1::Outcome) -> &'static str {
+    match outcome {
+        v1::Outcome::Succeeded => "succeeded",
+        v1::Outcome::Failed => "failed",
+        v1::Outcome::Cancelled => "cancelled",
+        v1::Outcome::Unspecified => "unspecified",
+    }
+}
+
 struct Ended {
     outcome: v1::Outcome,
     output_json: String,
     error: String,
     exit_code: Option<i32>,
     cost: Option<v1::Cost>,
+    /// Set when the runtime failed, not the step.
+    fault: Option<Fault>,
 }
 
 impl Ended {
@@ -210,6 +243,7 @@ impl Ended {
             error: String::new(),
             exit_code,
             cost: None,
+            fault: None,
         }
     }
 
@@ -220,6 +254,15 @@ impl Ended {
             error: error.into(),
             exit_code,
             cost: None,
+            fault: None,
+        }
+    }
+
+    /// The runtime could not do its part; the step never ran to an end.
+    fn fault(fault: Fault, error: impl Into<String>) -> Self {
+        Ended {
+            fault: Some(fault),
+            ..Ended::failed(error, None)
         }
     }
 }
@@ -313,7 +356,7 @@ async fn run_shell(
 ) -> Ended {
     let secrets = match secrets::resolve(&shell.secret_env, attempt.secrets_dir.as_deref()) {
         Ok(secrets) => secrets,
-        Err(message) => return Ended::failed(message, None),
+        Err(message) => return Ended::fault(Fault::Secrets, message),
     };
     let redactor = attempt.redactor(secrets.values());
     let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
@@ -336,9 +379,9 @@ async fn run_claude(
     let settings = &attempt.claude;
     let redactor = attempt.redactor(settings.api_key.iter());
     if let Err(e) = tokio::fs::create_dir_all(&settings.home).await {
-        return Ended::failed(
+        return Ended::fault(
+            Fault::Workspace,
             format!("creating the CLI's home {}: {e}", settings.home.display()),
-            None,
         );
     }
     if !attempt.keep_workspace {
@@ -377,7 +420,7 @@ async fn run_claude(
     };
     let workspace = match prepared {
         Ok(w) => w,
-        Err(e) => return Ended::failed(format!("preparing the workspace: {e}"), None),
+        Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
     };
     let max_turns = spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
     let mut command = Command::new(&settings.bin);
@@ -425,13 +468,16 @@ fn claude_ended(
     redactor: &Redactor,
 ) -> Ended {
     let Some(result) = &run.result else {
-        return Ended::failed(
-            format!(
-                "the claude CLI ended without a result ({})",
-                describe_exit(status)
-            ),
-            status.code(),
-        );
+        return Ended {
+            exit_code: status.code(),
+            ..Ended::fault(
+                Fault::NoResult,
+                format!(
+                    "the claude CLI ended without a result ({})",
+                    describe_exit(status)
+                ),
+            )
+        };
     };
     let cost = v1::Cost {
         usd: (result.total_cost_usd - session_usd_before).max(0.0),
@@ -766,7 +812,7 @@ async fn run_process(
 ) -> Ended {
     let workspace = match prepare_workspace(attempt).await {
         Ok(w) => w,
-        Err(e) => return Ended::failed(format!("preparing the workspace: {e}"), None),
+        Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
     };
     let Some((program, args)) = shell.command.split_first() else {
         return Ended::failed("the command is empty", None);
@@ -842,9 +888,9 @@ async fn supervise(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            return Err(Ended::failed(
+            return Err(Ended::fault(
+                Fault::Start,
                 format!("could not start {program:?}: {e}"),
-                None,
             ));
         }
     };
@@ -906,12 +952,16 @@ async fn supervise(
             error: reason,
             exit_code: code,
             cost: None,
+            fault: None,
         });
     }
     if let Some(seconds) = timed_out {
-        return Err(Ended::failed(format!("timed out after {seconds}s"), code));
+        return Err(Ended {
+            exit_code: code,
+            ..Ended::fault(Fault::Timeout, format!("timed out after {seconds}s"))
+        });
     }
-    status.map_err(|e| Ended::failed(format!("waiting for the process: {e}"), None))
+    status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
 }
 
 /// SIGTERM to the whole group, then SIGKILL after a short grace.
@@ -1090,6 +1140,7 @@ mod tests {
             resume: None,
             access: None,
             traceparent: Some(TRACEPARENT.into()),
+            metrics: Arc::new(WorkerMetrics::new(1)),
         }
     }
 
@@ -1465,9 +1516,43 @@ mod tests {
     #[tokio::test]
     async fn missing_program_is_a_clear_failure() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (result, _) = run_to_end(attempt(dir.path(), &["/no/such/program"])).await;
+        let attempt = attempt(dir.path(), &["/no/such/program"]);
+        let metrics = attempt.metrics.clone();
+        let (result, _) = run_to_end(attempt).await;
         assert_eq!(result.outcome, v1::Outcome::Failed as i32);
         assert!(result.error.contains("could not start"), "{}", result.error);
+        // The runtime failed, not the step: the worker's metrics say which.
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "orca_worker_runtime_failures_total{runtime=\"shell\",reason=\"start\"} 1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_failing_on_its_own_is_no_runtime_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let attempt = attempt(dir.path(), &["sh", "-c", "exit 3"]);
+        let metrics = attempt.metrics.clone();
+        let (result, _) = run_to_end(attempt).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "orca_worker_step_attempts_finished_total{runtime=\"shell\",outcome=\"failed\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("orca_worker_runtime_failures_total{"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orca_worker_steps_running{runtime=\"shell\"} 0"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
