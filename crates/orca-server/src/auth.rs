@@ -89,9 +89,12 @@ impl Action {
             (Role::Developer, _) => true,
             (
                 Role::Viewer,
-                Action::ReadTasks | Action::ReadAgents | Action::Reflect | Action::ReadState,
+                Action::ReadTasks
+                | Action::ReadAgents
+                | Action::Reflect
+                | Action::ReadState
+                | Action::ReadMetrics,
             ) => true,
-            (Role::Viewer, Action::ReadMetrics) => true,
             (Role::Viewer, _) => false,
             (Role::Worker, Action::ConnectWorker) => true,
             (Role::Worker, _) => false,
@@ -441,9 +444,7 @@ impl Authenticator {
             }
         })
     }
-}
 
-impl Authenticator {
     /// Checks a request to the HTTP port as gRPC requests are checked:
     /// the bearer token, the caller's rate, and that its role may `action`.
     /// Metrics count every tenant's work, so they need a token for all.
@@ -456,12 +457,7 @@ impl Authenticator {
             self.authenticate(&tonic::metadata::MetadataMap::from_headers(headers.clone()))?;
         self.check_rate(&identity)?;
         if !action.allowed(identity.role) {
-            return Err(Error::PermissionDenied(format!(
-                "{} ({}) may not {}",
-                identity.name,
-                identity.role,
-                action.describe()
-            )));
+            return Err(denied(&identity, action));
         }
         if action == Action::ReadMetrics && identity.tenants != Tenants::All {
             return Err(Error::PermissionDenied(format!(
@@ -491,14 +487,17 @@ pub fn require<T>(request: &Request<T>, action: Action) -> Result<Identity, Stat
     if action.allowed(identity.role) {
         Ok(identity.clone())
     } else {
-        Err(Error::PermissionDenied(format!(
-            "{} ({}) may not {}",
-            identity.name,
-            identity.role,
-            action.describe()
-        ))
-        .into())
+        Err(denied(identity, action).into())
     }
+}
+
+fn denied(identity: &Identity, action: Action) -> Error {
+    Error::PermissionDenied(format!(
+        "{} ({}) may not {}",
+        identity.name,
+        identity.role,
+        action.describe()
+    ))
 }
 
 #[cfg(test)]
