@@ -282,6 +282,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("orca is up");
     println!("  gRPC     {endpoint}  (health checking and reflection enabled)");
     println!("  store    {}", running.db_path.display());
+    if let Some(http) = running.http_addr {
+        println!(
+            "  metrics  http://{http}/metrics  (with the admin token; /healthz, /readyz without)"
+        );
+    }
     println!(
         "  token    {} (the CLI reads .orca/admin.token by itself)",
         data_dir.join("admin.token").display()

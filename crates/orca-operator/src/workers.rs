@@ -99,6 +99,26 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
+/// A Secret as read-only files (owner-readable only) under `path`.
+fn secret_volume(name: &str, secret: &str, path: &str) -> (Volume, VolumeMount) {
+    let volume = Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    (volume, mount)
+}
+
 fn http_probe(path: &str, period_seconds: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -156,21 +176,9 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
     if let Some(secret) = &spec.secrets_secret_name {
         env_vars.push(env("ORCA_SECRETS_DIR", SECRETS_DIR));
-        volumes.push(Volume {
-            name: "secrets".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                default_mode: Some(0o400),
-                ..Default::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "secrets".into(),
-            mount_path: SECRETS_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        let (volume, mount) = secret_volume("secrets", secret, SECRETS_DIR);
+        volumes.push(volume);
+        mounts.push(mount);
     }
     let mut ports = None;
     let (mut readiness_probe, mut liveness_probe) = (None, None);
@@ -180,21 +188,9 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
             "ORCA_METRICS_TOKEN_FILE",
             format!("{METRICS_TOKEN_DIR}/token"),
         ));
-        volumes.push(Volume {
-            name: "metrics-token".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                default_mode: Some(0o400),
-                ..Default::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "metrics-token".into(),
-            mount_path: METRICS_TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        let (volume, mount) = secret_volume("metrics-token", secret, METRICS_TOKEN_DIR);
+        volumes.push(volume);
+        mounts.push(mount);
         ports = Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: HTTP_PORT,
