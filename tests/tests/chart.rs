@@ -145,6 +145,32 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
     }
 }
 
+/// Two objects of one kind, namespace and name would make `helm install`
+/// fail, though `helm template` renders them happily.
+#[test]
+fn no_two_objects_share_a_kind_namespace_and_name() {
+    let objects = render(&[
+        "serviceMonitor.enabled=true",
+        "agentNamespaces={team-a,orca-system}",
+    ])
+    .expect("renders");
+    let mut seen = std::collections::BTreeSet::new();
+    for object in &objects {
+        let key = (
+            object["kind"].as_str().unwrap_or_default().to_string(),
+            object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("orca-system")
+                .to_string(),
+            object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        assert!(seen.insert(key.clone()), "rendered twice: {key:?}");
+    }
+}
+
 #[test]
 fn images_args_and_addresses_reach_the_containers() {
     let objects = render(&[]).expect("renders");
