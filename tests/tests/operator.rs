@@ -607,7 +607,7 @@ async fn the_pods_the_operator_describes_join_their_pool() {
                 std::fs::write(&file, "scraper\n").expect("token file");
                 file.display().to_string()
             }
-            "ORCA_HTTP_LISTEN" => {
+            "ORCA_WORKER_HTTP_LISTEN" => {
                 assert_eq!(value, "0.0.0.0:9090", "the pod's port, on the pod's IP");
                 http.clone()
             }

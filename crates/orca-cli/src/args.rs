@@ -412,7 +412,7 @@ pub struct WorkerArgs {
 
     /// Where to serve this worker's /metrics (Prometheus), /healthz and
     /// /readyz over HTTP, e.g. 127.0.0.1:7071; not served without it.
-    #[arg(long, env = "ORCA_HTTP_LISTEN")]
+    #[arg(long, env = "ORCA_WORKER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
 
     /// A file holding the bearer token /metrics asks scrapers for; needed

@@ -183,7 +183,10 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     let mut ports = None;
     let (mut readiness_probe, mut liveness_probe) = (None, None);
     if let Some(secret) = &settings.metrics_token_secret {
-        env_vars.push(env("ORCA_HTTP_LISTEN", format!("0.0.0.0:{HTTP_PORT}")));
+        env_vars.push(env(
+            "ORCA_WORKER_HTTP_LISTEN",
+            format!("0.0.0.0:{HTTP_PORT}"),
+        ));
         env_vars.push(env(
             "ORCA_METRICS_TOKEN_FILE",
             format!("{METRICS_TOKEN_DIR}/token"),
