@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -22,12 +21,12 @@ use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use crate::tls::{HttpsListener, ReloadingConfig};
 
-/// What the handlers read; the engine arrives once the store is open.
+/// What the handlers read; the engine arrives once the store is open, and
+/// its arrival is what makes the control plane ready.
 pub struct Status {
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     authenticator: Authenticator,
     engine: OnceLock<EngineHandle>,
-    ready: AtomicBool,
 }
 
 impl Status {
@@ -36,14 +35,12 @@ impl Status {
             metrics,
             authenticator,
             engine: OnceLock::new(),
-            ready: AtomicBool::new(false),
         }
     }
 
     /// The store is open and gRPC serves: ready for traffic.
     pub fn ready(&self, engine: EngineHandle) {
         let _ = self.engine.set(engine);
-        self.ready.store(true, Ordering::Release);
     }
 }
 
@@ -73,7 +70,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(status): State<Arc<Status>>) -> (StatusCode, &'static str) {
-    if status.ready.load(Ordering::Acquire) {
+    if status.engine.get().is_some() {
         (StatusCode::OK, "ready\n")
     } else {
         (

@@ -1,6 +1,7 @@
-//! TLS for the gRPC listener and the HTTP port. Certificates are read from disk and read again
-//! when the files change, so a renewed certificate (cert-manager, an ACME
-//! client) takes effect on the next connection without a restart. With a
+//! TLS for the gRPC listener and the HTTP port. Certificates are read from
+//! disk and read again when the files change, so a renewed certificate
+//! (cert-manager, an ACME client) takes effect on the next connection
+//! without a restart. With a
 //! client CA, clients may present a certificate; a presented one must chain
 //! to that CA, and workers must present one (mTLS).
 
