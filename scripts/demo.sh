@@ -2,16 +2,47 @@
 # `make demo`: builds orca, starts the embedded orca (control plane on SQLite
 # plus two local workers), runs the fan-out/fan-in example with live
 # progress, prints the result, and stops what it started.
+#
+# With ANTHROPIC_API_KEY set (or ANTHROPIC_BASE_URL pointing at an endpoint
+# that speaks the Anthropic Messages API), the DAG ends in a Claude Code
+# agent step that summarises what the shell steps counted: its tool calls
+# stream live, and its result and cost are shown. The `claude` CLI is taken
+# from ORCA_CLAUDE_BIN, else PATH, else installed from npm into .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 command -v python3 >/dev/null || { echo "error: the example's steps use python3; install it first" >&2; exit 1; }
 
-cargo build -p orca-cli
-orca=target/debug/orca
-data=.orca/demo
-rm -rf "$data"
+# The build `make test` makes too (features unify over the workspace), so
+# the two share one binary instead of relinking it for each other.
+cargo build --workspace --bins
+orca="$(cargo_target_dir)/debug/orca"
+# ORCA_DEMO_DIR puts the demo's data elsewhere (the tests use a temp dir);
+# the default one is emptied first.
+data=${ORCA_DEMO_DIR:-.orca/demo}
+[ -n "${ORCA_DEMO_DIR:-}" ] || rm -rf "$data"
 mkdir -p "$data"
+
+task_file=examples/fan-out-fan-in.yaml
+if [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -n "${ANTHROPIC_BASE_URL:-}" ]; then
+  if [ -z "${ORCA_CLAUDE_BIN:-}" ]; then
+    if command -v claude >/dev/null; then
+      ORCA_CLAUDE_BIN=$(command -v claude)
+    else
+      ./scripts/claude.sh
+      ORCA_CLAUDE_BIN=$PWD/.tools/claude/node_modules/.bin/claude
+    fi
+  fi
+  export ORCA_CLAUDE_BIN
+  # An endpoint of one's own may want no key; the CLI asks for one anyway.
+  export ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-unused}
+  # With the key, `orca up`'s workers offer claude-code too.
+  task_file=$data/fan-out-fan-in-agent.yaml
+  cat examples/fan-out-fan-in.yaml scripts/demo-agent-step.yaml >"$task_file"
+else
+  echo "(no ANTHROPIC_API_KEY: the demo runs shell steps only; set it, or ANTHROPIC_BASE_URL, to add a Claude Code agent step)"
+fi
 
 # A port the system picks, so the demo never collides with a running orca.
 "$orca" up --data-dir "$data" --listen 127.0.0.1:0 --workers 2 >"$data/up.log" 2>&1 &
@@ -27,7 +58,7 @@ done
 server=$(cat "$data/endpoint")
 # orca up created an admin token beside its data; the CLI sends it.
 export ORCA_TOKEN_FILE="$data/admin.token"
-until [ "$("$orca" --server "$server" get agents -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2 ]; do
+until [ "$("$orca" --server "$server" get agents -o name | wc -l)" = 2 ]; do
   [ $SECONDS -lt $deadline ] || { echo "error: the workers did not connect; see $data/up.log" >&2; exit 1; }
   sleep 0.1
 done
@@ -35,10 +66,10 @@ done
 echo "== orca is up at $server with two local workers:"
 "$orca" --server "$server" get agents
 echo
-echo "== orca submit -f examples/fan-out-fan-in.yaml --watch"
-"$orca" --server "$server" submit -f examples/fan-out-fan-in.yaml --watch
+# -o name prints the id alone on stdout; the live view goes to stderr.
+echo "== orca submit -f $task_file --watch -o name"
+task=$("$orca" --server "$server" submit -f "$task_file" --watch -o name)
 echo
-task=$("$orca" --server "$server" get tasks -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 echo "== orca get task $task"
 "$orca" --server "$server" get task "$task"
 echo

@@ -525,6 +525,136 @@ async fn idempotent_submit_returns_the_same_task() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_prints_what_a_script_asks_for() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w1", &["shell"], 2)]).await?;
+    let file = |name: &str, command: &str| -> anyhow::Result<std::path::PathBuf> {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name: {name}\nsteps:\n  - id: only\n    shell: {{command: [sh, -c, '{command}']}}\n"
+            ),
+        )?;
+        Ok(path)
+    };
+    let passes = file("passes", "echo working; echo 42 > $ORCA_OUTPUT")?;
+    let fails = file("fails", "echo giving up; exit 3")?;
+    let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let client = server.tasks().await?;
+    let get = |id: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_task(v1::GetTaskRequest { task_id: id })
+                .await
+                .map(|t| t.into_inner())
+        }
+    };
+
+    // -o name: the id alone, a line of its own, as `kubectl -o name`.
+    let out = succeed(
+        server
+            .cli()
+            .args(["submit", "-o", "name", "-f"])
+            .arg(&passes),
+    );
+    let named = stdout(&out);
+    let id = named.trim_end_matches('\n');
+    assert!(
+        !id.is_empty() && !id.contains(char::is_whitespace),
+        "{named:?}"
+    );
+    assert_eq!(named, format!("{id}\n"));
+    assert_eq!(get(id.to_string()).await?.id, id);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("task {id} submitted")));
+
+    // -o json and -o yaml: the created task, shaped as `orca get task`.
+    let out = succeed(
+        server
+            .cli()
+            .args(["submit", "-o", "json", "-f"])
+            .arg(&passes),
+    );
+    let created: Value = serde_json::from_str(&stdout(&out))?;
+    let json_id = created["id"].as_str().expect("an id").to_string();
+    assert_eq!(created["name"], "passes");
+    assert_eq!(created["steps"][0]["id"], "only");
+    let shown = succeed(server.cli().args(["get", "task", &json_id, "-o", "json"]));
+    let shown: Value = serde_json::from_str(&stdout(&shown))?;
+    for key in ["id", "tenant", "name", "priority", "createdAt", "steps"] {
+        assert_eq!(created[key].is_null(), shown[key].is_null(), "{key}");
+    }
+    let out = succeed(
+        server
+            .cli()
+            .args(["submit", "-o", "yaml", "-f"])
+            .arg(&passes),
+    );
+    let created: Value = serde_yaml::from_str(&stdout(&out))?;
+    assert_eq!(created["name"], "passes");
+    get(created["id"].as_str().expect("an id").to_string()).await?;
+
+    // --watch -o json: the live view on stderr, the ended task on stdout,
+    // and the exit status as without -o.
+    let out = succeed(
+        server
+            .cli()
+            .args(["submit", "--watch", "-o", "json", "-f"])
+            .arg(&passes),
+    );
+    let ended: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(ended["state"], "succeeded");
+    assert_eq!(ended["steps"][0]["output"], json!(42));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only | working"));
+    let out = server
+        .cli()
+        .args(["submit", "--watch", "-o", "json", "-f"])
+        .arg(&fails)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let ended: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(ended["state"], "failed");
+    // --watch -o name: the id, then the exit status of the task.
+    let out = server
+        .cli()
+        .args(["submit", "--watch", "-o", "name", "-f"])
+        .arg(&fails)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let id = stdout(&out).trim().to_string();
+    assert_eq!(
+        get(id).await?.state,
+        v1::TaskState::Failed as i32,
+        "the id printed is the failed task's"
+    );
+
+    // orca get speaks -o name too.
+    let listed = stdout(&succeed(server.cli().args(["get", "tasks", "-o", "name"])));
+    assert_eq!(listed.lines().count(), 6, "{listed}");
+    assert_eq!(
+        listed.lines().map(str::to_string).collect::<Vec<_>>(),
+        all_task_ids(&client).await?
+    );
+
+    // A format that does not exist: usage error naming the flag, nothing
+    // submitted.
+    let out = server
+        .cli()
+        .args(["submit", "-o", "xml", "-f"])
+        .arg(&passes)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("'xml'") && error.contains("--output"),
+        "{error}"
+    );
+    assert_eq!(all_task_ids(&client).await?.len(), 6);
+    Ok(())
+}
+
 async fn collect(
     client: &mut Tasks,
     task_id: &str,
@@ -678,14 +808,54 @@ async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Res
     Ok(())
 }
 
+/// Asks the server, through one version of the reflection protocol and with
+/// no token, for its services and for the file that defines
+/// `orca.v1.TaskService`; answers the service names and that file's
+/// descriptor.
+macro_rules! reflect_without_a_token {
+    ($version:ident, $channel:expr) => {{
+        use prost::Message as _;
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+
+        let ask = |request| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(vec![
+                ask(MessageRequest::ListServices(String::new())),
+                ask(MessageRequest::FileContainingSymbol(
+                    "orca.v1.TaskService".into(),
+                )),
+            ]))
+            .await?
+            .into_inner();
+        let mut services = Vec::new();
+        let mut files = Vec::new();
+        while let Some(answer) = answers.message().await? {
+            match answer.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    services.extend(list.service.into_iter().map(|s| s.name))
+                }
+                Some(MessageResponse::FileDescriptorResponse(found)) => {
+                    for bytes in found.file_descriptor_proto {
+                        files.push(prost_types::FileDescriptorProto::decode(bytes.as_slice())?);
+                    }
+                }
+                other => panic!("unexpected reflection answer: {other:?}"),
+            }
+        }
+        (services, files)
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_reflection_answer_from_the_server_alone() -> anyhow::Result<()> {
+async fn health_and_reflection_answer_without_a_token() -> anyhow::Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path())?;
@@ -698,31 +868,36 @@ async fn health_and_reflection_answer_from_the_server_alone() -> anyhow::Result<
         .into_inner();
     assert_eq!(health.status, ServingStatus::Serving as i32);
 
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers =
-        ServerReflectionClient::with_interceptor(channel, bearer(&server.admin_token))
-            .server_reflection_info(tokio_stream::iter(vec![request]))
-            .await?
-            .into_inner();
-    let Some(answer) = answers.message().await? else {
-        panic!("no reflection answer")
-    };
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected reflection answer")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in [
-        "orca.v1.TaskService",
-        "orca.v1.AgentService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == service),
-            "{service} missing from {names:?}"
-        );
+    // grpcurl and grpcui speak v1; Python's grpcio-reflection, Postman and
+    // older grpcurl only v1alpha. Neither needs a token.
+    let v1 = reflect_without_a_token!(v1, channel.clone());
+    let v1alpha = reflect_without_a_token!(v1alpha, channel);
+    for (version, (services, files)) in [("v1", v1), ("v1alpha", v1alpha)] {
+        for service in [
+            "orca.v1.TaskService",
+            "orca.v1.AgentService",
+            "orca.v1.StateService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                services.iter().any(|n| n == service),
+                "{version}: {service} missing from {services:?}"
+            );
+        }
+        // The file that defines TaskService describes its methods.
+        let task_service = files
+            .iter()
+            .filter(|f| f.package() == "orca.v1")
+            .flat_map(|f| &f.service)
+            .find(|s| s.name() == "TaskService")
+            .unwrap_or_else(|| panic!("{version}: no TaskService in {files:?}"));
+        let methods: Vec<&str> = task_service.method.iter().map(|m| m.name()).collect();
+        for method in ["SubmitTask", "GetTask", "ListTasks", "WatchTask"] {
+            assert!(
+                methods.contains(&method),
+                "{version}: {method} missing from {methods:?}"
+            );
+        }
     }
     Ok(())
 }
@@ -1480,7 +1655,7 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_method_but_health_needs_a_valid_token() -> anyhow::Result<()> {
+async fn every_method_but_health_and_reflection_needs_a_valid_token() -> anyhow::Result<()> {
     use tonic_health::pb::health_client::HealthClient;
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path())?;

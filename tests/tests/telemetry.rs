@@ -3,6 +3,7 @@
 //! submitted task, and they form one chain, client → server → task → step
 //! attempt, down to the step process's `TRACEPARENT`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,10 +18,12 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use orca_tests::*;
 use tonic::{Request, Response, Status};
 
-/// A span as received: which service sent it, and its ids as hex.
+/// A span as received: which service sent it, its process's other
+/// resource attributes, and its ids as hex.
 #[derive(Debug, Clone)]
 struct Received {
     service: String,
+    resource: BTreeMap<String, String>,
     name: String,
     trace_id: String,
     span_id: String,
@@ -44,20 +47,21 @@ impl TraceService for Collector {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
+            let mut resource: BTreeMap<String, String> = resource_spans
                 .resource
                 .iter()
                 .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                    AnyValue::StringValue(s) => Some(s.clone()),
+                .filter_map(|a| match a.value.as_ref()?.value.as_ref()? {
+                    AnyValue::StringValue(s) => Some((a.key.clone(), s.clone())),
                     _ => None,
                 })
-                .unwrap_or_default();
+                .collect();
+            let service = resource.remove("service.name").unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     spans.push(Received {
                         service: service.clone(),
+                        resource: resource.clone(),
                         name: span.name,
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
@@ -120,6 +124,17 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with_env(dir.path(), "127.0.0.1:0", &[], &otel).expect("server");
+    // The environment names the worker's service and where it runs, as the
+    // OpenTelemetry specification lets any process be told.
+    let worker_otel = [
+        otel[0],
+        otel[1],
+        ("OTEL_SERVICE_NAME", "gpu-pool-worker"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=e2e,service.name=overridden",
+        ),
+    ];
     let _worker = start_worker_env(
         &server.url,
         dir.path(),
@@ -128,7 +143,7 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
         1,
         &[],
         &server.worker_token,
-        &otel,
+        &worker_otel,
     )
     .expect("worker");
     server.wait_for_agents(&["w1"]).await.expect("worker up");
@@ -164,7 +179,7 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     // Every process's spans arrive, all in the task's trace.
     let spans = eventually(Duration::from_secs(20), || {
         let spans = collector.of_trace(&trace_id);
-        let complete = ["orca", "orca-server", "orca-worker"]
+        let complete = ["orca", "orca-server", "gpu-pool-worker"]
             .iter()
             .all(|service| spans.iter().any(|s| s.service == *service))
             && ["task", "orca state", "/orca.v1.StateService/PutState"]
@@ -184,7 +199,7 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     let cli = find("orca", "orca submit");
     let rpc = find("orca-server", "/orca.v1.TaskService/SubmitTask");
     let task_span = find("orca-server", "task");
-    let attempt = find("orca-worker", "step traced attempt 1");
+    let attempt = find("gpu-pool-worker", "step traced attempt 1");
     assert_eq!(cli.parent_span_id, "", "the client starts the trace");
     assert_eq!(rpc.parent_span_id, cli.span_id, "server under client");
     assert_eq!(
@@ -200,6 +215,20 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     let put = find("orca-server", "/orca.v1.StateService/PutState");
     assert_eq!(from_step.parent_span_id, attempt.span_id, "step's CLI");
     assert_eq!(put.parent_span_id, from_step.span_id, "its request");
+
+    // OTEL_SERVICE_NAME wins over the default and over the service.name in
+    // OTEL_RESOURCE_ATTRIBUTES; the other attributes are kept. The step's
+    // own process is not the worker's service but runs where it does.
+    let environment = |span: &Received| span.resource.get("deployment.environment").cloned();
+    assert_eq!(environment(&attempt).as_deref(), Some("e2e"));
+    assert_eq!(environment(&from_step).as_deref(), Some("e2e"));
+    assert_eq!(environment(&rpc), None, "the server was told nothing");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.service != "orca-worker" && s.service != "overridden"),
+        "{spans:#?}"
+    );
 
     // The step's process was given the attempt's context.
     let output = step_output(&task, "traced").expect("output");

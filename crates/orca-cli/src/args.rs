@@ -397,6 +397,23 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub drain_grace: Duration,
 
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+
+    /// Where to serve this worker's /metrics (Prometheus), /healthz and
+    /// /readyz over HTTP, e.g. 127.0.0.1:7071; not served without it.
+    #[arg(long, env = "ORCA_WORKER_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// A file holding the bearer token /metrics asks scrapers for; needed
+    /// when --http-listen is not a loopback address.
+    #[arg(long, env = "ORCA_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// How a worker runs `claudeCode` steps.
+#[derive(Debug, Args)]
+pub struct ClaudeArgs {
     /// The Claude Code CLI that runs `claudeCode` steps (offer the
     /// `claude-code` capability to get them).
     #[arg(long, env = "ORCA_CLAUDE_BIN", default_value = "claude")]
@@ -409,16 +426,6 @@ pub struct WorkerArgs {
     /// A file holding the Anthropic API key; $ANTHROPIC_API_KEY otherwise.
     #[arg(long, env = "ORCA_ANTHROPIC_API_KEY_FILE")]
     pub anthropic_api_key_file: Option<PathBuf>,
-
-    /// Where to serve this worker's /metrics (Prometheus), /healthz and
-    /// /readyz over HTTP, e.g. 127.0.0.1:7071; not served without it.
-    #[arg(long, env = "ORCA_WORKER_HTTP_LISTEN")]
-    pub http_listen: Option<SocketAddr>,
-
-    /// A file holding the bearer token /metrics asks scrapers for; needed
-    /// when --http-listen is not a loopback address.
-    #[arg(long, env = "ORCA_METRICS_TOKEN_FILE")]
-    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.
@@ -452,16 +459,28 @@ pub struct UpArgs {
     #[arg(long, env = "ORCA_WORKERS", default_value_t = 2)]
     pub workers: u32,
 
+    /// With an Anthropic API key, the local workers also offer
+    /// `claude-code`, so prompt tasks and agent steps run out of the box.
     #[command(flatten)]
     pub offer: OfferArgs,
+
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
 }
 
+/// How a command prints what it got back.
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
 pub enum Format {
+    /// For people: tables and messages.
     #[default]
     Table,
+    /// For programs: the whole record.
     Json,
+    /// For programs: the whole record.
     Yaml,
+    /// For scripts: one identifier per line (a task's id, an agent's name,
+    /// an audit record's sequence number), as `kubectl -o name`.
+    Name,
 }
 
 #[derive(Debug, Args)]
@@ -485,12 +504,18 @@ pub struct SubmitArgs {
     pub plan: bool,
 
     /// Show the plan of the task's prompt without running it.
-    #[arg(long, conflicts_with_all = ["watch", "idempotency_key"])]
+    #[arg(long, conflicts_with_all = ["watch", "idempotency_key", "output"])]
     pub plan_only: bool,
 
     /// Follow the task until it finishes; exit non-zero if it fails.
     #[arg(short, long)]
     pub watch: bool,
+
+    /// What to print: `table` (messages for people), `name` (the task's id
+    /// alone), `json` or `yaml` (the task as `orca get task` prints it; with
+    /// --watch, once it has ended, and the live view goes to stderr).
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
 
     /// Submitting again with the same key returns the same task.
     #[arg(long, env = "ORCA_IDEMPOTENCY_KEY")]
@@ -648,11 +673,11 @@ pub struct WatchArgs {
     pub task: String,
 }
 
-/// `RATE` or `RATE/BURST`, both above zero; the burst defaults to the rate.
 fn parse_log_format(text: &str) -> Result<orca_telemetry::LogFormat, String> {
     orca_telemetry::LogFormat::parse(text).ok_or_else(|| "text or json".to_string())
 }
 
+/// `RATE` or `RATE/BURST`, both above zero; the burst defaults to the rate.
 fn parse_rate(text: &str) -> Result<(u32, u32), String> {
     let number = |part: &str| {
         part.trim()

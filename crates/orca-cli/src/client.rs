@@ -11,8 +11,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::args::{
-    AuditArgs, CancelArgs, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs,
+    AuditArgs, CancelArgs, Format, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs,
 };
+use crate::watch::Out;
 use crate::{output, taskfile, watch};
 
 pub async fn channel(target: &Target) -> anyhow::Result<Channel> {
@@ -92,31 +93,61 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         })
         .await?
         .into_inner();
-    if response.created {
-        println!("task {} submitted", response.task_id);
-    } else {
-        println!(
-            "task {} already exists for this idempotency key",
-            response.task_id
-        );
-    }
-    if spec.plan {
-        let task = client
-            .get_task(v1::GetTaskRequest {
-                task_id: response.task_id.clone(),
-            })
-            .await?
-            .into_inner();
-        if task.steps.is_empty() {
-            bail!("{}", task.message);
+    let id = response.task_id;
+    // People read messages on stdout; a program asking for a format gets
+    // only that there, and the messages on stderr.
+    let people = args.output == Format::Table;
+    let say = |text: String| {
+        if people {
+            println!("{text}")
+        } else {
+            eprintln!("{text}")
         }
-        let ids: Vec<&str> = task.steps.iter().map(|s| s.id.as_str()).collect();
-        println!("planned {} steps: {}", ids.len(), ids.join(", "));
+    };
+    if response.created {
+        say(format!("task {id} submitted"));
+    } else {
+        say(format!("task {id} already exists for this idempotency key"));
+    }
+    if args.output == Format::Name {
+        // At once, so a script has the id while the task runs.
+        println!("{id}");
+    }
+    let mut task = None;
+    if spec.plan {
+        let planned = get_task(&mut client, &id).await?;
+        if planned.steps.is_empty() {
+            bail!("{}", planned.message);
+        }
+        let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
+        say(format!("planned {} steps: {}", ids.len(), ids.join(", ")));
+        task = Some(planned);
     }
     if args.watch {
-        return watch::follow(&mut client, &response.task_id).await;
+        let out = if people { Out::Stdout } else { Out::Stderr };
+        task = Some(watch::follow(&mut client, &id, out).await?);
     }
-    Ok(ExitCode::SUCCESS)
+    let code = match (&task, args.watch) {
+        (Some(ended), true) => watch::exit_code(ended),
+        _ => ExitCode::SUCCESS,
+    };
+    if matches!(args.output, Format::Json | Format::Yaml) {
+        let task = match task {
+            Some(task) => task,
+            None => get_task(&mut client, &id).await?,
+        };
+        output::task(&task, args.output)?;
+    }
+    Ok(code)
+}
+
+async fn get_task(client: &mut Tasks, id: &str) -> anyhow::Result<v1::Task> {
+    Ok(client
+        .get_task(v1::GetTaskRequest {
+            task_id: id.to_string(),
+        })
+        .await?
+        .into_inner())
 }
 
 /// Prints a plan as a task file that `orca submit -f` takes as it is; an
@@ -280,12 +311,14 @@ pub async fn retry(target: &Target, args: RetryArgs) -> anyhow::Result<ExitCode>
         task.id
     );
     if args.watch {
-        return watch::follow(&mut client, &task.id).await;
+        let ended = watch::follow(&mut client, &task.id, Out::Stdout).await?;
+        return Ok(watch::exit_code(&ended));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn watch(target: &Target, args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut client = tasks(target).await?;
-    watch::follow(&mut client, &args.task).await
+    let ended = watch::follow(&mut client, &args.task, Out::Stdout).await?;
+    Ok(watch::exit_code(&ended))
 }

@@ -16,7 +16,8 @@ use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
 use crate::args::{
-    ControlPlaneArgs, Durability, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs, WorkerArgs,
+    ClaudeArgs, ControlPlaneArgs, Durability, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs,
+    WorkerArgs,
 };
 use crate::context::Resolved;
 
@@ -30,6 +31,23 @@ fn anthropic_api_key(file: Option<&Path>, flag: &str) -> anyhow::Result<Option<S
         None => std::env::var("ANTHROPIC_API_KEY").unwrap_or_default(),
     };
     Ok(Some(key).filter(|k| !k.is_empty()))
+}
+
+/// How a worker runs `claudeCode` steps; its `HOME` is the worker's to
+/// choose.
+fn claude_settings(args: &ClaudeArgs) -> anyhow::Result<orca_worker::ClaudeSettings> {
+    Ok(orca_worker::ClaudeSettings {
+        api_key: anthropic_api_key(
+            args.anthropic_api_key_file.as_deref(),
+            "--anthropic-api-key-file",
+        )?,
+        bin: args.claude_bin.clone(),
+        model: args.model.clone(),
+        base_url: std::env::var("ANTHROPIC_BASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        home: Default::default(),
+    })
 }
 
 /// The planner's settings; `None` without an API key.
@@ -179,18 +197,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
         }
         None => None,
     };
-    config.claude = orca_worker::ClaudeSettings {
-        api_key: anthropic_api_key(
-            args.anthropic_api_key_file.as_deref(),
-            "--anthropic-api-key-file",
-        )?,
-        bin: args.claude_bin,
-        model: args.model,
-        base_url: std::env::var("ANTHROPIC_BASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty()),
-        home: Default::default(),
-    };
+    config.claude = claude_settings(&args.claude)?;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -254,6 +261,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", token_file.display()))?
         .trim()
         .to_string();
+    let claude = claude_settings(&args.claude)?;
+    let mut capabilities = args.offer.capabilities.clone();
+    if claude.api_key.is_some() && !capabilities.iter().any(|c| c == orca_core::CLAUDE_CODE) {
+        capabilities.push(orca_core::CLAUDE_CODE.to_string());
+    }
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut names = Vec::new();
@@ -264,8 +276,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             name.clone(),
             data_dir.join("work").join(&name),
         );
-        config.capabilities = args.offer.capabilities.clone();
+        config.capabilities = capabilities.clone();
         config.slots = args.offer.slots;
+        config.claude = claude.clone();
         // Ctrl-C on `orca up` stops everything: running steps are handed
         // back at once and run again when orca next starts.
         config.drain_grace = std::time::Duration::ZERO;
@@ -299,7 +312,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         },
         args.offer.slots,
-        args.offer.capabilities.join(", ")
+        capabilities.join(", ")
     );
     println!("Try: orca --server {endpoint} submit -f examples/fan-out-fan-in.yaml --watch");
     println!("Press Ctrl-C to stop.");

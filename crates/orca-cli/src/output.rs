@@ -219,10 +219,17 @@ fn task_view(task: &v1::Task) -> TaskView {
     }
 }
 
-fn emit<T: Serialize>(value: &T, format: Format) -> anyhow::Result<bool> {
+/// Prints `value` for programs (`names`, one per line, for `-o name`);
+/// false for a table, which the caller prints.
+fn emit<T: Serialize, N: std::fmt::Display>(
+    value: &T,
+    names: impl IntoIterator<Item = N>,
+    format: Format,
+) -> anyhow::Result<bool> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Format::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Format::Name => names.into_iter().for_each(|name| println!("{name}")),
         Format::Table => return Ok(false),
     }
     Ok(true)
@@ -230,7 +237,7 @@ fn emit<T: Serialize>(value: &T, format: Format) -> anyhow::Result<bool> {
 
 pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
     let views: Vec<TaskView> = tasks.iter().map(task_view).collect();
-    if emit(&views, format)? {
+    if emit(&views, views.iter().map(|v| &v.id), format)? {
         return Ok(());
     }
     let now = now_micros();
@@ -261,7 +268,7 @@ pub fn tasks(tasks: &[v1::Task], format: Format) -> anyhow::Result<()> {
 
 pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     let view = task_view(task);
-    if emit(&view, format)? {
+    if emit(&view, [&view.id], format)? {
         return Ok(());
     }
     println!("Task:      {}", view.id);
@@ -399,7 +406,7 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
             peer: a.peer.clone(),
         })
         .collect();
-    if emit(&views, format)? {
+    if emit(&views, views.iter().map(|v| &v.name), format)? {
         return Ok(());
     }
     let now = now_micros();
@@ -456,7 +463,7 @@ pub fn audit(events: &[v1::AuditEvent], format: Format) -> anyhow::Result<()> {
             detail: e.detail.clone(),
         })
         .collect();
-    if emit(&views, format)? {
+    if emit(&views, views.iter().map(|v| v.seq), format)? {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = views

@@ -1,7 +1,8 @@
 //! `orca watch` and `submit --watch`: follows a task's events live. On a
 //! terminal each step gets a progress bar; elsewhere each event is a line.
 //! A broken stream is resumed from the last sequence number seen, so
-//! nothing is missed or shown twice.
+//! nothing is missed or shown twice. When a program reads standard output
+//! (`-o json`), the live view goes to standard error instead.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -20,14 +21,41 @@ use crate::output::{duration, step_state_name, task_state_name};
 /// How long to keep trying to resume a broken watch.
 const RESUME_FOR: Duration = Duration::from_secs(60);
 
-pub async fn follow(client: &mut Tasks, task_id: &str) -> anyhow::Result<ExitCode> {
+/// Where the live view and the summary are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    Stdout,
+    Stderr,
+}
+
+impl Out {
+    fn line(self, text: &str) {
+        match self {
+            Out::Stdout => println!("{text}"),
+            Out::Stderr => eprintln!("{text}"),
+        }
+    }
+}
+
+/// 0 when the task succeeded, 1 otherwise.
+pub fn exit_code(task: &v1::Task) -> ExitCode {
+    if task.state == v1::TaskState::Succeeded as i32 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Shows the task live until it ends, then a summary; answers the ended
+/// task.
+pub async fn follow(client: &mut Tasks, task_id: &str, out: Out) -> anyhow::Result<v1::Task> {
     let task = client
         .get_task(v1::GetTaskRequest {
             task_id: task_id.to_string(),
         })
         .await?
         .into_inner();
-    let mut view = View::new(&task);
+    let mut view = View::new(&task, out);
     let mut last_seq = 0;
     let mut broken_since: Option<tokio::time::Instant> = None;
     let finished = loop {
@@ -77,22 +105,22 @@ pub async fn follow(client: &mut Tasks, task_id: &str) -> anyhow::Result<ExitCod
         })
         .await?
         .into_inner();
-    print_summary(&task);
-    Ok(if task.state == v1::TaskState::Succeeded as i32 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    print_summary(&task, out);
+    Ok(task)
 }
 
-fn print_summary(task: &v1::Task) {
+fn print_summary(task: &v1::Task, out: Out) {
     let took = match (&task.started_at, &task.finished_at) {
         (Some(a), Some(b)) => format!(" in {}", duration(micros(b) - micros(a))),
         _ => String::new(),
     };
-    println!("task {} {}{took}", task.id, task_state_name(task.state));
+    out.line(&format!(
+        "task {} {}{took}",
+        task.id,
+        task_state_name(task.state)
+    ));
     if !task.message.is_empty() {
-        println!("  {}", task.message);
+        out.line(&format!("  {}", task.message));
     }
     // The result of a DAG is the output of the steps nothing depends on.
     let spec = task.spec.clone().unwrap_or_default();
@@ -103,7 +131,7 @@ fn print_summary(task: &v1::Task) {
         .collect();
     for step in &task.steps {
         if !depended_on.contains(step.id.as_str()) && !step.output_json.is_empty() {
-            println!("result ({}): {}", step.id, step.output_json);
+            out.line(&format!("result ({}): {}", step.id, step.output_json));
         }
     }
 }
@@ -115,6 +143,7 @@ enum Display {
     },
     Lines {
         start: i64,
+        out: Out,
     },
 }
 
@@ -123,7 +152,7 @@ struct View {
 }
 
 impl View {
-    fn new(task: &v1::Task) -> Self {
+    fn new(task: &v1::Task, out: Out) -> Self {
         if std::io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let style =
@@ -154,7 +183,7 @@ impl View {
         } else {
             let start = task.created_at.as_ref().map(micros).unwrap_or(0);
             View {
-                display: Display::Lines { start },
+                display: Display::Lines { start, out },
             }
         }
     }
@@ -199,7 +228,7 @@ impl View {
                 }
                 Kind::TaskState(_) => {}
             },
-            Display::Lines { start } => {
+            Display::Lines { start, out } => {
                 let at = event.time.as_ref().map(micros).unwrap_or(*start);
                 let offset = (at - *start) as f64 / 1e6;
                 let line = match kind {
@@ -224,7 +253,7 @@ impl View {
                     }
                     Kind::Log(l) => format!("{} | {}", l.step_id, l.line),
                 };
-                println!("[{offset:>7.2}s] {}", line.trim_end());
+                out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }
         }
         is_final

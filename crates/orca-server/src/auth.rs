@@ -72,7 +72,6 @@ pub enum Action {
     WriteTasks,
     ReadAgents,
     ConnectWorker,
-    Reflect,
     ReadAudit,
     ReadState,
     WriteState,
@@ -89,11 +88,7 @@ impl Action {
             (Role::Developer, _) => true,
             (
                 Role::Viewer,
-                Action::ReadTasks
-                | Action::ReadAgents
-                | Action::Reflect
-                | Action::ReadState
-                | Action::ReadMetrics,
+                Action::ReadTasks | Action::ReadAgents | Action::ReadState | Action::ReadMetrics,
             ) => true,
             (Role::Viewer, _) => false,
             (Role::Worker, Action::ConnectWorker) => true,
@@ -109,7 +104,6 @@ impl Action {
             Action::WriteTasks => "submit, cancel or retry tasks",
             Action::ReadAgents => "list agents",
             Action::ConnectWorker => "connect as a worker",
-            Action::Reflect => "use server reflection",
             Action::ReadAudit => "read the audit log",
             Action::ReadState => "read shared state or subscribe to topics",
             Action::WriteState => "change shared state or publish to topics",

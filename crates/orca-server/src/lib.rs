@@ -205,10 +205,15 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     health_reporter
         .set_serving::<StateServiceServer<state_service::StateApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl and grpcui speak v1, but Python's
+    // grpcio-reflection, Postman and older grpcurl speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let max_message_bytes = config.limits.max_message_bytes;
     let planner = match config.planner {
         Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
@@ -244,9 +249,12 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         };
         let router = tonic::transport::Server::builder()
             .trace_fn(orca_telemetry::rpc_span)
+            // Health stays open for probes, and reflection for tools: it
+            // tells only what the public proto says. Everything else needs
+            // a token.
             .add_service(health)
-            // Health stays open for probes; everything else needs a token.
-            .add_service(InterceptedService::new(reflection, authenticator.clone()))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(
                 TaskServiceServer::new(tasks).max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),

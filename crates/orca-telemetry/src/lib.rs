@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tonic::codegen::http;
@@ -59,7 +60,8 @@ pub enum Error {
 /// What a process reports as, and how it logs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `service.name` of its spans: `orca-server`, `orca-worker`, `orca`.
+    /// `service.name` of its spans (`orca-server`, `orca-worker`, `orca`)
+    /// unless the environment names another.
     pub service: &'static str,
     pub format: LogFormat,
     /// The log level when `RUST_LOG` says nothing.
@@ -99,11 +101,7 @@ pub fn exporting() -> bool {
 /// Sets up logging and tracing for this process. Call inside the Tokio
 /// runtime: the exporter's connection lives on it.
 pub fn init(settings: &Settings) -> Result<Guard, Error> {
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        opentelemetry_sdk::Resource::builder()
-            .with_service_name(settings.service)
-            .build(),
-    );
+    let mut builder = SdkTracerProvider::builder().with_resource(resource(settings.service));
     if exporting() {
         let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
@@ -144,6 +142,46 @@ pub fn init(settings: &Settings) -> Result<Guard, Error> {
         .try_init()
         .map_err(|_| Error::AlreadySet)?;
     Ok(Guard { provider })
+}
+
+/// What this process's spans say about it. The environment wins, as the
+/// OpenTelemetry specification says: `service.name` is `OTEL_SERVICE_NAME`,
+/// else the one in `OTEL_RESOURCE_ATTRIBUTES`, else orca's name for the
+/// process (`default_service`); the other attributes come from
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+fn resource(default_service: &'static str) -> Resource {
+    use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
+    let builder = Resource::builder_empty()
+        .with_service_name(default_service)
+        .with_detectors(&[
+            Box::new(TelemetryResourceDetector),
+            Box::new(EnvResourceDetector::new()),
+        ]);
+    match std::env::var(SERVICE_NAME_VARIABLE) {
+        Ok(name) if !name.trim().is_empty() => builder.with_service_name(name),
+        _ => builder,
+    }
+    .build()
+}
+
+/// The variable that names the service, over any default.
+pub const SERVICE_NAME_VARIABLE: &str = "OTEL_SERVICE_NAME";
+
+/// The variable of extra resource attributes, `key=value,key=value`.
+pub const RESOURCE_ATTRIBUTES_VARIABLE: &str = "OTEL_RESOURCE_ATTRIBUTES";
+
+/// `OTEL_RESOURCE_ATTRIBUTES` without its `service.name`, for a child
+/// process that is another service but shares the rest (where it runs, its
+/// environment); `None` when nothing is left.
+pub fn attributes_without_service_name(attributes: &str) -> Option<String> {
+    let kept: Vec<&str> = attributes
+        .split(',')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
+            !key.trim().is_empty() && key.trim() != "service.name"
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 /// The W3C `traceparent` of `span`, if it belongs to a trace.
@@ -260,6 +298,19 @@ mod tests {
                     .is_valid()
             );
         }
+    }
+
+    #[test]
+    fn a_child_process_keeps_the_resource_attributes_but_not_the_service_name() {
+        assert_eq!(
+            attributes_without_service_name(
+                "deployment.environment=prod,service.name=blue, service.name =x,k8s.pod.name=p"
+            )
+            .as_deref(),
+            Some("deployment.environment=prod,k8s.pod.name=p")
+        );
+        assert_eq!(attributes_without_service_name("service.name=blue"), None);
+        assert_eq!(attributes_without_service_name(""), None);
     }
 
     #[test]

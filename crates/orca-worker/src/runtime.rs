@@ -310,9 +310,19 @@ fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap<String, St
         env.insert("TRACEPARENT".into(), traceparent.clone());
         // Where to send it: a process with tracing of its own (the Claude
         // Code CLI with its telemetry on) exports where the worker does.
+        // It is its own service, though: not the worker's name.
         for (name, value) in std::env::vars() {
-            if name.starts_with("OTEL_") {
-                env.insert(name, value);
+            match name.as_str() {
+                orca_telemetry::SERVICE_NAME_VARIABLE => {}
+                orca_telemetry::RESOURCE_ATTRIBUTES_VARIABLE => {
+                    if let Some(kept) = orca_telemetry::attributes_without_service_name(&value) {
+                        env.insert(name, kept);
+                    }
+                }
+                _ if name.starts_with("OTEL_") => {
+                    env.insert(name, value);
+                }
+                _ => {}
             }
         }
     }
