@@ -56,6 +56,7 @@ pub fn describe(e: &anyhow::Error) -> String {
                 tonic::Code::ResourceExhausted => "resource exhausted",
                 tonic::Code::FailedPrecondition => "failed precondition",
                 tonic::Code::Aborted => "conflict",
+                tonic::Code::DataLoss => "data loss",
                 _ => "request failed",
             };
             return format!("{code}: {}", status.message());
@@ -95,19 +96,17 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         .into_inner();
     let id = response.task_id;
     // People read messages on stdout; a program asking for a format gets
-    // only that there, and the messages on stderr.
-    let people = args.output == Format::Table;
-    let say = |text: String| {
-        if people {
-            println!("{text}")
-        } else {
-            eprintln!("{text}")
-        }
+    // only that there, and the messages (the live view too) on stderr.
+    let say = match args.output {
+        Format::Table => Out::Stdout,
+        _ => Out::Stderr,
     };
     if response.created {
-        say(format!("task {id} submitted"));
+        say.line(&format!("task {id} submitted"));
     } else {
-        say(format!("task {id} already exists for this idempotency key"));
+        say.line(&format!(
+            "task {id} already exists for this idempotency key"
+        ));
     }
     if args.output == Format::Name {
         // At once, so a script has the id while the task runs.
@@ -120,12 +119,11 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
             bail!("{}", planned.message);
         }
         let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
-        say(format!("planned {} steps: {}", ids.len(), ids.join(", ")));
+        say.line(&format!("planned {} steps: {}", ids.len(), ids.join(", ")));
         task = Some(planned);
     }
     if args.watch {
-        let out = if people { Out::Stdout } else { Out::Stderr };
-        task = Some(watch::follow(&mut client, &id, out).await?);
+        task = Some(watch::follow(&mut client, &id, say).await?);
     }
     let code = match (&task, args.watch) {
         (Some(ended), true) => watch::exit_code(ended),

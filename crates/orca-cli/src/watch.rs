@@ -29,7 +29,7 @@ pub enum Out {
 }
 
 impl Out {
-    fn line(self, text: &str) {
+    pub fn line(self, text: &str) {
         match self {
             Out::Stdout => println!("{text}"),
             Out::Stderr => eprintln!("{text}"),

@@ -34,8 +34,8 @@ pub enum Error {
     /// A worker broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
-    /// The store failed; the request may be retried.
-    #[error("store: {0}")]
+    /// The store failed; its error says whether a retry may help.
+    #[error("{0}")]
     Store(#[from] orca_store::Error),
     /// The engine has stopped (the server is shutting down).
     #[error("the control plane is shutting down")]
@@ -120,7 +120,14 @@ impl From<Error> for Status {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::Store(_) | Error::ShuttingDown | Error::Unavailable(_) => Code::Unavailable,
+            Error::Store(e) => match e {
+                orca_store::Error::Unavailable(_) | orca_store::Error::Closed => Code::Unavailable,
+                orca_store::Error::Conflict(_) => Code::Aborted,
+                // Retrying cannot mend what is stored: not UNAVAILABLE.
+                orca_store::Error::Corrupt(_) => Code::DataLoss,
+                orca_store::Error::Overloaded(_) => Code::ResourceExhausted,
+            },
+            Error::ShuttingDown | Error::Unavailable(_) => Code::Unavailable,
             Error::Transport(_)
             | Error::Reflection(_)
             | Error::Io { .. }
@@ -128,7 +135,7 @@ impl From<Error> for Status {
             | Error::Tls(_)
             | Error::Fatal(_) => Code::Internal,
         };
-        if code == Code::Internal || code == Code::Unavailable {
+        if matches!(code, Code::Internal | Code::Unavailable | Code::DataLoss) {
             tracing::warn!(error = %e, "request failed");
         }
         let mut status = Status::new(code, e.to_string());
@@ -156,6 +163,8 @@ impl axum::response::IntoResponse for Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Error::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Store(orca_store::Error::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Store(orca_store::Error::Overloaded(_)) => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown | Error::Unavailable(_) | Error::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -180,5 +189,50 @@ impl axum::response::IntoResponse for Error {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_what_a_client_can_do() {
+        let code = |e: orca_store::Error| Status::from(Error::Store(e)).code();
+        assert_eq!(
+            code(orca_store::Error::Unavailable("down".into())),
+            Code::Unavailable
+        );
+        assert_eq!(code(orca_store::Error::Closed), Code::Unavailable);
+        assert_eq!(
+            code(orca_store::Error::Conflict("taken".into())),
+            Code::Aborted
+        );
+        assert_eq!(
+            code(orca_store::Error::Corrupt("bad row".into())),
+            Code::DataLoss
+        );
+        assert_eq!(
+            code(orca_store::Error::Overloaded("4096 writes wait".into())),
+            Code::ResourceExhausted
+        );
+        let status = Status::from(Error::Store(orca_store::Error::Unavailable(
+            "connection refused".into(),
+        )));
+        assert_eq!(
+            status.message(),
+            "the store is unavailable: connection refused"
+        );
+        let http = |e: orca_store::Error| {
+            axum::response::IntoResponse::into_response(Error::Store(e)).status()
+        };
+        assert_eq!(
+            http(orca_store::Error::Closed),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            http(orca_store::Error::Corrupt("bad row".into())),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -25,7 +25,8 @@ use orca_api::v1::agent_service_server::AgentServiceServer;
 use orca_api::v1::state_service_server::StateServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_core::Limits;
-use orca_store::{SqliteStore, Store};
+use orca_store::Store;
+use orca_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,7 +34,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 pub use error::Error;
-pub use orca_store::Durability;
+pub use orca_store_sqlite::Durability;
 pub use task_service::task_to_proto;
 
 /// How long a graceful stop waits for open streams before it cuts them.

@@ -931,8 +931,11 @@ mod tests {
     async fn watching_what_is_not_there_leaves_no_channel_behind() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(
-            orca_store::SqliteStore::open(dir.path(), orca_store::Durability::Process)
-                .expect("store"),
+            orca_store_sqlite::SqliteStore::open(
+                dir.path(),
+                orca_store_sqlite::Durability::Process,
+            )
+            .expect("store"),
         );
         let hub = Arc::new(Hub::default());
         let leases = crate::engine::Leases {

@@ -1,48 +1,47 @@
-//! orca's persistence behind one trait, [`Store`]. SQLite is the embedded
-//! default; PostgreSQL will implement the same trait for clusters.
+//! orca's store contract: the [`Store`] trait every backend implements, the
+//! records it reads and writes, and its backend-neutral [`Error`]. SQLite
+//! (`orca-store-sqlite`) is the embedded default; a backend for clusters
+//! implements the same trait, and [`conformance`] (feature `conformance`)
+//! is the one suite of tests every backend passes.
 //!
-//! Writes are ordered: whatever is handed to the store first commits first,
-//! and a write's answer arrives only after its transaction committed. That is
-//! what lets the control plane decide in memory, then reveal each decision to
-//! clients and workers only once it is durable.
+//! The ordering promise, which every backend keeps: whatever is handed to
+//! the store first commits first, and a write's answer arrives only after
+//! its transaction committed. Event sequence numbers and audit cursors are
+//! gap-free because of it, and it is what lets the control plane decide in
+//! memory, then reveal each decision to clients and workers only once it is
+//! durable.
 
-mod sqlite;
+pub mod admission;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 use async_trait::async_trait;
 use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState};
 use tokio::sync::oneshot;
 
-pub use sqlite::{Durability, SqliteStore};
-
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
+/// What went wrong in the store, said by what a caller can do about it; no
+/// backend's own error shows through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// SQLite refused or failed an operation.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A stored value could not be read back (a bug or a damaged file).
-    #[error("corrupt record {what}: {source}")]
-    Corrupt {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A stored state name is unknown to this build.
-    #[error("corrupt record: {0}")]
-    UnknownValue(#[from] orca_core::Error),
-    /// The data directory could not be prepared.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The writer has stopped: the store is shutting down or failed before.
+    /// The database cannot serve now (stopped, unreachable, busy, out of
+    /// disk, the connection dropped): nothing was written; retry later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The write collides with what is stored (a key or a sequence number
+    /// taken); it was not applied. Read again before retrying.
+    #[error("conflict in the store: {0}")]
+    Conflict(String),
+    /// What is stored cannot be read back: a damaged database, or one
+    /// written by another version of orca. Retrying will not help.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The store was shut down, or its writer stopped after a failure.
     #[error("the store is closed")]
     Closed,
-    /// A background read task failed to run.
-    #[error("store task failed: {0}")]
-    Join(String),
+    /// Too many writes wait for the database: new work waited for room and
+    /// found none. Nothing was written; back off and retry.
+    #[error("the store is overloaded: {0}")]
+    Overloaded(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -298,8 +297,8 @@ pub trait Store: Send + Sync + 'static {
     /// Creates tasks in one transaction; answers after the commit.
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>>;
 
-    /// Queues writes behind every earlier one; the returned [`Commit`]
-    /// resolves when they are durable. Never blocks.
+    /// Queues writes behind every earlier one (the ordering promise); the
+    /// returned [`Commit`] resolves when they are durable. Never blocks.
     fn write(&self, batch: Vec<Write>) -> Commit;
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;

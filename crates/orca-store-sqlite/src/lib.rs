@@ -1,6 +1,7 @@
-//! The SQLite store: one file in WAL mode, one writer thread that commits
-//! whatever has queued up in a single transaction (group commit), and a small
-//! pool of reader connections that never wait for the writer.
+//! orca's embedded store, SQLite: one file in WAL mode, one writer thread
+//! that commits whatever has queued up in a single transaction (group
+//! commit), and a small pool of reader connections that never wait for the
+//! writer. SQLite's errors stay inside: callers get `orca_store::Error`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,11 +12,71 @@ use orca_core::{Cost, Event, EventKind, StepState, TaskSpec, TaskState};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{
-    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, Expect, NewTask, Result,
-    StateChange, StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery,
-    TaskRecord, Write,
+use orca_store::admission::{Admission, Bound, Place};
+use orca_store::{
+    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, Expect, NewTask, StateChange,
+    StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
 };
+
+/// What went wrong inside: SQLite's own error, kept whole until it leaves
+/// the crate as an [`Error`] that says what the caller can do.
+#[derive(Debug)]
+enum Fault {
+    Sqlite(rusqlite::Error),
+    Store(Error),
+}
+
+type Result<T> = std::result::Result<T, Fault>;
+
+impl From<rusqlite::Error> for Fault {
+    fn from(e: rusqlite::Error) -> Self {
+        Fault::Sqlite(e)
+    }
+}
+
+impl From<Error> for Fault {
+    fn from(e: Error) -> Self {
+        Fault::Store(e)
+    }
+}
+
+/// A stored state or kind name this build does not know.
+impl From<orca_core::Error> for Fault {
+    fn from(e: orca_core::Error) -> Self {
+        Fault::Store(Error::Corrupt(e.to_string()))
+    }
+}
+
+impl From<Fault> for Error {
+    fn from(fault: Fault) -> Self {
+        use rusqlite::ErrorCode;
+        let e = match fault {
+            Fault::Store(e) => return e,
+            Fault::Sqlite(e) => e,
+        };
+        let message = format!("sqlite: {e}");
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Error::Corrupt(message),
+            Some(ErrorCode::ConstraintViolation) => Error::Conflict(message),
+            // Busy, locked, I/O, a full disk, an unopenable file: the
+            // database may serve again later.
+            Some(_) => Error::Unavailable(message),
+            // Not from SQLite itself: a value that does not read back as
+            // what was written.
+            None if matches!(
+                e,
+                rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..)
+                    | rusqlite::Error::Utf8Error(..)
+            ) =>
+            {
+                Error::Corrupt(message)
+            }
+            None => Error::Unavailable(message),
+        }
+    }
+}
 
 /// How hard a commit works to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,24 +169,47 @@ CREATE TABLE IF NOT EXISTS audit (
 ";
 
 enum Job {
-    Create(Vec<NewTask>, oneshot::Sender<Result<Vec<Created>>>),
-    Write(Vec<Write>, oneshot::Sender<Result<()>>),
-    State(StateChange, oneshot::Sender<Result<StateOutcome>>),
+    Create(Vec<NewTask>, Reply<Vec<Created>>),
+    Write(Vec<Write>, Reply<()>),
+    State(StateChange, Reply<StateOutcome>),
+}
+
+/// Where a job's answer goes, once its transaction committed or failed.
+type Reply<T> = oneshot::Sender<orca_store::Result<T>>;
+
+/// A job with its place in the bounded queue, given back once answered.
+struct Queued {
+    job: Job,
+    place: Place,
 }
 
 pub struct SqliteStore {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Queued>,
+    admission: Admission,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) `orca.db` in `data_dir`.
-    pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore> {
-        std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+    pub fn open(data_dir: &Path, durability: Durability) -> orca_store::Result<SqliteStore> {
+        Self::open_bounded(data_dir, durability, Bound::default())
+    }
+
+    /// Opens with its write queue held to `bound`.
+    pub fn open_bounded(
+        data_dir: &Path,
+        durability: Durability,
+        bound: Bound,
+    ) -> orca_store::Result<SqliteStore> {
+        Ok(Self::open_dir(data_dir, durability, bound)?)
+    }
+
+    fn open_dir(data_dir: &Path, durability: Durability, bound: Bound) -> Result<SqliteStore> {
+        let unusable = |source: std::io::Error| {
+            Error::Unavailable(format!("data directory {}: {source}", data_dir.display()))
+        };
+        std::fs::create_dir_all(data_dir).map_err(unusable)?;
         let path = data_dir.join("orca.db");
         let writer = open_connection(&path, durability)?;
         writer.execute_batch(SCHEMA)?;
@@ -139,10 +223,6 @@ impl SqliteStore {
             .map(|_| open_connection(&path, durability))
             .collect::<Result<Vec<_>>>()?;
         let (jobs, queue) = mpsc::unbounded_channel();
-        let spawn_error = |source| Error::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        };
         let writer_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done = writer_done.clone();
         std::thread::Builder::new()
@@ -151,13 +231,14 @@ impl SqliteStore {
                 run_writer(writer, queue);
                 done.store(true, std::sync::atomic::Ordering::Relaxed);
             })
-            .map_err(spawn_error)?;
+            .map_err(unusable)?;
         std::thread::Builder::new()
             .name("orca-store-checkpoint".into())
             .spawn(move || run_checkpoints(checkpointer, &writer_done))
-            .map_err(spawn_error)?;
+            .map_err(unusable)?;
         Ok(SqliteStore {
             jobs,
+            admission: Admission::new(bound),
             readers: Arc::new(Mutex::new(readers)),
             path,
         })
@@ -169,7 +250,7 @@ impl SqliteStore {
     }
 
     /// Runs a read on a pooled connection off the async threads.
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    async fn read<T, F>(&self, f: F) -> orca_store::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -177,7 +258,10 @@ impl SqliteStore {
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().map_err(|_| Error::Closed)?.pop();
+            let pooled = readers
+                .lock()
+                .map_err(|_| Fault::Store(Error::Closed))?
+                .pop();
             let conn = match pooled {
                 Some(conn) => conn,
                 None => open_connection(&path, Durability::Process)?,
@@ -186,10 +270,10 @@ impl SqliteStore {
             if let Ok(mut pool) = readers.lock() {
                 pool.push(conn);
             }
-            result
+            result.map_err(Error::from)
         })
         .await
-        .map_err(|e| Error::Join(e.to_string()))?
+        .map_err(|e| Error::Unavailable(format!("a read failed to run: {e}")))?
     }
 }
 
@@ -267,7 +351,7 @@ fn run_checkpoints(conn: Connection, writer_done: &std::sync::atomic::AtomicBool
 
 /// The writer loop: take every job that has queued up (up to a bound),
 /// commit them in one transaction, then answer each in order.
-fn run_writer(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<Job>) {
+fn run_writer(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = queue.blocking_recv() {
         group.push(first);
@@ -282,16 +366,19 @@ fn run_writer(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<Job>) {
 }
 
 enum Answer {
-    Created(oneshot::Sender<Result<Vec<Created>>>, Result<Vec<Created>>),
-    Written(oneshot::Sender<Result<()>>, Result<()>),
-    State(oneshot::Sender<Result<StateOutcome>>, Result<StateOutcome>),
+    Created(Reply<Vec<Created>>, Result<Vec<Created>>),
+    Written(Reply<()>, Result<()>),
+    State(Reply<StateOutcome>, Result<StateOutcome>),
 }
 
-fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
+fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
     let mut answers = Vec::with_capacity(group.len());
+    // Given back once the group is answered: until then its jobs count.
+    let mut places = Vec::with_capacity(group.len());
     let outcome = (|| -> Result<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for job in group.drain(..) {
+        for Queued { job, place } in group.drain(..) {
+            places.push(place);
             tx.execute_batch("SAVEPOINT job")?;
             match job {
                 Job::Create(tasks, reply) => {
@@ -314,30 +401,25 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
         tx.commit()?;
         Ok(())
     })();
+    // When the transaction fails, every job in it fails with it, each told
+    // why; none was applied.
+    let failed = outcome.err().map(|fault| {
+        let e = Error::from(fault);
+        tracing::error!(error = %e, "store commit failed");
+        e
+    });
     for answer in answers {
         // A receiver that is gone no longer cares; nothing to do then.
-        match (answer, &outcome) {
-            (Answer::Created(reply, result), Ok(())) => drop(reply.send(result)),
-            (Answer::Written(reply, result), Ok(())) => drop(reply.send(result)),
-            (Answer::State(reply, result), Ok(())) => drop(reply.send(result)),
-            (Answer::Created(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
-            (Answer::Written(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
-            (Answer::State(reply, _), Err(e)) => drop(reply.send(Err(commit_failed(e)))),
+        match (answer, &failed) {
+            (Answer::Created(reply, result), None) => drop(reply.send(result.map_err(Error::from))),
+            (Answer::Written(reply, result), None) => drop(reply.send(result.map_err(Error::from))),
+            (Answer::State(reply, result), None) => drop(reply.send(result.map_err(Error::from))),
+            (Answer::Created(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
+            (Answer::Written(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
+            (Answer::State(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
         }
     }
-    if let Err(e) = outcome {
-        tracing::error!(error = %e, "store commit failed");
-    }
-}
-
-fn commit_failed(e: &Error) -> Error {
-    match e {
-        Error::Sqlite(e) => Error::Sqlite(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
-            Some(format!("commit failed: {e}")),
-        )),
-        _ => Error::Closed,
-    }
+    drop(places);
 }
 
 /// Ends the savepoint a job ran in: keeps its changes, or undoes them so
@@ -352,10 +434,8 @@ fn end_savepoint(conn: &Connection, keep: bool) -> Result<()> {
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
-    serde_json::to_string(value).map_err(|source| Error::Corrupt {
-        what: what.to_string(),
-        source,
-    })
+    serde_json::to_string(value)
+        .map_err(|e| Fault::Store(Error::Corrupt(format!("{what} does not encode: {e}"))))
 }
 
 fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
@@ -770,10 +850,8 @@ fn decode_task((mut task, state, spec): (TaskRecord, String, String)) -> Result<
     {
         *key = bare.to_string();
     }
-    task.spec = serde_json::from_str(&spec).map_err(|source| Error::Corrupt {
-        what: format!("task {} spec", task.id),
-        source,
-    })?;
+    task.spec = serde_json::from_str(&spec)
+        .map_err(|e| Error::Corrupt(format!("the spec of task {}: {e}", task.id)))?;
     Ok(task)
 }
 
@@ -818,25 +896,35 @@ fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>> {
+    async fn create_tasks(&self, tasks: Vec<NewTask>) -> orca_store::Result<Vec<Created>> {
+        let place = self.admission.admit().await?;
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Create(tasks, reply))
+            .send(Queued {
+                job: Job::Create(tasks, reply),
+                place,
+            })
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
     fn write(&self, batch: Vec<Write>) -> Commit {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Job::Write(_, reply))) =
-            self.jobs.send(Job::Write(batch, reply))
+        let queued = Queued {
+            job: Job::Write(batch, reply),
+            place: self.admission.always(),
+        };
+        if let Err(mpsc::error::SendError(Queued {
+            job: Job::Write(_, reply),
+            ..
+        })) = self.jobs.send(queued)
         {
             drop(reply.send(Err(Error::Closed)));
         }
         answer
     }
 
-    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {
+    async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
         let id = id.to_string();
         self.read(move |conn| {
             let row = conn
@@ -852,7 +940,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>> {
+    async fn list_tasks(&self, query: TaskQuery) -> orca_store::Result<Vec<TaskRecord>> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
             let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
@@ -899,7 +987,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+    async fn events_after(
+        &self,
+        task_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> orca_store::Result<Vec<Event>> {
         let task_id = task_id.to_string();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -911,10 +1004,8 @@ impl Store for SqliteStore {
             let mut events = Vec::new();
             for row in rows {
                 let (seq, at, body) = row?;
-                let kind: EventKind = serde_json::from_str(&body).map_err(|source| Error::Corrupt {
-                    what: format!("event {task_id}/{seq}"),
-                    source,
-                })?;
+                let kind: EventKind = serde_json::from_str(&body)
+                    .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
                 events.push(Event {
                     task_id: task_id.clone(),
                     seq: seq as u64,
@@ -927,15 +1018,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn change_state(&self, change: StateChange) -> Result<StateOutcome> {
+    async fn change_state(&self, change: StateChange) -> orca_store::Result<StateOutcome> {
+        let place = self.admission.admit().await?;
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::State(change, reply))
+            .send(Queued {
+                job: Job::State(change, reply),
+                place,
+            })
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn get_state(&self, key: StateKey, now: i64) -> Result<Option<StateEntry>> {
+    async fn get_state(&self, key: StateKey, now: i64) -> orca_store::Result<Option<StateEntry>> {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
@@ -956,7 +1051,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>> {
+    async fn running_attempt(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<u32>> {
         let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
         self.read(move |conn| {
             Ok(conn
@@ -977,7 +1076,7 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
         tenants: Option<Vec<String>>,
-    ) -> Result<Vec<AuditRecord>> {
+    ) -> orca_store::Result<Vec<AuditRecord>> {
         self.read(move |conn| {
             // Tenants travel as one JSON array, so the statement stays cached.
             let tenants = tenants.map(|t| serde_json::Value::from(t).to_string());
@@ -1004,7 +1103,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>> {
+    async fn unfinished_tasks(&self) -> orca_store::Result<Vec<TaskRecord>> {
         self.read(|conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running') ORDER BY id"
@@ -1026,398 +1125,40 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orca_core::StepSpec;
+    use orca_store::conformance::new_task;
 
-    fn new_task(id: &str, key: Option<&str>) -> NewTask {
-        let spec = TaskSpec {
-            name: format!("task {id}"),
-            steps: vec![StepSpec::noop("a"), StepSpec::noop("b").after(&["a"])],
-            ..TaskSpec::default()
-        };
-        NewTask {
-            id: id.to_string(),
-            tenant: "default".into(),
-            spec,
-            idempotency_key: key.map(str::to_string),
-            created_at: 1,
-            state: TaskState::Queued,
-            plan_json: String::new(),
-            trace_context: String::new(),
-            message: String::new(),
-            step_states: vec![StepState::Queued, StepState::Waiting],
-            events: vec![Event {
-                task_id: id.to_string(),
-                seq: 1,
-                at: 1,
-                kind: EventKind::TaskState {
-                    state: TaskState::Queued,
-                    message: String::new(),
-                },
-            }],
+    /// The store under the conformance suite: one file in a temp dir,
+    /// opened again from that file.
+    struct Sqlite {
+        dir: tempfile::TempDir,
+        durability: Durability,
+    }
+
+    impl Sqlite {
+        fn new(durability: Durability) -> Self {
+            Sqlite {
+                dir: tempfile::tempdir().expect("tempdir"),
+                durability,
+            }
         }
     }
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn created_task_reads_back_with_steps_and_events() {
-        let (_dir, store) = store();
-        let created = store
-            .create_tasks(vec![new_task("t1", None)])
-            .await
-            .expect("create");
-        assert_eq!(created, [Created::New("t1".into())]);
-        let task = store.get_task("t1").await.expect("get").expect("exists");
-        assert_eq!(task.steps.len(), 2);
-        assert_eq!(task.steps[1].state, StepState::Waiting);
-        assert_eq!(task.last_seq, 1);
-        assert_eq!(
-            store.events_after("t1", 0, 10).await.expect("events").len(),
-            1
-        );
-        assert!(store.get_task("nope").await.expect("get").is_none());
-    }
-
-    #[tokio::test]
-    async fn idempotency_key_returns_the_first_task() {
-        let (_dir, store) = store();
-        store
-            .create_tasks(vec![new_task("t1", Some("k"))])
-            .await
-            .expect("create");
-        let again = store
-            .create_tasks(vec![new_task("t2", Some("k")), new_task("t3", Some("k"))])
-            .await
-            .expect("create");
-        assert_eq!(
-            again,
-            [
-                Created::Existing("t1".into()),
-                Created::Existing("t1".into())
-            ]
-        );
-        assert!(store.get_task("t2").await.expect("get").is_none());
-    }
-
-    #[tokio::test]
-    async fn writes_apply_in_order_and_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = SqliteStore::open(dir.path(), Durability::Machine).expect("open");
-            store
-                .create_tasks(vec![new_task("t1", None)])
-                .await
-                .expect("create");
-            let first = store.write(vec![Write::Step(StepWrite {
-                task_id: "t1".into(),
-                step_id: "a".into(),
-                state: Some(StepState::Running),
-                attempt: Some(1),
-                worker: Some("w1".into()),
-                ..StepWrite::default()
-            })]);
-            let second = store.write(vec![
-                Write::Step(StepWrite {
-                    task_id: "t1".into(),
-                    step_id: "a".into(),
-                    state: Some(StepState::Succeeded),
-                    output_json: Some("{\"n\":1}".into()),
-                    exit_code: Some(Some(0)),
-                    ..StepWrite::default()
-                }),
-                Write::Task {
-                    id: "t1".into(),
-                    state: TaskState::Running,
-                    message: String::new(),
-                    started_at: Some(5),
-                    finished_at: None,
-                },
-            ]);
-            first.await.expect("answer").expect("commit");
-            second.await.expect("answer").expect("commit");
+    #[async_trait]
+    impl orca_store::conformance::Backend for Sqlite {
+        async fn open(&mut self) -> Arc<dyn Store> {
+            Arc::new(SqliteStore::open(self.dir.path(), self.durability).expect("open"))
         }
-        let store = SqliteStore::open(dir.path(), Durability::Process).expect("reopen");
-        let task = store.get_task("t1").await.expect("get").expect("exists");
-        assert_eq!(task.state, TaskState::Running);
-        assert_eq!(task.started_at, 5);
-        let a = &task.steps[0];
-        assert_eq!(
-            (a.state, a.attempt, a.worker.as_str()),
-            (StepState::Succeeded, 1, "w1")
-        );
-        assert_eq!(a.output_json, "{\"n\":1}");
-        assert_eq!(a.exit_code, Some(0));
-        assert_eq!(store.unfinished_tasks().await.expect("unfinished").len(), 1);
     }
 
-    #[tokio::test]
-    async fn attempts_are_kept_per_step_in_order() {
-        let (_dir, store) = store();
-        store
-            .create_tasks(vec![new_task("t1", None)])
-            .await
-            .expect("create");
-        let attempt = |n: u32, state: Option<StepState>| {
-            Write::Attempt(AttemptWrite {
-                task_id: "t1".into(),
-                step_id: "a".into(),
-                attempt: n,
-                worker: Some(format!("w{n}")),
-                state,
-                ..AttemptWrite::default()
-            })
-        };
-        let commit = store.write(vec![
-            attempt(1, None),
-            Write::Attempt(AttemptWrite {
-                task_id: "t1".into(),
-                step_id: "a".into(),
-                attempt: 1,
-                state: Some(StepState::Failed),
-                error: Some("exit 1".into()),
-                exit_code: Some(1),
-                ..AttemptWrite::default()
-            }),
-            attempt(2, Some(StepState::Succeeded)),
-        ]);
-        commit.await.expect("answer").expect("commit");
-        let task = store.get_task("t1").await.expect("get").expect("exists");
-        let attempts = &task.steps[0].attempts;
-        assert_eq!(attempts.len(), 2);
-        assert_eq!(
-            (
-                attempts[0].worker.as_str(),
-                attempts[0].state,
-                attempts[0].error.as_str(),
-                attempts[0].exit_code
-            ),
-            ("w1", StepState::Failed, "exit 1", Some(1))
-        );
-        assert_eq!(attempts[1].state, StepState::Succeeded);
-        assert!(task.steps[1].attempts.is_empty());
+    mod conformance {
+        use super::*;
+        orca_store::conformance_suite!(Sqlite::new(Durability::Process));
     }
 
-    #[tokio::test]
-    async fn attempt_costs_add_up_per_step_and_task_in_reads_and_listings() {
-        let (_dir, store) = store();
-        store
-            .create_tasks(vec![new_task("t1", None), new_task("t2", None)])
-            .await
-            .expect("create");
-        let cost = |usd: f64, tokens: u64| Cost {
-            usd,
-            input_tokens: tokens,
-            output_tokens: tokens / 10,
-            cache_read_tokens: 1,
-            cache_creation_tokens: 2,
-        };
-        let write = |step: &str, attempt: u32, session: Option<&str>, cost: Option<Cost>| {
-            Write::Attempt(AttemptWrite {
-                task_id: "t1".into(),
-                step_id: step.into(),
-                attempt,
-                session_id: session.map(str::to_string),
-                model: session.map(|_| "claude-test".to_string()),
-                cost,
-                ..AttemptWrite::default()
-            })
-        };
-        let commit = store.write(vec![
-            // The session is recorded when it starts; the cost when it ends.
-            write("a", 1, Some("s-1"), None),
-            write("a", 1, None, Some(cost(0.5, 100))),
-            write("a", 2, None, Some(cost(0.25, 50))),
-            write("b", 1, None, Some(cost(1.0, 10))),
-        ]);
-        commit.await.expect("answer").expect("commit");
-        let task = store.get_task("t1").await.expect("get").expect("t1");
-        let a = &task.steps[0];
-        assert_eq!(
-            (
-                a.attempts[0].session_id.as_str(),
-                a.attempts[0].model.as_str()
-            ),
-            ("s-1", "claude-test")
-        );
-        assert_eq!(a.attempts[0].cost, cost(0.5, 100));
-        assert_eq!(a.cost, cost(0.5, 100) + cost(0.25, 50));
-        let total = cost(0.5, 100) + cost(0.25, 50) + cost(1.0, 10);
-        assert_eq!(task.cost, total);
-        let listed = store
-            .list_tasks(TaskQuery {
-                page_size: 10,
-                ..TaskQuery::default()
-            })
-            .await
-            .expect("list");
-        let t1 = listed.iter().find(|t| t.id == "t1").expect("t1 listed");
-        assert_eq!(t1.cost, total);
-        let t2 = listed.iter().find(|t| t.id == "t2").expect("t2 listed");
-        assert!(t2.cost.is_zero());
-        let unfinished = store.unfinished_tasks().await.expect("unfinished");
-        let t1 = unfinished.iter().find(|t| t.id == "t1").expect("t1");
-        assert_eq!(
-            t1.steps[0].attempts[0].session_id, "s-1",
-            "recovery sees sessions"
-        );
-    }
-
-    #[tokio::test]
-    async fn shared_state_compares_and_sets_by_version_and_expires() {
-        let (_dir, store) = store();
-        let key = |k: &str| StateKey {
-            tenant: "default".into(),
-            scope: "t1".into(),
-            key: k.into(),
-        };
-        let put =
-            |k: &str, value: &str, expect: Expect, expires_at: i64, now: i64| StateChange::Put {
-                key: key(k),
-                value_json: value.into(),
-                expect,
-                expires_at,
-                now,
-            };
-        let version = |outcome: StateOutcome| match outcome {
-            StateOutcome::Done(Some(entry)) => entry.version,
-            other => panic!("expected a value, got {other:?}"),
-        };
-        let first = store
-            .change_state(put("k", "1", Expect::Absent, 0, 10))
-            .await
-            .expect("put");
-        assert_eq!(version(first), 1);
-        // Absent no more: a second create conflicts, naming what it found.
-        assert_eq!(
-            store
-                .change_state(put("k", "2", Expect::Absent, 0, 11))
-                .await
-                .expect("put"),
-            StateOutcome::Conflict { found: Some(1) }
-        );
-        let second = store
-            .change_state(put("k", "2", Expect::Version(1), 0, 12))
-            .await
-            .expect("cas");
-        assert_eq!(version(second), 2);
-        // A stale version fails and changes nothing.
-        assert_eq!(
-            store
-                .change_state(put("k", "3", Expect::Version(1), 0, 13))
-                .await
-                .expect("cas"),
-            StateOutcome::Conflict { found: Some(2) }
-        );
-        let entry = store
-            .get_state(key("k"), 14)
-            .await
-            .expect("get")
-            .expect("k");
-        assert_eq!((entry.value_json.as_str(), entry.version), ("2", 2));
-
-        // Deleted, then put again: the version keeps counting.
-        store
-            .change_state(StateChange::Delete {
-                key: key("k"),
-                expect: Expect::Version(2),
-                now: 15,
-            })
-            .await
-            .expect("delete");
-        assert!(store.get_state(key("k"), 16).await.expect("get").is_none());
-        let again = store
-            .change_state(put("k", "4", Expect::Absent, 0, 17))
-            .await
-            .expect("put");
-        assert_eq!(version(again), 4);
-
-        // A value with a TTL is gone once it expires, and counts as absent.
-        store
-            .change_state(put("ttl", "\"soon\"", Expect::Any, 100, 20))
-            .await
-            .expect("put");
-        assert!(
-            store
-                .get_state(key("ttl"), 99)
-                .await
-                .expect("get")
-                .is_some()
-        );
-        assert!(
-            store
-                .get_state(key("ttl"), 100)
-                .await
-                .expect("get")
-                .is_none()
-        );
-        let revived = store
-            .change_state(put("ttl", "1", Expect::Absent, 0, 101))
-            .await
-            .expect("put");
-        assert_eq!(version(revived), 2);
-        // Scopes and tenants do not see each other's keys.
-        let elsewhere = StateKey {
-            tenant: "team-b".into(),
-            ..key("k")
-        };
-        assert!(store.get_state(elsewhere, 18).await.expect("get").is_none());
-    }
-
-    #[tokio::test]
-    async fn idempotency_keys_are_per_tenant() {
-        let (_dir, store) = store();
-        store
-            .create_tasks(vec![new_task("t1", Some("k"))])
-            .await
-            .expect("create");
-        let stored = store.get_task("t1").await.expect("get").expect("t1");
-        assert_eq!(
-            stored.idempotency_key.as_deref(),
-            Some("k"),
-            "shown without its scope"
-        );
-        let mut elsewhere = new_task("t2", Some("k"));
-        elsewhere.tenant = "team-b".into();
-        let created = store.create_tasks(vec![elsewhere]).await.expect("create");
-        assert_eq!(
-            created,
-            [Created::New("t2".into())],
-            "another tenant's same key is another task"
-        );
-    }
-
-    #[tokio::test]
-    async fn tasks_are_listed_per_tenant() {
-        let (_dir, store) = store();
-        let mut other = new_task("t2", None);
-        other.tenant = "team-b".into();
-        store
-            .create_tasks(vec![new_task("t1", None), other])
-            .await
-            .expect("create");
-        let only = |tenants: Option<Vec<String>>| TaskQuery {
-            tenants,
-            page_size: 10,
-            ..TaskQuery::default()
-        };
-        let b = store
-            .list_tasks(only(Some(vec!["team-b".into()])))
-            .await
-            .expect("list");
-        assert_eq!(b.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t2"]);
-        assert_eq!(b[0].tenant, "team-b");
-        assert_eq!(store.list_tasks(only(None)).await.expect("list").len(), 2);
-        assert!(
-            store
-                .list_tasks(only(Some(vec![])))
-                .await
-                .expect("list")
-                .is_empty()
-        );
+    /// fsync on every commit changes nothing a reader sees.
+    mod conformance_fsynced {
+        use super::*;
+        orca_store::conformance_suite!(Sqlite::new(Durability::Machine));
     }
 
     #[tokio::test]
@@ -1431,7 +1172,7 @@ mod tests {
         }
         let store = SqliteStore::open(dir.path(), Durability::Process).expect("migrates");
         store
-            .create_tasks(vec![new_task("t1", None)])
+            .create_tasks(vec![new_task("t1", "default", None)])
             .await
             .expect("create");
         assert_eq!(
@@ -1464,67 +1205,135 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_write_fails_alone() {
-        let (_dir, store) = store();
+    async fn a_stalled_database_makes_new_work_wait_then_refuses_it_and_loses_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bound = Bound {
+            max_queued: 3,
+            wait: Duration::from_millis(200),
+        };
+        let store =
+            SqliteStore::open_bounded(dir.path(), Durability::Process, bound).expect("open");
         store
-            .create_tasks(vec![new_task("t1", None)])
+            .create_tasks(vec![new_task("t1", "default", None)])
             .await
             .expect("create");
-        // The same event twice violates the primary key.
-        let event = new_task("t1", None).events.remove(0);
-        let bad = store.write(vec![Write::Event(event)]);
-        let good = store.write(vec![Write::Progress {
-            task_id: "t1".into(),
-            step_id: "a".into(),
-            fraction: 0.5,
-            message: "half".into(),
-        }]);
-        assert!(bad.await.expect("answer").is_err());
-        good.await.expect("answer").expect("commit");
-        let task = store.get_task("t1").await.expect("get").expect("exists");
-        assert_eq!(task.steps[0].progress, 0.5);
+        // Another connection holds the write lock: the writer waits on it.
+        let blocker = Connection::open(dir.path().join("orca.db")).expect("open");
+        blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let event = |seq: u64| {
+            Write::Event(Event {
+                task_id: "t1".into(),
+                seq,
+                at: 0,
+                kind: EventKind::TaskState {
+                    state: TaskState::Running,
+                    message: String::new(),
+                },
+            })
+        };
+        // The control plane's own writes are taken, past the bound too.
+        let commits: Vec<Commit> = (2..=5).map(|seq| store.write(vec![event(seq)])).collect();
+        // New work waits for room, then is told to back off.
+        match store
+            .create_tasks(vec![new_task("t2", "default", None)])
+            .await
+        {
+            Err(Error::Overloaded(message)) => {
+                assert!(message.contains("writes are waiting"), "{message}")
+            }
+            other => panic!("expected overloaded, got {other:?}"),
+        }
+        let put = StateChange::Put {
+            key: StateKey {
+                tenant: "default".into(),
+                scope: "s".into(),
+                key: "k".into(),
+            },
+            value_json: "1".into(),
+            expect: Expect::Any,
+            expires_at: 0,
+            now: 1,
+        };
+        assert!(matches!(
+            store.change_state(put.clone()).await,
+            Err(Error::Overloaded(_))
+        ));
+        // Once the database moves, everything queued commits and there is
+        // room again; what was refused was never stored.
+        blocker.execute_batch("ROLLBACK").expect("unlock");
+        for commit in commits {
+            commit.await.expect("answer").expect("committed");
+        }
+        store
+            .create_tasks(vec![new_task("t3", "default", None)])
+            .await
+            .expect("room again");
+        store.change_state(put).await.expect("room again");
+        assert!(store.get_task("t2").await.expect("get").is_none());
+        assert_eq!(
+            store
+                .get_task("t1")
+                .await
+                .expect("get")
+                .expect("t1")
+                .last_seq,
+            5
+        );
     }
 
-    #[tokio::test]
-    async fn listing_filters_and_pages_newest_first() {
-        let (_dir, store) = store();
-        let mut tasks = Vec::new();
-        for i in 0..5 {
-            let mut t = new_task(&format!("t{i}"), None);
-            t.spec.labels.insert(
-                "team.io/name".into(),
-                if i % 2 == 0 { "even" } else { "odd" }.into(),
-            );
-            tasks.push(t);
+    #[test]
+    fn a_file_that_is_no_database_is_corrupt_and_an_unusable_directory_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("orca.db"), vec![7u8; 8192]).expect("garbage");
+        match SqliteStore::open(dir.path(), Durability::Process) {
+            Err(Error::Corrupt(message)) => {
+                assert!(message.contains("not a database"), "{message}")
+            }
+            Err(other) => panic!("expected corrupt, got {other:?}"),
+            Ok(_) => panic!("opened garbage"),
         }
-        store.create_tasks(tasks).await.expect("create");
-        let page = |before: Option<&str>| TaskQuery {
-            page_size: 2,
-            before_id: before.map(str::to_string),
-            ..TaskQuery::default()
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").expect("file");
+        match SqliteStore::open(&file, Durability::Process) {
+            Err(Error::Unavailable(message)) => {
+                assert!(message.contains("data directory"), "{message}")
+            }
+            Err(other) => panic!("expected unavailable, got {other:?}"),
+            Ok(_) => panic!("opened a file as a directory"),
+        }
+    }
+
+    #[test]
+    fn sqlite_errors_become_what_a_caller_can_do() {
+        let failure = |code| {
+            Error::from(Fault::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            )))
         };
-        let first = store.list_tasks(page(None)).await.expect("list");
-        let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["t4", "t3"]);
-        let second = store.list_tasks(page(Some("t3"))).await.expect("list");
-        assert_eq!(second[0].id, "t2");
-        let even = store
-            .list_tasks(TaskQuery {
-                labels: vec![("team.io/name".into(), "even".into())],
-                page_size: 10,
-                ..TaskQuery::default()
-            })
-            .await
-            .expect("list");
-        assert_eq!(even.len(), 3);
-        let running = store
-            .list_tasks(TaskQuery {
-                states: vec![TaskState::Running],
-                page_size: 10,
-                ..TaskQuery::default()
-            })
-            .await
-            .expect("list");
-        assert!(running.is_empty());
+        assert!(matches!(
+            failure(rusqlite::ffi::SQLITE_BUSY),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            failure(rusqlite::ffi::SQLITE_FULL),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            failure(rusqlite::ffi::SQLITE_IOERR),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            failure(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Error::Conflict(_)
+        ));
+        assert!(matches!(
+            failure(rusqlite::ffi::SQLITE_CORRUPT),
+            Error::Corrupt(_)
+        ));
+        let unknown_state = Error::from(Fault::from(
+            "sideways".parse::<TaskState>().expect_err("not a state"),
+        ));
+        assert!(matches!(unknown_state, Error::Corrupt(_)));
     }
 }

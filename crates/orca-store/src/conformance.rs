@@ -1,0 +1,934 @@
+//! The conformance suite: what every [`Store`] backend must do, as test
+//! functions generic over the backend. A backend's tests instantiate all of
+//! them with [`conformance_suite!`](crate::conformance_suite), giving a
+//! [`Backend`] that opens the store under test:
+//!
+//! ```text
+//! orca_store::conformance_suite!(SqliteBackend::new());
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orca_core::{Cost, Event, EventKind, LogStream, StepSpec, StepState, TaskSpec, TaskState};
+
+use crate::{
+    AttemptWrite, AuditRecord, Created, Error, Expect, NewTask, StateChange, StateKey,
+    StateOutcome, StepWrite, Store, TaskQuery, Write,
+};
+
+/// The store under test, as a backend's tests provide it.
+#[async_trait]
+pub trait Backend: Send {
+    /// Opens the store: empty the first time; after every handle to it was
+    /// dropped, again with what was committed before (a restart).
+    async fn open(&mut self) -> Arc<dyn Store>;
+}
+
+/// One `#[tokio::test]` per function of the suite, each with its own
+/// backend from `$backend` (an expression evaluated per test).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:expr) => {
+        $crate::conformance_suite!(@tests $backend;
+            created_tasks_read_back_with_their_steps_and_events,
+            idempotency_keys_find_the_first_task_within_a_tenant,
+            writes_commit_in_the_order_they_were_handed_over,
+            events_replay_after_any_sequence_number,
+            attempts_are_kept_in_order_and_the_running_one_is_known,
+            costs_add_up_per_step_and_task_in_reads_and_listings,
+            state_compares_and_sets_by_version_and_expires,
+            listings_filter_by_tenant_state_and_label_and_page_newest_first,
+            a_failing_write_fails_alone_as_a_conflict,
+            audit_records_are_numbered_in_order_and_kept_per_tenant,
+            everything_committed_survives_a_reopen,
+        );
+    };
+    (@tests $backend:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                $crate::conformance::$test($backend).await;
+            }
+        )*
+    };
+}
+
+/// A two-step task (`a`, then `b`) in `tenant`, created queued with its
+/// first event.
+pub fn new_task(id: &str, tenant: &str, key: Option<&str>) -> NewTask {
+    NewTask {
+        id: id.to_string(),
+        tenant: tenant.to_string(),
+        spec: TaskSpec {
+            name: format!("task {id}"),
+            steps: vec![StepSpec::noop("a"), StepSpec::noop("b").after(&["a"])],
+            ..TaskSpec::default()
+        },
+        idempotency_key: key.map(str::to_string),
+        created_at: 1,
+        state: TaskState::Queued,
+        message: String::new(),
+        plan_json: String::new(),
+        trace_context: String::new(),
+        step_states: vec![StepState::Queued, StepState::Waiting],
+        events: vec![event(id, 1, TaskState::Queued)],
+    }
+}
+
+fn event(task_id: &str, seq: u64, state: TaskState) -> Event {
+    Event {
+        task_id: task_id.to_string(),
+        seq,
+        at: seq as i64,
+        kind: EventKind::TaskState {
+            state,
+            message: String::new(),
+        },
+    }
+}
+
+fn log(task_id: &str, seq: u64, line: &str) -> Event {
+    Event {
+        task_id: task_id.to_string(),
+        seq,
+        at: seq as i64,
+        kind: EventKind::Log {
+            step: "a".into(),
+            attempt: 1,
+            stream: LogStream::Stdout,
+            line: line.into(),
+        },
+    }
+}
+
+fn step(task_id: &str, step_id: &str) -> StepWrite {
+    StepWrite {
+        task_id: task_id.into(),
+        step_id: step_id.into(),
+        ..StepWrite::default()
+    }
+}
+
+fn attempt(task_id: &str, step_id: &str, attempt: u32) -> AttemptWrite {
+    AttemptWrite {
+        task_id: task_id.into(),
+        step_id: step_id.into(),
+        attempt,
+        ..AttemptWrite::default()
+    }
+}
+
+async fn commit(store: &dyn Store, writes: Vec<Write>) {
+    store
+        .write(writes)
+        .await
+        .expect("an answer")
+        .expect("committed");
+}
+
+async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<Created> {
+    store.create_tasks(tasks).await.expect("created")
+}
+
+fn page(size: usize) -> TaskQuery {
+    TaskQuery {
+        page_size: size,
+        ..TaskQuery::default()
+    }
+}
+
+fn ids(tasks: &[crate::TaskRecord]) -> Vec<&str> {
+    tasks.iter().map(|t| t.id.as_str()).collect()
+}
+
+pub async fn created_tasks_read_back_with_their_steps_and_events(mut backend: impl Backend) {
+    let store = backend.open().await;
+    let mut task = new_task("t1", "default", None);
+    task.plan_json = r#"{"steps":[]}"#.into();
+    task.trace_context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into();
+    task.spec.labels.insert("team".into(), "infra".into());
+    task.spec.priority = 7;
+    let created = create(&*store, vec![task.clone()]).await;
+    assert_eq!(created, [Created::New("t1".into())]);
+    let read = store.get_task("t1").await.expect("get").expect("exists");
+    assert_eq!(read.spec, task.spec, "the spec reads back whole");
+    assert_eq!(
+        (read.state, read.tenant.as_str(), read.created_at),
+        (TaskState::Queued, "default", 1)
+    );
+    assert_eq!(read.plan_json, task.plan_json);
+    assert_eq!(read.trace_context, task.trace_context);
+    let steps: Vec<(&str, StepState)> = read.steps.iter().map(|s| (&*s.id, s.state)).collect();
+    assert_eq!(
+        steps,
+        [("a", StepState::Queued), ("b", StepState::Waiting)],
+        "steps in the spec's order"
+    );
+    assert_eq!(read.last_seq, 1);
+    assert_eq!(
+        store.events_after("t1", 0, 10).await.expect("events"),
+        task.events
+    );
+    assert!(store.get_task("nope").await.expect("get").is_none());
+
+    // A task created already failed (an unusable plan) is finished at once.
+    let mut failed = new_task("t2", "default", None);
+    failed.state = TaskState::Failed;
+    failed.message = "the plan cannot run".into();
+    failed.created_at = 9;
+    create(&*store, vec![failed]).await;
+    let read = store.get_task("t2").await.expect("get").expect("exists");
+    assert_eq!(
+        (read.state, read.message.as_str(), read.finished_at),
+        (TaskState::Failed, "the plan cannot run", 9)
+    );
+}
+
+pub async fn idempotency_keys_find_the_first_task_within_a_tenant(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", Some("k"))]).await;
+    // Twice in one batch, too: both find the first.
+    let again = create(
+        &*store,
+        vec![
+            new_task("t2", "default", Some("k")),
+            new_task("t3", "default", Some("k")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        again,
+        [
+            Created::Existing("t1".into()),
+            Created::Existing("t1".into())
+        ]
+    );
+    assert!(store.get_task("t2").await.expect("get").is_none());
+    let stored = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(stored.idempotency_key.as_deref(), Some("k"));
+    // Another tenant's same key is another task.
+    let elsewhere = create(&*store, vec![new_task("t4", "team-b", Some("k"))]).await;
+    assert_eq!(elsewhere, [Created::New("t4".into())]);
+    // A new key in the same batch as an old one: only the new one is made.
+    let mixed = create(
+        &*store,
+        vec![
+            new_task("t5", "default", Some("k2")),
+            new_task("t6", "default", Some("k2")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        mixed,
+        [Created::New("t5".into()), Created::Existing("t5".into())]
+    );
+}
+
+pub async fn writes_commit_in_the_order_they_were_handed_over(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    // Handed over one after another without waiting: each commit resolves,
+    // and what was handed later wins and follows.
+    let states = [
+        StepState::Running,
+        StepState::Failed,
+        StepState::Queued,
+        StepState::Running,
+        StepState::Succeeded,
+    ];
+    let mut commits = Vec::new();
+    for seq in 2..=201u64 {
+        let state = states[(seq as usize) % states.len()];
+        commits.push(store.write(vec![
+            Write::Step(StepWrite {
+                state: Some(state),
+                attempt: Some(seq as u32),
+                ..step("t1", "a")
+            }),
+            Write::Event(log("t1", seq, &format!("line {seq}"))),
+        ]));
+    }
+    for commit in commits {
+        commit.await.expect("an answer").expect("committed");
+    }
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (task.steps[0].state, task.steps[0].attempt),
+        (states[201 % states.len()], 201),
+        "the last write handed over is the one that stands"
+    );
+    assert_eq!(task.last_seq, 201);
+    let events = store.events_after("t1", 0, 1000).await.expect("events");
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=201).collect::<Vec<_>>(), "gap-free, in order");
+}
+
+pub async fn events_replay_after_any_sequence_number(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let mut writes: Vec<Write> = (2..=10)
+        .map(|seq| Write::Event(log("t1", seq, &format!("line {seq}"))))
+        .collect();
+    writes.push(Write::Event(event("t1", 11, TaskState::Succeeded)));
+    writes.push(Write::Event(log("t2", 2, "other task")));
+    commit(&*store, writes).await;
+    let after = |after, limit| store.events_after("t1", after, limit);
+    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(after(0, 100).await.expect("all")),
+        (1..=11).collect::<Vec<_>>()
+    );
+    assert_eq!(seqs(after(4, 3).await.expect("a page")), [5, 6, 7]);
+    assert_eq!(seqs(after(10, 100).await.expect("the last")), [11]);
+    assert!(after(11, 100).await.expect("none").is_empty());
+    let replayed = after(6, 1).await.expect("one");
+    assert_eq!(replayed, [log("t1", 7, "line 7")], "events read back whole");
+    assert_eq!(
+        after(10, 1).await.expect("final")[0].kind,
+        event("t1", 11, TaskState::Succeeded).kind
+    );
+    assert!(
+        store
+            .events_after("nope", 0, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+pub async fn attempts_are_kept_in_order_and_the_running_one_is_known(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    assert_eq!(store.running_attempt("t1", "a").await.expect("read"), None);
+    // Attempt 1 leased to w1, lost; attempt 2 leased to w2.
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                state: Some(StepState::Running),
+                attempt: Some(1),
+                worker: Some("w1".into()),
+                started_at: Some(10),
+                ..step("t1", "a")
+            }),
+            Write::Attempt(AttemptWrite {
+                worker: Some("w1".into()),
+                started_at: Some(10),
+                ..attempt("t1", "a", 1)
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.running_attempt("t1", "a").await.expect("read"),
+        Some(1)
+    );
+    commit(
+        &*store,
+        vec![
+            Write::Attempt(AttemptWrite {
+                state: Some(StepState::Failed),
+                finished_at: Some(20),
+                error: Some("the worker was lost".into()),
+                exit_code: Some(137),
+                ..attempt("t1", "a", 1)
+            }),
+            Write::Step(StepWrite {
+                state: Some(StepState::Running),
+                attempt: Some(2),
+                worker: Some("w2".into()),
+                started_at: Some(30),
+                ..step("t1", "a")
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.running_attempt("t1", "a").await.expect("read"),
+        Some(2),
+        "the lease moved to attempt 2"
+    );
+    // The running attempt is shown from its step until its own row exists.
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        (
+            attempts[0].attempt,
+            attempts[0].worker.as_str(),
+            attempts[0].state,
+            attempts[0].error.as_str(),
+            attempts[0].exit_code,
+            attempts[0].started_at,
+            attempts[0].finished_at
+        ),
+        (
+            1,
+            "w1",
+            StepState::Failed,
+            "the worker was lost",
+            Some(137),
+            10,
+            20
+        )
+    );
+    assert_eq!(
+        (
+            attempts[1].attempt,
+            attempts[1].worker.as_str(),
+            attempts[1].state
+        ),
+        (2, "w2", StepState::Running)
+    );
+    assert!(task.steps[1].attempts.is_empty());
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                state: Some(StepState::Succeeded),
+                finished_at: Some(40),
+                output_json: Some(r#"{"n":1}"#.into()),
+                exit_code: Some(Some(0)),
+                ..step("t1", "a")
+            }),
+            Write::Attempt(AttemptWrite {
+                worker: Some("w2".into()),
+                started_at: Some(30),
+                finished_at: Some(40),
+                state: Some(StepState::Succeeded),
+                exit_code: Some(0),
+                ..attempt("t1", "a", 2)
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(store.running_attempt("t1", "a").await.expect("read"), None);
+    assert_eq!(store.running_attempt("t1", "zz").await.expect("read"), None);
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    let a = &task.steps[0];
+    assert_eq!(
+        (
+            a.state,
+            a.output_json.as_str(),
+            a.exit_code,
+            a.attempts.len()
+        ),
+        (StepState::Succeeded, r#"{"n":1}"#, Some(0), 2)
+    );
+    // A cleared exit code reads back as none.
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            exit_code: Some(None),
+            ..step("t1", "a")
+        })],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.steps[0].exit_code, None);
+}
+
+pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let cost = |usd: f64, tokens: u64| Cost {
+        usd,
+        input_tokens: tokens,
+        output_tokens: tokens / 10,
+        cache_read_tokens: 1,
+        cache_creation_tokens: 2,
+    };
+    let write = |step: &str, n: u32, session: Option<&str>, cost: Option<Cost>| {
+        Write::Attempt(AttemptWrite {
+            session_id: session.map(str::to_string),
+            model: session.map(|_| "claude-test".to_string()),
+            cost,
+            ..attempt("t1", step, n)
+        })
+    };
+    commit(
+        &*store,
+        vec![
+            // The session is recorded when it starts; the cost when it ends.
+            write("a", 1, Some("s-1"), None),
+            write("a", 1, None, Some(cost(0.5, 100))),
+            write("a", 2, None, Some(cost(0.25, 50))),
+            write("b", 1, None, Some(cost(1.0, 10))),
+        ],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    let a = &task.steps[0];
+    assert_eq!(
+        (
+            a.attempts[0].session_id.as_str(),
+            a.attempts[0].model.as_str()
+        ),
+        ("s-1", "claude-test")
+    );
+    assert_eq!(a.attempts[0].cost, cost(0.5, 100));
+    assert_eq!(a.cost, cost(0.5, 100) + cost(0.25, 50));
+    let total = cost(0.5, 100) + cost(0.25, 50) + cost(1.0, 10);
+    assert_eq!(task.cost, total);
+    let listed = store.list_tasks(page(10)).await.expect("list");
+    let t1 = listed.iter().find(|t| t.id == "t1").expect("t1 listed");
+    assert_eq!(t1.cost, total);
+    assert!(t1.steps.is_empty(), "listings carry no steps");
+    let t2 = listed.iter().find(|t| t.id == "t2").expect("t2 listed");
+    assert!(t2.cost.is_zero());
+    let unfinished = store.unfinished_tasks().await.expect("unfinished");
+    let t1 = unfinished.iter().find(|t| t.id == "t1").expect("t1");
+    assert_eq!(
+        t1.steps[0].attempts[0].session_id, "s-1",
+        "recovery sees sessions"
+    );
+}
+
+pub async fn state_compares_and_sets_by_version_and_expires(mut backend: impl Backend) {
+    let store = backend.open().await;
+    let key = |k: &str| StateKey {
+        tenant: "default".into(),
+        scope: "t1".into(),
+        key: k.into(),
+    };
+    let put = |k: &str, value: &str, expect: Expect, expires_at: i64, now: i64| StateChange::Put {
+        key: key(k),
+        value_json: value.into(),
+        expect,
+        expires_at,
+        now,
+    };
+    let version = |outcome: StateOutcome| match outcome {
+        StateOutcome::Done(Some(entry)) => entry.version,
+        other => panic!("expected a value, got {other:?}"),
+    };
+    let change = |change| store.change_state(change);
+    assert_eq!(
+        version(
+            change(put("k", r#"{"n":1}"#, Expect::Absent, 0, 10))
+                .await
+                .expect("put")
+        ),
+        1
+    );
+    // Absent no more: a second create conflicts, naming what it found.
+    assert_eq!(
+        change(put("k", "2", Expect::Absent, 0, 11))
+            .await
+            .expect("put"),
+        StateOutcome::Conflict { found: Some(1) }
+    );
+    assert_eq!(
+        version(
+            change(put("k", "2", Expect::Version(1), 0, 12))
+                .await
+                .expect("cas")
+        ),
+        2
+    );
+    // A stale version fails and changes nothing.
+    assert_eq!(
+        change(put("k", "3", Expect::Version(1), 0, 13))
+            .await
+            .expect("cas"),
+        StateOutcome::Conflict { found: Some(2) }
+    );
+    let entry = store
+        .get_state(key("k"), 14)
+        .await
+        .expect("get")
+        .expect("k");
+    assert_eq!(
+        (entry.value_json.as_str(), entry.version, entry.updated_at),
+        ("2", 2, 12)
+    );
+    // A delete that expects another version changes nothing.
+    assert_eq!(
+        change(StateChange::Delete {
+            key: key("k"),
+            expect: Expect::Version(7),
+            now: 15,
+        })
+        .await
+        .expect("delete"),
+        StateOutcome::Conflict { found: Some(2) }
+    );
+    // Deleted, then put again: the version keeps counting.
+    assert_eq!(
+        change(StateChange::Delete {
+            key: key("k"),
+            expect: Expect::Version(2),
+            now: 15,
+        })
+        .await
+        .expect("delete"),
+        StateOutcome::Done(None)
+    );
+    assert!(store.get_state(key("k"), 16).await.expect("get").is_none());
+    assert_eq!(
+        version(
+            change(put("k", "4", Expect::Absent, 0, 17))
+                .await
+                .expect("put")
+        ),
+        4
+    );
+    // A value with a TTL is gone once it expires, and counts as absent.
+    change(put("ttl", "\"soon\"", Expect::Any, 100, 20))
+        .await
+        .expect("put");
+    let live = store.get_state(key("ttl"), 99).await.expect("get");
+    assert_eq!(live.map(|e| e.expires_at), Some(100));
+    assert!(
+        store
+            .get_state(key("ttl"), 100)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        change(put("ttl", "1", Expect::Version(1), 0, 101))
+            .await
+            .expect("cas"),
+        StateOutcome::Conflict { found: None },
+        "an expired value is absent to a compare-and-set"
+    );
+    assert_eq!(
+        version(
+            change(put("ttl", "1", Expect::Absent, 0, 101))
+                .await
+                .expect("put")
+        ),
+        2
+    );
+    // Scopes and tenants do not see each other's keys.
+    let elsewhere = StateKey {
+        tenant: "team-b".into(),
+        ..key("k")
+    };
+    assert!(store.get_state(elsewhere, 18).await.expect("get").is_none());
+    let other_scope = StateKey {
+        scope: "t2".into(),
+        ..key("k")
+    };
+    assert!(
+        store
+            .get_state(other_scope, 18)
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+pub async fn listings_filter_by_tenant_state_and_label_and_page_newest_first(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let tenant = if i == 5 { "team-b" } else { "default" };
+        let mut t = new_task(&format!("t{i}"), tenant, None);
+        t.spec.labels.insert(
+            "team.io/name".into(),
+            if i % 2 == 0 { "even" } else { "odd" }.into(),
+        );
+        t.spec.labels.insert("shard".into(), (i % 3).to_string());
+        tasks.push(t);
+    }
+    create(&*store, tasks).await;
+    commit(
+        &*store,
+        vec![Write::Task {
+            id: "t1".into(),
+            state: TaskState::Running,
+            message: String::new(),
+            started_at: Some(3),
+            finished_at: None,
+        }],
+    )
+    .await;
+    let query = |f: &dyn Fn(&mut TaskQuery)| {
+        let mut query = page(10);
+        f(&mut query);
+        store.list_tasks(query)
+    };
+    let first = query(&|q| q.page_size = 2).await.expect("list");
+    assert_eq!(ids(&first), ["t5", "t4"]);
+    let second = query(&|q| {
+        q.page_size = 2;
+        q.before_id = Some("t4".into());
+    })
+    .await
+    .expect("list");
+    assert_eq!(ids(&second), ["t3", "t2"]);
+    let even = query(&|q| q.labels = vec![("team.io/name".into(), "even".into())])
+        .await
+        .expect("list");
+    assert_eq!(ids(&even), ["t4", "t2", "t0"]);
+    let both = query(&|q| {
+        q.labels = vec![
+            ("team.io/name".into(), "even".into()),
+            ("shard".into(), "1".into()),
+        ]
+    })
+    .await
+    .expect("list");
+    assert_eq!(ids(&both), ["t4"], "every label must match");
+    let running = query(&|q| q.states = vec![TaskState::Running])
+        .await
+        .expect("list");
+    assert_eq!(ids(&running), ["t1"]);
+    assert_eq!(running[0].started_at, 3);
+    let queued_or_running = query(&|q| q.states = vec![TaskState::Queued, TaskState::Running])
+        .await
+        .expect("list");
+    assert_eq!(queued_or_running.len(), 6);
+    let b = query(&|q| q.tenants = Some(vec!["team-b".into()]))
+        .await
+        .expect("list");
+    assert_eq!(ids(&b), ["t5"]);
+    assert_eq!(b[0].tenant, "team-b");
+    let none = query(&|q| q.tenants = Some(vec![])).await.expect("list");
+    assert!(none.is_empty(), "no tenants sees nothing");
+    let default = query(&|q| {
+        q.tenants = Some(vec!["default".into()]);
+        q.labels = vec![("shard".into(), "2".into())];
+    })
+    .await
+    .expect("list");
+    assert_eq!(ids(&default), ["t2"]);
+}
+
+pub async fn a_failing_write_fails_alone_as_a_conflict(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    // The same event sequence number twice: the batch fails whole, as a
+    // conflict, and the writes handed over around it commit.
+    let before = store.write(vec![Write::Event(log("t1", 2, "kept"))]);
+    let bad = store.write(vec![
+        Write::Step(StepWrite {
+            state: Some(StepState::Failed),
+            ..step("t1", "b")
+        }),
+        Write::Event(event("t1", 1, TaskState::Running)),
+    ]);
+    let after = store.write(vec![Write::Progress {
+        task_id: "t1".into(),
+        step_id: "a".into(),
+        fraction: 0.5,
+        message: "half".into(),
+    }]);
+    before.await.expect("answer").expect("committed");
+    match bad.await.expect("answer") {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    after.await.expect("answer").expect("committed");
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (
+            task.steps[0].progress,
+            task.steps[0].progress_message.as_str()
+        ),
+        (0.5, "half")
+    );
+    assert_eq!(
+        task.steps[1].state,
+        StepState::Waiting,
+        "nothing of the failed batch applied"
+    );
+    assert_eq!(task.last_seq, 2);
+    // A task whose id is taken fails its create, and nothing else of it.
+    let mut again = new_task("t1", "default", None);
+    again.spec.name = "impostor".into();
+    assert!(matches!(
+        store.create_tasks(vec![again]).await,
+        Err(Error::Conflict(_))
+    ));
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.spec.name, "task t1");
+}
+
+pub async fn audit_records_are_numbered_in_order_and_kept_per_tenant(mut backend: impl Backend) {
+    let store = backend.open().await;
+    let record = |tenant: &str, action: &str| AuditRecord {
+        at: 5,
+        actor: "alice".into(),
+        role: "developer".into(),
+        action: action.into(),
+        tenant: tenant.into(),
+        target: "t1".into(),
+        outcome: "ok".into(),
+        detail: "deploy".into(),
+        seq: 999,
+    };
+    let mut writes = Vec::new();
+    for i in 0..5 {
+        let tenant = if i % 2 == 0 { "default" } else { "team-b" };
+        writes.push(Write::Audit(record(tenant, &format!("task.submit.{i}"))));
+    }
+    commit(&*store, writes).await;
+    commit(
+        &*store,
+        vec![Write::Audit(record("default", "task.cancel"))],
+    )
+    .await;
+    let all = store.audit_after(0, 100, None).await.expect("audit");
+    let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4, 5, 6],
+        "numbered by the store, not the writer"
+    );
+    assert_eq!(
+        all[0],
+        AuditRecord {
+            seq: 1,
+            ..record("default", "task.submit.0")
+        }
+    );
+    assert_eq!(all[5].action, "task.cancel");
+    let after = store.audit_after(4, 1, None).await.expect("audit");
+    assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), [5]);
+    let b = store
+        .audit_after(0, 100, Some(vec!["team-b".into()]))
+        .await
+        .expect("audit");
+    assert_eq!(b.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 4]);
+    let none = store
+        .audit_after(0, 100, Some(vec![]))
+        .await
+        .expect("audit");
+    assert!(none.is_empty());
+}
+
+pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("done", "default", Some("key")),
+            new_task("busy", "team-b", None),
+        ],
+    )
+    .await;
+    commit(
+        &*store,
+        vec![
+            Write::Task {
+                id: "done".into(),
+                state: TaskState::Succeeded,
+                message: String::new(),
+                started_at: Some(2),
+                finished_at: Some(3),
+            },
+            Write::Event(event("done", 2, TaskState::Succeeded)),
+            Write::Step(StepWrite {
+                state: Some(StepState::Running),
+                attempt: Some(1),
+                worker: Some("w1".into()),
+                started_at: Some(4),
+                ..step("busy", "a")
+            }),
+            Write::Attempt(AttemptWrite {
+                worker: Some("w1".into()),
+                session_id: Some("s-9".into()),
+                ..attempt("busy", "a", 1)
+            }),
+            Write::Audit(AuditRecord {
+                action: "task.submit".into(),
+                tenant: "default".into(),
+                ..AuditRecord::default()
+            }),
+        ],
+    )
+    .await;
+    store
+        .change_state(StateChange::Put {
+            key: StateKey {
+                tenant: "default".into(),
+                scope: "s".into(),
+                key: "k".into(),
+            },
+            value_json: "true".into(),
+            expect: Expect::Any,
+            expires_at: 0,
+            now: 5,
+        })
+        .await
+        .expect("put");
+    let done = store.get_task("done").await.expect("get");
+    let busy = store.get_task("busy").await.expect("get");
+    drop(store);
+
+    let store = backend.open().await;
+    assert_eq!(store.get_task("done").await.expect("get"), done);
+    assert_eq!(store.get_task("busy").await.expect("get"), busy);
+    // Recovery finds what is unfinished, with its steps and attempts.
+    let unfinished = store.unfinished_tasks().await.expect("unfinished");
+    assert_eq!(ids(&unfinished), ["busy"]);
+    let running = &unfinished[0].steps[0];
+    assert_eq!(
+        (running.state, running.attempt, running.worker.as_str()),
+        (StepState::Running, 1, "w1")
+    );
+    assert_eq!(running.attempts[0].session_id, "s-9");
+    assert_eq!(unfinished[0].last_seq, 1);
+    assert_eq!(
+        store
+            .events_after("done", 0, 10)
+            .await
+            .expect("events")
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .get_state(
+                StateKey {
+                    tenant: "default".into(),
+                    scope: "s".into(),
+                    key: "k".into(),
+                },
+                6
+            )
+            .await
+            .expect("get")
+            .map(|e| e.version),
+        Some(1)
+    );
+    assert_eq!(
+        store.audit_after(0, 10, None).await.expect("audit").len(),
+        1
+    );
+    // The idempotency key still finds its task; numbering goes on.
+    assert_eq!(
+        create(&*store, vec![new_task("again", "default", Some("key"))]).await,
+        [Created::Existing("done".into())]
+    );
+    commit(
+        &*store,
+        vec![Write::Audit(AuditRecord {
+            action: "task.cancel".into(),
+            ..AuditRecord::default()
+        })],
+    )
+    .await;
+    let audit = store.audit_after(1, 10, None).await.expect("audit");
+    assert_eq!(audit.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+}
