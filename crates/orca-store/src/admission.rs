@@ -49,12 +49,17 @@ pub struct Admission {
 pub struct Place {
     queued: Arc<AtomicUsize>,
     room: Arc<Notify>,
+    max_queued: usize,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        self.room.notify_waiters();
+        let before = self.queued.fetch_sub(1, Ordering::AcqRel);
+        // Only a full queue has waiters; below it, giving a place back is
+        // one atomic on the writer's hot path.
+        if before >= self.max_queued {
+            self.room.notify_waiters();
+        }
     }
 }
 
@@ -112,6 +117,7 @@ impl Admission {
         Place {
             queued: self.queued.clone(),
             room: self.room.clone(),
+            max_queued: self.bound.max_queued,
         }
     }
 }
