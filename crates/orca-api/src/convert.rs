@@ -195,6 +195,36 @@ impl From<core::StepState> for v1::StepState {
     }
 }
 
+impl From<v1::AttemptRef> for core::AttemptKey {
+    fn from(attempt: v1::AttemptRef) -> Self {
+        core::AttemptKey {
+            task_id: attempt.task_id,
+            step_id: attempt.step_id,
+            attempt: attempt.attempt,
+        }
+    }
+}
+
+impl From<core::AttemptKey> for v1::AttemptRef {
+    fn from(key: core::AttemptKey) -> Self {
+        v1::AttemptRef {
+            task_id: key.task_id,
+            step_id: key.step_id,
+            attempt: key.attempt,
+        }
+    }
+}
+
+impl From<&core::AttemptKey> for v1::AttemptRef {
+    fn from(key: &core::AttemptKey) -> Self {
+        v1::AttemptRef {
+            task_id: key.task_id.clone(),
+            step_id: key.step_id.clone(),
+            attempt: key.attempt,
+        }
+    }
+}
+
 impl From<core::Cost> for v1::Cost {
     fn from(cost: core::Cost) -> Self {
         v1::Cost {

@@ -16,7 +16,7 @@ pub use spec::{
     CLAUDE_CODE, ClaudeCodeSpec, NoopSpec, PROMPT_STEP, PermissionMode, RetryPolicy, Runtime,
     ShellSpec, StepSpec, TaskSpec,
 };
-pub use state::{Event, EventKind, LogStream, Micros, StepState, TaskState};
+pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};
 
 /// Cuts `text` to at most `max_bytes`, at a character boundary: what log

@@ -139,6 +139,17 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// One attempt of one step: what a lease is for, what a worker reports
+/// on, and what fencing compares (a result counts only for the current
+/// attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub task_id: String,
+    pub step_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum EventKind {

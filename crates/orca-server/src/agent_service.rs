@@ -13,7 +13,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
 use crate::auth::{Action, require};
-use crate::engine::{AttemptKey, EngineHandle, StepReport, WorkerInfo};
+use orca_core::AttemptKey;
+
+use crate::engine::{EngineHandle, StepReport, WorkerInfo};
 
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
@@ -37,12 +39,9 @@ impl AgentApi {
 }
 
 fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {
-    let attempt = attempt.ok_or_else(|| Error::invalid(field, "required"))?;
-    Ok(AttemptKey {
-        task_id: attempt.task_id,
-        step_id: attempt.step_id,
-        attempt: attempt.attempt,
-    })
+    Ok(attempt
+        .ok_or_else(|| Error::invalid(field, "required"))?
+        .into())
 }
 
 fn worker_info(

@@ -16,8 +16,8 @@ use std::time::Duration;
 use orca_api::convert::{now_micros, optional_timestamp};
 use orca_api::v1;
 use orca_core::{
-    Capabilities, Change, Event, EventKind, LogStream, Micros, QueueKey, ReadyQueue, StepState,
-    StepStatus, TaskRun, TaskSpec, TaskState,
+    AttemptKey, Capabilities, Change, Event, EventKind, LogStream, Micros, QueueKey, ReadyQueue,
+    StepState, StepStatus, TaskRun, TaskSpec, TaskState,
 };
 use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Write};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,14 +36,6 @@ const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
 const MAX_ROUND: usize = 1024;
 
 pub type Outbox = mpsc::UnboundedSender<Result<v1::ServerMessage, Status>>;
-
-/// Identifies one attempt of one step.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AttemptKey {
-    pub task_id: String,
-    pub step_id: String,
-    pub attempt: u32,
-}
 
 /// A worker's report that an attempt ended.
 #[derive(Debug, Clone)]

@@ -21,6 +21,7 @@ use orca_api::client::{Bearer, ClientTls};
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::server_message::Kind;
+use orca_core::AttemptKey;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -146,32 +147,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Used when the control plane does not say how often to heartbeat.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// Identifies one attempt of one step.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AttemptKey {
-    pub task_id: String,
-    pub step_id: String,
-    pub attempt: u32,
-}
-
-impl AttemptKey {
-    fn to_proto(&self) -> v1::AttemptRef {
-        v1::AttemptRef {
-            task_id: self.task_id.clone(),
-            step_id: self.step_id.clone(),
-            attempt: self.attempt,
-        }
-    }
-
-    fn from_proto(attempt: Option<v1::AttemptRef>) -> Option<Self> {
-        attempt.map(|a| AttemptKey {
-            task_id: a.task_id,
-            step_id: a.step_id,
-            attempt: a.attempt,
-        })
-    }
-}
 
 /// What lives across sessions.
 struct Worker {
@@ -324,7 +299,7 @@ impl Worker {
 
         let (outbound, outgoing) = mpsc::channel::<v1::WorkerMessage>(1024);
         let mut reclaim: Vec<v1::AttemptRef> =
-            self.running.keys().map(AttemptKey::to_proto).collect();
+            self.running.keys().map(v1::AttemptRef::from).collect();
         reclaim.extend(self.undelivered.iter().filter_map(|r| r.attempt.clone()));
         let register = v1::WorkerMessage {
             kind: Some(v1::worker_message::Kind::Register(v1::Register {
@@ -392,7 +367,7 @@ impl Worker {
                 _ = sleep_until(drain_deadline) => {
                     // Grace is over: hand back what still runs, so it is
                     // queued again now rather than after the lease TTL.
-                    let attempts: Vec<v1::AttemptRef> = self.running.keys().map(AttemptKey::to_proto).collect();
+                    let attempts: Vec<v1::AttemptRef> = self.running.keys().map(v1::AttemptRef::from).collect();
                     let reason = format!("handed back by worker {} as it shut down", self.config.name);
                     tracing::info!(worker = %self.config.name, steps = attempts.len(), "drain grace over; handing steps back");
                     let message = v1::WorkerMessage {
@@ -417,7 +392,7 @@ impl Worker {
                 Some(report) = self.reports.recv() => {
                     let done = matches!(report, Report::Done(_));
                     if let Report::Done(result) = &report
-                        && let Some(key) = AttemptKey::from_proto(result.attempt.clone())
+                        && let Some(key) = result.attempt.clone().map(AttemptKey::from)
                     {
                         self.running.remove(&key);
                     }
@@ -443,7 +418,7 @@ impl Worker {
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, self.reports.recv()).await {
                 Ok(Some(Report::Done(result))) => {
-                    if let Some(key) = AttemptKey::from_proto(result.attempt) {
+                    if let Some(key) = result.attempt.map(AttemptKey::from) {
                         self.running.remove(&key);
                     }
                 }
@@ -463,7 +438,7 @@ impl Worker {
         match message.kind {
             Some(Kind::Assignment(assignment)) => {
                 let (Some(key), Some(step)) =
-                    (AttemptKey::from_proto(assignment.attempt), assignment.step)
+                    (assignment.attempt.map(AttemptKey::from), assignment.step)
                 else {
                     tracing::warn!("ignoring an assignment without attempt or step");
                     return;
@@ -513,7 +488,7 @@ impl Worker {
                 );
             }
             Some(Kind::Cancel(cancel)) => {
-                if let Some(key) = AttemptKey::from_proto(cancel.attempt)
+                if let Some(key) = cancel.attempt.map(AttemptKey::from)
                     && let Some(stop) = self.running.get_mut(&key).and_then(Option::take)
                 {
                     tracing::info!(task = %key.task_id, step = %key.step_id, "cancelling");
@@ -547,7 +522,7 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             fraction,
             message,
         } => K::Progress(v1::StepProgressReport {
-            attempt: Some(attempt.to_proto()),
+            attempt: Some(v1::AttemptRef::from(attempt)),
             fraction,
             message,
         }),
@@ -556,7 +531,7 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             stream,
             line,
         } => K::Logs(v1::StepLogs {
-            attempt: Some(attempt.to_proto()),
+            attempt: Some(v1::AttemptRef::from(attempt)),
             lines: vec![v1::LogEntry {
                 stream: v1::LogStream::from(stream) as i32,
                 line,
@@ -567,7 +542,7 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             session_id,
             model,
         } => K::Session(v1::StepSession {
-            attempt: Some(attempt.to_proto()),
+            attempt: Some(v1::AttemptRef::from(attempt)),
             session_id,
             model,
         }),

@@ -17,11 +17,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::AttemptKey;
 use crate::claude::{self, Line, RunResult};
 use crate::mcp;
 use crate::metrics::{Fault, WorkerMetrics};
 use crate::secrets::{self, Redactor};
+use orca_core::AttemptKey;
 
 /// A line longer than this is cut: one runaway line must not become one
 /// huge message.
@@ -190,11 +190,7 @@ pub async fn run(
         .metrics
         .finished(runtime, outcome_name(ended.outcome), ended.fault);
     let result = v1::StepResult {
-        attempt: Some(v1::AttemptRef {
-            task_id: attempt.key.task_id.clone(),
-            step_id: attempt.key.step_id.clone(),
-            attempt: attempt.key.attempt,
-        }),
+        attempt: Some(v1::AttemptRef::from(&attempt.key)),
         outcome: ended.outcome as i32,
         output_json: ended.output_json,
         error: ended.error,
