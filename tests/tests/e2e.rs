@@ -981,6 +981,62 @@ async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> 
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orca_up_offers_claude_code_with_a_key_and_the_cli_at_hand() -> anyhow::Result<()> {
+    // The capabilities `orca up`'s local workers offer, given an API key and
+    // a Claude Code CLI that is there or not.
+    async fn offered(claude_bin: &Path) -> anyhow::Result<(Vec<String>, String)> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join(".orca");
+        let mut up = Process::spawn(
+            Command::new(orca_bin())
+                .args(["up", "--listen", "127.0.0.1:0", "--workers", "1"])
+                .env("ANTHROPIC_API_KEY", "sk-ant-test-key")
+                .env("ORCA_CLAUDE_BIN", claude_bin)
+                .current_dir(dir.path()),
+            dir.path(),
+            "up",
+        )?;
+        let endpoint = data.join("endpoint");
+        let url = eventually(Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&endpoint).unwrap_or_default();
+            std::future::ready(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+        })
+        .await?;
+        let token = std::fs::read_to_string(data.join("admin.token"))?;
+        let agents = v1::agent_service_client::AgentServiceClient::with_interceptor(
+            connect(&url).await?,
+            bearer(token.trim()),
+        );
+        let capabilities = eventually(Duration::from_secs(20), || {
+            let mut agents = agents.clone();
+            async move {
+                let listed = agents.list_agents(v1::ListAgentsRequest {}).await.ok()?;
+                Some(listed.into_inner().agents.first()?.capabilities.clone())
+            }
+        })
+        .await?;
+        up.signal("INT");
+        up.wait_exit(Duration::from_secs(10))?;
+        Ok((capabilities, std::fs::read_to_string(&up.log)?))
+    }
+
+    let dir = tempfile::tempdir()?;
+    let cli = dir.path().join("claude");
+    std::fs::write(&cli, "#!/bin/sh\n")?;
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let (capabilities, _) = offered(&cli).await?;
+    assert_eq!(capabilities, ["claude-code", "shell"]);
+
+    let (capabilities, log) = offered(&dir.path().join("no-such-claude")).await?;
+    assert_eq!(capabilities, ["shell"], "no CLI, no claude-code");
+    assert!(
+        log.contains("the Claude Code CLI") && log.contains("is not found"),
+        "{log}"
+    );
+    Ok(())
+}
+
 fn with_retry(
     mut step: v1::StepSpec,
     max_attempts: u32,

@@ -229,6 +229,21 @@ pub async fn operator(args: OperatorRunArgs, target: Resolved) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `program` is: itself when it names a path, else the first
+/// executable of that name on `PATH`.
+fn find_program(program: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return runnable(program).then(|| program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| runnable(path))
+}
+
 fn default_worker_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -263,8 +278,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .to_string();
     let claude = claude_settings(&args.claude)?;
     let mut capabilities = args.offer.capabilities.clone();
+    // With a key and the CLI at hand, the embedded orca runs agents out of
+    // the box; without the CLI it says so instead of taking steps it would
+    // only fail.
     if claude.api_key.is_some() && !capabilities.iter().any(|c| c == orca_core::CLAUDE_CODE) {
-        capabilities.push(orca_core::CLAUDE_CODE.to_string());
+        if find_program(&claude.bin).is_some() {
+            capabilities.push(orca_core::CLAUDE_CODE.to_string());
+        } else {
+            eprintln!(
+                "warning: an Anthropic API key is set, but the Claude Code CLI {:?} is not found, so the local workers do not offer claude-code (npm install -g @anthropic-ai/claude-code, or --claude-bin)",
+                claude.bin.display().to_string()
+            );
+        }
     }
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
