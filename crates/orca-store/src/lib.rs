@@ -2,7 +2,9 @@
 //! records it reads and writes, and its backend-neutral [`Error`]. SQLite
 //! (`orca-store-sqlite`) is the embedded default; a backend for clusters
 //! implements the same trait, and [`conformance`] (feature `conformance`)
-//! is the one suite of tests every backend passes.
+//! is the one suite of tests every backend passes. [`memory`] (feature
+//! `memory`) is a store in memory for the engine's tests, held to the same
+//! suite.
 //!
 //! The ordering promise, which every backend keeps: whatever is handed to
 //! the store first commits first, and a write's answer arrives only after
@@ -12,8 +14,10 @@
 //! durable.
 
 pub mod admission;
-#[cfg(feature = "conformance")]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 
 use async_trait::async_trait;
 use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState};

@@ -1,0 +1,542 @@
+//! A store in memory, for tests of what sits on the store (the engine):
+//! every write applies at once under one lock, so the ordering promise
+//! holds trivially and a commit is answered before `write` returns. It
+//! passes the same conformance suite as the real backends; it keeps
+//! nothing across a process.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use orca_core::{Cost, Event, Micros, StepState};
+use tokio::sync::oneshot;
+
+use crate::{
+    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, Expect, NewTask, Result,
+    StateChange, StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery,
+    TaskRecord, Write,
+};
+
+/// One store's data; [`MemoryStore::reopen`] gives another handle on it,
+/// as a restart finds what was committed.
+#[derive(Default)]
+struct Data {
+    /// By id: ids sort by creation time. Steps carry no attempts here.
+    tasks: BTreeMap<String, TaskRecord>,
+    /// `tenant/key` → task id.
+    keys: HashMap<String, String>,
+    events: HashMap<String, BTreeMap<u64, Event>>,
+    /// (task, step) → attempt number → its row.
+    attempts: HashMap<(String, String), BTreeMap<u32, AttemptRecord>>,
+    state: HashMap<StateKey, Slot>,
+    audit: Vec<AuditRecord>,
+}
+
+/// A shared-state row: a deleted value keeps its version.
+#[derive(Clone)]
+struct Slot {
+    value_json: Option<String>,
+    version: u64,
+    updated_at: Micros,
+    expires_at: Micros,
+}
+
+impl Slot {
+    fn live(&self, now: Micros) -> bool {
+        self.value_json.is_some() && (self.expires_at == 0 || self.expires_at > now)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    data: Arc<Mutex<Data>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// Another handle on the same data, as if the store were opened again.
+    pub fn reopen(&self) -> Self {
+        self.clone()
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        // A test that panicked while holding the lock left whole writes:
+        // each applies completely or not at all.
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn scoped_key(task: &NewTask) -> Option<String> {
+    task.idempotency_key
+        .as_ref()
+        .map(|key| format!("{}/{key}", task.tenant))
+}
+
+impl Data {
+    fn create(&mut self, tasks: Vec<NewTask>) -> Result<Vec<Created>> {
+        // First what each would do, so a task that cannot be made fails the
+        // whole call with nothing applied.
+        let mut keys: HashMap<String, String> = HashMap::new();
+        let mut ids = HashSet::new();
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for task in &tasks {
+            let key = scoped_key(task);
+            let found = key
+                .as_ref()
+                .and_then(|k| self.keys.get(k).or_else(|| keys.get(k)));
+            if let Some(id) = found {
+                outcomes.push(Created::Existing(id.clone()));
+                continue;
+            }
+            if self.tasks.contains_key(&task.id) || !ids.insert(task.id.clone()) {
+                return Err(Error::Conflict(format!("task {} exists", task.id)));
+            }
+            if let Some(key) = key {
+                keys.insert(key, task.id.clone());
+            }
+            outcomes.push(Created::New(task.id.clone()));
+        }
+        for (task, outcome) in tasks.into_iter().zip(&outcomes) {
+            if matches!(outcome, Created::New(_)) {
+                self.insert(task);
+            }
+        }
+        self.keys.extend(keys);
+        Ok(outcomes)
+    }
+
+    fn insert(&mut self, task: NewTask) {
+        let steps = task
+            .spec
+            .steps
+            .iter()
+            .zip(&task.step_states)
+            .map(|(step, state)| StepRecord {
+                id: step.id.clone(),
+                state: *state,
+                attempt: 0,
+                worker: String::new(),
+                started_at: 0,
+                finished_at: 0,
+                progress: 0.0,
+                progress_message: String::new(),
+                output_json: String::new(),
+                error: String::new(),
+                exit_code: None,
+                attempts: Vec::new(),
+                cost: Cost::default(),
+            })
+            .collect();
+        let events = self.events.entry(task.id.clone()).or_default();
+        for event in task.events {
+            events.insert(event.seq, event);
+        }
+        let record = TaskRecord {
+            id: task.id.clone(),
+            tenant: task.tenant,
+            spec: task.spec,
+            state: task.state,
+            idempotency_key: task.idempotency_key,
+            message: task.message,
+            created_at: task.created_at,
+            started_at: 0,
+            finished_at: if task.state.is_terminal() {
+                task.created_at
+            } else {
+                0
+            },
+            steps,
+            last_seq: 0,
+            cost: Cost::default(),
+            plan_json: task.plan_json,
+            trace_context: task.trace_context,
+        };
+        self.tasks.insert(task.id, record);
+    }
+
+    /// Applies a batch whole, or (a sequence number taken) nothing of it.
+    fn apply(&mut self, writes: Vec<Write>) -> Result<()> {
+        let mut seqs = HashSet::new();
+        for write in &writes {
+            if let Write::Event(event) = write {
+                let taken = self
+                    .events
+                    .get(&event.task_id)
+                    .is_some_and(|e| e.contains_key(&event.seq));
+                if taken || !seqs.insert((event.task_id.as_str(), event.seq)) {
+                    return Err(Error::Conflict(format!(
+                        "event {}/{} exists",
+                        event.task_id, event.seq
+                    )));
+                }
+            }
+        }
+        for write in writes {
+            match write {
+                Write::Task {
+                    id,
+                    state,
+                    message,
+                    started_at,
+                    finished_at,
+                } => {
+                    if let Some(task) = self.tasks.get_mut(&id) {
+                        task.state = state;
+                        task.message = message;
+                        task.started_at = started_at.unwrap_or(task.started_at);
+                        task.finished_at = finished_at.unwrap_or(task.finished_at);
+                    }
+                }
+                Write::Step(write) => self.update_step(write),
+                Write::Attempt(write) => self.upsert_attempt(write),
+                Write::Progress {
+                    task_id,
+                    step_id,
+                    fraction,
+                    message,
+                } => {
+                    if let Some(step) = self.step_mut(&task_id, &step_id) {
+                        step.progress = fraction;
+                        step.progress_message = message;
+                    }
+                }
+                Write::Event(event) => {
+                    self.events
+                        .entry(event.task_id.clone())
+                        .or_default()
+                        .insert(event.seq, event);
+                }
+                Write::Audit(record) => {
+                    let seq = self.audit.len() as u64 + 1;
+                    self.audit.push(AuditRecord { seq, ..record });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn step_mut(&mut self, task_id: &str, step_id: &str) -> Option<&mut StepRecord> {
+        self.tasks
+            .get_mut(task_id)?
+            .steps
+            .iter_mut()
+            .find(|s| s.id == step_id)
+    }
+
+    fn update_step(&mut self, write: StepWrite) {
+        let Some(step) = self.step_mut(&write.task_id, &write.step_id) else {
+            return;
+        };
+        step.state = write.state.unwrap_or(step.state);
+        step.attempt = write.attempt.unwrap_or(step.attempt);
+        if let Some(worker) = write.worker {
+            step.worker = worker;
+        }
+        step.started_at = write.started_at.unwrap_or(step.started_at);
+        step.finished_at = write.finished_at.unwrap_or(step.finished_at);
+        if let Some(output) = write.output_json {
+            step.output_json = output;
+        }
+        if let Some(error) = write.error {
+            step.error = error;
+        }
+        if let Some(exit_code) = write.exit_code {
+            step.exit_code = exit_code;
+        }
+        if let Some((fraction, message)) = write.progress {
+            step.progress = fraction;
+            step.progress_message = message;
+        }
+    }
+
+    fn upsert_attempt(&mut self, write: AttemptWrite) {
+        let row = self
+            .attempts
+            .entry((write.task_id, write.step_id))
+            .or_default()
+            .entry(write.attempt)
+            .or_insert_with(|| AttemptRecord {
+                attempt: write.attempt,
+                worker: String::new(),
+                started_at: 0,
+                finished_at: 0,
+                state: StepState::Running,
+                error: String::new(),
+                exit_code: None,
+                session_id: String::new(),
+                model: String::new(),
+                cost: Cost::default(),
+            });
+        if let Some(worker) = write.worker {
+            row.worker = worker;
+        }
+        row.started_at = write.started_at.unwrap_or(row.started_at);
+        row.finished_at = write.finished_at.unwrap_or(row.finished_at);
+        row.state = write.state.unwrap_or(row.state);
+        if let Some(error) = write.error {
+            row.error = error;
+        }
+        row.exit_code = write.exit_code.or(row.exit_code);
+        if let Some(session_id) = write.session_id {
+            row.session_id = session_id;
+        }
+        if let Some(model) = write.model {
+            row.model = model;
+        }
+        row.cost = write.cost.unwrap_or(row.cost);
+    }
+
+    /// What every attempt of the task cost.
+    fn cost_of(&self, task: &TaskRecord) -> Cost {
+        task.steps
+            .iter()
+            .filter_map(|s| self.attempts.get(&(task.id.clone(), s.id.clone())))
+            .flat_map(|rows| rows.values().map(|a| a.cost))
+            .sum()
+    }
+
+    /// A task as listings show it: no steps, what it cost.
+    fn listed(&self, task: &TaskRecord) -> TaskRecord {
+        TaskRecord {
+            steps: Vec::new(),
+            cost: self.cost_of(task),
+            ..task.clone()
+        }
+    }
+
+    /// A task whole: steps with their attempts (the running one described
+    /// by its step until its own row exists), costs, its newest event.
+    fn whole(&self, task: &TaskRecord) -> TaskRecord {
+        let mut task = task.clone();
+        for step in &mut task.steps {
+            step.attempts = self
+                .attempts
+                .get(&(task.id.clone(), step.id.clone()))
+                .map(|rows| rows.values().cloned().collect())
+                .unwrap_or_default();
+            if step.state == StepState::Running
+                && step
+                    .attempts
+                    .last()
+                    .is_none_or(|a| a.attempt < step.attempt)
+            {
+                step.attempts.push(AttemptRecord {
+                    attempt: step.attempt,
+                    worker: step.worker.clone(),
+                    started_at: step.started_at,
+                    finished_at: 0,
+                    state: StepState::Running,
+                    error: String::new(),
+                    exit_code: None,
+                    session_id: String::new(),
+                    model: String::new(),
+                    cost: Cost::default(),
+                });
+            }
+            step.cost = step.attempts.iter().map(|a| a.cost).sum();
+        }
+        task.cost = task.steps.iter().map(|s| s.cost).sum();
+        task.last_seq = self
+            .events
+            .get(&task.id)
+            .and_then(|e| e.keys().next_back().copied())
+            .unwrap_or(0);
+        task
+    }
+
+    fn change_state(&mut self, change: StateChange) -> StateOutcome {
+        let (key, expect, now) = match &change {
+            StateChange::Put {
+                key, expect, now, ..
+            }
+            | StateChange::Delete { key, expect, now } => (key.clone(), *expect, *now),
+        };
+        let slot = self.state.get(&key).cloned();
+        let live = slot.as_ref().filter(|s| s.live(now)).map(|s| s.version);
+        let met = match expect {
+            Expect::Any => true,
+            Expect::Absent => live.is_none(),
+            Expect::Version(v) => live == Some(v),
+        };
+        if !met {
+            return StateOutcome::Conflict { found: live };
+        }
+        let version = slot.map_or(0, |s| s.version) + 1;
+        match change {
+            StateChange::Put {
+                value_json,
+                expires_at,
+                ..
+            } => {
+                self.state.insert(
+                    key,
+                    Slot {
+                        value_json: Some(value_json.clone()),
+                        version,
+                        updated_at: now,
+                        expires_at,
+                    },
+                );
+                StateOutcome::Done(Some(StateEntry {
+                    value_json,
+                    version,
+                    updated_at: now,
+                    expires_at,
+                }))
+            }
+            StateChange::Delete { .. } => {
+                if live.is_some() {
+                    self.state.insert(
+                        key,
+                        Slot {
+                            value_json: None,
+                            version,
+                            updated_at: now,
+                            expires_at: 0,
+                        },
+                    );
+                }
+                StateOutcome::Done(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>> {
+        self.data().create(tasks)
+    }
+
+    fn write(&self, batch: Vec<Write>) -> Commit {
+        let (reply, answer) = oneshot::channel();
+        let _ = reply.send(self.data().apply(batch));
+        answer
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let data = self.data();
+        Ok(data.tasks.get(id).map(|task| data.whole(task)))
+    }
+
+    async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>> {
+        let data = self.data();
+        let wanted = |task: &&TaskRecord| {
+            (query.states.is_empty() || query.states.contains(&task.state))
+                && query
+                    .labels
+                    .iter()
+                    .all(|(k, v)| task.spec.labels.get(k) == Some(v))
+                && query
+                    .tenants
+                    .as_ref()
+                    .is_none_or(|tenants| tenants.contains(&task.tenant))
+                && query
+                    .before_id
+                    .as_ref()
+                    .is_none_or(|before| task.id < *before)
+        };
+        Ok(data
+            .tasks
+            .values()
+            .rev()
+            .filter(wanted)
+            .take(query.page_size)
+            .map(|task| data.listed(task))
+            .collect())
+    }
+
+    async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let data = self.data();
+        Ok(data
+            .events
+            .get(task_id)
+            .map(|events| {
+                events
+                    .range(after + 1..)
+                    .take(limit)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>> {
+        let data = self.data();
+        Ok(data
+            .tasks
+            .values()
+            .filter(|t| !t.state.is_terminal())
+            .map(|task| data.whole(task))
+            .collect())
+    }
+
+    async fn change_state(&self, change: StateChange) -> Result<StateOutcome> {
+        Ok(self.data().change_state(change))
+    }
+
+    async fn get_state(&self, key: StateKey, now: Micros) -> Result<Option<StateEntry>> {
+        Ok(self
+            .data()
+            .state
+            .get(&key)
+            .filter(|slot| slot.live(now))
+            .map(|slot| StateEntry {
+                value_json: slot.value_json.clone().unwrap_or_default(),
+                version: slot.version,
+                updated_at: slot.updated_at,
+                expires_at: slot.expires_at,
+            }))
+    }
+
+    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>> {
+        Ok(self
+            .data()
+            .tasks
+            .get(task_id)
+            .and_then(|t| t.steps.iter().find(|s| s.id == step_id))
+            .filter(|s| s.state == StepState::Running)
+            .map(|s| s.attempt))
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .data()
+            .audit
+            .iter()
+            .filter(|r| r.seq > after)
+            .filter(|r| tenants.as_ref().is_none_or(|t| t.contains(&r.tenant)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::Backend;
+
+    /// Opens handles on one store's data, as a restart would.
+    #[derive(Default)]
+    struct Memory {
+        store: MemoryStore,
+    }
+
+    #[async_trait]
+    impl Backend for Memory {
+        async fn open(&mut self) -> Arc<dyn Store> {
+            Arc::new(self.store.reopen())
+        }
+    }
+
+    crate::conformance_suite!(Memory::default());
+}
