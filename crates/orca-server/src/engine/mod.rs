@@ -1560,3 +1560,6 @@ fn inputs_of(active: &Active, index: usize) -> String {
     json.push('}');
     json
 }
+
+#[cfg(test)]
+mod tests;

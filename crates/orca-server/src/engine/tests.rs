@@ -1,0 +1,454 @@
+//! The engine in memory: a store in memory, workers that are channels, and
+//! no process or port. Each test drives the engine through its handle as
+//! the services do and reads what it committed back from the store.
+
+use std::time::Duration;
+
+use orca_core::{StepSpec, TaskSpec};
+use orca_store::NewTask;
+use orca_store::memory::MemoryStore;
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// How long a test waits for something the engine should do at once.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+struct Harness {
+    engine: EngineHandle,
+    store: MemoryStore,
+    _dir: tempfile::TempDir,
+}
+
+/// A worker as the engine sees one: its id, and what the engine sends it.
+struct FakeWorker {
+    id: u64,
+    inbox: mpsc::UnboundedReceiver<Result<v1::ServerMessage, Status>>,
+}
+
+fn leases(ttl: Duration) -> Leases {
+    Leases {
+        ttl,
+        heartbeat_interval: ttl / 4,
+    }
+}
+
+impl Harness {
+    fn start(store: MemoryStore, recovered: Vec<TaskRecord>, leases: Leases) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let step_tokens = Arc::new(StepTokens::load_or_create(dir.path()).expect("step key"));
+        let (engine, _fatal) = start(
+            Arc::new(store.clone()),
+            Arc::new(Hub::default()),
+            recovered,
+            leases,
+            step_tokens,
+            Arc::new(Metrics::new()),
+        );
+        Harness {
+            engine,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn new() -> Harness {
+        Harness::start(
+            MemoryStore::new(),
+            Vec::new(),
+            leases(Duration::from_secs(30)),
+        )
+    }
+
+    /// Commits a task and hands it to the engine, as SubmitTask does.
+    async fn submit(&self, id: &str, priority: i32, created_at: Micros, steps: Vec<StepSpec>) {
+        let spec = TaskSpec {
+            name: id.to_string(),
+            priority,
+            steps,
+            ..TaskSpec::default()
+        };
+        let (run, _) = TaskRun::new(&spec);
+        let task = NewTask {
+            id: id.to_string(),
+            tenant: "default".into(),
+            spec: spec.clone(),
+            idempotency_key: None,
+            created_at,
+            state: run.state(),
+            message: String::new(),
+            plan_json: String::new(),
+            trace_context: String::new(),
+            step_states: run.steps().iter().map(|s| s.state).collect(),
+            events: vec![Event {
+                task_id: id.to_string(),
+                seq: 1,
+                at: created_at,
+                kind: EventKind::TaskState {
+                    state: run.state(),
+                    message: String::new(),
+                },
+            }],
+        };
+        self.store.create_tasks(vec![task]).await.expect("created");
+        self.engine
+            .admit(vec![Admitted {
+                id: id.to_string(),
+                tenant: "default".into(),
+                spec: Arc::new(spec),
+                created_at,
+                run,
+                next_seq: 2,
+                trace_context: String::new(),
+            }])
+            .await
+            .expect("admitted");
+    }
+
+    async fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> FakeWorker {
+        self.reconnect(name, capabilities, slots, Vec::new()).await
+    }
+
+    /// A worker that (re)registers saying which attempts it still runs.
+    async fn reconnect(
+        &self,
+        name: &str,
+        capabilities: &[&str],
+        slots: u32,
+        running: Vec<AttemptKey>,
+    ) -> FakeWorker {
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let info = WorkerInfo {
+            name: name.into(),
+            pool: String::new(),
+            capabilities: orca_core::queue::capabilities(capabilities),
+            slots,
+            peer: "test".into(),
+        };
+        let id = self
+            .engine
+            .register(info, running, outbox)
+            .await
+            .expect("registered");
+        let mut worker = FakeWorker { id, inbox };
+        match worker.next().await {
+            v1::server_message::Kind::Registered(_) => worker,
+            other => panic!("expected registered, got {other:?}"),
+        }
+    }
+
+    /// Heartbeats for `worker` until the returned guard is dropped, as a
+    /// live worker does.
+    fn keep_alive(&self, worker: &FakeWorker) -> Heartbeats {
+        let engine = self.engine.clone();
+        let id = worker.id;
+        Heartbeats(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(50));
+            while engine.heartbeat(id).await.is_ok() {
+                every.tick().await;
+            }
+        }))
+    }
+
+    /// Returns once every effect of what was sent before is out: the
+    /// engine answers an admission after the effects queued ahead of it.
+    async fn settled(&self) {
+        self.engine.admit(Vec::new()).await.expect("settled");
+    }
+
+    async fn task(&self, id: &str) -> TaskRecord {
+        self.store
+            .get_task(id)
+            .await
+            .expect("read")
+            .expect("the task")
+    }
+
+    async fn report(&self, worker: &FakeWorker, attempt: AttemptKey, outcome: v1::Outcome) {
+        self.engine
+            .report(
+                worker.id,
+                StepReport {
+                    attempt,
+                    outcome,
+                    output_json: String::new(),
+                    error: String::new(),
+                    exit_code: Some(0),
+                    started_at: None,
+                    cost: None,
+                },
+            )
+            .await
+            .expect("reported");
+    }
+
+    /// Polls the store until `check` holds for the task.
+    async fn until(&self, id: &str, what: &str, check: impl Fn(&TaskRecord) -> bool) {
+        let deadline = tokio::time::Instant::now() + PROMPTLY;
+        loop {
+            let task = self.task(id).await;
+            if check(&task) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {PROMPTLY:?}: {task:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl FakeWorker {
+    async fn next(&mut self) -> v1::server_message::Kind {
+        let message = tokio::time::timeout(PROMPTLY, self.inbox.recv())
+            .await
+            .expect("a message in time")
+            .expect("the engine keeps the stream")
+            .expect("not an error");
+        message.kind.expect("a kind")
+    }
+
+    /// The next assignment's attempt.
+    async fn assigned(&mut self) -> AttemptKey {
+        match self.next().await {
+            v1::server_message::Kind::Assignment(a) => a.attempt.expect("an attempt").into(),
+            other => panic!("expected an assignment, got {other:?}"),
+        }
+    }
+
+    /// Nothing waits for this worker (call after [`Harness::settled`]).
+    fn idle(&mut self) -> bool {
+        self.inbox.try_recv().is_err()
+    }
+}
+
+/// Stops a worker's heartbeats when dropped.
+struct Heartbeats(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn noop(id: &str) -> StepSpec {
+    StepSpec::noop(id)
+}
+
+fn key(task: &str, step: &str, attempt: u32) -> AttemptKey {
+    AttemptKey {
+        task_id: task.into(),
+        step_id: step.into(),
+        attempt,
+    }
+}
+
+#[tokio::test]
+async fn the_highest_priority_goes_first_and_the_oldest_within_a_priority() {
+    let h = Harness::new();
+    h.submit("low", 0, 1, vec![noop("a")]).await;
+    h.submit("high-late", 5, 3, vec![noop("a")]).await;
+    h.submit("high-early", 5, 2, vec![noop("a")]).await;
+    let mut w = h.worker("w", &["shell"], 3).await;
+    h.engine.credits(w.id, 3).await.expect("credits");
+    let order = [
+        w.assigned().await.task_id,
+        w.assigned().await.task_id,
+        w.assigned().await.task_id,
+    ];
+    assert_eq!(order, ["high-early", "high-late", "low"]);
+}
+
+#[tokio::test]
+async fn a_step_waits_for_a_worker_with_what_it_needs_and_never_exceeds_credits() {
+    let h = Harness::new();
+    h.submit("gpu", 0, 1, vec![noop("train").needing(&["gpu"])])
+        .await;
+    h.submit("plain", 0, 2, vec![noop("a"), noop("b")]).await;
+    let mut cpu = h.worker("cpu", &["shell"], 4).await;
+    h.engine.credits(cpu.id, 1).await.expect("credits");
+    assert_eq!(cpu.assigned().await, key("plain", "a", 1));
+    h.settled().await;
+    assert!(cpu.idle(), "one credit, one step; never the gpu step");
+    h.engine.credits(cpu.id, 1).await.expect("credits");
+    assert_eq!(cpu.assigned().await, key("plain", "b", 1));
+    h.engine.credits(cpu.id, 2).await.expect("credits");
+    h.settled().await;
+    assert!(cpu.idle(), "nothing it can run is left");
+    let mut gpu = h.worker("gpu", &["gpu", "shell"], 1).await;
+    h.engine.credits(gpu.id, 1).await.expect("credits");
+    assert_eq!(gpu.assigned().await, key("gpu", "train", 1));
+}
+
+#[tokio::test]
+async fn a_dependent_step_starts_once_its_dependency_succeeded() {
+    let h = Harness::new();
+    h.submit("dag", 0, 1, vec![noop("a"), noop("b").after(&["a"])])
+        .await;
+    let mut w = h.worker("w", &["shell"], 2).await;
+    h.engine.credits(w.id, 2).await.expect("credits");
+    let a = w.assigned().await;
+    assert_eq!(a, key("dag", "a", 1));
+    h.settled().await;
+    assert!(w.idle(), "b waits for a");
+    h.report(&w, a, v1::Outcome::Succeeded).await;
+    assert_eq!(w.assigned().await, key("dag", "b", 1));
+    h.report(&w, key("dag", "b", 1), v1::Outcome::Succeeded)
+        .await;
+    h.until("dag", "the task succeeds", |t| {
+        t.state == TaskState::Succeeded
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
+    let h = Harness::new();
+    h.submit("t", 0, 1, vec![noop("a")]).await;
+    let mut first = h.worker("first", &["shell"], 1).await;
+    h.engine.credits(first.id, 1).await.expect("credits");
+    assert_eq!(first.assigned().await, key("t", "a", 1));
+    // Its stream drops: the step goes back to the queue as attempt 2.
+    h.engine.disconnected(first.id).await.expect("dropped");
+    let mut second = h.worker("second", &["shell"], 1).await;
+    h.engine.credits(second.id, 1).await.expect("credits");
+    assert_eq!(second.assigned().await, key("t", "a", 2));
+    // Attempt 1's result, late, from either worker, counts for nothing.
+    h.report(&first, key("t", "a", 1), v1::Outcome::Failed)
+        .await;
+    h.report(&second, key("t", "a", 1), v1::Outcome::Failed)
+        .await;
+    h.settled().await;
+    let task = h.task("t").await;
+    assert_eq!(
+        (task.state, task.steps[0].state, task.steps[0].attempt),
+        (TaskState::Running, StepState::Running, 2)
+    );
+    h.report(&second, key("t", "a", 2), v1::Outcome::Succeeded)
+        .await;
+    h.until("t", "attempt 2's result decides", |t| {
+        t.state == TaskState::Succeeded
+    })
+    .await;
+    let attempts = &h.task("t").await.steps[0].attempts;
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.worker.as_str(), a.state))
+            .collect::<Vec<_>>(),
+        [
+            (1, "first", StepState::Queued),
+            (2, "second", StepState::Succeeded)
+        ],
+        "the lost attempt is kept with who ran it"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_worker_loses_its_lease() {
+    let h = Harness::start(
+        MemoryStore::new(),
+        Vec::new(),
+        leases(Duration::from_millis(300)),
+    );
+    h.submit("t", 0, 1, vec![noop("a")]).await;
+    let mut silent = h.worker("silent", &["shell"], 1).await;
+    h.engine.credits(silent.id, 1).await.expect("credits");
+    assert_eq!(silent.assigned().await, key("t", "a", 1));
+    let mut alive = h.worker("alive", &["shell"], 1).await;
+    h.engine.credits(alive.id, 1).await.expect("credits");
+    // `alive` keeps its lease by heartbeating; `silent` says nothing. Past
+    // the TTL the step is `alive`'s as attempt 2.
+    let _heartbeats = h.keep_alive(&alive);
+    assert_eq!(alive.assigned().await, key("t", "a", 2));
+    let task = h.task("t").await;
+    assert!(
+        task.steps[0].attempts[0]
+            .error
+            .contains("worker silent was silent for"),
+        "{:?}",
+        task.steps[0].attempts
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued() {
+    // The first control plane: two steps running on w1.
+    let store = MemoryStore::new();
+    {
+        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        h.submit("kept", 0, 1, vec![noop("a")]).await;
+        h.submit("lost", 0, 2, vec![noop("a")]).await;
+        let mut w1 = h.worker("w1", &["shell"], 2).await;
+        h.engine.credits(w1.id, 2).await.expect("credits");
+        w1.assigned().await;
+        w1.assigned().await;
+        h.settled().await;
+    }
+    // Restarted from the store, with a short TTL for the orphans.
+    let recovered = store.unfinished_tasks().await.expect("recovery");
+    assert_eq!(recovered.len(), 2);
+    let h = Harness::start(
+        store.reopen(),
+        recovered,
+        leases(Duration::from_millis(300)),
+    );
+    // w1 comes back still running "kept", but not "lost".
+    let mut w1 = h
+        .reconnect("w1", &["shell"], 2, vec![key("kept", "a", 1)])
+        .await;
+    let _heartbeats = h.keep_alive(&w1);
+    h.engine.credits(w1.id, 1).await.expect("credits");
+    // Nobody reclaims "lost": past the TTL it runs again, as attempt 2.
+    assert_eq!(w1.assigned().await, key("lost", "a", 2));
+    // The reclaimed attempt's result is accepted: the same attempt, not
+    // run twice.
+    h.report(&w1, key("kept", "a", 1), v1::Outcome::Succeeded)
+        .await;
+    h.until("kept", "the reclaimed attempt finishes the task", |t| {
+        t.state == TaskState::Succeeded && t.steps[0].attempt == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_running_step_and_stops_what_has_not_started() {
+    let h = Harness::new();
+    h.submit("t", 0, 1, vec![noop("a"), noop("b").after(&["a"])])
+        .await;
+    let mut w = h.worker("w", &["shell"], 1).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let a = w.assigned().await;
+    let answer = h
+        .engine
+        .cancel("t".into(), "no longer needed".into())
+        .await
+        .expect("cancel");
+    assert!(matches!(answer, CancelAnswer::Done), "committed");
+    match w.next().await {
+        v1::server_message::Kind::Cancel(cancel) => {
+            assert_eq!(
+                cancel.attempt.clone().map(AttemptKey::from),
+                Some(a.clone())
+            );
+            assert!(cancel.reason.contains("no longer needed"), "{cancel:?}");
+        }
+        other => panic!("expected a cancel, got {other:?}"),
+    }
+    h.report(&w, a, v1::Outcome::Cancelled).await;
+    h.until("t", "the task is cancelled", |t| {
+        t.state == TaskState::Cancelled
+    })
+    .await;
+    let task = h.task("t").await;
+    assert_eq!(task.steps[1].state, StepState::Cancelled, "b never ran");
+    // Cancelling again is fine: the task is no longer the engine's.
+    let again = h
+        .engine
+        .cancel("t".into(), "again".into())
+        .await
+        .expect("cancel");
+    assert!(matches!(again, CancelAnswer::NotActive));
+    assert_eq!(h.task("t").await.state, TaskState::Cancelled);
+}
