@@ -6,6 +6,10 @@
 //! a reply) is held back until that round has committed. A crash can
 //! therefore lose only decisions nobody has seen, and recovery rebuilds the
 //! rest from the store.
+//!
+//! `handle` is the way in (commands), `effects` what a committed round
+//! releases, and this file the loop with its scheduling, leases and
+//! recovery; `tests` drives it all in memory.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -16,18 +20,24 @@ use std::time::Duration;
 use orca_api::convert::{now_micros, optional_timestamp};
 use orca_api::v1;
 use orca_core::{
-    AttemptKey, Capabilities, Change, Event, EventKind, LogStream, Micros, QueueKey, ReadyQueue,
-    StepState, StepStatus, TaskRun, TaskSpec, TaskState,
+    AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
+    StepStatus, TaskRun, TaskSpec, TaskState,
 };
 use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Write};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
 use crate::Error;
-use crate::auth::StepGrant;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::step_token::StepTokens;
+
+mod effects;
+mod handle;
+
+use effects::{Assignment, Effect, run_effects};
+use handle::Command;
+pub use handle::{Admitted, CancelAnswer, EngineHandle, StepReport, WorkerInfo};
 
 /// The error of a step whose output file is not JSON.
 const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -37,277 +47,8 @@ const MAX_ROUND: usize = 1024;
 
 pub type Outbox = mpsc::UnboundedSender<Result<v1::ServerMessage, Status>>;
 
-/// A worker's report that an attempt ended.
-#[derive(Debug, Clone)]
-pub struct StepReport {
-    pub attempt: AttemptKey,
-    pub outcome: v1::Outcome,
-    pub output_json: String,
-    pub error: String,
-    pub exit_code: Option<i32>,
-    pub started_at: Option<Micros>,
-    pub cost: Option<orca_core::Cost>,
-}
-
-#[derive(Debug, Clone)]
-pub struct WorkerInfo {
-    pub name: String,
-    pub pool: String,
-    pub capabilities: Capabilities,
-    pub slots: u32,
-    pub peer: String,
-}
-
-/// A task committed to the store, ready to be scheduled.
-pub struct Admitted {
-    pub id: String,
-    pub tenant: String,
-    pub spec: Arc<TaskSpec>,
-    pub created_at: Micros,
-    pub run: TaskRun,
-    /// The sequence number its next event gets.
-    pub next_seq: u64,
-    /// The task span's `traceparent`; "" without one.
-    pub trace_context: String,
-}
-
-pub enum CancelAnswer {
-    /// The task is not running here: finished, or unknown.
-    NotActive,
-    /// The cancel is committed.
-    Done,
-}
-
-enum Command {
-    Admit(Vec<Admitted>, oneshot::Sender<()>),
-    Register {
-        info: WorkerInfo,
-        running: Vec<AttemptKey>,
-        outbox: Outbox,
-        reply: oneshot::Sender<u64>,
-    },
-    Credits {
-        worker: u64,
-        credits: u32,
-    },
-    Progress {
-        worker: u64,
-        attempt: AttemptKey,
-        fraction: f32,
-        message: String,
-    },
-    Logs {
-        worker: u64,
-        attempt: AttemptKey,
-        lines: Vec<(LogStream, String)>,
-    },
-    Report {
-        worker: u64,
-        report: StepReport,
-    },
-    Session {
-        worker: u64,
-        attempt: AttemptKey,
-        session_id: String,
-        model: String,
-    },
-    Heartbeat {
-        worker: u64,
-    },
-    Drain {
-        worker: u64,
-    },
-    Release {
-        worker: u64,
-        attempts: Vec<AttemptKey>,
-        reason: String,
-    },
-    Disconnected {
-        worker: u64,
-    },
-    Cancel {
-        task_id: String,
-        reason: String,
-        reply: oneshot::Sender<CancelAnswer>,
-    },
-    ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
-    Reopen {
-        record: Box<TaskRecord>,
-        reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
-    },
-    Shutdown,
-}
-
-/// The cheap, cloneable way in to the engine.
-#[derive(Clone)]
-pub struct EngineHandle {
-    commands: mpsc::Sender<Command>,
-}
-
-impl EngineHandle {
-    async fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| Error::ShuttingDown)
-    }
-
-    /// Hands committed tasks to the scheduler; returns once they are queued.
-    pub async fn admit(&self, tasks: Vec<Admitted>) -> Result<(), Error> {
-        let (done, admitted) = oneshot::channel();
-        self.send(Command::Admit(tasks, done)).await?;
-        admitted.await.map_err(|_| Error::ShuttingDown)
-    }
-
-    pub async fn register(
-        &self,
-        info: WorkerInfo,
-        running: Vec<AttemptKey>,
-        outbox: Outbox,
-    ) -> Result<u64, Error> {
-        let (reply, id) = oneshot::channel();
-        self.send(Command::Register {
-            info,
-            running,
-            outbox,
-            reply,
-        })
-        .await?;
-        id.await.map_err(|_| Error::ShuttingDown)
-    }
-
-    pub async fn credits(&self, worker: u64, credits: u32) -> Result<(), Error> {
-        self.send(Command::Credits { worker, credits }).await
-    }
-
-    pub async fn progress(
-        &self,
-        worker: u64,
-        attempt: AttemptKey,
-        fraction: f32,
-        message: String,
-    ) -> Result<(), Error> {
-        self.send(Command::Progress {
-            worker,
-            attempt,
-            fraction,
-            message,
-        })
-        .await
-    }
-
-    pub async fn logs(
-        &self,
-        worker: u64,
-        attempt: AttemptKey,
-        lines: Vec<(LogStream, String)>,
-    ) -> Result<(), Error> {
-        self.send(Command::Logs {
-            worker,
-            attempt,
-            lines,
-        })
-        .await
-    }
-
-    /// The agent of a running attempt started (or resumed) its session.
-    pub async fn session(
-        &self,
-        worker: u64,
-        attempt: AttemptKey,
-        session_id: String,
-        model: String,
-    ) -> Result<(), Error> {
-        self.send(Command::Session {
-            worker,
-            attempt,
-            session_id,
-            model,
-        })
-        .await
-    }
-
-    pub async fn report(&self, worker: u64, report: StepReport) -> Result<(), Error> {
-        self.send(Command::Report { worker, report }).await
-    }
-
-    pub async fn drain(&self, worker: u64) -> Result<(), Error> {
-        self.send(Command::Drain { worker }).await
-    }
-
-    pub async fn release(
-        &self,
-        worker: u64,
-        attempts: Vec<AttemptKey>,
-        reason: String,
-    ) -> Result<(), Error> {
-        self.send(Command::Release {
-            worker,
-            attempts,
-            reason,
-        })
-        .await
-    }
-
-    pub async fn heartbeat(&self, worker: u64) -> Result<(), Error> {
-        self.send(Command::Heartbeat { worker }).await
-    }
-
-    pub async fn disconnected(&self, worker: u64) -> Result<(), Error> {
-        self.send(Command::Disconnected { worker }).await
-    }
-
-    pub async fn cancel(&self, task_id: String, reason: String) -> Result<CancelAnswer, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Cancel {
-            task_id,
-            reason,
-            reply,
-        })
-        .await?;
-        answer.await.map_err(|_| Error::ShuttingDown)
-    }
-
-    /// Re-runs what did not succeed in a failed or cancelled task; returns
-    /// once that is committed.
-    pub async fn reopen(&self, record: TaskRecord) -> Result<(), Error> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Reopen {
-            record: Box::new(record),
-            reply,
-        })
-        .await?;
-        let committed = answer.await.map_err(|_| Error::ShuttingDown)??;
-        committed.await.map_err(|_| Error::ShuttingDown)
-    }
-
-    /// The connected workers and the queue depth per needed capabilities.
-    pub async fn list_agents(&self) -> Result<v1::ListAgentsResponse, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::ListAgents(reply)).await?;
-        answer.await.map_err(|_| Error::ShuttingDown)
-    }
-
-    /// Drops every worker stream so the gRPC server can stop.
-    pub async fn shutdown(&self) {
-        let _ = self.send(Command::Shutdown).await;
-    }
-}
-
 /// A retry waiting for its backoff: (due, task, step, failed attempt).
 type DueRetry = (Micros, Arc<str>, usize, u32);
-
-/// What a round reveals once it has committed.
-enum Effect {
-    ToWorker(Outbox, Box<v1::ServerMessage>),
-    /// An assignment, sent once its step token is minted: signing is done
-    /// here, off the engine's thread, which every task waits on.
-    Assign(Outbox, Box<Assignment>),
-    Publish(Vec<Arc<Event>>),
-    /// Answers a request (admit, reopen) once its writes are durable.
-    Done(oneshot::Sender<()>),
-    CancelDone(oneshot::Sender<CancelAnswer>),
-}
 
 struct StepSlot {
     needs: Capabilities,
@@ -444,72 +185,6 @@ pub fn start(
     tokio::spawn(run_effects(effect_queue, hub, step_tokens, fatal_tx));
     tokio::spawn(engine.run(inbox));
     (EngineHandle { commands }, fatal_rx)
-}
-
-/// An assignment waiting for its step token.
-struct Assignment {
-    message: v1::Assignment,
-    tenant: String,
-    timeout: Option<Duration>,
-}
-
-impl Assignment {
-    /// The message with its step token. Without one the step still runs;
-    /// only its state calls fail.
-    fn signed(mut self, step_tokens: &StepTokens) -> v1::ServerMessage {
-        if let Some(attempt) = &self.message.attempt {
-            let grant = StepGrant {
-                task_id: attempt.task_id.clone(),
-                step_id: attempt.step_id.clone(),
-                attempt: attempt.attempt,
-            };
-            match step_tokens.mint(&grant, &self.tenant, self.timeout) {
-                Ok(token) => self.message.step_token = token,
-                Err(e) => {
-                    tracing::error!(task = %grant.task_id, step = %grant.step_id, error = %e, "no step token");
-                }
-            }
-        }
-        v1::ServerMessage {
-            kind: Some(v1::server_message::Kind::Assignment(self.message)),
-        }
-    }
-}
-
-/// Applies each round's effects in order, once its commit is durable.
-async fn run_effects(
-    mut queue: mpsc::UnboundedReceiver<(Commit, Vec<Effect>)>,
-    hub: Arc<Hub>,
-    step_tokens: Arc<StepTokens>,
-    fatal: watch::Sender<Option<String>>,
-) {
-    while let Some((commit, effects)) = queue.recv().await {
-        match commit.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "commit failed; stopping the control plane");
-                let _ = fatal.send(Some(e.to_string()));
-                return;
-            }
-            Err(_) => {
-                let _ = fatal.send(Some("the store stopped".into()));
-                return;
-            }
-        }
-        for effect in effects {
-            match effect {
-                // A closed outbox means the worker left; its disconnect
-                // handling re-queues the step.
-                Effect::ToWorker(outbox, message) => drop(outbox.send(Ok(*message))),
-                Effect::Assign(outbox, assignment) => {
-                    drop(outbox.send(Ok(assignment.signed(&step_tokens))));
-                }
-                Effect::Publish(events) => hub.publish(&events),
-                Effect::Done(done) => drop(done.send(())),
-                Effect::CancelDone(reply) => drop(reply.send(CancelAnswer::Done)),
-            }
-        }
-    }
 }
 
 impl Engine {

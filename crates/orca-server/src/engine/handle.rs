@@ -1,0 +1,269 @@
+//! The way in to the engine: what the services hand it (tasks, workers'
+//! messages, cancels) as commands on one channel, each answered once the
+//! engine has done it.
+
+use orca_api::v1;
+use orca_core::{AttemptKey, Capabilities, LogStream, Micros, TaskRun, TaskSpec};
+use orca_store::TaskRecord;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Outbox;
+use crate::Error;
+
+/// A worker's report that an attempt ended.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub attempt: AttemptKey,
+    pub outcome: v1::Outcome,
+    pub output_json: String,
+    pub error: String,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<Micros>,
+    pub cost: Option<orca_core::Cost>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub pool: String,
+    pub capabilities: Capabilities,
+    pub slots: u32,
+    pub peer: String,
+}
+
+/// A task committed to the store, ready to be scheduled.
+pub struct Admitted {
+    pub id: String,
+    pub tenant: String,
+    pub spec: Arc<TaskSpec>,
+    pub created_at: Micros,
+    pub run: TaskRun,
+    /// The sequence number its next event gets.
+    pub next_seq: u64,
+    /// The task span's `traceparent`; "" without one.
+    pub trace_context: String,
+}
+
+pub enum CancelAnswer {
+    /// The task is not running here: finished, or unknown.
+    NotActive,
+    /// The cancel is committed.
+    Done,
+}
+
+pub(super) enum Command {
+    Admit(Vec<Admitted>, oneshot::Sender<()>),
+    Register {
+        info: WorkerInfo,
+        running: Vec<AttemptKey>,
+        outbox: Outbox,
+        reply: oneshot::Sender<u64>,
+    },
+    Credits {
+        worker: u64,
+        credits: u32,
+    },
+    Progress {
+        worker: u64,
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    },
+    Logs {
+        worker: u64,
+        attempt: AttemptKey,
+        lines: Vec<(LogStream, String)>,
+    },
+    Report {
+        worker: u64,
+        report: StepReport,
+    },
+    Session {
+        worker: u64,
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    },
+    Heartbeat {
+        worker: u64,
+    },
+    Drain {
+        worker: u64,
+    },
+    Release {
+        worker: u64,
+        attempts: Vec<AttemptKey>,
+        reason: String,
+    },
+    Disconnected {
+        worker: u64,
+    },
+    Cancel {
+        task_id: String,
+        reason: String,
+        reply: oneshot::Sender<CancelAnswer>,
+    },
+    ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
+    Reopen {
+        record: Box<TaskRecord>,
+        reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
+    },
+    Shutdown,
+}
+
+/// The cheap, cloneable way in to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    async fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Hands committed tasks to the scheduler; returns once they are queued.
+    pub async fn admit(&self, tasks: Vec<Admitted>) -> Result<(), Error> {
+        let (done, admitted) = oneshot::channel();
+        self.send(Command::Admit(tasks, done)).await?;
+        admitted.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    pub async fn register(
+        &self,
+        info: WorkerInfo,
+        running: Vec<AttemptKey>,
+        outbox: Outbox,
+    ) -> Result<u64, Error> {
+        let (reply, id) = oneshot::channel();
+        self.send(Command::Register {
+            info,
+            running,
+            outbox,
+            reply,
+        })
+        .await?;
+        id.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    pub async fn credits(&self, worker: u64, credits: u32) -> Result<(), Error> {
+        self.send(Command::Credits { worker, credits }).await
+    }
+
+    pub async fn progress(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    ) -> Result<(), Error> {
+        self.send(Command::Progress {
+            worker,
+            attempt,
+            fraction,
+            message,
+        })
+        .await
+    }
+
+    pub async fn logs(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        lines: Vec<(LogStream, String)>,
+    ) -> Result<(), Error> {
+        self.send(Command::Logs {
+            worker,
+            attempt,
+            lines,
+        })
+        .await
+    }
+
+    /// The agent of a running attempt started (or resumed) its session.
+    pub async fn session(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    ) -> Result<(), Error> {
+        self.send(Command::Session {
+            worker,
+            attempt,
+            session_id,
+            model,
+        })
+        .await
+    }
+
+    pub async fn report(&self, worker: u64, report: StepReport) -> Result<(), Error> {
+        self.send(Command::Report { worker, report }).await
+    }
+
+    pub async fn drain(&self, worker: u64) -> Result<(), Error> {
+        self.send(Command::Drain { worker }).await
+    }
+
+    pub async fn release(
+        &self,
+        worker: u64,
+        attempts: Vec<AttemptKey>,
+        reason: String,
+    ) -> Result<(), Error> {
+        self.send(Command::Release {
+            worker,
+            attempts,
+            reason,
+        })
+        .await
+    }
+
+    pub async fn heartbeat(&self, worker: u64) -> Result<(), Error> {
+        self.send(Command::Heartbeat { worker }).await
+    }
+
+    pub async fn disconnected(&self, worker: u64) -> Result<(), Error> {
+        self.send(Command::Disconnected { worker }).await
+    }
+
+    pub async fn cancel(&self, task_id: String, reason: String) -> Result<CancelAnswer, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Cancel {
+            task_id,
+            reason,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Re-runs what did not succeed in a failed or cancelled task; returns
+    /// once that is committed.
+    pub async fn reopen(&self, record: TaskRecord) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Reopen {
+            record: Box::new(record),
+            reply,
+        })
+        .await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)??;
+        committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// The connected workers and the queue depth per needed capabilities.
+    pub async fn list_agents(&self) -> Result<v1::ListAgentsResponse, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ListAgents(reply)).await?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Drops every worker stream so the gRPC server can stop.
+    pub async fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown).await;
+    }
+}
