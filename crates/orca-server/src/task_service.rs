@@ -1,5 +1,6 @@
 //! `TaskService`: thin handlers that validate, convert, delegate to the store
-//! or the engine, and convert back.
+//! (reads) or the engine (every change, task creation included), and convert
+//! back.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -7,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use orca_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
 use orca_api::v1;
-use orca_core::{Change, Event, EventKind, Limits, TaskRun, TaskSpec, TaskState, validate};
-use orca_store::{AuditRecord, Created, NewTask, Store, TaskQuery, TaskRecord, Write};
+use orca_core::{Event, EventKind, Limits, TaskSpec, validate};
+use orca_store::{AuditRecord, Created, Store, TaskQuery, TaskRecord, Write};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::auth::{Action, Identity, require};
-use crate::engine::{Admitted, CancelAnswer, EngineHandle};
+use crate::engine::{CancelAnswer, EngineHandle, Submission};
 use crate::hub::Hub;
 use crate::planner::{Planned, Planner};
 
@@ -151,17 +152,17 @@ impl TaskApi {
         id.to_string().to_lowercase()
     }
 
-    /// Validates and prepares one submit; `field` prefixes error paths. A
+    /// Validates and converts one submit; `field` prefixes error paths. A
     /// prompt task gets its steps here: its one agent step, or its plan. A
-    /// plan that cannot run makes a task that failed at once, keeping the
-    /// plan; it has no run.
+    /// plan that cannot run makes a task that fails at once, keeping the
+    /// plan.
     async fn prepare(
         &self,
         request: v1::SubmitTaskRequest,
         field: &str,
         now: i64,
         caller: &Identity,
-    ) -> Result<(NewTask, Option<TaskRun>), Error> {
+    ) -> Result<Submission, Error> {
         let tenant = caller.tenant_for(&request.tenant, &format!("{field}tenant"), "submit to")?;
         let mut spec = self.checked_spec(request.spec, field)?;
         let key = request.idempotency_key;
@@ -175,6 +176,7 @@ impl TaskApi {
             ));
         }
         let mut plan_json = String::new();
+        let mut unrunnable = None;
         if let Some(step) = spec.prompt_as_step() {
             spec.steps = vec![step];
         } else if spec.plan {
@@ -182,56 +184,23 @@ impl TaskApi {
             plan_json = planned.plan_json;
             match planned_spec(&spec, planned.plan, &self.limits) {
                 Ok(planned) => spec = planned,
-                Err(problem) => {
-                    let id = self.new_id();
-                    let trace_context = task_trace_context(&id, &spec.name);
-                    let message = format!("the plan cannot run: {problem}");
-                    let task = NewTask {
-                        events: vec![Event {
-                            task_id: id.clone(),
-                            seq: 1,
-                            at: now,
-                            kind: EventKind::TaskState {
-                                state: TaskState::Failed,
-                                message: message.clone(),
-                            },
-                        }],
-                        message,
-                        id,
-                        step_states: Vec::new(),
-                        state: TaskState::Failed,
-                        plan_json,
-                        trace_context,
-                        spec,
-                        idempotency_key: (!key.is_empty()).then_some(key),
-                        tenant,
-                        created_at: now,
-                    };
-                    return Ok((task, None));
-                }
+                Err(problem) => unrunnable = Some(format!("the plan cannot run: {problem}")),
             }
         }
         let id = self.new_id();
-        let trace_context = task_trace_context(&id, &spec.name);
-        let (run, changes) = TaskRun::new(&spec);
-        let events = first_events(&id, &spec, changes, now);
-        let task = NewTask {
-            trace_context,
+        Ok(Submission {
+            trace_context: task_trace_context(&id, &spec.name),
             id,
-            step_states: run.steps().iter().map(|s| s.state).collect(),
-            state: run.state(),
-            message: String::new(),
-            plan_json,
+            tenant,
             spec,
             idempotency_key: (!key.is_empty()).then_some(key),
-            tenant,
             created_at: now,
-            events,
-        };
-        Ok((task, Some(run)))
+            plan_json,
+            unrunnable,
+        })
     }
 
-    /// Commits every task of the batch, then hands the new ones to the engine.
+    /// Validates every task of the batch, then has the engine create them.
     async fn submit(
         &self,
         requests: Vec<v1::SubmitTaskRequest>,
@@ -239,46 +208,23 @@ impl TaskApi {
         caller: &Identity,
     ) -> Result<Vec<v1::SubmitTaskResponse>, Error> {
         let now = now_micros();
-        let mut tasks = Vec::with_capacity(requests.len());
-        let mut runs = Vec::with_capacity(requests.len());
+        let mut submissions = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
             let field = if batch {
                 format!("tasks[{i}].")
             } else {
                 String::new()
             };
-            let (task, run) = self.prepare(request, &field, now, caller).await?;
-            runs.push(run);
-            tasks.push(task);
+            submissions.push(self.prepare(request, &field, now, caller).await?);
         }
-        // What the engine needs of each task, should it be new.
-        let to_admit: Vec<Admitted> = tasks
-            .iter()
-            .zip(runs)
-            .filter_map(|(t, run)| {
-                Some(Admitted {
-                    id: t.id.clone(),
-                    tenant: t.tenant.clone(),
-                    spec: Arc::new(t.spec.clone()),
-                    created_at: t.created_at,
-                    run: run?,
-                    next_seq: t.events.len() as u64 + 1,
-                    trace_context: t.trace_context.clone(),
-                })
-            })
-            .collect();
-        let submitted: Vec<(String, String, String)> = tasks
+        let submitted: Vec<(String, String, String)> = submissions
             .iter()
             .map(|t| (t.id.clone(), t.tenant.clone(), t.spec.name.clone()))
             .collect();
-        let created = self.store.create_tasks(tasks).await?;
-        let mut to_admit = to_admit.into_iter().peekable();
-        let mut admitted = Vec::new();
+        let created = self.engine.submit(submissions).await?;
         let mut responses = Vec::with_capacity(created.len());
         let mut audit = Vec::with_capacity(created.len());
         for (outcome, (id, tenant, name)) in created.into_iter().zip(submitted) {
-            // A task whose plan cannot run was stored failed: it has no run.
-            let admission = to_admit.next_if(|a| a.id == id);
             let (target, detail) = match &outcome {
                 Created::New(_) => (id.clone(), format!("created {name:?}")),
                 Created::Existing(existing) => (
@@ -294,24 +240,12 @@ impl TaskApi {
                 "ok",
                 detail,
             ));
-            match outcome {
-                Created::New(_) => {
-                    admitted.extend(admission);
-                    responses.push(v1::SubmitTaskResponse {
-                        task_id: id,
-                        created: true,
-                    });
-                }
-                Created::Existing(existing) => responses.push(v1::SubmitTaskResponse {
-                    task_id: existing,
-                    created: false,
-                }),
-            }
+            responses.push(v1::SubmitTaskResponse {
+                task_id: target,
+                created: matches!(outcome, Created::New(_)),
+            });
         }
         self.record(audit);
-        if !admitted.is_empty() {
-            self.engine.admit(admitted).await?;
-        }
         Ok(responses)
     }
 
@@ -433,36 +367,6 @@ fn audit_entry(
         outcome: outcome.to_string(),
         detail,
     }
-}
-
-/// The events that record a new task's first state. A new task has run
-/// nothing, so its changes are only task and step states.
-fn first_events(task_id: &str, spec: &TaskSpec, changes: Vec<Change>, at: i64) -> Vec<Event> {
-    changes
-        .into_iter()
-        .filter_map(|change| match change {
-            Change::Task { state, message } => Some(EventKind::TaskState { state, message }),
-            Change::Step {
-                index,
-                state,
-                message,
-            } => Some(EventKind::StepState {
-                step: spec.steps[index].id.clone(),
-                state,
-                attempt: 0,
-                worker: String::new(),
-                message,
-            }),
-            Change::Retry { .. } => None,
-        })
-        .enumerate()
-        .map(|(n, kind)| Event {
-            task_id: task_id.to_string(),
-            seq: n as u64 + 1,
-            at,
-            kind,
-        })
-        .collect()
 }
 
 /// The `traceparent` of a new task's span, a child of the current (RPC)

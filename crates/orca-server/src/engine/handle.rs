@@ -4,7 +4,7 @@
 
 use orca_api::v1;
 use orca_core::{AttemptKey, Capabilities, LogStream, Micros, TaskRun, TaskSpec};
-use orca_store::TaskRecord;
+use orca_store::{Store, TaskRecord};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -116,6 +116,8 @@ pub(super) enum Command {
 #[derive(Clone)]
 pub struct EngineHandle {
     pub(super) commands: mpsc::Sender<Command>,
+    /// Where submitted tasks are committed before the engine takes them.
+    pub(super) store: Arc<dyn Store>,
 }
 
 impl EngineHandle {

@@ -32,9 +32,12 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::step_token::StepTokens;
 
+mod create;
 mod effects;
 mod handle;
 
+pub use create::Submission;
+use create::event_of;
 use effects::{Assignment, Effect, run_effects};
 use handle::Command;
 pub use handle::{Admitted, CancelAnswer, EngineHandle, StepReport, WorkerInfo};
@@ -167,6 +170,10 @@ pub fn start(
     let (commands, inbox) = mpsc::channel(8192);
     let (effects, effect_queue) = mpsc::unbounded_channel();
     let (fatal_tx, fatal_rx) = watch::channel(None);
+    let handle = EngineHandle {
+        commands,
+        store: store.clone(),
+    };
     let mut engine = Engine {
         store,
         tasks: HashMap::new(),
@@ -184,7 +191,7 @@ pub fn start(
     engine.recover(recovered);
     tokio::spawn(run_effects(effect_queue, hub, step_tokens, fatal_tx));
     tokio::spawn(engine.run(inbox));
-    (EngineHandle { commands }, fatal_rx)
+    (handle, fatal_rx)
 }
 
 impl Engine {
@@ -546,6 +553,19 @@ impl Engine {
             let Some(active) = self.tasks.get_mut(task_id) else {
                 return;
             };
+            // A step's event names its current attempt and who runs it.
+            let (attempt, worker_name) = match &change {
+                Change::Step { index, .. } => (
+                    active.run.step(*index).attempt,
+                    active.slots[*index]
+                        .worker
+                        .and_then(|w| self.workers.get(&w))
+                        .map(|w| w.info.name.clone())
+                        .unwrap_or_default(),
+                ),
+                _ => (0, String::new()),
+            };
+            let recorded = event_of(&active.spec, &change, attempt, &worker_name);
             match change {
                 Change::Task { state, message } => {
                     if state.is_terminal() {
@@ -559,7 +579,6 @@ impl Engine {
                         // A reopened task is not finished any more.
                         finished_at: Some(if state.is_terminal() { now } else { 0 }),
                     });
-                    self.event(task_id, EventKind::TaskState { state, message });
                 }
                 Change::Retry {
                     index,
@@ -616,12 +635,6 @@ impl Engine {
                         slot.queued = Some(key);
                         slot.queued_at = now;
                     }
-                    let attempt = active.run.step(index).attempt;
-                    let worker_name = slot
-                        .worker
-                        .and_then(|w| self.workers.get(&w))
-                        .map(|w| w.info.name.clone())
-                        .unwrap_or_default();
                     let step_id = active.spec.steps[index].id.clone();
                     let mut write = match detail.take() {
                         Some((i, write)) if i == index => write,
@@ -631,7 +644,7 @@ impl Engine {
                         }
                     };
                     write.task_id = task_id.to_string();
-                    write.step_id = step_id.clone();
+                    write.step_id = step_id;
                     write.state = Some(state);
                     if matches!(state, StepState::Waiting | StepState::Queued) {
                         // A step waiting to run carries no error; the reason
@@ -641,17 +654,10 @@ impl Engine {
                         write.error = Some(message.clone());
                     }
                     self.round.writes.push(Write::Step(write));
-                    self.event(
-                        task_id,
-                        EventKind::StepState {
-                            step: step_id,
-                            state,
-                            attempt,
-                            worker: worker_name,
-                            message,
-                        },
-                    );
                 }
+            }
+            if let Some(kind) = recorded {
+                self.event(task_id, kind);
             }
         }
         if self

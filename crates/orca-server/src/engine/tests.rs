@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use orca_core::{StepSpec, TaskSpec};
-use orca_store::NewTask;
 use orca_store::memory::MemoryStore;
 use tokio::sync::mpsc;
 
@@ -60,49 +59,28 @@ impl Harness {
         )
     }
 
-    /// Commits a task and hands it to the engine, as SubmitTask does.
+    /// Submits a task as SubmitTask does.
     async fn submit(&self, id: &str, priority: i32, created_at: Micros, steps: Vec<StepSpec>) {
-        let spec = TaskSpec {
-            name: id.to_string(),
-            priority,
-            steps,
-            ..TaskSpec::default()
-        };
-        let (run, _) = TaskRun::new(&spec);
-        let task = NewTask {
-            id: id.to_string(),
-            tenant: "default".into(),
-            spec: spec.clone(),
-            idempotency_key: None,
-            created_at,
-            state: run.state(),
-            message: String::new(),
-            plan_json: String::new(),
-            trace_context: String::new(),
-            step_states: run.steps().iter().map(|s| s.state).collect(),
-            events: vec![Event {
-                task_id: id.to_string(),
-                seq: 1,
-                at: created_at,
-                kind: EventKind::TaskState {
-                    state: run.state(),
-                    message: String::new(),
-                },
-            }],
-        };
-        self.store.create_tasks(vec![task]).await.expect("created");
-        self.engine
-            .admit(vec![Admitted {
+        let created = self
+            .engine
+            .submit(vec![Submission {
                 id: id.to_string(),
                 tenant: "default".into(),
-                spec: Arc::new(spec),
+                spec: TaskSpec {
+                    name: id.to_string(),
+                    priority,
+                    steps,
+                    ..TaskSpec::default()
+                },
+                idempotency_key: None,
                 created_at,
-                run,
-                next_seq: 2,
+                plan_json: String::new(),
                 trace_context: String::new(),
+                unrunnable: None,
             }])
             .await
-            .expect("admitted");
+            .expect("submitted");
+        assert_eq!(created, [orca_store::Created::New(id.to_string())]);
     }
 
     async fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> FakeWorker {
@@ -451,4 +429,51 @@ async fn cancel_reaches_the_running_step_and_stops_what_has_not_started() {
         .expect("cancel");
     assert!(matches!(again, CancelAnswer::NotActive));
     assert_eq!(h.task("t").await.state, TaskState::Cancelled);
+}
+
+#[tokio::test]
+async fn a_task_submitted_twice_with_one_key_is_made_and_run_once() {
+    let h = Harness::new();
+    let submission = |id: &str| Submission {
+        id: id.into(),
+        tenant: "default".into(),
+        spec: TaskSpec {
+            steps: vec![noop("a")],
+            ..TaskSpec::default()
+        },
+        idempotency_key: Some("deploy-42".into()),
+        created_at: 1,
+        plan_json: String::new(),
+        trace_context: String::new(),
+        unrunnable: None,
+    };
+    let created = h
+        .engine
+        .submit(vec![submission("first"), submission("second")])
+        .await
+        .expect("submitted");
+    assert_eq!(
+        created,
+        [
+            orca_store::Created::New("first".into()),
+            orca_store::Created::Existing("first".into())
+        ]
+    );
+    let mut w = h.worker("w", &["shell"], 2).await;
+    h.engine.credits(w.id, 2).await.expect("credits");
+    assert_eq!(w.assigned().await, key("first", "a", 1));
+    h.settled().await;
+    assert!(w.idle(), "the second submit made nothing to run");
+    // A task whose plan cannot run is made failed, and never scheduled.
+    let mut unrunnable = submission("planned");
+    unrunnable.idempotency_key = None;
+    unrunnable.unrunnable = Some("the plan cannot run: a cycle".into());
+    h.engine.submit(vec![unrunnable]).await.expect("submitted");
+    h.settled().await;
+    assert!(w.idle());
+    let task = h.task("planned").await;
+    assert_eq!(
+        (task.state, task.message.as_str()),
+        (TaskState::Failed, "the plan cannot run: a cycle")
+    );
 }

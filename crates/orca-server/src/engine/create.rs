@@ -1,0 +1,215 @@
+//! Where tasks are made: a submission becomes the task's first rows and
+//! events (from the state machine's first changes, mapped to events by the
+//! same [`event_of`] the engine uses for every later change), is committed,
+//! and, when new, handed to the scheduler. The services only validate and
+//! convert.
+
+use std::sync::Arc;
+
+use orca_core::{Change, Event, EventKind, Micros, TaskRun, TaskSpec, TaskState};
+use orca_store::{Created, NewTask};
+
+use super::{Admitted, EngineHandle};
+use crate::Error;
+
+/// A validated task to create.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub id: String,
+    pub tenant: String,
+    pub spec: TaskSpec,
+    pub idempotency_key: Option<String>,
+    pub created_at: Micros,
+    /// A planned task's plan as the model answered it; "" for others.
+    pub plan_json: String,
+    /// The task span's `traceparent`; "" without one.
+    pub trace_context: String,
+    /// Why the task cannot run (a plan that fails validation): it is made
+    /// failed, keeping its plan, and never scheduled.
+    pub unrunnable: Option<String>,
+}
+
+/// The event that records one change of a task's state machine, for the
+/// step's current `attempt` on `worker`; `None` for a retry, whose event the
+/// engine writes itself (it says when the next attempt is due).
+pub(super) fn event_of(
+    spec: &TaskSpec,
+    change: &Change,
+    attempt: u32,
+    worker: &str,
+) -> Option<EventKind> {
+    match change {
+        Change::Task { state, message } => Some(EventKind::TaskState {
+            state: *state,
+            message: message.clone(),
+        }),
+        Change::Step {
+            index,
+            state,
+            message,
+        } => Some(EventKind::StepState {
+            step: spec.steps[*index].id.clone(),
+            state: *state,
+            attempt,
+            worker: worker.to_string(),
+            message: message.clone(),
+        }),
+        Change::Retry { .. } => None,
+    }
+}
+
+/// The task's rows and first events, and what the scheduler needs of it
+/// should the store find it new (nothing for a task made failed).
+fn prepare(submission: Submission) -> (NewTask, Option<Admitted>) {
+    let Submission {
+        id,
+        tenant,
+        spec,
+        idempotency_key,
+        created_at,
+        plan_json,
+        trace_context,
+        unrunnable,
+    } = submission;
+    let event = |seq: usize, kind| Event {
+        task_id: id.clone(),
+        seq: seq as u64 + 1,
+        at: created_at,
+        kind,
+    };
+    let (state, message, step_states, events, run) = match unrunnable {
+        Some(message) => {
+            let failed = EventKind::TaskState {
+                state: TaskState::Failed,
+                message: message.clone(),
+            };
+            (
+                TaskState::Failed,
+                message,
+                Vec::new(),
+                vec![event(0, failed)],
+                None,
+            )
+        }
+        None => {
+            let (run, changes) = TaskRun::new(&spec);
+            // Nothing has run yet: no attempt, no worker.
+            let events = changes
+                .iter()
+                .filter_map(|change| event_of(&spec, change, 0, ""))
+                .enumerate()
+                .map(|(n, kind)| event(n, kind))
+                .collect();
+            let step_states = run.steps().iter().map(|s| s.state).collect();
+            (run.state(), String::new(), step_states, events, Some(run))
+        }
+    };
+    let next_seq = events.len() as u64 + 1;
+    let admitted = run.map(|run| Admitted {
+        id: id.clone(),
+        tenant: tenant.clone(),
+        spec: Arc::new(spec.clone()),
+        created_at,
+        run,
+        next_seq,
+        trace_context: trace_context.clone(),
+    });
+    let task = NewTask {
+        id,
+        tenant,
+        spec,
+        idempotency_key,
+        created_at,
+        state,
+        message,
+        plan_json,
+        trace_context,
+        step_states,
+        events,
+    };
+    (task, admitted)
+}
+
+impl EngineHandle {
+    /// Commits the tasks in one transaction, then hands the new runnable
+    /// ones to the scheduler; answers, per task and in order, whether it
+    /// was made or found by its idempotency key.
+    pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Created>, Error> {
+        let (tasks, admissions): (Vec<NewTask>, Vec<Option<Admitted>>) =
+            submissions.into_iter().map(prepare).unzip();
+        let created = self.store.create_tasks(tasks).await?;
+        let new: Vec<Admitted> = created
+            .iter()
+            .zip(admissions)
+            .filter_map(|(outcome, admitted)| match outcome {
+                Created::New(_) => admitted,
+                Created::Existing(_) => None,
+            })
+            .collect();
+        if !new.is_empty() {
+            self.admit(new).await?;
+        }
+        Ok(created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orca_core::{StepSpec, StepState};
+
+    fn submission(unrunnable: Option<&str>) -> Submission {
+        Submission {
+            id: "t".into(),
+            tenant: "default".into(),
+            spec: TaskSpec {
+                steps: vec![StepSpec::noop("a"), StepSpec::noop("b").after(&["a"])],
+                ..TaskSpec::default()
+            },
+            idempotency_key: Some("k".into()),
+            created_at: 7,
+            plan_json: String::new(),
+            trace_context: String::new(),
+            unrunnable: unrunnable.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_new_task_starts_with_its_state_machines_first_changes_as_events() {
+        let (task, admitted) = prepare(submission(None));
+        assert_eq!(task.step_states, [StepState::Queued, StepState::Waiting]);
+        let kinds: Vec<&EventKind> = task.events.iter().map(|e| &e.kind).collect();
+        assert!(
+            matches!(
+                kinds[0],
+                EventKind::TaskState {
+                    state: TaskState::Queued,
+                    ..
+                }
+            ),
+            "{kinds:?}"
+        );
+        assert!(kinds[1..].iter().all(
+            |k| matches!(k, EventKind::StepState { attempt: 0, worker, .. } if worker.is_empty())
+        ));
+        let seqs: Vec<u64> = task.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=task.events.len() as u64).collect::<Vec<_>>());
+        assert!(task.events.iter().all(|e| e.at == 7 && e.task_id == "t"));
+        let admitted = admitted.expect("runnable");
+        assert_eq!(
+            admitted.next_seq,
+            task.events.len() as u64 + 1,
+            "the engine numbers on from there"
+        );
+    }
+
+    #[test]
+    fn an_unrunnable_task_is_made_failed_with_its_reason_and_no_run() {
+        let (task, admitted) = prepare(submission(Some("the plan cannot run: a cycle")));
+        assert!(admitted.is_none());
+        assert_eq!(task.state, TaskState::Failed);
+        assert_eq!(task.message, "the plan cannot run: a cycle");
+        assert!(task.step_states.is_empty());
+        assert_eq!(task.events.len(), 1);
+    }
+}
