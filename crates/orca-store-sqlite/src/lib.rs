@@ -771,31 +771,7 @@ fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
             step.attempts.push(attempt);
         }
     }
-    // An attempt's row is written when it ends (or its agent's session
-    // starts); the one running now is described by its step.
-    for step in &mut task.steps {
-        if step.state == StepState::Running
-            && step
-                .attempts
-                .last()
-                .is_none_or(|a| a.attempt < step.attempt)
-        {
-            step.attempts.push(AttemptRecord {
-                attempt: step.attempt,
-                worker: step.worker.clone(),
-                started_at: step.started_at,
-                finished_at: 0,
-                state: StepState::Running,
-                error: String::new(),
-                exit_code: None,
-                session_id: String::new(),
-                model: String::new(),
-                cost: Cost::default(),
-            });
-        }
-        step.cost = step.attempts.iter().map(|a| a.cost).sum();
-    }
-    task.cost = task.steps.iter().map(|s| s.cost).sum();
+    task.complete_attempts();
     Ok(())
 }
 

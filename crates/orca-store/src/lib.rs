@@ -180,6 +180,24 @@ pub struct AttemptRecord {
     pub cost: Cost,
 }
 
+impl AttemptRecord {
+    /// An attempt's row as first written: running, nothing else known.
+    pub fn new(attempt: u32) -> Self {
+        AttemptRecord {
+            attempt,
+            worker: String::new(),
+            started_at: 0,
+            finished_at: 0,
+            state: StepState::Running,
+            error: String::new(),
+            exit_code: None,
+            session_id: String::new(),
+            model: String::new(),
+            cost: Cost::default(),
+        }
+    }
+}
+
 /// A stored task. `steps` is empty in listings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
@@ -201,6 +219,31 @@ pub struct TaskRecord {
     pub plan_json: String,
     /// The W3C `traceparent` of the task's span; "" when it has none.
     pub trace_context: String,
+}
+
+impl TaskRecord {
+    /// Finishes a task read with its steps' attempt rows, as every backend
+    /// does: the attempt running now, whose row exists only once it ends
+    /// (or its agent's session starts), is described by its step; costs are
+    /// summed per step and for the task.
+    pub fn complete_attempts(&mut self) {
+        for step in &mut self.steps {
+            if step.state == StepState::Running
+                && step
+                    .attempts
+                    .last()
+                    .is_none_or(|a| a.attempt < step.attempt)
+            {
+                step.attempts.push(AttemptRecord {
+                    worker: step.worker.clone(),
+                    started_at: step.started_at,
+                    ..AttemptRecord::new(step.attempt)
+                });
+            }
+            step.cost = step.attempts.iter().map(|a| a.cost).sum();
+        }
+        self.cost = self.steps.iter().map(|s| s.cost).sum();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

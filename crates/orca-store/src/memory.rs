@@ -258,18 +258,7 @@ impl Data {
             .entry((write.task_id, write.step_id))
             .or_default()
             .entry(write.attempt)
-            .or_insert_with(|| AttemptRecord {
-                attempt: write.attempt,
-                worker: String::new(),
-                started_at: 0,
-                finished_at: 0,
-                state: StepState::Running,
-                error: String::new(),
-                exit_code: None,
-                session_id: String::new(),
-                model: String::new(),
-                cost: Cost::default(),
-            });
+            .or_insert_with(|| AttemptRecord::new(write.attempt));
         if let Some(worker) = write.worker {
             row.worker = worker;
         }
@@ -317,28 +306,8 @@ impl Data {
                 .get(&(task.id.clone(), step.id.clone()))
                 .map(|rows| rows.values().cloned().collect())
                 .unwrap_or_default();
-            if step.state == StepState::Running
-                && step
-                    .attempts
-                    .last()
-                    .is_none_or(|a| a.attempt < step.attempt)
-            {
-                step.attempts.push(AttemptRecord {
-                    attempt: step.attempt,
-                    worker: step.worker.clone(),
-                    started_at: step.started_at,
-                    finished_at: 0,
-                    state: StepState::Running,
-                    error: String::new(),
-                    exit_code: None,
-                    session_id: String::new(),
-                    model: String::new(),
-                    cost: Cost::default(),
-                });
-            }
-            step.cost = step.attempts.iter().map(|a| a.cost).sum();
         }
-        task.cost = task.steps.iter().map(|s| s.cost).sum();
+        task.complete_attempts();
         task.last_seq = self
             .events
             .get(&task.id)

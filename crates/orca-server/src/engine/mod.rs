@@ -72,6 +72,21 @@ struct StepSlot {
     session: Option<Session>,
 }
 
+impl StepSlot {
+    /// Puts the step in the ready queue, in its place by (priority, age),
+    /// and remembers where and since when.
+    fn enqueue(
+        &mut self,
+        queue: &mut ReadyQueue<(Arc<str>, usize)>,
+        order: (i32, Micros),
+        step: (Arc<str>, usize),
+        now: Micros,
+    ) {
+        self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
+        self.queued_at = now;
+    }
+}
+
 /// An agent's session as a step's attempts left it.
 #[derive(Debug, Clone, PartialEq)]
 struct Session {
@@ -502,14 +517,13 @@ impl Engine {
     fn queue_ready(&mut self, id: &Arc<str>, active: &mut Active) {
         let ready: Vec<usize> = active.run.queued().collect();
         for index in ready {
-            let key = self.queue.push(
-                &active.slots[index].needs,
-                active.spec.priority,
-                active.created_at,
+            let (priority, created_at) = (active.spec.priority, active.created_at);
+            active.slots[index].enqueue(
+                &mut self.queue,
+                (priority, created_at),
                 (id.clone(), index),
+                now_micros(),
             );
-            active.slots[index].queued = Some(key);
-            active.slots[index].queued_at = now_micros();
         }
     }
 
@@ -626,14 +640,12 @@ impl Engine {
                         self.queue.remove(&key);
                     }
                     if state == StepState::Queued {
-                        let key = self.queue.push(
-                            &slot.needs,
-                            active.spec.priority,
-                            active.created_at,
+                        slot.enqueue(
+                            &mut self.queue,
+                            (active.spec.priority, active.created_at),
                             (task_id.clone(), index),
+                            now,
                         );
-                        slot.queued = Some(key);
-                        slot.queued_at = now;
                     }
                     let step_id = active.spec.steps[index].id.clone();
                     let mut write = match detail.take() {
@@ -1032,14 +1044,12 @@ impl Engine {
             {
                 continue;
             }
-            let key = self.queue.push(
-                &slot.needs,
-                active.spec.priority,
-                active.created_at,
+            slot.enqueue(
+                &mut self.queue,
+                (active.spec.priority, active.created_at),
                 (task_id.clone(), index),
+                now_micros(),
             );
-            slot.queued = Some(key);
-            slot.queued_at = now_micros();
         }
     }
 
