@@ -139,7 +139,8 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
     Ok(code)
 }
 
-async fn get_task(client: &mut Tasks, id: &str) -> anyhow::Result<v1::Task> {
+/// One task, whole.
+pub async fn get_task(client: &mut Tasks, id: &str) -> anyhow::Result<v1::Task> {
     Ok(client
         .get_task(v1::GetTaskRequest {
             task_id: id.to_string(),
@@ -206,11 +207,7 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
             output::tasks(&response.tasks, format)?;
         }
         GetWhat::Task { id, output: format } => {
-            let task = tasks(target)
-                .await?
-                .get_task(v1::GetTaskRequest { task_id: id })
-                .await?
-                .into_inner();
+            let task = get_task(&mut tasks(target).await?, &id).await?;
             output::task(&task, format)?;
         }
         GetWhat::Agents { output: format } => {
@@ -240,12 +237,7 @@ pub async fn audit(target: &Target, args: AuditArgs) -> anyhow::Result<ExitCode>
 
 pub async fn logs(target: &Target, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut client = tasks(target).await?;
-    let task = client
-        .get_task(v1::GetTaskRequest {
-            task_id: args.task.clone(),
-        })
-        .await?
-        .into_inner();
+    let task = get_task(&mut client, &args.task).await?;
     if let Some(step) = &args.step
         && !task.steps.iter().any(|s| &s.id == step)
     {

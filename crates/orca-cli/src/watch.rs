@@ -15,7 +15,7 @@ use orca_api::convert::micros;
 use orca_api::v1;
 use orca_api::v1::event::Kind;
 
-use crate::client::Tasks;
+use crate::client::{Tasks, get_task};
 use crate::output::{duration, step_state_name, task_state_name};
 
 /// How long to keep trying to resume a broken watch.
@@ -49,12 +49,7 @@ pub fn exit_code(task: &v1::Task) -> ExitCode {
 /// Shows the task live until it ends, then a summary; answers the ended
 /// task.
 pub async fn follow(client: &mut Tasks, task_id: &str, out: Out) -> anyhow::Result<v1::Task> {
-    let task = client
-        .get_task(v1::GetTaskRequest {
-            task_id: task_id.to_string(),
-        })
-        .await?
-        .into_inner();
+    let task = get_task(client, task_id).await?;
     let mut view = View::new(&task, out);
     let mut last_seq = 0;
     let mut broken_since: Option<tokio::time::Instant> = None;
@@ -99,12 +94,7 @@ pub async fn follow(client: &mut Tasks, task_id: &str, out: Out) -> anyhow::Resu
     if !finished {
         bail!("lost the stream of task {task_id}; resume with `orca watch {task_id}`");
     }
-    let task = client
-        .get_task(v1::GetTaskRequest {
-            task_id: task_id.to_string(),
-        })
-        .await?
-        .into_inner();
+    let task = get_task(client, task_id).await?;
     print_summary(&task, out);
     Ok(task)
 }
