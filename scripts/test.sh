@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 # The claude-code tests run the real Claude Code CLI (from npm, cached).
 ./scripts/claude.sh
 
+# The PostgreSQL store's tests use a real server: a throwaway cluster for
+# this run, unless ORCA_TEST_POSTGRES_URL names one already.
+source scripts/postgres.sh
+if [ -z "${ORCA_TEST_POSTGRES_URL:-}" ]; then
+  postgres_start
+  trap postgres_stop EXIT
+fi
+
 # End-to-end tests run the orca binary; `cargo test` builds another crate's
 # binary only when asked.
 cargo build --workspace --bins

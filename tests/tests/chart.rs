@@ -381,7 +381,8 @@ fn bad_values_are_refused_naming_the_value() {
             "controlPlane.durability=sometimes",
             "/controlPlane/durability",
         ),
-        ("store.postgresUrl=postgres://db/orca", "store.postgresUrl"),
+        ("store.postgresUrl=mysql://db/orca", "/store/postgresUrl"),
+        ("store.postgresSecret.key=", "/store/postgresSecret/key"),
         (
             "controlPlane.planner.baseUrl=ftp://x",
             "/controlPlane/planner/baseUrl",
@@ -391,6 +392,79 @@ fn bad_values_are_refused_naming_the_value() {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves_with_it() {
+    let postgres = orca_store_postgres::throwaway::Server::from_env().expect("postgres");
+    let url = postgres.fresh_database().await.expect("database");
+    let objects = render(&[&format!("store.postgresUrl={url}")]).expect("renders");
+    // The URL is in a Secret, never in the args; no claim is made.
+    assert_eq!(secret_value(&objects, "orca-store", "url"), url);
+    let server = container(&objects, "orca");
+    let args = server.args.clone().unwrap_or_default();
+    assert!(!args.iter().any(|a| a.contains("postgres")), "{args:?}");
+    let store_env = server
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "ORCA_STORE")
+        .expect("ORCA_STORE");
+    let from = store_env
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("from a Secret");
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        ("orca-store", "url")
+    );
+    assert!(!objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"));
+    let mounts = serde_json::to_string(&server.volume_mounts).expect("mounts");
+    assert!(mounts.contains("/var/lib/orca/step-tokens.key"), "{mounts}");
+    let key = secret_value(&objects, "orca-step-token-key", "token");
+    assert!(key.len() >= 32);
+
+    // The real control plane, given that variable as the pod would be.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = Server::start_with_env(dir.path(), "127.0.0.1:0", &[], &[("ORCA_STORE", &url)])
+        .expect("serves on postgres");
+    let client = running.tasks().await.expect("client");
+    let id = submit(&client, task("through-the-chart", vec![noop_step("a")]))
+        .await
+        .expect("submitted");
+    assert!(!id.is_empty());
+    assert!(
+        !dir.path().join("orca.db").exists(),
+        "the tasks are in postgres"
+    );
+
+    // An existing Secret instead; not both.
+    let objects = render(&[
+        "store.postgresSecret.name=db",
+        "store.postgresSecret.key=dsn",
+    ])
+    .expect("renders");
+    let from = container(&objects, "orca")
+        .env
+        .into_iter()
+        .flatten()
+        .find(|e| e.name == "ORCA_STORE")
+        .and_then(|e| e.value_from)
+        .and_then(|v| v.secret_key_ref)
+        .expect("from a Secret");
+    assert_eq!((from.name.as_str(), from.key.as_str()), ("db", "dsn"));
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "orca-store")
+    );
+    let both = render(&[
+        &format!("store.postgresUrl={url}"),
+        "store.postgresSecret.name=db",
+    ])
+    .expect_err("both");
+    assert!(both.contains("set one, not both"), "{both}");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use orca_server::StoreUrl;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
@@ -193,9 +194,17 @@ pub enum Durability {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Directory holding orca.db.
+    /// Directory for the tokens and keys orca makes, and for orca.db unless
+    /// --store names another place.
     #[arg(long, env = "ORCA_DATA_DIR", default_value = ".orca")]
     pub data_dir: PathBuf,
+
+    /// Where tasks are kept: sqlite:///path/to/orca.db, or
+    /// postgres://user@host:port/database [default: orca.db in --data-dir]
+    // Read as text and checked by `store_url`: clap's own error would echo
+    // the value, password and all.
+    #[arg(long, env = "ORCA_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 
     #[arg(long, env = "ORCA_DURABILITY", value_enum, default_value_t)]
     pub durability: Durability,
@@ -208,6 +217,16 @@ pub struct StoreArgs {
     /// How often workers heartbeat; shorter than the lease TTL.
     #[arg(long, env = "ORCA_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+}
+
+impl StoreArgs {
+    /// Where `--store` points; `None` for orca.db in `--data-dir`.
+    pub fn store_url(&self) -> anyhow::Result<Option<StoreUrl>> {
+        self.store
+            .as_deref()
+            .map(|url| url.parse().map_err(|e| anyhow::anyhow!("--store: {e}")))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -94,6 +94,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         );
     }
     let mut config = Config::new(*listen, store.data_dir.clone());
+    config.store = store.store_url()?;
     config.http_listen = *http_listen;
     config.durability = match store.durability {
         Durability::Process => StoreDurability::Process,
@@ -319,7 +320,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     println!("orca is up");
     println!("  gRPC     {endpoint}  (health checking and reflection enabled)");
-    println!("  store    {}", running.db_path.display());
+    println!("  store    {}", running.store);
     if let Some(http) = running.http_addr {
         println!(
             "  metrics  http://{http}/metrics  (with the admin token; /healthz, /readyz without)"

@@ -13,6 +13,7 @@ mod metrics;
 pub mod planner;
 mod state_service;
 pub mod step_token;
+mod store_url;
 mod task_service;
 pub mod tls;
 
@@ -25,8 +26,6 @@ use orca_api::v1::agent_service_server::AgentServiceServer;
 use orca_api::v1::state_service_server::StateServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_core::Limits;
-use orca_store::Store;
-use orca_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,6 +34,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use error::Error;
 pub use orca_store_sqlite::Durability;
+pub use store_url::StoreUrl;
 pub use task_service::task_to_proto;
 
 /// How long a graceful stop waits for open streams before it cuts them.
@@ -44,8 +44,13 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct Config {
     /// Where gRPC listens; loopback unless the operator says otherwise.
     pub listen: SocketAddr,
-    /// Holds `orca.db`.
+    /// Holds the tokens and keys orca makes, and `orca.db` unless `store`
+    /// says otherwise.
     pub data_dir: PathBuf,
+    /// Where tasks are kept; `None` for `orca.db` in `data_dir`.
+    pub store: Option<StoreUrl>,
+    /// How hard SQLite works to survive a crash (PostgreSQL's own settings
+    /// decide for it).
     pub durability: Durability,
     /// A worker silent this long loses its steps, which run again as their
     /// next attempt. After a restart, a step that was running waits this
@@ -76,6 +81,7 @@ impl Config {
         Config {
             listen,
             data_dir,
+            store: None,
             durability: Durability::default(),
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
@@ -95,7 +101,9 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// Where the HTTP port (metrics, health) listens, when it does.
     pub http_addr: Option<SocketAddr>,
-    pub db_path: PathBuf,
+    /// Where tasks are kept: the SQLite file, or the PostgreSQL URL
+    /// without its password.
+    pub store: String,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), Error>>,
 }
@@ -168,9 +176,11 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         .tls
         .as_ref()
         .is_some_and(|files| files.client_ca.is_some());
-    let store = SqliteStore::open(&config.data_dir, config.durability)?;
-    let db_path = store.path().to_path_buf();
-    let store: Arc<dyn Store> = Arc::new(store);
+    let location = config
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreUrl::Sqlite(config.data_dir.join("orca.db")));
+    let store = location.open(config.durability).await?;
     let recovered = store.unfinished_tasks().await?;
     let hub = Arc::new(hub::Hub::default());
     let (engine, mut fatal) = engine::start(
@@ -297,11 +307,11 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         }
         Ok(())
     });
-    tracing::info!(%local_addr, tls = config.tls.is_some(), db = %db_path.display(), "control plane serving");
+    tracing::info!(%local_addr, tls = config.tls.is_some(), store = %location.redacted(), "control plane serving");
     Ok(RunningServer {
         local_addr,
         http_addr,
-        db_path,
+        store: location.redacted(),
         stop,
         serving,
     })

@@ -196,21 +196,30 @@ impl SqliteStore {
         Self::open_bounded(data_dir, durability, Bound::default())
     }
 
-    /// Opens with its write queue held to `bound`.
+    /// Opens `orca.db` in `data_dir` with its write queue held to `bound`.
     pub fn open_bounded(
         data_dir: &Path,
         durability: Durability,
         bound: Bound,
     ) -> orca_store::Result<SqliteStore> {
-        Ok(Self::open_dir(data_dir, durability, bound)?)
+        Ok(Self::open_at(&data_dir.join("orca.db"), durability, bound)?)
     }
 
-    fn open_dir(data_dir: &Path, durability: Durability, bound: Bound) -> Result<SqliteStore> {
+    /// Opens (creating if needed, with its directory) the database file
+    /// `path`.
+    pub fn open_file(path: &Path, durability: Durability) -> orca_store::Result<SqliteStore> {
+        Ok(Self::open_at(path, durability, Bound::default())?)
+    }
+
+    fn open_at(path: &Path, durability: Durability, bound: Bound) -> Result<SqliteStore> {
+        let data_dir = path.parent().unwrap_or(Path::new("."));
         let unusable = |source: std::io::Error| {
             Error::Unavailable(format!("data directory {}: {source}", data_dir.display()))
         };
-        std::fs::create_dir_all(data_dir).map_err(unusable)?;
-        let path = data_dir.join("orca.db");
+        if !data_dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(data_dir).map_err(unusable)?;
+        }
+        let path = path.to_path_buf();
         let writer = open_connection(&path, durability)?;
         writer.execute_batch(SCHEMA)?;
         migrate(&writer)?;

@@ -1,0 +1,146 @@
+//! Where the control plane keeps its state, as `--store` names it:
+//! `sqlite:///path/to/orca.db` (the embedded default) or
+//! `postgres://user@host/db` (for clusters and, next, replicas).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use orca_store::Store;
+use orca_store_sqlite::{Durability, SqliteStore};
+
+use crate::Error;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// The database file.
+    Sqlite(PathBuf),
+    /// A libpq-style URL, checked when parsed.
+    Postgres(String),
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        if let Some(path) = value.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("a sqlite store needs a file: sqlite:///path/to/orca.db".into());
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            orca_store_postgres::parse_url(value)
+                .map_err(|e| format!("not a valid postgres URL ({e})"))?;
+            return Ok(StoreUrl::Postgres(value.to_string()));
+        }
+        // The value is not echoed: a mistyped URL may hold a password.
+        Err("expected sqlite:///path/to/orca.db or postgres://user@host:port/database".into())
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl StoreUrl {
+    /// The location as logs and `orca up` show it: a URL's password hidden.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => path.display().to_string(),
+            StoreUrl::Postgres(url) => redact(url),
+        }
+    }
+
+    /// Opens the store (creating a SQLite file, or migrating a PostgreSQL
+    /// database, as needed).
+    pub(crate) async fn open(&self, durability: Durability) -> Result<Arc<dyn Store>, Error> {
+        Ok(match self {
+            StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open_file(path, durability)?),
+            StoreUrl::Postgres(url) => {
+                Arc::new(orca_store_postgres::PostgresStore::open(url).await?)
+            }
+        })
+    }
+}
+
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
+fn redact(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+    let authority = &base[start..authority_end];
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let mut redacted = format!("{}{authority}{}", &base[..start], &base[authority_end..]);
+    if !query.is_empty() {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&query.join("&"));
+    }
+    redacted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_a_backend_or_say_what_is_expected() {
+        assert_eq!(
+            "sqlite:///var/lib/orca/orca.db".parse(),
+            Ok(StoreUrl::Sqlite("/var/lib/orca/orca.db".into()))
+        );
+        assert_eq!(
+            "postgres://orca@db:5432/orca".parse(),
+            Ok(StoreUrl::Postgres("postgres://orca@db:5432/orca".into()))
+        );
+        for bad in [
+            "sqlite://",
+            "mysql://root@db/orca",
+            "/var/lib/orca",
+            "postgres://orca@db:port/orca",
+        ] {
+            let refused = bad.parse::<StoreUrl>().expect_err(bad);
+            assert!(
+                refused.contains("expected")
+                    || refused.contains("postgres URL")
+                    || refused.contains("needs a file"),
+                "{refused}"
+            );
+            assert!(
+                !refused.contains("root@"),
+                "the value is not echoed: {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url: StoreUrl = "postgres://orca:hunter2@db:5432/orca?sslmode=disable&password=again"
+            .parse()
+            .expect("valid");
+        let shown = format!("{url:?} {}", url.redacted());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("again"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://orca:***@db:5432/orca?sslmode=disable&password=***"),
+            "{shown}"
+        );
+    }
+}

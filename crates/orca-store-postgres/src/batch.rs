@@ -1,0 +1,733 @@
+//! One group's work as a handful of statements: whatever the jobs of a
+//! group write is folded per row in memory and sent as arrays (`UNNEST`),
+//! so a group of hundreds of jobs costs about ten round trips, not one or
+//! more per row. Jobs are folded in the order they were handed over, so
+//! the last write to a field wins, as it would one statement at a time.
+
+use std::collections::HashMap;
+
+use orca_core::Event;
+use orca_store::{
+    AttemptWrite, AuditRecord, Created, Expect, NewTask, StateChange, StateEntry, StateKey,
+    StateOutcome, StepWrite, Write,
+};
+use tokio_postgres::types::ToSql;
+
+use crate::conn::Conn;
+use crate::fault::{Fault, Result};
+use crate::{json_text, text};
+
+/// One job's work, without its reply.
+pub(crate) enum Work<'a> {
+    Create(&'a [NewTask]),
+    Write(&'a [Write]),
+    State(&'a StateChange),
+}
+
+/// What one job did, once its group committed.
+pub(crate) enum Done {
+    Created(Vec<Created>),
+    Written,
+    State(StateOutcome),
+}
+
+/// Applies `work` in the open transaction on `conn`; one answer per job,
+/// or the first error (which leaves the transaction to be rolled back).
+pub(crate) async fn apply(conn: &mut Conn, work: &[Work<'_>]) -> Result<Vec<Done>> {
+    let mut done: Vec<Option<Done>> = work.iter().map(|_| None).collect();
+    let mut rows = Rows::default();
+    create(conn, work, &mut done, &mut rows).await?;
+    for (index, item) in work.iter().enumerate() {
+        if let Work::Write(writes) = item {
+            for write in *writes {
+                rows.fold(write)?;
+            }
+            done[index] = Some(Done::Written);
+        }
+    }
+    rows.execute(conn).await?;
+    // Shared state is read and written by these alone, so applying them
+    // after the rest changes nothing anyone can see; among themselves they
+    // keep their order.
+    for (index, item) in work.iter().enumerate() {
+        if let Work::State(change) = item {
+            done[index] = Some(Done::State(change_state(conn, change).await?));
+        }
+    }
+    Ok(done
+        .into_iter()
+        .map(|d| d.unwrap_or(Done::Written))
+        .collect())
+}
+
+/// Decides which tasks are new (an idempotency key already stored, or
+/// taken earlier in the group, finds that task instead) and queues the new
+/// ones' rows.
+async fn create(
+    conn: &mut Conn,
+    work: &[Work<'_>],
+    done: &mut [Option<Done>],
+    rows: &mut Rows,
+) -> Result<()> {
+    // Keys are per tenant: one tenant's key never finds another's task.
+    let scoped = |task: &NewTask| {
+        task.idempotency_key
+            .as_ref()
+            .map(|key| text(&format!("{}/{key}", task.tenant)))
+    };
+    let keys: Vec<String> = work
+        .iter()
+        .filter_map(|w| match w {
+            Work::Create(tasks) => Some(tasks.iter().filter_map(scoped)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if keys.is_empty() && !work.iter().any(|w| matches!(w, Work::Create(_))) {
+        return Ok(());
+    }
+    let mut taken: HashMap<String, String> = HashMap::new();
+    if !keys.is_empty() {
+        let statement = conn
+            .statement(
+                "SELECT idempotency_key, id FROM tasks WHERE idempotency_key = ANY($1::text[])",
+            )
+            .await?;
+        for row in conn.client.query(&statement, &[&keys]).await? {
+            taken.insert(row.get(0), row.get(1));
+        }
+    }
+    for (index, item) in work.iter().enumerate() {
+        let Work::Create(tasks) = item else { continue };
+        let mut created = Vec::with_capacity(tasks.len());
+        for task in *tasks {
+            let key = scoped(task);
+            if let Some(id) = key.as_ref().and_then(|k| taken.get(k)) {
+                created.push(Created::Existing(id.clone()));
+                continue;
+            }
+            if let Some(key) = &key {
+                taken.insert(key.clone(), task.id.clone());
+            }
+            rows.new_task(task, key)?;
+            created.push(Created::New(task.id.clone()));
+        }
+        done[index] = Some(Done::Created(created));
+    }
+    Ok(())
+}
+
+/// The rows a group writes, folded: one entry per task, step and attempt
+/// however many writes touched it, in the order first touched.
+#[derive(Default)]
+struct Rows {
+    tasks: NewTasks,
+    task_updates: Folded<String, TaskUpdate>,
+    step_updates: Folded<(String, String), StepWrite>,
+    attempts: Folded<(String, String, u32), AttemptWrite>,
+    events: Events,
+    audit: Vec<AuditRecord>,
+}
+
+/// Entries by key, kept in the order their keys first came.
+struct Folded<K, V> {
+    order: Vec<V>,
+    index: HashMap<K, usize>,
+}
+
+impl<K, V> Default for Folded<K, V> {
+    fn default() -> Self {
+        Folded {
+            order: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Folded<K, V> {
+    fn fold(&mut self, key: K, value: V, merge: impl FnOnce(&mut V, V)) {
+        match self.index.get(&key) {
+            Some(&i) => merge(&mut self.order[i], value),
+            None => {
+                self.index.insert(key, self.order.len());
+                self.order.push(value);
+            }
+        }
+    }
+}
+
+struct TaskUpdate {
+    id: String,
+    state: String,
+    message: String,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+#[derive(Default)]
+struct NewTasks {
+    id: Vec<String>,
+    tenant: Vec<String>,
+    name: Vec<String>,
+    priority: Vec<i32>,
+    state: Vec<&'static str>,
+    key: Vec<Option<String>>,
+    spec: Vec<String>,
+    labels: Vec<String>,
+    message: Vec<String>,
+    plan: Vec<String>,
+    trace_context: Vec<String>,
+    created_at: Vec<i64>,
+    step_task: Vec<String>,
+    step_id: Vec<String>,
+    step_position: Vec<i32>,
+    step_state: Vec<&'static str>,
+}
+
+#[derive(Default)]
+struct Events {
+    task_id: Vec<String>,
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    kind: Vec<&'static str>,
+    body: Vec<String>,
+}
+
+impl Events {
+    fn push(&mut self, event: &Event) -> Result<()> {
+        self.task_id.push(text(&event.task_id));
+        self.seq.push(event.seq as i64);
+        self.at.push(event.at);
+        self.kind.push(event.kind.name());
+        self.body.push(json_text(&to_json(&event.kind, "event")?));
+        Ok(())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| {
+        Fault::Store(orca_store::Error::Corrupt(format!(
+            "{what} does not encode: {e}"
+        )))
+    })
+}
+
+/// Later `Some`s win over earlier ones, field by field.
+fn merge_step(into: &mut StepWrite, later: StepWrite) {
+    macro_rules! take {
+        ($($field:ident),*) => { $( if later.$field.is_some() { into.$field = later.$field; } )* };
+    }
+    take!(
+        state,
+        attempt,
+        worker,
+        started_at,
+        finished_at,
+        output_json,
+        error,
+        exit_code,
+        progress
+    );
+}
+
+fn merge_attempt(into: &mut AttemptWrite, later: AttemptWrite) {
+    macro_rules! take {
+        ($($field:ident),*) => { $( if later.$field.is_some() { into.$field = later.$field; } )* };
+    }
+    take!(
+        worker,
+        started_at,
+        finished_at,
+        state,
+        error,
+        exit_code,
+        session_id,
+        model,
+        cost
+    );
+}
+
+impl Rows {
+    fn new_task(&mut self, task: &NewTask, key: Option<String>) -> Result<()> {
+        let t = &mut self.tasks;
+        t.id.push(text(&task.id));
+        t.tenant.push(text(&task.tenant));
+        t.name.push(text(&task.spec.name));
+        t.priority.push(task.spec.priority);
+        t.state.push(task.state.as_str());
+        t.key.push(key);
+        t.spec.push(json_text(&to_json(&task.spec, "task spec")?));
+        t.labels
+            .push(json_text(&to_json(&task.spec.labels, "labels")?));
+        t.message.push(text(&task.message));
+        t.plan.push(task.plan_json.clone());
+        t.trace_context.push(text(&task.trace_context));
+        t.created_at.push(task.created_at);
+        for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
+            t.step_task.push(text(&task.id));
+            t.step_id.push(text(&step.id));
+            t.step_position.push(position as i32);
+            t.step_state.push(state.as_str());
+        }
+        for event in &task.events {
+            self.events.push(event)?;
+        }
+        Ok(())
+    }
+
+    fn fold(&mut self, write: &Write) -> Result<()> {
+        match write {
+            Write::Task {
+                id,
+                state,
+                message,
+                started_at,
+                finished_at,
+            } => self.task_updates.fold(
+                id.clone(),
+                TaskUpdate {
+                    id: text(id),
+                    state: state.as_str().to_string(),
+                    message: text(message),
+                    started_at: *started_at,
+                    finished_at: *finished_at,
+                },
+                |into, later| {
+                    into.state = later.state;
+                    into.message = later.message;
+                    into.started_at = later.started_at.or(into.started_at);
+                    into.finished_at = later.finished_at.or(into.finished_at);
+                },
+            ),
+            Write::Step(step) => self.step_updates.fold(
+                (step.task_id.clone(), step.step_id.clone()),
+                step.clone(),
+                merge_step,
+            ),
+            Write::Progress {
+                task_id,
+                step_id,
+                fraction,
+                message,
+            } => self.step_updates.fold(
+                (task_id.clone(), step_id.clone()),
+                StepWrite {
+                    task_id: task_id.clone(),
+                    step_id: step_id.clone(),
+                    progress: Some((*fraction, message.clone())),
+                    ..StepWrite::default()
+                },
+                merge_step,
+            ),
+            Write::Attempt(attempt) => self.attempts.fold(
+                (
+                    attempt.task_id.clone(),
+                    attempt.step_id.clone(),
+                    attempt.attempt,
+                ),
+                attempt.clone(),
+                merge_attempt,
+            ),
+            Write::Event(event) => self.events.push(event)?,
+            Write::Audit(record) => self.audit.push(record.clone()),
+        }
+        Ok(())
+    }
+
+    /// Sends the folded rows, each kind in one statement: new tasks before
+    /// the updates that may follow them.
+    async fn execute(self, conn: &mut Conn) -> Result<()> {
+        let t = &self.tasks;
+        if !t.id.is_empty() {
+            run(
+                conn,
+                "INSERT INTO tasks (id, tenant, name, priority, state, idempotency_key, spec, labels,
+                                    message, plan, trace_context, created_at, finished_at)
+                 SELECT id, tenant, name, priority, state, key, spec::jsonb, labels::jsonb, message,
+                        NULLIF(plan, '')::json, trace_context, orca_ts(created_at),
+                        CASE WHEN state IN ('succeeded', 'failed', 'cancelled') THEN orca_ts(created_at) END
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[])
+                      AS u(id, tenant, name, priority, state, key, spec, labels, message, plan,
+                           trace_context, created_at)",
+                &[
+                    &t.id,
+                    &t.tenant,
+                    &t.name,
+                    &t.priority,
+                    &t.state,
+                    &t.key,
+                    &t.spec,
+                    &t.labels,
+                    &t.message,
+                    &t.plan,
+                    &t.trace_context,
+                    &t.created_at,
+                ],
+            )
+            .await?;
+        }
+        if !t.step_task.is_empty() {
+            run(
+                conn,
+                "INSERT INTO steps (task_id, step_id, position, state)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[])",
+                &[&t.step_task, &t.step_id, &t.step_position, &t.step_state],
+            )
+            .await?;
+        }
+        update_tasks(conn, &self.task_updates.order).await?;
+        update_steps(conn, &self.step_updates.order).await?;
+        upsert_attempts(conn, &self.attempts.order).await?;
+        let e = &self.events;
+        if !e.task_id.is_empty() {
+            run(
+                conn,
+                "INSERT INTO events (task_id, seq, at, kind, body)
+                 SELECT task_id, seq, orca_ts(at), kind, body::jsonb
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
+                      AS u(task_id, seq, at, kind, body)",
+                &[&e.task_id, &e.seq, &e.at, &e.kind, &e.body],
+            )
+            .await?;
+        }
+        insert_audit(conn, &self.audit).await
+    }
+}
+
+async fn run(conn: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    let statement = conn.statement(sql).await?;
+    Ok(conn.client.execute(&statement, params).await?)
+}
+
+async fn update_tasks(conn: &mut Conn, updates: &[TaskUpdate]) -> Result<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<&str> = updates.iter().map(|u| u.id.as_str()).collect();
+    let state: Vec<&str> = updates.iter().map(|u| u.state.as_str()).collect();
+    let message: Vec<&str> = updates.iter().map(|u| u.message.as_str()).collect();
+    let started: Vec<Option<i64>> = updates.iter().map(|u| u.started_at).collect();
+    let finished: Vec<Option<i64>> = updates.iter().map(|u| u.finished_at).collect();
+    run(
+        conn,
+        "UPDATE tasks t SET state = u.state, message = u.message,
+            started_at = CASE WHEN u.started_at IS NULL THEN t.started_at ELSE orca_ts(u.started_at) END,
+            finished_at = CASE WHEN u.finished_at IS NULL THEN t.finished_at ELSE orca_ts(u.finished_at) END
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+              AS u(id, state, message, started_at, finished_at)
+         WHERE t.id = u.id",
+        &[&id, &state, &message, &started, &finished],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn update_steps(conn: &mut Conn, updates: &[StepWrite]) -> Result<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let task_id: Vec<String> = updates.iter().map(|u| text(&u.task_id)).collect();
+    let step_id: Vec<String> = updates.iter().map(|u| text(&u.step_id)).collect();
+    let state: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.state.map(|s| s.as_str()))
+        .collect();
+    let attempt: Vec<Option<i64>> = updates.iter().map(|u| u.attempt.map(i64::from)).collect();
+    let worker: Vec<Option<String>> = updates
+        .iter()
+        .map(|u| u.worker.as_deref().map(text))
+        .collect();
+    let started: Vec<Option<i64>> = updates.iter().map(|u| u.started_at).collect();
+    let finished: Vec<Option<i64>> = updates.iter().map(|u| u.finished_at).collect();
+    let output: Vec<Option<&str>> = updates.iter().map(|u| u.output_json.as_deref()).collect();
+    let error: Vec<Option<String>> = updates
+        .iter()
+        .map(|u| u.error.as_deref().map(text))
+        .collect();
+    let set_exit: Vec<bool> = updates.iter().map(|u| u.exit_code.is_some()).collect();
+    let exit_code: Vec<Option<i32>> = updates.iter().map(|u| u.exit_code.flatten()).collect();
+    let progress: Vec<Option<f32>> = updates
+        .iter()
+        .map(|u| u.progress.as_ref().map(|p| p.0))
+        .collect();
+    let progress_message: Vec<Option<String>> = updates
+        .iter()
+        .map(|u| u.progress.as_ref().map(|p| text(&p.1)))
+        .collect();
+    run(
+        conn,
+        "UPDATE steps s SET
+            state = COALESCE(u.state, s.state),
+            attempt = COALESCE(u.attempt, s.attempt),
+            worker = COALESCE(u.worker, s.worker),
+            started_at = CASE WHEN u.started_at IS NULL THEN s.started_at ELSE orca_ts(u.started_at) END,
+            finished_at = CASE WHEN u.finished_at IS NULL THEN s.finished_at ELSE orca_ts(u.finished_at) END,
+            output = CASE WHEN u.output IS NULL THEN s.output ELSE NULLIF(u.output, '')::json END,
+            error = COALESCE(u.error, s.error),
+            exit_code = CASE WHEN u.set_exit THEN u.exit_code ELSE s.exit_code END,
+            progress = COALESCE(u.progress, s.progress),
+            progress_message = COALESCE(u.progress_message, s.progress_message)
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                     $7::bigint[], $8::text[], $9::text[], $10::bool[], $11::int[], $12::real[],
+                     $13::text[])
+              AS u(task_id, step_id, state, attempt, worker, started_at, finished_at, output, error,
+                   set_exit, exit_code, progress, progress_message)
+         WHERE s.task_id = u.task_id AND s.step_id = u.step_id",
+        &[
+            &task_id,
+            &step_id,
+            &state,
+            &attempt,
+            &worker,
+            &started,
+            &finished,
+            &output,
+            &error,
+            &set_exit,
+            &exit_code,
+            &progress,
+            &progress_message,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Attempt rows are created by their first write and completed by later
+/// ones: the existing rows are updated, then the missing ones inserted
+/// (one writer, so nothing comes between the two).
+async fn upsert_attempts(conn: &mut Conn, attempts: &[AttemptWrite]) -> Result<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let task_id: Vec<String> = attempts.iter().map(|a| text(&a.task_id)).collect();
+    let step_id: Vec<String> = attempts.iter().map(|a| text(&a.step_id)).collect();
+    let attempt: Vec<i64> = attempts.iter().map(|a| i64::from(a.attempt)).collect();
+    let worker: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.worker.as_deref().map(text))
+        .collect();
+    let started: Vec<Option<i64>> = attempts.iter().map(|a| a.started_at).collect();
+    let finished: Vec<Option<i64>> = attempts.iter().map(|a| a.finished_at).collect();
+    let state: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|a| a.state.map(|s| s.as_str()))
+        .collect();
+    let error: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.error.as_deref().map(text))
+        .collect();
+    let exit_code: Vec<Option<i32>> = attempts.iter().map(|a| a.exit_code).collect();
+    let session: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.session_id.as_deref().map(text))
+        .collect();
+    let model: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.model.as_deref().map(text))
+        .collect();
+    let usd: Vec<Option<f64>> = attempts.iter().map(|a| a.cost.map(|c| c.usd)).collect();
+    let input: Vec<Option<i64>> = attempts
+        .iter()
+        .map(|a| a.cost.map(|c| tokens(c.input_tokens)))
+        .collect();
+    let output: Vec<Option<i64>> = attempts
+        .iter()
+        .map(|a| a.cost.map(|c| tokens(c.output_tokens)))
+        .collect();
+    let cache_read: Vec<Option<i64>> = attempts
+        .iter()
+        .map(|a| a.cost.map(|c| tokens(c.cache_read_tokens)))
+        .collect();
+    let cache_creation: Vec<Option<i64>> = attempts
+        .iter()
+        .map(|a| a.cost.map(|c| tokens(c.cache_creation_tokens)))
+        .collect();
+    let params: [&(dyn ToSql + Sync); 16] = [
+        &task_id,
+        &step_id,
+        &attempt,
+        &worker,
+        &started,
+        &finished,
+        &state,
+        &error,
+        &exit_code,
+        &session,
+        &model,
+        &usd,
+        &input,
+        &output,
+        &cache_read,
+        &cache_creation,
+    ];
+    const ROWS: &str = "UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
+                               $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::float8[],
+                               $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
+                        AS u(task_id, step_id, attempt, worker, started_at, finished_at, state, error,
+                             exit_code, session_id, model, usd, input, output, cache_read, cache_creation)";
+    run(
+        conn,
+        &format!(
+            "UPDATE attempts a SET
+                worker = COALESCE(u.worker, a.worker),
+                started_at = CASE WHEN u.started_at IS NULL THEN a.started_at ELSE orca_ts(u.started_at) END,
+                finished_at = CASE WHEN u.finished_at IS NULL THEN a.finished_at ELSE orca_ts(u.finished_at) END,
+                state = COALESCE(u.state, a.state),
+                error = COALESCE(u.error, a.error),
+                exit_code = COALESCE(u.exit_code, a.exit_code),
+                session_id = COALESCE(u.session_id, a.session_id),
+                model = COALESCE(u.model, a.model),
+                cost_usd = COALESCE(u.usd, a.cost_usd),
+                input_tokens = COALESCE(u.input, a.input_tokens),
+                output_tokens = COALESCE(u.output, a.output_tokens),
+                cache_read_tokens = COALESCE(u.cache_read, a.cache_read_tokens),
+                cache_creation_tokens = COALESCE(u.cache_creation, a.cache_creation_tokens)
+             FROM {ROWS}
+             WHERE a.task_id = u.task_id AND a.step_id = u.step_id AND a.attempt = u.attempt"
+        ),
+        &params,
+    )
+    .await?;
+    run(
+        conn,
+        &format!(
+            "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state,
+                                   error, exit_code, session_id, model, cost_usd, input_tokens,
+                                   output_tokens, cache_read_tokens, cache_creation_tokens)
+             SELECT u.task_id, u.step_id, u.attempt, COALESCE(u.worker, ''),
+                    orca_ts(COALESCE(u.started_at, 0)), orca_ts(COALESCE(u.finished_at, 0)),
+                    COALESCE(u.state, 'running'), COALESCE(u.error, ''), u.exit_code,
+                    COALESCE(u.session_id, ''), COALESCE(u.model, ''), COALESCE(u.usd, 0),
+                    COALESCE(u.input, 0), COALESCE(u.output, 0), COALESCE(u.cache_read, 0),
+                    COALESCE(u.cache_creation, 0)
+             FROM {ROWS}
+             WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.task_id = u.task_id
+                               AND a.step_id = u.step_id AND a.attempt = u.attempt)"
+        ),
+        &params,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Audit records are numbered 1, 2, 3... in the order handed over, with no
+/// gaps: the one writer numbers them from the highest stored.
+async fn insert_audit(conn: &mut Conn, records: &[AuditRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let at: Vec<i64> = records.iter().map(|r| r.at).collect();
+    let column = |f: fn(&AuditRecord) -> &str| -> Vec<String> {
+        records.iter().map(|r| text(f(r))).collect()
+    };
+    run(
+        conn,
+        "INSERT INTO audit (seq, at, actor, role, action, tenant, target, outcome, detail)
+         SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit) + u.n, orca_ts(u.at), u.actor, u.role,
+                u.action, u.tenant, u.target, u.outcome, u.detail
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[]) WITH ORDINALITY
+              AS u(at, actor, role, action, tenant, target, outcome, detail, n)
+         ORDER BY u.n",
+        &[
+            &at,
+            &column(|r| &r.actor),
+            &column(|r| &r.role),
+            &column(|r| &r.action),
+            &column(|r| &r.tenant),
+            &column(|r| &r.target),
+            &column(|r| &r.outcome),
+            &column(|r| &r.detail),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The row at `key`: its version, and whether it holds a live value at
+/// `now` (a deleted or expired value keeps its version, so versions never
+/// repeat).
+async fn state_row(conn: &mut Conn, key: &StateKey, now: i64) -> Result<Option<(u64, bool)>> {
+    let statement = conn
+        .statement(
+            "SELECT version, value IS NOT NULL AND (expires_at IS NULL OR orca_micros(expires_at) > $4)
+             FROM state WHERE tenant = $1 AND scope = $2 AND key = $3",
+        )
+        .await?;
+    let row = conn
+        .client
+        .query_opt(
+            &statement,
+            &[&text(&key.tenant), &text(&key.scope), &text(&key.key), &now],
+        )
+        .await?;
+    Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, bool>(1))))
+}
+
+async fn change_state(conn: &mut Conn, change: &StateChange) -> Result<StateOutcome> {
+    let (key, expect, now) = match change {
+        StateChange::Put {
+            key, expect, now, ..
+        }
+        | StateChange::Delete { key, expect, now } => (key, *expect, *now),
+    };
+    let row = state_row(conn, key, now).await?;
+    let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
+    let met = match expect {
+        Expect::Any => true,
+        Expect::Absent => live.is_none(),
+        Expect::Version(v) => live == Some(v),
+    };
+    if !met {
+        return Ok(StateOutcome::Conflict { found: live });
+    }
+    let version = row.map_or(0, |(version, _)| version) + 1;
+    let (tenant, scope, name) = (text(&key.tenant), text(&key.scope), text(&key.key));
+    match change {
+        StateChange::Put {
+            value_json,
+            expires_at,
+            ..
+        } => {
+            run(
+                conn,
+                "INSERT INTO state (tenant, scope, key, value, version, updated_at, expires_at)
+                 VALUES ($1, $2, $3, $4::text::json, $5, orca_ts($6), orca_ts($7))
+                 ON CONFLICT (tenant, scope, key) DO UPDATE SET
+                    value = EXCLUDED.value, version = EXCLUDED.version,
+                    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at",
+                &[
+                    &tenant,
+                    &scope,
+                    &name,
+                    value_json,
+                    &(version as i64),
+                    &now,
+                    expires_at,
+                ],
+            )
+            .await?;
+            Ok(StateOutcome::Done(Some(StateEntry {
+                value_json: value_json.clone(),
+                version,
+                updated_at: now,
+                expires_at: *expires_at,
+            })))
+        }
+        StateChange::Delete { .. } => {
+            if live.is_some() {
+                run(
+                    conn,
+                    "UPDATE state SET value = NULL, version = $4, updated_at = orca_ts($5), expires_at = NULL
+                     WHERE tenant = $1 AND scope = $2 AND key = $3",
+                    &[&tenant, &scope, &name, &(version as i64), &now],
+                )
+                .await?;
+            }
+            Ok(StateOutcome::Done(None))
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Connections: one with its prepared statements, and the small pool the
+//! reads share. A connection the server dropped is noticed and replaced,
+//! so a restarted PostgreSQL is picked up without restarting orca.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use orca_store::Error;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+use crate::fault::Result;
+
+/// How long connecting may take before the database counts as unavailable.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection and the statements prepared on it, so each statement is
+/// parsed and planned once per connection rather than once per use.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Conn {
+    /// Connects as `application_name` (which `pg_stat_activity` shows).
+    pub(crate) async fn open(config: &Config, application_name: &str) -> Result<Conn> {
+        let mut config = config.clone();
+        config.application_name(application_name);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server hangs up; the
+            // client's next request then fails as a lost connection.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection ended");
+            }
+        });
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// `sql` prepared on this connection, once.
+    pub(crate) async fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// Idle connections for reads; more are opened when all are busy, and at
+/// most `keep` are kept.
+pub(crate) struct Pool {
+    config: Config,
+    idle: Mutex<Vec<Conn>>,
+    keep: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(config: Config, keep: usize) -> Pool {
+        Pool {
+            config,
+            idle: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// An idle connection, or a new one; `fresh` skips the idle ones (after
+    /// one of them turned out dead, the others likely are too).
+    pub(crate) async fn get(&self, fresh: bool) -> Result<(Conn, bool)> {
+        if !fresh {
+            let idle = self.idle.lock().map_err(|_| Error::Closed)?.pop();
+            if let Some(conn) = idle.filter(|c| !c.is_closed()) {
+                return Ok((conn, true));
+            }
+        } else if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+        Ok((Conn::open(&self.config, "orca-reader").await?, false))
+    }
+
+    pub(crate) fn put(&self, conn: Conn) {
+        if conn.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.keep
+        {
+            idle.push(conn);
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! orca's store for clusters, PostgreSQL: one writer connection that
+//! commits whatever has queued up in one transaction (group commit, with
+//! each kind of row sent as arrays), a small pool of reader connections,
+//! numbered migrations applied on start, and connections replaced by
+//! themselves when the server restarts. PostgreSQL's errors stay inside:
+//! callers get `orca_store::Error`.
+
+mod batch;
+mod conn;
+mod fault;
+mod schema;
+#[cfg(any(test, feature = "throwaway"))]
+pub mod throwaway;
+mod writer;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec};
+use orca_store::admission::{Admission, Bound};
+use orca_store::{
+    AttemptRecord, AuditRecord, Commit, Created, Error, NewTask, StateChange, StateEntry, StateKey,
+    StateOutcome, StepRecord, Store, TaskQuery, TaskRecord, Write,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, Row};
+
+use conn::{Conn, Pool};
+use fault::Result;
+use writer::{Job, Queued};
+
+/// Reader connections kept open between reads.
+const READERS: usize = 4;
+
+pub struct PostgresStore {
+    jobs: mpsc::UnboundedSender<Queued>,
+    admission: Admission,
+    readers: Arc<Pool>,
+}
+
+/// Reads a `postgres://` URL (or `key=value` settings), or says what is
+/// wrong with it.
+pub fn parse_url(url: &str) -> std::result::Result<Config, String> {
+    url.parse::<Config>().map_err(|e| e.to_string())
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, brings its schema up to date (or
+    /// refuses one from a newer orca), and starts the writer.
+    pub async fn open(url: &str) -> orca_store::Result<PostgresStore> {
+        Self::open_bounded(url, Bound::default()).await
+    }
+
+    /// Opens with its write queue held to `bound`.
+    pub async fn open_bounded(url: &str, bound: Bound) -> orca_store::Result<PostgresStore> {
+        let config = parse_url(url)
+            .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
+        let conn = Conn::open(&config, "orca-writer").await?;
+        schema::migrate(&conn.client).await?;
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(config.clone(), conn, queue));
+        Ok(PostgresStore {
+            jobs,
+            admission: Admission::new(bound),
+            readers: Arc::new(Pool::new(config, READERS)),
+        })
+    }
+
+    /// Runs a read on a pooled connection. A pooled connection the server
+    /// dropped since (a restart) is found out by its first use; the read
+    /// then runs once more on a new one.
+    async fn read<T>(
+        &self,
+        read: impl for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T>>,
+    ) -> orca_store::Result<T> {
+        let (mut conn, pooled) = self.readers.get(false).await?;
+        let result = match read(&mut conn).await {
+            Err(fault) if pooled && fault.lost_connection() => {
+                let (fresh, _) = self.readers.get(true).await?;
+                conn = fresh;
+                read(&mut conn).await
+            }
+            result => result,
+        };
+        self.readers.put(conn);
+        Ok(result?)
+    }
+
+    async fn queue<T>(&self, job: impl FnOnce(writer::Reply<T>) -> Job) -> orca_store::Result<T> {
+        let place = self.admission.admit().await?;
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Queued {
+                job: job(reply),
+                place,
+            })
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// PostgreSQL's text cannot hold NUL; it is stored as U+FFFD instead.
+pub(crate) fn text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// JSON for a jsonb column, which refuses the escape `\u0000` (its strings
+/// are text): those NULs become U+FFFD too.
+pub(crate) fn json_text(json: &str) -> String {
+    if !json.contains("\\u0000") {
+        return json.to_string();
+    }
+    fn clean(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(text(&s)),
+            Value::Array(items) => Value::Array(items.into_iter().map(clean).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (text(&k), clean(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    match serde_json::from_str(json) {
+        Ok(value) => clean(value).to_string(),
+        // Not JSON: the database says so, naming the value.
+        Err(_) => json.to_string(),
+    }
+}
+
+/// The task's columns, with what its attempts cost summed and its newest
+/// event's number, so a listing needs no further reads.
+const TASK_SELECT: &str =
+    "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
+        orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
+        COALESCE(t.plan::text, ''), t.trace_context,
+        (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = t.id),
+        c.usd, c.input, c.output, c.cache_read, c.cache_creation
+    FROM tasks t CROSS JOIN LATERAL (
+        SELECT COALESCE(SUM(a.cost_usd), 0)::float8 AS usd,
+               COALESCE(SUM(a.input_tokens), 0)::bigint AS input,
+               COALESCE(SUM(a.output_tokens), 0)::bigint AS output,
+               COALESCE(SUM(a.cache_read_tokens), 0)::bigint AS cache_read,
+               COALESCE(SUM(a.cache_creation_tokens), 0)::bigint AS cache_creation
+        FROM attempts a WHERE a.task_id = t.id) c";
+
+const STEPS_OF: &str = "SELECT task_id, step_id, state, attempt, worker, orca_micros(started_at),
+        orca_micros(finished_at), progress, progress_message, COALESCE(output::text, ''), error, exit_code
+    FROM steps WHERE task_id = ANY($1::text[]) ORDER BY task_id, position";
+
+const ATTEMPTS_OF: &str = "SELECT task_id, step_id, attempt, worker, orca_micros(started_at),
+        orca_micros(finished_at), state, error, exit_code, session_id, model, cost_usd, input_tokens,
+        output_tokens, cache_read_tokens, cache_creation_tokens
+    FROM attempts WHERE task_id = ANY($1::text[]) ORDER BY task_id, step_id, attempt";
+
+fn tokens(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn decode_task(row: &Row) -> Result<TaskRecord> {
+    let id: String = row.try_get(0)?;
+    let tenant: String = row.try_get(1)?;
+    let state: String = row.try_get(2)?;
+    let spec: String = row.try_get(4)?;
+    let spec: TaskSpec = serde_json::from_str(&spec)
+        .map_err(|e| Error::Corrupt(format!("the spec of task {id}: {e}")))?;
+    let scope = format!("{tenant}/");
+    let idempotency_key = row
+        .try_get::<_, Option<String>>(3)?
+        .map(|key| key.strip_prefix(&scope).map(str::to_string).unwrap_or(key));
+    Ok(TaskRecord {
+        state: state.parse()?,
+        spec,
+        idempotency_key,
+        message: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+        started_at: row.try_get(7)?,
+        finished_at: row.try_get(8)?,
+        plan_json: row.try_get(9)?,
+        trace_context: row.try_get(10)?,
+        last_seq: row.try_get::<_, i64>(11)? as u64,
+        cost: Cost {
+            usd: row.try_get(12)?,
+            input_tokens: tokens(row.try_get(13)?),
+            output_tokens: tokens(row.try_get(14)?),
+            cache_read_tokens: tokens(row.try_get(15)?),
+            cache_creation_tokens: tokens(row.try_get(16)?),
+        },
+        steps: Vec::new(),
+        id,
+        tenant,
+    })
+}
+
+/// Reads the steps and attempts of `tasks` (two statements, pipelined).
+async fn load_steps(conn: &mut Conn, tasks: &mut [TaskRecord]) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    let steps_of = conn.statement(STEPS_OF).await?;
+    let attempts_of = conn.statement(ATTEMPTS_OF).await?;
+    let (steps, attempts) = futures::future::try_join(
+        conn.client.query(&steps_of, &[&ids]),
+        conn.client.query(&attempts_of, &[&ids]),
+    )
+    .await?;
+    let index: std::collections::HashMap<String, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.clone(), i))
+        .collect();
+    for row in &steps {
+        let task_id: String = row.try_get(0)?;
+        let Some(&i) = index.get(&task_id) else {
+            continue;
+        };
+        let state: String = row.try_get(2)?;
+        tasks[i].steps.push(StepRecord {
+            id: row.try_get(1)?,
+            state: state.parse()?,
+            attempt: u32::try_from(row.try_get::<_, i64>(3)?).unwrap_or(u32::MAX),
+            worker: row.try_get(4)?,
+            started_at: row.try_get(5)?,
+            finished_at: row.try_get(6)?,
+            progress: row.try_get(7)?,
+            progress_message: row.try_get(8)?,
+            output_json: row.try_get(9)?,
+            error: row.try_get(10)?,
+            exit_code: row.try_get(11)?,
+            attempts: Vec::new(),
+            cost: Cost::default(),
+        });
+    }
+    for row in &attempts {
+        let task_id: String = row.try_get(0)?;
+        let step_id: String = row.try_get(1)?;
+        let Some(&i) = index.get(&task_id) else {
+            continue;
+        };
+        let state: String = row.try_get(6)?;
+        let attempt = AttemptRecord {
+            attempt: u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX),
+            worker: row.try_get(3)?,
+            started_at: row.try_get(4)?,
+            finished_at: row.try_get(5)?,
+            state: state.parse::<StepState>()?,
+            error: row.try_get(7)?,
+            exit_code: row.try_get(8)?,
+            session_id: row.try_get(9)?,
+            model: row.try_get(10)?,
+            cost: Cost {
+                usd: row.try_get(11)?,
+                input_tokens: tokens(row.try_get(12)?),
+                output_tokens: tokens(row.try_get(13)?),
+                cache_read_tokens: tokens(row.try_get(14)?),
+                cache_creation_tokens: tokens(row.try_get(15)?),
+            },
+        };
+        if let Some(step) = tasks[i].steps.iter_mut().find(|s| s.id == step_id) {
+            step.attempts.push(attempt);
+        }
+    }
+    for task in tasks {
+        task.complete_attempts();
+    }
+    Ok(())
+}
+
+async fn get_task(conn: &mut Conn, id: String) -> Result<Option<TaskRecord>> {
+    let statement = conn
+        .statement(&format!("{TASK_SELECT} WHERE t.id = $1"))
+        .await?;
+    let Some(row) = conn.client.query_opt(&statement, &[&id]).await? else {
+        return Ok(None);
+    };
+    let mut tasks = [decode_task(&row)?];
+    load_steps(conn, &mut tasks).await?;
+    let [task] = tasks;
+    Ok(Some(task))
+}
+
+/// Only the filters a query sets are in its SQL, so each shape gets a plan
+/// that uses its index.
+async fn list_tasks(conn: &mut Conn, query: &TaskQuery) -> Result<Vec<TaskRecord>> {
+    let mut sql = format!("{TASK_SELECT} WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, value: Box<dyn ToSql + Sync + Send>| {
+        args.push(value);
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    if !query.states.is_empty() {
+        let states: Vec<&'static str> = query.states.iter().map(|s| s.as_str()).collect();
+        arg(&mut sql, " AND t.state = ANY(?::text[])", Box::new(states));
+    }
+    for (key, value) in &query.labels {
+        let pair = serde_json::json!({ text(key): text(value) }).to_string();
+        arg(&mut sql, " AND t.labels @> ?::text::jsonb", Box::new(pair));
+    }
+    if let Some(tenants) = &query.tenants {
+        let tenants: Vec<String> = tenants.iter().map(|t| text(t)).collect();
+        arg(
+            &mut sql,
+            " AND t.tenant = ANY(?::text[])",
+            Box::new(tenants),
+        );
+    }
+    if let Some(before) = &query.before_id {
+        arg(&mut sql, " AND t.id < ?", Box::new(text(before)));
+    }
+    let limit = i64::try_from(query.page_size).unwrap_or(i64::MAX);
+    arg(&mut sql, " ORDER BY t.id DESC LIMIT ?", Box::new(limit));
+    let statement = conn.statement(&sql).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
+    let rows = conn.client.query(&statement, &params).await?;
+    rows.iter().map(decode_task).collect()
+}
+
+async fn events_after(
+    conn: &mut Conn,
+    task_id: String,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let statement = conn
+        .statement(
+            "SELECT seq, orca_micros(at), body::text FROM events
+             WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .await?;
+    let rows = conn
+        .client
+        .query(&statement, &[&task_id, &after, &limit])
+        .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get(0)?;
+        let body: String = row.try_get(2)?;
+        let kind: EventKind = serde_json::from_str(&body)
+            .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
+        events.push(Event {
+            task_id: task_id.clone(),
+            seq: seq as u64,
+            at: row.try_get(1)?,
+            kind,
+        });
+    }
+    Ok(events)
+}
+
+async fn unfinished_tasks(conn: &mut Conn) -> Result<Vec<TaskRecord>> {
+    let statement = conn
+        .statement(&format!(
+            "{TASK_SELECT} WHERE t.state IN ('queued', 'running') ORDER BY t.id"
+        ))
+        .await?;
+    let rows = conn.client.query(&statement, &[]).await?;
+    let mut tasks = rows.iter().map(decode_task).collect::<Result<Vec<_>>>()?;
+    load_steps(conn, &mut tasks).await?;
+    Ok(tasks)
+}
+
+async fn get_state(conn: &mut Conn, key: StateKey, now: Micros) -> Result<Option<StateEntry>> {
+    let statement = conn
+        .statement(
+            "SELECT value::text, version, orca_micros(updated_at), orca_micros(expires_at) FROM state
+             WHERE tenant = $1 AND scope = $2 AND key = $3 AND value IS NOT NULL
+               AND (expires_at IS NULL OR orca_micros(expires_at) > $4)",
+        )
+        .await?;
+    let row = conn
+        .client
+        .query_opt(
+            &statement,
+            &[&text(&key.tenant), &text(&key.scope), &text(&key.key), &now],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(StateEntry {
+            value_json: row.try_get(0)?,
+            version: row.try_get::<_, i64>(1)? as u64,
+            updated_at: row.try_get(2)?,
+            expires_at: row.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+async fn running_attempt(conn: &mut Conn, task_id: String, step_id: String) -> Result<Option<u32>> {
+    let statement = conn
+        .statement(
+            "SELECT attempt FROM steps WHERE task_id = $1 AND step_id = $2 AND state = 'running'",
+        )
+        .await?;
+    let row = conn
+        .client
+        .query_opt(&statement, &[&task_id, &step_id])
+        .await?;
+    Ok(row
+        .map(|row| row.try_get::<_, i64>(0))
+        .transpose()?
+        .map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
+}
+
+async fn audit_after(
+    conn: &mut Conn,
+    after: i64,
+    limit: i64,
+    tenants: Option<Vec<String>>,
+) -> Result<Vec<AuditRecord>> {
+    let statement = conn
+        .statement(
+            "SELECT seq, orca_micros(at), actor, role, action, tenant, target, outcome, detail FROM audit
+             WHERE seq > $1 AND ($2::text[] IS NULL OR tenant = ANY($2::text[]))
+             ORDER BY seq LIMIT $3",
+        )
+        .await?;
+    let rows = conn
+        .client
+        .query(&statement, &[&after, &tenants, &limit])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AuditRecord {
+                seq: row.try_get::<_, i64>(0)? as u64,
+                at: row.try_get(1)?,
+                actor: row.try_get(2)?,
+                role: row.try_get(3)?,
+                action: row.try_get(4)?,
+                tenant: row.try_get(5)?,
+                target: row.try_get(6)?,
+                outcome: row.try_get(7)?,
+                detail: row.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tasks(&self, tasks: Vec<NewTask>) -> orca_store::Result<Vec<Created>> {
+        self.queue(|reply| Job::Create(tasks, reply)).await
+    }
+
+    fn write(&self, batch: Vec<Write>) -> Commit {
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued {
+            job: Job::Write(batch, reply),
+            place: self.admission.always(),
+        };
+        if let Err(mpsc::error::SendError(Queued {
+            job: Job::Write(_, reply),
+            ..
+        })) = self.jobs.send(queued)
+        {
+            drop(reply.send(Err(Error::Closed)));
+        }
+        answer
+    }
+
+    async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
+        let id = text(id);
+        self.read(|conn| Box::pin(get_task(conn, id.clone()))).await
+    }
+
+    async fn list_tasks(&self, query: TaskQuery) -> orca_store::Result<Vec<TaskRecord>> {
+        self.read(|conn| {
+            let query = query.clone();
+            Box::pin(async move { list_tasks(conn, &query).await })
+        })
+        .await
+    }
+
+    async fn events_after(
+        &self,
+        task_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> orca_store::Result<Vec<Event>> {
+        let task_id = text(task_id);
+        let limit = count(limit as u64);
+        self.read(|conn| Box::pin(events_after(conn, task_id.clone(), count(after), limit)))
+            .await
+    }
+
+    async fn unfinished_tasks(&self) -> orca_store::Result<Vec<TaskRecord>> {
+        self.read(|conn| Box::pin(unfinished_tasks(conn))).await
+    }
+
+    async fn change_state(&self, change: StateChange) -> orca_store::Result<StateOutcome> {
+        self.queue(|reply| Job::State(change, reply)).await
+    }
+
+    async fn get_state(
+        &self,
+        key: StateKey,
+        now: Micros,
+    ) -> orca_store::Result<Option<StateEntry>> {
+        self.read(|conn| Box::pin(get_state(conn, key.clone(), now)))
+            .await
+    }
+
+    async fn running_attempt(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<u32>> {
+        let (task_id, step_id) = (text(task_id), text(step_id));
+        self.read(|conn| Box::pin(running_attempt(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> orca_store::Result<Vec<AuditRecord>> {
+        let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
+        let limit = count(limit as u64);
+        self.read(|conn| Box::pin(audit_after(conn, count(after), limit, tenants.clone())))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! The schema, as numbered migrations applied on start under an advisory
+//! lock, so two servers starting at once apply each migration once. A
+//! database migrated by a newer orca is refused rather than written with
+//! an older idea of its tables.
+
+use orca_store::Error;
+use tokio_postgres::Client;
+
+use crate::fault::Result;
+
+/// Held while migrating; any value unique to orca does.
+const MIGRATION_LOCK: i64 = 0x6f72_6361_5f73_6368; // "orca_sch"
+
+/// Each entry is one version; never edit one that has shipped, add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. Times are timestamptz (NULL for "never"),
+    // counts bigint. What orca queries inside (labels) or only reads back
+    // whole (specs, event bodies) is jsonb; what users read back byte for
+    // byte (a step's output, a plan, a shared-state value) is json, which
+    // keeps the text as given.
+    r#"
+    CREATE FUNCTION orca_ts(micros bigint) RETURNS timestamptz
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT CASE WHEN micros = 0 THEN NULL
+                          ELSE to_timestamp(0) + micros * interval '1 microsecond' END $$;
+    CREATE FUNCTION orca_micros(at timestamptz) RETURNS bigint
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT COALESCE((extract(epoch FROM at) * 1000000)::bigint, 0) $$;
+
+    CREATE TABLE tasks (
+        id              text PRIMARY KEY,
+        tenant          text NOT NULL,
+        name            text NOT NULL,
+        priority        integer NOT NULL,
+        state           text NOT NULL,
+        idempotency_key text UNIQUE,
+        spec            jsonb NOT NULL,
+        labels          jsonb NOT NULL,
+        message         text NOT NULL DEFAULT '',
+        plan            json,
+        trace_context   text NOT NULL DEFAULT '',
+        created_at      timestamptz,
+        started_at      timestamptz,
+        finished_at     timestamptz
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, id);
+    CREATE INDEX tasks_by_tenant ON tasks (tenant, id);
+    CREATE INDEX tasks_by_labels ON tasks USING gin (labels jsonb_path_ops);
+
+    CREATE TABLE steps (
+        task_id          text NOT NULL,
+        step_id          text NOT NULL,
+        position         integer NOT NULL,
+        state            text NOT NULL,
+        attempt          bigint NOT NULL DEFAULT 0,
+        worker           text NOT NULL DEFAULT '',
+        started_at       timestamptz,
+        finished_at      timestamptz,
+        progress         real NOT NULL DEFAULT 0,
+        progress_message text NOT NULL DEFAULT '',
+        output           json,
+        error            text NOT NULL DEFAULT '',
+        exit_code        integer,
+        PRIMARY KEY (task_id, step_id)
+    );
+
+    CREATE TABLE attempts (
+        task_id               text NOT NULL,
+        step_id               text NOT NULL,
+        attempt               bigint NOT NULL,
+        worker                text NOT NULL DEFAULT '',
+        started_at            timestamptz,
+        finished_at           timestamptz,
+        state                 text NOT NULL DEFAULT 'running',
+        error                 text NOT NULL DEFAULT '',
+        exit_code             integer,
+        session_id            text NOT NULL DEFAULT '',
+        model                 text NOT NULL DEFAULT '',
+        cost_usd              double precision NOT NULL DEFAULT 0,
+        input_tokens          bigint NOT NULL DEFAULT 0,
+        output_tokens         bigint NOT NULL DEFAULT 0,
+        cache_read_tokens     bigint NOT NULL DEFAULT 0,
+        cache_creation_tokens bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (task_id, step_id, attempt)
+    );
+
+    CREATE TABLE events (
+        task_id text NOT NULL,
+        seq     bigint NOT NULL,
+        at      timestamptz,
+        kind    text NOT NULL,
+        body    jsonb NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    );
+
+    CREATE TABLE state (
+        tenant     text NOT NULL,
+        scope      text NOT NULL,
+        key        text NOT NULL,
+        value      json,
+        version    bigint NOT NULL,
+        updated_at timestamptz,
+        expires_at timestamptz,
+        PRIMARY KEY (tenant, scope, key)
+    );
+
+    CREATE TABLE audit (
+        seq     bigint PRIMARY KEY,
+        at      timestamptz,
+        actor   text NOT NULL,
+        role    text NOT NULL,
+        action  text NOT NULL,
+        tenant  text NOT NULL,
+        target  text NOT NULL,
+        outcome text NOT NULL,
+        detail  text NOT NULL
+    );
+    CREATE INDEX audit_by_tenant ON audit (tenant, seq);
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`VERSION`], or refuses one that is newer.
+pub(crate) async fn migrate(client: &Client) -> Result<()> {
+    // A session lock: held across the migrations' own transactions and
+    // released below, or by the server if this process dies meanwhile.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let outcome = apply(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    outcome?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply(client: &Client) -> Result<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS orca_schema (
+                 version    bigint PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    let found: i64 = client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM orca_schema", &[])
+        .await?
+        .get(0);
+    if found > VERSION {
+        return Err(Error::Corrupt(format!(
+            "the database's schema is version {found}, from a newer orca; this orca knows versions up to {VERSION}: upgrade orca, or point it at another database"
+        ))
+        .into());
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i64 + 1;
+        tracing::info!(version, "applying a schema migration");
+        client.batch_execute("BEGIN").await?;
+        let applied = async {
+            client.batch_execute(sql).await?;
+            client
+                .execute("INSERT INTO orca_schema (version) VALUES ($1)", &[&version])
+                .await?;
+            client.batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = applied {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}

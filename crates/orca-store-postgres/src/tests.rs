@@ -1,0 +1,317 @@
+//! The conformance suite against a real PostgreSQL, and what only a server
+//! can do wrong: migrations raced and refused, a server stopped under load
+//! and started again, a session killed mid-transaction.
+
+use std::time::Duration;
+
+use orca_core::{EventKind, LogStream};
+use orca_store::conformance::new_task;
+use orca_store::{AuditRecord, Store};
+
+use super::*;
+use crate::throwaway::{Cluster, Server};
+
+/// The store under the conformance suite: a fresh database on the test
+/// server, opened again on the same database.
+struct Postgres {
+    server: Server,
+    url: Option<String>,
+}
+
+impl Postgres {
+    fn new() -> Self {
+        Postgres {
+            server: Server::from_env().expect("a PostgreSQL server for the tests"),
+            url: None,
+        }
+    }
+}
+
+#[async_trait]
+impl orca_store::conformance::Backend for Postgres {
+    async fn open(&mut self) -> Arc<dyn Store> {
+        if self.url.is_none() {
+            self.url = Some(self.server.fresh_database().await.expect("database"));
+        }
+        let url = self.url.as_deref().unwrap_or_default();
+        Arc::new(PostgresStore::open(url).await.expect("open"))
+    }
+}
+
+mod conformance {
+    use super::*;
+    orca_store::conformance_suite!(Postgres::new());
+}
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+fn log_event(task_id: &str, seq: u64, line: &str) -> Write {
+    Write::Event(Event {
+        task_id: task_id.into(),
+        seq,
+        at: 1_700_000_000_000_000 + seq as i64,
+        kind: EventKind::Log {
+            step: "a".into(),
+            attempt: 1,
+            stream: LogStream::Stdout,
+            line: line.into(),
+        },
+    })
+}
+
+/// Polls `check` until it holds, failing after `what` took too long.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_orca_is_refused_and_racing_starts_migrate_once() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    // Four servers start at once on an empty database.
+    let opened = futures::future::join_all((0..4).map(|_| PostgresStore::open(&url))).await;
+    for store in &opened {
+        assert!(store.is_ok(), "{:?}", store.as_ref().err());
+    }
+    let db = admin(&url).await;
+    let versions: Vec<i64> = db
+        .query("SELECT version FROM orca_schema ORDER BY version", &[])
+        .await
+        .expect("versions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=schema::VERSION).collect::<Vec<_>>());
+    drop(opened);
+    db.execute(
+        "INSERT INTO orca_schema (version) VALUES ($1)",
+        &[&(schema::VERSION + 1)],
+    )
+    .await
+    .expect("a newer orca was here");
+    match PostgresStore::open(&url).await {
+        Err(Error::Corrupt(message)) => {
+            assert!(message.contains("newer orca"), "{message}")
+        }
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("opened a database from a newer orca"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_and_a_bad_url_are_told_apart() {
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    match PostgresStore::open(&format!("postgres://orca@127.0.0.1:{port}/orca")).await {
+        Err(Error::Unavailable(message)) => assert!(message.contains("postgres"), "{message}"),
+        Err(other) => panic!("expected unavailable, got {other}"),
+        Ok(_) => panic!("nothing listens there"),
+    }
+    match PostgresStore::open("postgres://orca@127.0.0.1:notaport/orca").await {
+        Err(Error::Unavailable(message)) => {
+            assert!(message.contains("URL is not valid"), "{message}")
+        }
+        Err(other) => panic!("expected a bad URL, got {other}"),
+        Ok(_) => panic!("opened a bad URL"),
+    }
+}
+
+#[tokio::test]
+async fn text_postgres_cannot_hold_is_stored_without_its_nul() {
+    let server = Server::from_env().expect("server");
+    let store = PostgresStore::open(&server.fresh_database().await.expect("database"))
+        .await
+        .expect("open");
+    let mut task = new_task("t1", "default", None);
+    task.spec.name = "nul\0name".into();
+    store.create_tasks(vec![task]).await.expect("created");
+    store
+        .write(vec![log_event("t1", 2, "a\0b")])
+        .await
+        .expect("answer")
+        .expect("committed");
+    let read = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(read.spec.name, "nul\u{FFFD}name");
+    let events = store.events_after("t1", 1, 10).await.expect("events");
+    match &events[0].kind {
+        EventKind::Log { line, .. } => assert_eq!(line, "a\u{FFFD}b"),
+        other => panic!("expected a log line, got {other:?}"),
+    }
+    assert!(store.get_task("t\0").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn a_session_killed_mid_transaction_is_run_again_whole() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let store = PostgresStore::open(&url).await.expect("open");
+    store
+        .create_tasks(vec![new_task("t1", "default", None)])
+        .await
+        .expect("created");
+    // Another session holds the audit table: the writer's transaction
+    // inserts the event, then waits on the lock with the insert pending.
+    let holder = admin(&url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let commit = store.write(vec![
+        log_event("t1", 2, "once"),
+        Write::Audit(AuditRecord {
+            action: "task.submit".into(),
+            tenant: "default".into(),
+            ..AuditRecord::default()
+        }),
+    ]);
+    let killer = admin(&url).await;
+    let waiting_writer = || async {
+        killer
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'orca-writer'
+                   AND datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .map(|row| row.get::<_, i32>(0))
+    };
+    until("the writer waits on the lock", || async {
+        waiting_writer().await.is_some()
+    })
+    .await;
+    let pid = waiting_writer().await.expect("writer");
+    killer
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .expect("terminate");
+    holder.batch_execute("ROLLBACK").await.expect("unlock");
+    commit
+        .await
+        .expect("answer")
+        .expect("committed on a new connection");
+    let events = store.events_after("t1", 0, 10).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2],
+        "applied once"
+    );
+    let audit = store.audit_after(0, 10, None).await.expect("audit");
+    assert_eq!(audit.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_under_load_refuses_new_work_and_on_restart_everything_goes_on() {
+    // This one stops its server, so it always has one of its own.
+    let cluster = Cluster::start().expect("cluster");
+    let url = cluster.url("postgres");
+    let store = Arc::new(PostgresStore::open(&url).await.expect("open"));
+    store
+        .create_tasks(vec![new_task("log", "default", None)])
+        .await
+        .expect("created");
+    // Load: clients submitting tasks, and the control plane writing a log.
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let submitting = tokio::spawn({
+        let store = store.clone();
+        let acked = acked.clone();
+        async move {
+            let mut acknowledged = Vec::new();
+            let mut refusals = Vec::new();
+            let mut since_refused = 0;
+            for i in 0.. {
+                let id = format!("t{i:05}");
+                match store
+                    .create_tasks(vec![new_task(&id, "default", None)])
+                    .await
+                {
+                    Ok(_) => {
+                        acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        acknowledged.push(id);
+                        since_refused += 1;
+                    }
+                    Err(e) => {
+                        refusals.push(e);
+                        since_refused = 0;
+                        // A client backing off, as told to.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                // Stopped, refused, then taken again for a while.
+                if !refusals.is_empty() && since_refused >= 50 {
+                    break;
+                }
+            }
+            (acknowledged, refusals)
+        }
+    });
+    let mut commits = Vec::new();
+    let mut seq = 1;
+    let mut write_some = |n: usize, commits: &mut Vec<Commit>| {
+        for _ in 0..n {
+            seq += 1;
+            commits.push(store.write(vec![log_event("log", seq, "line")]));
+        }
+    };
+    write_some(200, &mut commits);
+    until("submits are taken", || async {
+        acked.load(std::sync::atomic::Ordering::Relaxed) >= 100
+    })
+    .await;
+    tokio::task::block_in_place(|| cluster.stop_server()).expect("stop");
+    // Written while the server is down: held, in order.
+    write_some(200, &mut commits);
+    until("submits are refused", || async {
+        matches!(
+            store
+                .create_tasks(vec![new_task("probe", "default", None)])
+                .await,
+            Err(Error::Unavailable(_))
+        )
+    })
+    .await;
+    match store
+        .create_tasks(vec![new_task("probe", "default", None)])
+        .await
+    {
+        Err(Error::Unavailable(message)) => {
+            assert!(message.contains("postgres"), "{message}");
+            assert!(message.contains("retry"), "{message}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    tokio::task::block_in_place(|| cluster.start_server()).expect("start again");
+    write_some(200, &mut commits);
+    let (acknowledged, refusals) = submitting.await.expect("load");
+    assert!(
+        refusals.iter().all(|e| matches!(e, Error::Unavailable(_))),
+        "{refusals:?}"
+    );
+    for commit in commits {
+        commit.await.expect("answer").expect("committed once back");
+    }
+    for id in &acknowledged {
+        assert!(
+            store.get_task(id).await.expect("get").is_some(),
+            "acknowledged {id} was lost"
+        );
+    }
+    let events = store.events_after("log", 0, 1000).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=601).collect::<Vec<_>>(),
+        "every write, in order, once"
+    );
+}

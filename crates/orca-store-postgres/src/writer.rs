@@ -1,0 +1,392 @@
+//! The writer: one task and one connection that commit whatever has queued
+//! up in one transaction (group commit), in the order it was handed over.
+//!
+//! A group first runs whole, batched ([`batch`]); if that fails on a bad
+//! row, it runs again with a savepoint per job, so the bad job fails alone
+//! and the rest commit. When the connection is lost, the server has rolled
+//! the transaction back, so the group runs once more on a new connection.
+//! When that fails too, the database is away: requests bringing new work
+//! get [`Error::Unavailable`] at once, while the control plane's own writes
+//! (which cannot be refused without losing a decision already made) wait,
+//! in order, and commit once PostgreSQL is back; nothing after them
+//! commits before them. A connection lost during COMMIT leaves the outcome
+//! unknown until the transaction's id can be looked up, which is done
+//! before anything is run again, so nothing is applied twice.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use orca_store::admission::Place;
+use orca_store::{Created, Error, NewTask, StateChange, StateOutcome, Write};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_postgres::{Config, SimpleQueryMessage};
+
+use crate::batch::{self, Done, Work};
+use crate::conn::Conn;
+use crate::fault::{Fault, Result};
+
+/// Most jobs committed in one transaction: bounds the latency a burst adds.
+const MAX_GROUP: usize = 512;
+/// How long to wait before trying an unreachable database again, doubling
+/// up to the most.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MOST_BACKOFF: Duration = Duration::from_secs(2);
+
+pub(crate) enum Job {
+    Create(Vec<NewTask>, Reply<Vec<Created>>),
+    Write(Vec<Write>, Reply<()>),
+    State(StateChange, Reply<StateOutcome>),
+}
+
+/// Where a job's answer goes, once its transaction committed or failed.
+pub(crate) type Reply<T> = oneshot::Sender<orca_store::Result<T>>;
+
+/// A job with its place in the bounded queue, given back once answered.
+pub(crate) struct Queued {
+    pub(crate) job: Job,
+    pub(crate) place: Place,
+}
+
+type Answer = std::result::Result<Done, Error>;
+
+impl Job {
+    fn work(&self) -> Work<'_> {
+        match self {
+            Job::Create(tasks, _) => Work::Create(tasks),
+            Job::Write(writes, _) => Work::Write(writes),
+            Job::State(change, _) => Work::State(change),
+        }
+    }
+
+    /// New work, which may be refused while the database is away.
+    fn refusable(&self) -> bool {
+        !matches!(self, Job::Write(..))
+    }
+
+    fn answer(self, answer: Answer) {
+        let mismatch =
+            || Error::Unavailable("the writer answered a job with another's result".into());
+        // A receiver that is gone no longer cares; nothing to do then.
+        match self {
+            Job::Create(_, reply) => drop(reply.send(answer.and_then(|done| match done {
+                Done::Created(created) => Ok(created),
+                _ => Err(mismatch()),
+            }))),
+            Job::Write(_, reply) => drop(reply.send(answer.map(|_| ()))),
+            Job::State(_, reply) => drop(reply.send(answer.and_then(|done| match done {
+                Done::State(outcome) => Ok(outcome),
+                _ => Err(mismatch()),
+            }))),
+        }
+    }
+}
+
+/// The control plane's writes, waiting for the database to come back.
+struct Held {
+    jobs: Vec<Queued>,
+    /// The transaction they were last committed in, when its COMMIT got no
+    /// answer: looked up before they are run again.
+    unknown: Option<String>,
+}
+
+/// How a group's transaction ended, short of committing.
+enum GroupFault {
+    /// The connection is gone. `unknown` is the transaction's id when its
+    /// COMMIT was sent, with the answers it would give.
+    Lost {
+        fault: Fault,
+        unknown: Option<(String, Vec<Answer>)>,
+    },
+    /// The transaction failed as a whole (its COMMIT refused): every job
+    /// fails with this.
+    Failed(Error),
+}
+
+struct Writer {
+    config: Config,
+    conn: Option<Conn>,
+    /// Why the database was last found away, for the answers while it is.
+    away: String,
+}
+
+/// Runs until every handle to the store is gone.
+pub(crate) async fn run(config: Config, conn: Conn, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let mut writer = Writer {
+        config,
+        conn: Some(conn),
+        away: String::new(),
+    };
+    let mut held: VecDeque<Held> = VecDeque::new();
+    let mut backoff = FIRST_BACKOFF;
+    let mut retry_at = Instant::now();
+    loop {
+        if !held.is_empty() {
+            if Instant::now() >= retry_at {
+                let Some(Held { jobs, unknown }) = held.pop_front() else {
+                    continue;
+                };
+                match writer.commit(jobs, unknown).await {
+                    None => backoff = FIRST_BACKOFF,
+                    Some(again) => {
+                        held.push_front(again);
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(MOST_BACKOFF);
+                    }
+                }
+                continue;
+            }
+            // Away: answer new work at once; the control plane's writes
+            // queue behind the held ones.
+            tokio::select! {
+                _ = tokio::time::sleep_until(retry_at) => {}
+                queued = queue.recv() => match queued {
+                    None => return,
+                    Some(queued) if queued.job.refusable() => {
+                        let e = Error::Unavailable(format!("{}; nothing was written: retry later", writer.away));
+                        queued.job.answer(Err(e));
+                    }
+                    Some(queued) => held.push_back(Held { jobs: vec![queued], unknown: None }),
+                }
+            }
+            continue;
+        }
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(queued) => group.push(queued),
+                Err(_) => break,
+            }
+        }
+        if let Some(again) = writer.commit(group, None).await {
+            held.push_back(again);
+            retry_at = Instant::now() + backoff;
+            backoff = (backoff * 2).min(MOST_BACKOFF);
+        }
+    }
+}
+
+impl Writer {
+    /// The connection, opened again when the server dropped it.
+    async fn connection(&mut self) -> Result<&mut Conn> {
+        if self.conn.as_ref().is_none_or(Conn::is_closed) {
+            self.conn = None;
+            self.conn = Some(Conn::open(&self.config, "orca-writer").await?);
+        }
+        self.conn.as_mut().ok_or(Fault::Store(Error::Closed))
+    }
+
+    /// Commits `jobs` and answers them; or, when the database cannot be
+    /// reached, answers the new work as unavailable and gives back the
+    /// control plane's writes to try again later.
+    async fn commit(&mut self, jobs: Vec<Queued>, unknown: Option<String>) -> Option<Held> {
+        let mut unknown: Option<(String, Option<Vec<Answer>>)> = unknown.map(|xid| (xid, None));
+        let mut last = Error::Unavailable("postgres: the connection was lost".into());
+        // Once, and once more on a new connection after losing one.
+        for _ in 0..2 {
+            let conn = match self.connection().await {
+                Ok(conn) => conn,
+                Err(fault) => {
+                    last = Error::from(fault);
+                    break;
+                }
+            };
+            if let Some((xid, answers)) = unknown.take() {
+                match committed(conn, &xid).await {
+                    Ok(true) => {
+                        let answers = answers
+                            .unwrap_or_else(|| jobs.iter().map(|_| Ok(Done::Written)).collect());
+                        answer(jobs, answers);
+                        return None;
+                    }
+                    // Rolled back: run it again.
+                    Ok(false) => {}
+                    Err(fault) if fault.lost_connection() => {
+                        self.conn = None;
+                        unknown = Some((xid, answers));
+                        last = Error::from(fault);
+                        continue;
+                    }
+                    Err(fault) => {
+                        self.conn = None;
+                        fail(jobs, Error::from(fault));
+                        return None;
+                    }
+                }
+            }
+            let works: Vec<Work<'_>> = jobs.iter().map(|q| q.job.work()).collect();
+            let outcome = attempt(conn, &works).await;
+            drop(works);
+            match outcome {
+                Ok(answers) => {
+                    answer(jobs, answers);
+                    return None;
+                }
+                Err(GroupFault::Failed(e)) => {
+                    tracing::error!(error = %e, "store commit failed");
+                    // Whatever state the session is in, a new one is clean.
+                    self.conn = None;
+                    fail(jobs, e);
+                    return None;
+                }
+                Err(GroupFault::Lost { fault, unknown: u }) => {
+                    last = Error::from(fault);
+                    tracing::warn!(error = %last, "lost the connection to postgres while committing");
+                    self.conn = None;
+                    unknown = u.map(|(xid, answers)| (xid, Some(answers)));
+                }
+            }
+        }
+        self.away = last.to_string();
+        self.set_aside(jobs, unknown.map(|(xid, _)| xid))
+    }
+
+    /// The database is away: new work is told so; the control plane's
+    /// writes are kept, with the transaction to look up if there is one.
+    fn set_aside(&self, jobs: Vec<Queued>, unknown: Option<String>) -> Option<Held> {
+        tracing::warn!(reason = %self.away, "postgres is unreachable; the control plane's writes wait until it is back");
+        let mut kept = Vec::new();
+        for queued in jobs {
+            if !queued.job.refusable() {
+                kept.push(queued);
+                continue;
+            }
+            let message = if unknown.is_some() {
+                format!(
+                    "{}; the connection was lost while committing, so this may have been applied: retry with the same idempotency key",
+                    self.away
+                )
+            } else {
+                format!("{}; nothing was written: retry later", self.away)
+            };
+            queued.job.answer(Err(Error::Unavailable(message)));
+        }
+        (!kept.is_empty()).then_some(Held {
+            jobs: kept,
+            unknown,
+        })
+    }
+}
+
+fn answer(jobs: Vec<Queued>, answers: Vec<Answer>) {
+    for (queued, answer) in jobs.into_iter().zip(answers) {
+        queued.job.answer(answer);
+        // Only now, answered, does the job leave the queue's count.
+        drop(queued.place);
+    }
+}
+
+fn fail(jobs: Vec<Queued>, e: Error) {
+    for queued in jobs {
+        queued.job.answer(Err(e.clone()));
+        drop(queued.place);
+    }
+}
+
+/// Whether the transaction `xid` committed.
+async fn committed(conn: &mut Conn, xid: &str) -> Result<bool> {
+    let statement = conn
+        .statement("SELECT txid_status($1::text::bigint)")
+        .await?;
+    let row = conn.client.query_one(&statement, &[&xid]).await?;
+    Ok(row.get::<_, Option<String>>(0).as_deref() == Some("committed"))
+}
+
+/// Opens a transaction; its id, to look up if its COMMIT goes unanswered.
+async fn begin(conn: &mut Conn) -> std::result::Result<String, GroupFault> {
+    let messages = conn
+        .client
+        .simple_query("BEGIN; SELECT txid_current()::text")
+        .await
+        .map_err(|e| classify(e.into()))?;
+    messages
+        .into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            GroupFault::Failed(Error::Unavailable("postgres gave no transaction id".into()))
+        })
+}
+
+/// Statements that only steer the transaction.
+async fn steer(conn: &mut Conn, sql: &str) -> std::result::Result<(), GroupFault> {
+    conn.client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| classify(e.into()))
+}
+
+/// A failure outside any one job's work: the whole group's.
+fn classify(fault: Fault) -> GroupFault {
+    if fault.lost_connection() {
+        GroupFault::Lost {
+            fault,
+            unknown: None,
+        }
+    } else {
+        GroupFault::Failed(fault.into())
+    }
+}
+
+/// Commits; a COMMIT without an answer leaves `answers` pending on the
+/// transaction's fate.
+async fn end(
+    conn: &mut Conn,
+    xid: String,
+    answers: Vec<Answer>,
+) -> std::result::Result<Vec<Answer>, GroupFault> {
+    match conn.client.batch_execute("COMMIT").await {
+        Ok(()) => Ok(answers),
+        Err(e) => {
+            let fault = Fault::from(e);
+            if fault.lost_connection() {
+                Err(GroupFault::Lost {
+                    fault,
+                    unknown: Some((xid, answers)),
+                })
+            } else {
+                Err(GroupFault::Failed(fault.into()))
+            }
+        }
+    }
+}
+
+/// Runs a group in one transaction: batched whole first; when a job fails,
+/// again with a savepoint per job so it fails alone.
+async fn attempt(
+    conn: &mut Conn,
+    works: &[Work<'_>],
+) -> std::result::Result<Vec<Answer>, GroupFault> {
+    let xid = begin(conn).await?;
+    match batch::apply(conn, works).await {
+        Ok(done) => return end(conn, xid, done.into_iter().map(Ok).collect()).await,
+        Err(fault) if fault.lost_connection() => return Err(classify(fault)),
+        Err(fault) => {
+            tracing::debug!(error = %Error::from(fault), "a job of the group failed; running each in its own savepoint");
+            steer(conn, "ROLLBACK").await?;
+        }
+    }
+    let xid = begin(conn).await?;
+    let mut answers = Vec::with_capacity(works.len());
+    for work in works {
+        steer(conn, "SAVEPOINT job").await?;
+        match batch::apply(conn, std::slice::from_ref(work)).await {
+            Ok(mut done) => {
+                steer(conn, "RELEASE job").await?;
+                answers.push(Ok(done.pop().unwrap_or(Done::Written)));
+            }
+            Err(fault) if fault.lost_connection() => return Err(classify(fault)),
+            Err(fault) => {
+                steer(conn, "ROLLBACK TO job; RELEASE job").await?;
+                answers.push(Err(Error::from(fault)));
+            }
+        }
+    }
+    end(conn, xid, answers).await
+}
