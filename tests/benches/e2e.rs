@@ -1,20 +1,27 @@
 //! `make bench`: the real control plane and two real worker processes over
-//! loopback, no-op steps. Prints end-to-end throughput (submit to
-//! completion) and submit->start latency at a steady 200 tasks/s.
+//! loopback, no-op steps, on each store in turn (SQLite, then PostgreSQL).
+//! Prints submit->start latency at a steady 200 tasks/s, then end-to-end
+//! throughput (submit to completion) with SubmitTasks batches and with
+//! unary SubmitTask calls, 64 in flight.
 //!
 //! Run through scripts/bench.sh, which builds the release binary first.
-//! Sizes can be changed with ORCA_BENCH_TASKS and ORCA_BENCH_SECONDS.
+//! ORCA_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
+//! throwaway cluster that syncs its commits as a production server does,
+//! or ORCA_BENCH_POSTGRES_URL. Sizes: ORCA_BENCH_TASKS (batched),
+//! ORCA_BENCH_UNARY_TASKS and ORCA_BENCH_SECONDS.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use orca_api::convert::now_micros;
 use orca_api::v1;
+use orca_store_postgres::throwaway;
 use orca_tests::*;
 
 const SLOTS: u32 = 512;
 const BATCH: usize = 500;
 const IN_FLIGHT: usize = 4;
+const UNARY_IN_FLIGHT: usize = 64;
 const STEADY_RATE: u64 = 200;
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -27,25 +34,48 @@ fn env_number(name: &str, default: u64) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing here takes arguments.
-    let total = env_number("ORCA_BENCH_TASKS", 50_000) as usize;
-    let seconds = env_number("ORCA_BENCH_SECONDS", 10);
+    let only = std::env::var("ORCA_BENCH_STORE").unwrap_or_default();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    println!(
+        "orca end-to-end benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
+    );
+    if only.is_empty() || only == "sqlite" {
+        println!("\n== store: SQLite (WAL, synchronous=NORMAL) ==");
+        run_store(&[]).await?;
+    }
+    if only.is_empty() || only == "postgres" {
+        let (url, label, _cluster) = match std::env::var("ORCA_BENCH_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => (url, "ORCA_BENCH_POSTGRES_URL".to_string(), None),
+            _ => {
+                let cluster = throwaway::Cluster::start_durable()?;
+                let url = cluster.url("postgres");
+                let label =
+                    "a throwaway cluster on the same cores, fsync and synchronous_commit on"
+                        .to_string();
+                (url, label, Some(cluster))
+            }
+        };
+        println!("\n== store: PostgreSQL ({label}) ==");
+        run_store(&["--store", &url]).await?;
+    }
+    Ok(())
+}
+
+async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
+    let total = env_number("ORCA_BENCH_TASKS", 50_000) as usize;
+    let unary = env_number("ORCA_BENCH_UNARY_TASKS", 20_000) as usize;
+    let seconds = env_number("ORCA_BENCH_SECONDS", 10);
 
     let dir = tempfile::tempdir()?;
-    let shell: &[&str] = &["shell"];
-    let (server, workers) = Server::with_workers(
-        dir.path(),
-        &[("bench-1", shell, SLOTS), ("bench-2", shell, SLOTS)],
-    )
-    .await?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", flags)?;
+    let workers = vec![
+        server.worker("bench-1", &["shell"], SLOTS)?,
+        server.worker("bench-2", &["shell"], SLOTS)?,
+    ];
+    server.wait_for_agents(&["bench-1", "bench-2"]).await?;
     let client = server.tasks().await?;
-
-    println!(
-        "orca end-to-end benchmark: {cores} cores, release build, {} worker processes x {SLOTS} slots, no-op single-step tasks, SQLite store (WAL, synchronous=NORMAL)",
-        workers.len()
-    );
 
     // Latency first, on a quiet control plane: a burst leaves SQLite folding
     // its write-ahead log into the database for a few seconds after. A small
@@ -71,13 +101,49 @@ async fn main() -> anyhow::Result<()> {
 
     let (done, elapsed) = run_batch_load(&client, total).await?;
     println!(
-        "throughput: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (SubmitTasks batches of {BATCH}, {IN_FLIGHT} in flight)",
+        "throughput, batched: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (SubmitTasks batches of {BATCH}, {IN_FLIGHT} in flight)",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+
+    let (done, elapsed) = run_unary_load(&client, unary).await?;
+    println!(
+        "throughput, unary: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (one SubmitTask each, {UNARY_IN_FLIGHT} in flight)",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );
 
     drop(workers);
     Ok(())
+}
+
+/// Submits `total` tasks one SubmitTask at a time from UNARY_IN_FLIGHT
+/// concurrent callers and waits until all have finished.
+async fn run_unary_load(client: &Tasks, total: usize) -> anyhow::Result<(usize, Duration)> {
+    let start = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..UNARY_IN_FLIGHT {
+        let mut client = client.clone();
+        let next = next.clone();
+        callers.spawn(async move {
+            let mut done = 0;
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= total {
+                    return anyhow::Ok(done);
+                }
+                client.submit_task(noop_task(n)).await?;
+                done += 1;
+            }
+        });
+    }
+    let mut done = 0;
+    while let Some(result) = callers.join_next().await {
+        done += result.context("a caller")??;
+    }
+    wait_all_finished(client, Duration::from_secs(600)).await?;
+    Ok((done, start.elapsed()))
 }
 
 fn noop_task(n: usize) -> v1::SubmitTaskRequest {

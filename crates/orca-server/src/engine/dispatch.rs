@@ -1,0 +1,156 @@
+//! Scheduling and dispatch: tasks admitted into the ready queue, and
+//! ready steps handed to the free worker that can run them, highest
+//! priority and oldest first, within each worker's credits (free slots).
+
+use super::*;
+
+impl Engine {
+    pub(super) fn admit(&mut self, task: Admitted) {
+        self.metrics.task_submitted();
+        let id: Arc<str> = Arc::from(task.id.as_str());
+        let mut active = new_active(
+            task.spec,
+            (task.tenant, task.trace_context),
+            task.created_at,
+            task.run,
+            task.next_seq,
+        );
+        self.queue_ready(&id, &mut active);
+        self.tasks.insert(id, active);
+    }
+
+    /// Puts a task's ready steps in the ready queue.
+    pub(super) fn queue_ready(&mut self, id: &Arc<str>, active: &mut Active) {
+        let ready: Vec<usize> = active.run.queued().collect();
+        for index in ready {
+            let (priority, created_at) = (active.spec.priority, active.created_at);
+            active.slots[index].enqueue(
+                &mut self.queue,
+                (priority, created_at),
+                (id.clone(), index),
+                now_micros(),
+            );
+        }
+    }
+
+    /// Gives queued steps to workers with free slots, round-robin, until no
+    /// worker can take anything more.
+    pub(super) fn dispatch(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let mut order = 0;
+        let mut idle_since_progress = 0;
+        while !self.queue.is_empty()
+            && !self.worker_order.is_empty()
+            && idle_since_progress < self.worker_order.len()
+        {
+            let worker_id = self.worker_order[order % self.worker_order.len()];
+            order += 1;
+            let item = match self.workers.get(&worker_id) {
+                Some(w) if w.free() > 0 => self.queue.pop_for(&w.info.capabilities),
+                _ => None,
+            };
+            match item {
+                Some((task_id, index)) => {
+                    idle_since_progress = 0;
+                    if let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) {
+                        slot.queued = None;
+                    }
+                    self.assign(worker_id, task_id, index);
+                }
+                None => idle_since_progress += 1,
+            }
+        }
+    }
+
+    pub(super) fn assign(&mut self, worker_id: u64, task_id: Arc<str>, index: usize) {
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let (attempt, changes) = match active.run.start(index) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(task = %task_id, index, error = %e, "queued step could not start");
+                return;
+            }
+        };
+        active.slots[index].worker = Some(worker_id);
+        let step = &active.spec.steps[index];
+        let inputs_json = inputs_of(active, index);
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
+        worker.credits -= 1;
+        worker.running.insert((task_id.clone(), index));
+        let assignment = Assignment {
+            message: v1::Assignment {
+                attempt: Some(v1::AttemptRef {
+                    task_id: task_id.to_string(),
+                    step_id: step.id.clone(),
+                    attempt,
+                }),
+                step: Some(v1::StepSpec::from(step)),
+                inputs_json,
+                task_name: active.spec.name.clone(),
+                resume: active.slots[index].session.as_ref().map(|s| v1::Resume {
+                    attempt: s.attempt,
+                    session_id: s.id.clone(),
+                    session_usd: s.usd,
+                }),
+                step_token: String::new(),
+                traceparent: active.trace_context.clone(),
+            },
+            tenant: active.tenant.clone(),
+            timeout: step
+                .timeout_seconds
+                .map(|s| Duration::from_secs(u64::from(s))),
+        };
+        self.round
+            .effects
+            .push(Effect::Assign(worker.outbox.clone(), Box::new(assignment)));
+        let now = now_micros();
+        let slot = &mut active.slots[index];
+        slot.worker_name.clone_from(&worker.info.name);
+        slot.attempt_started = now;
+        self.metrics
+            .attempt_started((now - slot.queued_at) as f64 / 1e6);
+        let detail = StepWrite {
+            attempt: Some(attempt),
+            worker: Some(worker.info.name.clone()),
+            started_at: Some(now_micros()),
+            finished_at: Some(0),
+            output_json: Some(String::new()),
+            error: Some(String::new()),
+            exit_code: Some(None),
+            progress: Some((0.0, String::new())),
+            ..StepWrite::default()
+        };
+        self.apply(&task_id, changes, Some((index, detail)));
+    }
+}
+
+/// `{"dependency id": its output, ...}`: outputs are stored as JSON text and
+/// spliced in as they are.
+pub(super) fn inputs_of(active: &Active, index: usize) -> String {
+    let deps = &active.spec.steps[index].depends_on;
+    if deps.is_empty() {
+        return "{}".into();
+    }
+    let mut json = String::from("{");
+    for (n, dep) in deps.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        let output = active
+            .index
+            .get(dep)
+            .and_then(|&i| active.slots[i].output.as_deref())
+            .filter(|o| !o.is_empty())
+            .unwrap_or("null");
+        let key = serde_json::to_string(dep).unwrap_or_else(|_| "\"\"".into());
+        let _ = write!(json, "{key}:{output}");
+    }
+    json.push('}');
+    json
+}

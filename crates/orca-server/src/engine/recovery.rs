@@ -1,0 +1,244 @@
+//! Leases and recovery: a silent worker loses its steps, which run again
+//! as their next attempt; after a restart the stored unfinished tasks are
+//! rebuilt, and a running step waits for its worker to reclaim it (adopt)
+//! before it is requeued.
+
+use super::*;
+
+impl Engine {
+    /// Rebuilds live state from the store after a restart. Steps that were
+    /// running wait for their worker to reclaim them (see [`Orphan`]).
+    pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>) {
+        let deadline = now_micros() + self.leases.ttl.as_micros() as Micros;
+        let count = tasks.len();
+        for mut record in tasks {
+            let spec = Arc::new(std::mem::take(&mut record.spec));
+            let run = restore_run(&record, &spec);
+            let id: Arc<str> = Arc::from(record.id.as_str());
+            let mut active = restore_active(&record, spec, run);
+            for (index, step) in record.steps.iter().enumerate() {
+                if step.state == StepState::Running {
+                    self.orphans.insert(
+                        (id.clone(), index),
+                        Orphan {
+                            attempt: step.attempt,
+                            deadline,
+                        },
+                    );
+                }
+            }
+            self.queue_ready(&id, &mut active);
+            self.tasks.insert(id, active);
+        }
+        if count > 0 {
+            tracing::info!(
+                tasks = count,
+                orphans = self.orphans.len(),
+                "recovered unfinished tasks"
+            );
+        }
+    }
+
+    /// Brings a finished task back to life from its stored record.
+    pub(super) fn reopen(
+        &mut self,
+        mut record: TaskRecord,
+    ) -> Result<oneshot::Receiver<()>, Error> {
+        if self.tasks.contains_key(record.id.as_str()) {
+            return Err(Error::FailedPrecondition(format!(
+                "task {} is still running",
+                record.id
+            )));
+        }
+        let spec = Arc::new(std::mem::take(&mut record.spec));
+        let mut run = restore_run(&record, &spec);
+        let changes = run.reopen("retried by request").ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "task {} is {}; only a failed or cancelled task can be retried",
+                record.id, record.state
+            ))
+        })?;
+        let id: Arc<str> = Arc::from(record.id.as_str());
+        self.tasks
+            .insert(id.clone(), restore_active(&record, spec, run));
+        self.apply(&id, changes, None);
+        let (done, committed) = oneshot::channel();
+        self.round.effects.push(Effect::Done(done));
+        Ok(committed)
+    }
+
+    /// Forgets a worker: its stream ends and its steps run again as their
+    /// next attempt.
+    pub(super) fn drop_worker(&mut self, worker_id: u64, reason: &str) {
+        let Some(worker) = self.workers.remove(&worker_id) else {
+            return;
+        };
+        self.worker_order.retain(|w| *w != worker_id);
+        tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), reason, "worker dropped");
+        for (task_id, index) in worker.running {
+            self.requeue(&task_id, index, reason);
+        }
+    }
+
+    /// A worker silent past the lease TTL (stopped, partitioned, wedged)
+    /// loses its steps; whatever it reports later is fenced off.
+    pub(super) fn expire_silent_workers(&mut self) {
+        let ttl = self.leases.ttl.as_micros() as Micros;
+        let now = now_micros();
+        let silent: Vec<(u64, String)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now - w.last_seen > ttl)
+            .map(|(id, w)| {
+                (
+                    *id,
+                    format!(
+                        "worker {} was silent for {:.1}s",
+                        w.info.name,
+                        (now - w.last_seen) as f64 / 1e6
+                    ),
+                )
+            })
+            .collect();
+        for (id, reason) in silent {
+            tracing::warn!(%reason, "lease expired");
+            self.drop_worker(id, &reason);
+        }
+    }
+
+    pub(super) fn requeue(&mut self, task_id: &Arc<str>, index: usize, reason: &str) {
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        let slot = &mut active.slots[index];
+        slot.worker = None;
+        self.metrics.attempt_finished("lost", None);
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: task_id.to_string(),
+            step_id: active.spec.steps[index].id.clone(),
+            attempt: active.run.step(index).attempt,
+            // After a restart the engine does not know these; the step row
+            // still says who ran it.
+            worker: (!slot.worker_name.is_empty()).then(|| slot.worker_name.clone()),
+            started_at: (slot.attempt_started != 0).then_some(slot.attempt_started),
+            finished_at: Some(now_micros()),
+            state: Some(StepState::Queued),
+            error: Some(reason.to_string()),
+            ..AttemptWrite::default()
+        }));
+        match active.run.requeue(index, reason) {
+            Ok(changes) => self.apply(task_id, changes, None),
+            Err(e) => tracing::error!(task = %task_id, index, error = %e, "could not requeue"),
+        }
+    }
+
+    /// A reconnecting worker still runs an attempt the store knows as running.
+    pub(super) fn adopt(&mut self, worker_id: u64, attempt: AttemptKey) {
+        let Some((task_id, active)) = self.tasks.get_key_value(attempt.task_id.as_str()) else {
+            return;
+        };
+        let Some(&index) = active.index.get(&attempt.step_id) else {
+            return;
+        };
+        let key = (task_id.clone(), index);
+        if self
+            .orphans
+            .get(&key)
+            .is_none_or(|o| o.attempt != attempt.attempt)
+        {
+            return;
+        }
+        self.orphans.remove(&key);
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
+        worker.running.insert(key.clone());
+        let name = worker.info.name.clone();
+        if let Some(active) = self.tasks.get_mut(&key.0) {
+            let slot = &mut active.slots[index];
+            slot.worker = Some(worker_id);
+            slot.worker_name.clone_from(&name);
+        }
+        tracing::info!(task = %key.0, step = %attempt.step_id, worker = %name, "reclaimed a running step");
+        self.event(
+            &key.0,
+            EventKind::StepState {
+                step: attempt.step_id,
+                state: StepState::Running,
+                attempt: attempt.attempt,
+                worker: name,
+                message: "reclaimed by its worker after a control-plane restart".into(),
+            },
+        );
+    }
+
+    pub(super) fn expire_orphans(&mut self) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let now = now_micros();
+        let expired: Vec<(Arc<str>, usize)> = self
+            .orphans
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.orphans.remove(&key);
+            self.requeue(
+                &key.0,
+                key.1,
+                "no worker reclaimed it after a control-plane restart",
+            );
+        }
+    }
+}
+
+/// A stored task's state machine, as the store last saw it.
+pub(super) fn restore_run(record: &TaskRecord, spec: &TaskSpec) -> TaskRun {
+    let statuses = record
+        .steps
+        .iter()
+        .map(|s| StepStatus {
+            state: s.state,
+            attempt: s.attempt,
+        })
+        .collect();
+    TaskRun::restore(spec, record.state, statuses)
+}
+
+/// Live state for a stored task; succeeded steps keep their outputs for
+/// their dependents.
+pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: TaskRun) -> Active {
+    let mut active = new_active(
+        spec,
+        (record.tenant.clone(), record.trace_context.clone()),
+        record.created_at,
+        run,
+        record.last_seq + 1,
+    );
+    for (slot, step) in active.slots.iter_mut().zip(&record.steps) {
+        if step.state == StepState::Succeeded {
+            slot.output = Some(step.output_json.clone());
+        }
+        slot.session = last_session(&step.attempts);
+    }
+    active
+}
+
+/// The session the newest attempt with one ran: the attempt that started
+/// it, and what every attempt in it cost.
+pub(super) fn last_session(attempts: &[orca_store::AttemptRecord]) -> Option<Session> {
+    let id = &attempts
+        .iter()
+        .rev()
+        .find(|a| !a.session_id.is_empty())?
+        .session_id;
+    let mut in_session = attempts.iter().filter(|a| &a.session_id == id);
+    let first = in_session.next()?;
+    Some(Session {
+        id: id.clone(),
+        attempt: first.attempt,
+        usd: first.cost.usd + in_session.map(|a| a.cost.usd).sum::<f64>(),
+    })
+}

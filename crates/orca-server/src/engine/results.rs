@@ -1,0 +1,252 @@
+//! What comes back from running work: agents' sessions, results (fenced:
+//! only the current attempt's count), retries after their backoff, and
+//! cancels reaching the steps still running.
+
+use super::*;
+
+impl Engine {
+    /// The task and step index of an attempt, if it is current and `worker`
+    /// runs it. Reports from anyone else are fenced off here.
+    pub(super) fn current(&self, worker: u64, attempt: &AttemptKey) -> Option<(Arc<str>, usize)> {
+        let (task_id, active) = self.tasks.get_key_value(attempt.task_id.as_str())?;
+        let index = *active.index.get(&attempt.step_id)?;
+        let status = active.run.step(index);
+        let current = status.state == StepState::Running
+            && status.attempt == attempt.attempt
+            && active.slots[index].worker == Some(worker);
+        current.then(|| (task_id.clone(), index))
+    }
+
+    /// Records the session on the attempt, and remembers it for a retry.
+    pub(super) fn session(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    ) {
+        let Some((task_id, index)) = self.current(worker, &attempt) else {
+            return;
+        };
+        let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) else {
+            return;
+        };
+        // A resumed session keeps its workspace and cost so far; a new one
+        // starts here, at zero.
+        slot.model.clone_from(&model);
+        match &slot.session {
+            Some(previous) if previous.id == session_id => {}
+            _ => {
+                slot.session = Some(Session {
+                    id: session_id.clone(),
+                    attempt: attempt.attempt,
+                    usd: 0.0,
+                });
+            }
+        }
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: attempt.task_id,
+            step_id: attempt.step_id,
+            attempt: attempt.attempt,
+            worker: Some(slot.worker_name.clone()),
+            started_at: Some(slot.attempt_started),
+            session_id: Some(session_id),
+            model: Some(model),
+            ..AttemptWrite::default()
+        }));
+    }
+
+    pub(super) fn report(&mut self, worker: u64, report: StepReport) {
+        let Some((task_id, index)) = self.current(worker, &report.attempt) else {
+            tracing::warn!(
+                task = %report.attempt.task_id,
+                step = %report.attempt.step_id,
+                attempt = report.attempt.attempt,
+                worker,
+                "rejected a result that is not for the current attempt"
+            );
+            return;
+        };
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.running.remove(&(task_id.clone(), index));
+        }
+        let mut outcome = match report.outcome {
+            v1::Outcome::Succeeded => orca_core::Outcome::Succeeded,
+            v1::Outcome::Cancelled => orca_core::Outcome::Cancelled(report.error.clone()),
+            v1::Outcome::Failed | v1::Outcome::Unspecified => {
+                orca_core::Outcome::Failed(if report.error.is_empty() {
+                    "the step failed".into()
+                } else {
+                    report.error.clone()
+                })
+            }
+        };
+        let output = report.output_json.trim();
+        let output_ok =
+            output.is_empty() || serde_json::from_str::<serde_json::Value>(output).is_ok();
+        if outcome == orca_core::Outcome::Succeeded && !output_ok {
+            outcome = orca_core::Outcome::Failed(INVALID_OUTPUT.into());
+        }
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        if outcome == orca_core::Outcome::Succeeded {
+            active.slots[index].output = Some(output.to_string());
+        }
+        let changes = match active.run.finish(index, outcome) {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::error!(task = %task_id, index, error = %e, "result could not be applied");
+                return;
+            }
+        };
+        let to_cancel = stop_running_if_winding_down(active, &changes);
+        let attempt_state = match report.outcome {
+            v1::Outcome::Succeeded if output_ok => StepState::Succeeded,
+            v1::Outcome::Cancelled => StepState::Cancelled,
+            _ => StepState::Failed,
+        };
+        let slot = &mut active.slots[index];
+        if let (Some(session), Some(cost)) = (&mut slot.session, &report.cost) {
+            session.usd += cost.usd;
+        }
+        if let Some(cost) = &report.cost {
+            self.metrics.agent_spent(&slot.model, cost);
+        }
+        let started = report.started_at.unwrap_or(slot.attempt_started);
+        let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
+        self.metrics.attempt_finished(attempt_state.as_str(), ran);
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: task_id.to_string(),
+            step_id: report.attempt.step_id.clone(),
+            attempt: report.attempt.attempt,
+            worker: Some(slot.worker_name.clone()),
+            started_at: report.started_at.or(Some(slot.attempt_started)),
+            finished_at: Some(now_micros()),
+            state: Some(attempt_state),
+            error: Some(if output_ok {
+                report.error.clone()
+            } else {
+                INVALID_OUTPUT.into()
+            }),
+            exit_code: report.exit_code,
+            cost: report.cost,
+            ..AttemptWrite::default()
+        }));
+        let detail = StepWrite {
+            finished_at: Some(now_micros()),
+            started_at: report.started_at,
+            output_json: Some(output.to_string()),
+            error: Some(report.error),
+            exit_code: Some(report.exit_code),
+            ..StepWrite::default()
+        };
+        self.apply(&task_id, changes, Some((index, detail)));
+        self.send_cancels(&task_id, to_cancel, "another step of the task failed");
+    }
+
+    /// Moves retries whose backoff is over into the ready queue. A retry of
+    /// a task that was cancelled or moved on meanwhile is dropped.
+    pub(super) fn release_retries(&mut self) {
+        let now = now_micros();
+        while self.retries.peek().is_some_and(|Reverse(r)| r.0 <= now) {
+            let Some(Reverse((_, task_id, index, failed))) = self.retries.pop() else {
+                break;
+            };
+            let Some(active) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let status = active.run.step(index);
+            let slot = &mut active.slots[index];
+            if status.state != StepState::Queued
+                || status.attempt != failed
+                || slot.queued.is_some()
+            {
+                continue;
+            }
+            slot.enqueue(
+                &mut self.queue,
+                (active.spec.priority, active.created_at),
+                (task_id.clone(), index),
+                now_micros(),
+            );
+        }
+    }
+
+    pub(super) fn cancel(
+        &mut self,
+        task_id: &str,
+        reason: &str,
+        reply: oneshot::Sender<CancelAnswer>,
+    ) {
+        let Some(id) = self.tasks.get_key_value(task_id).map(|(id, _)| id.clone()) else {
+            let _ = reply.send(CancelAnswer::NotActive);
+            return;
+        };
+        let Some(active) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let changes = active.run.cancel(reason);
+        let running: Vec<usize> = active.run.running().collect();
+        self.apply(&id, changes, None);
+        self.send_cancels(&id, running, reason);
+        self.round.effects.push(Effect::CancelDone(reply));
+    }
+
+    pub(super) fn send_cancels(&mut self, task_id: &Arc<str>, steps: Vec<usize>, reason: &str) {
+        let Some(active) = self.tasks.get(task_id) else {
+            return;
+        };
+        for index in steps {
+            let Some(worker) = active.slots[index]
+                .worker
+                .and_then(|w| self.workers.get(&w))
+            else {
+                continue;
+            };
+            let message = v1::ServerMessage {
+                kind: Some(v1::server_message::Kind::Cancel(v1::CancelStep {
+                    attempt: Some(v1::AttemptRef {
+                        task_id: task_id.to_string(),
+                        step_id: active.spec.steps[index].id.clone(),
+                        attempt: active.run.step(index).attempt,
+                    }),
+                    reason: reason.to_string(),
+                })),
+            };
+            self.round
+                .effects
+                .push(Effect::ToWorker(worker.outbox.clone(), Box::new(message)));
+        }
+    }
+}
+
+/// After a failure for good (not one that will be retried), the steps still
+/// running must be told to stop.
+pub(super) fn stop_running_if_winding_down(active: &Active, changes: &[Change]) -> Vec<usize> {
+    let retried = changes.iter().any(|c| matches!(c, Change::Retry { .. }));
+    let failed_now = changes.iter().any(|c| {
+        matches!(
+            c,
+            Change::Step {
+                state: StepState::Failed | StepState::Cancelled,
+                ..
+            }
+        )
+    });
+    if failed_now && !retried && active.run.is_winding_down() {
+        active.run.running().collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Up to a fifth more than the base delay, so failures do not retry in
+/// lockstep. The clock's nanoseconds are random enough for that.
+pub(super) fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    1.0 + f64::from(nanos % 1000) / 5000.0
+}
