@@ -1,8 +1,9 @@
 //! One group's work as a handful of statements: whatever the jobs of a
 //! group write is folded per row in memory and sent as arrays (`UNNEST`),
-//! so a group of hundreds of jobs costs about ten round trips, not one or
-//! more per row. Jobs are folded in the order they were handed over, so
-//! the last write to a field wins, as it would one statement at a time.
+//! and the statements are pipelined, so a group of hundreds of jobs waits
+//! for one round trip (plus its BEGIN and COMMIT), not one or more per
+//! row. Jobs are folded in the order they were handed over, so the last
+//! write to a field wins, as it would one statement at a time.
 
 use std::collections::HashMap;
 
@@ -334,12 +335,14 @@ impl Rows {
         Ok(())
     }
 
-    /// Sends the folded rows, each kind in one statement: new tasks before
-    /// the updates that may follow them.
-    async fn execute(self, conn: &mut Conn) -> Result<()> {
+    /// Sends the folded rows, each kind in one statement (new tasks before
+    /// the updates that may follow them), all at once: the statements are
+    /// pipelined, so the group waits for one round trip, not one each.
+    async fn execute(&self, conn: &mut Conn) -> Result<()> {
+        let mut pipeline = Pipeline::default();
         let t = &self.tasks;
         if !t.id.is_empty() {
-            run(
+            pipeline.add(
                 conn,
                 "INSERT INTO tasks (id, tenant, name, priority, state, idempotency_key, spec, labels,
                                     message, plan, trace_context, created_at, finished_at)
@@ -350,7 +353,7 @@ impl Rows {
                              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[])
                       AS u(id, tenant, name, priority, state, key, spec, labels, message, plan,
                            trace_context, created_at)",
-                &[
+                params![
                     &t.id,
                     &t.tenant,
                     &t.name,
@@ -368,30 +371,75 @@ impl Rows {
             .await?;
         }
         if !t.step_task.is_empty() {
-            run(
-                conn,
-                "INSERT INTO steps (task_id, step_id, position, state)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[])",
-                &[&t.step_task, &t.step_id, &t.step_position, &t.step_state],
-            )
-            .await?;
+            pipeline
+                .add(
+                    conn,
+                    "INSERT INTO steps (task_id, step_id, position, state)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[])",
+                    params![&t.step_task, &t.step_id, &t.step_position, &t.step_state],
+                )
+                .await?;
         }
-        update_tasks(conn, &self.task_updates.order).await?;
-        update_steps(conn, &self.step_updates.order).await?;
-        upsert_attempts(conn, &self.attempts.order).await?;
+        update_tasks(conn, &mut pipeline, &self.task_updates.order).await?;
+        update_steps(conn, &mut pipeline, &self.step_updates.order).await?;
+        upsert_attempts(conn, &mut pipeline, &self.attempts.order).await?;
         let e = &self.events;
         if !e.task_id.is_empty() {
-            run(
-                conn,
-                "INSERT INTO events (task_id, seq, at, kind, body)
+            pipeline
+                .add(
+                    conn,
+                    "INSERT INTO events (task_id, seq, at, kind, body)
                  SELECT task_id, seq, orca_ts(at), kind, body::jsonb
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
                       AS u(task_id, seq, at, kind, body)",
-                &[&e.task_id, &e.seq, &e.at, &e.kind, &e.body],
-            )
-            .await?;
+                    params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body],
+                )
+                .await?;
         }
-        insert_audit(conn, &self.audit).await
+        insert_audit(conn, &mut pipeline, &self.audit).await?;
+        pipeline.run(conn).await
+    }
+}
+
+/// One statement's parameters, owned or borrowed from the group's rows.
+type Params<'r> = Vec<Box<dyn ToSql + Sync + Send + 'r>>;
+
+macro_rules! params {
+    ($($param:expr),* $(,)?) => {
+        vec![$(Box::new($param) as Box<dyn ToSql + Sync + Send>),*]
+    };
+}
+use params;
+
+/// Statements sent together: each is prepared (once per connection), then
+/// all go out before any answer is read.
+#[derive(Default)]
+struct Pipeline<'r> {
+    statements: Vec<(tokio_postgres::Statement, Params<'r>)>,
+}
+
+impl<'r> Pipeline<'r> {
+    async fn add(&mut self, conn: &mut Conn, sql: &str, params: Params<'r>) -> Result<()> {
+        let statement = conn.statement(sql).await?;
+        self.statements.push((statement, params));
+        Ok(())
+    }
+
+    /// Sends every statement, then reads every answer; the first error, if
+    /// any (after which the server ignores the rest of the transaction).
+    async fn run(self, conn: &Conn) -> Result<()> {
+        let client = &conn.client;
+        let sent = self.statements.iter().map(|(statement, params)| {
+            let params: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            async move { client.execute(statement, &params).await }
+        });
+        for answer in futures::future::join_all(sent).await {
+            answer?;
+        }
+        Ok(())
     }
 }
 
@@ -400,7 +448,11 @@ async fn run(conn: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Resu
     Ok(conn.client.execute(&statement, params).await?)
 }
 
-async fn update_tasks(conn: &mut Conn, updates: &[TaskUpdate]) -> Result<()> {
+async fn update_tasks<'r>(
+    conn: &mut Conn,
+    pipeline: &mut Pipeline<'r>,
+    updates: &'r [TaskUpdate],
+) -> Result<()> {
     if updates.is_empty() {
         return Ok(());
     }
@@ -409,7 +461,7 @@ async fn update_tasks(conn: &mut Conn, updates: &[TaskUpdate]) -> Result<()> {
     let message: Vec<&str> = updates.iter().map(|u| u.message.as_str()).collect();
     let started: Vec<Option<i64>> = updates.iter().map(|u| u.started_at).collect();
     let finished: Vec<Option<i64>> = updates.iter().map(|u| u.finished_at).collect();
-    run(
+    pipeline.add(
         conn,
         "UPDATE tasks t SET state = u.state, message = u.message,
             started_at = CASE WHEN u.started_at IS NULL THEN t.started_at ELSE orca_ts(u.started_at) END,
@@ -417,13 +469,16 @@ async fn update_tasks(conn: &mut Conn, updates: &[TaskUpdate]) -> Result<()> {
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
               AS u(id, state, message, started_at, finished_at)
          WHERE t.id = u.id",
-        &[&id, &state, &message, &started, &finished],
+        params![id, state, message, started, finished],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
-async fn update_steps(conn: &mut Conn, updates: &[StepWrite]) -> Result<()> {
+async fn update_steps<'r>(
+    conn: &mut Conn,
+    pipeline: &mut Pipeline<'r>,
+    updates: &'r [StepWrite],
+) -> Result<()> {
     if updates.is_empty() {
         return Ok(());
     }
@@ -455,7 +510,7 @@ async fn update_steps(conn: &mut Conn, updates: &[StepWrite]) -> Result<()> {
         .iter()
         .map(|u| u.progress.as_ref().map(|p| text(&p.1)))
         .collect();
-    run(
+    pipeline.add(
         conn,
         "UPDATE steps s SET
             state = COALESCE(u.state, s.state),
@@ -474,30 +529,33 @@ async fn update_steps(conn: &mut Conn, updates: &[StepWrite]) -> Result<()> {
               AS u(task_id, step_id, state, attempt, worker, started_at, finished_at, output, error,
                    set_exit, exit_code, progress, progress_message)
          WHERE s.task_id = u.task_id AND s.step_id = u.step_id",
-        &[
-            &task_id,
-            &step_id,
-            &state,
-            &attempt,
-            &worker,
-            &started,
-            &finished,
-            &output,
-            &error,
-            &set_exit,
-            &exit_code,
-            &progress,
-            &progress_message,
+        params![
+            task_id,
+            step_id,
+            state,
+            attempt,
+            worker,
+            started,
+            finished,
+            output,
+            error,
+            set_exit,
+            exit_code,
+            progress,
+            progress_message,
         ],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Attempt rows are created by their first write and completed by later
 /// ones: the existing rows are updated, then the missing ones inserted
 /// (one writer, so nothing comes between the two).
-async fn upsert_attempts(conn: &mut Conn, attempts: &[AttemptWrite]) -> Result<()> {
+async fn upsert_attempts<'r>(
+    conn: &mut Conn,
+    pipeline: &mut Pipeline<'r>,
+    attempts: &'r [AttemptWrite],
+) -> Result<()> {
     if attempts.is_empty() {
         return Ok(());
     }
@@ -545,30 +603,33 @@ async fn upsert_attempts(conn: &mut Conn, attempts: &[AttemptWrite]) -> Result<(
         .iter()
         .map(|a| a.cost.map(|c| tokens(c.cache_creation_tokens)))
         .collect();
-    let params: [&(dyn ToSql + Sync); 16] = [
-        &task_id,
-        &step_id,
-        &attempt,
-        &worker,
-        &started,
-        &finished,
-        &state,
-        &error,
-        &exit_code,
-        &session,
-        &model,
-        &usd,
-        &input,
-        &output,
-        &cache_read,
-        &cache_creation,
-    ];
+    // Both statements take the same rows.
+    let params = || {
+        params![
+            task_id.clone(),
+            step_id.clone(),
+            attempt.clone(),
+            worker.clone(),
+            started.clone(),
+            finished.clone(),
+            state.clone(),
+            error.clone(),
+            exit_code.clone(),
+            session.clone(),
+            model.clone(),
+            usd.clone(),
+            input.clone(),
+            output.clone(),
+            cache_read.clone(),
+            cache_creation.clone(),
+        ]
+    };
     const ROWS: &str = "UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
                                $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::float8[],
                                $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
                         AS u(task_id, step_id, attempt, worker, started_at, finished_at, state, error,
                              exit_code, session_id, model, usd, input, output, cache_read, cache_creation)";
-    run(
+    pipeline.add(
         conn,
         &format!(
             "UPDATE attempts a SET
@@ -588,10 +649,10 @@ async fn upsert_attempts(conn: &mut Conn, attempts: &[AttemptWrite]) -> Result<(
              FROM {ROWS}
              WHERE a.task_id = u.task_id AND a.step_id = u.step_id AND a.attempt = u.attempt"
         ),
-        &params,
+        params(),
     )
     .await?;
-    run(
+    pipeline.add(
         conn,
         &format!(
             "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state,
@@ -607,15 +668,18 @@ async fn upsert_attempts(conn: &mut Conn, attempts: &[AttemptWrite]) -> Result<(
              WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.task_id = u.task_id
                                AND a.step_id = u.step_id AND a.attempt = u.attempt)"
         ),
-        &params,
+        params(),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Audit records are numbered 1, 2, 3... in the order handed over, with no
 /// gaps: the one writer numbers them from the highest stored.
-async fn insert_audit(conn: &mut Conn, records: &[AuditRecord]) -> Result<()> {
+async fn insert_audit<'r>(
+    conn: &mut Conn,
+    pipeline: &mut Pipeline<'r>,
+    records: &'r [AuditRecord],
+) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -623,28 +687,28 @@ async fn insert_audit(conn: &mut Conn, records: &[AuditRecord]) -> Result<()> {
     let column = |f: fn(&AuditRecord) -> &str| -> Vec<String> {
         records.iter().map(|r| text(f(r))).collect()
     };
-    run(
-        conn,
-        "INSERT INTO audit (seq, at, actor, role, action, tenant, target, outcome, detail)
+    pipeline
+        .add(
+            conn,
+            "INSERT INTO audit (seq, at, actor, role, action, tenant, target, outcome, detail)
          SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit) + u.n, orca_ts(u.at), u.actor, u.role,
                 u.action, u.tenant, u.target, u.outcome, u.detail
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::text[]) WITH ORDINALITY
               AS u(at, actor, role, action, tenant, target, outcome, detail, n)
          ORDER BY u.n",
-        &[
-            &at,
-            &column(|r| &r.actor),
-            &column(|r| &r.role),
-            &column(|r| &r.action),
-            &column(|r| &r.tenant),
-            &column(|r| &r.target),
-            &column(|r| &r.outcome),
-            &column(|r| &r.detail),
-        ],
-    )
-    .await?;
-    Ok(())
+            params![
+                at,
+                column(|r| &r.actor),
+                column(|r| &r.role),
+                column(|r| &r.action),
+                column(|r| &r.tenant),
+                column(|r| &r.target),
+                column(|r| &r.outcome),
+                column(|r| &r.detail),
+            ],
+        )
+        .await
 }
 
 /// The row at `key`: its version, and whether it holds a live value at

@@ -43,6 +43,19 @@ impl Conn {
         })
     }
 
+    /// The writer's connection. Its statements join rows sent as arrays to
+    /// tables by key; planned for the arrays at hand, a large group would
+    /// make PostgreSQL hash the whole table (a scan that grows with every
+    /// task ever kept) where an index lookup per row is what it needs. The
+    /// generic plan, made without the arrays' sizes, is that lookup.
+    pub(crate) async fn open_writer(config: &Config) -> Result<Conn> {
+        let conn = Conn::open(config, "orca-writer").await?;
+        conn.client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await?;
+        Ok(conn)
+    }
+
     /// `sql` prepared on this connection, once.
     pub(crate) async fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.get(sql) {

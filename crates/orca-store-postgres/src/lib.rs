@@ -57,7 +57,7 @@ impl PostgresStore {
     pub async fn open_bounded(url: &str, bound: Bound) -> orca_store::Result<PostgresStore> {
         let config = parse_url(url)
             .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
-        let conn = Conn::open(&config, "orca-writer").await?;
+        let conn = Conn::open_writer(&config).await?;
         schema::migrate(&conn.client).await?;
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer::run(config.clone(), conn, queue));

@@ -17,7 +17,9 @@ const MIGRATIONS: &[&str] = &[
     // counts bigint. What orca queries inside (labels) or only reads back
     // whole (specs, event bodies) is jsonb; what users read back byte for
     // byte (a step's output, a plan, a shared-state value) is json, which
-    // keeps the text as given.
+    // keeps the text as given. Steps and attempts are updated in place a few
+    // times each: room left in their pages lets those be HOT updates, which
+    // touch no index.
     r#"
     CREATE FUNCTION orca_ts(micros bigint) RETURNS timestamptz
         LANGUAGE sql STABLE PARALLEL SAFE
@@ -62,7 +64,7 @@ const MIGRATIONS: &[&str] = &[
         error            text NOT NULL DEFAULT '',
         exit_code        integer,
         PRIMARY KEY (task_id, step_id)
-    );
+    ) WITH (fillfactor = 80);
 
     CREATE TABLE attempts (
         task_id               text NOT NULL,
@@ -82,7 +84,7 @@ const MIGRATIONS: &[&str] = &[
         cache_read_tokens     bigint NOT NULL DEFAULT 0,
         cache_creation_tokens bigint NOT NULL DEFAULT 0,
         PRIMARY KEY (task_id, step_id, attempt)
-    );
+    ) WITH (fillfactor = 80);
 
     CREATE TABLE events (
         task_id text NOT NULL,

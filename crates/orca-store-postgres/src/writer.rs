@@ -175,7 +175,7 @@ impl Writer {
     async fn connection(&mut self) -> Result<&mut Conn> {
         if self.conn.as_ref().is_none_or(Conn::is_closed) {
             self.conn = None;
-            self.conn = Some(Conn::open(&self.config, "orca-writer").await?);
+            self.conn = Some(Conn::open_writer(&self.config).await?);
         }
         self.conn.as_mut().ok_or(Fault::Store(Error::Closed))
     }
