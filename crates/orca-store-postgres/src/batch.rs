@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use orca_core::Event;
 use orca_store::{
-    AttemptWrite, AuditRecord, Created, Expect, NewTask, StateChange, StateEntry, StateKey,
-    StateOutcome, StepWrite, Write,
+    AttemptWrite, AuditRecord, Created, NewTask, StateChange, StateEntry, StateKey, StateOutcome,
+    StepWrite, Write,
 };
 use tokio_postgres::types::ToSql;
 
@@ -740,12 +740,7 @@ async fn change_state(conn: &mut Conn, change: &StateChange) -> Result<StateOutc
     };
     let row = state_row(conn, key, now).await?;
     let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
-    let met = match expect {
-        Expect::Any => true,
-        Expect::Absent => live.is_none(),
-        Expect::Version(v) => live == Some(v),
-    };
-    if !met {
+    if !expect.met_by(live) {
         return Ok(StateOutcome::Conflict { found: live });
     }
     let version = row.map_or(0, |(version, _)| version) + 1;

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use orca_store::admission::{Admission, Bound, Place};
 use orca_store::{
-    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, Expect, NewTask, StateChange,
+    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, StateChange,
     StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
 };
 
@@ -521,12 +521,7 @@ fn change_state(conn: &Connection, change: &StateChange) -> Result<StateOutcome>
     };
     let row = state_row(conn, key, now)?;
     let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
-    let met = match expect {
-        Expect::Any => true,
-        Expect::Absent => live.is_none(),
-        Expect::Version(v) => live == Some(v),
-    };
-    if !met {
+    if !expect.met_by(live) {
         return Ok(StateOutcome::Conflict { found: live });
     }
     let version = row.map_or(0, |(version, _)| version) + 1;
@@ -1110,6 +1105,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orca_store::Expect;
     use orca_store::conformance::new_task;
 
     /// The store under the conformance suite: one file in a temp dir,

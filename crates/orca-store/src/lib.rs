@@ -310,6 +310,19 @@ pub enum Expect {
     Version(u64),
 }
 
+impl Expect {
+    /// Whether a key whose live version is `live` (`None`: absent, deleted
+    /// or expired) meets this expectation; every backend decides a
+    /// compare-and-set with this.
+    pub fn met_by(self, live: Option<u64>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => live.is_none(),
+            Expect::Version(v) => live == Some(v),
+        }
+    }
+}
+
 /// A change to shared state; applied in order with every other write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateChange {

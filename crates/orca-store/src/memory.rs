@@ -12,9 +12,8 @@ use orca_core::{Cost, Event, Micros, StepState};
 use tokio::sync::oneshot;
 
 use crate::{
-    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, Expect, NewTask, Result,
-    StateChange, StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery,
-    TaskRecord, Write,
+    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, Result, StateChange,
+    StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
 };
 
 /// One store's data; [`MemoryStore::reopen`] gives another handle on it,
@@ -325,12 +324,7 @@ impl Data {
         };
         let slot = self.state.get(&key).cloned();
         let live = slot.as_ref().filter(|s| s.live(now)).map(|s| s.version);
-        let met = match expect {
-            Expect::Any => true,
-            Expect::Absent => live.is_none(),
-            Expect::Version(v) => live == Some(v),
-        };
-        if !met {
+        if !expect.met_by(live) {
             return StateOutcome::Conflict { found: live };
         }
         let version = slot.map_or(0, |s| s.version) + 1;
