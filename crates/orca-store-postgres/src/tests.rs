@@ -108,6 +108,45 @@ async fn a_database_from_a_newer_orca_is_refused_and_racing_starts_migrate_once(
     }
 }
 
+/// The writer's plans are made once per session, often on empty tables
+/// (a new database); they must still look rows up by key, or every group
+/// scans a table that only grows.
+#[tokio::test]
+async fn the_writer_looks_rows_up_by_key_even_when_planned_on_empty_tables() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    drop(PostgresStore::open(&url).await.expect("open"));
+    let conn = Conn::open_writer(&parse_url(&url).expect("url"))
+        .await
+        .expect("writer");
+    conn.client
+        .batch_execute(
+            "PREPARE finish(text[], text[], bigint[], text[]) AS
+                UPDATE attempts a SET state = u.state
+                FROM UNNEST($1, $2, $3, $4) AS u(task_id, step_id, attempt, state)
+                WHERE a.task_id = u.task_id AND a.step_id = u.step_id AND a.attempt = u.attempt",
+        )
+        .await
+        .expect("prepare");
+    let plan: Vec<String> = conn
+        .client
+        .simple_query("EXPLAIN EXECUTE finish('{t}', '{s}', '{1}', '{succeeded}')")
+        .await
+        .expect("explain")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Index Scan using attempts_pkey"), "{plan}");
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("Hash"),
+        "{plan}"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_server_and_a_bad_url_are_told_apart() {
     let port = std::net::TcpListener::bind(("127.0.0.1", 0))
