@@ -23,7 +23,7 @@ use orca_store::{
     AttemptRecord, AuditRecord, Commit, Created, Error, NewTask, StateChange, StateEntry, StateKey,
     StateOutcome, StepRecord, Store, TaskQuery, TaskRecord, Write,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, Row};
 
@@ -38,6 +38,8 @@ pub struct PostgresStore {
     jobs: mpsc::UnboundedSender<Queued>,
     admission: Admission,
     readers: Arc<Pool>,
+    /// Why the database is away, while it is (set by the writer).
+    away: watch::Receiver<Option<String>>,
 }
 
 /// Reads a `postgres://` URL (or `key=value` settings), or says what is
@@ -60,11 +62,13 @@ impl PostgresStore {
         let conn = Conn::open_writer(&config).await?;
         schema::migrate(&conn.client).await?;
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(config.clone(), conn, queue));
+        let (status, away) = watch::channel(None);
+        tokio::spawn(writer::run(config.clone(), conn, queue, status));
         Ok(PostgresStore {
             jobs,
             admission: Admission::new(bound),
             readers: Arc::new(Pool::new(config, READERS)),
+            away,
         })
     }
 
@@ -88,8 +92,19 @@ impl PostgresStore {
         Ok(result?)
     }
 
+    /// Queues new work: refused at once while the database is away, even
+    /// when the queue is full of the control plane's held writes (which
+    /// would otherwise keep it waiting for room, then call it overload).
     async fn queue<T>(&self, job: impl FnOnce(writer::Reply<T>) -> Job) -> orca_store::Result<T> {
-        let place = self.admission.admit().await?;
+        let mut away = self.away.clone();
+        let place = tokio::select! {
+            biased;
+            reason = away.wait_for(Option::is_some) => {
+                let reason = reason.map_err(|_| Error::Closed)?.clone().unwrap_or_default();
+                return Err(Error::Unavailable(format!("{reason}; nothing was written: retry later")));
+            }
+            place = self.admission.admit() => place?,
+        };
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Queued {

@@ -354,3 +354,57 @@ async fn a_server_stopped_under_load_refuses_new_work_and_on_restart_everything_
         "every write, in order, once"
     );
 }
+
+/// The control plane's writes held while the database is away may fill
+/// the write queue. New work is still told at once that the database is
+/// away, not kept waiting for room and then called overload; once it is
+/// back, new work is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_work_is_told_the_database_is_away_even_when_held_writes_fill_the_queue() {
+    let cluster = Cluster::start().expect("cluster");
+    let store = PostgresStore::open_bounded(
+        &cluster.url("postgres"),
+        orca_store::admission::Bound {
+            max_queued: 8,
+            wait: Duration::from_secs(30),
+        },
+    )
+    .await
+    .expect("open");
+    store
+        .create_tasks(vec![new_task("log", "default", None)])
+        .await
+        .expect("created");
+    tokio::task::block_in_place(|| cluster.stop_server()).expect("stop");
+    let commits: Vec<Commit> = (2..=40)
+        .map(|seq| store.write(vec![log_event("log", seq, "line")]))
+        .collect();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.create_tasks(vec![new_task("refused", "default", None)]),
+    )
+    .await
+    .expect("answered well before the queue's wait for room");
+    match refused {
+        Err(Error::Unavailable(message)) => assert!(message.contains("retry"), "{message}"),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    tokio::task::block_in_place(|| cluster.start_server()).expect("start again");
+    for commit in commits {
+        commit.await.expect("answer").expect("committed once back");
+    }
+    until("new work is taken again", || async {
+        store
+            .create_tasks(vec![new_task("taken", "default", None)])
+            .await
+            .is_ok()
+    })
+    .await;
+    let events = store.events_after("log", 0, 100).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>(),
+        "every held write, in order, once"
+    );
+    assert!(store.get_task("refused").await.expect("get").is_none());
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use orca_store::admission::Place;
 use orca_store::{Created, Error, NewTask, StateChange, StateOutcome, Write};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_postgres::{Config, SimpleQueryMessage};
 
@@ -108,14 +108,23 @@ struct Writer {
     conn: Option<Conn>,
     /// Why the database was last found away, for the answers while it is.
     away: String,
+    /// Tells the store's callers whether it is away, so new work is
+    /// refused before it waits for room in the queue.
+    status: watch::Sender<Option<String>>,
 }
 
 /// Runs until every handle to the store is gone.
-pub(crate) async fn run(config: Config, conn: Conn, mut queue: mpsc::UnboundedReceiver<Queued>) {
+pub(crate) async fn run(
+    config: Config,
+    conn: Conn,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+    status: watch::Sender<Option<String>>,
+) {
     let mut writer = Writer {
         config,
         conn: Some(conn),
         away: String::new(),
+        status,
     };
     let mut held: VecDeque<Held> = VecDeque::new();
     let mut backoff = FIRST_BACKOFF;
@@ -201,6 +210,7 @@ impl Writer {
                         let answers = answers
                             .unwrap_or_else(|| jobs.iter().map(|_| Ok(Done::Written)).collect());
                         answer(jobs, answers);
+                        self.reachable();
                         return None;
                     }
                     // Rolled back: run it again.
@@ -214,6 +224,7 @@ impl Writer {
                     Err(fault) => {
                         self.conn = None;
                         fail(jobs, Error::from(fault));
+                        self.reachable();
                         return None;
                     }
                 }
@@ -224,6 +235,7 @@ impl Writer {
             match outcome {
                 Ok(answers) => {
                     answer(jobs, answers);
+                    self.reachable();
                     return None;
                 }
                 Err(GroupFault::Failed(e)) => {
@@ -231,6 +243,7 @@ impl Writer {
                     // Whatever state the session is in, a new one is clean.
                     self.conn = None;
                     fail(jobs, e);
+                    self.reachable();
                     return None;
                 }
                 Err(GroupFault::Lost { fault, unknown: u }) => {
@@ -245,10 +258,16 @@ impl Writer {
         self.set_aside(jobs, unknown.map(|(xid, _)| xid))
     }
 
+    /// The database answered: new work is taken again.
+    fn reachable(&self) {
+        self.status.send_if_modified(|away| away.take().is_some());
+    }
+
     /// The database is away: new work is told so; the control plane's
     /// writes are kept, with the transaction to look up if there is one.
     fn set_aside(&self, jobs: Vec<Queued>, unknown: Option<String>) -> Option<Held> {
         tracing::warn!(reason = %self.away, "postgres is unreachable; the control plane's writes wait until it is back");
+        self.status.send_replace(Some(self.away.clone()));
         let mut kept = Vec::new();
         for queued in jobs {
             if !queued.job.refusable() {
