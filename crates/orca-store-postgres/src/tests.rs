@@ -408,3 +408,148 @@ async fn new_work_is_told_the_database_is_away_even_when_held_writes_fill_the_qu
     );
     assert!(store.get_task("refused").await.expect("get").is_none());
 }
+
+/// Where [`Relay`] cuts the session that sends COMMIT.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// Before the server sees it: the transaction rolls back.
+    BeforeCommit,
+    /// After the server committed, before its answer reaches the store.
+    AfterCommit,
+}
+
+/// A TCP relay in front of the server that, once armed, cuts the next
+/// session to send COMMIT.
+struct Relay {
+    port: u16,
+    armed: Arc<std::sync::Mutex<Option<Cut>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(server_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let armed = Arc::new(std::sync::Mutex::new(None));
+        let accepting = tokio::spawn({
+            let armed = armed.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let server = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await;
+                    if let Ok(server) = server {
+                        tokio::spawn(relay(client, server, armed.clone()));
+                    }
+                }
+            }
+        });
+        Relay {
+            port,
+            armed,
+            accepting,
+        }
+    }
+
+    fn arm(&self, cut: Cut) {
+        *self.armed.lock().expect("lock") = Some(cut);
+    }
+
+    fn fired(&self) -> bool {
+        self.armed.lock().expect("lock").is_none()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+    armed: Arc<std::sync::Mutex<Option<Cut>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut up = vec![0u8; 64 * 1024];
+    let mut down = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            read = client.read(&mut up) => {
+                let Ok(n @ 1..) = read else { return };
+                let chunk = &up[..n];
+                // A simple-protocol COMMIT: 'Q', its length, "COMMIT\0".
+                let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+                let cut = if commit { armed.lock().expect("lock").take() } else { None };
+                match cut {
+                    Some(Cut::BeforeCommit) => return,
+                    Some(Cut::AfterCommit) => {
+                        let _ = server.write_all(chunk).await;
+                        // Its answer means the server committed; the store
+                        // never hears it.
+                        let _ = server.read(&mut down).await;
+                        return;
+                    }
+                    None => {
+                        if server.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            read = server.read(&mut down) => {
+                let Ok(n @ 1..) = read else { return };
+                if client.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A COMMIT whose answer is lost may have committed or not; the writer
+/// looks the transaction up before running anything again, so a group that
+/// committed is answered as done (running it again would create its task
+/// twice and fail), and one that did not is run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_without_an_answer_is_looked_up_and_never_applied_twice() {
+    let cluster = Cluster::start().expect("cluster");
+    let relay = Relay::start(cluster.port()).await;
+    let store = PostgresStore::open(&format!(
+        "postgres://orca@127.0.0.1:{}/postgres",
+        relay.port
+    ))
+    .await
+    .expect("open");
+    store
+        .create_tasks(vec![new_task("log", "default", None)])
+        .await
+        .expect("created");
+    for (round, cut) in [Cut::AfterCommit, Cut::BeforeCommit]
+        .into_iter()
+        .enumerate()
+    {
+        relay.arm(cut);
+        let id = format!("t{round}");
+        let (created, written) = tokio::join!(
+            store.create_tasks(vec![new_task(&id, "default", None)]),
+            store.write(vec![log_event("log", round as u64 + 2, "line")]),
+        );
+        assert!(relay.fired(), "{cut:?}: the relay cut a session at COMMIT");
+        assert_eq!(
+            created.unwrap_or_else(|e| panic!("{cut:?}: create answered {e}")),
+            vec![Created::New(id.clone())]
+        );
+        written
+            .expect("answer")
+            .unwrap_or_else(|e| panic!("{cut:?}: write answered {e}"));
+        assert!(store.get_task(&id).await.expect("get").is_some());
+    }
+    let events = store.events_after("log", 1, 100).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2, 3],
+        "each write once"
+    );
+}

@@ -306,13 +306,32 @@ fn fail(jobs: Vec<Queued>, e: Error) {
     }
 }
 
-/// Whether the transaction `xid` committed.
+/// Whether the transaction `xid` committed. One still in progress (the
+/// server has not yet noticed its connection is gone, or is still making
+/// its COMMIT durable) would commit later if taken for rolled back and run
+/// again: its session is ended, and the question asked again, until the
+/// transaction has ended one way or the other.
 async fn committed(conn: &mut Conn, xid: &str) -> Result<bool> {
     let statement = conn
         .statement("SELECT txid_status($1::text::bigint)")
         .await?;
-    let row = conn.client.query_one(&statement, &[&xid]).await?;
-    Ok(row.get::<_, Option<String>>(0).as_deref() == Some("committed"))
+    loop {
+        let row = conn.client.query_one(&statement, &[&xid]).await?;
+        match row.get::<_, Option<String>>(0).as_deref() {
+            Some("in progress") => {
+                // Sessions show the transaction id's low 32 bits.
+                conn.client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE backend_xid::text::bigint = $1::text::bigint % 4294967296",
+                        &[&xid],
+                    )
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            status => return Ok(status == Some("committed")),
+        }
+    }
 }
 
 /// Opens a transaction; its id, to look up if its COMMIT goes unanswered.
