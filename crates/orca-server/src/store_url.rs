@@ -50,7 +50,7 @@ impl StoreUrl {
     pub fn redacted(&self) -> String {
         match self {
             StoreUrl::Sqlite(path) => path.display().to_string(),
-            StoreUrl::Postgres(url) => redact(url),
+            StoreUrl::Postgres(url) => orca_store_postgres::redact_url(url),
         }
     }
 
@@ -64,34 +64,6 @@ impl StoreUrl {
             }
         })
     }
-}
-
-/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
-fn redact(url: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    let authority = &base[start..authority_end];
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
-    };
-    let mut redacted = format!("{}{authority}{}", &base[..start], &base[authority_end..]);
-    if !query.is_empty() {
-        let query: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***".to_string(),
-                _ => pair.to_string(),
-            })
-            .collect();
-        redacted.push('?');
-        redacted.push_str(&query.join("&"));
-    }
-    redacted
 }
 
 #[cfg(test)]

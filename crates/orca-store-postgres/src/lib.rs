@@ -48,6 +48,35 @@ pub fn parse_url(url: &str) -> std::result::Result<Config, String> {
     url.parse::<Config>().map_err(|e| e.to_string())
 }
 
+/// A URL as logs and messages may show it, its password hidden:
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+    let authority = &base[start..authority_end];
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let mut redacted = format!("{}{authority}{}", &base[..start], &base[authority_end..]);
+    if !query.is_empty() {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&query.join("&"));
+    }
+    redacted
+}
+
 impl PostgresStore {
     /// Connects to the database at `url`, brings its schema up to date (or
     /// refuses one from a newer orca), and starts the writer.

@@ -553,3 +553,38 @@ async fn a_commit_without_an_answer_is_looked_up_and_never_applied_twice() {
         "each write once"
     );
 }
+
+/// A developer's own server (`ORCA_TEST_POSTGRES_URL`) keeps none of the
+/// databases the tests made, even one a store still has sessions on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_databases_on_a_given_server_are_dropped_afterwards() {
+    let cluster = Cluster::start().expect("cluster");
+    let given = Server::at(cluster.url("postgres"));
+    let url = given.fresh_database().await.expect("database");
+    let name = url.rsplit('/').next().expect("name").to_string();
+    let store = PostgresStore::open(&url).await.expect("open");
+    store
+        .create_tasks(vec![new_task("t1", "default", None)])
+        .await
+        .expect("created");
+    let db = admin(&cluster.url("postgres")).await;
+    let count = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, i64>(0);
+    let before = db
+        .query(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("query");
+    assert_eq!(count(before), 1);
+    drop(given);
+    let after = db
+        .query(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("query");
+    assert_eq!(count(after), 0, "{name} was left behind");
+    drop(store);
+}

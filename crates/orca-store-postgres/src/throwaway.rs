@@ -144,21 +144,33 @@ impl Drop for Cluster {
 pub struct Server {
     url: String,
     /// Kept running while the server is in use; `None` on a given URL.
-    _own: Option<Cluster>,
+    own: Option<Cluster>,
+    /// The databases made on a given server, dropped with this.
+    made: std::sync::Mutex<Vec<String>>,
 }
 
 impl Server {
     /// `ORCA_TEST_POSTGRES_URL` when set, else a cluster of its own.
     pub fn from_env() -> io::Result<Server> {
         match std::env::var("ORCA_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => Ok(Server { url, _own: None }),
+            Ok(url) if !url.is_empty() => Ok(Server::at(url)),
             _ => {
                 let cluster = Cluster::start()?;
                 Ok(Server {
                     url: cluster.url("postgres"),
-                    _own: Some(cluster),
+                    own: Some(cluster),
+                    made: Default::default(),
                 })
             }
+        }
+    }
+
+    /// A server someone else runs, at `url`.
+    pub fn at(url: String) -> Server {
+        Server {
+            url,
+            own: None,
+            made: Default::default(),
         }
     }
 
@@ -181,8 +193,60 @@ impl Server {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .map_err(io::Error::other)?;
+        if let Ok(mut made) = self.made.lock() {
+            made.push(name.clone());
+        }
         Ok(with_database(&self.url, &name))
     }
+}
+
+/// A developer's own server keeps no test databases: they are dropped,
+/// their sessions ended first (a store may still hold some). An own
+/// cluster goes whole, with its directory.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let made = std::mem::take(self.made.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if self.own.is_some() || made.is_empty() {
+            return;
+        }
+        let url = self.url.clone();
+        // Its own thread and runtime: this may run inside a test's runtime,
+        // which cannot be blocked on from within.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(drop_databases(&url, &made))
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!(
+                "test databases left on {}: {e}",
+                crate::redact_url(&self.url)
+            );
+        }
+    }
+}
+
+async fn drop_databases(url: &str, names: &[String]) -> io::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(connection);
+    for name in names {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[name],
+            )
+            .await
+            .map_err(io::Error::other)?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .map_err(io::Error::other)?;
+    }
+    Ok(())
 }
 
 /// `url` with its database replaced by `database`.
