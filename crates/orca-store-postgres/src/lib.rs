@@ -88,11 +88,12 @@ impl PostgresStore {
     pub async fn open_bounded(url: &str, bound: Bound) -> orca_store::Result<PostgresStore> {
         let config = parse_url(url)
             .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
-        let conn = Conn::open_writer(&config).await?;
-        schema::migrate(&conn.client).await?;
+        let migrating = Conn::open(&config, "orca-migrate").await?;
+        schema::migrate(&migrating.client).await?;
+        drop(migrating);
         let (jobs, queue) = mpsc::unbounded_channel();
         let (status, away) = watch::channel(None);
-        tokio::spawn(writer::run(config.clone(), conn, queue, status));
+        writer::start(config.clone(), queue, status).await?;
         Ok(PostgresStore {
             jobs,
             admission: Admission::new(bound),

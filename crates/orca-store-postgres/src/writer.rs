@@ -113,8 +113,50 @@ struct Writer {
     status: watch::Sender<Option<String>>,
 }
 
+/// Starts the writer on a thread of its own, with its connection, once
+/// that connection is open. Every group waits on round trips to the
+/// database while it holds its transaction open; on the process's shared
+/// runtime each of those waited behind whatever else was ready to run (the
+/// engine, gRPC), and the database idled meanwhile.
+pub(crate) async fn start(
+    config: Config,
+    queue: mpsc::UnboundedReceiver<Queued>,
+    status: watch::Sender<Option<String>>,
+) -> std::result::Result<(), Error> {
+    let (opened, open) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("orca-postgres-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = opened.send(Err(Error::Unavailable(format!(
+                        "the postgres writer could not start: {e}"
+                    ))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match Conn::open_writer(&config).await {
+                    Ok(conn) => {
+                        let _ = opened.send(Ok(()));
+                        run(config, conn, queue, status).await;
+                    }
+                    Err(fault) => {
+                        let _ = opened.send(Err(Error::from(fault)));
+                    }
+                }
+            });
+        })
+        .map_err(|e| Error::Unavailable(format!("the postgres writer could not start: {e}")))?;
+    open.await.map_err(|_| Error::Closed)?
+}
+
 /// Runs until every handle to the store is gone.
-pub(crate) async fn run(
+async fn run(
     config: Config,
     conn: Conn,
     mut queue: mpsc::UnboundedReceiver<Queued>,
