@@ -756,10 +756,8 @@ pub async fn a_failing_write_fails_alone_as_a_conflict(mut backend: impl Backend
     // A task whose id is taken fails its create, and nothing else of it.
     let mut again = new_task("t1", "default", None);
     again.spec.name = "impostor".into();
-    assert!(matches!(
-        store.create_tasks(vec![again]).await,
-        Err(Error::Conflict(_))
-    ));
+    let refused = store.create_tasks(vec![again]).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     let task = store.get_task("t1").await.expect("get").expect("t1");
     assert_eq!(task.spec.name, "task t1");
 }
