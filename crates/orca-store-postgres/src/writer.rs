@@ -32,6 +32,9 @@ const MAX_GROUP: usize = 512;
 /// up to the most.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MOST_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a lookup waits for an unanswered transaction to end before the
+/// writes in it are held and it is looked up again later.
+const UNDECIDED: Duration = Duration::from_secs(10);
 
 pub(crate) enum Job {
     Create(Vec<NewTask>, Reply<Vec<Created>>),
@@ -248,7 +251,7 @@ impl Writer {
             };
             if let Some((xid, answers)) = unknown.take() {
                 match committed(conn, &xid).await {
-                    Ok(true) => {
+                    Ok(Some(true)) => {
                         let answers = answers
                             .unwrap_or_else(|| jobs.iter().map(|_| Ok(Done::Written)).collect());
                         answer(jobs, answers);
@@ -256,7 +259,16 @@ impl Writer {
                         return None;
                     }
                     // Rolled back: run it again.
-                    Ok(false) => {}
+                    Ok(Some(false)) => {}
+                    // Still undecided: kept, and looked up again later.
+                    Ok(None) => {
+                        unknown = Some((xid, answers));
+                        last = Error::Unavailable(
+                            "postgres: a transaction whose COMMIT went unanswered is still in progress"
+                                .into(),
+                        );
+                        break;
+                    }
                     Err(fault) if fault.lost_connection() => {
                         self.conn = None;
                         unknown = Some((xid, answers));
@@ -351,16 +363,18 @@ fn fail(jobs: Vec<Queued>, e: Error) {
 /// Whether the transaction `xid` committed. One still in progress (the
 /// server has not yet noticed its connection is gone, or is still making
 /// its COMMIT durable) would commit later if taken for rolled back and run
-/// again: its session is ended, and the question asked again, until the
-/// transaction has ended one way or the other.
-async fn committed(conn: &mut Conn, xid: &str) -> Result<bool> {
+/// again: its session is ended, and the question asked again until the
+/// transaction has ended one way or the other; `None` if it still has not
+/// after [`UNDECIDED`], to be asked again later.
+async fn committed(conn: &mut Conn, xid: &str) -> Result<Option<bool>> {
     let statement = conn
         .statement("SELECT txid_status($1::text::bigint)")
         .await?;
+    let deadline = Instant::now() + UNDECIDED;
     loop {
         let row = conn.client.query_one(&statement, &[&xid]).await?;
         match row.get::<_, Option<String>>(0).as_deref() {
-            Some("in progress") => {
+            Some("in progress") if Instant::now() < deadline => {
                 // Sessions show the transaction id's low 32 bits.
                 conn.client
                     .execute(
@@ -371,7 +385,8 @@ async fn committed(conn: &mut Conn, xid: &str) -> Result<bool> {
                     .await?;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            status => return Ok(status == Some("committed")),
+            Some("in progress") => return Ok(None),
+            status => return Ok(Some(status == Some("committed"))),
         }
     }
 }
