@@ -185,11 +185,8 @@ impl Server {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         );
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .map_err(io::Error::other)?;
-        tokio::spawn(connection);
-        client
+        admin(&self.url)
+            .await?
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .map_err(io::Error::other)?;
@@ -228,11 +225,17 @@ impl Drop for Server {
     }
 }
 
-async fn drop_databases(url: &str, names: &[String]) -> io::Result<()> {
+/// A session on the server for creating and dropping databases.
+async fn admin(url: &str) -> io::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(io::Error::other)?;
     tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn drop_databases(url: &str, names: &[String]) -> io::Result<()> {
+    let client = admin(url).await?;
     for name in names {
         client
             .execute(
