@@ -121,7 +121,9 @@ impl From<Error> for Status {
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Store(e) => match e {
-                orca_store::Error::Unavailable(_) | orca_store::Error::Closed => Code::Unavailable,
+                orca_store::Error::Unavailable(_)
+                | orca_store::Error::Closed
+                | orca_store::Error::Deposed(_) => Code::Unavailable,
                 orca_store::Error::Conflict(_) => Code::Aborted,
                 // Retrying cannot mend what is stored: not UNAVAILABLE.
                 orca_store::Error::Corrupt(_) => Code::DataLoss,

@@ -3,6 +3,9 @@
 
 use orca_store::Error;
 
+/// The SQLSTATE `orca_fence` raises for a write from an ended epoch.
+pub(crate) const FENCED: &str = "OR001";
+
 /// What went wrong inside.
 #[derive(Debug)]
 pub(crate) enum Fault {
@@ -63,6 +66,9 @@ impl From<Fault> for Error {
         let Some(code) = e.code().map(|c| c.code()) else {
             return Error::Unavailable(message);
         };
+        if code == FENCED {
+            return Error::Deposed(describe(&e));
+        }
         match &code[..2] {
             // Integrity: a key or a sequence number taken.
             "23" => Error::Conflict(message),

@@ -8,6 +8,7 @@
 mod batch;
 mod conn;
 mod fault;
+pub mod lease;
 mod schema;
 #[cfg(any(test, feature = "throwaway"))]
 pub mod throwaway;
@@ -86,6 +87,21 @@ impl PostgresStore {
 
     /// Opens with its write queue held to `bound`.
     pub async fn open_bounded(url: &str, bound: Bound) -> orca_store::Result<PostgresStore> {
+        Self::open_with(url, bound, None).await
+    }
+
+    /// Opens for the replica that leads at `epoch` (see [`lease`]): every
+    /// transaction it writes is fenced with that epoch, and fails with
+    /// [`Error::Deposed`], writing nothing, once another epoch has begun.
+    pub async fn open_leading(url: &str, epoch: i64) -> orca_store::Result<PostgresStore> {
+        Self::open_with(url, Bound::default(), Some(epoch)).await
+    }
+
+    async fn open_with(
+        url: &str,
+        bound: Bound,
+        fence: Option<i64>,
+    ) -> orca_store::Result<PostgresStore> {
         let config = parse_url(url)
             .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
         let migrating = Conn::open(&config, "orca-migrate").await?;
@@ -93,7 +109,7 @@ impl PostgresStore {
         drop(migrating);
         let (jobs, queue) = mpsc::unbounded_channel();
         let (status, away) = watch::channel(None);
-        writer::start(config.clone(), queue, status).await?;
+        writer::start(config.clone(), queue, status, fence).await?;
         Ok(PostgresStore {
             jobs,
             admission: Admission::new(bound),
@@ -581,5 +597,7 @@ impl Store for PostgresStore {
     }
 }
 
+#[cfg(test)]
+mod lease_tests;
 #[cfg(test)]
 mod tests;

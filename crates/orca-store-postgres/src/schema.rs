@@ -119,6 +119,50 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_tenant ON audit (tenant, seq);
     "#,
+    // 2: leadership among replicas. One row holds the lease: who leads, at
+    // which epoch, until when (on the database's clock, the one clock all
+    // replicas share). A takeover raises the epoch. Every transaction of
+    // the leader's writer starts with orca_fence(its epoch), which reads
+    // the row FOR SHARE: a takeover's UPDATE waits for those in flight
+    // (or ends them, once the lease has expired), and after it commits
+    // every transaction fenced with an older epoch fails. A deposed leader,
+    // even one that was only paused, therefore commits nothing. A row
+    // rather than an advisory lock: a paused process keeps its session and
+    // with it the lock, so the lock alone would never pass on.
+    r#"
+    CREATE TABLE orca_leader (
+        id         integer PRIMARY KEY CHECK (id = 1),
+        epoch      bigint NOT NULL,
+        holder     text NOT NULL,
+        name       text NOT NULL,
+        address    text NOT NULL,
+        since      timestamptz,
+        expires_at timestamptz NOT NULL
+    );
+    INSERT INTO orca_leader VALUES (1, 0, '', '', '', NULL, '-infinity');
+
+    CREATE TABLE orca_replicas (
+        id         text PRIMARY KEY,
+        name       text NOT NULL,
+        address    text NOT NULL,
+        started_at timestamptz NOT NULL,
+        seen_at    timestamptz NOT NULL,
+        epoch      bigint NOT NULL DEFAULT 0
+    );
+
+    CREATE FUNCTION orca_fence(expected bigint) RETURNS void
+        LANGUAGE plpgsql
+        AS $$
+        DECLARE
+            current bigint;
+        BEGIN
+            SELECT epoch INTO current FROM orca_leader WHERE id = 1 FOR SHARE;
+            IF current IS DISTINCT FROM expected THEN
+                RAISE EXCEPTION 'this replica led at epoch %, and epoch % has begun', expected, current
+                    USING ERRCODE = 'OR001';
+            END IF;
+        END $$;
+    "#,
 ];
 
 /// The schema version this build writes.

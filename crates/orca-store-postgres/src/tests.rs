@@ -43,7 +43,7 @@ mod conformance {
     orca_store::conformance_suite!(Postgres::new());
 }
 
-async fn admin(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -51,7 +51,7 @@ async fn admin(url: &str) -> tokio_postgres::Client {
     client
 }
 
-fn log_event(task_id: &str, seq: u64, line: &str) -> Write {
+pub(crate) fn log_event(task_id: &str, seq: u64, line: &str) -> Write {
     Write::Event(Event {
         task_id: task_id.into(),
         seq,
@@ -66,7 +66,10 @@ fn log_event(task_id: &str, seq: u64, line: &str) -> Write {
 }
 
 /// Polls `check` until it holds, failing after `what` took too long.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+pub(crate) async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");

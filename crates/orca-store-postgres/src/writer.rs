@@ -114,6 +114,9 @@ struct Writer {
     /// Tells the store's callers whether it is away, so new work is
     /// refused before it waits for room in the queue.
     status: watch::Sender<Option<String>>,
+    /// The leadership epoch every transaction is fenced with, when this
+    /// replica leads others.
+    fence: Option<i64>,
 }
 
 /// Starts the writer on a thread of its own, with its connection, once
@@ -125,6 +128,7 @@ pub(crate) async fn start(
     config: Config,
     queue: mpsc::UnboundedReceiver<Queued>,
     status: watch::Sender<Option<String>>,
+    fence: Option<i64>,
 ) -> std::result::Result<(), Error> {
     let (opened, open) = oneshot::channel();
     std::thread::Builder::new()
@@ -146,7 +150,7 @@ pub(crate) async fn start(
                 match Conn::open_writer(&config).await {
                     Ok(conn) => {
                         let _ = opened.send(Ok(()));
-                        run(config, conn, queue, status).await;
+                        run(config, conn, queue, status, fence).await;
                     }
                     Err(fault) => {
                         let _ = opened.send(Err(Error::from(fault)));
@@ -164,12 +168,14 @@ async fn run(
     conn: Conn,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     status: watch::Sender<Option<String>>,
+    fence: Option<i64>,
 ) {
     let mut writer = Writer {
         config,
         conn: Some(conn),
         away: String::new(),
         status,
+        fence,
     };
     let mut held: VecDeque<Held> = VecDeque::new();
     let mut backoff = FIRST_BACKOFF;
@@ -240,6 +246,7 @@ impl Writer {
     async fn commit(&mut self, jobs: Vec<Queued>, unknown: Option<String>) -> Option<Held> {
         let mut unknown: Option<(String, Option<Vec<Answer>>)> = unknown.map(|xid| (xid, None));
         let mut last = Error::Unavailable("postgres: the connection was lost".into());
+        let fence = self.fence;
         // Once, and once more on a new connection after losing one.
         for _ in 0..2 {
             let conn = match self.connection().await {
@@ -284,7 +291,7 @@ impl Writer {
                 }
             }
             let works: Vec<Work<'_>> = jobs.iter().map(|q| q.job.work()).collect();
-            let outcome = attempt(conn, &works).await;
+            let outcome = attempt(conn, &works, fence).await;
             drop(works);
             match outcome {
                 Ok(answers) => {
@@ -391,11 +398,17 @@ async fn committed(conn: &mut Conn, xid: &str) -> Result<Option<bool>> {
     }
 }
 
-/// Opens a transaction; its id, to look up if its COMMIT goes unanswered.
-async fn begin(conn: &mut Conn) -> std::result::Result<String, GroupFault> {
+/// Opens a transaction, fenced with the leader's epoch when there is one
+/// (in the same round trip); its id, to look up if its COMMIT goes
+/// unanswered.
+async fn begin(conn: &mut Conn, fence: Option<i64>) -> std::result::Result<String, GroupFault> {
+    let sql = match fence {
+        Some(epoch) => format!("BEGIN; SELECT txid_current()::text; SELECT orca_fence({epoch})"),
+        None => "BEGIN; SELECT txid_current()::text".to_string(),
+    };
     let messages = conn
         .client
-        .simple_query("BEGIN; SELECT txid_current()::text")
+        .simple_query(&sql)
         .await
         .map_err(|e| classify(e.into()))?;
     messages
@@ -457,8 +470,9 @@ async fn end(
 async fn attempt(
     conn: &mut Conn,
     works: &[Work<'_>],
+    fence: Option<i64>,
 ) -> std::result::Result<Vec<Answer>, GroupFault> {
-    let xid = begin(conn).await?;
+    let xid = begin(conn, fence).await?;
     match batch::apply(conn, works).await {
         Ok(done) => return end(conn, xid, done.into_iter().map(Ok).collect()).await,
         Err(fault) if fault.lost_connection() => return Err(classify(fault)),
@@ -467,7 +481,7 @@ async fn attempt(
             steer(conn, "ROLLBACK").await?;
         }
     }
-    let xid = begin(conn).await?;
+    let xid = begin(conn, fence).await?;
     let mut answers = Vec::with_capacity(works.len());
     for work in works {
         steer(conn, "SAVEPOINT job").await?;

@@ -46,6 +46,11 @@ pub enum Error {
     /// found none. Nothing was written; back off and retry.
     #[error("the store is overloaded: {0}")]
     Overloaded(String),
+    /// This replica's writes carry a leadership epoch that has ended:
+    /// another replica leads now. Nothing was written; the caller should
+    /// go to the leader.
+    #[error("this replica no longer leads: {0}")]
+    Deposed(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,341 @@
+//! Leadership among control-plane replicas that share one database: a
+//! lease row with a fencing epoch (schema version 2 says why a row and not
+//! an advisory lock). Times are the database's, the one clock every
+//! replica shares. A standby calls [`Lease::try_lead`] every fraction of a
+//! TTL; the leader calls [`Lease::renew`] and, when it stops, releases the
+//! lease so a standby takes over at once. Writes are fenced by the store
+//! ([`crate::PostgresStore::open_leading`]), not here.
+
+use std::time::Duration;
+
+use orca_core::Micros;
+use orca_store::Error;
+use tokio_postgres::Config;
+
+use crate::conn::Conn;
+use crate::fault::{Fault, Result};
+
+/// How long a takeover waits for transactions still fenced with the old
+/// epoch (a paused leader's, left open) before it ends them.
+const TAKEOVER_LOCK_WAIT: &str = "500ms";
+/// Rows of replicas silent this long are forgotten.
+const FORGET_AFTER: &str = "10 minutes";
+
+/// A replica as the others see it.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// Unique to this process's run; holds the lease.
+    pub id: String,
+    /// For people: a host or pod name.
+    pub name: String,
+    /// Where clients reach this replica's gRPC port.
+    pub address: String,
+}
+
+/// Who leads, as the database says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub epoch: i64,
+    /// The leading replica's id.
+    pub holder: String,
+    pub name: String,
+    pub address: String,
+    /// When it took the lease (µs since the epoch).
+    pub since: Micros,
+}
+
+/// What a standby's round found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Round {
+    /// This replica took the lease: it leads at this epoch.
+    Leading(Leader),
+    /// Another leads, or (`None`) nobody does and the lease was not free to
+    /// take yet.
+    Following(Option<Leader>),
+}
+
+/// A replica's row, for `orca get servers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaStatus {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub started_at: Micros,
+    pub seen_at: Micros,
+    /// The epoch it leads at, or the latest it saw while standing by.
+    pub epoch: i64,
+    /// It holds a lease that has not expired.
+    pub leading: bool,
+    /// Since when it leads, when it does.
+    pub leading_since: Micros,
+    /// The database's clock when read, to say how long ago `seen_at` was.
+    pub now: Micros,
+}
+
+/// This replica's hold on (or wait for) the lease, over a connection of
+/// its own, opened again when lost.
+pub struct Lease {
+    config: Config,
+    conn: Option<Conn>,
+    replica: Replica,
+    ttl_micros: i64,
+}
+
+impl Lease {
+    /// Connects, brings the schema up to date (the lease lives in it) and
+    /// says this replica is here.
+    pub async fn join(url: &str, replica: Replica, ttl: Duration) -> orca_store::Result<Lease> {
+        let config = crate::parse_url(url)
+            .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
+        let conn = Conn::open(&config, "orca-lease").await?;
+        crate::schema::migrate(&conn.client).await?;
+        let mut lease = Lease {
+            config,
+            conn: Some(conn),
+            replica,
+            ttl_micros: i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX),
+        };
+        lease.seen(0).await?;
+        Ok(lease)
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    async fn connection(&mut self) -> Result<&mut Conn> {
+        if self.conn.as_ref().is_none_or(Conn::is_closed) {
+            self.conn = None;
+            self.conn = Some(Conn::open(&self.config, "orca-lease").await?);
+        }
+        self.conn.as_mut().ok_or(Fault::Store(Error::Closed))
+    }
+
+    /// Runs `round` on the connection; a connection found lost is dropped,
+    /// so the next call opens another.
+    async fn on_connection<T>(
+        &mut self,
+        round: impl AsyncFnOnce(&mut Conn, &Replica, i64) -> Result<T>,
+    ) -> orca_store::Result<T> {
+        let ttl = self.ttl_micros;
+        let replica = self.replica.clone();
+        let conn = self.connection().await?;
+        let outcome = round(conn, &replica, ttl).await;
+        if let Err(fault) = &outcome
+            && fault.lost_connection()
+        {
+            self.conn = None;
+        }
+        Ok(outcome?)
+    }
+
+    /// Says this replica is alive, and which epoch it leads at or last saw.
+    async fn seen(&mut self, epoch: i64) -> orca_store::Result<()> {
+        self.on_connection(async |conn, replica, _| {
+            let statement = conn
+                .statement(
+                    "INSERT INTO orca_replicas (id, name, address, started_at, seen_at, epoch)
+                     VALUES ($1, $2, $3, now(), now(), $4)
+                     ON CONFLICT (id) DO UPDATE SET seen_at = now(), address = EXCLUDED.address,
+                         epoch = EXCLUDED.epoch",
+                )
+                .await?;
+            conn.client
+                .execute(
+                    &statement,
+                    &[&replica.id, &replica.name, &replica.address, &epoch],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A standby's round: takes the lease if it has expired (ending the
+    /// transactions a paused leader left open under the old epoch), or says
+    /// who holds it.
+    pub async fn try_lead(&mut self) -> orca_store::Result<Round> {
+        let round = self.on_connection(take_or_read).await?;
+        let epoch = match &round {
+            Round::Leading(leader) => leader.epoch,
+            Round::Following(leader) => leader.as_ref().map_or(0, |l| l.epoch),
+        };
+        self.seen(epoch).await?;
+        Ok(round)
+    }
+
+    /// Extends the lease held at `epoch` by a TTL from now; `false` when it
+    /// is no longer this replica's (another epoch has begun).
+    pub async fn renew(&mut self, epoch: i64) -> orca_store::Result<bool> {
+        let renewed = self
+            .on_connection(async |conn, replica, ttl| {
+                let statement = conn
+                    .statement(
+                        "UPDATE orca_leader SET expires_at = now() + $3::bigint * interval '1 microsecond'
+                         WHERE id = 1 AND epoch = $1 AND holder = $2",
+                    )
+                    .await?;
+                let renewed = conn
+                    .client
+                    .execute(&statement, &[&epoch, &replica.id, &ttl])
+                    .await?;
+                Ok(renewed == 1)
+            })
+            .await?;
+        if renewed {
+            self.seen(epoch).await?;
+        }
+        Ok(renewed)
+    }
+
+    /// Gives the lease up, so a standby need not wait for it to expire.
+    pub async fn release(&mut self, epoch: i64) -> orca_store::Result<()> {
+        self.on_connection(async |conn, replica, _| {
+            conn.client
+                .execute(
+                    "UPDATE orca_leader SET expires_at = '-infinity'
+                     WHERE id = 1 AND epoch = $1 AND holder = $2",
+                    &[&epoch, &replica.id],
+                )
+                .await?;
+            conn.client
+                .execute("DELETE FROM orca_replicas WHERE id = $1", &[&replica.id])
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every replica seen lately, the oldest first.
+    pub async fn replicas(&mut self) -> orca_store::Result<Vec<ReplicaStatus>> {
+        self.on_connection(async |conn, _, _| {
+            let forget = format!(
+                "DELETE FROM orca_replicas WHERE seen_at < now() - interval '{FORGET_AFTER}'"
+            );
+            conn.client.execute(&forget, &[]).await?;
+            let rows = conn
+                .client
+                .query(
+                    "SELECT r.id, r.name, r.address, orca_micros(r.started_at),
+                            orca_micros(r.seen_at), r.epoch,
+                            l.holder = r.id AND l.expires_at > now(), orca_micros(l.since),
+                            orca_micros(now())
+                     FROM orca_replicas r CROSS JOIN orca_leader l
+                     ORDER BY r.started_at, r.id",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let leading: bool = row.try_get(6)?;
+                    Ok(ReplicaStatus {
+                        id: row.try_get(0)?,
+                        name: row.try_get(1)?,
+                        address: row.try_get(2)?,
+                        started_at: row.try_get(3)?,
+                        seen_at: row.try_get(4)?,
+                        epoch: row.try_get(5)?,
+                        leading,
+                        leading_since: if leading { row.try_get(7)? } else { 0 },
+                        now: row.try_get(8)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Takes the lease when it has expired, else reads who holds it.
+async fn take_or_read(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Round> {
+    // A takeover waits for transactions fenced with the old epoch to end:
+    // they hold the row FOR SHARE. One that does not end soon belongs to a
+    // leader whose lease has expired (the UPDATE matched it), paused or cut
+    // off mid-transaction: it is ended, and the takeover tried again.
+    for _ in 0..3 {
+        match take(conn, replica, ttl).await {
+            Ok(Some(leader)) => return Ok(Round::Leading(leader)),
+            Ok(None) => break,
+            Err(fault) if lock_wait_ended(&fault) => {
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+                let ended = conn
+                    .client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks
+                         WHERE relation = 'orca_leader'::regclass AND mode = 'RowShareLock'
+                           AND granted AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .await?;
+                tracing::warn!(
+                    ended,
+                    "ended transactions a deposed leader left open under its epoch"
+                );
+            }
+            Err(fault) => {
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+                return Err(fault);
+            }
+        }
+    }
+    let row = conn
+        .client
+        .query_one(
+            "SELECT epoch, holder, name, address, orca_micros(since), expires_at > now()
+             FROM orca_leader WHERE id = 1",
+            &[],
+        )
+        .await?;
+    let live: bool = row.try_get(5)?;
+    let holder: String = row.try_get(1)?;
+    if !live || holder.is_empty() {
+        return Ok(Round::Following(None));
+    }
+    Ok(Round::Following(Some(Leader {
+        epoch: row.try_get(0)?,
+        holder,
+        name: row.try_get(2)?,
+        address: row.try_get(3)?,
+        since: row.try_get(4)?,
+    })))
+}
+
+/// One takeover attempt, in a transaction of its own.
+async fn take(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Option<Leader>> {
+    conn.client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = '{TAKEOVER_LOCK_WAIT}'"
+        ))
+        .await?;
+    let statement = conn
+        .statement(
+            "UPDATE orca_leader SET epoch = epoch + 1, holder = $1, name = $2, address = $3,
+                 since = now(), expires_at = now() + $4::bigint * interval '1 microsecond'
+             WHERE id = 1 AND expires_at < now()
+             RETURNING epoch, orca_micros(since)",
+        )
+        .await?;
+    let taken = conn
+        .client
+        .query_opt(
+            &statement,
+            &[&replica.id, &replica.name, &replica.address, &ttl],
+        )
+        .await?;
+    conn.client.batch_execute("COMMIT").await?;
+    Ok(match taken {
+        Some(row) => Some(Leader {
+            epoch: row.try_get(0)?,
+            holder: replica.id.clone(),
+            name: replica.name.clone(),
+            address: replica.address.clone(),
+            since: row.try_get(1)?,
+        }),
+        None => None,
+    })
+}
+
+/// The takeover waited its while for a lock and gave up.
+fn lock_wait_ended(fault: &Fault) -> bool {
+    matches!(fault, Fault::Postgres(e) if e.code().is_some_and(|c| c.code() == "55P03"))
+}

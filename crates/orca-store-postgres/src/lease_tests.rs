@@ -1,0 +1,176 @@
+//! The lease and the fence against a real PostgreSQL: one leader at a time,
+//! a takeover only once the lease expired, and a deposed leader's writes,
+//! even one it had begun, never committed.
+
+use std::time::Duration;
+
+use orca_store::conformance::new_task;
+use orca_store::{AuditRecord, Store};
+
+use super::*;
+use crate::lease::{Lease, Replica, Round};
+use crate::tests::{admin, log_event, until};
+use crate::throwaway::Server;
+
+const TTL: Duration = Duration::from_millis(400);
+
+fn replica(name: &str) -> Replica {
+    Replica {
+        id: format!("{name}-id"),
+        name: name.into(),
+        address: format!("{name}:7443"),
+    }
+}
+
+async fn join(url: &str, name: &str) -> Lease {
+    Lease::join(url, replica(name), TTL).await.expect("join")
+}
+
+/// Rounds of `lease` until it leads; its epoch.
+async fn lead(lease: &mut Lease) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Round::Leading(leader) = lease.try_lead().await.expect("round") {
+            return leader.epoch;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: the lease is taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_replica_leads_and_another_takes_over_only_once_its_lease_expired_or_was_released() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let mut a = join(&url, "a").await;
+    let mut b = join(&url, "b").await;
+    let first = match a.try_lead().await.expect("round") {
+        Round::Leading(leader) => leader,
+        other => panic!("a free lease is taken at once, got {other:?}"),
+    };
+    assert_eq!((first.epoch, first.address.as_str()), (1, "a:7443"));
+    // While a renews, b follows it.
+    for _ in 0..3 {
+        assert!(a.renew(1).await.expect("renew"), "a still leads");
+        match b.try_lead().await.expect("round") {
+            Round::Following(Some(leader)) => assert_eq!(leader, first),
+            other => panic!("b follows a, got {other:?}"),
+        }
+        tokio::time::sleep(TTL / 4).await;
+    }
+    // a stops renewing: b leads at the next epoch once the lease expired.
+    assert_eq!(lead(&mut b).await, 2);
+    assert!(!a.renew(1).await.expect("renew"), "a's epoch has ended");
+    a.release(1).await.expect("a release changes nothing");
+    match a.try_lead().await.expect("round") {
+        Round::Following(Some(leader)) => {
+            assert_eq!((leader.epoch, leader.name.as_str()), (2, "b"))
+        }
+        other => panic!("a follows b, got {other:?}"),
+    }
+    let replicas = a.replicas().await.expect("replicas");
+    let mut leading: Vec<_> = replicas
+        .iter()
+        .map(|r| (r.name.as_str(), r.leading, r.epoch))
+        .collect();
+    leading.sort();
+    assert_eq!(leading, [("a", false, 2), ("b", true, 2)]);
+    // Released, the lease is taken at once, with no wait for its TTL.
+    b.release(2).await.expect("release");
+    match a.try_lead().await.expect("round") {
+        Round::Leading(leader) => assert_eq!(leader.epoch, 3),
+        other => panic!("a released lease is taken at once, got {other:?}"),
+    }
+    let names: Vec<_> = a
+        .replicas()
+        .await
+        .expect("replicas")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["a"], "a released replica leaves the list");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_commits_nothing_even_a_transaction_it_had_begun() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let mut a = join(&url, "a").await;
+    let mut b = join(&url, "b").await;
+    assert_eq!(lead(&mut a).await, 1);
+    let store_a = PostgresStore::open_leading(&url, 1).await.expect("open");
+    store_a
+        .create_tasks(vec![new_task("t1", "default", None)])
+        .await
+        .expect("the leader writes");
+
+    // a's writer begins a transaction (fenced, holding the lease row) and
+    // then stalls inside it, as a paused process would: another session
+    // holds the audit table it writes to.
+    let holder = admin(&url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let stalled = store_a.write(vec![
+        log_event("t1", 2, "from the old leader"),
+        Write::Audit(AuditRecord {
+            action: "task.submit".into(),
+            tenant: "default".into(),
+            ..AuditRecord::default()
+        }),
+    ]);
+    let watcher = admin(&url).await;
+    until("a's writer waits inside its transaction", || async {
+        watcher
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'orca-writer'
+                   AND datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .is_some()
+    })
+    .await;
+
+    // a's lease expires; b takes over, ending a's open transaction.
+    assert_eq!(lead(&mut b).await, 2);
+    holder.batch_execute("ROLLBACK").await.expect("unlock");
+    match stalled.await.expect("answer") {
+        Err(Error::Deposed(message)) => assert!(message.contains("epoch 2"), "{message}"),
+        other => panic!("the old leader's write is refused, got {other:?}"),
+    }
+    match store_a
+        .create_tasks(vec![new_task("t2", "default", None)])
+        .await
+    {
+        Err(Error::Deposed(_)) => {}
+        other => panic!("new work from the old leader is refused, got {other:?}"),
+    }
+
+    let store_b = PostgresStore::open_leading(&url, 2).await.expect("open");
+    let events = store_b.events_after("t1", 0, 10).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1],
+        "nothing of the stalled transaction"
+    );
+    assert!(store_b.get_task("t2").await.expect("read").is_none());
+    assert!(
+        store_b
+            .audit_after(0, 10, None)
+            .await
+            .expect("audit")
+            .is_empty(),
+        "no audit record from the old leader"
+    );
+    store_b
+        .write(vec![log_event("t1", 2, "from the new leader")])
+        .await
+        .expect("answer")
+        .expect("the new leader writes");
+}
