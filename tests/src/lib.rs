@@ -275,6 +275,28 @@ impl Server {
         )
     }
 
+    /// Waits until this server serves its API: at once on SQLite; on
+    /// PostgreSQL once it leads (a restarted replica stands by until the
+    /// lease of the process it replaced has expired).
+    pub async fn wait_leading(&self) -> anyhow::Result<()> {
+        let client = self.tasks().await?;
+        eventually(Duration::from_secs(30), || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .list_tasks(v1::ListTasksRequest {
+                        page_size: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        })
+        .await
+        .with_context(|| format!("{} never led", self.url))
+    }
+
     /// Waits until exactly these workers are connected.
     pub async fn wait_for_agents(&self, names: &[&str]) -> anyhow::Result<()> {
         let client = self.agents().await?;

@@ -46,6 +46,7 @@ async fn a_control_plane_on_postgres_runs_a_dag_and_a_kill_9_loses_nothing() -> 
     server.process.signal("KILL");
     server.process.wait_exit(Duration::from_secs(10))?;
     server = Server::start_on(dir.path(), &listen, &flags)?;
+    server.wait_leading().await?;
     let client = server.tasks().await?;
     let mut after = all_task_ids(&client).await?;
     before.sort();

@@ -43,6 +43,12 @@ pub fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
             ))
         })?
         .connect_timeout(Duration::from_secs(5))
+        // A peer that stops answering (a paused or partitioned replica)
+        // fails the calls waiting on it within 20 s, so a client can move
+        // on to another replica, rather than wait forever.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     if !server.starts_with("https://") {
         if tls.is_set() {

@@ -1,9 +1,12 @@
 //! orca's public API: code generated from `proto/orca/v1` (no system protoc),
 //! the descriptor set for server reflection, and the one place where proto
-//! messages convert to and from orca-core's domain types.
+//! messages convert to and from orca-core's domain types; and what every
+//! client needs to reach the control plane (its endpoint, its token, and
+//! the replica that leads).
 
 pub mod client;
 pub mod convert;
+pub mod leader;
 
 #[allow(clippy::all, clippy::unwrap_used, missing_docs)]
 pub mod v1 {

@@ -258,6 +258,29 @@ pub struct ControlPlaneArgs {
 
     #[command(flatten)]
     pub planner: PlannerArgs,
+
+    #[command(flatten)]
+    pub replica: ReplicaArgs,
+}
+
+/// How this control plane shares a PostgreSQL store with other replicas:
+/// one leads, the others stand by.
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// How long the leader's lease lasts without renewal: a standby takes
+    /// over about this long after the leader dies. PostgreSQL only.
+    #[arg(long, env = "ORCA_LEADER_LEASE", default_value = "4s", value_parser = parse_duration)]
+    pub leader_lease: Duration,
+
+    /// This replica's name in `orca get servers`; the host name by default.
+    #[arg(long, env = "ORCA_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// The host:port clients reach this replica's gRPC port at, which the
+    /// standbys hand out while it leads (a pod IP, a host name); the listen
+    /// address by default.
+    #[arg(long, env = "ORCA_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 /// The planner, which turns a prompt task with `plan: true` into steps with
@@ -575,6 +598,12 @@ pub enum GetWhat {
     },
     /// List connected workers.
     Agents {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// List the control plane's replicas: which leads, since when, at
+    /// which epoch.
+    Servers {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },

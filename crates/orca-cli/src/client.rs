@@ -1,14 +1,15 @@
 //! The client commands: submit, get, logs, cancel, watch.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use orca_api::client::{Bearer, ClientTls};
+use orca_api::leader::Replicas;
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use crate::args::{
     AuditArgs, CancelArgs, Format, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs,
@@ -16,14 +17,21 @@ use crate::args::{
 use crate::watch::Out;
 use crate::{output, taskfile, watch};
 
-pub async fn channel(target: &Target) -> anyhow::Result<Channel> {
-    let endpoint = orca_api::client::endpoint(&target.server, &target.tls)?;
-    endpoint.connect().await.with_context(|| {
+/// How long a command looks for the replica that leads, among several.
+const FIND_LEADER: Duration = Duration::from_secs(10);
+
+/// A channel to the control plane: with several replicas (`--server
+/// a,b,c`), to the one that leads, and to the next leader on failover.
+pub async fn channel(target: &Target) -> anyhow::Result<Replicas> {
+    let replicas = Replicas::new(&target.server, &target.tls)?;
+    replicas.find_leader(FIND_LEADER).await;
+    replicas.connect().await.with_context(|| {
         format!(
             "cannot reach the control plane at {} (is `orca up` running?)",
-            target.server
+            replicas.current()
         )
-    })
+    })?;
+    Ok(replicas)
 }
 
 /// Where the client commands go, and the token they carry.
@@ -33,7 +41,7 @@ pub struct Target {
     pub tls: ClientTls,
 }
 
-pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Tasks = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
 
 pub async fn tasks(target: &Target) -> anyhow::Result<Tasks> {
     Ok(TaskServiceClient::with_interceptor(
@@ -86,14 +94,24 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
             .into_inner();
         return show_plan(response);
     }
-    let response = client
-        .submit_task(v1::SubmitTaskRequest {
-            spec: Some(v1::TaskSpec::from(&spec)),
-            idempotency_key: args.idempotency_key.unwrap_or_default(),
-            tenant: args.tenant.unwrap_or_default(),
-        })
-        .await?
-        .into_inner();
+    // A submit whose answer is lost (the leader died after committing) is
+    // sent again, to the next leader, under the same key: it is made once.
+    let (idempotency_key, own_key) = match args.idempotency_key {
+        Some(key) => (key, false),
+        None => (ulid::Ulid::new().to_string(), true),
+    };
+    let request = v1::SubmitTaskRequest {
+        spec: Some(v1::TaskSpec::from(&spec)),
+        idempotency_key,
+        tenant: args.tenant.unwrap_or_default(),
+    };
+    let response = retry_unavailable(|| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.submit_task(request).await }
+    })
+    .await?
+    .into_inner();
     let id = response.task_id;
     // People read messages on stdout; a program asking for a format gets
     // only that there, and the messages (the live view too) on stderr.
@@ -101,7 +119,8 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         Format::Table => Out::Stdout,
         _ => Out::Stderr,
     };
-    if response.created {
+    // With a key of its own, an existing task is this command's earlier try.
+    if response.created || own_key {
         say.line(&format!("task {id} submitted"));
     } else {
         say.line(&format!(
@@ -137,6 +156,33 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         output::task(&task, args.output)?;
     }
     Ok(code)
+}
+
+/// How long a command retries a call the control plane could not answer
+/// (a failover: the leader died, a standby is taking over).
+const RETRY_UNAVAILABLE: Duration = Duration::from_secs(30);
+
+/// Runs `call` again while it fails as UNAVAILABLE, with back-off, for up
+/// to [`RETRY_UNAVAILABLE`]; only for calls that are safe to repeat.
+pub async fn retry_unavailable<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_UNAVAILABLE;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            answered => return answered,
+        }
+    }
 }
 
 /// One task, whole.
@@ -217,6 +263,14 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
                     .await?
                     .into_inner();
             output::agents(&response.agents, format)?;
+        }
+        GetWhat::Servers { output: format } => {
+            let response =
+                AgentServiceClient::with_interceptor(channel(target).await?, target.bearer.clone())
+                    .list_servers(v1::ListServersRequest {})
+                    .await?
+                    .into_inner();
+            output::servers(&response.servers, format)?;
         }
     }
     Ok(ExitCode::SUCCESS)

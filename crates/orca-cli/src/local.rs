@@ -85,7 +85,14 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         security,
         limits,
         planner,
+        replica,
     } = args;
+    if replica.leader_lease < std::time::Duration::from_millis(200) {
+        anyhow::bail!(
+            "--leader-lease ({:?}) must be at least 200ms: shorter, a busy database would depose a healthy leader",
+            replica.leader_lease
+        );
+    }
     if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.lease_ttl {
         anyhow::bail!(
             "--heartbeat-interval ({:?}) must be above zero and shorter than --lease-ttl ({:?})",
@@ -102,6 +109,9 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     };
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
+    config.leader_lease = replica.leader_lease;
+    config.replica_name = replica.replica_name.clone();
+    config.advertise = replica.advertise.clone();
     limits.apply(&mut config.limits);
     config.planner = planner_config(planner)?;
     config.tokens_file = security.tokens_file.clone();
@@ -151,18 +161,40 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     } else {
         "http"
     };
-    let running = orca_server::start(config)
-        .await
-        .context("starting the control plane")?;
-    println!(
-        "orca control plane listening on {scheme}://{}",
-        running.local_addr
-    );
-    if let Some(http) = running.http_addr {
-        println!("metrics and health on {scheme}://{http}");
+    // One signal for every run: a replica that loses the lease starts
+    // again, as a standby, and stops on the same Ctrl-C or SIGTERM.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop.send(true);
+    });
+    loop {
+        let running = orca_server::start(config.clone())
+            .await
+            .context("starting the control plane")?;
+        println!(
+            "orca control plane listening on {scheme}://{}",
+            running.local_addr
+        );
+        if let Some(http) = running.http_addr {
+            println!("metrics and health on {scheme}://{http}");
+        }
+        let mut stopped = stopped.clone();
+        match running
+            .run_until(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+        {
+            Err(orca_server::Error::Deposed(why)) => {
+                eprintln!("orca: this replica no longer leads ({why}); standing by again");
+            }
+            outcome => {
+                outcome?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
     }
-    running.run_until(stop_signal()).await?;
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCode> {

@@ -156,6 +156,18 @@ struct AgentView {
     peer: String,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerView {
+    name: String,
+    address: String,
+    leading: bool,
+    epoch: i64,
+    started_at: Option<String>,
+    leading_since: Option<String>,
+    seen_at: Option<String>,
+}
+
 fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Option<String> {
     ts.as_ref().map(|t| format_utc(micros(t)))
 }
@@ -390,6 +402,54 @@ fn attempt_state_name(state: i32) -> &'static str {
         "queued" => "lost",
         other => other,
     }
+}
+
+/// The control plane's replicas: who leads, since when, at which epoch.
+pub fn servers(servers: &[v1::ControlPlaneServer], format: Format) -> anyhow::Result<()> {
+    let views: Vec<ServerView> = servers
+        .iter()
+        .map(|s| ServerView {
+            name: s.name.clone(),
+            address: s.address.clone(),
+            leading: s.leading,
+            epoch: s.epoch,
+            started_at: rfc3339(&s.started_at),
+            leading_since: rfc3339(&s.leading_since),
+            seen_at: rfc3339(&s.seen_at),
+        })
+        .collect();
+    if emit(&views, views.iter().map(|v| &v.name), format)? {
+        return Ok(());
+    }
+    let now = now_micros();
+    let ago = |ts: &Option<prost_types::Timestamp>| {
+        ts.as_ref()
+            .map(|t| age(now - micros(t)))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = servers
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.address.clone(),
+                if s.leading { "leader" } else { "standby" }.into(),
+                s.epoch.to_string(),
+                if s.leading {
+                    ago(&s.leading_since)
+                } else {
+                    "-".into()
+                },
+                ago(&s.seen_at),
+                ago(&s.started_at),
+            ]
+        })
+        .collect();
+    print_table(
+        &["NAME", "ADDRESS", "ROLE", "EPOCH", "LEADING", "SEEN", "AGE"],
+        &rows,
+    );
+    Ok(())
 }
 
 pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ async fn client(
 ) -> anyhow::Result<
     StateServiceClient<
         tonic::service::interceptor::InterceptedService<
-            tonic::transport::Channel,
+            orca_api::leader::Replicas,
             orca_api::client::Bearer,
         >,
     >,
@@ -46,7 +46,7 @@ fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
 /// be reached is a tool's answer, not a missing server.
 pub async fn mcp(target: &Target, args: McpArgs) -> anyhow::Result<ExitCode> {
     let (tenant, scope) = tenant_and_scope(args.scope)?;
-    let channel = orca_api::client::endpoint(&target.server, &target.tls)?.connect_lazy();
+    let channel = orca_api::leader::Replicas::new(&target.server, &target.tls)?;
     let tools = orca_worker::mcp::StateTools::new(channel, target.bearer.clone(), tenant, scope);
     orca_worker::mcp::serve_stdio(tools).await?;
     Ok(ExitCode::SUCCESS)

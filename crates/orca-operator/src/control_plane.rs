@@ -1,16 +1,16 @@
-//! The operator's connection to the orca control plane: one channel, the
-//! operator's token on every call.
+//! The operator's connection to the orca control plane: one channel that
+//! follows the leading replica, the operator's token on every call.
 
-use orca_api::client::{Bearer, ClientTls, endpoint};
+use orca_api::client::{Bearer, ClientTls};
+use orca_api::leader::Replicas;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use crate::Error;
 
-pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
-pub type Agents = AgentServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Tasks = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
+pub type Agents = AgentServiceClient<InterceptedService<Replicas, Bearer>>;
 
 /// Cheap to clone; calls share one HTTP/2 connection.
 #[derive(Clone)]
@@ -22,8 +22,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Connects lazily: the operator starts (and answers its probes) while
     /// the control plane is still coming up, and calls fail until it is.
+    /// Through a Service, or to a list of replicas, calls follow the
+    /// leader: a call that meets a standby or a dead leader fails, and the
+    /// reconcile that made it runs again, against the leader.
     pub fn connect_lazy(server: &str, token: Option<&str>, tls: &ClientTls) -> Result<Self, Error> {
-        let channel = endpoint(server, tls)?.connect_lazy();
+        let channel = Replicas::new(server, tls)?;
         let bearer = Bearer::new(token)?;
         Ok(ControlPlane {
             tasks: TaskServiceClient::with_interceptor(channel.clone(), bearer.clone()),

@@ -1,8 +1,9 @@
 //! `AgentService`: the workers' Connect stream and the agent listing.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
-use orca_api::convert::micros;
+use orca_api::convert::{micros, timestamp};
 use orca_api::v1;
 use orca_api::v1::worker_message::Kind;
 use orca_core::{Limits, LogStream};
@@ -16,6 +17,7 @@ use crate::auth::{Action, require};
 use orca_core::AttemptKey;
 
 use crate::engine::{EngineHandle, StepReport, WorkerInfo};
+use crate::replica::Roster;
 
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
@@ -26,14 +28,21 @@ pub struct AgentApi {
     /// mTLS: a worker must have presented a client certificate, which the
     /// TLS layer has already checked against the client CA.
     require_client_certificate: bool,
+    roster: Arc<Roster>,
 }
 
 impl AgentApi {
-    pub fn new(engine: EngineHandle, limits: Limits, require_client_certificate: bool) -> Self {
+    pub fn new(
+        engine: EngineHandle,
+        limits: Limits,
+        require_client_certificate: bool,
+        roster: Arc<Roster>,
+    ) -> Self {
         AgentApi {
             engine,
             limits,
             require_client_certificate,
+            roster,
         }
     }
 }
@@ -270,5 +279,28 @@ impl v1::agent_service_server::AgentService for AgentApi {
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         require(&request, Action::ReadAgents)?;
         Ok(Response::new(self.engine.list_agents().await?))
+    }
+
+    async fn list_servers(
+        &self,
+        request: Request<v1::ListServersRequest>,
+    ) -> Result<Response<v1::ListServersResponse>, Status> {
+        require(&request, Action::ReadAgents)?;
+        let servers = self.roster.servers().await?;
+        let at = |micros: orca_core::Micros| (micros != 0).then(|| timestamp(micros));
+        Ok(Response::new(v1::ListServersResponse {
+            servers: servers
+                .into_iter()
+                .map(|server| v1::ControlPlaneServer {
+                    name: server.name,
+                    address: server.address,
+                    leading: server.leading,
+                    epoch: server.epoch,
+                    started_at: at(server.started_at),
+                    leading_since: at(server.leading_since),
+                    seen_at: at(server.seen_at),
+                })
+                .collect(),
+        }))
     }
 }

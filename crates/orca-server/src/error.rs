@@ -67,6 +67,10 @@ pub enum Error {
     /// than serve state that the store does not hold.
     #[error("fatal store failure: {0}")]
     Fatal(String),
+    /// This replica led and no longer does: it stopped serving, and may
+    /// start again as a standby.
+    #[error("this replica no longer leads: {0}")]
+    Deposed(String),
 }
 
 /// Reads a configuration file (a key, a certificate), naming it on failure.
@@ -129,7 +133,7 @@ impl From<Error> for Status {
                 orca_store::Error::Corrupt(_) => Code::DataLoss,
                 orca_store::Error::Overloaded(_) => Code::ResourceExhausted,
             },
-            Error::ShuttingDown | Error::Unavailable(_) => Code::Unavailable,
+            Error::ShuttingDown | Error::Unavailable(_) | Error::Deposed(_) => Code::Unavailable,
             Error::Transport(_)
             | Error::Reflection(_)
             | Error::Io { .. }
@@ -167,7 +171,7 @@ impl axum::response::IntoResponse for Error {
             Error::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(orca_store::Error::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Store(orca_store::Error::Overloaded(_)) => StatusCode::TOO_MANY_REQUESTS,
-            Error::ShuttingDown | Error::Unavailable(_) | Error::Store(_) => {
+            Error::ShuttingDown | Error::Unavailable(_) | Error::Deposed(_) | Error::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,

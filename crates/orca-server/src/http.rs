@@ -5,28 +5,39 @@
 //! token as gRPC does (see `auth`), and the port speaks TLS when gRPC does.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
+use orca_store_postgres::lease::Leader;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
+use crate::acceptor::Acceptor;
 use crate::auth::{Action, Authenticator};
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use crate::tls::{HttpsListener, ReloadingConfig};
 
 /// What the handlers read; the engine arrives once the store is open, and
-/// its arrival is what makes the control plane ready.
+/// its arrival is what makes the control plane ready. A standby replica is
+/// never ready: the Service sends traffic only to the leader.
 pub struct Status {
     metrics: Arc<Metrics>,
     authenticator: Authenticator,
     engine: OnceLock<EngineHandle>,
+    /// Who leads, while this replica stands by.
+    standby: Mutex<Option<watch::Receiver<Option<Leader>>>>,
+    stopping: AtomicBool,
 }
 
 impl Status {
@@ -35,12 +46,50 @@ impl Status {
             metrics,
             authenticator,
             engine: OnceLock::new(),
+            standby: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// This replica stands by; `leader` says who leads.
+    pub fn standing_by(&self, leader: watch::Receiver<Option<Leader>>) {
+        if let Ok(mut standby) = self.standby.lock() {
+            *standby = Some(leader);
         }
     }
 
     /// The store is open and gRPC serves: ready for traffic.
     pub fn ready(&self, engine: EngineHandle) {
+        if let Ok(mut standby) = self.standby.lock() {
+            *standby = None;
+        }
         let _ = self.engine.set(engine);
+    }
+
+    /// Stopping (or deposed): take no more traffic.
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn readiness(&self) -> (StatusCode, String) {
+        let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why);
+        if self.stopping.load(Ordering::SeqCst) {
+            return unavailable("stopping\n".into());
+        }
+        if self.engine.get().is_some() {
+            return (StatusCode::OK, "ready\n".into());
+        }
+        let standby = self.standby.lock().ok().and_then(|s| s.clone());
+        match standby {
+            Some(leader) => match leader.borrow().as_ref() {
+                Some(leader) => unavailable(format!(
+                    "standby: the leader is {} at {} (epoch {})\n",
+                    leader.name, leader.address, leader.epoch
+                )),
+                None => unavailable("standby: no replica leads at the moment\n".into()),
+            },
+            None => unavailable("starting: the store is not open yet\n".into()),
+        }
     }
 }
 
@@ -69,39 +118,68 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(status): State<Arc<Status>>) -> (StatusCode, &'static str) {
-    if status.engine.get().is_some() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting: the store is not open yet\n",
-        )
-    }
+async fn readyz(State(status): State<Arc<Status>>) -> (StatusCode, String) {
+    status.readiness()
 }
 
-/// Serves the HTTP port on `listener` (over TLS with `tls`) until the
-/// handle is aborted.
+/// Serves the HTTP port on the acceptor's connections (over TLS with
+/// `tls`) until the handle is aborted.
 pub fn serve(
-    listener: TcpListener,
+    acceptor: &Acceptor,
     tls: Option<Arc<ReloadingConfig>>,
     status: Arc<Status>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> JoinHandle<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(status);
+    let connections = acceptor.connections();
+    let local_addr = acceptor.local_addr();
     let serving: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
         Some(tls) => {
-            let listener = HttpsListener::new(listener, tls)?;
+            let listener = HttpsListener::new(connections, local_addr, tls);
             Box::pin(async move { axum::serve(listener, app).await })
         }
-        None => Box::pin(async move { axum::serve(listener, app).await }),
+        None => {
+            let listener = Connections {
+                connections,
+                local_addr,
+            };
+            Box::pin(async move { axum::serve(listener, app).await })
+        }
     };
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(e) = serving.await {
             tracing::error!(error = %e, "the HTTP port stopped");
         }
-    }))
+    })
+}
+
+/// The acceptor's plaintext connections, for `axum::serve`.
+struct Connections {
+    connections: ReceiverStream<TcpStream>,
+    local_addr: SocketAddr,
+}
+
+impl axum::serve::Listener for Connections {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.connections.next().await {
+                Some(socket) => match socket.peer_addr() {
+                    Ok(peer) => return (socket, peer),
+                    Err(_) => continue,
+                },
+                // The port is closing: serve nothing more.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local_addr)
+    }
 }

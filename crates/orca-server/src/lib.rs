@@ -2,6 +2,7 @@
 //! reflection), the engine that schedules steps onto workers, and the event
 //! log that watchers replay and follow.
 
+mod acceptor;
 mod agent_service;
 pub mod auth;
 mod engine;
@@ -11,6 +12,8 @@ mod hub;
 pub mod jwt;
 mod metrics;
 pub mod planner;
+mod replica;
+mod standby;
 mod state_service;
 pub mod step_token;
 mod store_url;
@@ -27,10 +30,11 @@ use orca_api::v1::state_service_server::StateServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_core::Limits;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::Router;
 
 pub use error::Error;
 pub use orca_store_sqlite::Durability;
@@ -74,6 +78,15 @@ pub struct Config {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` for
     /// nowhere.
     pub http_listen: Option<SocketAddr>,
+    /// On PostgreSQL, how long the leader's lease lasts unrenewed: a
+    /// standby takes over about this long after the leader dies.
+    pub leader_lease: Duration,
+    /// This replica's name for people (`orca get servers`); the host name
+    /// when `None`.
+    pub replica_name: Option<String>,
+    /// The address clients reach this replica's gRPC port at, which
+    /// standbys hand out when it leads; the bound address when `None`.
+    pub advertise: Option<String>,
 }
 
 impl Config {
@@ -92,6 +105,9 @@ impl Config {
             tls: None,
             planner: None,
             http_listen: None,
+            leader_lease: Duration::from_secs(4),
+            replica_name: None,
+            advertise: None,
         }
     }
 }
@@ -134,7 +150,9 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
         .map_err(|e| Error::Fatal(format!("the server task failed: {e}")))?
 }
 
-/// Opens the store, recovers unfinished tasks, binds and starts serving.
+/// Binds, then serves: at once as the leader on SQLite; on PostgreSQL as
+/// the leader when this replica takes the lease, and as a standby until
+/// then. Returns once it serves either way.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // Tokens and TLS files load first, so a bad one stops the start.
     let step_tokens = Arc::new(step_token::StepTokens::load_or_create(&config.data_dir)?);
@@ -158,114 +176,342 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // from one that is not there.
     let metrics = Arc::new(metrics::Metrics::new());
     let status = Arc::new(http::Status::new(metrics.clone(), authenticator.clone()));
-    let (http_addr, http_serving) = match config.http_listen {
+    let http = match config.http_listen {
         Some(listen) => {
-            let bound = |source| Error::Io {
-                context: format!("binding the HTTP port {listen}"),
-                source,
-            };
-            let listener = TcpListener::bind(listen).await.map_err(bound)?;
-            let addr = listener.local_addr().map_err(bound)?;
-            let serving = http::serve(listener, tls_for(tls::Protocol::Http1)?, status.clone())
-                .map_err(bound)?;
-            (Some(addr), Some(serving))
+            let acceptor = bind(listen, "the HTTP port").await?;
+            let serving = http::serve(&acceptor, tls_for(tls::Protocol::Http1)?, status.clone());
+            Some(Port { acceptor, serving })
         }
-        None => (None, None),
+        None => None,
     };
-    let workers_need_certificates = config
-        .tls
-        .as_ref()
-        .is_some_and(|files| files.client_ca.is_some());
+    let http_addr = http.as_ref().map(|port| port.acceptor.local_addr());
+    let grpc = bind(config.listen, "the gRPC port").await?;
+    let local_addr = grpc.local_addr();
     let location = config
         .store
         .clone()
         .unwrap_or_else(|| StoreUrl::Sqlite(config.data_dir.join("orca.db")));
-    let store = location.open(config.durability).await?;
-    let recovered = store.unfinished_tasks().await?;
-    let hub = Arc::new(hub::Hub::default());
-    let (engine, mut fatal) = engine::start(
-        store.clone(),
-        hub.clone(),
-        recovered,
-        engine::Leases {
-            ttl: config.lease_ttl,
-            heartbeat_interval: config.heartbeat_interval,
-        },
+    let replica = this_replica(&config, local_addr);
+    let (candidate, roster) = match &location {
+        StoreUrl::Postgres(url) => (
+            Some(replica::Candidate::join(url, replica, config.leader_lease).await?),
+            replica::Roster::Replicas(Box::new(orca_store_postgres::lease::Roster::new(url)?)),
+        ),
+        StoreUrl::Sqlite(_) => (
+            None,
+            replica::Roster::Sole {
+                replica,
+                started_at: orca_api::convert::now_micros(),
+            },
+        ),
+    };
+    let (stop, stop_requested) = oneshot::channel::<()>();
+    let (settled, started) = oneshot::channel::<()>();
+    let store = location.redacted();
+    let run = Replica {
+        config,
+        location,
+        candidate,
+        roster: Arc::new(roster),
+        grpc,
+        http,
+        tls,
+        authenticator,
         step_tokens,
         metrics,
-    );
+        status,
+        stop_requested,
+        settled,
+    };
+    let serving = tokio::spawn(run.run());
+    if started.await.is_err() {
+        join(serving).await?;
+        return Err(Error::Fatal(
+            "the control plane stopped while starting".into(),
+        ));
+    }
+    Ok(RunningServer {
+        local_addr,
+        http_addr,
+        store,
+        stop,
+        serving,
+    })
+}
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Io {
-            context: format!("binding {}", config.listen),
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| Error::Io {
-        context: "reading the bound address".into(),
+/// This replica as the others name it and clients reach it.
+fn this_replica(config: &Config, local_addr: SocketAddr) -> orca_store_postgres::lease::Replica {
+    let name = config.replica_name.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("orca-{}", std::process::id()))
+    });
+    let address = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local_addr.to_string());
+    orca_store_postgres::lease::Replica {
+        id: ulid::Ulid::new().to_string(),
+        name,
+        address,
+    }
+}
+
+/// A bound port and what serves it.
+struct Port {
+    acceptor: acceptor::Acceptor,
+    serving: JoinHandle<()>,
+}
+
+async fn bind(listen: SocketAddr, what: &str) -> Result<acceptor::Acceptor, Error> {
+    let bound = |source| Error::Io {
+        context: format!("binding {what} {listen}"),
         source,
-    })?;
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bound)?;
+    acceptor::Acceptor::new(listener).map_err(bound)
+}
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<TaskServiceServer<task_service::TaskApi>>()
-        .await;
-    health_reporter
-        .set_serving::<AgentServiceServer<agent_service::AgentApi>>()
-        .await;
-    health_reporter
-        .set_serving::<StateServiceServer<state_service::StateApi>>()
-        .await;
-    // Both reflection versions: grpcurl and grpcui speak v1, but Python's
-    // grpcio-reflection, Postman and older grpcurl speak only v1alpha.
+/// Serves `router` on `connections` until `signal`.
+async fn serve_router(
+    router: Router,
+    connections: tokio_stream::wrappers::ReceiverStream<tokio::net::TcpStream>,
+    tls: Option<Arc<tls::ReloadingConfig>>,
+    signal: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls::incoming(connections, tls), signal)
+                .await
+        }
+        None => {
+            let incoming = connections.map(Ok::<_, std::io::Error>);
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    }
+}
+
+/// Both reflection versions: grpcurl and grpcui speak v1, but Python's
+/// grpcio-reflection, Postman and older grpcurl speak only v1alpha. They
+/// tell only what the public proto says, so they need no token.
+fn with_reflection(server: tonic::transport::Server) -> Result<Router, Error> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-    let max_message_bytes = config.limits.max_message_bytes;
-    let planner = match config.planner {
-        Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
-        None => None,
-    };
-    let store_for_state = store.clone();
-    let tasks = task_service::TaskApi::new(
-        store,
-        engine.clone(),
-        hub.clone(),
-        config.limits.clone(),
-        planner,
-    );
-    let agents =
-        agent_service::AgentApi::new(engine.clone(), config.limits, workers_need_certificates);
-    status.ready(engine.clone());
-    let topics = Arc::new(state_service::Topics::default());
-    let state = state_service::StateApi::new(store_for_state, topics.clone());
+    Ok(server
+        .trace_fn(orca_telemetry::rpc_span)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?))
+}
 
-    let (stop, stop_requested) = oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        let (signalled, shutdown_started) = oneshot::channel::<()>();
-        let signal = async {
-            tokio::select! {
-                _ = stop_requested => {}
-                _ = fatal.changed() => {}
+/// A standby's gRPC server: health says the services do not serve here,
+/// and every call to them is told where the leader is.
+struct StandbyServer {
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<()>,
+}
+
+impl StandbyServer {
+    async fn start(
+        grpc: &acceptor::Acceptor,
+        tls: Option<Arc<tls::ReloadingConfig>>,
+        leader: watch::Receiver<Option<orca_store_postgres::lease::Leader>>,
+    ) -> Result<StandbyServer, Error> {
+        use standby::Standby;
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_not_serving::<TaskServiceServer<task_service::TaskApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<AgentServiceServer<agent_service::AgentApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<StateServiceServer<state_service::StateApi>>()
+            .await;
+        let router = with_reflection(tonic::transport::Server::builder())?
+            .add_service(health)
+            .add_service(Standby::<TaskServiceServer<task_service::TaskApi>>::new(
+                leader.clone(),
+            ))
+            .add_service(Standby::<AgentServiceServer<agent_service::AgentApi>>::new(
+                leader.clone(),
+            ))
+            .add_service(Standby::<StateServiceServer<state_service::StateApi>>::new(
+                leader,
+            ));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = serve_router(router, grpc.connections(), tls, async {
+            let _ = stopped.await;
+        });
+        let serving = tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "the standby's gRPC server failed");
             }
+        });
+        Ok(StandbyServer { stop, serving })
+    }
+
+    /// Ends its connections (clients reconnect, to the leader's server).
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+    }
+}
+
+/// One run of a replica, from standing by (on PostgreSQL) through leading
+/// to its stop.
+struct Replica {
+    config: Config,
+    location: StoreUrl,
+    candidate: Option<replica::Candidate>,
+    roster: Arc<replica::Roster>,
+    grpc: acceptor::Acceptor,
+    http: Option<Port>,
+    tls: Option<Arc<tls::ReloadingConfig>>,
+    authenticator: auth::Authenticator,
+    step_tokens: Arc<step_token::StepTokens>,
+    metrics: Arc<metrics::Metrics>,
+    status: Arc<http::Status>,
+    stop_requested: oneshot::Receiver<()>,
+    /// Told once the replica serves, as leader or standby.
+    settled: oneshot::Sender<()>,
+}
+
+impl Replica {
+    async fn run(self) -> Result<(), Error> {
+        let Replica {
+            config,
+            location,
+            candidate,
+            roster,
+            grpc,
+            http,
+            tls,
+            authenticator,
+            step_tokens,
+            metrics,
+            status,
+            mut stop_requested,
+            settled,
+        } = self;
+        let mut settled = Some(settled);
+        let (leader_tx, leader) = watch::channel(None);
+        let mut standby: Option<StandbyServer> = None;
+        let leadership = match candidate {
+            None => None,
+            Some(candidate) => {
+                let (waiting, mut waited) = oneshot::channel();
+                let standing = candidate.stand_by(&leader_tx, waiting);
+                tokio::pin!(standing);
+                loop {
+                    tokio::select! {
+                        leadership = &mut standing => break Some(leadership),
+                        Ok(()) = &mut waited, if standby.is_none() => {
+                            status.standing_by(leader.clone());
+                            standby = Some(StandbyServer::start(&grpc, tls.clone(), leader.clone()).await?);
+                            if let Some(settled) = settled.take() {
+                                let _ = settled.send(());
+                            }
+                            tracing::info!(address = %grpc.local_addr(), "standing by: another replica leads");
+                        }
+                        _ = &mut stop_requested => {
+                            status.stopping();
+                            if let Some(standby) = standby {
+                                standby.stop().await;
+                            }
+                            close(grpc, http).await;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        };
+        let epoch = leadership.as_ref().map(|l| l.leader.epoch);
+        let store = location.open(config.durability, epoch).await?;
+        let recovered = store.unfinished_tasks().await?;
+        let hub = Arc::new(hub::Hub::default());
+        let (engine, fatal) = engine::start(
+            store.clone(),
+            hub.clone(),
+            recovered,
+            engine::Leases {
+                ttl: config.lease_ttl,
+                heartbeat_interval: config.heartbeat_interval,
+            },
+            step_tokens,
+            metrics,
+        );
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<TaskServiceServer<task_service::TaskApi>>()
+            .await;
+        health_reporter
+            .set_serving::<AgentServiceServer<agent_service::AgentApi>>()
+            .await;
+        health_reporter
+            .set_serving::<StateServiceServer<state_service::StateApi>>()
+            .await;
+        let workers_need_certificates = config
+            .tls
+            .as_ref()
+            .is_some_and(|files| files.client_ca.is_some());
+        let max_message_bytes = config.limits.max_message_bytes;
+        let planner = match config.planner {
+            Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
+            None => None,
+        };
+        let tasks = task_service::TaskApi::new(
+            store.clone(),
+            engine.clone(),
+            hub.clone(),
+            config.limits.clone(),
+            planner,
+        );
+        let agents = agent_service::AgentApi::new(
+            engine.clone(),
+            config.limits,
+            workers_need_certificates,
+            roster,
+        );
+        let topics = Arc::new(state_service::Topics::default());
+        let state = state_service::StateApi::new(store, topics.clone());
+
+        // The lease is kept while serving; losing it stops the serving.
+        let (deposed_tx, deposed) = watch::channel(None::<String>);
+        let (release, released) = oneshot::channel();
+        let keeping = leadership.map(|leadership| {
+            tokio::spawn(async move {
+                if let Some(why) = leadership.keep(released).await {
+                    deposed_tx.send_replace(Some(why));
+                }
+            })
+        });
+
+        let (signalled, shutdown_started) = oneshot::channel::<()>();
+        let stopping = status.clone();
+        let (mut fatal_seen, mut deposed_seen) = (fatal.clone(), deposed.clone());
+        let ending = engine.clone();
+        let signal = async move {
+            tokio::select! {
+                _ = &mut stop_requested => {}
+                _ = fatal_seen.changed() => {}
+                Ok(()) = deposed_seen.changed() => {}
+            }
+            stopping.stopping();
             // Worker and watch streams never end on their own: end them.
-            engine.shutdown().await;
+            ending.shutdown().await;
             hub.close_all();
             topics.close_all();
             let _ = signalled.send(());
         };
-        let router = tonic::transport::Server::builder()
-            .trace_fn(orca_telemetry::rpc_span)
-            // Health stays open for probes, and reflection for tools: it
-            // tells only what the public proto says. Everything else needs
-            // a token.
+        // Health stays open for probes, and reflection for tools.
+        // Everything else needs a token.
+        let router = with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(
                 TaskServiceServer::new(tasks).max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),
@@ -278,41 +524,63 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
                 StateServiceServer::new(state).max_decoding_message_size(max_message_bytes),
                 authenticator,
             ));
-        let server = async move {
-            match tls {
-                Some(tls) => {
-                    router
-                        .serve_with_incoming_shutdown(tls::incoming(listener, tls), signal)
-                        .await
+        // From here on new connections reach the leader's services; the
+        // standby's connections are ended, and their clients reconnect.
+        let server = serve_router(router, grpc.connections(), tls.clone(), signal);
+        tokio::pin!(server);
+        if let Some(standby) = standby.take() {
+            tokio::select! {
+                served = &mut server => {
+                    served?;
                 }
-                None => {
-                    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-                    router.serve_with_incoming_shutdown(incoming, signal).await
-                }
+                _ = standby.stop() => {}
             }
-        };
+        }
+        status.ready(engine.clone());
+        if let Some(settled) = settled.take() {
+            let _ = settled.send(());
+        }
+        tracing::info!(
+            address = %grpc.local_addr(),
+            tls = tls.is_some(),
+            store = %location.redacted(),
+            epoch = epoch.unwrap_or(0),
+            "control plane serving"
+        );
         let cut_off = async {
             let _ = shutdown_started.await;
             tokio::time::sleep(STOP_GRACE).await;
         };
-        tokio::select! {
-            served = server => served?,
-            _ = cut_off => tracing::warn!("streams still open after the stop grace; cutting them"),
+        let served = tokio::select! {
+            served = &mut server => served.map_err(Error::from),
+            _ = cut_off => {
+                tracing::warn!("streams still open after the stop grace; cutting them");
+                Ok(())
+            }
+        };
+        // Released only now, with nothing more to write under this epoch.
+        let _ = release.send(());
+        if let Some(keeping) = keeping {
+            let _ = keeping.await;
         }
-        if let Some(http) = http_serving {
-            http.abort();
+        close(grpc, http).await;
+        served?;
+        if let Some(why) = deposed.borrow().clone() {
+            return Err(Error::Deposed(why));
         }
         if let Some(message) = fatal.borrow().clone() {
             return Err(Error::Fatal(message));
         }
         Ok(())
-    });
-    tracing::info!(%local_addr, tls = config.tls.is_some(), store = %location.redacted(), "control plane serving");
-    Ok(RunningServer {
-        local_addr,
-        http_addr,
-        store: location.redacted(),
-        stop,
-        serving,
-    })
+    }
+}
+
+/// Closes both ports, so they can be bound again at once.
+async fn close(grpc: acceptor::Acceptor, http: Option<Port>) {
+    grpc.close().await;
+    if let Some(Port { acceptor, serving }) = http {
+        serving.abort();
+        let _ = serving.await;
+        acceptor.close().await;
+    }
 }

@@ -55,13 +55,20 @@ impl StoreUrl {
     }
 
     /// Opens the store (creating a SQLite file, or migrating a PostgreSQL
-    /// database, as needed).
-    pub(crate) async fn open(&self, durability: Durability) -> Result<Arc<dyn Store>, Error> {
-        Ok(match self {
-            StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open_file(path, durability)?),
-            StoreUrl::Postgres(url) => {
-                Arc::new(orca_store_postgres::PostgresStore::open(url).await?)
+    /// database, as needed); on PostgreSQL, for the replica leading at
+    /// `epoch`, its writes fenced with it.
+    pub(crate) async fn open(
+        &self,
+        durability: Durability,
+        epoch: Option<i64>,
+    ) -> Result<Arc<dyn Store>, Error> {
+        use orca_store_postgres::PostgresStore;
+        Ok(match (self, epoch) {
+            (StoreUrl::Sqlite(path), _) => Arc::new(SqliteStore::open_file(path, durability)?),
+            (StoreUrl::Postgres(url), Some(epoch)) => {
+                Arc::new(PostgresStore::open_leading(url, epoch).await?)
             }
+            (StoreUrl::Postgres(url), None) => Arc::new(PostgresStore::open(url).await?),
         })
     }
 }

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig, crypto};
 use tokio_rustls::server::TlsStream;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Error;
@@ -165,38 +166,33 @@ fn build(
     Ok(config)
 }
 
-/// Accepts connections on `listener` and yields those whose TLS handshake
-/// succeeds. Handshakes run concurrently, so a slow client holds up no one.
-/// The accept loop ends when the server drops the stream.
+/// Yields the `connections` whose TLS handshake succeeds. Handshakes run
+/// concurrently, so a slow client holds up no one. Ends when the
+/// connections do, or when the server drops the stream.
 pub fn incoming(
-    listener: TcpListener,
+    mut connections: ReceiverStream<TcpStream>,
     tls: Arc<ReloadingConfig>,
 ) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
     let (ready, stream) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (socket, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, go on.
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+            let socket = tokio::select! {
+                socket = connections.next() => match socket {
+                    Some(socket) => socket,
+                    None => return,
                 },
                 _ = ready.closed() => return,
             };
-            let _ = socket.set_nodelay(true);
             let acceptor = TlsAcceptor::from(tls.config());
             let ready = ready.clone();
             tokio::spawn(async move {
+                let peer = socket.peer_addr().ok();
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
                     Ok(Ok(stream)) => {
                         let _ = ready.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
                 }
             });
         }
@@ -212,12 +208,15 @@ pub struct HttpsListener {
 }
 
 impl HttpsListener {
-    pub fn new(listener: TcpListener, tls: Arc<ReloadingConfig>) -> io::Result<HttpsListener> {
-        let local_addr = listener.local_addr()?;
-        Ok(HttpsListener {
-            incoming: incoming(listener, tls),
+    pub fn new(
+        connections: ReceiverStream<TcpStream>,
+        local_addr: std::net::SocketAddr,
+        tls: Arc<ReloadingConfig>,
+    ) -> HttpsListener {
+        HttpsListener {
+            incoming: incoming(connections, tls),
             local_addr,
-        })
+        }
     }
 }
 
@@ -226,7 +225,6 @@ impl axum::serve::Listener for HttpsListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        use tokio_stream::StreamExt;
         loop {
             match self.incoming.next().await {
                 Some(Ok(stream)) => {

@@ -208,42 +208,79 @@ impl Lease {
 
     /// Every replica seen lately, the oldest first.
     pub async fn replicas(&mut self) -> orca_store::Result<Vec<ReplicaStatus>> {
-        self.on_connection(async |conn, _, _| {
-            let forget = format!(
-                "DELETE FROM orca_replicas WHERE seen_at < now() - interval '{FORGET_AFTER}'"
-            );
-            conn.client.execute(&forget, &[]).await?;
-            let rows = conn
-                .client
-                .query(
-                    "SELECT r.id, r.name, r.address, orca_micros(r.started_at),
-                            orca_micros(r.seen_at), r.epoch,
-                            l.holder = r.id AND l.expires_at > now(), orca_micros(l.since),
-                            orca_micros(now())
-                     FROM orca_replicas r CROSS JOIN orca_leader l
-                     ORDER BY r.started_at, r.id",
-                    &[],
-                )
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let leading: bool = row.try_get(6)?;
-                    Ok(ReplicaStatus {
-                        id: row.try_get(0)?,
-                        name: row.try_get(1)?,
-                        address: row.try_get(2)?,
-                        started_at: row.try_get(3)?,
-                        seen_at: row.try_get(4)?,
-                        epoch: row.try_get(5)?,
-                        leading,
-                        leading_since: if leading { row.try_get(7)? } else { 0 },
-                        now: row.try_get(8)?,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.on_connection(async |conn, _, _| list_replicas(conn).await)
+            .await
     }
+}
+
+/// Reads the replicas for the leader, which answers who else is there; a
+/// connection of its own, opened on first use and again when lost.
+pub struct Roster {
+    config: Config,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+impl Roster {
+    pub fn new(url: &str) -> orca_store::Result<Roster> {
+        let config = crate::parse_url(url)
+            .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
+        Ok(Roster {
+            config,
+            conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Every replica seen lately, the oldest first.
+    pub async fn replicas(&self) -> orca_store::Result<Vec<ReplicaStatus>> {
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_none_or(Conn::is_closed) {
+            *conn = Some(Conn::open(&self.config, "orca-roster").await?);
+        }
+        let Some(open) = conn.as_mut() else {
+            return Err(Error::Closed);
+        };
+        let listed = list_replicas(open).await;
+        if let Err(fault) = &listed
+            && fault.lost_connection()
+        {
+            *conn = None;
+        }
+        Ok(listed?)
+    }
+}
+
+async fn list_replicas(conn: &mut Conn) -> Result<Vec<ReplicaStatus>> {
+    let forget =
+        format!("DELETE FROM orca_replicas WHERE seen_at < now() - interval '{FORGET_AFTER}'");
+    conn.client.execute(&forget, &[]).await?;
+    let rows = conn
+        .client
+        .query(
+            "SELECT r.id, r.name, r.address, orca_micros(r.started_at),
+                    orca_micros(r.seen_at), r.epoch,
+                    l.holder = r.id AND l.expires_at > now(), orca_micros(l.since),
+                    orca_micros(now())
+             FROM orca_replicas r CROSS JOIN orca_leader l
+             ORDER BY r.started_at, r.id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let leading: bool = row.try_get(6)?;
+            Ok(ReplicaStatus {
+                id: row.try_get(0)?,
+                name: row.try_get(1)?,
+                address: row.try_get(2)?,
+                started_at: row.try_get(3)?,
+                seen_at: row.try_get(4)?,
+                epoch: row.try_get(5)?,
+                leading,
+                leading_since: if leading { row.try_get(7)? } else { 0 },
+                now: row.try_get(8)?,
+            })
+        })
+        .collect()
 }
 
 /// Takes the lease when it has expired, else reads who holds it.

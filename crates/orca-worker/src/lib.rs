@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::client::{Bearer, ClientTls};
+use orca_api::leader::{Choice, LEADER_KEY};
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::server_message::Kind;
@@ -92,9 +93,8 @@ pub struct WorkerConfig {
     pub http: Option<HttpSettings>,
 }
 
-fn endpoint(config: &WorkerConfig) -> Result<Endpoint, Error> {
-    orca_api::client::endpoint(&config.server, &config.tls)
-        .map_err(|e| Error::Settings(e.to_string()))
+fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
+    orca_api::client::endpoint(server, tls).map_err(|e| Error::Settings(e.to_string()))
 }
 
 impl WorkerConfig {
@@ -152,6 +152,8 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 struct Worker {
     config: WorkerConfig,
     bearer: Bearer,
+    /// The replica to connect to: the leader, as far as the worker knows.
+    replicas: Choice,
     /// Running attempts and how to cancel each (taken once used).
     running: HashMap<AttemptKey, Option<oneshot::Sender<String>>>,
     /// Results not yet handed to a session.
@@ -169,7 +171,10 @@ pub async fn run(
     mut config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    endpoint(&config)?;
+    let replicas = Choice::new(&config.server).map_err(|e| Error::Settings(e.to_string()))?;
+    for server in replicas.servers() {
+        endpoint(server, &config.tls)?;
+    }
     // Steps run inside their workspace, so every path handed to them
     // ($ORCA_OUTPUT...) must be absolute.
     let work_dir_error = |source| Error::WorkDir {
@@ -201,6 +206,7 @@ pub async fn run(
     let (report_tx, reports) = mpsc::unbounded_channel();
     let mut worker = Worker {
         bearer,
+        replicas,
         config,
         running: HashMap::new(),
         undelivered: VecDeque::new(),
@@ -239,6 +245,11 @@ pub async fn run(
             {
                 worker.stop_all("the worker was refused").await;
                 return Err(Error::Refused(status));
+            }
+            // A standby named the leader: go there now.
+            Err(Error::Refused(status)) if status.metadata().get(LEADER_KEY).is_some() => {
+                tracing::info!(worker = %worker.config.name, leader = %worker.replicas.current(), "following the leader");
+                continue;
             }
             Err(e) => {
                 tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting")
@@ -289,11 +300,27 @@ fn jitter(delay: Duration) -> Duration {
 impl Worker {
     /// One Connect stream, from register to its end or to a finished drain.
     async fn session(&mut self, mut drain: watch::Receiver<bool>) -> Result<SessionEnd, Error> {
-        let closed = Ok(SessionEnd::Closed { registered: true });
         // Read at each connect, so renewed client certificates are used.
-        let endpoint = endpoint(&self.config)?
+        let server = self.replicas.current().to_string();
+        let endpoint = endpoint(&server, &self.config.tls)?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
+        let session = self.connected(endpoint, &mut drain).await;
+        match &session {
+            Err(Error::Refused(status)) => self.replicas.learn(&server, status),
+            Err(Error::Connect(_)) => self.replicas.failed(&server),
+            _ => {}
+        }
+        session
+    }
+
+    /// The session on a connection to `endpoint`.
+    async fn connected(
+        &mut self,
+        endpoint: Endpoint,
+        drain: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd, Error> {
+        let closed = Ok(SessionEnd::Closed { registered: true });
         let channel = endpoint.connect().await?;
         let mut client = AgentServiceClient::with_interceptor(channel, self.bearer.clone());
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use orca_api::client::Bearer;
+use orca_api::leader::Replicas;
 use orca_api::v1;
 use orca_api::v1::state_service_client::StateServiceClient;
 use rmcp::model::{
@@ -17,7 +18,6 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::Error;
@@ -30,7 +30,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait an agent may ask for; a step's own timeout still rules.
 const MAX_WAIT_SECONDS: u64 = 600;
 
-type Client = StateServiceClient<InterceptedService<Channel, Bearer>>;
+type Client = StateServiceClient<InterceptedService<Replicas, Bearer>>;
 
 /// The tools, bound to one tenant and scope.
 #[derive(Clone)]
@@ -43,7 +43,7 @@ pub struct StateTools {
 impl StateTools {
     /// Tools over `channel` with `bearer`, in `scope` (a task's id) of
     /// `tenant` ("" for the token's own).
-    pub fn new(channel: Channel, bearer: Bearer, tenant: String, scope: String) -> StateTools {
+    pub fn new(channel: Replicas, bearer: Bearer, tenant: String, scope: String) -> StateTools {
         StateTools {
             client: StateServiceClient::with_interceptor(channel, bearer),
             tenant,

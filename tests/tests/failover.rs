@@ -1,0 +1,574 @@
+//! Control-plane replicas on one PostgreSQL: one leads, the others stand by
+//! and take over when it dies or is paused. Real processes, a real
+//! PostgreSQL, clients that follow the leader; the figures a failover costs
+//! are printed.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use orca_api::client::ClientTls;
+use orca_api::leader::Replicas;
+use orca_api::v1;
+use orca_api::v1::task_service_client::TaskServiceClient;
+use orca_store_postgres::throwaway;
+use orca_tests::*;
+use tonic::service::interceptor::InterceptedService;
+
+/// Short, so the tests are quick; the default is 4 s.
+const LEASE: &str = "2s";
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+type Client = TaskServiceClient<InterceptedService<Replicas, orca_api::client::Bearer>>;
+
+/// One replica: its addresses stay the same across restarts.
+struct Member {
+    name: String,
+    listen: String,
+    http: String,
+    server: Option<Server>,
+}
+
+struct Cluster {
+    /// Drops the test database when the cluster goes.
+    _postgres: throwaway::Server,
+    dir: tempfile::TempDir,
+    store: String,
+    members: Vec<Member>,
+    admin_token: String,
+    worker_token: String,
+}
+
+impl Cluster {
+    async fn start(replicas: usize) -> anyhow::Result<Cluster> {
+        let postgres = throwaway::Server::from_env()?;
+        let store = postgres.fresh_database().await?;
+        let mut cluster = Cluster {
+            _postgres: postgres,
+            dir: tempfile::tempdir()?,
+            store,
+            members: (0..replicas)
+                .map(|i| Member {
+                    name: format!("replica-{i}"),
+                    listen: free_addr(),
+                    http: free_addr(),
+                    server: None,
+                })
+                .collect(),
+            admin_token: String::new(),
+            worker_token: String::new(),
+        };
+        // The first makes the tokens and keys every replica shares (in
+        // Kubernetes, a Secret); the others start once they exist.
+        for i in 0..replicas {
+            cluster.start_member(i)?;
+        }
+        let first = cluster.members[0].server.as_ref().expect("started");
+        cluster.admin_token = first.admin_token.clone();
+        cluster.worker_token = first.worker_token.clone();
+        Ok(cluster)
+    }
+
+    fn start_member(&mut self, i: usize) -> anyhow::Result<()> {
+        let member = &self.members[i];
+        let server = Server::start_on(
+            self.dir.path(),
+            &member.listen,
+            &[
+                "--store",
+                &self.store,
+                "--leader-lease",
+                LEASE,
+                "--replica-name",
+                &member.name,
+                "--http-listen",
+                &member.http,
+            ],
+        )?;
+        self.members[i].server = Some(server);
+        Ok(())
+    }
+
+    /// Every replica's URL, as `--server` takes them, `first` first.
+    fn servers_from(&self, first: usize) -> String {
+        let n = self.members.len();
+        (0..n)
+            .map(|k| format!("http://{}", self.members[(first + k) % n].listen))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn servers(&self) -> String {
+        self.servers_from(0)
+    }
+
+    /// A client given every replica, asking `first` first.
+    fn client_from(&self, first: usize) -> anyhow::Result<Client> {
+        Ok(TaskServiceClient::with_interceptor(
+            Replicas::new(&self.servers_from(first), &ClientTls::default())?,
+            bearer(&self.admin_token),
+        ))
+    }
+
+    fn client(&self) -> anyhow::Result<Client> {
+        self.client_from(0)
+    }
+
+    /// The replicas whose /readyz says ready.
+    fn ready(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| {
+                self.members[i].server.is_some()
+                    && matches!(
+                        http_get(&self.members[i].http, "/readyz", None),
+                        Ok((200, _))
+                    )
+            })
+            .collect()
+    }
+
+    /// Waits until exactly one replica, other than `not`, is ready.
+    async fn leader(&self, not: Option<usize>) -> anyhow::Result<usize> {
+        eventually(Duration::from_secs(30), || async {
+            match self.ready()[..] {
+                [one] if Some(one) != not => Some(one),
+                _ => None,
+            }
+        })
+        .await
+        .with_context(|| {
+            let probes: Vec<_> = (0..self.members.len()).map(|i| self.readyz(i)).collect();
+            format!("one replica leads: {probes:?}")
+        })
+    }
+
+    fn readyz(&self, i: usize) -> (u16, String) {
+        http_get(&self.members[i].http, "/readyz", None).unwrap_or((0, String::new()))
+    }
+}
+
+/// Submits one-step tasks, one at a time, until told to stop; a submit that
+/// fails is sent again with the same idempotency key, as the CLI does.
+struct Load {
+    /// When each acknowledged submit was sent (its last try) and answered.
+    acknowledged: Arc<Mutex<Vec<(Instant, Instant, String)>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(client: Client) -> Load {
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let record = acknowledged.clone();
+        let running = tokio::spawn(async move {
+            for n in 0.. {
+                let mut request = task(&format!("load-{n}"), vec![shell_step("s", &[], "true")]);
+                request.idempotency_key = format!("load-{n}");
+                loop {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    let sent = Instant::now();
+                    match client.clone().submit_task(request.clone()).await {
+                        Ok(answer) => {
+                            let id = answer.into_inner().task_id;
+                            record
+                                .lock()
+                                .expect("lock")
+                                .push((sent, Instant::now(), id));
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }
+        });
+        Load {
+            acknowledged,
+            stop,
+            running,
+        }
+    }
+
+    /// When the first submit sent after `since` was acknowledged.
+    fn first_sent_after(&self, since: Instant) -> Option<Instant> {
+        self.acknowledged
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(sent, _, _)| *sent > since)
+            .map(|(_, acked, _)| *acked)
+    }
+
+    fn count_between(&self, from: Instant, to: Instant) -> usize {
+        self.acknowledged
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, acked, _)| *acked >= from && *acked < to)
+            .count()
+    }
+
+    async fn stop(self) -> Vec<String> {
+        let _ = self.stop.send(true);
+        let _ = self.running.await;
+        let acknowledged = self.acknowledged.lock().expect("lock");
+        acknowledged.iter().map(|(_, _, id)| id.clone()).collect()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing_twice()
+-> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3).await?;
+    let first = cluster.leader(None).await?;
+    // Standbys say who leads: to probes, and to calls.
+    for i in (0..3).filter(|&i| i != first) {
+        let (code, body) = cluster.readyz(i);
+        assert_eq!(code, 503, "a standby is not ready");
+        assert!(
+            body.contains(&cluster.members[first].listen),
+            "names the leader: {body}"
+        );
+        let direct = cluster.members[i]
+            .server
+            .as_ref()
+            .expect("up")
+            .tasks()
+            .await?;
+        let refused = direct
+            .clone()
+            .get_task(v1::GetTaskRequest {
+                task_id: "t".into(),
+            })
+            .await
+            .expect_err("a standby serves no calls");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            refused
+                .metadata()
+                .get("orca-leader")
+                .and_then(|v| v.to_str().ok()),
+            Some(cluster.members[first].listen.as_str()),
+            "{}",
+            refused.message()
+        );
+    }
+
+    // A worker given every replica, and a step that runs through all the
+    // failovers on it.
+    let servers = cluster.servers();
+    let _worker = start_worker(
+        &servers,
+        cluster.dir.path(),
+        "ha-worker",
+        &["shell"],
+        8,
+        &[],
+        &cluster.worker_token,
+    )?;
+    let client = cluster.client()?;
+    let gate = cluster.dir.path().join("gate");
+    let long = submit_through(
+        &client,
+        task("long", vec![shell_step("wait", &[], &wait_for_gate(&gate))]),
+    )
+    .await?;
+    eventually(Duration::from_secs(30), || async {
+        let task = client
+            .clone()
+            .get_task(v1::GetTaskRequest {
+                task_id: long.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        (task.steps[0].state == v1::StepState::Running as i32).then_some(())
+    })
+    .await?;
+
+    let load = Load::start(client.clone());
+    let warmed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = load.count_between(warmed, Instant::now());
+    assert!(before > 0, "the load runs before the first kill");
+
+    let mut to_leader = Vec::new();
+    let mut unavailable = Vec::new();
+    let mut connections = Vec::new();
+    let mut leader = first;
+    for round in 1..=5 {
+        let server = cluster.members[leader].server.as_mut().expect("leader up");
+        server.process.signal("KILL");
+        server.process.wait_exit(Duration::from_secs(10))?;
+        // Timed from its death: until then it leads, and may answer.
+        let killed_at = Instant::now();
+        cluster.members[leader].server = None;
+        let next = cluster.leader(Some(leader)).await?;
+        let led_after = killed_at.elapsed();
+        let accepted_after = eventually(Duration::from_secs(30), || async {
+            load.first_sent_after(killed_at).map(|at| at - killed_at)
+        })
+        .await?;
+        println!(
+            "failover {round}: {} -> {}: new leader after {led_after:?}, submits accepted again after {accepted_after:?}",
+            cluster.members[leader].name, cluster.members[next].name
+        );
+        assert!(
+            led_after < LEASE_TTL + Duration::from_secs(2),
+            "a standby leads within the lease TTL and a little: {led_after:?}"
+        );
+        to_leader.push(led_after);
+        unavailable.push(accepted_after);
+        // The supervisor (Kubernetes) starts the killed replica again; it
+        // stands by.
+        cluster.start_member(leader)?;
+        let restarted = leader;
+        eventually(Duration::from_secs(30), || async {
+            let (code, body) = cluster.readyz(restarted);
+            (code == 503 && body.starts_with("standby")).then_some(())
+        })
+        .await?;
+        connections.push(postgres_sessions(&cluster.store).await?);
+        leader = next;
+    }
+    let settled = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = load.count_between(settled, Instant::now());
+    let acknowledged = load.stop().await;
+
+    std::fs::write(&gate, "")?;
+    let long = wait_through(&client, &long).await?;
+    assert_eq!(
+        long.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        long.message
+    );
+    assert_eq!(
+        long.steps[0].attempt, 1,
+        "the worker reclaimed its step across five failovers: {:?}",
+        long.steps[0].attempts
+    );
+    let mut lost = 0;
+    let mut twice = 0;
+    for id in &acknowledged {
+        let task = wait_through(&client, id).await?;
+        if task.state != v1::TaskState::Succeeded as i32 {
+            lost += 1;
+        }
+        for step in &task.steps {
+            let outcomes = step
+                .attempts
+                .iter()
+                .filter(|a| a.state == v1::StepState::Succeeded as i32)
+                .count();
+            if outcomes > 1 {
+                twice += 1;
+            }
+        }
+    }
+    let mut sorted_leader = to_leader.clone();
+    sorted_leader.sort();
+    let mut sorted_unavailable = unavailable.clone();
+    sorted_unavailable.sort();
+    println!(
+        "five failovers, lease {LEASE}: new leader p50 {:?} max {:?}; submits unavailable p50 {:?} max {:?}; \
+         {} tasks acknowledged, {lost} lost, {twice} steps with two outcomes; \
+         one-at-a-time submits in 2 s: {before} before, {after} after; postgres sessions after each round: {connections:?}",
+        percentile(&sorted_leader, 0.5),
+        sorted_leader.last().expect("five"),
+        percentile(&sorted_unavailable, 0.5),
+        sorted_unavailable.last().expect("five"),
+        acknowledged.len(),
+    );
+    assert_eq!(lost, 0, "every acknowledged task succeeded");
+    assert_eq!(twice, 0, "no step has two outcomes");
+    let (first_count, last_count) = (connections[0], *connections.last().expect("five"));
+    assert!(
+        last_count <= first_count + 2,
+        "sessions do not grow with failovers: {connections:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_commits_nothing_when_it_wakes_and_stands_by() -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let first = cluster.leader(None).await?;
+    let other = 1 - first;
+    let paused = cluster.members[first].server.as_ref().expect("up");
+    // A connection to the leader made before it pauses; a submit on it
+    // waits, unread, while the leader is stopped.
+    let direct = paused.tasks().await?;
+    paused.process.signal("STOP");
+    let mut held = task("held", vec![noop_step("s")]);
+    held.idempotency_key = "held-while-paused".into();
+    let pending = tokio::spawn({
+        let held = held.clone();
+        async move { direct.clone().submit_task(held).await }
+    });
+
+    let next = cluster.leader(Some(first)).await?;
+    assert_eq!(next, other);
+    // (A client asking the paused one first would wait for its keepalive
+    // to give up on it, which is longer than this pause.)
+    let client = cluster.client_from(other)?;
+    let meanwhile = submit_through(&client, task("meanwhile", vec![noop_step("s")])).await?;
+
+    paused.process.signal("CONT");
+    let answer = tokio::time::timeout(Duration::from_secs(30), pending).await??;
+    assert!(
+        answer.is_err(),
+        "the paused leader's submit is refused, not committed: {answer:?}"
+    );
+    // It stands by now, naming the new leader.
+    eventually(Duration::from_secs(30), || async {
+        let (code, body) = cluster.readyz(first);
+        (code == 503 && body.contains(&cluster.members[other].listen)).then_some(())
+    })
+    .await
+    .with_context(|| format!("the old leader stands by: {:?}", cluster.readyz(first)))?;
+    // Nothing it held was applied: the key is free, and the new leader's
+    // work is intact.
+    let resubmitted = client.clone().submit_task(held).await?.into_inner();
+    assert!(resubmitted.created, "nothing was stored under the held key");
+    let kept = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: meanwhile.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(kept.id, meanwhile);
+    let log = std::fs::read_to_string(&paused.process.log)?;
+    assert!(
+        log.contains("no longer leads"),
+        "the old leader says why it stepped down"
+    );
+    Ok(())
+}
+
+/// Submits, following the leader through a failover.
+async fn submit_through(client: &Client, request: v1::SubmitTaskRequest) -> anyhow::Result<String> {
+    eventually(Duration::from_secs(30), || async {
+        client
+            .clone()
+            .submit_task(request.clone())
+            .await
+            .ok()
+            .map(|answer| answer.into_inner().task_id)
+    })
+    .await
+    .context("a submit is accepted")
+}
+
+/// The task once it has finished, following the leader.
+async fn wait_through(client: &Client, id: &str) -> anyhow::Result<v1::Task> {
+    eventually(Duration::from_secs(60), || async {
+        let task = client
+            .clone()
+            .get_task(v1::GetTaskRequest {
+                task_id: id.to_string(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        let done = [
+            v1::TaskState::Succeeded,
+            v1::TaskState::Failed,
+            v1::TaskState::Cancelled,
+        ]
+        .iter()
+        .any(|s| *s as i32 == task.state);
+        done.then_some(task)
+    })
+    .await
+    .with_context(|| format!("task {id} finishes"))
+}
+
+/// Sessions open on the test database.
+async fn postgres_sessions(url: &str) -> anyhow::Result<i64> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_given_only_a_standby_follow_it_to_the_leader() -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let leader = cluster.leader(None).await?;
+    let standby = cluster.members[1 - leader].server.as_ref().expect("up");
+
+    // The CLI: reads, submits and `get servers`, all through the standby.
+    let servers = succeed(standby.cli().args(["get", "servers", "-o", "json"]));
+    let servers: serde_json::Value = serde_json::from_slice(&servers.stdout)?;
+    let servers = servers.as_array().expect("a list");
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    let leading: Vec<_> = servers
+        .iter()
+        .filter(|s| s["leading"] == true)
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or(""),
+                s["epoch"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        leading,
+        [(cluster.members[leader].name.as_str(), 1)],
+        "{servers:?}"
+    );
+    let file = cluster.dir.path().join("hello.yaml");
+    std::fs::write(
+        &file,
+        "name: hello\nsteps:\n  - id: only\n    shell: {command: [sh, -c, 'echo hi']}\n",
+    )?;
+    let submitted = succeed(
+        standby
+            .cli()
+            .arg("submit")
+            .arg("-f")
+            .arg(&file)
+            .args(["-o", "name"]),
+    );
+    let id = String::from_utf8(submitted.stdout)?.trim().to_string();
+    assert!(!id.is_empty());
+
+    // A worker: it registers with the leader, and runs the task.
+    let _worker = start_worker(
+        &standby.url,
+        cluster.dir.path(),
+        "follower",
+        &["shell"],
+        1,
+        &[],
+        &cluster.worker_token,
+    )?;
+    let client = cluster.client()?;
+    let done = wait_through(&client, &id).await?;
+    assert_eq!(
+        done.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        done.message
+    );
+    let agents = succeed(standby.cli().args(["get", "agents", "-o", "json"]));
+    let agents: serde_json::Value = serde_json::from_slice(&agents.stdout)?;
+    assert_eq!(agents[0]["name"], "follower", "{agents}");
+    Ok(())
+}
