@@ -416,3 +416,21 @@ fn json_patch_op(object: &mut Value, op: &Value) -> Result<(), String> {
         other => Err(format!("unsupported op {other:?}")),
     }
 }
+
+/// A `Task` resource in namespace team-a, as `kubectl apply` would store it.
+pub fn task_resource(name: &str, uid: &str, steps: Value, ttl: Option<u32>) -> Value {
+    let mut spec = json!({"steps": steps});
+    if let Some(ttl) = ttl {
+        spec["ttlSecondsAfterFinished"] = json!(ttl);
+    }
+    json!({
+        "apiVersion": "orca.dev/v1alpha1", "kind": "Task",
+        "metadata": {"name": name, "namespace": "team-a", "uid": uid, "generation": 1},
+        "spec": spec,
+    })
+}
+
+/// A shell step of a `Task` resource.
+pub fn sh(id: &str, deps: &[&str], script: &str) -> Value {
+    json!({"id": id, "dependsOn": deps, "shell": {"command": ["sh", "-c", script]}})
+}

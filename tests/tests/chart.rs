@@ -114,7 +114,9 @@ fn the_chart_lints_clean() {
 
 #[test]
 fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
-    let objects = render(&[]).expect("renders");
+    let mut objects = render(&[]).expect("renders");
+    // On PostgreSQL, as replicas, with their disruption budget.
+    objects.extend(render(&["store.postgresUrl=postgres://orca@db/orca"]).expect("renders"));
     for object in &objects {
         let kind = object["kind"].as_str().unwrap_or_default();
         let parsed = match kind {
@@ -128,6 +130,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
             "ClusterRole" => serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRole>(object.clone()).map(drop),
             "ClusterRoleBinding" => serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(object.clone()).map(drop),
             "CustomResourceDefinition" => serde_json::from_value::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(object.clone()).map(drop),
+            "PodDisruptionBudget" => serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object.clone()).map(drop),
             other => panic!("the chart renders an unexpected kind {other:?}"),
         };
         parsed.unwrap_or_else(|e| panic!("{kind} {}: {e}", object["metadata"]["name"]));
@@ -140,6 +143,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
         "PersistentVolumeClaim",
         "ClusterRole",
         "CustomResourceDefinition",
+        "PodDisruptionBudget",
     ] {
         assert!(kinds.contains(kind), "no {kind} among {kinds:?}");
     }
@@ -392,6 +396,83 @@ fn bad_values_are_refused_naming_the_value() {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");
     }
+}
+
+#[test]
+fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
+    let deployment = |objects: &[Value]| -> Deployment {
+        serde_json::from_value(find(objects, "Deployment", "orca").clone()).expect("a Deployment")
+    };
+    let objects = render(&["store.postgresUrl=postgres://orca@db/orca"]).expect("renders");
+    let spec = deployment(&objects).spec.expect("spec");
+    assert_eq!(spec.replicas, Some(3), "three by default on PostgreSQL");
+    assert_eq!(
+        spec.strategy.and_then(|s| s.type_).as_deref(),
+        Some("RollingUpdate")
+    );
+    let pod = spec.template.spec.expect("pod");
+    let spread = serde_json::to_value(&pod.affinity).expect("affinity");
+    assert_eq!(
+        spread["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+            ["topologyKey"],
+        "kubernetes.io/hostname",
+        "{spread}"
+    );
+    let server = pod.containers[0].clone();
+    assert_eq!(
+        env(&server, "ORCA_ADVERTISE").as_deref(),
+        Some("$(POD_IP):7070")
+    );
+    assert_eq!(env(&server, "ORCA_LEADER_LEASE").as_deref(), Some("4s"));
+    let names: Vec<&str> = server
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    let at = |name: &str| names.iter().position(|n| *n == name).expect(name);
+    assert!(
+        at("POD_IP") < at("ORCA_ADVERTISE"),
+        "POD_IP is defined before it is used: {names:?}"
+    );
+    let readiness = server.readiness_probe.expect("readiness");
+    assert_eq!(
+        readiness.http_get.and_then(|h| h.path).as_deref(),
+        Some("/readyz"),
+        "ready means leading"
+    );
+    let budget = find(&objects, "PodDisruptionBudget", "orca");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    assert_eq!(budget["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow");
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "control-plane"
+    );
+
+    // One replica on PostgreSQL: no budget, nothing to spread.
+    let objects = render(&[
+        "store.postgresUrl=postgres://orca@db/orca",
+        "controlPlane.replicas=1",
+    ])
+    .expect("renders");
+    assert!(!objects.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+    assert_eq!(deployment(&objects).spec.and_then(|s| s.replicas), Some(1));
+
+    // SQLite: one, replaced rather than rolled; more are refused, saying why.
+    let objects = render(&[]).expect("renders");
+    let spec = deployment(&objects).spec.expect("spec");
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.strategy.and_then(|s| s.type_).as_deref(),
+        Some("Recreate")
+    );
+    assert!(!objects.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+    let refused = render(&["controlPlane.replicas=3"]).expect_err("SQLite has one writer");
+    assert!(
+        refused.contains("/controlPlane/replicas")
+            && refused.contains("more than one replica needs PostgreSQL"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

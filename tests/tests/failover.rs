@@ -572,3 +572,114 @@ async fn clients_given_only_a_standby_follow_it_to_the_leader() -> anyhow::Resul
     assert_eq!(agents[0]["name"], "follower", "{agents}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_rides_through_a_failover() -> anyhow::Result<()> {
+    use orca_operator::crd::OrcaTask;
+    use orca_operator::{Context, ControlPlane, WorkerSettings, tasks};
+    use orca_tests::kube_api::{MockKube, sh, task_resource};
+
+    let mut cluster = Cluster::start(2).await?;
+    let leader = cluster.leader(None).await?;
+    let _worker = start_worker(
+        &cluster.servers(),
+        cluster.dir.path(),
+        "w",
+        &["shell"],
+        2,
+        &[],
+        &cluster.worker_token,
+    )?;
+    let mock = MockKube::start();
+    // Through a Service the operator is given one address; here, the
+    // replicas', which it must follow the same way.
+    let control_plane = ControlPlane::connect_lazy(
+        &cluster.servers(),
+        Some(&cluster.admin_token),
+        &ClientTls::default(),
+    )?;
+    let workers = WorkerSettings {
+        server: cluster.servers(),
+        image: "ghcr.io/orca-dev/orca-worker:test".into(),
+        token_secret: "orca-worker-token".into(),
+        token_key: "token".into(),
+        metrics_token_secret: None,
+    };
+    let ctx = Arc::new(Context::new(
+        mock.client.clone(),
+        control_plane,
+        workers,
+        "operator-0",
+        Duration::from_secs(5),
+    ));
+    let gate = cluster.dir.path().join("gate");
+    let path = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasks/across";
+    mock.put(
+        path,
+        task_resource(
+            "across",
+            "uid-across",
+            serde_json::json!([sh("held", &[], &wait_for_gate(&gate))]),
+            None,
+        ),
+    );
+    // A reconcile that fails (the control plane is failing over) is run
+    // again, as the controller's requeue would.
+    let reconcile = || async {
+        let object: OrcaTask =
+            serde_json::from_value(mock.get(path).expect("stored")).expect("a Task");
+        tasks::reconcile(Arc::new(object), ctx.clone()).await.ok()
+    };
+    let status = || {
+        mock.get(path)
+            .map(|t| t["status"].clone())
+            .unwrap_or_default()
+    };
+    eventually(Duration::from_secs(30), || async {
+        reconcile().await?;
+        (status()["phase"] == "Running").then_some(())
+    })
+    .await
+    .context("the Task runs")?;
+    let task_id = status()["taskId"].as_str().unwrap_or_default().to_string();
+
+    let server = cluster.members[leader].server.as_mut().expect("up");
+    server.process.signal("KILL");
+    server.process.wait_exit(Duration::from_secs(10))?;
+    cluster.members[leader].server = None;
+    cluster.leader(Some(leader)).await?;
+
+    // Reconciling the same resource again submits nothing new, and the
+    // status follows the task to its end on the new leader.
+    eventually(Duration::from_secs(30), reconcile)
+        .await
+        .context("a reconcile succeeds against the new leader")?;
+    std::fs::write(&gate, "")?;
+    eventually(Duration::from_secs(60), || async {
+        (status()["phase"] == "Succeeded").then_some(())
+    })
+    .await
+    .with_context(|| format!("the Task's status follows it: {}", status()))?;
+    assert_eq!(status()["taskId"], task_id.as_str());
+    let client = cluster.client()?;
+    let ids = eventually(Duration::from_secs(30), || async {
+        client
+            .clone()
+            .list_tasks(v1::ListTasksRequest {
+                page_size: 10,
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .map(|page| {
+                page.into_inner()
+                    .tasks
+                    .into_iter()
+                    .map(|t| t.id)
+                    .collect::<Vec<_>>()
+            })
+    })
+    .await?;
+    assert_eq!(ids, [task_id], "submitted once across the failover");
+    Ok(())
+}

@@ -82,7 +82,7 @@ use std::sync::Arc;
 use orca_api::client::ClientTls;
 use orca_operator::crd::{Agent, OrcaTask};
 use orca_operator::{Context, ControlPlane, WorkerSettings, agents, leader, tasks};
-use orca_tests::kube_api::MockKube;
+use orca_tests::kube_api::{MockKube, sh, task_resource};
 use serde_json::{Value, json};
 
 const AGENT: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/agents/coders";
@@ -258,22 +258,6 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     let status = stored::<Agent>(&mock, AGENT).status.expect("status");
     assert_eq!((status.busy, status.queued), (0, 0));
     assert_eq!(status.conditions[0].reason, "ScaledToZero");
-}
-
-fn task_resource(name: &str, uid: &str, steps: Value, ttl: Option<u32>) -> Value {
-    let mut spec = json!({"steps": steps});
-    if let Some(ttl) = ttl {
-        spec["ttlSecondsAfterFinished"] = json!(ttl);
-    }
-    json!({
-        "apiVersion": "orca.dev/v1alpha1", "kind": "Task",
-        "metadata": {"name": name, "namespace": "team-a", "uid": uid, "generation": 1},
-        "spec": spec,
-    })
-}
-
-fn sh(id: &str, deps: &[&str], script: &str) -> Value {
-    json!({"id": id, "dependsOn": deps, "shell": {"command": ["sh", "-c", script]}})
 }
 
 async fn reconcile_task(mock: &MockKube, path: &str, ctx: &Arc<Context>) {
