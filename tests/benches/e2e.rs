@@ -5,10 +5,14 @@
 //! unary SubmitTask calls, 64 in flight.
 //!
 //! Run through scripts/bench.sh, which builds the release binary first.
+//! On PostgreSQL it then kills the leader of two replicas with a backlog of
+//! queued steps, and times the standby's takeover.
+//!
 //! ORCA_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
 //! throwaway cluster that syncs its commits as a production server does,
 //! or ORCA_BENCH_POSTGRES_URL. Sizes: ORCA_BENCH_TASKS (batched),
-//! ORCA_BENCH_UNARY_TASKS and ORCA_BENCH_SECONDS.
+//! ORCA_BENCH_UNARY_TASKS, ORCA_BENCH_SECONDS and ORCA_BENCH_BACKLOG
+//! (queued steps at the failover).
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         };
         println!("\n== store: PostgreSQL ({label}) ==");
         run_store(&["--store", &url]).await?;
+        failover_with_backlog(&url).await?;
     }
     Ok(())
 }
@@ -115,6 +120,87 @@ async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
 
     drop(workers);
     Ok(())
+}
+
+/// Two replicas on a fresh database; the leader gets a backlog of queued
+/// one-step tasks no worker can take, and is killed: how long until the
+/// standby leads and takes a submit, and how large it is then.
+async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
+    let backlog = env_number("ORCA_BENCH_BACKLOG", 100_000) as usize;
+    let database = throwaway::Server::at(url.to_string());
+    let store = database.fresh_database().await?;
+    let dir = tempfile::tempdir()?;
+    let replica = |name: &str, http: &str| {
+        Server::start_on(
+            dir.path(),
+            "127.0.0.1:0",
+            &["--store", &store, "--replica-name", name, "--http-listen", http],
+        )
+    };
+    let (http_a, http_b) = (free_addr(), free_addr());
+    let mut leader = replica("a", &http_a)?;
+    leader.wait_leading().await?;
+    let standby = replica("b", &http_b)?;
+    let client = leader.tasks().await?;
+    let mut next = 0;
+    let started = Instant::now();
+    while next < backlog {
+        let batch: Vec<_> = (next..(next + BATCH).min(backlog))
+            .map(|n| {
+                let mut step = noop_step("waits");
+                step.needs = vec!["bench-nobody".into()];
+                task(&format!("backlog-{n}"), vec![step])
+            })
+            .collect();
+        next += batch.len();
+        client
+            .clone()
+            .submit_tasks(v1::SubmitTasksRequest { tasks: batch })
+            .await?;
+    }
+    let queued_in = started.elapsed();
+    let leader_rss = rss_mib(leader.process.pid());
+    eventually(Duration::from_secs(30), || async {
+        let (code, body) = http_get(&http_b, "/readyz", None).ok()?;
+        (code == 503 && body.starts_with("standby")).then_some(())
+    })
+    .await?;
+    leader.process.signal("KILL");
+    leader.process.wait_exit(Duration::from_secs(10))?;
+    let killed = Instant::now();
+    eventually(Duration::from_secs(300), || async {
+        let (code, _) = http_get(&http_b, "/readyz", None).ok()?;
+        (code == 200).then_some(())
+    })
+    .await?;
+    let led = killed.elapsed();
+    let client = standby.tasks().await?;
+    submit(&client, noop_task(backlog)).await?;
+    let accepted = killed.elapsed();
+    println!(
+        "failover with {backlog} queued steps (queued in {:.1} s; leader RSS {leader_rss} MiB): the standby led {:.2} s after the kill -9 (lease 4 s), took a submit at {:.2} s; its RSS then {} MiB",
+        queued_in.as_secs_f64(),
+        led.as_secs_f64(),
+        accepted.as_secs_f64(),
+        rss_mib(standby.process.pid()),
+    );
+    Ok(())
+}
+
+/// A process's resident memory, from /proc.
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib / 1024)
 }
 
 /// Submits `total` tasks one SubmitTask at a time from UNARY_IN_FLIGHT

@@ -432,7 +432,11 @@ impl Replica {
         };
         let epoch = leadership.as_ref().map(|l| l.leader.epoch);
         let store = location.open(config.durability, epoch).await?;
+        // How long a new leader takes before it serves: what failover costs
+        // beyond the lease.
+        let reading = std::time::Instant::now();
         let recovered = store.unfinished_tasks().await?;
+        let (count, read) = (recovered.len(), reading.elapsed());
         let hub = Arc::new(hub::Hub::default());
         let (engine, fatal) = engine::start(
             store.clone(),
@@ -444,6 +448,12 @@ impl Replica {
             },
             step_tokens,
             metrics,
+        );
+        tracing::info!(
+            tasks = count,
+            read_ms = read.as_millis() as u64,
+            rebuilt_ms = (reading.elapsed() - read).as_millis() as u64,
+            "recovered the unfinished tasks"
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter

@@ -346,7 +346,7 @@ impl Rows {
                 conn,
                 "INSERT INTO tasks (id, tenant, name, priority, state, idempotency_key, spec, labels,
                                     message, plan, trace_context, created_at, finished_at)
-                 SELECT id, tenant, name, priority, state, key, spec::jsonb, labels::jsonb, message,
+                 SELECT id, tenant, name, priority, state, key, spec::json, labels::jsonb, message,
                         NULLIF(plan, '')::json, trace_context, orca_ts(created_at),
                         CASE WHEN state IN ('succeeded', 'failed', 'cancelled') THEN orca_ts(created_at) END
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
@@ -389,7 +389,7 @@ impl Rows {
                 .add(
                     conn,
                     "INSERT INTO events (task_id, seq, at, kind, body)
-                 SELECT task_id, seq, orca_ts(at), kind, body::jsonb
+                 SELECT task_id, seq, orca_ts(at), kind, body::json
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
                       AS u(task_id, seq, at, kind, body)",
                     params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body],

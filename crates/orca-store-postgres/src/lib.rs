@@ -29,7 +29,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, Row};
 
 use conn::{Conn, Pool};
-use fault::Result;
+use fault::{Fault, Result};
 use writer::{Job, Queued};
 
 /// Reader connections kept open between reads.
@@ -275,12 +275,18 @@ async fn load_steps(conn: &mut Conn, tasks: &mut [TaskRecord]) -> Result<()> {
         conn.client.query(&attempts_of, &[&ids]),
     )
     .await?;
+    attach_steps(tasks, &steps, &attempts)
+}
+
+/// Puts rows of [`STEPS_OF`] and [`ATTEMPTS_OF`] (or their columns, in
+/// their order) into their tasks.
+fn attach_steps(tasks: &mut [TaskRecord], steps: &[Row], attempts: &[Row]) -> Result<()> {
     let index: std::collections::HashMap<String, usize> = tasks
         .iter()
         .enumerate()
         .map(|(i, t)| (t.id.clone(), i))
         .collect();
-    for row in &steps {
+    for row in steps {
         let task_id: String = row.try_get(0)?;
         let Some(&i) = index.get(&task_id) else {
             continue;
@@ -302,7 +308,7 @@ async fn load_steps(conn: &mut Conn, tasks: &mut [TaskRecord]) -> Result<()> {
             cost: Cost::default(),
         });
     }
-    for row in &attempts {
+    for row in attempts {
         let task_id: String = row.try_get(0)?;
         let step_id: String = row.try_get(1)?;
         let Some(&i) = index.get(&task_id) else {
@@ -418,16 +424,50 @@ async fn events_after(
     Ok(events)
 }
 
-async fn unfinished_tasks(conn: &mut Conn) -> Result<Vec<TaskRecord>> {
-    let statement = conn
-        .statement(&format!(
-            "{TASK_SELECT} WHERE t.state IN ('queued', 'running') ORDER BY t.id"
-        ))
-        .await?;
-    let rows = conn.client.query(&statement, &[]).await?;
-    let mut tasks = rows.iter().map(decode_task).collect::<Result<Vec<_>>>()?;
-    load_steps(conn, &mut tasks).await?;
-    Ok(tasks)
+/// Recovery reads every unfinished task, which may be a large backlog
+/// (and a new leader serves only once it has): its statements scan by
+/// state rather than pass every id back, and run at once on connections of
+/// their own, so the server works on them side by side while the tasks'
+/// specs are decoded here. No snapshot ties them together: while a new
+/// leader recovers nothing else writes (an old leader's writes are fenced
+/// off), and a lone restarted server has not begun. A task's cost is summed
+/// from its attempts once they are read.
+const UNFINISHED: &str = "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
+        orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
+        COALESCE(t.plan::text, ''), t.trace_context, 0::bigint,
+        0::float8, 0::bigint, 0::bigint, 0::bigint, 0::bigint
+    FROM tasks t WHERE t.state IN ('queued', 'running') ORDER BY t.id";
+
+/// Each unfinished task's newest event number: a scan of their events,
+/// grouped, costs a third of a lookup per task.
+const UNFINISHED_SEQS: &str = "SELECT e.task_id, MAX(e.seq)
+    FROM events e JOIN tasks t ON t.id = e.task_id
+    WHERE t.state IN ('queued', 'running') GROUP BY e.task_id";
+
+const UNFINISHED_STEPS: &str = "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
+        orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
+        COALESCE(s.output::text, ''), s.error, s.exit_code
+    FROM steps s JOIN tasks t ON t.id = s.task_id
+    WHERE t.state IN ('queued', 'running') ORDER BY s.task_id, s.position";
+
+const UNFINISHED_ATTEMPTS: &str = "SELECT a.task_id, a.step_id, a.attempt, a.worker,
+        orca_micros(a.started_at), orca_micros(a.finished_at), a.state, a.error, a.exit_code,
+        a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
+        a.cache_read_tokens, a.cache_creation_tokens
+    FROM attempts a JOIN tasks t ON t.id = a.task_id
+    WHERE t.state IN ('queued', 'running') ORDER BY a.task_id, a.step_id, a.attempt";
+
+async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<Row>> {
+    let statement = conn.statement(sql).await?;
+    Ok(conn.client.query(&statement, &[]).await?)
+}
+
+async fn unfinished_task_rows(conn: &mut Conn) -> Result<Vec<TaskRecord>> {
+    rows(conn, UNFINISHED)
+        .await?
+        .iter()
+        .map(decode_task)
+        .collect()
 }
 
 async fn get_state(conn: &mut Conn, key: StateKey, now: Micros) -> Result<Option<StateEntry>> {
@@ -558,7 +598,24 @@ impl Store for PostgresStore {
     }
 
     async fn unfinished_tasks(&self) -> orca_store::Result<Vec<TaskRecord>> {
-        self.read(|conn| Box::pin(unfinished_tasks(conn))).await
+        let (mut tasks, seqs, steps, attempts) = futures::future::try_join4(
+            self.read(|conn| Box::pin(unfinished_task_rows(conn))),
+            self.read(|conn| Box::pin(rows(conn, UNFINISHED_SEQS))),
+            self.read(|conn| Box::pin(rows(conn, UNFINISHED_STEPS))),
+            self.read(|conn| Box::pin(rows(conn, UNFINISHED_ATTEMPTS))),
+        )
+        .await?;
+        let mut last_seq = std::collections::HashMap::with_capacity(seqs.len());
+        for row in &seqs {
+            let task_id: &str = row.try_get(0).map_err(Fault::from)?;
+            let seq: i64 = row.try_get(1).map_err(Fault::from)?;
+            last_seq.insert(task_id, seq);
+        }
+        for task in &mut tasks {
+            task.last_seq = last_seq.get(task.id.as_str()).map_or(0, |&seq| seq as u64);
+        }
+        attach_steps(&mut tasks, &steps, &attempts)?;
+        Ok(tasks)
     }
 
     async fn change_state(&self, change: StateChange) -> orca_store::Result<StateOutcome> {

@@ -11,6 +11,9 @@ impl Engine {
     pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>) {
         let deadline = now_micros() + self.leases.ttl.as_micros() as Micros;
         let count = tasks.len();
+        // Sized once: a backlog grown by doubling moves every task again
+        // and again.
+        self.tasks.reserve(count);
         for mut record in tasks {
             let spec = Arc::new(std::mem::take(&mut record.spec));
             let run = restore_run(&record, &spec);
