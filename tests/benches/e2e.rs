@@ -134,7 +134,14 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
         Server::start_on(
             dir.path(),
             "127.0.0.1:0",
-            &["--store", &store, "--replica-name", name, "--http-listen", http],
+            &[
+                "--store",
+                &store,
+                "--replica-name",
+                name,
+                "--http-listen",
+                http,
+            ],
         )
     };
     let (http_a, http_b) = (free_addr(), free_addr());

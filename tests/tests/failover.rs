@@ -143,6 +143,24 @@ impl Cluster {
         })
     }
 
+    /// The resident memory of the largest replica running, in MiB.
+    fn largest_rss_mib(&self) -> u64 {
+        self.members
+            .iter()
+            .filter_map(|m| m.server.as_ref())
+            .map(|server| {
+                std::fs::read_to_string(format!("/proc/{}/status", server.process.pid()))
+                    .ok()
+                    .and_then(|status| {
+                        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+                    })
+                    .map_or(0, |kib| kib / 1024)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     fn readyz(&self, i: usize) -> (u16, String) {
         http_get(&self.members[i].http, "/readyz", None).unwrap_or((0, String::new()))
     }
@@ -303,6 +321,7 @@ async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing
     let mut to_leader = Vec::new();
     let mut unavailable = Vec::new();
     let mut connections = Vec::new();
+    let mut memory = Vec::new();
     let mut leader = first;
     for round in 1..=5 {
         let server = cluster.members[leader].server.as_mut().expect("leader up");
@@ -337,6 +356,7 @@ async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing
         })
         .await?;
         connections.push(postgres_sessions(&cluster.store).await?);
+        memory.push(cluster.largest_rss_mib());
         leader = next;
     }
     let settled = Instant::now();
@@ -382,7 +402,8 @@ async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing
     println!(
         "five failovers, lease {LEASE}: new leader p50 {:?} max {:?}; submits unavailable p50 {:?} max {:?}; \
          {} tasks acknowledged, {lost} lost, {twice} steps with two outcomes; \
-         one-at-a-time submits in 2 s: {before} before, {after} after; postgres sessions after each round: {connections:?}",
+         one-at-a-time submits in 2 s: {before} before, {after} after; postgres sessions after each round: {connections:?}; \
+         the largest replica's RSS after each round (MiB): {memory:?}",
         percentile(&sorted_leader, 0.5),
         sorted_leader.last().expect("five"),
         percentile(&sorted_unavailable, 0.5),
@@ -395,6 +416,11 @@ async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing
     assert!(
         last_count <= first_count + 2,
         "sessions do not grow with failovers: {connections:?}"
+    );
+    let (first_rss, last_rss) = (memory[0], *memory.last().expect("five"));
+    assert!(
+        last_rss <= first_rss * 2 + 64,
+        "memory does not grow with failovers: {memory:?} MiB"
     );
     Ok(())
 }

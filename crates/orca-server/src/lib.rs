@@ -274,7 +274,7 @@ async fn bind(listen: SocketAddr, what: &str) -> Result<acceptor::Acceptor, Erro
 }
 
 /// Serves `router` on `connections` until `signal`.
-async fn serve_router(
+pub(crate) async fn serve_router(
     router: Router,
     connections: tokio_stream::wrappers::ReceiverStream<tokio::net::TcpStream>,
     tls: Option<Arc<tls::ReloadingConfig>>,
@@ -296,7 +296,7 @@ async fn serve_router(
 /// Both reflection versions: grpcurl and grpcui speak v1, but Python's
 /// grpcio-reflection, Postman and older grpcurl speak only v1alpha. They
 /// tell only what the public proto says, so they need no token.
-fn with_reflection(server: tonic::transport::Server) -> Result<Router, Error> {
+pub(crate) fn with_reflection(server: tonic::transport::Server) -> Result<Router, Error> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
@@ -306,60 +306,6 @@ fn with_reflection(server: tonic::transport::Server) -> Result<Router, Error> {
         .trace_fn(orca_telemetry::rpc_span)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?))
-}
-
-/// A standby's gRPC server: health says the services do not serve here,
-/// and every call to them is told where the leader is.
-struct StandbyServer {
-    stop: oneshot::Sender<()>,
-    serving: JoinHandle<()>,
-}
-
-impl StandbyServer {
-    async fn start(
-        grpc: &acceptor::Acceptor,
-        tls: Option<Arc<tls::ReloadingConfig>>,
-        leader: watch::Receiver<Option<orca_store_postgres::lease::Leader>>,
-    ) -> Result<StandbyServer, Error> {
-        use standby::Standby;
-        let (health_reporter, health) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_not_serving::<TaskServiceServer<task_service::TaskApi>>()
-            .await;
-        health_reporter
-            .set_not_serving::<AgentServiceServer<agent_service::AgentApi>>()
-            .await;
-        health_reporter
-            .set_not_serving::<StateServiceServer<state_service::StateApi>>()
-            .await;
-        let router = with_reflection(tonic::transport::Server::builder())?
-            .add_service(health)
-            .add_service(Standby::<TaskServiceServer<task_service::TaskApi>>::new(
-                leader.clone(),
-            ))
-            .add_service(Standby::<AgentServiceServer<agent_service::AgentApi>>::new(
-                leader.clone(),
-            ))
-            .add_service(Standby::<StateServiceServer<state_service::StateApi>>::new(
-                leader,
-            ));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = serve_router(router, grpc.connections(), tls, async {
-            let _ = stopped.await;
-        });
-        let serving = tokio::spawn(async move {
-            if let Err(e) = serving.await {
-                tracing::warn!(error = %e, "the standby's gRPC server failed");
-            }
-        });
-        Ok(StandbyServer { stop, serving })
-    }
-
-    /// Ends its connections (clients reconnect, to the leader's server).
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.serving.await;
-    }
 }
 
 /// One run of a replica, from standing by (on PostgreSQL) through leading
@@ -400,7 +346,7 @@ impl Replica {
         } = self;
         let mut settled = Some(settled);
         let (leader_tx, leader) = watch::channel(None);
-        let mut standby: Option<StandbyServer> = None;
+        let mut standby: Option<standby::StandbyServer> = None;
         let leadership = match candidate {
             None => None,
             Some(candidate) => {
@@ -412,7 +358,7 @@ impl Replica {
                         leadership = &mut standing => break Some(leadership),
                         Ok(()) = &mut waited, if standby.is_none() => {
                             status.standing_by(leader.clone());
-                            standby = Some(StandbyServer::start(&grpc, tls.clone(), leader.clone()).await?);
+                            standby = Some(standby::StandbyServer::start(&grpc, tls.clone(), leader.clone()).await?);
                             if let Some(settled) = settled.take() {
                                 let _ = settled.send(());
                             }

@@ -2,18 +2,30 @@
 //! naming the leader in the message (for people) and in the `orca-leader`
 //! metadata (for clients, which follow it). The standby serves the same
 //! service names as the leader, so a call finds an answer rather than
-//! UNIMPLEMENTED.
+//! UNIMPLEMENTED. Health says those services do not serve here.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use orca_api::v1::agent_service_server::AgentServiceServer;
+use orca_api::v1::state_service_server::StateServiceServer;
+use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_store_postgres::lease::Leader;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
+
+use crate::Error;
+use crate::acceptor::Acceptor;
+use crate::agent_service::AgentApi;
+use crate::state_service::StateApi;
+use crate::task_service::TaskApi;
+use crate::tls::ReloadingConfig;
 
 /// The metadata key naming the leader's address.
 pub const LEADER_KEY: &str = "orca-leader";
@@ -54,6 +66,53 @@ impl<S> Service<http::Request<Body>> for Standby<S> {
 
     fn call(&mut self, _: http::Request<Body>) -> Self::Future {
         std::future::ready(Ok(refusal(self.leader.borrow().as_ref()).into_http()))
+    }
+}
+
+/// A standby's gRPC server: health says the services do not serve here,
+/// and every call to them is told where the leader is.
+pub struct StandbyServer {
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<()>,
+}
+
+impl StandbyServer {
+    pub async fn start(
+        grpc: &Acceptor,
+        tls: Option<Arc<ReloadingConfig>>,
+        leader: watch::Receiver<Option<Leader>>,
+    ) -> Result<StandbyServer, Error> {
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_not_serving::<TaskServiceServer<TaskApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<AgentServiceServer<AgentApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<StateServiceServer<StateApi>>()
+            .await;
+        let router = crate::with_reflection(tonic::transport::Server::builder())?
+            .add_service(health)
+            .add_service(Standby::<TaskServiceServer<TaskApi>>::new(leader.clone()))
+            .add_service(Standby::<AgentServiceServer<AgentApi>>::new(leader.clone()))
+            .add_service(Standby::<StateServiceServer<StateApi>>::new(leader));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = crate::serve_router(router, grpc.connections(), tls, async {
+            let _ = stopped.await;
+        });
+        let serving = tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "the standby's gRPC server failed");
+            }
+        });
+        Ok(StandbyServer { stop, serving })
+    }
+
+    /// Ends its connections (clients reconnect, to the leader's server).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
     }
 }
 

@@ -432,7 +432,8 @@ async fn events_after(
 /// leader recovers nothing else writes (an old leader's writes are fenced
 /// off), and a lone restarted server has not begun. A task's cost is summed
 /// from its attempts once they are read.
-const UNFINISHED: &str = "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
+const UNFINISHED: &str =
+    "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
         orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
         COALESCE(t.plan::text, ''), t.trace_context, 0::bigint,
         0::float8, 0::bigint, 0::bigint, 0::bigint, 0::bigint
