@@ -1711,6 +1711,43 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
     Ok(())
 }
 
+#[test]
+fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(orca_bin())
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--leader-lease",
+            "50ms",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--leader-lease"), "{stderr}");
+    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+
+    // A list of replicas takes the first entry's scheme; without one there
+    // is none to take.
+    let out = Command::new(orca_bin())
+        .args(["--server", "127.0.0.1:7070,127.0.0.1:7071", "get", "tasks"])
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:7070") && stderr.contains("http://"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_but_health_and_reflection_needs_a_valid_token() -> anyhow::Result<()> {
     use tonic_health::pb::health_client::HealthClient;

@@ -26,10 +26,17 @@ pub async fn channel(target: &Target) -> anyhow::Result<Replicas> {
     let replicas = Replicas::new(&target.server, &target.tls)?;
     replicas.find_leader(FIND_LEADER).await;
     replicas.connect().await.with_context(|| {
-        format!(
-            "cannot reach the control plane at {} (is `orca up` running?)",
-            replicas.current()
-        )
+        if replicas.len() > 1 {
+            format!(
+                "cannot reach any of the control plane's replicas at {}",
+                target.server
+            )
+        } else {
+            format!(
+                "cannot reach the control plane at {} (is `orca up` running?)",
+                replicas.current()
+            )
+        }
     })?;
     Ok(replicas)
 }
