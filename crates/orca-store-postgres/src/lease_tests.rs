@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use orca_store::Store;
 use orca_store::conformance::new_task;
-use orca_store::{AuditRecord, Store};
 
 use super::*;
 use crate::lease::{Lease, Replica, Round};
-use crate::tests::{admin, log_event, until};
+use crate::tests::{log_event, stall_the_writer};
 use crate::throwaway::Server;
 
 const TTL: Duration = Duration::from_millis(400);
@@ -108,34 +108,8 @@ async fn a_deposed_leader_commits_nothing_even_a_transaction_it_had_begun() {
         .expect("the leader writes");
 
     // a's writer begins a transaction (fenced, holding the lease row) and
-    // then stalls inside it, as a paused process would: another session
-    // holds the audit table it writes to.
-    let holder = admin(&url).await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
-    let stalled = store_a.write(vec![
-        log_event("t1", 2, "from the old leader"),
-        Write::Audit(AuditRecord {
-            action: "task.submit".into(),
-            tenant: "default".into(),
-            ..AuditRecord::default()
-        }),
-    ]);
-    let watcher = admin(&url).await;
-    until("a's writer waits inside its transaction", || async {
-        watcher
-            .query_opt(
-                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'orca-writer'
-                   AND datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .is_some()
-    })
-    .await;
+    // then stalls inside it, as a paused process would.
+    let (holder, stalled, _) = stall_the_writer(&url, &store_a, "from the old leader").await;
 
     // a's lease expires; b takes over, ending a's open transaction.
     assert_eq!(lead(&mut b).await, 2);

@@ -43,7 +43,7 @@ mod conformance {
     orca_store::conformance_suite!(Postgres::new());
 }
 
-pub(crate) async fn admin(url: &str) -> tokio_postgres::Client {
+async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -66,15 +66,56 @@ pub(crate) fn log_event(task_id: &str, seq: u64, line: &str) -> Write {
 }
 
 /// Polls `check` until it holds, failing after `what` took too long.
-pub(crate) async fn until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Stalls `store`'s writer inside a transaction: another session holds the
+/// audit table, and a write of an event (`line`, seq 2 of task t1) and an
+/// audit record is handed over; the writer inserts the event, then waits
+/// on the lock with the insert pending. Returns the session holding the
+/// lock (ROLLBACK lets go), the write's answer to come, and the writer's
+/// backend pid.
+pub(crate) async fn stall_the_writer(
+    url: &str,
+    store: &PostgresStore,
+    line: &str,
+) -> (tokio_postgres::Client, orca_store::Commit, i32) {
+    let holder = admin(url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let commit = store.write(vec![
+        log_event("t1", 2, line),
+        Write::Audit(AuditRecord {
+            action: "task.submit".into(),
+            tenant: "default".into(),
+            ..AuditRecord::default()
+        }),
+    ]);
+    let watcher = admin(url).await;
+    let waiting_writer = || async {
+        watcher
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'orca-writer'
+                   AND datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .map(|row| row.get::<_, i32>(0))
+    };
+    until("the writer waits on the lock", || async {
+        waiting_writer().await.is_some()
+    })
+    .await;
+    let pid = waiting_writer().await.expect("writer");
+    (holder, commit, pid)
 }
 
 #[tokio::test]
@@ -203,38 +244,8 @@ async fn a_session_killed_mid_transaction_is_run_again_whole() {
         .create_tasks(vec![new_task("t1", "default", None)])
         .await
         .expect("created");
-    // Another session holds the audit table: the writer's transaction
-    // inserts the event, then waits on the lock with the insert pending.
-    let holder = admin(&url).await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
-    let commit = store.write(vec![
-        log_event("t1", 2, "once"),
-        Write::Audit(AuditRecord {
-            action: "task.submit".into(),
-            tenant: "default".into(),
-            ..AuditRecord::default()
-        }),
-    ]);
+    let (holder, commit, pid) = stall_the_writer(&url, &store, "once").await;
     let killer = admin(&url).await;
-    let waiting_writer = || async {
-        killer
-            .query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'orca-writer'
-                   AND datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .map(|row| row.get::<_, i32>(0))
-    };
-    until("the writer waits on the lock", || async {
-        waiting_writer().await.is_some()
-    })
-    .await;
-    let pid = waiting_writer().await.expect("writer");
     killer
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
