@@ -194,22 +194,6 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A process's resident memory, from /proc.
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib / 1024)
-}
-
 /// Submits `total` tasks one SubmitTask at a time from UNARY_IN_FLIGHT
 /// concurrent callers and waits until all have finished.
 async fn run_unary_load(client: &Tasks, total: usize) -> anyhow::Result<(usize, Duration)> {

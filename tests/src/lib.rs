@@ -635,6 +635,22 @@ pub fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
     ts.as_ref().map(orca_api::convert::micros).unwrap_or(0)
 }
 
+/// A process's resident memory, from /proc.
+pub fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
 /// A loopback address no one listens on now.
 pub fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -148,15 +148,7 @@ impl Cluster {
         self.members
             .iter()
             .filter_map(|m| m.server.as_ref())
-            .map(|server| {
-                std::fs::read_to_string(format!("/proc/{}/status", server.process.pid()))
-                    .ok()
-                    .and_then(|status| {
-                        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-                        line.split_whitespace().nth(1)?.parse::<u64>().ok()
-                    })
-                    .map_or(0, |kib| kib / 1024)
-            })
+            .map(|server| rss_mib(server.process.pid()))
             .max()
             .unwrap_or(0)
     }

@@ -160,20 +160,16 @@ impl Roster {
             Roster::Sole {
                 replica,
                 started_at,
-            } => {
-                let now = orca_api::convert::now_micros();
-                Ok(vec![ReplicaStatus {
-                    id: replica.id.clone(),
-                    name: replica.name.clone(),
-                    address: replica.address.clone(),
-                    started_at: *started_at,
-                    seen_at: now,
-                    epoch: 0,
-                    leading: true,
-                    leading_since: *started_at,
-                    now,
-                }])
-            }
+            } => Ok(vec![ReplicaStatus {
+                id: replica.id.clone(),
+                name: replica.name.clone(),
+                address: replica.address.clone(),
+                started_at: *started_at,
+                seen_at: orca_api::convert::now_micros(),
+                epoch: 0,
+                leading: true,
+                leading_since: *started_at,
+            }]),
             Roster::Replicas(roster) => Ok(roster.replicas().await?),
         }
     }

@@ -132,3 +132,43 @@ impl Pool {
         }
     }
 }
+
+/// A session of its own for a small, steady job (the lease, the roster):
+/// opened on first use, and again after the server dropped it.
+pub(crate) struct Reopening {
+    config: Config,
+    application_name: &'static str,
+    conn: Option<Conn>,
+}
+
+impl Reopening {
+    pub(crate) fn new(config: Config, application_name: &'static str) -> Reopening {
+        Reopening {
+            config,
+            application_name,
+            conn: None,
+        }
+    }
+
+    /// Runs `work` on the session; a session found lost is dropped, so the
+    /// next call opens another.
+    pub(crate) async fn run<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut Conn) -> Result<T>,
+    ) -> orca_store::Result<T> {
+        if self.conn.as_ref().is_none_or(Conn::is_closed) {
+            self.conn = None;
+            self.conn = Some(Conn::open(&self.config, self.application_name).await?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Closed);
+        };
+        let outcome = work(conn).await;
+        if let Err(fault) = &outcome
+            && fault.lost_connection()
+        {
+            self.conn = None;
+        }
+        Ok(outcome?)
+    }
+}

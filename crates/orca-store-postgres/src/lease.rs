@@ -9,10 +9,8 @@
 use std::time::Duration;
 
 use orca_core::Micros;
-use orca_store::Error;
-use tokio_postgres::Config;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Reopening};
 use crate::fault::{Fault, Result};
 
 /// How long a takeover waits for transactions still fenced with the old
@@ -68,15 +66,12 @@ pub struct ReplicaStatus {
     pub leading: bool,
     /// Since when it leads, when it does.
     pub leading_since: Micros,
-    /// The database's clock when read, to say how long ago `seen_at` was.
-    pub now: Micros,
 }
 
 /// This replica's hold on (or wait for) the lease, over a connection of
 /// its own, opened again when lost.
 pub struct Lease {
-    config: Config,
-    conn: Option<Conn>,
+    session: Reopening,
     replica: Replica,
     ttl_micros: i64,
 }
@@ -85,48 +80,28 @@ impl Lease {
     /// Connects, brings the schema up to date (the lease lives in it) and
     /// says this replica is here.
     pub async fn join(url: &str, replica: Replica, ttl: Duration) -> orca_store::Result<Lease> {
-        let config = crate::parse_url(url)
-            .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
-        let conn = Conn::open(&config, "orca-lease").await?;
-        crate::schema::migrate(&conn.client).await?;
         let mut lease = Lease {
-            config,
-            conn: Some(conn),
+            session: Reopening::new(crate::config(url)?, "orca-lease"),
             replica,
             ttl_micros: i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX),
         };
+        lease
+            .session
+            .run(async |conn| crate::schema::migrate(&conn.client).await)
+            .await?;
         lease.seen(0).await?;
         Ok(lease)
     }
 
-    pub fn replica(&self) -> &Replica {
-        &self.replica
-    }
-
-    async fn connection(&mut self) -> Result<&mut Conn> {
-        if self.conn.as_ref().is_none_or(Conn::is_closed) {
-            self.conn = None;
-            self.conn = Some(Conn::open(&self.config, "orca-lease").await?);
-        }
-        self.conn.as_mut().ok_or(Fault::Store(Error::Closed))
-    }
-
-    /// Runs `round` on the connection; a connection found lost is dropped,
-    /// so the next call opens another.
+    /// Runs `round` on the lease's session, with this replica and the TTL.
     async fn on_connection<T>(
         &mut self,
         round: impl AsyncFnOnce(&mut Conn, &Replica, i64) -> Result<T>,
     ) -> orca_store::Result<T> {
-        let ttl = self.ttl_micros;
-        let replica = self.replica.clone();
-        let conn = self.connection().await?;
-        let outcome = round(conn, &replica, ttl).await;
-        if let Err(fault) = &outcome
-            && fault.lost_connection()
-        {
-            self.conn = None;
-        }
-        Ok(outcome?)
+        let (replica, ttl) = (&self.replica, self.ttl_micros);
+        self.session
+            .run(async |conn| round(conn, replica, ttl).await)
+            .await
     }
 
     /// Says this replica is alive, and which epoch it leads at or last saw.
@@ -205,47 +180,24 @@ impl Lease {
         })
         .await
     }
-
-    /// Every replica seen lately, the oldest first.
-    pub async fn replicas(&mut self) -> orca_store::Result<Vec<ReplicaStatus>> {
-        self.on_connection(async |conn, _, _| list_replicas(conn).await)
-            .await
-    }
 }
 
 /// Reads the replicas for the leader, which answers who else is there; a
 /// connection of its own, opened on first use and again when lost.
 pub struct Roster {
-    config: Config,
-    conn: tokio::sync::Mutex<Option<Conn>>,
+    session: tokio::sync::Mutex<Reopening>,
 }
 
 impl Roster {
     pub fn new(url: &str) -> orca_store::Result<Roster> {
-        let config = crate::parse_url(url)
-            .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
         Ok(Roster {
-            config,
-            conn: tokio::sync::Mutex::new(None),
+            session: tokio::sync::Mutex::new(Reopening::new(crate::config(url)?, "orca-roster")),
         })
     }
 
     /// Every replica seen lately, the oldest first.
     pub async fn replicas(&self) -> orca_store::Result<Vec<ReplicaStatus>> {
-        let mut conn = self.conn.lock().await;
-        if conn.as_ref().is_none_or(Conn::is_closed) {
-            *conn = Some(Conn::open(&self.config, "orca-roster").await?);
-        }
-        let Some(open) = conn.as_mut() else {
-            return Err(Error::Closed);
-        };
-        let listed = list_replicas(open).await;
-        if let Err(fault) = &listed
-            && fault.lost_connection()
-        {
-            *conn = None;
-        }
-        Ok(listed?)
+        self.session.lock().await.run(list_replicas).await
     }
 }
 
@@ -258,8 +210,7 @@ async fn list_replicas(conn: &mut Conn) -> Result<Vec<ReplicaStatus>> {
         .query(
             "SELECT r.id, r.name, r.address, orca_micros(r.started_at),
                     orca_micros(r.seen_at), r.epoch,
-                    l.holder = r.id AND l.expires_at > now(), orca_micros(l.since),
-                    orca_micros(now())
+                    l.holder = r.id AND l.expires_at > now(), orca_micros(l.since)
              FROM orca_replicas r CROSS JOIN orca_leader l
              ORDER BY r.started_at, r.id",
             &[],
@@ -277,7 +228,6 @@ async fn list_replicas(conn: &mut Conn) -> Result<Vec<ReplicaStatus>> {
                 epoch: row.try_get(5)?,
                 leading,
                 leading_since: if leading { row.try_get(7)? } else { 0 },
-                now: row.try_get(8)?,
             })
         })
         .collect()

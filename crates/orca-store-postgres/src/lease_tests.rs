@@ -8,7 +8,7 @@ use orca_store::Store;
 use orca_store::conformance::new_task;
 
 use super::*;
-use crate::lease::{Lease, Replica, Round};
+use crate::lease::{Lease, Replica, Roster, Round};
 use crate::tests::{log_event, stall_the_writer};
 use crate::throwaway::Server;
 
@@ -71,7 +71,8 @@ async fn one_replica_leads_and_another_takes_over_only_once_its_lease_expired_or
         }
         other => panic!("a follows b, got {other:?}"),
     }
-    let replicas = a.replicas().await.expect("replicas");
+    let roster = Roster::new(&url).expect("roster");
+    let replicas = roster.replicas().await.expect("replicas");
     let mut leading: Vec<_> = replicas
         .iter()
         .map(|r| (r.name.as_str(), r.leading, r.epoch))
@@ -84,7 +85,7 @@ async fn one_replica_leads_and_another_takes_over_only_once_its_lease_expired_or
         Round::Leading(leader) => assert_eq!(leader.epoch, 3),
         other => panic!("a released lease is taken at once, got {other:?}"),
     }
-    let names: Vec<_> = a
+    let names: Vec<_> = roster
         .replicas()
         .await
         .expect("replicas")

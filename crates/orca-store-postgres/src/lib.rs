@@ -49,6 +49,11 @@ pub fn parse_url(url: &str) -> std::result::Result<Config, String> {
     url.parse::<Config>().map_err(|e| e.to_string())
 }
 
+/// The settings of `url`, or the store's error saying what is wrong.
+pub(crate) fn config(url: &str) -> orca_store::Result<Config> {
+    parse_url(url).map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))
+}
+
 /// A URL as logs and messages may show it, its password hidden:
 /// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
 pub fn redact_url(url: &str) -> String {
@@ -102,8 +107,7 @@ impl PostgresStore {
         bound: Bound,
         fence: Option<i64>,
     ) -> orca_store::Result<PostgresStore> {
-        let config = parse_url(url)
-            .map_err(|e| Error::Unavailable(format!("the postgres URL is not valid: {e}")))?;
+        let config = config(url)?;
         let migrating = Conn::open(&config, "orca-migrate").await?;
         schema::migrate(&migrating.client).await?;
         drop(migrating);

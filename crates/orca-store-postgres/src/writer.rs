@@ -114,9 +114,8 @@ struct Writer {
     /// Tells the store's callers whether it is away, so new work is
     /// refused before it waits for room in the queue.
     status: watch::Sender<Option<String>>,
-    /// The leadership epoch every transaction is fenced with, when this
-    /// replica leads others.
-    fence: Option<i64>,
+    /// What opens each transaction ([`begin_sql`]), made once.
+    begin: std::sync::Arc<str>,
 }
 
 /// Starts the writer on a thread of its own, with its connection, once
@@ -175,7 +174,7 @@ async fn run(
         conn: Some(conn),
         away: String::new(),
         status,
-        fence,
+        begin: begin_sql(fence).into(),
     };
     let mut held: VecDeque<Held> = VecDeque::new();
     let mut backoff = FIRST_BACKOFF;
@@ -246,7 +245,7 @@ impl Writer {
     async fn commit(&mut self, jobs: Vec<Queued>, unknown: Option<String>) -> Option<Held> {
         let mut unknown: Option<(String, Option<Vec<Answer>>)> = unknown.map(|xid| (xid, None));
         let mut last = Error::Unavailable("postgres: the connection was lost".into());
-        let fence = self.fence;
+        let begin = self.begin.clone();
         // Once, and once more on a new connection after losing one.
         for _ in 0..2 {
             let conn = match self.connection().await {
@@ -291,7 +290,7 @@ impl Writer {
                 }
             }
             let works: Vec<Work<'_>> = jobs.iter().map(|q| q.job.work()).collect();
-            let outcome = attempt(conn, &works, fence).await;
+            let outcome = attempt(conn, &works, &begin).await;
             drop(works);
             match outcome {
                 Ok(answers) => {
@@ -398,17 +397,21 @@ async fn committed(conn: &mut Conn, xid: &str) -> Result<Option<bool>> {
     }
 }
 
-/// Opens a transaction, fenced with the leader's epoch when there is one
-/// (in the same round trip); its id, to look up if its COMMIT goes
-/// unanswered.
-async fn begin(conn: &mut Conn, fence: Option<i64>) -> std::result::Result<String, GroupFault> {
-    let sql = match fence {
+/// What opens a transaction and reads its id: fenced with the leader's
+/// epoch when there is one, in the same round trip.
+fn begin_sql(fence: Option<i64>) -> String {
+    match fence {
         Some(epoch) => format!("BEGIN; SELECT txid_current()::text; SELECT orca_fence({epoch})"),
         None => "BEGIN; SELECT txid_current()::text".to_string(),
-    };
+    }
+}
+
+/// Opens a transaction with `sql` ([`begin_sql`]); its id, to look up if
+/// its COMMIT goes unanswered.
+async fn begin(conn: &mut Conn, sql: &str) -> std::result::Result<String, GroupFault> {
     let messages = conn
         .client
-        .simple_query(&sql)
+        .simple_query(sql)
         .await
         .map_err(|e| classify(e.into()))?;
     messages
@@ -470,9 +473,9 @@ async fn end(
 async fn attempt(
     conn: &mut Conn,
     works: &[Work<'_>],
-    fence: Option<i64>,
+    begin_sql: &str,
 ) -> std::result::Result<Vec<Answer>, GroupFault> {
-    let xid = begin(conn, fence).await?;
+    let xid = begin(conn, begin_sql).await?;
     match batch::apply(conn, works).await {
         Ok(done) => return end(conn, xid, done.into_iter().map(Ok).collect()).await,
         Err(fault) if fault.lost_connection() => return Err(classify(fault)),
@@ -481,7 +484,7 @@ async fn attempt(
             steer(conn, "ROLLBACK").await?;
         }
     }
-    let xid = begin(conn, fence).await?;
+    let xid = begin(conn, begin_sql).await?;
     let mut answers = Vec::with_capacity(works.len());
     for work in works {
         steer(conn, "SAVEPOINT job").await?;
