@@ -4,6 +4,10 @@
 # then: the Tasks succeed, the pool scaled up for them and back to zero, and
 # deleting a running Task cancels it. Needs docker; kind, helm and kubectl
 # are fetched when missing. KEEP_CLUSTER=1 leaves the cluster up.
+# E2E_STORE=postgres runs the control plane as three replicas on a
+# PostgreSQL in the cluster, and first kills the leading pod: a standby
+# must be ready within the lease and a few seconds, and the rest of the
+# run goes through it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +15,7 @@ CLUSTER=${CLUSTER:-orca-e2e}
 VERSION=${VERSION:-0.1.0}
 KIND_VERSION=${KIND_VERSION:-v0.30.0}
 NS=orca-system
+STORE=${E2E_STORE:-sqlite}
 export PATH="$PWD/.tools/bin:$PATH"
 
 if ! docker info >/dev/null 2>&1; then
@@ -42,9 +47,45 @@ step "images"
 make images VERSION="$VERSION"
 kind load docker-image --name "$CLUSTER" "ghcr.io/orca-dev/orca:$VERSION" "ghcr.io/orca-dev/orca-worker:$VERSION"
 
+chart_store=()
+if [ "$STORE" = postgres ]; then
+  step "a PostgreSQL in the cluster"
+  kubectl create namespace "$NS"
+  kubectl -n "$NS" create deployment orca-pg --image=postgres:16-alpine --port=5432
+  kubectl -n "$NS" set env deployment/orca-pg POSTGRES_PASSWORD=orca
+  kubectl -n "$NS" expose deployment orca-pg --port=5432
+  kubectl -n "$NS" rollout status deployment/orca-pg --timeout=5m
+  kubectl -n "$NS" create secret generic orca-pg-url \
+    --from-literal=url="postgres://postgres:orca@orca-pg.$NS.svc:5432/postgres"
+  # Three replicas by default on PostgreSQL.
+  chart_store=(--set store.postgresSecret.name=orca-pg-url)
+fi
+
 step "chart"
 helm install orca charts/orca --namespace "$NS" --create-namespace \
-  --set image.pullPolicy=Never --wait --timeout 5m
+  --set image.pullPolicy=Never "${chart_store[@]}" --wait --timeout 5m
+
+if [ "$STORE" = postgres ]; then
+  step "kill -9 of the leading replica: a standby leads"
+  control_plane=app.kubernetes.io/component=control-plane
+  ready_pods() {
+    kubectl -n "$NS" get pods -l "$control_plane" \
+      -o jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+      awk '$2 == "True" {print $1}'
+  }
+  [ "$(kubectl -n "$NS" get pods -l "$control_plane" --no-headers | wc -l)" -eq 3 ]
+  leader=$(ready_pods)
+  [ "$(echo "$leader" | wc -l)" -eq 1 ] # readiness is leadership: one ready pod
+  killed=$(date +%s)
+  kubectl -n "$NS" delete pod "$leader" --grace-period=0 --force
+  for _ in $(seq 1 60); do
+    next=$(ready_pods | grep -v "^$leader\$" || true)
+    [ -n "$next" ] && break
+    sleep 1
+  done
+  [ -n "$next" ]
+  echo "$next leads, $(($(date +%s) - killed)) s after $leader was killed"
+fi
 
 step "a pool and tasks"
 kubectl -n "$NS" apply -f deploy/examples/shell-pool.yaml

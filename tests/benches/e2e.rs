@@ -191,6 +191,24 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
         accepted.as_secs_f64(),
         rss_mib(standby.process.pid()),
     );
+    // Both replicas log to one file; the standby's recovery is the last.
+    let log_field = |marker: &'static str, name: &'static str| {
+        let log = std::fs::read_to_string(&standby.process.log).ok()?;
+        let line = log.lines().rev().find(|l| l.contains(marker))?;
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(str::to_string)
+    };
+    let listed = log_field("recovering the unfinished tasks", "listed_ms=");
+    let loaded = eventually(Duration::from_secs(300), || async {
+        log_field("recovered the unfinished tasks", "loaded_ms=")
+    })
+    .await?;
+    println!(
+        "  it listed the unfinished tasks in {} ms and served; all of them were back in its queues {loaded} ms later, its RSS then {} MiB",
+        listed.as_deref().unwrap_or("?"),
+        rss_mib(standby.process.pid()),
+    );
     Ok(())
 }
 

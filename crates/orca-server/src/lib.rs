@@ -378,28 +378,26 @@ impl Replica {
         };
         let epoch = leadership.as_ref().map(|l| l.leader.epoch);
         let store = location.open(config.durability, epoch).await?;
-        // How long a new leader takes before it serves: what failover costs
-        // beyond the lease.
-        let reading = std::time::Instant::now();
-        let recovered = store.unfinished_tasks().await?;
-        let (count, read) = (recovered.len(), reading.elapsed());
+        // A new leader lists what it must recover and serves; the tasks
+        // themselves are read back while it does (see engine::recovery).
+        let listing = std::time::Instant::now();
+        let backlog = store.unfinished_task_ids().await?;
+        tracing::info!(
+            tasks = backlog.len(),
+            listed_ms = listing.elapsed().as_millis() as u64,
+            "recovering the unfinished tasks while serving"
+        );
         let hub = Arc::new(hub::Hub::default());
         let (engine, fatal) = engine::start(
             store.clone(),
             hub.clone(),
-            recovered,
+            backlog,
             engine::Leases {
                 ttl: config.lease_ttl,
                 heartbeat_interval: config.heartbeat_interval,
             },
             step_tokens,
             metrics,
-        );
-        tracing::info!(
-            tasks = count,
-            read_ms = read.as_millis() as u64,
-            rebuilt_ms = (reading.elapsed() - read).as_millis() as u64,
-            "recovered the unfinished tasks"
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter

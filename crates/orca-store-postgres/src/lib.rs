@@ -428,51 +428,60 @@ async fn events_after(
     Ok(events)
 }
 
-/// Recovery reads every unfinished task, which may be a large backlog
-/// (and a new leader serves only once it has): its statements scan by
-/// state rather than pass every id back, and run at once on connections of
-/// their own, so the server works on them side by side while the tasks'
-/// specs are decoded here. No snapshot ties them together: while a new
-/// leader recovers nothing else writes (an old leader's writes are fenced
-/// off), and a lone restarted server has not begun. A task's cost is summed
-/// from its attempts once they are read.
+/// Recovery lists the unfinished tasks' ids, then reads them a range of
+/// ids at a time. Each range's statements run at once on connections of
+/// their own, so the server works on them side by side, and each walks its
+/// table's key over the range.
+/// No snapshot ties them together: the leader writes to none of these
+/// tasks until it has read them (an older leader's writes are fenced off),
+/// and a task made since, which one statement may see and another not, is
+/// no task the caller asked for. A task's cost is summed from its attempts
+/// once they are read.
+const UNFINISHED_IDS: &str =
+    "SELECT id FROM tasks WHERE state IN ('queued', 'running') ORDER BY id";
+
 const UNFINISHED: &str =
     "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
         orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
         COALESCE(t.plan::text, ''), t.trace_context, 0::bigint,
         0::float8, 0::bigint, 0::bigint, 0::bigint, 0::bigint
-    FROM tasks t WHERE t.state IN ('queued', 'running') ORDER BY t.id";
+    FROM tasks t WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+    ORDER BY t.id";
 
 /// Each unfinished task's newest event number: a scan of their events,
 /// grouped, costs a third of a lookup per task.
 const UNFINISHED_SEQS: &str = "SELECT e.task_id, MAX(e.seq)
     FROM events e JOIN tasks t ON t.id = e.task_id
-    WHERE t.state IN ('queued', 'running') GROUP BY e.task_id";
+    WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+        AND e.task_id BETWEEN $1 AND $2
+    GROUP BY e.task_id";
 
 const UNFINISHED_STEPS: &str = "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
         orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
         COALESCE(s.output::text, ''), s.error, s.exit_code
     FROM steps s JOIN tasks t ON t.id = s.task_id
-    WHERE t.state IN ('queued', 'running') ORDER BY s.task_id, s.position";
+    WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+        AND s.task_id BETWEEN $1 AND $2
+    ORDER BY s.task_id, s.position";
 
 const UNFINISHED_ATTEMPTS: &str = "SELECT a.task_id, a.step_id, a.attempt, a.worker,
         orca_micros(a.started_at), orca_micros(a.finished_at), a.state, a.error, a.exit_code,
         a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
         a.cache_read_tokens, a.cache_creation_tokens
     FROM attempts a JOIN tasks t ON t.id = a.task_id
-    WHERE t.state IN ('queued', 'running') ORDER BY a.task_id, a.step_id, a.attempt";
+    WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+        AND a.task_id BETWEEN $1 AND $2
+    ORDER BY a.task_id, a.step_id, a.attempt";
 
-async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<Row>> {
+async fn rows(conn: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
     let statement = conn.statement(sql).await?;
-    Ok(conn.client.query(&statement, &[]).await?)
+    Ok(conn.client.query(&statement, params).await?)
 }
 
-async fn unfinished_task_rows(conn: &mut Conn) -> Result<Vec<TaskRecord>> {
-    rows(conn, UNFINISHED)
-        .await?
-        .iter()
-        .map(decode_task)
-        .collect()
+/// `[first, last]`, both included.
+async fn ranged_rows(conn: &mut Conn, sql: &str, range: [String; 2]) -> Result<Vec<Row>> {
+    let [first, last] = &range;
+    rows(conn, sql, &[first, last]).await
 }
 
 async fn get_state(conn: &mut Conn, key: StateKey, now: Micros) -> Result<Option<StateEntry>> {
@@ -602,14 +611,33 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn unfinished_tasks(&self) -> orca_store::Result<Vec<TaskRecord>> {
-        let (mut tasks, seqs, steps, attempts) = futures::future::try_join4(
-            self.read(|conn| Box::pin(unfinished_task_rows(conn))),
-            self.read(|conn| Box::pin(rows(conn, UNFINISHED_SEQS))),
-            self.read(|conn| Box::pin(rows(conn, UNFINISHED_STEPS))),
-            self.read(|conn| Box::pin(rows(conn, UNFINISHED_ATTEMPTS))),
+    async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                rows(conn, UNFINISHED_IDS, &[])
+                    .await?
+                    .iter()
+                    .map(|row| Ok(row.try_get(0)?))
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn unfinished_tasks_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> orca_store::Result<Vec<TaskRecord>> {
+        let range = [text(first), text(last)];
+        let (tasks, seqs, steps, attempts) = futures::future::try_join4(
+            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED, range.clone()))),
+            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED_SEQS, range.clone()))),
+            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED_STEPS, range.clone()))),
+            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED_ATTEMPTS, range.clone()))),
         )
         .await?;
+        let mut tasks = tasks.iter().map(decode_task).collect::<Result<Vec<_>>>()?;
         let mut last_seq = std::collections::HashMap::with_capacity(seqs.len());
         for row in &seqs {
             let task_id: &str = row.try_get(0).map_err(Fault::from)?;

@@ -1083,12 +1083,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn unfinished_tasks(&self) -> orca_store::Result<Vec<TaskRecord>> {
+    async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {
         self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id FROM tasks WHERE state IN ('queued', 'running') ORDER BY id")?;
+            let rows = stmt.query_map([], |row| row.get(0))?;
+            Ok(rows.collect::<std::result::Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn unfinished_tasks_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> orca_store::Result<Vec<TaskRecord>> {
+        let (first, last) = (first.to_string(), last.to_string());
+        self.read(move |conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running') ORDER BY id"
+                "SELECT {TASK_COLUMNS} FROM tasks
+                 WHERE state IN ('queued', 'running') AND id BETWEEN ?1 AND ?2 ORDER BY id"
             ))?;
-            let rows = stmt.query_map([], read_task)?;
+            let rows = stmt.query_map([&first, &last], read_task)?;
             let mut tasks = Vec::new();
             for row in rows {
                 let mut task = decode_task(row?)?;

@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
             a_failing_write_fails_alone_as_a_conflict,
             audit_records_are_numbered_in_order_and_kept_per_tenant,
             everything_committed_survives_a_reopen,
+            unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -929,4 +930,68 @@ pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
     .await;
     let audit = store.audit_after(1, 10, None).await.expect("audit");
     assert_eq!(audit.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+}
+
+/// Recovery lists the unfinished tasks' ids, then reads consecutive runs
+/// of that list: each run reads back exactly its tasks, whole, and a
+/// finished task inside a run's range is not among them.
+pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    let tasks = ["r5", "r1", "r3", "r2", "r4"]
+        .iter()
+        .map(|id| new_task(id, "default", None))
+        .collect();
+    create(&*store, tasks).await;
+    commit(
+        &*store,
+        vec![
+            Write::Task {
+                id: "r3".into(),
+                state: TaskState::Succeeded,
+                message: String::new(),
+                started_at: Some(2),
+                finished_at: Some(3),
+            },
+            Write::Task {
+                id: "r4".into(),
+                state: TaskState::Running,
+                message: String::new(),
+                started_at: Some(2),
+                finished_at: None,
+            },
+            Write::Event(event("r4", 2, TaskState::Running)),
+        ],
+    )
+    .await;
+    let listed = store.unfinished_task_ids().await.expect("ids");
+    assert_eq!(listed, ["r1", "r2", "r4", "r5"]);
+    let between = |first: &'static str, last: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .unfinished_tasks_between(first, last)
+                .await
+                .expect("a range")
+        }
+    };
+    assert_eq!(ids(&between("r1", "r2").await), ["r1", "r2"]);
+    let across = between("r2", "r4").await;
+    assert_eq!(ids(&across), ["r2", "r4"], "r3 is finished");
+    let r4 = &across[1];
+    assert_eq!(r4.state, TaskState::Running);
+    assert_eq!(r4.last_seq, 2);
+    assert_eq!(
+        r4.steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.state))
+            .collect::<Vec<_>>(),
+        [("a", StepState::Queued), ("b", StepState::Waiting)]
+    );
+    assert_eq!(r4.spec.steps.len(), 2);
+    assert_eq!(ids(&between("r5", "r5").await), ["r5"]);
+    assert!(between("r5", "r1").await.is_empty(), "an empty range");
+    let whole = store.unfinished_tasks().await.expect("all");
+    assert_eq!(ids(&whole), ["r1", "r2", "r4", "r5"]);
 }

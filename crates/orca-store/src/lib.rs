@@ -373,9 +373,26 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` events of a task with `seq > after`, in order.
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
 
-    /// Every task not yet finished, with steps and attempts, for recovery
-    /// after a restart.
-    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>>;
+    /// The ids of every task not yet finished (queued or running), in the
+    /// store's order of ids: what a new leader has to recover. Cheap next
+    /// to the tasks themselves, so a leader lists them before it serves.
+    async fn unfinished_task_ids(&self) -> Result<Vec<String>>;
+
+    /// The unfinished tasks whose ids lie from `first` to `last`, both
+    /// included, in the order of [`Store::unfinished_task_ids`], with steps
+    /// and attempts. For consecutive runs of that list these are exactly
+    /// its tasks (and any made since), so recovery reads a backlog a piece
+    /// at a time, while the control plane already serves.
+    async fn unfinished_tasks_between(&self, first: &str, last: &str) -> Result<Vec<TaskRecord>>;
+
+    /// Every unfinished task at once.
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>> {
+        let ids = self.unfinished_task_ids().await?;
+        match (ids.first(), ids.last()) {
+            (Some(first), Some(last)) => self.unfinished_tasks_between(first, last).await,
+            _ => Ok(Vec::new()),
+        }
+    }
 
     /// Applies one shared-state change atomically (its check and its write
     /// in one transaction); answers after the commit.

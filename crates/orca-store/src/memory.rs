@@ -5,6 +5,7 @@
 //! nothing across a process.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -427,11 +428,25 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>> {
+    async fn unfinished_task_ids(&self) -> Result<Vec<String>> {
         let data = self.data();
         Ok(data
             .tasks
             .values()
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| t.id.clone())
+            .collect())
+    }
+
+    async fn unfinished_tasks_between(&self, first: &str, last: &str) -> Result<Vec<TaskRecord>> {
+        let data = self.data();
+        if first > last {
+            return Ok(Vec::new());
+        }
+        Ok(data
+            .tasks
+            .range::<str, _>((Bound::Included(first), Bound::Included(last)))
+            .map(|(_, task)| task)
             .filter(|t| !t.state.is_terminal())
             .map(|task| data.whole(task))
             .collect())

@@ -104,6 +104,18 @@ pub(super) enum Command {
         reason: String,
         reply: oneshot::Sender<CancelAnswer>,
     },
+    /// A reconnected worker's running attempt (from its Register), which
+    /// may wait for its task to be recovered.
+    Adopt {
+        worker: u64,
+        attempt: AttemptKey,
+    },
+    /// A piece of the backlog read back: the ids asked for and the tasks
+    /// found (see [`super::recovery::Backlog`]).
+    Recovered {
+        ids: Vec<Arc<str>>,
+        tasks: Vec<TaskRecord>,
+    },
     ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
     Reopen {
         record: Box<TaskRecord>,

@@ -47,6 +47,7 @@ use create::event_of;
 use effects::{Assignment, Effect, run_effects};
 use handle::Command;
 pub use handle::{Admitted, CancelAnswer, EngineHandle, StepReport, WorkerInfo};
+use recovery::{Backlog, load_backlog};
 use results::jitter;
 
 /// The error of a step whose output file is not JSON.
@@ -164,6 +165,7 @@ pub struct Engine {
     worker_order: Vec<u64>,
     next_worker: u64,
     orphans: HashMap<(Arc<str>, usize), Orphan>,
+    backlog: Backlog,
     leases: Leases,
     /// Retries waiting for their backoff, earliest first.
     retries: BinaryHeap<Reverse<DueRetry>>,
@@ -179,12 +181,13 @@ pub struct Leases {
     pub heartbeat_interval: Duration,
 }
 
-/// Starts the engine over the unfinished tasks of `recovered`. Returns its
+/// Starts the engine, which serves at once and reads the unfinished tasks
+/// named in `backlog` back from the store in the background. Returns its
 /// handle and a receiver that reports a fatal store failure.
 pub fn start(
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
-    recovered: Vec<TaskRecord>,
+    backlog: Vec<String>,
     leases: Leases,
     step_tokens: Arc<StepTokens>,
     metrics: Arc<Metrics>,
@@ -196,21 +199,32 @@ pub fn start(
         commands,
         store: store.clone(),
     };
-    let mut engine = Engine {
-        store,
-        tasks: HashMap::new(),
+    let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
+    let engine = Engine {
+        store: store.clone(),
+        // Sized once: a backlog grown by doubling moves every task again
+        // and again.
+        tasks: HashMap::with_capacity(backlog.len()),
         queue: ReadyQueue::default(),
         workers: HashMap::new(),
         worker_order: Vec::new(),
         next_worker: 1,
         orphans: HashMap::new(),
+        backlog: Backlog::new(&backlog),
         leases,
         retries: BinaryHeap::new(),
         round: Round::default(),
         effects,
         metrics,
     };
-    engine.recover(recovered);
+    if !backlog.is_empty() {
+        tokio::spawn(load_backlog(
+            store,
+            handle.commands.clone(),
+            backlog,
+            fatal_tx.clone(),
+        ));
+    }
     tokio::spawn(run_effects(effect_queue, hub, step_tokens, fatal_tx));
     tokio::spawn(engine.run(inbox));
     (handle, fatal_rx)
@@ -281,6 +295,9 @@ impl Engine {
         {
             w.last_seen = now_micros();
         }
+        let Some(command) = self.defer(command) else {
+            return;
+        };
         match command {
             Command::Admit(tasks, done) => {
                 for task in tasks {
@@ -317,7 +334,10 @@ impl Engine {
                 );
                 self.worker_order.push(id);
                 for attempt in running {
-                    self.adopt(id, attempt);
+                    self.handle(Command::Adopt {
+                        worker: id,
+                        attempt,
+                    });
                 }
                 let _ = reply.send(id);
             }
@@ -441,6 +461,8 @@ impl Engine {
                     .collect();
                 let _ = reply.send(v1::ListAgentsResponse { agents, queue });
             }
+            Command::Adopt { worker, attempt } => self.adopt(worker, attempt),
+            Command::Recovered { ids, tasks } => self.recovered(ids, tasks),
             Command::Reopen { record, reply } => {
                 let _ = reply.send(self.reopen(*record));
             }

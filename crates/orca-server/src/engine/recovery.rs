@@ -1,21 +1,179 @@
 //! Leases and recovery: a silent worker loses its steps, which run again
-//! as their next attempt; after a restart the stored unfinished tasks are
-//! rebuilt, and a running step waits for its worker to reclaim it (adopt)
-//! before it is requeued.
+//! as their next attempt. After a restart (or a failover) the engine serves
+//! at once while the unfinished tasks are read back a piece at a time (the
+//! [`Backlog`]); what arrives about a task not yet read waits for it. A
+//! running step then waits for its worker to reclaim it (adopt) before it
+//! is requeued.
+
+use std::time::Instant;
 
 use super::*;
 
+/// Tasks read back per store call: small enough that rebuilding a piece,
+/// between other commands, never holds them up for long.
+const BACKLOG_PIECE: usize = 1000;
+
+/// The unfinished tasks a new leader has not read back yet. A leader that
+/// read its whole backlog before serving would leave the fleet without a
+/// control plane for seconds per hundred thousand queued steps; instead it
+/// serves new work at once, and a command about a task still to be read
+/// (a worker's report, a cancel) waits here, in arrival order, until it is.
+pub(super) struct Backlog {
+    pending: HashMap<Arc<str>, Vec<Command>>,
+    total: usize,
+    started: Instant,
+}
+
+impl Backlog {
+    pub(super) fn new(ids: &[Arc<str>]) -> Self {
+        Backlog {
+            pending: ids.iter().map(|id| (id.clone(), Vec::new())).collect(),
+            total: ids.len(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The key of a task still to be read.
+    fn pending(&self, task_id: &str) -> Option<Arc<str>> {
+        self.pending
+            .get_key_value(task_id)
+            .map(|(id, _)| id.clone())
+    }
+
+    pub(super) fn holds(&self, task_id: &str) -> bool {
+        self.pending.contains_key(task_id)
+    }
+
+    fn park(&mut self, task_id: &Arc<str>, command: Command) {
+        if let Some(waiting) = self.pending.get_mut(task_id) {
+            waiting.push(command);
+        }
+    }
+}
+
+/// Reads the backlog back a piece at a time and hands each piece to the
+/// engine. The next piece is read while the engine rebuilds the last. A
+/// store failure here is fatal, as a failed commit is: the tasks it could
+/// not read would otherwise never run.
+pub(super) async fn load_backlog(
+    store: Arc<dyn Store>,
+    commands: mpsc::Sender<Command>,
+    ids: Vec<Arc<str>>,
+    fatal: watch::Sender<Option<String>>,
+) {
+    for piece in ids.chunks(BACKLOG_PIECE) {
+        let (first, last) = (&piece[0], &piece[piece.len() - 1]);
+        match store.unfinished_tasks_between(first, last).await {
+            Ok(tasks) => {
+                let ids = piece.to_vec();
+                if commands
+                    .send(Command::Recovered { ids, tasks })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the unfinished tasks back; stopping the control plane");
+                let _ = fatal.send(Some(format!(
+                    "reading the unfinished tasks back failed: {e}"
+                )));
+                return;
+            }
+        }
+    }
+}
+
 impl Engine {
-    /// Rebuilds live state from the store after a restart. Steps that were
-    /// running wait for their worker to reclaim them (see [`Orphan`]).
+    /// Holds back a command about a task still to be read (see
+    /// [`Backlog`]); returns what may be handled now. A release naming
+    /// several attempts is split: each waits for its own task.
+    pub(super) fn defer(&mut self, command: Command) -> Option<Command> {
+        if self.backlog.pending.is_empty() {
+            return Some(command);
+        }
+        let command = match command {
+            Command::Release {
+                worker,
+                attempts,
+                reason,
+            } => {
+                let (held, free): (Vec<_>, Vec<_>) = attempts
+                    .into_iter()
+                    .partition(|a| self.backlog.holds(&a.task_id));
+                for attempt in held {
+                    if let Some(key) = self.backlog.pending(&attempt.task_id) {
+                        let one = Command::Release {
+                            worker,
+                            attempts: vec![attempt],
+                            reason: reason.clone(),
+                        };
+                        self.backlog.park(&key, one);
+                    }
+                }
+                return (!free.is_empty()).then_some(Command::Release {
+                    worker,
+                    attempts: free,
+                    reason,
+                });
+            }
+            other => other,
+        };
+        let key = match &command {
+            Command::Progress { attempt, .. }
+            | Command::Logs { attempt, .. }
+            | Command::Session { attempt, .. }
+            | Command::Adopt { attempt, .. } => self.backlog.pending(&attempt.task_id),
+            Command::Report { report, .. } => self.backlog.pending(&report.attempt.task_id),
+            Command::Cancel { task_id, .. } => self.backlog.pending(task_id),
+            _ => None,
+        };
+        match key {
+            Some(key) => {
+                self.backlog.park(&key, command);
+                None
+            }
+            None => Some(command),
+        }
+    }
+
+    /// Takes in a piece of the backlog, then what waited for its tasks.
+    pub(super) fn recovered(&mut self, ids: Vec<Arc<str>>, tasks: Vec<TaskRecord>) {
+        // A task made since the backlog was listed may fall in the piece's
+        // range; it is live already.
+        let tasks = tasks
+            .into_iter()
+            .filter(|t| self.backlog.holds(&t.id))
+            .collect();
+        self.recover(tasks);
+        for id in ids {
+            for command in self.backlog.pending.remove(&id).unwrap_or_default() {
+                self.handle(command);
+            }
+        }
+        if self.backlog.pending.is_empty() {
+            tracing::info!(
+                tasks = self.backlog.total,
+                orphans = self.orphans.len(),
+                loaded_ms = self.backlog.started.elapsed().as_millis() as u64,
+                "recovered the unfinished tasks"
+            );
+            self.backlog.pending.shrink_to_fit();
+        }
+    }
+
+    /// Rebuilds live state from stored tasks. Steps that were running wait
+    /// for their worker to reclaim them (see [`Orphan`]).
     pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>) {
         let deadline = now_micros() + self.leases.ttl.as_micros() as Micros;
-        let count = tasks.len();
-        // Sized once: a backlog grown by doubling moves every task again
-        // and again.
-        self.tasks.reserve(count);
         for mut record in tasks {
-            let spec = Arc::new(std::mem::take(&mut record.spec));
+            let mut spec = std::mem::take(&mut record.spec);
+            // Parsed from JSON, the steps have room for four or more; kept
+            // for the task's life, that room would be a third of a
+            // backlog's memory.
+            spec.steps.shrink_to_fit();
+            let spec = Arc::new(spec);
             let run = restore_run(&record, &spec);
             let id: Arc<str> = Arc::from(record.id.as_str());
             let mut active = restore_active(&record, spec, run);
@@ -33,13 +191,6 @@ impl Engine {
             self.queue_ready(&id, &mut active);
             self.tasks.insert(id, active);
         }
-        if count > 0 {
-            tracing::info!(
-                tasks = count,
-                orphans = self.orphans.len(),
-                "recovered unfinished tasks"
-            );
-        }
     }
 
     /// Brings a finished task back to life from its stored record.
@@ -47,7 +198,7 @@ impl Engine {
         &mut self,
         mut record: TaskRecord,
     ) -> Result<oneshot::Receiver<()>, Error> {
-        if self.tasks.contains_key(record.id.as_str()) {
+        if self.tasks.contains_key(record.id.as_str()) || self.backlog.holds(&record.id) {
             return Err(Error::FailedPrecondition(format!(
                 "task {} is still running",
                 record.id
@@ -151,10 +302,12 @@ impl Engine {
         {
             return;
         }
-        self.orphans.remove(&key);
+        // A worker gone while its claim waited for the task leaves the step
+        // an orphan, requeued when its deadline passes.
         let Some(worker) = self.workers.get_mut(&worker_id) else {
             return;
         };
+        self.orphans.remove(&key);
         worker.running.insert(key.clone());
         let name = worker.info.name.clone();
         if let Some(active) = self.tasks.get_mut(&key.0) {

@@ -33,13 +33,26 @@ fn leases(ttl: Duration) -> Leases {
 }
 
 impl Harness {
-    fn start(store: MemoryStore, recovered: Vec<TaskRecord>, leases: Leases) -> Harness {
+    /// An engine over `store`, with the unfinished tasks of `backlog` to
+    /// read back.
+    fn start(store: MemoryStore, backlog: Vec<String>, leases: Leases) -> Harness {
+        Harness::start_on(Arc::new(store.clone()), store, backlog, leases)
+    }
+
+    /// An engine over `engine_store`, a view of `store` (which the test
+    /// reads).
+    fn start_on(
+        engine_store: Arc<dyn Store>,
+        store: MemoryStore,
+        backlog: Vec<String>,
+        leases: Leases,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let step_tokens = Arc::new(StepTokens::load_or_create(dir.path()).expect("step key"));
         let (engine, _fatal) = start(
-            Arc::new(store.clone()),
+            engine_store,
             Arc::new(Hub::default()),
-            recovered,
+            backlog,
             leases,
             step_tokens,
             Arc::new(Metrics::new()),
@@ -365,13 +378,9 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
         h.settled().await;
     }
     // Restarted from the store, with a short TTL for the orphans.
-    let recovered = store.unfinished_tasks().await.expect("recovery");
-    assert_eq!(recovered.len(), 2);
-    let h = Harness::start(
-        store.reopen(),
-        recovered,
-        leases(Duration::from_millis(300)),
-    );
+    let backlog = store.unfinished_task_ids().await.expect("recovery");
+    assert_eq!(backlog, ["kept", "lost"]);
+    let h = Harness::start(store.reopen(), backlog, leases(Duration::from_millis(300)));
     // w1 comes back still running "kept", but not "lost".
     let mut w1 = h
         .reconnect("w1", &["shell"], 2, vec![key("kept", "a", 1)])
@@ -385,6 +394,152 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
     h.report(&w1, key("kept", "a", 1), v1::Outcome::Succeeded)
         .await;
     h.until("kept", "the reclaimed attempt finishes the task", |t| {
+        t.state == TaskState::Succeeded && t.steps[0].attempt == 1
+    })
+    .await;
+}
+
+/// The memory store, whose backlog reads wait until the test opens the
+/// gate: a new leader's recovery held mid-way.
+struct SlowBacklog {
+    store: MemoryStore,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowBacklog {
+    async fn create_tasks(
+        &self,
+        tasks: Vec<orca_store::NewTask>,
+    ) -> orca_store::Result<Vec<orca_store::Created>> {
+        self.store.create_tasks(tasks).await
+    }
+    fn write(&self, batch: Vec<Write>) -> Commit {
+        self.store.write(batch)
+    }
+    async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
+        self.store.get_task(id).await
+    }
+    async fn list_tasks(
+        &self,
+        query: orca_store::TaskQuery,
+    ) -> orca_store::Result<Vec<TaskRecord>> {
+        self.store.list_tasks(query).await
+    }
+    async fn events_after(
+        &self,
+        task_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> orca_store::Result<Vec<Event>> {
+        self.store.events_after(task_id, after, limit).await
+    }
+    async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {
+        self.store.unfinished_task_ids().await
+    }
+    async fn unfinished_tasks_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> orca_store::Result<Vec<TaskRecord>> {
+        let _open = self.gate.acquire().await.expect("gate");
+        self.store.unfinished_tasks_between(first, last).await
+    }
+    async fn change_state(
+        &self,
+        change: orca_store::StateChange,
+    ) -> orca_store::Result<orca_store::StateOutcome> {
+        self.store.change_state(change).await
+    }
+    async fn get_state(
+        &self,
+        key: orca_store::StateKey,
+        now: Micros,
+    ) -> orca_store::Result<Option<orca_store::StateEntry>> {
+        self.store.get_state(key, now).await
+    }
+    async fn running_attempt(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<u32>> {
+        self.store.running_attempt(task_id, step_id).await
+    }
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> orca_store::Result<Vec<orca_store::AuditRecord>> {
+        self.store.audit_after(after, limit, tenants).await
+    }
+}
+
+#[tokio::test]
+async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unread_task_waits_for_it()
+ {
+    // The old leader: "kept" running on w1, "doomed" queued for a
+    // capability nobody offers.
+    let store = MemoryStore::new();
+    {
+        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        h.submit("kept", 0, 1, vec![noop("a")]).await;
+        let mut on_gpu = noop("a");
+        on_gpu.needs = vec!["gpu".into()];
+        h.submit("doomed", 0, 2, vec![on_gpu]).await;
+        let mut w1 = h.worker("w1", &["shell"], 1).await;
+        h.engine.credits(w1.id, 1).await.expect("credits");
+        assert_eq!(w1.assigned().await, key("kept", "a", 1));
+        h.settled().await;
+    }
+    // The new leader reads nothing back until the gate opens.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let slow = SlowBacklog {
+        store: store.reopen(),
+        gate: gate.clone(),
+    };
+    let backlog = store.unfinished_task_ids().await.expect("ids");
+    let h = Harness::start_on(
+        Arc::new(slow),
+        store.reopen(),
+        backlog,
+        leases(Duration::from_secs(30)),
+    );
+
+    // It serves new work at once.
+    h.submit("fresh", 0, 3, vec![noop("a")]).await;
+    let mut w2 = h.worker("w2", &["shell"], 1).await;
+    h.engine.credits(w2.id, 1).await.expect("credits");
+    assert_eq!(w2.assigned().await, key("fresh", "a", 1));
+    // w1 comes back running "kept" and reports it; a user cancels
+    // "doomed". All of it waits for those tasks to be read.
+    let w1 = h
+        .reconnect("w1", &["shell"], 1, vec![key("kept", "a", 1)])
+        .await;
+    h.report(&w1, key("kept", "a", 1), v1::Outcome::Succeeded)
+        .await;
+    let engine = h.engine.clone();
+    let cancel =
+        tokio::spawn(async move { engine.cancel("doomed".into(), "not needed".into()).await });
+    h.settled().await;
+    assert!(!cancel.is_finished(), "the cancel waits for its task");
+    assert_eq!(h.task("kept").await.state, TaskState::Running);
+    let refused = h
+        .engine
+        .reopen(h.task("doomed").await)
+        .await
+        .expect_err("an unread task is still running");
+    assert!(refused.to_string().contains("still running"), "{refused}");
+
+    gate.add_permits(1);
+    let answer = cancel.await.expect("joined").expect("cancel");
+    assert!(matches!(answer, CancelAnswer::Done), "committed");
+    h.until("doomed", "the waiting cancel applies", |t| {
+        t.state == TaskState::Cancelled
+    })
+    .await;
+    // The reclaimed attempt's waiting result is taken: attempt 1, once.
+    h.until("kept", "the reclaim and the result apply, in order", |t| {
         t.state == TaskState::Succeeded && t.steps[0].attempt == 1
     })
     .await;
