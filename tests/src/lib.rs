@@ -678,6 +678,56 @@ fn http_response(response: &str) -> (u16, String) {
     (status, body)
 }
 
+/// An HTTP/1.1 answer: its status, its header lines as sent, its body.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The body as JSON (Null when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// `method path` over plain HTTP/1.1 with `token` as the bearer token,
+/// more header lines and a body.
+pub fn http_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<HttpAnswer> {
+    use std::io::{Read, Write};
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (status, body) = http_response(&response);
+    let headers = response
+        .split_once("\r\n\r\n")
+        .map(|(head, _)| head.to_string())
+        .unwrap_or_default();
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// `GET path` over plain HTTP/1.1, with `token` as the bearer token: the
 /// status code and the body.
 pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod convert;
 pub mod leader;
+pub mod view;
 
 #[allow(clippy::all, clippy::unwrap_used, missing_docs)]
 pub mod v1 {

@@ -1,233 +1,22 @@
 //! How `orca get` prints: aligned tables for people, JSON or YAML for
 //! programs. The JSON and YAML shapes are the views below, kept stable.
 
-use std::collections::BTreeMap;
-
 use orca_api::convert::{micros, now_micros};
 use orca_api::v1;
+use orca_api::view::{
+    AgentView, AuditView, ServerView, TaskView, agent_view, attempt_state_name, audit_view,
+    rfc3339, server_view, task_view,
+};
+pub use orca_api::view::{format_utc, step_state_name, task_state_name};
 use serde::Serialize;
 
 use crate::args::Format;
-
-pub fn task_state_name(state: i32) -> &'static str {
-    match v1::TaskState::try_from(state) {
-        Ok(v1::TaskState::Queued) => "queued",
-        Ok(v1::TaskState::Running) => "running",
-        Ok(v1::TaskState::Succeeded) => "succeeded",
-        Ok(v1::TaskState::Failed) => "failed",
-        Ok(v1::TaskState::Cancelled) => "cancelled",
-        _ => "unknown",
-    }
-}
-
-pub fn step_state_name(state: i32) -> &'static str {
-    match v1::StepState::try_from(state) {
-        Ok(v1::StepState::Waiting) => "waiting",
-        Ok(v1::StepState::Queued) => "queued",
-        Ok(v1::StepState::Running) => "running",
-        Ok(v1::StepState::Succeeded) => "succeeded",
-        Ok(v1::StepState::Failed) => "failed",
-        Ok(v1::StepState::Cancelled) => "cancelled",
-        Ok(v1::StepState::Skipped) => "skipped",
-        _ => "unknown",
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TaskView {
-    id: String,
-    tenant: String,
-    name: String,
-    state: &'static str,
-    priority: i32,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    message: String,
-    created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finished_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cost: Option<CostView>,
-    /// The OpenTelemetry trace of the task, to look up in a tracing backend.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    trace_id: String,
-    /// The task's prompt, when it was one.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    prompt: String,
-    /// A planned task's plan as the model answered it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    steps: Vec<StepView>,
-}
-
-/// What something cost; left out when nothing was spent.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CostView {
-    usd: f64,
-    input_tokens: u64,
-    output_tokens: u64,
-    cache_read_tokens: u64,
-    cache_creation_tokens: u64,
-}
-
-fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
-    cost.as_ref()
-        .filter(|c| **c != v1::Cost::default())
-        .map(|c| CostView {
-            usd: c.usd,
-            input_tokens: c.input_tokens,
-            output_tokens: c.output_tokens,
-            cache_read_tokens: c.cache_read_tokens,
-            cache_creation_tokens: c.cache_creation_tokens,
-        })
-}
 
 /// `$0.0123`, or "" when nothing was spent.
 pub fn usd(cost: &Option<v1::Cost>) -> String {
     match cost {
         Some(c) if *c != v1::Cost::default() => format!("${:.4}", c.usd),
         _ => String::new(),
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StepView {
-    id: String,
-    state: &'static str,
-    attempt: u32,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    worker: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finished_at: Option<String>,
-    progress: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cost: Option<CostView>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    attempts: Vec<AttemptView>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AttemptView {
-    attempt: u32,
-    worker: String,
-    state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finished_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    error: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    session_id: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cost: Option<CostView>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AgentView {
-    id: String,
-    name: String,
-    pool: String,
-    capabilities: Vec<String>,
-    slots: u32,
-    running: u32,
-    connected_at: Option<String>,
-    peer: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ServerView {
-    name: String,
-    address: String,
-    leading: bool,
-    epoch: i64,
-    started_at: Option<String>,
-    leading_since: Option<String>,
-    seen_at: Option<String>,
-}
-
-fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Option<String> {
-    ts.as_ref().map(|t| format_utc(micros(t)))
-}
-
-fn task_view(task: &v1::Task) -> TaskView {
-    let spec = task.spec.clone().unwrap_or_default();
-    TaskView {
-        id: task.id.clone(),
-        tenant: task.tenant.clone(),
-        name: spec.name,
-        state: task_state_name(task.state),
-        priority: spec.priority,
-        labels: spec.labels.into_iter().collect(),
-        message: task.message.clone(),
-        created_at: rfc3339(&task.created_at).unwrap_or_default(),
-        started_at: rfc3339(&task.started_at),
-        finished_at: rfc3339(&task.finished_at),
-        cost: cost_view(&task.cost),
-        trace_id: task.trace_id.clone(),
-        prompt: spec.prompt.clone(),
-        plan: (!task.plan_json.is_empty()).then(|| {
-            serde_json::from_str(&task.plan_json)
-                .unwrap_or(serde_json::Value::String(task.plan_json.clone()))
-        }),
-        steps: task
-            .steps
-            .iter()
-            .map(|s| StepView {
-                id: s.id.clone(),
-                state: step_state_name(s.state),
-                attempt: s.attempt,
-                worker: s.worker.clone(),
-                started_at: rfc3339(&s.started_at),
-                finished_at: rfc3339(&s.finished_at),
-                progress: s.progress,
-                exit_code: s.exit_code,
-                output: (!s.output_json.is_empty()).then(|| {
-                    serde_json::from_str(&s.output_json)
-                        .unwrap_or(serde_json::Value::String(s.output_json.clone()))
-                }),
-                error: s.error.clone(),
-                cost: cost_view(&s.cost),
-                attempts: s
-                    .attempts
-                    .iter()
-                    .map(|a| AttemptView {
-                        attempt: a.attempt,
-                        worker: a.worker.clone(),
-                        state: attempt_state_name(a.state),
-                        started_at: rfc3339(&a.started_at),
-                        finished_at: rfc3339(&a.finished_at),
-                        exit_code: a.exit_code,
-                        error: a.error.clone(),
-                        session_id: a.session_id.clone(),
-                        model: a.model.clone(),
-                        cost: cost_view(&a.cost),
-                    })
-                    .collect(),
-            })
-            .collect(),
     }
 }
 
@@ -396,28 +185,9 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An attempt that went back to the queue lost its worker.
-fn attempt_state_name(state: i32) -> &'static str {
-    match step_state_name(state) {
-        "queued" => "lost",
-        other => other,
-    }
-}
-
 /// The control plane's replicas: who leads, since when, at which epoch.
 pub fn servers(servers: &[v1::ControlPlaneServer], format: Format) -> anyhow::Result<()> {
-    let views: Vec<ServerView> = servers
-        .iter()
-        .map(|s| ServerView {
-            name: s.name.clone(),
-            address: s.address.clone(),
-            leading: s.leading,
-            epoch: s.epoch,
-            started_at: rfc3339(&s.started_at),
-            leading_since: rfc3339(&s.leading_since),
-            seen_at: rfc3339(&s.seen_at),
-        })
-        .collect();
+    let views: Vec<ServerView> = servers.iter().map(server_view).collect();
     if emit(&views, views.iter().map(|v| &v.name), format)? {
         return Ok(());
     }
@@ -453,19 +223,7 @@ pub fn servers(servers: &[v1::ControlPlaneServer], format: Format) -> anyhow::Re
 }
 
 pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
-    let views: Vec<AgentView> = agents
-        .iter()
-        .map(|a| AgentView {
-            id: a.id.clone(),
-            name: a.name.clone(),
-            pool: a.pool.clone(),
-            capabilities: a.capabilities.clone(),
-            slots: a.slots,
-            running: a.running,
-            connected_at: rfc3339(&a.connected_at),
-            peer: a.peer.clone(),
-        })
-        .collect();
+    let views: Vec<AgentView> = agents.iter().map(agent_view).collect();
     if emit(&views, views.iter().map(|v| &v.name), format)? {
         return Ok(());
     }
@@ -493,36 +251,8 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AuditView {
-    seq: u64,
-    time: String,
-    actor: String,
-    role: String,
-    action: String,
-    tenant: String,
-    task_id: String,
-    outcome: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    detail: String,
-}
-
 pub fn audit(events: &[v1::AuditEvent], format: Format) -> anyhow::Result<()> {
-    let views: Vec<AuditView> = events
-        .iter()
-        .map(|e| AuditView {
-            seq: e.seq,
-            time: rfc3339(&e.time).unwrap_or_default(),
-            actor: e.actor.clone(),
-            role: e.role.clone(),
-            action: e.action.clone(),
-            tenant: e.tenant.clone(),
-            task_id: e.task_id.clone(),
-            outcome: e.outcome.clone(),
-            detail: e.detail.clone(),
-        })
-        .collect();
+    let views: Vec<AuditView> = events.iter().map(audit_view).collect();
     if emit(&views, views.iter().map(|v| v.seq), format)? {
         return Ok(());
     }
@@ -597,30 +327,6 @@ pub fn duration(micros: i64) -> String {
         1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
         _ => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
     }
-}
-
-/// RFC 3339 in UTC, to the millisecond.
-pub fn format_utc(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let millis = micros.rem_euclid(1_000_000) / 1000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

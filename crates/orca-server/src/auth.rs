@@ -439,6 +439,15 @@ impl Authenticator {
         })
     }
 
+    /// Who sends an HTTP request, as the gRPC interceptor finds out: its
+    /// bearer token, then its rate. What it may do is each method's check.
+    pub fn identify(&self, headers: &http::HeaderMap) -> Result<Identity, Error> {
+        let identity =
+            self.authenticate(&tonic::metadata::MetadataMap::from_headers(headers.clone()))?;
+        self.check_rate(&identity)?;
+        Ok(identity)
+    }
+
     /// Checks a request to the HTTP port as gRPC requests are checked:
     /// the bearer token, the caller's rate, and that its role may `action`.
     /// Metrics count every tenant's work, so they need a token for all.
@@ -447,9 +456,7 @@ impl Authenticator {
         headers: &http::HeaderMap,
         action: Action,
     ) -> Result<Identity, Error> {
-        let identity =
-            self.authenticate(&tonic::metadata::MetadataMap::from_headers(headers.clone()))?;
-        self.check_rate(&identity)?;
+        let identity = self.identify(headers)?;
         if !action.allowed(identity.role) {
             return Err(denied(&identity, action));
         }

@@ -145,6 +145,12 @@ impl From<Error> for Status {
             tracing::warn!(error = %e, "request failed");
         }
         let mut status = Status::new(code, e.to_string());
+        if let Error::InvalidArgument { field, .. } = &e
+            && let Ok(value) = field.parse()
+        {
+            // Programs read which field without parsing the message.
+            status.metadata_mut().insert(FIELD, value);
+        }
         if let Error::ResourceExhausted {
             retry_after: Some(after),
             ..
@@ -160,40 +166,89 @@ impl From<Error> for Status {
     }
 }
 
-/// The HTTP port refuses only who calls and how often: 401, 403 and 429,
-/// with the same one-line message gRPC would give.
+/// The metadata key naming the request field an INVALID_ARGUMENT is about.
+pub const FIELD: &str = "orca-field";
+
+/// The HTTP status that says what a gRPC code says.
+pub fn http_status(code: Code) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        // The request does not fit the resource as it is now.
+        Code::AlreadyExists | Code::Aborted | Code::FailedPrecondition => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Cancelled | Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A refused HTTP request, from the status gRPC gives: the HTTP status
+/// above, `{"error": {"code", "message", "field"}}`, and the headers a
+/// client acts on (WWW-Authenticate, Retry-After).
+pub fn http_error(status: &Status) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let field = status
+        .metadata()
+        .get(FIELD)
+        .and_then(|f| f.to_str().ok())
+        .map(str::to_string);
+    let body = serde_json::json!({
+        "error": {
+            "code": grpc_code_name(status.code()),
+            "message": status.message(),
+            "field": field,
+        }
+    });
+    let mut response = (http_status(status.code()), axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if status.code() == Code::Unauthenticated {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    let retry_after = status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|ms| ms.to_str().ok()?.parse::<u64>().ok());
+    if let Some(millis) = retry_after {
+        // Whole seconds, rounded up, as Retry-After has it.
+        let seconds = millis.div_ceil(1000).max(1);
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+/// `INVALID_ARGUMENT`, as gRPC spells its codes.
+fn grpc_code_name(code: Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// The probes' and `/metrics`' refusals (who calls, how often, a store
+/// away): the status and headers of [`http_error`], the body one line of
+/// text as gRPC's message.
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
-        use axum::http::{HeaderValue, StatusCode, header};
-        let code = match &self {
-            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            Error::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Store(orca_store::Error::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Store(orca_store::Error::Overloaded(_)) => StatusCode::TOO_MANY_REQUESTS,
-            Error::ShuttingDown | Error::Unavailable(_) | Error::Deposed(_) | Error::Store(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let mut response = (code, format!("{self}\n")).into_response();
-        let headers = response.headers_mut();
-        match &self {
-            Error::Unauthenticated(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Error::ResourceExhausted {
-                retry_after: Some(after),
-                ..
-            } => {
-                // Whole seconds, rounded up, as Retry-After has it.
-                let seconds = after.as_millis().div_ceil(1000).max(1);
-                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                    headers.insert(header::RETRY_AFTER, value);
-                }
-            }
-            _ => {}
-        }
+        let status = Status::from(self);
+        let mut response = http_error(&status);
+        *response.body_mut() = axum::body::Body::from(format!("{}\n", status.message()));
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         response
     }
 }
@@ -201,6 +256,38 @@ impl axum::response::IntoResponse for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn http_answers_say_what_grpc_says_and_name_the_field() {
+        let answer = http_error(&Status::from(Error::invalid(
+            "steps[1].id",
+            "must be unique",
+        )));
+        assert_eq!(answer.status(), axum::http::StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "INVALID_ARGUMENT",
+                "message": "steps[1].id: must be unique",
+                "field": "steps[1].id",
+            }})
+        );
+        let limited = http_error(&Status::from(Error::ResourceExhausted {
+            message: "slow down".into(),
+            retry_after: Some(std::time::Duration::from_millis(1500)),
+        }));
+        assert_eq!(limited.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()["retry-after"], "2");
+        let code = |code| http_status(code).as_u16();
+        assert_eq!(code(Code::FailedPrecondition), 409);
+        assert_eq!(code(Code::DataLoss), 500);
+        assert_eq!(code(Code::Unavailable), 503);
+        assert_eq!(grpc_code_name(Code::PermissionDenied), "PERMISSION_DENIED");
+    }
 
     #[test]
     fn store_errors_map_to_what_a_client_can_do() {

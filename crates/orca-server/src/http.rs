@@ -1,6 +1,6 @@
 //! The control plane's HTTP port: `/metrics` (Prometheus text format),
-//! `/healthz` (the process answers) and `/readyz` (the store is open and
-//! gRPC is serving). It starts before the store opens, so a probe can tell
+//! `/healthz` (the process answers), `/readyz` (the store is open and
+//! gRPC is serving) and the JSON API under `/api/v1` (see `rest`). It starts before the store opens, so a probe can tell
 //! "starting" from "dead". Probes need nothing; `/metrics` needs a bearer
 //! token as gRPC does (see `auth`), and the port speaks TLS when gRPC does.
 
@@ -26,6 +26,7 @@ use crate::acceptor::Acceptor;
 use crate::auth::{Action, Authenticator};
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
+use crate::rest::{self, Services};
 use crate::tls::{HttpsListener, ReloadingConfig};
 
 /// What the handlers read; the engine arrives once the store is open, and
@@ -35,6 +36,8 @@ pub struct Status {
     metrics: Arc<Metrics>,
     authenticator: Authenticator,
     engine: OnceLock<EngineHandle>,
+    /// What `/api/v1` calls: the leader's gRPC services.
+    services: OnceLock<Arc<Services>>,
     /// Who leads, while this replica stands by.
     standby: Mutex<Option<watch::Receiver<Option<Leader>>>>,
     stopping: AtomicBool,
@@ -46,6 +49,7 @@ impl Status {
             metrics,
             authenticator,
             engine: OnceLock::new(),
+            services: OnceLock::new(),
             standby: Mutex::new(None),
             stopping: AtomicBool::new(false),
         }
@@ -59,11 +63,25 @@ impl Status {
     }
 
     /// The store is open and gRPC serves: ready for traffic.
-    pub fn ready(&self, engine: EngineHandle) {
+    pub fn ready(&self, engine: EngineHandle, services: Services) {
         if let Ok(mut standby) = self.standby.lock() {
             *standby = None;
         }
+        let _ = self.services.set(Arc::new(services));
         let _ = self.engine.set(engine);
+    }
+
+    /// The services `/api/v1` calls, or UNAVAILABLE saying why there are
+    /// none here (starting, standing by, stopping), as `/readyz` says it.
+    pub fn services(&self) -> Result<Arc<Services>, tonic::Status> {
+        match (self.readiness(), self.services.get()) {
+            ((StatusCode::OK, _), Some(services)) => Ok(services.clone()),
+            ((_, why), _) => Err(tonic::Status::unavailable(why.trim_end())),
+        }
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
     }
 
     /// Stopping (or deposed): take no more traffic.
@@ -133,6 +151,7 @@ pub fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/api/v1", rest::routes())
         .with_state(status);
     let connections = acceptor.connections();
     let local_addr = acceptor.local_addr();

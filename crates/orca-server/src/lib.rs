@@ -13,6 +13,7 @@ pub mod jwt;
 mod metrics;
 pub mod planner;
 mod replica;
+mod rest;
 mod standby;
 mod state_service;
 pub mod step_token;
@@ -418,21 +419,27 @@ impl Replica {
             Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
             None => None,
         };
-        let tasks = task_service::TaskApi::new(
+        // Shared by gRPC and the HTTP API, which calls the same methods.
+        let tasks = Arc::new(task_service::TaskApi::new(
             store.clone(),
             engine.clone(),
             hub.clone(),
             config.limits.clone(),
             planner,
-        );
-        let agents = agent_service::AgentApi::new(
+        ));
+        let agents = Arc::new(agent_service::AgentApi::new(
             engine.clone(),
             config.limits,
             workers_need_certificates,
             roster,
-        );
+        ));
         let topics = Arc::new(state_service::Topics::default());
-        let state = state_service::StateApi::new(store, topics.clone());
+        let state = Arc::new(state_service::StateApi::new(store, topics.clone()));
+        let services = rest::Services {
+            tasks: tasks.clone(),
+            agents: agents.clone(),
+            state: state.clone(),
+        };
 
         // The lease is kept while serving; losing it stops the serving.
         let (deposed_tx, deposed) = watch::channel(None::<String>);
@@ -467,15 +474,15 @@ impl Replica {
         let router = with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
             .add_service(InterceptedService::new(
-                TaskServiceServer::new(tasks).max_decoding_message_size(max_message_bytes),
+                TaskServiceServer::from_arc(tasks).max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),
             ))
             .add_service(InterceptedService::new(
-                AgentServiceServer::new(agents).max_decoding_message_size(max_message_bytes),
+                AgentServiceServer::from_arc(agents).max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),
             ))
             .add_service(InterceptedService::new(
-                StateServiceServer::new(state).max_decoding_message_size(max_message_bytes),
+                StateServiceServer::from_arc(state).max_decoding_message_size(max_message_bytes),
                 authenticator,
             ));
         // From here on new connections reach the leader's services; the
@@ -490,7 +497,7 @@ impl Replica {
                 _ = standby.stop() => {}
             }
         }
-        status.ready(engine.clone());
+        status.ready(engine.clone(), services);
         if let Some(settled) = settled.take() {
             let _ = settled.send(());
         }

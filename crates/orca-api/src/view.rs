@@ -1,0 +1,312 @@
+//! The JSON shapes of orca's objects for programs: what `orca get -o json`
+//! prints and what the HTTP API answers, from one definition so the two
+//! never drift. Times are RFC 3339 in UTC; states are lower-case names;
+//! empty fields are left out.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::convert::micros;
+use crate::v1;
+
+pub fn task_state_name(state: i32) -> &'static str {
+    match v1::TaskState::try_from(state) {
+        Ok(v1::TaskState::Queued) => "queued",
+        Ok(v1::TaskState::Running) => "running",
+        Ok(v1::TaskState::Succeeded) => "succeeded",
+        Ok(v1::TaskState::Failed) => "failed",
+        Ok(v1::TaskState::Cancelled) => "cancelled",
+        _ => "unknown",
+    }
+}
+
+pub fn step_state_name(state: i32) -> &'static str {
+    match v1::StepState::try_from(state) {
+        Ok(v1::StepState::Waiting) => "waiting",
+        Ok(v1::StepState::Queued) => "queued",
+        Ok(v1::StepState::Running) => "running",
+        Ok(v1::StepState::Succeeded) => "succeeded",
+        Ok(v1::StepState::Failed) => "failed",
+        Ok(v1::StepState::Cancelled) => "cancelled",
+        Ok(v1::StepState::Skipped) => "skipped",
+        _ => "unknown",
+    }
+}
+
+/// An attempt that went back to the queue lost its worker.
+pub fn attempt_state_name(state: i32) -> &'static str {
+    match step_state_name(state) {
+        "queued" => "lost",
+        other => other,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub state: &'static str,
+    pub priority: i32,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostView>,
+    /// The OpenTelemetry trace of the task, to look up in a tracing backend.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trace_id: String,
+    /// The task's prompt, when it was one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
+    /// A planned task's plan as the model answered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepView>,
+}
+
+/// What something cost; left out when nothing was spent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostView {
+    pub usd: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_creation_tokens: u64,
+}
+
+pub fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
+    cost.as_ref()
+        .filter(|c| **c != v1::Cost::default())
+        .map(|c| CostView {
+            usd: c.usd,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cache_read_tokens: c.cache_read_tokens,
+            cache_creation_tokens: c.cache_creation_tokens,
+        })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepView {
+    pub id: String,
+    pub state: &'static str,
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub worker: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub progress: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub worker: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub session_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub pool: String,
+    pub capabilities: Vec<String>,
+    pub slots: u32,
+    pub running: u32,
+    pub connected_at: Option<String>,
+    pub peer: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerView {
+    pub name: String,
+    pub address: String,
+    pub leading: bool,
+    pub epoch: i64,
+    pub started_at: Option<String>,
+    pub leading_since: Option<String>,
+    pub seen_at: Option<String>,
+}
+
+pub fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Option<String> {
+    ts.as_ref().map(|t| format_utc(micros(t)))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub tenant: String,
+    pub task_id: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// A task as programs read it: `orca get task -o json` and the HTTP API.
+pub fn task_view(task: &v1::Task) -> TaskView {
+    let spec = task.spec.clone().unwrap_or_default();
+    TaskView {
+        id: task.id.clone(),
+        tenant: task.tenant.clone(),
+        name: spec.name,
+        state: task_state_name(task.state),
+        priority: spec.priority,
+        labels: spec.labels.into_iter().collect(),
+        message: task.message.clone(),
+        created_at: rfc3339(&task.created_at).unwrap_or_default(),
+        started_at: rfc3339(&task.started_at),
+        finished_at: rfc3339(&task.finished_at),
+        cost: cost_view(&task.cost),
+        trace_id: task.trace_id.clone(),
+        prompt: spec.prompt.clone(),
+        plan: (!task.plan_json.is_empty()).then(|| {
+            serde_json::from_str(&task.plan_json)
+                .unwrap_or(serde_json::Value::String(task.plan_json.clone()))
+        }),
+        steps: task
+            .steps
+            .iter()
+            .map(|s| StepView {
+                id: s.id.clone(),
+                state: step_state_name(s.state),
+                attempt: s.attempt,
+                worker: s.worker.clone(),
+                started_at: rfc3339(&s.started_at),
+                finished_at: rfc3339(&s.finished_at),
+                progress: s.progress,
+                exit_code: s.exit_code,
+                output: (!s.output_json.is_empty()).then(|| {
+                    serde_json::from_str(&s.output_json)
+                        .unwrap_or(serde_json::Value::String(s.output_json.clone()))
+                }),
+                error: s.error.clone(),
+                cost: cost_view(&s.cost),
+                attempts: s
+                    .attempts
+                    .iter()
+                    .map(|a| AttemptView {
+                        attempt: a.attempt,
+                        worker: a.worker.clone(),
+                        state: attempt_state_name(a.state),
+                        started_at: rfc3339(&a.started_at),
+                        finished_at: rfc3339(&a.finished_at),
+                        exit_code: a.exit_code,
+                        error: a.error.clone(),
+                        session_id: a.session_id.clone(),
+                        model: a.model.clone(),
+                        cost: cost_view(&a.cost),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+pub fn agent_view(a: &v1::Agent) -> AgentView {
+    AgentView {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        pool: a.pool.clone(),
+        capabilities: a.capabilities.clone(),
+        slots: a.slots,
+        running: a.running,
+        connected_at: rfc3339(&a.connected_at),
+        peer: a.peer.clone(),
+    }
+}
+
+pub fn server_view(s: &v1::ControlPlaneServer) -> ServerView {
+    ServerView {
+        name: s.name.clone(),
+        address: s.address.clone(),
+        leading: s.leading,
+        epoch: s.epoch,
+        started_at: rfc3339(&s.started_at),
+        leading_since: rfc3339(&s.leading_since),
+        seen_at: rfc3339(&s.seen_at),
+    }
+}
+
+pub fn audit_view(e: &v1::AuditEvent) -> AuditView {
+    AuditView {
+        seq: e.seq,
+        time: rfc3339(&e.time).unwrap_or_default(),
+        actor: e.actor.clone(),
+        role: e.role.clone(),
+        action: e.action.clone(),
+        tenant: e.tenant.clone(),
+        task_id: e.task_id.clone(),
+        outcome: e.outcome.clone(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// RFC 3339 in UTC, to the millisecond.
+pub fn format_utc(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let millis = micros.rem_euclid(1_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,381 @@
+//! The JSON API under `/api/v1`, on the HTTP port: what the console and
+//! scripts use. Each route calls the gRPC method that does the same, with
+//! the caller identified as the gRPC interceptor identifies one (bearer
+//! token or JWT, then its rate), so validation, roles, tenants, limits and
+//! audit are the gRPC ones, not a second copy. Answers are the views
+//! `orca get -o json` prints; a refusal is the gRPC status as HTTP (see
+//! `error::http_error`), with a JSON body naming the field.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use orca_api::v1;
+use orca_api::v1::agent_service_server::AgentService;
+use orca_api::v1::state_service_server::StateService;
+use orca_api::v1::task_service_server::TaskService;
+use orca_api::view::{
+    AgentView, AuditView, ServerView, TaskView, agent_view, audit_view, rfc3339, server_view,
+    task_view,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::agent_service::AgentApi;
+use crate::error::{Error, http_error};
+use crate::http::Status;
+use crate::state_service::StateApi;
+use crate::task_service::TaskApi;
+
+/// The gRPC services the routes call; they exist once the store is open.
+pub struct Services {
+    pub tasks: Arc<TaskApi>,
+    pub agents: Arc<AgentApi>,
+    pub state: Arc<StateApi>,
+}
+
+/// The largest request body: a task file, as gRPC's message limit allows.
+const MAX_BODY: usize = 4 << 20;
+
+/// The routes, to nest under `/api/v1`.
+pub fn routes() -> Router<Arc<Status>> {
+    Router::new()
+        .route("/tasks", get(list_tasks).post(submit_task))
+        .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/cancel", post(cancel_task))
+        .route("/tasks/{id}/retry", post(retry_task))
+        .route("/agents", get(list_agents))
+        .route("/servers", get(list_servers))
+        .route("/audit", get(list_audit))
+        .route("/state/{scope}/{key}", get(get_state))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// A refusal: the gRPC status, answered as HTTP.
+pub struct ApiError(tonic::Status);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        http_error(&self.0)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e.into())
+    }
+}
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+/// Calls a gRPC method as the caller that `headers` name.
+async fn call<Req, Res, Fut>(
+    status: &Status,
+    headers: &HeaderMap,
+    message: Req,
+    method: impl FnOnce(Arc<Services>, tonic::Request<Req>) -> Fut,
+) -> Result<Res, ApiError>
+where
+    Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
+{
+    let services = status.services().map_err(ApiError)?;
+    let identity = status.authenticator().identify(headers)?;
+    let mut request = tonic::Request::new(message);
+    request.extensions_mut().insert(identity);
+    Ok(method(services, request)
+        .await
+        .map_err(ApiError)?
+        .into_inner())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskPage {
+    tasks: Vec<TaskView>,
+    /// Empty on the last page.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    next_page_token: String,
+}
+
+/// `?state=queued&state=running&label=team=infra&pageSize=50&pageToken=…`
+async fn list_tasks(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer<TaskPage> {
+    let mut request = v1::ListTasksRequest::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "state" => request.states.push(task_state(&value)?),
+            "label" => {
+                let (key, value) = value.split_once('=').ok_or_else(|| {
+                    Error::invalid("label", format!("{value:?} is not key=value"))
+                })?;
+                request.labels.insert(key.into(), value.into());
+            }
+            "pageSize" => request.page_size = number(&name, &value)?,
+            "pageToken" => request.page_token = value,
+            other => return Err(Error::invalid(other, "not a filter of tasks").into()),
+        }
+    }
+    let page = call(&status, &headers, request, |s, r| async move {
+        s.tasks.list_tasks(r).await
+    })
+    .await?;
+    Ok(Json(TaskPage {
+        tasks: page.tasks.iter().map(task_view).collect(),
+        next_page_token: page.next_page_token,
+    }))
+}
+
+fn number<N: std::str::FromStr>(field: &str, value: &str) -> Result<N, ApiError> {
+    value
+        .parse()
+        .map_err(|_| Error::invalid(field, format!("{value:?} is not a whole number")).into())
+}
+
+fn task_state(name: &str) -> Result<i32, ApiError> {
+    let state = match name {
+        "queued" => v1::TaskState::Queued,
+        "running" => v1::TaskState::Running,
+        "succeeded" => v1::TaskState::Succeeded,
+        "failed" => v1::TaskState::Failed,
+        "cancelled" => v1::TaskState::Cancelled,
+        other => {
+            return Err(Error::invalid(
+                "state",
+                format!(
+                    "{other:?} is not a task state (queued, running, succeeded, failed, cancelled)"
+                ),
+            )
+            .into());
+        }
+    };
+    Ok(state as i32)
+}
+
+#[derive(Deserialize)]
+struct SubmitQuery {
+    #[serde(default)]
+    tenant: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Submitted {
+    task_id: String,
+    /// False when the idempotency key matched an existing task.
+    created: bool,
+}
+
+/// The body is a task file, YAML or JSON (JSON is YAML); an
+/// `Idempotency-Key` header makes a resubmit find the first task.
+async fn submit_task(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Query(query): Query<SubmitQuery>,
+    body: String,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    if body.trim().is_empty() {
+        return Err(Error::invalid("body", "a task file (YAML or JSON) is required").into());
+    }
+    let spec: orca_core::TaskSpec =
+        serde_yaml::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()))?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(key) => key
+            .to_str()
+            .map_err(|_| Error::invalid("Idempotency-Key", "not visible ASCII"))?
+            .to_string(),
+        None => String::new(),
+    };
+    let request = v1::SubmitTaskRequest {
+        spec: Some(v1::TaskSpec::from(&spec)),
+        idempotency_key,
+        tenant: query.tenant,
+    };
+    let answer = call(&status, &headers, request, |s, r| async move {
+        s.tasks.submit_task(r).await
+    })
+    .await?;
+    let code = if answer.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        Json(Submitted {
+            task_id: answer.task_id,
+            created: answer.created,
+        }),
+    ))
+}
+
+async fn get_task(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+) -> Answer<TaskView> {
+    let request = v1::GetTaskRequest { task_id };
+    let task = call(&status, &headers, request, |s, r| async move {
+        s.tasks.get_task(r).await
+    })
+    .await?;
+    Ok(Json(task_view(&task)))
+}
+
+async fn cancel_task(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+) -> Answer<TaskView> {
+    let request = v1::CancelTaskRequest { task_id };
+    let task = call(&status, &headers, request, |s, r| async move {
+        s.tasks.cancel_task(r).await
+    })
+    .await?;
+    Ok(Json(task_view(&task)))
+}
+
+async fn retry_task(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+) -> Answer<TaskView> {
+    let request = v1::RetryTaskRequest { task_id };
+    let task = call(&status, &headers, request, |s, r| async move {
+        s.tasks.retry_task(r).await
+    })
+    .await?;
+    Ok(Json(task_view(&task)))
+}
+
+#[derive(Serialize)]
+struct Fleet {
+    agents: Vec<AgentView>,
+    /// Steps waiting for a worker, per set of capabilities they need.
+    queue: Vec<QueueView>,
+}
+
+#[derive(Serialize)]
+struct QueueView {
+    capabilities: Vec<String>,
+    queued: u32,
+}
+
+async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer<Fleet> {
+    let fleet = call(
+        &status,
+        &headers,
+        v1::ListAgentsRequest::default(),
+        |s, r| async move { s.agents.list_agents(r).await },
+    )
+    .await?;
+    Ok(Json(Fleet {
+        agents: fleet.agents.iter().map(agent_view).collect(),
+        queue: fleet
+            .queue
+            .into_iter()
+            .map(|q| QueueView {
+                capabilities: q.capabilities,
+                queued: q.queued,
+            })
+            .collect(),
+    }))
+}
+
+async fn list_servers(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+) -> Answer<Vec<ServerView>> {
+    let servers = call(
+        &status,
+        &headers,
+        v1::ListServersRequest::default(),
+        |s, r| async move { s.agents.list_servers(r).await },
+    )
+    .await?;
+    Ok(Json(servers.servers.iter().map(server_view).collect()))
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    records: Vec<AuditView>,
+}
+
+/// `?after=SEQ&pageSize=N`: the audit log from a sequence number on.
+async fn list_audit(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer<AuditPage> {
+    let mut request = v1::ListAuditRequest::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "after" => request.after_seq = number(&name, &value)?,
+            "pageSize" => request.page_size = number(&name, &value)?,
+            other => return Err(Error::invalid(other, "not a filter of the audit log").into()),
+        }
+    }
+    let page = call(&status, &headers, request, |s, r| async move {
+        s.tasks.list_audit(r).await
+    })
+    .await?;
+    Ok(Json(AuditPage {
+        records: page.events.iter().map(audit_view).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateView {
+    tenant: String,
+    scope: String,
+    key: String,
+    value: serde_json::Value,
+    version: u64,
+    updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+}
+
+/// `?tenant=…` for a tenant other than the caller's first.
+async fn get_state(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path((scope, key)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<StateView> {
+    let request = v1::GetStateRequest {
+        r#ref: Some(v1::StateRef {
+            tenant: query.get("tenant").cloned().unwrap_or_default(),
+            scope,
+            key,
+        }),
+    };
+    let value = call(&status, &headers, request, |s, r| async move {
+        s.state.get_state(r).await
+    })
+    .await?;
+    let at = value.r#ref.unwrap_or_default();
+    Ok(Json(StateView {
+        tenant: at.tenant,
+        scope: at.scope,
+        key: at.key,
+        value: serde_json::from_str(&value.value_json)
+            .unwrap_or(serde_json::Value::String(value.value_json)),
+        version: value.version,
+        updated_at: rfc3339(&value.updated_at),
+        expires_at: rfc3339(&value.expires_at),
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError(tonic::Status::not_found("no such route under /api/v1"))
+}

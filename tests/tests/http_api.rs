@@ -1,0 +1,273 @@
+//! The JSON API under `/api/v1` on a real control plane's HTTP port: tasks
+//! submitted from a task file, listed, read, cancelled and retried with the
+//! same roles, tenants and validation as gRPC; refusals carry the HTTP
+//! status and a JSON body naming the field, and store nothing.
+
+use std::time::Duration;
+
+use orca_tests::*;
+use serde_json::Value;
+
+const SLEEPER: &str = "name: sleeper
+labels: {team: infra}
+steps:
+  - id: nap
+    shell: {command: [sleep, '30']}
+";
+
+struct Api {
+    _server: Server,
+    _worker: Process,
+    http: String,
+}
+
+impl Api {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<Api> {
+        let http = free_addr();
+        let mut server = start_with_tokens(
+            dir,
+            &[
+                token_line("orca_admin", "admin", "root"),
+                token_line("orca_dev", "developer", "dana"),
+                token_line("orca_viewer", "viewer", "vic"),
+                token_line("orca_worker", "worker", "pool-a"),
+            ],
+            &["--http-listen", &http],
+        )?;
+        server.worker_token = "orca_worker".into();
+        server.admin_token = "orca_admin".into();
+        let worker = server.worker("w1", &["shell"], 1)?;
+        server.wait_for_agents(&["w1"]).await?;
+        Ok(Api {
+            _server: server,
+            _worker: worker,
+            http,
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, token: &str, body: &str) -> HttpAnswer {
+        http_call(&self.http, method, path, Some(token), &[], body).expect("the HTTP port answers")
+    }
+
+    fn get(&self, path: &str, token: &str) -> HttpAnswer {
+        self.call("GET", path, token, "")
+    }
+
+    /// Reads the task until `check` holds.
+    async fn task_until(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(Duration::from_secs(30), || async {
+            let task = self.get(&format!("/api/v1/tasks/{id}"), "orca_dev").json();
+            check(&task).then_some(task)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+    }
+}
+
+#[tokio::test]
+async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over_grpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+
+    let submitted = http_call(
+        &api.http,
+        "POST",
+        "/api/v1/tasks",
+        Some("orca_dev"),
+        &[
+            ("Content-Type", "application/yaml"),
+            ("Idempotency-Key", "k-1"),
+        ],
+        SLEEPER,
+    )
+    .expect("submit");
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    let id = submitted.json()["taskId"]
+        .as_str()
+        .expect("a task id")
+        .to_string();
+    // The same key finds the same task: 200, not created.
+    let again = http_call(
+        &api.http,
+        "POST",
+        "/api/v1/tasks",
+        Some("orca_dev"),
+        &[("Idempotency-Key", "k-1")],
+        SLEEPER,
+    )
+    .expect("resubmit");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["taskId"], id.as_str());
+    assert_eq!(again.json()["created"], false);
+
+    let running = api
+        .task_until(&id, "the step runs", |t| t["state"] == "running")
+        .await;
+    assert_eq!(running["name"], "sleeper");
+    assert_eq!(running["tenant"], "default");
+    assert_eq!(running["steps"][0]["id"], "nap");
+    assert_eq!(running["steps"][0]["state"], "running");
+    assert_eq!(running["steps"][0]["worker"], "w1");
+
+    let listed = api.get(
+        "/api/v1/tasks?state=running&label=team%3Dinfra",
+        "orca_viewer",
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let tasks = listed.json()["tasks"].clone();
+    let ids: Vec<&str> = tasks
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let none = api.get("/api/v1/tasks?state=succeeded", "orca_viewer");
+    assert_eq!(none.json()["tasks"], Value::Array(Vec::new()));
+
+    // A viewer may read but not cancel; the server refuses whatever the
+    // page shows.
+    let forged = api.call(
+        "POST",
+        &format!("/api/v1/tasks/{id}/cancel"),
+        "orca_viewer",
+        "",
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(forged.json()["error"]["code"], "PERMISSION_DENIED");
+    assert!(
+        forged.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("vic (viewer) may not")),
+        "{}",
+        forged.body
+    );
+
+    // Retrying a running task does not fit its state: 409.
+    let early = api.call("POST", &format!("/api/v1/tasks/{id}/retry"), "orca_dev", "");
+    assert_eq!(early.status, 409, "{}", early.body);
+    assert_eq!(early.json()["error"]["code"], "FAILED_PRECONDITION");
+
+    let cancelled = api.call(
+        "POST",
+        &format!("/api/v1/tasks/{id}/cancel"),
+        "orca_dev",
+        "",
+    );
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    api.task_until(&id, "the task is cancelled", |t| t["state"] == "cancelled")
+        .await;
+
+    let retried = api.call("POST", &format!("/api/v1/tasks/{id}/retry"), "orca_dev", "");
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let again = api
+        .task_until(&id, "the retried step runs again", |t| {
+            t["steps"][0]["state"] == "running" && t["steps"][0]["attempt"] == 2
+        })
+        .await;
+    assert_eq!(again["steps"][0]["attempts"][0]["state"], "cancelled");
+
+    let fleet = api.get("/api/v1/agents", "orca_viewer").json();
+    assert_eq!(fleet["agents"][0]["name"], "w1");
+    assert_eq!(fleet["agents"][0]["running"], 1);
+
+    let audit = api.get("/api/v1/audit", "orca_admin");
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let actions: Vec<(String, String)> = audit.json()["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or_default().to_string(),
+                r["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (actor, action) in [("dana", "submit"), ("vic", "cancel"), ("dana", "retry")] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, b)| a == actor && b.contains(action)),
+            "{actor} {action} is audited: {actions:?}"
+        );
+    }
+    let refused = api.get("/api/v1/audit", "orca_dev");
+    assert_eq!(refused.status, 403, "only admins read the audit log");
+}
+
+#[tokio::test]
+async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let error = |answer: &HttpAnswer| answer.json()["error"].clone();
+    let stored = || api.get("/api/v1/tasks", "orca_admin").json()["tasks"].clone();
+
+    let anonymous = http_call(&api.http, "GET", "/api/v1/tasks", None, &[], "").expect("answer");
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(error(&anonymous)["code"], "UNAUTHENTICATED");
+    assert!(
+        anonymous
+            .headers
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{}",
+        anonymous.headers
+    );
+    let forged = api.get("/api/v1/tasks", "orca_forged");
+    assert_eq!(forged.status, 401, "{}", forged.body);
+
+    // A spec that breaks a rule is refused by the gRPC validation, naming
+    // the field; nothing is stored.
+    let before = stored();
+    let unknown_dependency = "name: x\nsteps:\n  - id: a\n    dependsOn: [nope]\n    noop: {}\n";
+    let bad = api.call("POST", "/api/v1/tasks", "orca_dev", unknown_dependency);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(error(&bad)["code"], "INVALID_ARGUMENT");
+    let field = error(&bad)["field"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(field.contains("steps[0]"), "the field: {}", bad.body);
+    // A task file that does not parse names where.
+    let typo = api.call(
+        "POST",
+        "/api/v1/tasks",
+        "orca_dev",
+        "name: x\nsteps:\n  - id: a\n    shel: {}\n",
+    );
+    assert_eq!(typo.status, 400, "{}", typo.body);
+    assert_eq!(error(&typo)["field"], "body");
+    assert!(
+        error(&typo)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shel")),
+        "{}",
+        typo.body
+    );
+    let empty = api.call("POST", "/api/v1/tasks", "orca_dev", "");
+    assert_eq!(error(&empty)["field"], "body");
+    let viewer = api.call("POST", "/api/v1/tasks", "orca_viewer", SLEEPER);
+    assert_eq!(viewer.status, 403, "{}", viewer.body);
+    assert_eq!(stored(), before, "nothing refused was stored");
+
+    let state = api.get("/api/v1/tasks?state=sleeping", "orca_dev");
+    assert_eq!(state.status, 400);
+    assert_eq!(error(&state)["field"], "state");
+    let filter = api.get("/api/v1/tasks?colour=red", "orca_dev");
+    assert_eq!(error(&filter)["field"], "colour");
+    let size = api.get("/api/v1/tasks?pageSize=many", "orca_dev");
+    assert_eq!(error(&size)["field"], "pageSize");
+    let after = api.get("/api/v1/audit?after=-1", "orca_admin");
+    assert_eq!(after.status, 400);
+    assert_eq!(error(&after)["field"], "after");
+
+    let missing = api.get("/api/v1/tasks/01nosuchtask", "orca_dev");
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(error(&missing)["code"], "NOT_FOUND");
+    let route = api.get("/api/v1/nothing-here", "orca_dev");
+    assert_eq!(route.status, 404);
+    assert_eq!(error(&route)["code"], "NOT_FOUND");
+    let no_value = api.get("/api/v1/state/some-scope/no-key", "orca_dev");
+    assert_eq!(no_value.status, 404, "{}", no_value.body);
+}
