@@ -721,11 +721,31 @@ pub fn http_call(
         .split_once("\r\n\r\n")
         .map(|(head, _)| head.to_string())
         .unwrap_or_default();
+    let chunked = headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
     Ok(HttpAnswer {
         status,
         headers,
-        body,
+        body: if chunked { unchunk(&body) } else { body },
     })
+}
+
+/// A chunked body's data: each chunk is its size in hex, CRLF, the data,
+/// CRLF; a zero size ends it.
+fn unchunk(mut body: &str) -> String {
+    let mut data = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        data.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    data
 }
 
 /// `GET path` over plain HTTP/1.1, with `token` as the bearer token: the

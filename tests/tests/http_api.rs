@@ -271,3 +271,95 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     let no_value = api.get("/api/v1/state/some-scope/no-key", "orca_dev");
     assert_eq!(no_value.status, 404, "{}", no_value.body);
 }
+
+/// `event:`/`id:`/`data:` blocks of a server-sent event stream: (id, event
+/// name, data as JSON).
+fn sse_events(body: &str) -> Vec<(u64, String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim_start().to_string())
+            };
+            let id = field("id:")?.parse().ok()?;
+            let data = serde_json::from_str(&field("data:")?).ok()?;
+            Some((id, field("event:").unwrap_or_default(), data))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tasks_events_stream_as_server_sent_events_and_resume_after_the_last_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let talker = "name: talker
+steps:
+  - id: talk
+    shell: {command: [sh, -c, 'sleep 0.5; for i in 1 2 3; do echo line-$i; done']}
+";
+    let submitted = api.call("POST", "/api/v1/tasks", "orca_dev", talker);
+    let id = submitted.json()["taskId"].as_str().expect("id").to_string();
+
+    // Opened while the step runs: stored events, then live ones, until the
+    // task's last event closes the stream.
+    let path = format!("/api/v1/tasks/{id}/events");
+    let live = api.get(&path, "orca_viewer");
+    assert_eq!(live.status, 200, "{}", live.body);
+    assert!(
+        live.headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{}",
+        live.headers
+    );
+    let events = sse_events(&live.body);
+    let ids: Vec<u64> = events.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "1, 2, 3... without gaps"
+    );
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|(_, name, _)| name == "log")
+        .filter_map(|(_, _, data)| data["line"].as_str())
+        .collect();
+    assert_eq!(lines, ["line-1", "line-2", "line-3"]);
+    let (_, name, last) = events.last().expect("events");
+    assert_eq!(name, "taskState");
+    assert_eq!(last["state"], "succeeded");
+    assert_eq!(last["taskId"], id.as_str());
+
+    // A reconnect with the last id it saw gets the rest, once each.
+    let cut = ids[ids.len() / 2];
+    let resumed = http_call(
+        &api.http,
+        "GET",
+        &path,
+        Some("orca_viewer"),
+        &[("Last-Event-ID", &cut.to_string())],
+        "",
+    )
+    .expect("resume");
+    let rest: Vec<u64> = sse_events(&resumed.body)
+        .iter()
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert_eq!(rest, ids[ids.len() / 2 + 1..].to_vec());
+
+    let bad = http_call(
+        &api.http,
+        "GET",
+        &path,
+        Some("orca_viewer"),
+        &[("Last-Event-ID", "yesterday")],
+        "",
+    )
+    .expect("answer");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "Last-Event-ID");
+    let missing = api.get("/api/v1/tasks/01nosuchtask/events", "orca_viewer");
+    assert_eq!(missing.status, 404, "{}", missing.body);
+}

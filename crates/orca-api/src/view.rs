@@ -287,6 +287,105 @@ pub fn audit_view(e: &v1::AuditEvent) -> AuditView {
     }
 }
 
+/// One event of a task's log, as a watcher reads it (the HTTP API's
+/// server-sent events carry one each, with `seq` as the event id).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub task_id: String,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKindView,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum EventKindView {
+    TaskState {
+        state: &'static str,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    StepState {
+        step: String,
+        state: &'static str,
+        attempt: u32,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        worker: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    Progress {
+        step: String,
+        attempt: u32,
+        fraction: f32,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    Log {
+        step: String,
+        attempt: u32,
+        stream: &'static str,
+        line: String,
+    },
+    /// A kind this build does not know.
+    Unknown,
+}
+
+impl EventKindView {
+    /// The `type` field's value: the SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKindView::TaskState { .. } => "taskState",
+            EventKindView::StepState { .. } => "stepState",
+            EventKindView::Progress { .. } => "progress",
+            EventKindView::Log { .. } => "log",
+            EventKindView::Unknown => "unknown",
+        }
+    }
+}
+
+pub fn event_view(event: &v1::Event) -> EventView {
+    use v1::event::Kind;
+    let kind = match &event.kind {
+        Some(Kind::TaskState(e)) => EventKindView::TaskState {
+            state: task_state_name(e.state),
+            message: e.message.clone(),
+        },
+        Some(Kind::StepState(e)) => EventKindView::StepState {
+            step: e.step_id.clone(),
+            state: step_state_name(e.state),
+            attempt: e.attempt,
+            worker: e.worker.clone(),
+            message: e.message.clone(),
+        },
+        Some(Kind::Progress(e)) => EventKindView::Progress {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            fraction: e.fraction,
+            message: e.message.clone(),
+        },
+        Some(Kind::Log(e)) => EventKindView::Log {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            stream: match v1::LogStream::try_from(e.stream) {
+                Ok(v1::LogStream::Stderr) => "stderr",
+                _ => "stdout",
+            },
+            line: e.line.clone(),
+        },
+        None => EventKindView::Unknown,
+    };
+    EventView {
+        task_id: event.task_id.clone(),
+        seq: event.seq,
+        time: rfc3339(&event.time),
+        kind,
+    }
+}
+
 /// RFC 3339 in UTC, to the millisecond.
 pub fn format_utc(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);

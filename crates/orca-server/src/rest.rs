@@ -14,6 +14,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use orca_api::v1;
@@ -21,10 +22,12 @@ use orca_api::v1::agent_service_server::AgentService;
 use orca_api::v1::state_service_server::StateService;
 use orca_api::v1::task_service_server::TaskService;
 use orca_api::view::{
-    AgentView, AuditView, ServerView, TaskView, agent_view, audit_view, rfc3339, server_view,
-    task_view,
+    AgentView, AuditView, ServerView, TaskView, agent_view, audit_view, event_view, rfc3339,
+    server_view, task_view,
 };
 use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use tokio_stream::{Stream, StreamExt};
 
 use crate::agent_service::AgentApi;
 use crate::error::{Error, http_error};
@@ -49,6 +52,7 @@ pub fn routes() -> Router<Arc<Status>> {
         .route("/tasks/{id}", get(get_task))
         .route("/tasks/{id}/cancel", post(cancel_task))
         .route("/tasks/{id}/retry", post(retry_task))
+        .route("/tasks/{id}/events", get(task_events))
         .route("/agents", get(list_agents))
         .route("/servers", get(list_servers))
         .route("/audit", get(list_audit))
@@ -254,6 +258,62 @@ async fn retry_task(
     })
     .await?;
     Ok(Json(task_view(&task)))
+}
+
+/// A task's events as server-sent events, each with its sequence number
+/// as its id: stored ones first, then live ones until the task finishes
+/// (`?follow=false`: the stored ones only). A reconnecting `EventSource`
+/// sends `Last-Event-ID` and resumes after it with nothing missed or
+/// repeated, as WatchTask does (it is WatchTask, with its per-caller
+/// limit on open watches).
+async fn task_events(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let mut request = v1::WatchTaskRequest {
+        task_id,
+        after_seq: 0,
+        follow: true,
+    };
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last.to_str().unwrap_or_default();
+        request.after_seq = number("Last-Event-ID", last)?;
+    }
+    for (name, value) in query {
+        match name.as_str() {
+            "after" => request.after_seq = number(&name, &value)?,
+            "follow" => {
+                request.follow = value.parse().map_err(|_| {
+                    Error::invalid("follow", format!("{value:?} is not true or false"))
+                })?;
+            }
+            other => return Err(Error::invalid(other, "not an option of events").into()),
+        }
+    }
+    let events = call(&status, &headers, request, |s, r| async move {
+        s.tasks.watch_task(r).await
+    })
+    .await?;
+    let stream = events.map(|event| {
+        Ok(match event {
+            Ok(event) => {
+                let view = event_view(&event);
+                SseEvent::default()
+                    .id(view.seq.to_string())
+                    .event(view.kind.name())
+                    .json_data(&view)
+                    .unwrap_or_default()
+            }
+            // The stream ends after this; the client reconnects with its
+            // last id.
+            Err(status) => SseEvent::default()
+                .event("error")
+                .data(status.message()),
+        })
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[derive(Serialize)]
