@@ -363,3 +363,65 @@ steps:
     let missing = api.get("/api/v1/tasks/01nosuchtask/events", "orca_viewer");
     assert_eq!(missing.status, 404, "{}", missing.body);
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let document =
+        http_call(&api.http, "GET", "/api/v1/openapi.json", None, &[], "").expect("the document");
+    assert_eq!(document.status, 200, "{}", document.body);
+    let document = document.json();
+    assert_eq!(document["servers"][0]["url"], "/api/v1");
+    let mut listed: Vec<(String, String)> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("a path item")
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    listed.sort();
+    let mut routes: Vec<(String, String)> = [
+        ("GET", "/tasks"),
+        ("POST", "/tasks"),
+        ("GET", "/tasks/{id}"),
+        ("POST", "/tasks/{id}/cancel"),
+        ("POST", "/tasks/{id}/retry"),
+        ("GET", "/tasks/{id}/events"),
+        ("GET", "/agents"),
+        ("GET", "/servers"),
+        ("GET", "/audit"),
+        ("GET", "/state/{scope}/{key}"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    routes.sort();
+    assert_eq!(listed, routes);
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("schemas");
+    for name in ["TaskView", "StepView", "EventView", "ErrorBody", "Fleet"] {
+        assert!(schemas.contains_key(name), "{name} is described");
+    }
+    // Each documented route is served: it answers something other than
+    // "no such route".
+    for (method, path) in &listed {
+        let path = format!(
+            "/api/v1{}",
+            path.replace("{id}", "01nosuchtask")
+                .replace("{scope}", "s")
+                .replace("{key}", "k")
+        );
+        let answer = api.call(method, &path, "orca_admin", "");
+        assert!(
+            !answer.body.contains("no such route"),
+            "{method} {path}: {}",
+            answer.body
+        );
+    }
+}

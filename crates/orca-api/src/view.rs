@@ -42,7 +42,7 @@ pub fn attempt_state_name(state: i32) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     pub id: String,
@@ -69,13 +69,14 @@ pub struct TaskView {
     pub prompt: String,
     /// A planned task's plan as the model answered it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     pub plan: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
 }
 
 /// What something cost; left out when nothing was spent.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CostView {
     pub usd: f64,
@@ -97,7 +98,7 @@ pub fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
         })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepView {
     pub id: String,
@@ -113,6 +114,7 @@ pub struct StepView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     pub output: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub error: String,
@@ -122,7 +124,7 @@ pub struct StepView {
     pub attempts: Vec<AttemptView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     pub attempt: u32,
@@ -144,7 +146,7 @@ pub struct AttemptView {
     pub cost: Option<CostView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView {
     pub id: String,
@@ -157,7 +159,7 @@ pub struct AgentView {
     pub peer: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerView {
     pub name: String,
@@ -173,7 +175,7 @@ pub fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Option<String> {
     ts.as_ref().map(|t| format_utc(micros(t)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditView {
     pub seq: u64,
@@ -289,7 +291,7 @@ pub fn audit_view(e: &v1::AuditEvent) -> AuditView {
 
 /// One event of a task's log, as a watcher reads it (the HTTP API's
 /// server-sent events carry one each, with `seq` as the event id).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub task_id: String,
@@ -300,7 +302,7 @@ pub struct EventView {
     pub kind: EventKindView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum EventKindView {
     TaskState {

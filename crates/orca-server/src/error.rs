@@ -169,6 +169,21 @@ impl From<Error> for Status {
 /// The metadata key naming the request field an INVALID_ARGUMENT is about.
 pub const FIELD: &str = "orca-field";
 
+/// What a refused HTTP request answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The gRPC code, as gRPC spells it: `INVALID_ARGUMENT`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, for INVALID_ARGUMENT.
+    pub field: Option<String>,
+}
+
 /// The HTTP status that says what a gRPC code says.
 pub fn http_status(code: Code) -> axum::http::StatusCode {
     use axum::http::StatusCode;
@@ -199,13 +214,13 @@ pub fn http_error(status: &Status) -> axum::response::Response {
         .get(FIELD)
         .and_then(|f| f.to_str().ok())
         .map(str::to_string);
-    let body = serde_json::json!({
-        "error": {
-            "code": grpc_code_name(status.code()),
-            "message": status.message(),
-            "field": field,
-        }
-    });
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: grpc_code_name(status.code()),
+            message: status.message().to_string(),
+            field,
+        },
+    };
     let mut response = (http_status(status.code()), axum::Json(body)).into_response();
     let headers = response.headers_mut();
     if status.code() == Code::Unauthenticated {

@@ -16,21 +16,24 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use orca_api::v1;
 use orca_api::v1::agent_service_server::AgentService;
 use orca_api::v1::state_service_server::StateService;
 use orca_api::v1::task_service_server::TaskService;
 use orca_api::view::{
-    AgentView, AuditView, ServerView, TaskView, agent_view, audit_view, event_view, rfc3339,
-    server_view, task_view,
+    AgentView, AuditView, EventView, ServerView, TaskView, agent_view, audit_view, event_view,
+    rfc3339, server_view, task_view,
 };
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use tokio_stream::{Stream, StreamExt};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::agent_service::AgentApi;
-use crate::error::{Error, http_error};
+use crate::error::{Error, ErrorBody, http_error};
 use crate::http::Status;
 use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
@@ -45,20 +48,54 @@ pub struct Services {
 /// The largest request body: a task file, as gRPC's message limit allows.
 const MAX_BODY: usize = 4 << 20;
 
-/// The routes, to nest under `/api/v1`.
+/// The routes, to nest under `/api/v1`, and their OpenAPI document at
+/// `/api/v1/openapi.json`: made together from the handlers, so no route
+/// goes undocumented.
 pub fn routes() -> Router<Arc<Status>> {
-    Router::new()
-        .route("/tasks", get(list_tasks).post(submit_task))
-        .route("/tasks/{id}", get(get_task))
-        .route("/tasks/{id}/cancel", post(cancel_task))
-        .route("/tasks/{id}/retry", post(retry_task))
-        .route("/tasks/{id}/events", get(task_events))
-        .route("/agents", get(list_agents))
-        .route("/servers", get(list_servers))
-        .route("/audit", get(list_audit))
-        .route("/state/{scope}/{key}", get(get_state))
+    let (router, document) = api().split_for_parts();
+    let document = Arc::new(serde_json::to_value(&document).unwrap_or_default());
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json((*document).clone()) }
+            }),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+fn api() -> OpenApiRouter<Arc<Status>> {
+    let mut document = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("orca")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "The JSON API of orca's control plane. Every route calls the gRPC \
+                     method named in its summary, with the same rules. Send \
+                     `Authorization: Bearer <token>` (an orca token or a JWT).",
+                ))
+                .build(),
+        )
+        .servers(Some([utoipa::openapi::Server::new("/api/v1")]))
+        .build();
+    document.components = Some(
+        utoipa::openapi::ComponentsBuilder::new()
+            .schema_from::<ErrorBody>()
+            .build(),
+    );
+    OpenApiRouter::with_openapi(document)
+        .routes(routes!(list_tasks, submit_task))
+        .routes(routes!(get_task))
+        .routes(routes!(cancel_task))
+        .routes(routes!(retry_task))
+        .routes(routes!(task_events))
+        .routes(routes!(list_agents))
+        .routes(routes!(list_servers))
+        .routes(routes!(list_audit))
+        .routes(routes!(get_state))
 }
 
 /// A refusal: the gRPC status, answered as HTTP.
@@ -98,7 +135,7 @@ where
         .into_inner())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TaskPage {
     tasks: Vec<TaskView>,
@@ -108,6 +145,15 @@ struct TaskPage {
 }
 
 /// `?state=queued&state=running&label=team=infra&pageSize=50&pageToken=…`
+#[utoipa::path(get, path = "/tasks", tag = "tasks",
+    summary = "Tasks, newest first (ListTasks)",
+    params(
+        ("state" = Option<Vec<String>>, Query, description = "only these states (repeat it): queued, running, succeeded, failed, cancelled"),
+        ("label" = Option<Vec<String>>, Query, description = "only tasks with this label, key=value (repeat it)"),
+        ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
+        ("pageToken" = Option<String>, Query, description = "from the previous page's nextPageToken"),
+    ),
+    responses((status = 200, body = TaskPage), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn list_tasks(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -170,7 +216,7 @@ struct SubmitQuery {
     tenant: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Submitted {
     task_id: String,
@@ -180,6 +226,17 @@ struct Submitted {
 
 /// The body is a task file, YAML or JSON (JSON is YAML); an
 /// `Idempotency-Key` header makes a resubmit find the first task.
+#[utoipa::path(post, path = "/tasks", tag = "tasks",
+    summary = "Submit a task file (SubmitTask)",
+    request_body(content = String, content_type = "application/yaml", description = "a task file, YAML or JSON"),
+    params(
+        ("tenant" = Option<String>, Query, description = "the tenant; the caller's first when absent"),
+        ("Idempotency-Key" = Option<String>, Header, description = "a resubmit with the same key finds the first task"),
+    ),
+    responses(
+        (status = 201, description = "made", body = Submitted),
+        (status = 200, description = "the key found an existing task", body = Submitted),
+        (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn submit_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -221,6 +278,10 @@ async fn submit_task(
     ))
 }
 
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
+    summary = "A task with its steps and attempts (GetTask)",
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn get_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -234,6 +295,10 @@ async fn get_task(
     Ok(Json(task_view(&task)))
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "tasks",
+    summary = "Cancel a task (CancelTask)",
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn cancel_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -247,6 +312,11 @@ async fn cancel_task(
     Ok(Json(task_view(&task)))
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/retry", tag = "tasks",
+    summary = "Re-run what did not succeed in a finished task (RetryTask)",
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
+        (status = 409, description = "the task is not failed or cancelled", body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn retry_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -266,6 +336,14 @@ async fn retry_task(
 /// sends `Last-Event-ID` and resumes after it with nothing missed or
 /// repeated, as WatchTask does (it is WatchTask, with its per-caller
 /// limit on open watches).
+#[utoipa::path(get, path = "/tasks/{id}/events", tag = "tasks",
+    summary = "A task's events as server-sent events (WatchTask)",
+    params(("id" = String, Path, description = "the task id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
+        ("after" = Option<u64>, Query, description = "resume after this event"),
+        ("follow" = Option<bool>, Query, description = "false: the stored events only"),
+    ),
+    responses((status = 200, content_type = "text/event-stream", body = EventView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn task_events(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -308,27 +386,28 @@ async fn task_events(
             }
             // The stream ends after this; the client reconnects with its
             // last id.
-            Err(status) => SseEvent::default()
-                .event("error")
-                .data(status.message()),
+            Err(status) => SseEvent::default().event("error").data(status.message()),
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Fleet {
     agents: Vec<AgentView>,
     /// Steps waiting for a worker, per set of capabilities they need.
     queue: Vec<QueueView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QueueView {
     capabilities: Vec<String>,
     queued: u32,
 }
 
+#[utoipa::path(get, path = "/agents", tag = "fleet",
+    summary = "Connected workers and the queue per needed capabilities (ListAgents)",
+    responses((status = 200, body = Fleet), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer<Fleet> {
     let fleet = call(
         &status,
@@ -350,6 +429,9 @@ async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> A
     }))
 }
 
+#[utoipa::path(get, path = "/servers", tag = "fleet",
+    summary = "The control plane's replicas (ListServers)",
+    responses((status = 200, body = Vec<ServerView>), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn list_servers(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -364,12 +446,19 @@ async fn list_servers(
     Ok(Json(servers.servers.iter().map(server_view).collect()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AuditPage {
     records: Vec<AuditView>,
 }
 
 /// `?after=SEQ&pageSize=N`: the audit log from a sequence number on.
+#[utoipa::path(get, path = "/audit", tag = "audit",
+    summary = "The audit log, oldest first (ListAudit; admins)",
+    params(
+        ("after" = Option<u64>, Query, description = "records after this sequence number"),
+        ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
+    ),
+    responses((status = 200, body = AuditPage), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn list_audit(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -392,12 +481,13 @@ async fn list_audit(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StateView {
     tenant: String,
     scope: String,
     key: String,
+    #[schema(value_type = Value)]
     value: serde_json::Value,
     version: u64,
     updated_at: Option<String>,
@@ -406,6 +496,13 @@ struct StateView {
 }
 
 /// `?tenant=…` for a tenant other than the caller's first.
+#[utoipa::path(get, path = "/state/{scope}/{key}", tag = "state",
+    summary = "A shared-state value (GetState)",
+    params(
+        ("scope" = String, Path), ("key" = String, Path),
+        ("tenant" = Option<String>, Query, description = "the caller's first tenant when absent"),
+    ),
+    responses((status = 200, body = StateView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn get_state(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
