@@ -124,6 +124,15 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
     assert_eq!(ids, [id.as_str()]);
     let none = api.get("/api/v1/tasks?state=succeeded", "orca_viewer");
     assert_eq!(none.json()["tasks"], Value::Array(Vec::new()));
+    let by_name = api.get("/api/v1/tasks?name=sleep&tenant=default", "orca_admin");
+    assert_eq!(
+        by_name.json()["tasks"][0]["id"],
+        id.as_str(),
+        "{}",
+        by_name.body
+    );
+    let other_name = api.get("/api/v1/tasks?name=nap", "orca_admin");
+    assert_eq!(other_name.json()["tasks"], Value::Array(Vec::new()));
 
     // A viewer may read but not cancel; the server refuses whatever the
     // page shows.
@@ -256,6 +265,15 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     assert_eq!(error(&state)["field"], "state");
     let filter = api.get("/api/v1/tasks?colour=red", "orca_dev");
     assert_eq!(error(&filter)["field"], "colour");
+    let foreign = api.get("/api/v1/tasks?tenant=team-b", "orca_dev");
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    assert!(
+        error(&foreign)["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("tenants[0]: dana may not see tenant")),
+        "{}",
+        foreign.body
+    );
     let size = api.get("/api/v1/tasks?pageSize=many", "orca_dev");
     assert_eq!(error(&size)["field"], "pageSize");
     let after = api.get("/api/v1/audit?after=-1", "orca_admin");

@@ -584,6 +584,13 @@ pub enum GetWhat {
         /// Only tasks with this label, as key=value (repeatable).
         #[arg(short = 'l', long = "label")]
         labels: Vec<String>,
+        /// Only this tenant's tasks (repeatable); every tenant the token
+        /// may see without it.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Only tasks whose name starts with this.
+        #[arg(long)]
+        name: Option<String>,
         /// How many tasks at most.
         #[arg(long, default_value_t = 50)]
         limit: u32,

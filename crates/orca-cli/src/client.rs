@@ -229,6 +229,8 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
         GetWhat::Tasks {
             states,
             labels,
+            tenants,
+            name,
             limit,
             output: format,
         } => {
@@ -254,6 +256,8 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
                     labels,
                     page_size: limit,
                     page_token: String::new(),
+                    tenants,
+                    name_prefix: name.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();

@@ -152,6 +152,8 @@ struct TaskPage {
         ("label" = Option<Vec<String>>, Query, description = "only tasks with this label, key=value (repeat it)"),
         ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
         ("pageToken" = Option<String>, Query, description = "from the previous page's nextPageToken"),
+        ("tenant" = Option<Vec<String>>, Query, description = "only this tenant's tasks (repeat it); each must be one the caller may see"),
+        ("name" = Option<String>, Query, description = "only tasks whose name starts with this"),
     ),
     responses((status = 200, body = TaskPage), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn list_tasks(
@@ -171,6 +173,8 @@ async fn list_tasks(
             }
             "pageSize" => request.page_size = number(&name, &value)?,
             "pageToken" => request.page_token = value,
+            "tenant" => request.tenants.push(value),
+            "name" => request.name_prefix = value,
             other => return Err(Error::invalid(other, "not a filter of tasks").into()),
         }
     }

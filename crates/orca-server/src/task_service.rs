@@ -28,6 +28,9 @@ const MAX_PAGE_SIZE: usize = 1000;
 /// Events read from the store per query while replaying a watch.
 const REPLAY_PAGE: usize = 512;
 
+/// A name filter longer than any name could be is a mistake.
+const MAX_NAME_PREFIX: usize = 256;
+
 pub struct TaskApi {
     store: Arc<dyn Store>,
     engine: EngineHandle,
@@ -544,6 +547,27 @@ impl v1::task_service_server::TaskService for TaskApi {
         };
         let mut labels: Vec<(String, String)> = request.labels.into_iter().collect();
         labels.sort();
+        let tenants = if request.tenants.is_empty() {
+            caller.visible_tenants()
+        } else {
+            for (i, tenant) in request.tenants.iter().enumerate() {
+                if !caller.can_see(tenant) {
+                    return Err(Error::PermissionDenied(format!(
+                        "tenants[{i}]: {} may not see tenant {tenant:?}",
+                        caller.name
+                    ))
+                    .into());
+                }
+            }
+            Some(request.tenants)
+        };
+        if request.name_prefix.len() > MAX_NAME_PREFIX {
+            return Err(Error::invalid(
+                "name_prefix",
+                format!("is longer than {MAX_NAME_PREFIX} bytes"),
+            )
+            .into());
+        }
         let tasks = self
             .store
             .list_tasks(TaskQuery {
@@ -551,7 +575,8 @@ impl v1::task_service_server::TaskService for TaskApi {
                 labels,
                 page_size: page_size + 1,
                 before_id: (!request.page_token.is_empty()).then_some(request.page_token),
-                tenants: caller.visible_tenants(),
+                tenants,
+                name_prefix: request.name_prefix,
             })
             .await
             .map_err(Error::from)?;

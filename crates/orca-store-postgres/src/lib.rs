@@ -385,6 +385,14 @@ async fn list_tasks(conn: &mut Conn, query: &TaskQuery) -> Result<Vec<TaskRecord
             Box::new(tenants),
         );
     }
+    if !query.name_prefix.is_empty() {
+        // Not LIKE: a prefix's % and _ are its own characters.
+        arg(
+            &mut sql,
+            " AND starts_with(t.name, ?)",
+            Box::new(text(&query.name_prefix)),
+        );
+    }
     if let Some(before) = &query.before_id {
         arg(&mut sql, " AND t.id < ?", Box::new(text(before)));
     }

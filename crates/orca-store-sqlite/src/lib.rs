@@ -950,6 +950,12 @@ impl Store for SqliteStore {
                         .map(|t| Box::new(t.clone()) as Box<dyn rusqlite::ToSql>),
                 );
             }
+            if !query.name_prefix.is_empty() {
+                // Not LIKE: a prefix's % and _ are its own characters.
+                sql.push_str(" AND substr(name, 1, length(?)) = ?");
+                args.push(Box::new(query.name_prefix.clone()));
+                args.push(Box::new(query.name_prefix.clone()));
+            }
             if let Some(before) = &query.before_id {
                 sql.push_str(" AND id < ?");
                 args.push(Box::new(before.clone()));

@@ -713,6 +713,12 @@ pub async fn listings_filter_by_tenant_state_and_label_and_page_newest_first(
     .await
     .expect("list");
     assert_eq!(ids(&default), ["t2"]);
+    // Names by prefix, taken literally: `%` and `_` match only themselves.
+    let named = |prefix: &'static str| query(&move |q| q.name_prefix = prefix.into());
+    assert_eq!(ids(&named("task t1").await.expect("list")), ["t1"]);
+    assert_eq!(named("task t").await.expect("list").len(), 6);
+    assert!(named("task%").await.expect("list").is_empty());
+    assert!(named("task_t1").await.expect("list").is_empty());
 }
 
 pub async fn a_failing_write_fails_alone_as_a_conflict(mut backend: impl Backend) {

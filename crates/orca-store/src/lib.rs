@@ -279,6 +279,8 @@ pub struct TaskQuery {
     pub page_size: usize,
     /// Only these tenants; `None` for all.
     pub tenants: Option<Vec<String>>,
+    /// Only tasks whose name starts with this; all when empty.
+    pub name_prefix: String,
     /// Tasks older than this id (ids sort by creation time).
     pub before_id: Option<String>,
 }

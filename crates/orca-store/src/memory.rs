@@ -398,6 +398,7 @@ impl Store for MemoryStore {
                     .tenants
                     .as_ref()
                     .is_none_or(|tenants| tenants.contains(&task.tenant))
+                && task.spec.name.starts_with(&query.name_prefix)
                 && query
                     .before_id
                     .as_ref()
