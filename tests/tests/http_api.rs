@@ -414,6 +414,9 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/servers"),
         ("GET", "/audit"),
         ("GET", "/state/{scope}/{key}"),
+        ("POST", "/session"),
+        ("GET", "/session"),
+        ("DELETE", "/session"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -442,4 +445,129 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
             answer.body
         );
     }
+}
+
+/// The header line `name: value` of an answer, lower-cased.
+fn header_line(answer: &HttpAnswer, name: &str) -> String {
+    answer
+        .headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let sign_in = |token: &str| {
+        http_call(
+            &api.http,
+            "POST",
+            "/api/v1/session",
+            None,
+            &[("Content-Type", "application/json")],
+            &format!("{{\"token\": \"{token}\"}}"),
+        )
+        .expect("sign in")
+    };
+    let opened = sign_in("orca_dev");
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let set_cookie = header_line(&opened, "set-cookie");
+    for part in ["orca_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let session = opened.json();
+    assert_eq!(session["name"], "dana");
+    assert_eq!(session["role"], "developer");
+    let csrf = session["csrfToken"]
+        .as_str()
+        .expect("a CSRF token")
+        .to_string();
+    let cookie = set_cookie
+        .split_once(':')
+        .map(|(_, v)| v.trim())
+        .and_then(|v| v.split(';').next())
+        .expect("the cookie")
+        .to_string();
+    let with = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        let mut all = vec![("Cookie", cookie.as_str())];
+        all.extend_from_slice(headers);
+        http_call(&api.http, method, path, None, &all, body).expect("answer")
+    };
+
+    // Reads need only the cookie.
+    let listed = with("GET", "/api/v1/tasks", &[], "");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let me = with("GET", "/api/v1/session", &[], "");
+    assert_eq!(me.json()["csrfToken"], csrf.as_str());
+    // A change without the CSRF token (what a forged cross-site form would
+    // send, if a browser sent the cookie at all) is refused and stores
+    // nothing; with it, it goes through.
+    let forged = with("POST", "/api/v1/tasks", &[], SLEEPER);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(
+        forged.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("X-CSRF-Token")),
+        "{}",
+        forged.body
+    );
+    let wrong = with(
+        "POST",
+        "/api/v1/tasks",
+        &[("X-CSRF-Token", "guess")],
+        SLEEPER,
+    );
+    assert_eq!(wrong.status, 403);
+    assert_eq!(
+        with("GET", "/api/v1/tasks", &[], "").json()["tasks"],
+        Value::Array(Vec::new()),
+        "nothing refused was stored"
+    );
+    let made = with("POST", "/api/v1/tasks", &[("X-CSRF-Token", &csrf)], SLEEPER);
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["taskId"].as_str().expect("id").to_string();
+
+    // A viewer's session has the viewer's role: its cancel is refused
+    // even with the right CSRF token.
+    let viewer = sign_in("orca_viewer");
+    let viewer_cookie = header_line(&viewer, "set-cookie")
+        .split_once(':')
+        .and_then(|(_, v)| v.trim().split(';').next().map(str::to_string))
+        .expect("cookie");
+    let viewer_csrf = viewer.json()["csrfToken"]
+        .as_str()
+        .expect("csrf")
+        .to_string();
+    let cancel = http_call(
+        &api.http,
+        "POST",
+        &format!("/api/v1/tasks/{id}/cancel"),
+        None,
+        &[("Cookie", &viewer_cookie), ("X-CSRF-Token", &viewer_csrf)],
+        "",
+    )
+    .expect("answer");
+    assert_eq!(cancel.status, 403, "{}", cancel.body);
+    assert_eq!(cancel.json()["error"]["code"], "PERMISSION_DENIED");
+
+    // Signing out ends the session and clears the cookie.
+    let out = with("DELETE", "/api/v1/session", &[("X-CSRF-Token", &csrf)], "");
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert!(header_line(&out, "set-cookie").contains("Max-Age=0"));
+    let after = with("GET", "/api/v1/tasks", &[], "");
+    assert_eq!(after.status, 401);
+    assert!(after.body.contains("session has ended"), "{}", after.body);
+
+    // Bad sign-ins.
+    assert_eq!(sign_in("orca_forged").status, 401);
+    let garbled =
+        http_call(&api.http, "POST", "/api/v1/session", None, &[], "token=x").expect("answer");
+    assert_eq!(garbled.status, 400);
+    assert_eq!(garbled.json()["error"]["field"], "token");
+    let nobody = http_call(&api.http, "GET", "/api/v1/session", None, &[], "").expect("answer");
+    assert_eq!(nobody.status, 401);
 }

@@ -217,7 +217,7 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -407,6 +407,11 @@ impl Authenticator {
             .ok_or_else(|| {
                 Error::Unauthenticated("the authorization header must be `Bearer <token>`".into())
             })?;
+        self.authenticate_token(token)
+    }
+
+    /// Whom a bearer token (an orca token, a JWT or a step token) names.
+    pub fn authenticate_token(&self, token: &str) -> Result<Identity, Error> {
         if let Some(step_token) = token.strip_prefix(STEP_TOKEN_PREFIX) {
             return self.steps.verify(step_token);
         }
@@ -422,7 +427,7 @@ impl Authenticator {
 
     /// Each caller (token name or JWT subject) has its own bucket, so one
     /// noisy client slows only itself.
-    fn check_rate(&self, identity: &Identity) -> Result<(), Error> {
+    pub(crate) fn check_rate(&self, identity: &Identity) -> Result<(), Error> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };

@@ -23,10 +23,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::acceptor::Acceptor;
-use crate::auth::{Action, Authenticator};
+use crate::auth::{Action, Authenticator, Identity};
 use crate::engine::EngineHandle;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::rest::{self, Services};
+use crate::session::{self, Session, Sessions};
 use crate::tls::{HttpsListener, ReloadingConfig};
 
 /// What the handlers read; the engine arrives once the store is open, and
@@ -41,7 +43,22 @@ pub struct Status {
     /// Who leads, while this replica stands by.
     standby: Mutex<Option<watch::Receiver<Option<Leader>>>>,
     stopping: AtomicBool,
+    /// The console's browser sessions.
+    pub sessions: Sessions,
+    /// The port speaks TLS: session cookies are then Secure.
+    tls: AtomicBool,
 }
+
+/// Whether a request reads or changes something: a change authenticated
+/// by a session cookie must carry the session's CSRF token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Change,
+}
+
+/// The CSRF token's header.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Status {
     pub fn new(metrics: Arc<Metrics>, authenticator: Authenticator) -> Status {
@@ -52,6 +69,8 @@ impl Status {
             services: OnceLock::new(),
             standby: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            sessions: Sessions::default(),
+            tls: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +101,48 @@ impl Status {
 
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    /// Who sends a request: its bearer token's identity, else its session
+    /// cookie's, and then its rate, as gRPC checks it. With the cookie, a
+    /// change needs the session's CSRF token as well. The session comes
+    /// back too (its id and it) when the cookie named one.
+    pub fn caller(
+        &self,
+        headers: &HeaderMap,
+        access: Access,
+    ) -> Result<(Identity, Option<(String, Session)>), Error> {
+        if headers.contains_key(header::AUTHORIZATION) {
+            return Ok((self.authenticator.identify(headers)?, None));
+        }
+        let Some(id) = session::cookie(headers, session::COOKIE) else {
+            return Err(Error::Unauthenticated(
+                "a bearer token (authorization: Bearer <token>) or a console session is required"
+                    .into(),
+            ));
+        };
+        let session = self.sessions.get(id).ok_or_else(|| {
+            Error::Unauthenticated("the console session has ended; sign in again".into())
+        })?;
+        if access == Access::Change {
+            let sent = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !session::same_secret(sent, &session.csrf) {
+                return Err(Error::PermissionDenied(
+                    "a change made with a console session needs its CSRF token in X-CSRF-Token"
+                        .into(),
+                ));
+            }
+        }
+        self.authenticator.check_rate(&session.identity)?;
+        Ok((session.identity.clone(), Some((id.to_string(), session))))
+    }
+
+    /// Session cookies get `Secure` when the port speaks TLS.
+    pub fn secure_cookies(&self) -> bool {
+        self.tls.load(Ordering::SeqCst)
     }
 
     /// Stopping (or deposed): take no more traffic.
@@ -132,6 +193,29 @@ async fn metrics(State(status): State<Arc<Status>>, headers: HeaderMap) -> Respo
         .into_response()
 }
 
+/// A one-time sign-in link (`orca up` prints one): opens a session and
+/// sends the browser to the console.
+async fn login(
+    State(status): State<Arc<Status>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let code = query.get("code").map(String::as_str).unwrap_or_default();
+    match status.sessions.redeem(code) {
+        Ok((id, _)) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (
+                    header::SET_COOKIE,
+                    session::set_cookie(Some(&id), status.secure_cookies()),
+                ),
+            ],
+        )
+            .into_response(),
+        Err(refused) => refused.into_response(),
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -147,10 +231,12 @@ pub fn serve(
     tls: Option<Arc<ReloadingConfig>>,
     status: Arc<Status>,
 ) -> JoinHandle<()> {
+    status.tls.store(tls.is_some(), Ordering::SeqCst);
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/login", get(login))
         .nest("/api/v1", rest::routes())
         .with_state(status);
     let connections = acceptor.connections();

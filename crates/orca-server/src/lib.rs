@@ -14,6 +14,7 @@ mod metrics;
 pub mod planner;
 mod replica;
 mod rest;
+pub mod session;
 mod standby;
 mod state_service;
 pub mod step_token;

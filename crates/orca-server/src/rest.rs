@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,8 +33,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::agent_service::AgentApi;
+use crate::auth::{Identity, Tenants};
 use crate::error::{Error, ErrorBody, http_error};
-use crate::http::Status;
+use crate::http::{Access, Status};
+use crate::session;
 use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
 
@@ -96,6 +98,7 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(list_servers))
         .routes(routes!(list_audit))
         .routes(routes!(get_state))
+        .routes(routes!(open_session, whoami, close_session))
 }
 
 /// A refusal: the gRPC status, answered as HTTP.
@@ -115,10 +118,12 @@ impl From<Error> for ApiError {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
-/// Calls a gRPC method as the caller that `headers` name.
+/// Calls a gRPC method as the caller that `headers` name (a bearer token,
+/// or a console session: see [`Status::caller`]).
 async fn call<Req, Res, Fut>(
     status: &Status,
     headers: &HeaderMap,
+    access: Access,
     message: Req,
     method: impl FnOnce(Arc<Services>, tonic::Request<Req>) -> Fut,
 ) -> Result<Res, ApiError>
@@ -126,7 +131,7 @@ where
     Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
 {
     let services = status.services().map_err(ApiError)?;
-    let identity = status.authenticator().identify(headers)?;
+    let (identity, _) = status.caller(headers, access)?;
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(identity);
     Ok(method(services, request)
@@ -178,9 +183,13 @@ async fn list_tasks(
             other => return Err(Error::invalid(other, "not a filter of tasks").into()),
         }
     }
-    let page = call(&status, &headers, request, |s, r| async move {
-        s.tasks.list_tasks(r).await
-    })
+    let page = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.list_tasks(r).await },
+    )
     .await?;
     Ok(Json(TaskPage {
         tasks: page.tasks.iter().map(task_view).collect(),
@@ -264,9 +273,13 @@ async fn submit_task(
         idempotency_key,
         tenant: query.tenant,
     };
-    let answer = call(&status, &headers, request, |s, r| async move {
-        s.tasks.submit_task(r).await
-    })
+    let answer = call(
+        &status,
+        &headers,
+        Access::Change,
+        request,
+        |s, r| async move { s.tasks.submit_task(r).await },
+    )
     .await?;
     let code = if answer.created {
         StatusCode::CREATED
@@ -292,9 +305,13 @@ async fn get_task(
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
     let request = v1::GetTaskRequest { task_id };
-    let task = call(&status, &headers, request, |s, r| async move {
-        s.tasks.get_task(r).await
-    })
+    let task = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.get_task(r).await },
+    )
     .await?;
     Ok(Json(task_view(&task)))
 }
@@ -309,9 +326,13 @@ async fn cancel_task(
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
     let request = v1::CancelTaskRequest { task_id };
-    let task = call(&status, &headers, request, |s, r| async move {
-        s.tasks.cancel_task(r).await
-    })
+    let task = call(
+        &status,
+        &headers,
+        Access::Change,
+        request,
+        |s, r| async move { s.tasks.cancel_task(r).await },
+    )
     .await?;
     Ok(Json(task_view(&task)))
 }
@@ -327,9 +348,13 @@ async fn retry_task(
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
     let request = v1::RetryTaskRequest { task_id };
-    let task = call(&status, &headers, request, |s, r| async move {
-        s.tasks.retry_task(r).await
-    })
+    let task = call(
+        &status,
+        &headers,
+        Access::Change,
+        request,
+        |s, r| async move { s.tasks.retry_task(r).await },
+    )
     .await?;
     Ok(Json(task_view(&task)))
 }
@@ -374,9 +399,13 @@ async fn task_events(
             other => return Err(Error::invalid(other, "not an option of events").into()),
         }
     }
-    let events = call(&status, &headers, request, |s, r| async move {
-        s.tasks.watch_task(r).await
-    })
+    let events = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.watch_task(r).await },
+    )
     .await?;
     let stream = events.map(|event| {
         Ok(match event {
@@ -416,6 +445,7 @@ async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> A
     let fleet = call(
         &status,
         &headers,
+        Access::Read,
         v1::ListAgentsRequest::default(),
         |s, r| async move { s.agents.list_agents(r).await },
     )
@@ -443,6 +473,7 @@ async fn list_servers(
     let servers = call(
         &status,
         &headers,
+        Access::Read,
         v1::ListServersRequest::default(),
         |s, r| async move { s.agents.list_servers(r).await },
     )
@@ -476,9 +507,13 @@ async fn list_audit(
             other => return Err(Error::invalid(other, "not a filter of the audit log").into()),
         }
     }
-    let page = call(&status, &headers, request, |s, r| async move {
-        s.tasks.list_audit(r).await
-    })
+    let page = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.list_audit(r).await },
+    )
     .await?;
     Ok(Json(AuditPage {
         records: page.events.iter().map(audit_view).collect(),
@@ -520,9 +555,13 @@ async fn get_state(
             key,
         }),
     };
-    let value = call(&status, &headers, request, |s, r| async move {
-        s.state.get_state(r).await
-    })
+    let value = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.state.get_state(r).await },
+    )
     .await?;
     let at = value.r#ref.unwrap_or_default();
     Ok(Json(StateView {
@@ -535,6 +574,99 @@ async fn get_state(
         updated_at: rfc3339(&value.updated_at),
         expires_at: rfc3339(&value.expires_at),
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+struct SignIn {
+    /// An orca token or a JWT.
+    token: String,
+}
+
+/// Who a session (or a bearer token) is, and what a page must send with a
+/// change.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    name: String,
+    role: String,
+    /// The tenants it may see; `["*"]` for all.
+    tenants: Vec<String>,
+    /// For `X-CSRF-Token` on requests that change something; only for a
+    /// session, which the cookie carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+fn session_view(identity: &Identity, csrf: Option<String>) -> SessionView {
+    SessionView {
+        name: identity.name.clone(),
+        role: identity.role.to_string(),
+        tenants: match &identity.tenants {
+            Tenants::All => vec!["*".into()],
+            Tenants::Only(tenants) => tenants.clone(),
+        },
+        csrf_token: csrf,
+    }
+}
+
+#[utoipa::path(post, path = "/session", tag = "session",
+    summary = "Sign in: a token opens a console session (a cookie)",
+    request_body(content = SignIn, content_type = "application/json"),
+    responses((status = 201, description = "signed in; Set-Cookie carries the session", body = SessionView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn open_session(
+    State(status): State<Arc<Status>>,
+    body: String,
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<SessionView>), ApiError> {
+    let sign_in: SignIn = serde_json::from_str(&body)
+        .map_err(|e| Error::invalid("token", format!("send {{\"token\": \"...\"}}: {e}")))?;
+    let identity = status
+        .authenticator()
+        .authenticate_token(sign_in.token.trim())?;
+    if identity.step.is_some() {
+        return Err(Error::PermissionDenied(
+            "a step token is for its step's agent, not for the console".into(),
+        )
+        .into());
+    }
+    status.authenticator().check_rate(&identity)?;
+    let (id, session) = status.sessions.open(identity)?;
+    Ok((
+        StatusCode::CREATED,
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(Some(&id), status.secure_cookies()),
+        )],
+        Json(session_view(&session.identity, Some(session.csrf))),
+    ))
+}
+
+#[utoipa::path(get, path = "/session", tag = "session",
+    summary = "Who the caller is (its session, or its bearer token)",
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+async fn whoami(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer<SessionView> {
+    let (identity, session) = status.caller(&headers, Access::Read)?;
+    Ok(Json(session_view(&identity, session.map(|(_, s)| s.csrf))))
+}
+
+#[utoipa::path(delete, path = "/session", tag = "session",
+    summary = "Sign out: the session ends and its cookie is cleared",
+    responses((status = 204, description = "signed out"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn close_session(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, [(HeaderName, String); 1]), ApiError> {
+    let (_, session) = status.caller(&headers, Access::Change)?;
+    if let Some((id, _)) = session {
+        status.sessions.close(&id);
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(None, status.secure_cookies()),
+        )],
+    ))
 }
 
 async fn not_found() -> ApiError {
