@@ -256,6 +256,17 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     );
     let empty = api.call("POST", "/api/v1/tasks", "orca_dev", "");
     assert_eq!(error(&empty)["field"], "body");
+    // A body larger than a gRPC message may be (4 MiB by default), by
+    // little: what the server does not read fits in the socket buffers.
+    let huge = format!("name: x\n# {}\nsteps: []\n", "x".repeat(4 << 20));
+    let too_large = api.call("POST", "/api/v1/tasks", "orca_dev", &huge);
+    assert_eq!(
+        too_large.status,
+        413,
+        "{}",
+        &too_large.body[..too_large.body.len().min(200)]
+    );
+    assert_eq!(error(&too_large)["field"], "body");
     let viewer = api.call("POST", "/api/v1/tasks", "orca_viewer", SLEEPER);
     assert_eq!(viewer.status, 403, "{}", viewer.body);
     assert_eq!(stored(), before, "nothing refused was stored");

@@ -230,6 +230,7 @@ pub fn serve(
     acceptor: &Acceptor,
     tls: Option<Arc<ReloadingConfig>>,
     status: Arc<Status>,
+    max_body: usize,
 ) -> JoinHandle<()> {
     status.tls.store(tls.is_some(), Ordering::SeqCst);
     let app = Router::new()
@@ -237,7 +238,7 @@ pub fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/login", get(login))
-        .nest("/api/v1", rest::routes())
+        .nest("/api/v1", rest::routes(max_body))
         .with_state(status);
     let connections = acceptor.connections();
     let local_addr = acceptor.local_addr();

@@ -181,7 +181,12 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let http = match config.http_listen {
         Some(listen) => {
             let acceptor = bind(listen, "the HTTP port").await?;
-            let serving = http::serve(&acceptor, tls_for(tls::Protocol::Http1)?, status.clone());
+            let serving = http::serve(
+                &acceptor,
+                tls_for(tls::Protocol::Http1)?,
+                status.clone(),
+                config.limits.max_message_bytes,
+            );
             Some(Port { acceptor, serving })
         }
         None => None,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::StringRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -47,13 +48,12 @@ pub struct Services {
     pub state: Arc<StateApi>,
 }
 
-/// The largest request body: a task file, as gRPC's message limit allows.
-const MAX_BODY: usize = 4 << 20;
-
 /// The routes, to nest under `/api/v1`, and their OpenAPI document at
 /// `/api/v1/openapi.json`: made together from the handlers, so no route
 /// goes undocumented.
-pub fn routes() -> Router<Arc<Status>> {
+/// A request body (a task file) may be as large as a gRPC message:
+/// `max_body` is `--max-message-bytes`.
+pub fn routes(max_body: usize) -> Router<Arc<Status>> {
     let (router, document) = api().split_for_parts();
     let document = Arc::new(serde_json::to_value(&document).unwrap_or_default());
     router
@@ -65,7 +65,7 @@ pub fn routes() -> Router<Arc<Status>> {
             }),
         )
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 
 fn api() -> OpenApiRouter<Arc<Status>> {
@@ -101,18 +101,32 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(open_session, whoami, close_session))
 }
 
-/// A refusal: the gRPC status, answered as HTTP.
-pub struct ApiError(tonic::Status);
+/// A refusal: the gRPC status, answered as HTTP (with another HTTP status
+/// where HTTP says more, as 413 for a body too large).
+pub struct ApiError {
+    status: tonic::Status,
+    http: Option<StatusCode>,
+}
+
+impl ApiError {
+    fn new(status: tonic::Status) -> Self {
+        ApiError { status, http: None }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        http_error(&self.0)
+        let mut answer = http_error(&self.status);
+        if let Some(code) = self.http {
+            *answer.status_mut() = code;
+        }
+        answer
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError(e.into())
+        ApiError::new(e.into())
     }
 }
 
@@ -130,13 +144,13 @@ async fn call<Req, Res, Fut>(
 where
     Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
 {
-    let services = status.services().map_err(ApiError)?;
+    let services = status.services().map_err(ApiError::new)?;
     let (identity, _) = status.caller(headers, access)?;
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(identity);
     Ok(method(services, request)
         .await
-        .map_err(ApiError)?
+        .map_err(ApiError::new)?
         .into_inner())
 }
 
@@ -254,8 +268,9 @@ async fn submit_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
     Query(query): Query<SubmitQuery>,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let body = text_body(body)?;
     if body.trim().is_empty() {
         return Err(Error::invalid("body", "a task file (YAML or JSON) is required").into());
     }
@@ -582,6 +597,9 @@ struct SignIn {
     token: String,
 }
 
+/// A new session: 201, its cookie, and who it is.
+type SignedIn = (StatusCode, [(HeaderName, String); 1], Json<SessionView>);
+
 /// Who a session (or a bearer token) is, and what a page must send with a
 /// change.
 #[derive(Serialize, ToSchema)]
@@ -616,8 +634,9 @@ fn session_view(identity: &Identity, csrf: Option<String>) -> SessionView {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn open_session(
     State(status): State<Arc<Status>>,
-    body: String,
-) -> Result<(StatusCode, [(HeaderName, String); 1], Json<SessionView>), ApiError> {
+    body: Result<String, StringRejection>,
+) -> Result<SignedIn, ApiError> {
+    let body = text_body(body)?;
     let sign_in: SignIn = serde_json::from_str(&body)
         .map_err(|e| Error::invalid("token", format!("send {{\"token\": \"...\"}}: {e}")))?;
     let identity = status
@@ -669,6 +688,15 @@ async fn close_session(
     ))
 }
 
+/// A request body as text, or why not (too large: 413; not UTF-8: 400)
+/// in the JSON every refusal has, naming the body.
+fn text_body(body: Result<String, StringRejection>) -> Result<String, ApiError> {
+    body.map_err(|rejection| ApiError {
+        status: Error::invalid("body", rejection.body_text()).into(),
+        http: Some(rejection.status()),
+    })
+}
+
 async fn not_found() -> ApiError {
-    ApiError(tonic::Status::not_found("no such route under /api/v1"))
+    ApiError::new(tonic::Status::not_found("no such route under /api/v1"))
 }
