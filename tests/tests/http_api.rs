@@ -440,6 +440,13 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
     for name in ["TaskView", "StepView", "EventView", "ErrorBody", "Fleet"] {
         assert!(schemas.contains_key(name), "{name} is described");
     }
+    let answers = &document["paths"]["/tasks"]["post"]["responses"];
+    for code in ["200", "201", "400", "401", "403", "429", "503"] {
+        assert!(
+            answers.get(code).is_some(),
+            "submit documents {code}: {answers}"
+        );
+    }
     // Each documented route is served: it answers something other than
     // "no such route".
     for (method, path) in &listed {

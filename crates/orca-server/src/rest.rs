@@ -1,12 +1,14 @@
 //! The JSON API under `/api/v1`, on the HTTP port: what the console and
 //! scripts use. Each route calls the gRPC method that does the same, with
 //! the caller identified as the gRPC interceptor identifies one (bearer
-//! token or JWT, then its rate), so validation, roles, tenants, limits and
-//! audit are the gRPC ones, not a second copy. Answers are the views
+//! token or JWT, or a console session: see `session`; then its rate), so
+//! validation, roles, tenants, limits and audit are the gRPC ones, not a
+//! second copy. Answers are the views
 //! `orca get -o json` prints; a refusal is the gRPC status as HTTP (see
 //! `error::http_error`), with a JSON body naming the field.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -27,7 +29,6 @@ use orca_api::view::{
     rfc3339, server_view, task_view,
 };
 use serde::{Deserialize, Serialize};
-use std::convert::Infallible;
 use tokio_stream::{Stream, StreamExt};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -51,17 +52,24 @@ pub struct Services {
 /// The routes, to nest under `/api/v1`, and their OpenAPI document at
 /// `/api/v1/openapi.json`: made together from the handlers, so no route
 /// goes undocumented.
+///
 /// A request body (a task file) may be as large as a gRPC message:
 /// `max_body` is `--max-message-bytes`.
 pub fn routes(max_body: usize) -> Router<Arc<Status>> {
     let (router, document) = api().split_for_parts();
-    let document = Arc::new(serde_json::to_value(&document).unwrap_or_default());
+    // Written once: it describes the code, which does not change.
+    let document: Arc<str> = serde_json::to_string(&document).unwrap_or_default().into();
     router
         .route(
             "/openapi.json",
             get(move || {
                 let document = document.clone();
-                async move { Json((*document).clone()) }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        document.to_string(),
+                    )
+                }
             }),
         )
         .fallback(not_found)
@@ -132,6 +140,28 @@ impl From<Error> for ApiError {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
+/// The refusals any route may give, as the document lists them.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Never built: it describes what ApiError answers.
+enum Refused {
+    /// A field breaks a rule; `field` names it.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No valid bearer token or session.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The caller's role or tenants do not allow it (or a session's
+    /// change came without its CSRF token).
+    #[response(status = 403)]
+    Denied(ErrorBody),
+    /// Over the caller's rate; see Retry-After.
+    #[response(status = 429)]
+    TooMany(ErrorBody),
+    /// This replica does not lead, or is starting.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Calls a gRPC method as the caller that `headers` name (a bearer token,
 /// or a console session: see [`Status::caller`]).
 async fn call<Req, Res, Fut>(
@@ -174,7 +204,7 @@ struct TaskPage {
         ("tenant" = Option<Vec<String>>, Query, description = "only this tenant's tasks (repeat it); each must be one the caller may see"),
         ("name" = Option<String>, Query, description = "only tasks whose name starts with this"),
     ),
-    responses((status = 200, body = TaskPage), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = TaskPage), Refused))]
 async fn list_tasks(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -313,7 +343,7 @@ async fn submit_task(
 #[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
     summary = "A task with its steps and attempts (GetTask)",
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), Refused))]
 async fn get_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -334,7 +364,7 @@ async fn get_task(
 #[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "tasks",
     summary = "Cancel a task (CancelTask)",
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), Refused))]
 async fn cancel_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -356,7 +386,7 @@ async fn cancel_task(
     summary = "Re-run what did not succeed in a finished task (RetryTask)",
     params(("id" = String, Path, description = "the task id")),
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
-        (status = 409, description = "the task is not failed or cancelled", body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+        (status = 409, description = "the task is not failed or cancelled", body = ErrorBody), Refused))]
 async fn retry_task(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -387,7 +417,7 @@ async fn retry_task(
         ("after" = Option<u64>, Query, description = "resume after this event"),
         ("follow" = Option<bool>, Query, description = "false: the stored events only"),
     ),
-    responses((status = 200, content_type = "text/event-stream", body = EventView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, content_type = "text/event-stream", body = EventView), (status = 404, body = ErrorBody), Refused))]
 async fn task_events(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -455,7 +485,7 @@ struct QueueView {
 
 #[utoipa::path(get, path = "/agents", tag = "fleet",
     summary = "Connected workers and the queue per needed capabilities (ListAgents)",
-    responses((status = 200, body = Fleet), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = Fleet), Refused))]
 async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer<Fleet> {
     let fleet = call(
         &status,
@@ -480,7 +510,7 @@ async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> A
 
 #[utoipa::path(get, path = "/servers", tag = "fleet",
     summary = "The control plane's replicas (ListServers)",
-    responses((status = 200, body = Vec<ServerView>), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = Vec<ServerView>), Refused))]
 async fn list_servers(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -508,7 +538,7 @@ struct AuditPage {
         ("after" = Option<u64>, Query, description = "records after this sequence number"),
         ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
     ),
-    responses((status = 200, body = AuditPage), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = AuditPage), Refused))]
 async fn list_audit(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
@@ -556,7 +586,7 @@ struct StateView {
         ("scope" = String, Path), ("key" = String, Path),
         ("tenant" = Option<String>, Query, description = "the caller's first tenant when absent"),
     ),
-    responses((status = 200, body = StateView), (status = 404, body = ErrorBody), (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
+    responses((status = 200, body = StateView), (status = 404, body = ErrorBody), Refused))]
 async fn get_state(
     State(status): State<Arc<Status>>,
     headers: HeaderMap,
