@@ -117,6 +117,13 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
     let mut objects = render(&[]).expect("renders");
     // On PostgreSQL, as replicas, with their disruption budget.
     objects.extend(render(&["store.postgresUrl=postgres://orca@db/orca"]).expect("renders"));
+    // With its Ingress.
+    objects.extend(
+        render(&["ingress.enabled=true", "ingress.host=orca.example.com"])
+            .expect("renders")
+            .into_iter()
+            .filter(|o| o["kind"] == "Ingress"),
+    );
     for object in &objects {
         let kind = object["kind"].as_str().unwrap_or_default();
         let parsed = match kind {
@@ -131,6 +138,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
             "ClusterRoleBinding" => serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(object.clone()).map(drop),
             "CustomResourceDefinition" => serde_json::from_value::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(object.clone()).map(drop),
             "PodDisruptionBudget" => serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object.clone()).map(drop),
+            "Ingress" => serde_json::from_value::<k8s_openapi::api::networking::v1::Ingress>(object.clone()).map(drop),
             other => panic!("the chart renders an unexpected kind {other:?}"),
         };
         parsed.unwrap_or_else(|e| panic!("{kind} {}: {e}", object["metadata"]["name"]));
@@ -144,6 +152,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
         "ClusterRole",
         "CustomResourceDefinition",
         "PodDisruptionBudget",
+        "Ingress",
     ] {
         assert!(kinds.contains(kind), "no {kind} among {kinds:?}");
     }
@@ -392,6 +401,8 @@ fn bad_values_are_refused_naming_the_value() {
             "/controlPlane/planner/baseUrl",
         ),
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
+        ("ingress.host=Not A Host", "/ingress/host"),
+        ("ingress.enabled=maybe", "/ingress/enabled"),
     ] {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");
@@ -600,4 +611,81 @@ async fn the_rendered_tokens_let_each_component_in_and_no_further() {
         .await
         .expect_err("a metrics token submits nothing");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}
+
+/// The HTTP port (the JSON API, the console) leaves the cluster only
+/// through an Ingress asked for; with TLS there, the control plane marks
+/// its session cookies Secure.
+#[test]
+fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
+    let plain = render(&[]).expect("renders");
+    assert!(
+        !plain.iter().any(|o| o["kind"] == "Ingress"),
+        "no Ingress by default"
+    );
+    assert!(
+        !container(&plain, "orca")
+            .args
+            .unwrap_or_default()
+            .contains(&"--secure-cookies".to_string())
+    );
+    let objects = render(&[
+        "ingress.enabled=true",
+        "ingress.className=nginx",
+        "ingress.host=orca.example.com",
+        "ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-buffering=off",
+        "ingress.tls[0].secretName=orca-tls",
+        "ingress.tls[0].hosts[0]=orca.example.com",
+    ])
+    .expect("renders");
+    let ingress: k8s_openapi::api::networking::v1::Ingress =
+        serde_json::from_value(find(&objects, "Ingress", "orca").clone()).expect("an Ingress");
+    let spec = ingress.spec.expect("a spec");
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rule = &spec.rules.expect("rules")[0];
+    assert_eq!(rule.host.as_deref(), Some("orca.example.com"));
+    let path = &rule.http.as_ref().expect("http").paths[0];
+    assert_eq!(
+        (path.path.as_deref(), path.path_type.as_str()),
+        (Some("/"), "Prefix")
+    );
+    let backend = path.backend.service.as_ref().expect("a Service backend");
+    // The Service it names exists and has the port it names.
+    let service: k8s_openapi::api::core::v1::Service =
+        serde_json::from_value(find(&objects, "Service", &backend.name).clone())
+            .expect("the Service");
+    let port_name = backend
+        .port
+        .as_ref()
+        .and_then(|p| p.name.clone())
+        .expect("a port name");
+    assert!(
+        service
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.name.as_deref() == Some(port_name.as_str())),
+        "the Service has port {port_name}"
+    );
+    assert_eq!(
+        spec.tls.expect("tls")[0].secret_name.as_deref(),
+        Some("orca-tls")
+    );
+    assert_eq!(
+        ingress
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("nginx.ingress.kubernetes.io/proxy-buffering")
+            .map(String::as_str),
+        Some("off")
+    );
+    assert!(
+        container(&objects, "orca")
+            .args
+            .unwrap_or_default()
+            .contains(&"--secure-cookies".to_string()),
+        "TLS at the Ingress: Secure cookies"
+    );
 }

@@ -23,7 +23,14 @@ struct Api {
 
 impl Api {
     async fn start(dir: &std::path::Path) -> anyhow::Result<Api> {
+        Api::start_with(dir, &[]).await
+    }
+
+    /// With more `orca server` flags.
+    async fn start_with(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Api> {
         let http = free_addr();
+        let mut flags = vec!["--http-listen", &http];
+        flags.extend_from_slice(extra);
         let mut server = start_with_tokens(
             dir,
             &[
@@ -32,7 +39,7 @@ impl Api {
                 token_line("orca_viewer", "viewer", "vic"),
                 token_line("orca_worker", "worker", "pool-a"),
             ],
-            &["--http-listen", &http],
+            &flags,
         )?;
         server.worker_token = "orca_worker".into();
         server.admin_token = "orca_admin".into();
@@ -588,4 +595,24 @@ async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_t
     assert_eq!(garbled.json()["error"]["field"], "token");
     let nobody = http_call(&api.http, "GET", "/api/v1/session", None, &[], "").expect("answer");
     assert_eq!(nobody.status, 401);
+}
+
+#[tokio::test]
+async fn behind_a_tls_proxy_session_cookies_are_secure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start_with(dir.path(), &["--secure-cookies"])
+        .await
+        .expect("server");
+    let opened = http_call(
+        &api.http,
+        "POST",
+        "/api/v1/session",
+        None,
+        &[],
+        r#"{"token": "orca_viewer"}"#,
+    )
+    .expect("sign in");
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let set_cookie = header_line(&opened, "set-cookie");
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
 }

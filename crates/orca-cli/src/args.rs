@@ -242,10 +242,17 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Where to serve /metrics (Prometheus), /healthz and /readyz over
-    /// HTTP, e.g. 127.0.0.1:7071; not served without it.
+    /// Where to serve /metrics (Prometheus), /healthz, /readyz and the
+    /// JSON API under /api/v1 over HTTP, e.g. 127.0.0.1:7071; not served
+    /// without it.
     #[arg(long, env = "ORCA_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+
+    /// Mark console session cookies Secure even though this port speaks
+    /// plain HTTP: for a proxy or Ingress that serves it over TLS. (With
+    /// --tls-cert they are Secure anyway.)
+    #[arg(long, env = "ORCA_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 
     #[command(flatten)]
     pub store: StoreArgs,

@@ -81,6 +81,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     let ControlPlaneArgs {
         listen,
         http_listen,
+        secure_cookies,
         store,
         security,
         limits,
@@ -103,6 +104,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(*listen, store.data_dir.clone());
     config.store = store.store_url()?;
     config.http_listen = *http_listen;
+    config.secure_cookies = *secure_cookies;
     config.durability = match store.durability {
         Durability::Process => StoreDurability::Process,
         Durability::Machine => StoreDurability::Machine,

@@ -145,6 +145,11 @@ impl Status {
         self.tls.load(Ordering::SeqCst)
     }
 
+    /// A proxy serves this port over TLS: cookies are Secure.
+    pub fn behind_tls(&self) {
+        self.tls.store(true, Ordering::SeqCst);
+    }
+
     /// Stopping (or deposed): take no more traffic.
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -232,7 +237,9 @@ pub fn serve(
     status: Arc<Status>,
     max_body: usize,
 ) -> JoinHandle<()> {
-    status.tls.store(tls.is_some(), Ordering::SeqCst);
+    if tls.is_some() {
+        status.behind_tls();
+    }
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

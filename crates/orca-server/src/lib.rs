@@ -77,9 +77,12 @@ pub struct Config {
     pub tls: Option<tls::TlsFiles>,
     /// Plans prompt tasks submitted with `plan`; `None` refuses them.
     pub planner: Option<planner::PlannerConfig>,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` for
-    /// nowhere.
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/api/v1` are served;
+    /// `None` for nowhere.
     pub http_listen: Option<SocketAddr>,
+    /// Session cookies are Secure even on plain HTTP: a TLS proxy serves
+    /// the port.
+    pub secure_cookies: bool,
     /// On PostgreSQL, how long the leader's lease lasts unrenewed: a
     /// standby takes over about this long after the leader dies.
     pub leader_lease: Duration,
@@ -107,6 +110,7 @@ impl Config {
             tls: None,
             planner: None,
             http_listen: None,
+            secure_cookies: false,
             leader_lease: Duration::from_secs(4),
             replica_name: None,
             advertise: None,
@@ -187,6 +191,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
                 status.clone(),
                 config.limits.max_message_bytes,
             );
+            if config.secure_cookies {
+                status.behind_tls();
+            }
             Some(Port { acceptor, serving })
         }
         None => None,
