@@ -140,6 +140,14 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
     );
     let other_name = api.get("/api/v1/tasks?name=nap", "orca_admin");
     assert_eq!(other_name.json()["tasks"], Value::Array(Vec::new()));
+    let counts = api.get("/api/v1/task-counts", "orca_viewer");
+    assert_eq!(counts.status, 200, "{}", counts.body);
+    assert_eq!(
+        counts.json(),
+        serde_json::json!({"queued": 0, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0})
+    );
+    let foreign = api.get("/api/v1/task-counts?tenant=team-b", "orca_viewer");
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
 
     // A viewer may read but not cancel; the server refuses whatever the
     // page shows.
@@ -428,6 +436,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/cancel"),
         ("POST", "/tasks/{id}/retry"),
         ("GET", "/tasks/{id}/events"),
+        ("GET", "/task-counts"),
         ("GET", "/agents"),
         ("GET", "/servers"),
         ("GET", "/audit"),

@@ -102,6 +102,7 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(cancel_task))
         .routes(routes!(retry_task))
         .routes(routes!(task_events))
+        .routes(routes!(count_tasks))
         .routes(routes!(list_agents))
         .routes(routes!(list_servers))
         .routes(routes!(list_audit))
@@ -468,6 +469,62 @@ async fn task_events(
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// How many tasks are in each state: `{"queued": 12, "running": 3, ...}`,
+/// every state named, zero when none.
+#[derive(Serialize, ToSchema)]
+struct TaskCounts {
+    queued: u64,
+    running: u64,
+    succeeded: u64,
+    failed: u64,
+    cancelled: u64,
+}
+
+#[utoipa::path(get, path = "/task-counts", tag = "tasks",
+    summary = "How many tasks are in each state (CountTasks)",
+    params(("tenant" = Option<Vec<String>>, Query, description = "only this tenant's tasks (repeat it); each must be one the caller may see")),
+    responses((status = 200, body = TaskCounts), Refused))]
+async fn count_tasks(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer<TaskCounts> {
+    let mut request = v1::CountTasksRequest::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "tenant" => request.tenants.push(value),
+            other => return Err(Error::invalid(other, "not a filter of task counts").into()),
+        }
+    }
+    let answer = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.count_tasks(r).await },
+    )
+    .await?;
+    let mut counts = TaskCounts {
+        queued: 0,
+        running: 0,
+        succeeded: 0,
+        failed: 0,
+        cancelled: 0,
+    };
+    for count in answer.counts {
+        let slot = match v1::TaskState::try_from(count.state) {
+            Ok(v1::TaskState::Queued) => &mut counts.queued,
+            Ok(v1::TaskState::Running) => &mut counts.running,
+            Ok(v1::TaskState::Succeeded) => &mut counts.succeeded,
+            Ok(v1::TaskState::Failed) => &mut counts.failed,
+            Ok(v1::TaskState::Cancelled) => &mut counts.cancelled,
+            _ => continue,
+        };
+        *slot += count.tasks;
+    }
+    Ok(Json(counts))
 }
 
 #[derive(Serialize, ToSchema)]

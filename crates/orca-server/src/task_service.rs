@@ -547,20 +547,7 @@ impl v1::task_service_server::TaskService for TaskApi {
         };
         let mut labels: Vec<(String, String)> = request.labels.into_iter().collect();
         labels.sort();
-        let tenants = if request.tenants.is_empty() {
-            caller.visible_tenants()
-        } else {
-            for (i, tenant) in request.tenants.iter().enumerate() {
-                if !caller.can_see(tenant) {
-                    return Err(Error::PermissionDenied(format!(
-                        "tenants[{i}]: {} may not see tenant {tenant:?}",
-                        caller.name
-                    ))
-                    .into());
-                }
-            }
-            Some(request.tenants)
-        };
+        let tenants = asked_tenants(&caller, request.tenants)?;
         if request.name_prefix.len() > MAX_NAME_PREFIX {
             return Err(Error::invalid(
                 "name_prefix",
@@ -689,6 +676,26 @@ impl v1::task_service_server::TaskService for TaskApi {
         )?))
     }
 
+    async fn count_tasks(
+        &self,
+        request: Request<v1::CountTasksRequest>,
+    ) -> Result<Response<v1::CountTasksResponse>, Status> {
+        let caller = require(&request, Action::ReadTasks)?;
+        let tenants = asked_tenants(&caller, request.into_inner().tenants)?;
+        let counts = self
+            .store
+            .count_tasks(tenants)
+            .await
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|(state, tasks)| v1::TaskCount {
+                state: v1::TaskState::from(state) as i32,
+                tasks,
+            })
+            .collect();
+        Ok(Response::new(v1::CountTasksResponse { counts }))
+    }
+
     async fn list_audit(
         &self,
         request: Request<v1::ListAuditRequest>,
@@ -751,6 +758,23 @@ impl v1::task_service_server::TaskService for TaskApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// The tenants a listing asked for, each one the caller may see; all the
+/// caller may see when it named none.
+fn asked_tenants(caller: &Identity, asked: Vec<String>) -> Result<Option<Vec<String>>, Error> {
+    if asked.is_empty() {
+        return Ok(caller.visible_tenants());
+    }
+    for (i, tenant) in asked.iter().enumerate() {
+        if !caller.can_see(tenant) {
+            return Err(Error::PermissionDenied(format!(
+                "tenants[{i}]: {} may not see tenant {tenant:?}",
+                caller.name
+            )));
+        }
+    }
+    Ok(Some(asked))
 }
 
 /// Replays the store after `after`, then follows live events (when `live`

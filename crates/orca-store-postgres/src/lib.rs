@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec};
+use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState};
 use orca_store::admission::{Admission, Bound};
 use orca_store::{
     AttemptRecord, AuditRecord, Commit, Created, Error, NewTask, StateChange, StateEntry, StateKey,
@@ -404,6 +404,39 @@ async fn list_tasks(conn: &mut Conn, query: &TaskQuery) -> Result<Vec<TaskRecord
     rows.iter().map(decode_task).collect()
 }
 
+/// Per state over the `(state, id)` index; per tenant, over the tenant's.
+async fn count_tasks(
+    conn: &mut Conn,
+    tenants: Option<Vec<String>>,
+) -> Result<Vec<(TaskState, u64)>> {
+    let rows = match &tenants {
+        None => {
+            rows(
+                conn,
+                "SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state",
+                &[],
+            )
+            .await?
+        }
+        Some(tenants) => {
+            rows(
+                conn,
+                "SELECT state, COUNT(*) FROM tasks WHERE tenant = ANY($1::text[])
+                 GROUP BY state ORDER BY state",
+                &[tenants],
+            )
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|row| {
+            let state: String = row.try_get(0)?;
+            let tasks: i64 = row.try_get(1)?;
+            Ok((state.parse()?, tasks as u64))
+        })
+        .collect()
+}
+
 async fn events_after(
     conn: &mut Conn,
     task_id: String,
@@ -605,6 +638,15 @@ impl Store for PostgresStore {
             Box::pin(async move { list_tasks(conn, &query).await })
         })
         .await
+    }
+
+    async fn count_tasks(
+        &self,
+        tenants: Option<Vec<String>>,
+    ) -> orca_store::Result<Vec<(TaskState, u64)>> {
+        let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
+        self.read(|conn| Box::pin(count_tasks(conn, tenants.clone())))
+            .await
     }
 
     async fn events_after(

@@ -973,6 +973,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_tasks(
+        &self,
+        tenants: Option<Vec<String>>,
+    ) -> orca_store::Result<Vec<(TaskState, u64)>> {
+        self.read(move |conn| {
+            let mut sql = String::from("SELECT state, COUNT(*) FROM tasks");
+            if let Some(tenants) = &tenants {
+                let marks = vec!["?"; tenants.len()].join(", ");
+                sql.push_str(&format!(" WHERE tenant IN ({marks})"));
+            }
+            sql.push_str(" GROUP BY state ORDER BY state");
+            let mut stmt = conn.prepare(&sql)?;
+            let args = tenants.unwrap_or_default();
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (state, tasks) = row?;
+                counts.push((state.parse()?, tasks as u64));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
     async fn events_after(
         &self,
         task_id: &str,

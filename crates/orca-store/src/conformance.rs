@@ -719,6 +719,18 @@ pub async fn listings_filter_by_tenant_state_and_label_and_page_newest_first(
     assert_eq!(named("task t").await.expect("list").len(), 6);
     assert!(named("task%").await.expect("list").is_empty());
     assert!(named("task_t1").await.expect("list").is_empty());
+
+    // Counted per state, and per tenant.
+    let counts = |tenants: Option<Vec<String>>| store.count_tasks(tenants);
+    assert_eq!(
+        counts(None).await.expect("count"),
+        [(TaskState::Queued, 5), (TaskState::Running, 1)]
+    );
+    assert_eq!(
+        counts(Some(vec!["team-b".into()])).await.expect("count"),
+        [(TaskState::Queued, 1)]
+    );
+    assert!(counts(Some(vec![])).await.expect("count").is_empty());
 }
 
 pub async fn a_failing_write_fails_alone_as_a_conflict(mut backend: impl Backend) {

@@ -372,6 +372,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>>;
 
+    /// How many tasks are in each state (only states that have some), of
+    /// these tenants; of all when `None`.
+    async fn count_tasks(&self, tenants: Option<Vec<String>>) -> Result<Vec<(TaskState, u64)>>;
+
     /// Up to `limit` events of a task with `seq > after`, in order.
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
 

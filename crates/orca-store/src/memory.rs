@@ -9,7 +9,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, Micros, StepState};
+use orca_core::{Cost, Event, Micros, StepState, TaskState};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -412,6 +412,20 @@ impl Store for MemoryStore {
             .take(query.page_size)
             .map(|task| data.listed(task))
             .collect())
+    }
+
+    async fn count_tasks(&self, tenants: Option<Vec<String>>) -> Result<Vec<(TaskState, u64)>> {
+        let data = self.data();
+        let mut counts: BTreeMap<&'static str, (TaskState, u64)> = BTreeMap::new();
+        for task in data.tasks.values() {
+            if tenants.as_ref().is_none_or(|t| t.contains(&task.tenant)) {
+                counts
+                    .entry(task.state.as_str())
+                    .or_insert((task.state, 0))
+                    .1 += 1;
+            }
+        }
+        Ok(counts.into_values().collect())
     }
 
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>> {

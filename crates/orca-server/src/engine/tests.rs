@@ -426,6 +426,12 @@ impl Store for SlowBacklog {
     ) -> orca_store::Result<Vec<TaskRecord>> {
         self.store.list_tasks(query).await
     }
+    async fn count_tasks(
+        &self,
+        tenants: Option<Vec<String>>,
+    ) -> orca_store::Result<Vec<(TaskState, u64)>> {
+        self.store.count_tasks(tenants).await
+    }
     async fn events_after(
         &self,
         task_id: &str,
