@@ -625,3 +625,46 @@ async fn behind_a_tls_proxy_session_cookies_are_secure() {
     let set_cookie = header_line(&opened, "set-cookie");
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
 }
+
+/// An open event stream counts against the caller's open watches, as a
+/// WatchTask does: past `--max-watches-per-caller`, 429.
+#[tokio::test]
+async fn event_streams_count_against_the_callers_open_watches() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start_with(dir.path(), &["--max-watches-per-caller", "1"])
+        .await
+        .expect("server");
+    let submitted = api.call("POST", "/api/v1/tasks", "orca_dev", SLEEPER);
+    let id = submitted.json()["taskId"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/tasks/{id}/events");
+    // The first stream stays open (the task runs for 30 s): read its head.
+    let mut first = std::net::TcpStream::connect(&api.http).expect("connect");
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        first,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer orca_viewer\r\n\r\n",
+        api.http
+    )
+    .expect("request");
+    let mut head = [0u8; 12];
+    first.read_exact(&mut head).expect("an answer");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let second = api.get(&path, "orca_viewer");
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(second.json()["error"]["code"], "RESOURCE_EXHAUSTED");
+    // Another caller has watches of its own.
+    let other = http_call(
+        &api.http,
+        "GET",
+        &format!("{path}?follow=false"),
+        Some("orca_dev"),
+        &[],
+        "",
+    )
+    .expect("answer");
+    assert_eq!(other.status, 200, "{}", other.body);
+    drop(first);
+}
