@@ -344,6 +344,15 @@ pub fn succeed(command: &mut Command) -> std::process::Output {
     out
 }
 
+/// Runs a command that must fail saying why in one line; that line.
+pub fn fails_in_one_line(command: &mut Command) -> String {
+    let out = command.output().expect("the command runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{command:?} succeeded");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
 /// A tokens-file line for `token`.
 pub fn token_line(token: &str, role: &str, name: &str) -> String {
     use sha2::Digest;

@@ -475,14 +475,7 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         &bad_file,
         "name: x\nsteps:\n  - id: a\n    dependsOn: [zz]\n    noop: {}\n",
     )?;
-    let out = server
-        .cli()
-        .args(["submit", "-f"])
-        .arg(&bad_file)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = fails_in_one_line(server.cli().args(["submit", "-f"]).arg(&bad_file));
     assert!(
         stderr.contains("invalid argument: spec.steps[0].dependsOn[0]"),
         "{stderr}"
@@ -1687,22 +1680,20 @@ async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -
 #[test]
 fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(orca_bin())
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--lease-ttl",
-            "2s",
-            "--heartbeat-interval",
-            "5s",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--lease-ttl",
+                "2s",
+                "--heartbeat-interval",
+                "5s",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
     assert!(
         stderr.contains("--heartbeat-interval") && stderr.contains("--lease-ttl"),
         "{stderr}"
@@ -1715,32 +1706,28 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
 fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -> anyhow::Result<()>
 {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(orca_bin())
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--leader-lease",
-            "50ms",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--leader-lease",
+                "50ms",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
     assert!(stderr.contains("--leader-lease"), "{stderr}");
     assert!(!dir.path().join("orca.db").exists(), "nothing was created");
 
     // A list of replicas takes the first entry's scheme; without one there
     // is none to take.
-    let out = Command::new(orca_bin())
-        .args(["--server", "127.0.0.1:7070,127.0.0.1:7071", "get", "tasks"])
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args(["--server", "127.0.0.1:7070,127.0.0.1:7071", "get", "tasks"])
+            .env("XDG_CONFIG_HOME", dir.path()),
+    );
     assert!(
         stderr.contains("127.0.0.1:7070") && stderr.contains("http://"),
         "{stderr}"

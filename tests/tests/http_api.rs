@@ -491,6 +491,14 @@ fn header_line(answer: &HttpAnswer, name: &str) -> String {
         .to_string()
 }
 
+/// `orca_session=…` as a sign-in answer set it, to send back as Cookie.
+fn session_cookie(answer: &HttpAnswer) -> String {
+    header_line(answer, "set-cookie")
+        .split_once(':')
+        .and_then(|(_, v)| v.trim().split(';').next().map(str::to_string))
+        .expect("the cookie")
+}
+
 #[tokio::test]
 async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_token() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -520,12 +528,7 @@ async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_t
         .as_str()
         .expect("a CSRF token")
         .to_string();
-    let cookie = set_cookie
-        .split_once(':')
-        .map(|(_, v)| v.trim())
-        .and_then(|v| v.split(';').next())
-        .expect("the cookie")
-        .to_string();
+    let cookie = session_cookie(&opened);
     let with = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
         let mut all = vec![("Cookie", cookie.as_str())];
         all.extend_from_slice(headers);
@@ -568,10 +571,7 @@ async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_t
     // A viewer's session has the viewer's role: its cancel is refused
     // even with the right CSRF token.
     let viewer = sign_in("orca_viewer");
-    let viewer_cookie = header_line(&viewer, "set-cookie")
-        .split_once(':')
-        .and_then(|(_, v)| v.trim().split(';').next().map(str::to_string))
-        .expect("cookie");
+    let viewer_cookie = session_cookie(&viewer);
     let viewer_csrf = viewer.json()["csrfToken"]
         .as_str()
         .expect("csrf")

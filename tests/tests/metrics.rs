@@ -258,25 +258,22 @@ async fn a_worker_shows_what_it_runs_and_how_its_runtimes_failed() {
 #[test]
 fn a_worker_port_open_to_other_hosts_needs_a_metrics_token() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(orca_bin())
-        .args([
-            "--server",
-            "http://127.0.0.1:9",
-            "--token",
-            "unused",
-            "worker",
-            "--http-listen",
-            "0.0.0.0:0",
-        ])
-        .current_dir(dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "--server",
+                "http://127.0.0.1:9",
+                "--token",
+                "unused",
+                "worker",
+                "--http-listen",
+                "0.0.0.0:0",
+            ])
+            .current_dir(dir.path())
+            .env("XDG_CONFIG_HOME", dir.path()),
+    );
     assert!(
         stderr.contains("--http-listen 0.0.0.0:0") && stderr.contains("--metrics-token-file"),
         "{stderr}"
     );
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }

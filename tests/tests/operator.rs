@@ -527,16 +527,13 @@ async fn one_replica_leads_until_its_lease_expires() {
 #[test]
 fn the_operator_outside_a_cluster_says_so_in_one_line() {
     let home = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(orca_bin())
-        .args(["operator", "run", "--worker-image", "orca-worker:test"])
-        .env("HOME", home.path())
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = fails_in_one_line(
+        std::process::Command::new(orca_bin())
+            .args(["operator", "run", "--worker-image", "orca-worker:test"])
+            .env("HOME", home.path())
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST"),
+    );
     assert!(
         stderr.starts_with("error: no Kubernetes API to talk to"),
         "{stderr}"
