@@ -440,6 +440,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/agents"),
         ("GET", "/servers"),
         ("GET", "/audit"),
+        ("GET", "/events"),
         ("GET", "/state/{scope}/{key}"),
         ("POST", "/session"),
         ("GET", "/session"),
@@ -472,6 +473,12 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
                 .replace("{scope}", "s")
                 .replace("{key}", "k")
         );
+        // The fleet's stream never ends: a bad position answers at once.
+        let path = if path.ends_with("/events") && !path.contains("/tasks/") {
+            format!("{path}?after=x")
+        } else {
+            path
+        };
         let answer = api.call(method, &path, "orca_admin", "");
         assert!(
             !answer.body.contains("no such route"),
@@ -667,4 +674,158 @@ async fn event_streams_count_against_the_callers_open_watches() {
     .expect("answer");
     assert_eq!(other.status, 200, "{}", other.body);
     drop(first);
+}
+
+/// A server-sent event stream read as it arrives (the fleet's never ends):
+/// the response's chunks decoded one at a time.
+struct LiveStream {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    pending: String,
+}
+
+impl LiveStream {
+    fn open(addr: &str, path: &str, token: &str, last_id: Option<u64>) -> LiveStream {
+        use std::io::{BufRead, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let resume = last_id
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{resume}\r\n"
+        )
+        .expect("request");
+        let mut reader = std::io::BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        LiveStream {
+            reader,
+            pending: String::new(),
+        }
+    }
+
+    /// Reads events until `done` holds for what was read; all of them.
+    fn until(
+        &mut self,
+        done: impl Fn(&[(u64, String, Value)]) -> bool,
+    ) -> Vec<(u64, String, Value)> {
+        use std::io::{BufRead, Read};
+        let mut events = Vec::new();
+        while !done(&events) {
+            let mut size = String::new();
+            self.reader
+                .read_line(&mut size)
+                .expect("a chunk within 30 s");
+            let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+            assert!(size > 0, "the stream ended; read {events:?}");
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk).expect("the chunk");
+            self.pending
+                .push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8"));
+            // Whole messages only; a message cut between chunks waits.
+            while let Some(end) = self.pending.find("\n\n") {
+                let message: String = self.pending.drain(..end + 2).collect();
+                events.extend(sse_events(&message));
+            }
+        }
+        events
+    }
+}
+
+/// The fleet's stream carries every task's events the caller may see
+/// (log lines excepted), in commit order with rising positions, starting
+/// with where it starts; a reconnect after any position gets the rest once.
+#[tokio::test]
+async fn the_fleet_streams_what_the_caller_may_see_in_order_and_resumes_after_the_last_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let quick = "name: quick
+steps:
+  - id: hi
+    shell: {command: [sh, -c, 'echo hello; echo world']}
+";
+    let mut viewer = LiveStream::open(&api.http, "/api/v1/events", "orca_viewer", None);
+    let start = viewer.until(|e| !e.is_empty());
+    let (begin, name, data) = &start[0];
+    assert_eq!(name, "start");
+    assert_eq!(data["position"], *begin);
+
+    let foreign = api.call("POST", "/api/v1/tasks?tenant=team-b", "orca_admin", quick);
+    assert_eq!(foreign.status, 201, "{}", foreign.body);
+    let foreign = foreign.json()["taskId"].as_str().expect("id").to_string();
+    let own = api.call("POST", "/api/v1/tasks", "orca_dev", quick);
+    let own = own.json()["taskId"].as_str().expect("id").to_string();
+    let finished = |id: &str| {
+        let id = id.to_string();
+        move |events: &[(u64, String, Value)]| {
+            events.iter().any(|(_, _, e)| {
+                e["taskId"] == id.as_str() && e["state"] == "succeeded" && e["type"] == "taskState"
+            })
+        }
+    };
+    let seen = viewer.until(finished(&own));
+    assert!(
+        seen.iter().all(|(_, _, e)| e["taskId"] == own.as_str()),
+        "only its tenant's task: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, name, _)| name != "log"),
+        "no log lines"
+    );
+    let positions: Vec<u64> = seen.iter().map(|(id, _, _)| *id).collect();
+    assert!(positions[0] > *begin, "{positions:?} after {begin}");
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(seen.iter().all(|(id, _, e)| e["position"] == *id));
+    let seqs: Vec<u64> = seen
+        .iter()
+        .map(|(_, _, e)| e["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "a task's own order kept: {seqs:?}"
+    );
+
+    // An admin, from the same start, sees both tasks.
+    let mut admin = LiveStream::open(
+        &api.http,
+        &format!("/api/v1/events?after={begin}"),
+        "orca_admin",
+        None,
+    );
+    let both = admin.until(|e| finished(&own)(e) && finished(&foreign)(e));
+    assert_eq!(both[0].1, "start");
+    assert_eq!(both[0].0, *begin);
+    assert!(both.iter().any(|(_, _, e)| e["taskId"] == foreign.as_str()));
+
+    // Resumed after the third event: the rest, each once, then live.
+    let cut = positions[2];
+    let mut resumed = LiveStream::open(&api.http, "/api/v1/events", "orca_viewer", Some(cut));
+    let rest = resumed.until(|e| e.len() > seen.len() - 3);
+    assert_eq!((rest[0].0, rest[0].1.as_str()), (cut, "start"));
+    let again: Vec<u64> = rest[1..].iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(again, positions[3..].to_vec());
+
+    let bad = api.get("/api/v1/events?after=soon", "orca_viewer");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "after");
+    let denied = api.get("/api/v1/events?tenant=team-b", "orca_viewer");
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(
+        denied.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("tenants[0]: vic may not see tenant")),
+        "{}",
+        denied.body
+    );
 }

@@ -322,6 +322,7 @@ impl From<&core::Event> for v1::Event {
             task_id: event.task_id.clone(),
             seq: event.seq,
             time: Some(timestamp(event.at)),
+            position: 0,
             kind: Some(kind),
         }
     }

@@ -296,6 +296,9 @@ pub fn audit_view(e: &v1::AuditEvent) -> AuditView {
 pub struct EventView {
     pub task_id: String,
     pub seq: u64,
+    /// Its place in the fleet's order, on the fleet stream only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
     #[serde(flatten)]
@@ -383,6 +386,7 @@ pub fn event_view(event: &v1::Event) -> EventView {
     EventView {
         task_id: event.task_id.clone(),
         seq: event.seq,
+        position: (event.position > 0).then_some(event.position),
         time: rfc3339(&event.time),
         kind,
     }

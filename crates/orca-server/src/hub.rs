@@ -1,22 +1,53 @@
 //! Live event fan-out to watchers, per task. Events arrive here only after
 //! they are committed, so a watcher that subscribes first and then replays
 //! the store sees every event: the overlap is removed by sequence number.
+//! Followers of the whole fleet are only woken here: they read what is new
+//! from the store, in its order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use orca_core::{Event, EventKind};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// A watcher slower than this many events falls back to reading the store.
 const BUFFER: usize = 1024;
 
-#[derive(Default)]
 pub struct Hub {
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    fleet: watch::Sender<FleetSignal>,
+}
+
+/// What wakes the fleet's followers: events of the fleet were committed
+/// (a count of such commits), or the server is stopping.
+#[derive(Clone, Copy, Default)]
+pub struct FleetSignal {
+    pub commits: u64,
+    pub closed: bool,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            channels: Mutex::default(),
+            fleet: watch::Sender::new(FleetSignal::default()),
+        }
+    }
 }
 
 impl Hub {
+    /// Wakes the fleet's followers; call after a commit stored events
+    /// that are not log lines.
+    pub fn fleet_changed(&self) {
+        self.fleet.send_modify(|signal| signal.commits += 1);
+    }
+
+    /// Follows [`Hub::fleet_changed`]; subscribe before reading the store,
+    /// so a commit after the read is never missed.
+    pub fn watch_fleet(&self) -> watch::Receiver<FleetSignal> {
+        self.fleet.subscribe()
+    }
+
     pub fn subscribe(&self, task_id: &str) -> broadcast::Receiver<Arc<Event>> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels
@@ -29,6 +60,12 @@ impl Hub {
     /// task's channel closes after its final event, which ends its watchers
     /// once they have read it.
     pub fn publish(&self, events: &[Arc<Event>]) {
+        if events
+            .iter()
+            .any(|e| !matches!(e.kind, EventKind::Log { .. }))
+        {
+            self.fleet_changed();
+        }
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if channels.is_empty() {
             return;
@@ -56,6 +93,7 @@ impl Hub {
 
     /// Ends every watcher (server shutdown).
     pub fn close_all(&self) {
+        self.fleet.send_modify(|signal| signal.closed = true);
         self.channels
             .lock()
             .unwrap_or_else(|p| p.into_inner())

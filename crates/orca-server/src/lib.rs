@@ -7,6 +7,7 @@ mod agent_service;
 pub mod auth;
 mod engine;
 mod error;
+mod fleet;
 mod http;
 mod hub;
 pub mod jwt;

@@ -103,6 +103,7 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(retry_task))
         .routes(routes!(task_events))
         .routes(routes!(count_tasks))
+        .routes(routes!(fleet_events))
         .routes(routes!(list_agents))
         .routes(routes!(list_servers))
         .routes(routes!(list_audit))
@@ -175,14 +176,27 @@ async fn call<Req, Res, Fut>(
 where
     Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
 {
+    Ok(call_for_response(status, headers, access, message, method)
+        .await?
+        .into_inner())
+}
+
+/// [`call`], keeping the response's metadata.
+async fn call_for_response<Req, Res, Fut>(
+    status: &Status,
+    headers: &HeaderMap,
+    access: Access,
+    message: Req,
+    method: impl FnOnce(Arc<Services>, tonic::Request<Req>) -> Fut,
+) -> Result<tonic::Response<Res>, ApiError>
+where
+    Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
+{
     let services = status.services().map_err(ApiError::new)?;
     let (identity, _) = status.caller(headers, access)?;
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(identity);
-    Ok(method(services, request)
-        .await
-        .map_err(ApiError::new)?
-        .into_inner())
+    method(services, request).await.map_err(ApiError::new)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -455,20 +469,91 @@ async fn task_events(
     .await?;
     let stream = events.map(|event| {
         Ok(match event {
-            Ok(event) => {
-                let view = event_view(&event);
-                SseEvent::default()
-                    .id(view.seq.to_string())
-                    .event(view.kind.name())
-                    .json_data(&view)
-                    .unwrap_or_default()
-            }
+            Ok(event) => sse_event(&event, event.seq),
             // The stream ends after this; the client reconnects with its
             // last id.
             Err(status) => SseEvent::default().event("error").data(status.message()),
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Where a fleet stream starts: the first message of every one.
+#[derive(Serialize, ToSchema)]
+struct FleetStart {
+    /// The position the stream replays after; also the message's id.
+    position: u64,
+}
+
+/// The events of every task the caller may see, log lines excepted, in
+/// commit order, each with its fleet position as its id. The first
+/// message, `start`, says where the stream begins (now, unless it resumes):
+/// a page that loads a snapshot after it and applies what follows misses
+/// nothing. A reconnecting `EventSource` sends `Last-Event-ID` and resumes
+/// after it with nothing missed or repeated (it is WatchFleet, with the
+/// per-caller limit on open watches).
+#[utoipa::path(get, path = "/events", tag = "fleet",
+    summary = "The whole fleet's events as server-sent events (WatchFleet)",
+    params(
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this position"),
+        ("after" = Option<u64>, Query, description = "resume after this position"),
+        ("tenant" = Option<Vec<String>>, Query, description = "only this tenant's tasks (repeat it); each must be one the caller may see"),
+    ),
+    responses((status = 200, content_type = "text/event-stream", body = EventView,
+        description = "first `start` (FleetStart), then one message per event"), Refused))]
+async fn fleet_events(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let mut request = v1::WatchFleetRequest::default();
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last.to_str().unwrap_or_default();
+        request.after_position = Some(number("Last-Event-ID", last)?);
+    }
+    for (name, value) in query {
+        match name.as_str() {
+            "after" => request.after_position = Some(number(&name, &value)?),
+            "tenant" => request.tenants.push(value),
+            other => return Err(Error::invalid(other, "not an option of events").into()),
+        }
+    }
+    let response = call_for_response(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.watch_fleet(r).await },
+    )
+    .await?;
+    let start = response
+        .metadata()
+        .get(crate::task_service::FLEET_POSITION)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or_default();
+    let first = SseEvent::default()
+        .id(start.to_string())
+        .event("start")
+        .json_data(FleetStart { position: start })
+        .unwrap_or_default();
+    let stream = tokio_stream::once(Ok(first)).chain(response.into_inner().map(|event| {
+        Ok(match event {
+            Ok(event) => sse_event(&event, event.position),
+            Err(status) => SseEvent::default().event("error").data(status.message()),
+        })
+    }));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// An event as one server-sent message: its kind as the message's type,
+/// `id` as its id.
+fn sse_event(event: &v1::Event, id: u64) -> SseEvent {
+    let view = event_view(event);
+    SseEvent::default()
+        .id(id.to_string())
+        .event(view.kind.name())
+        .json_data(&view)
+        .unwrap_or_default()
 }
 
 /// How many tasks are in each state: `{"queued": 12, "running": 3, ...}`,

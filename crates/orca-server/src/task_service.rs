@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::Error;
 use crate::auth::{Action, Identity, require};
 use crate::engine::{CancelAnswer, EngineHandle, Submission};
+use crate::fleet;
 use crate::hub::Hub;
 use crate::planner::{Planned, Planner};
 
@@ -225,6 +226,11 @@ impl TaskApi {
             .map(|t| (t.id.clone(), t.tenant.clone(), t.spec.name.clone()))
             .collect();
         let created = self.engine.submit(submissions).await?;
+        // The new tasks' first events are stored: the fleet's followers
+        // read them.
+        if created.iter().any(|c| matches!(c, Created::New(_))) {
+            self.hub.fleet_changed();
+        }
         let mut responses = Vec::with_capacity(created.len());
         let mut audit = Vec::with_capacity(created.len());
         for (outcome, (id, tenant, name)) in created.into_iter().zip(submitted) {
@@ -729,6 +735,35 @@ impl v1::task_service_server::TaskService for TaskApi {
     }
 
     type WatchTaskStream = EventStream;
+    type WatchFleetStream = EventStream;
+
+    async fn watch_fleet(
+        &self,
+        request: Request<v1::WatchFleetRequest>,
+    ) -> Result<Response<Self::WatchFleetStream>, Status> {
+        let caller = require(&request, Action::ReadTasks)?;
+        let request = request.into_inner();
+        let tenants = asked_tenants(&caller, request.tenants)?;
+        let slot = self
+            .watches
+            .take(&caller.name, self.limits.max_watches_per_caller)?;
+        // Woken by every commit from here on; the head is read after, so
+        // nothing committed between the two is skipped.
+        let wakes = self.hub.watch_fleet();
+        let after = match request.after_position {
+            Some(position) => position,
+            None => self.store.fleet_head().await.map_err(Error::from)?,
+        };
+        let (tx, rx) = mpsc::channel(256);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            fleet::follow(store, after, tenants, wakes, tx).await;
+            drop(slot);
+        });
+        let mut response = Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream);
+        response.metadata_mut().insert(FLEET_POSITION, after.into());
+        Ok(response)
+    }
 
     async fn watch_task(
         &self,
@@ -759,6 +794,9 @@ impl v1::task_service_server::TaskService for TaskApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
+
+/// Where a fleet stream begins: the position it replays after.
+pub const FLEET_POSITION: &str = "orca-fleet-position";
 
 /// The tenants a listing asked for, each one the caller may see; all the
 /// caller may see when it named none.

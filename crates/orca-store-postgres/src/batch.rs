@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use orca_core::Event;
+use orca_core::{Event, EventKind};
 use orca_store::{
     AttemptWrite, AuditRecord, Created, NewTask, StateChange, StateEntry, StateKey, StateOutcome,
     StepWrite, Write,
@@ -192,10 +192,19 @@ struct Events {
     at: Vec<i64>,
     kind: Vec<&'static str>,
     body: Vec<String>,
+    /// 1, 2, 3... for the batch's events that take a fleet position (all
+    /// but log lines), added to the highest stored; none for log lines.
+    fleet_offset: Vec<Option<i64>>,
+    in_fleet: i64,
 }
 
 impl Events {
     fn push(&mut self, event: &Event) -> Result<()> {
+        self.fleet_offset
+            .push((!matches!(event.kind, EventKind::Log { .. })).then(|| {
+                self.in_fleet += 1;
+                self.in_fleet
+            }));
         self.task_id.push(text(&event.task_id));
         self.seq.push(event.seq as i64);
         self.at.push(event.at);
@@ -388,11 +397,16 @@ impl Rows {
             pipeline
                 .add(
                     conn,
-                    "INSERT INTO events (task_id, seq, at, kind, body)
-                 SELECT task_id, seq, orca_ts(at), kind, body::json
-                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
-                      AS u(task_id, seq, at, kind, body)",
-                    params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body],
+                    // The one writer numbers the fleet's events as it
+                    // commits them, so positions rise in commit order.
+                    "INSERT INTO events (task_id, seq, at, kind, body, fleet_seq)
+                 SELECT task_id, seq, orca_ts(at), kind, body::json,
+                        (SELECT COALESCE(MAX(fleet_seq), 0) FROM events
+                         WHERE fleet_seq IS NOT NULL) + fleet_offset
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                             $6::bigint[])
+                      AS u(task_id, seq, at, kind, body, fleet_offset)",
+                    params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body, &e.fleet_offset],
                 )
                 .await?;
         }

@@ -469,6 +469,56 @@ async fn events_after(
     Ok(events)
 }
 
+/// The fleet's events after a position, over its partial index; only
+/// some tenants' by a join to their tasks.
+async fn fleet_events_after(
+    conn: &mut Conn,
+    after: i64,
+    tenants: Option<Vec<String>>,
+    limit: i64,
+) -> Result<Vec<(u64, Event)>> {
+    let rows = match &tenants {
+        None => {
+            rows(
+                conn,
+                "SELECT fleet_seq, task_id, seq, orca_micros(at), body::text FROM events
+                 WHERE fleet_seq > $1 ORDER BY fleet_seq LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?
+        }
+        Some(tenants) => {
+            rows(
+                conn,
+                "SELECT e.fleet_seq, e.task_id, e.seq, orca_micros(e.at), e.body::text
+                 FROM events e JOIN tasks t ON t.id = e.task_id AND t.tenant = ANY($3::text[])
+                 WHERE e.fleet_seq > $1 ORDER BY e.fleet_seq LIMIT $2",
+                &[&after, &limit, tenants],
+            )
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|row| {
+            let position: i64 = row.try_get(0)?;
+            let task_id: String = row.try_get(1)?;
+            let seq: i64 = row.try_get(2)?;
+            let body: String = row.try_get(4)?;
+            let kind: EventKind = serde_json::from_str(&body)
+                .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
+            Ok((
+                position as u64,
+                Event {
+                    task_id,
+                    seq: seq as u64,
+                    at: row.try_get(3)?,
+                    kind,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Recovery lists the unfinished tasks' ids, then reads them a range of
 /// ids at a time. Each range's statements run at once on connections of
 /// their own, so the server works on them side by side, and each walks its
@@ -659,6 +709,41 @@ impl Store for PostgresStore {
         let limit = count(limit as u64);
         self.read(|conn| Box::pin(events_after(conn, task_id.clone(), count(after), limit)))
             .await
+    }
+
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> orca_store::Result<Vec<(u64, Event)>> {
+        let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
+        let limit = count(limit as u64);
+        self.read(|conn| {
+            Box::pin(fleet_events_after(
+                conn,
+                count(after),
+                tenants.clone(),
+                limit,
+            ))
+        })
+        .await
+    }
+
+    async fn fleet_head(&self) -> orca_store::Result<u64> {
+        self.read(|conn| {
+            Box::pin(async move {
+                let found = rows(
+                    conn,
+                    "SELECT COALESCE(MAX(fleet_seq), 0) FROM events WHERE fleet_seq IS NOT NULL",
+                    &[],
+                )
+                .await?;
+                let head: i64 = found[0].try_get(0)?;
+                Ok(head as u64)
+            })
+        })
+        .await
     }
 
     async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {

@@ -173,6 +173,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ALTER COLUMN spec TYPE json USING spec::json;
     ALTER TABLE events ALTER COLUMN body TYPE json USING body::json;
     "#,
+    // 4: every event but a log line has a place in the fleet's order, for
+    // followers of the whole fleet (Store::fleet_events_after). Log lines,
+    // the bulk of an agent's events, stay out of the index. Events stored
+    // before this version have no place.
+    r#"
+    ALTER TABLE events ADD COLUMN fleet_seq bigint;
+    CREATE INDEX events_in_fleet_order ON events (fleet_seq) WHERE fleet_seq IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

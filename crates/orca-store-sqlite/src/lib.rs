@@ -299,6 +299,14 @@ fn migrate(conn: &Connection) -> Result<()> {
     add_missing_column(conn, "tasks", "plan", "TEXT NOT NULL DEFAULT ''")?;
     add_missing_column(conn, "tasks", "trace_context", "TEXT NOT NULL DEFAULT ''")?;
     // Agents' sessions and costs, per attempt.
+    // Every event but a log line has a place in the fleet's order (see
+    // Store::fleet_events_after); events stored before this column existed
+    // have none.
+    add_missing_column(conn, "events", "fleet_seq", "INTEGER")?;
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS events_in_fleet_order ON events(fleet_seq)
+             WHERE fleet_seq IS NOT NULL",
+    )?;
     for (column, kind) in [
         ("session_id", "TEXT NOT NULL DEFAULT ''"),
         ("model", "TEXT NOT NULL DEFAULT ''"),
@@ -574,7 +582,11 @@ fn change_state(conn: &Connection, change: &StateChange) -> Result<StateOutcome>
 
 fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        // The one writer numbers the fleet's events as it commits them, so
+        // the order of positions is the order of commits.
+        "INSERT INTO events (task_id, seq, at, kind, body, fleet_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'log' THEN NULL ELSE
+             (SELECT COALESCE(MAX(fleet_seq), 0) + 1 FROM events WHERE fleet_seq IS NOT NULL) END)",
     )?
     .execute(params![
         event.task_id,
@@ -1026,6 +1038,71 @@ impl Store for SqliteStore {
                 });
             }
             Ok(events)
+        })
+        .await
+    }
+
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> orca_store::Result<Vec<(u64, Event)>> {
+        self.read(move |conn| {
+            let mut sql =
+                String::from("SELECT e.fleet_seq, e.task_id, e.seq, e.at, e.body FROM events e");
+            if let Some(tenants) = &tenants {
+                let marks = vec!["?"; tenants.len()].join(", ");
+                sql.push_str(&format!(
+                    " JOIN tasks t ON t.id = e.task_id AND t.tenant IN ({marks})"
+                ));
+            }
+            sql.push_str(" WHERE e.fleet_seq > ? ORDER BY e.fleet_seq LIMIT ?");
+            let mut args: Vec<rusqlite::types::Value> = tenants
+                .unwrap_or_default()
+                .into_iter()
+                .map(rusqlite::types::Value::from)
+                .collect();
+            args.push((after as i64).into());
+            args.push((limit as i64).into());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut events = Vec::new();
+            for row in rows {
+                let (position, task_id, seq, at, body) = row?;
+                let kind: EventKind = serde_json::from_str(&body)
+                    .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
+                events.push((
+                    position as u64,
+                    Event {
+                        task_id,
+                        seq: seq as u64,
+                        at,
+                        kind,
+                    },
+                ));
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn fleet_head(&self) -> orca_store::Result<u64> {
+        self.read(|conn| {
+            let head: i64 = conn
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(fleet_seq), 0) FROM events WHERE fleet_seq IS NOT NULL",
+                )?
+                .query_row([], |row| row.get(0))?;
+            Ok(head as u64)
         })
         .await
     }

@@ -43,6 +43,7 @@ macro_rules! conformance_suite {
             audit_records_are_numbered_in_order_and_kept_per_tenant,
             everything_committed_survives_a_reopen,
             unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time,
+            the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -1012,4 +1013,106 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
     assert!(between("r5", "r1").await.is_empty(), "an empty range");
     let whole = store.unfinished_tasks().await.expect("all");
     assert_eq!(ids(&whole), ["r1", "r2", "r4", "r5"]);
+}
+
+pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    assert_eq!(store.fleet_head().await.expect("head"), 0, "nothing yet");
+    create(
+        &*store,
+        vec![
+            new_task("t1", "team-a", None),
+            new_task("t2", "team-b", None),
+        ],
+    )
+    .await;
+    // Handed over without waiting, interleaved across tasks, with log lines
+    // among them that the fleet does not carry.
+    let mut commits = Vec::new();
+    let mut expected = vec![("t1", 1), ("t2", 1)];
+    for seq in 2..=40u64 {
+        let (task, other) = if seq % 3 == 0 {
+            ("t2", "t1")
+        } else {
+            ("t1", "t2")
+        };
+        commits.push(store.write(vec![
+            Write::Event(event(task, seq, TaskState::Running)),
+            Write::Event(log(other, seq, "not in the fleet")),
+        ]));
+        expected.push((task, seq));
+    }
+    for commit in commits {
+        commit.await.expect("an answer").expect("committed");
+    }
+    let fleet = store
+        .fleet_events_after(0, None, 1000)
+        .await
+        .expect("fleet");
+    let seen: Vec<(&str, u64)> = fleet
+        .iter()
+        .map(|(_, e)| (e.task_id.as_str(), e.seq))
+        .collect();
+    assert_eq!(seen, expected, "every event but logs, in commit order");
+    assert!(
+        fleet.windows(2).all(|w| w[0].0 < w[1].0),
+        "positions rise: {:?}",
+        fleet.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        fleet[5].1,
+        event(expected[5].0, expected[5].1, TaskState::Running),
+        "read back whole"
+    );
+    let head = store.fleet_head().await.expect("head");
+    assert_eq!(head, fleet.last().expect("some").0);
+
+    // Resuming after any position gives exactly what follows it, a page at
+    // a time.
+    let after = fleet[9].0;
+    let page = store
+        .fleet_events_after(after, None, 4)
+        .await
+        .expect("page");
+    assert_eq!(page, fleet[10..14].to_vec());
+    assert!(
+        store
+            .fleet_events_after(head, None, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
+    // Only the tenants asked for, in the same order and positions.
+    let team_b = store
+        .fleet_events_after(0, Some(vec!["team-b".into()]), 1000)
+        .await
+        .expect("team-b");
+    let only_b: Vec<(u64, Event)> = fleet
+        .iter()
+        .filter(|(_, e)| e.task_id == "t2")
+        .cloned()
+        .collect();
+    assert_eq!(team_b, only_b);
+    assert!(
+        store
+            .fleet_events_after(0, Some(vec!["team-c".into()]), 1000)
+            .await
+            .expect("team-c")
+            .is_empty()
+    );
+
+    // After a restart, positions go on above every one handed out before.
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(store.fleet_head().await.expect("head"), head);
+    create(&*store, vec![new_task("t3", "team-a", None)]).await;
+    let next = store
+        .fleet_events_after(head, None, 10)
+        .await
+        .expect("next");
+    assert_eq!(next.len(), 1);
+    assert!(next[0].0 > head && next[0].1.task_id == "t3", "{next:?}");
 }

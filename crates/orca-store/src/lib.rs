@@ -379,6 +379,23 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` events of a task with `seq > after`, in order.
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
 
+    /// Up to `limit` events of every task (of these tenants; of all when
+    /// `None`) with a fleet position above `after`, in that order, each with
+    /// its position. Every event but a log line gets a fleet position when
+    /// it is stored, rising in commit order across the whole store (the
+    /// ordering promise makes it so); positions may skip numbers, never go
+    /// back. Whoever has read up to a position has therefore seen every
+    /// event at or below it: a follower resumes after the last it saw.
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>>;
+
+    /// The highest fleet position stored; 0 when none.
+    async fn fleet_head(&self) -> Result<u64>;
+
     /// The ids of every task not yet finished (queued or running), in the
     /// store's order of ids: what a new leader has to recover. Cheap next
     /// to the tasks themselves, so a leader lists them before it serves.

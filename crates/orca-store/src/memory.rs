@@ -9,7 +9,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, Micros, StepState, TaskState};
+use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskState};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -26,6 +26,8 @@ struct Data {
     /// `tenant/key` → task id.
     keys: HashMap<String, String>,
     events: HashMap<String, BTreeMap<u64, Event>>,
+    /// Fleet position → (task, sequence number) of every event but logs.
+    fleet: BTreeMap<u64, (String, u64)>,
     /// (task, step) → attempt number → its row.
     attempts: HashMap<(String, String), BTreeMap<u32, AttemptRecord>>,
     state: HashMap<StateKey, Slot>,
@@ -130,9 +132,8 @@ impl Data {
                 cost: Cost::default(),
             })
             .collect();
-        let events = self.events.entry(task.id.clone()).or_default();
         for event in task.events {
-            events.insert(event.seq, event);
+            self.store_event(event);
         }
         let record = TaskRecord {
             id: task.id.clone(),
@@ -203,12 +204,7 @@ impl Data {
                         step.progress_message = message;
                     }
                 }
-                Write::Event(event) => {
-                    self.events
-                        .entry(event.task_id.clone())
-                        .or_default()
-                        .insert(event.seq, event);
-                }
+                Write::Event(event) => self.store_event(event),
                 Write::Audit(record) => {
                     let seq = self.audit.len() as u64 + 1;
                     self.audit.push(AuditRecord { seq, ..record });
@@ -216,6 +212,19 @@ impl Data {
             }
         }
         Ok(())
+    }
+
+    /// Keeps an event, with the next fleet position unless it is a log line.
+    fn store_event(&mut self, event: Event) {
+        if !matches!(event.kind, EventKind::Log { .. }) {
+            let position = self.fleet.last_key_value().map_or(1, |(p, _)| p + 1);
+            self.fleet
+                .insert(position, (event.task_id.clone(), event.seq));
+        }
+        self.events
+            .entry(event.task_id.clone())
+            .or_default()
+            .insert(event.seq, event);
     }
 
     fn step_mut(&mut self, task_id: &str, step_id: &str) -> Option<&mut StepRecord> {
@@ -441,6 +450,36 @@ impl Store for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>> {
+        let data = self.data();
+        let visible = |task_id: &str| {
+            tenants.as_ref().is_none_or(|tenants| {
+                data.tasks
+                    .get(task_id)
+                    .is_some_and(|task| tenants.contains(&task.tenant))
+            })
+        };
+        Ok(data
+            .fleet
+            .range(after + 1..)
+            .filter(|(_, (task_id, _))| visible(task_id))
+            .filter_map(|(position, (task_id, seq))| {
+                let event = data.events.get(task_id)?.get(seq)?;
+                Some((*position, event.clone()))
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn fleet_head(&self) -> Result<u64> {
+        Ok(self.data().fleet.last_key_value().map_or(0, |(p, _)| *p))
     }
 
     async fn unfinished_task_ids(&self) -> Result<Vec<String>> {

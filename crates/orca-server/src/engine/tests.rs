@@ -440,6 +440,17 @@ impl Store for SlowBacklog {
     ) -> orca_store::Result<Vec<Event>> {
         self.store.events_after(task_id, after, limit).await
     }
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> orca_store::Result<Vec<(u64, Event)>> {
+        self.store.fleet_events_after(after, tenants, limit).await
+    }
+    async fn fleet_head(&self) -> orca_store::Result<u64> {
+        self.store.fleet_head().await
+    }
     async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {
         self.store.unfinished_task_ids().await
     }
