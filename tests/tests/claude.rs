@@ -177,6 +177,17 @@ async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
         step.attempts[0].model,
         output["model"].as_str().unwrap_or_default()
     );
+    // The overview's last hour has the same spend, under the model.
+    let activity = client
+        .clone()
+        .get_activity(v1::GetActivityRequest::default())
+        .await
+        .expect("activity")
+        .into_inner();
+    let spent: Vec<&v1::ModelSpend> = activity.minutes.iter().flat_map(|m| &m.spend).collect();
+    assert_eq!(spent.len(), 1, "{spent:?}");
+    assert_eq!(spent[0].model, step.attempts[0].model);
+    assert_eq!(spent[0].cost.as_ref(), Some(&structured));
 
     // The tool call was in the event stream while the step still ran.
     let tool_seq = events

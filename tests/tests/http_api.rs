@@ -441,6 +441,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/servers"),
         ("GET", "/audit"),
         ("GET", "/events"),
+        ("GET", "/activity"),
         ("GET", "/state/{scope}/{key}"),
         ("POST", "/session"),
         ("GET", "/session"),
@@ -828,4 +829,69 @@ steps:
         "{}",
         denied.body
     );
+}
+
+/// The overview's last hour: what each caller's tenants did, summed over
+/// the minutes (a test may straddle one).
+#[tokio::test]
+async fn the_last_hours_activity_counts_each_callers_tenants_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let quick = "name: quick
+steps:
+  - id: hi
+    shell: {command: [echo, hi]}
+";
+    let foreign = api.call("POST", "/api/v1/tasks?tenant=team-b", "orca_admin", quick);
+    let foreign = foreign.json()["taskId"].as_str().expect("id").to_string();
+    let own = api.call("POST", "/api/v1/tasks", "orca_dev", quick);
+    let own = own.json()["taskId"].as_str().expect("id").to_string();
+    for id in [&foreign, &own] {
+        eventually(Duration::from_secs(30), || async {
+            let task = api.get(&format!("/api/v1/tasks/{id}"), "orca_admin").json();
+            (task["state"] == "succeeded").then_some(())
+        })
+        .await
+        .expect("the task succeeds");
+    }
+    let total = |answer: &Value, field: &str| -> u64 {
+        answer["minutes"]
+            .as_array()
+            .expect("minutes")
+            .iter()
+            .map(|m| m[field].as_u64().expect("a count"))
+            .sum()
+    };
+    let viewer = api.get("/api/v1/activity", "orca_viewer");
+    assert_eq!(viewer.status, 200, "{}", viewer.body);
+    let viewer = viewer.json();
+    assert_eq!(viewer["minutes"].as_array().expect("minutes").len(), 60);
+    assert_eq!(
+        (
+            total(&viewer, "submitted"),
+            total(&viewer, "succeeded"),
+            total(&viewer, "dispatched")
+        ),
+        (1, 1, 1),
+        "its own tenant's task only"
+    );
+    let admin = api.get("/api/v1/activity", "orca_admin").json();
+    assert_eq!(
+        (total(&admin, "submitted"), total(&admin, "succeeded")),
+        (2, 2)
+    );
+    let last = admin["minutes"]
+        .as_array()
+        .expect("minutes")
+        .iter()
+        .rev()
+        .find(|m| m["dispatched"] != 0)
+        .expect("a minute with dispatches");
+    assert!(last["dispatchP99Ms"].as_f64().expect("p99") > 0.0, "{last}");
+    let only_b = api
+        .get("/api/v1/activity?tenant=team-b", "orca_admin")
+        .json();
+    assert_eq!(total(&only_b, "submitted"), 1);
+    let denied = api.get("/api/v1/activity?tenant=team-b", "orca_viewer");
+    assert_eq!(denied.status, 403, "{}", denied.body);
 }

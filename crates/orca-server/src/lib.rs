@@ -3,6 +3,7 @@
 //! log that watchers replay and follow.
 
 mod acceptor;
+mod activity;
 mod agent_service;
 pub mod auth;
 mod engine;
@@ -412,7 +413,7 @@ impl Replica {
                 heartbeat_interval: config.heartbeat_interval,
             },
             step_tokens,
-            metrics,
+            metrics.clone(),
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
@@ -438,6 +439,7 @@ impl Replica {
             store.clone(),
             engine.clone(),
             hub.clone(),
+            metrics,
             config.limits.clone(),
             planner,
         ));

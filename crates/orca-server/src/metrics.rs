@@ -2,15 +2,20 @@
 //! the engine works; the gauges (queue depth, workers, slots) are read from
 //! the engine when scraped, so they are never stale.
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
+use orca_api::convert::now_micros;
 use orca_api::v1;
+use orca_core::TaskState;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::activity::{Activity, Ended, Happened, MinuteSummary};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -28,6 +33,8 @@ pub struct Metrics {
     workers: Gauge,
     slots: Gauge,
     slots_busy: Gauge,
+    /// The last hour per tenant, for the console.
+    activity: Mutex<Activity>,
 }
 
 impl Default for Metrics {
@@ -54,6 +61,7 @@ impl Metrics {
             workers: Gauge::default(),
             slots: Gauge::default(),
             slots_busy: Gauge::default(),
+            activity: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -122,19 +130,27 @@ impl Metrics {
         }
     }
 
-    pub fn task_submitted(&self) {
+    pub fn task_submitted(&self, tenant: &str) {
         self.tasks_submitted.inc();
+        self.record(tenant, Happened::Submitted);
     }
 
-    pub fn task_finished(&self, state: &str) {
+    pub fn task_finished(&self, tenant: &str, state: TaskState) {
         self.tasks_finished
-            .get_or_create(&vec![("state", state.to_string())])
+            .get_or_create(&vec![("state", state.as_str().to_string())])
             .inc();
+        let ended = match state {
+            TaskState::Succeeded => Ended::Succeeded,
+            TaskState::Cancelled => Ended::Cancelled,
+            _ => Ended::Failed,
+        };
+        self.record(tenant, Happened::Finished(ended));
     }
 
-    pub fn attempt_started(&self, waited_seconds: f64) {
+    pub fn attempt_started(&self, tenant: &str, waited_seconds: f64) {
         self.attempts_started.inc();
         self.dispatch_latency.observe(waited_seconds.max(0.0));
+        self.record(tenant, Happened::Dispatched { waited_seconds });
     }
 
     /// An attempt ended: `outcome` is succeeded, failed, cancelled or lost;
@@ -148,8 +164,9 @@ impl Metrics {
         }
     }
 
-    pub fn agent_spent(&self, model: &str, cost: &orca_core::Cost) {
+    pub fn agent_spent(&self, tenant: &str, model: &str, cost: &orca_core::Cost) {
         let model = if model.is_empty() { "unknown" } else { model };
+        self.record(tenant, Happened::Spent { model, cost: *cost });
         self.agent_cost
             .get_or_create(&vec![("model", model.to_string())])
             .inc_by(cost.usd.max(0.0));
@@ -166,6 +183,21 @@ impl Metrics {
                 ])
                 .inc_by(tokens);
         }
+    }
+
+    fn record(&self, tenant: &str, what: Happened<'_>) {
+        self.activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(now_micros(), tenant, what);
+    }
+
+    /// The last hour, minute by minute, of `tenants` (all when `None`).
+    pub fn activity(&self, tenants: Option<&[String]>) -> Vec<MinuteSummary> {
+        self.activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary(now_micros(), tenants)
     }
 
     /// The text exposition, with the gauges set from `now`.
@@ -195,11 +227,12 @@ mod tests {
     #[test]
     fn the_exposition_names_every_metric_with_its_labels() {
         let metrics = Metrics::new();
-        metrics.task_submitted();
-        metrics.task_finished("succeeded");
-        metrics.attempt_started(0.002);
+        metrics.task_submitted("default");
+        metrics.task_finished("default", TaskState::Succeeded);
+        metrics.attempt_started("default", 0.002);
         metrics.attempt_finished("failed", Some(1.5));
         metrics.agent_spent(
+            "default",
             "claude-test",
             &orca_core::Cost {
                 usd: 0.25,

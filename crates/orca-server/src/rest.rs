@@ -25,8 +25,8 @@ use orca_api::v1::agent_service_server::AgentService;
 use orca_api::v1::state_service_server::StateService;
 use orca_api::v1::task_service_server::TaskService;
 use orca_api::view::{
-    AgentView, AuditView, EventView, ServerView, TaskView, agent_view, audit_view, event_view,
-    rfc3339, server_view, task_view,
+    AgentView, AuditView, CostView, EventView, ServerView, TaskView, agent_view, audit_view,
+    cost_view, event_view, rfc3339, server_view, task_view,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::{Stream, StreamExt};
@@ -104,6 +104,7 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(task_events))
         .routes(routes!(count_tasks))
         .routes(routes!(fleet_events))
+        .routes(routes!(activity))
         .routes(routes!(list_agents))
         .routes(routes!(list_servers))
         .routes(routes!(list_audit))
@@ -610,6 +611,85 @@ async fn count_tasks(
         *slot += count.tasks;
     }
     Ok(Json(counts))
+}
+
+/// The last hour of work, a minute at a time (GetActivity).
+#[derive(Serialize, ToSchema)]
+struct ActivityView {
+    /// Sixty minutes, oldest first; the last is the minute under way.
+    minutes: Vec<MinuteView>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct MinuteView {
+    start: Option<String>,
+    submitted: u64,
+    succeeded: u64,
+    failed: u64,
+    cancelled: u64,
+    dispatched: u64,
+    /// Ready to dispatched, median and 99th percentile, in milliseconds:
+    /// upper bounds of histogram buckets; 0 when nothing was dispatched.
+    dispatch_p50_ms: f64,
+    dispatch_p99_ms: f64,
+    spend: Vec<SpendView>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SpendView {
+    model: String,
+    #[serde(flatten)]
+    cost: Option<CostView>,
+}
+
+#[utoipa::path(get, path = "/activity", tag = "fleet",
+    summary = "The last hour, minute by minute: tasks, dispatch latency, spend by model (GetActivity)",
+    params(("tenant" = Option<Vec<String>>, Query, description = "only this tenant's work (repeat it); each must be one the caller may see")),
+    responses((status = 200, body = ActivityView), Refused))]
+async fn activity(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer<ActivityView> {
+    let mut request = v1::GetActivityRequest::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "tenant" => request.tenants.push(value),
+            other => return Err(Error::invalid(other, "not a filter of activity").into()),
+        }
+    }
+    let activity = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.get_activity(r).await },
+    )
+    .await?;
+    let minutes = activity
+        .minutes
+        .into_iter()
+        .map(|m| MinuteView {
+            start: rfc3339(&m.start),
+            submitted: m.submitted,
+            succeeded: m.succeeded,
+            failed: m.failed,
+            cancelled: m.cancelled,
+            dispatched: m.dispatched,
+            dispatch_p50_ms: m.dispatch_p50_seconds * 1000.0,
+            dispatch_p99_ms: m.dispatch_p99_seconds * 1000.0,
+            spend: m
+                .spend
+                .into_iter()
+                .map(|s| SpendView {
+                    model: s.model,
+                    cost: cost_view(&s.cost),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(ActivityView { minutes }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -20,6 +20,7 @@ use crate::auth::{Action, Identity, require};
 use crate::engine::{CancelAnswer, EngineHandle, Submission};
 use crate::fleet;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::planner::{Planned, Planner};
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
@@ -36,6 +37,7 @@ pub struct TaskApi {
     store: Arc<dyn Store>,
     engine: EngineHandle,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     limits: Limits,
     ids: Mutex<ulid::Generator>,
     watches: Arc<WatchSlots>,
@@ -93,6 +95,7 @@ impl TaskApi {
         store: Arc<dyn Store>,
         engine: EngineHandle,
         hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
         limits: Limits,
         planner: Option<Arc<Planner>>,
     ) -> Self {
@@ -100,6 +103,7 @@ impl TaskApi {
             store,
             engine,
             hub,
+            metrics,
             limits,
             ids: Mutex::new(ulid::Generator::new()),
             watches: Arc::default(),
@@ -734,6 +738,41 @@ impl v1::task_service_server::TaskService for TaskApi {
         Ok(Response::new(v1::ListAuditResponse { events }))
     }
 
+    async fn get_activity(
+        &self,
+        request: Request<v1::GetActivityRequest>,
+    ) -> Result<Response<v1::Activity>, Status> {
+        let caller = require(&request, Action::ReadTasks)?;
+        let tenants = asked_tenants(&caller, request.into_inner().tenants)?;
+        let minutes = self
+            .metrics
+            .activity(tenants.as_deref())
+            .into_iter()
+            .map(|minute| {
+                let tally = minute.tally;
+                v1::ActivityMinute {
+                    start: Some(timestamp(minute.start)),
+                    submitted: tally.submitted,
+                    succeeded: tally.succeeded,
+                    failed: tally.failed,
+                    cancelled: tally.cancelled,
+                    dispatched: tally.dispatched,
+                    dispatch_p50_seconds: tally.dispatch_wait(0.5),
+                    dispatch_p99_seconds: tally.dispatch_wait(0.99),
+                    spend: tally
+                        .spend
+                        .into_iter()
+                        .map(|(model, cost)| v1::ModelSpend {
+                            model,
+                            cost: Some(cost.into()),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::Activity { minutes }))
+    }
+
     type WatchTaskStream = EventStream;
     type WatchFleetStream = EventStream;
 
@@ -941,7 +980,14 @@ mod tests {
             Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
             Arc::new(crate::metrics::Metrics::new()),
         );
-        let api = TaskApi::new(store, engine, hub.clone(), Limits::default(), None);
+        let api = TaskApi::new(
+            store,
+            engine,
+            hub.clone(),
+            Arc::new(Metrics::new()),
+            Limits::default(),
+            None,
+        );
 
         for _ in 0..3 {
             let watch = v1::WatchTaskRequest {

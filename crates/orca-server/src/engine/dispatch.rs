@@ -6,7 +6,7 @@ use super::*;
 
 impl Engine {
     pub(super) fn admit(&mut self, task: Admitted) {
-        self.metrics.task_submitted();
+        self.metrics.task_submitted(&task.tenant);
         let id: Arc<str> = Arc::from(task.id.as_str());
         let mut active = new_active(
             task.spec,
@@ -114,7 +114,7 @@ impl Engine {
         slot.worker_name.clone_from(&worker.info.name);
         slot.attempt_started = now;
         self.metrics
-            .attempt_started((now - slot.queued_at) as f64 / 1e6);
+            .attempt_started(&active.tenant, (now - slot.queued_at) as f64 / 1e6);
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),

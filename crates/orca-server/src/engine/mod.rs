@@ -514,7 +514,7 @@ impl Engine {
             match change {
                 Change::Task { state, message } => {
                     if state.is_terminal() {
-                        self.metrics.task_finished(state.as_str());
+                        self.metrics.task_finished(&active.tenant, state);
                     }
                     self.round.writes.push(Write::Task {
                         id: task_id.to_string(),

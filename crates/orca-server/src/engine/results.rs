@@ -111,7 +111,7 @@ impl Engine {
             session.usd += cost.usd;
         }
         if let Some(cost) = &report.cost {
-            self.metrics.agent_spent(&slot.model, cost);
+            self.metrics.agent_spent(&active.tenant, &slot.model, cost);
         }
         let started = report.started_at.unwrap_or(slot.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
