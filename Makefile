@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench fuzz crds images e2e-kind lint fmt
+.PHONY: demo test bench fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -18,6 +18,9 @@ fuzz:            ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
 crds:            ## regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run -q -p orca-cli -- operator crd > crds/orca.dev.yaml
 	cp crds/orca.dev.yaml charts/orca/crds/orca.dev.yaml
+
+console:         ## rebuild the web console's bundle (console/dist, checked in and embedded)
+	./scripts/console.sh build
 
 images:          ## build the orca and orca-worker images (needs docker)
 	docker build -f deploy/Dockerfile --target orca -t ghcr.io/orca-dev/orca:$(VERSION) .

@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 ./scripts/tools.sh
 # The claude-code tests run the real Claude Code CLI (from npm, cached).
 ./scripts/claude.sh
+# The console's tests: its build tools (a test rebuilds the checked-in
+# bundle from its sources), and a real Chromium with its WebDriver.
+./scripts/console.sh
+./scripts/browser.sh
 
 # The PostgreSQL store's tests use a real server: a throwaway cluster for
 # this run, unless ORCA_TEST_POSTGRES_URL names one already.

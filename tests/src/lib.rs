@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 pub use orca_api;
 
 pub mod anthropic;
+pub mod browser;
 pub mod kube_api;
 use orca_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
@@ -63,6 +64,24 @@ impl Process {
             .spawn()
             .with_context(|| format!("spawning {name}"))?;
         Ok(Process { child, log })
+    }
+
+    /// [`Process::spawn`], with stdout kept in `<dir>/<name>.out` too.
+    pub fn spawn_keeping_stdout(
+        command: &mut Command,
+        dir: &Path,
+        name: &str,
+    ) -> anyhow::Result<(Process, PathBuf)> {
+        let out = dir.join(format!("{name}.out"));
+        let stdout = std::fs::File::create(&out)?;
+        let (log, stderr) = log_file(dir, name)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        Ok((Process { child, log }, out))
     }
 
     pub fn pid(&self) -> u32 {

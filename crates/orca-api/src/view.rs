@@ -102,6 +102,11 @@ pub fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
 #[serde(rename_all = "camelCase")]
 pub struct StepView {
     pub id: String,
+    /// What runs it: `shell`, `claude-code` or `noop`.
+    pub runtime: &'static str,
+    /// The steps it waits for: the task's graph.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
     pub state: &'static str,
     pub attempt: u32,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -111,6 +116,8 @@ pub struct StepView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     pub progress: f32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub progress_message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,6 +200,8 @@ pub struct AuditView {
 /// A task as programs read it: `orca get task -o json` and the HTTP API.
 pub fn task_view(task: &v1::Task) -> TaskView {
     let spec = task.spec.clone().unwrap_or_default();
+    let specs: BTreeMap<&str, &v1::StepSpec> =
+        spec.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     TaskView {
         id: task.id.clone(),
         tenant: task.tenant.clone(),
@@ -216,12 +225,25 @@ pub fn task_view(task: &v1::Task) -> TaskView {
             .iter()
             .map(|s| StepView {
                 id: s.id.clone(),
+                runtime: match specs
+                    .get(s.id.as_str())
+                    .and_then(|spec| spec.runtime.as_ref())
+                {
+                    Some(v1::step_spec::Runtime::Shell(_)) => "shell",
+                    Some(v1::step_spec::Runtime::ClaudeCode(_)) => "claude-code",
+                    _ => "noop",
+                },
+                after: specs
+                    .get(s.id.as_str())
+                    .map(|spec| spec.depends_on.clone())
+                    .unwrap_or_default(),
                 state: step_state_name(s.state),
                 attempt: s.attempt,
                 worker: s.worker.clone(),
                 started_at: rfc3339(&s.started_at),
                 finished_at: rfc3339(&s.finished_at),
                 progress: s.progress,
+                progress_message: s.progress_message.clone(),
                 exit_code: s.exit_code,
                 output: (!s.output_json.is_empty()).then(|| {
                     serde_json::from_str(&s.output_json)

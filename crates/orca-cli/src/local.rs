@@ -293,7 +293,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "--tls-cert: `orca up` serves loopback in plaintext; use `orca server` for TLS"
         );
     }
-    let config = server_config(&args.control_plane)?;
+    let mut config = server_config(&args.control_plane)?;
+    // The console is on by default here, on loopback: the port after
+    // gRPC's, or one the system picks when gRPC's was picked too.
+    if config.http_listen.is_none() {
+        let port = match args.control_plane.listen.port() {
+            0 | u16::MAX => 0,
+            grpc => grpc + 1,
+        };
+        config.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
     let data_dir = &args.control_plane.store.data_dir;
     let running = orca_server::start(config)
         .await
@@ -355,14 +364,26 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("orca is up");
     println!("  gRPC     {endpoint}  (health checking and reflection enabled)");
     println!("  store    {}", running.store);
+    let admin_token_file = data_dir.join("admin.token");
     if let Some(http) = running.http_addr {
+        // The console opens signed in as the admin, once: the link holds a
+        // one-time code, not the token. With tokens of one's own
+        // (--tokens-file) there is no admin.token: one signs in by pasting.
+        match std::fs::read_to_string(&admin_token_file) {
+            Ok(admin_token) => {
+                if let Some(link) = running.sign_in_link(admin_token.trim())? {
+                    println!("  console  {link}  (signs you in once, within 15 minutes)");
+                }
+            }
+            Err(_) => println!("  console  http://{http}/  (sign in with a token)"),
+        }
         println!(
             "  metrics  http://{http}/metrics  (with the admin token; /healthz, /readyz without)"
         );
     }
     println!(
-        "  token    {} (the CLI reads .orca/admin.token by itself)",
-        data_dir.join("admin.token").display()
+        "  token    {} (the CLI reads .orca/admin.token by itself; paste it to sign in to the console)",
+        admin_token_file.display()
     );
     println!(
         "  workers  {} ({} slots each; capabilities: {})",

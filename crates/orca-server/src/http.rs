@@ -24,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::acceptor::Acceptor;
 use crate::auth::{Action, Authenticator, Identity};
+use crate::console;
 use crate::engine::EngineHandle;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -246,6 +247,7 @@ pub fn serve(
         .route("/readyz", get(readyz))
         .route("/login", get(login))
         .nest("/api/v1", rest::routes(max_body))
+        .merge(console::routes())
         .with_state(status);
     let connections = acceptor.connections();
     let local_addr = acceptor.local_addr();

@@ -6,6 +6,7 @@ mod acceptor;
 mod activity;
 mod agent_service;
 pub mod auth;
+mod console;
 mod engine;
 mod error;
 mod fleet;
@@ -128,11 +129,24 @@ pub struct RunningServer {
     /// Where tasks are kept: the SQLite file, or the PostgreSQL URL
     /// without its password.
     pub store: String,
+    status: Arc<http::Status>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), Error>>,
 }
 
 impl RunningServer {
+    /// A link that signs a browser into the console as `token`'s caller,
+    /// once, within 15 minutes: what `orca up` prints. `None` without an
+    /// HTTP port.
+    pub fn sign_in_link(&self, token: &str) -> Result<Option<String>, Error> {
+        let Some(http) = self.http_addr else {
+            return Ok(None);
+        };
+        let identity = self.status.authenticator().authenticate_token(token)?;
+        let code = self.status.sessions.mint_code(identity)?;
+        Ok(Some(format!("http://{http}/login?code={code}")))
+    }
+
     /// Stops gracefully: no new requests, streams end, then returns.
     pub async fn stop(self) -> Result<(), Error> {
         let _ = self.stop.send(());
@@ -235,7 +249,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         authenticator,
         step_tokens,
         metrics,
-        status,
+        status: status.clone(),
         stop_requested,
         settled,
     };
@@ -250,6 +264,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         local_addr,
         http_addr,
         store,
+        status,
         stop,
         serving,
     })

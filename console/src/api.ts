@@ -1,0 +1,217 @@
+// The HTTP API under /api/v1, as the console uses it: JSON calls with the
+// session cookie (and the CSRF token on changes), and server-sent events.
+
+export interface Cost {
+  usd: number;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheCreationTokens: number;
+}
+
+export interface Attempt {
+  attempt: number;
+  worker: string;
+  state: string;
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number;
+  error?: string;
+  sessionId?: string;
+  model?: string;
+  cost?: Cost;
+}
+
+export interface Step {
+  id: string;
+  runtime: string;
+  after?: string[];
+  state: string;
+  attempt: number;
+  worker?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  progress: number;
+  progressMessage?: string;
+  exitCode?: number;
+  output?: unknown;
+  error?: string;
+  cost?: Cost;
+  attempts?: Attempt[];
+}
+
+export interface Task {
+  id: string;
+  tenant: string;
+  name: string;
+  state: string;
+  priority: number;
+  labels?: Record<string, string>;
+  message?: string;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  cost?: Cost;
+  traceId?: string;
+  prompt?: string;
+  steps?: Step[];
+}
+
+export interface Agent {
+  id: string;
+  name: string;
+  pool: string;
+  capabilities: string[];
+  slots: number;
+  running: number;
+  connectedAt?: string;
+  peer: string;
+}
+
+export interface Fleet {
+  agents: Agent[];
+  queue: { capabilities: string[]; queued: number }[];
+}
+
+export interface Minute {
+  start: string;
+  submitted: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  dispatched: number;
+  dispatchP50Ms: number;
+  dispatchP99Ms: number;
+  spend: ({ model: string } & Partial<Cost>)[];
+}
+
+export interface AuditRecord {
+  seq: number;
+  time: string;
+  actor: string;
+  role: string;
+  action: string;
+  tenant: string;
+  taskId: string;
+  outcome: string;
+  detail?: string;
+}
+
+export interface Session {
+  name: string;
+  role: string;
+  tenants: string[];
+  csrfToken?: string;
+}
+
+/// One event of a task (or of the fleet, with its position).
+export interface TaskEvent {
+  taskId: string;
+  seq: number;
+  position?: number;
+  time?: string;
+  type: "taskState" | "stepState" | "progress" | "log" | "unknown";
+  state?: string;
+  step?: string;
+  attempt?: number;
+  worker?: string;
+  message?: string;
+  fraction?: number;
+  stream?: string;
+  line?: string;
+}
+
+/// A refusal, as the API answers it: the HTTP status and the field named.
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+    public field?: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrfToken = "";
+
+export function rememberCsrf(token: string | undefined) {
+  csrfToken = token ?? "";
+}
+
+/// What the app does when a call finds no session (it shows the sign-in).
+let onSignedOut: () => void = () => {};
+export function whenSignedOut(handler: () => void) {
+  onSignedOut = handler;
+}
+
+export async function call<T>(method: string, path: string, body?: string, contentType = "application/json"): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken;
+  if (body !== undefined) headers["Content-Type"] = contentType;
+  const response = await fetch(`/api/v1${path}`, { method, headers, body, credentials: "same-origin" });
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  let json: any = undefined;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    // A proxy's page, not ours: its text says what went wrong.
+  }
+  if (!response.ok) {
+    if (response.status === 401 && path !== "/session") onSignedOut();
+    const error = json?.error;
+    throw new ApiError(response.status, error?.message ?? (text || response.statusText), error?.field);
+  }
+  return json as T;
+}
+
+export const get = <T>(path: string) => call<T>("GET", path);
+
+/// Follows a server-sent event stream; the browser reconnects by itself
+/// and resumes after the last id. Returns what closes it.
+export function follow(path: string, onEvent: (event: TaskEvent) => void, onStart?: (position: number) => void): () => void {
+  const source = new EventSource(`/api/v1${path}`, { withCredentials: true });
+  const kinds = ["taskState", "stepState", "progress", "log"];
+  for (const kind of kinds) {
+    source.addEventListener(kind, (message) => onEvent(JSON.parse((message as MessageEvent).data)));
+  }
+  source.addEventListener("start", (message) => onStart?.(JSON.parse((message as MessageEvent).data).position));
+  return () => source.close();
+}
+
+export const terminal = (state: string) => ["succeeded", "failed", "cancelled", "skipped"].includes(state);
+
+export function query(params: Record<string, string | string[] | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one) search.append(name, one);
+    }
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+export function duration(from?: string, to?: string): string {
+  if (!from) return "";
+  const ms = (to ? Date.parse(to) : Date.now()) - Date.parse(from);
+  if (ms < 1000) return `${Math.max(ms, 0)} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} m ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} m`;
+}
+
+export const usd = (cost?: Partial<Cost>) => (cost?.usd ? `$${cost.usd.toFixed(cost.usd < 1 ? 4 : 2)}` : "");
+
+export const tokens = (cost?: Partial<Cost>) =>
+  (cost?.inputTokens ?? 0) + (cost?.outputTokens ?? 0) + (cost?.cacheReadTokens ?? 0) + (cost?.cacheCreationTokens ?? 0);
+
+export const when = (time?: string) => (time ? new Date(time).toLocaleString() : "");
+
+/// How far a task is: its steps' progress, finished steps counting whole.
+export function taskProgress(task: Task): number | undefined {
+  if (!task.steps?.length) return undefined;
+  const done = task.steps.map((s) => (s.state === "succeeded" || s.state === "skipped" ? 1 : s.progress || 0));
+  return done.reduce((a, b) => a + b, 0) / done.length;
+}

@@ -1,0 +1,323 @@
+// One task: its DAG laid out by dagre, each node live; a step's panel with
+// its log tail, attempts, output and ids; cancel and retry.
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import dagre from "@dagrejs/dagre";
+
+import { ApiError, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
+import { Progress } from "./tasks";
+import { useThrottled } from "./overview";
+
+/// Lines kept per step; the page shows the newest and more on request.
+const KEPT_LINES = 5000;
+const SHOWN_LINES = 300;
+
+interface LogLine {
+  seq: number;
+  attempt: number;
+  stream: string;
+  line: string;
+}
+
+export function TaskPage({ id, session }: { id: string; session: Session }) {
+  const [task, setTask] = useState<Task | null>(null);
+  const [error, setError] = useState("");
+  const [selected, setSelected] = useState<string | null>(null);
+  // Log lines per step, in a ref: thousands arrive, the page redraws once
+  // per frame.
+  const logs = useRef<Map<string, LogLine[]>>(new Map());
+  const [logVersion, setLogVersion] = useState(0);
+  const frame = useRef<number | null>(null);
+  const lastSeq = useRef(0);
+  const [following, setFollowing] = useState(0);
+
+  const load = () =>
+    get<Task>(`/tasks/${id}`).then(
+      (t) => {
+        setTask(t);
+        setError("");
+      },
+      (e) => setError(e.message),
+    );
+  const loadSoon = useThrottled(load, 300);
+
+  useEffect(() => {
+    load();
+  }, [id]);
+
+  useEffect(() => {
+    const onEvent = (event: TaskEvent) => {
+      lastSeq.current = event.seq;
+      if (event.type === "log" && event.step) {
+        const lines = logs.current.get(event.step) ?? [];
+        lines.push({ seq: event.seq, attempt: event.attempt ?? 0, stream: event.stream ?? "stdout", line: event.line ?? "" });
+        if (lines.length > KEPT_LINES) lines.splice(0, lines.length - KEPT_LINES);
+        logs.current.set(event.step, lines);
+        if (frame.current === null) {
+          frame.current = requestAnimationFrame(() => {
+            frame.current = null;
+            setLogVersion((v) => v + 1);
+          });
+        }
+        return;
+      }
+      if (event.type === "progress") {
+        setTask((t) =>
+          t && {
+            ...t,
+            steps: t.steps?.map((s) =>
+              s.id === event.step ? { ...s, progress: event.fraction ?? s.progress, progressMessage: event.message } : s,
+            ),
+          },
+        );
+        return;
+      }
+      loadSoon();
+      // The last event of a finished task: the server ends the stream, and
+      // a reconnect would find nothing; a retry follows again.
+      if (event.type === "taskState" && event.state && terminal(event.state)) stop();
+    };
+    const stop = follow(`/tasks/${id}/events?after=${lastSeq.current}`, onEvent);
+    return stop;
+  }, [id, following]);
+
+  if (error && !task) return <p class="error" data-test="error">{error}</p>;
+  if (!task) return <p class="loading">Loading…</p>;
+  const steps = task.steps ?? [];
+  const step = steps.find((s) => s.id === selected);
+  const canChange = session.role !== "viewer";
+  const act = async (action: "cancel" | "retry") => {
+    try {
+      setTask(await call<Task>("POST", `/tasks/${id}/${action}`));
+      setError("");
+      if (action === "retry") setFollowing((n) => n + 1);
+    } catch (e) {
+      setError(e instanceof ApiError ? `${e.message}` : String(e));
+    }
+  };
+  return (
+    <div class="task">
+      <div class="task-head">
+        <h1>
+          {task.name || task.id} <span class={`badge state-${task.state}`} data-test="task-state">{task.state}</span>
+        </h1>
+        <div class="actions">
+          {canChange && !terminal(task.state) && (
+            <button onClick={() => act("cancel")} data-test="cancel">
+              Cancel
+            </button>
+          )}
+          {canChange && (task.state === "failed" || task.state === "cancelled") && (
+            <button onClick={() => act("retry")} data-test="retry">
+              Retry
+            </button>
+          )}
+        </div>
+      </div>
+      {error && <p class="error" data-test="error">{error}</p>}
+      <dl class="facts">
+        <dt>id</dt>
+        <dd>{task.id}</dd>
+        <dt>tenant</dt>
+        <dd>{task.tenant}</dd>
+        {task.labels && (
+          <>
+            <dt>labels</dt>
+            <dd>
+              {Object.entries(task.labels)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(", ")}
+            </dd>
+          </>
+        )}
+        <dt>created</dt>
+        <dd>{when(task.createdAt)}</dd>
+        <dt>duration</dt>
+        <dd>{duration(task.startedAt, terminal(task.state) ? task.finishedAt : undefined)}</dd>
+        <dt>cost</dt>
+        <dd data-test="task-cost">
+          {usd(task.cost) || "—"} {task.cost ? `(${tokens(task.cost)} tokens)` : ""}
+        </dd>
+        {task.traceId && (
+          <>
+            <dt>trace id</dt>
+            <dd>{task.traceId}</dd>
+          </>
+        )}
+        {task.message && (
+          <>
+            <dt>message</dt>
+            <dd>{task.message}</dd>
+          </>
+        )}
+      </dl>
+      <Graph steps={steps} selected={selected} onSelect={setSelected} />
+      {step && <StepPanel step={step} task={task} lines={logs.current.get(step.id) ?? []} version={logVersion} />}
+    </div>
+  );
+}
+
+const NODE_WIDTH = 170;
+const NODE_HEIGHT = 52;
+
+/// The steps as a graph, left to right, laid out by dagre.
+function Graph({ steps, selected, onSelect }: { steps: Step[]; selected: string | null; onSelect: (id: string) => void }) {
+  const shape = steps.map((s) => `${s.id}<${(s.after ?? []).join(",")}`).join(";");
+  const layout = useMemo(() => {
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60, marginx: 10, marginy: 10 });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const s of steps) g.setNode(s.id, { width: NODE_WIDTH, height: NODE_HEIGHT });
+    for (const s of steps) for (const before of s.after ?? []) g.setEdge(before, s.id);
+    dagre.layout(g);
+    const nodes = new Map(g.nodes().map((n) => [n, g.node(n)]));
+    const edges = g.edges().map((e) => g.edge(e).points);
+    return { nodes, edges, width: g.graph().width ?? 0, height: g.graph().height ?? 0 };
+  }, [shape]);
+  return (
+    <div class="graph">
+      <svg width={layout.width} height={layout.height} data-test="dag">
+        <defs>
+          <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+            <path d="M0,0 L10,5 L0,10 z" class="arrow" />
+          </marker>
+        </defs>
+        {layout.edges.map((points) => (
+          <path class="edge" d={points.map((p, i) => `${i ? "L" : "M"}${p.x},${p.y}`).join(" ")} marker-end="url(#arrow)" />
+        ))}
+        {steps.map((s) => {
+          const node = layout.nodes.get(s.id);
+          if (!node) return null;
+          const x = node.x - NODE_WIDTH / 2;
+          const y = node.y - NODE_HEIGHT / 2;
+          const fraction = s.state === "succeeded" ? 1 : s.progress || 0;
+          return (
+            <g
+              class={`node state-${s.state} ${selected === s.id ? "selected" : ""}`}
+              transform={`translate(${x},${y})`}
+              onClick={() => onSelect(s.id)}
+              data-step={s.id}
+              data-state={s.state}
+            >
+              <rect width={NODE_WIDTH} height={NODE_HEIGHT} rx="6" />
+              <text x="10" y="20" class="node-id">
+                {s.id}
+              </text>
+              <text x="10" y="38" class="node-state">
+                {s.state}
+                {s.attempt > 1 ? ` · attempt ${s.attempt}` : ""} · {s.runtime}
+              </text>
+              <rect class="node-progress" x="0" y={NODE_HEIGHT - 4} height="4" width={NODE_WIDTH * fraction} rx="2" />
+            </g>
+          );
+        })}
+      </svg>
+    </div>
+  );
+}
+
+function StepPanel({ step, task, lines, version }: { step: Step; task: Task; lines: LogLine[]; version: number }) {
+  const [shown, setShown] = useState(SHOWN_LINES);
+  const [followTail, setFollowTail] = useState(true);
+  const tail = useRef<HTMLPreElement>(null);
+  useEffect(() => {
+    if (followTail && tail.current) tail.current.scrollTop = tail.current.scrollHeight;
+  }, [version, followTail, step.id]);
+  const visible = lines.slice(-shown);
+  const hidden = lines.length - visible.length;
+  const session = [...(step.attempts ?? [])].reverse().find((a) => a.sessionId)?.sessionId;
+  return (
+    <section class="step-panel" data-test="step-panel">
+      <h2>
+        {step.id} <span class={`badge state-${step.state}`}>{step.state}</span>
+      </h2>
+      {step.progress > 0 && step.state === "running" && (
+        <p>
+          <Progress fraction={step.progress} /> {step.progressMessage}
+        </p>
+      )}
+      {step.error && <p class="error">{step.error}</p>}
+      <dl class="facts">
+        <dt>session id</dt>
+        <dd data-test="session-id">{session ?? "—"}</dd>
+        <dt>trace id</dt>
+        <dd>{task.traceId || "—"}</dd>
+        <dt>cost</dt>
+        <dd>{usd(step.cost) || "—"}</dd>
+      </dl>
+      <h3>Attempts</h3>
+      <table data-test="attempts">
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>worker</th>
+            <th>state</th>
+            <th>started</th>
+            <th>ran</th>
+            <th>reason</th>
+            <th>model</th>
+            <th>cost</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(step.attempts ?? []).map((a) => (
+            <tr>
+              <td>{a.attempt}</td>
+              <td>{a.worker}</td>
+              <td>
+                <span class={`badge state-${a.state}`}>{a.state}</span>
+              </td>
+              <td>{when(a.startedAt)}</td>
+              <td>{duration(a.startedAt, a.finishedAt)}</td>
+              <td>{a.error ?? (a.exitCode !== undefined ? `exit ${a.exitCode}` : "")}</td>
+              <td>{a.model}</td>
+              <td>{usd(a.cost)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h3>
+        Log{" "}
+        <label class="follow">
+          <input type="checkbox" checked={followTail} onChange={(e) => setFollowTail((e.target as HTMLInputElement).checked)} /> follow
+        </label>
+      </h3>
+      {hidden > 0 && (
+        <button class="link" onClick={() => setShown(shown + SHOWN_LINES)} data-test="load-more">
+          Show {Math.min(hidden, SHOWN_LINES)} earlier lines ({hidden} not shown)
+        </button>
+      )}
+      <pre class="log" ref={tail} data-test="log">
+        {visible.map((l) => (
+          <div class={`line ${l.stream} ${l.line.startsWith("tool: ") ? "tool" : ""}`} key={l.seq}>
+            {l.line.startsWith("tool: ") ? <ToolCall line={l.line} /> : l.line}
+          </div>
+        ))}
+        {!lines.length && <span class="empty">No log lines.</span>}
+      </pre>
+      {step.output !== undefined && (
+        <>
+          <h3>Output</h3>
+          <pre class="output" data-test="output">
+            {JSON.stringify(step.output, null, 2)}
+          </pre>
+        </>
+      )}
+    </section>
+  );
+}
+
+/// A Claude tool call, as the worker writes it: `tool: NAME key=value`.
+function ToolCall({ line }: { line: string }) {
+  const rest = line.slice("tool: ".length);
+  const space = rest.indexOf(" ");
+  const name = space < 0 ? rest : rest.slice(0, space);
+  const what = space < 0 ? "" : rest.slice(space + 1);
+  return (
+    <>
+      <span class="tool-name" data-test="tool-call">
+        {name}
+      </span>{" "}
+      {what}
+    </>
+  );
+}
