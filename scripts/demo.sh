@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: builds orca, starts the embedded orca (control plane on SQLite
 # plus two local workers), runs the fan-out/fan-in example with live
-# progress, prints the result, and stops what it started.
+# progress, prints the result, and stops what it started (with KEEP=1 it
+# stays up, and prints the web console's sign-in link).
 #
 # With ANTHROPIC_API_KEY set (or ANTHROPIC_BASE_URL pointing at an endpoint
 # that speaks the Anthropic Messages API), the DAG ends in a Claude Code
@@ -75,3 +76,13 @@ echo "== orca get task $task"
 echo
 echo "== orca logs $task"
 "$orca" --server "$server" logs "$task"
+
+# KEEP=1 leaves orca running to look around in the web console: its
+# one-time sign-in link is in what `orca up` printed.
+if [ -n "${KEEP:-}" ]; then
+  echo
+  link=$(sed -n 's/^ *console *\([^ ]*\).*/\1/p' "$data/up.log" | head -n 1)
+  echo "== orca keeps running: open the console at $link"
+  echo "   (the link signs you in once; afterwards paste the token in $data/admin.token). Ctrl-C stops it."
+  wait $up_pid || true
+fi

@@ -1,5 +1,6 @@
 //! The fleet's event stream (WatchFleet): every task's events but log
-//! lines, in the store's commit order, each with its fleet position. A
+//! lines, in the store's commit order, each with its fleet position (see
+//! `orca_store::fleet`). A
 //! follower reads the store after the last position it sent, so a resume
 //! after any position misses nothing and repeats nothing; the hub only
 //! wakes it when a commit stored something new.
@@ -50,16 +51,16 @@ pub(crate) async fn follow(
                     return;
                 }
             };
-            let full = page.len() == PAGE;
-            for (position, event) in page {
-                after = position;
+            for (position, event) in page.events {
                 let mut event = v1::Event::from(&event);
                 event.position = position;
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
             }
-            if !full {
+            // Past what was looked at, sent or another tenant's.
+            after = page.through;
+            if !page.full {
                 break;
             }
         }
@@ -82,6 +83,7 @@ mod tests {
     use super::*;
     use crate::hub::Hub;
     use orca_core::{Event, EventKind, LogStream, StepSpec, StepState, TaskSpec, TaskState};
+    use orca_store::fleet::position;
     use orca_store::memory::MemoryStore;
     use orca_store::{NewTask, Write};
 
@@ -149,8 +151,8 @@ mod tests {
             .expect("created");
         let (tx, mut rx) = mpsc::channel(16);
         let follower = tokio::spawn(follow(store.clone(), 0, None, hub.watch_fleet(), tx));
-        assert_eq!(next(&mut rx).await, ("t1".into(), 1, 1));
-        assert_eq!(next(&mut rx).await, ("t2".into(), 1, 2));
+        assert_eq!(next(&mut rx).await, ("t1".into(), 1, position(1, 1)));
+        assert_eq!(next(&mut rx).await, ("t2".into(), 1, position(1, 2)));
 
         // A commit with a log line: the follower is woken, sends the state
         // change, and not the log line.
@@ -163,7 +165,7 @@ mod tests {
             .expect("answer")
             .expect("committed");
         hub.fleet_changed();
-        assert_eq!(next(&mut rx).await, ("t1".into(), 3, 3));
+        assert_eq!(next(&mut rx).await, ("t1".into(), 3, position(2, 1)));
 
         hub.close_all();
         tokio::time::timeout(Duration::from_secs(5), follower)
@@ -184,15 +186,15 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let follower = tokio::spawn(follow(
             store.clone(),
-            1,
+            position(1, 1),
             Some(vec!["a".into()]),
             hub.watch_fleet(),
             tx,
         ));
         assert_eq!(
             next(&mut rx).await,
-            ("t3".into(), 1, 3),
-            "after 1, tenant a"
+            ("t3".into(), 1, position(1, 3)),
+            "after the first, tenant a only"
         );
         drop(rx);
         tokio::time::timeout(Duration::from_secs(5), follower)

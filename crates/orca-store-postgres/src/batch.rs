@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use orca_core::{Event, EventKind};
+use orca_core::Event;
+use orca_store::fleet;
 use orca_store::{
     AttemptWrite, AuditRecord, Created, NewTask, StateChange, StateEntry, StateKey, StateOutcome,
     StepWrite, Write,
@@ -192,19 +193,13 @@ struct Events {
     at: Vec<i64>,
     kind: Vec<&'static str>,
     body: Vec<String>,
-    /// 1, 2, 3... for the batch's events that take a fleet position (all
-    /// but log lines), added to the highest stored; none for log lines.
-    fleet_offset: Vec<Option<i64>>,
-    in_fleet: i64,
+    /// The ones in the fleet's order (all but log lines), as written.
+    fleet: fleet::Entries,
 }
 
 impl Events {
     fn push(&mut self, event: &Event) -> Result<()> {
-        self.fleet_offset
-            .push((!matches!(event.kind, EventKind::Log { .. })).then(|| {
-                self.in_fleet += 1;
-                self.in_fleet
-            }));
+        self.fleet.push(event);
         self.task_id.push(text(&event.task_id));
         self.seq.push(event.seq as i64);
         self.at.push(event.at);
@@ -348,6 +343,18 @@ impl Rows {
     /// the updates that may follow them), all at once: the statements are
     /// pipelined, so the group waits for one round trip, not one each.
     async fn execute(&self, conn: &mut Conn) -> Result<()> {
+        // Declared before the pipeline, which borrows them.
+        let fleet_rows: Vec<(Vec<String>, Vec<i64>)> = self
+            .events
+            .fleet
+            .rows(0)
+            .into_iter()
+            .map(|(_, row)| {
+                row.iter()
+                    .map(|(task_id, seq)| (text(task_id), *seq as i64))
+                    .unzip()
+            })
+            .collect();
         let mut pipeline = Pipeline::default();
         let t = &self.tasks;
         if !t.id.is_empty() {
@@ -397,16 +404,23 @@ impl Rows {
             pipeline
                 .add(
                     conn,
-                    // The one writer numbers the fleet's events as it
-                    // commits them, so positions rise in commit order.
-                    "INSERT INTO events (task_id, seq, at, kind, body, fleet_seq)
-                 SELECT task_id, seq, orca_ts(at), kind, body::json,
-                        (SELECT COALESCE(MAX(fleet_seq), 0) FROM events
-                         WHERE fleet_seq IS NOT NULL) + fleet_offset
-                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                             $6::bigint[])
-                      AS u(task_id, seq, at, kind, body, fleet_offset)",
-                    params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body, &e.fleet_offset],
+                    "INSERT INTO events (task_id, seq, at, kind, body)
+                 SELECT task_id, seq, orca_ts(at), kind, body::json
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
+                      AS u(task_id, seq, at, kind, body)",
+                    params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body],
+                )
+                .await?;
+        }
+        // The transaction's row(s) of the fleet's order (orca_store::fleet):
+        // the one writer numbers them as it commits, one above the last.
+        for (task_ids, seqs) in &fleet_rows {
+            pipeline
+                .add(
+                    conn,
+                    "INSERT INTO fleet (commit_no, task_ids, seqs)
+                     SELECT COALESCE(MAX(commit_no), 0) + 1, $1::text[], $2::bigint[] FROM fleet",
+                    params![task_ids, seqs],
                 )
                 .await?;
         }

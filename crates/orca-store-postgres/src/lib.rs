@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState};
 use orca_store::admission::{Admission, Bound};
+use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AuditRecord, Commit, Created, Error, NewTask, StateChange, StateEntry, StateKey,
     StateOutcome, StepRecord, Store, TaskQuery, TaskRecord, Write,
@@ -469,54 +470,99 @@ async fn events_after(
     Ok(events)
 }
 
-/// The fleet's events after a position, over its partial index; only
-/// some tenants' by a join to their tasks.
+/// The fleet's events after a position: commit rows a few at a time from
+/// its commit on, until they hold `limit` events after it, then those
+/// events (with their tasks' tenants) in one statement.
 async fn fleet_events_after(
     conn: &mut Conn,
-    after: i64,
+    after: u64,
     tenants: Option<Vec<String>>,
-    limit: i64,
-) -> Result<Vec<(u64, Event)>> {
-    let rows = match &tenants {
-        None => {
-            rows(
-                conn,
-                "SELECT fleet_seq, task_id, seq, orca_micros(at), body::text FROM events
-                 WHERE fleet_seq > $1 ORDER BY fleet_seq LIMIT $2",
-                &[&after, &limit],
-            )
-            .await?
+    limit: usize,
+) -> Result<FleetPage> {
+    const ROWS: i64 = 16;
+    let mut commits: Vec<(u64, Vec<(String, u64)>)> = Vec::new();
+    let mut next = fleet::split(after).0 as i64;
+    loop {
+        let read = rows(
+            conn,
+            "SELECT commit_no, task_ids, seqs FROM fleet WHERE commit_no >= $1
+             ORDER BY commit_no LIMIT $2",
+            &[&next, &ROWS],
+        )
+        .await?;
+        let done = read.len() < ROWS as usize;
+        for row in &read {
+            let commit: i64 = row.try_get(0)?;
+            let task_ids: Vec<String> = row.try_get(1)?;
+            let seqs: Vec<i64> = row.try_get(2)?;
+            commits.push((
+                commit as u64,
+                task_ids
+                    .into_iter()
+                    .zip(seqs.into_iter().map(|s| s as u64))
+                    .collect(),
+            ));
+            next = commit + 1;
         }
-        Some(tenants) => {
-            rows(
-                conn,
-                "SELECT e.fleet_seq, e.task_id, e.seq, orca_micros(e.at), e.body::text
-                 FROM events e JOIN tasks t ON t.id = e.task_id AND t.tenant = ANY($3::text[])
-                 WHERE e.fleet_seq > $1 ORDER BY e.fleet_seq LIMIT $2",
-                &[&after, &limit, tenants],
-            )
-            .await?
+        let found = fleet::entries_after(
+            commits.iter().map(|(c, r)| (*c, r.as_slice())),
+            after,
+            limit,
+        );
+        if done || found.len() == limit {
+            break;
         }
+    }
+    let entries = fleet::entries_after(
+        commits.iter().map(|(c, r)| (*c, r.as_slice())),
+        after,
+        limit,
+    );
+    let mut page = FleetPage {
+        events: Vec::with_capacity(entries.len()),
+        through: entries.last().map_or(after, |(at, _, _)| *at),
+        full: entries.len() == limit,
     };
-    rows.iter()
-        .map(|row| {
-            let position: i64 = row.try_get(0)?;
-            let task_id: String = row.try_get(1)?;
-            let seq: i64 = row.try_get(2)?;
-            let body: String = row.try_get(4)?;
-            let kind: EventKind = serde_json::from_str(&body)
-                .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-            Ok((
-                position as u64,
-                Event {
-                    task_id,
-                    seq: seq as u64,
-                    at: row.try_get(3)?,
-                    kind,
-                },
-            ))
-        })
-        .collect()
+    if entries.is_empty() {
+        return Ok(page);
+    }
+    let (task_ids, seqs): (Vec<String>, Vec<i64>) = entries
+        .iter()
+        .map(|(_, task_id, seq)| (task_id.to_string(), *seq as i64))
+        .unzip();
+    let found = rows(
+        conn,
+        "SELECT u.n, orca_micros(e.at), e.body::text, t.tenant
+         FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY AS u(task_id, seq, n)
+         JOIN events e ON e.task_id = u.task_id AND e.seq = u.seq
+         JOIN tasks t ON t.id = e.task_id
+         ORDER BY u.n",
+        &[&task_ids, &seqs],
+    )
+    .await?;
+    for row in found {
+        let n: i64 = row.try_get(0)?;
+        let tenant: String = row.try_get(3)?;
+        if tenants.as_ref().is_some_and(|t| !t.contains(&tenant)) {
+            continue;
+        }
+        let Some((at, task_id, seq)) = entries.get(n as usize - 1) else {
+            continue;
+        };
+        let body: String = row.try_get(2)?;
+        let kind: EventKind = serde_json::from_str(&body)
+            .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
+        page.events.push((
+            *at,
+            Event {
+                task_id: task_id.to_string(),
+                seq: *seq,
+                at: row.try_get(1)?,
+                kind,
+            },
+        ));
+    }
+    Ok(page)
 }
 
 /// Recovery lists the unfinished tasks' ids, then reads them a range of
@@ -716,31 +762,29 @@ impl Store for PostgresStore {
         after: u64,
         tenants: Option<Vec<String>>,
         limit: usize,
-    ) -> orca_store::Result<Vec<(u64, Event)>> {
+    ) -> orca_store::Result<FleetPage> {
         let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
-        let limit = count(limit as u64);
-        self.read(|conn| {
-            Box::pin(fleet_events_after(
-                conn,
-                count(after),
-                tenants.clone(),
-                limit,
-            ))
-        })
-        .await
+        self.read(|conn| Box::pin(fleet_events_after(conn, after, tenants.clone(), limit)))
+            .await
     }
 
     async fn fleet_head(&self) -> orca_store::Result<u64> {
         self.read(|conn| {
             Box::pin(async move {
-                let found = rows(
+                let last = rows(
                     conn,
-                    "SELECT COALESCE(MAX(fleet_seq), 0) FROM events WHERE fleet_seq IS NOT NULL",
+                    "SELECT commit_no, cardinality(seqs) FROM fleet ORDER BY commit_no DESC LIMIT 1",
                     &[],
                 )
                 .await?;
-                let head: i64 = found[0].try_get(0)?;
-                Ok(head as u64)
+                Ok(match last.first() {
+                    None => 0,
+                    Some(row) => {
+                        let commit: i64 = row.try_get(0)?;
+                        let events: i32 = row.try_get(1)?;
+                        fleet::position(commit as u64, events as usize)
+                    }
+                })
             })
         })
         .await

@@ -173,13 +173,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ALTER COLUMN spec TYPE json USING spec::json;
     ALTER TABLE events ALTER COLUMN body TYPE json USING body::json;
     "#,
-    // 4: every event but a log line has a place in the fleet's order, for
-    // followers of the whole fleet (Store::fleet_events_after). Log lines,
-    // the bulk of an agent's events, stay out of the index. Events stored
-    // before this version have no place.
+    // 4: the fleet's order (orca_store::fleet): one row per transaction
+    // naming, in order, the events it stored (all but log lines), numbered
+    // as the one writer commits them. One small row per transaction rather
+    // than an index entry per event keeps the write path as it was.
     r#"
-    ALTER TABLE events ADD COLUMN fleet_seq bigint;
-    CREATE INDEX events_in_fleet_order ON events (fleet_seq) WHERE fleet_seq IS NOT NULL;
+    CREATE TABLE fleet (
+        commit_no bigint PRIMARY KEY,
+        task_ids  text[] NOT NULL,
+        seqs      bigint[] NOT NULL
+    );
     "#,
 ];
 

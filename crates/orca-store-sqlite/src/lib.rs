@@ -13,6 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use orca_store::admission::{Admission, Bound, Place};
+use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, StateChange,
     StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
@@ -155,6 +156,10 @@ CREATE TABLE IF NOT EXISTS state (
     expires_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, scope, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fleet (
+    commit_no INTEGER PRIMARY KEY,
+    events    TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     at      INTEGER NOT NULL,
@@ -299,14 +304,6 @@ fn migrate(conn: &Connection) -> Result<()> {
     add_missing_column(conn, "tasks", "plan", "TEXT NOT NULL DEFAULT ''")?;
     add_missing_column(conn, "tasks", "trace_context", "TEXT NOT NULL DEFAULT ''")?;
     // Agents' sessions and costs, per attempt.
-    // Every event but a log line has a place in the fleet's order (see
-    // Store::fleet_events_after); events stored before this column existed
-    // have none.
-    add_missing_column(conn, "events", "fleet_seq", "INTEGER")?;
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS events_in_fleet_order ON events(fleet_seq)
-             WHERE fleet_seq IS NOT NULL",
-    )?;
     for (column, kind) in [
         ("session_id", "TEXT NOT NULL DEFAULT ''"),
         ("model", "TEXT NOT NULL DEFAULT ''"),
@@ -394,6 +391,8 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
     let mut places = Vec::with_capacity(group.len());
     let outcome = (|| -> Result<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The fleet's events of the jobs that stay, in the order written.
+        let mut fleet_entries = fleet::Entries::default();
         for Queued { job, place } in group.drain(..) {
             places.push(place);
             tx.execute_batch("SAVEPOINT job")?;
@@ -401,11 +400,25 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
                 Job::Create(tasks, reply) => {
                     let result = create_tasks(&tx, &tasks);
                     end_savepoint(&tx, result.is_ok())?;
+                    if let Ok(created) = &result {
+                        for (task, outcome) in tasks.iter().zip(created) {
+                            if matches!(outcome, Created::New(_)) {
+                                task.events.iter().for_each(|e| fleet_entries.push(e));
+                            }
+                        }
+                    }
                     answers.push(Answer::Created(reply, result));
                 }
                 Job::Write(writes, reply) => {
                     let result = apply_writes(&tx, &writes);
                     end_savepoint(&tx, result.is_ok())?;
+                    if result.is_ok() {
+                        for write in &writes {
+                            if let Write::Event(event) = write {
+                                fleet_entries.push(event);
+                            }
+                        }
+                    }
                     answers.push(Answer::Written(reply, result));
                 }
                 Job::State(change, reply) => {
@@ -415,6 +428,7 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
                 }
             }
         }
+        insert_fleet_rows(&tx, &fleet_entries)?;
         tx.commit()?;
         Ok(())
     })();
@@ -437,6 +451,23 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
         }
     }
     drop(places);
+}
+
+/// The transaction's row(s) of the fleet's order (see `orca_store::fleet`):
+/// the one writer numbers them as it commits, so commit numbers rise in
+/// commit order.
+fn insert_fleet_rows(conn: &Connection, entries: &fleet::Entries) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(commit_no), 0) FROM fleet")?
+        .query_row([], |row| row.get(0))?;
+    for (commit, row) in entries.rows(last as u64) {
+        conn.prepare_cached("INSERT INTO fleet (commit_no, events) VALUES (?1, ?2)")?
+            .execute(params![commit as i64, to_json(&row, "the fleet's events")?])?;
+    }
+    Ok(())
 }
 
 /// Ends the savepoint a job ran in: keeps its changes, or undoes them so
@@ -582,11 +613,7 @@ fn change_state(conn: &Connection, change: &StateChange) -> Result<StateOutcome>
 
 fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
     conn.prepare_cached(
-        // The one writer numbers the fleet's events as it commits them, so
-        // the order of positions is the order of commits.
-        "INSERT INTO events (task_id, seq, at, kind, body, fleet_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'log' THEN NULL ELSE
-             (SELECT COALESCE(MAX(fleet_seq), 0) + 1 FROM events WHERE fleet_seq IS NOT NULL) END)",
+        "INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         event.task_id,
@@ -1047,62 +1074,95 @@ impl Store for SqliteStore {
         after: u64,
         tenants: Option<Vec<String>>,
         limit: usize,
-    ) -> orca_store::Result<Vec<(u64, Event)>> {
+    ) -> orca_store::Result<FleetPage> {
         self.read(move |conn| {
-            let mut sql =
-                String::from("SELECT e.fleet_seq, e.task_id, e.seq, e.at, e.body FROM events e");
-            if let Some(tenants) = &tenants {
-                let marks = vec!["?"; tenants.len()].join(", ");
-                sql.push_str(&format!(
-                    " JOIN tasks t ON t.id = e.task_id AND t.tenant IN ({marks})"
-                ));
+            // Rows a few at a time from `after`'s commit on, until they
+            // hold `limit` events after it (or there are no more).
+            const ROWS: i64 = 16;
+            let mut rows: Vec<(u64, Vec<(String, u64)>)> = Vec::new();
+            let mut next = fleet::split(after).0 as i64;
+            loop {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT commit_no, events FROM fleet WHERE commit_no >= ?1
+                     ORDER BY commit_no LIMIT ?2",
+                )?;
+                let read: Vec<(i64, String)> = stmt
+                    .query_map(params![next, ROWS], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let done = (read.len() as i64) < ROWS;
+                for (commit, events) in read {
+                    let events: Vec<(String, u64)> = serde_json::from_str(&events)
+                        .map_err(|e| Error::Corrupt(format!("the fleet's commit {commit}: {e}")))?;
+                    rows.push((commit as u64, events));
+                    next = commit + 1;
+                }
+                let found = fleet::entries_after(
+                    rows.iter().map(|(c, r)| (*c, r.as_slice())),
+                    after,
+                    limit,
+                );
+                if done || found.len() == limit {
+                    break;
+                }
             }
-            sql.push_str(" WHERE e.fleet_seq > ? ORDER BY e.fleet_seq LIMIT ?");
-            let mut args: Vec<rusqlite::types::Value> = tenants
-                .unwrap_or_default()
-                .into_iter()
-                .map(rusqlite::types::Value::from)
-                .collect();
-            args.push((after as i64).into());
-            args.push((limit as i64).into());
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, String>(4)?,
-                ))
-            })?;
-            let mut events = Vec::new();
-            for row in rows {
-                let (position, task_id, seq, at, body) = row?;
+            let entries =
+                fleet::entries_after(rows.iter().map(|(c, r)| (*c, r.as_slice())), after, limit);
+            let mut page = FleetPage {
+                events: Vec::with_capacity(entries.len()),
+                through: entries.last().map_or(after, |(at, _, _)| *at),
+                full: entries.len() == limit,
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.at, e.body, t.tenant FROM events e JOIN tasks t ON t.id = e.task_id
+                 WHERE e.task_id = ?1 AND e.seq = ?2",
+            )?;
+            for (at, task_id, seq) in entries {
+                let found = stmt
+                    .query_row(params![task_id, seq as i64], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    })
+                    .optional()?;
+                let Some((time, body, tenant)) = found else {
+                    continue;
+                };
+                if tenants.as_ref().is_some_and(|t| !t.contains(&tenant)) {
+                    continue;
+                }
                 let kind: EventKind = serde_json::from_str(&body)
                     .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-                events.push((
-                    position as u64,
+                page.events.push((
+                    at,
                     Event {
-                        task_id,
-                        seq: seq as u64,
-                        at,
+                        task_id: task_id.to_string(),
+                        seq,
+                        at: time,
                         kind,
                     },
                 ));
             }
-            Ok(events)
+            Ok(page)
         })
         .await
     }
 
     async fn fleet_head(&self) -> orca_store::Result<u64> {
         self.read(|conn| {
-            let head: i64 = conn
+            let last: Option<(i64, String)> = conn
                 .prepare_cached(
-                    "SELECT COALESCE(MAX(fleet_seq), 0) FROM events WHERE fleet_seq IS NOT NULL",
+                    "SELECT commit_no, events FROM fleet ORDER BY commit_no DESC LIMIT 1",
                 )?
-                .query_row([], |row| row.get(0))?;
-            Ok(head as u64)
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((commit, events)) = last else {
+                return Ok(0);
+            };
+            let events: Vec<(String, u64)> = serde_json::from_str(&events)
+                .map_err(|e| Error::Corrupt(format!("the fleet's commit {commit}: {e}")))?;
+            Ok(fleet::position(commit as u64, events.len()))
         })
         .await
     }

@@ -1047,10 +1047,11 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
     for commit in commits {
         commit.await.expect("an answer").expect("committed");
     }
-    let fleet = store
+    let page = store
         .fleet_events_after(0, None, 1000)
         .await
         .expect("fleet");
+    let fleet = page.events;
     let seen: Vec<(&str, u64)> = fleet
         .iter()
         .map(|(_, e)| (e.task_id.as_str(), e.seq))
@@ -1068,24 +1069,26 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
     );
     let head = store.fleet_head().await.expect("head");
     assert_eq!(head, fleet.last().expect("some").0);
+    assert_eq!((page.through, page.full), (head, false));
 
     // Resuming after any position gives exactly what follows it, a page at
     // a time.
     let after = fleet[9].0;
-    let page = store
+    let next = store
         .fleet_events_after(after, None, 4)
         .await
         .expect("page");
-    assert_eq!(page, fleet[10..14].to_vec());
-    assert!(
-        store
-            .fleet_events_after(head, None, 10)
-            .await
-            .expect("none")
-            .is_empty()
-    );
+    assert_eq!(next.events, fleet[10..14].to_vec());
+    assert_eq!((next.through, next.full), (fleet[13].0, true));
+    let none = store
+        .fleet_events_after(head, None, 10)
+        .await
+        .expect("none");
+    assert!(none.events.is_empty());
+    assert_eq!((none.through, none.full), (head, false));
 
-    // Only the tenants asked for, in the same order and positions.
+    // Only the tenants asked for, in the same order and positions; a page
+    // of other tenants' events still moves on.
     let team_b = store
         .fleet_events_after(0, Some(vec!["team-b".into()]), 1000)
         .await
@@ -1095,13 +1098,16 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
         .filter(|(_, e)| e.task_id == "t2")
         .cloned()
         .collect();
-    assert_eq!(team_b, only_b);
-    assert!(
-        store
-            .fleet_events_after(0, Some(vec!["team-c".into()]), 1000)
-            .await
-            .expect("team-c")
-            .is_empty()
+    assert_eq!(team_b.events, only_b);
+    let team_c = store
+        .fleet_events_after(0, Some(vec!["team-c".into()]), 5)
+        .await
+        .expect("team-c");
+    assert!(team_c.events.is_empty());
+    assert_eq!(
+        (team_c.through, team_c.full),
+        (fleet[4].0, true),
+        "looked at five"
     );
 
     // After a restart, positions go on above every one handed out before.
@@ -1112,7 +1118,8 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
     let next = store
         .fleet_events_after(head, None, 10)
         .await
-        .expect("next");
+        .expect("next")
+        .events;
     assert_eq!(next.len(), 1);
     assert!(next[0].0 > head && next[0].1.task_id == "t3", "{next:?}");
 }

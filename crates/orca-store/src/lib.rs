@@ -16,6 +16,7 @@
 pub mod admission;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod fleet;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 
@@ -379,19 +380,19 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` events of a task with `seq > after`, in order.
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
 
-    /// Up to `limit` events of every task (of these tenants; of all when
-    /// `None`) with a fleet position above `after`, in that order, each with
-    /// its position. Every event but a log line gets a fleet position when
-    /// it is stored, rising in commit order across the whole store (the
-    /// ordering promise makes it so); positions may skip numbers, never go
-    /// back. Whoever has read up to a position has therefore seen every
-    /// event at or below it: a follower resumes after the last it saw.
+    /// The fleet's events after position `after`: up to `limit` are looked
+    /// at, in order, and those of these tenants' tasks (all when `None`)
+    /// are returned, each with its position. Every event but a log line has
+    /// a fleet position, rising in commit order across the whole store (see
+    /// [`fleet`]); positions skip numbers, never go back. Whoever has read
+    /// up to a position has seen every event at or below it: a follower
+    /// goes on after the page's `through`.
     async fn fleet_events_after(
         &self,
         after: u64,
         tenants: Option<Vec<String>>,
         limit: usize,
-    ) -> Result<Vec<(u64, Event)>>;
+    ) -> Result<fleet::FleetPage>;
 
     /// The highest fleet position stored; 0 when none.
     async fn fleet_head(&self) -> Result<u64>;

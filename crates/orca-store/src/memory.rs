@@ -9,9 +9,10 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskState};
+use orca_core::{Cost, Event, Micros, StepState, TaskState};
 use tokio::sync::oneshot;
 
+use crate::fleet::{self, FleetPage};
 use crate::{
     AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, Result, StateChange,
     StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
@@ -26,8 +27,9 @@ struct Data {
     /// `tenant/key` → task id.
     keys: HashMap<String, String>,
     events: HashMap<String, BTreeMap<u64, Event>>,
-    /// Fleet position → (task, sequence number) of every event but logs.
-    fleet: BTreeMap<u64, (String, u64)>,
+    /// Commit number → the (task, sequence number) of its events in the
+    /// fleet's order (see `fleet`); a commit is one write or create.
+    fleet: BTreeMap<u64, Vec<(String, u64)>>,
     /// (task, step) → attempt number → its row.
     attempts: HashMap<(String, String), BTreeMap<u32, AttemptRecord>>,
     state: HashMap<StateKey, Slot>,
@@ -101,16 +103,18 @@ impl Data {
             }
             outcomes.push(Created::New(task.id.clone()));
         }
+        let mut entries = fleet::Entries::default();
         for (task, outcome) in tasks.into_iter().zip(&outcomes) {
             if matches!(outcome, Created::New(_)) {
-                self.insert(task);
+                self.insert(task, &mut entries);
             }
         }
+        self.commit_fleet(entries);
         self.keys.extend(keys);
         Ok(outcomes)
     }
 
-    fn insert(&mut self, task: NewTask) {
+    fn insert(&mut self, task: NewTask, entries: &mut fleet::Entries) {
         let steps = task
             .spec
             .steps
@@ -133,7 +137,7 @@ impl Data {
             })
             .collect();
         for event in task.events {
-            self.store_event(event);
+            self.store_event(event, entries);
         }
         let record = TaskRecord {
             id: task.id.clone(),
@@ -175,6 +179,7 @@ impl Data {
                 }
             }
         }
+        let mut entries = fleet::Entries::default();
         for write in writes {
             match write {
                 Write::Task {
@@ -204,27 +209,32 @@ impl Data {
                         step.progress_message = message;
                     }
                 }
-                Write::Event(event) => self.store_event(event),
+                Write::Event(event) => self.store_event(event, &mut entries),
                 Write::Audit(record) => {
                     let seq = self.audit.len() as u64 + 1;
                     self.audit.push(AuditRecord { seq, ..record });
                 }
             }
         }
+        self.commit_fleet(entries);
         Ok(())
     }
 
-    /// Keeps an event, with the next fleet position unless it is a log line.
-    fn store_event(&mut self, event: Event) {
-        if !matches!(event.kind, EventKind::Log { .. }) {
-            let position = self.fleet.last_key_value().map_or(1, |(p, _)| p + 1);
-            self.fleet
-                .insert(position, (event.task_id.clone(), event.seq));
-        }
+    /// Keeps an event, and its place in the fleet's order in `entries`.
+    fn store_event(&mut self, event: Event, entries: &mut fleet::Entries) {
+        entries.push(&event);
         self.events
             .entry(event.task_id.clone())
             .or_default()
             .insert(event.seq, event);
+    }
+
+    /// Ends a commit: its fleet row, when it stored fleet events.
+    fn commit_fleet(&mut self, entries: fleet::Entries) {
+        let last = self.fleet.last_key_value().map_or(0, |(c, _)| *c);
+        for (commit, row) in entries.rows(last) {
+            self.fleet.insert(commit, row.to_vec());
+        }
     }
 
     fn step_mut(&mut self, task_id: &str, step_id: &str) -> Option<&mut StepRecord> {
@@ -457,29 +467,40 @@ impl Store for MemoryStore {
         after: u64,
         tenants: Option<Vec<String>>,
         limit: usize,
-    ) -> Result<Vec<(u64, Event)>> {
+    ) -> Result<FleetPage> {
         let data = self.data();
-        let visible = |task_id: &str| {
-            tenants.as_ref().is_none_or(|tenants| {
+        let (commit, _) = fleet::split(after);
+        let rows = data
+            .fleet
+            .range(commit..)
+            .map(|(commit, row)| (*commit, row.as_slice()));
+        let entries = fleet::entries_after(rows, after, limit);
+        let mut page = FleetPage {
+            events: Vec::new(),
+            through: entries.last().map_or(after, |(at, _, _)| *at),
+            full: entries.len() == limit,
+        };
+        for (at, task_id, seq) in entries {
+            let visible = tenants.as_ref().is_none_or(|tenants| {
                 data.tasks
                     .get(task_id)
                     .is_some_and(|task| tenants.contains(&task.tenant))
-            })
-        };
-        Ok(data
-            .fleet
-            .range(after + 1..)
-            .filter(|(_, (task_id, _))| visible(task_id))
-            .filter_map(|(position, (task_id, seq))| {
-                let event = data.events.get(task_id)?.get(seq)?;
-                Some((*position, event.clone()))
-            })
-            .take(limit)
-            .collect())
+            });
+            if let Some(event) = data.events.get(task_id).and_then(|e| e.get(&seq))
+                && visible
+            {
+                page.events.push((at, event.clone()));
+            }
+        }
+        Ok(page)
     }
 
     async fn fleet_head(&self) -> Result<u64> {
-        Ok(self.data().fleet.last_key_value().map_or(0, |(p, _)| *p))
+        let data = self.data();
+        Ok(data
+            .fleet
+            .last_key_value()
+            .map_or(0, |(commit, row)| fleet::position(*commit, row.len())))
     }
 
     async fn unfinished_task_ids(&self) -> Result<Vec<String>> {

@@ -445,7 +445,7 @@ impl Store for SlowBacklog {
         after: u64,
         tenants: Option<Vec<String>>,
         limit: usize,
-    ) -> orca_store::Result<Vec<(u64, Event)>> {
+    ) -> orca_store::Result<orca_store::fleet::FleetPage> {
         self.store.fleet_events_after(after, tenants, limit).await
     }
     async fn fleet_head(&self) -> orca_store::Result<u64> {
