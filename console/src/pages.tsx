@@ -156,22 +156,24 @@ interface StateValue {
   expiresAt?: string;
 }
 
-/// A shared-state value, looked up by scope and key; read-only.
+/// A scope's shared state, read-only: its values in key order, a page at
+/// a time.
 export function StatePage({ session }: { session: Session }) {
   const [tenant, setTenant] = useState(session.tenants[0] === "*" ? "default" : session.tenants[0] ?? "");
   const [scope, setScope] = useState("");
-  const [key, setKey] = useState("");
-  const [value, setValue] = useState<StateValue | null>(null);
+  const [values, setValues] = useState<StateValue[] | null>(null);
+  const [next, setNext] = useState("");
   const [error, setError] = useState("");
-  const look = async (e: Event) => {
-    e.preventDefault();
+  const load = async (after: string) => {
     try {
-      setValue(
-        await get<StateValue>(`/state/${encodeURIComponent(scope)}/${encodeURIComponent(key)}${query({ tenant })}`),
+      const page = await get<{ values: StateValue[]; nextAfter?: string }>(
+        `/state/${encodeURIComponent(scope)}${query({ tenant, after })}`,
       );
+      setValues(after ? [...(values ?? []), ...page.values] : page.values);
+      setNext(page.nextAfter ?? "");
       setError("");
     } catch (err: any) {
-      setValue(null);
+      setValues(null);
       setError(err.message);
     }
   };
@@ -179,22 +181,57 @@ export function StatePage({ session }: { session: Session }) {
   return (
     <div>
       <h2>Shared state</h2>
-      <form class="filters" onSubmit={look} data-test="state-form">
-        <input placeholder="tenant" value={tenant} onInput={input(setTenant)} />
+      <form
+        class="filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          load("");
+        }}
+        data-test="state-form"
+      >
+        <input placeholder="tenant" value={tenant} onInput={input(setTenant)} name="tenant" />
         <input placeholder="scope (a task id, or a shared name)" value={scope} onInput={input(setScope)} name="scope" />
-        <input placeholder="key" value={key} onInput={input(setKey)} name="key" />
-        <button type="submit" disabled={!scope || !key}>
-          Look up
+        <button type="submit" disabled={!scope}>
+          Show
         </button>
       </form>
-      {error && <p class="error">{error}</p>}
-      {value && (
-        <div data-test="state-value">
-          <p>
-            version {value.version}, updated {when(value.updatedAt)}
-            {value.expiresAt ? `, expires ${when(value.expiresAt)}` : ""}
-          </p>
-          <pre class="output">{JSON.stringify(value.value, null, 2)}</pre>
+      {error && <p class="error" data-test="error">{error}</p>}
+      {values && (
+        <table data-test="state-values">
+          <thead>
+            <tr>
+              <th>key</th>
+              <th>version</th>
+              <th>updated</th>
+              <th>expires</th>
+              <th>value</th>
+            </tr>
+          </thead>
+          <tbody>
+            {values.map((v) => (
+              <tr data-key={v.key}>
+                <td>{v.key}</td>
+                <td>{v.version}</td>
+                <td>{when(v.updatedAt)}</td>
+                <td>{when(v.expiresAt)}</td>
+                <td>
+                  <pre class="output">{JSON.stringify(v.value, null, 2)}</pre>
+                </td>
+              </tr>
+            ))}
+            {!values.length && (
+              <tr>
+                <td colSpan={5} class="empty">
+                  No value in this scope.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      )}
+      {next && (
+        <div class="pager">
+          <button onClick={() => load(next)}>more</button>
         </div>
       )}
     </div>

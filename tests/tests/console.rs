@@ -173,7 +173,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
 
 /// `orca server` with a worker and tokens for a developer and a viewer.
 struct Served {
-    _server: Server,
+    server: Server,
     _worker: Process,
     http: String,
 }
@@ -199,7 +199,7 @@ async fn served(dir: &Path) -> Served {
         .await
         .expect("worker connected");
     Served {
-        _server: server,
+        server,
         _worker: worker,
         http,
     }
@@ -341,7 +341,7 @@ async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_task_list_pages_newest_first_and_filters_by_name() {
+async fn the_task_list_pages_newest_first_and_filters_by_name_and_a_scope_shows_its_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orca = served(dir.path()).await;
     let mut ids = Vec::new();
@@ -401,6 +401,44 @@ async fn the_task_list_pages_newest_first_and_filters_by_name() {
         .count_until("[data-task]", 50, LIVE)
         .await
         .expect("a page of them");
+
+    // A scope's shared state, read-only.
+    for (key, value) in [("plan", r#"{"steps": 3}"#), ("finding", r#""off by one""#)] {
+        succeed(
+            orca.server
+                .cli()
+                .args(["state", "put", key, value, "--scope", "shared"]),
+        );
+    }
+    browser
+        .client
+        .goto(&format!("http://{}/#/state", orca.http))
+        .await
+        .expect("the state page");
+    let scope = browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(fantoccini::Locator::Css(
+            "[data-test=state-form] input[name=scope]",
+        ))
+        .await
+        .expect("the scope field");
+    scope.send_keys("shared\n").await.expect("type");
+    browser
+        .count_until("[data-test=state-values] tr[data-key]", 2, LIVE)
+        .await
+        .expect("both values");
+    let first = browser
+        .text("[data-test=state-values] tr[data-key]")
+        .await
+        .expect("a row");
+    assert!(first.starts_with("finding"), "key order: {first}");
+    let plan = browser
+        .text("[data-test=state-values] tr[data-key=plan] pre")
+        .await
+        .expect("the value");
+    assert!(plan.contains("\"steps\": 3"), "pretty JSON: {plan}");
     browser.close().await;
 }
 

@@ -443,6 +443,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/events"),
         ("GET", "/activity"),
         ("GET", "/state/{scope}/{key}"),
+        ("GET", "/state/{scope}"),
         ("POST", "/session"),
         ("GET", "/session"),
         ("DELETE", "/session"),

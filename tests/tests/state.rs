@@ -402,3 +402,92 @@ if orca get tasks 2>> '{denied}'; then exit 4; fi"#,
         "{status:?}"
     );
 }
+
+/// A scope lists its live values in key order, a page at a time, over
+/// gRPC and in the CLI; a bad page size or scope is refused by field.
+#[tokio::test]
+async fn a_scope_lists_its_values_in_key_order_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mut state = state_client(&server, &server.admin_token).await;
+    for i in (0..150).rev() {
+        state
+            .put_state(put(
+                "shared",
+                &format!("key-{i:03}"),
+                &i.to_string(),
+                None,
+                0,
+            ))
+            .await
+            .expect("put");
+    }
+    state
+        .put_state(put("elsewhere", "key-000", "0", None, 0))
+        .await
+        .expect("put");
+    let list = |after: &str, page_size: u32| v1::ListStateRequest {
+        tenant: String::new(),
+        scope: "shared".into(),
+        after_key: after.into(),
+        page_size,
+    };
+    let first = state
+        .list_state(list("", 0))
+        .await
+        .expect("list")
+        .into_inner();
+    let keys = |page: &v1::ListStateResponse| -> Vec<String> {
+        page.values
+            .iter()
+            .map(|v| v.r#ref.clone().unwrap_or_default().key)
+            .collect()
+    };
+    assert_eq!(
+        keys(&first),
+        (0..100).map(|i| format!("key-{i:03}")).collect::<Vec<_>>(),
+        "the first hundred, in key order"
+    );
+    assert_eq!(first.values[7].value_json, "7");
+    assert_eq!(first.next_after_key, "key-099");
+    let rest = state
+        .list_state(list(&first.next_after_key, 0))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(keys(&rest).len(), 50);
+    assert_eq!(rest.next_after_key, "", "the last page");
+
+    let too_many = state
+        .list_state(list("", 1001))
+        .await
+        .expect_err("too large a page");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    assert!(
+        too_many.message().starts_with("page_size"),
+        "{}",
+        too_many.message()
+    );
+    let bad_scope = state
+        .list_state(v1::ListStateRequest {
+            scope: "no/slash".into(),
+            ..list("", 0)
+        })
+        .await
+        .expect_err("a bad scope");
+    assert_eq!(bad_scope.code(), Code::InvalidArgument);
+    assert!(
+        bad_scope.message().starts_with("scope"),
+        "{}",
+        bad_scope.message()
+    );
+
+    let out = succeed(server.cli().args(["state", "list", "--scope", "shared"]));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 150, "every page");
+    assert_eq!(lines[0], "key-000 0");
+    assert_eq!(lines[149], "key-149 149");
+}

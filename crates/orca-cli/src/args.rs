@@ -683,6 +683,12 @@ pub enum StateCommand {
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
     },
+    /// Print every live value of the scope, one `KEY VALUE` line each, in
+    /// key order.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
     /// Delete a key's value.
     Delete {
         key: String,

@@ -77,6 +77,29 @@ pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<Exi
                 println!("{}", value.value_json);
             }
         }
+        StateCommand::List { scope } => {
+            let (tenant, scope) = tenant_and_scope(scope)?;
+            let mut after_key = String::new();
+            loop {
+                let page = client
+                    .list_state(v1::ListStateRequest {
+                        tenant: tenant.clone(),
+                        scope: scope.clone(),
+                        after_key,
+                        page_size: 0,
+                    })
+                    .await?
+                    .into_inner();
+                for value in &page.values {
+                    let key = value.r#ref.as_ref().map_or("", |r| r.key.as_str());
+                    println!("{key} {}", value.value_json);
+                }
+                if page.next_after_key.is_empty() {
+                    break;
+                }
+                after_key = page.next_after_key;
+            }
+        }
         StateCommand::Put {
             key,
             value,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use orca_api::convert::{now_micros, optional_timestamp, timestamp};
 use orca_api::v1;
-use orca_store::{Expect, StateChange, StateEntry, StateKey, StateOutcome, Store};
+use orca_store::{Expect, StateChange, StateEntry, StateKey, StateOutcome, StateScope, Store};
 use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -21,6 +21,9 @@ use crate::auth::{Action, Identity, require};
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 const MAX_SCOPE_BYTES: usize = 128;
 const MAX_KEY_BYTES: usize = 256;
+/// Values per page of a listing, by default and at most.
+const DEFAULT_STATE_PAGE: usize = 100;
+const MAX_STATE_PAGE: usize = 1000;
 /// The longest TTL: a month. Longer-lived facts belong in a task's output.
 const MAX_TTL_SECONDS: u32 = 30 * 24 * 3600;
 /// Messages a slow subscriber may fall behind before its stream ends.
@@ -107,8 +110,35 @@ fn state_key(
     caller: &Identity,
 ) -> Result<StateKey, Error> {
     let reference = reference.ok_or_else(|| Error::invalid(field, "required"))?;
-    let tenant = caller.tenant_for(&reference.tenant, &format!("{field}.tenant"), "use")?;
-    let scope = reference.scope;
+    let StateScope { tenant, scope } =
+        state_scope(reference.tenant, reference.scope, field, caller)?;
+    let key = reference.key;
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            format!("{field}.key"),
+            format!("must be 1 to {MAX_KEY_BYTES} bytes without control characters"),
+        ));
+    }
+    Ok(StateKey { tenant, scope, key })
+}
+
+/// The tenant and scope a caller names, checked: a tenant it may use, a
+/// step's own task only, a well-formed scope. `field` prefixes the names
+/// of the fields in errors ("" for fields at the top of the request).
+fn state_scope(
+    tenant: String,
+    scope: String,
+    field: &str,
+    caller: &Identity,
+) -> Result<StateScope, Error> {
+    let at = |name: &str| {
+        if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        }
+    };
+    let tenant = caller.tenant_for(&tenant, &at("tenant"), "use")?;
     if let Some(grant) = &caller.step
         && scope != grant.task_id
     {
@@ -124,18 +154,11 @@ fn state_key(
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
         return Err(Error::invalid(
-            format!("{field}.scope"),
+            at("scope"),
             format!("{scope:?} must be 1 to {MAX_SCOPE_BYTES} letters, digits, '.', '_' or '-'"),
         ));
     }
-    let key = reference.key;
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            format!("{field}.key"),
-            format!("must be 1 to {MAX_KEY_BYTES} bytes without control characters"),
-        ));
-    }
-    Ok(StateKey { tenant, scope, key })
+    Ok(StateScope { tenant, scope })
 }
 
 /// `text` if it is JSON within the size limit.
@@ -248,6 +271,43 @@ impl v1::state_service_server::StateService for StateApi {
             .map_err(Error::from)?
             .ok_or_else(|| Error::NotFound(format!("{}/{}", key.scope, key.key)))?;
         Ok(Response::new(to_proto(key, entry)))
+    }
+
+    async fn list_state(
+        &self,
+        request: Request<v1::ListStateRequest>,
+    ) -> Result<Response<v1::ListStateResponse>, Status> {
+        let caller = self.caller(&request, Action::ReadState).await?;
+        let request = request.into_inner();
+        let scope = state_scope(request.tenant, request.scope, "", &caller)?;
+        let limit = match request.page_size {
+            0 => DEFAULT_STATE_PAGE,
+            n if n as usize > MAX_STATE_PAGE => {
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("{n} is more than {MAX_STATE_PAGE}"),
+                )
+                .into());
+            }
+            n => n as usize,
+        };
+        let found = self
+            .store
+            .list_state(scope, &request.after_key, limit, now_micros())
+            .await
+            .map_err(Error::from)?;
+        let next_after_key = if found.len() == limit {
+            found.last().map(|(k, _)| k.key.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::ListStateResponse {
+            values: found
+                .into_iter()
+                .map(|(key, entry)| to_proto(key, entry))
+                .collect(),
+            next_after_key,
+        }))
     }
 
     async fn delete_state(

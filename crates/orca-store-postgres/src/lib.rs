@@ -23,7 +23,7 @@ use orca_store::admission::{Admission, Bound};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AuditRecord, Commit, Created, Error, NewTask, StateChange, StateEntry, StateKey,
-    StateOutcome, StepRecord, Store, TaskQuery, TaskRecord, Write,
+    StateOutcome, StateScope, StepRecord, Store, TaskQuery, TaskRecord, Write,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
@@ -647,6 +647,49 @@ async fn get_state(conn: &mut Conn, key: StateKey, now: Micros) -> Result<Option
     .transpose()
 }
 
+async fn list_state(
+    conn: &mut Conn,
+    scope: StateScope,
+    after_key: String,
+    limit: i64,
+    now: Micros,
+) -> Result<Vec<(StateKey, StateEntry)>> {
+    let found = rows(
+        conn,
+        "SELECT key, value::text, version, orca_micros(updated_at), orca_micros(expires_at)
+         FROM state
+         WHERE tenant = $1 AND scope = $2 AND key > $3 AND value IS NOT NULL
+           AND (expires_at IS NULL OR orca_micros(expires_at) > $4)
+         ORDER BY key LIMIT $5",
+        &[
+            &text(&scope.tenant),
+            &text(&scope.scope),
+            &text(&after_key),
+            &now,
+            &limit,
+        ],
+    )
+    .await?;
+    found
+        .iter()
+        .map(|row| {
+            Ok((
+                StateKey {
+                    tenant: scope.tenant.clone(),
+                    scope: scope.scope.clone(),
+                    key: row.try_get(0)?,
+                },
+                StateEntry {
+                    value_json: row.try_get(1)?,
+                    version: row.try_get::<_, i64>(2)? as u64,
+                    updated_at: row.try_get(3)?,
+                    expires_at: row.try_get(4)?,
+                },
+            ))
+        })
+        .collect()
+}
+
 async fn running_attempt(conn: &mut Conn, task_id: String, step_id: String) -> Result<Option<u32>> {
     let statement = conn
         .statement(
@@ -841,6 +884,27 @@ impl Store for PostgresStore {
     ) -> orca_store::Result<Option<StateEntry>> {
         self.read(|conn| Box::pin(get_state(conn, key.clone(), now)))
             .await
+    }
+
+    async fn list_state(
+        &self,
+        scope: StateScope,
+        after_key: &str,
+        limit: usize,
+        now: Micros,
+    ) -> orca_store::Result<Vec<(StateKey, StateEntry)>> {
+        let after_key = after_key.to_string();
+        let limit = count(limit as u64);
+        self.read(|conn| {
+            Box::pin(list_state(
+                conn,
+                scope.clone(),
+                after_key.clone(),
+                limit,
+                now,
+            ))
+        })
+        .await
     }
 
     async fn running_attempt(

@@ -16,7 +16,8 @@ use orca_store::admission::{Admission, Bound, Place};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, StateChange,
-    StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
+    StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store, TaskQuery,
+    TaskRecord, Write,
 };
 
 /// What went wrong inside: SQLite's own error, kept whole until it leaves
@@ -1196,6 +1197,44 @@ impl Store for SqliteStore {
                     })
                 })
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn list_state(
+        &self,
+        scope: StateScope,
+        after_key: &str,
+        limit: usize,
+        now: i64,
+    ) -> orca_store::Result<Vec<(StateKey, StateEntry)>> {
+        let after_key = after_key.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, value, version, updated_at, expires_at FROM state
+                 WHERE tenant = ?1 AND scope = ?2 AND key > ?3 AND value IS NOT NULL
+                   AND (expires_at = 0 OR expires_at > ?4)
+                 ORDER BY key LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![scope.tenant, scope.scope, after_key, now, limit as i64],
+                |row| {
+                    Ok((
+                        StateKey {
+                            tenant: scope.tenant.clone(),
+                            scope: scope.scope.clone(),
+                            key: row.get(0)?,
+                        },
+                        StateEntry {
+                            value_json: row.get(1)?,
+                            version: row.get::<_, i64>(2)? as u64,
+                            updated_at: row.get(3)?,
+                            expires_at: row.get(4)?,
+                        },
+                    ))
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -14,7 +14,7 @@ use orca_core::{Cost, Event, EventKind, LogStream, StepSpec, StepState, TaskSpec
 
 use crate::{
     AttemptWrite, AuditRecord, Created, Error, Expect, NewTask, StateChange, StateKey,
-    StateOutcome, StepWrite, Store, TaskQuery, Write,
+    StateOutcome, StateScope, StepWrite, Store, TaskQuery, Write,
 };
 
 /// The store under test, as a backend's tests provide it.
@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             everything_committed_survives_a_reopen,
             unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time,
             the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes,
+            a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -1122,4 +1123,94 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
         .events;
     assert_eq!(next.len(), 1);
     assert!(next[0].0 > head && next[0].1.task_id == "t3", "{next:?}");
+}
+
+pub async fn a_scope_lists_its_live_values_in_key_order_a_page_at_a_time(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    let put = |tenant: &str, scope: &str, key: &str, expires_at: i64| StateChange::Put {
+        key: StateKey {
+            tenant: tenant.into(),
+            scope: scope.into(),
+            key: key.into(),
+        },
+        value_json: format!("{{\"key\":\"{key}\"}}"),
+        expect: Expect::Any,
+        expires_at,
+        now: 10,
+    };
+    for change in [
+        put("default", "shared", "c", 0),
+        put("default", "shared", "a", 0),
+        put("default", "shared", "b", 0),
+        put("default", "shared", "expired", 20),
+        put("default", "shared", "gone", 0),
+        put("default", "other", "a", 0),
+        put("team-b", "shared", "a", 0),
+    ] {
+        store.change_state(change).await.expect("put");
+    }
+    store
+        .change_state(StateChange::Delete {
+            key: StateKey {
+                tenant: "default".into(),
+                scope: "shared".into(),
+                key: "gone".into(),
+            },
+            expect: Expect::Any,
+            now: 11,
+        })
+        .await
+        .expect("delete");
+    let scope = StateScope {
+        tenant: "default".into(),
+        scope: "shared".into(),
+    };
+    let keys = |found: Vec<(StateKey, crate::StateEntry)>| -> Vec<String> {
+        found.into_iter().map(|(k, _)| k.key).collect()
+    };
+    let all = store
+        .list_state(scope.clone(), "", 100, 30)
+        .await
+        .expect("list");
+    assert_eq!(all[0].0.tenant, "default");
+    assert_eq!(all[0].1.value_json.replace(' ', ""), r#"{"key":"a"}"#);
+    assert_eq!(all[0].1.version, 1);
+    assert_eq!(keys(all), ["a", "b", "c"], "live values only, in key order");
+    assert_eq!(
+        keys(
+            store
+                .list_state(scope.clone(), "", 2, 30)
+                .await
+                .expect("page")
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_state(scope.clone(), "b", 2, 30)
+                .await
+                .expect("next")
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_state(scope.clone(), "", 100, 15)
+                .await
+                .expect("before expiry")
+        ),
+        ["a", "b", "c", "expired"]
+    );
+    let other = StateScope {
+        tenant: "team-b".into(),
+        scope: "shared".into(),
+    };
+    assert_eq!(
+        keys(store.list_state(other, "", 100, 30).await.expect("team-b")),
+        ["a"]
+    );
 }

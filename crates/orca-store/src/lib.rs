@@ -295,6 +295,13 @@ pub struct StateKey {
     pub key: String,
 }
 
+/// A tenant's scope of shared state, for listing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateScope {
+    pub tenant: String,
+    pub scope: String,
+}
+
 /// A stored shared-state value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateEntry {
@@ -424,6 +431,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// The live (unexpired at `now`) value at `key`.
     async fn get_state(&self, key: StateKey, now: Micros) -> Result<Option<StateEntry>>;
+
+    /// Up to `limit` live values of a tenant's scope whose keys sort after
+    /// `after_key` ("" for the first), in key order: the key is `StateKey`'s.
+    async fn list_state(
+        &self,
+        scope: StateScope,
+        after_key: &str,
+        limit: usize,
+        now: Micros,
+    ) -> Result<Vec<(StateKey, StateEntry)>>;
 
     /// The attempt of a step that is running now; `None` when the step is
     /// not running (or there is no such step).

@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 use crate::fleet::{self, FleetPage};
 use crate::{
     AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, Result, StateChange,
-    StateEntry, StateKey, StateOutcome, StepRecord, StepWrite, Store, TaskQuery, TaskRecord, Write,
+    StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store, TaskQuery,
+    TaskRecord, Write,
 };
 
 /// One store's data; [`MemoryStore::reopen`] gives another handle on it,
@@ -543,6 +544,40 @@ impl Store for MemoryStore {
                 updated_at: slot.updated_at,
                 expires_at: slot.expires_at,
             }))
+    }
+
+    async fn list_state(
+        &self,
+        scope: StateScope,
+        after_key: &str,
+        limit: usize,
+        now: Micros,
+    ) -> Result<Vec<(StateKey, StateEntry)>> {
+        let data = self.data();
+        let mut found: Vec<(StateKey, StateEntry)> = data
+            .state
+            .iter()
+            .filter(|(key, slot)| {
+                key.tenant == scope.tenant
+                    && key.scope == scope.scope
+                    && key.key.as_str() > after_key
+                    && slot.live(now)
+            })
+            .map(|(key, slot)| {
+                (
+                    key.clone(),
+                    StateEntry {
+                        value_json: slot.value_json.clone().unwrap_or_default(),
+                        version: slot.version,
+                        updated_at: slot.updated_at,
+                        expires_at: slot.expires_at,
+                    },
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>> {

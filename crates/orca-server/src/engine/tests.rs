@@ -451,6 +451,15 @@ impl Store for SlowBacklog {
     async fn fleet_head(&self) -> orca_store::Result<u64> {
         self.store.fleet_head().await
     }
+    async fn list_state(
+        &self,
+        scope: orca_store::StateScope,
+        after_key: &str,
+        limit: usize,
+        now: i64,
+    ) -> orca_store::Result<Vec<(orca_store::StateKey, orca_store::StateEntry)>> {
+        self.store.list_state(scope, after_key, limit, now).await
+    }
     async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {
         self.store.unfinished_task_ids().await
     }
