@@ -4,6 +4,10 @@
 # rebuilds the bundle in console/dist, which is checked in and embedded in
 # the orca binary (so building orca needs no Node); a test rebuilds it from
 # the sources and fails when the checked-in bundle differs.
+#
+# package.json pins rollup (an `overrides` entry) to a release whose every
+# per-platform package the registry serves: when one is missing, npm install
+# writes a lock file without it, and npm ci then refuses that lock file.
 set -euo pipefail
 cd "$(dirname "$0")/../console"
 
