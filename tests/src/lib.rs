@@ -352,6 +352,35 @@ pub fn start_with_tokens(dir: &Path, lines: &[String], extra: &[&str]) -> anyhow
     Server::start_on(dir, "127.0.0.1:0", &args)
 }
 
+/// A control plane serving HTTP on `http` (plus `extra` flags), with a
+/// token per role: `orca_admin` (admin "root"), `orca_dev` (developer
+/// "dana"), `orca_viewer` (viewer "vic") and `orca_worker`; and one
+/// connected shell worker, `w1`, with `slots`.
+pub async fn start_with_roles(
+    dir: &Path,
+    http: &str,
+    extra: &[&str],
+    slots: u32,
+) -> anyhow::Result<(Server, Process)> {
+    let mut flags = vec!["--http-listen", http];
+    flags.extend_from_slice(extra);
+    let mut server = start_with_tokens(
+        dir,
+        &[
+            token_line("orca_admin", "admin", "root"),
+            token_line("orca_dev", "developer", "dana"),
+            token_line("orca_viewer", "viewer", "vic"),
+            token_line("orca_worker", "worker", "pool-a"),
+        ],
+        &flags,
+    )?;
+    server.worker_token = "orca_worker".into();
+    server.admin_token = "orca_admin".into();
+    let worker = server.worker("w1", &["shell"], slots)?;
+    server.wait_for_agents(&["w1"]).await?;
+    Ok((server, worker))
+}
+
 /// Runs a command that must succeed; its output.
 pub fn succeed(command: &mut Command) -> std::process::Output {
     let out = command.output().expect("the command runs");

@@ -180,24 +180,9 @@ struct Served {
 
 async fn served(dir: &Path) -> Served {
     let http = free_addr();
-    let mut server = start_with_tokens(
-        dir,
-        &[
-            token_line("orca_admin", "admin", "root"),
-            token_line("orca_dev", "developer", "dana"),
-            token_line("orca_viewer", "viewer", "vic"),
-            token_line("orca_worker", "worker", "pool-a"),
-        ],
-        &["--http-listen", &http],
-    )
-    .expect("server");
-    server.worker_token = "orca_worker".into();
-    server.admin_token = "orca_admin".into();
-    let worker = server.worker("w1", &["shell"], 4).expect("worker");
-    server
-        .wait_for_agents(&["w1"])
+    let (server, worker) = start_with_roles(dir, &http, &[], 4)
         .await
-        .expect("worker connected");
+        .expect("server and worker");
     Served {
         server,
         _worker: worker,

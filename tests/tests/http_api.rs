@@ -29,22 +29,7 @@ impl Api {
     /// With more `orca server` flags.
     async fn start_with(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Api> {
         let http = free_addr();
-        let mut flags = vec!["--http-listen", &http];
-        flags.extend_from_slice(extra);
-        let mut server = start_with_tokens(
-            dir,
-            &[
-                token_line("orca_admin", "admin", "root"),
-                token_line("orca_dev", "developer", "dana"),
-                token_line("orca_viewer", "viewer", "vic"),
-                token_line("orca_worker", "worker", "pool-a"),
-            ],
-            &flags,
-        )?;
-        server.worker_token = "orca_worker".into();
-        server.admin_token = "orca_admin".into();
-        let worker = server.worker("w1", &["shell"], 1)?;
-        server.wait_for_agents(&["w1"]).await?;
+        let (server, worker) = start_with_roles(dir, &http, extra, 1).await?;
         Ok(Api {
             _server: server,
             _worker: worker,

@@ -479,52 +479,33 @@ async fn fleet_events_after(
     tenants: Option<Vec<String>>,
     limit: usize,
 ) -> Result<FleetPage> {
-    const ROWS: i64 = 16;
-    let mut commits: Vec<(u64, Vec<(String, u64)>)> = Vec::new();
-    let mut next = fleet::split(after).0 as i64;
-    loop {
+    let mut commits = fleet::Rows::new(after, limit);
+    while let Some(from) = commits.next() {
         let read = rows(
             conn,
             "SELECT commit_no, task_ids, seqs FROM fleet WHERE commit_no >= $1
              ORDER BY commit_no LIMIT $2",
-            &[&next, &ROWS],
+            &[&(from as i64), &(fleet::Rows::AT_A_TIME as i64)],
         )
         .await?;
-        let done = read.len() < ROWS as usize;
+        let mut decoded = Vec::with_capacity(read.len());
         for row in &read {
             let commit: i64 = row.try_get(0)?;
             let task_ids: Vec<String> = row.try_get(1)?;
             let seqs: Vec<i64> = row.try_get(2)?;
-            commits.push((
+            decoded.push((
                 commit as u64,
                 task_ids
                     .into_iter()
                     .zip(seqs.into_iter().map(|s| s as u64))
                     .collect(),
             ));
-            next = commit + 1;
         }
-        let found = fleet::entries_after(
-            commits.iter().map(|(c, r)| (*c, r.as_slice())),
-            after,
-            limit,
-        );
-        if done || found.len() == limit {
-            break;
-        }
+        commits.take(decoded);
     }
-    let entries = fleet::entries_after(
-        commits.iter().map(|(c, r)| (*c, r.as_slice())),
-        after,
-        limit,
-    );
-    let mut page = FleetPage {
-        events: Vec::with_capacity(entries.len()),
-        through: entries.last().map_or(after, |(at, _, _)| *at),
-        full: entries.len() == limit,
-    };
+    let entries = commits.entries();
     if entries.is_empty() {
-        return Ok(page);
+        return Ok(commits.page(Vec::new()));
     }
     let (task_ids, seqs): (Vec<String>, Vec<i64>) = entries
         .iter()
@@ -540,6 +521,7 @@ async fn fleet_events_after(
         &[&task_ids, &seqs],
     )
     .await?;
+    let mut events = Vec::with_capacity(found.len());
     for row in found {
         let n: i64 = row.try_get(0)?;
         let tenant: String = row.try_get(3)?;
@@ -552,7 +534,7 @@ async fn fleet_events_after(
         let body: String = row.try_get(2)?;
         let kind: EventKind = serde_json::from_str(&body)
             .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-        page.events.push((
+        events.push((
             *at,
             Event {
                 task_id: task_id.to_string(),
@@ -562,7 +544,7 @@ async fn fleet_events_after(
             },
         ));
     }
-    Ok(page)
+    Ok(commits.page(events))
 }
 
 /// Recovery lists the unfinished tasks' ids, then reads them a range of

@@ -1077,47 +1077,31 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> orca_store::Result<FleetPage> {
         self.read(move |conn| {
-            // Rows a few at a time from `after`'s commit on, until they
-            // hold `limit` events after it (or there are no more).
-            const ROWS: i64 = 16;
-            let mut rows: Vec<(u64, Vec<(String, u64)>)> = Vec::new();
-            let mut next = fleet::split(after).0 as i64;
-            loop {
+            let mut rows = fleet::Rows::new(after, limit);
+            while let Some(from) = rows.next() {
                 let mut stmt = conn.prepare_cached(
                     "SELECT commit_no, events FROM fleet WHERE commit_no >= ?1
                      ORDER BY commit_no LIMIT ?2",
                 )?;
                 let read: Vec<(i64, String)> = stmt
-                    .query_map(params![next, ROWS], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map(params![from as i64, fleet::Rows::AT_A_TIME as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
                     .collect::<rusqlite::Result<_>>()?;
-                let done = (read.len() as i64) < ROWS;
+                let mut decoded = Vec::with_capacity(read.len());
                 for (commit, events) in read {
                     let events: Vec<(String, u64)> = serde_json::from_str(&events)
                         .map_err(|e| Error::Corrupt(format!("the fleet's commit {commit}: {e}")))?;
-                    rows.push((commit as u64, events));
-                    next = commit + 1;
+                    decoded.push((commit as u64, events));
                 }
-                let found = fleet::entries_after(
-                    rows.iter().map(|(c, r)| (*c, r.as_slice())),
-                    after,
-                    limit,
-                );
-                if done || found.len() == limit {
-                    break;
-                }
+                rows.take(decoded);
             }
-            let entries =
-                fleet::entries_after(rows.iter().map(|(c, r)| (*c, r.as_slice())), after, limit);
-            let mut page = FleetPage {
-                events: Vec::with_capacity(entries.len()),
-                through: entries.last().map_or(after, |(at, _, _)| *at),
-                full: entries.len() == limit,
-            };
+            let mut events = Vec::new();
             let mut stmt = conn.prepare_cached(
                 "SELECT e.at, e.body, t.tenant FROM events e JOIN tasks t ON t.id = e.task_id
                  WHERE e.task_id = ?1 AND e.seq = ?2",
             )?;
-            for (at, task_id, seq) in entries {
+            for (at, task_id, seq) in rows.entries() {
                 let found = stmt
                     .query_row(params![task_id, seq as i64], |row| {
                         Ok((
@@ -1135,7 +1119,7 @@ impl Store for SqliteStore {
                 }
                 let kind: EventKind = serde_json::from_str(&body)
                     .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-                page.events.push((
+                events.push((
                     at,
                     Event {
                         task_id: task_id.to_string(),
@@ -1145,7 +1129,7 @@ impl Store for SqliteStore {
                     },
                 ));
             }
-            Ok(page)
+            Ok(rows.page(events))
         })
         .await
     }

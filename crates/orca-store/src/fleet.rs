@@ -80,6 +80,68 @@ pub fn entries_after<'r>(
     found
 }
 
+/// Gathers the commit rows a page needs: from `after`'s commit on, a few
+/// rows at a time (a backend reads [`Rows::next`] and hands them to
+/// [`Rows::take`]), until they hold `limit` events after `after` or the
+/// store has no more.
+pub struct Rows {
+    after: u64,
+    limit: usize,
+    rows: Vec<(u64, Vec<(String, u64)>)>,
+    next: Option<u64>,
+}
+
+impl Rows {
+    /// Rows a backend reads at a time.
+    pub const AT_A_TIME: usize = 16;
+
+    pub fn new(after: u64, limit: usize) -> Rows {
+        Rows {
+            after,
+            limit,
+            rows: Vec::new(),
+            next: Some(split(after).0),
+        }
+    }
+
+    /// The commit to read the next rows from (up to [`Rows::AT_A_TIME`] of
+    /// them, in order); `None` once enough are read.
+    pub fn next(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// Takes the rows read from [`Rows::next`] on.
+    pub fn take(&mut self, read: Vec<(u64, Vec<(String, u64)>)>) {
+        let exhausted = read.len() < Self::AT_A_TIME;
+        self.next = read.last().map(|(commit, _)| commit + 1);
+        self.rows.extend(read);
+        if exhausted || self.entries().len() == self.limit {
+            self.next = None;
+        }
+    }
+
+    /// The page's entries: up to `limit` (task, sequence number) after
+    /// `after`, each with its position.
+    pub fn entries(&self) -> Vec<(u64, &str, u64)> {
+        entries_after(
+            self.rows.iter().map(|(c, row)| (*c, row.as_slice())),
+            self.after,
+            self.limit,
+        )
+    }
+
+    /// The page, given the events of the entries that are of the tenants
+    /// asked for.
+    pub fn page(&self, events: Vec<(u64, Event)>) -> FleetPage {
+        let entries = self.entries();
+        FleetPage {
+            events,
+            through: entries.last().map_or(self.after, |(at, _, _)| *at),
+            full: entries.len() == self.limit,
+        }
+    }
+}
+
 /// A page of the fleet's events.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FleetPage {
@@ -121,5 +183,33 @@ mod tests {
         assert_eq!(entries_after(rows(), position(1, 2), 10), all[2..]);
         assert_eq!(entries_after(rows(), 0, 2), all[..2]);
         assert!(entries_after(rows(), position(2, 1), 10).is_empty());
+    }
+
+    #[test]
+    fn rows_are_read_until_they_hold_a_page_or_run_out() {
+        let row = |commit: u64| (commit, vec![(format!("t{commit}"), 1)]);
+        let mut rows = Rows::new(position(3, 1), 20);
+        assert_eq!(rows.next(), Some(3), "from after's own commit");
+        rows.take((3..3 + Rows::AT_A_TIME as u64).map(row).collect());
+        assert_eq!(
+            rows.next(),
+            Some(3 + Rows::AT_A_TIME as u64),
+            "a full read: more may follow"
+        );
+        rows.take(vec![row(19), row(20)]);
+        assert_eq!(rows.next(), None, "a short read: no more");
+        let entries = rows.entries();
+        assert_eq!(
+            entries.len(),
+            Rows::AT_A_TIME + 1,
+            "commit 3's one entry is not after"
+        );
+        let page = rows.page(Vec::new());
+        assert_eq!((page.through, page.full), (position(20, 1), false));
+
+        let mut enough = Rows::new(0, 2);
+        enough.take((1..=Rows::AT_A_TIME as u64).map(row).collect());
+        assert_eq!(enough.next(), None, "two entries were wanted");
+        assert_eq!(enough.page(Vec::new()).through, position(2, 1));
     }
 }

@@ -470,18 +470,18 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<FleetPage> {
         let data = self.data();
-        let (commit, _) = fleet::split(after);
-        let rows = data
-            .fleet
-            .range(commit..)
-            .map(|(commit, row)| (*commit, row.as_slice()));
-        let entries = fleet::entries_after(rows, after, limit);
-        let mut page = FleetPage {
-            events: Vec::new(),
-            through: entries.last().map_or(after, |(at, _, _)| *at),
-            full: entries.len() == limit,
-        };
-        for (at, task_id, seq) in entries {
+        let mut rows = fleet::Rows::new(after, limit);
+        while let Some(from) = rows.next() {
+            let read = data
+                .fleet
+                .range(from..)
+                .take(fleet::Rows::AT_A_TIME)
+                .map(|(commit, row)| (*commit, row.clone()))
+                .collect();
+            rows.take(read);
+        }
+        let mut events = Vec::new();
+        for (at, task_id, seq) in rows.entries() {
             let visible = tenants.as_ref().is_none_or(|tenants| {
                 data.tasks
                     .get(task_id)
@@ -490,10 +490,10 @@ impl Store for MemoryStore {
             if let Some(event) = data.events.get(task_id).and_then(|e| e.get(&seq))
                 && visible
             {
-                page.events.push((at, event.clone()));
+                events.push((at, event.clone()));
             }
         }
-        Ok(page)
+        Ok(rows.page(events))
     }
 
     async fn fleet_head(&self) -> Result<u64> {
