@@ -6,20 +6,9 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 
 import { Fleet, Minute, follow, get } from "./api";
+import { useThrottled } from "./hooks";
 
 type Counts = Record<string, number>;
-
-/// Calls `refresh` now, then at most once per `ms` while `trigger`s come.
-export function useThrottled(refresh: () => void, ms: number): () => void {
-  const pending = useRef<number | null>(null);
-  return () => {
-    if (pending.current !== null) return;
-    pending.current = window.setTimeout(() => {
-      pending.current = null;
-      refresh();
-    }, ms);
-  };
-}
 
 export function Overview() {
   const [counts, setCounts] = useState<Counts>({});

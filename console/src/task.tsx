@@ -5,7 +5,7 @@ import dagre from "@dagrejs/dagre";
 
 import { ApiError, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
 import { Progress } from "./tasks";
-import { useThrottled } from "./overview";
+import { useThrottled } from "./hooks";
 
 /// Lines kept per step; the page shows the newest and more on request.
 const KEPT_LINES = 5000;

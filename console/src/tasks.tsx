@@ -4,6 +4,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { Task, duration, follow, get, query, taskProgress, terminal, usd, when } from "./api";
+import { useThrottled } from "./hooks";
 
 const PAGE_SIZE = 50;
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -65,12 +66,15 @@ export function TaskList({ params }: { params: URLSearchParams }) {
     }, 250);
   };
 
+  // New tasks come in bursts: the first page is read again at most once a
+  // second.
+  const loadSoon = useThrottled(load, 1000);
   useEffect(() => {
     const stop = follow(
       "/events",
       (event) => {
         if (shown.current.has(event.taskId)) refresh(event.taskId);
-        else if (event.type === "taskState" && event.state === "queued" && pages.length === 1) load();
+        else if (event.type === "taskState" && event.state === "queued" && pages.length === 1) loadSoon();
       },
       () => load(),
     );

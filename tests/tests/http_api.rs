@@ -377,6 +377,22 @@ steps:
         .map(|(id, _, _)| *id)
         .collect();
     assert_eq!(rest, ids[ids.len() / 2 + 1..].to_vec());
+    // A browser reconnects to the same URL: its Last-Event-ID wins over the
+    // URL's `after`.
+    let reconnected = http_call(
+        &api.http,
+        "GET",
+        &format!("{path}?after=1"),
+        Some("orca_viewer"),
+        &[("Last-Event-ID", &cut.to_string())],
+        "",
+    )
+    .expect("reconnect");
+    let again: Vec<u64> = sse_events(&reconnected.body)
+        .iter()
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert_eq!(again, rest, "nothing repeated");
 
     let bad = http_call(
         &api.http,

@@ -446,10 +446,6 @@ async fn task_events(
         after_seq: 0,
         follow: true,
     };
-    if let Some(last) = headers.get("last-event-id") {
-        let last = last.to_str().unwrap_or_default();
-        request.after_seq = number("Last-Event-ID", last)?;
-    }
     for (name, value) in query {
         match name.as_str() {
             "after" => request.after_seq = number(&name, &value)?,
@@ -460,6 +456,9 @@ async fn task_events(
             }
             other => return Err(Error::invalid(other, "not an option of events").into()),
         }
+    }
+    if let Some(last) = last_event_id(&headers)? {
+        request.after_seq = last;
     }
     let events = call(
         &status,
@@ -509,16 +508,15 @@ async fn fleet_events(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let mut request = v1::WatchFleetRequest::default();
-    if let Some(last) = headers.get("last-event-id") {
-        let last = last.to_str().unwrap_or_default();
-        request.after_position = Some(number("Last-Event-ID", last)?);
-    }
     for (name, value) in query {
         match name.as_str() {
             "after" => request.after_position = Some(number(&name, &value)?),
             "tenant" => request.tenants.push(value),
             other => return Err(Error::invalid(other, "not an option of events").into()),
         }
+    }
+    if let Some(last) = last_event_id(&headers)? {
+        request.after_position = Some(last);
     }
     let response = call_for_response(
         &status,
@@ -545,6 +543,16 @@ async fn fleet_events(
         })
     }));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Where a reconnecting `EventSource` resumes: after the last id it saw.
+/// It wins over the URL's `?after=`, which the browser sends again
+/// unchanged on every reconnect.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|last| number("Last-Event-ID", last.to_str().unwrap_or_default()))
+        .transpose()
 }
 
 /// An event as one server-sent message: its kind as the message's type,
