@@ -65,6 +65,8 @@ until [ "$("$orca" --server "$server" get agents -o name | wc -l)" = 2 ]; do
 done
 
 echo "== orca is up at $server with two local workers:"
+console=$(sed -n 's/^ *console *\([^ ]*\).*/\1/p' "$data/up.log" | head -n 1)
+echo "   the web console: $console (KEEP=1 make demo keeps it up to look around)"
 "$orca" --server "$server" get agents
 echo
 # -o name prints the id alone on stdout; the live view goes to stderr.
@@ -81,8 +83,7 @@ echo "== orca logs $task"
 # one-time sign-in link is in what `orca up` printed.
 if [ -n "${KEEP:-}" ]; then
   echo
-  link=$(sed -n 's/^ *console *\([^ ]*\).*/\1/p' "$data/up.log" | head -n 1)
-  echo "== orca keeps running: open the console at $link"
+  echo "== orca keeps running: open the console at $console"
   echo "   (the link signs you in once; afterwards paste the token in $data/admin.token). Ctrl-C stops it."
   wait $up_pid || true
 fi

@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Task, duration, follow, get, query, taskProgress, terminal, usd, when } from "./api";
 import { useThrottled } from "./hooks";
 
-const PAGE_SIZE = 50;
+const PAGE_SIZES = [50, 100, 500, 1000];
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 
 interface Filters {
@@ -14,6 +14,7 @@ interface Filters {
   label: string;
   tenant: string;
   name: string;
+  pageSize: string;
 }
 
 export function TaskList({ params }: { params: URLSearchParams }) {
@@ -22,6 +23,7 @@ export function TaskList({ params }: { params: URLSearchParams }) {
     label: params.get("label") ?? "",
     tenant: params.get("tenant") ?? "",
     name: params.get("name") ?? "",
+    pageSize: params.get("pageSize") ?? String(PAGE_SIZES[0]),
   });
   // The tokens of the pages before this one, to go back.
   const [pages, setPages] = useState<string[]>([""]);
@@ -34,7 +36,7 @@ export function TaskList({ params }: { params: URLSearchParams }) {
   const load = async () => {
     try {
       const page = await get<{ tasks: Task[]; nextPageToken?: string }>(
-        `/tasks${query({ ...filters, pageSize: String(PAGE_SIZE), pageToken: token })}`,
+        `/tasks${query({ ...filters, pageToken: token })}`,
       );
       setError("");
       shown.current = new Map(page.tasks.map((t) => [t.id, t]));
@@ -48,12 +50,13 @@ export function TaskList({ params }: { params: URLSearchParams }) {
     }
   };
 
-  // One read per row at a time, however many events name it.
-  const due = useRef<Set<string>>(new Set());
+  // One read per row at a time, however many events name it; none once
+  // the page is gone.
+  const due = useRef<Map<string, number>>(new Map());
+  useEffect(() => () => due.current.forEach((timer) => clearTimeout(timer)), []);
   const refresh = (id: string) => {
     if (due.current.has(id)) return;
-    due.current.add(id);
-    window.setTimeout(async () => {
+    const timer = window.setTimeout(async () => {
       due.current.delete(id);
       try {
         const task = await get<Task>(`/tasks/${id}`);
@@ -64,6 +67,7 @@ export function TaskList({ params }: { params: URLSearchParams }) {
         // Gone from view or from the store: the next page load says so.
       }
     }, 250);
+    due.current.set(id, timer);
   };
 
   // New tasks come in bursts: the first page is read again at most once a
@@ -104,6 +108,11 @@ export function TaskList({ params }: { params: URLSearchParams }) {
         <input placeholder="label key=value" value={filters.label} onChange={filter("label")} data-test="filter-label" />
         <input placeholder="tenant" value={filters.tenant} onChange={filter("tenant")} data-test="filter-tenant" />
         <input placeholder="name starts with" value={filters.name} onChange={filter("name")} data-test="filter-name" />
+        <select value={filters.pageSize} onChange={filter("pageSize")} data-test="page-size">
+          {PAGE_SIZES.map((n) => (
+            <option value={String(n)}>{n} a page</option>
+          ))}
+        </select>
       </form>
       {error && <p class="error" data-test="error">{error}</p>}
       <table data-test="task-list">

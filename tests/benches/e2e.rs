@@ -118,7 +118,50 @@ async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
         done as f64 / elapsed.as_secs_f64()
     );
 
+    page_through(&client).await?;
+
     drop(workers);
+    Ok(())
+}
+
+/// What the console's task list does with everything stored so far: pages
+/// of 50, newest first, the first and then on, and the counts per state.
+async fn page_through(client: &Tasks) -> anyhow::Result<()> {
+    const PAGE: u32 = 50;
+    const PAGES: usize = 200;
+    let mut client = client.clone();
+    let mut token = String::new();
+    let mut times = Vec::with_capacity(PAGES);
+    let mut listed = 0;
+    for _ in 0..PAGES {
+        let start = Instant::now();
+        let page = client
+            .list_tasks(v1::ListTasksRequest {
+                page_size: PAGE,
+                page_token: token,
+                ..v1::ListTasksRequest::default()
+            })
+            .await?
+            .into_inner();
+        times.push(start.elapsed().as_micros() as i64);
+        listed += page.tasks.len();
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    times.sort_unstable();
+    let start = Instant::now();
+    let counts = client
+        .count_tasks(v1::CountTasksRequest::default())
+        .await?
+        .into_inner();
+    let stored: u64 = counts.counts.iter().map(|c| c.tasks).sum();
+    println!(
+        "listing {stored} stored tasks, pages of {PAGE} newest first ({listed} listed): {}; counting them per state: {:.2} ms",
+        percentiles(&times),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
     Ok(())
 }
 

@@ -69,6 +69,8 @@ impl Browser {
         let profile = dir.join("chromium-profile");
         let capabilities = json!({
             "browserName": "chrome",
+            // Everything the page logs, for page_errors().
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chromium(),
                 "args": [
@@ -159,9 +161,57 @@ impl Browser {
         Ok(self.client.execute(script, vec![]).await?)
     }
 
+    /// What the browser logged as errors since the last call (its console:
+    /// the page's errors and failed requests), but those `expected` says
+    /// are meant (a 401 while signed out, a refusal a test provoked).
+    pub async fn page_errors(&self, expected: &[&str]) -> anyhow::Result<Vec<String>> {
+        let log = self.client.issue_cmd(BrowserLog).await?;
+        Ok(log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .filter_map(|entry| entry["message"].as_str().map(str::to_string))
+            .filter(|message| !expected.iter().any(|meant| message.contains(meant)))
+            .collect())
+    }
+
+    /// Saves what the window shows as `<dir>/<name>.png`.
+    pub async fn screenshot(&self, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, self.client.screenshot().await?)?;
+        Ok(path)
+    }
+
     /// Ends the session, which closes Chromium; then chromedriver goes.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
+    }
+}
+
+/// chromedriver's own command for the browser's log (what the page wrote
+/// to its console, and failed loads), which WebDriver itself lacks.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }
 

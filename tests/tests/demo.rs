@@ -104,6 +104,10 @@ async fn the_demo_runs_the_dag_and_says_how_to_add_an_agent_step() {
         "{out}"
     );
     assert!(out.contains("== orca is up at http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("the web console: http://127.0.0.1:") && out.contains("/login?code="),
+        "{out}"
+    );
     // The live view went to stderr (-o name keeps stdout for the id) and
     // shows each step's progress and the joined result.
     assert!(

@@ -60,6 +60,16 @@ pub fn routes() -> Router<Arc<Status>> {
         )
 }
 
+/// Any other path a browser asks for (a bookmark, a mistyped link) gets the
+/// console, which routes in its URL's hash; other methods get 404.
+pub async fn fallback(method: axum::http::Method, headers: HeaderMap) -> Response {
+    if method == axum::http::Method::GET {
+        file(&headers, 0)
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
 fn file(headers: &HeaderMap, which: usize) -> Response {
     let (content, kind) = match which {
         0 => (INDEX, "text/html; charset=utf-8"),

@@ -248,6 +248,7 @@ pub fn serve(
         .route("/login", get(login))
         .nest("/api/v1", rest::routes(max_body))
         .merge(console::routes())
+        .fallback(console::fallback)
         .with_state(status);
     let connections = acceptor.connections();
     let local_addr = acceptor.local_addr();
