@@ -176,6 +176,18 @@ impl Browser {
             .collect())
     }
 
+    /// Makes the page see the system's colour scheme as `scheme` ("dark"
+    /// or "light"), through chromedriver's DevTools passthrough.
+    pub async fn prefer_color_scheme(&self, scheme: &str) -> anyhow::Result<()> {
+        self.client
+            .issue_cmd(DevTools {
+                cmd: "Emulation.setEmulatedMedia",
+                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Saves what the window shows as `<dir>/<name>.png`.
     pub async fn screenshot(&self, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
@@ -212,6 +224,31 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
             http::Method::POST,
             Some(json!({"type": "browser"}).to_string()),
         )
+    }
+}
+
+/// A Chrome DevTools command, through chromedriver's passthrough.
+#[derive(Debug)]
+struct DevTools {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 

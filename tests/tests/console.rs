@@ -208,6 +208,25 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
         .screenshot(&screenshots(), "overview")
         .await
         .expect("screenshot");
+    // Readable in dark mode: the page follows the system's choice.
+    let background = "return getComputedStyle(document.body).backgroundColor";
+    assert_eq!(
+        browser.run(background).await.expect("light"),
+        "rgb(247, 247, 248)"
+    );
+    browser.prefer_color_scheme("dark").await.expect("dark");
+    assert_eq!(
+        browser.run(background).await.expect("dark"),
+        "rgb(21, 22, 26)"
+    );
+    browser
+        .screenshot(&screenshots(), "overview-dark")
+        .await
+        .expect("screenshot");
+    browser
+        .prefer_color_scheme("light")
+        .await
+        .expect("light again");
     browser
         .client
         .goto(&format!("{origin}/#/tasks"))
