@@ -165,7 +165,7 @@ impl Browser {
     /// the page's errors and failed requests), but those `expected` says
     /// are meant (a 401 while signed out, a refusal a test provoked).
     pub async fn page_errors(&self, expected: &[&str]) -> anyhow::Result<Vec<String>> {
-        let log = self.client.issue_cmd(BrowserLog).await?;
+        let log = self.client.issue_cmd(ChromeDriver::browser_log()).await?;
         Ok(log
             .as_array()
             .into_iter()
@@ -180,10 +180,10 @@ impl Browser {
     /// or "light"), through chromedriver's DevTools passthrough.
     pub async fn prefer_color_scheme(&self, scheme: &str) -> anyhow::Result<()> {
         self.client
-            .issue_cmd(DevTools {
-                cmd: "Emulation.setEmulatedMedia",
-                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
-            })
+            .issue_cmd(ChromeDriver::dev_tools(
+                "Emulation.setEmulatedMedia",
+                json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            ))
             .await?;
         Ok(())
     }
@@ -202,53 +202,48 @@ impl Browser {
     }
 }
 
-/// chromedriver's own command for the browser's log (what the page wrote
-/// to its console, and failed loads), which WebDriver itself lacks.
+/// One of chromedriver's own commands, which WebDriver itself lacks:
+/// POSTed as JSON to `/session/{id}/{path}`.
 #[derive(Debug)]
-struct BrowserLog;
+struct ChromeDriver {
+    path: &'static str,
+    body: Value,
+}
 
-impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+impl ChromeDriver {
+    /// The browser's log: what the page wrote to its console, and failed
+    /// loads.
+    fn browser_log() -> ChromeDriver {
+        ChromeDriver {
+            path: "se/log",
+            body: json!({"type": "browser"}),
+        }
+    }
+
+    /// A Chrome DevTools command, through chromedriver's passthrough.
+    fn dev_tools(cmd: &str, params: Value) -> ChromeDriver {
+        ChromeDriver {
+            path: "goog/cdp/execute",
+            body: json!({"cmd": cmd, "params": params}),
+        }
+    }
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ChromeDriver {
     fn endpoint(
         &self,
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
         ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (
-            http::Method::POST,
-            Some(json!({"type": "browser"}).to_string()),
-        )
-    }
-}
-
-/// A Chrome DevTools command, through chromedriver's passthrough.
-#[derive(Debug)]
-struct DevTools {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({"cmd": self.cmd, "params": self.params});
-        (http::Method::POST, Some(body.to_string()))
+        (http::Method::POST, Some(self.body.to_string()))
     }
 }
 
