@@ -38,6 +38,15 @@ export interface Step {
   error?: string;
   cost?: Cost;
   attempts?: Attempt[];
+  approval?: Approval;
+}
+
+/// A step's gate: who may decide, what they are asked, until when.
+export interface Approval {
+  message?: string;
+  approvers: string[];
+  timeoutSeconds?: number;
+  deadline?: string;
 }
 
 export interface Task {

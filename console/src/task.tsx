@@ -1,5 +1,6 @@
 // One task: its DAG laid out by dagre, each node live; a step's panel with
-// its log tail, attempts, output and ids; cancel and retry.
+// its log tail, attempts, output and ids; cancel and retry; approve or
+// reject the steps waiting at their gates.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import dagre from "@dagrejs/dagre";
 
@@ -150,9 +151,85 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
           </>
         )}
       </dl>
+      {steps
+        .filter((s) => s.state === "awaiting_approval" && s.approval)
+        .map((s) => (
+          <Gate
+            key={s.id}
+            step={s}
+            session={session}
+            onDecided={(t) => {
+              setTask(t);
+              setError("");
+            }}
+            onError={setError}
+            taskId={task.id}
+          />
+        ))}
       <Graph steps={steps} selected={selected} onSelect={setSelected} />
       {step && <StepPanel step={step} task={task} lines={logs.current.get(step.id) ?? []} version={logVersion} />}
     </div>
+  );
+}
+
+/// A step waiting for approval: what is asked, of whom, until when; and,
+/// for a caller among its approvers, the decision with a reason.
+function Gate({
+  step,
+  session,
+  taskId,
+  onDecided,
+  onError,
+}: {
+  step: Step;
+  session: Session;
+  taskId: string;
+  onDecided: (task: Task) => void;
+  onError: (message: string) => void;
+}) {
+  const [reason, setReason] = useState("");
+  const [busy, setBusy] = useState(false);
+  const approval = step.approval!;
+  const mayDecide = approval.approvers.some((a) => a === session.name || a === session.role);
+  const decide = async (verdict: "approve" | "reject") => {
+    setBusy(true);
+    try {
+      const path = `/tasks/${taskId}/steps/${encodeURIComponent(step.id)}/${verdict}`;
+      onDecided(await call<Task>("POST", path, JSON.stringify({ reason })));
+    } catch (e) {
+      onError(e instanceof ApiError ? e.message : String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section class="gate" data-test="gate" data-step={step.id}>
+      <p>
+        <strong>{step.id}</strong> waits for approval by {approval.approvers.join(" or ")}
+        {approval.deadline ? `, until ${when(approval.deadline)}` : ""}.
+      </p>
+      {approval.message && <p class="asked">{approval.message}</p>}
+      {mayDecide ? (
+        <div class="actions">
+          <input
+            placeholder="reason (required to reject)"
+            value={reason}
+            onInput={(e) => setReason((e.target as HTMLInputElement).value)}
+            data-test="gate-reason"
+          />
+          <button disabled={busy} onClick={() => decide("approve")} data-test="approve">
+            Approve
+          </button>
+          <button disabled={busy || !reason.trim()} onClick={() => decide("reject")} data-test="reject">
+            Reject
+          </button>
+        </div>
+      ) : (
+        <p class="empty" data-test="gate-not-yours">
+          You ({session.name}, {session.role}) are not among its approvers.
+        </p>
+      )}
+    </section>
   );
 }
 

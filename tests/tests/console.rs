@@ -428,6 +428,104 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_at_its_gate_shows_who_may_decide_and_its_approver_approves_it_in_the_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orca = served(dir.path()).await;
+    let id = orca.submit(
+        "name: release
+steps:
+  - id: build
+    shell: {command: ['true']}
+  - id: deploy
+    dependsOn: [build]
+    approval: {message: 'Ship build 42?', approvers: [vic], timeoutSeconds: 3600}
+    shell: {command: ['true']}
+",
+    );
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{}/#/tasks/{id}", orca.http))
+        .await
+        .expect("the console");
+    // The developer who submitted it sees the question, not the buttons.
+    sign_in(&browser, "orca_dev").await;
+    let gate = browser
+        .text_until("[data-test=gate]", LIVE, |t| t.contains("Ship build 42?"))
+        .await
+        .expect("the gate is shown");
+    assert!(gate.contains("deploy waits for approval by vic"), "{gate}");
+    assert_eq!(
+        browser.count("[data-test=approve]").await.expect("buttons"),
+        0
+    );
+    browser
+        .text("[data-test=gate-not-yours]")
+        .await
+        .expect("says why");
+    assert_eq!(
+        browser
+            .run("return document.querySelector('[data-step=deploy][data-state]').dataset.state")
+            .await
+            .expect("the node"),
+        "awaiting_approval"
+    );
+    browser
+        .screenshot(&screenshots(), "approval-gate")
+        .await
+        .expect("screenshot");
+
+    // vic, its approver, approves with a reason.
+    browser
+        .click("[data-test=sign-out]")
+        .await
+        .expect("sign out");
+    sign_in(&browser, "orca_viewer").await;
+    let reason = browser
+        .client
+        .wait()
+        .at_most(LIVE)
+        .for_element(fantoccini::Locator::Css("[data-test=gate-reason]"))
+        .await
+        .expect("the reason field");
+    reason.send_keys("checked the diff").await.expect("type");
+    browser.click("[data-test=approve]").await.expect("approve");
+    browser
+        .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
+        .await
+        .expect("the approved step ran, shown live");
+    assert_eq!(browser.count("[data-test=gate]").await.expect("gates"), 0);
+    let audit = orca
+        .server
+        .tasks()
+        .await
+        .expect("client")
+        .list_audit(orca_api::v1::ListAuditRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert!(
+        audit.iter().any(|e| e.action == "step.approve"
+            && e.actor == "vic"
+            && e.outcome == "ok"
+            && e.detail == "step deploy: checked the diff"),
+        "{audit:#?}"
+    );
+    let errors = browser
+        .page_errors(&[SIGNED_OUT])
+        .await
+        .expect("the browser's log");
+    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orca = served(dir.path()).await;

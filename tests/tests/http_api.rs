@@ -436,6 +436,8 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/tasks/{id}"),
         ("POST", "/tasks/{id}/cancel"),
         ("POST", "/tasks/{id}/retry"),
+        ("POST", "/tasks/{id}/steps/{step}/approve"),
+        ("POST", "/tasks/{id}/steps/{step}/reject"),
         ("GET", "/tasks/{id}/events"),
         ("GET", "/task-counts"),
         ("GET", "/agents"),
@@ -475,6 +477,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
             path.replace("{id}", "01nosuchtask")
                 .replace("{scope}", "s")
                 .replace("{key}", "k")
+                .replace("{step}", "deploy")
         );
         // The fleet's stream never ends: a bad position answers at once.
         let path = if path.ends_with("/events") && !path.contains("/tasks/") {

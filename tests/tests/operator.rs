@@ -656,3 +656,115 @@ async fn the_pods_the_operator_describes_join_their_pool() {
         worker.log.display()
     );
 }
+
+#[tokio::test]
+async fn an_approval_annotation_on_a_task_becomes_the_decision_and_a_stranger_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)])
+        .await
+        .expect("server and worker");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    let gated = |approvers: Value| {
+        json!([
+            sh("build", &[], "true"),
+            {"id": "deploy", "dependsOn": ["build"], "shell": {"command": ["true"]},
+             "approval": {"approvers": approvers, "message": "ship it?"}},
+        ])
+    };
+    // The operator decides as its own identity, an admin here.
+    let path = format!("{TASKS}/release");
+    mock.put(
+        &path,
+        task_resource("release", "uid-release", gated(json!(["admin"])), None),
+    );
+    reconcile_task(&mock, &path, &ctx).await;
+    reconcile_task(&mock, &path, &ctx).await;
+    let waiting = eventually(Duration::from_secs(20), || async {
+        let status = status_of(&mock, &path);
+        (status["awaitingApproval"] == json!(["deploy"])).then_some(status)
+    })
+    .await
+    .expect("the waiting step is in the status");
+    assert_eq!(waiting["phase"], "Running");
+    let condition = waiting["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "AwaitingApproval").cloned())
+        .expect("an AwaitingApproval condition");
+    assert_eq!(condition["status"], "True");
+
+    let mut annotated = mock.get(&path).expect("task");
+    annotated["metadata"]["annotations"] =
+        json!({tasks::APPROVE: "deploy", tasks::REASON: "change ticket 7"});
+    mock.put(&path, annotated);
+    reconcile_task(&mock, &path, &ctx).await;
+    let done = eventually(Duration::from_secs(20), || async {
+        let status = status_of(&mock, &path);
+        (status["phase"] == "Succeeded").then_some(status)
+    })
+    .await
+    .expect("the approved step ran");
+    assert_eq!(done["awaitingApproval"], json!([]), "{done}");
+    let task_id = done["taskId"].as_str().expect("task id").to_string();
+    let task = server
+        .tasks()
+        .await
+        .expect("client")
+        .get_task(v1::GetTaskRequest { task_id })
+        .await
+        .expect("get")
+        .into_inner();
+    let audit = server
+        .tasks()
+        .await
+        .expect("client")
+        .list_audit(v1::ListAuditRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert!(
+        audit.iter().any(|e| e.action == "step.approve"
+            && e.task_id == task.id
+            && e.outcome == "ok"
+            && e.detail
+                == "step deploy: change ticket 7 (orca.dev/approve annotation on Task team-a/release)"),
+        "{audit:#?}"
+    );
+
+    // An operator that is not an approver: a Warning event, and the step
+    // keeps waiting for someone who is.
+    let path = format!("{TASKS}/guarded");
+    let mut guarded = task_resource("guarded", "uid-guarded", gated(json!(["vic"])), None);
+    guarded["metadata"]["annotations"] = json!({tasks::APPROVE: "deploy"});
+    mock.put(&path, guarded);
+    reconcile_task(&mock, &path, &ctx).await; // the finalizer
+    reconcile_task(&mock, &path, &ctx).await; // submitted
+    eventually(Duration::from_secs(20), || async {
+        (status_of(&mock, &path)["awaitingApproval"] == json!(["deploy"])).then_some(())
+    })
+    .await
+    .expect("waiting");
+    reconcile_task(&mock, &path, &ctx).await;
+    let refused: Vec<Value> = mock
+        .requests_to("POST", EVENTS)
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|b| b["reason"] == "ApprovalRefused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["type"], "Warning");
+    assert!(
+        refused[0]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("is not an approver of step \"deploy\"")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        status_of(&mock, &path)["awaitingApproval"],
+        json!(["deploy"])
+    );
+}

@@ -84,6 +84,11 @@ impl From<v1::StepSpec> for core::StepSpec {
                 multiplier: r.multiplier,
             }),
             timeout_seconds: (step.timeout_seconds > 0).then_some(step.timeout_seconds),
+            approval: step.approval.map(|a| core::ApprovalSpec {
+                message: a.message,
+                approvers: a.approvers,
+                timeout_seconds: (a.timeout_seconds > 0).then_some(a.timeout_seconds),
+            }),
         }
     }
 }
@@ -139,6 +144,11 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 multiplier: r.multiplier,
             }),
             timeout_seconds: step.timeout_seconds.unwrap_or(0),
+            approval: step.approval.as_ref().map(|a| v1::Approval {
+                message: a.message.clone(),
+                approvers: a.approvers.clone(),
+                timeout_seconds: a.timeout_seconds.unwrap_or(0),
+            }),
         }
     }
 }
@@ -185,6 +195,7 @@ impl From<core::StepState> for v1::StepState {
     fn from(state: core::StepState) -> Self {
         match state {
             core::StepState::Waiting => v1::StepState::Waiting,
+            core::StepState::AwaitingApproval => v1::StepState::AwaitingApproval,
             core::StepState::Queued => v1::StepState::Queued,
             core::StepState::Running => v1::StepState::Running,
             core::StepState::Succeeded => v1::StepState::Succeeded,

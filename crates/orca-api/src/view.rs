@@ -24,6 +24,7 @@ pub fn task_state_name(state: i32) -> &'static str {
 pub fn step_state_name(state: i32) -> &'static str {
     match v1::StepState::try_from(state) {
         Ok(v1::StepState::Waiting) => "waiting",
+        Ok(v1::StepState::AwaitingApproval) => "awaiting_approval",
         Ok(v1::StepState::Queued) => "queued",
         Ok(v1::StepState::Running) => "running",
         Ok(v1::StepState::Succeeded) => "succeeded",
@@ -129,6 +130,23 @@ pub struct StepView {
     pub cost: Option<CostView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptView>,
+    /// The gate before it runs, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalView>,
+}
+
+/// Who must approve a step, what they are asked, and until when.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalView {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub approvers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// While the step awaits approval: when the wait times out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -267,6 +285,15 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                         cost: cost_view(&a.cost),
                     })
                     .collect(),
+                approval: specs
+                    .get(s.id.as_str())
+                    .and_then(|spec| spec.approval.as_ref())
+                    .map(|a| ApprovalView {
+                        message: a.message.clone(),
+                        approvers: a.approvers.clone(),
+                        timeout_seconds: (a.timeout_seconds > 0).then_some(a.timeout_seconds),
+                        deadline: rfc3339(&s.approval_deadline),
+                    }),
             })
             .collect(),
     }

@@ -83,6 +83,11 @@ pub enum Command {
     /// Re-run the failed, cancelled and skipped steps of a finished task,
     /// keeping the succeeded ones and their outputs.
     Retry(RetryArgs),
+    /// Let a step awaiting approval run (you must be one of its approvers).
+    Approve(ApproveArgs),
+    /// Fail a step awaiting approval, saying why; the task fails as after
+    /// any failed step.
+    Reject(RejectArgs),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
     /// Show the audit log: who submitted, cancelled or retried what, and
@@ -636,6 +641,26 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    pub task: String,
+    /// The step awaiting approval.
+    pub step: String,
+    /// Why; kept in the step's events and the audit log.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    pub task: String,
+    /// The step awaiting approval.
+    pub step: String,
+    /// Why: the step's error, in its events and the audit log.
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]

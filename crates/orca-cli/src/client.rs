@@ -372,6 +372,41 @@ pub async fn retry(target: &Target, args: RetryArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Approves (`approve`) or rejects a step awaiting approval, and says what
+/// the step does now.
+pub async fn decide(
+    target: &Target,
+    task_id: String,
+    step_id: String,
+    reason: String,
+    approve: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut client = tasks(target).await?;
+    let request = v1::DecideStepRequest {
+        task_id,
+        step_id: step_id.clone(),
+        reason,
+    };
+    let task = if approve {
+        client.approve_step(request).await?
+    } else {
+        client.reject_step(request).await?
+    }
+    .into_inner();
+    let state = task
+        .steps
+        .iter()
+        .find(|s| s.id == step_id)
+        .map_or("unknown", |s| output::step_state_name(s.state));
+    let verb = if approve { "approved" } else { "rejected" };
+    println!(
+        "step {step_id} of task {} {verb}: the step is {state}, the task {}",
+        task.id,
+        output::task_state_name(task.state)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn watch(target: &Target, args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut client = tasks(target).await?;
     let ended = watch::follow(&mut client, &args.task, Out::Stdout).await?;

@@ -112,6 +112,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => client::logs(&target, args).await,
         Command::Cancel(args) => client::cancel(&target, args).await,
         Command::Retry(args) => client::retry(&target, args).await,
+        Command::Approve(args) => {
+            client::decide(&target, args.task, args.step, args.reason, true).await
+        }
+        Command::Reject(args) => {
+            client::decide(&target, args.task, args.step, args.reason, false).await
+        }
         Command::Watch(args) => client::watch(&target, args).await,
         Command::Audit(args) => client::audit(&target, args).await,
         Command::State(command) => state::state(&target, command).await,

@@ -111,19 +111,44 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             cost.cache_creation_tokens
         );
     }
+    for step in view.steps.iter().filter(|s| s.state == "awaiting_approval") {
+        let Some(approval) = &step.approval else {
+            continue;
+        };
+        let asked = if approval.message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", approval.message)
+        };
+        let until = approval
+            .deadline
+            .as_ref()
+            .map(|d| format!(", times out at {d}"))
+            .unwrap_or_default();
+        println!(
+            "Awaiting:  step {} needs approval by {}{asked}{until}: orca approve {} {}",
+            step.id,
+            approval.approvers.join(" or "),
+            view.id,
+            step.id
+        );
+    }
     println!();
     let rows: Vec<Vec<String>> = task
         .steps
         .iter()
-        .map(|s| {
+        .zip(&view.steps)
+        .map(|(s, shown)| {
             let took = match (&s.started_at, &s.finished_at) {
                 (Some(a), Some(b)) => duration(micros(b) - micros(a)),
                 _ => String::new(),
             };
-            let detail = if !s.error.is_empty() {
-                s.error.clone()
-            } else {
-                s.output_json.clone()
+            let detail = match &shown.approval {
+                Some(approval) if shown.state == "awaiting_approval" => {
+                    format!("approval by {}", approval.approvers.join(" or "))
+                }
+                _ if !s.error.is_empty() => s.error.clone(),
+                _ => s.output_json.clone(),
             };
             vec![
                 s.id.clone(),

@@ -53,6 +53,8 @@ pub struct TaskRun {
     state: TaskState,
     ids: Vec<String>,
     max_attempts: Vec<u32>,
+    /// For each step, whether it waits for an approval before it runs.
+    gated: Vec<bool>,
     /// Attempts made before the last manual retry: each manual retry gives a
     /// step its policy's attempts afresh.
     attempts_before: Vec<u32>,
@@ -73,10 +75,12 @@ impl TaskRun {
             .steps
             .iter()
             .map(|step| StepStatus {
-                state: if step.depends_on.is_empty() {
-                    StepState::Queued
-                } else {
+                state: if !step.depends_on.is_empty() {
                     StepState::Waiting
+                } else if step.approval.is_some() {
+                    StepState::AwaitingApproval
+                } else {
+                    StepState::Queued
                 },
                 attempt: 0,
             })
@@ -86,11 +90,17 @@ impl TaskRun {
             state: TaskState::Queued,
             message: String::new(),
         }];
-        changes.extend(run.queued().map(|index| Change::Step {
-            index,
-            state: StepState::Queued,
-            message: String::new(),
-        }));
+        changes.extend(
+            run.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state != StepState::Waiting)
+                .map(|(index, s)| Change::Step {
+                    index,
+                    state: s.state,
+                    message: String::new(),
+                }),
+        );
         (run, changes)
     }
 
@@ -120,6 +130,7 @@ impl TaskRun {
             state,
             ids: spec.steps.iter().map(|s| s.id.clone()).collect(),
             max_attempts: spec.steps.iter().map(StepSpec::max_attempts).collect(),
+            gated: spec.steps.iter().map(|s| s.approval.is_some()).collect(),
             attempts_before: vec![0; spec.steps.len()],
             steps,
             dependents,
@@ -157,6 +168,65 @@ impl TaskRun {
             .enumerate()
             .filter(|(_, s)| s.state == StepState::Queued)
             .map(|(i, _)| i)
+    }
+
+    /// Steps waiting for an approver's decision.
+    pub fn awaiting_approval(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == StepState::AwaitingApproval)
+            .map(|(i, _)| i)
+    }
+
+    /// What a step whose dependencies have all succeeded does next: wait
+    /// for its approval, or for a worker.
+    fn ready_state(&self, index: usize) -> StepState {
+        if self.gated[index] {
+            StepState::AwaitingApproval
+        } else {
+            StepState::Queued
+        }
+    }
+
+    /// An approver let a waiting step run: it is queued for a worker.
+    /// `message` says who decided and why.
+    pub fn approve(&mut self, index: usize, message: &str) -> Result<Vec<Change>, Error> {
+        self.expect_awaiting(index, StepState::Queued)?;
+        self.steps[index].state = StepState::Queued;
+        Ok(vec![Change::Step {
+            index,
+            state: StepState::Queued,
+            message: message.to_string(),
+        }])
+    }
+
+    /// A waiting step was rejected, or its approval timed out: it fails
+    /// without an attempt (and without a retry), and the task takes its
+    /// failure path as after any step that failed for good.
+    pub fn reject(&mut self, index: usize, message: &str) -> Result<Vec<Change>, Error> {
+        self.expect_awaiting(index, StepState::Failed)?;
+        self.steps[index].state = StepState::Failed;
+        let mut changes = vec![Change::Step {
+            index,
+            state: StepState::Failed,
+            message: message.to_string(),
+        }];
+        self.note_failure(index, StepState::Failed, message, &mut changes);
+        self.conclude(&mut changes);
+        Ok(changes)
+    }
+
+    fn expect_awaiting(&self, index: usize, to: StepState) -> Result<(), Error> {
+        let from = self.steps[index].state;
+        if from == StepState::AwaitingApproval {
+            Ok(())
+        } else {
+            Err(Error::Transition {
+                from: from.as_str(),
+                to: to.as_str(),
+            })
+        }
     }
 
     /// A worker took a queued step: its next attempt starts. Returns the
@@ -241,10 +311,11 @@ impl TaskRun {
                     for &next in &self.dependents[index] {
                         self.unmet[next] -= 1;
                         if self.unmet[next] == 0 && self.steps[next].state == StepState::Waiting {
-                            self.steps[next].state = StepState::Queued;
+                            let ready = self.ready_state(next);
+                            self.steps[next].state = ready;
                             changes.push(Change::Step {
                                 index: next,
-                                state: StepState::Queued,
+                                state: ready,
                                 message: String::new(),
                             });
                         }
@@ -252,24 +323,37 @@ impl TaskRun {
                 }
             }
             Outcome::Failed(_) | Outcome::Cancelled(_) => {
-                if self.cancelled.is_none() && self.failure.is_none() {
-                    let verb = if state == StepState::Failed {
-                        "failed"
-                    } else {
-                        "was cancelled"
-                    };
-                    let id = &self.ids[index];
-                    self.failure = Some(if message.is_empty() {
-                        format!("step {id:?} {verb}")
-                    } else {
-                        format!("step {id:?} {verb}: {message}")
-                    });
-                    self.end_pending(StepState::Skipped, "an earlier step failed", &mut changes);
-                }
+                self.note_failure(index, state, &message, &mut changes);
             }
         }
         self.conclude(&mut changes);
         Ok(changes)
+    }
+
+    /// The first step to fail (or be cancelled) for good makes the task
+    /// wind down: what waits to run is skipped.
+    fn note_failure(
+        &mut self,
+        index: usize,
+        state: StepState,
+        message: &str,
+        changes: &mut Vec<Change>,
+    ) {
+        if self.cancelled.is_some() || self.failure.is_some() {
+            return;
+        }
+        let verb = if state == StepState::Failed {
+            "failed"
+        } else {
+            "was cancelled"
+        };
+        let id = &self.ids[index];
+        self.failure = Some(if message.is_empty() {
+            format!("step {id:?} {verb}")
+        } else {
+            format!("step {id:?} {verb}: {message}")
+        });
+        self.end_pending(StepState::Skipped, "an earlier step failed", changes);
     }
 
     /// The worker running a step went away: the step goes back to the queue
@@ -328,8 +412,9 @@ impl TaskRun {
                 continue;
             }
             self.attempts_before[index] = self.steps[index].attempt;
+            // An approval was for the run that failed: a rerun asks again.
             let state = if self.unmet[index] == 0 {
-                StepState::Queued
+                self.ready_state(index)
             } else {
                 StepState::Waiting
             };
@@ -363,7 +448,10 @@ impl TaskRun {
 
     fn end_pending(&mut self, state: StepState, message: &str, changes: &mut Vec<Change>) {
         for (index, step) in self.steps.iter_mut().enumerate() {
-            if matches!(step.state, StepState::Waiting | StepState::Queued) {
+            if matches!(
+                step.state,
+                StepState::Waiting | StepState::AwaitingApproval | StepState::Queued
+            ) {
                 step.state = state;
                 changes.push(Change::Step {
                     index,
@@ -627,6 +715,108 @@ mod tests {
         run.start(3).expect("join");
         run.finish(3, Outcome::Succeeded).expect("join ok");
         assert_eq!(run.state(), TaskState::Succeeded);
+    }
+
+    fn gated() -> TaskSpec {
+        TaskSpec {
+            name: "g".into(),
+            steps: vec![
+                StepSpec::noop("build"),
+                StepSpec::noop("deploy")
+                    .after(&["build"])
+                    .approved_by(&["alice"]),
+                StepSpec::noop("smoke").after(&["deploy"]),
+            ],
+            ..TaskSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_gated_step_waits_for_approval_once_its_dependencies_succeed() {
+        let (mut run, _) = TaskRun::new(&gated());
+        run.start(0).expect("build");
+        let changes = run.finish(0, Outcome::Succeeded).expect("build ok");
+        assert_eq!(states(&run), [Succeeded, AwaitingApproval, Waiting]);
+        assert!(
+            queued_by(&changes).is_empty(),
+            "nothing queued before a decision"
+        );
+        assert_eq!(run.awaiting_approval().collect::<Vec<_>>(), [1]);
+        assert!(run.start(1).is_err(), "a waiting step cannot start");
+
+        let changes = run.approve(1, "approved by alice").expect("approve");
+        assert_eq!(
+            changes,
+            [Change::Step {
+                index: 1,
+                state: Queued,
+                message: "approved by alice".into()
+            }]
+        );
+        assert!(
+            run.approve(1, "again").is_err(),
+            "approving twice is refused"
+        );
+        assert!(run.reject(1, "late").is_err(), "so is a late rejection");
+        run.start(1).expect("deploy runs");
+        run.finish(1, Outcome::Succeeded).expect("deploy ok");
+        run.start(2).expect("smoke");
+        run.finish(2, Outcome::Succeeded).expect("smoke ok");
+        assert_eq!(run.state(), TaskState::Succeeded);
+    }
+
+    #[test]
+    fn a_gated_root_waits_from_the_start() {
+        let spec = TaskSpec {
+            steps: vec![StepSpec::noop("only").approved_by(&["admin"])],
+            ..TaskSpec::default()
+        };
+        let (run, changes) = TaskRun::new(&spec);
+        assert_eq!(states(&run), [AwaitingApproval]);
+        assert!(changes.contains(&Change::Step {
+            index: 0,
+            state: AwaitingApproval,
+            message: String::new()
+        }));
+    }
+
+    #[test]
+    fn a_rejection_fails_the_step_for_good_and_the_task_winds_down() {
+        let mut spec = gated();
+        spec.steps[1].retry = Some(crate::spec::RetryPolicy::new(5));
+        let (mut run, _) = TaskRun::new(&spec);
+        run.start(0).expect("build");
+        run.finish(0, Outcome::Succeeded).expect("build ok");
+        let changes = run
+            .reject(1, "rejected by alice: not today")
+            .expect("reject");
+        assert!(
+            !changes.iter().any(|c| matches!(c, Change::Retry { .. })),
+            "a rejection is not retried"
+        );
+        assert_eq!(states(&run), [Succeeded, Failed, Skipped]);
+        assert_eq!(run.state(), TaskState::Failed);
+        assert!(changes.contains(&Change::Task {
+            state: TaskState::Failed,
+            message: "step \"deploy\" failed: rejected by alice: not today".into()
+        }));
+        assert!(run.approve(1, "too late").is_err());
+    }
+
+    #[test]
+    fn cancel_ends_a_step_awaiting_approval_and_a_rerun_asks_again() {
+        let (mut run, _) = TaskRun::new(&gated());
+        run.start(0).expect("build");
+        run.finish(0, Outcome::Succeeded).expect("build ok");
+        run.cancel("by user");
+        assert_eq!(states(&run), [Succeeded, Cancelled, Cancelled]);
+        assert_eq!(run.state(), TaskState::Cancelled);
+        run.reopen("retried").expect("reopens");
+        assert_eq!(
+            states(&run),
+            [Succeeded, AwaitingApproval, Waiting],
+            "the approval was for the run that ended"
+        );
     }
 
     #[test]

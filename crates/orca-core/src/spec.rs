@@ -79,6 +79,38 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub timeout_seconds: Option<u32>,
+    /// A person must approve the step before it runs: once its
+    /// dependencies succeed it waits, `awaiting_approval`, for a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSpec>,
+}
+
+/// A human gate before a step: who may decide, what they are asked, and how
+/// long the step waits before it fails for want of a decision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// What the approvers are asked, shown with the waiting step.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Who may approve or reject: a caller's name (its token's name, its
+    /// JWT subject) or a role (`admin`, `developer`, `viewer`). Nobody else
+    /// may decide, admins included.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub approvers: Vec<String>,
+    /// Undecided after this long, the step fails saying so; it waits for
+    /// ever when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub timeout_seconds: Option<u32>,
+}
+
+impl ApprovalSpec {
+    /// Whether a caller of this name and role may decide.
+    pub fn names(&self, name: &str, role: &str) -> bool {
+        self.approvers.iter().any(|a| a == name || a == role)
+    }
 }
 
 /// Retries with exponential backoff: the delay before attempt n (n >= 2) is
@@ -273,6 +305,7 @@ impl StepSpec {
             claude_code: None,
             retry: None,
             timeout_seconds: None,
+            approval: None,
         }
     }
 
@@ -287,6 +320,7 @@ impl StepSpec {
             claude_code: None,
             retry: None,
             timeout_seconds: None,
+            approval: None,
         }
     }
 
@@ -303,6 +337,15 @@ impl StepSpec {
     /// Attempts allowed in all (1 without a retry policy).
     pub fn max_attempts(&self) -> u32 {
         self.retry.as_ref().map_or(1, |r| r.max_attempts.max(1))
+    }
+
+    /// The step waits for one of `approvers` to approve it.
+    pub fn approved_by(mut self, approvers: &[&str]) -> Self {
+        self.approval = Some(ApprovalSpec {
+            approvers: approvers.iter().map(|s| s.to_string()).collect(),
+            ..ApprovalSpec::default()
+        });
+        self
     }
 
     pub fn needing(mut self, capabilities: &[&str]) -> Self {

@@ -25,6 +25,9 @@ pub enum TaskState {
 #[serde(rename_all = "lowercase")]
 pub enum StepState {
     Waiting,
+    /// Its dependencies succeeded; it waits for an approver's decision.
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
     Queued,
     Running,
     Succeeded,
@@ -61,8 +64,9 @@ impl TaskState {
 }
 
 impl StepState {
-    pub const ALL: [StepState; 7] = [
+    pub const ALL: [StepState; 8] = [
         StepState::Waiting,
+        StepState::AwaitingApproval,
         StepState::Queued,
         StepState::Running,
         StepState::Succeeded,
@@ -81,6 +85,7 @@ impl StepState {
     pub fn as_str(self) -> &'static str {
         match self {
             StepState::Waiting => "waiting",
+            StepState::AwaitingApproval => "awaiting_approval",
             StepState::Queued => "queued",
             StepState::Running => "running",
             StepState::Succeeded => "succeeded",

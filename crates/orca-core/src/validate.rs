@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::Error;
-use crate::spec::{Runtime, StepSpec, TaskSpec};
+use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 /// Size limits on submitted tasks. The defaults keep one task's record small
 /// enough to load, log and send around without thinking about it.
@@ -297,6 +297,9 @@ fn validate_step(
             format!("step {id:?}: must be 1 to 604800 (a week)"),
         ));
     }
+    if let Some(approval) = &step.approval {
+        validate_approval(i, id, approval, limits)?;
+    }
 
     match step.runtime() {
         None if step.runtime_count() == 0 => Err(invalid(
@@ -397,6 +400,60 @@ fn validate_step(
         }
     }
 }
+
+/// Approvers, each of whom a caller can match, a question of a sane size
+/// and a timeout within a month.
+fn validate_approval(
+    i: usize,
+    id: &str,
+    approval: &ApprovalSpec,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let field = format!("steps[{i}].approval");
+    if approval.approvers.is_empty() {
+        return Err(invalid(
+            format!("{field}.approvers"),
+            format!("step {id:?}: name at least one approver (a caller's name or a role)"),
+        ));
+    }
+    if approval.approvers.len() > MAX_APPROVERS {
+        return Err(invalid(
+            format!("{field}.approvers"),
+            format!("step {id:?}: at most {MAX_APPROVERS} approvers"),
+        ));
+    }
+    for (a, approver) in approval.approvers.iter().enumerate() {
+        if approver.trim().is_empty() || approver.len() > limits.max_name_bytes {
+            return Err(invalid(
+                format!("{field}.approvers[{a}]"),
+                format!(
+                    "step {id:?}: an approver is a name or a role, 1 to {} bytes",
+                    limits.max_name_bytes
+                ),
+            ));
+        }
+    }
+    if approval.message.len() > MAX_APPROVAL_MESSAGE_BYTES {
+        return Err(invalid(
+            format!("{field}.message"),
+            format!("step {id:?}: at most {MAX_APPROVAL_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    if approval
+        .timeout_seconds
+        .is_some_and(|t| !(1..=MAX_APPROVAL_SECONDS).contains(&t))
+    {
+        return Err(invalid(
+            format!("{field}.timeoutSeconds"),
+            format!("step {id:?}: must be 1 to {MAX_APPROVAL_SECONDS} (30 days)"),
+        ));
+    }
+    Ok(())
+}
+
+const MAX_APPROVERS: usize = 32;
+const MAX_APPROVAL_MESSAGE_BYTES: usize = 4096;
+const MAX_APPROVAL_SECONDS: u32 = 30 * 24 * 3600;
 
 fn validate_claude(
     i: usize,
@@ -860,6 +917,38 @@ mod tests {
         let mut step = StepSpec::noop("a");
         step.timeout_seconds = Some(0);
         assert_eq!(rejected(&task(vec![step])).0, "steps[0].timeoutSeconds");
+    }
+
+    #[test]
+    fn approvals_name_approvers_and_bound_their_wait() {
+        let gate = |approval: ApprovalSpec| {
+            let mut step = StepSpec::noop("deploy");
+            step.approval = Some(approval);
+            task(vec![step])
+        };
+        let (field, message) = rejected(&gate(ApprovalSpec::default()));
+        assert_eq!(field, "steps[0].approval.approvers");
+        assert!(message.contains("at least one approver"), "{message}");
+        let blank = ApprovalSpec {
+            approvers: vec!["alice".into(), " ".into()],
+            ..ApprovalSpec::default()
+        };
+        assert_eq!(rejected(&gate(blank)).0, "steps[0].approval.approvers[1]");
+        let forever = ApprovalSpec {
+            approvers: vec!["alice".into()],
+            timeout_seconds: Some(0),
+            ..ApprovalSpec::default()
+        };
+        assert_eq!(
+            rejected(&gate(forever)).0,
+            "steps[0].approval.timeoutSeconds"
+        );
+        let fine = ApprovalSpec {
+            message: "ship it?".into(),
+            approvers: vec!["alice".into(), "admin".into()],
+            timeout_seconds: Some(3600),
+        };
+        validate(&gate(fine), &Limits::default()).expect("valid");
     }
 
     #[test]

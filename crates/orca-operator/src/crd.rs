@@ -221,6 +221,11 @@ pub struct OrcaTaskStatus {
     pub steps_failed: u32,
     #[serde(default)]
     pub steps_running: u32,
+    /// Steps waiting for an approver: approve one with the annotation
+    /// `orca.dev/approve: <step>` (or `orca approve`). Always written,
+    /// empty too, so a merge patch clears it once none waits.
+    #[serde(default)]
+    pub awaiting_approval: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

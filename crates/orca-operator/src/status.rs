@@ -62,7 +62,10 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         .iter()
         .map(|s| match state(s) {
             v1::StepState::Running => f64::from(s.progress.clamp(0.0, 1.0)),
-            v1::StepState::Waiting | v1::StepState::Queued | v1::StepState::Unspecified => 0.0,
+            v1::StepState::Waiting
+            | v1::StepState::AwaitingApproval
+            | v1::StepState::Queued
+            | v1::StepState::Unspecified => 0.0,
             _ => 1.0,
         })
         .sum();
@@ -81,7 +84,14 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
     let changed_at = time(&task.finished_at)
         .or_else(|| time(&task.started_at))
         .or_else(|| time(&task.created_at));
-    let conditions = changed_at
+    let awaiting_approval: Vec<String> = task
+        .steps
+        .iter()
+        .filter(|s| state(s) == v1::StepState::AwaitingApproval)
+        .map(|s| s.id.clone())
+        .collect();
+    let mut conditions: Vec<Condition> = changed_at
+        .clone()
         .map(|at| {
             vec![Condition {
                 type_: "Finished".into(),
@@ -93,6 +103,20 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
             }]
         })
         .unwrap_or_default();
+    // Only while a step waits: its time is the task's own, as above.
+    if let (false, Some(at)) = (awaiting_approval.is_empty(), changed_at) {
+        conditions.push(Condition {
+            type_: "AwaitingApproval".into(),
+            status: "True".into(),
+            reason: "StepsAwaitingApproval".into(),
+            message: format!(
+                "waiting for approval: {}; annotate the Task with orca.dev/approve: <step>",
+                awaiting_approval.join(", ")
+            ),
+            last_transition_time: at,
+            observed_generation: generation,
+        });
+    }
     OrcaTaskStatus {
         phase: Some(phase),
         task_id: Some(task.id.clone()).filter(|id| !id.is_empty()),
@@ -101,6 +125,7 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         steps_succeeded: count(v1::StepState::Succeeded),
         steps_failed: count(v1::StepState::Failed),
         steps_running: count(v1::StepState::Running),
+        awaiting_approval,
         start_time: time(&task.started_at),
         completion_time: time(&task.finished_at),
         cost_usd: cost_usd(task),

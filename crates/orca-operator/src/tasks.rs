@@ -2,7 +2,9 @@
 //! key, so a second reconcile or an operator restart finds the same task),
 //! mirrors its status from the task's event stream, records an Event on each
 //! phase change, cancels the task when the resource is deleted, and deletes
-//! finished resources after `ttlSecondsAfterFinished`.
+//! finished resources after `ttlSecondsAfterFinished`. The annotations
+//! `orca.dev/approve` and `orca.dev/reject` decide on steps awaiting
+//! approval (see [`decide_from_annotations`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,13 @@ use crate::{Context, Error};
 
 /// Held on every Task until its task is cancelled or finished.
 pub const FINALIZER: &str = "orca.dev/cancel-task";
+/// Steps to approve, comma-separated: `orca.dev/approve: deploy`.
+pub const APPROVE: &str = "orca.dev/approve";
+/// Steps to reject, comma-separated.
+pub const REJECT: &str = "orca.dev/reject";
+/// Why, for the step's event and the audit log (required by nothing: a
+/// rejection without it says where it came from).
+pub const REASON: &str = "orca.dev/reason";
 /// A running task's status is patched at most this often; state changes
 /// (a step or the task finishing) go out at once.
 const PROGRESS_PATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -80,14 +89,18 @@ async fn apply(
             }
         },
     };
-    let current = ctx
+    let get = v1::GetTaskRequest {
+        task_id: task_id.clone(),
+    };
+    let mut current = ctx
         .control_plane
         .tasks()
-        .get_task(v1::GetTaskRequest {
-            task_id: task_id.clone(),
-        })
+        .get_task(get.clone())
         .await?
         .into_inner();
+    if decide_from_annotations(&task, &current, ctx).await? {
+        current = ctx.control_plane.tasks().get_task(get).await?.into_inner();
+    }
     let status = task_status(&current, task.metadata.generation);
     publish(api, &task, &previous, &status, ctx).await?;
 
@@ -143,6 +156,99 @@ async fn submit(task: &OrcaTask, ctx: &Context) -> Result<Result<String, String>
         }
         Err(status) => Err(status.into()),
     }
+}
+
+/// Turns the Task's approval annotations into ApproveStep and RejectStep
+/// calls, for the named steps that await approval now. The operator decides
+/// as itself: name its identity (or its role) among a step's approvers to
+/// let whoever may edit the Task in Kubernetes approve it. An annotation
+/// stays as a record; it acts only while its step waits. Returns whether
+/// it decided anything.
+async fn decide_from_annotations(
+    task: &OrcaTask,
+    current: &v1::Task,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    let annotations = task.annotations();
+    let named = |key: &str| -> Vec<String> {
+        annotations
+            .get(key)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (approve, reject) = (named(APPROVE), named(REJECT));
+    if approve.is_empty() && reject.is_empty() {
+        return Ok(false);
+    }
+    let source = format!(
+        "annotation on Task {}/{}",
+        task.namespace().unwrap_or_default(),
+        task.name_any()
+    );
+    let reason = |key: &str| match annotations.get(REASON).map(|r| r.trim()) {
+        Some(reason) if !reason.is_empty() => format!("{reason} ({key} {source})"),
+        _ => format!("by the {key} {source}"),
+    };
+    let mut decided = false;
+    let awaiting = current
+        .steps
+        .iter()
+        .filter(|s| s.state == v1::StepState::AwaitingApproval as i32);
+    for step in awaiting {
+        // A step named both ways is rejected: the cautious reading.
+        let approving = !reject.contains(&step.id);
+        if approving && !approve.contains(&step.id) {
+            continue;
+        }
+        let request = v1::DecideStepRequest {
+            task_id: current.id.clone(),
+            step_id: step.id.clone(),
+            reason: reason(if approving { APPROVE } else { REJECT }),
+        };
+        let mut tasks = ctx.control_plane.tasks();
+        let answer = if approving {
+            tasks.approve_step(request).await
+        } else {
+            tasks.reject_step(request).await
+        };
+        let (kind, reason, note) = match answer {
+            Ok(_) => {
+                decided = true;
+                let verb = if approving { "Approved" } else { "Rejected" };
+                (
+                    EventType::Normal,
+                    verb,
+                    format!("step {} {}", step.id, verb.to_lowercase()),
+                )
+            }
+            // Decided meanwhile, by someone else: nothing left to do.
+            Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::NotFound) => continue,
+            // Not an approver: no retry changes that; say so on the Task.
+            Err(s) if s.code() == Code::PermissionDenied => (
+                EventType::Warning,
+                "ApprovalRefused",
+                s.message().to_string(),
+            ),
+            Err(s) => return Err(s.into()),
+        };
+        let event = Event {
+            type_: kind,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Decide".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
+            tracing::warn!(task = %task.name_any(), error = %e, "recording an event");
+        }
+    }
+    Ok(decided)
 }
 
 async fn cleanup(task: Arc<OrcaTask>, ctx: &Arc<Context>) -> Result<Action, Error> {

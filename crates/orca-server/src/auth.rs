@@ -70,6 +70,9 @@ impl fmt::Display for Role {
 pub enum Action {
     ReadTasks,
     WriteTasks,
+    /// Approve or reject a step at its gate; the step's own list of
+    /// approvers says who, so every role a person holds may ask.
+    DecideApprovals,
     ReadAgents,
     ConnectWorker,
     ReadAudit,
@@ -88,7 +91,11 @@ impl Action {
             (Role::Developer, _) => true,
             (
                 Role::Viewer,
-                Action::ReadTasks | Action::ReadAgents | Action::ReadState | Action::ReadMetrics,
+                Action::ReadTasks
+                | Action::ReadAgents
+                | Action::ReadState
+                | Action::ReadMetrics
+                | Action::DecideApprovals,
             ) => true,
             (Role::Viewer, _) => false,
             (Role::Worker, Action::ConnectWorker) => true,
@@ -102,6 +109,7 @@ impl Action {
         match self {
             Action::ReadTasks => "read tasks",
             Action::WriteTasks => "submit, cancel or retry tasks",
+            Action::DecideApprovals => "approve or reject steps",
             Action::ReadAgents => "list agents",
             Action::ConnectWorker => "connect as a worker",
             Action::ReadAudit => "read the audit log",

@@ -30,6 +30,8 @@ pub struct Metrics {
     agent_cost: Family<Labels, Counter<f64, AtomicU64>>,
     agent_tokens: Family<Labels, Counter>,
     queue_depth: Family<Labels, Gauge>,
+    approvals: Family<Labels, Counter>,
+    awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
     slots_busy: Gauge,
@@ -58,6 +60,8 @@ impl Metrics {
             agent_cost: Family::default(),
             agent_tokens: Family::default(),
             queue_depth: Family::default(),
+            approvals: Family::default(),
+            awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
             slots_busy: Gauge::default(),
@@ -108,6 +112,16 @@ impl Metrics {
             "queue_depth",
             "Steps waiting for a worker, by the capabilities they need",
             metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "approvals",
+            "Decisions on steps' approval gates, by decision (approved, rejected, timed_out)",
+            metrics.approvals.clone(),
+        );
+        registry.register(
+            "steps_awaiting_approval",
+            "Steps waiting for an approver's decision now",
+            metrics.awaiting_approval.clone(),
         );
         registry.register(
             "workers_connected",
@@ -162,6 +176,24 @@ impl Metrics {
         if let Some(seconds) = ran_seconds {
             self.step_duration.observe(seconds.max(0.0));
         }
+    }
+
+    /// A step began to wait for approval (or, after a restart, is found
+    /// waiting).
+    pub fn approval_waiting(&self) {
+        self.awaiting_approval.inc();
+    }
+
+    /// A step stopped waiting for approval, however that ended.
+    pub fn approval_left(&self) {
+        self.awaiting_approval.dec();
+    }
+
+    /// `decision`: approved, rejected or timed_out.
+    pub fn approval_decided(&self, _tenant: &str, decision: &str) {
+        self.approvals
+            .get_or_create(&vec![("decision", decision.to_string())])
+            .inc();
     }
 
     pub fn agent_spent(&self, tenant: &str, model: &str, cost: &orca_core::Cost) {

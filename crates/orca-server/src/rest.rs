@@ -101,6 +101,8 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(get_task))
         .routes(routes!(cancel_task))
         .routes(routes!(retry_task))
+        .routes(routes!(approve_step))
+        .routes(routes!(reject_step))
         .routes(routes!(task_events))
         .routes(routes!(count_tasks))
         .routes(routes!(fleet_events))
@@ -416,6 +418,82 @@ async fn retry_task(
         Access::Change,
         request,
         |s, r| async move { s.tasks.retry_task(r).await },
+    )
+    .await?;
+    Ok(Json(task_view(&task)))
+}
+
+/// The body of a decision on a step's approval.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    /// Why; required to reject.
+    #[serde(default)]
+    reason: String,
+}
+
+/// An empty body is a decision without a reason.
+fn decision_body(body: Result<String, StringRejection>) -> Result<DecisionBody, ApiError> {
+    let body = text_body(body)?;
+    if body.trim().is_empty() {
+        return Ok(DecisionBody::default());
+    }
+    serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
+}
+
+#[utoipa::path(post, path = "/tasks/{id}/steps/{step}/approve", tag = "tasks",
+    summary = "Let a step awaiting approval run (ApproveStep)",
+    params(("id" = String, Path, description = "the task id"),
+        ("step" = String, Path, description = "the step awaiting approval")),
+    request_body(content = DecisionBody, content_type = "application/json", description = "optional: {\"reason\": \"…\"}"),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
+        (status = 409, description = "the step is not awaiting approval (decided already, or never gated)", body = ErrorBody), Refused))]
+async fn approve_step(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path((task_id, step_id)): Path<(String, String)>,
+    body: Result<String, StringRejection>,
+) -> Answer<TaskView> {
+    let request = v1::DecideStepRequest {
+        task_id,
+        step_id,
+        reason: decision_body(body)?.reason,
+    };
+    let task = call(
+        &status,
+        &headers,
+        Access::Change,
+        request,
+        |s, r| async move { s.tasks.approve_step(r).await },
+    )
+    .await?;
+    Ok(Json(task_view(&task)))
+}
+
+#[utoipa::path(post, path = "/tasks/{id}/steps/{step}/reject", tag = "tasks",
+    summary = "Fail a step awaiting approval, with the reason (RejectStep)",
+    params(("id" = String, Path, description = "the task id"),
+        ("step" = String, Path, description = "the step awaiting approval")),
+    request_body(content = DecisionBody, content_type = "application/json", description = "{\"reason\": \"…\"}, required"),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
+        (status = 409, description = "the step is not awaiting approval (decided already, or never gated)", body = ErrorBody), Refused))]
+async fn reject_step(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path((task_id, step_id)): Path<(String, String)>,
+    body: Result<String, StringRejection>,
+) -> Answer<TaskView> {
+    let request = v1::DecideStepRequest {
+        task_id,
+        step_id,
+        reason: decision_body(body)?.reason,
+    };
+    let task = call(
+        &status,
+        &headers,
+        Access::Change,
+        request,
+        |s, r| async move { s.tasks.reject_step(r).await },
     )
     .await?;
     Ok(Json(task_view(&task)))

@@ -231,7 +231,8 @@ fn merge_step(into: &mut StepWrite, later: StepWrite) {
         output_json,
         error,
         exit_code,
-        progress
+        progress,
+        approval_deadline
     );
 }
 
@@ -538,6 +539,7 @@ async fn update_steps<'r>(
         .iter()
         .map(|u| u.progress.as_ref().map(|p| text(&p.1)))
         .collect();
+    let approval_deadline: Vec<Option<i64>> = updates.iter().map(|u| u.approval_deadline).collect();
     pipeline.add(
         conn,
         "UPDATE steps s SET
@@ -550,12 +552,14 @@ async fn update_steps<'r>(
             error = COALESCE(u.error, s.error),
             exit_code = CASE WHEN u.set_exit THEN u.exit_code ELSE s.exit_code END,
             progress = COALESCE(u.progress, s.progress),
-            progress_message = COALESCE(u.progress_message, s.progress_message)
+            progress_message = COALESCE(u.progress_message, s.progress_message),
+            approval_deadline = CASE WHEN u.approval_deadline IS NULL THEN s.approval_deadline
+                                     ELSE orca_ts(u.approval_deadline) END
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
                      $7::bigint[], $8::text[], $9::text[], $10::bool[], $11::int[], $12::real[],
-                     $13::text[])
+                     $13::text[], $14::bigint[])
               AS u(task_id, step_id, state, attempt, worker, started_at, finished_at, output, error,
-                   set_exit, exit_code, progress, progress_message)
+                   set_exit, exit_code, progress, progress_message, approval_deadline)
          WHERE s.task_id = u.task_id AND s.step_id = u.step_id",
         params![
             task_id,
@@ -571,6 +575,7 @@ async fn update_steps<'r>(
             exit_code,
             progress,
             progress_message,
+            approval_deadline,
         ],
     )
     .await

@@ -220,7 +220,8 @@ const TASK_SELECT: &str =
         FROM attempts a WHERE a.task_id = t.id) c";
 
 const STEPS_OF: &str = "SELECT task_id, step_id, state, attempt, worker, orca_micros(started_at),
-        orca_micros(finished_at), progress, progress_message, COALESCE(output::text, ''), error, exit_code
+        orca_micros(finished_at), progress, progress_message, COALESCE(output::text, ''), error, exit_code,
+        orca_micros(approval_deadline)
     FROM steps WHERE task_id = ANY($1::text[]) ORDER BY task_id, position";
 
 const ATTEMPTS_OF: &str = "SELECT task_id, step_id, attempt, worker, orca_micros(started_at),
@@ -311,6 +312,7 @@ fn attach_steps(tasks: &mut [TaskRecord], steps: &[Row], attempts: &[Row]) -> Re
             exit_code: row.try_get(11)?,
             attempts: Vec::new(),
             cost: Cost::default(),
+            approval_deadline: row.try_get(12)?,
         });
     }
     for row in attempts {
@@ -577,7 +579,7 @@ const UNFINISHED_SEQS: &str = "SELECT e.task_id, MAX(e.seq)
 
 const UNFINISHED_STEPS: &str = "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
         orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
-        COALESCE(s.output::text, ''), s.error, s.exit_code
+        COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline)
     FROM steps s JOIN tasks t ON t.id = s.task_id
     WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
         AND s.task_id BETWEEN $1 AND $2

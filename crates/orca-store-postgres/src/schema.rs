@@ -184,6 +184,11 @@ const MIGRATIONS: &[&str] = &[
         seqs      bigint[] NOT NULL
     );
     "#,
+    // 5: a step awaiting approval keeps when its wait times out, so the
+    // deadline outlives a restart or a failover.
+    r#"
+    ALTER TABLE steps ADD COLUMN approval_deadline timestamptz;
+    "#,
 ];
 
 /// The schema version this build writes.

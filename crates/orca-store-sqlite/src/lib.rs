@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS steps (
     output           TEXT NOT NULL DEFAULT '',
     error            TEXT NOT NULL DEFAULT '',
     exit_code        INTEGER,
+    approval_deadline INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (task_id, step_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempts (
@@ -316,6 +317,12 @@ fn migrate(conn: &Connection) -> Result<()> {
     ] {
         add_missing_column(conn, "attempts", column, kind)?;
     }
+    add_missing_column(
+        conn,
+        "steps",
+        "approval_deadline",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
     Ok(())
 }
 
@@ -711,7 +718,8 @@ fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
             error = COALESCE(?9, error),
             exit_code = CASE WHEN ?10 THEN ?11 ELSE exit_code END,
             progress = COALESCE(?12, progress),
-            progress_message = COALESCE(?13, progress_message)
+            progress_message = COALESCE(?13, progress_message),
+            approval_deadline = COALESCE(?14, approval_deadline)
          WHERE task_id = ?1 AND step_id = ?2",
     )?
     .execute(params![
@@ -728,6 +736,7 @@ fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
         exit_code,
         progress,
         progress_message,
+        step.approval_deadline,
     ])?;
     Ok(())
 }
@@ -878,7 +887,7 @@ fn decode_task((mut task, state, spec): (TaskRecord, String, String)) -> Result<
 fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT step_id, state, attempt, worker, started_at, finished_at, progress,
-                progress_message, output, error, exit_code
+                progress_message, output, error, exit_code, approval_deadline
          FROM steps WHERE task_id = ?1 ORDER BY position",
     )?;
     let rows = stmt.query_map([&task.id], |row| {
@@ -898,6 +907,7 @@ fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
                 exit_code: row.get(10)?,
                 attempts: Vec::new(),
                 cost: Cost::default(),
+                approval_deadline: row.get(11)?,
             },
             state,
         ))

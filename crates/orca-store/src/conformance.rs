@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time,
             the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes,
             a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
+            a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -437,6 +438,60 @@ pub async fn attempts_are_kept_in_order_and_the_running_one_is_known(mut backend
     .await;
     let task = store.get_task("t1").await.expect("get").expect("t1");
     assert_eq!(task.steps[0].exit_code, None);
+}
+
+/// The deadline of a wait for approval is what a new leader times the
+/// wait by: it reads back from every path, survives a reopen, and a later
+/// write in the same batch wins.
+pub async fn a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let deadline = 1_800_000_000_000_000;
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                state: Some(StepState::AwaitingApproval),
+                approval_deadline: Some(deadline - 1),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                approval_deadline: Some(deadline),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                error: Some(String::new()),
+                ..step("t1", "a")
+            }),
+        ],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (task.steps[0].state, task.steps[0].approval_deadline),
+        (StepState::AwaitingApproval, deadline)
+    );
+    assert_eq!(task.steps[1].approval_deadline, 0, "only the step written");
+    drop(store);
+    let store = backend.open().await;
+    let unfinished = store.unfinished_tasks().await.expect("recovery read");
+    assert_eq!(unfinished[0].steps[0].approval_deadline, deadline);
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            state: Some(StepState::Queued),
+            approval_deadline: Some(0),
+            ..step("t1", "a")
+        })],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (task.steps[0].state, task.steps[0].approval_deadline),
+        (StepState::Queued, 0)
+    );
 }
 
 pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: impl Backend) {

@@ -152,6 +152,8 @@ pub struct StepWrite {
     /// `Some(None)` clears the exit code.
     pub exit_code: Option<Option<i32>>,
     pub progress: Option<(f32, String)>,
+    /// When a wait for approval times out; `Some(0)` clears it.
+    pub approval_deadline: Option<Micros>,
 }
 
 /// One attempt's row; `None` leaves a field as it is.
@@ -269,6 +271,8 @@ pub struct StepRecord {
     pub attempts: Vec<AttemptRecord>,
     /// What its attempts cost, summed.
     pub cost: Cost,
+    /// While it awaits approval: when the wait times out; 0 for never.
+    pub approval_deadline: Micros,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

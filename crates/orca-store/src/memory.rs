@@ -135,6 +135,7 @@ impl Data {
                 exit_code: None,
                 attempts: Vec::new(),
                 cost: Cost::default(),
+                approval_deadline: 0,
             })
             .collect();
         for event in task.events {
@@ -270,6 +271,7 @@ impl Data {
             step.progress = fraction;
             step.progress_message = message;
         }
+        step.approval_deadline = write.approval_deadline.unwrap_or(step.approval_deadline);
     }
 
     fn upsert_attempt(&mut self, write: AttemptWrite) {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use orca_core::{Change, Event, EventKind, Micros, TaskRun, TaskSpec, TaskState};
+use orca_core::{Change, Event, EventKind, Micros, StepState, TaskRun, TaskSpec, TaskState};
 use orca_store::{Created, NewTask};
 
 use super::{Admitted, EngineHandle};
@@ -52,9 +52,26 @@ pub(super) fn event_of(
             state: *state,
             attempt,
             worker: worker.to_string(),
-            message: message.clone(),
+            message: match (&spec.steps[*index].approval, state) {
+                (Some(approval), StepState::AwaitingApproval) if message.is_empty() => {
+                    awaiting_message(approval)
+                }
+                _ => message.clone(),
+            },
         }),
         Change::Retry { .. } => None,
+    }
+}
+
+/// What a step's event says as it starts to wait for approval: whom it
+/// waits for, and what they are asked.
+fn awaiting_message(approval: &orca_core::ApprovalSpec) -> String {
+    let whom = approval.approvers.join(" or ");
+    match (approval.message.as_str(), approval.timeout_seconds) {
+        ("", None) => format!("awaiting approval by {whom}"),
+        ("", Some(t)) => format!("awaiting approval by {whom} within {t}s"),
+        (asked, None) => format!("awaiting approval by {whom}: {asked}"),
+        (asked, Some(t)) => format!("awaiting approval by {whom} within {t}s: {asked}"),
     }
 }
 

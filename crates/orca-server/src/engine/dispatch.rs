@@ -16,6 +16,7 @@ impl Engine {
             task.next_seq,
         );
         self.queue_ready(&id, &mut active);
+        self.hold_at_gates(&id, &mut active, &[]);
         self.tasks.insert(id, active);
     }
 

@@ -45,6 +45,14 @@ pub struct Admitted {
     pub trace_context: String,
 }
 
+/// An approver's decision on a step awaiting approval; `message` says who
+/// decided and why, for the step's event (and, for a rejection, its error).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Approve { message: String },
+    Reject { message: String },
+}
+
 pub enum CancelAnswer {
     /// The task is not running here: finished, or unknown.
     NotActive,
@@ -119,6 +127,12 @@ pub(super) enum Command {
     ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
     Reopen {
         record: Box<TaskRecord>,
+        reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
+    },
+    Decide {
+        task_id: String,
+        step_id: String,
+        decision: Decision,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
     },
     Shutdown,
@@ -262,6 +276,26 @@ impl EngineHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Reopen {
             record: Box::new(record),
+            reply,
+        })
+        .await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)??;
+        committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Applies an approver's decision to a step awaiting approval; returns
+    /// once it is committed. Who may decide is the caller's to check.
+    pub async fn decide(
+        &self,
+        task_id: String,
+        step_id: String,
+        decision: Decision,
+    ) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Decide {
+            task_id,
+            step_id,
+            decision,
             reply,
         })
         .await?;

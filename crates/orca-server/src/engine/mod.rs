@@ -9,10 +9,11 @@
 //!
 //! `handle` is the way in (commands); `create` makes tasks; `dispatch`
 //! schedules ready steps onto workers; `results` takes what workers report
-//! (and retries and cancels); `recovery` holds leases and the rebuild after
-//! a restart; `effects` is what a committed round releases. This file is
-//! the loop: commands in, state changes applied, rounds committed. `tests`
-//! drives it all in memory.
+//! (and retries and cancels); `approval` holds steps at their human gates;
+//! `recovery` holds leases and the rebuild after a restart; `effects` is
+//! what a committed round releases. This file is the loop: commands in,
+//! state changes applied, rounds committed. `tests` drives it all in
+//! memory.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -35,6 +36,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::step_token::StepTokens;
 
+mod approval;
 mod create;
 mod dispatch;
 mod effects;
@@ -46,7 +48,7 @@ pub use create::Submission;
 use create::event_of;
 use effects::{Assignment, Effect, run_effects};
 use handle::Command;
-pub use handle::{Admitted, CancelAnswer, EngineHandle, StepReport, WorkerInfo};
+pub use handle::{Admitted, CancelAnswer, Decision, EngineHandle, StepReport, WorkerInfo};
 use recovery::{Backlog, load_backlog};
 use results::jitter;
 
@@ -60,6 +62,9 @@ pub type Outbox = mpsc::UnboundedSender<Result<v1::ServerMessage, Status>>;
 
 /// A retry waiting for its backoff: (due, task, step, failed attempt).
 type DueRetry = (Micros, Arc<str>, usize, u32);
+
+/// A step's wait for approval that times out: (deadline, task, step).
+type DueApproval = (Micros, Arc<str>, usize);
 
 struct StepSlot {
     needs: Capabilities,
@@ -78,6 +83,8 @@ struct StepSlot {
     output: Option<String>,
     /// The agent session its attempts have built, for a retry to resume.
     session: Option<Session>,
+    /// While it awaits approval: when that wait times out (0: never).
+    awaiting: Option<Micros>,
 }
 
 impl StepSlot {
@@ -169,6 +176,8 @@ pub struct Engine {
     leases: Leases,
     /// Retries waiting for their backoff, earliest first.
     retries: BinaryHeap<Reverse<DueRetry>>,
+    /// Approvals that time out, earliest first.
+    approvals: BinaryHeap<Reverse<DueApproval>>,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     metrics: Arc<Metrics>,
@@ -213,6 +222,7 @@ pub fn start(
         backlog: Backlog::new(&backlog),
         leases,
         retries: BinaryHeap::new(),
+        approvals: BinaryHeap::new(),
         round: Round::default(),
         effects,
         metrics,
@@ -254,7 +264,10 @@ impl Engine {
                     self.expire_orphans();
                     self.expire_silent_workers();
                 }
-                _ = retry_due(self.retries.peek().map(|Reverse(r)| r.0)) => self.release_retries(),
+                _ = due(self.next_due()) => {
+                    self.release_retries();
+                    self.expire_approvals();
+                }
             }
             self.dispatch();
             self.flush();
@@ -466,6 +479,14 @@ impl Engine {
             Command::Reopen { record, reply } => {
                 let _ = reply.send(self.reopen(*record));
             }
+            Command::Decide {
+                task_id,
+                step_id,
+                decision,
+                reply,
+            } => {
+                let _ = reply.send(self.decide(&task_id, &step_id, decision));
+            }
             Command::Shutdown => {}
         }
     }
@@ -589,7 +610,25 @@ impl Engine {
                     write.task_id = task_id.to_string();
                     write.step_id = step_id;
                     write.state = Some(state);
-                    if matches!(state, StepState::Waiting | StepState::Queued) {
+                    if slot.awaiting.take().is_some() {
+                        self.metrics.approval_left();
+                        write.approval_deadline = Some(0);
+                    }
+                    if state == StepState::AwaitingApproval {
+                        let deadline = approval::deadline(&active.spec.steps[index], now);
+                        approval::gate(
+                            slot,
+                            &mut self.approvals,
+                            &self.metrics,
+                            (task_id, index),
+                            deadline,
+                        );
+                        write.approval_deadline = Some(deadline);
+                    }
+                    if matches!(
+                        state,
+                        StepState::Waiting | StepState::AwaitingApproval | StepState::Queued
+                    ) {
                         // A step waiting to run carries no error; the reason
                         // it waits is in its event.
                         write.error.get_or_insert_with(String::new);
@@ -613,9 +652,9 @@ impl Engine {
     }
 }
 
-/// Resolves when the earliest retry is due; never when none waits.
-async fn retry_due(due: Option<Micros>) {
-    match due {
+/// Resolves at `at`; never when it is `None`.
+async fn due(at: Option<Micros>) {
+    match at {
         Some(due) => {
             let wait = (due - now_micros()).max(0) as u64;
             tokio::time::sleep(Duration::from_micros(wait)).await;
@@ -643,6 +682,7 @@ fn new_active(
             attempt_started: 0,
             output: None,
             session: None,
+            awaiting: None,
             queued_at: 0,
             model: String::new(),
         })

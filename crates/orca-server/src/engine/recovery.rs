@@ -126,7 +126,9 @@ impl Engine {
             | Command::Session { attempt, .. }
             | Command::Adopt { attempt, .. } => self.backlog.pending(&attempt.task_id),
             Command::Report { report, .. } => self.backlog.pending(&report.attempt.task_id),
-            Command::Cancel { task_id, .. } => self.backlog.pending(task_id),
+            Command::Cancel { task_id, .. } | Command::Decide { task_id, .. } => {
+                self.backlog.pending(task_id)
+            }
             _ => None,
         };
         match key {
@@ -189,6 +191,8 @@ impl Engine {
                 }
             }
             self.queue_ready(&id, &mut active);
+            let deadlines: Vec<Micros> = record.steps.iter().map(|s| s.approval_deadline).collect();
+            self.hold_at_gates(&id, &mut active, &deadlines);
             self.tasks.insert(id, active);
         }
     }
@@ -215,6 +219,7 @@ impl Engine {
         let id: Arc<str> = Arc::from(record.id.as_str());
         self.tasks
             .insert(id.clone(), restore_active(&record, spec, run));
+        // A step the rerun gates again enters its wait in `apply`.
         self.apply(&id, changes, None);
         let (done, committed) = oneshot::channel();
         self.round.effects.push(Effect::Done(done));

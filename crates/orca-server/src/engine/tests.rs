@@ -658,3 +658,181 @@ async fn a_task_submitted_twice_with_one_key_is_made_and_run_once() {
         (TaskState::Failed, "the plan cannot run: a cycle")
     );
 }
+
+fn gated(id: &str, approvers: &[&str], timeout_seconds: Option<u32>) -> StepSpec {
+    let mut step = noop(id).approved_by(approvers);
+    if let Some(approval) = &mut step.approval {
+        approval.timeout_seconds = timeout_seconds;
+    }
+    step
+}
+
+fn approve(by: &str) -> Decision {
+    Decision::Approve {
+        message: format!("approved by {by}"),
+    }
+}
+
+#[tokio::test]
+async fn a_gated_step_runs_only_once_approved_and_a_second_decision_is_refused() {
+    let h = Harness::new();
+    h.submit(
+        "t",
+        0,
+        1,
+        vec![
+            noop("build"),
+            gated("deploy", &["alice"], None).after(&["build"]),
+        ],
+    )
+    .await;
+    let mut w = h.worker("w", &["shell"], 2).await;
+    h.engine.credits(w.id, 2).await.expect("credits");
+    let build = w.assigned().await;
+    h.report(&w, build, v1::Outcome::Succeeded).await;
+    h.until("t", "deploy waits at its gate", |t| {
+        t.steps[1].state == StepState::AwaitingApproval
+    })
+    .await;
+    h.settled().await;
+    assert!(w.idle(), "nothing runs before a decision");
+    assert_eq!(
+        h.task("t").await.steps[1].approval_deadline,
+        0,
+        "no timeout"
+    );
+
+    h.engine
+        .decide("t".into(), "deploy".into(), approve("alice"))
+        .await
+        .expect("approved");
+    assert_eq!(w.assigned().await, key("t", "deploy", 1));
+    let again = h
+        .engine
+        .decide("t".into(), "deploy".into(), approve("alice"))
+        .await
+        .expect_err("a second approval");
+    assert!(
+        matches!(&again, Error::FailedPrecondition(m) if m.contains("not awaiting approval: it is running")),
+        "{again:?}"
+    );
+    let events = h.store.events_after("t", 0, 100).await.expect("events");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::StepState { step, state: StepState::Queued, message, .. }
+                if step == "deploy" && message == "approved by alice")),
+        "the decision is in the step's events: {events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_step_fails_with_the_reason_and_stops_its_task() {
+    let h = Harness::new();
+    h.submit(
+        "t",
+        0,
+        1,
+        vec![
+            gated("deploy", &["alice"], None),
+            noop("smoke").after(&["deploy"]),
+        ],
+    )
+    .await;
+    h.until("t", "deploy waits from the start", |t| {
+        t.steps[0].state == StepState::AwaitingApproval
+    })
+    .await;
+    h.engine
+        .decide(
+            "t".into(),
+            "deploy".into(),
+            Decision::Reject {
+                message: "rejected by alice: not on a Friday".into(),
+            },
+        )
+        .await
+        .expect("rejected");
+    let task = h.task("t").await;
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(task.steps[0].error, "rejected by alice: not on a Friday");
+    assert_eq!(task.steps[1].state, StepState::Skipped);
+    assert_eq!(
+        task.message,
+        "step \"deploy\" failed: rejected by alice: not on a Friday"
+    );
+    let late = h
+        .engine
+        .decide("t".into(), "deploy".into(), approve("alice"))
+        .await
+        .expect_err("the task is over");
+    assert!(matches!(late, Error::FailedPrecondition(_)), "{late:?}");
+}
+
+#[tokio::test]
+async fn an_approval_past_its_timeout_fails_the_step_saying_so_and_is_audited() {
+    let h = Harness::new();
+    h.submit("t", 0, 1, vec![gated("deploy", &["alice"], Some(1))])
+        .await;
+    let waiting = h.task("t").await;
+    assert!(
+        waiting.steps[0].approval_deadline > 0,
+        "the deadline is stored with the step"
+    );
+    h.until("t", "the approval times out", |t| {
+        t.state == TaskState::Failed
+    })
+    .await;
+    let task = h.task("t").await;
+    assert_eq!(
+        task.steps[0].error,
+        "no approver decided within 1s: the approval timed out"
+    );
+    assert_eq!(task.steps[0].approval_deadline, 0, "cleared once decided");
+    assert!(
+        now_micros() >= waiting.steps[0].approval_deadline,
+        "not before its deadline"
+    );
+    let audit = h.store.audit_after(0, 10, None).await.expect("audit");
+    assert!(
+        audit.iter().any(|a| a.action == "step.approval_timeout"
+            && a.actor == "orca"
+            && a.target == "t"
+            && a.detail.starts_with("step deploy")),
+        "{audit:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be_approved() {
+    let store = MemoryStore::new();
+    let deadline = {
+        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        h.submit("t", 0, 1, vec![gated("deploy", &["alice"], Some(3600))])
+            .await;
+        h.settled().await;
+        h.task("t").await.steps[0].approval_deadline
+    };
+    assert!(deadline > 0);
+    let backlog = store.unfinished_task_ids().await.expect("recovery");
+    let h = Harness::start(store.reopen(), backlog, leases(Duration::from_secs(30)));
+    let mut w = h.worker("w", &["shell"], 1).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    h.settled().await;
+    assert!(w.idle(), "still waiting after the restart");
+    assert_eq!(
+        h.task("t").await.steps[0].approval_deadline,
+        deadline,
+        "the wait did not start over"
+    );
+    h.engine
+        .decide("t".into(), "deploy".into(), approve("alice"))
+        .await
+        .expect("approved after the restart");
+    assert_eq!(w.assigned().await, key("t", "deploy", 1));
+    let task = h.task("t").await;
+    assert_eq!(task.steps[0].state, StepState::Running);
+    let events = h.store.events_after("t", 0, 100).await.expect("events");
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::StepState { state: StepState::AwaitingApproval, message, .. }
+            if message == "awaiting approval by alice within 3600s")));
+}

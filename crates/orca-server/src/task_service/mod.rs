@@ -23,6 +23,8 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::planner::{Planned, Planner};
 
+mod decide;
+
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -299,8 +301,20 @@ impl TaskApi {
         target: &str,
         result: Result<String, Error>,
     ) -> Result<(), Status> {
-        let tenant = self.refusal_audited(caller, name, target, result)?;
-        let entry = audit_entry(caller, name, &tenant, target, "ok", String::new());
+        self.audited_with(caller, name, target, result.map(|t| (t, String::new())))
+    }
+
+    /// [`Self::audited`], with what else a reader needs: `Ok((tenant,
+    /// detail))`.
+    fn audited_with(
+        &self,
+        caller: &Identity,
+        name: &'static str,
+        target: &str,
+        result: Result<(String, String), Error>,
+    ) -> Result<(), Status> {
+        let (tenant, detail) = self.refusal_audited(caller, name, target, result)?;
+        let entry = audit_entry(caller, name, &tenant, target, "ok", detail);
         self.record(vec![entry]);
         Ok(())
     }
@@ -429,6 +443,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                 error: s.error,
                 exit_code: s.exit_code,
                 cost: Some(s.cost.into()),
+                approval_deadline: optional_timestamp(s.approval_deadline),
                 attempts: s
                     .attempts
                     .into_iter()
@@ -645,6 +660,20 @@ impl v1::task_service_server::TaskService for TaskApi {
         Ok(Response::new(task_to_proto(
             self.load(&task_id, &caller).await?,
         )))
+    }
+
+    async fn approve_step(
+        &self,
+        request: Request<v1::DecideStepRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        self.decide_step(request, decide::Verdict::Approve).await
+    }
+
+    async fn reject_step(
+        &self,
+        request: Request<v1::DecideStepRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        self.decide_step(request, decide::Verdict::Reject).await
     }
 
     async fn plan_task(
