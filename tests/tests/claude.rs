@@ -516,3 +516,87 @@ async fn an_agent_shares_a_finding_through_its_mcp_tools_and_the_next_step_reads
     assert_eq!(got["value"], json!({"bug": "off by one", "line": 42}));
     assert_eq!(got["version"], 1);
 }
+
+#[tokio::test]
+async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resumes_its_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Attempt 1 writes a file, then the API goes silent mid-stream for
+    // ever; attempt 2 finishes.
+    let mock = MockAnthropic::start(vec![
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
+        },
+        Reply::Hang,
+        Reply::Text("Finished after the stall.".into()),
+    ])
+    .await
+    .expect("mock");
+    let http = free_addr();
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--http-listen", &http]).expect("server");
+    let bin = claude_bin().display().to_string();
+    let _worker = start_worker_env(
+        &server.url,
+        dir.path(),
+        "agent-1",
+        &["claude-code"],
+        1,
+        &["--claude-bin", &bin],
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+    .expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt, slowly {}", std::process::id());
+    let mut step = claude_step("notes", &prompt, &["Write"]);
+    step.retry = quick_retries(2);
+    step.stall_timeout_seconds = 3;
+    let id = submit(&client, task("stalls", vec![step]))
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(30), || async {
+        (mock.hanging() == 1).then_some(())
+    })
+    .await
+    .expect("the API hangs mid-stream");
+    let hung_at = orca_api::convert::now_micros();
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the retry succeeds");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        attempts[0].error,
+        "stalled: no output, progress, log or tool event for 3s"
+    );
+    // Declared within the stall timeout plus a heartbeat (5 s) of the hang.
+    let stalled_after = micros(&attempts[0].finished_at) - hung_at;
+    assert!(
+        stalled_after <= 8_000_000,
+        "declared stalled {stalled_after} µs after the hang"
+    );
+    assert_eq!(
+        attempts[1].session_id, attempts[0].session_id,
+        "the retry resumed the session"
+    );
+    let requests = mock.requests();
+    let history = requests.last().expect("a request")["messages"].to_string();
+    assert!(
+        history.contains(&prompt) && history.contains("notes.txt"),
+        "the retry's request carries the first run's conversation: {history}"
+    );
+    let (status, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("orca_step_attempts_finished_total{outcome=\"stalled\"} 1"),
+        "{metrics}"
+    );
+}

@@ -84,6 +84,8 @@ impl From<v1::StepSpec> for core::StepSpec {
                 multiplier: r.multiplier,
             }),
             timeout_seconds: (step.timeout_seconds > 0).then_some(step.timeout_seconds),
+            stall_timeout_seconds: (step.stall_timeout_seconds > 0)
+                .then_some(step.stall_timeout_seconds),
             approval: step.approval.map(|a| core::ApprovalSpec {
                 message: a.message,
                 approvers: a.approvers,
@@ -144,6 +146,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 multiplier: r.multiplier,
             }),
             timeout_seconds: step.timeout_seconds.unwrap_or(0),
+            stall_timeout_seconds: step.stall_timeout_seconds.unwrap_or(0),
             approval: step.approval.as_ref().map(|a| v1::Approval {
                 message: a.message.clone(),
                 approvers: a.approvers.clone(),

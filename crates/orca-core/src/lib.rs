@@ -13,8 +13,8 @@ pub use cost::Cost;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
-    ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, NoopSpec, PROMPT_STEP, PermissionMode, RetryPolicy,
-    Runtime, ShellSpec, StepSpec, TaskSpec,
+    ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, PROMPT_STEP,
+    PermissionMode, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};

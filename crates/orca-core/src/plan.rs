@@ -146,6 +146,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             claude_code,
             retry: None,
             timeout_seconds: None,
+            stall_timeout_seconds: None,
             approval: None,
         });
     }

@@ -79,6 +79,14 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub timeout_seconds: Option<u32>,
+    /// An attempt that shows no sign of life (no output line, progress,
+    /// log or tool event) for this long is killed and fails as stalled,
+    /// then retried per its policy. Claude Code steps default to
+    /// [`DEFAULT_AGENT_STALL_SECONDS`]; other steps are not watched unless
+    /// they set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub stall_timeout_seconds: Option<u32>,
     /// A person must approve the step before it runs: once its
     /// dependencies succeed it waits, `awaiting_approval`, for a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +177,11 @@ pub enum Runtime<'a> {
     Noop,
     ClaudeCode(&'a ClaudeCodeSpec),
 }
+
+/// How long a Claude Code attempt may go without a sign of life before it
+/// is declared stalled, unless its step says otherwise: an agent thinks
+/// between events, but ten silent minutes is a hang.
+pub const DEFAULT_AGENT_STALL_SECONDS: u32 = 600;
 
 /// The capability a worker offers when it can run Claude Code steps; such
 /// steps need it whatever else they need.
@@ -305,6 +318,7 @@ impl StepSpec {
             claude_code: None,
             retry: None,
             timeout_seconds: None,
+            stall_timeout_seconds: None,
             approval: None,
         }
     }
@@ -320,6 +334,7 @@ impl StepSpec {
             claude_code: None,
             retry: None,
             timeout_seconds: None,
+            stall_timeout_seconds: None,
             approval: None,
         }
     }
@@ -332,6 +347,15 @@ impl StepSpec {
     pub fn retrying(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
+    }
+
+    /// How long an attempt may stay silent before it is stalled: its own
+    /// setting, or the agents' default for a Claude Code step.
+    pub fn stall_timeout(&self) -> Option<u32> {
+        self.stall_timeout_seconds.or(self
+            .claude_code
+            .is_some()
+            .then_some(DEFAULT_AGENT_STALL_SECONDS))
     }
 
     /// Attempts allowed in all (1 without a retry policy).

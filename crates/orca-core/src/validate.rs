@@ -297,6 +297,15 @@ fn validate_step(
             format!("step {id:?}: must be 1 to 604800 (a week)"),
         ));
     }
+    if step
+        .stall_timeout_seconds
+        .is_some_and(|t| !(1..=604_800).contains(&t))
+    {
+        return Err(invalid(
+            format!("steps[{i}].stallTimeoutSeconds"),
+            format!("step {id:?}: must be 1 to 604800 (a week)"),
+        ));
+    }
     if let Some(approval) = &step.approval {
         validate_approval(i, id, approval, limits)?;
     }
@@ -917,6 +926,12 @@ mod tests {
         let mut step = StepSpec::noop("a");
         step.timeout_seconds = Some(0);
         assert_eq!(rejected(&task(vec![step])).0, "steps[0].timeoutSeconds");
+        let mut step = StepSpec::noop("a");
+        step.stall_timeout_seconds = Some(0);
+        assert_eq!(
+            rejected(&task(vec![step])).0,
+            "steps[0].stallTimeoutSeconds"
+        );
     }
 
     #[test]

@@ -183,6 +183,7 @@ async fn forward(
                 exit_code: r.exit_code,
                 started_at: r.started_at.as_ref().map(micros),
                 cost: r.cost.as_ref().map(orca_core::Cost::from),
+                stalled: r.stalled,
             };
             engine.report(worker, report).await
         }

@@ -85,7 +85,7 @@ impl Metrics {
         );
         registry.register(
             "step_attempts_finished",
-            "Step attempts that ended, by outcome (succeeded, failed, cancelled, lost)",
+            "Step attempts that ended, by outcome (succeeded, failed, stalled, cancelled, lost)",
             metrics.attempts_finished.clone(),
         );
         registry.register(

@@ -36,6 +36,9 @@ pub enum Fault {
     Wait,
     /// The step ran past its timeout and was killed.
     Timeout,
+    /// The step showed no sign of life for its stall timeout and was
+    /// killed.
+    Stalled,
     /// The agent CLI exited without its result line.
     NoResult,
 }
@@ -49,6 +52,7 @@ impl Fault {
             Fault::Start => "start",
             Fault::Wait => "wait",
             Fault::Timeout => "timeout",
+            Fault::Stalled => "stalled",
             Fault::NoResult => "no_result",
         }
     }

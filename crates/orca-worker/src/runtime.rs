@@ -198,6 +198,7 @@ pub async fn run(
         started_at: Some(timestamp(started_at)),
         finished_at: Some(timestamp(now_micros())),
         cost: ended.cost,
+        stalled: ended.fault == Some(Fault::Stalled),
     };
     let _ = reports.send(Report::Done(result));
 }
@@ -850,6 +851,52 @@ async fn run_process(
     }
 }
 
+/// When an attempt last showed a sign of life: any line on its stdout or
+/// stderr, which for an agent is every stream-json event (a message, a
+/// tool call, a tool's result). Shared by the readers, which touch it, and
+/// the supervisor, which declares the attempt stalled after its step's
+/// stall timeout of silence.
+#[derive(Clone)]
+struct Activity {
+    started: tokio::time::Instant,
+    /// Milliseconds after `started`.
+    last: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: tokio::time::Instant::now(),
+            last: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once the attempt has been silent for `limit`; never
+    /// without one.
+    async fn silent(&self, limit: Option<Duration>) {
+        let Some(limit) = limit else {
+            return std::future::pending().await;
+        };
+        loop {
+            let silent = self.silent_for();
+            if silent >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - silent).await;
+        }
+    }
+}
+
 /// What a process's stdout lines are.
 #[derive(Clone)]
 enum StdoutLines {
@@ -901,13 +948,14 @@ async fn supervise(
         }
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let activity = Activity::new();
     let stdout = child.stdout.take().map(|out| {
         tokio::spawn(forward_lines(
             out,
             LogStream::Stdout,
             lines.clone(),
             attempt.key.clone(),
-            redactor.clone(),
+            (redactor.clone(), activity.clone()),
             reports.clone(),
         ))
     });
@@ -917,13 +965,15 @@ async fn supervise(
             LogStream::Stderr,
             StdoutLines::Plain,
             attempt.key.clone(),
-            redactor.clone(),
+            (redactor.clone(), activity.clone()),
             reports.clone(),
         ))
     });
 
     let mut cancelled = None;
     let mut timed_out = None;
+    let mut stalled = None;
+    let stall_limit = attempt.step.stall_timeout();
     let deadline = async {
         match attempt.step.timeout_seconds {
             Some(seconds) => tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await,
@@ -939,6 +989,10 @@ async fn supervise(
         }
         _ = deadline => {
             timed_out = attempt.step.timeout_seconds;
+            stop_group(group, &mut child).await
+        }
+        _ = activity.silent(stall_limit.map(|s| Duration::from_secs(u64::from(s)))) => {
+            stalled = stall_limit;
             stop_group(group, &mut child).await
         }
     };
@@ -965,6 +1019,15 @@ async fn supervise(
         return Err(Ended {
             exit_code: code,
             ..Ended::fault(Fault::Timeout, format!("timed out after {seconds}s"))
+        });
+    }
+    if let Some(seconds) = stalled {
+        return Err(Ended {
+            exit_code: code,
+            ..Ended::fault(
+                Fault::Stalled,
+                format!("stalled: no output, progress, log or tool event for {seconds}s"),
+            )
         });
     }
     status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
@@ -1029,7 +1092,7 @@ async fn forward_lines(
     stream: LogStream,
     lines: StdoutLines,
     attempt: AttemptKey,
-    redactor: Arc<Redactor>,
+    (redactor, activity): (Arc<Redactor>, Activity),
     reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut reader = BufReader::new(pipe);
@@ -1038,7 +1101,7 @@ async fn forward_lines(
         buf.clear();
         match reader.read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(_) => activity.touch(),
         }
         while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             buf.pop();
@@ -1114,7 +1177,7 @@ mod tests {
             LogStream::Stdout,
             StdoutLines::Plain,
             key,
-            redactor,
+            (redactor, Activity::new()),
             reports,
         )
         .await;
@@ -1622,6 +1685,46 @@ mod tests {
         let (result, _) = run_to_end(slow).await;
         assert_eq!(result.outcome, v1::Outcome::Failed as i32);
         assert_eq!(result.error, "timed out after 1s");
+    }
+
+    #[tokio::test]
+    async fn a_silent_step_is_stalled_and_a_talking_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut silent = attempt(dir.path(), &["sh", "-c", "echo started; sleep 300"]);
+        silent.step.stall_timeout_seconds = Some(1);
+        let began = std::time::Instant::now();
+        let (result, _) = run_to_end(silent).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert!(result.stalled);
+        assert_eq!(
+            result.error,
+            "stalled: no output, progress, log or tool event for 1s"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "killed, not waited out"
+        );
+
+        // Quiet for less than the limit at a time, for longer than it in
+        // all: alive.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut talking = attempt(
+            dir.path(),
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5 6; do echo \"::progress 0.$i\"; sleep 0.4; done",
+            ],
+        );
+        talking.step.stall_timeout_seconds = Some(1);
+        let (result, _) = run_to_end(talking).await;
+        assert_eq!(
+            result.outcome,
+            v1::Outcome::Succeeded as i32,
+            "{}",
+            result.error
+        );
+        assert!(!result.stalled);
     }
 
     #[test]

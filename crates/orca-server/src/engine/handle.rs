@@ -21,6 +21,8 @@ pub struct StepReport {
     pub exit_code: Option<i32>,
     pub started_at: Option<Micros>,
     pub cost: Option<orca_core::Cost>,
+    /// The worker killed the attempt for its silence (it failed).
+    pub stalled: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -115,7 +115,11 @@ impl Engine {
         }
         let started = report.started_at.unwrap_or(slot.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
-        self.metrics.attempt_finished(attempt_state.as_str(), ran);
+        let outcome = match attempt_state {
+            StepState::Failed if report.stalled => "stalled",
+            state => state.as_str(),
+        };
+        self.metrics.attempt_finished(outcome, ran);
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: report.attempt.step_id.clone(),

@@ -167,6 +167,7 @@ impl Harness {
                     exit_code: Some(0),
                     started_at: None,
                     cost: None,
+                    stalled: false,
                 },
             )
             .await
