@@ -2084,3 +2084,79 @@ async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `maxConcurrentAgents`: two real workers of one pool, each with room for
+/// two steps, run one agent step at a time between them; a step that is
+/// not an agent's runs beside it.
+#[tokio::test]
+async fn a_pool_runs_no_more_agent_steps_at_once_than_its_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let flags = ["--pool", "coders", "--max-concurrent-agents", "1"];
+    let _workers: Vec<Process> = ["w1", "w2"]
+        .iter()
+        .map(|name| {
+            server
+                .worker_with(name, &["shell", "claude-code"], 2, &flags)
+                .expect("worker")
+        })
+        .collect();
+    server
+        .wait_for_agents(&["w1", "w2"])
+        .await
+        .expect("workers");
+    let client = server.tasks().await.expect("client");
+    let gate = dir.path().join("gate");
+    // Shell steps standing in for agents: they need what an agent needs.
+    let agent = |id: &str| {
+        let mut step = shell_step(id, &[], &wait_for_gate(&gate));
+        step.needs = vec!["claude-code".into()];
+        step
+    };
+    let agents = submit(
+        &client,
+        task("agents", vec![agent("a1"), agent("a2"), agent("a3")]),
+    )
+    .await
+    .expect("submit");
+    let plain = submit(&client, task("plain", vec![shell_step("s", &[], "true")]))
+        .await
+        .expect("submit");
+    wait_succeeded(&client, &plain, Duration::from_secs(20))
+        .await
+        .expect("the plain step runs while agents are capped");
+    let running = |task: &v1::Task| {
+        task.steps
+            .iter()
+            .filter(|s| s.state == v1::StepState::Running as i32)
+            .count()
+    };
+    let first = wait_task(&client, &agents, Duration::from_secs(20), |t| {
+        (running(&t) == 1).then_some(t)
+    })
+    .await
+    .expect("one agent runs");
+    assert_eq!(
+        first
+            .steps
+            .iter()
+            .filter(|s| s.state == v1::StepState::Queued as i32)
+            .count(),
+        2,
+        "the others wait for the cap, with three free slots"
+    );
+    std::fs::write(&gate, "").expect("open the gate");
+    let done = wait_succeeded(&client, &agents, Duration::from_secs(30))
+        .await
+        .expect("all run, one at a time");
+    // One at a time: each started after the one before it finished.
+    let mut spans: Vec<(i64, i64)> = done
+        .steps
+        .iter()
+        .map(|s| (micros(&s.started_at), micros(&s.finished_at)))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "overlapping agents: {spans:?}");
+    }
+}

@@ -429,6 +429,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_POOL", default_value = "")]
     pub pool: String,
 
+    /// The pool's cap on Claude Code steps running at once, across all its
+    /// workers (0: none): fan-out stops here before the provider's limit.
+    #[arg(long, env = "ORCA_MAX_CONCURRENT_AGENTS", default_value_t = 0)]
+    pub max_concurrent_agents: u32,
+
     #[command(flatten)]
     pub offer: OfferArgs,
 

@@ -206,6 +206,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.secrets_dir = args.secrets_dir;
     config.keep_workspaces = args.keep_workspaces;
     config.pool = args.pool;
+    config.max_concurrent_agents = args.max_concurrent_agents;
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;

@@ -62,6 +62,11 @@ pub struct AgentSpec {
     #[serde(default = "default_slots")]
     #[schemars(range(min = 1, max = 1024))]
     pub slots_per_pod: u32,
+    /// Agent steps the whole pool runs at once, whatever its size: fan-out
+    /// stops here before the provider's rate limit does. Unset: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_concurrent_agents: Option<u32>,
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub min_replicas: i32,

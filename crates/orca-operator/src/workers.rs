@@ -144,6 +144,10 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
         env("ORCA_POOL", pool_name(agent)),
         env("ORCA_CAPABILITIES", capabilities(agent).join(",")),
         env("ORCA_SLOTS", spec.slots_per_pod.to_string()),
+        env(
+            "ORCA_MAX_CONCURRENT_AGENTS",
+            spec.max_concurrent_agents.unwrap_or(0).to_string(),
+        ),
         env("ORCA_DRAIN_GRACE", format!("{}s", DRAIN_GRACE_SECONDS - 10)),
         env("ORCA_WORK_DIR", "/tmp/orca-work"),
         EnvVar {
@@ -295,7 +299,7 @@ mod tests {
     #[test]
     fn a_pool_becomes_workers_pointed_at_the_control_plane() {
         let agent = agent(
-            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmodel: claude-sonnet\nsecretsSecretName: anthropic\n",
+            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmaxConcurrentAgents: 5\nmodel: claude-sonnet\nsecretsSecretName: anthropic\n",
         );
         let d = deployment(&agent, &settings(), 3);
         assert_eq!(d.metadata.name.as_deref(), Some("coders-workers"));
@@ -319,6 +323,7 @@ mod tests {
         assert_eq!(value("ORCA_SERVER"), "http://orca.orca-system:7070");
         assert_eq!(value("ORCA_CAPABILITIES"), "claude-code,git");
         assert_eq!(value("ORCA_SLOTS"), "2");
+        assert_eq!(value("ORCA_MAX_CONCURRENT_AGENTS"), "5");
         assert_eq!(value("ORCA_POOL"), "team-a/coders");
         assert_eq!(value("ORCA_MODEL"), "claude-sonnet");
         assert_eq!(value("ORCA_SECRETS_DIR"), SECRETS_DIR);

@@ -92,6 +92,7 @@ fn worker_info(
             capabilities: orca_core::queue::capabilities(&register.capabilities),
             slots: register.slots,
             peer,
+            max_concurrent_agents: register.max_concurrent_agents,
         },
         running,
     ))

@@ -68,6 +68,8 @@ pub struct WorkerConfig {
     pub pool: String,
     pub capabilities: Vec<String>,
     pub slots: u32,
+    /// The pool's cap on agent steps running at once; 0 for none.
+    pub max_concurrent_agents: u32,
     /// Root of the per-attempt workspaces.
     pub work_dir: PathBuf,
     pub reconnect_min: Duration,
@@ -105,6 +107,7 @@ impl WorkerConfig {
             pool: String::new(),
             capabilities: vec!["shell".into()],
             slots: 4,
+            max_concurrent_agents: 0,
             work_dir,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
@@ -335,6 +338,7 @@ impl Worker {
                 capabilities: self.config.capabilities.clone(),
                 slots: self.config.slots,
                 running: reclaim,
+                max_concurrent_agents: self.config.max_concurrent_agents,
             })),
         };
         outbound

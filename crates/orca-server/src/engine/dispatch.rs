@@ -40,6 +40,7 @@ impl Engine {
         if self.queue.is_empty() {
             return;
         }
+        let mut agents = self.agents_in_capped_pools();
         let mut order = 0;
         let mut idle_since_progress = 0;
         while !self.queue.is_empty()
@@ -49,7 +50,14 @@ impl Engine {
             let worker_id = self.worker_order[order % self.worker_order.len()];
             order += 1;
             let item = match self.workers.get(&worker_id) {
-                Some(w) if w.free() > 0 => self.queue.pop_for(&w.info.capabilities),
+                Some(w) if w.free() > 0 => {
+                    let pool = agents.get(pool_of(&w.info));
+                    if pool.is_some_and(|(running, cap)| running >= cap) {
+                        self.queue.pop_for(&w.without_agents)
+                    } else {
+                        self.queue.pop_for(&w.info.capabilities)
+                    }
+                }
                 _ => None,
             };
             match item {
@@ -57,12 +65,46 @@ impl Engine {
                     idle_since_progress = 0;
                     if let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) {
                         slot.queued = None;
+                        if slot.needs.contains(orca_core::CLAUDE_CODE)
+                            && let Some(w) = self.workers.get(&worker_id)
+                            && let Some((running, _)) = agents.get_mut(pool_of(&w.info))
+                        {
+                            *running += 1;
+                        }
                     }
                     self.assign(worker_id, task_id, index);
                 }
                 None => idle_since_progress += 1,
             }
         }
+    }
+
+    /// For each pool with a cap on agents (`maxConcurrentAgents`): how many
+    /// agent steps its workers run now, and the cap (the lowest its
+    /// workers name). Empty, and cheap, when no pool has one.
+    fn agents_in_capped_pools(&self) -> HashMap<String, (u32, u32)> {
+        let mut pools: HashMap<String, (u32, u32)> = HashMap::new();
+        for worker in self.workers.values() {
+            let cap = worker.info.max_concurrent_agents;
+            if cap == 0 {
+                continue;
+            }
+            let agents = worker
+                .running
+                .iter()
+                .filter(|(task_id, index)| {
+                    self.tasks
+                        .get(task_id)
+                        .is_some_and(|a| a.slots[*index].needs.contains(orca_core::CLAUDE_CODE))
+                })
+                .count() as u32;
+            let entry = pools
+                .entry(pool_of(&worker.info).to_string())
+                .or_insert((0, cap));
+            entry.0 += agents;
+            entry.1 = entry.1.min(cap);
+        }
+        pools
     }
 
     pub(super) fn assign(&mut self, worker_id: u64, task_id: Arc<str>, index: usize) {
@@ -154,4 +196,14 @@ pub(super) fn inputs_of(active: &Active, index: usize) -> String {
     }
     json.push('}');
     json
+}
+
+/// The pool a worker's agents count against: its pool, or, for a worker
+/// in none, itself.
+fn pool_of(info: &WorkerInfo) -> &str {
+    if info.pool.is_empty() {
+        &info.name
+    } else {
+        &info.pool
+    }
 }

@@ -32,6 +32,8 @@ pub struct WorkerInfo {
     pub capabilities: Capabilities,
     pub slots: u32,
     pub peer: String,
+    /// Its pool's cap on agent steps running at once; 0 for none.
+    pub max_concurrent_agents: u32,
 }
 
 /// A task committed to the store, ready to be scheduled.

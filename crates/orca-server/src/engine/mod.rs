@@ -128,6 +128,9 @@ struct Active {
 
 struct Worker {
     info: WorkerInfo,
+    /// Its capabilities without `claude-code`: what it may take while its
+    /// pool runs as many agents as it may.
+    without_agents: Capabilities,
     outbox: Outbox,
     credits: u32,
     running: HashSet<(Arc<str>, usize)>,
@@ -333,9 +336,12 @@ impl Engine {
                     })),
                 }));
                 tracing::info!(worker = %info.name, id, slots = info.slots, "worker registered");
+                let mut without_agents = info.capabilities.clone();
+                without_agents.remove(orca_core::CLAUDE_CODE);
                 self.workers.insert(
                     id,
                     Worker {
+                        without_agents,
                         info,
                         outbox,
                         credits: 0,

@@ -108,14 +108,20 @@ impl Harness {
         slots: u32,
         running: Vec<AttemptKey>,
     ) -> FakeWorker {
-        let (outbox, inbox) = mpsc::unbounded_channel();
         let info = WorkerInfo {
             name: name.into(),
             pool: String::new(),
             capabilities: orca_core::queue::capabilities(capabilities),
             slots,
             peer: "test".into(),
+            max_concurrent_agents: 0,
         };
+        self.register(info, running).await
+    }
+
+    /// A worker registering as `info` says.
+    async fn register(&self, info: WorkerInfo, running: Vec<AttemptKey>) -> FakeWorker {
+        let (outbox, inbox) = mpsc::unbounded_channel();
         let id = self
             .engine
             .register(info, running, outbox)
@@ -836,4 +842,60 @@ async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be
     assert!(events.iter().any(|e| matches!(&e.kind,
         EventKind::StepState { state: StepState::AwaitingApproval, message, .. }
             if message == "awaiting approval by alice within 3600s")));
+}
+
+#[tokio::test]
+async fn a_pools_cap_on_agents_holds_across_its_workers_and_other_steps_still_run() {
+    let h = Harness::new();
+    let agent = |id: &str| noop(id).needing(&[orca_core::CLAUDE_CODE]);
+    h.submit("agents", 0, 1, vec![agent("a1"), agent("a2"), agent("a3")])
+        .await;
+    h.submit("shell", 0, 2, vec![noop("s")]).await;
+    let in_pool = |name: &str| WorkerInfo {
+        name: name.into(),
+        pool: "coders".into(),
+        capabilities: orca_core::queue::capabilities(&[orca_core::CLAUDE_CODE, "shell"]),
+        slots: 2,
+        peer: "test".into(),
+        max_concurrent_agents: 1,
+    };
+    let mut w1 = h.register(in_pool("w1"), Vec::new()).await;
+    let mut w2 = h.register(in_pool("w2"), Vec::new()).await;
+    h.engine.credits(w1.id, 2).await.expect("credits");
+    h.engine.credits(w2.id, 2).await.expect("credits");
+    // One agent for the pool, whichever worker; the shell step runs too.
+    let mut given = Vec::new();
+    for worker in [&mut w1, &mut w2] {
+        h.settled().await;
+        while let Ok(Ok(message)) = worker.inbox.try_recv() {
+            if let Some(v1::server_message::Kind::Assignment(a)) = message.kind {
+                given.push((worker.id, AttemptKey::from(a.attempt.expect("attempt"))));
+            }
+        }
+    }
+    let steps: Vec<&str> = given.iter().map(|(_, k)| k.step_id.as_str()).collect();
+    assert_eq!(steps.len(), 2, "{given:?}");
+    assert!(
+        steps.contains(&"s"),
+        "the shell step is not held back: {given:?}"
+    );
+    let (runner, first) = given
+        .iter()
+        .find(|(_, k)| k.task_id == "agents")
+        .cloned()
+        .expect("one agent runs");
+    // When it ends, the next agent starts: never two at once.
+    let worker = if runner == w1.id { &w1 } else { &w2 };
+    h.report(worker, first, v1::Outcome::Succeeded).await;
+    h.settled().await;
+    let mut next = Vec::new();
+    for worker in [&mut w1, &mut w2] {
+        while let Ok(Ok(message)) = worker.inbox.try_recv() {
+            if let Some(v1::server_message::Kind::Assignment(a)) = message.kind {
+                next.push(AttemptKey::from(a.attempt.expect("attempt")));
+            }
+        }
+    }
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].task_id, "agents");
 }
