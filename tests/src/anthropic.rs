@@ -120,10 +120,11 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
         reply
     };
     if let Reply::Error { status, message } = &reply {
-        let kind = if *status >= 500 {
-            "api_error"
-        } else {
-            "invalid_request_error"
+        let kind = match *status {
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            500.. => "api_error",
+            _ => "invalid_request_error",
         };
         let body = json!({"type": "error", "error": {"type": kind, "message": message}});
         return response(

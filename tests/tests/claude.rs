@@ -600,3 +600,112 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_an_attempt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reset_secs = orca_api::convert::now_micros() / 1_000_000 + 5;
+    let mock = MockAnthropic::start(vec![Reply::Error {
+        status: 429,
+        message: format!("Claude AI usage limit reached|{reset_secs}"),
+    }])
+    .await
+    .expect("mock");
+    let http = free_addr();
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--http-listen", &http]).expect("server");
+    let bin = claude_bin().display().to_string();
+    // The agents' pool has room for two at once; a shell pool beside it.
+    let _agents = start_worker_env(
+        &server.url,
+        dir.path(),
+        "agent-1",
+        &["claude-code"],
+        2,
+        &["--claude-bin", &bin, "--pool", "agents"],
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+    .expect("agent worker");
+    let _shells = server
+        .worker_with("shell-1", &["shell"], 1, &["--pool", "shells"])
+        .expect("shell worker");
+    server
+        .wait_for_agents(&["agent-1", "shell-1"])
+        .await
+        .expect("workers up");
+    let client = server.tasks().await.expect("client");
+
+    // One attempt allowed, and the limit does not spend it.
+    let first = submit(
+        &client,
+        task("first", vec![claude_step("ask", "Say hello", &[])]),
+    )
+    .await
+    .expect("submit");
+    wait_task(&client, &first, Duration::from_secs(30), |t| {
+        (t.steps[0].attempts.len() == 1
+            && t.steps[0].attempts[0].state == v1::StepState::Failed as i32)
+            .then_some(())
+    })
+    .await
+    .expect("the first attempt hits the limit");
+    // During the pause: another agent step of the pool waits, a shell
+    // step on another pool runs.
+    let second = submit(
+        &client,
+        task("second", vec![claude_step("ask", "Say hello again", &[])]),
+    )
+    .await
+    .expect("submit");
+    let plain = submit(&client, task("plain", vec![shell_step("s", &[], "true")]))
+        .await
+        .expect("submit");
+    wait_succeeded(&client, &plain, Duration::from_secs(20))
+        .await
+        .expect("the other pool keeps running");
+    let agents = stdout_of(server.cli().args(["get", "agents"]));
+    let paused = agents
+        .lines()
+        .find(|l| l.starts_with("agent-1"))
+        .expect("the agent worker");
+    assert!(
+        paused.contains("paused") && paused.contains("rate limited"),
+        "{agents}"
+    );
+    let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
+    assert!(
+        metrics.contains("orca_rate_limits_total{pool=\"agents\"} 1")
+            && metrics.contains("orca_pools_paused 1"),
+        "{metrics}"
+    );
+
+    let reset = reset_secs * 1_000_000;
+    for id in [&first, &second] {
+        let task = wait_succeeded(&client, id, Duration::from_secs(60))
+            .await
+            .expect("runs after the reset");
+        let last = task.steps[0].attempts.last().expect("an attempt");
+        assert!(
+            micros(&last.started_at) >= reset,
+            "no agent of the pool starts before the reset: {task:?}"
+        );
+    }
+    let task = wait_succeeded(&client, &first, Duration::from_secs(1))
+        .await
+        .expect("first");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(
+        attempts[0].error.contains("429") && attempts[0].error.contains("usage limit reached"),
+        "{}",
+        attempts[0].error
+    );
+}
+
+fn stdout_of(command: &mut std::process::Command) -> String {
+    String::from_utf8_lossy(&succeed(command).stdout).into_owned()
+}

@@ -182,6 +182,14 @@ pub struct AgentView {
     pub running: u32,
     pub connected_at: Option<String>,
     pub peer: String,
+    /// Its pool's cap on agent steps at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_agents: Option<u32>,
+    /// While a provider limit pauses its pool's agents: until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pause_reason: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -309,6 +317,9 @@ pub fn agent_view(a: &v1::Agent) -> AgentView {
         running: a.running,
         connected_at: rfc3339(&a.connected_at),
         peer: a.peer.clone(),
+        max_concurrent_agents: (a.max_concurrent_agents > 0).then_some(a.max_concurrent_agents),
+        paused_until: rfc3339(&a.paused_until),
+        pause_reason: a.pause_reason.clone(),
     }
 }
 

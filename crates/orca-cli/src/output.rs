@@ -265,6 +265,15 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
                 },
                 a.capabilities.join(","),
                 format!("{}/{}", a.running, a.slots),
+                match (&a.paused_until, a.max_concurrent_agents) {
+                    (Some(until), _) => format!(
+                        "paused {}s: {}",
+                        ((micros(until) - now) / 1_000_000).max(0),
+                        truncate(&a.pause_reason, 60)
+                    ),
+                    (None, 0) => "-".into(),
+                    (None, cap) => format!("at most {cap} at once"),
+                },
                 a.connected_at
                     .as_ref()
                     .map(|c| age(now - micros(c)))
@@ -272,7 +281,10 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_table(&["NAME", "POOL", "CAPABILITIES", "BUSY", "AGE"], &rows);
+    print_table(
+        &["NAME", "POOL", "CAPABILITIES", "BUSY", "AGENTS", "AGE"],
+        &rows,
+    );
     Ok(())
 }
 

@@ -393,6 +393,17 @@ impl TaskRun {
         Ok(changes)
     }
 
+    /// The provider's limit stopped a running attempt: the step goes back
+    /// to the queue as `requeue` does, and the attempt does not count
+    /// against its retry policy (the limit was not the step's failure).
+    pub fn hand_back(&mut self, index: usize, reason: &str) -> Result<Vec<Change>, Error> {
+        let changes = self.requeue(index, reason)?;
+        if self.steps[index].state == StepState::Queued {
+            self.attempts_before[index] += 1;
+        }
+        Ok(changes)
+    }
+
     /// Reopens a failed or cancelled task: its failed, cancelled and skipped
     /// steps run again (attempt numbers go on), succeeded steps and their
     /// outputs stay. `None` when the task is not failed or cancelled.
@@ -817,6 +828,35 @@ mod tests {
             [Succeeded, AwaitingApproval, Waiting],
             "the approval was for the run that ended"
         );
+    }
+
+    #[test]
+    fn an_attempt_handed_back_for_a_rate_limit_does_not_count() {
+        let spec = TaskSpec {
+            steps: vec![StepSpec::noop("only")],
+            ..TaskSpec::default()
+        };
+        let (mut run, _) = TaskRun::new(&spec);
+        run.start(0).expect("attempt 1");
+        run.hand_back(0, "rate limited").expect("handed back");
+        assert_eq!(states(&run), [Queued]);
+        let (attempt, _) = run.start(0).expect("attempt 2");
+        assert_eq!(attempt, 2);
+        let changes = run
+            .finish(0, Outcome::Failed("boom".into()))
+            .expect("fails");
+        assert!(
+            !changes.iter().any(|c| matches!(c, Change::Retry { .. })),
+            "one attempt allowed, and this was it"
+        );
+        assert_eq!(run.state(), TaskState::Failed);
+
+        let (mut run, _) = TaskRun::new(&spec);
+        run.start(0).expect("attempt 1");
+        run.hand_back(0, "rate limited").expect("handed back");
+        run.start(0).expect("attempt 2");
+        run.finish(0, Outcome::Succeeded).expect("ok");
+        assert_eq!(run.state(), TaskState::Succeeded, "with maxAttempts 1");
     }
 
     #[test]

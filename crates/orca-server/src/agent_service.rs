@@ -185,6 +185,10 @@ async fn forward(
                 started_at: r.started_at.as_ref().map(micros),
                 cost: r.cost.as_ref().map(orca_core::Cost::from),
                 stalled: r.stalled,
+                rate_limited: r
+                    .rate_limit
+                    .as_ref()
+                    .map(|limit| limit.reset_at.as_ref().map(micros)),
             };
             engine.report(worker, report).await
         }

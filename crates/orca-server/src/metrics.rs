@@ -31,6 +31,8 @@ pub struct Metrics {
     agent_tokens: Family<Labels, Counter>,
     queue_depth: Family<Labels, Gauge>,
     approvals: Family<Labels, Counter>,
+    rate_limits: Family<Labels, Counter>,
+    pools_paused: Gauge,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -61,6 +63,8 @@ impl Metrics {
             agent_tokens: Family::default(),
             queue_depth: Family::default(),
             approvals: Family::default(),
+            rate_limits: Family::default(),
+            pools_paused: Gauge::default(),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -85,7 +89,7 @@ impl Metrics {
         );
         registry.register(
             "step_attempts_finished",
-            "Step attempts that ended, by outcome (succeeded, failed, stalled, cancelled, lost)",
+            "Step attempts that ended, by outcome (succeeded, failed, stalled, rate_limited, cancelled, lost)",
             metrics.attempts_finished.clone(),
         );
         registry.register(
@@ -117,6 +121,16 @@ impl Metrics {
             "approvals",
             "Decisions on steps' approval gates, by decision (approved, rejected, timed_out)",
             metrics.approvals.clone(),
+        );
+        registry.register(
+            "rate_limits",
+            "Agent runs stopped by a provider limit, by pool; each pauses the pool's agents",
+            metrics.rate_limits.clone(),
+        );
+        registry.register(
+            "pools_paused",
+            "Pools whose agents a provider limit has paused now",
+            metrics.pools_paused.clone(),
         );
         registry.register(
             "steps_awaiting_approval",
@@ -189,6 +203,13 @@ impl Metrics {
         self.awaiting_approval.dec();
     }
 
+    /// A provider limit paused `pool`'s agents.
+    pub fn rate_limited(&self, pool: &str) {
+        self.rate_limits
+            .get_or_create(&vec![("pool", pool.to_string())])
+            .inc();
+    }
+
     /// `decision`: approved, rejected or timed_out.
     pub fn approval_decided(&self, _tenant: &str, decision: &str) {
         self.approvals
@@ -241,6 +262,13 @@ impl Metrics {
                 .set(i64::from(depth.queued));
         }
         self.workers.set(now.agents.len() as i64);
+        let paused: std::collections::BTreeSet<&str> = now
+            .agents
+            .iter()
+            .filter(|a| a.paused_until.is_some())
+            .map(|a| a.pool.as_str())
+            .collect();
+        self.pools_paused.set(paused.len() as i64);
         self.slots
             .set(now.agents.iter().map(|a| i64::from(a.slots)).sum());
         self.slots_busy

@@ -6,6 +6,7 @@
 
 pub mod claude;
 pub mod http;
+pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod runtime;

@@ -189,6 +189,7 @@ pub async fn run(
     attempt
         .metrics
         .finished(runtime, outcome_name(ended.outcome), ended.fault);
+    let rate_limit = rate_limit(&attempt, &ended);
     let result = v1::StepResult {
         attempt: Some(v1::AttemptRef::from(&attempt.key)),
         outcome: ended.outcome as i32,
@@ -199,8 +200,21 @@ pub async fn run(
         finished_at: Some(timestamp(now_micros())),
         cost: ended.cost,
         stalled: ended.fault == Some(Fault::Stalled),
+        rate_limit,
     };
     let _ = reports.send(Report::Done(result));
+}
+
+/// The provider's limit, when that is what stopped an agent's run.
+fn rate_limit(attempt: &Attempt, ended: &Ended) -> Option<v1::RateLimit> {
+    let agent = matches!(attempt.step.runtime(), Some(Runtime::ClaudeCode(_)));
+    if !agent || ended.outcome != v1::Outcome::Failed || ended.fault.is_some() {
+        return None;
+    }
+    let reset = crate::limits::rate_limit_in(&ended.error)?;
+    Some(v1::RateLimit {
+        reset_at: reset.map(timestamp),
+    })
 }
 
 /// The `runtime` label of the worker's metrics.

@@ -72,10 +72,10 @@ impl Engine {
     pub(super) fn next_due(&self) -> Option<Micros> {
         let retry = self.retries.peek().map(|Reverse(r)| r.0);
         let approval = self.approvals.peek().map(|Reverse(a)| a.0);
-        match (retry, approval) {
-            (Some(r), Some(a)) => Some(r.min(a)),
-            (r, a) => r.or(a),
-        }
+        [retry, approval, self.next_resume()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fails the steps whose wait for approval is over. A deadline that no

@@ -41,6 +41,7 @@ impl Engine {
             return;
         }
         let mut agents = self.agents_in_capped_pools();
+        let now = now_micros();
         let mut order = 0;
         let mut idle_since_progress = 0;
         while !self.queue.is_empty()
@@ -52,7 +53,11 @@ impl Engine {
             let item = match self.workers.get(&worker_id) {
                 Some(w) if w.free() > 0 => {
                     let pool = agents.get(pool_of(&w.info));
-                    if pool.is_some_and(|(running, cap)| running >= cap) {
+                    let paused = self
+                        .pauses
+                        .get(pool_of(&w.info))
+                        .is_some_and(|p| p.until > now);
+                    if paused || pool.is_some_and(|(running, cap)| running >= cap) {
                         self.queue.pop_for(&w.without_agents)
                     } else {
                         self.queue.pop_for(&w.info.capabilities)
@@ -200,7 +205,7 @@ pub(super) fn inputs_of(active: &Active, index: usize) -> String {
 
 /// The pool a worker's agents count against: its pool, or, for a worker
 /// in none, itself.
-fn pool_of(info: &WorkerInfo) -> &str {
+pub(super) fn pool_of(info: &WorkerInfo) -> &str {
     if info.pool.is_empty() {
         &info.name
     } else {

@@ -23,6 +23,9 @@ pub struct StepReport {
     pub cost: Option<orca_core::Cost>,
     /// The worker killed the attempt for its silence (it failed).
     pub stalled: bool,
+    /// The provider's limit stopped the agent: `Some(reset)` (the reset
+    /// time when the provider gave one).
+    pub rate_limited: Option<Option<Micros>>,
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,7 @@ mod create;
 mod dispatch;
 mod effects;
 mod handle;
+mod limits;
 mod recovery;
 mod results;
 
@@ -181,6 +182,8 @@ pub struct Engine {
     retries: BinaryHeap<Reverse<DueRetry>>,
     /// Approvals that time out, earliest first.
     approvals: BinaryHeap<Reverse<DueApproval>>,
+    /// Pools whose agents a provider limit paused, by pool.
+    pauses: HashMap<String, limits::Pause>,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     metrics: Arc<Metrics>,
@@ -226,6 +229,7 @@ pub fn start(
         leases,
         retries: BinaryHeap::new(),
         approvals: BinaryHeap::new(),
+        pauses: HashMap::new(),
         round: Round::default(),
         effects,
         metrics,
@@ -468,6 +472,14 @@ impl Engine {
                         connected_at: optional_timestamp(w.connected_at),
                         peer: w.info.peer.clone(),
                         draining: w.draining,
+                        max_concurrent_agents: w.info.max_concurrent_agents,
+                        paused_until: self
+                            .pause_of(&w.info)
+                            .map(|p| orca_api::convert::timestamp(p.until)),
+                        pause_reason: self
+                            .pause_of(&w.info)
+                            .map(|p| p.reason.clone())
+                            .unwrap_or_default(),
                     })
                     .collect();
                 let queue = self

@@ -87,13 +87,30 @@ impl Engine {
         if outcome == orca_core::Outcome::Succeeded && !output_ok {
             outcome = orca_core::Outcome::Failed(INVALID_OUTPUT.into());
         }
+        let limited = report
+            .rate_limited
+            .filter(|_| report.outcome == v1::Outcome::Failed);
+        let handed_back = match limited {
+            Some(reset) => Some(self.pause_for_limit(worker, reset, &report.error)),
+            None => {
+                if outcome == orca_core::Outcome::Succeeded {
+                    self.pool_recovered(worker);
+                }
+                None
+            }
+        };
         let Some(active) = self.tasks.get_mut(&task_id) else {
             return;
         };
         if outcome == orca_core::Outcome::Succeeded {
             active.slots[index].output = Some(output.to_string());
         }
-        let changes = match active.run.finish(index, outcome) {
+        let applied = match &handed_back {
+            // Not the step's failure: it waits for the pool, uncounted.
+            Some(why) => active.run.hand_back(index, why),
+            None => active.run.finish(index, outcome),
+        };
+        let changes = match applied {
             Ok(changes) => changes,
             Err(e) => {
                 tracing::error!(task = %task_id, index, error = %e, "result could not be applied");
@@ -116,6 +133,7 @@ impl Engine {
         let started = report.started_at.unwrap_or(slot.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
         let outcome = match attempt_state {
+            StepState::Failed if handed_back.is_some() => "rate_limited",
             StepState::Failed if report.stalled => "stalled",
             state => state.as_str(),
         };

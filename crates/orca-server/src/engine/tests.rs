@@ -174,6 +174,7 @@ impl Harness {
                     started_at: None,
                     cost: None,
                     stalled: false,
+                    rate_limited: None,
                 },
             )
             .await

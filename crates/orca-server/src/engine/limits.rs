@@ -1,0 +1,133 @@
+//! Provider limits: when an agent's run hits the API's rate limit or its
+//! account's usage window, its worker says so, and the engine pauses the
+//! agent steps of that worker's pool (the pool shares a key or account)
+//! until the limit resets, or, when the provider named no reset, for a
+//! back-off that doubles while the limits keep coming. The step goes back
+//! to the queue without its attempt counting; other pools, and the pool's
+//! steps that are not agents', keep running.
+
+use super::*;
+
+/// The first back-off when a limit names no reset time.
+const FIRST_BACKOFF: Micros = 60_000_000;
+/// The longest back-off, and the latest reset believed: a usage window is
+/// five hours.
+const LONGEST_BACKOFF: Micros = 30 * 60_000_000;
+const LATEST_RESET: Micros = 6 * 3600 * 1_000_000;
+
+/// A pool's agents, paused by a provider limit.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pause {
+    /// When its agents may run again.
+    pub until: Micros,
+    pub reason: String,
+    /// Limits in a row without an agent of the pool succeeding: each one
+    /// without a reset time doubles the back-off.
+    pub strikes: u32,
+}
+
+/// When a pause after `strikes` limits in a row ends, at `now`: at the
+/// reset the provider named (within the next six hours, and never in the
+/// past), or after the back-off.
+pub(super) fn pause_until(reset: Option<Micros>, strikes: u32, now: Micros) -> Micros {
+    match reset {
+        Some(reset) => reset.clamp(now + 1_000_000, now + LATEST_RESET),
+        None => {
+            let doublings = strikes.saturating_sub(1).min(10);
+            now + (FIRST_BACKOFF << doublings).min(LONGEST_BACKOFF)
+        }
+    }
+}
+
+impl Engine {
+    /// The pause of `worker`'s pool, while it lasts.
+    pub(super) fn pause_of(&self, worker: &WorkerInfo) -> Option<&Pause> {
+        self.pauses
+            .get(dispatch::pool_of(worker))
+            .filter(|p| p.until > now_micros())
+    }
+
+    /// Pauses the agents of `worker`'s pool after a limit; returns what the
+    /// step's event says.
+    pub(super) fn pause_for_limit(
+        &mut self,
+        worker: u64,
+        reset: Option<Micros>,
+        error: &str,
+    ) -> String {
+        let Some(info) = self.workers.get(&worker).map(|w| w.info.clone()) else {
+            return "rate limited".into();
+        };
+        let pool = dispatch::pool_of(&info).to_string();
+        let now = now_micros();
+        let strikes = self.pauses.get(&pool).map_or(0, |p| p.strikes) + 1;
+        let until = pause_until(reset, strikes, now);
+        let mut said = error.trim().to_string();
+        orca_core::truncate_at_char_boundary(&mut said, 200);
+        let reason = format!("rate limited: {said}");
+        tracing::warn!(pool = %pool, worker = %info.name, until, strikes, %reason, "a provider limit pauses the pool's agents");
+        self.metrics.rate_limited(&pool);
+        let message = format!(
+            "{reason}; the pool's agents wait {:.0}s, and this attempt does not count",
+            (until - now) as f64 / 1e6
+        );
+        self.pauses.insert(
+            pool,
+            Pause {
+                until,
+                reason,
+                strikes,
+            },
+        );
+        message
+    }
+
+    /// An agent of `worker`'s pool succeeded: the limits in a row are
+    /// over, and so is a pause that has ended.
+    pub(super) fn pool_recovered(&mut self, worker: u64) {
+        let Some(w) = self.workers.get(&worker) else {
+            return;
+        };
+        let pool = dispatch::pool_of(&w.info);
+        if self
+            .pauses
+            .get(pool)
+            .is_some_and(|p| p.until <= now_micros())
+        {
+            self.pauses.remove(pool);
+        }
+    }
+
+    /// When the next pause ends, for the loop to wake and dispatch.
+    pub(super) fn next_resume(&self) -> Option<Micros> {
+        let now = now_micros();
+        self.pauses
+            .values()
+            .map(|p| p.until)
+            .filter(|until| *until > now)
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_ends_at_the_reset_or_after_a_doubling_backoff() {
+        let now = 1_000_000_000_000;
+        assert_eq!(pause_until(Some(now + 5_000_000), 1, now), now + 5_000_000);
+        assert_eq!(
+            pause_until(Some(now - 5_000_000), 1, now),
+            now + 1_000_000,
+            "a reset in the past still pauses a moment"
+        );
+        assert_eq!(
+            pause_until(Some(now + 48 * 3600 * 1_000_000), 1, now),
+            now + LATEST_RESET
+        );
+        assert_eq!(pause_until(None, 1, now), now + 60_000_000);
+        assert_eq!(pause_until(None, 2, now), now + 120_000_000);
+        assert_eq!(pause_until(None, 9, now), now + LONGEST_BACKOFF);
+    }
+}
