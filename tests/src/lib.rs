@@ -248,6 +248,20 @@ impl Server {
         ))
     }
 
+    /// The newest audit records (up to 1000), as the admin reads them.
+    pub async fn audit_log(&self) -> anyhow::Result<Vec<v1::AuditEvent>> {
+        Ok(self
+            .tasks()
+            .await?
+            .list_audit(v1::ListAuditRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .events)
+    }
+
     /// An AgentService client with the admin token.
     pub async fn agents(&self) -> anyhow::Result<Agents> {
         Ok(AgentServiceClient::with_interceptor(

@@ -157,16 +157,7 @@ async fn a_gated_step_runs_once_a_named_approver_approves_and_the_wait_outlives_
                 && message == "approved by vic: release notes checked"),
         "{events:?}"
     );
-    let audit = server
-        .tasks()
-        .await?
-        .list_audit(v1::ListAuditRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .events;
+    let audit = server.audit_log().await?;
     let decided: Vec<_> = audit
         .iter()
         .filter(|e| e.action == "step.approve" && e.task_id == id)

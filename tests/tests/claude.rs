@@ -63,6 +63,36 @@ async fn claude_worker_with(
     (server, worker)
 }
 
+/// A control plane serving HTTP too (its address is the third value), and
+/// one claude-code worker `agent-1` with `slots` and extra flags.
+async fn claude_worker_serving_http(
+    dir: &Path,
+    mock: &MockAnthropic,
+    slots: u32,
+    flags: &[&str],
+) -> (Server, Process, String) {
+    let http = free_addr();
+    let server = Server::start_on(dir, "127.0.0.1:0", &["--http-listen", &http]).expect("server");
+    let bin = claude_bin().display().to_string();
+    let mut args = vec!["--claude-bin", &bin];
+    args.extend_from_slice(flags);
+    let worker = start_worker_env(
+        &server.url,
+        dir,
+        "agent-1",
+        &["claude-code"],
+        slots,
+        &args,
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+    .expect("worker");
+    (server, worker, http)
+}
+
 fn claude_step(id: &str, prompt: &str, tools: &[&str]) -> v1::StepSpec {
     v1::StepSpec {
         id: id.into(),
@@ -532,24 +562,7 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
     ])
     .await
     .expect("mock");
-    let http = free_addr();
-    let server =
-        Server::start_on(dir.path(), "127.0.0.1:0", &["--http-listen", &http]).expect("server");
-    let bin = claude_bin().display().to_string();
-    let _worker = start_worker_env(
-        &server.url,
-        dir.path(),
-        "agent-1",
-        &["claude-code"],
-        1,
-        &["--claude-bin", &bin],
-        &server.worker_token,
-        &[
-            ("ANTHROPIC_BASE_URL", &mock.url),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-        ],
-    )
-    .expect("worker");
+    let (server, _worker, http) = claude_worker_serving_http(dir.path(), &mock, 1, &[]).await;
     server
         .wait_for_agents(&["agent-1"])
         .await
@@ -611,25 +624,9 @@ async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_
     }])
     .await
     .expect("mock");
-    let http = free_addr();
-    let server =
-        Server::start_on(dir.path(), "127.0.0.1:0", &["--http-listen", &http]).expect("server");
-    let bin = claude_bin().display().to_string();
     // The agents' pool has room for two at once; a shell pool beside it.
-    let _agents = start_worker_env(
-        &server.url,
-        dir.path(),
-        "agent-1",
-        &["claude-code"],
-        2,
-        &["--claude-bin", &bin, "--pool", "agents"],
-        &server.worker_token,
-        &[
-            ("ANTHROPIC_BASE_URL", &mock.url),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-        ],
-    )
-    .expect("agent worker");
+    let (server, _agents, http) =
+        claude_worker_serving_http(dir.path(), &mock, 2, &["--pool", "agents"]).await;
     let _shells = server
         .worker_with("shell-1", &["shell"], 1, &["--pool", "shells"])
         .expect("shell worker");

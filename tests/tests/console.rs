@@ -497,19 +497,7 @@ steps:
         .await
         .expect("the approved step ran, shown live");
     assert_eq!(browser.count("[data-test=gate]").await.expect("gates"), 0);
-    let audit = orca
-        .server
-        .tasks()
-        .await
-        .expect("client")
-        .list_audit(orca_api::v1::ListAuditRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let audit = orca.server.audit_log().await.expect("audit");
     assert!(
         audit.iter().any(|e| e.action == "step.approve"
             && e.actor == "vic"

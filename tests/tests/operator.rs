@@ -714,18 +714,7 @@ async fn an_approval_annotation_on_a_task_becomes_the_decision_and_a_stranger_is
         .await
         .expect("get")
         .into_inner();
-    let audit = server
-        .tasks()
-        .await
-        .expect("client")
-        .list_audit(v1::ListAuditRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let audit = server.audit_log().await.expect("audit");
     assert!(
         audit.iter().any(|e| e.action == "step.approve"
             && e.task_id == task.id

@@ -454,20 +454,7 @@ async fn approve_step(
     Path((task_id, step_id)): Path<(String, String)>,
     body: Result<String, StringRejection>,
 ) -> Answer<TaskView> {
-    let request = v1::DecideStepRequest {
-        task_id,
-        step_id,
-        reason: decision_body(body)?.reason,
-    };
-    let task = call(
-        &status,
-        &headers,
-        Access::Change,
-        request,
-        |s, r| async move { s.tasks.approve_step(r).await },
-    )
-    .await?;
-    Ok(Json(task_view(&task)))
+    decide(&status, &headers, (task_id, step_id), body, true).await
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/steps/{step}/reject", tag = "tasks",
@@ -483,17 +470,34 @@ async fn reject_step(
     Path((task_id, step_id)): Path<(String, String)>,
     body: Result<String, StringRejection>,
 ) -> Answer<TaskView> {
+    decide(&status, &headers, (task_id, step_id), body, false).await
+}
+
+/// ApproveStep (`approve`) or RejectStep with the body's reason.
+async fn decide(
+    status: &Status,
+    headers: &HeaderMap,
+    (task_id, step_id): (String, String),
+    body: Result<String, StringRejection>,
+    approve: bool,
+) -> Answer<TaskView> {
     let request = v1::DecideStepRequest {
         task_id,
         step_id,
         reason: decision_body(body)?.reason,
     };
     let task = call(
-        &status,
-        &headers,
+        status,
+        headers,
         Access::Change,
         request,
-        |s, r| async move { s.tasks.reject_step(r).await },
+        |s, r| async move {
+            if approve {
+                s.tasks.approve_step(r).await
+            } else {
+                s.tasks.reject_step(r).await
+            }
+        },
     )
     .await?;
     Ok(Json(task_view(&task)))
