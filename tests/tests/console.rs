@@ -323,6 +323,19 @@ async fn served(dir: &Path) -> Served {
 }
 
 impl Served {
+    /// A browser on the console's page of task `id` (signed out).
+    async fn open_task(&self, dir: &Path, id: &str) -> Browser {
+        let browser = Browser::start(&dir.join("browser"))
+            .await
+            .expect("chromium");
+        browser
+            .client
+            .goto(&format!("http://{}/#/tasks/{id}", self.http))
+            .await
+            .expect("the console");
+        browser
+    }
+
     fn submit(&self, task_file: &str) -> String {
         let answer = http_call(
             &self.http,
@@ -362,11 +375,7 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
     let orca = served(dir.path()).await;
     let id =
         orca.submit("name: sleeper\nsteps:\n  - id: nap\n    shell: {command: [sleep, '60']}\n");
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    let task_page = format!("http://{}/#/tasks/{id}", orca.http);
-    browser.client.goto(&task_page).await.expect("the console");
+    let browser = orca.open_task(dir.path(), &id).await;
     sign_in(&browser, "orca_viewer").await;
     let who = browser.text("[data-test=who]").await.expect("who");
     assert!(who.contains("vic") && who.contains("viewer"), "{who}");
@@ -442,14 +451,7 @@ steps:
     shell: {command: ['true']}
 ",
     );
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{}/#/tasks/{id}", orca.http))
-        .await
-        .expect("the console");
+    let browser = orca.open_task(dir.path(), &id).await;
     // The developer who submitted it sees the question, not the buttons.
     sign_in(&browser, "orca_dev").await;
     let gate = browser
@@ -519,14 +521,7 @@ async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
     let orca = served(dir.path()).await;
     let id = orca
         .submit("name: chatty\nsteps:\n  - id: talk\n    shell: {command: [seq, '1', '20000']}\n");
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{}/#/tasks/{id}", orca.http))
-        .await
-        .expect("the console");
+    let browser = orca.open_task(dir.path(), &id).await;
     sign_in(&browser, "orca_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
