@@ -58,7 +58,7 @@ export function Overview() {
     <div class="overview">
       {error && <p class="error">{error}</p>}
       <section class="cards">
-        {["queued", "running", "succeeded", "failed", "cancelled"].map((state) => (
+        {["queued", "running", "paused", "succeeded", "failed", "cancelled"].map((state) => (
           <a class={`card state-${state}`} href={`#/tasks?state=${state}`} data-test={`count-${state}`}>
             <span class="figure">{counts[state] ?? 0}</span>
             <span class="label">{state}</span>

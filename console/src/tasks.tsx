@@ -7,7 +7,7 @@ import { Task, duration, follow, get, query, taskProgress, terminal, usd, when }
 import { useThrottled } from "./hooks";
 
 const PAGE_SIZES = [50, 100, 500, 1000];
-const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const STATES = ["queued", "running", "paused", "succeeded", "failed", "cancelled"];
 
 interface Filters {
   state: string;

@@ -39,6 +39,10 @@ pub enum Reply {
     },
     /// Starts the stream and never finishes it.
     Hang,
+    /// Streams the text and the response's final usage, then holds the
+    /// stream open for ever: the client knows what the turn cost, but the
+    /// turn never ends.
+    TextThenHang(String),
 }
 
 #[derive(Default)]
@@ -114,7 +118,7 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
             .script
             .pop_front()
             .unwrap_or_else(|| Reply::Text("Done.".into()));
-        if matches!(reply, Reply::Hang) {
+        if matches!(reply, Reply::Hang | Reply::TextThenHang(_)) {
             state.hanging += 1;
         }
         reply
@@ -143,7 +147,7 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
             ),
             Reply::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
             // Headers, then a body that never comes.
-            Reply::Hang | Reply::Error { .. } => {
+            Reply::Hang | Reply::TextThenHang(_) | Reply::Error { .. } => {
                 return response(
                     StatusCode::OK,
                     "application/json",
@@ -165,7 +169,7 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
     }
     let events = events(&reply, &model, &cwd);
     let head = tokio_stream::iter(events.into_iter().map(Ok::<Bytes, Infallible>));
-    let body = if matches!(reply, Reply::Hang) {
+    let body = if matches!(reply, Reply::Hang | Reply::TextThenHang(_)) {
         Body::from_stream(head.chain(tokio_stream::pending()))
     } else {
         Body::from_stream(head)
@@ -198,7 +202,7 @@ fn events(reply: &Reply, model: &str, cwd: &str) -> Vec<Bytes> {
     )];
     let stop_reason = match reply {
         Reply::Hang | Reply::Error { .. } => return frames,
-        Reply::Text(text) => {
+        Reply::Text(text) | Reply::TextThenHang(text) => {
             frames.push(frame(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0,
@@ -246,7 +250,9 @@ fn events(reply: &Reply, model: &str, cwd: &str) -> Vec<Bytes> {
                "delta": {"stop_reason": stop_reason, "stop_sequence": null},
                "usage": {"output_tokens": OUTPUT_TOKENS}}),
     ));
-    frames.push(frame("message_stop", json!({"type": "message_stop"})));
+    if !matches!(reply, Reply::TextThenHang(_)) {
+        frames.push(frame("message_stop", json!({"type": "message_stop"})));
+    }
     frames
 }
 

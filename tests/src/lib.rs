@@ -437,6 +437,50 @@ pub fn start_worker(
     start_worker_env(url, dir, name, capabilities, slots, extra, token, &[])
 }
 
+/// The real Claude Code CLI the tests run: `ORCA_TEST_CLAUDE_BIN`, or the
+/// one scripts/claude.sh installs.
+pub fn claude_bin() -> PathBuf {
+    let path = std::env::var_os("ORCA_TEST_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/claude/node_modules/.bin/claude")
+        });
+    assert!(
+        path.exists(),
+        "no Claude Code CLI at {}: run scripts/claude.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Starts worker `agent-1` of `server`, running Claude Code steps with the
+/// real CLI against `mock`, with `slots` and extra worker `flags`.
+pub fn start_claude_worker(
+    server: &Server,
+    dir: &Path,
+    mock: &anthropic::MockAnthropic,
+    capabilities: &[&str],
+    slots: u32,
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let bin = claude_bin().display().to_string();
+    let mut args = vec!["--claude-bin", &bin];
+    args.extend_from_slice(flags);
+    start_worker_env(
+        &server.url,
+        dir,
+        "agent-1",
+        capabilities,
+        slots,
+        &args,
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+}
+
 /// `start_worker` with extra environment variables.
 #[allow(clippy::too_many_arguments)]
 pub fn start_worker_env(

@@ -4,27 +4,13 @@
 //! and progress, the result and its cost become the step's output, and API
 //! errors and a killed CLI fail the attempt.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use orca_api::v1;
 use orca_tests::anthropic::{self, MockAnthropic, Reply};
 use orca_tests::*;
 use serde_json::{Value, json};
-
-fn claude_bin() -> PathBuf {
-    let path = std::env::var_os("ORCA_TEST_CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/claude/node_modules/.bin/claude")
-        });
-    assert!(
-        path.exists(),
-        "no Claude Code CLI at {}: run scripts/claude.sh (make test does)",
-        path.display()
-    );
-    path
-}
 
 /// A control plane and one claude-code worker pointed at `mock`, keeping
 /// workspaces so the test can look inside.
@@ -39,23 +25,7 @@ async fn claude_worker_with(
     flags: &[&str],
 ) -> (Server, Process) {
     let server = Server::start(dir).expect("server");
-    let bin = claude_bin().display().to_string();
-    let mut args = vec!["--claude-bin", &bin];
-    args.extend_from_slice(flags);
-    let worker = start_worker_env(
-        &server.url,
-        dir,
-        "agent-1",
-        capabilities,
-        1,
-        &args,
-        &server.worker_token,
-        &[
-            ("ANTHROPIC_BASE_URL", &mock.url),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-        ],
-    )
-    .expect("worker");
+    let worker = start_claude_worker(&server, dir, mock, capabilities, 1, flags).expect("worker");
     server
         .wait_for_agents(&["agent-1"])
         .await
@@ -73,23 +43,8 @@ async fn claude_worker_serving_http(
 ) -> (Server, Process, String) {
     let http = free_addr();
     let server = Server::start_on(dir, "127.0.0.1:0", &["--http-listen", &http]).expect("server");
-    let bin = claude_bin().display().to_string();
-    let mut args = vec!["--claude-bin", &bin];
-    args.extend_from_slice(flags);
-    let worker = start_worker_env(
-        &server.url,
-        dir,
-        "agent-1",
-        &["claude-code"],
-        slots,
-        &args,
-        &server.worker_token,
-        &[
-            ("ANTHROPIC_BASE_URL", &mock.url),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-        ],
-    )
-    .expect("worker");
+    let worker =
+        start_claude_worker(&server, dir, mock, &["claude-code"], slots, flags).expect("worker");
     (server, worker, http)
 }
 

@@ -6,7 +6,7 @@
 //! talking to the mock API.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -17,16 +17,6 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("repo root")
-}
-
-fn claude_bin() -> PathBuf {
-    let path = repo_root().join(".tools/claude/node_modules/.bin/claude");
-    assert!(
-        path.exists(),
-        "no Claude Code CLI at {}: run scripts/claude.sh (make test does)",
-        path.display()
-    );
-    path
 }
 
 /// The demo's whole run: what it printed on stdout and stderr.
@@ -150,7 +140,7 @@ async fn with_an_anthropic_endpoint_the_demo_ends_in_an_agent_step() {
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");
-    let claude = claude_bin().display().to_string();
+    let claude = orca_tests::claude_bin().display().to_string();
     let run = demo(
         data.path(),
         &[

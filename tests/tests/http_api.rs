@@ -129,7 +129,7 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
     assert_eq!(counts.status, 200, "{}", counts.body);
     assert_eq!(
         counts.json(),
-        serde_json::json!({"queued": 0, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0})
+        serde_json::json!({"queued": 0, "running": 1, "paused": 0, "succeeded": 0, "failed": 0, "cancelled": 0})
     );
     let foreign = api.get("/api/v1/task-counts?tenant=team-b", "orca_viewer");
     assert_eq!(foreign.status, 403, "{}", foreign.body);
@@ -320,6 +320,91 @@ fn sse_events(body: &str) -> Vec<(u64, String, Value)> {
 }
 
 #[tokio::test]
+async fn budgets_are_set_by_admins_listed_and_raised_over_http_and_bad_ones_name_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let error = |answer: &HttpAnswer| answer.json()["error"].clone();
+
+    // Only admins set a tenant's budget; a bad amount names its field.
+    let dev = api.call(
+        "PUT",
+        "/api/v1/tenants/default/budget",
+        "orca_dev",
+        r#"{"usdPerDay": 5}"#,
+    );
+    assert_eq!(dev.status, 403, "{}", dev.body);
+    let negative = api.call(
+        "PUT",
+        "/api/v1/tenants/default/budget",
+        "orca_admin",
+        r#"{"usdPerDay": -1}"#,
+    );
+    assert_eq!(negative.status, 400, "{}", negative.body);
+    assert_eq!(error(&negative)["field"], "budget.usd_per_day");
+    let bad_tenant = api.call("PUT", "/api/v1/tenants/No_Such/budget", "orca_admin", "{}");
+    assert_eq!(bad_tenant.status, 400, "{}", bad_tenant.body);
+    assert_eq!(error(&bad_tenant)["field"], "tenant");
+    let set = api.call(
+        "PUT",
+        "/api/v1/tenants/default/budget",
+        "orca_admin",
+        r#"{"usdPerDay": 5, "tokensPerMonth": 1000000}"#,
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.json()["budget"]["usdPerDay"], 5.0);
+    assert_eq!(set.json()["budget"]["tokensPerMonth"], 1_000_000);
+    let listed = api.get("/api/v1/budgets", "orca_dev");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json()["tenants"][0]["tenant"], "default");
+    assert!(
+        listed.json()["tenants"][0]["dayResetsAt"].is_string(),
+        "{}",
+        listed.body
+    );
+
+    // A task's budget: in its spec, raised by what the body names.
+    let submitted = api.call(
+        "POST",
+        "/api/v1/tasks",
+        "orca_dev",
+        "name: b\nbudget: {usd: 1}\nsteps:\n  - id: a\n    shell: {command: [sleep, '30']}\n",
+    );
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    let id = submitted.json()["taskId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("/api/v1/tasks/{id}/budget");
+    let nothing = api.call("POST", &path, "orca_dev", "{}");
+    assert_eq!(nothing.status, 400, "{}", nothing.body);
+    assert_eq!(error(&nothing)["field"], "by");
+    let zero = api.call("POST", &path, "orca_dev", r#"{"tokens": 0}"#);
+    assert_eq!(error(&zero)["field"], "by.tokens");
+    let raised = api.call("POST", &path, "orca_dev", r#"{"usd": 2.5}"#);
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    assert_eq!(raised.json()["budget"]["usd"], 3.5);
+    let shown = api.get(&format!("/api/v1/tasks/{id}"), "orca_viewer");
+    assert_eq!(shown.json()["budget"]["usd"], 3.5, "stored");
+    let viewer = api.call("POST", &path, "orca_viewer", r#"{"usd": 1}"#);
+    assert_eq!(viewer.status, 403, "{}", viewer.body);
+    api.call(
+        "POST",
+        &format!("/api/v1/tasks/{id}/cancel"),
+        "orca_dev",
+        "",
+    );
+    eventually(Duration::from_secs(20), || async {
+        let task = api.get(&format!("/api/v1/tasks/{id}"), "orca_dev").json();
+        (task["state"] == "cancelled").then_some(())
+    })
+    .await
+    .expect("cancelled");
+    let finished = api.call("POST", &path, "orca_dev", r#"{"usd": 1}"#);
+    assert_eq!(finished.status, 409, "{}", finished.body);
+    assert_eq!(error(&finished)["code"], "FAILED_PRECONDITION");
+}
+
+#[tokio::test]
 async fn a_tasks_events_stream_as_server_sent_events_and_resume_after_the_last_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = Api::start(dir.path()).await.expect("server");
@@ -438,6 +523,9 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/retry"),
         ("POST", "/tasks/{id}/steps/{step}/approve"),
         ("POST", "/tasks/{id}/steps/{step}/reject"),
+        ("POST", "/tasks/{id}/budget"),
+        ("PUT", "/tenants/{tenant}/budget"),
+        ("GET", "/budgets"),
         ("GET", "/tasks/{id}/events"),
         ("GET", "/task-counts"),
         ("GET", "/agents"),

@@ -41,6 +41,10 @@ impl From<v1::TaskSpec> for core::TaskSpec {
             steps: spec.steps.into_iter().map(Into::into).collect(),
             prompt: spec.prompt,
             plan: spec.plan,
+            budget: spec.budget.map(|b| core::Budget {
+                usd: b.usd,
+                tokens: b.tokens,
+            }),
         }
     }
 }
@@ -104,6 +108,10 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
             steps: spec.steps.iter().map(Into::into).collect(),
             prompt: spec.prompt.clone(),
             plan: spec.plan,
+            budget: spec.budget.map(|b| v1::Budget {
+                usd: b.usd,
+                tokens: b.tokens,
+            }),
         }
     }
 }
@@ -161,6 +169,7 @@ impl From<core::TaskState> for v1::TaskState {
         match state {
             core::TaskState::Queued => v1::TaskState::Queued,
             core::TaskState::Running => v1::TaskState::Running,
+            core::TaskState::Paused => v1::TaskState::Paused,
             core::TaskState::Succeeded => v1::TaskState::Succeeded,
             core::TaskState::Failed => v1::TaskState::Failed,
             core::TaskState::Cancelled => v1::TaskState::Cancelled,
@@ -174,6 +183,7 @@ impl TryFrom<v1::TaskState> for core::TaskState {
         Ok(match state {
             v1::TaskState::Queued => core::TaskState::Queued,
             v1::TaskState::Running => core::TaskState::Running,
+            v1::TaskState::Paused => core::TaskState::Paused,
             v1::TaskState::Succeeded => core::TaskState::Succeeded,
             v1::TaskState::Failed => core::TaskState::Failed,
             v1::TaskState::Cancelled => core::TaskState::Cancelled,
@@ -358,6 +368,10 @@ mod tests {
                     .needing(&["gpu"])
                     .retrying(core::RetryPolicy::new(3)),
             ],
+            budget: Some(core::Budget {
+                usd: Some(1.5),
+                tokens: None,
+            }),
             ..core::TaskSpec::default()
         };
         spec.labels.insert("team".into(), "infra".into());

@@ -14,6 +14,7 @@ pub fn task_state_name(state: i32) -> &'static str {
     match v1::TaskState::try_from(state) {
         Ok(v1::TaskState::Queued) => "queued",
         Ok(v1::TaskState::Running) => "running",
+        Ok(v1::TaskState::Paused) => "paused",
         Ok(v1::TaskState::Succeeded) => "succeeded",
         Ok(v1::TaskState::Failed) => "failed",
         Ok(v1::TaskState::Cancelled) => "cancelled",
@@ -62,6 +63,9 @@ pub struct TaskView {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostView>,
+    /// What the task may spend; crossing it pauses the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetView>,
     /// The OpenTelemetry trace of the task, to look up in a tracing backend.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub trace_id: String,
@@ -74,6 +78,16 @@ pub struct TaskView {
     pub plan: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
+}
+
+/// A spending limit: each part set is enforced.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
 }
 
 /// What something cost; left out when nothing was spent.
@@ -240,6 +254,10 @@ pub fn task_view(task: &v1::Task) -> TaskView {
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
         cost: cost_view(&task.cost),
+        budget: spec.budget.map(|b| BudgetView {
+            usd: b.usd,
+            tokens: b.tokens,
+        }),
         trace_id: task.trace_id.clone(),
         prompt: spec.prompt.clone(),
         plan: (!task.plan_json.is_empty()).then(|| {

@@ -88,6 +88,10 @@ pub enum Command {
     /// Fail a step awaiting approval, saying why; the task fails as after
     /// any failed step.
     Reject(RejectArgs),
+    /// Budgets: show tenants' spend against their budgets, set a tenant's
+    /// (admins), raise a task's to let it go on.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
     /// Show the audit log: who submitted, cancelled or retried what, and
@@ -666,6 +670,39 @@ pub struct RejectArgs {
     /// Why: the step's error, in its events and the audit log.
     #[arg(long)]
     pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Each tenant's budget and what it spent this UTC day and month.
+    Get {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Set a tenant's budget per UTC day and month (admins only). Parts
+    /// left out are no limit; with none, the tenant's budget is removed.
+    Set {
+        tenant: String,
+        #[arg(long)]
+        usd_per_day: Option<f64>,
+        #[arg(long)]
+        usd_per_month: Option<f64>,
+        #[arg(long)]
+        tokens_per_day: Option<u64>,
+        #[arg(long)]
+        tokens_per_month: Option<u64>,
+    },
+    /// Add to a task's budget; a task paused for its budget goes on where
+    /// it stopped, each agent resuming its session.
+    Raise {
+        task: String,
+        /// Dollars to add.
+        #[arg(long)]
+        usd: Option<f64>,
+        /// Tokens to add.
+        #[arg(long)]
+        tokens: Option<u64>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! or a request was refused, 2 for usage errors.
 
 mod args;
+mod budget;
 mod client;
 mod context;
 mod local;
@@ -118,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reject(args) => {
             client::decide(&target, args.task, args.step, args.reason, false).await
         }
+        Command::Budget(command) => budget::budget(&target, command).await,
         Command::Watch(args) => client::watch(&target, args).await,
         Command::Audit(args) => client::audit(&target, args).await,
         Command::State(command) => state::state(&target, command).await,

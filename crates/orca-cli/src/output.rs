@@ -22,7 +22,7 @@ pub fn usd(cost: &Option<v1::Cost>) -> String {
 
 /// Prints `value` for programs (`names`, one per line, for `-o name`);
 /// false for a table, which the caller prints.
-fn emit<T: Serialize, N: std::fmt::Display>(
+pub fn emit<T: Serialize, N: std::fmt::Display>(
     value: &T,
     names: impl IntoIterator<Item = N>,
     format: Format,
@@ -110,6 +110,21 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             cost.cache_read_tokens,
             cost.cache_creation_tokens
         );
+    }
+    if let Some(budget) = &view.budget {
+        let mut limits = Vec::new();
+        if let Some(usd) = budget.usd {
+            limits.push(format!("${usd}"));
+        }
+        if let Some(tokens) = budget.tokens {
+            limits.push(format!("{tokens} tokens"));
+        }
+        let paused = if view.state == "paused" {
+            format!("; paused: orca budget raise {} --usd N", view.id)
+        } else {
+            String::new()
+        };
+        println!("Budget:    {}{paused}", limits.join(", "));
     }
     for step in view.steps.iter().filter(|s| s.state == "awaiting_approval") {
         let Some(approval) = &step.approval else {
@@ -315,7 +330,7 @@ pub fn audit(events: &[v1::AuditEvent], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -17,6 +17,30 @@ impl Cost {
     pub fn is_zero(&self) -> bool {
         *self == Cost::default()
     }
+
+    /// Every token the API billed: input, output, cache reads and writes.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.cache_read_tokens)
+            .saturating_add(self.cache_creation_tokens)
+    }
+
+    /// What was spent after `earlier`, field by field (never below zero):
+    /// the growth of a running total.
+    pub fn since(&self, earlier: &Cost) -> Cost {
+        Cost {
+            usd: (self.usd - earlier.usd).max(0.0),
+            input_tokens: self.input_tokens.saturating_sub(earlier.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(earlier.output_tokens),
+            cache_read_tokens: self
+                .cache_read_tokens
+                .saturating_sub(earlier.cache_read_tokens),
+            cache_creation_tokens: self
+                .cache_creation_tokens
+                .saturating_sub(earlier.cache_creation_tokens),
+        }
+    }
 }
 
 impl Add for Cost {

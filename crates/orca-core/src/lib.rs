@@ -1,6 +1,7 @@
 //! orca's domain: task and step specs, DAG validation, the task state machine
 //! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
 
+pub mod budget;
 pub mod cost;
 pub mod plan;
 pub mod queue;
@@ -9,6 +10,7 @@ pub mod spec;
 pub mod state;
 pub mod validate;
 
+pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
 pub use cost::Cost;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};

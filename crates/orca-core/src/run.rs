@@ -229,9 +229,48 @@ impl TaskRun {
         }
     }
 
+    /// Pauses the task for `reason` (a spent budget): nothing new starts;
+    /// the caller stops the running steps (see [`TaskRun::running`]), whose
+    /// attempts come back with [`TaskRun::hand_back`]. `None` when the task
+    /// is over, winding down or paused already.
+    pub fn pause(&mut self, reason: &str) -> Option<Vec<Change>> {
+        if self.state.is_terminal() || self.state == TaskState::Paused || self.is_winding_down() {
+            return None;
+        }
+        self.state = TaskState::Paused;
+        Some(vec![Change::Task {
+            state: TaskState::Paused,
+            message: reason.to_string(),
+        }])
+    }
+
+    /// Lets a paused task go on: its queued steps may start again. `None`
+    /// when it is not paused.
+    pub fn resume(&mut self, message: &str) -> Option<Vec<Change>> {
+        if self.state != TaskState::Paused {
+            return None;
+        }
+        let started = self.steps.iter().any(|s| s.attempt > 0);
+        self.state = if started {
+            TaskState::Running
+        } else {
+            TaskState::Queued
+        };
+        Some(vec![Change::Task {
+            state: self.state,
+            message: message.to_string(),
+        }])
+    }
+
     /// A worker took a queued step: its next attempt starts. Returns the
     /// attempt number.
     pub fn start(&mut self, index: usize) -> Result<(u32, Vec<Change>), Error> {
+        if self.state == TaskState::Paused {
+            return Err(Error::Transition {
+                from: TaskState::Paused.as_str(),
+                to: StepState::Running.as_str(),
+            });
+        }
         let step = &mut self.steps[index];
         if step.state != StepState::Queued {
             return Err(Error::Transition {
@@ -868,6 +907,48 @@ mod tests {
             "queued step cannot finish"
         );
         assert!(run.requeue(0, "x").is_err());
+    }
+
+    #[test]
+    fn a_paused_task_starts_nothing_and_resumes_where_it_stopped() {
+        let (mut run, _) = TaskRun::new(&diamond());
+        run.start(0).expect("start");
+        run.finish(0, Outcome::Succeeded).expect("finish");
+        run.start(1).expect("start a");
+        let paused = run.pause("budget: spent").expect("pauses");
+        assert_eq!(
+            paused,
+            [Change::Task {
+                state: TaskState::Paused,
+                message: "budget: spent".into()
+            }]
+        );
+        assert!(run.pause("again").is_none(), "paused already");
+        assert!(run.start(2).is_err(), "nothing starts while paused");
+        // The stopped attempt comes back uncounted; the other finishes.
+        run.hand_back(1, "stopped for the budget")
+            .expect("hand back");
+        assert_eq!(states(&run), [Succeeded, Queued, Queued, Waiting]);
+        assert_eq!(run.state(), TaskState::Paused);
+        let resumed = run.resume("budget raised").expect("resumes");
+        assert_eq!(
+            resumed,
+            [Change::Task {
+                state: TaskState::Running,
+                message: "budget raised".into()
+            }]
+        );
+        assert!(run.resume("again").is_none());
+        let (attempt, _) = run.start(1).expect("start a again");
+        assert_eq!(attempt, 2);
+        assert_eq!(run.step(1).attempt - run.attempts_before[1], 1);
+        // Cancelling a paused task ends it as any cancel does.
+        run.pause("budget").expect("pauses");
+        run.cancel("stop");
+        run.finish(1, Outcome::Cancelled("stop".into()))
+            .expect("finish");
+        assert_eq!(run.state(), TaskState::Cancelled);
+        assert!(run.pause("late").is_none());
     }
 
     #[test]

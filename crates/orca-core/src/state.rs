@@ -16,6 +16,9 @@ pub type Micros = i64;
 pub enum TaskState {
     Queued,
     Running,
+    /// Stopped for its budget (or its tenant's): nothing of it runs until
+    /// the budget is raised, then it goes on where it stopped.
+    Paused,
     Succeeded,
     Failed,
     Cancelled,
@@ -37,9 +40,10 @@ pub enum StepState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 5] = [
+    pub const ALL: [TaskState; 6] = [
         TaskState::Queued,
         TaskState::Running,
+        TaskState::Paused,
         TaskState::Succeeded,
         TaskState::Failed,
         TaskState::Cancelled,
@@ -56,6 +60,7 @@ impl TaskState {
         match self {
             TaskState::Queued => "queued",
             TaskState::Running => "running",
+            TaskState::Paused => "paused",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",

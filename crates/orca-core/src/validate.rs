@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::Error;
+use crate::budget::Budget;
 use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 /// Size limits on submitted tasks. The defaults keep one task's record small
@@ -76,6 +77,9 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         ));
     }
     validate_labels(&spec.labels, limits)?;
+    if let Some(budget) = &spec.budget {
+        validate_budget(budget, "budget")?;
+    }
     if spec.plan && spec.prompt.is_empty() {
         return Err(invalid("plan", "planning needs the task's prompt"));
     }
@@ -119,6 +123,26 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         validate_step(i, step, &index, limits)?;
     }
     check_acyclic(spec, &index)
+}
+
+/// A budget names at least one limit, each above zero. `field` is where
+/// it sits (`budget` in a task, a raise's own fields).
+pub fn validate_budget(budget: &Budget, field: &str) -> Result<(), Error> {
+    if budget.is_empty() {
+        return Err(invalid(field, "set usd, tokens or both"));
+    }
+    if let Some(usd) = budget.usd
+        && !(usd.is_finite() && usd > 0.0)
+    {
+        return Err(invalid(
+            format!("{field}.usd"),
+            format!("must be a number of dollars above 0, not {usd}"),
+        ));
+    }
+    if budget.tokens == Some(0) {
+        return Err(invalid(format!("{field}.tokens"), "must be at least 1"));
+    }
+    Ok(())
 }
 
 fn validate_task_prompt(prompt: &str, limits: &Limits) -> Result<(), Error> {
@@ -932,6 +956,33 @@ mod tests {
             rejected(&task(vec![step])).0,
             "steps[0].stallTimeoutSeconds"
         );
+    }
+
+    #[test]
+    fn budgets_name_a_limit_above_zero() {
+        let with = |budget: Budget| TaskSpec {
+            budget: Some(budget),
+            ..task(vec![StepSpec::noop("a")])
+        };
+        assert_eq!(rejected(&with(Budget::default())).0, "budget");
+        for usd in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let (field, message) = rejected(&with(Budget {
+                usd: Some(usd),
+                tokens: None,
+            }));
+            assert_eq!(field, "budget.usd");
+            assert!(message.contains("above 0"), "{message}");
+        }
+        let no_tokens = Budget {
+            usd: None,
+            tokens: Some(0),
+        };
+        assert_eq!(rejected(&with(no_tokens)).0, "budget.tokens");
+        let fine = Budget {
+            usd: Some(2.5),
+            tokens: Some(10_000),
+        };
+        assert_eq!(validate(&with(fine), &Limits::default()), Ok(()));
     }
 
     #[test]

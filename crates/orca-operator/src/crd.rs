@@ -201,6 +201,8 @@ pub enum TaskPhase {
     Pending,
     Queued,
     Running,
+    /// Its budget or its tenant's is spent; raising it resumes the task.
+    Paused,
     Succeeded,
     Failed,
     Cancelled,

@@ -20,6 +20,7 @@ pub fn phase(state: i32) -> TaskPhase {
     match v1::TaskState::try_from(state) {
         Ok(v1::TaskState::Queued) => TaskPhase::Queued,
         Ok(v1::TaskState::Running) => TaskPhase::Running,
+        Ok(v1::TaskState::Paused) => TaskPhase::Paused,
         Ok(v1::TaskState::Succeeded) => TaskPhase::Succeeded,
         Ok(v1::TaskState::Failed) => TaskPhase::Failed,
         Ok(v1::TaskState::Cancelled) => TaskPhase::Cancelled,

@@ -163,6 +163,15 @@ async fn forward(
                 .session(worker, attempt, session.session_id, session.model)
                 .await
         }
+        Some(Kind::Spend(spend)) => {
+            let attempt = attempt_key("spend.attempt", spend.attempt)?;
+            let cost = spend
+                .cost
+                .as_ref()
+                .map(orca_core::Cost::from)
+                .ok_or_else(|| Error::Protocol("spend.cost is required".into()))?;
+            engine.spend(worker, attempt, cost).await
+        }
         Some(Kind::Result(r)) => {
             let attempt = attempt_key("result.attempt", r.attempt)?;
             let mut outcome = v1::Outcome::try_from(r.outcome).unwrap_or(v1::Outcome::Unspecified);

@@ -76,6 +76,9 @@ pub enum Action {
     ReadAgents,
     ConnectWorker,
     ReadAudit,
+    /// Set tenants' budgets: admins only, as a tenant's own members would
+    /// lift their limit.
+    SetBudgets,
     ReadState,
     WriteState,
     /// Scrape `/metrics`: counts over every tenant.
@@ -86,7 +89,7 @@ impl Action {
     fn allowed(self, role: Role) -> bool {
         match (role, self) {
             (Role::Admin, _) => true,
-            (_, Action::ReadAudit) => false,
+            (_, Action::ReadAudit | Action::SetBudgets) => false,
             (Role::Developer, Action::ConnectWorker) => false,
             (Role::Developer, _) => true,
             (
@@ -113,6 +116,7 @@ impl Action {
             Action::ReadAgents => "list agents",
             Action::ConnectWorker => "connect as a worker",
             Action::ReadAudit => "read the audit log",
+            Action::SetBudgets => "set tenants' budgets",
             Action::ReadState => "read shared state or subscribe to topics",
             Action::WriteState => "change shared state or publish to topics",
             Action::ReadMetrics => "read metrics",

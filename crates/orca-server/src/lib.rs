@@ -418,6 +418,7 @@ impl Replica {
             listed_ms = listing.elapsed().as_millis() as u64,
             "recovering the unfinished tasks while serving"
         );
+        let tenants = engine::load_tenant_budgets(store.as_ref()).await?;
         let hub = Arc::new(hub::Hub::default());
         let (engine, fatal) = engine::start(
             store.clone(),
@@ -429,6 +430,7 @@ impl Replica {
             },
             step_tokens,
             metrics.clone(),
+            tenants,
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter

@@ -33,6 +33,7 @@ pub struct Metrics {
     approvals: Family<Labels, Counter>,
     rate_limits: Family<Labels, Counter>,
     pools_paused: Gauge,
+    budget_pauses: Family<Labels, Counter>,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -65,6 +66,7 @@ impl Metrics {
             approvals: Family::default(),
             rate_limits: Family::default(),
             pools_paused: Gauge::default(),
+            budget_pauses: Family::default(),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -89,7 +91,7 @@ impl Metrics {
         );
         registry.register(
             "step_attempts_finished",
-            "Step attempts that ended, by outcome (succeeded, failed, stalled, rate_limited, cancelled, lost)",
+            "Step attempts that ended, by outcome (succeeded, failed, stalled, rate_limited, budget, cancelled, lost)",
             metrics.attempts_finished.clone(),
         );
         registry.register(
@@ -131,6 +133,11 @@ impl Metrics {
             "pools_paused",
             "Pools whose agents a provider limit has paused now",
             metrics.pools_paused.clone(),
+        );
+        registry.register(
+            "budget_pauses",
+            "Tasks paused because a budget was spent, by budget (task, tenant)",
+            metrics.budget_pauses.clone(),
         );
         registry.register(
             "steps_awaiting_approval",
@@ -207,6 +214,13 @@ impl Metrics {
     pub fn rate_limited(&self, pool: &str) {
         self.rate_limits
             .get_or_create(&vec![("pool", pool.to_string())])
+            .inc();
+    }
+
+    /// A spent budget paused a task; `budget`: task or tenant.
+    pub fn budget_paused(&self, budget: &str) {
+        self.budget_pauses
+            .get_or_create(&vec![("budget", budget.to_string())])
             .inc();
     }
 

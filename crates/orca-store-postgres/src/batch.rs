@@ -129,6 +129,10 @@ struct Rows {
     attempts: Folded<(String, String, u32), AttemptWrite>,
     events: Events,
     audit: Vec<AuditRecord>,
+    /// Raised budgets: (task, its new spec as JSON), in order.
+    specs: Vec<(String, String)>,
+    /// (tenant, its budget as JSON, or `None` to remove it), in order.
+    budgets: Vec<(String, Option<String>)>,
 }
 
 /// Entries by key, kept in the order their keys first came.
@@ -336,6 +340,17 @@ impl Rows {
             ),
             Write::Event(event) => self.events.push(event)?,
             Write::Audit(record) => self.audit.push(record.clone()),
+            Write::Spec { id, spec } => self
+                .specs
+                .push((text(id), json_text(&to_json(spec, "task spec")?))),
+            Write::TenantBudget { tenant, budget } => self.budgets.push((
+                text(tenant),
+                if budget.is_empty() {
+                    None
+                } else {
+                    Some(to_json(budget, "budget")?)
+                },
+            )),
         }
         Ok(())
     }
@@ -426,6 +441,26 @@ impl Rows {
                 .await?;
         }
         insert_audit(conn, &mut pipeline, &self.audit).await?;
+        // Budgets change rarely: a statement each.
+        for (id, spec) in &self.specs {
+            pipeline
+                .add(
+                    conn,
+                    "UPDATE tasks SET spec = $2::text::json WHERE id = $1",
+                    params![id, spec],
+                )
+                .await?;
+        }
+        for (tenant, budget) in &self.budgets {
+            let sql = match budget {
+                Some(_) => {
+                    "INSERT INTO budgets (tenant, budget) VALUES ($1, $2::text::json)
+                     ON CONFLICT (tenant) DO UPDATE SET budget = excluded.budget"
+                }
+                None => "DELETE FROM budgets WHERE tenant = $1 AND $2::text IS NULL",
+            };
+            pipeline.add(conn, sql, params![tenant, budget]).await?;
+        }
         pipeline.run(conn).await
     }
 }

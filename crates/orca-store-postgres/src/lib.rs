@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState};
+use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, TenantBudget};
 use orca_store::admission::{Admission, Bound};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
@@ -559,21 +559,21 @@ async fn fleet_events_after(
 /// no task the caller asked for. A task's cost is summed from its attempts
 /// once they are read.
 const UNFINISHED_IDS: &str =
-    "SELECT id FROM tasks WHERE state IN ('queued', 'running') ORDER BY id";
+    "SELECT id FROM tasks WHERE state IN ('queued', 'running', 'paused') ORDER BY id";
 
 const UNFINISHED: &str =
     "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
         orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
         COALESCE(t.plan::text, ''), t.trace_context, 0::bigint,
         0::float8, 0::bigint, 0::bigint, 0::bigint, 0::bigint
-    FROM tasks t WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+    FROM tasks t WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
     ORDER BY t.id";
 
 /// Each unfinished task's newest event number: a scan of their events,
 /// grouped, costs a third of a lookup per task.
 const UNFINISHED_SEQS: &str = "SELECT e.task_id, MAX(e.seq)
     FROM events e JOIN tasks t ON t.id = e.task_id
-    WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+    WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
         AND e.task_id BETWEEN $1 AND $2
     GROUP BY e.task_id";
 
@@ -581,7 +581,7 @@ const UNFINISHED_STEPS: &str = "SELECT s.task_id, s.step_id, s.state, s.attempt,
         orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
         COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline)
     FROM steps s JOIN tasks t ON t.id = s.task_id
-    WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+    WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
         AND s.task_id BETWEEN $1 AND $2
     ORDER BY s.task_id, s.position";
 
@@ -590,7 +590,7 @@ const UNFINISHED_ATTEMPTS: &str = "SELECT a.task_id, a.step_id, a.attempt, a.wor
         a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
         a.cache_read_tokens, a.cache_creation_tokens
     FROM attempts a JOIN tasks t ON t.id = a.task_id
-    WHERE t.state IN ('queued', 'running') AND t.id BETWEEN $1 AND $2
+    WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
         AND a.task_id BETWEEN $1 AND $2
     ORDER BY a.task_id, a.step_id, a.attempt";
 
@@ -720,6 +720,51 @@ async fn audit_after(
                 outcome: row.try_get(7)?,
                 detail: row.try_get(8)?,
             })
+        })
+        .collect()
+}
+
+async fn tenant_budgets(conn: &mut Conn) -> Result<Vec<(String, TenantBudget)>> {
+    let statement = conn
+        .statement("SELECT tenant, budget::text FROM budgets ORDER BY tenant")
+        .await?;
+    let rows = conn.client.query(&statement, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let tenant: String = row.try_get(0)?;
+            let json: String = row.try_get(1)?;
+            let budget = serde_json::from_str(&json)
+                .map_err(|e| Error::Corrupt(format!("tenant {tenant}'s budget: {e}")))?;
+            Ok((tenant, budget))
+        })
+        .collect()
+}
+
+async fn spend_since(conn: &mut Conn, since: i64) -> Result<Vec<(String, Cost)>> {
+    let statement = conn
+        .statement(
+            "SELECT t.tenant, SUM(a.cost_usd)::float8, SUM(a.input_tokens)::bigint,
+                    SUM(a.output_tokens)::bigint, SUM(a.cache_read_tokens)::bigint,
+                    SUM(a.cache_creation_tokens)::bigint
+             FROM attempts a JOIN tasks t ON t.id = a.task_id
+             WHERE a.finished_at IS NOT NULL AND orca_micros(a.finished_at) >= $1
+               AND (a.cost_usd > 0 OR a.input_tokens > 0 OR a.output_tokens > 0)
+             GROUP BY t.tenant ORDER BY t.tenant",
+        )
+        .await?;
+    let rows = conn.client.query(&statement, &[&since]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                Cost {
+                    usd: row.try_get(1)?,
+                    input_tokens: row.try_get::<_, i64>(2)? as u64,
+                    output_tokens: row.try_get::<_, i64>(3)? as u64,
+                    cache_read_tokens: row.try_get::<_, i64>(4)? as u64,
+                    cache_creation_tokens: row.try_get::<_, i64>(5)? as u64,
+                },
+            ))
         })
         .collect()
 }
@@ -898,6 +943,15 @@ impl Store for PostgresStore {
     ) -> orca_store::Result<Option<u32>> {
         let (task_id, step_id) = (text(task_id), text(step_id));
         self.read(|conn| Box::pin(running_attempt(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+
+    async fn tenant_budgets(&self) -> orca_store::Result<Vec<(String, TenantBudget)>> {
+        self.read(|conn| Box::pin(tenant_budgets(conn))).await
+    }
+
+    async fn spend_since(&self, since: i64) -> orca_store::Result<Vec<(String, Cost)>> {
+        self.read(move |conn| Box::pin(spend_since(conn, since)))
             .await
     }
 

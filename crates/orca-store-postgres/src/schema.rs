@@ -189,6 +189,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE steps ADD COLUMN approval_deadline timestamptz;
     "#,
+    // 6: tenants' budgets, as admins set them; read whole on start.
+    r#"
+    CREATE TABLE budgets (
+        tenant text PRIMARY KEY,
+        budget json NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

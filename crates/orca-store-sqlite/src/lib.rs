@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, EventKind, StepState, TaskSpec, TaskState};
+use orca_core::{Cost, Event, EventKind, StepState, TaskSpec, TaskState, TenantBudget};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -162,6 +162,10 @@ CREATE TABLE IF NOT EXISTS fleet (
     commit_no INTEGER PRIMARY KEY,
     events    TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS budgets (
+    tenant TEXT PRIMARY KEY,
+    budget TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     at      INTEGER NOT NULL,
@@ -658,6 +662,22 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 ])?;
             }
             Write::Step(step) => update_step(conn, step)?,
+            Write::Spec { id, spec } => {
+                conn.prepare_cached("UPDATE tasks SET spec = ?2 WHERE id = ?1")?
+                    .execute(params![id, to_json(spec, "task spec")?])?;
+            }
+            Write::TenantBudget { tenant, budget } => {
+                if budget.is_empty() {
+                    conn.prepare_cached("DELETE FROM budgets WHERE tenant = ?1")?
+                        .execute(params![tenant])?;
+                } else {
+                    conn.prepare_cached(
+                        "INSERT INTO budgets (tenant, budget) VALUES (?1, ?2)
+                         ON CONFLICT (tenant) DO UPDATE SET budget = excluded.budget",
+                    )?
+                    .execute(params![tenant, to_json(budget, "budget")?])?;
+                }
+            }
             Write::Attempt(attempt) => upsert_attempt(conn, attempt)?,
             Write::Progress {
                 task_id,
@@ -1253,6 +1273,53 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn tenant_budgets(&self) -> orca_store::Result<Vec<(String, TenantBudget)>> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT tenant, budget FROM budgets ORDER BY tenant")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut budgets = Vec::new();
+            for row in rows {
+                let (tenant, json) = row?;
+                let budget = serde_json::from_str(&json).map_err(|e| {
+                    Fault::Store(Error::Corrupt(format!("tenant {tenant}'s budget: {e}")))
+                })?;
+                budgets.push((tenant, budget));
+            }
+            Ok(budgets)
+        })
+        .await
+    }
+
+    async fn spend_since(&self, since: i64) -> orca_store::Result<Vec<(String, Cost)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT t.tenant, SUM(a.cost_usd), SUM(a.input_tokens), SUM(a.output_tokens),
+                        SUM(a.cache_read_tokens), SUM(a.cache_creation_tokens)
+                 FROM attempts a JOIN tasks t ON t.id = a.task_id
+                 WHERE a.finished_at > 0 AND a.finished_at >= ?1
+                   AND (a.cost_usd > 0 OR a.input_tokens > 0 OR a.output_tokens > 0)
+                 GROUP BY t.tenant ORDER BY t.tenant",
+            )?;
+            let rows = stmt.query_map(params![since], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Cost {
+                        usd: row.get(1)?,
+                        input_tokens: row.get::<_, i64>(2)? as u64,
+                        output_tokens: row.get::<_, i64>(3)? as u64,
+                        cache_read_tokens: row.get::<_, i64>(4)? as u64,
+                        cache_creation_tokens: row.get::<_, i64>(5)? as u64,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn audit_after(
         &self,
         after: u64,
@@ -1287,8 +1354,9 @@ impl Store for SqliteStore {
 
     async fn unfinished_task_ids(&self) -> orca_store::Result<Vec<String>> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT id FROM tasks WHERE state IN ('queued', 'running') ORDER BY id")?;
+            let mut stmt = conn.prepare(
+                "SELECT id FROM tasks WHERE state IN ('queued', 'running', 'paused') ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |row| row.get(0))?;
             Ok(rows.collect::<std::result::Result<Vec<String>, _>>()?)
         })
@@ -1304,7 +1372,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks
-                 WHERE state IN ('queued', 'running') AND id BETWEEN ?1 AND ?2 ORDER BY id"
+                 WHERE state IN ('queued', 'running', 'paused') AND id BETWEEN ?1 AND ?2 ORDER BY id"
             ))?;
             let rows = stmt.query_map([&first, &last], read_task)?;
             let mut tasks = Vec::new();

@@ -10,7 +10,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, EventKind, LogStream, StepSpec, StepState, TaskSpec, TaskState};
+use orca_core::{
+    Budget, Cost, Event, EventKind, LogStream, Micros, StepSpec, StepState, TaskSpec, TaskState,
+    TenantBudget,
+};
 
 use crate::{
     AttemptWrite, AuditRecord, Created, Error, Expect, NewTask, StateChange, StateKey,
@@ -46,6 +49,7 @@ macro_rules! conformance_suite {
             the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes,
             a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
             a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
+            budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -554,6 +558,118 @@ pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: i
     assert_eq!(
         t1.steps[0].attempts[0].session_id, "s-1",
         "recovery sees sessions"
+    );
+}
+
+pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "team", None),
+            new_task("t2", "team", None),
+            new_task("t3", "other", None),
+        ],
+    )
+    .await;
+    let usd = |usd: f64| Cost {
+        usd,
+        input_tokens: 10,
+        ..Cost::default()
+    };
+    let ended = |task: &str, n: u32, at: Micros, cost: Cost| {
+        Write::Attempt(AttemptWrite {
+            finished_at: Some(at),
+            cost: Some(cost),
+            ..attempt(task, "a", n)
+        })
+    };
+    let budget = TenantBudget {
+        usd_per_day: Some(5.0),
+        tokens_per_month: Some(1000),
+        ..TenantBudget::default()
+    };
+    let raised = TaskSpec {
+        budget: Some(Budget {
+            usd: Some(2.5),
+            tokens: None,
+        }),
+        ..new_task("t1", "team", None).spec
+    };
+    commit(
+        &*store,
+        vec![
+            ended("t1", 1, 100, usd(1.0)),
+            ended("t1", 2, 300, usd(0.5)),
+            ended("t2", 1, 200, usd(0.25)),
+            ended("t3", 1, 300, usd(4.0)),
+            // Running (not ended) and free attempts count for nothing.
+            Write::Attempt(attempt("t2", "b", 1)),
+            Write::TenantBudget {
+                tenant: "team".into(),
+                budget,
+            },
+            Write::TenantBudget {
+                tenant: "gone".into(),
+                budget,
+            },
+            Write::TenantBudget {
+                tenant: "gone".into(),
+                budget: TenantBudget::default(),
+            },
+            Write::Spec {
+                id: "t1".into(),
+                spec: Box::new(raised.clone()),
+            },
+            Write::Task {
+                id: "t1".into(),
+                state: TaskState::Paused,
+                message: "budget: spent".into(),
+                started_at: None,
+                finished_at: None,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.tenant_budgets().await.expect("budgets"),
+        [("team".to_string(), budget)],
+        "an empty budget removes the tenant's"
+    );
+    assert_eq!(
+        store.spend_since(0).await.expect("spend"),
+        [
+            ("other".to_string(), usd(4.0)),
+            ("team".to_string(), usd(1.75) + usd(0.0) + usd(0.0)),
+        ]
+    );
+    assert_eq!(
+        store.spend_since(200).await.expect("spend"),
+        [
+            ("other".to_string(), usd(4.0)),
+            ("team".to_string(), usd(0.75) + usd(0.0)),
+        ]
+    );
+    let t1 = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (t1.state, t1.spec.budget),
+        (TaskState::Paused, raised.budget)
+    );
+    assert!(
+        store
+            .unfinished_task_ids()
+            .await
+            .expect("ids")
+            .contains(&"t1".to_string()),
+        "a paused task is recovered after a restart"
+    );
+    let reopened = backend.open().await;
+    assert_eq!(
+        reopened.tenant_budgets().await.expect("budgets").len(),
+        1,
+        "budgets survive a reopen"
     );
 }
 

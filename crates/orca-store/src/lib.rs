@@ -21,7 +21,7 @@ pub mod fleet;
 pub mod memory;
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState};
+use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState, TenantBudget};
 use tokio::sync::oneshot;
 
 /// What went wrong in the store, said by what a caller can do about it; no
@@ -116,6 +116,17 @@ pub enum Write {
     Event(Event),
     /// Appends to the audit log.
     Audit(AuditRecord),
+    /// Replaces a task's spec (its budget was raised); boxed, as it is
+    /// rare and large next to the other writes.
+    Spec {
+        id: String,
+        spec: Box<TaskSpec>,
+    },
+    /// Sets a tenant's budget; an empty one removes it.
+    TenantBudget {
+        tenant: String,
+        budget: TenantBudget,
+    },
 }
 
 /// Who did what to which task, and how it ended: one line of the audit log.
@@ -449,6 +460,13 @@ pub trait Store: Send + Sync + 'static {
     /// The attempt of a step that is running now; `None` when the step is
     /// not running (or there is no such step).
     async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>>;
+
+    /// Every tenant budget set.
+    async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>>;
+
+    /// What the attempts that ended at or after `since` cost, summed per
+    /// tenant (tenants that spent nothing are left out).
+    async fn spend_since(&self, since: Micros) -> Result<Vec<(String, Cost)>>;
 
     /// Up to `limit` audit records with `seq > after`, oldest first; only
     /// these tenants' when `tenants` is given.

@@ -9,7 +9,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, Micros, StepState, TaskState};
+use orca_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget};
 use tokio::sync::oneshot;
 
 use crate::fleet::{self, FleetPage};
@@ -35,6 +35,7 @@ struct Data {
     attempts: HashMap<(String, String), BTreeMap<u32, AttemptRecord>>,
     state: HashMap<StateKey, Slot>,
     audit: Vec<AuditRecord>,
+    budgets: BTreeMap<String, TenantBudget>,
 }
 
 /// A shared-state row: a deleted value keeps its version.
@@ -215,6 +216,18 @@ impl Data {
                 Write::Audit(record) => {
                     let seq = self.audit.len() as u64 + 1;
                     self.audit.push(AuditRecord { seq, ..record });
+                }
+                Write::Spec { id, spec } => {
+                    if let Some(task) = self.tasks.get_mut(&id) {
+                        task.spec = *spec;
+                    }
+                }
+                Write::TenantBudget { tenant, budget } => {
+                    if budget.is_empty() {
+                        self.budgets.remove(&tenant);
+                    } else {
+                        self.budgets.insert(tenant, budget);
+                    }
                 }
             }
         }
@@ -590,6 +603,34 @@ impl Store for MemoryStore {
             .and_then(|t| t.steps.iter().find(|s| s.id == step_id))
             .filter(|s| s.state == StepState::Running)
             .map(|s| s.attempt))
+    }
+
+    async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>> {
+        Ok(self
+            .data()
+            .budgets
+            .iter()
+            .map(|(t, b)| (t.clone(), *b))
+            .collect())
+    }
+
+    async fn spend_since(&self, since: Micros) -> Result<Vec<(String, Cost)>> {
+        let data = self.data();
+        let mut spend: BTreeMap<String, Cost> = BTreeMap::new();
+        for ((task_id, _), attempts) in &data.attempts {
+            let Some(task) = data.tasks.get(task_id) else {
+                continue;
+            };
+            for attempt in attempts.values() {
+                if attempt.finished_at > 0
+                    && attempt.finished_at >= since
+                    && !attempt.cost.is_zero()
+                {
+                    *spend.entry(task.tenant.clone()).or_default() += attempt.cost;
+                }
+            }
+        }
+        Ok(spend.into_iter().collect())
     }
 
     async fn audit_after(

@@ -18,6 +18,13 @@ pub enum Line {
     Assistant { message_id: String, log: String },
     /// `system/api_retry`: the CLI retries an API call.
     ApiRetry(String),
+    /// A model response began (`stream_event` `message_start`, with
+    /// `--include-partial-messages`): its model and the usage known so far
+    /// (input, cache, the first output token).
+    TurnStarted { model: String, usage: Usage },
+    /// A model response ended (`message_delta`): its usage, output tokens
+    /// final.
+    TurnUsage(Usage),
     /// The final line: how the run ended and what it cost.
     Result(Box<RunResult>),
     /// Lines orca has no use for (tool results, other system lines).
@@ -96,6 +103,63 @@ impl RunResult {
     }
 }
 
+impl Usage {
+    /// Each count the larger of the two: a response's usage grows as it
+    /// streams, and a later report repeats what an earlier one said.
+    pub fn max(&self, other: &Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.max(other.input_tokens),
+            output_tokens: self.output_tokens.max(other.output_tokens),
+            cache_read_input_tokens: self
+                .cache_read_input_tokens
+                .max(other.cache_read_input_tokens),
+            cache_creation_input_tokens: self
+                .cache_creation_input_tokens
+                .max(other.cache_creation_input_tokens),
+        }
+    }
+}
+
+/// Dollars per million tokens of one model family.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input: f64,
+    pub output: f64,
+}
+
+impl Prices {
+    /// Anthropic's list prices by model family; a cache write costs 1.25
+    /// times input, a cache read a tenth of it. An unknown model is priced
+    /// as Sonnet. The CLI's own total, at the end of a run, replaces this
+    /// estimate; it is what budgets count while the run goes on.
+    pub fn of(model: &str) -> Prices {
+        let model = model.to_ascii_lowercase();
+        let (input, output) = if model.contains("opus-4-5") || model.contains("opus-4.5") {
+            (5.0, 25.0)
+        } else if model.contains("opus") {
+            (15.0, 75.0)
+        } else if model.contains("haiku-4") {
+            (1.0, 5.0)
+        } else if model.contains("3-5-haiku") {
+            (0.8, 4.0)
+        } else if model.contains("haiku") {
+            (0.25, 1.25)
+        } else {
+            (3.0, 15.0)
+        };
+        Prices { input, output }
+    }
+
+    /// What `usage` costs at these prices.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let tokens = |n: u64| n as f64 / 1e6;
+        tokens(usage.input_tokens) * self.input
+            + tokens(usage.output_tokens) * self.output
+            + tokens(usage.cache_creation_input_tokens) * self.input * 1.25
+            + tokens(usage.cache_read_input_tokens) * self.input * 0.1
+    }
+}
+
 /// Longest tool input summary in a log line.
 const SUMMARY_CHARS: usize = 120;
 
@@ -138,6 +202,18 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
             Ok(Line::Assistant {
                 message_id: text(&message["id"]),
                 log: logs.join("\n"),
+            })
+        }
+        (Some("stream_event"), _) => {
+            let event = &value["event"];
+            let usage = |v: &Value| serde_json::from_value::<Usage>(v.clone()).unwrap_or_default();
+            Ok(match event["type"].as_str() {
+                Some("message_start") => Line::TurnStarted {
+                    model: text(&event["message"]["model"]),
+                    usage: usage(&event["message"]["usage"]),
+                },
+                Some("message_delta") => Line::TurnUsage(usage(&event["usage"])),
+                _ => Line::Other,
             })
         }
         (Some("result"), _) => serde_json::from_value(value)
@@ -225,6 +301,30 @@ mod tests {
         let user = r#"{"type":"user","message":{"content":[{"type":"tool_result"}]}}"#;
         assert_eq!(parse_line(user), Ok(Line::Other));
         assert!(parse_line("warning: not json").is_err());
+    }
+
+    #[test]
+    fn partial_messages_carry_each_turns_usage() {
+        let start = r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"msg_0","model":"claude-sonnet-4-5","usage":{"input_tokens":100,"output_tokens":1,"cache_read_input_tokens":10,"cache_creation_input_tokens":5}}},"session_id":"s"}"#;
+        let Ok(Line::TurnStarted { model, usage }) = parse_line(start) else {
+            panic!("a turn start");
+        };
+        assert_eq!(model, "claude-sonnet-4-5");
+        assert_eq!((usage.input_tokens, usage.output_tokens), (100, 1));
+        let delta = r#"{"type":"stream_event","event":{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":20}}}"#;
+        let Ok(Line::TurnUsage(end)) = parse_line(delta) else {
+            panic!("a turn's usage");
+        };
+        let turn = usage.max(&end);
+        assert_eq!((turn.input_tokens, turn.output_tokens), (100, 20));
+        // What the CLI itself charges for this turn on Sonnet.
+        let usd = Prices::of(&model).cost(&turn);
+        assert!((usd - 0.00062175).abs() < 1e-12, "{usd}");
+        let other = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0}}"#;
+        assert_eq!(parse_line(other), Ok(Line::Other));
+        assert_eq!(Prices::of("claude-opus-4-1-20250805").output, 75.0);
+        assert_eq!(Prices::of("claude-haiku-4-5").input, 1.0);
+        assert_eq!(Prices::of("some-new-model"), Prices::of("claude-sonnet-4"));
     }
 
     #[test]

@@ -159,7 +159,7 @@ struct Worker {
     /// The replica to connect to: the leader, as far as the worker knows.
     replicas: Choice,
     /// Running attempts and how to cancel each (taken once used).
-    running: HashMap<AttemptKey, Option<oneshot::Sender<String>>>,
+    running: HashMap<AttemptKey, Option<oneshot::Sender<runtime::Stop>>>,
     /// Results not yet handed to a session.
     undelivered: VecDeque<v1::StepResult>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -444,7 +444,7 @@ impl Worker {
     /// no step process outlives the worker.
     async fn stop_all(&mut self, reason: &str) {
         for stop in self.running.values_mut().filter_map(Option::take) {
-            let _ = stop.send(reason.to_string());
+            let _ = stop.send(runtime::Stop::new(reason));
         }
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
         while !self.running.is_empty() {
@@ -524,7 +524,10 @@ impl Worker {
                     && let Some(stop) = self.running.get_mut(&key).and_then(Option::take)
                 {
                     tracing::info!(task = %key.task_id, step = %key.step_id, "cancelling");
-                    let _ = stop.send(cancel.reason);
+                    let _ = stop.send(runtime::Stop {
+                        reason: cancel.reason,
+                        resumable: cancel.resumable,
+                    });
                 }
             }
             Some(Kind::Registered(_)) | None => {}
@@ -577,6 +580,10 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             attempt: Some(v1::AttemptRef::from(attempt)),
             session_id,
             model,
+        }),
+        Report::Spend { attempt, cost } => K::Spend(v1::StepSpend {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+            cost: Some(cost),
         }),
         Report::Done(result) => K::Result(result),
     };

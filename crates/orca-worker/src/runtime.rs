@@ -55,7 +55,31 @@ pub enum Report {
         session_id: String,
         model: String,
     },
+    /// What the attempt has cost so far (its running total), after each
+    /// model response.
+    Spend {
+        attempt: AttemptKey,
+        cost: v1::Cost,
+    },
     Done(v1::StepResult),
+}
+
+/// Why a running attempt is told to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    pub reason: String,
+    /// The step will run again, continuing this attempt's session (its
+    /// budget paused it): keep the workspace for the resume.
+    pub resumable: bool,
+}
+
+impl Stop {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Stop {
+            reason: reason.into(),
+            resumable: false,
+        }
+    }
 }
 
 /// Everything one attempt needs.
@@ -171,7 +195,7 @@ impl Attempt {
 pub async fn run(
     attempt: Attempt,
     reports: mpsc::UnboundedSender<Report>,
-    cancel: oneshot::Receiver<String>,
+    cancel: oneshot::Receiver<Stop>,
 ) {
     let started_at = now_micros();
     let runtime = runtime_name(attempt.step.runtime());
@@ -244,6 +268,8 @@ struct Ended {
     cost: Option<v1::Cost>,
     /// Set when the runtime failed, not the step.
     fault: Option<Fault>,
+    /// Stopped to run again later in the same session: its workspace stays.
+    resumable: bool,
 }
 
 impl Ended {
@@ -255,6 +281,7 @@ impl Ended {
             exit_code,
             cost: None,
             fault: None,
+            resumable: false,
         }
     }
 
@@ -266,6 +293,7 @@ impl Ended {
             exit_code,
             cost: None,
             fault: None,
+            resumable: false,
         }
     }
 
@@ -373,7 +401,7 @@ async fn run_shell(
     attempt: &Attempt,
     shell: &ShellSpec,
     reports: &mpsc::UnboundedSender<Report>,
-    cancel: oneshot::Receiver<String>,
+    cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let secrets = match secrets::resolve(&shell.secret_env, attempt.secrets_dir.as_deref()) {
         Ok(secrets) => secrets,
@@ -395,7 +423,7 @@ async fn run_claude(
     attempt: &Attempt,
     spec: &ClaudeCodeSpec,
     reports: &mpsc::UnboundedSender<Report>,
-    cancel: oneshot::Receiver<String>,
+    cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let settings = &attempt.claude;
     let redactor = attempt.redactor(settings.api_key.iter());
@@ -466,9 +494,9 @@ async fn run_claude(
         cancel,
     )
     .await;
-    let ended = match end {
+    let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut ended = match end {
         Ok(status) => {
-            let run = std::mem::take(&mut *run.lock().unwrap_or_else(|e| e.into_inner()));
             // A resumed session's reported cost includes what its earlier
             // attempts spent.
             let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
@@ -476,7 +504,13 @@ async fn run_claude(
         }
         Err(ended) => ended,
     };
-    finish_workspace(attempt, &workspace, ended.outcome).await;
+    // Ended before its result (cancelled, timed out, stalled, killed): what
+    // its responses cost so far is all that is known.
+    let spent = run.spent();
+    if ended.cost.is_none() && spent != v1::Cost::default() {
+        ended.cost = Some(spent);
+    }
+    finish_workspace(attempt, &workspace, &ended).await;
     ended
 }
 
@@ -559,11 +593,12 @@ async fn resumable(attempt: &Attempt, resume: &ResumeFrom) -> Option<PathBuf> {
 /// After a Claude Code attempt: a failure that will be retried keeps its
 /// workspace (and so its session) for the retry to resume, for a while;
 /// anything else removes it, unless workspaces are kept for debugging.
-async fn finish_workspace(attempt: &Attempt, workspace: &Path, outcome: v1::Outcome) {
+async fn finish_workspace(attempt: &Attempt, workspace: &Path, ended: &Ended) {
     if attempt.keep_workspace {
         return;
     }
-    if outcome == v1::Outcome::Failed && attempt.has_attempts_left() {
+    let retry_may_come = ended.outcome == v1::Outcome::Failed && attempt.has_attempts_left();
+    if ended.resumable || retry_may_come {
         let _ = tokio::fs::write(retained_marker(workspace), attempt.key.attempt.to_string()).await;
     } else {
         remove_workspace(workspace.to_path_buf()).await;
@@ -649,6 +684,9 @@ fn claude_args(
         "stream-json".into(),
         // stream-json requires it.
         "--verbose".into(),
+        // Each model response's usage as it ends, so cost streams in per
+        // turn (budgets stop a run mid-way, not after it).
+        "--include-partial-messages".into(),
         "--max-turns".into(),
         max_turns.to_string(),
     ];
@@ -742,6 +780,11 @@ struct ClaudeRun {
     turns: u32,
     last_message: String,
     result: Option<RunResult>,
+    /// What the model responses before the current one cost, priced here.
+    settled: v1::Cost,
+    /// The current response's usage so far, and its model.
+    turn: claude::Usage,
+    turn_model: String,
 }
 
 impl ClaudeRun {
@@ -752,8 +795,23 @@ impl ClaudeRun {
         }
     }
 
+    /// What the attempt's model responses have cost so far, priced from
+    /// their usage (see [`claude::Prices`]).
+    fn spent(&self) -> v1::Cost {
+        let turn = &self.turn;
+        v1::Cost {
+            usd: self.settled.usd + claude::Prices::of(&self.turn_model).cost(turn),
+            input_tokens: self.settled.input_tokens + turn.input_tokens,
+            output_tokens: self.settled.output_tokens + turn.output_tokens,
+            cache_read_tokens: self.settled.cache_read_tokens + turn.cache_read_input_tokens,
+            cache_creation_tokens: self.settled.cache_creation_tokens
+                + turn.cache_creation_input_tokens,
+        }
+    }
+
     /// The reports one stdout line makes: log lines for what the agent says
-    /// and does, progress at each new turn.
+    /// and does, progress at each new turn, the cost so far after each
+    /// model response.
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<Report> {
         let log = |line: String| {
             let mut line = redactor.redact(line);
@@ -799,6 +857,19 @@ impl ClaudeRun {
                 reports
             }
             Ok(Line::ApiRetry(message)) => vec![log(message)],
+            Ok(Line::TurnStarted { model, usage }) => {
+                self.settled = self.spent();
+                self.turn = usage;
+                self.turn_model = model;
+                Vec::new()
+            }
+            Ok(Line::TurnUsage(usage)) => {
+                self.turn = self.turn.max(&usage);
+                vec![Report::Spend {
+                    attempt: attempt.clone(),
+                    cost: self.spent(),
+                }]
+            }
             Ok(Line::Result(result)) => {
                 self.result = Some(*result);
                 Vec::new()
@@ -829,7 +900,7 @@ async fn run_process(
     secrets: &BTreeMap<String, String>,
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<Report>,
-    cancel: oneshot::Receiver<String>,
+    cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let workspace = match prepare_workspace(attempt).await {
         Ok(w) => w,
@@ -935,7 +1006,7 @@ async fn supervise(
     lines: StdoutLines,
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<Report>,
-    cancel: oneshot::Receiver<String>,
+    cancel: oneshot::Receiver<Stop>,
 ) -> Result<ExitStatus, Ended> {
     let program = command
         .as_std()
@@ -996,9 +1067,8 @@ async fn supervise(
     };
     let status = tokio::select! {
         status = child.wait() => status,
-        reason = cancel => {
-            let reason = reason.unwrap_or_else(|_| "the worker is stopping".into());
-            cancelled = Some(reason);
+        stop = cancel => {
+            cancelled = Some(stop.unwrap_or_else(|_| Stop::new("the worker is stopping")));
             stop_group(group, &mut child).await
         }
         _ = deadline => {
@@ -1019,14 +1089,15 @@ async fn supervise(
     }
 
     let code = status.as_ref().ok().and_then(|s| s.code());
-    if let Some(reason) = cancelled {
+    if let Some(stop) = cancelled {
         return Err(Ended {
             outcome: v1::Outcome::Cancelled,
             output_json: String::new(),
-            error: reason,
+            error: stop.reason,
             exit_code: code,
             cost: None,
             fault: None,
+            resumable: stop.resumable,
         });
     }
     if let Some(seconds) = timed_out {
@@ -1271,6 +1342,47 @@ mod tests {
     const TOOL: &str = r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"tool_use","name":"Write","input":{"file_path":"hello.txt"}}]}}"#;
     const TEXT: &str = r#"{"type":"assistant","message":{"id":"m2","content":[{"type":"text","text":"Done, key sk-ant-secret-key"}]}}"#;
     const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"Done.","session_id":"s-1","num_turns":2,"total_cost_usd":0.5,"usage":{"input_tokens":10,"output_tokens":3},"modelUsage":{"claude-test":{"inputTokens":10,"outputTokens":3,"costUSD":0.5}}}"#;
+
+    #[tokio::test]
+    async fn a_claude_run_reports_its_cost_after_each_response_and_keeps_it_when_cut_short() {
+        let start = |id: &str| {
+            format!(
+                r#"{{"type":"stream_event","event":{{"type":"message_start","message":{{"id":"{id}","model":"claude-sonnet-4-5","usage":{{"input_tokens":1000,"output_tokens":1,"cache_read_input_tokens":100,"cache_creation_input_tokens":40}}}}}}}}"#
+            )
+        };
+        let end = r#"{"type":"stream_event","event":{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":200}}}"#;
+        let (first, second) = (start("m1"), start("m2"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Two responses, then the CLI dies before its result line.
+        let lines = [INIT, first.as_str(), TOOL, end, second.as_str(), TEXT, end];
+        let (result, reports) = run_to_end(claude_attempt(dir.path(), &lines, 1)).await;
+        let spends: Vec<&v1::Cost> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Spend { cost, .. } => Some(cost),
+                _ => None,
+            })
+            .collect();
+        // Sonnet: $3 input, $15 output, $3.75 cache write, $0.30 cache read
+        // per million tokens.
+        let turn = (1000.0 * 3.0 + 200.0 * 15.0 + 40.0 * 3.75 + 100.0 * 0.3) / 1e6;
+        assert_eq!(spends.len(), 2, "{spends:?}");
+        assert!((spends[0].usd - turn).abs() < 1e-12, "{spends:?}");
+        assert!((spends[1].usd - 2.0 * turn).abs() < 1e-12, "{spends:?}");
+        assert_eq!(
+            (spends[1].input_tokens, spends[1].output_tokens),
+            (2000, 400),
+            "running totals"
+        );
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert_eq!(
+            result.cost.as_ref(),
+            Some(spends[1]),
+            "an attempt cut short is charged what its responses cost"
+        );
+        let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
+        assert!(argv.split('\0').any(|a| a == "--include-partial-messages"));
+    }
 
     #[tokio::test]
     async fn a_claude_run_reports_turns_tools_and_its_result_with_cost() {
@@ -1663,7 +1775,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        cancel.send("by test".into()).expect("runner alive");
+        cancel.send(Stop::new("by test")).expect("runner alive");
         running.await.expect("runner");
         let result = loop {
             match rx.recv().await {

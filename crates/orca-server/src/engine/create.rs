@@ -151,7 +151,13 @@ impl EngineHandle {
     /// Commits the tasks in one transaction, then hands the new runnable
     /// ones to the scheduler; answers, per task and in order, whether it
     /// was made or found by its idempotency key.
+    /// A tenant whose budget is spent gets RESOURCE_EXHAUSTED, and
+    /// nothing is stored.
     pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Created>, Error> {
+        let now = orca_api::convert::now_micros();
+        for submission in &submissions {
+            self.spent.admit(&submission.tenant, now)?;
+        }
         let (tasks, admissions): (Vec<NewTask>, Vec<Option<Admitted>>) =
             submissions.into_iter().map(prepare).unzip();
         let created = self.store.create_tasks(tasks).await?;

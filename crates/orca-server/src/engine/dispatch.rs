@@ -22,6 +22,9 @@ impl Engine {
 
     /// Puts a task's ready steps in the ready queue.
     pub(super) fn queue_ready(&mut self, id: &Arc<str>, active: &mut Active) {
+        if active.run.state() == TaskState::Paused {
+            return;
+        }
         let ready: Vec<usize> = active.run.queued().collect();
         for index in ready {
             let (priority, created_at) = (active.spec.priority, active.created_at);
@@ -161,6 +164,7 @@ impl Engine {
         let slot = &mut active.slots[index];
         slot.worker_name.clone_from(&worker.info.name);
         slot.attempt_started = now;
+        slot.stopped_for_budget = false;
         self.metrics
             .attempt_started(&active.tenant, (now - slot.queued_at) as f64 / 1e6);
         let detail = StepWrite {

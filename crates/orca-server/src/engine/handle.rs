@@ -3,12 +3,14 @@
 //! engine has done it.
 
 use orca_api::v1;
-use orca_core::{AttemptKey, Capabilities, LogStream, Micros, TaskRun, TaskSpec};
+use orca_core::{
+    AttemptKey, Budget, Capabilities, Cost, LogStream, Micros, TaskRun, TaskSpec, TenantBudget,
+};
 use orca_store::{Store, TaskRecord};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Outbox;
+use super::{Outbox, SpentTenants};
 use crate::Error;
 
 /// A worker's report that an attempt ended.
@@ -100,6 +102,28 @@ pub(super) enum Command {
         session_id: String,
         model: String,
     },
+    /// A running attempt's cost so far.
+    Spend {
+        worker: u64,
+        attempt: AttemptKey,
+        cost: Cost,
+    },
+    RaiseBudget {
+        task_id: String,
+        by: Budget,
+        reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
+    },
+    /// A tenant's budget, already stored, takes effect.
+    SetTenantBudget {
+        tenant: String,
+        budget: TenantBudget,
+        reply: oneshot::Sender<oneshot::Receiver<()>>,
+    },
+    /// Tenants' budgets and spend; only these tenants' when given.
+    Budgets {
+        tenants: Option<Vec<String>>,
+        reply: oneshot::Sender<Vec<TenantSpending>>,
+    },
     Heartbeat {
         worker: u64,
     },
@@ -145,12 +169,17 @@ pub(super) enum Command {
     Shutdown,
 }
 
+/// A tenant, its budget, and what it spent in the current day and month.
+pub type TenantSpending = (String, TenantBudget, Cost, Cost);
+
 /// The cheap, cloneable way in to the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     pub(super) commands: mpsc::Sender<Command>,
     /// Where submitted tasks are committed before the engine takes them.
     pub(super) store: Arc<dyn Store>,
+    /// Tenants that may not submit now.
+    pub(super) spent: SpentTenants,
 }
 
 impl EngineHandle {
@@ -234,6 +263,53 @@ impl EngineHandle {
             model,
         })
         .await
+    }
+
+    pub async fn spend(&self, worker: u64, attempt: AttemptKey, cost: Cost) -> Result<(), Error> {
+        self.send(Command::Spend {
+            worker,
+            attempt,
+            cost,
+        })
+        .await
+    }
+
+    /// Adds `by` to an unfinished task's budget; a task paused for it goes
+    /// on if that is room enough. Returns once that is committed.
+    pub async fn raise_budget(&self, task_id: String, by: Budget) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::RaiseBudget { task_id, by, reply })
+            .await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)??;
+        committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Applies a tenant budget the store now holds; returns once what it
+    /// changed (paused or resumed tasks) is committed.
+    pub async fn set_tenant_budget(
+        &self,
+        tenant: String,
+        budget: TenantBudget,
+    ) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetTenantBudget {
+            tenant,
+            budget,
+            reply,
+        })
+        .await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)?;
+        committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Tenants' budgets and spend (only these tenants' when given).
+    pub async fn budgets(
+        &self,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<TenantSpending>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Budgets { tenants, reply }).await?;
+        answer.await.map_err(|_| Error::ShuttingDown)
     }
 
     pub async fn report(&self, worker: u64, report: StepReport) -> Result<(), Error> {

@@ -10,6 +10,7 @@
 //! `handle` is the way in (commands); `create` makes tasks; `dispatch`
 //! schedules ready steps onto workers; `results` takes what workers report
 //! (and retries and cancels); `approval` holds steps at their human gates;
+//! `budget` counts what tasks and tenants spend and pauses what crosses;
 //! `recovery` holds leases and the rebuild after a restart; `effects` is
 //! what a committed round releases. This file is the loop: commands in,
 //! state changes applied, rounds committed. `tests` drives it all in
@@ -37,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::step_token::StepTokens;
 
 mod approval;
+mod budget;
 mod create;
 mod dispatch;
 mod effects;
@@ -45,11 +47,14 @@ mod limits;
 mod recovery;
 mod results;
 
+pub use budget::{SpentTenants, load_tenant_budgets};
 pub use create::Submission;
 use create::event_of;
 use effects::{Assignment, Effect, run_effects};
 use handle::Command;
-pub use handle::{Admitted, CancelAnswer, Decision, EngineHandle, StepReport, WorkerInfo};
+pub use handle::{
+    Admitted, CancelAnswer, Decision, EngineHandle, StepReport, TenantSpending, WorkerInfo,
+};
 use recovery::{Backlog, load_backlog};
 use results::jitter;
 
@@ -86,6 +91,12 @@ struct StepSlot {
     session: Option<Session>,
     /// While it awaits approval: when that wait times out (0: never).
     awaiting: Option<Micros>,
+    /// What its running attempt has cost so far, as its worker reports it.
+    live: orca_core::Cost,
+    /// Its running attempt was told to stop for a budget: however it ends,
+    /// short of success, the step runs again uncounted (even when the task
+    /// resumed before the attempt came back).
+    stopped_for_budget: bool,
 }
 
 impl StepSlot {
@@ -125,6 +136,8 @@ struct Active {
     next_seq: u64,
     slots: Vec<StepSlot>,
     index: HashMap<String, usize>,
+    /// What its ended attempts cost.
+    spent: orca_core::Cost,
 }
 
 struct Worker {
@@ -184,9 +197,18 @@ pub struct Engine {
     approvals: BinaryHeap<Reverse<DueApproval>>,
     /// Pools whose agents a provider limit paused, by pool.
     pauses: HashMap<String, limits::Pause>,
+    budgets: budget::Budgets,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     metrics: Arc<Metrics>,
+}
+
+/// Tenants' budgets and their spend in the current day and month, as the
+/// store holds them when the engine starts.
+#[derive(Debug, Clone, Default)]
+pub struct TenantBudgets {
+    pub limits: HashMap<String, orca_core::TenantBudget>,
+    pub spend: HashMap<String, orca_core::TenantSpend>,
 }
 
 /// How long a worker's hold on its steps lasts without a sign of life.
@@ -206,13 +228,16 @@ pub fn start(
     leases: Leases,
     step_tokens: Arc<StepTokens>,
     metrics: Arc<Metrics>,
+    tenants: TenantBudgets,
 ) -> (EngineHandle, watch::Receiver<Option<String>>) {
     let (commands, inbox) = mpsc::channel(8192);
     let (effects, effect_queue) = mpsc::unbounded_channel();
     let (fatal_tx, fatal_rx) = watch::channel(None);
+    let spent = SpentTenants::default();
     let handle = EngineHandle {
         commands,
         store: store.clone(),
+        spent: spent.clone(),
     };
     let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
     let engine = Engine {
@@ -230,6 +255,7 @@ pub fn start(
         retries: BinaryHeap::new(),
         approvals: BinaryHeap::new(),
         pauses: HashMap::new(),
+        budgets: budget::Budgets::new(tenants.limits, tenants.spend, spent),
         round: Round::default(),
         effects,
         metrics,
@@ -270,6 +296,7 @@ impl Engine {
                 _ = tick.tick() => {
                     self.expire_orphans();
                     self.expire_silent_workers();
+                    self.reset_budget_windows();
                 }
                 _ = due(self.next_due()) => {
                     self.release_retries();
@@ -308,6 +335,7 @@ impl Engine {
         | Command::Logs { worker, .. }
         | Command::Report { worker, .. }
         | Command::Session { worker, .. }
+        | Command::Spend { worker, .. }
         | Command::Heartbeat { worker }
         | Command::Drain { worker }
         | Command::Release { worker, .. } = &command
@@ -422,6 +450,37 @@ impl Engine {
                 session_id,
                 model,
             } => self.session(worker, attempt, session_id, model),
+            Command::Spend {
+                worker,
+                attempt,
+                cost,
+            } => self.spend(worker, attempt, cost),
+            Command::RaiseBudget { task_id, by, reply } => {
+                let _ = reply.send(self.raise_budget(&task_id, by));
+            }
+            Command::SetTenantBudget {
+                tenant,
+                budget,
+                reply,
+            } => {
+                self.set_tenant_budget(&tenant, budget);
+                let (done, committed) = oneshot::channel();
+                self.round.effects.push(Effect::Done(done));
+                let _ = reply.send(committed);
+            }
+            Command::Budgets { tenants, reply } => {
+                let now = now_micros();
+                let all = self.budgets.tenants();
+                let listed = all
+                    .into_iter()
+                    .filter(|t| tenants.as_ref().is_none_or(|only| only.contains(t)))
+                    .map(|t| {
+                        let (budget, day, month) = self.budgets.of(&t, now);
+                        (t, budget, day, month)
+                    })
+                    .collect();
+                let _ = reply.send(listed);
+            }
             Command::Heartbeat { .. } => {}
             Command::Drain { worker } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
@@ -609,7 +668,9 @@ impl Engine {
                     if let Some(key) = slot.queued.take() {
                         self.queue.remove(&key);
                     }
-                    if state == StepState::Queued {
+                    // A paused task's steps wait outside the queue until
+                    // it resumes.
+                    if state == StepState::Queued && active.run.state() != TaskState::Paused {
                         slot.enqueue(
                             &mut self.queue,
                             (active.spec.priority, active.created_at),
@@ -703,6 +764,8 @@ fn new_active(
             awaiting: None,
             queued_at: 0,
             model: String::new(),
+            live: orca_core::Cost::default(),
+            stopped_for_budget: false,
         })
         .collect();
     let index = spec
@@ -720,6 +783,7 @@ fn new_active(
         next_seq,
         slots,
         index,
+        spent: orca_core::Cost::default(),
     }
 }
 

@@ -384,6 +384,7 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
         }
         slot.session = last_session(&step.attempts);
     }
+    active.spent = record.cost;
     active
 }
 

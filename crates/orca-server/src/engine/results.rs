@@ -99,12 +99,20 @@ impl Engine {
                 None
             }
         };
+        self.settle_cost(&task_id, index, report.cost);
         let Some(active) = self.tasks.get_mut(&task_id) else {
             return;
         };
         if outcome == orca_core::Outcome::Succeeded {
             active.slots[index].output = Some(output.to_string());
         }
+        // An attempt its task's budget stopped waits for the task to resume,
+        // uncounted: the budget was not the step's failure.
+        let budget_stopped = outcome != orca_core::Outcome::Succeeded
+            && (std::mem::take(&mut active.slots[index].stopped_for_budget)
+                || active.run.state() == TaskState::Paused);
+        let handed_back = handed_back
+            .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".to_string()));
         let applied = match &handed_back {
             // Not the step's failure: it waits for the pool, uncounted.
             Some(why) => active.run.hand_back(index, why),
@@ -133,6 +141,7 @@ impl Engine {
         let started = report.started_at.unwrap_or(slot.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
         let outcome = match attempt_state {
+            _ if budget_stopped => "budget",
             StepState::Failed if handed_back.is_some() => "rate_limited",
             StepState::Failed if report.stalled => "stalled",
             state => state.as_str(),
@@ -183,6 +192,7 @@ impl Engine {
             if status.state != StepState::Queued
                 || status.attempt != failed
                 || slot.queued.is_some()
+                || active.run.state() == TaskState::Paused
             {
                 continue;
             }
@@ -216,6 +226,18 @@ impl Engine {
     }
 
     pub(super) fn send_cancels(&mut self, task_id: &Arc<str>, steps: Vec<usize>, reason: &str) {
+        self.send_stops(task_id, steps, reason, false);
+    }
+
+    /// Tells the workers running `steps` to stop them; `resumable` when the
+    /// steps will run again in the same sessions (a budget pause).
+    pub(super) fn send_stops(
+        &mut self,
+        task_id: &Arc<str>,
+        steps: Vec<usize>,
+        reason: &str,
+        resumable: bool,
+    ) {
         let Some(active) = self.tasks.get(task_id) else {
             return;
         };
@@ -234,6 +256,7 @@ impl Engine {
                         attempt: active.run.step(index).attempt,
                     }),
                     reason: reason.to_string(),
+                    resumable,
                 })),
             };
             self.round

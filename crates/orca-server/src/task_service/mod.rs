@@ -23,6 +23,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::planner::{Planned, Planner};
 
+mod budget;
 mod decide;
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
@@ -676,6 +677,27 @@ impl v1::task_service_server::TaskService for TaskApi {
         self.decide_step(request, decide::Verdict::Reject).await
     }
 
+    async fn raise_budget(
+        &self,
+        request: Request<v1::RaiseBudgetRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        self.raise_task_budget(request).await
+    }
+
+    async fn set_tenant_budget(
+        &self,
+        request: Request<v1::SetTenantBudgetRequest>,
+    ) -> Result<Response<v1::TenantSpending>, Status> {
+        TaskApi::set_tenant_budget(self, request).await
+    }
+
+    async fn list_tenant_budgets(
+        &self,
+        request: Request<v1::ListTenantBudgetsRequest>,
+    ) -> Result<Response<v1::ListTenantBudgetsResponse>, Status> {
+        TaskApi::list_tenant_budgets(self, request).await
+    }
+
     async fn plan_task(
         &self,
         request: Request<v1::PlanTaskRequest>,
@@ -1008,6 +1030,7 @@ mod tests {
             leases,
             Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
             Arc::new(crate::metrics::Metrics::new()),
+            crate::engine::TenantBudgets::default(),
         );
         let api = TaskApi::new(
             store,

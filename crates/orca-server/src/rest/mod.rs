@@ -42,6 +42,8 @@ use crate::session;
 use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
 
+mod budget;
+
 /// The gRPC services the routes call; they exist once the store is open.
 pub struct Services {
     pub tasks: Arc<TaskApi>,
@@ -103,6 +105,9 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(retry_task))
         .routes(routes!(approve_step))
         .routes(routes!(reject_step))
+        .routes(routes!(budget::raise_budget))
+        .routes(routes!(budget::set_tenant_budget))
+        .routes(routes!(budget::list_budgets))
         .routes(routes!(task_events))
         .routes(routes!(count_tasks))
         .routes(routes!(fleet_events))
@@ -654,6 +659,8 @@ fn sse_event(event: &v1::Event, id: u64) -> SseEvent {
 struct TaskCounts {
     queued: u64,
     running: u64,
+    /// Paused for a spent budget.
+    paused: u64,
     succeeded: u64,
     failed: u64,
     cancelled: u64,
@@ -686,6 +693,7 @@ async fn count_tasks(
     let mut counts = TaskCounts {
         queued: 0,
         running: 0,
+        paused: 0,
         succeeded: 0,
         failed: 0,
         cancelled: 0,
@@ -694,6 +702,7 @@ async fn count_tasks(
         let slot = match v1::TaskState::try_from(count.state) {
             Ok(v1::TaskState::Queued) => &mut counts.queued,
             Ok(v1::TaskState::Running) => &mut counts.running,
+            Ok(v1::TaskState::Paused) => &mut counts.paused,
             Ok(v1::TaskState::Succeeded) => &mut counts.succeeded,
             Ok(v1::TaskState::Failed) => &mut counts.failed,
             Ok(v1::TaskState::Cancelled) => &mut counts.cancelled,

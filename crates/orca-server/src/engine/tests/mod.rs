@@ -10,6 +10,8 @@ use tokio::sync::mpsc;
 
 use super::*;
 
+mod budget;
+
 /// How long a test waits for something the engine should do at once.
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -36,7 +38,19 @@ impl Harness {
     /// An engine over `store`, with the unfinished tasks of `backlog` to
     /// read back.
     fn start(store: MemoryStore, backlog: Vec<String>, leases: Leases) -> Harness {
-        Harness::start_on(Arc::new(store.clone()), store, backlog, leases)
+        let tenants = TenantBudgets::default();
+        Harness::start_on(Arc::new(store.clone()), store, backlog, leases, tenants)
+    }
+
+    /// An engine over `store`, which starts from these tenants' budgets.
+    fn start_with(store: MemoryStore, tenants: TenantBudgets) -> Harness {
+        let leases = leases(Duration::from_secs(30));
+        Harness::start_on(Arc::new(store.clone()), store, Vec::new(), leases, tenants)
+    }
+
+    /// An engine over `store`, which the test keeps.
+    fn new_on(store: MemoryStore) -> Harness {
+        Harness::start_with(store, TenantBudgets::default())
     }
 
     /// An engine over `engine_store`, a view of `store` (which the test
@@ -46,6 +60,7 @@ impl Harness {
         store: MemoryStore,
         backlog: Vec<String>,
         leases: Leases,
+        tenants: TenantBudgets,
     ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let step_tokens = Arc::new(StepTokens::load_or_create(dir.path()).expect("step key"));
@@ -56,6 +71,7 @@ impl Harness {
             leases,
             step_tokens,
             Arc::new(Metrics::new()),
+            tenants,
         );
         Harness {
             engine,
@@ -74,17 +90,32 @@ impl Harness {
 
     /// Submits a task as SubmitTask does.
     async fn submit(&self, id: &str, priority: i32, created_at: Micros, steps: Vec<StepSpec>) {
+        let spec = TaskSpec {
+            name: id.to_string(),
+            priority,
+            steps,
+            ..TaskSpec::default()
+        };
         let created = self
-            .engine
+            .try_submit(id, "default", spec, created_at)
+            .await
+            .expect("submitted");
+        assert_eq!(created, [orca_store::Created::New(id.to_string())]);
+    }
+
+    /// Submits `spec` into `tenant`, saying what the engine answered.
+    async fn try_submit(
+        &self,
+        id: &str,
+        tenant: &str,
+        spec: TaskSpec,
+        created_at: Micros,
+    ) -> Result<Vec<orca_store::Created>, Error> {
+        self.engine
             .submit(vec![Submission {
                 id: id.to_string(),
-                tenant: "default".into(),
-                spec: TaskSpec {
-                    name: id.to_string(),
-                    priority,
-                    steps,
-                    ..TaskSpec::default()
-                },
+                tenant: tenant.into(),
+                spec,
                 idempotency_key: None,
                 created_at,
                 plan_json: String::new(),
@@ -92,8 +123,6 @@ impl Harness {
                 unrunnable: None,
             }])
             .await
-            .expect("submitted");
-        assert_eq!(created, [orca_store::Created::New(id.to_string())]);
     }
 
     async fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> FakeWorker {
@@ -507,6 +536,17 @@ impl Store for SlowBacklog {
     ) -> orca_store::Result<Vec<orca_store::AuditRecord>> {
         self.store.audit_after(after, limit, tenants).await
     }
+
+    async fn tenant_budgets(&self) -> orca_store::Result<Vec<(String, orca_core::TenantBudget)>> {
+        self.store.tenant_budgets().await
+    }
+
+    async fn spend_since(
+        &self,
+        since: Micros,
+    ) -> orca_store::Result<Vec<(String, orca_core::Cost)>> {
+        self.store.spend_since(since).await
+    }
 }
 
 #[tokio::test]
@@ -538,6 +578,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
         store.reopen(),
         backlog,
         leases(Duration::from_secs(30)),
+        TenantBudgets::default(),
     );
 
     // It serves new work at once.

@@ -1,0 +1,359 @@
+//! Budgets while work runs. Each agent attempt's cost streams in after
+//! every model turn; the engine adds it to its task and its tenant and,
+//! when either crosses its budget, pauses the task (every task of the
+//! tenant, for a tenant budget): its running steps are stopped, their
+//! attempts come back uncounted, and nothing of it starts until the budget
+//! is raised or its window resets. Submits into a spent tenant are refused
+//! before anything is stored (see [`SpentTenants`]).
+
+use std::sync::Mutex;
+
+use orca_core::{Budget, Cost, Exhausted, TenantBudget, TenantSpend, Window};
+
+use super::*;
+
+/// The tenants whose budget is spent now, shared with the services so a
+/// submit is refused before it reaches the store. The engine keeps it
+/// current; an entry whose window has ended no longer refuses.
+#[derive(Clone, Default)]
+pub struct SpentTenants(Arc<Mutex<HashMap<String, Exhausted>>>);
+
+impl SpentTenants {
+    fn set(&self, tenant: &str, spent: Option<Exhausted>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match spent {
+            Some(spent) => map.insert(tenant.to_string(), spent),
+            None => map.remove(tenant),
+        };
+    }
+
+    /// RESOURCE_EXHAUSTED, naming the budget, its window and its reset,
+    /// when `tenant` may not start new work at `now`.
+    pub fn admit(&self, tenant: &str, now: Micros) -> Result<(), Error> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(tenant).filter(|spent| spent.resets_at > now) {
+            None => Ok(()),
+            Some(spent) => Err(Error::ResourceExhausted {
+                message: format!(
+                    "tenant {tenant:?} {} this {}: its per-{} budget resets at {}",
+                    spent.why,
+                    spent.window.as_str(),
+                    spent.window.as_str(),
+                    rfc3339(spent.resets_at)
+                ),
+                retry_after: Some(Duration::from_micros((spent.resets_at - now) as u64)),
+            }),
+        }
+    }
+}
+
+/// Tenants' budgets, and what each spent in the current day and month, as
+/// the store holds them: what the engine starts from.
+pub async fn load_tenant_budgets(store: &dyn Store) -> Result<super::TenantBudgets, Error> {
+    let now = now_micros();
+    let limits = store.tenant_budgets().await?.into_iter().collect();
+    let (day, month) = (Window::Day.start(now), Window::Month.start(now));
+    let mut spend: HashMap<String, TenantSpend> = HashMap::new();
+    for (tenant, cost) in store.spend_since(month).await? {
+        spend.entry(tenant).or_default().month = (month, cost);
+    }
+    for (tenant, cost) in store.spend_since(day).await? {
+        spend.entry(tenant).or_default().day = (day, cost);
+    }
+    Ok(super::TenantBudgets { limits, spend })
+}
+
+/// What the engine knows of tenants' budgets and spend.
+#[derive(Default)]
+pub(super) struct Budgets {
+    /// As admins set them; a tenant without one may spend without limit.
+    limits: HashMap<String, TenantBudget>,
+    /// Spend in the current day and month, by tenant.
+    spend: HashMap<String, TenantSpend>,
+    pub(super) spent: SpentTenants,
+    /// The earliest reset of a spent tenant's window: then its paused
+    /// tasks may go on.
+    next_reset: Option<Micros>,
+}
+
+impl Budgets {
+    pub(super) fn new(
+        limits: HashMap<String, TenantBudget>,
+        spend: HashMap<String, TenantSpend>,
+        spent: SpentTenants,
+    ) -> Self {
+        let mut budgets = Budgets {
+            limits,
+            spend,
+            spent,
+            next_reset: None,
+        };
+        let tenants: Vec<String> = budgets.limits.keys().cloned().collect();
+        for tenant in tenants {
+            budgets.refresh(&tenant, now_micros());
+        }
+        budgets
+    }
+
+    fn count(&mut self, tenant: &str, cost: Cost, at: Micros) {
+        if cost.is_zero() {
+            return;
+        }
+        self.spend
+            .entry(tenant.to_string())
+            .or_default()
+            .add(cost, at);
+    }
+
+    /// Whether `tenant` has spent one of its budgets at `at`; keeps the
+    /// shared view and the next reset in step.
+    fn refresh(&mut self, tenant: &str, at: Micros) -> Option<Exhausted> {
+        let exhausted = self
+            .limits
+            .get(tenant)
+            .and_then(|limit| self.spend.get(tenant)?.exhausted(limit, at));
+        if let Some(spent) = &exhausted {
+            self.next_reset = Some(
+                self.next_reset
+                    .map_or(spent.resets_at, |r| r.min(spent.resets_at)),
+            );
+        }
+        self.spent.set(tenant, exhausted.clone());
+        exhausted
+    }
+
+    /// A tenant's budget and its spend in the current day and month.
+    pub(super) fn of(&self, tenant: &str, at: Micros) -> (TenantBudget, Cost, Cost) {
+        let spend = self.spend.get(tenant).cloned().unwrap_or_default();
+        (
+            self.limits.get(tenant).copied().unwrap_or_default(),
+            spend.in_window(Window::Day, at),
+            spend.in_window(Window::Month, at),
+        )
+    }
+
+    /// Every tenant that has a budget or has spent something.
+    pub(super) fn tenants(&self) -> Vec<String> {
+        let mut tenants: Vec<String> = self
+            .limits
+            .keys()
+            .chain(self.spend.keys())
+            .cloned()
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        tenants
+    }
+}
+
+/// What a task has spent: its ended attempts and its running ones so far.
+fn spent_by(active: &Active) -> Cost {
+    active.spent + active.slots.iter().map(|s| s.live).sum()
+}
+
+/// Why a task may not run on now, if its own or its tenant's budget is
+/// spent.
+fn over_budget(active: &Active, budgets: &Budgets, at: Micros) -> Option<String> {
+    if let Some(why) = active
+        .spec
+        .budget
+        .and_then(|budget| budget.exceeded_by(&spent_by(active)))
+    {
+        return Some(format!("budget: the task {why}"));
+    }
+    let limit = budgets.limits.get(&active.tenant)?;
+    let spent = budgets.spend.get(&active.tenant)?.exhausted(limit, at)?;
+    Some(format!(
+        "budget: tenant {:?} {} this {} (resets at {})",
+        active.tenant,
+        spent.why,
+        spent.window.as_str(),
+        rfc3339(spent.resets_at)
+    ))
+}
+
+impl Engine {
+    /// A running attempt's cost so far (its running total).
+    pub(super) fn spend(&mut self, worker: u64, attempt: AttemptKey, cost: Cost) {
+        let Some((task_id, index)) = self.current(worker, &attempt) else {
+            return;
+        };
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let slot = &mut active.slots[index];
+        let grew = cost.since(&slot.live);
+        slot.live = cost;
+        let tenant = active.tenant.clone();
+        self.budgets.count(&tenant, grew, now_micros());
+        self.enforce_budgets(&task_id);
+    }
+
+    /// An attempt ended: its final cost (as its runtime priced it, when it
+    /// said) replaces the running total.
+    pub(super) fn settle_cost(&mut self, task_id: &Arc<str>, index: usize, cost: Option<Cost>) {
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        let live = std::mem::take(&mut active.slots[index].live);
+        let cost = cost.unwrap_or(live);
+        active.spent += cost;
+        let tenant = active.tenant.clone();
+        self.budgets.count(&tenant, cost.since(&live), now_micros());
+    }
+
+    /// Pauses what a crossed budget covers: the task, or every task of its
+    /// tenant.
+    pub(super) fn enforce_budgets(&mut self, task_id: &Arc<str>) {
+        let now = now_micros();
+        let Some(active) = self.tasks.get(task_id) else {
+            return;
+        };
+        let tenant = active.tenant.clone();
+        let tenant_spent = self.budgets.refresh(&tenant, now).is_some();
+        let Some(reason) = over_budget(active, &self.budgets, now) else {
+            return;
+        };
+        if !tenant_spent {
+            self.pause_task(task_id, &reason, "task");
+            return;
+        }
+        let ids: Vec<Arc<str>> = self
+            .tasks
+            .iter()
+            .filter(|(_, a)| a.tenant == tenant && a.run.state() != TaskState::Paused)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.pause_task(&id, &reason, "tenant");
+        }
+    }
+
+    /// Stops a task for its budget: its queued steps leave the queue, its
+    /// running ones are told to stop.
+    /// `budget` says whose budget it was, task or tenant, for the metrics.
+    fn pause_task(&mut self, task_id: &Arc<str>, reason: &str, budget: &str) {
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        let Some(changes) = active.run.pause(reason) else {
+            return;
+        };
+        for slot in &mut active.slots {
+            if let Some(key) = slot.queued.take() {
+                self.queue.remove(&key);
+            }
+        }
+        let running: Vec<usize> = active.run.running().collect();
+        for &index in &running {
+            active.slots[index].stopped_for_budget = true;
+        }
+        tracing::info!(task = %task_id, reason, "task paused");
+        self.metrics.budget_paused(budget);
+        self.apply(task_id, changes, None);
+        self.send_stops(task_id, running, reason, true);
+    }
+
+    /// Lets paused tasks go on whose budgets (their own and their tenant's)
+    /// have room now; only `tenant`'s when given.
+    pub(super) fn resume_within_budget(&mut self, tenant: Option<&str>, message: &str) {
+        let now = now_micros();
+        let ids: Vec<Arc<str>> = self
+            .tasks
+            .iter()
+            .filter(|(_, a)| {
+                a.run.state() == TaskState::Paused
+                    && tenant.is_none_or(|t| t == a.tenant)
+                    && over_budget(a, &self.budgets, now).is_none()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let Some(active) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            let Some(changes) = active.run.resume(message) else {
+                continue;
+            };
+            tracing::info!(task = %id, message, "task resumed");
+            self.apply(&id, changes, None);
+            let Some(mut active) = self.tasks.remove(&id) else {
+                continue;
+            };
+            self.queue_ready(&id, &mut active);
+            self.tasks.insert(id, active);
+        }
+    }
+
+    /// A tenant's day or month ended: what its spent budget paused may go on.
+    pub(super) fn reset_budget_windows(&mut self) {
+        let now = now_micros();
+        if self.budgets.next_reset.is_none_or(|at| at > now) {
+            return;
+        }
+        self.budgets.next_reset = None;
+        for tenant in self.budgets.tenants() {
+            self.budgets.refresh(&tenant, now);
+        }
+        self.resume_within_budget(None, "the budget's window reset");
+    }
+
+    /// Raises a running task's budget by `by`; it resumes if that is room
+    /// enough. The new budget is stored with the task.
+    pub(super) fn raise_budget(
+        &mut self,
+        task_id: &str,
+        by: Budget,
+    ) -> Result<oneshot::Receiver<()>, Error> {
+        let Some((id, active)) = self.tasks.get_key_value(task_id) else {
+            return Err(Error::FailedPrecondition(format!(
+                "task {task_id} is not running; only an unfinished task's budget can be raised"
+            )));
+        };
+        let id = id.clone();
+        let mut spec = (*active.spec).clone();
+        spec.budget = Some(spec.budget.unwrap_or_default().raised(by));
+        self.round.writes.push(Write::Spec {
+            id: id.to_string(),
+            spec: Box::new(spec.clone()),
+        });
+        if let Some(active) = self.tasks.get_mut(&id) {
+            active.spec = Arc::new(spec);
+        }
+        let tenant = self.tasks.get(&id).map(|a| a.tenant.clone());
+        if let Some(tenant) = tenant {
+            self.resume_within_budget(Some(&tenant), "its budget was raised");
+        }
+        let (done, committed) = oneshot::channel();
+        self.round.effects.push(Effect::Done(done));
+        Ok(committed)
+    }
+
+    /// Sets a tenant's budget (already stored); its paused tasks go on if
+    /// it has room now, and a spent one stops at once.
+    pub(super) fn set_tenant_budget(&mut self, tenant: &str, budget: TenantBudget) {
+        if budget.is_empty() {
+            self.budgets.limits.remove(tenant);
+        } else {
+            self.budgets.limits.insert(tenant.to_string(), budget);
+        }
+        let now = now_micros();
+        if self.budgets.refresh(tenant, now).is_some() {
+            let any = self
+                .tasks
+                .iter()
+                .find(|(_, a)| a.tenant == tenant)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = any {
+                self.enforce_budgets(&id);
+            }
+        } else {
+            self.resume_within_budget(Some(tenant), "the tenant's budget was raised");
+        }
+    }
+}
+
+/// A time as RFC 3339 in UTC, for messages.
+pub(super) fn rfc3339(at: Micros) -> String {
+    orca_api::convert::timestamp(at).to_string()
+}

@@ -1,0 +1,234 @@
+//! Budgets on a real control plane, with the real Claude Code CLI against a
+//! mock of the Anthropic API whose usage is known, so spend is exact: a
+//! task that crosses its budget mid-session is paused and its agent
+//! stopped, a raise resumes the same session; a tenant whose day is spent
+//! has its submits refused, naming the budget and its reset, until an
+//! admin raises it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_tests::anthropic::{self, MockAnthropic, Reply};
+use orca_tests::*;
+use serde_json::json;
+
+/// What one mock response costs on Sonnet ($3 input, $15 output, $3.75
+/// cache writes, $0.30 cache reads per million tokens): what the CLI
+/// charges for it, and what orca counts per turn.
+fn turn_usd() -> f64 {
+    (anthropic::INPUT_TOKENS as f64 * 3.0
+        + anthropic::OUTPUT_TOKENS as f64 * 15.0
+        + anthropic::CACHE_CREATION_TOKENS as f64 * 3.75
+        + anthropic::CACHE_READ_TOKENS as f64 * 0.3)
+        / 1e6
+}
+
+const MODEL: &str = "claude-sonnet-4-5";
+
+async fn claude_server(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
+    let server = Server::start(dir).expect("server");
+    let worker = start_claude_worker(&server, dir, mock, &["claude-code"], 1, &[]).expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    (server, worker)
+}
+
+fn agent_step(id: &str, prompt: &str) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::ClaudeCode(v1::ClaudeCodeRuntime {
+            prompt: prompt.into(),
+            model: MODEL.into(),
+            max_turns: 5,
+            allowed_tools: vec!["Write".into(), "Read".into()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn paused(task: v1::Task) -> Option<v1::Task> {
+    (task.state == v1::TaskState::Paused as i32).then_some(task)
+}
+
+#[tokio::test]
+async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Turn 1 writes a file; turn 2's usage crosses the budget and the API
+    // holds the turn open, so the agent is mid-session when it is stopped.
+    let mock = MockAnthropic::start(vec![
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
+        },
+        Reply::TextThenHang("Thinking about the rest...".into()),
+        // The resumed run reads the file back.
+        Reply::Tool {
+            name: "Read".into(),
+            input: json!({"file_path": "{cwd}/notes.txt"}),
+        },
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    let (server, _worker) = claude_server(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt, then finish {}", std::process::id());
+    let mut request = task("budgeted", vec![agent_step("notes", &prompt)]);
+    let budget = 1.5 * turn_usd();
+    if let Some(spec) = request.spec.as_mut() {
+        spec.budget = Some(v1::Budget {
+            usd: Some(budget),
+            tokens: None,
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let task = wait_task(&client, &id, Duration::from_secs(60), paused)
+        .await
+        .expect("the task pauses at its budget");
+    let spent = 2.0 * turn_usd();
+    assert_eq!(
+        task.message,
+        format!("budget: the task spent ${spent:.4} of its ${budget} budget")
+    );
+    // The agent is stopped, its attempt charged exactly what its two turns
+    // cost, and the step waits without having used an attempt.
+    let step = wait_task(&client, &id, Duration::from_secs(20), |t| {
+        let step = t.steps.into_iter().next()?;
+        (step.state == v1::StepState::Queued as i32).then_some(step)
+    })
+    .await
+    .expect("the step waits, queued");
+    assert_eq!(step.attempts.len(), 1, "{:?}", step.attempts);
+    let first = &step.attempts[0];
+    let cost = first.cost.unwrap_or_default();
+    assert!((cost.usd - spent).abs() < 1e-12, "{cost:?}");
+    assert_eq!(cost.input_tokens, 2 * anthropic::INPUT_TOKENS);
+    assert_eq!(cost.output_tokens, 2 * anthropic::OUTPUT_TOKENS);
+    assert!(!first.session_id.is_empty());
+    assert_eq!(mock.requests().len(), 2, "nothing more ran while paused");
+
+    // `orca get task` says so and how to go on; the CLI raises it.
+    let shown = succeed(server.cli().args(["get", "task", &id]));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("State:     paused"), "{shown}");
+    assert!(shown.contains("orca budget raise"), "{shown}");
+    let raised = succeed(server.cli().args(["budget", "raise", &id, "--usd", "0.01"]));
+    let raised = String::from_utf8_lossy(&raised.stdout);
+    assert!(raised.contains("budget is now $0.0109"), "{raised}");
+
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the task goes on and succeeds");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        attempts[0].state,
+        v1::StepState::Cancelled as i32,
+        "{attempts:?}"
+    );
+    assert_eq!(
+        attempts[1].session_id, attempts[0].session_id,
+        "the same session goes on"
+    );
+    // The resumed run sent the earlier conversation, and the file the
+    // first attempt wrote was there for it to read.
+    let requests = mock.requests();
+    let last = requests.last().expect("a request");
+    let history = last["messages"].to_string();
+    assert!(
+        history.contains(&prompt) && history.contains("notes.txt"),
+        "{history}"
+    );
+    let read_back = last["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].to_string())
+        .unwrap_or_default();
+    assert!(
+        read_back.contains("tool_result") && read_back.contains("half done"),
+        "the Read tool found the file: {read_back}"
+    );
+    let output = step_output(&task, "notes").expect("output");
+    assert_eq!(output["result"], "Finished where I left off.");
+    let cost = task.cost.unwrap_or_default();
+    assert!(cost.usd >= spent, "{cost:?}");
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_daily_budget_is_refused_new_tasks_until_an_admin_raises_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(Vec::new()).await.expect("mock");
+    let (server, _worker) = claude_server(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    // Half a turn a day: the first agent's first response spends it.
+    let per_day = format!("{}", turn_usd() / 2.0);
+    let set = succeed(
+        server
+            .cli()
+            .args(["budget", "set", "default", "--usd-per-day", &per_day]),
+    );
+    let set = String::from_utf8_lossy(&set.stdout);
+    assert!(set.contains("default") && set.contains("ok"), "{set}");
+
+    let first = submit(&client, task("first", vec![agent_step("a", "Say done.")]))
+        .await
+        .expect("within budget");
+    // Whether its one turn ended before the pause reached it or not, the
+    // day is spent once it has run.
+    eventually(Duration::from_secs(60), || async {
+        let line = String::from_utf8_lossy(&succeed(server.cli().args(["budget", "get"])).stdout)
+            .into_owned();
+        line.contains("spent: ").then_some(())
+    })
+    .await
+    .expect("the day's budget is spent");
+
+    let file = dir.path().join("second.yaml");
+    std::fs::write(
+        &file,
+        format!("name: second\nsteps:\n  - id: a\n    claudeCode: {{prompt: 'Say done.', model: {MODEL}}}\n"),
+    )
+    .expect("task file");
+    let refused = fails_in_one_line(server.cli().args(["submit", "-f"]).arg(&file));
+    assert!(refused.contains("resource exhausted: "), "{refused}");
+    assert!(refused.contains("per-day budget resets at"), "{refused}");
+    assert!(refused.contains("tenant \"default\""), "{refused}");
+    let listed = client
+        .clone()
+        .list_tasks(v1::ListTasksRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .tasks;
+    assert_eq!(listed.len(), 1, "nothing was stored for the refused submit");
+
+    // An admin raises the day's budget: new work is let in, and the first
+    // task, if the budget paused it, goes on.
+    succeed(
+        server
+            .cli()
+            .args(["budget", "set", "default", "--usd-per-day", "10"]),
+    );
+    let second = String::from_utf8_lossy(
+        &succeed(server.cli().args(["submit", "-o", "name", "-f"]).arg(&file)).stdout,
+    )
+    .trim()
+    .to_string();
+    for id in [&first, &second] {
+        wait_succeeded(&client, id, Duration::from_secs(60))
+            .await
+            .expect("succeeds");
+    }
+    let json = succeed(server.cli().args(["budget", "get", "-o", "json"]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(json[0]["tenant"], "default");
+    assert_eq!(json[0]["usdPerDay"], 10.0);
+    assert!(
+        json[0]["usdToday"].as_f64().unwrap_or_default() >= 2.0 * turn_usd() - 1e-12,
+        "{json}"
+    );
+}
