@@ -232,3 +232,49 @@ async fn a_tenant_over_its_daily_budget_is_refused_new_tasks_until_an_admin_rais
         "{json}"
     );
 }
+
+#[tokio::test]
+async fn tenant_budgets_from_a_file_hold_from_the_start_and_a_bad_file_stops_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "default: {usdPerDay: -1}\n").expect("file");
+    let refused = fails_in_one_line(
+        std::process::Command::new(orca_bin())
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--tenant-budgets")
+            .arg(&bad),
+    );
+    assert!(
+        refused.contains("bad.yaml") && refused.contains("default.usdPerDay"),
+        "{refused}"
+    );
+
+    // A zero budget: the tenant may start nothing, from the first submit.
+    let file = dir.path().join("budgets.yaml");
+    std::fs::write(
+        &file,
+        "default: {usdPerDay: 0}\nteam-b: {usdPerMonth: 100}\n",
+    )
+    .expect("file");
+    let path = file.display().to_string();
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--tenant-budgets", &path]).expect("server");
+    let client = server.tasks().await.expect("client");
+    let refused = submit(&client, task("t", vec![noop_step("a")]))
+        .await
+        .expect_err("refused");
+    let status = refused
+        .downcast_ref::<tonic::Status>()
+        .expect("a gRPC status");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("tenant \"default\""),
+        "{status:?}"
+    );
+    let listed = succeed(server.cli().args(["budget", "get", "-o", "json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed[1]["tenant"], "team-b");
+    assert_eq!(listed[1]["usdPerMonth"], 100.0);
+}

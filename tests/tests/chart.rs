@@ -117,6 +117,8 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
     let mut objects = render(&[]).expect("renders");
     // On PostgreSQL, as replicas, with their disruption budget.
     objects.extend(render(&["store.postgresUrl=postgres://orca@db/orca"]).expect("renders"));
+    // With tenants' budgets.
+    objects.extend(render(&["controlPlane.tenantBudgets.team-a.usdPerDay=50"]).expect("renders"));
     // With its Ingress.
     objects.extend(
         render(&["ingress.enabled=true", "ingress.host=orca.example.com"])
@@ -139,6 +141,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
             "CustomResourceDefinition" => serde_json::from_value::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(object.clone()).map(drop),
             "PodDisruptionBudget" => serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object.clone()).map(drop),
             "Ingress" => serde_json::from_value::<k8s_openapi::api::networking::v1::Ingress>(object.clone()).map(drop),
+            "ConfigMap" => serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>(object.clone()).map(drop),
             other => panic!("the chart renders an unexpected kind {other:?}"),
         };
         parsed.unwrap_or_else(|e| panic!("{kind} {}: {e}", object["metadata"]["name"]));
@@ -153,6 +156,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
         "CustomResourceDefinition",
         "PodDisruptionBudget",
         "Ingress",
+        "ConfigMap",
     ] {
         assert!(kinds.contains(kind), "no {kind} among {kinds:?}");
     }
@@ -403,6 +407,14 @@ fn bad_values_are_refused_naming_the_value() {
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
         ("ingress.host=Not A Host", "/ingress/host"),
         ("ingress.enabled=maybe", "/ingress/enabled"),
+        (
+            "controlPlane.tenantBudgets.team-a.usdPerDay=-1",
+            "/controlPlane/tenantBudgets/team-a/usdPerDay",
+        ),
+        (
+            "controlPlane.tenantBudgets.team-a.usdPerWeek=5",
+            "usdPerWeek",
+        ),
     ] {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");
@@ -616,6 +628,51 @@ async fn the_rendered_tokens_let_each_component_in_and_no_further() {
 /// The HTTP port (the JSON API, the console) leaves the cluster only
 /// through an Ingress asked for; with TLS there, the control plane marks
 /// its session cookies Secure.
+#[tokio::test]
+async fn tenant_budgets_render_to_a_file_the_control_plane_sets_on_start() {
+    assert!(
+        render(&[])
+            .expect("renders")
+            .iter()
+            .all(|o| o["kind"] != "ConfigMap"),
+        "no budgets, no ConfigMap"
+    );
+    let objects = render(&[
+        "controlPlane.tenantBudgets.team-a.usdPerDay=50",
+        "controlPlane.tenantBudgets.team-a.usdPerMonth=800",
+        "controlPlane.tenantBudgets.team-b.tokensPerDay=20000000",
+    ])
+    .expect("renders");
+    let server = container(&objects, "orca");
+    let args = server.args.clone().unwrap_or_default();
+    assert!(
+        args.iter()
+            .any(|a| a == "--tenant-budgets=/etc/orca/budgets/budgets.yaml"),
+        "{args:?}"
+    );
+    let mounted = server
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.name == "tenant-budgets" && m.mount_path == "/etc/orca/budgets");
+    assert!(mounted, "the budgets are mounted where the flag says");
+    let map = find(&objects, "ConfigMap", "orca-tenant-budgets");
+    let file = map["data"]["budgets.yaml"].as_str().expect("budgets.yaml");
+    // The real control plane takes the rendered file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("budgets.yaml");
+    std::fs::write(&path, file).expect("file");
+    let path = path.display().to_string();
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--tenant-budgets", &path]).expect("server");
+    let listed = succeed(server.cli().args(["budget", "get", "-o", "json"]));
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(listed[0]["tenant"], "team-a");
+    assert_eq!(listed[0]["usdPerDay"], 50.0);
+    assert_eq!(listed[0]["usdPerMonth"], 800.0);
+    assert_eq!(listed[1]["tokensPerDay"], 20_000_000);
+}
+
 #[test]
 fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
     let plain = render(&[]).expect("renders");

@@ -340,7 +340,7 @@ async fn budgets_are_set_by_admins_listed_and_raised_over_http_and_bad_ones_name
         r#"{"usdPerDay": -1}"#,
     );
     assert_eq!(negative.status, 400, "{}", negative.body);
-    assert_eq!(error(&negative)["field"], "budget.usd_per_day");
+    assert_eq!(error(&negative)["field"], "budget.usdPerDay");
     let bad_tenant = api.call("PUT", "/api/v1/tenants/No_Such/budget", "orca_admin", "{}");
     assert_eq!(bad_tenant.status, 400, "{}", bad_tenant.body);
     assert_eq!(error(&bad_tenant)["field"], "tenant");

@@ -263,6 +263,12 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "ORCA_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// A YAML file of tenants' budgets (`team-a: {usdPerDay: 50,
+    /// usdPerMonth: 800}`), set on every start; `orca budget set` changes
+    /// one until the next.
+    #[arg(long, env = "ORCA_TENANT_BUDGETS")]
+    pub tenant_budgets: Option<PathBuf>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 

@@ -82,6 +82,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         listen,
         http_listen,
         secure_cookies,
+        tenant_budgets,
         store,
         security,
         limits,
@@ -105,6 +106,11 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     config.store = store.store_url()?;
     config.http_listen = *http_listen;
     config.secure_cookies = *secure_cookies;
+    if let Some(path) = tenant_budgets {
+        // Checked now, so a bad file stops the start with its reason.
+        orca_server::tenant_budgets::read(path)?;
+        config.tenant_budgets = Some(path.clone());
+    }
     config.durability = match store.durability {
         Durability::Process => StoreDurability::Process,
         Durability::Machine => StoreDurability::Machine,

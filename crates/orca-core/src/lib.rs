@@ -2,6 +2,7 @@
 //! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
 
 pub mod budget;
+pub mod calendar;
 pub mod cost;
 pub mod plan;
 pub mod queue;

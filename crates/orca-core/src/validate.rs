@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::Error;
-use crate::budget::Budget;
+use crate::budget::{Budget, TenantBudget};
 use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 /// Size limits on submitted tasks. The defaults keep one task's record small
@@ -141,6 +141,25 @@ pub fn validate_budget(budget: &Budget, field: &str) -> Result<(), Error> {
     }
     if budget.tokens == Some(0) {
         return Err(invalid(format!("{field}.tokens"), "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// A tenant budget's dollar amounts are numbers, 0 or more (0 lets the
+/// tenant spend nothing). `field` is where it sits.
+pub fn validate_tenant_budget(budget: &TenantBudget, field: &str) -> Result<(), Error> {
+    for (part, usd) in [
+        ("usdPerDay", budget.usd_per_day),
+        ("usdPerMonth", budget.usd_per_month),
+    ] {
+        if let Some(usd) = usd
+            && !(usd.is_finite() && usd >= 0.0)
+        {
+            return Err(invalid(
+                format!("{field}.{part}"),
+                format!("must be a number of dollars, 0 or more, not {usd}"),
+            ));
+        }
     }
     Ok(())
 }

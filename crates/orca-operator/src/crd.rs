@@ -240,6 +240,10 @@ pub struct OrcaTaskStatus {
     /// What the task's agents cost, in US dollars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// The task's budget in US dollars, as raised so far (`orca budget
+    /// raise`); crossing it pauses the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

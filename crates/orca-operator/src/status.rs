@@ -105,7 +105,7 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         })
         .unwrap_or_default();
     // Only while a step waits: its time is the task's own, as above.
-    if let (false, Some(at)) = (awaiting_approval.is_empty(), changed_at) {
+    if let (false, Some(at)) = (awaiting_approval.is_empty(), changed_at.clone()) {
         conditions.push(Condition {
             type_: "AwaitingApproval".into(),
             status: "True".into(),
@@ -113,6 +113,20 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
             message: format!(
                 "waiting for approval: {}; annotate the Task with orca.dev/approve: <step>",
                 awaiting_approval.join(", ")
+            ),
+            last_transition_time: at,
+            observed_generation: generation,
+        });
+    }
+    // Only while paused: why, and how to go on.
+    if let (TaskPhase::Paused, Some(at)) = (&phase, changed_at) {
+        conditions.push(Condition {
+            type_: "Paused".into(),
+            status: "True".into(),
+            reason: "BudgetSpent".into(),
+            message: format!(
+                "{}; raise it with `orca budget raise {} --usd N`",
+                task.message, task.id
             ),
             last_transition_time: at,
             observed_generation: generation,
@@ -130,6 +144,11 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         start_time: time(&task.started_at),
         completion_time: time(&task.finished_at),
         cost_usd: cost_usd(task),
+        budget_usd: task
+            .spec
+            .as_ref()
+            .and_then(|s| s.budget)
+            .and_then(|b| b.usd),
         trace_id: Some(task.trace_id.clone()).filter(|t| !t.is_empty()),
         message: Some(task.message.clone()).filter(|m| !m.is_empty()),
         conditions,
@@ -190,6 +209,40 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(task_status(&task, None).cost_usd, Some(0.75));
+    }
+
+    #[test]
+    fn a_paused_task_says_why_and_how_to_go_on() {
+        let task = v1::Task {
+            id: "t1".into(),
+            state: v1::TaskState::Paused as i32,
+            message: "budget: the task spent $2.0100 of its $2 budget".into(),
+            created_at: Some(timestamp(1_000_000)),
+            spec: Some(v1::TaskSpec {
+                budget: Some(v1::Budget {
+                    usd: Some(2.0),
+                    tokens: None,
+                }),
+                ..Default::default()
+            }),
+            steps: vec![step("a", v1::StepState::Queued, 0.0)],
+            ..Default::default()
+        };
+        let status = task_status(&task, None);
+        assert_eq!(status.phase, Some(TaskPhase::Paused));
+        assert_eq!(status.budget_usd, Some(2.0));
+        let paused = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Paused")
+            .expect("a Paused condition");
+        assert_eq!(paused.reason, "BudgetSpent");
+        assert!(
+            paused.message.contains("orca budget raise t1"),
+            "{}",
+            paused.message
+        );
+        assert_eq!(status.conditions[0].status, "False", "not finished");
     }
 
     #[test]

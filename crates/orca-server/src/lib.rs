@@ -23,6 +23,7 @@ mod state_service;
 pub mod step_token;
 mod store_url;
 mod task_service;
+pub mod tenant_budgets;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -95,6 +96,8 @@ pub struct Config {
     /// The address clients reach this replica's gRPC port at, which
     /// standbys hand out when it leads; the bound address when `None`.
     pub advertise: Option<String>,
+    /// Tenants' budgets to set on start (see [`tenant_budgets`]).
+    pub tenant_budgets: Option<PathBuf>,
 }
 
 impl Config {
@@ -117,6 +120,7 @@ impl Config {
             leader_lease: Duration::from_secs(4),
             replica_name: None,
             advertise: None,
+            tenant_budgets: None,
         }
     }
 }
@@ -418,6 +422,9 @@ impl Replica {
             listed_ms = listing.elapsed().as_millis() as u64,
             "recovering the unfinished tasks while serving"
         );
+        if let Some(path) = &config.tenant_budgets {
+            tenant_budgets::apply(store.as_ref(), tenant_budgets::read(path)?).await?;
+        }
         let tenants = engine::load_tenant_budgets(store.as_ref()).await?;
         let hub = Arc::new(hub::Hub::default());
         let (engine, fatal) = engine::start(

@@ -25,6 +25,11 @@ pub enum Line {
     /// A model response ended (`message_delta`): its usage, output tokens
     /// final.
     TurnUsage(Usage),
+    /// `rate_limit_event`: the account's limit was hit (`rejected`), with
+    /// its reset (microseconds since the epoch) when the CLI knows it.
+    /// Events that only report usage (`allowed`, `allowed_warning`) are
+    /// [`Line::Other`].
+    RateLimited { resets_at: Option<i64> },
     /// The final line: how the run ended and what it cost.
     Result(Box<RunResult>),
     /// Lines orca has no use for (tool results, other system lines).
@@ -204,6 +209,18 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
                 log: logs.join("\n"),
             })
         }
+        (Some("rate_limit_event"), _) => {
+            let info = &value["rate_limit_info"];
+            if info["status"].as_str() != Some("rejected") {
+                return Ok(Line::Other);
+            }
+            // Seconds since the epoch; anything else is no reset time.
+            let resets_at = info["resetsAt"]
+                .as_i64()
+                .filter(|s| (1_000_000_000..10_000_000_000).contains(s))
+                .map(|s| s * 1_000_000);
+            Ok(Line::RateLimited { resets_at })
+        }
         (Some("stream_event"), _) => {
             let event = &value["event"];
             let usage = |v: &Value| serde_json::from_value::<Usage>(v.clone()).unwrap_or_default();
@@ -301,6 +318,24 @@ mod tests {
         let user = r#"{"type":"user","message":{"content":[{"type":"tool_result"}]}}"#;
         assert_eq!(parse_line(user), Ok(Line::Other));
         assert!(parse_line("warning: not json").is_err());
+    }
+
+    #[test]
+    fn a_rejected_rate_limit_event_is_a_limit_with_its_reset() {
+        let rejected = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1767225600,"rateLimitType":"five_hour"},"uuid":"u","session_id":"s"}"#;
+        assert_eq!(
+            parse_line(rejected),
+            Ok(Line::RateLimited {
+                resets_at: Some(1_767_225_600_000_000)
+            })
+        );
+        let no_time = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected"}}"#;
+        assert_eq!(
+            parse_line(no_time),
+            Ok(Line::RateLimited { resets_at: None })
+        );
+        let warning = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","resetsAt":1767225600,"utilization":0.9}}"#;
+        assert_eq!(parse_line(warning), Ok(Line::Other));
     }
 
     #[test]

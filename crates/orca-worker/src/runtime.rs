@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use orca_api::convert::{now_micros, timestamp};
 use orca_api::v1;
-use orca_core::{ClaudeCodeSpec, LogStream, Runtime, ShellSpec, StepSpec};
+use orca_core::{ClaudeCodeSpec, LogStream, Micros, Runtime, ShellSpec, StepSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
@@ -235,7 +235,11 @@ fn rate_limit(attempt: &Attempt, ended: &Ended) -> Option<v1::RateLimit> {
     if !agent || ended.outcome != v1::Outcome::Failed || ended.fault.is_some() {
         return None;
     }
-    let reset = crate::limits::rate_limit_in(&ended.error)?;
+    let reset = match (ended.limited, crate::limits::rate_limit_in(&ended.error)) {
+        (Some(Some(reset)), _) => Some(reset),
+        (Some(None), from_error) => from_error.flatten(),
+        (None, from_error) => from_error?,
+    };
     Some(v1::RateLimit {
         reset_at: reset.map(timestamp),
     })
@@ -270,6 +274,9 @@ struct Ended {
     fault: Option<Fault>,
     /// Stopped to run again later in the same session: its workspace stays.
     resumable: bool,
+    /// The agent's CLI said the provider's limit stopped it
+    /// (`rate_limit_event`): `Some(reset)`, the reset when known.
+    limited: Option<Option<Micros>>,
 }
 
 impl Ended {
@@ -282,6 +289,7 @@ impl Ended {
             cost: None,
             fault: None,
             resumable: false,
+            limited: None,
         }
     }
 
@@ -294,6 +302,7 @@ impl Ended {
             cost: None,
             fault: None,
             resumable: false,
+            limited: None,
         }
     }
 
@@ -504,6 +513,9 @@ async fn run_claude(
         }
         Err(ended) => ended,
     };
+    if ended.outcome == v1::Outcome::Failed {
+        ended.limited = run.limited;
+    }
     // Ended before its result (cancelled, timed out, stalled, killed): what
     // its responses cost so far is all that is known.
     let spent = run.spent();
@@ -785,6 +797,8 @@ struct ClaudeRun {
     /// The current response's usage so far, and its model.
     turn: claude::Usage,
     turn_model: String,
+    /// A `rate_limit_event` said the limit was hit: its reset, if given.
+    limited: Option<Option<Micros>>,
 }
 
 impl ClaudeRun {
@@ -862,6 +876,15 @@ impl ClaudeRun {
                 self.turn = usage;
                 self.turn_model = model;
                 Vec::new()
+            }
+            Ok(Line::RateLimited { resets_at }) => {
+                self.limited = Some(resets_at);
+                let until = resets_at
+                    .map(|at| format!(" until {}", timestamp(at)))
+                    .unwrap_or_default();
+                vec![log(format!(
+                    "the provider's usage limit was reached{until}"
+                ))]
             }
             Ok(Line::TurnUsage(usage)) => {
                 self.turn = self.turn.max(&usage);
@@ -1098,6 +1121,7 @@ async fn supervise(
             cost: None,
             fault: None,
             resumable: stop.resumable,
+            limited: None,
         });
     }
     if let Some(seconds) = timed_out {
@@ -1382,6 +1406,32 @@ mod tests {
         );
         let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
         assert!(argv.split('\0').any(|a| a == "--include-partial-messages"));
+    }
+
+    #[tokio::test]
+    async fn a_run_the_cli_says_its_limit_stopped_reports_the_limit_and_its_reset() {
+        let event = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1767225600,"rateLimitType":"five_hour"},"uuid":"u","session_id":"s-1"}"#;
+        // The result's words alone would not say it was a limit.
+        let refused = r#"{"type":"result","subtype":"success","is_error":true,"result":"You are out of extra usage","session_id":"s-1"}"#;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (result, reports) =
+            run_to_end(claude_attempt(dir.path(), &[INIT, event, refused], 1)).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        assert_eq!(
+            result.rate_limit.and_then(|l| l.reset_at),
+            Some(timestamp(1_767_225_600_000_000))
+        );
+        assert!(
+            logs_of(&reports)
+                .iter()
+                .any(|l| l.starts_with("the provider's usage limit was reached until")),
+            "{:?}",
+            logs_of(&reports)
+        );
+        // Without the event, the same error is the step's own failure.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (result, _) = run_to_end(claude_attempt(dir.path(), &[INIT, refused], 1)).await;
+        assert_eq!(result.rate_limit, None);
     }
 
     #[tokio::test]

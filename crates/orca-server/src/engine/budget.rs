@@ -108,10 +108,15 @@ impl Budgets {
     /// Whether `tenant` has spent one of its budgets at `at`; keeps the
     /// shared view and the next reset in step.
     fn refresh(&mut self, tenant: &str, at: Micros) -> Option<Exhausted> {
-        let exhausted = self
-            .limits
-            .get(tenant)
-            .and_then(|limit| self.spend.get(tenant)?.exhausted(limit, at));
+        // A tenant that spent nothing yet is spent already under a zero
+        // budget.
+        let exhausted = self.limits.get(tenant).and_then(|limit| {
+            self.spend
+                .get(tenant)
+                .cloned()
+                .unwrap_or_default()
+                .exhausted(limit, at)
+        });
         if let Some(spent) = &exhausted {
             self.next_reset = Some(
                 self.next_reset
@@ -161,11 +166,20 @@ fn over_budget(active: &Active, budgets: &Budgets, at: Micros) -> Option<String>
     {
         return Some(format!("budget: the task {why}"));
     }
-    let limit = budgets.limits.get(&active.tenant)?;
-    let spent = budgets.spend.get(&active.tenant)?.exhausted(limit, at)?;
+    tenant_over_budget(&active.tenant, budgets, at)
+}
+
+/// Why a tenant's tasks may not run on now, if its budget is spent.
+fn tenant_over_budget(tenant: &str, budgets: &Budgets, at: Micros) -> Option<String> {
+    let limit = budgets.limits.get(tenant)?;
+    let spent = budgets
+        .spend
+        .get(tenant)
+        .cloned()
+        .unwrap_or_default()
+        .exhausted(limit, at)?;
     Some(format!(
-        "budget: tenant {:?} {} this {} (resets at {})",
-        active.tenant,
+        "budget: tenant {tenant:?} {} this {} (resets at {})",
         spent.why,
         spent.window.as_str(),
         rfc3339(spent.resets_at)
@@ -198,8 +212,11 @@ impl Engine {
         let live = std::mem::take(&mut active.slots[index].live);
         let cost = cost.unwrap_or(live);
         active.spent += cost;
-        let tenant = active.tenant.clone();
-        self.budgets.count(&tenant, cost.since(&live), now_micros());
+        let grew = cost.since(&live);
+        if !grew.is_zero() {
+            let tenant = active.tenant.clone();
+            self.budgets.count(&tenant, grew, now_micros());
+        }
     }
 
     /// Pauses what a crossed budget covers: the task, or every task of its
@@ -210,14 +227,13 @@ impl Engine {
             return;
         };
         let tenant = active.tenant.clone();
-        let tenant_spent = self.budgets.refresh(&tenant, now).is_some();
-        let Some(reason) = over_budget(active, &self.budgets, now) else {
+        self.budgets.refresh(&tenant, now);
+        let Some(reason) = tenant_over_budget(&tenant, &self.budgets, now) else {
+            if let Some(reason) = over_budget(active, &self.budgets, now) {
+                self.pause_task(task_id, &reason, "task");
+            }
             return;
         };
-        if !tenant_spent {
-            self.pause_task(task_id, &reason, "task");
-            return;
-        }
         let ids: Vec<Arc<str>> = self
             .tasks
             .iter()

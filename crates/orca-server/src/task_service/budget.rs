@@ -99,19 +99,7 @@ fn tenant_budget(wire: v1::TenantBudget) -> Result<TenantBudget, Error> {
         tokens_per_day: wire.tokens_per_day,
         tokens_per_month: wire.tokens_per_month,
     };
-    for (field, usd) in [
-        ("budget.usd_per_day", budget.usd_per_day),
-        ("budget.usd_per_month", budget.usd_per_month),
-    ] {
-        if let Some(usd) = usd
-            && !(usd.is_finite() && usd >= 0.0)
-        {
-            return Err(Error::invalid(
-                field,
-                format!("must be a number of dollars, 0 or more, not {usd}"),
-            ));
-        }
-    }
+    orca_core::validate::validate_tenant_budget(&budget, "budget")?;
     Ok(budget)
 }
 

@@ -15,6 +15,13 @@ fn usd(usd: f64) -> Cost {
     }
 }
 
+fn dollars(usd: f64) -> Budget {
+    Budget {
+        usd: Some(usd),
+        tokens: None,
+    }
+}
+
 fn budgeted(id: &str, budget: Option<Budget>, steps: Vec<StepSpec>) -> TaskSpec {
     TaskSpec {
         name: id.to_string(),
@@ -22,6 +29,17 @@ fn budgeted(id: &str, budget: Option<Budget>, steps: Vec<StepSpec>) -> TaskSpec 
         budget,
         ..TaskSpec::default()
     }
+}
+
+/// Task `t` submitted with `spec`, its first step given to a worker.
+async fn first_attempt(h: &Harness, spec: TaskSpec) -> (FakeWorker, AttemptKey) {
+    h.try_submit("t", "default", spec, 1)
+        .await
+        .expect("submitted");
+    let mut w = h.worker("w", &["shell"], 1).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let a = w.assigned().await;
+    (w, a)
 }
 
 /// The worker is told to stop `attempt`, for its budget.
@@ -67,17 +85,8 @@ async fn report_cost(
 #[tokio::test]
 async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
     let h = Harness::new();
-    let budget = Budget {
-        usd: Some(1.0),
-        tokens: None,
-    };
-    let spec = budgeted("t", Some(budget), vec![noop("a"), noop("b")]);
-    h.try_submit("t", "default", spec, 1)
-        .await
-        .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
-    let a = w.assigned().await;
+    let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a"), noop("b")]);
+    let (mut w, a) = first_attempt(&h, spec).await;
     h.engine
         .spend(w.id, a.clone(), usd(0.6))
         .await
@@ -109,19 +118,15 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
     h.settled().await;
     assert!(w.idle(), "a paused task starts nothing");
     // Raising by too little keeps it paused; enough resumes it.
-    let more = |usd| Budget {
-        usd: Some(usd),
-        tokens: None,
-    };
     h.engine
-        .raise_budget("t".into(), more(0.01))
+        .raise_budget("t".into(), dollars(0.01))
         .await
         .expect("raise");
     h.settled().await;
     assert!(w.idle(), "still over budget");
     assert_eq!(h.task("t").await.state, TaskState::Paused);
     h.engine
-        .raise_budget("t".into(), more(1.0))
+        .raise_budget("t".into(), dollars(1.0))
         .await
         .expect("raise");
     let again = w.assigned().await;
@@ -142,7 +147,7 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
         t.state == TaskState::Succeeded
     })
     .await;
-    let refused = h.engine.raise_budget("t".into(), more(1.0)).await;
+    let refused = h.engine.raise_budget("t".into(), dollars(1.0)).await;
     assert!(
         matches!(refused, Err(Error::FailedPrecondition(ref m)) if m.contains("not running")),
         "{refused:?}"
@@ -152,17 +157,8 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
 #[tokio::test]
 async fn an_attempt_stopped_for_the_budget_is_handed_back_even_after_the_task_resumed() {
     let h = Harness::new();
-    let budget = Budget {
-        usd: Some(1.0),
-        tokens: None,
-    };
-    let spec = budgeted("t", Some(budget), vec![noop("a")]);
-    h.try_submit("t", "default", spec, 1)
-        .await
-        .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
-    let a = w.assigned().await;
+    let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a")]);
+    let (mut w, a) = first_attempt(&h, spec).await;
     h.engine
         .spend(w.id, a.clone(), usd(1.0))
         .await
@@ -171,13 +167,7 @@ async fn an_attempt_stopped_for_the_budget_is_handed_back_even_after_the_task_re
     // Raised before the stopped attempt came back: its end is still no
     // failure of the step, which runs again.
     h.engine
-        .raise_budget(
-            "t".into(),
-            Budget {
-                usd: Some(5.0),
-                tokens: None,
-            },
-        )
+        .raise_budget("t".into(), dollars(5.0))
         .await
         .expect("raise");
     report_cost(&h, &w, a, v1::Outcome::Cancelled, usd(1.0)).await;
@@ -196,12 +186,7 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
     let mut step = noop("a");
     step.retry = Some(orca_core::RetryPolicy::new(1));
     let spec = budgeted("t", Some(budget), vec![step]);
-    h.try_submit("t", "default", spec, 1)
-        .await
-        .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
-    let a = w.assigned().await;
+    let (mut w, a) = first_attempt(&h, spec).await;
     // 100 + 100 tokens: over 150.
     h.engine
         .spend(w.id, a.clone(), usd(0.0))
