@@ -453,6 +453,37 @@ pub fn claude_bin() -> PathBuf {
     path
 }
 
+/// A control plane and its one worker `agent-1` (one slot), running Claude
+/// Code steps against `mock`, with `capabilities` and extra worker `flags`.
+pub async fn claude_worker_with(
+    dir: &Path,
+    mock: &anthropic::MockAnthropic,
+    capabilities: &[&str],
+    flags: &[&str],
+) -> (Server, Process) {
+    let server = Server::start(dir).expect("server");
+    let worker = start_claude_worker(&server, dir, mock, capabilities, 1, flags).expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    (server, worker)
+}
+
+/// A Claude Code step: `prompt`, at most 5 turns, these tools allowed.
+pub fn claude_step(id: &str, prompt: &str, tools: &[&str]) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::ClaudeCode(v1::ClaudeCodeRuntime {
+            prompt: prompt.into(),
+            max_turns: 5,
+            allowed_tools: tools.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
 /// Starts worker `agent-1` of `server`, running Claude Code steps with the
 /// real CLI against `mock`, with `slots` and extra worker `flags`.
 pub fn start_claude_worker(

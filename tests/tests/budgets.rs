@@ -5,7 +5,6 @@
 //! has its submits refused, naming the budget and its reset, until an
 //! admin raises it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use orca_api::v1;
@@ -26,28 +25,13 @@ fn turn_usd() -> f64 {
 
 const MODEL: &str = "claude-sonnet-4-5";
 
-async fn claude_server(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
-    let server = Server::start(dir).expect("server");
-    let worker = start_claude_worker(&server, dir, mock, &["claude-code"], 1, &[]).expect("worker");
-    server
-        .wait_for_agents(&["agent-1"])
-        .await
-        .expect("worker up");
-    (server, worker)
-}
-
+/// A Claude Code step on [`MODEL`], whose prices the test knows.
 fn agent_step(id: &str, prompt: &str) -> v1::StepSpec {
-    v1::StepSpec {
-        id: id.into(),
-        runtime: Some(v1::step_spec::Runtime::ClaudeCode(v1::ClaudeCodeRuntime {
-            prompt: prompt.into(),
-            model: MODEL.into(),
-            max_turns: 5,
-            allowed_tools: vec!["Write".into(), "Read".into()],
-            ..Default::default()
-        })),
-        ..Default::default()
+    let mut step = claude_step(id, prompt, &["Write", "Read"]);
+    if let Some(v1::step_spec::Runtime::ClaudeCode(claude)) = step.runtime.as_mut() {
+        claude.model = MODEL.into();
     }
+    step
 }
 
 fn paused(task: v1::Task) -> Option<v1::Task> {
@@ -74,7 +58,7 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
     ])
     .await
     .expect("mock");
-    let (server, _worker) = claude_server(dir.path(), &mock).await;
+    let (server, _worker) = claude_worker_with(dir.path(), &mock, &["claude-code"], &[]).await;
     let client = server.tasks().await.expect("client");
     let prompt = format!("Write notes.txt, then finish {}", std::process::id());
     let mut request = task("budgeted", vec![agent_step("notes", &prompt)]);
@@ -162,7 +146,7 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
 async fn a_tenant_over_its_daily_budget_is_refused_new_tasks_until_an_admin_raises_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(Vec::new()).await.expect("mock");
-    let (server, _worker) = claude_server(dir.path(), &mock).await;
+    let (server, _worker) = claude_worker_with(dir.path(), &mock, &["claude-code"], &[]).await;
     let client = server.tasks().await.expect("client");
     // Half a turn a day: the first agent's first response spends it.
     let per_day = format!("{}", turn_usd() / 2.0);

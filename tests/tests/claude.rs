@@ -18,21 +18,6 @@ async fn claude_worker(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
     claude_worker_with(dir, mock, &["claude-code"], &["--keep-workspaces"]).await
 }
 
-async fn claude_worker_with(
-    dir: &Path,
-    mock: &MockAnthropic,
-    capabilities: &[&str],
-    flags: &[&str],
-) -> (Server, Process) {
-    let server = Server::start(dir).expect("server");
-    let worker = start_claude_worker(&server, dir, mock, capabilities, 1, flags).expect("worker");
-    server
-        .wait_for_agents(&["agent-1"])
-        .await
-        .expect("worker up");
-    (server, worker)
-}
-
 /// A control plane serving HTTP too (its address is the third value), and
 /// one claude-code worker `agent-1` with `slots` and extra flags.
 async fn claude_worker_serving_http(
@@ -46,19 +31,6 @@ async fn claude_worker_serving_http(
     let worker =
         start_claude_worker(&server, dir, mock, &["claude-code"], slots, flags).expect("worker");
     (server, worker, http)
-}
-
-fn claude_step(id: &str, prompt: &str, tools: &[&str]) -> v1::StepSpec {
-    v1::StepSpec {
-        id: id.into(),
-        runtime: Some(v1::step_spec::Runtime::ClaudeCode(v1::ClaudeCodeRuntime {
-            prompt: prompt.into(),
-            max_turns: 5,
-            allowed_tools: tools.iter().map(|t| t.to_string()).collect(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
 }
 
 /// `attempts` in all, a retry within 50-100 ms.

@@ -58,7 +58,7 @@ pub async fn budget(target: &Target, command: BudgetCommand) -> anyhow::Result<E
                 .spec
                 .as_ref()
                 .and_then(|s| s.budget)
-                .map(|b| limits(b.usd, b.tokens))
+                .map(|b| output::limits(b.usd, b.tokens))
                 .unwrap_or_default();
             let state = output::task_state_name(task.state);
             let spent = output::usd(&task.cost);
@@ -73,22 +73,6 @@ pub async fn budget(target: &Target, command: BudgetCommand) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `$5, 1000 tokens`: the parts set.
-fn limits(usd: Option<f64>, tokens: Option<u64>) -> String {
-    let mut parts = Vec::new();
-    if let Some(usd) = usd {
-        parts.push(format!("${usd}"));
-    }
-    if let Some(tokens) = tokens {
-        parts.push(format!("{tokens} tokens"));
-    }
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(", ")
-    }
 }
 
 /// The JSON and YAML shape of one tenant's line.
@@ -146,9 +130,9 @@ fn print_spending(tenants: &[v1::TenantSpending], format: Format) -> anyhow::Res
             vec![
                 v.tenant.clone(),
                 format!("${:.4}", v.usd_today),
-                limits(v.usd_per_day, v.tokens_per_day),
+                output::limits(v.usd_per_day, v.tokens_per_day),
                 format!("${:.4}", v.usd_this_month),
-                limits(v.usd_per_month, v.tokens_per_month),
+                output::limits(v.usd_per_month, v.tokens_per_month),
                 if v.exhausted.is_empty() {
                     "ok".into()
                 } else {

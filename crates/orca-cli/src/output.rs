@@ -20,6 +20,22 @@ pub fn usd(cost: &Option<v1::Cost>) -> String {
     }
 }
 
+/// `$5, 1000 tokens`: the parts of a budget that are set; `-` for none.
+pub fn limits(usd: Option<f64>, tokens: Option<u64>) -> String {
+    let mut parts = Vec::new();
+    if let Some(usd) = usd {
+        parts.push(format!("${usd}"));
+    }
+    if let Some(tokens) = tokens {
+        parts.push(format!("{tokens} tokens"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// Prints `value` for programs (`names`, one per line, for `-o name`);
 /// false for a table, which the caller prints.
 pub fn emit<T: Serialize, N: std::fmt::Display>(
@@ -112,19 +128,12 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
         );
     }
     if let Some(budget) = &view.budget {
-        let mut limits = Vec::new();
-        if let Some(usd) = budget.usd {
-            limits.push(format!("${usd}"));
-        }
-        if let Some(tokens) = budget.tokens {
-            limits.push(format!("{tokens} tokens"));
-        }
         let paused = if view.state == "paused" {
             format!("; paused: orca budget raise {} --usd N", view.id)
         } else {
             String::new()
         };
-        println!("Budget:    {}{paused}", limits.join(", "));
+        println!("Budget:    {}{paused}", limits(budget.usd, budget.tokens));
     }
     for step in view.steps.iter().filter(|s| s.state == "awaiting_approval") {
         let Some(approval) = &step.approval else {
