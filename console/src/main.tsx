@@ -69,9 +69,11 @@ function App() {
   }, []);
   if (session === undefined) return <p class="loading">Loading…</p>;
   if (session === null) return <SignIn onSignedIn={signedIn} />;
-  const signOut = async () => {
-    await call("DELETE", "/session").catch(() => {});
+  // The pages go first, and their reads with them; the session ends once
+  // they are gone, so no read of theirs meets a session already ended.
+  const signOut = () => {
     setSession(null);
+    setTimeout(() => call("DELETE", "/session").catch(() => {}), 0);
   };
   const [page, id] = route;
   const admin = session.role === "admin";

@@ -494,13 +494,26 @@ pub fn start_claude_worker(
     slots: u32,
     flags: &[&str],
 ) -> anyhow::Result<Process> {
+    start_named_claude_worker(server, dir, "agent-1", mock, (capabilities, slots), flags)
+}
+
+/// [`start_claude_worker`] under another name, so its own work directory
+/// and CLI home (a second machine, as far as sessions go).
+pub fn start_named_claude_worker(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    mock: &anthropic::MockAnthropic,
+    (capabilities, slots): (&[&str], u32),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
     let bin = claude_bin().display().to_string();
     let mut args = vec!["--claude-bin", &bin];
     args.extend_from_slice(flags);
     start_worker_env(
         &server.url,
         dir,
-        "agent-1",
+        name,
         capabilities,
         slots,
         &args,
@@ -666,6 +679,31 @@ pub async fn wait_step(
     })
     .await
     .with_context(|| format!("step {step} of {task_id} never reached {state:?}"))
+}
+
+/// Every event of a task from its first, until it finishes (a minute at
+/// most).
+pub async fn events_until_done(client: &Tasks, id: &str) -> Vec<v1::Event> {
+    let mut stream = client
+        .clone()
+        .watch_task(v1::WatchTaskRequest {
+            task_id: id.into(),
+            after_seq: 0,
+            follow: true,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut events = Vec::new();
+    let collect = async {
+        while let Ok(Some(event)) = stream.message().await {
+            events.push(event);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), collect)
+        .await
+        .expect("the task finishes");
+    events
 }
 
 /// Waits until no task is left queued or running.

@@ -415,6 +415,14 @@ fn bad_values_are_refused_naming_the_value() {
             "controlPlane.tenantBudgets.team-a.usdPerWeek=5",
             "usdPerWeek",
         ),
+        (
+            "controlPlane.checkpoints.retention=forever",
+            "/controlPlane/checkpoints/retention",
+        ),
+        (
+            "controlPlane.checkpoints.maxBytes=10",
+            "/controlPlane/checkpoints/maxBytes",
+        ),
     ] {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");
@@ -671,6 +679,45 @@ async fn tenant_budgets_render_to_a_file_the_control_plane_sets_on_start() {
     assert_eq!(listed[0]["usdPerDay"], 50.0);
     assert_eq!(listed[0]["usdPerMonth"], 800.0);
     assert_eq!(listed[1]["tokensPerDay"], 20_000_000);
+}
+
+/// The checkpoint settings reach the control plane's flags, which the real
+/// control plane takes.
+#[tokio::test]
+async fn checkpoint_settings_render_to_flags_the_control_plane_takes() {
+    let flags = |objects: &[Value]| -> Vec<String> {
+        container(objects, "orca")
+            .args
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.contains("checkpoint"))
+            .collect()
+    };
+    assert_eq!(
+        flags(&render(&[]).expect("renders")),
+        [
+            "--max-checkpoint-bytes=8388608",
+            "--checkpoint-retention=24h"
+        ]
+    );
+    let set = flags(
+        &render(&[
+            "controlPlane.checkpoints.maxBytes=1048576",
+            "controlPlane.checkpoints.retention=90m",
+        ])
+        .expect("renders"),
+    );
+    assert_eq!(
+        set,
+        [
+            "--max-checkpoint-bytes=1048576",
+            "--checkpoint-retention=90m"
+        ]
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args: Vec<&str> = set.iter().map(String::as_str).collect();
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &args).expect("server");
+    server.wait_leading().await.expect("serves with them");
 }
 
 #[test]

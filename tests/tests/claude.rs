@@ -43,29 +43,6 @@ fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
     })
 }
 
-async fn events_until_done(client: &Tasks, id: &str) -> Vec<v1::Event> {
-    let mut stream = client
-        .clone()
-        .watch_task(v1::WatchTaskRequest {
-            task_id: id.into(),
-            after_seq: 0,
-            follow: true,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut events = Vec::new();
-    let collect = async {
-        while let Ok(Some(event)) = stream.message().await {
-            events.push(event);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), collect)
-        .await
-        .expect("the task finishes");
-    events
-}
-
 #[tokio::test]
 async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -283,6 +283,26 @@ pub struct ControlPlaneArgs {
 
     #[command(flatten)]
     pub replica: ReplicaArgs,
+
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+}
+
+/// Agents' session checkpoints, which workers leave with the control plane
+/// so a retry resumes the session on any worker.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Largest checkpoint kept (a session's transcript and workspace,
+    /// compressed); a larger one is refused and the session stays on its
+    /// worker.
+    #[arg(long, env = "ORCA_MAX_CHECKPOINT_BYTES", default_value_t = 8 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_checkpoint_bytes: u64,
+
+    /// How long a finished task's checkpoints are kept (for `orca retry`),
+    /// then removed.
+    #[arg(long, env = "ORCA_CHECKPOINT_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub checkpoint_retention: Duration,
 }
 
 /// How this control plane shares a PostgreSQL store with other replicas:
@@ -465,6 +485,13 @@ pub struct WorkerArgs {
     /// this long, then hand the rest back to run elsewhere at once.
     #[arg(long, env = "ORCA_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub drain_grace: Duration,
+
+    /// Largest session checkpoint an agent step leaves with the control
+    /// plane when it ends short of success, so its retry resumes on any
+    /// worker; workspace files beyond it are left out. 0: sessions stay on
+    /// this worker.
+    #[arg(long, env = "ORCA_CHECKPOINT_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub checkpoint_max_bytes: u64,
 
     #[command(flatten)]
     pub claude: ClaudeArgs,

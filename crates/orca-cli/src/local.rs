@@ -88,6 +88,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         limits,
         planner,
         replica,
+        checkpoints,
     } = args;
     if replica.leader_lease < std::time::Duration::from_millis(200) {
         anyhow::bail!(
@@ -120,6 +121,10 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     config.leader_lease = replica.leader_lease;
     config.replica_name = replica.replica_name.clone();
     config.advertise = replica.advertise.clone();
+    config.checkpoints = orca_server::checkpoints::Settings {
+        max_bytes: usize::try_from(checkpoints.max_checkpoint_bytes).unwrap_or(usize::MAX),
+        retention: checkpoints.checkpoint_retention,
+    };
     limits.apply(&mut config.limits);
     config.planner = planner_config(planner)?;
     config.tokens_file = security.tokens_file.clone();
@@ -216,6 +221,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
+    config.checkpoint_max_bytes = usize::try_from(args.checkpoint_max_bytes).unwrap_or(usize::MAX);
     config.token = target.token;
     config.orca_bin = std::env::current_exe().ok();
     config.http = match args.http_listen {

@@ -585,6 +585,15 @@ pub fn valid_secret_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// An agent's session id names its transcript file on a worker: a plain
+/// id, 1 to 256 letters, digits, '-' or '_'.
+pub fn valid_session_id(id: &str) -> bool {
+    (1..=256).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// Capability names are what workers advertise: short, plain tokens.
 pub fn validate_capability(capability: &str, limits: &Limits) -> Result<(), String> {
     if capability.is_empty() || capability.len() > limits.max_capability_bytes {

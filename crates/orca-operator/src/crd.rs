@@ -67,6 +67,13 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub max_concurrent_agents: Option<u32>,
+    /// The largest session checkpoint an agent step leaves with the
+    /// control plane when it ends short of success (pods come and go: the
+    /// retry resumes the session on any pod); workspace files beyond it are
+    /// left out. 0 keeps sessions in their pod. Unset: 8 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub checkpoint_max_bytes: Option<u64>,
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub min_replicas: i32,

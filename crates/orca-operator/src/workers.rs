@@ -177,6 +177,9 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     if let Some(model) = &spec.model {
         env_vars.push(env("ORCA_MODEL", model.clone()));
     }
+    if let Some(bytes) = spec.checkpoint_max_bytes {
+        env_vars.push(env("ORCA_CHECKPOINT_MAX_BYTES", bytes.to_string()));
+    }
     let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
     if let Some(secret) = &spec.secrets_secret_name {
         env_vars.push(env("ORCA_SECRETS_DIR", SECRETS_DIR));
@@ -299,7 +302,7 @@ mod tests {
     #[test]
     fn a_pool_becomes_workers_pointed_at_the_control_plane() {
         let agent = agent(
-            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmaxConcurrentAgents: 5\nmodel: claude-sonnet\nsecretsSecretName: anthropic\n",
+            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmaxConcurrentAgents: 5\ncheckpointMaxBytes: 1048576\nmodel: claude-sonnet\nsecretsSecretName: anthropic\n",
         );
         let d = deployment(&agent, &settings(), 3);
         assert_eq!(d.metadata.name.as_deref(), Some("coders-workers"));
@@ -324,6 +327,7 @@ mod tests {
         assert_eq!(value("ORCA_CAPABILITIES"), "claude-code,git");
         assert_eq!(value("ORCA_SLOTS"), "2");
         assert_eq!(value("ORCA_MAX_CONCURRENT_AGENTS"), "5");
+        assert_eq!(value("ORCA_CHECKPOINT_MAX_BYTES"), "1048576");
         assert_eq!(value("ORCA_POOL"), "team-a/coders");
         assert_eq!(value("ORCA_MODEL"), "claude-sonnet");
         assert_eq!(value("ORCA_SECRETS_DIR"), SECRETS_DIR);

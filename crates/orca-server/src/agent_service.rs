@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
 use crate::auth::{Action, require};
+use crate::checkpoints::Checkpoints;
 use orca_core::AttemptKey;
 
 use crate::engine::{EngineHandle, StepReport, WorkerInfo};
@@ -29,6 +30,7 @@ pub struct AgentApi {
     /// TLS layer has already checked against the client CA.
     require_client_certificate: bool,
     roster: Arc<Roster>,
+    checkpoints: Checkpoints,
 }
 
 impl AgentApi {
@@ -37,12 +39,14 @@ impl AgentApi {
         limits: Limits,
         require_client_certificate: bool,
         roster: Arc<Roster>,
+        checkpoints: Checkpoints,
     ) -> Self {
         AgentApi {
             engine,
             limits,
             require_client_certificate,
             roster,
+            checkpoints,
         }
     }
 }
@@ -294,6 +298,29 @@ impl v1::agent_service_server::AgentService for AgentApi {
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         require(&request, Action::ReadAgents)?;
         Ok(Response::new(self.engine.list_agents().await?))
+    }
+
+    async fn put_checkpoint(
+        &self,
+        request: Request<v1::Checkpoint>,
+    ) -> Result<Response<v1::PutCheckpointResponse>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        self.checkpoints
+            .put(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(v1::PutCheckpointResponse {}))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        Ok(Response::new(
+            self.checkpoints
+                .get(&identity, request.into_inner())
+                .await?,
+        ))
     }
 
     async fn list_servers(

@@ -83,6 +83,9 @@ pub enum Action {
     WriteState,
     /// Scrape `/metrics`: counts over every tenant.
     ReadMetrics,
+    /// Put or get agents' session checkpoints: workers (and admins) only,
+    /// as a checkpoint holds a whole session.
+    KeepCheckpoints,
 }
 
 impl Action {
@@ -90,7 +93,7 @@ impl Action {
         match (role, self) {
             (Role::Admin, _) => true,
             (_, Action::ReadAudit | Action::SetBudgets) => false,
-            (Role::Developer, Action::ConnectWorker) => false,
+            (Role::Developer, Action::ConnectWorker | Action::KeepCheckpoints) => false,
             (Role::Developer, _) => true,
             (
                 Role::Viewer,
@@ -101,7 +104,7 @@ impl Action {
                 | Action::DecideApprovals,
             ) => true,
             (Role::Viewer, _) => false,
-            (Role::Worker, Action::ConnectWorker) => true,
+            (Role::Worker, Action::ConnectWorker | Action::KeepCheckpoints) => true,
             (Role::Worker, _) => false,
             (Role::Step, Action::ReadState | Action::WriteState) => true,
             (Role::Step, _) => false,
@@ -120,6 +123,7 @@ impl Action {
             Action::ReadState => "read shared state or subscribe to topics",
             Action::WriteState => "change shared state or publish to topics",
             Action::ReadMetrics => "read metrics",
+            Action::KeepCheckpoints => "keep or read agents' session checkpoints",
         }
     }
 }

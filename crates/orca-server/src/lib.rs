@@ -6,6 +6,7 @@ mod acceptor;
 mod activity;
 mod agent_service;
 pub mod auth;
+pub mod checkpoints;
 mod console;
 mod engine;
 mod error;
@@ -49,6 +50,17 @@ pub use task_service::task_to_proto;
 
 /// How long a graceful stop waits for open streams before it cuts them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A checkpoint's message beyond its archive: ids, paths, protobuf framing.
+const CHECKPOINT_FRAMING_BYTES: usize = 64 * 1024;
+
+/// Stops a spawned task when dropped, whichever way its owner returns.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -98,6 +110,9 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Tenants' budgets to set on start (see [`tenant_budgets`]).
     pub tenant_budgets: Option<PathBuf>,
+    /// How large agents' session checkpoints may be, and how long they
+    /// are kept after their task finishes.
+    pub checkpoints: checkpoints::Settings,
 }
 
 impl Config {
@@ -121,6 +136,7 @@ impl Config {
             replica_name: None,
             advertise: None,
             tenant_budgets: None,
+            checkpoints: checkpoints::Settings::default(),
         }
     }
 }
@@ -467,11 +483,18 @@ impl Replica {
             config.limits.clone(),
             planner,
         ));
+        let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
+        let expiring = AbortOnDrop(checkpoints.expire_periodically());
+        // Workers put and get checkpoints on this service: room for the
+        // largest the server keeps.
+        let max_agent_message_bytes =
+            max_message_bytes.max(config.checkpoints.max_bytes + CHECKPOINT_FRAMING_BYTES);
         let agents = Arc::new(agent_service::AgentApi::new(
             engine.clone(),
             config.limits,
             workers_need_certificates,
             roster,
+            checkpoints,
         ));
         let topics = Arc::new(state_service::Topics::default());
         let state = Arc::new(state_service::StateApi::new(store, topics.clone()));
@@ -518,7 +541,8 @@ impl Replica {
                 authenticator.clone(),
             ))
             .add_service(InterceptedService::new(
-                AgentServiceServer::from_arc(agents).max_decoding_message_size(max_message_bytes),
+                AgentServiceServer::from_arc(agents)
+                    .max_decoding_message_size(max_agent_message_bytes),
                 authenticator.clone(),
             ))
             .add_service(InterceptedService::new(
@@ -560,6 +584,7 @@ impl Replica {
             }
         };
         // Released only now, with nothing more to write under this epoch.
+        drop(expiring);
         let _ = release.send(());
         if let Some(keeping) = keeping {
             let _ = keeping.await;

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use orca_core::Event;
 use orca_store::fleet;
 use orca_store::{
-    AttemptWrite, AuditRecord, Created, NewTask, StateChange, StateEntry, StateKey, StateOutcome,
-    StepWrite, Write,
+    AttemptWrite, AuditRecord, Checkpoint, Created, NewTask, StateChange, StateEntry, StateKey,
+    StateOutcome, StepWrite, Write,
 };
 use tokio_postgres::types::ToSql;
 
@@ -133,6 +133,12 @@ struct Rows {
     specs: Vec<(String, String)>,
     /// (tenant, its budget as JSON, or `None` to remove it), in order.
     budgets: Vec<(String, Option<String>)>,
+    /// Agents' session checkpoints, in order; applied after the steps'
+    /// updates, whose current attempt decides whether each is kept.
+    checkpoints: Vec<Checkpoint>,
+    /// Expiries of finished tasks' checkpoints (finished before), applied
+    /// after the tasks' updates.
+    expiries: Vec<i64>,
 }
 
 /// Entries by key, kept in the order their keys first came.
@@ -351,6 +357,14 @@ impl Rows {
                     Some(to_json(budget, "budget")?)
                 },
             )),
+            Write::Checkpoint(checkpoint) => self.checkpoints.push(Checkpoint {
+                task_id: text(&checkpoint.task_id),
+                step_id: text(&checkpoint.step_id),
+                session_id: text(&checkpoint.session_id),
+                workspace: text(&checkpoint.workspace),
+                ..(**checkpoint).clone()
+            }),
+            Write::ExpireCheckpoints { finished_before } => self.expiries.push(*finished_before),
         }
         Ok(())
     }
@@ -460,6 +474,43 @@ impl Rows {
                 None => "DELETE FROM budgets WHERE tenant = $1 AND $2::text IS NULL",
             };
             pipeline.add(conn, sql, params![tenant, budget]).await?;
+        }
+        // Checkpoints are rare and large: a statement each. Only the step's
+        // current attempt's is kept, never over a newer attempt's.
+        for c in &self.checkpoints {
+            pipeline
+                .add(
+                    conn,
+                    "INSERT INTO checkpoints
+                         (task_id, step_id, attempt, session_id, workspace, archive, created_at)
+                     SELECT $1, $2, $3, $4, $5, $6, orca_ts($7) FROM steps
+                         WHERE task_id = $1 AND step_id = $2 AND attempt = $3
+                     ON CONFLICT (task_id, step_id) DO UPDATE SET
+                         attempt = excluded.attempt, session_id = excluded.session_id,
+                         workspace = excluded.workspace, archive = excluded.archive,
+                         created_at = excluded.created_at
+                     WHERE excluded.attempt >= checkpoints.attempt",
+                    params![
+                        &c.task_id,
+                        &c.step_id,
+                        i64::from(c.attempt),
+                        &c.session_id,
+                        &c.workspace,
+                        &c.archive,
+                        c.created_at,
+                    ],
+                )
+                .await?;
+        }
+        for finished_before in &self.expiries {
+            pipeline
+                .add(
+                    conn,
+                    "DELETE FROM checkpoints WHERE task_id IN
+                         (SELECT id FROM tasks WHERE finished_at < orca_ts($1))",
+                    params![finished_before],
+                )
+                .await?;
         }
         pipeline.run(conn).await
     }

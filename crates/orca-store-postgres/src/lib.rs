@@ -22,8 +22,9 @@ use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, 
 use orca_store::admission::{Admission, Bound};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
-    AttemptRecord, AuditRecord, Commit, Created, Error, NewTask, StateChange, StateEntry, StateKey,
-    StateOutcome, StateScope, StepRecord, Store, TaskQuery, TaskRecord, Write,
+    AttemptRecord, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, StateChange,
+    StateEntry, StateKey, StateOutcome, StateScope, StepRecord, Store, TaskQuery, TaskRecord,
+    Write,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
@@ -690,6 +691,35 @@ async fn running_attempt(conn: &mut Conn, task_id: String, step_id: String) -> R
         .map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
 }
 
+async fn checkpoint(
+    conn: &mut Conn,
+    task_id: String,
+    step_id: String,
+) -> Result<Option<Checkpoint>> {
+    let statement = conn
+        .statement(
+            "SELECT attempt, session_id, workspace, archive, orca_micros(created_at)
+             FROM checkpoints WHERE task_id = $1 AND step_id = $2",
+        )
+        .await?;
+    let row = conn
+        .client
+        .query_opt(&statement, &[&task_id, &step_id])
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Checkpoint {
+        task_id,
+        step_id,
+        attempt: u32::try_from(row.try_get::<_, i64>(0)?).unwrap_or(u32::MAX),
+        session_id: row.try_get(1)?,
+        workspace: row.try_get(2)?,
+        archive: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+    }))
+}
+
 async fn audit_after(
     conn: &mut Conn,
     after: i64,
@@ -943,6 +973,16 @@ impl Store for PostgresStore {
     ) -> orca_store::Result<Option<u32>> {
         let (task_id, step_id) = (text(task_id), text(step_id));
         self.read(|conn| Box::pin(running_attempt(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<Checkpoint>> {
+        let (task_id, step_id) = (text(task_id), text(step_id));
+        self.read(|conn| Box::pin(checkpoint(conn, task_id.clone(), step_id.clone())))
             .await
     }
 

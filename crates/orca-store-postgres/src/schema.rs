@@ -196,6 +196,20 @@ const MIGRATIONS: &[&str] = &[
         budget json NOT NULL
     );
     "#,
+    // 7: agents' session checkpoints, the newest per step, for a retry on
+    // any worker to resume; removed a while after their task finishes.
+    r#"
+    CREATE TABLE checkpoints (
+        task_id    text NOT NULL,
+        step_id    text NOT NULL,
+        attempt    bigint NOT NULL,
+        session_id text NOT NULL,
+        workspace  text NOT NULL,
+        archive    bytea NOT NULL,
+        created_at timestamptz,
+        PRIMARY KEY (task_id, step_id)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

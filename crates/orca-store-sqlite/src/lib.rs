@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use orca_store::admission::{Admission, Bound, Place};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
-    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, StateChange,
-    StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store, TaskQuery,
-    TaskRecord, Write,
+    AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask,
+    StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store,
+    TaskQuery, TaskRecord, Write,
 };
 
 /// What went wrong inside: SQLite's own error, kept whole until it leaves
@@ -165,6 +165,16 @@ CREATE TABLE IF NOT EXISTS fleet (
 CREATE TABLE IF NOT EXISTS budgets (
     tenant TEXT PRIMARY KEY,
     budget TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    task_id    TEXT NOT NULL,
+    step_id    TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    workspace  TEXT NOT NULL,
+    archive    BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (task_id, step_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -679,6 +689,37 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 }
             }
             Write::Attempt(attempt) => upsert_attempt(conn, attempt)?,
+            Write::Checkpoint(checkpoint) => {
+                // Only the step's current attempt, and never over a newer
+                // attempt's (see `Write::Checkpoint`).
+                conn.prepare_cached(
+                    "INSERT INTO checkpoints
+                         (task_id, step_id, attempt, session_id, workspace, archive, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps
+                         WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3
+                     ON CONFLICT (task_id, step_id) DO UPDATE SET
+                         attempt = excluded.attempt, session_id = excluded.session_id,
+                         workspace = excluded.workspace, archive = excluded.archive,
+                         created_at = excluded.created_at
+                     WHERE excluded.attempt >= checkpoints.attempt",
+                )?
+                .execute(params![
+                    checkpoint.task_id,
+                    checkpoint.step_id,
+                    checkpoint.attempt,
+                    checkpoint.session_id,
+                    checkpoint.workspace,
+                    checkpoint.archive,
+                    checkpoint.created_at
+                ])?;
+            }
+            Write::ExpireCheckpoints { finished_before } => {
+                conn.prepare_cached(
+                    "DELETE FROM checkpoints WHERE task_id IN
+                         (SELECT id FROM tasks WHERE finished_at > 0 AND finished_at < ?1)",
+                )?
+                .execute(params![finished_before])?;
+            }
             Write::Progress {
                 task_id,
                 step_id,
@@ -1268,6 +1309,34 @@ impl Store for SqliteStore {
                     params![task_id, step_id, StepState::Running.as_str()],
                     |row| row.get::<_, u32>(0),
                 )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn checkpoint(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<Checkpoint>> {
+        let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT attempt, session_id, workspace, archive, created_at
+                     FROM checkpoints WHERE task_id = ?1 AND step_id = ?2",
+                )?
+                .query_row(params![task_id, step_id], |row| {
+                    Ok(Checkpoint {
+                        task_id: task_id.clone(),
+                        step_id: step_id.clone(),
+                        attempt: row.get(0)?,
+                        session_id: row.get(1)?,
+                        workspace: row.get(2)?,
+                        archive: row.get(3)?,
+                        created_at: row.get(4)?,
+                    })
+                })
                 .optional()?)
         })
         .await

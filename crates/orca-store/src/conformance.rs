@@ -16,7 +16,7 @@ use orca_core::{
 };
 
 use crate::{
-    AttemptWrite, AuditRecord, Created, Error, Expect, NewTask, StateChange, StateKey,
+    AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, StateChange, StateKey,
     StateOutcome, StateScope, StepWrite, Store, TaskQuery, Write,
 };
 
@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
             a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
             budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
+            a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -670,6 +671,115 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
         reopened.tenant_budgets().await.expect("budgets").len(),
         1,
         "budgets survive a reopen"
+    );
+}
+
+pub async fn a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let checkpoint = |task: &str, attempt: u32, archive: &[u8]| Checkpoint {
+        task_id: task.into(),
+        step_id: "a".into(),
+        attempt,
+        session_id: format!("s-{attempt}"),
+        workspace: "/work/t1/a/attempt-1".into(),
+        // Every byte value, so a backend that stores text would show it.
+        archive: archive.to_vec(),
+        created_at: 10,
+    };
+    let at_attempt = |task: &str, n: u32| {
+        Write::Step(StepWrite {
+            state: Some(StepState::Running),
+            attempt: Some(n),
+            ..step(task, "a")
+        })
+    };
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 1),
+            Write::Checkpoint(Box::new(checkpoint("t1", 1, &all_bytes))),
+            // Not the step's current attempt: not kept.
+            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"early"))),
+            at_attempt("t2", 1),
+            Write::Checkpoint(Box::new(checkpoint("t2", 1, b"t2"))),
+        ],
+    )
+    .await;
+    let kept = |store: Arc<dyn Store>, task: &'static str| async move {
+        store.checkpoint(task, "a").await.expect("read")
+    };
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(checkpoint("t1", 1, &all_bytes))
+    );
+    assert_eq!(store.checkpoint("t1", "b").await.expect("read"), None);
+    assert_eq!(store.checkpoint("nope", "a").await.expect("read"), None);
+
+    // Attempt 2 keeps its own; attempt 1, late (a zombie), replaces nothing.
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 2),
+            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"second"))),
+            Write::Checkpoint(Box::new(checkpoint("t1", 1, b"zombie"))),
+            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"second, again"))),
+        ],
+    )
+    .await;
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(checkpoint("t1", 2, b"second, again"))
+    );
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        kept(store.clone(), "t1").await.map(|c| c.attempt),
+        Some(2),
+        "checkpoints survive a reopen"
+    );
+
+    // Checkpoints go with their task once it has been finished long enough;
+    // an unfinished task's stay.
+    let finish = |task: &str, at: Micros| Write::Task {
+        id: task.into(),
+        state: TaskState::Failed,
+        message: String::new(),
+        started_at: None,
+        finished_at: Some(at),
+    };
+    commit(
+        &*store,
+        vec![
+            finish("t1", 500),
+            Write::ExpireCheckpoints {
+                finished_before: 500,
+            },
+        ],
+    )
+    .await;
+    assert!(kept(store.clone(), "t1").await.is_some(), "not yet expired");
+    commit(
+        &*store,
+        vec![Write::ExpireCheckpoints {
+            finished_before: 501,
+        }],
+    )
+    .await;
+    assert_eq!(kept(store.clone(), "t1").await, None);
+    assert!(
+        kept(store.clone(), "t2").await.is_some(),
+        "an unfinished task keeps its checkpoint"
     );
 }
 

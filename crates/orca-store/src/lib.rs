@@ -127,6 +127,45 @@ pub enum Write {
         tenant: String,
         budget: TenantBudget,
     },
+    /// Keeps an agent's session checkpoint as its step's newest. It is
+    /// stored only while its attempt is the step's current one and no newer
+    /// attempt's checkpoint is kept: a late zombie cannot replace a newer
+    /// session. Boxed: it is rare and large.
+    Checkpoint(Box<Checkpoint>),
+    /// Removes the checkpoints of tasks that finished before this time.
+    ExpireCheckpoints {
+        finished_before: Micros,
+    },
+}
+
+/// An agent's session as one attempt left it, for a retry on any worker to
+/// resume: the worker packs it (secrets masked), the store keeps the newest
+/// per step until its task has been finished for the retention time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub task_id: String,
+    pub step_id: String,
+    /// The attempt that left it.
+    pub attempt: u32,
+    pub session_id: String,
+    /// Where its workspace was on the worker that ran it.
+    pub workspace: String,
+    /// The worker's archive (a gzipped tar), kept as given.
+    pub archive: Vec<u8>,
+    pub created_at: Micros,
+}
+
+/// Never prints the archive: a checkpoint is not to be logged.
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("task_id", &self.task_id)
+            .field("step_id", &self.step_id)
+            .field("attempt", &self.attempt)
+            .field("session_id", &self.session_id)
+            .field("archive_bytes", &self.archive.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who did what to which task, and how it ended: one line of the audit log.
@@ -460,6 +499,9 @@ pub trait Store: Send + Sync + 'static {
     /// The attempt of a step that is running now; `None` when the step is
     /// not running (or there is no such step).
     async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>>;
+
+    /// The newest checkpoint kept for a step.
+    async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>>;
 
     /// Every tenant budget set.
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>>;

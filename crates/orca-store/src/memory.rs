@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 
 use crate::fleet::{self, FleetPage};
 use crate::{
-    AttemptRecord, AttemptWrite, AuditRecord, Commit, Created, Error, NewTask, Result, StateChange,
-    StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store, TaskQuery,
-    TaskRecord, Write,
+    AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, Result,
+    StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store,
+    TaskQuery, TaskRecord, Write,
 };
 
 /// One store's data; [`MemoryStore::reopen`] gives another handle on it,
@@ -36,6 +36,8 @@ struct Data {
     state: HashMap<StateKey, Slot>,
     audit: Vec<AuditRecord>,
     budgets: BTreeMap<String, TenantBudget>,
+    /// (task, step) → its newest checkpoint.
+    checkpoints: HashMap<(String, String), Checkpoint>,
 }
 
 /// A shared-state row: a deleted value keeps its version.
@@ -229,10 +231,37 @@ impl Data {
                         self.budgets.insert(tenant, budget);
                     }
                 }
+                Write::Checkpoint(checkpoint) => self.keep_checkpoint(*checkpoint),
+                Write::ExpireCheckpoints { finished_before } => {
+                    let tasks = &self.tasks;
+                    self.checkpoints.retain(|(task_id, _), _| {
+                        tasks
+                            .get(task_id)
+                            .is_some_and(|t| t.finished_at == 0 || t.finished_at >= finished_before)
+                    });
+                }
             }
         }
         self.commit_fleet(entries);
         Ok(())
+    }
+
+    /// Keeps a checkpoint of the step's current attempt, unless a newer
+    /// attempt's is kept.
+    fn keep_checkpoint(&mut self, checkpoint: Checkpoint) {
+        let current = self
+            .tasks
+            .get(&checkpoint.task_id)
+            .and_then(|t| t.steps.iter().find(|s| s.id == checkpoint.step_id))
+            .is_some_and(|s| s.attempt == checkpoint.attempt);
+        let key = (checkpoint.task_id.clone(), checkpoint.step_id.clone());
+        let newer_kept = self
+            .checkpoints
+            .get(&key)
+            .is_some_and(|kept| kept.attempt > checkpoint.attempt);
+        if current && !newer_kept {
+            self.checkpoints.insert(key, checkpoint);
+        }
     }
 
     /// Keeps an event, and its place in the fleet's order in `entries`.
@@ -603,6 +632,14 @@ impl Store for MemoryStore {
             .and_then(|t| t.steps.iter().find(|s| s.id == step_id))
             .filter(|s| s.state == StepState::Running)
             .map(|s| s.attempt))
+    }
+
+    async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>> {
+        Ok(self
+            .data()
+            .checkpoints
+            .get(&(task_id.to_string(), step_id.to_string()))
+            .cloned())
     }
 
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>> {

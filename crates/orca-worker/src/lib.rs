@@ -4,6 +4,7 @@
 //! goes away the worker reconnects with backoff, reclaims the attempts it is
 //! still running, and delivers the results it could not send.
 
+pub mod checkpoint;
 pub mod claude;
 pub mod http;
 pub mod limits;
@@ -26,9 +27,10 @@ use orca_api::v1::server_message::Kind;
 use orca_core::AttemptKey;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+use crate::checkpoint::{Checkpoints, Keeper};
 pub use crate::http::HttpSettings;
 use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
@@ -94,6 +96,9 @@ pub struct WorkerConfig {
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` for
     /// nowhere.
     pub http: Option<HttpSettings>,
+    /// The largest session checkpoint an agent attempt leaves with the
+    /// control plane; 0 keeps sessions on this worker only.
+    pub checkpoint_max_bytes: usize,
 }
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
@@ -120,6 +125,7 @@ impl WorkerConfig {
             claude: ClaudeSettings::default(),
             orca_bin: None,
             http: None,
+            checkpoint_max_bytes: checkpoint::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -167,6 +173,10 @@ struct Worker {
     /// Shared by every Claude Code attempt.
     claude: Arc<ClaudeSettings>,
     metrics: Arc<WorkerMetrics>,
+    /// Where agents' sessions are kept; `None` when the worker keeps none.
+    checkpoints: Option<Checkpoints>,
+    /// The current session's connection, for the checkpoints' calls.
+    channel: watch::Sender<Option<Channel>>,
 }
 
 /// Runs the worker until `shutdown` resolves; running steps are then
@@ -208,7 +218,17 @@ pub async fn run(
         None => None,
     };
     let (report_tx, reports) = mpsc::unbounded_channel();
+    let (channel, connection) = watch::channel(None);
+    let checkpoints = (config.checkpoint_max_bytes > 0).then(|| Checkpoints {
+        keeper: Arc::new(ControlPlaneKeeper {
+            connection,
+            bearer: bearer.clone(),
+        }),
+        max_bytes: config.checkpoint_max_bytes,
+    });
     let mut worker = Worker {
+        checkpoints,
+        channel,
         bearer,
         replicas,
         config,
@@ -326,6 +346,7 @@ impl Worker {
     ) -> Result<SessionEnd, Error> {
         let closed = Ok(SessionEnd::Closed { registered: true });
         let channel = endpoint.connect().await?;
+        self.channel.send_replace(Some(channel.clone()));
         let mut client = AgentServiceClient::with_interceptor(channel, self.bearer.clone());
 
         let (outbound, outgoing) = mpsc::channel::<v1::WorkerMessage>(1024);
@@ -378,6 +399,11 @@ impl Worker {
         }
 
         let mut drain_deadline: Option<tokio::time::Instant> = None;
+        // Once the drain's grace is over: the attempts stopped to be handed
+        // back, each once its agent's session is kept.
+        let mut handing_back: Option<std::collections::HashSet<AttemptKey>> = None;
+        let hand_back_reason =
+            format!("handed back by worker {} as it shut down", self.config.name);
         loop {
             if drain_deadline.is_none() && *drain.borrow() {
                 // Stop getting work; what runs may finish within the grace.
@@ -397,15 +423,25 @@ impl Worker {
             tokio::select! {
                 _ = drain.changed(), if drain_deadline.is_none() => {}
                 _ = sleep_until(drain_deadline) => {
-                    // Grace is over: hand back what still runs, so it is
-                    // queued again now rather than after the lease TTL.
+                    if handing_back.is_none() {
+                        // Grace is over: stop what still runs, so it is
+                        // queued again now rather than after the lease TTL;
+                        // each is handed back once it has ended and its
+                        // agent's session is kept, to resume elsewhere.
+                        tracing::info!(worker = %self.config.name, steps = self.running.len(), "drain grace over; handing steps back");
+                        for stop in self.running.values_mut().filter_map(Option::take) {
+                            let _ = stop.send(runtime::Stop {
+                                reason: hand_back_reason.clone(),
+                                resumable: true,
+                            });
+                        }
+                        handing_back = Some(self.running.keys().cloned().collect());
+                        drain_deadline = Some(tokio::time::Instant::now() + STOP_WAIT);
+                        continue;
+                    }
+                    // What has not ended by now is handed back as it is.
                     let attempts: Vec<v1::AttemptRef> = self.running.keys().map(v1::AttemptRef::from).collect();
-                    let reason = format!("handed back by worker {} as it shut down", self.config.name);
-                    tracing::info!(worker = %self.config.name, steps = attempts.len(), "drain grace over; handing steps back");
-                    let message = v1::WorkerMessage {
-                        kind: Some(v1::worker_message::Kind::Release(v1::Release { attempts, reason })),
-                    };
-                    let _ = outbound.send(message).await;
+                    let _ = outbound.send(release(attempts, hand_back_reason)).await;
                     close_gracefully(outbound, &mut inbound).await;
                     return Ok(SessionEnd::Drained);
                 }
@@ -423,12 +459,20 @@ impl Worker {
                 },
                 Some(report) = self.reports.recv() => {
                     let done = matches!(report, Report::Done(_));
+                    let mut message = None;
                     if let Report::Done(result) = &report
                         && let Some(key) = result.attempt.clone().map(AttemptKey::from)
                     {
                         self.running.remove(&key);
+                        // Stopped by the drain: not the step's failure.
+                        if result.outcome != v1::Outcome::Succeeded as i32
+                            && handing_back.as_ref().is_some_and(|h| h.contains(&key))
+                        {
+                            message = Some(release(vec![v1::AttemptRef::from(&key)], hand_back_reason.clone()));
+                        }
                     }
-                    if let Err(unsent) = outbound.send(report_message(report)).await {
+                    let message = message.unwrap_or_else(|| report_message(report));
+                    if let Err(unsent) = outbound.send(message).await {
                         self.keep_undelivered(unsent.0);
                         return closed;
                     }
@@ -495,6 +539,7 @@ impl Worker {
                 let attempt = Attempt {
                     traceparent: orca_telemetry::traceparent(&span),
                     metrics: self.metrics.clone(),
+                    checkpoints: self.checkpoints.clone(),
                     key,
                     step: step.into(),
                     inputs_json: assignment.inputs_json,
@@ -507,6 +552,7 @@ impl Worker {
                         attempt: r.attempt,
                         session_id: r.session_id,
                         session_usd: r.session_usd,
+                        last_attempt: r.last_attempt,
                     }),
                     access: (!assignment.step_token.is_empty()).then(|| runtime::StepAccess {
                         server: self.config.server.clone(),
@@ -539,6 +585,15 @@ fn credits(n: u32) -> v1::WorkerMessage {
     v1::WorkerMessage {
         kind: Some(v1::worker_message::Kind::Credits(v1::Credits {
             credits: n,
+        })),
+    }
+}
+
+fn release(attempts: Vec<v1::AttemptRef>, reason: String) -> v1::WorkerMessage {
+    v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Release(v1::Release {
+            attempts,
+            reason,
         })),
     }
 }
@@ -588,4 +643,95 @@ fn report_message(report: Report) -> v1::WorkerMessage {
         Report::Done(result) => K::Result(result),
     };
     v1::WorkerMessage { kind: Some(kind) }
+}
+
+/// How long a checkpoint call waits for a connection (the worker may be
+/// between sessions), and how often it tries a control plane that is
+/// unavailable (a replica handing over).
+const KEEPER_WAIT: Duration = Duration::from_secs(10);
+const KEEPER_TRIES: u32 = 5;
+/// A checkpoint read back may be as large as the control plane keeps.
+const MAX_CHECKPOINT_MESSAGE: usize = 1 << 30;
+
+/// Checkpoints kept by the control plane, over the worker's connection.
+struct ControlPlaneKeeper {
+    connection: watch::Receiver<Option<Channel>>,
+    bearer: Bearer,
+}
+
+type AgentClient = AgentServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, orca_api::client::Bearer>,
+>;
+
+impl ControlPlaneKeeper {
+    /// Calls the control plane with the current connection, again while it
+    /// is unavailable, a few times.
+    async fn call<T, F>(
+        &self,
+        what: &str,
+        call: impl Fn(AgentClient) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut tries = 0;
+        loop {
+            // The session's connection; between sessions, the next one's.
+            let mut connection = self.connection.clone();
+            let waited = tokio::time::timeout(KEEPER_WAIT, connection.wait_for(Option::is_some))
+                .await
+                .ok()
+                .and_then(|found| found.ok().and_then(|channel| channel.clone()));
+            let Some(channel) = waited else {
+                return Err(tonic::Status::unavailable(format!(
+                    "no connection to the control plane to {what}"
+                )));
+            };
+            let client = AgentServiceClient::with_interceptor(channel, self.bearer.clone())
+                .max_decoding_message_size(MAX_CHECKPOINT_MESSAGE)
+                .max_encoding_message_size(MAX_CHECKPOINT_MESSAGE);
+            match call(client).await {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable && tries + 1 < KEEPER_TRIES =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                answer => return answer.map(tonic::Response::into_inner),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Keeper for ControlPlaneKeeper {
+    async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String> {
+        self.call("keep a checkpoint", |mut client| {
+            let checkpoint = checkpoint.clone();
+            async move { client.put_checkpoint(checkpoint).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|status| format!("the control plane refused it: {}", status.message()))
+    }
+
+    async fn get(&self, attempt: &AttemptKey) -> Result<Option<v1::Checkpoint>, String> {
+        let request = v1::GetCheckpointRequest {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+        };
+        match self
+            .call("read a checkpoint", |mut client| {
+                let request = request.clone();
+                async move { client.get_checkpoint(request).await }
+            })
+            .await
+        {
+            Ok(checkpoint) => Ok(Some(checkpoint)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(format!(
+                "the control plane did not give it: {}",
+                status.message()
+            )),
+        }
+    }
 }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::{self, Checkpoints};
 use crate::claude::{self, Line, RunResult};
 use crate::mcp;
 use crate::metrics::{Fault, WorkerMetrics};
@@ -108,6 +109,10 @@ pub struct Attempt {
     pub traceparent: Option<String>,
     /// The worker's metrics, which count this attempt.
     pub metrics: Arc<WorkerMetrics>,
+    /// Where an agent's session is kept when the attempt ends short of
+    /// success, and found when it resumes; `None` keeps sessions on this
+    /// worker only.
+    pub checkpoints: Option<Checkpoints>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's
@@ -130,6 +135,8 @@ pub struct ResumeFrom {
     pub session_id: String,
     /// What the session cost before this attempt.
     pub session_usd: f64,
+    /// The newest attempt that ran in it.
+    pub last_attempt: u32,
 }
 
 /// How long a failed Claude Code attempt's workspace waits for a retry to
@@ -167,7 +174,7 @@ impl Attempt {
     }
 
     /// The workspace attempt `n` of this step had on this worker.
-    fn workspace_of(&self, n: u32) -> PathBuf {
+    pub(crate) fn workspace_of(&self, n: u32) -> PathBuf {
         self.work_dir
             .join(&self.key.task_id)
             .join(&self.key.step_id)
@@ -454,17 +461,8 @@ async fn run_claude(
     };
     let resumed = match &attempt.resume {
         Some(resume) => {
-            let found = resumable(attempt, resume).await;
-            log(match &found {
-                Some(_) => format!(
-                    "resuming session {} of attempt {} in its workspace",
-                    resume.session_id, resume.attempt
-                ),
-                None => format!(
-                    "starting a new session: session {} of attempt {} is not on this worker",
-                    resume.session_id, resume.attempt
-                ),
-            });
+            let (found, line) = checkpoint::place_session(attempt, resume).await;
+            log(line);
             found.map(|workspace| (workspace, resume))
         }
         None => None,
@@ -522,6 +520,14 @@ async fn run_claude(
     if ended.cost.is_none() && spent != v1::Cost::default() {
         ended.cost = Some(spent);
     }
+    // Short of success, the session is kept for a retry on any worker
+    // (before the result: the retry may start as soon as it is in).
+    if ended.outcome != v1::Outcome::Succeeded
+        && let Some(line) =
+            checkpoint::keep_session(attempt, &workspace, &run.session_id, &redactor).await
+    {
+        log(line);
+    }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
 }
@@ -564,60 +570,22 @@ fn claude_ended(
     ended
 }
 
-/// The workspace of the attempt that started `resume`'s session, when it
-/// and the session's transcript are on this worker.
-async fn resumable(attempt: &Attempt, resume: &ResumeFrom) -> Option<PathBuf> {
-    let workspace = attempt.workspace_of(resume.attempt);
-    let candidate = workspace.clone();
-    let id = resume.session_id.clone();
-    // The id names a file: anything but a plain id is refused.
-    let plain = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let projects = attempt.claude.home.join(".claude/projects");
-    let found = tokio::task::spawn_blocking(move || {
-        // The CLI keeps a transcript per session under a directory named
-        // after the working directory; any of them will do.
-        plain
-            && candidate.is_dir()
-            && std::fs::read_dir(projects).is_ok_and(|dirs| {
-                dirs.flatten()
-                    .any(|dir| dir.path().join(format!("{id}.jsonl")).is_file())
-            })
-    })
-    .await
-    .unwrap_or(false);
-    if found {
-        // Resumed now: not to be swept while it runs.
-        let _ = tokio::fs::remove_file(retained_marker(&workspace)).await;
-        Some(workspace)
-    } else {
-        // A workspace without its session is no use to anyone.
-        if !attempt.keep_workspace && resume.attempt != attempt.key.attempt {
-            let _ = tokio::fs::remove_file(retained_marker(&workspace)).await;
-            remove_workspace(workspace).await;
-        }
-        None
-    }
-}
-
 /// After a Claude Code attempt: a failure that will be retried keeps its
-/// workspace (and so its session) for the retry to resume, for a while;
-/// anything else removes it, unless workspaces are kept for debugging.
+/// workspace (and so its session) for the retry to resume, for a while,
+/// as do workspaces kept for debugging; the marker beside it names this
+/// attempt as the newest that ran there. Anything else removes it.
 async fn finish_workspace(attempt: &Attempt, workspace: &Path, ended: &Ended) {
-    if attempt.keep_workspace {
-        return;
-    }
     let retry_may_come = ended.outcome == v1::Outcome::Failed && attempt.has_attempts_left();
-    if ended.resumable || retry_may_come {
+    if attempt.keep_workspace || ended.resumable || retry_may_come {
         let _ = tokio::fs::write(retained_marker(workspace), attempt.key.attempt.to_string()).await;
     } else {
         remove_workspace(workspace.to_path_buf()).await;
     }
 }
 
-fn retained_marker(workspace: &Path) -> PathBuf {
+/// Beside a workspace kept for a resume; it holds the newest attempt that
+/// ran there.
+pub(crate) fn retained_marker(workspace: &Path) -> PathBuf {
     let mut name = workspace.file_name().unwrap_or_default().to_os_string();
     name.push(RETAINED_SUFFIX);
     workspace.with_file_name(name)
@@ -907,7 +875,7 @@ impl ClaudeRun {
 /// Removes an attempt's workspace, then its step's and task's directories
 /// once empty (removing one that still holds another attempt fails, as it
 /// should). One blocking call, off the async threads.
-async fn remove_workspace(workspace: PathBuf) {
+pub(crate) async fn remove_workspace(workspace: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || {
         let _ = std::fs::remove_dir_all(&workspace);
         for parent in workspace.ancestors().skip(1).take(2) {
@@ -1319,16 +1287,26 @@ mod tests {
             access: None,
             traceparent: Some(TRACEPARENT.into()),
             metrics: Arc::new(WorkerMetrics::new(1)),
+            checkpoints: None,
         }
     }
 
     /// A Claude Code attempt whose "CLI" is a script printing `lines`
     /// (stream-json), then exiting with `code`; its argv goes to `argv.txt`.
     fn claude_attempt(dir: &Path, lines: &[&str], code: i32) -> Attempt {
+        claude_attempt_doing(dir, "", lines, code)
+    }
+
+    /// [`claude_attempt`] whose CLI runs the shell `script` first, in its
+    /// working directory.
+    fn claude_attempt_doing(dir: &Path, script: &str, lines: &[&str], code: i32) -> Attempt {
+        let prelude = script;
         let script = dir.join("fake-claude");
         let mut body = String::from(
             "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$PWD/../argv.txt\"\nenv > \"$PWD/../env.txt\"\n",
         );
+        body.push_str(prelude);
+        body.push('\n');
         for line in lines {
             body.push_str(&format!("echo '{line}'\n"));
         }
@@ -1573,6 +1551,7 @@ mod tests {
             attempt: 1,
             session_id: "s-1".into(),
             session_usd: 0.2,
+            last_attempt: 1,
         });
         attempt
     }
@@ -1644,6 +1623,145 @@ mod tests {
             Some(
                 "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
             )
+        );
+    }
+
+    /// Checkpoints kept in memory, counting the reads.
+    #[derive(Default)]
+    struct MemoryKeeper {
+        kept: Mutex<Option<v1::Checkpoint>>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl checkpoint::Keeper for MemoryKeeper {
+        async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String> {
+            *self.kept.lock().expect("lock") = Some(checkpoint);
+            Ok(())
+        }
+
+        async fn get(&self, _: &AttemptKey) -> Result<Option<v1::Checkpoint>, String> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(self.kept.lock().expect("lock").clone())
+        }
+    }
+
+    fn keeping(mut attempt: Attempt, keeper: &Arc<MemoryKeeper>) -> Attempt {
+        attempt.checkpoints = Some(Checkpoints {
+            keeper: keeper.clone(),
+            max_bytes: checkpoint::DEFAULT_MAX_BYTES,
+        });
+        attempt
+    }
+
+    /// What the fake CLI does in attempt 1: writes a file, and the
+    /// session's transcript where the real one would.
+    const WRITES_NOTES_AND_TRANSCRIPT: &str = "echo 'half done sk-ant-secret-key' > notes.txt; \
+        mkdir -p \"$HOME/.claude/projects/here\"; \
+        echo \"{\\\"cwd\\\":\\\"$PWD\\\"}\" > \"$HOME/.claude/projects/here/s-1.jsonl\"";
+
+    #[tokio::test]
+    async fn a_failed_session_is_kept_and_a_retry_on_another_worker_resumes_it_from_there() {
+        let keeper = Arc::new(MemoryKeeper::default());
+        let api_error =
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500"}"#;
+        // Worker A: attempt 1 fails mid-session.
+        let a = tempfile::tempdir().expect("tempdir");
+        let mut first =
+            claude_attempt_doing(a.path(), WRITES_NOTES_AND_TRANSCRIPT, &[INIT, api_error], 1);
+        first.step.retry = Some(orca_core::RetryPolicy::new(2));
+        let (result, reports) = run_to_end(keeping(first, &keeper)).await;
+        assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+        let kept = keeper
+            .kept
+            .lock()
+            .expect("lock")
+            .clone()
+            .expect("a checkpoint");
+        assert_eq!(kept.session_id, "s-1");
+        assert_eq!(kept.attempt.as_ref().map(|a| a.attempt), Some(1));
+        let workspace_a = a.path().join("t1/s/attempt-1");
+        assert_eq!(kept.workspace, workspace_a.display().to_string());
+        assert!(
+            logs_of(&reports)
+                .iter()
+                .any(|l| l.starts_with("checkpoint kept: session s-1, ")),
+            "{:?}",
+            logs_of(&reports)
+        );
+
+        // Worker B: attempt 2 resumes it from the checkpoint, in its own
+        // directories, the API key masked in what travelled.
+        let b = tempfile::tempdir().expect("tempdir");
+        let second = keeping(second_attempt_resuming_s1(b.path()), &keeper);
+        let (result, reports) = run_to_end(second).await;
+        assert_eq!(
+            result.outcome,
+            v1::Outcome::Succeeded as i32,
+            "{}",
+            result.error
+        );
+        assert!(
+            logs_of(&reports).contains(
+                &"resuming session s-1 of attempt 1 from the checkpoint attempt 1 left".into()
+            ),
+            "{:?}",
+            logs_of(&reports)
+        );
+        let workspace_b = b.path().join("t1/s/attempt-1");
+        assert_eq!(
+            std::fs::read_to_string(workspace_b.join("notes.txt")).expect("notes"),
+            "half done ***\n"
+        );
+        let transcript = checkpoint::transcript_path(&b.path().join("home"), &workspace_b, "s-1");
+        assert_eq!(
+            std::fs::read_to_string(transcript).expect("transcript"),
+            format!("{{\"cwd\":\"{}\"}}\n", workspace_b.display())
+        );
+        let argv = std::fs::read_to_string(b.path().join("t1/s/argv.txt")).expect("argv");
+        assert!(argv.contains("--resume\0s-1"), "{argv:?}");
+
+        // Attempt 3 back on A, which holds only attempt 1's run: the
+        // checkpoint attempt 2 left is newer, so A takes it. On B, whose
+        // copy is the newest, nothing is read.
+        *keeper.kept.lock().expect("lock") = Some(v1::Checkpoint {
+            attempt: Some(v1::AttemptRef {
+                attempt: 2,
+                ..kept.attempt.clone().expect("attempt")
+            }),
+            ..kept.clone()
+        });
+        let third_on = |dir: &Path| {
+            let mut third = keeping(second_attempt_resuming_s1(dir), &keeper);
+            third.key.attempt = 3;
+            if let Some(resume) = third.resume.as_mut() {
+                resume.last_attempt = 2;
+            }
+            third
+        };
+        std::fs::write(a.path().join("t1/s/attempt-1.retained"), "1").expect("A's marker");
+        let (_, reports) = run_to_end(third_on(a.path())).await;
+        assert!(
+            logs_of(&reports).contains(
+                &"resuming session s-1 of attempt 1 from the checkpoint attempt 2 left".into()
+            ),
+            "{:?}",
+            logs_of(&reports)
+        );
+        let reads = keeper.reads.load(std::sync::atomic::Ordering::Relaxed);
+        std::fs::write(b.path().join("t1/s/attempt-1.retained"), "2").expect("B's marker");
+        let (_, reports) = run_to_end(third_on(b.path())).await;
+        assert!(
+            logs_of(&reports)
+                .contains(&"resuming session s-1 of attempt 1 in its workspace".into()),
+            "{:?}",
+            logs_of(&reports)
+        );
+        assert_eq!(
+            keeper.reads.load(std::sync::atomic::Ordering::Relaxed),
+            reads,
+            "a worker with the newest copy reads no checkpoint"
         );
     }
 

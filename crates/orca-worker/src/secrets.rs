@@ -91,11 +91,52 @@ impl Redactor {
         }
         text
     }
+
+    /// Masks secrets in a file's bytes, text or not (a checkpoint's
+    /// workspace files).
+    pub fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        match String::from_utf8(bytes) {
+            Ok(text) => self.redact(text).into_bytes(),
+            Err(not_text) => {
+                let mut bytes = not_text.into_bytes();
+                for needle in &self.needles {
+                    bytes = replace_bytes(&bytes, needle.as_bytes(), MASK.as_bytes());
+                }
+                bytes
+            }
+        }
+    }
+}
+
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_masked_in_bytes_that_are_not_text() {
+        let r = Redactor::new(&["sk-live-abc".to_string()]);
+        let mut bytes = vec![0xff, 0x00];
+        bytes.extend_from_slice(b"sk-live-abc");
+        bytes.push(0xfe);
+        bytes.extend_from_slice(b"sk-live-abc");
+        assert_eq!(r.redact_bytes(bytes), b"\xff\x00***\xfe***".to_vec());
+        assert_eq!(r.redact_bytes(b"a sk-live-abc".to_vec()), b"a ***".to_vec());
+    }
 
     #[test]
     fn every_form_of_a_secret_is_masked() {

@@ -148,6 +148,7 @@ impl Engine {
                     attempt: s.attempt,
                     session_id: s.id.clone(),
                     session_usd: s.usd,
+                    last_attempt: s.last_attempt,
                 }),
                 step_token: String::new(),
                 traceparent: active.trace_context.clone(),

@@ -121,6 +121,9 @@ struct Session {
     /// The attempt that started it: its workspace holds the session, and
     /// every resumed attempt runs there.
     attempt: u32,
+    /// The newest attempt that ran in it: a worker whose copy of the
+    /// session is older takes the step's checkpoint instead.
+    last_attempt: u32,
     /// What its attempts have cost so far.
     usd: f64,
 }

@@ -389,18 +389,15 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
 }
 
 /// The session the newest attempt with one ran: the attempt that started
-/// it, and what every attempt in it cost.
+/// it, the newest that ran in it, and what every attempt in it cost.
 pub(super) fn last_session(attempts: &[orca_store::AttemptRecord]) -> Option<Session> {
-    let id = &attempts
-        .iter()
-        .rev()
-        .find(|a| !a.session_id.is_empty())?
-        .session_id;
-    let mut in_session = attempts.iter().filter(|a| &a.session_id == id);
+    let last = attempts.iter().rev().find(|a| !a.session_id.is_empty())?;
+    let mut in_session = attempts.iter().filter(|a| a.session_id == last.session_id);
     let first = in_session.next()?;
     Some(Session {
-        id: id.clone(),
+        id: last.session_id.clone(),
         attempt: first.attempt,
+        last_attempt: last.attempt,
         usd: first.cost.usd + in_session.map(|a| a.cost.usd).sum::<f64>(),
     })
 }

@@ -34,12 +34,15 @@ impl Engine {
         // A resumed session keeps its workspace and cost so far; a new one
         // starts here, at zero.
         slot.model.clone_from(&model);
-        match &slot.session {
-            Some(previous) if previous.id == session_id => {}
+        match &mut slot.session {
+            Some(previous) if previous.id == session_id => {
+                previous.last_attempt = attempt.attempt;
+            }
             _ => {
                 slot.session = Some(Session {
                     id: session_id.clone(),
                     attempt: attempt.attempt,
+                    last_attempt: attempt.attempt,
                     usd: 0.0,
                 });
             }

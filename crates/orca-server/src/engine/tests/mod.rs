@@ -528,6 +528,14 @@ impl Store for SlowBacklog {
     ) -> orca_store::Result<Option<u32>> {
         self.store.running_attempt(task_id, step_id).await
     }
+
+    async fn checkpoint(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<orca_store::Checkpoint>> {
+        self.store.checkpoint(task_id, step_id).await
+    }
     async fn audit_after(
         &self,
         after: u64,
@@ -940,4 +948,60 @@ async fn a_pools_cap_on_agents_holds_across_its_workers_and_other_steps_still_ru
     }
     assert_eq!(next.len(), 1, "{next:?}");
     assert_eq!(next[0].task_id, "agents");
+}
+
+/// Each retry is told the agent's session: the attempt that started it
+/// (its workspace) and the newest that ran in it (a worker holding an older
+/// copy takes the checkpoint), also after a restart.
+#[tokio::test]
+async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_restart() {
+    let store = MemoryStore::new();
+    let mut step = noop("a");
+    step.retry = Some(orca_core::RetryPolicy {
+        initial_delay_ms: 0,
+        ..orca_core::RetryPolicy::new(4)
+    });
+    let resume_of = |kind: v1::server_message::Kind| match kind {
+        v1::server_message::Kind::Assignment(a) => a.resume,
+        other => panic!("expected an assignment, got {other:?}"),
+    };
+    let resume = |attempt, last_attempt| v1::Resume {
+        attempt,
+        session_id: "s-1".into(),
+        session_usd: 0.0,
+        last_attempt,
+    };
+    {
+        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        h.submit("t", 0, 1, vec![step]).await;
+        let mut w = h.worker("w1", &["shell"], 1).await;
+        h.engine.credits(w.id, 1).await.expect("credits");
+        assert_eq!(
+            resume_of(w.next().await),
+            None,
+            "a first attempt resumes nothing"
+        );
+        for (attempt, told) in [(1, None), (2, Some(resume(1, 1)))] {
+            if let Some(told) = told {
+                assert_eq!(resume_of(w.next().await), Some(told));
+            }
+            let key = key("t", "a", attempt);
+            h.engine
+                .session(w.id, key.clone(), "s-1".into(), "m".into())
+                .await
+                .expect("session");
+            h.report(&w, key, v1::Outcome::Failed).await;
+            // As a worker does once an attempt is done.
+            h.engine.credits(w.id, 1).await.expect("credits");
+        }
+        assert_eq!(resume_of(w.next().await), Some(resume(1, 2)));
+        h.settled().await;
+    }
+    // Restarted from the store: attempt 3 was running on w1, which is gone.
+    let backlog = store.unfinished_task_ids().await.expect("recovery");
+    let h = Harness::start(store.reopen(), backlog, leases(Duration::from_millis(300)));
+    let mut w2 = h.worker("w2", &["shell"], 1).await;
+    let _heartbeats = h.keep_alive(&w2);
+    h.engine.credits(w2.id, 1).await.expect("credits");
+    assert_eq!(resume_of(w2.next().await), Some(resume(1, 2)));
 }

@@ -1,0 +1,579 @@
+//! Agents' session checkpoints, the worker's side: when a Claude Code
+//! attempt ends short of success, its session's transcript and its
+//! workspace's files (secrets masked, under a size cap) are packed into a
+//! gzipped tar and kept by the control plane; the attempt that resumes the
+//! session, on whichever worker, restores them into its own workspace and
+//! runs `claude --resume` there. A worker that still holds the newest copy
+//! of the session uses its own and fetches nothing.
+
+use std::io::{Read, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use orca_api::v1;
+use orca_core::AttemptKey;
+use orca_core::validate::valid_session_id;
+
+use crate::runtime::{Attempt, ResumeFrom, remove_workspace, retained_marker};
+use crate::secrets::Redactor;
+
+/// The largest archive packed by default; files that do not fit are left
+/// out (and the attempt's log says which).
+pub const DEFAULT_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// The transcript's name in the archive; the workspace's files are under
+/// [`FILES`].
+const TRANSCRIPT: &str = "session.jsonl";
+const FILES: &str = "workspace";
+/// What a tar entry costs beyond its data: its header block.
+const TAR_BLOCK: usize = 512;
+
+/// Where checkpoints are kept: the control plane, behind a trait so the
+/// runtime is tested without one.
+#[async_trait::async_trait]
+pub trait Keeper: Send + Sync {
+    /// Keeps `checkpoint` as its step's newest.
+    async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String>;
+    /// The step's newest checkpoint, for the attempt that runs it now;
+    /// `None` when it has none.
+    async fn get(&self, attempt: &AttemptKey) -> Result<Option<v1::Checkpoint>, String>;
+}
+
+/// A worker's checkpoint settings: where they go, how large they may be.
+#[derive(Clone)]
+pub struct Checkpoints {
+    pub keeper: Arc<dyn Keeper>,
+    pub max_bytes: usize,
+}
+
+/// A packed checkpoint.
+pub struct Packed {
+    pub archive: Vec<u8>,
+    /// Workspace paths left out: over the cap, or not regular files.
+    pub left_out: Vec<String>,
+}
+
+/// Where the CLI keeps a session's transcript when it runs in
+/// `workspace`: a directory per working directory, named after it with
+/// every character but ASCII letters and digits made `-`.
+pub fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+    let project: String = workspace
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    home.join(".claude/projects")
+        .join(project)
+        .join(format!("{session_id}.jsonl"))
+}
+
+/// The session's transcript, under whichever working directory it ran.
+pub fn find_transcript(home: &Path, session_id: &str) -> Option<PathBuf> {
+    std::fs::read_dir(home.join(".claude/projects"))
+        .ok()?
+        .flatten()
+        .map(|dir| dir.path().join(format!("{session_id}.jsonl")))
+        .find(|path| path.is_file())
+}
+
+fn too_large(what: &str, bytes: usize, max: usize) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{what} is {bytes} bytes, over the checkpoint cap of {max} (--checkpoint-max-bytes)"
+    ))
+}
+
+/// Packs the transcript and the workspace's regular files, masking
+/// `redactor`'s secrets in both. Files go in path order while the tar
+/// stays within `max_bytes`; the rest are left out, so a large build
+/// directory costs the session nothing but its own files. Blocking.
+pub fn pack(
+    transcript: &Path,
+    workspace: &Path,
+    redactor: &Redactor,
+    max_bytes: usize,
+) -> std::io::Result<Packed> {
+    let session = redactor.redact_bytes(std::fs::read(transcript)?);
+    // The tar's size bounds the archive's: gzip adds a few bytes per block
+    // it cannot shrink. A sixty-fourth is left for that.
+    let budget = max_bytes - max_bytes / 64;
+    let mut used = entry_cost(session.len());
+    if used > budget {
+        return Err(too_large(
+            "the session's transcript",
+            session.len(),
+            max_bytes,
+        ));
+    }
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    append(
+        &mut tar,
+        Path::new(TRANSCRIPT),
+        &session,
+        (0o600, now_secs()),
+    )?;
+    let mut left_out = Vec::new();
+    for (relative, file) in workspace_files(workspace, &mut left_out)? {
+        let metadata = std::fs::metadata(&file)?;
+        let cost = entry_cost(metadata.len() as usize);
+        if used + cost > budget {
+            left_out.push(relative.display().to_string());
+            continue;
+        }
+        let contents = redactor.redact_bytes(std::fs::read(&file)?);
+        used += entry_cost(contents.len());
+        let modified = metadata
+            .modified()
+            .ok()
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(now_secs, |d| d.as_secs());
+        append(
+            &mut tar,
+            &Path::new(FILES).join(&relative),
+            &contents,
+            (mode(&metadata), modified),
+        )?;
+    }
+    let archive = tar.into_inner()?.finish()?;
+    if archive.len() > max_bytes {
+        return Err(too_large("the packed checkpoint", archive.len(), max_bytes));
+    }
+    Ok(Packed { archive, left_out })
+}
+
+/// A tar entry's size: its header and its data in whole blocks.
+fn entry_cost(bytes: usize) -> usize {
+    TAR_BLOCK + bytes.div_ceil(TAR_BLOCK) * TAR_BLOCK
+}
+
+#[cfg(unix)]
+fn mode(metadata: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn mode(_: &std::fs::Metadata) -> u32 {
+    0o644
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Appends a regular file with its (mode, modification time).
+fn append(
+    tar: &mut tar::Builder<impl std::io::Write>,
+    path: &Path,
+    contents: &[u8],
+    (mode, modified): (u32, u64),
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(contents.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(modified);
+    tar.append_data(&mut header, path, contents)
+}
+
+/// The workspace's regular files, relative to it, in path order; whatever
+/// else is there (links, sockets) is named in `left_out`.
+fn workspace_files(
+    workspace: &Path,
+    left_out: &mut Vec<String>,
+) -> std::io::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(relative) = dirs.pop() {
+        let mut entries: Vec<_> =
+            std::fs::read_dir(workspace.join(&relative))?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries.into_iter().rev() {
+            let path = relative.join(entry.file_name());
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if kind.is_file() {
+                files.push((path, entry.path()));
+            } else {
+                left_out.push(path.display().to_string());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Restores a checkpoint: its files into `workspace` (made anew), its
+/// transcript where the CLI looks for the session when it runs there, with
+/// the paths of the workspace it was made in (`from`) pointed at this one.
+/// Blocking.
+pub fn unpack(
+    archive: &[u8],
+    workspace: &Path,
+    home: &Path,
+    session_id: &str,
+    from: &str,
+) -> std::io::Result<()> {
+    if workspace.exists() {
+        std::fs::remove_dir_all(workspace)?;
+    }
+    std::fs::create_dir_all(workspace)?;
+    let mut transcript = None;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        if path == Path::new(TRANSCRIPT) {
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text)?;
+            transcript = Some(text);
+            continue;
+        }
+        // Only plain relative paths under the files' folder: nothing is
+        // written outside the workspace, whatever the archive says.
+        let Ok(relative) = path.strip_prefix(FILES) else {
+            continue;
+        };
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
+            continue;
+        }
+        let target = workspace.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        entry.unpack(&target)?;
+    }
+    let transcript = transcript
+        .ok_or_else(|| std::io::Error::other("the checkpoint holds no session transcript"))?;
+    let here = workspace.to_string_lossy();
+    let transcript = match String::from_utf8(transcript) {
+        Ok(text) if !from.is_empty() && from != here => text.replace(from, &here).into_bytes(),
+        Ok(text) => text.into_bytes(),
+        Err(not_text) => not_text.into_bytes(),
+    };
+    let path = transcript_path(home, workspace, session_id);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(&transcript)?;
+    file.sync_all()
+}
+
+/// Where an attempt continues `resume`'s session, and the line its log
+/// shows: this worker's own copy when it is the newest, else the step's
+/// checkpoint restored here, else this worker's older copy; `None` starts a
+/// new session.
+pub(crate) async fn place_session(
+    attempt: &Attempt,
+    resume: &ResumeFrom,
+) -> (Option<PathBuf>, String) {
+    let (id, first) = (&resume.session_id, resume.attempt);
+    let workspace = attempt.workspace_of(first);
+    let marker = retained_marker(&workspace);
+    let local = local_copy(attempt, resume).await;
+    let mut trouble = String::new();
+    if local.is_none_or(|last| last < resume.last_attempt)
+        && let Some(checkpoints) = &attempt.checkpoints
+    {
+        match restore(attempt, resume, checkpoints, local).await {
+            Ok(Some(from)) => {
+                let _ = tokio::fs::remove_file(&marker).await;
+                return (
+                    Some(workspace),
+                    format!(
+                        "resuming session {id} of attempt {first} from the checkpoint attempt {from} left"
+                    ),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => trouble = format!(", and its checkpoint could not be restored: {e}"),
+        }
+    }
+    if local.is_some() {
+        // Resumed now: not to be swept while it runs.
+        let _ = tokio::fs::remove_file(&marker).await;
+        return (
+            Some(workspace),
+            format!("resuming session {id} of attempt {first} in its workspace"),
+        );
+    }
+    // A workspace without its session is no use to anyone.
+    if !attempt.keep_workspace && first != attempt.key.attempt {
+        let _ = tokio::fs::remove_file(&marker).await;
+        remove_workspace(workspace).await;
+    }
+    (
+        None,
+        format!(
+            "starting a new session: session {id} of attempt {first} is not on this worker{trouble}"
+        ),
+    )
+}
+
+/// The newest attempt whose run of the session this worker holds (its
+/// workspace and transcript), when it holds one: the workspace's marker
+/// says which; without one, the attempt that started it.
+async fn local_copy(attempt: &Attempt, resume: &ResumeFrom) -> Option<u32> {
+    let workspace = attempt.workspace_of(resume.attempt);
+    let id = resume.session_id.clone();
+    let home = attempt.claude.home.clone();
+    let held = valid_session_id(&id)
+        && tokio::task::spawn_blocking(move || {
+            workspace.is_dir() && find_transcript(&home, &id).is_some()
+        })
+        .await
+        .unwrap_or(false);
+    if !held {
+        return None;
+    }
+    let marker = retained_marker(&attempt.workspace_of(resume.attempt));
+    let last = tokio::fs::read_to_string(marker)
+        .await
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    Some(last.unwrap_or(resume.attempt))
+}
+
+/// Restores the step's checkpoint into the session's workspace here, when
+/// it is of this session and newer than what this worker holds; the
+/// attempt that left it.
+async fn restore(
+    attempt: &Attempt,
+    resume: &ResumeFrom,
+    checkpoints: &Checkpoints,
+    local: Option<u32>,
+) -> Result<Option<u32>, String> {
+    let Some(checkpoint) = checkpoints.keeper.get(&attempt.key).await? else {
+        return Ok(None);
+    };
+    let from = checkpoint.attempt.as_ref().map_or(0, |a| a.attempt);
+    if checkpoint.session_id != resume.session_id || local.is_some_and(|last| from <= last) {
+        return Ok(None);
+    }
+    let workspace = attempt.workspace_of(resume.attempt);
+    let home = attempt.claude.home.clone();
+    tokio::task::spawn_blocking(move || {
+        unpack(
+            &checkpoint.archive,
+            &workspace,
+            &home,
+            &checkpoint.session_id,
+            &checkpoint.workspace,
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(Some(from))
+}
+
+/// After an agent attempt that did not succeed: packs its session and has
+/// the control plane keep it, for a retry on any worker. Returns the line
+/// its log shows; `None` when the worker keeps no checkpoints.
+pub(crate) async fn keep_session(
+    attempt: &Attempt,
+    workspace: &Path,
+    session_id: &str,
+    redactor: &Arc<Redactor>,
+) -> Option<String> {
+    let checkpoints = attempt.checkpoints.as_ref()?;
+    if !valid_session_id(session_id) {
+        return None;
+    }
+    let (home, id) = (attempt.claude.home.clone(), session_id.to_string());
+    let (at, redactor, max_bytes) = (
+        workspace.to_path_buf(),
+        redactor.clone(),
+        checkpoints.max_bytes,
+    );
+    let packed = tokio::task::spawn_blocking(move || {
+        let transcript = find_transcript(&home, &id)
+            .ok_or_else(|| std::io::Error::other("the session's transcript is not there"))?;
+        pack(&transcript, &at, &redactor, max_bytes)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|packed| packed.map_err(|e| e.to_string()));
+    let packed = match packed {
+        Ok(packed) => packed,
+        Err(e) => return Some(format!("checkpoint not kept: {e}")),
+    };
+    let bytes = packed.archive.len();
+    let checkpoint = v1::Checkpoint {
+        attempt: Some(v1::AttemptRef::from(&attempt.key)),
+        session_id: session_id.to_string(),
+        workspace: workspace.display().to_string(),
+        archive: packed.archive,
+    };
+    Some(match checkpoints.keeper.put(checkpoint).await {
+        Ok(()) => {
+            let mut line = format!("checkpoint kept: session {session_id}, {bytes} bytes");
+            if !packed.left_out.is_empty() {
+                let shown: Vec<&str> = packed
+                    .left_out
+                    .iter()
+                    .take(10)
+                    .map(String::as_str)
+                    .collect();
+                line.push_str(&format!(
+                    "; left out ({} over the cap or not regular files): {}",
+                    packed.left_out.len(),
+                    shown.join(", ")
+                ));
+            }
+            line
+        }
+        Err(e) => format!("checkpoint not kept: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, contents: &[u8]) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(path, contents).expect("write");
+    }
+
+    #[test]
+    fn a_session_travels_with_its_files_its_secrets_masked_and_its_paths_moved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("a/work/t1/s/attempt-1");
+        let home_a = dir.path().join("a/home");
+        let transcript = transcript_path(&home_a, &old, "s-1");
+        let line = format!(
+            "{{\"cwd\":\"{}\",\"text\":\"key sk-ant-secret\"}}\n",
+            old.display()
+        );
+        write(&transcript, line.as_bytes());
+        write(&old.join("notes.txt"), b"half done with sk-ant-secret\n");
+        write(&old.join("src/deep/lib.rs"), b"fn main() {}\n");
+        write(&old.join("blob.bin"), &[0xff, 0, 1, 2]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let script = old.join("run.sh");
+            write(&script, b"#!/bin/sh\n");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            std::os::unix::fs::symlink("/etc/passwd", old.join("link")).expect("symlink");
+        }
+        let redactor = Redactor::new(&["sk-ant-secret".to_string()]);
+        let packed = pack(&transcript, &old, &redactor, DEFAULT_MAX_BYTES).expect("packed");
+        #[cfg(unix)]
+        assert_eq!(packed.left_out, ["link"], "links are not followed");
+        assert!(
+            !packed
+                .archive
+                .windows(b"sk-ant-secret".len())
+                .any(|w| w == b"sk-ant-secret"),
+            "compressed, and masked"
+        );
+
+        // Worker B, its own directories.
+        let new = dir.path().join("b/work/t1/s/attempt-1");
+        let home_b = dir.path().join("b/home");
+        std::fs::create_dir_all(&new).expect("stale workspace");
+        std::fs::write(new.join("stale.txt"), "from an older attempt").expect("stale");
+        unpack(
+            &packed.archive,
+            &new,
+            &home_b,
+            "s-1",
+            &old.display().to_string(),
+        )
+        .expect("unpacked");
+        let read = |p: &Path| std::fs::read(p).expect("read");
+        assert_eq!(read(&new.join("notes.txt")), b"half done with ***\n");
+        assert_eq!(read(&new.join("src/deep/lib.rs")), b"fn main() {}\n");
+        assert_eq!(read(&new.join("blob.bin")), [0xff, 0, 1, 2]);
+        assert!(!new.join("stale.txt").exists(), "made anew");
+        assert!(!new.join("link").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(new.join("run.sh"))
+                .expect("script")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755, "still executable");
+        }
+        let restored = transcript_path(&home_b, &new, "s-1");
+        assert_eq!(find_transcript(&home_b, "s-1"), Some(restored.clone()));
+        let restored = String::from_utf8(read(&restored)).expect("text");
+        assert_eq!(
+            restored,
+            format!("{{\"cwd\":\"{}\",\"text\":\"key ***\"}}\n", new.display())
+        );
+    }
+
+    #[test]
+    fn files_over_the_cap_are_left_out_and_a_transcript_over_it_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = dir.path().join("ws");
+        let transcript = dir.path().join("s.jsonl");
+        write(&transcript, b"{}\n");
+        write(&workspace.join("a-small.txt"), b"small");
+        write(&workspace.join("b-large.bin"), &vec![7u8; 64 * 1024]);
+        write(&workspace.join("c-small.txt"), b"also small");
+        let packed =
+            pack(&transcript, &workspace, &Redactor::default(), 16 * 1024).expect("packed");
+        assert_eq!(packed.left_out, ["b-large.bin"]);
+        assert!(packed.archive.len() <= 16 * 1024);
+        let home = dir.path().join("home");
+        let restored = dir.path().join("restored");
+        unpack(&packed.archive, &restored, &home, "s", "").expect("unpacked");
+        assert!(restored.join("a-small.txt").is_file());
+        assert!(restored.join("c-small.txt").is_file());
+        assert!(!restored.join("b-large.bin").exists());
+
+        write(&transcript, &vec![b'x'; 32 * 1024]);
+        let refused = pack(&transcript, &workspace, &Redactor::default(), 16 * 1024)
+            .err()
+            .expect("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("the session's transcript is 32768 bytes, over the checkpoint cap"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn an_archive_cannot_write_outside_the_workspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        append(&mut tar, Path::new(TRANSCRIPT), b"{}\n", (0o600, 1)).expect("transcript");
+        // The builder refuses `..` itself; write the raw name as a hostile
+        // archive would.
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(4);
+        header.set_mode(0o644);
+        header.as_gnu_mut().expect("gnu").name[..22].copy_from_slice(b"workspace/../escape.tx");
+        header.set_cksum();
+        tar.append(&header, &b"evil"[..]).expect("entry");
+        append(&mut tar, Path::new("elsewhere.txt"), b"no", (0o644, 1)).expect("entry");
+        let archive = tar.into_inner().expect("tar").finish().expect("gzip");
+        let workspace = dir.path().join("ws");
+        unpack(&archive, &workspace, &dir.path().join("home"), "s", "").expect("unpacked");
+        assert!(!dir.path().join("escape.tx").exists());
+        assert!(!dir.path().join("elsewhere.txt").exists());
+        assert!(!workspace.join("elsewhere.txt").exists());
+    }
+}
