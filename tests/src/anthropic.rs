@@ -97,6 +97,29 @@ impl MockAnthropic {
         self.with(|s| s.requests.clone())
     }
 
+    /// Asserts that the last request resumed a session: it carried the
+    /// earlier conversation (its first `prompt`, and `file`, which a tool
+    /// touched), and its last message is a tool's result holding `found`
+    /// (what an earlier attempt wrote there).
+    pub fn assert_resumed(&self, prompt: &str, file: &str, found: &str) {
+        let requests = self.requests();
+        let last = requests.last().expect("a request");
+        let history = last["messages"].to_string();
+        assert!(
+            history.contains(prompt) && history.contains(file),
+            "the earlier conversation: {history}"
+        );
+        let read_back = last["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .map(|m| m["content"].to_string())
+            .unwrap_or_default();
+        assert!(
+            read_back.contains("tool_result") && read_back.contains(found),
+            "the tool found what the earlier attempt wrote: {read_back}"
+        );
+    }
+
     /// Requests held open by a `Hang` reply.
     pub fn hanging(&self) -> usize {
         self.with(|s| s.hanging)

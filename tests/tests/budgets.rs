@@ -120,22 +120,7 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
     );
     // The resumed run sent the earlier conversation, and the file the
     // first attempt wrote was there for it to read.
-    let requests = mock.requests();
-    let last = requests.last().expect("a request");
-    let history = last["messages"].to_string();
-    assert!(
-        history.contains(&prompt) && history.contains("notes.txt"),
-        "{history}"
-    );
-    let read_back = last["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .map(|m| m["content"].to_string())
-        .unwrap_or_default();
-    assert!(
-        read_back.contains("tool_result") && read_back.contains("half done"),
-        "the Read tool found the file: {read_back}"
-    );
+    mock.assert_resumed(&prompt, "notes.txt", "half done");
     let output = step_output(&task, "notes").expect("output");
     assert_eq!(output["result"], "Finished where I left off.");
     let cost = task.cost.unwrap_or_default();
