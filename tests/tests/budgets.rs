@@ -67,6 +67,7 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
         spec.budget = Some(v1::Budget {
             usd: Some(budget),
             tokens: None,
+            approvers: Vec::new(),
         });
     }
     let id = submit(&client, request).await.expect("submit");
@@ -246,4 +247,132 @@ async fn tenant_budgets_from_a_file_hold_from_the_start_and_a_bad_file_stops_the
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     assert_eq!(listed[1]["tenant"], "team-b");
     assert_eq!(listed[1]["usdPerMonth"], 100.0);
+}
+
+/// A task whose budget names approvers: once it has spent its budget, one
+/// of them (here a viewer named `lead`) lets it go on with as much again,
+/// and the agent resumes its session; anyone else is refused, and nothing
+/// changes.
+#[tokio::test]
+async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
+        },
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": "{cwd}/plan.txt", "content": "the rest\n"}),
+        },
+        // Its usage crosses the budget, and the turn never ends.
+        Reply::TextThenHang("Thinking about the rest...".into()),
+        Reply::Tool {
+            name: "Read".into(),
+            input: json!({"file_path": "{cwd}/notes.txt"}),
+        },
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    let mut server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_admin", "admin", "root"),
+            token_line("orca_dev", "developer", "dana"),
+            token_line("orca_lead", "viewer", "lead"),
+            token_line("orca_worker", "worker", "pool-a"),
+        ],
+        &[],
+    )
+    .expect("server");
+    server.admin_token = "orca_admin".into();
+    server.worker_token = "orca_worker".into();
+    let _worker =
+        start_claude_worker(&server, dir.path(), &mock, &["claude-code"], 1, &[]).expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt, then finish {}", std::process::id());
+    let mut request = task("approved", vec![agent_step("notes", &prompt)]);
+    // Paused on turn 3; as much again (5.5 turns) is room for the two
+    // turns the resumed session takes.
+    let budget = 2.75 * turn_usd();
+    if let Some(spec) = request.spec.as_mut() {
+        spec.budget = Some(v1::Budget {
+            usd: Some(budget),
+            tokens: None,
+            approvers: vec!["lead".into()],
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    wait_task(&client, &id, Duration::from_secs(60), paused)
+        .await
+        .expect("the task pauses at its budget");
+
+    let as_caller = |token: &str| {
+        let mut cli = server.cli();
+        cli.env("ORCA_TOKEN", token);
+        cli
+    };
+    let shown = succeed(server.cli().args(["get", "task", &id]));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("or lead may orca approve {id} --budget")),
+        "{shown}"
+    );
+    let refused = fails_in_one_line(as_caller("orca_dev").args(["approve", &id, "--budget"]));
+    assert!(
+        refused.contains("permission denied")
+            && refused.contains("dana (developer) is not an approver of task")
+            && refused.contains("its approvers are: lead"),
+        "{refused}"
+    );
+    let approved = succeed(as_caller("orca_lead").args([
+        "approve",
+        &id,
+        "--budget",
+        "--reason",
+        "worth finishing",
+    ]));
+    let approved = String::from_utf8_lossy(&approved.stdout);
+    let now: f64 = approved
+        .split("budget is now $")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|usd| usd.parse().ok())
+        .unwrap_or_else(|| panic!("a budget in {approved}"));
+    assert!(
+        (now - 2.0 * budget).abs() < 1e-12,
+        "as much again: {approved}"
+    );
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the task goes on and succeeds");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[1].session_id, attempts[0].session_id);
+    mock.assert_resumed(&prompt, "notes.txt", "half done");
+
+    // Approving again: the task is not paused for its budget any more.
+    let again = fails_in_one_line(as_caller("orca_lead").args(["approve", &id, "--budget"]));
+    assert!(again.contains("failed precondition"), "{again}");
+    // Who decided, when and why is in the audit log.
+    let audit = server.audit_log().await.expect("audit");
+    let decided: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "task.approve_budget")
+        .map(|e| (e.actor.as_str(), e.outcome.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(decided.len(), 3, "{decided:?}");
+    assert_eq!(decided[0].0, "dana");
+    assert_ne!(decided[0].1, "ok");
+    assert_eq!(decided[1].0, "lead");
+    assert_eq!(decided[1].1, "ok");
+    assert!(
+        decided[1].2.contains("approved: worth finishing"),
+        "{decided:?}"
+    );
 }

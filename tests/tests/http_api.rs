@@ -524,6 +524,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/steps/{step}/approve"),
         ("POST", "/tasks/{id}/steps/{step}/reject"),
         ("POST", "/tasks/{id}/budget"),
+        ("POST", "/tasks/{id}/budget/approve"),
         ("PUT", "/tenants/{tenant}/budget"),
         ("GET", "/budgets"),
         ("GET", "/tasks/{id}/events"),

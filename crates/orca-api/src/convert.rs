@@ -44,6 +44,7 @@ impl From<v1::TaskSpec> for core::TaskSpec {
             budget: spec.budget.map(|b| core::Budget {
                 usd: b.usd,
                 tokens: b.tokens,
+                approvers: b.approvers,
             }),
         }
     }
@@ -108,9 +109,10 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
             steps: spec.steps.iter().map(Into::into).collect(),
             prompt: spec.prompt.clone(),
             plan: spec.plan,
-            budget: spec.budget.map(|b| v1::Budget {
+            budget: spec.budget.as_ref().map(|b| v1::Budget {
                 usd: b.usd,
                 tokens: b.tokens,
+                approvers: b.approvers.clone(),
             }),
         }
     }
@@ -371,6 +373,7 @@ mod tests {
             budget: Some(core::Budget {
                 usd: Some(1.5),
                 tokens: None,
+                approvers: vec!["lead".into()],
             }),
             ..core::TaskSpec::default()
         };

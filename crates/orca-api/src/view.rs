@@ -88,6 +88,9 @@ pub struct BudgetView {
     pub usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
+    /// Who may approve the task going on once it has spent its budget.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// What something cost; left out when nothing was spent.
@@ -254,9 +257,10 @@ pub fn task_view(task: &v1::Task) -> TaskView {
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
         cost: cost_view(&task.cost),
-        budget: spec.budget.map(|b| BudgetView {
+        budget: spec.budget.as_ref().map(|b| BudgetView {
             usd: b.usd,
             tokens: b.tokens,
+            approvers: b.approvers.clone(),
         }),
         trace_id: task.trace_id.clone(),
         prompt: spec.prompt.clone(),

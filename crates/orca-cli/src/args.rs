@@ -686,10 +686,18 @@ pub struct CancelArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "orca approve TASK STEP [--reason R]\n       orca approve TASK --budget [--reason R]"
+)]
 pub struct ApproveArgs {
     pub task: String,
     /// The step awaiting approval.
-    pub step: String,
+    #[arg(required_unless_present = "budget")]
+    pub step: Option<String>,
+    /// Instead of a step: let a task paused for its own budget go on with
+    /// as much again (you must be among the budget's approvers).
+    #[arg(long, conflicts_with = "step")]
+    pub budget: bool,
     /// Why; kept in the step's events and the audit log.
     #[arg(long, default_value = "")]
     pub reason: String,
@@ -932,5 +940,27 @@ mod tests {
     #[test]
     fn worker_slots_are_bounded() {
         assert!(Cli::try_parse_from(["orca", "worker", "--slots", "0"]).is_err());
+    }
+
+    #[test]
+    fn approve_takes_a_step_or_the_budget_not_both() {
+        let approve = |args: &[&str]| {
+            Cli::try_parse_from(["orca", "approve"].iter().chain(args)).map(|cli| {
+                match cli.command {
+                    Command::Approve(a) => (a.step, a.budget),
+                    _ => panic!("approve parses as approve"),
+                }
+            })
+        };
+        assert_eq!(
+            approve(&["t", "s"]).expect("a step"),
+            (Some("s".into()), false)
+        );
+        assert_eq!(
+            approve(&["t", "--budget"]).expect("the budget"),
+            (None, true)
+        );
+        assert!(approve(&["t"]).is_err(), "one of them");
+        assert!(approve(&["t", "s", "--budget"]).is_err(), "not both");
     }
 }

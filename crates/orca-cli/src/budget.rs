@@ -1,5 +1,5 @@
 //! `orca budget`: tenants' spend against their budgets, setting a tenant's
-//! budget, raising a task's.
+//! budget, raising a task's; and `orca approve TASK --budget`.
 
 use std::process::ExitCode;
 
@@ -50,29 +50,50 @@ pub async fn budget(target: &Target, command: BudgetCommand) -> anyhow::Result<E
             let task = client
                 .raise_budget(v1::RaiseBudgetRequest {
                     task_id: task,
-                    by: Some(v1::Budget { usd, tokens }),
+                    by: Some(v1::Budget {
+                        usd,
+                        tokens,
+                        approvers: Vec::new(),
+                    }),
                 })
                 .await?
                 .into_inner();
-            let budget = task
-                .spec
-                .as_ref()
-                .and_then(|s| s.budget)
-                .map(|b| output::limits(b.usd, b.tokens))
-                .unwrap_or_default();
-            let state = output::task_state_name(task.state);
-            let spent = output::usd(&task.cost);
-            let spent = if spent.is_empty() { "$0".into() } else { spent };
-            println!(
-                "task {} budget is now {budget} ({spent} spent); the task is {state}",
-                task.id
-            );
-            if state == "paused" {
-                println!("{}", task.message);
-            }
+            print_task_budget(&task);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `orca approve TASK --budget`: as one of its budget's approvers, lets a
+/// task paused for its budget go on.
+pub async fn approve(target: &Target, task_id: String, reason: String) -> anyhow::Result<ExitCode> {
+    let task = tasks(target)
+        .await?
+        .approve_budget(v1::ApproveBudgetRequest { task_id, reason })
+        .await?
+        .into_inner();
+    print_task_budget(&task);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a raised or approved budget now is, and where the task stands.
+fn print_task_budget(task: &v1::Task) {
+    let budget = task
+        .spec
+        .as_ref()
+        .and_then(|s| s.budget.as_ref())
+        .map(|b| output::limits(b.usd, b.tokens))
+        .unwrap_or_default();
+    let state = output::task_state_name(task.state);
+    let spent = output::usd(&task.cost);
+    let spent = if spent.is_empty() { "$0".into() } else { spent };
+    println!(
+        "task {} budget is now {budget} ({spent} spent); the task is {state}",
+        task.id
+    );
+    if state == "paused" {
+        println!("{}", task.message);
+    }
 }
 
 /// The JSON and YAML shape of one tenant's line.

@@ -113,9 +113,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => client::logs(&target, args).await,
         Command::Cancel(args) => client::cancel(&target, args).await,
         Command::Retry(args) => client::retry(&target, args).await,
-        Command::Approve(args) => {
-            client::decide(&target, args.task, args.step, args.reason, true).await
-        }
+        Command::Approve(args) => match args.step {
+            Some(step) => client::decide(&target, args.task, step, args.reason, true).await,
+            None => budget::approve(&target, args.task, args.reason).await,
+        },
         Command::Reject(args) => {
             client::decide(&target, args.task, args.step, args.reason, false).await
         }

@@ -128,10 +128,15 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
         );
     }
     if let Some(budget) = &view.budget {
-        let paused = if view.state == "paused" {
-            format!("; paused: orca budget raise {} --usd N", view.id)
-        } else {
-            String::new()
+        let paused = match (view.state == "paused", budget.approvers.as_slice()) {
+            (false, _) => String::new(),
+            (true, []) => format!("; paused: orca budget raise {} --usd N", view.id),
+            (true, approvers) => format!(
+                "; paused: orca budget raise {} --usd N, or {} may orca approve {} --budget",
+                view.id,
+                approvers.join(", "),
+                view.id
+            ),
         };
         println!("Budget:    {}{paused}", limits(budget.usd, budget.tokens));
     }

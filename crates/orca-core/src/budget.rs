@@ -10,7 +10,7 @@ use crate::cost::Cost;
 use crate::state::Micros;
 
 /// A task's spending limit; each part set is enforced, the other is not.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Budget {
@@ -22,6 +22,11 @@ pub struct Budget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub tokens: Option<u64>,
+    /// Who may let the task go on once it has spent its budget (a caller's
+    /// name or role): each approval grants it as much again as its budget
+    /// so far. Without approvers, only a raise does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 impl Budget {
@@ -46,8 +51,9 @@ impl Budget {
     }
 
     /// Adds to each limit that is set (a raise names what it raises).
-    pub fn raised(self, by: Budget) -> Budget {
+    pub fn raised(self, by: &Budget) -> Budget {
         Budget {
+            approvers: self.approvers,
             usd: match (self.usd, by.usd) {
                 (Some(limit), Some(more)) => Some(limit + more),
                 (limit, more) => limit.or(more),
@@ -61,6 +67,11 @@ impl Budget {
 
     pub fn is_empty(&self) -> bool {
         self.usd.is_none() && self.tokens.is_none()
+    }
+
+    /// Whether a caller of this name and role may approve going on.
+    pub fn approved_by(&self, name: &str, role: &str) -> bool {
+        self.approvers.iter().any(|a| a == name || a == role)
     }
 }
 
@@ -132,10 +143,12 @@ impl TenantBudget {
             Window::Day => Budget {
                 usd: self.usd_per_day,
                 tokens: self.tokens_per_day,
+                approvers: Vec::new(),
             },
             Window::Month => Budget {
                 usd: self.usd_per_month,
                 tokens: self.tokens_per_month,
+                approvers: Vec::new(),
             },
         }
     }
@@ -229,6 +242,7 @@ mod tests {
         let budget = Budget {
             usd: Some(1.0),
             tokens: Some(300),
+            approvers: Vec::new(),
         };
         assert_eq!(budget.exceeded_by(&usd(0.99)), None);
         assert_eq!(
@@ -254,19 +268,22 @@ mod tests {
         let budget = Budget {
             usd: Some(1.0),
             tokens: None,
+            approvers: Vec::new(),
         };
-        let raised = budget.raised(Budget {
+        let raised = budget.clone().raised(&Budget {
             usd: Some(0.5),
             tokens: Some(10),
+            approvers: Vec::new(),
         });
         assert_eq!(
             raised,
             Budget {
                 usd: Some(1.5),
-                tokens: Some(10)
+                tokens: Some(10),
+                approvers: Vec::new(),
             }
         );
-        assert_eq!(budget.raised(Budget::default()), budget);
+        assert_eq!(budget.clone().raised(&Budget::default()), budget);
     }
 
     #[test]

@@ -142,8 +142,25 @@ pub fn validate_budget(budget: &Budget, field: &str) -> Result<(), Error> {
     if budget.tokens == Some(0) {
         return Err(invalid(format!("{field}.tokens"), "must be at least 1"));
     }
+    if budget.approvers.len() > MAX_APPROVERS {
+        return Err(invalid(
+            format!("{field}.approvers"),
+            format!("at most {MAX_APPROVERS} approvers"),
+        ));
+    }
+    for (a, approver) in budget.approvers.iter().enumerate() {
+        if approver.trim().is_empty() || approver.len() > MAX_APPROVER_BYTES {
+            return Err(invalid(
+                format!("{field}.approvers[{a}]"),
+                format!("an approver is a name or a role, 1 to {MAX_APPROVER_BYTES} bytes"),
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The longest approver a budget names: a token's name or a JWT subject.
+const MAX_APPROVER_BYTES: usize = 253;
 
 /// A tenant budget's dollar amounts are numbers, 0 or more (0 lets the
 /// tenant spend nothing). `field` is where it sits.
@@ -997,6 +1014,7 @@ mod tests {
             let (field, message) = rejected(&with(Budget {
                 usd: Some(usd),
                 tokens: None,
+                approvers: Vec::new(),
             }));
             assert_eq!(field, "budget.usd");
             assert!(message.contains("above 0"), "{message}");
@@ -1004,13 +1022,20 @@ mod tests {
         let no_tokens = Budget {
             usd: None,
             tokens: Some(0),
+            approvers: Vec::new(),
         };
         assert_eq!(rejected(&with(no_tokens)).0, "budget.tokens");
         let fine = Budget {
             usd: Some(2.5),
             tokens: Some(10_000),
+            approvers: vec!["lead".into(), "admin".into()],
         };
-        assert_eq!(validate(&with(fine), &Limits::default()), Ok(()));
+        assert_eq!(validate(&with(fine.clone()), &Limits::default()), Ok(()));
+        let blank = Budget {
+            approvers: vec!["lead".into(), " ".into()],
+            ..fine
+        };
+        assert_eq!(rejected(&with(blank)).0, "budget.approvers[1]");
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub fn task_status(task: &v1::Task, generation: Option<i64>) -> OrcaTaskStatus {
         budget_usd: task
             .spec
             .as_ref()
-            .and_then(|s| s.budget)
+            .and_then(|s| s.budget.as_ref())
             .and_then(|b| b.usd),
         trace_id: Some(task.trace_id.clone()).filter(|t| !t.is_empty()),
         message: Some(task.message.clone()).filter(|m| !m.is_empty()),
@@ -222,6 +222,7 @@ mod tests {
                 budget: Some(v1::Budget {
                     usd: Some(2.0),
                     tokens: None,
+                    approvers: Vec::new(),
                 }),
                 ..Default::default()
             }),

@@ -596,6 +596,7 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
         budget: Some(Budget {
             usd: Some(2.5),
             tokens: None,
+            approvers: Vec::new(),
         }),
         ..new_task("t1", "team", None).spec
     };

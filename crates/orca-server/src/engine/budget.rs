@@ -159,14 +159,19 @@ fn spent_by(active: &Active) -> Cost {
 /// Why a task may not run on now, if its own or its tenant's budget is
 /// spent.
 fn over_budget(active: &Active, budgets: &Budgets, at: Micros) -> Option<String> {
-    if let Some(why) = active
-        .spec
-        .budget
-        .and_then(|budget| budget.exceeded_by(&spent_by(active)))
-    {
+    if let Some(why) = over_own_budget(active) {
         return Some(format!("budget: the task {why}"));
     }
     tenant_over_budget(&active.tenant, budgets, at)
+}
+
+/// Why a task has spent its own budget, if it has.
+fn over_own_budget(active: &Active) -> Option<String> {
+    active
+        .spec
+        .budget
+        .as_ref()
+        .and_then(|budget| budget.exceeded_by(&spent_by(active)))
 }
 
 /// Why a tenant's tasks may not run on now, if its budget is spent.
@@ -328,7 +333,7 @@ impl Engine {
         };
         let id = id.clone();
         let mut spec = (*active.spec).clone();
-        spec.budget = Some(spec.budget.unwrap_or_default().raised(by));
+        spec.budget = Some(spec.budget.unwrap_or_default().raised(&by));
         self.round.writes.push(Write::Spec {
             id: id.to_string(),
             spec: Box::new(spec.clone()),
@@ -343,6 +348,33 @@ impl Engine {
         let (done, committed) = oneshot::channel();
         self.round.effects.push(Effect::Done(done));
         Ok(committed)
+    }
+
+    /// An approver lets a task paused for its own budget go on: the budget
+    /// grows by as much again as it was. Answers what was granted, and the
+    /// round's commit.
+    pub(super) fn approve_budget(
+        &mut self,
+        task_id: &str,
+    ) -> Result<(Budget, oneshot::Receiver<()>), Error> {
+        let active = self.tasks.get(task_id).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "task {task_id} is not running; only a paused task's budget can be approved"
+            ))
+        })?;
+        if active.run.state() != TaskState::Paused || over_own_budget(active).is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {task_id} is not paused for its own budget: there is nothing to approve"
+            )));
+        }
+        let budget = active.spec.budget.clone().unwrap_or_default();
+        let grant = Budget {
+            usd: budget.usd,
+            tokens: budget.tokens,
+            approvers: Vec::new(),
+        };
+        let committed = self.raise_budget(task_id, grant.clone())?;
+        Ok((grant, committed))
     }
 
     /// Sets a tenant's budget (already stored); its paused tasks go on if

@@ -113,6 +113,11 @@ pub(super) enum Command {
         by: Budget,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
     },
+    /// An approver lets a task paused for its own budget go on.
+    ApproveBudget {
+        task_id: String,
+        reply: oneshot::Sender<Result<(Budget, oneshot::Receiver<()>), Error>>,
+    },
     /// A tenant's budget, already stored, takes effect.
     SetTenantBudget {
         tenant: String,
@@ -282,6 +287,17 @@ impl EngineHandle {
             .await?;
         let committed = answer.await.map_err(|_| Error::ShuttingDown)??;
         committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Lets a task paused for its own budget go on, its budget grown by as
+    /// much again as it was; returns what was granted, once committed. Who
+    /// may approve is the caller's to check.
+    pub async fn approve_budget(&self, task_id: String) -> Result<Budget, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ApproveBudget { task_id, reply }).await?;
+        let (granted, committed) = answer.await.map_err(|_| Error::ShuttingDown)??;
+        committed.await.map_err(|_| Error::ShuttingDown)?;
+        Ok(granted)
     }
 
     /// Applies a tenant budget the store now holds; returns once what it

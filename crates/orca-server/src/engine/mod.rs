@@ -458,6 +458,9 @@ impl Engine {
                 attempt,
                 cost,
             } => self.spend(worker, attempt, cost),
+            Command::ApproveBudget { task_id, reply } => {
+                let _ = reply.send(self.approve_budget(&task_id));
+            }
             Command::RaiseBudget { task_id, by, reply } => {
                 let _ = reply.send(self.raise_budget(&task_id, by));
             }

@@ -1,5 +1,5 @@
-//! The budget routes: raise a task's budget, set a tenant's (admins), and
-//! list tenants' spend against their budgets.
+//! The budget routes: raise a task's budget, approve a paused one going on,
+//! set a tenant's (admins), and list tenants' spend against their budgets.
 
 use super::*;
 
@@ -96,6 +96,7 @@ pub(super) async fn raise_budget(
         by: Some(v1::Budget {
             usd: body.usd,
             tokens: body.tokens,
+            approvers: Vec::new(),
         }),
     };
     let task = call(
@@ -104,6 +105,33 @@ pub(super) async fn raise_budget(
         Access::Change,
         request,
         |s, r| async move { s.tasks.raise_budget(r).await },
+    )
+    .await?;
+    Ok(Json(task_view(&task)))
+}
+
+#[utoipa::path(post, path = "/tasks/{id}/budget/approve", tag = "tasks",
+    summary = "As one of its budget's approvers, let a task paused for its budget go on with as much again (ApproveBudget)",
+    params(("id" = String, Path, description = "the task id")),
+    request_body(content = DecisionBody, content_type = "application/json", description = "optional: {\"reason\": \"…\"}"),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
+        (status = 409, description = "the task is not paused for its own budget, or its budget names no approvers", body = ErrorBody), Refused))]
+pub(super) async fn approve_budget(
+    State(status): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+    body: Result<String, StringRejection>,
+) -> Answer<TaskView> {
+    let request = v1::ApproveBudgetRequest {
+        task_id,
+        reason: decision_body(body)?.reason,
+    };
+    let task = call(
+        &status,
+        &headers,
+        Access::Change,
+        request,
+        |s, r| async move { s.tasks.approve_budget(r).await },
     )
     .await?;
     Ok(Json(task_view(&task)))

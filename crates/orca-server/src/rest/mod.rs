@@ -106,6 +106,7 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(approve_step))
         .routes(routes!(reject_step))
         .routes(routes!(budget::raise_budget))
+        .routes(routes!(budget::approve_budget))
         .routes(routes!(budget::set_tenant_budget))
         .routes(routes!(budget::list_budgets))
         .routes(routes!(task_events))
@@ -431,14 +432,16 @@ async fn retry_task(
 /// The body of a decision on a step's approval.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-struct DecisionBody {
+pub(super) struct DecisionBody {
     /// Why; required to reject.
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
 }
 
 /// An empty body is a decision without a reason.
-fn decision_body(body: Result<String, StringRejection>) -> Result<DecisionBody, ApiError> {
+pub(super) fn decision_body(
+    body: Result<String, StringRejection>,
+) -> Result<DecisionBody, ApiError> {
     let body = text_body(body)?;
     if body.trim().is_empty() {
         return Ok(DecisionBody::default());

@@ -19,15 +19,67 @@ impl TaskApi {
                 .map(|b| Budget {
                     usd: b.usd,
                     tokens: b.tokens,
+                    approvers: Vec::new(),
                 })
                 .unwrap_or_default();
             orca_core::validate::validate_budget(&by, "by")?;
             let task = self.load(&task_id, &caller).await?;
+            let described = describe_budget(&by);
             self.engine.raise_budget(task_id.clone(), by).await?;
-            Ok((task.tenant, describe_budget(&by)))
+            Ok((task.tenant, described))
         }
         .await;
         self.audited_with(&caller, ACTION, &task_id, raised)?;
+        Ok(Response::new(task_to_proto(
+            self.load(&task_id, &caller).await?,
+        )))
+    }
+
+    /// ApproveBudget: one of the budget's approvers lets a task paused for
+    /// it go on; the engine says whether it is so paused.
+    pub(super) async fn approve_task_budget(
+        &self,
+        request: Request<v1::ApproveBudgetRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        const ACTION: &str = "task.approve_budget";
+        let caller = self.permit(&request, Action::DecideApprovals, ACTION)?;
+        let v1::ApproveBudgetRequest { task_id, reason } = request.into_inner();
+        let approved = async {
+            let reason = reason.trim();
+            if reason.len() > super::decide::MAX_REASON_BYTES {
+                return Err(Error::invalid(
+                    "reason",
+                    format!("at most {} bytes", super::decide::MAX_REASON_BYTES),
+                ));
+            }
+            let task = self.load(&task_id, &caller).await?;
+            let budget = task
+                .spec
+                .budget
+                .as_ref()
+                .filter(|b| !b.approvers.is_empty())
+                .ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "task {task_id}'s budget names no approvers: only a raise (orca budget raise) lets it go on"
+                    ))
+                })?;
+            if !budget.approved_by(&caller.name, &caller.role.to_string()) {
+                return Err(Error::PermissionDenied(format!(
+                    "{} ({}) is not an approver of task {task_id}'s budget; its approvers are: {}",
+                    caller.name,
+                    caller.role,
+                    budget.approvers.join(", ")
+                )));
+            }
+            let granted = self.engine.approve_budget(task_id.clone()).await?;
+            let mut detail = format!("budget {} approved", describe_budget(&granted));
+            if !reason.is_empty() {
+                detail.push_str(&format!(": {reason}"));
+            }
+            Ok((task.tenant, detail))
+        }
+        .await;
+        self.audited_with(&caller, ACTION, &task_id, approved)?;
         Ok(Response::new(task_to_proto(
             self.load(&task_id, &caller).await?,
         )))

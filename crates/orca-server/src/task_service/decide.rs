@@ -8,7 +8,7 @@ use super::*;
 use crate::engine::Decision;
 
 /// A reason longer than this is a paste gone wrong.
-const MAX_REASON_BYTES: usize = 4096;
+pub(super) const MAX_REASON_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {

@@ -684,6 +684,13 @@ impl v1::task_service_server::TaskService for TaskApi {
         self.raise_task_budget(request).await
     }
 
+    async fn approve_budget(
+        &self,
+        request: Request<v1::ApproveBudgetRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        self.approve_task_budget(request).await
+    }
+
     async fn set_tenant_budget(
         &self,
         request: Request<v1::SetTenantBudgetRequest>,

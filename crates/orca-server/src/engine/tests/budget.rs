@@ -19,6 +19,7 @@ fn dollars(usd: f64) -> Budget {
     Budget {
         usd: Some(usd),
         tokens: None,
+        approvers: Vec::new(),
     }
 }
 
@@ -182,6 +183,7 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
     let budget = Budget {
         usd: None,
         tokens: Some(150),
+        approvers: Vec::new(),
     };
     let mut step = noop("a");
     step.retry = Some(orca_core::RetryPolicy::new(1));
@@ -209,6 +211,7 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
             Budget {
                 usd: None,
                 tokens: Some(1000),
+                approvers: Vec::new(),
             },
         )
         .await
@@ -363,4 +366,38 @@ async fn a_tenant_budget_counts_what_the_store_holds_from_before_a_restart() {
         matches!(&refused, Err(Error::ResourceExhausted { message, .. }) if message.contains("per-month")),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn an_approval_lets_a_task_paused_for_its_budget_go_on_with_as_much_again() {
+    let h = Harness::new();
+    let budget = Budget {
+        approvers: vec!["lead".into()],
+        ..dollars(1.0)
+    };
+    let spec = budgeted("t", Some(budget), vec![noop("a")]);
+    let (mut w, a) = first_attempt(&h, spec).await;
+    let refused = h.engine.approve_budget("t".into()).await;
+    assert!(
+        matches!(refused, Err(Error::FailedPrecondition(ref m)) if m.contains("not paused for its own budget")),
+        "a running task has nothing to approve: {refused:?}"
+    );
+    h.engine
+        .spend(w.id, a.clone(), usd(1.2))
+        .await
+        .expect("spend");
+    stopped_for_budget(&mut w, &a).await;
+    report_cost(&h, &w, a, v1::Outcome::Cancelled, usd(1.2)).await;
+    h.until("t", "the task is paused", |t| t.state == TaskState::Paused)
+        .await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+
+    let granted = h.engine.approve_budget("t".into()).await.expect("approved");
+    assert_eq!(granted, dollars(1.0), "as much again as its budget");
+    assert_eq!(w.assigned().await, key("t", "a", 2), "the step goes on");
+    let task = h.task("t").await;
+    assert_eq!(task.state, TaskState::Running);
+    let stored = task.spec.budget.expect("a budget");
+    assert_eq!(stored.usd, Some(2.0));
+    assert_eq!(stored.approvers, ["lead"], "its approvers stay");
 }
