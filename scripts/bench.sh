@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make bench`: builds the release binary and drives it with the end-to-end
-# benchmark in tests/benches/e2e.rs.
+# `make bench`: builds the release binary as `make dist` ships it and drives
+# it with the end-to-end benchmark in tests/benches/e2e.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-cargo build --release -p orca-cli
-ORCA_BIN="$(cargo_target_dir)/release/orca" cargo bench -p orca-tests --bench e2e
+# The binary as the images ship it (stripped; scripts/dist.sh).
+DIST_DIR="$(cargo_target_dir)/dist" ./scripts/dist.sh
+ORCA_BIN="$(cargo_target_dir)/dist/orca" cargo bench -p orca-tests --bench e2e

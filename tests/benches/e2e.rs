@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "orca end-to-end benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
+    cold_start().await?;
     if only.is_empty() || only == "sqlite" {
         println!("\n== store: SQLite (WAL, synchronous=NORMAL) ==");
         run_store(&[]).await?;
@@ -161,6 +162,39 @@ async fn page_through(client: &Tasks) -> anyhow::Result<()> {
         "listing {stored} stored tasks, pages of {PAGE} newest first ({listed} listed): {}; counting them per state: {:.2} ms",
         percentiles(&times),
         start.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+/// How long `orca server` takes from its spawn to the first request it
+/// serves (a ListTasks), five times on a new data directory (a first start:
+/// tokens, keys and the database made) and five times on the same one (a
+/// restart); and how large the binary is (what `make dist` ships, when
+/// ORCA_BIN points there).
+async fn cold_start() -> anyhow::Result<()> {
+    const RUNS: usize = 5;
+    let bin = orca_bin();
+    let mib = std::fs::metadata(&bin)?.len() as f64 / 1048576.0;
+    let dir = tempfile::tempdir()?;
+    let mut first = Vec::with_capacity(RUNS);
+    let mut again = Vec::with_capacity(RUNS);
+    for run in 0..RUNS {
+        let data = dir.path().join(format!("run-{run}"));
+        for times in [&mut first, &mut again] {
+            let started = Instant::now();
+            let server = Server::start_on(&data, "127.0.0.1:0", &[])?;
+            server.wait_leading().await?;
+            times.push(started.elapsed().as_micros() as i64);
+            drop(server);
+        }
+    }
+    first.sort_unstable();
+    again.sort_unstable();
+    println!(
+        "cold start of {} ({mib:.1} MiB), spawn to the first request served, {RUNS} runs each: first start {}; restart {}",
+        bin.display(),
+        percentiles(&first),
+        percentiles(&again)
     );
     Ok(())
 }

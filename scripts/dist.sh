@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make dist`: the orca binary as the images ship it. The release build keeps
+# line tables (for profiles and backtraces); here they are split off into
+# orca.debug, and the shipped binary is stripped, with a .gnu_debuglink
+# naming that file, so gdb and perf find the debug info when it is put
+# beside the binary. Prints both sizes, and fails when the shipped binary
+# passes DIST_MAX_MIB (40).
+#
+# DIST_DIR says where the two files go ($(cargo target dir)/dist by default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+max_mib=${DIST_MAX_MIB:-40}
+cargo build --release --locked -p orca-cli
+target_dir=$(cargo_target_dir)
+out=${DIST_DIR:-$target_dir/dist}
+mkdir -p "$out"
+built="$target_dir/release/orca"
+
+objcopy --only-keep-debug "$built" "$out/orca.debug"
+# The link holds the debug file's name and checksum; objcopy reads it from
+# the working directory.
+(cd "$out" && objcopy --strip-all --add-gnu-debuglink=orca.debug "$built" orca)
+
+mib() { awk -v bytes="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", bytes / 1048576 }'; }
+echo "built    $built: $(mib "$built") MiB"
+echo "shipped  $out/orca: $(mib "$out/orca") MiB (stripped)"
+echo "debug    $out/orca.debug: $(mib "$out/orca.debug") MiB (kept apart)"
+if [ "$(stat -c %s "$out/orca")" -gt $((max_mib * 1048576)) ]; then
+  echo "scripts/dist.sh: the shipped binary is over ${max_mib} MiB" >&2
+  exit 1
+fi
