@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         "orca end-to-end benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
     cold_start().await?;
+    fan_out().await?;
     if only.is_empty() || only == "sqlite" {
         println!("\n== store: SQLite (WAL, synchronous=NORMAL) ==");
         run_store(&[]).await?;
@@ -162,6 +163,66 @@ async fn page_through(client: &Tasks) -> anyhow::Result<()> {
         "listing {stored} stored tasks, pages of {PAGE} newest first ({listed} listed): {}; counting them per state: {:.2} ms",
         percentiles(&times),
         start.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+/// One task of ORCA_BENCH_FANOUT steps (10,000), 1 -> n-2 -> 1, on SQLite
+/// and the two workers: how long it takes to run, and how usable it is
+/// afterwards: `orca get task` on it, and replaying its events.
+async fn fan_out() -> anyhow::Result<()> {
+    let steps = env_number("ORCA_BENCH_FANOUT", 10_000).max(3) as usize;
+    let dir = tempfile::tempdir()?;
+    let limit = steps.to_string();
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--max-steps", &limit])?;
+    let _workers = [
+        server.worker("bench-1", &["shell"], SLOTS)?,
+        server.worker("bench-2", &["shell"], SLOTS)?,
+    ];
+    server.wait_for_agents(&["bench-1", "bench-2"]).await?;
+    let client = server.tasks().await?;
+    let middle: Vec<String> = (1..steps - 1).map(|n| format!("m{n}")).collect();
+    let mut spec = vec![noop_step("split")];
+    spec.extend(middle.iter().map(|id| v1::StepSpec {
+        depends_on: vec!["split".into()],
+        ..noop_step(id)
+    }));
+    spec.push(v1::StepSpec {
+        depends_on: middle,
+        ..noop_step("join")
+    });
+    let started = Instant::now();
+    let id = submit(&client, task("fan-out", spec)).await?;
+    let submitted = started.elapsed();
+    wait_succeeded(&client, &id, Duration::from_secs(600)).await?;
+    let ran = started.elapsed();
+    let shown = Instant::now();
+    let out = server.cli().args(["get", "task", &id, "-o", "json"]).output()?;
+    anyhow::ensure!(out.status.success(), "orca get task failed");
+    let shown = shown.elapsed();
+    let replayed = Instant::now();
+    let mut stream = client
+        .clone()
+        .watch_task(v1::WatchTaskRequest {
+            task_id: id.clone(),
+            after_seq: 0,
+            follow: false,
+        })
+        .await?
+        .into_inner();
+    let mut events = 0;
+    while stream.message().await?.is_some() {
+        events += 1;
+    }
+    println!(
+        "fan-out: one task of {steps} steps (1 -> {} -> 1) submitted in {:.2} s, ran in {:.2} s; orca get task -o json {:.2} s ({} KiB); its {events} events replayed in {:.2} s; server RSS {} MiB",
+        steps - 2,
+        submitted.as_secs_f64(),
+        ran.as_secs_f64(),
+        shown.as_secs_f64(),
+        out.stdout.len() / 1024,
+        replayed.elapsed().as_secs_f64(),
+        rss_mib(server.process.pid()),
     );
     Ok(())
 }
