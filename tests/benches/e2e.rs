@@ -1,8 +1,9 @@
 //! `make bench`: the real control plane and two real worker processes over
 //! loopback, no-op steps, on each store in turn (SQLite, then PostgreSQL).
-//! Prints submit->start latency at a steady 200 tasks/s, then end-to-end
-//! throughput (submit to completion) with SubmitTasks batches and with
-//! unary SubmitTask calls, 64 in flight.
+//! Prints the binary's cold start and a 10,000-step DAG, then, per store,
+//! submit->start latency at a steady 200 tasks/s and end-to-end throughput
+//! (submit to completion) with SubmitTasks batches, with unary SubmitTask
+//! calls 64 in flight, and with one call at a time.
 //!
 //! Run through scripts/bench.sh, which builds the release binary first.
 //! On PostgreSQL it then kills the leader of two replicas with a backlog of
@@ -11,8 +12,10 @@
 //! ORCA_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
 //! throwaway cluster that syncs its commits as a production server does,
 //! or ORCA_BENCH_POSTGRES_URL. Sizes: ORCA_BENCH_TASKS (batched),
-//! ORCA_BENCH_UNARY_TASKS, ORCA_BENCH_SECONDS and ORCA_BENCH_BACKLOG
-//! (queued steps at the failover).
+//! ORCA_BENCH_UNARY_TASKS (a quarter of it one at a time),
+//! ORCA_BENCH_SECONDS, ORCA_BENCH_BACKLOG (queued steps at the failover)
+//! and ORCA_BENCH_FANOUT (the DAG's steps). ORCA_BENCH_STORE=none runs
+//! the first two only.
 
 use std::time::{Duration, Instant};
 
@@ -113,9 +116,17 @@ async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
         done as f64 / elapsed.as_secs_f64()
     );
 
-    let (done, elapsed) = run_unary_load(&client, unary).await?;
+    let (done, elapsed) = run_unary_load(&client, unary, UNARY_IN_FLIGHT).await?;
     println!(
         "throughput, unary: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (one SubmitTask each, {UNARY_IN_FLIGHT} in flight)",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+    // One client, one call at a time: every submit's whole path, in turn.
+    let sequential = (unary / 4).max(1);
+    let (done, elapsed) = run_unary_load(&client, sequential, 1).await?;
+    println!(
+        "throughput, one call at a time: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (one SubmitTask each, 1 in flight)",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );
@@ -352,11 +363,15 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
 
 /// Submits `total` tasks one SubmitTask at a time from UNARY_IN_FLIGHT
 /// concurrent callers and waits until all have finished.
-async fn run_unary_load(client: &Tasks, total: usize) -> anyhow::Result<(usize, Duration)> {
+async fn run_unary_load(
+    client: &Tasks,
+    total: usize,
+    in_flight: usize,
+) -> anyhow::Result<(usize, Duration)> {
     let start = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut callers = tokio::task::JoinSet::new();
-    for _ in 0..UNARY_IN_FLIGHT {
+    for _ in 0..in_flight {
         let mut client = client.clone();
         let next = next.clone();
         callers.spawn(async move {

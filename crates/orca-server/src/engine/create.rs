@@ -9,6 +9,7 @@ use std::sync::Arc;
 use orca_core::{Change, Event, EventKind, Micros, StepState, TaskRun, TaskSpec, TaskState};
 use orca_store::{Created, NewTask};
 
+use super::handle::Command;
 use super::{Admitted, EngineHandle};
 use crate::Error;
 
@@ -150,7 +151,11 @@ fn prepare(submission: Submission) -> (NewTask, Option<Admitted>) {
 impl EngineHandle {
     /// Commits the tasks in one transaction, then hands the new runnable
     /// ones to the scheduler; answers, per task and in order, whether it
-    /// was made or found by its idempotency key.
+    /// was made or found by its idempotency key. The answer waits for the
+    /// commit and for the hand-over to be queued, not for the engine's own
+    /// next commit: whatever anyone asks of the engine after it (a cancel,
+    /// a listing of the queue) is queued behind the hand-over, and the task
+    /// is durable already.
     /// A tenant whose budget is spent gets RESOURCE_EXHAUSTED, and
     /// nothing is stored.
     pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Created>, Error> {
@@ -170,7 +175,8 @@ impl EngineHandle {
             })
             .collect();
         if !new.is_empty() {
-            self.admit(new).await?;
+            let (done, _) = tokio::sync::oneshot::channel();
+            self.send(Command::Admit(new, done)).await?;
         }
         Ok(created)
     }

@@ -188,14 +188,17 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    async fn send(&self, command: Command) -> Result<(), Error> {
+    pub(super) async fn send(&self, command: Command) -> Result<(), Error> {
         self.commands
             .send(command)
             .await
             .map_err(|_| Error::ShuttingDown)
     }
 
-    /// Hands committed tasks to the scheduler; returns once they are queued.
+    /// Hands committed tasks to the scheduler; returns once they are queued
+    /// and the round that queued them has committed (the engine's tests
+    /// wait on it with no tasks for everything sent before to be out).
+    #[cfg(test)]
     pub async fn admit(&self, tasks: Vec<Admitted>) -> Result<(), Error> {
         let (done, admitted) = oneshot::channel();
         self.send(Command::Admit(tasks, done)).await?;

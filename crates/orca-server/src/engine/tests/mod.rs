@@ -830,11 +830,13 @@ async fn an_approval_past_its_timeout_fails_the_step_saying_so_and_is_audited() 
     let h = Harness::new();
     h.submit("t", 0, 1, vec![gated("deploy", &["alice"], Some(1))])
         .await;
+    // A submit is answered once the task is committed; the engine stores
+    // the deadline as it takes the task over, just after.
+    h.until("t", "the deadline is stored with the step", |t| {
+        t.steps[0].approval_deadline > 0
+    })
+    .await;
     let waiting = h.task("t").await;
-    assert!(
-        waiting.steps[0].approval_deadline > 0,
-        "the deadline is stored with the step"
-    );
     h.until("t", "the approval times out", |t| {
         t.state == TaskState::Failed
     })
