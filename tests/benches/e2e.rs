@@ -208,7 +208,10 @@ async fn fan_out() -> anyhow::Result<()> {
     wait_succeeded(&client, &id, Duration::from_secs(600)).await?;
     let ran = started.elapsed();
     let shown = Instant::now();
-    let out = server.cli().args(["get", "task", &id, "-o", "json"]).output()?;
+    let out = server
+        .cli()
+        .args(["get", "task", &id, "-o", "json"])
+        .output()?;
     anyhow::ensure!(out.status.success(), "orca get task failed");
     let shown = shown.elapsed();
     let replayed = Instant::now();
