@@ -225,30 +225,18 @@ fn not_current(attempt: &AttemptKey, step: &StepRecord) -> Error {
 mod tests {
     use super::*;
 
-    use orca_core::{StepSpec, TaskSpec, TaskState};
+    use orca_core::TaskState;
+    use orca_store::StepWrite;
+    use orca_store::conformance::new_task;
     use orca_store::memory::MemoryStore;
-    use orca_store::{NewTask, StepWrite};
 
     #[tokio::test]
     async fn a_finished_tasks_checkpoints_go_after_the_retention() {
         let store = Arc::new(MemoryStore::new());
-        let task = NewTask {
-            id: "t1".into(),
-            tenant: "default".into(),
-            spec: TaskSpec {
-                steps: vec![StepSpec::noop("a")],
-                ..TaskSpec::default()
-            },
-            idempotency_key: None,
-            created_at: 1,
-            state: TaskState::Queued,
-            message: String::new(),
-            plan_json: String::new(),
-            trace_context: String::new(),
-            step_states: vec![StepState::Queued],
-            events: Vec::new(),
-        };
-        store.create_tasks(vec![task]).await.expect("created");
+        store
+            .create_tasks(vec![new_task("t1", "default", None)])
+            .await
+            .expect("created");
         let kept = |task_id: &str| Checkpoint {
             task_id: task_id.into(),
             step_id: "a".into(),
