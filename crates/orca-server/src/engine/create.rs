@@ -152,10 +152,11 @@ impl EngineHandle {
     /// Commits the tasks in one transaction, then hands the new runnable
     /// ones to the scheduler; answers, per task and in order, whether it
     /// was made or found by its idempotency key. The answer waits for the
-    /// commit and for the hand-over to be queued, not for the engine's own
-    /// next commit: whatever anyone asks of the engine after it (a cancel,
-    /// a listing of the queue) is queued behind the hand-over, and the task
-    /// is durable already.
+    /// commit, and for the engine to have taken the tasks over and handed
+    /// what that wrote (their dispatch) to the store, not for that to
+    /// commit: the task is durable already, and whatever anyone asks of the
+    /// engine after it (a cancel, a listing of the queue) comes after the
+    /// take-over.
     /// A tenant whose budget is spent gets RESOURCE_EXHAUSTED, and
     /// nothing is stored.
     pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Created>, Error> {
@@ -175,8 +176,9 @@ impl EngineHandle {
             })
             .collect();
         if !new.is_empty() {
-            let (done, _) = tokio::sync::oneshot::channel();
-            self.send(Command::Admit(new, done)).await?;
+            let (done, queued) = tokio::sync::oneshot::channel();
+            self.send(Command::Submitted(new, done)).await?;
+            queued.await.map_err(|_| Error::ShuttingDown)?;
         }
         Ok(created)
     }

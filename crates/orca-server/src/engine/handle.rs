@@ -70,7 +70,13 @@ pub enum CancelAnswer {
 }
 
 pub(super) enum Command {
+    /// Tasks to take over; answered once the round that took them over has
+    /// committed (the engine's tests wait on it).
+    #[cfg(test)]
     Admit(Vec<Admitted>, oneshot::Sender<()>),
+    /// Tasks just submitted (committed); answered as soon as the round that
+    /// took them over has handed its writes (their dispatch) to the store.
+    Submitted(Vec<Admitted>, oneshot::Sender<()>),
     Register {
         info: WorkerInfo,
         running: Vec<AttemptKey>,

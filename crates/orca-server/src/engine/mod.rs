@@ -181,6 +181,9 @@ struct Round {
     writes: Vec<Write>,
     effects: Vec<Effect>,
     events: Vec<Arc<Event>>,
+    /// Answered once the round's writes are handed to the store, before
+    /// they commit: submits, whose tasks are durable already.
+    queued: Vec<oneshot::Sender<()>>,
 }
 
 pub struct Engine {
@@ -314,8 +317,12 @@ impl Engine {
     /// Sends the round's writes to the store and queues its effects behind
     /// the commit.
     fn flush(&mut self) {
-        let round = std::mem::take(&mut self.round);
+        let mut round = std::mem::take(&mut self.round);
+        let queued = std::mem::take(&mut round.queued);
         if round.writes.is_empty() && round.effects.is_empty() && round.events.is_empty() {
+            for done in queued {
+                let _ = done.send(());
+            }
             return;
         }
         let mut effects = round.effects;
@@ -329,6 +336,11 @@ impl Engine {
         } else {
             self.store.write(round.writes)
         };
+        // The writes are queued behind every earlier one: a submit may be
+        // answered now, while they commit.
+        for done in queued {
+            let _ = done.send(());
+        }
         let _ = self.effects.send((commit, effects));
     }
 
@@ -350,11 +362,18 @@ impl Engine {
             return;
         };
         match command {
+            #[cfg(test)]
             Command::Admit(tasks, done) => {
                 for task in tasks {
                     self.admit(task);
                 }
                 self.round.effects.push(Effect::Done(done));
+            }
+            Command::Submitted(tasks, queued) => {
+                for task in tasks {
+                    self.admit(task);
+                }
+                self.round.queued.push(queued);
             }
             Command::Register {
                 info,
