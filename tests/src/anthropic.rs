@@ -45,6 +45,24 @@ pub enum Reply {
     TextThenHang(String),
 }
 
+impl Reply {
+    /// The Write tool, writing `content` to `file` in the workspace.
+    pub fn write(file: &str, content: &str) -> Reply {
+        Reply::Tool {
+            name: "Write".into(),
+            input: json!({"file_path": format!("{{cwd}}/{file}"), "content": content}),
+        }
+    }
+
+    /// The Read tool, reading `file` in the workspace.
+    pub fn read(file: &str) -> Reply {
+        Reply::Tool {
+            name: "Read".into(),
+            input: json!({"file_path": format!("{{cwd}}/{file}")}),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,

@@ -10,7 +10,6 @@ use std::time::Duration;
 use orca_api::v1;
 use orca_tests::anthropic::{self, MockAnthropic, Reply};
 use orca_tests::*;
-use serde_json::json;
 
 /// What one mock response costs on Sonnet ($3 input, $15 output, $3.75
 /// cache writes, $0.30 cache reads per million tokens): what the CLI
@@ -44,16 +43,10 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
     // Turn 1 writes a file; turn 2's usage crosses the budget and the API
     // holds the turn open, so the agent is mid-session when it is stopped.
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
-        },
+        Reply::write("notes.txt", "half done\n"),
         Reply::TextThenHang("Thinking about the rest...".into()),
         // The resumed run reads the file back.
-        Reply::Tool {
-            name: "Read".into(),
-            input: json!({"file_path": "{cwd}/notes.txt"}),
-        },
+        Reply::read("notes.txt"),
         Reply::Text("Finished where I left off.".into()),
     ])
     .await
@@ -257,20 +250,11 @@ async fn tenant_budgets_from_a_file_hold_from_the_start_and_a_bad_file_stops_the
 async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
-        },
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/plan.txt", "content": "the rest\n"}),
-        },
+        Reply::write("notes.txt", "half done\n"),
+        Reply::write("plan.txt", "the rest\n"),
         // Its usage crosses the budget, and the turn never ends.
         Reply::TextThenHang("Thinking about the rest...".into()),
-        Reply::Tool {
-            name: "Read".into(),
-            input: json!({"file_path": "{cwd}/notes.txt"}),
-        },
+        Reply::read("notes.txt"),
         Reply::Text("Finished where I left off.".into()),
     ])
     .await

@@ -11,7 +11,6 @@ use std::time::Duration;
 use orca_api::v1;
 use orca_tests::anthropic::{MockAnthropic, Reply};
 use orca_tests::*;
-use serde_json::json;
 
 fn agent_step(id: &str, prompt: &str, retry: Option<v1::RetryPolicy>) -> v1::StepSpec {
     v1::StepSpec {
@@ -63,19 +62,13 @@ async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(vec![
         // Attempt 1, on A: writes a file, then the API fails it.
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
-        },
+        Reply::write("notes.txt", "half done\n"),
         Reply::Error {
             status: 500,
             message: "the mock fell over".into(),
         },
         // Attempt 2, on B: reads the file back, and finishes.
-        Reply::Tool {
-            name: "Read".into(),
-            input: json!({"file_path": "{cwd}/notes.txt"}),
-        },
+        Reply::read("notes.txt"),
         Reply::Text("Finished where I left off.".into()),
     ])
     .await
@@ -137,16 +130,10 @@ async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint() {
 async fn a_draining_worker_hands_its_agent_back_and_the_session_resumes_elsewhere() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
-        },
+        Reply::write("notes.txt", "half done\n"),
         // A is stopped while this turn hangs.
         Reply::Hang,
-        Reply::Tool {
-            name: "Read".into(),
-            input: json!({"file_path": "{cwd}/notes.txt"}),
-        },
+        Reply::read("notes.txt"),
         Reply::Text("Finished where I left off.".into()),
     ])
     .await

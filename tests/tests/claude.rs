@@ -47,10 +47,7 @@ fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
 async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/hello.txt", "content": "hello from the agent\n"}),
-        },
+        Reply::write("hello.txt", "hello from the agent\n"),
         Reply::Text("Wrote hello.txt.".into()),
     ])
     .await
@@ -239,10 +236,7 @@ async fn a_retried_step_resumes_the_first_attempts_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Attempt 1 writes a file, then the API fails it; attempt 2 continues.
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
-        },
+        Reply::write("notes.txt", "half done\n"),
         Reply::Error {
             status: 500,
             message: "the mock fell over".into(),
@@ -457,10 +451,7 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
     // Attempt 1 writes a file, then the API goes silent mid-stream for
     // ever; attempt 2 finishes.
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/notes.txt", "content": "half done\n"}),
-        },
+        Reply::write("notes.txt", "half done\n"),
         Reply::Hang,
         Reply::Text("Finished after the stall.".into()),
     ])

@@ -11,7 +11,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use orca_tests::anthropic::{MockAnthropic, Reply};
-use serde_json::json;
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,14 +126,8 @@ async fn the_demo_runs_the_dag_and_says_how_to_add_an_agent_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_anthropic_endpoint_the_demo_ends_in_an_agent_step() {
     let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "Read".into(),
-            input: json!({"file_path": "{cwd}/context/inputs.json"}),
-        },
-        Reply::Tool {
-            name: "Write".into(),
-            input: json!({"file_path": "{cwd}/SUMMARY.md", "content": "3 shards held 14 words.\n"}),
-        },
+        Reply::read("context/inputs.json"),
+        Reply::write("SUMMARY.md", "3 shards held 14 words.\n"),
         Reply::Text("The three shards held 14 words in all.".into()),
     ])
     .await
