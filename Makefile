@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo test bench bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -11,6 +11,9 @@ test:            ## unit and end-to-end tests
 
 bench:           ## end-to-end throughput and latency against real processes
 	./scripts/bench.sh
+
+bench-scale:     ## a million queued steps: memory, restart, dispatch through the backlog
+	./scripts/bench.sh scale
 
 dist:            ## the release binary as images ship it: stripped, its debug info kept apart
 	./scripts/dist.sh

@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 
 # The binary as the images ship it (stripped; scripts/dist.sh).
 DIST_DIR="$(cargo_target_dir)/dist" ./scripts/dist.sh
-ORCA_BIN="$(cargo_target_dir)/dist/orca" cargo bench -p orca-tests --bench e2e
+# `make bench` runs e2e; `make bench-scale` runs scale (a million queued).
+ORCA_BIN="$(cargo_target_dir)/dist/orca" cargo bench -p orca-tests --bench "${1:-e2e}"

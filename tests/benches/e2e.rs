@@ -23,20 +23,11 @@ use anyhow::Context;
 use orca_api::convert::now_micros;
 use orca_api::v1;
 use orca_store_postgres::throwaway;
+use orca_tests::bench::*;
 use orca_tests::*;
 
-const SLOTS: u32 = 512;
-const BATCH: usize = 500;
-const IN_FLIGHT: usize = 4;
 const UNARY_IN_FLIGHT: usize = 64;
 const STEADY_RATE: u64 = 200;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -134,47 +125,6 @@ async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
     page_through(&client).await?;
 
     drop(workers);
-    Ok(())
-}
-
-/// What the console's task list does with everything stored so far: pages
-/// of 50, newest first, the first and then on, and the counts per state.
-async fn page_through(client: &Tasks) -> anyhow::Result<()> {
-    const PAGE: u32 = 50;
-    const PAGES: usize = 200;
-    let mut client = client.clone();
-    let mut token = String::new();
-    let mut times = Vec::with_capacity(PAGES);
-    let mut listed = 0;
-    for _ in 0..PAGES {
-        let start = Instant::now();
-        let page = client
-            .list_tasks(v1::ListTasksRequest {
-                page_size: PAGE,
-                page_token: token,
-                ..v1::ListTasksRequest::default()
-            })
-            .await?
-            .into_inner();
-        times.push(start.elapsed().as_micros() as i64);
-        listed += page.tasks.len();
-        token = page.next_page_token;
-        if token.is_empty() {
-            break;
-        }
-    }
-    times.sort_unstable();
-    let start = Instant::now();
-    let counts = client
-        .count_tasks(v1::CountTasksRequest::default())
-        .await?
-        .into_inner();
-    let stored: u64 = counts.counts.iter().map(|c| c.tasks).sum();
-    println!(
-        "listing {stored} stored tasks, pages of {PAGE} newest first ({listed} listed): {}; counting them per state: {:.2} ms",
-        percentiles(&times),
-        start.elapsed().as_secs_f64() * 1000.0
-    );
     Ok(())
 }
 
@@ -301,22 +251,13 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
     leader.wait_leading().await?;
     let standby = replica("b", &http_b)?;
     let client = leader.tasks().await?;
-    let mut next = 0;
     let started = Instant::now();
-    while next < backlog {
-        let batch: Vec<_> = (next..(next + BATCH).min(backlog))
-            .map(|n| {
-                let mut step = noop_step("waits");
-                step.needs = vec!["bench-nobody".into()];
-                task(&format!("backlog-{n}"), vec![step])
-            })
-            .collect();
-        next += batch.len();
-        client
-            .clone()
-            .submit_tasks(v1::SubmitTasksRequest { tasks: batch })
-            .await?;
-    }
+    submit_batches(&client, backlog, |n| {
+        let mut step = noop_step("waits");
+        step.needs = vec!["bench-nobody".into()];
+        task(&format!("backlog-{n}"), vec![step])
+    })
+    .await?;
     let queued_in = started.elapsed();
     let leader_rss = rss_mib(leader.process.pid());
     eventually(Duration::from_secs(30), || async {
@@ -397,55 +338,11 @@ async fn run_unary_load(
     Ok((done, start.elapsed()))
 }
 
-fn noop_task(n: usize) -> v1::SubmitTaskRequest {
-    task(&format!("bench-{n}"), vec![noop_step("noop")])
-}
-
-/// Submits `total` tasks in batches and waits until all have finished.
-/// The clock runs from the first submit to the last step's finish.
-async fn run_batch_load(client: &Tasks, total: usize) -> anyhow::Result<(usize, Duration)> {
-    let start = Instant::now();
-    let mut ids = Vec::with_capacity(total);
-    let mut pending = tokio::task::JoinSet::new();
-    let mut next = 0;
-    while next < total || !pending.is_empty() {
-        while next < total && pending.len() < IN_FLIGHT {
-            let batch: Vec<_> = (next..(next + BATCH).min(total)).map(noop_task).collect();
-            next += batch.len();
-            let mut client = client.clone();
-            pending.spawn(async move {
-                client
-                    .submit_tasks(v1::SubmitTasksRequest { tasks: batch })
-                    .await
-            });
-        }
-        if let Some(answer) = pending.join_next().await {
-            let answer = answer.context("submit task")??.into_inner();
-            ids.extend(answer.tasks.into_iter().map(|t| t.task_id));
-        }
-    }
-    // Done when no task is left queued or running.
-    wait_all_finished(client, Duration::from_secs(600)).await?;
-    let elapsed = start.elapsed();
-    Ok((ids.len(), elapsed))
-}
-
 /// Microsecond samples, sorted.
 struct Latency {
     total: Vec<i64>,
     to_server: Vec<i64>,
     in_orca: Vec<i64>,
-}
-
-fn percentiles(sorted: &[i64]) -> String {
-    let pick =
-        |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)] as f64 / 1000.0;
-    format!(
-        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pick(0.50),
-        pick(0.99),
-        pick(1.0)
-    )
 }
 
 /// One SubmitTask every 1/STEADY_RATE s; latency is the worker's start time

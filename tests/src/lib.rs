@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 pub use orca_api;
 
 pub mod anthropic;
+pub mod bench;
 pub mod browser;
 pub mod kube_api;
 use orca_api::client::{Bearer, ClientTls};

@@ -226,6 +226,13 @@ pub struct StoreArgs {
     /// How often workers heartbeat; shorter than the lease TTL.
     #[arg(long, env = "ORCA_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+
+    /// Unfinished tasks held whole in memory. Beyond them, a queued task
+    /// nobody started keeps only its place in the queue, and is read back
+    /// from the store as it nears the head (about a tenth of the memory).
+    #[arg(long, env = "ORCA_HOT_TASKS", default_value_t = orca_server::DEFAULT_HOT_TASKS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub hot_tasks: usize,
 }
 
 impl StoreArgs {

@@ -118,6 +118,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     };
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
+    config.hot_tasks = store.hot_tasks;
     config.leader_lease = replica.leader_lease;
     config.replica_name = replica.replica_name.clone();
     config.advertise = replica.advertise.clone();

@@ -17,7 +17,7 @@ pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
     ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, PROMPT_STEP,
-    PermissionMode, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
+    PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};

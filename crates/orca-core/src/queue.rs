@@ -109,6 +109,28 @@ impl<T> ReadyQueue<T> {
         item
     }
 
+    /// The best item a worker with these capabilities may run, left in
+    /// place, and where it sits (to [`ReadyQueue::remove`] it).
+    pub fn peek_for(&self, capabilities: &Capabilities) -> Option<(QueueKey, &T)> {
+        let (order, group) = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.needs.is_subset(capabilities))
+            .filter_map(|(i, g)| g.items.keys().next().map(|order| (*order, i)))
+            .min()?;
+        let item = self.groups[group].items.get(&order)?;
+        Some((QueueKey { group, order }, item))
+    }
+
+    /// The first `n` items of each set of needs, in queue order within it:
+    /// what workers will take next.
+    pub fn heads(&self, n: usize) -> impl Iterator<Item = &T> {
+        self.groups
+            .iter()
+            .flat_map(move |g| g.items.values().take(n))
+    }
+
     /// Whether some item could go to a worker with these capabilities.
     pub fn has_work_for(&self, capabilities: &Capabilities) -> bool {
         self.groups
@@ -180,6 +202,37 @@ mod tests {
         q.push(&caps(&["gpu", "claude"]), 0, 1, "both");
         assert_eq!(q.pop_for(&caps(&["gpu"])), None);
         assert_eq!(q.pop_for(&caps(&["claude", "gpu", "x"])), Some("both"));
+    }
+
+    #[test]
+    fn a_peeked_item_stays_until_removed_by_its_key() {
+        let mut q = ReadyQueue::default();
+        q.push(&caps(&["gpu"]), 9, 1, "gpu-step");
+        q.push(&caps(&[]), 0, 2, "plain-step");
+        let (key, item) = q.peek_for(&caps(&["shell"])).expect("plain");
+        assert_eq!(*item, "plain-step");
+        assert_eq!(
+            q.peek_for(&caps(&["shell"])).map(|(_, i)| *i),
+            Some("plain-step")
+        );
+        assert_eq!(q.remove(&key), Some("plain-step"));
+        assert_eq!(q.peek_for(&caps(&["shell"])), None);
+        assert_eq!(
+            q.peek_for(&caps(&["gpu"])).map(|(_, i)| *i),
+            Some("gpu-step")
+        );
+    }
+
+    #[test]
+    fn heads_are_the_first_items_of_each_set_of_needs() {
+        let mut q = ReadyQueue::default();
+        for n in 0..5 {
+            q.push(&caps(&["gpu"]), 0, n, ("gpu", n));
+            q.push(&caps(&[]), 0, 10 - n, ("plain", 10 - n));
+        }
+        let mut heads: Vec<_> = q.heads(2).copied().collect();
+        heads.sort();
+        assert_eq!(heads, [("gpu", 0), ("gpu", 1), ("plain", 6), ("plain", 7)]);
     }
 
     #[test]

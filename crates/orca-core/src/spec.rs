@@ -302,11 +302,7 @@ impl StepSpec {
     /// What a worker must offer to run the step: its `needs`, and
     /// `claude-code` for a Claude Code step (a shell step runs anywhere).
     pub fn required_capabilities(&self) -> Vec<String> {
-        let mut needs = self.needs.clone();
-        if self.claude_code.is_some() && !needs.iter().any(|n| n == CLAUDE_CODE) {
-            needs.push(CLAUDE_CODE.to_string());
-        }
-        needs
+        required(&self.needs, self.claude_code.is_some())
     }
 
     /// A shell step, for tests and examples.
@@ -413,6 +409,40 @@ steps:
     }
 
     #[test]
+    fn the_queue_view_of_a_stored_spec_reads_priority_and_needs_alone() {
+        let mut agent = StepSpec::noop("agent");
+        agent.noop = None;
+        agent.claude_code = Some(ClaudeCodeSpec {
+            prompt: "do it".into(),
+            ..ClaudeCodeSpec::default()
+        });
+        let spec = TaskSpec {
+            priority: -3,
+            steps: vec![
+                StepSpec::shell("plain", &["echo", "hi"]),
+                StepSpec::noop("gpu").needing(&["gpu", "big"]),
+                agent.needing(&["repo"]),
+            ],
+            ..TaskSpec::default()
+        };
+        let json = serde_json::to_string(&spec).expect("json");
+        let view: QueueView = serde_json::from_str(&json).expect("a view");
+        assert_eq!(view.priority, -3);
+        let needs: Vec<Vec<String>> = view
+            .steps
+            .iter()
+            .map(QueueViewStep::required_capabilities)
+            .collect();
+        let expected: Vec<Vec<String>> = spec
+            .steps
+            .iter()
+            .map(StepSpec::required_capabilities)
+            .collect();
+        assert_eq!(needs, expected);
+        assert_eq!(needs[2], ["repo", CLAUDE_CODE]);
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let policy = RetryPolicy {
             max_attempts: 10,
@@ -443,5 +473,43 @@ steps:
             .expect_err("typo must not pass")
             .to_string();
         assert!(err.contains("dependson"), "{err}");
+    }
+}
+
+/// A step's `needs`, and `claude-code` for an agent step.
+fn required(needs: &[String], agent: bool) -> Vec<String> {
+    let mut needs = needs.to_vec();
+    if agent && !needs.iter().any(|n| n == CLAUDE_CODE) {
+        needs.push(CLAUDE_CODE.to_string());
+    }
+    needs
+}
+
+/// What the ready queue needs of a stored spec: its priority and what each
+/// step needs, read from the spec's JSON without the rest (prompts,
+/// commands, env), which recovery of a deep queue would otherwise parse a
+/// million times.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub steps: Vec<QueueViewStep>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueViewStep {
+    #[serde(default)]
+    needs: Vec<String>,
+    #[serde(default)]
+    claude_code: Option<serde::de::IgnoredAny>,
+}
+
+impl QueueViewStep {
+    /// As [`StepSpec::required_capabilities`].
+    pub fn required_capabilities(&self) -> Vec<String> {
+        required(&self.needs, self.claude_code.is_some())
     }
 }

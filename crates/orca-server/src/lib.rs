@@ -43,6 +43,7 @@ use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
+pub use engine::DEFAULT_HOT_TASKS;
 pub use error::Error;
 pub use orca_store_sqlite::Durability;
 pub use store_url::StoreUrl;
@@ -80,6 +81,9 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// How often workers are told to heartbeat; well under `lease_ttl`.
     pub heartbeat_interval: Duration,
+    /// Unfinished tasks the engine holds whole in memory; beyond them,
+    /// queued tasks nobody started keep only their place in the queue.
+    pub hot_tasks: usize,
     pub limits: Limits,
     /// Tokens file; `None` keeps (and on first start creates) one in
     /// `data_dir`.
@@ -124,6 +128,7 @@ impl Config {
             durability: Durability::default(),
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
+            hot_tasks: engine::DEFAULT_HOT_TASKS,
             limits: Limits::default(),
             tokens_file: None,
             jwt: jwt::JwtConfig::default(),
@@ -447,9 +452,12 @@ impl Replica {
             store.clone(),
             hub.clone(),
             backlog,
-            engine::Leases {
-                ttl: config.lease_ttl,
-                heartbeat_interval: config.heartbeat_interval,
+            engine::Settings {
+                leases: engine::Leases {
+                    ttl: config.lease_ttl,
+                    heartbeat_interval: config.heartbeat_interval,
+                },
+                hot_tasks: config.hot_tasks,
             },
             step_tokens,
             metrics.clone(),

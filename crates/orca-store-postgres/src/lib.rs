@@ -22,9 +22,9 @@ use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, 
 use orca_store::admission::{Admission, Bound};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
-    AttemptRecord, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, StateChange,
-    StateEntry, StateKey, StateOutcome, StateScope, StepRecord, Store, TaskQuery, TaskRecord,
-    Write,
+    AttemptRecord, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask,
+    StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, Store, TaskQuery,
+    TaskRecord, Unfinished, Write,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
@@ -142,6 +142,37 @@ impl PostgresStore {
         };
         self.readers.put(conn);
         Ok(result?)
+    }
+
+    /// Unfinished tasks, whole: the four reads of `sqls` (see
+    /// [`unfinished_reads`]), each run by `query` on a connection of its
+    /// own, at once, then put together.
+    async fn unfinished(
+        &self,
+        sqls: [&'static str; 4],
+        query: impl for<'c> Fn(&'c mut Conn, &'static str) -> BoxFuture<'c, Result<Vec<Row>>>,
+    ) -> orca_store::Result<Vec<TaskRecord>> {
+        let [tasks_sql, seqs_sql, steps_sql, attempts_sql] = sqls;
+        let query = &query;
+        let (tasks, seqs, steps, attempts) = futures::future::try_join4(
+            self.read(|conn| query(conn, tasks_sql)),
+            self.read(|conn| query(conn, seqs_sql)),
+            self.read(|conn| query(conn, steps_sql)),
+            self.read(|conn| query(conn, attempts_sql)),
+        )
+        .await?;
+        let mut tasks = tasks.iter().map(decode_task).collect::<Result<Vec<_>>>()?;
+        let mut last_seq = std::collections::HashMap::with_capacity(seqs.len());
+        for row in &seqs {
+            let task_id: &str = row.try_get(0).map_err(Fault::from)?;
+            let seq: i64 = row.try_get(1).map_err(Fault::from)?;
+            last_seq.insert(task_id, seq);
+        }
+        for task in &mut tasks {
+            task.last_seq = last_seq.get(task.id.as_str()).map_or(0, |&seq| seq as u64);
+        }
+        attach_steps(&mut tasks, &steps, &attempts)?;
+        Ok(tasks)
     }
 
     /// Queues new work: refused at once while the database is away, even
@@ -551,7 +582,7 @@ async fn fleet_events_after(
 }
 
 /// Recovery lists the unfinished tasks' ids, then reads them a range of
-/// ids at a time. Each range's statements run at once on connections of
+/// ids at a time (or, for tasks the engine let go of, by their ids). Each range's statements run at once on connections of
 /// their own, so the server works on them side by side, and each walks its
 /// table's key over the range.
 /// No snapshot ties them together: the leader writes to none of these
@@ -562,48 +593,99 @@ async fn fleet_events_after(
 const UNFINISHED_IDS: &str =
     "SELECT id FROM tasks WHERE state IN ('queued', 'running', 'paused') ORDER BY id";
 
-const UNFINISHED: &str =
-    "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
-        orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
-        COALESCE(t.plan::text, ''), t.trace_context, 0::bigint,
-        0::float8, 0::bigint, 0::bigint, 0::bigint, 0::bigint
-    FROM tasks t WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
-    ORDER BY t.id";
-
-/// Each unfinished task's newest event number: a scan of their events,
-/// grouped, costs a third of a lookup per task.
-const UNFINISHED_SEQS: &str = "SELECT e.task_id, MAX(e.seq)
-    FROM events e JOIN tasks t ON t.id = e.task_id
-    WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
-        AND e.task_id BETWEEN $1 AND $2
-    GROUP BY e.task_id";
-
-const UNFINISHED_STEPS: &str = "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
-        orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
-        COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline)
-    FROM steps s JOIN tasks t ON t.id = s.task_id
-    WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
-        AND s.task_id BETWEEN $1 AND $2
-    ORDER BY s.task_id, s.position";
-
-const UNFINISHED_ATTEMPTS: &str = "SELECT a.task_id, a.step_id, a.attempt, a.worker,
-        orca_micros(a.started_at), orca_micros(a.finished_at), a.state, a.error, a.exit_code,
-        a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
-        a.cache_read_tokens, a.cache_creation_tokens
-    FROM attempts a JOIN tasks t ON t.id = a.task_id
-    WHERE t.state IN ('queued', 'running', 'paused') AND t.id BETWEEN $1 AND $2
-        AND a.task_id BETWEEN $1 AND $2
-    ORDER BY a.task_id, a.step_id, a.attempt";
-
-async fn rows(conn: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-    let statement = conn.statement(sql).await?;
-    Ok(conn.client.query(&statement, params).await?)
+/// The four reads that bring unfinished tasks back whole: their rows, each
+/// one's newest event number (a scan of their events, grouped, costs a
+/// third of a lookup per task), their steps and their attempts. `$t` picks
+/// the tasks; `$e`, `$s` and `$a` repeat it on the events', steps' and
+/// attempts' task ids, so each read walks its table's key.
+macro_rules! unfinished_reads {
+    ($t:literal, $e:literal, $s:literal, $a:literal) => {
+        [
+            concat!(
+                "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
+                    orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
+                    COALESCE(t.plan::text, ''), t.trace_context, 0::bigint,
+                    0::float8, 0::bigint, 0::bigint, 0::bigint, 0::bigint
+                FROM tasks t WHERE t.state IN ('queued', 'running', 'paused') AND ",
+                $t,
+                " ORDER BY t.id"
+            ),
+            concat!(
+                "SELECT e.task_id, MAX(e.seq)
+                FROM events e JOIN tasks t ON t.id = e.task_id
+                WHERE t.state IN ('queued', 'running', 'paused') AND ",
+                $t,
+                " AND ",
+                $e,
+                " GROUP BY e.task_id"
+            ),
+            concat!(
+                "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
+                    orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
+                    COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline)
+                FROM steps s JOIN tasks t ON t.id = s.task_id
+                WHERE t.state IN ('queued', 'running', 'paused') AND ",
+                $t,
+                " AND ",
+                $s,
+                " ORDER BY s.task_id, s.position"
+            ),
+            concat!(
+                "SELECT a.task_id, a.step_id, a.attempt, a.worker,
+                    orca_micros(a.started_at), orca_micros(a.finished_at), a.state, a.error, a.exit_code,
+                    a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
+                    a.cache_read_tokens, a.cache_creation_tokens
+                FROM attempts a JOIN tasks t ON t.id = a.task_id
+                WHERE t.state IN ('queued', 'running', 'paused') AND ",
+                $t,
+                " AND ",
+                $a,
+                " ORDER BY a.task_id, a.step_id, a.attempt"
+            ),
+        ]
+    };
 }
+
+/// The unfinished tasks with ids from `$1` to `$2`.
+const UNFINISHED_BETWEEN: [&str; 4] = unfinished_reads!(
+    "t.id BETWEEN $1 AND $2",
+    "e.task_id BETWEEN $1 AND $2",
+    "s.task_id BETWEEN $1 AND $2",
+    "a.task_id BETWEEN $1 AND $2"
+);
+
+/// The unfinished tasks whose ids are in the array `$1`.
+const UNFINISHED_BY_ID: [&str; 4] = unfinished_reads!(
+    "t.id = ANY($1)",
+    "e.task_id = ANY($1)",
+    "s.task_id = ANY($1)",
+    "a.task_id = ANY($1)"
+);
+
+/// What the ready queue needs of each queued task from `$1` to `$2`: its
+/// creation, spec (read for priority and needs only), queued steps'
+/// positions, and whether any step was started or is held at its gate
+/// (then it is read whole).
+const QUEUED_BETWEEN: &str = "SELECT t.id, orca_micros(t.created_at), t.spec::text,
+        (SELECT string_agg(s.position::text, ',') FROM steps s
+         WHERE s.task_id = t.id AND s.state = 'queued'),
+        EXISTS (SELECT 1 FROM steps s WHERE s.task_id = t.id
+                AND (s.attempt > 0 OR s.state NOT IN ('queued', 'waiting')))
+    FROM tasks t WHERE t.state = 'queued' AND t.id BETWEEN $1 AND $2";
+
+/// The running and paused tasks from `$1` to `$2`.
+const STARTED_BETWEEN: &str =
+    "SELECT id FROM tasks WHERE state IN ('running', 'paused') AND id BETWEEN $1 AND $2";
 
 /// `[first, last]`, both included.
 async fn ranged_rows(conn: &mut Conn, sql: &str, range: [String; 2]) -> Result<Vec<Row>> {
     let [first, last] = &range;
     rows(conn, sql, &[first, last]).await
+}
+
+async fn rows(conn: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    let statement = conn.statement(sql).await?;
+    Ok(conn.client.query(&statement, params).await?)
 }
 
 async fn get_state(conn: &mut Conn, key: StateKey, now: Micros) -> Result<Option<StateEntry>> {
@@ -911,25 +993,69 @@ impl Store for PostgresStore {
         last: &str,
     ) -> orca_store::Result<Vec<TaskRecord>> {
         let range = [text(first), text(last)];
-        let (tasks, seqs, steps, attempts) = futures::future::try_join4(
-            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED, range.clone()))),
-            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED_SEQS, range.clone()))),
-            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED_STEPS, range.clone()))),
-            self.read(|conn| Box::pin(ranged_rows(conn, UNFINISHED_ATTEMPTS, range.clone()))),
+        self.unfinished(UNFINISHED_BETWEEN, move |conn, sql| {
+            Box::pin(ranged_rows(conn, sql, range.clone()))
+        })
+        .await
+    }
+
+    async fn recovery_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> orca_store::Result<Vec<Unfinished>> {
+        let range = [text(first), text(last)];
+        let (queued, started) = futures::future::try_join(
+            self.read(|conn| Box::pin(ranged_rows(conn, QUEUED_BETWEEN, range.clone()))),
+            self.read(|conn| Box::pin(ranged_rows(conn, STARTED_BETWEEN, range.clone()))),
         )
         .await?;
-        let mut tasks = tasks.iter().map(decode_task).collect::<Result<Vec<_>>>()?;
-        let mut last_seq = std::collections::HashMap::with_capacity(seqs.len());
-        for row in &seqs {
-            let task_id: &str = row.try_get(0).map_err(Fault::from)?;
-            let seq: i64 = row.try_get(1).map_err(Fault::from)?;
-            last_seq.insert(task_id, seq);
+        let mut whole = Vec::new();
+        for row in &started {
+            whole.push(row.try_get::<_, String>(0).map_err(Fault::from)?);
         }
-        for task in &mut tasks {
-            task.last_seq = last_seq.get(task.id.as_str()).map_or(0, |&seq| seq as u64);
+        let mut tasks = Vec::with_capacity(queued.len());
+        for row in &queued {
+            let id: String = row.try_get(0).map_err(Fault::from)?;
+            if row.try_get::<_, bool>(4).map_err(Fault::from)? {
+                whole.push(id);
+                continue;
+            }
+            let positions: Option<&str> = row.try_get(3).map_err(Fault::from)?;
+            let positions = positions
+                .unwrap_or_default()
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<usize>()
+                        .map_err(|e| Error::Corrupt(format!("step position {p:?}: {e}")))
+                })
+                .collect::<orca_store::Result<Vec<usize>>>()?;
+            let created_at: i64 = row.try_get(1).map_err(Fault::from)?;
+            let spec: &str = row.try_get(2).map_err(Fault::from)?;
+            tasks.push(Unfinished::Queued(QueuedTask::from_stored(
+                id, created_at, spec, positions,
+            )?));
         }
-        attach_steps(&mut tasks, &steps, &attempts)?;
+        tasks.extend(
+            self.unfinished_tasks_by_id(&whole)
+                .await?
+                .into_iter()
+                .map(|task| Unfinished::Whole(Box::new(task))),
+        );
         Ok(tasks)
+    }
+
+    async fn unfinished_tasks_by_id(&self, ids: &[String]) -> orca_store::Result<Vec<TaskRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(|id| text(id)).collect();
+        self.unfinished(UNFINISHED_BY_ID, move |conn, sql| {
+            let ids = ids.clone();
+            Box::pin(async move { rows(conn, sql, &[&ids]).await })
+        })
+        .await
     }
 
     async fn change_state(&self, change: StateChange) -> orca_store::Result<StateOutcome> {

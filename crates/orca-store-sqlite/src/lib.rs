@@ -16,8 +16,8 @@ use orca_store::admission::{Admission, Bound, Place};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask,
-    StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store,
-    TaskQuery, TaskRecord, Write,
+    QueuedTask, StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite,
+    Store, TaskQuery, TaskRecord, Unfinished, Write,
 };
 
 /// What went wrong inside: SQLite's own error, kept whole until it leaves
@@ -1455,6 +1455,106 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn unfinished_tasks_by_id(&self, ids: &[String]) -> orca_store::Result<Vec<TaskRecord>> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        self.read(move |conn| unfinished_by_id(conn, &ids)).await
+    }
+
+    async fn recovery_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> orca_store::Result<Vec<Unfinished>> {
+        let (first, last) = (first.to_string(), last.to_string());
+        self.read(move |conn| {
+            let mut tasks = Vec::new();
+            // Whole: what runs or is paused, and a queued task with a step
+            // started or held at its gate.
+            let mut whole: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT id FROM tasks
+                     WHERE state IN ('running', 'paused') AND id BETWEEN ?1 AND ?2",
+                )?
+                .query_map([&first, &last], |row| row.get(0))?
+                .collect::<std::result::Result<_, _>>()?;
+            // The range's steps in one walk of their key, (task, step)
+            // order, merged below with the queued tasks in id order: two
+            // lookups per task, made per row, would cost twice as much.
+            let mut steps = conn.prepare_cached(
+                "SELECT task_id, position, state, attempt FROM steps
+                 WHERE task_id BETWEEN ?1 AND ?2 ORDER BY task_id",
+            )?;
+            let mut steps = steps.query([&first, &last])?;
+            let mut step = steps.next()?;
+            let mut queued_tasks = conn.prepare_cached(
+                "SELECT id, created_at, spec FROM tasks
+                 WHERE state = 'queued' AND id BETWEEN ?1 AND ?2 ORDER BY id",
+            )?;
+            let mut rows = queued_tasks.query([&first, &last])?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let mut positions = Vec::new();
+                let mut untouched = true;
+                while let Some(s) = step {
+                    let task_id = s.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                    if task_id > id.as_str() {
+                        break;
+                    }
+                    if task_id == id {
+                        let state = s.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+                        let started = s.get::<_, i64>(3)? > 0;
+                        match state {
+                            "queued" if !started => positions.push(s.get::<_, i64>(1)? as usize),
+                            "waiting" if !started => {}
+                            _ => untouched = false,
+                        }
+                    }
+                    step = steps.next()?;
+                }
+                if !untouched {
+                    whole.push(id);
+                    continue;
+                }
+                let spec = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+                tasks.push(Unfinished::Queued(QueuedTask::from_stored(
+                    id,
+                    row.get(1)?,
+                    spec,
+                    positions,
+                )?));
+            }
+            whole.sort();
+            tasks.extend(
+                unfinished_by_id(conn, &whole)?
+                    .into_iter()
+                    .map(|task| Unfinished::Whole(Box::new(task))),
+            );
+            Ok(tasks)
+        })
+        .await
+    }
+}
+
+/// The unfinished tasks of `ids` (sorted, distinct), whole.
+fn unfinished_by_id(conn: &Connection, ids: &[String]) -> Result<Vec<TaskRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks
+         WHERE id = ?1 AND state IN ('queued', 'running', 'paused')"
+    ))?;
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(row) = stmt.query_row([id], read_task).optional()? else {
+            continue;
+        };
+        let mut task = decode_task(row)?;
+        load_steps(conn, &mut task)?;
+        load_attempts(conn, &mut task)?;
+        tasks.push(task);
+    }
+    Ok(tasks)
 }
 
 #[cfg(test)]

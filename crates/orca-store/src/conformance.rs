@@ -16,8 +16,9 @@ use orca_core::{
 };
 
 use crate::{
-    AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, StateChange, StateKey,
-    StateOutcome, StateScope, StepWrite, Store, TaskQuery, Write,
+    AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, QueuedTask,
+    StateChange, StateKey, StateOutcome, StateScope, StepWrite, Store, TaskQuery, Unfinished,
+    Write,
 };
 
 /// The store under test, as a backend's tests provide it.
@@ -1243,7 +1244,14 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
     let store = backend.open().await;
     let tasks = ["r5", "r1", "r3", "r2", "r4"]
         .iter()
-        .map(|id| new_task(id, "default", None))
+        .map(|id| {
+            let mut task = new_task(id, "default", None);
+            if *id == "r1" {
+                task.spec.priority = 4;
+                task.spec.steps[0].needs = vec!["gpu".into()];
+            }
+            task
+        })
         .collect();
     create(&*store, tasks).await;
     commit(
@@ -1296,6 +1304,66 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
     assert!(between("r5", "r1").await.is_empty(), "an empty range");
     let whole = store.unfinished_tasks().await.expect("all");
     assert_eq!(ids(&whole), ["r1", "r2", "r4", "r5"]);
+
+    // Read back by id: the unfinished ones named, whole, in id order; an
+    // unknown or finished id is left out.
+    let named = |list: &[&str]| list.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+    let by_id = store
+        .unfinished_tasks_by_id(&named(&["r5", "nope", "r3", "r4", "r1"]))
+        .await
+        .expect("by id");
+    assert_eq!(ids(&by_id), ["r1", "r4", "r5"]);
+    assert_eq!(by_id[1].last_seq, 2);
+    assert_eq!(by_id[1].spec.steps.len(), 2);
+    assert_eq!(by_id[1].steps.len(), 2);
+    assert!(
+        store
+            .unfinished_tasks_by_id(&[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
+    // Recovery's compact read: a queued task nobody started comes back as
+    // its place in the queue; one running, or held at a gate, whole.
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            task_id: "r5".into(),
+            step_id: "a".into(),
+            state: Some(StepState::AwaitingApproval),
+            ..StepWrite::default()
+        })],
+    )
+    .await;
+    let mut recovered = store.recovery_between("r1", "r5").await.expect("recovery");
+    recovered.sort_by(|a, b| a.id().cmp(b.id()));
+    let recovered_ids: Vec<&str> = recovered.iter().map(Unfinished::id).collect();
+    assert_eq!(recovered_ids, ["r1", "r2", "r4", "r5"]);
+    assert_eq!(
+        recovered[0],
+        Unfinished::Queued(QueuedTask {
+            id: "r1".into(),
+            priority: 4,
+            created_at: 1,
+            queued: vec![(0, vec!["gpu".to_string()])],
+        })
+    );
+    assert!(
+        matches!(&recovered[1], Unfinished::Queued(q) if q.queued == [(0, Vec::new())]),
+        "{:?}",
+        recovered[1]
+    );
+    assert!(
+        matches!(&recovered[2], Unfinished::Whole(t) if t.state == TaskState::Running && t.steps.len() == 2),
+        "{:?}",
+        recovered[2]
+    );
+    assert!(
+        matches!(&recovered[3], Unfinished::Whole(t) if t.steps[0].state == StepState::AwaitingApproval),
+        "{:?}",
+        recovered[3]
+    );
 }
 
 pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes(

@@ -304,6 +304,88 @@ impl TaskRecord {
     }
 }
 
+/// A queued task nobody has started, as the ready queue holds it: what a
+/// restart reads back of a deep queue, and all the engine keeps in memory
+/// of a task it holds cold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTask {
+    pub id: String,
+    pub priority: i32,
+    pub created_at: Micros,
+    /// Its queued steps, by position, with what each needs.
+    pub queued: Vec<(usize, Vec<String>)>,
+}
+
+impl QueuedTask {
+    /// The task, when it is queued and nobody has started or decided on
+    /// any of its steps; `None` for any other.
+    pub fn of(task: &TaskRecord) -> Option<QueuedTask> {
+        if task.state != TaskState::Queued || task.steps.len() != task.spec.steps.len() {
+            return None;
+        }
+        let mut queued = Vec::new();
+        for (index, (step, spec)) in task.steps.iter().zip(&task.spec.steps).enumerate() {
+            match step.state {
+                StepState::Waiting if step.attempt == 0 => {}
+                StepState::Queued if step.attempt == 0 => {
+                    queued.push((index, spec.required_capabilities()));
+                }
+                _ => return None,
+            }
+        }
+        Some(QueuedTask {
+            id: task.id.clone(),
+            priority: task.spec.priority,
+            created_at: task.created_at,
+            queued,
+        })
+    }
+
+    /// From the stored parts: the spec's JSON, and each step's state (all
+    /// queued or waiting) in position order. `None` when a queued step's
+    /// position is not in the spec.
+    pub fn from_stored(
+        id: String,
+        created_at: Micros,
+        spec_json: &str,
+        queued_positions: impl IntoIterator<Item = usize>,
+    ) -> Result<QueuedTask> {
+        let view: orca_core::QueueView = serde_json::from_str(spec_json)
+            .map_err(|e| Error::Corrupt(format!("the spec of task {id}: {e}")))?;
+        let mut queued = Vec::new();
+        for index in queued_positions {
+            let step = view.steps.get(index).ok_or_else(|| {
+                Error::Corrupt(format!("task {id} has no step at position {index}"))
+            })?;
+            queued.push((index, step.required_capabilities()));
+        }
+        queued.sort();
+        Ok(QueuedTask {
+            id,
+            priority: view.priority,
+            created_at,
+            queued,
+        })
+    }
+}
+
+/// An unfinished task as recovery reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unfinished {
+    Whole(Box<TaskRecord>),
+    /// Queued, and nobody has started or decided on any step.
+    Queued(QueuedTask),
+}
+
+impl Unfinished {
+    pub fn id(&self) -> &str {
+        match self {
+            Unfinished::Whole(task) => &task.id,
+            Unfinished::Queued(task) => &task.id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {
     pub id: String,
@@ -469,6 +551,27 @@ pub trait Store: Send + Sync + 'static {
     /// its tasks (and any made since), so recovery reads a backlog a piece
     /// at a time, while the control plane already serves.
     async fn unfinished_tasks_between(&self, first: &str, last: &str) -> Result<Vec<TaskRecord>>;
+
+    /// As [`Store::unfinished_tasks_between`], but what the ready queue
+    /// alone needs of each queued task nobody has started (see
+    /// [`QueuedTask::of`]): how a restart reads a deep queue back quickly
+    /// and keeps it small. Tasks in any order.
+    async fn recovery_between(&self, first: &str, last: &str) -> Result<Vec<Unfinished>> {
+        Ok(self
+            .unfinished_tasks_between(first, last)
+            .await?
+            .into_iter()
+            .map(|task| match QueuedTask::of(&task) {
+                Some(queued) => Unfinished::Queued(queued),
+                None => Unfinished::Whole(Box::new(task)),
+            })
+            .collect())
+    }
+
+    /// These tasks, those of them unfinished, whole, in the order of their
+    /// ids. The engine reads a queued task back this way when it kept only
+    /// its place in the queue (its tasks in memory are capped).
+    async fn unfinished_tasks_by_id(&self, ids: &[String]) -> Result<Vec<TaskRecord>>;
 
     /// Every unfinished task at once.
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>> {

@@ -572,6 +572,19 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn unfinished_tasks_by_id(&self, ids: &[String]) -> Result<Vec<TaskRecord>> {
+        let data = self.data();
+        let mut tasks: Vec<TaskRecord> = ids
+            .iter()
+            .filter_map(|id| data.tasks.get(id.as_str()))
+            .filter(|t| !t.state.is_terminal())
+            .map(|task| data.whole(task))
+            .collect();
+        tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        tasks.dedup_by(|a, b| a.id == b.id);
+        Ok(tasks)
+    }
+
     async fn change_state(&self, change: StateChange) -> Result<StateOutcome> {
         Ok(self.data().change_state(change))
     }

@@ -250,6 +250,19 @@ impl Engine {
         }
     }
 
+    /// Pauses a task whose tenant has spent its budget.
+    pub(super) fn pause_if_tenant_spent(&mut self, task_id: &Arc<str>) {
+        let Some(active) = self.tasks.get(task_id) else {
+            return;
+        };
+        if active.run.state() == TaskState::Paused {
+            return;
+        }
+        if let Some(reason) = tenant_over_budget(&active.tenant, &self.budgets, now_micros()) {
+            self.pause_task(task_id, &reason, "tenant");
+        }
+    }
+
     /// Stops a task for its budget: its queued steps leave the queue, its
     /// running ones are told to stop.
     /// `budget` says whose budget it was, task or tenant, for the metrics.

@@ -17,6 +17,7 @@ impl Engine {
         );
         self.queue_ready(&id, &mut active);
         self.hold_at_gates(&id, &mut active, &[]);
+        self.cold.fresh.push(id.clone());
         self.tasks.insert(id, active);
     }
 
@@ -53,7 +54,7 @@ impl Engine {
         {
             let worker_id = self.worker_order[order % self.worker_order.len()];
             order += 1;
-            let item = match self.workers.get(&worker_id) {
+            let head = match self.workers.get(&worker_id) {
                 Some(w) if w.free() > 0 => {
                     let pool = agents.get(pool_of(&w.info));
                     let paused = self
@@ -61,15 +62,27 @@ impl Engine {
                         .get(pool_of(&w.info))
                         .is_some_and(|p| p.until > now);
                     if paused || pool.is_some_and(|(running, cap)| running >= cap) {
-                        self.queue.pop_for(&w.without_agents)
+                        self.queue.peek_for(&w.without_agents)
                     } else {
-                        self.queue.pop_for(&w.info.capabilities)
+                        self.queue.peek_for(&w.info.capabilities)
                     }
                 }
                 _ => None,
             };
+            // A step of a task held only as its place in the queue waits
+            // for the task to be read back (see `cold`).
+            let item = match head {
+                Some((key, (task_id, _))) if !self.tasks.contains_key(task_id) => {
+                    let task_id = task_id.clone();
+                    self.cold_at_head(&task_id, &key);
+                    None
+                }
+                Some((key, _)) => self.queue.remove(&key),
+                None => None,
+            };
             match item {
                 Some((task_id, index)) => {
+                    self.cold.dispatched += 1;
                     idle_since_progress = 0;
                     if let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) {
                         slot.queued = None;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use orca_api::v1;
 use orca_core::Event;
-use orca_store::Commit;
+use orca_store::{Commit, Store, Unfinished};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::handle::Command;
 use super::{CancelAnswer, Outbox};
 use crate::auth::StepGrant;
 use crate::hub::Hub;
@@ -25,6 +26,10 @@ pub(super) enum Effect {
     /// Answers a request (admit, reopen) once its writes are durable.
     Done(oneshot::Sender<()>),
     CancelDone(oneshot::Sender<CancelAnswer>),
+    /// Reads these queued tasks back whole for the engine (see `cold`):
+    /// done behind the round's commit, so it reads all the engine wrote
+    /// before it let go of them.
+    Load(Vec<Arc<str>>),
 }
 
 /// An assignment waiting for its step token.
@@ -58,10 +63,13 @@ impl Assignment {
 }
 
 /// Applies each round's effects in order, once its commit is durable.
+/// Tasks read back go to the engine through `engine`, which does not keep
+/// its inbox open.
 pub(super) async fn run_effects(
     mut queue: mpsc::UnboundedReceiver<(Commit, Vec<Effect>)>,
     hub: Arc<Hub>,
     step_tokens: Arc<StepTokens>,
+    engine: (Arc<dyn Store>, mpsc::WeakSender<Command>),
     fatal: watch::Sender<Option<String>>,
 ) {
     while let Some((commit, effects)) = queue.recv().await {
@@ -88,7 +96,37 @@ pub(super) async fn run_effects(
                 Effect::Publish(events) => hub.publish(&events),
                 Effect::Done(done) => drop(done.send(())),
                 Effect::CancelDone(reply) => drop(reply.send(CancelAnswer::Done)),
+                Effect::Load(ids) => {
+                    let (store, commands) = engine.clone();
+                    tokio::spawn(read_back(store, commands, ids, fatal.clone()));
+                }
             }
+        }
+    }
+}
+
+/// Reads queued tasks back and hands them to the engine. A failed read is
+/// fatal, as a failed commit is: the tasks would otherwise never run.
+async fn read_back(
+    store: Arc<dyn Store>,
+    commands: mpsc::WeakSender<Command>,
+    ids: Vec<Arc<str>>,
+    fatal: watch::Sender<Option<String>>,
+) {
+    let named: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    match store.unfinished_tasks_by_id(&named).await {
+        Ok(tasks) => {
+            if let Some(commands) = commands.upgrade() {
+                let tasks = tasks
+                    .into_iter()
+                    .map(|task| Unfinished::Whole(Box::new(task)))
+                    .collect();
+                let _ = commands.send(Command::Recovered { ids, tasks }).await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not read queued tasks back; stopping the control plane");
+            let _ = fatal.send(Some(format!("reading queued tasks back failed: {e}")));
         }
     }
 }

@@ -6,7 +6,7 @@ use orca_api::v1;
 use orca_core::{
     AttemptKey, Budget, Capabilities, Cost, LogStream, Micros, TaskRun, TaskSpec, TenantBudget,
 };
-use orca_store::{Store, TaskRecord};
+use orca_store::{Store, TaskRecord, Unfinished};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -160,11 +160,11 @@ pub(super) enum Command {
         worker: u64,
         attempt: AttemptKey,
     },
-    /// A piece of the backlog read back: the ids asked for and the tasks
-    /// found (see [`super::recovery::Backlog`]).
+    /// Tasks read back (a piece of the backlog, or cold tasks): the ids
+    /// asked for and the tasks found (see [`super::recovery::Backlog`]).
     Recovered {
         ids: Vec<Arc<str>>,
-        tasks: Vec<TaskRecord>,
+        tasks: Vec<Unfinished>,
     },
     ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
     Reopen {

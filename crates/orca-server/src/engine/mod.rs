@@ -11,8 +11,9 @@
 //! schedules ready steps onto workers; `results` takes what workers report
 //! (and retries and cancels); `approval` holds steps at their human gates;
 //! `budget` counts what tasks and tenants spend and pauses what crosses;
-//! `recovery` holds leases and the rebuild after a restart; `effects` is
-//! what a committed round releases. This file is the loop: commands in,
+//! `recovery` holds leases and the rebuild after a restart; `cold` keeps a
+//! deep queue in the store rather than in memory; `effects` is what a
+//! committed round releases. This file is the loop: commands in,
 //! state changes applied, rounds committed. `tests` drives it all in
 //! memory.
 
@@ -28,7 +29,7 @@ use orca_core::{
     AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
     StepStatus, TaskRun, TaskSpec, TaskState,
 };
-use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Write};
+use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Unfinished, Write};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
@@ -39,6 +40,7 @@ use crate::step_token::StepTokens;
 
 mod approval;
 mod budget;
+mod cold;
 mod create;
 mod dispatch;
 mod effects;
@@ -48,6 +50,7 @@ mod recovery;
 mod results;
 
 pub use budget::{SpentTenants, load_tenant_budgets};
+use cold::queue_cold;
 pub use create::Submission;
 use create::event_of;
 use effects::{Assignment, Effect, run_effects};
@@ -63,6 +66,9 @@ const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
 
 /// Commands handled per round: each round is one store transaction.
 const MAX_ROUND: usize = 1024;
+
+/// Unfinished tasks the engine holds whole by default (see [`cold`]).
+pub const DEFAULT_HOT_TASKS: usize = 50_000;
 
 pub type Outbox = mpsc::UnboundedSender<Result<v1::ServerMessage, Status>>;
 
@@ -188,7 +194,7 @@ struct Round {
 
 pub struct Engine {
     store: Arc<dyn Store>,
-    tasks: HashMap<Arc<str>, Active>,
+    tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,
     queue: ReadyQueue<(Arc<str>, usize)>,
     workers: HashMap<u64, Worker>,
     /// Workers in connection order, for round-robin dispatch.
@@ -207,6 +213,11 @@ pub struct Engine {
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     metrics: Arc<Metrics>,
+    /// Past this many unfinished tasks in memory, a queued task nobody
+    /// started keeps only its place in the queue (see [`cold`]).
+    hot_tasks: usize,
+    /// What the compact queue is about to read back, and when to look.
+    cold: cold::Reads,
 }
 
 /// Tenants' budgets and their spend in the current day and month, as the
@@ -215,6 +226,16 @@ pub struct Engine {
 pub struct TenantBudgets {
     pub limits: HashMap<String, orca_core::TenantBudget>,
     pub spend: HashMap<String, orca_core::TenantSpend>,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub leases: Leases,
+    /// Unfinished tasks held whole in memory; beyond them, queued tasks
+    /// nobody started wait in the store with only their place in the queue
+    /// in memory.
+    pub hot_tasks: usize,
 }
 
 /// How long a worker's hold on its steps lasts without a sign of life.
@@ -231,7 +252,7 @@ pub fn start(
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     backlog: Vec<String>,
-    leases: Leases,
+    settings: Settings,
     step_tokens: Arc<StepTokens>,
     metrics: Arc<Metrics>,
     tenants: TenantBudgets,
@@ -248,16 +269,17 @@ pub fn start(
     let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
     let engine = Engine {
         store: store.clone(),
-        // Sized once: a backlog grown by doubling moves every task again
-        // and again.
-        tasks: HashMap::with_capacity(backlog.len()),
+        // Not sized to the backlog: most of a deep one is held cold, and
+        // a table sized for all of it would become resident page by page
+        // as the few tasks held whole land all over it.
+        tasks: HashMap::default(),
         queue: ReadyQueue::default(),
         workers: HashMap::new(),
         worker_order: Vec::new(),
         next_worker: 1,
         orphans: HashMap::new(),
         backlog: Backlog::new(&backlog),
-        leases,
+        leases: settings.leases,
         retries: BinaryHeap::new(),
         approvals: BinaryHeap::new(),
         pauses: HashMap::new(),
@@ -265,16 +287,24 @@ pub fn start(
         round: Round::default(),
         effects,
         metrics,
+        hot_tasks: settings.hot_tasks.max(1),
+        cold: cold::Reads::default(),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(
-            store,
+            store.clone(),
             handle.commands.clone(),
             backlog,
             fatal_tx.clone(),
         ));
     }
-    tokio::spawn(run_effects(effect_queue, hub, step_tokens, fatal_tx));
+    tokio::spawn(run_effects(
+        effect_queue,
+        hub,
+        step_tokens,
+        (store, handle.commands.downgrade()),
+        fatal_tx,
+    ));
     tokio::spawn(engine.run(inbox));
     (handle, fatal_rx)
 }
@@ -310,6 +340,8 @@ impl Engine {
                 }
             }
             self.dispatch();
+            self.cool_down();
+            self.read_ahead();
             self.flush();
         }
     }

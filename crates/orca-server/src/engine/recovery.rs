@@ -18,16 +18,38 @@ const BACKLOG_PIECE: usize = 1000;
 /// control plane for seconds per hundred thousand queued steps; instead it
 /// serves new work at once, and a command about a task still to be read
 /// (a worker's report, a cancel) waits here, in arrival order, until it is.
+///
+/// A cold task (see [`super::cold`]) is held here too, for as long as the
+/// engine keeps only its place in the queue; a command about it has it
+/// read back.
 pub(super) struct Backlog {
-    pending: HashMap<Arc<str>, Vec<Command>>,
+    pub(super) pending: HashMap<Arc<str>, Held, foldhash::fast::RandomState>,
+    /// Tasks listed at the start still to be read back.
+    listed: usize,
+    /// Of `pending`, the cold ones.
+    pub(super) cold: usize,
     total: usize,
     started: Instant,
+}
+
+/// A task the engine does not hold whole.
+#[derive(Default)]
+pub(super) struct Held {
+    /// What arrived about it, in order, to handle once it is read.
+    pub(super) parked: Vec<Command>,
+    /// Cold: where its queued steps sit in the queue. `None` for a task
+    /// the start's listing reads back.
+    pub(super) cold: Option<Box<[QueueKey]>>,
+    /// A cold task asked for, on its way back.
+    pub(super) loading: bool,
 }
 
 impl Backlog {
     pub(super) fn new(ids: &[Arc<str>]) -> Self {
         Backlog {
-            pending: ids.iter().map(|id| (id.clone(), Vec::new())).collect(),
+            pending: ids.iter().map(|id| (id.clone(), Held::default())).collect(),
+            listed: ids.len(),
+            cold: 0,
             total: ids.len(),
             started: Instant::now(),
         }
@@ -44,10 +66,39 @@ impl Backlog {
         self.pending.contains_key(task_id)
     }
 
-    fn park(&mut self, task_id: &Arc<str>, command: Command) {
-        if let Some(waiting) = self.pending.get_mut(task_id) {
-            waiting.push(command);
+    /// Parks a command; answers whether its task is cold and now has to
+    /// be read back.
+    fn park(&mut self, task_id: &Arc<str>, command: Command) -> bool {
+        let Some(held) = self.pending.get_mut(task_id) else {
+            return false;
+        };
+        held.parked.push(command);
+        let read = held.cold.is_some() && !held.loading;
+        held.loading |= read;
+        read
+    }
+
+    /// Holds a task as its queued steps' places only.
+    pub(super) fn hold_cold(&mut self, id: Arc<str>, keys: Box<[QueueKey]>) {
+        self.cold += 1;
+        self.pending.insert(
+            id,
+            Held {
+                cold: Some(keys),
+                ..Held::default()
+            },
+        );
+    }
+
+    /// Takes a task out.
+    fn take(&mut self, id: &str) -> Option<Held> {
+        let held = self.pending.remove(id)?;
+        if held.cold.is_some() {
+            self.cold -= 1;
+        } else {
+            self.listed -= 1;
         }
+        Some(held)
     }
 }
 
@@ -63,7 +114,7 @@ pub(super) async fn load_backlog(
 ) {
     for piece in ids.chunks(BACKLOG_PIECE) {
         let (first, last) = (&piece[0], &piece[piece.len() - 1]);
-        match store.unfinished_tasks_between(first, last).await {
+        match store.recovery_between(first, last).await {
             Ok(tasks) => {
                 let ids = piece.to_vec();
                 if commands
@@ -88,7 +139,8 @@ pub(super) async fn load_backlog(
 impl Engine {
     /// Holds back a command about a task still to be read (see
     /// [`Backlog`]); returns what may be handled now. A release naming
-    /// several attempts is split: each waits for its own task.
+    /// several attempts is split: each waits for its own task. A cold task
+    /// a command waits for is read back.
     pub(super) fn defer(&mut self, command: Command) -> Option<Command> {
         if self.backlog.pending.is_empty() {
             return Some(command);
@@ -109,7 +161,9 @@ impl Engine {
                             attempts: vec![attempt],
                             reason: reason.clone(),
                         };
-                        self.backlog.park(&key, one);
+                        if self.backlog.park(&key, one) {
+                            self.cold.wanted.push(key);
+                        }
                     }
                 }
                 return (!free.is_empty()).then_some(Command::Release {
@@ -126,43 +180,99 @@ impl Engine {
             | Command::Session { attempt, .. }
             | Command::Adopt { attempt, .. } => self.backlog.pending(&attempt.task_id),
             Command::Report { report, .. } => self.backlog.pending(&report.attempt.task_id),
-            Command::Cancel { task_id, .. } | Command::Decide { task_id, .. } => {
-                self.backlog.pending(task_id)
-            }
+            Command::Cancel { task_id, .. }
+            | Command::Decide { task_id, .. }
+            | Command::RaiseBudget { task_id, .. }
+            | Command::ApproveBudget { task_id, .. } => self.backlog.pending(task_id),
             _ => None,
         };
         match key {
             Some(key) => {
-                self.backlog.park(&key, command);
+                if self.backlog.park(&key, command) {
+                    self.cold.wanted.push(key);
+                }
                 None
             }
             None => Some(command),
         }
     }
 
-    /// Takes in a piece of the backlog, then what waited for its tasks.
-    pub(super) fn recovered(&mut self, ids: Vec<Arc<str>>, tasks: Vec<TaskRecord>) {
+    /// Takes in tasks read back (a piece of the backlog, or cold tasks),
+    /// then what waited for them. A queued task nobody started, read back
+    /// as its place in the queue only, is held cold.
+    pub(super) fn recovered(&mut self, ids: Vec<Arc<str>>, tasks: Vec<Unfinished>) {
         // A task made since the backlog was listed may fall in the piece's
-        // range; it is live already.
-        let tasks = tasks
-            .into_iter()
-            .filter(|t| self.backlog.holds(&t.id))
-            .collect();
-        self.recover(tasks);
-        for id in ids {
-            for command in self.backlog.pending.remove(&id).unwrap_or_default() {
-                self.handle(command);
+        // range; it is live already, and not among `ids`.
+        let asked: HashMap<&str, &Arc<str>, foldhash::fast::RandomState> =
+            ids.iter().map(|id| (&**id, id)).collect();
+        let mut parked = Vec::new();
+        let mut whole = Vec::new();
+        let mut answered = 0;
+        let mut needs = cold::NeedsMemo::default();
+        for task in tasks {
+            let Some(&id) = asked.get(task.id()) else {
+                continue;
+            };
+            let Some(held) = self.backlog.pending.get_mut(id) else {
+                continue;
+            };
+            answered += 1;
+            parked.append(&mut held.parked);
+            match task {
+                // A listed task becomes cold where it is held.
+                Unfinished::Queued(queued) if held.cold.is_none() => {
+                    held.cold = Some(queue_cold(&mut self.queue, id, &queued, &mut needs));
+                    self.backlog.listed -= 1;
+                    self.backlog.cold += 1;
+                }
+                // A cold task is read back whole, never as its place; it
+                // stays cold.
+                Unfinished::Queued(_) => held.loading = false,
+                Unfinished::Whole(task) => {
+                    self.forget_held(id);
+                    whole.push(*task);
+                }
             }
         }
-        if self.backlog.pending.is_empty() {
+        // What was asked for and not found is finished or gone.
+        if answered < ids.len() {
+            for id in &ids {
+                if self
+                    .backlog
+                    .pending
+                    .get(id)
+                    .is_some_and(|held| held.cold.is_none() || held.loading)
+                    && let Some(held) = self.forget_held(id)
+                {
+                    parked.extend(held.parked);
+                }
+            }
+        }
+        self.recover(whole);
+        for command in parked {
+            self.handle(command);
+        }
+        if self.backlog.listed == 0 && self.backlog.total > 0 {
             tracing::info!(
                 tasks = self.backlog.total,
+                cold = self.backlog.cold,
                 orphans = self.orphans.len(),
                 loaded_ms = self.backlog.started.elapsed().as_millis() as u64,
                 "recovered the unfinished tasks"
             );
+            self.backlog.total = 0;
             self.backlog.pending.shrink_to_fit();
         }
+    }
+
+    /// Takes a task out of the backlog; a cold one's steps leave the
+    /// queue (they queue again once it is whole).
+    fn forget_held(&mut self, id: &str) -> Option<Held> {
+        let held = self.backlog.take(id)?;
+        for key in held.cold.iter().flat_map(|keys| keys.iter()) {
+            self.queue.remove(key);
+        }
+        Some(held)
     }
 
     /// Rebuilds live state from stored tasks. Steps that were running wait
@@ -193,7 +303,9 @@ impl Engine {
             self.queue_ready(&id, &mut active);
             let deadlines: Vec<Micros> = record.steps.iter().map(|s| s.approval_deadline).collect();
             self.hold_at_gates(&id, &mut active, &deadlines);
-            self.tasks.insert(id, active);
+            self.tasks.insert(id.clone(), active);
+            // A tenant may have spent its budget while the task was cold.
+            self.pause_if_tenant_spent(&id);
         }
     }
 

@@ -1034,7 +1034,10 @@ mod tests {
             store.clone(),
             hub.clone(),
             Vec::new(),
-            leases,
+            crate::engine::Settings {
+                leases,
+                hot_tasks: crate::engine::DEFAULT_HOT_TASKS,
+            },
             Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
             Arc::new(crate::metrics::Metrics::new()),
             crate::engine::TenantBudgets::default(),

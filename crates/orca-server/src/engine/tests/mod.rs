@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::*;
 
 mod budget;
+mod cold;
 
 /// How long a test waits for something the engine should do at once.
 const PROMPTLY: Duration = Duration::from_secs(5);
@@ -39,13 +40,26 @@ impl Harness {
     /// read back.
     fn start(store: MemoryStore, backlog: Vec<String>, leases: Leases) -> Harness {
         let tenants = TenantBudgets::default();
-        Harness::start_on(Arc::new(store.clone()), store, backlog, leases, tenants)
+        let settings = Settings {
+            leases,
+            hot_tasks: DEFAULT_HOT_TASKS,
+        };
+        Harness::start_on(Arc::new(store.clone()), store, backlog, settings, tenants)
     }
 
     /// An engine over `store`, which starts from these tenants' budgets.
     fn start_with(store: MemoryStore, tenants: TenantBudgets) -> Harness {
-        let leases = leases(Duration::from_secs(30));
-        Harness::start_on(Arc::new(store.clone()), store, Vec::new(), leases, tenants)
+        let settings = Settings {
+            leases: leases(Duration::from_secs(30)),
+            hot_tasks: DEFAULT_HOT_TASKS,
+        };
+        Harness::start_on(
+            Arc::new(store.clone()),
+            store,
+            Vec::new(),
+            settings,
+            tenants,
+        )
     }
 
     /// An engine over `store`, which the test keeps.
@@ -59,7 +73,7 @@ impl Harness {
         engine_store: Arc<dyn Store>,
         store: MemoryStore,
         backlog: Vec<String>,
-        leases: Leases,
+        settings: Settings,
         tenants: TenantBudgets,
     ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -68,7 +82,7 @@ impl Harness {
             engine_store,
             Arc::new(Hub::default()),
             backlog,
-            leases,
+            settings,
             step_tokens,
             Arc::new(Metrics::new()),
             tenants,
@@ -437,10 +451,22 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
 }
 
 /// The memory store, whose backlog reads wait until the test opens the
-/// gate: a new leader's recovery held mid-way.
+/// gate: a new leader's recovery held mid-way. It notes the tasks read
+/// back by id (cold tasks).
 struct SlowBacklog {
     store: MemoryStore,
     gate: Arc<tokio::sync::Semaphore>,
+    read_by_id: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SlowBacklog {
+    fn new(store: MemoryStore, gate: Arc<tokio::sync::Semaphore>) -> Self {
+        SlowBacklog {
+            store,
+            gate,
+            read_by_id: Arc::default(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -507,6 +533,13 @@ impl Store for SlowBacklog {
     ) -> orca_store::Result<Vec<TaskRecord>> {
         let _open = self.gate.acquire().await.expect("gate");
         self.store.unfinished_tasks_between(first, last).await
+    }
+    async fn unfinished_tasks_by_id(&self, ids: &[String]) -> orca_store::Result<Vec<TaskRecord>> {
+        self.read_by_id
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(ids);
+        self.store.unfinished_tasks_by_id(ids).await
     }
     async fn change_state(
         &self,
@@ -576,16 +609,17 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     }
     // The new leader reads nothing back until the gate opens.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let slow = SlowBacklog {
-        store: store.reopen(),
-        gate: gate.clone(),
-    };
+    let slow = SlowBacklog::new(store.reopen(), gate.clone());
     let backlog = store.unfinished_task_ids().await.expect("ids");
+    let settings = Settings {
+        leases: leases(Duration::from_secs(30)),
+        hot_tasks: DEFAULT_HOT_TASKS,
+    };
     let h = Harness::start_on(
         Arc::new(slow),
         store.reopen(),
         backlog,
-        leases(Duration::from_secs(30)),
+        settings,
         TenantBudgets::default(),
     );
 
