@@ -12,8 +12,9 @@ test:            ## unit and end-to-end tests
 bench:           ## end-to-end throughput and latency against real processes
 	./scripts/bench.sh
 
-bench-scale:     ## a million queued steps: memory, restart, dispatch through the backlog
+bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers
 	./scripts/bench.sh scale
+	./scripts/bench.sh fleet
 
 dist:            ## the release binary as images ship it: stripped, its debug info kept apart
 	./scripts/dist.sh

@@ -423,6 +423,7 @@ fn bad_values_are_refused_naming_the_value() {
             "controlPlane.checkpoints.maxBytes=10",
             "/controlPlane/checkpoints/maxBytes",
         ),
+        ("controlPlane.hotTasks=0", "/controlPlane/hotTasks"),
     ] {
         let error = render(&[set]).expect_err(set);
         assert!(error.contains(named), "--set {set}: {error}");
@@ -681,21 +682,22 @@ async fn tenant_budgets_render_to_a_file_the_control_plane_sets_on_start() {
     assert_eq!(listed[1]["tokensPerDay"], 20_000_000);
 }
 
-/// The checkpoint settings reach the control plane's flags, which the real
-/// control plane takes.
+/// The checkpoint settings and the cap on tasks held whole reach the
+/// control plane's flags, which the real control plane takes.
 #[tokio::test]
-async fn checkpoint_settings_render_to_flags_the_control_plane_takes() {
+async fn memory_and_checkpoint_settings_render_to_flags_the_control_plane_takes() {
     let flags = |objects: &[Value]| -> Vec<String> {
         container(objects, "orca")
             .args
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| a.contains("checkpoint"))
+            .filter(|a| a.contains("checkpoint") || a.starts_with("--hot-tasks"))
             .collect()
     };
     assert_eq!(
         flags(&render(&[]).expect("renders")),
         [
+            "--hot-tasks=50000",
             "--max-checkpoint-bytes=8388608",
             "--checkpoint-retention=24h"
         ]
@@ -704,12 +706,14 @@ async fn checkpoint_settings_render_to_flags_the_control_plane_takes() {
         &render(&[
             "controlPlane.checkpoints.maxBytes=1048576",
             "controlPlane.checkpoints.retention=90m",
+            "controlPlane.hotTasks=2000",
         ])
         .expect("renders"),
     );
     assert_eq!(
         set,
         [
+            "--hot-tasks=2000",
             "--max-checkpoint-bytes=1048576",
             "--checkpoint-retention=90m"
         ]

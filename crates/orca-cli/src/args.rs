@@ -921,6 +921,7 @@ mod tests {
         assert_eq!(up.store.data_dir, PathBuf::from(".orca"));
         assert_eq!(up.store.lease_ttl, Duration::from_secs(30));
         assert_eq!(up.store.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(up.store.hot_tasks, orca_server::DEFAULT_HOT_TASKS);
         let cli = Cli::try_parse_from(["orca", "server"]).expect("defaults parse");
         let Command::Server(server) = cli.command else {
             panic!("not server")
@@ -947,6 +948,18 @@ mod tests {
     #[test]
     fn worker_slots_are_bounded() {
         assert!(Cli::try_parse_from(["orca", "worker", "--slots", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_cap_on_tasks_in_memory_is_at_least_one() {
+        let refused = Cli::try_parse_from(["orca", "server", "--hot-tasks", "0"])
+            .expect_err("zero holds nothing");
+        assert!(refused.to_string().contains("--hot-tasks"), "{refused}");
+        let cli = Cli::try_parse_from(["orca", "server", "--hot-tasks", "1000"]).expect("parses");
+        let Command::Server(server) = cli.command else {
+            panic!("not server")
+        };
+        assert_eq!(server.control_plane.store.hot_tasks, 1000);
     }
 
     #[test]
