@@ -596,8 +596,10 @@ const UNFINISHED_IDS: &str =
 /// The four reads that bring unfinished tasks back whole: their rows, each
 /// one's newest event number (a scan of their events, grouped, costs a
 /// third of a lookup per task), their steps and their attempts. `$t` picks
-/// the tasks; `$e`, `$s` and `$a` repeat it on the events', steps' and
-/// attempts' task ids, so each read walks its table's key.
+/// the tasks; `$e`, `$s` and `$a` pick the events', steps' and attempts'
+/// rows (aliased `e`, `s`, `a`) so each read walks its table's key. Rows of
+/// tasks the first read does not return are dropped when they are put
+/// together.
 macro_rules! unfinished_reads {
     ($t:literal, $e:literal, $s:literal, $a:literal) => {
         [
@@ -610,23 +612,12 @@ macro_rules! unfinished_reads {
                 $t,
                 " ORDER BY t.id"
             ),
-            concat!(
-                "SELECT e.task_id, MAX(e.seq)
-                FROM events e JOIN tasks t ON t.id = e.task_id
-                WHERE t.state IN ('queued', 'running', 'paused') AND ",
-                $t,
-                " AND ",
-                $e,
-                " GROUP BY e.task_id"
-            ),
+            concat!("SELECT e.task_id, MAX(e.seq) FROM events e ", $e, " GROUP BY e.task_id"),
             concat!(
                 "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
                     orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
                     COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline)
-                FROM steps s JOIN tasks t ON t.id = s.task_id
-                WHERE t.state IN ('queued', 'running', 'paused') AND ",
-                $t,
-                " AND ",
+                FROM steps s ",
                 $s,
                 " ORDER BY s.task_id, s.position"
             ),
@@ -635,10 +626,7 @@ macro_rules! unfinished_reads {
                     orca_micros(a.started_at), orca_micros(a.finished_at), a.state, a.error, a.exit_code,
                     a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
                     a.cache_read_tokens, a.cache_creation_tokens
-                FROM attempts a JOIN tasks t ON t.id = a.task_id
-                WHERE t.state IN ('queued', 'running', 'paused') AND ",
-                $t,
-                " AND ",
+                FROM attempts a ",
                 $a,
                 " ORDER BY a.task_id, a.step_id, a.attempt"
             ),
@@ -646,32 +634,39 @@ macro_rules! unfinished_reads {
     };
 }
 
-/// The unfinished tasks with ids from `$1` to `$2`.
+/// The unfinished tasks with ids from `$1` to `$2`. A range holds finished
+/// tasks too: their rows are left out by a join.
 const UNFINISHED_BETWEEN: [&str; 4] = unfinished_reads!(
     "t.id BETWEEN $1 AND $2",
-    "e.task_id BETWEEN $1 AND $2",
-    "s.task_id BETWEEN $1 AND $2",
-    "a.task_id BETWEEN $1 AND $2"
+    "JOIN tasks t ON t.id = e.task_id WHERE t.state IN ('queued', 'running', 'paused')
+        AND t.id BETWEEN $1 AND $2 AND e.task_id BETWEEN $1 AND $2",
+    "JOIN tasks t ON t.id = s.task_id WHERE t.state IN ('queued', 'running', 'paused')
+        AND t.id BETWEEN $1 AND $2 AND s.task_id BETWEEN $1 AND $2",
+    "JOIN tasks t ON t.id = a.task_id WHERE t.state IN ('queued', 'running', 'paused')
+        AND t.id BETWEEN $1 AND $2 AND a.task_id BETWEEN $1 AND $2"
 );
 
-/// The unfinished tasks whose ids are in the array `$1`.
+/// The unfinished tasks whose ids are in the array `$1`: a lookup of each
+/// id's rows by key, without the join a range needs (the rows of a
+/// finished task named here are dropped when put together).
 const UNFINISHED_BY_ID: [&str; 4] = unfinished_reads!(
     "t.id = ANY($1)",
-    "e.task_id = ANY($1)",
-    "s.task_id = ANY($1)",
-    "a.task_id = ANY($1)"
+    "WHERE e.task_id = ANY($1)",
+    "WHERE s.task_id = ANY($1)",
+    "WHERE a.task_id = ANY($1)"
 );
 
-/// What the ready queue needs of each queued task from `$1` to `$2`: its
-/// creation, spec (read for priority and needs only), queued steps'
-/// positions, and whether any step was started or is held at its gate
-/// (then it is read whole).
-const QUEUED_BETWEEN: &str = "SELECT t.id, orca_micros(t.created_at), t.spec::text,
-        (SELECT string_agg(s.position::text, ',') FROM steps s
-         WHERE s.task_id = t.id AND s.state = 'queued'),
-        EXISTS (SELECT 1 FROM steps s WHERE s.task_id = t.id
-                AND (s.attempt > 0 OR s.state NOT IN ('queued', 'waiting')))
+/// The queued tasks from `$1` to `$2`: their creation and spec (read for
+/// priority and needs only).
+const QUEUED_BETWEEN: &str = "SELECT t.id, orca_micros(t.created_at), t.spec::text
     FROM tasks t WHERE t.state = 'queued' AND t.id BETWEEN $1 AND $2";
+
+/// The steps of the queued tasks from `$1` to `$2`, in one walk of their
+/// key: whether each task is untouched, and which steps are queued. (Two
+/// lookups per task, made per row, cost more than the whole walk.)
+const QUEUED_STEPS_BETWEEN: &str = "SELECT s.task_id, s.position, s.state, s.attempt
+    FROM steps s JOIN tasks t ON t.id = s.task_id
+    WHERE t.state = 'queued' AND t.id BETWEEN $1 AND $2 AND s.task_id BETWEEN $1 AND $2";
 
 /// The running and paused tasks from `$1` to `$2`.
 const STARTED_BETWEEN: &str =
@@ -1005,11 +1000,34 @@ impl Store for PostgresStore {
         last: &str,
     ) -> orca_store::Result<Vec<Unfinished>> {
         let range = [text(first), text(last)];
-        let (queued, started) = futures::future::try_join(
+        let (queued, steps, started) = futures::future::try_join3(
             self.read(|conn| Box::pin(ranged_rows(conn, QUEUED_BETWEEN, range.clone()))),
+            self.read(|conn| Box::pin(ranged_rows(conn, QUEUED_STEPS_BETWEEN, range.clone()))),
             self.read(|conn| Box::pin(ranged_rows(conn, STARTED_BETWEEN, range.clone()))),
         )
         .await?;
+        // Per queued task: its queued steps' positions, or `None` once a
+        // step was started or held at its gate (it is read whole).
+        let mut queued_steps: std::collections::HashMap<&str, Option<Vec<usize>>> =
+            std::collections::HashMap::with_capacity(queued.len());
+        for row in &steps {
+            let task_id: &str = row.try_get(0).map_err(Fault::from)?;
+            let position: i32 = row.try_get(1).map_err(Fault::from)?;
+            let state: &str = row.try_get(2).map_err(Fault::from)?;
+            let started = row.try_get::<_, i64>(3).map_err(Fault::from)? > 0;
+            let entry = queued_steps
+                .entry(task_id)
+                .or_insert_with(|| Some(Vec::new()));
+            match (state, started) {
+                ("queued", false) => {
+                    if let Some(positions) = entry {
+                        positions.push(position as usize);
+                    }
+                }
+                ("waiting", false) => {}
+                _ => *entry = None,
+            }
+        }
         let mut whole = Vec::new();
         for row in &started {
             whole.push(row.try_get::<_, String>(0).map_err(Fault::from)?);
@@ -1017,20 +1035,10 @@ impl Store for PostgresStore {
         let mut tasks = Vec::with_capacity(queued.len());
         for row in &queued {
             let id: String = row.try_get(0).map_err(Fault::from)?;
-            if row.try_get::<_, bool>(4).map_err(Fault::from)? {
+            let Some(Some(positions)) = queued_steps.remove(id.as_str()) else {
                 whole.push(id);
                 continue;
-            }
-            let positions: Option<&str> = row.try_get(3).map_err(Fault::from)?;
-            let positions = positions
-                .unwrap_or_default()
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    p.parse::<usize>()
-                        .map_err(|e| Error::Corrupt(format!("step position {p:?}: {e}")))
-                })
-                .collect::<orca_store::Result<Vec<usize>>>()?;
+            };
             let created_at: i64 = row.try_get(1).map_err(Fault::from)?;
             let spec: &str = row.try_get(2).map_err(Fault::from)?;
             tasks.push(Unfinished::Queued(QueuedTask::from_stored(
