@@ -20,7 +20,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orca_api::convert::now_micros;
 use orca_api::v1;
 use orca_store_postgres::throwaway;
 use orca_tests::bench::*;
@@ -350,22 +349,8 @@ struct Latency {
 /// split at the moment the server accepted the task (its `created_at`).
 async fn steady_latency(client: &Tasks, seconds: u64) -> anyhow::Result<Latency> {
     let count = (STEADY_RATE * seconds) as usize;
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut sent = tokio::task::JoinSet::new();
-    for n in 0..count {
-        ticker.tick().await;
-        let mut client = client.clone();
-        sent.spawn(async move {
-            let at = now_micros();
-            let id = client.submit_task(noop_task(n)).await?.into_inner().task_id;
-            anyhow::Ok((id, at))
-        });
-    }
-    let mut submitted = Vec::with_capacity(count);
-    while let Some(result) = sent.join_next().await {
-        submitted.push(result??);
-    }
+    let every = Duration::from_micros(1_000_000 / STEADY_RATE);
+    let submitted = submit_steadily(client, count, every, noop_task).await?;
     let mut latency = Latency {
         total: Vec::with_capacity(count),
         to_server: Vec::with_capacity(count),

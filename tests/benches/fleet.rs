@@ -99,25 +99,7 @@ async fn fleet(workers: usize, slots: u32, tasks: usize) -> anyhow::Result<Figur
     submit_batches(&client, 200, fleet_task).await?;
     wait_all_finished(&client, Duration::from_secs(60)).await?;
     let count = 1_000;
-    let mut ticker = tokio::time::interval(Duration::from_millis(5));
-    let mut sent = tokio::task::JoinSet::new();
-    for n in 0..count {
-        ticker.tick().await;
-        let mut client = client.clone();
-        sent.spawn(async move {
-            let at = now_micros();
-            let id = client
-                .submit_task(fleet_task(n))
-                .await?
-                .into_inner()
-                .task_id;
-            anyhow::Ok((id, at))
-        });
-    }
-    let mut submitted = Vec::with_capacity(count);
-    while let Some(result) = sent.join_next().await {
-        submitted.push(result??);
-    }
+    let submitted = submit_steadily(&client, count, Duration::from_millis(5), fleet_task).await?;
     wait_all_finished(&client, Duration::from_secs(60)).await?;
     let mut latency: Vec<i64> = {
         let arrived = arrivals.lock().expect("not poisoned");

@@ -64,6 +64,35 @@ pub async fn submit_batches(
     Ok(made)
 }
 
+/// Submits `make(0..count)` one SubmitTask each, one every `every`, each
+/// call on its own; answers each task's id and when its submit was sent
+/// (µs), in the order the answers came.
+pub async fn submit_steadily(
+    client: &Tasks,
+    count: usize,
+    every: Duration,
+    make: impl Fn(usize) -> v1::SubmitTaskRequest,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0..count {
+        ticker.tick().await;
+        let mut client = client.clone();
+        let request = make(n);
+        sent.spawn(async move {
+            let at = orca_api::convert::now_micros();
+            let id = client.submit_task(request).await?.into_inner().task_id;
+            anyhow::Ok((id, at))
+        });
+    }
+    let mut submitted = Vec::with_capacity(count);
+    while let Some(result) = sent.join_next().await {
+        submitted.push(result.context("a submit")??);
+    }
+    Ok(submitted)
+}
+
 /// "p50, p99, max" of microsecond samples, sorted, in milliseconds.
 pub fn percentiles(sorted: &[i64]) -> String {
     let pick =

@@ -95,18 +95,8 @@ impl<T> ReadyQueue<T> {
 
     /// The best item a worker with these capabilities may run.
     pub fn pop_for(&mut self, capabilities: &Capabilities) -> Option<T> {
-        let best = self
-            .groups
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.needs.is_subset(capabilities))
-            .filter_map(|(i, g)| g.items.keys().next().map(|order| (*order, i)))
-            .min()?;
-        let item = self.groups[best.1].items.remove(&best.0);
-        if item.is_some() {
-            self.len -= 1;
-        }
-        item
+        let (key, _) = self.peek_for(capabilities)?;
+        self.remove(&key)
     }
 
     /// The best item a worker with these capabilities may run, left in

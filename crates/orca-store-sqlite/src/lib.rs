@@ -945,6 +945,14 @@ fn decode_task((mut task, state, spec): (TaskRecord, String, String)) -> Result<
     Ok(task)
 }
 
+/// A task read by [`read_task`], with its steps and their attempts.
+fn whole_task(conn: &Connection, row: (TaskRecord, String, String)) -> Result<TaskRecord> {
+    let mut task = decode_task(row)?;
+    load_steps(conn, &mut task)?;
+    load_attempts(conn, &mut task)?;
+    Ok(task)
+}
+
 fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT step_id, state, attempt, worker, started_at, finished_at, progress,
@@ -1023,10 +1031,7 @@ impl Store for SqliteStore {
                 .query_row([&id], read_task)
                 .optional()?;
             let Some(row) = row else { return Ok(None) };
-            let mut task = decode_task(row)?;
-            load_steps(conn, &mut task)?;
-            load_attempts(conn, &mut task)?;
-            Ok(Some(task))
+            Ok(Some(whole_task(conn, row)?))
         })
         .await
     }
@@ -1446,10 +1451,7 @@ impl Store for SqliteStore {
             let rows = stmt.query_map([&first, &last], read_task)?;
             let mut tasks = Vec::new();
             for row in rows {
-                let mut task = decode_task(row?)?;
-                load_steps(conn, &mut task)?;
-                load_attempts(conn, &mut task)?;
-                tasks.push(task);
+                tasks.push(whole_task(conn, row?)?);
             }
             Ok(tasks)
         })
@@ -1549,10 +1551,7 @@ fn unfinished_by_id(conn: &Connection, ids: &[String]) -> Result<Vec<TaskRecord>
         let Some(row) = stmt.query_row([id], read_task).optional()? else {
             continue;
         };
-        let mut task = decode_task(row)?;
-        load_steps(conn, &mut task)?;
-        load_attempts(conn, &mut task)?;
-        tasks.push(task);
+        tasks.push(whole_task(conn, row)?);
     }
     Ok(tasks)
 }
