@@ -32,9 +32,7 @@ const STEADY_RATE: u64 = 200;
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing here takes arguments.
     let only = std::env::var("ORCA_BENCH_STORE").unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = cores();
     println!(
         "orca end-to-end benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
@@ -252,9 +250,7 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
     let client = leader.tasks().await?;
     let started = Instant::now();
     submit_batches(&client, backlog, |n| {
-        let mut step = noop_step("waits");
-        step.needs = vec!["bench-nobody".into()];
-        task(&format!("backlog-{n}"), vec![step])
+        one_step_task(&format!("backlog-{n}"), &["bench-nobody"])
     })
     .await?;
     let queued_in = started.elapsed();

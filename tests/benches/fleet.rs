@@ -33,9 +33,7 @@ const STREAMS_PER_CONNECTION: usize = 100;
 async fn main() -> anyhow::Result<()> {
     let large = env_number("ORCA_BENCH_FLEET", 10_000) as usize;
     let tasks = env_number("ORCA_BENCH_FLEET_TASKS", 50_000) as usize;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = cores();
     println!(
         "orca fleet benchmark: {cores} cores, release build, SQLite, simulated workers in one load-generator process, no-op single-step tasks"
     );
@@ -137,9 +135,7 @@ async fn fleet(workers: usize, slots: u32, tasks: usize) -> anyhow::Result<Figur
 type Arrivals = Arc<Mutex<HashMap<String, i64>>>;
 
 fn fleet_task(n: usize) -> v1::SubmitTaskRequest {
-    let mut step = noop_step("noop");
-    step.needs = vec![FLEET.into()];
-    task(&format!("fleet-{n}"), vec![step])
+    one_step_task(&format!("fleet-{n}"), &[FLEET])
 }
 
 /// One worker on its own Connect stream: registers, asks for `slots`

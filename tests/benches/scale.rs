@@ -29,9 +29,7 @@ const LATER: &str = "bench-later";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let queued = env_number("ORCA_BENCH_QUEUED", 1_000_000) as usize;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = cores();
     println!(
         "orca scale benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
@@ -55,9 +53,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn waiting_task(n: usize) -> v1::SubmitTaskRequest {
-    let mut step = noop_step("waits");
-    step.needs = vec![LATER.into()];
-    task(&format!("queued-{n}"), vec![step])
+    one_step_task(&format!("queued-{n}"), &[LATER])
 }
 
 async fn deep_queue(queued: usize, flags: &[&str]) -> anyhow::Result<()> {

@@ -22,8 +22,22 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The machine's cores, as each benchmark's first line reports them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 pub fn noop_task(n: usize) -> v1::SubmitTaskRequest {
-    task(&format!("bench-{n}"), vec![noop_step("noop")])
+    one_step_task(&format!("bench-{n}"), &[])
+}
+
+/// A task `name` of one no-op step that only a worker with `needs` takes.
+pub fn one_step_task(name: &str, needs: &[&str]) -> v1::SubmitTaskRequest {
+    let mut step = noop_step("noop");
+    step.needs = needs.iter().map(|n| n.to_string()).collect();
+    task(name, vec![step])
 }
 
 /// Submits `total` tasks in batches and waits until all have finished.
