@@ -62,6 +62,21 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
+    let runs = runs();
+    let mut table = Table::default();
+    for run in 1..=runs {
+        let last = run == runs;
+        measure_once(flags, &mut table, last).await?;
+        println!("run {run} of {runs} done");
+    }
+    println!("\n{}", table.render(&command("bench")));
+    Ok(())
+}
+
+/// One run on a new control plane and data directory: submit->start at a
+/// steady rate, then the throughput of each way to submit; the last run
+/// also pages through everything it stored.
+async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::Result<()> {
     let total = env_number("ORCA_BENCH_TASKS", 50_000) as usize;
     let unary = env_number("ORCA_BENCH_UNARY_TASKS", 20_000) as usize;
     let seconds = env_number("ORCA_BENCH_SECONDS", 10);
@@ -80,47 +95,55 @@ async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
     // warm-up opens connections and prepares statements.
     run_batch_load(&client, 200).await?;
     let latency = steady_latency(&client, seconds).await?;
-    println!(
-        "latency at a steady {STEADY_RATE} tasks/s for {seconds} s ({} tasks, one SubmitTask each): submit->start {}",
-        latency.total.len(),
-        percentiles(&latency.total)
-    );
-    println!(
-        "  of which client->server accepted {}",
-        percentiles(&latency.to_server)
-    );
-    println!(
-        "  and server accepted->worker started {}",
-        percentiles(&latency.in_orca)
-    );
+    let at = format!("at {STEADY_RATE}/s");
+    for (what, samples) in [
+        ("submit->start", &latency.total),
+        ("of which client->server accepted", &latency.to_server),
+        ("and server accepted->worker started", &latency.in_orca),
+    ] {
+        for (q, name) in [(0.50, "p50"), (0.99, "p99")] {
+            let figure = format!("{what} {name} {at}");
+            table.add(&figure, "ms", Better::Lower, quantile_ms(samples, q));
+        }
+    }
 
     // Warm-up: connections, prepared statements, page cache.
     run_batch_load(&client, 2_000).await?;
 
-    let (done, elapsed) = run_batch_load(&client, total).await?;
-    println!(
-        "throughput, batched: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (SubmitTasks batches of {BATCH}, {IN_FLIGHT} in flight)",
-        elapsed.as_secs_f64(),
-        done as f64 / elapsed.as_secs_f64()
+    let rate = |(done, elapsed): (usize, Duration)| done as f64 / elapsed.as_secs_f64();
+    let batched = rate(run_batch_load(&client, total).await?);
+    table.add(
+        &format!(
+            "throughput, batched ({total} tasks, SubmitTasks of {BATCH}, {IN_FLIGHT} in flight)"
+        ),
+        "tasks/s",
+        Better::Higher,
+        batched,
     );
-
-    let (done, elapsed) = run_unary_load(&client, unary, UNARY_IN_FLIGHT).await?;
-    println!(
-        "throughput, unary: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (one SubmitTask each, {UNARY_IN_FLIGHT} in flight)",
-        elapsed.as_secs_f64(),
-        done as f64 / elapsed.as_secs_f64()
+    let unary_rate = rate(run_unary_load(&client, unary, UNARY_IN_FLIGHT).await?);
+    table.add(
+        &format!("throughput, unary ({unary} tasks, SubmitTask, {UNARY_IN_FLIGHT} in flight)"),
+        "tasks/s",
+        Better::Higher,
+        unary_rate,
     );
     // One client, one call at a time: every submit's whole path, in turn.
     let sequential = (unary / 4).max(1);
-    let (done, elapsed) = run_unary_load(&client, sequential, 1).await?;
+    let one_at_a_time = rate(run_unary_load(&client, sequential, 1).await?);
+    table.add(
+        &format!("throughput, one call at a time ({sequential} tasks)"),
+        "tasks/s",
+        Better::Higher,
+        one_at_a_time,
+    );
     println!(
-        "throughput, one call at a time: {done} tasks submitted and completed in {:.2} s = {:.0} tasks/s (one SubmitTask each, 1 in flight)",
-        elapsed.as_secs_f64(),
-        done as f64 / elapsed.as_secs_f64()
+        "submit->start p99 {:.2} ms; batched {batched:.0}, unary {unary_rate:.0}, one at a time {one_at_a_time:.0} tasks/s",
+        quantile_ms(&latency.total, 0.99)
     );
 
-    page_through(&client).await?;
-
+    if last {
+        page_through(&client).await?;
+    }
     drop(workers);
     Ok(())
 }

@@ -37,13 +37,27 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "orca fleet benchmark: {cores} cores, release build, SQLite, simulated workers in one load-generator process, no-op single-step tasks"
     );
-    let small = fleet(10, (large / 10).max(1) as u32, tasks).await?;
-    let big = fleet(large, 1, tasks).await?;
-    println!(
-        "{large} workers against 10: submit->assignment p99 {:.2}x, server CPU per step {:.2}x",
-        big.p99_ms / small.p99_ms,
-        big.cpu_us_per_step / small.cpu_us_per_step
-    );
+    let runs = runs();
+    let mut table = Table::default();
+    for run in 1..=runs {
+        let small = fleet(10, (large / 10).max(1) as u32, tasks, &mut table).await?;
+        let big = fleet(large, 1, tasks, &mut table).await?;
+        let vs = format!("{large} workers against 10");
+        table.add(
+            &format!("{vs}: submit->assignment p99"),
+            "x",
+            Better::Lower,
+            big.p99_ms / small.p99_ms,
+        );
+        table.add(
+            &format!("{vs}: server CPU per step"),
+            "x",
+            Better::Lower,
+            big.cpu_us_per_step / small.cpu_us_per_step,
+        );
+        println!("run {run} of {runs} done");
+    }
+    println!("\n{}", table.render(&command("bench-scale")));
     Ok(())
 }
 
@@ -52,7 +66,12 @@ struct Figures {
     cpu_us_per_step: f64,
 }
 
-async fn fleet(workers: usize, slots: u32, tasks: usize) -> anyhow::Result<Figures> {
+async fn fleet(
+    workers: usize,
+    slots: u32,
+    tasks: usize,
+    table: &mut Table,
+) -> anyhow::Result<Figures> {
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[])?;
     let pid = server.process.pid();
@@ -116,14 +135,42 @@ async fn fleet(workers: usize, slots: u32, tasks: usize) -> anyhow::Result<Figur
     wait_all_finished(&client, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
     let cpu_us_per_step = (cpu_micros(pid)? - cpu) as f64 / done as f64;
-    let p99_ms = latency[latency.len() * 99 / 100] as f64 / 1000.0;
+    let p99_ms = quantile_ms(&latency, 0.99);
+    let rate = done as f64 / elapsed.as_secs_f64();
+    let rss = rss_mib(pid);
     println!(
-        "{workers} workers x {slots} slots: registered in {:.2} s (server RSS {rss_registered} MiB); submit->assignment at 200/s {}; {done} tasks batched at {:.0} tasks/s, server CPU {cpu_us_per_step:.0} us per step; server RSS {} MiB",
+        "{workers} workers x {slots} slots: registered in {:.2} s (server RSS {rss_registered} MiB); submit->assignment at 200/s {}; {done} tasks batched at {rate:.0} tasks/s, server CPU {cpu_us_per_step:.0} us per step; server RSS {rss} MiB",
         registered.as_secs_f64(),
         percentiles(&latency),
-        done as f64 / elapsed.as_secs_f64(),
-        rss_mib(pid)
     );
+    let fleet = format!("{workers} workers x {slots} slots");
+    let registered = registered.as_secs_f64();
+    for (figure, unit, better, value) in [
+        ("registered", "s", Better::Lower, registered),
+        (
+            "server RSS registered",
+            "MiB",
+            Better::Lower,
+            rss_registered as f64,
+        ),
+        (
+            "submit->assignment p50 at 200/s",
+            "ms",
+            Better::Lower,
+            quantile_ms(&latency, 0.5),
+        ),
+        (
+            "submit->assignment p99 at 200/s",
+            "ms",
+            Better::Lower,
+            p99_ms,
+        ),
+        ("batched throughput", "tasks/s", Better::Higher, rate),
+        ("server CPU per step", "us", Better::Lower, cpu_us_per_step),
+        ("server RSS after", "MiB", Better::Lower, rss as f64),
+    ] {
+        table.add(&format!("{fleet}: {figure}"), unit, better, value);
+    }
     running.abort_all();
     Ok(Figures {
         p99_ms,

@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         "orca scale benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
     let only = std::env::var("ORCA_BENCH_STORE").unwrap_or_default();
+    let runs = runs();
+    let mut table = Table::default();
     if only == "postgres" {
         let (url, _cluster) = match std::env::var("ORCA_BENCH_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => (url, None),
@@ -43,20 +45,28 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         let database = throwaway::Server::at(url);
-        let store = database.fresh_database().await?;
         println!("\n== store: PostgreSQL ==");
-        deep_queue(queued, &["--store", &store]).await
+        for run in 1..=runs {
+            let store = database.fresh_database().await?;
+            deep_queue(queued, &["--store", &store], &mut table).await?;
+            println!("run {run} of {runs} done");
+        }
     } else {
         println!("\n== store: SQLite (WAL, synchronous=NORMAL) ==");
-        deep_queue(queued, &[]).await
+        for run in 1..=runs {
+            deep_queue(queued, &[], &mut table).await?;
+            println!("run {run} of {runs} done");
+        }
     }
+    println!("\n{}", table.render(&command("bench-scale")));
+    Ok(())
 }
 
 fn waiting_task(n: usize) -> v1::SubmitTaskRequest {
     one_step_task(&format!("queued-{n}"), &[LATER])
 }
 
-async fn deep_queue(queued: usize, flags: &[&str]) -> anyhow::Result<()> {
+async fn deep_queue(queued: usize, flags: &[&str], table: &mut Table) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(dir.path(), "127.0.0.1:0", flags)?;
 
@@ -83,17 +93,17 @@ async fn deep_queue(queued: usize, flags: &[&str]) -> anyhow::Result<()> {
         made as f64 / elapsed.as_secs_f64(),
         rss_mib(server.process.pid())
     );
-    page_through(&client).await?;
+    let submit_rate = made as f64 / elapsed.as_secs_f64();
+    let queued_rss = rss_mib(server.process.pid());
+    let (page_p99, counted) = page_through(&client).await?;
     let listed = Instant::now();
     let out = server
         .cli()
         .args(["get", "tasks", "--state", "queued"])
         .output()?;
     anyhow::ensure!(out.status.success(), "orca get tasks failed");
-    println!(
-        "orca get tasks --state queued: {:.0} ms",
-        listed.elapsed().as_secs_f64() * 1000.0
-    );
+    let get_tasks = listed.elapsed().as_secs_f64() * 1000.0;
+    println!("orca get tasks --state queued: {get_tasks:.0} ms");
 
     // kill -9, then a restart on the same store.
     let mut server = server;
@@ -120,11 +130,11 @@ async fn deep_queue(queued: usize, flags: &[&str]) -> anyhow::Result<()> {
             .then(|| restarted.elapsed())
     })
     .await?;
+    let recovered_rss = rss_mib(server.process.pid());
     println!(
-        "restart after kill -9 with {made} queued: serving after {:.2} s, every task back in its queue after {:.2} s; server RSS {} MiB",
+        "restart after kill -9 with {made} queued: serving after {:.2} s, every task back in its queue after {:.2} s; server RSS {recovered_rss} MiB",
         serving.as_secs_f64(),
         recovered.as_secs_f64(),
-        rss_mib(server.process.pid())
     );
 
     // The workers arrive; the server's memory is sampled while they drain
@@ -148,13 +158,89 @@ async fn deep_queue(queued: usize, flags: &[&str]) -> anyhow::Result<()> {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let rate = made as f64 / elapsed.as_secs_f64();
+    let (peak, after) = (peak.load(Ordering::Relaxed), rss_mib(server.process.pid()));
     println!(
-        "backlog: workers arrived and ran all {made} in {:.1} s = {rate:.0} tasks/s ({:.2}x the empty queue's rate); server RSS at most {} MiB meanwhile, {} MiB after",
+        "backlog: workers arrived and ran all {made} in {:.1} s = {rate:.0} tasks/s ({:.2}x the empty queue's rate); server RSS at most {peak} MiB meanwhile, {after} MiB after",
         elapsed.as_secs_f64(),
         rate / rate_empty,
-        peak.load(Ordering::Relaxed),
-        rss_mib(server.process.pid())
     );
+    let queue = format!("{made} queued");
+    for (figure, unit, better, value) in [
+        (
+            "empty queue: throughput",
+            "tasks/s",
+            Better::Higher,
+            rate_empty,
+        ),
+        (
+            &format!("{queue}: submitted") as &str,
+            "tasks/s",
+            Better::Higher,
+            submit_rate,
+        ),
+        (
+            &format!("{queue}: server RSS"),
+            "MiB",
+            Better::Lower,
+            queued_rss as f64,
+        ),
+        (
+            &format!("{queue}: ListTasks page p99"),
+            "ms",
+            Better::Lower,
+            page_p99,
+        ),
+        (
+            &format!("{queue}: CountTasks"),
+            "ms",
+            Better::Lower,
+            counted,
+        ),
+        (
+            &format!("{queue}: orca get tasks --state queued"),
+            "ms",
+            Better::Lower,
+            get_tasks,
+        ),
+        (
+            &format!("{queue}: restart to serving"),
+            "s",
+            Better::Lower,
+            serving.as_secs_f64(),
+        ),
+        (
+            &format!("{queue}: restart to every task queued"),
+            "s",
+            Better::Lower,
+            recovered.as_secs_f64(),
+        ),
+        (
+            &format!("{queue}: server RSS after the restart"),
+            "MiB",
+            Better::Lower,
+            recovered_rss as f64,
+        ),
+        (
+            &format!("{queue}: drained"),
+            "tasks/s",
+            Better::Higher,
+            rate,
+        ),
+        (
+            &format!("{queue}: drained against the empty queue"),
+            "x",
+            Better::Higher,
+            rate / rate_empty,
+        ),
+        (
+            &format!("{queue}: server RSS at most while draining"),
+            "MiB",
+            Better::Lower,
+            peak as f64,
+        ),
+    ] {
+        table.add(figure, unit, better, value);
+    }
     Ok(())
 }
 

@@ -107,21 +107,25 @@ pub async fn submit_steadily(
     Ok(submitted)
 }
 
+/// The `q` quantile of microsecond samples, sorted, in milliseconds.
+pub fn quantile_ms(sorted: &[i64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)] as f64 / 1000.0
+}
+
 /// "p50, p99, max" of microsecond samples, sorted, in milliseconds.
 pub fn percentiles(sorted: &[i64]) -> String {
-    let pick =
-        |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)] as f64 / 1000.0;
     format!(
         "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pick(0.50),
-        pick(0.99),
-        pick(1.0)
+        quantile_ms(sorted, 0.50),
+        quantile_ms(sorted, 0.99),
+        quantile_ms(sorted, 1.0)
     )
 }
 
 /// What the console's task list does with everything stored so far: pages
 /// of 50, newest first, the first and then on, and the counts per state.
-pub async fn page_through(client: &Tasks) -> anyhow::Result<()> {
+/// Answers the p99 of a page and the time to count, in milliseconds.
+pub async fn page_through(client: &Tasks) -> anyhow::Result<(f64, f64)> {
     const PAGE: u32 = 50;
     const PAGES: usize = 200;
     let mut client = client.clone();
@@ -151,11 +155,154 @@ pub async fn page_through(client: &Tasks) -> anyhow::Result<()> {
         .count_tasks(v1::CountTasksRequest::default())
         .await?
         .into_inner();
+    let counted = start.elapsed().as_secs_f64() * 1000.0;
     let stored: u64 = counts.counts.iter().map(|c| c.tasks).sum();
     println!(
-        "listing {stored} stored tasks, pages of {PAGE} newest first ({listed} listed): {}; counting them per state: {:.2} ms",
+        "listing {stored} stored tasks, pages of {PAGE} newest first ({listed} listed): {}; counting them per state: {counted:.2} ms",
         percentiles(&times),
-        start.elapsed().as_secs_f64() * 1000.0
     );
-    Ok(())
+    Ok((quantile_ms(&times, 0.99), counted))
+}
+
+/// How many times a benchmark repeats its measured part
+/// (ORCA_BENCH_RUNS, 5 unless told).
+pub fn runs() -> usize {
+    env_number("ORCA_BENCH_RUNS", 5).max(1) as usize
+}
+
+/// Which way a figure is better: the tail of its runs is their highest
+/// (a latency, memory) or their lowest (a rate).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// Figures gathered over several runs of the same scenario, printed as one
+/// table: each figure's p50 and p99 over the runs (nearest rank; with 5
+/// runs the p99 is the worst run), and every run's value.
+#[derive(Default)]
+pub struct Table {
+    rows: Vec<Row>,
+}
+
+struct Row {
+    figure: String,
+    unit: &'static str,
+    better: Better,
+    values: Vec<f64>,
+}
+
+impl Table {
+    /// Adds one run's value of `figure`; the first call names the figure's
+    /// row, in the order rows are printed.
+    pub fn add(&mut self, figure: &str, unit: &'static str, better: Better, value: f64) {
+        match self.rows.iter_mut().find(|row| row.figure == figure) {
+            Some(row) => row.values.push(value),
+            None => self.rows.push(Row {
+                figure: figure.to_string(),
+                unit,
+                better,
+                values: vec![value],
+            }),
+        }
+    }
+
+    /// The p50 and p99 of a figure's runs, the p99 taken on the side that
+    /// is worse (the highest latency, the lowest rate).
+    pub fn summary(&self, figure: &str) -> Option<(f64, f64)> {
+        let row = self.rows.iter().find(|row| row.figure == figure)?;
+        Some(row.summary())
+    }
+
+    /// The table, in Markdown, headed by the command that makes it again.
+    pub fn render(&self, command: &str) -> String {
+        let runs = self.rows.iter().map(|r| r.values.len()).max().unwrap_or(0);
+        let mut out = format!(
+            "{runs} runs on {} cores; command: {command}\n\n| figure | unit | p50 | p99 | runs |\n|---|---|---|---|---|\n",
+            cores()
+        );
+        for row in &self.rows {
+            let (p50, p99) = row.summary();
+            let each: Vec<String> = row.values.iter().map(|v| figure(*v)).collect();
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                row.figure,
+                row.unit,
+                figure(p50),
+                figure(p99),
+                each.join(" ")
+            ));
+        }
+        out
+    }
+}
+
+impl Row {
+    fn summary(&self) -> (f64, f64) {
+        let mut sorted = self.values.clone();
+        sorted.sort_by(f64::total_cmp);
+        if self.better == Better::Higher {
+            sorted.reverse();
+        }
+        // Nearest rank: the smallest value with at least q of the runs at
+        // or better than it.
+        let rank = |q: f64| ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+        (sorted[rank(0.50)], sorted[rank(0.99)])
+    }
+}
+
+/// A figure with as many decimals as its size needs.
+fn figure(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// The command that repeats a benchmark as it ran: `make TARGET` behind the
+/// ORCA_BENCH_* settings this run had.
+pub fn command(target: &str) -> String {
+    let mut settings: Vec<String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("ORCA_BENCH_") && name != "ORCA_BENCH_POSTGRES_URL")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    settings.sort();
+    settings.push(format!("make {target}"));
+    settings.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tables_p99_is_the_worst_run_on_the_figures_own_side() {
+        let mut table = Table::default();
+        for (latency, rate) in [
+            (1.0, 900.0),
+            (5.0, 1000.0),
+            (2.0, 100.0),
+            (3.0, 800.0),
+            (4.0, 700.0),
+        ] {
+            table.add("latency", "ms", Better::Lower, latency);
+            table.add("rate", "tasks/s", Better::Higher, rate);
+        }
+        assert_eq!(table.summary("latency"), Some((3.0, 5.0)));
+        assert_eq!(table.summary("rate"), Some((800.0, 100.0)));
+        let rendered = table.render("make bench");
+        assert!(rendered.starts_with("5 runs on "), "{rendered}");
+        assert!(
+            rendered.contains("| latency | ms | 3.00 | 5.00 | 1.00 5.00 2.00 3.00 4.00 |"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("| rate | tasks/s | 800 | 100 | 900 1000 100 800 700 |"),
+            "{rendered}"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! writer. SQLite's errors stay inside: callers get `orca_store::Error`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use async_trait::async_trait;
 use orca_core::{Cost, Event, EventKind, StepState, TaskSpec, TaskState, TenantBudget};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
+
+mod writer;
+use writer::{WalLimits, WalState, run_checkpoints, run_writer};
 
 use orca_store::admission::{Admission, Bound, Place};
 use orca_store::fleet::{self, FleetPage};
@@ -223,16 +227,31 @@ impl SqliteStore {
         durability: Durability,
         bound: Bound,
     ) -> orca_store::Result<SqliteStore> {
-        Ok(Self::open_at(&data_dir.join("orca.db"), durability, bound)?)
+        Ok(Self::open_at(
+            &data_dir.join("orca.db"),
+            durability,
+            bound,
+            WalLimits::default(),
+        )?)
     }
 
     /// Opens (creating if needed, with its directory) the database file
     /// `path`.
     pub fn open_file(path: &Path, durability: Durability) -> orca_store::Result<SqliteStore> {
-        Ok(Self::open_at(path, durability, Bound::default())?)
+        Ok(Self::open_at(
+            path,
+            durability,
+            Bound::default(),
+            WalLimits::default(),
+        )?)
     }
 
-    fn open_at(path: &Path, durability: Durability, bound: Bound) -> Result<SqliteStore> {
+    fn open_at(
+        path: &Path,
+        durability: Durability,
+        bound: Bound,
+        wal_limits: WalLimits,
+    ) -> Result<SqliteStore> {
         let data_dir = path.parent().unwrap_or(Path::new("."));
         let unusable = |source: std::io::Error| {
             Error::Unavailable(format!("data directory {}: {source}", data_dir.display()))
@@ -248,23 +267,24 @@ impl SqliteStore {
         // the writer they would stall every commit queued behind them, so a
         // thread of their own does them instead, concurrently with writes.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.pragma_update(None, "journal_size_limit", wal_limits.size_limit)?;
         let checkpointer = open_connection(&path, durability)?;
         let readers = (0..READERS)
             .map(|_| open_connection(&path, durability))
             .collect::<Result<Vec<_>>>()?;
         let (jobs, queue) = mpsc::unbounded_channel();
-        let writer_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = writer_done.clone();
+        let wal = Arc::new(WalState::new(wal_limits));
+        let shared = wal.clone();
         std::thread::Builder::new()
             .name("orca-store-writer".into())
             .spawn(move || {
-                run_writer(writer, queue);
-                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                run_writer(writer, queue, &shared);
+                shared.writer_done.store(true, Ordering::Relaxed);
             })
             .map_err(unusable)?;
         std::thread::Builder::new()
             .name("orca-store-checkpoint".into())
-            .spawn(move || run_checkpoints(checkpointer, &writer_done))
+            .spawn(move || run_checkpoints(checkpointer, &wal))
             .map_err(unusable)?;
         Ok(SqliteStore {
             jobs,
@@ -370,137 +390,6 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection> {
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     Ok(conn)
-}
-
-/// How often the WAL is folded back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// PASSIVE checkpoints never block the writer; they stop with it.
-fn run_checkpoints(conn: Connection, writer_done: &std::sync::atomic::AtomicBool) {
-    while !writer_done.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-    }
-}
-
-/// The writer loop: take every job that has queued up (up to a bound),
-/// commit them in one transaction, then answer each in order.
-fn run_writer(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<Queued>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = queue.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(&mut conn, &mut group);
-    }
-}
-
-enum Answer {
-    Created(Reply<Vec<Created>>, Result<Vec<Created>>),
-    Written(Reply<()>, Result<()>),
-    State(Reply<StateOutcome>, Result<StateOutcome>),
-}
-
-fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
-    let mut answers = Vec::with_capacity(group.len());
-    // Given back once the group is answered: until then its jobs count.
-    let mut places = Vec::with_capacity(group.len());
-    let outcome = (|| -> Result<()> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // The fleet's events of the jobs that stay, in the order written.
-        let mut fleet_entries = fleet::Entries::default();
-        for Queued { job, place } in group.drain(..) {
-            places.push(place);
-            tx.execute_batch("SAVEPOINT job")?;
-            match job {
-                Job::Create(tasks, reply) => {
-                    let result = create_tasks(&tx, &tasks);
-                    end_savepoint(&tx, result.is_ok())?;
-                    if let Ok(created) = &result {
-                        for (task, outcome) in tasks.iter().zip(created) {
-                            if matches!(outcome, Created::New(_)) {
-                                task.events.iter().for_each(|e| fleet_entries.push(e));
-                            }
-                        }
-                    }
-                    answers.push(Answer::Created(reply, result));
-                }
-                Job::Write(writes, reply) => {
-                    let result = apply_writes(&tx, &writes);
-                    end_savepoint(&tx, result.is_ok())?;
-                    if result.is_ok() {
-                        for write in &writes {
-                            if let Write::Event(event) = write {
-                                fleet_entries.push(event);
-                            }
-                        }
-                    }
-                    answers.push(Answer::Written(reply, result));
-                }
-                Job::State(change, reply) => {
-                    let result = change_state(&tx, &change);
-                    end_savepoint(&tx, result.is_ok())?;
-                    answers.push(Answer::State(reply, result));
-                }
-            }
-        }
-        insert_fleet_rows(&tx, &fleet_entries)?;
-        tx.commit()?;
-        Ok(())
-    })();
-    // When the transaction fails, every job in it fails with it, each told
-    // why; none was applied.
-    let failed = outcome.err().map(|fault| {
-        let e = Error::from(fault);
-        tracing::error!(error = %e, "store commit failed");
-        e
-    });
-    for answer in answers {
-        // A receiver that is gone no longer cares; nothing to do then.
-        match (answer, &failed) {
-            (Answer::Created(reply, result), None) => drop(reply.send(result.map_err(Error::from))),
-            (Answer::Written(reply, result), None) => drop(reply.send(result.map_err(Error::from))),
-            (Answer::State(reply, result), None) => drop(reply.send(result.map_err(Error::from))),
-            (Answer::Created(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
-            (Answer::Written(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
-            (Answer::State(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
-        }
-    }
-    drop(places);
-}
-
-/// The transaction's row(s) of the fleet's order (see `orca_store::fleet`):
-/// the one writer numbers them as it commits, so commit numbers rise in
-/// commit order.
-fn insert_fleet_rows(conn: &Connection, entries: &fleet::Entries) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let last: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(commit_no), 0) FROM fleet")?
-        .query_row([], |row| row.get(0))?;
-    for (commit, row) in entries.rows(last as u64) {
-        conn.prepare_cached("INSERT INTO fleet (commit_no, events) VALUES (?1, ?2)")?
-            .execute(params![commit as i64, to_json(&row, "the fleet's events")?])?;
-    }
-    Ok(())
-}
-
-/// Ends the savepoint a job ran in: keeps its changes, or undoes them so
-/// one bad job fails alone while the rest of the group commits.
-fn end_savepoint(conn: &Connection, keep: bool) -> Result<()> {
-    if keep {
-        conn.execute_batch("RELEASE job")?;
-    } else {
-        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
-    }
-    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
