@@ -136,6 +136,15 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
         Better::Higher,
         one_at_a_time,
     );
+    // The floor under it: the same client's round trip with a call that
+    // does nothing (the gRPC health check).
+    let floor = rate(health_checks(&server, sequential).await?);
+    table.add(
+        &format!("one call at a time, the floor: gRPC health checks ({sequential} calls)"),
+        "calls/s",
+        Better::Higher,
+        floor,
+    );
     println!(
         "submit->start p99 {:.2} ms; batched {batched:.0}, unary {unary_rate:.0}, one at a time {one_at_a_time:.0} tasks/s",
         quantile_ms(&latency.total, 0.99)
@@ -354,6 +363,22 @@ async fn run_unary_load(
     }
     wait_all_finished(client, Duration::from_secs(600)).await?;
     Ok((done, start.elapsed()))
+}
+
+/// `calls` health checks from one client, one at a time.
+async fn health_checks(server: &Server, calls: usize) -> anyhow::Result<(usize, Duration)> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut health = HealthClient::new(connect_with(&server.url, &server.client_tls).await?);
+    let start = Instant::now();
+    for _ in 0..calls {
+        health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+    }
+    Ok((calls, start.elapsed()))
 }
 
 /// Microsecond samples, sorted.
