@@ -649,12 +649,25 @@ const UNFINISHED_BETWEEN: [&str; 4] = unfinished_reads!(
 /// The unfinished tasks whose ids are in the array `$1`: a lookup of each
 /// id's rows by key, without the join a range needs (the rows of a
 /// finished task named here are dropped when put together).
-const UNFINISHED_BY_ID: [&str; 4] = unfinished_reads!(
-    "t.id = ANY($1)",
-    "WHERE e.task_id = ANY($1)",
-    "WHERE s.task_id = ANY($1)",
-    "WHERE a.task_id = ANY($1)"
-);
+///
+/// The ids are a join against `unnest($1)`, not `= ANY($1)`, and each
+/// task's newest event is one probe of the events' key: given a thousand
+/// ids, the planner took most of a freshly filled table to match and
+/// scanned all of it on every read-back of a cold backlog (a `perf` of the
+/// drain had PostgreSQL at 85% of the machine, in
+/// `ExecEvalHashedScalarArrayOp` and heap scans).
+const UNFINISHED_BY_ID: [&str; 4] = {
+    let [tasks, _, steps, attempts] = unfinished_reads!(
+        "t.id IN (SELECT unnest($1::text[]))",
+        "",
+        "JOIN unnest($1::text[]) AS wanted(id) ON s.task_id = wanted.id",
+        "JOIN unnest($1::text[]) AS wanted(id) ON a.task_id = wanted.id"
+    );
+    let newest_events = "SELECT wanted.id, newest.seq FROM unnest($1::text[]) AS wanted(id)
+        CROSS JOIN LATERAL (SELECT e.seq FROM events e WHERE e.task_id = wanted.id
+            ORDER BY e.seq DESC LIMIT 1) AS newest";
+    [tasks, newest_events, steps, attempts]
+};
 
 /// The queued tasks from `$1` to `$2`: their creation and spec (read for
 /// priority and needs only).
