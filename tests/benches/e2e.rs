@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     fan_out().await?;
     if only.is_empty() || only == "sqlite" {
         println!("\n== store: SQLite (WAL, synchronous=NORMAL) ==");
-        run_store(&[]).await?;
+        run_store(None).await?;
     }
     if only.is_empty() || only == "postgres" {
         let (url, label, _cluster) = match std::env::var("ORCA_BENCH_POSTGRES_URL") {
@@ -55,18 +55,28 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         println!("\n== store: PostgreSQL ({label}) ==");
-        run_store(&["--store", &url]).await?;
+        run_store(Some(&throwaway::Server::at(url.clone()))).await?;
         failover_with_backlog(&url).await?;
     }
     Ok(())
 }
 
-async fn run_store(flags: &[&str]) -> anyhow::Result<()> {
+/// The runs on SQLite (None), or on PostgreSQL, each run on a new database
+/// of that server, as each SQLite run is on a new data directory.
+async fn run_store(postgres: Option<&throwaway::Server>) -> anyhow::Result<()> {
     let runs = runs();
     let mut table = Table::default();
     for run in 1..=runs {
         let last = run == runs;
-        measure_once(flags, &mut table, last).await?;
+        let store = match postgres {
+            Some(server) => Some(server.fresh_database().await?),
+            None => None,
+        };
+        let flags = match &store {
+            Some(url) => vec!["--store", url.as_str()],
+            None => vec![],
+        };
+        measure_once(&flags, &mut table, last).await?;
         println!("run {run} of {runs} done");
     }
     println!("\n{}", table.render(&command("bench")));
