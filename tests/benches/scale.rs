@@ -87,14 +87,12 @@ async fn deep_queue(queued: usize, flags: &[&str], table: &mut Table) -> anyhow:
     let started = Instant::now();
     let made = submit_batches(&client, queued, waiting_task).await?;
     let elapsed = started.elapsed();
-    println!(
-        "queued: {made} tasks no worker can take, submitted in {:.1} s = {:.0} tasks/s; server RSS {} MiB",
-        elapsed.as_secs_f64(),
-        made as f64 / elapsed.as_secs_f64(),
-        rss_mib(server.process.pid())
-    );
     let submit_rate = made as f64 / elapsed.as_secs_f64();
     let queued_rss = rss_mib(server.process.pid());
+    println!(
+        "queued: {made} tasks no worker can take, submitted in {:.1} s = {submit_rate:.0} tasks/s; server RSS {queued_rss} MiB",
+        elapsed.as_secs_f64(),
+    );
     let (page_p99, counted) = page_through(&client).await?;
     let listed = Instant::now();
     let out = server
