@@ -83,16 +83,32 @@ pub fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
 /// Adds `authorization: Bearer <token>` to each request (nothing without a
 /// token; the server then answers UNAUTHENTICATED), and the caller's trace
 /// context (`traceparent`), so the server's spans join the caller's trace.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+/// Says whether there is a token, never what it is.
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.0.is_some() {
+            "<redacted>"
+        } else {
+            "none"
+        };
+        f.debug_tuple("Bearer").field(&shown).finish()
+    }
+}
 
 impl Bearer {
     pub fn new(token: Option<&str>) -> Result<Bearer, Error> {
         match token.map(str::trim).filter(|t| !t.is_empty()) {
             None => Ok(Bearer(None)),
             Some(token) => format!("Bearer {token}")
-                .parse()
-                .map(|value| Bearer(Some(value)))
+                .parse::<MetadataValue<Ascii>>()
+                .map(|mut value| {
+                    // HTTP/2 then never adds it to a compression table.
+                    value.set_sensitive(true);
+                    Bearer(Some(value))
+                })
                 .map_err(|_| Error::Invalid("token", "holds characters a header cannot carry")),
         }
     }
@@ -107,5 +123,22 @@ impl Interceptor for Bearer {
                 .insert("authorization", value.clone());
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_never_shows_its_token() {
+        let bearer = Bearer::new(Some("s3cret-token")).expect("token");
+        let shown = format!("{bearer:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let mut bearer = bearer;
+        let request = bearer.call(Request::new(())).expect("intercepted");
+        let value = request.metadata().get("authorization").expect("header");
+        assert!(value.is_sensitive());
+        assert_eq!(value.to_str().expect("ascii"), "Bearer s3cret-token");
     }
 }

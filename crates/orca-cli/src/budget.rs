@@ -4,22 +4,18 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use orca_api::v1;
+use orca_client::{Settings, v1};
 use serde::Serialize;
 
 use crate::args::{BudgetCommand, Format};
-use crate::client::{Target, tasks};
+use crate::client::connect;
 use crate::output;
 
-pub async fn budget(target: &Target, command: BudgetCommand) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(target).await?;
+pub async fn budget(settings: &Settings, command: BudgetCommand) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
     match command {
         BudgetCommand::Get { output: format } => {
-            let tenants = client
-                .list_tenant_budgets(v1::ListTenantBudgetsRequest {})
-                .await?
-                .into_inner()
-                .tenants;
+            let tenants = client.tenant_budgets().await?;
             print_spending(&tenants, format)?;
         }
         BudgetCommand::Set {
@@ -29,35 +25,25 @@ pub async fn budget(target: &Target, command: BudgetCommand) -> anyhow::Result<E
             tokens_per_day,
             tokens_per_month,
         } => {
-            let spending = client
-                .set_tenant_budget(v1::SetTenantBudgetRequest {
-                    tenant,
-                    budget: Some(v1::TenantBudget {
-                        usd_per_day,
-                        usd_per_month,
-                        tokens_per_day,
-                        tokens_per_month,
-                    }),
-                })
-                .await?
-                .into_inner();
+            let budget = v1::TenantBudget {
+                usd_per_day,
+                usd_per_month,
+                tokens_per_day,
+                tokens_per_month,
+            };
+            let spending = client.set_tenant_budget(&tenant, budget).await?;
             print_spending(&[spending], Format::Table)?;
         }
         BudgetCommand::Raise { task, usd, tokens } => {
             if usd.is_none() && tokens.is_none() {
                 bail!("say what to add: --usd N, --tokens N or both");
             }
-            let task = client
-                .raise_budget(v1::RaiseBudgetRequest {
-                    task_id: task,
-                    by: Some(v1::Budget {
-                        usd,
-                        tokens,
-                        approvers: Vec::new(),
-                    }),
-                })
-                .await?
-                .into_inner();
+            let by = v1::Budget {
+                usd,
+                tokens,
+                approvers: Vec::new(),
+            };
+            let task = client.raise_budget(&task, by).await?;
             print_task_budget(&task);
         }
     }
@@ -66,12 +52,15 @@ pub async fn budget(target: &Target, command: BudgetCommand) -> anyhow::Result<E
 
 /// `orca approve TASK --budget`: as one of its budget's approvers, lets a
 /// task paused for its budget go on.
-pub async fn approve(target: &Target, task_id: String, reason: String) -> anyhow::Result<ExitCode> {
-    let task = tasks(target)
+pub async fn approve(
+    settings: &Settings,
+    task_id: String,
+    reason: String,
+) -> anyhow::Result<ExitCode> {
+    let task = connect(settings)
         .await?
-        .approve_budget(v1::ApproveBudgetRequest { task_id, reason })
-        .await?
-        .into_inner();
+        .approve_budget(&task_id, &reason)
+        .await?;
     print_task_budget(&task);
     Ok(ExitCode::SUCCESS)
 }

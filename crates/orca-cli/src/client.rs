@@ -1,15 +1,9 @@
 //! The client commands: submit, get, logs, cancel, watch.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use orca_api::client::{Bearer, ClientTls};
-use orca_api::leader::Replicas;
-use orca_api::v1;
-use orca_api::v1::agent_service_client::AgentServiceClient;
-use orca_api::v1::task_service_client::TaskServiceClient;
-use tonic::service::interceptor::InterceptedService;
+use anyhow::bail;
+use orca_client::{Client, Settings, Submit, v1};
 
 use crate::args::{
     AuditArgs, CancelArgs, Format, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs,
@@ -17,109 +11,54 @@ use crate::args::{
 use crate::watch::Out;
 use crate::{output, taskfile, watch};
 
-/// How long a command looks for the replica that leads, among several.
-const FIND_LEADER: Duration = Duration::from_secs(10);
-
-/// A channel to the control plane: with several replicas (`--server
-/// a,b,c`), to the one that leads, and to the next leader on failover.
-pub async fn channel(target: &Target) -> anyhow::Result<Replicas> {
-    let replicas = Replicas::new(&target.server, &target.tls)?;
-    replicas.find_leader(FIND_LEADER).await;
-    replicas.connect().await.with_context(|| {
-        if replicas.len() > 1 {
-            format!(
-                "cannot reach any of the control plane's replicas at {}",
-                target.server
-            )
-        } else {
-            format!(
-                "cannot reach the control plane at {} (is `orca up` running?)",
-                replicas.current()
-            )
-        }
-    })?;
-    Ok(replicas)
-}
-
-/// Where the client commands go, and the token they carry.
-pub struct Target {
-    pub server: String,
-    pub bearer: Bearer,
-    pub tls: ClientTls,
-}
-
-pub type Tasks = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
-
-pub async fn tasks(target: &Target) -> anyhow::Result<Tasks> {
-    Ok(TaskServiceClient::with_interceptor(
-        channel(target).await?,
-        target.bearer.clone(),
-    ))
+/// A client of the control plane the settings name.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Client> {
+    Ok(Client::connect(settings.clone()).await?)
 }
 
 /// One readable line for an error: a refused request shows its status code
 /// and the server's message, which names the field.
 pub fn describe(e: &anyhow::Error) -> String {
     for cause in e.chain() {
-        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
-            let code = match status.code() {
-                tonic::Code::InvalidArgument => "invalid argument",
-                tonic::Code::NotFound => "not found",
-                tonic::Code::Unavailable => "unavailable",
-                tonic::Code::PermissionDenied => "permission denied",
-                tonic::Code::Unauthenticated => "unauthenticated",
-                tonic::Code::ResourceExhausted => "resource exhausted",
-                tonic::Code::FailedPrecondition => "failed precondition",
-                tonic::Code::Aborted => "conflict",
-                tonic::Code::DataLoss => "data loss",
-                _ => "request failed",
+        if let Some(e) = cause.downcast_ref::<orca_client::Error>() {
+            return match e {
+                orca_client::Error::Unreachable { server, .. } if !server.contains(',') => {
+                    format!("{e} (is `orca up` running?)")
+                }
+                _ => e.to_string(),
             };
-            return format!("{code}: {}", status.message());
+        }
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            return format!(
+                "{}: {}",
+                orca_client::code_name(status.code()),
+                status.message()
+            );
         }
     }
     format!("{e:#}")
 }
 
-pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let mut spec = match (&args.file, &args.prompt) {
         (Some(file), _) => taskfile::load(file)?,
-        (None, Some(prompt)) => orca_core::TaskSpec {
+        (None, Some(prompt)) => orca_client::TaskSpec {
             prompt: prompt.clone(),
-            ..orca_core::TaskSpec::default()
+            ..orca_client::TaskSpec::default()
         },
         (None, None) => bail!("give a task file (-f) or a prompt (-p)"),
     };
     spec.plan |= args.plan || args.plan_only;
-    let mut client = tasks(target).await?;
+    let client = connect(settings).await?;
+    let tenant = args.tenant.unwrap_or_default();
     if args.plan_only {
-        let response = client
-            .plan_task(v1::PlanTaskRequest {
-                spec: Some(v1::TaskSpec::from(&spec)),
-                tenant: args.tenant.unwrap_or_default(),
-            })
-            .await?
-            .into_inner();
-        return show_plan(response);
+        return show_plan(client.plan(&spec, &tenant).await?);
     }
-    // A submit whose answer is lost (the leader died after committing) is
-    // sent again, to the next leader, under the same key: it is made once.
-    let (idempotency_key, own_key) = match args.idempotency_key {
-        Some(key) => (key, false),
-        None => (ulid::Ulid::new().to_string(), true),
-    };
-    let request = v1::SubmitTaskRequest {
-        spec: Some(v1::TaskSpec::from(&spec)),
-        idempotency_key,
-        tenant: args.tenant.unwrap_or_default(),
-    };
-    let response = retry_unavailable(|| {
-        let mut client = client.clone();
-        let request = request.clone();
-        async move { client.submit_task(request).await }
-    })
-    .await?
-    .into_inner();
-    let id = response.task_id;
+    let own_key = args.idempotency_key.is_none();
+    let mut submit = Submit::new(&spec).tenant(tenant);
+    submit.idempotency_key = args.idempotency_key;
+    let submitted = client.submit(submit).await?;
+    let id = submitted.task_id;
     // People read messages on stdout; a program asking for a format gets
     // only that there, and the messages (the live view too) on stderr.
     let say = match args.output {
@@ -127,7 +66,7 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         _ => Out::Stderr,
     };
     // With a key of its own, an existing task is this command's earlier try.
-    if response.created || own_key {
+    if submitted.created || own_key {
         say.line(&format!("task {id} submitted"));
     } else {
         say.line(&format!(
@@ -140,7 +79,7 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
     }
     let mut task = None;
     if spec.plan {
-        let planned = get_task(&mut client, &id).await?;
+        let planned = client.get(&id).await?;
         if planned.steps.is_empty() {
             bail!("{}", planned.message);
         }
@@ -149,7 +88,7 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
         task = Some(planned);
     }
     if args.watch {
-        task = Some(watch::follow(&mut client, &id, say).await?);
+        task = Some(watch::follow(&client, &id, say).await?);
     }
     let code = match (&task, args.watch) {
         (Some(ended), true) => watch::exit_code(ended),
@@ -158,48 +97,11 @@ pub async fn submit(target: &Target, args: SubmitArgs) -> anyhow::Result<ExitCod
     if matches!(args.output, Format::Json | Format::Yaml) {
         let task = match task {
             Some(task) => task,
-            None => get_task(&mut client, &id).await?,
+            None => client.get(&id).await?,
         };
         output::task(&task, args.output)?;
     }
     Ok(code)
-}
-
-/// How long a command retries a call the control plane could not answer
-/// (a failover: the leader died, a standby is taking over).
-const RETRY_UNAVAILABLE: Duration = Duration::from_secs(30);
-
-/// Runs `call` again while it fails as UNAVAILABLE, with back-off, for up
-/// to [`RETRY_UNAVAILABLE`]; only for calls that are safe to repeat.
-pub async fn retry_unavailable<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let deadline = tokio::time::Instant::now() + RETRY_UNAVAILABLE;
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match call().await {
-            Err(status)
-                if status.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() + pause < deadline =>
-            {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            answered => return answered,
-        }
-    }
-}
-
-/// One task, whole.
-pub async fn get_task(client: &mut Tasks, id: &str) -> anyhow::Result<v1::Task> {
-    Ok(client
-        .get_task(v1::GetTaskRequest {
-            task_id: id.to_string(),
-        })
-        .await?
-        .into_inner())
 }
 
 /// Prints a plan as a task file that `orca submit -f` takes as it is; an
@@ -224,7 +126,7 @@ fn show_plan(response: v1::PlanTaskResponse) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
+pub async fn get(settings: &Settings, args: GetArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         GetWhat::Tasks {
             states,
@@ -249,75 +151,58 @@ pub async fn get(target: &Target, args: GetArgs) -> anyhow::Result<ExitCode> {
                     _ => bail!("--label {l:?}: use key=value"),
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let response = tasks(target)
-                .await?
-                .list_tasks(v1::ListTasksRequest {
-                    states,
-                    labels,
-                    page_size: limit,
-                    page_token: String::new(),
-                    tenants,
-                    name_prefix: name.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            output::tasks(&response.tasks, format)?;
+            let filter = v1::ListTasksRequest {
+                states,
+                labels,
+                page_size: limit,
+                page_token: String::new(),
+                tenants,
+                name_prefix: name.unwrap_or_default(),
+            };
+            let page = connect(settings).await?.list_page(&filter, "").await?;
+            output::tasks(&page.tasks, format)?;
         }
         GetWhat::Task { id, output: format } => {
-            let task = get_task(&mut tasks(target).await?, &id).await?;
+            let task = connect(settings).await?.get(&id).await?;
             output::task(&task, format)?;
         }
         GetWhat::Agents { output: format } => {
-            let response =
-                AgentServiceClient::with_interceptor(channel(target).await?, target.bearer.clone())
-                    .list_agents(v1::ListAgentsRequest {})
-                    .await?
-                    .into_inner();
-            output::agents(&response.agents, format)?;
+            output::agents(&connect(settings).await?.agents().await?, format)?;
         }
         GetWhat::Servers { output: format } => {
-            let response =
-                AgentServiceClient::with_interceptor(channel(target).await?, target.bearer.clone())
-                    .list_servers(v1::ListServersRequest {})
-                    .await?
-                    .into_inner();
-            output::servers(&response.servers, format)?;
+            output::servers(&connect(settings).await?.servers().await?, format)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn audit(target: &Target, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let response = tasks(target)
+pub async fn audit(settings: &Settings, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let events = connect(settings)
         .await?
-        .list_audit(v1::ListAuditRequest {
-            after_seq: args.after,
-            page_size: args.limit,
-        })
-        .await?
-        .into_inner();
-    output::audit(&response.events, args.output)?;
+        .audit(args.after, args.limit)
+        .await?;
+    output::audit(&events, args.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn logs(target: &Target, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(target).await?;
-    let task = get_task(&mut client, &args.task).await?;
+pub async fn logs(settings: &Settings, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    use futures::StreamExt;
+    let client = connect(settings).await?;
+    let task = client.get(&args.task).await?;
     if let Some(step) = &args.step
         && !task.steps.iter().any(|s| &s.id == step)
     {
         bail!("task {} has no step {step:?}", args.task);
     }
-    let mut events = client
-        .watch_task(v1::WatchTaskRequest {
-            task_id: args.task,
-            after_seq: 0,
+    let mut events = client.watch_with(
+        &args.task,
+        orca_client::WatchOptions {
             follow: args.follow,
-        })
-        .await?
-        .into_inner();
-    while let Some(event) = events.message().await? {
-        if let Some(v1::event::Kind::Log(log)) = event.kind {
+            ..orca_client::WatchOptions::default()
+        },
+    );
+    while let Some(event) = events.next().await {
+        if let Some(v1::event::Kind::Log(log)) = event?.kind {
             match &args.step {
                 Some(step) if *step != log.step_id => {}
                 Some(_) => println!("{}", log.line),
@@ -328,12 +213,8 @@ pub async fn logs(target: &Target, args: LogsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cancel(target: &Target, args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let task = tasks(target)
-        .await?
-        .cancel_task(v1::CancelTaskRequest { task_id: args.task })
-        .await?
-        .into_inner();
+pub async fn cancel(settings: &Settings, args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let task = connect(settings).await?.cancel(&args.task).await?;
     let state = output::task_state_name(task.state);
     match v1::TaskState::try_from(task.state) {
         Ok(v1::TaskState::Cancelled) => println!("task {} cancelled", task.id),
@@ -348,14 +229,9 @@ pub async fn cancel(target: &Target, args: CancelArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn retry(target: &Target, args: RetryArgs) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(target).await?;
-    let task = client
-        .retry_task(v1::RetryTaskRequest {
-            task_id: args.task.clone(),
-        })
-        .await?
-        .into_inner();
+pub async fn retry(settings: &Settings, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    let task = client.retry(&args.task).await?;
     let again = task
         .steps
         .iter()
@@ -366,7 +242,7 @@ pub async fn retry(target: &Target, args: RetryArgs) -> anyhow::Result<ExitCode>
         task.id
     );
     if args.watch {
-        let ended = watch::follow(&mut client, &task.id, Out::Stdout).await?;
+        let ended = watch::follow(&client, &task.id, Out::Stdout).await?;
         return Ok(watch::exit_code(&ended));
     }
     Ok(ExitCode::SUCCESS)
@@ -375,24 +251,18 @@ pub async fn retry(target: &Target, args: RetryArgs) -> anyhow::Result<ExitCode>
 /// Approves (`approve`) or rejects a step awaiting approval, and says what
 /// the step does now.
 pub async fn decide(
-    target: &Target,
+    settings: &Settings,
     task_id: String,
     step_id: String,
     reason: String,
     approve: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(target).await?;
-    let request = v1::DecideStepRequest {
-        task_id,
-        step_id: step_id.clone(),
-        reason,
-    };
+    let client = connect(settings).await?;
     let task = if approve {
-        client.approve_step(request).await?
+        client.approve_step(&task_id, &step_id, &reason).await?
     } else {
-        client.reject_step(request).await?
-    }
-    .into_inner();
+        client.reject_step(&task_id, &step_id, &reason).await?
+    };
     let state = task
         .steps
         .iter()
@@ -407,8 +277,8 @@ pub async fn decide(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn watch(target: &Target, args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let mut client = tasks(target).await?;
-    let ended = watch::follow(&mut client, &args.task, Out::Stdout).await?;
+pub async fn watch(settings: &Settings, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    let ended = watch::follow(&client, &args.task, Out::Stdout).await?;
     Ok(watch::exit_code(&ended))
 }

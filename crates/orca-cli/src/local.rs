@@ -19,7 +19,7 @@ use crate::args::{
     ClaudeArgs, ControlPlaneArgs, Durability, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs,
     WorkerArgs,
 };
-use crate::context::Resolved;
+use orca_client::Settings as Resolved;
 
 /// The Anthropic API key: from the file `flag` names, else
 /// $ANTHROPIC_API_KEY; `None` when neither gives one.

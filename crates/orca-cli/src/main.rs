@@ -108,35 +108,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let resolved = context::resolve(&cli)?;
-    let target = client::Target {
-        bearer: orca_api::client::Bearer::new(resolved.token.as_deref())?,
-        server: resolved.server.clone(),
-        tls: resolved.tls.clone(),
-    };
+    let target = &resolved;
     match cli.command {
         Command::Server(args) => local::server(args).await,
-        Command::Worker(args) => local::worker(args, resolved).await,
+        Command::Worker(args) => local::worker(args, resolved.clone()).await,
         Command::Up(args) => local::up(args).await,
-        Command::Submit(args) => client::submit(&target, args).await,
-        Command::Get(args) => client::get(&target, args).await,
-        Command::Logs(args) => client::logs(&target, args).await,
-        Command::Cancel(args) => client::cancel(&target, args).await,
-        Command::Retry(args) => client::retry(&target, args).await,
+        Command::Submit(args) => client::submit(target, args).await,
+        Command::Get(args) => client::get(target, args).await,
+        Command::Logs(args) => client::logs(target, args).await,
+        Command::Cancel(args) => client::cancel(target, args).await,
+        Command::Retry(args) => client::retry(target, args).await,
         Command::Approve(args) => match args.step {
-            Some(step) => client::decide(&target, args.task, step, args.reason, true).await,
-            None => budget::approve(&target, args.task, args.reason).await,
+            Some(step) => client::decide(target, args.task, step, args.reason, true).await,
+            None => budget::approve(target, args.task, args.reason).await,
         },
         Command::Reject(args) => {
-            client::decide(&target, args.task, args.step, args.reason, false).await
+            client::decide(target, args.task, args.step, args.reason, false).await
         }
-        Command::Budget(command) => budget::budget(&target, command).await,
-        Command::Watch(args) => client::watch(&target, args).await,
-        Command::Audit(args) => client::audit(&target, args).await,
-        Command::State(command) => state::state(&target, command).await,
-        Command::Publish(args) => state::publish(&target, args).await,
-        Command::Subscribe(args) => state::subscribe(&target, args).await,
-        Command::Mcp(args) => state::mcp(&target, args).await,
-        Command::Operator(OperatorCommand::Run(args)) => local::operator(*args, resolved).await,
+        Command::Budget(command) => budget::budget(target, command).await,
+        Command::Watch(args) => client::watch(target, args).await,
+        Command::Audit(args) => client::audit(target, args).await,
+        Command::State(command) => state::state(target, command).await,
+        Command::Publish(args) => state::publish(target, args).await,
+        Command::Subscribe(args) => state::subscribe(target, args).await,
+        Command::Mcp(args) => state::mcp(target, args).await,
+        Command::Operator(OperatorCommand::Run(args)) => {
+            local::operator(*args, resolved.clone()).await
+        }
         Command::Config(_) | Command::Operator(OperatorCommand::Crd) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -6,27 +6,10 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use orca_api::v1;
-use orca_api::v1::state_service_client::StateServiceClient;
+use orca_client::{Settings, StateKey, v1};
 
 use crate::args::{McpArgs, PublishArgs, ScopeArgs, StateCommand, SubscribeArgs};
-use crate::client::{Target, channel};
-
-async fn client(
-    target: &Target,
-) -> anyhow::Result<
-    StateServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            orca_api::leader::Replicas,
-            orca_api::client::Bearer,
-        >,
-    >,
-> {
-    Ok(StateServiceClient::with_interceptor(
-        channel(target).await?,
-        target.bearer.clone(),
-    ))
-}
+use crate::client::connect;
 
 /// The tenant ("" for the token's own) and the scope.
 fn tenant_and_scope(scope: ScopeArgs) -> anyhow::Result<(String, String)> {
@@ -36,7 +19,12 @@ fn tenant_and_scope(scope: ScopeArgs) -> anyhow::Result<(String, String)> {
     Ok((scope.tenant.unwrap_or_default(), scope_name))
 }
 
-fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
+fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<StateKey> {
+    let (tenant, scope) = tenant_and_scope(scope)?;
+    Ok(StateKey::new(scope, key).tenant(tenant))
+}
+
+fn topic(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
     let (tenant, scope) = tenant_and_scope(scope)?;
     Ok(v1::StateRef { tenant, scope, key })
 }
@@ -44,24 +32,20 @@ fn reference(key: String, scope: ScopeArgs) -> anyhow::Result<v1::StateRef> {
 /// Serves the MCP tools until the agent hangs up. The connection is made on
 /// the first call: an agent starts at once, and a control plane that cannot
 /// be reached is a tool's answer, not a missing server.
-pub async fn mcp(target: &Target, args: McpArgs) -> anyhow::Result<ExitCode> {
+pub async fn mcp(settings: &Settings, args: McpArgs) -> anyhow::Result<ExitCode> {
     let (tenant, scope) = tenant_and_scope(args.scope)?;
-    let channel = orca_api::leader::Replicas::new(&target.server, &target.tls)?;
-    let tools = orca_worker::mcp::StateTools::new(channel, target.bearer.clone(), tenant, scope);
+    let channel = orca_api::leader::Replicas::new(&settings.server, &settings.tls)?;
+    let bearer = orca_api::client::Bearer::new(settings.token.as_deref())?;
+    let tools = orca_worker::mcp::StateTools::new(channel, bearer, tenant, scope);
     orca_worker::mcp::serve_stdio(tools).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<ExitCode> {
-    let mut client = client(target).await?;
+pub async fn state(settings: &Settings, command: StateCommand) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
     match command {
         StateCommand::Get { key, scope, full } => {
-            let value = client
-                .get_state(v1::GetStateRequest {
-                    r#ref: Some(reference(key, scope)?),
-                })
-                .await?
-                .into_inner();
+            let value = client.get_state(&reference(key, scope)?).await?;
             if full {
                 let expires = value
                     .expires_at
@@ -81,15 +65,7 @@ pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<Exi
             let (tenant, scope) = tenant_and_scope(scope)?;
             let mut after_key = String::new();
             loop {
-                let page = client
-                    .list_state(v1::ListStateRequest {
-                        tenant: tenant.clone(),
-                        scope: scope.clone(),
-                        after_key,
-                        page_size: 0,
-                    })
-                    .await?
-                    .into_inner();
+                let page = client.list_state(&tenant, &scope, &after_key).await?;
                 for value in &page.values {
                     let key = value.r#ref.as_ref().map_or("", |r| r.key.as_str());
                     println!("{key} {}", value.value_json);
@@ -107,20 +83,14 @@ pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<Exi
             expect_version,
             ttl,
         } => {
-            let ttl_seconds = match ttl {
+            let ttl = match ttl {
                 Some(ttl) if ttl.as_secs() == 0 => bail!("--ttl: at least 1s"),
-                Some(ttl) => u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
-                None => 0,
+                Some(ttl) => ttl,
+                None => std::time::Duration::ZERO,
             };
             let stored = client
-                .put_state(v1::PutStateRequest {
-                    r#ref: Some(reference(key, scope)?),
-                    value_json: value,
-                    expect_version,
-                    ttl_seconds,
-                })
-                .await?
-                .into_inner();
+                .put_state(&reference(key, scope)?, &value, expect_version, ttl)
+                .await?;
             println!("{}", stored.version);
         }
         StateCommand::Delete {
@@ -129,21 +99,19 @@ pub async fn state(target: &Target, command: StateCommand) -> anyhow::Result<Exi
             expect_version,
         } => {
             client
-                .delete_state(v1::DeleteStateRequest {
-                    r#ref: Some(reference(key, scope)?),
-                    expect_version,
-                })
+                .delete_state(&reference(key, scope)?, expect_version)
                 .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn publish(target: &Target, args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let delivered = client(target)
+pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let delivered = connect(settings)
         .await?
+        .state_stub()
         .publish(v1::PublishRequest {
-            topic: Some(reference(args.topic, args.scope)?),
+            topic: Some(topic(args.topic, args.scope)?),
             message_json: args.message,
         })
         .await?
@@ -153,11 +121,12 @@ pub async fn publish(target: &Target, args: PublishArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn subscribe(target: &Target, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    let mut stream = client(target)
+pub async fn subscribe(settings: &Settings, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let mut stream = connect(settings)
         .await?
+        .state_stub()
         .subscribe(v1::SubscribeRequest {
-            topic: Some(reference(args.topic, args.scope)?),
+            topic: Some(topic(args.topic, args.scope)?),
         })
         .await?
         .into_inner();

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use orca_core::TaskSpec;
 
 pub fn load(path: &Path) -> anyhow::Result<TaskSpec> {
@@ -20,11 +20,7 @@ pub fn load(path: &Path) -> anyhow::Result<TaskSpec> {
 }
 
 pub fn parse(text: &str) -> anyhow::Result<TaskSpec> {
-    if text.trim().is_empty() {
-        bail!("the task file is empty");
-    }
-    // serde_yaml names the field and the line of a mistake.
-    Ok(serde_yaml::from_str(text)?)
+    Ok(orca_client::parse_task(text)?)
 }
 
 #[cfg(test)]

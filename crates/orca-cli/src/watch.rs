@@ -1,13 +1,12 @@
 //! `orca watch` and `submit --watch`: follows a task's events live. On a
 //! terminal each step gets a progress bar; elsewhere each event is a line.
-//! A broken stream is resumed from the last sequence number seen, so
-//! nothing is missed or shown twice. When a program reads standard output
+//! A broken stream is resumed (by `orca-client`) from the last sequence
+//! number seen, so nothing is missed or shown twice. When a program reads standard output
 //! (`-o json`), the live view goes to standard error instead.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,11 +14,8 @@ use orca_api::convert::micros;
 use orca_api::v1;
 use orca_api::v1::event::Kind;
 
-use crate::client::{Tasks, get_task};
 use crate::output::{duration, step_state_name, task_state_name};
-
-/// How long to keep trying to resume a broken watch.
-const RESUME_FOR: Duration = Duration::from_secs(60);
+use orca_client::Client;
 
 /// Where the live view and the summary are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,54 +43,30 @@ pub fn exit_code(task: &v1::Task) -> ExitCode {
 }
 
 /// Shows the task live until it ends, then a summary; answers the ended
-/// task.
-pub async fn follow(client: &mut Tasks, task_id: &str, out: Out) -> anyhow::Result<v1::Task> {
-    let task = get_task(client, task_id).await?;
+/// task. The library's stream resumes a broken connection by itself.
+pub async fn follow(client: &Client, task_id: &str, out: Out) -> anyhow::Result<v1::Task> {
+    use futures::StreamExt;
+    let task = client.get(task_id).await?;
     let mut view = View::new(&task, out);
-    let mut last_seq = 0;
-    let mut broken_since: Option<tokio::time::Instant> = None;
-    let finished = loop {
-        let stream = client
-            .watch_task(v1::WatchTaskRequest {
-                task_id: task_id.to_string(),
-                after_seq: last_seq,
-                follow: true,
-            })
-            .await;
-        let mut done = false;
-        match stream {
-            Ok(stream) => {
-                let mut stream = stream.into_inner();
-                while let Ok(Some(event)) = stream.message().await {
-                    broken_since = None;
-                    last_seq = event.seq;
-                    // Only the newest event counts: a retried task has an
-                    // earlier final event in its log.
-                    done = view.apply(&event);
-                }
+    let mut events = client.watch(task_id);
+    let mut outcome = Ok(());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => view.apply(&event),
+            Err(e) => {
+                outcome = Err(e);
+                break;
             }
-            Err(status)
-                if status.code() == tonic::Code::NotFound
-                    || status.code() == tonic::Code::InvalidArgument =>
-            {
-                return Err(status.into());
-            }
-            Err(_) => {}
         }
-        if done {
-            break true;
-        }
-        let since = *broken_since.get_or_insert_with(tokio::time::Instant::now);
-        if since.elapsed() > RESUME_FOR {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    view.finish();
-    if !finished {
-        bail!("lost the stream of task {task_id}; resume with `orca watch {task_id}`");
     }
-    let task = get_task(client, task_id).await?;
+    view.finish();
+    match outcome {
+        Err(orca_client::Error::StreamLost { .. }) => {
+            bail!("lost the stream of task {task_id}; resume with `orca watch {task_id}`")
+        }
+        outcome => outcome?,
+    }
+    let task = client.get(task_id).await?;
     print_summary(&task, out);
     Ok(task)
 }
@@ -178,15 +150,11 @@ impl View {
         }
     }
 
-    /// Shows one event; true when it is the task's final event.
-    fn apply(&mut self, event: &v1::Event) -> bool {
+    /// Shows one event.
+    fn apply(&mut self, event: &v1::Event) {
         let Some(kind) = &event.kind else {
-            return false;
+            return;
         };
-        let is_final = matches!(kind, Kind::TaskState(t) if matches!(
-            v1::TaskState::try_from(t.state),
-            Ok(v1::TaskState::Succeeded | v1::TaskState::Failed | v1::TaskState::Cancelled)
-        ));
         match &mut self.display {
             Display::Bars { multi, bars } => match kind {
                 Kind::StepState(s) => {
@@ -246,7 +214,6 @@ impl View {
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }
         }
-        is_final
     }
 
     fn finish(&mut self) {

@@ -1,0 +1,694 @@
+//! The Rust client of orca's control plane: connects from a context (the
+//! CLI's config file, `ORCA_*` variables, or settings given outright) and
+//! submits, waits on, watches, lists, cancels and retries tasks, and reads
+//! and writes shared state. The `orca` CLI is a thin shell over it.
+//!
+//! A GitHub-bot style program: turn an issue into a task, once per issue
+//! however often the webhook fires, and report how it went.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use orca_client::{Client, Settings, Submit, v1};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // An embedded control plane and one worker, as `orca up` runs them.
+//! # let dir = tempfile::tempdir()?;
+//! # let control_plane = orca_server::start(orca_server::Config::new(
+//! #     "127.0.0.1:0".parse()?, dir.path().to_path_buf())).await?;
+//! # let server = format!("http://{}", control_plane.local_addr);
+//! # let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).map(|t| t.trim().to_string());
+//! # let (token, worker_token) = (read("admin.token")?, read("worker.token")?);
+//! # let mut worker = orca_worker::WorkerConfig::new(server.clone(), "doc", dir.path().join("work"));
+//! # worker.token = Some(worker_token);
+//! # let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # let worker = tokio::spawn(orca_worker::run(worker, async move { let _ = stopped.await; }));
+//! let client = Client::connect(Settings::new(server, Some(token))).await?;
+//!
+//! let spec = orca_client::parse_task(r#"
+//!   name: issue-42
+//!   labels: {repo: orca}
+//!   steps:
+//!     - id: reproduce
+//!       shell: {command: [sh, -c, "echo reproduced issue 42"]}
+//! "#)?;
+//! // The same key gives the same task, however often this runs.
+//! let task = client.submit_and_wait(Submit::new(spec).idempotency_key("gh-issue-42")).await?;
+//! assert_eq!(task.state, v1::TaskState::Succeeded as i32);
+//!
+//! let again = client.submit(Submit::from(orca_client::parse_task(
+//!     "name: issue-42\nsteps:\n  - id: reproduce\n    shell: {command: [true]}\n")?)
+//!     .idempotency_key("gh-issue-42")).await?;
+//! assert_eq!((again.task_id.as_str(), again.created), (task.id.as_str(), false));
+//!
+//! // Every event, in order; the stream resumes by itself if the connection
+//! // breaks, and ends with the task.
+//! let mut events = client.watch(&task.id);
+//! while let Some(event) = events.next().await {
+//!     if let Some(v1::event::Kind::Log(log)) = event?.kind {
+//!         println!("{} | {}", log.step_id, log.line);
+//!     }
+//! }
+//!
+//! // A refusal keeps its gRPC code and names the field at fault.
+//! let bad = orca_client::parse_task("name: bad\nsteps: []\n")?;
+//! let refused = client.submit(bad).await.unwrap_err();
+//! assert_eq!(refused.code(), Some(tonic::Code::InvalidArgument));
+//! assert_eq!(refused.field(), Some("spec.steps"));
+//! # let _ = stop.send(());
+//! # worker.await??;
+//! # control_plane.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod watch;
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use orca_api::client::Bearer;
+use orca_api::leader::Replicas;
+use orca_api::v1::agent_service_client::AgentServiceClient;
+use orca_api::v1::state_service_client::StateServiceClient;
+use orca_api::v1::task_service_client::TaskServiceClient;
+use tonic::service::interceptor::InterceptedService;
+
+pub use crate::config::{
+    ConfigFile, Context, DEFAULT_SERVER, LOCAL_ADMIN_TOKEN, Overrides, Settings, default_path,
+    load as load_config, save as save_config,
+};
+pub use crate::error::{Error, FIELD_METADATA, code_name};
+pub use crate::watch::{WatchOptions, is_final};
+pub use orca_api::client::ClientTls;
+pub use orca_api::v1;
+pub use orca_core::TaskSpec;
+
+/// The generated stubs, each over the replica that leads, with the token.
+pub type TaskStub = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
+pub type StateStub = StateServiceClient<InterceptedService<Replicas, Bearer>>;
+pub type AgentStub = AgentServiceClient<InterceptedService<Replicas, Bearer>>;
+
+/// A task's events, as [`Client::watch`] yields them.
+pub type EventStream = BoxStream<'static, Result<v1::Event, Error>>;
+
+/// Tasks, a page at a time, as [`Client::list`] yields them.
+pub type TaskStream = BoxStream<'static, Result<v1::Task, Error>>;
+
+/// How long a client looks for the replica that leads, among several.
+const FIND_LEADER: Duration = Duration::from_secs(10);
+
+/// How long a call the control plane could not answer (a failover: the
+/// leader died, a standby is taking over) is tried again, by default.
+pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(30);
+
+/// Parses a task file: YAML in the shape of the `Task` resource's spec. A
+/// mistake names its field and line.
+pub fn parse_task(text: &str) -> Result<TaskSpec, Error> {
+    if text.trim().is_empty() {
+        return Err(Error::Config("the task file is empty".into()));
+    }
+    serde_yaml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Reads and parses a task file.
+pub fn load_task(path: &Path) -> Result<TaskSpec, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+    parse_task(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// A task to submit, with its idempotency key and tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Submit {
+    pub spec: v1::TaskSpec,
+    /// The same key returns the same task, however often it is sent. `None`
+    /// gets a fresh key, so the client's own retries still make one task.
+    pub idempotency_key: Option<String>,
+    /// The tenant; `""` for the token's first.
+    pub tenant: String,
+}
+
+impl Submit {
+    pub fn new(spec: impl Into<Submit>) -> Submit {
+        spec.into()
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Submit {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Submit {
+        self.tenant = tenant.into();
+        self
+    }
+}
+
+impl From<TaskSpec> for Submit {
+    fn from(spec: TaskSpec) -> Submit {
+        Submit::from(v1::TaskSpec::from(&spec))
+    }
+}
+
+impl From<&TaskSpec> for Submit {
+    fn from(spec: &TaskSpec) -> Submit {
+        Submit::from(v1::TaskSpec::from(spec))
+    }
+}
+
+impl From<v1::TaskSpec> for Submit {
+    fn from(spec: v1::TaskSpec) -> Submit {
+        Submit {
+            spec,
+            ..Submit::default()
+        }
+    }
+}
+
+/// What a submit answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub task_id: String,
+    /// False when the key matched a task made before.
+    pub created: bool,
+    /// The key the task was submitted under (the caller's, or a fresh one).
+    pub idempotency_key: String,
+}
+
+/// A connection to the control plane (to the replica that leads, among
+/// several), carrying the caller's token. Cheap to clone; clones share
+/// the connection.
+#[derive(Clone)]
+pub struct Client {
+    tasks: TaskStub,
+    state: StateStub,
+    agents: AgentStub,
+    replicas: Replicas,
+    retry_for: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.replicas.current())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects as `settings` say; with several replicas, to the one that
+    /// leads.
+    pub async fn connect(settings: Settings) -> Result<Client, Error> {
+        let bearer = Bearer::new(settings.token.as_deref())?;
+        let replicas = Replicas::new(&settings.server, &settings.tls)?;
+        replicas.find_leader(FIND_LEADER).await;
+        replicas.connect().await.map_err(|e| Error::Unreachable {
+            server: if replicas.len() > 1 {
+                settings.server.clone()
+            } else {
+                replicas.current()
+            },
+            reason: transport_reason(&e),
+        })?;
+        Ok(Client {
+            tasks: TaskServiceClient::with_interceptor(replicas.clone(), bearer.clone()),
+            state: StateServiceClient::with_interceptor(replicas.clone(), bearer.clone()),
+            agents: AgentServiceClient::with_interceptor(replicas.clone(), bearer),
+            replicas,
+            retry_for: RETRY_UNAVAILABLE,
+        })
+    }
+
+    /// Connects as the CLI would with `overrides`: they, then the config
+    /// file's context, then the defaults.
+    pub async fn from_config(overrides: &Overrides) -> Result<Client, Error> {
+        Client::connect(Settings::resolve(overrides)?).await
+    }
+
+    /// Connects as the CLI would with only its `ORCA_*` variables set.
+    pub async fn from_env() -> Result<Client, Error> {
+        Client::from_config(&Overrides::from_env()).await
+    }
+
+    /// How long calls that are safe to repeat are tried again while the
+    /// control plane answers UNAVAILABLE; zero for never.
+    pub fn retry_unavailable_for(mut self, patience: Duration) -> Client {
+        self.retry_for = patience;
+        self
+    }
+
+    /// The replica this client talks to now.
+    pub fn server(&self) -> String {
+        self.replicas.current()
+    }
+
+    /// The generated stubs, for calls this crate does not wrap.
+    pub fn task_stub(&self) -> TaskStub {
+        self.tasks.clone()
+    }
+
+    pub fn state_stub(&self) -> StateStub {
+        self.state.clone()
+    }
+
+    pub fn agent_stub(&self) -> AgentStub {
+        self.agents.clone()
+    }
+
+    /// Runs `call` again while it fails as UNAVAILABLE, with back-off;
+    /// only for calls that are safe to repeat.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.retry_for;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                answered => return Ok(answered?.into_inner()),
+            }
+        }
+    }
+
+    /// Submits a task. Without a key of the caller's, a fresh one is
+    /// made, so a submit whose answer was lost (the leader died after
+    /// committing) is sent again, to the next leader, and still makes one
+    /// task.
+    pub async fn submit(&self, task: impl Into<Submit>) -> Result<Submitted, Error> {
+        let task = task.into();
+        let idempotency_key = task
+            .idempotency_key
+            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let request = v1::SubmitTaskRequest {
+            spec: Some(task.spec),
+            idempotency_key: idempotency_key.clone(),
+            tenant: task.tenant,
+        };
+        let answer = self
+            .retrying(|| {
+                let mut stub = self.tasks.clone();
+                let request = request.clone();
+                async move { stub.submit_task(request).await }
+            })
+            .await?;
+        Ok(Submitted {
+            task_id: answer.task_id,
+            created: answer.created,
+            idempotency_key,
+        })
+    }
+
+    /// Submits a task and waits for it to end; answers the ended task.
+    pub async fn submit_and_wait(&self, task: impl Into<Submit>) -> Result<v1::Task, Error> {
+        let submitted = self.submit(task).await?;
+        self.wait(&submitted.task_id).await
+    }
+
+    /// Waits for a task to end (succeed, fail or be cancelled), through
+    /// broken connections, and answers it whole. Bound it with
+    /// `tokio::time::timeout` to wait for less.
+    pub async fn wait(&self, task_id: &str) -> Result<v1::Task, Error> {
+        let mut events = self.watch(task_id);
+        while let Some(event) = events.next().await {
+            event?;
+        }
+        self.get(task_id).await
+    }
+
+    /// A task's events, from its first, live until it ends. The stream
+    /// resumes after a broken connection from the last sequence number it
+    /// handed out, so nothing is missed or seen twice; it ends after the
+    /// task's final event, or with [`Error::StreamLost`] when the control
+    /// plane stays out of reach for a minute.
+    pub fn watch(&self, task_id: &str) -> EventStream {
+        self.watch_with(task_id, WatchOptions::default())
+    }
+
+    /// [`Client::watch`], starting after a sequence number, or only over
+    /// the stored events.
+    pub fn watch_with(&self, task_id: &str, options: WatchOptions) -> EventStream {
+        watch::events(self.tasks.clone(), task_id, options).boxed()
+    }
+
+    /// One task, whole, with its steps.
+    pub async fn get(&self, task_id: &str) -> Result<v1::Task, Error> {
+        let request = v1::GetTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        self.retrying(|| {
+            let mut stub = self.tasks.clone();
+            let request = request.clone();
+            async move { stub.get_task(request).await }
+        })
+        .await
+    }
+
+    /// Cancels a task: running steps are stopped. Cancelling an ended task
+    /// answers it as it ended.
+    pub async fn cancel(&self, task_id: &str) -> Result<v1::Task, Error> {
+        let request = v1::CancelTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        self.retrying(|| {
+            let mut stub = self.tasks.clone();
+            let request = request.clone();
+            async move { stub.cancel_task(request).await }
+        })
+        .await
+    }
+
+    /// Runs a failed or cancelled task's unfinished steps again; the steps
+    /// that succeeded keep their results. Not repeated on UNAVAILABLE: a
+    /// second retry of a task already running again is refused.
+    pub async fn retry(&self, task_id: &str) -> Result<v1::Task, Error> {
+        let request = v1::RetryTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        Ok(self.tasks.clone().retry_task(request).await?.into_inner())
+    }
+
+    /// Approves a step awaiting approval.
+    pub async fn approve_step(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        reason: &str,
+    ) -> Result<v1::Task, Error> {
+        Ok(self
+            .tasks
+            .clone()
+            .approve_step(decision(task_id, step_id, reason))
+            .await?
+            .into_inner())
+    }
+
+    /// Rejects a step awaiting approval: it fails.
+    pub async fn reject_step(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        reason: &str,
+    ) -> Result<v1::Task, Error> {
+        Ok(self
+            .tasks
+            .clone()
+            .reject_step(decision(task_id, step_id, reason))
+            .await?
+            .into_inner())
+    }
+
+    /// Adds to a task's budget; a task paused at its budget goes on.
+    pub async fn raise_budget(&self, task_id: &str, by: v1::Budget) -> Result<v1::Task, Error> {
+        let request = v1::RaiseBudgetRequest {
+            task_id: task_id.to_string(),
+            by: Some(by),
+        };
+        Ok(self.tasks.clone().raise_budget(request).await?.into_inner())
+    }
+
+    /// As one of its budget's approvers, lets a task paused at its budget
+    /// go on.
+    pub async fn approve_budget(&self, task_id: &str, reason: &str) -> Result<v1::Task, Error> {
+        let request = v1::ApproveBudgetRequest {
+            task_id: task_id.to_string(),
+            reason: reason.to_string(),
+        };
+        Ok(self
+            .tasks
+            .clone()
+            .approve_budget(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Sets a tenant's budget; answers its spending against it.
+    pub async fn set_tenant_budget(
+        &self,
+        tenant: &str,
+        budget: v1::TenantBudget,
+    ) -> Result<v1::TenantSpending, Error> {
+        let request = v1::SetTenantBudgetRequest {
+            tenant: tenant.to_string(),
+            budget: Some(budget),
+        };
+        self.retrying(|| {
+            let mut stub = self.tasks.clone();
+            let request = request.clone();
+            async move { stub.set_tenant_budget(request).await }
+        })
+        .await
+    }
+
+    /// Each tenant's spending and budget.
+    pub async fn tenant_budgets(&self) -> Result<Vec<v1::TenantSpending>, Error> {
+        let answer = self
+            .retrying(|| {
+                let mut stub = self.tasks.clone();
+                async move {
+                    stub.list_tenant_budgets(v1::ListTenantBudgetsRequest {})
+                        .await
+                }
+            })
+            .await?;
+        Ok(answer.tenants)
+    }
+
+    /// One page of tasks, newest first; `page_token` comes from the
+    /// previous page (`""` for the first).
+    pub async fn list_page(
+        &self,
+        filter: &v1::ListTasksRequest,
+        page_token: &str,
+    ) -> Result<v1::ListTasksResponse, Error> {
+        let request = v1::ListTasksRequest {
+            page_token: page_token.to_string(),
+            ..filter.clone()
+        };
+        self.retrying(|| {
+            let mut stub = self.tasks.clone();
+            let request = request.clone();
+            async move { stub.list_tasks(request).await }
+        })
+        .await
+    }
+
+    /// Every task `filter` selects, newest first, fetched a page
+    /// (`filter.page_size`) at a time as the stream is read. Steps are
+    /// omitted; [`Client::get`] has them.
+    pub fn list(&self, filter: v1::ListTasksRequest) -> TaskStream {
+        struct Pages {
+            client: Client,
+            filter: v1::ListTasksRequest,
+            /// `None` once the last page is read.
+            next: Option<String>,
+            page: std::vec::IntoIter<v1::Task>,
+        }
+        let pages = Pages {
+            client: self.clone(),
+            filter,
+            next: Some(String::new()),
+            page: Vec::new().into_iter(),
+        };
+        futures::stream::unfold(pages, |mut pages| async move {
+            loop {
+                if let Some(task) = pages.page.next() {
+                    return Some((Ok(task), pages));
+                }
+                let token = pages.next.take()?;
+                match pages.client.list_page(&pages.filter, &token).await {
+                    Ok(page) => {
+                        pages.next = Some(page.next_page_token).filter(|t| !t.is_empty());
+                        pages.page = page.tasks.into_iter();
+                    }
+                    Err(e) => return Some((Err(e), pages)),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Asks the planner to turn a prompt into steps, without running them.
+    pub async fn plan(&self, spec: &TaskSpec, tenant: &str) -> Result<v1::PlanTaskResponse, Error> {
+        let request = v1::PlanTaskRequest {
+            spec: Some(v1::TaskSpec::from(spec)),
+            tenant: tenant.to_string(),
+        };
+        Ok(self.tasks.clone().plan_task(request).await?.into_inner())
+    }
+
+    /// The audit log, after a sequence number.
+    pub async fn audit(
+        &self,
+        after_seq: u64,
+        page_size: u32,
+    ) -> Result<Vec<v1::AuditEvent>, Error> {
+        let request = v1::ListAuditRequest {
+            after_seq,
+            page_size,
+        };
+        let answer = self
+            .retrying(|| {
+                let mut stub = self.tasks.clone();
+                async move { stub.list_audit(request).await }
+            })
+            .await?;
+        Ok(answer.events)
+    }
+
+    /// The connected workers.
+    pub async fn agents(&self) -> Result<Vec<v1::Agent>, Error> {
+        let answer = self
+            .retrying(|| {
+                let mut stub = self.agents.clone();
+                async move { stub.list_agents(v1::ListAgentsRequest {}).await }
+            })
+            .await?;
+        Ok(answer.agents)
+    }
+
+    /// The control plane's replicas, and which one leads.
+    pub async fn servers(&self) -> Result<Vec<v1::ControlPlaneServer>, Error> {
+        let answer = self
+            .retrying(|| {
+                let mut stub = self.agents.clone();
+                async move { stub.list_servers(v1::ListServersRequest {}).await }
+            })
+            .await?;
+        Ok(answer.servers)
+    }
+
+    /// A shared-state value.
+    pub async fn get_state(&self, key: &StateKey) -> Result<v1::StateValue, Error> {
+        let request = v1::GetStateRequest {
+            r#ref: Some(key.to_ref()),
+        };
+        self.retrying(|| {
+            let mut stub = self.state.clone();
+            let request = request.clone();
+            async move { stub.get_state(request).await }
+        })
+        .await
+    }
+
+    /// Stores a value, given as JSON text (the server refuses text that is
+    /// not JSON, naming `value_json`). With `expect_version`, only if the key is at
+    /// that version (0: holds none), else ABORTED. `ttl` of zero keeps it.
+    /// Not repeated on UNAVAILABLE: a lost answer's repeat would bump the
+    /// version twice, or fail its own expectation.
+    pub async fn put_state(
+        &self,
+        key: &StateKey,
+        value_json: &str,
+        expect_version: Option<u64>,
+        ttl: Duration,
+    ) -> Result<v1::StateValue, Error> {
+        let request = v1::PutStateRequest {
+            r#ref: Some(key.to_ref()),
+            value_json: value_json.to_string(),
+            expect_version,
+            ttl_seconds: u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
+        };
+        Ok(self.state.clone().put_state(request).await?.into_inner())
+    }
+
+    /// Deletes a value. With `expect_version`, only if the key is at that
+    /// version, else ABORTED.
+    pub async fn delete_state(
+        &self,
+        key: &StateKey,
+        expect_version: Option<u64>,
+    ) -> Result<(), Error> {
+        let request = v1::DeleteStateRequest {
+            r#ref: Some(key.to_ref()),
+            expect_version,
+        };
+        self.state.clone().delete_state(request).await?;
+        Ok(())
+    }
+
+    /// One page of a scope's values, in key order, after `after_key`.
+    pub async fn list_state(
+        &self,
+        tenant: &str,
+        scope: &str,
+        after_key: &str,
+    ) -> Result<v1::ListStateResponse, Error> {
+        let request = v1::ListStateRequest {
+            tenant: tenant.to_string(),
+            scope: scope.to_string(),
+            after_key: after_key.to_string(),
+            page_size: 0,
+        };
+        self.retrying(|| {
+            let mut stub = self.state.clone();
+            let request = request.clone();
+            async move { stub.list_state(request).await }
+        })
+        .await
+    }
+}
+
+/// Where a shared-state value lives: a tenant (`""` for the token's
+/// first), a scope (a task's id, or a name tasks share) and a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateKey {
+    pub tenant: String,
+    pub scope: String,
+    pub key: String,
+}
+
+impl StateKey {
+    pub fn new(scope: impl Into<String>, key: impl Into<String>) -> StateKey {
+        StateKey {
+            tenant: String::new(),
+            scope: scope.into(),
+            key: key.into(),
+        }
+    }
+
+    pub fn tenant(mut self, tenant: impl Into<String>) -> StateKey {
+        self.tenant = tenant.into();
+        self
+    }
+
+    fn to_ref(&self) -> v1::StateRef {
+        v1::StateRef {
+            tenant: self.tenant.clone(),
+            scope: self.scope.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+fn decision(task_id: &str, step_id: &str, reason: &str) -> v1::DecideStepRequest {
+    v1::DecideStepRequest {
+        task_id: task_id.to_string(),
+        step_id: step_id.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The innermost cause of a failed connection: "Connection refused", not
+/// "transport error".
+fn transport_reason(e: &tonic::transport::Error) -> String {
+    let mut reason = e.to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        reason = inner.to_string();
+        cause = inner.source();
+    }
+    reason
+}

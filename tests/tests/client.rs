@@ -1,0 +1,316 @@
+//! The Rust client library (`orca-client`) against a real `orca server`
+//! and `orca worker` on loopback: waits, watches across a kill -9 of the
+//! control plane, paging, retries of UNAVAILABLE, typed errors and state.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use orca_client::{Client, Error, Settings, StateKey, Submit, WatchOptions, v1};
+use orca_tests::*;
+use tonic::Code;
+
+const FINISH: Duration = Duration::from_secs(60);
+
+async fn client_of(server: &Server) -> anyhow::Result<Client> {
+    Ok(Client::connect(Settings::new(&server.url, Some(server.admin_token.clone()))).await?)
+}
+
+fn spec(name: &str, steps: Vec<v1::StepSpec>) -> v1::TaskSpec {
+    v1::TaskSpec {
+        name: name.into(),
+        steps,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dag_is_submitted_and_waited_for_and_its_key_makes_it_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 4)]).await?;
+    let client = client_of(&server).await?;
+    let dag = spec(
+        "dag",
+        vec![
+            shell_step("a", &[], "echo '{\"n\": 1}' > \"$ORCA_OUTPUT\""),
+            shell_step("b", &[], "echo '{\"n\": 2}' > \"$ORCA_OUTPUT\""),
+            shell_step(
+                "sum",
+                &["a", "b"],
+                "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\"",
+            ),
+        ],
+    );
+    let task = client
+        .submit_and_wait(Submit::new(dag.clone()).idempotency_key("dag-1"))
+        .await?;
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        task.message
+    );
+    let sum = step_output(&task, "sum")?;
+    assert_eq!(sum, serde_json::json!({"a": {"n": 1}, "b": {"n": 2}}));
+
+    let again = client
+        .submit(Submit::new(dag).idempotency_key("dag-1"))
+        .await?;
+    assert_eq!(
+        (again.task_id.as_str(), again.created),
+        (task.id.as_str(), false)
+    );
+    assert_eq!(all_task_ids(&server.tasks().await?).await?, vec![task.id]);
+    Ok(())
+}
+
+/// The stream of a task's events goes on through a kill -9 and restart of
+/// the control plane: every event once, in order, none missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_across_a_control_plane_restart_with_nothing_missed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path())?;
+    let _worker = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let client = client_of(&server).await?;
+
+    let gate = dir.path().join("gate");
+    let script = format!(
+        "for i in $(seq 1 20); do echo before-$i; done; {}; for i in $(seq 1 20); do echo after-$i; done",
+        wait_for_gate(&gate)
+    );
+    let id = client
+        .submit(spec("talks", vec![shell_step("talk", &[], &script)]))
+        .await?
+        .task_id;
+
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let mut events = client.watch(&id);
+    let watching = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let _ = seen_tx.send(event.clone());
+            all.push(event);
+        }
+        anyhow::Ok(all)
+    });
+    // Until the first half is out, then no graceful anything.
+    tokio::time::timeout(FINISH, async {
+        while let Some(event) = seen.recv().await {
+            if matches!(&event.kind, Some(v1::event::Kind::Log(l)) if l.line == "before-20") {
+                return;
+            }
+        }
+    })
+    .await?;
+    let listen = server.listen_addr();
+    server.process.signal("KILL");
+    server.process.wait_exit(Duration::from_secs(10))?;
+    server = Server::start_on(dir.path(), &listen, &[])?;
+    server.wait_for_agents(&["w"]).await?;
+    std::fs::write(&gate, "")?;
+
+    let watched = tokio::time::timeout(FINISH, watching).await???;
+    let seqs: Vec<u64> = watched.iter().map(|e| e.seq).collect();
+    let contiguous: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, contiguous, "every event once, in order");
+    let last = watched.last().expect("events");
+    assert!(orca_client::is_final(last), "{last:?}");
+    let lines: Vec<&str> = watched
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(l)) => Some(l.line.as_str()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = (1..=20)
+        .map(|i| format!("before-{i}"))
+        .chain((1..=20).map(|i| format!("after-{i}")))
+        .collect();
+    assert_eq!(lines, expected);
+
+    // The same events the restarted control plane has stored.
+    let client = client_of(&server).await?;
+    let stored: Vec<v1::Event> = client
+        .watch_with(
+            &id,
+            WatchOptions {
+                follow: false,
+                ..WatchOptions::default()
+            },
+        )
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    assert_eq!(stored, watched);
+    // And from a sequence number, only what follows it.
+    let tail: Vec<u64> = client
+        .watch_with(
+            &id,
+            WatchOptions {
+                after_seq: 10,
+                ..WatchOptions::default()
+            },
+        )
+        .map(|e| e.map(|e| e.seq))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    assert_eq!(tail, contiguous[10..].to_vec());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_through_every_task_newest_first() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let client = client_of(&server).await?;
+    let mut submitted = Vec::new();
+    for i in 0..25 {
+        let mut task = spec(&format!("listed-{i}"), vec![noop_step("s")]);
+        task.labels.insert("batch".into(), "paged".into());
+        submitted.push(client.submit(task).await?.task_id);
+    }
+    client.submit(spec("other", vec![noop_step("s")])).await?;
+    let filter = v1::ListTasksRequest {
+        labels: [("batch".to_string(), "paged".to_string())].into(),
+        page_size: 10,
+        ..Default::default()
+    };
+    let first = client.list_page(&filter, "").await?;
+    assert_eq!(first.tasks.len(), 10);
+    assert!(!first.next_page_token.is_empty());
+    let listed: Vec<String> = client
+        .list(filter)
+        .map(|t| t.map(|t| t.id))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    submitted.reverse();
+    assert_eq!(listed, submitted, "all 25 over three pages, newest first");
+    Ok(())
+}
+
+/// A call made while the control plane is down is tried again until it is
+/// back; a submit so repeated still makes one task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_calls_are_retried_until_the_control_plane_is_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path())?;
+    let client = client_of(&server).await?;
+    let listen = server.listen_addr();
+    server.process.signal("KILL");
+    server.process.wait_exit(Duration::from_secs(10))?;
+
+    let impatient = client.clone().retry_unavailable_for(Duration::ZERO);
+    let down = impatient.get("01JAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(down.expect_err("down").code(), Some(Code::Unavailable));
+
+    let submitting = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .submit(spec("while-down", vec![noop_step("s")]))
+                .await
+        }
+    });
+    server = Server::start_on(dir.path(), &listen, &[])?;
+    let submitted = tokio::time::timeout(FINISH, submitting).await???;
+    assert!(submitted.created);
+    assert_eq!(
+        all_task_ids(&server.tasks().await?).await?,
+        vec![submitted.task_id]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_keep_the_status_and_name_the_field() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let client = client_of(&server).await?;
+
+    let missing = client
+        .get("01JAAAAAAAAAAAAAAAAAAAAAAA")
+        .await
+        .expect_err("no task");
+    assert_eq!(missing.code(), Some(Code::NotFound));
+    assert!(missing.to_string().starts_with("not found: "), "{missing}");
+
+    let twice = client
+        .submit(spec("dup", vec![noop_step("a"), noop_step("a")]))
+        .await
+        .expect_err("duplicate ids");
+    assert_eq!(twice.code(), Some(Code::InvalidArgument));
+    assert_eq!(twice.field(), Some("spec.steps[1].id"));
+    let status = twice.status().expect("a status");
+    assert!(status.message().contains("already used"), "{status:?}");
+    // Nothing was stored.
+    assert!(all_task_ids(&server.tasks().await?).await?.is_empty());
+
+    let watch = client
+        .watch("01JAAAAAAAAAAAAAAAAAAAAAAA")
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(watch.len(), 1, "one error, then the stream ends");
+    assert_eq!(
+        watch[0].as_ref().expect_err("no task").code(),
+        Some(Code::NotFound)
+    );
+
+    let stranger = Client::connect(Settings::new(&server.url, Some("orca_wrong".into()))).await?;
+    let refused = stranger.get("x").await.expect_err("bad token");
+    assert_eq!(refused.code(), Some(Code::Unauthenticated));
+
+    let nobody = free_addr();
+    match Client::connect(Settings::new(format!("http://{nobody}"), None)).await {
+        Err(Error::Unreachable { server, reason }) => {
+            assert!(server.contains(&nobody), "{server}");
+            assert!(reason.contains("refused"), "{reason}");
+        }
+        other => panic!("expected unreachable, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_put_read_guarded_by_version_and_deleted() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let client = client_of(&server).await?;
+    let key = StateKey::new("release", "owner");
+    let first = client
+        .put_state(&key, r#"{"who": "a"}"#, Some(0), Duration::ZERO)
+        .await?;
+    assert_eq!(first.version, 1);
+    let read = client.get_state(&key).await?;
+    assert_eq!(
+        (read.value_json.as_str(), read.version),
+        (r#"{"who": "a"}"#, 1)
+    );
+    let conflict = client
+        .put_state(&key, r#"{"who": "b"}"#, Some(0), Duration::ZERO)
+        .await
+        .expect_err("taken");
+    assert_eq!(conflict.code(), Some(Code::Aborted));
+    let not_json = client
+        .put_state(&key, "not json", None, Duration::ZERO)
+        .await
+        .expect_err("not JSON");
+    assert_eq!(not_json.field(), Some("value_json"));
+    let listed = client.list_state("", "release", "").await?;
+    let keys: HashSet<&str> = listed
+        .values
+        .iter()
+        .filter_map(|v| v.r#ref.as_ref().map(|r| r.key.as_str()))
+        .collect();
+    assert_eq!(keys, HashSet::from(["owner"]));
+    client.delete_state(&key, Some(1)).await?;
+    let gone = client.get_state(&key).await.expect_err("deleted");
+    assert_eq!(gone.code(), Some(Code::NotFound));
+    Ok(())
+}
