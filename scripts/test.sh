@@ -25,6 +25,10 @@ fi
 # binary only when asked.
 cargo build --workspace --bins
 
+# The Python client's pytest suite, in a venv of its own, against a real
+# `orca up` of the binary just built.
+./scripts/python-client.sh
+
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doc tests; they go first so its summary closes the run.
   cargo test --workspace --doc

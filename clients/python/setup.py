@@ -1,0 +1,66 @@
+"""Builds orca-client with its gRPC stubs generated from orca's proto files.
+
+The stubs land in ``orca_client/v1`` of the build, never in the sources:
+they are made from ``proto/`` of the orca repository (or ``$ORCA_PROTO_DIR``)
+each time the package is built, so they cannot drift from the API.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+def proto_root() -> Path:
+    candidates = [os.environ.get("ORCA_PROTO_DIR"), HERE / "proto", HERE.parent.parent / "proto"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "orca" / "v1" / "orca.proto").is_file():
+            return Path(candidate)
+    raise SystemExit(
+        "orca-client: orca/v1/orca.proto not found; build from the orca repository "
+        "(pip install ./clients/python) or set ORCA_PROTO_DIR"
+    )
+
+
+def generate(out: Path) -> None:
+    import grpc_tools
+    from grpc_tools import protoc
+
+    root = proto_root() / "orca" / "v1"
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    out.mkdir(parents=True, exist_ok=True)
+    args = [
+        "grpc_tools.protoc",
+        f"-I{root}",
+        f"-I{well_known}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        "orca.proto",
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("orca-client: protoc failed on orca.proto")
+    # grpc's generator imports the messages as a top-level module; inside
+    # this package they are a sibling.
+    stubs = out / "orca_pb2_grpc.py"
+    text = re.sub(r"^import orca_pb2 as", "from . import orca_pb2 as", stubs.read_text(), flags=re.M)
+    stubs.write_text(text)
+    (out / "__init__.py").write_text(
+        '"""orca.v1, generated from proto/orca/v1/orca.proto at build time."""\n'
+        "from .orca_pb2 import *  # noqa: F401,F403\n"
+        "from .orca_pb2_grpc import *  # noqa: F401,F403\n"
+    )
+    (out / "__init__.pyi").write_text("from .orca_pb2 import *\nfrom .orca_pb2_grpc import *\n")
+
+
+class BuildWithStubs(build_py):
+    def run(self) -> None:
+        super().run()
+        generate(Path(self.build_lib) / "orca_client" / "v1")
+
+
+setup(cmdclass={"build_py": BuildWithStubs})

@@ -1,0 +1,134 @@
+"""What the sync and asyncio clients share: which replica to call, how to
+reach it (plaintext or TLS), the token on each call, and which codes are
+worth another try."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
+
+import grpc
+
+from ._config import Settings
+from .errors import OrcaError, trailer
+
+#: The trailing metadata key a standby names the leader (``host:port``) in.
+LEADER_METADATA = "orca-leader"
+
+#: Codes no second try changes: a watch ends with them.
+PERMANENT = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+#: Keepalive as the Rust client's: a replica that stops answering fails the
+#: calls waiting on it within about 20 s, so the client moves on.
+OPTIONS: Sequence[Tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+
+def server_list(server: str) -> List[str]:
+    """``http://a:7070,b:7070`` -> each replica's URL; an entry without a
+    scheme takes the first entry's."""
+    entries = [s.strip() for s in server.split(",") if s.strip()]
+    if not entries:
+        raise OrcaError("server: empty")
+    scheme = entries[0].split("://", 1)[0] if "://" in entries[0] else "http"
+    urls = []
+    for entry in entries:
+        url = entry if "://" in entry else f"{scheme}://{entry}"
+        if not url.startswith(("http://", "https://")):
+            raise OrcaError(f"server {entry!r} is not a URL like http://127.0.0.1:7070")
+        urls.append(url.rstrip("/"))
+    return urls
+
+
+def _read(path: Optional[object], what: str) -> Optional[bytes]:
+    if path is None:
+        return None
+    try:
+        with open(str(path), "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise OrcaError(f"reading the {what} {path}: {e.strerror}") from None
+
+
+def target(url: str, settings: Settings) -> Tuple[str, Optional[grpc.ChannelCredentials]]:
+    """The gRPC target of a URL and, for ``https://``, its credentials."""
+    secure = url.startswith("https://")
+    address = url.split("://", 1)[1]
+    tls_files = settings.ca_file or settings.client_cert or settings.client_key
+    if not secure:
+        if tls_files:
+            raise OrcaError(f"server {url!r}: TLS files are set, so the URL must start with https://")
+        return address, None
+    if bool(settings.client_cert) != bool(settings.client_key):
+        raise OrcaError("a client certificate needs both its certificate and its key file")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(settings.ca_file, "CA file"),
+        private_key=_read(settings.client_key, "client key"),
+        certificate_chain=_read(settings.client_cert, "client certificate"),
+    )
+    return address, credentials
+
+
+def metadata(settings: Settings) -> Tuple[Tuple[str, str], ...]:
+    token = (settings.token or "").strip()
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class Replicas:
+    """Which replica to call: the one in use until it fails or refuses,
+    then the leader it named, or else the next in the list."""
+
+    def __init__(self, server: str) -> None:
+        self.urls = server_list(server)
+        self.current = self.urls[0]
+
+    def learn(self, error: grpc.RpcError) -> bool:
+        """After an UNAVAILABLE from the current replica; true when the
+        client should connect elsewhere."""
+        leader = trailer(error, LEADER_METADATA)
+        if leader:
+            scheme = self.current.split("://", 1)[0]
+            chosen = f"{scheme}://{leader.strip()}"
+        elif len(self.urls) > 1:
+            index = self.urls.index(self.current) if self.current in self.urls else -1
+            chosen = self.urls[(index + 1) % len(self.urls)]
+        else:
+            return False
+        moved = chosen != self.current
+        self.current = chosen
+        return moved
+
+
+def stubs(channel: Any) -> Tuple[Any, Any]:
+    """The task and state service stubs over ``channel`` (grpc's generator
+    writes them without type hints)."""
+    from . import v1
+
+    return (
+        v1.TaskServiceStub(channel),  # type: ignore[no-untyped-call]
+        v1.StateServiceStub(channel),  # type: ignore[no-untyped-call]
+    )
+
+
+def is_final(event: object) -> bool:
+    """True for a task's final state event: succeeded, failed or cancelled."""
+    from . import v1
+
+    if not isinstance(event, v1.Event) or event.WhichOneof("kind") != "task_state":
+        return False
+    return event.task_state.state in (
+        v1.TASK_STATE_SUCCEEDED,
+        v1.TASK_STATE_FAILED,
+        v1.TASK_STATE_CANCELLED,
+    )

@@ -1,0 +1,205 @@
+"""The asyncio client: the same calls as :class:`orca_client.Client`, each a
+coroutine, and ``watch`` an async iterator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, Optional, TypeVar, cast
+
+import grpc
+import grpc.aio
+
+from . import _channel, _config, v1
+from ._spec import TaskSpecLike
+from .client import RETRY_UNAVAILABLE, Submitted, _FIRST_PAUSE, _LONGEST_PAUSE, _path, list_request, submit_request
+from .errors import OrcaError, StreamLost
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio client of orca's control plane; see :class:`orca_client.Client`.
+
+    Use it as ``async with AsyncClient.from_env() as client: ...``, or call
+    ``await client.close()``.
+    """
+
+    def __init__(
+        self,
+        server: str = _config.DEFAULT_SERVER,
+        token: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        retry_unavailable_for: float = RETRY_UNAVAILABLE,
+    ) -> None:
+        self._settings = _config.Settings(server, token, _path(ca_file), _path(client_cert), _path(client_key))
+        self._replicas = _channel.Replicas(server)
+        self._metadata = _channel.metadata(self._settings)
+        self._retry_for = retry_unavailable_for
+        self._channel: Optional[grpc.aio.Channel] = None
+        self._connect()
+
+    @classmethod
+    def from_env(cls, **options: Any) -> "AsyncClient":
+        """Connects as the ``orca`` CLI would; see :meth:`orca_client.Client.from_env`."""
+        settings = _config.resolve()
+        return cls(
+            settings.server,
+            settings.token,
+            ca_file=str(settings.ca_file) if settings.ca_file else None,
+            client_cert=str(settings.client_cert) if settings.client_cert else None,
+            client_key=str(settings.client_key) if settings.client_key else None,
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(server={self._replicas.current!r})"
+
+    def _connect(self) -> None:
+        old = self._channel
+        if old is not None:
+            asyncio.ensure_future(old.close(None))
+        address, credentials = _channel.target(self._replicas.current, self._settings)
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(address, options=_channel.OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(address, credentials, options=_channel.OPTIONS)
+        self._tasks, self._state = _channel.stubs(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def _unavailable(self, error: grpc.RpcError) -> None:
+        if self._replicas.learn(error):
+            self._connect()
+
+    async def _call(self, call: Callable[[], Awaitable[T]], repeat: bool = True) -> T:
+        deadline = time.monotonic() + self._retry_for
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                return await call()
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._unavailable(e)
+                    if repeat and time.monotonic() + pause < deadline:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, _LONGEST_PAUSE)
+                        continue
+                raise OrcaError.from_rpc(e) from None
+
+    async def submit(
+        self,
+        spec: TaskSpecLike,
+        *,
+        idempotency_key: Optional[str] = None,
+        tenant: str = "",
+    ) -> Submitted:
+        request = submit_request(spec, idempotency_key, tenant)
+        answer = await self._call(lambda: self._tasks.SubmitTask(request, metadata=self._metadata))
+        return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    async def submit_and_wait(
+        self,
+        spec: TaskSpecLike,
+        *,
+        idempotency_key: Optional[str] = None,
+        tenant: str = "",
+        timeout: Optional[float] = None,
+    ) -> v1.Task:
+        submitted = await self.submit(spec, idempotency_key=idempotency_key, tenant=tenant)
+        return await self.wait(submitted.task_id, timeout=timeout)
+
+    async def wait(self, task_id: str, timeout: Optional[float] = None) -> v1.Task:
+        """Waits for the task to end and answers it; ``TimeoutError`` after
+        ``timeout`` seconds."""
+
+        async def ended() -> None:
+            async for _ in self.watch(task_id):
+                pass
+
+        try:
+            await asyncio.wait_for(ended(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"task {task_id} did not end in time") from None
+        return await self.get(task_id)
+
+    async def watch(
+        self,
+        task_id: str,
+        *,
+        after_seq: int = 0,
+        follow: bool = True,
+        resume_for: float = 60.0,
+    ) -> AsyncIterator[v1.Event]:
+        """The task's events as an async iterator, resumed after a broken
+        connection from the last sequence number handed out."""
+        last, ended = after_seq, False
+        broken_since: Optional[float] = None
+        pause = _FIRST_PAUSE
+        while True:
+            request = v1.WatchTaskRequest(task_id=task_id, after_seq=last, follow=follow)
+            stream = self._tasks.WatchTask(request, metadata=self._metadata)
+            try:
+                async for event in stream:
+                    broken_since, pause = None, _FIRST_PAUSE
+                    if event.seq <= last:
+                        continue
+                    last, ended = event.seq, _channel.is_final(event)
+                    yield event
+                if not follow or ended:
+                    return
+            except grpc.RpcError as e:
+                if e.code() in _channel.PERMANENT:
+                    raise OrcaError.from_rpc(e) from None
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._unavailable(e)
+            finally:
+                stream.cancel()
+            now = time.monotonic()
+            broken_since = broken_since or now
+            if now - broken_since + pause > resume_for:
+                raise StreamLost(task_id, last)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+    async def get(self, task_id: str) -> v1.Task:
+        request = v1.GetTaskRequest(task_id=task_id)
+        return cast(v1.Task, await self._call(lambda: self._tasks.GetTask(request, metadata=self._metadata)))
+
+    async def cancel(self, task_id: str) -> v1.Task:
+        request = v1.CancelTaskRequest(task_id=task_id)
+        return cast(v1.Task, await self._call(lambda: self._tasks.CancelTask(request, metadata=self._metadata)))
+
+    async def retry(self, task_id: str) -> v1.Task:
+        request = v1.RetryTaskRequest(task_id=task_id)
+        return cast(v1.Task, await self._call(lambda: self._tasks.RetryTask(request, metadata=self._metadata), repeat=False))
+
+    async def list(
+        self,
+        *,
+        states: Optional[Iterable[int]] = None,
+        labels: Optional[Dict[str, str]] = None,
+        tenants: Optional[Iterable[str]] = None,
+        name_prefix: str = "",
+        page_size: int = 100,
+    ) -> AsyncIterator[v1.Task]:
+        request = list_request(states, labels, tenants, name_prefix, page_size)
+        while True:
+            page = await self._call(lambda: self._tasks.ListTasks(request, metadata=self._metadata))
+            for task in page.tasks:
+                yield task
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token

@@ -1,0 +1,318 @@
+"""The blocking client: one connection to the control plane (to the replica
+that leads), the caller's token on every call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar, cast
+
+import grpc
+
+from . import _channel, _config, v1
+from ._spec import TaskSpecLike, to_spec
+from .errors import OrcaError, StreamLost
+
+T = TypeVar("T")
+
+
+def _path(value: Optional[str]) -> Optional[Path]:
+    return Path(value) if value else None
+
+#: How long calls that are safe to repeat are tried again on UNAVAILABLE.
+RETRY_UNAVAILABLE = 30.0
+_FIRST_PAUSE = 0.1
+_LONGEST_PAUSE = 2.0
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task_id: str
+    #: False when the idempotency key matched a task made before.
+    created: bool
+    #: The key it was submitted under: the caller's, or a fresh one.
+    idempotency_key: str
+
+
+def submit_request(spec: TaskSpecLike, idempotency_key: Optional[str], tenant: str) -> v1.SubmitTaskRequest:
+    return v1.SubmitTaskRequest(
+        spec=to_spec(spec),
+        # A fresh key when none is given, so the client's own retry of a
+        # submit whose answer was lost still makes one task.
+        idempotency_key=idempotency_key or uuid.uuid4().hex,
+        tenant=tenant,
+    )
+
+
+def list_request(
+    states: Optional[Iterable[int]],
+    labels: Optional[Dict[str, str]],
+    tenants: Optional[Iterable[str]],
+    name_prefix: str,
+    page_size: int,
+) -> v1.ListTasksRequest:
+    return v1.ListTasksRequest(
+        states=cast(Any, list(states or ())),
+        labels=dict(labels or {}),
+        tenants=list(tenants or ()),
+        name_prefix=name_prefix,
+        page_size=page_size,
+    )
+
+
+class Client:
+    """A client of orca's control plane.
+
+    ``server`` is a URL (``http://127.0.0.1:7070``, ``https://...`` for TLS)
+    or several replicas' separated by commas; calls go to the one that
+    leads. The token is never logged or shown by ``repr``.
+    """
+
+    def __init__(
+        self,
+        server: str = _config.DEFAULT_SERVER,
+        token: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        retry_unavailable_for: float = RETRY_UNAVAILABLE,
+    ) -> None:
+        self._settings = _config.Settings(server, token, _path(ca_file), _path(client_cert), _path(client_key))
+        self._replicas = _channel.Replicas(server)
+        self._metadata = _channel.metadata(self._settings)
+        self._retry_for = retry_unavailable_for
+        self._channel: Optional[grpc.Channel] = None
+        self._connect()
+
+    @classmethod
+    def from_settings(cls, settings: _config.Settings, **options: Any) -> "Client":
+        return cls(
+            settings.server,
+            settings.token,
+            ca_file=str(settings.ca_file) if settings.ca_file else None,
+            client_cert=str(settings.client_cert) if settings.client_cert else None,
+            client_key=str(settings.client_key) if settings.client_key else None,
+            **options,
+        )
+
+    @classmethod
+    def from_env(cls, **options: Any) -> "Client":
+        """Connects as the ``orca`` CLI would: ``ORCA_SERVER``,
+        ``ORCA_TOKEN`` / ``ORCA_TOKEN_FILE``, ``ORCA_CA_FILE``,
+        ``ORCA_CLIENT_CERT`` / ``ORCA_CLIENT_KEY``, else the config file's
+        context (``ORCA_CONFIG``, ``ORCA_CONTEXT``), else ``orca up``'s
+        defaults and ``.orca/admin.token``."""
+        return cls.from_settings(_config.resolve(), **options)
+
+    def __repr__(self) -> str:
+        return f"Client(server={self._replicas.current!r})"
+
+    def _connect(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        address, credentials = _channel.target(self._replicas.current, self._settings)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=_channel.OPTIONS)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=_channel.OPTIONS)
+        self._tasks, self._state = _channel.stubs(self._channel)
+
+    @property
+    def server(self) -> str:
+        """The replica calls go to now."""
+        return self._replicas.current
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _unavailable(self, error: grpc.RpcError) -> None:
+        if self._replicas.learn(error):
+            self._connect()
+
+    def _call(self, call: Callable[[], T], repeat: bool = True) -> T:
+        """Runs ``call``; while it fails as UNAVAILABLE, and ``repeat`` says
+        it is safe to, again with back-off."""
+        deadline = time.monotonic() + self._retry_for
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                return call()
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._unavailable(e)
+                    if repeat and time.monotonic() + pause < deadline:
+                        time.sleep(pause)
+                        pause = min(pause * 2, _LONGEST_PAUSE)
+                        continue
+                raise OrcaError.from_rpc(e) from None
+
+    # ----------------------------------------------------------------- tasks
+
+    def submit(
+        self,
+        spec: TaskSpecLike,
+        *,
+        idempotency_key: Optional[str] = None,
+        tenant: str = "",
+    ) -> Submitted:
+        """Submits a task: a dict in the task file's shape, a YAML file's
+        path, or a ``v1.TaskSpec``. The same ``idempotency_key`` gives the
+        same task, however often it is sent."""
+        request = submit_request(spec, idempotency_key, tenant)
+        answer = self._call(lambda: self._tasks.SubmitTask(request, metadata=self._metadata))
+        return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    def submit_and_wait(
+        self,
+        spec: TaskSpecLike,
+        *,
+        idempotency_key: Optional[str] = None,
+        tenant: str = "",
+        timeout: Optional[float] = None,
+    ) -> v1.Task:
+        submitted = self.submit(spec, idempotency_key=idempotency_key, tenant=tenant)
+        return self.wait(submitted.task_id, timeout=timeout)
+
+    def wait(self, task_id: str, timeout: Optional[float] = None) -> v1.Task:
+        """Waits for the task to end (succeed, fail or be cancelled) and
+        answers it whole; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in self._events(task_id, 0, True, 60.0, deadline):
+            pass
+        return self.get(task_id)
+
+    def watch(
+        self,
+        task_id: str,
+        *,
+        after_seq: int = 0,
+        follow: bool = True,
+        resume_for: float = 60.0,
+    ) -> Iterator[v1.Event]:
+        """The task's events, in order, live until it ends (or only the
+        stored ones, ``follow=False``). A broken connection is resumed from
+        the last sequence number handed out, so nothing is missed or seen
+        twice; ``StreamLost`` after ``resume_for`` seconds out of reach."""
+        return self._events(task_id, after_seq, follow, resume_for, None)
+
+    def _events(
+        self,
+        task_id: str,
+        after_seq: int,
+        follow: bool,
+        resume_for: float,
+        deadline: Optional[float],
+    ) -> Iterator[v1.Event]:
+        last, ended = after_seq, False
+        broken_since: Optional[float] = None
+        pause = _FIRST_PAUSE
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"task {task_id} did not end in time")
+            request = v1.WatchTaskRequest(task_id=task_id, after_seq=last, follow=follow)
+            stream = self._tasks.WatchTask(request, metadata=self._metadata, timeout=remaining)
+            try:
+                for event in stream:
+                    broken_since, pause = None, _FIRST_PAUSE
+                    # A resumed replay starts past the last event handed
+                    # out; this guards against a server that did not.
+                    if event.seq <= last:
+                        continue
+                    last, ended = event.seq, _channel.is_final(event)
+                    yield event
+                # The server ends a followed stream when the task ends;
+                # ending before that is a restart or a deposed leader.
+                if not follow or ended:
+                    return
+            except grpc.RpcError as e:
+                code = e.code()
+                if code in _channel.PERMANENT:
+                    raise OrcaError.from_rpc(e) from None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
+                    raise TimeoutError(f"task {task_id} did not end in time") from None
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    self._unavailable(e)
+            finally:
+                stream.cancel()
+            now = time.monotonic()
+            broken_since = broken_since or now
+            if now - broken_since + pause > resume_for:
+                raise StreamLost(task_id, last)
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+    def get(self, task_id: str) -> v1.Task:
+        """One task, whole, with its steps."""
+        request = v1.GetTaskRequest(task_id=task_id)
+        return cast(v1.Task, self._call(lambda: self._tasks.GetTask(request, metadata=self._metadata)))
+
+    def cancel(self, task_id: str) -> v1.Task:
+        """Cancels a task; its running steps are stopped."""
+        request = v1.CancelTaskRequest(task_id=task_id)
+        return cast(v1.Task, self._call(lambda: self._tasks.CancelTask(request, metadata=self._metadata)))
+
+    def retry(self, task_id: str) -> v1.Task:
+        """Runs a failed or cancelled task's unfinished steps again. Not
+        repeated on UNAVAILABLE: a second retry of a running task is refused."""
+        request = v1.RetryTaskRequest(task_id=task_id)
+        return cast(v1.Task, self._call(lambda: self._tasks.RetryTask(request, metadata=self._metadata), repeat=False))
+
+    def list(
+        self,
+        *,
+        states: Optional[Iterable[int]] = None,
+        labels: Optional[Dict[str, str]] = None,
+        tenants: Optional[Iterable[str]] = None,
+        name_prefix: str = "",
+        page_size: int = 100,
+    ) -> Iterator[v1.Task]:
+        """Every task the filters select, newest first, fetched a page at a
+        time as the iterator is read. Steps are omitted; ``get`` has them."""
+        request = list_request(states, labels, tenants, name_prefix, page_size)
+        while True:
+            page = self._call(lambda: self._tasks.ListTasks(request, metadata=self._metadata))
+            yield from page.tasks
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    # ----------------------------------------------------------------- state
+
+    def get_state(self, scope: str, key: str, *, tenant: str = "") -> v1.StateValue:
+        request = v1.GetStateRequest(ref=v1.StateRef(tenant=tenant, scope=scope, key=key))
+        return cast(v1.StateValue, self._call(lambda: self._state.GetState(request, metadata=self._metadata)))
+
+    def put_state(
+        self,
+        scope: str,
+        key: str,
+        value_json: str,
+        *,
+        tenant: str = "",
+        expect_version: Optional[int] = None,
+        ttl_seconds: int = 0,
+    ) -> v1.StateValue:
+        """Stores a value given as JSON text; with ``expect_version``, only
+        if the key is at that version (0: holds none)."""
+        request = v1.PutStateRequest(
+            ref=v1.StateRef(tenant=tenant, scope=scope, key=key),
+            value_json=value_json,
+            ttl_seconds=ttl_seconds,
+        )
+        if expect_version is not None:
+            request.expect_version = expect_version
+        return cast(
+            v1.StateValue, self._call(lambda: self._state.PutState(request, metadata=self._metadata), repeat=False)
+        )

@@ -1,0 +1,218 @@
+"""orca-client against a real `orca up`: DAGs submitted and waited for,
+watches that resume after the connection is cut, errors that carry the
+status and the field, idempotent resubmits, paging, and the asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List
+
+import grpc
+import pytest
+
+from orca_client import AsyncClient, Client, OrcaError, SpecError, is_final, v1
+
+from conftest import Orca, Proxy
+
+
+def shell(step_id: str, script: str, depends_on: List[str] = ()) -> Dict[str, Any]:  # type: ignore[assignment]
+    step: Dict[str, Any] = {"id": step_id, "shell": {"command": ["sh", "-c", script]}}
+    if depends_on:
+        step["dependsOn"] = list(depends_on)
+    return step
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def gate_script(gate: Path) -> str:
+    # Gives up once the test's directory is gone, so no step outlives it.
+    return f"while [ ! -e {gate} ]; do [ -d {gate.parent} ] || exit 1; sleep 0.02; done"
+
+
+DAG = {
+    "name": "fan-in",
+    "steps": [
+        shell("a", "echo '{\"n\": 1}' > \"$ORCA_OUTPUT\""),
+        shell("b", "echo '{\"n\": 2}' > \"$ORCA_OUTPUT\""),
+        shell("sum", "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\"", ["a", "b"]),
+    ],
+}
+
+
+def output(task: v1.Task, step_id: str) -> Any:
+    (step,) = [s for s in task.steps if s.id == step_id]
+    return json.loads(step.output_json)
+
+
+def test_a_dag_is_submitted_and_waited_for(client: Client) -> None:
+    task = client.submit_and_wait(DAG, timeout=60)
+    assert task.state == v1.TASK_STATE_SUCCEEDED, task.message
+    assert output(task, "sum") == {"a": {"n": 1}, "b": {"n": 2}}
+    assert [s.state for s in task.steps] == [v1.STEP_STATE_SUCCEEDED] * 3
+
+
+def test_a_yaml_task_file_is_submitted_by_its_path(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "task.yaml"
+    path.write_text(
+        "name: from-yaml\nsteps:\n"
+        "  - id: hello\n    shell:\n      command: [sh, -c, 'echo hello from yaml']\n"
+    )
+    submitted = client.submit(path)
+    task = client.wait(submitted.task_id, timeout=60)
+    assert task.state == v1.TASK_STATE_SUCCEEDED
+    logs = [e.log.line for e in client.watch(task.id, follow=False) if e.WhichOneof("kind") == "log"]
+    assert logs == ["hello from yaml"]
+
+
+def test_watch_resumes_after_the_connection_is_cut(client: Client, proxy: Proxy, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    script = (
+        "for i in $(seq 1 20); do echo before-$i; done; "
+        + gate_script(gate)
+        + "; for i in $(seq 1 20); do echo after-$i; done"
+    )
+    task_id = client.submit({"name": "talks", "steps": [shell("talk", script)]}).task_id
+    through_proxy = Client(proxy.url, client._settings.token)
+    watched: List[v1.Event] = []
+    for event in through_proxy.watch(task_id):
+        watched.append(event)
+        if event.WhichOneof("kind") == "log" and event.log.line == "before-20":
+            proxy.cut()
+            gate.write_text("")
+    through_proxy.close()
+
+    assert proxy.accepted >= 2, "the watch went on over a new connection"
+    assert [e.seq for e in watched] == list(range(1, len(watched) + 1)), "every event once, in order"
+    assert is_final(watched[-1]) and watched[-1].task_state.state == v1.TASK_STATE_SUCCEEDED
+    lines = [e.log.line for e in watched if e.WhichOneof("kind") == "log"]
+    assert lines == [f"before-{i}" for i in range(1, 21)] + [f"after-{i}" for i in range(1, 21)]
+    assert list(client.watch(task_id, follow=False)) == watched
+    assert [e.seq for e in client.watch(task_id, after_seq=10)] == [e.seq for e in watched[10:]]
+
+
+def test_errors_carry_the_status_and_the_field(client: Client, orca: Orca) -> None:
+    name = unique("dup")
+    with pytest.raises(OrcaError) as refused:
+        client.submit({"name": name, "steps": [shell("a", "true"), shell("a", "true")]})
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.field == "spec.steps[1].id"
+    assert "already used" in refused.value.message
+    assert str(refused.value).startswith("invalid argument: spec.steps[1].id: ")
+    assert list(client.list(name_prefix=name)) == [], "nothing was stored"
+
+    with pytest.raises(SpecError) as local:
+        client.submit({"name": name, "steps": [{"id": "a", "shel": {"command": ["true"]}}]})
+    assert local.value.field == "spec.steps[0].shel"
+
+    with pytest.raises(OrcaError) as missing:
+        client.get("01JAAAAAAAAAAAAAAAAAAAAAAA")
+    assert missing.value.code == grpc.StatusCode.NOT_FOUND
+
+    with pytest.raises(OrcaError) as watch_missing:
+        list(client.watch("01JAAAAAAAAAAAAAAAAAAAAAAA"))
+    assert watch_missing.value.code == grpc.StatusCode.NOT_FOUND
+
+    with Client(orca.url, "orca_not-a-token") as stranger:
+        with pytest.raises(OrcaError) as unauthenticated:
+            stranger.get("x")
+    assert unauthenticated.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert "orca_not-a-token" not in str(unauthenticated.value)
+
+
+def test_a_resubmit_under_the_same_key_is_the_same_task(client: Client) -> None:
+    name = unique("once")
+    key = unique("issue")
+    first = client.submit({"name": name, "steps": [shell("s", "true")]}, idempotency_key=key)
+    again = client.submit({"name": name, "steps": [shell("s", "true")]}, idempotency_key=key)
+    assert first.created and not again.created
+    assert again.task_id == first.task_id
+    assert [t.id for t in client.list(name_prefix=name)] == [first.task_id]
+    other = client.submit({"name": name, "steps": [shell("s", "true")]})
+    assert other.created and other.task_id != first.task_id
+
+
+def test_list_pages_through_every_task_newest_first(client: Client) -> None:
+    batch = unique("paged")
+    ids = [client.submit({"name": f"{batch}-{i}", "labels": {"batch": batch}, "steps": [{"id": "s", "noop": {}}]}).task_id for i in range(7)]
+    listed = [t.id for t in client.list(labels={"batch": batch}, page_size=3)]
+    assert listed == list(reversed(ids))
+
+
+def test_wait_times_out_then_cancel_and_retry(client: Client, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    task_id = client.submit({"name": "gated", "steps": [shell("wait", gate_script(gate))]}).task_id
+    with pytest.raises(TimeoutError):
+        client.wait(task_id, timeout=0.5)
+    client.cancel(task_id)
+    assert client.wait(task_id, timeout=60).state == v1.TASK_STATE_CANCELLED
+    gate.write_text("")
+    again = client.retry(task_id)
+    assert again.id == task_id
+    assert client.wait(task_id, timeout=60).state == v1.TASK_STATE_SUCCEEDED
+
+
+def test_the_asyncio_client_submits_watches_and_waits(orca: Orca) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(orca.url, orca.token) as client:
+            submitted = await client.submit(DAG, idempotency_key=unique("async"))
+            events = [e async for e in client.watch(submitted.task_id)]
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            assert is_final(events[-1])
+            task = await client.wait(submitted.task_id, timeout=60)
+            assert task.state == v1.TASK_STATE_SUCCEEDED
+            assert output(task, "sum") == {"a": {"n": 1}, "b": {"n": 2}}
+            listed = [t.id async for t in client.list(name_prefix="fan-in", page_size=1)]
+            assert submitted.task_id in listed
+            with pytest.raises(OrcaError) as missing:
+                await client.get("01JAAAAAAAAAAAAAAAAAAAAAAA")
+            assert missing.value.code == grpc.StatusCode.NOT_FOUND
+
+    asyncio.run(scenario())
+
+
+def test_from_env_connects_as_the_cli_does(orca: Orca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ORCA_SERVER", "ORCA_TOKEN", "ORCA_TOKEN_FILE", "ORCA_CONTEXT", "ORCA_CONFIG", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local.token").write_text(orca.token + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "current-context: here\ncontexts:\n"
+        f"  here:\n    server: {orca.url}\n    token-file: local.token\n"
+        "  elsewhere:\n    server: http://127.0.0.1:1\n"
+    )
+    monkeypatch.setenv("ORCA_CONFIG", str(config))
+    with Client.from_env() as c:
+        assert c.server == orca.url
+        assert c.submit_and_wait(DAG, timeout=60).state == v1.TASK_STATE_SUCCEEDED
+
+    monkeypatch.setenv("ORCA_CONTEXT", "nowhere")
+    with pytest.raises(OrcaError, match="'nowhere' is not in"):
+        Client.from_env()
+
+    monkeypatch.delenv("ORCA_CONTEXT")
+    monkeypatch.delenv("ORCA_CONFIG")
+    monkeypatch.setenv("ORCA_SERVER", orca.url)
+    monkeypatch.setenv("ORCA_TOKEN_FILE", str(tmp_path / "local.token"))
+    with Client.from_env() as c:
+        assert c.get(c.submit(DAG).task_id).spec.name == "fan-in"
+
+
+def test_no_token_is_ever_shown_or_logged(orca: Orca, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with Client(orca.url, orca.token) as c:
+        c.submit_and_wait(DAG, timeout=60)
+        shown = [repr(c), repr(c._settings)]
+    with pytest.raises(OrcaError) as refused:
+        Client(orca.url, "orca_secret-not-a-token").get("x")
+    shown.append(str(refused.value))
+    shown.append(caplog.text)
+    for text in shown:
+        assert orca.token not in text and "orca_secret-not-a-token" not in text, text

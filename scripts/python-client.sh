@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The Python client's tests (part of `make test`): installs clients/python
+# into a venv of its own, exactly as a user would (`pip install
+# ./clients/python`, which generates its stubs from proto/), and runs its
+# type hints with mypy --strict, and its pytest suite against a real `orca
+# up` of the orca binary cargo built.
+# Needs python3 with venv (Debian's python3-venv, installed when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  echo "installing Debian's python3-venv package" >&2
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+
+target=$(cargo_target_dir)
+venv="$target/python-client-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+# In-tree builds leave build/ and *.egg-info beside the sources; they are
+# ignored by git and removed here so every run builds the stubs afresh.
+rm -rf clients/python/build clients/python/src/*.egg-info
+"$venv/bin/python" -m pip install -q './clients/python[test]'
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./clients/python
+rm -rf clients/python/build clients/python/src/*.egg-info
+
+orca="${ORCA_BIN:-$target/debug/orca}"
+[ -x "$orca" ] || cargo build -p orca-cli
+cd clients/python
+# The package's type hints (it ships py.typed), checked as installed.
+"$venv/bin/python" -m mypy -p orca_client --config-file pyproject.toml
+ORCA_BIN="$orca" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
