@@ -19,6 +19,7 @@ pub mod anthropic;
 pub mod bench;
 pub mod browser;
 pub mod kube_api;
+pub mod webhook_receiver;
 use orca_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
 

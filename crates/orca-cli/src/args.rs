@@ -92,6 +92,10 @@ pub enum Command {
     /// (admins), raise a task's to let it go on.
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// Webhooks: endpoints that receive a tenant's task events as signed
+    /// JSON POSTs, and their delivery log (admins only).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
     /// Show the audit log: who submitted, cancelled or retried what, and
@@ -293,6 +297,12 @@ pub struct ControlPlaneArgs {
 
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+
+    /// Let webhook endpoints reach loopback, link-local and private
+    /// networks (RFC 1918, CGNAT, IPv6 unique local). Off by default, so a
+    /// webhook cannot be turned on what sits inside the cluster.
+    #[arg(long, env = "ORCA_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
+    pub webhook_allow_private_networks: bool,
 }
 
 /// Agents' session checkpoints, which workers leave with the control plane
@@ -718,6 +728,47 @@ pub struct RejectArgs {
     /// Why: the step's error, in its events and the audit log.
     #[arg(long)]
     pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register an endpoint for a tenant's events. Each delivery is a JSON
+    /// POST signed with the secret (the Orca-Webhook-Signature header),
+    /// retried with back-off for up to a day until it is answered 2xx.
+    Add {
+        /// Where to POST: https://... (http:// and private addresses need
+        /// the server's --webhook-allow-private-networks).
+        url: String,
+        /// The event types, comma-separated: task.succeeded, task.failed,
+        /// task.cancelled, task.paused, step.failed, approval.requested.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// A file holding the signing secret (at least 16 bytes); it never
+        /// goes on the command line.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// The tenant whose events go there [default: the token's first].
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The registered endpoints (never their secrets).
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove an endpoint and its deliveries.
+    Remove { id: String },
+    /// The delivery log, newest first: state, tries, last status, latency.
+    Deliveries {
+        /// Only this endpoint's.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,6 +89,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         planner,
         replica,
         checkpoints,
+        webhook_allow_private_networks,
     } = args;
     if replica.leader_lease < std::time::Duration::from_millis(200) {
         anyhow::bail!(
@@ -127,6 +128,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         retention: checkpoints.checkpoint_retention,
     };
     limits.apply(&mut config.limits);
+    config.webhooks.allow_private_networks = *webhook_allow_private_networks;
     config.planner = planner_config(planner)?;
     config.tokens_file = security.tokens_file.clone();
     config.jwt = JwtConfig {

@@ -11,6 +11,7 @@ mod output;
 mod state;
 mod taskfile;
 mod watch;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -126,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             client::decide(target, args.task, args.step, args.reason, false).await
         }
         Command::Budget(command) => budget::budget(target, command).await,
+        Command::Webhook(command) => webhook::webhook(target, command).await,
         Command::Watch(args) => client::watch(target, args).await,
         Command::Audit(args) => client::audit(target, args).await,
         Command::State(command) => state::state(target, command).await,

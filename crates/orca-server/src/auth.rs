@@ -86,13 +86,16 @@ pub enum Action {
     /// Put or get agents' session checkpoints: workers (and admins) only,
     /// as a checkpoint holds a whole session.
     KeepCheckpoints,
+    /// Register, list and remove webhook endpoints, and read their
+    /// deliveries: admins only, as an endpoint sends tasks' events out.
+    ManageWebhooks,
 }
 
 impl Action {
     fn allowed(self, role: Role) -> bool {
         match (role, self) {
             (Role::Admin, _) => true,
-            (_, Action::ReadAudit | Action::SetBudgets) => false,
+            (_, Action::ReadAudit | Action::SetBudgets | Action::ManageWebhooks) => false,
             (Role::Developer, Action::ConnectWorker | Action::KeepCheckpoints) => false,
             (Role::Developer, _) => true,
             (
@@ -124,6 +127,7 @@ impl Action {
             Action::WriteState => "change shared state or publish to topics",
             Action::ReadMetrics => "read metrics",
             Action::KeepCheckpoints => "keep or read agents' session checkpoints",
+            Action::ManageWebhooks => "manage webhooks",
         }
     }
 }

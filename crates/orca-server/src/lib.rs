@@ -26,6 +26,7 @@ mod store_url;
 mod task_service;
 pub mod tenant_budgets;
 pub mod tls;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,6 +118,8 @@ pub struct Config {
     /// How large agents' session checkpoints may be, and how long they
     /// are kept after their task finishes.
     pub checkpoints: checkpoints::Settings,
+    /// How webhook deliveries are made, and where they may go.
+    pub webhooks: webhooks::Settings,
 }
 
 impl Config {
@@ -142,6 +145,7 @@ impl Config {
             advertise: None,
             tenant_budgets: None,
             checkpoints: checkpoints::Settings::default(),
+            webhooks: webhooks::Settings::default(),
         }
     }
 }
@@ -482,6 +486,13 @@ impl Replica {
             Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
             None => None,
         };
+        // Webhooks are delivered by the leader only, from the store, so a
+        // new leader goes on where the last stopped.
+        let webhooks = Arc::new(webhooks::Webhooks::new(
+            store.clone(),
+            config.webhooks.clone(),
+        ));
+        let delivering = webhooks.start()?;
         // Shared by gRPC and the HTTP API, which calls the same methods.
         let tasks = Arc::new(task_service::TaskApi::new(
             store.clone(),
@@ -490,6 +501,7 @@ impl Replica {
             metrics,
             config.limits.clone(),
             planner,
+            webhooks,
         ));
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
         let expiring = AbortOnDrop(checkpoints.expire_periodically());
@@ -593,6 +605,7 @@ impl Replica {
         };
         // Released only now, with nothing more to write under this epoch.
         drop(expiring);
+        drop(delivering);
         let _ = release.send(());
         if let Some(keeping) = keeping {
             let _ = keeping.await;

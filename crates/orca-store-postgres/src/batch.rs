@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use orca_core::Event;
 use orca_store::fleet;
+use orca_store::webhooks::DeliveryState;
 use orca_store::{
     AttemptWrite, AuditRecord, Checkpoint, Created, NewTask, StateChange, StateEntry, StateKey,
     StateOutcome, StepWrite, Write,
@@ -139,6 +140,18 @@ struct Rows {
     /// Expiries of finished tasks' checkpoints (finished before), applied
     /// after the tasks' updates.
     expiries: Vec<i64>,
+    /// Webhooks' endpoints, deliveries and cursor, in the order written:
+    /// few next to the tasks' writes, a statement each.
+    webhooks: Vec<WebhookWrite>,
+}
+
+enum WebhookWrite {
+    /// (id, record as JSON).
+    Put(String, String),
+    Remove(String),
+    /// (id, endpoint, tenant, pending, record as JSON).
+    Delivery(String, String, String, bool, String),
+    Cursor(i64),
 }
 
 /// Entries by key, kept in the order their keys first came.
@@ -365,6 +378,25 @@ impl Rows {
                 ..(**checkpoint).clone()
             }),
             Write::ExpireCheckpoints { finished_before } => self.expiries.push(*finished_before),
+            Write::Webhook(webhook) => self.webhooks.push(WebhookWrite::Put(
+                text(&webhook.id),
+                text(&to_json(webhook, "webhook")?),
+            )),
+            Write::RemoveWebhook { id } => self.webhooks.push(WebhookWrite::Remove(text(id))),
+            Write::Deliveries { cursor, deliveries } => {
+                for d in deliveries {
+                    self.webhooks.push(WebhookWrite::Delivery(
+                        text(&d.id),
+                        text(&d.webhook_id),
+                        text(&d.tenant),
+                        d.state == DeliveryState::Pending,
+                        text(&to_json(d, "delivery")?),
+                    ));
+                }
+                if let Some(cursor) = cursor {
+                    self.webhooks.push(WebhookWrite::Cursor(*cursor as i64));
+                }
+            }
         }
         Ok(())
     }
@@ -511,6 +543,52 @@ impl Rows {
                     params![finished_before],
                 )
                 .await?;
+        }
+        for write in &self.webhooks {
+            match write {
+                WebhookWrite::Put(id, record) => {
+                    pipeline
+                        .add(
+                            conn,
+                            "INSERT INTO webhooks (id, record) VALUES ($1, $2)
+                             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                            params![id, record],
+                        )
+                        .await?
+                }
+                WebhookWrite::Remove(id) => {
+                    pipeline
+                        .add(
+                            conn,
+                            "WITH gone AS (DELETE FROM webhooks WHERE id = $1)
+                             DELETE FROM deliveries WHERE webhook_id = $1",
+                            params![id],
+                        )
+                        .await?
+                }
+                WebhookWrite::Delivery(id, webhook_id, tenant, pending, record) => {
+                    pipeline
+                        .add(
+                            conn,
+                            "INSERT INTO deliveries (id, webhook_id, tenant, pending, record)
+                             VALUES ($1, $2, $3, $4, $5)
+                             ON CONFLICT (id) DO UPDATE SET
+                                 pending = excluded.pending, record = excluded.record",
+                            params![id, webhook_id, tenant, pending, record],
+                        )
+                        .await?
+                }
+                WebhookWrite::Cursor(position) => {
+                    pipeline
+                        .add(
+                            conn,
+                            "INSERT INTO cursors (name, position) VALUES ('webhooks', $1)
+                             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                            params![position],
+                        )
+                        .await?
+                }
+            }
         }
         pipeline.run(conn).await
     }

@@ -12,6 +12,7 @@ pub mod lease;
 mod schema;
 #[cfg(any(test, feature = "throwaway"))]
 pub mod throwaway;
+mod webhooks;
 mod writer;
 
 use std::sync::Arc;
@@ -1151,6 +1152,39 @@ impl Store for PostgresStore {
         let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
         let limit = count(limit as u64);
         self.read(|conn| Box::pin(audit_after(conn, count(after), limit, tenants.clone())))
+            .await
+    }
+
+    async fn webhooks(&self) -> orca_store::Result<Vec<orca_store::webhooks::Webhook>> {
+        self.read(|conn| Box::pin(webhooks::webhooks(conn))).await
+    }
+
+    async fn webhook_cursor(&self) -> orca_store::Result<u64> {
+        self.read(|conn| Box::pin(webhooks::cursor(conn))).await
+    }
+
+    async fn pending_deliveries(
+        &self,
+        limit: usize,
+    ) -> orca_store::Result<Vec<orca_store::webhooks::Delivery>> {
+        let limit = count(limit as u64);
+        self.read(move |conn| Box::pin(webhooks::pending(conn, limit)))
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        query: orca_store::webhooks::DeliveryQuery,
+    ) -> orca_store::Result<Vec<orca_store::webhooks::Delivery>> {
+        let query = orca_store::webhooks::DeliveryQuery {
+            webhook_id: query.webhook_id.as_deref().map(text),
+            tenants: query
+                .tenants
+                .map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>()),
+            before_id: query.before_id.as_deref().map(text),
+            limit: query.limit,
+        };
+        self.read(|conn| Box::pin(webhooks::log(conn, query.clone())))
             .await
     }
 }

@@ -210,6 +210,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, step_id)
     );
     "#,
+    // 8: webhooks: the endpoints tenants registered, each delivery of an
+    // event to one, and how far the fleet's events have been turned into
+    // deliveries. Records are kept whole as JSON text beside the columns
+    // they are looked up by; pending deliveries are found by a partial
+    // index, so delivered ones cost the lookup nothing.
+    r#"
+    CREATE TABLE webhooks (
+        id     text PRIMARY KEY,
+        record text NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id         text PRIMARY KEY,
+        webhook_id text NOT NULL,
+        tenant     text NOT NULL,
+        pending    boolean NOT NULL,
+        record     text NOT NULL
+    );
+    CREATE INDEX deliveries_pending ON deliveries (id) WHERE pending;
+    CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
+    CREATE TABLE cursors (
+        name     text PRIMARY KEY,
+        position bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

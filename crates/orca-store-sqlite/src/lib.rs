@@ -18,6 +18,7 @@ use writer::{WalLimits, WalState, run_checkpoints, run_writer};
 
 use orca_store::admission::{Admission, Bound, Place};
 use orca_store::fleet::{self, FleetPage};
+use orca_store::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use orca_store::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask,
     QueuedTask, StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite,
@@ -179,6 +180,23 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     archive    BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (task_id, step_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhooks (
+    id     TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    id         TEXT PRIMARY KEY,
+    webhook_id TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    pending    INTEGER NOT NULL,
+    record     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(id) WHERE pending = 1;
+CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries(webhook_id, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -390,6 +408,12 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection> {
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     Ok(conn)
+}
+
+/// A record kept as JSON, read back.
+fn from_record<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
+    serde_json::from_str(json)
+        .map_err(|e| Fault::Store(Error::Corrupt(format!("a stored {what}: {e}"))))
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
@@ -608,6 +632,43 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                          (SELECT id FROM tasks WHERE finished_at > 0 AND finished_at < ?1)",
                 )?
                 .execute(params![finished_before])?;
+            }
+            Write::Webhook(webhook) => {
+                conn.prepare_cached(
+                    "INSERT INTO webhooks (id, record) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                )?
+                .execute(params![webhook.id, to_json(webhook, "webhook")?])?;
+            }
+            Write::RemoveWebhook { id } => {
+                conn.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
+                    .execute(params![id])?;
+                conn.prepare_cached("DELETE FROM deliveries WHERE webhook_id = ?1")?
+                    .execute(params![id])?;
+            }
+            Write::Deliveries { cursor, deliveries } => {
+                let mut upsert = conn.prepare_cached(
+                    "INSERT INTO deliveries (id, webhook_id, tenant, pending, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET
+                         pending = excluded.pending, record = excluded.record",
+                )?;
+                for delivery in deliveries {
+                    upsert.execute(params![
+                        delivery.id,
+                        delivery.webhook_id,
+                        delivery.tenant,
+                        delivery.state == DeliveryState::Pending,
+                        to_json(delivery, "delivery")?
+                    ])?;
+                }
+                if let Some(cursor) = cursor {
+                    conn.prepare_cached(
+                        "INSERT INTO cursors (name, position) VALUES ('webhooks', ?1)
+                         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    )?
+                    .execute(params![*cursor as i64])?;
+                }
             }
             Write::Progress {
                 task_id,
@@ -1311,6 +1372,67 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn webhooks(&self) -> orca_store::Result<Vec<Webhook>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT record FROM webhooks ORDER BY id")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            rows.map(|json| from_record(&json?, "webhook"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+
+    async fn webhook_cursor(&self) -> orca_store::Result<u64> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT position FROM cursors WHERE name = 'webhooks'")?
+                .query_row([], |row| row.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn pending_deliveries(&self, limit: usize) -> orca_store::Result<Vec<Delivery>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM deliveries WHERE pending = 1 ORDER BY id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |row| row.get::<_, String>(0))?;
+            rows.map(|json| from_record(&json?, "delivery"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+
+    async fn deliveries(&self, query: DeliveryQuery) -> orca_store::Result<Vec<Delivery>> {
+        self.read(move |conn| {
+            let tenants = query
+                .tenants
+                .as_ref()
+                .map(|t| serde_json::Value::from(t.clone()).to_string());
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM deliveries
+                 WHERE (?1 IS NULL OR webhook_id = ?1)
+                   AND (?2 IS NULL OR tenant IN (SELECT value FROM json_each(?2)))
+                   AND (?3 IS NULL OR id < ?3)
+                 ORDER BY id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    query.webhook_id,
+                    tenants,
+                    query.before_id,
+                    query.limit as i64
+                ],
+                |row| row.get::<_, String>(0),
+            )?;
+            rows.map(|json| from_record(&json?, "delivery"))
+                .collect::<Result<Vec<_>>>()
         })
         .await
     }

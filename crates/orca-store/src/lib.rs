@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod fleet;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState, TenantBudget};
@@ -135,6 +136,19 @@ pub enum Write {
     /// Removes the checkpoints of tasks that finished before this time.
     ExpireCheckpoints {
         finished_before: Micros,
+    },
+    /// Registers a webhook endpoint, or replaces it (disabled, say).
+    Webhook(Box<webhooks::Webhook>),
+    /// Removes an endpoint and its deliveries.
+    RemoveWebhook {
+        id: String,
+    },
+    /// Stores deliveries (new ones, or tried ones as they are now) and,
+    /// with `cursor`, how far the fleet's events have been turned into
+    /// deliveries: both in one transaction, so none is made twice or lost.
+    Deliveries {
+        cursor: Option<u64>,
+        deliveries: Vec<webhooks::Delivery>,
     },
 }
 
@@ -621,4 +635,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         tenants: Option<Vec<String>>,
     ) -> Result<Vec<AuditRecord>>;
+
+    /// Every registered webhook endpoint, by id.
+    async fn webhooks(&self) -> Result<Vec<webhooks::Webhook>>;
+
+    /// The fleet position up to which events have been turned into
+    /// deliveries; 0 at first.
+    async fn webhook_cursor(&self) -> Result<u64>;
+
+    /// Up to `limit` pending deliveries, oldest first.
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<webhooks::Delivery>>;
+
+    /// The delivery log: deliveries `query` selects, newest first.
+    async fn deliveries(&self, query: webhooks::DeliveryQuery) -> Result<Vec<webhooks::Delivery>>;
 }

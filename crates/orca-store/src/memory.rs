@@ -13,6 +13,7 @@ use orca_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget};
 use tokio::sync::oneshot;
 
 use crate::fleet::{self, FleetPage};
+use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, Result,
     StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store,
@@ -38,6 +39,10 @@ struct Data {
     budgets: BTreeMap<String, TenantBudget>,
     /// (task, step) → its newest checkpoint.
     checkpoints: HashMap<(String, String), Checkpoint>,
+    webhooks: BTreeMap<String, Webhook>,
+    /// By id: ids sort by creation time.
+    deliveries: BTreeMap<String, Delivery>,
+    webhook_cursor: u64,
 }
 
 /// A shared-state row: a deleted value keeps its version.
@@ -239,6 +244,21 @@ impl Data {
                             .get(task_id)
                             .is_some_and(|t| t.finished_at == 0 || t.finished_at >= finished_before)
                     });
+                }
+                Write::Webhook(webhook) => {
+                    self.webhooks.insert(webhook.id.clone(), *webhook);
+                }
+                Write::RemoveWebhook { id } => {
+                    self.webhooks.remove(&id);
+                    self.deliveries.retain(|_, d| d.webhook_id != id);
+                }
+                Write::Deliveries { cursor, deliveries } => {
+                    for delivery in deliveries {
+                        self.deliveries.insert(delivery.id.clone(), delivery);
+                    }
+                    if let Some(cursor) = cursor {
+                        self.webhook_cursor = cursor;
+                    }
                 }
             }
         }
@@ -696,6 +716,37 @@ impl Store for MemoryStore {
             .filter(|r| r.seq > after)
             .filter(|r| tenants.as_ref().is_none_or(|t| t.contains(&r.tenant)))
             .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        Ok(self.data().webhooks.values().cloned().collect())
+    }
+
+    async fn webhook_cursor(&self) -> Result<u64> {
+        Ok(self.data().webhook_cursor)
+    }
+
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        Ok(self
+            .data()
+            .deliveries
+            .values()
+            .filter(|d| d.state == DeliveryState::Pending)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<Delivery>> {
+        Ok(self
+            .data()
+            .deliveries
+            .values()
+            .rev()
+            .filter(|d| query.selects(d))
+            .take(query.limit)
             .cloned()
             .collect())
     }

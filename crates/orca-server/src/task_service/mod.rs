@@ -22,9 +22,11 @@ use crate::fleet;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::planner::{Planned, Planner};
+use crate::webhooks::Webhooks;
 
 mod budget;
 mod decide;
+mod webhooks;
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
@@ -46,6 +48,7 @@ pub struct TaskApi {
     watches: Arc<WatchSlots>,
     /// Plans prompt tasks; `None` when no API key was given.
     planner: Option<Arc<Planner>>,
+    webhooks: Arc<Webhooks>,
 }
 
 /// Open watch streams per caller: each holds a server task and a channel,
@@ -101,6 +104,7 @@ impl TaskApi {
         metrics: Arc<Metrics>,
         limits: Limits,
         planner: Option<Arc<Planner>>,
+        webhooks: Arc<Webhooks>,
     ) -> Self {
         TaskApi {
             store,
@@ -111,6 +115,7 @@ impl TaskApi {
             ids: Mutex::new(ulid::Generator::new()),
             watches: Arc::default(),
             planner,
+            webhooks,
         }
     }
 
@@ -705,6 +710,34 @@ impl v1::task_service_server::TaskService for TaskApi {
         TaskApi::list_tenant_budgets(self, request).await
     }
 
+    async fn create_webhook(
+        &self,
+        request: Request<v1::CreateWebhookRequest>,
+    ) -> Result<Response<v1::Webhook>, Status> {
+        TaskApi::create_webhook(self, request).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<v1::ListWebhooksRequest>,
+    ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
+        TaskApi::list_webhooks(self, request).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<v1::DeleteWebhookRequest>,
+    ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
+        TaskApi::delete_webhook(self, request).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<v1::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<v1::ListWebhookDeliveriesResponse>, Status> {
+        TaskApi::list_webhook_deliveries(self, request).await
+    }
+
     async fn plan_task(
         &self,
         request: Request<v1::PlanTaskRequest>,
@@ -1043,12 +1076,13 @@ mod tests {
             crate::engine::TenantBudgets::default(),
         );
         let api = TaskApi::new(
-            store,
+            store.clone(),
             engine,
             hub.clone(),
             Arc::new(Metrics::new()),
             Limits::default(),
             None,
+            Arc::new(Webhooks::new(store, crate::webhooks::Settings::default())),
         );
 
         for _ in 0..3 {

@@ -578,6 +578,28 @@ impl Store for SlowBacklog {
         self.store.audit_after(after, limit, tenants).await
     }
 
+    async fn webhooks(&self) -> orca_store::Result<Vec<orca_store::webhooks::Webhook>> {
+        self.store.webhooks().await
+    }
+
+    async fn webhook_cursor(&self) -> orca_store::Result<u64> {
+        self.store.webhook_cursor().await
+    }
+
+    async fn pending_deliveries(
+        &self,
+        limit: usize,
+    ) -> orca_store::Result<Vec<orca_store::webhooks::Delivery>> {
+        self.store.pending_deliveries(limit).await
+    }
+
+    async fn deliveries(
+        &self,
+        query: orca_store::webhooks::DeliveryQuery,
+    ) -> orca_store::Result<Vec<orca_store::webhooks::Delivery>> {
+        self.store.deliveries(query).await
+    }
+
     async fn tenant_budgets(&self) -> orca_store::Result<Vec<(String, orca_core::TenantBudget)>> {
         self.store.tenant_budgets().await
     }

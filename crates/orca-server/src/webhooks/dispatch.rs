@@ -1,0 +1,577 @@
+//! The leader's delivery loop. It follows the fleet's events from the
+//! stored cursor and turns each one an endpoint asked for into a delivery,
+//! committing the deliveries with the cursor's new place (so a restart
+//! neither loses nor repeats one). Then it sends each endpoint's
+//! deliveries for a task one at a time, in order, retrying with back-off
+//! until a 2xx, a 410 (which disables the endpoint), or the give-up time.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use orca_api::convert::now_micros;
+use orca_core::Micros;
+use orca_store::webhooks::{Delivery, DeliveryState, Webhook};
+use orca_store::{Store, TaskRecord, Write};
+use tokio::sync::{Notify, mpsc};
+
+use super::Settings;
+use super::event::{event_type, payload};
+use super::send::{Answer, Sender};
+
+/// How often new events are looked for.
+const POLL: Duration = Duration::from_millis(200);
+/// Events read from the fleet at a time.
+const PAGE: usize = 512;
+/// Tries on their way at once, over every endpoint.
+const MAX_IN_FLIGHT: usize = 64;
+/// Pending deliveries read back on start.
+const LOADED: usize = 1_000_000;
+
+/// The pause before the next try after `tries` failed ones: `first`,
+/// doubling, at most an hour.
+pub fn backoff(tries: u32, first: Duration) -> Duration {
+    let doubled = first.saturating_mul(1u32 << tries.saturating_sub(1).min(20));
+    doubled.min(Duration::from_secs(3600))
+}
+
+/// (endpoint, task): the deliveries that go one at a time, in order.
+type Chain = (String, String);
+
+pub(super) struct Dispatcher {
+    store: Arc<dyn Store>,
+    settings: Settings,
+    sender: Arc<Sender>,
+    changed: Arc<Notify>,
+    webhooks: HashMap<String, Webhook>,
+    cursor: u64,
+    chains: BTreeMap<Chain, VecDeque<Delivery>>,
+    in_flight: HashSet<Chain>,
+    /// Ids that sort in the order deliveries are made, even within one
+    /// millisecond: a restart reads the pending ones back by id.
+    ids: ulid::Generator,
+}
+
+impl Dispatcher {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        sender: Arc<Sender>,
+        changed: Arc<Notify>,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            settings,
+            sender,
+            changed,
+            webhooks: HashMap::new(),
+            cursor: 0,
+            chains: BTreeMap::new(),
+            in_flight: HashSet::new(),
+            ids: ulid::Generator::new(),
+        }
+    }
+
+    /// What a new leader picks up: the endpoints, the cursor (from now
+    /// when there is none yet) and every pending delivery.
+    async fn load(&mut self) -> Result<(), orca_store::Error> {
+        self.reload().await?;
+        self.cursor = match self.store.webhook_cursor().await? {
+            0 => self.store.fleet_head().await?,
+            cursor => cursor,
+        };
+        for delivery in self.store.pending_deliveries(LOADED).await? {
+            self.chains
+                .entry((delivery.webhook_id.clone(), delivery.task_id.clone()))
+                .or_default()
+                .push_back(delivery);
+        }
+        Ok(())
+    }
+
+    async fn reload(&mut self) -> Result<(), orca_store::Error> {
+        self.webhooks = self
+            .store
+            .webhooks()
+            .await?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+        // A removed endpoint's deliveries went with it.
+        let webhooks = &self.webhooks;
+        self.chains.retain(|(id, _), _| webhooks.contains_key(id));
+        Ok(())
+    }
+
+    pub(super) async fn run(mut self) {
+        while let Err(e) = self.load().await {
+            tracing::warn!(error = %e, "webhooks: reading the pending deliveries; trying again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let (done, mut answers) = mpsc::unbounded_channel();
+        loop {
+            if let Err(e) = self.collect().await {
+                tracing::warn!(error = %e, "webhooks: turning events into deliveries");
+            }
+            self.start_due(&done);
+            let pause = self.until_next_due().map_or(POLL, |due| due.min(POLL));
+            tokio::select! {
+                Some((delivery, answer)) = answers.recv() => self.settle(delivery, answer).await,
+                _ = self.changed.notified() => {
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "webhooks: reading the endpoints");
+                    }
+                }
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Turns the events after the cursor into deliveries, a page at a time.
+    async fn collect(&mut self) -> Result<(), orca_store::Error> {
+        let enabled: Vec<Webhook> = self
+            .webhooks
+            .values()
+            .filter(|w| w.enabled)
+            .cloned()
+            .collect();
+        if enabled.is_empty() {
+            // Nobody to deliver to: an endpoint gets only the events after
+            // it was registered, so the cursor may skip ahead.
+            self.cursor = self.store.fleet_head().await?;
+            return Ok(());
+        }
+        loop {
+            let page = self
+                .store
+                .fleet_events_after(self.cursor, None, PAGE)
+                .await?;
+            if page.through == self.cursor {
+                return Ok(());
+            }
+            let now = now_micros();
+            let mut tasks: HashMap<String, Option<TaskRecord>> = HashMap::new();
+            let mut made = Vec::new();
+            for (_, event) in &page.events {
+                let Some(kind) = event_type(event) else {
+                    continue;
+                };
+                let wanted =
+                    |w: &&Webhook| w.events.iter().any(|e| e == kind) && event.at >= w.created_at;
+                if !enabled.iter().any(|w| wanted(&w)) {
+                    continue;
+                }
+                if !tasks.contains_key(&event.task_id) {
+                    let task = self.store.get_task(&event.task_id).await?;
+                    tasks.insert(event.task_id.clone(), task);
+                }
+                let Some(Some(task)) = tasks.get(&event.task_id) else {
+                    continue;
+                };
+                for webhook in enabled
+                    .iter()
+                    .filter(wanted)
+                    .filter(|w| w.tenant == task.tenant)
+                {
+                    let id = self.next_id();
+                    made.push(Delivery {
+                        payload: payload(&id, kind, event, task),
+                        id,
+                        webhook_id: webhook.id.clone(),
+                        tenant: task.tenant.clone(),
+                        task_id: task.id.clone(),
+                        event: kind.to_string(),
+                        state: DeliveryState::Pending,
+                        attempts: 0,
+                        next_attempt_at: now,
+                        last_status: 0,
+                        last_latency_ms: 0,
+                        last_error: String::new(),
+                        created_at: now,
+                        finished_at: 0,
+                    });
+                }
+            }
+            commit(
+                &*self.store,
+                vec![Write::Deliveries {
+                    cursor: Some(page.through),
+                    deliveries: made.clone(),
+                }],
+            )
+            .await?;
+            self.cursor = page.through;
+            for delivery in made {
+                self.chains
+                    .entry((delivery.webhook_id.clone(), delivery.task_id.clone()))
+                    .or_default()
+                    .push_back(delivery);
+            }
+            if !page.full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn next_id(&mut self) -> String {
+        // The generator fails only when 2^80 ids were made in one
+        // millisecond; a fresh one then still sorts after the last.
+        self.ids
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+            .to_string()
+    }
+
+    /// Sends the head of every chain that is due and not on its way.
+    fn start_due(&mut self, done: &mpsc::UnboundedSender<(Delivery, Answer)>) {
+        let now = now_micros();
+        let due: Vec<Chain> = self
+            .chains
+            .iter()
+            .filter(|(chain, deliveries)| {
+                !self.in_flight.contains(*chain)
+                    && deliveries.front().is_some_and(|d| d.next_attempt_at <= now)
+            })
+            .map(|(chain, _)| chain.clone())
+            .take(MAX_IN_FLIGHT.saturating_sub(self.in_flight.len()))
+            .collect();
+        for chain in due {
+            let Some(delivery) = self.chains.get(&chain).and_then(|c| c.front()).cloned() else {
+                continue;
+            };
+            let Some(webhook) = self.webhooks.get(&delivery.webhook_id) else {
+                continue;
+            };
+            if !webhook.enabled {
+                continue;
+            }
+            self.in_flight.insert(chain);
+            let (sender, done) = (self.sender.clone(), done.clone());
+            let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
+            tokio::spawn(async move {
+                let answer = sender
+                    .send(
+                        &url,
+                        &secret,
+                        &delivery.id,
+                        &delivery.event,
+                        &delivery.payload,
+                    )
+                    .await;
+                let _ = done.send((delivery, answer));
+            });
+        }
+    }
+
+    /// How long until the earliest pending try that is not on its way.
+    fn until_next_due(&self) -> Option<Duration> {
+        let now = now_micros();
+        self.chains
+            .iter()
+            .filter(|(chain, _)| !self.in_flight.contains(*chain))
+            .filter_map(|(_, deliveries)| deliveries.front())
+            .map(|d| d.next_attempt_at)
+            .min()
+            .map(|at| Duration::from_micros(at.saturating_sub(now).max(0) as u64))
+    }
+
+    /// Records how a try went, and what follows from it.
+    async fn settle(&mut self, mut delivery: Delivery, answer: Answer) {
+        let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
+        self.in_flight.remove(&chain);
+        let Some(webhook) = self.webhooks.get(&delivery.webhook_id).cloned() else {
+            // Removed while the try was on its way.
+            self.chains.remove(&chain);
+            return;
+        };
+        let now = now_micros();
+        delivery.attempts += 1;
+        delivery.last_status = answer.status.unwrap_or(0);
+        delivery.last_latency_ms = u32::try_from(answer.latency.as_millis()).unwrap_or(u32::MAX);
+        delivery.last_error = answer.error;
+        let mut writes = Vec::new();
+        let mut settled = vec![];
+        match answer.status {
+            Some(status) if (200..300).contains(&status) => {
+                delivery.state = DeliveryState::Delivered;
+                delivery.finished_at = now;
+            }
+            Some(410) => {
+                // The receiver says it is gone for good: so is the endpoint.
+                let reason = format!("its receiver answered 410 Gone to delivery {}", delivery.id);
+                tracing::warn!(webhook = %webhook.id, url = %webhook.url, "webhook disabled: {reason}");
+                delivery.state = DeliveryState::Failed;
+                delivery.finished_at = now;
+                let disabled = Webhook {
+                    enabled: false,
+                    disabled_reason: reason,
+                    ..webhook
+                };
+                writes.push(Write::Webhook(Box::new(disabled.clone())));
+                self.webhooks.insert(disabled.id.clone(), disabled);
+                // Its other pending deliveries will never go.
+                let others: Vec<Chain> = self
+                    .chains
+                    .keys()
+                    .filter(|(id, _)| *id == delivery.webhook_id)
+                    .cloned()
+                    .collect();
+                for other in others {
+                    for mut pending in self.chains.remove(&other).unwrap_or_default() {
+                        if pending.id == delivery.id {
+                            continue;
+                        }
+                        pending.state = DeliveryState::Failed;
+                        pending.finished_at = now;
+                        pending.last_error = "not sent: its endpoint was disabled".into();
+                        settled.push(pending);
+                    }
+                }
+            }
+            _ => {
+                let retry_at = now.saturating_add(
+                    backoff(delivery.attempts, self.settings.first_retry).as_micros() as Micros,
+                );
+                let give_up_at = delivery
+                    .created_at
+                    .saturating_add(self.settings.give_up_after.as_micros() as Micros);
+                if retry_at > give_up_at {
+                    delivery.state = DeliveryState::Failed;
+                    delivery.finished_at = now;
+                    delivery.last_error = format!(
+                        "{}; given up after {} tries",
+                        delivery.last_error, delivery.attempts
+                    );
+                } else {
+                    delivery.next_attempt_at = retry_at;
+                }
+            }
+        }
+        settled.push(delivery.clone());
+        writes.push(Write::Deliveries {
+            cursor: None,
+            deliveries: settled,
+        });
+        if let Err(e) = commit(&*self.store, writes).await {
+            // It stays pending in the store: a new leader tries it again.
+            tracing::warn!(error = %e, delivery = %delivery.id, "webhooks: recording a try");
+        }
+        if let Some(deliveries) = self.chains.get_mut(&chain) {
+            if delivery.state == DeliveryState::Pending {
+                if let Some(head) = deliveries.front_mut() {
+                    *head = delivery;
+                }
+            } else {
+                deliveries.pop_front();
+                if deliveries.is_empty() {
+                    self.chains.remove(&chain);
+                }
+            }
+        }
+    }
+}
+
+async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<(), orca_store::Error> {
+    store
+        .write(writes)
+        .await
+        .map_err(|_| orca_store::Error::Closed)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orca_core::{Event, EventKind, StepState, TaskState};
+    use orca_store::memory::MemoryStore;
+    use std::sync::Mutex;
+
+    /// A receiver on loopback answering `statuses` in turn, then 204; it
+    /// keeps (event, delivery id, status) of each request.
+    async fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<(String, String, u16)>>>) {
+        use axum::http::{HeaderMap, StatusCode};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::from(statuses)));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap| {
+                let (record, script) = (record.clone(), script.clone());
+                async move {
+                    let status = script.lock().expect("script").pop_front().unwrap_or(204);
+                    let header = |name| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    record.lock().expect("seen").push((
+                        header(super::super::send::EVENT_HEADER),
+                        header(super::super::send::ID_HEADER),
+                        status,
+                    ));
+                    StatusCode::from_u16(status).expect("status")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    fn event(seq: u64, kind: EventKind) -> Event {
+        Event {
+            task_id: "t1".into(),
+            seq,
+            at: now_micros(),
+            kind,
+        }
+    }
+
+    /// The loop over a store in memory: one task's two events go in order,
+    /// the second waiting while the first is retried after a 500; an event
+    /// of another tenant, or of a type not asked for, makes no delivery;
+    /// the log keeps every try.
+    #[tokio::test]
+    async fn one_tasks_deliveries_go_in_order_through_a_retry() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        store
+            .create_tasks(vec![
+                orca_store::conformance::new_task("t1", "team", None),
+                orca_store::conformance::new_task("t2", "other", None),
+            ])
+            .await
+            .expect("tasks");
+        let (url, seen) = receiver(vec![500]).await;
+        let webhook = Webhook {
+            id: "w1".into(),
+            tenant: "team".into(),
+            url,
+            events: vec!["step.failed".into(), "task.failed".into()],
+            secret: "0123456789abcdef".into(),
+            enabled: true,
+            disabled_reason: String::new(),
+            created_at: 0,
+        };
+        // Registered as `Webhooks::create` does, with the place events are
+        // followed from.
+        let head = store.fleet_head().await.expect("head");
+        commit(
+            &*store,
+            vec![
+                Write::Webhook(Box::new(webhook)),
+                Write::Deliveries {
+                    cursor: Some(head),
+                    deliveries: Vec::new(),
+                },
+            ],
+        )
+        .await
+        .expect("webhook");
+        let settings = Settings {
+            allow_private_networks: true,
+            first_retry: Duration::from_millis(20),
+            ..Settings::default()
+        };
+        let sender = Arc::new(Sender::new(true).expect("sender"));
+        let dispatcher = Dispatcher::new(store.clone(), settings, sender, Arc::new(Notify::new()));
+        let running = crate::AbortOnDrop(tokio::spawn(dispatcher.run()));
+
+        let failed_step = EventKind::StepState {
+            step: "a".into(),
+            state: StepState::Failed,
+            attempt: 1,
+            worker: "w".into(),
+            message: "exit 1".into(),
+        };
+        let failed_task = EventKind::TaskState {
+            state: TaskState::Failed,
+            message: "step a failed".into(),
+        };
+        let elsewhere = Event {
+            task_id: "t2".into(),
+            ..event(9, failed_task.clone())
+        };
+        let not_asked = event(
+            2,
+            EventKind::StepState {
+                step: "a".into(),
+                state: StepState::Running,
+                attempt: 1,
+                worker: "w".into(),
+                message: String::new(),
+            },
+        );
+        commit(
+            &*store,
+            vec![
+                Write::Event(not_asked),
+                Write::Event(event(3, failed_step)),
+                Write::Event(event(4, failed_task)),
+                Write::Event(elsewhere),
+            ],
+        )
+        .await
+        .expect("events");
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let log = loop {
+            let log = store
+                .deliveries(orca_store::webhooks::DeliveryQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .expect("log");
+            if log.len() == 2 && log.iter().all(|d| d.state == DeliveryState::Delivered) {
+                break log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not delivered: {log:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        drop(running);
+        let seen = seen.lock().expect("seen").clone();
+        let events: Vec<(&str, u16)> = seen.iter().map(|(e, _, s)| (e.as_str(), *s)).collect();
+        assert_eq!(
+            events,
+            [
+                ("step.failed", 500),
+                ("step.failed", 204),
+                ("task.failed", 204)
+            ],
+            "the task's second event waited for its first"
+        );
+        assert_eq!(seen[0].1, seen[1].1, "a retry keeps its delivery's id");
+        // Newest first: the task's failure, then its step's, tried twice.
+        assert_eq!(
+            log.iter()
+                .map(|d| (d.event.as_str(), d.attempts))
+                .collect::<Vec<_>>(),
+            [("task.failed", 1), ("step.failed", 2)]
+        );
+        assert!(store.webhook_cursor().await.expect("cursor") > head);
+    }
+
+    #[test]
+    fn tries_back_off_doubling_up_to_an_hour() {
+        let first = Duration::from_secs(1);
+        let pauses: Vec<u64> = (1..=5).map(|n| backoff(n, first).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16]);
+        assert_eq!(backoff(13, first), Duration::from_secs(3600));
+        assert_eq!(backoff(u32::MAX, first), Duration::from_secs(3600));
+        // A day of tries: about 30 of them.
+        let mut elapsed = Duration::ZERO;
+        let mut tries = 0;
+        while elapsed < Duration::from_secs(24 * 3600) {
+            tries += 1;
+            elapsed += backoff(tries, first);
+        }
+        assert!((25..=40).contains(&tries), "{tries}");
+    }
+}

@@ -1,0 +1,170 @@
+//! Which fleet events are webhook events, and the JSON body each delivery
+//! carries. Pure: unit-tested here.
+
+use orca_core::{Event, EventKind, StepState, TaskState};
+use orca_store::TaskRecord;
+use serde_json::{Value, json};
+
+/// Every event type an endpoint may ask for.
+pub const EVENT_TYPES: &[&str] = &[
+    "task.succeeded",
+    "task.failed",
+    "task.cancelled",
+    "task.paused",
+    "step.failed",
+    "approval.requested",
+];
+
+/// The webhook event type of a stored event; `None` for the rest.
+pub fn event_type(event: &Event) -> Option<&'static str> {
+    match &event.kind {
+        EventKind::TaskState { state, .. } => match state {
+            TaskState::Succeeded => Some("task.succeeded"),
+            TaskState::Failed => Some("task.failed"),
+            TaskState::Cancelled => Some("task.cancelled"),
+            TaskState::Paused => Some("task.paused"),
+            TaskState::Queued | TaskState::Running => None,
+        },
+        EventKind::StepState { state, .. } => match state {
+            StepState::Failed => Some("step.failed"),
+            StepState::AwaitingApproval => Some("approval.requested"),
+            _ => None,
+        },
+        EventKind::Progress { .. } | EventKind::Log { .. } => None,
+    }
+}
+
+/// The body of delivery `id`: what happened, to which task, when.
+pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String {
+    let time = orca_api::view::rfc3339(&Some(orca_api::convert::timestamp(event.at)));
+    let mut body = json!({
+        "id": id,
+        "type": kind,
+        "time": time,
+        "tenant": task.tenant,
+        "seq": event.seq,
+        "task": {
+            "id": task.id,
+            "name": task.spec.name,
+            "labels": task.spec.labels,
+        },
+    });
+    match &event.kind {
+        EventKind::TaskState { state, message } => {
+            body["task"]["state"] = Value::from(state.as_str());
+            if !message.is_empty() {
+                body["task"]["message"] = Value::from(message.as_str());
+            }
+        }
+        EventKind::StepState {
+            step,
+            state,
+            attempt,
+            worker,
+            message,
+        } => {
+            body["step"] = json!({
+                "id": step,
+                "state": state.as_str(),
+                "attempt": attempt,
+            });
+            if !worker.is_empty() {
+                body["step"]["worker"] = Value::from(worker.as_str());
+            }
+            if !message.is_empty() {
+                body["step"]["message"] = Value::from(message.as_str());
+            }
+        }
+        EventKind::Progress { .. } | EventKind::Log { .. } => {}
+    }
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orca_core::{StepSpec, TaskSpec};
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            task_id: "t1".into(),
+            seq: 7,
+            at: 1_700_000_000_000_000,
+            kind,
+        }
+    }
+
+    #[test]
+    fn final_task_states_failed_steps_and_approval_gates_are_webhook_events() {
+        let task = |state| EventKind::TaskState {
+            state,
+            message: String::new(),
+        };
+        let step = |state| EventKind::StepState {
+            step: "s".into(),
+            state,
+            attempt: 1,
+            worker: String::new(),
+            message: String::new(),
+        };
+        assert_eq!(
+            event_type(&event(task(TaskState::Succeeded))),
+            Some("task.succeeded")
+        );
+        assert_eq!(
+            event_type(&event(task(TaskState::Failed))),
+            Some("task.failed")
+        );
+        assert_eq!(event_type(&event(task(TaskState::Running))), None);
+        assert_eq!(
+            event_type(&event(step(StepState::Failed))),
+            Some("step.failed")
+        );
+        assert_eq!(
+            event_type(&event(step(StepState::AwaitingApproval))),
+            Some("approval.requested")
+        );
+        assert_eq!(event_type(&event(step(StepState::Succeeded))), None);
+        for kind in EVENT_TYPES {
+            assert!(kind.contains('.'));
+        }
+    }
+
+    #[test]
+    fn a_payload_names_the_event_the_task_and_the_step() {
+        let mut spec = TaskSpec {
+            name: "deploy".into(),
+            steps: vec![StepSpec::noop("s")],
+            ..TaskSpec::default()
+        };
+        spec.labels.insert("repo".into(), "orca".into());
+        let task = TaskRecord {
+            id: "t1".into(),
+            tenant: "team".into(),
+            spec,
+            ..crate::webhooks::tests::task_record()
+        };
+        let failed = event(EventKind::StepState {
+            step: "s".into(),
+            state: StepState::Failed,
+            attempt: 2,
+            worker: "w1".into(),
+            message: "exit 1".into(),
+        });
+        let body: Value =
+            serde_json::from_str(&payload("d1", "step.failed", &failed, &task)).expect("json");
+        assert_eq!(body["id"], "d1");
+        assert_eq!(body["type"], "step.failed");
+        assert_eq!(body["tenant"], "team");
+        assert_eq!(body["seq"], 7);
+        assert_eq!(body["time"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            body["task"],
+            json!({"id": "t1", "name": "deploy", "labels": {"repo": "orca"}})
+        );
+        assert_eq!(
+            body["step"],
+            json!({"id": "s", "state": "failed", "attempt": 2, "worker": "w1", "message": "exit 1"})
+        );
+    }
+}

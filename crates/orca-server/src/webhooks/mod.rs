@@ -1,0 +1,277 @@
+//! Webhooks: tenants' endpoints for their tasks' events (registered by
+//! admins), each event delivered as a signed JSON POST (see [`send`]) by
+//! the leader's delivery loop ([`dispatch`]), which keeps every delivery
+//! and its tries in the store, so they survive a restart or a failover.
+
+mod dispatch;
+pub mod event;
+pub mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
+use orca_store::{Store, Write};
+use tokio::sync::Notify;
+
+use crate::{AbortOnDrop, Error};
+
+/// How deliveries are made.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Let endpoints reach loopback, link-local and private networks.
+    pub allow_private_networks: bool,
+    /// The pause before the second try; each later one doubles, up to an
+    /// hour.
+    pub first_retry: Duration,
+    /// A delivery not answered 2xx this long after it was made is given up.
+    pub give_up_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            allow_private_networks: false,
+            first_retry: Duration::from_secs(1),
+            give_up_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The smallest secret accepted: a shorter one is guessable.
+const MIN_SECRET_BYTES: usize = 16;
+const MAX_SECRET_BYTES: usize = 1024;
+const MAX_URL_BYTES: usize = 2048;
+
+/// Registering, listing and removing endpoints, and the delivery log;
+/// shared by the gRPC methods and the delivery loop it wakes.
+pub struct Webhooks {
+    store: Arc<dyn Store>,
+    settings: Settings,
+    changed: Arc<Notify>,
+}
+
+impl Webhooks {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Webhooks {
+        Webhooks {
+            store,
+            settings,
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Starts the delivery loop; it stops when the handle is dropped.
+    pub(crate) fn start(&self) -> Result<AbortOnDrop, Error> {
+        let sender = Arc::new(send::Sender::new(self.settings.allow_private_networks)?);
+        let dispatcher = dispatch::Dispatcher::new(
+            self.store.clone(),
+            self.settings.clone(),
+            sender,
+            self.changed.clone(),
+        );
+        Ok(AbortOnDrop(tokio::spawn(dispatcher.run())))
+    }
+
+    /// Registers an endpoint for `tenant` (already checked as the
+    /// caller's); every field is checked, and named when refused.
+    pub async fn create(
+        &self,
+        tenant: String,
+        url: String,
+        events: Vec<String>,
+        secret: String,
+    ) -> Result<Webhook, Error> {
+        check_url(&url, self.settings.allow_private_networks).await?;
+        if events.is_empty() {
+            return Err(Error::invalid(
+                "events",
+                format!("name at least one of {}", event::EVENT_TYPES.join(", ")),
+            ));
+        }
+        let mut kinds = Vec::new();
+        for (i, kind) in events.into_iter().enumerate() {
+            if !event::EVENT_TYPES.contains(&kind.as_str()) {
+                return Err(Error::invalid(
+                    format!("events[{i}]"),
+                    format!("{kind:?} is not one of {}", event::EVENT_TYPES.join(", ")),
+                ));
+            }
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        if secret.len() < MIN_SECRET_BYTES || secret.len() > MAX_SECRET_BYTES {
+            return Err(Error::invalid(
+                "secret",
+                format!(
+                    "must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {}",
+                    secret.len()
+                ),
+            ));
+        }
+        let webhook = Webhook {
+            id: ulid::Ulid::new().to_string().to_lowercase(),
+            tenant,
+            url,
+            events: kinds,
+            secret,
+            enabled: true,
+            disabled_reason: String::new(),
+            created_at: orca_api::convert::now_micros(),
+        };
+        let mut writes = vec![Write::Webhook(Box::new(webhook.clone()))];
+        if self.store.webhook_cursor().await? == 0 {
+            // The first endpoint ever: the delivery loop has kept its place
+            // in memory only. Stored now, the events from here on are this
+            // endpoint's even if the control plane stops before the loop
+            // first looks.
+            writes.push(Write::Deliveries {
+                cursor: Some(self.store.fleet_head().await?),
+                deliveries: Vec::new(),
+            });
+        }
+        self.commit(writes).await?;
+        self.changed.notify_one();
+        Ok(webhook)
+    }
+
+    /// The endpoints of these tenants (all when `None`).
+    pub async fn list(&self, tenants: Option<&[String]>) -> Result<Vec<Webhook>, Error> {
+        Ok(self
+            .store
+            .webhooks()
+            .await?
+            .into_iter()
+            .filter(|w| tenants.is_none_or(|t| t.contains(&w.tenant)))
+            .collect())
+    }
+
+    /// Removes an endpoint of these tenants, with its deliveries.
+    pub async fn remove(&self, id: &str, tenants: Option<&[String]>) -> Result<Webhook, Error> {
+        let found = self
+            .list(tenants)
+            .await?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or_else(|| Error::NotFound(format!("webhook {id:?}")))?;
+        self.commit(vec![Write::RemoveWebhook { id: id.to_string() }])
+            .await?;
+        self.changed.notify_one();
+        Ok(found)
+    }
+
+    /// The delivery log, newest first.
+    pub async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<Delivery>, Error> {
+        Ok(self.store.deliveries(query).await?)
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
+        self.store
+            .write(writes)
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        Ok(())
+    }
+}
+
+/// An `http(s)://` URL whose host resolves, and not to a private address
+/// unless those are allowed. Deliveries check the address again as they
+/// connect (see [`send`]).
+async fn check_url(url: &str, allow_private: bool) -> Result<(), Error> {
+    let invalid = |message: String| Error::invalid("url", message);
+    if url.len() > MAX_URL_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; the limit is {MAX_URL_BYTES}",
+            url.len()
+        )));
+    }
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid(format!(
+            "{url:?} must start with https:// or http://"
+        )));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid("must not carry a user name or password".into()));
+    }
+    let Some(host) = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    else {
+        return Err(invalid(format!("{url:?} has no host")));
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let addresses: Vec<std::net::IpAddr> = match host.parse() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| invalid(format!("{host} does not resolve: {e}")))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    if !allow_private && let Some(inside) = addresses.into_iter().find(|ip| send::is_private(*ip)) {
+        return Err(invalid(send::refusal(host, inside)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use orca_core::{Cost, TaskSpec, TaskState};
+    use orca_store::TaskRecord;
+
+    pub(crate) fn task_record() -> TaskRecord {
+        TaskRecord {
+            id: String::new(),
+            tenant: String::new(),
+            spec: TaskSpec::default(),
+            state: TaskState::Queued,
+            idempotency_key: None,
+            message: String::new(),
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            steps: Vec::new(),
+            last_seq: 0,
+            cost: Cost::default(),
+            plan_json: String::new(),
+            trace_context: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_must_be_http_resolvable_and_public_unless_allowed() {
+        for (url, says) in [
+            ("ftp://example.com/x", "must start with"),
+            ("not a url", "is not a URL"),
+            ("https://user:pw@example.com/", "user name"),
+            ("http://127.0.0.1:9/hook", "loopback, link-local or private"),
+            ("http://[::1]:9/hook", "loopback, link-local or private"),
+            (
+                "http://169.254.169.254/latest/meta-data",
+                "loopback, link-local or private",
+            ),
+            ("http://localhost:9/hook", "loopback, link-local or private"),
+            ("http://10.0.0.1/", "loopback, link-local or private"),
+        ] {
+            let err = check_url(url, false).await.expect_err(url);
+            assert!(err.to_string().starts_with("url: "), "{url}: {err}");
+            assert!(err.to_string().contains(says), "{url}: {err}");
+        }
+        check_url("http://127.0.0.1:9/hook", true)
+            .await
+            .expect("allowed");
+        check_url("https://203.0.113.7/hook", false)
+            .await
+            .expect("public");
+    }
+}

@@ -1,0 +1,375 @@
+//! Webhooks end to end: a real `orca server` and worker, and a receiver on
+//! loopback (the server allows private networks for it): signatures, the
+//! retry after a 500, order per task, the delivery log, 410, restarts, and
+//! the refusals.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use orca_client::{Client, Settings, v1};
+use orca_tests::webhook_receiver::{Receiver, verifies};
+use orca_tests::*;
+use tonic::Code;
+
+const SECRET: &str = "a-webhook-secret-of-some-length";
+const ALLOW: &str = "--webhook-allow-private-networks";
+const ARRIVE: Duration = Duration::from_secs(30);
+
+async fn client_of(server: &Server) -> anyhow::Result<Client> {
+    Ok(Client::connect(Settings::new(&server.url, Some(server.admin_token.clone()))).await?)
+}
+
+fn spec(name: &str, script: &str) -> v1::TaskSpec {
+    v1::TaskSpec {
+        name: name.into(),
+        steps: vec![shell_step("run", &[], script)],
+        ..Default::default()
+    }
+}
+
+/// Waits until the receiver has answered 2xx to `count` requests.
+async fn delivered(
+    receiver: &Receiver,
+    count: usize,
+) -> anyhow::Result<Vec<orca_tests::webhook_receiver::Received>> {
+    eventually(ARRIVE, || async {
+        let ok: Vec<_> = receiver
+            .received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect();
+        (ok.len() >= count).then_some(ok)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_signed_retried_after_a_500_ordered_per_task_and_logged()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[ALLOW])?;
+    let _worker = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let client = client_of(&server).await?;
+    // The first request is answered 500, every later one 204.
+    let receiver = Receiver::start(&[500], 204).await?;
+    let webhook = client
+        .create_webhook(
+            "",
+            &receiver.url,
+            &["task.succeeded", "task.failed", "step.failed"],
+            SECRET,
+        )
+        .await?;
+    assert!(webhook.enabled);
+
+    let failing = client
+        .submit(spec("fails", "echo no; exit 3"))
+        .await?
+        .task_id;
+    client.wait(&failing).await?;
+    let passing = client.submit(spec("passes", "true")).await?.task_id;
+    client.wait(&passing).await?;
+
+    let ok = delivered(&receiver, 3).await?;
+    let all = receiver.received();
+    // The 500 was tried again, under the same idempotency id.
+    assert_eq!(all[0].status, 500);
+    assert!(
+        ok.iter().any(|r| r.id == all[0].id),
+        "the first delivery came again: {all:?}"
+    );
+    let ids: std::collections::HashSet<&str> = ok.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "three deliveries, each once: {ok:?}");
+
+    for request in &all {
+        assert!(
+            verifies(
+                SECRET,
+                &request.timestamp,
+                &request.body,
+                &request.signature
+            ),
+            "{request:?}"
+        );
+        let tampered = request.body.replace("\"task\"", "\"tusk\"");
+        assert!(!verifies(
+            SECRET,
+            &request.timestamp,
+            &tampered,
+            &request.signature
+        ));
+        assert!(!verifies(
+            "another-secret-entirely",
+            &request.timestamp,
+            &request.body,
+            &request.signature
+        ));
+        let body = request.json();
+        assert_eq!(body["id"], request.id.as_str());
+        assert_eq!(body["type"], request.event.as_str());
+        assert_eq!(body["tenant"], "default");
+    }
+    // Per task, in the order the events happened: the step failed, then
+    // the task.
+    let failing_events: Vec<&str> = ok
+        .iter()
+        .filter(|r| r.json()["task"]["id"] == failing.as_str())
+        .map(|r| r.event.as_str())
+        .collect();
+    assert_eq!(failing_events, ["step.failed", "task.failed"]);
+    let step = ok
+        .iter()
+        .find(|r| r.event == "step.failed")
+        .expect("step.failed");
+    assert_eq!(step.json()["step"]["id"], "run");
+    assert_eq!(step.json()["task"]["name"], "fails");
+    let passed = ok
+        .iter()
+        .find(|r| r.event == "task.succeeded")
+        .expect("task.succeeded");
+    assert_eq!(passed.json()["task"]["id"], passing.as_str());
+
+    // The log: each delivered, the first after two tries.
+    let log = eventually(ARRIVE, || async {
+        let page = client.webhook_deliveries(&webhook.id, 10, "").await.ok()?;
+        page.deliveries
+            .iter()
+            .all(|d| d.state == "delivered")
+            .then_some(page.deliveries)
+    })
+    .await?;
+    assert_eq!(log.len(), 3);
+    let first = log.iter().find(|d| d.id == all[0].id).expect("in the log");
+    assert_eq!((first.attempts, first.last_status), (2, 204));
+    assert!(first.finished_at.is_some());
+    assert!(
+        log.iter()
+            .all(|d| d.webhook_id == webhook.id && d.tenant == "default")
+    );
+    let newest_first: Vec<&str> = log.iter().map(|d| d.id.as_str()).collect();
+    let mut sorted = newest_first.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(newest_first, sorted);
+
+    // The CLI shows the same, and never the secret.
+    let out = succeed(server.cli().args(["webhook", "deliveries", "-o", "json"]));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(shown.as_array().map(Vec::len), Some(3));
+    let listed = succeed(server.cli().args(["webhook", "list", "-o", "json"]));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains(&webhook.id) && !text.contains(SECRET),
+        "{text}"
+    );
+    let audit =
+        String::from_utf8_lossy(&succeed(server.cli().args(["audit", "-o", "json"])).stdout)
+            .into_owned();
+    assert!(
+        audit.contains("webhook.create") && !audit.contains(SECRET),
+        "{audit}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_answers_410_disables_its_endpoint() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[ALLOW])?;
+    let _worker = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let client = client_of(&server).await?;
+    let gone = Receiver::start(&[], 410).await?;
+    let witness = Receiver::start(&[], 204).await?;
+    let doomed = client
+        .create_webhook("", &gone.url, &["task.succeeded"], SECRET)
+        .await?;
+    client
+        .create_webhook("", &witness.url, &["task.succeeded"], SECRET)
+        .await?;
+
+    let first = client.submit(spec("one", "true")).await?.task_id;
+    client.wait(&first).await?;
+    delivered(&witness, 1).await?;
+    let disabled = eventually(ARRIVE, || async {
+        let all = client.webhooks().await.ok()?;
+        all.into_iter().find(|w| w.id == doomed.id && !w.enabled)
+    })
+    .await?;
+    assert!(
+        disabled.disabled_reason.contains("410"),
+        "{}",
+        disabled.disabled_reason
+    );
+
+    // Later events reach the witness, and no longer the disabled endpoint.
+    let second = client.submit(spec("two", "true")).await?.task_id;
+    client.wait(&second).await?;
+    delivered(&witness, 2).await?;
+    assert_eq!(gone.received().len(), 1, "one request, answered 410");
+    let log = client
+        .webhook_deliveries(&doomed.id, 10, "")
+        .await?
+        .deliveries;
+    assert_eq!(log.len(), 1);
+    assert_eq!((log[0].state.as_str(), log[0].last_status), ("failed", 410));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_deliveries_survive_a_control_plane_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start_on(dir.path(), "127.0.0.1:0", &[ALLOW])?;
+    let _worker = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let client = client_of(&server).await?;
+    // Down at first.
+    let receiver = Receiver::start(&[], 503).await?;
+    let webhook = client
+        .create_webhook("", &receiver.url, &["task.succeeded"], SECRET)
+        .await?;
+    let task = client.submit(spec("survives", "true")).await?.task_id;
+    client.wait(&task).await?;
+    let refused = eventually(ARRIVE, || async { receiver.received().first().cloned() }).await?;
+    assert_eq!(refused.status, 503);
+
+    let listen = server.listen_addr();
+    server.process.signal("KILL");
+    server.process.wait_exit(Duration::from_secs(10))?;
+    receiver.answer(204);
+    server = Server::start_on(dir.path(), &listen, &[ALLOW])?;
+
+    let ok = delivered(&receiver, 1).await?;
+    assert_eq!(
+        ok[0].id, refused.id,
+        "the same delivery, tried again after the restart"
+    );
+    assert_eq!(ok[0].body, refused.body, "with the same body");
+    let client = client_of(&server).await?;
+    let log = eventually(ARRIVE, || async {
+        let page = client.webhook_deliveries(&webhook.id, 10, "").await.ok()?;
+        page.deliveries.into_iter().find(|d| d.state == "delivered")
+    })
+    .await?;
+    assert!(log.attempts >= 2, "{log:?}");
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.status == 204)
+            .count(),
+        1,
+        "delivered once"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_admin", "admin", "root"),
+            token_line("orca_dev", "developer", "dana"),
+        ],
+        &[],
+    )?;
+    let admin = Client::connect(Settings::new(&server.url, Some("orca_admin".into()))).await?;
+    let receiver = Receiver::start(&[], 204).await?;
+
+    // Without --webhook-allow-private-networks, loopback is refused.
+    let refused = admin
+        .create_webhook("", &receiver.url, &["task.succeeded"], SECRET)
+        .await
+        .expect_err("loopback");
+    assert_eq!(
+        (refused.code(), refused.field()),
+        (Some(Code::InvalidArgument), Some("url"))
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("--webhook-allow-private-networks"),
+        "{refused}"
+    );
+    let metadata = admin
+        .create_webhook(
+            "",
+            "http://169.254.169.254/latest",
+            &["task.succeeded"],
+            SECRET,
+        )
+        .await
+        .expect_err("link-local");
+    assert_eq!(metadata.field(), Some("url"));
+
+    let cases: [(&str, &[&str], &str, &str); 4] = [
+        ("ftp://example.com/hook", &["task.succeeded"], SECRET, "url"),
+        (
+            "https://203.0.113.9/hook",
+            &["task.exploded"],
+            SECRET,
+            "events[0]",
+        ),
+        ("https://203.0.113.9/hook", &[], SECRET, "events"),
+        (
+            "https://203.0.113.9/hook",
+            &["task.failed"],
+            "short",
+            "secret",
+        ),
+    ];
+    let mut by_field = HashMap::new();
+    for (url, events, secret, field) in cases {
+        let e = admin
+            .create_webhook("", url, events, secret)
+            .await
+            .expect_err(field);
+        assert_eq!(
+            (e.code(), e.field()),
+            (Some(Code::InvalidArgument), Some(field)),
+            "{e}"
+        );
+        by_field.insert(field, e.to_string());
+    }
+    let developer = Client::connect(Settings::new(&server.url, Some("orca_dev".into()))).await?;
+    let denied = developer
+        .create_webhook("", "https://203.0.113.9/hook", &["task.failed"], SECRET)
+        .await
+        .expect_err("admins only");
+    assert_eq!(denied.code(), Some(Code::PermissionDenied));
+    assert!(
+        admin.webhooks().await?.is_empty(),
+        "nothing was stored: {by_field:?}"
+    );
+
+    // The CLI says it in one line, naming the field.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET)?;
+    let line = fails_in_one_line(
+        server
+            .cli()
+            .args([
+                "--token",
+                "orca_admin",
+                "webhook",
+                "add",
+                &receiver.url,
+                "--events",
+                "task.failed",
+                "--secret-file",
+            ])
+            .arg(&secret),
+    );
+    assert!(line.starts_with("error: invalid argument: url: "), "{line}");
+    let missing = fails_in_one_line(server.cli().args([
+        "--token",
+        "orca_admin",
+        "webhook",
+        "remove",
+        "nope",
+    ]));
+    assert!(missing.contains("not found"), "{missing}");
+    Ok(())
+}
