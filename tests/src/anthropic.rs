@@ -54,6 +54,14 @@ impl Reply {
         }
     }
 
+    /// The Bash tool, running `command` in the workspace.
+    pub fn bash(command: &str) -> Reply {
+        Reply::Tool {
+            name: "Bash".into(),
+            input: json!({"command": command, "description": "a step of the task"}),
+        }
+    }
+
     /// The Read tool, reading `file` in the workspace.
     pub fn read(file: &str) -> Reply {
         Reply::Tool {
@@ -66,6 +74,8 @@ impl Reply {
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// Scripts by a marker of their conversation (see `start_routed`).
+    routes: Vec<(String, VecDeque<Reply>)>,
     requests: Vec<Value>,
     hanging: usize,
 }
@@ -104,6 +114,21 @@ impl MockAnthropic {
             let _ = axum::serve(listener, app).await;
         });
         Ok(MockAnthropic { url, state, server })
+    }
+
+    /// Serves each conversation its own script: a request whose first
+    /// message holds a route's marker gets that route's next reply (agents
+    /// running in parallel interleave their requests); others, and a route
+    /// that ran out, get "Done.".
+    pub async fn start_routed(routes: Vec<(&str, Vec<Reply>)>) -> anyhow::Result<MockAnthropic> {
+        let mock = MockAnthropic::start(Vec::new()).await?;
+        mock.with(|s| {
+            s.routes = routes
+                .into_iter()
+                .map(|(marker, replies)| (marker.to_string(), replies.into()))
+                .collect();
+        });
+        Ok(mock)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -152,13 +177,20 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
         .unwrap_or("claude-mock")
         .to_string();
     let cwd = working_directory(&request).unwrap_or_default();
+    let first_message = request["messages"][0]["content"].to_string();
     let reply = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(request);
-        let reply = state
-            .script
-            .pop_front()
-            .unwrap_or_else(|| Reply::Text("Done.".into()));
+        let routed = state
+            .routes
+            .iter_mut()
+            .find(|(marker, _)| first_message.contains(marker.as_str()))
+            .map(|(_, replies)| replies.pop_front());
+        let reply = match routed {
+            Some(reply) => reply,
+            None => state.script.pop_front(),
+        }
+        .unwrap_or_else(|| Reply::Text("Done.".into()));
         if matches!(reply, Reply::Hang | Reply::TextThenHang(_)) {
             state.hanging += 1;
         }

@@ -92,6 +92,9 @@ pub enum Command {
     /// (admins), raise a task's to let it go on.
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// Task templates: list, show and run them.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Webhooks: endpoints that receive a tenant's task events as signed
     /// JSON POSTs, and their delivery log (admins only).
     #[command(subcommand)]
@@ -602,15 +605,24 @@ pub struct SubmitArgs {
     #[arg(
         short = 'f',
         long = "file",
-        required_unless_present = "prompt",
-        conflicts_with = "prompt"
+        required_unless_present_any = ["prompt", "template"],
+        conflicts_with_all = ["prompt", "template"]
     )]
     pub file: Option<PathBuf>,
 
     /// Submit this prompt as the task (one Claude Code step; with --plan,
-    /// planned into steps first) instead of a file.
+    /// planned into steps first) instead of a file. With --template, each
+    /// -p is one of the template's parameters, as key=value.
     #[arg(short = 'p', long)]
-    pub prompt: Option<String>,
+    pub prompt: Vec<String>,
+
+    /// Submit this template (`orca template list`), its parameters given
+    /// with -p key=value.
+    #[arg(long, conflicts_with_all = ["plan", "plan_only"])]
+    pub template: Option<String>,
+
+    #[command(flatten)]
+    pub templates: TemplateSource,
 
     /// Have the control plane plan the task's prompt into a DAG of steps.
     #[arg(long)]
@@ -728,6 +740,54 @@ pub struct RejectArgs {
     /// Why: the step's error, in its events and the audit log.
     #[arg(long)]
     pub reason: String,
+}
+
+/// Where templates come from besides the built-in set.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateSource {
+    /// A directory of templates (NAME.yaml), besides the built-in ones; a
+    /// template there replaces a built-in of its name.
+    #[arg(long, env = "ORCA_TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// The templates: built-in and from --templates-dir, with their
+    /// parameters (required ones marked *).
+    List {
+        #[command(flatten)]
+        templates: TemplateSource,
+    },
+    /// Print a template: its description, parameters and steps.
+    Show {
+        name: String,
+        #[command(flatten)]
+        templates: TemplateSource,
+    },
+    /// Submit a template as a task, with its parameters as -p key=value.
+    Run(TemplateRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateRunArgs {
+    pub name: String,
+    /// A parameter, as key=value (repeatable).
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// Follow the task until it finishes; exit non-zero if it fails.
+    #[arg(short, long)]
+    pub watch: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+    /// Submitting again with the same key returns the same task.
+    #[arg(long, env = "ORCA_IDEMPOTENCY_KEY")]
+    pub idempotency_key: Option<String>,
+    /// The tenant (namespace) for the task; the token's first by default.
+    #[arg(long, env = "ORCA_TENANT")]
+    pub tenant: Option<String>,
+    #[command(flatten)]
+    pub templates: TemplateSource,
 }
 
 #[derive(Debug, Subcommand)]

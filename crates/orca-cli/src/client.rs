@@ -40,13 +40,19 @@ pub fn describe(e: &anyhow::Error) -> String {
 }
 
 pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let mut spec = match (&args.file, &args.prompt) {
-        (Some(file), _) => taskfile::load(file)?,
-        (None, Some(prompt)) => orca_client::TaskSpec {
+    let mut spec = match (&args.file, &args.template, args.prompt.as_slice()) {
+        (Some(file), _, _) => taskfile::load(file)?,
+        // Rendered here: a missing or unknown parameter stops the submit
+        // before anything is stored.
+        (None, Some(name), params) => crate::template::render(name, params, &args.templates)?,
+        (None, None, [prompt]) => orca_client::TaskSpec {
             prompt: prompt.clone(),
             ..orca_client::TaskSpec::default()
         },
-        (None, None) => bail!("give a task file (-f) or a prompt (-p)"),
+        (None, None, []) => {
+            bail!("give a task file (-f), a prompt (-p) or a template (--template)")
+        }
+        (None, None, _) => bail!("-p: give one prompt, or --template NAME with -p key=value"),
     };
     spec.plan |= args.plan || args.plan_only;
     let client = connect(settings).await?;

@@ -10,6 +10,7 @@ mod local;
 mod output;
 mod state;
 mod taskfile;
+mod template;
 mod watch;
 mod webhook;
 
@@ -128,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
+        Command::Template(command) => template::template(target, command).await,
         Command::Watch(args) => client::watch(target, args).await,
         Command::Audit(args) => client::audit(target, args).await,
         Command::State(command) => state::state(target, command).await,

@@ -9,6 +9,7 @@ pub mod queue;
 pub mod run;
 pub mod spec;
 pub mod state;
+pub mod template;
 pub mod validate;
 
 pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};

@@ -1,0 +1,244 @@
+//! `orca template list|show|run` and `orca submit --template`: templates
+//! from the built-in set (`templates/` of the repository, in the binary)
+//! and from --templates-dir, rendered here, so a missing or unknown
+//! parameter is refused before anything reaches the control plane.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use orca_core::template::Template;
+
+use crate::args::{SubmitArgs, TemplateCommand, TemplateSource};
+use crate::output::print_table;
+
+/// The templates the binary carries: (name, file).
+const BUILT_IN: &[(&str, &str)] = &[
+    ("deploy", include_str!("../../../templates/deploy.yaml")),
+    ("feature", include_str!("../../../templates/feature.yaml")),
+    ("refactor", include_str!("../../../templates/refactor.yaml")),
+];
+
+/// A template's file, and where it came from.
+struct Found {
+    name: String,
+    text: String,
+    source: String,
+}
+
+fn parse(found: &Found) -> anyhow::Result<Template> {
+    let value: serde_json::Value = serde_yaml::from_str(&found.text)
+        .with_context(|| format!("template {} ({})", found.name, found.source))?;
+    Template::from_value(&found.name, value)
+        .with_context(|| format!("template {} ({})", found.name, found.source))
+}
+
+/// Every template: the directory's, then the built-ins it does not replace.
+fn all(source: &TemplateSource) -> anyhow::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    if let Some(dir) = &source.templates_dir {
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("--templates-dir {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            let Some(name) = template_name(&path) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            found.push(Found {
+                name,
+                text,
+                source: path.display().to_string(),
+            });
+        }
+    }
+    for (name, text) in BUILT_IN {
+        if !found.iter().any(|f| f.name == *name) {
+            found.push(Found {
+                name: name.to_string(),
+                text: text.to_string(),
+                source: "built-in".into(),
+            });
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// `NAME.yaml` (or `.yml`) names template NAME.
+fn template_name(path: &Path) -> Option<String> {
+    let extension = path.extension()?.to_str()?;
+    if !matches!(extension, "yaml" | "yml") {
+        return None;
+    }
+    Some(path.file_stem()?.to_str()?.to_string())
+}
+
+fn find(name: &str, source: &TemplateSource) -> anyhow::Result<Found> {
+    let all = all(source)?;
+    let names: Vec<String> = all.iter().map(|f| f.name.clone()).collect();
+    match all.into_iter().find(|f| f.name == name) {
+        Some(found) => Ok(found),
+        None => bail!(
+            "template {name:?} not found; there are: {}",
+            names.join(", ")
+        ),
+    }
+}
+
+/// The task a template makes with `params` (each key=value).
+pub fn render(
+    name: &str,
+    params: &[String],
+    source: &TemplateSource,
+) -> anyhow::Result<orca_core::TaskSpec> {
+    let template = parse(&find(name, source)?)?;
+    let given = params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => bail!("-p {p:?}: a template's parameter is key=value"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(template.render(&given)?)
+}
+
+pub async fn template(
+    settings: &orca_client::Settings,
+    command: TemplateCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        TemplateCommand::List { templates } => {
+            let mut rows = Vec::new();
+            for found in all(&templates)? {
+                let template = parse(&found)?;
+                let parameters: Vec<String> = template
+                    .parameters
+                    .iter()
+                    .map(|(key, p)| {
+                        if p.required {
+                            format!("{key}*")
+                        } else {
+                            key.clone()
+                        }
+                    })
+                    .collect();
+                let description: String = template.description.chars().take(70).collect();
+                rows.push(vec![
+                    found.name,
+                    found.source,
+                    parameters.join(","),
+                    description,
+                ]);
+            }
+            print_table(&["NAME", "SOURCE", "PARAMETERS", "DESCRIPTION"], &rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplateCommand::Show { name, templates } => {
+            let found = find(&name, &templates)?;
+            // Checked first: what is shown is a template that runs.
+            parse(&found)?;
+            println!("# {} ({})", found.name, found.source);
+            print!("{}", found.text);
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplateCommand::Run(run) => {
+            let args = SubmitArgs {
+                file: None,
+                prompt: run.params,
+                template: Some(run.name),
+                templates: run.templates,
+                plan: false,
+                plan_only: false,
+                watch: run.watch,
+                output: run.output,
+                idempotency_key: run.idempotency_key,
+                tenant: run.tenant,
+            };
+            crate::client::submit(settings, args).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_templates_load_and_render_with_their_required_parameters() {
+        let source = TemplateSource {
+            templates_dir: None,
+        };
+        let names: Vec<String> = all(&source)
+            .expect("templates")
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["deploy", "feature", "refactor"]);
+        let feature = render(
+            "feature",
+            &["feature=dark mode".into(), "repo=/srv/app.git".into()],
+            &source,
+        )
+        .expect("renders");
+        assert_eq!(feature.name, "feature: dark mode");
+        let ids: Vec<&str> = feature.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "plan",
+                "backend",
+                "frontend",
+                "tests",
+                "run-tests",
+                "review"
+            ]
+        );
+        assert!(
+            feature.steps[1]
+                .claude_code
+                .as_ref()
+                .expect("agent")
+                .model
+                .is_none()
+        );
+        let e = render("feature", &["feature=x".into()], &source).expect_err("no repo");
+        assert!(
+            e.to_string().starts_with("parameters.repo: required"),
+            "{e}"
+        );
+        let e = render("nope", &[], &source).expect_err("no such template");
+        assert!(
+            e.to_string()
+                .contains("there are: deploy, feature, refactor"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_directory_template_replaces_a_built_in_and_a_bad_one_names_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("feature.yaml"),
+            "parameters: {who: {required: true}}\nsteps:\n  - id: hi\n    shell: {command: [echo, \"${{ who }}\"]}\n",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("README.md"), "not a template").expect("write");
+        let source = TemplateSource {
+            templates_dir: Some(dir.path().to_path_buf()),
+        };
+        let spec = render("feature", &["who=me".into()], &source).expect("renders");
+        assert_eq!(
+            spec.steps[0].shell.as_ref().expect("shell").command,
+            ["echo", "me"]
+        );
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "steps:\n  - id: s\n    shell: {command: [sh, -c, \"echo ${{ x }}\"]}\n",
+        )
+        .expect("write");
+        let e = render("bad", &[], &source).expect_err("bad");
+        assert!(format!("{e:#}").contains("bad.yaml"), "{e:#}");
+    }
+}
