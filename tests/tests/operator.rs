@@ -757,3 +757,121 @@ async fn an_approval_annotation_on_a_task_becomes_the_decision_and_a_stranger_is
         json!(["deploy"])
     );
 }
+
+const TEMPLATES: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasktemplates";
+
+fn templated_task(name: &str, uid: &str, template: &str, parameters: Value) -> Value {
+    json!({
+        "apiVersion": "orca.dev/v1alpha1", "kind": "Task",
+        "metadata": {"name": name, "namespace": "team-a", "uid": uid, "generation": 1},
+        "spec": {"templateRef": {"name": template}, "parameters": parameters},
+    })
+}
+
+#[tokio::test]
+async fn a_task_with_a_template_ref_runs_its_namespaces_template_with_its_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)])
+        .await
+        .expect("server and worker");
+    let client = server.tasks().await.expect("client");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    mock.put(
+        &format!("{TEMPLATES}/greet"),
+        json!({
+            "apiVersion": "orca.dev/v1alpha1", "kind": "TaskTemplate",
+            "metadata": {"name": "greet", "namespace": "team-a", "uid": "uid-greet"},
+            "spec": {
+                "description": "Greets someone.",
+                "parameters": {
+                    "who": {"required": true},
+                    "times": {"type": "integer", "default": "2"},
+                },
+                "name": "greet ${{ who }}",
+                "steps": [{"id": "say", "shell": {
+                    "command": ["sh", "-c", "echo \"hello $WHO\" \"$1\" > /dev/null", "greet", "${{ times }}"],
+                    "env": {"WHO": "${{ who }}"},
+                }}],
+            },
+        }),
+    );
+    let path = format!("{TASKS}/hello");
+    mock.put(
+        &path,
+        templated_task(
+            "hello",
+            "uid-hello",
+            "greet",
+            json!({"who": "Ada; rm -rf / $(x)"}),
+        ),
+    );
+    // The first adds the finalizer; the second submits.
+    reconcile_task(&mock, &path, &ctx).await;
+    reconcile_task(&mock, &path, &ctx).await;
+    let id = status_of(&mock, &path)["taskId"]
+        .as_str()
+        .expect("submitted")
+        .to_string();
+    let task = wait_finished(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("finished");
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        task.message
+    );
+    let spec = task.spec.expect("spec");
+    assert_eq!(spec.name, "greet Ada; rm -rf / $(x)");
+    let Some(v1::step_spec::Runtime::Shell(shell)) = &spec.steps[0].runtime else {
+        panic!("a shell step");
+    };
+    assert_eq!(
+        shell.env["WHO"], "Ada; rm -rf / $(x)",
+        "the value, whole, in its env"
+    );
+    assert_eq!(shell.command[4], "2", "the default");
+}
+
+#[tokio::test]
+async fn a_template_ref_to_nothing_or_with_a_missing_parameter_fails_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let client = server.tasks().await.expect("client");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    // A built-in template, without its required repo.
+    let path = format!("{TASKS}/half");
+    mock.put(
+        &path,
+        templated_task("half", "uid-half", "refactor", json!({"goal": "tidy"})),
+    );
+    // The first adds the finalizer; the second submits.
+    reconcile_task(&mock, &path, &ctx).await;
+    reconcile_task(&mock, &path, &ctx).await;
+    let status = status_of(&mock, &path);
+    assert_eq!(status["phase"], "Failed");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("template refactor: parameters.repo: required"),
+        "{message}"
+    );
+    let path = format!("{TASKS}/nowhere");
+    mock.put(
+        &path,
+        templated_task("nowhere", "uid-nowhere", "nope", json!({})),
+    );
+    // The first adds the finalizer; the second submits.
+    reconcile_task(&mock, &path, &ctx).await;
+    reconcile_task(&mock, &path, &ctx).await;
+    let message = status_of(&mock, &path)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("no TaskTemplate \"nope\" in namespace team-a"),
+        "{message}"
+    );
+    assert!(all_task_ids(&client).await.expect("list").is_empty());
+}

@@ -7,17 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use orca_core::template::Template;
+use orca_core::template::{BUILT_IN, Template};
 
 use crate::args::{SubmitArgs, TemplateCommand, TemplateSource};
 use crate::output::print_table;
-
-/// The templates the binary carries: (name, file).
-const BUILT_IN: &[(&str, &str)] = &[
-    ("deploy", include_str!("../../../templates/deploy.yaml")),
-    ("feature", include_str!("../../../templates/feature.yaml")),
-    ("refactor", include_str!("../../../templates/refactor.yaml")),
-];
 
 /// A template's file, and where it came from.
 struct Found {

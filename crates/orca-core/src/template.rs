@@ -20,6 +20,14 @@ use serde_json::Value;
 
 use crate::{Error, Limits, TaskSpec, validate};
 
+/// The templates orca ships (`templates/` of the repository): (name, YAML
+/// file). The CLI and the operator both offer them.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("deploy", include_str!("../../../templates/deploy.yaml")),
+    ("feature", include_str!("../../../templates/feature.yaml")),
+    ("refactor", include_str!("../../../templates/refactor.yaml")),
+];
+
 /// A parameter's type; its value is checked, and written canonically.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,6 +1,7 @@
 //! The custom resources. `Agent` is a pool of workers the operator runs as
 //! a Deployment; `Task` is a task the operator submits to the control plane
-//! and mirrors back. Their schemas come from these types (`orca operator
+//! and mirrors back; `TaskTemplate` is a task with typed parameters that a
+//! `Task` names in `templateRef`. Their schemas come from these types (`orca operator
 //! crd`), so `kubectl apply` rejects what orca would reject where it can.
 
 // Each `printcolumn(...)` repeats `type_ = ...`; that is kube's syntax.
@@ -190,16 +191,100 @@ pub struct AgentStatus {
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self == oldSelf", "message": "a Task's spec cannot change once it is created; create a new Task"}
+    {"rule": "self == oldSelf", "message": "a Task's spec cannot change once it is created; create a new Task"},
+    {"rule": "!has(self.templateRef) || ((!has(self.steps) || size(self.steps) == 0) && (!has(self.prompt) || self.prompt == ''))", "message": "a Task with templateRef takes its steps from the template: give parameters, not steps or a prompt"}
 ]))]
 pub struct OrcaTaskSpec {
     /// Name, labels, priority and steps, exactly as in a task file.
     #[serde(flatten)]
     pub task: orca_core::TaskSpec,
+    /// Run this TaskTemplate of the Task's namespace (or, when it has none
+    /// of that name, the built-in template: feature, refactor, deploy)
+    /// instead of steps given here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_ref: Option<TemplateRef>,
+    /// The template's parameters, as text (`times: "3"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
     /// A finished Task is deleted this long after it finished; kept when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct TemplateRef {
+    pub name: String,
+}
+
+/// A task with typed parameters, substituted into its name, labels,
+/// prompts, models, commands, env and approvals as `${{ name }}`: what
+/// `orca template` runs from a file, as a resource. A value never lands
+/// inside a script; such a template is refused by name when a Task uses it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orca.dev",
+    version = "v1alpha1",
+    kind = "TaskTemplate",
+    namespaced,
+    shortname = "otemplate",
+    category = "orca",
+    doc = "A task with typed parameters, which Tasks name in templateRef",
+    printcolumn(
+        name = "Description",
+        type_ = "string",
+        json_path = ".spec.description"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskTemplateSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, TemplateParameter>,
+    /// The task, placeholders and all.
+    #[serde(flatten)]
+    pub task: orca_core::TaskSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateParameter {
+    /// string (the default), integer, number or boolean.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(string|integer|number|boolean)$"))]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Used when a Task does not give it, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    /// The only values accepted, when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+}
+
+impl TaskTemplateSpec {
+    /// The template file this resource holds, as orca-core reads one.
+    pub fn to_template(
+        &self,
+        name: &str,
+    ) -> Result<orca_core::template::Template, orca_core::Error> {
+        let mut file = serde_json::to_value(&self.task).unwrap_or_default();
+        let parameters = serde_json::to_value(&self.parameters).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut file {
+            map.insert("description".into(), self.description.clone().into());
+            map.insert("parameters".into(), parameters);
+        }
+        orca_core::template::Template::from_value(name, file)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -26,7 +26,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::task::JoinHandle;
 
 pub use control_plane::ControlPlane;
-pub use crd::{Agent, AgentSpec, AgentStatus, OrcaTask, OrcaTaskSpec, OrcaTaskStatus};
+pub use crd::{
+    Agent, AgentSpec, AgentStatus, OrcaTask, OrcaTaskSpec, OrcaTaskStatus, TaskTemplate,
+    TaskTemplateSpec,
+};
 pub use error::Error;
 pub use workers::WorkerSettings;
 
@@ -188,7 +191,7 @@ pub async fn run(
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let mut out = String::new();
-    for crd in [Agent::crd(), OrcaTask::crd()] {
+    for crd in [Agent::crd(), OrcaTask::crd(), crd::TaskTemplate::crd()] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
@@ -217,7 +220,9 @@ mod tests {
     #[test]
     fn deploy_examples_parse_and_validate() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
-        let mut seen = (0, 0);
+        let mut seen = (0, 0, 0);
+        let mut templates = std::collections::BTreeMap::new();
+        let mut templated = Vec::new();
         for entry in std::fs::read_dir(&dir).expect("deploy/examples") {
             let path = entry.expect("entry").path();
             let text = std::fs::read_to_string(&path).expect("readable");
@@ -231,14 +236,43 @@ mod tests {
                 Some("Task") => {
                     let task: super::OrcaTask = serde_yaml::from_str(&text)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    orca_core::validate(&task.spec.task, &orca_core::Limits::default())
-                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    if task.spec.template_ref.is_some() {
+                        templated.push((path, task));
+                    } else {
+                        orca_core::validate(&task.spec.task, &orca_core::Limits::default())
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    }
                     seen.1 += 1;
+                }
+                Some("TaskTemplate") => {
+                    let template: super::TaskTemplate = serde_yaml::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    let name = kube::ResourceExt::name_any(&template);
+                    let loaded = template
+                        .spec
+                        .to_template(&name)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    templates.insert(name, loaded);
+                    seen.2 += 1;
                 }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             }
         }
-        assert!(seen.0 >= 1 && seen.1 >= 1, "examples: {seen:?}");
+        // A Task naming a template renders with its parameters.
+        for (path, task) in templated {
+            let reference = task.spec.template_ref.as_ref().expect("a reference");
+            let template = templates
+                .get(&reference.name)
+                .unwrap_or_else(|| panic!("{}: no template {}", path.display(), reference.name));
+            let given: Vec<(String, String)> = task.spec.parameters.clone().into_iter().collect();
+            template
+                .render(&given)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        assert!(
+            seen.0 >= 1 && seen.1 >= 1 && seen.2 >= 1,
+            "examples: {seen:?}"
+        );
     }
 
     #[test]

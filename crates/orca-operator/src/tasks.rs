@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tonic::Code;
 
-use crate::crd::{OrcaTask, OrcaTaskStatus, TaskPhase};
+use crate::crd::{OrcaTask, OrcaTaskStatus, TaskPhase, TaskTemplate};
 use crate::status::task_status;
 use crate::{Context, Error};
 
@@ -135,7 +135,13 @@ async fn submit(task: &OrcaTask, ctx: &Context) -> Result<Result<String, String>
         name: task.name_any(),
         problem: "has no uid".into(),
     })?;
-    let mut spec = task.spec.task.clone();
+    let mut spec = match &task.spec.template_ref {
+        None => task.spec.task.clone(),
+        Some(reference) => match rendered(task, &reference.name, ctx).await? {
+            Ok(spec) => spec,
+            Err(refusal) => return Ok(Err(refusal)),
+        },
+    };
     if spec.name.is_empty() {
         spec.name = task.name_any();
     }
@@ -156,6 +162,45 @@ async fn submit(task: &OrcaTask, ctx: &Context) -> Result<Result<String, String>
         }
         Err(status) => Err(status.into()),
     }
+}
+
+/// The task a Task's `templateRef` makes with its `parameters`: the
+/// namespace's TaskTemplate of that name, else the built-in one.
+/// `Ok(Err(why))` when there is no such template, or it refuses the
+/// parameters (each named), which no retry changes.
+async fn rendered(
+    task: &OrcaTask,
+    name: &str,
+    ctx: &Context,
+) -> Result<Result<orca_core::TaskSpec, String>, Error> {
+    let api: Api<TaskTemplate> = Api::namespaced(ctx.kube.clone(), &namespace(task)?);
+    let template = match api.get_opt(name).await? {
+        Some(resource) => resource.spec.to_template(name),
+        None => match orca_core::template::BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == name)
+        {
+            Some((_, text)) => match serde_yaml::from_str::<serde_json::Value>(text) {
+                Ok(file) => orca_core::template::Template::from_value(name, file),
+                Err(e) => return Ok(Err(format!("the built-in template {name}: {e}"))),
+            },
+            None => {
+                return Ok(Err(format!(
+                    "templateRef: no TaskTemplate {name:?} in namespace {}, and no built-in template of that name",
+                    namespace(task)?
+                )));
+            }
+        },
+    };
+    let given: Vec<(String, String)> = task
+        .spec
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(template
+        .and_then(|t| t.render(&given))
+        .map_err(|e| format!("template {name}: {e}")))
 }
 
 /// Turns the Task's approval annotations into ApproveStep and RejectStep
