@@ -373,3 +373,32 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
     assert!(missing.contains("not found"), "{missing}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_awaiting_approval_is_announced_with_its_step() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[ALLOW])?;
+    let _worker = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let client = client_of(&server).await?;
+    let receiver = Receiver::start(&[], 204).await?;
+    client
+        .create_webhook("", &receiver.url, &["approval.requested"], SECRET)
+        .await?;
+    let spec = orca_client::parse_task(
+        "name: gated\nsteps:\n  - id: ship\n    approval: {message: 'Ship it?', approvers: [admin]}\n    shell: {command: [true]}\n",
+    )?;
+    let id = client.submit(spec).await?.task_id;
+    let announced = delivered(&receiver, 1).await?;
+    let body = announced[0].json();
+    assert_eq!(announced[0].event, "approval.requested");
+    assert_eq!(body["task"]["id"], id.as_str());
+    assert_eq!(body["step"]["id"], "ship");
+    assert_eq!(body["step"]["state"], "awaiting_approval");
+    client.approve_step(&id, "ship", "go").await?;
+    assert_eq!(
+        client.wait(&id).await?.state,
+        v1::TaskState::Succeeded as i32
+    );
+    Ok(())
+}
