@@ -4,10 +4,12 @@ worth another try."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import grpc
 
+from . import _config
 from ._config import Settings
 from .errors import OrcaError, trailer
 
@@ -132,3 +134,69 @@ def is_final(event: object) -> bool:
         v1.TASK_STATE_FAILED,
         v1.TASK_STATE_CANCELLED,
     )
+
+
+C = TypeVar("C", bound="Connection")
+
+#: How long calls that are safe to repeat are tried again on UNAVAILABLE.
+RETRY_UNAVAILABLE = 30.0
+
+
+def _path(value: Optional[str]) -> Optional[Path]:
+    return Path(value) if value else None
+
+
+class Connection:
+    """What the sync and asyncio clients share: their settings, the replica
+    they call, the token's metadata, and how they are made."""
+
+    def __init__(
+        self,
+        server: str = _config.DEFAULT_SERVER,
+        token: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        retry_unavailable_for: float = RETRY_UNAVAILABLE,
+    ) -> None:
+        self._settings = Settings(server, token, _path(ca_file), _path(client_cert), _path(client_key))
+        self._replicas = Replicas(server)
+        self._metadata = metadata(self._settings)
+        self._retry_for = retry_unavailable_for
+        self._connect()
+
+    @classmethod
+    def from_settings(cls: Type[C], settings: Settings, **options: Any) -> C:
+        return cls(
+            settings.server,
+            settings.token,
+            ca_file=str(settings.ca_file) if settings.ca_file else None,
+            client_cert=str(settings.client_cert) if settings.client_cert else None,
+            client_key=str(settings.client_key) if settings.client_key else None,
+            **options,
+        )
+
+    @classmethod
+    def from_env(cls: Type[C], **options: Any) -> C:
+        """Connects as the ``orca`` CLI would: ``ORCA_SERVER``,
+        ``ORCA_TOKEN`` / ``ORCA_TOKEN_FILE``, ``ORCA_CA_FILE``,
+        ``ORCA_CLIENT_CERT`` / ``ORCA_CLIENT_KEY``, else the config file's
+        context (``ORCA_CONFIG``, ``ORCA_CONTEXT``), else ``orca up``'s
+        defaults and ``.orca/admin.token``."""
+        return cls.from_settings(_config.resolve(), **options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(server={self._replicas.current!r})"
+
+    @property
+    def server(self) -> str:
+        """The replica calls go to now."""
+        return self._replicas.current
+
+    def _connect(self) -> None:
+        raise NotImplementedError
+
+    def _unavailable(self, error: grpc.RpcError) -> None:
+        if self._replicas.learn(error):
+            self._connect()

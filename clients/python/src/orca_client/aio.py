@@ -5,84 +5,49 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, Optional, TypeVar, cast
+from typing import AsyncIterator, Awaitable, Callable, Dict, Iterable, Optional, TypeVar, cast
 
 import grpc
 import grpc.aio
 
-from . import _channel, _config, v1
+from . import _channel, v1
 from ._spec import TaskSpecLike
-from .client import RETRY_UNAVAILABLE, Submitted, _FIRST_PAUSE, _LONGEST_PAUSE, _path, list_request, submit_request
+from .client import Submitted, _FIRST_PAUSE, _LONGEST_PAUSE, list_request, submit_request
 from .errors import OrcaError, StreamLost
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(_channel.Connection):
     """An asyncio client of orca's control plane; see :class:`orca_client.Client`.
 
     Use it as ``async with AsyncClient.from_env() as client: ...``, or call
     ``await client.close()``.
     """
 
-    def __init__(
-        self,
-        server: str = _config.DEFAULT_SERVER,
-        token: Optional[str] = None,
-        *,
-        ca_file: Optional[str] = None,
-        client_cert: Optional[str] = None,
-        client_key: Optional[str] = None,
-        retry_unavailable_for: float = RETRY_UNAVAILABLE,
-    ) -> None:
-        self._settings = _config.Settings(server, token, _path(ca_file), _path(client_cert), _path(client_key))
-        self._replicas = _channel.Replicas(server)
-        self._metadata = _channel.metadata(self._settings)
-        self._retry_for = retry_unavailable_for
-        self._channel: Optional[grpc.aio.Channel] = None
-        self._connect()
-
-    @classmethod
-    def from_env(cls, **options: Any) -> "AsyncClient":
-        """Connects as the ``orca`` CLI would; see :meth:`orca_client.Client.from_env`."""
-        settings = _config.resolve()
-        return cls(
-            settings.server,
-            settings.token,
-            ca_file=str(settings.ca_file) if settings.ca_file else None,
-            client_cert=str(settings.client_cert) if settings.client_cert else None,
-            client_key=str(settings.client_key) if settings.client_key else None,
-            **options,
-        )
-
-    def __repr__(self) -> str:
-        return f"AsyncClient(server={self._replicas.current!r})"
+    _grpc: Optional[grpc.aio.Channel] = None
 
     def _connect(self) -> None:
-        old = self._channel
+        old = self._grpc
         if old is not None:
             asyncio.ensure_future(old.close(None))
         address, credentials = _channel.target(self._replicas.current, self._settings)
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=_channel.OPTIONS)
+            self._grpc = grpc.aio.insecure_channel(address, options=_channel.OPTIONS)
         else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=_channel.OPTIONS)
-        self._tasks, self._state = _channel.stubs(self._channel)
+            self._grpc = grpc.aio.secure_channel(address, credentials, options=_channel.OPTIONS)
+        self._tasks, self._state = _channel.stubs(self._grpc)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        if self._grpc is not None:
+            await self._grpc.close(None)
+            self._grpc = None
 
     async def __aenter__(self) -> "AsyncClient":
         return self
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
-
-    def _unavailable(self, error: grpc.RpcError) -> None:
-        if self._replicas.learn(error):
-            self._connect()
 
     async def _call(self, call: Callable[[], Awaitable[T]], repeat: bool = True) -> T:
         deadline = time.monotonic() + self._retry_for

@@ -6,23 +6,17 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar, cast
 
 import grpc
 
-from . import _channel, _config, v1
+from . import _channel, v1
 from ._spec import TaskSpecLike, to_spec
 from .errors import OrcaError, StreamLost
 
 T = TypeVar("T")
 
-
-def _path(value: Optional[str]) -> Optional[Path]:
-    return Path(value) if value else None
-
-#: How long calls that are safe to repeat are tried again on UNAVAILABLE.
-RETRY_UNAVAILABLE = 30.0
+RETRY_UNAVAILABLE = _channel.RETRY_UNAVAILABLE
 _FIRST_PAUSE = 0.1
 _LONGEST_PAUSE = 2.0
 
@@ -62,83 +56,37 @@ def list_request(
     )
 
 
-class Client:
+class Client(_channel.Connection):
     """A client of orca's control plane.
 
     ``server`` is a URL (``http://127.0.0.1:7070``, ``https://...`` for TLS)
     or several replicas' separated by commas; calls go to the one that
-    leads. The token is never logged or shown by ``repr``.
+    leads. The token is never logged or shown by ``repr``. ``from_env()``
+    connects as the ``orca`` CLI would.
     """
 
-    def __init__(
-        self,
-        server: str = _config.DEFAULT_SERVER,
-        token: Optional[str] = None,
-        *,
-        ca_file: Optional[str] = None,
-        client_cert: Optional[str] = None,
-        client_key: Optional[str] = None,
-        retry_unavailable_for: float = RETRY_UNAVAILABLE,
-    ) -> None:
-        self._settings = _config.Settings(server, token, _path(ca_file), _path(client_cert), _path(client_key))
-        self._replicas = _channel.Replicas(server)
-        self._metadata = _channel.metadata(self._settings)
-        self._retry_for = retry_unavailable_for
-        self._channel: Optional[grpc.Channel] = None
-        self._connect()
-
-    @classmethod
-    def from_settings(cls, settings: _config.Settings, **options: Any) -> "Client":
-        return cls(
-            settings.server,
-            settings.token,
-            ca_file=str(settings.ca_file) if settings.ca_file else None,
-            client_cert=str(settings.client_cert) if settings.client_cert else None,
-            client_key=str(settings.client_key) if settings.client_key else None,
-            **options,
-        )
-
-    @classmethod
-    def from_env(cls, **options: Any) -> "Client":
-        """Connects as the ``orca`` CLI would: ``ORCA_SERVER``,
-        ``ORCA_TOKEN`` / ``ORCA_TOKEN_FILE``, ``ORCA_CA_FILE``,
-        ``ORCA_CLIENT_CERT`` / ``ORCA_CLIENT_KEY``, else the config file's
-        context (``ORCA_CONFIG``, ``ORCA_CONTEXT``), else ``orca up``'s
-        defaults and ``.orca/admin.token``."""
-        return cls.from_settings(_config.resolve(), **options)
-
-    def __repr__(self) -> str:
-        return f"Client(server={self._replicas.current!r})"
+    _grpc: Optional[grpc.Channel] = None
 
     def _connect(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
+        if self._grpc is not None:
+            self._grpc.close()
         address, credentials = _channel.target(self._replicas.current, self._settings)
         if credentials is None:
-            self._channel = grpc.insecure_channel(address, options=_channel.OPTIONS)
+            self._grpc = grpc.insecure_channel(address, options=_channel.OPTIONS)
         else:
-            self._channel = grpc.secure_channel(address, credentials, options=_channel.OPTIONS)
-        self._tasks, self._state = _channel.stubs(self._channel)
-
-    @property
-    def server(self) -> str:
-        """The replica calls go to now."""
-        return self._replicas.current
+            self._grpc = grpc.secure_channel(address, credentials, options=_channel.OPTIONS)
+        self._tasks, self._state = _channel.stubs(self._grpc)
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        if self._grpc is not None:
+            self._grpc.close()
+            self._grpc = None
 
     def __enter__(self) -> "Client":
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    def _unavailable(self, error: grpc.RpcError) -> None:
-        if self._replicas.learn(error):
-            self._connect()
 
     def _call(self, call: Callable[[], T], repeat: bool = True) -> T:
         """Runs ``call``; while it fails as UNAVAILABLE, and ``repeat`` says
