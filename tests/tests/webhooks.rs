@@ -402,3 +402,48 @@ async fn a_step_awaiting_approval_is_announced_with_its_step() -> anyhow::Result
     );
     Ok(())
 }
+
+/// An endpoint receives the events after it was registered, never those
+/// from before, even when another endpoint came and went in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_gets_only_the_events_after_it_was_registered() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[ALLOW])?;
+    let _worker = server.worker("w", &["shell"], 2)?;
+    server.wait_for_agents(&["w"]).await?;
+    let client = client_of(&server).await?;
+    let before = client.submit(spec("before", "true")).await?.task_id;
+    client.wait(&before).await?;
+    let first = Receiver::start(&[], 204).await?;
+    let gone = client
+        .create_webhook("", &first.url, &["task.succeeded"], SECRET)
+        .await?;
+    let seen = client.submit(spec("seen", "true")).await?.task_id;
+    client.wait(&seen).await?;
+    assert_eq!(
+        delivered(&first, 1).await?[0].json()["task"]["id"],
+        seen.as_str()
+    );
+    client.delete_webhook(&gone.id).await?;
+    let between = client.submit(spec("between", "true")).await?.task_id;
+    client.wait(&between).await?;
+
+    let second = Receiver::start(&[], 204).await?;
+    let kept = client
+        .create_webhook("", &second.url, &["task.succeeded"], SECRET)
+        .await?;
+    let after = client.submit(spec("after", "true")).await?.task_id;
+    client.wait(&after).await?;
+    let got = delivered(&second, 1).await?;
+    assert_eq!(got[0].json()["task"]["id"], after.as_str());
+    // Deliveries are made in the order of the events, so any of an event
+    // from before would be in the log by now.
+    let log = client
+        .webhook_deliveries(&kept.id, 10, "")
+        .await?
+        .deliveries;
+    let tasks: Vec<&str> = log.iter().map(|d| d.task_id.as_str()).collect();
+    assert_eq!(tasks, [after.as_str()], "nothing from before it");
+    assert_eq!(first.received().len(), 1, "nothing after it was removed");
+    Ok(())
+}

@@ -100,6 +100,9 @@ impl Dispatcher {
         // A removed endpoint's deliveries went with it.
         let webhooks = &self.webhooks;
         self.chains.retain(|(id, _), _| webhooks.contains_key(id));
+        // Registering the first endpoint stores where to follow from (see
+        // `Webhooks::create`); without endpoints the loop stood still.
+        self.cursor = self.cursor.max(self.store.webhook_cursor().await?);
         Ok(())
     }
 
@@ -136,9 +139,8 @@ impl Dispatcher {
             .cloned()
             .collect();
         if enabled.is_empty() {
-            // Nobody to deliver to: an endpoint gets only the events after
-            // it was registered, so the cursor may skip ahead.
-            self.cursor = self.store.fleet_head().await?;
+            // Nobody to deliver to: no reads at all. The next endpoint
+            // stores where to follow from when it is registered.
             return Ok(());
         }
         loop {

@@ -120,11 +120,12 @@ impl Webhooks {
             created_at: orca_api::convert::now_micros(),
         };
         let mut writes = vec![Write::Webhook(Box::new(webhook.clone()))];
-        if self.store.webhook_cursor().await? == 0 {
-            // The first endpoint ever: the delivery loop has kept its place
-            // in memory only. Stored now, the events from here on are this
-            // endpoint's even if the control plane stops before the loop
-            // first looks.
+        let others_enabled = self.store.webhooks().await?.iter().any(|w| w.enabled);
+        if !others_enabled {
+            // The delivery loop stands still while no endpoint is enabled.
+            // It follows on from here: an endpoint gets only the events
+            // after it was registered, and, stored, this place holds even
+            // if the control plane stops before the loop first looks.
             writes.push(Write::Deliveries {
                 cursor: Some(self.store.fleet_head().await?),
                 deliveries: Vec::new(),
