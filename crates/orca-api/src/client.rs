@@ -80,6 +80,18 @@ pub fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
         .map_err(|e| Error::Client(format!("TLS settings for {server}: {e}")))
 }
 
+/// The innermost cause of an error, as people need it: "Connection
+/// refused", not "transport error".
+pub fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut reason = e.to_string();
+    let mut cause = e.source();
+    while let Some(inner) = cause {
+        reason = inner.to_string();
+        cause = inner.source();
+    }
+    reason
+}
+
 /// Adds `authorization: Bearer <token>` to each request (nothing without a
 /// token; the server then answers UNAUTHENTICATED), and the caller's trace
 /// context (`traceparent`), so the server's spans join the caller's trace.

@@ -99,6 +99,22 @@ pub type EventStream = BoxStream<'static, Result<v1::Event, Error>>;
 /// Tasks, a page at a time, as [`Client::list`] yields them.
 pub type TaskStream = BoxStream<'static, Result<v1::Task, Error>>;
 
+/// Calls `method` of the `stub` with `request`, again while the control
+/// plane answers UNAVAILABLE (see `Client::retrying`): for calls that are
+/// safe to repeat.
+macro_rules! retried {
+    ($client:expr, $stub:ident, $method:ident, $request:expr) => {{
+        let request = $request;
+        $client
+            .retrying(|| {
+                let mut stub = $client.$stub.clone();
+                let request = request.clone();
+                async move { stub.$method(request).await }
+            })
+            .await
+    }};
+}
+
 /// How long a client looks for the replica that leads, among several.
 const FIND_LEADER: Duration = Duration::from_secs(10);
 
@@ -213,7 +229,7 @@ impl Client {
             } else {
                 replicas.current()
             },
-            reason: transport_reason(&e),
+            reason: orca_api::client::innermost_cause(&e),
         })?;
         Ok(Client {
             tasks: TaskServiceClient::with_interceptor(replicas.clone(), bearer.clone()),
@@ -297,13 +313,7 @@ impl Client {
             idempotency_key: idempotency_key.clone(),
             tenant: task.tenant,
         };
-        let answer = self
-            .retrying(|| {
-                let mut stub = self.tasks.clone();
-                let request = request.clone();
-                async move { stub.submit_task(request).await }
-            })
-            .await?;
+        let answer = retried!(self, tasks, submit_task, request)?;
         Ok(Submitted {
             task_id: answer.task_id,
             created: answer.created,
@@ -348,12 +358,7 @@ impl Client {
         let request = v1::GetTaskRequest {
             task_id: task_id.to_string(),
         };
-        self.retrying(|| {
-            let mut stub = self.tasks.clone();
-            let request = request.clone();
-            async move { stub.get_task(request).await }
-        })
-        .await
+        retried!(self, tasks, get_task, request)
     }
 
     /// Cancels a task: running steps are stopped. Cancelling an ended task
@@ -362,12 +367,7 @@ impl Client {
         let request = v1::CancelTaskRequest {
             task_id: task_id.to_string(),
         };
-        self.retrying(|| {
-            let mut stub = self.tasks.clone();
-            let request = request.clone();
-            async move { stub.cancel_task(request).await }
-        })
-        .await
+        retried!(self, tasks, cancel_task, request)
     }
 
     /// Runs a failed or cancelled task's unfinished steps again; the steps
@@ -444,25 +444,17 @@ impl Client {
             tenant: tenant.to_string(),
             budget: Some(budget),
         };
-        self.retrying(|| {
-            let mut stub = self.tasks.clone();
-            let request = request.clone();
-            async move { stub.set_tenant_budget(request).await }
-        })
-        .await
+        retried!(self, tasks, set_tenant_budget, request)
     }
 
     /// Each tenant's spending and budget.
     pub async fn tenant_budgets(&self) -> Result<Vec<v1::TenantSpending>, Error> {
-        let answer = self
-            .retrying(|| {
-                let mut stub = self.tasks.clone();
-                async move {
-                    stub.list_tenant_budgets(v1::ListTenantBudgetsRequest {})
-                        .await
-                }
-            })
-            .await?;
+        let answer = retried!(
+            self,
+            tasks,
+            list_tenant_budgets,
+            v1::ListTenantBudgetsRequest {}
+        )?;
         Ok(answer.tenants)
     }
 
@@ -477,12 +469,7 @@ impl Client {
             page_token: page_token.to_string(),
             ..filter.clone()
         };
-        self.retrying(|| {
-            let mut stub = self.tasks.clone();
-            let request = request.clone();
-            async move { stub.list_tasks(request).await }
-        })
-        .await
+        retried!(self, tasks, list_tasks, request)
     }
 
     /// Every task `filter` selects, newest first, fetched a page
@@ -539,34 +526,19 @@ impl Client {
             after_seq,
             page_size,
         };
-        let answer = self
-            .retrying(|| {
-                let mut stub = self.tasks.clone();
-                async move { stub.list_audit(request).await }
-            })
-            .await?;
+        let answer = retried!(self, tasks, list_audit, request)?;
         Ok(answer.events)
     }
 
     /// The connected workers.
     pub async fn agents(&self) -> Result<Vec<v1::Agent>, Error> {
-        let answer = self
-            .retrying(|| {
-                let mut stub = self.agents.clone();
-                async move { stub.list_agents(v1::ListAgentsRequest {}).await }
-            })
-            .await?;
+        let answer = retried!(self, agents, list_agents, v1::ListAgentsRequest {})?;
         Ok(answer.agents)
     }
 
     /// The control plane's replicas, and which one leads.
     pub async fn servers(&self) -> Result<Vec<v1::ControlPlaneServer>, Error> {
-        let answer = self
-            .retrying(|| {
-                let mut stub = self.agents.clone();
-                async move { stub.list_servers(v1::ListServersRequest {}).await }
-            })
-            .await?;
+        let answer = retried!(self, agents, list_servers, v1::ListServersRequest {})?;
         Ok(answer.servers)
     }
 
@@ -596,12 +568,7 @@ impl Client {
 
     /// The registered webhook endpoints the caller may see.
     pub async fn webhooks(&self) -> Result<Vec<v1::Webhook>, Error> {
-        let answer = self
-            .retrying(|| {
-                let mut stub = self.tasks.clone();
-                async move { stub.list_webhooks(v1::ListWebhooksRequest {}).await }
-            })
-            .await?;
+        let answer = retried!(self, tasks, list_webhooks, v1::ListWebhooksRequest {})?;
         Ok(answer.webhooks)
     }
 
@@ -625,12 +592,7 @@ impl Client {
             page_size,
             page_token: page_token.to_string(),
         };
-        self.retrying(|| {
-            let mut stub = self.tasks.clone();
-            let request = request.clone();
-            async move { stub.list_webhook_deliveries(request).await }
-        })
-        .await
+        retried!(self, tasks, list_webhook_deliveries, request)
     }
 
     /// A shared-state value.
@@ -638,12 +600,7 @@ impl Client {
         let request = v1::GetStateRequest {
             r#ref: Some(key.to_ref()),
         };
-        self.retrying(|| {
-            let mut stub = self.state.clone();
-            let request = request.clone();
-            async move { stub.get_state(request).await }
-        })
-        .await
+        retried!(self, state, get_state, request)
     }
 
     /// Stores a value, given as JSON text (the server refuses text that is
@@ -695,12 +652,7 @@ impl Client {
             after_key: after_key.to_string(),
             page_size: 0,
         };
-        self.retrying(|| {
-            let mut stub = self.state.clone();
-            let request = request.clone();
-            async move { stub.list_state(request).await }
-        })
-        .await
+        retried!(self, state, list_state, request)
     }
 }
 
@@ -742,16 +694,4 @@ fn decision(task_id: &str, step_id: &str, reason: &str) -> v1::DecideStepRequest
         step_id: step_id.to_string(),
         reason: reason.to_string(),
     }
-}
-
-/// The innermost cause of a failed connection: "Connection refused", not
-/// "transport error".
-fn transport_reason(e: &tonic::transport::Error) -> String {
-    let mut reason = e.to_string();
-    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(inner) = cause {
-        reason = inner.to_string();
-        cause = inner.source();
-    }
-    reason
 }

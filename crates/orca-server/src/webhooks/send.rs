@@ -206,7 +206,8 @@ impl Sender {
         .await;
         match tried {
             Err(_) => answer(None, format!("no answer within {}s", TIMEOUT.as_secs())),
-            Ok(Err(e)) => answer(None, transport_error(&e)),
+            // The innermost cause: "connection refused", the guard's refusal.
+            Ok(Err(e)) => answer(None, orca_api::client::innermost_cause(&e)),
             Ok(Ok((status, _))) if status.is_success() => {
                 answer(Some(status.as_u16()), String::new())
             }
@@ -219,17 +220,6 @@ impl Sender {
             }
         }
     }
-}
-
-/// The innermost cause: "connection refused", the guard's refusal.
-fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
-    let mut reason = e.to_string();
-    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(inner) = cause {
-        reason = inner.to_string();
-        cause = inner.source();
-    }
-    reason
 }
 
 #[cfg(test)]
