@@ -1,0 +1,442 @@
+//! The flags of the long-running commands: `orca server`, `orca up`,
+//! `orca worker` and `orca operator run`.
+
+use super::*;
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Print the CustomResourceDefinitions (Agent, Task) as YAML.
+    Crd,
+    /// Run the operator in a cluster: reconcile Agents and Tasks against the
+    /// control plane at --server (with --token, a developer token for all
+    /// tenants).
+    Run(Box<OperatorRunArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorRunArgs {
+    /// Watch Agents and Tasks in this namespace only; all namespaces when unset.
+    #[arg(long, env = "ORCA_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This replica's name in the leader lease and in Events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// The coordination.k8s.io Lease replicas elect a leader with.
+    #[arg(long, env = "ORCA_LEASE_NAME", default_value = "orca-operator")]
+    pub lease_name: String,
+    /// The lease's namespace (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// A leader that has not renewed for this long loses the lease.
+    #[arg(long, env = "ORCA_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often each pool's load is read and its size decided.
+    #[arg(long, env = "ORCA_SCALE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub scale_interval: Duration,
+    /// The image of worker pods when an Agent names none.
+    #[arg(long, env = "ORCA_WORKER_IMAGE")]
+    pub worker_image: String,
+    /// The control plane's address as worker pods reach it; --server when unset.
+    #[arg(long, env = "ORCA_WORKER_SERVER")]
+    pub worker_server: Option<String>,
+    /// The Secret (in each Agent's namespace) holding a worker-role token.
+    #[arg(
+        long,
+        env = "ORCA_WORKER_TOKEN_SECRET",
+        default_value = "orca-worker-token"
+    )]
+    pub worker_token_secret: String,
+    /// The key of the token in that Secret.
+    #[arg(long, env = "ORCA_WORKER_TOKEN_KEY", default_value = "token")]
+    pub worker_token_key: String,
+    /// The Secret (in each Agent's namespace, key `token`) that worker pods
+    /// ask scrapers of their /metrics for; without it, worker pods serve no
+    /// HTTP port (no metrics, no HTTP probes).
+    #[arg(long, env = "ORCA_WORKER_METRICS_TOKEN_SECRET")]
+    pub worker_metrics_token_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum Durability {
+    /// Survives a crash of orca; may lose the last commits on power loss.
+    #[default]
+    Process,
+    /// fsync on every commit: survives power loss.
+    Machine,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Directory for the tokens and keys orca makes, and for orca.db unless
+    /// --store names another place.
+    #[arg(long, env = "ORCA_DATA_DIR", default_value = ".orca")]
+    pub data_dir: PathBuf,
+
+    /// Where tasks are kept: sqlite:///path/to/orca.db, or
+    /// postgres://user@host:port/database [default: orca.db in --data-dir]
+    // Read as text and checked by `store_url`: clap's own error would echo
+    // the value, password and all.
+    #[arg(long, env = "ORCA_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+
+    #[arg(long, env = "ORCA_DURABILITY", value_enum, default_value_t)]
+    pub durability: Durability,
+
+    /// A worker silent this long loses its steps, which run again elsewhere;
+    /// after a restart, running steps wait this long for their worker.
+    #[arg(long, env = "ORCA_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// How often workers heartbeat; shorter than the lease TTL.
+    #[arg(long, env = "ORCA_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Unfinished tasks held whole in memory. Beyond them, a queued task
+    /// nobody started keeps only its place in the queue, and is read back
+    /// from the store as it nears the head (about a tenth of the memory).
+    #[arg(long, env = "ORCA_HOT_TASKS", default_value_t = orca_server::DEFAULT_HOT_TASKS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub hot_tasks: usize,
+}
+
+impl StoreArgs {
+    /// Where `--store` points; `None` for orca.db in `--data-dir`.
+    pub fn store_url(&self) -> anyhow::Result<Option<StoreUrl>> {
+        self.store
+            .as_deref()
+            .map(|url| url.parse().map_err(|e| anyhow::anyhow!("--store: {e}")))
+            .transpose()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+}
+
+/// The control plane's settings, for `orca server` and `orca up` alike.
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    /// Address for gRPC. Loopback by default; say 0.0.0.0:7070 to serve others.
+    #[arg(long, env = "ORCA_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Where to serve /metrics (Prometheus), /healthz, /readyz and the
+    /// JSON API under /api/v1 over HTTP, e.g. 127.0.0.1:7071; not served
+    /// without it.
+    #[arg(long, env = "ORCA_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Mark console session cookies Secure even though this port speaks
+    /// plain HTTP: for a proxy or Ingress that serves it over TLS. (With
+    /// --tls-cert they are Secure anyway.)
+    #[arg(long, env = "ORCA_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// A YAML file of tenants' budgets (`team-a: {usdPerDay: 50,
+    /// usdPerMonth: 800}`), set on every start; `orca budget set` changes
+    /// one until the next.
+    #[arg(long, env = "ORCA_TENANT_BUDGETS")]
+    pub tenant_budgets: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub planner: PlannerArgs,
+
+    #[command(flatten)]
+    pub replica: ReplicaArgs,
+
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+
+    /// Let webhook endpoints reach loopback, link-local and private
+    /// networks (RFC 1918, CGNAT, IPv6 unique local). Off by default, so a
+    /// webhook cannot be turned on what sits inside the cluster.
+    #[arg(long, env = "ORCA_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
+    pub webhook_allow_private_networks: bool,
+}
+
+/// Agents' session checkpoints, which workers leave with the control plane
+/// so a retry resumes the session on any worker.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Largest checkpoint kept (a session's transcript and workspace,
+    /// compressed); a larger one is refused and the session stays on its
+    /// worker.
+    #[arg(long, env = "ORCA_MAX_CHECKPOINT_BYTES", default_value_t = 8 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_checkpoint_bytes: u64,
+
+    /// How long a finished task's checkpoints are kept (for `orca retry`),
+    /// then removed.
+    #[arg(long, env = "ORCA_CHECKPOINT_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub checkpoint_retention: Duration,
+}
+
+/// How this control plane shares a PostgreSQL store with other replicas:
+/// one leads, the others stand by.
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// How long the leader's lease lasts without renewal: a standby takes
+    /// over about this long after the leader dies. PostgreSQL only.
+    #[arg(long, env = "ORCA_LEADER_LEASE", default_value = "4s", value_parser = parse_duration)]
+    pub leader_lease: Duration,
+
+    /// This replica's name in `orca get servers`; the host name by default.
+    #[arg(long, env = "ORCA_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// The host:port clients reach this replica's gRPC port at, which the
+    /// standbys hand out while it leads (a pod IP, a host name); the listen
+    /// address by default.
+    #[arg(long, env = "ORCA_ADVERTISE")]
+    pub advertise: Option<String>,
+}
+
+/// The planner, which turns a prompt task with `plan: true` into steps with
+/// one call to the Anthropic Messages API.
+#[derive(Debug, Args)]
+pub struct PlannerArgs {
+    /// A file holding the planner's Anthropic API key; $ANTHROPIC_API_KEY
+    /// otherwise. Without a key, tasks asking to be planned are refused.
+    #[arg(long, env = "ORCA_PLANNER_API_KEY_FILE")]
+    pub planner_api_key_file: Option<PathBuf>,
+
+    /// The model that plans.
+    #[arg(long, env = "ORCA_PLANNER_MODEL", default_value = orca_server::planner::PlannerConfig::DEFAULT_MODEL)]
+    pub planner_model: String,
+
+    /// The Messages API's base URL; $ANTHROPIC_BASE_URL, else
+    /// https://api.anthropic.com.
+    #[arg(long, env = "ORCA_PLANNER_BASE_URL")]
+    pub planner_base_url: Option<String>,
+
+    /// How long one planning call may take.
+    #[arg(long, env = "ORCA_PLANNER_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub planner_timeout: Duration,
+}
+
+/// Input limits; each refusal names the limit it hit. Unset ones keep their
+/// defaults.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Largest gRPC message accepted [default: 4194304].
+    #[arg(long, env = "ORCA_MAX_MESSAGE_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_message_bytes: Option<u64>,
+    /// Steps per task [default: 1000].
+    #[arg(long, env = "ORCA_MAX_STEPS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_steps: Option<u64>,
+    /// Bytes of one step's command, all arguments together [default: 65536].
+    #[arg(long, env = "ORCA_MAX_COMMAND_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_command_bytes: Option<u64>,
+    /// Bytes of one step's environment, keys and values [default: 65536].
+    #[arg(long, env = "ORCA_MAX_ENV_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_env_bytes: Option<u64>,
+    /// Labels per task [default: 64].
+    #[arg(long, env = "ORCA_MAX_LABELS", value_parser = clap::value_parser!(u64).range(0..))]
+    pub max_labels: Option<u64>,
+    /// Bytes of a step's output JSON; a larger one fails the attempt [default: 1048576].
+    #[arg(long, env = "ORCA_MAX_OUTPUT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_output_bytes: Option<u64>,
+    /// Bytes of one log line; longer ones are cut and marked [default: 16384].
+    #[arg(long, env = "ORCA_MAX_LOG_LINE_BYTES", value_parser = clap::value_parser!(u64).range(64..))]
+    pub max_log_line_bytes: Option<u64>,
+    /// Watch streams one caller may hold open [default: 64].
+    #[arg(long, env = "ORCA_MAX_WATCHES_PER_CALLER", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_watches_per_caller: Option<u64>,
+    /// Bytes of a Claude Code step's prompt [default: 262144].
+    #[arg(long, env = "ORCA_MAX_PROMPT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_prompt_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The defaults with the given flags applied.
+    pub fn apply(&self, limits: &mut orca_core::Limits) {
+        let set = |target: &mut usize, value: Option<u64>| {
+            if let Some(value) = value {
+                *target = usize::try_from(value).unwrap_or(usize::MAX);
+            }
+        };
+        set(&mut limits.max_message_bytes, self.max_message_bytes);
+        set(&mut limits.max_steps, self.max_steps);
+        set(&mut limits.max_command_bytes, self.max_command_bytes);
+        set(&mut limits.max_env_bytes, self.max_env_bytes);
+        set(&mut limits.max_labels, self.max_labels);
+        set(&mut limits.max_output_bytes, self.max_output_bytes);
+        set(&mut limits.max_log_line_bytes, self.max_log_line_bytes);
+        set(
+            &mut limits.max_watches_per_caller,
+            self.max_watches_per_caller,
+        );
+        set(&mut limits.max_prompt_bytes, self.max_prompt_bytes);
+    }
+}
+
+/// Who may call, over what, and how often.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Tokens file: one `sha256:<hex> <role> <name> [tenants=a,b|*]` per
+    /// line. Without it, DATA_DIR/tokens is used, created with an admin and
+    /// a worker token on first start.
+    #[arg(long, env = "ORCA_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Accept HS256 JWTs signed with the secret in this file (32 bytes or more).
+    #[arg(long, env = "ORCA_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Accept RS256 JWTs signed by the key whose PEM public half is in this file.
+    #[arg(long, env = "ORCA_JWT_RS256_PUBLIC_KEY")]
+    pub jwt_rs256_public_key: Option<PathBuf>,
+
+    /// JWTs must carry this `iss`.
+    #[arg(long, env = "ORCA_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// JWTs must carry this `aud`.
+    #[arg(long, env = "ORCA_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Serve TLS with this PEM certificate chain (re-read when it changes).
+    #[arg(long, env = "ORCA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ORCA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Client certificates must chain to these PEM CAs, and workers must
+    /// present one (mTLS).
+    #[arg(long, env = "ORCA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Requests per second per caller (token name or JWT subject), e.g.
+    /// `50` or `50/200` for a burst of 200. Over it: RESOURCE_EXHAUSTED with
+    /// a retry hint. No limit by default.
+    #[arg(long, env = "ORCA_RATE_LIMIT", value_parser = parse_rate)]
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Name shown in `orca get agents`; defaults to the host name.
+    #[arg(long, env = "ORCA_WORKER_NAME")]
+    pub name: Option<String>,
+
+    /// The pool (Kubernetes `Agent`) this worker belongs to.
+    #[arg(long, env = "ORCA_POOL", default_value = "")]
+    pub pool: String,
+
+    /// The pool's cap on Claude Code steps running at once, across all its
+    /// workers (0: none): fan-out stops here before the provider's limit.
+    #[arg(long, env = "ORCA_MAX_CONCURRENT_AGENTS", default_value_t = 0)]
+    pub max_concurrent_agents: u32,
+
+    #[command(flatten)]
+    pub offer: OfferArgs,
+
+    /// Root of per-attempt workspaces.
+    #[arg(long, env = "ORCA_WORK_DIR", default_value = ".orca/work")]
+    pub work_dir: PathBuf,
+
+    /// One file per secret, named as steps name them in `secretEnv` (a
+    /// mounted Kubernetes Secret has this layout).
+    #[arg(long, env = "ORCA_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// Leave each attempt's workspace behind when it ends, for debugging;
+    /// by default it is removed (it may hold what a step made of a secret).
+    #[arg(long, env = "ORCA_KEEP_WORKSPACES")]
+    pub keep_workspaces: bool,
+
+    /// On SIGTERM or Ctrl-C: take no new work, let running steps finish for
+    /// this long, then hand the rest back to run elsewhere at once.
+    #[arg(long, env = "ORCA_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
+
+    /// Largest session checkpoint an agent step leaves with the control
+    /// plane when it ends short of success, so its retry resumes on any
+    /// worker; workspace files beyond it are left out. 0: sessions stay on
+    /// this worker.
+    #[arg(long, env = "ORCA_CHECKPOINT_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub checkpoint_max_bytes: u64,
+
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+
+    /// Where to serve this worker's /metrics (Prometheus), /healthz and
+    /// /readyz over HTTP, e.g. 127.0.0.1:7071; not served without it.
+    #[arg(long, env = "ORCA_WORKER_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// A file holding the bearer token /metrics asks scrapers for; needed
+    /// when --http-listen is not a loopback address.
+    #[arg(long, env = "ORCA_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// How a worker runs `claudeCode` steps.
+#[derive(Debug, Args)]
+pub struct ClaudeArgs {
+    /// The Claude Code CLI that runs `claudeCode` steps (offer the
+    /// `claude-code` capability to get them).
+    #[arg(long, env = "ORCA_CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: PathBuf,
+
+    /// The model of `claudeCode` steps that name none; the CLI's default when unset.
+    #[arg(long, env = "ORCA_MODEL")]
+    pub model: Option<String>,
+
+    /// A file holding the Anthropic API key; $ANTHROPIC_API_KEY otherwise.
+    #[arg(long, env = "ORCA_ANTHROPIC_API_KEY_FILE")]
+    pub anthropic_api_key_file: Option<PathBuf>,
+}
+
+/// What a worker offers: its capabilities and how many steps it runs at once.
+#[derive(Debug, Args)]
+pub struct OfferArgs {
+    /// Capabilities offered; repeat or separate with commas.
+    #[arg(
+        long = "capability",
+        env = "ORCA_CAPABILITIES",
+        value_delimiter = ',',
+        default_value = "shell"
+    )]
+    pub capabilities: Vec<String>,
+
+    /// Steps run at once (per worker).
+    #[arg(long, env = "ORCA_SLOTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub slots: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+
+    /// The local workers' secrets: one file per secret, named as steps name
+    /// them in `secretEnv`.
+    #[arg(long, env = "ORCA_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// Local workers to start.
+    #[arg(long, env = "ORCA_WORKERS", default_value_t = 2)]
+    pub workers: u32,
+
+    /// With an Anthropic API key, the local workers also offer
+    /// `claude-code`, so prompt tasks and agent steps run out of the box.
+    #[command(flatten)]
+    pub offer: OfferArgs,
+
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+}
