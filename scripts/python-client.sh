@@ -17,8 +17,8 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
 fi
 
-target=$(cargo_target_dir)
-venv="$target/python-client-venv"
+build_dir=$(cargo_target_dir)
+venv="$build_dir/python-client-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 # In-tree builds leave build/ and *.egg-info beside the sources; they are
@@ -28,7 +28,7 @@ rm -rf clients/python/build clients/python/src/*.egg-info
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./clients/python
 rm -rf clients/python/build clients/python/src/*.egg-info
 
-orca="${ORCA_BIN:-$target/debug/orca}"
+orca="${ORCA_BIN:-$build_dir/debug/orca}"
 [ -x "$orca" ] || cargo build -p orca-cli
 cd clients/python
 # The package's type hints (it ships py.typed), checked as installed.
