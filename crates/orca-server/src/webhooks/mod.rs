@@ -42,6 +42,8 @@ impl Default for Settings {
 const MIN_SECRET_BYTES: usize = 16;
 const MAX_SECRET_BYTES: usize = 1024;
 const MAX_URL_BYTES: usize = 2048;
+/// How long registering an endpoint waits for its host to resolve.
+const RESOLVE_FOR: Duration = Duration::from_secs(5);
 
 /// Registering, listing and removing endpoints, and the delivery log;
 /// shared by the gRPC methods and the delivery loop it wakes.
@@ -212,8 +214,15 @@ async fn check_url(url: &str, allow_private: bool) -> Result<(), Error> {
         });
     let addresses: Vec<std::net::IpAddr> = match host.parse() {
         Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host, port))
+        // Bounded: a resolver that hangs must not hold the admin's call.
+        Err(_) => tokio::time::timeout(RESOLVE_FOR, tokio::net::lookup_host((host, port)))
             .await
+            .map_err(|_| {
+                invalid(format!(
+                    "{host} did not resolve within {}s",
+                    RESOLVE_FOR.as_secs()
+                ))
+            })?
             .map_err(|e| invalid(format!("{host} does not resolve: {e}")))?
             .map(|a| a.ip())
             .collect(),
