@@ -447,3 +447,118 @@ async fn an_endpoint_gets_only_the_events_after_it_was_registered() -> anyhow::R
     assert_eq!(first.received().len(), 1, "nothing after it was removed");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let http = free_addr();
+    let (_server, _worker) = start_with_roles(dir.path(), &http, &[ALLOW], 1).await?;
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        http_call(&http, method, path, Some(token), &[], body).expect("the HTTP port answers")
+    };
+    let receiver = Receiver::start(&[], 204).await?;
+    let body = |url: &str, events: &str, secret: &str| {
+        format!(r#"{{"url": "{url}", "events": {events}, "secret": "{secret}"}}"#)
+    };
+    let good = body(&receiver.url, r#"["task.succeeded"]"#, SECRET);
+
+    // Refusals: the HTTP status and the field, and nothing stored.
+    let developer = call("POST", "/api/v1/webhooks", "orca_dev", &good);
+    assert_eq!(developer.status, 403, "{}", developer.body);
+    for (body, field) in [
+        (
+            body("ftp://example.com/x", r#"["task.failed"]"#, SECRET),
+            "url",
+        ),
+        (
+            body(&receiver.url, r#"["task.exploded"]"#, SECRET),
+            "events[0]",
+        ),
+        (body(&receiver.url, r#"["task.failed"]"#, ""), "secret"),
+        (
+            format!(r#"{{"url": "{}", "colour": "red"}}"#, receiver.url),
+            "body",
+        ),
+    ] {
+        let refused = call("POST", "/api/v1/webhooks", "orca_admin", &body);
+        assert_eq!(refused.status, 400, "{body}: {}", refused.body);
+        assert_eq!(refused.json()["error"]["field"], field, "{}", refused.body);
+    }
+    let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
+    assert_eq!(
+        listed.json()["webhooks"],
+        serde_json::json!([]),
+        "nothing stored"
+    );
+
+    let created = call("POST", "/api/v1/webhooks", "orca_admin", &good);
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(
+        !created.body.contains(SECRET),
+        "the secret is never answered"
+    );
+    let id = created.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(created.json()["tenant"], "default");
+    assert_eq!(created.json()["enabled"], true);
+    let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
+    assert_eq!(listed.json()["webhooks"][0]["id"], id.as_str());
+    assert!(!listed.body.contains(SECRET));
+    let viewer = call("GET", "/api/v1/webhooks", "orca_viewer", "");
+    assert_eq!(viewer.status, 403, "{}", viewer.body);
+
+    let submitted = call(
+        "POST",
+        "/api/v1/tasks",
+        "orca_dev",
+        "name: ok\nsteps:\n  - id: a\n    shell: {command: ['true']}\n",
+    );
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    let task = submitted.json()["taskId"].clone();
+    let arrived = delivered(&receiver, 1).await?;
+    assert_eq!(arrived[0].json()["task"]["id"], task);
+
+    let path = format!("/api/v1/webhook-deliveries?webhook={id}&pageSize=10");
+    let log = eventually(ARRIVE, || async {
+        let page = call("GET", &path, "orca_admin", "").json();
+        (page["deliveries"][0]["state"] == "delivered").then_some(page)
+    })
+    .await?;
+    let delivery = &log["deliveries"][0];
+    assert_eq!(delivery["id"], arrived[0].id.as_str());
+    assert_eq!(delivery["taskId"], task);
+    assert_eq!(delivery["event"], "task.succeeded");
+    assert_eq!(delivery["attempts"], 1);
+    assert_eq!(delivery["lastStatus"], 204);
+    assert!(delivery["finishedAt"].is_string(), "{log}");
+    for (query, field) in [("colour=red", "colour"), ("pageSize=many", "pageSize")] {
+        let refused = call(
+            "GET",
+            &format!("/api/v1/webhook-deliveries?{query}"),
+            "orca_admin",
+            "",
+        );
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(refused.json()["error"]["field"], field);
+    }
+
+    let removed = call(
+        "DELETE",
+        &format!("/api/v1/webhooks/{id}"),
+        "orca_admin",
+        "",
+    );
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let again = call(
+        "DELETE",
+        &format!("/api/v1/webhooks/{id}"),
+        "orca_admin",
+        "",
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+    let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
+    assert_eq!(listed.json()["webhooks"], serde_json::json!([]));
+    Ok(())
+}

@@ -240,6 +240,77 @@ pub struct AuditView {
     pub detail: String,
 }
 
+/// A webhook endpoint; its secret is never shown.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub enabled: bool,
+    /// Why it stopped receiving, as a receiver's 410.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub disabled_reason: String,
+    pub created_at: Option<String>,
+}
+
+pub fn webhook_view(w: &v1::Webhook) -> WebhookView {
+    WebhookView {
+        id: w.id.clone(),
+        tenant: w.tenant.clone(),
+        url: w.url.clone(),
+        events: w.events.clone(),
+        enabled: w.enabled,
+        disabled_reason: w.disabled_reason.clone(),
+        created_at: rfc3339(&w.created_at),
+    }
+}
+
+/// One event's delivery to one endpoint, over all its tries.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    /// The receiver's idempotency id (its Orca-Webhook-Id header).
+    pub id: String,
+    pub webhook_id: String,
+    pub tenant: String,
+    pub task_id: String,
+    pub event: String,
+    /// pending, delivered or failed.
+    pub state: String,
+    pub attempts: u32,
+    /// The last try's HTTP status; 0 when none answered.
+    pub last_status: u32,
+    pub last_latency_ms: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    pub created_at: Option<String>,
+    /// While pending: when it is tried next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+pub fn delivery_view(d: &v1::WebhookDelivery) -> DeliveryView {
+    DeliveryView {
+        id: d.id.clone(),
+        webhook_id: d.webhook_id.clone(),
+        tenant: d.tenant.clone(),
+        task_id: d.task_id.clone(),
+        event: d.event.clone(),
+        state: d.state.clone(),
+        attempts: d.attempts,
+        last_status: d.last_status,
+        last_latency_ms: d.last_latency_ms,
+        last_error: d.last_error.clone(),
+        created_at: rfc3339(&d.created_at),
+        next_attempt_at: rfc3339(&d.next_attempt_at),
+        finished_at: rfc3339(&d.finished_at),
+    }
+}
+
 /// A task as programs read it: `orca get task -o json` and the HTTP API.
 pub fn task_view(task: &v1::Task) -> TaskView {
     let spec = task.spec.clone().unwrap_or_default();

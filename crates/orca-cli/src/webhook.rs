@@ -4,51 +4,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orca_api::convert::micros;
+use orca_api::view::{DeliveryView, WebhookView, delivery_view, webhook_view};
 use orca_client::{Settings, v1};
-use serde::Serialize;
 
 use crate::args::{Format, WebhookCommand};
 use crate::client::connect;
-use crate::output::{emit, format_utc, print_table};
-
-/// An endpoint as `-o json|yaml` prints it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WebhookView {
-    id: String,
-    tenant: String,
-    url: String,
-    events: Vec<String>,
-    enabled: bool,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    disabled_reason: String,
-    created_at: Option<String>,
-}
-
-/// A delivery as `-o json|yaml` prints it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveryView {
-    id: String,
-    webhook_id: String,
-    tenant: String,
-    task_id: String,
-    event: String,
-    state: String,
-    attempts: u32,
-    last_status: u32,
-    last_latency_ms: u32,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    last_error: String,
-    created_at: Option<String>,
-    next_attempt_at: Option<String>,
-    finished_at: Option<String>,
-}
-
-fn time(ts: &Option<prost_types::Timestamp>) -> Option<String> {
-    ts.as_ref().map(|t| format_utc(micros(t)))
-}
+use crate::output::{emit, print_table};
 
 pub async fn webhook(settings: &Settings, command: WebhookCommand) -> anyhow::Result<ExitCode> {
     let client = connect(settings).await?;
@@ -80,18 +41,7 @@ pub async fn webhook(settings: &Settings, command: WebhookCommand) -> anyhow::Re
         }
         WebhookCommand::List { output } => {
             let webhooks = client.webhooks().await?;
-            let views: Vec<WebhookView> = webhooks
-                .iter()
-                .map(|w| WebhookView {
-                    id: w.id.clone(),
-                    tenant: w.tenant.clone(),
-                    url: w.url.clone(),
-                    events: w.events.clone(),
-                    enabled: w.enabled,
-                    disabled_reason: w.disabled_reason.clone(),
-                    created_at: time(&w.created_at),
-                })
-                .collect();
+            let views: Vec<WebhookView> = webhooks.iter().map(webhook_view).collect();
             if !emit(&views, views.iter().map(|v| &v.id), output)? {
                 let rows: Vec<Vec<String>> = views
                     .iter()
@@ -131,24 +81,7 @@ pub async fn webhook(settings: &Settings, command: WebhookCommand) -> anyhow::Re
 }
 
 fn deliveries(deliveries: &[v1::WebhookDelivery], format: Format) -> anyhow::Result<()> {
-    let views: Vec<DeliveryView> = deliveries
-        .iter()
-        .map(|d| DeliveryView {
-            id: d.id.clone(),
-            webhook_id: d.webhook_id.clone(),
-            tenant: d.tenant.clone(),
-            task_id: d.task_id.clone(),
-            event: d.event.clone(),
-            state: d.state.clone(),
-            attempts: d.attempts,
-            last_status: d.last_status,
-            last_latency_ms: d.last_latency_ms,
-            last_error: d.last_error.clone(),
-            created_at: time(&d.created_at),
-            next_attempt_at: time(&d.next_attempt_at),
-            finished_at: time(&d.finished_at),
-        })
-        .collect();
+    let views: Vec<DeliveryView> = deliveries.iter().map(delivery_view).collect();
     if emit(&views, views.iter().map(|v| &v.id), format)? {
         return Ok(());
     }

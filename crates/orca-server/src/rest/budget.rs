@@ -71,13 +71,6 @@ fn spending_view(t: v1::TenantSpending) -> TenantSpendingView {
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(
-    body: Result<String, StringRejection>,
-) -> Result<T, ApiError> {
-    let body = text_body(body)?;
-    serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
-}
-
 #[utoipa::path(post, path = "/tasks/{id}/budget", tag = "tasks",
     summary = "Add to an unfinished task's budget; a task paused for it goes on (RaiseBudget)",
     params(("id" = String, Path, description = "the task id")),

@@ -43,6 +43,7 @@ use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
 
 mod budget;
+mod webhooks;
 
 /// The gRPC services the routes call; they exist once the store is open.
 pub struct Services {
@@ -109,6 +110,9 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(budget::approve_budget))
         .routes(routes!(budget::set_tenant_budget))
         .routes(routes!(budget::list_budgets))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::delete_webhook))
+        .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(task_events))
         .routes(routes!(count_tasks))
         .routes(routes!(fleet_events))
@@ -1105,6 +1109,15 @@ fn text_body(body: Result<String, StringRejection>) -> Result<String, ApiError> 
         status: Error::invalid("body", rejection.body_text()).into(),
         http: Some(rejection.status()),
     })
+}
+
+/// A JSON request body, or a refusal naming the body and what is wrong
+/// with it (an unknown field, a wrong type).
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<String, StringRejection>,
+) -> Result<T, ApiError> {
+    let body = text_body(body)?;
+    serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
 }
 
 async fn not_found() -> ApiError {
