@@ -527,6 +527,8 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/budget/approve"),
         ("PUT", "/tenants/{tenant}/budget"),
         ("GET", "/budgets"),
+        ("GET", "/templates"),
+        ("POST", "/templates/{name}/tasks"),
         ("GET", "/webhooks"),
         ("POST", "/webhooks"),
         ("DELETE", "/webhooks/{id}"),
@@ -571,6 +573,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
                 .replace("{scope}", "s")
                 .replace("{key}", "k")
                 .replace("{step}", "deploy")
+                .replace("{name}", "feature")
         );
         // The fleet's stream never ends: a bad position answers at once.
         let path = if path.ends_with("/events") && !path.contains("/tasks/") {

@@ -536,3 +536,171 @@ async fn bad_parameters_and_unsafe_templates_are_refused_before_anything_is_stor
         "{shown}"
     );
 }
+
+const GREET: &str = "description: Greets someone, some times.
+parameters:
+  who: {required: true, description: whom to greet}
+  times: {type: integer, default: 1}
+steps:
+  - id: hi
+    shell: {command: [echo, 'hello ${{ who }}', '${{ times }}']}
+";
+
+/// The server's own templates, for clients without the files (the JSON API,
+/// the console, the Python package): listed, rendered and submitted by the
+/// server, refused by parameter before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_parameters_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).expect("dir");
+    std::fs::write(templates.join("greet.yaml"), GREET).expect("write");
+    let templates_dir = templates.display().to_string();
+    let http = free_addr();
+    let (server, _worker) = start_with_roles(
+        &dir.path().join("data"),
+        &http,
+        &["--templates-dir", &templates_dir],
+        1,
+    )
+    .await
+    .expect("server");
+    let client = Client::connect(Settings::new(&server.url, Some("orca_dev".into())))
+        .await
+        .expect("client");
+
+    let offered = client.templates().await.expect("templates");
+    let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["deploy", "feature", "greet", "refactor"]);
+    let greet = offered.iter().find(|t| t.name == "greet").expect("greet");
+    assert!(greet.origin.ends_with("greet.yaml"), "{}", greet.origin);
+    assert_eq!(greet.file, GREET);
+    let times = &greet.parameters[0];
+    assert_eq!(
+        (
+            times.name.as_str(),
+            times.r#type.as_str(),
+            times.default_value.as_deref()
+        ),
+        ("times", "integer", Some("1"))
+    );
+    assert!(greet.parameters[1].required);
+
+    // Refusals name the parameter (or the templates there are), and store
+    // nothing.
+    let refused = client
+        .submit_template(orca_client::TemplateRun::new("greet").parameter("colour", "red"))
+        .await
+        .expect_err("unknown parameter");
+    assert_eq!(refused.code(), Some(tonic::Code::InvalidArgument));
+    assert_eq!(refused.field(), Some("parameters.colour"), "{refused}");
+    let refused = client
+        .submit_template(orca_client::TemplateRun::new("greet"))
+        .await
+        .expect_err("missing parameter");
+    assert_eq!(refused.field(), Some("parameters.who"), "{refused}");
+    let refused = client
+        .submit_template(orca_client::TemplateRun::new("nope"))
+        .await
+        .expect_err("no such template");
+    assert_eq!(refused.code(), Some(tonic::Code::NotFound));
+    assert!(
+        refused
+            .to_string()
+            .contains("deploy, feature, greet, refactor"),
+        "{refused}"
+    );
+    let call = |method: &str, path: &str, token: &str, body: &str, headers: &[(&str, &str)]| {
+        http_call(&http, method, path, Some(token), headers, body).expect("the HTTP port answers")
+    };
+    let path = "/api/v1/templates/greet/tasks";
+    for (body, field) in [
+        (
+            r#"{"parameters": {"who": "x", "times": "many"}}"#,
+            "parameters.times",
+        ),
+        (r#"{"parameters": {"who": ["x"]}}"#, "parameters.who"),
+        (r#"{"params": {}}"#, "body"),
+    ] {
+        let answer = call("POST", path, "orca_dev", body, &[]);
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
+    }
+    let missing = call("POST", "/api/v1/templates/nope/tasks", "orca_dev", "", &[]);
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let viewer = call(
+        "POST",
+        path,
+        "orca_viewer",
+        r#"{"parameters": {"who": "x"}}"#,
+        &[],
+    );
+    assert_eq!(viewer.status, 403, "{}", viewer.body);
+    assert!(
+        all_task_ids(&server.tasks().await.expect("tasks"))
+            .await
+            .expect("tasks")
+            .is_empty(),
+        "nothing was stored"
+    );
+
+    // Over gRPC and over HTTP, a task that runs; the key finds it again.
+    let submitted = client
+        .submit_template(
+            orca_client::TemplateRun::new("greet")
+                .parameter("who", "grpc world")
+                .parameter("times", "2"),
+        )
+        .await
+        .expect("submitted");
+    let task = finished(&server, &submitted.task_id).await;
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        failure(&task)
+    );
+    let Some(v1::step_spec::Runtime::Shell(shell)) =
+        &task.spec.as_ref().expect("spec").steps[0].runtime
+    else {
+        panic!("a shell step: {task:?}");
+    };
+    assert_eq!(shell.command, ["echo", "hello grpc world", "2"]);
+    let key = [("Idempotency-Key", "greet-once")];
+    let body = r#"{"parameters": {"who": "http world", "times": 3}}"#;
+    let first = call("POST", path, "orca_dev", body, &key);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = call("POST", path, "orca_dev", body, &key);
+    assert_eq!(again.status, 200, "{}", again.body);
+    let id = first.json()["taskId"].as_str().expect("id").to_string();
+    assert_eq!(again.json()["taskId"], id.as_str());
+    let task = finished(&server, &id).await;
+    assert_eq!(
+        task.state,
+        v1::TaskState::Succeeded as i32,
+        "{}",
+        failure(&task)
+    );
+    assert_eq!(task.spec.as_ref().expect("spec").name, "greet");
+    let listed = call("GET", "/api/v1/templates", "orca_viewer", "", &[]);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json()["templates"][2]["name"], "greet");
+    assert_eq!(
+        listed.json()["templates"][2]["parameters"][1]["required"],
+        true
+    );
+
+    // A template that does not load stops the start, naming its file.
+    std::fs::write(
+        templates.join("unsafe.yaml"),
+        "parameters: {b: {}}\nsteps:\n  - id: s\n    shell: {command: [sh, -c, \"echo ${{ b }}\"]}\n",
+    )
+    .expect("write");
+    let line = fails_in_one_line(
+        Command::new(orca_bin())
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("other"))
+            .args(["--templates-dir", &templates_dir]),
+    );
+    assert!(line.contains("unsafe.yaml"), "{line}");
+}

@@ -19,6 +19,17 @@ from orca_client import Client
 
 START_WITHIN = 60.0
 
+GREET = """description: Greets someone.
+parameters:
+  who: {required: true}
+  loud: {type: boolean, default: false}
+steps:
+  - id: say
+    shell:
+      command: [sh, -c, 'printf "{\\"said\\": \\"hello %s %s\\"}" "$WHO" "$LOUD" > "$ORCA_OUTPUT"']
+      env: {WHO: "${{ who }}", LOUD: "${{ loud }}"}
+"""
+
 
 def orca_bin() -> str:
     path = os.environ.get("ORCA_BIN")
@@ -33,8 +44,25 @@ class Orca:
         self.data_dir = root / ".orca"
         self.log = open(root / "orca-up.log", "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCA_"))}
+        # A template of the server's own, beside the built-in set.
+        self.templates_dir = root / "templates"
+        self.templates_dir.mkdir()
+        (self.templates_dir / "greet.yaml").write_text(GREET)
         self.process = subprocess.Popen(
-            [orca_bin(), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), "--workers", "2"],
+            [
+                orca_bin(),
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(self.data_dir),
+                "--workers",
+                "2",
+                "--templates-dir",
+                str(self.templates_dir),
+                # The tests' webhook receiver listens on loopback.
+                "--webhook-allow-private-networks",
+            ],
             cwd=root,
             env=env,
             stdin=subprocess.DEVNULL,

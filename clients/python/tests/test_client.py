@@ -5,11 +5,16 @@ status and the field, idempotent resubmits, paging, and the asyncio client."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import http.server
 import json
 import logging
+import threading
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import grpc
 import pytest
@@ -172,6 +177,14 @@ def test_the_asyncio_client_submits_watches_and_waits(orca: Orca) -> None:
             with pytest.raises(OrcaError) as missing:
                 await client.get("01JAAAAAAAAAAAAAAAAAAAAAAA")
             assert missing.value.code == grpc.StatusCode.NOT_FOUND
+            assert "greet" in [t.name for t in await client.templates()]
+            greeted = await client.submit_template("greet", {"who": "async"})
+            task = await client.wait(greeted.task_id, timeout=60)
+            assert output(task, "say") == {"said": "hello async false"}
+            with pytest.raises(OrcaError) as unknown:
+                await client.submit_template("greet", {"who": "x", "colour": "red"})
+            assert unknown.value.field == "parameters.colour"
+            assert [w async for w in client.webhook_deliveries("no-such-webhook")] == []
 
     asyncio.run(scenario())
 
@@ -216,3 +229,105 @@ def test_no_token_is_ever_shown_or_logged(orca: Orca, caplog: pytest.LogCaptureF
     shown.append(caplog.text)
     for text in shown:
         assert orca.token not in text and "orca_secret-not-a-token" not in text, text
+
+
+def test_the_servers_templates_are_listed_and_run_and_bad_parameters_name_the_field(client: Client) -> None:
+    templates = {t.name: t for t in client.templates()}
+    assert {"deploy", "feature", "refactor", "greet"} <= set(templates)
+    greet = templates["greet"]
+    assert greet.origin.endswith("greet.yaml")
+    assert [(p.name, p.type, p.required) for p in greet.parameters] == [
+        ("loud", "boolean", False),
+        ("who", "string", True),
+    ]
+    assert greet.parameters[0].default_value == "false"
+
+    key = unique("greet")
+    submitted = client.submit_template("greet", {"who": "world", "loud": True}, idempotency_key=key)
+    again = client.submit_template("greet", {"who": "world", "loud": True}, idempotency_key=key)
+    assert (again.task_id, again.created) == (submitted.task_id, False)
+    task = client.wait(submitted.task_id, timeout=60)
+    assert task.state == v1.TASK_STATE_SUCCEEDED, task.message
+    assert output(task, "say") == {"said": "hello world true"}
+
+    with pytest.raises(OrcaError) as missing:
+        client.submit_template("greet", {"loud": False})
+    assert (missing.value.code, missing.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "parameters.who")
+    with pytest.raises(OrcaError) as mistyped:
+        client.submit_template("greet", {"who": "x", "loud": "very"})
+    assert mistyped.value.field == "parameters.loud"
+    with pytest.raises(OrcaError) as unknown:
+        client.submit_template("nope")
+    assert unknown.value.code == grpc.StatusCode.NOT_FOUND
+    assert "greet" in str(unknown.value)
+
+
+class Receiver:
+    """A webhook receiver on loopback: keeps each request's headers and body,
+    and answers 204."""
+
+    def __init__(self) -> None:
+        self.received: List[Tuple[Dict[str, str], bytes]] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the name http.server calls)
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify(secret: bytes, headers: Dict[str, str], body: bytes, tolerance: int = 300) -> bool:
+    """The README's check, as a receiver would run it."""
+    timestamp = headers["orca-webhook-timestamp"]
+    expected = "v1=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    fresh = abs(time.time() - int(timestamp)) <= tolerance
+    return fresh and hmac.compare_digest(expected, headers["orca-webhook-signature"])
+
+
+def test_webhooks_are_registered_delivered_signed_logged_and_removed(client: Client) -> None:
+    secret = "a-webhook-secret-for-python"
+    with pytest.raises(OrcaError) as refused:
+        client.create_webhook("ftp://example.com/x", ["task.succeeded"], secret)
+    assert (refused.value.code, refused.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "url")
+
+    receiver = Receiver()
+    try:
+        webhook = client.create_webhook(receiver.url, ["task.succeeded"], secret)
+        assert webhook.enabled and webhook.id in [w.id for w in client.webhooks()]
+        task = client.submit_and_wait(DAG, timeout=60)
+        deadline = time.monotonic() + 30
+        while not any(json.loads(body)["task"]["id"] == task.id for _, body in receiver.received):
+            assert time.monotonic() < deadline, "the delivery arrived"
+            time.sleep(0.05)
+        headers, body = [(h, b) for h, b in receiver.received if json.loads(b)["task"]["id"] == task.id][0]
+        assert verify(secret.encode(), headers, body)
+        assert not verify(secret.encode(), headers, body.replace(b"succeeded", b"failed"))
+        assert json.loads(body)["type"] == "task.succeeded"
+
+        while True:
+            logged = [d for d in client.webhook_deliveries(webhook.id, page_size=1) if d.task_id == task.id]
+            if logged and logged[0].state == "delivered":
+                break
+            assert time.monotonic() < deadline, "the delivery was logged"
+            time.sleep(0.05)
+        assert (logged[0].id, logged[0].last_status) == (headers["orca-webhook-id"], 204)
+    finally:
+        receiver.close()
+    client.delete_webhook(webhook.id)
+    assert webhook.id not in [w.id for w in client.webhooks()]
+    with pytest.raises(OrcaError) as gone:
+        client.delete_webhook(webhook.id)
+    assert gone.value.code == grpc.StatusCode.NOT_FOUND

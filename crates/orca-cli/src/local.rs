@@ -90,6 +90,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         replica,
         checkpoints,
         webhook_allow_private_networks,
+        templates,
     } = args;
     if replica.leader_lease < std::time::Duration::from_millis(200) {
         anyhow::bail!(
@@ -129,6 +130,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     };
     limits.apply(&mut config.limits);
     config.webhooks.allow_private_networks = *webhook_allow_private_networks;
+    config.templates_dir = templates.templates_dir.clone();
     config.planner = planner_config(planner)?;
     config.tokens_file = security.tokens_file.clone();
     config.jwt = JwtConfig {

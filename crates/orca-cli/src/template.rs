@@ -3,72 +3,19 @@
 //! and from --templates-dir, rendered here, so a missing or unknown
 //! parameter is refused before anything reaches the control plane.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use orca_core::template::{BUILT_IN, Template};
+use orca_core::template::{TemplateFile, catalog};
 
 use crate::args::{SubmitArgs, TemplateCommand, TemplateSource};
 use crate::output::print_table;
 
-/// A template's file, and where it came from.
-struct Found {
-    name: String,
-    text: String,
-    source: String,
+fn all(source: &TemplateSource) -> anyhow::Result<Vec<TemplateFile>> {
+    catalog(source.templates_dir.as_deref()).context("--templates-dir")
 }
 
-fn parse(found: &Found) -> anyhow::Result<Template> {
-    let value: serde_json::Value = serde_yaml::from_str(&found.text)
-        .with_context(|| format!("template {} ({})", found.name, found.source))?;
-    Template::from_value(&found.name, value)
-        .with_context(|| format!("template {} ({})", found.name, found.source))
-}
-
-/// Every template: the directory's, then the built-ins it does not replace.
-fn all(source: &TemplateSource) -> anyhow::Result<Vec<Found>> {
-    let mut found = Vec::new();
-    if let Some(dir) = &source.templates_dir {
-        let entries =
-            std::fs::read_dir(dir).with_context(|| format!("--templates-dir {}", dir.display()))?;
-        for entry in entries {
-            let path = entry?.path();
-            let Some(name) = template_name(&path) else {
-                continue;
-            };
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            found.push(Found {
-                name,
-                text,
-                source: path.display().to_string(),
-            });
-        }
-    }
-    for (name, text) in BUILT_IN {
-        if !found.iter().any(|f| f.name == *name) {
-            found.push(Found {
-                name: name.to_string(),
-                text: text.to_string(),
-                source: "built-in".into(),
-            });
-        }
-    }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
-}
-
-/// `NAME.yaml` (or `.yml`) names template NAME.
-fn template_name(path: &Path) -> Option<String> {
-    let extension = path.extension()?.to_str()?;
-    if !matches!(extension, "yaml" | "yml") {
-        return None;
-    }
-    Some(path.file_stem()?.to_str()?.to_string())
-}
-
-fn find(name: &str, source: &TemplateSource) -> anyhow::Result<Found> {
+fn find(name: &str, source: &TemplateSource) -> anyhow::Result<TemplateFile> {
     let all = all(source)?;
     let names: Vec<String> = all.iter().map(|f| f.name.clone()).collect();
     match all.into_iter().find(|f| f.name == name) {
@@ -86,7 +33,7 @@ pub fn render(
     params: &[String],
     source: &TemplateSource,
 ) -> anyhow::Result<orca_core::TaskSpec> {
-    let template = parse(&find(name, source)?)?;
+    let template = find(name, source)?.load()?;
     let given = params
         .iter()
         .map(|p| match p.split_once('=') {
@@ -105,7 +52,7 @@ pub async fn template(
         TemplateCommand::List { templates } => {
             let mut rows = Vec::new();
             for found in all(&templates)? {
-                let template = parse(&found)?;
+                let template = found.load()?;
                 let parameters: Vec<String> = template
                     .parameters
                     .iter()
@@ -120,7 +67,7 @@ pub async fn template(
                 let description: String = template.description.chars().take(70).collect();
                 rows.push(vec![
                     found.name,
-                    found.source,
+                    found.origin,
                     parameters.join(","),
                     description,
                 ]);
@@ -131,8 +78,8 @@ pub async fn template(
         TemplateCommand::Show { name, templates } => {
             let found = find(&name, &templates)?;
             // Checked first: what is shown is a template that runs.
-            parse(&found)?;
-            println!("# {} ({})", found.name, found.source);
+            found.load()?;
+            println!("# {} ({})", found.name, found.origin);
             print!("{}", found.text);
             Ok(ExitCode::SUCCESS)
         }

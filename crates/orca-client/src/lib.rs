@@ -66,6 +66,7 @@ mod config;
 mod error;
 mod watch;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -183,6 +184,42 @@ impl From<v1::TaskSpec> for Submit {
             spec,
             ..Submit::default()
         }
+    }
+}
+
+/// A server's template to run: its name, parameters, idempotency key and
+/// tenant, as [`Client::submit_template`] takes them.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateRun {
+    pub name: String,
+    /// Each value as text (`-p key=value`); the server checks its type.
+    pub parameters: HashMap<String, String>,
+    /// As [`Submit::idempotency_key`].
+    pub idempotency_key: Option<String>,
+    pub tenant: String,
+}
+
+impl TemplateRun {
+    pub fn new(name: impl Into<String>) -> TemplateRun {
+        TemplateRun {
+            name: name.into(),
+            ..TemplateRun::default()
+        }
+    }
+
+    pub fn parameter(mut self, name: impl Into<String>, value: impl Into<String>) -> TemplateRun {
+        self.parameters.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> TemplateRun {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn tenant(mut self, tenant: impl Into<String>) -> TemplateRun {
+        self.tenant = tenant.into();
+        self
     }
 }
 
@@ -314,6 +351,35 @@ impl Client {
             tenant: task.tenant,
         };
         let answer = retried!(self, tasks, submit_task, request)?;
+        Ok(Submitted {
+            task_id: answer.task_id,
+            created: answer.created,
+            idempotency_key,
+        })
+    }
+
+    /// The task templates the server offers: its built-in set and its
+    /// `--templates-dir`.
+    pub async fn templates(&self) -> Result<Vec<v1::TaskTemplate>, Error> {
+        let answer = retried!(self, tasks, list_templates, v1::ListTemplatesRequest {})?;
+        Ok(answer.templates)
+    }
+
+    /// Has the server render one of its templates and submit the task it
+    /// makes. An unknown, missing or mistyped parameter is refused naming
+    /// it (`parameters.NAME`), before anything is stored; the idempotency
+    /// key works as [`Client::submit`]'s.
+    pub async fn submit_template(&self, run: TemplateRun) -> Result<Submitted, Error> {
+        let idempotency_key = run
+            .idempotency_key
+            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let request = v1::SubmitTemplateRequest {
+            name: run.name,
+            parameters: run.parameters,
+            idempotency_key: idempotency_key.clone(),
+            tenant: run.tenant,
+        };
+        let answer = retried!(self, tasks, submit_template, request)?;
         Ok(Submitted {
             task_id: answer.task_id,
             created: answer.created,

@@ -14,6 +14,7 @@
 //! refused by name before anything is submitted.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,6 +29,74 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("refactor", include_str!("../../../templates/refactor.yaml")),
 ];
 
+/// A template's file, and where it came from: `built-in`, or its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFile {
+    pub name: String,
+    pub text: String,
+    pub origin: String,
+}
+
+impl TemplateFile {
+    /// The checked template; a refusal says which file.
+    pub fn load(&self) -> Result<Template, Error> {
+        let within = |e: Error| match e {
+            Error::Invalid { field, message } => invalid(
+                field,
+                format!("template {} ({}): {message}", self.name, self.origin),
+            ),
+            other => other,
+        };
+        let value: Value = serde_yaml::from_str(&self.text)
+            .map_err(|e| within(invalid("template", e.to_string())))?;
+        Template::from_value(&self.name, value).map_err(within)
+    }
+}
+
+/// The templates on offer, by name: `dir`'s (each `NAME.yaml` or
+/// `NAME.yml`; other files are left alone), then the built-ins that `dir`
+/// does not replace.
+pub fn catalog(dir: Option<&Path>) -> std::io::Result<Vec<TemplateFile>> {
+    let mut found = Vec::new();
+    if let Some(dir) = dir {
+        let within =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        for entry in std::fs::read_dir(dir).map_err(within)? {
+            let path = entry.map_err(within)?.path();
+            let Some(name) = template_name(&path) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            found.push(TemplateFile {
+                name,
+                text,
+                origin: path.display().to_string(),
+            });
+        }
+    }
+    for (name, text) in BUILT_IN {
+        if !found.iter().any(|f| f.name == *name) {
+            found.push(TemplateFile {
+                name: name.to_string(),
+                text: text.to_string(),
+                origin: "built-in".into(),
+            });
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// `NAME.yaml` (or `.yml`) names template NAME.
+fn template_name(path: &Path) -> Option<String> {
+    let extension = path.extension()?.to_str()?;
+    if !matches!(extension, "yaml" | "yml") {
+        return None;
+    }
+    Some(path.file_stem()?.to_str()?.to_string())
+}
+
 /// A parameter's type; its value is checked, and written canonically.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,7 +109,7 @@ pub enum ParameterType {
 }
 
 impl ParameterType {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ParameterType::String => "string",
             ParameterType::Integer => "integer",

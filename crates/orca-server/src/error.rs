@@ -60,6 +60,9 @@ pub enum Error {
     /// The tokens file is missing, unreadable or malformed.
     #[error("auth: {0}")]
     Auth(String),
+    /// A task template of --templates-dir does not load.
+    #[error("{0}")]
+    Templates(String),
     /// A TLS certificate, key or CA file does not load.
     #[error("tls: {0}")]
     Tls(String),
@@ -139,6 +142,7 @@ impl From<Error> for Status {
             | Error::Io { .. }
             | Error::Auth(_)
             | Error::Tls(_)
+            | Error::Templates(_)
             | Error::Fatal(_) => Code::Internal,
         };
         if matches!(code, Code::Internal | Code::Unavailable | Code::DataLoss) {

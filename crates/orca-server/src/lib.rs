@@ -120,6 +120,8 @@ pub struct Config {
     pub checkpoints: checkpoints::Settings,
     /// How webhook deliveries are made, and where they may go.
     pub webhooks: webhooks::Settings,
+    /// Task templates to offer besides the built-in set; read at start.
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -146,6 +148,7 @@ impl Config {
             tenant_budgets: None,
             checkpoints: checkpoints::Settings::default(),
             webhooks: webhooks::Settings::default(),
+            templates_dir: None,
         }
     }
 }
@@ -205,7 +208,11 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
 /// the leader when this replica takes the lease, and as a standby until
 /// then. Returns once it serves either way.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
-    // Tokens and TLS files load first, so a bad one stops the start.
+    // Templates, tokens and TLS files load first, so a bad one stops the
+    // start (before a first start writes its tokens).
+    let templates = Arc::new(task_service::Templates::load(
+        config.templates_dir.as_deref(),
+    )?);
     let step_tokens = Arc::new(step_token::StepTokens::load_or_create(&config.data_dir)?);
     let authenticator = auth::Authenticator::new(
         auth::Tokens::load_or_create(config.tokens_file.as_deref(), &config.data_dir)?,
@@ -279,6 +286,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         step_tokens,
         metrics,
         status: status.clone(),
+        templates,
         stop_requested,
         settled,
     };
@@ -382,6 +390,7 @@ struct Replica {
     step_tokens: Arc<step_token::StepTokens>,
     metrics: Arc<metrics::Metrics>,
     status: Arc<http::Status>,
+    templates: Arc<task_service::Templates>,
     stop_requested: oneshot::Receiver<()>,
     /// Told once the replica serves, as leader or standby.
     settled: oneshot::Sender<()>,
@@ -401,6 +410,7 @@ impl Replica {
             step_tokens,
             metrics,
             status,
+            templates,
             mut stop_requested,
             settled,
         } = self;
@@ -494,15 +504,18 @@ impl Replica {
         ));
         let delivering = webhooks.start()?;
         // Shared by gRPC and the HTTP API, which calls the same methods.
-        let tasks = Arc::new(task_service::TaskApi::new(
-            store.clone(),
-            engine.clone(),
-            hub.clone(),
-            metrics,
-            config.limits.clone(),
-            planner,
-            webhooks,
-        ));
+        let tasks = Arc::new(
+            task_service::TaskApi::new(
+                store.clone(),
+                engine.clone(),
+                hub.clone(),
+                metrics,
+                config.limits.clone(),
+                planner,
+                webhooks,
+            )
+            .with_templates(templates),
+        );
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
         let expiring = AbortOnDrop(checkpoints.expire_periodically());
         // Workers put and get checkpoints on this service: room for the

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Awaitable, Callable, Dict, Iterable, Optional, TypeVar, cast
+from typing import AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, cast
 
 import grpc
 import grpc.aio
 
 from . import _channel, v1
 from ._spec import TaskSpecLike
-from .client import Submitted, _FIRST_PAUSE, _LONGEST_PAUSE, list_request, submit_request
+from .client import (
+    Submitted,
+    _FIRST_PAUSE,
+    _LONGEST_PAUSE,
+    list_request,
+    submit_request,
+    template_request,
+    webhook_request,
+)
 from .errors import OrcaError, StreamLost
 
 T = TypeVar("T")
@@ -165,6 +173,49 @@ class AsyncClient(_channel.Connection):
             page = await self._call(lambda: self._tasks.ListTasks(request, metadata=self._metadata))
             for task in page.tasks:
                 yield task
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def templates(self) -> List[v1.TaskTemplate]:
+        request = v1.ListTemplatesRequest()
+        answer = await self._call(lambda: self._tasks.ListTemplates(request, metadata=self._metadata))
+        return list(answer.templates)
+
+    async def submit_template(
+        self,
+        name: str,
+        parameters: Optional[Mapping[str, object]] = None,
+        *,
+        idempotency_key: Optional[str] = None,
+        tenant: str = "",
+    ) -> Submitted:
+        request = template_request(name, parameters, idempotency_key, tenant)
+        answer = await self._call(lambda: self._tasks.SubmitTemplate(request, metadata=self._metadata))
+        return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    async def create_webhook(self, url: str, events: Iterable[str], secret: str, *, tenant: str = "") -> v1.Webhook:
+        request = webhook_request(url, events, secret, tenant)
+        return cast(
+            v1.Webhook,
+            await self._call(lambda: self._tasks.CreateWebhook(request, metadata=self._metadata), repeat=False),
+        )
+
+    async def webhooks(self) -> List[v1.Webhook]:
+        request = v1.ListWebhooksRequest()
+        answer = await self._call(lambda: self._tasks.ListWebhooks(request, metadata=self._metadata))
+        return list(answer.webhooks)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        request = v1.DeleteWebhookRequest(id=webhook_id)
+        await self._call(lambda: self._tasks.DeleteWebhook(request, metadata=self._metadata))
+
+    async def webhook_deliveries(self, webhook_id: str = "", *, page_size: int = 50) -> AsyncIterator[v1.WebhookDelivery]:
+        request = v1.ListWebhookDeliveriesRequest(webhook_id=webhook_id, page_size=page_size)
+        while True:
+            page = await self._call(lambda: self._tasks.ListWebhookDeliveries(request, metadata=self._metadata))
+            for delivery in page.deliveries:
+                yield delivery
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar, cast
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, TypeVar, cast
 
 import grpc
 
@@ -38,6 +38,29 @@ def submit_request(spec: TaskSpecLike, idempotency_key: Optional[str], tenant: s
         idempotency_key=idempotency_key or uuid.uuid4().hex,
         tenant=tenant,
     )
+
+
+def parameter_text(value: object) -> str:
+    """A template parameter's value as the server reads it: text, with
+    booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def template_request(
+    name: str, parameters: Optional[Mapping[str, object]], idempotency_key: Optional[str], tenant: str
+) -> v1.SubmitTemplateRequest:
+    return v1.SubmitTemplateRequest(
+        name=name,
+        parameters={key: parameter_text(value) for key, value in (parameters or {}).items()},
+        idempotency_key=idempotency_key or uuid.uuid4().hex,
+        tenant=tenant,
+    )
+
+
+def webhook_request(url: str, events: Iterable[str], secret: str, tenant: str) -> v1.CreateWebhookRequest:
+    return v1.CreateWebhookRequest(tenant=tenant, url=url, events=list(events), secret=secret)
 
 
 def list_request(
@@ -232,6 +255,63 @@ class Client(_channel.Connection):
         while True:
             page = self._call(lambda: self._tasks.ListTasks(request, metadata=self._metadata))
             yield from page.tasks
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    # ------------------------------------------------------------- templates
+
+    def templates(self) -> List[v1.TaskTemplate]:
+        """The task templates the server offers: its built-in set and its
+        ``--templates-dir``, with their parameters."""
+        request = v1.ListTemplatesRequest()
+        answer = self._call(lambda: self._tasks.ListTemplates(request, metadata=self._metadata))
+        return list(answer.templates)
+
+    def submit_template(
+        self,
+        name: str,
+        parameters: Optional[Mapping[str, object]] = None,
+        *,
+        idempotency_key: Optional[str] = None,
+        tenant: str = "",
+    ) -> Submitted:
+        """Has the server render one of its templates with ``parameters``
+        and submit the task it makes. An unknown, missing or mistyped
+        parameter raises :class:`OrcaError` with ``field`` naming it
+        (``parameters.repo``), and nothing is stored."""
+        request = template_request(name, parameters, idempotency_key, tenant)
+        answer = self._call(lambda: self._tasks.SubmitTemplate(request, metadata=self._metadata))
+        return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    # -------------------------------------------------------------- webhooks
+
+    def create_webhook(self, url: str, events: Iterable[str], secret: str, *, tenant: str = "") -> v1.Webhook:
+        """Registers an endpoint for a tenant's events (admins). Each
+        delivery is signed with ``secret``, which is never answered back.
+        Not repeated on UNAVAILABLE: a second call would register twice."""
+        request = webhook_request(url, events, secret, tenant)
+        return cast(
+            v1.Webhook, self._call(lambda: self._tasks.CreateWebhook(request, metadata=self._metadata), repeat=False)
+        )
+
+    def webhooks(self) -> List[v1.Webhook]:
+        """The endpoints of the tenants the caller may see (admins)."""
+        request = v1.ListWebhooksRequest()
+        return list(self._call(lambda: self._tasks.ListWebhooks(request, metadata=self._metadata)).webhooks)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Removes an endpoint and its deliveries (admins)."""
+        request = v1.DeleteWebhookRequest(id=webhook_id)
+        self._call(lambda: self._tasks.DeleteWebhook(request, metadata=self._metadata))
+
+    def webhook_deliveries(self, webhook_id: str = "", *, page_size: int = 50) -> Iterator[v1.WebhookDelivery]:
+        """The delivery log, newest first (of one endpoint, or all the
+        caller may see), fetched a page at a time as it is read."""
+        request = v1.ListWebhookDeliveriesRequest(webhook_id=webhook_id, page_size=page_size)
+        while True:
+            page = self._call(lambda: self._tasks.ListWebhookDeliveries(request, metadata=self._metadata))
+            yield from page.deliveries
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token

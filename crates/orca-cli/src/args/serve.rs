@@ -163,6 +163,12 @@ pub struct ControlPlaneArgs {
     /// webhook cannot be turned on what sits inside the cluster.
     #[arg(long, env = "ORCA_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
     pub webhook_allow_private_networks: bool,
+
+    /// The task templates the server offers to every client (ListTemplates,
+    /// SubmitTemplate, `/api/v1/templates`): the built-in set and these,
+    /// read at start.
+    #[command(flatten)]
+    pub templates: super::TemplateSource,
 }
 
 /// Agents' session checkpoints, which workers leave with the control plane

@@ -43,6 +43,7 @@ use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
 
 mod budget;
+mod templates;
 mod webhooks;
 
 /// The gRPC services the routes call; they exist once the store is open.
@@ -110,6 +111,8 @@ fn api() -> OpenApiRouter<Arc<Status>> {
         .routes(routes!(budget::approve_budget))
         .routes(routes!(budget::set_tenant_budget))
         .routes(routes!(budget::list_budgets))
+        .routes(routes!(templates::list_templates))
+        .routes(routes!(templates::submit_template))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(webhooks::list_deliveries))
@@ -335,16 +338,9 @@ async fn submit_task(
     }
     let spec: orca_core::TaskSpec =
         serde_yaml::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()))?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        Some(key) => key
-            .to_str()
-            .map_err(|_| Error::invalid("Idempotency-Key", "not visible ASCII"))?
-            .to_string(),
-        None => String::new(),
-    };
     let request = v1::SubmitTaskRequest {
         spec: Some(v1::TaskSpec::from(&spec)),
-        idempotency_key,
+        idempotency_key: idempotency_key(&headers)?,
         tenant: query.tenant,
     };
     let answer = call(
@@ -355,18 +351,34 @@ async fn submit_task(
         |s, r| async move { s.tasks.submit_task(r).await },
     )
     .await?;
+    Ok(submitted(answer))
+}
+
+/// The `Idempotency-Key` header; empty when absent.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("idempotency-key") {
+        Some(key) => Ok(key
+            .to_str()
+            .map_err(|_| Error::invalid("Idempotency-Key", "not visible ASCII"))?
+            .to_string()),
+        None => Ok(String::new()),
+    }
+}
+
+/// 201 for a new task, 200 when the idempotency key found one.
+fn submitted(answer: v1::SubmitTaskResponse) -> (StatusCode, Json<Submitted>) {
     let code = if answer.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
+    (
         code,
         Json(Submitted {
             task_id: answer.task_id,
             created: answer.created,
         }),
-    ))
+    )
 }
 
 #[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",

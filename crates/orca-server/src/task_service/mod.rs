@@ -26,7 +26,10 @@ use crate::webhooks::Webhooks;
 
 mod budget;
 mod decide;
+mod templates;
 mod webhooks;
+
+pub use templates::Templates;
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
@@ -49,6 +52,7 @@ pub struct TaskApi {
     /// Plans prompt tasks; `None` when no API key was given.
     planner: Option<Arc<Planner>>,
     webhooks: Arc<Webhooks>,
+    templates: Arc<Templates>,
 }
 
 /// Open watch streams per caller: each holds a server task and a channel,
@@ -116,7 +120,14 @@ impl TaskApi {
             watches: Arc::default(),
             planner,
             webhooks,
+            templates: Arc::default(),
         }
+    }
+
+    /// Offers `templates` (see [`Templates::load`]); none until then.
+    pub fn with_templates(mut self, templates: Arc<Templates>) -> Self {
+        self.templates = templates;
+        self
     }
 
     /// Asks the planner for a plan of `spec`'s prompt, naming the
@@ -729,6 +740,20 @@ impl v1::task_service_server::TaskService for TaskApi {
         request: Request<v1::DeleteWebhookRequest>,
     ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
         TaskApi::delete_webhook(self, request).await
+    }
+
+    async fn list_templates(
+        &self,
+        request: Request<v1::ListTemplatesRequest>,
+    ) -> Result<Response<v1::ListTemplatesResponse>, Status> {
+        TaskApi::list_templates(self, request).await
+    }
+
+    async fn submit_template(
+        &self,
+        request: Request<v1::SubmitTemplateRequest>,
+    ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
+        TaskApi::submit_template(self, request).await
     }
 
     async fn list_webhook_deliveries(
