@@ -8,6 +8,8 @@ import { Overview } from "./overview";
 import { TaskList } from "./tasks";
 import { TaskPage } from "./task";
 import { AgentsPage, AuditPage, StatePage } from "./pages";
+import { TemplatesPage } from "./templates";
+import { WebhooksPage } from "./webhooks";
 import "./style.css";
 
 /// The route in the hash: its path's parts, and its query.
@@ -81,8 +83,9 @@ function App() {
     ["", "Overview"],
     ["tasks", "Tasks"],
     ["agents", "Agents"],
+    ["templates", "Templates"],
     ["state", "State"],
-    ...(admin ? [["audit", "Audit"]] : []),
+    ...(admin ? [["webhooks", "Webhooks"], ["audit", "Audit"]] : []),
   ];
   const current = page === "task" ? "tasks" : page ?? "";
   return (
@@ -109,7 +112,9 @@ function App() {
         {page === "tasks" && !id && <TaskList params={params} key={params.toString()} />}
         {(page === "tasks" || page === "task") && id && <TaskPage id={id} session={session} key={id} />}
         {page === "agents" && <AgentsPage />}
+        {page === "templates" && <TemplatesPage name={id} session={session} key={id ?? ""} />}
         {page === "state" && <StatePage session={session} />}
+        {page === "webhooks" && admin && <WebhooksPage />}
         {page === "audit" && admin && <AuditPage />}
         {!page && <Overview />}
       </main>

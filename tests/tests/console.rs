@@ -2,7 +2,8 @@
 //! one-time sign-in link `orca up` prints, the overview and the task page
 //! kept live by the event streams, roles (a viewer has no cancel button,
 //! and the server refuses a forged one), a log of thousands of lines, and
-//! paging. Also that the bundle the binary embeds is the one its sources
+//! paging; templates run from a form, and webhooks managed by an admin
+//! with their deliveries shown. Also that the bundle the binary embeds is the one its sources
 //! build.
 
 use std::path::{Path, PathBuf};
@@ -311,8 +312,13 @@ struct Served {
 }
 
 async fn served(dir: &Path) -> Served {
+    served_with(dir, &[]).await
+}
+
+/// [`served`], with more `orca server` flags.
+async fn served_with(dir: &Path, extra: &[&str]) -> Served {
     let http = free_addr();
-    let (server, worker) = start_with_roles(dir, &http, &[], 4)
+    let (server, worker) = start_with_roles(dir, &http, extra, 4)
         .await
         .expect("server and worker");
     Served {
@@ -693,6 +699,204 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
         .expect("screenshot");
     let errors = browser
         .page_errors(&[SIGNED_OUT])
+        .await
+        .expect("the browser's log");
+    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_its_deliveries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).expect("dir");
+    std::fs::write(
+        templates.join("greet.yaml"),
+        "description: Greets someone.\nparameters:\n  who: {required: true, description: whom to greet}\n  times: {type: integer, default: 1}\nsteps:\n  - id: say\n    shell: {command: [echo, 'hello ${{ who }}', '${{ times }}']}\n",
+    )
+    .expect("write");
+    let templates = templates.display().to_string();
+    let orca = served_with(
+        &dir.path().join("data"),
+        &[
+            "--templates-dir",
+            &templates,
+            "--webhook-allow-private-networks",
+        ],
+    )
+    .await;
+    let receiver = orca_tests::webhook_receiver::Receiver::start(&[], 204)
+        .await
+        .expect("receiver");
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{}/#/templates", orca.http))
+        .await
+        .expect("the console");
+    sign_in(&browser, "orca_dev").await;
+    let row = browser
+        .text_until("[data-test=templates] [data-template=greet]", LIVE, |t| {
+            !t.is_empty()
+        })
+        .await
+        .expect("the server's template is listed");
+    assert!(row.contains("who*") && row.contains("greet.yaml"), "{row}");
+    browser
+        .click("[data-template=greet] a")
+        .await
+        .expect("its page");
+
+    // Run without the required parameter: refused, and the field marked.
+    browser
+        .click("[data-test=run-template]")
+        .await
+        .expect("run");
+    let refusal = browser
+        .text_until("[data-test=template-error]", LIVE, |t| !t.is_empty())
+        .await
+        .expect("the refusal");
+    assert!(refusal.contains("parameters.who: required"), "{refusal}");
+    assert_eq!(
+        browser
+            .run("return document.querySelector('[data-parameter=who]').className")
+            .await
+            .expect("the field"),
+        "invalid"
+    );
+    for (name, value) in [("who", "console"), ("times", "2")] {
+        browser
+            .client
+            .find(fantoccini::Locator::Css(&format!(
+                "[data-test=template-form] input[name={name}]"
+            )))
+            .await
+            .expect("the field")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    browser
+        .screenshot(&screenshots(), "template")
+        .await
+        .expect("screenshot");
+    browser
+        .click("[data-test=run-template]")
+        .await
+        .expect("run");
+    browser
+        .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
+        .await
+        .expect("the task's page, live");
+    let tasks = orca.server.tasks().await.expect("tasks");
+    assert_eq!(all_task_ids(&tasks).await.expect("ids").len(), 1, "one task");
+
+    // An admin: the webhooks page, a refused endpoint, then one that
+    // receives, with its deliveries shown.
+    browser
+        .click("[data-test=sign-out]")
+        .await
+        .expect("sign out");
+    sign_in(&browser, "orca_admin").await;
+    browser
+        .client
+        .goto(&format!("http://{}/#/webhooks", orca.http))
+        .await
+        .expect("the webhooks page");
+    let form = "[data-test=add-webhook]";
+    let field = |name: &str| format!("{form} input[name='{name}']");
+    let type_into = |css: String, text: String| {
+        let client = browser.client.clone();
+        async move {
+            let input = client
+                .wait()
+                .at_most(LIVE)
+                .for_element(fantoccini::Locator::Css(&css))
+                .await
+                .expect("the field");
+            input.clear().await.expect("clear");
+            input.send_keys(&text).await.expect("type");
+        }
+    };
+    type_into(field("url"), "ftp://example.com/hook".into()).await;
+    type_into(field("secret"), "a-secret-of-enough-length".into()).await;
+    browser
+        .click(&format!("{form} button[type=submit]"))
+        .await
+        .expect("add");
+    let refusal = browser
+        .text_until("[data-test=webhook-error]", LIVE, |t| !t.is_empty())
+        .await
+        .expect("the refusal");
+    assert!(refusal.starts_with("url:"), "{refusal}");
+    type_into(field("url"), receiver.url.clone()).await;
+    browser
+        .click(&format!("{form} button[type=submit]"))
+        .await
+        .expect("add");
+    let endpoint = browser
+        .text_until("[data-test=webhooks] tbody", LIVE, |t| {
+            t.contains(&receiver.url)
+        })
+        .await
+        .expect("the endpoint is listed");
+    assert!(endpoint.contains("task.succeeded, task.failed"), "{endpoint}");
+    assert!(endpoint.contains("enabled"), "{endpoint}");
+
+    let id = orca.submit("name: hooked\nsteps:\n  - id: a\n    shell: {command: ['true']}\n");
+    eventually(LIVE, || async {
+        receiver
+            .received()
+            .iter()
+            .any(|r| r.json()["task"]["id"] == id.as_str())
+            .then_some(())
+    })
+    .await
+    .expect("delivered");
+    browser
+        .click("[data-test=show-deliveries]")
+        .await
+        .expect("its deliveries");
+    let delivery = browser
+        .text_until("[data-test=deliveries] tbody", LIVE, |t| {
+            t.contains(&id) && t.contains("delivered")
+        })
+        .await
+        .expect("the delivery is shown");
+    assert!(
+        delivery.contains("task.succeeded") && delivery.contains("204"),
+        "{delivery}"
+    );
+    browser
+        .screenshot(&screenshots(), "webhooks")
+        .await
+        .expect("screenshot");
+
+    // Removing takes a second click.
+    browser
+        .click("[data-test=remove-webhook]")
+        .await
+        .expect("remove");
+    browser
+        .click("[data-test=confirm-remove]")
+        .await
+        .expect("confirm");
+    browser
+        .text_until("[data-test=webhooks] tbody", LIVE, |t| {
+            t.contains("No endpoint yet.")
+        })
+        .await
+        .expect("removed");
+    // The two refusals the test provoked, and nothing else.
+    let refused = "Failed to load resource: the server responded with a status of 400";
+    let errors = browser
+        .page_errors(&[
+            SIGNED_OUT,
+            &format!("/api/v1/templates/greet/tasks?tenant=default - {refused}"),
+            &format!("/api/v1/webhooks - {refused}"),
+        ])
         .await
         .expect("the browser's log");
     assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
