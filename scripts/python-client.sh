@@ -28,6 +28,21 @@ rm -rf clients/python/build clients/python/src/*.egg-info
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./clients/python
 rm -rf clients/python/build clients/python/src/*.egg-info
 
+# The sdist carries its proto file: a wheel builds from it alone, away
+# from the repository.
+dist=$(mktemp -d)
+trap 'rm -rf "$dist"' EXIT
+"$venv/bin/python" -m build --sdist --outdir "$dist" clients/python >"$dist/build.log" 2>&1 ||
+  { cat "$dist/build.log" >&2; exit 1; }
+rm -rf clients/python/build clients/python/src/*.egg-info
+(cd "$dist" && env -u ORCA_PROTO_DIR "$venv/bin/python" -m pip wheel -q --no-deps -w "$dist" "$dist"/orca_client-*.tar.gz)
+"$venv/bin/python" - "$dist" <<'PY'
+import sys, zipfile, pathlib
+(wheel,) = pathlib.Path(sys.argv[1]).glob("orca_client-*.whl")
+names = zipfile.ZipFile(wheel).namelist()
+assert "orca_client/v1/orca_pb2.py" in names, names
+PY
+
 orca="${ORCA_BIN:-$build_dir/debug/orca}"
 [ -x "$orca" ] || cargo build -p orca-cli
 cd clients/python

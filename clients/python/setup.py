@@ -2,15 +2,18 @@
 
 The stubs land in ``orca_client/v1`` of the build, never in the sources:
 they are made from ``proto/`` of the orca repository (or ``$ORCA_PROTO_DIR``)
-each time the package is built, so they cannot drift from the API.
+each time the package is built, so they cannot drift from the API. An sdist
+carries the proto file it was made from, so it builds anywhere.
 """
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 HERE = Path(__file__).resolve().parent
 
@@ -63,4 +66,15 @@ class BuildWithStubs(build_py):
         generate(Path(self.build_lib) / "orca_client" / "v1")
 
 
-setup(cmdclass={"build_py": BuildWithStubs})
+class SdistWithProto(sdist):
+    """Puts the proto file into the sdist's ``proto/``, where
+    :func:`proto_root` looks first after ``$ORCA_PROTO_DIR``."""
+
+    def make_release_tree(self, base_dir: str, files: list) -> None:
+        super().make_release_tree(base_dir, files)
+        into = Path(base_dir) / "proto" / "orca" / "v1"
+        into.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(proto_root() / "orca" / "v1" / "orca.proto", into / "orca.proto")
+
+
+setup(cmdclass={"build_py": BuildWithStubs, "sdist": SdistWithProto})
