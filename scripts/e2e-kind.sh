@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real-cluster end-to-end check (`make e2e-kind`): a kind cluster, the
 # two images loaded into it, the chart installed, the examples applied, and
-# then: the Tasks succeed, the pool scaled up for them and back to zero, and
-# deleting a running Task cancels it. Needs docker; kind, helm and kubectl
+# then: the Tasks succeed, a Task made from a TaskTemplate succeeds and one
+# missing a parameter fails naming it, the pool scaled up for them and back
+# to zero, and deleting a running Task cancels it. Needs docker; kind, helm and kubectl
 # are fetched when missing. KEEP_CLUSTER=1 leaves the cluster up.
 # E2E_STORE=postgres runs the control plane as three replicas on a
 # PostgreSQL in the cluster, and first kills the leading pod: a standby
@@ -102,6 +103,39 @@ for task in hello flaky; do
 done
 kubectl -n "$NS" get tasks
 kubectl -n "$NS" get events --field-selector involvedObject.kind=Task | grep -q Succeeded
+
+step "a Task from a TaskTemplate runs; one missing a parameter fails, naming it"
+cat <<'YAML' | kubectl -n "$NS" apply -f -
+apiVersion: orca.dev/v1alpha1
+kind: TaskTemplate
+metadata:
+  name: greet
+spec:
+  description: Greets someone, on the shell pool.
+  parameters:
+    who: {required: true}
+  steps:
+    - id: say
+      shell: {command: [echo, "hello ${{ who }}"]}
+---
+apiVersion: orca.dev/v1alpha1
+kind: Task
+metadata:
+  name: greet-kind
+spec:
+  templateRef: {name: greet}
+  parameters: {who: kind}
+---
+apiVersion: orca.dev/v1alpha1
+kind: Task
+metadata:
+  name: greet-nobody
+spec:
+  templateRef: {name: greet}
+YAML
+kubectl -n "$NS" wait task/greet-kind --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m
+kubectl -n "$NS" wait task/greet-nobody --for=jsonpath='{.status.phase}'=Failed --timeout=2m
+kubectl -n "$NS" get task/greet-nobody -o jsonpath='{.status.message}' | grep -q 'parameters.who: required'
 
 step "deleting a running task cancels it"
 cat <<'YAML' | kubectl -n "$NS" apply -f -

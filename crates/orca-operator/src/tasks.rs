@@ -176,14 +176,13 @@ async fn rendered(
     let api: Api<TaskTemplate> = Api::namespaced(ctx.kube.clone(), &namespace(task)?);
     let template = match api.get_opt(name).await? {
         Some(resource) => resource.spec.to_template(name),
-        None => match orca_core::template::BUILT_IN
-            .iter()
-            .find(|(n, _)| *n == name)
+        // Built-ins only: the operator has no directory of its own.
+        None => match orca_core::template::catalog(None)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|file| file.name == name)
         {
-            Some((_, text)) => match serde_yaml::from_str::<serde_json::Value>(text) {
-                Ok(file) => orca_core::template::Template::from_value(name, file),
-                Err(e) => return Ok(Err(format!("the built-in template {name}: {e}"))),
-            },
+            Some(file) => file.load(),
             None => {
                 return Ok(Err(format!(
                     "templateRef: no TaskTemplate {name:?} in namespace {}, and no built-in template of that name",
