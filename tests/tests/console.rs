@@ -791,7 +791,11 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         .await
         .expect("the task's page, live");
     let tasks = orca.server.tasks().await.expect("tasks");
-    assert_eq!(all_task_ids(&tasks).await.expect("ids").len(), 1, "one task");
+    assert_eq!(
+        all_task_ids(&tasks).await.expect("ids").len(),
+        1,
+        "one task"
+    );
 
     // An admin: the webhooks page, a refused endpoint, then one that
     // receives, with its deliveries shown.
@@ -842,7 +846,10 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         })
         .await
         .expect("the endpoint is listed");
-    assert!(endpoint.contains("task.succeeded, task.failed"), "{endpoint}");
+    assert!(
+        endpoint.contains("task.succeeded, task.failed"),
+        "{endpoint}"
+    );
     assert!(endpoint.contains("enabled"), "{endpoint}");
 
     let id = orca.submit("name: hooked\nsteps:\n  - id: a\n    shell: {command: ['true']}\n");

@@ -690,6 +690,66 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
         true
     );
 
+    // The CLI uses them with --on-server.
+    let listed = String::from_utf8_lossy(
+        &succeed(server.cli().args(["template", "list", "--on-server"])).stdout,
+    )
+    .into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("greet") && l.contains("server: ") && l.contains("times,who*")),
+        "{listed}"
+    );
+    let shown = String::from_utf8_lossy(
+        &succeed(
+            server
+                .cli()
+                .args(["template", "show", "greet", "--on-server"]),
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        shown.starts_with("# greet (server: ") && shown.ends_with(GREET),
+        "{shown}"
+    );
+    let line = fails_in_one_line(server.cli().args([
+        "submit",
+        "--template",
+        "greet",
+        "--on-server",
+        "-p",
+        "who=cli",
+        "-p",
+        "times=often",
+    ]));
+    assert!(line.contains("parameters.times"), "{line}");
+    let line = fails_in_one_line(server.cli().args([
+        "template",
+        "run",
+        "greet",
+        "--on-server",
+        "-p",
+        "who=a",
+        "-p",
+        "who=b",
+    ]));
+    assert!(line.contains("parameters.who: given twice"), "{line}");
+    let out = succeed(server.cli().args([
+        "template",
+        "run",
+        "greet",
+        "--on-server",
+        "-p",
+        "who=cli",
+        "--watch",
+        "-o",
+        "json",
+    ]));
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the task as JSON");
+    assert_eq!(task["state"], "succeeded", "{task}");
+
     // A template that does not load stops the start, naming its file.
     std::fs::write(
         templates.join("unsafe.yaml"),

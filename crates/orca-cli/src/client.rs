@@ -40,30 +40,50 @@ pub fn describe(e: &anyhow::Error) -> String {
 }
 
 pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let mut spec = match (&args.file, &args.template, args.prompt.as_slice()) {
-        (Some(file), _, _) => taskfile::load(file)?,
+    // None: the control plane renders its template (--on-server).
+    let spec = match (&args.file, &args.template, args.prompt.as_slice()) {
+        (Some(file), _, _) => Some(taskfile::load(file)?),
+        (None, Some(_), _) if args.templates.on_server => None,
         // Rendered here: a missing or unknown parameter stops the submit
         // before anything is stored.
-        (None, Some(name), params) => crate::template::render(name, params, &args.templates)?,
-        (None, None, [prompt]) => orca_client::TaskSpec {
+        (None, Some(name), params) => Some(crate::template::render(
+            name,
+            params,
+            &args.templates.local,
+        )?),
+        (None, None, [prompt]) => Some(orca_client::TaskSpec {
             prompt: prompt.clone(),
             ..orca_client::TaskSpec::default()
-        },
+        }),
         (None, None, []) => {
             bail!("give a task file (-f), a prompt (-p) or a template (--template)")
         }
         (None, None, _) => bail!("-p: give one prompt, or --template NAME with -p key=value"),
     };
-    spec.plan |= args.plan || args.plan_only;
+    let spec = spec.map(|mut spec| {
+        spec.plan |= args.plan || args.plan_only;
+        spec
+    });
+    let planned = spec.as_ref().is_some_and(|spec| spec.plan);
     let client = connect(settings).await?;
     let tenant = args.tenant.unwrap_or_default();
-    if args.plan_only {
-        return show_plan(client.plan(&spec, &tenant).await?);
+    if let (true, Some(spec)) = (args.plan_only, &spec) {
+        return show_plan(client.plan(spec, &tenant).await?);
     }
     let own_key = args.idempotency_key.is_none();
-    let mut submit = Submit::new(&spec).tenant(tenant);
-    submit.idempotency_key = args.idempotency_key;
-    let submitted = client.submit(submit).await?;
+    let submitted = match (&spec, &args.template) {
+        (Some(spec), _) => {
+            let mut submit = Submit::new(spec).tenant(tenant);
+            submit.idempotency_key = args.idempotency_key;
+            client.submit(submit).await?
+        }
+        (None, name) => {
+            let name = name.as_deref().unwrap_or_default();
+            let mut run = crate::template::server_run(name, &args.prompt)?.tenant(tenant);
+            run.idempotency_key = args.idempotency_key;
+            client.submit_template(run).await?
+        }
+    };
     let id = submitted.task_id;
     // People read messages on stdout; a program asking for a format gets
     // only that there, and the messages (the live view too) on stderr.
@@ -84,7 +104,7 @@ pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<Exi
         println!("{id}");
     }
     let mut task = None;
-    if spec.plan {
+    if planned {
         let planned = client.get(&id).await?;
         if planned.steps.is_empty() {
             bail!("{}", planned.message);

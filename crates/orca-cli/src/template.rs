@@ -1,7 +1,9 @@
 //! `orca template list|show|run` and `orca submit --template`: templates
 //! from the built-in set (`templates/` of the repository, in the binary)
 //! and from --templates-dir, rendered here, so a missing or unknown
-//! parameter is refused before anything reaches the control plane.
+//! parameter is refused before anything reaches the control plane. With
+//! --on-server, the control plane's templates, rendered there (with the
+//! same refusals, before it stores anything).
 
 use std::process::ExitCode;
 
@@ -9,6 +11,7 @@ use anyhow::{Context, bail};
 use orca_core::template::{TemplateFile, catalog};
 
 use crate::args::{SubmitArgs, TemplateCommand, TemplateSource};
+use crate::client::connect;
 use crate::output::print_table;
 
 fn all(source: &TemplateSource) -> anyhow::Result<Vec<TemplateFile>> {
@@ -34,14 +37,59 @@ pub fn render(
     source: &TemplateSource,
 ) -> anyhow::Result<orca_core::TaskSpec> {
     let template = find(name, source)?.load()?;
-    let given = params
+    Ok(template.render(&parameters(params)?)?)
+}
+
+/// `-p key=value`s as (key, value).
+fn parameters(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    params
         .iter()
         .map(|p| match p.split_once('=') {
             Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
             _ => bail!("-p {p:?}: a template's parameter is key=value"),
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(template.render(&given)?)
+        .collect()
+}
+
+/// The control plane's template `name` to run with `params`.
+pub fn server_run(name: &str, params: &[String]) -> anyhow::Result<orca_client::TemplateRun> {
+    let mut run = orca_client::TemplateRun::new(name);
+    for (key, value) in parameters(params)? {
+        if run.parameters.insert(key.clone(), value).is_some() {
+            bail!("parameters.{key}: given twice");
+        }
+    }
+    Ok(run)
+}
+
+/// A template's parameters as `list` shows them: required ones marked *.
+fn marked<'a>(parameters: impl Iterator<Item = (&'a str, bool)>) -> String {
+    parameters
+        .map(|(name, required)| {
+            if required {
+                format!("{name}*")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The control plane's template `name`, or why not (naming those it has).
+async fn on_server(
+    settings: &orca_client::Settings,
+    name: &str,
+) -> anyhow::Result<orca_client::v1::TaskTemplate> {
+    let offered = connect(settings).await?.templates().await?;
+    let names: Vec<String> = offered.iter().map(|t| t.name.clone()).collect();
+    match offered.into_iter().find(|t| t.name == name) {
+        Some(template) => Ok(template),
+        None => bail!(
+            "template {name:?} not found on the server; it has: {}",
+            names.join(", ")
+        ),
+    }
 }
 
 pub async fn template(
@@ -49,34 +97,52 @@ pub async fn template(
     command: TemplateCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
+        TemplateCommand::List { templates } if templates.on_server => {
+            let rows: Vec<Vec<String>> = connect(settings)
+                .await?
+                .templates()
+                .await?
+                .into_iter()
+                .map(|t| {
+                    let parameters = t.parameters.iter().map(|p| (p.name.as_str(), p.required));
+                    vec![
+                        t.name.clone(),
+                        format!("server: {}", t.origin),
+                        marked(parameters),
+                        t.description.chars().take(70).collect(),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "SOURCE", "PARAMETERS", "DESCRIPTION"], &rows);
+            Ok(ExitCode::SUCCESS)
+        }
         TemplateCommand::List { templates } => {
             let mut rows = Vec::new();
-            for found in all(&templates)? {
+            for found in all(&templates.local)? {
                 let template = found.load()?;
-                let parameters: Vec<String> = template
+                let parameters = template
                     .parameters
                     .iter()
-                    .map(|(key, p)| {
-                        if p.required {
-                            format!("{key}*")
-                        } else {
-                            key.clone()
-                        }
-                    })
-                    .collect();
+                    .map(|(key, p)| (key.as_str(), p.required));
                 let description: String = template.description.chars().take(70).collect();
                 rows.push(vec![
                     found.name,
                     found.origin,
-                    parameters.join(","),
+                    marked(parameters),
                     description,
                 ]);
             }
             print_table(&["NAME", "SOURCE", "PARAMETERS", "DESCRIPTION"], &rows);
             Ok(ExitCode::SUCCESS)
         }
+        TemplateCommand::Show { name, templates } if templates.on_server => {
+            let template = on_server(settings, &name).await?;
+            println!("# {} (server: {})", template.name, template.origin);
+            print!("{}", template.file);
+            Ok(ExitCode::SUCCESS)
+        }
         TemplateCommand::Show { name, templates } => {
-            let found = find(&name, &templates)?;
+            let found = find(&name, &templates.local)?;
             // Checked first: what is shown is a template that runs.
             found.load()?;
             println!("# {} ({})", found.name, found.origin);

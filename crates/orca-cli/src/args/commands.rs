@@ -50,7 +50,7 @@ pub struct SubmitArgs {
     pub template: Option<String>,
 
     #[command(flatten)]
-    pub templates: TemplateSource,
+    pub templates: TemplateChoice,
 
     /// Have the control plane plan the task's prompt into a DAG of steps.
     #[arg(long)]
@@ -179,19 +179,33 @@ pub struct TemplateSource {
     pub templates_dir: Option<PathBuf>,
 }
 
+/// Which templates a client command uses: this machine's, or the control
+/// plane's.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateChoice {
+    #[command(flatten)]
+    pub local: TemplateSource,
+
+    /// Use the control plane's templates (its built-in set and `orca
+    /// server --templates-dir`), rendered there, instead of this machine's.
+    #[arg(long, conflicts_with = "templates_dir")]
+    pub on_server: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
-    /// The templates: built-in and from --templates-dir, with their
-    /// parameters (required ones marked *).
+    /// The templates: built-in and from --templates-dir (or the control
+    /// plane's, with --on-server), with their parameters (required ones
+    /// marked *).
     List {
         #[command(flatten)]
-        templates: TemplateSource,
+        templates: TemplateChoice,
     },
     /// Print a template: its description, parameters and steps.
     Show {
         name: String,
         #[command(flatten)]
-        templates: TemplateSource,
+        templates: TemplateChoice,
     },
     /// Submit a template as a task, with its parameters as -p key=value.
     Run(TemplateRunArgs),
@@ -215,7 +229,7 @@ pub struct TemplateRunArgs {
     #[arg(long, env = "ORCA_TENANT")]
     pub tenant: Option<String>,
     #[command(flatten)]
-    pub templates: TemplateSource,
+    pub templates: TemplateChoice,
 }
 
 #[derive(Debug, Subcommand)]
