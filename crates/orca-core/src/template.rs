@@ -47,8 +47,9 @@ impl TemplateFile {
             ),
             other => other,
         };
+        // Not YAML: the file and the parser's line and column say where.
         let value: Value = serde_yaml::from_str(&self.text)
-            .map_err(|e| within(invalid("template", e.to_string())))?;
+            .map_err(|e| invalid(&self.origin, format!("template {}: {e}", self.name)))?;
         Template::from_value(&self.name, value).map_err(within)
     }
 }
@@ -704,5 +705,45 @@ mod tests {
         assert_eq!(field_of(e), "parameters.x.default");
         let e = template(json!({"steps": [{"id": "s", "shel": {}}]})).expect_err("not a task");
         assert!(e.to_string().contains("shel"), "{e}");
+    }
+
+    #[test]
+    fn a_catalog_is_the_directorys_templates_then_the_built_ins_they_leave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text);
+        write(
+            "deploy.yml",
+            "steps:\n  - id: s\n    shell: {command: ['true']}\n",
+        )
+        .expect("write");
+        write("notes.txt", "not a template").expect("write");
+        write("broken.yaml", "steps: [\n").expect("write");
+        let files = catalog(Some(dir.path())).expect("catalog");
+        let listed: Vec<(&str, bool)> = files
+            .iter()
+            .map(|f| (f.name.as_str(), f.origin == "built-in"))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("broken", false),
+                ("deploy", false),
+                ("feature", true),
+                ("refactor", true)
+            ]
+        );
+        assert!(files[1].load().is_ok());
+        let broken = files[0].load().expect_err("not YAML");
+        assert!(
+            broken
+                .to_string()
+                .contains("broken.yaml: template broken: "),
+            "{broken}"
+        );
+        for file in catalog(None).expect("built-ins") {
+            file.load().expect("each built-in loads");
+        }
+        let missing = catalog(Some(&dir.path().join("nowhere"))).expect_err("no such directory");
+        assert!(missing.to_string().contains("nowhere"), "{missing}");
     }
 }
