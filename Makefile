@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo test bench bench-webhooks bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -9,8 +9,12 @@ demo:            ## build, start the embedded orca, run the example DAG live, st
 test:            ## unit and end-to-end tests
 	./scripts/test.sh
 
-bench:           ## end-to-end throughput and latency against real processes
+bench:           ## end-to-end throughput and latency against real processes, then webhooks
 	./scripts/bench.sh
+	./scripts/bench.sh webhooks
+
+bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run
+	./scripts/bench.sh webhooks
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers
 	./scripts/bench.sh scale

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `make bench`: builds the release binary as `make dist` ships it and drives
-# it with the end-to-end benchmark in tests/benches/e2e.rs.
+# it with a benchmark of tests/benches/ (e2e.rs unless named).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # The binary as the images ship it (stripped; scripts/dist.sh).
 DIST_DIR="$(cargo_target_dir)/dist" ./scripts/dist.sh
-# `make bench` runs e2e; `make bench-scale` runs scale (a million queued)
-# and fleet (10,000 workers).
+# `make bench` runs e2e, then webhooks; `make bench-scale` runs scale (a
+# million queued) and fleet (10,000 workers).
 ORCA_BIN="$(cargo_target_dir)/dist/orca" cargo bench -p orca-tests --bench "${1:-e2e}"

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,6 +22,8 @@ pub struct Received {
     pub body: String,
     /// What the receiver answered.
     pub status: u16,
+    /// When it arrived, by the wall clock the server stamps events with.
+    pub arrived: SystemTime,
 }
 
 impl Received {
@@ -70,6 +73,7 @@ async fn receive(
         signature: header(&headers, "orca-webhook-signature"),
         body: String::from_utf8_lossy(&body).into_owned(),
         status,
+        arrived: SystemTime::now(),
     });
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -101,6 +105,16 @@ impl Receiver {
     /// Every request so far, in the order they arrived.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
+    }
+
+    /// How many requests were answered 2xx, without copying them.
+    pub fn accepted(&self) -> usize {
+        let script = self.lock();
+        script
+            .received
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .count()
     }
 
     /// What later requests are answered.

@@ -502,7 +502,7 @@ impl Replica {
             store.clone(),
             config.webhooks.clone(),
         ));
-        let delivering = webhooks.start()?;
+        let delivering = webhooks.start(hub.watch_fleet())?;
         // Shared by gRPC and the HTTP API, which calls the same methods.
         let tasks = Arc::new(
             task_service::TaskApi::new(

@@ -396,6 +396,21 @@ async fn get_task(conn: &mut Conn, id: String) -> Result<Option<TaskRecord>> {
     Ok(Some(task))
 }
 
+async fn tasks_by_id(conn: &mut Conn, ids: Vec<String>) -> Result<Vec<TaskRecord>> {
+    let statement = conn
+        .statement(&format!("{TASK_SELECT} WHERE t.id = ANY($1) ORDER BY t.id"))
+        .await?;
+    let mut tasks = conn
+        .client
+        .query(&statement, &[&ids])
+        .await?
+        .iter()
+        .map(decode_task)
+        .collect::<Result<Vec<_>>>()?;
+    load_steps(conn, &mut tasks).await?;
+    Ok(tasks)
+}
+
 /// Only the filters a query sets are in its SQL, so each shape gets a plan
 /// that uses its index.
 async fn list_tasks(conn: &mut Conn, query: &TaskQuery) -> Result<Vec<TaskRecord>> {
@@ -919,6 +934,15 @@ impl Store for PostgresStore {
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
         let id = text(id);
         self.read(|conn| Box::pin(get_task(conn, id.clone()))).await
+    }
+
+    async fn tasks_by_id(&self, ids: &[String]) -> orca_store::Result<Vec<TaskRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(|id| text(id)).collect();
+        self.read(|conn| Box::pin(tasks_by_id(conn, ids.clone())))
+            .await
     }
 
     async fn list_tasks(&self, query: TaskQuery) -> orca_store::Result<Vec<TaskRecord>> {

@@ -986,6 +986,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn tasks_by_id(&self, ids: &[String]) -> orca_store::Result<Vec<TaskRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        self.read(move |conn| {
+            let mut tasks = Vec::with_capacity(ids.len());
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+            for id in &ids {
+                if let Some(row) = stmt.query_row([id], read_task).optional()? {
+                    tasks.push(whole_task(conn, row)?);
+                }
+            }
+            Ok(tasks)
+        })
+        .await
+    }
+
     async fn list_tasks(&self, query: TaskQuery) -> orca_store::Result<Vec<TaskRecord>> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");

@@ -1325,6 +1325,16 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
             .expect("none")
             .is_empty()
     );
+    // Any task by id, finished ones too, in id order, once each.
+    let any = store
+        .tasks_by_id(&named(&["r4", "r3", "nope", "r4", "r1"]))
+        .await
+        .expect("by id");
+    assert_eq!(ids(&any), ["r1", "r3", "r4"]);
+    assert!(any[1].state.is_terminal(), "r3 is finished");
+    assert_eq!(any[2].last_seq, 2);
+    assert_eq!(any[2].steps.len(), 2);
+    assert!(store.tasks_by_id(&[]).await.expect("none").is_empty());
 
     // Recovery's compact read: a queued task nobody started comes back as
     // its place in the queue; one running, or held at a gate, whole.

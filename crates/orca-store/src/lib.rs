@@ -528,6 +528,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;
 
+    /// These tasks, whole, in the order of their ids; an id not stored is
+    /// left out. One read for many, where a reader that needs each of a
+    /// page of events' tasks would otherwise wait on one read per task.
+    async fn tasks_by_id(&self, ids: &[String]) -> Result<Vec<TaskRecord>>;
+
     async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>>;
 
     /// How many tasks are in each state (only states that have some), of

@@ -470,6 +470,18 @@ impl Store for MemoryStore {
         Ok(data.tasks.get(id).map(|task| data.whole(task)))
     }
 
+    async fn tasks_by_id(&self, ids: &[String]) -> Result<Vec<TaskRecord>> {
+        let data = self.data();
+        let mut tasks: Vec<TaskRecord> = ids
+            .iter()
+            .filter_map(|id| data.tasks.get(id.as_str()))
+            .map(|task| data.whole(task))
+            .collect();
+        tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        tasks.dedup_by(|a, b| a.id == b.id);
+        Ok(tasks)
+    }
+
     async fn list_tasks(&self, query: TaskQuery) -> Result<Vec<TaskRecord>> {
         let data = self.data();
         let wanted = |task: &&TaskRecord| {

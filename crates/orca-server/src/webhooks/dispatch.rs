@@ -5,7 +5,7 @@
 //! deliveries for a task one at a time, in order, retrying with back-off
 //! until a 2xx, a 410 (which disables the endpoint), or the give-up time.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,16 +13,18 @@ use orca_api::convert::now_micros;
 use orca_core::Micros;
 use orca_store::webhooks::{Delivery, DeliveryState, Webhook};
 use orca_store::{Store, TaskRecord, Write};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::Settings;
 use super::event::{event_type, payload};
 use super::send::{Answer, Sender};
+use crate::hub::FleetSignal;
 
-/// How often new events are looked for.
+/// How often new events are looked for when no commit announced them (a
+/// replica that did not make them, or a missed signal).
 const POLL: Duration = Duration::from_millis(200);
 /// Events read from the fleet at a time.
-const PAGE: usize = 512;
+const PAGE: usize = 4096;
 /// Tries on their way at once, over every endpoint.
 const MAX_IN_FLIGHT: usize = 64;
 /// Pending deliveries read back on start.
@@ -43,9 +45,16 @@ pub(super) struct Dispatcher {
     settings: Settings,
     sender: Arc<Sender>,
     changed: Arc<Notify>,
+    /// Wakes the loop when events were committed, so a delivery is made
+    /// as its event is stored, not at the next poll.
+    fleet: watch::Receiver<FleetSignal>,
     webhooks: HashMap<String, Webhook>,
     cursor: u64,
-    chains: BTreeMap<Chain, VecDeque<Delivery>>,
+    chains: HashMap<Chain, VecDeque<Delivery>>,
+    /// Every chain with deliveries that is not on its way, by when its
+    /// head is due: the loop takes what is due from the front, where a
+    /// scan of every chain per answer made a backlog cost its square.
+    due: BTreeSet<(Micros, Chain)>,
     in_flight: HashSet<Chain>,
     /// Ids that sort in the order deliveries are made, even within one
     /// millisecond: a restart reads the pending ones back by id.
@@ -58,15 +67,18 @@ impl Dispatcher {
         settings: Settings,
         sender: Arc<Sender>,
         changed: Arc<Notify>,
+        fleet: watch::Receiver<FleetSignal>,
     ) -> Dispatcher {
         Dispatcher {
             store,
             settings,
             sender,
             changed,
+            fleet,
             webhooks: HashMap::new(),
             cursor: 0,
-            chains: BTreeMap::new(),
+            chains: HashMap::new(),
+            due: BTreeSet::new(),
             in_flight: HashSet::new(),
             ids: ulid::Generator::new(),
         }
@@ -81,10 +93,7 @@ impl Dispatcher {
             cursor => cursor,
         };
         for delivery in self.store.pending_deliveries(LOADED).await? {
-            self.chains
-                .entry((delivery.webhook_id.clone(), delivery.task_id.clone()))
-                .or_default()
-                .push_back(delivery);
+            self.queue(delivery);
         }
         Ok(())
     }
@@ -100,10 +109,28 @@ impl Dispatcher {
         // A removed endpoint's deliveries went with it.
         let webhooks = &self.webhooks;
         self.chains.retain(|(id, _), _| webhooks.contains_key(id));
+        self.due = self
+            .chains
+            .iter()
+            .filter(|(chain, _)| !self.in_flight.contains(*chain))
+            .filter_map(|(chain, deliveries)| {
+                Some((deliveries.front()?.next_attempt_at, chain.clone()))
+            })
+            .collect();
         // Registering the first endpoint stores where to follow from (see
         // `Webhooks::create`); without endpoints the loop stood still.
         self.cursor = self.cursor.max(self.store.webhook_cursor().await?);
         Ok(())
+    }
+
+    /// Puts a delivery at the end of its chain.
+    fn queue(&mut self, delivery: Delivery) {
+        let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
+        let deliveries = self.chains.entry(chain.clone()).or_default();
+        if deliveries.is_empty() && !self.in_flight.contains(&chain) {
+            self.due.insert((delivery.next_attempt_at, chain));
+        }
+        deliveries.push_back(delivery);
     }
 
     pub(super) async fn run(mut self) {
@@ -112,19 +139,41 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let (done, mut answers) = mpsc::unbounded_channel();
+        let mut settled = Vec::with_capacity(MAX_IN_FLIGHT);
+        // New events are looked for when a commit announced some, when the
+        // endpoints changed, and at least every POLL: not after every
+        // answer, since reading the fleet when nothing is new costs as
+        // much as a page.
+        let mut look = true;
+        let mut looked_at = tokio::time::Instant::now();
         loop {
-            if let Err(e) = self.collect().await {
-                tracing::warn!(error = %e, "webhooks: turning events into deliveries");
+            if look || looked_at.elapsed() >= POLL {
+                // Before the read: a commit after it wakes the loop again.
+                self.fleet.mark_unchanged();
+                looked_at = tokio::time::Instant::now();
+                if let Err(e) = self.collect().await {
+                    tracing::warn!(error = %e, "webhooks: turning events into deliveries");
+                }
             }
+            look = false;
             self.start_due(&done);
             let pause = self.until_next_due().map_or(POLL, |due| due.min(POLL));
+            // Without an enabled endpoint the loop stays asleep through the
+            // fleet's commits.
+            let following = self.webhooks.values().any(|w| w.enabled);
+            let mut fleet = self.fleet.clone();
             tokio::select! {
-                Some((delivery, answer)) = answers.recv() => self.settle(delivery, answer).await,
+                // Every answer that is in, recorded in one commit.
+                _ = answers.recv_many(&mut settled, MAX_IN_FLIGHT) => {
+                    self.settle(std::mem::take(&mut settled)).await;
+                }
                 _ = self.changed.notified() => {
                     if let Err(e) = self.reload().await {
                         tracing::warn!(error = %e, "webhooks: reading the endpoints");
                     }
+                    look = true;
                 }
+                Ok(()) = fleet.changed(), if following => look = true,
                 _ = tokio::time::sleep(pause) => {}
             }
         }
@@ -151,29 +200,35 @@ impl Dispatcher {
             if page.through == self.cursor {
                 return Ok(());
             }
+            // The page's events some endpoint asked for, and their tasks in
+            // one read: each payload names its task, and its tenant picks
+            // the endpoints.
+            let wanted_by = |w: &Webhook, kind: &str, at: Micros| {
+                w.events.iter().any(|e| e == kind) && at >= w.created_at
+            };
+            let asked: Vec<(&str, &orca_core::Event)> = page
+                .events
+                .iter()
+                .filter_map(|(_, event)| Some((event_type(event)?, event)))
+                .filter(|(kind, event)| enabled.iter().any(|w| wanted_by(w, kind, event.at)))
+                .collect();
+            let ids: Vec<String> = asked.iter().map(|(_, e)| e.task_id.clone()).collect();
+            let tasks: HashMap<String, TaskRecord> = self
+                .store
+                .tasks_by_id(&ids)
+                .await?
+                .into_iter()
+                .map(|task| (task.id.clone(), task))
+                .collect();
             let now = now_micros();
-            let mut tasks: HashMap<String, Option<TaskRecord>> = HashMap::new();
             let mut made = Vec::new();
-            for (_, event) in &page.events {
-                let Some(kind) = event_type(event) else {
-                    continue;
-                };
-                let wanted =
-                    |w: &&Webhook| w.events.iter().any(|e| e == kind) && event.at >= w.created_at;
-                if !enabled.iter().any(|w| wanted(&w)) {
-                    continue;
-                }
-                if !tasks.contains_key(&event.task_id) {
-                    let task = self.store.get_task(&event.task_id).await?;
-                    tasks.insert(event.task_id.clone(), task);
-                }
-                let Some(Some(task)) = tasks.get(&event.task_id) else {
+            for (kind, event) in asked {
+                let Some(task) = tasks.get(&event.task_id) else {
                     continue;
                 };
                 for webhook in enabled
                     .iter()
-                    .filter(wanted)
-                    .filter(|w| w.tenant == task.tenant)
+                    .filter(|w| wanted_by(w, kind, event.at) && w.tenant == task.tenant)
                 {
                     let id = self.next_id();
                     made.push(Delivery {
@@ -204,10 +259,7 @@ impl Dispatcher {
             .await?;
             self.cursor = page.through;
             for delivery in made {
-                self.chains
-                    .entry((delivery.webhook_id.clone(), delivery.task_id.clone()))
-                    .or_default()
-                    .push_back(delivery);
+                self.queue(delivery);
             }
             if !page.full {
                 return Ok(());
@@ -227,26 +279,26 @@ impl Dispatcher {
     /// Sends the head of every chain that is due and not on its way.
     fn start_due(&mut self, done: &mpsc::UnboundedSender<(Delivery, Answer)>) {
         let now = now_micros();
-        let due: Vec<Chain> = self
-            .chains
-            .iter()
-            .filter(|(chain, deliveries)| {
-                !self.in_flight.contains(*chain)
-                    && deliveries.front().is_some_and(|d| d.next_attempt_at <= now)
-            })
-            .map(|(chain, _)| chain.clone())
-            .take(MAX_IN_FLIGHT.saturating_sub(self.in_flight.len()))
-            .collect();
-        for chain in due {
+        while self.in_flight.len() < MAX_IN_FLIGHT {
+            let Some((at, chain)) = self.due.pop_first() else {
+                return;
+            };
+            if at > now {
+                self.due.insert((at, chain));
+                return;
+            }
             let Some(delivery) = self.chains.get(&chain).and_then(|c| c.front()).cloned() else {
                 continue;
             };
-            let Some(webhook) = self.webhooks.get(&delivery.webhook_id) else {
+            // A disabled endpoint's chain waits out of the queue; reading
+            // the endpoints again puts it back.
+            let Some(webhook) = self
+                .webhooks
+                .get(&delivery.webhook_id)
+                .filter(|w| w.enabled)
+            else {
                 continue;
             };
-            if !webhook.enabled {
-                continue;
-            }
             self.in_flight.insert(chain);
             let (sender, done) = (self.sender.clone(), done.clone());
             let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
@@ -265,20 +317,45 @@ impl Dispatcher {
         }
     }
 
-    /// How long until the earliest pending try that is not on its way.
+    /// How long until the earliest pending try that is not on its way
+    /// can go; `None` while as many as may go are on their way (an answer
+    /// wakes the loop then, and a wait of zero would spin it).
     fn until_next_due(&self) -> Option<Duration> {
-        let now = now_micros();
-        self.chains
-            .iter()
-            .filter(|(chain, _)| !self.in_flight.contains(*chain))
-            .filter_map(|(_, deliveries)| deliveries.front())
-            .map(|d| d.next_attempt_at)
-            .min()
-            .map(|at| Duration::from_micros(at.saturating_sub(now).max(0) as u64))
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return None;
+        }
+        let (at, _) = self.due.first()?;
+        Some(Duration::from_micros(
+            at.saturating_sub(now_micros()).max(0) as u64,
+        ))
     }
 
-    /// Records how a try went, and what follows from it.
-    async fn settle(&mut self, mut delivery: Delivery, answer: Answer) {
+    /// Records how the tries in `answers` went, in one commit, and what
+    /// follows from each.
+    async fn settle(&mut self, answers: Vec<(Delivery, Answer)>) {
+        let mut writes = Vec::new();
+        let mut settled = Vec::with_capacity(answers.len());
+        for (delivery, answer) in answers {
+            self.settle_one(delivery, answer, &mut writes, &mut settled);
+        }
+        let count = settled.len();
+        writes.push(Write::Deliveries {
+            cursor: None,
+            deliveries: settled,
+        });
+        if let Err(e) = commit(&*self.store, writes).await {
+            // They stay pending in the store: a new leader tries them again.
+            tracing::warn!(error = %e, count, "webhooks: recording tries");
+        }
+    }
+
+    fn settle_one(
+        &mut self,
+        mut delivery: Delivery,
+        answer: Answer,
+        writes: &mut Vec<Write>,
+        settled: &mut Vec<Delivery>,
+    ) {
         let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
         self.in_flight.remove(&chain);
         let Some(webhook) = self.webhooks.get(&delivery.webhook_id).cloned() else {
@@ -291,8 +368,6 @@ impl Dispatcher {
         delivery.last_status = answer.status.unwrap_or(0);
         delivery.last_latency_ms = u32::try_from(answer.latency.as_millis()).unwrap_or(u32::MAX);
         delivery.last_error = answer.error;
-        let mut writes = Vec::new();
-        let mut settled = vec![];
         match answer.status {
             Some(status) if (200..300).contains(&status) => {
                 delivery.state = DeliveryState::Delivered;
@@ -318,6 +393,7 @@ impl Dispatcher {
                     .filter(|(id, _)| *id == delivery.webhook_id)
                     .cloned()
                     .collect();
+                self.due.retain(|(_, (id, _))| *id != delivery.webhook_id);
                 for other in others {
                     for mut pending in self.chains.remove(&other).unwrap_or_default() {
                         if pending.id == delivery.id {
@@ -350,24 +426,22 @@ impl Dispatcher {
             }
         }
         settled.push(delivery.clone());
-        writes.push(Write::Deliveries {
-            cursor: None,
-            deliveries: settled,
-        });
-        if let Err(e) = commit(&*self.store, writes).await {
-            // It stays pending in the store: a new leader tries it again.
-            tracing::warn!(error = %e, delivery = %delivery.id, "webhooks: recording a try");
+        let Some(deliveries) = self.chains.get_mut(&chain) else {
+            return;
+        };
+        if delivery.state == DeliveryState::Pending {
+            if let Some(head) = deliveries.front_mut() {
+                *head = delivery;
+            }
+        } else {
+            deliveries.pop_front();
         }
-        if let Some(deliveries) = self.chains.get_mut(&chain) {
-            if delivery.state == DeliveryState::Pending {
-                if let Some(head) = deliveries.front_mut() {
-                    *head = delivery;
-                }
-            } else {
-                deliveries.pop_front();
-                if deliveries.is_empty() {
-                    self.chains.remove(&chain);
-                }
+        match deliveries.front() {
+            Some(head) => {
+                self.due.insert((head.next_attempt_at, chain));
+            }
+            None => {
+                self.chains.remove(&chain);
             }
         }
     }
@@ -433,36 +507,28 @@ mod tests {
         }
     }
 
-    /// The loop over a store in memory: one task's two events go in order,
-    /// the second waiting while the first is retried after a 500; an event
-    /// of another tenant, or of a type not asked for, makes no delivery;
-    /// the log keeps every try.
-    #[tokio::test]
-    async fn one_tasks_deliveries_go_in_order_through_a_retry() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        store
-            .create_tasks(vec![
-                orca_store::conformance::new_task("t1", "team", None),
-                orca_store::conformance::new_task("t2", "other", None),
-            ])
-            .await
-            .expect("tasks");
-        let (url, seen) = receiver(vec![500]).await;
+    /// Registers an endpoint of tenant `team` for `events`, as
+    /// `Webhooks::create` does (with the place events are followed from),
+    /// and starts the loop; it stops when the handle is dropped.
+    async fn start(
+        store: &Arc<dyn Store>,
+        hub: &crate::hub::Hub,
+        url: String,
+        events: &[&str],
+    ) -> crate::AbortOnDrop {
         let webhook = Webhook {
             id: "w1".into(),
             tenant: "team".into(),
             url,
-            events: vec!["step.failed".into(), "task.failed".into()],
+            events: events.iter().map(|e| e.to_string()).collect(),
             secret: "0123456789abcdef".into(),
             enabled: true,
             disabled_reason: String::new(),
             created_at: 0,
         };
-        // Registered as `Webhooks::create` does, with the place events are
-        // followed from.
         let head = store.fleet_head().await.expect("head");
         commit(
-            &*store,
+            &**store,
             vec![
                 Write::Webhook(Box::new(webhook)),
                 Write::Deliveries {
@@ -479,8 +545,34 @@ mod tests {
             ..Settings::default()
         };
         let sender = Arc::new(Sender::new(true).expect("sender"));
-        let dispatcher = Dispatcher::new(store.clone(), settings, sender, Arc::new(Notify::new()));
-        let running = crate::AbortOnDrop(tokio::spawn(dispatcher.run()));
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            settings,
+            sender,
+            Arc::new(Notify::new()),
+            hub.watch_fleet(),
+        );
+        crate::AbortOnDrop(tokio::spawn(dispatcher.run()))
+    }
+
+    /// The loop over a store in memory: one task's two events go in order,
+    /// the second waiting while the first is retried after a 500; an event
+    /// of another tenant, or of a type not asked for, makes no delivery;
+    /// the log keeps every try.
+    #[tokio::test]
+    async fn one_tasks_deliveries_go_in_order_through_a_retry() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        store
+            .create_tasks(vec![
+                orca_store::conformance::new_task("t1", "team", None),
+                orca_store::conformance::new_task("t2", "other", None),
+            ])
+            .await
+            .expect("tasks");
+        let (url, seen) = receiver(vec![500]).await;
+        let hub = crate::hub::Hub::default();
+        let head = store.fleet_head().await.expect("head");
+        let running = start(&store, &hub, url, &["step.failed", "task.failed"]).await;
 
         let failed_step = EventKind::StepState {
             step: "a".into(),
@@ -558,6 +650,83 @@ mod tests {
             [("task.failed", 1), ("step.failed", 2)]
         );
         assert!(store.webhook_cursor().await.expect("cursor") > head);
+    }
+
+    /// Many tasks at once, more than go at a time: each task's delivery
+    /// is sent exactly once and recorded delivered, while the first tries
+    /// of a few are answered 500 and retried without holding up the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_tasks_is_delivered_once_each_around_the_retries() {
+        const TASKS: usize = 300;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let ids: Vec<String> = (0..TASKS).map(|n| format!("t{n:03}")).collect();
+        store
+            .create_tasks(
+                ids.iter()
+                    .map(|id| orca_store::conformance::new_task(id, "team", None))
+                    .collect(),
+            )
+            .await
+            .expect("tasks");
+        let (url, seen) = receiver(vec![500, 500, 500]).await;
+        let hub = crate::hub::Hub::default();
+        let running = start(&store, &hub, url, &["task.succeeded"]).await;
+        let succeeded = EventKind::TaskState {
+            state: TaskState::Succeeded,
+            message: String::new(),
+        };
+        commit(
+            &*store,
+            ids.iter()
+                .map(|id| {
+                    Write::Event(Event {
+                        task_id: id.clone(),
+                        ..event(2, succeeded.clone())
+                    })
+                })
+                .collect(),
+        )
+        .await
+        .expect("events");
+        // The commit announces itself, as the engine's do.
+        hub.fleet_changed();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let log = loop {
+            let log = store
+                .deliveries(orca_store::webhooks::DeliveryQuery {
+                    limit: TASKS + 1,
+                    ..Default::default()
+                })
+                .await
+                .expect("log");
+            if log.len() == TASKS && log.iter().all(|d| d.state == DeliveryState::Delivered) {
+                break log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {TASKS} delivered",
+                log.iter()
+                    .filter(|d| d.state == DeliveryState::Delivered)
+                    .count()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        drop(running);
+        let seen = seen.lock().expect("seen").clone();
+        assert_eq!(seen.len(), TASKS + 3, "each once, and the three retries");
+        let accepted: HashSet<&str> = seen
+            .iter()
+            .filter(|(_, _, status)| *status == 204)
+            .map(|(_, id, _)| id.as_str())
+            .collect();
+        assert_eq!(accepted.len(), TASKS, "no delivery accepted twice");
+        let mut tasks: Vec<&str> = log.iter().map(|d| d.task_id.as_str()).collect();
+        tasks.sort_unstable();
+        assert_eq!(tasks, ids, "one delivery per task");
+        let retried = log.iter().filter(|d| d.attempts == 2).count();
+        assert_eq!(retried, 3, "the three answered 500 went again");
+        assert!(log.iter().all(|d| d.last_status == 204));
     }
 
     #[test]

@@ -62,14 +62,19 @@ impl Webhooks {
         }
     }
 
-    /// Starts the delivery loop; it stops when the handle is dropped.
-    pub(crate) fn start(&self) -> Result<AbortOnDrop, Error> {
+    /// Starts the delivery loop, woken by `fleet` as events are committed;
+    /// it stops when the handle is dropped.
+    pub(crate) fn start(
+        &self,
+        fleet: tokio::sync::watch::Receiver<crate::hub::FleetSignal>,
+    ) -> Result<AbortOnDrop, Error> {
         let sender = Arc::new(send::Sender::new(self.settings.allow_private_networks)?);
         let dispatcher = dispatch::Dispatcher::new(
             self.store.clone(),
             self.settings.clone(),
             sender,
             self.changed.clone(),
+            fleet,
         );
         Ok(AbortOnDrop(tokio::spawn(dispatcher.run())))
     }

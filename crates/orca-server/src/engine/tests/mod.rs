@@ -483,6 +483,9 @@ impl Store for SlowBacklog {
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
         self.store.get_task(id).await
     }
+    async fn tasks_by_id(&self, ids: &[String]) -> orca_store::Result<Vec<TaskRecord>> {
+        self.store.tasks_by_id(ids).await
+    }
     async fn list_tasks(
         &self,
         query: orca_store::TaskQuery,
