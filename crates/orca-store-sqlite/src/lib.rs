@@ -993,18 +993,7 @@ impl Store for SqliteStore {
         let mut ids = ids.to_vec();
         ids.sort();
         ids.dedup();
-        self.read(move |conn| {
-            let mut tasks = Vec::with_capacity(ids.len());
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
-            for id in &ids {
-                if let Some(row) = stmt.query_row([id], read_task).optional()? {
-                    tasks.push(whole_task(conn, row)?);
-                }
-            }
-            Ok(tasks)
-        })
-        .await
+        self.read(move |conn| by_id(conn, &ids, "")).await
     }
 
     async fn list_tasks(&self, query: TaskQuery) -> orca_store::Result<Vec<TaskRecord>> {
@@ -1574,9 +1563,14 @@ impl Store for SqliteStore {
 
 /// The unfinished tasks of `ids` (sorted, distinct), whole.
 fn unfinished_by_id(conn: &Connection, ids: &[String]) -> Result<Vec<TaskRecord>> {
+    by_id(conn, ids, "AND state IN ('queued', 'running', 'paused')")
+}
+
+/// The tasks of `ids` (sorted, once each) that meet `condition`, whole,
+/// one lookup of the key each.
+fn by_id(conn: &Connection, ids: &[String], condition: &str) -> Result<Vec<TaskRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks
-         WHERE id = ?1 AND state IN ('queued', 'running', 'paused')"
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1 {condition}"
     ))?;
     let mut tasks = Vec::with_capacity(ids.len());
     for id in ids {

@@ -605,15 +605,8 @@ impl Store for MemoryStore {
     }
 
     async fn unfinished_tasks_by_id(&self, ids: &[String]) -> Result<Vec<TaskRecord>> {
-        let data = self.data();
-        let mut tasks: Vec<TaskRecord> = ids
-            .iter()
-            .filter_map(|id| data.tasks.get(id.as_str()))
-            .filter(|t| !t.state.is_terminal())
-            .map(|task| data.whole(task))
-            .collect();
-        tasks.sort_by(|a, b| a.id.cmp(&b.id));
-        tasks.dedup_by(|a, b| a.id == b.id);
+        let mut tasks = self.tasks_by_id(ids).await?;
+        tasks.retain(|t| !t.state.is_terminal());
         Ok(tasks)
     }
 
