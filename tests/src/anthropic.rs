@@ -37,6 +37,16 @@ pub enum Reply {
         status: u16,
         message: String,
     },
+    /// A limit as the API answers it: `status` (429) with the error body,
+    /// `retry-after` and the `anthropic-ratelimit-*-reset` headers naming
+    /// `resets_at` (unix seconds). To a subscription's token (`Authorization:
+    /// Bearer sk-ant-oat...`) it adds the unified headers subscription
+    /// accounts get: status `rejected`, the reset, the five-hour window.
+    Limited {
+        status: u16,
+        message: String,
+        resets_at: i64,
+    },
     /// Starts the stream and never finishes it.
     Hang,
     /// Streams the text and the response's final usage, then holds the
@@ -169,7 +179,7 @@ impl MockAnthropic {
     }
 }
 
-fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
+fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let streamed = request["stream"].as_bool().unwrap_or(false);
     let model = request["model"]
@@ -196,7 +206,11 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
         }
         reply
     };
-    if let Reply::Error { status, message } = &reply {
+    if let Reply::Error { status, message }
+    | Reply::Limited {
+        status, message, ..
+    } = &reply
+    {
         let kind = match *status {
             429 => "rate_limit_error",
             529 => "overloaded_error",
@@ -204,11 +218,19 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
             _ => "invalid_request_error",
         };
         let body = json!({"type": "error", "error": {"type": kind, "message": message}});
-        return response(
+        let mut answer = response(
             StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             "application/json",
             Body::from(body.to_string()),
         );
+        if let Reply::Limited { resets_at, .. } = &reply {
+            let subscription = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("Bearer sk-ant-oat"));
+            limit_headers(answer.headers_mut(), *resets_at, subscription);
+        }
+        return answer;
     }
     if !streamed {
         // One JSON message: what the planner asks for.
@@ -220,7 +242,7 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
             ),
             Reply::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
             // Headers, then a body that never comes.
-            Reply::Hang | Reply::TextThenHang(_) | Reply::Error { .. } => {
+            Reply::Hang | Reply::TextThenHang(_) | Reply::Error { .. } | Reply::Limited { .. } => {
                 return response(
                     StatusCode::OK,
                     "application/json",
@@ -250,6 +272,36 @@ fn answer(state: &Mutex<State>, _headers: &HeaderMap, body: &[u8]) -> Response {
     response(StatusCode::OK, "text/event-stream", body)
 }
 
+/// The headers the API sends with a limit that resets at `resets_at`
+/// (unix seconds).
+fn limit_headers(headers: &mut HeaderMap, resets_at: i64, subscription: bool) {
+    let now = orca_api::convert::now_micros() / 1_000_000;
+    let rfc3339 = orca_api::view::format_utc(resets_at * 1_000_000);
+    let mut set = |name: &str, value: String| {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::try_from(value),
+        ) {
+            headers.insert(name, value);
+        }
+    };
+    set("retry-after", (resets_at - now).max(1).to_string());
+    for limit in ["requests", "tokens", "input-tokens", "output-tokens"] {
+        set(
+            &format!("anthropic-ratelimit-{limit}-reset"),
+            rfc3339.clone(),
+        );
+    }
+    if subscription {
+        set("anthropic-ratelimit-unified-status", "rejected".into());
+        set("anthropic-ratelimit-unified-reset", resets_at.to_string());
+        set(
+            "anthropic-ratelimit-unified-representative-claim",
+            "five_hour".into(),
+        );
+    }
+}
+
 fn response(status: StatusCode, content_type: &'static str, body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -274,7 +326,7 @@ fn events(reply: &Reply, model: &str, cwd: &str) -> Vec<Bytes> {
         }}),
     )];
     let stop_reason = match reply {
-        Reply::Hang | Reply::Error { .. } => return frames,
+        Reply::Hang | Reply::Error { .. } | Reply::Limited { .. } => return frames,
         Reply::Text(text) | Reply::TextThenHang(text) => {
             frames.push(frame(
                 "content_block_start",

@@ -865,6 +865,7 @@ fn http_response(response: &str) -> (u16, String) {
 }
 
 /// An HTTP/1.1 answer: its status, its header lines as sent, its body.
+#[derive(Debug)]
 pub struct HttpAnswer {
     pub status: u16,
     pub headers: String,

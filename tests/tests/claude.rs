@@ -601,3 +601,181 @@ async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_
 fn stdout_of(command: &mut std::process::Command) -> String {
     String::from_utf8_lossy(&succeed(command).stdout).into_owned()
 }
+
+/// A control plane whose pools back off a second after a limit that names
+/// no reset (doubling), serving HTTP too, and one claude-code worker in
+/// pool `agents`, on an API key or a subscription's token.
+async fn limited_pool(
+    dir: &Path,
+    mock: &MockAnthropic,
+    subscription: bool,
+) -> (Server, Process, String) {
+    let http = free_addr();
+    let server = Server::start_on(
+        dir,
+        "127.0.0.1:0",
+        &["--http-listen", &http, "--provider-limit-backoff", "1s"],
+    )
+    .expect("server");
+    let bin = orca_tests::claude_bin().display().to_string();
+    let credential = if subscription {
+        ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-test-subscription")
+    } else {
+        ("ANTHROPIC_API_KEY", "sk-ant-test-key")
+    };
+    let worker = start_worker_env(
+        &server.url,
+        dir,
+        "agent-1",
+        &["claude-code"],
+        1,
+        &["--claude-bin", &bin, "--pool", "agents"],
+        &server.worker_token,
+        &[("ANTHROPIC_BASE_URL", &mock.url), credential],
+    )
+    .expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    (server, worker, http)
+}
+
+/// The step, allowed one attempt, meets the provider's `limit` twice and
+/// then finishes: it succeeds on that one attempt, its pool paused after
+/// each limit (a second, then two: the CLI passes on no reset for an API
+/// key's limit, so the pool backs off) and ran again, and each handed-back
+/// attempt says `signal` decided.
+async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, signal: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![limit.clone(), limit])
+        .await
+        .expect("mock");
+    let (server, _worker, http) = limited_pool(dir.path(), &mock, false).await;
+    let client = server.tasks().await.expect("client");
+    let mut step = claude_step("ask", "Say hello", &[]);
+    step.retry = quick_retries(1);
+    let id = submit(&client, task("limited", vec![step]))
+        .await
+        .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(90))
+        .await
+        .expect("the step succeeds on its one attempt");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    let said = format!("rate limited ({signal})");
+    for handed_back in &attempts[..2] {
+        assert_eq!(handed_back.state, v1::StepState::Failed as i32);
+        assert!(
+            handed_back.error.starts_with(&said),
+            "{}",
+            handed_back.error
+        );
+        assert!(
+            handed_back.error.contains("this attempt does not count"),
+            "{}",
+            handed_back.error
+        );
+    }
+    assert_eq!(attempts[2].state, v1::StepState::Succeeded as i32);
+    // The pool waited out each back-off before its agent ran again: one
+    // second, then two.
+    for (i, least) in [(1, 900_000), (2, 1_900_000)] {
+        let paused = micros(&attempts[i].started_at) - micros(&attempts[i - 1].finished_at);
+        assert!(paused >= least, "attempt {i} paused {paused} µs");
+    }
+    // The step's events say which signal decided.
+    let events = events_until_done(&client, &id).await;
+    let handed = events
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, Some(v1::event::Kind::StepState(s))
+                if s.state == v1::StepState::Queued as i32 && s.message.starts_with(&said))
+        })
+        .count();
+    assert_eq!(handed, 2, "{events:?}");
+    // And so does `orca get task`, on each handed-back attempt.
+    let shown = stdout_of(server.cli().args(["get", "task", &id]));
+    assert_eq!(shown.matches(&said).count(), 2, "{shown}");
+    let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
+    assert!(
+        metrics.contains("orca_rate_limits_total{pool=\"agents\"} 2")
+            && metrics.contains("orca_pools_paused 0"),
+        "paused twice, and resumed: {metrics}"
+    );
+    assert_eq!(mock.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_429_from_the_pinned_cli_pauses_the_pool_and_the_step_succeeds_on_its_one_attempt() {
+    let resets_at = orca_api::convert::now_micros() / 1_000_000 + 30;
+    a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(
+        Reply::Limited {
+            status: 429,
+            message: "mock: rate limited".into(),
+            resets_at,
+        },
+        "api_error_status 429",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_529_from_the_pinned_cli_pauses_the_pool_and_the_step_succeeds_on_its_one_attempt() {
+    a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(
+        Reply::Error {
+            status: 529,
+            message: "Overloaded".into(),
+        },
+        "api_error_status 529",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resets_at = orca_api::convert::now_micros() / 1_000_000 + 4;
+    let mock = MockAnthropic::start(vec![Reply::Limited {
+        status: 429,
+        message: "mock: five-hour window used".into(),
+        resets_at,
+    }])
+    .await
+    .expect("mock");
+    let (server, _worker, _http) = limited_pool(dir.path(), &mock, true).await;
+    let client = server.tasks().await.expect("client");
+    let mut step = claude_step("ask", "Say hello", &[]);
+    step.retry = quick_retries(1);
+    let id = submit(&client, task("window", vec![step]))
+        .await
+        .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("runs after the reset");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    let signal = format!(
+        "rate limited (rate_limit_event resetsAt={} rateLimitType=five_hour)",
+        orca_api::view::format_utc(resets_at * 1_000_000)
+    );
+    assert!(
+        attempts[0].error.starts_with(&signal),
+        "{}",
+        attempts[0].error
+    );
+    assert!(
+        attempts[0].error.contains("(until the reset)"),
+        "{}",
+        attempts[0].error
+    );
+    assert!(
+        micros(&attempts[1].started_at) >= resets_at * 1_000_000,
+        "not before the reset the CLI named: {attempts:?}"
+    );
+    // The token reached the CLI as a subscription's, and nowhere else.
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    let shown = stdout_of(server.cli().args(["get", "task", &id, "-o", "json"]));
+    assert!(!shown.contains("sk-ant-oat01-test-subscription"), "{shown}");
+}

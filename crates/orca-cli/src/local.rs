@@ -24,11 +24,17 @@ use orca_client::Settings as Resolved;
 /// The Anthropic API key: from the file `flag` names, else
 /// $ANTHROPIC_API_KEY; `None` when neither gives one.
 fn anthropic_api_key(file: Option<&Path>, flag: &str) -> anyhow::Result<Option<String>> {
+    credential(file, flag, "ANTHROPIC_API_KEY")
+}
+
+/// A credential: from the file `flag` names, else the variable `env`;
+/// `None` when neither gives one.
+fn credential(file: Option<&Path>, flag: &str, env: &str) -> anyhow::Result<Option<String>> {
     let key = match file {
         Some(path) => std::fs::read_to_string(path)
             .map(|key| key.trim().to_string())
             .with_context(|| format!("{flag} {}", path.display()))?,
-        None => std::env::var("ANTHROPIC_API_KEY").unwrap_or_default(),
+        None => std::env::var(env).unwrap_or_default(),
     };
     Ok(Some(key).filter(|k| !k.is_empty()))
 }
@@ -40,6 +46,11 @@ fn claude_settings(args: &ClaudeArgs) -> anyhow::Result<orca_worker::ClaudeSetti
         api_key: anthropic_api_key(
             args.anthropic_api_key_file.as_deref(),
             "--anthropic-api-key-file",
+        )?,
+        oauth_token: credential(
+            args.claude_oauth_token_file.as_deref(),
+            "--claude-oauth-token-file",
+            "CLAUDE_CODE_OAUTH_TOKEN",
         )?,
         bin: args.claude_bin.clone(),
         model: args.model.clone(),
@@ -105,6 +116,12 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
             store.lease_ttl
         );
     }
+    if store.provider_limit_backoff < std::time::Duration::from_secs(1) {
+        anyhow::bail!(
+            "--provider-limit-backoff ({:?}) must be at least 1s: shorter, a limited pool would keep calling the provider",
+            store.provider_limit_backoff
+        );
+    }
     let mut config = Config::new(*listen, store.data_dir.clone());
     config.store = store.store_url()?;
     config.http_listen = *http_listen;
@@ -120,6 +137,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     };
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
+    config.limit_backoff = store.provider_limit_backoff;
     config.hot_tasks = store.hot_tasks;
     config.leader_lease = replica.leader_lease;
     config.replica_name = replica.replica_name.clone();
@@ -187,9 +205,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let _ = stop.send(true);
     });
     loop {
-        let running = orca_server::start(config.clone())
-            .await
-            .context("starting the control plane")?;
+        let running = start_control_plane(config.clone()).await?;
         println!(
             "orca control plane listening on {scheme}://{}",
             running.local_addr
@@ -305,6 +321,21 @@ fn default_worker_name() -> String {
         .unwrap_or_else(|| format!("worker-{}", std::process::id()))
 }
 
+/// Starts the control plane; a port that cannot be bound is named by the
+/// flag that asked for it.
+async fn start_control_plane(config: Config) -> anyhow::Result<orca_server::RunningServer> {
+    orca_server::start(config).await.map_err(|e| match e {
+        orca_server::Error::Bind { port, addr, source } => {
+            let flag = match port {
+                orca_server::PortName::Grpc => "--listen",
+                orca_server::PortName::Http => "--http-listen",
+            };
+            anyhow::anyhow!("{flag} {addr}: cannot bind {port}: {source}")
+        }
+        e => anyhow::Error::new(e).context("starting the control plane"),
+    })
+}
+
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.control_plane.security.tls_cert.is_some() {
         anyhow::bail!(
@@ -313,18 +344,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = server_config(&args.control_plane)?;
     // The console is on by default here, on loopback: the port after
-    // gRPC's, or one the system picks when gRPC's was picked too.
+    // gRPC's, or one the system picks when gRPC's was picked too or the
+    // next one is taken (any process may hold it, often for an outgoing
+    // connection): a port nobody asked for is no reason to fail.
     if config.http_listen.is_none() {
         let port = match args.control_plane.listen.port() {
             0 | u16::MAX => 0,
             grpc => grpc + 1,
         };
         config.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        config.http_listen_fallback = true;
     }
     let data_dir = &args.control_plane.store.data_dir;
-    let running = orca_server::start(config)
-        .await
-        .context("starting the control plane")?;
+    let running = start_control_plane(config).await?;
     let endpoint = format!("http://{}", running.local_addr);
     // Scripts (and `make demo`) read the address from here when the port was
     // chosen by the system.
@@ -343,12 +375,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // With a key and the CLI at hand, the embedded orca runs agents out of
     // the box; without the CLI it says so instead of taking steps it would
     // only fail.
-    if claude.api_key.is_some() && !capabilities.iter().any(|c| c == orca_core::CLAUDE_CODE) {
+    let credentials = claude.api_key.is_some() || claude.oauth_token.is_some();
+    if credentials && !capabilities.iter().any(|c| c == orca_core::CLAUDE_CODE) {
         if find_program(&claude.bin).is_some() {
             capabilities.push(orca_core::CLAUDE_CODE.to_string());
         } else {
             eprintln!(
-                "warning: an Anthropic API key is set, but the Claude Code CLI {:?} is not found, so the local workers do not offer claude-code (npm install -g @anthropic-ai/claude-code, or --claude-bin)",
+                "warning: an Anthropic API key or Claude subscription token is set, but the Claude Code CLI {:?} is not found, so the local workers do not offer claude-code (npm install -g @anthropic-ai/claude-code, or --claude-bin)",
                 claude.bin.display().to_string()
             );
         }

@@ -17,7 +17,7 @@ use crate::auth::{Action, require};
 use crate::checkpoints::Checkpoints;
 use orca_core::AttemptKey;
 
-use crate::engine::{EngineHandle, StepReport, WorkerInfo};
+use crate::engine::{EngineHandle, RateLimited, StepReport, WorkerInfo};
 use crate::replica::Roster;
 
 const MAX_NAME_BYTES: usize = 253;
@@ -198,15 +198,22 @@ async fn forward(
                 started_at: r.started_at.as_ref().map(micros),
                 cost: r.cost.as_ref().map(orca_core::Cost::from),
                 stalled: r.stalled,
-                rate_limited: r
-                    .rate_limit
-                    .as_ref()
-                    .map(|limit| limit.reset_at.as_ref().map(micros)),
+                rate_limited: r.rate_limit.as_ref().map(|limit| {
+                    let mut signal = limit.signal.trim().to_string();
+                    orca_core::truncate_at_char_boundary(&mut signal, MAX_SIGNAL_BYTES);
+                    RateLimited {
+                        reset: limit.reset_at.as_ref().map(micros),
+                        signal,
+                    }
+                }),
             };
             engine.report(worker, report).await
         }
     }
 }
+
+/// The longest limit signal a worker may report; longer ones are cut.
+const MAX_SIGNAL_BYTES: usize = 200;
 
 /// The longest session id or model name a worker may report.
 const MAX_SESSION_FIELD_BYTES: usize = 256;

@@ -50,7 +50,16 @@ pub enum Error {
     /// Setting up server reflection failed.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// An I/O error, such as binding the listen address.
+    /// A port could not be bound: `port` says which, so a caller can name
+    /// the setting that chose its address.
+    #[error("binding {port} {addr}: {source}")]
+    Bind {
+        port: PortName,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error, such as reading a configuration file.
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -74,6 +83,22 @@ pub enum Error {
     /// start again as a standby.
     #[error("this replica no longer leads: {0}")]
     Deposed(String),
+}
+
+/// The ports a control plane serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortName {
+    Grpc,
+    Http,
+}
+
+impl std::fmt::Display for PortName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortName::Grpc => "the gRPC port",
+            PortName::Http => "the HTTP port",
+        })
+    }
 }
 
 /// Reads a configuration file (a key, a certificate), naming it on failure.
@@ -140,6 +165,7 @@ impl From<Error> for Status {
             Error::Transport(_)
             | Error::Reflection(_)
             | Error::Io { .. }
+            | Error::Bind { .. }
             | Error::Auth(_)
             | Error::Tls(_)
             | Error::Templates(_)

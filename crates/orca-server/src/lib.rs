@@ -44,8 +44,8 @@ use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
-pub use engine::DEFAULT_HOT_TASKS;
-pub use error::Error;
+pub use engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
+pub use error::{Error, PortName};
 pub use orca_store_sqlite::Durability;
 pub use store_url::StoreUrl;
 pub use task_service::task_to_proto;
@@ -85,6 +85,9 @@ pub struct Config {
     /// Unfinished tasks the engine holds whole in memory; beyond them,
     /// queued tasks nobody started keep only their place in the queue.
     pub hot_tasks: usize,
+    /// The first pause of a pool's agents after a provider limit that
+    /// names no reset time; it doubles with each limit in a row.
+    pub limit_backoff: Duration,
     pub limits: Limits,
     /// Tokens file; `None` keeps (and on first start creates) one in
     /// `data_dir`.
@@ -101,6 +104,10 @@ pub struct Config {
     /// Where `/metrics`, `/healthz`, `/readyz` and `/api/v1` are served;
     /// `None` for nowhere.
     pub http_listen: Option<SocketAddr>,
+    /// `http_listen` is orca's choice, not the user's: when its port is
+    /// taken, HTTP is served on one the system picks (see
+    /// [`RunningServer::http_addr`]) instead of failing the start.
+    pub http_listen_fallback: bool,
     /// Session cookies are Secure even on plain HTTP: a TLS proxy serves
     /// the port.
     pub secure_cookies: bool,
@@ -134,6 +141,7 @@ impl Config {
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             hot_tasks: engine::DEFAULT_HOT_TASKS,
+            limit_backoff: engine::DEFAULT_LIMIT_BACKOFF,
             limits: Limits::default(),
             tokens_file: None,
             jwt: jwt::JwtConfig::default(),
@@ -141,6 +149,7 @@ impl Config {
             tls: None,
             planner: None,
             http_listen: None,
+            http_listen_fallback: false,
             secure_cookies: false,
             leader_lease: Duration::from_secs(4),
             replica_name: None,
@@ -213,6 +222,13 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let templates = Arc::new(task_service::Templates::load(
         config.templates_dir.as_deref(),
     )?);
+    // The ports too: one that cannot be bound stops the start before a
+    // first start writes anything.
+    let http_acceptor = match config.http_listen {
+        Some(listen) => Some(bind_http(listen, config.http_listen_fallback).await?),
+        None => None,
+    };
+    let grpc = bind(config.listen, PortName::Grpc).await?;
     let step_tokens = Arc::new(step_token::StepTokens::load_or_create(&config.data_dir)?);
     let authenticator = auth::Authenticator::new(
         auth::Tokens::load_or_create(config.tokens_file.as_deref(), &config.data_dir)?,
@@ -229,14 +245,13 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             .map(|tls| tls.map(Arc::new))
     };
     let tls = tls_for(tls::Protocol::Grpc)?;
-    // Then the HTTP port, before the store opens, so probes can tell a
+    // Then the HTTP port is served, before the store opens, so probes can tell a
     // control plane that is starting (opening and recovering its store)
     // from one that is not there.
     let metrics = Arc::new(metrics::Metrics::new());
     let status = Arc::new(http::Status::new(metrics.clone(), authenticator.clone()));
-    let http = match config.http_listen {
-        Some(listen) => {
-            let acceptor = bind(listen, "the HTTP port").await?;
+    let http = match http_acceptor {
+        Some(acceptor) => {
             let serving = http::serve(
                 &acceptor,
                 tls_for(tls::Protocol::Http1)?,
@@ -251,7 +266,6 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         None => None,
     };
     let http_addr = http.as_ref().map(|port| port.acceptor.local_addr());
-    let grpc = bind(config.listen, "the gRPC port").await?;
     let local_addr = grpc.local_addr();
     let location = config
         .store
@@ -332,13 +346,31 @@ struct Port {
     serving: JoinHandle<()>,
 }
 
-async fn bind(listen: SocketAddr, what: &str) -> Result<acceptor::Acceptor, Error> {
-    let bound = |source| Error::Io {
-        context: format!("binding {what} {listen}"),
+async fn bind(listen: SocketAddr, port: PortName) -> Result<acceptor::Acceptor, Error> {
+    let bound = |source| Error::Bind {
+        port,
+        addr: listen,
         source,
     };
     let listener = TcpListener::bind(listen).await.map_err(bound)?;
     acceptor::Acceptor::new(listener).map_err(bound)
+}
+
+/// Binds the HTTP port at `listen`; when that port is taken and `fallback`
+/// says the address was orca's choice, not the user's, at a port the
+/// system picks on the same interface instead.
+async fn bind_http(listen: SocketAddr, fallback: bool) -> Result<acceptor::Acceptor, Error> {
+    match bind(listen, PortName::Http).await {
+        Err(Error::Bind { source, .. })
+            if fallback && source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            let any = SocketAddr::new(listen.ip(), 0);
+            let acceptor = bind(any, PortName::Http).await?;
+            tracing::info!(busy = %listen, serving = %acceptor.local_addr(), "the HTTP port orca chose was taken; serving HTTP on one the system picked");
+            Ok(acceptor)
+        }
+        bound => bound,
+    }
 }
 
 /// Serves `router` on `connections` until `signal`.
@@ -472,6 +504,7 @@ impl Replica {
                     heartbeat_interval: config.heartbeat_interval,
                 },
                 hot_tasks: config.hot_tasks,
+                limit_backoff: config.limit_backoff,
             },
             step_tokens,
             metrics.clone(),

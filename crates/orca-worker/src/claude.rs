@@ -26,14 +26,23 @@ pub enum Line {
     /// final.
     TurnUsage(Usage),
     /// `rate_limit_event`: the account's limit was hit (`rejected`), with
-    /// its reset (microseconds since the epoch) when the CLI knows it.
-    /// Events that only report usage (`allowed`, `allowed_warning`) are
-    /// [`Line::Other`].
-    RateLimited { resets_at: Option<i64> },
+    /// its reset (microseconds since the epoch) when the CLI knows it, and
+    /// which limit it was (`five_hour`, `seven_day`, ...). Events that only
+    /// report usage (`allowed`, `allowed_warning`) are [`Line::Other`].
+    RateLimited(LimitEvent),
     /// The final line: how the run ended and what it cost.
     Result(Box<RunResult>),
     /// Lines orca has no use for (tool results, other system lines).
     Other,
+}
+
+/// A `rate_limit_event` whose status is `rejected`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LimitEvent {
+    /// `resetsAt`, in microseconds since the epoch.
+    pub resets_at: Option<i64>,
+    /// `rateLimitType`; empty when the event names none.
+    pub limit_type: String,
 }
 
 /// The CLI's `result` line, the fields orca keeps.
@@ -52,6 +61,14 @@ pub struct RunResult {
     #[serde(rename = "modelUsage")]
     pub model_usage: BTreeMap<String, ModelUsage>,
     pub permission_denials: Vec<Value>,
+    /// The HTTP status of the API error that ended the run (429, 529,
+    /// 500, ...). CLIs since 2.1 set it; its message text changes between
+    /// releases, this field does not.
+    pub api_error_status: Option<u16>,
+    /// The API's error type (`rate_limit_error`, `overloaded_error`, ...).
+    pub api_error_type: String,
+    /// The CLI's own name for the error (`usage_limit_reached`, ...).
+    pub api_error: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -219,7 +236,10 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
                 .as_i64()
                 .filter(|s| (1_000_000_000..10_000_000_000).contains(s))
                 .map(|s| s * 1_000_000);
-            Ok(Line::RateLimited { resets_at })
+            Ok(Line::RateLimited(LimitEvent {
+                resets_at,
+                limit_type: text(&info["rateLimitType"]),
+            }))
         }
         (Some("stream_event"), _) => {
             let event = &value["event"];
@@ -325,14 +345,15 @@ mod tests {
         let rejected = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1767225600,"rateLimitType":"five_hour"},"uuid":"u","session_id":"s"}"#;
         assert_eq!(
             parse_line(rejected),
-            Ok(Line::RateLimited {
-                resets_at: Some(1_767_225_600_000_000)
-            })
+            Ok(Line::RateLimited(LimitEvent {
+                resets_at: Some(1_767_225_600_000_000),
+                limit_type: "five_hour".into(),
+            }))
         );
         let no_time = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected"}}"#;
         assert_eq!(
             parse_line(no_time),
-            Ok(Line::RateLimited { resets_at: None })
+            Ok(Line::RateLimited(LimitEvent::default()))
         );
         let warning = r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","resetsAt":1767225600,"utilization":0.9}}"#;
         assert_eq!(parse_line(warning), Ok(Line::Other));

@@ -12,13 +12,15 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use orca_api::convert::{now_micros, timestamp};
 use orca_api::v1;
-use orca_core::{ClaudeCodeSpec, LogStream, Micros, Runtime, ShellSpec, StepSpec};
+use orca_api::view::format_utc;
+use orca_core::{ClaudeCodeSpec, LogStream, Runtime, ShellSpec, StepSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoint::{self, Checkpoints};
-use crate::claude::{self, Line, RunResult};
+use crate::claude::{self, LimitEvent, Line, RunResult};
+use crate::limits::{self, Limit};
 use crate::mcp;
 use crate::metrics::{Fault, WorkerMetrics};
 use crate::secrets::{self, Redactor};
@@ -153,6 +155,10 @@ pub struct ClaudeSettings {
     /// The model when a step names none; the CLI's default when unset.
     pub model: Option<String>,
     pub api_key: Option<String>,
+    /// A Claude subscription's token (`claude setup-token`), handed to the
+    /// CLI as `CLAUDE_CODE_OAUTH_TOKEN`: its usage windows are reported as
+    /// `rate_limit_event` lines with their reset.
+    pub oauth_token: Option<String>,
     /// `ANTHROPIC_BASE_URL`, for a gateway (or a test's mock).
     pub base_url: Option<String>,
     /// The CLI's `HOME` (it writes `~/.claude.json` and session
@@ -242,13 +248,10 @@ fn rate_limit(attempt: &Attempt, ended: &Ended) -> Option<v1::RateLimit> {
     if !agent || ended.outcome != v1::Outcome::Failed || ended.fault.is_some() {
         return None;
     }
-    let reset = match (ended.limited, crate::limits::rate_limit_in(&ended.error)) {
-        (Some(Some(reset)), _) => Some(reset),
-        (Some(None), from_error) => from_error.flatten(),
-        (None, from_error) => from_error?,
-    };
+    let limit = ended.limited.as_ref()?;
     Some(v1::RateLimit {
-        reset_at: reset.map(timestamp),
+        reset_at: limit.reset.map(timestamp),
+        signal: limit.signal.clone(),
     })
 }
 
@@ -281,9 +284,8 @@ struct Ended {
     fault: Option<Fault>,
     /// Stopped to run again later in the same session: its workspace stays.
     resumable: bool,
-    /// The agent's CLI said the provider's limit stopped it
-    /// (`rate_limit_event`): `Some(reset)`, the reset when known.
-    limited: Option<Option<Micros>>,
+    /// The provider's limit stopped the agent, as its CLI reported.
+    limited: Option<Limit>,
 }
 
 impl Ended {
@@ -442,7 +444,7 @@ async fn run_claude(
     cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let settings = &attempt.claude;
-    let redactor = attempt.redactor(settings.api_key.iter());
+    let redactor = attempt.redactor(settings.api_key.iter().chain(&settings.oauth_token));
     if let Err(e) = tokio::fs::create_dir_all(&settings.home).await {
         return Ended::fault(
             Fault::Workspace,
@@ -511,8 +513,12 @@ async fn run_claude(
         }
         Err(ended) => ended,
     };
-    if ended.outcome == v1::Outcome::Failed {
-        ended.limited = run.limited;
+    if ended.outcome == v1::Outcome::Failed && ended.fault.is_none() {
+        ended.limited =
+            limits::classify(run.limit_event.as_ref(), run.result.as_ref(), &ended.error);
+        if let Some(line) = api_error_line(run.result.as_ref(), ended.limited.as_ref()) {
+            log(line);
+        }
     }
     // Ended before its result (cancelled, timed out, stalled, killed): what
     // its responses cost so far is all that is known.
@@ -530,6 +536,31 @@ async fn run_claude(
     }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
+}
+
+/// What the worker says of a run that ended on an API error: the status,
+/// and what orca does with it. `None` when the run reported no status.
+fn api_error_line(result: Option<&RunResult>, limit: Option<&Limit>) -> Option<String> {
+    if let Some(limit) = limit {
+        return Some(format!(
+            "the provider's limit stopped the agent ({}): the pool pauses, and this attempt does not count",
+            limit.signal
+        ));
+    }
+    let result = result?;
+    let status = result.api_error_status?;
+    let kind = if result.api_error_type.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", result.api_error_type)
+    };
+    Some(if status >= 500 {
+        format!(
+            "the API failed on its side (api_error_status {status}{kind}): the attempt fails, and the step's retry policy runs it again"
+        )
+    } else {
+        format!("the API refused the request (api_error_status {status}{kind}): the attempt fails")
+    })
 }
 
 /// How a CLI run that exited ended: its result line decides.
@@ -708,6 +739,9 @@ fn claude_environment(
     if let Some(key) = &settings.api_key {
         env.insert("ANTHROPIC_API_KEY".into(), key.clone());
     }
+    if let Some(token) = &settings.oauth_token {
+        env.insert("CLAUDE_CODE_OAUTH_TOKEN".into(), token.clone());
+    }
     if let Some(url) = &settings.base_url {
         env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
     }
@@ -765,8 +799,8 @@ struct ClaudeRun {
     /// The current response's usage so far, and its model.
     turn: claude::Usage,
     turn_model: String,
-    /// A `rate_limit_event` said the limit was hit: its reset, if given.
-    limited: Option<Option<Micros>>,
+    /// A `rate_limit_event` said the limit was hit.
+    limit_event: Option<LimitEvent>,
 }
 
 impl ClaudeRun {
@@ -845,11 +879,12 @@ impl ClaudeRun {
                 self.turn_model = model;
                 Vec::new()
             }
-            Ok(Line::RateLimited { resets_at }) => {
-                self.limited = Some(resets_at);
-                let until = resets_at
-                    .map(|at| format!(" until {}", timestamp(at)))
+            Ok(Line::RateLimited(event)) => {
+                let until = event
+                    .resets_at
+                    .map(|at| format!(" until {}", format_utc(at)))
                     .unwrap_or_default();
+                self.limit_event = Some(event);
                 vec![log(format!(
                     "the provider's usage limit was reached{until}"
                 ))]
@@ -1327,6 +1362,7 @@ mod tests {
             bin: script,
             model: Some("claude-test".into()),
             api_key: Some("sk-ant-secret-key".into()),
+            oauth_token: Some("sk-ant-oat01-secret-token".into()),
             base_url: Some("http://127.0.0.1:9".into()),
             home: dir.join("home"),
         });
@@ -1497,6 +1533,8 @@ mod tests {
             "{env}"
         );
         assert!(env.contains("ANTHROPIC_API_KEY=sk-ant-secret-key"));
+        assert!(env.contains("CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-secret-token\n"));
+        assert!(!argv.iter().any(|a| a.contains("sk-ant-")), "{argv:?}");
         assert!(env.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:9"));
         assert!(env.contains("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));
         assert!(env.contains("ORCA_TOKEN=orca_step_for_this_attempt\n"));

@@ -97,6 +97,12 @@ pub struct StoreArgs {
     #[arg(long, env = "ORCA_HOT_TASKS", default_value_t = orca_server::DEFAULT_HOT_TASKS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub hot_tasks: usize,
+
+    /// How long a pool's agents pause after a provider limit (HTTP 429 or
+    /// 529) that names no reset time; it doubles with each limit in a row,
+    /// up to 30 minutes. A limit that names its reset pauses until then.
+    #[arg(long, env = "ORCA_PROVIDER_LIMIT_BACKOFF", default_value = "60s", value_parser = parse_duration)]
+    pub provider_limit_backoff: Duration,
 }
 
 impl StoreArgs {
@@ -405,6 +411,12 @@ pub struct ClaudeArgs {
     /// A file holding the Anthropic API key; $ANTHROPIC_API_KEY otherwise.
     #[arg(long, env = "ORCA_ANTHROPIC_API_KEY_FILE")]
     pub anthropic_api_key_file: Option<PathBuf>,
+
+    /// A file holding a Claude subscription's token (`claude setup-token`),
+    /// for agents that run on a subscription's usage windows;
+    /// $CLAUDE_CODE_OAUTH_TOKEN otherwise.
+    #[arg(long, env = "ORCA_CLAUDE_OAUTH_TOKEN_FILE")]
+    pub claude_oauth_token_file: Option<PathBuf>,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.

@@ -25,9 +25,19 @@ pub struct StepReport {
     pub cost: Option<orca_core::Cost>,
     /// The worker killed the attempt for its silence (it failed).
     pub stalled: bool,
-    /// The provider's limit stopped the agent: `Some(reset)` (the reset
-    /// time when the provider gave one).
-    pub rate_limited: Option<Option<Micros>>,
+    /// The provider's limit stopped the agent.
+    pub rate_limited: Option<RateLimited>,
+}
+
+/// A provider limit that stopped an agent, as its worker read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimited {
+    /// When the limit resets, when the provider said; `None`: back off.
+    pub reset: Option<Micros>,
+    /// Which of the agent's reports decided (`api_error_status 429`,
+    /// `rate_limit_event resetsAt=...`, `usage limit message`); empty from
+    /// workers older than the field.
+    pub signal: String,
 }
 
 #[derive(Debug, Clone)]

@@ -8,8 +8,9 @@
 
 use super::*;
 
-/// The first back-off when a limit names no reset time.
-const FIRST_BACKOFF: Micros = 60_000_000;
+/// The first back-off when a limit names no reset time, unless the
+/// control plane is told another.
+pub const DEFAULT_LIMIT_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest back-off, and the latest reset believed: a usage window is
 /// five hours.
 const LONGEST_BACKOFF: Micros = 30 * 60_000_000;
@@ -28,13 +29,22 @@ pub(super) struct Pause {
 
 /// When a pause after `strikes` limits in a row ends, at `now`: at the
 /// reset the provider named (within the next six hours, and never in the
-/// past), or after the back-off.
-pub(super) fn pause_until(reset: Option<Micros>, strikes: u32, now: Micros) -> Micros {
+/// past), or after the back-off, `first` doubled for each strike after the
+/// first.
+pub(super) fn pause_until(
+    reset: Option<Micros>,
+    strikes: u32,
+    now: Micros,
+    first: Micros,
+) -> Micros {
     match reset {
         Some(reset) => reset.clamp(now + 1_000_000, now + LATEST_RESET),
         None => {
             let doublings = strikes.saturating_sub(1).min(10);
-            now + (FIRST_BACKOFF << doublings).min(LONGEST_BACKOFF)
+            now + first
+                .max(1)
+                .saturating_mul(1 << doublings)
+                .min(LONGEST_BACKOFF)
         }
     }
 }
@@ -52,7 +62,7 @@ impl Engine {
     pub(super) fn pause_for_limit(
         &mut self,
         worker: u64,
-        reset: Option<Micros>,
+        limit: &RateLimited,
         error: &str,
     ) -> String {
         let Some(info) = self.workers.get(&worker).map(|w| w.info.clone()) else {
@@ -61,14 +71,23 @@ impl Engine {
         let pool = dispatch::pool_of(&info).to_string();
         let now = now_micros();
         let strikes = self.pauses.get(&pool).map_or(0, |p| p.strikes) + 1;
-        let until = pause_until(reset, strikes, now);
+        let until = pause_until(limit.reset, strikes, now, self.limit_backoff);
         let mut said = error.trim().to_string();
         orca_core::truncate_at_char_boundary(&mut said, 200);
-        let reason = format!("rate limited: {said}");
+        // Which report decided, so people can tell a limit the CLI named
+        // from one read in its words.
+        let reason = match limit.signal.as_str() {
+            "" => format!("rate limited: {said}"),
+            signal => format!("rate limited ({signal}): {said}"),
+        };
         tracing::warn!(pool = %pool, worker = %info.name, until, strikes, %reason, "a provider limit pauses the pool's agents");
         self.metrics.rate_limited(&pool);
+        let wait = match limit.reset {
+            Some(_) => "until the reset",
+            None => "a back-off",
+        };
         let message = format!(
-            "{reason}; the pool's agents wait {:.0}s, and this attempt does not count",
+            "{reason}; the pool's agents wait {:.0}s ({wait}), and this attempt does not count",
             (until - now) as f64 / 1e6
         );
         self.pauses.insert(
@@ -116,18 +135,23 @@ mod tests {
     #[test]
     fn a_pause_ends_at_the_reset_or_after_a_doubling_backoff() {
         let now = 1_000_000_000_000;
-        assert_eq!(pause_until(Some(now + 5_000_000), 1, now), now + 5_000_000);
+        let first = 60_000_000;
         assert_eq!(
-            pause_until(Some(now - 5_000_000), 1, now),
+            pause_until(Some(now + 5_000_000), 1, now, first),
+            now + 5_000_000
+        );
+        assert_eq!(
+            pause_until(Some(now - 5_000_000), 1, now, first),
             now + 1_000_000,
             "a reset in the past still pauses a moment"
         );
         assert_eq!(
-            pause_until(Some(now + 48 * 3600 * 1_000_000), 1, now),
+            pause_until(Some(now + 48 * 3600 * 1_000_000), 1, now, first),
             now + LATEST_RESET
         );
-        assert_eq!(pause_until(None, 1, now), now + 60_000_000);
-        assert_eq!(pause_until(None, 2, now), now + 120_000_000);
-        assert_eq!(pause_until(None, 9, now), now + LONGEST_BACKOFF);
+        assert_eq!(pause_until(None, 1, now, first), now + 60_000_000);
+        assert_eq!(pause_until(None, 2, now, first), now + 120_000_000);
+        assert_eq!(pause_until(None, 9, now, first), now + LONGEST_BACKOFF);
+        assert_eq!(pause_until(None, 3, now, 1_000_000), now + 4_000_000);
     }
 }

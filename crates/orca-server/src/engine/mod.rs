@@ -56,8 +56,10 @@ use create::event_of;
 use effects::{Assignment, Effect, run_effects};
 use handle::Command;
 pub use handle::{
-    Admitted, CancelAnswer, Decision, EngineHandle, StepReport, TenantSpending, WorkerInfo,
+    Admitted, CancelAnswer, Decision, EngineHandle, RateLimited, StepReport, TenantSpending,
+    WorkerInfo,
 };
+pub use limits::DEFAULT_LIMIT_BACKOFF;
 use recovery::{Backlog, load_backlog};
 use results::jitter;
 
@@ -209,6 +211,8 @@ pub struct Engine {
     approvals: BinaryHeap<Reverse<DueApproval>>,
     /// Pools whose agents a provider limit paused, by pool.
     pauses: HashMap<String, limits::Pause>,
+    /// The first pause after a limit that names no reset.
+    limit_backoff: Micros,
     budgets: budget::Budgets,
     round: Round,
     effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
@@ -236,6 +240,9 @@ pub struct Settings {
     /// nobody started wait in the store with only their place in the queue
     /// in memory.
     pub hot_tasks: usize,
+    /// The first pause of a pool's agents after a provider limit that
+    /// names no reset; it doubles with each limit in a row.
+    pub limit_backoff: Duration,
 }
 
 /// How long a worker's hold on its steps lasts without a sign of life.
@@ -283,6 +290,7 @@ pub fn start(
         retries: BinaryHeap::new(),
         approvals: BinaryHeap::new(),
         pauses: HashMap::new(),
+        limit_backoff: settings.limit_backoff.as_micros().min(i64::MAX as u128) as Micros,
         budgets: budget::Budgets::new(tenants.limits, tenants.spend, spent),
         round: Round::default(),
         effects,

@@ -92,15 +92,23 @@ impl Engine {
         }
         let limited = report
             .rate_limited
+            .as_ref()
             .filter(|_| report.outcome == v1::Outcome::Failed);
         let handed_back = match limited {
-            Some(reset) => Some(self.pause_for_limit(worker, reset, &report.error)),
+            Some(limit) => Some(self.pause_for_limit(worker, limit, &report.error)),
             None => {
                 if outcome == orca_core::Outcome::Succeeded {
                     self.pool_recovered(worker);
                 }
                 None
             }
+        };
+        // The attempt's record says which signal made it a limit, so
+        // `orca get task` tells a limit apart from the step's own failure.
+        let attempt_error = match (&handed_back, output_ok) {
+            (Some(why), _) => why.clone(),
+            (None, true) => report.error.clone(),
+            (None, false) => INVALID_OUTPUT.into(),
         };
         self.settle_cost(&task_id, index, report.cost);
         let Some(active) = self.tasks.get_mut(&task_id) else {
@@ -158,11 +166,7 @@ impl Engine {
             started_at: report.started_at.or(Some(slot.attempt_started)),
             finished_at: Some(now_micros()),
             state: Some(attempt_state),
-            error: Some(if output_ok {
-                report.error.clone()
-            } else {
-                INVALID_OUTPUT.into()
-            }),
+            error: Some(attempt_error),
             exit_code: report.exit_code,
             cost: report.cost,
             ..AttemptWrite::default()

@@ -1095,6 +1095,7 @@ mod tests {
             crate::engine::Settings {
                 leases,
                 hot_tasks: crate::engine::DEFAULT_HOT_TASKS,
+                limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
             },
             Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
             Arc::new(crate::metrics::Metrics::new()),

@@ -16,6 +16,7 @@ fn capped(
     let settings = Settings {
         leases: leases(Duration::from_secs(30)),
         hot_tasks,
+        limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
     };
     let h = Harness::start_on(
         Arc::new(watched),

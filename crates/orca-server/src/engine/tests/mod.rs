@@ -43,6 +43,7 @@ impl Harness {
         let settings = Settings {
             leases,
             hot_tasks: DEFAULT_HOT_TASKS,
+            limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
         };
         Harness::start_on(Arc::new(store.clone()), store, backlog, settings, tenants)
     }
@@ -52,6 +53,7 @@ impl Harness {
         let settings = Settings {
             leases: leases(Duration::from_secs(30)),
             hot_tasks: DEFAULT_HOT_TASKS,
+            limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
         };
         Harness::start_on(
             Arc::new(store.clone()),
@@ -639,6 +641,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     let settings = Settings {
         leases: leases(Duration::from_secs(30)),
         hot_tasks: DEFAULT_HOT_TASKS,
+        limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
     };
     let h = Harness::start_on(
         Arc::new(slow),
