@@ -234,7 +234,7 @@ async fn the_pinned_cli_reports_each_api_error_as_its_fixture_says() {
             shape(&stream),
             shape(&fixture),
             "{}: the CLI reports this error differently from its fixture; \
-             re-record and check the worker's classifier (crates/orca-worker/src/limits.rs)",
+             re-record and check the worker's classifier (crates/orca-worker/src/runtime/claude/limits.rs)",
             case.name
         );
     }

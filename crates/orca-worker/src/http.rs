@@ -14,7 +14,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::Error;
+use crate::error::Error;
 use crate::metrics::WorkerMetrics;
 
 /// Where the worker serves its HTTP port, and the token scrapers present.

@@ -4,10 +4,8 @@
 //! goes away the worker reconnects with backoff, reclaims the attempts it is
 //! still running, and delivers the results it could not send.
 
-pub mod checkpoint;
-pub mod claude;
+mod error;
 pub mod http;
-pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod runtime;
@@ -30,38 +28,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
-use crate::checkpoint::{Checkpoints, Keeper};
+pub use crate::error::Error;
 pub use crate::http::HttpSettings;
 use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
+use crate::runtime::checkpoint::{Checkpoints, Keeper};
 use crate::runtime::{Attempt, Report};
-
-/// Errors of a worker session.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The control plane's address or the TLS files cannot be used.
-    #[error("{0}")]
-    Settings(String),
-    /// The connection could not be made or broke.
-    #[error("connecting: {0}")]
-    Connect(#[from] tonic::transport::Error),
-    /// The control plane answered with an error status.
-    #[error("the control plane refused: {}", .0.message())]
-    Refused(#[from] tonic::Status),
-    /// The agents' MCP server could not start or serve.
-    #[error("{0}")]
-    Mcp(String),
-    /// The control plane broke the Connect protocol.
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// The work directory cannot be used.
-    #[error("work directory {path}: {source}")]
-    WorkDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -125,7 +97,7 @@ impl WorkerConfig {
             claude: ClaudeSettings::default(),
             orca_bin: None,
             http: None,
-            checkpoint_max_bytes: checkpoint::DEFAULT_MAX_BYTES,
+            checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -171,7 +143,7 @@ struct Worker {
     reports: mpsc::UnboundedReceiver<Report>,
     report_tx: mpsc::UnboundedSender<Report>,
     /// Shared by every Claude Code attempt.
-    claude: Arc<ClaudeSettings>,
+    agents: Arc<runtime::Agents>,
     metrics: Arc<WorkerMetrics>,
     /// Where agents' sessions are kept; `None` when the worker keeps none.
     checkpoints: Option<Checkpoints>,
@@ -236,7 +208,7 @@ pub async fn run(
         undelivered: VecDeque::new(),
         reports,
         report_tx,
-        claude: Arc::new(claude),
+        agents: Arc::new(runtime::Agents { claude }),
         metrics,
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
@@ -547,7 +519,6 @@ impl Worker {
                     work_dir: self.config.work_dir.clone(),
                     secrets_dir: self.config.secrets_dir.clone(),
                     keep_workspace: self.config.keep_workspaces,
-                    claude: self.claude.clone(),
                     resume: assignment.resume.map(|r| runtime::ResumeFrom {
                         attempt: r.attempt,
                         session_id: r.session_id,
@@ -562,7 +533,13 @@ impl Worker {
                     }),
                 };
                 tokio::spawn(
-                    runtime::run(attempt, self.report_tx.clone(), cancelled).instrument(span),
+                    runtime::run(
+                        attempt,
+                        self.agents.clone(),
+                        self.report_tx.clone(),
+                        cancelled,
+                    )
+                    .instrument(span),
                 );
             }
             Some(Kind::Cancel(cancel)) => {

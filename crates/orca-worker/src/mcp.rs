@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Status};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The server's name in the agent's MCP config: its tools are
 /// `mcp__orca__<tool>`.

@@ -1,10 +1,8 @@
-//! Agents' session checkpoints, the worker's side: when a Claude Code
-//! attempt ends short of success, its session's transcript and its
+//! Agents' session checkpoints, what the control plane keeps: when an
+//! agent's attempt ends short of success, its session's transcript and its
 //! workspace's files (secrets masked, under a size cap) are packed into a
-//! gzipped tar and kept by the control plane; the attempt that resumes the
-//! session, on whichever worker, restores them into its own workspace and
-//! runs `claude --resume` there. A worker that still holds the newest copy
-//! of the session uses its own and fetches nothing.
+//! gzipped tar; the attempt that resumes the session, on whichever worker,
+//! unpacks it into its own workspace (see `session`).
 
 use std::io::{Read, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -12,9 +10,7 @@ use std::sync::Arc;
 
 use orca_api::v1;
 use orca_core::AttemptKey;
-use orca_core::validate::valid_session_id;
 
-use crate::runtime::{Attempt, ResumeFrom, remove_workspace, retained_marker};
 use crate::secrets::Redactor;
 
 /// The largest archive packed by default; files that do not fit are left
@@ -50,29 +46,6 @@ pub struct Packed {
     pub archive: Vec<u8>,
     /// Workspace paths left out: over the cap, or not regular files.
     pub left_out: Vec<String>,
-}
-
-/// Where the CLI keeps a session's transcript when it runs in
-/// `workspace`: a directory per working directory, named after it with
-/// every character but ASCII letters and digits made `-`.
-pub fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
-    let project: String = workspace
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    home.join(".claude/projects")
-        .join(project)
-        .join(format!("{session_id}.jsonl"))
-}
-
-/// The session's transcript, under whichever working directory it ran.
-pub fn find_transcript(home: &Path, session_id: &str) -> Option<PathBuf> {
-    std::fs::read_dir(home.join(".claude/projects"))
-        .ok()?
-        .flatten()
-        .map(|dir| dir.path().join(format!("{session_id}.jsonl")))
-        .find(|path| path.is_file())
 }
 
 fn too_large(what: &str, bytes: usize, max: usize) -> std::io::Error {
@@ -208,14 +181,13 @@ fn workspace_files(
 }
 
 /// Restores a checkpoint: its files into `workspace` (made anew), its
-/// transcript where the CLI looks for the session when it runs there, with
-/// the paths of the workspace it was made in (`from`) pointed at this one.
-/// Blocking.
+/// transcript at `transcript` (where the CLI looks for the session when it
+/// runs there), with the paths of the workspace it was made in (`from`)
+/// pointed at this one. Blocking.
 pub fn unpack(
     archive: &[u8],
     workspace: &Path,
-    home: &Path,
-    session_id: &str,
+    transcript_at: &Path,
     from: &str,
 ) -> std::io::Result<()> {
     if workspace.exists() {
@@ -261,181 +233,12 @@ pub fn unpack(
         Ok(text) => text.into_bytes(),
         Err(not_text) => not_text.into_bytes(),
     };
-    let path = transcript_path(home, workspace, session_id);
-    if let Some(parent) = path.parent() {
+    if let Some(parent) = transcript_at.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::File::create(path)?;
+    let mut file = std::fs::File::create(transcript_at)?;
     file.write_all(&transcript)?;
     file.sync_all()
-}
-
-/// Where an attempt continues `resume`'s session, and the line its log
-/// shows: this worker's own copy when it is the newest, else the step's
-/// checkpoint restored here, else this worker's older copy; `None` starts a
-/// new session.
-pub(crate) async fn place_session(
-    attempt: &Attempt,
-    resume: &ResumeFrom,
-) -> (Option<PathBuf>, String) {
-    let (id, first) = (&resume.session_id, resume.attempt);
-    let workspace = attempt.workspace_of(first);
-    let marker = retained_marker(&workspace);
-    let local = local_copy(attempt, resume).await;
-    let mut trouble = String::new();
-    if local.is_none_or(|last| last < resume.last_attempt)
-        && let Some(checkpoints) = &attempt.checkpoints
-    {
-        match restore(attempt, resume, checkpoints, local).await {
-            Ok(Some(from)) => {
-                let _ = tokio::fs::remove_file(&marker).await;
-                return (
-                    Some(workspace),
-                    format!(
-                        "resuming session {id} of attempt {first} from the checkpoint attempt {from} left"
-                    ),
-                );
-            }
-            Ok(None) => {}
-            Err(e) => trouble = format!(", and its checkpoint could not be restored: {e}"),
-        }
-    }
-    if local.is_some() {
-        // Resumed now: not to be swept while it runs.
-        let _ = tokio::fs::remove_file(&marker).await;
-        return (
-            Some(workspace),
-            format!("resuming session {id} of attempt {first} in its workspace"),
-        );
-    }
-    // A workspace without its session is no use to anyone.
-    if !attempt.keep_workspace && first != attempt.key.attempt {
-        let _ = tokio::fs::remove_file(&marker).await;
-        remove_workspace(workspace).await;
-    }
-    (
-        None,
-        format!(
-            "starting a new session: session {id} of attempt {first} is not on this worker{trouble}"
-        ),
-    )
-}
-
-/// The newest attempt whose run of the session this worker holds (its
-/// workspace and transcript), when it holds one: the workspace's marker
-/// says which; without one, the attempt that started it.
-async fn local_copy(attempt: &Attempt, resume: &ResumeFrom) -> Option<u32> {
-    let workspace = attempt.workspace_of(resume.attempt);
-    let id = resume.session_id.clone();
-    let home = attempt.claude.home.clone();
-    let held = valid_session_id(&id)
-        && tokio::task::spawn_blocking(move || {
-            workspace.is_dir() && find_transcript(&home, &id).is_some()
-        })
-        .await
-        .unwrap_or(false);
-    if !held {
-        return None;
-    }
-    let marker = retained_marker(&attempt.workspace_of(resume.attempt));
-    let last = tokio::fs::read_to_string(marker)
-        .await
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
-    Some(last.unwrap_or(resume.attempt))
-}
-
-/// Restores the step's checkpoint into the session's workspace here, when
-/// it is of this session and newer than what this worker holds; the
-/// attempt that left it.
-async fn restore(
-    attempt: &Attempt,
-    resume: &ResumeFrom,
-    checkpoints: &Checkpoints,
-    local: Option<u32>,
-) -> Result<Option<u32>, String> {
-    let Some(checkpoint) = checkpoints.keeper.get(&attempt.key).await? else {
-        return Ok(None);
-    };
-    let from = checkpoint.attempt.as_ref().map_or(0, |a| a.attempt);
-    if checkpoint.session_id != resume.session_id || local.is_some_and(|last| from <= last) {
-        return Ok(None);
-    }
-    let workspace = attempt.workspace_of(resume.attempt);
-    let home = attempt.claude.home.clone();
-    tokio::task::spawn_blocking(move || {
-        unpack(
-            &checkpoint.archive,
-            &workspace,
-            &home,
-            &checkpoint.session_id,
-            &checkpoint.workspace,
-        )
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    Ok(Some(from))
-}
-
-/// After an agent attempt that did not succeed: packs its session and has
-/// the control plane keep it, for a retry on any worker. Returns the line
-/// its log shows; `None` when the worker keeps no checkpoints.
-pub(crate) async fn keep_session(
-    attempt: &Attempt,
-    workspace: &Path,
-    session_id: &str,
-    redactor: &Arc<Redactor>,
-) -> Option<String> {
-    let checkpoints = attempt.checkpoints.as_ref()?;
-    if !valid_session_id(session_id) {
-        return None;
-    }
-    let (home, id) = (attempt.claude.home.clone(), session_id.to_string());
-    let (at, redactor, max_bytes) = (
-        workspace.to_path_buf(),
-        redactor.clone(),
-        checkpoints.max_bytes,
-    );
-    let packed = tokio::task::spawn_blocking(move || {
-        let transcript = find_transcript(&home, &id)
-            .ok_or_else(|| std::io::Error::other("the session's transcript is not there"))?;
-        pack(&transcript, &at, &redactor, max_bytes)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|packed| packed.map_err(|e| e.to_string()));
-    let packed = match packed {
-        Ok(packed) => packed,
-        Err(e) => return Some(format!("checkpoint not kept: {e}")),
-    };
-    let bytes = packed.archive.len();
-    let checkpoint = v1::Checkpoint {
-        attempt: Some(v1::AttemptRef::from(&attempt.key)),
-        session_id: session_id.to_string(),
-        workspace: workspace.display().to_string(),
-        archive: packed.archive,
-    };
-    Some(match checkpoints.keeper.put(checkpoint).await {
-        Ok(()) => {
-            let mut line = format!("checkpoint kept: session {session_id}, {bytes} bytes");
-            if !packed.left_out.is_empty() {
-                let shown: Vec<&str> = packed
-                    .left_out
-                    .iter()
-                    .take(10)
-                    .map(String::as_str)
-                    .collect();
-                line.push_str(&format!(
-                    "; left out ({} over the cap or not regular files): {}",
-                    packed.left_out.len(),
-                    shown.join(", ")
-                ));
-            }
-            line
-        }
-        Err(e) => format!("checkpoint not kept: {e}"),
-    })
 }
 
 #[cfg(test)]
@@ -452,7 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let old = dir.path().join("a/work/t1/s/attempt-1");
         let home_a = dir.path().join("a/home");
-        let transcript = transcript_path(&home_a, &old, "s-1");
+        let transcript = home_a.join("sessions/s-1.jsonl");
         let line = format!(
             "{{\"cwd\":\"{}\",\"text\":\"key sk-ant-secret\"}}\n",
             old.display()
@@ -484,17 +287,10 @@ mod tests {
 
         // Worker B, its own directories.
         let new = dir.path().join("b/work/t1/s/attempt-1");
-        let home_b = dir.path().join("b/home");
+        let restored = dir.path().join("b/home/sessions/s-1.jsonl");
         std::fs::create_dir_all(&new).expect("stale workspace");
         std::fs::write(new.join("stale.txt"), "from an older attempt").expect("stale");
-        unpack(
-            &packed.archive,
-            &new,
-            &home_b,
-            "s-1",
-            &old.display().to_string(),
-        )
-        .expect("unpacked");
+        unpack(&packed.archive, &new, &restored, &old.display().to_string()).expect("unpacked");
         let read = |p: &Path| std::fs::read(p).expect("read");
         assert_eq!(read(&new.join("notes.txt")), b"half done with ***\n");
         assert_eq!(read(&new.join("src/deep/lib.rs")), b"fn main() {}\n");
@@ -510,8 +306,6 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o755, "still executable");
         }
-        let restored = transcript_path(&home_b, &new, "s-1");
-        assert_eq!(find_transcript(&home_b, "s-1"), Some(restored.clone()));
         let restored = String::from_utf8(read(&restored)).expect("text");
         assert_eq!(
             restored,
@@ -532,9 +326,8 @@ mod tests {
             pack(&transcript, &workspace, &Redactor::default(), 16 * 1024).expect("packed");
         assert_eq!(packed.left_out, ["b-large.bin"]);
         assert!(packed.archive.len() <= 16 * 1024);
-        let home = dir.path().join("home");
         let restored = dir.path().join("restored");
-        unpack(&packed.archive, &restored, &home, "s", "").expect("unpacked");
+        unpack(&packed.archive, &restored, &dir.path().join("s.jsonl"), "").expect("unpacked");
         assert!(restored.join("a-small.txt").is_file());
         assert!(restored.join("c-small.txt").is_file());
         assert!(!restored.join("b-large.bin").exists());
@@ -571,7 +364,7 @@ mod tests {
         append(&mut tar, Path::new("elsewhere.txt"), b"no", (0o644, 1)).expect("entry");
         let archive = tar.into_inner().expect("tar").finish().expect("gzip");
         let workspace = dir.path().join("ws");
-        unpack(&archive, &workspace, &dir.path().join("home"), "s", "").expect("unpacked");
+        unpack(&archive, &workspace, &dir.path().join("home/s.jsonl"), "").expect("unpacked");
         assert!(!dir.path().join("escape.tx").exists());
         assert!(!dir.path().join("elsewhere.txt").exists());
         assert!(!workspace.join("elsewhere.txt").exists());

@@ -15,17 +15,8 @@
 use orca_api::view::format_utc;
 use orca_core::Micros;
 
-use crate::claude::{LimitEvent, RunResult};
-
-/// A provider limit that ended an agent's run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limit {
-    /// When the limit resets (microseconds since the epoch), when the
-    /// agent's reports said; `None`: the pool backs off.
-    pub reset: Option<Micros>,
-    /// Which report decided, as people read it in the step's events.
-    pub signal: String,
-}
+use super::stream::{LimitEvent, RunResult};
+use crate::runtime::attempt::Limit;
 
 /// HTTP statuses that are the provider's limit, not the request's fault:
 /// 429 (rate limited) and 529 (overloaded). Other 5xx are the API's own
@@ -111,7 +102,7 @@ fn reset_in(lower: &str) -> Option<Micros> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claude::{Line, parse_line};
+    use crate::runtime::claude::stream::{Line, parse_line};
 
     /// The pinned CLI's stream for each way a run can end on an API error,
     /// recorded by `tests/tests/claude_fixtures.rs` against the mock API

@@ -1,0 +1,176 @@
+//! What an agent CLI must provide for orca to run it ([`AgentRuntime`]),
+//! and the one way every agent's attempt runs ([`run_agent`]): its session
+//! resumed when an earlier attempt left one, the CLI supervised while its
+//! stream is read, the provider's limit told apart from the step's own
+//! failure, the cost so far kept when the run is cut short, and the session
+//! kept for a retry on any worker when it did not succeed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+
+use orca_api::v1;
+use orca_core::LogStream;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, Limit, Report, Stop};
+use super::process::{LineReader, StdoutLines, supervise};
+use super::session::{Transcripts, keep_session, place_session};
+use super::workspace::{
+    RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
+};
+use crate::metrics::Fault;
+use crate::secrets::Redactor;
+
+/// An agent CLI, as one attempt runs it. The next CLI is a new folder
+/// beside `claude/` implementing this.
+pub trait AgentRuntime: Send + Sync {
+    /// What reads one run's stdout.
+    type Stream: AgentStream + Default;
+    /// The credentials handed to the CLI: masked in all the step says.
+    fn secrets(&self) -> Vec<&String>;
+    /// Where the CLI keeps its own state (made before a run).
+    fn home(&self) -> &Path;
+    /// Where the CLI keeps its sessions' transcripts.
+    fn transcripts(&self) -> Arc<dyn Transcripts>;
+    /// A reader for a new run.
+    fn stream(&self) -> Self::Stream;
+    /// The CLI's command and exactly its environment, running in
+    /// `workspace`, continuing session `resume` when given.
+    fn command(
+        &self,
+        attempt: &Attempt,
+        workspace: &Path,
+        resume: Option<&str>,
+    ) -> (Command, BTreeMap<String, String>);
+    /// How a run whose process exited ended, from what its stream said.
+    /// `session_usd_before` is what a resumed session cost before this
+    /// attempt.
+    fn ended(
+        &self,
+        status: ExitStatus,
+        stream: &Self::Stream,
+        session_usd_before: f64,
+        redactor: &Redactor,
+    ) -> Ended;
+}
+
+/// One run's stream as it is read: progress, tool calls, usage, the
+/// result and provider limits, from the CLI's structured fields.
+pub trait AgentStream: LineReader + 'static {
+    /// The session the run started or resumed; empty before it said.
+    fn session_id(&self) -> &str;
+    /// What the run's model responses cost so far.
+    fn spent(&self) -> v1::Cost;
+    /// The provider's limit, when that is what ended a run that failed
+    /// with `error`.
+    fn limit(&self, error: &str) -> Option<Limit>;
+    /// What the worker logs of the API error that ended the run, if one
+    /// did: its status and what orca does with it.
+    fn api_error_line(&self, limit: Option<&Limit>) -> Option<String>;
+}
+
+/// Runs an agent's attempt to its end: in a new session, or continuing an
+/// earlier attempt's (its workspace on this worker, or restored from the
+/// step's checkpoint).
+pub(crate) async fn run_agent<R: AgentRuntime>(
+    runtime: &R,
+    attempt: &Attempt,
+    reports: &mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<Stop>,
+) -> Ended {
+    let redactor = attempt.redactor(runtime.secrets().into_iter());
+    if let Err(e) = tokio::fs::create_dir_all(runtime.home()).await {
+        return Ended::fault(
+            Fault::Workspace,
+            format!("creating the CLI's home {}: {e}", runtime.home().display()),
+        );
+    }
+    if !attempt.keep_workspace {
+        sweep_retained(&attempt.work_dir, RETAIN_FOR).await;
+    }
+    let log = |line: String| {
+        let _ = reports.send(Report::Log {
+            attempt: attempt.key.clone(),
+            stream: LogStream::Stdout,
+            line,
+        });
+    };
+    let transcripts = runtime.transcripts();
+    let resumed = match &attempt.resume {
+        Some(resume) => {
+            let (found, line) = place_session(attempt, resume, &transcripts).await;
+            log(line);
+            found.map(|workspace| (workspace, resume))
+        }
+        None => None,
+    };
+    let prepared = match &resumed {
+        // Everything the agent made there stays.
+        Some((workspace, _)) => ready_workspace(workspace, attempt)
+            .await
+            .map(|()| workspace.clone()),
+        None => prepare_workspace(attempt).await,
+    };
+    let workspace = match prepared {
+        Ok(w) => w,
+        Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
+    };
+    let (command, env) = runtime.command(
+        attempt,
+        &workspace,
+        resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+    );
+    let stream = Arc::new(Mutex::new(runtime.stream()));
+    let end = supervise(
+        attempt,
+        command,
+        env,
+        &workspace,
+        StdoutLines::Events(stream.clone()),
+        &redactor,
+        reports,
+        cancel,
+    )
+    .await;
+    let stream = std::mem::take(&mut *stream.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut ended = match end {
+        Ok(status) => {
+            // A resumed session's reported cost includes what its earlier
+            // attempts spent.
+            let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
+            runtime.ended(status, &stream, before, &redactor)
+        }
+        Err(ended) => ended,
+    };
+    if ended.outcome == v1::Outcome::Failed && ended.fault.is_none() {
+        ended.limited = stream.limit(&ended.error);
+        if let Some(line) = stream.api_error_line(ended.limited.as_ref()) {
+            log(line);
+        }
+    }
+    // Ended before its result (cancelled, timed out, stalled, killed): what
+    // its responses cost so far is all that is known.
+    let spent = stream.spent();
+    if ended.cost.is_none() && spent != v1::Cost::default() {
+        ended.cost = Some(spent);
+    }
+    // Short of success, the session is kept for a retry on any worker
+    // (before the result: the retry may start as soon as it is in).
+    if ended.outcome != v1::Outcome::Succeeded
+        && let Some(line) = keep_session(
+            attempt,
+            &workspace,
+            stream.session_id(),
+            &redactor,
+            &transcripts,
+        )
+        .await
+    {
+        log(line);
+    }
+    finish_workspace(attempt, &workspace, &ended).await;
+    ended
+}

@@ -1,0 +1,73 @@
+//! Where the Claude Code CLI keeps a session's transcript: under its home,
+//! in `.claude/projects/<the working directory, mangled>/<session>.jsonl`.
+
+use std::path::{Path, PathBuf};
+
+use crate::runtime::session::Transcripts;
+
+/// The transcripts of the CLI whose `HOME` is `home`.
+pub struct ClaudeTranscripts {
+    home: PathBuf,
+}
+
+impl ClaudeTranscripts {
+    pub fn new(home: &Path) -> Self {
+        ClaudeTranscripts {
+            home: home.to_path_buf(),
+        }
+    }
+}
+
+impl Transcripts for ClaudeTranscripts {
+    fn find(&self, session_id: &str) -> Option<PathBuf> {
+        find_transcript(&self.home, session_id)
+    }
+
+    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
+        transcript_path(&self.home, workspace, session_id)
+    }
+}
+
+/// Where the CLI keeps a session's transcript when it runs in
+/// `workspace`: a directory per working directory, named after it with
+/// every character but ASCII letters and digits made `-`.
+fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+    let project: String = workspace
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    home.join(".claude/projects")
+        .join(project)
+        .join(format!("{session_id}.jsonl"))
+}
+
+/// The session's transcript, under whichever working directory it ran.
+fn find_transcript(home: &Path, session_id: &str) -> Option<PathBuf> {
+    std::fs::read_dir(home.join(".claude/projects"))
+        .ok()?
+        .flatten()
+        .map(|dir| dir.path().join(format!("{session_id}.jsonl")))
+        .find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transcript_is_found_where_the_cli_keeps_it_for_its_workspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let transcripts = ClaudeTranscripts::new(dir.path());
+        let at = transcripts.path(Path::new("/w/t1/s/attempt-1"), "s-1");
+        assert_eq!(
+            at,
+            dir.path()
+                .join(".claude/projects/-w-t1-s-attempt-1/s-1.jsonl")
+        );
+        assert_eq!(transcripts.find("s-1"), None);
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("dirs");
+        std::fs::write(&at, "{}\n").expect("write");
+        assert_eq!(transcripts.find("s-1"), Some(at));
+    }
+}

@@ -1,0 +1,119 @@
+//! Step runtimes: how one attempt of a step actually runs. Each attempt gets
+//! a fresh workspace (`context/inputs.json` in, `output/result.json` out),
+//! reports its log lines and progress as it goes, and ends with a result.
+//!
+//! `attempt` is what an attempt is given and how it ended; `workspace` its
+//! directory; `process` the supervised child; `shell` the shell runtime.
+//! Agent CLIs implement [`agent::AgentRuntime`] (build the command, read the
+//! stream, where sessions live) and all run through [`agent::run_agent`],
+//! which resumes sessions (`session`, over the control plane's
+//! `checkpoint`s), reads provider limits and keeps a failed run's session.
+//! One folder per agent CLI: `claude/` first; the next CLI is a new folder.
+
+pub mod agent;
+pub mod attempt;
+pub mod checkpoint;
+pub mod claude;
+pub mod process;
+pub mod session;
+pub mod shell;
+pub mod workspace;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use orca_api::convert::{now_micros, timestamp};
+use orca_api::v1;
+use orca_core::Runtime;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Fault;
+use agent::run_agent;
+use attempt::Ended;
+pub use attempt::{Attempt, Report, ResumeFrom, StepAccess, Stop};
+use claude::ClaudeCode;
+pub use claude::settings::ClaudeSettings;
+use shell::run_shell;
+
+/// How this worker runs each agent CLI it offers.
+#[derive(Debug, Clone, Default)]
+pub struct Agents {
+    pub claude: ClaudeSettings,
+}
+
+/// Runs the attempt to its end and reports the result. A message on
+/// `cancel` stops it.
+pub async fn run(
+    attempt: Attempt,
+    agents: Arc<Agents>,
+    reports: mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<Stop>,
+) {
+    let started_at = now_micros();
+    let runtime = runtime_name(attempt.step.runtime());
+    let running = attempt.metrics.started(runtime);
+    let ended = match attempt.step.runtime() {
+        Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
+        Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
+        Some(Runtime::ClaudeCode(spec)) => {
+            let claude = ClaudeCode::new(&agents.claude, spec);
+            run_agent(&claude, &attempt, &reports, cancel).await
+        }
+        None => Ended::fault(
+            Fault::UnknownRuntime,
+            "the step sets no runtime this worker knows",
+        ),
+    };
+    drop(running);
+    attempt
+        .metrics
+        .finished(runtime, outcome_name(ended.outcome), ended.fault);
+    let rate_limit = rate_limit(&attempt, &ended);
+    let result = v1::StepResult {
+        attempt: Some(v1::AttemptRef::from(&attempt.key)),
+        outcome: ended.outcome as i32,
+        output_json: ended.output_json,
+        error: ended.error,
+        exit_code: ended.exit_code,
+        started_at: Some(timestamp(started_at)),
+        finished_at: Some(timestamp(now_micros())),
+        cost: ended.cost,
+        stalled: ended.fault == Some(Fault::Stalled),
+        rate_limit,
+    };
+    let _ = reports.send(Report::Done(result));
+}
+
+/// The provider's limit, when that is what stopped an agent's run.
+fn rate_limit(attempt: &Attempt, ended: &Ended) -> Option<v1::RateLimit> {
+    let agent = matches!(attempt.step.runtime(), Some(Runtime::ClaudeCode(_)));
+    if !agent || ended.outcome != v1::Outcome::Failed || ended.fault.is_some() {
+        return None;
+    }
+    let limit = ended.limited.as_ref()?;
+    Some(v1::RateLimit {
+        reset_at: limit.reset.map(timestamp),
+        signal: limit.signal.clone(),
+    })
+}
+
+/// The `runtime` label of the worker's metrics.
+fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
+    match runtime {
+        Some(Runtime::Shell(_)) => "shell",
+        Some(Runtime::ClaudeCode(_)) => "claude_code",
+        Some(Runtime::Noop) => "noop",
+        None => "unknown",
+    }
+}
+
+fn outcome_name(outcome: v1::Outcome) -> &'static str {
+    match outcome {
+        v1::Outcome::Succeeded => "succeeded",
+        v1::Outcome::Failed => "failed",
+        v1::Outcome::Cancelled => "cancelled",
+        v1::Outcome::Unspecified => "unspecified",
+    }
+}

@@ -1,0 +1,94 @@
+//! The shell runtime: a step's command, run as given in its workspace
+//! with its variables and secrets; its exit code and `output/result.json`
+//! are the result.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use orca_core::ShellSpec;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, Report, Stop};
+use super::process::{StdoutLines, basic_environment, describe_exit, supervise};
+use super::workspace::{prepare_workspace, read_output, remove_unless_kept};
+use crate::metrics::Fault;
+use crate::secrets::{self, Redactor};
+
+/// The child's environment is built, not inherited: the basics a program
+/// expects, the step's own variables, its secrets, and orca's. Nothing of the
+/// worker's own (its token, its cloud credentials) leaks in.
+fn environment(
+    attempt: &Attempt,
+    shell: &ShellSpec,
+    secrets: &BTreeMap<String, String>,
+    workspace: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = basic_environment(attempt, workspace);
+    env.extend(shell.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// Resolves the step's secrets, runs it, and masks the secrets in its
+/// error and output as its lines were masked on the way.
+pub(crate) async fn run_shell(
+    attempt: &Attempt,
+    shell: &ShellSpec,
+    reports: &mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<Stop>,
+) -> Ended {
+    let secrets = match secrets::resolve(&shell.secret_env, attempt.secrets_dir.as_deref()) {
+        Ok(secrets) => secrets,
+        Err(message) => return Ended::fault(Fault::Secrets, message),
+    };
+    let redactor = attempt.redactor(secrets.values());
+    let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
+    ended.error = redactor.redact(ended.error);
+    ended.output_json = redactor.redact(ended.output_json);
+    remove_unless_kept(attempt).await;
+    ended
+}
+
+async fn run_process(
+    attempt: &Attempt,
+    shell: &ShellSpec,
+    secrets: &BTreeMap<String, String>,
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<Report>,
+    cancel: oneshot::Receiver<Stop>,
+) -> Ended {
+    let workspace = match prepare_workspace(attempt).await {
+        Ok(w) => w,
+        Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
+    };
+    let Some((program, args)) = shell.command.split_first() else {
+        return Ended::failed("the command is empty", None);
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    let env = environment(attempt, shell, secrets, &workspace);
+    let end = supervise(
+        attempt,
+        command,
+        env,
+        &workspace,
+        StdoutLines::Plain,
+        redactor,
+        reports,
+        cancel,
+    )
+    .await;
+    let status = match end {
+        Ok(status) => status,
+        Err(ended) => return ended,
+    };
+    if !status.success() {
+        return Ended::failed(describe_exit(status), status.code());
+    }
+    match read_output(&workspace).await {
+        Ok(output) => Ended::succeeded(output, status.code()),
+        Err(message) => Ended::failed(message, status.code()),
+    }
+}
