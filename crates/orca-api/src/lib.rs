@@ -4,6 +4,7 @@
 //! client needs to reach the control plane (its endpoint, its token, and
 //! the replica that leads).
 
+pub mod abort;
 pub mod client;
 pub mod convert;
 pub mod leader;

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::Instrument;
 
-use crate::args::{Cli, Command, OperatorCommand};
+use crate::args::{Cli, Command, OperatorCommand, TemplateCommand};
 
 /// mimalloc, not glibc's malloc: under load the control plane allocates on
 /// one thread and frees on another, and glibc's arenas then spent a fifth of
@@ -129,6 +129,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
+        Command::Template(TemplateCommand::Run(run)) => {
+            client::submit(target, template::submit_args(run)).await
+        }
         Command::Template(command) => template::template(target, command).await,
         Command::Watch(args) => client::watch(target, args).await,
         Command::Audit(args) => client::audit(target, args).await,

@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use orca_core::template::{TemplateFile, catalog};
 
-use crate::args::{SubmitArgs, TemplateCommand, TemplateSource};
-use crate::client::connect;
+use crate::args::{SubmitArgs, TemplateCommand, TemplateRunArgs, TemplateSource};
 use crate::output::print_table;
 
 fn all(source: &TemplateSource) -> anyhow::Result<Vec<TemplateFile>> {
@@ -81,7 +80,10 @@ async fn on_server(
     settings: &orca_client::Settings,
     name: &str,
 ) -> anyhow::Result<orca_client::v1::TaskTemplate> {
-    let offered = connect(settings).await?.templates().await?;
+    let offered = orca_client::Client::connect(settings.clone())
+        .await?
+        .templates()
+        .await?;
     let names: Vec<String> = offered.iter().map(|t| t.name.clone()).collect();
     match offered.into_iter().find(|t| t.name == name) {
         Some(template) => Ok(template),
@@ -98,7 +100,7 @@ pub async fn template(
 ) -> anyhow::Result<ExitCode> {
     match command {
         TemplateCommand::List { templates } if templates.on_server => {
-            let rows: Vec<Vec<String>> = connect(settings)
+            let rows: Vec<Vec<String>> = orca_client::Client::connect(settings.clone())
                 .await?
                 .templates()
                 .await?
@@ -149,21 +151,24 @@ pub async fn template(
             print!("{}", found.text);
             Ok(ExitCode::SUCCESS)
         }
-        TemplateCommand::Run(run) => {
-            let args = SubmitArgs {
-                file: None,
-                prompt: run.params,
-                template: Some(run.name),
-                templates: run.templates,
-                plan: false,
-                plan_only: false,
-                watch: run.watch,
-                output: run.output,
-                idempotency_key: run.idempotency_key,
-                tenant: run.tenant,
-            };
-            crate::client::submit(settings, args).await
-        }
+        // A submit, which the command's dispatch sends (`submit_args`).
+        TemplateCommand::Run(run) => bail!("template {}: run it as a submit", run.name),
+    }
+}
+
+/// `orca template run` is `orca submit --template`: the submit it makes.
+pub fn submit_args(run: TemplateRunArgs) -> SubmitArgs {
+    SubmitArgs {
+        file: None,
+        prompt: run.params,
+        template: Some(run.name),
+        templates: run.templates,
+        plan: false,
+        plan_only: false,
+        watch: run.watch,
+        output: run.output,
+        idempotency_key: run.idempotency_key,
+        tenant: run.tenant,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod calendar;
 pub mod cost;
+pub mod jitter;
 pub mod plan;
 pub mod queue;
 pub mod run;

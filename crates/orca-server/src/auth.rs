@@ -10,7 +10,6 @@
 //! `worker.token`, readable by the owner only), so `orca up` needs no setup.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,213 +18,12 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::Error;
+pub use crate::identity::{
+    Action, DEFAULT_TENANT, Identity, Role, StepGrant, Tenants, default_tenants, valid_tenant,
+};
+use crate::identity::{generate_token, hex, write_private};
 use crate::jwt::{JwtVerifier, looks_like_jwt};
 use crate::step_token::{STEP_TOKEN_PREFIX, StepTokens};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Submits, cancels, retries and reads tasks.
-    Developer,
-    /// Reads tasks and agents.
-    Viewer,
-    /// Runs steps: only the worker stream.
-    Worker,
-    /// One running step, by its step token: shared state in its own task's
-    /// scope. Never given in a tokens file or a JWT.
-    Step,
-}
-
-impl Role {
-    pub(crate) fn parse(text: &str) -> Option<Role> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "developer" => Some(Role::Developer),
-            "viewer" => Some(Role::Viewer),
-            "worker" => Some(Role::Worker),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Developer => "developer",
-            Role::Viewer => "viewer",
-            Role::Worker => "worker",
-            Role::Step => "step",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a request wants to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    ReadTasks,
-    WriteTasks,
-    /// Approve or reject a step at its gate; the step's own list of
-    /// approvers says who, so every role a person holds may ask.
-    DecideApprovals,
-    ReadAgents,
-    ConnectWorker,
-    ReadAudit,
-    /// Set tenants' budgets: admins only, as a tenant's own members would
-    /// lift their limit.
-    SetBudgets,
-    ReadState,
-    WriteState,
-    /// Scrape `/metrics`: counts over every tenant.
-    ReadMetrics,
-    /// Put or get agents' session checkpoints: workers (and admins) only,
-    /// as a checkpoint holds a whole session.
-    KeepCheckpoints,
-    /// Register, list and remove webhook endpoints, and read their
-    /// deliveries: admins only, as an endpoint sends tasks' events out.
-    ManageWebhooks,
-}
-
-impl Action {
-    fn allowed(self, role: Role) -> bool {
-        match (role, self) {
-            (Role::Admin, _) => true,
-            (_, Action::ReadAudit | Action::SetBudgets | Action::ManageWebhooks) => false,
-            (Role::Developer, Action::ConnectWorker | Action::KeepCheckpoints) => false,
-            (Role::Developer, _) => true,
-            (
-                Role::Viewer,
-                Action::ReadTasks
-                | Action::ReadAgents
-                | Action::ReadState
-                | Action::ReadMetrics
-                | Action::DecideApprovals,
-            ) => true,
-            (Role::Viewer, _) => false,
-            (Role::Worker, Action::ConnectWorker | Action::KeepCheckpoints) => true,
-            (Role::Worker, _) => false,
-            (Role::Step, Action::ReadState | Action::WriteState) => true,
-            (Role::Step, _) => false,
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Action::ReadTasks => "read tasks",
-            Action::WriteTasks => "submit, cancel or retry tasks",
-            Action::DecideApprovals => "approve or reject steps",
-            Action::ReadAgents => "list agents",
-            Action::ConnectWorker => "connect as a worker",
-            Action::ReadAudit => "read the audit log",
-            Action::SetBudgets => "set tenants' budgets",
-            Action::ReadState => "read shared state or subscribe to topics",
-            Action::WriteState => "change shared state or publish to topics",
-            Action::ReadMetrics => "read metrics",
-            Action::KeepCheckpoints => "keep or read agents' session checkpoints",
-            Action::ManageWebhooks => "manage webhooks",
-        }
-    }
-}
-
-/// The tenants (namespaces) a token may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tenants {
-    All,
-    Only(Vec<String>),
-}
-
-/// The tenant of tasks submitted without one.
-pub const DEFAULT_TENANT: &str = "default";
-
-/// The caller, as its token says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub role: Role,
-    pub tenants: Tenants,
-    /// The attempt a step token was minted for; `None` for everyone else.
-    pub step: Option<StepGrant>,
-}
-
-/// What a step token is good for: one attempt of one step of one task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepGrant {
-    pub task_id: String,
-    pub step_id: String,
-    pub attempt: u32,
-}
-
-impl Identity {
-    pub fn can_see(&self, tenant: &str) -> bool {
-        match &self.tenants {
-            Tenants::All => true,
-            Tenants::Only(tenants) => tenants.iter().any(|t| t == tenant),
-        }
-    }
-
-    /// Where a submit without a tenant goes.
-    pub fn default_tenant(&self) -> &str {
-        match &self.tenants {
-            Tenants::Only(tenants) => tenants.first().map_or(DEFAULT_TENANT, String::as_str),
-            Tenants::All => DEFAULT_TENANT,
-        }
-    }
-
-    /// The tenant a request names (its first when it names none), if this
-    /// caller may act in it; `field` names the request's tenant field, and
-    /// `acting` what the caller tries ("submit to", "use").
-    pub fn tenant_for(&self, named: &str, field: &str, acting: &str) -> Result<String, Error> {
-        let tenant = match named {
-            "" => self.default_tenant().to_string(),
-            named if valid_tenant(named) => named.to_string(),
-            named => {
-                return Err(Error::invalid(
-                    field,
-                    format!("{named:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-                ));
-            }
-        };
-        if !self.can_see(&tenant) {
-            return Err(Error::PermissionDenied(format!(
-                "{} may not {acting} tenant {tenant:?}",
-                self.name
-            )));
-        }
-        Ok(tenant)
-    }
-
-    /// The tenants a listing may show; `None` for all.
-    pub fn visible_tenants(&self) -> Option<Vec<String>> {
-        match &self.tenants {
-            Tenants::All => None,
-            Tenants::Only(tenants) => Some(tenants.clone()),
-        }
-    }
-}
-
-/// The tenants of a token that names none: admins and workers span them
-/// all, people see the default tenant.
-pub fn default_tenants(role: Role) -> Tenants {
-    match role {
-        Role::Admin | Role::Worker => Tenants::All,
-        Role::Developer | Role::Viewer => Tenants::Only(vec![DEFAULT_TENANT.to_string()]),
-        // A step's tenant is in its token; without one it sees nothing.
-        Role::Step => Tenants::Only(Vec::new()),
-    }
-}
-
-/// Tenant names: lowercase letters, digits and '-', 1 to 63 bytes.
-pub fn valid_tenant(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
 
 /// Known tokens, by hash.
 #[derive(Debug, Clone, Default)]
@@ -237,10 +35,6 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
@@ -250,14 +44,6 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-/// A fresh random token, e.g. `orca_3f9c…` (256 bits).
-pub fn generate_token() -> Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Auth(format!("no randomness for a token: {e}")))?;
-    Ok(format!("orca_{}", hex(&bytes)))
 }
 
 /// The tokens-file line for `token`: only its hash is stored.
@@ -360,18 +146,6 @@ impl Tokens {
     pub fn authenticate(&self, token: &str) -> Option<&Identity> {
         self.by_hash.get(&hash(token))
     }
-}
-
-/// Writes a file only its owner can read.
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }
 
 /// Requests per second allowed to one caller, and the burst above it.

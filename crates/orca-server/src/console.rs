@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::http::Status;
+use crate::http_state::HttpState;
 
 macro_rules! built {
     ($file:literal) => {
@@ -44,7 +44,7 @@ fn tag(content: &str) -> String {
     format!("\"{:016x}\"", hasher.finish())
 }
 
-pub fn routes() -> Router<Arc<Status>> {
+pub fn routes() -> Router<Arc<HttpState>> {
     Router::new()
         .route(
             "/",

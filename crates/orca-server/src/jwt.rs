@@ -9,9 +9,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::Error;
-use crate::auth::{Identity, Role, Tenants, default_tenants, valid_tenant};
+use crate::error::Error;
 use crate::error::read_file;
+use crate::identity::{Identity, Role, Tenants, default_tenants, valid_tenant};
 
 /// Where the verification keys come from, and what the claims must say.
 #[derive(Debug, Clone, Default)]

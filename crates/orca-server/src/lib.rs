@@ -12,7 +12,9 @@ mod engine;
 mod error;
 mod fleet;
 mod http;
+mod http_state;
 mod hub;
+mod identity;
 pub mod jwt;
 mod metrics;
 pub mod planner;
@@ -55,14 +57,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A checkpoint's message beyond its archive: ids, paths, protobuf framing.
 const CHECKPOINT_FRAMING_BYTES: usize = 64 * 1024;
 
-/// Stops a spawned task when dropped, whichever way its owner returns.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+use orca_api::abort::AbortOnDrop;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,7 +165,7 @@ pub struct RunningServer {
     /// Where tasks are kept: the SQLite file, or the PostgreSQL URL
     /// without its password.
     pub store: String,
-    status: Arc<http::Status>,
+    status: Arc<http_state::HttpState>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), Error>>,
 }
@@ -249,7 +244,10 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // control plane that is starting (opening and recovering its store)
     // from one that is not there.
     let metrics = Arc::new(metrics::Metrics::new());
-    let status = Arc::new(http::Status::new(metrics.clone(), authenticator.clone()));
+    let status = Arc::new(http_state::HttpState::new(
+        metrics.clone(),
+        authenticator.clone(),
+    ));
     let http = match http_acceptor {
         Some(acceptor) => {
             let serving = http::serve(
@@ -421,7 +419,7 @@ struct Replica {
     authenticator: auth::Authenticator,
     step_tokens: Arc<step_token::StepTokens>,
     metrics: Arc<metrics::Metrics>,
-    status: Arc<http::Status>,
+    status: Arc<http_state::HttpState>,
     templates: Arc<task_service::Templates>,
     stop_requested: oneshot::Receiver<()>,
     /// Told once the replica serves, as leader or standby.
@@ -564,7 +562,7 @@ impl Replica {
         ));
         let topics = Arc::new(state_service::Topics::default());
         let state = Arc::new(state_service::StateApi::new(store, topics.clone()));
-        let services = rest::Services {
+        let services = http_state::Services {
             tasks: tasks.clone(),
             agents: agents.clone(),
             state: state.clone(),

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::auth::{Identity, hex};
 use crate::error::Error;
+use crate::identity::{Identity, hex};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "orca_session";

@@ -17,9 +17,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
-use crate::auth::{Identity, Role, StepGrant, Tenants, generate_token, write_private};
+use crate::error::Error;
 use crate::error::read_file;
+use crate::identity::{Identity, Role, StepGrant, Tenants, generate_token, write_private};
 
 /// Step tokens start with this, so they are never mistaken for a user's JWT.
 pub const STEP_TOKEN_PREFIX: &str = "orca_step_";

@@ -17,12 +17,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orca_api::abort::AbortOnDrop;
 use orca_api::client::{Bearer, ClientTls};
 use orca_api::leader::{Choice, LEADER_KEY};
 use orca_api::v1;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::server_message::Kind;
 use orca_core::AttemptKey;
+use orca_core::jitter::jitter;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -258,7 +260,8 @@ pub async fn run(
         // Runners keep going while disconnected; their results wait.
         tokio::select! {
             _ = drain.changed() => break,
-            _ = tokio::time::sleep(jitter(delay)) => {}
+            _ = // Up to a quarter less, so a fleet does not reconnect in lockstep.
+            tokio::time::sleep(jitter(delay, 0.75, 1.0)) => {}
         }
         delay = (delay * 2).min(worker.config.reconnect_max);
     }
@@ -267,30 +270,12 @@ pub async fn run(
     Ok(())
 }
 
-/// Stops a spawned task when dropped, whichever way its owner returns.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// How a session ended.
 enum SessionEnd {
     /// The control plane closed the stream; reconnect.
     Closed { registered: bool },
     /// The worker drained: nothing runs here any more.
     Drained,
-}
-
-/// Up to a quarter less, so a fleet does not reconnect in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    delay.mul_f64(1.0 - f64::from(nanos % 250) / 1000.0)
 }
 
 impl Worker {

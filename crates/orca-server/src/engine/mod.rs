@@ -61,7 +61,6 @@ pub use handle::{
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 use recovery::{Backlog, load_backlog};
-use results::jitter;
 
 /// The error of a step whose output file is not JSON.
 const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -698,7 +697,8 @@ impl Engine {
                         .as_ref()
                         .map(|r| r.delay_before(failed + 1))
                         .unwrap_or_default();
-                    let delay = base.mul_f64(jitter());
+                    // Up to a fifth more, so failures do not retry in lockstep.
+                    let delay = orca_core::jitter::jitter(base, 1.0, 1.2);
                     let due = now + delay.as_micros() as Micros;
                     let step_id = active.spec.steps[index].id.clone();
                     self.retries

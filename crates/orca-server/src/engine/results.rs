@@ -292,13 +292,3 @@ pub(super) fn stop_running_if_winding_down(active: &Active, changes: &[Change]) 
         Vec::new()
     }
 }
-
-/// Up to a fifth more than the base delay, so failures do not retry in
-/// lockstep. The clock's nanoseconds are random enough for that.
-pub(super) fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    1.0 + f64::from(nanos % 1000) / 5000.0
-}

@@ -78,7 +78,7 @@ fn spending_view(t: v1::TenantSpending) -> TenantSpendingView {
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
         (status = 409, description = "the task is finished", body = ErrorBody), Refused))]
 pub(super) async fn raise_budget(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(task_id): Path<String>,
     body: Result<String, StringRejection>,
@@ -110,7 +110,7 @@ pub(super) async fn raise_budget(
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
         (status = 409, description = "the task is not paused for its own budget, or its budget names no approvers", body = ErrorBody), Refused))]
 pub(super) async fn approve_budget(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(task_id): Path<String>,
     body: Result<String, StringRejection>,
@@ -136,7 +136,7 @@ pub(super) async fn approve_budget(
     request_body(content = TenantBudgetBody, content_type = "application/json", description = "{\"usdPerDay\": 50}; {} removes it"),
     responses((status = 200, body = TenantSpendingView), Refused))]
 pub(super) async fn set_tenant_budget(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(tenant): Path<String>,
     body: Result<String, StringRejection>,
@@ -166,7 +166,7 @@ pub(super) async fn set_tenant_budget(
     summary = "Tenants' spend this UTC day and month against their budgets (ListTenantBudgets)",
     responses((status = 200, body = TenantBudgetList), Refused))]
 pub(super) async fn list_budgets(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<TenantBudgetList> {
     let list = call(

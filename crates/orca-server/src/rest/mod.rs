@@ -34,24 +34,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::agent_service::AgentApi;
 use crate::auth::{Identity, Tenants};
 use crate::error::{Error, ErrorBody, http_error};
-use crate::http::{Access, Status};
+use crate::http_state::{Access, HttpState, Services};
 use crate::session;
-use crate::state_service::StateApi;
-use crate::task_service::TaskApi;
 
 mod budget;
 mod templates;
 mod webhooks;
-
-/// The gRPC services the routes call; they exist once the store is open.
-pub struct Services {
-    pub tasks: Arc<TaskApi>,
-    pub agents: Arc<AgentApi>,
-    pub state: Arc<StateApi>,
-}
 
 /// The routes, to nest under `/api/v1`, and their OpenAPI document at
 /// `/api/v1/openapi.json`: made together from the handlers, so no route
@@ -59,7 +49,7 @@ pub struct Services {
 ///
 /// A request body (a task file) may be as large as a gRPC message:
 /// `max_body` is `--max-message-bytes`.
-pub fn routes(max_body: usize) -> Router<Arc<Status>> {
+pub fn routes(max_body: usize) -> Router<Arc<HttpState>> {
     let (router, document) = api().split_for_parts();
     // Written once: it describes the code, which does not change.
     let document: Arc<str> = serde_json::to_string(&document).unwrap_or_default().into();
@@ -80,7 +70,7 @@ pub fn routes(max_body: usize) -> Router<Arc<Status>> {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 
-fn api() -> OpenApiRouter<Arc<Status>> {
+fn api() -> OpenApiRouter<Arc<HttpState>> {
     let mut document = utoipa::openapi::OpenApiBuilder::new()
         .info(
             utoipa::openapi::InfoBuilder::new()
@@ -182,9 +172,9 @@ enum Refused {
 }
 
 /// Calls a gRPC method as the caller that `headers` name (a bearer token,
-/// or a console session: see [`Status::caller`]).
+/// or a console session: see [`HttpState::caller`]).
 async fn call<Req, Res, Fut>(
-    status: &Status,
+    status: &HttpState,
     headers: &HeaderMap,
     access: Access,
     message: Req,
@@ -200,7 +190,7 @@ where
 
 /// [`call`], keeping the response's metadata.
 async fn call_for_response<Req, Res, Fut>(
-    status: &Status,
+    status: &HttpState,
     headers: &HeaderMap,
     access: Access,
     message: Req,
@@ -238,7 +228,7 @@ struct TaskPage {
     ),
     responses((status = 200, body = TaskPage), Refused))]
 async fn list_tasks(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<TaskPage> {
@@ -327,7 +317,7 @@ struct Submitted {
         (status = 200, description = "the key found an existing task", body = Submitted),
         (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn submit_task(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<SubmitQuery>,
     body: Result<String, StringRejection>,
@@ -386,7 +376,7 @@ fn submitted(answer: v1::SubmitTaskResponse) -> (StatusCode, Json<Submitted>) {
     params(("id" = String, Path, description = "the task id")),
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), Refused))]
 async fn get_task(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
@@ -407,7 +397,7 @@ async fn get_task(
     params(("id" = String, Path, description = "the task id")),
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), Refused))]
 async fn cancel_task(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
@@ -429,7 +419,7 @@ async fn cancel_task(
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
         (status = 409, description = "the task is not failed or cancelled", body = ErrorBody), Refused))]
 async fn retry_task(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
@@ -473,7 +463,7 @@ pub(super) fn decision_body(
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
         (status = 409, description = "the step is not awaiting approval (decided already, or never gated)", body = ErrorBody), Refused))]
 async fn approve_step(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path((task_id, step_id)): Path<(String, String)>,
     body: Result<String, StringRejection>,
@@ -489,7 +479,7 @@ async fn approve_step(
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody),
         (status = 409, description = "the step is not awaiting approval (decided already, or never gated)", body = ErrorBody), Refused))]
 async fn reject_step(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path((task_id, step_id)): Path<(String, String)>,
     body: Result<String, StringRejection>,
@@ -499,7 +489,7 @@ async fn reject_step(
 
 /// ApproveStep (`approve`) or RejectStep with the body's reason.
 async fn decide(
-    status: &Status,
+    status: &HttpState,
     headers: &HeaderMap,
     (task_id, step_id): (String, String),
     body: Result<String, StringRejection>,
@@ -542,7 +532,7 @@ async fn decide(
     ),
     responses((status = 200, content_type = "text/event-stream", body = EventView), (status = 404, body = ErrorBody), Refused))]
 async fn task_events(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(task_id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
@@ -609,7 +599,7 @@ struct FleetStart {
     responses((status = 200, content_type = "text/event-stream", body = EventView,
         description = "first `start` (FleetStart), then one message per event"), Refused))]
 async fn fleet_events(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -690,7 +680,7 @@ struct TaskCounts {
     params(("tenant" = Option<Vec<String>>, Query, description = "only this tenant's tasks (repeat it); each must be one the caller may see")),
     responses((status = 200, body = TaskCounts), Refused))]
 async fn count_tasks(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<TaskCounts> {
@@ -767,7 +757,7 @@ struct SpendView {
     params(("tenant" = Option<Vec<String>>, Query, description = "only this tenant's work (repeat it); each must be one the caller may see")),
     responses((status = 200, body = ActivityView), Refused))]
 async fn activity(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<ActivityView> {
@@ -827,7 +817,7 @@ struct QueueView {
 #[utoipa::path(get, path = "/agents", tag = "fleet",
     summary = "Connected workers and the queue per needed capabilities (ListAgents)",
     responses((status = 200, body = Fleet), Refused))]
-async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer<Fleet> {
+async fn list_agents(State(status): State<Arc<HttpState>>, headers: HeaderMap) -> Answer<Fleet> {
     let fleet = call(
         &status,
         &headers,
@@ -853,7 +843,7 @@ async fn list_agents(State(status): State<Arc<Status>>, headers: HeaderMap) -> A
     summary = "The control plane's replicas (ListServers)",
     responses((status = 200, body = Vec<ServerView>), Refused))]
 async fn list_servers(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<Vec<ServerView>> {
     let servers = call(
@@ -881,7 +871,7 @@ struct AuditPage {
     ),
     responses((status = 200, body = AuditPage), Refused))]
 async fn list_audit(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<AuditPage> {
@@ -954,7 +944,7 @@ fn state_view(value: v1::StateValue) -> StateView {
     ),
     responses((status = 200, body = StatePage), Refused))]
 async fn list_state(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(scope): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
@@ -994,7 +984,7 @@ async fn list_state(
     ),
     responses((status = 200, body = StateView), (status = 404, body = ErrorBody), Refused))]
 async fn get_state(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path((scope, key)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -1059,7 +1049,7 @@ fn session_view(identity: &Identity, csrf: Option<String>) -> SessionView {
     responses((status = 201, description = "signed in; Set-Cookie carries the session", body = SessionView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn open_session(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     body: Result<String, StringRejection>,
 ) -> Result<SignedIn, ApiError> {
     let body = text_body(body)?;
@@ -1089,7 +1079,7 @@ async fn open_session(
 #[utoipa::path(get, path = "/session", tag = "session",
     summary = "Who the caller is (its session, or its bearer token)",
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
-async fn whoami(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer<SessionView> {
+async fn whoami(State(status): State<Arc<HttpState>>, headers: HeaderMap) -> Answer<SessionView> {
     let (identity, session) = status.caller(&headers, Access::Read)?;
     Ok(Json(session_view(&identity, session.map(|(_, s)| s.csrf))))
 }
@@ -1098,7 +1088,7 @@ async fn whoami(State(status): State<Arc<Status>>, headers: HeaderMap) -> Answer
     summary = "Sign out: the session ends and its cookie is cleared",
     responses((status = 204, description = "signed out"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn close_session(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, [(HeaderName, String); 1]), ApiError> {
     let (_, session) = status.caller(&headers, Access::Change)?;

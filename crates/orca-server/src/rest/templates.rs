@@ -80,7 +80,7 @@ fn template_view(t: v1::TaskTemplate) -> TemplateView {
     summary = "The task templates on offer: the built-in set and the server's --templates-dir (ListTemplates)",
     responses((status = 200, body = TemplateList), Refused))]
 pub(super) async fn list_templates(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<TemplateList> {
     let list = call(
@@ -125,7 +125,7 @@ fn parameter_text(name: &str, value: serde_json::Value) -> Result<String, ApiErr
         (status = 404, description = "no such template; the message names those there are", body = ErrorBody),
         Refused))]
 pub(super) async fn submit_template(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<RunQuery>,

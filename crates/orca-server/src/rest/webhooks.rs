@@ -40,7 +40,7 @@ pub(super) struct DeliveryPage {
     summary = "The endpoints of the tenants the caller may see (ListWebhooks; admins)",
     responses((status = 200, body = WebhookList), Refused))]
 pub(super) async fn list_webhooks(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<WebhookList> {
     let list = call(
@@ -62,7 +62,7 @@ pub(super) async fn list_webhooks(
         description = "{\"url\": \"https://…\", \"events\": [\"task.failed\"], \"secret\": \"…\"}"),
     responses((status = 201, description = "registered", body = WebhookView), Refused))]
 pub(super) async fn create_webhook(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     body: Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
@@ -89,7 +89,7 @@ pub(super) async fn create_webhook(
     params(("id" = String, Path, description = "the endpoint's id")),
     responses((status = 204, description = "removed"), (status = 404, body = ErrorBody), Refused))]
 pub(super) async fn delete_webhook(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -114,7 +114,7 @@ pub(super) async fn delete_webhook(
     ),
     responses((status = 200, body = DeliveryPage), Refused))]
 pub(super) async fn list_deliveries(
-    State(status): State<Arc<Status>>,
+    State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<DeliveryPage> {

@@ -515,7 +515,7 @@ mod tests {
         hub: &crate::hub::Hub,
         url: String,
         events: &[&str],
-    ) -> crate::AbortOnDrop {
+    ) -> orca_api::abort::AbortOnDrop {
         let webhook = Webhook {
             id: "w1".into(),
             tenant: "team".into(),
@@ -552,7 +552,7 @@ mod tests {
             Arc::new(Notify::new()),
             hub.watch_fleet(),
         );
-        crate::AbortOnDrop(tokio::spawn(dispatcher.run()))
+        orca_api::abort::AbortOnDrop(tokio::spawn(dispatcher.run()))
     }
 
     /// The loop over a store in memory: one task's two events go in order,

@@ -10,11 +10,12 @@ pub mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orca_api::abort::AbortOnDrop;
 use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use orca_store::{Store, Write};
 use tokio::sync::Notify;
 
-use crate::{AbortOnDrop, Error};
+use crate::Error;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
