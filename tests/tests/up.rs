@@ -1,5 +1,6 @@
 //! `orca up`'s ports: the console goes on the port after gRPC's unless
-//! told otherwise, and a port nobody asked for is no reason to fail.
+//! told otherwise, and a port nobody asked for is no reason to fail. And
+//! `orca completion`, the shell scripts that complete orca's commands.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -104,5 +105,31 @@ fn an_http_listen_asked_for_that_cannot_be_bound_fails_naming_the_flag() {
     assert!(
         line.contains("--http-listen") && line.contains(&taken),
         "{line}"
+    );
+}
+
+#[test]
+fn orca_completion_prints_a_script_for_each_shell_and_refuses_another() {
+    for (shell, mark) in [
+        ("bash", "complete -F _orca"),
+        ("zsh", "#compdef orca"),
+        ("fish", "complete -c orca"),
+    ] {
+        let out = succeed(Command::new(orca_bin()).args(["completion", shell]));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(mark), "{shell}: {script}");
+        for command in ["submit", "template", "webhook"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    let refused = Command::new(orca_bin())
+        .args(["completion", "tcsh"])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("invalid value 'tcsh' for '<SHELL>'"),
+        "{said}"
     );
 }

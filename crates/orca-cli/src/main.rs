@@ -107,6 +107,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", orca_operator::crds_yaml()?);
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Completion { shell } => {
+            // Made whole first: the generator panics on a write error, and
+            // a reader may close the pipe early.
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "orca", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let resolved = context::resolve(&cli)?;
@@ -142,6 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(OperatorCommand::Run(args)) => {
             local::operator(*args, resolved.clone()).await
         }
-        Command::Config(_) | Command::Operator(OperatorCommand::Crd) => Ok(ExitCode::SUCCESS),
+        Command::Config(_)
+        | Command::Operator(OperatorCommand::Crd)
+        | Command::Completion { .. } => Ok(ExitCode::SUCCESS),
     }
 }

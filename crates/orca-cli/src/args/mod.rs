@@ -128,6 +128,11 @@ pub enum Command {
     /// The Kubernetes operator.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Print a shell completion script, e.g. `source <(orca completion bash)`.
+    Completion {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// How a command prints what it got back.
