@@ -979,3 +979,81 @@ pub async fn https_get(
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
     Ok(http_response(&String::from_utf8_lossy(&response)))
 }
+
+/// How long an end-to-end task may take to finish.
+pub const FINISH: Duration = Duration::from_secs(60);
+
+/// The step `id` of `task`.
+pub fn step<'a>(task: &'a v1::Task, id: &str) -> &'a v1::Step {
+    task.steps
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+/// A step's output, as JSON.
+pub fn output(step: &v1::Step) -> serde_json::Value {
+    serde_json::from_str(&step.output_json)
+        .unwrap_or_else(|e| panic!("step {} output {:?}: {e}", step.id, step.output_json))
+}
+
+/// The repository's root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+}
+
+/// Asserts a call fails with `code` and a message naming `field`.
+pub fn refused<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    code: tonic::Code,
+    field: &str,
+) {
+    match result {
+        Ok(ok) => panic!("expected {code:?} naming {field:?}, got {ok:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(
+                status.message().contains(field),
+                "{:?} does not name {field:?}",
+                status.message()
+            );
+        }
+    }
+}
+
+/// Attempt 1 waits for `gate`; later attempts finish at once. Each writes
+/// which attempt produced the output.
+pub fn first_attempt_waits(gate: &Path) -> v1::StepSpec {
+    shell_step(
+        "work",
+        &[],
+        &format!(
+            "if [ \"$ORCA_ATTEMPT\" = 1 ]; then {}; fi; echo \"{{\\\"attempt\\\": $ORCA_ATTEMPT}}\" > \"$ORCA_OUTPUT\"",
+            wait_for_gate(gate)
+        ),
+    )
+}
+
+/// A task's events after `after_seq`; with `follow`, until it finishes.
+pub async fn task_events(
+    client: &mut Tasks,
+    task_id: &str,
+    after_seq: u64,
+    follow: bool,
+) -> anyhow::Result<Vec<v1::Event>> {
+    let mut stream = client
+        .watch_task(v1::WatchTaskRequest {
+            task_id: task_id.into(),
+            after_seq,
+            follow,
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await? {
+        events.push(event);
+    }
+    Ok(events)
+}

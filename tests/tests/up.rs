@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use orca_api::v1;
 use orca_tests::*;
+use serde_json::Value;
 
 /// A free loopback port `p` whose next port is held by the listener
 /// returned (any process may hold the next port: an outgoing connection's
@@ -132,4 +134,139 @@ fn orca_completion_prints_a_script_for_each_shell_and_refuses_another() {
         said.contains("invalid value 'tcsh' for '<SHELL>'"),
         "{said}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> anyhow::Result<()> {
+    // A fresh directory, no flags but a free port: data and tokens go to
+    // ./.orca, and the CLI run from here finds its token by itself.
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join(".orca");
+    let mut up = Process::spawn(
+        Command::new(orca_bin())
+            .args(["up", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path()),
+        dir.path(),
+        "up",
+    )?;
+    let endpoint = data.join("endpoint");
+    let url = eventually(Duration::from_secs(20), || {
+        let endpoint = endpoint.clone();
+        async move {
+            std::fs::read_to_string(endpoint)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        }
+    })
+    .await?;
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "binds loopback: {url}"
+    );
+    let cli = |args: &[&str]| {
+        Command::new(orca_bin())
+            .args(["--server", &url])
+            .args(args)
+            .env_remove("ORCA_TOKEN")
+            .current_dir(dir.path())
+            .output()
+    };
+    let names = eventually(Duration::from_secs(20), || {
+        let out = cli(&["get", "agents", "-o", "json"]);
+        std::future::ready(out.ok().and_then(|out| {
+            let agents: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+            let mut names: Vec<String> = agents
+                .iter()
+                .filter_map(|a| a["name"].as_str().map(String::from))
+                .collect();
+            names.sort();
+            (names.len() == 2).then_some(names)
+        }))
+    })
+    .await?;
+    assert_eq!(names, ["local-1", "local-2"]);
+    std::fs::write(
+        dir.path().join("hi.yaml"),
+        "name: hi\nsteps:\n  - id: hi\n    shell: {command: [echo, hi]}\n",
+    )?;
+    let out = cli(&["submit", "-f", "hi.yaml", "--watch"])?;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(data.join("orca.db").exists());
+
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let mut agents = v1::agent_service_client::AgentServiceClient::with_interceptor(
+        connect(&url).await?,
+        bearer(token.trim()),
+    );
+    agents.list_agents(v1::ListAgentsRequest {}).await?;
+    up.signal("INT");
+    let status = up.wait_exit(Duration::from_secs(10))?;
+    assert!(status.success(), "orca up exited with {status}");
+    assert!(
+        agents.list_agents(v1::ListAgentsRequest {}).await.is_err(),
+        "nothing listens after Ctrl-C"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orca_up_offers_claude_code_with_a_key_and_the_cli_at_hand() -> anyhow::Result<()> {
+    // The capabilities `orca up`'s local workers offer, given an API key and
+    // a Claude Code CLI that is there or not.
+    async fn offered(claude_bin: &Path) -> anyhow::Result<(Vec<String>, String)> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join(".orca");
+        let mut up = Process::spawn(
+            Command::new(orca_bin())
+                .args(["up", "--listen", "127.0.0.1:0", "--workers", "1"])
+                .env("ANTHROPIC_API_KEY", "sk-ant-test-key")
+                .env("ORCA_CLAUDE_BIN", claude_bin)
+                .current_dir(dir.path()),
+            dir.path(),
+            "up",
+        )?;
+        let endpoint = data.join("endpoint");
+        let url = eventually(Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&endpoint).unwrap_or_default();
+            std::future::ready(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+        })
+        .await?;
+        let token = std::fs::read_to_string(data.join("admin.token"))?;
+        let agents = v1::agent_service_client::AgentServiceClient::with_interceptor(
+            connect(&url).await?,
+            bearer(token.trim()),
+        );
+        let capabilities = eventually(Duration::from_secs(20), || {
+            let mut agents = agents.clone();
+            async move {
+                let listed = agents.list_agents(v1::ListAgentsRequest {}).await.ok()?;
+                Some(listed.into_inner().agents.first()?.capabilities.clone())
+            }
+        })
+        .await?;
+        up.signal("INT");
+        up.wait_exit(Duration::from_secs(10))?;
+        Ok((capabilities, std::fs::read_to_string(&up.log)?))
+    }
+
+    let dir = tempfile::tempdir()?;
+    let cli = dir.path().join("claude");
+    std::fs::write(&cli, "#!/bin/sh\n")?;
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let (capabilities, _) = offered(&cli).await?;
+    assert_eq!(capabilities, ["claude-code", "shell"]);
+
+    let (capabilities, log) = offered(&dir.path().join("no-such-claude")).await?;
+    assert_eq!(capabilities, ["shell"], "no CLI, no claude-code");
+    assert!(
+        log.contains("the Claude Code CLI") && log.contains("is not found"),
+        "{log}"
+    );
+    Ok(())
 }

@@ -1,0 +1,282 @@
+//! Bad input, end to end: every refusal names its field with the right
+//! status and stores nothing; bad flags stop a process with one line.
+
+use std::process::Command;
+
+use orca_api::v1;
+use orca_tests::*;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let mut client = server.tasks().await?;
+    let kept = submit(&client, task("kept", vec![noop_step("a")])).await?;
+    let before = all_task_ids(&client).await?;
+
+    let with = |steps: Vec<v1::StepSpec>| task("bad", steps);
+    let dep = |id: &str, deps: &[&str]| {
+        let mut s = noop_step(id);
+        s.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        s
+    };
+    let cases: Vec<(v1::SubmitTaskRequest, &str)> = vec![
+        (
+            with(vec![dep("a", &["c"]), dep("b", &["a"]), dep("c", &["b"])]),
+            "cycle",
+        ),
+        (
+            with(vec![dep("a", &["ghost"])]),
+            "spec.steps[0].dependsOn[0]",
+        ),
+        (
+            with(vec![noop_step("a"), noop_step("a")]),
+            "spec.steps[1].id",
+        ),
+        (with(vec![]), "spec.steps"),
+        (
+            with(vec![v1::StepSpec {
+                id: "a".into(),
+                ..Default::default()
+            }]),
+            "spec.steps[0]",
+        ),
+        (
+            with(vec![shell_step("a", &[], &"x".repeat(70_000))]),
+            "spec.steps[0].shell.command",
+        ),
+        (with(vec![noop_step("Bad Id")]), "spec.steps[0].id"),
+        (
+            v1::SubmitTaskRequest {
+                spec: Some(v1::TaskSpec {
+                    name: "n".repeat(300),
+                    steps: vec![noop_step("a")],
+                    ..Default::default()
+                }),
+                idempotency_key: String::new(),
+                tenant: String::new(),
+            },
+            "spec.name",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: None,
+                idempotency_key: String::new(),
+                tenant: String::new(),
+            },
+            "spec",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: with(vec![noop_step("a")]).spec,
+                idempotency_key: "k".repeat(300),
+                tenant: String::new(),
+            },
+            "idempotency_key",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: with(vec![noop_step("a")]).spec,
+                idempotency_key: String::new(),
+                tenant: "Not A Tenant".into(),
+            },
+            "tenant",
+        ),
+    ];
+    for (request, field) in cases {
+        refused(
+            client.submit_task(request).await,
+            Code::InvalidArgument,
+            field,
+        );
+    }
+    // One bad task in a batch rejects the batch: nothing of it is stored.
+    refused(
+        client
+            .submit_tasks(v1::SubmitTasksRequest {
+                tasks: vec![
+                    task("fine", vec![noop_step("a")]),
+                    with(vec![dep("a", &["nope"])]),
+                ],
+            })
+            .await,
+        Code::InvalidArgument,
+        "tasks[1].spec.steps[0].dependsOn[0]",
+    );
+    refused(
+        client
+            .submit_tasks(v1::SubmitTasksRequest { tasks: vec![] })
+            .await,
+        Code::InvalidArgument,
+        "tasks",
+    );
+
+    refused(
+        client
+            .get_task(v1::GetTaskRequest {
+                task_id: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    refused(
+        client
+            .get_task(v1::GetTaskRequest {
+                task_id: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "task_id",
+    );
+    refused(
+        client
+            .cancel_task(v1::CancelTaskRequest {
+                task_id: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    refused(
+        client
+            .watch_task(v1::WatchTaskRequest {
+                task_id: "nope".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    refused(
+        client
+            .list_tasks(v1::ListTasksRequest {
+                states: vec![v1::TaskState::Running as i32, 99],
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "states[1]",
+    );
+    refused(
+        client
+            .list_tasks(v1::ListTasksRequest {
+                page_token: "garbage".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+
+    // A worker that registers badly is refused too.
+    let mut agents = server.agents().await?;
+    let register = v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Register(v1::Register {
+            name: "w".into(),
+            slots: 0,
+            ..Default::default()
+        })),
+    };
+    let status = match agents.connect(tokio_stream::iter(vec![register])).await {
+        Ok(mut stream) => stream.get_mut().message().await.expect_err("refused"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("register.slots"),
+        "{}",
+        status.message()
+    );
+
+    // The CLI says the same in one line and exits non-zero.
+    let bad_file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad_file,
+        "name: x\nsteps:\n  - id: a\n    dependsOn: [zz]\n    noop: {}\n",
+    )?;
+    let stderr = fails_in_one_line(server.cli().args(["submit", "-f"]).arg(&bad_file));
+    assert!(
+        stderr.contains("invalid argument: spec.steps[0].dependsOn[0]"),
+        "{stderr}"
+    );
+    std::fs::write(&bad_file, "name: x\nsteps:\n  - id: a\n    shel: {}\n")?;
+    let out = server
+        .cli()
+        .args(["submit", "-f"])
+        .arg(&bad_file)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shel"));
+
+    let mut after = all_task_ids(&client).await?;
+    let mut before = before;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "rejected requests stored nothing");
+    let kept = client
+        .get_task(v1::GetTaskRequest { task_id: kept })
+        .await?
+        .into_inner();
+    assert_eq!(kept.spec.map(|s| s.name), Some("kept".into()));
+    Ok(())
+}
+
+#[test]
+fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--lease-ttl",
+                "2s",
+                "--heartbeat-interval",
+                "5s",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    assert!(
+        stderr.contains("--heartbeat-interval") && stderr.contains("--lease-ttl"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    Ok(())
+}
+
+#[test]
+fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--leader-lease",
+                "50ms",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    assert!(stderr.contains("--leader-lease"), "{stderr}");
+    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+
+    // A list of replicas takes the first entry's scheme; without one there
+    // is none to take.
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args(["--server", "127.0.0.1:7070,127.0.0.1:7071", "get", "tasks"])
+            .env("XDG_CONFIG_HOME", dir.path()),
+    );
+    assert!(
+        stderr.contains("127.0.0.1:7070") && stderr.contains("http://"),
+        "{stderr}"
+    );
+    Ok(())
+}
