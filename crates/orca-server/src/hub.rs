@@ -4,17 +4,18 @@
 //! Followers of the whole fleet are only woken here: they read what is new
 //! from the store, in its order.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use orca_core::{Event, EventKind};
 use tokio::sync::{broadcast, watch};
+
+use crate::channels::Channels;
 
 /// A watcher slower than this many events falls back to reading the store.
 const BUFFER: usize = 1024;
 
 pub struct Hub {
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    channels: Channels<String, Arc<Event>>,
     fleet: watch::Sender<FleetSignal>,
 }
 
@@ -29,7 +30,7 @@ pub struct FleetSignal {
 impl Default for Hub {
     fn default() -> Self {
         Hub {
-            channels: Mutex::default(),
+            channels: Channels::new(BUFFER),
             fleet: watch::Sender::new(FleetSignal::default()),
         }
     }
@@ -49,11 +50,7 @@ impl Hub {
     }
 
     pub fn subscribe(&self, task_id: &str) -> broadcast::Receiver<Arc<Event>> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        channels
-            .entry(task_id.to_string())
-            .or_insert_with(|| broadcast::channel(BUFFER).0)
-            .subscribe()
+        self.channels.subscribe(task_id.to_string())
     }
 
     /// Sends committed events to the task's watchers, if it has any. A
@@ -66,37 +63,22 @@ impl Hub {
         {
             self.fleet_changed();
         }
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if channels.is_empty() {
-            return;
-        }
-        for event in events {
-            if let Some(sender) = channels.get(&event.task_id) {
-                // No receiver left is not an error: nobody watches.
-                let _ = sender.send(event.clone());
-                let finished = matches!(&event.kind, EventKind::TaskState { state, .. } if state.is_terminal());
-                if finished || sender.receiver_count() == 0 {
-                    channels.remove(&event.task_id);
-                }
-            }
-        }
+        self.channels.send(events.iter().map(|event| {
+            let finished =
+                matches!(&event.kind, EventKind::TaskState { state, .. } if state.is_terminal());
+            (&event.task_id, event.clone(), finished)
+        }));
     }
 
     /// Tasks with a live channel.
     #[cfg(test)]
     pub fn channels(&self) -> usize {
-        self.channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.channels.len()
     }
 
     /// Ends every watcher (server shutdown).
     pub fn close_all(&self) {
         self.fleet.send_modify(|signal| signal.closed = true);
-        self.channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.channels.close_all();
     }
 }

@@ -6,6 +6,7 @@ mod acceptor;
 mod activity;
 mod agent_service;
 pub mod auth;
+mod channels;
 pub mod checkpoints;
 mod console;
 mod engine;

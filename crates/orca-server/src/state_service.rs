@@ -2,9 +2,8 @@
 //! the store (versioned, compare-and-set, with TTLs); topic messages go live
 //! to whoever subscribes and are not kept.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::convert::{now_micros, optional_timestamp, timestamp};
@@ -16,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::auth::{Action, Identity, require};
+use crate::channels::Channels;
 
 /// The largest value or message, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
@@ -33,41 +33,31 @@ type TopicKey = (String, String, String);
 
 /// The live topics: one broadcast channel per tenant, scope and topic,
 /// made on first subscribe and dropped when nobody listens.
-#[derive(Default)]
 pub struct Topics {
-    channels: Mutex<HashMap<TopicKey, broadcast::Sender<v1::TopicMessage>>>,
+    channels: Channels<TopicKey, v1::TopicMessage>,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            channels: Channels::new(TOPIC_BUFFER),
+        }
+    }
 }
 
 impl Topics {
     fn subscribe(&self, key: TopicKey) -> broadcast::Receiver<v1::TopicMessage> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        channels
-            .entry(key)
-            .or_insert_with(|| broadcast::channel(TOPIC_BUFFER).0)
-            .subscribe()
+        self.channels.subscribe(key)
     }
 
+    /// How many subscribers received `message`.
     fn publish(&self, key: &TopicKey, message: v1::TopicMessage) -> usize {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(sender) = channels.get(key) else {
-            return 0;
-        };
-        match sender.send(message) {
-            Ok(delivered) => delivered,
-            Err(_) => {
-                // Its subscribers are all gone.
-                channels.remove(key);
-                0
-            }
-        }
+        self.channels.send([(key, message, false)])
     }
 
     /// Ends every subscription: the server is stopping.
     pub fn close_all(&self) {
-        self.channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.channels.close_all();
     }
 }
 
