@@ -19,7 +19,7 @@ use tonic::{Request, Status};
 
 use crate::Error;
 pub use crate::identity::{
-    Action, DEFAULT_TENANT, Identity, Role, StepGrant, Tenants, default_tenants, valid_tenant,
+    Action, DEFAULT_TENANT, Identity, Role, Tenants, default_tenants, valid_tenant,
 };
 use crate::identity::{generate_token, hex, write_private};
 use crate::jwt::{JwtVerifier, looks_like_jwt};

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::Path;
 
+use orca_core::AttemptKey;
+
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,16 +135,9 @@ pub struct Identity {
     pub name: String,
     pub role: Role,
     pub tenants: Tenants,
-    /// The attempt a step token was minted for; `None` for everyone else.
-    pub step: Option<StepGrant>,
-}
-
-/// What a step token is good for: one attempt of one step of one task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepGrant {
-    pub task_id: String,
-    pub step_id: String,
-    pub attempt: u32,
+    /// The attempt a step token was minted for, and is good for alone;
+    /// `None` for everyone else.
+    pub step: Option<AttemptKey>,
 }
 
 impl Identity {

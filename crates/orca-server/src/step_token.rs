@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use orca_core::AttemptKey;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::error::read_file;
-use crate::identity::{Identity, Role, StepGrant, Tenants, generate_token, write_private};
+use crate::identity::{Identity, Role, Tenants, generate_token, write_private};
 
 /// Step tokens start with this, so they are never mistaken for a user's JWT.
 pub const STEP_TOKEN_PREFIX: &str = "orca_step_";
@@ -83,7 +84,7 @@ impl StepTokens {
     /// `timeout` (none: a day).
     pub fn mint(
         &self,
-        grant: &StepGrant,
+        grant: &AttemptKey,
         tenant: &str,
         timeout: Option<Duration>,
     ) -> Result<String, Error> {
@@ -113,7 +114,7 @@ impl StepTokens {
                 })
             })?
             .claims;
-        let grant = StepGrant {
+        let grant = AttemptKey {
             task_id: claims.task,
             step_id: claims.step,
             attempt: claims.attempt,
@@ -134,8 +135,8 @@ impl StepTokens {
 mod tests {
     use super::*;
 
-    fn grant() -> StepGrant {
-        StepGrant {
+    fn grant() -> AttemptKey {
+        AttemptKey {
             task_id: "t1".into(),
             step_id: "build".into(),
             attempt: 2,

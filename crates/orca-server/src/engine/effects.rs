@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::v1;
-use orca_core::Event;
+use orca_core::{AttemptKey, Event};
 use orca_store::{Commit, Store, Unfinished};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::handle::Command;
 use super::{CancelAnswer, Outbox};
-use crate::auth::StepGrant;
 use crate::hub::Hub;
 use crate::step_token::StepTokens;
 
@@ -44,11 +43,7 @@ impl Assignment {
     /// only its state calls fail.
     fn signed(mut self, step_tokens: &StepTokens) -> v1::ServerMessage {
         if let Some(attempt) = &self.message.attempt {
-            let grant = StepGrant {
-                task_id: attempt.task_id.clone(),
-                step_id: attempt.step_id.clone(),
-                attempt: attempt.attempt,
-            };
+            let grant = AttemptKey::from(attempt.clone());
             match step_tokens.mint(&grant, &self.tenant, self.timeout) {
                 Ok(token) => self.message.step_token = token,
                 Err(e) => {
