@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use orca_server::Config;
-use orca_server::Durability as StoreDurability;
 use orca_server::planner::PlannerConfig;
 use orca_worker::WorkerConfig;
 
@@ -16,8 +15,7 @@ use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
 use crate::args::{
-    ClaudeArgs, ControlPlaneArgs, Durability, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs,
-    WorkerArgs,
+    ClaudeArgs, ControlPlaneArgs, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs, WorkerArgs,
 };
 use orca_client::Settings as Resolved;
 
@@ -131,10 +129,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         orca_server::tenant_budgets::read(path)?;
         config.tenant_budgets = Some(path.clone());
     }
-    config.durability = match store.durability {
-        Durability::Process => StoreDurability::Process,
-        Durability::Machine => StoreDurability::Machine,
-    };
+    config.durability = store.durability;
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
     config.limit_backoff = store.provider_limit_backoff;

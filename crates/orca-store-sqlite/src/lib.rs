@@ -97,6 +97,26 @@ pub enum Durability {
     Machine,
 }
 
+impl Durability {
+    /// Every setting, by the name flags and URLs give it.
+    pub const NAMES: [&str; 2] = ["process", "machine"];
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "process" => Ok(Durability::Process),
+            "machine" => Ok(Durability::Machine),
+            other => Err(format!(
+                "{other:?} is not a durability; one of: {}",
+                Durability::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Most jobs committed in one transaction: bounds the latency a burst adds.
 const MAX_GROUP: usize = 512;
 const READERS: usize = 4;
@@ -1585,6 +1605,26 @@ fn by_id(conn: &Connection, ids: &[String], condition: &str) -> Result<Vec<TaskR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_is_named_as_flags_name_it() {
+        for name in Durability::NAMES {
+            let parsed: Durability = name.parse().expect("a durability");
+            assert_eq!(
+                parsed,
+                if name == "process" {
+                    Durability::Process
+                } else {
+                    Durability::Machine
+                }
+            );
+        }
+        let refused = "fast".parse::<Durability>().expect_err("refused");
+        assert_eq!(
+            refused,
+            "\"fast\" is not a durability; one of: process, machine"
+        );
+    }
     use orca_store::Expect;
     use orca_store::conformance::new_task;
 

@@ -1,6 +1,8 @@
 //! The flags of the long-running commands: `orca server`, `orca up`,
 //! `orca worker` and `orca operator run`.
 
+use clap::builder::TypedValueParser as _;
+
 use super::*;
 
 #[derive(Debug, Subcommand)]
@@ -56,15 +58,6 @@ pub struct OperatorRunArgs {
     pub worker_metrics_token_secret: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, Default)]
-pub enum Durability {
-    /// Survives a crash of orca; may lose the last commits on power loss.
-    #[default]
-    Process,
-    /// fsync on every commit: survives power loss.
-    Machine,
-}
-
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Directory for the tokens and keys orca makes, and for orca.db unless
@@ -79,8 +72,13 @@ pub struct StoreArgs {
     #[arg(long, env = "ORCA_STORE", hide_env_values = true)]
     pub store: Option<String>,
 
-    #[arg(long, env = "ORCA_DURABILITY", value_enum, default_value_t)]
-    pub durability: Durability,
+    /// How hard SQLite works to survive a crash: process (survives a crash
+    /// of orca; may lose the last commits on power loss) or machine (fsync
+    /// on every commit: survives power loss).
+    #[arg(long, env = "ORCA_DURABILITY", default_value = "process",
+          value_parser = clap::builder::PossibleValuesParser::new(orca_server::Durability::NAMES)
+              .try_map(|name| name.parse::<orca_server::Durability>()))]
+    pub durability: orca_server::Durability,
 
     /// A worker silent this long loses its steps, which run again elsewhere;
     /// after a restart, running steps wait this long for their worker.
