@@ -4,7 +4,7 @@
 //! the CRDs equal to crds/, and the rendered tokens accepted by a real
 //! control plane.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -13,21 +13,17 @@ use orca_api::v1;
 use orca_tests::*;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn helm() -> Command {
     let path = std::env::var_os("ORCA_HELM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".tools/bin/helm"));
+        .unwrap_or_else(|| repo_root().join(".tools/bin/helm"));
     assert!(
         path.exists(),
         "no helm at {}: run scripts/tools.sh (make test does)",
         path.display()
     );
     let mut command = Command::new(path);
-    command.current_dir(repo());
+    command.current_dir(repo_root());
     command
 }
 
@@ -289,7 +285,7 @@ fn the_charts_crds_are_crds_dir() {
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .collect();
-    let committed = std::fs::read_to_string(repo().join("crds/orca.dev.yaml")).expect("crds/");
+    let committed = std::fs::read_to_string(repo_root().join("crds/orca.dev.yaml")).expect("crds/");
     let committed = documents(&committed);
     assert_eq!(rendered.len(), committed.len());
     for (got, want) in rendered.iter().zip(&committed) {

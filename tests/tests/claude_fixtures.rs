@@ -8,24 +8,20 @@
 //! `scripts/claude.sh`, then re-record with
 //! `ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test claude_fixtures`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::claude_bin;
+use orca_tests::{claude_bin, repo_root};
 use serde_json::{Value, json};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn fixtures() -> PathBuf {
-    repo().join("crates/orca-worker/tests/fixtures/claude")
+    repo_root().join("crates/orca-worker/tests/fixtures/claude")
 }
 
 fn pinned() -> String {
-    let path = repo().join("scripts/claude-code.version");
+    let path = repo_root().join("scripts/claude-code.version");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .trim()

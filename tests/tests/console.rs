@@ -15,13 +15,6 @@ use orca_tests::*;
 
 const LIVE: Duration = Duration::from_secs(60);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the repository")
-        .to_path_buf()
-}
-
 /// `orca up` in `dir`: the process, its gRPC URL and the sign-in link it
 /// printed.
 async fn orca_up(dir: &Path) -> (Process, String, String) {
@@ -95,7 +88,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
     // step waits for a worker.
     let submitted = Command::new(orca_bin())
         .args(["--server", &grpc, "submit", "-f"])
-        .arg(repo().join("examples/fan-out-fan-in.yaml"))
+        .arg(repo_root().join("examples/fan-out-fan-in.yaml"))
         .args(["-o", "name"])
         .current_dir(dir.path())
         .output()
@@ -914,7 +907,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
 /// its sources build (`make console` rebuilds it).
 #[test]
 fn the_embedded_console_is_what_its_sources_build() {
-    let console = repo().join("console");
+    let console = repo_root().join("console");
     assert!(
         console.join("node_modules/.bin/vite").exists(),
         "console/node_modules is missing: run scripts/console.sh"

@@ -11,12 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use orca_tests::anthropic::{MockAnthropic, Reply};
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-}
+use orca_tests::repo_root;
 
 /// The demo's whole run: what it printed on stdout and stderr.
 struct Run {

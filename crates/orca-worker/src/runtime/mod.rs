@@ -70,7 +70,7 @@ pub async fn run(
     attempt
         .metrics
         .finished(runtime, outcome_name(ended.outcome), ended.fault);
-    let rate_limit = rate_limit(&attempt, &ended);
+    let rate_limit = rate_limit(&ended);
     let result = v1::StepResult {
         attempt: Some(v1::AttemptRef::from(&attempt.key)),
         outcome: ended.outcome as i32,
@@ -86,12 +86,9 @@ pub async fn run(
     let _ = reports.send(Report::Done(result));
 }
 
-/// The provider's limit, when that is what stopped an agent's run.
-fn rate_limit(attempt: &Attempt, ended: &Ended) -> Option<v1::RateLimit> {
-    let agent = matches!(attempt.step.runtime(), Some(Runtime::ClaudeCode(_)));
-    if !agent || ended.outcome != v1::Outcome::Failed || ended.fault.is_some() {
-        return None;
-    }
+/// The provider's limit, when that is what stopped an agent's run (only
+/// `run_agent` sets one, on a run that failed without a fault).
+fn rate_limit(ended: &Ended) -> Option<v1::RateLimit> {
     let limit = ended.limited.as_ref()?;
     Some(v1::RateLimit {
         reset_at: limit.reset.map(timestamp),
