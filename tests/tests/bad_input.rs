@@ -249,6 +249,53 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
 }
 
 #[test]
+fn a_provider_limit_backoff_under_a_second_is_refused_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--provider-limit-backoff",
+                "200ms",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    assert!(
+        stderr.contains("--provider-limit-backoff") && stderr.contains("at least 1s"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    Ok(())
+}
+
+#[test]
+fn a_worker_whose_subscription_token_file_is_missing_stops_naming_the_flag() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("no-such-token");
+    let stderr = fails_in_one_line(
+        Command::new(orca_bin())
+            .args([
+                "--server",
+                "http://127.0.0.1:9",
+                "worker",
+                "--claude-oauth-token-file",
+            ])
+            .arg(&missing)
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .env("ORCA_TOKEN", "orca_unused"),
+    );
+    assert!(
+        stderr.contains("--claude-oauth-token-file") && stderr.contains("no-such-token"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -> anyhow::Result<()>
 {
     let dir = tempfile::tempdir()?;
