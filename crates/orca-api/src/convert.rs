@@ -1,8 +1,6 @@
 //! Conversions between proto messages and orca-core's domain types. Specs
 //! convert without loss in both directions; validation is orca-core's job.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use orca_core as core;
 use prost_types::Timestamp;
 
@@ -24,13 +22,7 @@ pub fn micros(ts: &Timestamp) -> core::Micros {
     ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1000
 }
 
-/// The wall clock in microseconds since the Unix epoch.
-pub fn now_micros() -> core::Micros {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as core::Micros
-}
+pub use orca_core::calendar::now_micros;
 
 impl From<v1::TaskSpec> for core::TaskSpec {
     fn from(spec: v1::TaskSpec) -> Self {
@@ -357,6 +349,25 @@ impl From<&core::Event> for v1::Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_writes_times_as_a_protobuf_timestamp_prints_them() {
+        for micros in [
+            0,
+            1_795_000_000_000_000,
+            1_795_000_000_123_000,
+            1_795_000_000_123_456,
+            -1,
+            951_782_400_000_001,
+            253_402_300_799_999_999,
+        ] {
+            assert_eq!(
+                orca_core::calendar::rfc3339(micros),
+                timestamp(micros).to_string(),
+                "{micros}"
+            );
+        }
+    }
 
     #[test]
     fn specs_round_trip() {

@@ -33,3 +33,41 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+/// The wall clock in microseconds since the Unix epoch.
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as Micros)
+}
+
+/// A time as RFC 3339 in UTC (`2026-11-24T17:00:00Z`, with a fraction of a
+/// second only when it has one: milliseconds, else microseconds), for
+/// messages. It reads as a protobuf `Timestamp` prints, so a time says the
+/// same in an error as on the wire.
+pub fn rfc3339(at: Micros) -> String {
+    let (days, in_day) = (at.div_euclid(MICROS_PER_DAY), at.rem_euclid(MICROS_PER_DAY));
+    let (year, month, day) = civil_from_days(days);
+    let seconds = in_day / 1_000_000;
+    let fraction = in_day % 1_000_000;
+    let year = if year > 9999 {
+        format!("+{year}")
+    } else if year < 0 {
+        format!("{year:05}")
+    } else {
+        format!("{year:04}")
+    };
+    let fraction = if fraction == 0 {
+        String::new()
+    } else if fraction % 1000 == 0 {
+        format!(".{:03}", fraction / 1000)
+    } else {
+        format!(".{fraction:06}")
+    };
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use orca_api::convert::{micros, timestamp};
+use orca_api::convert::{micros, optional_timestamp, timestamp};
 use orca_api::v1;
 use orca_api::v1::worker_message::Kind;
 use orca_core::{Limits, LogStream};
@@ -12,13 +12,16 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use orca_core::AttemptKey;
+use orca_engine::{
+    AttemptEnd, EngineHandle, FleetNow, RateLimited, StepReport, ToWorker, WorkerInfo,
+};
+
 use crate::Error;
 use crate::auth::{Action, require};
 use crate::checkpoints::Checkpoints;
-use orca_core::AttemptKey;
-
-use crate::engine::{EngineHandle, RateLimited, StepReport, WorkerInfo};
 use crate::replica::Roster;
+use crate::step_token::StepTokens;
 
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
@@ -31,6 +34,8 @@ pub struct AgentApi {
     require_client_certificate: bool,
     roster: Arc<Roster>,
     checkpoints: Checkpoints,
+    /// Signs each assignment's step token on its way to the worker.
+    step_tokens: Arc<StepTokens>,
 }
 
 impl AgentApi {
@@ -40,6 +45,7 @@ impl AgentApi {
         require_client_certificate: bool,
         roster: Arc<Roster>,
         checkpoints: Checkpoints,
+        step_tokens: Arc<StepTokens>,
     ) -> Self {
         AgentApi {
             engine,
@@ -47,8 +53,100 @@ impl AgentApi {
             require_client_certificate,
             roster,
             checkpoints,
+            step_tokens,
         }
     }
+}
+
+/// The one place the engine's messages to a worker become the wire's. An
+/// assignment gets its step token here, on the worker's stream rather than
+/// the engine's thread, which every task waits on; without one the step
+/// still runs, only its state calls fail.
+fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
+    use v1::server_message::Kind;
+    let kind = match message {
+        ToWorker::Registered {
+            worker_id,
+            heartbeat_interval,
+        } => Kind::Registered(v1::Registered {
+            worker_id: worker_id.to_string(),
+            heartbeat_interval_ms: u32::try_from(heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
+        }),
+        ToWorker::Assign(assignment) => {
+            let orca_engine::Assignment {
+                attempt,
+                step,
+                inputs_json,
+                task_name,
+                resume,
+                traceparent,
+                tenant,
+                timeout,
+            } = *assignment;
+            let step_token = step_tokens
+                .mint(&attempt, &tenant, timeout)
+                .unwrap_or_else(|e| {
+                    tracing::error!(task = %attempt.task_id, step = %attempt.step_id, error = %e, "no step token");
+                    String::new()
+                });
+            Kind::Assignment(v1::Assignment {
+                attempt: Some(attempt.into()),
+                step: Some(v1::StepSpec::from(&step)),
+                inputs_json,
+                task_name,
+                resume: resume.map(|r| v1::Resume {
+                    attempt: r.attempt,
+                    session_id: r.session_id,
+                    session_usd: r.session_usd,
+                    last_attempt: r.last_attempt,
+                }),
+                step_token,
+                traceparent,
+            })
+        }
+        ToWorker::Cancel {
+            attempt,
+            reason,
+            resumable,
+        } => Kind::Cancel(v1::CancelStep {
+            attempt: Some(attempt.into()),
+            reason,
+            resumable,
+        }),
+    };
+    v1::ServerMessage { kind: Some(kind) }
+}
+
+/// The engine's view of the fleet, as `ListAgents` answers it.
+pub fn fleet_to_proto(fleet: FleetNow) -> v1::ListAgentsResponse {
+    let agents = fleet
+        .workers
+        .into_iter()
+        .map(|w| v1::Agent {
+            id: w.id.to_string(),
+            name: w.info.name,
+            pool: w.info.pool,
+            capabilities: w.info.capabilities.into_iter().collect(),
+            slots: w.info.slots,
+            running: u32::try_from(w.running).unwrap_or(u32::MAX),
+            connected_at: optional_timestamp(w.connected_at),
+            peer: w.info.peer,
+            draining: w.draining,
+            max_concurrent_agents: w.info.max_concurrent_agents,
+            paused_until: w.paused.as_ref().map(|(until, _)| timestamp(*until)),
+            pause_reason: w.paused.map(|(_, reason)| reason).unwrap_or_default(),
+        })
+        .collect();
+    let queue = fleet
+        .queue
+        .into_iter()
+        .map(|depth| v1::QueueDepth {
+            capabilities: depth.needs.into_iter().collect(),
+            queued: u32::try_from(depth.queued).unwrap_or(u32::MAX),
+        })
+        .collect();
+    v1::ListAgentsResponse { agents, queue }
 }
 
 fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {
@@ -112,9 +210,9 @@ async fn forward(
     match message.kind {
         None => Err(Error::Protocol("an empty message".into())),
         Some(Kind::Register(_)) => Err(Error::Protocol("register may be sent only once".into())),
-        Some(Kind::Credits(c)) => engine.credits(worker, c.credits).await,
-        Some(Kind::Heartbeat(_)) => engine.heartbeat(worker).await,
-        Some(Kind::Drain(_)) => engine.drain(worker).await,
+        Some(Kind::Credits(c)) => Ok(engine.credits(worker, c.credits).await?),
+        Some(Kind::Heartbeat(_)) => Ok(engine.heartbeat(worker).await?),
+        Some(Kind::Drain(_)) => Ok(engine.drain(worker).await?),
         Some(Kind::Release(release)) => {
             let attempts = release
                 .attempts
@@ -126,13 +224,13 @@ async fn forward(
             } else {
                 release.reason
             };
-            engine.release(worker, attempts, reason).await
+            Ok(engine.release(worker, attempts, reason).await?)
         }
         Some(Kind::Progress(p)) => {
             let attempt = attempt_key("progress.attempt", p.attempt)?;
-            engine
+            Ok(engine
                 .progress(worker, attempt, p.fraction, p.message)
-                .await
+                .await?)
         }
         Some(Kind::Logs(logs)) => {
             let attempt = attempt_key("logs.attempt", logs.attempt)?;
@@ -147,7 +245,7 @@ async fn forward(
                     )
                 })
                 .collect();
-            engine.logs(worker, attempt, lines).await
+            Ok(engine.logs(worker, attempt, lines).await?)
         }
         Some(Kind::Session(session)) => {
             let attempt = attempt_key("session.attempt", session.attempt)?;
@@ -163,9 +261,9 @@ async fn forward(
                     )));
                 }
             }
-            engine
+            Ok(engine
                 .session(worker, attempt, session.session_id, session.model)
-                .await
+                .await?)
         }
         Some(Kind::Spend(spend)) => {
             let attempt = attempt_key("spend.attempt", spend.attempt)?;
@@ -174,14 +272,19 @@ async fn forward(
                 .as_ref()
                 .map(orca_core::Cost::from)
                 .ok_or_else(|| Error::Protocol("spend.cost is required".into()))?;
-            engine.spend(worker, attempt, cost).await
+            Ok(engine.spend(worker, attempt, cost).await?)
         }
         Some(Kind::Result(r)) => {
             let attempt = attempt_key("result.attempt", r.attempt)?;
-            let mut outcome = v1::Outcome::try_from(r.outcome).unwrap_or(v1::Outcome::Unspecified);
+            // An outcome this server does not know is a failure.
+            let mut outcome = match v1::Outcome::try_from(r.outcome) {
+                Ok(v1::Outcome::Succeeded) => AttemptEnd::Succeeded,
+                Ok(v1::Outcome::Cancelled) => AttemptEnd::Cancelled,
+                _ => AttemptEnd::Failed,
+            };
             let (mut output_json, mut error) = (r.output_json, r.error);
             if output_json.len() > limits.max_output_bytes {
-                outcome = v1::Outcome::Failed;
+                outcome = AttemptEnd::Failed;
                 error = format!(
                     "the step's output is {} bytes; the limit (max-output-bytes) is {}",
                     output_json.len(),
@@ -207,7 +310,7 @@ async fn forward(
                     }
                 }),
             };
-            engine.report(worker, report).await
+            Ok(engine.report(worker, report).await?)
         }
     }
 }
@@ -267,11 +370,25 @@ impl v1::agent_service_server::AgentService for AgentApi {
             None => return Err(Error::Protocol("the stream ended before register".into()).into()),
         };
         let (info, running) = worker_info(register, peer, &self.limits)?;
-        let (outbox, outgoing) = mpsc::unbounded_channel();
-        // Only the engine holds the outbox strongly: when it drops a worker
-        // (or shuts down) the response stream ends.
-        let errors = outbox.downgrade();
-        let worker = self.engine.register(info, running, outbox).await?;
+        let (outbox, mut from_engine) = mpsc::unbounded_channel();
+        let (wire, outgoing) = mpsc::unbounded_channel();
+        // Only the engine holds the outbox strongly, and only this pump the
+        // wire's sender: when the engine drops a worker (or shuts down) the
+        // response stream ends.
+        let errors = wire.downgrade();
+        let step_tokens = self.step_tokens.clone();
+        tokio::spawn(async move {
+            while let Some(message) = from_engine.recv().await {
+                if wire.send(Ok(to_wire(message, &step_tokens))).is_err() {
+                    break;
+                }
+            }
+        });
+        let worker = self
+            .engine
+            .register(info, running, outbox)
+            .await
+            .map_err(Error::from)?;
         let engine = self.engine.clone();
         let limits = self.limits.clone();
         tokio::spawn(async move {
@@ -304,7 +421,9 @@ impl v1::agent_service_server::AgentService for AgentApi {
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         require(&request, Action::ReadAgents)?;
-        Ok(Response::new(self.engine.list_agents().await?))
+        Ok(Response::new(fleet_to_proto(
+            self.engine.list_agents().await.map_err(Error::from)?,
+        )))
     }
 
     async fn put_checkpoint(

@@ -129,6 +129,26 @@ impl From<orca_core::Error> for Error {
     }
 }
 
+/// The engine's answers keep their meaning: each becomes the variant that
+/// maps to the same status.
+impl From<orca_engine::Error> for Error {
+    fn from(e: orca_engine::Error) -> Self {
+        match e {
+            orca_engine::Error::NotFound(what) => Error::NotFound(what),
+            orca_engine::Error::FailedPrecondition(message) => Error::FailedPrecondition(message),
+            orca_engine::Error::ResourceExhausted {
+                message,
+                retry_after,
+            } => Error::ResourceExhausted {
+                message,
+                retry_after,
+            },
+            orca_engine::Error::Store(e) => Error::Store(e),
+            orca_engine::Error::ShuttingDown => Error::ShuttingDown,
+        }
+    }
+}
+
 impl From<orca_api::Error> for Error {
     fn from(e: orca_api::Error) -> Self {
         match e {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use crate::error::Error;
-use crate::hub::FleetSignal;
+use orca_engine::hub::FleetSignal;
 
 /// Events read from the store at a time.
 const PAGE: usize = 512;
@@ -81,8 +81,8 @@ pub(crate) async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Hub;
     use orca_core::{Event, EventKind, LogStream, StepSpec, StepState, TaskSpec, TaskState};
+    use orca_engine::hub::Hub;
     use orca_store::fleet::position;
     use orca_store::memory::MemoryStore;
     use orca_store::{NewTask, Write};

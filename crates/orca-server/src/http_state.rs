@@ -11,12 +11,12 @@ use tokio::sync::watch;
 
 use crate::agent_service::AgentApi;
 use crate::auth::{Authenticator, Identity};
-use crate::engine::EngineHandle;
 use crate::error::Error;
-use crate::metrics::Metrics;
 use crate::session::{self, Session, Sessions};
 use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
+use orca_engine::EngineHandle;
+use orca_engine::metrics::Metrics;
 
 /// The gRPC services the routes call; they exist once the store is open.
 pub struct Services {

@@ -3,21 +3,16 @@
 //! log that watchers replay and follow.
 
 mod acceptor;
-mod activity;
 mod agent_service;
 pub mod auth;
-mod channels;
 pub mod checkpoints;
 mod console;
-mod engine;
 mod error;
 mod fleet;
 mod http;
 mod http_state;
-mod hub;
 mod identity;
 pub mod jwt;
-mod metrics;
 pub mod planner;
 mod replica;
 mod rest;
@@ -47,8 +42,9 @@ use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
-pub use engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
 pub use error::{Error, PortName};
+use orca_engine::{self as engine, hub, metrics};
+pub use orca_engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
 pub use orca_store_sqlite::Durability;
 pub use store_url::StoreUrl;
 pub use task_service::task_to_proto;
@@ -505,7 +501,6 @@ impl Replica {
                 hot_tasks: config.hot_tasks,
                 limit_backoff: config.limit_backoff,
             },
-            step_tokens,
             metrics.clone(),
             tenants,
         );
@@ -560,6 +555,7 @@ impl Replica {
             workers_need_certificates,
             roster,
             checkpoints,
+            step_tokens,
         ));
         let topics = Arc::new(state_service::Topics::default());
         let state = Arc::new(state_service::StateApi::new(store, topics.clone()));

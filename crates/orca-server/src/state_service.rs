@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::auth::{Action, Identity, require};
-use crate::channels::Channels;
+use orca_engine::channels::Channels;
 
 /// The largest value or message, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;

@@ -115,7 +115,11 @@ impl TaskApi {
         }
         .await;
         self.audited_with(&caller, ACTION, "", set)?;
-        let listed = self.engine.budgets(Some(vec![tenant.clone()])).await?;
+        let listed = self
+            .engine
+            .budgets(Some(vec![tenant.clone()]))
+            .await
+            .map_err(Error::from)?;
         let spending = listed
             .into_iter()
             .next()
@@ -135,7 +139,8 @@ impl TaskApi {
         let tenants = self
             .engine
             .budgets(caller.visible_tenants())
-            .await?
+            .await
+            .map_err(Error::from)?
             .into_iter()
             .map(spending_to_proto)
             .collect();
@@ -184,7 +189,7 @@ fn describe_tenant_budget(budget: &TenantBudget) -> String {
 }
 
 fn spending_to_proto(
-    (tenant, budget, today, this_month): crate::engine::TenantSpending,
+    (tenant, budget, today, this_month): orca_engine::TenantSpending,
 ) -> v1::TenantSpending {
     let now = now_micros();
     let spend = orca_core::TenantSpend {

@@ -5,7 +5,7 @@
 
 use super::*;
 
-use crate::engine::Decision;
+use orca_engine::Decision;
 
 /// A reason longer than this is a paste gone wrong.
 pub(super) const MAX_REASON_BYTES: usize = 4096;

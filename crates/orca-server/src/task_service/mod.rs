@@ -17,12 +17,12 @@ use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::auth::{Action, Identity, require};
-use crate::engine::{CancelAnswer, EngineHandle, Submission};
 use crate::fleet;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
 use crate::planner::{Planned, Planner};
 use crate::webhooks::Webhooks;
+use orca_engine::hub::Hub;
+use orca_engine::metrics::Metrics;
+use orca_engine::{CancelAnswer, EngineHandle, Submission};
 
 mod budget;
 mod decide;
@@ -144,13 +144,9 @@ impl TaskApi {
             .engine
             .list_agents()
             .await?
-            .agents
+            .workers
             .into_iter()
-            .map(|a| {
-                let mut set = a.capabilities;
-                set.sort();
-                set
-            })
+            .map(|w| w.info.capabilities.into_iter().collect())
             .collect();
         sets.sort();
         sets.dedup();
@@ -1084,22 +1080,21 @@ mod tests {
             .expect("store"),
         );
         let hub = Arc::new(Hub::default());
-        let leases = crate::engine::Leases {
+        let leases = orca_engine::Leases {
             ttl: std::time::Duration::from_secs(30),
             heartbeat_interval: std::time::Duration::from_secs(5),
         };
-        let (engine, _fatal) = crate::engine::start(
+        let (engine, _fatal) = orca_engine::start(
             store.clone(),
             hub.clone(),
             Vec::new(),
-            crate::engine::Settings {
+            orca_engine::Settings {
                 leases,
-                hot_tasks: crate::engine::DEFAULT_HOT_TASKS,
-                limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
+                hot_tasks: orca_engine::DEFAULT_HOT_TASKS,
+                limit_backoff: orca_engine::DEFAULT_LIMIT_BACKOFF,
             },
-            Arc::new(crate::step_token::StepTokens::from_secret(&[1; 32])),
-            Arc::new(crate::metrics::Metrics::new()),
-            crate::engine::TenantBudgets::default(),
+            Arc::new(orca_engine::metrics::Metrics::new()),
+            orca_engine::TenantBudgets::default(),
         );
         let api = TaskApi::new(
             store.clone(),

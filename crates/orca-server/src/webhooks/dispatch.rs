@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::Settings;
 use super::event::{event_type, payload};
 use super::send::{Answer, Sender};
-use crate::hub::FleetSignal;
+use orca_engine::hub::FleetSignal;
 
 /// How often new events are looked for when no commit announced them (a
 /// replica that did not make them, or a missed signal).
@@ -512,7 +512,7 @@ mod tests {
     /// and starts the loop; it stops when the handle is dropped.
     async fn start(
         store: &Arc<dyn Store>,
-        hub: &crate::hub::Hub,
+        hub: &orca_engine::hub::Hub,
         url: String,
         events: &[&str],
     ) -> orca_api::abort::AbortOnDrop {
@@ -570,7 +570,7 @@ mod tests {
             .await
             .expect("tasks");
         let (url, seen) = receiver(vec![500]).await;
-        let hub = crate::hub::Hub::default();
+        let hub = orca_engine::hub::Hub::default();
         let head = store.fleet_head().await.expect("head");
         let running = start(&store, &hub, url, &["step.failed", "task.failed"]).await;
 
@@ -669,7 +669,7 @@ mod tests {
             .await
             .expect("tasks");
         let (url, seen) = receiver(vec![500, 500, 500]).await;
-        let hub = crate::hub::Hub::default();
+        let hub = orca_engine::hub::Hub::default();
         let running = start(&store, &hub, url, &["task.succeeded"]).await;
         let succeeded = EventKind::TaskState {
             state: TaskState::Succeeded,

@@ -67,7 +67,7 @@ impl Webhooks {
     /// it stops when the handle is dropped.
     pub(crate) fn start(
         &self,
-        fleet: tokio::sync::watch::Receiver<crate::hub::FleetSignal>,
+        fleet: tokio::sync::watch::Receiver<orca_engine::hub::FleetSignal>,
     ) -> Result<AbortOnDrop, Error> {
         let sender = Arc::new(send::Sender::new(self.settings.allow_private_networks)?);
         let dispatcher = dispatch::Dispatcher::new(

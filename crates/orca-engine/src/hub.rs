@@ -71,9 +71,9 @@ impl Hub {
     }
 
     /// Tasks with a live channel.
-    #[cfg(test)]
+    /// Tasks with a live channel (see [`Channels::live`]).
     pub fn channels(&self) -> usize {
-        self.channels.len()
+        self.channels.live()
     }
 
     /// Ends every watcher (server shutdown).

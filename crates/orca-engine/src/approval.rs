@@ -6,7 +6,7 @@ use super::*;
 
 use orca_store::AuditRecord;
 
-use crate::engine::handle::Decision;
+use crate::handle::Decision;
 
 /// When a step entering its wait for approval at `now` times out; 0 for
 /// never.

@@ -16,7 +16,7 @@ fn capped(
     let settings = Settings {
         leases: leases(Duration::from_secs(30)),
         hot_tasks,
-        limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
+        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
     };
     let h = Harness::start_on(
         Arc::new(watched),
@@ -46,7 +46,7 @@ async fn run_one_at_a_time(h: &Harness, w: &mut FakeWorker, n: usize) -> Vec<Str
         h.engine.credits(w.id, 1).await.expect("credits");
         let attempt = w.assigned().await;
         order.push(attempt.task_id.clone());
-        h.report(w, attempt, v1::Outcome::Succeeded).await;
+        h.report(w, attempt, AttemptEnd::Succeeded).await;
     }
     order
 }
@@ -134,7 +134,7 @@ async fn a_restart_holds_a_deep_backlog_cold_and_runs_it_all_in_order() {
     let w = h
         .reconnect("w", &["shell"], 1, vec![key("running", "a", 1)])
         .await;
-    h.report(&w, key("running", "a", 1), v1::Outcome::Succeeded)
+    h.report(&w, key("running", "a", 1), AttemptEnd::Succeeded)
         .await;
     h.until("running", "the reclaimed step's result is taken", |t| {
         t.state == TaskState::Succeeded

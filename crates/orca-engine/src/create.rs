@@ -160,7 +160,7 @@ impl EngineHandle {
     /// A tenant whose budget is spent gets RESOURCE_EXHAUSTED, and
     /// nothing is stored.
     pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Created>, Error> {
-        let now = orca_api::convert::now_micros();
+        let now = orca_core::calendar::now_micros();
         for submission in &submissions {
             self.spent.admit(&submission.tenant, now)?;
         }

@@ -2,7 +2,6 @@
 //! messages, cancels) as commands on one channel, each answered once the
 //! engine has done it.
 
-use orca_api::v1;
 use orca_core::{
     AttemptKey, Budget, Capabilities, Cost, LogStream, Micros, TaskRun, TaskSpec, TenantBudget,
 };
@@ -13,11 +12,19 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Outbox, SpentTenants};
 use crate::Error;
 
+/// How a worker says an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
 /// A worker's report that an attempt ended.
 #[derive(Debug, Clone)]
 pub struct StepReport {
     pub attempt: AttemptKey,
-    pub outcome: v1::Outcome,
+    pub outcome: AttemptEnd,
     pub output_json: String,
     pub error: String,
     pub exit_code: Option<i32>,
@@ -38,6 +45,35 @@ pub struct RateLimited {
     /// `rate_limit_event resetsAt=...`, `usage limit message`); empty from
     /// workers older than the field.
     pub signal: String,
+}
+
+/// The connected workers, in the order they connected, and the queue.
+#[derive(Debug, Clone, Default)]
+pub struct FleetNow {
+    pub workers: Vec<WorkerNow>,
+    /// Ready steps waiting, per set of capabilities they need.
+    pub queue: Vec<QueueDepth>,
+}
+
+/// A connected worker as the engine sees it now.
+#[derive(Debug, Clone)]
+pub struct WorkerNow {
+    pub id: u64,
+    pub info: WorkerInfo,
+    /// Attempts it runs now.
+    pub running: usize,
+    pub connected_at: Micros,
+    /// Shutting down: it gets no new work.
+    pub draining: bool,
+    /// Its pool's agents wait for a provider's limit: until when, and why.
+    pub paused: Option<(Micros, String)>,
+}
+
+/// Ready steps that need `needs`, waiting for a worker.
+#[derive(Debug, Clone)]
+pub struct QueueDepth {
+    pub needs: Capabilities,
+    pub queued: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -176,7 +212,7 @@ pub(super) enum Command {
         ids: Vec<Arc<str>>,
         tasks: Vec<Unfinished>,
     },
-    ListAgents(oneshot::Sender<v1::ListAgentsResponse>),
+    ListAgents(oneshot::Sender<FleetNow>),
     Reopen {
         record: Box<TaskRecord>,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
@@ -422,7 +458,7 @@ impl EngineHandle {
     }
 
     /// The connected workers and the queue depth per needed capabilities.
-    pub async fn list_agents(&self) -> Result<v1::ListAgentsResponse, Error> {
+    pub async fn list_agents(&self) -> Result<FleetNow, Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::ListAgents(reply)).await?;
         answer.await.map_err(|_| Error::ShuttingDown)

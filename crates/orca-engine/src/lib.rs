@@ -1,5 +1,8 @@
-//! The engine: one task owns the live state of every unfinished task, the
-//! ready queue and the connected workers, so scheduling needs no locks.
+//! orca's engine: one task owns the live state of every unfinished task,
+//! the ready queue and the connected workers, so scheduling needs no locks.
+//! It knows no wire: the gRPC and REST adapters in `orca-server` hand it
+//! orca-core's types and convert what it answers (a worker's messages are
+//! [`ToWorker`]s, converted in one place there).
 //!
 //! It decides in memory, then hands the writes of each round to the store in
 //! order; what a decision shows to the outside (an assignment, a watch event,
@@ -13,7 +16,8 @@
 //! `budget` counts what tasks and tenants spend and pauses what crosses;
 //! `recovery` holds leases and the rebuild after a restart; `cold` keeps a
 //! deep queue in the store rather than in memory; `effects` is what a
-//! committed round releases. This file is the loop: commands in,
+//! committed round releases; `hub` fans committed events out to watchers;
+//! `metrics` and `activity` count what happens. This file is the loop: commands in,
 //! state changes applied, rounds committed. `tests` drives it all in
 //! memory.
 
@@ -23,20 +27,21 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orca_api::convert::{now_micros, optional_timestamp};
-use orca_api::v1;
+use orca_core::calendar::now_micros;
 use orca_core::{
     AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
     StepStatus, TaskRun, TaskSpec, TaskState,
 };
 use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Unfinished, Write};
 use tokio::sync::{mpsc, oneshot, watch};
-use tonic::Status;
 
-use crate::Error;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::step_token::StepTokens;
+
+pub mod activity;
+pub mod channels;
+pub mod hub;
+pub mod metrics;
 
 mod approval;
 mod budget;
@@ -44,23 +49,27 @@ mod cold;
 mod create;
 mod dispatch;
 mod effects;
+mod error;
 mod handle;
 mod limits;
 mod recovery;
 mod results;
+mod to_worker;
 
 pub use budget::{SpentTenants, load_tenant_budgets};
 use cold::queue_cold;
 pub use create::Submission;
 use create::event_of;
-use effects::{Assignment, Effect, run_effects};
+use effects::{Effect, run_effects};
+pub use error::Error;
 use handle::Command;
 pub use handle::{
-    Admitted, CancelAnswer, Decision, EngineHandle, RateLimited, StepReport, TenantSpending,
-    WorkerInfo,
+    Admitted, AttemptEnd, CancelAnswer, Decision, EngineHandle, FleetNow, QueueDepth, RateLimited,
+    StepReport, TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 use recovery::{Backlog, load_backlog};
+pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
 
 /// The error of a step whose output file is not JSON.
 const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -70,8 +79,6 @@ const MAX_ROUND: usize = 1024;
 
 /// Unfinished tasks the engine holds whole by default (see [`cold`]).
 pub const DEFAULT_HOT_TASKS: usize = 50_000;
-
-pub type Outbox = mpsc::UnboundedSender<Result<v1::ServerMessage, Status>>;
 
 /// A retry waiting for its backoff: (due, task, step, failed attempt).
 type DueRetry = (Micros, Arc<str>, usize, u32);
@@ -259,7 +266,6 @@ pub fn start(
     hub: Arc<Hub>,
     backlog: Vec<String>,
     settings: Settings,
-    step_tokens: Arc<StepTokens>,
     metrics: Arc<Metrics>,
     tenants: TenantBudgets,
 ) -> (EngineHandle, watch::Receiver<Option<String>>) {
@@ -308,7 +314,6 @@ pub fn start(
     tokio::spawn(run_effects(
         effect_queue,
         hub,
-        step_tokens,
         (store, handle.commands.downgrade()),
         fatal_tx,
     ));
@@ -422,12 +427,10 @@ impl Engine {
             } => {
                 let id = self.next_worker;
                 self.next_worker += 1;
-                let _ = outbox.send(Ok(v1::ServerMessage {
-                    kind: Some(v1::server_message::Kind::Registered(v1::Registered {
-                        worker_id: id.to_string(),
-                        heartbeat_interval_ms: self.leases.heartbeat_interval.as_millis() as u32,
-                    })),
-                }));
+                let _ = outbox.send(ToWorker::Registered {
+                    worker_id: id,
+                    heartbeat_interval: self.leases.heartbeat_interval,
+                });
                 tracing::info!(worker = %info.name, id, slots = info.slots, "worker registered");
                 let mut without_agents = info.capabilities.clone();
                 without_agents.remove(orca_core::CLAUDE_CODE);
@@ -585,35 +588,27 @@ impl Engine {
                     .worker_order
                     .iter()
                     .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
-                    .map(|(id, w)| v1::Agent {
-                        id: id.to_string(),
-                        name: w.info.name.clone(),
-                        pool: w.info.pool.clone(),
-                        capabilities: w.info.capabilities.iter().cloned().collect(),
-                        slots: w.info.slots,
-                        running: w.running.len() as u32,
-                        connected_at: optional_timestamp(w.connected_at),
-                        peer: w.info.peer.clone(),
+                    .map(|(id, w)| WorkerNow {
+                        id: *id,
+                        info: w.info.clone(),
+                        running: w.running.len(),
+                        connected_at: w.connected_at,
                         draining: w.draining,
-                        max_concurrent_agents: w.info.max_concurrent_agents,
-                        paused_until: self
-                            .pause_of(&w.info)
-                            .map(|p| orca_api::convert::timestamp(p.until)),
-                        pause_reason: self
-                            .pause_of(&w.info)
-                            .map(|p| p.reason.clone())
-                            .unwrap_or_default(),
+                        paused: self.pause_of(&w.info).map(|p| (p.until, p.reason.clone())),
                     })
                     .collect();
                 let queue = self
                     .queue
                     .depth_by_needs()
-                    .map(|(needs, queued)| v1::QueueDepth {
-                        capabilities: needs.iter().cloned().collect(),
-                        queued: u32::try_from(queued).unwrap_or(u32::MAX),
+                    .map(|(needs, queued)| QueueDepth {
+                        needs: needs.clone(),
+                        queued,
                     })
                     .collect();
-                let _ = reply.send(v1::ListAgentsResponse { agents, queue });
+                let _ = reply.send(FleetNow {
+                    workers: agents,
+                    queue,
+                });
             }
             Command::Adopt { worker, attempt } => self.adopt(worker, attempt),
             Command::Recovered { ids, tasks } => self.recovered(ids, tasks),

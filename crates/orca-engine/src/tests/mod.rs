@@ -19,13 +19,12 @@ const PROMPTLY: Duration = Duration::from_secs(5);
 struct Harness {
     engine: EngineHandle,
     store: MemoryStore,
-    _dir: tempfile::TempDir,
 }
 
 /// A worker as the engine sees one: its id, and what the engine sends it.
 struct FakeWorker {
     id: u64,
-    inbox: mpsc::UnboundedReceiver<Result<v1::ServerMessage, Status>>,
+    inbox: mpsc::UnboundedReceiver<ToWorker>,
 }
 
 fn leases(ttl: Duration) -> Leases {
@@ -43,7 +42,7 @@ impl Harness {
         let settings = Settings {
             leases,
             hot_tasks: DEFAULT_HOT_TASKS,
-            limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
+            limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
         };
         Harness::start_on(Arc::new(store.clone()), store, backlog, settings, tenants)
     }
@@ -53,7 +52,7 @@ impl Harness {
         let settings = Settings {
             leases: leases(Duration::from_secs(30)),
             hot_tasks: DEFAULT_HOT_TASKS,
-            limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
+            limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
         };
         Harness::start_on(
             Arc::new(store.clone()),
@@ -78,22 +77,15 @@ impl Harness {
         settings: Settings,
         tenants: TenantBudgets,
     ) -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let step_tokens = Arc::new(StepTokens::load_or_create(dir.path()).expect("step key"));
         let (engine, _fatal) = start(
             engine_store,
             Arc::new(Hub::default()),
             backlog,
             settings,
-            step_tokens,
             Arc::new(Metrics::new()),
             tenants,
         );
-        Harness {
-            engine,
-            store,
-            _dir: dir,
-        }
+        Harness { engine, store }
     }
 
     fn new() -> Harness {
@@ -174,7 +166,7 @@ impl Harness {
             .expect("registered");
         let mut worker = FakeWorker { id, inbox };
         match worker.next().await {
-            v1::server_message::Kind::Registered(_) => worker,
+            ToWorker::Registered { .. } => worker,
             other => panic!("expected registered, got {other:?}"),
         }
     }
@@ -206,7 +198,7 @@ impl Harness {
             .expect("the task")
     }
 
-    async fn report(&self, worker: &FakeWorker, attempt: AttemptKey, outcome: v1::Outcome) {
+    async fn report(&self, worker: &FakeWorker, attempt: AttemptKey, outcome: AttemptEnd) {
         self.engine
             .report(
                 worker.id,
@@ -244,19 +236,17 @@ impl Harness {
 }
 
 impl FakeWorker {
-    async fn next(&mut self) -> v1::server_message::Kind {
-        let message = tokio::time::timeout(PROMPTLY, self.inbox.recv())
+    async fn next(&mut self) -> ToWorker {
+        tokio::time::timeout(PROMPTLY, self.inbox.recv())
             .await
             .expect("a message in time")
             .expect("the engine keeps the stream")
-            .expect("not an error");
-        message.kind.expect("a kind")
     }
 
     /// The next assignment's attempt.
     async fn assigned(&mut self) -> AttemptKey {
         match self.next().await {
-            v1::server_message::Kind::Assignment(a) => a.attempt.expect("an attempt").into(),
+            ToWorker::Assign(a) => a.attempt,
             other => panic!("expected an assignment, got {other:?}"),
         }
     }
@@ -336,9 +326,9 @@ async fn a_dependent_step_starts_once_its_dependency_succeeded() {
     assert_eq!(a, key("dag", "a", 1));
     h.settled().await;
     assert!(w.idle(), "b waits for a");
-    h.report(&w, a, v1::Outcome::Succeeded).await;
+    h.report(&w, a, AttemptEnd::Succeeded).await;
     assert_eq!(w.assigned().await, key("dag", "b", 1));
-    h.report(&w, key("dag", "b", 1), v1::Outcome::Succeeded)
+    h.report(&w, key("dag", "b", 1), AttemptEnd::Succeeded)
         .await;
     h.until("dag", "the task succeeds", |t| {
         t.state == TaskState::Succeeded
@@ -359,9 +349,8 @@ async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
     h.engine.credits(second.id, 1).await.expect("credits");
     assert_eq!(second.assigned().await, key("t", "a", 2));
     // Attempt 1's result, late, from either worker, counts for nothing.
-    h.report(&first, key("t", "a", 1), v1::Outcome::Failed)
-        .await;
-    h.report(&second, key("t", "a", 1), v1::Outcome::Failed)
+    h.report(&first, key("t", "a", 1), AttemptEnd::Failed).await;
+    h.report(&second, key("t", "a", 1), AttemptEnd::Failed)
         .await;
     h.settled().await;
     let task = h.task("t").await;
@@ -369,7 +358,7 @@ async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
         (task.state, task.steps[0].state, task.steps[0].attempt),
         (TaskState::Running, StepState::Running, 2)
     );
-    h.report(&second, key("t", "a", 2), v1::Outcome::Succeeded)
+    h.report(&second, key("t", "a", 2), AttemptEnd::Succeeded)
         .await;
     h.until("t", "attempt 2's result decides", |t| {
         t.state == TaskState::Succeeded
@@ -444,7 +433,7 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
     assert_eq!(w1.assigned().await, key("lost", "a", 2));
     // The reclaimed attempt's result is accepted: the same attempt, not
     // run twice.
-    h.report(&w1, key("kept", "a", 1), v1::Outcome::Succeeded)
+    h.report(&w1, key("kept", "a", 1), AttemptEnd::Succeeded)
         .await;
     h.until("kept", "the reclaimed attempt finishes the task", |t| {
         t.state == TaskState::Succeeded && t.steps[0].attempt == 1
@@ -641,7 +630,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     let settings = Settings {
         leases: leases(Duration::from_secs(30)),
         hot_tasks: DEFAULT_HOT_TASKS,
-        limit_backoff: crate::engine::DEFAULT_LIMIT_BACKOFF,
+        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
     };
     let h = Harness::start_on(
         Arc::new(slow),
@@ -661,7 +650,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     let w1 = h
         .reconnect("w1", &["shell"], 1, vec![key("kept", "a", 1)])
         .await;
-    h.report(&w1, key("kept", "a", 1), v1::Outcome::Succeeded)
+    h.report(&w1, key("kept", "a", 1), AttemptEnd::Succeeded)
         .await;
     let engine = h.engine.clone();
     let cancel =
@@ -705,16 +694,15 @@ async fn cancel_reaches_the_running_step_and_stops_what_has_not_started() {
         .expect("cancel");
     assert!(matches!(answer, CancelAnswer::Done), "committed");
     match w.next().await {
-        v1::server_message::Kind::Cancel(cancel) => {
-            assert_eq!(
-                cancel.attempt.clone().map(AttemptKey::from),
-                Some(a.clone())
-            );
-            assert!(cancel.reason.contains("no longer needed"), "{cancel:?}");
+        ToWorker::Cancel {
+            attempt, reason, ..
+        } => {
+            assert_eq!(attempt, a);
+            assert!(reason.contains("no longer needed"), "{reason:?}");
         }
         other => panic!("expected a cancel, got {other:?}"),
     }
-    h.report(&w, a, v1::Outcome::Cancelled).await;
+    h.report(&w, a, AttemptEnd::Cancelled).await;
     h.until("t", "the task is cancelled", |t| {
         t.state == TaskState::Cancelled
     })
@@ -808,7 +796,7 @@ async fn a_gated_step_runs_only_once_approved_and_a_second_decision_is_refused()
     let mut w = h.worker("w", &["shell"], 2).await;
     h.engine.credits(w.id, 2).await.expect("credits");
     let build = w.assigned().await;
-    h.report(&w, build, v1::Outcome::Succeeded).await;
+    h.report(&w, build, AttemptEnd::Succeeded).await;
     h.until("t", "deploy waits at its gate", |t| {
         t.steps[1].state == StepState::AwaitingApproval
     })
@@ -981,9 +969,9 @@ async fn a_pools_cap_on_agents_holds_across_its_workers_and_other_steps_still_ru
     let mut given = Vec::new();
     for worker in [&mut w1, &mut w2] {
         h.settled().await;
-        while let Ok(Ok(message)) = worker.inbox.try_recv() {
-            if let Some(v1::server_message::Kind::Assignment(a)) = message.kind {
-                given.push((worker.id, AttemptKey::from(a.attempt.expect("attempt"))));
+        while let Ok(message) = worker.inbox.try_recv() {
+            if let ToWorker::Assign(a) = message {
+                given.push((worker.id, a.attempt));
             }
         }
     }
@@ -1000,13 +988,13 @@ async fn a_pools_cap_on_agents_holds_across_its_workers_and_other_steps_still_ru
         .expect("one agent runs");
     // When it ends, the next agent starts: never two at once.
     let worker = if runner == w1.id { &w1 } else { &w2 };
-    h.report(worker, first, v1::Outcome::Succeeded).await;
+    h.report(worker, first, AttemptEnd::Succeeded).await;
     h.settled().await;
     let mut next = Vec::new();
     for worker in [&mut w1, &mut w2] {
-        while let Ok(Ok(message)) = worker.inbox.try_recv() {
-            if let Some(v1::server_message::Kind::Assignment(a)) = message.kind {
-                next.push(AttemptKey::from(a.attempt.expect("attempt")));
+        while let Ok(message) = worker.inbox.try_recv() {
+            if let ToWorker::Assign(a) = message {
+                next.push(a.attempt);
             }
         }
     }
@@ -1025,11 +1013,11 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
         initial_delay_ms: 0,
         ..orca_core::RetryPolicy::new(4)
     });
-    let resume_of = |kind: v1::server_message::Kind| match kind {
-        v1::server_message::Kind::Assignment(a) => a.resume,
+    let resume_of = |message: ToWorker| match message {
+        ToWorker::Assign(a) => a.resume,
         other => panic!("expected an assignment, got {other:?}"),
     };
-    let resume = |attempt, last_attempt| v1::Resume {
+    let resume = |attempt, last_attempt| Resume {
         attempt,
         session_id: "s-1".into(),
         session_usd: 0.0,
@@ -1054,7 +1042,7 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
                 .session(w.id, key.clone(), "s-1".into(), "m".into())
                 .await
                 .expect("session");
-            h.report(&w, key, v1::Outcome::Failed).await;
+            h.report(&w, key, AttemptEnd::Failed).await;
             // As a worker does once an attempt is done.
             h.engine.credits(w.id, 1).await.expect("credits");
         }

@@ -148,32 +148,30 @@ impl Engine {
         worker.credits -= 1;
         worker.running.insert((task_id.clone(), index));
         let assignment = Assignment {
-            message: v1::Assignment {
-                attempt: Some(v1::AttemptRef {
-                    task_id: task_id.to_string(),
-                    step_id: step.id.clone(),
-                    attempt,
-                }),
-                step: Some(v1::StepSpec::from(step)),
-                inputs_json,
-                task_name: active.spec.name.clone(),
-                resume: active.slots[index].session.as_ref().map(|s| v1::Resume {
-                    attempt: s.attempt,
-                    session_id: s.id.clone(),
-                    session_usd: s.usd,
-                    last_attempt: s.last_attempt,
-                }),
-                step_token: String::new(),
-                traceparent: active.trace_context.clone(),
+            attempt: AttemptKey {
+                task_id: task_id.to_string(),
+                step_id: step.id.clone(),
+                attempt,
             },
+            step: step.clone(),
+            inputs_json,
+            task_name: active.spec.name.clone(),
+            resume: active.slots[index].session.as_ref().map(|s| Resume {
+                attempt: s.attempt,
+                session_id: s.id.clone(),
+                session_usd: s.usd,
+                last_attempt: s.last_attempt,
+            }),
+            traceparent: active.trace_context.clone(),
             tenant: active.tenant.clone(),
             timeout: step
                 .timeout_seconds
                 .map(|s| Duration::from_secs(u64::from(s))),
         };
-        self.round
-            .effects
-            .push(Effect::Assign(worker.outbox.clone(), Box::new(assignment)));
+        self.round.effects.push(Effect::ToWorker(
+            worker.outbox.clone(),
+            ToWorker::Assign(Box::new(assignment)),
+        ));
         let now = now_micros();
         let slot = &mut active.slots[index];
         slot.worker_name.clone_from(&worker.info.name);

@@ -46,12 +46,13 @@ async fn first_attempt(h: &Harness, spec: TaskSpec) -> (FakeWorker, AttemptKey) 
 /// The worker is told to stop `attempt`, for its budget.
 async fn stopped_for_budget(w: &mut FakeWorker, attempt: &AttemptKey) {
     match w.next().await {
-        v1::server_message::Kind::Cancel(cancel) => {
-            assert_eq!(
-                cancel.attempt.clone().map(AttemptKey::from).as_ref(),
-                Some(attempt)
-            );
-            assert!(cancel.reason.starts_with("budget: "), "{cancel:?}");
+        ToWorker::Cancel {
+            attempt: stopped,
+            reason,
+            ..
+        } => {
+            assert_eq!(&stopped, attempt);
+            assert!(reason.starts_with("budget: "), "{reason:?}");
         }
         other => panic!("expected a stop, got {other:?}"),
     }
@@ -61,7 +62,7 @@ async fn report_cost(
     h: &Harness,
     w: &FakeWorker,
     attempt: AttemptKey,
-    outcome: v1::Outcome,
+    outcome: AttemptEnd,
     cost: Cost,
 ) {
     h.engine
@@ -109,7 +110,7 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
         "{}",
         task.message
     );
-    report_cost(&h, &w, a, v1::Outcome::Cancelled, usd(1.05)).await;
+    report_cost(&h, &w, a, AttemptEnd::Cancelled, usd(1.05)).await;
     h.until("t", "the stopped step waits, queued", |t| {
         t.steps[0].state == StepState::Queued
     })
@@ -140,10 +141,10 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
         "its spend is kept"
     );
     // A finished task's budget cannot be raised.
-    h.report(&w, again, v1::Outcome::Succeeded).await;
+    h.report(&w, again, AttemptEnd::Succeeded).await;
     h.engine.credits(w.id, 1).await.expect("credits");
     let b = w.assigned().await;
-    h.report(&w, b, v1::Outcome::Succeeded).await;
+    h.report(&w, b, AttemptEnd::Succeeded).await;
     h.until("t", "the task succeeds", |t| {
         t.state == TaskState::Succeeded
     })
@@ -171,7 +172,7 @@ async fn an_attempt_stopped_for_the_budget_is_handed_back_even_after_the_task_re
         .raise_budget("t".into(), dollars(5.0))
         .await
         .expect("raise");
-    report_cost(&h, &w, a, v1::Outcome::Cancelled, usd(1.0)).await;
+    report_cost(&h, &w, a, AttemptEnd::Cancelled, usd(1.0)).await;
     h.engine.credits(w.id, 1).await.expect("credits");
     assert_eq!(w.assigned().await, key("t", "a", 2));
     assert_eq!(h.task("t").await.state, TaskState::Running);
@@ -200,7 +201,7 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
     stopped_for_budget(&mut w, &a).await;
     // The worker's process failed as it was killed: still not the step's
     // failure, and its only attempt is not spent.
-    report_cost(&h, &w, a, v1::Outcome::Failed, twice).await;
+    report_cost(&h, &w, a, AttemptEnd::Failed, twice).await;
     h.until("t", "paused, the step queued", |t| {
         t.state == TaskState::Paused && t.steps[0].state == StepState::Queued
     })
@@ -219,7 +220,7 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
     h.engine.credits(w.id, 1).await.expect("credits");
     let again = w.assigned().await;
     assert_eq!(again.attempt, 2);
-    h.report(&w, again, v1::Outcome::Succeeded).await;
+    h.report(&w, again, AttemptEnd::Succeeded).await;
     h.until("t", "the task succeeds", |t| {
         t.state == TaskState::Succeeded
     })
@@ -268,10 +269,12 @@ async fn a_spent_tenant_pauses_its_tasks_refuses_submits_and_resumes_when_raised
     let mut stopped = Vec::new();
     for _ in 0..2 {
         match w.next().await {
-            v1::server_message::Kind::Cancel(c) => {
-                assert!(c.reason.contains("tenant \"team\""), "{c:?}");
-                assert!(c.reason.contains("this day"), "{c:?}");
-                stopped.push(AttemptKey::from(c.attempt.expect("attempt")));
+            ToWorker::Cancel {
+                attempt, reason, ..
+            } => {
+                assert!(reason.contains("tenant \"team\""), "{reason:?}");
+                assert!(reason.contains("this day"), "{reason:?}");
+                stopped.push(attempt);
             }
             other => panic!("expected a stop, got {other:?}"),
         }
@@ -314,8 +317,8 @@ async fn a_spent_tenant_pauses_its_tasks_refuses_submits_and_resumes_when_raised
     assert_eq!(spending.len(), 1);
     assert_eq!(spending[0].2.usd, 1.0, "today's spend");
     // A higher budget lets them go on, and new work in.
-    report_cost(&h, &w, t1, v1::Outcome::Cancelled, usd(0.5)).await;
-    report_cost(&h, &w, t2, v1::Outcome::Cancelled, usd(0.5)).await;
+    report_cost(&h, &w, t1, AttemptEnd::Cancelled, usd(0.5)).await;
+    report_cost(&h, &w, t2, AttemptEnd::Cancelled, usd(0.5)).await;
     h.engine
         .set_tenant_budget("team".into(), day(5.0))
         .await
@@ -340,7 +343,7 @@ async fn a_tenant_budget_counts_what_the_store_holds_from_before_a_restart() {
     let mut w = h.worker("w", &["shell"], 1).await;
     h.engine.credits(w.id, 1).await.expect("credits");
     let a = w.assigned().await;
-    report_cost(&h, &w, a, v1::Outcome::Succeeded, usd(2.0)).await;
+    report_cost(&h, &w, a, AttemptEnd::Succeeded, usd(2.0)).await;
     h.until("t", "done", |t| t.state == TaskState::Succeeded)
         .await;
     store
@@ -387,7 +390,7 @@ async fn an_approval_lets_a_task_paused_for_its_budget_go_on_with_as_much_again(
         .await
         .expect("spend");
     stopped_for_budget(&mut w, &a).await;
-    report_cost(&h, &w, a, v1::Outcome::Cancelled, usd(1.2)).await;
+    report_cost(&h, &w, a, AttemptEnd::Cancelled, usd(1.2)).await;
     h.until("t", "the task is paused", |t| t.state == TaskState::Paused)
         .await;
     h.engine.credits(w.id, 1).await.expect("credits");

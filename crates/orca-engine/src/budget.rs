@@ -416,5 +416,5 @@ impl Engine {
 
 /// A time as RFC 3339 in UTC, for messages.
 pub(super) fn rfc3339(at: Micros) -> String {
-    orca_api::convert::timestamp(at).to_string()
+    orca_core::calendar::rfc3339(at)
 }

@@ -5,9 +5,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use orca_api::convert::now_micros;
-use orca_api::v1;
 use orca_core::TaskState;
+use orca_core::calendar::now_micros;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::activity::{Activity, Ended, Happened, MinuteSummary};
+use crate::handle::FleetNow;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -268,25 +268,26 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges set from `now`.
-    pub fn render(&self, now: &v1::ListAgentsResponse) -> String {
+    pub fn render(&self, now: &FleetNow) -> String {
         self.queue_depth.clear();
         for depth in &now.queue {
+            let needs: Vec<&str> = depth.needs.iter().map(String::as_str).collect();
             self.queue_depth
-                .get_or_create(&vec![("capabilities", depth.capabilities.join(","))])
-                .set(i64::from(depth.queued));
+                .get_or_create(&vec![("capabilities", needs.join(","))])
+                .set(i64::try_from(depth.queued).unwrap_or(i64::MAX));
         }
-        self.workers.set(now.agents.len() as i64);
+        self.workers.set(now.workers.len() as i64);
         let paused: std::collections::BTreeSet<&str> = now
-            .agents
+            .workers
             .iter()
-            .filter(|a| a.paused_until.is_some())
-            .map(|a| a.pool.as_str())
+            .filter(|w| w.paused.is_some())
+            .map(|w| w.info.pool.as_str())
             .collect();
         self.pools_paused.set(paused.len() as i64);
         self.slots
-            .set(now.agents.iter().map(|a| i64::from(a.slots)).sum());
+            .set(now.workers.iter().map(|w| i64::from(w.info.slots)).sum());
         self.slots_busy
-            .set(now.agents.iter().map(|a| i64::from(a.running)).sum());
+            .set(now.workers.iter().map(|w| w.running as i64).sum());
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
@@ -314,14 +315,24 @@ mod tests {
                 ..orca_core::Cost::default()
             },
         );
-        let text = metrics.render(&v1::ListAgentsResponse {
-            agents: vec![v1::Agent {
-                slots: 4,
+        let text = metrics.render(&FleetNow {
+            workers: vec![crate::WorkerNow {
+                id: 1,
+                info: crate::WorkerInfo {
+                    name: "w".into(),
+                    pool: String::new(),
+                    capabilities: Default::default(),
+                    slots: 4,
+                    peer: String::new(),
+                    max_concurrent_agents: 0,
+                },
                 running: 1,
-                ..v1::Agent::default()
+                connected_at: 0,
+                draining: false,
+                paused: None,
             }],
-            queue: vec![v1::QueueDepth {
-                capabilities: vec!["gpu".into(), "shell".into()],
+            queue: vec![crate::QueueDepth {
+                needs: ["gpu".to_string(), "shell".to_string()].into(),
                 queued: 3,
             }],
         });

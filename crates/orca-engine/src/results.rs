@@ -74,15 +74,13 @@ impl Engine {
             w.running.remove(&(task_id.clone(), index));
         }
         let mut outcome = match report.outcome {
-            v1::Outcome::Succeeded => orca_core::Outcome::Succeeded,
-            v1::Outcome::Cancelled => orca_core::Outcome::Cancelled(report.error.clone()),
-            v1::Outcome::Failed | v1::Outcome::Unspecified => {
-                orca_core::Outcome::Failed(if report.error.is_empty() {
-                    "the step failed".into()
-                } else {
-                    report.error.clone()
-                })
-            }
+            AttemptEnd::Succeeded => orca_core::Outcome::Succeeded,
+            AttemptEnd::Cancelled => orca_core::Outcome::Cancelled(report.error.clone()),
+            AttemptEnd::Failed => orca_core::Outcome::Failed(if report.error.is_empty() {
+                "the step failed".into()
+            } else {
+                report.error.clone()
+            }),
         };
         let output = report.output_json.trim();
         let output_ok =
@@ -93,7 +91,7 @@ impl Engine {
         let limited = report
             .rate_limited
             .as_ref()
-            .filter(|_| report.outcome == v1::Outcome::Failed);
+            .filter(|_| report.outcome == AttemptEnd::Failed);
         let handed_back = match limited {
             Some(limit) => Some(self.pause_for_limit(worker, limit, &report.error)),
             None => {
@@ -138,8 +136,8 @@ impl Engine {
         };
         let to_cancel = stop_running_if_winding_down(active, &changes);
         let attempt_state = match report.outcome {
-            v1::Outcome::Succeeded if output_ok => StepState::Succeeded,
-            v1::Outcome::Cancelled => StepState::Cancelled,
+            AttemptEnd::Succeeded if output_ok => StepState::Succeeded,
+            AttemptEnd::Cancelled => StepState::Cancelled,
             _ => StepState::Failed,
         };
         let slot = &mut active.slots[index];
@@ -255,20 +253,18 @@ impl Engine {
             else {
                 continue;
             };
-            let message = v1::ServerMessage {
-                kind: Some(v1::server_message::Kind::Cancel(v1::CancelStep {
-                    attempt: Some(v1::AttemptRef {
-                        task_id: task_id.to_string(),
-                        step_id: active.spec.steps[index].id.clone(),
-                        attempt: active.run.step(index).attempt,
-                    }),
-                    reason: reason.to_string(),
-                    resumable,
-                })),
+            let message = ToWorker::Cancel {
+                attempt: AttemptKey {
+                    task_id: task_id.to_string(),
+                    step_id: active.spec.steps[index].id.clone(),
+                    attempt: active.run.step(index).attempt,
+                },
+                reason: reason.to_string(),
+                resumable,
             };
             self.round
                 .effects
-                .push(Effect::ToWorker(worker.outbox.clone(), Box::new(message)));
+                .push(Effect::ToWorker(worker.outbox.clone(), message));
         }
     }
 }
