@@ -19,6 +19,7 @@ use orca_engine::{
 
 use crate::Error;
 use crate::auth::{Action, require};
+use crate::call::Call;
 use crate::checkpoints::Checkpoints;
 use crate::replica::Roster;
 use crate::step_token::StepTokens;
@@ -55,6 +56,41 @@ impl AgentApi {
             checkpoints,
             step_tokens,
         }
+    }
+}
+
+/// ListAgents and ListServers, typed: the gRPC methods and the REST routes
+/// call these.
+impl AgentApi {
+    pub async fn agents(
+        &self,
+        request: Call<v1::ListAgentsRequest>,
+    ) -> Result<v1::ListAgentsResponse, Error> {
+        request.require(Action::ReadAgents)?;
+        Ok(fleet_to_proto(self.engine.list_agents().await?))
+    }
+
+    pub async fn servers(
+        &self,
+        request: Call<v1::ListServersRequest>,
+    ) -> Result<v1::ListServersResponse, Error> {
+        request.require(Action::ReadAgents)?;
+        let servers = self.roster.servers().await?;
+        let at = |micros: orca_core::Micros| (micros != 0).then(|| timestamp(micros));
+        Ok(v1::ListServersResponse {
+            servers: servers
+                .into_iter()
+                .map(|server| v1::ControlPlaneServer {
+                    name: server.name,
+                    address: server.address,
+                    leading: server.leading,
+                    epoch: server.epoch,
+                    started_at: at(server.started_at),
+                    leading_since: at(server.leading_since),
+                    seen_at: at(server.seen_at),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -420,10 +456,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        require(&request, Action::ReadAgents)?;
-        Ok(Response::new(fleet_to_proto(
-            self.engine.list_agents().await.map_err(Error::from)?,
-        )))
+        Ok(Response::new(self.agents(Call::from(request)).await?))
     }
 
     async fn put_checkpoint(
@@ -453,22 +486,6 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::ListServersRequest>,
     ) -> Result<Response<v1::ListServersResponse>, Status> {
-        require(&request, Action::ReadAgents)?;
-        let servers = self.roster.servers().await?;
-        let at = |micros: orca_core::Micros| (micros != 0).then(|| timestamp(micros));
-        Ok(Response::new(v1::ListServersResponse {
-            servers: servers
-                .into_iter()
-                .map(|server| v1::ControlPlaneServer {
-                    name: server.name,
-                    address: server.address,
-                    leading: server.leading,
-                    epoch: server.epoch,
-                    started_at: at(server.started_at),
-                    leading_since: at(server.leading_since),
-                    seen_at: at(server.seen_at),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.servers(Call::from(request)).await?))
     }
 }

@@ -291,7 +291,7 @@ pub fn require<T>(request: &Request<T>, action: Action) -> Result<Identity, Stat
     }
 }
 
-fn denied(identity: &Identity, action: Action) -> Error {
+pub(crate) fn denied(identity: &Identity, action: Action) -> Error {
     Error::PermissionDenied(format!(
         "{} ({}) may not {}",
         identity.name,

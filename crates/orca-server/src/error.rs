@@ -79,6 +79,9 @@ pub enum Error {
     /// than serve state that the store does not hold.
     #[error("fatal store failure: {0}")]
     Fatal(String),
+    /// Something that cannot happen did: a bug, said as such.
+    #[error("internal: {0}")]
+    Internal(String),
     /// This replica led and no longer does: it stopped serving, and may
     /// start again as a standby.
     #[error("this replica no longer leads: {0}")]
@@ -189,7 +192,8 @@ impl From<Error> for Status {
             | Error::Auth(_)
             | Error::Tls(_)
             | Error::Templates(_)
-            | Error::Fatal(_) => Code::Internal,
+            | Error::Fatal(_)
+            | Error::Internal(_) => Code::Internal,
         };
         if matches!(code, Code::Internal | Code::Unavailable | Code::DataLoss) {
             tracing::warn!(error = %e, "request failed");

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use orca_api::v1;
 use orca_store::Store;
 use tokio::sync::{mpsc, watch};
-use tonic::Status;
 
 use crate::error::Error;
 use orca_engine::hub::FleetSignal;
@@ -35,7 +34,7 @@ pub(crate) async fn follow(
     mut after: u64,
     tenants: Option<Vec<String>>,
     mut wakes: watch::Receiver<FleetSignal>,
-    tx: mpsc::Sender<Result<v1::Event, Status>>,
+    tx: mpsc::Sender<Result<v1::Event, Error>>,
 ) {
     loop {
         // Marked seen before the read: a commit after it wakes the next wait.
@@ -47,7 +46,7 @@ pub(crate) async fn follow(
             let page = match store.fleet_events_after(after, tenants.clone(), PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
-                    let _ = tx.send(Err(Status::from(Error::from(e)))).await;
+                    let _ = tx.send(Err(Error::from(e))).await;
                     return;
                 }
             };
@@ -132,7 +131,7 @@ mod tests {
         }
     }
 
-    async fn next(rx: &mut mpsc::Receiver<Result<v1::Event, Status>>) -> (String, u64, u64) {
+    async fn next(rx: &mut mpsc::Receiver<Result<v1::Event, Error>>) -> (String, u64, u64) {
         let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("an event within 5 s")

@@ -5,6 +5,7 @@
 mod acceptor;
 mod agent_service;
 pub mod auth;
+mod call;
 pub mod checkpoints;
 mod console;
 mod error;

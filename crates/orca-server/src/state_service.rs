@@ -14,7 +14,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::auth::{Action, Identity, require};
+use crate::auth::{Action, Identity};
+use crate::call::Call;
 use orca_engine::channels::Channels;
 
 /// The largest value or message, as JSON text.
@@ -71,10 +72,60 @@ impl StateApi {
         StateApi { store, topics }
     }
 
+    /// GetState, typed: the gRPC method and the REST route call this.
+    pub async fn get(&self, request: Call<v1::GetStateRequest>) -> Result<v1::StateValue, Error> {
+        let caller = self.caller(&request, Action::ReadState).await?;
+        let key = state_key(request.into_message().r#ref, "ref", &caller)?;
+        let entry = self
+            .store
+            .get_state(key.clone(), now_micros())
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("{}/{}", key.scope, key.key)))?;
+        Ok(to_proto(key, entry))
+    }
+
+    /// ListState, typed: the gRPC method and the REST route call this.
+    pub async fn list(
+        &self,
+        request: Call<v1::ListStateRequest>,
+    ) -> Result<v1::ListStateResponse, Error> {
+        let caller = self.caller(&request, Action::ReadState).await?;
+        let request = request.into_message();
+        let scope = state_scope(request.tenant, request.scope, "", &caller)?;
+        let limit = match request.page_size {
+            0 => DEFAULT_STATE_PAGE,
+            n if n as usize > MAX_STATE_PAGE => {
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("{n} is more than {MAX_STATE_PAGE}"),
+                ));
+            }
+            n => n as usize,
+        };
+        let found = self
+            .store
+            .list_state(scope, &request.after_key, limit, now_micros())
+            .await
+            .map_err(Error::from)?;
+        let next_after_key = if found.len() == limit {
+            found.last().map(|(k, _)| k.key.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(v1::ListStateResponse {
+            values: found
+                .into_iter()
+                .map(|(key, entry)| to_proto(key, entry))
+                .collect(),
+            next_after_key,
+        })
+    }
+
     /// The caller, if its role allows `action`; a step's token counts only
     /// while its attempt runs.
-    async fn caller<T>(&self, request: &Request<T>, action: Action) -> Result<Identity, Status> {
-        let caller = require(request, action)?;
+    async fn caller<T>(&self, request: &Call<T>, action: Action) -> Result<Identity, Error> {
+        let caller = request.require(action)?;
         if let Some(grant) = &caller.step {
             let running = self
                 .store
@@ -85,8 +136,7 @@ impl StateApi {
                 return Err(Error::Unauthenticated(format!(
                     "the step token of {}/{} attempt {} ended with its attempt",
                     grant.task_id, grant.step_id, grant.attempt
-                ))
-                .into());
+                )));
             }
         }
         Ok(caller)
@@ -206,12 +256,27 @@ type MessageStream = Pin<Box<dyn Stream<Item = Result<v1::TopicMessage, Status>>
 
 #[tonic::async_trait]
 impl v1::state_service_server::StateService for StateApi {
+    async fn get_state(
+        &self,
+        request: Request<v1::GetStateRequest>,
+    ) -> Result<Response<v1::StateValue>, Status> {
+        Ok(Response::new(self.get(Call::from(request)).await?))
+    }
+
+    async fn list_state(
+        &self,
+        request: Request<v1::ListStateRequest>,
+    ) -> Result<Response<v1::ListStateResponse>, Status> {
+        Ok(Response::new(self.list(Call::from(request)).await?))
+    }
+
     async fn put_state(
         &self,
         request: Request<v1::PutStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
+        let request = Call::from(request);
         let caller = self.caller(&request, Action::WriteState).await?;
-        let request = request.into_inner();
+        let request = request.into_message();
         let key = state_key(request.r#ref, "ref", &caller)?;
         let value_json = json_value(request.value_json, "value_json")?;
         if request.ttl_seconds > MAX_TTL_SECONDS {
@@ -248,64 +313,13 @@ impl v1::state_service_server::StateService for StateApi {
         }
     }
 
-    async fn get_state(
-        &self,
-        request: Request<v1::GetStateRequest>,
-    ) -> Result<Response<v1::StateValue>, Status> {
-        let caller = self.caller(&request, Action::ReadState).await?;
-        let key = state_key(request.into_inner().r#ref, "ref", &caller)?;
-        let entry = self
-            .store
-            .get_state(key.clone(), now_micros())
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::NotFound(format!("{}/{}", key.scope, key.key)))?;
-        Ok(Response::new(to_proto(key, entry)))
-    }
-
-    async fn list_state(
-        &self,
-        request: Request<v1::ListStateRequest>,
-    ) -> Result<Response<v1::ListStateResponse>, Status> {
-        let caller = self.caller(&request, Action::ReadState).await?;
-        let request = request.into_inner();
-        let scope = state_scope(request.tenant, request.scope, "", &caller)?;
-        let limit = match request.page_size {
-            0 => DEFAULT_STATE_PAGE,
-            n if n as usize > MAX_STATE_PAGE => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("{n} is more than {MAX_STATE_PAGE}"),
-                )
-                .into());
-            }
-            n => n as usize,
-        };
-        let found = self
-            .store
-            .list_state(scope, &request.after_key, limit, now_micros())
-            .await
-            .map_err(Error::from)?;
-        let next_after_key = if found.len() == limit {
-            found.last().map(|(k, _)| k.key.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(v1::ListStateResponse {
-            values: found
-                .into_iter()
-                .map(|(key, entry)| to_proto(key, entry))
-                .collect(),
-            next_after_key,
-        }))
-    }
-
     async fn delete_state(
         &self,
         request: Request<v1::DeleteStateRequest>,
     ) -> Result<Response<v1::DeleteStateResponse>, Status> {
+        let request = Call::from(request);
         let caller = self.caller(&request, Action::WriteState).await?;
-        let request = request.into_inner();
+        let request = request.into_message();
         let key = state_key(request.r#ref, "ref", &caller)?;
         let expect = expectation(request.expect_version);
         let outcome = self
@@ -327,8 +341,9 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
+        let request = Call::from(request);
         let caller = self.caller(&request, Action::WriteState).await?;
-        let request = request.into_inner();
+        let request = request.into_message();
         let topic = state_key(request.topic, "topic", &caller)?;
         let message_json = json_value(request.message_json, "message_json")?;
         let message = v1::TopicMessage {
@@ -351,8 +366,9 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let request = Call::from(request);
         let caller = self.caller(&request, Action::ReadState).await?;
-        let topic = state_key(request.into_inner().topic, "topic", &caller)?;
+        let topic = state_key(request.into_message().topic, "topic", &caller)?;
         let mut messages = self
             .topics
             .subscribe((topic.tenant, topic.scope, topic.key));

@@ -21,9 +21,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use orca_api::v1;
-use orca_api::v1::agent_service_server::AgentService;
-use orca_api::v1::state_service_server::StateService;
-use orca_api::v1::task_service_server::TaskService;
 use orca_api::view::{
     AgentView, AuditView, CostView, EventView, ServerView, TaskView, agent_view, audit_view,
     cost_view, event_view, rfc3339, server_view, task_view,
@@ -35,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Identity, Tenants};
+use crate::call::Call;
 use crate::error::{Error, ErrorBody, http_error};
 use crate::http_state::{Access, HttpState, Services};
 use crate::session;
@@ -171,39 +169,21 @@ enum Refused {
     Unavailable(ErrorBody),
 }
 
-/// Calls a gRPC method as the caller that `headers` name (a bearer token,
-/// or a console session: see [`HttpState::caller`]).
+/// Makes the typed call `method` as the caller that `headers` name (a
+/// bearer token, or a console session: see [`HttpState::caller`]).
 async fn call<Req, Res, Fut>(
     status: &HttpState,
     headers: &HeaderMap,
     access: Access,
     message: Req,
-    method: impl FnOnce(Arc<Services>, tonic::Request<Req>) -> Fut,
+    method: impl FnOnce(Arc<Services>, Call<Req>) -> Fut,
 ) -> Result<Res, ApiError>
 where
-    Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
-{
-    Ok(call_for_response(status, headers, access, message, method)
-        .await?
-        .into_inner())
-}
-
-/// [`call`], keeping the response's metadata.
-async fn call_for_response<Req, Res, Fut>(
-    status: &HttpState,
-    headers: &HeaderMap,
-    access: Access,
-    message: Req,
-    method: impl FnOnce(Arc<Services>, tonic::Request<Req>) -> Fut,
-) -> Result<tonic::Response<Res>, ApiError>
-where
-    Fut: Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
+    Fut: Future<Output = Result<Res, Error>>,
 {
     let services = status.services().map_err(ApiError::new)?;
     let (identity, _) = status.caller(headers, access)?;
-    let mut request = tonic::Request::new(message);
-    request.extensions_mut().insert(identity);
-    method(services, request).await.map_err(ApiError::new)
+    Ok(method(services, Call::new(identity, message)).await?)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -569,7 +549,7 @@ async fn task_events(
             Ok(event) => sse_event(&event, event.seq),
             // The stream ends after this; the client reconnects with its
             // last id.
-            Err(status) => SseEvent::default().event("error").data(status.message()),
+            Err(e) => SseEvent::default().event("error").data(e.to_string()),
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
@@ -614,7 +594,7 @@ async fn fleet_events(
     if let Some(last) = last_event_id(&headers)? {
         request.after_position = Some(last);
     }
-    let response = call_for_response(
+    let (events, start) = call(
         &status,
         &headers,
         Access::Read,
@@ -622,20 +602,15 @@ async fn fleet_events(
         |s, r| async move { s.tasks.watch_fleet(r).await },
     )
     .await?;
-    let start = response
-        .metadata()
-        .get(crate::task_service::FLEET_POSITION)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .unwrap_or_default();
     let first = SseEvent::default()
         .id(start.to_string())
         .event("start")
         .json_data(FleetStart { position: start })
         .unwrap_or_default();
-    let stream = tokio_stream::once(Ok(first)).chain(response.into_inner().map(|event| {
+    let stream = tokio_stream::once(Ok(first)).chain(events.map(|event| {
         Ok(match event {
             Ok(event) => sse_event(&event, event.position),
-            Err(status) => SseEvent::default().event("error").data(status.message()),
+            Err(e) => SseEvent::default().event("error").data(e.to_string()),
         })
     }));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
@@ -823,7 +798,7 @@ async fn list_agents(State(status): State<Arc<HttpState>>, headers: HeaderMap) -
         &headers,
         Access::Read,
         v1::ListAgentsRequest::default(),
-        |s, r| async move { s.agents.list_agents(r).await },
+        |s, r| async move { s.agents.agents(r).await },
     )
     .await?;
     Ok(Json(Fleet {
@@ -851,7 +826,7 @@ async fn list_servers(
         &headers,
         Access::Read,
         v1::ListServersRequest::default(),
-        |s, r| async move { s.agents.list_servers(r).await },
+        |s, r| async move { s.agents.servers(r).await },
     )
     .await?;
     Ok(Json(servers.servers.iter().map(server_view).collect()))
@@ -966,7 +941,7 @@ async fn list_state(
         &headers,
         Access::Read,
         request,
-        |s, r| async move { s.state.list_state(r).await },
+        |s, r| async move { s.state.list(r).await },
     )
     .await?;
     Ok(Json(StatePage {
@@ -1001,7 +976,7 @@ async fn get_state(
         &headers,
         Access::Read,
         request,
-        |s, r| async move { s.state.get_state(r).await },
+        |s, r| async move { s.state.get(r).await },
     )
     .await?;
     Ok(Json(state_view(value)))

@@ -7,13 +7,13 @@ use super::*;
 use crate::auth::valid_tenant;
 
 impl TaskApi {
-    pub(super) async fn raise_task_budget(
+    pub async fn raise_task_budget(
         &self,
-        request: Request<v1::RaiseBudgetRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::RaiseBudgetRequest>,
+    ) -> Result<v1::Task, Error> {
         const ACTION: &str = "task.raise_budget";
         let caller = self.permit(&request, Action::WriteTasks, ACTION)?;
-        let v1::RaiseBudgetRequest { task_id, by } = request.into_inner();
+        let v1::RaiseBudgetRequest { task_id, by } = request.into_message();
         let raised = async {
             let by = by
                 .map(|b| Budget {
@@ -30,20 +30,18 @@ impl TaskApi {
         }
         .await;
         self.audited_with(&caller, ACTION, &task_id, raised)?;
-        Ok(Response::new(task_to_proto(
-            self.load(&task_id, &caller).await?,
-        )))
+        Ok(task_to_proto(self.load(&task_id, &caller).await?))
     }
 
     /// ApproveBudget: one of the budget's approvers lets a task paused for
     /// it go on; the engine says whether it is so paused.
-    pub(super) async fn approve_task_budget(
+    pub async fn approve_task_budget(
         &self,
-        request: Request<v1::ApproveBudgetRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::ApproveBudgetRequest>,
+    ) -> Result<v1::Task, Error> {
         const ACTION: &str = "task.approve_budget";
         let caller = self.permit(&request, Action::DecideApprovals, ACTION)?;
-        let v1::ApproveBudgetRequest { task_id, reason } = request.into_inner();
+        let v1::ApproveBudgetRequest { task_id, reason } = request.into_message();
         let approved = async {
             let reason = reason.trim();
             if reason.len() > super::decide::MAX_REASON_BYTES {
@@ -80,18 +78,16 @@ impl TaskApi {
         }
         .await;
         self.audited_with(&caller, ACTION, &task_id, approved)?;
-        Ok(Response::new(task_to_proto(
-            self.load(&task_id, &caller).await?,
-        )))
+        Ok(task_to_proto(self.load(&task_id, &caller).await?))
     }
 
-    pub(super) async fn set_tenant_budget(
+    pub async fn set_tenant_budget(
         &self,
-        request: Request<v1::SetTenantBudgetRequest>,
-    ) -> Result<Response<v1::TenantSpending>, Status> {
+        request: Call<v1::SetTenantBudgetRequest>,
+    ) -> Result<v1::TenantSpending, Error> {
         const ACTION: &str = "tenant.set_budget";
         let caller = self.permit(&request, Action::SetBudgets, ACTION)?;
-        let v1::SetTenantBudgetRequest { tenant, budget } = request.into_inner();
+        let v1::SetTenantBudgetRequest { tenant, budget } = request.into_message();
         let set = async {
             if !valid_tenant(&tenant) {
                 return Err(Error::invalid(
@@ -128,14 +124,14 @@ impl TaskApi {
                 tenant,
                 ..v1::TenantSpending::default()
             });
-        Ok(Response::new(spending))
+        Ok(spending)
     }
 
-    pub(super) async fn list_tenant_budgets(
+    pub async fn list_tenant_budgets(
         &self,
-        request: Request<v1::ListTenantBudgetsRequest>,
-    ) -> Result<Response<v1::ListTenantBudgetsResponse>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
+        request: Call<v1::ListTenantBudgetsRequest>,
+    ) -> Result<v1::ListTenantBudgetsResponse, Error> {
+        let caller = request.require(Action::ReadTasks)?;
         let tenants = self
             .engine
             .budgets(caller.visible_tenants())
@@ -144,7 +140,7 @@ impl TaskApi {
             .into_iter()
             .map(spending_to_proto)
             .collect();
-        Ok(Response::new(v1::ListTenantBudgetsResponse { tenants }))
+        Ok(v1::ListTenantBudgetsResponse { tenants })
     }
 }
 

@@ -19,9 +19,9 @@ pub(super) enum Verdict {
 impl TaskApi {
     pub(super) async fn decide_step(
         &self,
-        request: Request<v1::DecideStepRequest>,
+        request: Call<v1::DecideStepRequest>,
         verdict: Verdict,
-    ) -> Result<Response<v1::Task>, Status> {
+    ) -> Result<v1::Task, Error> {
         let action = match verdict {
             Verdict::Approve => "step.approve",
             Verdict::Reject => "step.reject",
@@ -31,7 +31,7 @@ impl TaskApi {
             task_id,
             step_id,
             reason,
-        } = request.into_inner();
+        } = request.into_message();
         let decided = async {
             let reason = reason.trim();
             if step_id.is_empty() {
@@ -94,8 +94,6 @@ impl TaskApi {
         }
         .await;
         self.audited_with(&caller, action, &task_id, decided)?;
-        Ok(Response::new(task_to_proto(
-            self.load(&task_id, &caller).await?,
-        )))
+        Ok(task_to_proto(self.load(&task_id, &caller).await?))
     }
 }

@@ -13,10 +13,10 @@ use orca_store::{AuditRecord, Created, Store, TaskQuery, TaskRecord, Write};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::auth::{Action, Identity, require};
+use crate::auth::{Action, Identity};
+use crate::call::Call;
 use crate::fleet;
 use crate::planner::{Planned, Planner};
 use crate::webhooks::Webhooks;
@@ -26,6 +26,7 @@ use orca_engine::{CancelAnswer, EngineHandle, Submission};
 
 mod budget;
 mod decide;
+mod grpc;
 mod templates;
 mod webhooks;
 
@@ -285,23 +286,20 @@ impl TaskApi {
         name: &'static str,
         target: &str,
         result: Result<T, Error>,
-    ) -> Result<T, Status> {
-        result.map_err(|e| {
-            self.record_refusal(caller, name, target, &e);
-            e.into()
-        })
+    ) -> Result<T, Error> {
+        result.inspect_err(|e| self.record_refusal(caller, name, target, e))
     }
 
     /// Checks the caller's role; a refusal is audited.
     fn permit<T>(
         &self,
-        request: &Request<T>,
+        request: &Call<T>,
         action: Action,
         name: &'static str,
-    ) -> Result<Identity, Status> {
-        require(request, action).inspect_err(|status| {
-            if let Some(caller) = request.extensions().get::<Identity>() {
-                self.record_refusal(caller, name, "", &status.message());
+    ) -> Result<Identity, Error> {
+        request.require(action).inspect_err(|e| {
+            if let Some(caller) = request.caller() {
+                self.record_refusal(caller, name, "", e);
             }
         })
     }
@@ -313,7 +311,7 @@ impl TaskApi {
         name: &'static str,
         target: &str,
         result: Result<String, Error>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         self.audited_with(caller, name, target, result.map(|t| (t, String::new())))
     }
 
@@ -325,7 +323,7 @@ impl TaskApi {
         name: &'static str,
         target: &str,
         result: Result<(String, String), Error>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         let (tenant, detail) = self.refusal_audited(caller, name, target, result)?;
         let entry = audit_entry(caller, name, &tenant, target, "ok", detail);
         self.record(vec![entry]);
@@ -510,31 +508,33 @@ fn valid_task_id(id: &str) -> bool {
     id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
+/// A watch's events, each one or why the watch ended.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Error>> + Send>>;
 
-#[tonic::async_trait]
-impl v1::task_service_server::TaskService for TaskApi {
-    async fn submit_task(
+/// The calls of TaskService, typed: `grpc` and the REST routes are their
+/// adapters.
+impl TaskApi {
+    pub async fn submit_task(
         &self,
-        request: Request<v1::SubmitTaskRequest>,
-    ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
+        request: Call<v1::SubmitTaskRequest>,
+    ) -> Result<v1::SubmitTaskResponse, Error> {
         let caller = self.permit(&request, Action::WriteTasks, "task.submit")?;
         let submitted = self
-            .submit(vec![request.into_inner()], false, &caller)
+            .submit(vec![request.into_message()], false, &caller)
             .await;
         let mut responses = self.refusal_audited(&caller, "task.submit", "", submitted)?;
         let response = responses
             .pop()
-            .ok_or_else(|| Status::internal("no task was created"))?;
-        Ok(Response::new(response))
+            .ok_or_else(|| Error::Internal("no task was created".into()))?;
+        Ok(response)
     }
 
-    async fn submit_tasks(
+    pub async fn submit_tasks(
         &self,
-        request: Request<v1::SubmitTasksRequest>,
-    ) -> Result<Response<v1::SubmitTasksResponse>, Status> {
+        request: Call<v1::SubmitTasksRequest>,
+    ) -> Result<v1::SubmitTasksResponse, Error> {
         let caller = self.permit(&request, Action::WriteTasks, "task.submit")?;
-        let tasks = request.into_inner().tasks;
+        let tasks = request.into_message().tasks;
         let submitted = if tasks.is_empty() {
             Err(Error::invalid("tasks", "at least one task is required"))
         } else if tasks.len() > MAX_BATCH {
@@ -546,24 +546,21 @@ impl v1::task_service_server::TaskService for TaskApi {
             self.submit(tasks, true, &caller).await
         };
         let tasks = self.refusal_audited(&caller, "task.submit", "", submitted)?;
-        Ok(Response::new(v1::SubmitTasksResponse { tasks }))
+        Ok(v1::SubmitTasksResponse { tasks })
     }
 
-    async fn get_task(
-        &self,
-        request: Request<v1::GetTaskRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
-        let task = self.load(&request.into_inner().task_id, &caller).await?;
-        Ok(Response::new(task_to_proto(task)))
+    pub async fn get_task(&self, request: Call<v1::GetTaskRequest>) -> Result<v1::Task, Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        let task = self.load(&request.into_message().task_id, &caller).await?;
+        Ok(task_to_proto(task))
     }
 
-    async fn list_tasks(
+    pub async fn list_tasks(
         &self,
-        request: Request<v1::ListTasksRequest>,
-    ) -> Result<Response<v1::ListTasksResponse>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
-        let request = request.into_inner();
+        request: Call<v1::ListTasksRequest>,
+    ) -> Result<v1::ListTasksResponse, Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        let request = request.into_message();
         let states = request
             .states
             .iter()
@@ -575,9 +572,10 @@ impl v1::task_service_server::TaskService for TaskApi {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if !request.page_token.is_empty() && !valid_task_id(&request.page_token) {
-            return Err(
-                Error::invalid("page_token", "is not a token from a previous response").into(),
-            );
+            return Err(Error::invalid(
+                "page_token",
+                "is not a token from a previous response",
+            ));
         }
         let page_size = match request.page_size as usize {
             0 => DEFAULT_PAGE_SIZE,
@@ -590,8 +588,7 @@ impl v1::task_service_server::TaskService for TaskApi {
             return Err(Error::invalid(
                 "name_prefix",
                 format!("is longer than {MAX_NAME_PREFIX} bytes"),
-            )
-            .into());
+            ));
         }
         let tasks = self
             .store
@@ -616,18 +613,18 @@ impl v1::task_service_server::TaskService for TaskApi {
         } else {
             String::new()
         };
-        Ok(Response::new(v1::ListTasksResponse {
+        Ok(v1::ListTasksResponse {
             tasks,
             next_page_token,
-        }))
+        })
     }
 
-    async fn cancel_task(
+    pub async fn cancel_task(
         &self,
-        request: Request<v1::CancelTaskRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::CancelTaskRequest>,
+    ) -> Result<v1::Task, Error> {
         let caller = self.permit(&request, Action::WriteTasks, "task.cancel")?;
-        let task_id = request.into_inner().task_id;
+        let task_id = request.into_message().task_id;
         let cancelled = async {
             let task = self.load(&task_id, &caller).await?;
             if !task.state.is_terminal() {
@@ -640,17 +637,12 @@ impl v1::task_service_server::TaskService for TaskApi {
         }
         .await;
         self.audited(&caller, "task.cancel", &task_id, cancelled)?;
-        Ok(Response::new(task_to_proto(
-            self.load(&task_id, &caller).await?,
-        )))
+        Ok(task_to_proto(self.load(&task_id, &caller).await?))
     }
 
-    async fn retry_task(
-        &self,
-        request: Request<v1::RetryTaskRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+    pub async fn retry_task(&self, request: Call<v1::RetryTaskRequest>) -> Result<v1::Task, Error> {
         let caller = self.permit(&request, Action::WriteTasks, "task.retry")?;
-        let task_id = request.into_inner().task_id;
+        let task_id = request.into_message().task_id;
         let retried = async {
             let task = self.load(&task_id, &caller).await?;
             if !task.state.is_terminal() {
@@ -670,102 +662,44 @@ impl v1::task_service_server::TaskService for TaskApi {
         }
         .await;
         self.audited(&caller, "task.retry", &task_id, retried)?;
-        Ok(Response::new(task_to_proto(
-            self.load(&task_id, &caller).await?,
-        )))
+        Ok(task_to_proto(self.load(&task_id, &caller).await?))
     }
 
-    async fn approve_step(
+    pub async fn approve_step(
         &self,
-        request: Request<v1::DecideStepRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::DecideStepRequest>,
+    ) -> Result<v1::Task, Error> {
         self.decide_step(request, decide::Verdict::Approve).await
     }
 
-    async fn reject_step(
+    pub async fn reject_step(
         &self,
-        request: Request<v1::DecideStepRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::DecideStepRequest>,
+    ) -> Result<v1::Task, Error> {
         self.decide_step(request, decide::Verdict::Reject).await
     }
 
-    async fn raise_budget(
+    pub async fn raise_budget(
         &self,
-        request: Request<v1::RaiseBudgetRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::RaiseBudgetRequest>,
+    ) -> Result<v1::Task, Error> {
         self.raise_task_budget(request).await
     }
 
-    async fn approve_budget(
+    pub async fn approve_budget(
         &self,
-        request: Request<v1::ApproveBudgetRequest>,
-    ) -> Result<Response<v1::Task>, Status> {
+        request: Call<v1::ApproveBudgetRequest>,
+    ) -> Result<v1::Task, Error> {
         self.approve_task_budget(request).await
     }
 
-    async fn set_tenant_budget(
+    pub async fn plan_task(
         &self,
-        request: Request<v1::SetTenantBudgetRequest>,
-    ) -> Result<Response<v1::TenantSpending>, Status> {
-        TaskApi::set_tenant_budget(self, request).await
-    }
-
-    async fn list_tenant_budgets(
-        &self,
-        request: Request<v1::ListTenantBudgetsRequest>,
-    ) -> Result<Response<v1::ListTenantBudgetsResponse>, Status> {
-        TaskApi::list_tenant_budgets(self, request).await
-    }
-
-    async fn create_webhook(
-        &self,
-        request: Request<v1::CreateWebhookRequest>,
-    ) -> Result<Response<v1::Webhook>, Status> {
-        TaskApi::create_webhook(self, request).await
-    }
-
-    async fn list_webhooks(
-        &self,
-        request: Request<v1::ListWebhooksRequest>,
-    ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
-        TaskApi::list_webhooks(self, request).await
-    }
-
-    async fn delete_webhook(
-        &self,
-        request: Request<v1::DeleteWebhookRequest>,
-    ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
-        TaskApi::delete_webhook(self, request).await
-    }
-
-    async fn list_templates(
-        &self,
-        request: Request<v1::ListTemplatesRequest>,
-    ) -> Result<Response<v1::ListTemplatesResponse>, Status> {
-        TaskApi::list_templates(self, request).await
-    }
-
-    async fn submit_template(
-        &self,
-        request: Request<v1::SubmitTemplateRequest>,
-    ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
-        TaskApi::submit_template(self, request).await
-    }
-
-    async fn list_webhook_deliveries(
-        &self,
-        request: Request<v1::ListWebhookDeliveriesRequest>,
-    ) -> Result<Response<v1::ListWebhookDeliveriesResponse>, Status> {
-        TaskApi::list_webhook_deliveries(self, request).await
-    }
-
-    async fn plan_task(
-        &self,
-        request: Request<v1::PlanTaskRequest>,
-    ) -> Result<Response<v1::PlanTaskResponse>, Status> {
+        request: Call<v1::PlanTaskRequest>,
+    ) -> Result<v1::PlanTaskResponse, Error> {
         // Planning spends money: it takes the right to submit.
         let caller = self.permit(&request, Action::WriteTasks, "task.plan")?;
-        let request = request.into_inner();
+        let request = request.into_message();
         let planned = async {
             caller.tenant_for(&request.tenant, "tenant", "submit to")?;
             let spec = self.checked_spec(request.spec, "")?;
@@ -790,20 +724,15 @@ impl v1::task_service_server::TaskService for TaskApi {
             })
         }
         .await;
-        Ok(Response::new(self.refusal_audited(
-            &caller,
-            "task.plan",
-            "",
-            planned,
-        )?))
+        self.refusal_audited(&caller, "task.plan", "", planned)
     }
 
-    async fn count_tasks(
+    pub async fn count_tasks(
         &self,
-        request: Request<v1::CountTasksRequest>,
-    ) -> Result<Response<v1::CountTasksResponse>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
-        let tenants = asked_tenants(&caller, request.into_inner().tenants)?;
+        request: Call<v1::CountTasksRequest>,
+    ) -> Result<v1::CountTasksResponse, Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        let tenants = asked_tenants(&caller, request.into_message().tenants)?;
         let counts = self
             .store
             .count_tasks(tenants)
@@ -815,15 +744,15 @@ impl v1::task_service_server::TaskService for TaskApi {
                 tasks,
             })
             .collect();
-        Ok(Response::new(v1::CountTasksResponse { counts }))
+        Ok(v1::CountTasksResponse { counts })
     }
 
-    async fn list_audit(
+    pub async fn list_audit(
         &self,
-        request: Request<v1::ListAuditRequest>,
-    ) -> Result<Response<v1::ListAuditResponse>, Status> {
-        let caller = require(&request, Action::ReadAudit)?;
-        let request = request.into_inner();
+        request: Call<v1::ListAuditRequest>,
+    ) -> Result<v1::ListAuditResponse, Error> {
+        let caller = request.require(Action::ReadAudit)?;
+        let request = request.into_message();
         let page_size = match request.page_size as usize {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
@@ -847,15 +776,15 @@ impl v1::task_service_server::TaskService for TaskApi {
                 detail: r.detail,
             })
             .collect();
-        Ok(Response::new(v1::ListAuditResponse { events }))
+        Ok(v1::ListAuditResponse { events })
     }
 
-    async fn get_activity(
+    pub async fn get_activity(
         &self,
-        request: Request<v1::GetActivityRequest>,
-    ) -> Result<Response<v1::Activity>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
-        let tenants = asked_tenants(&caller, request.into_inner().tenants)?;
+        request: Call<v1::GetActivityRequest>,
+    ) -> Result<v1::Activity, Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        let tenants = asked_tenants(&caller, request.into_message().tenants)?;
         let minutes = self
             .metrics
             .activity(tenants.as_deref())
@@ -882,18 +811,16 @@ impl v1::task_service_server::TaskService for TaskApi {
                 }
             })
             .collect();
-        Ok(Response::new(v1::Activity { minutes }))
+        Ok(v1::Activity { minutes })
     }
 
-    type WatchTaskStream = EventStream;
-    type WatchFleetStream = EventStream;
-
-    async fn watch_fleet(
+    /// The fleet's events, and the position they start after.
+    pub async fn watch_fleet(
         &self,
-        request: Request<v1::WatchFleetRequest>,
-    ) -> Result<Response<Self::WatchFleetStream>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
-        let request = request.into_inner();
+        request: Call<v1::WatchFleetRequest>,
+    ) -> Result<(EventStream, u64), Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        let request = request.into_message();
         let tenants = asked_tenants(&caller, request.tenants)?;
         let slot = self
             .watches
@@ -911,17 +838,15 @@ impl v1::task_service_server::TaskService for TaskApi {
             fleet::follow(store, after, tenants, wakes, tx).await;
             drop(slot);
         });
-        let mut response = Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream);
-        response.metadata_mut().insert(FLEET_POSITION, after.into());
-        Ok(response)
+        Ok((Box::pin(ReceiverStream::new(rx)), after))
     }
 
-    async fn watch_task(
+    pub async fn watch_task(
         &self,
-        request: Request<v1::WatchTaskRequest>,
-    ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        let caller = require(&request, Action::ReadTasks)?;
-        let request = request.into_inner();
+        request: Call<v1::WatchTaskRequest>,
+    ) -> Result<EventStream, Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        let request = request.into_message();
         // Check first: a channel is made only for a task the caller may see.
         let finished = self
             .load(&request.task_id, &caller)
@@ -942,7 +867,7 @@ impl v1::task_service_server::TaskService for TaskApi {
             follow(store, request.task_id, request.after_seq, live, tx).await;
             drop(slot);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 }
 
@@ -973,7 +898,7 @@ async fn follow(
     task_id: String,
     mut after: u64,
     live: Option<broadcast::Receiver<Arc<Event>>>,
-    tx: mpsc::Sender<Result<v1::Event, Status>>,
+    tx: mpsc::Sender<Result<v1::Event, Error>>,
 ) {
     let is_final =
         |e: &Event| matches!(&e.kind, EventKind::TaskState { state, .. } if state.is_terminal());
@@ -992,7 +917,7 @@ async fn follow(
                 let events = match store.events_after(&task_id, last, REPLAY_PAGE).await {
                     Ok(events) => events,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::from(Error::from(e)))).await;
+                        let _ = tx.send(Err(Error::from(e))).await;
                         return None;
                     }
                 };
@@ -1056,17 +981,17 @@ async fn follow(
 mod tests {
     use super::*;
     use crate::auth::{Identity, Role, Tenants};
-    use orca_api::v1::task_service_server::TaskService;
 
-    fn as_admin<T>(message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.extensions_mut().insert(Identity {
-            name: "test".into(),
-            role: Role::Admin,
-            tenants: Tenants::All,
-            step: None,
-        });
-        request
+    fn as_admin<T>(message: T) -> Call<T> {
+        Call::new(
+            Identity {
+                name: "test".into(),
+                role: Role::Admin,
+                tenants: Tenants::All,
+                step: None,
+            },
+            message,
+        )
     }
 
     #[tokio::test]
@@ -1117,7 +1042,7 @@ mod tests {
                 .await
                 .err()
                 .expect("unknown task");
-            assert_eq!(refused.code(), tonic::Code::NotFound);
+            assert!(matches!(refused, Error::NotFound(_)), "{refused}");
         }
         assert_eq!(hub.channels(), 0, "a refused watch makes no channel");
 
@@ -1136,16 +1061,17 @@ mod tests {
                 ..Default::default()
             }))
             .await
-            .expect("submitted")
-            .into_inner();
+            .expect("submitted");
         let replay_only = v1::WatchTaskRequest {
             task_id: submitted.task_id.clone(),
             after_seq: 0,
             follow: false,
         };
-        api.watch_task(as_admin(replay_only))
-            .await
-            .expect("replays");
+        drop(
+            api.watch_task(as_admin(replay_only))
+                .await
+                .expect("replays"),
+        );
         assert_eq!(
             hub.channels(),
             0,

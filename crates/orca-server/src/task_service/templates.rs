@@ -79,25 +79,25 @@ fn to_proto(file: &TemplateFile, template: &Template) -> v1::TaskTemplate {
 }
 
 impl TaskApi {
-    pub(super) async fn list_templates(
+    pub async fn list_templates(
         &self,
-        request: Request<v1::ListTemplatesRequest>,
-    ) -> Result<Response<v1::ListTemplatesResponse>, Status> {
-        require(&request, Action::ReadTasks)?;
-        Ok(Response::new(v1::ListTemplatesResponse {
+        request: Call<v1::ListTemplatesRequest>,
+    ) -> Result<v1::ListTemplatesResponse, Error> {
+        request.require(Action::ReadTasks)?;
+        Ok(v1::ListTemplatesResponse {
             templates: self
                 .templates
                 .loaded
                 .iter()
                 .map(|(file, template)| to_proto(file, template))
                 .collect(),
-        }))
+        })
     }
 
-    pub(super) async fn submit_template(
+    pub async fn submit_template(
         &self,
-        request: Request<v1::SubmitTemplateRequest>,
-    ) -> Result<Response<v1::SubmitTaskResponse>, Status> {
+        request: Call<v1::SubmitTemplateRequest>,
+    ) -> Result<v1::SubmitTaskResponse, Error> {
         const ACTION: &str = "task.submit";
         let caller = self.permit(&request, Action::WriteTasks, ACTION)?;
         let v1::SubmitTemplateRequest {
@@ -105,7 +105,7 @@ impl TaskApi {
             parameters,
             idempotency_key,
             tenant,
-        } = request.into_inner();
+        } = request.into_message();
         let submitted = async {
             // In name order, so a refusal names the same parameter each time.
             let given: Vec<(String, String)> = parameters
@@ -125,7 +125,7 @@ impl TaskApi {
         let mut responses = self.refusal_audited(&caller, ACTION, &name, submitted)?;
         let response = responses
             .pop()
-            .ok_or_else(|| Status::internal("no task was created"))?;
-        Ok(Response::new(response))
+            .ok_or_else(|| Error::Internal("no task was created".into()))?;
+        Ok(response)
     }
 }

@@ -42,10 +42,10 @@ fn delivery_to_proto(d: Delivery) -> v1::WebhookDelivery {
 }
 
 impl TaskApi {
-    pub(super) async fn create_webhook(
+    pub async fn create_webhook(
         &self,
-        request: Request<v1::CreateWebhookRequest>,
-    ) -> Result<Response<v1::Webhook>, Status> {
+        request: Call<v1::CreateWebhookRequest>,
+    ) -> Result<v1::Webhook, Error> {
         const ACTION: &str = "webhook.create";
         let caller = self.permit(&request, Action::ManageWebhooks, ACTION)?;
         let v1::CreateWebhookRequest {
@@ -53,7 +53,7 @@ impl TaskApi {
             url,
             events,
             secret,
-        } = request.into_inner();
+        } = request.into_message();
         let created = async {
             let tenant = caller.tenant_for(&tenant, "tenant", "register webhooks for")?;
             self.webhooks.create(tenant, url, events, secret).await
@@ -66,28 +66,28 @@ impl TaskApi {
         let detail = format!("{} for {}", webhook.url, webhook.events.join(","));
         let entry = audit_entry(&caller, ACTION, &webhook.tenant, &webhook.id, "ok", detail);
         self.record(vec![entry]);
-        Ok(Response::new(to_proto(webhook)))
+        Ok(to_proto(webhook))
     }
 
-    pub(super) async fn list_webhooks(
+    pub async fn list_webhooks(
         &self,
-        request: Request<v1::ListWebhooksRequest>,
-    ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
+        request: Call<v1::ListWebhooksRequest>,
+    ) -> Result<v1::ListWebhooksResponse, Error> {
         let caller = self.permit(&request, Action::ManageWebhooks, "webhook.list")?;
         let visible = caller.visible_tenants();
         let webhooks = self.webhooks.list(visible.as_deref()).await?;
-        Ok(Response::new(v1::ListWebhooksResponse {
+        Ok(v1::ListWebhooksResponse {
             webhooks: webhooks.into_iter().map(to_proto).collect(),
-        }))
+        })
     }
 
-    pub(super) async fn delete_webhook(
+    pub async fn delete_webhook(
         &self,
-        request: Request<v1::DeleteWebhookRequest>,
-    ) -> Result<Response<v1::DeleteWebhookResponse>, Status> {
+        request: Call<v1::DeleteWebhookRequest>,
+    ) -> Result<v1::DeleteWebhookResponse, Error> {
         const ACTION: &str = "webhook.delete";
         let caller = self.permit(&request, Action::ManageWebhooks, ACTION)?;
-        let id = request.into_inner().id;
+        let id = request.into_message().id;
         let visible = caller.visible_tenants();
         let removed = self
             .webhooks
@@ -95,19 +95,19 @@ impl TaskApi {
             .await
             .map(|w| w.tenant);
         self.audited(&caller, ACTION, &id, removed)?;
-        Ok(Response::new(v1::DeleteWebhookResponse {}))
+        Ok(v1::DeleteWebhookResponse {})
     }
 
-    pub(super) async fn list_webhook_deliveries(
+    pub async fn list_webhook_deliveries(
         &self,
-        request: Request<v1::ListWebhookDeliveriesRequest>,
-    ) -> Result<Response<v1::ListWebhookDeliveriesResponse>, Status> {
+        request: Call<v1::ListWebhookDeliveriesRequest>,
+    ) -> Result<v1::ListWebhookDeliveriesResponse, Error> {
         let caller = self.permit(&request, Action::ManageWebhooks, "webhook.deliveries")?;
         let v1::ListWebhookDeliveriesRequest {
             webhook_id,
             page_size,
             page_token,
-        } = request.into_inner();
+        } = request.into_message();
         let limit = match page_size {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
@@ -128,9 +128,9 @@ impl TaskApi {
         } else {
             String::new()
         };
-        Ok(Response::new(v1::ListWebhookDeliveriesResponse {
+        Ok(v1::ListWebhookDeliveriesResponse {
             deliveries: deliveries.into_iter().map(delivery_to_proto).collect(),
             next_page_token,
-        }))
+        })
     }
 }
