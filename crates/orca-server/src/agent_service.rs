@@ -16,12 +16,12 @@ use orca_core::AttemptKey;
 use orca_engine::{
     AttemptEnd, EngineHandle, FleetNow, RateLimited, StepReport, ToWorker, WorkerInfo,
 };
+use orca_store::leadership::Leadership;
 
 use crate::Error;
 use crate::auth::{Action, require};
 use crate::call::Call;
 use crate::checkpoints::Checkpoints;
-use crate::replica::Roster;
 use crate::step_token::StepTokens;
 
 const MAX_NAME_BYTES: usize = 253;
@@ -33,7 +33,8 @@ pub struct AgentApi {
     /// mTLS: a worker must have presented a client certificate, which the
     /// TLS layer has already checked against the client CA.
     require_client_certificate: bool,
-    roster: Arc<Roster>,
+    /// Who serves: the replicas, as the store's leadership says.
+    leadership: Arc<dyn Leadership>,
     checkpoints: Checkpoints,
     /// Signs each assignment's step token on its way to the worker.
     step_tokens: Arc<StepTokens>,
@@ -44,7 +45,7 @@ impl AgentApi {
         engine: EngineHandle,
         limits: Limits,
         require_client_certificate: bool,
-        roster: Arc<Roster>,
+        leadership: Arc<dyn Leadership>,
         checkpoints: Checkpoints,
         step_tokens: Arc<StepTokens>,
     ) -> Self {
@@ -52,7 +53,7 @@ impl AgentApi {
             engine,
             limits,
             require_client_certificate,
-            roster,
+            leadership,
             checkpoints,
             step_tokens,
         }
@@ -75,7 +76,7 @@ impl AgentApi {
         request: Call<v1::ListServersRequest>,
     ) -> Result<v1::ListServersResponse, Error> {
         request.require(Action::ReadAgents)?;
-        let servers = self.roster.servers().await?;
+        let servers = self.leadership.replicas().await?;
         let at = |micros: orca_core::Micros| (micros != 0).then(|| timestamp(micros));
         Ok(v1::ListServersResponse {
             servers: servers

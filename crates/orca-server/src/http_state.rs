@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::{HeaderMap, StatusCode, header};
-use orca_store_postgres::lease::Leader;
+use orca_store::leadership::Leader;
 use tokio::sync::watch;
 
 use crate::agent_service::AgentApi;

@@ -36,6 +36,7 @@ use orca_api::v1::agent_service_server::AgentServiceServer;
 use orca_api::v1::state_service_server::StateServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
 use orca_core::Limits;
+use orca_store::leadership::{Leadership, Replica};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -268,27 +269,14 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         .clone()
         .unwrap_or_else(|| StoreUrl::Sqlite(config.data_dir.join("orca.db")));
     let replica = this_replica(&config, local_addr);
-    let (candidate, roster) = match &location {
-        StoreUrl::Postgres(url) => (
-            Some(replica::Candidate::join(url, replica, config.leader_lease).await?),
-            replica::Roster::Replicas(Box::new(orca_store_postgres::lease::Roster::new(url)?)),
-        ),
-        StoreUrl::Sqlite(_) => (
-            None,
-            replica::Roster::Sole {
-                replica,
-                started_at: orca_api::convert::now_micros(),
-            },
-        ),
-    };
+    let leadership = location.leadership(replica, config.leader_lease).await?;
     let (stop, stop_requested) = oneshot::channel::<()>();
     let (settled, started) = oneshot::channel::<()>();
     let store = location.redacted();
-    let run = Replica {
+    let run = ReplicaRun {
         config,
         location,
-        candidate,
-        roster: Arc::new(roster),
+        leadership,
         grpc,
         http,
         tls,
@@ -318,7 +306,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
 }
 
 /// This replica as the others name it and clients reach it.
-fn this_replica(config: &Config, local_addr: SocketAddr) -> orca_store_postgres::lease::Replica {
+fn this_replica(config: &Config, local_addr: SocketAddr) -> Replica {
     let name = config.replica_name.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME")
             .ok()
@@ -329,7 +317,7 @@ fn this_replica(config: &Config, local_addr: SocketAddr) -> orca_store_postgres:
         .advertise
         .clone()
         .unwrap_or_else(|| local_addr.to_string());
-    orca_store_postgres::lease::Replica {
+    Replica {
         id: ulid::Ulid::new().to_string(),
         name,
         address,
@@ -406,11 +394,10 @@ pub(crate) fn with_reflection(server: tonic::transport::Server) -> Result<Router
 
 /// One run of a replica, from standing by (on PostgreSQL) through leading
 /// to its stop.
-struct Replica {
+struct ReplicaRun {
     config: Config,
     location: StoreUrl,
-    candidate: Option<replica::Candidate>,
-    roster: Arc<replica::Roster>,
+    leadership: Arc<dyn Leadership>,
     grpc: acceptor::Acceptor,
     http: Option<Port>,
     tls: Option<Arc<tls::ReloadingConfig>>,
@@ -424,13 +411,12 @@ struct Replica {
     settled: oneshot::Sender<()>,
 }
 
-impl Replica {
+impl ReplicaRun {
     async fn run(self) -> Result<(), Error> {
-        let Replica {
+        let ReplicaRun {
             config,
             location,
-            candidate,
-            roster,
+            leadership,
             grpc,
             http,
             tls,
@@ -445,37 +431,37 @@ impl Replica {
         let mut settled = Some(settled);
         let (leader_tx, leader) = watch::channel(None);
         let mut standby: Option<standby::StandbyServer> = None;
-        let leadership = match candidate {
-            None => None,
-            Some(candidate) => {
-                let (waiting, mut waited) = oneshot::channel();
-                let standing = candidate.stand_by(&leader_tx, waiting);
-                tokio::pin!(standing);
-                loop {
-                    tokio::select! {
-                        leadership = &mut standing => break Some(leadership),
-                        Ok(()) = &mut waited, if standby.is_none() => {
-                            status.standing_by(leader.clone());
-                            standby = Some(standby::StandbyServer::start(&grpc, tls.clone(), leader.clone()).await?);
-                            if let Some(settled) = settled.take() {
-                                let _ = settled.send(());
-                            }
-                            tracing::info!(address = %grpc.local_addr(), "standing by: another replica leads");
+        // Stands by until this replica leads (at once, as the sole owner
+        // of a SQLite file), serving as a standby meanwhile.
+        let candidate = replica::Candidate::new(leadership.clone(), config.leader_lease);
+        let leading = {
+            let (waiting, mut waited) = oneshot::channel();
+            let standing = candidate.stand_by(&leader_tx, waiting);
+            tokio::pin!(standing);
+            loop {
+                tokio::select! {
+                    leading = &mut standing => break leading,
+                    Ok(()) = &mut waited, if standby.is_none() => {
+                        status.standing_by(leader.clone());
+                        standby = Some(standby::StandbyServer::start(&grpc, tls.clone(), leader.clone()).await?);
+                        if let Some(settled) = settled.take() {
+                            let _ = settled.send(());
                         }
-                        _ = &mut stop_requested => {
-                            status.stopping();
-                            if let Some(standby) = standby {
-                                standby.stop().await;
-                            }
-                            close(grpc, http).await;
-                            return Ok(());
+                        tracing::info!(address = %grpc.local_addr(), "standing by: another replica leads");
+                    }
+                    _ = &mut stop_requested => {
+                        status.stopping();
+                        if let Some(standby) = standby {
+                            standby.stop().await;
                         }
+                        close(grpc, http).await;
+                        return Ok(());
                     }
                 }
             }
         };
-        let epoch = leadership.as_ref().map(|l| l.leader.epoch);
-        let store = location.open(config.durability, epoch).await?;
+        let epoch = leading.leader.epoch;
+        let store = location.open(config.durability, Some(epoch)).await?;
         // A new leader lists what it must recover and serves; the tasks
         // themselves are read back while it does (see engine::recovery).
         let listing = std::time::Instant::now();
@@ -554,7 +540,7 @@ impl Replica {
             engine.clone(),
             config.limits,
             workers_need_certificates,
-            roster,
+            leadership,
             checkpoints,
             step_tokens,
         ));
@@ -569,12 +555,10 @@ impl Replica {
         // The lease is kept while serving; losing it stops the serving.
         let (deposed_tx, deposed) = watch::channel(None::<String>);
         let (release, released) = oneshot::channel();
-        let keeping = leadership.map(|leadership| {
-            tokio::spawn(async move {
-                if let Some(why) = leadership.keep(released).await {
-                    deposed_tx.send_replace(Some(why));
-                }
-            })
+        let keeping = tokio::spawn(async move {
+            if let Some(why) = leading.keep(released).await {
+                deposed_tx.send_replace(Some(why));
+            }
         });
 
         let (signalled, shutdown_started) = oneshot::channel::<()>();
@@ -631,7 +615,7 @@ impl Replica {
             address = %grpc.local_addr(),
             tls = tls.is_some(),
             store = %location.redacted(),
-            epoch = epoch.unwrap_or(0),
+            epoch,
             "control plane serving"
         );
         let cut_off = async {
@@ -649,9 +633,7 @@ impl Replica {
         drop(expiring);
         drop(delivering);
         let _ = release.send(());
-        if let Some(keeping) = keeping {
-            let _ = keeping.await;
-        }
+        let _ = keeping.await;
         close(grpc, http).await;
         served?;
         if let Some(why) = deposed.borrow().clone() {

@@ -1,5 +1,6 @@
-//! This replica's part in leadership on PostgreSQL: stand by until the
-//! lease is free, then keep it. A leader steps down the moment it cannot
+//! This replica's part in leadership, over the store's [`Leadership`]
+//! (a lease on PostgreSQL; the sole owner of a SQLite file leads at once):
+//! stand by until the lease is free, then keep it. A leader steps down the moment it cannot
 //! be sure it still holds the lease: when a renewal says another epoch has
 //! begun, or when its own clock says the lease may have expired with no
 //! renewal confirmed. It steps down before the database would let another
@@ -7,14 +8,12 @@
 //! moment after the renewal was sent. Its writes are fenced anyway; this
 //! only makes it stop serving promptly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use orca_core::Micros;
-use orca_store_postgres::lease::{Leader, Lease, Replica, ReplicaStatus, Round};
+use orca_store::leadership::{Leader, Leadership, Round};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-
-use crate::Error;
 
 /// How long a standby waits between looks at the lease.
 pub fn poll_interval(ttl: Duration) -> Duration {
@@ -29,26 +28,24 @@ pub fn renew_interval(ttl: Duration) -> Duration {
 
 /// A replica that may lead.
 pub struct Candidate {
-    lease: Lease,
+    lease: Arc<dyn Leadership>,
     ttl: Duration,
 }
 
 /// This replica leads.
-pub struct Leadership {
+pub struct Leading {
     pub leader: Leader,
-    lease: Lease,
+    lease: Arc<dyn Leadership>,
     ttl: Duration,
     /// Until when the lease is surely held, by this process's clock.
     valid_until: Instant,
 }
 
 impl Candidate {
-    /// Joins the replicas sharing the database at `url`.
-    pub async fn join(url: &str, replica: Replica, ttl: Duration) -> Result<Candidate, Error> {
-        Ok(Candidate {
-            lease: Lease::join(url, replica, ttl).await?,
-            ttl,
-        })
+    /// A candidate over the store's leadership, renewed every fraction of
+    /// `ttl`.
+    pub fn new(lease: Arc<dyn Leadership>, ttl: Duration) -> Candidate {
+        Candidate { lease, ttl }
     }
 
     /// Looks at the lease until this replica takes it, telling `leader`
@@ -56,10 +53,10 @@ impl Candidate {
     /// it. A database that cannot be reached is looked at again; this
     /// replica cannot lead without it.
     pub async fn stand_by(
-        mut self,
+        self,
         leader: &watch::Sender<Option<Leader>>,
         waiting: oneshot::Sender<()>,
-    ) -> Leadership {
+    ) -> Leading {
         let mut waiting = Some(waiting);
         let mut warned = false;
         loop {
@@ -68,7 +65,7 @@ impl Candidate {
                 Ok(Round::Leading(taken)) => {
                     tracing::info!(epoch = taken.epoch, "this replica leads");
                     leader.send_replace(Some(taken.clone()));
-                    return Leadership {
+                    return Leading {
                         leader: taken,
                         lease: self.lease,
                         ttl: self.ttl,
@@ -99,7 +96,7 @@ impl Candidate {
     }
 }
 
-impl Leadership {
+impl Leading {
     /// Renews the lease until it is lost, and says why; or, once `stop`
     /// fires, releases it so a standby takes over without waiting out the
     /// TTL.
@@ -141,36 +138,5 @@ impl Leadership {
             tracing::warn!(epoch, error = %e, "releasing the lease failed; a standby takes over once it expires");
         }
         None
-    }
-}
-
-/// Who serves: the one server on SQLite, or the replicas on PostgreSQL as
-/// their lease rows say.
-pub enum Roster {
-    Sole {
-        replica: Replica,
-        started_at: Micros,
-    },
-    Replicas(Box<orca_store_postgres::lease::Roster>),
-}
-
-impl Roster {
-    pub async fn servers(&self) -> Result<Vec<ReplicaStatus>, Error> {
-        match self {
-            Roster::Sole {
-                replica,
-                started_at,
-            } => Ok(vec![ReplicaStatus {
-                id: replica.id.clone(),
-                name: replica.name.clone(),
-                address: replica.address.clone(),
-                started_at: *started_at,
-                seen_at: orca_api::convert::now_micros(),
-                epoch: 0,
-                leading: true,
-                leading_since: *started_at,
-            }]),
-            Roster::Replicas(roster) => Ok(roster.replicas().await?),
-        }
     }
 }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use orca_api::v1::agent_service_server::AgentServiceServer;
 use orca_api::v1::state_service_server::StateServiceServer;
 use orca_api::v1::task_service_server::TaskServiceServer;
-use orca_store_postgres::lease::Leader;
+use orca_store::leadership::Leader;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Status;

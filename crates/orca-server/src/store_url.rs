@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use orca_store::Store;
+use orca_store::leadership::{Leadership, Replica, SoleOwner};
 use orca_store_sqlite::{Durability, SqliteStore};
 
 use crate::Error;
@@ -52,6 +53,21 @@ impl StoreUrl {
             StoreUrl::Sqlite(path) => path.display().to_string(),
             StoreUrl::Postgres(url) => orca_store_postgres::redact_url(url),
         }
+    }
+
+    /// How this replica leads on the store: by a lease shared with the
+    /// other replicas on PostgreSQL; as the one owner of a SQLite file.
+    pub(crate) async fn leadership(
+        &self,
+        replica: Replica,
+        ttl: std::time::Duration,
+    ) -> Result<Arc<dyn Leadership>, Error> {
+        Ok(match self {
+            StoreUrl::Sqlite(_) => Arc::new(SoleOwner::new(replica)),
+            StoreUrl::Postgres(url) => Arc::new(
+                orca_store_postgres::lease::PostgresLeadership::join(url, replica, ttl).await?,
+            ),
+        })
     }
 
     /// Opens the store (creating a SQLite file, or migrating a PostgreSQL

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use orca_core::Micros;
+use async_trait::async_trait;
+pub use orca_store::leadership::{Leader, Replica, ReplicaStatus, Round};
 
 use crate::conn::{Conn, Reopening};
 use crate::fault::{Fault, Result};
@@ -18,55 +19,6 @@ use crate::fault::{Fault, Result};
 const TAKEOVER_LOCK_WAIT: &str = "500ms";
 /// Rows of replicas silent this long are forgotten.
 const FORGET_AFTER: &str = "10 minutes";
-
-/// A replica as the others see it.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    /// Unique to this process's run; holds the lease.
-    pub id: String,
-    /// For people: a host or pod name.
-    pub name: String,
-    /// Where clients reach this replica's gRPC port.
-    pub address: String,
-}
-
-/// Who leads, as the database says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leader {
-    pub epoch: i64,
-    /// The leading replica's id.
-    pub holder: String,
-    pub name: String,
-    pub address: String,
-    /// When it took the lease (µs since the epoch).
-    pub since: Micros,
-}
-
-/// What a standby's round found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Round {
-    /// This replica took the lease: it leads at this epoch.
-    Leading(Leader),
-    /// Another leads, or (`None`) nobody does and the lease was not free to
-    /// take yet.
-    Following(Option<Leader>),
-}
-
-/// A replica's row, for `orca get servers`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplicaStatus {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub started_at: Micros,
-    pub seen_at: Micros,
-    /// The epoch it leads at, or the latest it saw while standing by.
-    pub epoch: i64,
-    /// It holds a lease that has not expired.
-    pub leading: bool,
-    /// Since when it leads, when it does.
-    pub leading_since: Micros,
-}
 
 /// This replica's hold on (or wait for) the lease, over a connection of
 /// its own, opened again when lost.
@@ -179,6 +131,46 @@ impl Lease {
             Ok(())
         })
         .await
+    }
+}
+
+/// Leadership on PostgreSQL: this replica's [`Lease`], and a [`Roster`] of
+/// the replicas on a connection of its own.
+pub struct PostgresLeadership {
+    lease: tokio::sync::Mutex<Lease>,
+    roster: Roster,
+}
+
+impl PostgresLeadership {
+    /// Joins the replicas sharing the database at `url`.
+    pub async fn join(
+        url: &str,
+        replica: Replica,
+        ttl: Duration,
+    ) -> orca_store::Result<PostgresLeadership> {
+        Ok(PostgresLeadership {
+            lease: tokio::sync::Mutex::new(Lease::join(url, replica, ttl).await?),
+            roster: Roster::new(url)?,
+        })
+    }
+}
+
+#[async_trait]
+impl orca_store::leadership::Leadership for PostgresLeadership {
+    async fn try_lead(&self) -> orca_store::Result<Round> {
+        self.lease.lock().await.try_lead().await
+    }
+
+    async fn renew(&self, epoch: i64) -> orca_store::Result<bool> {
+        self.lease.lock().await.renew(epoch).await
+    }
+
+    async fn release(&self, epoch: i64) -> orca_store::Result<()> {
+        self.lease.lock().await.release(epoch).await
+    }
+
+    async fn replicas(&self) -> orca_store::Result<Vec<ReplicaStatus>> {
+        self.roster.replicas().await
     }
 }
 

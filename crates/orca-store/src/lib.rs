@@ -17,6 +17,7 @@ pub mod admission;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod fleet;
+pub mod leadership;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod webhooks;
