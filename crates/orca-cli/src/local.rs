@@ -121,7 +121,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         );
     }
     let mut config = Config::new(*listen, store.data_dir.clone());
-    config.store = store.store_url()?;
+    config.store = Some(store.store_url()?);
     config.http_listen = *http_listen;
     config.secure_cookies = *secure_cookies;
     if let Some(path) = tenant_budgets {
@@ -129,7 +129,6 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         orca_server::tenant_budgets::read(path)?;
         config.tenant_budgets = Some(path.clone());
     }
-    config.durability = store.durability;
     config.lease_ttl = store.lease_ttl;
     config.heartbeat_interval = store.heartbeat_interval;
     config.limit_backoff = store.provider_limit_backoff;

@@ -67,9 +67,6 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where tasks are kept; `None` for `orca.db` in `data_dir`.
     pub store: Option<StoreUrl>,
-    /// How hard SQLite works to survive a crash (PostgreSQL's own settings
-    /// decide for it).
-    pub durability: Durability,
     /// A worker silent this long loses its steps, which run again as their
     /// next attempt. After a restart, a step that was running waits this
     /// long for its worker to reconnect and reclaim it.
@@ -131,7 +128,6 @@ impl Config {
             listen,
             data_dir,
             store: None,
-            durability: Durability::default(),
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             hot_tasks: engine::DEFAULT_HOT_TASKS,
@@ -264,10 +260,10 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     };
     let http_addr = http.as_ref().map(|port| port.acceptor.local_addr());
     let local_addr = grpc.local_addr();
-    let location = config
-        .store
-        .clone()
-        .unwrap_or_else(|| StoreUrl::Sqlite(config.data_dir.join("orca.db")));
+    let location = config.store.clone().unwrap_or_else(|| StoreUrl::Sqlite {
+        path: config.data_dir.join("orca.db"),
+        durability: None,
+    });
     let replica = this_replica(&config, local_addr);
     let leadership = location.leadership(replica, config.leader_lease).await?;
     let (stop, stop_requested) = oneshot::channel::<()>();
@@ -461,7 +457,7 @@ impl ReplicaRun {
             }
         };
         let epoch = leading.leader.epoch;
-        let store = location.open(config.durability, Some(epoch)).await?;
+        let store = location.open(Some(epoch)).await?;
         // A new leader lists what it must recover and serves; the tasks
         // themselves are read back while it does (see engine::recovery).
         let listing = std::time::Instant::now();

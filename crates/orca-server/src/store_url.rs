@@ -1,6 +1,8 @@
 //! Where the control plane keeps its state, as `--store` names it:
-//! `sqlite:///path/to/orca.db` (the embedded default) or
-//! `postgres://user@host/db` (for clusters and, next, replicas).
+//! `sqlite:///path/to/orca.db` (the embedded default; `?synchronous=full`
+//! to fsync every commit) or `postgres://user@host/db` (for clusters and
+//! replicas). Everything about the store is in its URL; this is the one
+//! place that names a backend crate.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -14,8 +16,12 @@ use crate::Error;
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    /// The database file.
-    Sqlite(PathBuf),
+    /// The database file, and how hard it works to survive a crash when
+    /// the URL says (`None`: the default, [`Durability::Process`]).
+    Sqlite {
+        path: PathBuf,
+        durability: Option<Durability>,
+    },
     /// A libpq-style URL, checked when parsed.
     Postgres(String),
 }
@@ -24,11 +30,32 @@ impl FromStr for StoreUrl {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
-        if let Some(path) = value.strip_prefix("sqlite://") {
+        if let Some(rest) = value.strip_prefix("sqlite://") {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if path.is_empty() {
                 return Err("a sqlite store needs a file: sqlite:///path/to/orca.db".into());
             }
-            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+            let mut durability = None;
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                durability = Some(match pair.split_once('=') {
+                    Some(("synchronous", "normal")) => Durability::Process,
+                    Some(("synchronous", "full")) => Durability::Machine,
+                    Some(("synchronous", other)) => {
+                        return Err(format!(
+                            "synchronous={other:?} is not a setting of a sqlite store: normal or full"
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{pair:?} is not a setting of a sqlite store: the one setting is synchronous=normal|full"
+                        ));
+                    }
+                });
+            }
+            return Ok(StoreUrl::Sqlite {
+                path: PathBuf::from(path),
+                durability,
+            });
         }
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
             orca_store_postgres::parse_url(value)
@@ -50,7 +77,7 @@ impl StoreUrl {
     /// The location as logs and `orca up` show it: a URL's password hidden.
     pub fn redacted(&self) -> String {
         match self {
-            StoreUrl::Sqlite(path) => path.display().to_string(),
+            StoreUrl::Sqlite { path, .. } => path.display().to_string(),
             StoreUrl::Postgres(url) => orca_store_postgres::redact_url(url),
         }
     }
@@ -63,7 +90,7 @@ impl StoreUrl {
         ttl: std::time::Duration,
     ) -> Result<Arc<dyn Leadership>, Error> {
         Ok(match self {
-            StoreUrl::Sqlite(_) => Arc::new(SoleOwner::new(replica)),
+            StoreUrl::Sqlite { .. } => Arc::new(SoleOwner::new(replica)),
             StoreUrl::Postgres(url) => Arc::new(
                 orca_store_postgres::lease::PostgresLeadership::join(url, replica, ttl).await?,
             ),
@@ -73,14 +100,13 @@ impl StoreUrl {
     /// Opens the store (creating a SQLite file, or migrating a PostgreSQL
     /// database, as needed); on PostgreSQL, for the replica leading at
     /// `epoch`, its writes fenced with it.
-    pub(crate) async fn open(
-        &self,
-        durability: Durability,
-        epoch: Option<i64>,
-    ) -> Result<Arc<dyn Store>, Error> {
+    pub(crate) async fn open(&self, epoch: Option<i64>) -> Result<Arc<dyn Store>, Error> {
         use orca_store_postgres::PostgresStore;
         Ok(match (self, epoch) {
-            (StoreUrl::Sqlite(path), _) => Arc::new(SqliteStore::open_file(path, durability)?),
+            (StoreUrl::Sqlite { path, durability }, _) => Arc::new(SqliteStore::open_file(
+                path,
+                durability.unwrap_or_default(),
+            )?),
             (StoreUrl::Postgres(url), Some(epoch)) => {
                 Arc::new(PostgresStore::open_leading(url, epoch).await?)
             }
@@ -97,8 +123,32 @@ mod tests {
     fn store_urls_name_a_backend_or_say_what_is_expected() {
         assert_eq!(
             "sqlite:///var/lib/orca/orca.db".parse(),
-            Ok(StoreUrl::Sqlite("/var/lib/orca/orca.db".into()))
+            Ok(StoreUrl::Sqlite {
+                path: "/var/lib/orca/orca.db".into(),
+                durability: None
+            })
         );
+        assert_eq!(
+            "sqlite:///var/lib/orca/orca.db?synchronous=full".parse(),
+            Ok(StoreUrl::Sqlite {
+                path: "/var/lib/orca/orca.db".into(),
+                durability: Some(Durability::Machine)
+            })
+        );
+        assert_eq!(
+            "sqlite:///o.db?synchronous=normal".parse(),
+            Ok(StoreUrl::Sqlite {
+                path: "/o.db".into(),
+                durability: Some(Durability::Process)
+            })
+        );
+        for (bad, named) in [
+            ("sqlite:///o.db?synchronous=extra", "synchronous=\"extra\""),
+            ("sqlite:///o.db?mode=ro", "\"mode=ro\""),
+        ] {
+            let refused = bad.parse::<StoreUrl>().expect_err(bad);
+            assert!(refused.contains(named), "{refused}");
+        }
         assert_eq!(
             "postgres://orca@db:5432/orca".parse(),
             Ok(StoreUrl::Postgres("postgres://orca@db:5432/orca".into()))

@@ -100,6 +100,14 @@ pub enum Durability {
 impl Durability {
     /// Every setting, by the name flags and URLs give it.
     pub const NAMES: [&str; 2] = ["process", "machine"];
+
+    /// Its name, as [`Self::NAMES`] lists it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Process => "process",
+            Durability::Machine => "machine",
+        }
+    }
 }
 
 impl std::str::FromStr for Durability {
@@ -1610,6 +1618,7 @@ mod tests {
     fn durability_is_named_as_flags_name_it() {
         for name in Durability::NAMES {
             let parsed: Durability = name.parse().expect("a durability");
+            assert_eq!(parsed.name(), name);
             assert_eq!(
                 parsed,
                 if name == "process" {

@@ -74,11 +74,12 @@ pub struct StoreArgs {
 
     /// How hard SQLite works to survive a crash: process (survives a crash
     /// of orca; may lose the last commits on power loss) or machine (fsync
-    /// on every commit: survives power loss).
-    #[arg(long, env = "ORCA_DURABILITY", default_value = "process",
+    /// on every commit: survives power loss), as a sqlite --store URL's
+    /// ?synchronous=normal|full says it too [default: process]
+    #[arg(long, env = "ORCA_DURABILITY",
           value_parser = clap::builder::PossibleValuesParser::new(orca_server::Durability::NAMES)
               .try_map(|name| name.parse::<orca_server::Durability>()))]
-    pub durability: orca_server::Durability,
+    pub durability: Option<orca_server::Durability>,
 
     /// A worker silent this long loses its steps, which run again elsewhere;
     /// after a restart, running steps wait this long for their worker.
@@ -105,11 +106,27 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     /// Where `--store` points; `None` for orca.db in `--data-dir`.
-    pub fn store_url(&self) -> anyhow::Result<Option<StoreUrl>> {
-        self.store
-            .as_deref()
-            .map(|url| url.parse().map_err(|e| anyhow::anyhow!("--store: {e}")))
-            .transpose()
+    /// The store: --store, or orca.db in --data-dir; a SQLite store works
+    /// as hard as --durability or its URL says (both saying differently is
+    /// refused, rather than one silently winning).
+    pub fn store_url(&self) -> anyhow::Result<StoreUrl> {
+        let mut url = match self.store.as_deref() {
+            Some(url) => url.parse().map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+            None => StoreUrl::Sqlite {
+                path: self.data_dir.join("orca.db"),
+                durability: None,
+            },
+        };
+        if let (StoreUrl::Sqlite { durability, .. }, Some(flag)) = (&mut url, self.durability) {
+            match durability {
+                Some(said) if *said != flag => anyhow::bail!(
+                    "--durability {} and the --store URL's ?synchronous= say different things; say it once",
+                    flag.name()
+                ),
+                _ => *durability = Some(flag),
+            }
+        }
+        Ok(url)
     }
 }
 
