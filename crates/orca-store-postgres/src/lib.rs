@@ -20,27 +20,26 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, TenantBudget};
-use orca_store::admission::{Admission, Bound};
+use orca_store::admission::Bound;
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask,
     StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, Store, TaskQuery,
     TaskRecord, Unfinished, Write,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, Row};
 
 use conn::{Conn, Pool};
 use fault::{Fault, Result};
-use writer::{Job, Queued};
+use orca_store::write_queue::{Job, WriteQueue};
 
 /// Reader connections kept open between reads.
 const READERS: usize = 4;
 
 pub struct PostgresStore {
-    jobs: mpsc::UnboundedSender<Queued>,
-    admission: Admission,
+    jobs: WriteQueue,
     readers: Arc<Pool>,
     /// Why the database is away, while it is (set by the writer).
     away: watch::Receiver<Option<String>>,
@@ -114,12 +113,11 @@ impl PostgresStore {
         let migrating = Conn::open(&config, "orca-migrate").await?;
         schema::migrate(&migrating.client).await?;
         drop(migrating);
-        let (jobs, queue) = mpsc::unbounded_channel();
+        let (jobs, queue) = WriteQueue::new(bound);
         let (status, away) = watch::channel(None);
         writer::start(config.clone(), queue, status, fence).await?;
         Ok(PostgresStore {
             jobs,
-            admission: Admission::new(bound),
             readers: Arc::new(Pool::new(config, READERS)),
             away,
         })
@@ -179,24 +177,21 @@ impl PostgresStore {
     /// Queues new work: refused at once while the database is away, even
     /// when the queue is full of the control plane's held writes (which
     /// would otherwise keep it waiting for room, then call it overload).
-    async fn queue<T>(&self, job: impl FnOnce(writer::Reply<T>) -> Job) -> orca_store::Result<T> {
+    async fn queue<T>(
+        &self,
+        job: impl FnOnce(orca_store::write_queue::Reply<T>) -> Job,
+    ) -> orca_store::Result<T> {
         let mut away = self.away.clone();
-        let place = tokio::select! {
-            biased;
-            reason = away.wait_for(Option::is_some) => {
-                let reason = reason.map_err(|_| Error::Closed)?.clone().unwrap_or_default();
-                return Err(Error::Unavailable(format!("{reason}; nothing was written: retry later")));
+        let refused = async move {
+            match away.wait_for(Option::is_some).await {
+                Ok(reason) => Error::Unavailable(format!(
+                    "{}; nothing was written: retry later",
+                    reason.clone().unwrap_or_default()
+                )),
+                Err(_) => Error::Closed,
             }
-            place = self.admission.admit() => place?,
         };
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Queued {
-                job: job(reply),
-                place,
-            })
-            .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        self.jobs.submit_unless(job, refused).await
     }
 }
 
@@ -916,19 +911,7 @@ impl Store for PostgresStore {
     }
 
     fn write(&self, batch: Vec<Write>) -> Commit {
-        let (reply, answer) = oneshot::channel();
-        let queued = Queued {
-            job: Job::Write(batch, reply),
-            place: self.admission.always(),
-        };
-        if let Err(mpsc::error::SendError(Queued {
-            job: Job::Write(_, reply),
-            ..
-        })) = self.jobs.send(queued)
-        {
-            drop(reply.send(Err(Error::Closed)));
-        }
-        answer
+        self.jobs.write(batch)
     }
 
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {

@@ -16,8 +16,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use orca_store::admission::Place;
-use orca_store::{Created, Error, NewTask, StateChange, StateOutcome, Write};
+use orca_store::Error;
+use orca_store::write_queue::{Job, Queued};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_postgres::{Config, SimpleQueryMessage};
@@ -36,35 +36,22 @@ const MOST_BACKOFF: Duration = Duration::from_secs(2);
 /// writes in it are held and it is looked up again later.
 const UNDECIDED: Duration = Duration::from_secs(10);
 
-pub(crate) enum Job {
-    Create(Vec<NewTask>, Reply<Vec<Created>>),
-    Write(Vec<Write>, Reply<()>),
-    State(StateChange, Reply<StateOutcome>),
-}
-
-/// Where a job's answer goes, once its transaction committed or failed.
-pub(crate) type Reply<T> = oneshot::Sender<orca_store::Result<T>>;
-
-/// A job with its place in the bounded queue, given back once answered.
-pub(crate) struct Queued {
-    pub(crate) job: Job,
-    pub(crate) place: Place,
-}
-
 type Answer = std::result::Result<Done, Error>;
 
-impl Job {
+/// What the writer does for a queued job, and how it answers one: the
+/// queue is the store contract's, the work this backend's.
+trait Commits {
+    fn work(&self) -> Work<'_>;
+    fn answer(self, answer: Answer);
+}
+
+impl Commits for Job {
     fn work(&self) -> Work<'_> {
         match self {
             Job::Create(tasks, _) => Work::Create(tasks),
             Job::Write(writes, _) => Work::Write(writes),
             Job::State(change, _) => Work::State(change),
         }
-    }
-
-    /// New work, which may be refused while the database is away.
-    fn refusable(&self) -> bool {
-        !matches!(self, Job::Write(..))
     }
 
     fn answer(self, answer: Answer) {

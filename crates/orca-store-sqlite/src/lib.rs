@@ -11,14 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orca_core::{Cost, Event, EventKind, StepState, TaskSpec, TaskState, TenantBudget};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
 
 mod writer;
 use writer::{WalLimits, WalState, run_checkpoints, run_writer};
 
-use orca_store::admission::{Admission, Bound, Place};
+use orca_store::admission::Bound;
 use orca_store::fleet::{self, FleetPage};
 use orca_store::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
+use orca_store::write_queue::{Job, WriteQueue};
 use orca_store::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask,
     QueuedTask, StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite,
@@ -239,24 +239,8 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 ";
 
-enum Job {
-    Create(Vec<NewTask>, Reply<Vec<Created>>),
-    Write(Vec<Write>, Reply<()>),
-    State(StateChange, Reply<StateOutcome>),
-}
-
-/// Where a job's answer goes, once its transaction committed or failed.
-type Reply<T> = oneshot::Sender<orca_store::Result<T>>;
-
-/// A job with its place in the bounded queue, given back once answered.
-struct Queued {
-    job: Job,
-    place: Place,
-}
-
 pub struct SqliteStore {
-    jobs: mpsc::UnboundedSender<Queued>,
-    admission: Admission,
+    jobs: WriteQueue,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
 }
@@ -318,7 +302,7 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(&path, durability))
             .collect::<Result<Vec<_>>>()?;
-        let (jobs, queue) = mpsc::unbounded_channel();
+        let (jobs, queue) = WriteQueue::new(bound);
         let wal = Arc::new(WalState::new(wal_limits));
         let shared = wal.clone();
         std::thread::Builder::new()
@@ -334,7 +318,6 @@ impl SqliteStore {
             .map_err(unusable)?;
         Ok(SqliteStore {
             jobs,
-            admission: Admission::new(bound),
             readers: Arc::new(Mutex::new(readers)),
             path,
         })
@@ -974,31 +957,11 @@ fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> orca_store::Result<Vec<Created>> {
-        let place = self.admission.admit().await?;
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Queued {
-                job: Job::Create(tasks, reply),
-                place,
-            })
-            .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        self.jobs.submit(|reply| Job::Create(tasks, reply)).await
     }
 
     fn write(&self, batch: Vec<Write>) -> Commit {
-        let (reply, answer) = oneshot::channel();
-        let queued = Queued {
-            job: Job::Write(batch, reply),
-            place: self.admission.always(),
-        };
-        if let Err(mpsc::error::SendError(Queued {
-            job: Job::Write(_, reply),
-            ..
-        })) = self.jobs.send(queued)
-        {
-            drop(reply.send(Err(Error::Closed)));
-        }
-        answer
+        self.jobs.write(batch)
     }
 
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
@@ -1217,15 +1180,7 @@ impl Store for SqliteStore {
     }
 
     async fn change_state(&self, change: StateChange) -> orca_store::Result<StateOutcome> {
-        let place = self.admission.admit().await?;
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Queued {
-                job: Job::State(change, reply),
-                place,
-            })
-            .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        self.jobs.submit(|reply| Job::State(change, reply)).await
     }
 
     async fn get_state(&self, key: StateKey, now: i64) -> orca_store::Result<Option<StateEntry>> {

@@ -9,11 +9,10 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use orca_store::fleet;
+use orca_store::write_queue::{Job, Queued, Reply};
 use orca_store::{Created, Error, StateOutcome, Write};
 
-use crate::{
-    Job, MAX_GROUP, Queued, Reply, Result, apply_writes, change_state, create_tasks, to_json,
-};
+use crate::{MAX_GROUP, Result, apply_writes, change_state, create_tasks, to_json};
 
 /// How often the WAL is folded back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);

@@ -21,6 +21,7 @@ pub mod leadership;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod webhooks;
+pub mod write_queue;
 
 use async_trait::async_trait;
 use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState, TenantBudget};
