@@ -12,7 +12,11 @@ use orca_store::fleet;
 use orca_store::write_queue::{Job, Queued, Reply};
 use orca_store::{Created, Error, StateOutcome, Write};
 
-use crate::{MAX_GROUP, Result, apply_writes, change_state, create_tasks, to_json};
+use crate::batch::{apply_writes, change_state, create_tasks, to_json};
+use crate::fault::Result;
+
+/// Most jobs committed in one transaction: bounds the latency a burst adds.
+const MAX_GROUP: usize = 512;
 
 /// How often the WAL is folded back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);

@@ -1,0 +1,168 @@
+//! The tables, and the migrations that bring a database made by an older
+//! orca up to them.
+
+use crate::fault::Result;
+use rusqlite::Connection;
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    priority        INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    spec            TEXT NOT NULL,
+    labels          TEXT NOT NULL,
+    message         TEXT NOT NULL DEFAULT '',
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER NOT NULL DEFAULT 0,
+    finished_at     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state, id);
+CREATE TABLE IF NOT EXISTS steps (
+    task_id          TEXT NOT NULL,
+    step_id          TEXT NOT NULL,
+    position         INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    worker           TEXT NOT NULL DEFAULT '',
+    started_at       INTEGER NOT NULL DEFAULT 0,
+    finished_at      INTEGER NOT NULL DEFAULT 0,
+    progress         REAL NOT NULL DEFAULT 0,
+    progress_message TEXT NOT NULL DEFAULT '',
+    output           TEXT NOT NULL DEFAULT '',
+    error            TEXT NOT NULL DEFAULT '',
+    exit_code        INTEGER,
+    approval_deadline INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, step_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    task_id     TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    worker      TEXT NOT NULL DEFAULT '',
+    started_at  INTEGER NOT NULL DEFAULT 0,
+    finished_at INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'running',
+    error       TEXT NOT NULL DEFAULT '',
+    exit_code   INTEGER,
+    PRIMARY KEY (task_id, step_id, attempt)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    task_id TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    tenant     TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT,
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, scope, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fleet (
+    commit_no INTEGER PRIMARY KEY,
+    events    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS budgets (
+    tenant TEXT PRIMARY KEY,
+    budget TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    task_id    TEXT NOT NULL,
+    step_id    TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    workspace  TEXT NOT NULL,
+    archive    BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (task_id, step_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhooks (
+    id     TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    id         TEXT PRIMARY KEY,
+    webhook_id TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    pending    INTEGER NOT NULL,
+    record     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(id) WHERE pending = 1;
+CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries(webhook_id, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    role    TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    tenant  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+";
+
+/// Brings a database made by an older orca up to this schema.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    if !has_column(conn, "tasks", "tenant")? {
+        conn.execute_batch(
+            "ALTER TABLE tasks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+             UPDATE tasks SET idempotency_key = tenant || '/' || idempotency_key
+                 WHERE idempotency_key IS NOT NULL;",
+        )?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(tenant, id)")?;
+    add_missing_column(conn, "tasks", "plan", "TEXT NOT NULL DEFAULT ''")?;
+    add_missing_column(conn, "tasks", "trace_context", "TEXT NOT NULL DEFAULT ''")?;
+    // Agents' sessions and costs, per attempt.
+    for (column, kind) in [
+        ("session_id", "TEXT NOT NULL DEFAULT ''"),
+        ("model", "TEXT NOT NULL DEFAULT ''"),
+        ("cost_usd", "REAL NOT NULL DEFAULT 0"),
+        ("input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("cache_read_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("cache_creation_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        add_missing_column(conn, "attempts", column, kind)?;
+    }
+    add_missing_column(
+        conn,
+        "steps",
+        "approval_deadline",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
+    Ok(())
+}
+
+pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    Ok(conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])?)
+}
+
+/// Adds `column` to `table` unless an earlier start already did. `table`,
+/// `column` and `kind` are this file's constants, never input.
+pub(crate) fn add_missing_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    kind: &str,
+) -> Result<()> {
+    if !has_column(conn, table, column)? {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    Ok(())
+}
