@@ -28,9 +28,12 @@ mod budget;
 mod decide;
 mod grpc;
 mod templates;
+mod watch;
 mod webhooks;
 
 pub use templates::Templates;
+pub use watch::FLEET_POSITION;
+use watch::WatchSlots;
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
@@ -54,51 +57,6 @@ pub struct TaskApi {
     planner: Option<Arc<Planner>>,
     webhooks: Arc<Webhooks>,
     templates: Arc<Templates>,
-}
-
-/// Open watch streams per caller: each holds a server task and a channel,
-/// so one client may not open them without bound.
-#[derive(Default)]
-struct WatchSlots {
-    open: Mutex<HashMap<String, usize>>,
-}
-
-/// One open watch; its slot frees when the watch ends.
-struct WatchSlot {
-    slots: Arc<WatchSlots>,
-    caller: String,
-}
-
-impl WatchSlots {
-    fn take(self: &Arc<Self>, caller: &str, limit: usize) -> Result<WatchSlot, Error> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(caller.to_string()).or_default();
-        if *count >= limit {
-            return Err(Error::ResourceExhausted {
-                message: format!(
-                    "{caller} has {count} watches open; the limit (max-watches-per-caller) is {limit}"
-                ),
-                retry_after: None,
-            });
-        }
-        *count += 1;
-        Ok(WatchSlot {
-            slots: self.clone(),
-            caller: caller.to_string(),
-        })
-    }
-}
-
-impl Drop for WatchSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.caller) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.caller);
-            }
-        }
-    }
 }
 
 impl TaskApi {
@@ -813,66 +771,7 @@ impl TaskApi {
             .collect();
         Ok(v1::Activity { minutes })
     }
-
-    /// The fleet's events, and the position they start after.
-    pub async fn watch_fleet(
-        &self,
-        request: Call<v1::WatchFleetRequest>,
-    ) -> Result<(EventStream, u64), Error> {
-        let caller = request.require(Action::ReadTasks)?;
-        let request = request.into_message();
-        let tenants = asked_tenants(&caller, request.tenants)?;
-        let slot = self
-            .watches
-            .take(&caller.name, self.limits.max_watches_per_caller)?;
-        // Woken by every commit from here on; the head is read after, so
-        // nothing committed between the two is skipped.
-        let wakes = self.hub.watch_fleet();
-        let after = match request.after_position {
-            Some(position) => position,
-            None => self.store.fleet_head().await.map_err(Error::from)?,
-        };
-        let (tx, rx) = mpsc::channel(256);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            fleet::follow(store, after, tenants, wakes, tx).await;
-            drop(slot);
-        });
-        Ok((Box::pin(ReceiverStream::new(rx)), after))
-    }
-
-    pub async fn watch_task(
-        &self,
-        request: Call<v1::WatchTaskRequest>,
-    ) -> Result<EventStream, Error> {
-        let caller = request.require(Action::ReadTasks)?;
-        let request = request.into_message();
-        // Check first: a channel is made only for a task the caller may see.
-        let finished = self
-            .load(&request.task_id, &caller)
-            .await?
-            .state
-            .is_terminal();
-        // Subscribe before the replay reads the store: every event is then in
-        // one or the other, and duplicates are dropped by sequence number. A
-        // task that finished before this point has every event stored; one
-        // that finishes after it ends the replay or the live stream.
-        let slot = self
-            .watches
-            .take(&caller.name, self.limits.max_watches_per_caller)?;
-        let live = (request.follow && !finished).then(|| self.hub.subscribe(&request.task_id));
-        let (tx, rx) = mpsc::channel(256);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            follow(store, request.task_id, request.after_seq, live, tx).await;
-            drop(slot);
-        });
-        Ok(Box::pin(ReceiverStream::new(rx)))
-    }
 }
-
-/// Where a fleet stream begins: the position it replays after.
-pub const FLEET_POSITION: &str = "orca-fleet-position";
 
 /// The tenants a listing asked for, each one the caller may see; all the
 /// caller may see when it named none.
@@ -891,198 +790,5 @@ fn asked_tenants(caller: &Identity, asked: Vec<String>) -> Result<Option<Vec<Str
     Ok(Some(asked))
 }
 
-/// Replays the store after `after`, then follows live events (when `live`
-/// is given) until the task's final event has been sent or the watcher leaves.
-async fn follow(
-    store: Arc<dyn Store>,
-    task_id: String,
-    mut after: u64,
-    live: Option<broadcast::Receiver<Arc<Event>>>,
-    tx: mpsc::Sender<Result<v1::Event, Error>>,
-) {
-    let is_final =
-        |e: &Event| matches!(&e.kind, EventKind::TaskState { state, .. } if state.is_terminal());
-    // Replays from the store; returns Some(true) once the final event is sent,
-    // None when the watcher is gone or the store fails.
-    let replay = |after: u64| {
-        let store = store.clone();
-        let task_id = task_id.clone();
-        let tx = tx.clone();
-        async move {
-            let mut last = after;
-            // A retried task has an earlier final event in its log: only a
-            // final event with nothing after it ends the watch.
-            let mut ended = false;
-            loop {
-                let events = match store.events_after(&task_id, last, REPLAY_PAGE).await {
-                    Ok(events) => events,
-                    Err(e) => {
-                        let _ = tx.send(Err(Error::from(e))).await;
-                        return None;
-                    }
-                };
-                let full = events.len() == REPLAY_PAGE;
-                for event in events {
-                    last = event.seq;
-                    ended = is_final(&event);
-                    tx.send(Ok(v1::Event::from(&event))).await.ok()?;
-                }
-                if !full {
-                    return Some((last, ended));
-                }
-            }
-        }
-    };
-    match replay(after).await {
-        Some((_, true)) | None => return,
-        Some((last, false)) => after = last,
-    }
-    let Some(mut live) = live else { return };
-    loop {
-        // A watcher that leaves frees its slot now, not at the next event.
-        let received = tokio::select! {
-            received = live.recv() => received,
-            _ = tx.closed() => return,
-        };
-        match received {
-            Ok(event) => {
-                if event.seq <= after {
-                    continue;
-                }
-                if event.seq > after + 1 {
-                    // Cannot happen while events are published in commit
-                    // order; the store is the fallback if it ever does.
-                    match replay(after).await {
-                        Some((_, true)) | None => return,
-                        Some((last, false)) => after = last,
-                    }
-                    continue;
-                }
-                after = event.seq;
-                if tx.send(Ok(v1::Event::from(event.as_ref()))).await.is_err() || is_final(&event) {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => match replay(after).await {
-                Some((_, true)) | None => return,
-                Some((last, false)) => after = last,
-            },
-            Err(broadcast::error::RecvError::Closed) => {
-                // The task finished (or the server is stopping): whatever is
-                // left is in the store.
-                let _ = replay(after).await;
-                return;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::{Identity, Role, Tenants};
-
-    fn as_admin<T>(message: T) -> Call<T> {
-        Call::new(
-            Identity {
-                name: "test".into(),
-                role: Role::Admin,
-                tenants: Tenants::All,
-                step: None,
-            },
-            message,
-        )
-    }
-
-    #[tokio::test]
-    async fn watching_what_is_not_there_leaves_no_channel_behind() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(
-            orca_store_sqlite::SqliteStore::open(
-                dir.path(),
-                orca_store_sqlite::Durability::Process,
-            )
-            .expect("store"),
-        );
-        let hub = Arc::new(Hub::default());
-        let leases = orca_engine::Leases {
-            ttl: std::time::Duration::from_secs(30),
-            heartbeat_interval: std::time::Duration::from_secs(5),
-        };
-        let (engine, _fatal) = orca_engine::start(
-            store.clone(),
-            hub.clone(),
-            Vec::new(),
-            orca_engine::Settings {
-                leases,
-                hot_tasks: orca_engine::DEFAULT_HOT_TASKS,
-                limit_backoff: orca_engine::DEFAULT_LIMIT_BACKOFF,
-            },
-            Arc::new(orca_engine::metrics::Metrics::new()),
-            orca_engine::TenantBudgets::default(),
-        );
-        let api = TaskApi::new(
-            store.clone(),
-            engine,
-            hub.clone(),
-            Arc::new(Metrics::new()),
-            Limits::default(),
-            None,
-            Arc::new(Webhooks::new(store, crate::webhooks::Settings::default())),
-        );
-
-        for _ in 0..3 {
-            let watch = v1::WatchTaskRequest {
-                task_id: "01nosuchtask0000000000000a".into(),
-                after_seq: 0,
-                follow: true,
-            };
-            let refused = api
-                .watch_task(as_admin(watch))
-                .await
-                .err()
-                .expect("unknown task");
-            assert!(matches!(refused, Error::NotFound(_)), "{refused}");
-        }
-        assert_eq!(hub.channels(), 0, "a refused watch makes no channel");
-
-        // A task that no worker runs stays queued: following it makes one.
-        let submitted = api
-            .submit_task(as_admin(v1::SubmitTaskRequest {
-                spec: Some(v1::TaskSpec {
-                    name: "t".into(),
-                    steps: vec![v1::StepSpec {
-                        id: "a".into(),
-                        runtime: Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }))
-            .await
-            .expect("submitted");
-        let replay_only = v1::WatchTaskRequest {
-            task_id: submitted.task_id.clone(),
-            after_seq: 0,
-            follow: false,
-        };
-        drop(
-            api.watch_task(as_admin(replay_only))
-                .await
-                .expect("replays"),
-        );
-        assert_eq!(
-            hub.channels(),
-            0,
-            "a replay without follow makes no channel"
-        );
-        let follow = v1::WatchTaskRequest {
-            task_id: submitted.task_id,
-            after_seq: 0,
-            follow: true,
-        };
-        let _stream = api.watch_task(as_admin(follow)).await.expect("follows");
-        assert_eq!(hub.channels(), 1);
-    }
-}
+mod tests;

@@ -1,0 +1,105 @@
+//! TaskApi over a real SQLite store and engine, without a transport.
+
+use super::*;
+use crate::auth::{Identity, Role, Tenants};
+
+fn as_admin<T>(message: T) -> Call<T> {
+    Call::new(
+        Identity {
+            name: "test".into(),
+            role: Role::Admin,
+            tenants: Tenants::All,
+            step: None,
+        },
+        message,
+    )
+}
+
+#[tokio::test]
+async fn watching_what_is_not_there_leaves_no_channel_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(
+        orca_store_sqlite::SqliteStore::open(dir.path(), orca_store_sqlite::Durability::Process)
+            .expect("store"),
+    );
+    let hub = Arc::new(Hub::default());
+    let leases = orca_engine::Leases {
+        ttl: std::time::Duration::from_secs(30),
+        heartbeat_interval: std::time::Duration::from_secs(5),
+    };
+    let (engine, _fatal) = orca_engine::start(
+        store.clone(),
+        hub.clone(),
+        Vec::new(),
+        orca_engine::Settings {
+            leases,
+            hot_tasks: orca_engine::DEFAULT_HOT_TASKS,
+            limit_backoff: orca_engine::DEFAULT_LIMIT_BACKOFF,
+        },
+        Arc::new(orca_engine::metrics::Metrics::new()),
+        orca_engine::TenantBudgets::default(),
+    );
+    let api = TaskApi::new(
+        store.clone(),
+        engine,
+        hub.clone(),
+        Arc::new(Metrics::new()),
+        Limits::default(),
+        None,
+        Arc::new(Webhooks::new(store, crate::webhooks::Settings::default())),
+    );
+
+    for _ in 0..3 {
+        let watch = v1::WatchTaskRequest {
+            task_id: "01nosuchtask0000000000000a".into(),
+            after_seq: 0,
+            follow: true,
+        };
+        let refused = api
+            .watch_task(as_admin(watch))
+            .await
+            .err()
+            .expect("unknown task");
+        assert!(matches!(refused, Error::NotFound(_)), "{refused}");
+    }
+    assert_eq!(hub.channels(), 0, "a refused watch makes no channel");
+
+    // A task that no worker runs stays queued: following it makes one.
+    let submitted = api
+        .submit_task(as_admin(v1::SubmitTaskRequest {
+            spec: Some(v1::TaskSpec {
+                name: "t".into(),
+                steps: vec![v1::StepSpec {
+                    id: "a".into(),
+                    runtime: Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("submitted");
+    let replay_only = v1::WatchTaskRequest {
+        task_id: submitted.task_id.clone(),
+        after_seq: 0,
+        follow: false,
+    };
+    drop(
+        api.watch_task(as_admin(replay_only))
+            .await
+            .expect("replays"),
+    );
+    assert_eq!(
+        hub.channels(),
+        0,
+        "a replay without follow makes no channel"
+    );
+    let follow = v1::WatchTaskRequest {
+        task_id: submitted.task_id,
+        after_seq: 0,
+        follow: true,
+    };
+    let _stream = api.watch_task(as_admin(follow)).await.expect("follows");
+    assert_eq!(hub.channels(), 1);
+}
