@@ -160,10 +160,10 @@ impl Activity {
             if *start < first || *start > current {
                 continue;
             }
-            let slot = &mut summary[((start - first) / MINUTE) as usize].tally;
+            let minute = &mut summary[((start - first) / MINUTE) as usize].tally;
             for (tenant, tally) in by_tenant {
                 if tenants.is_none_or(|t| t.iter().any(|t| t == tenant)) {
-                    slot.add(tally);
+                    minute.add(tally);
                 }
             }
         }

@@ -19,16 +19,16 @@ pub(super) fn deadline(step: &orca_core::StepSpec, now: Micros) -> Micros {
 
 /// Holds a step at its gate until `deadline` (0: for ever).
 pub(super) fn gate(
-    slot: &mut StepSlot,
+    live: &mut LiveStep,
     approvals: &mut BinaryHeap<Reverse<DueApproval>>,
     metrics: &Metrics,
     (task_id, index): (&Arc<str>, usize),
     deadline: Micros,
 ) {
-    if slot.awaiting.is_none() {
+    if live.awaiting.is_none() {
         metrics.approval_waiting();
     }
-    slot.awaiting = Some(deadline);
+    live.awaiting = Some(deadline);
     if deadline > 0 {
         approvals.push(Reverse((deadline, task_id.clone(), index)));
     }
@@ -58,7 +58,7 @@ impl Engine {
                 }
             }
             gate(
-                &mut active.slots[index],
+                &mut active.steps[index],
                 &mut self.approvals,
                 &self.metrics,
                 (id, index),
@@ -89,7 +89,7 @@ impl Engine {
             let Some(active) = self.tasks.get(&task_id) else {
                 continue;
             };
-            if active.slots[index].awaiting != Some(deadline) {
+            if active.steps[index].awaiting != Some(deadline) {
                 continue;
             }
             let step = &active.spec.steps[index];

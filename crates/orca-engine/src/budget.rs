@@ -153,7 +153,7 @@ impl Budgets {
 
 /// What a task has spent: its ended attempts and its running ones so far.
 fn spent_by(active: &Active) -> Cost {
-    active.spent + active.slots.iter().map(|s| s.live).sum()
+    active.spent + active.steps.iter().map(|s| s.running_cost).sum()
 }
 
 /// Why a task may not run on now, if its own or its tenant's budget is
@@ -200,9 +200,9 @@ impl Engine {
         let Some(active) = self.tasks.get_mut(&task_id) else {
             return;
         };
-        let slot = &mut active.slots[index];
-        let grew = cost.since(&slot.live);
-        slot.live = cost;
+        let live = &mut active.steps[index];
+        let grew = cost.since(&live.running_cost);
+        live.running_cost = cost;
         let tenant = active.tenant.clone();
         self.budgets.count(&tenant, grew, now_micros());
         self.enforce_budgets(&task_id);
@@ -214,7 +214,7 @@ impl Engine {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };
-        let live = std::mem::take(&mut active.slots[index].live);
+        let live = std::mem::take(&mut active.steps[index].running_cost);
         let cost = cost.unwrap_or(live);
         active.spent += cost;
         let grew = cost.since(&live);
@@ -273,14 +273,14 @@ impl Engine {
         let Some(changes) = active.run.pause(reason) else {
             return;
         };
-        for slot in &mut active.slots {
-            if let Some(key) = slot.queued.take() {
+        for live in &mut active.steps {
+            if let Some(key) = live.queued.take() {
                 self.queue.remove(&key);
             }
         }
         let running: Vec<usize> = active.run.running().collect();
         for &index in &running {
-            active.slots[index].stopped_for_budget = true;
+            active.steps[index].stopped_for_budget = true;
         }
         tracing::info!(task = %task_id, reason, "task paused");
         self.metrics.budget_paused(budget);

@@ -64,7 +64,7 @@ impl Engine {
                 continue;
             };
             let keys = active
-                .slots
+                .steps
                 .iter()
                 .filter_map(|s| s.queued.clone())
                 .collect();
@@ -115,7 +115,7 @@ impl Engine {
 /// memory beyond the store is its steps' places.
 fn untouched(active: &Active) -> bool {
     active.run.state() == TaskState::Queued
-        && active.slots.iter().all(|s| s.awaiting.is_none())
+        && active.steps.iter().all(|s| s.awaiting.is_none())
         && active
             .run
             .steps()

@@ -29,7 +29,7 @@ impl Engine {
         let ready: Vec<usize> = active.run.queued().collect();
         for index in ready {
             let (priority, created_at) = (active.spec.priority, active.created_at);
-            active.slots[index].enqueue(
+            active.steps[index].enqueue(
                 &mut self.queue,
                 (priority, created_at),
                 (id.clone(), index),
@@ -84,9 +84,9 @@ impl Engine {
                 Some((task_id, index)) => {
                     self.cold.dispatched += 1;
                     idle_since_progress = 0;
-                    if let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) {
-                        slot.queued = None;
-                        if slot.needs.contains(orca_core::CLAUDE_CODE)
+                    if let Some(live) = self.tasks.get_mut(&task_id).map(|a| &mut a.steps[index]) {
+                        live.queued = None;
+                        if live.needs.contains(orca_core::CLAUDE_CODE)
                             && let Some(w) = self.workers.get(&worker_id)
                             && let Some((running, _)) = agents.get_mut(pool_of(&w.info))
                         {
@@ -116,7 +116,7 @@ impl Engine {
                 .filter(|(task_id, index)| {
                     self.tasks
                         .get(task_id)
-                        .is_some_and(|a| a.slots[*index].needs.contains(orca_core::CLAUDE_CODE))
+                        .is_some_and(|a| a.steps[*index].needs.contains(orca_core::CLAUDE_CODE))
                 })
                 .count() as u32;
             let entry = pools
@@ -139,7 +139,7 @@ impl Engine {
                 return;
             }
         };
-        active.slots[index].worker = Some(worker_id);
+        active.steps[index].worker = Some(worker_id);
         let step = &active.spec.steps[index];
         let inputs_json = inputs_of(active, index);
         let Some(worker) = self.workers.get_mut(&worker_id) else {
@@ -156,7 +156,7 @@ impl Engine {
             step: step.clone(),
             inputs_json,
             task_name: active.spec.name.clone(),
-            resume: active.slots[index].session.as_ref().map(|s| Resume {
+            resume: active.steps[index].session.as_ref().map(|s| Resume {
                 attempt: s.attempt,
                 session_id: s.id.clone(),
                 session_usd: s.usd,
@@ -173,12 +173,12 @@ impl Engine {
             ToWorker::Assign(Box::new(assignment)),
         ));
         let now = now_micros();
-        let slot = &mut active.slots[index];
-        slot.worker_name.clone_from(&worker.info.name);
-        slot.attempt_started = now;
-        slot.stopped_for_budget = false;
+        let live = &mut active.steps[index];
+        live.worker_name.clone_from(&worker.info.name);
+        live.attempt_started = now;
+        live.stopped_for_budget = false;
         self.metrics
-            .attempt_started(&active.tenant, (now - slot.queued_at) as f64 / 1e6);
+            .attempt_started(&active.tenant, (now - live.queued_at) as f64 / 1e6);
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),
@@ -209,7 +209,7 @@ pub(super) fn inputs_of(active: &Active, index: usize) -> String {
         let output = active
             .index
             .get(dep)
-            .and_then(|&i| active.slots[i].output.as_deref())
+            .and_then(|&i| active.steps[i].output.as_deref())
             .filter(|o| !o.is_empty())
             .unwrap_or("null");
         let key = serde_json::to_string(dep).unwrap_or_else(|_| "\"\"".into());

@@ -22,7 +22,7 @@ pub enum AttemptEnd {
 
 /// A worker's report that an attempt ended.
 #[derive(Debug, Clone)]
-pub struct StepReport {
+pub struct StepResult {
     pub attempt: AttemptKey,
     pub outcome: AttemptEnd,
     pub output_json: String,
@@ -146,7 +146,7 @@ pub(super) enum Command {
     },
     Report {
         worker: u64,
-        report: StepReport,
+        report: StepResult,
     },
     Session {
         worker: u64,
@@ -383,7 +383,7 @@ impl EngineHandle {
         answer.await.map_err(|_| Error::ShuttingDown)
     }
 
-    pub async fn report(&self, worker: u64, report: StepReport) -> Result<(), Error> {
+    pub async fn report(&self, worker: u64, report: StepResult) -> Result<(), Error> {
         self.send(Command::Report { worker, report }).await
     }
 

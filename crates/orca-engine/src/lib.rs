@@ -14,12 +14,14 @@
 //! schedules ready steps onto workers; `results` takes what workers report
 //! (and retries and cancels); `approval` holds steps at their human gates;
 //! `budget` counts what tasks and tenants spend and pauses what crosses;
-//! `recovery` holds leases and the rebuild after a restart; `cold` keeps a
-//! deep queue in the store rather than in memory; `effects` is what a
-//! committed round releases; `hub` fans committed events out to watchers;
-//! `metrics` and `activity` count what happens. This file is the loop: commands in,
-//! state changes applied, rounds committed. `tests` drives it all in
-//! memory.
+//! `limits` pauses a pool's agents at a provider's limit; `recovery` drops
+//! silent workers and rebuilds after a restart; `cold` keeps a deep queue
+//! in the store rather than in memory; `live` is what the engine holds of
+//! a running task and its steps; `effects` is what a committed round
+//! releases; `to_worker` is what a worker is told; `hub` fans committed
+//! events out to watchers; `metrics` and `activity` count what happens.
+//! This file is the loop: commands in, state changes applied, rounds
+//! committed. `tests` drives it all in memory.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -52,6 +54,7 @@ mod effects;
 mod error;
 mod handle;
 mod limits;
+mod live;
 mod recovery;
 mod results;
 mod to_worker;
@@ -65,9 +68,10 @@ pub use error::Error;
 use handle::Command;
 pub use handle::{
     Admitted, AttemptEnd, CancelAnswer, Decision, EngineHandle, FleetNow, QueueDepth, RateLimited,
-    StepReport, TenantSpending, WorkerInfo, WorkerNow,
+    StepResult, TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
+use live::{Active, LiveStep, Session, new_active};
 use recovery::{Backlog, load_backlog};
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
 
@@ -85,77 +89,6 @@ type DueRetry = (Micros, Arc<str>, usize, u32);
 
 /// A step's wait for approval that times out: (deadline, task, step).
 type DueApproval = (Micros, Arc<str>, usize);
-
-struct StepSlot {
-    needs: Capabilities,
-    queued: Option<QueueKey>,
-    /// When it last became ready to run, for the dispatch latency.
-    queued_at: Micros,
-    /// The model its agent reported, for cost by model.
-    model: String,
-    /// The worker running the current attempt.
-    worker: Option<u64>,
-    /// Its name and when the attempt started, for the attempt's history
-    /// row, which is written once, when the attempt ends.
-    worker_name: String,
-    attempt_started: Micros,
-    /// The output JSON of a succeeded step, for its dependents.
-    output: Option<String>,
-    /// The agent session its attempts have built, for a retry to resume.
-    session: Option<Session>,
-    /// While it awaits approval: when that wait times out (0: never).
-    awaiting: Option<Micros>,
-    /// What its running attempt has cost so far, as its worker reports it.
-    live: orca_core::Cost,
-    /// Its running attempt was told to stop for a budget: however it ends,
-    /// short of success, the step runs again uncounted (even when the task
-    /// resumed before the attempt came back).
-    stopped_for_budget: bool,
-}
-
-impl StepSlot {
-    /// Puts the step in the ready queue, in its place by (priority, age),
-    /// and remembers where and since when.
-    fn enqueue(
-        &mut self,
-        queue: &mut ReadyQueue<(Arc<str>, usize)>,
-        order: (i32, Micros),
-        step: (Arc<str>, usize),
-        now: Micros,
-    ) {
-        self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
-        self.queued_at = now;
-    }
-}
-
-/// An agent's session as a step's attempts left it.
-#[derive(Debug, Clone, PartialEq)]
-struct Session {
-    id: String,
-    /// The attempt that started it: its workspace holds the session, and
-    /// every resumed attempt runs there.
-    attempt: u32,
-    /// The newest attempt that ran in it: a worker whose copy of the
-    /// session is older takes the step's checkpoint instead.
-    last_attempt: u32,
-    /// What its attempts have cost so far.
-    usd: f64,
-}
-
-struct Active {
-    spec: Arc<TaskSpec>,
-    /// Its steps' tokens are good in this tenant only.
-    tenant: String,
-    /// The task span's `traceparent`, handed to each attempt.
-    trace_context: String,
-    created_at: Micros,
-    run: TaskRun,
-    next_seq: u64,
-    slots: Vec<StepSlot>,
-    index: HashMap<String, usize>,
-    /// What its ended attempts cost.
-    spent: orca_core::Cost,
-}
 
 struct Worker {
     info: WorkerInfo,
@@ -210,7 +143,7 @@ pub struct Engine {
     next_worker: u64,
     orphans: HashMap<(Arc<str>, usize), Orphan>,
     backlog: Backlog,
-    leases: Leases,
+    liveness: Liveness,
     /// Retries waiting for their backoff, earliest first.
     retries: BinaryHeap<Reverse<DueRetry>>,
     /// Approvals that time out, earliest first.
@@ -241,7 +174,7 @@ pub struct TenantBudgets {
 /// How the engine runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    pub leases: Leases,
+    pub liveness: Liveness,
     /// Unfinished tasks held whole in memory; beyond them, queued tasks
     /// nobody started wait in the store with only their place in the queue
     /// in memory.
@@ -253,7 +186,7 @@ pub struct Settings {
 
 /// How long a worker's hold on its steps lasts without a sign of life.
 #[derive(Debug, Clone, Copy)]
-pub struct Leases {
+pub struct Liveness {
     pub ttl: Duration,
     pub heartbeat_interval: Duration,
 }
@@ -291,7 +224,7 @@ pub fn start(
         next_worker: 1,
         orphans: HashMap::new(),
         backlog: Backlog::new(&backlog),
-        leases: settings.leases,
+        liveness: settings.liveness,
         retries: BinaryHeap::new(),
         approvals: BinaryHeap::new(),
         pauses: HashMap::new(),
@@ -429,7 +362,7 @@ impl Engine {
                 self.next_worker += 1;
                 let _ = outbox.send(ToWorker::Registered {
                     worker_id: id,
-                    heartbeat_interval: self.leases.heartbeat_interval,
+                    heartbeat_interval: self.liveness.heartbeat_interval,
                 });
                 tracing::info!(worker = %info.name, id, slots = info.slots, "worker registered");
                 let mut without_agents = info.capabilities.clone();
@@ -659,7 +592,7 @@ impl Engine {
             let (attempt, worker_name) = match &change {
                 Change::Step { index, .. } => (
                     active.run.step(*index).attempt,
-                    active.slots[*index]
+                    active.steps[*index]
                         .worker
                         .and_then(|w| self.workers.get(&w))
                         .map(|w| w.info.name.clone())
@@ -724,14 +657,14 @@ impl Engine {
                     state,
                     message,
                 } => {
-                    let slot = &mut active.slots[index];
-                    if let Some(key) = slot.queued.take() {
+                    let live = &mut active.steps[index];
+                    if let Some(key) = live.queued.take() {
                         self.queue.remove(&key);
                     }
                     // A paused task's steps wait outside the queue until
                     // it resumes.
                     if state == StepState::Queued && active.run.state() != TaskState::Paused {
-                        slot.enqueue(
+                        live.enqueue(
                             &mut self.queue,
                             (active.spec.priority, active.created_at),
                             (task_id.clone(), index),
@@ -749,14 +682,14 @@ impl Engine {
                     write.task_id = task_id.to_string();
                     write.step_id = step_id;
                     write.state = Some(state);
-                    if slot.awaiting.take().is_some() {
+                    if live.awaiting.take().is_some() {
                         self.metrics.approval_left();
                         write.approval_deadline = Some(0);
                     }
                     if state == StepState::AwaitingApproval {
                         let deadline = approval::deadline(&active.spec.steps[index], now);
                         approval::gate(
-                            slot,
+                            live,
                             &mut self.approvals,
                             &self.metrics,
                             (task_id, index),
@@ -799,51 +732,6 @@ async fn due(at: Option<Micros>) {
             tokio::time::sleep(Duration::from_micros(wait)).await;
         }
         None => std::future::pending().await,
-    }
-}
-
-/// `(tenant, trace_context)` come from the stored task.
-fn new_active(
-    spec: Arc<TaskSpec>,
-    (tenant, trace_context): (String, String),
-    created_at: Micros,
-    run: TaskRun,
-    next_seq: u64,
-) -> Active {
-    let slots = spec
-        .steps
-        .iter()
-        .map(|s| StepSlot {
-            needs: orca_core::queue::capabilities(&s.required_capabilities()),
-            queued: None,
-            worker: None,
-            worker_name: String::new(),
-            attempt_started: 0,
-            output: None,
-            session: None,
-            awaiting: None,
-            queued_at: 0,
-            model: String::new(),
-            live: orca_core::Cost::default(),
-            stopped_for_budget: false,
-        })
-        .collect();
-    let index = spec
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
-    Active {
-        spec,
-        tenant,
-        trace_context,
-        created_at,
-        run,
-        next_seq,
-        slots,
-        index,
-        spent: orca_core::Cost::default(),
     }
 }
 

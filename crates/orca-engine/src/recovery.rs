@@ -1,4 +1,4 @@
-//! Leases and recovery: a silent worker loses its steps, which run again
+//! Liveness and recovery: a silent worker loses its steps, which run again
 //! as their next attempt. After a restart (or a failover) the engine serves
 //! at once while the unfinished tasks are read back a piece at a time (the
 //! [`Backlog`]); what arrives about a task not yet read waits for it. A
@@ -278,7 +278,7 @@ impl Engine {
     /// Rebuilds live state from stored tasks. Steps that were running wait
     /// for their worker to reclaim them (see [`Orphan`]).
     pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>) {
-        let deadline = now_micros() + self.leases.ttl.as_micros() as Micros;
+        let deadline = now_micros() + self.liveness.ttl.as_micros() as Micros;
         for mut record in tasks {
             let mut spec = std::mem::take(&mut record.spec);
             // Parsed from JSON, the steps have room for four or more; kept
@@ -354,7 +354,7 @@ impl Engine {
     /// A worker silent past the lease TTL (stopped, partitioned, wedged)
     /// loses its steps; whatever it reports later is fenced off.
     pub(super) fn expire_silent_workers(&mut self) {
-        let ttl = self.leases.ttl.as_micros() as Micros;
+        let ttl = self.liveness.ttl.as_micros() as Micros;
         let now = now_micros();
         let silent: Vec<(u64, String)> = self
             .workers
@@ -381,8 +381,8 @@ impl Engine {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };
-        let slot = &mut active.slots[index];
-        slot.worker = None;
+        let live = &mut active.steps[index];
+        live.worker = None;
         self.metrics.attempt_finished("lost", None);
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
@@ -390,8 +390,8 @@ impl Engine {
             attempt: active.run.step(index).attempt,
             // After a restart the engine does not know these; the step row
             // still says who ran it.
-            worker: (!slot.worker_name.is_empty()).then(|| slot.worker_name.clone()),
-            started_at: (slot.attempt_started != 0).then_some(slot.attempt_started),
+            worker: (!live.worker_name.is_empty()).then(|| live.worker_name.clone()),
+            started_at: (live.attempt_started != 0).then_some(live.attempt_started),
             finished_at: Some(now_micros()),
             state: Some(StepState::Queued),
             error: Some(reason.to_string()),
@@ -428,9 +428,9 @@ impl Engine {
         worker.running.insert(key.clone());
         let name = worker.info.name.clone();
         if let Some(active) = self.tasks.get_mut(&key.0) {
-            let slot = &mut active.slots[index];
-            slot.worker = Some(worker_id);
-            slot.worker_name.clone_from(&name);
+            let live = &mut active.steps[index];
+            live.worker = Some(worker_id);
+            live.worker_name.clone_from(&name);
         }
         tracing::info!(task = %key.0, step = %attempt.step_id, worker = %name, "reclaimed a running step");
         self.event(
@@ -490,11 +490,11 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
         run,
         record.last_seq + 1,
     );
-    for (slot, step) in active.slots.iter_mut().zip(&record.steps) {
+    for (live, step) in active.steps.iter_mut().zip(&record.steps) {
         if step.state == StepState::Succeeded {
-            slot.output = Some(step.output_json.clone());
+            live.output = Some(step.output_json.clone());
         }
-        slot.session = last_session(&step.attempts);
+        live.session = last_session(&step.attempts);
     }
     active.spent = record.cost;
     active

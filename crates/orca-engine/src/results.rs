@@ -13,7 +13,7 @@ impl Engine {
         let status = active.run.step(index);
         let current = status.state == StepState::Running
             && status.attempt == attempt.attempt
-            && active.slots[index].worker == Some(worker);
+            && active.steps[index].worker == Some(worker);
         current.then(|| (task_id.clone(), index))
     }
 
@@ -28,18 +28,18 @@ impl Engine {
         let Some((task_id, index)) = self.current(worker, &attempt) else {
             return;
         };
-        let Some(slot) = self.tasks.get_mut(&task_id).map(|a| &mut a.slots[index]) else {
+        let Some(live) = self.tasks.get_mut(&task_id).map(|a| &mut a.steps[index]) else {
             return;
         };
         // A resumed session keeps its workspace and cost so far; a new one
         // starts here, at zero.
-        slot.model.clone_from(&model);
-        match &mut slot.session {
+        live.model.clone_from(&model);
+        match &mut live.session {
             Some(previous) if previous.id == session_id => {
                 previous.last_attempt = attempt.attempt;
             }
             _ => {
-                slot.session = Some(Session {
+                live.session = Some(Session {
                     id: session_id.clone(),
                     attempt: attempt.attempt,
                     last_attempt: attempt.attempt,
@@ -51,15 +51,15 @@ impl Engine {
             task_id: attempt.task_id,
             step_id: attempt.step_id,
             attempt: attempt.attempt,
-            worker: Some(slot.worker_name.clone()),
-            started_at: Some(slot.attempt_started),
+            worker: Some(live.worker_name.clone()),
+            started_at: Some(live.attempt_started),
             session_id: Some(session_id),
             model: Some(model),
             ..AttemptWrite::default()
         }));
     }
 
-    pub(super) fn report(&mut self, worker: u64, report: StepReport) {
+    pub(super) fn report(&mut self, worker: u64, report: StepResult) {
         let Some((task_id, index)) = self.current(worker, &report.attempt) else {
             tracing::warn!(
                 task = %report.attempt.task_id,
@@ -113,12 +113,12 @@ impl Engine {
             return;
         };
         if outcome == orca_core::Outcome::Succeeded {
-            active.slots[index].output = Some(output.to_string());
+            active.steps[index].output = Some(output.to_string());
         }
         // An attempt its task's budget stopped waits for the task to resume,
         // uncounted: the budget was not the step's failure.
         let budget_stopped = outcome != orca_core::Outcome::Succeeded
-            && (std::mem::take(&mut active.slots[index].stopped_for_budget)
+            && (std::mem::take(&mut active.steps[index].stopped_for_budget)
                 || active.run.state() == TaskState::Paused);
         let handed_back = handed_back
             .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".to_string()));
@@ -140,14 +140,14 @@ impl Engine {
             AttemptEnd::Cancelled => StepState::Cancelled,
             _ => StepState::Failed,
         };
-        let slot = &mut active.slots[index];
-        if let (Some(session), Some(cost)) = (&mut slot.session, &report.cost) {
+        let live = &mut active.steps[index];
+        if let (Some(session), Some(cost)) = (&mut live.session, &report.cost) {
             session.usd += cost.usd;
         }
         if let Some(cost) = &report.cost {
-            self.metrics.agent_spent(&active.tenant, &slot.model, cost);
+            self.metrics.agent_spent(&active.tenant, &live.model, cost);
         }
-        let started = report.started_at.unwrap_or(slot.attempt_started);
+        let started = report.started_at.unwrap_or(live.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
         let outcome = match attempt_state {
             _ if budget_stopped => "budget",
@@ -160,8 +160,8 @@ impl Engine {
             task_id: task_id.to_string(),
             step_id: report.attempt.step_id.clone(),
             attempt: report.attempt.attempt,
-            worker: Some(slot.worker_name.clone()),
-            started_at: report.started_at.or(Some(slot.attempt_started)),
+            worker: Some(live.worker_name.clone()),
+            started_at: report.started_at.or(Some(live.attempt_started)),
             finished_at: Some(now_micros()),
             state: Some(attempt_state),
             error: Some(attempt_error),
@@ -193,15 +193,15 @@ impl Engine {
                 continue;
             };
             let status = active.run.step(index);
-            let slot = &mut active.slots[index];
+            let live = &mut active.steps[index];
             if status.state != StepState::Queued
                 || status.attempt != failed
-                || slot.queued.is_some()
+                || live.queued.is_some()
                 || active.run.state() == TaskState::Paused
             {
                 continue;
             }
-            slot.enqueue(
+            live.enqueue(
                 &mut self.queue,
                 (active.spec.priority, active.created_at),
                 (task_id.clone(), index),
@@ -247,7 +247,7 @@ impl Engine {
             return;
         };
         for index in steps {
-            let Some(worker) = active.slots[index]
+            let Some(worker) = active.steps[index]
                 .worker
                 .and_then(|w| self.workers.get(&w))
             else {

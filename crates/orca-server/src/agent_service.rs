@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use orca_core::AttemptKey;
 use orca_engine::{
-    AttemptEnd, EngineHandle, FleetNow, RateLimited, StepReport, ToWorker, WorkerInfo,
+    AttemptEnd, EngineHandle, FleetNow, RateLimited, StepResult, ToWorker, WorkerInfo,
 };
 use orca_store::leadership::Leadership;
 
@@ -329,7 +329,7 @@ async fn forward(
                 );
                 output_json.clear();
             }
-            let report = StepReport {
+            let report = StepResult {
                 attempt,
                 outcome,
                 output_json,

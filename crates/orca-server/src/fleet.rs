@@ -63,7 +63,7 @@ pub(crate) async fn follow(
                 break;
             }
         }
-        // A leaving follower frees its watch slot now, not at the next event.
+        // A leaving follower frees its watch now, not at the next event.
         tokio::select! {
             woken = wakes.changed() => if woken.is_err() { return },
             _ = tokio::time::sleep(FALLBACK) => {}

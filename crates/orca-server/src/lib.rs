@@ -477,7 +477,7 @@ impl ReplicaRun {
             hub.clone(),
             backlog,
             engine::Settings {
-                leases: engine::Leases {
+                liveness: engine::Liveness {
                     ttl: config.lease_ttl,
                     heartbeat_interval: config.heartbeat_interval,
                 },

@@ -34,7 +34,7 @@ struct Data {
     fleet: BTreeMap<u64, Vec<(String, u64)>>,
     /// (task, step) → attempt number → its row.
     attempts: HashMap<(String, String), BTreeMap<u32, AttemptRecord>>,
-    state: HashMap<StateKey, Slot>,
+    state: HashMap<StateKey, StateRow>,
     audit: Vec<AuditRecord>,
     budgets: BTreeMap<String, TenantBudget>,
     /// (task, step) → its newest checkpoint.
@@ -47,14 +47,14 @@ struct Data {
 
 /// A shared-state row: a deleted value keeps its version.
 #[derive(Clone)]
-struct Slot {
+struct StateRow {
     value_json: Option<String>,
     version: u64,
     updated_at: Micros,
     expires_at: Micros,
 }
 
-impl Slot {
+impl StateRow {
     fn live(&self, now: Micros) -> bool {
         self.value_json.is_some() && (self.expires_at == 0 || self.expires_at > now)
     }
@@ -407,12 +407,12 @@ impl Data {
             }
             | StateChange::Delete { key, expect, now } => (key.clone(), *expect, *now),
         };
-        let slot = self.state.get(&key).cloned();
-        let live = slot.as_ref().filter(|s| s.live(now)).map(|s| s.version);
+        let row = self.state.get(&key).cloned();
+        let live = row.as_ref().filter(|s| s.live(now)).map(|s| s.version);
         if !expect.met_by(live) {
             return StateOutcome::Conflict { found: live };
         }
-        let version = slot.map_or(0, |s| s.version) + 1;
+        let version = row.map_or(0, |s| s.version) + 1;
         match change {
             StateChange::Put {
                 value_json,
@@ -421,7 +421,7 @@ impl Data {
             } => {
                 self.state.insert(
                     key,
-                    Slot {
+                    StateRow {
                         value_json: Some(value_json.clone()),
                         version,
                         updated_at: now,
@@ -439,7 +439,7 @@ impl Data {
                 if live.is_some() {
                     self.state.insert(
                         key,
-                        Slot {
+                        StateRow {
                             value_json: None,
                             version,
                             updated_at: now,
@@ -619,12 +619,12 @@ impl Store for MemoryStore {
             .data()
             .state
             .get(&key)
-            .filter(|slot| slot.live(now))
-            .map(|slot| StateEntry {
-                value_json: slot.value_json.clone().unwrap_or_default(),
-                version: slot.version,
-                updated_at: slot.updated_at,
-                expires_at: slot.expires_at,
+            .filter(|row| row.live(now))
+            .map(|row| StateEntry {
+                value_json: row.value_json.clone().unwrap_or_default(),
+                version: row.version,
+                updated_at: row.updated_at,
+                expires_at: row.expires_at,
             }))
     }
 
@@ -639,20 +639,20 @@ impl Store for MemoryStore {
         let mut found: Vec<(StateKey, StateEntry)> = data
             .state
             .iter()
-            .filter(|(key, slot)| {
+            .filter(|(key, row)| {
                 key.tenant == scope.tenant
                     && key.scope == scope.scope
                     && key.key.as_str() > after_key
-                    && slot.live(now)
+                    && row.live(now)
             })
-            .map(|(key, slot)| {
+            .map(|(key, row)| {
                 (
                     key.clone(),
                     StateEntry {
-                        value_json: slot.value_json.clone().unwrap_or_default(),
-                        version: slot.version,
-                        updated_at: slot.updated_at,
-                        expires_at: slot.expires_at,
+                        value_json: row.value_json.clone().unwrap_or_default(),
+                        version: row.version,
+                        updated_at: row.updated_at,
+                        expires_at: row.expires_at,
                     },
                 )
             })

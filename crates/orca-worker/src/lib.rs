@@ -35,7 +35,7 @@ pub use crate::http::HttpSettings;
 use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
 use crate::runtime::checkpoint::{Checkpoints, Keeper};
-use crate::runtime::{Attempt, Report};
+use crate::runtime::{Attempt, FromAttempt};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -142,8 +142,8 @@ struct Worker {
     running: HashMap<AttemptKey, Option<oneshot::Sender<runtime::Stop>>>,
     /// Results not yet handed to a session.
     undelivered: VecDeque<v1::StepResult>,
-    reports: mpsc::UnboundedReceiver<Report>,
-    report_tx: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<FromAttempt>,
+    report_tx: mpsc::UnboundedSender<FromAttempt>,
     /// Shared by every Claude Code attempt.
     agents: Arc<runtime::Agents>,
     metrics: Arc<WorkerMetrics>,
@@ -415,9 +415,9 @@ impl Worker {
                     None => return closed,
                 },
                 Some(report) = self.reports.recv() => {
-                    let done = matches!(report, Report::Done(_));
+                    let done = matches!(report, FromAttempt::Done(_));
                     let mut message = None;
-                    if let Report::Done(result) = &report
+                    if let FromAttempt::Done(result) = &report
                         && let Some(key) = result.attempt.clone().map(AttemptKey::from)
                     {
                         self.running.remove(&key);
@@ -450,7 +450,7 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, self.reports.recv()).await {
-                Ok(Some(Report::Done(result))) => {
+                Ok(Some(FromAttempt::Done(result))) => {
                     if let Some(key) = result.attempt.map(AttemptKey::from) {
                         self.running.remove(&key);
                     }
@@ -566,10 +566,10 @@ fn result_message(result: v1::StepResult) -> v1::WorkerMessage {
     }
 }
 
-fn report_message(report: Report) -> v1::WorkerMessage {
+fn report_message(report: FromAttempt) -> v1::WorkerMessage {
     use v1::worker_message::Kind as K;
     let kind = match report {
-        Report::Progress {
+        FromAttempt::Progress {
             attempt,
             fraction,
             message,
@@ -578,7 +578,7 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             fraction,
             message,
         }),
-        Report::Log {
+        FromAttempt::Log {
             attempt,
             stream,
             line,
@@ -589,7 +589,7 @@ fn report_message(report: Report) -> v1::WorkerMessage {
                 line,
             }],
         }),
-        Report::Session {
+        FromAttempt::Session {
             attempt,
             session_id,
             model,
@@ -598,11 +598,11 @@ fn report_message(report: Report) -> v1::WorkerMessage {
             session_id,
             model,
         }),
-        Report::Spend { attempt, cost } => K::Spend(v1::StepSpend {
+        FromAttempt::Spend { attempt, cost } => K::Spend(v1::StepSpend {
             attempt: Some(v1::AttemptRef::from(attempt)),
             cost: Some(cost),
         }),
-        Report::Done(result) => K::Result(result),
+        FromAttempt::Done(result) => K::Result(result),
     };
     v1::WorkerMessage { kind: Some(kind) }
 }

@@ -68,7 +68,7 @@ async fn report_cost(
     h.engine
         .report(
             w.id,
-            StepReport {
+            StepResult {
                 attempt,
                 outcome,
                 output_json: String::new(),

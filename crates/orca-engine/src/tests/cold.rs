@@ -14,7 +14,7 @@ fn capped(
     let watched = SlowBacklog::new(store.clone(), Arc::new(tokio::sync::Semaphore::new(1)));
     let read_by_id = watched.read_by_id.clone();
     let settings = Settings {
-        leases: leases(Duration::from_secs(30)),
+        liveness: liveness(Duration::from_secs(30)),
         hot_tasks,
         limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
     };
@@ -115,7 +115,7 @@ async fn a_cancel_of_a_cold_task_reads_it_back_and_it_never_runs() {
 async fn a_restart_holds_a_deep_backlog_cold_and_runs_it_all_in_order() {
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("running", 0, 1, vec![noop("a")]).await;
         let mut w = h.worker("w", &["shell"], 1).await;
         h.engine.credits(w.id, 1).await.expect("credits");

@@ -27,8 +27,8 @@ struct FakeWorker {
     inbox: mpsc::UnboundedReceiver<ToWorker>,
 }
 
-fn leases(ttl: Duration) -> Leases {
-    Leases {
+fn liveness(ttl: Duration) -> Liveness {
+    Liveness {
         ttl,
         heartbeat_interval: ttl / 4,
     }
@@ -37,10 +37,10 @@ fn leases(ttl: Duration) -> Leases {
 impl Harness {
     /// An engine over `store`, with the unfinished tasks of `backlog` to
     /// read back.
-    fn start(store: MemoryStore, backlog: Vec<String>, leases: Leases) -> Harness {
+    fn start(store: MemoryStore, backlog: Vec<String>, liveness: Liveness) -> Harness {
         let tenants = TenantBudgets::default();
         let settings = Settings {
-            leases,
+            liveness,
             hot_tasks: DEFAULT_HOT_TASKS,
             limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
         };
@@ -50,7 +50,7 @@ impl Harness {
     /// An engine over `store`, which starts from these tenants' budgets.
     fn start_with(store: MemoryStore, tenants: TenantBudgets) -> Harness {
         let settings = Settings {
-            leases: leases(Duration::from_secs(30)),
+            liveness: liveness(Duration::from_secs(30)),
             hot_tasks: DEFAULT_HOT_TASKS,
             limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
         };
@@ -92,7 +92,7 @@ impl Harness {
         Harness::start(
             MemoryStore::new(),
             Vec::new(),
-            leases(Duration::from_secs(30)),
+            liveness(Duration::from_secs(30)),
         )
     }
 
@@ -202,7 +202,7 @@ impl Harness {
         self.engine
             .report(
                 worker.id,
-                StepReport {
+                StepResult {
                     attempt,
                     outcome,
                     output_json: String::new(),
@@ -383,7 +383,7 @@ async fn a_silent_worker_loses_its_lease() {
     let h = Harness::start(
         MemoryStore::new(),
         Vec::new(),
-        leases(Duration::from_millis(300)),
+        liveness(Duration::from_millis(300)),
     );
     h.submit("t", 0, 1, vec![noop("a")]).await;
     let mut silent = h.worker("silent", &["shell"], 1).await;
@@ -410,7 +410,7 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
     // The first control plane: two steps running on w1.
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("kept", 0, 1, vec![noop("a")]).await;
         h.submit("lost", 0, 2, vec![noop("a")]).await;
         let mut w1 = h.worker("w1", &["shell"], 2).await;
@@ -422,7 +422,11 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
     // Restarted from the store, with a short TTL for the orphans.
     let backlog = store.unfinished_task_ids().await.expect("recovery");
     assert_eq!(backlog, ["kept", "lost"]);
-    let h = Harness::start(store.reopen(), backlog, leases(Duration::from_millis(300)));
+    let h = Harness::start(
+        store.reopen(),
+        backlog,
+        liveness(Duration::from_millis(300)),
+    );
     // w1 comes back still running "kept", but not "lost".
     let mut w1 = h
         .reconnect("w1", &["shell"], 2, vec![key("kept", "a", 1)])
@@ -613,7 +617,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     // capability nobody offers.
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("kept", 0, 1, vec![noop("a")]).await;
         let mut on_gpu = noop("a");
         on_gpu.needs = vec!["gpu".into()];
@@ -628,7 +632,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     let slow = SlowBacklog::new(store.reopen(), gate.clone());
     let backlog = store.unfinished_task_ids().await.expect("ids");
     let settings = Settings {
-        leases: leases(Duration::from_secs(30)),
+        liveness: liveness(Duration::from_secs(30)),
         hot_tasks: DEFAULT_HOT_TASKS,
         limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
     };
@@ -915,7 +919,7 @@ async fn an_approval_past_its_timeout_fails_the_step_saying_so_and_is_audited() 
 async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be_approved() {
     let store = MemoryStore::new();
     let deadline = {
-        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("t", 0, 1, vec![gated("deploy", &["alice"], Some(3600))])
             .await;
         h.settled().await;
@@ -923,7 +927,7 @@ async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be
     };
     assert!(deadline > 0);
     let backlog = store.unfinished_task_ids().await.expect("recovery");
-    let h = Harness::start(store.reopen(), backlog, leases(Duration::from_secs(30)));
+    let h = Harness::start(store.reopen(), backlog, liveness(Duration::from_secs(30)));
     let mut w = h.worker("w", &["shell"], 1).await;
     h.engine.credits(w.id, 1).await.expect("credits");
     h.settled().await;
@@ -1024,7 +1028,7 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
         last_attempt,
     };
     {
-        let h = Harness::start(store.clone(), Vec::new(), leases(Duration::from_secs(30)));
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("t", 0, 1, vec![step]).await;
         let mut w = h.worker("w1", &["shell"], 1).await;
         h.engine.credits(w.id, 1).await.expect("credits");
@@ -1051,7 +1055,11 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
     }
     // Restarted from the store: attempt 3 was running on w1, which is gone.
     let backlog = store.unfinished_task_ids().await.expect("recovery");
-    let h = Harness::start(store.reopen(), backlog, leases(Duration::from_millis(300)));
+    let h = Harness::start(
+        store.reopen(),
+        backlog,
+        liveness(Duration::from_millis(300)),
+    );
     let mut w2 = h.worker("w2", &["shell"], 1).await;
     let _heartbeats = h.keep_alive(&w2);
     h.engine.credits(w2.id, 1).await.expect("credits");

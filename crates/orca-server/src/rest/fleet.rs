@@ -49,7 +49,7 @@ pub(super) async fn count_tasks(
         cancelled: 0,
     };
     for count in answer.counts {
-        let slot = match v1::TaskState::try_from(count.state) {
+        let count_of = match v1::TaskState::try_from(count.state) {
             Ok(v1::TaskState::Queued) => &mut counts.queued,
             Ok(v1::TaskState::Running) => &mut counts.running,
             Ok(v1::TaskState::Paused) => &mut counts.paused,
@@ -58,7 +58,7 @@ pub(super) async fn count_tasks(
             Ok(v1::TaskState::Cancelled) => &mut counts.cancelled,
             _ => continue,
         };
-        *slot += count.tasks;
+        *count_of += count.tasks;
     }
     Ok(Json(counts))
 }

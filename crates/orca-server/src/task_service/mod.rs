@@ -33,7 +33,7 @@ mod webhooks;
 
 pub use templates::Templates;
 pub use watch::FLEET_POSITION;
-use watch::WatchSlots;
+use watch::OpenWatches;
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
@@ -52,7 +52,7 @@ pub struct TaskApi {
     metrics: Arc<Metrics>,
     limits: Limits,
     ids: Mutex<ulid::Generator>,
-    watches: Arc<WatchSlots>,
+    watches: Arc<OpenWatches>,
     /// Plans prompt tasks; `None` when no API key was given.
     planner: Option<Arc<Planner>>,
     webhooks: Arc<Webhooks>,

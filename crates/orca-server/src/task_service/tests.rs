@@ -23,7 +23,7 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
             .expect("store"),
     );
     let hub = Arc::new(Hub::default());
-    let leases = orca_engine::Leases {
+    let liveness = orca_engine::Liveness {
         ttl: std::time::Duration::from_secs(30),
         heartbeat_interval: std::time::Duration::from_secs(5),
     };
@@ -32,7 +32,7 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
         hub.clone(),
         Vec::new(),
         orca_engine::Settings {
-            leases,
+            liveness,
             hot_tasks: orca_engine::DEFAULT_HOT_TASKS,
             limit_backoff: orca_engine::DEFAULT_LIMIT_BACKOFF,
         },

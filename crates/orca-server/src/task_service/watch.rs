@@ -9,18 +9,18 @@ pub const FLEET_POSITION: &str = "orca-fleet-position";
 /// Open watch streams per caller: each holds a server task and a channel,
 /// so one client may not open them without bound.
 #[derive(Default)]
-pub(super) struct WatchSlots {
+pub(super) struct OpenWatches {
     open: Mutex<HashMap<String, usize>>,
 }
 
-/// One open watch; its slot frees when the watch ends.
-pub(super) struct WatchSlot {
-    slots: Arc<WatchSlots>,
+/// One open watch; its place frees when the watch ends.
+pub(super) struct OpenWatch {
+    watches: Arc<OpenWatches>,
     caller: String,
 }
 
-impl WatchSlots {
-    fn take(self: &Arc<Self>, caller: &str, limit: usize) -> Result<WatchSlot, Error> {
+impl OpenWatches {
+    fn take(self: &Arc<Self>, caller: &str, limit: usize) -> Result<OpenWatch, Error> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(caller.to_string()).or_default();
         if *count >= limit {
@@ -32,16 +32,16 @@ impl WatchSlots {
             });
         }
         *count += 1;
-        Ok(WatchSlot {
-            slots: self.clone(),
+        Ok(OpenWatch {
+            watches: self.clone(),
             caller: caller.to_string(),
         })
     }
 }
 
-impl Drop for WatchSlot {
+impl Drop for OpenWatch {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.watches.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = open.get_mut(&self.caller) {
             *count -= 1;
             if *count == 0 {
@@ -60,7 +60,7 @@ impl TaskApi {
         let caller = request.require(Action::ReadTasks)?;
         let request = request.into_message();
         let tenants = asked_tenants(&caller, request.tenants)?;
-        let slot = self
+        let held = self
             .watches
             .take(&caller.name, self.limits.max_watches_per_caller)?;
         // Woken by every commit from here on; the head is read after, so
@@ -74,7 +74,7 @@ impl TaskApi {
         let store = self.store.clone();
         tokio::spawn(async move {
             fleet::follow(store, after, tenants, wakes, tx).await;
-            drop(slot);
+            drop(held);
         });
         Ok((Box::pin(ReceiverStream::new(rx)), after))
     }
@@ -95,7 +95,7 @@ impl TaskApi {
         // one or the other, and duplicates are dropped by sequence number. A
         // task that finished before this point has every event stored; one
         // that finishes after it ends the replay or the live stream.
-        let slot = self
+        let held = self
             .watches
             .take(&caller.name, self.limits.max_watches_per_caller)?;
         let live = (request.follow && !finished).then(|| self.hub.subscribe(&request.task_id));
@@ -103,7 +103,7 @@ impl TaskApi {
         let store = self.store.clone();
         tokio::spawn(async move {
             follow(store, request.task_id, request.after_seq, live, tx).await;
-            drop(slot);
+            drop(held);
         });
         Ok(Box::pin(ReceiverStream::new(rx)))
     }
@@ -157,7 +157,7 @@ pub(super) async fn follow(
     }
     let Some(mut live) = live else { return };
     loop {
-        // A watcher that leaves frees its slot now, not at the next event.
+        // A watcher that leaves frees its place now, not at the next event.
         let received = tokio::select! {
             received = live.recv() => received,
             _ = tx.closed() => return,

@@ -15,7 +15,7 @@ use orca_core::LogStream;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempt::{Attempt, Ended, Limit, Report, Stop};
+use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::process::{LineReader, StdoutLines, supervise};
 use super::session::{Transcripts, keep_session, place_session};
 use super::workspace::{
@@ -78,7 +78,7 @@ pub trait AgentStream: LineReader + 'static {
 pub(crate) async fn run_agent<R: AgentRuntime>(
     runtime: &R,
     attempt: &Attempt,
-    reports: &mpsc::UnboundedSender<Report>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let redactor = attempt.redactor(runtime.secrets().into_iter());
@@ -92,7 +92,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         sweep_retained(&attempt.work_dir, RETAIN_FOR).await;
     }
     let log = |line: String| {
-        let _ = reports.send(Report::Log {
+        let _ = reports.send(FromAttempt::Log {
             attempt: attempt.key.clone(),
             stream: LogStream::Stdout,
             line,

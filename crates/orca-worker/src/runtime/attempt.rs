@@ -1,5 +1,5 @@
 //! One attempt of a step: what it is given (`Attempt`), what it tells its
-//! worker as it runs (`Report`), why it is stopped (`Stop`), and how it
+//! worker as it runs (`FromAttempt`), why it is stopped (`Stop`), and how it
 //! ended (`Ended`).
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use crate::secrets::Redactor;
 
 /// What a running attempt tells its worker.
 #[derive(Debug)]
-pub enum Report {
+pub enum FromAttempt {
     Progress {
         attempt: AttemptKey,
         fraction: f32,

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Fault;
 use agent::run_agent;
 use attempt::Ended;
-pub use attempt::{Attempt, Report, ResumeFrom, StepAccess, Stop};
+pub use attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use claude::ClaudeCode;
 pub use claude::settings::ClaudeSettings;
 use shell::run_shell;
@@ -48,7 +48,7 @@ pub struct Agents {
 pub async fn run(
     attempt: Attempt,
     agents: Arc<Agents>,
-    reports: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) {
     let started_at = now_micros();
@@ -83,7 +83,7 @@ pub async fn run(
         stalled: ended.fault == Some(Fault::Stalled),
         rate_limit,
     };
-    let _ = reports.send(Report::Done(result));
+    let _ = reports.send(FromAttempt::Done(result));
 }
 
 /// The provider's limit, when that is what stopped an agent's run (only

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempt::{Attempt, Ended, Report, Stop};
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use crate::metrics::Fault;
 use crate::secrets::Redactor;
 
@@ -141,7 +141,7 @@ impl Activity {
 pub trait LineReader: Send {
     /// The reports one stdout line makes. `raw` is the whole line: nothing
     /// of it is cut or masked yet.
-    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<Report>;
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt>;
 }
 
 /// What a process's stdout lines are.
@@ -167,7 +167,7 @@ pub(crate) async fn supervise(
     workspace: &Path,
     lines: StdoutLines,
     redactor: &Arc<Redactor>,
-    reports: &mpsc::UnboundedSender<Report>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) -> Result<ExitStatus, Ended> {
     let program = command
@@ -315,7 +315,7 @@ async fn forward_lines(
     lines: StdoutLines,
     attempt: AttemptKey,
     (redactor, activity): (Arc<Redactor>, Activity),
-    reports: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedSender<FromAttempt>,
 ) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
@@ -347,18 +347,18 @@ async fn forward_lines(
         orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
         let report = match (stream, line.strip_prefix(PROGRESS_PREFIX)) {
             (LogStream::Stdout, Some(rest)) => match parse_progress(rest) {
-                Some((fraction, message)) => Report::Progress {
+                Some((fraction, message)) => FromAttempt::Progress {
                     attempt: attempt.clone(),
                     fraction,
                     message,
                 },
-                None => Report::Log {
+                None => FromAttempt::Log {
                     attempt: attempt.clone(),
                     stream,
                     line,
                 },
             },
-            _ => Report::Log {
+            _ => FromAttempt::Log {
                 attempt: attempt.clone(),
                 stream,
                 line,
@@ -404,7 +404,7 @@ mod tests {
         )
         .await;
         match received.recv().await {
-            Some(Report::Log { line, .. }) => {
+            Some(FromAttempt::Log { line, .. }) => {
                 assert!(line.len() <= MAX_LINE_BYTES);
                 assert!(!line.contains("sk-"), "part of the secret survived the cut");
             }

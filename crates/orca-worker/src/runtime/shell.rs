@@ -10,7 +10,7 @@ use orca_core::ShellSpec;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempt::{Attempt, Ended, Report, Stop};
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use super::process::{StdoutLines, basic_environment, describe_exit, supervise};
 use super::workspace::{prepare_workspace, read_output, remove_unless_kept};
 use crate::metrics::Fault;
@@ -36,7 +36,7 @@ fn environment(
 pub(crate) async fn run_shell(
     attempt: &Attempt,
     shell: &ShellSpec,
-    reports: &mpsc::UnboundedSender<Report>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let secrets = match secrets::resolve(&shell.secret_env, attempt.secrets_dir.as_deref()) {
@@ -56,7 +56,7 @@ async fn run_process(
     shell: &ShellSpec,
     secrets: &BTreeMap<String, String>,
     redactor: &Arc<Redactor>,
-    reports: &mpsc::UnboundedSender<Report>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let workspace = match prepare_workspace(attempt).await {

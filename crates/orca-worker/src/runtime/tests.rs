@@ -11,7 +11,7 @@ use orca_api::v1;
 use orca_core::{AttemptKey, ClaudeCodeSpec, LogStream, StepSpec};
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempt::{Attempt, Report, ResumeFrom, StepAccess, Stop};
+use super::attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use super::checkpoint::{self, Checkpoints};
 use super::claude::RESUME_PROMPT;
 use super::claude::settings::ClaudeSettings;
@@ -121,7 +121,7 @@ async fn a_claude_run_reports_its_cost_after_each_response_and_keeps_it_when_cut
     let spends: Vec<&v1::Cost> = reports
         .iter()
         .filter_map(|r| match r {
-            Report::Spend { cost, .. } => Some(cost),
+            FromAttempt::Spend { cost, .. } => Some(cost),
             _ => None,
         })
         .collect();
@@ -201,7 +201,7 @@ async fn a_claude_run_reports_turns_tools_and_its_result_with_cost() {
             ..v1::Cost::default()
         })
     );
-    assert!(reports.iter().any(|r| matches!(r, Report::Session { session_id, model, .. } if session_id == "s-1" && model == "claude-test")));
+    assert!(reports.iter().any(|r| matches!(r, FromAttempt::Session { session_id, model, .. } if session_id == "s-1" && model == "claude-test")));
     let logs = logs_of(&reports);
     assert!(
         logs.contains(&"tool: Write file_path=hello.txt".to_string()),
@@ -214,7 +214,7 @@ async fn a_claude_run_reports_turns_tools_and_its_result_with_cost() {
     let progress: Vec<f32> = reports
         .iter()
         .filter_map(|r| match r {
-            Report::Progress { fraction, .. } => Some(*fraction),
+            FromAttempt::Progress { fraction, .. } => Some(*fraction),
             _ => None,
         })
         .collect();
@@ -295,11 +295,11 @@ async fn a_claude_run_fails_on_an_error_result_or_without_one() {
     );
 }
 
-fn logs_of(reports: &[Report]) -> Vec<String> {
+fn logs_of(reports: &[FromAttempt]) -> Vec<String> {
     reports
         .iter()
         .filter_map(|r| match r {
-            Report::Log { line, .. } => Some(line.clone()),
+            FromAttempt::Log { line, .. } => Some(line.clone()),
             _ => None,
         })
         .collect()
@@ -558,14 +558,14 @@ async fn a_failed_attempt_with_retries_left_keeps_its_workspace_until_swept() {
 
 /// Runs `attempt` on a worker whose agents are [`claude_settings`] of its
 /// work directory; its result and the reports before it.
-async fn run_to_end(attempt: Attempt) -> (v1::StepResult, Vec<Report>) {
+async fn run_to_end(attempt: Attempt) -> (v1::StepResult, Vec<FromAttempt>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_cancel, cancelled) = oneshot::channel();
     let agents = Arc::new(claude_settings(&attempt.work_dir));
     run(attempt, agents, tx, cancelled).await;
     let mut reports = Vec::new();
     while let Ok(report) = rx.try_recv() {
-        if let Report::Done(result) = report {
+        if let FromAttempt::Done(result) = report {
             return (result, reports);
         }
         reports.push(report);
@@ -589,7 +589,7 @@ async fn shell_step_reads_inputs_writes_output_and_streams_lines() {
     let logs: Vec<_> = reports
         .iter()
         .filter_map(|r| match r {
-            Report::Log { stream, line, .. } => Some((*stream, line.as_str())),
+            FromAttempt::Log { stream, line, .. } => Some((*stream, line.as_str())),
             _ => None,
         })
         .collect();
@@ -600,7 +600,7 @@ async fn shell_step_reads_inputs_writes_output_and_streams_lines() {
         logs.contains(&(LogStream::Stdout, traced.as_str())),
         "{logs:?}"
     );
-    assert!(reports.iter().any(|r| matches!(r, Report::Progress { fraction, message, .. } if *fraction == 0.5 && message == "half")));
+    assert!(reports.iter().any(|r| matches!(r, FromAttempt::Progress { fraction, message, .. } if *fraction == 0.5 && message == "half")));
 }
 
 #[tokio::test]
@@ -710,7 +710,7 @@ async fn cancel_kills_the_whole_process_group() {
     running.await.expect("runner");
     let result = loop {
         match rx.recv().await {
-            Some(Report::Done(result)) => break result,
+            Some(FromAttempt::Done(result)) => break result,
             Some(_) => continue,
             None => panic!("no result"),
         }

@@ -10,7 +10,7 @@ use orca_core::{AttemptKey, LogStream};
 use super::limits;
 use super::stream::{LimitEvent, Line, Prices, RunResult, Usage, parse_line};
 use crate::runtime::agent::AgentStream;
-use crate::runtime::attempt::{Limit, Report};
+use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::process::{LineReader, MAX_LINE_BYTES};
 use crate::secrets::Redactor;
 
@@ -58,11 +58,16 @@ impl ClaudeRun {
     /// The reports one stdout line makes: log lines for what the agent says
     /// and does, progress at each new turn, the cost so far after each
     /// model response.
-    fn read_line(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<Report> {
+    fn read_line(
+        &mut self,
+        raw: &str,
+        attempt: &AttemptKey,
+        redactor: &Redactor,
+    ) -> Vec<FromAttempt> {
         let log = |line: String| {
             let mut line = redactor.redact(line);
             orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
-            Report::Log {
+            FromAttempt::Log {
                 attempt: attempt.clone(),
                 stream: LogStream::Stdout,
                 line,
@@ -75,7 +80,7 @@ impl ClaudeRun {
                 self.model.clone_from(&model);
                 vec![
                     log(line),
-                    Report::Session {
+                    FromAttempt::Session {
                         attempt: attempt.clone(),
                         session_id,
                         model,
@@ -93,7 +98,7 @@ impl ClaudeRun {
                     let first = text.lines().next().unwrap_or_default();
                     let mut message = format!("turn {} of {}: {first}", self.turns, self.max_turns);
                     orca_core::truncate_at_char_boundary(&mut message, 200);
-                    reports.push(Report::Progress {
+                    reports.push(FromAttempt::Progress {
                         attempt: attempt.clone(),
                         fraction: (self.turns as f32 / self.max_turns.max(1) as f32).min(1.0),
                         message: redactor.redact(message),
@@ -121,7 +126,7 @@ impl ClaudeRun {
             }
             Ok(Line::TurnUsage(usage)) => {
                 self.turn = self.turn.max(&usage);
-                vec![Report::Spend {
+                vec![FromAttempt::Spend {
                     attempt: attempt.clone(),
                     cost: self.spent(),
                 }]
@@ -138,7 +143,7 @@ impl ClaudeRun {
 }
 
 impl LineReader for ClaudeRun {
-    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<Report> {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         self.read_line(raw, attempt, redactor)
     }
 }

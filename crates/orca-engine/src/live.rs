@@ -1,0 +1,125 @@
+//! The live state of an unfinished task the engine holds whole: its run,
+//! and per step where it waits, who runs it, and what it has cost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use orca_core::{Capabilities, Micros, QueueKey, ReadyQueue, TaskRun, TaskSpec};
+
+/// What the engine holds of one step while its task runs: where it
+/// waits, who runs it, what it has cost and produced.
+pub(crate) struct LiveStep {
+    pub(crate) needs: Capabilities,
+    pub(crate) queued: Option<QueueKey>,
+    /// When it last became ready to run, for the dispatch latency.
+    pub(crate) queued_at: Micros,
+    /// The model its agent reported, for cost by model.
+    pub(crate) model: String,
+    /// The worker running the current attempt.
+    pub(crate) worker: Option<u64>,
+    /// Its name and when the attempt started, for the attempt's history
+    /// row, which is written once, when the attempt ends.
+    pub(crate) worker_name: String,
+    pub(crate) attempt_started: Micros,
+    /// The output JSON of a succeeded step, for its dependents.
+    pub(crate) output: Option<String>,
+    /// The agent session its attempts have built, for a retry to resume.
+    pub(crate) session: Option<Session>,
+    /// While it awaits approval: when that wait times out (0: never).
+    pub(crate) awaiting: Option<Micros>,
+    /// What its running attempt has cost so far, as its worker reports it.
+    pub(crate) running_cost: orca_core::Cost,
+    /// Its running attempt was told to stop for a budget: however it ends,
+    /// short of success, the step runs again uncounted (even when the task
+    /// resumed before the attempt came back).
+    pub(crate) stopped_for_budget: bool,
+}
+
+impl LiveStep {
+    /// Puts the step in the ready queue, in its place by (priority, age),
+    /// and remembers where and since when.
+    pub(crate) fn enqueue(
+        &mut self,
+        queue: &mut ReadyQueue<(Arc<str>, usize)>,
+        order: (i32, Micros),
+        step: (Arc<str>, usize),
+        now: Micros,
+    ) {
+        self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
+        self.queued_at = now;
+    }
+}
+
+/// An agent's session as a step's attempts left it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    /// The attempt that started it: its workspace holds the session, and
+    /// every resumed attempt runs there.
+    pub(crate) attempt: u32,
+    /// The newest attempt that ran in it: a worker whose copy of the
+    /// session is older takes the step's checkpoint instead.
+    pub(crate) last_attempt: u32,
+    /// What its attempts have cost so far.
+    pub(crate) usd: f64,
+}
+
+pub(crate) struct Active {
+    pub(crate) spec: Arc<TaskSpec>,
+    /// Its steps' tokens are good in this tenant only.
+    pub(crate) tenant: String,
+    /// The task span's `traceparent`, handed to each attempt.
+    pub(crate) trace_context: String,
+    pub(crate) created_at: Micros,
+    pub(crate) run: TaskRun,
+    pub(crate) next_seq: u64,
+    pub(crate) steps: Vec<LiveStep>,
+    pub(crate) index: HashMap<String, usize>,
+    /// What its ended attempts cost.
+    pub(crate) spent: orca_core::Cost,
+}
+
+/// `(tenant, trace_context)` come from the stored task.
+pub(crate) fn new_active(
+    spec: Arc<TaskSpec>,
+    (tenant, trace_context): (String, String),
+    created_at: Micros,
+    run: TaskRun,
+    next_seq: u64,
+) -> Active {
+    let steps = spec
+        .steps
+        .iter()
+        .map(|s| LiveStep {
+            needs: orca_core::queue::capabilities(&s.required_capabilities()),
+            queued: None,
+            worker: None,
+            worker_name: String::new(),
+            attempt_started: 0,
+            output: None,
+            session: None,
+            awaiting: None,
+            queued_at: 0,
+            model: String::new(),
+            running_cost: orca_core::Cost::default(),
+            stopped_for_budget: false,
+        })
+        .collect();
+    let index = spec
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    Active {
+        spec,
+        tenant,
+        trace_context,
+        created_at,
+        run,
+        next_seq,
+        steps,
+        index,
+        spent: orca_core::Cost::default(),
+    }
+}
