@@ -1,10 +1,13 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo test bench bench-webhooks bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo docs test bench bench-webhooks bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
 demo:            ## build, start the embedded orca, run the example DAG live, stop
 	./scripts/demo.sh
+
+docs:            ## build the book (docs/) with mdBook into the cargo target dir
+	./scripts/docs.sh
 
 test:            ## unit and end-to-end tests
 	./scripts/test.sh

@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 ./scripts/console.sh
 ./scripts/browser.sh
 
+# The book builds (mdBook, pinned); tests/tests/docs.rs checks its links,
+# and the CLI and HTTP pages are checked against the code by unit tests.
+./scripts/docs.sh
+
 # The PostgreSQL store's tests use a real server: a throwaway cluster for
 # this run, unless ORCA_TEST_POSTGRES_URL names one already.
 source scripts/postgres.sh

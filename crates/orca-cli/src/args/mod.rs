@@ -3,6 +3,8 @@
 //! in `commands`; this module holds the top level and the parsers.
 
 mod commands;
+#[cfg(test)]
+mod reference;
 mod serve;
 
 pub use commands::*;
@@ -201,6 +203,22 @@ mod tests {
     #[test]
     fn command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// The book's CLI page is what the definitions print; with
+    /// ORCA_WRITE_DOCS=1 the test writes it instead.
+    #[test]
+    fn the_books_cli_page_is_the_cli_help() {
+        let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/src/cli.md");
+        let made = super::reference::markdown();
+        if std::env::var_os("ORCA_WRITE_DOCS").is_some() {
+            std::fs::write(&page, &made).expect("write the page");
+        }
+        let kept = std::fs::read_to_string(&page).unwrap_or_default();
+        assert!(
+            kept == made,
+            "docs/src/cli.md differs from the CLI's --help: run ORCA_WRITE_DOCS=1 cargo test -p orca-cli"
+        );
     }
 
     #[test]

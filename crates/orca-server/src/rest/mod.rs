@@ -527,3 +527,83 @@ fn json_body<T: serde::de::DeserializeOwned>(
 async fn not_found() -> ApiError {
     ApiError::new(tonic::Status::not_found("no such route under /api/v1"))
 }
+
+/// The book's page of HTTP routes (`docs/src/http-api.md`), made from the
+/// same OpenAPI document `/api/v1/openapi.json` serves.
+#[cfg(test)]
+fn reference() -> String {
+    use utoipa::openapi::path::Operation;
+    let (_, document) = api().split_for_parts();
+    let mut page = String::from(
+        "# HTTP routes\n\n\
+         The JSON API under `/api/v1`, as its OpenAPI document lists it (the\n\
+         server serves the whole document at `/api/v1/openapi.json`). This page\n\
+         is made from that document (`ORCA_WRITE_DOCS=1 cargo test -p orca-server`\n\
+         writes it) and `make test` fails when it differs. Every route takes\n\
+         `Authorization: Bearer <token>` or a console session, and answers a\n\
+         refusal as `{\"code\", \"message\", \"field\"}` with its HTTP status.\n",
+    );
+    let mut tags: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (path, item) in &document.paths.paths {
+        let operations: [(&str, &Option<Operation>); 4] = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else {
+                continue;
+            };
+            let tag = operation
+                .tags
+                .as_ref()
+                .and_then(|t| t.first().cloned())
+                .unwrap_or_default();
+            let summary = operation.summary.clone().unwrap_or_default();
+            let description = operation
+                .parameters
+                .iter()
+                .flatten()
+                .map(|p| match &p.description {
+                    Some(what) => format!("`{}`: {what}", p.name),
+                    None => format!("`{}`", p.name),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            tags.entry(tag).or_default().push(format!(
+                "| `{method}` | `/api/v1{path}` | {summary} | {description} |"
+            ));
+        }
+    }
+    for (tag, rows) in tags {
+        page.push_str(&format!(
+            "\n## {tag}\n\n| method | path | what | parameters |\n| --- | --- | --- | --- |\n"
+        ));
+        for row in rows {
+            page.push_str(&row);
+            page.push('\n');
+        }
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    /// The book's HTTP page is the OpenAPI document's; with ORCA_WRITE_DOCS=1
+    /// the test writes it instead.
+    #[test]
+    fn the_books_http_page_is_the_openapi_document() {
+        let page =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/src/http-api.md");
+        let made = super::reference();
+        if std::env::var_os("ORCA_WRITE_DOCS").is_some() {
+            std::fs::write(&page, &made).expect("write the page");
+        }
+        let kept = std::fs::read_to_string(&page).unwrap_or_default();
+        assert!(
+            kept == made,
+            "docs/src/http-api.md differs from the OpenAPI document: run ORCA_WRITE_DOCS=1 cargo test -p orca-server"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The book and the README as a reader meets them: every link leads
+//! somewhere (a file that exists, a heading that exists), every page is in
+//! the book's table of contents, and the CLI page says what the real
+//! binary's `--help` says.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orca_tests::{orca_bin, repo_root};
+
+/// The pages to check: the README and every page of the book.
+fn pages() -> Vec<PathBuf> {
+    let root = repo_root();
+    let mut pages = vec![root.join("README.md")];
+    let mut book: Vec<PathBuf> = std::fs::read_dir(root.join("docs/src"))
+        .expect("docs/src")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    book.sort();
+    pages.extend(book);
+    pages
+}
+
+/// The text outside code: fenced blocks and inline code are not links.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut inline = false;
+        for c in line.chars() {
+            if c == '`' {
+                inline = !inline;
+            } else if !inline {
+                out.push(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Every `[text](target)` of the prose.
+fn links(text: &str) -> Vec<String> {
+    let prose = prose(text);
+    let mut found = Vec::new();
+    let mut rest = prose.as_str();
+    while let Some(at) = rest.find("](") {
+        let after = &rest[at + 2..];
+        let Some(end) = after.find(')') else { break };
+        found.push(after[..end].to_string());
+        rest = &after[end..];
+    }
+    found
+}
+
+/// The anchor GitHub and mdBook give a heading.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(page: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(page).expect("page");
+    let mut fenced = false;
+    let mut anchors = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            anchors.insert(slug(line.trim_start_matches('#')));
+        }
+    }
+    anchors
+}
+
+#[test]
+fn every_link_of_the_readme_and_the_book_leads_somewhere() {
+    let mut broken = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).expect("page");
+        for target in links(&text) {
+            if target.starts_with("http://")
+                || target.starts_with("https://")
+                || target.starts_with("mailto:")
+                || target.is_empty()
+            {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((path, anchor)) => (path, Some(anchor)),
+                None => (target.as_str(), None),
+            };
+            let file = if path.is_empty() {
+                page.clone()
+            } else {
+                page.parent().expect("a folder").join(path)
+            };
+            if !file.exists() {
+                broken.push(format!("{}: {target} (no such file)", page.display()));
+                continue;
+            }
+            if let Some(anchor) = anchor
+                && !anchors(&file).contains(anchor)
+            {
+                broken.push(format!("{}: {target} (no such heading)", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn every_page_of_the_book_is_in_its_table_of_contents() {
+    let root = repo_root();
+    let summary = std::fs::read_to_string(root.join("docs/src/SUMMARY.md")).expect("SUMMARY.md");
+    let listed: BTreeSet<String> = links(&summary).into_iter().collect();
+    let missing: Vec<String> = pages()
+        .iter()
+        .filter(|p| p.starts_with(root.join("docs/src")))
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .filter(|name| name != "SUMMARY.md" && !listed.contains(name))
+        .collect();
+    assert!(missing.is_empty(), "pages outside SUMMARY.md: {missing:?}");
+}
+
+/// The page is made from the CLI's definitions (a unit test of orca-cli
+/// holds it to them); this holds it to what the built binary prints.
+#[test]
+fn the_cli_page_says_what_the_binary_prints() {
+    let page = std::fs::read_to_string(repo_root().join("docs/src/cli.md")).expect("cli.md");
+    for command in [
+        vec![],
+        vec!["up"],
+        vec!["server"],
+        vec!["worker"],
+        vec!["get", "task"],
+    ] {
+        let mut run = Command::new(orca_bin());
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("ORCA_")) {
+            run.env_remove(name);
+        }
+        let output = run
+            .args(&command)
+            .arg("--help")
+            .output()
+            .expect("orca --help");
+        assert!(output.status.success(), "orca {command:?} --help");
+        let help = String::from_utf8(output.stdout).expect("utf-8");
+        let section = format!(
+            "## {}\n\n```text\n{}\n```\n",
+            std::iter::once("orca")
+                .chain(command.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" "),
+            help.trim_end()
+        );
+        assert!(
+            page.contains(&section),
+            "docs/src/cli.md does not hold `orca {}` --help as printed:\n{help}",
+            command.join(" ")
+        );
+    }
+}
