@@ -392,7 +392,35 @@ impl Engine {
 
     /// Sets a tenant's budget (already stored); its paused tasks go on if
     /// it has room now, and a spent one stops at once.
-    pub(super) fn set_tenant_budget(&mut self, tenant: &str, budget: TenantBudget) {
+    /// Sets a tenant's budget (none: unlimited); the answer resolves once
+    /// the change has committed.
+    pub(super) fn set_tenant_budget(
+        &mut self,
+        tenant: &str,
+        budget: TenantBudget,
+    ) -> oneshot::Receiver<()> {
+        self.change_tenant_budget(tenant, budget);
+        let (done, committed) = oneshot::channel();
+        self.round.effects.push(Effect::Done(done));
+        committed
+    }
+
+    /// Each tenant (of `only`, or all), its budget, and what it spent this
+    /// UTC day and month.
+    pub(super) fn tenant_spending(&self, only: Option<Vec<String>>) -> Vec<TenantSpending> {
+        let now = now_micros();
+        self.budgets
+            .tenants()
+            .into_iter()
+            .filter(|t| only.as_ref().is_none_or(|only| only.contains(t)))
+            .map(|t| {
+                let (budget, day, month) = self.budgets.of(&t, now);
+                (t, budget, day, month)
+            })
+            .collect()
+    }
+
+    fn change_tenant_budget(&mut self, tenant: &str, budget: TenantBudget) {
         if budget.is_empty() {
             self.budgets.limits.remove(tenant);
         } else {

@@ -49,10 +49,10 @@ impl Engine {
         let mut order = 0;
         let mut idle_since_progress = 0;
         while !self.queue.is_empty()
-            && !self.worker_order.is_empty()
-            && idle_since_progress < self.worker_order.len()
+            && !self.workers.order().is_empty()
+            && idle_since_progress < self.workers.order().len()
         {
-            let worker_id = self.worker_order[order % self.worker_order.len()];
+            let worker_id = self.workers.order()[order % self.workers.order().len()];
             order += 1;
             let head = match self.workers.get(&worker_id) {
                 Some(w) if w.free() > 0 => {

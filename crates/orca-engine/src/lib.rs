@@ -24,7 +24,7 @@
 //! committed. `tests` drives it all in memory.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,7 @@ mod live;
 mod recovery;
 mod results;
 mod to_worker;
+mod workers;
 
 pub use budget::{SpentTenants, load_tenant_budgets};
 use cold::queue_cold;
@@ -74,6 +75,7 @@ pub use limits::DEFAULT_LIMIT_BACKOFF;
 use live::{Active, LiveStep, Session, new_active};
 use recovery::{Backlog, load_backlog};
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
+use workers::{Orphan, Workers};
 
 /// The error of a step whose output file is not JSON.
 const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -90,39 +92,6 @@ type DueRetry = (Micros, Arc<str>, usize, u32);
 /// A step's wait for approval that times out: (deadline, task, step).
 type DueApproval = (Micros, Arc<str>, usize);
 
-struct Worker {
-    info: WorkerInfo,
-    /// Its capabilities without `claude-code`: what it may take while its
-    /// pool runs as many agents as it may.
-    without_agents: Capabilities,
-    outbox: Outbox,
-    credits: u32,
-    running: HashSet<(Arc<str>, usize)>,
-    connected_at: Micros,
-    /// When it last sent anything; silent past the lease TTL, it is dropped.
-    last_seen: Micros,
-    /// Shutting down: gets no new work.
-    draining: bool,
-}
-
-impl Worker {
-    /// Steps it may be given now: what it asked for, never beyond its slots.
-    fn free(&self) -> u32 {
-        if self.draining {
-            return 0;
-        }
-        self.credits
-            .min(self.info.slots.saturating_sub(self.running.len() as u32))
-    }
-}
-
-/// A step that was running when the control plane restarted: its worker may
-/// reconnect and claim it before `deadline`; after that it runs again.
-struct Orphan {
-    attempt: u32,
-    deadline: Micros,
-}
-
 #[derive(Default)]
 struct Round {
     writes: Vec<Write>,
@@ -137,10 +106,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,
     queue: ReadyQueue<(Arc<str>, usize)>,
-    workers: HashMap<u64, Worker>,
-    /// Workers in connection order, for round-robin dispatch.
-    worker_order: Vec<u64>,
-    next_worker: u64,
+    workers: Workers,
     orphans: HashMap<(Arc<str>, usize), Orphan>,
     backlog: Backlog,
     liveness: Liveness,
@@ -219,9 +185,7 @@ pub fn start(
         // as the few tasks held whole land all over it.
         tasks: HashMap::default(),
         queue: ReadyQueue::default(),
-        workers: HashMap::new(),
-        worker_order: Vec::new(),
-        next_worker: 1,
+        workers: Workers::default(),
         orphans: HashMap::new(),
         backlog: Backlog::new(&backlog),
         liveness: settings.liveness,
@@ -268,7 +232,6 @@ impl Engine {
                     for command in commands.drain(..) {
                         if matches!(command, Command::Shutdown) {
                             self.workers.clear();
-                            self.worker_order.clear();
                             continue;
                         }
                         self.handle(command);
@@ -331,9 +294,8 @@ impl Engine {
         | Command::Heartbeat { worker }
         | Command::Drain { worker }
         | Command::Release { worker, .. } = &command
-            && let Some(w) = self.workers.get_mut(worker)
         {
-            w.last_seen = now_micros();
+            self.workers.seen(*worker);
         }
         let Some(command) = self.defer(command) else {
             return;
@@ -358,88 +320,21 @@ impl Engine {
                 outbox,
                 reply,
             } => {
-                let id = self.next_worker;
-                self.next_worker += 1;
-                let _ = outbox.send(ToWorker::Registered {
-                    worker_id: id,
-                    heartbeat_interval: self.liveness.heartbeat_interval,
-                });
-                tracing::info!(worker = %info.name, id, slots = info.slots, "worker registered");
-                let mut without_agents = info.capabilities.clone();
-                without_agents.remove(orca_core::CLAUDE_CODE);
-                self.workers.insert(
-                    id,
-                    Worker {
-                        without_agents,
-                        info,
-                        outbox,
-                        credits: 0,
-                        running: HashSet::new(),
-                        connected_at: now_micros(),
-                        last_seen: now_micros(),
-                        draining: false,
-                    },
-                );
-                self.worker_order.push(id);
-                for attempt in running {
-                    self.handle(Command::Adopt {
-                        worker: id,
-                        attempt,
-                    });
-                }
+                let id = self.register(info, running, outbox);
                 let _ = reply.send(id);
             }
-            Command::Credits { worker, credits } => {
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    w.credits = w.credits.saturating_add(credits).min(w.info.slots);
-                }
-            }
+            Command::Credits { worker, credits } => self.workers.credit(worker, credits),
             Command::Progress {
                 worker,
                 attempt,
                 fraction,
                 message,
-            } => {
-                let Some((task_id, _)) = self.current(worker, &attempt) else {
-                    return;
-                };
-                let fraction = fraction.clamp(0.0, 1.0);
-                self.round.writes.push(Write::Progress {
-                    task_id: attempt.task_id.clone(),
-                    step_id: attempt.step_id.clone(),
-                    fraction,
-                    message: message.clone(),
-                });
-                self.event(
-                    &task_id,
-                    EventKind::Progress {
-                        step: attempt.step_id,
-                        attempt: attempt.attempt,
-                        fraction,
-                        message,
-                    },
-                );
-            }
+            } => self.progress(worker, attempt, fraction, message),
             Command::Logs {
                 worker,
                 attempt,
                 lines,
-            } => {
-                let Some((task_id, _)) = self.current(worker, &attempt) else {
-                    return;
-                };
-                for (stream, line) in lines {
-                    self.event(
-                        &task_id,
-                        EventKind::Log {
-                            step: attempt.step_id.clone(),
-                            attempt: attempt.attempt,
-                            stream,
-                            line,
-                        },
-                    );
-                }
-            }
+            } => self.logs(worker, attempt, lines),
             Command::Report { worker, report } => self.report(worker, report),
             Command::Session {
                 worker,
@@ -463,85 +358,26 @@ impl Engine {
                 budget,
                 reply,
             } => {
-                self.set_tenant_budget(&tenant, budget);
-                let (done, committed) = oneshot::channel();
-                self.round.effects.push(Effect::Done(done));
-                let _ = reply.send(committed);
+                let _ = reply.send(self.set_tenant_budget(&tenant, budget));
             }
             Command::Budgets { tenants, reply } => {
-                let now = now_micros();
-                let all = self.budgets.tenants();
-                let listed = all
-                    .into_iter()
-                    .filter(|t| tenants.as_ref().is_none_or(|only| only.contains(t)))
-                    .map(|t| {
-                        let (budget, day, month) = self.budgets.of(&t, now);
-                        (t, budget, day, month)
-                    })
-                    .collect();
-                let _ = reply.send(listed);
+                let _ = reply.send(self.tenant_spending(tenants));
             }
             Command::Heartbeat { .. } => {}
-            Command::Drain { worker } => {
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    tracing::info!(worker = %w.info.name, running = w.running.len(), "worker draining");
-                    w.draining = true;
-                }
-            }
+            Command::Drain { worker } => self.workers.drain(worker),
             Command::Release {
                 worker,
                 attempts,
                 reason,
-            } => {
-                for attempt in attempts {
-                    if let Some((task_id, index)) = self.current(worker, &attempt) {
-                        if let Some(w) = self.workers.get_mut(&worker) {
-                            w.running.remove(&(task_id.clone(), index));
-                        }
-                        self.requeue(&task_id, index, &reason);
-                    }
-                }
-            }
-            Command::Disconnected { worker } => {
-                let reason = self
-                    .workers
-                    .get(&worker)
-                    .map(|w| format!("worker {} disconnected", w.info.name));
-                if let Some(reason) = reason {
-                    self.drop_worker(worker, &reason);
-                }
-            }
+            } => self.release(worker, attempts, &reason),
+            Command::Disconnected { worker } => self.disconnected(worker),
             Command::Cancel {
                 task_id,
                 reason,
                 reply,
             } => self.cancel(&task_id, &reason, reply),
             Command::ListAgents(reply) => {
-                let agents = self
-                    .worker_order
-                    .iter()
-                    .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
-                    .map(|(id, w)| WorkerNow {
-                        id: *id,
-                        info: w.info.clone(),
-                        running: w.running.len(),
-                        connected_at: w.connected_at,
-                        draining: w.draining,
-                        paused: self.pause_of(&w.info).map(|p| (p.until, p.reason.clone())),
-                    })
-                    .collect();
-                let queue = self
-                    .queue
-                    .depth_by_needs()
-                    .map(|(needs, queued)| QueueDepth {
-                        needs: needs.clone(),
-                        queued,
-                    })
-                    .collect();
-                let _ = reply.send(FleetNow {
-                    workers: agents,
-                    queue,
-                });
+                let _ = reply.send(self.fleet_now());
             }
             Command::Adopt { worker, attempt } => self.adopt(worker, attempt),
             Command::Recovered { ids, tasks } => self.recovered(ids, tasks),

@@ -344,7 +344,6 @@ impl Engine {
         let Some(worker) = self.workers.remove(&worker_id) else {
             return;
         };
-        self.worker_order.retain(|w| *w != worker_id);
         tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), reason, "worker dropped");
         for (task_id, index) in worker.running {
             self.requeue(&task_id, index, reason);

@@ -288,3 +288,57 @@ pub(super) fn stop_running_if_winding_down(active: &Active, changes: &[Change]) 
         Vec::new()
     }
 }
+
+impl Engine {
+    /// A running attempt's progress: kept on its step, and an event.
+    pub(super) fn progress(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        let fraction = fraction.clamp(0.0, 1.0);
+        self.round.writes.push(Write::Progress {
+            task_id: attempt.task_id.clone(),
+            step_id: attempt.step_id.clone(),
+            fraction,
+            message: message.clone(),
+        });
+        self.event(
+            &task_id,
+            EventKind::Progress {
+                step: attempt.step_id,
+                attempt: attempt.attempt,
+                fraction,
+                message,
+            },
+        );
+    }
+
+    /// A running attempt's log lines, each an event.
+    pub(super) fn logs(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        lines: Vec<(orca_core::LogStream, String)>,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        for (stream, line) in lines {
+            self.event(
+                &task_id,
+                EventKind::Log {
+                    step: attempt.step_id.clone(),
+                    attempt: attempt.attempt,
+                    stream,
+                    line,
+                },
+            );
+        }
+    }
+}
