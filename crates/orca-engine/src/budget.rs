@@ -6,46 +6,12 @@
 //! is raised or its window resets. Submits into a spent tenant are refused
 //! before anything is stored (see [`SpentTenants`]).
 
-use std::sync::Mutex;
-
 use orca_core::{Budget, Cost, Exhausted, TenantBudget, TenantSpend, Window};
 
+use orca_core::calendar::rfc3339;
+
 use super::*;
-
-/// The tenants whose budget is spent now, shared with the services so a
-/// submit is refused before it reaches the store. The engine keeps it
-/// current; an entry whose window has ended no longer refuses.
-#[derive(Clone, Default)]
-pub struct SpentTenants(Arc<Mutex<HashMap<String, Exhausted>>>);
-
-impl SpentTenants {
-    fn set(&self, tenant: &str, spent: Option<Exhausted>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match spent {
-            Some(spent) => map.insert(tenant.to_string(), spent),
-            None => map.remove(tenant),
-        };
-    }
-
-    /// RESOURCE_EXHAUSTED, naming the budget, its window and its reset,
-    /// when `tenant` may not start new work at `now`.
-    pub fn admit(&self, tenant: &str, now: Micros) -> Result<(), Error> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(tenant).filter(|spent| spent.resets_at > now) {
-            None => Ok(()),
-            Some(spent) => Err(Error::ResourceExhausted {
-                message: format!(
-                    "tenant {tenant:?} {} this {}: its per-{} budget resets at {}",
-                    spent.why,
-                    spent.window.as_str(),
-                    spent.window.as_str(),
-                    rfc3339(spent.resets_at)
-                ),
-                retry_after: Some(Duration::from_micros((spent.resets_at - now) as u64)),
-            }),
-        }
-    }
-}
+use crate::spent::SpentTenants;
 
 /// Tenants' budgets, and what each spent in the current day and month, as
 /// the store holds them: what the engine starts from.
@@ -440,9 +406,4 @@ impl Engine {
             self.resume_within_budget(Some(tenant), "the tenant's budget was raised");
         }
     }
-}
-
-/// A time as RFC 3339 in UTC, for messages.
-pub(super) fn rfc3339(at: Micros) -> String {
-    orca_core::calendar::rfc3339(at)
 }

@@ -10,8 +10,8 @@ use orca_core::{Change, Event, EventKind, Micros, StepState, TaskRun, TaskSpec, 
 use orca_store::{Created, NewTask};
 
 use super::handle::Command;
-use super::{Admitted, EngineHandle};
-use crate::Error;
+use crate::error::Error;
+use crate::handle::{Admitted, EngineHandle};
 
 /// A validated task to create.
 #[derive(Debug, Clone)]

@@ -9,8 +9,9 @@ use orca_store::{Commit, Store, Unfinished};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::handle::Command;
-use super::{CancelAnswer, Outbox, ToWorker};
+use crate::handle::CancelAnswer;
 use crate::hub::Hub;
+use crate::to_worker::{Outbox, ToWorker};
 
 /// What a round reveals once it has committed.
 pub(super) enum Effect {

@@ -9,8 +9,9 @@ use orca_store::{Store, TaskRecord, Unfinished};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Outbox, SpentTenants};
-use crate::Error;
+use crate::error::Error;
+use crate::spent::SpentTenants;
+use crate::to_worker::Outbox;
 
 /// How a worker says an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,10 +57,11 @@ mod limits;
 mod live;
 mod recovery;
 mod results;
+mod spent;
 mod to_worker;
 mod workers;
 
-pub use budget::{SpentTenants, load_tenant_budgets};
+pub use budget::load_tenant_budgets;
 use cold::queue_cold;
 pub use create::Submission;
 use create::event_of;
@@ -74,6 +75,7 @@ pub use handle::{
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 use live::{Active, LiveStep, Session, new_active};
 use recovery::{Backlog, load_backlog};
+pub use spent::SpentTenants;
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
 use workers::{Orphan, Workers};
 

@@ -18,10 +18,10 @@ use orca_engine::{
 };
 use orca_store::leadership::Leadership;
 
-use crate::Error;
 use crate::auth::{Action, require};
 use crate::call::Call;
 use crate::checkpoints::Checkpoints;
+use crate::error::Error;
 use crate::step_token::StepTokens;
 
 const MAX_NAME_BYTES: usize = 253;

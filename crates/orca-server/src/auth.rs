@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::Error;
+use crate::error::Error;
 pub use crate::identity::{
     Action, DEFAULT_TENANT, Identity, Role, Tenants, default_tenants, valid_tenant,
 };

@@ -3,8 +3,8 @@
 //! they ask. gRPC makes one from its request; REST from its headers and
 //! path; neither builds the other's request.
 
-use crate::Error;
 use crate::auth::{Action, Identity, denied};
+use crate::error::Error;
 
 pub struct Call<T> {
     /// `None` when the transport found no credentials: every service

@@ -14,8 +14,8 @@ use orca_api::v1;
 use orca_core::{AttemptKey, StepState};
 use orca_store::{Checkpoint, StepRecord, Store, Write};
 
-use crate::Error;
 use crate::auth::Identity;
+use crate::error::Error;
 
 /// The largest checkpoint kept by default: a session's transcript and a
 /// capped workspace, compressed.

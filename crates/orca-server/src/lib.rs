@@ -10,6 +10,7 @@ pub mod checkpoints;
 mod console;
 mod error;
 mod fleet;
+mod grpc;
 mod http;
 mod http_state;
 mod identity;
@@ -40,9 +41,7 @@ use orca_store::leadership::{Leadership, Replica};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::Router;
 
 pub use error::{Error, PortName};
 use orca_engine::{self as engine, hub, metrics};
@@ -353,41 +352,6 @@ async fn bind_http(listen: SocketAddr, fallback: bool) -> Result<acceptor::Accep
     }
 }
 
-/// Serves `router` on `connections` until `signal`.
-pub(crate) async fn serve_router(
-    router: Router,
-    connections: tokio_stream::wrappers::ReceiverStream<tokio::net::TcpStream>,
-    tls: Option<Arc<tls::ReloadingConfig>>,
-    signal: impl std::future::Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    match tls {
-        Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(tls::incoming(connections, tls), signal)
-                .await
-        }
-        None => {
-            let incoming = connections.map(Ok::<_, std::io::Error>);
-            router.serve_with_incoming_shutdown(incoming, signal).await
-        }
-    }
-}
-
-/// Both reflection versions: grpcurl and grpcui speak v1, but Python's
-/// grpcio-reflection, Postman and older grpcurl speak only v1alpha. They
-/// tell only what the public proto says, so they need no token.
-pub(crate) fn with_reflection(server: tonic::transport::Server) -> Result<Router, Error> {
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(orca_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    Ok(server
-        .trace_fn(orca_telemetry::rpc_span)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?))
-}
-
 /// One run of a replica, from standing by (on PostgreSQL) through leading
 /// to its stop.
 struct ReplicaRun {
@@ -576,7 +540,7 @@ impl ReplicaRun {
         };
         // Health stays open for probes, and reflection for tools.
         // Everything else needs a token.
-        let router = with_reflection(tonic::transport::Server::builder())?
+        let router = crate::grpc::with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
             .add_service(InterceptedService::new(
                 TaskServiceServer::from_arc(tasks).max_decoding_message_size(max_message_bytes),
@@ -593,7 +557,7 @@ impl ReplicaRun {
             ));
         // From here on new connections reach the leader's services; the
         // standby's connections are ended, and their clients reconnect.
-        let server = serve_router(router, grpc.connections(), tls.clone(), signal);
+        let server = crate::grpc::serve_router(router, grpc.connections(), tls.clone(), signal);
         tokio::pin!(server);
         if let Some(standby) = standby.take() {
             tokio::select! {

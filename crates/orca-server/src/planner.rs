@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use orca_core::plan::{self, PLAN_TOOL, Plan};
 use serde_json::{Value, json};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The largest answer read from the API.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;

@@ -20,9 +20,9 @@ use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 
-use crate::Error;
 use crate::acceptor::Acceptor;
 use crate::agent_service::AgentApi;
+use crate::error::Error;
 use crate::state_service::StateApi;
 use crate::task_service::TaskApi;
 use crate::tls::ReloadingConfig;
@@ -92,13 +92,13 @@ impl StandbyServer {
         health_reporter
             .set_not_serving::<StateServiceServer<StateApi>>()
             .await;
-        let router = crate::with_reflection(tonic::transport::Server::builder())?
+        let router = crate::grpc::with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
             .add_service(Standby::<TaskServiceServer<TaskApi>>::new(leader.clone()))
             .add_service(Standby::<AgentServiceServer<AgentApi>>::new(leader.clone()))
             .add_service(Standby::<StateServiceServer<StateApi>>::new(leader));
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = crate::serve_router(router, grpc.connections(), tls, async {
+        let serving = crate::grpc::serve_router(router, grpc.connections(), tls, async {
             let _ = stopped.await;
         });
         let serving = tokio::spawn(async move {

@@ -13,9 +13,9 @@ use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::Error;
 use crate::auth::{Action, Identity};
 use crate::call::Call;
+use crate::error::Error;
 use orca_engine::channels::Channels;
 
 /// The largest value or message, as JSON text.

@@ -12,7 +12,7 @@ use orca_store::Store;
 use orca_store::leadership::{Leadership, Replica, SoleOwner};
 use orca_store_sqlite::{Durability, SqliteStore};
 
-use crate::Error;
+use crate::error::Error;
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {

@@ -14,8 +14,8 @@ use std::path::Path;
 use orca_core::TenantBudget;
 use orca_store::{Store, Write};
 
-use crate::Error;
 use crate::auth::valid_tenant;
+use crate::error::Error;
 
 /// Reads and checks the file: every tenant name valid, every amount a
 /// number of dollars; an error names the file and the field.

@@ -21,7 +21,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::Error;
+use crate::error::Error;
 use crate::error::read_file;
 
 /// A client that has not finished its handshake by then is dropped, so

@@ -14,9 +14,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::Error;
 use crate::auth::{Action, Identity};
 use crate::call::Call;
+use crate::error::Error;
 use crate::fleet;
 use crate::planner::{Planned, Planner};
 use crate::webhooks::Webhooks;

@@ -15,7 +15,7 @@ use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use orca_store::{Store, Write};
 use tokio::sync::Notify;
 
-use crate::Error;
+use crate::error::Error;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 
-use crate::Error;
+use crate::error::Error;
 
 /// How long a receiver has to answer one try.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
