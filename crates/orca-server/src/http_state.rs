@@ -86,10 +86,10 @@ impl HttpState {
 
     /// The services `/api/v1` calls, or UNAVAILABLE saying why there are
     /// none here (starting, standing by, stopping), as `/readyz` says it.
-    pub fn services(&self) -> Result<Arc<Services>, tonic::Status> {
+    pub fn services(&self) -> Result<Arc<Services>, Error> {
         match (self.readiness(), self.services.get()) {
             ((StatusCode::OK, _), Some(services)) => Ok(services.clone()),
-            ((_, why), _) => Err(tonic::Status::unavailable(why.trim_end())),
+            ((_, why), _) => Err(Error::Unavailable(why.trim_end().to_string())),
         }
     }
 

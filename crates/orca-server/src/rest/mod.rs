@@ -190,7 +190,7 @@ async fn call<Req, Res, Fut>(
 where
     Fut: Future<Output = Result<Res, Error>>,
 {
-    let services = status.services().map_err(ApiError::new)?;
+    let services = status.services()?;
     let (identity, _) = status.caller(headers, access)?;
     Ok(method(services, Call::new(identity, message)).await?)
 }
