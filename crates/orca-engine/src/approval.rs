@@ -2,7 +2,7 @@
 //! approval, until one of its approvers decides or its wait times out. The
 //! wait's deadline is stored with the step, so it outlives a restart.
 
-use super::*;
+use crate::engine::*;
 
 use orca_store::AuditRecord;
 
@@ -47,7 +47,7 @@ impl Engine {
             let step = &active.spec.steps[index];
             let mut deadline = stored.get(index).copied().unwrap_or(0);
             if deadline == 0 {
-                deadline = approval::deadline(step, now);
+                deadline = self::deadline(step, now);
                 if deadline > 0 {
                     self.round.writes.push(Write::Step(StepWrite {
                         task_id: id.to_string(),
@@ -176,7 +176,7 @@ impl Engine {
                 return;
             }
         };
-        let to_cancel = results::stop_running_if_winding_down(active, &changes);
+        let to_cancel = crate::results::stop_running_if_winding_down(active, &changes);
         self.apply(task_id, changes, None);
         self.send_cancels(task_id, to_cancel, "another step of the task failed");
     }

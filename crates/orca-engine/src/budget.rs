@@ -6,116 +6,11 @@
 //! is raised or its window resets. Submits into a spent tenant are refused
 //! before anything is stored (see [`SpentTenants`]).
 
-use orca_core::{Budget, Cost, Exhausted, TenantBudget, TenantSpend, Window};
+use orca_core::{Budget, Cost, TenantBudget};
 
 use orca_core::calendar::rfc3339;
 
-use super::*;
-use crate::spent::SpentTenants;
-
-/// Tenants' budgets, and what each spent in the current day and month, as
-/// the store holds them: what the engine starts from.
-pub async fn load_tenant_budgets(store: &dyn Store) -> Result<super::TenantBudgets, Error> {
-    let now = now_micros();
-    let limits = store.tenant_budgets().await?.into_iter().collect();
-    let (day, month) = (Window::Day.start(now), Window::Month.start(now));
-    let mut spend: HashMap<String, TenantSpend> = HashMap::new();
-    for (tenant, cost) in store.spend_since(month).await? {
-        spend.entry(tenant).or_default().month = (month, cost);
-    }
-    for (tenant, cost) in store.spend_since(day).await? {
-        spend.entry(tenant).or_default().day = (day, cost);
-    }
-    Ok(super::TenantBudgets { limits, spend })
-}
-
-/// What the engine knows of tenants' budgets and spend.
-#[derive(Default)]
-pub(super) struct Budgets {
-    /// As admins set them; a tenant without one may spend without limit.
-    limits: HashMap<String, TenantBudget>,
-    /// Spend in the current day and month, by tenant.
-    spend: HashMap<String, TenantSpend>,
-    pub(super) spent: SpentTenants,
-    /// The earliest reset of a spent tenant's window: then its paused
-    /// tasks may go on.
-    next_reset: Option<Micros>,
-}
-
-impl Budgets {
-    pub(super) fn new(
-        limits: HashMap<String, TenantBudget>,
-        spend: HashMap<String, TenantSpend>,
-        spent: SpentTenants,
-    ) -> Self {
-        let mut budgets = Budgets {
-            limits,
-            spend,
-            spent,
-            next_reset: None,
-        };
-        let tenants: Vec<String> = budgets.limits.keys().cloned().collect();
-        for tenant in tenants {
-            budgets.refresh(&tenant, now_micros());
-        }
-        budgets
-    }
-
-    fn count(&mut self, tenant: &str, cost: Cost, at: Micros) {
-        if cost.is_zero() {
-            return;
-        }
-        self.spend
-            .entry(tenant.to_string())
-            .or_default()
-            .add(cost, at);
-    }
-
-    /// Whether `tenant` has spent one of its budgets at `at`; keeps the
-    /// shared view and the next reset in step.
-    fn refresh(&mut self, tenant: &str, at: Micros) -> Option<Exhausted> {
-        // A tenant that spent nothing yet is spent already under a zero
-        // budget.
-        let exhausted = self.limits.get(tenant).and_then(|limit| {
-            self.spend
-                .get(tenant)
-                .cloned()
-                .unwrap_or_default()
-                .exhausted(limit, at)
-        });
-        if let Some(spent) = &exhausted {
-            self.next_reset = Some(
-                self.next_reset
-                    .map_or(spent.resets_at, |r| r.min(spent.resets_at)),
-            );
-        }
-        self.spent.set(tenant, exhausted.clone());
-        exhausted
-    }
-
-    /// A tenant's budget and its spend in the current day and month.
-    pub(super) fn of(&self, tenant: &str, at: Micros) -> (TenantBudget, Cost, Cost) {
-        let spend = self.spend.get(tenant).cloned().unwrap_or_default();
-        (
-            self.limits.get(tenant).copied().unwrap_or_default(),
-            spend.in_window(Window::Day, at),
-            spend.in_window(Window::Month, at),
-        )
-    }
-
-    /// Every tenant that has a budget or has spent something.
-    pub(super) fn tenants(&self) -> Vec<String> {
-        let mut tenants: Vec<String> = self
-            .limits
-            .keys()
-            .chain(self.spend.keys())
-            .cloned()
-            .collect();
-        tenants.sort();
-        tenants.dedup();
-        tenants
-    }
-}
+use crate::engine::*;
 
 /// What a task has spent: its ended attempts and its running ones so far.
 fn spent_by(active: &Active) -> Cost {

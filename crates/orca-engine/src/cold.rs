@@ -18,7 +18,7 @@
 
 use orca_store::QueuedTask;
 
-use super::*;
+use crate::engine::*;
 
 /// Tasks read back at once: enough to keep a fleet busy while the next
 /// batch is read.
@@ -30,19 +30,6 @@ const LOOK_AHEAD: usize = 2 * READ_BATCH;
 
 /// Steps dispatched between two looks ahead.
 const LOOK_EVERY: usize = READ_BATCH / 2;
-
-/// What the compact queue is about to do in this round.
-#[derive(Default)]
-pub(super) struct Reads {
-    /// Tasks admitted this round: over the cap, those nobody took go cold.
-    pub(super) fresh: Vec<Arc<str>>,
-    /// Cold tasks a command waits for.
-    pub(super) wanted: Vec<Arc<str>>,
-    /// Steps dispatched since the last look ahead.
-    pub(super) dispatched: usize,
-    /// Dispatch found a cold task at the head of the queue.
-    head: bool,
-}
 
 impl Engine {
     /// Lets go of this round's admissions that nobody took while the

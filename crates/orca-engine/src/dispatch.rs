@@ -2,7 +2,7 @@
 //! ready steps handed to the free worker that can run them, highest
 //! priority and oldest first, within each worker's credits (free slots).
 
-use super::*;
+use crate::engine::*;
 
 impl Engine {
     pub(super) fn admit(&mut self, task: Admitted) {
@@ -226,5 +226,34 @@ pub(super) fn pool_of(info: &WorkerInfo) -> &str {
         &info.name
     } else {
         &info.pool
+    }
+}
+
+impl Engine {
+    /// The connected workers in order, and the queue.
+    pub(crate) fn fleet_now(&self) -> FleetNow {
+        let workers = self
+            .workers
+            .order()
+            .iter()
+            .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
+            .map(|(id, w)| WorkerNow {
+                id: *id,
+                info: w.info.clone(),
+                running: w.running.len(),
+                connected_at: w.connected_at,
+                draining: w.draining,
+                paused: self.pause_of(&w.info).map(|p| (p.until, p.reason.clone())),
+            })
+            .collect();
+        let queue = self
+            .queue
+            .depth_by_needs()
+            .map(|(needs, queued)| QueueDepth {
+                needs: needs.clone(),
+                queued,
+            })
+            .collect();
+        FleetNow { workers, queue }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
-use crate::spent::SpentTenants;
+use crate::tenants::SpentTenants;
 use crate::to_worker::Outbox;
 
 /// How a worker says an attempt ended.

@@ -23,22 +23,8 @@
 //! This file is the loop: commands in, state changes applied, rounds
 //! committed. `tests` drives it all in memory.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
-
-use orca_core::calendar::now_micros;
-use orca_core::{
-    AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
-    StepStatus, TaskRun, TaskSpec, TaskState,
-};
-use orca_store::{AttemptWrite, Commit, StepWrite, Store, TaskRecord, Unfinished, Write};
-use tokio::sync::{mpsc, oneshot, watch};
-
+use crate::engine::*;
 use crate::hub::Hub;
-use crate::metrics::Metrics;
 
 pub mod activity;
 pub mod channels;
@@ -46,118 +32,36 @@ pub mod hub;
 pub mod metrics;
 
 mod approval;
+mod backlog;
 mod budget;
 mod cold;
 mod create;
 mod dispatch;
 mod effects;
+mod engine;
 mod error;
 mod handle;
 mod limits;
 mod live;
 mod recovery;
 mod results;
-mod spent;
+mod tenants;
 mod to_worker;
 mod workers;
 
-pub use budget::load_tenant_budgets;
-use cold::queue_cold;
+use backlog::load_backlog;
 pub use create::Submission;
 use create::event_of;
-use effects::{Effect, run_effects};
+use effects::run_effects;
+pub use engine::{DEFAULT_HOT_TASKS, Engine, Liveness, Settings};
 pub use error::Error;
-use handle::Command;
 pub use handle::{
     Admitted, AttemptEnd, CancelAnswer, Decision, EngineHandle, FleetNow, QueueDepth, RateLimited,
     StepResult, TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
-use live::{Active, LiveStep, Session, new_active};
-use recovery::{Backlog, load_backlog};
-pub use spent::SpentTenants;
+pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
-use workers::{Orphan, Workers};
-
-/// The error of a step whose output file is not JSON.
-const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
-
-/// Commands handled per round: each round is one store transaction.
-const MAX_ROUND: usize = 1024;
-
-/// Unfinished tasks the engine holds whole by default (see [`cold`]).
-pub const DEFAULT_HOT_TASKS: usize = 50_000;
-
-/// A retry waiting for its backoff: (due, task, step, failed attempt).
-type DueRetry = (Micros, Arc<str>, usize, u32);
-
-/// A step's wait for approval that times out: (deadline, task, step).
-type DueApproval = (Micros, Arc<str>, usize);
-
-#[derive(Default)]
-struct Round {
-    writes: Vec<Write>,
-    effects: Vec<Effect>,
-    events: Vec<Arc<Event>>,
-    /// Answered once the round's writes are handed to the store, before
-    /// they commit: submits, whose tasks are durable already.
-    queued: Vec<oneshot::Sender<()>>,
-}
-
-pub struct Engine {
-    store: Arc<dyn Store>,
-    tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,
-    queue: ReadyQueue<(Arc<str>, usize)>,
-    workers: Workers,
-    orphans: HashMap<(Arc<str>, usize), Orphan>,
-    backlog: Backlog,
-    liveness: Liveness,
-    /// Retries waiting for their backoff, earliest first.
-    retries: BinaryHeap<Reverse<DueRetry>>,
-    /// Approvals that time out, earliest first.
-    approvals: BinaryHeap<Reverse<DueApproval>>,
-    /// Pools whose agents a provider limit paused, by pool.
-    pauses: HashMap<String, limits::Pause>,
-    /// The first pause after a limit that names no reset.
-    limit_backoff: Micros,
-    budgets: budget::Budgets,
-    round: Round,
-    effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
-    metrics: Arc<Metrics>,
-    /// Past this many unfinished tasks in memory, a queued task nobody
-    /// started keeps only its place in the queue (see [`cold`]).
-    hot_tasks: usize,
-    /// What the compact queue is about to read back, and when to look.
-    cold: cold::Reads,
-}
-
-/// Tenants' budgets and their spend in the current day and month, as the
-/// store holds them when the engine starts.
-#[derive(Debug, Clone, Default)]
-pub struct TenantBudgets {
-    pub limits: HashMap<String, orca_core::TenantBudget>,
-    pub spend: HashMap<String, orca_core::TenantSpend>,
-}
-
-/// How the engine runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    pub liveness: Liveness,
-    /// Unfinished tasks held whole in memory; beyond them, queued tasks
-    /// nobody started wait in the store with only their place in the queue
-    /// in memory.
-    pub hot_tasks: usize,
-    /// The first pause of a pool's agents after a provider limit that
-    /// names no reset; it doubles with each limit in a row.
-    pub limit_backoff: Duration,
-}
-
-/// How long a worker's hold on its steps lasts without a sign of life.
-#[derive(Debug, Clone, Copy)]
-pub struct Liveness {
-    pub ttl: Duration,
-    pub heartbeat_interval: Duration,
-}
 
 /// Starts the engine, which serves at once and reads the unfinished tasks
 /// named in `backlog` back from the store in the background. Returns its
@@ -195,12 +99,12 @@ pub fn start(
         approvals: BinaryHeap::new(),
         pauses: HashMap::new(),
         limit_backoff: settings.limit_backoff.as_micros().min(i64::MAX as u128) as Micros,
-        budgets: budget::Budgets::new(tenants.limits, tenants.spend, spent),
+        budgets: Budgets::new(tenants.limits, tenants.spend, spent),
         round: Round::default(),
         effects,
         metrics,
         hot_tasks: settings.hot_tasks.max(1),
-        cold: cold::Reads::default(),
+        cold: Reads::default(),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(

@@ -6,54 +6,17 @@
 //! to the queue without its attempt counting; other pools, and the pool's
 //! steps that are not agents', keep running.
 
-use super::*;
+use crate::engine::*;
+use crate::workers::pause_until;
 
 /// The first back-off when a limit names no reset time, unless the
 /// control plane is told another.
 pub const DEFAULT_LIMIT_BACKOFF: Duration = Duration::from_secs(60);
-/// The longest back-off, and the latest reset believed: a usage window is
-/// five hours.
-const LONGEST_BACKOFF: Micros = 30 * 60_000_000;
-const LATEST_RESET: Micros = 6 * 3600 * 1_000_000;
-
-/// A pool's agents, paused by a provider limit.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Pause {
-    /// When its agents may run again.
-    pub until: Micros,
-    pub reason: String,
-    /// Limits in a row without an agent of the pool succeeding: each one
-    /// without a reset time doubles the back-off.
-    pub strikes: u32,
-}
-
-/// When a pause after `strikes` limits in a row ends, at `now`: at the
-/// reset the provider named (within the next six hours, and never in the
-/// past), or after the back-off, `first` doubled for each strike after the
-/// first.
-pub(super) fn pause_until(
-    reset: Option<Micros>,
-    strikes: u32,
-    now: Micros,
-    first: Micros,
-) -> Micros {
-    match reset {
-        Some(reset) => reset.clamp(now + 1_000_000, now + LATEST_RESET),
-        None => {
-            let doublings = strikes.saturating_sub(1).min(10);
-            now + first
-                .max(1)
-                .saturating_mul(1 << doublings)
-                .min(LONGEST_BACKOFF)
-        }
-    }
-}
-
 impl Engine {
     /// The pause of `worker`'s pool, while it lasts.
     pub(super) fn pause_of(&self, worker: &WorkerInfo) -> Option<&Pause> {
         self.pauses
-            .get(dispatch::pool_of(worker))
+            .get(crate::dispatch::pool_of(worker))
             .filter(|p| p.until > now_micros())
     }
 
@@ -68,7 +31,7 @@ impl Engine {
         let Some(info) = self.workers.get(&worker).map(|w| w.info.clone()) else {
             return "rate limited".into();
         };
-        let pool = dispatch::pool_of(&info).to_string();
+        let pool = crate::dispatch::pool_of(&info).to_string();
         let now = now_micros();
         let strikes = self.pauses.get(&pool).map_or(0, |p| p.strikes) + 1;
         let until = pause_until(limit.reset, strikes, now, self.limit_backoff);
@@ -107,7 +70,7 @@ impl Engine {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
-        let pool = dispatch::pool_of(&w.info);
+        let pool = crate::dispatch::pool_of(&w.info);
         if self
             .pauses
             .get(pool)
@@ -131,6 +94,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workers::{LATEST_RESET, LONGEST_BACKOFF};
 
     #[test]
     fn a_pause_ends_at_the_reset_or_after_a_doubling_backoff() {

@@ -5,136 +5,9 @@
 //! running step then waits for its worker to reclaim it (adopt) before it
 //! is requeued.
 
-use std::time::Instant;
-
-use super::*;
-
-/// Tasks read back per store call: small enough that rebuilding a piece,
-/// between other commands, never holds them up for long.
-const BACKLOG_PIECE: usize = 1000;
-
-/// The unfinished tasks a new leader has not read back yet. A leader that
-/// read its whole backlog before serving would leave the fleet without a
-/// control plane for seconds per hundred thousand queued steps; instead it
-/// serves new work at once, and a command about a task still to be read
-/// (a worker's report, a cancel) waits here, in arrival order, until it is.
-///
-/// A cold task (see [`super::cold`]) is held here too, for as long as the
-/// engine keeps only its place in the queue; a command about it has it
-/// read back.
-pub(super) struct Backlog {
-    pub(super) pending: HashMap<Arc<str>, Held, foldhash::fast::RandomState>,
-    /// Tasks listed at the start still to be read back.
-    listed: usize,
-    /// Of `pending`, the cold ones.
-    pub(super) cold: usize,
-    total: usize,
-    started: Instant,
-}
-
-/// A task the engine does not hold whole.
-#[derive(Default)]
-pub(super) struct Held {
-    /// What arrived about it, in order, to handle once it is read.
-    pub(super) parked: Vec<Command>,
-    /// Cold: where its queued steps sit in the queue. `None` for a task
-    /// the start's listing reads back.
-    pub(super) cold: Option<Box<[QueueKey]>>,
-    /// A cold task asked for, on its way back.
-    pub(super) loading: bool,
-}
-
-impl Backlog {
-    pub(super) fn new(ids: &[Arc<str>]) -> Self {
-        Backlog {
-            pending: ids.iter().map(|id| (id.clone(), Held::default())).collect(),
-            listed: ids.len(),
-            cold: 0,
-            total: ids.len(),
-            started: Instant::now(),
-        }
-    }
-
-    /// The key of a task still to be read.
-    fn pending(&self, task_id: &str) -> Option<Arc<str>> {
-        self.pending
-            .get_key_value(task_id)
-            .map(|(id, _)| id.clone())
-    }
-
-    pub(super) fn holds(&self, task_id: &str) -> bool {
-        self.pending.contains_key(task_id)
-    }
-
-    /// Parks a command; answers whether its task is cold and now has to
-    /// be read back.
-    fn park(&mut self, task_id: &Arc<str>, command: Command) -> bool {
-        let Some(held) = self.pending.get_mut(task_id) else {
-            return false;
-        };
-        held.parked.push(command);
-        let read = held.cold.is_some() && !held.loading;
-        held.loading |= read;
-        read
-    }
-
-    /// Holds a task as its queued steps' places only.
-    pub(super) fn hold_cold(&mut self, id: Arc<str>, keys: Box<[QueueKey]>) {
-        self.cold += 1;
-        self.pending.insert(
-            id,
-            Held {
-                cold: Some(keys),
-                ..Held::default()
-            },
-        );
-    }
-
-    /// Takes a task out.
-    fn take(&mut self, id: &str) -> Option<Held> {
-        let held = self.pending.remove(id)?;
-        if held.cold.is_some() {
-            self.cold -= 1;
-        } else {
-            self.listed -= 1;
-        }
-        Some(held)
-    }
-}
-
-/// Reads the backlog back a piece at a time and hands each piece to the
-/// engine. The next piece is read while the engine rebuilds the last. A
-/// store failure here is fatal, as a failed commit is: the tasks it could
-/// not read would otherwise never run.
-pub(super) async fn load_backlog(
-    store: Arc<dyn Store>,
-    commands: mpsc::Sender<Command>,
-    ids: Vec<Arc<str>>,
-    fatal: watch::Sender<Option<String>>,
-) {
-    for piece in ids.chunks(BACKLOG_PIECE) {
-        let (first, last) = (&piece[0], &piece[piece.len() - 1]);
-        match store.recovery_between(first, last).await {
-            Ok(tasks) => {
-                let ids = piece.to_vec();
-                if commands
-                    .send(Command::Recovered { ids, tasks })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the unfinished tasks back; stopping the control plane");
-                let _ = fatal.send(Some(format!(
-                    "reading the unfinished tasks back failed: {e}"
-                )));
-                return;
-            }
-        }
-    }
-}
+use crate::backlog::Held;
+use crate::cold::queue_cold;
+use crate::engine::*;
 
 impl Engine {
     /// Holds back a command about a task still to be read (see
@@ -208,7 +81,7 @@ impl Engine {
         let mut parked = Vec::new();
         let mut whole = Vec::new();
         let mut answered = 0;
-        let mut needs = cold::NeedsMemo::default();
+        let mut needs = crate::cold::NeedsMemo::default();
         for task in tasks {
             let Some(&id) = asked.get(task.id()) else {
                 continue;
@@ -511,4 +384,55 @@ pub(super) fn last_session(attempts: &[orca_store::AttemptRecord]) -> Option<Ses
         last_attempt: last.attempt,
         usd: first.cost.usd + in_session.map(|a| a.cost.usd).sum::<f64>(),
     })
+}
+
+impl Engine {
+    /// A worker connected: it is told its id and heartbeat, and claims the
+    /// attempts it still runs (after a restart of the control plane).
+    pub(crate) fn register(
+        &mut self,
+        info: WorkerInfo,
+        running: Vec<AttemptKey>,
+        outbox: Outbox,
+    ) -> u64 {
+        tracing::info!(worker = %info.name, slots = info.slots, "worker registered");
+        let registered = outbox.clone();
+        let id = self.workers.add(info, outbox);
+        let _ = registered.send(ToWorker::Registered {
+            worker_id: id,
+            heartbeat_interval: self.liveness.heartbeat_interval,
+        });
+        // Through the commands' door: an attempt of a task not yet read
+        // back waits for it there.
+        for attempt in running {
+            self.handle(Command::Adopt {
+                worker: id,
+                attempt,
+            });
+        }
+        id
+    }
+
+    /// A worker hands attempts back unfinished: they run again, uncounted.
+    pub(crate) fn release(&mut self, worker: u64, attempts: Vec<AttemptKey>, reason: &str) {
+        for attempt in attempts {
+            if let Some((task_id, index)) = self.current(worker, &attempt) {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.running.remove(&(task_id.clone(), index));
+                }
+                self.requeue(&task_id, index, reason);
+            }
+        }
+    }
+
+    /// A worker's stream ended: its attempts run again elsewhere.
+    pub(crate) fn disconnected(&mut self, worker: u64) {
+        let reason = self
+            .workers
+            .get(&worker)
+            .map(|w| format!("worker {} disconnected", w.info.name));
+        if let Some(reason) = reason {
+            self.drop_worker(worker, &reason);
+        }
+    }
 }

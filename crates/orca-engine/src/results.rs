@@ -2,7 +2,7 @@
 //! only the current attempt's count), retries after their backoff, and
 //! cancels reaching the steps still running.
 
-use super::*;
+use crate::engine::*;
 
 impl Engine {
     /// The task and step index of an attempt, if it is current and `worker`

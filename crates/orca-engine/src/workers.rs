@@ -7,12 +7,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use orca_core::calendar::now_micros;
-use orca_core::{AttemptKey, Capabilities, Micros};
+use orca_core::{Capabilities, Micros};
 
-use crate::Engine;
-use crate::handle::Command;
-use crate::handle::{FleetNow, QueueDepth, WorkerInfo, WorkerNow};
-use crate::to_worker::{Outbox, ToWorker};
+/// The longest back-off, and the latest reset believed: a usage window is
+/// five hours.
+pub(crate) const LONGEST_BACKOFF: Micros = 30 * 60_000_000;
+pub(crate) const LATEST_RESET: Micros = 6 * 3600 * 1_000_000;
+
+use crate::handle::WorkerInfo;
+use crate::to_worker::Outbox;
 
 /// A connected worker, as the engine schedules onto it.
 pub(crate) struct Worker {
@@ -68,7 +71,7 @@ impl Default for Workers {
 impl Workers {
     /// Adds a worker that has just connected, with nothing running and no
     /// credits yet; answers its id.
-    fn add(&mut self, info: WorkerInfo, outbox: Outbox) -> u64 {
+    pub(crate) fn add(&mut self, info: WorkerInfo, outbox: Outbox) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let mut without_agents = info.capabilities.clone();
@@ -146,81 +149,36 @@ impl Workers {
     }
 }
 
-impl Engine {
-    /// A worker connected: it is told its id and heartbeat, and claims the
-    /// attempts it still runs (after a restart of the control plane).
-    pub(crate) fn register(
-        &mut self,
-        info: WorkerInfo,
-        running: Vec<AttemptKey>,
-        outbox: Outbox,
-    ) -> u64 {
-        tracing::info!(worker = %info.name, slots = info.slots, "worker registered");
-        let registered = outbox.clone();
-        let id = self.workers.add(info, outbox);
-        let _ = registered.send(ToWorker::Registered {
-            worker_id: id,
-            heartbeat_interval: self.liveness.heartbeat_interval,
-        });
-        // Through the commands' door: an attempt of a task not yet read
-        // back waits for it there.
-        for attempt in running {
-            self.handle(Command::Adopt {
-                worker: id,
-                attempt,
-            });
-        }
-        id
-    }
+/// A pool's agents, paused by a provider limit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pause {
+    /// When its agents may run again.
+    pub until: Micros,
+    pub reason: String,
+    /// Limits in a row without an agent of the pool succeeding: each one
+    /// without a reset time doubles the back-off.
+    pub strikes: u32,
+}
 
-    /// A worker hands attempts back unfinished: they run again, uncounted.
-    pub(crate) fn release(&mut self, worker: u64, attempts: Vec<AttemptKey>, reason: &str) {
-        for attempt in attempts {
-            if let Some((task_id, index)) = self.current(worker, &attempt) {
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    w.running.remove(&(task_id.clone(), index));
-                }
-                self.requeue(&task_id, index, reason);
-            }
+/// When a pause after `strikes` limits in a row ends, at `now`: at the
+/// reset the provider named (within the next six hours, and never in the
+/// past), or after the back-off, `first` doubled for each strike after the
+/// first.
+pub(crate) fn pause_until(
+    reset: Option<Micros>,
+    strikes: u32,
+    now: Micros,
+    first: Micros,
+) -> Micros {
+    match reset {
+        Some(reset) => reset.clamp(now + 1_000_000, now + LATEST_RESET),
+        None => {
+            let doublings = strikes.saturating_sub(1).min(10);
+            now + first
+                .max(1)
+                .saturating_mul(1 << doublings)
+                .min(LONGEST_BACKOFF)
         }
-    }
-
-    /// A worker's stream ended: its attempts run again elsewhere.
-    pub(crate) fn disconnected(&mut self, worker: u64) {
-        let reason = self
-            .workers
-            .get(&worker)
-            .map(|w| format!("worker {} disconnected", w.info.name));
-        if let Some(reason) = reason {
-            self.drop_worker(worker, &reason);
-        }
-    }
-
-    /// The connected workers in order, and the queue.
-    pub(crate) fn fleet_now(&self) -> FleetNow {
-        let workers = self
-            .workers
-            .order()
-            .iter()
-            .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
-            .map(|(id, w)| WorkerNow {
-                id: *id,
-                info: w.info.clone(),
-                running: w.running.len(),
-                connected_at: w.connected_at,
-                draining: w.draining,
-                paused: self.pause_of(&w.info).map(|p| (p.until, p.reason.clone())),
-            })
-            .collect();
-        let queue = self
-            .queue
-            .depth_by_needs()
-            .map(|(needs, queued)| QueueDepth {
-                needs: needs.clone(),
-                queued,
-            })
-            .collect();
-        FleetNow { workers, queue }
     }
 }
 

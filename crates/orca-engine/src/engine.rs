@@ -1,0 +1,106 @@
+//! The engine's state, owned by one task: every unfinished task it holds,
+//! the ready queue, the workers, the timers, the budgets, and the round
+//! being decided. The modules that decide (`dispatch`, `results`,
+//! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
+//! their methods to [`Engine`]; they take what they share from here.
+
+pub(crate) use std::cmp::Reverse;
+pub(crate) use std::collections::{BinaryHeap, HashMap};
+pub(crate) use std::fmt::Write as _;
+pub(crate) use std::sync::Arc;
+pub(crate) use std::time::Duration;
+
+pub(crate) use orca_core::calendar::now_micros;
+pub(crate) use orca_core::{
+    AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
+    StepStatus, TaskRun, TaskSpec, TaskState,
+};
+pub(crate) use orca_store::{
+    AttemptWrite, Commit, StepWrite, Store, TaskRecord, Unfinished, Write,
+};
+pub(crate) use tokio::sync::{mpsc, oneshot, watch};
+
+pub(crate) use crate::backlog::{Backlog, Reads};
+pub(crate) use crate::effects::Effect;
+pub(crate) use crate::error::Error;
+pub(crate) use crate::handle::{
+    Admitted, AttemptEnd, CancelAnswer, Command, FleetNow, QueueDepth, RateLimited, StepResult,
+    TenantSpending, WorkerInfo, WorkerNow,
+};
+pub(crate) use crate::live::{Active, LiveStep, Session, new_active};
+pub(crate) use crate::metrics::Metrics;
+pub(crate) use crate::tenants::Budgets;
+pub(crate) use crate::to_worker::{Assignment, Outbox, Resume, ToWorker};
+pub(crate) use crate::workers::{Orphan, Pause, Workers};
+
+/// The error of a step whose output file is not JSON.
+pub(crate) const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
+
+/// Commands handled per round: each round is one store transaction.
+pub(crate) const MAX_ROUND: usize = 1024;
+
+/// Unfinished tasks the engine holds whole by default (see [`cold`]).
+pub const DEFAULT_HOT_TASKS: usize = 50_000;
+
+/// A retry waiting for its backoff: (due, task, step, failed attempt).
+pub(crate) type DueRetry = (Micros, Arc<str>, usize, u32);
+
+/// A step's wait for approval that times out: (deadline, task, step).
+pub(crate) type DueApproval = (Micros, Arc<str>, usize);
+
+#[derive(Default)]
+pub(crate) struct Round {
+    pub(crate) writes: Vec<Write>,
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) events: Vec<Arc<Event>>,
+    /// Answered once the round's writes are handed to the store, before
+    /// they commit: submits, whose tasks are durable already.
+    pub(crate) queued: Vec<oneshot::Sender<()>>,
+}
+
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,
+    pub(crate) queue: ReadyQueue<(Arc<str>, usize)>,
+    pub(crate) workers: Workers,
+    pub(crate) orphans: HashMap<(Arc<str>, usize), Orphan>,
+    pub(crate) backlog: Backlog,
+    pub(crate) liveness: Liveness,
+    /// Retries waiting for their backoff, earliest first.
+    pub(crate) retries: BinaryHeap<Reverse<DueRetry>>,
+    /// Approvals that time out, earliest first.
+    pub(crate) approvals: BinaryHeap<Reverse<DueApproval>>,
+    /// Pools whose agents a provider limit paused, by pool.
+    pub(crate) pauses: HashMap<String, Pause>,
+    /// The first pause after a limit that names no reset.
+    pub(crate) limit_backoff: Micros,
+    pub(crate) budgets: Budgets,
+    pub(crate) round: Round,
+    pub(crate) effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Past this many unfinished tasks in memory, a queued task nobody
+    /// started keeps only its place in the queue (see [`cold`]).
+    pub(crate) hot_tasks: usize,
+    /// What the compact queue is about to read back, and when to look.
+    pub(crate) cold: Reads,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub liveness: Liveness,
+    /// Unfinished tasks held whole in memory; beyond them, queued tasks
+    /// nobody started wait in the store with only their place in the queue
+    /// in memory.
+    pub hot_tasks: usize,
+    /// The first pause of a pool's agents after a provider limit that
+    /// names no reset; it doubles with each limit in a row.
+    pub limit_backoff: Duration,
+}
+
+/// How long a worker's hold on its steps lasts without a sign of life.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub ttl: Duration,
+    pub heartbeat_interval: Duration,
+}
