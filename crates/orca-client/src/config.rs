@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use orca_api::client::ClientTls;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Where a client goes when nothing says otherwise: `orca up`'s default.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";

@@ -64,6 +64,7 @@
 
 mod config;
 mod error;
+mod stubs;
 mod watch;
 
 use std::collections::HashMap;
@@ -77,22 +78,17 @@ use orca_api::leader::Replicas;
 use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::state_service_client::StateServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
-use tonic::service::interceptor::InterceptedService;
 
 pub use crate::config::{
     ConfigFile, Context, DEFAULT_SERVER, LOCAL_ADMIN_TOKEN, Overrides, Settings, default_path,
     load as load_config, save as save_config,
 };
 pub use crate::error::{Error, FIELD_METADATA, code_name};
+pub use crate::stubs::{AgentStub, StateStub, TaskStub};
 pub use crate::watch::{WatchOptions, is_final};
 pub use orca_api::client::ClientTls;
 pub use orca_api::v1;
 pub use orca_core::TaskSpec;
-
-/// The generated stubs, each over the replica that leads, with the token.
-pub type TaskStub = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
-pub type StateStub = StateServiceClient<InterceptedService<Replicas, Bearer>>;
-pub type AgentStub = AgentServiceClient<InterceptedService<Replicas, Bearer>>;
 
 /// A task's events, as [`Client::watch`] yields them.
 pub type EventStream = BoxStream<'static, Result<v1::Event, Error>>;

@@ -10,7 +10,8 @@ use orca_api::v1;
 use orca_api::v1::event::Kind;
 use tokio::time::Instant;
 
-use crate::{Error, TaskStub};
+use crate::error::Error;
+use crate::stubs::TaskStub;
 
 /// How a watch starts and how long it keeps trying to resume.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod calendar;
 pub mod cost;
+mod error;
 pub mod jitter;
 pub mod plan;
 pub mod queue;
@@ -15,6 +16,7 @@ pub mod validate;
 
 pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
 pub use cost::Cost;
+pub use error::Error;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
@@ -34,21 +36,4 @@ pub fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
         }
         text.truncate(cut);
     }
-}
-
-/// Errors of orca's domain rules.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    /// A submitted task breaks a rule; `field` is its path, e.g. `steps[2].dependsOn[0]`.
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    /// A state name that orca does not know.
-    #[error("unknown state {0:?}")]
-    UnknownState(String),
-    /// A step cannot move from one state to the other.
-    #[error("a step cannot go from {from} to {to}")]
-    Transition {
-        from: &'static str,
-        to: &'static str,
-    },
 }

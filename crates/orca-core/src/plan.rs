@@ -159,7 +159,8 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Limits, TaskSpec, validate};
+    use crate::spec::TaskSpec;
+    use crate::validate::{Limits, validate};
 
     #[test]
     fn a_plan_becomes_agent_and_command_steps() {

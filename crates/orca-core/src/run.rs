@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::Error;
+use crate::error::Error;
 use crate::spec::{StepSpec, TaskSpec};
 use crate::state::{StepState, TaskState};
 

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Microseconds since the Unix epoch. The engine reads the clock; core only
 /// carries the value, so its logic stays deterministic under test.

@@ -19,7 +19,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{Error, Limits, TaskSpec, validate};
+use crate::error::Error;
+use crate::spec::TaskSpec;
+use crate::validate::{Limits, validate};
 
 /// The templates orca ships (`templates/` of the repository): (name, YAML
 /// file). The CLI and the operator both offer them.

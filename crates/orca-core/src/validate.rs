@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::Error;
 use crate::budget::{Budget, TenantBudget};
+use crate::error::Error;
 use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 /// Size limits on submitted tasks. The defaults keep one task's record small

@@ -15,10 +15,11 @@ use orca_api::v1;
 use orca_core::queue::capabilities;
 use serde_json::json;
 
+use crate::context::{Context, FIELD_MANAGER};
 use crate::crd::{Agent, AgentStatus, Autoscaling};
+use crate::error::Error;
 use crate::scaling::{self, Bounds, Decision, Load};
 use crate::workers::{self, pool_name};
-use crate::{Context, Error, FIELD_MANAGER};
 
 /// The annotation the ReplicaSet controller reads to choose which pods to
 /// remove first on scale-in.

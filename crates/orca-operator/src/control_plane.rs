@@ -7,7 +7,7 @@ use orca_api::v1::agent_service_client::AgentServiceClient;
 use orca_api::v1::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::Error;
+use crate::error::Error;
 
 pub type Tasks = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
 pub type Agents = AgentServiceClient<InterceptedService<Replicas, Bearer>>;

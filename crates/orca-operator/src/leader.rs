@@ -12,7 +12,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use kube::api::PostParams;
 
-use crate::Error;
+use crate::error::Error;
 
 /// What a replica should do with the lease it just read.
 #[derive(Debug, Clone, PartialEq, Eq)]

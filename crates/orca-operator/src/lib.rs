@@ -3,6 +3,7 @@
 //! the decision of how many worker pods a pool needs.
 
 pub mod agents;
+mod context;
 pub mod control_plane;
 pub mod crd;
 mod error;
@@ -12,19 +13,17 @@ pub mod status;
 pub mod tasks;
 pub mod workers;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use tokio::task::JoinHandle;
 
+pub use context::{Context, FIELD_MANAGER};
 pub use control_plane::ControlPlane;
 pub use crd::{
     Agent, AgentSpec, AgentStatus, OrcaTask, OrcaTaskSpec, OrcaTaskStatus, TaskTemplate,
@@ -32,66 +31,6 @@ pub use crd::{
 };
 pub use error::Error;
 pub use workers::WorkerSettings;
-
-/// The field manager of everything the operator applies.
-pub const FIELD_MANAGER: &str = "orca-operator";
-
-/// What every reconcile shares.
-pub struct Context {
-    pub kube: Client,
-    pub control_plane: ControlPlane,
-    pub workers: WorkerSettings,
-    pub recorder: Recorder,
-    /// How often a pool's load is read and its size decided.
-    pub scale_interval: Duration,
-    /// The event-stream followers of running tasks, by resource uid.
-    following: Mutex<HashMap<String, JoinHandle<()>>>,
-}
-
-impl Context {
-    pub fn new(
-        kube: Client,
-        control_plane: ControlPlane,
-        workers: WorkerSettings,
-        identity: &str,
-        scale_interval: Duration,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(identity.into()),
-        };
-        Context {
-            recorder: Recorder::new(kube.clone(), reporter),
-            kube,
-            control_plane,
-            workers,
-            scale_interval,
-            following: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Starts a follower for `uid` unless one is still running.
-    fn follow_once(&self, uid: String, start: impl FnOnce() -> JoinHandle<()>) {
-        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
-        if following.get(&uid).is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        following.insert(uid, start());
-    }
-
-    fn stop_following(&self, uid: &str) {
-        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(handle) = following.remove(uid) {
-            handle.abort();
-        }
-    }
-
-    /// How many running tasks are being followed.
-    pub fn followed_tasks(&self) -> usize {
-        let following = self.following.lock().unwrap_or_else(|e| e.into_inner());
-        following.values().filter(|h| !h.is_finished()).count()
-    }
-}
 
 /// How the operator runs.
 pub struct OperatorConfig {

@@ -19,9 +19,10 @@ use serde_json::json;
 use tokio::time::Instant;
 use tonic::Code;
 
+use crate::context::Context;
 use crate::crd::{OrcaTask, OrcaTaskStatus, TaskPhase, TaskTemplate};
+use crate::error::Error;
 use crate::status::task_status;
-use crate::{Context, Error};
 
 /// Held on every Task until its task is cancelled or finished.
 pub const FINALIZER: &str = "orca.dev/cancel-task";

@@ -22,7 +22,7 @@ use crate::pipeline::{
     Pipeline, TaskUpdate, insert_audit, params, update_steps, update_tasks, upsert_attempts,
 };
 use crate::state::change_state;
-use crate::{json_text, text};
+use crate::text::{json_text, text};
 
 /// One job's work, without its reply.
 pub(crate) enum Work<'a> {

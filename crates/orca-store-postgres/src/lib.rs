@@ -13,6 +13,7 @@ mod pipeline;
 mod reads;
 mod schema;
 mod state;
+mod text;
 #[cfg(any(test, feature = "throwaway"))]
 pub mod throwaway;
 mod webhooks;
@@ -41,6 +42,7 @@ use reads::{
     events_after, fleet_events_after, get_state, get_task, list_state, list_tasks, ranged_rows,
     rows, running_attempt, spend_since, tasks_by_id, tenant_budgets,
 };
+use text::text;
 
 /// Reader connections kept open between reads.
 const READERS: usize = 4;
@@ -199,42 +201,6 @@ impl PostgresStore {
             }
         };
         self.jobs.submit_unless(job, refused).await
-    }
-}
-
-/// PostgreSQL's text cannot hold NUL; it is stored as U+FFFD instead.
-pub(crate) fn text(s: &str) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "\u{FFFD}")
-    } else {
-        s.to_string()
-    }
-}
-
-/// JSON for a jsonb column, which refuses the escape `\u0000` (its strings
-/// are text): those NULs become U+FFFD too.
-pub(crate) fn json_text(json: &str) -> String {
-    if !json.contains("\\u0000") {
-        return json.to_string();
-    }
-    fn clean(value: serde_json::Value) -> serde_json::Value {
-        use serde_json::Value;
-        match value {
-            Value::String(s) => Value::String(text(&s)),
-            Value::Array(items) => Value::Array(items.into_iter().map(clean).collect()),
-            Value::Object(fields) => Value::Object(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (text(&k), clean(v)))
-                    .collect(),
-            ),
-            other => other,
-        }
-    }
-    match serde_json::from_str(json) {
-        Ok(value) => clean(value).to_string(),
-        // Not JSON: the database says so, naming the value.
-        Err(_) => json.to_string(),
     }
 }
 

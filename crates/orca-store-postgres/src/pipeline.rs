@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::conn::Conn;
 use crate::fault::Result;
-use crate::text;
+use crate::text::text;
 
 pub(crate) struct TaskUpdate {
     pub(crate) id: String,

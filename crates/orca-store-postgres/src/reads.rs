@@ -14,7 +14,7 @@ use tokio_postgres::types::ToSql;
 use crate::conn::Conn;
 use crate::fault::Result;
 
-use crate::text;
+use crate::text::text;
 
 /// The task's columns, with what its attempts cost summed and its newest
 /// event's number, so a listing needs no further reads.

@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::conn::Conn;
 use crate::fault::Result;
-use crate::text;
+use crate::text::text;
 
 /// The row at `key`: its version, and whether it holds a live value at
 /// `now` (a deleted or expired value keeps its version, so versions never
