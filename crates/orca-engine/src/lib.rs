@@ -10,18 +10,20 @@
 //! therefore lose only decisions nobody has seen, and recovery rebuilds the
 //! rest from the store.
 //!
-//! `handle` is the way in (commands); `create` makes tasks; `dispatch`
-//! schedules ready steps onto workers; `results` takes what workers report
-//! (and retries and cancels); `approval` holds steps at their human gates;
-//! `budget` counts what tasks and tenants spend and pauses what crosses;
-//! `limits` pauses a pool's agents at a provider's limit; `recovery` drops
-//! silent workers and rebuilds after a restart; `cold` keeps a deep queue
-//! in the store rather than in memory; `live` is what the engine holds of
-//! a running task and its steps; `effects` is what a committed round
-//! releases; `to_worker` is what a worker is told; `hub` fans committed
-//! events out to watchers; `metrics` and `activity` count what happens.
-//! This file is the loop: commands in, state changes applied, rounds
-//! committed. `tests` drives it all in memory.
+//! `handle` is the way in (commands). `engine` holds the state, whose
+//! parts are types of their own: `live` (a task and its steps), `workers`
+//! (the fleet and its pauses), `backlog` (what is still to be read back),
+//! `tenants` (budgets, spend, and the spent gate the way in checks). The
+//! modules that decide add their methods to the engine: `create` makes
+//! tasks; `dispatch` schedules ready steps onto workers; `results` takes
+//! what workers report (and retries and cancels); `approval` holds steps
+//! at their human gates; `budget` pauses what crosses a budget; `limits`
+//! pauses a pool's agents at a provider's limit; `recovery` drops silent
+//! workers and rebuilds after a restart; `cold` keeps a deep queue in the
+//! store. `effects` is what a committed round releases, `to_worker` what a
+//! worker is told, `hub` the fan-out to watchers, `metrics` and `activity`
+//! the counts. This file is the loop: commands in, state changes applied,
+//! rounds committed. `tests` drives it all in memory.
 
 use crate::engine::*;
 use crate::hub::Hub;
