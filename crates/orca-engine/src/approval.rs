@@ -20,7 +20,7 @@ pub(super) fn deadline(step: &orca_core::StepSpec, now: Micros) -> Micros {
 /// Holds a step at its gate until `deadline` (0: for ever).
 pub(super) fn gate(
     live: &mut LiveStep,
-    approvals: &mut BinaryHeap<Reverse<DueApproval>>,
+    timers: &mut Timers,
     metrics: &Metrics,
     (task_id, index): (&Arc<str>, usize),
     deadline: Micros,
@@ -30,7 +30,7 @@ pub(super) fn gate(
     }
     live.awaiting = Some(deadline);
     if deadline > 0 {
-        approvals.push(Reverse((deadline, task_id.clone(), index)));
+        timers.approval(deadline, task_id.clone(), index);
     }
 }
 
@@ -59,7 +59,7 @@ impl Engine {
             }
             gate(
                 &mut active.steps[index],
-                &mut self.approvals,
+                &mut self.timers,
                 &self.metrics,
                 (id, index),
                 deadline,
@@ -70,9 +70,7 @@ impl Engine {
     /// When the engine next has something due: a retry's backoff ends or
     /// an approval times out.
     pub(super) fn next_due(&self) -> Option<Micros> {
-        let retry = self.retries.peek().map(|Reverse(r)| r.0);
-        let approval = self.approvals.peek().map(|Reverse(a)| a.0);
-        [retry, approval, self.next_resume()]
+        [self.timers.next(), self.next_resume()]
             .into_iter()
             .flatten()
             .min()
@@ -82,10 +80,7 @@ impl Engine {
     /// longer holds (decided, cancelled, or a new wait since) is dropped.
     pub(super) fn expire_approvals(&mut self) {
         let now = now_micros();
-        while self.approvals.peek().is_some_and(|Reverse(a)| a.0 <= now) {
-            let Some(Reverse((deadline, task_id, index))) = self.approvals.pop() else {
-                break;
-            };
+        while let Some((deadline, task_id, index)) = self.timers.due_approval(now) {
             let Some(active) = self.tasks.get(&task_id) else {
                 continue;
             };

@@ -4,8 +4,7 @@
 //! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
 //! their methods to [`Engine`]; they take what they share from here.
 
-pub(crate) use std::cmp::Reverse;
-pub(crate) use std::collections::{BinaryHeap, HashMap};
+pub(crate) use std::collections::HashMap;
 pub(crate) use std::fmt::Write as _;
 pub(crate) use std::sync::Arc;
 pub(crate) use std::time::Duration;
@@ -30,6 +29,7 @@ pub(crate) use crate::handle::{
 pub(crate) use crate::live::{Active, LiveStep, Session, new_active};
 pub(crate) use crate::metrics::Metrics;
 pub(crate) use crate::tenants::Budgets;
+pub(crate) use crate::timers::Timers;
 pub(crate) use crate::to_worker::{Assignment, Outbox, Resume, ToWorker};
 pub(crate) use crate::workers::{Orphan, Pause, Workers};
 
@@ -41,12 +41,6 @@ pub(crate) const MAX_ROUND: usize = 1024;
 
 /// Unfinished tasks the engine holds whole by default (see [`cold`]).
 pub const DEFAULT_HOT_TASKS: usize = 50_000;
-
-/// A retry waiting for its backoff: (due, task, step, failed attempt).
-pub(crate) type DueRetry = (Micros, Arc<str>, usize, u32);
-
-/// A step's wait for approval that times out: (deadline, task, step).
-pub(crate) type DueApproval = (Micros, Arc<str>, usize);
 
 #[derive(Default)]
 pub(crate) struct Round {
@@ -66,10 +60,8 @@ pub struct Engine {
     pub(crate) orphans: HashMap<(Arc<str>, usize), Orphan>,
     pub(crate) backlog: Backlog,
     pub(crate) liveness: Liveness,
-    /// Retries waiting for their backoff, earliest first.
-    pub(crate) retries: BinaryHeap<Reverse<DueRetry>>,
-    /// Approvals that time out, earliest first.
-    pub(crate) approvals: BinaryHeap<Reverse<DueApproval>>,
+    /// Retries waiting for their backoff, and approvals that time out.
+    pub(crate) timers: Timers,
     /// Pools whose agents a provider limit paused, by pool.
     pub(crate) pauses: HashMap<String, Pause>,
     /// The first pause after a limit that names no reset.

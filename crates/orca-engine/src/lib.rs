@@ -13,7 +13,8 @@
 //! `handle` is the way in (commands). `engine` holds the state, whose
 //! parts are types of their own: `live` (a task and its steps), `workers`
 //! (the fleet and its pauses), `backlog` (what is still to be read back),
-//! `tenants` (budgets, spend, and the spent gate the way in checks). The
+//! `tenants` (budgets, spend, and the spent gate the way in checks),
+//! `timers` (retries waiting out their backoff, approvals that time out). The
 //! modules that decide add their methods to the engine: `create` makes
 //! tasks; `dispatch` schedules ready steps onto workers; `results` takes
 //! what workers report (and retries and cancels); `approval` holds steps
@@ -48,6 +49,7 @@ mod live;
 mod recovery;
 mod results;
 mod tenants;
+mod timers;
 mod to_worker;
 mod workers;
 
@@ -97,8 +99,7 @@ pub fn start(
         orphans: HashMap::new(),
         backlog: Backlog::new(&backlog),
         liveness: settings.liveness,
-        retries: BinaryHeap::new(),
-        approvals: BinaryHeap::new(),
+        timers: Timers::default(),
         pauses: HashMap::new(),
         limit_backoff: settings.limit_backoff.as_micros().min(i64::MAX as u128) as Micros,
         budgets: Budgets::new(tenants.limits, tenants.spend, spent),
@@ -373,8 +374,7 @@ impl Engine {
                     let delay = orca_core::jitter::jitter(base, 1.0, 1.2);
                     let due = now + delay.as_micros() as Micros;
                     let step_id = active.spec.steps[index].id.clone();
-                    self.retries
-                        .push(Reverse((due, task_id.clone(), index, failed)));
+                    self.timers.retry(due, task_id.clone(), index, failed);
                     self.round.writes.push(Write::Step(StepWrite {
                         task_id: task_id.to_string(),
                         step_id: step_id.clone(),
@@ -434,7 +434,7 @@ impl Engine {
                         let deadline = approval::deadline(&active.spec.steps[index], now);
                         approval::gate(
                             live,
-                            &mut self.approvals,
+                            &mut self.timers,
                             &self.metrics,
                             (task_id, index),
                             deadline,

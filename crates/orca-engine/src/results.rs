@@ -185,10 +185,7 @@ impl Engine {
     /// a task that was cancelled or moved on meanwhile is dropped.
     pub(super) fn release_retries(&mut self) {
         let now = now_micros();
-        while self.retries.peek().is_some_and(|Reverse(r)| r.0 <= now) {
-            let Some(Reverse((_, task_id, index, failed))) = self.retries.pop() else {
-                break;
-            };
+        while let Some((_, task_id, index, failed)) = self.timers.due_retry(now) {
             let Some(active) = self.tasks.get_mut(&task_id) else {
                 continue;
             };
