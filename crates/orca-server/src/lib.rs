@@ -1,6 +1,7 @@
-//! orca's control plane: the gRPC services (tasks, agents, health,
-//! reflection), the engine that schedules steps onto workers, and the event
-//! log that watchers replay and follow.
+//! orca's control plane around its engine (`orca-engine`): the application
+//! services as typed calls, their gRPC and HTTP adapters, who may call
+//! what, TLS, webhooks, and the replicas that lead or stand by on a store
+//! (`store_url.rs` is the one place a backend is named).
 
 mod acceptor;
 mod agent_service;

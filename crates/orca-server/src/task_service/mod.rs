@@ -1,6 +1,7 @@
-//! `TaskService`: thin handlers that validate, convert, delegate to the store
-//! (reads) or the engine (every change, task creation included), and convert
-//! back.
+//! `TaskService` as typed calls (each takes a [`Call`]): validate, convert,
+//! delegate to the store (reads) or the engine (every change, task creation
+//! included), and convert back. `grpc.rs` and the REST routes are their
+//! adapters.
 
 use std::collections::HashMap;
 use std::pin::Pin;
