@@ -280,18 +280,22 @@ impl tonic::service::Interceptor for Authenticator {
 
 /// Refuses the request unless its caller's role allows `action`.
 pub fn require<T>(request: &Request<T>, action: Action) -> Result<Identity, Status> {
-    let identity = request
-        .extensions()
-        .get::<Identity>()
-        .ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?;
+    Ok(permit(request.extensions().get::<Identity>(), action)?)
+}
+
+/// The caller, when there is one and its role allows `action`: the one
+/// check behind every call, whichever transport brought it.
+pub(crate) fn permit(caller: Option<&Identity>, action: Action) -> Result<Identity, Error> {
+    let identity =
+        caller.ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?;
     if action.allowed(identity.role) {
         Ok(identity.clone())
     } else {
-        Err(denied(identity, action).into())
+        Err(denied(identity, action))
     }
 }
 
-pub(crate) fn denied(identity: &Identity, action: Action) -> Error {
+fn denied(identity: &Identity, action: Action) -> Error {
     Error::PermissionDenied(format!(
         "{} ({}) may not {}",
         identity.name,

@@ -3,7 +3,7 @@
 //! they ask. gRPC makes one from its request; REST from its headers and
 //! path; neither builds the other's request.
 
-use crate::auth::{Action, Identity, denied};
+use crate::auth::{Action, Identity, permit};
 use crate::error::Error;
 
 pub struct Call<T> {
@@ -28,15 +28,7 @@ impl<T> Call<T> {
 
     /// The caller, when its role may do `action`.
     pub fn require(&self, action: Action) -> Result<Identity, Error> {
-        let identity = self
-            .caller
-            .as_ref()
-            .ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?;
-        if action.allowed(identity.role) {
-            Ok(identity.clone())
-        } else {
-            Err(denied(identity, action))
-        }
+        permit(self.caller.as_ref(), action)
     }
 
     pub fn into_message(self) -> T {
