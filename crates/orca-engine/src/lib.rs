@@ -1,8 +1,10 @@
 //! orca's engine: one task owns the live state of every unfinished task,
-//! the ready queue and the connected workers, so scheduling needs no locks.
-//! It knows no wire: the gRPC and REST adapters in `orca-server` hand it
-//! orca-core's types and convert what it answers (a worker's messages are
-//! [`ToWorker`]s, converted in one place there).
+//! the ready queue and the connected workers, so scheduling needs no locks;
+//! around it, the application services every client calls (`service`) and
+//! who may call what (`access`). It knows no wire: the gRPC and REST
+//! adapters in `orca-server` hand it orca-core's types and convert what it
+//! answers (a worker's messages are [`ToWorker`]s, converted in one place
+//! there).
 //!
 //! It decides in memory, then hands the writes of each round to the store in
 //! order; what a decision shows to the outside (an assignment, a watch event,
@@ -29,10 +31,12 @@
 use crate::engine::*;
 use crate::hub::Hub;
 
+pub mod access;
 pub mod activity;
 pub mod channels;
 pub mod hub;
 pub mod metrics;
+pub mod service;
 
 mod approval;
 mod backlog;

@@ -19,10 +19,11 @@ use orca_engine::{
 use orca_store::leadership::Leadership;
 
 use crate::auth::{Action, require};
-use crate::call::Call;
+use crate::call::grpc_call;
 use crate::checkpoints::Checkpoints;
 use crate::error::Error;
 use crate::step_token::StepTokens;
+use orca_engine::service::Call;
 
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
@@ -457,7 +458,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        Ok(Response::new(self.agents(Call::from(request)).await?))
+        Ok(Response::new(self.agents(grpc_call(request)).await?))
     }
 
     async fn put_checkpoint(
@@ -487,6 +488,6 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::ListServersRequest>,
     ) -> Result<Response<v1::ListServersResponse>, Status> {
-        Ok(Response::new(self.servers(Call::from(request)).await?))
+        Ok(Response::new(self.servers(grpc_call(request)).await?))
     }
 }

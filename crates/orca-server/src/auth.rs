@@ -18,12 +18,12 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::error::Error;
-pub use crate::identity::{
-    Action, DEFAULT_TENANT, Identity, Role, Tenants, default_tenants, valid_tenant,
-};
-use crate::identity::{generate_token, hex, write_private};
 use crate::jwt::{JwtVerifier, looks_like_jwt};
+use crate::secret::{generate_token, hex, write_private};
 use crate::step_token::{STEP_TOKEN_PREFIX, StepTokens};
+pub use orca_engine::access::{
+    Action, DEFAULT_TENANT, Identity, Role, Tenants, default_tenants, denied, permit, valid_tenant,
+};
 
 /// Known tokens, by hash.
 #[derive(Debug, Clone, Default)]
@@ -257,7 +257,7 @@ impl Authenticator {
     ) -> Result<Identity, Error> {
         let identity = self.identify(headers)?;
         if !action.allowed(identity.role) {
-            return Err(denied(&identity, action));
+            return Err(denied(&identity, action).into());
         }
         if action == Action::ReadMetrics && identity.tenants != Tenants::All {
             return Err(Error::PermissionDenied(format!(
@@ -280,28 +280,7 @@ impl tonic::service::Interceptor for Authenticator {
 
 /// Refuses the request unless its caller's role allows `action`.
 pub fn require<T>(request: &Request<T>, action: Action) -> Result<Identity, Status> {
-    Ok(permit(request.extensions().get::<Identity>(), action)?)
-}
-
-/// The caller, when there is one and its role allows `action`: the one
-/// check behind every call, whichever transport brought it.
-pub(crate) fn permit(caller: Option<&Identity>, action: Action) -> Result<Identity, Error> {
-    let identity =
-        caller.ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?;
-    if action.allowed(identity.role) {
-        Ok(identity.clone())
-    } else {
-        Err(denied(identity, action))
-    }
-}
-
-fn denied(identity: &Identity, action: Action) -> Error {
-    Error::PermissionDenied(format!(
-        "{} ({}) may not {}",
-        identity.name,
-        identity.role,
-        action.describe()
-    ))
+    permit(request.extensions().get::<Identity>(), action).map_err(|e| Error::from(e).into())
 }
 
 #[cfg(test)]

@@ -137,6 +137,13 @@ impl From<orca_core::Error> for Error {
 impl From<orca_engine::Error> for Error {
     fn from(e: orca_engine::Error) -> Self {
         match e {
+            orca_engine::Error::InvalidArgument { field, message } => {
+                Error::InvalidArgument { field, message }
+            }
+            orca_engine::Error::Unauthenticated(message) => Error::Unauthenticated(message),
+            orca_engine::Error::PermissionDenied(message) => Error::PermissionDenied(message),
+            orca_engine::Error::Unavailable(message) => Error::Unavailable(message),
+            orca_engine::Error::Internal(message) => Error::Internal(message),
             orca_engine::Error::NotFound(what) => Error::NotFound(what),
             orca_engine::Error::FailedPrecondition(message) => Error::FailedPrecondition(message),
             orca_engine::Error::ResourceExhausted {

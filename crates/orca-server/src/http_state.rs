@@ -14,11 +14,11 @@ use crate::auth::{Authenticator, Identity};
 use crate::error::Error;
 use crate::session::{self, Session, Sessions};
 use crate::state_service::StateApi;
-use crate::task_service::TaskApi;
 use orca_engine::EngineHandle;
 use orca_engine::metrics::Metrics;
+use orca_engine::service::TaskApi;
 
-/// The gRPC services the routes call; they exist once the store is open.
+/// The services the routes call; they exist once the store is open.
 pub struct Services {
     pub tasks: Arc<TaskApi>,
     pub agents: Arc<AgentApi>,
@@ -32,7 +32,7 @@ pub struct HttpState {
     metrics: Arc<Metrics>,
     authenticator: Authenticator,
     engine: OnceLock<EngineHandle>,
-    /// What `/api/v1` calls: the leader's gRPC services.
+    /// What `/api/v1` calls: the leader's services.
     services: OnceLock<Arc<Services>>,
     /// Who leads, while this replica stands by.
     standby: Mutex<Option<watch::Receiver<Option<Leader>>>>,

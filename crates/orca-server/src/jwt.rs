@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::error::read_file;
-use crate::identity::{Identity, Role, Tenants, default_tenants, valid_tenant};
+use orca_engine::access::{Identity, Role, Tenants, default_tenants, valid_tenant};
 
 /// Where the verification keys come from, and what the claims must say.
 #[derive(Debug, Clone, Default)]

@@ -10,15 +10,14 @@ mod call;
 pub mod checkpoints;
 mod console;
 mod error;
-mod fleet;
 mod grpc;
 mod http;
 mod http_state;
-mod identity;
 pub mod jwt;
 pub mod planner;
 mod replica;
 mod rest;
+mod secret;
 pub mod session;
 mod standby;
 mod state_service;
@@ -45,6 +44,7 @@ use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 
 pub use error::{Error, PortName};
+use orca_engine::service::{self, Planner, TaskApi, Templates};
 use orca_engine::{self as engine, hub, metrics};
 pub use orca_engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
 pub use orca_store_sqlite::Durability;
@@ -203,15 +203,31 @@ async fn join(serving: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
         .map_err(|e| Error::Fatal(format!("the server task failed: {e}")))?
 }
 
+/// The built-in templates, and `dir`'s files, which replace built-ins of
+/// the same name. A template that does not load stops the start, naming
+/// its file: better than a refusal when someone runs it.
+fn load_templates(dir: Option<&std::path::Path>) -> Result<Templates, Error> {
+    let files = orca_core::template::catalog(dir).map_err(|source| Error::Io {
+        context: "--templates-dir".into(),
+        source,
+    })?;
+    let loaded = files
+        .into_iter()
+        .map(|file| {
+            let template = file.load().map_err(|e| Error::Templates(e.to_string()))?;
+            Ok((file, template))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Templates::new(loaded))
+}
+
 /// Binds, then serves: at once as the leader on SQLite; on PostgreSQL as
 /// the leader when this replica takes the lease, and as a standby until
 /// then. Returns once it serves either way.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // Templates, tokens and TLS files load first, so a bad one stops the
     // start (before a first start writes its tokens).
-    let templates = Arc::new(task_service::Templates::load(
-        config.templates_dir.as_deref(),
-    )?);
+    let templates = Arc::new(load_templates(config.templates_dir.as_deref())?);
     // The ports too: one that cannot be bound stops the start before a
     // first start writes anything.
     let http_acceptor = match config.http_listen {
@@ -366,7 +382,7 @@ struct ReplicaRun {
     step_tokens: Arc<step_token::StepTokens>,
     metrics: Arc<metrics::Metrics>,
     status: Arc<http_state::HttpState>,
-    templates: Arc<task_service::Templates>,
+    templates: Arc<Templates>,
     stop_requested: oneshot::Receiver<()>,
     /// Told once the replica serves, as leader or standby.
     settled: oneshot::Sender<()>,
@@ -454,7 +470,7 @@ impl ReplicaRun {
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
-            .set_serving::<TaskServiceServer<task_service::TaskApi>>()
+            .set_serving::<TaskServiceServer<task_service::TaskGrpc>>()
             .await;
         health_reporter
             .set_serving::<AgentServiceServer<agent_service::AgentApi>>()
@@ -468,7 +484,9 @@ impl ReplicaRun {
             .is_some_and(|files| files.client_ca.is_some());
         let max_message_bytes = config.limits.max_message_bytes;
         let planner = match config.planner {
-            Some(planner) => Some(Arc::new(planner::Planner::new(planner)?)),
+            Some(planner) => {
+                Some(Arc::new(planner::AnthropicPlanner::new(planner)?) as Arc<dyn Planner>)
+            }
             None => None,
         };
         // Webhooks are delivered by the leader only, from the store, so a
@@ -479,18 +497,17 @@ impl ReplicaRun {
         ));
         let delivering = webhooks.start(hub.watch_fleet())?;
         // Shared by gRPC and the HTTP API, which calls the same methods.
-        let tasks = Arc::new(
-            task_service::TaskApi::new(
-                store.clone(),
-                engine.clone(),
-                hub.clone(),
-                metrics,
-                config.limits.clone(),
-                planner,
-                webhooks,
-            )
-            .with_templates(templates),
-        );
+        let tasks = Arc::new(TaskApi::new(service::Parts {
+            store: store.clone(),
+            engine: engine.clone(),
+            hub: hub.clone(),
+            metrics,
+            limits: config.limits.clone(),
+            planner,
+            webhooks,
+            templates,
+            traceparent: orca_telemetry::traceparent,
+        }));
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
         let expiring = AbortOnDrop(checkpoints.expire_periodically());
         // Workers put and get checkpoints on this service: room for the
@@ -544,7 +561,8 @@ impl ReplicaRun {
         let router = crate::grpc::with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
             .add_service(InterceptedService::new(
-                TaskServiceServer::from_arc(tasks).max_decoding_message_size(max_message_bytes),
+                TaskServiceServer::new(task_service::TaskGrpc(tasks))
+                    .max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),
             ))
             .add_service(InterceptedService::new(

@@ -11,10 +11,13 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use orca_core::plan::{self, PLAN_TOOL, Plan};
+use orca_core::plan::{self, PLAN_TOOL};
+use orca_engine::service::{Planned, Planner};
 use serde_json::{Value, json};
 
 use crate::error::Error;
+/// What planning answers: the services' refusals, as they are passed on.
+type Refusal = orca_engine::Error;
 
 /// The largest answer read from the API.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -37,24 +40,15 @@ impl PlannerConfig {
     pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 }
 
-/// What one planning call gave: the model's plan as it answered it (kept
-/// for inspection, valid or not) and the steps read from it, or why none
-/// could be.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    pub plan_json: String,
-    pub plan: Result<Plan, String>,
-}
-
 /// A planner with its HTTP client, kept for the server's life so calls
 /// reuse connections.
-pub struct Planner {
+pub struct AnthropicPlanner {
     config: PlannerConfig,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-impl Planner {
-    pub fn new(config: PlannerConfig) -> Result<Planner, Error> {
+impl AnthropicPlanner {
+    pub fn new(config: PlannerConfig) -> Result<AnthropicPlanner, Error> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| Error::Tls(format!("the planner's trusted roots: {e}")))?
@@ -62,44 +56,12 @@ impl Planner {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(Planner { config, client })
+        Ok(AnthropicPlanner { config, client })
     }
 
-    /// Asks the model for a plan of `prompt`, telling it which capability
-    /// sets the connected workers offer. `Err` when no answer came (the API
-    /// is down, refused the key, timed out): nothing was planned.
-    pub async fn plan(
-        &self,
-        prompt: &str,
-        capability_sets: &[Vec<String>],
-    ) -> Result<Planned, Error> {
-        let body = json!({
-            "model": self.config.model,
-            "max_tokens": self.config.max_tokens,
-            "system": plan::system_prompt(capability_sets),
-            "messages": [{"role": "user", "content": prompt}],
-            "tools": [{
-                "name": PLAN_TOOL,
-                "description": "Submit the plan: the steps that carry out the user's request.",
-                "input_schema": plan::plan_schema(),
-            }],
-            "tool_choice": {"type": "tool", "name": PLAN_TOOL},
-        });
-        let answer = tokio::time::timeout(self.config.timeout, self.call(body))
-            .await
-            .map_err(|_| {
-                Error::Unavailable(format!(
-                    "the planner got no answer from {} within {}s",
-                    self.config.base_url,
-                    self.config.timeout.as_secs()
-                ))
-            })??;
-        Ok(read_answer(&answer))
-    }
-
-    async fn call(&self, body: Value) -> Result<Value, Error> {
+    async fn call(&self, body: Value) -> Result<Value, Refusal> {
         let url = format!("{}/v1/messages", self.config.base_url.trim_end_matches('/'));
-        let unavailable = |what: String| Error::Unavailable(format!("the planner: {what}"));
+        let unavailable = |what: String| Refusal::Unavailable(format!("the planner: {what}"));
         let request = http::Request::post(&url)
             .header("content-type", "application/json")
             .header("x-api-key", &self.config.api_key)
@@ -126,6 +88,41 @@ impl Planner {
             return Err(unavailable(format!("the API answered {status}: {message}")));
         }
         Ok(answer)
+    }
+}
+
+#[async_trait::async_trait]
+impl Planner for AnthropicPlanner {
+    /// Asks the model for a plan of `prompt`, telling it which capability
+    /// sets the connected workers offer. `Err` when no answer came (the API
+    /// is down, refused the key, timed out): nothing was planned.
+    async fn plan(
+        &self,
+        prompt: &str,
+        capability_sets: &[Vec<String>],
+    ) -> Result<Planned, Refusal> {
+        let body = json!({
+            "model": self.config.model,
+            "max_tokens": self.config.max_tokens,
+            "system": plan::system_prompt(capability_sets),
+            "messages": [{"role": "user", "content": prompt}],
+            "tools": [{
+                "name": PLAN_TOOL,
+                "description": "Submit the plan: the steps that carry out the user's request.",
+                "input_schema": plan::plan_schema(),
+            }],
+            "tool_choice": {"type": "tool", "name": PLAN_TOOL},
+        });
+        let answer = tokio::time::timeout(self.config.timeout, self.call(body))
+            .await
+            .map_err(|_| {
+                Refusal::Unavailable(format!(
+                    "the planner got no answer from {} within {}s",
+                    self.config.base_url,
+                    self.config.timeout.as_secs()
+                ))
+            })??;
+        Ok(read_answer(&answer))
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::identity::{Identity, hex};
+use crate::secret::hex;
+use orca_engine::access::Identity;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "orca_session";

@@ -24,7 +24,7 @@ use crate::acceptor::Acceptor;
 use crate::agent_service::AgentApi;
 use crate::error::Error;
 use crate::state_service::StateApi;
-use crate::task_service::TaskApi;
+use crate::task_service::TaskGrpc;
 use crate::tls::ReloadingConfig;
 
 /// The metadata key naming the leader's address.
@@ -84,7 +84,7 @@ impl StandbyServer {
     ) -> Result<StandbyServer, Error> {
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
-            .set_not_serving::<TaskServiceServer<TaskApi>>()
+            .set_not_serving::<TaskServiceServer<TaskGrpc>>()
             .await;
         health_reporter
             .set_not_serving::<AgentServiceServer<AgentApi>>()
@@ -94,7 +94,7 @@ impl StandbyServer {
             .await;
         let router = crate::grpc::with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
-            .add_service(Standby::<TaskServiceServer<TaskApi>>::new(leader.clone()))
+            .add_service(Standby::<TaskServiceServer<TaskGrpc>>::new(leader.clone()))
             .add_service(Standby::<AgentServiceServer<AgentApi>>::new(leader.clone()))
             .add_service(Standby::<StateServiceServer<StateApi>>::new(leader));
         let (stop, stopped) = oneshot::channel::<()>();

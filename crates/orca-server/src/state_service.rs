@@ -14,9 +14,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Action, Identity};
-use crate::call::Call;
+use crate::call::grpc_call;
 use crate::error::Error;
 use orca_engine::channels::Channels;
+use orca_engine::service::Call;
 
 /// The largest value or message, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
@@ -260,21 +261,21 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::GetStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
-        Ok(Response::new(self.get(Call::from(request)).await?))
+        Ok(Response::new(self.get(grpc_call(request)).await?))
     }
 
     async fn list_state(
         &self,
         request: Request<v1::ListStateRequest>,
     ) -> Result<Response<v1::ListStateResponse>, Status> {
-        Ok(Response::new(self.list(Call::from(request)).await?))
+        Ok(Response::new(self.list(grpc_call(request)).await?))
     }
 
     async fn put_state(
         &self,
         request: Request<v1::PutStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
-        let request = Call::from(request);
+        let request = grpc_call(request);
         let caller = self.caller(&request, Action::WriteState).await?;
         let request = request.into_message();
         let key = state_key(request.r#ref, "ref", &caller)?;
@@ -317,7 +318,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::DeleteStateRequest>,
     ) -> Result<Response<v1::DeleteStateResponse>, Status> {
-        let request = Call::from(request);
+        let request = grpc_call(request);
         let caller = self.caller(&request, Action::WriteState).await?;
         let request = request.into_message();
         let key = state_key(request.r#ref, "ref", &caller)?;
@@ -341,7 +342,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        let request = Call::from(request);
+        let request = grpc_call(request);
         let caller = self.caller(&request, Action::WriteState).await?;
         let request = request.into_message();
         let topic = state_key(request.topic, "topic", &caller)?;
@@ -366,7 +367,7 @@ impl v1::state_service_server::StateService for StateApi {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let request = Call::from(request);
+        let request = grpc_call(request);
         let caller = self.caller(&request, Action::ReadState).await?;
         let topic = state_key(request.into_message().topic, "topic", &caller)?;
         let mut messages = self

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::error::read_file;
-use crate::identity::{Identity, Role, Tenants, generate_token, write_private};
+use crate::secret::{generate_token, write_private};
+use orca_engine::access::{Identity, Role, Tenants};
 
 /// Step tokens start with this, so they are never mistaken for a user's JWT.
 pub const STEP_TOKEN_PREFIX: &str = "orca_step_";

@@ -1,6 +1,9 @@
 //! The budget routes: raise a task's budget, approve a paused one going on,
 //! set a tenant's (admins), and list tenants' spend against their budgets.
 
+use orca_core::{Budget, TenantBudget};
+use orca_engine::service::{ApproveBudget, RaiseBudget, SetTenantBudget};
+
 use super::*;
 
 /// What to add to a task's budget; at least one part.
@@ -84,13 +87,13 @@ pub(super) async fn raise_budget(
     body: Result<String, StringRejection>,
 ) -> Answer<TaskView> {
     let body: RaiseBody = json_body(body)?;
-    let request = v1::RaiseBudgetRequest {
+    let request = RaiseBudget {
         task_id,
-        by: Some(v1::Budget {
+        by: Budget {
             usd: body.usd,
             tokens: body.tokens,
             approvers: Vec::new(),
-        }),
+        },
     };
     let task = call(
         &status,
@@ -100,7 +103,7 @@ pub(super) async fn raise_budget(
         |s, r| async move { s.tasks.raise_budget(r).await },
     )
     .await?;
-    Ok(Json(task_view(&task)))
+    Ok(Json(task_view(&task_to_proto(task))))
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/budget/approve", tag = "tasks",
@@ -115,7 +118,7 @@ pub(super) async fn approve_budget(
     Path(task_id): Path<String>,
     body: Result<String, StringRejection>,
 ) -> Answer<TaskView> {
-    let request = v1::ApproveBudgetRequest {
+    let request = ApproveBudget {
         task_id,
         reason: decision_body(body)?.reason,
     };
@@ -127,7 +130,7 @@ pub(super) async fn approve_budget(
         |s, r| async move { s.tasks.approve_budget(r).await },
     )
     .await?;
-    Ok(Json(task_view(&task)))
+    Ok(Json(task_view(&task_to_proto(task))))
 }
 
 #[utoipa::path(put, path = "/tenants/{tenant}/budget", tag = "budgets",
@@ -142,14 +145,14 @@ pub(super) async fn set_tenant_budget(
     body: Result<String, StringRejection>,
 ) -> Answer<TenantSpendingView> {
     let body: TenantBudgetBody = json_body(body)?;
-    let request = v1::SetTenantBudgetRequest {
+    let request = SetTenantBudget {
         tenant,
-        budget: Some(v1::TenantBudget {
+        budget: TenantBudget {
             usd_per_day: body.usd_per_day,
             usd_per_month: body.usd_per_month,
             tokens_per_day: body.tokens_per_day,
             tokens_per_month: body.tokens_per_month,
-        }),
+        },
     };
     let spending = call(
         &status,
@@ -159,7 +162,7 @@ pub(super) async fn set_tenant_budget(
         |s, r| async move { s.tasks.set_tenant_budget(r).await },
     )
     .await?;
-    Ok(Json(spending_view(spending)))
+    Ok(Json(spending_view(wire::spending(spending))))
 }
 
 #[utoipa::path(get, path = "/budgets", tag = "budgets",
@@ -169,15 +172,14 @@ pub(super) async fn list_budgets(
     State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<TenantBudgetList> {
-    let list = call(
-        &status,
-        &headers,
-        Access::Read,
-        v1::ListTenantBudgetsRequest {},
-        |s, r| async move { s.tasks.list_tenant_budgets(r).await },
-    )
+    let list = call(&status, &headers, Access::Read, (), |s, r| async move {
+        s.tasks.list_tenant_budgets(r).await
+    })
     .await?;
     Ok(Json(TenantBudgetList {
-        tenants: list.tenants.into_iter().map(spending_view).collect(),
+        tenants: list
+            .into_iter()
+            .map(|t| spending_view(wire::spending(t)))
+            .collect(),
     }))
 }

@@ -1,5 +1,7 @@
 //! The event streams as Server-Sent Events: one task's, and the fleet's.
 
+use orca_engine::service::{WatchFleet, WatchTask};
+
 use super::*;
 
 /// A task's events as server-sent events, each with its sequence number
@@ -22,7 +24,7 @@ pub(super) async fn task_events(
     Path(task_id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let mut request = v1::WatchTaskRequest {
+    let mut request = WatchTask {
         task_id,
         after_seq: 0,
         follow: true,
@@ -51,7 +53,7 @@ pub(super) async fn task_events(
     .await?;
     let stream = events.map(|event| {
         Ok(match event {
-            Ok(event) => sse_event(&event, event.seq),
+            Ok(watched) => sse_event(&wire::watched(&watched), watched.event.seq),
             // The stream ends after this; the client reconnects with its
             // last id.
             Err(e) => SseEvent::default().event("error").data(e.to_string()),
@@ -88,7 +90,7 @@ pub(super) async fn fleet_events(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let mut request = v1::WatchFleetRequest::default();
+    let mut request = WatchFleet::default();
     for (name, value) in query {
         match name.as_str() {
             "after" => request.after_position = Some(number(&name, &value)?),
@@ -114,7 +116,7 @@ pub(super) async fn fleet_events(
         .unwrap_or_default();
     let stream = tokio_stream::once(Ok(first)).chain(events.map(|event| {
         Ok(match event {
-            Ok(event) => sse_event(&event, event.position),
+            Ok(watched) => sse_event(&wire::watched(&watched), watched.position),
             Err(e) => SseEvent::default().event("error").data(e.to_string()),
         })
     }));

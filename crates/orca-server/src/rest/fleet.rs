@@ -1,6 +1,8 @@
 //! The fleet at a glance: task counts, the last hour's activity, the
 //! agents and the control-plane servers; and the audit log.
 
+use orca_engine::service::{ListAudit, OfTenants};
+
 use super::*;
 
 /// How many tasks are in each state: `{"queued": 12, "running": 3, ...}`,
@@ -25,7 +27,7 @@ pub(super) async fn count_tasks(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<TaskCounts> {
-    let mut request = v1::CountTasksRequest::default();
+    let mut request = OfTenants::default();
     for (name, value) in query {
         match name.as_str() {
             "tenant" => request.tenants.push(value),
@@ -48,17 +50,16 @@ pub(super) async fn count_tasks(
         failed: 0,
         cancelled: 0,
     };
-    for count in answer.counts {
-        let count_of = match v1::TaskState::try_from(count.state) {
-            Ok(v1::TaskState::Queued) => &mut counts.queued,
-            Ok(v1::TaskState::Running) => &mut counts.running,
-            Ok(v1::TaskState::Paused) => &mut counts.paused,
-            Ok(v1::TaskState::Succeeded) => &mut counts.succeeded,
-            Ok(v1::TaskState::Failed) => &mut counts.failed,
-            Ok(v1::TaskState::Cancelled) => &mut counts.cancelled,
-            _ => continue,
+    for (state, tasks) in answer {
+        let count_of = match state {
+            TaskState::Queued => &mut counts.queued,
+            TaskState::Running => &mut counts.running,
+            TaskState::Paused => &mut counts.paused,
+            TaskState::Succeeded => &mut counts.succeeded,
+            TaskState::Failed => &mut counts.failed,
+            TaskState::Cancelled => &mut counts.cancelled,
         };
-        *count_of += count.tasks;
+        *count_of += tasks;
     }
     Ok(Json(counts))
 }
@@ -102,7 +103,7 @@ pub(super) async fn activity(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<ActivityView> {
-    let mut request = v1::GetActivityRequest::default();
+    let mut request = OfTenants::default();
     for (name, value) in query {
         match name.as_str() {
             "tenant" => request.tenants.push(value),
@@ -117,7 +118,7 @@ pub(super) async fn activity(
         |s, r| async move { s.tasks.get_activity(r).await },
     )
     .await?;
-    let minutes = activity
+    let minutes = wire::activity(activity)
         .minutes
         .into_iter()
         .map(|m| MinuteView {
@@ -219,7 +220,7 @@ pub(super) async fn list_audit(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<AuditPage> {
-    let mut request = v1::ListAuditRequest::default();
+    let mut request = ListAudit::default();
     for (name, value) in query {
         match name.as_str() {
             "after" => request.after_seq = number(&name, &value)?,
@@ -236,6 +237,6 @@ pub(super) async fn list_audit(
     )
     .await?;
     Ok(Json(AuditPage {
-        records: page.events.iter().map(audit_view).collect(),
+        records: wire::audit(page).events.iter().map(audit_view).collect(),
     }))
 }

@@ -1,9 +1,10 @@
 //! The JSON API under `/api/v1`, on the HTTP port: what the console and
-//! scripts use. Each route calls the gRPC method that does the same, with
-//! the caller identified as the gRPC interceptor identifies one (bearer
-//! token or JWT, or a console session: see `session`; then its rate), so
-//! validation, roles, tenants, limits and audit are the gRPC ones, not a
-//! second copy. Answers are the views
+//! scripts use. Each route makes the typed call of the application service
+//! that gRPC's method of the same name makes, with the caller identified as
+//! the gRPC interceptor identifies one (bearer token or JWT, or a console
+//! session: see `session`; then its rate), so validation, roles, tenants,
+//! limits and audit are the same ones, not a second copy. Answers are the
+//! views
 //! `orca get -o json` prints; a refusal is the gRPC status as HTTP (see
 //! `error::http_error`), with a JSON body naming the field.
 
@@ -32,10 +33,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Identity, Tenants};
-use crate::call::Call;
 use crate::error::{Error, ErrorBody, http_error};
 use crate::http_state::{Access, HttpState, Services};
 use crate::session;
+use crate::task_service::wire::{self, task_to_proto};
+use orca_core::TaskState;
+use orca_engine::service::{self, Call, DecideStep, ListTasks, Submit, TaskRef};
 
 mod budget;
 mod events;
@@ -180,7 +183,7 @@ enum Refused {
 
 /// Makes the typed call `method` as the caller that `headers` name (a
 /// bearer token, or a console session: see [`HttpState::caller`]).
-async fn call<Req, Res, Fut>(
+async fn call<Req, Res, E, Fut>(
     status: &HttpState,
     headers: &HeaderMap,
     access: Access,
@@ -188,11 +191,14 @@ async fn call<Req, Res, Fut>(
     method: impl FnOnce(Arc<Services>, Call<Req>) -> Fut,
 ) -> Result<Res, ApiError>
 where
-    Fut: Future<Output = Result<Res, Error>>,
+    Fut: Future<Output = Result<Res, E>>,
+    Error: From<E>,
 {
     let services = status.services()?;
     let (identity, _) = status.caller(headers, access)?;
-    Ok(method(services, Call::new(identity, message)).await?)
+    Ok(method(services, Call::new(identity, message))
+        .await
+        .map_err(Error::from)?)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -221,7 +227,7 @@ async fn list_tasks(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<TaskPage> {
-    let mut request = v1::ListTasksRequest::default();
+    let mut request = ListTasks::default();
     for (name, value) in query {
         match name.as_str() {
             "state" => request.states.push(task_state(&value)?),
@@ -229,7 +235,9 @@ async fn list_tasks(
                 let (key, value) = value.split_once('=').ok_or_else(|| {
                     Error::invalid("label", format!("{value:?} is not key=value"))
                 })?;
-                request.labels.insert(key.into(), value.into());
+                // A label named twice keeps its last value, as a map does.
+                request.labels.retain(|(k, _)| k != key);
+                request.labels.push((key.into(), value.into()));
             }
             "pageSize" => request.page_size = number(&name, &value)?,
             "pageToken" => request.page_token = value,
@@ -247,7 +255,11 @@ async fn list_tasks(
     )
     .await?;
     Ok(Json(TaskPage {
-        tasks: page.tasks.iter().map(task_view).collect(),
+        tasks: page
+            .tasks
+            .into_iter()
+            .map(|t| task_view(&task_to_proto(t)))
+            .collect(),
         next_page_token: page.next_page_token,
     }))
 }
@@ -258,13 +270,13 @@ fn number<N: std::str::FromStr>(field: &str, value: &str) -> Result<N, ApiError>
         .map_err(|_| Error::invalid(field, format!("{value:?} is not a whole number")).into())
 }
 
-fn task_state(name: &str) -> Result<i32, ApiError> {
+fn task_state(name: &str) -> Result<TaskState, ApiError> {
     let state = match name {
-        "queued" => v1::TaskState::Queued,
-        "running" => v1::TaskState::Running,
-        "succeeded" => v1::TaskState::Succeeded,
-        "failed" => v1::TaskState::Failed,
-        "cancelled" => v1::TaskState::Cancelled,
+        "queued" => TaskState::Queued,
+        "running" => TaskState::Running,
+        "succeeded" => TaskState::Succeeded,
+        "failed" => TaskState::Failed,
+        "cancelled" => TaskState::Cancelled,
         other => {
             return Err(Error::invalid(
                 "state",
@@ -275,7 +287,7 @@ fn task_state(name: &str) -> Result<i32, ApiError> {
             .into());
         }
     };
-    Ok(state as i32)
+    Ok(state)
 }
 
 #[derive(Deserialize)]
@@ -317,8 +329,8 @@ async fn submit_task(
     }
     let spec: orca_core::TaskSpec =
         serde_yaml::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()))?;
-    let request = v1::SubmitTaskRequest {
-        spec: Some(v1::TaskSpec::from(&spec)),
+    let request = Submit {
+        spec: Some(spec),
         idempotency_key: idempotency_key(&headers)?,
         tenant: query.tenant,
     };
@@ -345,7 +357,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// 201 for a new task, 200 when the idempotency key found one.
-fn submitted(answer: v1::SubmitTaskResponse) -> (StatusCode, Json<Submitted>) {
+fn submitted(answer: service::Submitted) -> (StatusCode, Json<Submitted>) {
     let code = if answer.created {
         StatusCode::CREATED
     } else {
@@ -369,7 +381,7 @@ async fn get_task(
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
-    let request = v1::GetTaskRequest { task_id };
+    let request = TaskRef { task_id };
     let task = call(
         &status,
         &headers,
@@ -378,7 +390,7 @@ async fn get_task(
         |s, r| async move { s.tasks.get_task(r).await },
     )
     .await?;
-    Ok(Json(task_view(&task)))
+    Ok(Json(task_view(&task_to_proto(task))))
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "tasks",
@@ -390,7 +402,7 @@ async fn cancel_task(
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
-    let request = v1::CancelTaskRequest { task_id };
+    let request = TaskRef { task_id };
     let task = call(
         &status,
         &headers,
@@ -399,7 +411,7 @@ async fn cancel_task(
         |s, r| async move { s.tasks.cancel_task(r).await },
     )
     .await?;
-    Ok(Json(task_view(&task)))
+    Ok(Json(task_view(&task_to_proto(task))))
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/retry", tag = "tasks",
@@ -412,7 +424,7 @@ async fn retry_task(
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Answer<TaskView> {
-    let request = v1::RetryTaskRequest { task_id };
+    let request = TaskRef { task_id };
     let task = call(
         &status,
         &headers,
@@ -421,7 +433,7 @@ async fn retry_task(
         |s, r| async move { s.tasks.retry_task(r).await },
     )
     .await?;
-    Ok(Json(task_view(&task)))
+    Ok(Json(task_view(&task_to_proto(task))))
 }
 
 /// The body of a decision on a step's approval.
@@ -484,7 +496,7 @@ async fn decide(
     body: Result<String, StringRejection>,
     approve: bool,
 ) -> Answer<TaskView> {
-    let request = v1::DecideStepRequest {
+    let request = DecideStep {
         task_id,
         step_id,
         reason: decision_body(body)?.reason,
@@ -503,7 +515,7 @@ async fn decide(
         },
     )
     .await?;
-    Ok(Json(task_view(&task)))
+    Ok(Json(task_view(&task_to_proto(task))))
 }
 
 /// A request body as text, or why not (too large: 413; not UTF-8: 400)

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use orca_engine::service::SubmitTemplate;
+
 use super::*;
 
 #[derive(Serialize, ToSchema)]
@@ -83,16 +85,15 @@ pub(super) async fn list_templates(
     State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<TemplateList> {
-    let list = call(
-        &status,
-        &headers,
-        Access::Read,
-        v1::ListTemplatesRequest {},
-        |s, r| async move { s.tasks.list_templates(r).await },
-    )
+    let list = call(&status, &headers, Access::Read, (), |s, r| async move {
+        s.tasks.list_templates(r).await
+    })
     .await?;
     Ok(Json(TemplateList {
-        templates: list.templates.into_iter().map(template_view).collect(),
+        templates: list
+            .into_iter()
+            .map(|t| template_view(wire::template(t)))
+            .collect(),
     }))
 }
 
@@ -142,7 +143,7 @@ pub(super) async fn submit_template(
         .into_iter()
         .map(|(key, value)| Ok((key.clone(), parameter_text(&key, value)?)))
         .collect::<Result<_, ApiError>>()?;
-    let request = v1::SubmitTemplateRequest {
+    let request = SubmitTemplate {
         name,
         parameters,
         idempotency_key: idempotency_key(&headers)?,

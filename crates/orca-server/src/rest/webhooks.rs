@@ -2,6 +2,7 @@
 //! remove them, and read the delivery log.
 
 use orca_api::view::{DeliveryView, WebhookView, delivery_view, webhook_view};
+use orca_engine::service::{CreateWebhook, ListDeliveries, WebhookRef};
 
 use super::*;
 
@@ -43,16 +44,16 @@ pub(super) async fn list_webhooks(
     State(status): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Answer<WebhookList> {
-    let list = call(
-        &status,
-        &headers,
-        Access::Read,
-        v1::ListWebhooksRequest {},
-        |s, r| async move { s.tasks.list_webhooks(r).await },
-    )
+    let list = call(&status, &headers, Access::Read, (), |s, r| async move {
+        s.tasks.list_webhooks(r).await
+    })
     .await?;
     Ok(Json(WebhookList {
-        webhooks: list.webhooks.iter().map(webhook_view).collect(),
+        webhooks: wire::webhooks(list)
+            .webhooks
+            .iter()
+            .map(webhook_view)
+            .collect(),
     }))
 }
 
@@ -67,7 +68,7 @@ pub(super) async fn create_webhook(
     body: Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     let body: WebhookBody = json_body(body)?;
-    let request = v1::CreateWebhookRequest {
+    let request = CreateWebhook {
         tenant: body.tenant,
         url: body.url,
         events: body.events,
@@ -81,7 +82,10 @@ pub(super) async fn create_webhook(
         |s, r| async move { s.tasks.create_webhook(r).await },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(webhook_view(&webhook))))
+    Ok((
+        StatusCode::CREATED,
+        Json(webhook_view(&wire::webhook(webhook))),
+    ))
 }
 
 #[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks",
@@ -97,7 +101,7 @@ pub(super) async fn delete_webhook(
         &status,
         &headers,
         Access::Change,
-        v1::DeleteWebhookRequest { id },
+        WebhookRef { id },
         |s, r| async move { s.tasks.delete_webhook(r).await },
     )
     .await?;
@@ -118,7 +122,7 @@ pub(super) async fn list_deliveries(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<DeliveryPage> {
-    let mut request = v1::ListWebhookDeliveriesRequest::default();
+    let mut request = ListDeliveries::default();
     for (name, value) in query {
         match name.as_str() {
             "webhook" => request.webhook_id = value,
@@ -135,6 +139,7 @@ pub(super) async fn list_deliveries(
         |s, r| async move { s.tasks.list_webhook_deliveries(r).await },
     )
     .await?;
+    let page = wire::delivery_page(page);
     Ok(Json(DeliveryPage {
         deliveries: page.deliveries.iter().map(delivery_view).collect(),
         next_page_token: page.next_page_token,

@@ -1,7 +1,17 @@
-//! TaskApi over a real SQLite store and engine, without a transport.
+//! The application services as the server composes them (a real SQLite
+//! store, engine and webhook registry), without a transport.
 
-use super::*;
-use crate::auth::{Identity, Role, Tenants};
+use std::sync::Arc;
+
+use orca_core::{StepSpec, TaskSpec};
+use orca_engine::Error;
+use orca_engine::access::{Identity, Role, Tenants};
+use orca_engine::hub::Hub;
+use orca_engine::metrics::Metrics;
+use orca_engine::service::{Call, Parts, Submit, TaskApi, Templates, WatchTask};
+use orca_store::Store;
+
+use crate::webhooks::Webhooks;
 
 fn as_admin<T>(message: T) -> Call<T> {
     Call::new(
@@ -39,18 +49,20 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
         Arc::new(orca_engine::metrics::Metrics::new()),
         orca_engine::TenantBudgets::default(),
     );
-    let api = TaskApi::new(
-        store.clone(),
+    let api = TaskApi::new(Parts {
+        store: store.clone(),
         engine,
-        hub.clone(),
-        Arc::new(Metrics::new()),
-        Limits::default(),
-        None,
-        Arc::new(Webhooks::new(store, crate::webhooks::Settings::default())),
-    );
+        hub: hub.clone(),
+        metrics: Arc::new(Metrics::new()),
+        limits: orca_core::Limits::default(),
+        planner: None,
+        webhooks: Arc::new(Webhooks::new(store, crate::webhooks::Settings::default())),
+        templates: Arc::new(Templates::default()),
+        traceparent: orca_telemetry::traceparent,
+    });
 
     for _ in 0..3 {
-        let watch = v1::WatchTaskRequest {
+        let watch = WatchTask {
             task_id: "01nosuchtask0000000000000a".into(),
             after_seq: 0,
             follow: true,
@@ -66,21 +78,17 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
 
     // A task that no worker runs stays queued: following it makes one.
     let submitted = api
-        .submit_task(as_admin(v1::SubmitTaskRequest {
-            spec: Some(v1::TaskSpec {
+        .submit_task(as_admin(Submit {
+            spec: Some(TaskSpec {
                 name: "t".into(),
-                steps: vec![v1::StepSpec {
-                    id: "a".into(),
-                    runtime: Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
-                    ..Default::default()
-                }],
-                ..Default::default()
+                steps: vec![StepSpec::noop("a")],
+                ..TaskSpec::default()
             }),
-            ..Default::default()
+            ..Submit::default()
         }))
         .await
         .expect("submitted");
-    let replay_only = v1::WatchTaskRequest {
+    let replay_only = WatchTask {
         task_id: submitted.task_id.clone(),
         after_seq: 0,
         follow: false,
@@ -95,7 +103,7 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
         0,
         "a replay without follow makes no channel"
     );
-    let follow = v1::WatchTaskRequest {
+    let follow = WatchTask {
         task_id: submitted.task_id,
         after_seq: 0,
         follow: true,

@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::abort::AbortOnDrop;
+use orca_engine::service::WebhookRegistry;
 use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use orca_store::{Store, Write};
 use tokio::sync::Notify;
 
 use crate::error::Error;
+/// What registering answers: the services' refusals, as they are passed on.
+type Refusal = orca_engine::Error;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
@@ -80,18 +83,30 @@ impl Webhooks {
         Ok(AbortOnDrop(tokio::spawn(dispatcher.run())))
     }
 
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), Refusal> {
+        self.store
+            .write(writes)
+            .await
+            .map_err(|_| Refusal::ShuttingDown)??;
+        Ok(())
+    }
+}
+
+/// Registering endpoints, which the delivery loop is woken to follow.
+#[async_trait::async_trait]
+impl WebhookRegistry for Webhooks {
     /// Registers an endpoint for `tenant` (already checked as the
     /// caller's); every field is checked, and named when refused.
-    pub async fn create(
+    async fn create(
         &self,
         tenant: String,
         url: String,
         events: Vec<String>,
         secret: String,
-    ) -> Result<Webhook, Error> {
+    ) -> Result<Webhook, Refusal> {
         check_url(&url, self.settings.allow_private_networks).await?;
         if events.is_empty() {
-            return Err(Error::invalid(
+            return Err(Refusal::invalid(
                 "events",
                 format!("name at least one of {}", event::EVENT_TYPES.join(", ")),
             ));
@@ -99,7 +114,7 @@ impl Webhooks {
         let mut kinds = Vec::new();
         for (i, kind) in events.into_iter().enumerate() {
             if !event::EVENT_TYPES.contains(&kind.as_str()) {
-                return Err(Error::invalid(
+                return Err(Refusal::invalid(
                     format!("events[{i}]"),
                     format!("{kind:?} is not one of {}", event::EVENT_TYPES.join(", ")),
                 ));
@@ -109,7 +124,7 @@ impl Webhooks {
             }
         }
         if secret.len() < MIN_SECRET_BYTES || secret.len() > MAX_SECRET_BYTES {
-            return Err(Error::invalid(
+            return Err(Refusal::invalid(
                 "secret",
                 format!(
                     "must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {}",
@@ -125,7 +140,7 @@ impl Webhooks {
             secret,
             enabled: true,
             disabled_reason: String::new(),
-            created_at: orca_api::convert::now_micros(),
+            created_at: orca_core::calendar::now_micros(),
         };
         let mut writes = vec![Write::Webhook(Box::new(webhook.clone()))];
         let others_enabled = self.store.webhooks().await?.iter().any(|w| w.enabled);
@@ -145,7 +160,7 @@ impl Webhooks {
     }
 
     /// The endpoints of these tenants (all when `None`).
-    pub async fn list(&self, tenants: Option<&[String]>) -> Result<Vec<Webhook>, Error> {
+    async fn list(&self, tenants: Option<&[String]>) -> Result<Vec<Webhook>, Refusal> {
         Ok(self
             .store
             .webhooks()
@@ -156,13 +171,13 @@ impl Webhooks {
     }
 
     /// Removes an endpoint of these tenants, with its deliveries.
-    pub async fn remove(&self, id: &str, tenants: Option<&[String]>) -> Result<Webhook, Error> {
+    async fn remove(&self, id: &str, tenants: Option<&[String]>) -> Result<Webhook, Refusal> {
         let found = self
             .list(tenants)
             .await?
             .into_iter()
             .find(|w| w.id == id)
-            .ok_or_else(|| Error::NotFound(format!("webhook {id:?}")))?;
+            .ok_or_else(|| Refusal::NotFound(format!("webhook {id:?}")))?;
         self.commit(vec![Write::RemoveWebhook { id: id.to_string() }])
             .await?;
         self.changed.notify_one();
@@ -170,24 +185,16 @@ impl Webhooks {
     }
 
     /// The delivery log, newest first.
-    pub async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<Delivery>, Error> {
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<Delivery>, Refusal> {
         Ok(self.store.deliveries(query).await?)
-    }
-
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
-        self.store
-            .write(writes)
-            .await
-            .map_err(|_| Error::ShuttingDown)??;
-        Ok(())
     }
 }
 
 /// An `http(s)://` URL whose host resolves, and not to a private address
 /// unless those are allowed. Deliveries check the address again as they
 /// connect (see [`send`]).
-async fn check_url(url: &str, allow_private: bool) -> Result<(), Error> {
-    let invalid = |message: String| Error::invalid("url", message);
+async fn check_url(url: &str, allow_private: bool) -> Result<(), Refusal> {
+    let invalid = |message: String| Refusal::invalid("url", message);
     if url.len() > MAX_URL_BYTES {
         return Err(invalid(format!(
             "is {} bytes; the limit is {MAX_URL_BYTES}",

@@ -3,31 +3,43 @@
 //! spec; whether the step still waits is the engine's to say, as it
 //! applies the decision.
 
-use super::*;
+use orca_store::TaskRecord;
 
-use orca_engine::Decision;
+use super::calls::DecideStep;
+use super::{Call, TaskApi};
+use crate::access::Action;
+use crate::error::Error;
+use crate::handle::Decision;
 
 /// A reason longer than this is a paste gone wrong.
 pub(super) const MAX_REASON_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+enum Verdict {
     Approve,
     Reject,
 }
 
 impl TaskApi {
-    pub(super) async fn decide_step(
+    pub async fn approve_step(&self, call: Call<DecideStep>) -> Result<TaskRecord, Error> {
+        self.decide_step(call, Verdict::Approve).await
+    }
+
+    pub async fn reject_step(&self, call: Call<DecideStep>) -> Result<TaskRecord, Error> {
+        self.decide_step(call, Verdict::Reject).await
+    }
+
+    async fn decide_step(
         &self,
-        request: Call<v1::DecideStepRequest>,
+        request: Call<DecideStep>,
         verdict: Verdict,
-    ) -> Result<v1::Task, Error> {
+    ) -> Result<TaskRecord, Error> {
         let action = match verdict {
             Verdict::Approve => "step.approve",
             Verdict::Reject => "step.reject",
         };
         let caller = self.permit(&request, Action::DecideApprovals, action)?;
-        let v1::DecideStepRequest {
+        let DecideStep {
             task_id,
             step_id,
             reason,
@@ -94,6 +106,6 @@ impl TaskApi {
         }
         .await;
         self.audited_with(&caller, action, &task_id, decided)?;
-        Ok(task_to_proto(self.load(&task_id, &caller).await?))
+        self.load(&task_id, &caller).await
     }
 }

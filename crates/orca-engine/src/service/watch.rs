@@ -1,10 +1,18 @@
 //! WatchTask and WatchFleet: a replay of the store followed by live
 //! events, with a bound on the watches each caller holds open.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-/// Where a fleet stream begins: the position it replays after.
-pub const FLEET_POSITION: &str = "orca-fleet-position";
+use orca_core::{Event, EventKind};
+use orca_store::Store;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::calls::{WatchFleet, WatchTask, Watched};
+use super::{Call, EventStream, REPLAY_PAGE, TaskApi, asked_tenants, fleet};
+use crate::access::Action;
+use crate::error::Error;
 
 /// Open watch streams per caller: each holds a server task and a channel,
 /// so one client may not open them without bound.
@@ -55,7 +63,7 @@ impl TaskApi {
     /// The fleet's events, and the position they start after.
     pub async fn watch_fleet(
         &self,
-        request: Call<v1::WatchFleetRequest>,
+        request: Call<WatchFleet>,
     ) -> Result<(EventStream, u64), Error> {
         let caller = request.require(Action::ReadTasks)?;
         let request = request.into_message();
@@ -68,7 +76,7 @@ impl TaskApi {
         let wakes = self.hub.watch_fleet();
         let after = match request.after_position {
             Some(position) => position,
-            None => self.store.fleet_head().await.map_err(Error::from)?,
+            None => self.store.fleet_head().await?,
         };
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
@@ -79,10 +87,7 @@ impl TaskApi {
         Ok((Box::pin(ReceiverStream::new(rx)), after))
     }
 
-    pub async fn watch_task(
-        &self,
-        request: Call<v1::WatchTaskRequest>,
-    ) -> Result<EventStream, Error> {
+    pub async fn watch_task(&self, request: Call<WatchTask>) -> Result<EventStream, Error> {
         let caller = request.require(Action::ReadTasks)?;
         let request = request.into_message();
         // Check first: a channel is made only for a task the caller may see.
@@ -116,7 +121,7 @@ pub(super) async fn follow(
     task_id: String,
     mut after: u64,
     live: Option<broadcast::Receiver<Arc<Event>>>,
-    tx: mpsc::Sender<Result<v1::Event, Error>>,
+    tx: mpsc::Sender<Result<Watched, Error>>,
 ) {
     let is_final =
         |e: &Event| matches!(&e.kind, EventKind::TaskState { state, .. } if state.is_terminal());
@@ -143,7 +148,12 @@ pub(super) async fn follow(
                 for event in events {
                     last = event.seq;
                     ended = is_final(&event);
-                    tx.send(Ok(v1::Event::from(&event))).await.ok()?;
+                    tx.send(Ok(Watched {
+                        event: Arc::new(event),
+                        position: 0,
+                    }))
+                    .await
+                    .ok()?;
                 }
                 if !full {
                     return Some((last, ended));
@@ -177,7 +187,9 @@ pub(super) async fn follow(
                     continue;
                 }
                 after = event.seq;
-                if tx.send(Ok(v1::Event::from(event.as_ref()))).await.is_err() || is_final(&event) {
+                let last = is_final(&event);
+                let sent = tx.send(Ok(Watched { event, position: 0 })).await;
+                if sent.is_err() || last {
                     return;
                 }
             }

@@ -1,9 +1,9 @@
-//! Who a caller is: its role, what each role may do, its tenants, the
-//! identity a token or JWT proves; and the secrets orca makes for them
-//! (random tokens, files only their owner reads).
+//! Who asks and what they may do: a caller's role, what each role may do,
+//! its tenants, and the one check every call makes. The transports prove
+//! who a caller is (a token, a JWT, a step token, a session); this is what
+//! that proof means.
 
 use std::fmt;
-use std::path::Path;
 
 use orca_core::AttemptKey;
 
@@ -25,7 +25,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub(crate) fn parse(text: &str) -> Option<Role> {
+    pub fn parse(text: &str) -> Option<Role> {
         match text {
             "admin" => Some(Role::Admin),
             "developer" => Some(Role::Developer),
@@ -79,7 +79,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub(crate) fn allowed(self, role: Role) -> bool {
+    pub fn allowed(self, role: Role) -> bool {
         match (role, self) {
             (Role::Admin, _) => true,
             (_, Action::ReadAudit | Action::SetBudgets | Action::ManageWebhooks) => false,
@@ -101,7 +101,7 @@ impl Action {
         }
     }
 
-    pub(crate) fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Action::ReadTasks => "read tasks",
             Action::WriteTasks => "submit, cancel or retry tasks",
@@ -207,27 +207,24 @@ pub fn valid_tenant(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// Bytes as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The caller, when there is one and its role allows `action`: the one
+/// check behind every call, whichever transport brought it.
+pub fn permit(caller: Option<&Identity>, action: Action) -> Result<Identity, Error> {
+    let identity =
+        caller.ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?;
+    if action.allowed(identity.role) {
+        Ok(identity.clone())
+    } else {
+        Err(denied(identity, action))
+    }
 }
 
-/// A fresh random token, e.g. `orca_3f9c…` (256 bits).
-pub fn generate_token() -> Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Auth(format!("no randomness for a token: {e}")))?;
-    Ok(format!("orca_{}", hex(&bytes)))
-}
-
-/// Writes a file only its owner can read.
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
+/// Why `identity` may not do `action`.
+pub fn denied(identity: &Identity, action: Action) -> Error {
+    Error::PermissionDenied(format!(
+        "{} ({}) may not {}",
+        identity.name,
+        identity.role,
+        action.describe()
+    ))
 }

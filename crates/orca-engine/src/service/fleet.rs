@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orca_api::v1;
 use orca_store::Store;
 use tokio::sync::{mpsc, watch};
 
+use super::calls::Watched;
 use crate::error::Error;
-use orca_engine::hub::FleetSignal;
+use crate::hub::FleetSignal;
 
 /// Events read from the store at a time.
 const PAGE: usize = 512;
@@ -29,12 +29,12 @@ const FALLBACK: Duration = Duration::from_secs(2);
 /// Sends the events after `after` (of `tenants`' tasks; all when `None`),
 /// then each new one as it is committed, until the receiver leaves, the
 /// server stops, or the store fails (sent as the stream's last item).
-pub(crate) async fn follow(
+pub(super) async fn follow(
     store: Arc<dyn Store>,
     mut after: u64,
     tenants: Option<Vec<String>>,
     mut wakes: watch::Receiver<FleetSignal>,
-    tx: mpsc::Sender<Result<v1::Event, Error>>,
+    tx: mpsc::Sender<Result<Watched, Error>>,
 ) {
     loop {
         // Marked seen before the read: a commit after it wakes the next wait.
@@ -51,8 +51,10 @@ pub(crate) async fn follow(
                 }
             };
             for (position, event) in page.events {
-                let mut event = v1::Event::from(&event);
-                event.position = position;
+                let event = Watched {
+                    event: Arc::new(event),
+                    position,
+                };
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
@@ -80,8 +82,8 @@ pub(crate) async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Hub;
     use orca_core::{Event, EventKind, LogStream, StepSpec, StepState, TaskSpec, TaskState};
-    use orca_engine::hub::Hub;
     use orca_store::fleet::position;
     use orca_store::memory::MemoryStore;
     use orca_store::{NewTask, Write};
@@ -131,13 +133,17 @@ mod tests {
         }
     }
 
-    async fn next(rx: &mut mpsc::Receiver<Result<v1::Event, Error>>) -> (String, u64, u64) {
-        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    async fn next(rx: &mut mpsc::Receiver<Result<Watched, Error>>) -> (String, u64, u64) {
+        let watched = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("an event within 5 s")
             .expect("the stream goes on")
             .expect("not an error");
-        (event.task_id, event.seq, event.position)
+        (
+            watched.event.task_id.clone(),
+            watched.event.seq,
+            watched.position,
+        )
     }
 
     #[tokio::test]

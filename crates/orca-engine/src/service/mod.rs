@@ -1,0 +1,204 @@
+//! The application services: every call a client makes (submit, cancel,
+//! retry, approve, budgets, templates, webhooks, planning, reads and
+//! watches), as typed calls in orca-core's terms. Each checks the caller's
+//! role and tenants, validates, delegates to the store (reads) or the engine
+//! (every change, task creation included), and audits. The gRPC and REST
+//! adapters in `orca-server` convert their wire to these calls and back,
+//! and nothing else.
+//!
+//! `calls` is what they are asked and answer; `tasks`, `decide`, `budget`,
+//! `templates`, `webhooks` and `watch` are the calls; `audit` is how each
+//! is recorded; `planner` and `webhooks::WebhookRegistry` are what the
+//! services need from outside, given at construction.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use orca_core::{Limits, TaskSpec, validate};
+use orca_store::{Store, TaskRecord};
+
+use crate::access::Identity;
+use crate::error::Error;
+use crate::handle::EngineHandle;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+mod audit;
+mod budget;
+mod call;
+mod calls;
+mod decide;
+mod fleet;
+mod planner;
+mod tasks;
+mod templates;
+mod watch;
+mod webhooks;
+
+pub use call::Call;
+pub use calls::*;
+pub use planner::{Planned, Planner};
+pub use templates::Templates;
+pub use webhooks::WebhookRegistry;
+
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+const MAX_BATCH: usize = 1000;
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+/// Events read from the store per query while replaying a watch.
+const REPLAY_PAGE: usize = 512;
+
+/// A name filter longer than any name could be is a mistake.
+const MAX_NAME_PREFIX: usize = 256;
+
+/// A watch's events, each one or why the watch ended.
+pub type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<Watched, Error>> + Send>>;
+
+/// What the services are made of.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub engine: EngineHandle,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Plans prompt tasks; `None` when no planner was set up.
+    pub planner: Option<Arc<dyn Planner>>,
+    pub webhooks: Arc<dyn WebhookRegistry>,
+    pub templates: Arc<Templates>,
+    /// The `traceparent` of a span (empty when tracing exports nothing):
+    /// a task's trace is started in the caller's.
+    pub traceparent: fn(&tracing::Span) -> Option<String>,
+}
+
+/// The services, shared by both transports' adapters.
+pub struct TaskApi {
+    store: Arc<dyn Store>,
+    engine: EngineHandle,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    ids: Mutex<ulid::Generator>,
+    watches: Arc<watch::OpenWatches>,
+    planner: Option<Arc<dyn Planner>>,
+    webhooks: Arc<dyn WebhookRegistry>,
+    templates: Arc<Templates>,
+    traceparent: fn(&tracing::Span) -> Option<String>,
+}
+
+impl TaskApi {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            store,
+            engine,
+            hub,
+            metrics,
+            limits,
+            planner,
+            webhooks,
+            templates,
+            traceparent,
+        } = parts;
+        TaskApi {
+            store,
+            engine,
+            hub,
+            metrics,
+            limits,
+            ids: Mutex::new(ulid::Generator::new()),
+            watches: Arc::default(),
+            planner,
+            webhooks,
+            templates,
+            traceparent,
+        }
+    }
+
+    /// Asks the planner for a plan of `spec`'s prompt, naming the
+    /// capabilities the connected workers offer.
+    async fn plan(&self, spec: &TaskSpec) -> Result<Planned, Error> {
+        let planner = self.planner.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "planning is not set up on this control plane: start it with an Anthropic API key \
+                 (--planner-api-key-file or ANTHROPIC_API_KEY)"
+                    .into(),
+            )
+        })?;
+        let mut sets: Vec<Vec<String>> = self
+            .engine
+            .list_agents()
+            .await?
+            .workers
+            .into_iter()
+            .map(|w| w.info.capabilities.into_iter().collect())
+            .collect();
+        sets.sort();
+        sets.dedup();
+        planner.plan(&spec.prompt, &sets).await
+    }
+
+    /// A submitted spec, checked; `field` prefixes error paths.
+    fn checked_spec(&self, spec: Option<TaskSpec>, field: &str) -> Result<TaskSpec, Error> {
+        let spec = spec.ok_or_else(|| Error::invalid(format!("{field}spec"), "required"))?;
+        validate(&spec, &self.limits).map_err(|e| match e {
+            orca_core::Error::Invalid {
+                field: inner,
+                message,
+            } => Error::invalid(format!("{field}spec.{inner}"), message),
+            other => Error::from(other),
+        })?;
+        Ok(spec)
+    }
+
+    /// Ids sort by creation time, which gives listings their order.
+    fn new_id(&self) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        id.to_string().to_lowercase()
+    }
+
+    /// The `traceparent` of a new task's span, a child of the current
+    /// (call's) span: every span of the task will be its child. The span
+    /// itself ends at once; its context is what lasts, stored with the task.
+    fn task_trace_context(&self, id: &str, name: &str) -> String {
+        let span = tracing::info_span!("task", task.id = %id, task.name = %name);
+        (self.traceparent)(&span).unwrap_or_default()
+    }
+
+    /// A task the caller may see. Another tenant's task is "not found", so
+    /// its existence does not leak either.
+    async fn load(&self, task_id: &str, caller: &Identity) -> Result<TaskRecord, Error> {
+        if task_id.is_empty() {
+            return Err(Error::invalid("task_id", "required"));
+        }
+        self.store
+            .get_task(task_id)
+            .await?
+            .filter(|task| caller.can_see(&task.tenant))
+            .ok_or_else(|| Error::NotFound(format!("task {task_id:?}")))
+    }
+}
+
+/// The tenants a listing asked for, each one the caller may see; all the
+/// caller may see when it named none.
+fn asked_tenants(caller: &Identity, asked: Vec<String>) -> Result<Option<Vec<String>>, Error> {
+    if asked.is_empty() {
+        return Ok(caller.visible_tenants());
+    }
+    for (i, tenant) in asked.iter().enumerate() {
+        if !caller.can_see(tenant) {
+            return Err(Error::PermissionDenied(format!(
+                "tenants[{i}]: {} may not see tenant {tenant:?}",
+                caller.name
+            )));
+        }
+    }
+    Ok(Some(asked))
+}
+
+/// A page size as asked: 0 for the default, at most the most.
+fn page_size(asked: u32) -> usize {
+    match asked as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}

@@ -1,0 +1,74 @@
+//! ListTemplates and SubmitTemplate: the task templates this control plane
+//! offers (the built-in set and `--templates-dir`, read at start), and
+//! submitting the task one renders, so every client (gRPC, the JSON API,
+//! the console, the Python package) runs them without a copy of the files.
+
+use orca_core::template::{Template, TemplateFile};
+
+use super::calls::{Submit, SubmitTemplate, Submitted};
+use super::{Call, TaskApi};
+use crate::access::Action;
+use crate::error::Error;
+
+/// The templates on offer, each loaded and checked.
+#[derive(Debug, Default)]
+pub struct Templates {
+    loaded: Vec<(TemplateFile, Template)>,
+}
+
+impl Templates {
+    /// Templates as loaded, each file with what it holds.
+    pub fn new(loaded: Vec<(TemplateFile, Template)>) -> Templates {
+        Templates { loaded }
+    }
+
+    fn find(&self, name: &str) -> Result<&Template, Error> {
+        match self.loaded.iter().find(|(file, _)| file.name == name) {
+            Some((_, template)) => Ok(template),
+            None => {
+                let names: Vec<&str> = self.loaded.iter().map(|(f, _)| f.name.as_str()).collect();
+                Err(Error::NotFound(format!(
+                    "template {name:?} (there are: {})",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+impl TaskApi {
+    pub async fn list_templates(
+        &self,
+        call: Call<()>,
+    ) -> Result<Vec<(TemplateFile, Template)>, Error> {
+        call.require(Action::ReadTasks)?;
+        Ok(self.templates.loaded.clone())
+    }
+
+    pub async fn submit_template(&self, call: Call<SubmitTemplate>) -> Result<Submitted, Error> {
+        const ACTION: &str = "task.submit";
+        let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
+        let SubmitTemplate {
+            name,
+            parameters,
+            idempotency_key,
+            tenant,
+        } = call.into_message();
+        let submitted = async {
+            // In name order, so a refusal names the same parameter each time.
+            let given: Vec<(String, String)> = parameters.into_iter().collect();
+            let spec = self.templates.find(&name)?.render(&given)?;
+            let request = Submit {
+                spec: Some(spec),
+                idempotency_key,
+                tenant,
+            };
+            self.submit(vec![request], false, &caller).await
+        }
+        .await;
+        let mut submitted = self.refusal_audited(&caller, ACTION, &name, submitted)?;
+        submitted
+            .pop()
+            .ok_or_else(|| Error::Internal("no task was created".into()))
+    }
+}
