@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 # bundle from its sources), and a real Chromium with its WebDriver.
 ./scripts/console.sh
 ./scripts/browser.sh
+# The repository tests serve git over smart HTTP with a real web server
+# (nginx, fcgiwrap and git's own http-backend).
+./scripts/git-server.sh
 
 # The book builds (mdBook, pinned); tests/tests/docs.rs checks its links,
 # and the CLI and HTTP pages are checked against the code by unit tests.

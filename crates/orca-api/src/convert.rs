@@ -38,6 +38,12 @@ impl From<v1::TaskSpec> for core::TaskSpec {
                 tokens: b.tokens,
                 approvers: b.approvers,
             }),
+            repo: spec.repo.map(|r| core::RepoSpec {
+                url: r.url,
+                git_ref: r.r#ref,
+                commit: r.commit,
+                credentials_secret: r.credentials_secret,
+            }),
         }
     }
 }
@@ -105,6 +111,12 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
                 usd: b.usd,
                 tokens: b.tokens,
                 approvers: b.approvers.clone(),
+            }),
+            repo: spec.repo.as_ref().map(|r| v1::RepoSpec {
+                url: r.url.clone(),
+                r#ref: r.git_ref.clone(),
+                commit: r.commit.clone(),
+                credentials_secret: r.credentials_secret.clone(),
             }),
         }
     }
@@ -385,6 +397,12 @@ mod tests {
                 usd: Some(1.5),
                 tokens: None,
                 approvers: vec!["lead".into()],
+            }),
+            repo: Some(core::RepoSpec {
+                url: "https://github.com/org/repo.git".into(),
+                git_ref: "main".into(),
+                commit: "a".repeat(40),
+                credentials_secret: "github-token".into(),
             }),
             ..core::TaskSpec::default()
         };

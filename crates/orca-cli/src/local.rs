@@ -99,6 +99,8 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         replica,
         checkpoints,
         webhook_allow_private_networks,
+        repo_secrets_dir,
+        allow_local_repos,
         templates,
     } = args;
     if replica.leader_lease < std::time::Duration::from_millis(200) {
@@ -142,6 +144,8 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     };
     limits.apply(&mut config.limits);
     config.webhooks.allow_private_networks = *webhook_allow_private_networks;
+    config.repos.secrets_dir = repo_secrets_dir.clone();
+    config.repos.allow_local = *allow_local_repos;
     config.templates_dir = templates.templates_dir.clone();
     config.planner = planner_config(planner)?;
     config.tokens_file = security.tokens_file.clone();

@@ -8,6 +8,7 @@ mod error;
 pub mod jitter;
 pub mod plan;
 pub mod queue;
+pub mod repo;
 pub mod run;
 pub mod spec;
 pub mod state;
@@ -18,6 +19,7 @@ pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
 pub use cost::Cost;
 pub use error::Error;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
+pub use repo::RepoSpec;
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
     ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, PROMPT_STEP,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
+use crate::repo::RepoSpec;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -34,6 +35,10 @@ pub struct TaskSpec {
     /// steps and pauses the task until the budget is raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// The repository the task works on: each step starts from its
+    /// resolved commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoSpec>,
 }
 
 /// The id of the one step a bare prompt (without `plan`) runs as.

@@ -80,6 +80,9 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     if let Some(budget) = &spec.budget {
         validate_budget(budget, "budget")?;
     }
+    if let Some(repo) = &spec.repo {
+        crate::repo::validate_repo(repo, "repo")?;
+    }
     if spec.plan && spec.prompt.is_empty() {
         return Err(invalid("plan", "planning needs the task's prompt"));
     }

@@ -16,6 +16,7 @@ mod http_state;
 pub mod jwt;
 pub mod planner;
 mod replica;
+pub mod repos;
 mod rest;
 mod secret;
 pub mod session;
@@ -120,6 +121,8 @@ pub struct Config {
     pub webhooks: webhooks::Settings,
     /// Task templates to offer besides the built-in set; read at start.
     pub templates_dir: Option<PathBuf>,
+    /// How tasks' repositories are reached.
+    pub repos: repos::Settings,
 }
 
 impl Config {
@@ -148,6 +151,7 @@ impl Config {
             checkpoints: checkpoints::Settings::default(),
             webhooks: webhooks::Settings::default(),
             templates_dir: None,
+            repos: repos::Settings::default(),
         }
     }
 }
@@ -505,6 +509,7 @@ impl ReplicaRun {
             limits: config.limits.clone(),
             planner,
             webhooks,
+            repositories: Arc::new(repos::GitRepositories::new(config.repos.clone())),
             templates,
             traceparent: orca_telemetry::traceparent,
         }));

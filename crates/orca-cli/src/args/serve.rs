@@ -185,6 +185,19 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "ORCA_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
     pub webhook_allow_private_networks: bool,
 
+    /// One file per secret (a mounted Kubernetes Secret has this layout):
+    /// the credentials tasks name in `repo.credentialsSecret`, with which
+    /// the control plane resolves their refs. Git gets them from a helper,
+    /// never in its arguments or a URL.
+    #[arg(long, env = "ORCA_REPO_SECRETS_DIR")]
+    pub repo_secrets_dir: Option<PathBuf>,
+
+    /// Accept tasks whose repository is a `file://` path or plain
+    /// `http://`: on one machine, and in tests. Off by default, so a task
+    /// cannot read a repository on the control plane's own disk.
+    #[arg(long, env = "ORCA_ALLOW_LOCAL_REPOS")]
+    pub allow_local_repos: bool,
+
     /// The task templates the server offers to every client (ListTemplates,
     /// SubmitTemplate, `/api/v1/templates`): the built-in set and these,
     /// read at start.

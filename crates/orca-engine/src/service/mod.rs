@@ -30,6 +30,7 @@ mod calls;
 mod decide;
 mod fleet;
 mod planner;
+mod repos;
 mod tasks;
 mod templates;
 mod watch;
@@ -38,6 +39,7 @@ mod webhooks;
 pub use call::Call;
 pub use calls::*;
 pub use planner::{Planned, Planner};
+pub use repos::Repositories;
 pub use templates::Templates;
 pub use webhooks::WebhookRegistry;
 
@@ -64,6 +66,8 @@ pub struct Parts {
     /// Plans prompt tasks; `None` when no planner was set up.
     pub planner: Option<Arc<dyn Planner>>,
     pub webhooks: Arc<dyn WebhookRegistry>,
+    /// Resolves a task's repository ref to its commit.
+    pub repositories: Arc<dyn Repositories>,
     pub templates: Arc<Templates>,
     /// The `traceparent` of a span (empty when tracing exports nothing):
     /// a task's trace is started in the caller's.
@@ -81,6 +85,7 @@ pub struct TaskApi {
     watches: Arc<watch::OpenWatches>,
     planner: Option<Arc<dyn Planner>>,
     webhooks: Arc<dyn WebhookRegistry>,
+    repositories: Arc<dyn Repositories>,
     templates: Arc<Templates>,
     traceparent: fn(&tracing::Span) -> Option<String>,
 }
@@ -95,6 +100,7 @@ impl TaskApi {
             limits,
             planner,
             webhooks,
+            repositories,
             templates,
             traceparent,
         } = parts;
@@ -108,6 +114,7 @@ impl TaskApi {
             watches: Arc::default(),
             planner,
             webhooks,
+            repositories,
             templates,
             traceparent,
         }
@@ -147,6 +154,22 @@ impl TaskApi {
             other => Error::from(other),
         })?;
         Ok(spec)
+    }
+
+    /// `spec` with its repository's ref resolved to a commit, unless the
+    /// submit pinned one; `field` prefixes error paths, as for the spec.
+    async fn resolve_repo(&self, spec: &mut TaskSpec, field: &str) -> Result<(), Error> {
+        let Some(repo) = spec.repo.as_mut().filter(|r| r.commit.is_empty()) else {
+            return Ok(());
+        };
+        repo.commit = self.repositories.resolve(repo).await.map_err(|e| match e {
+            Error::InvalidArgument {
+                field: inner,
+                message,
+            } => Error::invalid(format!("{field}spec.repo.{inner}"), message),
+            other => other,
+        })?;
+        Ok(())
     }
 
     /// Ids sort by creation time, which gives listings their order.

@@ -219,6 +219,7 @@ impl TaskApi {
                 ),
             ));
         }
+        self.resolve_repo(&mut spec, field).await?;
         let mut plan_json = String::new();
         let mut unrunnable = None;
         if let Some(step) = spec.prompt_as_step() {

@@ -57,6 +57,9 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
         limits: orca_core::Limits::default(),
         planner: None,
         webhooks: Arc::new(Webhooks::new(store, crate::webhooks::Settings::default())),
+        repositories: Arc::new(crate::repos::GitRepositories::new(
+            crate::repos::Settings::default(),
+        )),
         templates: Arc::new(Templates::default()),
         traceparent: orca_telemetry::traceparent,
     });

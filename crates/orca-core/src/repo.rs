@@ -1,0 +1,323 @@
+//! A repository as a task names it: where it is, which ref the task starts
+//! from, and the commit that ref was resolved to when the task was made
+//! (so every step starts from the same commit, never from a moving branch).
+//! The checks here need no network: what the URL may point at and whether
+//! the ref exists are the control plane's to find out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::validate::valid_secret_name;
+
+/// The ref a task starts from when it names none: the remote's default
+/// branch.
+pub const DEFAULT_REF: &str = "HEAD";
+
+/// The longest URL a task may name.
+pub const MAX_URL_BYTES: usize = 2048;
+/// The longest ref a task may name.
+pub const MAX_REF_BYTES: usize = 255;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RepoSpec {
+    /// `https://…`, `ssh://…` or `user@host:path`; `file://…` and plain
+    /// `http://` only where the control plane allows local repositories.
+    /// Never with a user name or password in it: those come from
+    /// `credentialsSecret`.
+    pub url: String,
+    /// A branch, a tag, or any ref the remote advertises; the remote's
+    /// default branch when empty.
+    #[serde(default, rename = "ref", skip_serializing_if = "String::is_empty")]
+    pub git_ref: String,
+    /// The commit `ref` was resolved to when the task was made. Set by the
+    /// control plane; a submit may set it to pin one (then `ref` only names
+    /// the branch it came from).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit: String,
+    /// The secret (by name) holding the credentials git uses for this
+    /// repository: `user:password`, or a token alone. Read by whoever
+    /// talks to the remote, from its own secrets directory; never stored.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credentials_secret: String,
+}
+
+impl RepoSpec {
+    /// The ref to resolve: the one named, or the remote's default branch.
+    pub fn git_ref_or_default(&self) -> &str {
+        if self.git_ref.is_empty() {
+            DEFAULT_REF
+        } else {
+            &self.git_ref
+        }
+    }
+}
+
+/// How a URL reaches its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Https,
+    /// Plain HTTP: credentials and contents cross the network in the clear.
+    Http,
+    /// `ssh://` or `user@host:path`.
+    Ssh,
+    /// A path on the machine that reads it.
+    File,
+}
+
+impl Transport {
+    /// Only on the machine that reads it, or in the clear: allowed where
+    /// the control plane allows local repositories (tests, one machine).
+    pub fn is_local(self) -> bool {
+        matches!(self, Transport::Http | Transport::File)
+    }
+}
+
+/// How `url` reaches its repository, or why it is not a repository URL
+/// orca accepts; `field` names it in the refusal.
+pub fn transport(url: &str, field: &str) -> Result<Transport, Error> {
+    let invalid = |message: String| Error::Invalid {
+        field: field.to_string(),
+        message,
+    };
+    if url.is_empty() {
+        return Err(invalid("required".into()));
+    }
+    if url.len() > MAX_URL_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; the limit is {MAX_URL_BYTES}",
+            url.len()
+        )));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("must not hold spaces or control characters".into()));
+    }
+    // An argument git would read as an option.
+    if url.starts_with('-') {
+        return Err(invalid("must not start with '-'".into()));
+    }
+    let (transport, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Transport::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Transport::Http, rest)
+    } else if let Some(rest) = url.strip_prefix("ssh://") {
+        (Transport::Ssh, rest)
+    } else if let Some(rest) = url.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(invalid(format!(
+                "{url:?}: a file:// URL needs an absolute path"
+            )));
+        }
+        return Ok(Transport::File);
+    } else if let Some((user_host, path)) = url.split_once(':')
+        && !user_host.contains('/')
+        && user_host.contains('@')
+        && !path.is_empty()
+    {
+        // scp-like: git@github.com:org/repo.git
+        return Ok(Transport::Ssh);
+    } else {
+        return Err(invalid(format!(
+            "{url:?} must start with https://, ssh:// or file://, or be user@host:path"
+        )));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(invalid(format!("{url:?} names no host")));
+    }
+    if transport != Transport::Ssh && authority.contains('@') {
+        return Err(invalid(
+            "must not carry a user name or password: name a credentialsSecret".into(),
+        ));
+    }
+    Ok(transport)
+}
+
+/// Whether `name` is a ref git could hold and a remote advertise: the
+/// rules of `git check-ref-format`, less what a remote's refs never have.
+pub fn valid_ref(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_REF_BYTES
+        && !name.starts_with('-')
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.ends_with('.')
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name.contains("//")
+        && !name.split('/').any(|part| part.starts_with('.'))
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+}
+
+/// Whether `commit` is a full object id: SHA-1 (40) or SHA-256 (64)
+/// lowercase hex.
+pub fn valid_commit(commit: &str) -> bool {
+    matches!(commit.len(), 40 | 64)
+        && commit
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// A task's repository, each part checked; `field` is its path (`repo`).
+pub fn validate_repo(repo: &RepoSpec, field: &str) -> Result<(), Error> {
+    let invalid = |part: &str, message: String| Error::Invalid {
+        field: format!("{field}.{part}"),
+        message,
+    };
+    transport(&repo.url, &format!("{field}.url"))?;
+    if !repo.git_ref.is_empty() && !valid_ref(&repo.git_ref) {
+        return Err(invalid(
+            "ref",
+            format!("{:?} is not a ref git could hold", repo.git_ref),
+        ));
+    }
+    if !repo.commit.is_empty() && !valid_commit(&repo.commit) {
+        return Err(invalid(
+            "commit",
+            format!(
+                "{:?} must be a full commit id: 40 (or 64) lowercase hex digits",
+                repo.commit
+            ),
+        ));
+    }
+    if !repo.credentials_secret.is_empty() && !valid_secret_name(&repo.credentials_secret) {
+        return Err(invalid(
+            "credentialsSecret",
+            format!(
+                "{:?} is not a secret name: letters, digits, '-', '_' and '.', not starting with '.'",
+                repo.credentials_secret
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(repo: RepoSpec) -> (String, String) {
+        match validate_repo(&repo, "repo") {
+            Err(Error::Invalid { field, message }) => (field, message),
+            other => panic!("{repo:?}: {other:?}"),
+        }
+    }
+
+    fn at(url: &str) -> RepoSpec {
+        RepoSpec {
+            url: url.into(),
+            ..RepoSpec::default()
+        }
+    }
+
+    #[test]
+    fn urls_say_how_they_reach_the_repository() {
+        for (url, expected) in [
+            ("https://github.com/org/repo.git", Transport::Https),
+            ("http://127.0.0.1:8080/repo.git", Transport::Http),
+            ("ssh://git@github.com/org/repo.git", Transport::Ssh),
+            ("git@github.com:org/repo.git", Transport::Ssh),
+            ("file:///srv/repo.git", Transport::File),
+        ] {
+            assert_eq!(transport(url, "repo.url").expect(url), expected, "{url}");
+        }
+        assert!(Transport::File.is_local() && Transport::Http.is_local());
+        assert!(!Transport::Https.is_local() && !Transport::Ssh.is_local());
+    }
+
+    #[test]
+    fn a_bad_repository_is_refused_naming_its_part() {
+        for (repo, field, says) in [
+            (at(""), "repo.url", "required"),
+            (at("ftp://example.com/r.git"), "repo.url", "must start with"),
+            (at("/srv/repo.git"), "repo.url", "must start with"),
+            (at("file://srv/repo.git"), "repo.url", "absolute path"),
+            (
+                at("https://user:token@github.com/org/r.git"),
+                "repo.url",
+                "credentialsSecret",
+            ),
+            (at("https:///org/r.git"), "repo.url", "no host"),
+            (at("https://github.com/o/r .git"), "repo.url", "spaces"),
+            (at("--upload-pack=evil"), "repo.url", "'-'"),
+            (
+                RepoSpec {
+                    git_ref: "main..x".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.ref",
+                "not a ref",
+            ),
+            (
+                RepoSpec {
+                    git_ref: "-main".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.ref",
+                "not a ref",
+            ),
+            (
+                RepoSpec {
+                    commit: "abc123".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.commit",
+                "full commit id",
+            ),
+            (
+                RepoSpec {
+                    credentials_secret: "../etc/passwd".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.credentialsSecret",
+                "not a secret name",
+            ),
+        ] {
+            let (got, message) = refused(repo.clone());
+            assert_eq!(got, field, "{repo:?}: {message}");
+            assert!(message.contains(says), "{repo:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn good_refs_and_commits_pass() {
+        for name in [
+            "main",
+            "HEAD",
+            "refs/heads/feature/x",
+            "v1.2.3",
+            "release-2026",
+        ] {
+            assert!(valid_ref(name), "{name}");
+        }
+        for name in [
+            "",
+            "a b",
+            "a~1",
+            "x.lock",
+            "a/.hidden",
+            "a//b",
+            "a@{1}",
+            "end/",
+        ] {
+            assert!(!valid_ref(name), "{name}");
+        }
+        assert!(valid_commit(&"a".repeat(40)));
+        assert!(valid_commit(&"0".repeat(64)));
+        assert!(!valid_commit(&"A".repeat(40)));
+        validate_repo(
+            &RepoSpec {
+                url: "https://github.com/org/r.git".into(),
+                git_ref: "main".into(),
+                commit: "f".repeat(40),
+                credentials_secret: "github-token".into(),
+            },
+            "repo",
+        )
+        .expect("valid");
+    }
+}

@@ -1,0 +1,91 @@
+//! Tasks' repositories, as the control plane reaches them: a task's ref is
+//! resolved to a commit with `git ls-remote` when the task is made, with
+//! the credentials its `credentialsSecret` names read from this control
+//! plane's repository secrets directory (and handed to git by orca-git's
+//! helper, never in argv or a URL). Local repositories (`file://`, plain
+//! `http://`) are refused unless allowed.
+
+use std::path::PathBuf;
+
+use orca_core::RepoSpec;
+use orca_core::repo::transport;
+use orca_engine::service::Repositories;
+use orca_git::{Credentials, Part};
+
+/// What the services are answered.
+type Refusal = orca_engine::Error;
+
+/// How repositories are reached.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// One file per secret: the credentials tasks name in
+    /// `repo.credentialsSecret`.
+    pub secrets_dir: Option<PathBuf>,
+    /// Accept `file://` and plain `http://` repositories: on one machine,
+    /// and in tests. Off by default: a task could otherwise read any
+    /// repository on the control plane's disk.
+    pub allow_local: bool,
+    /// The git program.
+    pub git: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            secrets_dir: None,
+            allow_local: false,
+            git: orca_git::program(),
+        }
+    }
+}
+
+pub struct GitRepositories {
+    settings: Settings,
+}
+
+impl GitRepositories {
+    pub fn new(settings: Settings) -> GitRepositories {
+        GitRepositories { settings }
+    }
+}
+
+fn refusal(e: orca_git::Error) -> Refusal {
+    match e {
+        orca_git::Error::Refused { part, message } => Refusal::invalid(part.field(), message),
+        orca_git::Error::Unavailable(message) => Refusal::Unavailable(message),
+        orca_git::Error::Io(e) => Refusal::FailedPrecondition(format!(
+            "this control plane cannot run git to resolve the task's repository: {e}"
+        )),
+    }
+}
+
+#[async_trait::async_trait]
+impl Repositories for GitRepositories {
+    async fn resolve(&self, repo: &RepoSpec) -> Result<String, Refusal> {
+        let how = transport(&repo.url, Part::Url.field())?;
+        if how.is_local() && !self.settings.allow_local {
+            return Err(Refusal::invalid(
+                Part::Url.field(),
+                format!(
+                    "{}: file:// and plain http:// repositories are refused on this control plane (it allows them with --allow-local-repos)",
+                    repo.url
+                ),
+            ));
+        }
+        let credentials = match repo.credentials_secret.as_str() {
+            "" => None,
+            name => Some(
+                Credentials::read(self.settings.secrets_dir.as_deref(), name).map_err(refusal)?,
+            ),
+        };
+        orca_git::resolve(
+            &self.settings.git,
+            &repo.url,
+            repo.git_ref_or_default(),
+            credentials.as_ref(),
+            orca_git::REMOTE_TIMEOUT,
+        )
+        .await
+        .map_err(refusal)
+    }
+}
