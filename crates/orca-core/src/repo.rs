@@ -1,13 +1,13 @@
 //! A repository as a task names it: where it is, which ref the task starts
 //! from, and the commit that ref was resolved to when the task was made
 //! (so every step starts from the same commit, never from a moving branch).
-//! The checks here need no network: what the URL may point at and whether
-//! the ref exists are the control plane's to find out.
+//! The checks here need no network (the whole `repo` is checked in
+//! `validate`): what the URL may point at and whether the ref exists are
+//! the control plane's to find out.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::validate::valid_secret_name;
 
 /// The ref a task starts from when it names none: the remote's default
 /// branch.
@@ -162,57 +162,9 @@ pub fn valid_commit(commit: &str) -> bool {
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
-/// A task's repository, each part checked; `field` is its path (`repo`).
-pub fn validate_repo(repo: &RepoSpec, field: &str) -> Result<(), Error> {
-    let invalid = |part: &str, message: String| Error::Invalid {
-        field: format!("{field}.{part}"),
-        message,
-    };
-    transport(&repo.url, &format!("{field}.url"))?;
-    if !repo.git_ref.is_empty() && !valid_ref(&repo.git_ref) {
-        return Err(invalid(
-            "ref",
-            format!("{:?} is not a ref git could hold", repo.git_ref),
-        ));
-    }
-    if !repo.commit.is_empty() && !valid_commit(&repo.commit) {
-        return Err(invalid(
-            "commit",
-            format!(
-                "{:?} must be a full commit id: 40 (or 64) lowercase hex digits",
-                repo.commit
-            ),
-        ));
-    }
-    if !repo.credentials_secret.is_empty() && !valid_secret_name(&repo.credentials_secret) {
-        return Err(invalid(
-            "credentialsSecret",
-            format!(
-                "{:?} is not a secret name: letters, digits, '-', '_' and '.', not starting with '.'",
-                repo.credentials_secret
-            ),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused(repo: RepoSpec) -> (String, String) {
-        match validate_repo(&repo, "repo") {
-            Err(Error::Invalid { field, message }) => (field, message),
-            other => panic!("{repo:?}: {other:?}"),
-        }
-    }
-
-    fn at(url: &str) -> RepoSpec {
-        RepoSpec {
-            url: url.into(),
-            ..RepoSpec::default()
-        }
-    }
 
     #[test]
     fn urls_say_how_they_reach_the_repository() {
@@ -227,60 +179,6 @@ mod tests {
         }
         assert!(Transport::File.is_local() && Transport::Http.is_local());
         assert!(!Transport::Https.is_local() && !Transport::Ssh.is_local());
-    }
-
-    #[test]
-    fn a_bad_repository_is_refused_naming_its_part() {
-        for (repo, field, says) in [
-            (at(""), "repo.url", "required"),
-            (at("ftp://example.com/r.git"), "repo.url", "must start with"),
-            (at("/srv/repo.git"), "repo.url", "must start with"),
-            (at("file://srv/repo.git"), "repo.url", "absolute path"),
-            (
-                at("https://user:token@github.com/org/r.git"),
-                "repo.url",
-                "credentialsSecret",
-            ),
-            (at("https:///org/r.git"), "repo.url", "no host"),
-            (at("https://github.com/o/r .git"), "repo.url", "spaces"),
-            (at("--upload-pack=evil"), "repo.url", "'-'"),
-            (
-                RepoSpec {
-                    git_ref: "main..x".into(),
-                    ..at("https://h/r.git")
-                },
-                "repo.ref",
-                "not a ref",
-            ),
-            (
-                RepoSpec {
-                    git_ref: "-main".into(),
-                    ..at("https://h/r.git")
-                },
-                "repo.ref",
-                "not a ref",
-            ),
-            (
-                RepoSpec {
-                    commit: "abc123".into(),
-                    ..at("https://h/r.git")
-                },
-                "repo.commit",
-                "full commit id",
-            ),
-            (
-                RepoSpec {
-                    credentials_secret: "../etc/passwd".into(),
-                    ..at("https://h/r.git")
-                },
-                "repo.credentialsSecret",
-                "not a secret name",
-            ),
-        ] {
-            let (got, message) = refused(repo.clone());
-            assert_eq!(got, field, "{repo:?}: {message}");
-            assert!(message.contains(says), "{repo:?}: {message}");
-        }
     }
 
     #[test]
@@ -309,15 +207,5 @@ mod tests {
         assert!(valid_commit(&"a".repeat(40)));
         assert!(valid_commit(&"0".repeat(64)));
         assert!(!valid_commit(&"A".repeat(40)));
-        validate_repo(
-            &RepoSpec {
-                url: "https://github.com/org/r.git".into(),
-                git_ref: "main".into(),
-                commit: "f".repeat(40),
-                credentials_secret: "github-token".into(),
-            },
-            "repo",
-        )
-        .expect("valid");
     }
 }

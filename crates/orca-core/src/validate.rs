@@ -81,7 +81,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         validate_budget(budget, "budget")?;
     }
     if let Some(repo) = &spec.repo {
-        crate::repo::validate_repo(repo, "repo")?;
+        validate_repo(repo, "repo")?;
     }
     if spec.plan && spec.prompt.is_empty() {
         return Err(invalid("plan", "planning needs the task's prompt"));
@@ -603,6 +603,40 @@ pub fn valid_secret_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A task's repository, each part checked; `field` is its path (`repo`).
+pub fn validate_repo(repo: &crate::repo::RepoSpec, field: &str) -> Result<(), Error> {
+    let invalid = |part: &str, message: String| Error::Invalid {
+        field: format!("{field}.{part}"),
+        message,
+    };
+    crate::repo::transport(&repo.url, &format!("{field}.url"))?;
+    if !repo.git_ref.is_empty() && !crate::repo::valid_ref(&repo.git_ref) {
+        return Err(invalid(
+            "ref",
+            format!("{:?} is not a ref git could hold", repo.git_ref),
+        ));
+    }
+    if !repo.commit.is_empty() && !crate::repo::valid_commit(&repo.commit) {
+        return Err(invalid(
+            "commit",
+            format!(
+                "{:?} must be a full commit id: 40 (or 64) lowercase hex digits",
+                repo.commit
+            ),
+        ));
+    }
+    if !repo.credentials_secret.is_empty() && !valid_secret_name(&repo.credentials_secret) {
+        return Err(invalid(
+            "credentialsSecret",
+            format!(
+                "{:?} is not a secret name: letters, digits, '-', '_' and '.', not starting with '.'",
+                repo.credentials_secret
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An agent's session id names its transcript file on a worker: a plain

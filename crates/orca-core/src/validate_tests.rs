@@ -390,3 +390,91 @@ fn bad_capability_is_rejected() {
     let (field, _) = rejected(&task(vec![StepSpec::noop("a").needing(&["has space"])]));
     assert_eq!(field, "steps[0].needs[0]");
 }
+
+mod repo {
+    use crate::Error;
+    use crate::repo::RepoSpec;
+    use crate::validate::validate_repo;
+
+    fn refused(repo: RepoSpec) -> (String, String) {
+        match validate_repo(&repo, "repo") {
+            Err(Error::Invalid { field, message }) => (field, message),
+            other => panic!("{repo:?}: {other:?}"),
+        }
+    }
+
+    fn at(url: &str) -> RepoSpec {
+        RepoSpec {
+            url: url.into(),
+            ..RepoSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_bad_repository_is_refused_naming_its_part() {
+        for (repo, field, says) in [
+            (at(""), "repo.url", "required"),
+            (at("ftp://example.com/r.git"), "repo.url", "must start with"),
+            (at("/srv/repo.git"), "repo.url", "must start with"),
+            (at("file://srv/repo.git"), "repo.url", "absolute path"),
+            (
+                at("https://user:token@github.com/org/r.git"),
+                "repo.url",
+                "credentialsSecret",
+            ),
+            (at("https:///org/r.git"), "repo.url", "no host"),
+            (at("https://github.com/o/r .git"), "repo.url", "spaces"),
+            (at("--upload-pack=evil"), "repo.url", "'-'"),
+            (
+                RepoSpec {
+                    git_ref: "main..x".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.ref",
+                "not a ref",
+            ),
+            (
+                RepoSpec {
+                    git_ref: "-main".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.ref",
+                "not a ref",
+            ),
+            (
+                RepoSpec {
+                    commit: "abc123".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.commit",
+                "full commit id",
+            ),
+            (
+                RepoSpec {
+                    credentials_secret: "../etc/passwd".into(),
+                    ..at("https://h/r.git")
+                },
+                "repo.credentialsSecret",
+                "not a secret name",
+            ),
+        ] {
+            let (got, message) = refused(repo.clone());
+            assert_eq!(got, field, "{repo:?}: {message}");
+            assert!(message.contains(says), "{repo:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_good_repository_passes() {
+        validate_repo(
+            &RepoSpec {
+                url: "https://github.com/org/r.git".into(),
+                git_ref: "main".into(),
+                commit: "f".repeat(40),
+                credentials_secret: "github-token".into(),
+            },
+            "repo",
+        )
+        .expect("valid");
+    }
+}
