@@ -3,13 +3,16 @@
 //! environment of that one git process: never argv, a URL, a config file,
 //! a log line, or the environment of an agent. Git never prompts.
 //!
-//! `resolve` turns a task's ref into the commit every step starts from.
+//! `resolve` turns a task's ref into the commit every step starts from;
+//! `mirror` keeps a worker's mirrors and its steps' worktrees.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
+
+pub mod mirror;
 
 /// Which part of a task's `repo` a refusal is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +42,15 @@ pub enum Error {
     /// The remote did not answer in time; it may later.
     #[error("{0}")]
     Unavailable(String),
-    /// git could not be run at all.
+    /// A git operation on this machine's own repositories failed (a
+    /// worktree, a commit, a missing commit after a fetch).
+    #[error("{0}")]
+    Local(String),
+    /// A step's branch is not what its work must be: deleted, left, or
+    /// rewritten so its base is gone.
+    #[error("{0}")]
+    Rewritten(String),
+    /// git could not be run at all, or a file could not be written.
     #[error("running git: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -228,7 +239,7 @@ fn pick(listing: &str, git_ref: &str) -> Option<String> {
 /// What git's complaint about a remote means for the task that named it.
 /// The message keeps git's own last line, which names the cause; git
 /// never prints a credential.
-fn remote_refusal(url: &str, stderr: &str, had_credentials: bool) -> Error {
+pub(crate) fn remote_refusal(url: &str, stderr: &str, had_credentials: bool) -> Error {
     let said = stderr
         .lines()
         .map(str::trim)

@@ -1,0 +1,428 @@
+//! A worker's repositories: one bare mirror per repository URL, cloned
+//! once and fetched only when a step needs a commit it lacks (one clone or
+//! fetch at a time per repository), and a worktree per step on its own
+//! branch, `orca/<task>/<step>`, instead of a clone. After the step, what
+//! it left uncommitted is committed by orca, and what it did is read from
+//! its branch: the head commit, the diff stat and the changed paths.
+//!
+//! The mirror keeps the remote's branches under `refs/remotes/origin/`,
+//! so a fetch never touches the steps' own branches under `refs/heads/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::{Credentials, Error, REMOTE_TIMEOUT, command};
+
+/// Who commits what a step left uncommitted.
+pub const ORCA_AUTHOR: (&str, &str) = ("orca", "orca@localhost");
+
+/// Touched each time a mirror is used: eviction goes by it.
+const LAST_USED: &str = "orca-last-used";
+
+/// The mirrors of one worker, under one directory.
+pub struct Mirrors {
+    root: PathBuf,
+    git: PathBuf,
+    /// One clone or fetch at a time per repository.
+    locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One repository's mirror.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    path: PathBuf,
+    git: PathBuf,
+}
+
+/// A step's worktree, on its own branch from its base commit.
+#[derive(Debug)]
+pub struct Worktree {
+    mirror: Mirror,
+    path: PathBuf,
+    branch: String,
+    base: String,
+}
+
+/// What a step did to its repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkDone {
+    pub branch: String,
+    pub base: String,
+    pub head: String,
+    pub files_changed: u32,
+    pub insertions: u64,
+    pub deletions: u64,
+    /// In git's order; renames as their new path.
+    pub changed_paths: Vec<String>,
+    /// Orca committed what the step left uncommitted.
+    pub committed_for_the_step: bool,
+}
+
+/// A directory name for `url`'s mirror: readable, and unique by its hash.
+fn mirror_name(url: &str) -> String {
+    let tail: String = url
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    let hash = Sha256::digest(url.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{tail}-{hex}.git")
+}
+
+/// Runs git in `dir` without a remote's credentials; its stdout, or why not.
+async fn local(git: &Path, dir: &Path, args: &[&str]) -> Result<String, Error> {
+    local_with(git, dir, args, &[]).await
+}
+
+async fn local_with(
+    git: &Path,
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<String, Error> {
+    let output = command(git, None)
+        .current_dir(dir)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(Error::Local(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+impl Mirrors {
+    pub fn new(root: PathBuf, git: PathBuf) -> Mirrors {
+        Mirrors {
+            root,
+            git,
+            locks: Mutex::default(),
+        }
+    }
+
+    fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(path.to_path_buf()).or_default().clone()
+    }
+
+    /// `url`'s mirror, holding `commit`: cloned the first time, fetched
+    /// only when the commit is missing.
+    pub async fn ensure(
+        &self,
+        url: &str,
+        commit: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Mirror, Error> {
+        let path = self.root.join(mirror_name(url));
+        let lock = self.lock_for(&path);
+        let _one_at_a_time = lock.lock().await;
+        let mirror = Mirror {
+            path: path.clone(),
+            git: self.git.clone(),
+        };
+        if !path.join("HEAD").exists() {
+            // A half-made mirror (a crash mid-clone) is made again.
+            if path.exists() {
+                tokio::fs::remove_dir_all(&path).await?;
+            }
+            tokio::fs::create_dir_all(&path).await?;
+            local(&self.git, &path, &["init", "-q", "--bare"]).await?;
+            local(&self.git, &path, &["remote", "add", "origin", url]).await?;
+            local(
+                &self.git,
+                &path,
+                &[
+                    "config",
+                    "remote.origin.fetch",
+                    "+refs/heads/*:refs/remotes/origin/*",
+                ],
+            )
+            .await?;
+            local(
+                &self.git,
+                &path,
+                &[
+                    "config",
+                    "--add",
+                    "remote.origin.fetch",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            )
+            .await?;
+        }
+        if !mirror.has_commit(commit).await {
+            mirror.fetch(url, credentials).await?;
+            if !mirror.has_commit(commit).await {
+                return Err(Error::Local(format!(
+                    "commit {commit} is not on {url} (was it pushed away?)"
+                )));
+            }
+        }
+        // Eviction goes by last use; the file's time is the use.
+        tokio::fs::write(path.join(LAST_USED), b"").await?;
+        Ok(mirror)
+    }
+
+    /// Removes the least recently used mirrors until those left take at
+    /// most `max_bytes`, sparing `keep` (in use) whatever their size.
+    /// The mirrors removed.
+    pub async fn evict(&self, max_bytes: u64, keep: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+        let mut mirrors = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&self.root).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            let path = entry.path();
+            let used = tokio::fs::metadata(path.join(LAST_USED))
+                .await
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let size = disk_usage(&path);
+            mirrors.push((used, size, path));
+        }
+        let mut total: u64 = mirrors.iter().map(|(_, size, _)| size).sum();
+        mirrors.sort();
+        let mut removed = Vec::new();
+        for (_, size, path) in mirrors {
+            if total <= max_bytes {
+                break;
+            }
+            if keep.contains(&path) {
+                continue;
+            }
+            let lock = self.lock_for(&path);
+            let _one_at_a_time = lock.lock().await;
+            tokio::fs::remove_dir_all(&path).await?;
+            total = total.saturating_sub(size);
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+}
+
+/// The bytes of the files under `path`.
+fn disk_usage(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+impl Mirror {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn has_commit(&self, commit: &str) -> bool {
+        local(
+            &self.git,
+            &self.path,
+            &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+        )
+        .await
+        .is_ok()
+    }
+
+    async fn fetch(&self, url: &str, credentials: Option<&Credentials>) -> Result<(), Error> {
+        let mut fetch = command(&self.git, credentials);
+        fetch
+            .current_dir(&self.path)
+            .args(["fetch", "-q", "origin"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let output = tokio::time::timeout(REMOTE_TIMEOUT * 10, fetch.output())
+            .await
+            .map_err(|_| Error::Unavailable(format!("fetching {url} took too long")))??;
+        if !output.status.success() {
+            return Err(crate::remote_refusal(
+                url,
+                &String::from_utf8_lossy(&output.stderr),
+                credentials.is_some(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A worktree at `dir` on branch `branch`, made (or reset) at `base`.
+    pub async fn add_worktree(
+        &self,
+        dir: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Result<Worktree, Error> {
+        // A worktree whose directory is gone (a crash) still holds its
+        // branch until pruned.
+        local(&self.git, &self.path, &["worktree", "prune"]).await?;
+        let dir_text = dir.display().to_string();
+        local(
+            &self.git,
+            &self.path,
+            &["worktree", "add", "-q", "-B", branch, &dir_text, base],
+        )
+        .await?;
+        Ok(Worktree {
+            mirror: self.clone(),
+            path: dir.to_path_buf(),
+            branch: branch.to_string(),
+            base: base.to_string(),
+        })
+    }
+}
+
+impl Worktree {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// Commits what the step left uncommitted (as orca, with `message`),
+    /// then reads what the step did from its branch. A step that deleted
+    /// its branch, or rewrote it so the base is no longer in its history,
+    /// is refused: its work cannot be merged as the DAG needs.
+    pub async fn finish(&self, message: &str) -> Result<WorkDone, Error> {
+        let git = &self.mirror.git;
+        let branch_ref = format!("refs/heads/{}", self.branch);
+        if local(
+            git,
+            &self.mirror.path,
+            &["rev-parse", "--verify", "-q", &branch_ref],
+        )
+        .await
+        .is_err()
+        {
+            return Err(Error::Rewritten(format!(
+                "the step deleted its branch {}",
+                self.branch
+            )));
+        }
+        let on = local(git, &self.path, &["symbolic-ref", "-q", "HEAD"])
+            .await
+            .unwrap_or_else(|_| "a detached HEAD".into());
+        if on != branch_ref {
+            return Err(Error::Rewritten(format!(
+                "the step left its branch {}: its worktree is on {on}",
+                self.branch
+            )));
+        }
+        local(git, &self.path, &["add", "-A"]).await?;
+        let staged = local(git, &self.path, &["diff", "--cached", "--quiet"]).await;
+        let committed_for_the_step = staged.is_err();
+        if committed_for_the_step {
+            let (name, email) = ORCA_AUTHOR;
+            local_with(
+                git,
+                &self.path,
+                &["commit", "-q", "--no-verify", "-m", message],
+                &[
+                    ("GIT_AUTHOR_NAME", name),
+                    ("GIT_AUTHOR_EMAIL", email),
+                    ("GIT_COMMITTER_NAME", name),
+                    ("GIT_COMMITTER_EMAIL", email),
+                ],
+            )
+            .await?;
+        }
+        let head = local(git, &self.path, &["rev-parse", "HEAD"]).await?;
+        if local(
+            git,
+            &self.path,
+            &["merge-base", "--is-ancestor", &self.base, &head],
+        )
+        .await
+        .is_err()
+        {
+            return Err(Error::Rewritten(format!(
+                "the step rewrote the history of {}: its base {} is no longer in it",
+                self.branch, self.base
+            )));
+        }
+        let range = format!("{}..{head}", self.base);
+        let numstat = local(git, &self.path, &["diff", "--numstat", "-M", &range]).await?;
+        let (mut insertions, mut deletions) = (0, 0);
+        for line in numstat.lines() {
+            let mut parts = line.splitn(3, '\t');
+            insertions += parts
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            deletions += parts
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        let names = local(git, &self.path, &["diff", "--name-only", "-M", &range]).await?;
+        let changed_paths: Vec<String> = names.lines().map(str::to_string).collect();
+        Ok(WorkDone {
+            branch: self.branch.clone(),
+            base: self.base.clone(),
+            head,
+            files_changed: changed_paths.len() as u32,
+            insertions,
+            deletions,
+            changed_paths,
+            committed_for_the_step,
+        })
+    }
+
+    /// Removes the worktree; its branch, the step's result, stays in the
+    /// mirror.
+    pub async fn remove(self) -> Result<(), Error> {
+        let dir = self.path.display().to_string();
+        local(
+            &self.mirror.git,
+            &self.mirror.path,
+            &["worktree", "remove", "--force", &dir],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mirror_is_named_for_its_repository_and_unique_by_its_url() {
+        let a = mirror_name("https://github.com/acme/app.git");
+        let b = mirror_name("https://gitlab.com/acme/app.git");
+        assert!(a.starts_with("app-") && a.ends_with(".git"), "{a}");
+        assert_ne!(a, b);
+        assert!(mirror_name("git@github.com:acme/app.git").starts_with("app-"));
+        assert!(!mirror_name("https://h/../../x").contains(".."));
+    }
+}

@@ -1,0 +1,206 @@
+//! A worker's repositories, against a real git server over smart HTTP with
+//! basic auth: one mirror per repository, cloned once and fetched only for
+//! a commit it lacks (one fetch at a time however many steps ask), a
+//! worktree per step on its own branch, what a step leaves uncommitted
+//! committed by orca, and a step that deletes or rewrites its branch
+//! refused. The server's access log counts the fetches.
+
+use std::path::Path;
+
+use orca_git::mirror::{Mirrors, ORCA_AUTHOR};
+use orca_git::{Credentials, Error, Part};
+use orca_tests::git_server::{GitServer, PASSWORD, USER, git};
+
+/// The clones and fetches the server answered: each begins with a
+/// successful ref advertisement.
+fn fetches(server_dir: &Path) -> usize {
+    let log =
+        std::fs::read_to_string(server_dir.join("git-server/nginx-access.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains("/info/refs?service=git-upload-pack HTTP/1.1\" 200"))
+        .count()
+}
+
+fn credentials() -> Credentials {
+    Credentials::parse(&format!("{USER}:{PASSWORD}"))
+}
+
+/// What a step does in its worktree: commits one change itself, leaves
+/// another uncommitted.
+fn work_in(worktree: &Path) {
+    std::fs::write(worktree.join("src.txt"), "one\ntwo\n").expect("write");
+    git(worktree, &["add", "src.txt"]);
+    git(worktree, &["commit", "-q", "-m", "the step's own commit"]);
+    std::fs::write(worktree.join("README.md"), "hello\nmore\n").expect("write");
+    std::fs::write(worktree.join("notes.txt"), "left uncommitted\n").expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = GitServer::start(dir.path())?;
+    let first = server.create_repo("app", &[("README.md", "hello\n")]);
+    let url = server.url("app");
+    let mirrors = std::sync::Arc::new(Mirrors::new(
+        dir.path().join("mirrors"),
+        orca_git::program(),
+    ));
+
+    // Four steps ask at once for a mirror nobody has: one clone.
+    let mut asking = Vec::new();
+    for _ in 0..4 {
+        let mirrors = mirrors.clone();
+        let (url, first) = (url.clone(), first.clone());
+        asking.push(tokio::spawn(async move {
+            mirrors.ensure(&url, &first, Some(&credentials())).await
+        }));
+    }
+    let mut mirror = None;
+    for asked in asking {
+        mirror = Some(asked.await??);
+    }
+    let mirror = mirror.expect("a mirror");
+    assert_eq!(fetches(dir.path()), 1, "one clone for four steps");
+
+    // A commit it has: no fetch. A commit it lacks: one.
+    mirrors.ensure(&url, &first, Some(&credentials())).await?;
+    assert_eq!(fetches(dir.path()), 1);
+    let second = server.commit("app", &[("lib.txt", "x\n")], "second");
+    mirrors.ensure(&url, &second, Some(&credentials())).await?;
+    assert_eq!(fetches(dir.path()), 2);
+
+    // Two steps' worktrees at once, each on its own branch from its base.
+    let a = mirror
+        .add_worktree(&dir.path().join("work/a"), "orca/t1/a", &first)
+        .await?;
+    let b = mirror
+        .add_worktree(&dir.path().join("work/b"), "orca/t1/b", &second)
+        .await?;
+    assert_eq!(
+        std::fs::read_to_string(a.path().join("README.md"))?,
+        "hello\n"
+    );
+    assert!(
+        !a.path().join("lib.txt").exists(),
+        "a starts from the first commit"
+    );
+    assert!(b.path().join("lib.txt").exists(), "b from the second");
+
+    work_in(a.path());
+    let done = a.finish("orca: t1/a left this uncommitted").await?;
+    assert!(done.committed_for_the_step);
+    assert_eq!(done.base, first);
+    assert_eq!(done.branch, "orca/t1/a");
+    assert_eq!(done.files_changed, 3);
+    assert_eq!(
+        done.changed_paths,
+        vec!["README.md", "notes.txt", "src.txt"],
+        "what the step committed and what it left"
+    );
+    assert_eq!((done.insertions, done.deletions), (4, 0));
+    let author = git(a.path(), &["log", "-1", "--format=%an <%ae>"]);
+    assert_eq!(author, format!("{} <{}>", ORCA_AUTHOR.0, ORCA_AUTHOR.1));
+    assert_eq!(
+        git(a.path(), &["status", "--porcelain"]),
+        "",
+        "nothing is left"
+    );
+    a.remove().await?;
+    assert!(!dir.path().join("work/a").exists());
+    assert_eq!(
+        git(mirror.path(), &["rev-parse", "refs/heads/orca/t1/a"]),
+        done.head,
+        "the step's branch outlives its worktree"
+    );
+
+    // A step that did nothing: its head is its base.
+    let nothing = b.finish("orca: nothing").await?;
+    assert!(!nothing.committed_for_the_step);
+    assert_eq!(nothing.head, second);
+    assert!(nothing.changed_paths.is_empty());
+    b.remove().await?;
+
+    // A retry of a step starts again from its base on the same branch.
+    let again = mirror
+        .add_worktree(&dir.path().join("work/a2"), "orca/t1/a", &first)
+        .await?;
+    assert_eq!(git(again.path(), &["rev-parse", "HEAD"]), first);
+    again.remove().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentials_name_the_secret()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = GitServer::start(dir.path())?;
+    let first = server.create_repo("app", &[("README.md", "hello\n")]);
+    let second = server.commit("app", &[("lib.txt", "x\n")], "second");
+    let url = server.url("app");
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), orca_git::program());
+
+    match mirrors
+        .ensure(&url, &first, Some(&Credentials::parse("alice:wrong")))
+        .await
+    {
+        Err(Error::Refused {
+            part: Part::CredentialsSecret,
+            message,
+        }) => assert!(!message.contains("wrong"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    match mirrors.ensure(&url, &first, None).await {
+        Err(Error::Refused {
+            part: Part::Url,
+            message,
+        }) => {
+            assert!(message.contains("asks for credentials"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let mirror = mirrors.ensure(&url, &second, Some(&credentials())).await?;
+    let gone = "0".repeat(40);
+    match mirrors.ensure(&url, &gone, Some(&credentials())).await {
+        Err(Error::Local(message)) => assert!(message.contains(&gone), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    let rewritten = mirror
+        .add_worktree(&dir.path().join("work/r"), "orca/t/r", &second)
+        .await?;
+    git(rewritten.path(), &["reset", "-q", "--hard", &first]);
+    match rewritten.finish("orca").await {
+        Err(Error::Rewritten(message)) => assert!(message.contains("rewrote"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    rewritten.remove().await?;
+
+    let deleted = mirror
+        .add_worktree(&dir.path().join("work/d"), "orca/t/d", &second)
+        .await?;
+    git(deleted.path(), &["checkout", "-q", "--detach"]);
+    git(deleted.path(), &["branch", "-q", "-D", "orca/t/d"]);
+    match deleted.finish("orca").await {
+        Err(Error::Rewritten(message)) => assert!(message.contains("deleted"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    deleted.remove().await?;
+
+    let left = mirror
+        .add_worktree(&dir.path().join("work/l"), "orca/t/l", &second)
+        .await?;
+    git(left.path(), &["checkout", "-q", "-b", "elsewhere"]);
+    match left.finish("orca").await {
+        Err(Error::Rewritten(message)) => assert!(message.contains("left its branch"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    left.remove().await?;
+
+    // Eviction spares a mirror in use, and removes it once it is not.
+    let in_use = vec![mirror.path().to_path_buf()];
+    assert!(mirrors.evict(0, &in_use).await?.is_empty());
+    assert_eq!(mirrors.evict(0, &[]).await?, in_use);
+    assert!(!mirror.path().exists());
+    Ok(())
+}
