@@ -216,3 +216,143 @@ async fn a_repository_that_will_not_do_is_refused_naming_its_field_and_nothing_i
     );
     Ok(())
 }
+
+/// A worker whose secrets directory holds the git server's account as
+/// `git-creds`, as the control plane's does.
+fn repo_worker(server: &Server, dir: &std::path::Path, name: &str) -> anyhow::Result<Process> {
+    let secrets = dir.join(format!("{name}-secrets"));
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = secrets.display().to_string();
+    server.worker_with(name, &["shell"], 4, &["--secrets-dir", &secrets])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_result()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    let first = git.create_repo("app", &[("README.md", "hello\n"), ("src/a.txt", "a\n")]);
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1")?;
+    let client = server.tasks().await?;
+
+    // `edit` commits one change itself and leaves another; `look` only
+    // reads; both start from the task's commit, in parallel.
+    let mut request = repo_task(&git.url("app"), "main", "git-creds");
+    if let Some(spec) = request.spec.as_mut() {
+        spec.steps = vec![
+            shell_step(
+                "edit",
+                &[],
+                "test \"$PWD\" = \"$ORCA_REPO\" && echo b > src/b.txt && git add src/b.txt \
+                 && git commit -q -m 'add b' && echo more >> README.md",
+            ),
+            shell_step(
+                "look",
+                &[],
+                "test -f README.md && test ! -f src/b.txt && git rev-parse HEAD > \"$ORCA_OUTPUT.head\" \
+                 && printf '{\"head\":\"%s\"}' \"$(cat \"$ORCA_OUTPUT.head\")\" > \"$ORCA_OUTPUT\"",
+            ),
+        ];
+    }
+    let id = submit(&client, request).await?;
+    let task = wait_succeeded(&client, &id, std::time::Duration::from_secs(60)).await?;
+
+    let edit = step(&task, "edit").work.clone().expect("edit's work");
+    assert_eq!(edit.branch, format!("orca/{id}/edit"));
+    assert_eq!(edit.base_commit, first);
+    assert_ne!(edit.head_commit, first);
+    assert_eq!(edit.changed_paths, vec!["README.md", "src/b.txt"]);
+    assert_eq!(
+        (edit.files_changed, edit.insertions, edit.deletions),
+        (2, 2, 0)
+    );
+    assert!(edit.committed_by_orca, "README.md was left uncommitted");
+
+    let look = step(&task, "look").work.clone().expect("look's work");
+    assert_eq!(look.head_commit, first, "a step that changes nothing");
+    assert!(look.changed_paths.is_empty() && !look.committed_by_orca);
+    assert_eq!(output(step(&task, "look"))["head"], first.as_str());
+
+    // The work is in the worker's mirror, on the step's branch; the
+    // worktrees are gone.
+    let mirrors = server.data_dir.join("work/w1/.mirrors");
+    let mirror = std::fs::read_dir(&mirrors)?
+        .next()
+        .expect("a mirror")?
+        .path();
+    assert_eq!(
+        orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}/edit")]),
+        edit.head_commit
+    );
+    let log = orca_tests::git_server::git(
+        &mirror,
+        &["log", "-2", "--format=%an|%s", &edit.head_commit],
+    );
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        vec![
+            format!("orca|orca: what step edit of task {id} left uncommitted (attempt 1)"),
+            "orca step edit|add b".to_string(),
+        ]
+    );
+    assert!(
+        !server.data_dir.join(format!("work/w1/{id}")).exists(),
+        "the workspaces and their worktrees are removed"
+    );
+    // `orca get task -o json` shows it.
+    let shown = succeed(server.cli().args(["get", "task", &id, "-o", "json"]));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+    assert_eq!(shown["repo"]["commit"], first.as_str());
+    assert_eq!(
+        shown["steps"][0]["work"]["headCommit"],
+        edit.head_commit.as_str()
+    );
+
+    let log = std::fs::read_to_string(&server.process.log)?;
+    assert!(!log.contains(PASSWORD));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_rewrites_its_branch_or_whose_worker_lacks_the_credentials_fails_saying_so()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("README.md", "hello\n")]);
+    git.commit("app", &[("b.txt", "b\n")], "second");
+    let server = control_plane(dir.path())?;
+    let client = server.tasks().await?;
+
+    // A worker without the secret: the step fails naming it.
+    let bare = server.worker_with("bare", &["shell"], 2, &[])?;
+    let mut request = repo_task(&git.url("app"), "main", "git-creds");
+    if let Some(spec) = request.spec.as_mut() {
+        spec.steps = vec![shell_step("a", &[], "true")];
+    }
+    let id = submit(&client, request.clone()).await?;
+    let task = wait_finished(&client, &id, std::time::Duration::from_secs(60)).await?;
+    let error = &step(&task, "a").error;
+    assert!(
+        error.contains("repo.credentialsSecret") && error.contains("git-creds"),
+        "{error}"
+    );
+    drop(bare);
+
+    // A step that resets its branch behind its base fails, naming itself.
+    let _worker = repo_worker(&server, dir.path(), "w1")?;
+    if let Some(spec) = request.spec.as_mut() {
+        spec.steps = vec![shell_step("rewrite", &[], "git reset -q --hard HEAD~1")];
+    }
+    let id = submit(&client, request).await?;
+    let task = wait_finished(&client, &id, std::time::Duration::from_secs(60)).await?;
+    let rewrite = step(&task, "rewrite");
+    assert_eq!(rewrite.state, v1::StepState::Failed as i32);
+    assert!(
+        rewrite.error.contains("step rewrite") && rewrite.error.contains("rewrote the history"),
+        "{}",
+        rewrite.error
+    );
+    Ok(())
+}

@@ -38,12 +38,59 @@ impl From<v1::TaskSpec> for core::TaskSpec {
                 tokens: b.tokens,
                 approvers: b.approvers,
             }),
-            repo: spec.repo.map(|r| core::RepoSpec {
-                url: r.url,
-                git_ref: r.r#ref,
-                commit: r.commit,
-                credentials_secret: r.credentials_secret,
-            }),
+            repo: spec.repo.map(Into::into),
+        }
+    }
+}
+
+impl From<v1::RepoSpec> for core::RepoSpec {
+    fn from(r: v1::RepoSpec) -> Self {
+        core::RepoSpec {
+            url: r.url,
+            git_ref: r.r#ref,
+            commit: r.commit,
+            credentials_secret: r.credentials_secret,
+        }
+    }
+}
+
+impl From<&core::RepoSpec> for v1::RepoSpec {
+    fn from(r: &core::RepoSpec) -> Self {
+        v1::RepoSpec {
+            url: r.url.clone(),
+            r#ref: r.git_ref.clone(),
+            commit: r.commit.clone(),
+            credentials_secret: r.credentials_secret.clone(),
+        }
+    }
+}
+
+impl From<v1::StepWork> for core::StepWork {
+    fn from(w: v1::StepWork) -> Self {
+        core::StepWork {
+            branch: w.branch,
+            base_commit: w.base_commit,
+            head_commit: w.head_commit,
+            files_changed: w.files_changed,
+            insertions: w.insertions,
+            deletions: w.deletions,
+            changed_paths: w.changed_paths,
+            committed_by_orca: w.committed_by_orca,
+        }
+    }
+}
+
+impl From<core::StepWork> for v1::StepWork {
+    fn from(w: core::StepWork) -> Self {
+        v1::StepWork {
+            branch: w.branch,
+            base_commit: w.base_commit,
+            head_commit: w.head_commit,
+            files_changed: w.files_changed,
+            insertions: w.insertions,
+            deletions: w.deletions,
+            changed_paths: w.changed_paths,
+            committed_by_orca: w.committed_by_orca,
         }
     }
 }
@@ -112,12 +159,7 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
                 tokens: b.tokens,
                 approvers: b.approvers.clone(),
             }),
-            repo: spec.repo.as_ref().map(|r| v1::RepoSpec {
-                url: r.url.clone(),
-                r#ref: r.git_ref.clone(),
-                commit: r.commit.clone(),
-                credentials_secret: r.credentials_secret.clone(),
-            }),
+            repo: spec.repo.as_ref().map(Into::into),
         }
     }
 }

@@ -66,6 +66,9 @@ pub struct TaskView {
     /// What the task may spend; crossing it pauses the task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetView>,
+    /// The repository it works on, its ref resolved to a commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoView>,
     /// The OpenTelemetry trace of the task, to look up in a tracing backend.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub trace_id: String,
@@ -78,6 +81,34 @@ pub struct TaskView {
     pub plan: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
+}
+
+/// A task's repository: where, which ref, and the commit it was resolved
+/// to when the task was made (never its credentials, only their name).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoView {
+    pub url: String,
+    #[serde(rename = "ref", skip_serializing_if = "String::is_empty")]
+    pub git_ref: String,
+    pub commit: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub credentials_secret: String,
+}
+
+/// What a step did to its task's repository.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkView {
+    pub branch: String,
+    pub base_commit: String,
+    pub head_commit: String,
+    pub files_changed: u32,
+    pub insertions: u64,
+    pub deletions: u64,
+    pub changed_paths: Vec<String>,
+    /// Orca committed what the step left uncommitted.
+    pub committed_by_orca: bool,
 }
 
 /// A spending limit: each part set is enforced.
@@ -150,6 +181,9 @@ pub struct StepView {
     /// The gate before it runs, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalView>,
+    /// What it did to the task's repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work: Option<WorkView>,
 }
 
 /// Who must approve a step, what they are asked, and until when.
@@ -328,6 +362,12 @@ pub fn task_view(task: &v1::Task) -> TaskView {
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
         cost: cost_view(&task.cost),
+        repo: spec.repo.as_ref().map(|r| RepoView {
+            url: r.url.clone(),
+            git_ref: r.r#ref.clone(),
+            commit: r.commit.clone(),
+            credentials_secret: r.credentials_secret.clone(),
+        }),
         budget: spec.budget.as_ref().map(|b| BudgetView {
             usd: b.usd,
             tokens: b.tokens,
@@ -395,6 +435,16 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                         timeout_seconds: (a.timeout_seconds > 0).then_some(a.timeout_seconds),
                         deadline: rfc3339(&s.approval_deadline),
                     }),
+                work: s.work.as_ref().map(|w| WorkView {
+                    branch: w.branch.clone(),
+                    base_commit: w.base_commit.clone(),
+                    head_commit: w.head_commit.clone(),
+                    files_changed: w.files_changed,
+                    insertions: w.insertions,
+                    deletions: w.deletions,
+                    changed_paths: w.changed_paths.clone(),
+                    committed_by_orca: w.committed_by_orca,
+                }),
             })
             .collect(),
     }

@@ -19,7 +19,7 @@ pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
 pub use cost::Cost;
 pub use error::Error;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
-pub use repo::RepoSpec;
+pub use repo::{RepoSpec, StepWork};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
     ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, PROMPT_STEP,

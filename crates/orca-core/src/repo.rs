@@ -54,6 +54,26 @@ impl RepoSpec {
     }
 }
 
+/// What a step did to its task's repository: its branch, from which commit
+/// to which, and what changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepWork {
+    /// `orca/<task>/<step>`.
+    pub branch: String,
+    /// The commit the step started from.
+    pub base_commit: String,
+    /// Its branch's head when it ended.
+    pub head_commit: String,
+    pub files_changed: u32,
+    pub insertions: u64,
+    pub deletions: u64,
+    /// In git's order; a rename as its new path.
+    pub changed_paths: Vec<String>,
+    /// Orca committed what the step left uncommitted.
+    pub committed_by_orca: bool,
+}
+
 /// How a URL reaches its repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

@@ -167,6 +167,7 @@ impl Engine {
             timeout: step
                 .timeout_seconds
                 .map(|s| Duration::from_secs(u64::from(s))),
+            repo: active.spec.repo.clone(),
         };
         self.round.effects.push(Effect::ToWorker(
             worker.outbox.clone(),

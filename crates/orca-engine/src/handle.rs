@@ -35,6 +35,9 @@ pub struct StepResult {
     pub stalled: bool,
     /// The provider's limit stopped the agent.
     pub rate_limited: Option<RateLimited>,
+    /// What the attempt did to its task's repository, when the task names
+    /// one and the attempt got that far.
+    pub work: Option<orca_core::StepWork>,
 }
 
 /// A provider limit that stopped an agent, as its worker read it.
@@ -147,7 +150,9 @@ pub(super) enum Command {
     },
     Report {
         worker: u64,
-        report: StepResult,
+        /// Boxed: a result (with its work on a repository) is the largest
+        /// command by far.
+        report: Box<StepResult>,
     },
     Session {
         worker: u64,
@@ -385,7 +390,11 @@ impl EngineHandle {
     }
 
     pub async fn report(&self, worker: u64, report: StepResult) -> Result<(), Error> {
-        self.send(Command::Report { worker, report }).await
+        self.send(Command::Report {
+            worker,
+            report: Box::new(report),
+        })
+        .await
     }
 
     pub async fn drain(&self, worker: u64) -> Result<(), Error> {

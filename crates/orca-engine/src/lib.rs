@@ -248,7 +248,7 @@ impl Engine {
                 attempt,
                 lines,
             } => self.logs(worker, attempt, lines),
-            Command::Report { worker, report } => self.report(worker, report),
+            Command::Report { worker, report } => self.report(worker, *report),
             Command::Session {
                 worker,
                 attempt,

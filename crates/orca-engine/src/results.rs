@@ -175,6 +175,9 @@ impl Engine {
             output_json: Some(output.to_string()),
             error: Some(report.error),
             exit_code: Some(report.exit_code),
+            // The last attempt's work; one that did none clears an
+            // earlier attempt's.
+            work: Some(report.work),
             ..StepWrite::default()
         };
         self.apply(&task_id, changes, Some((index, detail)));

@@ -45,6 +45,9 @@ pub struct Assignment {
     pub tenant: String,
     /// The step's own timeout, which bounds its step token too.
     pub timeout: Option<Duration>,
+    /// The task's repository, its ref resolved to the commit the step
+    /// starts from.
+    pub repo: Option<orca_core::RepoSpec>,
 }
 
 /// The session a retried step resumes.

@@ -112,7 +112,9 @@ async fn local_with(
 impl Mirrors {
     pub fn new(root: PathBuf, git: PathBuf) -> Mirrors {
         Mirrors {
-            root,
+            // git runs in the mirrors' own directories: a relative root
+            // would mean another place there.
+            root: std::path::absolute(&root).unwrap_or(root),
             git,
             locks: Mutex::default(),
         }
@@ -274,6 +276,31 @@ impl Mirror {
         Ok(())
     }
 
+    /// The worktree at `dir` an earlier attempt left (a resumed session's),
+    /// when it is still one of this mirror's; `None` when there is none or
+    /// it is broken (a workspace restored on another worker).
+    pub async fn existing_worktree(
+        &self,
+        dir: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Option<Worktree> {
+        let on = local(&self.git, dir, &["symbolic-ref", "-q", "HEAD"])
+            .await
+            .ok()?;
+        let common = local(&self.git, dir, &["rev-parse", "--git-common-dir"])
+            .await
+            .ok()?;
+        let common = std::fs::canonicalize(dir.join(common)).ok()?;
+        let ours = std::fs::canonicalize(&self.path).ok()?;
+        (common == ours && on == format!("refs/heads/{branch}")).then(|| Worktree {
+            mirror: self.clone(),
+            path: dir.to_path_buf(),
+            branch: branch.to_string(),
+            base: base.to_string(),
+        })
+    }
+
     /// A worktree at `dir` on branch `branch`, made (or reset) at `base`.
     pub async fn add_worktree(
         &self,
@@ -284,6 +311,7 @@ impl Mirror {
         // A worktree whose directory is gone (a crash) still holds its
         // branch until pruned.
         local(&self.git, &self.path, &["worktree", "prune"]).await?;
+        let dir = std::path::absolute(dir)?;
         let dir_text = dir.display().to_string();
         local(
             &self.git,
@@ -293,7 +321,7 @@ impl Mirror {
         .await?;
         Ok(Worktree {
             mirror: self.clone(),
-            path: dir.to_path_buf(),
+            path: dir,
             branch: branch.to_string(),
             base: base.to_string(),
         })

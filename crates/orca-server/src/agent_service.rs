@@ -121,6 +121,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                 traceparent,
                 tenant,
                 timeout,
+                repo,
             } = *assignment;
             let step_token = step_tokens
                 .mint(&attempt, &tenant, timeout)
@@ -141,6 +142,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                 }),
                 step_token,
                 traceparent,
+                repo: repo.as_ref().map(v1::RepoSpec::from),
             })
         }
         ToWorker::Cancel {
@@ -347,10 +349,30 @@ async fn forward(
                         signal,
                     }
                 }),
+                work: r.work.clone().map(bounded_work),
             };
             Ok(engine.report(worker, report).await?)
         }
     }
+}
+
+/// The most changed paths a step's work keeps: a step that rewrote a whole
+/// tree is told by its counts, not by a list the store must hold.
+const MAX_CHANGED_PATHS: usize = 5000;
+const MAX_PATH_BYTES: usize = 4096;
+
+/// A worker's account of a step's work, held to what the store keeps.
+fn bounded_work(work: v1::StepWork) -> orca_core::StepWork {
+    let mut work = orca_core::StepWork::from(work);
+    work.changed_paths.truncate(MAX_CHANGED_PATHS);
+    for path in &mut work.changed_paths {
+        orca_core::truncate_at_char_boundary(path, MAX_PATH_BYTES);
+    }
+    for commit in [&mut work.base_commit, &mut work.head_commit] {
+        orca_core::truncate_at_char_boundary(commit, 64);
+    }
+    orca_core::truncate_at_char_boundary(&mut work.branch, 512);
+    work
 }
 
 /// The longest limit signal a worker may report; longer ones are cut.

@@ -56,6 +56,10 @@ fn refusal(e: orca_git::Error) -> Refusal {
         orca_git::Error::Io(e) => Refusal::FailedPrecondition(format!(
             "this control plane cannot run git to resolve the task's repository: {e}"
         )),
+        // Resolving reads the remote only: nothing local to fail or rewrite.
+        orca_git::Error::Local(message) | orca_git::Error::Rewritten(message) => {
+            Refusal::FailedPrecondition(message)
+        }
     }
 }
 

@@ -251,7 +251,8 @@ fn merge_step(into: &mut StepWrite, later: StepWrite) {
         error,
         exit_code,
         progress,
-        approval_deadline
+        approval_deadline,
+        work
     );
 }
 

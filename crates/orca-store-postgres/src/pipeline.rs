@@ -126,6 +126,14 @@ pub(crate) async fn update_steps<'r>(
         .map(|u| u.progress.as_ref().map(|p| text(&p.1)))
         .collect();
     let approval_deadline: Vec<Option<i64>> = updates.iter().map(|u| u.approval_deadline).collect();
+    let work: Vec<Option<String>> = updates
+        .iter()
+        .map(|u| match &u.work {
+            Some(Some(work)) => serde_json::to_string(work).ok().map(|w| text(&w)),
+            Some(None) => Some(String::new()),
+            None => None,
+        })
+        .collect();
     pipeline.add(
         conn,
         "UPDATE steps s SET
@@ -140,12 +148,13 @@ pub(crate) async fn update_steps<'r>(
             progress = COALESCE(u.progress, s.progress),
             progress_message = COALESCE(u.progress_message, s.progress_message),
             approval_deadline = CASE WHEN u.approval_deadline IS NULL THEN s.approval_deadline
-                                     ELSE orca_ts(u.approval_deadline) END
+                                     ELSE orca_ts(u.approval_deadline) END,
+            work = COALESCE(u.work, s.work)
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
                      $7::bigint[], $8::text[], $9::text[], $10::bool[], $11::int[], $12::real[],
-                     $13::text[], $14::bigint[])
+                     $13::text[], $14::bigint[], $15::text[])
               AS u(task_id, step_id, state, attempt, worker, started_at, finished_at, output, error,
-                   set_exit, exit_code, progress, progress_message, approval_deadline)
+                   set_exit, exit_code, progress, progress_message, approval_deadline, work)
          WHERE s.task_id = u.task_id AND s.step_id = u.step_id",
         params![
             task_id,
@@ -162,6 +171,7 @@ pub(crate) async fn update_steps<'r>(
             progress,
             progress_message,
             approval_deadline,
+            work,
         ],
     )
     .await

@@ -34,7 +34,7 @@ pub(crate) const TASK_SELECT: &str =
 
 pub(crate) const STEPS_OF: &str = "SELECT task_id, step_id, state, attempt, worker, orca_micros(started_at),
         orca_micros(finished_at), progress, progress_message, COALESCE(output::text, ''), error, exit_code,
-        orca_micros(approval_deadline)
+        orca_micros(approval_deadline), work
     FROM steps WHERE task_id = ANY($1::text[]) ORDER BY task_id, position";
 
 pub(crate) const ATTEMPTS_OF: &str = "SELECT task_id, step_id, attempt, worker, orca_micros(started_at),
@@ -115,6 +115,14 @@ pub(crate) fn attach_steps(
             continue;
         };
         let state: String = row.try_get(2)?;
+        let work: String = row.try_get(13)?;
+        let work = if work.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(&work).map_err(|e| {
+                Error::Corrupt(format!("the work of a step of task {task_id}: {e}"))
+            })?)
+        };
         tasks[i].steps.push(StepRecord {
             id: row.try_get(1)?,
             state: state.parse()?,
@@ -130,6 +138,7 @@ pub(crate) fn attach_steps(
             attempts: Vec::new(),
             cost: Cost::default(),
             approval_deadline: row.try_get(12)?,
+            work,
         });
     }
     for row in attempts {
@@ -416,7 +425,8 @@ macro_rules! unfinished_reads {
             concat!(
                 "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
                     orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
-                    COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline)
+                    COALESCE(s.output::text, ''), s.error, s.exit_code, orca_micros(s.approval_deadline),
+                    s.work
                 FROM steps s ",
                 $s,
                 " ORDER BY s.task_id, s.position"

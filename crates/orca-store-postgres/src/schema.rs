@@ -234,6 +234,11 @@ const MIGRATIONS: &[&str] = &[
         position bigint NOT NULL
     );
     "#,
+    // 9: what a step did to its task's repository (its branch, head commit
+    // and diff stat), as JSON text; '' for nothing.
+    r#"
+    ALTER TABLE steps ADD COLUMN work text NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this build writes.

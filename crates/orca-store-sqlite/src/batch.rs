@@ -317,6 +317,11 @@ pub(crate) fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
         Some(code) => (true, code),
         None => (false, None),
     };
+    let work = match &step.work {
+        Some(Some(work)) => Some(to_json(work, "a step's work")?),
+        Some(None) => Some(String::new()),
+        None => None,
+    };
     conn.prepare_cached(
         "UPDATE steps SET
             state = COALESCE(?3, state),
@@ -329,7 +334,8 @@ pub(crate) fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
             exit_code = CASE WHEN ?10 THEN ?11 ELSE exit_code END,
             progress = COALESCE(?12, progress),
             progress_message = COALESCE(?13, progress_message),
-            approval_deadline = COALESCE(?14, approval_deadline)
+            approval_deadline = COALESCE(?14, approval_deadline),
+            work = COALESCE(?15, work)
          WHERE task_id = ?1 AND step_id = ?2",
     )?
     .execute(params![
@@ -347,6 +353,7 @@ pub(crate) fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {
         progress,
         progress_message,
         step.approval_deadline,
+        work,
     ])?;
     Ok(())
 }

@@ -127,11 +127,12 @@ pub(crate) fn whole_task(
 pub(crate) fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT step_id, state, attempt, worker, started_at, finished_at, progress,
-                progress_message, output, error, exit_code, approval_deadline
+                progress_message, output, error, exit_code, approval_deadline, work
          FROM steps WHERE task_id = ?1 ORDER BY position",
     )?;
     let rows = stmt.query_map([&task.id], |row| {
         let state: String = row.get(1)?;
+        let work: String = row.get(12)?;
         Ok((
             StepRecord {
                 id: row.get(0)?,
@@ -148,14 +149,19 @@ pub(crate) fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()>
                 attempts: Vec::new(),
                 cost: Cost::default(),
                 approval_deadline: row.get(11)?,
+                work: None,
             },
             state,
+            work,
         ))
     })?;
     task.steps.clear();
     for row in rows {
-        let (mut step, state) = row?;
+        let (mut step, state, work) = row?;
         step.state = state.parse()?;
+        if !work.is_empty() {
+            step.work = Some(from_record(&work, "a step's work")?);
+        }
         task.steps.push(step);
     }
     task.last_seq = conn

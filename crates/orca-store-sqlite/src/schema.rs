@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS steps (
     error            TEXT NOT NULL DEFAULT '',
     exit_code        INTEGER,
     approval_deadline INTEGER NOT NULL DEFAULT 0,
+    work             TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (task_id, step_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempts (
@@ -144,6 +145,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         "approval_deadline",
         "INTEGER NOT NULL DEFAULT 0",
     )?;
+    // What a step did to its task's repository, as JSON; '' for nothing.
+    add_missing_column(conn, "steps", "work", "TEXT NOT NULL DEFAULT ''")?;
     Ok(())
 }
 

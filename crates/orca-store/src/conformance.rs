@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
             the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes,
             a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
             a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
+            a_steps_work_on_its_repository_reads_back_until_it_is_cleared,
             budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
             a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,
@@ -500,6 +501,61 @@ pub async fn a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared(
         (task.steps[0].state, task.steps[0].approval_deadline),
         (StepState::Queued, 0)
     );
+}
+
+/// What a step did to its task's repository reads back from every path,
+/// survives a reopen, a later write in the same batch wins, and a retry's
+/// clearing removes it.
+pub async fn a_steps_work_on_its_repository_reads_back_until_it_is_cleared(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let work = |head: &str| orca_core::StepWork {
+        branch: "orca/t1/a".into(),
+        base_commit: "a".repeat(40),
+        head_commit: head.repeat(40),
+        files_changed: 2,
+        insertions: 10,
+        deletions: 3,
+        changed_paths: vec!["src/lib.rs".into(), "README.md".into()],
+        committed_by_orca: true,
+    };
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                work: Some(Some(work("b"))),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                work: Some(Some(work("c"))),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                error: Some(String::new()),
+                ..step("t1", "a")
+            }),
+        ],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.steps[0].work, Some(work("c")), "the later write wins");
+    assert_eq!(task.steps[1].work, None, "only the step written");
+    drop(store);
+    let store = backend.open().await;
+    let unfinished = store.unfinished_tasks().await.expect("recovery read");
+    assert_eq!(unfinished[0].steps[0].work, Some(work("c")));
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            work: Some(None),
+            ..step("t1", "a")
+        })],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.steps[0].work, None);
 }
 
 pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: impl Backend) {

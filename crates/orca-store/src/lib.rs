@@ -24,7 +24,7 @@ pub mod webhooks;
 pub mod write_queue;
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, Micros, StepState, TaskSpec, TaskState, TenantBudget};
+use orca_core::{Cost, Event, Micros, StepState, StepWork, TaskSpec, TaskState, TenantBudget};
 use tokio::sync::oneshot;
 
 /// What went wrong in the store, said by what a caller can do about it; no
@@ -220,6 +220,8 @@ pub struct StepWrite {
     pub progress: Option<(f32, String)>,
     /// When a wait for approval times out; `Some(0)` clears it.
     pub approval_deadline: Option<Micros>,
+    /// What the step did to its task's repository; `Some(None)` clears it.
+    pub work: Option<Option<StepWork>>,
 }
 
 /// One attempt's row; `None` leaves a field as it is.
@@ -421,6 +423,9 @@ pub struct StepRecord {
     pub cost: Cost,
     /// While it awaits approval: when the wait times out; 0 for never.
     pub approval_deadline: Micros,
+    /// What its last attempt did to the task's repository, when the task
+    /// names one and the attempt got that far.
+    pub work: Option<StepWork>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -144,6 +144,7 @@ impl Data {
                 attempts: Vec::new(),
                 cost: Cost::default(),
                 approval_deadline: 0,
+                work: None,
             })
             .collect();
         for event in task.events {
@@ -334,6 +335,9 @@ impl Data {
             step.progress_message = message;
         }
         step.approval_deadline = write.approval_deadline.unwrap_or(step.approval_deadline);
+        if let Some(work) = write.work {
+            step.work = work;
+        }
     }
 
     fn upsert_attempt(&mut self, write: AttemptWrite) {

@@ -151,7 +151,12 @@ struct Worker {
     checkpoints: Option<Checkpoints>,
     /// The current session's connection, for the checkpoints' calls.
     channel: watch::Sender<Option<Channel>>,
+    /// This worker's mirrors of tasks' repositories.
+    mirrors: Arc<orca_git::mirror::Mirrors>,
 }
+
+/// Where the mirrors are, in the work directory.
+const MIRRORS_DIR: &str = ".mirrors";
 
 /// Runs the worker until `shutdown` resolves; running steps are then
 /// cancelled.
@@ -200,8 +205,15 @@ pub async fn run(
         }),
         max_bytes: config.checkpoint_max_bytes,
     });
+    // One mirror per repository for all of this worker's steps, beside
+    // their workspaces.
+    let mirrors = Arc::new(orca_git::mirror::Mirrors::new(
+        config.work_dir.join(MIRRORS_DIR),
+        orca_git::program(),
+    ));
     let mut worker = Worker {
         checkpoints,
+        mirrors,
         channel,
         bearer,
         replicas,
@@ -497,6 +509,8 @@ impl Worker {
                     traceparent: orca_telemetry::traceparent(&span),
                     metrics: self.metrics.clone(),
                     checkpoints: self.checkpoints.clone(),
+                    repo: assignment.repo.map(Into::into),
+                    mirrors: self.mirrors.clone(),
                     key,
                     step: step.into(),
                     inputs_json: assignment.inputs_json,
@@ -602,7 +616,7 @@ fn report_message(report: FromAttempt) -> v1::WorkerMessage {
             attempt: Some(v1::AttemptRef::from(attempt)),
             cost: Some(cost),
         }),
-        FromAttempt::Done(result) => K::Result(result),
+        FromAttempt::Done(result) => K::Result(*result),
     };
     v1::WorkerMessage { kind: Some(kind) }
 }

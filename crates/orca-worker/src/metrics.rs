@@ -41,6 +41,9 @@ pub enum Fault {
     Stalled,
     /// The agent CLI exited without its result line.
     NoResult,
+    /// The task's repository could not be made ready for the step (its
+    /// mirror, its commit, its credentials, its worktree).
+    Repository,
 }
 
 impl Fault {
@@ -54,6 +57,7 @@ impl Fault {
             Fault::Timeout => "timeout",
             Fault::Stalled => "stalled",
             Fault::NoResult => "no_result",
+            Fault::Repository => "repository",
         }
     }
 }

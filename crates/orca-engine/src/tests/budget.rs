@@ -78,6 +78,7 @@ async fn report_cost(
                 cost: Some(cost),
                 stalled: false,
                 rate_limited: None,
+                work: None,
             },
         )
         .await

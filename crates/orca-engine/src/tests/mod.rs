@@ -212,6 +212,7 @@ impl Harness {
                     cost: None,
                     stalled: false,
                     rate_limited: None,
+                    work: None,
                 },
             )
             .await

@@ -412,6 +412,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                 exit_code: s.exit_code,
                 cost: Some(s.cost.into()),
                 approval_deadline: optional_timestamp(s.approval_deadline),
+                work: s.work.map(Into::into),
                 attempts: s
                     .attempts
                     .into_iter()

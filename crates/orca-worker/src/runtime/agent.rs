@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::process::{LineReader, StdoutLines, supervise};
+use super::repo;
 use super::session::{Transcripts, keep_session, place_session};
 use super::workspace::{
     RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
@@ -118,6 +119,14 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(w) => w,
         Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
     };
+    let tree = match repo::check_out(attempt, &workspace).await {
+        Ok(tree) => tree,
+        Err(ended) => return ended,
+    };
+    // In its repository's worktree when its task names one.
+    let cwd = tree
+        .as_ref()
+        .map_or_else(|| workspace.clone(), |t| t.path().to_path_buf());
     let (command, env) = runtime.command(
         attempt,
         &workspace,
@@ -128,7 +137,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         attempt,
         command,
         env,
-        &workspace,
+        &cwd,
         StdoutLines::Events(stream.clone()),
         &redactor,
         reports,
@@ -156,6 +165,14 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     let spent = stream.spent();
     if ended.cost.is_none() && spent != v1::Cost::default() {
         ended.cost = Some(spent);
+    }
+    if let Some(tree) = tree {
+        // A workspace kept for a resume keeps its worktree as the session
+        // left it.
+        let keep = attempt.keep_workspace
+            || ended.resumable
+            || (ended.outcome == v1::Outcome::Failed && attempt.has_attempts_left());
+        repo::finish(attempt, tree, &mut ended, keep).await;
     }
     // Short of success, the session is kept for a retry on any worker
     // (before the result: the retry may start as soon as it is in).

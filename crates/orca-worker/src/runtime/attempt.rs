@@ -33,11 +33,10 @@ pub enum FromAttempt {
     },
     /// What the attempt has cost so far (its running total), after each
     /// model response.
-    Spend {
-        attempt: AttemptKey,
-        cost: v1::Cost,
-    },
-    Done(v1::StepResult),
+    Spend { attempt: AttemptKey, cost: v1::Cost },
+    /// Boxed: a result (with its work on a repository) is the largest
+    /// message by far.
+    Done(Box<v1::StepResult>),
 }
 
 /// Why a running attempt is told to stop.
@@ -86,6 +85,10 @@ pub struct Attempt {
     /// success, and found when it resumes; `None` keeps sessions on this
     /// worker only.
     pub checkpoints: Option<Checkpoints>,
+    /// The task's repository, at the commit the step starts from.
+    pub repo: Option<orca_core::RepoSpec>,
+    /// This worker's mirrors of repositories.
+    pub mirrors: Arc<orca_git::mirror::Mirrors>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's
@@ -157,6 +160,8 @@ pub struct Ended {
     pub(crate) resumable: bool,
     /// The provider's limit stopped the agent, as its CLI reported.
     pub(crate) limited: Option<Limit>,
+    /// What the step did to its task's repository.
+    pub(crate) work: Option<v1::StepWork>,
 }
 
 impl Ended {
@@ -170,6 +175,7 @@ impl Ended {
             fault: None,
             resumable: false,
             limited: None,
+            work: None,
         }
     }
 
@@ -183,6 +189,7 @@ impl Ended {
             fault: None,
             resumable: false,
             limited: None,
+            work: None,
         }
     }
 

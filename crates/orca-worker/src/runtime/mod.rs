@@ -15,6 +15,7 @@ pub mod attempt;
 pub mod checkpoint;
 pub mod claude;
 pub mod process;
+pub mod repo;
 pub mod session;
 pub mod shell;
 pub mod workspace;
@@ -82,8 +83,9 @@ pub async fn run(
         cost: ended.cost,
         stalled: ended.fault == Some(Fault::Stalled),
         rate_limit,
+        work: ended.work,
     };
-    let _ = reports.send(FromAttempt::Done(result));
+    let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }
 
 /// The provider's limit, when that is what stopped an agent's run (only

@@ -87,6 +87,20 @@ pub(crate) fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap
     env.insert("ORCA_WORKSPACE".into(), workspace.display().to_string());
     env.insert("ORCA_INPUTS".into(), path("context/inputs.json"));
     env.insert("ORCA_OUTPUT".into(), path("output/result.json"));
+    if attempt.repo.is_some() {
+        // The step works there; its own commits say which step made them.
+        env.insert(
+            "ORCA_REPO".into(),
+            super::repo::worktree_dir(workspace).display().to_string(),
+        );
+        let name = format!("orca step {}", attempt.key.step_id);
+        for var in ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"] {
+            env.insert(var.into(), name.clone());
+        }
+        for var in ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"] {
+            env.insert(var.into(), orca_git::mirror::ORCA_AUTHOR.1.into());
+        }
+    }
     env
 }
 
@@ -261,6 +275,7 @@ pub(crate) async fn supervise(
             fault: None,
             resumable: stop.resumable,
             limited: None,
+            work: None,
         });
     }
     if let Some(seconds) = timed_out {

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use super::process::{StdoutLines, basic_environment, describe_exit, supervise};
+use super::repo;
 use super::workspace::{prepare_workspace, read_output, remove_unless_kept};
 use crate::metrics::Fault;
 use crate::secrets::{self, Redactor};
@@ -66,6 +67,14 @@ async fn run_process(
     let Some((program, args)) = shell.command.split_first() else {
         return Ended::failed("the command is empty", None);
     };
+    let tree = match repo::check_out(attempt, &workspace).await {
+        Ok(tree) => tree,
+        Err(ended) => return ended,
+    };
+    // In its repository's worktree when its task names one.
+    let cwd = tree
+        .as_ref()
+        .map_or_else(|| workspace.clone(), |t| t.path().to_path_buf());
     let mut command = Command::new(program);
     command.args(args);
     let env = environment(attempt, shell, secrets, &workspace);
@@ -73,22 +82,23 @@ async fn run_process(
         attempt,
         command,
         env,
-        &workspace,
+        &cwd,
         StdoutLines::Plain,
         redactor,
         reports,
         cancel,
     )
     .await;
-    let status = match end {
-        Ok(status) => status,
-        Err(ended) => return ended,
+    let mut ended = match end {
+        Ok(status) if !status.success() => Ended::failed(describe_exit(status), status.code()),
+        Ok(status) => match read_output(&workspace).await {
+            Ok(output) => Ended::succeeded(output, status.code()),
+            Err(message) => Ended::failed(message, status.code()),
+        },
+        Err(ended) => ended,
     };
-    if !status.success() {
-        return Ended::failed(describe_exit(status), status.code());
+    if let Some(tree) = tree {
+        repo::finish(attempt, tree, &mut ended, attempt.keep_workspace).await;
     }
-    match read_output(&workspace).await {
-        Ok(output) => Ended::succeeded(output, status.code()),
-        Err(message) => Ended::failed(message, status.code()),
-    }
+    ended
 }

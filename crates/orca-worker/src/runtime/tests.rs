@@ -41,6 +41,11 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         traceparent: Some(TRACEPARENT.into()),
         metrics: Arc::new(WorkerMetrics::new(1)),
         checkpoints: None,
+        repo: None,
+        mirrors: Arc::new(orca_git::mirror::Mirrors::new(
+            dir.join(".mirrors"),
+            orca_git::program(),
+        )),
     }
 }
 
@@ -566,7 +571,7 @@ async fn run_to_end(attempt: Attempt) -> (v1::StepResult, Vec<FromAttempt>) {
     let mut reports = Vec::new();
     while let Ok(report) = rx.try_recv() {
         if let FromAttempt::Done(result) = report {
-            return (result, reports);
+            return (*result, reports);
         }
         reports.push(report);
     }
