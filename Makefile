@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo docs test bench bench-webhooks bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo docs test bench bench-webhooks bench-repo bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -18,6 +18,10 @@ bench:           ## end-to-end throughput and latency against real processes, th
 
 bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run
 	./scripts/bench.sh webhooks
+
+bench-repo:      ## a step's workspace from a warm mirror against a fresh clone, and their disk
+	./scripts/git-server.sh
+	./scripts/bench.sh repo
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers
 	./scripts/bench.sh scale

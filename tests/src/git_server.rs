@@ -153,6 +153,17 @@ http {{
         })
     }
 
+    /// An empty bare repository `name`, pushable over HTTP; its path.
+    pub fn create_bare(&self, name: &str) -> PathBuf {
+        git(
+            &self.root,
+            &["init", "-q", "--bare", "-b", "main", &format!("{name}.git")],
+        );
+        let bare = self.root.join(format!("{name}.git"));
+        git(&bare, &["config", "http.receivepack", "true"]);
+        bare
+    }
+
     /// The URL of repository `name`, without credentials.
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{name}.git", self.addr)

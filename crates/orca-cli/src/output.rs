@@ -140,6 +140,18 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
         };
         println!("Budget:    {}{paused}", limits(budget.usd, budget.tokens));
     }
+    if let Some(repo) = &view.repo {
+        let git_ref = if repo.git_ref.is_empty() {
+            "its default branch"
+        } else {
+            repo.git_ref.as_str()
+        };
+        println!(
+            "Repo:      {} at {git_ref}, commit {}",
+            repo.url,
+            short(&repo.commit)
+        );
+    }
     for step in view.steps.iter().filter(|s| s.state == "awaiting_approval") {
         let Some(approval) = &step.approval else {
             continue;
@@ -204,6 +216,27 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
         ],
         &rows,
     );
+    let work: Vec<Vec<String>> = view
+        .steps
+        .iter()
+        .filter_map(|s| s.work.as_ref().map(|w| (s, w)))
+        .map(|(s, w)| {
+            vec![
+                s.id.clone(),
+                w.branch.clone(),
+                short(&w.head_commit).to_string(),
+                format!(
+                    "{} files, +{} -{}",
+                    w.files_changed, w.insertions, w.deletions
+                ),
+                truncate(&w.changed_paths.join(" "), 60),
+            ]
+        })
+        .collect();
+    if !work.is_empty() {
+        println!();
+        print_table(&["STEP", "BRANCH", "HEAD", "CHANGES", "PATHS"], &work);
+    }
     let attempts: Vec<Vec<String>> = task
         .steps
         .iter()
@@ -393,6 +426,11 @@ pub fn duration(micros: i64) -> String {
         1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
         _ => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
     }
+}
+
+/// A commit as people read it: its first twelve digits.
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 #[cfg(test)]

@@ -1,0 +1,231 @@
+//! `make bench-repo`: how fast a step's workspace is ready when its task
+//! names a repository, and what it costs on disk. A generated repository
+//! (ORCA_BENCH_REPO_FILES files, 20,000, and ORCA_BENCH_REPO_COMMITS
+//! commits, 2,000) is served by the real git server over smart HTTP with
+//! basic auth (nginx, fcgiwrap, git http-backend); each run then measures
+//! on a new worker directory:
+//!
+//! - the mirror's first clone (a worker's first step on the repository);
+//! - a step's worktree from the warm mirror (ORCA_BENCH_REPO_STEPS, 20,
+//!   each on its own branch): p50 and p99;
+//! - a fresh `git clone` of the same repository over the same server
+//!   (ORCA_BENCH_REPO_CLONES, 5): p50, and the worktree's p50 as a share
+//!   of it;
+//! - the disk of the mirror and 8 worktrees against 8 clones.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use orca_git::Credentials;
+use orca_git::mirror::Mirrors;
+use orca_tests::bench::*;
+use orca_tests::git_server::{GitServer, PASSWORD, USER, git};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let files = env_number("ORCA_BENCH_REPO_FILES", 20_000) as usize;
+    let commits = env_number("ORCA_BENCH_REPO_COMMITS", 2_000) as usize;
+    let runs = runs();
+    let dir = tempfile::tempdir()?;
+    let server = GitServer::start(dir.path())?;
+    let started = Instant::now();
+    let head = generate(&server, "big", files, commits)?;
+    println!(
+        "orca repository benchmark: {} cores, release build; a repository of {files} files and {commits} commits (made in {:.1} s), served over smart HTTP with basic auth by nginx + git http-backend on loopback",
+        cores(),
+        started.elapsed().as_secs_f64()
+    );
+    let url = server.url("big");
+    let mut table = Table::default();
+    for run in 1..=runs {
+        measure_once(&mut table, dir.path(), &url, &head, run).await?;
+        println!("run {run} of {runs} done");
+    }
+    println!("\n{}", table.render(&command("bench-repo")));
+    Ok(())
+}
+
+/// A repository of `files` files whose history has `commits` commits (the
+/// first adds every file, each later one changes ten), made with
+/// `git fast-import`; its head.
+fn generate(
+    server: &GitServer,
+    name: &str,
+    files: usize,
+    commits: usize,
+) -> anyhow::Result<String> {
+    let bare = server.create_bare(name);
+    let mut import = Command::new("git")
+        .current_dir(&bare)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("git fast-import")?;
+    let mut stream = std::io::BufWriter::new(import.stdin.take().context("stdin")?);
+    let path = |i: usize| format!("src/m{:03}/f{i:05}.txt", i / 100);
+    for n in 0..commits.max(1) {
+        let message = format!("commit {n}");
+        write!(
+            stream,
+            "commit refs/heads/main\ncommitter bench <bench@example.com> {} +0000\ndata {}\n{message}\n",
+            1_700_000_000 + n,
+            message.len()
+        )?;
+        let changed: Vec<usize> = if n == 0 {
+            (0..files).collect()
+        } else {
+            (0..10).map(|k| (n * 10 + k) % files).collect()
+        };
+        for i in changed {
+            let content = format!("file {i}, as of commit {n}\n{}\n", "x".repeat(64));
+            write!(
+                stream,
+                "M 644 inline {}\ndata {}\n{content}\n",
+                path(i),
+                content.len()
+            )?;
+        }
+    }
+    drop(stream);
+    if !import.wait()?.success() {
+        bail!("git fast-import failed");
+    }
+    Ok(git(&bare, &["rev-parse", "main"]))
+}
+
+fn credentials() -> Credentials {
+    Credentials::parse(&format!("{USER}:{PASSWORD}"))
+}
+
+/// Bytes under `path`, as `du` counts them (blocks, in KiB).
+fn disk_kib(paths: &[&Path]) -> anyhow::Result<u64> {
+    let output = Command::new("du")
+        .arg("-sk")
+        .arg("-c")
+        .args(paths)
+        .output()?;
+    let text = String::from_utf8(output.stdout)?;
+    let total = text
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("du's total")?;
+    Ok(total)
+}
+
+fn sorted_micros(mut samples: Vec<i64>) -> Vec<i64> {
+    samples.sort_unstable();
+    samples
+}
+
+async fn measure_once(
+    table: &mut Table,
+    dir: &Path,
+    url: &str,
+    head: &str,
+    run: usize,
+) -> anyhow::Result<()> {
+    let steps = env_number("ORCA_BENCH_REPO_STEPS", 20) as usize;
+    let clones = env_number("ORCA_BENCH_REPO_CLONES", 5) as usize;
+    let work = dir.join(format!("run-{run}"));
+    let mirrors = Mirrors::new(work.join("mirrors"), orca_git::program());
+
+    let started = Instant::now();
+    let mirror = mirrors.ensure(url, head, Some(&credentials())).await?;
+    table.add(
+        "mirror's first clone (a worker's first step on the repository)",
+        "ms",
+        Better::Lower,
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
+
+    let mut ready = Vec::with_capacity(steps);
+    let mut trees = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let started = Instant::now();
+        // As a step gets it: the mirror checked for the commit, then the
+        // worktree on the step's branch.
+        let mirror = mirrors.ensure(url, head, Some(&credentials())).await?;
+        let tree = mirror
+            .add_worktree(
+                &work.join(format!("worktrees/s{step}")),
+                &format!("orca/bench/s{step}"),
+                head,
+            )
+            .await?;
+        ready.push(started.elapsed().as_micros() as i64);
+        trees.push(tree);
+    }
+    let ready = sorted_micros(ready);
+    let worktree_p50 = quantile_ms(&ready, 0.5);
+    table.add(
+        "workspace ready: worktree from a warm mirror, p50",
+        "ms",
+        Better::Lower,
+        worktree_p50,
+    );
+    table.add(
+        "workspace ready: worktree from a warm mirror, p99",
+        "ms",
+        Better::Lower,
+        quantile_ms(&ready, 0.99),
+    );
+
+    let mut cloned = Vec::with_capacity(clones);
+    for n in 0..clones {
+        let target = work.join(format!("clones/c{n}"));
+        let started = Instant::now();
+        let output = orca_git::command(&orca_git::program(), Some(&credentials()))
+            .args(["clone", "-q", url])
+            .arg(&target)
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!("git clone: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        cloned.push(started.elapsed().as_micros() as i64);
+    }
+    let cloned = sorted_micros(cloned);
+    let clone_p50 = quantile_ms(&cloned, 0.5);
+    table.add(
+        "fresh git clone over HTTP, p50",
+        "ms",
+        Better::Lower,
+        clone_p50,
+    );
+    table.add(
+        "worktree p50 as a share of the clone's",
+        "%",
+        Better::Lower,
+        100.0 * worktree_p50 / clone_p50,
+    );
+
+    let eight: Vec<&Path> = trees.iter().take(8).map(|t| t.path()).collect();
+    let mut with_mirror = eight.clone();
+    with_mirror.push(mirror.path());
+    table.add(
+        "disk: the mirror and 8 worktrees",
+        "MiB",
+        Better::Lower,
+        disk_kib(&with_mirror)? as f64 / 1024.0,
+    );
+    let clone_dirs: Vec<std::path::PathBuf> = (0..clones.min(8))
+        .map(|n| work.join(format!("clones/c{n}")))
+        .collect();
+    let one_clone = disk_kib(&[clone_dirs[0].as_path()])? as f64 / 1024.0;
+    table.add(
+        "disk: 8 clones (one clone's, times 8)",
+        "MiB",
+        Better::Lower,
+        one_clone * 8.0,
+    );
+    for tree in trees {
+        tree.remove().await?;
+    }
+    std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
