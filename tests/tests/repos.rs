@@ -356,3 +356,118 @@ async fn a_step_that_rewrites_its_branch_or_whose_worker_lacks_the_credentials_f
     );
     Ok(())
 }
+
+/// A step that says it is started, then waits (30 s at most) for `other`
+/// to say so: it succeeds only when both run at once.
+fn meets(
+    id: &str,
+    other: &str,
+    dir: &std::path::Path,
+    touches: &[&str],
+    writes: &str,
+) -> v1::StepSpec {
+    let d = dir.display();
+    let mut step = shell_step(
+        id,
+        &[],
+        &format!(
+            "touch {d}/{id}.started; i=0; while [ ! -f {d}/{other}.started ]; do i=$((i+1)); \
+             [ $i -gt 300 ] && exit 7; sleep 0.1; done; mkdir -p $(dirname {writes}); echo {id} >> {writes}"
+        ),
+    );
+    step.touches = touches.iter().map(|t| t.to_string()).collect();
+    step
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_that_may_touch_the_same_paths_run_one_after_the_other_and_the_rest_at_once()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("README.md", "hello\n")]);
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1")?;
+    let client = server.tasks().await?;
+    let gates = dir.path().join("gates");
+    std::fs::create_dir_all(&gates)?;
+
+    let mut request = repo_task(&git.url("app"), "main", "git-creds");
+    let mut handlers = shell_step(
+        "handlers",
+        &[],
+        "mkdir -p src/api && echo h > src/api/handlers.rs",
+    );
+    handlers.touches = vec!["src/api/handlers.rs".into()];
+    let mut sloppy = shell_step(
+        "sloppy",
+        &[],
+        "mkdir -p docs && echo d > docs/a.md && echo x >> README.md",
+    );
+    sloppy.touches = vec!["docs/**".into()];
+    let mut strict = sloppy.clone();
+    strict.id = "strict".into();
+    strict.touches_strict = true;
+    // The strict step fails its task: it runs in one of its own.
+    let mut strict_request = request.clone();
+    if let Some(spec) = strict_request.spec.as_mut() {
+        spec.steps = vec![strict];
+    }
+    if let Some(spec) = request.spec.as_mut() {
+        spec.steps = vec![
+            // api and web meet: they must run at once; handlers may touch
+            // what api touches, so it waits for api.
+            meets("api", "web", &gates, &["src/api/**"], "src/api/mod.rs"),
+            meets("web", "api", &gates, &["src/web/**"], "src/web/mod.rs"),
+            handlers,
+            sloppy,
+        ];
+    }
+    let id = submit(&client, request).await?;
+    let task = wait_finished(&client, &id, std::time::Duration::from_secs(90)).await?;
+    for name in ["api", "web", "handlers", "sloppy"] {
+        assert_eq!(
+            step(&task, name).state,
+            v1::StepState::Succeeded as i32,
+            "{name}: {}",
+            step(&task, name).error
+        );
+    }
+    let api = step(&task, "api");
+    let handlers = step(&task, "handlers");
+    assert!(
+        micros(&handlers.started_at) >= micros(&api.finished_at),
+        "handlers ran after api"
+    );
+    let strict_id = submit(&client, strict_request).await?;
+    let strict_task =
+        wait_finished(&client, &strict_id, std::time::Duration::from_secs(60)).await?;
+    let strict = step(&strict_task, "strict");
+    assert_eq!(strict.state, v1::StepState::Failed as i32);
+    assert!(
+        strict
+            .error
+            .contains("changed paths outside its touches: README.md"),
+        "{}",
+        strict.error
+    );
+    let events = task_events(&mut client.clone(), &id, 0, false).await?;
+    let said = |step_id: &str, text: &str| {
+        events.iter().any(|e| match &e.kind {
+            Some(v1::event::Kind::StepState(s)) => s.step_id == step_id && s.message.contains(text),
+            Some(v1::event::Kind::Progress(p)) => p.step_id == step_id && p.message.contains(text),
+            _ => false,
+        })
+    };
+    assert!(
+        said(
+            "handlers",
+            "waits for step api: it touches src/api/handlers.rs, step api touches src/api/**"
+        ),
+        "{events:?}"
+    );
+    assert!(said(
+        "sloppy",
+        "changed paths outside its touches: README.md"
+    ));
+    Ok(())
+}

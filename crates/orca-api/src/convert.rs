@@ -141,6 +141,8 @@ impl From<v1::StepSpec> for core::StepSpec {
                 approvers: a.approvers,
                 timeout_seconds: (a.timeout_seconds > 0).then_some(a.timeout_seconds),
             }),
+            touches: step.touches,
+            touches_strict: step.touches_strict,
         }
     }
 }
@@ -208,6 +210,8 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 approvers: a.approvers.clone(),
                 timeout_seconds: a.timeout_seconds.unwrap_or(0),
             }),
+            touches: step.touches.clone(),
+            touches_strict: step.touches_strict,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod run;
 pub mod spec;
 pub mod state;
 pub mod template;
+pub mod touches;
 pub mod validate;
 
 pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};

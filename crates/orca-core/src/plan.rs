@@ -33,7 +33,9 @@ agent working in its own empty directory) or a command step (`command`: an argv,
 string). A step runs after the steps in its `dependsOn` succeed, and finds their outputs in \
 context/inputs.json. `needs` lists capabilities a worker must offer; agent steps need \
 `claude-code` implicitly. Use only capabilities that exist. Step ids are lowercase letters, \
-digits, '-' and '_'. Prefer few steps; run independent work in parallel.\n\n{workers}"
+digits, '-' and '_'. Prefer few steps; run independent work in parallel. When the task \
+works on a repository, give each step that changes files its `touches`: globs of the paths it \
+will change (`src/api/**`); steps whose globs may overlap do not run at once.\n\n{workers}"
     )
 }
 
@@ -56,7 +58,9 @@ pub fn plan_schema() -> Value {
                         "allowedTools": {"type": "array", "items": {"type": "string"}},
                         "maxTurns": {"type": "integer", "minimum": 1, "maximum": 1000},
                         "command": {"type": "array", "items": {"type": "string"},
-                                    "description": "A command step's argv."}
+                                    "description": "A command step's argv."},
+                        "touches": {"type": "array", "items": {"type": "string"},
+                                    "description": "Globs of the repository paths the step will change, e.g. src/api/**."}
                     },
                     "required": ["id"],
                     "additionalProperties": false
@@ -96,6 +100,8 @@ struct PlannedStep {
     allowed_tools: Vec<String>,
     max_turns: Option<u32>,
     command: Option<Vec<String>>,
+    #[serde(default)]
+    touches: Vec<String>,
 }
 
 /// Reads the plan tool's input into steps; the error names what is wrong
@@ -148,6 +154,8 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             timeout_seconds: None,
             stall_timeout_seconds: None,
             approval: None,
+            touches: planned.touches,
+            touches_strict: false,
         });
     }
     Ok(Plan {

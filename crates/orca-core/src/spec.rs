@@ -102,6 +102,14 @@ pub struct StepSpec {
     /// dependencies succeed it waits, `awaiting_approval`, for a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalSpec>,
+    /// The paths it means to change in the task's repository, as globs
+    /// (`src/api/**`): a step whose globs may overlap another's waits for
+    /// it rather than run beside it. Empty: no claim, no wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub touches: Vec<String>,
+    /// A change outside `touches` fails the step; otherwise it is an event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub touches_strict: bool,
 }
 
 /// A human gate before a step: who may decide, what they are asked, and how
@@ -327,6 +335,8 @@ impl StepSpec {
             timeout_seconds: None,
             stall_timeout_seconds: None,
             approval: None,
+            touches: Vec::new(),
+            touches_strict: false,
         }
     }
 
@@ -343,6 +353,8 @@ impl StepSpec {
             timeout_seconds: None,
             stall_timeout_seconds: None,
             approval: None,
+            touches: Vec::new(),
+            touches_strict: false,
         }
     }
 

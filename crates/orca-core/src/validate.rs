@@ -372,6 +372,27 @@ fn validate_step(
     if let Some(approval) = &step.approval {
         validate_approval(i, id, approval, limits)?;
     }
+    if step.touches.len() > crate::touches::MAX_GLOBS {
+        return Err(invalid(
+            format!("steps[{i}].touches"),
+            format!(
+                "step {id:?} names {} globs; the limit is {}",
+                step.touches.len(),
+                crate::touches::MAX_GLOBS
+            ),
+        ));
+    }
+    for (t, glob) in step.touches.iter().enumerate() {
+        if let Some(problem) = crate::touches::glob_problem(glob) {
+            return Err(invalid(format!("steps[{i}].touches[{t}]"), problem));
+        }
+    }
+    if step.touches_strict && step.touches.is_empty() {
+        return Err(invalid(
+            format!("steps[{i}].touchesStrict"),
+            format!("step {id:?} is strict about touches it does not name"),
+        ));
+    }
 
     match step.runtime() {
         None if step.runtime_count() == 0 => Err(invalid(

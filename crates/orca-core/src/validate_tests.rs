@@ -478,3 +478,60 @@ mod repo {
         .expect("valid");
     }
 }
+
+mod touches {
+    use crate::validate::{Limits, validate};
+    use crate::{Error, StepSpec, TaskSpec};
+
+    fn with_touches(touches: &[&str], strict: bool) -> TaskSpec {
+        let mut step = StepSpec::noop("a");
+        step.touches = touches.iter().map(|t| t.to_string()).collect();
+        step.touches_strict = strict;
+        TaskSpec {
+            steps: vec![step],
+            ..TaskSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_touches_glob_that_does_not_parse_is_refused_naming_it() {
+        for (spec, field, says) in [
+            (
+                with_touches(&["src/**", "/etc/x"], false),
+                "steps[0].touches[1]",
+                "absolute",
+            ),
+            (
+                with_touches(&["../up"], false),
+                "steps[0].touches[0]",
+                "leaves the repository",
+            ),
+            (
+                with_touches(&["src/{a,b}"], false),
+                "steps[0].touches[0]",
+                "are not read",
+            ),
+            (
+                with_touches(&[], true),
+                "steps[0].touchesStrict",
+                "does not name",
+            ),
+        ] {
+            match validate(&spec, &Limits::default()) {
+                Err(Error::Invalid {
+                    field: got,
+                    message,
+                }) => {
+                    assert_eq!(got, field, "{message}");
+                    assert!(message.contains(says), "{message}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        validate(
+            &with_touches(&["src/api/**", "Cargo.toml"], true),
+            &Limits::default(),
+        )
+        .expect("valid");
+    }
+}

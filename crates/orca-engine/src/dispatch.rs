@@ -21,20 +21,20 @@ impl Engine {
         self.tasks.insert(id, active);
     }
 
-    /// Puts a task's ready steps in the ready queue.
+    /// Puts a task's ready steps in the ready queue (those whose touches
+    /// may overlap a sibling's wait for it).
     pub(super) fn queue_ready(&mut self, id: &Arc<str>, active: &mut Active) {
         if active.run.state() == TaskState::Paused {
             return;
         }
         let ready: Vec<usize> = active.run.queued().collect();
         for index in ready {
-            let (priority, created_at) = (active.spec.priority, active.created_at);
-            active.steps[index].enqueue(
-                &mut self.queue,
-                (priority, created_at),
-                (id.clone(), index),
-                now_micros(),
-            );
+            if active.steps[index].queued.is_some() {
+                continue;
+            }
+            if let Some(held) = ready_step(&mut self.queue, id, active, index, now_micros()) {
+                self.round.event(id, active, held);
+            }
         }
     }
 
@@ -257,4 +257,51 @@ impl Engine {
             .collect();
         FleetNow { workers, queue }
     }
+}
+
+/// Puts step `index` in the ready queue, unless a sibling that is queued
+/// or running may touch the same paths: then it waits for that one, and
+/// the answer is the event that says so (once per sibling it waits for).
+pub(super) fn ready_step(
+    queue: &mut ReadyQueue<(Arc<str>, usize)>,
+    task_id: &Arc<str>,
+    active: &mut Active,
+    index: usize,
+    now: Micros,
+) -> Option<EventKind> {
+    if let Some((holder, why)) = active.touch_holder(index) {
+        let live = &mut active.steps[index];
+        let newly = live.held_by != Some(holder);
+        live.held_by = Some(holder);
+        return newly.then(|| EventKind::StepState {
+            step: active.spec.steps[index].id.clone(),
+            state: StepState::Queued,
+            attempt: active.run.step(index).attempt,
+            worker: String::new(),
+            message: why,
+        });
+    }
+    let live = &mut active.steps[index];
+    live.held_by = None;
+    live.enqueue(
+        queue,
+        (active.spec.priority, active.created_at),
+        (task_id.clone(), index),
+        now,
+    );
+    None
+}
+
+/// The steps of `active` that wait for a sibling no longer queued or
+/// running: ready to be tried again.
+pub(super) fn released(active: &Active) -> Vec<usize> {
+    active
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, live)| {
+            let holder = live.held_by?;
+            (active.steps[holder].queued.is_none() && !active.running(holder)).then_some(i)
+        })
+        .collect()
 }

@@ -52,6 +52,22 @@ pub(crate) struct Round {
     pub(crate) queued: Vec<oneshot::Sender<()>>,
 }
 
+impl Round {
+    /// Appends an event of `active`: stored with the round's writes,
+    /// published once they commit.
+    pub(crate) fn event(&mut self, task_id: &Arc<str>, active: &mut Active, kind: EventKind) {
+        let event = Arc::new(Event {
+            task_id: task_id.to_string(),
+            seq: active.next_seq,
+            at: now_micros(),
+            kind,
+        });
+        active.next_seq += 1;
+        self.writes.push(Write::Event((*event).clone()));
+        self.events.push(event);
+    }
+}
+
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,

@@ -313,15 +313,7 @@ impl Engine {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };
-        let event = Arc::new(Event {
-            task_id: task_id.to_string(),
-            seq: active.next_seq,
-            at: now_micros(),
-            kind,
-        });
-        active.next_seq += 1;
-        self.round.writes.push(Write::Event((*event).clone()));
-        self.round.events.push(event);
+        self.round.event(task_id, active, kind);
     }
 
     /// Records the state machine's changes: store writes, events, queue
@@ -411,14 +403,14 @@ impl Engine {
                     }
                     // A paused task's steps wait outside the queue until
                     // it resumes.
-                    if state == StepState::Queued && active.run.state() != TaskState::Paused {
-                        live.enqueue(
-                            &mut self.queue,
-                            (active.spec.priority, active.created_at),
-                            (task_id.clone(), index),
-                            now,
-                        );
+                    if state == StepState::Queued
+                        && active.run.state() != TaskState::Paused
+                        && let Some(held) =
+                            dispatch::ready_step(&mut self.queue, task_id, active, index, now)
+                    {
+                        self.round.event(task_id, active, held);
                     }
+                    let live = &mut active.steps[index];
                     let step_id = active.spec.steps[index].id.clone();
                     let mut write = match detail.take() {
                         Some((i, write)) if i == index => write,
@@ -460,6 +452,25 @@ impl Engine {
             }
             if let Some(kind) = recorded {
                 self.event(task_id, kind);
+            }
+        }
+        // A step that waited for a sibling touching the same paths goes on
+        // once that one is neither queued nor running.
+        if let Some(active) = self.tasks.get_mut(task_id)
+            && active.run.state() != TaskState::Paused
+        {
+            for index in dispatch::released(active) {
+                if active.run.step(index).state == StepState::Queued
+                    && active.steps[index].queued.is_none()
+                {
+                    if let Some(held) =
+                        dispatch::ready_step(&mut self.queue, task_id, active, index, now)
+                    {
+                        self.round.event(task_id, active, held);
+                    }
+                } else {
+                    active.steps[index].held_by = None;
+                }
             }
         }
         if self

@@ -33,6 +33,9 @@ pub(crate) struct LiveStep {
     /// short of success, the step runs again uncounted (even when the task
     /// resumed before the attempt came back).
     pub(crate) stopped_for_budget: bool,
+    /// Ready, but waiting for this sibling, queued or running, whose
+    /// `touches` may overlap its own.
+    pub(crate) held_by: Option<usize>,
 }
 
 impl LiveStep {
@@ -79,6 +82,39 @@ pub(crate) struct Active {
     pub(crate) spent: orca_core::Cost,
 }
 
+impl Active {
+    /// Whether step `index` has an attempt under way.
+    pub(crate) fn running(&self, index: usize) -> bool {
+        self.run.step(index).state == orca_core::StepState::Running
+    }
+
+    /// The sibling step `index` must wait for, and why: one queued or
+    /// running whose `touches` may overlap its own (the lowest such).
+    pub(crate) fn touch_holder(&self, index: usize) -> Option<(usize, String)> {
+        let mine = &self.spec.steps[index].touches;
+        if mine.is_empty() {
+            return None;
+        }
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(j, live)| *j != index && (live.queued.is_some() || self.running(*j)))
+            .find_map(|(j, _)| {
+                let other = &self.spec.steps[j];
+                let (a, b) = orca_core::touches::first_overlap(mine, &other.touches)?;
+                let why = if a == b {
+                    format!("waits for step {}: both touch {a}", other.id)
+                } else {
+                    format!(
+                        "waits for step {}: it touches {a}, step {} touches {b}",
+                        other.id, other.id
+                    )
+                };
+                Some((j, why))
+            })
+    }
+}
+
 /// `(tenant, trace_context)` come from the stored task.
 pub(crate) fn new_active(
     spec: Arc<TaskSpec>,
@@ -103,6 +139,7 @@ pub(crate) fn new_active(
             model: String::new(),
             running_cost: orca_core::Cost::default(),
             stopped_for_budget: false,
+            held_by: None,
         })
         .collect();
     let index = spec

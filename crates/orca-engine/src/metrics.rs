@@ -34,6 +34,7 @@ pub struct Metrics {
     rate_limits: Family<Labels, Counter>,
     pools_paused: Gauge,
     budget_pauses: Family<Labels, Counter>,
+    touches_exceeded: Counter,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -67,6 +68,7 @@ impl Metrics {
             rate_limits: Family::default(),
             pools_paused: Gauge::default(),
             budget_pauses: Family::default(),
+            touches_exceeded: Counter::default(),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -140,6 +142,11 @@ impl Metrics {
             metrics.budget_pauses.clone(),
         );
         registry.register(
+            "steps_outside_touches",
+            "Step attempts that changed paths their step's touches do not name",
+            metrics.touches_exceeded.clone(),
+        );
+        registry.register(
             "steps_awaiting_approval",
             "Steps waiting for an approver's decision now",
             metrics.awaiting_approval.clone(),
@@ -203,6 +210,11 @@ impl Metrics {
     /// waiting).
     pub fn approval_waiting(&self) {
         self.awaiting_approval.inc();
+    }
+
+    /// A step's attempt changed paths its `touches` do not name.
+    pub fn touches_exceeded(&self) {
+        self.touches_exceeded.inc();
     }
 
     /// A step stopped waiting for approval, however that ended.

@@ -59,6 +59,46 @@ impl Engine {
         }));
     }
 
+    /// The paths an attempt changed that its step's `touches` do not
+    /// cover (at most ten named), and whether its step is strict about it;
+    /// `None` when it stayed inside, or claimed nothing.
+    fn outside_touches(&self, report: &StepResult) -> Option<(bool, String)> {
+        let work = report.work.as_ref()?;
+        let active = self.tasks.get(report.attempt.task_id.as_str())?;
+        let step = active
+            .spec
+            .steps
+            .iter()
+            .find(|s| s.id == report.attempt.step_id)?;
+        if step.touches.is_empty() {
+            return None;
+        }
+        let outside: Vec<&str> = work
+            .changed_paths
+            .iter()
+            .filter(|path| {
+                !step
+                    .touches
+                    .iter()
+                    .any(|glob| orca_core::touches::matches(glob, path))
+            })
+            .map(String::as_str)
+            .collect();
+        if outside.is_empty() {
+            return None;
+        }
+        let mut named = outside
+            .iter()
+            .take(10)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if outside.len() > 10 {
+            named.push_str(&format!(" and {} more", outside.len() - 10));
+        }
+        Some((step.touches_strict, named))
+    }
+
     pub(super) fn report(&mut self, worker: u64, report: StepResult) {
         let Some((task_id, index)) = self.current(worker, &report.attempt) else {
             tracing::warn!(
@@ -88,6 +128,22 @@ impl Engine {
         if outcome == orca_core::Outcome::Succeeded && !output_ok {
             outcome = orca_core::Outcome::Failed(INVALID_OUTPUT.into());
         }
+        // What it changed against what it said it would touch.
+        let outside = self.outside_touches(&report);
+        let strict_failure = outside
+            .as_ref()
+            .filter(|(strict, _)| *strict)
+            .map(|(_, paths)| {
+                format!(
+                    "step {} changed paths outside its touches: {paths}",
+                    report.attempt.step_id
+                )
+            });
+        if outcome == orca_core::Outcome::Succeeded
+            && let Some(why) = &strict_failure
+        {
+            outcome = orca_core::Outcome::Failed(why.clone());
+        }
         let limited = report
             .rate_limited
             .as_ref()
@@ -103,11 +159,26 @@ impl Engine {
         };
         // The attempt's record says which signal made it a limit, so
         // `orca get task` tells a limit apart from the step's own failure.
-        let attempt_error = match (&handed_back, output_ok) {
-            (Some(why), _) => why.clone(),
-            (None, true) => report.error.clone(),
-            (None, false) => INVALID_OUTPUT.into(),
+        let attempt_error = match (&handed_back, output_ok, &strict_failure) {
+            (Some(why), _, _) => why.clone(),
+            (None, false, _) => INVALID_OUTPUT.into(),
+            (None, true, Some(why)) if report.outcome == AttemptEnd::Succeeded => why.clone(),
+            (None, true, _) => report.error.clone(),
         };
+        if let Some((_, paths)) = &outside {
+            self.metrics.touches_exceeded();
+            let attempt = report.attempt.attempt;
+            let step = report.attempt.step_id.clone();
+            if let Some(active) = self.tasks.get_mut(&task_id) {
+                let kind = EventKind::Progress {
+                    step,
+                    attempt,
+                    fraction: 1.0,
+                    message: format!("changed paths outside its touches: {paths}"),
+                };
+                self.round.event(&task_id, active, kind);
+            }
+        }
         self.settle_cost(&task_id, index, report.cost);
         let Some(active) = self.tasks.get_mut(&task_id) else {
             return;
@@ -173,7 +244,10 @@ impl Engine {
             finished_at: Some(now_micros()),
             started_at: report.started_at,
             output_json: Some(output.to_string()),
-            error: Some(report.error),
+            error: Some(match (&strict_failure, report.outcome) {
+                (Some(why), AttemptEnd::Succeeded) => why.clone(),
+                _ => report.error,
+            }),
             exit_code: Some(report.exit_code),
             // The last attempt's work; one that did none clears an
             // earlier attempt's.
@@ -201,12 +275,11 @@ impl Engine {
             {
                 continue;
             }
-            live.enqueue(
-                &mut self.queue,
-                (active.spec.priority, active.created_at),
-                (task_id.clone(), index),
-                now_micros(),
-            );
+            if let Some(held) =
+                crate::dispatch::ready_step(&mut self.queue, &task_id, active, index, now_micros())
+            {
+                self.round.event(&task_id, active, held);
+            }
         }
     }
 

@@ -338,6 +338,55 @@ async fn a_dependent_step_starts_once_its_dependency_succeeded() {
 }
 
 #[tokio::test]
+async fn steps_whose_touches_may_overlap_run_one_after_the_other_and_disjoint_ones_at_once() {
+    let h = Harness::new();
+    let touching = |id: &str, globs: &[&str]| {
+        let mut step = noop(id);
+        step.touches = globs.iter().map(|g| g.to_string()).collect();
+        step
+    };
+    h.submit(
+        "t",
+        0,
+        1,
+        vec![
+            touching("api", &["src/api/**"]),
+            touching("handlers", &["src/api/handlers.rs"]),
+            touching("web", &["src/web/**"]),
+        ],
+    )
+    .await;
+    let mut w = h.worker("w", &["shell"], 3).await;
+    h.engine.credits(w.id, 3).await.expect("credits");
+    let mut started = vec![w.assigned().await, w.assigned().await];
+    started.sort_by(|a, b| a.step_id.cmp(&b.step_id));
+    assert_eq!(started, vec![key("t", "api", 1), key("t", "web", 1)]);
+    h.settled().await;
+    assert!(w.idle(), "handlers waits for api");
+    let task = h.task("t").await;
+    assert_eq!(task.steps[1].state, StepState::Queued);
+    let events = h.store.events_after("t", 0, 100).await.expect("events");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, .. }
+            if step == "handlers" && message == "waits for step api: it touches src/api/handlers.rs, step api touches src/api/**")),
+        "the wait is said: {events:?}"
+    );
+    h.report(&w, key("t", "web", 1), AttemptEnd::Succeeded)
+        .await;
+    h.settled().await;
+    assert!(w.idle(), "web does not hold handlers");
+    h.report(&w, key("t", "api", 1), AttemptEnd::Succeeded)
+        .await;
+    assert_eq!(w.assigned().await, key("t", "handlers", 1));
+    h.report(&w, key("t", "handlers", 1), AttemptEnd::Succeeded)
+        .await;
+    h.until("t", "the task succeeds", |t| {
+        t.state == TaskState::Succeeded
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
     let h = Harness::new();
     h.submit("t", 0, 1, vec![noop("a")]).await;
