@@ -457,6 +457,7 @@ impl Engine {
         // A step that waited for a sibling touching the same paths goes on
         // once that one is neither queued nor running.
         if let Some(active) = self.tasks.get_mut(task_id)
+            && active.claims_paths
             && active.run.state() != TaskState::Paused
         {
             for index in dispatch::released(active) {

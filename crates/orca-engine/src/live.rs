@@ -80,6 +80,9 @@ pub(crate) struct Active {
     pub(crate) index: HashMap<String, usize>,
     /// What its ended attempts cost.
     pub(crate) spent: orca_core::Cost,
+    /// Some step names `touches`: only then may a step wait for a sibling
+    /// (so a task without them pays nothing for the check).
+    pub(crate) claims_paths: bool,
 }
 
 impl Active {
@@ -123,6 +126,7 @@ pub(crate) fn new_active(
     run: TaskRun,
     next_seq: u64,
 ) -> Active {
+    let claims_paths = spec.steps.iter().any(|s| !s.touches.is_empty());
     let steps = spec
         .steps
         .iter()
@@ -158,5 +162,6 @@ pub(crate) fn new_active(
         steps,
         index,
         spent: orca_core::Cost::default(),
+        claims_paths,
     }
 }
