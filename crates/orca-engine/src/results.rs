@@ -62,14 +62,13 @@ impl Engine {
     /// The paths an attempt changed that its step's `touches` do not
     /// cover (at most ten named), and whether its step is strict about it;
     /// `None` when it stayed inside, or claimed nothing.
-    fn outside_touches(&self, report: &StepResult) -> Option<(bool, String)> {
+    fn outside_touches(
+        &self,
+        (task_id, index): (&Arc<str>, usize),
+        report: &StepResult,
+    ) -> Option<(bool, String)> {
         let work = report.work.as_ref()?;
-        let active = self.tasks.get(report.attempt.task_id.as_str())?;
-        let step = active
-            .spec
-            .steps
-            .iter()
-            .find(|s| s.id == report.attempt.step_id)?;
+        let step = &self.tasks.get(task_id)?.spec.steps[index];
         if step.touches.is_empty() {
             return None;
         }
@@ -129,7 +128,7 @@ impl Engine {
             outcome = orca_core::Outcome::Failed(INVALID_OUTPUT.into());
         }
         // What it changed against what it said it would touch.
-        let outside = self.outside_touches(&report);
+        let outside = self.outside_touches((&task_id, index), &report);
         let strict_failure = outside
             .as_ref()
             .filter(|(strict, _)| *strict)

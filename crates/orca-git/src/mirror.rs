@@ -333,10 +333,6 @@ impl Worktree {
         &self.path
     }
 
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-
     /// Commits what the step left uncommitted (as orca, with `message`),
     /// then reads what the step did from its branch. A step that deleted
     /// its branch, or rewrote it so the base is no longer in its history,

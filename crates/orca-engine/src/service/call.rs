@@ -36,10 +36,6 @@ impl<T> Call<T> {
         permit(self.caller.as_ref(), action)
     }
 
-    pub fn message(&self) -> &T {
-        &self.message
-    }
-
     pub fn into_message(self) -> T {
         self.message
     }

@@ -119,14 +119,11 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(w) => w,
         Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
     };
-    let tree = match repo::check_out(attempt, &workspace).await {
-        Ok(tree) => tree,
+    // In its repository's worktree when its task names one.
+    let (tree, cwd) = match repo::check_out(attempt, &workspace).await {
+        Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
-    // In its repository's worktree when its task names one.
-    let cwd = tree
-        .as_ref()
-        .map_or_else(|| workspace.clone(), |t| t.path().to_path_buf());
     let (command, env) = runtime.command(
         attempt,
         &workspace,

@@ -28,13 +28,22 @@ pub fn worktree_dir(workspace: &Path) -> PathBuf {
     workspace.join(REPO_DIR)
 }
 
-/// The step's worktree: the one a resumed workspace kept, or a new one
-/// from the mirror (fetched first if it lacks the commit). `None` when
-/// the task names no repository.
+/// The step's worktree and the directory its process runs in: the
+/// worktree a resumed workspace kept, or a new one from the mirror
+/// (fetched first if it lacks the commit); no worktree, and the workspace
+/// itself, when the task names no repository.
 pub(crate) async fn check_out(
     attempt: &Attempt,
     workspace: &Path,
-) -> Result<Option<Worktree>, Ended> {
+) -> Result<(Option<Worktree>, PathBuf), Ended> {
+    let tree = worktree(attempt, workspace).await?;
+    let cwd = tree
+        .as_ref()
+        .map_or_else(|| workspace.to_path_buf(), |t| t.path().to_path_buf());
+    Ok((tree, cwd))
+}
+
+async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree>, Ended> {
     let Some(repo) = &attempt.repo else {
         return Ok(None);
     };

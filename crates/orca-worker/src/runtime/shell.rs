@@ -67,14 +67,11 @@ async fn run_process(
     let Some((program, args)) = shell.command.split_first() else {
         return Ended::failed("the command is empty", None);
     };
-    let tree = match repo::check_out(attempt, &workspace).await {
-        Ok(tree) => tree,
+    // In its repository's worktree when its task names one.
+    let (tree, cwd) = match repo::check_out(attempt, &workspace).await {
+        Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
-    // In its repository's worktree when its task names one.
-    let cwd = tree
-        .as_ref()
-        .map_or_else(|| workspace.clone(), |t| t.path().to_path_buf());
     let mut command = Command::new(program);
     command.args(args);
     let env = environment(attempt, shell, secrets, &workspace);
