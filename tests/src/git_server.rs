@@ -210,6 +210,11 @@ http {{
         git(&work, &["rev-parse", "HEAD"])
     }
 
+    /// Runs git in repository `name` on the server's disk; its output.
+    pub fn inside(&self, name: &str, args: &[&str]) -> String {
+        git(&self.root.join(format!("{name}.git")), args)
+    }
+
     /// The commit `git_ref` names in repository `name`.
     pub fn rev_parse(&self, name: &str, git_ref: &str) -> String {
         git(

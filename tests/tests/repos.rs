@@ -32,6 +32,7 @@ fn repo_task(url: &str, git_ref: &str, secret: &str) -> v1::SubmitTaskRequest {
             r#ref: git_ref.into(),
             commit: String::new(),
             credentials_secret: secret.into(),
+            ..v1::RepoSpec::default()
         });
     }
     request
@@ -260,7 +261,7 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
     let task = wait_succeeded(&client, &id, std::time::Duration::from_secs(60)).await?;
 
     let edit = step(&task, "edit").work.clone().expect("edit's work");
-    assert_eq!(edit.branch, format!("orca/{id}/edit"));
+    assert_eq!(edit.branch, format!("orca/{id}-edit"));
     assert_eq!(edit.base_commit, first);
     assert_ne!(edit.head_commit, first);
     assert_eq!(edit.changed_paths, vec!["README.md", "src/b.txt"]);
@@ -283,7 +284,7 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
         .expect("a mirror")?
         .path();
     assert_eq!(
-        orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}/edit")]),
+        orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}-edit")]),
         edit.head_commit
     );
     let log = orca_tests::git_server::git(

@@ -50,6 +50,16 @@ impl From<v1::RepoSpec> for core::RepoSpec {
             git_ref: r.r#ref,
             commit: r.commit,
             credentials_secret: r.credentials_secret,
+            push: r.push,
+            pull_request: r.pull_request.map(|p| core::repo::PullRequestSpec {
+                title: p.title,
+                body: p.body,
+                base: p.base,
+                forge: Some(p.forge)
+                    .filter(|f| !f.is_empty())
+                    .map(|f| core::repo::Forge::parse(&f)),
+                api_url: p.api_url,
+            }),
         }
     }
 }
@@ -61,6 +71,18 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
             r#ref: r.git_ref.clone(),
             commit: r.commit.clone(),
             credentials_secret: r.credentials_secret.clone(),
+            push: r.push,
+            pull_request: r.pull_request.as_ref().map(|p| v1::PullRequestSpec {
+                title: p.title.clone(),
+                body: p.body.clone(),
+                base: p.base.clone(),
+                forge: p
+                    .forge
+                    .as_ref()
+                    .map(|f| f.as_str().to_string())
+                    .unwrap_or_default(),
+                api_url: p.api_url.clone(),
+            }),
         }
     }
 }
@@ -76,6 +98,8 @@ impl From<v1::StepWork> for core::StepWork {
             deletions: w.deletions,
             changed_paths: w.changed_paths,
             committed_by_orca: w.committed_by_orca,
+            pushed: w.pushed,
+            pull_request_url: w.pull_request_url,
         }
     }
 }
@@ -91,13 +115,15 @@ impl From<core::StepWork> for v1::StepWork {
             deletions: w.deletions,
             changed_paths: w.changed_paths,
             committed_by_orca: w.committed_by_orca,
+            pushed: w.pushed,
+            pull_request_url: w.pull_request_url,
         }
     }
 }
 
 impl From<v1::StepSpec> for core::StepSpec {
     fn from(step: v1::StepSpec) -> Self {
-        let (mut shell, mut noop, mut claude_code) = (None, None, None);
+        let (mut shell, mut noop, mut claude_code, mut deliver) = (None, None, None, None);
         match step.runtime {
             Some(v1::step_spec::Runtime::Shell(s)) => {
                 shell = Some(core::ShellSpec {
@@ -107,6 +133,9 @@ impl From<v1::StepSpec> for core::StepSpec {
                 });
             }
             Some(v1::step_spec::Runtime::Noop(_)) => noop = Some(core::NoopSpec {}),
+            Some(v1::step_spec::Runtime::Deliver(_)) => {
+                deliver = Some(core::spec::DeliverSpec {});
+            }
             Some(v1::step_spec::Runtime::ClaudeCode(c)) => {
                 claude_code = Some(core::ClaudeCodeSpec {
                     prompt: c.prompt,
@@ -127,6 +156,7 @@ impl From<v1::StepSpec> for core::StepSpec {
             shell,
             noop,
             claude_code,
+            deliver,
             retry: step.retry.map(|r| core::RetryPolicy {
                 max_attempts: r.max_attempts,
                 initial_delay_ms: r.initial_delay_ms,
@@ -190,7 +220,10 @@ impl From<&core::StepSpec> for v1::StepSpec {
                         .unwrap_or_default(),
                 }))
             }
-            (None, None, None) => None,
+            (None, None, None) => step
+                .deliver
+                .as_ref()
+                .map(|_| v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {})),
         };
         v1::StepSpec {
             id: step.id.clone(),
@@ -449,6 +482,14 @@ mod tests {
                 git_ref: "main".into(),
                 commit: "a".repeat(40),
                 credentials_secret: "github-token".into(),
+                push: true,
+                pull_request: Some(core::repo::PullRequestSpec {
+                    title: "Add it".into(),
+                    body: "Why".into(),
+                    base: "main".into(),
+                    forge: Some(core::repo::Forge::Gitlab),
+                    api_url: "https://git.example.com/api/v4".into(),
+                }),
             }),
             ..core::TaskSpec::default()
         };

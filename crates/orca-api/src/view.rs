@@ -94,6 +94,11 @@ pub struct RepoView {
     pub commit: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub credentials_secret: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub push: bool,
+    /// The pull request asked for, as its title.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pull_request_title: String,
 }
 
 /// What a step did to its task's repository.
@@ -109,6 +114,12 @@ pub struct WorkView {
     pub changed_paths: Vec<String>,
     /// Orca committed what the step left uncommitted.
     pub committed_by_orca: bool,
+    /// The deliver step's: the task's branch is on the remote.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pushed: bool,
+    /// The deliver step's: its pull request.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pull_request_url: String,
 }
 
 /// A spending limit: each part set is enforced.
@@ -367,6 +378,12 @@ pub fn task_view(task: &v1::Task) -> TaskView {
             git_ref: r.r#ref.clone(),
             commit: r.commit.clone(),
             credentials_secret: r.credentials_secret.clone(),
+            push: r.push,
+            pull_request_title: r
+                .pull_request
+                .as_ref()
+                .map(|p| p.title.clone())
+                .unwrap_or_default(),
         }),
         budget: spec.budget.as_ref().map(|b| BudgetView {
             usd: b.usd,
@@ -390,6 +407,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                 {
                     Some(v1::step_spec::Runtime::Shell(_)) => "shell",
                     Some(v1::step_spec::Runtime::ClaudeCode(_)) => "claude-code",
+                    Some(v1::step_spec::Runtime::Deliver(_)) => "deliver",
                     _ => "noop",
                 },
                 after: specs
@@ -444,6 +462,8 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                     deletions: w.deletions,
                     changed_paths: w.changed_paths.clone(),
                     committed_by_orca: w.committed_by_orca,
+                    pushed: w.pushed,
+                    pull_request_url: w.pull_request_url.clone(),
                 }),
             })
             .collect(),

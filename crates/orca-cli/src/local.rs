@@ -141,6 +141,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     config.checkpoints = orca_server::checkpoints::Settings {
         max_bytes: usize::try_from(checkpoints.max_checkpoint_bytes).unwrap_or(usize::MAX),
         retention: checkpoints.checkpoint_retention,
+        max_branch_bytes: usize::try_from(checkpoints.max_branch_bytes).unwrap_or(usize::MAX),
     };
     limits.apply(&mut config.limits);
     config.webhooks.allow_private_networks = *webhook_allow_private_networks;

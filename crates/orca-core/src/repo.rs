@@ -41,6 +41,176 @@ pub struct RepoSpec {
     /// talks to the remote, from its own secrets directory; never stored.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credentials_secret: String,
+    /// Push the task's branch, `orca/<task>`, to the remote once its steps
+    /// are done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push: bool,
+    /// Open a pull request (GitHub) or merge request (GitLab) from the
+    /// task's branch once its steps are done; the branch is pushed first,
+    /// whatever `push` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestSpec>,
+}
+
+/// The pull request a task opens when its steps are done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullRequestSpec {
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 256)))]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body: String,
+    /// The branch it asks to merge into: the task's `ref` when empty (which
+    /// must then be a branch).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base: String,
+    /// Whose API to call; read from the URL's host (github.com,
+    /// gitlab.com) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<Forge>,
+    /// The forge's API root, for GitHub Enterprise or a GitLab of one's
+    /// own: `https://api.github.com` and `https://gitlab.com/api/v4` when
+    /// empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_url: String,
+}
+
+/// A forge whose pull requests orca can open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Forge {
+    Github,
+    Gitlab,
+    /// A name that came over the wire and is neither; validation refuses
+    /// it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl Forge {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> Forge {
+        match name {
+            "github" => Forge::Github,
+            "gitlab" => Forge::Gitlab,
+            other => Forge::Unknown(other.to_string()),
+        }
+    }
+
+    /// The public API root of the forge at `host`, for the two hosts
+    /// known by name.
+    pub fn public(host: &str) -> Option<(Forge, &'static str)> {
+        match host {
+            "github.com" => Some((Forge::Github, "https://api.github.com")),
+            "gitlab.com" => Some((Forge::Gitlab, "https://gitlab.com/api/v4")),
+            _ => None,
+        }
+    }
+}
+
+/// The host of a repository URL (`https://host/…`, `ssh://user@host/…`,
+/// `user@host:path`); `None` for a `file://` URL.
+pub fn host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .or_else(|| url.strip_prefix("ssh://"));
+    let authority = match rest {
+        Some(rest) => rest.split('/').next()?,
+        None if url.starts_with("file://") => return None,
+        None => url.split_once(':')?.0,
+    };
+    let host = authority.rsplit('@').next()?;
+    // A port, and an IPv6 address's brackets, are not the host's name.
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The forge a task's pull request goes to, and its API root: as the
+/// pull request names them, else as the repository's host implies.
+pub fn forge_of(repo: &RepoSpec) -> Option<(Forge, String)> {
+    let pr = repo.pull_request.as_ref();
+    let public = host(&repo.url).and_then(Forge::public);
+    let forge = pr
+        .and_then(|p| p.forge.clone())
+        .or(public.as_ref().map(|(f, _)| f.clone()))?;
+    let api = match pr.map(|p| p.api_url.as_str()).filter(|a| !a.is_empty()) {
+        Some(api) => api.trim_end_matches('/').to_string(),
+        None => match public {
+            Some((f, api)) if f == forge => api.to_string(),
+            _ => return None,
+        },
+    };
+    Some((forge, api))
+}
+
+/// The longest pull request title.
+pub const MAX_TITLE_BYTES: usize = 256;
+/// The longest pull request body.
+pub const MAX_BODY_BYTES: usize = 65_536;
+
+/// The id of the step orca adds to a task that names a repository: it
+/// merges the task's last steps into the task's branch and delivers it.
+pub const DELIVER_STEP: &str = "deliver";
+
+/// The branch that holds a task's work: the merge of its last steps'.
+pub fn task_branch(task_id: &str) -> String {
+    format!("orca/{task_id}")
+}
+
+/// The branch of one step's work. Beside the task's branch, not under it:
+/// git cannot hold `orca/<task>` and `orca/<task>/<step>` at once, as a
+/// ref cannot also be a directory of refs. The deliver step's branch is
+/// the task's.
+pub fn step_branch(task_id: &str, step_id: &str) -> String {
+    if step_id == DELIVER_STEP {
+        task_branch(task_id)
+    } else {
+        format!("orca/{task_id}-{step_id}")
+    }
+}
+
+/// Adds the deliver step to a task that names a repository and has none:
+/// it depends on the task's last steps (those nothing depends on), so the
+/// task's branch is their merge, and retries as a push may fail for a
+/// moment.
+pub fn with_delivery(spec: &mut crate::TaskSpec) {
+    if spec.repo.is_none()
+        || spec.steps.is_empty()
+        || spec.steps.iter().any(|s| s.deliver.is_some())
+    {
+        return;
+    }
+    let depended_on: std::collections::HashSet<&str> = spec
+        .steps
+        .iter()
+        .flat_map(|s| s.depends_on.iter().map(String::as_str))
+        .collect();
+    let sinks = spec
+        .steps
+        .iter()
+        .filter(|s| !depended_on.contains(s.id.as_str()))
+        .map(|s| s.id.clone())
+        .collect();
+    spec.steps.push(crate::StepSpec {
+        depends_on: sinks,
+        noop: None,
+        deliver: Some(crate::spec::DeliverSpec {}),
+        retry: Some(crate::spec::RetryPolicy::new(3)),
+        ..crate::StepSpec::noop(DELIVER_STEP)
+    });
 }
 
 impl RepoSpec {
@@ -59,7 +229,7 @@ impl RepoSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepWork {
-    /// `orca/<task>/<step>`.
+    /// `orca/<task>-<step>`; the deliver step's, `orca/<task>`.
     pub branch: String,
     /// The commit the step started from.
     pub base_commit: String,
@@ -72,6 +242,12 @@ pub struct StepWork {
     pub changed_paths: Vec<String>,
     /// Orca committed what the step left uncommitted.
     pub committed_by_orca: bool,
+    /// The deliver step's: the task's branch is on the remote.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pushed: bool,
+    /// The deliver step's: the pull request it opened (or found open).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pull_request_url: String,
 }
 
 /// How a URL reaches its repository.

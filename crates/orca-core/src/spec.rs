@@ -83,6 +83,11 @@ pub struct StepSpec {
     /// Runs the Claude Code CLI headless on a prompt, in the step's workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claude_code: Option<ClaudeCodeSpec>,
+    /// Makes the task's branch from its last steps' and delivers it. Orca
+    /// adds this step to a task that names a repository (see
+    /// [`crate::repo::with_delivery`]); a task file never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver: Option<DeliverSpec>,
     /// What happens when an attempt fails; no retry when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
@@ -195,6 +200,9 @@ pub enum Runtime<'a> {
     /// Succeeds at once with no output: measures orca's own overhead.
     Noop,
     ClaudeCode(&'a ClaudeCodeSpec),
+    /// Merges the task's last steps into the task's branch, then pushes it
+    /// and opens a pull request as the task's `repo` asks.
+    Deliver,
 }
 
 /// How long a Claude Code attempt may go without a sign of life before it
@@ -284,12 +292,20 @@ pub struct ShellSpec {
 #[serde(deny_unknown_fields)]
 pub struct NoopSpec {}
 
+/// The step orca adds to deliver a task's work: what to deliver, and how,
+/// is the task's `repo`'s to say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeliverSpec {}
+
 impl Runtime<'_> {
     pub fn name(&self) -> &'static str {
         match self {
             Runtime::Shell(_) => "shell",
             Runtime::Noop => "noop",
             Runtime::ClaudeCode(_) => CLAUDE_CODE,
+            Runtime::Deliver => "deliver",
         }
     }
 }
@@ -297,11 +313,17 @@ impl Runtime<'_> {
 impl StepSpec {
     /// The runtime, when exactly one is set.
     pub fn runtime(&self) -> Option<Runtime<'_>> {
-        match (&self.shell, &self.noop, &self.claude_code) {
-            (Some(shell), None, None) => Some(Runtime::Shell(shell)),
-            (None, Some(_), None) => Some(Runtime::Noop),
-            (None, None, Some(claude)) => Some(Runtime::ClaudeCode(claude)),
-            _ => None,
+        if self.runtime_count() != 1 {
+            return None;
+        }
+        if let Some(shell) = &self.shell {
+            Some(Runtime::Shell(shell))
+        } else if let Some(claude) = &self.claude_code {
+            Some(Runtime::ClaudeCode(claude))
+        } else if self.noop.is_some() {
+            Some(Runtime::Noop)
+        } else {
+            Some(Runtime::Deliver)
         }
     }
 
@@ -310,6 +332,7 @@ impl StepSpec {
         usize::from(self.shell.is_some())
             + usize::from(self.noop.is_some())
             + usize::from(self.claude_code.is_some())
+            + usize::from(self.deliver.is_some())
     }
 
     /// What a worker must offer to run the step: its `needs`, and
@@ -331,6 +354,7 @@ impl StepSpec {
             }),
             noop: None,
             claude_code: None,
+            deliver: None,
             retry: None,
             timeout_seconds: None,
             stall_timeout_seconds: None,
@@ -349,6 +373,7 @@ impl StepSpec {
             shell: None,
             noop: Some(NoopSpec {}),
             claude_code: None,
+            deliver: None,
             retry: None,
             timeout_seconds: None,
             stall_timeout_seconds: None,

@@ -124,8 +124,32 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     }
     for (i, step) in spec.steps.iter().enumerate() {
         validate_step(i, step, &index, limits)?;
+        validate_delivery(i, step, spec.repo.is_some())?;
     }
     check_acyclic(spec, &index)
+}
+
+/// Only the step orca adds to a task with a repository delivers, and it
+/// holds its name.
+fn validate_delivery(i: usize, step: &StepSpec, has_repo: bool) -> Result<(), Error> {
+    use crate::repo::DELIVER_STEP;
+    match (step.deliver.is_some(), step.id == DELIVER_STEP) {
+        (true, _) if !has_repo => Err(invalid(
+            format!("steps[{i}].deliver"),
+            "delivers the task's repository, and the task names none",
+        )),
+        (true, false) => Err(invalid(
+            format!("steps[{i}].id"),
+            format!("the step that delivers is named {DELIVER_STEP:?}"),
+        )),
+        (false, true) if has_repo => Err(invalid(
+            format!("steps[{i}].id"),
+            format!(
+                "{DELIVER_STEP:?} is the step orca adds to a task with a repository; name this one otherwise"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A budget names at least one limit, each above zero. `field` is where
@@ -405,7 +429,7 @@ fn validate_step(
                 "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode"
             ),
         )),
-        Some(Runtime::Noop) => Ok(()),
+        Some(Runtime::Noop | Runtime::Deliver) => Ok(()),
         Some(Runtime::ClaudeCode(claude)) => validate_claude(i, id, claude, limits),
         Some(Runtime::Shell(shell)) => {
             let field = format!("steps[{i}].shell.command");
@@ -654,6 +678,70 @@ pub fn validate_repo(repo: &crate::repo::RepoSpec, field: &str) -> Result<(), Er
             format!(
                 "{:?} is not a secret name: letters, digits, '-', '_' and '.', not starting with '.'",
                 repo.credentials_secret
+            ),
+        ));
+    }
+    if let Some(pr) = &repo.pull_request {
+        validate_pull_request(repo, pr, &format!("{field}.pullRequest"))?;
+    }
+    Ok(())
+}
+
+fn validate_pull_request(
+    repo: &crate::repo::RepoSpec,
+    pr: &crate::repo::PullRequestSpec,
+    field: &str,
+) -> Result<(), Error> {
+    use crate::repo::{MAX_BODY_BYTES, MAX_TITLE_BYTES};
+    let invalid = |part: &str, message: String| Error::Invalid {
+        field: format!("{field}.{part}"),
+        message,
+    };
+    if pr.title.trim().is_empty() {
+        return Err(invalid("title", "required".into()));
+    }
+    if pr.title.len() > MAX_TITLE_BYTES {
+        return Err(invalid(
+            "title",
+            format!(
+                "is {} bytes; the limit is {MAX_TITLE_BYTES}",
+                pr.title.len()
+            ),
+        ));
+    }
+    if pr.body.len() > MAX_BODY_BYTES {
+        return Err(invalid(
+            "body",
+            format!("is {} bytes; the limit is {MAX_BODY_BYTES}", pr.body.len()),
+        ));
+    }
+    if !pr.base.is_empty() && !crate::repo::valid_ref(&pr.base) {
+        return Err(invalid(
+            "base",
+            format!("{:?} is not a branch git could hold", pr.base),
+        ));
+    }
+    if let Some(crate::repo::Forge::Unknown(name)) = &pr.forge {
+        return Err(invalid(
+            "forge",
+            format!("{name:?} is not a forge orca knows: github or gitlab"),
+        ));
+    }
+    if !pr.api_url.is_empty() {
+        crate::repo::transport(&pr.api_url, &format!("{field}.apiUrl"))?;
+        if !pr.api_url.starts_with("https://") && !pr.api_url.starts_with("http://") {
+            return Err(invalid(
+                "apiUrl",
+                format!("{:?} must start with https://", pr.api_url),
+            ));
+        }
+    }
+    if crate::repo::forge_of(repo).is_none() {
+        return Err(invalid(
+            "forge",
+            format!(
+                "orca cannot tell whose API serves {:?}: set github or gitlab, and apiUrl",
+                repo.url
             ),
         ));
     }

@@ -393,7 +393,7 @@ fn bad_capability_is_rejected() {
 
 mod repo {
     use crate::Error;
-    use crate::repo::RepoSpec;
+    use crate::repo::{Forge, PullRequestSpec, RepoSpec};
     use crate::validate::validate_repo;
 
     fn refused(repo: RepoSpec) -> (String, String) {
@@ -472,10 +472,189 @@ mod repo {
                 git_ref: "main".into(),
                 commit: "f".repeat(40),
                 credentials_secret: "github-token".into(),
+                push: true,
+                pull_request: Some(PullRequestSpec {
+                    title: "Add the feature".into(),
+                    ..PullRequestSpec::default()
+                }),
             },
             "repo",
         )
         .expect("valid");
+    }
+
+    #[test]
+    fn a_bad_pull_request_is_refused_naming_its_part() {
+        let with = |url: &str, pr: PullRequestSpec| RepoSpec {
+            pull_request: Some(pr),
+            ..at(url)
+        };
+        let titled = PullRequestSpec {
+            title: "x".into(),
+            ..PullRequestSpec::default()
+        };
+        for (repo, field, says) in [
+            (
+                with("https://github.com/o/r.git", PullRequestSpec::default()),
+                "repo.pullRequest.title",
+                "required",
+            ),
+            (
+                with(
+                    "https://github.com/o/r.git",
+                    PullRequestSpec {
+                        title: "t".repeat(257),
+                        ..PullRequestSpec::default()
+                    },
+                ),
+                "repo.pullRequest.title",
+                "limit is 256",
+            ),
+            (
+                with(
+                    "https://github.com/o/r.git",
+                    PullRequestSpec {
+                        base: "ma..in".into(),
+                        ..titled.clone()
+                    },
+                ),
+                "repo.pullRequest.base",
+                "not a branch",
+            ),
+            (
+                with("https://git.example.com/o/r.git", titled.clone()),
+                "repo.pullRequest.forge",
+                "cannot tell",
+            ),
+            (
+                with(
+                    "https://git.example.com/o/r.git",
+                    PullRequestSpec {
+                        forge: Some(Forge::Gitlab),
+                        ..titled.clone()
+                    },
+                ),
+                "repo.pullRequest.forge",
+                "apiUrl",
+            ),
+            (
+                with(
+                    "https://git.example.com/o/r.git",
+                    PullRequestSpec {
+                        forge: Some(Forge::Gitlab),
+                        api_url: "ftp://git.example.com/api".into(),
+                        ..titled.clone()
+                    },
+                ),
+                "repo.pullRequest.apiUrl",
+                "must start with",
+            ),
+        ] {
+            let (got, message) = refused(repo.clone());
+            assert_eq!(got, field, "{repo:?}: {message}");
+            assert!(message.contains(says), "{repo:?}: {message}");
+        }
+        let own = with(
+            "https://git.example.com/o/r.git",
+            PullRequestSpec {
+                forge: Some(Forge::Gitlab),
+                api_url: "https://git.example.com/api/v4/".into(),
+                ..titled
+            },
+        );
+        validate_repo(&own, "repo").expect("a forge of one's own");
+        assert_eq!(
+            crate::repo::forge_of(&own),
+            Some((Forge::Gitlab, "https://git.example.com/api/v4".into()))
+        );
+    }
+}
+
+mod delivery {
+    use crate::repo::{DELIVER_STEP, RepoSpec, with_delivery};
+    use crate::spec::DeliverSpec;
+    use crate::validate::{Limits, validate};
+    use crate::{Error, StepSpec, TaskSpec};
+
+    fn diamond(repo: bool) -> TaskSpec {
+        TaskSpec {
+            steps: vec![
+                StepSpec::noop("a"),
+                StepSpec::noop("b").after(&["a"]),
+                StepSpec::noop("c").after(&["a"]),
+                StepSpec::noop("lint"),
+            ],
+            repo: repo.then(|| RepoSpec {
+                url: "https://github.com/o/r.git".into(),
+                ..RepoSpec::default()
+            }),
+            ..TaskSpec::default()
+        }
+    }
+
+    fn refusal(spec: &TaskSpec) -> (String, String) {
+        match validate(spec, &Limits::default()) {
+            Err(Error::Invalid { field, message }) => (field, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_task_with_a_repository_gets_a_deliver_step_after_its_last_steps() {
+        let mut spec = diamond(true);
+        with_delivery(&mut spec);
+        let deliver = spec.steps.last().expect("a step");
+        assert_eq!(deliver.id, DELIVER_STEP);
+        assert_eq!(deliver.depends_on, ["b", "c", "lint"]);
+        assert!(deliver.deliver.is_some());
+        validate(&spec, &Limits::default()).expect("valid");
+        // Once: a spec that has it (a retry, a resubmit) is left alone.
+        let before = spec.clone();
+        with_delivery(&mut spec);
+        assert_eq!(spec, before);
+        // A task without a repository has nothing to deliver.
+        let mut plain = diamond(false);
+        with_delivery(&mut plain);
+        assert_eq!(plain, diamond(false));
+    }
+
+    #[test]
+    fn only_orcas_deliver_step_delivers() {
+        let mut spec = diamond(false);
+        spec.steps[3].noop = None;
+        spec.steps[3].deliver = Some(DeliverSpec {});
+        assert_eq!(refusal(&spec).0, "steps[3].deliver");
+        spec.repo = diamond(true).repo;
+        assert_eq!(refusal(&spec).0, "steps[3].id");
+        let mut named = diamond(true);
+        named.steps[3].id = DELIVER_STEP.into();
+        let (field, message) = refusal(&named);
+        assert_eq!(field, "steps[3].id");
+        assert!(message.contains("orca adds"), "{message}");
+    }
+
+    #[test]
+    fn steps_branches_sit_beside_the_tasks() {
+        use crate::repo::{step_branch, task_branch};
+        assert_eq!(task_branch("01j"), "orca/01j");
+        assert_eq!(step_branch("01j", "api"), "orca/01j-api");
+        assert_eq!(step_branch("01j", DELIVER_STEP), "orca/01j");
+        assert!(crate::repo::valid_ref(&step_branch("01j", "lock")));
+    }
+
+    #[test]
+    fn a_repositorys_host_is_read_from_each_kind_of_url() {
+        use crate::repo::host;
+        for (url, expected) in [
+            ("https://github.com/o/r.git", Some("github.com")),
+            ("http://127.0.0.1:8080/r.git", Some("127.0.0.1")),
+            ("ssh://git@gitlab.com:22/o/r.git", Some("gitlab.com")),
+            ("git@github.com:o/r.git", Some("github.com")),
+            ("https://[::1]:9/r.git", Some("::1")),
+            ("file:///srv/r.git", None),
+        ] {
+            assert_eq!(host(url), expected, "{url}");
+        }
     }
 }
 

@@ -168,6 +168,7 @@ impl Engine {
                 .timeout_seconds
                 .map(|s| Duration::from_secs(u64::from(s))),
             repo: active.spec.repo.clone(),
+            dependency_heads: dependency_heads(active, index),
         };
         self.round.effects.push(Effect::ToWorker(
             worker.outbox.clone(),
@@ -218,6 +219,30 @@ pub(super) fn inputs_of(active: &Active, index: usize) -> String {
     }
     json.push('}');
     json
+}
+
+/// The heads of a step's dependencies that did work in the task's
+/// repository, in the task's order of steps (not the order its
+/// `dependsOn` lists them, nor the order they ended): the merge a step
+/// starts from is the same however it is written or run.
+pub(super) fn dependency_heads(active: &Active, index: usize) -> Vec<(String, String)> {
+    if active.spec.repo.is_none() {
+        return Vec::new();
+    }
+    let deps = &active.spec.steps[index].depends_on;
+    let mut heads: Vec<(usize, String, String)> = deps
+        .iter()
+        .filter_map(|dep| {
+            let i = *active.index.get(dep)?;
+            let head = active.steps[i].head.clone()?;
+            Some((i, dep.clone(), head))
+        })
+        .collect();
+    heads.sort();
+    heads
+        .into_iter()
+        .map(|(_, step, head)| (step, head))
+        .collect()
 }
 
 /// The pool a worker's agents count against: its pool, or, for a worker

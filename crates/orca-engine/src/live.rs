@@ -23,6 +23,9 @@ pub(crate) struct LiveStep {
     pub(crate) attempt_started: Micros,
     /// The output JSON of a succeeded step, for its dependents.
     pub(crate) output: Option<String>,
+    /// A succeeded step's head commit in its task's repository, for its
+    /// dependents to start from.
+    pub(crate) head: Option<String>,
     /// The agent session its attempts have built, for a retry to resume.
     pub(crate) session: Option<Session>,
     /// While it awaits approval: when that wait times out (0: never).
@@ -137,6 +140,7 @@ pub(crate) fn new_active(
             worker_name: String::new(),
             attempt_started: 0,
             output: None,
+            head: None,
             session: None,
             awaiting: None,
             queued_at: 0,

@@ -365,6 +365,7 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
     for (live, step) in active.steps.iter_mut().zip(&record.steps) {
         if step.state == StepState::Succeeded {
             live.output = Some(step.output_json.clone());
+            live.head = step.work.as_ref().map(|w| w.head_commit.clone());
         }
         live.session = last_session(&step.attempts);
     }

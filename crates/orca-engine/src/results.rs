@@ -184,6 +184,7 @@ impl Engine {
         };
         if outcome == orca_core::Outcome::Succeeded {
             active.steps[index].output = Some(output.to_string());
+            active.steps[index].head = report.work.as_ref().map(|w| w.head_commit.clone());
         }
         // An attempt its task's budget stopped waits for the task to resume,
         // uncounted: the budget was not the step's failure.

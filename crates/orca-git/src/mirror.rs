@@ -246,7 +246,8 @@ impl Mirror {
         &self.path
     }
 
-    async fn has_commit(&self, commit: &str) -> bool {
+    /// Whether the mirror holds `commit`.
+    pub async fn has_commit(&self, commit: &str) -> bool {
         local(
             &self.git,
             &self.path,
@@ -274,6 +275,129 @@ impl Mirror {
             ));
         }
         Ok(())
+    }
+
+    /// `branch`'s commits since `since`, as a git bundle another worker's
+    /// mirror can fetch from (it needs `since`, the task's commit, which
+    /// its own mirror fetches from the remote); `None` when the branch has
+    /// none.
+    pub async fn bundle(&self, branch: &str, since: &str) -> Result<Option<Vec<u8>>, Error> {
+        let branch_ref = format!("refs/heads/{branch}");
+        let head = local(&self.git, &self.path, &["rev-parse", &branch_ref]).await?;
+        if head == since {
+            return Ok(None);
+        }
+        let file = tempfile::Builder::new()
+            .prefix("orca-bundle-")
+            .tempfile_in(&self.path)?;
+        let path = file.path().display().to_string();
+        local(
+            &self.git,
+            &self.path,
+            &[
+                "bundle",
+                "create",
+                "-q",
+                &path,
+                &branch_ref,
+                &format!("^{since}"),
+            ],
+        )
+        .await?;
+        Ok(Some(tokio::fs::read(file.path()).await?))
+    }
+
+    /// Fetches a bundle of another worker's step branch (see [`bundle`])
+    /// into this mirror, under `refs/orca/steps/` (never over a branch a
+    /// worktree may hold), and checks it brought `head`.
+    ///
+    /// [`bundle`]: Mirror::bundle
+    pub async fn unbundle(&self, bundle: &[u8], head: &str) -> Result<(), Error> {
+        let file = tempfile::Builder::new()
+            .prefix("orca-bundle-")
+            .tempfile_in(&self.path)?;
+        tokio::fs::write(file.path(), bundle).await?;
+        let path = file.path().display().to_string();
+        local(
+            &self.git,
+            &self.path,
+            &[
+                "fetch",
+                "-q",
+                "--no-tags",
+                &path,
+                "+refs/heads/*:refs/orca/steps/*",
+            ],
+        )
+        .await?;
+        if !self.has_commit(head).await {
+            return Err(Error::Local(format!(
+                "the step's branch does not hold its head {head}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Pushes `branch` to the remote as the same branch, replacing what
+    /// is there (the branch is orca's: an earlier run of the task may have
+    /// pushed it). One ref, so the remote takes all of it or nothing.
+    pub async fn push(
+        &self,
+        url: &str,
+        branch: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<(), Error> {
+        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+        let mut push = command(&self.git, credentials);
+        push.current_dir(&self.path)
+            .args(["push", "-q", "--porcelain", "origin", &refspec])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let output = tokio::time::timeout(REMOTE_TIMEOUT * 10, push.output())
+            .await
+            .map_err(|_| Error::Unavailable(format!("pushing to {url} took too long")))??;
+        if !output.status.success() {
+            return Err(crate::remote_refusal(
+                url,
+                &String::from_utf8_lossy(&output.stderr),
+                credentials.is_some(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The branch the remote's `HEAD` points at, as this mirror last
+    /// fetched it: the default branch a pull request goes to.
+    pub async fn default_branch(
+        &self,
+        url: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<String, Error> {
+        let mut ls = command(&self.git, credentials);
+        ls.current_dir(&self.path)
+            .args(["ls-remote", "--symref", "origin", "HEAD"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = tokio::time::timeout(REMOTE_TIMEOUT, ls.output())
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!("asking {url} for its HEAD took too long"))
+            })??;
+        if !output.status.success() {
+            return Err(crate::remote_refusal(
+                url,
+                &String::from_utf8_lossy(&output.stderr),
+                credentials.is_some(),
+            ));
+        }
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("ref: refs/heads/")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| Error::Local(format!("{url} names no default branch")))
     }
 
     /// The worktree at `dir` an earlier attempt left (a resumed session's),
@@ -328,9 +452,97 @@ impl Mirror {
     }
 }
 
+/// Two steps' work that cannot be merged as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The dependency whose head would not merge into what came before.
+    pub with: String,
+    /// The paths both sides changed, in git's order.
+    pub paths: Vec<String>,
+    /// The conflicting hunks, with git's markers, cut short when long.
+    pub hunks: String,
+}
+
+/// The most of a conflict's hunks kept for its message.
+const MAX_HUNKS_BYTES: usize = 8 * 1024;
+
+/// git's environment for a commit orca makes.
+fn as_orca() -> [(&'static str, &'static str); 4] {
+    let (name, email) = ORCA_AUTHOR;
+    [
+        ("GIT_AUTHOR_NAME", name),
+        ("GIT_AUTHOR_EMAIL", email),
+        ("GIT_COMMITTER_NAME", name),
+        ("GIT_COMMITTER_EMAIL", email),
+    ]
+}
+
 impl Worktree {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The mirror the worktree is of.
+    pub fn mirror(&self) -> &Mirror {
+        &self.mirror
+    }
+
+    /// The commit the step's work is measured from.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Measures the step's work from `base` instead (an ancestor of its
+    /// start): the deliver step's work is the whole task's.
+    pub fn measure_from(&mut self, base: &str) {
+        self.base = base.to_string();
+    }
+
+    /// Merges `heads` ((label, commit), in order) into the worktree's
+    /// branch, one merge commit each, as orca; the step then starts from
+    /// the result. On a conflict the merge is undone and the conflict
+    /// answered: the worktree is as it was before that head.
+    pub async fn merge(&mut self, heads: &[(String, String)]) -> Result<Option<Conflict>, Error> {
+        let git = &self.mirror.git;
+        for (label, head) in heads {
+            let message = format!("orca: merge step {label}");
+            let merged = command(git, None)
+                .current_dir(&self.path)
+                .args(["merge", "-q", "--no-edit", "--no-ff", "-m", &message, head])
+                .envs(as_orca())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .await?;
+            if merged.status.success() {
+                continue;
+            }
+            let unmerged =
+                local(git, &self.path, &["diff", "--name-only", "--diff-filter=U"]).await?;
+            if unmerged.is_empty() {
+                return Err(Error::Local(format!(
+                    "git merge {head}: {}",
+                    String::from_utf8_lossy(&merged.stderr).trim()
+                )));
+            }
+            let mut hunks = local(git, &self.path, &["diff"]).await.unwrap_or_default();
+            if hunks.len() > MAX_HUNKS_BYTES {
+                let mut cut = MAX_HUNKS_BYTES;
+                while !hunks.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                hunks.truncate(cut);
+                hunks.push_str("\n[…]");
+            }
+            local(git, &self.path, &["merge", "--abort"]).await?;
+            return Ok(Some(Conflict {
+                with: label.clone(),
+                paths: unmerged.lines().map(str::to_string).collect(),
+                hunks,
+            }));
+        }
+        self.base = local(git, &self.path, &["rev-parse", "HEAD"]).await?;
+        Ok(None)
     }
 
     /// Commits what the step left uncommitted (as orca, with `message`),
@@ -366,17 +578,11 @@ impl Worktree {
         let staged = local(git, &self.path, &["diff", "--cached", "--quiet"]).await;
         let committed_for_the_step = staged.is_err();
         if committed_for_the_step {
-            let (name, email) = ORCA_AUTHOR;
             local_with(
                 git,
                 &self.path,
                 &["commit", "-q", "--no-verify", "-m", message],
-                &[
-                    ("GIT_AUTHOR_NAME", name),
-                    ("GIT_AUTHOR_EMAIL", email),
-                    ("GIT_COMMITTER_NAME", name),
-                    ("GIT_COMMITTER_EMAIL", email),
-                ],
+                &as_orca(),
             )
             .await?;
         }

@@ -19,6 +19,7 @@ use orca_engine::{
 use orca_store::leadership::Leadership;
 
 use crate::auth::{Action, require};
+use crate::branches::Branches;
 use crate::call::grpc_call;
 use crate::checkpoints::Checkpoints;
 use crate::error::Error;
@@ -37,6 +38,7 @@ pub struct AgentApi {
     /// Who serves: the replicas, as the store's leadership says.
     leadership: Arc<dyn Leadership>,
     checkpoints: Checkpoints,
+    branches: Branches,
     /// Signs each assignment's step token on its way to the worker.
     step_tokens: Arc<StepTokens>,
 }
@@ -48,6 +50,7 @@ impl AgentApi {
         require_client_certificate: bool,
         leadership: Arc<dyn Leadership>,
         checkpoints: Checkpoints,
+        branches: Branches,
         step_tokens: Arc<StepTokens>,
     ) -> Self {
         AgentApi {
@@ -56,6 +59,7 @@ impl AgentApi {
             require_client_certificate,
             leadership,
             checkpoints,
+            branches,
             step_tokens,
         }
     }
@@ -122,6 +126,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                 tenant,
                 timeout,
                 repo,
+                dependency_heads,
             } = *assignment;
             let step_token = step_tokens
                 .mint(&attempt, &tenant, timeout)
@@ -143,6 +148,13 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                 step_token,
                 traceparent,
                 repo: repo.as_ref().map(v1::RepoSpec::from),
+                dependency_heads: dependency_heads
+                    .into_iter()
+                    .map(|(step_id, head_commit)| v1::StepHead {
+                        step_id,
+                        head_commit,
+                    })
+                    .collect(),
             })
         }
         ToWorker::Cancel {
@@ -503,6 +515,25 @@ impl v1::agent_service_server::AgentService for AgentApi {
             self.checkpoints
                 .get(&identity, request.into_inner())
                 .await?,
+        ))
+    }
+
+    async fn put_branch(
+        &self,
+        request: Request<v1::StepBranch>,
+    ) -> Result<Response<v1::PutBranchResponse>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        self.branches.put(&identity, request.into_inner()).await?;
+        Ok(Response::new(v1::PutBranchResponse {}))
+    }
+
+    async fn get_branch(
+        &self,
+        request: Request<v1::GetBranchRequest>,
+    ) -> Result<Response<v1::StepBranch>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        Ok(Response::new(
+            self.branches.get(&identity, request.into_inner()).await?,
         ))
     }
 

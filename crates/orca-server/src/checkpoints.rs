@@ -32,8 +32,11 @@ const MAX_NAME_BYTES: usize = 4096;
 pub struct Settings {
     /// A larger archive is refused (RESOURCE_EXHAUSTED).
     pub max_bytes: usize,
-    /// How long after its task finishes a checkpoint is kept.
+    /// How long after its task finishes a checkpoint (or a step's
+    /// branch) is kept.
     pub retention: Duration,
+    /// A larger step branch is refused (RESOURCE_EXHAUSTED).
+    pub max_branch_bytes: usize,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
         Settings {
             max_bytes: DEFAULT_MAX_BYTES,
             retention: DEFAULT_RETENTION,
+            max_branch_bytes: crate::branches::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -145,28 +149,12 @@ impl Checkpoints {
         })
     }
 
-    /// The stored step the attempt belongs to, in a tenant the caller sees
-    /// (another tenant's task is simply not found).
     async fn step_of(&self, caller: &Identity, attempt: &AttemptKey) -> Result<StepRecord, Error> {
-        let task = self
-            .store
-            .get_task(&attempt.task_id)
-            .await?
-            .filter(|task| caller.can_see(&task.tenant))
-            .ok_or_else(|| Error::NotFound(format!("task {}", attempt.task_id)))?;
-        task.steps
-            .into_iter()
-            .find(|step| step.id == attempt.step_id)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "step {:?} of task {}",
-                    attempt.step_id, attempt.task_id
-                ))
-            })
+        step_of(&*self.store, caller, attempt).await
     }
 
-    /// Removes the checkpoints of tasks finished longer than the retention
-    /// ago, every minute, until dropped. Run by the leader: its writes are
+    /// Removes the checkpoints (and the steps' branches) of tasks finished
+    /// longer than the retention ago, every minute, until dropped. Run by the leader: its writes are
     /// fenced like every other.
     pub fn expire_periodically(&self) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
@@ -182,7 +170,7 @@ impl Checkpoints {
                 every.tick().await;
                 let finished_before = now_micros().saturating_sub(retention);
                 match store
-                    .write(vec![Write::ExpireCheckpoints { finished_before }])
+                    .write(vec![Write::ExpireKept { finished_before }])
                     .await
                 {
                     Ok(Ok(())) => {}
@@ -194,7 +182,33 @@ impl Checkpoints {
     }
 }
 
-fn attempt_of(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {
+/// The stored step the attempt belongs to, in a tenant the caller sees
+/// (another tenant's task is simply not found).
+pub(crate) async fn step_of(
+    store: &dyn Store,
+    caller: &Identity,
+    attempt: &AttemptKey,
+) -> Result<StepRecord, Error> {
+    let task = store
+        .get_task(&attempt.task_id)
+        .await?
+        .filter(|task| caller.can_see(&task.tenant))
+        .ok_or_else(|| Error::NotFound(format!("task {}", attempt.task_id)))?;
+    task.steps
+        .into_iter()
+        .find(|step| step.id == attempt.step_id)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "step {:?} of task {}",
+                attempt.step_id, attempt.task_id
+            ))
+        })
+}
+
+pub(crate) fn attempt_of(
+    field: &str,
+    attempt: Option<v1::AttemptRef>,
+) -> Result<AttemptKey, Error> {
     let attempt = attempt.ok_or_else(|| Error::invalid(field, "required"))?;
     for (name, value) in [("task_id", &attempt.task_id), ("step_id", &attempt.step_id)] {
         if value.is_empty() {
@@ -210,7 +224,7 @@ fn attempt_of(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey
     Ok(attempt.into())
 }
 
-fn not_current(attempt: &AttemptKey, step: &StepRecord) -> Error {
+pub(crate) fn not_current(attempt: &AttemptKey, step: &StepRecord) -> Error {
     Error::FailedPrecondition(format!(
         "attempt {} of step {:?} of task {} is not the step's current attempt (attempt {}, {})",
         attempt.attempt,
@@ -269,8 +283,8 @@ mod tests {
         let checkpoints = Checkpoints::new(
             store.clone(),
             Settings {
-                max_bytes: DEFAULT_MAX_BYTES,
                 retention: Duration::ZERO,
+                ..Settings::default()
             },
         );
         let _sweeping = checkpoints.expire_periodically();

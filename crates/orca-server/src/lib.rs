@@ -6,6 +6,7 @@
 mod acceptor;
 mod agent_service;
 pub mod auth;
+pub mod branches;
 mod call;
 pub mod checkpoints;
 mod console;
@@ -517,14 +518,21 @@ impl ReplicaRun {
         let expiring = AbortOnDrop(checkpoints.expire_periodically());
         // Workers put and get checkpoints on this service: room for the
         // largest the server keeps.
-        let max_agent_message_bytes =
-            max_message_bytes.max(config.checkpoints.max_bytes + CHECKPOINT_FRAMING_BYTES);
+        let max_agent_message_bytes = max_message_bytes.max(
+            config
+                .checkpoints
+                .max_bytes
+                .max(config.checkpoints.max_branch_bytes)
+                + CHECKPOINT_FRAMING_BYTES,
+        );
+        let branches = branches::Branches::new(store.clone(), config.checkpoints.max_branch_bytes);
         let agents = Arc::new(agent_service::AgentApi::new(
             engine.clone(),
             config.limits,
             workers_need_certificates,
             leadership,
             checkpoints,
+            branches,
             step_tokens,
         ));
         let topics = Arc::new(state_service::Topics::default());

@@ -11,8 +11,8 @@ use orca_core::Event;
 use orca_store::fleet;
 use orca_store::webhooks::DeliveryState;
 use orca_store::{
-    AttemptWrite, AuditRecord, Checkpoint, Created, NewTask, StateChange, StateOutcome, StepWrite,
-    Write,
+    AttemptWrite, AuditRecord, Checkpoint, Created, NewTask, StateChange, StateOutcome, StepBranch,
+    StepWrite, Write,
 };
 use tokio_postgres::types::ToSql;
 
@@ -141,8 +141,10 @@ struct Rows {
     /// Agents' session checkpoints, in order; applied after the steps'
     /// updates, whose current attempt decides whether each is kept.
     checkpoints: Vec<Checkpoint>,
-    /// Expiries of finished tasks' checkpoints (finished before), applied
-    /// after the tasks' updates.
+    /// Steps' branches, in order; kept on the same terms as checkpoints.
+    branches: Vec<StepBranch>,
+    /// Expiries of finished tasks' checkpoints and branches (finished
+    /// before), applied after the tasks' updates.
     expiries: Vec<i64>,
     /// Webhooks' endpoints, deliveries and cursor, in the order written:
     /// few next to the tasks' writes, a statement each.
@@ -374,7 +376,13 @@ impl Rows {
                 workspace: text(&checkpoint.workspace),
                 ..(**checkpoint).clone()
             }),
-            Write::ExpireCheckpoints { finished_before } => self.expiries.push(*finished_before),
+            Write::Branch(branch) => self.branches.push(StepBranch {
+                task_id: text(&branch.task_id),
+                step_id: text(&branch.step_id),
+                head_commit: text(&branch.head_commit),
+                ..(**branch).clone()
+            }),
+            Write::ExpireKept { finished_before } => self.expiries.push(*finished_before),
             Write::Webhook(webhook) => self.webhooks.push(WebhookWrite::Put(
                 text(&webhook.id),
                 text(&to_json(webhook, "webhook")?),
@@ -531,15 +539,38 @@ impl Rows {
                 )
                 .await?;
         }
-        for finished_before in &self.expiries {
+        for b in &self.branches {
             pipeline
                 .add(
                     conn,
-                    "DELETE FROM checkpoints WHERE task_id IN
-                         (SELECT id FROM tasks WHERE finished_at < orca_ts($1))",
-                    params![finished_before],
+                    "INSERT INTO branches
+                         (task_id, step_id, attempt, head_commit, bundle, created_at)
+                     SELECT $1, $2, $3, $4, $5, orca_ts($6) FROM steps
+                         WHERE task_id = $1 AND step_id = $2 AND attempt = $3
+                     ON CONFLICT (task_id, step_id) DO UPDATE SET
+                         attempt = excluded.attempt, head_commit = excluded.head_commit,
+                         bundle = excluded.bundle, created_at = excluded.created_at
+                     WHERE excluded.attempt >= branches.attempt",
+                    params![
+                        &b.task_id,
+                        &b.step_id,
+                        i64::from(b.attempt),
+                        &b.head_commit,
+                        &b.bundle,
+                        b.created_at,
+                    ],
                 )
                 .await?;
+        }
+        for finished_before in &self.expiries {
+            for sql in [
+                "DELETE FROM checkpoints WHERE task_id IN
+                     (SELECT id FROM tasks WHERE finished_at < orca_ts($1))",
+                "DELETE FROM branches WHERE task_id IN
+                     (SELECT id FROM tasks WHERE finished_at < orca_ts($1))",
+            ] {
+                pipeline.add(conn, sql, params![finished_before]).await?;
+            }
         }
         for write in &self.webhooks {
             match write {

@@ -28,7 +28,8 @@ use orca_store::admission::Bound;
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateScope, Store, TaskQuery, TaskRecord, Unfinished, Write,
+    StateKey, StateOutcome, StateScope, StepBranch, Store, TaskQuery, TaskRecord, Unfinished,
+    Write,
 };
 use tokio::sync::watch;
 use tokio_postgres::{Config, Row};
@@ -40,7 +41,7 @@ use reads::{
     QUEUED_BETWEEN, QUEUED_STEPS_BETWEEN, STARTED_BETWEEN, UNFINISHED_BETWEEN, UNFINISHED_BY_ID,
     UNFINISHED_IDS, attach_steps, audit_after, checkpoint, count, count_tasks, decode_task,
     events_after, fleet_events_after, get_state, get_task, list_state, list_tasks, ranged_rows,
-    rows, running_attempt, spend_since, tasks_by_id, tenant_budgets,
+    rows, running_attempt, spend_since, step_branch, tasks_by_id, tenant_budgets,
 };
 use text::text;
 
@@ -428,6 +429,16 @@ impl Store for PostgresStore {
     ) -> orca_store::Result<Option<u32>> {
         let (task_id, step_id) = (text(task_id), text(step_id));
         self.read(|conn| Box::pin(running_attempt(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+
+    async fn step_branch(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<StepBranch>> {
+        let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
+        self.read(|conn| Box::pin(step_branch(conn, task_id.clone(), step_id.clone())))
             .await
     }
 

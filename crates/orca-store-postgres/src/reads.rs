@@ -5,8 +5,8 @@
 use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, TenantBudget};
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
-    AttemptRecord, AuditRecord, Checkpoint, Error, StateEntry, StateKey, StateScope, StepRecord,
-    TaskQuery, TaskRecord,
+    AttemptRecord, AuditRecord, Checkpoint, Error, StateEntry, StateKey, StateScope, StepBranch,
+    StepRecord, TaskQuery, TaskRecord,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -633,6 +633,34 @@ pub(crate) async fn checkpoint(
         workspace: row.try_get(2)?,
         archive: row.try_get(3)?,
         created_at: row.try_get(4)?,
+    }))
+}
+
+pub(crate) async fn step_branch(
+    conn: &mut Conn,
+    task_id: String,
+    step_id: String,
+) -> Result<Option<StepBranch>> {
+    let statement = conn
+        .statement(
+            "SELECT attempt, head_commit, bundle, orca_micros(created_at)
+             FROM branches WHERE task_id = $1 AND step_id = $2",
+        )
+        .await?;
+    let row = conn
+        .client
+        .query_opt(&statement, &[&task_id, &step_id])
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(StepBranch {
+        task_id,
+        step_id,
+        attempt: u32::try_from(row.try_get::<_, i64>(0)?).unwrap_or(u32::MAX),
+        head_commit: row.try_get(1)?,
+        bundle: row.try_get(2)?,
+        created_at: row.try_get(3)?,
     }))
 }
 

@@ -239,6 +239,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE steps ADD COLUMN work text NOT NULL DEFAULT '';
     "#,
+    // 10: steps' branches, as git bundles, for dependent steps on any
+    // worker to start from; removed with their task's checkpoints.
+    r#"
+    CREATE TABLE branches (
+        task_id     text NOT NULL,
+        step_id     text NOT NULL,
+        attempt     bigint NOT NULL,
+        head_commit text NOT NULL,
+        bundle      bytea NOT NULL,
+        created_at  timestamptz,
+        PRIMARY KEY (task_id, step_id)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

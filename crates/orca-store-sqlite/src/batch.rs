@@ -225,12 +225,36 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     checkpoint.created_at
                 ])?;
             }
-            Write::ExpireCheckpoints { finished_before } => {
+            Write::Branch(branch) => {
+                // As for checkpoints: the current attempt's, never over a
+                // newer one's.
                 conn.prepare_cached(
-                    "DELETE FROM checkpoints WHERE task_id IN
-                         (SELECT id FROM tasks WHERE finished_at > 0 AND finished_at < ?1)",
+                    "INSERT INTO branches
+                         (task_id, step_id, attempt, head_commit, bundle, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM steps
+                         WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3
+                     ON CONFLICT (task_id, step_id) DO UPDATE SET
+                         attempt = excluded.attempt, head_commit = excluded.head_commit,
+                         bundle = excluded.bundle, created_at = excluded.created_at
+                     WHERE excluded.attempt >= branches.attempt",
                 )?
-                .execute(params![finished_before])?;
+                .execute(params![
+                    branch.task_id,
+                    branch.step_id,
+                    branch.attempt,
+                    branch.head_commit,
+                    branch.bundle,
+                    branch.created_at
+                ])?;
+            }
+            Write::ExpireKept { finished_before } => {
+                for table in ["checkpoints", "branches"] {
+                    conn.prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE task_id IN
+                             (SELECT id FROM tasks WHERE finished_at > 0 AND finished_at < ?1)"
+                    ))?
+                    .execute(params![finished_before])?;
+                }
             }
             Write::Webhook(webhook) => {
                 conn.prepare_cached(

@@ -33,7 +33,8 @@ use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use orca_store::write_queue::{Job, WriteQueue};
 use orca_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateScope, Store, TaskQuery, TaskRecord, Unfinished, Write,
+    StateKey, StateOutcome, StateScope, StepBranch, Store, TaskQuery, TaskRecord, Unfinished,
+    Write,
 };
 
 const READERS: usize = 4;
@@ -475,6 +476,33 @@ impl Store for SqliteStore {
                     params![task_id, step_id, StepState::Running.as_str()],
                     |row| row.get::<_, u32>(0),
                 )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn step_branch(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<StepBranch>> {
+        let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT attempt, head_commit, bundle, created_at
+                     FROM branches WHERE task_id = ?1 AND step_id = ?2",
+                )?
+                .query_row(params![task_id, step_id], |row| {
+                    Ok(StepBranch {
+                        task_id: task_id.clone(),
+                        step_id: step_id.clone(),
+                        attempt: row.get(0)?,
+                        head_commit: row.get(1)?,
+                        bundle: row.get(2)?,
+                        created_at: row.get(3)?,
+                    })
+                })
                 .optional()?)
         })
         .await

@@ -85,6 +85,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (task_id, step_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS branches (
+    task_id     TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    head_commit TEXT NOT NULL,
+    bundle      BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (task_id, step_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS webhooks (
     id     TEXT PRIMARY KEY,
     record TEXT NOT NULL

@@ -18,8 +18,8 @@ use orca_core::{
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
     AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, QueuedTask,
-    StateChange, StateKey, StateOutcome, StateScope, StepWrite, Store, TaskQuery, Unfinished,
-    Write,
+    StateChange, StateKey, StateOutcome, StateScope, StepBranch, StepWrite, Store, TaskQuery,
+    Unfinished, Write,
 };
 
 /// The store under test, as a backend's tests provide it.
@@ -54,6 +54,7 @@ macro_rules! conformance_suite {
             a_steps_work_on_its_repository_reads_back_until_it_is_cleared,
             budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
             a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
+            a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,
         );
     };
@@ -512,7 +513,7 @@ pub async fn a_steps_work_on_its_repository_reads_back_until_it_is_cleared(
     let store = backend.open().await;
     create(&*store, vec![new_task("t1", "default", None)]).await;
     let work = |head: &str| orca_core::StepWork {
-        branch: "orca/t1/a".into(),
+        branch: "orca/t1".into(),
         base_commit: "a".repeat(40),
         head_commit: head.repeat(40),
         files_changed: 2,
@@ -520,6 +521,8 @@ pub async fn a_steps_work_on_its_repository_reads_back_until_it_is_cleared(
         deletions: 3,
         changed_paths: vec!["src/lib.rs".into(), "README.md".into()],
         committed_by_orca: true,
+        pushed: true,
+        pull_request_url: "https://github.com/o/r/pull/7".into(),
     };
     commit(
         &*store,
@@ -822,7 +825,7 @@ pub async fn a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_
         &*store,
         vec![
             finish("t1", 500),
-            Write::ExpireCheckpoints {
+            Write::ExpireKept {
                 finished_before: 500,
             },
         ],
@@ -831,7 +834,7 @@ pub async fn a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_
     assert!(kept(store.clone(), "t1").await.is_some(), "not yet expired");
     commit(
         &*store,
-        vec![Write::ExpireCheckpoints {
+        vec![Write::ExpireKept {
             finished_before: 501,
         }],
     )
@@ -840,6 +843,102 @@ pub async fn a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_
     assert!(
         kept(store.clone(), "t2").await.is_some(),
         "an unfinished task keeps its checkpoint"
+    );
+}
+
+pub async fn a_step_keeps_its_current_attempts_branch_until_its_task_expires(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let branch = |task: &str, attempt: u32, bundle: &[u8]| StepBranch {
+        task_id: task.into(),
+        step_id: "a".into(),
+        attempt,
+        head_commit: format!("{attempt}").repeat(40),
+        // Every byte value, so a backend that stores text would show it.
+        bundle: bundle.to_vec(),
+        created_at: 10,
+    };
+    let at_attempt = |task: &str, n: u32| {
+        Write::Step(StepWrite {
+            state: Some(StepState::Running),
+            attempt: Some(n),
+            ..step(task, "a")
+        })
+    };
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 1),
+            Write::Branch(Box::new(branch("t1", 1, &all_bytes))),
+            // Not the step's current attempt: not kept.
+            Write::Branch(Box::new(branch("t1", 2, b"early"))),
+            at_attempt("t2", 1),
+            Write::Branch(Box::new(branch("t2", 1, b"t2"))),
+        ],
+    )
+    .await;
+    let kept = |store: Arc<dyn Store>, task: &'static str| async move {
+        store.step_branch(task, "a").await.expect("read")
+    };
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(branch("t1", 1, &all_bytes))
+    );
+    assert_eq!(store.step_branch("t1", "b").await.expect("read"), None);
+    assert_eq!(store.step_branch("nope", "a").await.expect("read"), None);
+
+    // Attempt 2 keeps its own; attempt 1, late (a zombie), replaces nothing.
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 2),
+            Write::Branch(Box::new(branch("t1", 2, b"second"))),
+            Write::Branch(Box::new(branch("t1", 1, b"zombie"))),
+        ],
+    )
+    .await;
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(branch("t1", 2, b"second"))
+    );
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        kept(store.clone(), "t1").await.map(|b| b.attempt),
+        Some(2),
+        "branches survive a reopen"
+    );
+    let finish = Write::Task {
+        id: "t1".into(),
+        state: TaskState::Succeeded,
+        message: String::new(),
+        started_at: None,
+        finished_at: Some(500),
+    };
+    commit(
+        &*store,
+        vec![
+            finish,
+            Write::ExpireKept {
+                finished_before: 501,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(kept(store.clone(), "t1").await, None);
+    assert!(
+        kept(store.clone(), "t2").await.is_some(),
+        "an unfinished task keeps its branches"
     );
 }
 

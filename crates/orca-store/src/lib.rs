@@ -135,8 +135,13 @@ pub enum Write {
     /// attempt's checkpoint is kept: a late zombie cannot replace a newer
     /// session. Boxed: it is rare and large.
     Checkpoint(Box<Checkpoint>),
-    /// Removes the checkpoints of tasks that finished before this time.
-    ExpireCheckpoints {
+    /// Keeps a step's branch, on the same terms as a checkpoint: only its
+    /// current attempt's, never over a newer attempt's. Boxed: it is rare
+    /// and large.
+    Branch(Box<StepBranch>),
+    /// Removes the checkpoints and branches of tasks that finished before
+    /// this time.
+    ExpireKept {
         finished_before: Micros,
     },
     /// Registers a webhook endpoint, or replaces it (disabled, say).
@@ -169,6 +174,35 @@ pub struct Checkpoint {
     /// The worker's archive (a gzipped tar), kept as given.
     pub archive: Vec<u8>,
     pub created_at: Micros,
+}
+
+/// A step's branch as one attempt left it, for a dependent step (or the
+/// task's deliver step) on any worker to start from: a git bundle of the
+/// step's commits since the task's commit. Kept until its task has been
+/// finished for the retention time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StepBranch {
+    pub task_id: String,
+    pub step_id: String,
+    /// The attempt that left it.
+    pub attempt: u32,
+    pub head_commit: String,
+    /// The worker's bundle, kept as given.
+    pub bundle: Vec<u8>,
+    pub created_at: Micros,
+}
+
+/// Never prints the bundle: it is the repository's contents.
+impl std::fmt::Debug for StepBranch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepBranch")
+            .field("task_id", &self.task_id)
+            .field("step_id", &self.step_id)
+            .field("attempt", &self.attempt)
+            .field("head_commit", &self.head_commit)
+            .field("bundle_bytes", &self.bundle.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Never prints the archive: a checkpoint is not to be logged.
@@ -631,6 +665,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest checkpoint kept for a step.
     async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>>;
+
+    /// The branch kept for a step.
+    async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>>;
 
     /// Every tenant budget set.
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>>;

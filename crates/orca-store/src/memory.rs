@@ -16,8 +16,8 @@ use crate::fleet::{self, FleetPage};
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Commit, Created, Error, NewTask, Result,
-    StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepRecord, StepWrite, Store,
-    TaskQuery, TaskRecord, Write,
+    StateChange, StateEntry, StateKey, StateOutcome, StateScope, StepBranch, StepRecord, StepWrite,
+    Store, TaskQuery, TaskRecord, Write,
 };
 
 /// One store's data; [`MemoryStore::reopen`] gives another handle on it,
@@ -39,6 +39,7 @@ struct Data {
     budgets: BTreeMap<String, TenantBudget>,
     /// (task, step) → its newest checkpoint.
     checkpoints: HashMap<(String, String), Checkpoint>,
+    branches: HashMap<(String, String), StepBranch>,
     webhooks: BTreeMap<String, Webhook>,
     /// By id: ids sort by creation time.
     deliveries: BTreeMap<String, Delivery>,
@@ -238,13 +239,17 @@ impl Data {
                     }
                 }
                 Write::Checkpoint(checkpoint) => self.keep_checkpoint(*checkpoint),
-                Write::ExpireCheckpoints { finished_before } => {
+                Write::Branch(branch) => self.keep_branch(*branch),
+                Write::ExpireKept { finished_before } => {
                     let tasks = &self.tasks;
-                    self.checkpoints.retain(|(task_id, _), _| {
+                    let unexpired = |task_id: &String| {
                         tasks
                             .get(task_id)
                             .is_some_and(|t| t.finished_at == 0 || t.finished_at >= finished_before)
-                    });
+                    };
+                    self.checkpoints
+                        .retain(|(task_id, _), _| unexpired(task_id));
+                    self.branches.retain(|(task_id, _), _| unexpired(task_id));
                 }
                 Write::Webhook(webhook) => {
                     self.webhooks.insert(webhook.id.clone(), *webhook);
@@ -282,6 +287,24 @@ impl Data {
             .is_some_and(|kept| kept.attempt > checkpoint.attempt);
         if current && !newer_kept {
             self.checkpoints.insert(key, checkpoint);
+        }
+    }
+
+    /// Keeps a branch of the step's current attempt, unless a newer
+    /// attempt's is kept.
+    fn keep_branch(&mut self, branch: StepBranch) {
+        let current = self
+            .tasks
+            .get(&branch.task_id)
+            .and_then(|t| t.steps.iter().find(|s| s.id == branch.step_id))
+            .is_some_and(|s| s.attempt == branch.attempt);
+        let key = (branch.task_id.clone(), branch.step_id.clone());
+        let newer_kept = self
+            .branches
+            .get(&key)
+            .is_some_and(|kept| kept.attempt > branch.attempt);
+        if current && !newer_kept {
+            self.branches.insert(key, branch);
         }
     }
 
@@ -680,6 +703,14 @@ impl Store for MemoryStore {
         Ok(self
             .data()
             .checkpoints
+            .get(&(task_id.to_string(), step_id.to_string()))
+            .cloned())
+    }
+
+    async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>> {
+        Ok(self
+            .data()
+            .branches
             .get(&(task_id.to_string(), step_id.to_string()))
             .cloned())
     }

@@ -510,6 +510,11 @@ impl Worker {
                     metrics: self.metrics.clone(),
                     checkpoints: self.checkpoints.clone(),
                     repo: assignment.repo.map(Into::into),
+                    dependency_heads: assignment
+                        .dependency_heads
+                        .into_iter()
+                        .map(|h| (h.step_id, h.head_commit))
+                        .collect(),
                     mirrors: self.mirrors.clone(),
                     key,
                     step: step.into(),
@@ -703,6 +708,41 @@ impl Keeper for ControlPlaneKeeper {
             .await
         {
             Ok(checkpoint) => Ok(Some(checkpoint)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(format!(
+                "the control plane did not give it: {}",
+                status.message()
+            )),
+        }
+    }
+
+    async fn put_branch(&self, branch: v1::StepBranch) -> Result<(), String> {
+        self.call("keep a step's branch", |mut client| {
+            let branch = branch.clone();
+            async move { client.put_branch(branch).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|status| format!("the control plane refused it: {}", status.message()))
+    }
+
+    async fn get_branch(
+        &self,
+        attempt: &AttemptKey,
+        step_id: &str,
+    ) -> Result<Option<v1::StepBranch>, String> {
+        let request = v1::GetBranchRequest {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+            step_id: step_id.to_string(),
+        };
+        match self
+            .call("read a step's branch", |mut client| {
+                let request = request.clone();
+                async move { client.get_branch(request).await }
+            })
+            .await
+        {
+            Ok(branch) => Ok(Some(branch)),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(format!(
                 "the control plane did not give it: {}",

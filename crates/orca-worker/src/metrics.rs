@@ -44,6 +44,10 @@ pub enum Fault {
     /// The task's repository could not be made ready for the step (its
     /// mirror, its commit, its credentials, its worktree).
     Repository,
+    /// The step's dependencies' work would not merge.
+    Conflict,
+    /// The task's branch could not be pushed, or its pull request opened.
+    Delivery,
 }
 
 impl Fault {
@@ -58,6 +62,8 @@ impl Fault {
             Fault::Stalled => "stalled",
             Fault::NoResult => "no_result",
             Fault::Repository => "repository",
+            Fault::Conflict => "conflict",
+            Fault::Delivery => "delivery",
         }
     }
 }

@@ -216,8 +216,14 @@ pub struct CheckpointArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_checkpoint_bytes: u64,
 
-    /// How long a finished task's checkpoints are kept (for `orca retry`),
-    /// then removed.
+    /// Largest step branch kept (a git bundle of a step's commits, for the
+    /// steps after it on other workers); a larger one fails its step.
+    #[arg(long, env = "ORCA_MAX_BRANCH_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_branch_bytes: u64,
+
+    /// How long a finished task's checkpoints and steps' branches are kept
+    /// (for `orca retry`), then removed.
     #[arg(long, env = "ORCA_CHECKPOINT_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub checkpoint_retention: Duration,
 }

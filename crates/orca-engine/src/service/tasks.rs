@@ -232,6 +232,9 @@ impl TaskApi {
                 Err(problem) => unrunnable = Some(format!("the plan cannot run: {problem}")),
             }
         }
+        if unrunnable.is_none() {
+            orca_core::repo::with_delivery(&mut spec);
+        }
         let id = self.new_id();
         Ok(Submission {
             trace_context: self.task_trace_context(&id, &spec.name),

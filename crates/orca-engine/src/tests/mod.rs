@@ -617,6 +617,13 @@ impl Store for SlowBacklog {
     ) -> orca_store::Result<Option<orca_store::Checkpoint>> {
         self.store.checkpoint(task_id, step_id).await
     }
+    async fn step_branch(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> orca_store::Result<Option<orca_store::StepBranch>> {
+        self.store.step_branch(task_id, step_id).await
+    }
     async fn audit_after(
         &self,
         after: u64,

@@ -85,8 +85,11 @@ pub struct Attempt {
     /// success, and found when it resumes; `None` keeps sessions on this
     /// worker only.
     pub checkpoints: Option<Checkpoints>,
-    /// The task's repository, at the commit the step starts from.
+    /// The task's repository, at the commit the task started from.
     pub repo: Option<orca_core::RepoSpec>,
+    /// Its dependencies' heads in the repository, (step id, commit), in
+    /// the task's order: the step starts from their merge.
+    pub dependency_heads: Vec<(String, String)>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<orca_git::mirror::Mirrors>,
 }

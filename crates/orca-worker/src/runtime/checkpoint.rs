@@ -32,6 +32,16 @@ pub trait Keeper: Send + Sync {
     /// The step's newest checkpoint, for the attempt that runs it now;
     /// `None` when it has none.
     async fn get(&self, attempt: &AttemptKey) -> Result<Option<v1::Checkpoint>, String>;
+    /// Keeps a step's branch (a git bundle), for its dependents on any
+    /// worker.
+    async fn put_branch(&self, branch: v1::StepBranch) -> Result<(), String>;
+    /// The branch of `step_id`, a step of `attempt`'s task; `None` when
+    /// none is kept.
+    async fn get_branch(
+        &self,
+        attempt: &AttemptKey,
+        step_id: &str,
+    ) -> Result<Option<v1::StepBranch>, String>;
 }
 
 /// A worker's checkpoint settings: where they go, how large they may be.

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod attempt;
 pub mod checkpoint;
 pub mod claude;
+pub mod deliver;
 pub mod process;
 pub mod repo;
 pub mod session;
@@ -58,6 +59,7 @@ pub async fn run(
     let ended = match attempt.step.runtime() {
         Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
+        Some(Runtime::Deliver) => deliver::run_deliver(&attempt).await,
         Some(Runtime::ClaudeCode(spec)) => {
             let claude = ClaudeCode::new(&agents.claude, spec);
             run_agent(&claude, &attempt, &reports, cancel).await
@@ -104,6 +106,7 @@ fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
         Some(Runtime::Shell(_)) => "shell",
         Some(Runtime::ClaudeCode(_)) => "claude_code",
         Some(Runtime::Noop) => "noop",
+        Some(Runtime::Deliver) => "deliver",
         None => "unknown",
     }
 }

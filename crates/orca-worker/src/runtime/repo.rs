@@ -1,26 +1,32 @@
 //! A step's repository, when its task names one: the step runs in a
-//! worktree at `<workspace>/repo`, on branch `orca/<task>/<step>` from the
-//! task's resolved commit, made from this worker's mirror of the
-//! repository (`orca_git::mirror`); afterwards what it left uncommitted is
-//! committed by orca and what it did goes back with its result. The
-//! repository's credentials come from this worker's secrets directory and
-//! reach git only: never the step's process.
+//! worktree at `<workspace>/repo`, on branch `orca/<task>-<step>`, made
+//! from this worker's mirror of the repository (`orca_git::mirror`). It
+//! starts from the task's commit, or from the merge of its dependencies'
+//! heads (fetched from the control plane when they were made on another
+//! worker). Afterwards what it left uncommitted is committed by orca, what
+//! it did goes back with its result, and its branch is kept with the
+//! control plane for the steps after it. The repository's credentials come
+//! from this worker's secrets directory and reach git only: never the
+//! step's process.
 
 use std::path::{Path, PathBuf};
 
 use orca_api::v1;
 use orca_git::Credentials;
-use orca_git::mirror::Worktree;
+use orca_git::mirror::{Conflict, Mirror, Worktree};
 
 use super::attempt::{Attempt, Ended};
 use crate::metrics::Fault;
 
 /// The worktree's directory in the workspace.
 pub const REPO_DIR: &str = "repo";
+/// Beside the worktree: the commit its step started from, which a resumed
+/// attempt measures the step's work from.
+const BASE_FILE: &str = "repo.base";
 
 /// The branch of a step's work.
 pub fn branch(attempt: &Attempt) -> String {
-    format!("orca/{}/{}", attempt.key.task_id, attempt.key.step_id)
+    orca_core::repo::step_branch(&attempt.key.task_id, &attempt.key.step_id)
 }
 
 /// Where the step's worktree is, in `workspace`.
@@ -30,8 +36,8 @@ pub fn worktree_dir(workspace: &Path) -> PathBuf {
 
 /// The step's worktree and the directory its process runs in: the
 /// worktree a resumed workspace kept, or a new one from the mirror
-/// (fetched first if it lacks the commit); no worktree, and the workspace
-/// itself, when the task names no repository.
+/// (fetched first if it lacks a commit the step starts from); no worktree,
+/// and the workspace itself, when the task names no repository.
 pub(crate) async fn check_out(
     attempt: &Attempt,
     workspace: &Path,
@@ -43,18 +49,29 @@ pub(crate) async fn check_out(
     Ok((tree, cwd))
 }
 
+fn refused(message: String) -> Ended {
+    Ended::fault(Fault::Repository, message)
+}
+
+/// The repository's credentials, from this worker's secrets directory;
+/// why not, naming the field.
+pub(crate) fn credentials(attempt: &Attempt) -> Result<Option<Credentials>, String> {
+    let Some(repo) = &attempt.repo else {
+        return Ok(None);
+    };
+    match repo.credentials_secret.as_str() {
+        "" => Ok(None),
+        name => Credentials::read(attempt.secrets_dir.as_deref(), name)
+            .map(Some)
+            .map_err(|e| format!("repo.{e}")),
+    }
+}
+
 async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree>, Ended> {
     let Some(repo) = &attempt.repo else {
         return Ok(None);
     };
-    let refused = |message: String| Ended::fault(Fault::Repository, message);
-    let credentials = match repo.credentials_secret.as_str() {
-        "" => None,
-        name => Some(
-            Credentials::read(attempt.secrets_dir.as_deref(), name)
-                .map_err(|e| refused(format!("repo.{e}")))?,
-        ),
-    };
+    let credentials = credentials(attempt).map_err(refused)?;
     let mirror = attempt
         .mirrors
         .ensure(&repo.url, &repo.commit, credentials.as_ref())
@@ -65,55 +82,185 @@ async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree
         })?;
     let dir = worktree_dir(workspace);
     let branch = branch(attempt);
-    if let Some(kept) = mirror.existing_worktree(&dir, &branch, &repo.commit).await {
+    let base_file = workspace.join(BASE_FILE);
+    if let Ok(base) = tokio::fs::read_to_string(&base_file).await
+        && let Some(kept) = mirror.existing_worktree(&dir, &branch, base.trim()).await
+    {
         return Ok(Some(kept));
     }
     // A workspace restored from a checkpoint on another worker holds a
-    // worktree of that worker's mirror: start again from the commit.
+    // worktree of that worker's mirror: start again.
     if dir.exists() {
         tokio::fs::remove_dir_all(&dir)
             .await
             .map_err(|e| refused(format!("repo: removing a stale worktree: {e}")))?;
     }
-    mirror
-        .add_worktree(&dir, &branch, &repo.commit)
+    let heads = &attempt.dependency_heads;
+    for (step, head) in heads {
+        fetch_head(attempt, &mirror, step, head).await?;
+    }
+    let start = heads.first().map_or(repo.commit.as_str(), |(_, h)| h);
+    let mut tree = mirror
+        .add_worktree(&dir, &branch, start)
         .await
-        .map(Some)
-        .map_err(|e| refused(format!("repo: {e}")))
+        .map_err(|e| refused(format!("repo: {e}")))?;
+    if heads.len() > 1 {
+        match tree.merge(&heads[1..]).await {
+            Ok(None) => {}
+            Ok(Some(conflict)) => {
+                let _ = tree.remove().await;
+                return Err(conflicted(attempt, conflict));
+            }
+            Err(e) => return Err(refused(format!("repo: merging the dependencies: {e}"))),
+        }
+    }
+    tokio::fs::write(&base_file, tree.base())
+        .await
+        .map_err(|e| refused(format!("repo: {e}")))?;
+    Ok(Some(tree))
+}
+
+/// Makes sure the mirror holds a dependency's head: made here, or fetched
+/// from the branch the control plane keeps for it.
+async fn fetch_head(
+    attempt: &Attempt,
+    mirror: &Mirror,
+    step: &str,
+    head: &str,
+) -> Result<(), Ended> {
+    if mirror.has_commit(head).await {
+        return Ok(());
+    }
+    let missing = |why: &str| {
+        refused(format!(
+            "repo: the work of step {step:?} (commit {head}) is not on this worker, and {why}"
+        ))
+    };
+    let Some(keeper) = attempt.checkpoints.as_ref().map(|c| &c.keeper) else {
+        return Err(missing("no control plane keeps steps' branches"));
+    };
+    let kept = keeper
+        .get_branch(&attempt.key, step)
+        .await
+        .map_err(|e| missing(&e))?
+        .ok_or_else(|| missing("the control plane keeps no branch of it (it may have expired)"))?;
+    if kept.head_commit != head {
+        return Err(missing(&format!(
+            "the branch kept of it ends at {} instead",
+            kept.head_commit
+        )));
+    }
+    mirror
+        .unbundle(&kept.bundle, head)
+        .await
+        .map_err(|e| missing(&e.to_string()))
+}
+
+/// The step fails on its dependencies' conflict: its error names the
+/// steps and the paths; its output holds them and the hunks.
+fn conflicted(attempt: &Attempt, conflict: Conflict) -> Ended {
+    let before: Vec<&str> = attempt
+        .dependency_heads
+        .iter()
+        .map(|(step, _)| step.as_str())
+        .take_while(|step| *step != conflict.with)
+        .collect();
+    let error = format!(
+        "the work of step {:?} conflicts with that of {} in {}",
+        conflict.with,
+        before
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        conflict.paths.join(", ")
+    );
+    let output = serde_json::json!({
+        "conflict": {
+            "with": conflict.with,
+            "after": before,
+            "paths": conflict.paths,
+            "hunks": conflict.hunks,
+        }
+    });
+    Ended {
+        output_json: output.to_string(),
+        ..Ended::fault(Fault::Conflict, error)
+    }
 }
 
 /// After the step: commits what it left uncommitted and puts what it did
-/// in `ended`; a step that deleted, left or rewrote its branch fails, and
-/// so does one whose work cannot be read. The worktree is removed unless
-/// `keep` (a kept or resumable workspace).
+/// in `ended`, and keeps its branch with the control plane; a step that
+/// deleted, left or rewrote its branch fails, and so does one whose work
+/// cannot be read or kept. The worktree is removed unless `keep` (a kept
+/// or resumable workspace).
 pub(crate) async fn finish(attempt: &Attempt, tree: Worktree, ended: &mut Ended, keep: bool) {
+    record(attempt, &tree, ended).await;
+    if !keep {
+        let _ = tree.remove().await;
+    }
+}
+
+/// What `finish` does but remove the worktree.
+pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended) {
     let message = format!(
         "orca: what step {} of task {} left uncommitted (attempt {})",
         attempt.key.step_id, attempt.key.task_id, attempt.key.attempt
     );
-    match tree.finish(&message).await {
-        Ok(done) => {
-            ended.work = Some(v1::StepWork {
-                branch: done.branch,
-                base_commit: done.base,
-                head_commit: done.head,
-                files_changed: done.files_changed,
-                insertions: done.insertions,
-                deletions: done.deletions,
-                changed_paths: done.changed_paths,
-                committed_by_orca: done.committed_for_the_step,
-            });
-        }
-        Err(e) if ended.outcome == v1::Outcome::Succeeded => {
+    let failed = |ended: &mut Ended, e: String| {
+        if ended.outcome == v1::Outcome::Succeeded {
             *ended = Ended::failed(
                 format!("step {}: {e}", attempt.key.step_id),
                 ended.exit_code,
             );
         }
-        // It failed already: that is what it says.
-        Err(_) => {}
+    };
+    let done = match tree.finish(&message).await {
+        Ok(done) => done,
+        // A step that failed already says so.
+        Err(e) => return failed(ended, e.to_string()),
+    };
+    if ended.outcome == v1::Outcome::Succeeded
+        && let Err(e) = keep_branch(attempt, tree, &done.head).await
+    {
+        return failed(ended, e);
     }
-    if !keep {
-        let _ = tree.remove().await;
-    }
+    ended.work = Some(v1::StepWork {
+        branch: done.branch,
+        base_commit: done.base,
+        head_commit: done.head,
+        files_changed: done.files_changed,
+        insertions: done.insertions,
+        deletions: done.deletions,
+        changed_paths: done.changed_paths,
+        committed_by_orca: done.committed_for_the_step,
+        pushed: false,
+        pull_request_url: String::new(),
+    });
+}
+
+/// Keeps the step's branch with the control plane, for the steps after
+/// it on other workers; nothing to keep when it made no commit, or when
+/// no control plane keeps branches (a worker run alone).
+async fn keep_branch(attempt: &Attempt, tree: &Worktree, head: &str) -> Result<(), String> {
+    let (Some(repo), Some(checkpoints)) = (&attempt.repo, &attempt.checkpoints) else {
+        return Ok(());
+    };
+    let bundle = tree
+        .mirror()
+        .bundle(&branch(attempt), &repo.commit)
+        .await
+        .map_err(|e| format!("bundling its branch: {e}"))?;
+    let Some(bundle) = bundle else {
+        return Ok(());
+    };
+    checkpoints
+        .keeper
+        .put_branch(v1::StepBranch {
+            attempt: Some(v1::AttemptRef::from(&attempt.key)),
+            head_commit: head.to_string(),
+            bundle,
+        })
+        .await
+        .map_err(|e| format!("keeping its branch with the control plane: {e}"))
 }

@@ -42,6 +42,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         metrics: Arc::new(WorkerMetrics::new(1)),
         checkpoints: None,
         repo: None,
+        dependency_heads: Vec::new(),
         mirrors: Arc::new(orca_git::mirror::Mirrors::new(
             dir.join(".mirrors"),
             orca_git::program(),
@@ -411,6 +412,14 @@ impl checkpoint::Keeper for MemoryKeeper {
         self.reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.kept.lock().expect("lock").clone())
+    }
+
+    async fn put_branch(&self, _: v1::StepBranch) -> Result<(), String> {
+        Err("this keeper keeps no branches".into())
+    }
+
+    async fn get_branch(&self, _: &AttemptKey, _: &str) -> Result<Option<v1::StepBranch>, String> {
+        Ok(None)
     }
 }
 

@@ -1,0 +1,78 @@
+//! The deliver step, which orca adds after the last steps of a task that
+//! names a repository: its worktree starts from the merge of those steps'
+//! heads, so its branch, `orca/<task>`, is the task's work, measured from
+//! the task's commit. It runs nothing; it pushes the branch when the
+//! task's `repo` asks for a push or a pull request, and opens the pull
+//! request. Nothing is pushed when the task changed nothing.
+
+use orca_api::v1;
+use orca_core::RepoSpec;
+use orca_git::mirror::Worktree;
+
+use super::attempt::{Attempt, Ended};
+use super::repo;
+use super::workspace::{prepare_workspace, remove_unless_kept};
+use crate::metrics::Fault;
+
+pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
+    let Some(task_repo) = attempt.repo.clone() else {
+        return Ended::fault(
+            Fault::Repository,
+            "the deliver step's task names no repository",
+        );
+    };
+    let workspace = match prepare_workspace(attempt).await {
+        Ok(w) => w,
+        Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
+    };
+    let mut tree = match repo::check_out(attempt, &workspace).await {
+        Ok((Some(tree), _)) => tree,
+        Ok((None, _)) => unreachable!("a task with a repository checks out a worktree"),
+        Err(ended) => return ended,
+    };
+    tree.measure_from(&task_repo.commit);
+    let mut ended = Ended::succeeded(String::new(), None);
+    repo::record(attempt, &tree, &mut ended).await;
+    if ended.outcome == v1::Outcome::Succeeded {
+        deliver(attempt, &task_repo, &tree, &mut ended).await;
+    }
+    if !attempt.keep_workspace {
+        let _ = tree.remove().await;
+    }
+    remove_unless_kept(attempt).await;
+    ended
+}
+
+/// Pushes the branch and opens the pull request the task asks for, and
+/// says what was delivered in the step's output.
+async fn deliver(attempt: &Attempt, task_repo: &RepoSpec, tree: &Worktree, ended: &mut Ended) {
+    let Some(work) = ended.work.as_mut() else {
+        return;
+    };
+    let changed = work.head_commit != task_repo.commit;
+    if changed && (task_repo.push || task_repo.pull_request.is_some()) {
+        let credentials = match repo::credentials(attempt) {
+            Ok(credentials) => credentials,
+            Err(why) => return *ended = Ended::fault(Fault::Repository, why),
+        };
+        if let Err(e) = tree
+            .mirror()
+            .push(&task_repo.url, &work.branch, credentials.as_ref())
+            .await
+        {
+            let why = match e {
+                orca_git::Error::Refused { .. } => format!("repo.{e}"),
+                other => format!("pushing {}: {other}", work.branch),
+            };
+            return *ended = Ended::fault(Fault::Delivery, why);
+        }
+        work.pushed = true;
+    }
+    ended.output_json = serde_json::json!({
+        "branch": work.branch,
+        "head": work.head_commit,
+        "changed": changed,
+        "pushed": work.pushed,
+    })
+    .to_string();
+}

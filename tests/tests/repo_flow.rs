@@ -1,0 +1,181 @@
+//! Work that flows along a task's DAG as commits, against a real git
+//! server over smart HTTP with basic auth: a dependent step starts from the
+//! merge of its dependencies' heads in the task's order, whichever worker
+//! made them (the control plane keeps each step's branch as a bundle), a
+//! conflict there fails the step naming the paths, and the deliver step
+//! orca adds makes the task's branch, `orca/<task>`, from the last steps
+//! and pushes it, all of it or nothing.
+
+use orca_api::v1;
+use orca_tests::git_server::{GitServer, PASSWORD, USER};
+use orca_tests::*;
+use std::time::Duration;
+
+/// A control plane that may reach the loopback git server.
+fn control_plane(dir: &std::path::Path) -> anyhow::Result<Server> {
+    let secrets = dir.join("repo-secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = secrets.display().to_string();
+    Server::start_on(
+        &dir.join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+}
+
+/// A worker offering `shell` and `extra`, with the git server's account
+/// as secret `git-creds`.
+fn repo_worker(
+    server: &Server,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &str,
+) -> anyhow::Result<Process> {
+    let secrets = dir.join(format!("{name}-secrets"));
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = secrets.display().to_string();
+    server.worker_with(name, &["shell", extra], 2, &["--secrets-dir", &secrets])
+}
+
+fn on(mut step: v1::StepSpec, needs: &str) -> v1::StepSpec {
+    step.needs = vec![needs.to_string()];
+    step
+}
+
+fn repo_task(url: &str, steps: Vec<v1::StepSpec>, push: bool) -> v1::SubmitTaskRequest {
+    let mut request = task("flow", steps);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: url.into(),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            push,
+            ..v1::RepoSpec::default()
+        });
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_step_starts_from_its_dependencies_merged_and_the_tasks_branch_is_pushed()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    let first = git.create_repo("app", &[("README.md", "hello\n")]);
+    let server = control_plane(dir.path())?;
+    // `api` runs on one worker, `web` on the other: `join`, on the first,
+    // needs `web`'s work from the control plane.
+    let _one = repo_worker(&server, dir.path(), "w1", "one")?;
+    let _two = repo_worker(&server, dir.path(), "w2", "two")?;
+    let client = server.tasks().await?;
+
+    let steps = vec![
+        on(
+            shell_step("api", &[], "mkdir -p src && echo api > src/api.rs"),
+            "one",
+        ),
+        on(
+            shell_step("web", &[], "mkdir -p web && echo web > web/app.ts"),
+            "two",
+        ),
+        // Listed after `api` in its dependsOn, but merged in the task's
+        // order: `api` first.
+        on(
+            shell_step(
+                "join",
+                &["web", "api"],
+                "test -f src/api.rs && test -f web/app.ts && echo join > JOINED",
+            ),
+            "one",
+        ),
+        on(shell_step("docs", &[], "echo docs > DOCS.md"), "two"),
+    ];
+    let id = submit(&client, repo_task(&git.url("app"), steps, true)).await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(90)).await?;
+
+    let work = |name: &str| step(&task, name).work.clone().expect("work");
+    let (api, web, join) = (work("api"), work("web"), work("join"));
+    assert_eq!(api.base_commit, first);
+    assert_eq!(web.base_commit, first);
+    assert_eq!(join.changed_paths, vec!["JOINED"], "only its own work");
+    assert_eq!(step(&task, "web").attempts[0].worker, "w2");
+    assert_eq!(step(&task, "join").attempts[0].worker, "w1");
+    // The merge join started from: api's head first, then web's.
+    let merge = git.inside("app", &["rev-parse", &format!("{}^1", join.base_commit)]);
+    assert_eq!(merge, api.head_commit);
+    let merged = git.inside("app", &["rev-parse", &format!("{}^2", join.base_commit)]);
+    assert_eq!(merged, web.head_commit);
+
+    // The deliver step orca added made the task's branch from the last
+    // steps, join and docs, and pushed it; main is as it was.
+    let deliver = step(&task, "deliver");
+    let delivered = deliver.work.clone().expect("deliver's work");
+    assert_eq!(delivered.branch, format!("orca/{id}"));
+    assert_eq!(delivered.base_commit, first, "the whole task's work");
+    assert!(delivered.pushed);
+    let mut paths = delivered.changed_paths.clone();
+    paths.sort();
+    assert_eq!(paths, vec!["DOCS.md", "JOINED", "src/api.rs", "web/app.ts"]);
+    assert_eq!(
+        git.rev_parse("app", &format!("orca/{id}")),
+        delivered.head_commit
+    );
+    assert_eq!(git.rev_parse("app", "main"), first);
+    assert_eq!(output(deliver)["pushed"], true);
+    // Only the task's branch reached the remote.
+    let remote = git.inside("app", &["for-each-ref", "--format=%(refname)"]);
+    assert_eq!(
+        remote.lines().collect::<Vec<_>>(),
+        vec![
+            "refs/heads/main".to_string(),
+            format!("refs/heads/orca/{id}")
+        ]
+    );
+    let log = std::fs::read_to_string(&server.process.log)?;
+    assert!(!log.contains(PASSWORD));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_whose_work_conflicts_fail_the_step_naming_the_paths_and_nothing_is_pushed()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    let first = git.create_repo("app", &[("config.toml", "port = 80\n")]);
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
+    let client = server.tasks().await?;
+
+    let steps = vec![
+        shell_step("left", &[], "echo 'port = 8080' > config.toml"),
+        shell_step("right", &[], "echo 'port = 9090' > config.toml"),
+        shell_step("join", &["left", "right"], "true"),
+    ];
+    let id = submit(&client, repo_task(&git.url("app"), steps, true)).await?;
+    let task = wait_finished(&client, &id, Duration::from_secs(60)).await?;
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let join = step(&task, "join");
+    assert_eq!(join.state, v1::StepState::Failed as i32);
+    assert!(
+        join.error
+            .contains("the work of step \"right\" conflicts with that of \"left\" in config.toml"),
+        "{}",
+        join.error
+    );
+    let conflict = &output(join)["conflict"];
+    assert_eq!(conflict["paths"], serde_json::json!(["config.toml"]));
+    let hunks = conflict["hunks"].as_str().unwrap_or_default();
+    assert!(
+        hunks.contains("<<<<<<<") && hunks.contains("8080") && hunks.contains("9090"),
+        "{hunks}"
+    );
+    // Nothing reached the remote.
+    assert_eq!(
+        git.inside("app", &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main"
+    );
+    assert_eq!(git.rev_parse("app", "main"), first);
+    Ok(())
+}
