@@ -15,6 +15,9 @@ cd "$(dirname "$0")/.."
 # The repository tests serve git over smart HTTP with a real web server
 # (nginx, fcgiwrap and git's own http-backend).
 ./scripts/git-server.sh
+# The pull-request tests' forge double checks each call against GitHub's
+# published OpenAPI description (npm @octokit/openapi, openapi-core).
+./scripts/forge.sh
 
 # The book builds (mdBook, pinned); tests/tests/docs.rs checks its links,
 # and the CLI and HTTP pages are checked against the code by unit tests.

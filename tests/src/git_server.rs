@@ -164,6 +164,11 @@ http {{
         bare
     }
 
+    /// Where the served repositories are on disk.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The URL of repository `name`, without credentials.
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{name}.git", self.addr)

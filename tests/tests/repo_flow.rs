@@ -157,7 +157,12 @@ async fn dependencies_whose_work_conflicts_fail_the_step_naming_the_paths_and_no
     let task = wait_finished(&client, &id, Duration::from_secs(60)).await?;
     assert_eq!(task.state, v1::TaskState::Failed as i32);
     let join = step(&task, "join");
-    assert_eq!(join.state, v1::StepState::Failed as i32);
+    assert_eq!(
+        join.state,
+        v1::StepState::Failed as i32,
+        "{:#?}",
+        task.steps
+    );
     assert!(
         join.error
             .contains("the work of step \"right\" conflicts with that of \"left\" in config.toml"),
@@ -177,5 +182,167 @@ async fn dependencies_whose_work_conflicts_fail_the_step_naming_the_paths_and_no
         "refs/heads/main"
     );
     assert_eq!(git.rev_parse("app", "main"), first);
+    Ok(())
+}
+
+fn pull_request(
+    url: &str,
+    steps: Vec<v1::StepSpec>,
+    forge: &str,
+    api: &str,
+    base: &str,
+) -> v1::SubmitTaskRequest {
+    let mut request = repo_task(url, steps, false);
+    if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.pull_request = Some(v1::PullRequestSpec {
+            title: "Add the greeting".into(),
+            body: "Made by orca.".into(),
+            base: base.into(),
+            forge: forge.into(),
+            api_url: api.into(),
+        });
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasks_branch_is_pushed_and_its_pull_request_opened_as_each_forge_describes_it()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    let first = git.create_repo("acme/app", &[("README.md", "hello\n")]);
+    let forge = orca_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
+    let client = server.tasks().await?;
+    let steps = || {
+        vec![
+            shell_step("greet", &[], "echo 'echo hello' > greet.sh"),
+            shell_step("test", &["greet"], "test -f greet.sh && echo ok > TESTED"),
+        ]
+    };
+
+    // GitHub: a pull request from orca/<task> to the task's ref.
+    let request = pull_request(
+        &git.url("acme/app"),
+        steps(),
+        "github",
+        &forge.github_api(),
+        "",
+    );
+    let id = submit(&client, request).await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+    let delivered = step(&task, "deliver").work.clone().expect("delivered");
+    assert!(delivered.pushed);
+    assert_eq!(
+        delivered.pull_request_url,
+        "https://github.example/acme/app/pull/1"
+    );
+    assert_eq!(
+        git.rev_parse("acme/app", &format!("orca/{id}")),
+        delivered.head_commit
+    );
+    assert_eq!(git.rev_parse("acme/app", "main"), first);
+    assert_eq!(
+        output(step(&task, "deliver"))["pullRequest"],
+        delivered.pull_request_url.as_str()
+    );
+
+    // GitLab: a merge request, to the base it names.
+    let request = pull_request(
+        &git.url("acme/app"),
+        steps(),
+        "gitlab",
+        &forge.gitlab_api(),
+        "main",
+    );
+    let id = submit(&client, request).await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+    let delivered = step(&task, "deliver").work.clone().expect("delivered");
+    assert_eq!(
+        delivered.pull_request_url,
+        "https://gitlab.example/acme/app/-/merge_requests/2"
+    );
+
+    // Every call was one the forge's description accepts: for each, a
+    // search for an open one first, then the one that opened it.
+    let seen = forge.requests()?;
+    let calls: Vec<(String, String, bool)> = seen
+        .iter()
+        .map(|r| {
+            (
+                r["forge"].as_str().unwrap_or_default().to_string(),
+                r["method"].as_str().unwrap_or_default().to_string(),
+                r["valid"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("github".into(), "GET".into(), true),
+            ("github".into(), "POST".into(), true),
+            ("gitlab".into(), "GET".into(), true),
+            ("gitlab".into(), "POST".into(), true),
+        ],
+        "{seen:#?}"
+    );
+    let shown = succeed(server.cli().args(["get", "task", &id]));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("https://gitlab.example/acme/app/-/merge_requests/2"),
+        "{shown}"
+    );
+    let log = std::fs::read_to_string(&server.process.log)?;
+    assert!(!log.contains(PASSWORD));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_the_forge_refuses_fails_the_task_and_takes_its_branch_back()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("acme/app", &[("README.md", "hello\n")]);
+    let forge = orca_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
+    let client = server.tasks().await?;
+
+    // The base does not exist: GitHub refuses the pull request.
+    let mut request = pull_request(
+        &git.url("acme/app"),
+        vec![shell_step("greet", &[], "echo hi > greet.sh")],
+        "github",
+        &forge.github_api(),
+        "no-such-base",
+    );
+    if let Some(spec) = request.spec.as_mut() {
+        // No retries of the deliver step orca adds: one refusal is enough.
+        spec.steps.push(v1::StepSpec {
+            id: "deliver".into(),
+            depends_on: vec!["greet".into()],
+            runtime: Some(v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {})),
+            ..v1::StepSpec::default()
+        });
+    }
+    let id = submit(&client, request).await?;
+    let task = wait_finished(&client, &id, Duration::from_secs(60)).await?;
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let deliver = step(&task, "deliver");
+    assert!(
+        deliver.error.contains("repo.pullRequest")
+            && deliver.error.contains("422")
+            && deliver
+                .error
+                .contains("the branch pushed for it was deleted"),
+        "{}",
+        deliver.error
+    );
+    assert_eq!(
+        git.inside("acme/app", &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main",
+        "nothing is left on the remote"
+    );
     Ok(())
 }

@@ -151,6 +151,23 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             repo.url,
             short(&repo.commit)
         );
+        // The deliver step's work is the task's.
+        let delivered = view
+            .steps
+            .iter()
+            .find(|s| s.runtime == "deliver")
+            .and_then(|s| s.work.as_ref());
+        if let Some(work) = delivered {
+            let pushed = if work.pushed { ", pushed" } else { "" };
+            println!(
+                "Branch:    {} at {}{pushed}",
+                work.branch,
+                short(&work.head_commit)
+            );
+            if !work.pull_request_url.is_empty() {
+                println!("Pull req.: {}", work.pull_request_url);
+            }
+        }
     }
     for step in view.steps.iter().filter(|s| s.state == "awaiting_approval") {
         let Some(approval) = &step.approval else {

@@ -4,7 +4,8 @@
 //! a log line, or the environment of an agent. Git never prompts.
 //!
 //! `resolve` turns a task's ref into the commit every step starts from;
-//! `mirror` keeps a worker's mirrors and its steps' worktrees.
+//! `mirror` keeps a worker's mirrors and its steps' worktrees; `forge`
+//! opens the pull request a task's work ends in.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+pub mod forge;
 pub mod mirror;
 
 /// Which part of a task's `repo` a refusal is about.

@@ -30,6 +30,8 @@ pub struct Mirrors {
     git: PathBuf,
     /// One clone or fetch at a time per repository.
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// One worktree added or removed at a time per repository.
+    worktree_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One repository's mirror.
@@ -37,6 +39,9 @@ pub struct Mirrors {
 pub struct Mirror {
     path: PathBuf,
     git: PathBuf,
+    /// Held while worktrees are added or removed: `worktree prune` and
+    /// `worktree add` of two steps at once must not cross.
+    worktrees: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A step's worktree, on its own branch from its base commit.
@@ -117,11 +122,20 @@ impl Mirrors {
             root: std::path::absolute(&root).unwrap_or(root),
             git,
             locks: Mutex::default(),
+            worktree_locks: Mutex::default(),
         }
     }
 
     fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(path.to_path_buf()).or_default().clone()
+    }
+
+    fn worktree_lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .worktree_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         locks.entry(path.to_path_buf()).or_default().clone()
     }
 
@@ -139,6 +153,7 @@ impl Mirrors {
         let mirror = Mirror {
             path: path.clone(),
             git: self.git.clone(),
+            worktrees: self.worktree_lock_for(&path),
         };
         if !path.join("HEAD").exists() {
             // A half-made mirror (a crash mid-clone) is made again.
@@ -347,10 +362,35 @@ impl Mirror {
         branch: &str,
         credentials: Option<&Credentials>,
     ) -> Result<(), Error> {
-        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+        self.push_refspec(
+            url,
+            &format!("+refs/heads/{branch}:refs/heads/{branch}"),
+            credentials,
+        )
+        .await
+    }
+
+    /// Deletes `branch` from the remote: a push that served only a pull
+    /// request which could not be opened is taken back.
+    pub async fn delete_pushed(
+        &self,
+        url: &str,
+        branch: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<(), Error> {
+        self.push_refspec(url, &format!(":refs/heads/{branch}"), credentials)
+            .await
+    }
+
+    async fn push_refspec(
+        &self,
+        url: &str,
+        refspec: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<(), Error> {
         let mut push = command(&self.git, credentials);
         push.current_dir(&self.path)
-            .args(["push", "-q", "--porcelain", "origin", &refspec])
+            .args(["push", "-q", "--porcelain", "origin", refspec])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let output = tokio::time::timeout(REMOTE_TIMEOUT * 10, push.output())
@@ -432,6 +472,7 @@ impl Mirror {
         branch: &str,
         base: &str,
     ) -> Result<Worktree, Error> {
+        let _one_at_a_time = self.worktrees.lock().await;
         // A worktree whose directory is gone (a crash) still holds its
         // branch until pruned.
         local(&self.git, &self.path, &["worktree", "prune"]).await?;
@@ -631,6 +672,7 @@ impl Worktree {
     /// Removes the worktree; its branch, the step's result, stays in the
     /// mirror.
     pub async fn remove(self) -> Result<(), Error> {
+        let _one_at_a_time = self.mirror.worktrees.lock().await;
         let dir = self.path.display().to_string();
         local(
             &self.mirror.git,

@@ -67,12 +67,78 @@ async fn deliver(attempt: &Attempt, task_repo: &RepoSpec, tree: &Worktree, ended
             return *ended = Ended::fault(Fault::Delivery, why);
         }
         work.pushed = true;
+        if let Some(pr) = &task_repo.pull_request {
+            match pull_request(task_repo, pr, tree, &work.branch, credentials.as_ref()).await {
+                Ok(url) => work.pull_request_url = url,
+                Err(why) => {
+                    // The branch went up for the pull request alone: it
+                    // does not stay without one.
+                    let mut why = why;
+                    if !task_repo.push {
+                        match tree
+                            .mirror()
+                            .delete_pushed(&task_repo.url, &work.branch, credentials.as_ref())
+                            .await
+                        {
+                            Ok(()) => why.push_str("; the branch pushed for it was deleted"),
+                            Err(e) => {
+                                why.push_str(&format!("; deleting the branch pushed for it: {e}"))
+                            }
+                        }
+                    }
+                    return *ended = Ended::fault(Fault::Delivery, why);
+                }
+            }
+        }
     }
     ended.output_json = serde_json::json!({
         "branch": work.branch,
         "head": work.head_commit,
         "changed": changed,
         "pushed": work.pushed,
+        "pullRequest": work.pull_request_url,
     })
     .to_string();
+}
+
+/// Opens the task's pull request from its pushed branch (or finds it open
+/// from an earlier attempt): to the base it names, else the task's ref
+/// when that is a branch, else the remote's default branch.
+async fn pull_request(
+    task_repo: &RepoSpec,
+    pr: &orca_core::repo::PullRequestSpec,
+    tree: &Worktree,
+    branch: &str,
+    credentials: Option<&orca_git::Credentials>,
+) -> Result<String, String> {
+    let (forge, api) = orca_core::repo::forge_of(task_repo)
+        .ok_or_else(|| "repo.pullRequest.forge: orca cannot tell whose API to call".to_string())?;
+    let named = [pr.base.as_str(), task_repo.git_ref.as_str()]
+        .into_iter()
+        .map(|b| b.strip_prefix("refs/heads/").unwrap_or(b))
+        .find(|b| !b.is_empty() && *b != "HEAD" && !b.starts_with("refs/"));
+    let base = match named {
+        Some(base) => base.to_string(),
+        None => tree
+            .mirror()
+            .default_branch(&task_repo.url, credentials)
+            .await
+            .map_err(|e| format!("repo.pullRequest.base: {e}"))?,
+    };
+    let ask = orca_git::forge::Ask {
+        forge: &forge,
+        api: &api,
+        repo_url: &task_repo.url,
+        head: branch,
+        base: &base,
+        title: &pr.title,
+        body: &pr.body,
+    };
+    orca_git::forge::open_pull_request(&ask, credentials)
+        .await
+        .map(|opened| opened.url)
+        .map_err(|e| match e {
+            orca_git::Error::Refused { .. } => format!("repo.{e}"),
+            other => format!("repo.pullRequest: {other}"),
+        })
 }
