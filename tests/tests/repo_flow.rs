@@ -346,3 +346,73 @@ async fn a_pull_request_the_forge_refuses_fails_the_task_and_takes_its_branch_ba
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_step_resumed_on_another_worker_finds_its_files_in_a_fresh_worktree()
+-> anyhow::Result<()> {
+    use orca_tests::anthropic::{MockAnthropic, Reply};
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("README.md", "hello\n")]);
+    let mock = MockAnthropic::start(vec![
+        // Attempt 1, on A: writes in its worktree, then the API fails it.
+        Reply::write("notes.txt", "half done\n"),
+        Reply::Error {
+            status: 500,
+            message: "the mock fell over".into(),
+        },
+        // Attempt 2, on B: the file is there in B's own worktree.
+        Reply::read("notes.txt"),
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await?;
+    let server = control_plane(dir.path())?;
+    let secrets = dir.path().join("agent-secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = secrets.display().to_string();
+    let agent = |name: &str| {
+        start_named_claude_worker(
+            &server,
+            dir.path(),
+            name,
+            &mock,
+            (&["claude-code"], 1),
+            &["--secrets-dir", &secrets],
+        )
+    };
+    let mut worker_a = agent("agent-1")?;
+    let client = server.tasks().await?;
+    let prompt = format!("Write notes.txt, then finish {}", std::process::id());
+    let mut notes = claude_step("notes", &prompt, &["Write", "Read"]);
+    // The retry waits long enough for the test to stop A first.
+    notes.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 3000,
+        max_delay_ms: 3000,
+        multiplier: 1.0,
+    });
+    let id = submit(&client, repo_task(&git.url("app"), vec![notes], false)).await?;
+    wait_task(&client, &id, Duration::from_secs(60), |t| {
+        let step = t.steps.into_iter().next()?;
+        step.attempts
+            .first()
+            .filter(|a| a.state == v1::StepState::Failed as i32)
+            .cloned()
+    })
+    .await?;
+    worker_a.kill();
+    let _worker_b = agent("agent-2")?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+
+    let notes = step(&task, "notes");
+    assert_eq!(notes.attempts.len(), 2);
+    assert_eq!(notes.attempts[1].worker, "agent-2");
+    mock.assert_resumed(&prompt, "notes.txt", "half done");
+    let work = notes.work.clone().expect("work");
+    assert_eq!(work.changed_paths, vec!["notes.txt"]);
+    assert!(work.committed_by_orca, "what attempt 1 left is committed");
+    let delivered = step(&task, "deliver").work.clone().expect("delivered");
+    assert_eq!(delivered.changed_paths, vec!["notes.txt"]);
+    Ok(())
+}

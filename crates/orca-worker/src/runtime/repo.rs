@@ -88,12 +88,21 @@ async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree
     {
         return Ok(Some(kept));
     }
-    // A workspace restored from a checkpoint on another worker holds a
-    // worktree of that worker's mirror: start again.
-    if dir.exists() {
-        tokio::fs::remove_dir_all(&dir)
+    // A workspace restored from a checkpoint on another worker holds the
+    // files of a worktree of that worker's mirror: they are set aside, a
+    // worktree of this mirror is made from the same start, and the files
+    // go back over it, so the session finds its work where it left it.
+    let restored = workspace.join(RESTORED_DIR);
+    if restored.exists() {
+        tokio::fs::remove_dir_all(&restored)
             .await
-            .map_err(|e| refused(format!("repo: removing a stale worktree: {e}")))?;
+            .map_err(|e| refused(format!("repo: removing {}: {e}", restored.display())))?;
+    }
+    let carried = dir.exists();
+    if carried {
+        tokio::fs::rename(&dir, &restored)
+            .await
+            .map_err(|e| refused(format!("repo: setting aside a restored worktree: {e}")))?;
     }
     let heads = &attempt.dependency_heads;
     for (step, head) in heads {
@@ -117,7 +126,41 @@ async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree
     tokio::fs::write(&base_file, tree.base())
         .await
         .map_err(|e| refused(format!("repo: {e}")))?;
+    if carried {
+        let (from, to) = (restored.clone(), tree.path().to_path_buf());
+        tokio::task::spawn_blocking(move || carry_over(&from, &to))
+            .await
+            .map_err(|e| refused(format!("repo: {e}")))?
+            .map_err(|e| refused(format!("repo: restoring the checkpoint's files: {e}")))?;
+        let _ = tokio::fs::remove_dir_all(&restored).await;
+    }
     Ok(Some(tree))
+}
+
+/// Where a restored worktree's files wait while the new worktree is made.
+const RESTORED_DIR: &str = "repo.restored";
+
+/// Copies the regular files under `from` over `to`, but for git's own
+/// `.git` (the other worker's worktree link). Blocking.
+fn carry_over(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(relative) = dirs.pop() {
+        for entry in std::fs::read_dir(from.join(&relative))? {
+            let entry = entry?;
+            let path = relative.join(entry.file_name());
+            if path == Path::new(".git") {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                std::fs::create_dir_all(to.join(&path))?;
+                dirs.push(path);
+            } else if kind.is_file() {
+                std::fs::copy(entry.path(), to.join(&path))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure the mirror holds a dependency's head: made here, or fetched
