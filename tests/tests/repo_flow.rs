@@ -416,3 +416,56 @@ async fn an_agent_step_resumed_on_another_worker_finds_its_files_in_a_fresh_work
     assert_eq!(delivered.changed_paths, vec!["notes.txt"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_conflict_rerun_the_later_side_runs_again_on_top_of_the_earlier()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("config.toml", "port = 80\n")]);
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
+    let client = server.tasks().await?;
+
+    let mut join = shell_step(
+        "join",
+        &["left", "right"],
+        "grep -q 'port = 9090' config.toml && grep -q 'left was here' NOTES",
+    );
+    join.on_conflict = "rerun".into();
+    let steps = vec![
+        shell_step(
+            "left",
+            &[],
+            "echo 'port = 8080' > config.toml && echo 'left was here' > NOTES",
+        ),
+        shell_step("right", &[], "echo 'port = 9090' > config.toml"),
+        join,
+    ];
+    let id = submit(&client, repo_task(&git.url("app"), steps, false)).await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+
+    let (left, right, join) = (
+        step(&task, "left"),
+        step(&task, "right"),
+        step(&task, "join"),
+    );
+    assert_eq!(left.attempts.len(), 1);
+    assert_eq!(right.attempts.len(), 2, "right ran again");
+    assert_eq!(join.attempts.len(), 2, "join waited for it, then ran");
+    let left_head = left.work.clone().expect("left's work").head_commit;
+    assert_eq!(
+        right.work.clone().expect("right's work").base_commit,
+        left_head,
+        "right's second run started from left's work"
+    );
+    let events = task_events(&mut client.clone(), &id, 0, false).await?;
+    let said = events.iter().any(|e| match &e.kind {
+        Some(v1::event::Kind::StepState(s)) => s.message.contains(
+            "the work of step \"right\" conflicts with that of \"left\" in config.toml: \"right\" runs again on top of it",
+        ),
+        _ => false,
+    });
+    assert!(said, "{events:#?}");
+    Ok(())
+}

@@ -173,6 +173,9 @@ impl From<v1::StepSpec> for core::StepSpec {
             }),
             touches: step.touches,
             touches_strict: step.touches_strict,
+            on_conflict: Some(step.on_conflict)
+                .filter(|p| !p.is_empty())
+                .map(|p| core::OnConflict::parse(&p)),
         }
     }
 }
@@ -245,6 +248,11 @@ impl From<&core::StepSpec> for v1::StepSpec {
             }),
             touches: step.touches.clone(),
             touches_strict: step.touches_strict,
+            on_conflict: step
+                .on_conflict
+                .as_ref()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
         }
     }
 }

@@ -23,8 +23,8 @@ pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use repo::{RepoSpec, StepWork};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
-    ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, PROMPT_STEP,
-    PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
+    ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, OnConflict,
+    PROMPT_STEP, PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};

@@ -157,6 +157,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             approval: None,
             touches: planned.touches,
             touches_strict: false,
+            on_conflict: None,
         });
     }
     Ok(Plan {

@@ -250,6 +250,15 @@ pub struct StepWork {
     pub pull_request_url: String,
 }
 
+/// A step's dependencies whose work would not merge: `with`'s head
+/// conflicts with the merge of those before it (`after`), in `paths`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeConflict {
+    pub with: String,
+    pub after: Vec<String>,
+    pub paths: Vec<String>,
+}
+
 /// How a URL reaches its repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

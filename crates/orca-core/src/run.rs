@@ -443,6 +443,55 @@ impl TaskRun {
         Ok(changes)
     }
 
+    /// A running step (`blocked`) found that the work of its dependency
+    /// `later` conflicts with what came before it: `later` runs again (on
+    /// top of that work, which the caller gives it), and `blocked` waits
+    /// for it once more, as do `later`'s other dependents, none of which
+    /// may have started. Neither attempt counts against a retry policy: a
+    /// conflict is not a failure of either step.
+    pub fn rerun(
+        &mut self,
+        later: usize,
+        blocked: usize,
+        message: &str,
+    ) -> Result<Vec<Change>, Error> {
+        let refused = |from: StepState, to: StepState| Error::Transition {
+            from: from.as_str(),
+            to: to.as_str(),
+        };
+        if self.is_winding_down() || self.steps[blocked].state != StepState::Running {
+            return Err(refused(self.steps[blocked].state, StepState::Waiting));
+        }
+        if self.steps[later].state != StepState::Succeeded {
+            return Err(refused(self.steps[later].state, StepState::Queued));
+        }
+        if let Some(&started) = self.dependents[later]
+            .iter()
+            .find(|&&d| d != blocked && self.steps[d].state != StepState::Waiting)
+        {
+            return Err(refused(self.steps[started].state, StepState::Waiting));
+        }
+        for &d in &self.dependents[later] {
+            self.unmet[d] += 1;
+        }
+        self.steps[blocked].state = StepState::Waiting;
+        self.attempts_before[blocked] += 1;
+        self.steps[later].state = StepState::Queued;
+        self.attempts_before[later] = self.steps[later].attempt;
+        Ok(vec![
+            Change::Step {
+                index: blocked,
+                state: StepState::Waiting,
+                message: message.to_string(),
+            },
+            Change::Step {
+                index: later,
+                state: StepState::Queued,
+                message: message.to_string(),
+            },
+        ])
+    }
+
     /// Reopens a failed or cancelled task: its failed, cancelled and skipped
     /// steps run again (attempt numbers go on), succeeded steps and their
     /// outputs stay. `None` when the task is not failed or cancelled.

@@ -439,3 +439,56 @@ fn restore_recomputes_unmet_dependencies() {
         [3]
     );
 }
+
+#[test]
+fn a_conflicting_dependency_runs_again_and_its_dependent_waits_for_it() {
+    let (mut run, _) = TaskRun::new(&diamond());
+    for index in [0, 1, 2] {
+        run.start(index).expect("start");
+        run.finish(index, Outcome::Succeeded).expect("finish");
+    }
+    run.start(3).expect("join starts");
+    // join found b's work conflicting with a's: b runs again.
+    let changes = run.rerun(2, 3, "b runs again on top of a").expect("rerun");
+    assert_eq!(states(&run), [Succeeded, Succeeded, Queued, Waiting]);
+    assert_eq!(queued_by(&changes), [2]);
+    // Neither attempt counts: b and join each have their one attempt left.
+    let (attempt, _) = run.start(2).expect("b again");
+    assert_eq!(attempt, 2);
+    let changes = run.finish(2, Outcome::Succeeded).expect("b done");
+    assert_eq!(queued_by(&changes), [3], "join goes on once b is done");
+    run.start(3).expect("join again");
+    run.finish(3, Outcome::Succeeded).expect("join done");
+    assert_eq!(run.state(), TaskState::Succeeded);
+
+    // A step that is not running, or a dependency not done, is refused.
+    let (mut run, _) = TaskRun::new(&diamond());
+    assert!(run.rerun(2, 3, "no").is_err());
+    run.start(0).expect("start");
+    run.finish(0, Outcome::Succeeded).expect("finish");
+    run.start(1).expect("start a");
+    assert!(run.rerun(2, 1, "b has not run").is_err());
+}
+
+#[test]
+fn a_rerun_is_refused_when_another_dependent_has_started() {
+    let spec = TaskSpec {
+        name: "v".into(),
+        steps: vec![
+            StepSpec::noop("a"),
+            StepSpec::noop("b"),
+            StepSpec::noop("join").after(&["a", "b"]),
+            StepSpec::noop("other").after(&["b"]),
+        ],
+        ..TaskSpec::default()
+    };
+    let (mut run, _) = TaskRun::new(&spec);
+    for index in [0, 1] {
+        run.start(index).expect("start");
+        run.finish(index, Outcome::Succeeded).expect("finish");
+    }
+    run.start(2).expect("join");
+    run.start(3).expect("other, built on b's work");
+    assert!(run.rerun(1, 2, "b again").is_err());
+    assert_eq!(states(&run), [Succeeded, Succeeded, Running, Running]);
+}

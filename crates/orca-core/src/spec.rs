@@ -115,6 +115,44 @@ pub struct StepSpec {
     /// A change outside `touches` fails the step; otherwise it is an event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub touches_strict: bool,
+    /// What happens when its dependencies' work in the task's repository
+    /// will not merge: `fail` (the default) or `rerun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// What a step does when its dependencies' work will not merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// The step fails, naming the steps and the paths.
+    Fail,
+    /// The later of the two runs again on top of the earlier's work, and
+    /// the step waits for it (twice at most, then it fails).
+    Rerun,
+    /// A value that came over the wire and is neither; validation refuses
+    /// it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl OnConflict {
+    pub fn as_str(&self) -> &str {
+        match self {
+            OnConflict::Fail => "fail",
+            OnConflict::Rerun => "rerun",
+            OnConflict::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> OnConflict {
+        match name {
+            "fail" => OnConflict::Fail,
+            "rerun" => OnConflict::Rerun,
+            other => OnConflict::Unknown(other.to_string()),
+        }
+    }
 }
 
 /// A human gate before a step: who may decide, what they are asked, and how
@@ -361,6 +399,7 @@ impl StepSpec {
             approval: None,
             touches: Vec::new(),
             touches_strict: false,
+            on_conflict: None,
         }
     }
 
@@ -380,6 +419,7 @@ impl StepSpec {
             approval: None,
             touches: Vec::new(),
             touches_strict: false,
+            on_conflict: None,
         }
     }
 

@@ -411,6 +411,12 @@ fn validate_step(
             return Err(invalid(format!("steps[{i}].touches[{t}]"), problem));
         }
     }
+    if let Some(crate::spec::OnConflict::Unknown(name)) = &step.on_conflict {
+        return Err(invalid(
+            format!("steps[{i}].onConflict"),
+            format!("{name:?} is not a policy: fail or rerun"),
+        ));
+    }
     if step.touches_strict && step.touches.is_empty() {
         return Err(invalid(
             format!("steps[{i}].touchesStrict"),

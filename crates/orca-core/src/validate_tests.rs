@@ -714,3 +714,31 @@ mod touches {
         .expect("valid");
     }
 }
+
+mod on_conflict {
+    use crate::validate::{Limits, validate};
+    use crate::{Error, OnConflict, StepSpec, TaskSpec};
+
+    #[test]
+    fn an_unknown_conflict_policy_is_refused_naming_it() {
+        let mut step = StepSpec::noop("a");
+        step.on_conflict = Some(OnConflict::parse("merge-harder"));
+        let spec = TaskSpec {
+            steps: vec![step.clone()],
+            ..TaskSpec::default()
+        };
+        match validate(&spec, &Limits::default()) {
+            Err(Error::Invalid { field, message }) => {
+                assert_eq!(field, "steps[0].onConflict");
+                assert!(message.contains("fail or rerun"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        step.on_conflict = Some(OnConflict::parse("rerun"));
+        let spec = TaskSpec {
+            steps: vec![step],
+            ..TaskSpec::default()
+        };
+        validate(&spec, &Limits::default()).expect("rerun is a policy");
+    }
+}

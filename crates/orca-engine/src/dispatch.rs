@@ -232,13 +232,15 @@ pub(super) fn dependency_heads(active: &Active, index: usize) -> Vec<(String, St
     let deps = &active.spec.steps[index].depends_on;
     let mut heads: Vec<(usize, String, String)> = deps
         .iter()
-        .filter_map(|dep| {
-            let i = *active.index.get(dep)?;
+        .filter_map(|dep| active.index.get(dep).copied())
+        .chain(active.steps[index].on_top_of.iter().copied())
+        .filter_map(|i| {
             let head = active.steps[i].head.clone()?;
-            Some((i, dep.clone(), head))
+            Some((i, active.spec.steps[i].id.clone(), head))
         })
         .collect();
     heads.sort();
+    heads.dedup();
     heads
         .into_iter()
         .map(|(_, step, head)| (step, head))

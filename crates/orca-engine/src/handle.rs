@@ -38,6 +38,8 @@ pub struct StepResult {
     /// What the attempt did to its task's repository, when the task names
     /// one and the attempt got that far.
     pub work: Option<orca_core::StepWork>,
+    /// Its dependencies' work would not merge, so it did not run.
+    pub conflict: Option<orca_core::repo::MergeConflict>,
 }
 
 /// A provider limit that stopped an agent, as its worker read it.

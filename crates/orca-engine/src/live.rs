@@ -26,6 +26,12 @@ pub(crate) struct LiveStep {
     /// A succeeded step's head commit in its task's repository, for its
     /// dependents to start from.
     pub(crate) head: Option<String>,
+    /// Steps whose work it runs again on top of, besides its own
+    /// dependencies': a dependent found their work and its own in conflict
+    /// (`onConflict: rerun`).
+    pub(crate) on_top_of: Vec<usize>,
+    /// How many times it was run again so.
+    pub(crate) reruns: u32,
     /// The agent session its attempts have built, for a retry to resume.
     pub(crate) session: Option<Session>,
     /// While it awaits approval: when that wait times out (0: never).
@@ -141,6 +147,8 @@ pub(crate) fn new_active(
             attempt_started: 0,
             output: None,
             head: None,
+            on_top_of: Vec::new(),
+            reruns: 0,
             session: None,
             awaiting: None,
             queued_at: 0,

@@ -193,10 +193,35 @@ impl Engine {
                 || active.run.state() == TaskState::Paused);
         let handed_back = handed_back
             .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".to_string()));
-        let applied = match &handed_back {
+        let rerun = match (&handed_back, &report.conflict) {
+            (None, Some(conflict)) => rerun_for(active, index, conflict),
+            _ => None,
+        };
+        let applied = match (&handed_back, &rerun) {
             // Not the step's failure: it waits for the pool, uncounted.
-            Some(why) => active.run.hand_back(index, why),
-            None => active.run.finish(index, outcome),
+            (Some(why), _) => active.run.hand_back(index, why),
+            // Not its failure either: it waits for the later side to run
+            // again on top of the earlier.
+            (None, Some(plan)) => match active.run.rerun(plan.later, index, &plan.message) {
+                Ok(changes) => {
+                    let later = &mut active.steps[plan.later];
+                    later.on_top_of.extend(&plan.earlier);
+                    later.reruns += 1;
+                    later.head = None;
+                    // It starts afresh from new work: an agent's session
+                    // was about the old.
+                    later.session = None;
+                    Ok(changes)
+                }
+                Err(e) => active.run.finish(
+                    index,
+                    orca_core::Outcome::Failed(format!(
+                        "{}; step {:?} cannot run again: {e}",
+                        report.error, active.spec.steps[plan.later].id
+                    )),
+                ),
+            },
+            (None, None) => active.run.finish(index, outcome),
         };
         let changes = match applied {
             Ok(changes) => changes,
@@ -414,4 +439,55 @@ impl Engine {
             );
         }
     }
+}
+
+/// How many times a step runs again on top of another's work before a
+/// conflict it is in fails its dependent.
+const MAX_RERUNS: u32 = 2;
+
+/// A dependency run again on top of others' work, for a conflict.
+struct Rerun {
+    later: usize,
+    earlier: Vec<usize>,
+    message: String,
+}
+
+/// What a step whose dependencies' work conflicts does, when it says
+/// `onConflict: rerun` and the later side has runs again left; `None`
+/// when it fails.
+fn rerun_for(
+    active: &crate::live::Active,
+    index: usize,
+    conflict: &orca_core::repo::MergeConflict,
+) -> Option<Rerun> {
+    let step = &active.spec.steps[index];
+    if step.on_conflict != Some(orca_core::OnConflict::Rerun) {
+        return None;
+    }
+    let later = *active.index.get(&conflict.with)?;
+    let earlier: Vec<usize> = conflict
+        .after
+        .iter()
+        .filter_map(|id| active.index.get(id).copied())
+        .collect();
+    if earlier.is_empty() || active.steps[later].reruns >= MAX_RERUNS {
+        return None;
+    }
+    let names = |ids: &[String]| {
+        ids.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(Rerun {
+        later,
+        earlier,
+        message: format!(
+            "the work of step {:?} conflicts with that of {} in {}: {:?} runs again on top of it",
+            conflict.with,
+            names(&conflict.after),
+            conflict.paths.join(", "),
+            conflict.with
+        ),
+    })
 }

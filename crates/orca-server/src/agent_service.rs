@@ -362,6 +362,11 @@ async fn forward(
                     }
                 }),
                 work: r.work.clone().map(bounded_work),
+                conflict: r.conflict.clone().map(|c| orca_core::repo::MergeConflict {
+                    with: c.with,
+                    after: c.after,
+                    paths: c.paths.into_iter().take(MAX_CHANGED_PATHS).collect(),
+                }),
             };
             Ok(engine.report(worker, report).await?)
         }

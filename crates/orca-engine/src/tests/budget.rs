@@ -79,6 +79,7 @@ async fn report_cost(
                 stalled: false,
                 rate_limited: None,
                 work: None,
+                conflict: None,
             },
         )
         .await

@@ -213,6 +213,7 @@ impl Harness {
                     stalled: false,
                     rate_limited: None,
                     work: None,
+                    conflict: None,
                 },
             )
             .await
@@ -380,6 +381,103 @@ async fn steps_whose_touches_may_overlap_run_one_after_the_other_and_disjoint_on
     assert_eq!(w.assigned().await, key("t", "handlers", 1));
     h.report(&w, key("t", "handlers", 1), AttemptEnd::Succeeded)
         .await;
+    h.until("t", "the task succeeds", |t| {
+        t.state == TaskState::Succeeded
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier() {
+    let h = Harness::new();
+    let mut join = noop("join").after(&["left", "right"]);
+    join.on_conflict = Some(orca_core::OnConflict::Rerun);
+    let spec = TaskSpec {
+        name: "t".into(),
+        steps: vec![noop("left"), noop("right"), join],
+        repo: Some(orca_core::RepoSpec {
+            url: "https://example.com/acme/app.git".into(),
+            commit: "0".repeat(40),
+            ..orca_core::RepoSpec::default()
+        }),
+        ..TaskSpec::default()
+    };
+    h.try_submit("t", "default", spec, 1)
+        .await
+        .expect("submitted");
+    let mut w = h.worker("w", &["shell"], 3).await;
+    h.engine.credits(w.id, 3).await.expect("credits");
+    let worked = |head: &str| orca_core::StepWork {
+        head_commit: head.repeat(40),
+        ..orca_core::StepWork::default()
+    };
+    let worker_id = w.id;
+    let report = |step: &str, attempt: u32, outcome, head: Option<&str>, conflict| {
+        h.engine.report(
+            worker_id,
+            StepResult {
+                attempt: key("t", step, attempt),
+                outcome,
+                output_json: String::new(),
+                error: String::new(),
+                exit_code: Some(0),
+                started_at: None,
+                cost: None,
+                stalled: false,
+                rate_limited: None,
+                work: head.map(worked),
+                conflict,
+            },
+        )
+    };
+    let assignment = |message: ToWorker| match message {
+        ToWorker::Assign(a) => *a,
+        other => panic!("expected an assignment, got {other:?}"),
+    };
+    let heads = |a: &crate::to_worker::Assignment| {
+        a.dependency_heads
+            .iter()
+            .map(|(step, head)| format!("{step}@{}", &head[..1]))
+            .collect::<Vec<_>>()
+    };
+    let mut first = [assignment(w.next().await), assignment(w.next().await)];
+    first.sort_by(|a, b| a.attempt.step_id.cmp(&b.attempt.step_id));
+    assert!(first.iter().all(|a| a.dependency_heads.is_empty()));
+    report("left", 1, AttemptEnd::Succeeded, Some("a"), None)
+        .await
+        .expect("reported");
+    report("right", 1, AttemptEnd::Succeeded, Some("b"), None)
+        .await
+        .expect("reported");
+    let joined = assignment(w.next().await);
+    assert_eq!(joined.attempt, key("t", "join", 1));
+    assert_eq!(heads(&joined), ["left@a", "right@b"]);
+    // join finds right's work in conflict with left's: right runs again,
+    // from left's head, and join waits for it.
+    let conflict = orca_core::repo::MergeConflict {
+        with: "right".into(),
+        after: vec!["left".into()],
+        paths: vec!["config.toml".into()],
+    };
+    report("join", 1, AttemptEnd::Failed, None, Some(conflict))
+        .await
+        .expect("reported");
+    // The three slots' results are in: the worker has room again.
+    h.engine.credits(worker_id, 3).await.expect("credits");
+    let again = assignment(w.next().await);
+    assert_eq!(again.attempt, key("t", "right", 2));
+    assert_eq!(heads(&again), ["left@a"]);
+    let task = h.task("t").await;
+    assert_eq!(task.steps[2].state, StepState::Waiting);
+    report("right", 2, AttemptEnd::Succeeded, Some("c"), None)
+        .await
+        .expect("reported");
+    let joined = assignment(w.next().await);
+    assert_eq!(joined.attempt, key("t", "join", 2));
+    assert_eq!(heads(&joined), ["left@a", "right@c"]);
+    report("join", 2, AttemptEnd::Succeeded, Some("d"), None)
+        .await
+        .expect("reported");
     h.until("t", "the task succeeds", |t| {
         t.state == TaskState::Succeeded
     })

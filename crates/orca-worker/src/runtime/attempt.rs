@@ -163,6 +163,8 @@ pub struct Ended {
     pub(crate) resumable: bool,
     /// The provider's limit stopped the agent, as its CLI reported.
     pub(crate) limited: Option<Limit>,
+    /// Its dependencies' work would not merge, so it did not run.
+    pub(crate) conflict: Option<v1::MergeConflict>,
     /// What the step did to its task's repository.
     pub(crate) work: Option<v1::StepWork>,
 }
@@ -179,6 +181,7 @@ impl Ended {
             resumable: false,
             limited: None,
             work: None,
+            conflict: None,
         }
     }
 
@@ -193,6 +196,7 @@ impl Ended {
             resumable: false,
             limited: None,
             work: None,
+            conflict: None,
         }
     }
 

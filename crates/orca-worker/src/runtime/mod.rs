@@ -86,6 +86,7 @@ pub async fn run(
         stalled: ended.fault == Some(Fault::Stalled),
         rate_limit,
         work: ended.work,
+        conflict: ended.conflict,
     };
     let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }

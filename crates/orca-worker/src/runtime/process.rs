@@ -276,6 +276,7 @@ pub(crate) async fn supervise(
             resumable: stop.resumable,
             limited: None,
             work: None,
+            conflict: None,
         });
     }
     if let Some(seconds) = timed_out {

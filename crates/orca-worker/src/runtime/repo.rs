@@ -228,6 +228,11 @@ fn conflicted(attempt: &Attempt, conflict: Conflict) -> Ended {
     });
     Ended {
         output_json: output.to_string(),
+        conflict: Some(v1::MergeConflict {
+            with: conflict.with.clone(),
+            after: before.iter().map(|s| s.to_string()).collect(),
+            paths: conflict.paths.clone(),
+        }),
         ..Ended::fault(Fault::Conflict, error)
     }
 }
