@@ -186,7 +186,24 @@ mod tests {
             .into_iter()
             .map(|f| f.name)
             .collect();
-        assert_eq!(names, ["deploy", "feature", "refactor"]);
+        assert_eq!(names, ["deploy", "feature", "parallel-feature", "refactor"]);
+        let parallel = render(
+            "parallel-feature",
+            &[
+                "feature=Paginate the item list".into(),
+                "repo=https://github.com/acme/app.git".into(),
+            ],
+            &source,
+        )
+        .expect("renders");
+        let repo = parallel.repo.as_ref().expect("a repository");
+        assert!(repo.push);
+        assert_eq!(
+            repo.pull_request.as_ref().map(|p| p.title.as_str()),
+            Some("Paginate the item list")
+        );
+        let touches: Vec<&[String]> = parallel.steps.iter().map(|s| &s.touches[..]).collect();
+        assert_eq!(touches[0], ["src/api/**"]);
         let feature = render(
             "feature",
             &["feature=dark mode".into(), "repo=/srv/app.git".into()],
@@ -222,7 +239,7 @@ mod tests {
         let e = render("nope", &[], &source).expect_err("no such template");
         assert!(
             e.to_string()
-                .contains("there are: deploy, feature, refactor"),
+                .contains("there are: deploy, feature, parallel-feature, refactor"),
             "{e}"
         );
     }

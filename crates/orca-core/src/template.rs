@@ -28,6 +28,10 @@ use crate::validate::{Limits, validate};
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("deploy", include_str!("../../../templates/deploy.yaml")),
     ("feature", include_str!("../../../templates/feature.yaml")),
+    (
+        "parallel-feature",
+        include_str!("../../../templates/parallel-feature.yaml"),
+    ),
     ("refactor", include_str!("../../../templates/refactor.yaml")),
 ];
 
@@ -158,6 +162,10 @@ pub struct Parameter {
     /// The only values accepted, when not empty.
     #[serde(default)]
     pub allowed: Vec<Value>,
+    /// What a required parameter is checked with when the template loads
+    /// (a repository URL, say); a plain sample value when unset.
+    #[serde(default)]
+    pub example: Option<Value>,
 }
 
 /// A loaded, checked template.
@@ -226,6 +234,13 @@ fn substitutable(path: &[String]) -> bool {
             | ["steps", _, "shell", "env", _]
             | ["steps", _, "approval", "message"]
             | ["steps", _, "approval", "approvers", _]
+            | ["steps", _, "touches", _]
+            | ["repo", "url" | "ref" | "credentialsSecret"]
+            | [
+                "repo",
+                "pullRequest",
+                "title" | "body" | "base" | "forge" | "apiUrl"
+            ]
     )
 }
 
@@ -326,8 +341,9 @@ impl Template {
             .filter(|(_, p)| p.required)
             .map(|(key, p)| {
                 let sample = p
-                    .allowed
-                    .first()
+                    .example
+                    .as_ref()
+                    .or(p.allowed.first())
                     .map(text_of)
                     .unwrap_or_else(|| match p.kind {
                         ParameterType::String => "sample".into(),
@@ -363,7 +379,7 @@ impl Template {
                 if !substitutable(path) {
                     return Err(invalid(
                         field(path),
-                        "parameters go only in the name, labels, prompts, models, commands, env and approvals",
+                        "parameters go only in the name, labels, prompts, models, commands, env, approvals, touches and the repo",
                     ));
                 }
                 for name in named {
@@ -731,6 +747,7 @@ mod tests {
                 ("broken", false),
                 ("deploy", false),
                 ("feature", true),
+                ("parallel-feature", true),
                 ("refactor", true)
             ]
         );

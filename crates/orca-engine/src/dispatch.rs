@@ -300,6 +300,11 @@ pub(super) fn ready_step(
         let live = &mut active.steps[index];
         let newly = live.held_by != Some(holder);
         live.held_by = Some(holder);
+        // It starts from the work of the step it waited for, so the two
+        // do not collide where their branches meet.
+        if !live.on_top_of.contains(&holder) {
+            live.on_top_of.push(holder);
+        }
         return newly.then(|| EventKind::StepState {
             step: active.spec.steps[index].id.clone(),
             state: StepState::Queued,

@@ -26,8 +26,9 @@ pub(crate) struct LiveStep {
     /// A succeeded step's head commit in its task's repository, for its
     /// dependents to start from.
     pub(crate) head: Option<String>,
-    /// Steps whose work it runs again on top of, besides its own
-    /// dependencies': a dependent found their work and its own in conflict
+    /// Steps whose work it starts from besides its own dependencies': a
+    /// sibling it waited for because their `touches` may overlap, or steps
+    /// whose work a dependent found in conflict with its own
     /// (`onConflict: rerun`).
     pub(crate) on_top_of: Vec<usize>,
     /// How many times it was run again so.
