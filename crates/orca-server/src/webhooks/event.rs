@@ -49,6 +49,9 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
             "labels": task.spec.labels,
         },
     });
+    if let Some(repo) = &task.spec.repo {
+        body["task"]["repo"] = repo_of(repo, task);
+    }
     match &event.kind {
         EventKind::TaskState { state, message } => {
             body["task"]["state"] = Value::from(state.as_str());
@@ -74,10 +77,40 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
             if !message.is_empty() {
                 body["step"]["message"] = Value::from(message.as_str());
             }
+            let work = task
+                .steps
+                .iter()
+                .find(|s| &s.id == step)
+                .and_then(|s| s.work.as_ref());
+            if let Some(work) = work {
+                body["step"]["branch"] = Value::from(work.branch.as_str());
+                body["step"]["headCommit"] = Value::from(work.head_commit.as_str());
+            }
         }
         EventKind::Progress { .. } | EventKind::Log { .. } => {}
     }
     body.to_string()
+}
+
+/// A task's repository as a delivery names it: where, from which commit,
+/// and, once its deliver step has run, its branch's head commit, whether
+/// it was pushed, and its pull request. Never its credentials.
+fn repo_of(repo: &orca_core::RepoSpec, task: &TaskRecord) -> Value {
+    let mut named = json!({"url": repo.url, "commit": repo.commit});
+    let delivered = task
+        .steps
+        .iter()
+        .find(|s| s.id == orca_core::repo::DELIVER_STEP)
+        .and_then(|s| s.work.as_ref());
+    if let Some(work) = delivered {
+        named["branch"] = Value::from(work.branch.as_str());
+        named["headCommit"] = Value::from(work.head_commit.as_str());
+        named["pushed"] = Value::from(work.pushed);
+        if !work.pull_request_url.is_empty() {
+            named["pullRequestUrl"] = Value::from(work.pull_request_url.as_str());
+        }
+    }
+    named
 }
 
 #[cfg(test)]
@@ -166,5 +199,85 @@ mod tests {
             body["step"],
             json!({"id": "s", "state": "failed", "attempt": 2, "worker": "w1", "message": "exit 1"})
         );
+    }
+
+    #[test]
+    fn a_tasks_delivery_names_its_repository_head_commit_and_pull_request() {
+        let mut spec = TaskSpec {
+            name: "feature".into(),
+            steps: vec![StepSpec::noop("a")],
+            repo: Some(orca_core::RepoSpec {
+                url: "https://github.com/acme/app.git".into(),
+                commit: "a".repeat(40),
+                credentials_secret: "github-token".into(),
+                ..orca_core::RepoSpec::default()
+            }),
+            ..TaskSpec::default()
+        };
+        orca_core::repo::with_delivery(&mut spec);
+        let work = |branch: &str, head: &str, url: &str| orca_core::StepWork {
+            branch: branch.into(),
+            head_commit: head.repeat(40),
+            pushed: !url.is_empty(),
+            pull_request_url: url.into(),
+            ..orca_core::StepWork::default()
+        };
+        let mut task = TaskRecord {
+            id: "t1".into(),
+            tenant: "team".into(),
+            spec,
+            ..crate::webhooks::tests::task_record()
+        };
+        task.steps = ["a", "deliver"]
+            .into_iter()
+            .map(|id| orca_store::StepRecord {
+                id: id.into(),
+                state: StepState::Succeeded,
+                attempt: 1,
+                worker: "w1".into(),
+                started_at: 0,
+                finished_at: 0,
+                progress: 1.0,
+                progress_message: String::new(),
+                output_json: String::new(),
+                error: String::new(),
+                exit_code: None,
+                attempts: Vec::new(),
+                cost: orca_core::Cost::default(),
+                approval_deadline: 0,
+                work: None,
+            })
+            .collect();
+        task.steps[0].work = Some(work("orca/t1-a", "b", ""));
+        task.steps[1].work = Some(work("orca/t1", "c", "https://github.com/acme/app/pull/7"));
+        let succeeded = event(EventKind::TaskState {
+            state: TaskState::Succeeded,
+            message: String::new(),
+        });
+        let body: Value =
+            serde_json::from_str(&payload("d1", "task.succeeded", &succeeded, &task)).expect("json");
+        assert_eq!(
+            body["task"]["repo"],
+            json!({
+                "url": "https://github.com/acme/app.git",
+                "commit": "a".repeat(40),
+                "branch": "orca/t1",
+                "headCommit": "c".repeat(40),
+                "pushed": true,
+                "pullRequestUrl": "https://github.com/acme/app/pull/7",
+            })
+        );
+        assert!(!body.to_string().contains("github-token"));
+        let failed = event(EventKind::StepState {
+            step: "a".into(),
+            state: StepState::Failed,
+            attempt: 1,
+            worker: String::new(),
+            message: String::new(),
+        });
+        let body: Value =
+            serde_json::from_str(&payload("d2", "step.failed", &failed, &task)).expect("json");
+        assert_eq!(body["step"]["headCommit"], "b".repeat(40));
+        assert_eq!(body["step"]["branch"], "orca/t1-a");
     }
 }
