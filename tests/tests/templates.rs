@@ -571,7 +571,10 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
 
     let offered = client.templates().await.expect("templates");
     let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["deploy", "feature", "greet", "refactor"]);
+    assert_eq!(
+        names,
+        ["deploy", "feature", "greet", "parallel-feature", "refactor"]
+    );
     let greet = offered.iter().find(|t| t.name == "greet").expect("greet");
     assert!(greet.origin.ends_with("greet.yaml"), "{}", greet.origin);
     assert_eq!(greet.file, GREET);
@@ -607,7 +610,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     assert!(
         refused
             .to_string()
-            .contains("deploy, feature, greet, refactor"),
+            .contains("deploy, feature, greet, parallel-feature, refactor"),
         "{refused}"
     );
     let call = |method: &str, path: &str, token: &str, body: &str, headers: &[(&str, &str)]| {

@@ -60,6 +60,9 @@ impl From<v1::RepoSpec> for core::RepoSpec {
                     .map(|f| core::repo::Forge::parse(&f)),
                 api_url: p.api_url,
             }),
+            exclusive: Some(r.exclusive)
+                .filter(|e| !e.is_empty())
+                .map(|e| core::repo::Exclusive::parse(&e)),
         }
     }
 }
@@ -83,6 +86,11 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                     .unwrap_or_default(),
                 api_url: p.api_url.clone(),
             }),
+            exclusive: r
+                .exclusive
+                .as_ref()
+                .map(|e| e.as_str().to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -498,6 +506,7 @@ mod tests {
                     forge: Some(core::repo::Forge::Gitlab),
                     api_url: "https://git.example.com/api/v4".into(),
                 }),
+                exclusive: Some(core::repo::Exclusive::Touches),
             }),
             ..core::TaskSpec::default()
         };

@@ -50,6 +50,56 @@ pub struct RepoSpec {
     /// whatever `push` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<PullRequestSpec>,
+    /// `touches`: a step of this task waits for any step of another task
+    /// that also says so, on the same repository and ref, whose `touches`
+    /// may overlap its own (as steps of one task always do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<Exclusive>,
+}
+
+/// What a task keeps to itself on its repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Exclusive {
+    /// The paths its steps' `touches` name, against other tasks that say so.
+    Touches,
+    /// A value that came over the wire and is not one; validation refuses
+    /// it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl Exclusive {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Exclusive::Touches => "touches",
+            Exclusive::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> Exclusive {
+        match name {
+            "touches" => Exclusive::Touches,
+            other => Exclusive::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl RepoSpec {
+    /// Where tasks that keep their `touches` to themselves meet: the same
+    /// repository and ref. `None` unless this one does.
+    pub fn exclusive_key(&self) -> Option<(String, String)> {
+        (self.exclusive == Some(Exclusive::Touches)).then(|| {
+            (
+                self.url
+                    .trim_end_matches('/')
+                    .trim_end_matches(".git")
+                    .to_string(),
+                self.git_ref_or_default().to_string(),
+            )
+        })
+    }
 }
 
 /// The pull request a task opens when its steps are done.

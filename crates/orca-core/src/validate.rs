@@ -687,6 +687,12 @@ pub fn validate_repo(repo: &crate::repo::RepoSpec, field: &str) -> Result<(), Er
             ),
         ));
     }
+    if let Some(crate::repo::Exclusive::Unknown(name)) = &repo.exclusive {
+        return Err(invalid(
+            "exclusive",
+            format!("{name:?} is not what a task keeps to itself: touches"),
+        ));
+    }
     if let Some(pr) = &repo.pull_request {
         validate_pull_request(repo, pr, &format!("{field}.pullRequest"))?;
     }

@@ -477,6 +477,7 @@ mod repo {
                     title: "Add the feature".into(),
                     ..PullRequestSpec::default()
                 }),
+                exclusive: Some(crate::repo::Exclusive::Touches),
             },
             "repo",
         )
@@ -525,6 +526,14 @@ mod repo {
                 with("https://git.example.com/o/r.git", titled.clone()),
                 "repo.pullRequest.forge",
                 "cannot tell",
+            ),
+            (
+                RepoSpec {
+                    exclusive: Some(crate::repo::Exclusive::parse("paths")),
+                    ..at("https://github.com/o/r.git")
+                },
+                "repo.exclusive",
+                "touches",
             ),
             (
                 with(

@@ -28,11 +28,17 @@ impl Engine {
             return;
         }
         let ready: Vec<usize> = active.run.queued().collect();
+        let beside = match active.claims_paths {
+            true => self.claims_beside(id, active.exclusive.as_ref()),
+            false => Vec::new(),
+        };
         for index in ready {
             if active.steps[index].queued.is_some() {
                 continue;
             }
-            if let Some(held) = ready_step(&mut self.queue, id, active, index, now_micros()) {
+            if let Some(held) =
+                ready_step(&mut self.queue, (id, active), index, now_micros(), &beside)
+            {
                 self.round.event(id, active, held);
             }
         }
@@ -286,25 +292,57 @@ impl Engine {
     }
 }
 
+/// The step of another task, among `beside`, that a step claiming
+/// `mine` must wait for, and why.
+fn beside_holder(mine: &[String], beside: &[Claim]) -> Option<(Holder, String)> {
+    if mine.is_empty() {
+        return None;
+    }
+    beside.iter().find_map(|claim| {
+        let (a, b) = orca_core::touches::first_overlap(mine, &claim.touches)?;
+        let why = if a == b {
+            format!(
+                "waits for step {} of task {}: both touch {a}",
+                claim.step, claim.task
+            )
+        } else {
+            format!(
+                "waits for step {} of task {}: it touches {a}, that step touches {b}",
+                claim.step, claim.task
+            )
+        };
+        Some((Holder::Beside(claim.task.clone(), claim.index), why))
+    })
+}
+
 /// Puts step `index` in the ready queue, unless a sibling that is queued
-/// or running may touch the same paths: then it waits for that one, and
-/// the answer is the event that says so (once per sibling it waits for).
+/// or running may touch the same paths, or a step of another task among
+/// `beside` (tasks keeping their touches to themselves on the same
+/// repository): then it waits for that one, and the answer is the event
+/// that says so (once per step it waits for).
 pub(super) fn ready_step(
     queue: &mut ReadyQueue<(Arc<str>, usize)>,
-    task_id: &Arc<str>,
-    active: &mut Active,
+    (task_id, active): (&Arc<str>, &mut Active),
     index: usize,
     now: Micros,
+    beside: &[Claim],
 ) -> Option<EventKind> {
-    if let Some((holder, why)) = active.touch_holder(index) {
+    let holder = active
+        .touch_holder(index)
+        .map(|(j, why)| (Holder::Sibling(j), why))
+        .or_else(|| beside_holder(&active.spec.steps[index].touches, beside));
+    if let Some((holder, why)) = holder {
         let live = &mut active.steps[index];
-        let newly = live.held_by != Some(holder);
-        live.held_by = Some(holder);
-        // It starts from the work of the step it waited for, so the two
-        // do not collide where their branches meet.
-        if !live.on_top_of.contains(&holder) {
-            live.on_top_of.push(holder);
+        let newly = live.held_by.as_ref() != Some(&holder);
+        // It starts from the work of the sibling it waited for, so the two
+        // do not collide where their branches meet. Another task's work
+        // is that task's.
+        if let Holder::Sibling(j) = holder
+            && !live.on_top_of.contains(&j)
+        {
+            live.on_top_of.push(j);
         }
+        live.held_by = Some(holder);
         return newly.then(|| EventKind::StepState {
             step: active.spec.steps[index].id.clone(),
             state: StepState::Queued,
@@ -324,16 +362,91 @@ pub(super) fn ready_step(
     None
 }
 
-/// The steps of `active` that wait for a sibling no longer queued or
-/// running: ready to be tried again.
-pub(super) fn released(active: &Active) -> Vec<usize> {
+/// The steps of `active` that wait for a step no longer queued or
+/// running: ready to be tried again. `beside_busy` says whether a step of
+/// another task is.
+pub(super) fn released(active: &Active, beside_busy: impl Fn(&str, usize) -> bool) -> Vec<usize> {
     active
         .steps
         .iter()
         .enumerate()
         .filter_map(|(i, live)| {
-            let holder = live.held_by?;
-            (active.steps[holder].queued.is_none() && !active.running(holder)).then_some(i)
+            let busy = match live.held_by.as_ref()? {
+                Holder::Sibling(j) => active.busy(*j),
+                Holder::Beside(task, j) => beside_busy(task, *j),
+            };
+            (!busy).then_some(i)
         })
         .collect()
+}
+
+impl Engine {
+    /// What the queued and running steps of other tasks on the same
+    /// repository and ref claim, when task `id` keeps its touches to
+    /// itself against them (`key`); nothing otherwise, at no cost.
+    pub(super) fn claims_beside(&self, id: &str, key: Option<&(String, String)>) -> Vec<Claim> {
+        let Some(key) = key else {
+            return Vec::new();
+        };
+        self.tasks
+            .iter()
+            .filter(|(other, a)| other.as_ref() != id && a.exclusive.as_ref() == Some(key))
+            .flat_map(|(other, a)| a.claims(other).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Whether step `index` of task `id` is queued or running.
+    pub(super) fn busy(&self, id: &str, index: usize) -> bool {
+        self.tasks.get(id).is_some_and(|a| a.busy(index))
+    }
+
+    /// Steps of task `id` that waited for a step now neither queued nor
+    /// running try again.
+    pub(super) fn release_held(&mut self, id: &Arc<str>, now: Micros) {
+        let Some(active) = self.tasks.get(id) else {
+            return;
+        };
+        if !active.claims_paths || active.run.state() == TaskState::Paused {
+            return;
+        }
+        let released = released(active, |task, j| self.busy(task, j));
+        if released.is_empty() {
+            return;
+        }
+        let beside = self.claims_beside(id, active.exclusive.as_ref());
+        let Some(active) = self.tasks.get_mut(id) else {
+            return;
+        };
+        for index in released {
+            if active.run.step(index).state == StepState::Queued
+                && active.steps[index].queued.is_none()
+            {
+                if let Some(held) = ready_step(&mut self.queue, (id, active), index, now, &beside) {
+                    self.round.event(id, active, held);
+                }
+            } else {
+                active.steps[index].held_by = None;
+            }
+        }
+    }
+
+    /// Other tasks on repository and ref `key` whose steps wait for
+    /// another task's: after task `id` changed, they try again.
+    pub(super) fn release_beside(&mut self, id: &str, key: &(String, String), now: Micros) {
+        let waiting: Vec<Arc<str>> = self
+            .tasks
+            .iter()
+            .filter(|(other, a)| {
+                other.as_ref() != id
+                    && a.exclusive.as_ref() == Some(key)
+                    && a.steps
+                        .iter()
+                        .any(|s| matches!(s.held_by, Some(Holder::Beside(..))))
+            })
+            .map(|(other, _)| other.clone())
+            .collect();
+        for other in waiting {
+            self.release_held(&other, now);
+        }
+    }
 }

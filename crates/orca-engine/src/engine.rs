@@ -26,7 +26,7 @@ pub(crate) use crate::handle::{
     Admitted, AttemptEnd, CancelAnswer, Command, FleetNow, QueueDepth, RateLimited, StepResult,
     TenantSpending, WorkerInfo, WorkerNow,
 };
-pub(crate) use crate::live::{Active, LiveStep, Session, new_active};
+pub(crate) use crate::live::{Active, Claim, Holder, LiveStep, Session, new_active};
 pub(crate) use crate::metrics::Metrics;
 pub(crate) use crate::tenants::Budgets;
 pub(crate) use crate::timers::Timers;

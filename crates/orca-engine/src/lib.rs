@@ -325,6 +325,13 @@ impl Engine {
         mut detail: Option<(usize, StepWrite)>,
     ) {
         let now = now_micros();
+        // What steps of other tasks on its repository claim, when it keeps
+        // its touches to itself against them: a step it queues may wait.
+        let exclusive = self.tasks.get(task_id).and_then(|a| a.exclusive.clone());
+        let beside = match self.tasks.get(task_id) {
+            Some(a) if a.claims_paths => self.claims_beside(task_id, exclusive.as_ref()),
+            _ => Vec::new(),
+        };
         for change in changes {
             let Some(active) = self.tasks.get_mut(task_id) else {
                 return;
@@ -405,8 +412,13 @@ impl Engine {
                     // it resumes.
                     if state == StepState::Queued
                         && active.run.state() != TaskState::Paused
-                        && let Some(held) =
-                            dispatch::ready_step(&mut self.queue, task_id, active, index, now)
+                        && let Some(held) = dispatch::ready_step(
+                            &mut self.queue,
+                            (task_id, active),
+                            index,
+                            now,
+                            &beside,
+                        )
                     {
                         self.round.event(task_id, active, held);
                     }
@@ -454,25 +466,12 @@ impl Engine {
                 self.event(task_id, kind);
             }
         }
-        // A step that waited for a sibling touching the same paths goes on
-        // once that one is neither queued nor running.
-        if let Some(active) = self.tasks.get_mut(task_id)
-            && active.claims_paths
-            && active.run.state() != TaskState::Paused
-        {
-            for index in dispatch::released(active) {
-                if active.run.step(index).state == StepState::Queued
-                    && active.steps[index].queued.is_none()
-                {
-                    if let Some(held) =
-                        dispatch::ready_step(&mut self.queue, task_id, active, index, now)
-                    {
-                        self.round.event(task_id, active, held);
-                    }
-                } else {
-                    active.steps[index].held_by = None;
-                }
-            }
+        // A step that waited for another touching the same paths goes on
+        // once that one is neither queued nor running; so do other tasks'
+        // steps that waited for this task's.
+        self.release_held(task_id, now);
+        if let Some(key) = &exclusive {
+            self.release_beside(task_id, key, now);
         }
         if self
             .tasks

@@ -43,9 +43,9 @@ pub(crate) struct LiveStep {
     /// short of success, the step runs again uncounted (even when the task
     /// resumed before the attempt came back).
     pub(crate) stopped_for_budget: bool,
-    /// Ready, but waiting for this sibling, queued or running, whose
+    /// Ready, but waiting for this step, queued or running, whose
     /// `touches` may overlap its own.
-    pub(crate) held_by: Option<usize>,
+    pub(crate) held_by: Option<Holder>,
 }
 
 impl LiveStep {
@@ -61,6 +61,26 @@ impl LiveStep {
         self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
         self.queued_at = now;
     }
+}
+
+/// What a ready step waits for before it may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// A step of its own task.
+    Sibling(usize),
+    /// A step of another task on the same repository and ref, both tasks
+    /// keeping their `touches` to themselves (`repo.exclusive: touches`).
+    Beside(Arc<str>, usize),
+}
+
+/// A queued or running step of another task that claims paths of the same
+/// repository and ref.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim {
+    pub(crate) task: Arc<str>,
+    pub(crate) index: usize,
+    pub(crate) step: String,
+    pub(crate) touches: Vec<String>,
 }
 
 /// An agent's session as a step's attempts left it.
@@ -93,9 +113,36 @@ pub(crate) struct Active {
     /// Some step names `touches`: only then may a step wait for a sibling
     /// (so a task without them pays nothing for the check).
     pub(crate) claims_paths: bool,
+    /// Its repository and ref, when it keeps its `touches` to itself
+    /// against other tasks that do (`repo.exclusive: touches`).
+    pub(crate) exclusive: Option<(String, String)>,
 }
 
 impl Active {
+    /// Its queued or running steps that claim paths, as another task on
+    /// the same repository sees them.
+    pub(crate) fn claims(&self, task: &Arc<str>) -> impl Iterator<Item = Claim> + '_ {
+        let task = task.clone();
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(move |(j, live)| {
+                !self.spec.steps[*j].touches.is_empty()
+                    && (live.queued.is_some() || self.running(*j))
+            })
+            .map(move |(j, _)| Claim {
+                task: task.clone(),
+                index: j,
+                step: self.spec.steps[j].id.clone(),
+                touches: self.spec.steps[j].touches.clone(),
+            })
+    }
+
+    /// Whether step `index` is queued or running: a step held for it waits.
+    pub(crate) fn busy(&self, index: usize) -> bool {
+        self.steps[index].queued.is_some() || self.running(index)
+    }
+
     /// Whether step `index` has an attempt under way.
     pub(crate) fn running(&self, index: usize) -> bool {
         self.run.step(index).state == orca_core::StepState::Running
@@ -166,7 +213,6 @@ pub(crate) fn new_active(
         .map(|(i, s)| (s.id.clone(), i))
         .collect();
     Active {
-        spec,
         tenant,
         trace_context,
         created_at,
@@ -174,7 +220,9 @@ pub(crate) fn new_active(
         next_seq,
         steps,
         index,
-        spent: orca_core::Cost::default(),
         claims_paths,
+        exclusive: spec.repo.as_ref().and_then(|r| r.exclusive_key()),
+        spec,
+        spent: orca_core::Cost::default(),
     }
 }

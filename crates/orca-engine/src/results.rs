@@ -288,6 +288,10 @@ impl Engine {
     pub(super) fn release_retries(&mut self) {
         let now = now_micros();
         while let Some((_, task_id, index, failed)) = self.timers.due_retry(now) {
+            let beside = match self.tasks.get(&task_id) {
+                Some(a) if a.claims_paths => self.claims_beside(&task_id, a.exclusive.as_ref()),
+                _ => Vec::new(),
+            };
             let Some(active) = self.tasks.get_mut(&task_id) else {
                 continue;
             };
@@ -300,9 +304,13 @@ impl Engine {
             {
                 continue;
             }
-            if let Some(held) =
-                crate::dispatch::ready_step(&mut self.queue, &task_id, active, index, now_micros())
-            {
+            if let Some(held) = crate::dispatch::ready_step(
+                &mut self.queue,
+                (&task_id, active),
+                index,
+                now_micros(),
+                &beside,
+            ) {
                 self.round.event(&task_id, active, held);
             }
         }

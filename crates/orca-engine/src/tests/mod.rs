@@ -388,6 +388,82 @@ async fn steps_whose_touches_may_overlap_run_one_after_the_other_and_disjoint_on
 }
 
 #[tokio::test]
+async fn tasks_that_keep_their_touches_to_themselves_wait_for_each_other_on_one_repository() {
+    let h = Harness::new();
+    let touching = |id: &str, globs: &[&str]| {
+        let mut step = noop(id);
+        step.touches = globs.iter().map(|g| g.to_string()).collect();
+        step
+    };
+    let on_repo = |name: &str, exclusive: bool, steps: Vec<StepSpec>| TaskSpec {
+        name: name.into(),
+        steps,
+        repo: Some(orca_core::RepoSpec {
+            url: "https://example.com/acme/app.git".into(),
+            git_ref: "main".into(),
+            commit: "0".repeat(40),
+            exclusive: exclusive.then_some(orca_core::repo::Exclusive::Touches),
+            ..orca_core::RepoSpec::default()
+        }),
+        ..TaskSpec::default()
+    };
+    let submit = |id: &'static str, spec: TaskSpec| {
+        let h = &h;
+        async move {
+            h.try_submit(id, "default", spec, 1)
+                .await
+                .expect("submitted");
+        }
+    };
+    submit(
+        "t1",
+        on_repo("first", true, vec![touching("api", &["src/api/**"])]),
+    )
+    .await;
+    submit(
+        "t2",
+        on_repo(
+            "second",
+            true,
+            vec![
+                touching("handlers", &["src/api/handlers.rs"]),
+                touching("web", &["src/web/**"]),
+            ],
+        ),
+    )
+    .await;
+    // A task that does not opt in is not held, nor holds anyone.
+    submit(
+        "t3",
+        on_repo("third", false, vec![touching("also", &["src/api/**"])]),
+    )
+    .await;
+    let mut w = h.worker("w", &["shell"], 4).await;
+    h.engine.credits(w.id, 4).await.expect("credits");
+    let mut started = vec![w.assigned().await, w.assigned().await, w.assigned().await];
+    started.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    assert_eq!(
+        started,
+        vec![
+            key("t1", "api", 1),
+            key("t2", "web", 1),
+            key("t3", "also", 1)
+        ]
+    );
+    h.settled().await;
+    assert!(w.idle(), "handlers waits for t1's api");
+    let events = h.store.events_after("t2", 0, 100).await.expect("events");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, .. }
+            if step == "handlers" && message == "waits for step api of task t1: it touches src/api/handlers.rs, that step touches src/api/**")),
+        "the wait is said: {events:?}"
+    );
+    h.report(&w, key("t1", "api", 1), AttemptEnd::Succeeded)
+        .await;
+    assert_eq!(w.assigned().await, key("t2", "handlers", 1));
+}
+
+#[tokio::test]
 async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier() {
     let h = Harness::new();
     let mut join = noop("join").after(&["left", "right"]);

@@ -254,8 +254,8 @@ mod tests {
             state: TaskState::Succeeded,
             message: String::new(),
         });
-        let body: Value =
-            serde_json::from_str(&payload("d1", "task.succeeded", &succeeded, &task)).expect("json");
+        let body: Value = serde_json::from_str(&payload("d1", "task.succeeded", &succeeded, &task))
+            .expect("json");
         assert_eq!(
             body["task"]["repo"],
             json!({
