@@ -19,8 +19,9 @@ bench:           ## end-to-end throughput and latency against real processes, th
 bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run
 	./scripts/bench.sh webhooks
 
-bench-repo:      ## a step's workspace from a warm mirror against a fresh clone, and their disk
+bench-repo:      ## a step's workspace from a warm mirror against a fresh clone, their disk, and 8 agents' collisions
 	./scripts/git-server.sh
+	./scripts/claude.sh
 	./scripts/bench.sh repo
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers

@@ -11,7 +11,15 @@
 //! - a fresh `git clone` of the same repository over the same server
 //!   (ORCA_BENCH_REPO_CLONES, 5): p50, and the worktree's p50 as a share
 //!   of it;
-//! - the disk of the mirror and 8 worktrees against 8 clones.
+//! - the disk of the mirror and 8 worktrees against 8 clones;
+//! - collisions: 8 Claude Code agents (the real CLI against the mock
+//!   Messages API, each writing one file) on a small repository, in 4
+//!   pairs that write the same file, run by the release `orca` with a
+//!   worker of 8 slots: without `touches` every pair collides where the
+//!   task's branch joins them (the deliver step says `onConflict: rerun`,
+//!   so each collision is counted and paid for with a rerun) and with
+//!   `touches` (each pair one after the other, the second from the first's
+//!   work) none does; the wall time of both, submit to the task's branch.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use orca_api::v1;
 use orca_git::Credentials;
 use orca_git::mirror::Mirrors;
 use orca_tests::bench::*;
@@ -42,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let mut table = Table::default();
     for run in 1..=runs {
         measure_once(&mut table, dir.path(), &url, &head, run).await?;
+        collisions(&mut table, dir.path(), &server, run).await?;
         println!("run {run} of {runs} done");
     }
     println!("\n{}", table.render(&command("bench-repo")));
@@ -227,5 +237,137 @@ async fn measure_once(
         tree.remove().await?;
     }
     std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
+
+/// The 8 agents: pair k's two both write `shared/pK.txt`.
+const AGENTS: usize = 8;
+
+fn agent_step(n: usize, touches: bool) -> v1::StepSpec {
+    let mut step = orca_tests::claude_step(
+        &format!("agent-{n}"),
+        &format!("[collide: agent-{n}] Write your part of the feature."),
+        &["Write"],
+    );
+    if touches {
+        step.touches = vec![format!("shared/p{}.txt", n.div_ceil(2))];
+    }
+    step
+}
+
+/// One task of the 8 agents on `url`, with or without touches; the time
+/// from submit to the task's end, and how many times the deliver step
+/// found two agents' work in conflict (each a rerun).
+async fn collide_once(
+    client: &orca_tests::Tasks,
+    url: &str,
+    touches: bool,
+) -> anyhow::Result<(f64, usize)> {
+    let mut steps: Vec<v1::StepSpec> = (1..=AGENTS).map(|n| agent_step(n, touches)).collect();
+    steps.push(v1::StepSpec {
+        id: "deliver".into(),
+        depends_on: (1..=AGENTS).map(|n| format!("agent-{n}")).collect(),
+        runtime: Some(v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {})),
+        on_conflict: "rerun".into(),
+        ..v1::StepSpec::default()
+    });
+    let mut request = orca_tests::task("collide", steps);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: url.into(),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    let started = Instant::now();
+    let id = orca_tests::submit(client, request).await?;
+    let task = orca_tests::wait_finished(client, &id, std::time::Duration::from_secs(600)).await?;
+    let wall = started.elapsed().as_secs_f64();
+    if task.state != v1::TaskState::Succeeded as i32 {
+        bail!("the collisions task {id} did not succeed: {task:?}");
+    }
+    let conflicts = orca_tests::step(&task, "deliver").attempts.len() - 1;
+    Ok((wall, conflicts))
+}
+
+async fn collisions(
+    table: &mut Table,
+    dir: &Path,
+    server: &GitServer,
+    run: usize,
+) -> anyhow::Result<()> {
+    use orca_tests::anthropic::{MockAnthropic, Reply};
+    let work = dir.join(format!("collide-{run}"));
+    std::fs::create_dir_all(&work)?;
+    let name = format!("collide-{run}");
+    server.create_repo(&name, &[("README.md", "# app\n")]);
+    // Each agent writes its pair's file, its own way; twice over, for the
+    // run without touches and the one with.
+    let routes: Vec<(String, Vec<Reply>)> = (1..=AGENTS)
+        .map(|n| {
+            let file = format!("shared/p{}.txt", n.div_ceil(2));
+            let once = [
+                Reply::write(&file, &format!("written by agent {n}\n")),
+                Reply::Text("Done.".into()),
+            ];
+            // A rerun asks again: enough replies for each run's reruns.
+            let replies = once.iter().cycle().take(12).cloned().collect();
+            (format!("[collide: agent-{n}]"), replies)
+        })
+        .collect();
+    let mock = MockAnthropic::start_routed(
+        routes
+            .iter()
+            .map(|(marker, replies)| (marker.as_str(), replies.clone()))
+            .collect(),
+    )
+    .await?;
+    let secrets = work.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = secrets.display().to_string();
+    let orca = orca_tests::Server::start_on(
+        &work.join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )?;
+    let _worker = orca_tests::start_named_claude_worker(
+        &orca,
+        &work,
+        "agents",
+        &mock,
+        (&["claude-code"], AGENTS as u32),
+        &["--secrets-dir", &secrets],
+    )?;
+    orca.wait_for_agents(&["agents"]).await?;
+    let client = orca.tasks().await?;
+    let url = server.url(&name);
+    let (wall, conflicts) = collide_once(&client, &url, false).await?;
+    table.add(
+        "collisions: 8 agents in 4 overlapping pairs, without touches: conflicts at the join",
+        "count",
+        Better::Lower,
+        conflicts as f64,
+    );
+    table.add(
+        "collisions: without touches, submit to the task's branch (each conflict rerun)",
+        "s",
+        Better::Lower,
+        wall,
+    );
+    let (wall, conflicts) = collide_once(&client, &url, true).await?;
+    table.add(
+        "collisions: with touches: conflicts at the join",
+        "count",
+        Better::Lower,
+        conflicts as f64,
+    );
+    table.add(
+        "collisions: with touches, submit to the task's branch",
+        "s",
+        Better::Lower,
+        wall,
+    );
     Ok(())
 }
