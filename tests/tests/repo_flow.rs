@@ -469,3 +469,49 @@ async fn with_on_conflict_rerun_the_later_side_runs_again_on_top_of_the_earlier(
     assert!(said, "{events:#?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_its_mirrors_where_told_and_within_their_bound() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("README.md", "hello\n")]);
+    let server = control_plane(dir.path())?;
+    let secrets = dir.path().join("w-secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let mirrors = dir.path().join("cache");
+    let (secrets, mirrors_arg) = (secrets.display().to_string(), mirrors.display().to_string());
+    // A bound of one byte: every mirror no step is using goes after a step.
+    let _worker = server.worker_with(
+        "w1",
+        &["shell"],
+        2,
+        &[
+            "--secrets-dir",
+            &secrets,
+            "--mirrors-dir",
+            &mirrors_arg,
+            "--mirrors-max-bytes",
+            "1",
+        ],
+    )?;
+    let client = server.tasks().await?;
+    let steps = vec![
+        shell_step("a", &[], "echo a > a.txt"),
+        shell_step("b", &["a"], "test -f a.txt && echo b > b.txt"),
+    ];
+    let id = submit(&client, repo_task(&git.url("app"), steps, true)).await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+    assert!(step(&task, "deliver").work.clone().expect("work").pushed);
+    assert!(
+        !server.data_dir.join("work/w1/.mirrors").exists(),
+        "not in the work directory"
+    );
+    // The last step's mirror went once it was done with it.
+    let left: Vec<_> = std::fs::read_dir(&mirrors)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    Ok(())
+}

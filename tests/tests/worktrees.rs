@@ -197,10 +197,14 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     }
     left.remove().await?;
 
-    // Eviction spares a mirror in use, and removes it once it is not.
-    let in_use = vec![mirror.path().to_path_buf()];
-    assert!(mirrors.evict(0, &in_use).await?.is_empty());
-    assert_eq!(mirrors.evict(0, &[]).await?, in_use);
+    // Eviction spares a mirror a worktree is made of, and removes it once
+    // none is.
+    let kept = mirror
+        .add_worktree(&dir.path().join("work/k"), "orca/t/k", &second)
+        .await?;
+    assert!(mirrors.evict(0).await?.is_empty());
+    kept.remove().await?;
+    assert_eq!(mirrors.evict(0).await?, vec![mirror.path().to_path_buf()]);
     assert!(!mirror.path().exists());
     Ok(())
 }

@@ -44,6 +44,41 @@ pub struct Mirror {
     worktrees: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A turn on a mirror, across processes too: workers that share a mirrors
+/// directory (a volume the pods of a pool mount) take turns as the tasks
+/// of one worker do. The file lock goes with the file when this drops.
+struct Turn {
+    _ours: tokio::sync::OwnedMutexGuard<()>,
+    _file: std::fs::File,
+}
+
+/// Takes `lock` in this process, then the lock file `file` across them.
+async fn take_turn(lock: Arc<tokio::sync::Mutex<()>>, file: PathBuf) -> Result<Turn, Error> {
+    let ours = lock.lock_owned().await;
+    let file = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&file)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(Turn {
+        _ours: ours,
+        _file: file,
+    })
+}
+
+/// The lock file beside a mirror for `what` (`fetch`, `worktrees`).
+fn lock_file(mirror: &Path, what: &str) -> PathBuf {
+    let mut name = mirror.as_os_str().to_os_string();
+    name.push(format!(".{what}.lock"));
+    PathBuf::from(name)
+}
+
 /// A step's worktree, on its own branch from its base commit.
 #[derive(Debug)]
 pub struct Worktree {
@@ -148,8 +183,8 @@ impl Mirrors {
         credentials: Option<&Credentials>,
     ) -> Result<Mirror, Error> {
         let path = self.root.join(mirror_name(url));
-        let lock = self.lock_for(&path);
-        let _one_at_a_time = lock.lock().await;
+        tokio::fs::create_dir_all(&self.root).await?;
+        let _one_at_a_time = take_turn(self.lock_for(&path), lock_file(&path, "fetch")).await?;
         let mirror = Mirror {
             path: path.clone(),
             git: self.git.clone(),
@@ -199,9 +234,9 @@ impl Mirrors {
     }
 
     /// Removes the least recently used mirrors until those left take at
-    /// most `max_bytes`, sparing `keep` (in use) whatever their size.
-    /// The mirrors removed.
-    pub async fn evict(&self, max_bytes: u64, keep: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    /// most `max_bytes`, sparing those in use (a step's worktree is made of
+    /// them) whatever their size. The mirrors removed.
+    pub async fn evict(&self, max_bytes: u64) -> Result<Vec<PathBuf>, Error> {
         let mut mirrors = Vec::new();
         let mut entries = match tokio::fs::read_dir(&self.root).await {
             Ok(entries) => entries,
@@ -210,6 +245,10 @@ impl Mirrors {
         };
         while let Some(entry) = entries.next_entry().await? {
             let path = entry.path();
+            // The lock files beside the mirrors are not mirrors.
+            if !entry.file_type().await?.is_dir() {
+                continue;
+            }
             let used = tokio::fs::metadata(path.join(LAST_USED))
                 .await
                 .and_then(|m| m.modified())
@@ -224,17 +263,23 @@ impl Mirrors {
             if total <= max_bytes {
                 break;
             }
-            if keep.contains(&path) {
+            let _one_at_a_time = take_turn(self.lock_for(&path), lock_file(&path, "fetch")).await?;
+            let _no_new_worktree =
+                take_turn(self.worktree_lock_for(&path), lock_file(&path, "worktrees")).await?;
+            if in_use(&path) {
                 continue;
             }
-            let lock = self.lock_for(&path);
-            let _one_at_a_time = lock.lock().await;
             tokio::fs::remove_dir_all(&path).await?;
             total = total.saturating_sub(size);
             removed.push(path);
         }
         Ok(removed)
     }
+}
+
+/// Whether some step's worktree is made of the mirror at `path`.
+fn in_use(path: &Path) -> bool {
+    std::fs::read_dir(path.join("worktrees")).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// The bytes of the files under `path`.
@@ -472,7 +517,8 @@ impl Mirror {
         branch: &str,
         base: &str,
     ) -> Result<Worktree, Error> {
-        let _one_at_a_time = self.worktrees.lock().await;
+        let _one_at_a_time =
+            take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees")).await?;
         // A worktree whose directory is gone (a crash) still holds its
         // branch until pruned.
         local(&self.git, &self.path, &["worktree", "prune"]).await?;
@@ -672,7 +718,11 @@ impl Worktree {
     /// Removes the worktree; its branch, the step's result, stays in the
     /// mirror.
     pub async fn remove(self) -> Result<(), Error> {
-        let _one_at_a_time = self.mirror.worktrees.lock().await;
+        let _one_at_a_time = take_turn(
+            self.mirror.worktrees.clone(),
+            lock_file(&self.mirror.path, "worktrees"),
+        )
+        .await?;
         let dir = self.path.display().to_string();
         local(
             &self.mirror.git,

@@ -101,8 +101,14 @@ pub struct AgentSpec {
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromSource>,
+    /// Where the pool's workers keep the mirrors of tasks' repositories,
+    /// and how much of it they may take. Unset: in each pod's work
+    /// directory, unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_cache: Option<RepoCache>,
     /// A Secret mounted as the workers' secrets directory: each key is a
-    /// secret steps can name in `secretEnv`.
+    /// secret steps can name in `secretEnv`, or a Task in its
+    /// `repo.credentialsSecret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +117,23 @@ pub struct AgentSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// The volume a pool's mirrors live on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoCache {
+    /// A PersistentVolumeClaim every pod of the pool mounts (it must allow
+    /// that: ReadWriteMany, or pods on one node), so mirrors outlive pods;
+    /// the workers take turns on each mirror. Unset: an emptyDir per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_name: Option<String>,
+    /// The most the mirrors may take (`20Gi`): an emptyDir's size limit;
+    /// the workers evict the least recently used mirrors no step is using
+    /// once they pass nine tenths of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    pub size: Option<String>,
 }
 
 fn default_slots() -> u32 {

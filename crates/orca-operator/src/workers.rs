@@ -18,6 +18,8 @@ use crate::crd::{Agent, AgentRuntime};
 
 /// Where the workers' secrets directory is mounted.
 pub const SECRETS_DIR: &str = "/var/run/orca/secrets";
+/// Where a pool's repository cache is mounted.
+pub const MIRRORS_DIR: &str = "/var/cache/orca/mirrors";
 /// Where the metrics token is mounted, and the worker's HTTP port.
 pub const METRICS_TOKEN_DIR: &str = "/var/run/orca/metrics";
 pub const HTTP_PORT: i32 = 9090;
@@ -100,6 +102,67 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 }
 
 /// A Secret as read-only files (owner-readable only) under `path`.
+/// The repository cache's volume and mount, and the bytes past which the
+/// workers evict mirrors: nine tenths of its size, so eviction comes
+/// before the kubelet's own for an emptyDir over its limit.
+fn repo_cache(cache: &crate::crd::RepoCache) -> (Volume, VolumeMount, Option<u64>) {
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let volume = match &cache.claim_name {
+        Some(claim) => Volume {
+            name: "repo-cache".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        },
+        None => Volume {
+            name: "repo-cache".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: cache.size.clone().map(Quantity),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    };
+    let mount = VolumeMount {
+        name: "repo-cache".into(),
+        mount_path: MIRRORS_DIR.into(),
+        ..VolumeMount::default()
+    };
+    let max_bytes = cache
+        .size
+        .as_deref()
+        .and_then(quantity_bytes)
+        .map(|bytes| bytes / 10 * 9);
+    (volume, mount, max_bytes)
+}
+
+/// The bytes a Kubernetes quantity names (`20Gi`, `500M`, `1024`).
+fn quantity_bytes(quantity: &str) -> Option<u64> {
+    let split = quantity
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(quantity.len());
+    let (number, unit) = quantity.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        _ => return None,
+    };
+    Some((number * scale) as u64)
+}
+
 fn secret_volume(name: &str, secret: &str, path: &str) -> (Volume, VolumeMount) {
     let volume = Volume {
         name: name.into(),
@@ -184,6 +247,15 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     if let Some(secret) = &spec.secrets_secret_name {
         env_vars.push(env("ORCA_SECRETS_DIR", SECRETS_DIR));
         let (volume, mount) = secret_volume("secrets", secret, SECRETS_DIR);
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    if let Some(cache) = &spec.repo_cache {
+        let (volume, mount, max_bytes) = repo_cache(cache);
+        env_vars.push(env("ORCA_MIRRORS_DIR", MIRRORS_DIR));
+        if let Some(bytes) = max_bytes {
+            env_vars.push(env("ORCA_MIRRORS_MAX_BYTES", bytes.to_string()));
+        }
         volumes.push(volume);
         mounts.push(mount);
     }
@@ -346,6 +418,55 @@ mod tests {
             Some(DRAIN_GRACE_SECONDS)
         );
         assert!(pod.volumes.as_ref().is_some_and(|v| v[0].secret.is_some()));
+    }
+
+    #[test]
+    fn a_pools_repository_cache_is_a_volume_its_workers_keep_mirrors_in() {
+        let env_value = |d: &Deployment, name: &str| {
+            env_of(d)
+                .get(name)
+                .and_then(|e| e.value.clone())
+                .unwrap_or_default()
+        };
+        let pod_of = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.clone())
+                .expect("pod")
+        };
+        let d = deployment(&agent("repoCache: {size: 10Gi}\n"), &settings(), 1);
+        let pod = pod_of(&d);
+        let volume = &pod.volumes.as_ref().expect("volumes")[0];
+        assert_eq!(
+            volume
+                .empty_dir
+                .as_ref()
+                .and_then(|e| e.size_limit.as_ref())
+                .map(|q| q.0.as_str()),
+            Some("10Gi")
+        );
+        assert_eq!(env_value(&d, "ORCA_MIRRORS_DIR"), MIRRORS_DIR);
+        assert_eq!(
+            env_value(&d, "ORCA_MIRRORS_MAX_BYTES"),
+            (10u64 * 1024 * 1024 * 1024 / 10 * 9).to_string()
+        );
+        let mounts = pod.containers[0].volume_mounts.clone().expect("mounts");
+        assert_eq!(mounts[0].mount_path, MIRRORS_DIR);
+
+        let d = deployment(
+            &agent("repoCache: {claimName: mirrors, size: 500M}\n"),
+            &settings(),
+            1,
+        );
+        let pod = pod_of(&d);
+        let claim = pod.volumes.as_ref().expect("volumes")[0]
+            .persistent_volume_claim
+            .clone()
+            .expect("a claim");
+        assert_eq!(claim.claim_name, "mirrors");
+        assert_eq!(env_value(&d, "ORCA_MIRRORS_MAX_BYTES"), "450000000");
+        assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
+        assert_eq!(quantity_bytes("12x"), None);
     }
 
     #[test]

@@ -73,6 +73,13 @@ pub struct WorkerConfig {
     /// The largest session checkpoint an agent attempt leaves with the
     /// control plane; 0 keeps sessions on this worker only.
     pub checkpoint_max_bytes: usize,
+    /// Where the mirrors of tasks' repositories are; `<work_dir>/.mirrors`
+    /// when `None`. A volume the pods of a pool share works: they take
+    /// turns on each mirror as one worker's steps do.
+    pub mirrors_dir: Option<PathBuf>,
+    /// After a step on a repository, the least recently used mirrors not
+    /// in use are removed until the rest take at most this; 0: no bound.
+    pub mirrors_max_bytes: u64,
 }
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
@@ -100,6 +107,8 @@ impl WorkerConfig {
             orca_bin: None,
             http: None,
             checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,
+            mirrors_dir: None,
+            mirrors_max_bytes: 0,
         }
     }
 }
@@ -153,6 +162,9 @@ struct Worker {
     channel: watch::Sender<Option<Channel>>,
     /// This worker's mirrors of tasks' repositories.
     mirrors: Arc<orca_git::mirror::Mirrors>,
+    /// Where steps' branches are kept for steps on other workers: the
+    /// control plane, always (a step's dependents may run anywhere).
+    branches: Arc<dyn runtime::checkpoint::Keeper>,
 }
 
 /// Where the mirrors are, in the work directory.
@@ -198,21 +210,26 @@ pub async fn run(
     };
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
+    let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(ControlPlaneKeeper {
+        connection,
+        bearer: bearer.clone(),
+    });
     let checkpoints = (config.checkpoint_max_bytes > 0).then(|| Checkpoints {
-        keeper: Arc::new(ControlPlaneKeeper {
-            connection,
-            bearer: bearer.clone(),
-        }),
+        keeper: keeper.clone(),
         max_bytes: config.checkpoint_max_bytes,
     });
     // One mirror per repository for all of this worker's steps, beside
-    // their workspaces.
+    // their workspaces unless told otherwise.
     let mirrors = Arc::new(orca_git::mirror::Mirrors::new(
-        config.work_dir.join(MIRRORS_DIR),
+        config
+            .mirrors_dir
+            .clone()
+            .unwrap_or_else(|| config.work_dir.join(MIRRORS_DIR)),
         orca_git::program(),
     ));
     let mut worker = Worker {
         checkpoints,
+        branches: keeper,
         mirrors,
         channel,
         bearer,
@@ -516,6 +533,8 @@ impl Worker {
                         .map(|h| (h.step_id, h.head_commit))
                         .collect(),
                     mirrors: self.mirrors.clone(),
+                    branches: Some(self.branches.clone()),
+                    mirrors_max_bytes: self.config.mirrors_max_bytes,
                     key,
                     step: step.into(),
                     inputs_json: assignment.inputs_json,

@@ -416,6 +416,19 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_CHECKPOINT_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub checkpoint_max_bytes: u64,
 
+    /// Where the mirrors of tasks' repositories are kept (one bare mirror
+    /// per repository URL); <work-dir>/.mirrors by default. Workers may
+    /// share one (a volume a pool's pods mount): they take turns on each
+    /// mirror.
+    #[arg(long, env = "ORCA_MIRRORS_DIR")]
+    pub mirrors_dir: Option<PathBuf>,
+
+    /// After each step on a repository, the least recently used mirrors
+    /// no step is using are removed until the rest take at most this many
+    /// bytes; 0 keeps them all.
+    #[arg(long, env = "ORCA_MIRRORS_MAX_BYTES", default_value_t = 0)]
+    pub mirrors_max_bytes: u64,
+
     #[command(flatten)]
     pub claude: ClaudeArgs,
 

@@ -92,6 +92,12 @@ pub struct Attempt {
     pub dependency_heads: Vec<(String, String)>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<orca_git::mirror::Mirrors>,
+    /// After the step, mirrors beyond this many bytes are evicted (0: no
+    /// bound).
+    pub mirrors_max_bytes: u64,
+    /// Where the step's branch is kept for its dependents on other
+    /// workers, and theirs found; `None` for a worker on its own (tests).
+    pub branches: Option<Arc<dyn super::checkpoint::Keeper>>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's

@@ -39,6 +39,7 @@ pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
     if !attempt.keep_workspace {
         let _ = tree.remove().await;
     }
+    repo::evict(attempt).await;
     remove_unless_kept(attempt).await;
     ended
 }

@@ -179,7 +179,7 @@ async fn fetch_head(
             "repo: the work of step {step:?} (commit {head}) is not on this worker, and {why}"
         ))
     };
-    let Some(keeper) = attempt.checkpoints.as_ref().map(|c| &c.keeper) else {
+    let Some(keeper) = &attempt.branches else {
         return Err(missing("no control plane keeps steps' branches"));
     };
     let kept = keeper
@@ -247,6 +247,21 @@ pub(crate) async fn finish(attempt: &Attempt, tree: Worktree, ended: &mut Ended,
     if !keep {
         let _ = tree.remove().await;
     }
+    evict(attempt).await;
+}
+
+/// Keeps the mirrors within their bound, sparing those in use.
+pub(crate) async fn evict(attempt: &Attempt) {
+    if attempt.mirrors_max_bytes == 0 {
+        return;
+    }
+    match attempt.mirrors.evict(attempt.mirrors_max_bytes).await {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(removed = ?removed, "evicted the least recently used mirrors")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "evicting mirrors"),
+    }
 }
 
 /// What `finish` does but remove the worktree.
@@ -291,7 +306,7 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
 /// it on other workers; nothing to keep when it made no commit, or when
 /// no control plane keeps branches (a worker run alone).
 async fn keep_branch(attempt: &Attempt, tree: &Worktree, head: &str) -> Result<(), String> {
-    let (Some(repo), Some(checkpoints)) = (&attempt.repo, &attempt.checkpoints) else {
+    let (Some(repo), Some(keeper)) = (&attempt.repo, &attempt.branches) else {
         return Ok(());
     };
     let bundle = tree
@@ -302,8 +317,7 @@ async fn keep_branch(attempt: &Attempt, tree: &Worktree, head: &str) -> Result<(
     let Some(bundle) = bundle else {
         return Ok(());
     };
-    checkpoints
-        .keeper
+    keeper
         .put_branch(v1::StepBranch {
             attempt: Some(v1::AttemptRef::from(&attempt.key)),
             head_commit: head.to_string(),

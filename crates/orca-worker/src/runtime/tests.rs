@@ -43,6 +43,8 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         checkpoints: None,
         repo: None,
         dependency_heads: Vec::new(),
+        branches: None,
+        mirrors_max_bytes: 0,
         mirrors: Arc::new(orca_git::mirror::Mirrors::new(
             dir.join(".mirrors"),
             orca_git::program(),
