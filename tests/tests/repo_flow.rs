@@ -515,3 +515,108 @@ async fn a_worker_keeps_its_mirrors_where_told_and_within_their_bound() -> anyho
     assert!(left.is_empty(), "{left:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_conflict_agent_the_steps_own_agent_resolves_the_conflict_first()
+-> anyhow::Result<()> {
+    use orca_tests::anthropic::{MockAnthropic, Reply};
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("config.toml", "port = 80\n")]);
+    let resolved = "port = 8080\nadmin_port = 9090\n";
+    let mock = MockAnthropic::start_routed(vec![
+        (
+            "[resolve well]",
+            vec![
+                Reply::write("config.toml", resolved),
+                Reply::write("DONE", "joined\n"),
+                Reply::Text("Resolved, then joined.".into()),
+            ],
+        ),
+        // This one does its task and leaves the markers.
+        (
+            "[resolve not]",
+            vec![
+                Reply::write("DONE", "joined\n"),
+                Reply::Text("Joined.".into()),
+            ],
+        ),
+    ])
+    .await?;
+    let server = control_plane(dir.path())?;
+    let secrets = dir.path().join("agent-secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = secrets.display().to_string();
+    let _worker = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["claude-code", "shell"], 3),
+        &["--secrets-dir", &secrets],
+    )?;
+    let client = server.tasks().await?;
+    let steps = |marker: &str| {
+        let mut join = claude_step(
+            "join",
+            &format!("{marker} Write DONE."),
+            &["Write", "Read", "Edit"],
+        );
+        join.depends_on = vec!["left".into(), "right".into()];
+        join.on_conflict = "agent".into();
+        vec![
+            shell_step("left", &[], "echo 'port = 8080' > config.toml"),
+            shell_step("right", &[], "echo 'port = 9090' > config.toml"),
+            join,
+        ]
+    };
+
+    let id = submit(
+        &client,
+        repo_task(&git.url("app"), steps("[resolve well]"), true),
+    )
+    .await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(90)).await?;
+    let join = step(&task, "join").work.clone().expect("join's work");
+    assert!(join.committed_by_orca, "orca committed the merge");
+    let parents = git.inside(
+        "app",
+        &["rev-list", "--parents", "-n", "1", &join.head_commit],
+    );
+    assert_eq!(parents.split_whitespace().count(), 3, "a merge: {parents}");
+    let branch = format!("orca/{id}");
+    assert_eq!(
+        git.inside("app", &["show", &format!("{branch}:config.toml")]),
+        resolved.trim_end()
+    );
+    // The agent was told where the conflict is and what each side was asked.
+    let told = mock
+        .requests()
+        .iter()
+        .map(|r| r["messages"][0]["content"].to_string())
+        .find(|m| m.contains("[resolve well]"))
+        .unwrap_or_default();
+    assert!(
+        told.contains("conflicts with the rest in config.toml")
+            && told.contains("Step \\\"right\\\" was asked: run `")
+            && told.contains("9090"),
+        "{told}"
+    );
+
+    // An agent that leaves the markers fails its step, saying where.
+    let id = submit(
+        &client,
+        repo_task(&git.url("app"), steps("[resolve not]"), true),
+    )
+    .await?;
+    let task = wait_finished(&client, &id, Duration::from_secs(90)).await?;
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let join = step(&task, "join");
+    assert!(
+        join.error.contains("markers remain in config.toml"),
+        "{}",
+        join.error
+    );
+    Ok(())
+}

@@ -300,6 +300,33 @@ pub struct StepWork {
     pub pull_request_url: String,
 }
 
+/// A dependency's work as the step after it starts from: its head, and
+/// what it was asked to do (for an agent resolving a conflict between two).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DependencyHead {
+    pub step: String,
+    pub head: String,
+    /// Its prompt, or its command; cut short when long.
+    pub asked: String,
+}
+
+/// The most of what a step was asked that an assignment carries.
+pub const MAX_ASKED_BYTES: usize = 2000;
+
+impl crate::StepSpec {
+    /// What the step was asked to do, for the agent resolving a conflict
+    /// between its work and another's: its prompt, or its command.
+    pub fn asked(&self) -> String {
+        let mut asked = match (&self.claude_code, &self.shell) {
+            (Some(claude), _) => claude.prompt.clone(),
+            (None, Some(shell)) => format!("run `{}`", shell.command.join(" ")),
+            (None, None) => String::new(),
+        };
+        crate::truncate_at_char_boundary(&mut asked, MAX_ASKED_BYTES);
+        asked
+    }
+}
+
 /// A step's dependencies whose work would not merge: `with`'s head
 /// conflicts with the merge of those before it (`after`), in `paths`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -131,6 +131,10 @@ pub enum OnConflict {
     /// The later of the two runs again on top of the earlier's work, and
     /// the step waits for it (twice at most, then it fails).
     Rerun,
+    /// The step's own Claude Code agent resolves the conflict in the
+    /// conflicted worktree, told what each side was asked, before its
+    /// task; orca commits the merge.
+    Agent,
     /// A value that came over the wire and is neither; validation refuses
     /// it by name. Never read from YAML (serde refuses it there).
     #[serde(skip)]
@@ -142,6 +146,7 @@ impl OnConflict {
         match self {
             OnConflict::Fail => "fail",
             OnConflict::Rerun => "rerun",
+            OnConflict::Agent => "agent",
             OnConflict::Unknown(other) => other,
         }
     }
@@ -150,6 +155,7 @@ impl OnConflict {
         match name {
             "fail" => OnConflict::Fail,
             "rerun" => OnConflict::Rerun,
+            "agent" => OnConflict::Agent,
             other => OnConflict::Unknown(other.to_string()),
         }
     }

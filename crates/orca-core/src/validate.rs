@@ -411,11 +411,22 @@ fn validate_step(
             return Err(invalid(format!("steps[{i}].touches[{t}]"), problem));
         }
     }
-    if let Some(crate::spec::OnConflict::Unknown(name)) = &step.on_conflict {
-        return Err(invalid(
-            format!("steps[{i}].onConflict"),
-            format!("{name:?} is not a policy: fail or rerun"),
-        ));
+    match &step.on_conflict {
+        Some(crate::spec::OnConflict::Unknown(name)) => {
+            return Err(invalid(
+                format!("steps[{i}].onConflict"),
+                format!("{name:?} is not a policy: fail, rerun or agent"),
+            ));
+        }
+        Some(crate::spec::OnConflict::Agent) if step.claude_code.is_none() => {
+            return Err(invalid(
+                format!("steps[{i}].onConflict"),
+                format!(
+                    "agent: step {id:?} has no agent to resolve a conflict (it is not a claudeCode step)"
+                ),
+            ));
+        }
+        _ => {}
     }
     if step.touches_strict && step.touches.is_empty() {
         return Err(invalid(

@@ -739,7 +739,7 @@ mod on_conflict {
         match validate(&spec, &Limits::default()) {
             Err(Error::Invalid { field, message }) => {
                 assert_eq!(field, "steps[0].onConflict");
-                assert!(message.contains("fail or rerun"), "{message}");
+                assert!(message.contains("fail, rerun or agent"), "{message}");
             }
             other => panic!("{other:?}"),
         }
@@ -749,5 +749,14 @@ mod on_conflict {
             ..TaskSpec::default()
         };
         validate(&spec, &Limits::default()).expect("rerun is a policy");
+        let mut agent = spec.clone();
+        agent.steps[0].on_conflict = Some(OnConflict::Agent);
+        match validate(&agent, &Limits::default()) {
+            Err(Error::Invalid { field, message }) => {
+                assert_eq!(field, "steps[0].onConflict");
+                assert!(message.contains("not a claudeCode step"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

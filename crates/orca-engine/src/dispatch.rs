@@ -231,7 +231,10 @@ pub(super) fn inputs_of(active: &Active, index: usize) -> String {
 /// repository, in the task's order of steps (not the order its
 /// `dependsOn` lists them, nor the order they ended): the merge a step
 /// starts from is the same however it is written or run.
-pub(super) fn dependency_heads(active: &Active, index: usize) -> Vec<(String, String)> {
+pub(super) fn dependency_heads(
+    active: &Active,
+    index: usize,
+) -> Vec<orca_core::repo::DependencyHead> {
     if active.spec.repo.is_none() {
         return Vec::new();
     }
@@ -249,7 +252,11 @@ pub(super) fn dependency_heads(active: &Active, index: usize) -> Vec<(String, St
     heads.dedup();
     heads
         .into_iter()
-        .map(|(_, step, head)| (step, head))
+        .map(|(i, step, head)| orca_core::repo::DependencyHead {
+            step,
+            head,
+            asked: active.spec.steps[i].asked(),
+        })
         .collect()
 }
 

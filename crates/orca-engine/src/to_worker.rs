@@ -48,9 +48,9 @@ pub struct Assignment {
     /// The task's repository, its ref resolved to the commit the step
     /// starts from.
     pub repo: Option<orca_core::RepoSpec>,
-    /// Its dependencies' heads in the repository, (step id, commit), in
-    /// the order the task lists its steps: it starts from their merge.
-    pub dependency_heads: Vec<(String, String)>,
+    /// Its dependencies' heads in the repository, in the order the task
+    /// lists its steps: it starts from their merge.
+    pub dependency_heads: Vec<orca_core::repo::DependencyHead>,
 }
 
 /// The session a retried step resumes.

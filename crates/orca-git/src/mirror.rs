@@ -548,6 +548,9 @@ pub struct Conflict {
     pub paths: Vec<String>,
     /// The conflicting hunks, with git's markers, cut short when long.
     pub hunks: String,
+    /// The worktree is left mid-merge with this conflict, for the step to
+    /// resolve before orca commits the merge.
+    pub left_to_resolve: bool,
 }
 
 /// The most of a conflict's hunks kept for its message.
@@ -589,47 +592,92 @@ impl Worktree {
     /// branch, one merge commit each, as orca; the step then starts from
     /// the result. On a conflict the merge is undone and the conflict
     /// answered: the worktree is as it was before that head.
-    pub async fn merge(&mut self, heads: &[(String, String)]) -> Result<Option<Conflict>, Error> {
-        let git = &self.mirror.git;
+    ///
+    /// With `leave_one`, a head that conflicts is set aside and the rest
+    /// merged; when exactly one conflicted, it is merged again last and
+    /// left mid-merge, markers and all, for the step to resolve (the
+    /// conflict answered says so). More than one is answered as without.
+    pub async fn merge(
+        &mut self,
+        heads: &[(String, String)],
+        leave_one: bool,
+    ) -> Result<Option<Conflict>, Error> {
+        let mut set_aside = Vec::new();
         for (label, head) in heads {
-            let message = format!("orca: merge step {label}");
-            let merged = command(git, None)
-                .current_dir(&self.path)
-                .args(["merge", "-q", "--no-edit", "--no-ff", "-m", &message, head])
-                .envs(as_orca())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .output()
-                .await?;
-            if merged.status.success() {
-                continue;
+            match self.merge_one(label, head).await? {
+                None => {}
+                Some(conflict) if !leave_one => return Ok(Some(conflict)),
+                Some(conflict) => set_aside.push((label, head, conflict)),
             }
-            let unmerged =
-                local(git, &self.path, &["diff", "--name-only", "--diff-filter=U"]).await?;
-            if unmerged.is_empty() {
-                return Err(Error::Local(format!(
-                    "git merge {head}: {}",
-                    String::from_utf8_lossy(&merged.stderr).trim()
-                )));
-            }
-            let mut hunks = local(git, &self.path, &["diff"]).await.unwrap_or_default();
-            if hunks.len() > MAX_HUNKS_BYTES {
-                let mut cut = MAX_HUNKS_BYTES;
-                while !hunks.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                hunks.truncate(cut);
-                hunks.push_str("\n[…]");
-            }
-            local(git, &self.path, &["merge", "--abort"]).await?;
-            return Ok(Some(Conflict {
-                with: label.clone(),
-                paths: unmerged.lines().map(str::to_string).collect(),
-                hunks,
-            }));
         }
+        let git = &self.mirror.git;
         self.base = local(git, &self.path, &["rev-parse", "HEAD"]).await?;
-        Ok(None)
+        match set_aside.len() {
+            0 => Ok(None),
+            1 => {
+                let (label, head, _) = set_aside.remove(0);
+                let mut conflict = self.merge_leaving(label, head).await?;
+                conflict.left_to_resolve = true;
+                Ok(Some(conflict))
+            }
+            _ => Ok(Some(set_aside.remove(0).2)),
+        }
+    }
+
+    /// Merges one head; its conflict, undone, when it has one.
+    async fn merge_one(&self, label: &str, head: &str) -> Result<Option<Conflict>, Error> {
+        let conflict = self.merge_leaving(label, head).await;
+        match conflict {
+            Ok(conflict) if conflict.paths.is_empty() => Ok(None),
+            Ok(conflict) => {
+                local(&self.mirror.git, &self.path, &["merge", "--abort"]).await?;
+                Ok(Some(conflict))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Merges one head and leaves what it could not: the conflict, with
+    /// no paths when there was none.
+    async fn merge_leaving(&self, label: &str, head: &str) -> Result<Conflict, Error> {
+        let git = &self.mirror.git;
+        let message = format!("orca: merge step {label}");
+        let merged = command(git, None)
+            .current_dir(&self.path)
+            .args(["merge", "-q", "--no-edit", "--no-ff", "-m", &message, head])
+            .envs(as_orca())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await?;
+        let mut conflict = Conflict {
+            with: label.to_string(),
+            paths: Vec::new(),
+            hunks: String::new(),
+            left_to_resolve: false,
+        };
+        if merged.status.success() {
+            return Ok(conflict);
+        }
+        let unmerged = local(git, &self.path, &["diff", "--name-only", "--diff-filter=U"]).await?;
+        if unmerged.is_empty() {
+            return Err(Error::Local(format!(
+                "git merge {head}: {}",
+                String::from_utf8_lossy(&merged.stderr).trim()
+            )));
+        }
+        let mut hunks = local(git, &self.path, &["diff"]).await.unwrap_or_default();
+        if hunks.len() > MAX_HUNKS_BYTES {
+            let mut cut = MAX_HUNKS_BYTES;
+            while !hunks.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            hunks.truncate(cut);
+            hunks.push_str("\n[…]");
+        }
+        conflict.paths = unmerged.lines().map(str::to_string).collect();
+        conflict.hunks = hunks;
+        Ok(conflict)
     }
 
     /// Commits what the step left uncommitted (as orca, with `message`),
@@ -661,9 +709,36 @@ impl Worktree {
                 self.branch
             )));
         }
+        // Mid-merge, a conflict it was to resolve: no markers may be left.
+        let merging = local(
+            git,
+            &self.path,
+            &["rev-parse", "-q", "--verify", "MERGE_HEAD"],
+        )
+        .await
+        .is_ok();
+        if merging {
+            let unmerged =
+                local(git, &self.path, &["diff", "--name-only", "--diff-filter=U"]).await?;
+            let marked: Vec<&str> = unmerged
+                .lines()
+                .filter(|path| {
+                    std::fs::read_to_string(self.path.join(path)).is_ok_and(|text| {
+                        text.lines().any(|l| l.starts_with("<<<<<<<"))
+                            && text.lines().any(|l| l.starts_with(">>>>>>>"))
+                    })
+                })
+                .collect();
+            if !marked.is_empty() {
+                return Err(Error::Local(format!(
+                    "the step left the conflict unresolved: markers remain in {}",
+                    marked.join(", ")
+                )));
+            }
+        }
         local(git, &self.path, &["add", "-A"]).await?;
         let staged = local(git, &self.path, &["diff", "--cached", "--quiet"]).await;
-        let committed_for_the_step = staged.is_err();
+        let committed_for_the_step = staged.is_err() || merging;
         if committed_for_the_step {
             local_with(
                 git,

@@ -150,9 +150,10 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                 repo: repo.as_ref().map(v1::RepoSpec::from),
                 dependency_heads: dependency_heads
                     .into_iter()
-                    .map(|(step_id, head_commit)| v1::StepHead {
-                        step_id,
-                        head_commit,
+                    .map(|h| v1::StepHead {
+                        step_id: h.step,
+                        head_commit: h.head,
+                        asked: h.asked,
                     })
                     .collect(),
             })

@@ -530,7 +530,11 @@ impl Worker {
                     dependency_heads: assignment
                         .dependency_heads
                         .into_iter()
-                        .map(|h| (h.step_id, h.head_commit))
+                        .map(|h| orca_core::repo::DependencyHead {
+                            step: h.step_id,
+                            head: h.head_commit,
+                            asked: h.asked,
+                        })
                         .collect(),
                     mirrors: self.mirrors.clone(),
                     branches: Some(self.branches.clone()),

@@ -513,7 +513,7 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
     let heads = |a: &crate::to_worker::Assignment| {
         a.dependency_heads
             .iter()
-            .map(|(step, head)| format!("{step}@{}", &head[..1]))
+            .map(|h| format!("{}@{}", h.step, &h.head[..1]))
             .collect::<Vec<_>>()
     };
     let mut first = [assignment(w.next().await), assignment(w.next().await)];

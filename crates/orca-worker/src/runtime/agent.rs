@@ -39,12 +39,14 @@ pub trait AgentRuntime: Send + Sync {
     /// A reader for a new run.
     fn stream(&self) -> Self::Stream;
     /// The CLI's command and exactly its environment, running in
-    /// `workspace`, continuing session `resume` when given.
+    /// `workspace`, continuing session `resume` when given; `briefing`
+    /// comes before the step's prompt (a conflict to resolve first).
     fn command(
         &self,
         attempt: &Attempt,
         workspace: &Path,
         resume: Option<&str>,
+        briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>);
     /// How a run whose process exited ended, from what its stream said.
     /// `session_usd_before` is what a resumed session cost before this
@@ -120,7 +122,11 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
     };
     // In its repository's worktree when its task names one.
-    let (tree, cwd) = match repo::check_out(attempt, &workspace).await {
+    let repo::CheckedOut {
+        tree,
+        cwd,
+        briefing,
+    } = match repo::check_out(attempt, &workspace).await {
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
@@ -128,6 +134,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         attempt,
         &workspace,
         resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+        briefing.as_deref(),
     );
     let stream = Arc::new(Mutex::new(runtime.stream()));
     let end = supervise(

@@ -89,7 +89,7 @@ pub struct Attempt {
     pub repo: Option<orca_core::RepoSpec>,
     /// Its dependencies' heads in the repository, (step id, commit), in
     /// the task's order: the step starts from their merge.
-    pub dependency_heads: Vec<(String, String)>,
+    pub dependency_heads: Vec<orca_core::repo::DependencyHead>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<orca_git::mirror::Mirrors>,
     /// After the step, mirrors beyond this many bytes are evicted (0: no

@@ -26,8 +26,10 @@ pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
         Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
     };
     let mut tree = match repo::check_out(attempt, &workspace).await {
-        Ok((Some(tree), _)) => tree,
-        Ok((None, _)) => unreachable!("a task with a repository checks out a worktree"),
+        Ok(repo::CheckedOut {
+            tree: Some(tree), ..
+        }) => tree,
+        Ok(_) => unreachable!("a task with a repository checks out a worktree"),
         Err(ended) => return ended,
     };
     tree.measure_from(&task_repo.commit);

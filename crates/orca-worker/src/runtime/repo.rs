@@ -34,19 +34,60 @@ pub fn worktree_dir(workspace: &Path) -> PathBuf {
     workspace.join(REPO_DIR)
 }
 
+/// A step's repository, made ready.
+pub(crate) struct CheckedOut {
+    /// `None` when the task names no repository.
+    pub tree: Option<Worktree>,
+    /// Where its process runs: the worktree, or the workspace.
+    pub cwd: PathBuf,
+    /// With `onConflict: agent`, what its agent must resolve first: the
+    /// worktree is mid-merge.
+    pub briefing: Option<String>,
+}
+
 /// The step's worktree and the directory its process runs in: the
 /// worktree a resumed workspace kept, or a new one from the mirror
 /// (fetched first if it lacks a commit the step starts from); no worktree,
 /// and the workspace itself, when the task names no repository.
-pub(crate) async fn check_out(
-    attempt: &Attempt,
-    workspace: &Path,
-) -> Result<(Option<Worktree>, PathBuf), Ended> {
-    let tree = worktree(attempt, workspace).await?;
+pub(crate) async fn check_out(attempt: &Attempt, workspace: &Path) -> Result<CheckedOut, Ended> {
+    let (tree, briefing) = worktree(attempt, workspace).await?;
     let cwd = tree
         .as_ref()
         .map_or_else(|| workspace.to_path_buf(), |t| t.path().to_path_buf());
-    Ok((tree, cwd))
+    Ok(CheckedOut {
+        tree,
+        cwd,
+        briefing,
+    })
+}
+
+/// What the agent of a step with `onConflict: agent` is told before its
+/// task: the paths in conflict and what each side was asked.
+fn briefing(attempt: &Attempt, conflict: &Conflict) -> String {
+    let asked = |step: &str| {
+        attempt
+            .dependency_heads
+            .iter()
+            .find(|h| h.step == step)
+            .map(|h| h.asked.clone())
+            .unwrap_or_default()
+    };
+    let mut text = format!(
+        "Before your task: orca merged the work of the steps this one depends on, and the work of step {:?} conflicts with the rest in {}. The conflicts are in your working directory, with git's markers.\n",
+        conflict.with,
+        conflict.paths.join(", ")
+    );
+    for head in &attempt.dependency_heads {
+        text.push_str(&format!(
+            "\nStep {:?} was asked: {}\n",
+            head.step,
+            asked(&head.step)
+        ));
+    }
+    text.push_str(
+        "\nResolve every conflict so that what each side was asked for holds: remove all the markers and keep both sides' intent. Do not commit, reset or abort the merge: orca commits it when you are done.\n\nThen your task:\n\n",
+    );
+    text
 }
 
 fn refused(message: String) -> Ended {
@@ -67,9 +108,12 @@ pub(crate) fn credentials(attempt: &Attempt) -> Result<Option<Credentials>, Stri
     }
 }
 
-async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree>, Ended> {
+async fn worktree(
+    attempt: &Attempt,
+    workspace: &Path,
+) -> Result<(Option<Worktree>, Option<String>), Ended> {
     let Some(repo) = &attempt.repo else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let credentials = credentials(attempt).map_err(refused)?;
     let mirror = attempt
@@ -86,7 +130,7 @@ async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree
     if let Ok(base) = tokio::fs::read_to_string(&base_file).await
         && let Some(kept) = mirror.existing_worktree(&dir, &branch, base.trim()).await
     {
-        return Ok(Some(kept));
+        return Ok((Some(kept), None));
     }
     // A workspace restored from a checkpoint on another worker holds the
     // files of a worktree of that worker's mirror: they are set aside, a
@@ -105,17 +149,26 @@ async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree
             .map_err(|e| refused(format!("repo: setting aside a restored worktree: {e}")))?;
     }
     let heads = &attempt.dependency_heads;
-    for (step, head) in heads {
-        fetch_head(attempt, &mirror, step, head).await?;
+    for head in heads {
+        fetch_head(attempt, &mirror, &head.step, &head.head).await?;
     }
-    let start = heads.first().map_or(repo.commit.as_str(), |(_, h)| h);
+    let start = heads.first().map_or(repo.commit.as_str(), |h| &h.head);
     let mut tree = mirror
         .add_worktree(&dir, &branch, start)
         .await
         .map_err(|e| refused(format!("repo: {e}")))?;
+    let mut brief = None;
     if heads.len() > 1 {
-        match tree.merge(&heads[1..]).await {
+        let rest: Vec<(String, String)> = heads[1..]
+            .iter()
+            .map(|h| (h.step.clone(), h.head.clone()))
+            .collect();
+        let agent = attempt.step.on_conflict == Some(orca_core::OnConflict::Agent);
+        match tree.merge(&rest, agent).await {
             Ok(None) => {}
+            Ok(Some(conflict)) if conflict.left_to_resolve => {
+                brief = Some(briefing(attempt, &conflict));
+            }
             Ok(Some(conflict)) => {
                 let _ = tree.remove().await;
                 return Err(conflicted(attempt, conflict));
@@ -134,7 +187,7 @@ async fn worktree(attempt: &Attempt, workspace: &Path) -> Result<Option<Worktree
             .map_err(|e| refused(format!("repo: restoring the checkpoint's files: {e}")))?;
         let _ = tokio::fs::remove_dir_all(&restored).await;
     }
-    Ok(Some(tree))
+    Ok((Some(tree), brief))
 }
 
 /// Where a restored worktree's files wait while the new worktree is made.
@@ -205,7 +258,7 @@ fn conflicted(attempt: &Attempt, conflict: Conflict) -> Ended {
     let before: Vec<&str> = attempt
         .dependency_heads
         .iter()
-        .map(|(step, _)| step.as_str())
+        .map(|h| h.step.as_str())
         .take_while(|step| *step != conflict.with)
         .collect();
     let error = format!(

@@ -68,7 +68,7 @@ async fn run_process(
         return Ended::failed("the command is empty", None);
     };
     // In its repository's worktree when its task names one.
-    let (tree, cwd) = match repo::check_out(attempt, &workspace).await {
+    let repo::CheckedOut { tree, cwd, .. } = match repo::check_out(attempt, &workspace).await {
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };

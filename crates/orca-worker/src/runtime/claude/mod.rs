@@ -97,16 +97,24 @@ impl AgentRuntime for ClaudeCode<'_> {
         attempt: &Attempt,
         workspace: &Path,
         resume: Option<&str>,
+        briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>) {
         let mut command = Command::new(&self.settings.bin);
-        command.args(args(
+        let mut args = args(
             self.spec,
             self.settings,
             self.max_turns,
             has_inputs(&attempt.inputs_json),
             resume,
             attempt.access.as_ref().and_then(|a| a.orca_bin.as_deref()),
-        ));
+        );
+        // The prompt follows `-p`.
+        if let Some(briefing) = briefing
+            && let Some(prompt) = args.get_mut(1)
+        {
+            prompt.insert_str(0, briefing);
+        }
+        command.args(args);
         (command, environment(attempt, self.settings, workspace))
     }
 }
