@@ -279,9 +279,11 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
     // The work is in the worker's mirror, on the step's branch; the
     // worktrees are gone.
     let mirrors = server.data_dir.join("work/w1/.mirrors");
+    // The mirror, beside its lock files.
     let mirror = std::fs::read_dir(&mirrors)?
-        .next()
-        .expect("a mirror")?
+        .filter_map(Result::ok)
+        .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .expect("a mirror")
         .path();
     assert_eq!(
         orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}-edit")]),
