@@ -39,6 +39,21 @@ export interface Step {
   cost?: Cost;
   attempts?: Attempt[];
   approval?: Approval;
+  work?: Work;
+}
+
+/// What a step did to its task's repository.
+export interface Work {
+  branch: string;
+  baseCommit: string;
+  headCommit: string;
+  filesChanged: number;
+  insertions: number;
+  deletions: number;
+  changedPaths: string[];
+  committedByOrca: boolean;
+  pushed?: boolean;
+  pullRequestUrl?: string;
 }
 
 /// A step's gate: who may decide, what they are asked, until when.
@@ -64,6 +79,16 @@ export interface Task {
   traceId?: string;
   prompt?: string;
   steps?: Step[];
+  repo?: Repo;
+}
+
+/// A task's repository: where, which ref, the commit it resolved to.
+export interface Repo {
+  url: string;
+  ref?: string;
+  commit: string;
+  push?: boolean;
+  pullRequestTitle?: string;
 }
 
 export interface Agent {

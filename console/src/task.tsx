@@ -6,6 +6,7 @@ import dagre from "@dagrejs/dagre";
 
 import { ApiError, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
 import { Progress } from "./tasks";
+import { Changes, delivered } from "./changes";
 import { useThrottled } from "./hooks";
 
 /// Lines kept per step; the page shows the newest and more on request.
@@ -148,6 +149,33 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
           <>
             <dt>message</dt>
             <dd>{task.message}</dd>
+          </>
+        )}
+        {task.repo && (
+          <>
+            <dt>repository</dt>
+            <dd data-test="repo">
+              {task.repo.url} at {task.repo.ref || "its default branch"}, commit <code>{task.repo.commit.slice(0, 12)}</code>
+            </dd>
+          </>
+        )}
+        {delivered(task) && (
+          <>
+            <dt>branch</dt>
+            <dd data-test="branch">
+              <code>{delivered(task)!.branch}</code> at <code>{delivered(task)!.headCommit.slice(0, 12)}</code>
+              {delivered(task)!.pushed ? ", pushed" : ""}
+            </dd>
+          </>
+        )}
+        {delivered(task)?.pullRequestUrl && (
+          <>
+            <dt>pull request</dt>
+            <dd>
+              <a href={delivered(task)!.pullRequestUrl} data-test="pull-request">
+                {delivered(task)!.pullRequestUrl}
+              </a>
+            </dd>
           </>
         )}
       </dl>
@@ -321,6 +349,7 @@ function StepPanel({ step, task, lines, version }: { step: Step; task: Task; lin
         <dt>cost</dt>
         <dd>{usd(step.cost) || "—"}</dd>
       </dl>
+      <Changes task={task} step={step} />
       <h3>Attempts</h3>
       <table data-test="attempts">
         <thead>

@@ -515,6 +515,62 @@ steps:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
+    use orca_tests::git_server::git;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A repository on this machine's disk (the server allows local ones).
+    let origin = dir.path().join("origin.git");
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", "-b", "main", "origin.git"],
+    );
+    let seed = dir.path().join("seed");
+    git(
+        dir.path(),
+        &["clone", "-q", &origin.display().to_string(), "seed"],
+    );
+    std::fs::write(seed.join("README.md"), "# app\n").expect("readme");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "initial"]);
+    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    let orca = served_with(dir.path(), &["--allow-local-repos"]).await;
+    let id = orca.submit(&format!(
+        "name: edit\nrepo: {{url: 'file://{}', ref: main}}\nsteps:\n  - id: edit\n    shell: {{command: [sh, -c, 'echo hello > greeting.txt && echo more >> README.md']}}\n",
+        origin.display()
+    ));
+    let browser = orca.open_task(dir.path(), &id).await;
+    sign_in(&browser, "orca_dev").await;
+    browser
+        .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
+        .await
+        .expect("done");
+    let branch = browser.text("[data-test=branch]").await.expect("branch");
+    assert!(branch.contains(&format!("orca/{id}")), "{branch}");
+    browser.click("g[data-step=edit]").await.expect("the step");
+    let work = browser
+        .text_until("[data-test=work]", LIVE, |t| t.contains("2 files"))
+        .await
+        .expect("the work");
+    assert!(work.contains("+2"), "{work}");
+    // diff2html's rendering: a file each, with the lines added.
+    browser
+        .count_until("[data-test=diff] .d2h-file-wrapper", 2, LIVE)
+        .await
+        .expect("two files drawn");
+    let diff = browser.text("[data-test=diff]").await.expect("the diff");
+    assert!(
+        diff.contains("greeting.txt") && diff.contains("hello") && diff.contains("more"),
+        "{diff}"
+    );
+    let errors = browser
+        .page_errors(&[SIGNED_OUT])
+        .await
+        .expect("the browser's log");
+    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orca = served(dir.path()).await;

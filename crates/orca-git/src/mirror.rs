@@ -367,6 +367,22 @@ impl Mirror {
         Ok(Some(tokio::fs::read(file.path()).await?))
     }
 
+    /// The changes from `base` to `head` as a unified diff (renames
+    /// found), cut at `max_bytes` on a line's end, saying so.
+    pub async fn diff(&self, base: &str, head: &str, max_bytes: usize) -> Result<String, Error> {
+        let range = format!("{base}..{head}");
+        let mut diff = local(&self.git, &self.path, &["diff", "-M", "--no-color", &range]).await?;
+        if diff.len() > max_bytes {
+            let mut cut = max_bytes;
+            while !diff.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            diff.truncate(diff[..cut].rfind('\n').unwrap_or(0));
+            diff.push_str("\n[the rest of the diff is left out: over its cap]\n");
+        }
+        Ok(diff)
+    }
+
     /// Fetches a bundle of another worker's step branch (see [`bundle`])
     /// into this mirror, under `refs/orca/steps/` (never over a branch a
     /// worktree may hold), and checks it brought `head`.

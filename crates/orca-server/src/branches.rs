@@ -63,6 +63,7 @@ impl Branches {
             attempt: attempt.attempt,
             head_commit: branch.head_commit,
             bundle: branch.bundle,
+            diff: branch.diff,
             created_at: now_micros(),
         };
         tracing::info!(
@@ -113,6 +114,7 @@ impl Branches {
             }),
             head_commit: kept.head_commit,
             bundle: kept.bundle,
+            diff: kept.diff,
         })
     }
 }
@@ -164,6 +166,7 @@ mod tests {
             }),
             head_commit: "c".repeat(40),
             bundle,
+            diff: String::new(),
         };
         let refused = |e: Error| e.to_string();
         assert!(

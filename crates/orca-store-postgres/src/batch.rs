@@ -380,6 +380,7 @@ impl Rows {
                 task_id: text(&branch.task_id),
                 step_id: text(&branch.step_id),
                 head_commit: text(&branch.head_commit),
+                diff: text(&branch.diff),
                 ..(**branch).clone()
             }),
             Write::ExpireKept { finished_before } => self.expiries.push(*finished_before),
@@ -544,12 +545,13 @@ impl Rows {
                 .add(
                     conn,
                     "INSERT INTO branches
-                         (task_id, step_id, attempt, head_commit, bundle, created_at)
-                     SELECT $1, $2, $3, $4, $5, orca_ts($6) FROM steps
+                         (task_id, step_id, attempt, head_commit, bundle, diff, created_at)
+                     SELECT $1, $2, $3, $4, $5, $6, orca_ts($7) FROM steps
                          WHERE task_id = $1 AND step_id = $2 AND attempt = $3
                      ON CONFLICT (task_id, step_id) DO UPDATE SET
                          attempt = excluded.attempt, head_commit = excluded.head_commit,
-                         bundle = excluded.bundle, created_at = excluded.created_at
+                         bundle = excluded.bundle, diff = excluded.diff,
+                         created_at = excluded.created_at
                      WHERE excluded.attempt >= branches.attempt",
                     params![
                         &b.task_id,
@@ -557,6 +559,7 @@ impl Rows {
                         i64::from(b.attempt),
                         &b.head_commit,
                         &b.bundle,
+                        &b.diff,
                         b.created_at,
                     ],
                 )

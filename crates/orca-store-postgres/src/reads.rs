@@ -643,7 +643,7 @@ pub(crate) async fn step_branch(
 ) -> Result<Option<StepBranch>> {
     let statement = conn
         .statement(
-            "SELECT attempt, head_commit, bundle, orca_micros(created_at)
+            "SELECT attempt, head_commit, bundle, diff, orca_micros(created_at)
              FROM branches WHERE task_id = $1 AND step_id = $2",
         )
         .await?;
@@ -660,7 +660,8 @@ pub(crate) async fn step_branch(
         attempt: u32::try_from(row.try_get::<_, i64>(0)?).unwrap_or(u32::MAX),
         head_commit: row.try_get(1)?,
         bundle: row.try_get(2)?,
-        created_at: row.try_get(3)?,
+        diff: row.try_get(3)?,
+        created_at: row.try_get(4)?,
     }))
 }
 

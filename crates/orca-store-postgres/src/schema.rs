@@ -248,6 +248,7 @@ const MIGRATIONS: &[&str] = &[
         attempt     bigint NOT NULL,
         head_commit text NOT NULL,
         bundle      bytea NOT NULL,
+        diff        text NOT NULL DEFAULT '',
         created_at  timestamptz,
         PRIMARY KEY (task_id, step_id)
     );

@@ -230,12 +230,13 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 // newer one's.
                 conn.prepare_cached(
                     "INSERT INTO branches
-                         (task_id, step_id, attempt, head_commit, bundle, created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM steps
+                         (task_id, step_id, attempt, head_commit, bundle, diff, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps
                          WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3
                      ON CONFLICT (task_id, step_id) DO UPDATE SET
                          attempt = excluded.attempt, head_commit = excluded.head_commit,
-                         bundle = excluded.bundle, created_at = excluded.created_at
+                         bundle = excluded.bundle, diff = excluded.diff,
+                         created_at = excluded.created_at
                      WHERE excluded.attempt >= branches.attempt",
                 )?
                 .execute(params![
@@ -244,6 +245,7 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     branch.attempt,
                     branch.head_commit,
                     branch.bundle,
+                    branch.diff,
                     branch.created_at
                 ])?;
             }

@@ -490,7 +490,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT attempt, head_commit, bundle, created_at
+                    "SELECT attempt, head_commit, bundle, diff, created_at
                      FROM branches WHERE task_id = ?1 AND step_id = ?2",
                 )?
                 .query_row(params![task_id, step_id], |row| {
@@ -500,7 +500,8 @@ impl Store for SqliteStore {
                         attempt: row.get(0)?,
                         head_commit: row.get(1)?,
                         bundle: row.get(2)?,
-                        created_at: row.get(3)?,
+                        diff: row.get(3)?,
+                        created_at: row.get(4)?,
                     })
                 })
                 .optional()?)

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS branches (
     attempt     INTEGER NOT NULL,
     head_commit TEXT NOT NULL,
     bundle      BLOB NOT NULL,
+    diff        TEXT NOT NULL DEFAULT '',
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (task_id, step_id)
 ) WITHOUT ROWID;
@@ -156,6 +157,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     )?;
     // What a step did to its task's repository, as JSON; '' for nothing.
     add_missing_column(conn, "steps", "work", "TEXT NOT NULL DEFAULT ''")?;
+    add_missing_column(conn, "branches", "diff", "TEXT NOT NULL DEFAULT ''")?;
     Ok(())
 }
 

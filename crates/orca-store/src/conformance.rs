@@ -865,6 +865,7 @@ pub async fn a_step_keeps_its_current_attempts_branch_until_its_task_expires(
         head_commit: format!("{attempt}").repeat(40),
         // Every byte value, so a backend that stores text would show it.
         bundle: bundle.to_vec(),
+        diff: format!("--- a/x\n+++ b/x\n+attempt {attempt} ünïcode\n"),
         created_at: 10,
     };
     let at_attempt = |task: &str, n: u32| {

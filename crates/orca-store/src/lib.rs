@@ -189,6 +189,8 @@ pub struct StepBranch {
     pub head_commit: String,
     /// The worker's bundle, kept as given.
     pub bundle: Vec<u8>,
+    /// The step's own changes as a unified diff.
+    pub diff: String,
     pub created_at: Micros,
 }
 
@@ -201,6 +203,7 @@ impl std::fmt::Debug for StepBranch {
             .field("attempt", &self.attempt)
             .field("head_commit", &self.head_commit)
             .field("bundle_bytes", &self.bundle.len())
+            .field("diff_bytes", &self.diff.len())
             .finish_non_exhaustive()
     }
 }

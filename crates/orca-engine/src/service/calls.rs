@@ -27,6 +27,13 @@ pub struct TaskRef {
     pub task_id: String,
 }
 
+/// One step of a task: its diff.
+#[derive(Debug, Clone, Default)]
+pub struct StepRef {
+    pub task_id: String,
+    pub step_id: String,
+}
+
 /// ListTasks' filters and page.
 #[derive(Debug, Clone, Default)]
 pub struct ListTasks {

@@ -8,7 +8,8 @@ use orca_store::{AuditRecord, Created, TaskQuery, TaskRecord};
 
 use super::audit::audit_entry;
 use super::calls::{
-    ListAudit, ListTasks, OfTenants, PlanTask, PlannedTask, Submit, Submitted, TaskPage, TaskRef,
+    ListAudit, ListTasks, OfTenants, PlanTask, PlannedTask, StepRef, Submit, Submitted, TaskPage,
+    TaskRef,
 };
 use super::{
     Call, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, TaskApi, asked_tenants, page_size,
@@ -50,6 +51,26 @@ impl TaskApi {
     pub async fn get_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
         let caller = call.require(Action::ReadTasks)?;
         self.load(&call.into_message().task_id, &caller).await
+    }
+
+    /// A step's own changes to its task's repository as a unified diff:
+    /// empty when it changed nothing, or its branch is no longer kept.
+    pub async fn step_diff(&self, call: Call<StepRef>) -> Result<String, Error> {
+        let caller = call.require(Action::ReadTasks)?;
+        let request = call.into_message();
+        let task = self.load(&request.task_id, &caller).await?;
+        if !task.steps.iter().any(|s| s.id == request.step_id) {
+            return Err(Error::NotFound(format!(
+                "step {:?} of task {}",
+                request.step_id, task.id
+            )));
+        }
+        Ok(self
+            .store
+            .step_branch(&task.id, &request.step_id)
+            .await?
+            .map(|kept| kept.diff)
+            .unwrap_or_default())
     }
 
     pub async fn list_tasks(&self, call: Call<ListTasks>) -> Result<TaskPage, Error> {

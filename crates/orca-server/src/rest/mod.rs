@@ -38,7 +38,7 @@ use crate::http_state::{Access, HttpState, Services};
 use crate::session;
 use crate::task_service::wire::{self, task_to_proto};
 use orca_core::TaskState;
-use orca_engine::service::{self, Call, DecideStep, ListTasks, Submit, TaskRef};
+use orca_engine::service::{self, Call, DecideStep, ListTasks, StepRef, Submit, TaskRef};
 
 mod budget;
 mod events;
@@ -102,6 +102,7 @@ fn api() -> OpenApiRouter<Arc<HttpState>> {
         .routes(routes!(cancel_task))
         .routes(routes!(retry_task))
         .routes(routes!(approve_step))
+        .routes(routes!(step_diff))
         .routes(routes!(reject_step))
         .routes(routes!(budget::raise_budget))
         .routes(routes!(budget::approve_budget))
@@ -454,6 +455,36 @@ pub(super) fn decision_body(
         return Ok(DecisionBody::default());
     }
     serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
+}
+
+/// A step's own changes to its task's repository.
+#[derive(Serialize, ToSchema)]
+struct StepDiff {
+    /// A unified diff (`git diff -M` from the commit the step started from
+    /// to its head), cut at 1 MiB; empty when it changed nothing.
+    diff: String,
+}
+
+#[utoipa::path(get, path = "/tasks/{id}/steps/{step}/diff", tag = "tasks",
+    summary = "A step's changes to its task's repository, as a unified diff",
+    params(("id" = String, Path, description = "the task id"),
+        ("step" = String, Path, description = "the step")),
+    responses((status = 200, body = StepDiff), (status = 404, body = ErrorBody), Refused))]
+async fn step_diff(
+    State(status): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    Path((task_id, step_id)): Path<(String, String)>,
+) -> Answer<StepDiff> {
+    let request = StepRef { task_id, step_id };
+    let diff = call(
+        &status,
+        &headers,
+        Access::Read,
+        request,
+        |s, r| async move { s.tasks.step_diff(r).await },
+    )
+    .await?;
+    Ok(Json(StepDiff { diff }))
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/steps/{step}/approve", tag = "tasks",

@@ -190,6 +190,9 @@ async fn worktree(
     Ok((Some(tree), brief))
 }
 
+/// The most of a step's diff kept with its branch, for the console.
+const MAX_DIFF_BYTES: usize = 1024 * 1024;
+
 /// Where a restored worktree's files wait while the new worktree is made.
 const RESTORED_DIR: &str = "repo.restored";
 
@@ -370,11 +373,17 @@ async fn keep_branch(attempt: &Attempt, tree: &Worktree, head: &str) -> Result<(
     let Some(bundle) = bundle else {
         return Ok(());
     };
+    let diff = tree
+        .mirror()
+        .diff(tree.base(), head, MAX_DIFF_BYTES)
+        .await
+        .map_err(|e| format!("reading its diff: {e}"))?;
     keeper
         .put_branch(v1::StepBranch {
             attempt: Some(v1::AttemptRef::from(&attempt.key)),
             head_commit: head.to_string(),
             bundle,
+            diff,
         })
         .await
         .map_err(|e| format!("keeping its branch with the control plane: {e}"))
