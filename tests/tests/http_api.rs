@@ -523,6 +523,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/retry"),
         ("POST", "/tasks/{id}/steps/{step}/approve"),
         ("POST", "/tasks/{id}/steps/{step}/reject"),
+        ("GET", "/tasks/{id}/steps/{step}/diff"),
         ("POST", "/tasks/{id}/budget"),
         ("POST", "/tasks/{id}/budget/approve"),
         ("PUT", "/tenants/{tenant}/budget"),
@@ -588,6 +589,14 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
             answer.body
         );
     }
+    // A step's diff of a task, or a step, that is not there: 404.
+    let missing = api.call(
+        "GET",
+        "/api/v1/tasks/01nosuchtask/steps/deploy/diff",
+        "orca_viewer",
+        "",
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
 }
 
 /// The header line `name: value` of an answer, lower-cased.

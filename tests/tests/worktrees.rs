@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use orca_git::mirror::{Mirrors, ORCA_AUTHOR};
+use orca_git::mirror::Mirrors;
+use orca_git::worktree::ORCA_AUTHOR;
 use orca_git::{Credentials, Error, Part};
 use orca_tests::git_server::{GitServer, PASSWORD, USER, git};
 

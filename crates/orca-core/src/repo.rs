@@ -232,37 +232,6 @@ pub fn step_branch(task_id: &str, step_id: &str) -> String {
     }
 }
 
-/// Adds the deliver step to a task that names a repository and has none:
-/// it depends on the task's last steps (those nothing depends on), so the
-/// task's branch is their merge, and retries as a push may fail for a
-/// moment.
-pub fn with_delivery(spec: &mut crate::TaskSpec) {
-    if spec.repo.is_none()
-        || spec.steps.is_empty()
-        || spec.steps.iter().any(|s| s.deliver.is_some())
-    {
-        return;
-    }
-    let depended_on: std::collections::HashSet<&str> = spec
-        .steps
-        .iter()
-        .flat_map(|s| s.depends_on.iter().map(String::as_str))
-        .collect();
-    let sinks = spec
-        .steps
-        .iter()
-        .filter(|s| !depended_on.contains(s.id.as_str()))
-        .map(|s| s.id.clone())
-        .collect();
-    spec.steps.push(crate::StepSpec {
-        depends_on: sinks,
-        noop: None,
-        deliver: Some(crate::spec::DeliverSpec {}),
-        retry: Some(crate::spec::RetryPolicy::new(3)),
-        ..crate::StepSpec::noop(DELIVER_STEP)
-    });
-}
-
 impl RepoSpec {
     /// The ref to resolve: the one named, or the remote's default branch.
     pub fn git_ref_or_default(&self) -> &str {
@@ -312,20 +281,6 @@ pub struct DependencyHead {
 
 /// The most of what a step was asked that an assignment carries.
 pub const MAX_ASKED_BYTES: usize = 2000;
-
-impl crate::StepSpec {
-    /// What the step was asked to do, for the agent resolving a conflict
-    /// between its work and another's: its prompt, or its command.
-    pub fn asked(&self) -> String {
-        let mut asked = match (&self.claude_code, &self.shell) {
-            (Some(claude), _) => claude.prompt.clone(),
-            (None, Some(shell)) => format!("run `{}`", shell.command.join(" ")),
-            (None, None) => String::new(),
-        };
-        crate::truncate_at_char_boundary(&mut asked, MAX_ASKED_BYTES);
-        asked
-    }
-}
 
 /// A step's dependencies whose work would not merge: `with`'s head
 /// conflicts with the merge of those before it (`after`), in `paths`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
-use crate::repo::RepoSpec;
+use crate::repo::{DELIVER_STEP, RepoSpec};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -85,7 +85,7 @@ pub struct StepSpec {
     pub claude_code: Option<ClaudeCodeSpec>,
     /// Makes the task's branch from its last steps' and delivers it. Orca
     /// adds this step to a task that names a repository (see
-    /// [`crate::repo::with_delivery`]); a task file never sets it.
+    /// [`with_delivery`]); a task file never sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver: Option<DeliverSpec>,
     /// What happens when an attempt fails; no retry when absent.
@@ -465,6 +465,51 @@ impl StepSpec {
     pub fn needing(mut self, capabilities: &[&str]) -> Self {
         self.needs = capabilities.iter().map(|s| s.to_string()).collect();
         self
+    }
+}
+
+/// Adds the deliver step to a task that names a repository and has none:
+/// it depends on the task's last steps (those nothing depends on), so the
+/// task's branch is their merge, and retries as a push may fail for a
+/// moment.
+pub fn with_delivery(spec: &mut TaskSpec) {
+    if spec.repo.is_none()
+        || spec.steps.is_empty()
+        || spec.steps.iter().any(|s| s.deliver.is_some())
+    {
+        return;
+    }
+    let depended_on: std::collections::HashSet<&str> = spec
+        .steps
+        .iter()
+        .flat_map(|s| s.depends_on.iter().map(String::as_str))
+        .collect();
+    let sinks = spec
+        .steps
+        .iter()
+        .filter(|s| !depended_on.contains(s.id.as_str()))
+        .map(|s| s.id.clone())
+        .collect();
+    spec.steps.push(StepSpec {
+        depends_on: sinks,
+        noop: None,
+        deliver: Some(DeliverSpec {}),
+        retry: Some(RetryPolicy::new(3)),
+        ..StepSpec::noop(DELIVER_STEP)
+    });
+}
+
+impl StepSpec {
+    /// What the step was asked to do, for the agent resolving a conflict
+    /// between its work and another's: its prompt, or its command.
+    pub fn asked(&self) -> String {
+        let mut asked = match (&self.claude_code, &self.shell) {
+            (Some(claude), _) => claude.prompt.clone(),
+            (None, Some(shell)) => format!("run `{}`", shell.command.join(" ")),
+            (None, None) => String::new(),
+        };
+        crate::truncate_at_char_boundary(&mut asked, crate::repo::MAX_ASKED_BYTES);
+        asked
     }
 }
 

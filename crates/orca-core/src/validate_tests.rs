@@ -580,8 +580,9 @@ mod repo {
 }
 
 mod delivery {
-    use crate::repo::{DELIVER_STEP, RepoSpec, with_delivery};
+    use crate::repo::{DELIVER_STEP, RepoSpec};
     use crate::spec::DeliverSpec;
+    use crate::spec::with_delivery;
     use crate::validate::{Limits, validate};
     use crate::{Error, StepSpec, TaskSpec};
 

@@ -4,8 +4,8 @@
 //! a log line, or the environment of an agent. Git never prompts.
 //!
 //! `resolve` turns a task's ref into the commit every step starts from;
-//! `mirror` keeps a worker's mirrors and its steps' worktrees; `forge`
-//! opens the pull request a task's work ends in.
+//! `mirror` keeps a worker's mirrors, `worktree` its steps' worktrees;
+//! `forge` opens the pull request a task's work ends in.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,6 +15,7 @@ use tokio::process::Command;
 
 pub mod forge;
 pub mod mirror;
+pub mod worktree;
 
 /// Which part of a task's `repo` a refusal is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

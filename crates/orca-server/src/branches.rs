@@ -17,9 +17,6 @@ use crate::auth::Identity;
 use crate::checkpoints::{attempt_of, not_current, step_of};
 use crate::error::Error;
 
-/// The largest branch kept by default: a step's commits, compressed.
-pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
-
 pub struct Branches {
     store: Arc<dyn Store>,
     max_bytes: usize,

@@ -20,6 +20,9 @@ use crate::error::Error;
 /// The largest checkpoint kept by default: a session's transcript and a
 /// capped workspace, compressed.
 pub const DEFAULT_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// The largest step branch kept by default (see `branches`): a step's
+/// commits, compressed.
+pub const DEFAULT_MAX_BRANCH_BYTES: usize = 64 * 1024 * 1024;
 /// How long a finished task's checkpoints are kept by default, so a
 /// `orca retry` the next day still resumes its agents' sessions.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -44,7 +47,7 @@ impl Default for Settings {
         Settings {
             max_bytes: DEFAULT_MAX_BYTES,
             retention: DEFAULT_RETENTION,
-            max_branch_bytes: crate::branches::DEFAULT_MAX_BYTES,
+            max_branch_bytes: DEFAULT_MAX_BRANCH_BYTES,
         }
     }
 }

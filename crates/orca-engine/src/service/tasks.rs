@@ -254,7 +254,7 @@ impl TaskApi {
             }
         }
         if unrunnable.is_none() {
-            orca_core::repo::with_delivery(&mut spec);
+            orca_core::spec::with_delivery(&mut spec);
         }
         let id = self.new_id();
         Ok(Submission {

@@ -214,7 +214,7 @@ mod tests {
             }),
             ..TaskSpec::default()
         };
-        orca_core::repo::with_delivery(&mut spec);
+        orca_core::spec::with_delivery(&mut spec);
         let work = |branch: &str, head: &str, url: &str| orca_core::StepWork {
             branch: branch.into(),
             head_commit: head.repeat(40),

@@ -7,7 +7,7 @@
 
 use orca_api::v1;
 use orca_core::RepoSpec;
-use orca_git::mirror::Worktree;
+use orca_git::worktree::Worktree;
 
 use super::attempt::{Attempt, Ended};
 use super::repo;

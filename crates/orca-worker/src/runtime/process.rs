@@ -98,7 +98,7 @@ pub(crate) fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap
             env.insert(var.into(), name.clone());
         }
         for var in ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"] {
-            env.insert(var.into(), orca_git::mirror::ORCA_AUTHOR.1.into());
+            env.insert(var.into(), orca_git::worktree::ORCA_AUTHOR.1.into());
         }
     }
     env

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use orca_api::v1;
 use orca_git::Credentials;
-use orca_git::mirror::{Conflict, Mirror, Worktree};
+use orca_git::mirror::Mirror;
+use orca_git::worktree::{Conflict, Worktree};
 
 use super::attempt::{Attempt, Ended};
 use crate::metrics::Fault;
