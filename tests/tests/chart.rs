@@ -276,6 +276,28 @@ fn images_args_and_addresses_reach_the_containers() {
         volumes.contains("\"secretName\":\"anthropic\""),
         "{volumes}"
     );
+    // The repositories' credentials, for resolving a Task's ref: mounted
+    // as the control plane's --repo-secrets-dir when a Secret is named.
+    let repo_args = |objects: &[Value]| -> Vec<String> {
+        container(objects, "orca")
+            .args
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.starts_with("--repo-secrets-dir"))
+            .collect()
+    };
+    assert!(repo_args(&render(&[]).expect("renders")).is_empty());
+    let objects = render(&["controlPlane.repoSecretsSecret=git-tokens"]).expect("renders");
+    assert_eq!(
+        repo_args(&objects),
+        ["--repo-secrets-dir=/etc/orca/repo-secrets"]
+    );
+    let deployment = find(&objects, "Deployment", "orca");
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("\"secretName\":\"git-tokens\""),
+        "{volumes}"
+    );
 }
 
 #[test]
