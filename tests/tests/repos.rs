@@ -210,6 +210,37 @@ async fn a_repository_that_will_not_do_is_refused_naming_its_field_and_nothing_i
             status.message()
         );
     }
+    // A pinned commit skips resolving, not the check; and a pull request's
+    // token never goes to a plain http:// API.
+    let mut pinned = repo_task(&url, "main", "");
+    if let Some(repo) = pinned.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.commit = "a".repeat(40);
+    }
+    let mut clear = repo_task("https://github.com/acme/app.git", "main", "");
+    if let Some(repo) = clear.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.pull_request = Some(v1::PullRequestSpec {
+            title: "t".into(),
+            forge: "github".into(),
+            api_url: "http://ghe.example.com/api/v3".into(),
+            ..v1::PullRequestSpec::default()
+        });
+    }
+    for (request, field) in [
+        (pinned, "spec.repo.url"),
+        (clear, "spec.repo.pullRequest.apiUrl"),
+    ] {
+        let status = strict_client
+            .clone()
+            .submit_task(request)
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().contains(field) && status.message().contains("--allow-local-repos"),
+            "{}",
+            status.message()
+        );
+    }
     let log = std::fs::read_to_string(&server.process.log)?;
     assert!(
         !log.contains(PASSWORD),

@@ -65,7 +65,7 @@ fn refusal(e: orca_git::Error) -> Refusal {
 
 #[async_trait::async_trait]
 impl Repositories for GitRepositories {
-    async fn resolve(&self, repo: &RepoSpec) -> Result<String, Refusal> {
+    fn allowed(&self, repo: &RepoSpec) -> Result<(), Refusal> {
         let how = transport(&repo.url, Part::Url.field())?;
         if how.is_local() && !self.settings.allow_local {
             return Err(Refusal::invalid(
@@ -76,6 +76,24 @@ impl Repositories for GitRepositories {
                 ),
             ));
         }
+        // The token goes to the forge's API in a header: never in the clear.
+        let api = repo
+            .pull_request
+            .as_ref()
+            .map_or("", |p| p.api_url.as_str());
+        if api.starts_with("http://") && !self.settings.allow_local {
+            return Err(Refusal::invalid(
+                "pullRequest.apiUrl",
+                format!(
+                    "{api}: plain http:// would send the repository's token in the clear (this control plane allows it with --allow-local-repos)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn resolve(&self, repo: &RepoSpec) -> Result<String, Refusal> {
+        self.allowed(repo)?;
         let credentials = match repo.credentials_secret.as_str() {
             "" => None,
             name => Some(

@@ -159,16 +159,20 @@ impl TaskApi {
     /// `spec` with its repository's ref resolved to a commit, unless the
     /// submit pinned one; `field` prefixes error paths, as for the spec.
     async fn resolve_repo(&self, spec: &mut TaskSpec, field: &str) -> Result<(), Error> {
-        let Some(repo) = spec.repo.as_mut().filter(|r| r.commit.is_empty()) else {
+        let Some(repo) = spec.repo.as_mut() else {
             return Ok(());
         };
-        repo.commit = self.repositories.resolve(repo).await.map_err(|e| match e {
+        let named = |e: Error| match e {
             Error::InvalidArgument {
                 field: inner,
                 message,
             } => Error::invalid(format!("{field}spec.repo.{inner}"), message),
             other => other,
-        })?;
+        };
+        self.repositories.allowed(repo).map_err(named)?;
+        if repo.commit.is_empty() {
+            repo.commit = self.repositories.resolve(repo).await.map_err(named)?;
+        }
         Ok(())
     }
 

@@ -8,6 +8,11 @@ use crate::error::Error;
 
 #[async_trait::async_trait]
 pub trait Repositories: Send + Sync {
+    /// Whether this control plane lets a task use `repo` at all (where
+    /// it is, where its pull request's token would go), asked of every
+    /// task, a pinned commit too. A refusal names the field under the
+    /// repository.
+    fn allowed(&self, repo: &RepoSpec) -> Result<(), Error>;
     /// The commit `repo`'s ref names on its remote now. A refusal names
     /// the field under the repository (`url`, `ref`, `credentialsSecret`);
     /// a remote that does not answer is `Error::Unavailable`.
