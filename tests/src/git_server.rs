@@ -57,6 +57,16 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .to_string()
 }
 
+/// A secrets directory `dir/name` (as `--secrets-dir` and
+/// `--repo-secrets-dir` read one) holding the server's account as secret
+/// `secret`; its path.
+pub fn account_secrets(dir: &Path, name: &str, secret: &str) -> anyhow::Result<String> {
+    let secrets = dir.join(name);
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join(secret), format!("{USER}:{PASSWORD}\n"))?;
+    Ok(secrets.display().to_string())
+}
+
 impl GitServer {
     /// Starts fcgiwrap and nginx under `dir`; both stop when this drops.
     pub fn start(dir: &Path) -> anyhow::Result<GitServer> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use orca_api::v1;
 use orca_tests::anthropic::{MockAnthropic, Reply};
 use orca_tests::forge::ForgeDouble;
-use orca_tests::git_server::{GitServer, PASSWORD, USER};
+use orca_tests::git_server::{GitServer, PASSWORD, account_secrets};
 use orca_tests::*;
 
 const README_DOCS: &str = "# app\n\nList items with ?page=N&per_page=M.\n";
@@ -57,10 +57,7 @@ fn agents() -> Vec<(&'static str, Vec<Reply>)> {
 }
 
 fn secrets(dir: &std::path::Path, name: &str) -> anyhow::Result<String> {
-    let secrets = dir.join(name);
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("github-token"), format!("{USER}:{PASSWORD}\n"))?;
-    Ok(secrets.display().to_string())
+    account_secrets(dir, name, "github-token")
 }
 
 /// Checks one run: the waits, the work, the branch, the pull request.

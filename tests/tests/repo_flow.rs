@@ -7,16 +7,13 @@
 //! and pushes it, all of it or nothing.
 
 use orca_api::v1;
-use orca_tests::git_server::{GitServer, PASSWORD, USER};
+use orca_tests::git_server::{GitServer, PASSWORD, account_secrets};
 use orca_tests::*;
 use std::time::Duration;
 
 /// A control plane that may reach the loopback git server.
 fn control_plane(dir: &std::path::Path) -> anyhow::Result<Server> {
-    let secrets = dir.join("repo-secrets");
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
-    let secrets = secrets.display().to_string();
+    let secrets = account_secrets(dir, "repo-secrets", "git-creds")?;
     Server::start_on(
         &dir.join("server"),
         "127.0.0.1:0",
@@ -32,10 +29,7 @@ fn repo_worker(
     name: &str,
     extra: &str,
 ) -> anyhow::Result<Process> {
-    let secrets = dir.join(format!("{name}-secrets"));
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
-    let secrets = secrets.display().to_string();
+    let secrets = account_secrets(dir, &format!("{name}-secrets"), "git-creds")?;
     server.worker_with(name, &["shell", extra], 2, &["--secrets-dir", &secrets])
 }
 
@@ -367,10 +361,7 @@ async fn an_agent_step_resumed_on_another_worker_finds_its_files_in_a_fresh_work
     ])
     .await?;
     let server = control_plane(dir.path())?;
-    let secrets = dir.path().join("agent-secrets");
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
-    let secrets = secrets.display().to_string();
+    let secrets = account_secrets(dir.path(), "agent-secrets", "git-creds")?;
     let agent = |name: &str| {
         start_named_claude_worker(
             &server,
@@ -476,11 +467,9 @@ async fn a_worker_keeps_its_mirrors_where_told_and_within_their_bound() -> anyho
     let git = GitServer::start(dir.path())?;
     git.create_repo("app", &[("README.md", "hello\n")]);
     let server = control_plane(dir.path())?;
-    let secrets = dir.path().join("w-secrets");
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
+    let secrets = account_secrets(dir.path(), "w-secrets", "git-creds")?;
     let mirrors = dir.path().join("cache");
-    let (secrets, mirrors_arg) = (secrets.display().to_string(), mirrors.display().to_string());
+    let mirrors_arg = mirrors.display().to_string();
     // A bound of one byte: every mirror no step is using goes after a step.
     let _worker = server.worker_with(
         "w1",
@@ -544,10 +533,7 @@ async fn with_on_conflict_agent_the_steps_own_agent_resolves_the_conflict_first(
     ])
     .await?;
     let server = control_plane(dir.path())?;
-    let secrets = dir.path().join("agent-secrets");
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
-    let secrets = secrets.display().to_string();
+    let secrets = account_secrets(dir.path(), "agent-secrets", "git-creds")?;
     let _worker = start_named_claude_worker(
         &server,
         dir.path(),

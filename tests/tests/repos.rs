@@ -5,7 +5,7 @@
 //! nothing stored; and the credentials never show.
 
 use orca_api::v1;
-use orca_tests::git_server::{GitServer, PASSWORD, USER};
+use orca_tests::git_server::{GitServer, PASSWORD, USER, account_secrets};
 use orca_tests::*;
 use tonic::Code;
 
@@ -252,10 +252,7 @@ async fn a_repository_that_will_not_do_is_refused_naming_its_field_and_nothing_i
 /// A worker whose secrets directory holds the git server's account as
 /// `git-creds`, as the control plane's does.
 fn repo_worker(server: &Server, dir: &std::path::Path, name: &str) -> anyhow::Result<Process> {
-    let secrets = dir.join(format!("{name}-secrets"));
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
-    let secrets = secrets.display().to_string();
+    let secrets = account_secrets(dir, &format!("{name}-secrets"), "git-creds")?;
     server.worker_with(name, &["shell"], 4, &["--secrets-dir", &secrets])
 }
 

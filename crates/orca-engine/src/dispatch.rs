@@ -28,10 +28,7 @@ impl Engine {
             return;
         }
         let ready: Vec<usize> = active.run.queued().collect();
-        let beside = match active.claims_paths {
-            true => self.claims_beside(id, active.exclusive.as_ref()),
-            false => Vec::new(),
-        };
+        let beside = self.claims_beside(id, active);
         for index in ready {
             if active.steps[index].queued.is_some() {
                 continue;
@@ -389,10 +386,11 @@ pub(super) fn released(active: &Active, beside_busy: impl Fn(&str, usize) -> boo
 
 impl Engine {
     /// What the queued and running steps of other tasks on the same
-    /// repository and ref claim, when task `id` keeps its touches to
-    /// itself against them (`key`); nothing otherwise, at no cost.
-    pub(super) fn claims_beside(&self, id: &str, key: Option<&(String, String)>) -> Vec<Claim> {
-        let Some(key) = key else {
+    /// repository and ref claim, when task `id` (`active`) names touches
+    /// and keeps them to itself against those tasks; nothing otherwise, at
+    /// no cost.
+    pub(super) fn claims_beside(&self, id: &str, active: &Active) -> Vec<Claim> {
+        let Some(key) = active.exclusive.as_ref().filter(|_| active.claims_paths) else {
             return Vec::new();
         };
         self.tasks
@@ -420,7 +418,7 @@ impl Engine {
         if released.is_empty() {
             return;
         }
-        let beside = self.claims_beside(id, active.exclusive.as_ref());
+        let beside = self.claims_beside(id, active);
         let Some(active) = self.tasks.get_mut(id) else {
             return;
         };

@@ -328,10 +328,11 @@ impl Engine {
         // What steps of other tasks on its repository claim, when it keeps
         // its touches to itself against them: a step it queues may wait.
         let exclusive = self.tasks.get(task_id).and_then(|a| a.exclusive.clone());
-        let beside = match self.tasks.get(task_id) {
-            Some(a) if a.claims_paths => self.claims_beside(task_id, exclusive.as_ref()),
-            _ => Vec::new(),
-        };
+        let beside = self
+            .tasks
+            .get(task_id)
+            .map(|a| self.claims_beside(task_id, a))
+            .unwrap_or_default();
         for change in changes {
             let Some(active) = self.tasks.get_mut(task_id) else {
                 return;

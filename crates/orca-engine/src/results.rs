@@ -288,10 +288,11 @@ impl Engine {
     pub(super) fn release_retries(&mut self) {
         let now = now_micros();
         while let Some((_, task_id, index, failed)) = self.timers.due_retry(now) {
-            let beside = match self.tasks.get(&task_id) {
-                Some(a) if a.claims_paths => self.claims_beside(&task_id, a.exclusive.as_ref()),
-                _ => Vec::new(),
-            };
+            let beside = self
+                .tasks
+                .get(&task_id)
+                .map(|a| self.claims_beside(&task_id, a))
+                .unwrap_or_default();
             let Some(active) = self.tasks.get_mut(&task_id) else {
                 continue;
             };
