@@ -153,6 +153,25 @@ export interface TaskEvent {
   fraction?: number;
   stream?: string;
   line?: string;
+  /// A step's: the step whose touches may overlap its own, which it
+  /// waits for ("<task>/<step>" for another task's).
+  waitsFor?: string;
+  /// A step's: its dependencies' work that would not merge.
+  conflict?: Conflict;
+}
+
+/// `with`'s work would not merge with that of the steps `after` it.
+export interface Conflict {
+  with: string;
+  after: string[];
+  paths: string[];
+}
+
+/// What a step's events said that its row does not keep: a wait for
+/// another's touches, a conflict among its dependencies' work.
+export interface Mark {
+  waitsFor?: string;
+  conflict?: Conflict;
 }
 
 /// A refusal, as the API answers it: the HTTP status and the field named.

@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import dagre from "@dagrejs/dagre";
 
-import { ApiError, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
+import { ApiError, Mark, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
 import { Progress } from "./tasks";
 import { Changes, delivered } from "./changes";
 import { useThrottled } from "./hooks";
@@ -31,6 +31,8 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
   const frame = useRef<number | null>(null);
   const lastSeq = useRef(0);
   const [following, setFollowing] = useState(0);
+  // Per step, what its events said of touches and conflicts.
+  const [marks, setMarks] = useState<Map<string, Mark>>(new Map());
 
   const load = () =>
     get<Task>(`/tasks/${id}`).then(
@@ -72,6 +74,18 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
           },
         );
         return;
+      }
+      if (event.type === "stepState" && event.step) {
+        const id = event.step;
+        setMarks((before) => {
+          const next = new Map(before);
+          const mark = { ...(before.get(id) ?? {}) };
+          // A wait lasts until the step's next event; a conflict is kept.
+          mark.waitsFor = event.waitsFor;
+          if (event.conflict) mark.conflict = event.conflict;
+          next.set(id, mark);
+          return next;
+        });
       }
       loadSoon();
       // The last event of a finished task: the server ends the stream, and
@@ -194,8 +208,8 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
             taskId={task.id}
           />
         ))}
-      <Graph steps={steps} selected={selected} onSelect={setSelected} />
-      {step && <StepPanel step={step} task={task} lines={logs.current.get(step.id) ?? []} version={logVersion} />}
+      <Graph steps={steps} marks={marks} selected={selected} onSelect={setSelected} />
+      {step && <StepPanel step={step} task={task} mark={marks.get(step.id)} lines={logs.current.get(step.id) ?? []} version={logVersion} />}
     </div>
   );
 }
@@ -264,8 +278,24 @@ function Gate({
 const NODE_WIDTH = 170;
 const NODE_HEIGHT = 52;
 
-/// The steps as a graph, left to right, laid out by dagre.
-function Graph({ steps, selected, onSelect }: { steps: Step[]; selected: string | null; onSelect: (id: string) => void }) {
+/// The waits a step's events said: for a sibling whose touches may
+/// overlap its own, while it is queued.
+const waiting = (step: Step, mark?: Mark) => (step.state === "queued" ? mark?.waitsFor : undefined);
+
+/// The steps as a graph, left to right, laid out by dagre; a step that
+/// waits for another's touches is dashed, with a dashed line to that one,
+/// and one whose dependencies' work conflicted is marked so.
+function Graph({
+  steps,
+  marks,
+  selected,
+  onSelect,
+}: {
+  steps: Step[];
+  marks: Map<string, Mark>;
+  selected: string | null;
+  onSelect: (id: string) => void;
+}) {
   const shape = steps.map((s) => `${s.id}<${(s.after ?? []).join(",")}`).join(";");
   const layout = useMemo(() => {
     const g = new dagre.graphlib.Graph();
@@ -290,18 +320,28 @@ function Graph({ steps, selected, onSelect }: { steps: Step[]; selected: string 
           <path class="edge" d={points.map((p, i) => `${i ? "L" : "M"}${p.x},${p.y}`).join(" ")} marker-end="url(#arrow)" />
         ))}
         {steps.map((s) => {
+          const holder = layout.nodes.get(waiting(s, marks.get(s.id)) ?? "");
+          const node = layout.nodes.get(s.id);
+          if (!holder || !node) return null;
+          return <path class="edge-waits" d={`M${holder.x},${holder.y} L${node.x},${node.y}`} data-waits={`${s.id}<${waiting(s, marks.get(s.id))}`} />;
+        })}
+        {steps.map((s) => {
           const node = layout.nodes.get(s.id);
           if (!node) return null;
           const x = node.x - NODE_WIDTH / 2;
           const y = node.y - NODE_HEIGHT / 2;
           const fraction = s.state === "succeeded" ? 1 : s.progress || 0;
+          const waitsFor = waiting(s, marks.get(s.id));
+          const conflict = marks.get(s.id)?.conflict;
           return (
             <g
-              class={`node state-${s.state} ${selected === s.id ? "selected" : ""}`}
+              class={`node state-${s.state} ${selected === s.id ? "selected" : ""} ${waitsFor ? "waits" : ""} ${conflict ? "conflicted" : ""}`}
               transform={`translate(${x},${y})`}
               onClick={() => onSelect(s.id)}
               data-step={s.id}
               data-state={s.state}
+              data-waits-for={waitsFor}
+              data-conflict={conflict ? conflict.with : undefined}
             >
               <rect width={NODE_WIDTH} height={NODE_HEIGHT} rx="6" />
               <text x="10" y="20" class="node-id">
@@ -309,7 +349,8 @@ function Graph({ steps, selected, onSelect }: { steps: Step[]; selected: string 
               </text>
               <text x="10" y="38" class="node-state">
                 {s.state}
-                {s.attempt > 1 ? ` · attempt ${s.attempt}` : ""} · {s.runtime}
+                {s.attempt > 1 ? ` · attempt ${s.attempt}` : ""} ·{" "}
+                {waitsFor ? `waits for ${waitsFor}` : conflict ? "conflict" : s.runtime}
               </text>
               <rect class="node-progress" x="0" y={NODE_HEIGHT - 4} height="4" width={NODE_WIDTH * fraction} rx="2" />
             </g>
@@ -320,7 +361,7 @@ function Graph({ steps, selected, onSelect }: { steps: Step[]; selected: string 
   );
 }
 
-function StepPanel({ step, task, lines, version }: { step: Step; task: Task; lines: LogLine[]; version: number }) {
+function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Task; mark?: Mark; lines: LogLine[]; version: number }) {
   const [shown, setShown] = useState(SHOWN_LINES);
   const [followTail, setFollowTail] = useState(true);
   const tail = useRef<HTMLPreElement>(null);
@@ -341,6 +382,19 @@ function StepPanel({ step, task, lines, version }: { step: Step; task: Task; lin
         </p>
       )}
       {step.error && <p class="error">{step.error}</p>}
+      {waiting(step, mark) && (
+        <p class="waits" data-test="waits">
+          Waits for step {waiting(step, mark)}: the paths they touch may overlap.
+        </p>
+      )}
+      {mark?.conflict && (
+        <p class="conflict" data-test="conflict">
+          The work of step {mark.conflict.with} conflicted with that of {mark.conflict.after.join(", ")} in{" "}
+          {mark.conflict.paths.map((p) => (
+            <code>{p} </code>
+          ))}
+        </p>
+      )}
       <dl class="facts">
         <dt>session id</dt>
         <dd data-test="session-id">{session ?? "—"}</dd>

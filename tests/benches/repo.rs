@@ -7,7 +7,9 @@
 //!
 //! - the mirror's first clone (a worker's first step on the repository);
 //! - a step's worktree from the warm mirror (ORCA_BENCH_REPO_STEPS, 20,
-//!   each on its own branch): p50 and p99;
+//!   each on its own branch), checked out for the step and taken from a
+//!   spare made while the step before it worked: p50 and p99 of both, and
+//!   the time a spare takes to make;
 //! - a fresh `git clone` of the same repository over the same server
 //!   (ORCA_BENCH_REPO_CLONES, 5): p50, and the worktree's p50 as a share
 //!   of it;
@@ -153,6 +155,7 @@ async fn measure_once(
         started.elapsed().as_secs_f64() * 1000.0,
     );
 
+    // Checked out for each step, as a worker without spares does.
     let mut ready = Vec::with_capacity(steps);
     let mut trees = Vec::with_capacity(steps);
     for step in 0..steps {
@@ -165,25 +168,77 @@ async fn measure_once(
                 &work.join(format!("worktrees/s{step}")),
                 &format!("orca/bench/s{step}"),
                 head,
+                head,
             )
             .await?;
         ready.push(started.elapsed().as_micros() as i64);
         trees.push(tree);
     }
     let ready = sorted_micros(ready);
+    let checkout_p50 = quantile_ms(&ready, 0.5);
+    table.add(
+        "workspace ready: worktree checked out from a warm mirror, p50",
+        "ms",
+        Better::Lower,
+        checkout_p50,
+    );
+    table.add(
+        "workspace ready: worktree checked out from a warm mirror, p99",
+        "ms",
+        Better::Lower,
+        quantile_ms(&ready, 0.99),
+    );
+
+    // From a spare, as a worker does by default: the spare for each step
+    // is made while the step before it works (a refill, timed apart).
+    let spared =
+        Mirrors::new(work.join("mirrors"), orca_git::program()).with_spares(work.join("spares"), 1);
+    let (mut ready, mut refills) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    let mut spare_trees = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let started = Instant::now();
+        spared
+            .ensure(url, head, Some(&credentials()))
+            .await?
+            .refill(head)
+            .await?;
+        refills.push(started.elapsed().as_micros() as i64);
+        let started = Instant::now();
+        let mirror = spared.ensure(url, head, Some(&credentials())).await?;
+        let tree = mirror
+            .add_worktree(
+                &work.join(format!("spared/s{step}")),
+                &format!("orca/bench/p{step}"),
+                head,
+                head,
+            )
+            .await?;
+        ready.push(started.elapsed().as_micros() as i64);
+        spare_trees.push(tree);
+    }
+    let ready = sorted_micros(ready);
     let worktree_p50 = quantile_ms(&ready, 0.5);
     table.add(
-        "workspace ready: worktree from a warm mirror, p50",
+        "workspace ready: worktree from a spare of a warm mirror, p50",
         "ms",
         Better::Lower,
         worktree_p50,
     );
     table.add(
-        "workspace ready: worktree from a warm mirror, p99",
+        "workspace ready: worktree from a spare of a warm mirror, p99",
         "ms",
         Better::Lower,
         quantile_ms(&ready, 0.99),
     );
+    table.add(
+        "a spare made ahead, while a step works, p50",
+        "ms",
+        Better::Lower,
+        quantile_ms(&sorted_micros(refills), 0.5),
+    );
+    for tree in spare_trees {
+        tree.remove().await?;
+    }
 
     let mut cloned = Vec::with_capacity(clones);
     for n in 0..clones {
@@ -208,10 +263,16 @@ async fn measure_once(
         clone_p50,
     );
     table.add(
-        "worktree p50 as a share of the clone's",
+        "worktree from a spare, p50 as a share of the clone's",
         "%",
         Better::Lower,
         100.0 * worktree_p50 / clone_p50,
+    );
+    table.add(
+        "worktree checked out, p50 as a share of the clone's",
+        "%",
+        Better::Lower,
+        100.0 * checkout_p50 / clone_p50,
     );
 
     let eight: Vec<&Path> = trees.iter().take(8).map(|t| t.path()).collect();

@@ -571,6 +571,94 @@ async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dag_marks_a_step_waiting_for_anothers_touches_and_a_join_whose_dependencies_conflict()
+{
+    use orca_tests::git_server::git;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = dir.path().join("origin.git");
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", "-b", "main", "origin.git"],
+    );
+    let seed = dir.path().join("seed");
+    git(
+        dir.path(),
+        &["clone", "-q", &origin.display().to_string(), "seed"],
+    );
+    std::fs::write(seed.join("config.txt"), "base\n").expect("config");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "initial"]);
+    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    let orca = served_with(dir.path(), &["--allow-local-repos"]).await;
+    // first and left wait for the test's word; second waits for first
+    // (their touches overlap); left and right write config.txt apart, so
+    // join finds their work in conflict.
+    let release = dir.path().join("release");
+    let held = format!("until [ -e {} ]; do sleep 0.05; done", release.display());
+    let url = format!("file://{}", origin.display());
+    let id = orca.submit(&format!(
+        r#"name: marks
+repo: {{url: '{url}', ref: main}}
+steps:
+  - id: first
+    touches: ['notes/**']
+    shell: {{command: [sh, -c, '{held}; mkdir -p notes && echo 1 > notes/one.txt']}}
+  - id: second
+    touches: [notes/two.txt]
+    shell: {{command: [sh, -c, 'mkdir -p notes && echo 2 > notes/two.txt']}}
+  - id: left
+    shell: {{command: [sh, -c, '{held}; echo left > config.txt']}}
+  - id: right
+    shell: {{command: [sh, -c, 'echo right > config.txt']}}
+  - id: join
+    dependsOn: [left, right]
+    shell: {{command: [sh, -c, 'true']}}
+"#
+    ));
+    let browser = orca.open_task(dir.path(), &id).await;
+    sign_in(&browser, "orca_dev").await;
+    browser
+        .count_until("g[data-step=second][data-waits-for=first]", 1, LIVE)
+        .await
+        .expect("second is marked waiting for first");
+    browser
+        .count_until("[data-waits=\"second<first\"]", 1, LIVE)
+        .await
+        .expect("a dashed line from first to second");
+    browser
+        .click("g[data-step=second]")
+        .await
+        .expect("the step");
+    let waits = browser.text("[data-test=waits]").await.expect("the wait");
+    assert!(waits.contains("first"), "{waits}");
+
+    std::fs::write(&release, "").expect("release");
+    browser
+        .count_until("g[data-step=join][data-conflict=right]", 1, LIVE)
+        .await
+        .expect("join is marked: right's work conflicted");
+    browser
+        .count_until("g[data-step=second][data-waits-for]", 0, LIVE)
+        .await
+        .expect("second waits no more");
+    browser.click("g[data-step=join]").await.expect("the join");
+    let conflict = browser
+        .text_until("[data-test=conflict]", LIVE, |t| t.contains("config.txt"))
+        .await
+        .expect("the conflict");
+    assert!(
+        conflict.contains("right") && conflict.contains("left"),
+        "{conflict}"
+    );
+    let errors = browser
+        .page_errors(&[SIGNED_OUT])
+        .await
+        .expect("the browser's log");
+    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orca = served(dir.path()).await;

@@ -73,10 +73,10 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
 
     // Two steps' worktrees at once, each on its own branch from its base.
     let a = mirror
-        .add_worktree(&dir.path().join("work/a"), "orca/t1/a", &first)
+        .add_worktree(&dir.path().join("work/a"), "orca/t1/a", &first, &first)
         .await?;
     let b = mirror
-        .add_worktree(&dir.path().join("work/b"), "orca/t1/b", &second)
+        .add_worktree(&dir.path().join("work/b"), "orca/t1/b", &second, &second)
         .await?;
     assert_eq!(
         std::fs::read_to_string(a.path().join("README.md"))?,
@@ -124,7 +124,7 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
 
     // A retry of a step starts again from its base on the same branch.
     let again = mirror
-        .add_worktree(&dir.path().join("work/a2"), "orca/t1/a", &first)
+        .add_worktree(&dir.path().join("work/a2"), "orca/t1/a", &first, &first)
         .await?;
     assert_eq!(git(again.path(), &["rev-parse", "HEAD"]), first);
     again.remove().await?;
@@ -168,7 +168,7 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     }
 
     let rewritten = mirror
-        .add_worktree(&dir.path().join("work/r"), "orca/t/r", &second)
+        .add_worktree(&dir.path().join("work/r"), "orca/t/r", &second, &second)
         .await?;
     git(rewritten.path(), &["reset", "-q", "--hard", &first]);
     match rewritten.finish("orca").await {
@@ -178,7 +178,7 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     rewritten.remove().await?;
 
     let deleted = mirror
-        .add_worktree(&dir.path().join("work/d"), "orca/t/d", &second)
+        .add_worktree(&dir.path().join("work/d"), "orca/t/d", &second, &second)
         .await?;
     git(deleted.path(), &["checkout", "-q", "--detach"]);
     git(deleted.path(), &["branch", "-q", "-D", "orca/t/d"]);
@@ -189,7 +189,7 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     deleted.remove().await?;
 
     let left = mirror
-        .add_worktree(&dir.path().join("work/l"), "orca/t/l", &second)
+        .add_worktree(&dir.path().join("work/l"), "orca/t/l", &second, &second)
         .await?;
     git(left.path(), &["checkout", "-q", "-b", "elsewhere"]);
     match left.finish("orca").await {
@@ -201,11 +201,124 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     // Eviction spares a mirror a worktree is made of, and removes it once
     // none is.
     let kept = mirror
-        .add_worktree(&dir.path().join("work/k"), "orca/t/k", &second)
+        .add_worktree(&dir.path().join("work/k"), "orca/t/k", &second, &second)
         .await?;
     assert!(mirrors.evict(0).await?.is_empty());
     kept.remove().await?;
     assert_eq!(mirrors.evict(0).await?, vec![mirror.path().to_path_buf()]);
     assert!(!mirror.path().exists());
+    Ok(())
+}
+
+/// The spares of `mirror` ready under `spares`, by the commit each is at.
+fn spares_at(spares: &Path, mirror: &orca_git::mirror::Mirror) -> Vec<String> {
+    let dir = spares.join(mirror.path().file_name().expect("a name"));
+    let mut at: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with("making-"))
+                .map(|name| name.split('-').next().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    at.sort();
+    at
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evicted_with_their_mirror()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = GitServer::start(dir.path())?;
+    let first = server.create_repo("app", &[("README.md", "hello\n")]);
+    let second = server.commit("app", &[("lib.txt", "x\n")], "second");
+    let url = server.url("app");
+    let spares = dir.path().join("spares");
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), orca_git::program())
+        .with_spares(spares.clone(), 2);
+    let mirror = mirrors.ensure(&url, &second, Some(&credentials())).await?;
+
+    assert_eq!(mirror.refill(&first).await?, 2);
+    assert_eq!(mirror.refill(&first).await?, 0, "two are ready already");
+    assert_eq!(
+        spares_at(&spares, &mirror),
+        vec![first.clone(), first.clone()]
+    );
+
+    // A root step takes one at its own start; a dependent step, starting
+    // from a later commit near the task's, takes the other.
+    let a = mirror
+        .add_worktree(&dir.path().join("work/a"), "orca/t/a", &first, &first)
+        .await?;
+    let b = mirror
+        .add_worktree(&dir.path().join("work/b"), "orca/t/b", &second, &first)
+        .await?;
+    assert!(spares_at(&spares, &mirror).is_empty(), "both were taken");
+    for (tree, head, branch) in [(&a, &first, "orca/t/a"), (&b, &second, "orca/t/b")] {
+        assert_eq!(&git(tree.path(), &["rev-parse", "HEAD"]), head);
+        assert_eq!(
+            git(tree.path(), &["symbolic-ref", "HEAD"]),
+            format!("refs/heads/{branch}")
+        );
+        assert_eq!(git(tree.path(), &["status", "--porcelain"]), "");
+    }
+    assert!(!a.path().join("lib.txt").exists() && b.path().join("lib.txt").exists());
+    let done = b.finish("orca: nothing").await?;
+    assert_eq!(
+        (done.base.as_str(), done.head.as_str()),
+        (second.as_str(), second.as_str())
+    );
+
+    // Without a spare, a worktree is checked out as before.
+    let c = mirror
+        .add_worktree(&dir.path().join("work/c"), "orca/t/c", &first, &first)
+        .await?;
+    assert_eq!(git(c.path(), &["rev-parse", "HEAD"]), first);
+
+    // A spare that cannot become the step's worktree (its branch is held
+    // by another) is removed, and the step gets git's own answer.
+    mirror.refill(&first).await?;
+    let held = mirror
+        .add_worktree(&dir.path().join("work/d"), "orca/t/a", &first, &first)
+        .await;
+    assert!(held.is_err(), "orca/t/a is a's");
+    assert!(!dir.path().join("work/d").exists());
+    assert_eq!(spares_at(&spares, &mirror), vec![first.clone()]);
+
+    // Two commits' spares at most, the oldest other ones going first; a
+    // half-made spare a crash left long ago is removed.
+    let third = server.commit("app", &[("more.txt", "y\n")], "third");
+    mirrors.ensure(&url, &third, Some(&credentials())).await?;
+    assert_eq!(mirror.refill(&second).await?, 2);
+    let abandoned = spares
+        .join(mirror.path().file_name().expect("a name"))
+        .join(format!("making-{third}-crashed"));
+    std::fs::create_dir_all(&abandoned)?;
+    std::fs::File::open(&abandoned)?
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))?;
+    assert_eq!(mirror.refill(&third).await?, 2);
+    assert!(!abandoned.exists());
+    let mut expected = vec![second.clone(), second.clone(), third.clone(), third.clone()];
+    expected.sort();
+    assert_eq!(
+        spares_at(&spares, &mirror),
+        expected,
+        "the oldest of the other commits' three went"
+    );
+
+    // Spares do not hold a mirror back from eviction; they go with it.
+    assert!(mirrors.evict(0).await?.is_empty(), "a and c are steps'");
+    a.remove().await?;
+    b.remove().await?;
+    c.remove().await?;
+    assert_eq!(mirrors.evict(0).await?, vec![mirror.path().to_path_buf()]);
+    assert!(
+        !spares
+            .join(mirror.path().file_name().expect("a name"))
+            .exists()
+    );
+    assert!(!dir.path().join("work/a").exists());
     Ok(())
 }

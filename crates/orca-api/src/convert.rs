@@ -413,12 +413,20 @@ impl From<&core::Event> for v1::Event {
                 attempt,
                 worker,
                 message,
+                waits_for,
+                conflict,
             } => Kind::StepState(v1::StepStateChanged {
                 step_id: step.clone(),
                 state: v1::StepState::from(*state) as i32,
                 attempt: *attempt,
                 worker: worker.clone(),
                 message: message.clone(),
+                waits_for: waits_for.clone(),
+                conflict: conflict.as_ref().map(|c| v1::MergeConflict {
+                    with: c.with.clone(),
+                    after: c.after.clone(),
+                    paths: c.paths.clone(),
+                }),
             }),
             core::EventKind::Progress {
                 step,

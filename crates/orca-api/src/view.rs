@@ -544,6 +544,13 @@ pub enum EventKindView {
         worker: String,
         #[serde(skip_serializing_if = "String::is_empty")]
         message: String,
+        /// The step whose `touches` may overlap this one's, which it
+        /// waits for; `<task>/<step>` for another task's.
+        #[serde(rename = "waitsFor", skip_serializing_if = "String::is_empty")]
+        waits_for: String,
+        /// Its dependencies' work that would not merge.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conflict: Option<ConflictView>,
     },
     Progress {
         step: String,
@@ -575,6 +582,15 @@ impl EventKindView {
     }
 }
 
+/// Dependencies' work that would not merge: `with`'s head against the
+/// merge of those `after` it, in `paths`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConflictView {
+    pub with: String,
+    pub after: Vec<String>,
+    pub paths: Vec<String>,
+}
+
 pub fn event_view(event: &v1::Event) -> EventView {
     use v1::event::Kind;
     let kind = match &event.kind {
@@ -588,6 +604,12 @@ pub fn event_view(event: &v1::Event) -> EventView {
             attempt: e.attempt,
             worker: e.worker.clone(),
             message: e.message.clone(),
+            waits_for: e.waits_for.clone(),
+            conflict: e.conflict.as_ref().map(|c| ConflictView {
+                with: c.with.clone(),
+                after: c.after.clone(),
+                paths: c.paths.clone(),
+            }),
         },
         Some(Kind::Progress(e)) => EventKindView::Progress {
             step: e.step_id.clone(),

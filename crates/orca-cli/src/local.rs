@@ -244,6 +244,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.checkpoint_max_bytes = usize::try_from(args.checkpoint_max_bytes).unwrap_or(usize::MAX);
     config.mirrors_dir = args.mirrors_dir;
     config.mirrors_max_bytes = args.mirrors_max_bytes;
+    config.spare_worktrees = args.spare_worktrees;
     config.token = target.token;
     config.orca_bin = std::env::current_exe().ok();
     config.http = match args.http_listen {

@@ -284,7 +284,7 @@ pub const MAX_ASKED_BYTES: usize = 2000;
 
 /// A step's dependencies whose work would not merge: `with`'s head
 /// conflicts with the merge of those before it (`after`), in `paths`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeConflict {
     pub with: String,
     pub after: Vec<String>,

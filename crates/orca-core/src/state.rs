@@ -176,6 +176,14 @@ pub enum EventKind {
         worker: String,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         message: String,
+        /// The step whose `touches` may overlap this one's, which it waits
+        /// for; `<task>/<step>` for another task's.
+        #[serde(default, rename = "waitsFor", skip_serializing_if = "String::is_empty")]
+        waits_for: String,
+        /// Its dependencies' work that would not merge, as its attempt
+        /// found it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conflict: Option<crate::repo::MergeConflict>,
     },
     Progress {
         step: String,

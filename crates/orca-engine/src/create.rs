@@ -59,6 +59,8 @@ pub(super) fn event_of(
                 }
                 _ => message.clone(),
             },
+            waits_for: String::new(),
+            conflict: None,
         }),
         Change::Retry { .. } => None,
     }

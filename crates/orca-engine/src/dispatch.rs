@@ -297,8 +297,8 @@ impl Engine {
 }
 
 /// The step of another task, among `beside`, that a step claiming
-/// `mine` must wait for, and why.
-fn beside_holder(mine: &[String], beside: &[Claim]) -> Option<(Holder, String)> {
+/// `mine` must wait for, its name (`<task>/<step>`), and why.
+fn beside_holder(mine: &[String], beside: &[Claim]) -> Option<(Holder, String, String)> {
     if mine.is_empty() {
         return None;
     }
@@ -315,7 +315,11 @@ fn beside_holder(mine: &[String], beside: &[Claim]) -> Option<(Holder, String)> 
                 claim.step, claim.task
             )
         };
-        Some((Holder::Beside(claim.task.clone(), claim.index), why))
+        Some((
+            Holder::Beside(claim.task.clone(), claim.index),
+            format!("{}/{}", claim.task, claim.step),
+            why,
+        ))
     })
 }
 
@@ -333,9 +337,9 @@ pub(super) fn ready_step(
 ) -> Option<EventKind> {
     let holder = active
         .touch_holder(index)
-        .map(|(j, why)| (Holder::Sibling(j), why))
+        .map(|(j, why)| (Holder::Sibling(j), active.spec.steps[j].id.clone(), why))
         .or_else(|| beside_holder(&active.spec.steps[index].touches, beside));
-    if let Some((holder, why)) = holder {
+    if let Some((holder, waits_for, why)) = holder {
         let live = &mut active.steps[index];
         let newly = live.held_by.as_ref() != Some(&holder);
         // It starts from the work of the sibling it waited for, so the two
@@ -353,6 +357,8 @@ pub(super) fn ready_step(
             attempt: active.run.step(index).attempt,
             worker: String::new(),
             message: why,
+            waits_for,
+            conflict: None,
         });
     }
     let live = &mut active.steps[index];

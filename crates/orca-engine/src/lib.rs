@@ -349,7 +349,12 @@ impl Engine {
                 ),
                 _ => (0, String::new()),
             };
-            let recorded = event_of(&active.spec, &change, attempt, &worker_name);
+            let mut recorded = event_of(&active.spec, &change, attempt, &worker_name);
+            if let (Change::Step { index, .. }, Some(EventKind::StepState { conflict, .. })) =
+                (&change, &mut recorded)
+            {
+                *conflict = active.steps[*index].conflict.take();
+            }
             match change {
                 Change::Task { state, message } => {
                     if state.is_terminal() {
@@ -378,6 +383,7 @@ impl Engine {
                     let delay = orca_core::jitter::jitter(base, 1.0, 1.2);
                     let due = now + delay.as_micros() as Micros;
                     let step_id = active.spec.steps[index].id.clone();
+                    let conflict = active.steps[index].conflict.take();
                     self.timers.retry(due, task_id.clone(), index, failed);
                     self.round.writes.push(Write::Step(StepWrite {
                         task_id: task_id.to_string(),
@@ -397,6 +403,8 @@ impl Engine {
                                 failed + 1,
                                 delay.as_secs_f64()
                             ),
+                            waits_for: String::new(),
+                            conflict,
                         },
                     );
                 }

@@ -46,6 +46,9 @@ pub(crate) struct LiveStep {
     /// Ready, but waiting for this step, queued or running, whose
     /// `touches` may overlap its own.
     pub(crate) held_by: Option<Holder>,
+    /// Its last attempt found its dependencies' work in conflict: said by
+    /// the step's next event.
+    pub(crate) conflict: Option<orca_core::repo::MergeConflict>,
 }
 
 impl LiveStep {
@@ -204,6 +207,7 @@ pub(crate) fn new_active(
             running_cost: orca_core::Cost::default(),
             stopped_for_budget: false,
             held_by: None,
+            conflict: None,
         })
         .collect();
     let index = spec

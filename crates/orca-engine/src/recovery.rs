@@ -313,6 +313,8 @@ impl Engine {
                 attempt: attempt.attempt,
                 worker: name,
                 message: "reclaimed by its worker after a control-plane restart".into(),
+                waits_for: String::new(),
+                conflict: None,
             },
         );
     }

@@ -193,6 +193,8 @@ impl Engine {
                 || active.run.state() == TaskState::Paused);
         let handed_back = handed_back
             .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".to_string()));
+        // The step's next event says what conflicted.
+        active.steps[index].conflict = report.conflict.clone();
         let rerun = match (&handed_back, &report.conflict) {
             (None, Some(conflict)) => rerun_for(active, index, conflict),
             _ => None,

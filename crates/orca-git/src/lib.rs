@@ -15,6 +15,7 @@ use tokio::process::Command;
 
 pub mod forge;
 pub mod mirror;
+mod spare;
 pub mod worktree;
 
 /// Which part of a task's `repo` a refusal is about.

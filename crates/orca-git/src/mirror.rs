@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use crate::spare::{Spares, is_spare};
 use crate::{Credentials, Error, REMOTE_TIMEOUT, command};
 
 /// Touched each time a mirror is used: eviction goes by it.
@@ -29,6 +30,11 @@ pub struct Mirrors {
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// One worktree added or removed at a time per repository.
     worktree_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where spare worktrees are made, and how many at a commit; `None`
+    /// for none.
+    spares: Option<(PathBuf, usize)>,
+    /// One refill of spares at a time per repository.
+    refill_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One repository's mirror.
@@ -39,6 +45,8 @@ pub struct Mirror {
     /// Held while worktrees are added or removed: `worktree prune` and
     /// `worktree add` of two steps at once must not cross.
     pub(crate) worktrees: Arc<tokio::sync::Mutex<()>>,
+    /// Worktrees checked out ahead of need (`spare`).
+    pub(crate) spares: Option<Spares>,
 }
 
 /// A turn on a mirror, across processes too: workers that share a mirrors
@@ -134,20 +142,33 @@ impl Mirrors {
             git,
             locks: Mutex::default(),
             worktree_locks: Mutex::default(),
+            spares: None,
+            refill_locks: Mutex::default(),
         }
     }
 
+    /// Keeps `per_commit` spare worktrees ready at the commit a
+    /// repository's steps start from, under `dir` (on the filesystem of
+    /// the steps' workspaces: a spare becomes a step's worktree by a
+    /// rename); 0 keeps none.
+    pub fn with_spares(mut self, dir: PathBuf, per_commit: usize) -> Mirrors {
+        self.spares =
+            (per_commit > 0).then(|| (std::path::absolute(&dir).unwrap_or(dir), per_commit));
+        self
+    }
+
+    /// Where the spares of the mirror at `path` are.
+    fn spares_dir(&self, path: &Path) -> Option<PathBuf> {
+        let (dir, _) = self.spares.as_ref()?;
+        Some(dir.join(path.file_name().unwrap_or_default()))
+    }
+
     fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(path.to_path_buf()).or_default().clone()
+        lock_in(&self.locks, path)
     }
 
     fn worktree_lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .worktree_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        locks.entry(path.to_path_buf()).or_default().clone()
+        lock_in(&self.worktree_locks, path)
     }
 
     /// `url`'s mirror, holding `commit`: cloned the first time, fetched
@@ -165,6 +186,11 @@ impl Mirrors {
             path: path.clone(),
             git: self.git.clone(),
             worktrees: self.worktree_lock_for(&path),
+            spares: self.spares.as_ref().map(|&(_, per_commit)| Spares {
+                dir: self.spares_dir(&path).unwrap_or_default(),
+                per_commit,
+                refilling: lock_in(&self.refill_locks, &path),
+            }),
         };
         if !path.join("HEAD").exists() {
             // A half-made mirror (a crash mid-clone) is made again.
@@ -211,7 +237,9 @@ impl Mirrors {
 
     /// Removes the least recently used mirrors until those left take at
     /// most `max_bytes`, sparing those in use (a step's worktree is made of
-    /// them) whatever their size. The mirrors removed.
+    /// them) whatever their size; their spare worktrees go with them, and
+    /// are not counted (they are bounded in number, on the workspaces'
+    /// disk). The mirrors removed.
     pub async fn evict(&self, max_bytes: u64) -> Result<Vec<PathBuf>, Error> {
         let mut mirrors = Vec::new();
         let mut entries = match tokio::fs::read_dir(&self.root).await {
@@ -242,10 +270,14 @@ impl Mirrors {
             let _one_at_a_time = take_turn(self.lock_for(&path), lock_file(&path, "fetch")).await?;
             let _no_new_worktree =
                 take_turn(self.worktree_lock_for(&path), lock_file(&path, "worktrees")).await?;
-            if in_use(&path) {
+            let spares = self.spares_dir(&path);
+            if in_use(&path, spares.as_deref()) {
                 continue;
             }
             tokio::fs::remove_dir_all(&path).await?;
+            if let Some(spares) = spares.filter(|dir| dir.exists()) {
+                tokio::fs::remove_dir_all(spares).await?;
+            }
             total = total.saturating_sub(size);
             removed.push(path);
         }
@@ -253,9 +285,23 @@ impl Mirrors {
     }
 }
 
-/// Whether some step's worktree is made of the mirror at `path`.
-fn in_use(path: &Path) -> bool {
-    std::fs::read_dir(path.join("worktrees")).is_ok_and(|mut entries| entries.next().is_some())
+/// The lock for `path` in `locks`, made the first time.
+fn lock_in(
+    locks: &Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    path: &Path,
+) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = locks.lock().unwrap_or_else(|p| p.into_inner());
+    locks.entry(path.to_path_buf()).or_default().clone()
+}
+
+/// Whether some step's worktree is made of the mirror at `path` (its
+/// spares, under `spares_dir`, are not steps').
+fn in_use(path: &Path, spares_dir: Option<&Path>) -> bool {
+    std::fs::read_dir(path.join("worktrees")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|admin| !spares_dir.is_some_and(|spares| is_spare(&admin.path(), spares)))
+    })
 }
 
 /// The bytes of the files under `path`.

@@ -64,12 +64,15 @@ impl Mirror {
         })
     }
 
-    /// A worktree at `dir` on branch `branch`, made (or reset) at `base`.
+    /// A worktree at `dir` on branch `branch`, made (or reset) at `base`:
+    /// a spare checked out at `near` (the task's commit, which `base` is
+    /// or is near) when there is one, or a new checkout.
     pub async fn add_worktree(
         &self,
         dir: &Path,
         branch: &str,
         base: &str,
+        near: &str,
     ) -> Result<Worktree, Error> {
         let _one_at_a_time =
             take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees")).await?;
@@ -77,13 +80,15 @@ impl Mirror {
         // branch until pruned.
         local(&self.git, &self.path, &["worktree", "prune"]).await?;
         let dir = std::path::absolute(dir)?;
-        let dir_text = dir.display().to_string();
-        local(
-            &self.git,
-            &self.path,
-            &["worktree", "add", "-q", "-B", branch, &dir_text, base],
-        )
-        .await?;
+        if !self.take_spare(&dir, branch, base, near).await {
+            let dir_text = dir.display().to_string();
+            local(
+                &self.git,
+                &self.path,
+                &["worktree", "add", "-q", "-B", branch, &dir_text, base],
+            )
+            .await?;
+        }
         Ok(Worktree {
             mirror: self.clone(),
             path: dir,

@@ -80,6 +80,10 @@ pub struct WorkerConfig {
     /// After a step on a repository, the least recently used mirrors not
     /// in use are removed until the rest take at most this; 0: no bound.
     pub mirrors_max_bytes: u64,
+    /// Worktrees kept checked out ahead of need at the commit a
+    /// repository's steps start from (in `<work_dir>/.spares`), so a step's
+    /// is ready without a checkout of every file; 0 for none.
+    pub spare_worktrees: usize,
 }
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
@@ -109,6 +113,7 @@ impl WorkerConfig {
             checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,
             mirrors_dir: None,
             mirrors_max_bytes: 0,
+            spare_worktrees: DEFAULT_SPARE_WORKTREES,
         }
     }
 }
@@ -169,6 +174,11 @@ struct Worker {
 
 /// Where the mirrors are, in the work directory.
 const MIRRORS_DIR: &str = ".mirrors";
+/// Where the spare worktrees are, in the work directory.
+const SPARES_DIR: &str = ".spares";
+/// Spare worktrees per repository and commit, unless told otherwise: a
+/// fan-out's first two steps start at once without a checkout.
+pub const DEFAULT_SPARE_WORKTREES: usize = 2;
 
 /// Runs the worker until `shutdown` resolves; running steps are then
 /// cancelled.
@@ -220,13 +230,16 @@ pub async fn run(
     });
     // One mirror per repository for all of this worker's steps, beside
     // their workspaces unless told otherwise.
-    let mirrors = Arc::new(orca_git::mirror::Mirrors::new(
-        config
-            .mirrors_dir
-            .clone()
-            .unwrap_or_else(|| config.work_dir.join(MIRRORS_DIR)),
-        orca_git::program(),
-    ));
+    let mirrors = Arc::new(
+        orca_git::mirror::Mirrors::new(
+            config
+                .mirrors_dir
+                .clone()
+                .unwrap_or_else(|| config.work_dir.join(MIRRORS_DIR)),
+            orca_git::program(),
+        )
+        .with_spares(config.work_dir.join(SPARES_DIR), config.spare_worktrees),
+    );
     let mut worker = Worker {
         checkpoints,
         branches: keeper,

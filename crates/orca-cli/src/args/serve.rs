@@ -429,6 +429,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_MIRRORS_MAX_BYTES", default_value_t = 0)]
     pub mirrors_max_bytes: u64,
 
+    /// Worktrees kept checked out ahead of need, per repository, at the
+    /// commit its steps start from (in <work-dir>/.spares): a step's
+    /// worktree is then ready without checking out every file. Each takes
+    /// the disk of one checkout; 0 keeps none.
+    #[arg(long, env = "ORCA_SPARE_WORKTREES", default_value_t = orca_worker::DEFAULT_SPARE_WORKTREES)]
+    pub spare_worktrees: usize,
+
     #[command(flatten)]
     pub claude: ClaudeArgs,
 

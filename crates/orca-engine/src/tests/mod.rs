@@ -368,8 +368,8 @@ async fn steps_whose_touches_may_overlap_run_one_after_the_other_and_disjoint_on
     assert_eq!(task.steps[1].state, StepState::Queued);
     let events = h.store.events_after("t", 0, 100).await.expect("events");
     assert!(
-        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, .. }
-            if step == "handlers" && message == "waits for step api: it touches src/api/handlers.rs, step api touches src/api/**")),
+        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, waits_for, .. }
+            if step == "handlers" && waits_for == "api" && message == "waits for step api: it touches src/api/handlers.rs, step api touches src/api/**")),
         "the wait is said: {events:?}"
     );
     h.report(&w, key("t", "web", 1), AttemptEnd::Succeeded)
@@ -454,8 +454,8 @@ async fn tasks_that_keep_their_touches_to_themselves_wait_for_each_other_on_one_
     assert!(w.idle(), "handlers waits for t1's api");
     let events = h.store.events_after("t2", 0, 100).await.expect("events");
     assert!(
-        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, .. }
-            if step == "handlers" && message == "waits for step api of task t1: it touches src/api/handlers.rs, that step touches src/api/**")),
+        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, waits_for, .. }
+            if step == "handlers" && waits_for == "t1/api" && message == "waits for step api of task t1: it touches src/api/handlers.rs, that step touches src/api/**")),
         "the wait is said: {events:?}"
     );
     h.report(&w, key("t1", "api", 1), AttemptEnd::Succeeded)
@@ -535,7 +535,7 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
         after: vec!["left".into()],
         paths: vec!["config.toml".into()],
     };
-    report("join", 1, AttemptEnd::Failed, None, Some(conflict))
+    report("join", 1, AttemptEnd::Failed, None, Some(conflict.clone()))
         .await
         .expect("reported");
     // The three slots' results are in: the worker has room again.
@@ -545,6 +545,23 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
     assert_eq!(heads(&again), ["left@a"]);
     let task = h.task("t").await;
     assert_eq!(task.steps[2].state, StepState::Waiting);
+    let events = h.store.events_after("t", 0, 100).await.expect("events");
+    let said: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StepState {
+                step,
+                conflict: Some(c),
+                ..
+            } => Some((step.as_str(), c)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [("join", &conflict)],
+        "join's event says what conflicted"
+    );
     report("right", 2, AttemptEnd::Succeeded, Some("c"), None)
         .await
         .expect("reported");

@@ -580,6 +580,8 @@ mod tests {
             attempt: 1,
             worker: "w".into(),
             message: "exit 1".into(),
+            waits_for: String::new(),
+            conflict: None,
         };
         let failed_task = EventKind::TaskState {
             state: TaskState::Failed,
@@ -597,6 +599,8 @@ mod tests {
                 attempt: 1,
                 worker: "w".into(),
                 message: String::new(),
+                waits_for: String::new(),
+                conflict: None,
             },
         );
         commit(

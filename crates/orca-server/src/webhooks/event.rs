@@ -65,6 +65,8 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
             attempt,
             worker,
             message,
+            waits_for,
+            conflict,
         } => {
             body["step"] = json!({
                 "id": step,
@@ -76,6 +78,12 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
             }
             if !message.is_empty() {
                 body["step"]["message"] = Value::from(message.as_str());
+            }
+            if !waits_for.is_empty() {
+                body["step"]["waitsFor"] = Value::from(waits_for.as_str());
+            }
+            if let Some(conflict) = conflict {
+                body["step"]["conflict"] = json!(conflict);
             }
             let work = task
                 .steps
@@ -139,6 +147,8 @@ mod tests {
             attempt: 1,
             worker: String::new(),
             message: String::new(),
+            waits_for: String::new(),
+            conflict: None,
         };
         assert_eq!(
             event_type(&event(task(TaskState::Succeeded))),
@@ -183,6 +193,8 @@ mod tests {
             attempt: 2,
             worker: "w1".into(),
             message: "exit 1".into(),
+            waits_for: String::new(),
+            conflict: None,
         });
         let body: Value =
             serde_json::from_str(&payload("d1", "step.failed", &failed, &task)).expect("json");
@@ -274,10 +286,21 @@ mod tests {
             attempt: 1,
             worker: String::new(),
             message: String::new(),
+            waits_for: "t0/api".into(),
+            conflict: Some(orca_core::repo::MergeConflict {
+                with: "c".into(),
+                after: vec!["b".into()],
+                paths: vec!["src/lib.rs".into()],
+            }),
         });
         let body: Value =
             serde_json::from_str(&payload("d2", "step.failed", &failed, &task)).expect("json");
         assert_eq!(body["step"]["headCommit"], "b".repeat(40));
         assert_eq!(body["step"]["branch"], "orca/t1-a");
+        assert_eq!(body["step"]["waitsFor"], "t0/api");
+        assert_eq!(
+            body["step"]["conflict"],
+            json!({"with": "c", "after": ["b"], "paths": ["src/lib.rs"]})
+        );
     }
 }

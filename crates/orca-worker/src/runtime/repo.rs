@@ -155,9 +155,10 @@ async fn worktree(
     }
     let start = heads.first().map_or(repo.commit.as_str(), |h| &h.head);
     let mut tree = mirror
-        .add_worktree(&dir, &branch, start)
+        .add_worktree(&dir, &branch, start, &repo.commit)
         .await
         .map_err(|e| refused(format!("repo: {e}")))?;
+    refill(&mirror, &repo.commit);
     let mut brief = None;
     if heads.len() > 1 {
         let rest: Vec<(String, String)> = heads[1..]
@@ -189,6 +190,17 @@ async fn worktree(
         let _ = tokio::fs::remove_dir_all(&restored).await;
     }
     Ok((Some(tree), brief))
+}
+
+/// Makes the mirror's next spare worktrees at `commit` while the step
+/// works, for the steps after it.
+fn refill(mirror: &Mirror, commit: &str) {
+    let (mirror, commit) = (mirror.clone(), commit.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = mirror.refill(&commit).await {
+            tracing::warn!(error = %e, "making spare worktrees");
+        }
+    });
 }
 
 /// The most of a step's diff kept with its branch, for the console.
