@@ -606,3 +606,63 @@ async fn with_on_conflict_agent_the_steps_own_agent_resolves_the_conflict_first(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_push_steps_each_step_that_made_commits_pushes_its_branch_and_a_refused_push_fails_it()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    let first = git.create_repo("app", &[("README.md", "hello\n")]);
+    let server = control_plane(dir.path())?;
+    let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
+    let client = server.tasks().await?;
+    let push_steps = |steps| {
+        let mut request = repo_task(&git.url("app"), steps, false);
+        if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+            repo.push_steps = true;
+        }
+        request
+    };
+
+    let steps = vec![
+        shell_step("edit", &[], "echo more >> README.md"),
+        shell_step("check", &["edit"], "grep -q more README.md"),
+    ];
+    let id = submit(&client, push_steps(steps)).await?;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+    let edit = step(&task, "edit").work.clone().expect("edit's work");
+    assert!(edit.pushed);
+    assert_eq!(git.rev_parse("app", &edit.branch), edit.head_commit);
+    let check = step(&task, "check").work.clone().expect("check's work");
+    assert!(!check.pushed, "check made no commit of its own");
+    // The task's branch stays with orca: push is not asked.
+    let remote = git.inside("app", &["for-each-ref", "--format=%(refname)"]);
+    assert_eq!(
+        remote.lines().collect::<Vec<_>>(),
+        vec![
+            "refs/heads/main".to_string(),
+            format!("refs/heads/orca/{id}-edit")
+        ]
+    );
+
+    // A remote that takes no pushes: the step fails naming the field, and
+    // nothing more reaches it.
+    git.inside("app", &["config", "http.receivepack", "false"]);
+    let steps = vec![shell_step("edit", &[], "echo again >> README.md")];
+    let refused = submit(&client, push_steps(steps)).await?;
+    let task = wait_finished(&client, &refused, Duration::from_secs(60)).await?;
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let edit = step(&task, "edit");
+    assert!(
+        edit.error.contains("repo.credentialsSecret") && edit.error.contains("for repo.pushSteps"),
+        "{}",
+        edit.error
+    );
+    assert!(!edit.error.contains(PASSWORD));
+    assert_eq!(
+        git.inside("app", &["for-each-ref", "--format=%(refname)"]),
+        remote
+    );
+    assert_eq!(git.rev_parse("app", "main"), first);
+    Ok(())
+}

@@ -51,6 +51,7 @@ impl From<v1::RepoSpec> for core::RepoSpec {
             commit: r.commit,
             credentials_secret: r.credentials_secret,
             push: r.push,
+            push_steps: r.push_steps,
             pull_request: r.pull_request.map(|p| core::repo::PullRequestSpec {
                 title: p.title,
                 body: p.body,
@@ -75,6 +76,7 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
             commit: r.commit.clone(),
             credentials_secret: r.credentials_secret.clone(),
             push: r.push,
+            push_steps: r.push_steps,
             pull_request: r.pull_request.as_ref().map(|p| v1::PullRequestSpec {
                 title: p.title.clone(),
                 body: p.body.clone(),
@@ -507,6 +509,7 @@ mod tests {
                 commit: "a".repeat(40),
                 credentials_secret: "github-token".into(),
                 push: true,
+                push_steps: true,
                 pull_request: Some(core::repo::PullRequestSpec {
                     title: "Add it".into(),
                     body: "Why".into(),

@@ -45,6 +45,10 @@ pub struct RepoSpec {
     /// are done.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub push: bool,
+    /// Push each step's branch, `orca/<task>-<step>`, to the remote as
+    /// the step succeeds, for the work to be seen (or built) step by step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push_steps: bool,
     /// Open a pull request (GitHub) or merge request (GitLab) from the
     /// task's branch once its steps are done; the branch is pushed first,
     /// whatever `push` says.

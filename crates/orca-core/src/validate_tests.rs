@@ -473,6 +473,7 @@ mod repo {
                 commit: "f".repeat(40),
                 credentials_secret: "github-token".into(),
                 push: true,
+                push_steps: true,
                 pull_request: Some(PullRequestSpec {
                     title: "Add the feature".into(),
                     ..PullRequestSpec::default()

@@ -310,13 +310,53 @@ fn conflicted(attempt: &Attempt, conflict: Conflict) -> Ended {
 /// in `ended`, and keeps its branch with the control plane; a step that
 /// deleted, left or rewrote its branch fails, and so does one whose work
 /// cannot be read or kept. The worktree is removed unless `keep` (a kept
-/// or resumable workspace).
+/// or resumable workspace). With `repo.pushSteps`, a step that succeeded
+/// with work of its own pushes its branch.
 pub(crate) async fn finish(attempt: &Attempt, tree: Worktree, ended: &mut Ended, keep: bool) {
     record(attempt, &tree, ended).await;
+    push_step(attempt, &tree, ended).await;
     if !keep {
         let _ = tree.remove().await;
     }
     evict(attempt).await;
+}
+
+/// Pushes the step's branch when its task asks for each step's, and it
+/// succeeded with commits of its own; a push refused fails the step. One
+/// ref per push: the remote takes all of it or nothing.
+async fn push_step(attempt: &Attempt, tree: &Worktree, ended: &mut Ended) {
+    let (Some(repo), Some(work)) = (&attempt.repo, ended.work.as_mut()) else {
+        return;
+    };
+    if !repo.push_steps
+        || ended.outcome != v1::Outcome::Succeeded
+        || work.head_commit == work.base_commit
+    {
+        return;
+    }
+    let pushed = match credentials(attempt) {
+        Ok(credentials) => tree
+            .mirror()
+            .push(&repo.url, &work.branch, credentials.as_ref())
+            .await
+            .map_err(|e| match e {
+                orca_git::Error::Refused { .. } => {
+                    format!("repo.{e} (pushing {} for repo.pushSteps)", work.branch)
+                }
+                other => format!("repo.pushSteps: pushing {}: {other}", work.branch),
+            }),
+        Err(why) => Err(why),
+    };
+    match pushed {
+        Ok(()) => work.pushed = true,
+        Err(why) => {
+            let work = ended.work.take();
+            *ended = Ended {
+                work,
+                ..Ended::fault(Fault::Delivery, why)
+            };
+        }
+    }
 }
 
 /// Keeps the mirrors within their bound, sparing those in use.
