@@ -16,3 +16,11 @@ pub enum Error {
         to: &'static str,
     },
 }
+
+/// A rule broken at `field` (its path, e.g. `steps[2].dependsOn[0]`).
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}

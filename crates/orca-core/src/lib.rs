@@ -10,6 +10,7 @@ pub mod plan;
 pub mod queue;
 pub mod repo;
 pub mod run;
+pub mod secret;
 pub mod spec;
 pub mod state;
 pub mod template;

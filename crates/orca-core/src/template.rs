@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::error::{Error, invalid};
 use crate::spec::TaskSpec;
 use crate::validate::{Limits, validate};
 
@@ -176,13 +176,6 @@ pub struct Template {
     pub parameters: BTreeMap<String, Parameter>,
     /// The task file, placeholders and all.
     body: Value,
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
 }
 
 /// A parameter's name: a letter, then letters, digits, `_` and `-`.

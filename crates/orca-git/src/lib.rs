@@ -96,26 +96,9 @@ impl Credentials {
     /// The secret `name` in `dir` (one file per secret, as a mounted
     /// Kubernetes Secret lays them out).
     pub fn read(dir: Option<&Path>, name: &str) -> Result<Credentials, Error> {
-        let dir = dir.ok_or_else(|| {
-            refused(
-                Part::CredentialsSecret,
-                format!("{name:?}: this process has no secrets directory (--secrets-dir)"),
-            )
-        })?;
-        if !orca_core::validate::valid_secret_name(name) {
-            return Err(refused(
-                Part::CredentialsSecret,
-                format!("{name:?} is not a secret name"),
-            ));
-        }
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            refused(
-                Part::CredentialsSecret,
-                format!("{name:?}: {}: {e}", path.display()),
-            )
-        })?;
-        Ok(Credentials::parse(&text))
+        orca_core::secret::read(dir, name)
+            .map(|text| Credentials::parse(&text))
+            .map_err(|why| refused(Part::CredentialsSecret, format!("{name:?}: {why}")))
     }
 }
 

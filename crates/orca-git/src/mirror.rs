@@ -16,7 +16,6 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::spare::{Spares, is_spare};
 use crate::{Credentials, Error, REMOTE_TIMEOUT, command};
 
 /// Touched each time a mirror is used: eviction goes by it.
@@ -47,6 +46,18 @@ pub struct Mirror {
     pub(crate) worktrees: Arc<tokio::sync::Mutex<()>>,
     /// Worktrees checked out ahead of need (`spare`).
     pub(crate) spares: Option<Spares>,
+}
+
+/// One mirror's spares.
+#[derive(Debug, Clone)]
+pub(crate) struct Spares {
+    /// Where this mirror's spares are.
+    pub(crate) dir: PathBuf,
+    /// How many a refill keeps ready at one commit; twice as many are
+    /// kept in all (tasks on two commits at once).
+    pub(crate) per_commit: usize,
+    /// One refill at a time per mirror in this process.
+    pub(crate) refilling: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A turn on a mirror, across processes too: workers that share a mirrors
@@ -283,6 +294,13 @@ impl Mirrors {
         }
         Ok(removed)
     }
+}
+
+/// Whether the worktree whose git directory link is in `admin` (an entry
+/// of a mirror's `worktrees/`) is a spare under `spares_dir`.
+fn is_spare(admin: &Path, spares_dir: &Path) -> bool {
+    std::fs::read_to_string(admin.join("gitdir"))
+        .is_ok_and(|gitdir| Path::new(gitdir.trim()).starts_with(spares_dir))
 }
 
 /// The lock for `path` in `locks`, made the first time.

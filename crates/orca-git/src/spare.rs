@@ -13,29 +13,16 @@
 //! mirror; they go when their mirror is evicted.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::Error;
-use crate::mirror::{Mirror, local, lock_file, take_turn};
+use crate::mirror::{Mirror, Spares, local, lock_file, take_turn};
 
 /// A half-made spare older than this was left by a crash.
 const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
 
 const MAKING: &str = "making-";
-
-/// One mirror's spares.
-#[derive(Debug, Clone)]
-pub(crate) struct Spares {
-    /// Where this mirror's spares are.
-    pub(crate) dir: PathBuf,
-    /// How many a refill keeps ready at one commit; twice as many are
-    /// kept in all (tasks on two commits at once).
-    pub(crate) per_commit: usize,
-    /// One refill at a time per mirror in this process.
-    pub(crate) refilling: Arc<tokio::sync::Mutex<()>>,
-}
 
 /// The spares ready at `commit` under `dir`, oldest first by name.
 fn ready_at(dir: &Path, commit: &str) -> Vec<PathBuf> {
@@ -232,11 +219,4 @@ impl Mirror {
         .await?;
         Ok(())
     }
-}
-
-/// Whether the worktree whose git directory link is in `admin` (an entry
-/// of a mirror's `worktrees/`) is a spare under `spares_dir`.
-pub(crate) fn is_spare(admin: &Path, spares_dir: &Path) -> bool {
-    std::fs::read_to_string(admin.join("gitdir"))
-        .is_ok_and(|gitdir| Path::new(gitdir.trim()).starts_with(spares_dir))
 }

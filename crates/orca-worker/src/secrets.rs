@@ -18,25 +18,8 @@ pub fn resolve(
 ) -> Result<BTreeMap<String, String>, String> {
     let mut values = BTreeMap::new();
     for (var, name) in secret_env {
-        let dir = dir.ok_or_else(|| {
-            format!(
-                "secret {name:?} for ${var}: this worker has no secrets directory (--secrets-dir)"
-            )
-        })?;
-        // The control plane checks names; the worker does not trust that.
-        if !orca_core::validate::valid_secret_name(name) {
-            return Err(format!("secret {name:?}: not a valid secret name"));
-        }
-        let path = dir.join(name);
-        let mut value = std::fs::read_to_string(&path)
-            .map_err(|e| format!("secret {name:?} for ${var}: {}: {e}", path.display()))?;
-        // `echo value > file` leaves a newline the secret does not have.
-        if value.ends_with('\n') {
-            value.pop();
-            if value.ends_with('\r') {
-                value.pop();
-            }
-        }
+        let value = orca_core::secret::read(dir, name)
+            .map_err(|why| format!("secret {name:?} for ${var}: {why}"))?;
         values.insert(var.clone(), value);
     }
     Ok(values)
