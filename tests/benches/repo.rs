@@ -21,7 +21,9 @@
 //!   task's branch joins them (the deliver step says `onConflict: rerun`,
 //!   so each collision is counted and paid for with a rerun) and with
 //!   `touches` (each pair one after the other, the second from the first's
-//!   work) none does; the wall time of both, submit to the task's branch.
+//!   work) none does; the wall time of both, submit to the task's branch;
+//!   and the same job as a prompt the planner turns into the 8 steps, with
+//!   the `touches` it gives them (the mock model answers the plan).
 
 use std::io::Write;
 use std::path::Path;
@@ -377,21 +379,52 @@ async fn collisions(
             (format!("[collide: agent-{n}]"), replies)
         })
         .collect();
-    let mock = MockAnthropic::start_routed(
-        routes
-            .iter()
-            .map(|(marker, replies)| (marker.as_str(), replies.clone()))
-            .collect(),
-    )
-    .await?;
+    // The planner, asked for the same job, answers with the 8 agents and
+    // the touches it gives each (its system prompt asks for them on a
+    // repository).
+    let planned: Vec<serde_json::Value> = (1..=AGENTS)
+        .map(|n| {
+            let step = agent_step(n, true);
+            let claude = match &step.runtime {
+                Some(v1::step_spec::Runtime::ClaudeCode(c)) => c.clone(),
+                _ => unreachable!("an agent step"),
+            };
+            serde_json::json!({
+                "id": step.id,
+                "prompt": claude.prompt,
+                "allowedTools": claude.allowed_tools,
+                "touches": step.touches,
+            })
+        })
+        .collect();
+    let plan = Reply::Tool {
+        name: "submit_plan".into(),
+        input: serde_json::json!({"name": "collide", "steps": planned}),
+    };
+    let mut routes: Vec<(&str, Vec<Reply>)> = routes
+        .iter()
+        .map(|(marker, replies)| (marker.as_str(), replies.clone()))
+        .collect();
+    routes.push((PLAN_MARKER, vec![plan]));
+    let mock = MockAnthropic::start_routed(routes).await?;
     let secrets = work.join("secrets");
     std::fs::create_dir_all(&secrets)?;
     std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;
     let secrets = secrets.display().to_string();
+    let key = work.join("planner.key");
+    std::fs::write(&key, "sk-ant-planner-key\n")?;
     let orca = orca_tests::Server::start_on(
         &work.join("server"),
         "127.0.0.1:0",
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--planner-base-url",
+            &mock.url,
+            "--planner-api-key-file",
+            &key.display().to_string(),
+        ],
     )?;
     let _worker = orca_tests::start_named_claude_worker(
         &orca,
@@ -430,5 +463,54 @@ async fn collisions(
         Better::Lower,
         wall,
     );
+    let (wall, conflicts) = collide_planned(&client, &url).await?;
+    table.add(
+        "collisions: the planner's touches: conflicts at the join",
+        "count",
+        Better::Lower,
+        conflicts as f64,
+    );
+    table.add(
+        "collisions: the planner's touches, submit (planning included) to the task's branch",
+        "s",
+        Better::Lower,
+        wall,
+    );
     Ok(())
+}
+
+/// What the planner's conversation holds: its route in the mock.
+const PLAN_MARKER: &str = "[collide: plan]";
+
+/// The same job as a prompt the planner turns into steps; the time from
+/// submit to the task's end, and the conflicts its deliver step found
+/// (orca's deliver step fails on one: counted as one).
+async fn collide_planned(client: &orca_tests::Tasks, url: &str) -> anyhow::Result<(f64, usize)> {
+    let mut request = orca_tests::prompt_task(
+        &format!("{PLAN_MARKER} Eight agents build the feature, in four parts of two."),
+        true,
+    );
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: url.into(),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    let started = Instant::now();
+    let id = orca_tests::submit(client, request).await?;
+    let task = orca_tests::wait_finished(client, &id, std::time::Duration::from_secs(600)).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let deliver = orca_tests::step(&task, "deliver");
+    let planned_touches = task
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.steps.iter().filter(|s| !s.touches.is_empty()).count() == AGENTS);
+    if !planned_touches {
+        bail!("the planned task {id} does not carry the planner's touches: {task:?}");
+    }
+    let conflicts =
+        deliver.attempts.len() - 1 + usize::from(deliver.state != v1::StepState::Succeeded as i32);
+    Ok((wall, conflicts))
 }
