@@ -246,6 +246,11 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
         spares_at(&spares, &mirror),
         vec![first.clone(), first.clone()]
     );
+    // What changed in a spare since it was made is not a step's to inherit.
+    let mirror_spares = spares.join(mirror.path().file_name().expect("a name"));
+    for spare in std::fs::read_dir(&mirror_spares)? {
+        std::fs::write(spare?.path().join("README.md"), "tampered\n")?;
+    }
 
     // A root step takes one at its own start; a dependent step, starting
     // from a later commit near the task's, takes the other.
@@ -265,6 +270,10 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
         assert_eq!(git(tree.path(), &["status", "--porcelain"]), "");
     }
     assert!(!a.path().join("lib.txt").exists() && b.path().join("lib.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(a.path().join("README.md"))?,
+        "hello\n"
+    );
     let done = b.finish("orca: nothing").await?;
     assert_eq!(
         (done.base.as_str(), done.head.as_str()),

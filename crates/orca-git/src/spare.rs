@@ -24,19 +24,17 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
 
 const MAKING: &str = "making-";
 
-/// The spares ready at `commit` under `dir`, oldest first by name.
+/// The spares ready at `commit` under `dir`, oldest first.
 fn ready_at(dir: &Path, commit: &str) -> Vec<PathBuf> {
     let prefix = format!("{commit}-");
-    let mut ready: Vec<PathBuf> = all_ready(dir)
+    all_ready(dir)
         .into_iter()
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&prefix))
         })
-        .collect();
-    ready.sort();
-    ready
+        .collect()
 }
 
 /// Every spare ready under `dir`, oldest first.
@@ -101,7 +99,15 @@ impl Mirror {
             let _ = self.remove_spare(&from).await;
             return false;
         }
-        match local(&self.git, dir, &["checkout", "-q", "-B", branch, start]).await {
+        // Forced: a spare is nobody's work, and whatever changed in it
+        // since it was made is not the step's to inherit.
+        match local(
+            &self.git,
+            dir,
+            &["checkout", "-q", "-f", "-B", branch, start],
+        )
+        .await
+        {
             Ok(_) => true,
             Err(e) => {
                 // The plain way gives the step git's own answer.
