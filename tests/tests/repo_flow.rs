@@ -666,3 +666,80 @@ async fn with_push_steps_each_step_that_made_commits_pushes_its_branch_and_a_ref
     assert_eq!(git.rev_parse("app", "main"), first);
     Ok(())
 }
+
+/// A worker whose work directory is a tmpfs of `bytes` in a mount
+/// namespace of its own (a user namespace maps this user to root there):
+/// a real full disk, gone with the process.
+fn worker_on_a_small_disk(
+    server: &Server,
+    dir: &std::path::Path,
+    name: &str,
+    bytes: u64,
+) -> anyhow::Result<Process> {
+    let secrets = account_secrets(dir, &format!("{name}-secrets"), "git-creds")?;
+    let work = dir.join("small-disk");
+    std::fs::create_dir_all(&work)?;
+    Process::spawn(
+        std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={bytes} tmpfs \"$0\" && exec \"$@\""
+            ))
+            .arg(&work)
+            .arg(orca_bin())
+            .args(["--server", &server.url, "worker", "--name", name])
+            .args(["--capability", "shell", "--slots", "1"])
+            .arg("--work-dir")
+            .arg(&work)
+            .args(["--secrets-dir", &secrets])
+            .env("ORCA_TOKEN", &server.worker_token)
+            .env("RUST_LOG", "info"),
+        dir,
+        name,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_disk_is_full_fails_the_step_saying_so_and_nothing_reaches_the_remote()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    // Three MiB that do not compress: more than the worker's disk holds.
+    let bulk: String = (0..3 * 1024 * 1024 / 16)
+        .map(|i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let first = git.create_repo("app", &[("README.md", "hello\n"), ("bulk.txt", &bulk)]);
+    let server = control_plane(dir.path())?;
+    let _worker = worker_on_a_small_disk(&server, dir.path(), "small", 1024 * 1024)?;
+    server.wait_for_agents(&["small"]).await?;
+    let client = server.tasks().await?;
+
+    let steps = vec![shell_step("edit", &[], "echo more >> README.md")];
+    let id = submit(&client, repo_task(&git.url("app"), steps, true)).await?;
+    let task = wait_finished(&client, &id, Duration::from_secs(60)).await?;
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let edit = step(&task, "edit");
+    assert!(
+        edit.error.contains("disk is full") && edit.error.contains("No space left on device"),
+        "{}",
+        edit.error
+    );
+    assert_eq!(
+        git.inside("app", &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main"
+    );
+    assert_eq!(git.rev_parse("app", "main"), first);
+
+    // The worker lives on, and what the failed clone left does not hold
+    // its disk: a step without the repository runs.
+    let id = submit(
+        &client,
+        orca_tests::task(
+            "after",
+            vec![shell_step("after", &[], "echo fine > out.txt")],
+        ),
+    )
+    .await?;
+    wait_succeeded(&client, &id, Duration::from_secs(60)).await?;
+    Ok(())
+}

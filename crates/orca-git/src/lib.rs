@@ -54,9 +54,25 @@ pub enum Error {
     /// rewritten so its base is gone.
     #[error("{0}")]
     Rewritten(String),
+    /// This machine's disk (a mirror's, a worktree's) has no room left:
+    /// another worker, or this one once room is made, may do it.
+    #[error("this worker's disk is full: {0}")]
+    NoSpace(String),
     /// git could not be run at all, or a file could not be written.
     #[error("running git: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The line of git's `stderr` that says the disk is full, when one does.
+pub(crate) fn no_space(stderr: &str) -> Option<Error> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| {
+            let lower = line.to_lowercase();
+            lower.contains("no space left on device") || lower.contains("disk quota exceeded")
+        })
+        .map(|line| Error::NoSpace(line.trim_start_matches("fatal: ").to_string()))
 }
 
 fn refused(part: Part, message: impl Into<String>) -> Error {
@@ -227,6 +243,10 @@ fn pick(listing: &str, git_ref: &str) -> Option<String> {
 /// The message keeps git's own last line, which names the cause; git
 /// never prints a credential.
 pub(crate) fn remote_refusal(url: &str, stderr: &str, had_credentials: bool) -> Error {
+    // Not the remote's doing, whatever git's last line blames.
+    if let Some(full) = no_space(stderr) {
+        return full;
+    }
     let said = stderr
         .lines()
         .map(str::trim)

@@ -135,11 +135,10 @@ pub(crate) async fn local_with(
         .output()
         .await?;
     if !output.status.success() {
-        return Err(Error::Local(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(crate::no_space(&stderr).unwrap_or_else(|| {
+            Error::Local(format!("git {}: {}", args.join(" "), stderr.trim()))
+        }));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
@@ -203,7 +202,8 @@ impl Mirrors {
                 refilling: lock_in(&self.refill_locks, &path),
             }),
         };
-        if !path.join("HEAD").exists() {
+        let fresh = !path.join("HEAD").exists();
+        if fresh {
             // A half-made mirror (a crash mid-clone) is made again.
             if path.exists() {
                 tokio::fs::remove_dir_all(&path).await?;
@@ -234,7 +234,14 @@ impl Mirrors {
             .await?;
         }
         if !mirror.has_commit(commit).await {
-            mirror.fetch(url, credentials).await?;
+            if let Err(e) = mirror.fetch(url, credentials).await {
+                // A first clone that failed holds nothing a step can use,
+                // and on a full disk it holds the room the next one needs.
+                if fresh {
+                    let _ = tokio::fs::remove_dir_all(&path).await;
+                }
+                return Err(e);
+            }
             if !mirror.has_commit(commit).await {
                 return Err(Error::Local(format!(
                     "commit {commit} is not on {url} (was it pushed away?)"

@@ -79,6 +79,13 @@ fn gits_complaints_name_the_part_at_fault() {
         remote_refusal("u", curl, false),
         Error::Unavailable(_)
     ));
+    // A full disk mid-fetch: git's last line blames the unpack, not the
+    // disk, and not the remote.
+    let full = "error: unable to write file .git/objects/ab/cdef: No space left on device\nfatal: unpack-objects failed";
+    match remote_refusal("u", full, true) {
+        Error::NoSpace(line) => assert!(line.contains("No space left on device"), "{line}"),
+        other => panic!("not a full disk: {other:?}"),
+    }
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {

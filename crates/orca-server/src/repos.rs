@@ -60,6 +60,8 @@ fn refusal(e: orca_git::Error) -> Refusal {
         orca_git::Error::Local(message) | orca_git::Error::Rewritten(message) => {
             Refusal::FailedPrecondition(message)
         }
+        // Not the caller's doing: another try may find room.
+        full @ orca_git::Error::NoSpace(_) => Refusal::Unavailable(full.to_string()),
     }
 }
 
