@@ -343,8 +343,18 @@ async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes()
     // Approving again: the task is not paused for its budget any more.
     let again = fails_in_one_line(as_caller("orca_lead").args(["approve", &id, "--budget"]));
     assert!(again.contains("failed precondition"), "{again}");
-    // Who decided, when and why is in the audit log.
-    let audit = server.audit_log().await.expect("audit");
+    // Who decided, when and why is in the audit log (a refusal's entry is
+    // written after its answer: polled for).
+    let audit = eventually(Duration::from_secs(10), || async {
+        let audit = server.audit_log().await.ok()?;
+        let decided = audit
+            .iter()
+            .filter(|e| e.action == "task.approve_budget")
+            .count();
+        (decided == 3).then_some(audit)
+    })
+    .await
+    .expect("three decisions audited");
     let decided: Vec<_> = audit
         .iter()
         .filter(|e| e.action == "task.approve_budget")
