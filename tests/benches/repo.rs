@@ -131,6 +131,42 @@ fn disk_kib(paths: &[&Path]) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// A step's worktree at `dir` (its branch named for the directory), as a
+/// step gets it: the mirror checked for the commit, then the worktree;
+/// and the microseconds that took.
+async fn step_worktree(
+    mirrors: &Mirrors,
+    (url, head): (&str, &str),
+    dir: &Path,
+) -> anyhow::Result<(orca_git::worktree::Worktree, i64)> {
+    let started = Instant::now();
+    let mirror = mirrors.ensure(url, head, Some(&credentials())).await?;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let parent = dir.parent().and_then(Path::file_name).unwrap_or_default();
+    let branch = format!("orca/bench/{}-{name}", parent.to_string_lossy());
+    let tree = mirror.add_worktree(dir, &branch, head, head).await?;
+    Ok((tree, started.elapsed().as_micros() as i64))
+}
+
+/// The rows "workspace ready: `what`", p50 and p99 of `samples`; the p50.
+fn add_ready(table: &mut Table, what: &str, samples: Vec<i64>) -> f64 {
+    let samples = sorted_micros(samples);
+    let p50 = quantile_ms(&samples, 0.5);
+    table.add(
+        &format!("workspace ready: {what}, p50"),
+        "ms",
+        Better::Lower,
+        p50,
+    );
+    table.add(
+        &format!("workspace ready: {what}, p99"),
+        "ms",
+        Better::Lower,
+        quantile_ms(&samples, 0.99),
+    );
+    p50
+}
+
 fn sorted_micros(mut samples: Vec<i64>) -> Vec<i64> {
     samples.sort_unstable();
     samples
@@ -161,35 +197,16 @@ async fn measure_once(
     let mut ready = Vec::with_capacity(steps);
     let mut trees = Vec::with_capacity(steps);
     for step in 0..steps {
-        let started = Instant::now();
-        // As a step gets it: the mirror checked for the commit, then the
-        // worktree on the step's branch.
-        let mirror = mirrors.ensure(url, head, Some(&credentials())).await?;
-        let tree = mirror
-            .add_worktree(
-                &work.join(format!("worktrees/s{step}")),
-                &format!("orca/bench/s{step}"),
-                head,
-                head,
-            )
-            .await?;
-        ready.push(started.elapsed().as_micros() as i64);
+        let (tree, micros) = step_worktree(
+            &mirrors,
+            (url, head),
+            &work.join(format!("worktrees/s{step}")),
+        )
+        .await?;
+        ready.push(micros);
         trees.push(tree);
     }
-    let ready = sorted_micros(ready);
-    let checkout_p50 = quantile_ms(&ready, 0.5);
-    table.add(
-        "workspace ready: worktree checked out from a warm mirror, p50",
-        "ms",
-        Better::Lower,
-        checkout_p50,
-    );
-    table.add(
-        "workspace ready: worktree checked out from a warm mirror, p99",
-        "ms",
-        Better::Lower,
-        quantile_ms(&ready, 0.99),
-    );
+    let checkout_p50 = add_ready(table, "worktree checked out from a warm mirror", ready);
 
     // From a spare, as a worker does by default: the spare for each step
     // is made while the step before it works (a refill, timed apart).
@@ -205,33 +222,12 @@ async fn measure_once(
             .refill(head)
             .await?;
         refills.push(started.elapsed().as_micros() as i64);
-        let started = Instant::now();
-        let mirror = spared.ensure(url, head, Some(&credentials())).await?;
-        let tree = mirror
-            .add_worktree(
-                &work.join(format!("spared/s{step}")),
-                &format!("orca/bench/p{step}"),
-                head,
-                head,
-            )
-            .await?;
-        ready.push(started.elapsed().as_micros() as i64);
+        let (tree, micros) =
+            step_worktree(&spared, (url, head), &work.join(format!("spared/s{step}"))).await?;
+        ready.push(micros);
         spare_trees.push(tree);
     }
-    let ready = sorted_micros(ready);
-    let worktree_p50 = quantile_ms(&ready, 0.5);
-    table.add(
-        "workspace ready: worktree from a spare of a warm mirror, p50",
-        "ms",
-        Better::Lower,
-        worktree_p50,
-    );
-    table.add(
-        "workspace ready: worktree from a spare of a warm mirror, p99",
-        "ms",
-        Better::Lower,
-        quantile_ms(&ready, 0.99),
-    );
+    let worktree_p50 = add_ready(table, "worktree from a spare of a warm mirror", ready);
     table.add(
         "a spare made ahead, while a step works, p50",
         "ms",
@@ -334,19 +330,8 @@ async fn collide_once(
         on_conflict: "rerun".into(),
         ..v1::StepSpec::default()
     });
-    let mut request = orca_tests::task("collide", steps);
-    if let Some(spec) = request.spec.as_mut() {
-        spec.repo = Some(v1::RepoSpec {
-            url: url.into(),
-            r#ref: "main".into(),
-            credentials_secret: "git-creds".into(),
-            ..v1::RepoSpec::default()
-        });
-    }
-    let started = Instant::now();
-    let id = orca_tests::submit(client, request).await?;
-    let task = orca_tests::wait_finished(client, &id, std::time::Duration::from_secs(600)).await?;
-    let wall = started.elapsed().as_secs_f64();
+    let request = orca_tests::task("collide", steps);
+    let (id, task, wall) = run_on(client, request, url).await?;
     if task.state != v1::TaskState::Succeeded as i32 {
         bail!("the collisions task {id} did not succeed: {task:?}");
     }
@@ -479,17 +464,14 @@ async fn collisions(
     Ok(())
 }
 
-/// What the planner's conversation holds: its route in the mock.
-const PLAN_MARKER: &str = "[collide: plan]";
-
-/// The same job as a prompt the planner turns into steps; the time from
-/// submit to the task's end, and the conflicts its deliver step found
-/// (orca's deliver step fails on one: counted as one).
-async fn collide_planned(client: &orca_tests::Tasks, url: &str) -> anyhow::Result<(f64, usize)> {
-    let mut request = orca_tests::prompt_task(
-        &format!("{PLAN_MARKER} Eight agents build the feature, in four parts of two."),
-        true,
-    );
+/// Submits `request` on the collision job's repository (`url`, `main`,
+/// the server's account) and waits for it to end: its id, the task, and
+/// the seconds from submit to its end.
+async fn run_on(
+    client: &orca_tests::Tasks,
+    mut request: v1::SubmitTaskRequest,
+    url: &str,
+) -> anyhow::Result<(String, v1::Task, f64)> {
     if let Some(spec) = request.spec.as_mut() {
         spec.repo = Some(v1::RepoSpec {
             url: url.into(),
@@ -501,7 +483,21 @@ async fn collide_planned(client: &orca_tests::Tasks, url: &str) -> anyhow::Resul
     let started = Instant::now();
     let id = orca_tests::submit(client, request).await?;
     let task = orca_tests::wait_finished(client, &id, std::time::Duration::from_secs(600)).await?;
-    let wall = started.elapsed().as_secs_f64();
+    Ok((id, task, started.elapsed().as_secs_f64()))
+}
+
+/// What the planner's conversation holds: its route in the mock.
+const PLAN_MARKER: &str = "[collide: plan]";
+
+/// The same job as a prompt the planner turns into steps; the time from
+/// submit to the task's end, and the conflicts its deliver step found
+/// (orca's deliver step fails on one: counted as one).
+async fn collide_planned(client: &orca_tests::Tasks, url: &str) -> anyhow::Result<(f64, usize)> {
+    let request = orca_tests::prompt_task(
+        &format!("{PLAN_MARKER} Eight agents build the feature, in four parts of two."),
+        true,
+    );
+    let (id, task, wall) = run_on(client, request, url).await?;
     let deliver = orca_tests::step(&task, "deliver");
     let planned_touches = task
         .spec

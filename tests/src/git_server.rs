@@ -57,6 +57,25 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .to_string()
 }
 
+/// A bare repository on this machine's disk, `dir/origin.git` (what a
+/// control plane with `--allow-local-repos` takes as `file://…`), whose
+/// `main` holds `files`; its path.
+pub fn local_repository(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let origin = dir.join("origin.git");
+    git(dir, &["init", "-q", "--bare", "-b", "main", "origin.git"]);
+    let seed = dir.join("seed");
+    git(dir, &["clone", "-q", &origin.display().to_string(), "seed"]);
+    for (path, content) in files {
+        let file = seed.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+        std::fs::write(file, content).expect("write");
+    }
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "seed"]);
+    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    origin
+}
+
 /// A secrets directory `dir/name` (as `--secrets-dir` and
 /// `--repo-secrets-dir` read one) holding the server's account as secret
 /// `secret`; its path.

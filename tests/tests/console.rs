@@ -289,12 +289,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
     )
     .expect("answer");
     assert_eq!(again.status, 401, "{}", again.body);
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
+    close_without_errors(browser).await;
 }
 
 /// `orca server` with a worker and tokens for a developer and a viewer.
@@ -348,6 +343,17 @@ impl Served {
         assert_eq!(answer.status, 201, "{}", answer.body);
         answer.json()["taskId"].as_str().expect("id").to_string()
     }
+}
+
+/// Closes the browser, once its pages logged no error but the signed-out
+/// answer a first load gets.
+async fn close_without_errors(browser: Browser) {
+    let errors = browser
+        .page_errors(&[SIGNED_OUT])
+        .await
+        .expect("the browser's log");
+    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+    browser.close().await;
 }
 
 /// Signs in on the page by pasting a token.
@@ -506,33 +512,14 @@ steps:
             && e.detail == "step deploy: checked the diff"),
         "{audit:#?}"
     );
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
+    close_without_errors(browser).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
-    use orca_tests::git_server::git;
     let dir = tempfile::tempdir().expect("tempdir");
     // A repository on this machine's disk (the server allows local ones).
-    let origin = dir.path().join("origin.git");
-    git(
-        dir.path(),
-        &["init", "-q", "--bare", "-b", "main", "origin.git"],
-    );
-    let seed = dir.path().join("seed");
-    git(
-        dir.path(),
-        &["clone", "-q", &origin.display().to_string(), "seed"],
-    );
-    std::fs::write(seed.join("README.md"), "# app\n").expect("readme");
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "initial"]);
-    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    let origin = orca_tests::git_server::local_repository(dir.path(), &[("README.md", "# app\n")]);
     let orca = served_with(dir.path(), &["--allow-local-repos"]).await;
     let id = orca.submit(&format!(
         "name: edit\nrepo: {{url: 'file://{}', ref: main}}\nsteps:\n  - id: edit\n    shell: {{command: [sh, -c, 'echo hello > greeting.txt && echo more >> README.md']}}\n",
@@ -562,33 +549,14 @@ async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
         diff.contains("greeting.txt") && diff.contains("hello") && diff.contains("more"),
         "{diff}"
     );
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
+    close_without_errors(browser).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dag_marks_a_step_waiting_for_anothers_touches_and_a_join_whose_dependencies_conflict()
 {
-    use orca_tests::git_server::git;
     let dir = tempfile::tempdir().expect("tempdir");
-    let origin = dir.path().join("origin.git");
-    git(
-        dir.path(),
-        &["init", "-q", "--bare", "-b", "main", "origin.git"],
-    );
-    let seed = dir.path().join("seed");
-    git(
-        dir.path(),
-        &["clone", "-q", &origin.display().to_string(), "seed"],
-    );
-    std::fs::write(seed.join("config.txt"), "base\n").expect("config");
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "initial"]);
-    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    let origin = orca_tests::git_server::local_repository(dir.path(), &[("config.txt", "base\n")]);
     let orca = served_with(dir.path(), &["--allow-local-repos"]).await;
     // first and left wait for the test's word; second waits for first
     // (their touches overlap); left and right write config.txt apart, so
@@ -650,12 +618,7 @@ steps:
         conflict.contains("right") && conflict.contains("left"),
         "{conflict}"
     );
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
+    close_without_errors(browser).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -690,12 +653,7 @@ async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
         .count_until("[data-test=log] .line", 600, LIVE)
         .await
         .expect("300 more");
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
+    close_without_errors(browser).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -834,12 +792,7 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
         .screenshot(&screenshots(), "state")
         .await
         .expect("screenshot");
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
+    close_without_errors(browser).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

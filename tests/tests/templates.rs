@@ -6,12 +6,13 @@
 //! kubectl is the one stand-in (a script that records its arguments): no
 //! Kubernetes API server runs here; `make e2e-kind` has a real one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use orca_client::{Client, Settings, v1};
 use orca_tests::anthropic::{MockAnthropic, Reply};
+use orca_tests::git_server::local_repository;
 use orca_tests::*;
 
 const FINISH: Duration = Duration::from_secs(180);
@@ -33,36 +34,6 @@ fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A bare repository (what workers clone and push to) whose `main` holds
-/// `files`.
-fn repository(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
-    let origin = dir.join("origin.git");
-    git(
-        dir,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=main",
-            "origin.git",
-        ],
-    );
-    let seed = dir.join("seed");
-    git(
-        dir,
-        &["clone", "--quiet", origin.to_str().expect("utf-8"), "seed"],
-    );
-    for (path, content) in files {
-        let file = seed.join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
-        std::fs::write(file, content).expect("write");
-    }
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "--quiet", "-m", "seed"]);
-    git(&seed, &["push", "--quiet", "origin", "HEAD:main"]);
-    origin
 }
 
 /// A worker offering shell and claude-code, its agents talking to `mock`,
@@ -160,7 +131,7 @@ const MAKEFILE: &str = "test:\n\tsh tests/run.sh\nbuild:\n\tmkdir -p dist && ech
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let origin = repository(
+    let origin = local_repository(
         dir.path(),
         &[("Makefile", MAKEFILE), ("tests/run.sh", "exit 1\n")],
     );
@@ -258,7 +229,7 @@ async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refactor_template_applies_on_a_branch_and_the_regression_tests_judge() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let origin = repository(
+    let origin = local_repository(
         dir.path(),
         &[
             ("Makefile", MAKEFILE),
@@ -352,7 +323,7 @@ async fn the_refactor_template_applies_on_a_branch_and_the_regression_tests_judg
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deploy_template_tests_builds_waits_for_approval_migrates_deploys_and_smoke_tests() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let origin = repository(
+    let origin = local_repository(
         dir.path(),
         &[
             ("Makefile", MAKEFILE),
