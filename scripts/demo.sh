@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 
 command -v python3 >/dev/null || { echo "error: the example's steps use python3; install it first" >&2; exit 1; }
 
+# Its steps run sandboxed, under bubblewrap (Debian's package).
+./scripts/sandbox.sh
 # The build `make test` makes too (features unify over the workspace), so
 # the two share one binary instead of relinking it for each other.
 cargo build --workspace --bins
@@ -44,6 +46,19 @@ if [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -n "${ANTHROPIC_BASE_URL:-}" ]; then
 else
   echo "(no ANTHROPIC_API_KEY: the demo runs shell steps only; set it, or ANTHROPIC_BASE_URL, to add a Claude Code agent step)"
 fi
+
+# The example's steps run python3 in their sandbox, which has /usr and the
+# directories on PATH, read-only. A python3 installed elsewhere (pyenv,
+# conda) is put first on PATH as itself, not as a shim that needs the rest
+# of its manager, and its installation is given to the sandbox to read.
+python_home=$(python3 -c 'import os, sys; print(os.path.realpath(sys.base_prefix))')
+case "$python_home" in
+  /usr | /usr/*) ;;
+  *)
+    PATH="$(dirname "$(python3 -c 'import sys; print(sys.executable)')"):$PATH"
+    export ORCA_SANDBOX_READ_ONLY="${ORCA_SANDBOX_READ_ONLY:+$ORCA_SANDBOX_READ_ONLY:}$python_home"
+    ;;
+esac
 
 # A port the system picks, so the demo never collides with a running orca.
 "$orca" up --data-dir "$data" --listen 127.0.0.1:0 --workers 2 >"$data/up.log" 2>&1 &

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # The chart tests run the real helm (fetched once into .tools/bin).
 ./scripts/tools.sh
+# Steps run sandboxed, under bubblewrap (Debian's package).
+./scripts/sandbox.sh
 # The claude-code tests run the real Claude Code CLI (from npm, cached).
 ./scripts/claude.sh
 # The console's tests: its build tools (a test rebuilds the checked-in

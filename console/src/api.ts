@@ -100,6 +100,8 @@ export interface Agent {
   running: number;
   connectedAt?: string;
   peer: string;
+  /** How its steps are isolated: "bubblewrap 0.8.0: …", or "none (--sandbox=off)". */
+  isolation: string;
 }
 
 export interface Fleet {

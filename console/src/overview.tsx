@@ -114,6 +114,7 @@ export function Overview() {
                 <th>pool</th>
                 <th>capabilities</th>
                 <th>slots busy / free</th>
+                <th>isolation</th>
               </tr>
             </thead>
             <tbody>
@@ -125,11 +126,18 @@ export function Overview() {
                   <td>
                     {a.running} / {a.slots - a.running}
                   </td>
+                  <td
+                    data-test="isolation"
+                    class={a.isolation.startsWith("none") ? "unsandboxed" : undefined}
+                    title={a.isolation}
+                  >
+                    {a.isolation.split(":")[0] || "-"}
+                  </td>
                 </tr>
               ))}
               {!fleet.agents.length && (
                 <tr>
-                  <td colSpan={4} class="empty">
+                  <td colSpan={5} class="empty">
                     No worker is connected.
                   </td>
                 </tr>

@@ -529,9 +529,32 @@ pub fn start_named_claude_worker(
     )
 }
 
-/// `start_worker` with extra environment variables.
+/// `start_worker` with extra environment variables. Its steps run in the
+/// sandbox, as they do by default, sharing the test's directory `dir`
+/// (read-write): the gates, markers and counters the tests' steps use are
+/// there. The sandbox's own tests use [`start_strict_worker`].
 #[allow(clippy::too_many_arguments)]
 pub fn start_worker_env(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    capabilities: &[&str],
+    slots: u32,
+    extra: &[&str],
+    token: &str,
+    envs: &[(&str, &str)],
+) -> anyhow::Result<Process> {
+    let shared = dir.to_str().context("a test directory in UTF-8")?;
+    let mut args = extra.to_vec();
+    args.extend(["--sandbox-shared", shared]);
+    start_strict_worker(url, dir, name, capabilities, slots, &args, token, envs)
+}
+
+/// [`start_worker_env`] whose steps share nothing with the test: they see
+/// their workspace, the system's programs and the worker's `PATH`, as a
+/// worker's steps do by default.
+#[allow(clippy::too_many_arguments)]
+pub fn start_strict_worker(
     url: &str,
     dir: &Path,
     name: &str,
@@ -562,10 +585,31 @@ pub fn start_worker_env(
             .env("ORCA_TOKEN", token)
             .env("XDG_CONFIG_HOME", dir)
             .env("RUST_LOG", "info")
+            .env("PATH", system_first_path())
             .envs(envs.iter().copied()),
         dir,
         name,
     )
+}
+
+/// The `PATH` the tests' workers run with: the system's directories first,
+/// then the rest of this one's. Steps run in a sandbox that has `/usr` and
+/// the directories on the worker's `PATH`, not whatever a shim there calls
+/// on (a pyenv shim runs pyenv from the home directory): the tests' steps
+/// use the system's `python3` and `sh`.
+pub fn system_first_path() -> String {
+    let system = ["/usr/local/bin", "/usr/bin", "/bin"];
+    let rest = std::env::var("PATH").unwrap_or_default();
+    system
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            rest.split(':')
+                .filter(|dir| !system.contains(dir))
+                .map(str::to_string),
+        )
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 pub async fn connect(url: &str) -> anyhow::Result<Channel> {
@@ -575,6 +619,22 @@ pub async fn connect(url: &str) -> anyhow::Result<Channel> {
 /// A channel to `url`, over TLS with `tls` for an `https://` URL.
 pub async fn connect_with(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
     Ok(orca_api::client::endpoint(url, tls)?.connect().await?)
+}
+
+/// The pids of live processes whose command line is exactly `argv` (a
+/// zombie's is empty), wherever they run: in a sandbox's process namespace
+/// too, whose pids the process itself does not know.
+pub fn processes(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
 }
 
 /// Polls `check` until it yields a value or `limit` passes.

@@ -143,6 +143,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
                 "--slots",
                 "4",
             ])
+            .env("PATH", system_first_path())
             .current_dir(dir.path()),
         dir.path(),
         "worker",
@@ -194,6 +195,13 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
         .count_until("[data-test=workers] tbody tr", 1, LIVE)
         .await
         .expect("the worker listed");
+    // Its steps' sandbox, by name; the whole line on hover.
+    browser
+        .text_until("[data-test=workers] [data-test=isolation]", LIVE, |t| {
+            t.starts_with("bubblewrap")
+        })
+        .await
+        .expect("the worker's isolation");
     browser
         .count_until(".chart canvas", 4, LIVE)
         .await

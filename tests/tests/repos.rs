@@ -419,7 +419,9 @@ async fn steps_that_may_touch_the_same_paths_run_one_after_the_other_and_the_res
     let server = control_plane(dir.path())?;
     let _worker = repo_worker(&server, dir.path(), "w1")?;
     let client = server.tasks().await?;
-    let gates = dir.path().join("gates");
+    // Where the worker's sandboxed steps can see them: in the directory
+    // the test kit shares with them.
+    let gates = server.data_dir.join("gates");
     std::fs::create_dir_all(&gates)?;
 
     let mut request = repo_task(&git.url("app"), "main", "git-creds");

@@ -46,12 +46,8 @@ async fn worker(
 ) -> Process {
     let bin = claude_bin().display().to_string();
     let path = match path_first {
-        Some(first) => format!(
-            "{}:{}",
-            first.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-        None => std::env::var("PATH").unwrap_or_default(),
+        Some(first) => format!("{}:{}", first.display(), system_first_path()),
+        None => system_first_path(),
     };
     let worker = start_worker_env(
         &server.url,

@@ -252,6 +252,8 @@ pub struct AgentView {
     pub paused_until: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub pause_reason: String,
+    /// How its steps are isolated: its sandbox, or `none (--sandbox=off)`.
+    pub isolation: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -483,6 +485,7 @@ pub fn agent_view(a: &v1::Agent) -> AgentView {
         max_concurrent_agents: (a.max_concurrent_agents > 0).then_some(a.max_concurrent_agents),
         paused_until: rfc3339(&a.paused_until),
         pause_reason: a.pause_reason.clone(),
+        isolation: a.isolation.clone(),
     }
 }
 

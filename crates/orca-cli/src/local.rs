@@ -245,6 +245,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.mirrors_dir = args.mirrors_dir;
     config.mirrors_max_bytes = args.mirrors_max_bytes;
     config.spare_worktrees = args.spare_worktrees;
+    config.sandbox = args.sandbox.settings();
     config.token = target.token;
     config.orca_bin = std::env::current_exe().ok();
     config.http = match args.http_listen {
@@ -344,6 +345,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "--tls-cert: `orca up` serves loopback in plaintext; use `orca server` for TLS"
         );
     }
+    // Said before anything starts: a machine where steps cannot be
+    // sandboxed gets the reason and the fix, not workers that fail.
+    let sandbox = args.sandbox.settings();
+    orca_worker::Sandbox::make(&sandbox)
+        .await
+        .map_err(|why| anyhow::anyhow!(why))?;
     let mut config = server_config(&args.control_plane)?;
     // The console is on by default here, on loopback: the port after
     // gRPC's, or one the system picks when gRPC's was picked too or the
@@ -407,6 +414,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.token = Some(worker_token.clone());
         config.secrets_dir = args.secrets_dir.clone();
         config.orca_bin = std::env::current_exe().ok();
+        config.sandbox = sandbox.clone();
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;

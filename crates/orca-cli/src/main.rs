@@ -121,9 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let resolved = context::resolve(&cli)?;
     let target = &resolved;
     match cli.command {
-        Command::Server(args) => local::server(args).await,
-        Command::Worker(args) => local::worker(args, resolved.clone()).await,
-        Command::Up(args) => local::up(args).await,
+        Command::Server(args) => local::server(*args).await,
+        Command::Worker(args) => local::worker(*args, resolved.clone()).await,
+        Command::Up(args) => local::up(*args).await,
         Command::Submit(args) => client::submit(target, args).await,
         Command::Get(args) => client::get(target, args).await,
         Command::Logs(args) => client::logs(target, args).await,

@@ -357,11 +357,25 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|c| age(now - micros(c)))
                     .unwrap_or_default(),
+                match a.isolation.split_once(':') {
+                    // The sandbox's name; -o json has the whole.
+                    Some((sandbox, _)) => sandbox.to_string(),
+                    None if a.isolation.is_empty() => "-".into(),
+                    None => a.isolation.clone(),
+                },
             ]
         })
         .collect();
     print_table(
-        &["NAME", "POOL", "CAPABILITIES", "BUSY", "AGENTS", "AGE"],
+        &[
+            "NAME",
+            "POOL",
+            "CAPABILITIES",
+            "BUSY",
+            "AGENTS",
+            "AGE",
+            "ISOLATION",
+        ],
         &rows,
     );
     Ok(())

@@ -26,6 +26,7 @@ pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
     ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, OnConflict,
     PROMPT_STEP, PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
+    UNSANDBOXED,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use validate::{Limits, validate};

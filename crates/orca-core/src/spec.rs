@@ -258,6 +258,10 @@ pub const DEFAULT_AGENT_STALL_SECONDS: u32 = 600;
 /// steps need it whatever else they need.
 pub const CLAUDE_CODE: &str = "claude-code";
 
+/// How a worker whose steps run without a sandbox says its isolation
+/// begins: `none (--sandbox=off)`.
+pub const UNSANDBOXED: &str = "none";
+
 /// A Claude Code agent run: `claude -p PROMPT` with these settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -91,6 +91,8 @@ pub struct WorkerInfo {
     pub peer: String,
     /// Its pool's cap on agent steps running at once; 0 for none.
     pub max_concurrent_agents: u32,
+    /// How its steps are isolated, as it says.
+    pub isolation: String,
 }
 
 /// A task committed to the store, ready to be scheduled.

@@ -337,6 +337,7 @@ mod tests {
                     slots: 4,
                     peer: String::new(),
                     max_concurrent_agents: 0,
+                    isolation: String::new(),
                 },
                 running: 1,
                 connected_at: 0,

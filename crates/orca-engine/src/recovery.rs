@@ -8,6 +8,8 @@
 use crate::backlog::Held;
 use crate::cold::queue_cold;
 use crate::engine::*;
+use orca_core::UNSANDBOXED;
+use orca_store::{AuditRecord, Write};
 
 impl Engine {
     /// Holds back a command about a task still to be read (see
@@ -398,7 +400,22 @@ impl Engine {
         running: Vec<AttemptKey>,
         outbox: Outbox,
     ) -> u64 {
-        tracing::info!(worker = %info.name, slots = info.slots, "worker registered");
+        tracing::info!(worker = %info.name, slots = info.slots, isolation = %info.isolation, "worker registered");
+        if info.isolation.starts_with(UNSANDBOXED) {
+            // A worker whose steps see what it sees is a choice someone
+            // made (`--sandbox=off`): it is on the record, each time.
+            self.round.writes.push(Write::Audit(AuditRecord {
+                seq: 0,
+                at: orca_core::calendar::now_micros(),
+                actor: info.name.clone(),
+                role: "worker".into(),
+                action: "worker.unsandboxed".into(),
+                tenant: String::new(),
+                target: String::new(),
+                outcome: "ok".into(),
+                detail: format!("steps run without a sandbox: {}", info.isolation),
+            }));
+        }
         let registered = outbox.clone();
         let id = self.workers.add(info, outbox);
         let _ = registered.send(ToWorker::Registered {

@@ -194,6 +194,7 @@ mod tests {
             slots,
             peer: "test".into(),
             max_concurrent_agents: 0,
+            isolation: String::new(),
         }
     }
 

@@ -213,6 +213,12 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
         ),
         env("ORCA_DRAIN_GRACE", format!("{}s", DRAIN_GRACE_SECONDS - 10)),
         env("ORCA_WORK_DIR", "/tmp/orca-work"),
+        // A pod under the restricted Pod Security Standard cannot make the
+        // user namespaces a step's bubblewrap sandbox needs (RuntimeDefault
+        // seccomp refuses them): the pod is the boundary, said out loud
+        // (the worker shows `none (--sandbox=off)` and is audited). A pool
+        // on nodes that allow them sets ORCA_SANDBOX=on in its env.
+        env("ORCA_SANDBOX", "off"),
         EnvVar {
             name: "ORCA_WORKER_NAME".into(),
             value_from: Some(EnvVarSource {
@@ -401,6 +407,7 @@ mod tests {
         assert_eq!(value("ORCA_MAX_CONCURRENT_AGENTS"), "5");
         assert_eq!(value("ORCA_CHECKPOINT_MAX_BYTES"), "1048576");
         assert_eq!(value("ORCA_POOL"), "team-a/coders");
+        assert_eq!(value("ORCA_SANDBOX"), "off");
         assert_eq!(value("ORCA_MODEL"), "claude-sonnet");
         assert_eq!(value("ORCA_SECRETS_DIR"), SECRETS_DIR);
         let token = env["ORCA_TOKEN"]

@@ -187,6 +187,7 @@ pub fn fleet_to_proto(fleet: FleetNow) -> v1::ListAgentsResponse {
             peer: w.info.peer,
             draining: w.draining,
             max_concurrent_agents: w.info.max_concurrent_agents,
+            isolation: w.info.isolation,
             paused_until: w.paused.as_ref().map(|(until, _)| timestamp(*until)),
             pause_reason: w.paused.map(|(_, reason)| reason).unwrap_or_default(),
         })
@@ -248,6 +249,7 @@ fn worker_info(
             slots: register.slots,
             peer,
             max_concurrent_agents: register.max_concurrent_agents,
+            isolation: register.isolation,
         },
         running,
     ))

@@ -18,6 +18,9 @@ pub enum Error {
     /// The control plane broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// Steps cannot be sandboxed here (and `--sandbox=off` was not given).
+    #[error("{0}")]
+    Sandbox(String),
     /// The work directory cannot be used.
     #[error("work directory {path}: {source}")]
     WorkDir {

@@ -4,16 +4,17 @@
 //! goes away the worker reconnects with backoff, reclaims the attempts it is
 //! still running, and delivers the results it could not send.
 
+mod config;
 mod error;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod runtime;
+pub mod sandbox;
 pub mod secrets;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,92 +31,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+pub use crate::config::{DEFAULT_SPARE_WORKTREES, WorkerConfig};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
 use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
 use crate::runtime::checkpoint::{Checkpoints, Keeper};
 use crate::runtime::{Attempt, FromAttempt};
-
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// The control plane, e.g. `http://127.0.0.1:7070`.
-    pub server: String,
-    pub name: String,
-    pub pool: String,
-    pub capabilities: Vec<String>,
-    pub slots: u32,
-    /// The pool's cap on agent steps running at once; 0 for none.
-    pub max_concurrent_agents: u32,
-    /// Root of the per-attempt workspaces.
-    pub work_dir: PathBuf,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
-    /// On shutdown, how long running steps may finish before the worker
-    /// hands them back to run elsewhere.
-    pub drain_grace: Duration,
-    /// A token with the worker role.
-    pub token: Option<String>,
-    /// CA and client certificate for an `https://` server.
-    pub tls: ClientTls,
-    /// One file per secret that steps may ask for in `secretEnv`.
-    pub secrets_dir: Option<PathBuf>,
-    /// Leave each attempt's workspace behind when it ends.
-    pub keep_workspaces: bool,
-    /// How Claude Code steps run (the CLI, the model, the API key).
-    pub claude: ClaudeSettings,
-    /// The `orca` executable steps call back with (`orca state`, the
-    /// agents' MCP server); `None` leaves them to find one on their `PATH`.
-    pub orca_bin: Option<PathBuf>,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` for
-    /// nowhere.
-    pub http: Option<HttpSettings>,
-    /// The largest session checkpoint an agent attempt leaves with the
-    /// control plane; 0 keeps sessions on this worker only.
-    pub checkpoint_max_bytes: usize,
-    /// Where the mirrors of tasks' repositories are; `<work_dir>/.mirrors`
-    /// when `None`. A volume the pods of a pool share works: they take
-    /// turns on each mirror as one worker's steps do.
-    pub mirrors_dir: Option<PathBuf>,
-    /// After a step on a repository, the least recently used mirrors not
-    /// in use are removed until the rest take at most this; 0: no bound.
-    pub mirrors_max_bytes: u64,
-    /// Worktrees kept checked out ahead of need at the commit a
-    /// repository's steps start from (in `<work_dir>/.spares`), so a step's
-    /// is ready without a checkout of every file; 0 for none.
-    pub spare_worktrees: usize,
-}
+pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
     orca_api::client::endpoint(server, tls).map_err(|e| Error::Settings(e.to_string()))
-}
-
-impl WorkerConfig {
-    pub fn new(server: impl Into<String>, name: impl Into<String>, work_dir: PathBuf) -> Self {
-        WorkerConfig {
-            server: server.into(),
-            name: name.into(),
-            pool: String::new(),
-            capabilities: vec!["shell".into()],
-            slots: 4,
-            max_concurrent_agents: 0,
-            work_dir,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
-            drain_grace: Duration::from_secs(25),
-            token: None,
-            tls: ClientTls::default(),
-            secrets_dir: None,
-            keep_workspaces: false,
-            claude: ClaudeSettings::default(),
-            orca_bin: None,
-            http: None,
-            checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,
-            mirrors_dir: None,
-            mirrors_max_bytes: 0,
-            spare_worktrees: DEFAULT_SPARE_WORKTREES,
-        }
-    }
 }
 
 /// How long a stopping worker waits for its cancelled steps to end.
@@ -167,6 +93,8 @@ struct Worker {
     channel: watch::Sender<Option<Channel>>,
     /// This worker's mirrors of tasks' repositories.
     mirrors: Arc<orca_git::mirror::Mirrors>,
+    /// What every step's process runs in.
+    sandbox: Arc<Sandbox>,
     /// Where steps' branches are kept for steps on other workers: the
     /// control plane, always (a step's dependents may run anywhere).
     branches: Arc<dyn runtime::checkpoint::Keeper>,
@@ -176,9 +104,6 @@ struct Worker {
 const MIRRORS_DIR: &str = ".mirrors";
 /// Where the spare worktrees are, in the work directory.
 const SPARES_DIR: &str = ".spares";
-/// Spare worktrees per repository and commit, unless told otherwise: a
-/// fan-out's first two steps start at once without a checkout.
-pub const DEFAULT_SPARE_WORKTREES: usize = 2;
 
 /// Runs the worker until `shutdown` resolves; running steps are then
 /// cancelled.
@@ -209,6 +134,11 @@ pub async fn run(
     if claude.bin.as_os_str().is_empty() {
         claude.bin = "claude".into();
     }
+    // Checked before the first step can come: a worker that cannot
+    // sandbox its steps runs none, unless told to run them unsandboxed.
+    let sandbox = Sandbox::make(&config.sandbox)
+        .await
+        .map_err(Error::Sandbox)?;
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     let http = match &config.http {
         Some(settings) => {
@@ -218,6 +148,14 @@ pub async fn run(
         }
         None => None,
     };
+    match &sandbox {
+        Sandbox::Off => tracing::warn!(
+            "steps run without a sandbox (--sandbox=off): each sees what this worker sees"
+        ),
+        Sandbox::Bubblewrap { .. } => {
+            tracing::info!(isolation = %sandbox.isolation(), "steps run sandboxed")
+        }
+    }
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
     let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(ControlPlaneKeeper {
@@ -254,6 +192,7 @@ pub async fn run(
         report_tx,
         agents: Arc::new(runtime::Agents { claude }),
         metrics,
+        sandbox: Arc::new(sandbox),
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
     let (start_drain, mut drain) = watch::channel(false);
@@ -360,6 +299,7 @@ impl Worker {
                 slots: self.config.slots,
                 running: reclaim,
                 max_concurrent_agents: self.config.max_concurrent_agents,
+                isolation: self.sandbox.isolation(),
             })),
         };
         outbound
@@ -550,6 +490,7 @@ impl Worker {
                         })
                         .collect(),
                     mirrors: self.mirrors.clone(),
+                    sandbox: self.sandbox.clone(),
                     branches: Some(self.branches.clone()),
                     mirrors_max_bytes: self.config.mirrors_max_bytes,
                     key,

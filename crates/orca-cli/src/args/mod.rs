@@ -77,11 +77,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a worker that connects to the control plane.
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// Run the control plane and local workers in one process.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Submit a task from a YAML file.
     Submit(SubmitArgs),
     /// Show tasks, one task, or agents.

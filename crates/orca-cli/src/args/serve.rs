@@ -439,6 +439,9 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub claude: ClaudeArgs,
 
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
     /// Where to serve this worker's /metrics (Prometheus), /healthz and
     /// /readyz over HTTP, e.g. 127.0.0.1:7071; not served without it.
     #[arg(long, env = "ORCA_WORKER_HTTP_LISTEN")]
@@ -511,4 +514,57 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub claude: ClaudeArgs,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Whether a worker's steps run sandboxed.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum SandboxArg {
+    /// Each step under bubblewrap: its workspace and the system's
+    /// programs, nothing else of the host; the worker does not start where
+    /// that cannot be made.
+    #[default]
+    On,
+    /// Steps run as the worker's user, seeing what it sees (logged, and
+    /// recorded in the audit log when the worker registers).
+    Off,
+}
+
+/// How a worker's steps are sandboxed.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Run each step in a sandbox (on), or not (off).
+    #[arg(long, env = "ORCA_SANDBOX", value_enum, default_value_t = SandboxArg::On)]
+    pub sandbox: SandboxArg,
+
+    /// A directory sandboxed steps may read, for tools installed outside
+    /// /usr (repeat, or separate with `:`). The directories on the
+    /// worker's PATH and its agent CLIs' are readable already.
+    #[arg(long, env = "ORCA_SANDBOX_READ_ONLY", value_delimiter = ':')]
+    pub sandbox_read_only: Vec<PathBuf>,
+
+    /// A directory every sandboxed step may read and write, seeing the
+    /// others' writes, such as a build cache (repeat, or separate with `:`).
+    #[arg(long, env = "ORCA_SANDBOX_SHARED", value_delimiter = ':')]
+    pub sandbox_shared: Vec<PathBuf>,
+
+    /// The bubblewrap executable the sandbox is made with.
+    #[arg(long, env = "ORCA_BWRAP", default_value = "bwrap")]
+    pub bwrap: PathBuf,
+}
+
+impl SandboxArgs {
+    pub fn settings(&self) -> orca_worker::SandboxSettings {
+        orca_worker::SandboxSettings {
+            mode: match self.sandbox {
+                SandboxArg::On => orca_worker::SandboxMode::On,
+                SandboxArg::Off => orca_worker::SandboxMode::Off,
+            },
+            bwrap: self.bwrap.clone(),
+            read_only: self.sandbox_read_only.clone(),
+            shared: self.sandbox_shared.clone(),
+        }
+    }
 }

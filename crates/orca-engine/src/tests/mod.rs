@@ -152,6 +152,7 @@ impl Harness {
             slots,
             peer: "test".into(),
             max_concurrent_agents: 0,
+            isolation: "bubblewrap 0.8.0: namespaces user, pid".into(),
         };
         self.register(info, running).await
     }
@@ -1164,6 +1165,36 @@ async fn an_approval_past_its_timeout_fails_the_step_saying_so_and_is_audited() 
 }
 
 #[tokio::test]
+async fn a_worker_that_runs_steps_unsandboxed_is_on_the_audit_record() {
+    let h = Harness::new();
+    let sandboxed = h.reconnect("boxed", &["shell"], 1, Vec::new()).await;
+    let loose = WorkerInfo {
+        name: "loose".into(),
+        pool: String::new(),
+        capabilities: orca_core::queue::capabilities(&["shell"]),
+        slots: 1,
+        peer: "test".into(),
+        max_concurrent_agents: 0,
+        isolation: format!("{} (--sandbox=off)", orca_core::UNSANDBOXED),
+    };
+    let _loose = h.register(loose, Vec::new()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let audit = loop {
+        let audit = h.store.audit_after(0, 10, None).await.expect("audit");
+        if !audit.is_empty() || std::time::Instant::now() > deadline {
+            break audit;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(audit.len(), 1, "only the unsandboxed worker: {audit:#?}");
+    assert_eq!(audit[0].action, "worker.unsandboxed");
+    assert_eq!(audit[0].actor, "loose");
+    assert_eq!(audit[0].role, "worker");
+    assert!(audit[0].detail.contains("--sandbox=off"), "{audit:#?}");
+    drop(sandboxed);
+}
+
+#[tokio::test]
 async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be_approved() {
     let store = MemoryStore::new();
     let deadline = {
@@ -1212,6 +1243,7 @@ async fn a_pools_cap_on_agents_holds_across_its_workers_and_other_steps_still_ru
         slots: 2,
         peer: "test".into(),
         max_concurrent_agents: 1,
+        isolation: "bubblewrap 0.8.0: namespaces user, pid".into(),
     };
     let mut w1 = h.register(in_pool("w1"), Vec::new()).await;
     let mut w2 = h.register(in_pool("w2"), Vec::new()).await;

@@ -6,7 +6,7 @@
 //! kept for a retry on any worker when it did not succeed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,7 @@ use super::workspace::{
     RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
 };
 use crate::metrics::Fault;
+use crate::sandbox::Room;
 use crate::secrets::Redactor;
 
 /// An agent CLI, as one attempt runs it. The next CLI is a new folder
@@ -32,8 +33,15 @@ pub trait AgentRuntime: Send + Sync {
     type Stream: AgentStream + Default;
     /// The credentials handed to the CLI: masked in all the step says.
     fn secrets(&self) -> Vec<&String>;
+    /// The CLI's executable: a sandboxed step may read it and what is
+    /// around it.
+    fn program(&self) -> &Path;
     /// Where the CLI keeps its own state (made before a run).
     fn home(&self) -> &Path;
+    /// What of its home a run in `cwd` keeps on the worker, as paths
+    /// under the home (its transcripts of `cwd`, which a resume reads): a
+    /// sandboxed run's home is private and gone after it, but for these.
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf>;
     /// Where the CLI keeps its sessions' transcripts.
     fn transcripts(&self) -> Arc<dyn Transcripts>;
     /// A reader for a new run.
@@ -136,12 +144,27 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
         briefing.as_deref(),
     );
+    let mut room = Room::new(&workspace, &cwd);
+    room.programs.push(runtime.program().to_path_buf());
+    // Its commits go into the mirror.
+    room.writable
+        .extend(tree.as_ref().map(|t| t.mirror().path().to_path_buf()));
+    for under_home in runtime.kept_in_home(&cwd) {
+        let kept = runtime.home().join(&under_home);
+        if let Err(e) = tokio::fs::create_dir_all(&kept).await {
+            return Ended::fault(
+                Fault::Workspace,
+                format!("creating {}: {e}", kept.display()),
+            );
+        }
+        room.home_state.push((kept, under_home));
+    }
     let stream = Arc::new(Mutex::new(runtime.stream()));
     let end = supervise(
         attempt,
         command,
         env,
-        &cwd,
+        &room,
         StdoutLines::Events(stream.clone()),
         &redactor,
         reports,

@@ -90,6 +90,8 @@ pub struct Attempt {
     /// Its dependencies' heads in the repository, (step id, commit), in
     /// the task's order: the step starts from their merge.
     pub dependency_heads: Vec<orca_core::repo::DependencyHead>,
+    /// What the step's process runs in.
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<orca_git::mirror::Mirrors>,
     /// After the step, mirrors beyond this many bytes are evicted (0: no

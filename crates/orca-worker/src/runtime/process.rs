@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use crate::metrics::Fault;
+use crate::sandbox::Room;
 use crate::secrets::Redactor;
 
 /// A line longer than this is cut: one runaway line must not become one
@@ -167,8 +168,9 @@ pub(crate) enum StdoutLines {
     Events(Arc<Mutex<dyn LineReader>>),
 }
 
-/// Runs `command` in `workspace` with exactly `env` (nothing of the
-/// worker's own environment: its token, its credentials), streams its
+/// Runs `command` in its sandbox with `room` in view, from `room.cwd`,
+/// with exactly `env` (nothing of the worker's own environment: its token,
+/// its credentials), streams its
 /// output as reports, and stops its whole process group on cancel or
 /// timeout. `Ok` with the exit status when the process ended on its own,
 /// for the runtime to read its way; `Err` with the outcome otherwise
@@ -176,9 +178,9 @@ pub(crate) enum StdoutLines {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn supervise(
     attempt: &Attempt,
-    mut command: Command,
-    env: BTreeMap<String, String>,
-    workspace: &Path,
+    command: Command,
+    mut env: BTreeMap<String, String>,
+    room: &Room<'_>,
     lines: StdoutLines,
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
@@ -189,15 +191,26 @@ pub(crate) async fn supervise(
         .get_program()
         .to_string_lossy()
         .into_owned();
+    // In a sandbox a program that is not there is bubblewrap's failure to
+    // exec it, an exit like any other: it is looked for first, so it is
+    // said as what it is, a step that could not start.
+    if !findable(command.as_std().get_program(), room.cwd, env.get("PATH")) {
+        let missing = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
+        return Err(Ended::fault(
+            Fault::Start,
+            format!("could not start {program:?}: {missing}"),
+        ));
+    }
+    // In its sandbox, leading a process group of its own, so a kill
+    // reaches children and grandchildren.
+    let mut command = attempt.sandbox.confine(command, &mut env, room);
     command
         .env_clear()
         .envs(env)
-        .current_dir(workspace)
+        .current_dir(room.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a kill reaches children and grandchildren.
-        .process_group(0)
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -295,6 +308,18 @@ pub(crate) async fn supervise(
         });
     }
     status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
+}
+
+/// Whether `program` is there to start from `cwd`: a bare name on `path`,
+/// as exec looks for it, else a file at that path.
+fn findable(program: &std::ffi::OsStr, cwd: &Path, path: Option<&String>) -> bool {
+    let program = Path::new(program);
+    if program.components().count() == 1 && !program.is_absolute() {
+        return path.is_some_and(|path| {
+            std::env::split_paths(path).any(|dir| cwd.join(dir).join(program).is_file())
+        });
+    }
+    cwd.join(program).is_file()
 }
 
 /// SIGTERM to the whole group, then SIGKILL after a short grace.

@@ -35,6 +35,15 @@ pub fn worktree_dir(workspace: &Path) -> PathBuf {
     workspace.join(REPO_DIR)
 }
 
+/// Where the step's process runs: its worktree when its task names a
+/// repository, else its workspace.
+pub fn run_dir(attempt: &Attempt, workspace: &Path) -> PathBuf {
+    match attempt.repo {
+        Some(_) => worktree_dir(workspace),
+        None => workspace.to_path_buf(),
+    }
+}
+
 /// A step's repository, made ready.
 pub(crate) struct CheckedOut {
     /// `None` when the task names no repository.

@@ -124,7 +124,12 @@ async fn restore(
         return Ok(None);
     }
     let workspace = attempt.workspace_of(resume.attempt);
-    let transcript_at = transcripts.path(&workspace, &checkpoint.session_id);
+    // Where the CLI will run, and so look for its session: a sandboxed
+    // CLI sees its own working directory's transcripts only.
+    let transcript_at = transcripts.path(
+        &super::repo::run_dir(attempt, &workspace),
+        &checkpoint.session_id,
+    );
     tokio::task::spawn_blocking(move || {
         unpack(
             &checkpoint.archive,

@@ -15,6 +15,7 @@ use super::process::{StdoutLines, basic_environment, describe_exit, supervise};
 use super::repo;
 use super::workspace::{prepare_workspace, read_output, remove_unless_kept};
 use crate::metrics::Fault;
+use crate::sandbox::Room;
 use crate::secrets::{self, Redactor};
 
 /// The child's environment is built, not inherited: the basics a program
@@ -75,11 +76,15 @@ async fn run_process(
     let mut command = Command::new(program);
     command.args(args);
     let env = environment(attempt, shell, secrets, &workspace);
+    let mut room = Room::new(&workspace, &cwd);
+    // Its commits go into the mirror.
+    room.writable
+        .extend(tree.as_ref().map(|t| t.mirror().path().to_path_buf()));
     let end = supervise(
         attempt,
         command,
         env,
-        &cwd,
+        &room,
         StdoutLines::Plain,
         redactor,
         reports,

@@ -45,6 +45,9 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         dependency_heads: Vec::new(),
         branches: None,
         mirrors_max_bytes: 0,
+        // Unsandboxed: these tests are of the runtimes; the sandbox's are
+        // in sandboxed_* below and the end-to-end tests.
+        sandbox: Arc::new(crate::sandbox::Sandbox::Off),
         mirrors: Arc::new(orca_git::mirror::Mirrors::new(
             dir.join(".mirrors"),
             orca_git::program(),

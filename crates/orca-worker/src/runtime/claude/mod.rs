@@ -10,7 +10,7 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
@@ -67,8 +67,16 @@ impl AgentRuntime for ClaudeCode<'_> {
             .collect()
     }
 
+    fn program(&self) -> &Path {
+        &self.settings.bin
+    }
+
     fn home(&self) -> &Path {
         &self.settings.home
+    }
+
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+        vec![transcripts::project_dir(cwd)]
     }
 
     fn transcripts(&self) -> Arc<dyn Transcripts> {

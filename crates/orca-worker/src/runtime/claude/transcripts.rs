@@ -29,17 +29,22 @@ impl Transcripts for ClaudeTranscripts {
 }
 
 /// Where the CLI keeps a session's transcript when it runs in
+/// `workspace`.
+fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+    home.join(project_dir(workspace))
+        .join(format!("{session_id}.jsonl"))
+}
+
+/// Under its home, where the CLI keeps the transcripts of its sessions in
 /// `workspace`: a directory per working directory, named after it with
 /// every character but ASCII letters and digits made `-`.
-fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+pub fn project_dir(workspace: &Path) -> PathBuf {
     let project: String = workspace
         .to_string_lossy()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    home.join(".claude/projects")
-        .join(project)
-        .join(format!("{session_id}.jsonl"))
+    Path::new(".claude/projects").join(project)
 }
 
 /// The session's transcript, under whichever working directory it ran.

@@ -1,0 +1,449 @@
+//! A step's sandbox: its process runs under bubblewrap (`bwrap`, Debian's
+//! `bubblewrap`) in namespaces of its own, with a root made of the system's
+//! programs (read-only), its workspace (read-write), a private `/tmp` and
+//! `HOME`, and nothing else of the host: not the worker's token, data or
+//! configuration, not another step's workspace, not `~/.ssh`. It holds no
+//! capabilities and cannot gain privileges. The worker checks at start that
+//! a sandbox can be made, and refuses to run steps when it cannot; only
+//! `--sandbox=off` runs them unconfined, and says so.
+//!
+//! Why bubblewrap: it is what Flatpak and others confine untrusted
+//! programs with, maintained, packaged everywhere, and needs no daemon and
+//! no privilege where unprivileged user namespaces are allowed. Landlock
+//! would confine the filesystem only, and a seccomp filter alone hides
+//! nothing; bubblewrap gives the step a root of its own, its own process
+//! tree (a killed worker takes the whole tree with it) and, next, its own
+//! network namespace.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+/// The step's `HOME` inside the sandbox: private, empty at the start.
+pub const SANDBOX_HOME: &str = "/home/orca";
+
+/// The host's files a program commonly needs to run, from `/etc`: its
+/// users and groups (names for ids), name resolution, TLS roots, time
+/// zone, the dynamic linker's cache. Missing ones are skipped.
+const ETC: &[&str] = &[
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/localtime",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/alternatives",
+    "/etc/gitconfig",
+    "/etc/mime.types",
+];
+
+/// Top-level system directories: bound read-only, or made the same
+/// symbolic link they are on the host (`/bin -> usr/bin` on merged-/usr
+/// systems).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+
+/// Whether steps run sandboxed: the default, or `--sandbox=off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    #[default]
+    On,
+    Off,
+}
+
+/// How a worker sandboxes its steps.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    /// The bubblewrap executable.
+    pub bwrap: PathBuf,
+    /// Directories steps may read besides the system's (tools installed
+    /// outside `/usr`); the directories on the worker's `PATH` and its
+    /// agent CLIs' are added.
+    pub read_only: Vec<PathBuf>,
+    /// Directories every step may read and write, seeing each other's
+    /// writes (a build cache): what is there is no step's own.
+    pub shared: Vec<PathBuf>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            mode: SandboxMode::On,
+            bwrap: "bwrap".into(),
+            read_only: Vec::new(),
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// What the worker made of its settings at start.
+#[derive(Debug, Clone)]
+pub enum Sandbox {
+    Bubblewrap {
+        bwrap: PathBuf,
+        /// `bubblewrap 0.8.0`, as the program says it.
+        version: String,
+        read_only: Vec<PathBuf>,
+        shared: Vec<PathBuf>,
+    },
+    /// `--sandbox=off`: steps run as the worker's user with its view of
+    /// the machine.
+    Off,
+}
+
+/// What one step's process may see besides the system's programs.
+pub(crate) struct Room<'a> {
+    pub workspace: &'a Path,
+    /// Where its process starts: the workspace or its worktree.
+    pub cwd: &'a Path,
+    /// Read-write besides the workspace: the mirror its worktree's commits
+    /// go into.
+    pub writable: Vec<PathBuf>,
+    /// Host directories placed in the private home, as (host directory,
+    /// path under the home): an agent CLI's transcripts of this workspace,
+    /// which a resume reads.
+    pub home_state: Vec<(PathBuf, PathBuf)>,
+    /// Programs the worker runs the step with (its agent CLI): their
+    /// directories are readable.
+    pub programs: Vec<PathBuf>,
+}
+
+impl Room<'_> {
+    /// A room of the workspace and its working directory only.
+    pub fn new<'a>(workspace: &'a Path, cwd: &'a Path) -> Room<'a> {
+        Room {
+            workspace,
+            cwd,
+            writable: Vec::new(),
+            home_state: Vec::new(),
+            programs: Vec::new(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Checks that a sandbox can be made here by making one (bubblewrap
+    /// running `true`), unless the settings say `off`. The error says why
+    /// and how to fix it, in one line.
+    pub async fn make(settings: &SandboxSettings) -> Result<Sandbox, String> {
+        if settings.mode == SandboxMode::Off {
+            return Ok(Sandbox::Off);
+        }
+        let fix = "install bubblewrap (Debian: apt-get install bubblewrap) where unprivileged user namespaces are allowed, or run steps unsandboxed with --sandbox=off";
+        let version = Command::new(&settings.bwrap)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| {
+                format!(
+                    "steps cannot be sandboxed: {}: {e}; {fix}",
+                    settings.bwrap.display()
+                )
+            })?;
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+        let sandbox = Sandbox::Bubblewrap {
+            bwrap: settings.bwrap.clone(),
+            version,
+            read_only: settings.read_only.clone(),
+            shared: settings.shared.clone(),
+        };
+        let probe = std::env::temp_dir();
+        let mut env = BTreeMap::new();
+        let command = sandbox.confine(
+            Command::new("true"),
+            &mut env,
+            &Room::new(&probe, Path::new("/")),
+        );
+        let output = command_output(command)
+            .await
+            .map_err(|e| format!("steps cannot be sandboxed: running bubblewrap: {e}; {fix}"))?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said = said.trim();
+            return Err(format!(
+                "steps cannot be sandboxed: bubblewrap failed ({}): {said}; {fix}",
+                output.status
+            ));
+        }
+        Ok(sandbox)
+    }
+
+    /// How steps are isolated, as `orca get agents` shows it.
+    pub fn isolation(&self) -> String {
+        match self {
+            Sandbox::Bubblewrap { version, .. } => format!(
+                "{version}: namespaces user, pid, ipc, uts, cgroup; no capabilities; limits: none yet"
+            ),
+            Sandbox::Off => format!("{} (--sandbox=off)", orca_core::UNSANDBOXED),
+        }
+    }
+
+    /// `command` as it runs in this sandbox, with `room` in view; `env`
+    /// is the process's environment, its home and temporary directory
+    /// made the sandbox's. Either way the process leads a process group
+    /// of its own (in the sandbox, a session of its own, so it has no
+    /// terminal to write into), which a stop signals as a whole.
+    pub(crate) fn confine(
+        &self,
+        mut command: Command,
+        env: &mut BTreeMap<String, String>,
+        room: &Room,
+    ) -> Command {
+        let Sandbox::Bubblewrap {
+            bwrap,
+            read_only,
+            shared,
+            ..
+        } = self
+        else {
+            command.process_group(0);
+            return command;
+        };
+        env.insert("HOME".into(), SANDBOX_HOME.into());
+        env.insert("TMPDIR".into(), "/tmp".into());
+        let std = command.as_std();
+        let mut wrapped = Command::new("setsid");
+        wrapped.arg(bwrap);
+        wrapped.args(bwrap_args(room, (read_only, shared), env.get("PATH")));
+        wrapped.arg(std.get_program());
+        wrapped.args(std.get_args());
+        wrapped
+    }
+}
+
+async fn command_output(mut command: Command) -> std::io::Result<std::process::Output> {
+    command
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+}
+
+/// bubblewrap's arguments up to the program: namespaces, then the root's
+/// mounts in order (a later mount may sit inside an earlier one), then the
+/// working directory.
+fn bwrap_args(
+    room: &Room,
+    (read_only, shared): (&[PathBuf], &[PathBuf]),
+    path_var: Option<&String>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut add = |parts: &[&dyn AsRef<std::ffi::OsStr>]| {
+        args.extend(parts.iter().map(|p| p.as_ref().to_os_string()));
+    };
+    add(&[
+        &"--unshare-user",
+        &"--unshare-pid",
+        &"--unshare-ipc",
+        &"--unshare-uts",
+        &"--unshare-cgroup-try",
+        &"--hostname",
+        &"orca-step",
+        // The worker's death (even by SIGKILL) ends the sandbox, and with
+        // its first process the whole process namespace.
+        &"--die-with-parent",
+        &"--cap-drop",
+        &"ALL",
+    ]);
+    for dir in SYSTEM_DIRS {
+        let dir = Path::new(dir);
+        match std::fs::read_link(dir) {
+            Ok(target) => add(&[&"--symlink", &target, &dir]),
+            Err(_) if dir.is_dir() => add(&[&"--ro-bind", &dir, &dir]),
+            Err(_) => {}
+        }
+    }
+    for file in ETC {
+        add(&[&"--ro-bind-try", file, file]);
+    }
+    add(&[
+        &"--proc",
+        &"/proc",
+        &"--dev",
+        &"/dev",
+        &"--tmpfs",
+        &"/tmp",
+        &"--perms",
+        &"0700",
+        &"--tmpfs",
+        &SANDBOX_HOME,
+    ]);
+    for (host, under_home) in &room.home_state {
+        add(&[&"--bind", host, &Path::new(SANDBOX_HOME).join(under_home)]);
+    }
+    for dir in tool_dirs(room, read_only, path_var) {
+        add(&[&"--ro-bind", &dir, &dir]);
+    }
+    for dir in shared {
+        add(&[&"--bind", dir, dir]);
+    }
+    add(&[&"--bind", &room.workspace, &room.workspace]);
+    for dir in &room.writable {
+        add(&[&"--bind", dir, dir]);
+    }
+    // The root bwrap made holds nothing but the mount points above; read-only,
+    // a write outside the workspace, /tmp and the home fails as it would
+    // on the host, instead of vanishing with the sandbox.
+    add(&[&"--remount-ro", &"/", &"--chdir", &room.cwd, &"--"]);
+    args
+}
+
+/// The directories a step may read beyond the system's: those it is told
+/// of, its programs', and those on its `PATH` (where its tools are), each
+/// once, the system's own left out (already there), and none that is not
+/// an absolute, existing directory.
+fn tool_dirs(room: &Room, read_only: &[PathBuf], path_var: Option<&String>) -> Vec<PathBuf> {
+    let on_path = path_var
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let programs = room.programs.iter().flat_map(|program| {
+        // A bare name is found on the PATH, as the process finds it.
+        let found = match program.components().count() {
+            1 if !program.is_absolute() => on_path
+                .iter()
+                .map(|dir| dir.join(program))
+                .find(|p| p.is_file()),
+            _ => Some(program.clone()),
+        };
+        let Some(real) = found.as_deref().and_then(|f| std::fs::canonicalize(f).ok()) else {
+            return Vec::new();
+        };
+        let Some(dir) = real.parent() else {
+            return Vec::new();
+        };
+        // Where it was named (a link, as npm's `.bin/` holds), and where it
+        // is: an executable in a `bin/` is part of what is around it (an
+        // npm package, an install prefix), which it may read.
+        let real_dir = match dir.file_name() {
+            Some(name) if name == "bin" => dir.parent().unwrap_or(dir),
+            _ => dir,
+        };
+        let named_dir = found.as_deref().and_then(Path::parent);
+        named_dir
+            .into_iter()
+            .chain([real_dir])
+            .map(Path::to_path_buf)
+            .collect::<Vec<_>>()
+    });
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for dir in read_only
+        .iter()
+        .cloned()
+        .chain(programs)
+        .chain(on_path.clone())
+    {
+        let system = SYSTEM_DIRS.iter().any(|s| dir.starts_with(s));
+        if dir.is_absolute() && dir.is_dir() && !system && !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The arguments after `flag`, at each place it appears.
+    fn after(args: &[String], flag: &str) -> Vec<(String, String)> {
+        args.windows(3)
+            .filter(|w| w[0] == flag)
+            .map(|w| (w[1].clone(), w[2].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_room_binds_its_workspace_writable_and_tools_read_only_after_the_private_tmp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = dir.path().join("work/t/s/attempt-1");
+        let tools = dir.path().join("tools");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        std::fs::create_dir_all(&tools).expect("tools");
+        let mut room = Room::new(&workspace, &workspace);
+        room.writable.push(dir.path().join("mirror"));
+        let path = format!("/usr/bin:{}:relative:/nonexistent", tools.display());
+        let args = strings(&bwrap_args(&room, (&[], &[]), Some(&path)));
+
+        let ws = workspace.display().to_string();
+        assert!(after(&args, "--bind").contains(&(ws.clone(), ws.clone())));
+        let tools = tools.display().to_string();
+        // Only existing absolute directories outside the system's.
+        assert_eq!(after(&args, "--ro-bind-try").len(), ETC.len());
+        let read_only: Vec<String> = after(&args, "--ro-bind")
+            .into_iter()
+            .map(|(from, _)| from)
+            .filter(|from| !SYSTEM_DIRS.contains(&from.as_str()))
+            .collect();
+        assert_eq!(read_only, vec![tools]);
+        // The workspace may lie under /tmp: its bind comes after the
+        // private /tmp, or the tmpfs would hide it.
+        let at = |s: &str| args.iter().position(|a| a == s).expect(s);
+        assert!(at("/tmp") < at(&ws));
+        assert!(args.contains(&"--die-with-parent".to_string()));
+        assert!(args.windows(2).any(|w| w == ["--cap-drop", "ALL"]));
+        assert_eq!(args.last().map(String::as_str), Some("--"));
+    }
+
+    #[test]
+    fn off_leaves_the_command_and_its_environment_as_they_are() {
+        let mut env = BTreeMap::from([("HOME".to_string(), "/root".to_string())]);
+        let command = Sandbox::Off.confine(
+            Command::new("sh"),
+            &mut env,
+            &Room::new(Path::new("/w"), Path::new("/w")),
+        );
+        assert_eq!(command.as_std().get_program(), "sh");
+        assert_eq!(env["HOME"], "/root");
+    }
+
+    #[test]
+    fn a_sandboxed_command_gets_a_private_home_and_tmp_and_runs_under_bubblewrap() {
+        let sandbox = Sandbox::Bubblewrap {
+            bwrap: "/usr/bin/bwrap".into(),
+            version: "bubblewrap 0.8.0".into(),
+            read_only: Vec::new(),
+            shared: Vec::new(),
+        };
+        let mut env = BTreeMap::from([
+            ("HOME".to_string(), "/root".to_string()),
+            ("TMPDIR".to_string(), "/var/tmp/worker".to_string()),
+        ]);
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo hi"]);
+        let command = sandbox.confine(
+            command,
+            &mut env,
+            &Room::new(Path::new("/w"), Path::new("/w")),
+        );
+        let std = command.as_std();
+        assert_eq!(std.get_program(), "setsid");
+        let args: Vec<String> = std.get_args().map(|a| a.to_string_lossy().into()).collect();
+        assert_eq!(args[0], "/usr/bin/bwrap");
+        assert_eq!(&args[args.len() - 4..], ["--", "sh", "-c", "echo hi"]);
+        assert_eq!(env["HOME"], SANDBOX_HOME);
+        assert_eq!(env["TMPDIR"], "/tmp");
+    }
+}

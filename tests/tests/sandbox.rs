@@ -1,0 +1,368 @@
+//! Every step in a sandbox: hostile steps (a shell step, and a Claude Code
+//! step whose Bash tool calls are the attacks) try to reach what is not
+//! theirs and are refused, with each refusal in the step's events; what is
+//! theirs keeps working; a killed worker leaves no sandboxed process; a
+//! worker that cannot make a sandbox runs nothing unless told `--sandbox=off`,
+//! which is shown and audited.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_tests::anthropic::{MockAnthropic, Reply};
+use orca_tests::*;
+
+/// What a worker's user keeps that no step may read: a private key in its
+/// `~/.ssh`.
+const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY----- worker-only";
+
+/// What the victim step keeps in its workspace.
+const VICTIM_NOTES: &str = "victim-notes-not-for-others";
+
+/// The worker's home, with its `~/.ssh`.
+fn worker_home(dir: &Path) -> PathBuf {
+    let home = dir.join("worker-home");
+    std::fs::create_dir_all(home.join(".ssh")).expect("home");
+    std::fs::write(home.join(".ssh/id_rsa"), SSH_KEY).expect("key");
+    home
+}
+
+/// Starts worker `name` (sandboxed, the default) with `home` as its HOME.
+fn sandboxed_worker(server: &Server, name: &str, home: &Path, extra: &[&str]) -> Process {
+    start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        name,
+        &["shell"],
+        2,
+        extra,
+        &server.worker_token,
+        &[("HOME", home.to_str().expect("utf-8"))],
+    )
+    .expect("worker")
+}
+
+/// A step that keeps notes in its workspace, then waits to be cancelled.
+fn victim_step() -> v1::StepSpec {
+    shell_step(
+        "victim",
+        &[],
+        &format!("echo {VICTIM_NOTES} > notes; exec sleep 913.25"),
+    )
+}
+
+/// Where a step tries to write outside its sandbox: a place on the host
+/// that is neither its workspace nor a temporary directory (a step's `/tmp`
+/// is its own, and the tests' directories are under the host's).
+fn escape_path(server: &Server) -> PathBuf {
+    let name = server.data_dir.file_name().expect("name").to_string_lossy();
+    PathBuf::from(format!("/var/tmp/orca-escaped-{name}"))
+}
+
+/// The attacks, as a shell script: each prints `<name>: refused` or
+/// `<name>: LEAKED <what it got>`; then what the step may do, each
+/// printing `<name>: ok`.
+fn attacks(server: &Server, home: &Path, victim_notes: &Path, worker_pid: u32) -> String {
+    let data = server.data_dir.display();
+    let escaped = escape_path(server);
+    format!(
+        r#"try() {{ name=$1; shift; if out=$("$@" 2>&1); then echo "$name: LEAKED $out"; else echo "$name: refused"; fi; }}
+try data-dir sh -c 'ls -A {data} | grep -v -x work'
+try tokens-file cat {data}/tokens
+try worker-token grep -l -r {token} /proc/1/environ /proc/self/environ {data}
+try other-workspace cat {victim}
+try worker-ssh cat {home}/.ssh/id_rsa
+try write-outside sh -c 'echo x > {escaped}'
+try write-system sh -c 'echo x > /usr/escaped'
+try signal-worker kill -0 {worker_pid}
+echo mine > "$ORCA_WORKSPACE/mine" && echo "workspace: ok"
+echo t > /tmp/t && echo "tmp: ok"
+echo h > "$HOME/h" && echo "home: ok"
+git --version > /dev/null && echo "tools: ok"
+"#,
+        token = server.worker_token,
+        victim = victim_notes.display(),
+        home = home.display(),
+        escaped = escaped.display(),
+    )
+}
+
+const REFUSED: &[&str] = &[
+    "data-dir",
+    "tokens-file",
+    "worker-token",
+    "other-workspace",
+    "worker-ssh",
+    "write-outside",
+    "write-system",
+    "signal-worker",
+];
+const ALLOWED: &[&str] = &["workspace", "tmp", "home", "tools"];
+
+/// Every attack refused and every allowed thing done, in `said`.
+fn assert_refused_and_allowed(said: &str, server: &Server) {
+    for name in REFUSED {
+        assert!(
+            said.contains(&format!("{name}: refused")),
+            "{name} was not refused: {said}"
+        );
+    }
+    for name in ALLOWED {
+        assert!(
+            said.contains(&format!("{name}: ok")),
+            "{name} failed: {said}"
+        );
+    }
+    assert!(!said.contains("LEAKED"), "{said}");
+    assert!(!said.contains(SSH_KEY) && !said.contains(VICTIM_NOTES));
+    assert!(!said.contains(&server.worker_token) || said.contains("worker-token: refused"));
+    let escaped = escape_path(server);
+    let outside = escaped.exists();
+    let _ = std::fs::remove_file(&escaped);
+    assert!(!outside, "a step wrote {}", escaped.display());
+}
+
+/// Starts the victim and waits until its notes are on the worker's disk;
+/// the task and where the notes are.
+async fn running_victim(server: &Server, client: &Tasks, worker: &str) -> (String, PathBuf) {
+    let victim = submit(client, task("victim", vec![victim_step()]))
+        .await
+        .expect("victim");
+    let notes = server
+        .data_dir
+        .join("work")
+        .join(worker)
+        .join(&victim)
+        .join("victim/attempt-1/notes");
+    eventually(Duration::from_secs(30), || {
+        let found = std::fs::read_to_string(&notes).is_ok_and(|n| n.contains(VICTIM_NOTES));
+        async move { found.then_some(()) }
+    })
+    .await
+    .expect("the victim's notes");
+    (victim, notes)
+}
+
+/// Runs `step` as a task of its own, which must succeed (the step's
+/// attacks failing is its success); the task's id.
+async fn run_to_success(client: &Tasks, step: v1::StepSpec) -> String {
+    let id = submit(client, task("hostile", vec![step]))
+        .await
+        .expect("hostile");
+    let done = wait_finished(client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}");
+    id
+}
+
+/// The workers connected to `server`.
+async fn connected(server: &Server) -> Vec<v1::Agent> {
+    server
+        .agents()
+        .await
+        .expect("agents")
+        .list_agents(v1::ListAgentsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .agents
+}
+
+/// The lines a task's step `step` logged.
+async fn logged(client: &Tasks, task_id: &str, step: &str) -> String {
+    let events = task_events(&mut client.clone(), task_id, 0, false)
+        .await
+        .expect("events");
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(l)) if l.step_id == step => Some(l.line.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_hostile_shell_step_is_refused_all_that_is_not_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let worker = sandboxed_worker(&server, "agent-1", &home, &[]);
+    server.wait_for_agents(&["agent-1"]).await.expect("worker");
+    let client = server.tasks().await.expect("client");
+    let (victim, notes) = running_victim(&server, &client, "agent-1").await;
+
+    let script = attacks(&server, &home, &notes, worker.pid());
+    let hostile = run_to_success(&client, shell_step("h", &[], &script)).await;
+    assert_refused_and_allowed(&logged(&client, &hostile, "h").await, &server);
+
+    // The worker says how its steps are isolated.
+    let agents = connected(&server).await;
+    assert!(
+        agents[0].isolation.starts_with("bubblewrap"),
+        "{:?}",
+        agents[0]
+    );
+    let _ = client
+        .clone()
+        .cancel_task(v1::CancelTaskRequest { task_id: victim })
+        .await;
+}
+
+#[tokio::test]
+async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let bin = claude_bin().display().to_string();
+    // The mock's address is known once it runs; the script needs the
+    // victim's path, known once the victim runs: the victim goes first,
+    // on a shell worker of its own.
+    let shell = sandboxed_worker(&server, "shell-1", &home, &[]);
+    server.wait_for_agents(&["shell-1"]).await.expect("worker");
+    let client = server.tasks().await.expect("client");
+    let (victim, notes) = running_victim(&server, &client, "shell-1").await;
+
+    let script = attacks(&server, &home, &notes, shell.pid());
+    let mock = MockAnthropic::start(vec![Reply::bash(&script), Reply::Text("done".into())])
+        .await
+        .expect("mock");
+    let _agent = start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        "agent-1",
+        &[orca_core::CLAUDE_CODE],
+        1,
+        &["--claude-bin", &bin],
+        &server.worker_token,
+        &[
+            ("HOME", home.to_str().expect("utf-8")),
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+    .expect("agent worker");
+    server
+        .wait_for_agents(&["agent-1", "shell-1"])
+        .await
+        .expect("agent");
+    run_to_success(&client, claude_step("a", "look around", &["Bash"])).await;
+    // What the Bash tool answered went back to the model.
+    let mut answered = String::new();
+    for request in mock.requests() {
+        tool_results(&request, &mut answered);
+    }
+    assert_refused_and_allowed(&answered, &server);
+    let _ = client
+        .clone()
+        .cancel_task(v1::CancelTaskRequest { task_id: victim })
+        .await;
+}
+
+/// The text of every `tool_result` block in a Messages API request.
+fn tool_results(value: &serde_json::Value, into: &mut String) {
+    match value {
+        serde_json::Value::Object(map)
+            if map.get("type").and_then(|t| t.as_str()) == Some("tool_result") =>
+        {
+            match &map["content"] {
+                serde_json::Value::String(text) => into.push_str(text),
+                blocks => {
+                    for block in blocks.as_array().into_iter().flatten() {
+                        into.push_str(block["text"].as_str().unwrap_or_default());
+                    }
+                }
+            }
+            into.push('\n');
+        }
+        serde_json::Value::Object(map) => map.values().for_each(|v| tool_results(v, into)),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| tool_results(v, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_with_sigkill_leaves_no_sandboxed_process_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let mut worker = sandboxed_worker(&server, "agent-1", &home, &[]);
+    server.wait_for_agents(&["agent-1"]).await.expect("worker");
+    let client = server.tasks().await.expect("client");
+    running_victim(&server, &client, "agent-1").await;
+    let sleeper = ["sleep", "913.25"];
+    eventually(Duration::from_secs(10), || {
+        let running = processes(&sleeper).len() == 1;
+        async move { running.then_some(()) }
+    })
+    .await
+    .expect("the victim's sleep runs");
+
+    worker.signal("KILL");
+    worker.wait_exit(Duration::from_secs(10)).expect("killed");
+    eventually(Duration::from_secs(10), || {
+        let left = processes(&sleeper);
+        async move { left.is_empty().then_some(()) }
+    })
+    .await
+    .expect("no sandboxed process outlives its worker");
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_make_a_sandbox_says_why_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-bwrap");
+    let missing = missing.to_str().expect("utf-8");
+    let server = Server::start(dir.path()).expect("server");
+    let line = fails_in_one_line(
+        server
+            .cli()
+            .args(["worker", "--name", "w", "--bwrap", missing])
+            .env("ORCA_TOKEN", &server.worker_token)
+            .current_dir(dir.path()),
+    );
+    assert!(line.contains("cannot be sandboxed"), "{line}");
+    assert!(
+        line.contains("--sandbox=off") && line.contains("bubblewrap"),
+        "{line}"
+    );
+    let line = fails_in_one_line(
+        std::process::Command::new(orca_bin())
+            .args(["up", "--data-dir"])
+            .arg(dir.path().join("up"))
+            .args(["--listen", "127.0.0.1:0", "--bwrap", missing])
+            .env("XDG_CONFIG_HOME", dir.path()),
+    );
+    assert!(line.contains("--sandbox=off"), "{line}");
+    // Nothing registered.
+    let agents = connected(&server).await;
+    assert!(agents.is_empty(), "{agents:?}");
+}
+
+#[tokio::test]
+async fn sandbox_off_is_a_choice_shown_and_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let _worker = sandboxed_worker(&server, "loose-1", &home, &["--sandbox", "off"]);
+    server.wait_for_agents(&["loose-1"]).await.expect("worker");
+
+    let out = succeed(server.cli().args(["get", "agents"]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("ISOLATION"), "{table}");
+    assert!(table.contains("none (--sandbox=off)"), "{table}");
+    let audited = eventually(Duration::from_secs(10), || async {
+        server
+            .audit_log()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|e| e.action == "worker.unsandboxed")
+    })
+    .await
+    .expect("the choice is in the audit log");
+    assert_eq!(audited.actor, "loose-1");
+    assert!(audited.detail.contains("--sandbox=off"), "{audited:?}");
+}
