@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 
 # The binary as the images ship it (stripped; scripts/dist.sh).
 DIST_DIR="$(cargo_target_dir)/dist" ./scripts/dist.sh
-# `make bench` runs e2e, then webhooks; `make bench-scale` runs scale (a
+# `make bench` runs e2e, then webhooks, then sandbox; `make bench-scale` runs scale (a
 # million queued) and fleet (10,000 workers).
 ORCA_BIN="$(cargo_target_dir)/dist/orca" cargo bench -p orca-tests --bench "${1:-e2e}"

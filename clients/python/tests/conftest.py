@@ -62,6 +62,10 @@ class Orca:
                 str(self.templates_dir),
                 # The tests' webhook receiver listens on loopback.
                 "--webhook-allow-private-networks",
+                # Steps run sandboxed; the gates the tests open for them
+                # are in pytest's directories, beside this one.
+                "--sandbox-shared",
+                str(root.parent),
             ],
             cwd=root,
             env=env,
