@@ -366,3 +366,75 @@ async fn sandbox_off_is_a_choice_shown_and_audited() {
     assert_eq!(audited.actor, "loose-1");
     assert!(audited.detail.contains("--sandbox=off"), "{audited:?}");
 }
+
+#[tokio::test]
+async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let worker = sandboxed_worker(
+        &server,
+        "agent-1",
+        &home,
+        &["--step-memory", "64MiB", "--step-processes", "32"],
+    );
+    server.wait_for_agents(&["agent-1"]).await.expect("worker");
+    let agents = connected(&server).await;
+    assert!(
+        agents[0]
+            .isolation
+            .contains("limits memory 64 MiB (cgroup v"),
+        "{:?}",
+        agents[0].isolation
+    );
+    let client = server.tasks().await.expect("client");
+    let forks = shell_step(
+        "forks",
+        &[],
+        "i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait",
+    );
+    let hog = shell_step(
+        "hog",
+        &[],
+        "python3 -c 'b = bytearray(256 * 1024 * 1024); print(len(b))'",
+    );
+    let small = shell_step("small", &[], "python3 -c 'print(len(bytearray(1024)))'");
+    for (step, reason) in [
+        (forks, Some("pids limit 32")),
+        (hog, Some("oom: memory limit 64 MiB")),
+        (small, None),
+    ] {
+        let id = submit(&client, task("limited", vec![step.clone()]))
+            .await
+            .expect("submit");
+        let done = wait_finished(&client, &id, Duration::from_secs(60))
+            .await
+            .expect("finished");
+        let ended = orca_tests::step(&done, &step.id);
+        match reason {
+            Some(reason) => {
+                assert_eq!(done.state, v1::TaskState::Failed as i32, "{done:?}");
+                assert_eq!(ended.error, reason, "{done:?}");
+            }
+            None => assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}"),
+        }
+    }
+    // No cgroup of a step outlives it.
+    let left: Vec<_> = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(':')?;
+            let (controller, path) = rest.split_once(':')?;
+            (controller == "pids" || controller == "memory")
+                .then(|| format!("/sys/fs/cgroup/{controller}{path}"))
+        })
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("orca-{}", worker.pid()))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

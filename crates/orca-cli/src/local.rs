@@ -246,6 +246,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.mirrors_max_bytes = args.mirrors_max_bytes;
     config.spare_worktrees = args.spare_worktrees;
     config.sandbox = args.sandbox.settings();
+    config.limits = args.sandbox.limits();
     config.token = target.token;
     config.orca_bin = std::env::current_exe().ok();
     config.http = match args.http_listen {
@@ -351,6 +352,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     orca_worker::Sandbox::make(&sandbox)
         .await
         .map_err(|why| anyhow::anyhow!(why))?;
+    if let Some(unheld) = orca_worker::Limits::probe(args.sandbox.limits()).unheld() {
+        anyhow::bail!("step limits cannot be held here: {unheld}");
+    }
     let mut config = server_config(&args.control_plane)?;
     // The console is on by default here, on loopback: the port after
     // gRPC's, or one the system picks when gRPC's was picked too or the
@@ -415,6 +419,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.secrets_dir = args.secrets_dir.clone();
         config.orca_bin = std::env::current_exe().ok();
         config.sandbox = sandbox.clone();
+        config.limits = args.sandbox.limits();
         let mut stop = stop_workers.subscribe();
         workers.push(tokio::spawn(orca_worker::run(config, async move {
             let _ = stop.recv().await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use orca_api::client::ClientTls;
 
 use crate::http::HttpSettings;
+use crate::limits::LimitSettings;
 use crate::runtime::{self, ClaudeSettings};
 use crate::sandbox::SandboxSettings;
 
@@ -63,6 +64,8 @@ pub struct WorkerConfig {
     pub spare_worktrees: usize,
     /// How steps are sandboxed (on unless `--sandbox=off`).
     pub sandbox: SandboxSettings,
+    /// What each step may use.
+    pub limits: LimitSettings,
 }
 
 impl WorkerConfig {
@@ -90,6 +93,7 @@ impl WorkerConfig {
             mirrors_max_bytes: 0,
             spare_worktrees: DEFAULT_SPARE_WORKTREES,
             sandbox: SandboxSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }

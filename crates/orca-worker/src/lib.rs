@@ -7,6 +7,7 @@
 mod config;
 mod error;
 pub mod http;
+pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod runtime;
@@ -34,6 +35,7 @@ use tracing::Instrument;
 pub use crate::config::{DEFAULT_SPARE_WORKTREES, WorkerConfig};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
+pub use crate::limits::{LimitSettings, Limits};
 use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
 use crate::runtime::checkpoint::{Checkpoints, Keeper};
@@ -95,6 +97,10 @@ struct Worker {
     mirrors: Arc<orca_git::mirror::Mirrors>,
     /// What every step's process runs in.
     sandbox: Arc<Sandbox>,
+    /// What every step may use.
+    limits: Arc<Limits>,
+    /// How steps are isolated and limited, as registration says it.
+    isolation: String,
     /// Where steps' branches are kept for steps on other workers: the
     /// control plane, always (a step's dependents may run anywhere).
     branches: Arc<dyn runtime::checkpoint::Keeper>,
@@ -139,6 +145,13 @@ pub async fn run(
     let sandbox = Sandbox::make(&config.sandbox)
         .await
         .map_err(Error::Sandbox)?;
+    // A limit asked for and not held is refused as a sandbox is.
+    let limits = Limits::probe(config.limits.clone());
+    if let Some(unheld) = limits.unheld() {
+        return Err(Error::Sandbox(format!(
+            "step limits cannot be held here: {unheld}"
+        )));
+    }
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     let http = match &config.http {
         Some(settings) => {
@@ -192,7 +205,9 @@ pub async fn run(
         report_tx,
         agents: Arc::new(runtime::Agents { claude }),
         metrics,
+        isolation: format!("{}; {}", sandbox.isolation(), limits.describe()),
         sandbox: Arc::new(sandbox),
+        limits: Arc::new(limits),
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
     let (start_drain, mut drain) = watch::channel(false);
@@ -299,7 +314,7 @@ impl Worker {
                 slots: self.config.slots,
                 running: reclaim,
                 max_concurrent_agents: self.config.max_concurrent_agents,
-                isolation: self.sandbox.isolation(),
+                isolation: self.isolation.clone(),
             })),
         };
         outbound
@@ -491,6 +506,7 @@ impl Worker {
                         .collect(),
                     mirrors: self.mirrors.clone(),
                     sandbox: self.sandbox.clone(),
+                    limits: self.limits.clone(),
                     branches: Some(self.branches.clone()),
                     mirrors_max_bytes: self.config.mirrors_max_bytes,
                     key,

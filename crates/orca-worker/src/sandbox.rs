@@ -182,24 +182,31 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Whether a confined command needs a process group made for it: one
+    /// in the sandbox makes its own session.
+    pub(crate) fn own_group(&self) -> bool {
+        matches!(self, Sandbox::Off)
+    }
+
     /// How steps are isolated, as `orca get agents` shows it.
     pub fn isolation(&self) -> String {
         match self {
-            Sandbox::Bubblewrap { version, .. } => format!(
-                "{version}: namespaces user, pid, ipc, uts, cgroup; no capabilities; limits: none yet"
-            ),
+            Sandbox::Bubblewrap { version, .. } => {
+                format!("{version}: namespaces user, pid, ipc, uts, cgroup; no capabilities")
+            }
             Sandbox::Off => format!("{} (--sandbox=off)", orca_core::UNSANDBOXED),
         }
     }
 
     /// `command` as it runs in this sandbox, with `room` in view; `env`
     /// is the process's environment, its home and temporary directory
-    /// made the sandbox's. Either way the process leads a process group
-    /// of its own (in the sandbox, a session of its own, so it has no
-    /// terminal to write into), which a stop signals as a whole.
+    /// made the sandbox's. In the sandbox the process leads a session of
+    /// its own (so it has no terminal to write into), and so a process
+    /// group, which a stop signals as a whole; unsandboxed, the caller
+    /// gives it a group of its own ([`Sandbox::own_group`]).
     pub(crate) fn confine(
         &self,
-        mut command: Command,
+        command: Command,
         env: &mut BTreeMap<String, String>,
         room: &Room,
     ) -> Command {
@@ -210,7 +217,6 @@ impl Sandbox {
             ..
         } = self
         else {
-            command.process_group(0);
             return command;
         };
         env.insert("HOME".into(), SANDBOX_HOME.into());

@@ -171,6 +171,29 @@ fn parse_rate(text: &str) -> Result<(u32, u32), String> {
     }
 }
 
+/// `2GiB`, `512MiB`, `64KiB`, or a bare number of bytes; above zero.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let wrong = || format!("{text:?} is not a size like 2GiB, 512MiB or 1048576");
+    let value: u64 = number.parse().map_err(|_| wrong())?;
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(wrong()),
+    };
+    match value.checked_mul(unit) {
+        Some(0) => Err(format!("{text:?} must be above zero")),
+        Some(bytes) => Ok(bytes),
+        None => Err(wrong()),
+    }
+}
+
 /// `500ms`, `15s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -247,6 +270,16 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("0").unwrap_err().contains("above zero"));
+        assert!(parse_bytes("2GB").is_err());
+        assert!(parse_bytes("99999999999GiB").is_err());
     }
 
     #[test]

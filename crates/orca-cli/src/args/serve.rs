@@ -553,9 +553,39 @@ pub struct SandboxArgs {
     /// The bubblewrap executable the sandbox is made with.
     #[arg(long, env = "ORCA_BWRAP", default_value = "bwrap")]
     pub bwrap: PathBuf,
+
+    /// Each step's memory (e.g. 2GiB), in a cgroup of its own below the
+    /// worker's: past it the step ends with `oom: memory limit 2 GiB`. The
+    /// worker does not start where it cannot be held.
+    #[arg(long, env = "ORCA_STEP_MEMORY", value_parser = parse_bytes)]
+    pub step_memory: Option<u64>,
+
+    /// Each step's processes at once, in a cgroup of its own below the
+    /// worker's: a step ended by a fork refused at it says
+    /// `pids limit N`. The worker does not start where it cannot be held.
+    #[arg(long, env = "ORCA_STEP_PROCESSES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_processes: Option<u64>,
+
+    /// Each process's open files in a step (an rlimit).
+    #[arg(long, env = "ORCA_STEP_OPEN_FILES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_open_files: Option<u64>,
+
+    /// Each process's CPU seconds in a step (an rlimit: SIGXCPU, then
+    /// SIGKILL).
+    #[arg(long, env = "ORCA_STEP_CPU_SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_cpu_seconds: Option<u64>,
 }
 
 impl SandboxArgs {
+    pub fn limits(&self) -> orca_worker::LimitSettings {
+        orca_worker::LimitSettings {
+            memory_bytes: self.step_memory,
+            processes: self.step_processes,
+            open_files: self.step_open_files,
+            cpu_seconds: self.step_cpu_seconds,
+        }
+    }
+
     pub fn settings(&self) -> orca_worker::SandboxSettings {
         orca_worker::SandboxSettings {
             mode: match self.sandbox {

@@ -92,6 +92,8 @@ pub struct Attempt {
     pub dependency_heads: Vec<orca_core::repo::DependencyHead>,
     /// What the step's process runs in.
     pub sandbox: Arc<crate::sandbox::Sandbox>,
+    /// What it may use.
+    pub limits: Arc<crate::limits::Limits>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<orca_git::mirror::Mirrors>,
     /// After the step, mirrors beyond this many bytes are evicted (0: no

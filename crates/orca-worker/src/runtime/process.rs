@@ -201,9 +201,23 @@ pub(crate) async fn supervise(
             format!("could not start {program:?}: {missing}"),
         ));
     }
-    // In its sandbox, leading a process group of its own, so a kill
-    // reaches children and grandchildren.
-    let mut command = attempt.sandbox.confine(command, &mut env, room);
+    // In its cgroup (its memory and process limits) and under its
+    // rlimits, in its sandbox, leading a process group of its own, so a
+    // kill reaches children and grandchildren.
+    let cgroup = match attempt.limits.enter(&cgroup_name(attempt)) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            return Err(Ended::fault(
+                Fault::Start,
+                format!("making the step's cgroup: {e}"),
+            ));
+        }
+    };
+    let command = attempt.sandbox.confine(command, &mut env, room);
+    let mut command = attempt.limits.wrap(command, cgroup.as_ref());
+    if attempt.sandbox.own_group() {
+        command.process_group(0);
+    }
     command
         .env_clear()
         .envs(env)
@@ -276,6 +290,15 @@ pub(crate) async fn supervise(
     for reader in [stdout, stderr].into_iter().flatten() {
         let _ = tokio::time::timeout(DRAIN_GRACE, reader).await;
     }
+    // A limit that ended it is its reason, whatever its exit said.
+    let limit_hit = match cgroup {
+        Some(cgroup) => {
+            let verdict = cgroup.verdict();
+            cgroup.remove().await;
+            verdict
+        }
+        None => None,
+    };
 
     let code = status.as_ref().ok().and_then(|s| s.code());
     if let Some(stop) = cancelled {
@@ -307,7 +330,24 @@ pub(crate) async fn supervise(
             )
         });
     }
-    status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
+    match (status, limit_hit) {
+        (Ok(status), Some(limit)) if !status.success() => Err(Ended::failed(limit, status.code())),
+        (status, _) => {
+            status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
+        }
+    }
+}
+
+/// The name of an attempt's cgroup: unique on the machine, as another
+/// worker may run the same attempt's retry beside this one.
+fn cgroup_name(attempt: &Attempt) -> String {
+    format!(
+        "orca-{}-{}-{}-{}",
+        std::process::id(),
+        attempt.key.task_id,
+        attempt.key.step_id,
+        attempt.key.attempt
+    )
 }
 
 /// Whether `program` is there to start from `cwd`: a bare name on `path`,
