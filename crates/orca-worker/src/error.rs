@@ -18,7 +18,8 @@ pub enum Error {
     /// The control plane broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
-    /// Steps cannot be sandboxed here (and `--sandbox=off` was not given).
+    /// Steps cannot be sandboxed here (and `--sandbox=off` was not given),
+    /// or a limit asked for cannot be held.
     #[error("{0}")]
     Sandbox(String),
     /// The work directory cannot be used.

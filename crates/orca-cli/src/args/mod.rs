@@ -277,7 +277,7 @@ mod tests {
         assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
         assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
         assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert!(parse_bytes("0").unwrap_err().contains("above zero"));
+        assert!(parse_bytes("0").expect_err("zero").contains("above zero"));
         assert!(parse_bytes("2GB").is_err());
         assert!(parse_bytes("99999999999GiB").is_err());
     }
