@@ -229,6 +229,9 @@ pub(crate) async fn supervise(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
+            if let Some(cgroup) = cgroup {
+                cgroup.remove().await;
+            }
             return Err(Ended::fault(
                 Fault::Start,
                 format!("could not start {program:?}: {e}"),
