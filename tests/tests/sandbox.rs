@@ -16,6 +16,10 @@ use orca_tests::*;
 /// `~/.ssh`.
 const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY----- worker-only";
 
+/// The worker's credential for the model API: a sandboxed agent reaches
+/// the API through the worker's proxy with a key of its attempt's.
+const MODEL_KEY: &str = "sk-ant-test-key";
+
 /// What the victim step keeps in its workspace.
 const VICTIM_NOTES: &str = "victim-notes-not-for-others";
 
@@ -75,12 +79,14 @@ try worker-ssh cat {home}/.ssh/id_rsa
 try write-outside sh -c 'echo x > {escaped}'
 try write-system sh -c 'echo x > /usr/escaped'
 try signal-worker kill -0 {worker_pid}
+try model-key sh -c 'env | grep {model_key}'
 echo mine > "$ORCA_WORKSPACE/mine" && echo "workspace: ok"
 echo t > /tmp/t && echo "tmp: ok"
 echo h > "$HOME/h" && echo "home: ok"
 git --version > /dev/null && echo "tools: ok"
 "#,
         token = server.worker_token,
+        model_key = MODEL_KEY,
         victim = victim_notes.display(),
         home = home.display(),
         escaped = escaped.display(),
@@ -96,6 +102,7 @@ const REFUSED: &[&str] = &[
     "write-outside",
     "write-system",
     "signal-worker",
+    "model-key",
 ];
 const ALLOWED: &[&str] = &["workspace", "tmp", "home", "tools"];
 
@@ -240,7 +247,7 @@ async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
         &[
             ("HOME", home.to_str().expect("utf-8")),
             ("ANTHROPIC_BASE_URL", &mock.url),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+            ("ANTHROPIC_API_KEY", MODEL_KEY),
         ],
     )
     .expect("agent worker");

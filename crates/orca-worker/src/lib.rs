@@ -10,6 +10,7 @@ pub mod http;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod model_proxy;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
@@ -44,6 +45,31 @@ pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
     orca_api::client::endpoint(server, tls).map_err(|e| Error::Settings(e.to_string()))
+}
+
+/// The model proxy sandboxed agents call through, so their processes hold
+/// a key of their attempt's, not the worker's: when steps are sandboxed
+/// and the worker has a credential to keep from them.
+async fn model_proxy(
+    sandbox: &Sandbox,
+    claude: &ClaudeSettings,
+) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
+    let has_credential = claude.api_key.is_some() || claude.oauth_token.is_some();
+    if matches!(sandbox, Sandbox::Off) || !has_credential {
+        return Ok(None);
+    }
+    let upstream = claude
+        .base_url
+        .as_deref()
+        .unwrap_or(model_proxy::DEFAULT_UPSTREAM);
+    let credentials = model_proxy::Credentials {
+        api_key: claude.api_key.clone(),
+        oauth_token: claude.oauth_token.clone(),
+    };
+    let proxy = model_proxy::ModelProxy::start(upstream, credentials)
+        .await
+        .map_err(|e| Error::Sandbox(format!("the agents' model proxy could not start: {e}")))?;
+    Ok(Some(Arc::new(proxy)))
 }
 
 /// How long a stopping worker waits for its cancelled steps to end.
@@ -203,7 +229,10 @@ pub async fn run(
         undelivered: VecDeque::new(),
         reports,
         report_tx,
-        agents: Arc::new(runtime::Agents { claude }),
+        agents: Arc::new(runtime::Agents {
+            model_proxy: model_proxy(&sandbox, &claude).await?,
+            claude,
+        }),
         metrics,
         isolation: format!("{}; {}", sandbox.isolation(), limits.describe()),
         sandbox: Arc::new(sandbox),

@@ -40,9 +40,13 @@ pub use claude::settings::ClaudeSettings;
 use shell::run_shell;
 
 /// How this worker runs each agent CLI it offers.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Agents {
     pub claude: ClaudeSettings,
+    /// Where sandboxed agents reach the model API with a key of their own
+    /// attempt's instead of the worker's; `None` hands the CLI the
+    /// worker's credential (unsandboxed, or none to hide).
+    pub model_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
 }
 
 /// Runs the attempt to its end and reports the result. A message on
@@ -61,7 +65,7 @@ pub async fn run(
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
         Some(Runtime::Deliver) => deliver::run_deliver(&attempt).await,
         Some(Runtime::ClaudeCode(spec)) => {
-            let claude = ClaudeCode::new(&agents.claude, spec);
+            let claude = ClaudeCode::new(&agents.claude, agents.model_proxy.as_deref(), spec);
             run_agent(&claude, &attempt, &reports, cancel).await
         }
         None => Ended::fault(

@@ -60,6 +60,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
 /// "CLI" is the script `claude_attempt` writes there.
 fn claude_settings(dir: &Path) -> Agents {
     Agents {
+        model_proxy: None,
         claude: ClaudeSettings {
             bin: dir.join("fake-claude"),
             model: Some("claude-test".into()),

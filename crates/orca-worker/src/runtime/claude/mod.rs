@@ -25,6 +25,7 @@ use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
+use crate::model_proxy::{Admission, ModelProxy};
 use crate::secrets::Redactor;
 use run::ClaudeRun;
 use settings::ClaudeSettings;
@@ -44,14 +45,22 @@ pub struct ClaudeCode<'a> {
     settings: &'a ClaudeSettings,
     spec: &'a ClaudeCodeSpec,
     max_turns: u32,
+    /// Through the worker's model proxy: the CLI gets this attempt's key
+    /// and the proxy's address, never the worker's credential.
+    proxied: Option<(String, Admission)>,
 }
 
 impl<'a> ClaudeCode<'a> {
-    pub fn new(settings: &'a ClaudeSettings, spec: &'a ClaudeCodeSpec) -> Self {
+    pub fn new(
+        settings: &'a ClaudeSettings,
+        proxy: Option<&ModelProxy>,
+        spec: &'a ClaudeCodeSpec,
+    ) -> Self {
         ClaudeCode {
             settings,
             spec,
             max_turns: spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS),
+            proxied: proxy.map(|p| (p.url(), p.admit())),
         }
     }
 }
@@ -64,6 +73,7 @@ impl AgentRuntime for ClaudeCode<'_> {
             .api_key
             .iter()
             .chain(&self.settings.oauth_token)
+            .chain(self.proxied.iter().map(|(_, admission)| admission.key()))
             .collect()
     }
 
@@ -123,7 +133,16 @@ impl AgentRuntime for ClaudeCode<'_> {
             prompt.insert_str(0, briefing);
         }
         command.args(args);
-        (command, environment(attempt, self.settings, workspace))
+        let mut env = environment(attempt, self.settings, workspace);
+        if let Some((url, admission)) = &self.proxied {
+            env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
+            for var in ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"] {
+                if env.contains_key(var) {
+                    env.insert(var.into(), admission.key().clone());
+                }
+            }
+        }
+        (command, env)
     }
 }
 
