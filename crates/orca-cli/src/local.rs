@@ -302,21 +302,6 @@ pub async fn operator(args: OperatorRunArgs, target: Resolved) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where `program` is: itself when it names a path, else the first
-/// executable of that name on `PATH`.
-fn find_program(program: &Path) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |path: &Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.components().count() > 1 {
-        return runnable(program).then(|| program.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| runnable(path))
-}
-
 fn default_worker_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -390,7 +375,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // only fail.
     let credentials = claude.api_key.is_some() || claude.oauth_token.is_some();
     if credentials && !capabilities.iter().any(|c| c == orca_core::CLAUDE_CODE) {
-        if find_program(&claude.bin).is_some() {
+        if orca_worker::program::find_program(
+            &claude.bin,
+            Path::new("."),
+            std::env::var("PATH").ok().as_deref(),
+        )
+        .is_some()
+        {
             capabilities.push(orca_core::CLAUDE_CODE.to_string());
         } else {
             eprintln!(

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod model_proxy;
+pub mod program;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;

@@ -22,6 +22,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+use crate::program::find_program;
+
 /// The step's `HOME` inside the sandbox: private, empty at the start.
 pub const SANDBOX_HOME: &str = "/home/orca";
 
@@ -320,14 +322,8 @@ fn tool_dirs(room: &Room, read_only: &[PathBuf], path_var: Option<&String>) -> V
         .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default();
     let programs = room.programs.iter().flat_map(|program| {
-        // A bare name is found on the PATH, as the process finds it.
-        let found = match program.components().count() {
-            1 if !program.is_absolute() => on_path
-                .iter()
-                .map(|dir| dir.join(program))
-                .find(|p| p.is_file()),
-            _ => Some(program.clone()),
-        };
+        // Found as the process will find it.
+        let found = find_program(program, room.cwd, path_var.map(String::as_str));
         let Some(real) = found.as_deref().and_then(|f| std::fs::canonicalize(f).ok()) else {
             return Vec::new();
         };
@@ -349,12 +345,7 @@ fn tool_dirs(room: &Room, read_only: &[PathBuf], path_var: Option<&String>) -> V
             .collect::<Vec<_>>()
     });
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for dir in read_only
-        .iter()
-        .cloned()
-        .chain(programs)
-        .chain(on_path.clone())
-    {
+    for dir in read_only.iter().cloned().chain(programs).chain(on_path) {
         let system = SYSTEM_DIRS.iter().any(|s| dir.starts_with(s));
         if dir.is_absolute() && dir.is_dir() && !system && !dirs.contains(&dir) {
             dirs.push(dir);

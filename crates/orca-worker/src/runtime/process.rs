@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use crate::metrics::Fault;
+use crate::program::find_program;
 use crate::sandbox::Room;
 use crate::secrets::Redactor;
 
@@ -194,7 +195,14 @@ pub(crate) async fn supervise(
     // In a sandbox a program that is not there is bubblewrap's failure to
     // exec it, an exit like any other: it is looked for first, so it is
     // said as what it is, a step that could not start.
-    if !findable(command.as_std().get_program(), room.cwd, env.get("PATH")) {
+    let path_var = env.get("PATH").map(String::as_str);
+    if find_program(
+        Path::new(command.as_std().get_program()),
+        room.cwd,
+        path_var,
+    )
+    .is_none()
+    {
         let missing = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
         return Err(Ended::fault(
             Fault::Start,
@@ -351,18 +359,6 @@ fn cgroup_name(attempt: &Attempt) -> String {
         attempt.key.step_id,
         attempt.key.attempt
     )
-}
-
-/// Whether `program` is there to start from `cwd`: a bare name on `path`,
-/// as exec looks for it, else a file at that path.
-fn findable(program: &std::ffi::OsStr, cwd: &Path, path: Option<&String>) -> bool {
-    let program = Path::new(program);
-    if program.components().count() == 1 && !program.is_absolute() {
-        return path.is_some_and(|path| {
-            std::env::split_paths(path).any(|dir| cwd.join(dir).join(program).is_file())
-        });
-    }
-    cwd.join(program).is_file()
 }
 
 /// SIGTERM to the whole group, then SIGKILL after a short grace.
