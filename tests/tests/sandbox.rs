@@ -31,6 +31,50 @@ fn worker_home(dir: &Path) -> PathBuf {
     home
 }
 
+/// Services on the host's loopback: `other` on 127.0.0.2, which no list
+/// allows, and `allowed` on 127.0.0.3, which the pool names with its port.
+/// Each answers any request `200 ok`, so a refusal is the sandbox's.
+struct Loopback {
+    other: std::net::SocketAddr,
+    allowed: std::net::SocketAddr,
+    _serving: Vec<orca_api::abort::AbortOnDrop>,
+}
+
+impl Loopback {
+    async fn start() -> Loopback {
+        let mut serving = Vec::new();
+        let mut addresses = Vec::new();
+        for ip in ["127.0.0.2", "127.0.0.3"] {
+            let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+            addresses.push(listener.local_addr().expect("addr"));
+            serving.push(orca_api::abort::AbortOnDrop(tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut head = [0u8; 4096];
+                    let _ = stream.read(&mut head).await;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+            })));
+        }
+        Loopback {
+            other: addresses[0],
+            allowed: addresses[1],
+            _serving: serving,
+        }
+    }
+
+    /// The pool's allow-list: the allowed service by its address and
+    /// port, and `localhost` by name only (so it is refused: it resolves
+    /// to loopback).
+    fn allow(&self) -> String {
+        format!("--egress-allow={},localhost", self.allowed)
+    }
+}
+
 /// Starts worker `name` (sandboxed, the default) with `home` as its HOME.
 fn sandboxed_worker(server: &Server, name: &str, home: &Path, extra: &[&str]) -> Process {
     start_strict_worker(
@@ -66,9 +110,18 @@ fn escape_path(server: &Server) -> PathBuf {
 /// The attacks, as a shell script: each prints `<name>: refused` or
 /// `<name>: LEAKED <what it got>`; then what the step may do, each
 /// printing `<name>: ok`.
-fn attacks(server: &Server, home: &Path, victim_notes: &Path, worker_pid: u32) -> String {
+fn attacks(
+    server: &Server,
+    home: &Path,
+    victim_notes: &Path,
+    worker_pid: u32,
+    net: &Loopback,
+) -> String {
     let data = server.data_dir.display();
     let escaped = escape_path(server);
+    let other = net.other;
+    let private_name = format!("localhost:{}", net.other.port());
+    let allowed = net.allowed;
     format!(
         r#"try() {{ name=$1; shift; if out=$("$@" 2>&1); then echo "$name: LEAKED $out"; else echo "$name: refused"; fi; }}
 try data-dir sh -c 'ls -A {data} | grep -v -x work'
@@ -80,6 +133,12 @@ try write-outside sh -c 'echo x > {escaped}'
 try write-system sh -c 'echo x > /usr/escaped'
 try signal-worker kill -0 {worker_pid}
 try model-key sh -c 'env | grep {model_key}'
+try around-the-proxy curl -sS -m 5 --noproxy '*' http://{other}/
+try other-host curl -sSf -m 5 http://{other}/
+try metadata curl -sSf -m 5 http://169.254.169.254/latest/meta-data/
+try private-name curl -sSf -m 5 --noproxy '' http://{private_name}/
+curl -sSf -m 5 http://{allowed}/ > /dev/null && echo "allowed-host: ok"
+orca state put probe 1 > /dev/null && echo "control-plane: ok"
 echo mine > "$ORCA_WORKSPACE/mine" && echo "workspace: ok"
 echo t > /tmp/t && echo "tmp: ok"
 echo h > "$HOME/h" && echo "home: ok"
@@ -103,8 +162,58 @@ const REFUSED: &[&str] = &[
     "write-system",
     "signal-worker",
     "model-key",
+    "around-the-proxy",
+    "other-host",
+    "metadata",
+    "private-name",
 ];
-const ALLOWED: &[&str] = &["workspace", "tmp", "home", "tools"];
+const ALLOWED: &[&str] = &[
+    "workspace",
+    "tmp",
+    "home",
+    "tools",
+    "allowed-host",
+    "control-plane",
+];
+
+/// The egress events of task `task_id`, as (destination, allowed, reason).
+async fn egress_events(client: &Tasks, task_id: &str) -> Vec<(String, bool, String)> {
+    task_events(&mut client.clone(), task_id, 0, false)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            Some(v1::event::Kind::Egress(e)) => Some((e.destination, e.allowed, e.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each connection the attacks asked of the proxy is an event on the
+/// step: the refusals with their reasons, and the one allowed.
+async fn assert_egress_events(client: &Tasks, task_id: &str, net: &Loopback) {
+    let events = egress_events(client, task_id).await;
+    let find = |destination: &str| {
+        events
+            .iter()
+            .find(|(d, _, _)| d == destination)
+            .unwrap_or_else(|| panic!("no egress event for {destination}: {events:?}"))
+            .clone()
+    };
+    let (_, allowed, reason) = find(&net.other.to_string());
+    assert!(!allowed && reason.contains("allow-list"), "{reason}");
+    let (_, allowed, reason) = find("169.254.169.254:80");
+    assert!(!allowed && reason.contains("allow-list"), "{reason}");
+    let (_, allowed, reason) = find(&format!("localhost:{}", net.other.port()));
+    assert!(
+        !allowed && reason.contains("a loopback address"),
+        "{reason}"
+    );
+    let (_, allowed, _) = find(&net.allowed.to_string());
+    assert!(allowed, "{events:?}");
+    // Going around the proxy reached nothing to ask.
+    assert_eq!(events.len(), 4, "{events:?}");
+}
 
 /// Every attack refused and every allowed thing done, in `said`.
 fn assert_refused_and_allowed(said: &str, server: &Server) {
@@ -196,14 +305,16 @@ async fn a_hostile_shell_step_is_refused_all_that_is_not_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path()).expect("server");
     let home = worker_home(dir.path());
-    let worker = sandboxed_worker(&server, "agent-1", &home, &[]);
+    let net = Loopback::start().await;
+    let worker = sandboxed_worker(&server, "agent-1", &home, &[&net.allow()]);
     server.wait_for_agents(&["agent-1"]).await.expect("worker");
     let client = server.tasks().await.expect("client");
     let (victim, notes) = running_victim(&server, &client, "agent-1").await;
 
-    let script = attacks(&server, &home, &notes, worker.pid());
+    let script = attacks(&server, &home, &notes, worker.pid(), &net);
     let hostile = run_to_success(&client, shell_step("h", &[], &script)).await;
     assert_refused_and_allowed(&logged(&client, &hostile, "h").await, &server);
+    assert_egress_events(&client, &hostile, &net).await;
 
     // The worker says how its steps are isolated.
     let agents = connected(&server).await;
@@ -232,7 +343,8 @@ async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
     let client = server.tasks().await.expect("client");
     let (victim, notes) = running_victim(&server, &client, "shell-1").await;
 
-    let script = attacks(&server, &home, &notes, shell.pid());
+    let net = Loopback::start().await;
+    let script = attacks(&server, &home, &notes, shell.pid(), &net);
     let mock = MockAnthropic::start(vec![Reply::bash(&script), Reply::Text("done".into())])
         .await
         .expect("mock");
@@ -242,7 +354,7 @@ async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
         "agent-1",
         &[orca_core::CLAUDE_CODE],
         1,
-        &["--claude-bin", &bin],
+        &["--claude-bin", &bin, &net.allow()],
         &server.worker_token,
         &[
             ("HOME", home.to_str().expect("utf-8")),
@@ -255,7 +367,10 @@ async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
         .wait_for_agents(&["agent-1", "shell-1"])
         .await
         .expect("agent");
-    run_to_success(&client, claude_step("a", "look around", &["Bash"])).await;
+    // The model API on the host's loopback is reached all the same: through
+    // the worker's model proxy, relayed into the sandbox.
+    let hostile = run_to_success(&client, claude_step("a", "look around", &["Bash"])).await;
+    assert_egress_events(&client, &hostile, &net).await;
     // What the Bash tool answered went back to the model.
     let mut answered = String::new();
     for request in mock.requests() {
@@ -444,4 +559,150 @@ async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_lists_merge_narrowest_wins_and_a_tasks_repository_host_is_open_by_default() {
+    use orca_tests::git_server::{GitServer, account_secrets};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("README.md", "hello\n")]);
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .expect("server");
+    let net = Loopback::start().await;
+    let worker_secrets = account_secrets(dir.path(), "w-secrets", "git-creds").expect("secrets");
+    // The pool allows both loopback services by address and port.
+    let pool = format!("--egress-allow={},{}", net.other, net.allowed);
+    let _worker = server
+        .worker_with(
+            "w1",
+            &["shell"],
+            2,
+            &["--secrets-dir", &worker_secrets, &pool],
+        )
+        .expect("worker");
+    let client = server.tasks().await.expect("client");
+
+    // The task allows both too; the step only `allowed`: `other` is
+    // refused, by the step's list. The repository's host is reached
+    // though no list names it (any HTTP answer, a 401 included, is the
+    // server's).
+    let url = git.url("app");
+    let script = format!(
+        r#"curl -sSf -m 5 http://{allowed}/ > /dev/null && echo "allowed: ok"
+curl -sSf -m 5 http://{other}/ > /dev/null || echo "other: refused"
+code=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' '{url}/info/refs?service=git-upload-pack')
+[ "$code" != 000 ] && echo "repository: ok $code""#,
+        allowed = net.allowed,
+        other = net.other,
+    );
+    let mut step = shell_step("s", &[], &script);
+    step.egress = Some(v1::Egress {
+        allow: vec![net.allowed.to_string()],
+    });
+    let mut request = task("narrow", vec![step]);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.egress = Some(v1::Egress {
+            allow: vec![net.other.to_string(), net.allowed.to_string()],
+        });
+        spec.repo = Some(v1::RepoSpec {
+            url: url.clone(),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let done = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}");
+    let said = logged(&client, &id, "s").await;
+    for line in ["allowed: ok", "other: refused", "repository: ok"] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    let events = egress_events(&client, &id).await;
+    let repo_host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the repository's host")
+        .to_string();
+    assert!(
+        events.contains(&(
+            net.other.to_string(),
+            false,
+            "not in the step's egress allow-list".into()
+        )),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&(net.allowed.to_string(), true, String::new())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&(repo_host, true, String::new())),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_egress_entry_is_refused_naming_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let client = server.tasks().await.expect("client");
+    let mut step = shell_step("s", &[], "true");
+    step.egress = Some(v1::Egress {
+        allow: vec!["github.com".into(), "git*.com".into()],
+    });
+    let refused = submit(&client, task("bad", vec![step]))
+        .await
+        .expect_err("a bad entry");
+    assert!(
+        refused.to_string().contains("steps[0].egress.allow[1]"),
+        "{refused}"
+    );
+    let mut request = task("bad", vec![shell_step("s", &[], "true")]);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.egress = Some(v1::Egress {
+            allow: vec!["api.github.com:99999".into()],
+        });
+    }
+    let refused = submit(&client, request).await.expect_err("a bad port");
+    assert!(refused.to_string().contains("egress.allow[0]"), "{refused}");
+    // Nothing was stored.
+    let listed = client
+        .clone()
+        .list_tasks(v1::ListTasksRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.tasks.is_empty(), "{listed:?}");
+    // A worker's own bad entry stops it at start, naming the flag; and an
+    // allow-list a worker cannot hold is refused, not ignored.
+    for (flags, says) in [
+        (
+            &["--egress-allow", "*.ok.com,bad entry"][..],
+            "--egress-allow 2",
+        ),
+        (
+            &["--sandbox=off", "--egress-allow", "ok.com"][..],
+            "--egress-allow needs the sandbox",
+        ),
+    ] {
+        let line = fails_in_one_line(
+            server
+                .cli()
+                .args(["worker", "--name", "w"])
+                .args(flags)
+                .env("ORCA_TOKEN", &server.worker_token)
+                .current_dir(dir.path()),
+        );
+        assert!(line.contains(says), "{line}");
+    }
 }

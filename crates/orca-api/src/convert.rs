@@ -39,6 +39,23 @@ impl From<v1::TaskSpec> for core::TaskSpec {
                 approvers: b.approvers,
             }),
             repo: spec.repo.map(Into::into),
+            egress: spec.egress.map(Into::into),
+        }
+    }
+}
+
+impl From<v1::Egress> for core::Egress {
+    fn from(egress: v1::Egress) -> Self {
+        core::Egress {
+            allow: egress.allow,
+        }
+    }
+}
+
+impl From<&core::Egress> for v1::Egress {
+    fn from(egress: &core::Egress) -> Self {
+        v1::Egress {
+            allow: egress.allow.clone(),
         }
     }
 }
@@ -186,6 +203,7 @@ impl From<v1::StepSpec> for core::StepSpec {
             on_conflict: Some(step.on_conflict)
                 .filter(|p| !p.is_empty())
                 .map(|p| core::OnConflict::parse(&p)),
+            egress: step.egress.map(Into::into),
         }
     }
 }
@@ -205,6 +223,7 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
                 approvers: b.approvers.clone(),
             }),
             repo: spec.repo.as_ref().map(Into::into),
+            egress: spec.egress.as_ref().map(Into::into),
         }
     }
 }
@@ -263,6 +282,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 .as_ref()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_default(),
+            egress: step.egress.as_ref().map(Into::into),
         }
     }
 }
@@ -451,6 +471,19 @@ impl From<&core::Event> for v1::Event {
                 attempt: *attempt,
                 stream: v1::LogStream::from(*stream) as i32,
                 line: line.clone(),
+            }),
+            core::EventKind::Egress {
+                step,
+                attempt,
+                destination,
+                allowed,
+                reason,
+            } => Kind::Egress(v1::StepEgress {
+                step_id: step.clone(),
+                attempt: *attempt,
+                destination: destination.clone(),
+                allowed: *allowed,
+                reason: reason.clone(),
             }),
         };
         v1::Event {

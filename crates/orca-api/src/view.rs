@@ -568,6 +568,16 @@ pub enum EventKindView {
         stream: &'static str,
         line: String,
     },
+    /// A connection the step asked of its egress proxy.
+    Egress {
+        step: String,
+        attempt: u32,
+        /// `host:port`.
+        destination: String,
+        allowed: bool,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
     /// A kind this build does not know.
     Unknown,
 }
@@ -580,6 +590,7 @@ impl EventKindView {
             EventKindView::StepState { .. } => "stepState",
             EventKindView::Progress { .. } => "progress",
             EventKindView::Log { .. } => "log",
+            EventKindView::Egress { .. } => "egress",
             EventKindView::Unknown => "unknown",
         }
     }
@@ -628,6 +639,13 @@ pub fn event_view(event: &v1::Event) -> EventView {
                 _ => "stdout",
             },
             line: e.line.clone(),
+        },
+        Some(Kind::Egress(e)) => EventKindView::Egress {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            destination: e.destination.clone(),
+            allowed: e.allowed,
+            reason: e.reason.clone(),
         },
         None => EventKindView::Unknown,
     };

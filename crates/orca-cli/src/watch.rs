@@ -184,6 +184,9 @@ impl View {
                 Kind::Log(l) => {
                     let _ = multi.println(format!("{} | {}", l.step_id, l.line));
                 }
+                Kind::Egress(e) => {
+                    let _ = multi.println(format!("{} | {}", e.step_id, egress_line(e)));
+                }
                 Kind::TaskState(_) => {}
             },
             Display::Lines { start, out } => {
@@ -210,6 +213,7 @@ impl View {
                         format!("{}: {:.0}% {}", p.step_id, p.fraction * 100.0, p.message)
                     }
                     Kind::Log(l) => format!("{} | {}", l.step_id, l.line),
+                    Kind::Egress(e) => format!("{}: {}", e.step_id, egress_line(e)),
                 };
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }
@@ -222,5 +226,15 @@ impl View {
                 bar.abandon();
             }
         }
+    }
+}
+
+/// `egress allowed api.github.com:443`, `egress refused 169.254.169.254:80:
+/// why`.
+fn egress_line(e: &v1::StepEgress) -> String {
+    match (e.allowed, e.reason.is_empty()) {
+        (true, _) => format!("egress allowed {}", e.destination),
+        (false, true) => format!("egress refused {}", e.destination),
+        (false, false) => format!("egress refused {}: {}", e.destination, e.reason),
     }
 }

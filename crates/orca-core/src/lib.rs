@@ -1,9 +1,11 @@
 //! orca's domain: task and step specs, DAG validation, the task state machine
 //! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
 
+pub mod address;
 pub mod budget;
 pub mod calendar;
 pub mod cost;
+pub mod egress;
 mod error;
 pub mod jitter;
 pub mod plan;
@@ -19,6 +21,7 @@ pub mod validate;
 
 pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
 pub use cost::Cost;
+pub use egress::Egress;
 pub use error::Error;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use repo::{RepoSpec, StepWork};

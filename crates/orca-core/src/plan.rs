@@ -158,6 +158,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             touches: planned.touches,
             touches_strict: false,
             on_conflict: None,
+            egress: None,
         });
     }
     Ok(Plan {

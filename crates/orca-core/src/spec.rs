@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
+use crate::egress::Egress;
 use crate::repo::{DELIVER_STEP, RepoSpec};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,10 @@ pub struct TaskSpec {
     /// resolved commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<RepoSpec>,
+    /// The hosts every step of the task may reach (see [`crate::egress`]);
+    /// a step's own list narrows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Egress>,
 }
 
 /// The id of the one step a bare prompt (without `plan`) runs as.
@@ -119,6 +124,10 @@ pub struct StepSpec {
     /// will not merge: `fail` (the default) or `rerun`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_conflict: Option<OnConflict>,
+    /// The hosts its process may reach through the worker's egress proxy
+    /// (see [`crate::egress`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Egress>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -410,6 +419,7 @@ impl StepSpec {
             touches: Vec::new(),
             touches_strict: false,
             on_conflict: None,
+            egress: None,
         }
     }
 
@@ -430,6 +440,7 @@ impl StepSpec {
             touches: Vec::new(),
             touches_strict: false,
             on_conflict: None,
+            egress: None,
         }
     }
 

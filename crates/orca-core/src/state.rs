@@ -198,6 +198,17 @@ pub enum EventKind {
         stream: LogStream,
         line: String,
     },
+    /// A connection the step's process asked of its egress proxy.
+    Egress {
+        step: String,
+        attempt: u32,
+        /// `host:port`.
+        destination: String,
+        allowed: bool,
+        /// Why it was refused; empty when allowed.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -208,6 +219,7 @@ impl EventKind {
             EventKind::StepState { .. } => "stepState",
             EventKind::Progress { .. } => "progress",
             EventKind::Log { .. } => "log",
+            EventKind::Egress { .. } => "egress",
         }
     }
 }

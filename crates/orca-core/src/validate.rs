@@ -80,6 +80,9 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     if let Some(repo) = &spec.repo {
         validate_repo(repo, "repo")?;
     }
+    if let Some(egress) = &spec.egress {
+        validate_egress(egress, "egress")?;
+    }
     if spec.plan && spec.prompt.is_empty() {
         return Err(invalid("plan", "planning needs the task's prompt"));
     }
@@ -121,9 +124,20 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     }
     for (i, step) in spec.steps.iter().enumerate() {
         validate_step(i, step, &index, limits)?;
+        if let Some(egress) = &step.egress {
+            validate_egress(egress, &format!("steps[{i}].egress"))?;
+        }
         validate_delivery(i, step, spec.repo.is_some())?;
     }
     check_acyclic(spec, &index)
+}
+
+/// Every entry of an egress allow-list parses; `field` is where the list
+/// sits (`egress`, `steps[2].egress`).
+pub fn validate_egress(egress: &crate::Egress, field: &str) -> Result<(), Error> {
+    crate::egress::AllowList::parse(&egress.allow)
+        .map(drop)
+        .map_err(|(n, why)| invalid(format!("{field}.allow[{n}]"), why))
 }
 
 /// A budget names at least one limit, each above zero. `field` is where

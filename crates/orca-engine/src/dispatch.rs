@@ -172,6 +172,7 @@ impl Engine {
                 .map(|s| Duration::from_secs(u64::from(s))),
             repo: active.spec.repo.clone(),
             dependency_heads: dependency_heads(active, index),
+            task_egress: active.spec.egress.clone(),
         };
         self.round.effects.push(Effect::ToWorker(
             worker.outbox.clone(),

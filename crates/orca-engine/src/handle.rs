@@ -152,6 +152,11 @@ pub(super) enum Command {
         attempt: AttemptKey,
         lines: Vec<(LogStream, String)>,
     },
+    Egress {
+        worker: u64,
+        attempt: AttemptKey,
+        egress: EgressReport,
+    },
     Report {
         worker: u64,
         /// Boxed: a result (with its work on a repository) is the largest
@@ -314,6 +319,22 @@ impl EngineHandle {
             worker,
             attempt,
             lines,
+        })
+        .await
+    }
+
+    /// A connection a running attempt asked of its egress proxy, and the
+    /// verdict: an event on its step.
+    pub async fn egress(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        egress: EgressReport,
+    ) -> Result<(), Error> {
+        self.send(Command::Egress {
+            worker,
+            attempt,
+            egress,
         })
         .await
     }
@@ -482,4 +503,14 @@ impl EngineHandle {
     pub async fn shutdown(&self) {
         let _ = self.send(Command::Shutdown).await;
     }
+}
+
+/// A connection a step asked of its worker's egress proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressReport {
+    /// `host:port`.
+    pub destination: String,
+    pub allowed: bool,
+    /// Why it was refused; empty when allowed.
+    pub reason: String,
 }

@@ -64,8 +64,8 @@ use effects::run_effects;
 pub use engine::{DEFAULT_HOT_TASKS, Engine, Liveness, Settings};
 pub use error::Error;
 pub use handle::{
-    Admitted, AttemptEnd, CancelAnswer, Decision, EngineHandle, FleetNow, QueueDepth, RateLimited,
-    StepResult, TenantSpending, WorkerInfo, WorkerNow,
+    Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, QueueDepth,
+    RateLimited, StepResult, TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
@@ -201,6 +201,7 @@ impl Engine {
         if let Command::Credits { worker, .. }
         | Command::Progress { worker, .. }
         | Command::Logs { worker, .. }
+        | Command::Egress { worker, .. }
         | Command::Report { worker, .. }
         | Command::Session { worker, .. }
         | Command::Spend { worker, .. }
@@ -248,6 +249,11 @@ impl Engine {
                 attempt,
                 lines,
             } => self.logs(worker, attempt, lines),
+            Command::Egress {
+                worker,
+                attempt,
+                egress,
+            } => self.egress(worker, attempt, egress),
             Command::Report { worker, report } => self.report(worker, *report),
             Command::Session {
                 worker,

@@ -52,6 +52,7 @@ impl Engine {
         let key = match &command {
             Command::Progress { attempt, .. }
             | Command::Logs { attempt, .. }
+            | Command::Egress { attempt, .. }
             | Command::Session { attempt, .. }
             | Command::Adopt { attempt, .. } => self.backlog.pending(&attempt.task_id),
             Command::Report { report, .. } => self.backlog.pending(&report.attempt.task_id),

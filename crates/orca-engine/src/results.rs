@@ -450,6 +450,28 @@ impl Engine {
             );
         }
     }
+
+    /// A running attempt's egress verdict, an event on its step.
+    pub(super) fn egress(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        egress: crate::handle::EgressReport,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        self.event(
+            &task_id,
+            EventKind::Egress {
+                step: attempt.step_id,
+                attempt: attempt.attempt,
+                destination: egress.destination,
+                allowed: egress.allowed,
+                reason: egress.reason,
+            },
+        );
+    }
 }
 
 /// How many times a step runs again on top of another's work before a

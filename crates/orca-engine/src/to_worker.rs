@@ -51,6 +51,8 @@ pub struct Assignment {
     /// Its dependencies' heads in the repository, in the order the task
     /// lists its steps: it starts from their merge.
     pub dependency_heads: Vec<orca_core::repo::DependencyHead>,
+    /// The task's egress allow-list, which the step's own narrows.
+    pub task_egress: Option<orca_core::Egress>,
 }
 
 /// The session a retried step resumes.

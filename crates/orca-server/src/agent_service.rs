@@ -127,6 +127,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                 timeout,
                 repo,
                 dependency_heads,
+                task_egress,
             } = *assignment;
             let step_token = step_tokens
                 .mint(&attempt, &tenant, timeout)
@@ -156,6 +157,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                         asked: h.asked,
                     })
                     .collect(),
+                task_egress: task_egress.as_ref().map(v1::Egress::from),
             })
         }
         ToWorker::Cancel {
@@ -280,6 +282,16 @@ async fn forward(
                 release.reason
             };
             Ok(engine.release(worker, attempts, reason).await?)
+        }
+        Some(Kind::Egress(e)) => {
+            let attempt = attempt_key("egress.attempt", e.attempt)?;
+            // Host names and reasons are short; cut like a log line.
+            let egress = orca_engine::EgressReport {
+                destination: cap_line(e.destination, limits.max_log_line_bytes),
+                allowed: e.allowed,
+                reason: cap_line(e.reason, limits.max_log_line_bytes),
+            };
+            Ok(engine.egress(worker, attempt, egress).await?)
         }
         Some(Kind::Progress(p)) => {
             let attempt = attempt_key("progress.attempt", p.attempt)?;

@@ -5,6 +5,7 @@
 //! still running, and delivers the results it could not send.
 
 mod config;
+pub mod egress;
 mod error;
 pub mod http;
 pub mod limits;
@@ -49,14 +50,13 @@ fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
 }
 
 /// The model proxy sandboxed agents call through, so their processes hold
-/// a key of their attempt's, not the worker's: when steps are sandboxed
-/// and the worker has a credential to keep from them.
+/// a key of their attempt's, not the worker's, and reach the API from a
+/// network of their own: whenever steps are sandboxed.
 async fn model_proxy(
     sandbox: &Sandbox,
     claude: &ClaudeSettings,
 ) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
-    let has_credential = claude.api_key.is_some() || claude.oauth_token.is_some();
-    if matches!(sandbox, Sandbox::Off) || !has_credential {
+    if matches!(sandbox, Sandbox::Off) {
         return Ok(None);
     }
     let upstream = claude
@@ -71,6 +71,49 @@ async fn model_proxy(
         .await
         .map_err(|e| Error::Sandbox(format!("the agents' model proxy could not start: {e}")))?;
     Ok(Some(Arc::new(proxy)))
+}
+
+/// Sandboxed steps' ways out of their network: the pool's allow-list, the
+/// control plane and the model proxy.
+fn egress(
+    config: &WorkerConfig,
+    sandbox: &Sandbox,
+    model_proxy: Option<&model_proxy::ModelProxy>,
+    metrics: &Arc<WorkerMetrics>,
+) -> Result<Option<Arc<egress::Egress>>, Error> {
+    let allow = config.sandbox.egress_allow.as_deref();
+    let init = match (sandbox, &config.sandbox.init) {
+        (Sandbox::Off, _) => return Ok(None),
+        (Sandbox::Bubblewrap { .. }, None) => {
+            tracing::warn!(
+                "no orca binary to start sandboxes' networks with: steps have no network"
+            );
+            return Ok(None);
+        }
+        (Sandbox::Bubblewrap { .. }, Some(init)) => init.clone(),
+    };
+    let mut services: Vec<egress::Service> = Choice::new(&config.server)
+        .map(|c| {
+            c.servers()
+                .iter()
+                .filter_map(|s| egress::Service::from_url(s))
+                .collect()
+        })
+        .unwrap_or_default();
+    services.extend(model_proxy.and_then(|p| egress::Service::from_url(&p.url())));
+    // Where a step's own traces go, as the worker hands it OTEL_*.
+    for name in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ] {
+        if let Ok(url) = std::env::var(name) {
+            services.extend(egress::Service::from_url(&url));
+        }
+    }
+    services.dedup();
+    let egress = egress::Egress::new(allow, &config.pool, init, services, metrics.clone())
+        .map_err(Error::Settings)?;
+    Ok(Some(Arc::new(egress)))
 }
 
 /// How long a stopping worker waits for its cancelled steps to end.
@@ -124,6 +167,8 @@ struct Worker {
     mirrors: Arc<orca_git::mirror::Mirrors>,
     /// What every step's process runs in.
     sandbox: Arc<Sandbox>,
+    /// Sandboxed steps' ways out; `None` unsandboxed.
+    egress: Option<Arc<egress::Egress>>,
     /// What every step may use.
     limits: Arc<Limits>,
     /// How steps are isolated and limited, as registration says it.
@@ -167,6 +212,11 @@ pub async fn run(
     if claude.bin.as_os_str().is_empty() {
         claude.bin = "claude".into();
     }
+    egress::check(
+        config.sandbox.egress_allow.as_deref(),
+        config.sandbox.mode == SandboxMode::On,
+    )
+    .map_err(Error::Settings)?;
     // Checked before the first step can come: a worker that cannot
     // sandbox its steps runs none, unless told to run them unsandboxed.
     let sandbox = Sandbox::make(&config.sandbox)
@@ -196,6 +246,8 @@ pub async fn run(
             tracing::info!(isolation = %sandbox.isolation(), "steps run sandboxed")
         }
     }
+    let model_proxy = model_proxy(&sandbox, &claude).await?;
+    let egress = egress(&config, &sandbox, model_proxy.as_deref(), &metrics)?;
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
     let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(ControlPlaneKeeper {
@@ -231,9 +283,10 @@ pub async fn run(
         reports,
         report_tx,
         agents: Arc::new(runtime::Agents {
-            model_proxy: model_proxy(&sandbox, &claude).await?,
+            model_proxy,
             claude,
         }),
+        egress,
         metrics,
         isolation: format!("{}; {}", sandbox.isolation(), limits.describe()),
         sandbox: Arc::new(sandbox),
@@ -537,6 +590,8 @@ impl Worker {
                     mirrors: self.mirrors.clone(),
                     sandbox: self.sandbox.clone(),
                     limits: self.limits.clone(),
+                    egress: self.egress.clone(),
+                    task_egress: assignment.task_egress.map(Into::into),
                     branches: Some(self.branches.clone()),
                     mirrors_max_bytes: self.config.mirrors_max_bytes,
                     key,
@@ -643,6 +698,17 @@ fn report_message(report: FromAttempt) -> v1::WorkerMessage {
         FromAttempt::Spend { attempt, cost } => K::Spend(v1::StepSpend {
             attempt: Some(v1::AttemptRef::from(attempt)),
             cost: Some(cost),
+        }),
+        FromAttempt::Egress {
+            attempt,
+            destination,
+            allowed,
+            reason,
+        } => K::Egress(v1::StepEgressReport {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+            destination,
+            allowed,
+            reason,
         }),
         FromAttempt::Done(result) => K::Result(*result),
     };

@@ -17,6 +17,7 @@ pub struct WorkerMetrics {
     running: Family<Labels, Gauge>,
     finished: Family<Labels, Counter>,
     runtime_failures: Family<Labels, Counter>,
+    egress: Family<Labels, Counter>,
     slots: Gauge,
     connected: Gauge,
 }
@@ -75,6 +76,7 @@ impl WorkerMetrics {
             running: Family::default(),
             finished: Family::default(),
             runtime_failures: Family::default(),
+            egress: Family::default(),
             slots: Gauge::default(),
             connected: Gauge::default(),
             registry: Registry::default(),
@@ -94,6 +96,11 @@ impl WorkerMetrics {
             "runtime_failures",
             "Attempts a runtime failed by itself (not the step's own failure), by runtime and reason",
             metrics.runtime_failures.clone(),
+        );
+        registry.register(
+            "egress_connections",
+            "Connections steps asked of their egress proxy, by pool and verdict (allowed, refused)",
+            metrics.egress.clone(),
         );
         registry.register(
             "slots",
@@ -134,6 +141,17 @@ impl WorkerMetrics {
                 ])
                 .inc();
         }
+    }
+
+    /// One connection a step asked of its egress proxy.
+    pub fn egress(&self, pool: &str, allowed: bool) {
+        let verdict = if allowed { "allowed" } else { "refused" };
+        self.egress
+            .get_or_create(&vec![
+                ("pool", pool.to_string()),
+                ("verdict", verdict.to_string()),
+            ])
+            .inc();
     }
 
     pub fn set_connected(&self, connected: bool) {
@@ -184,6 +202,7 @@ mod tests {
         metrics.finished("shell", "failed", Some(Fault::Start));
         metrics.finished("shell", "failed", None);
         metrics.finished("claude_code", "succeeded", None);
+        metrics.egress("agents", false);
         let text = metrics.render();
         for line in [
             "orca_worker_steps_running{runtime=\"shell\"} 0",
@@ -191,6 +210,7 @@ mod tests {
             "orca_worker_step_attempts_finished_total{runtime=\"claude_code\",outcome=\"succeeded\"} 1",
             "orca_worker_runtime_failures_total{runtime=\"shell\",reason=\"start\"} 1",
             "orca_worker_connected 0",
+            "orca_worker_egress_connections_total{pool=\"agents\",verdict=\"refused\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

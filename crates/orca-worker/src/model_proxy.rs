@@ -117,7 +117,7 @@ impl Shared {
 }
 
 /// 16 random bytes, in hex.
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {

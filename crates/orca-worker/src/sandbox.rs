@@ -78,6 +78,11 @@ pub struct SandboxSettings {
     /// Directories every step may read and write, seeing each other's
     /// writes (a build cache): what is there is no step's own.
     pub shared: Vec<PathBuf>,
+    /// The pool's egress allow-list (`--egress-allow`); `None`: none.
+    pub egress_allow: Option<Vec<String>>,
+    /// This `orca` binary, run first in each sandbox to relay its ways
+    /// out; without it a sandboxed step has no network at all.
+    pub init: Option<PathBuf>,
 }
 
 impl Default for SandboxSettings {
@@ -87,6 +92,8 @@ impl Default for SandboxSettings {
             bwrap: "bwrap".into(),
             read_only: Vec::new(),
             shared: Vec::new(),
+            egress_allow: None,
+            init: None,
         }
     }
 }
@@ -107,6 +114,7 @@ pub enum Sandbox {
 }
 
 /// What one step's process may see besides the system's programs.
+#[derive(Clone)]
 pub(crate) struct Room<'a> {
     pub workspace: &'a Path,
     /// Where its process starts: the workspace or its worktree.
@@ -121,6 +129,9 @@ pub(crate) struct Room<'a> {
     /// Programs the worker runs the step with (its agent CLI): their
     /// directories are readable.
     pub programs: Vec<PathBuf>,
+    /// Its ways out of its network namespace; with none it has no network
+    /// at all.
+    pub network: Option<&'a crate::egress::Gate>,
 }
 
 impl Room<'_> {
@@ -132,6 +143,7 @@ impl Room<'_> {
             writable: Vec::new(),
             home_state: Vec::new(),
             programs: Vec::new(),
+            network: None,
         }
     }
 }
@@ -223,10 +235,16 @@ impl Sandbox {
         };
         env.insert("HOME".into(), SANDBOX_HOME.into());
         env.insert("TMPDIR".into(), "/tmp".into());
+        if let Some(gate) = room.network {
+            env.extend(gate.env().iter().cloned());
+        }
         let std = command.as_std();
         let mut wrapped = Command::new("setsid");
         wrapped.arg(bwrap);
         wrapped.args(bwrap_args(room, (read_only, shared), env.get("PATH")));
+        if let Some(gate) = room.network {
+            wrapped.args(gate.init());
+        }
         wrapped.arg(std.get_program());
         wrapped.args(std.get_args());
         wrapped
@@ -262,6 +280,8 @@ fn bwrap_args(
         &"--unshare-ipc",
         &"--unshare-uts",
         &"--unshare-cgroup-try",
+        // A network of its own: loopback only, its ways out the gate's.
+        &"--unshare-net",
         &"--hostname",
         &"orca-step",
         // The worker's death (even by SIGKILL) ends the sandbox, and with
@@ -299,6 +319,9 @@ fn bwrap_args(
     for dir in tool_dirs(room, read_only, path_var) {
         add(&[&"--ro-bind", &dir, &dir]);
     }
+    for (host, inside) in room.network.iter().flat_map(|gate| gate.binds()) {
+        add(&[&"--ro-bind", &host, &inside]);
+    }
     for dir in shared {
         add(&[&"--bind", dir, dir]);
     }
@@ -321,7 +344,8 @@ fn tool_dirs(room: &Room, read_only: &[PathBuf], path_var: Option<&String>) -> V
     let on_path = path_var
         .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default();
-    let programs = room.programs.iter().flat_map(|program| {
+    let init = room.network.map(|gate| gate.program().to_path_buf());
+    let programs = room.programs.iter().chain(&init).flat_map(|program| {
         // Found as the process will find it.
         let found = find_program(program, room.cwd, path_var.map(String::as_str));
         let Some(real) = found.as_deref().and_then(|f| std::fs::canonicalize(f).ok()) else {

@@ -550,6 +550,15 @@ pub struct SandboxArgs {
     #[arg(long, env = "ORCA_SANDBOX_SHARED", value_delimiter = ':')]
     pub sandbox_shared: Vec<PathBuf>,
 
+    /// Hosts this pool's sandboxed steps may reach through the worker's
+    /// egress proxy: `host`, `host:port`, `*.domain[:port]` or `*` (repeat,
+    /// or separate with `,`). A task's and a step's own lists narrow it.
+    /// Unset: steps reach only the control plane, the model API and their
+    /// task's repository host. A name that resolves to a private or
+    /// link-local address is refused unless named with its port.
+    #[arg(long, env = "ORCA_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Option<Vec<String>>,
+
     /// The bubblewrap executable the sandbox is made with.
     #[arg(long, env = "ORCA_BWRAP", default_value = "bwrap")]
     pub bwrap: PathBuf,
@@ -595,6 +604,9 @@ impl SandboxArgs {
             bwrap: self.bwrap.clone(),
             read_only: self.sandbox_read_only.clone(),
             shared: self.sandbox_shared.clone(),
+            egress_allow: self.egress_allow.clone(),
+            // This binary starts each sandbox's network (`__sandbox-net`).
+            init: std::env::current_exe().ok(),
         }
     }
 }

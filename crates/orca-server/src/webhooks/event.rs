@@ -30,7 +30,7 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
             StepState::AwaitingApproval => Some("approval.requested"),
             _ => None,
         },
-        EventKind::Progress { .. } | EventKind::Log { .. } => None,
+        EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => None,
     }
 }
 
@@ -95,7 +95,7 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
                 body["step"]["headCommit"] = Value::from(work.head_commit.as_str());
             }
         }
-        EventKind::Progress { .. } | EventKind::Log { .. } => {}
+        EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => {}
     }
     body.to_string()
 }

@@ -34,6 +34,15 @@ pub enum FromAttempt {
     /// What the attempt has cost so far (its running total), after each
     /// model response.
     Spend { attempt: AttemptKey, cost: v1::Cost },
+    /// A connection the step asked of its egress proxy, and the verdict.
+    Egress {
+        attempt: AttemptKey,
+        /// `host:port`.
+        destination: String,
+        allowed: bool,
+        /// Why it was refused; empty when allowed.
+        reason: String,
+    },
     /// Boxed: a result (with its work on a repository) is the largest
     /// message by far.
     Done(Box<v1::StepResult>),
@@ -94,6 +103,10 @@ pub struct Attempt {
     pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// What it may use.
     pub limits: Arc<crate::limits::Limits>,
+    /// Its ways out of the sandbox's network; `None` unsandboxed.
+    pub egress: Option<Arc<crate::egress::Egress>>,
+    /// Its task's egress allow-list, which the step's narrows.
+    pub task_egress: Option<orca_core::Egress>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<orca_git::mirror::Mirrors>,
     /// After the step, mirrors beyond this many bytes are evicted (0: no

@@ -221,7 +221,41 @@ pub(crate) async fn supervise(
             ));
         }
     };
-    let command = attempt.sandbox.confine(command, &mut env, room);
+    // Its network's ways out, open while it runs.
+    let gate = match &attempt.egress {
+        Some(egress) => {
+            let policy = egress.policy(
+                attempt.task_egress.as_ref(),
+                attempt.step.egress.as_ref(),
+                attempt.repo.as_ref(),
+            );
+            let (key, reports) = (attempt.key.clone(), reports.clone());
+            let tell: crate::egress::Teller = Arc::new(move |said: crate::egress::Said| {
+                let _ = reports.send(FromAttempt::Egress {
+                    attempt: key.clone(),
+                    destination: said.destination,
+                    allowed: said.allowed,
+                    reason: said.reason,
+                });
+            });
+            match egress.open(policy, attempt.repo.as_ref(), tell).await {
+                Ok(gate) => Some(gate),
+                Err(e) => {
+                    if let Some(cgroup) = cgroup {
+                        cgroup.remove().await;
+                    }
+                    return Err(Ended::fault(
+                        Fault::Start,
+                        format!("opening the step's network: {e}"),
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+    let mut room = room.clone();
+    room.network = gate.as_ref();
+    let command = attempt.sandbox.confine(command, &mut env, &room);
     let mut command = attempt.limits.wrap(command, cgroup.as_ref());
     if attempt.sandbox.own_group() {
         command.process_group(0);

@@ -48,6 +48,8 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         // Unsandboxed: these tests are of the runtimes; the sandbox's are
         // in sandboxed_* below and the end-to-end tests.
         sandbox: Arc::new(crate::sandbox::Sandbox::Off),
+        egress: None,
+        task_egress: None,
         limits: Arc::new(crate::limits::Limits::probe(Default::default())),
         mirrors: Arc::new(orca_git::mirror::Mirrors::new(
             dir.join(".mirrors"),
