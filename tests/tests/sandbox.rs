@@ -489,6 +489,30 @@ async fn sandbox_off_is_a_choice_shown_and_audited() {
     assert!(audited.detail.contains("--sandbox=off"), "{audited:?}");
 }
 
+/// Runs `step` as a task of its own: it fails saying `reason`, or, with
+/// none, succeeds.
+async fn ends_saying(client: &Tasks, step: v1::StepSpec, reason: Option<&str>) {
+    let id = submit(client, task("limited", vec![step.clone()]))
+        .await
+        .expect("submit");
+    let done = wait_finished(client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    let ended = orca_tests::step(&done, &step.id);
+    match reason {
+        Some(reason) => {
+            assert_eq!(
+                done.state,
+                v1::TaskState::Failed as i32,
+                "{}: {done:?}",
+                step.id
+            );
+            assert_eq!(ended.error, reason, "{}: {done:?}", step.id);
+        }
+        None => assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -526,20 +550,7 @@ async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
         (hog, Some("oom: memory limit 64 MiB")),
         (small, None),
     ] {
-        let id = submit(&client, task("limited", vec![step.clone()]))
-            .await
-            .expect("submit");
-        let done = wait_finished(&client, &id, Duration::from_secs(60))
-            .await
-            .expect("finished");
-        let ended = orca_tests::step(&done, &step.id);
-        match reason {
-            Some(reason) => {
-                assert_eq!(done.state, v1::TaskState::Failed as i32, "{done:?}");
-                assert_eq!(ended.error, reason, "{done:?}");
-            }
-            None => assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}"),
-        }
+        ends_saying(&client, step, reason).await;
     }
     // No cgroup of a step outlives it.
     let left: Vec<_> = std::fs::read_to_string("/proc/self/cgroup")
@@ -705,4 +716,88 @@ async fn a_bad_egress_entry_is_refused_naming_its_field() {
         );
         assert!(line.contains(says), "{line}");
     }
+}
+
+#[tokio::test]
+async fn a_step_past_its_disk_limit_or_its_own_limits_ends_saying_which() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let _worker = sandboxed_worker(&server, "agent-1", &home, &["--step-disk", "64MiB"]);
+    server.wait_for_agents(&["agent-1"]).await.expect("worker");
+    let agents = connected(&server).await;
+    assert!(
+        agents[0].isolation.contains("disk 64 MiB"),
+        "{:?}",
+        agents[0].isolation
+    );
+    let client = server.tasks().await.expect("client");
+    let limited = |id: &str, script: &str, limits: Option<v1::StepLimits>| {
+        let mut step = shell_step(id, &[], script);
+        step.limits = limits;
+        step
+    };
+    let cases = [
+        // One file past the limit: refused at it.
+        (
+            limited("one-file", "dd if=/dev/zero of=big bs=1M count=200", None),
+            Some("disk limit 64 MiB"),
+        ),
+        // Many files, each under it: stopped by the measure, or failed by
+        // it at the end.
+        (
+            limited(
+                "many-files",
+                "i=0; while [ $i -lt 20 ]; do head -c 10485760 /dev/zero > f$i || exit 0; i=$((i+1)); done; sleep 30",
+                None,
+            ),
+            Some("disk limit 64 MiB"),
+        ),
+        // A step's own limits, narrower than its pool's (none, for memory).
+        (
+            limited(
+                "own-disk",
+                "head -c 2097152 /dev/zero > two-mib",
+                Some(v1::StepLimits {
+                    disk: "1MiB".into(),
+                    ..Default::default()
+                }),
+            ),
+            Some("disk limit 1 MiB"),
+        ),
+        (
+            limited(
+                "own-memory",
+                "python3 -c 'b = bytearray(256 * 1024 * 1024); print(len(b))'",
+                Some(v1::StepLimits {
+                    memory: "32MiB".into(),
+                    ..Default::default()
+                }),
+            ),
+            Some("oom: memory limit 32 MiB"),
+        ),
+        (
+            limited("small", "head -c 1024 /dev/zero > small", None),
+            None,
+        ),
+    ];
+    for (step, reason) in cases {
+        ends_saying(&client, step, reason).await;
+    }
+    // A bad size is refused at submit, naming its field.
+    let step = limited(
+        "bad",
+        "true",
+        Some(v1::StepLimits {
+            disk: "10GB".into(),
+            ..Default::default()
+        }),
+    );
+    let refused = submit(&client, task("bad", vec![step]))
+        .await
+        .expect_err("a bad size");
+    assert!(
+        refused.to_string().contains("steps[0].limits.disk"),
+        "{refused}"
+    );
 }

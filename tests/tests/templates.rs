@@ -349,7 +349,8 @@ async fn the_deploy_template_tests_builds_waits_for_approval_migrates_deploys_an
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let smoke_url = format!("http://{}/healthz", listener.local_addr().expect("addr"));
+    let smoke_host = listener.local_addr().expect("addr").to_string();
+    let smoke_url = format!("http://{smoke_host}/healthz");
     tokio::spawn(async move {
         let app =
             axum::Router::new().route("/healthz", axum::routing::get(|| async { "web is up" }));
@@ -374,6 +375,8 @@ async fn the_deploy_template_tests_builds_waits_for_approval_migrates_deploys_an
             "namespace=staging".into(),
             "deployment=web".into(),
             format!("smoke_url={smoke_url}"),
+            // Named with its port: the step's egress opens loopback to it.
+            format!("smoke_host={smoke_host}"),
         ],
     );
     let client = Client::connect(Settings::new(&server.url, Some(server.admin_token.clone())))

@@ -178,6 +178,16 @@ impl AllowList {
         Ok(AllowList { rules })
     }
 
+    /// The entries that name one host with its port, as (host, port).
+    pub fn exact(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.rules
+            .iter()
+            .filter_map(|rule| match (&rule.host, rule.port) {
+                (HostPattern::Exact(host), Some(port)) => Some((host.as_str(), port)),
+                _ => None,
+            })
+    }
+
     /// The closest way an entry covers `host:port`.
     pub fn matches(&self, host: &str, port: u16) -> Option<Match> {
         let mut best = None;
@@ -233,6 +243,29 @@ impl Policy {
             }
         }
         Verdict::Allowed(how)
+    }
+}
+
+impl Policy {
+    /// The destinations every list names exactly, with its port, and
+    /// those opened by default: the ones a non-public address is allowed
+    /// for.
+    pub fn exact(&self) -> Vec<(String, u16)> {
+        let named = self
+            .lists
+            .iter()
+            .flat_map(|(_, list)| list.exact())
+            .map(|(host, port)| (host.to_string(), port));
+        let mut exact: Vec<(String, u16)> = self
+            .defaults
+            .iter()
+            .cloned()
+            .chain(named)
+            .filter(|(host, port)| self.judge(host, *port) == Verdict::Allowed(Match::Exact))
+            .collect();
+        exact.sort();
+        exact.dedup();
+        exact
     }
 }
 
@@ -336,5 +369,16 @@ mod tests {
             Policy::default().judge("github.com", 443),
             Verdict::Refused(_)
         ));
+        // Named exactly by the step, but broadly by the pool: exact in
+        // every list it is not.
+        assert_eq!(exact.exact(), vec![("localhost".to_string(), 9000)]);
+        let narrowed = Policy {
+            lists: vec![
+                ("pool", list(&["localhost"])),
+                ("step", list(&["localhost:9000"])),
+            ],
+            defaults: Vec::new(),
+        };
+        assert!(narrowed.exact().is_empty());
     }
 }

@@ -15,6 +15,7 @@ pub mod run;
 pub mod secret;
 pub mod spec;
 pub mod state;
+pub mod step_limits;
 pub mod template;
 pub mod touches;
 pub mod validate;
@@ -32,6 +33,7 @@ pub use spec::{
     UNSANDBOXED,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
+pub use step_limits::StepLimits;
 pub use validate::{Limits, validate};
 
 /// Cuts `text` to at most `max_bytes`, at a character boundary: what log

@@ -159,6 +159,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             touches_strict: false,
             on_conflict: None,
             egress: None,
+            limits: None,
         });
     }
     Ok(Plan {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::Budget;
 use crate::egress::Egress;
 use crate::repo::{DELIVER_STEP, RepoSpec};
+use crate::step_limits::StepLimits;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -128,6 +129,10 @@ pub struct StepSpec {
     /// (see [`crate::egress`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Egress>,
+    /// What it may use of its worker; each unset one is its pool's, and
+    /// each set one is held to the pool's (the lower wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<StepLimits>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -420,6 +425,7 @@ impl StepSpec {
             touches_strict: false,
             on_conflict: None,
             egress: None,
+            limits: None,
         }
     }
 
@@ -441,6 +447,7 @@ impl StepSpec {
             touches_strict: false,
             on_conflict: None,
             egress: None,
+            limits: None,
         }
     }
 

@@ -228,6 +228,8 @@ fn substitutable(path: &[String]) -> bool {
             | ["steps", _, "approval", "message"]
             | ["steps", _, "approval", "approvers", _]
             | ["steps", _, "touches", _]
+            | ["steps", _, "egress", "allow", _]
+            | ["egress", "allow", _]
             | ["repo", "url" | "ref" | "credentialsSecret"]
             | [
                 "repo",
@@ -372,7 +374,7 @@ impl Template {
                 if !substitutable(path) {
                     return Err(invalid(
                         field(path),
-                        "parameters go only in the name, labels, prompts, models, commands, env, approvals, touches and the repo",
+                        "parameters go only in the name, labels, prompts, models, commands, env, approvals, touches, egress allow-lists and the repo",
                     ));
                 }
                 for name in named {

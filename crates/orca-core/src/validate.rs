@@ -127,6 +127,9 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         if let Some(egress) = &step.egress {
             validate_egress(egress, &format!("steps[{i}].egress"))?;
         }
+        if let Some(limits) = &step.limits {
+            validate_step_limits(limits, &format!("steps[{i}].limits"))?;
+        }
         validate_delivery(i, step, spec.repo.is_some())?;
     }
     check_acyclic(spec, &index)
@@ -138,6 +141,32 @@ pub fn validate_egress(egress: &crate::Egress, field: &str) -> Result<(), Error>
     crate::egress::AllowList::parse(&egress.allow)
         .map(drop)
         .map_err(|(n, why)| invalid(format!("{field}.allow[{n}]"), why))
+}
+
+/// A step's limits: sizes that parse, counts above zero, at least one set.
+fn validate_step_limits(limits: &crate::StepLimits, field: &str) -> Result<(), Error> {
+    if limits.is_empty() {
+        return Err(invalid(
+            field,
+            "set memory, processes, openFiles, cpuSeconds or disk (or leave limits out)",
+        ));
+    }
+    for (name, size) in [("memory", &limits.memory), ("disk", &limits.disk)] {
+        if let Some(size) = size {
+            crate::step_limits::parse_bytes(size)
+                .map_err(|why| invalid(format!("{field}.{name}"), why))?;
+        }
+    }
+    for (name, count) in [
+        ("processes", limits.processes),
+        ("openFiles", limits.open_files),
+        ("cpuSeconds", limits.cpu_seconds),
+    ] {
+        if count == Some(0) {
+            return Err(invalid(format!("{field}.{name}"), "must be above zero"));
+        }
+    }
+    Ok(())
 }
 
 /// A budget names at least one limit, each above zero. `field` is where

@@ -1,12 +1,17 @@
 //! A step's limits: memory and processes in a cgroup of its own, below the
 //! worker's (cgroup v2 where it is delegated, v1's `memory` and `pids`
-//! controllers where they are writable), open files and CPU time as
-//! rlimits. A step that hits the memory or the process limit ends with a
-//! reason that names it, not a bare exit code. What applies here is found
-//! at start and said in `orca get agents`.
+//! controllers where they are writable), open files, CPU time and file
+//! size as rlimits, and its workspace's disk by measure ([`DiskWatch`]). A
+//! step that hits the memory, process or disk limit ends with a reason
+//! that names it, not a bare exit code. The pool's limits and a step's own
+//! merge narrowest-wins. What applies here is found at start and said in
+//! `orca get agents`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use orca_core::StepLimits;
+use orca_core::step_limits::{format_bytes as size, narrowest, parse_bytes};
 use tokio::process::Command;
 
 /// What each step may use; `None` leaves it unlimited.
@@ -16,6 +21,8 @@ pub struct LimitSettings {
     pub processes: Option<u64>,
     pub open_files: Option<u64>,
     pub cpu_seconds: Option<u64>,
+    /// What the step's workspace may hold.
+    pub disk_bytes: Option<u64>,
 }
 
 /// How the limits are held here, found at start.
@@ -51,14 +58,57 @@ pub(crate) struct StepCgroup {
 impl Limits {
     /// Finds how `settings` can be held on this machine: in a cgroup made
     /// below the worker's own, if it may make one there.
+    /// Probed whatever the pool asks: a step may ask for its own.
     pub fn probe(settings: LimitSettings) -> Limits {
-        let wanted = settings.memory_bytes.is_some() || settings.processes.is_some();
-        let cgroups = if wanted {
-            probe_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
-        } else {
-            Cgroups::None("none asked for".into())
-        };
+        let cgroups =
+            probe_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
         Limits { settings, cgroups }
+    }
+
+    /// One step's limits: its own and the pool's, the lower of each. A
+    /// memory or process limit this worker cannot hold is refused, as the
+    /// pool's is at start, not left unenforced.
+    pub(crate) fn for_step(&self, step: Option<&StepLimits>) -> Result<LimitSettings, String> {
+        let pool = &self.settings;
+        let Some(step) = step else {
+            return Ok(pool.clone());
+        };
+        // Checked at submit; a size that does not parse here limits nothing
+        // more than the pool does.
+        let bytes = |size: &Option<String>| size.as_deref().and_then(|s| parse_bytes(s).ok());
+        let settings = LimitSettings {
+            memory_bytes: narrowest(pool.memory_bytes, bytes(&step.memory)),
+            processes: narrowest(pool.processes, step.processes),
+            open_files: narrowest(pool.open_files, step.open_files),
+            cpu_seconds: narrowest(pool.cpu_seconds, step.cpu_seconds),
+            disk_bytes: narrowest(pool.disk_bytes, bytes(&step.disk)),
+        };
+        let held = |memory: bool| match &self.cgroups {
+            Cgroups::V2(_) => true,
+            Cgroups::V1 { memory: m, pids } => {
+                if memory {
+                    m.is_some()
+                } else {
+                    pids.is_some()
+                }
+            }
+            Cgroups::None(_) => false,
+        };
+        for (asked, memory, what) in [
+            (settings.memory_bytes, true, "memory"),
+            (settings.processes, false, "processes"),
+        ] {
+            if asked.is_some() && !held(memory) {
+                let why = match &self.cgroups {
+                    Cgroups::None(why) => why.clone(),
+                    _ => format!("no writable cgroup of the {what} controller"),
+                };
+                return Err(format!(
+                    "the step's {what} limit cannot be held on this worker: {why}"
+                ));
+            }
+        }
+        Ok(settings)
     }
 
     /// What is limited and how, as `orca get agents` shows it.
@@ -95,8 +145,17 @@ impl Limits {
         if let Some(n) = s.cpu_seconds {
             held.push(format!("cpu {n}s (rlimit)"));
         }
+        if let Some(bytes) = s.disk_bytes {
+            held.push(format!(
+                "disk {} (the workspace measured, files by rlimit)",
+                size(bytes)
+            ));
+        }
         if held.is_empty() {
-            return "limits none".into();
+            return match &self.cgroups {
+                Cgroups::None(_) => "limits none".into(),
+                _ => format!("limits none (a step's own: {how})"),
+            };
         }
         let mut text = format!("limits {}", held.join(", "));
         if let Cgroups::None(why) = &self.cgroups
@@ -116,8 +175,11 @@ impl Limits {
 
     /// Makes `name`'s cgroup with the limits written; `None` when no
     /// cgroup limit applies.
-    pub(crate) fn enter(&self, name: &str) -> std::io::Result<Option<StepCgroup>> {
-        let s = &self.settings;
+    pub(crate) fn enter(
+        &self,
+        name: &str,
+        s: &LimitSettings,
+    ) -> std::io::Result<Option<StepCgroup>> {
         let (dirs, v2) = match &self.cgroups {
             Cgroups::None(_) => return Ok(None),
             Cgroups::V2(parent) => {
@@ -161,8 +223,11 @@ impl Limits {
 
     /// `command` under the rlimits, joining `cgroup` before it starts (a
     /// shell joins, then becomes it), so nothing it forks is outside.
-    pub(crate) fn wrap(&self, command: Command, cgroup: Option<&StepCgroup>) -> Command {
-        let s = &self.settings;
+    pub(crate) fn wrap(
+        command: Command,
+        cgroup: Option<&StepCgroup>,
+        s: &LimitSettings,
+    ) -> Command {
         let std = command.as_std();
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let Some(cgroup) = cgroup {
@@ -174,13 +239,18 @@ impl Limits {
             argv.extend(["sh".into(), "-c".into(), join.into(), "sh".into()]);
             argv.extend(cgroup.dirs.iter().map(|d| d.as_os_str().to_os_string()));
         }
-        if s.open_files.is_some() || s.cpu_seconds.is_some() {
+        if s.open_files.is_some() || s.cpu_seconds.is_some() || s.disk_bytes.is_some() {
             argv.push("prlimit".into());
             if let Some(n) = s.open_files {
                 argv.push(format!("--nofile={n}:{n}").into());
             }
             if let Some(n) = s.cpu_seconds {
                 argv.push(format!("--cpu={n}:{n}").into());
+            }
+            // No one file past the workspace's limit, however fast it is
+            // written: the measure between looks cannot be outrun by one.
+            if let Some(n) = s.disk_bytes {
+                argv.push(format!("--fsize={n}:{n}").into());
             }
             argv.push("--".into());
         }
@@ -298,16 +368,71 @@ fn counter(text: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes as people say them: `2 GiB`, `512 MiB`, `1000 bytes`.
-fn size(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    UNITS
-        .iter()
-        .find(|(_, unit)| bytes >= *unit && bytes.is_multiple_of(*unit))
-        .map_or_else(
-            || format!("{bytes} bytes"),
-            |(name, unit)| format!("{} {name}", bytes / unit),
-        )
+/// A step's workspace, measured while it runs: no filesystem here can be
+/// told to hold one directory to a size without privilege (a quota, a
+/// mount), so the worker adds up what it holds (blocks in use, so a
+/// sparse file counts what it takes) and stops the step at its limit. A
+/// look takes longer the more files there are; the next waits ten times
+/// as long, at least [`DiskWatch::EVERY`].
+pub(crate) struct DiskWatch {
+    dir: PathBuf,
+    limit: u64,
+}
+
+impl DiskWatch {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    pub(crate) fn new(dir: &Path, limit: Option<u64>) -> Option<DiskWatch> {
+        Some(DiskWatch {
+            dir: dir.to_path_buf(),
+            limit: limit?,
+        })
+    }
+
+    /// Resolves once the workspace holds its limit or more.
+    pub(crate) async fn full(&self) {
+        loop {
+            let started = std::time::Instant::now();
+            if self.measure().await >= self.limit {
+                return;
+            }
+            tokio::time::sleep((started.elapsed() * 10).max(Self::EVERY)).await;
+        }
+    }
+
+    /// `disk limit 64 MiB` when the workspace holds its limit or more.
+    pub(crate) async fn verdict(&self) -> Option<String> {
+        (self.measure().await >= self.limit).then(|| format!("disk limit {}", size(self.limit)))
+    }
+
+    async fn measure(&self) -> u64 {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || disk_use(&dir))
+            .await
+            .unwrap_or(0)
+    }
+}
+
+/// The bytes of disk the files under `dir` take, links not followed.
+fn disk_use(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -320,9 +445,52 @@ mod tests {
         assert_eq!(counter(oom, "oom_kill"), 2);
         assert_eq!(counter("max 0\n", "max"), 0);
         assert_eq!(counter("", "max"), 0);
-        assert_eq!(size(2 << 30), "2 GiB");
-        assert_eq!(size(64 << 20), "64 MiB");
-        assert_eq!(size(1000), "1000 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_workspace_is_full_at_its_limit_and_the_rest_is_its_pools() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("sub");
+        std::fs::write(dir.path().join("sub/a"), vec![1u8; 256 * 1024]).expect("write");
+        let roomy = DiskWatch::new(dir.path(), Some(1 << 20)).expect("watch");
+        assert_eq!(roomy.verdict().await, None);
+        let tight = DiskWatch::new(dir.path(), Some(128 << 10)).expect("watch");
+        assert_eq!(tight.verdict().await.as_deref(), Some("disk limit 128 KiB"));
+        tokio::time::timeout(Duration::from_secs(5), tight.full())
+            .await
+            .expect("full at once");
+
+        let limits = Limits {
+            settings: LimitSettings {
+                memory_bytes: Some(1 << 30),
+                disk_bytes: Some(1 << 30),
+                ..Default::default()
+            },
+            cgroups: Cgroups::V2("/sys/fs/cgroup/w".into()),
+        };
+        let step = StepLimits {
+            memory: Some("2GiB".into()),
+            disk: Some("64MiB".into()),
+            processes: Some(8),
+            ..Default::default()
+        };
+        let merged = limits.for_step(Some(&step)).expect("held");
+        assert_eq!(merged.memory_bytes, Some(1 << 30), "the pool's is lower");
+        assert_eq!(merged.disk_bytes, Some(64 << 20), "the step's is lower");
+        assert_eq!(merged.processes, Some(8));
+        let unheld = Limits {
+            settings: LimitSettings::default(),
+            cgroups: Cgroups::None("no cgroup here".into()),
+        };
+        let refused = unheld
+            .for_step(Some(&step))
+            .expect_err("cannot hold memory");
+        assert!(refused.contains("memory limit cannot be held"), "{refused}");
+        let disk_only = StepLimits {
+            disk: Some("1MiB".into()),
+            ..Default::default()
+        };
+        assert!(unheld.for_step(Some(&disk_only)).is_ok());
     }
 
     #[test]
@@ -376,6 +544,7 @@ mod tests {
                 open_files: Some(256),
                 cpu_seconds: Some(60),
                 processes: Some(32),
+                disk_bytes: Some(1 << 20),
                 ..Default::default()
             },
             cgroups: Cgroups::None("test".into()),
@@ -387,7 +556,7 @@ mod tests {
         };
         let mut command = Command::new("setsid");
         command.args(["bwrap", "--", "sh"]);
-        let wrapped = limits.wrap(command, Some(&cgroup));
+        let wrapped = Limits::wrap(command, Some(&cgroup), &limits.settings);
         let std = wrapped.as_std();
         assert_eq!(std.get_program(), "sh");
         let args: Vec<String> = std.get_args().map(|a| a.to_string_lossy().into()).collect();
@@ -401,6 +570,7 @@ mod tests {
                 "prlimit",
                 "--nofile=256:256",
                 "--cpu=60:60",
+                "--fsize=1048576:1048576",
                 "--",
                 "setsid",
                 "bwrap",

@@ -173,25 +173,7 @@ fn parse_rate(text: &str) -> Result<(u32, u32), String> {
 
 /// `2GiB`, `512MiB`, `64KiB`, or a bare number of bytes; above zero.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let wrong = || format!("{text:?} is not a size like 2GiB, 512MiB or 1048576");
-    let value: u64 = number.parse().map_err(|_| wrong())?;
-    let unit: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => return Err(wrong()),
-    };
-    match value.checked_mul(unit) {
-        Some(0) => Err(format!("{text:?} must be above zero")),
-        Some(bytes) => Ok(bytes),
-        None => Err(wrong()),
-    }
+    orca_core::step_limits::parse_bytes(text)
 }
 
 /// `500ms`, `15s`, `2m`, or a bare number of seconds.

@@ -583,6 +583,12 @@ pub struct SandboxArgs {
     /// SIGKILL).
     #[arg(long, env = "ORCA_STEP_CPU_SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub step_cpu_seconds: Option<u64>,
+
+    /// What each step's workspace may hold (e.g. 10GiB): measured while it
+    /// runs, and no file larger (an rlimit); past it the step ends `disk
+    /// limit 10 GiB`. A step's own `limits` may ask for less.
+    #[arg(long, env = "ORCA_STEP_DISK", value_parser = parse_bytes)]
+    pub step_disk: Option<u64>,
 }
 
 impl SandboxArgs {
@@ -592,6 +598,7 @@ impl SandboxArgs {
             processes: self.step_processes,
             open_files: self.step_open_files,
             cpu_seconds: self.step_cpu_seconds,
+            disk_bytes: self.step_disk,
         }
     }
 

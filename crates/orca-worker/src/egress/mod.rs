@@ -208,13 +208,27 @@ impl Egress {
             tell,
             metrics: self.metrics.clone(),
         });
-        let repo = repo
+        // Told apart from orca's services, each connection an event: the
+        // repository's host, and each loopback address a list names
+        // exactly (`NO_PROXY` keeps loopback from the proxy, as a step's
+        // own servers are there).
+        let loopback = door.policy.exact().into_iter().filter(|(host, _)| {
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        });
+        let mut opened: Vec<Service> = Vec::new();
+        for service in repo
             .and_then(|r| repo_host(&r.url))
-            .filter(|r| !self.services.contains(r));
+            .into_iter()
+            .chain(loopback.map(|(host, port)| Service { host, port }))
+        {
+            if !self.services.contains(&service) && !opened.contains(&service) {
+                opened.push(service);
+            }
+        }
         let told = self.services.len();
         let mut names = Vec::new();
         let mut taken = Vec::new();
-        for (n, service) in self.services.iter().chain(&repo).enumerate() {
+        for (n, service) in self.services.iter().chain(&opened).enumerate() {
             let Some(listen) = inside_address(service, n) else {
                 continue;
             };

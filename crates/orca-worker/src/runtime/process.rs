@@ -18,6 +18,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use crate::limits::{DiskWatch, Limits};
 use crate::metrics::Fault;
 use crate::program::find_program;
 use crate::sandbox::Room;
@@ -212,7 +213,11 @@ pub(crate) async fn supervise(
     // In its cgroup (its memory and process limits) and under its
     // rlimits, in its sandbox, leading a process group of its own, so a
     // kill reaches children and grandchildren.
-    let cgroup = match attempt.limits.enter(&cgroup_name(attempt)) {
+    let settings = attempt
+        .limits
+        .for_step(attempt.step.limits.as_ref())
+        .map_err(|why| Ended::fault(Fault::Start, why))?;
+    let cgroup = match attempt.limits.enter(&cgroup_name(attempt), &settings) {
         Ok(cgroup) => cgroup,
         Err(e) => {
             return Err(Ended::fault(
@@ -256,7 +261,8 @@ pub(crate) async fn supervise(
     let mut room = room.clone();
     room.network = gate.as_ref();
     let command = attempt.sandbox.confine(command, &mut env, &room);
-    let mut command = attempt.limits.wrap(command, cgroup.as_ref());
+    let mut command = Limits::wrap(command, cgroup.as_ref(), &settings);
+    let disk = DiskWatch::new(room.workspace, settings.disk_bytes);
     if attempt.sandbox.own_group() {
         command.process_group(0);
     }
@@ -304,6 +310,7 @@ pub(crate) async fn supervise(
     });
 
     let mut cancelled = None;
+    let mut disk_full = false;
     let mut timed_out = None;
     let mut stalled = None;
     let stall_limit = attempt.step.stall_timeout();
@@ -327,6 +334,15 @@ pub(crate) async fn supervise(
             stalled = stall_limit;
             stop_group(group, &mut child).await
         }
+        _ = async {
+            match &disk {
+                Some(disk) => disk.full().await,
+                None => std::future::pending().await,
+            }
+        } => {
+            disk_full = true;
+            stop_group(group, &mut child).await
+        }
     };
     // Whatever the step left running in its group ends with it.
     if let Some(group) = group {
@@ -336,7 +352,7 @@ pub(crate) async fn supervise(
         let _ = tokio::time::timeout(DRAIN_GRACE, reader).await;
     }
     // A limit that ended it is its reason, whatever its exit said.
-    let limit_hit = match cgroup {
+    let mut limit_hit = match cgroup {
         Some(cgroup) => {
             let verdict = cgroup.verdict();
             cgroup.remove().await;
@@ -344,6 +360,16 @@ pub(crate) async fn supervise(
         }
         None => None,
     };
+    // A workspace at its limit at the end (a write refused at the
+    // file-size limit, the watch's stop, or a fill between two looks)
+    // fails the step, whatever its exit said.
+    let mut over_disk = false;
+    if limit_hit.is_none()
+        && let Some(disk) = &disk
+    {
+        limit_hit = disk.verdict().await;
+        over_disk = limit_hit.is_some() || disk_full;
+    }
 
     let code = status.as_ref().ok().and_then(|s| s.code());
     if let Some(stop) = cancelled {
@@ -376,7 +402,9 @@ pub(crate) async fn supervise(
         });
     }
     match (status, limit_hit) {
-        (Ok(status), Some(limit)) if !status.success() => Err(Ended::failed(limit, status.code())),
+        (Ok(status), Some(limit)) if !status.success() || over_disk => {
+            Err(Ended::failed(limit, status.code()))
+        }
         (status, _) => {
             status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
         }
