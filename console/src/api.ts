@@ -146,7 +146,7 @@ export interface TaskEvent {
   seq: number;
   position?: number;
   time?: string;
-  type: "taskState" | "stepState" | "progress" | "log" | "unknown";
+  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "unknown";
   state?: string;
   step?: string;
   attempt?: number;
@@ -160,6 +160,10 @@ export interface TaskEvent {
   waitsFor?: string;
   /// A step's: its dependencies' work that would not merge.
   conflict?: Conflict;
+  /// An egress event's: host:port, the verdict, and why it was refused.
+  destination?: string;
+  allowed?: boolean;
+  reason?: string;
 }
 
 /// `with`'s work would not merge with that of the steps `after` it.
@@ -226,7 +230,7 @@ export const get = <T>(path: string) => call<T>("GET", path);
 /// and resumes after the last id. Returns what closes it.
 export function follow(path: string, onEvent: (event: TaskEvent) => void, onStart?: (position: number) => void): () => void {
   const source = new EventSource(`/api/v1${path}`, { withCredentials: true });
-  const kinds = ["taskState", "stepState", "progress", "log"];
+  const kinds = ["taskState", "stepState", "progress", "log", "egress"];
   for (const kind of kinds) {
     source.addEventListener(kind, (message) => onEvent(JSON.parse((message as MessageEvent).data)));
   }

@@ -51,9 +51,16 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
   useEffect(() => {
     const onEvent = (event: TaskEvent) => {
       lastSeq.current = event.seq;
-      if (event.type === "log" && event.step) {
+      if ((event.type === "log" || event.type === "egress") && event.step) {
         const lines = logs.current.get(event.step) ?? [];
-        lines.push({ seq: event.seq, attempt: event.attempt ?? 0, stream: event.stream ?? "stdout", line: event.line ?? "" });
+        // A connection the step asked of its egress proxy reads as a line
+        // of its own stream among the step's output.
+        const line =
+          event.type === "egress"
+            ? `egress ${event.allowed ? "allowed" : "refused"} ${event.destination ?? ""}${event.reason ? `: ${event.reason}` : ""}`
+            : (event.line ?? "");
+        const stream = event.type === "egress" ? "egress" : (event.stream ?? "stdout");
+        lines.push({ seq: event.seq, attempt: event.attempt ?? 0, stream, line });
         if (lines.length > KEPT_LINES) lines.splice(0, lines.length - KEPT_LINES);
         logs.current.set(event.step, lines);
         if (frame.current === null) {

@@ -18,9 +18,17 @@ const LIVE: Duration = Duration::from_secs(60);
 /// `orca up` in `dir`: the process, its gRPC URL and the sign-in link it
 /// printed.
 async fn orca_up(dir: &Path) -> (Process, String, String) {
+    orca_up_with(dir, 0).await
+}
+
+/// `orca up` with `workers` local workers (sandboxed: the system's tools
+/// first on their `PATH`).
+async fn orca_up_with(dir: &Path, workers: u32) -> (Process, String, String) {
     let (up, out) = Process::spawn_keeping_stdout(
         Command::new(orca_bin())
-            .args(["up", "--listen", "127.0.0.1:0", "--workers", "0"])
+            .args(["up", "--listen", "127.0.0.1:0", "--workers"])
+            .arg(workers.to_string())
+            .env("PATH", system_first_path())
             .current_dir(dir),
         dir,
         "up",
@@ -1071,4 +1079,60 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_egress_verdicts_show_among_its_log_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, grpc, link) = orca_up_with(dir.path(), 1).await;
+    let origin = link.split("/login").next().expect("origin").to_string();
+    let file = dir.path().join("probe.yaml");
+    std::fs::write(
+        &file,
+        "name: probe\nsteps:\n  - id: probe\n    shell:\n      command: [sh, -c, 'curl -s -o /dev/null -m 5 http://169.254.169.254/ || true; echo probed']\n",
+    )
+    .expect("task file");
+    let submitted = Command::new(orca_bin())
+        .args(["--server", &grpc, "submit", "--watch", "-o", "name", "-f"])
+        .arg(&file)
+        .current_dir(dir.path())
+        .output()
+        .expect("orca submit");
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = String::from_utf8_lossy(&submitted.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser.client.goto(&link).await.expect("signed in");
+    browser
+        .client
+        .goto(&format!("{origin}/#/tasks/{id}"))
+        .await
+        .expect("the task");
+    browser
+        .count_until("g[data-step=probe]", 1, LIVE)
+        .await
+        .expect("the step drawn");
+    browser.click("g[data-step=probe]").await.expect("the step");
+    let log = browser
+        .text_until("[data-test=log]", LIVE, |t| t.contains("probed"))
+        .await
+        .expect("the verdict among the log lines");
+    assert!(
+        log.contains(
+            "egress refused 169.254.169.254:80: no egress allow-list lets the step reach it"
+        ),
+        "{log}"
+    );
+    browser.close().await;
+    drop(up);
 }

@@ -801,3 +801,118 @@ async fn a_step_past_its_disk_limit_or_its_own_limits_ends_saying_which() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_secret_file_is_in_its_steps_private_home_only_masked_and_gone_after() {
+    const TOKEN: &str = "npm-token-only-for-the-publish-step";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let home = worker_home(dir.path());
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("secrets");
+    std::fs::write(secrets.join("npm-token"), TOKEN).expect("secret");
+    let secrets_dir = secrets.to_str().expect("utf-8");
+    let _worker = sandboxed_worker(&server, "w1", &home, &["--secrets-dir", secrets_dir]);
+    server.wait_for_agents(&["w1"]).await.expect("worker");
+    let client = server.tasks().await.expect("client");
+    let with_file = |id: &str, script: &str| {
+        let mut step = shell_step(id, &[], script);
+        if let Some(v1::step_spec::Runtime::Shell(shell)) = &mut step.runtime {
+            shell
+                .secret_files
+                .insert(".config/npm/.npmrc".into(), "npm-token".into());
+        }
+        step
+    };
+    let script = r#"echo "token: $(cat "$HOME/.config/npm/.npmrc")"
+if echo x > "$HOME/.config/npm/.npmrc" 2>/dev/null; then echo "write: LEAKED"; else echo "write: refused"; fi
+digest=$(sha256sum < "$HOME/.config/npm/.npmrc" | cut -c1-64)
+printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
+    let publish = with_file("publish", script);
+    // Its sibling names no file: its home has none.
+    let sibling = shell_step(
+        "sibling",
+        &[],
+        r#"if cat "$HOME/.config/npm/.npmrc" 2>/dev/null; then echo "sibling: LEAKED"; else echo "sibling: refused"; fi"#,
+    );
+    let id = submit(&client, task("publish", vec![publish, sibling]))
+        .await
+        .expect("submit");
+    let done = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}");
+    let said = logged(&client, &id, "publish").await;
+    assert!(said.contains("token: ***"), "masked: {said}");
+    assert!(said.contains("write: refused"), "{said}");
+    assert!(!said.contains(TOKEN), "{said}");
+    assert!(
+        logged(&client, &id, "sibling")
+            .await
+            .contains("sibling: refused")
+    );
+    let output: serde_json::Value =
+        serde_json::from_str(&orca_tests::step(&done, "publish").output_json).expect("json");
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(TOKEN.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(output["digest"], digest.as_str(), "the step read the file");
+    // Gone from the worker once the step ended.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("orca-secrets-"))
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        .filter(|f| std::fs::read_to_string(f.path()).is_ok_and(|v| v == TOKEN))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Unsandboxed, there is no private home: refused, not put elsewhere.
+    let _loose = start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        "loose-1",
+        &["loose"],
+        1,
+        &["--sandbox=off", "--secrets-dir", secrets_dir],
+        &server.worker_token,
+        &[("HOME", home.to_str().expect("utf-8"))],
+    )
+    .expect("loose worker");
+    server
+        .wait_for_agents(&["w1", "loose-1"])
+        .await
+        .expect("workers");
+    let mut loose = with_file("loose", "true");
+    loose.needs = vec!["loose".into()];
+    let id = submit(&client, task("loose", vec![loose]))
+        .await
+        .expect("submit");
+    let done = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert!(
+        orca_tests::step(&done, "loose")
+            .error
+            .contains("private home"),
+        "{done:?}"
+    );
+    // A path out of the home is refused at submit, naming the field.
+    let mut bad = shell_step("bad", &[], "true");
+    if let Some(v1::step_spec::Runtime::Shell(shell)) = &mut bad.runtime {
+        shell
+            .secret_files
+            .insert("../../etc/x".into(), "npm-token".into());
+    }
+    let refused = submit(&client, task("bad", vec![bad]))
+        .await
+        .expect_err("a path out of the home");
+    assert!(
+        refused.to_string().contains("steps[0].shell.secretFiles"),
+        "{refused}"
+    );
+}

@@ -157,6 +157,7 @@ impl From<v1::StepSpec> for core::StepSpec {
                     command: s.command,
                     env: s.env.into_iter().collect(),
                     secret_env: s.secret_env.into_iter().collect(),
+                    secret_files: s.secret_files.into_iter().collect(),
                 });
             }
             Some(v1::step_spec::Runtime::Noop(_)) => noop = Some(core::NoopSpec {}),
@@ -244,6 +245,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 command: shell.command.clone(),
                 env: shell.env.clone().into_iter().collect(),
                 secret_env: shell.secret_env.clone().into_iter().collect(),
+                secret_files: shell.secret_files.clone().into_iter().collect(),
             })),
             (None, Some(_), _) => Some(v1::step_spec::Runtime::Noop(v1::NoopRuntime {})),
             (None, None, Some(claude)) => {

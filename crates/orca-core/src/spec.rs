@@ -347,6 +347,11 @@ pub struct ShellSpec {
     /// name -> secret name. Only the names are stored.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
+    /// Files the worker places in the step's private home from its
+    /// secrets directory: path under the home (`.npmrc`) -> secret name.
+    /// Read-only, masked as `secretEnv` is, gone when the step ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_files: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -413,6 +418,7 @@ impl StepSpec {
                 command: command.iter().map(|s| s.to_string()).collect(),
                 env: BTreeMap::new(),
                 secret_env: BTreeMap::new(),
+                secret_files: BTreeMap::new(),
             }),
             noop: None,
             claude_code: None,

@@ -143,6 +143,25 @@ pub fn validate_egress(egress: &crate::Egress, field: &str) -> Result<(), Error>
         .map_err(|(n, why)| invalid(format!("{field}.allow[{n}]"), why))
 }
 
+/// A path in a step's private home: relative, inside it (no `..`), of
+/// plain names.
+pub fn home_path(path: &str) -> Result<(), String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let plain = |part: &&str| {
+        !part.is_empty()
+            && *part != "."
+            && *part != ".."
+            && part.len() <= 255
+            && !part.contains('\0')
+    };
+    if path.len() > 1024 || !parts.iter().all(plain) {
+        return Err(format!(
+            "{path:?} must be a path inside the home, like .npmrc or .config/gh/hosts.yml (relative, no '..')"
+        ));
+    }
+    Ok(())
+}
+
 /// A step's limits: sizes that parse, counts above zero, at least one set.
 fn validate_step_limits(limits: &crate::StepLimits, field: &str) -> Result<(), Error> {
     if limits.is_empty() {
@@ -479,6 +498,20 @@ fn validate_step(
                         field,
                         format!("step {id:?}: {key} is set in env too; set it in one place"),
                     ));
+                }
+                if !crate::secret::valid_name(secret) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "step {id:?}: secret name {secret:?} must be 1 to 253 bytes of letters, digits, '-', '_' and '.', not starting with '.'"
+                        ),
+                    ));
+                }
+            }
+            for (path, secret) in &shell.secret_files {
+                let field = format!("steps[{i}].shell.secretFiles[{path:?}]");
+                if let Err(why) = home_path(path) {
+                    return Err(invalid(field, format!("step {id:?}: {why}")));
                 }
                 if !crate::secret::valid_name(secret) {
                     return Err(invalid(

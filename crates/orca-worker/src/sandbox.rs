@@ -129,6 +129,9 @@ pub(crate) struct Room<'a> {
     /// Programs the worker runs the step with (its agent CLI): their
     /// directories are readable.
     pub programs: Vec<PathBuf>,
+    /// Secret files placed read-only in the private home, as (the file on
+    /// the worker, path under the home).
+    pub home_secrets: Vec<(PathBuf, PathBuf)>,
     /// Its ways out of its network namespace; with none it has no network
     /// at all.
     pub network: Option<&'a crate::egress::Gate>,
@@ -143,6 +146,7 @@ impl Room<'_> {
             writable: Vec::new(),
             home_state: Vec::new(),
             programs: Vec::new(),
+            home_secrets: Vec::new(),
             network: None,
         }
     }
@@ -315,6 +319,13 @@ fn bwrap_args(
     ]);
     for (host, under_home) in &room.home_state {
         add(&[&"--bind", host, &Path::new(SANDBOX_HOME).join(under_home)]);
+    }
+    for (host, under_home) in &room.home_secrets {
+        add(&[
+            &"--ro-bind",
+            host,
+            &Path::new(SANDBOX_HOME).join(under_home),
+        ]);
     }
     for dir in tool_dirs(room, read_only, path_var) {
         add(&[&"--ro-bind", &dir, &dir]);

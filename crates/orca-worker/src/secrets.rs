@@ -25,6 +25,75 @@ pub fn resolve(
     Ok(values)
 }
 
+/// Secret files of one attempt, on the worker: a directory only its user
+/// can read, bound into the step's private home file by file, and removed
+/// when dropped (the attempt's end).
+pub struct SecretFiles {
+    /// None for a step that names no file.
+    dir: Option<std::path::PathBuf>,
+    /// (the file on the worker, its path under the home).
+    files: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl SecretFiles {
+    /// Reads each secret `files` names (path under the home -> secret
+    /// name) and writes it, read-only, into a private directory; the
+    /// values too, for masking.
+    pub fn write(
+        files: &BTreeMap<String, String>,
+        dir: Option<&Path>,
+    ) -> Result<(SecretFiles, Vec<String>), String> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if files.is_empty() {
+            let none = SecretFiles {
+                dir: None,
+                files: Vec::new(),
+            };
+            return Ok((none, Vec::new()));
+        }
+        let private =
+            std::env::temp_dir().join(format!("orca-secrets-{}", crate::model_proxy::random_hex()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(|e| format!("making {}: {e}", private.display()))?;
+        let mut made = SecretFiles {
+            dir: Some(private.clone()),
+            files: Vec::new(),
+        };
+        let mut values = Vec::new();
+        for (n, (path, name)) in files.iter().enumerate() {
+            let value = orca_core::secret::read(dir, name)
+                .map_err(|why| format!("secret {name:?} for the file ~/{path}: {why}"))?;
+            let file = private.join(n.to_string());
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(&file)
+                .map_err(|e| format!("writing the file ~/{path}: {e}"))?;
+            std::io::Write::write_all(&mut out, value.as_bytes())
+                .map_err(|e| format!("writing the file ~/{path}: {e}"))?;
+            made.files.push((file, path.into()));
+            values.push(value);
+        }
+        Ok((made, values))
+    }
+
+    /// (the file on the worker, its path under the home), for the sandbox.
+    pub fn files(&self) -> &[(std::path::PathBuf, std::path::PathBuf)] {
+        &self.files
+    }
+}
+
+impl Drop for SecretFiles {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Replaces secret values in text the step produced.
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {

@@ -45,8 +45,30 @@ pub(crate) async fn run_shell(
         Ok(secrets) => secrets,
         Err(message) => return Ended::fault(Fault::Secrets, message),
     };
-    let redactor = attempt.redactor(secrets.values());
-    let mut ended = run_process(attempt, shell, &secrets, &redactor, reports, cancel).await;
+    // Files in the private home need one: unsandboxed, the step's home is
+    // the worker's, where no secret of one step belongs.
+    if !shell.secret_files.is_empty() && matches!(*attempt.sandbox, crate::sandbox::Sandbox::Off) {
+        return Ended::fault(
+            Fault::Secrets,
+            "secretFiles go in the step's private home, which a worker running steps with --sandbox=off does not give",
+        );
+    }
+    let (files, file_values) =
+        match secrets::SecretFiles::write(&shell.secret_files, attempt.secrets_dir.as_deref()) {
+            Ok(written) => written,
+            Err(message) => return Ended::fault(Fault::Secrets, message),
+        };
+    let redactor = attempt.redactor(secrets.values().chain(&file_values));
+    let mut ended = run_process(
+        attempt,
+        shell,
+        (&secrets, &files),
+        &redactor,
+        reports,
+        cancel,
+    )
+    .await;
+    drop(files);
     ended.error = redactor.redact(ended.error);
     ended.output_json = redactor.redact(ended.output_json);
     remove_unless_kept(attempt).await;
@@ -56,7 +78,7 @@ pub(crate) async fn run_shell(
 async fn run_process(
     attempt: &Attempt,
     shell: &ShellSpec,
-    secrets: &BTreeMap<String, String>,
+    (secrets, files): (&BTreeMap<String, String>, &secrets::SecretFiles),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
@@ -80,6 +102,7 @@ async fn run_process(
     // Its commits go into the mirror.
     room.writable
         .extend(tree.as_ref().map(|t| t.mirror().path().to_path_buf()));
+    room.home_secrets = files.files().to_vec();
     let end = supervise(
         attempt,
         command,
