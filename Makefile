@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo docs test bench bench-webhooks bench-repo bench-sandbox bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo docs test bench bench-webhooks bench-repo bench-sandbox bench-proxy bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -12,15 +12,19 @@ docs:            ## build the book (docs/) with mdBook into the cargo target dir
 test:            ## unit and end-to-end tests
 	./scripts/test.sh
 
-bench:           ## end-to-end throughput and latency against real processes, then webhooks, then the sandbox
+bench:           ## end-to-end throughput and latency against real processes, then webhooks, the sandbox and the model proxy
 	./scripts/bench.sh
 	./scripts/bench.sh webhooks
 	./scripts/sandbox.sh
 	./scripts/bench.sh sandbox
+	./scripts/bench.sh proxy
 
 bench-sandbox:   ## what the sandbox adds to a shell step's start, against --sandbox=off
 	./scripts/sandbox.sh
 	./scripts/bench.sh sandbox
+
+bench-proxy:     ## what the worker's model proxy adds to an agent's streamed request
+	./scripts/bench.sh proxy
 
 bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run
 	./scripts/bench.sh webhooks

@@ -139,6 +139,8 @@ async fn accept(listener: TcpListener, socket: PathBuf) {
         let Ok((mut inbound, _)) = listener.accept().await else {
             continue;
         };
+        // Relayed as written: no small write waits on Nagle's algorithm.
+        let _ = inbound.set_nodelay(true);
         let socket = socket.clone();
         tokio::spawn(async move {
             // Refused on the worker's side (the attempt ended): the client

@@ -6,8 +6,10 @@
 //! - its egress proxy (`HTTPS_PROXY`, `HTTP_PROXY`), which lets through
 //!   what the step's policy allows ([`orca_core::egress`]) and says so on
 //!   the step, connection by connection;
-//! - orca's own services, relayed as they are: the control plane (the
-//!   step's `orca` calls and the agents' MCP server) and the model proxy.
+//! - relays to what orca opens as it is: the control plane (the step's
+//!   `orca` calls and the agents' MCP server), the model proxy, the
+//!   worker's OTLP endpoint, the task's repository host, and each loopback
+//!   `host:port` the step's lists all name exactly.
 //!
 //! In the sandbox, [`inside`] listens on loopback for each and relays to
 //! its socket. Anything that goes around the proxy finds no route.
@@ -76,7 +78,7 @@ pub struct Egress {
     pool_name: String,
     /// The program run first in each sandbox: this `orca` binary.
     init: PathBuf,
-    /// The control plane and the model proxy.
+    /// The control plane, the model proxy and the OTLP endpoint.
     services: Vec<Service>,
     metrics: Arc<WorkerMetrics>,
 }
@@ -334,7 +336,7 @@ fn inside_address(service: &Service, n: usize) -> Option<SocketAddr> {
         Ok(ip) if ip.is_loopback() => ip,
         Ok(_) => return None,
         Err(_) if service.host == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Err(_) => IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + n as u8)),
+        Err(_) => IpAddr::V4(Ipv4Addr::new(127, 0, 0, u8::try_from(10 + n).ok()?)),
     };
     Some(SocketAddr::new(ip, service.port))
 }
@@ -397,6 +399,8 @@ async fn relay_to(listener: UnixListener, upstream: (String, u16), tell: Option<
         let upstream = upstream.clone();
         tokio::spawn(async move {
             if let Ok(mut outbound) = TcpStream::connect((upstream.0.as_str(), upstream.1)).await {
+                // Relayed as written: no small write waits on Nagle's.
+                let _ = outbound.set_nodelay(true);
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
         });

@@ -153,7 +153,11 @@ impl Door {
         let mut last = None;
         for address in addresses {
             match TcpStream::connect(address).await {
-                Ok(stream) => return Ok(stream),
+                Ok(stream) => {
+                    // Tunnelled as written: no small write waits on Nagle's.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
                 Err(e) => last = Some(format!("connecting to {address}: {e}")),
             }
         }

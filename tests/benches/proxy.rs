@@ -1,0 +1,121 @@
+//! `make bench-proxy`: what the worker's model proxy adds to an agent's
+//! streaming request. The mock Messages API on loopback answers each
+//! request with a whole streamed turn (server-sent events, `stream: true`);
+//! one client with a kept-alive connection sends requests one at a time,
+//! taking turns between the API itself and the worker's model proxy in
+//! front of it (in this process, as the worker runs it: a key of an
+//! attempt's checked, the worker's put in its place, the answer streamed
+//! back as it comes). A request's time is from its send to the last byte
+//! of its stream. The proxy's share is the difference of the two p50s.
+//!
+//! Sizes: ORCA_BENCH_PROXY_REQUESTS (per side and run, 500). Each run
+//! (ORCA_BENCH_RUNS, 5) has a new mock and proxy; the runs end in one table.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use orca_tests::anthropic::MockAnthropic;
+use orca_tests::bench::*;
+use orca_worker::model_proxy::{Credentials, ModelProxy};
+
+const BODY: &str = r#"{"model":"claude-test","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let runs = runs();
+    let requests = env_number("ORCA_BENCH_PROXY_REQUESTS", 500) as usize;
+    println!(
+        "orca model proxy benchmark: {} cores, release build, {requests} streamed Messages API requests per side and run, one at a time, direct and through the proxy taking turns",
+        cores()
+    );
+    let mut table = Table::default();
+    for run in 1..=runs {
+        measure_once(&mut table, requests).await?;
+        println!("run {run} of {runs} done");
+    }
+    println!("\n{}", table.render(&command("bench-proxy")));
+    Ok(())
+}
+
+/// One streamed request to `url` with `key`: its time to the stream's last
+/// byte, in microseconds.
+async fn one(client: &Client<HttpConnector, Body>, url: &str, key: &str) -> anyhow::Result<i64> {
+    let request = axum::http::Request::post(format!("{url}/v1/messages"))
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .body(Body::from(BODY))?;
+    let started = Instant::now();
+    let answer = client.request(request).await?;
+    anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+    let streamed = axum::body::to_bytes(Body::new(answer.into_body()), usize::MAX).await?;
+    let elapsed = started.elapsed().as_micros() as i64;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&streamed).contains("message_stop"),
+        "not a whole turn"
+    );
+    Ok(elapsed)
+}
+
+async fn measure_once(table: &mut Table, requests: usize) -> anyhow::Result<()> {
+    let mock = MockAnthropic::start(Vec::new()).await?;
+    let proxy = ModelProxy::start(
+        &mock.url,
+        Credentials {
+            api_key: Some("sk-ant-bench".into()),
+            oauth_token: None,
+        },
+    )
+    .await?;
+    let admission = proxy.admit();
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let sides = [
+        (mock.url.clone(), "sk-ant-bench".to_string()),
+        (proxy.url(), admission.key().clone()),
+    ];
+    let mut times: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
+    let warm_up = 20;
+    let started = Instant::now();
+    for n in 0..requests + warm_up {
+        for (i, (url, key)) in sides.iter().enumerate() {
+            let took = one(&client, url, key).await?;
+            if n >= warm_up {
+                times[i].push(took);
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    for values in &mut times {
+        values.sort_unstable();
+    }
+    let ms = |values: &[i64], q: f64| quantile_ms(values, q);
+    let [direct, proxied] = &times;
+    for (figure, value) in [
+        ("streamed request, direct, p50", ms(direct, 0.50)),
+        ("streamed request, direct, p99", ms(direct, 0.99)),
+        (
+            "streamed request, through the proxy, p50",
+            ms(proxied, 0.50),
+        ),
+        (
+            "streamed request, through the proxy, p99",
+            ms(proxied, 0.99),
+        ),
+        (
+            "added by the proxy, p50",
+            ms(proxied, 0.50) - ms(direct, 0.50),
+        ),
+    ] {
+        table.add(figure, "ms", Better::Lower, value);
+    }
+    table.add(
+        "requests, both sides",
+        "req/s",
+        Better::Higher,
+        (2 * (requests + warm_up)) as f64 / seconds,
+    );
+    Ok(())
+}
