@@ -1,5 +1,5 @@
-//! `make bench-proxy`: what the worker's model proxy adds to an agent's
-//! streaming request. The mock Messages API on loopback answers each
+//! `make bench-proxy`: what the worker's model proxy and its egress proxy
+//! add to an agent's streaming request. The mock Messages API on loopback answers each
 //! request with a whole streamed turn (server-sent events, `stream: true`);
 //! one client with a kept-alive connection sends requests one at a time,
 //! taking turns between the API itself and the worker's model proxy in
@@ -7,6 +7,10 @@
 //! attempt's checked, the worker's put in its place, the answer streamed
 //! back as it comes). A request's time is from its send to the last byte
 //! of its stream. The proxy's share is the difference of the two p50s.
+//! The egress proxy's is measured the same way on one connection each: a
+//! TCP connection to the API, against a `CONNECT` tunnel through an
+//! attempt's egress proxy (its Unix socket, as the sandbox's relay reaches
+//! it; the relay's own hop inside the sandbox is not in it).
 //!
 //! Sizes: ORCA_BENCH_PROXY_REQUESTS (per side and run, 500). Each run
 //! (ORCA_BENCH_RUNS, 5) has a new mock and proxy; the runs end in one table.
@@ -14,12 +18,16 @@
 use std::time::Instant;
 
 use axum::body::Body;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use orca_tests::anthropic::MockAnthropic;
 use orca_tests::bench::*;
+use orca_worker::egress::Egress;
 use orca_worker::model_proxy::{Credentials, ModelProxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BODY: &str = r#"{"model":"claude-test","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
 
@@ -58,6 +66,109 @@ async fn one(client: &Client<HttpConnector, Body>, url: &str, key: &str) -> anyh
         "not a whole turn"
     );
     Ok(elapsed)
+}
+
+/// One streamed request on a connection of its own, as [`one`] times it.
+async fn one_on(sender: &mut SendRequest<Body>, key: &str) -> anyhow::Result<i64> {
+    let request = axum::http::Request::post("/v1/messages")
+        .header("host", "api")
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .body(Body::from(BODY))?;
+    let started = Instant::now();
+    let answer = sender.send_request(request).await?;
+    anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+    let streamed = axum::body::to_bytes(Body::new(answer.into_body()), usize::MAX).await?;
+    let elapsed = started.elapsed().as_micros() as i64;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&streamed).contains("message_stop"),
+        "not a whole turn"
+    );
+    Ok(elapsed)
+}
+
+/// An HTTP/1 connection over `io`, driven in the background.
+async fn connection<T>(io: T) -> anyhow::Result<SendRequest<Body>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, driving) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(driving);
+    Ok(sender)
+}
+
+/// The egress proxy's share: one connection straight to the API against
+/// one through an attempt's egress proxy that allows it.
+async fn egress_once(table: &mut Table, api: &str, requests: usize) -> anyhow::Result<()> {
+    let addr = api.trim_start_matches("http://").to_string();
+    let metrics = std::sync::Arc::new(orca_worker::metrics::WorkerMetrics::new(1));
+    let egress = Egress::new(
+        Some(std::slice::from_ref(&addr)),
+        "bench",
+        "orca".into(),
+        Vec::new(),
+        metrics,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let gate = egress
+        .open(
+            egress.policy(None, None, None),
+            None,
+            std::sync::Arc::new(|_| {}),
+        )
+        .await?;
+    let mut tunnel = tokio::net::UnixStream::connect(gate.proxy_socket()).await?;
+    tunnel
+        .write_all(format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        anyhow::ensure!(tunnel.read(&mut byte).await? == 1, "the proxy closed");
+        head.push(byte[0]);
+    }
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let direct = tokio::net::TcpStream::connect(&addr).await?;
+    direct.set_nodelay(true)?;
+    let mut sides = [connection(direct).await?, connection(tunnel).await?];
+    let mut times: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
+    let warm_up = 20;
+    for n in 0..requests + warm_up {
+        for (i, sender) in sides.iter_mut().enumerate() {
+            let took = one_on(sender, "sk-ant-bench").await?;
+            if n >= warm_up {
+                times[i].push(took);
+            }
+        }
+    }
+    for values in &mut times {
+        values.sort_unstable();
+    }
+    let ms = |values: &[i64], q: f64| quantile_ms(values, q);
+    let [direct, tunnelled] = &times;
+    for (figure, value) in [
+        ("one connection, direct, p50", ms(direct, 0.50)),
+        (
+            "one connection, through the egress proxy, p50",
+            ms(tunnelled, 0.50),
+        ),
+        (
+            "one connection, through the egress proxy, p99",
+            ms(tunnelled, 0.99),
+        ),
+        (
+            "added by the egress proxy, p50",
+            ms(tunnelled, 0.50) - ms(direct, 0.50),
+        ),
+    ] {
+        table.add(figure, "ms", Better::Lower, value);
+    }
+    Ok(())
 }
 
 async fn measure_once(table: &mut Table, requests: usize) -> anyhow::Result<()> {
@@ -117,5 +228,5 @@ async fn measure_once(table: &mut Table, requests: usize) -> anyhow::Result<()> 
         Better::Higher,
         (2 * (requests + warm_up)) as f64 / seconds,
     );
-    Ok(())
+    egress_once(table, &mock.url, requests).await
 }

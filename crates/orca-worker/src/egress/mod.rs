@@ -315,6 +315,12 @@ impl Gate {
         args
     }
 
+    /// The egress proxy's socket on the worker (what the sandbox has at
+    /// `/run/orca/proxy.sock`).
+    pub fn proxy_socket(&self) -> PathBuf {
+        self.dir.join("proxy.sock")
+    }
+
     /// The program [`Gate::init`] starts, which the sandbox must see.
     pub(crate) fn program(&self) -> &Path {
         &self.init
