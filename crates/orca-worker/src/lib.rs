@@ -73,8 +73,11 @@ async fn model_proxy(
     Ok(Some(Arc::new(proxy)))
 }
 
-/// Sandboxed steps' ways out of their network: the pool's allow-list, the
-/// control plane and the model proxy.
+/// Sandboxed steps' ways out of their network: the pool's allow-list, and
+/// the services relayed in as they are (the control plane, the model proxy,
+/// the OTLP endpoint a step's own traces go to). Without the `orca` binary
+/// to start a sandbox's relay, steps have no network at all, and the log
+/// says so.
 fn egress(
     config: &WorkerConfig,
     sandbox: &Sandbox,
