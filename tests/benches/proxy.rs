@@ -48,16 +48,22 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One streamed request to `url` with `key`: its time to the stream's last
-/// byte, in microseconds.
-async fn one(client: &Client<HttpConnector, Body>, url: &str, key: &str) -> anyhow::Result<i64> {
-    let request = axum::http::Request::post(format!("{url}/v1/messages"))
+/// A streamed Messages API request to `uri` with `key`.
+fn messages(uri: String, key: &str) -> anyhow::Result<axum::http::Request<Body>> {
+    Ok(axum::http::Request::post(uri)
+        .header("host", "api")
         .header("x-api-key", key)
         .header("content-type", "application/json")
         .header("anthropic-version", "2023-06-01")
-        .body(Body::from(BODY))?;
-    let started = Instant::now();
-    let answer = client.request(request).await?;
+        .body(Body::from(BODY))?)
+}
+
+/// Reads `answer` to its stream's last byte: the time since `started`, in
+/// microseconds, once it is a whole turn.
+async fn whole_turn(
+    answer: axum::http::Response<hyper::body::Incoming>,
+    started: Instant,
+) -> anyhow::Result<i64> {
     anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
     let streamed = axum::body::to_bytes(Body::new(answer.into_body()), usize::MAX).await?;
     let elapsed = started.elapsed().as_micros() as i64;
@@ -68,24 +74,18 @@ async fn one(client: &Client<HttpConnector, Body>, url: &str, key: &str) -> anyh
     Ok(elapsed)
 }
 
-/// One streamed request on a connection of its own, as [`one`] times it.
-async fn one_on(sender: &mut SendRequest<Body>, key: &str) -> anyhow::Result<i64> {
-    let request = axum::http::Request::post("/v1/messages")
-        .header("host", "api")
-        .header("x-api-key", key)
-        .header("content-type", "application/json")
-        .header("anthropic-version", "2023-06-01")
-        .body(Body::from(BODY))?;
+/// One streamed request to `url` with `key`, through a pooling client.
+async fn one(client: &Client<HttpConnector, Body>, url: &str, key: &str) -> anyhow::Result<i64> {
+    let request = messages(format!("{url}/v1/messages"), key)?;
     let started = Instant::now();
-    let answer = sender.send_request(request).await?;
-    anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
-    let streamed = axum::body::to_bytes(Body::new(answer.into_body()), usize::MAX).await?;
-    let elapsed = started.elapsed().as_micros() as i64;
-    anyhow::ensure!(
-        String::from_utf8_lossy(&streamed).contains("message_stop"),
-        "not a whole turn"
-    );
-    Ok(elapsed)
+    whole_turn(client.request(request).await?, started).await
+}
+
+/// One streamed request on a connection of its own.
+async fn one_on(sender: &mut SendRequest<Body>, key: &str) -> anyhow::Result<i64> {
+    let request = messages("/v1/messages".into(), key)?;
+    let started = Instant::now();
+    whole_turn(sender.send_request(request).await?, started).await
 }
 
 /// An HTTP/1 connection over `io`, driven in the background.
