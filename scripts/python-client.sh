@@ -9,13 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  echo "installing Debian's python3-venv package" >&2
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-fi
+need_python_venv
 
 build_dir=$(cargo_target_dir)
 venv="$build_dir/python-client-venv"

@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 # The repository tests serve git over smart HTTP with a real web server
 # (nginx, fcgiwrap and git's own http-backend).
 ./scripts/git-server.sh
+# The manifest tests' policy scanner (checkov) and CEL implementation
+# (cel-python), from PyPI, pinned.
+./scripts/policy.sh
 # The pull-request tests' forge double checks each call against GitHub's
 # published OpenAPI description (npm @octokit/openapi, openapi-core).
 ./scripts/forge.sh

@@ -103,6 +103,14 @@ impl MockKube {
     }
 
     /// Marks an object deleted, as `kubectl delete` does.
+    /// The objects of a collection, as a list would give them.
+    pub fn list(&self, collection: &str) -> Vec<Value> {
+        self.with(|s| s.list(collection, ""))["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn delete(&self, path: &str) {
         self.with(|s| {
             s.delete(path);

@@ -18,6 +18,7 @@ pub use orca_api;
 pub mod anthropic;
 pub mod bench;
 pub mod browser;
+pub mod chart;
 pub mod forge;
 pub mod git_server;
 pub mod kube_api;

@@ -288,6 +288,49 @@ fn a_durability_said_differently_by_flag_and_store_url_is_refused() -> anyhow::R
     Ok(())
 }
 
+/// A store URL from a file: a missing file, a bad URL in it, and both
+/// --store and --store-file are each refused naming the flag, and the URL
+/// (it may hold a password) is never echoed.
+#[test]
+fn a_store_file_missing_bad_or_beside_store_is_refused_naming_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = || {
+        let mut command = Command::new(orca_bin());
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path());
+        command
+    };
+    let missing = dir.path().join("no-such-file");
+    let stderr = fails_in_one_line(server().arg("--store-file").arg(&missing));
+    assert!(
+        stderr.contains("--store-file") && stderr.contains("no-such-file"),
+        "{stderr}"
+    );
+
+    let bad = dir.path().join("store-url");
+    std::fs::write(&bad, "mysql://root:hunter2@db/orca\n")?;
+    let stderr = fails_in_one_line(server().arg("--store-file").arg(&bad));
+    assert!(stderr.contains("--store-file"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password was echoed: {stderr}"
+    );
+
+    let stderr = fails_in_one_line(
+        server()
+            .arg("--store-file")
+            .arg(&bad)
+            .args(["--store", "sqlite:///tmp/x.db"]),
+    );
+    assert!(
+        stderr.contains("--store-file") && stderr.contains("--store"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    Ok(())
+}
+
 #[test]
 fn a_provider_limit_backoff_under_a_second_is_refused_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

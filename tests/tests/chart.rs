@@ -4,59 +4,12 @@
 //! the CRDs equal to crds/, and the rendered tokens accepted by a real
 //! control plane.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Secret};
 use orca_api::v1;
+use orca_tests::chart::{documents, helm, render};
 use orca_tests::*;
 use serde_json::Value;
-
-fn helm() -> Command {
-    let path = std::env::var_os("ORCA_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".tools/bin/helm"));
-    assert!(
-        path.exists(),
-        "no helm at {}: run scripts/tools.sh (make test does)",
-        path.display()
-    );
-    let mut command = Command::new(path);
-    command.current_dir(repo_root());
-    command
-}
-
-/// `helm template` with these `--set` values: its objects, or its error.
-fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
-    let mut command = helm();
-    command.args([
-        "template",
-        "orca",
-        "charts/orca",
-        "--namespace",
-        "orca-system",
-        "--include-crds",
-    ]);
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    let out = command.output().expect("helm runs");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    Ok(documents(&text))
-}
-
-fn documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
-        .filter(|doc| !doc.is_null())
-        .collect()
-}
-
-use serde::Deserialize;
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
@@ -138,6 +91,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
             "PodDisruptionBudget" => serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object.clone()).map(drop),
             "Ingress" => serde_json::from_value::<k8s_openapi::api::networking::v1::Ingress>(object.clone()).map(drop),
             "ConfigMap" => serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>(object.clone()).map(drop),
+            "NetworkPolicy" => serde_json::from_value::<k8s_openapi::api::networking::v1::NetworkPolicy>(object.clone()).map(drop),
             other => panic!("the chart renders an unexpected kind {other:?}"),
         };
         parsed.unwrap_or_else(|e| panic!("{kind} {}: {e}", object["metadata"]["name"]));
@@ -153,6 +107,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
         "PodDisruptionBudget",
         "Ingress",
         "ConfigMap",
+        "NetworkPolicy",
     ] {
         assert!(kinds.contains(kind), "no {kind} among {kinds:?}");
     }
@@ -535,31 +490,54 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
     let server = container(&objects, "orca");
     let args = server.args.clone().unwrap_or_default();
     assert!(!args.iter().any(|a| a.contains("postgres")), "{args:?}");
-    let store_env = server
-        .env
-        .iter()
-        .flatten()
-        .find(|e| e.name == "ORCA_STORE")
-        .expect("ORCA_STORE");
-    let from = store_env
-        .value_from
-        .as_ref()
-        .and_then(|v| v.secret_key_ref.as_ref())
-        .expect("from a Secret");
+    // As a file from the Secret: never a variable a process inherits.
     assert_eq!(
-        (from.name.as_str(), from.key.as_str()),
-        ("orca-store", "url")
+        env(&server, "ORCA_STORE_FILE").as_deref(),
+        Some("/etc/orca/store/url")
     );
+    assert!(env(&server, "ORCA_STORE").is_none());
+    let store_volume = |objects: &[Value]| {
+        let deployment = find(objects, "Deployment", "orca");
+        let volumes = deployment["spec"]["template"]["spec"]["volumes"].clone();
+        let volume = volumes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == "store-url")
+            .cloned()
+            .expect("the store URL's volume");
+        (
+            volume["secret"]["secretName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            volume["secret"]["items"][0]["key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    assert_eq!(store_volume(&objects), ("orca-store".into(), "url".into()));
+    let mounts = serde_json::to_string(&server.volume_mounts).expect("mounts");
+    assert!(mounts.contains("/etc/orca/store"), "{mounts}");
     assert!(!objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"));
     let mounts = serde_json::to_string(&server.volume_mounts).expect("mounts");
     assert!(mounts.contains("/var/lib/orca/step-tokens.key"), "{mounts}");
     let key = secret_value(&objects, "orca-step-token-key", "token");
     assert!(key.len() >= 32);
 
-    // The real control plane, given that variable as the pod would be.
+    // The real control plane, given that file as the pod would be.
     let dir = tempfile::tempdir().expect("tempdir");
-    let running = Server::start_with_env(dir.path(), "127.0.0.1:0", &[], &[("ORCA_STORE", &url)])
-        .expect("serves on postgres");
+    let url_file = dir.path().join("store-url");
+    std::fs::write(&url_file, format!("{url}\n")).expect("the mounted key");
+    let url_file = url_file.to_string_lossy().into_owned();
+    let running = Server::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &[],
+        &[("ORCA_STORE_FILE", &url_file)],
+    )
+    .expect("serves on postgres");
     let client = running.tasks().await.expect("client");
     let id = submit(&client, task("through-the-chart", vec![noop_step("a")]))
         .await
@@ -576,15 +554,7 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
         "store.postgresSecret.key=dsn",
     ])
     .expect("renders");
-    let from = container(&objects, "orca")
-        .env
-        .into_iter()
-        .flatten()
-        .find(|e| e.name == "ORCA_STORE")
-        .and_then(|e| e.value_from)
-        .and_then(|v| v.secret_key_ref)
-        .expect("from a Secret");
-    assert_eq!((from.name.as_str(), from.key.as_str()), ("db", "dsn"));
+    assert_eq!(store_volume(&objects), ("db".into(), "dsn".into()));
     assert!(
         !objects
             .iter()

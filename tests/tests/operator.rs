@@ -582,6 +582,13 @@ async fn the_pods_the_operator_describes_join_their_pool() {
         // What the kubelet would mount or route, made here instead.
         let value = match var.name.as_str() {
             "ORCA_WORK_DIR" => dir.path().join("work").display().to_string(),
+            "HOME" => dir.path().display().to_string(),
+            "ORCA_TOKEN_FILE" => {
+                assert!(value.starts_with(orca_operator::workers::TOKEN_DIR));
+                let file = dir.path().join("worker-token");
+                std::fs::write(&file, &server.worker_token).expect("token file");
+                file.display().to_string()
+            }
             "ORCA_METRICS_TOKEN_FILE" => {
                 assert!(value.starts_with(orca_operator::workers::METRICS_TOKEN_DIR));
                 let file = dir.path().join("metrics-token");
@@ -874,4 +881,229 @@ async fn a_template_ref_to_nothing_or_with_a_missing_parameter_fails_naming_it()
         "{message}"
     );
     assert!(all_task_ids(&client).await.expect("list").is_empty());
+}
+
+const NETWORK_POLICY: &str =
+    "/apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies/coders-workers-egress";
+
+/// The Agent `coders` in team-a with this spec.
+fn agent_resource(spec: Value) -> Value {
+    json!({
+        "apiVersion": "orca.dev/v1alpha1", "kind": "Agent",
+        "metadata": {"name": "coders", "namespace": "team-a", "uid": "uid-1", "generation": 1},
+        "spec": spec,
+    })
+}
+
+fn egress_agent(allow: Value) -> Value {
+    agent_resource(json!({"egress": {"allow": allow}}))
+}
+
+#[tokio::test]
+async fn an_agents_egress_becomes_a_network_policy_before_its_pods_and_goes_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+
+    mock.put(
+        AGENT,
+        egress_agent(json!(["*.github.com", "10.1.2.3:5432"])),
+    );
+    reconcile_agent(&mock, &ctx).await;
+    let policy = mock
+        .get(NETWORK_POLICY)
+        .expect("the NetworkPolicy was applied");
+    let deployment = mock.get(DEPLOYMENT).expect("the Deployment was applied");
+    // It fences exactly the pool's pods, and is owned by the Agent.
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["template"]["metadata"]["labels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Egress"]));
+    assert_eq!(policy["metadata"]["ownerReferences"][0]["kind"], "Agent");
+    let rules = policy["spec"]["egress"].as_array().expect("rules");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["to"][0]["ipBlock"]["cidr"] == "10.1.2.3/32")
+    );
+    // Applied before the Deployment, so no pod of the pool starts unfenced.
+    let order: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && (r.path == NETWORK_POLICY || r.path == DEPLOYMENT))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(order.first().map(String::as_str), Some(NETWORK_POLICY));
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    assert_eq!(
+        status.network_policy.as_deref(),
+        Some("coders-workers-egress")
+    );
+
+    // egress removed: the policy goes, and the status says so.
+    let mut agent = mock.get(AGENT).expect("agent");
+    agent["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("egress");
+    mock.put(AGENT, agent);
+    reconcile_agent(&mock, &ctx).await;
+    assert!(mock.get(NETWORK_POLICY).is_none(), "the policy was deleted");
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    assert_eq!(status.network_policy, None);
+}
+
+#[tokio::test]
+async fn a_bad_egress_entry_fails_the_pool_naming_it_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    mock.put(AGENT, egress_agent(json!(["github.com", "git*hub.com"])));
+    let err = agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("spec.egress.allow[1]") && message.contains("git*hub.com"),
+        "{message}"
+    );
+    assert!(!err.is_transient());
+    assert!(mock.get(NETWORK_POLICY).is_none() && mock.get(DEPLOYMENT).is_none());
+}
+
+/// `orca worker --steps 1`: takes one step whatever its free slots, runs
+/// it, and leaves with success; the rest wait for other workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_steps_1_runs_one_step_and_leaves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let client = server.tasks().await.expect("client");
+    let steps = (0..3)
+        .map(|i| shell_step(&format!("s{i}"), &[], "true"))
+        .collect();
+    submit(&client, task("one-each", steps))
+        .await
+        .expect("submit");
+    wait_load(&server, (0, 3)).await;
+
+    let mut once = server
+        .worker_with("once-a", &["shell"], 4, &["--steps", "1"])
+        .expect("worker");
+    let status = tokio::task::block_in_place(|| once.wait_exit(Duration::from_secs(30)))
+        .expect("it leaves after its step");
+    assert!(status.success(), "{status:?}");
+    // Four slots free, yet it took one: two still wait.
+    wait_load(&server, (0, 2)).await;
+
+    let _steady = server
+        .worker_with("steady", &["shell"], 4, &[])
+        .expect("worker");
+    wait_all_finished(&client, Duration::from_secs(30))
+        .await
+        .expect("the rest run");
+}
+
+const PODS: &str = "/api/v1/namespaces/team-a/pods";
+
+fn step_pods(mock: &MockKube) -> Vec<Value> {
+    mock.list(PODS)
+}
+
+/// `isolation: pod`: the operator makes a one-step worker pod per queued
+/// step (the test plays the kubelet, running each pod as a real worker),
+/// removes each once its step is done, and removes the pool's Deployment
+/// from before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_isolation_pod_each_step_runs_in_a_pod_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    mock.put(
+        AGENT,
+        agent_resource(json!({"minReplicas": 1, "scaleToZeroAfterSeconds": 0})),
+    );
+    reconcile_agent(&mock, &ctx).await;
+    assert!(
+        mock.get(DEPLOYMENT).is_some(),
+        "isolation: worker is a Deployment"
+    );
+
+    let mut agent = mock.get(AGENT).expect("agent");
+    agent["spec"]["isolation"] = json!("pod");
+    agent["spec"]["minReplicas"] = json!(0);
+    mock.put(AGENT, agent);
+    let client = server.tasks().await.expect("client");
+    let steps = (0..3)
+        .map(|i| shell_step(&format!("s{i}"), &[], "true"))
+        .collect();
+    let id = submit(&client, task("pods", steps)).await.expect("submit");
+    wait_load(&server, (0, 3)).await;
+    reconcile_agent(&mock, &ctx).await;
+    assert!(
+        mock.get(DEPLOYMENT).is_none(),
+        "the Deployment from before is gone"
+    );
+
+    let pods = step_pods(&mock);
+    assert_eq!(pods.len(), 3, "a pod per queued step");
+    let mut names = Vec::new();
+    let mut workers = Vec::new();
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().expect("name").to_string();
+        assert_eq!(pod["spec"]["restartPolicy"], "Never");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Agent");
+        let env = pod["spec"]["containers"][0]["env"].as_array().expect("env");
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "ORCA_STEPS" && e["value"] == "1")
+        );
+        // The kubelet's part: the pod's container runs, as a real worker.
+        let mut running = pod.clone();
+        running["status"] = json!({"phase": "Running"});
+        mock.put(&format!("{PODS}/{name}"), running);
+        workers.push(
+            server
+                .worker_with(
+                    &name,
+                    &["shell"],
+                    1,
+                    &["--steps", "1", "--pool", "team-a/coders"],
+                )
+                .expect("worker"),
+        );
+        names.push(name);
+    }
+    wait_finished(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("the task finishes");
+    for (worker, name) in workers.iter_mut().zip(&names) {
+        let status = tokio::task::block_in_place(|| worker.wait_exit(Duration::from_secs(30)))
+            .expect("each pod's worker leaves after its step");
+        assert!(status.success());
+        let mut done = mock.get(&format!("{PODS}/{name}")).expect("pod");
+        done["status"] = json!({"phase": "Succeeded"});
+        mock.put(&format!("{PODS}/{name}"), done);
+    }
+    let finished = client
+        .clone()
+        .get_task(v1::GetTaskRequest { task_id: id })
+        .await
+        .expect("get")
+        .into_inner();
+    let mut ran_on: Vec<String> = finished.steps.iter().map(|s| s.worker.clone()).collect();
+    ran_on.sort();
+    names.sort();
+    assert_eq!(ran_on, names, "each step on a pod of its own");
+
+    // Done: finished pods go, and with nothing queued none is made.
+    wait_load(&server, (0, 0)).await;
+    reconcile_agent(&mock, &ctx).await;
+    assert!(step_pods(&mock).is_empty(), "{:?}", step_pods(&mock));
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    assert_eq!(status.isolation, Some(orca_operator::crd::Isolation::Pod));
+    assert_eq!(status.replicas, 0);
 }

@@ -15,12 +15,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* An image by digest when given one (what runs cannot change under a tag), by tag otherwise. */}}
 {{- define "orca.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{- define "orca.workerImage" -}}
+{{- if .Values.workerImage.digest -}}
+{{ .Values.workerImage.repository }}@{{ .Values.workerImage.digest }}
+{{- else -}}
 {{ .Values.workerImage.repository }}:{{ .Values.workerImage.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{/* The control plane's address inside the cluster. */}}

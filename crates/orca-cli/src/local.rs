@@ -238,6 +238,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.keep_workspaces = args.keep_workspaces;
     config.pool = args.pool;
     config.max_concurrent_agents = args.max_concurrent_agents;
+    config.steps = args.steps;
     config.capabilities = args.offer.capabilities;
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;

@@ -90,6 +90,25 @@ impl Rule {
         })
     }
 
+    /// The port it names, if any: without one, any port.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The address it names, when it names one host by its address.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match &self.host {
+            HostPattern::Exact(host) => host.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether it may open a non-public address: one host named with its
+    /// port (see [`Match::Exact`]).
+    pub fn opens_inside(&self) -> bool {
+        matches!((&self.host, self.port), (HostPattern::Exact(_), Some(_)))
+    }
+
     /// How this entry covers `host:port` (`host` lowercase, without
     /// brackets or a trailing dot), if it does.
     pub fn matches(&self, host: &str, port: u16) -> Option<Match> {
@@ -176,6 +195,10 @@ impl AllowList {
             .map(|(i, e)| Rule::parse(e.as_ref()).map_err(|why| (i, why)))
             .collect::<Result<_, _>>()?;
         Ok(AllowList { rules })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// The entries that name one host with its port, as (host, port).

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use orca_api::v1;
@@ -16,9 +17,11 @@ use orca_core::queue::capabilities;
 use serde_json::json;
 
 use crate::context::{Context, FIELD_MANAGER};
-use crate::crd::{Agent, AgentStatus, Autoscaling};
+use crate::crd::{Agent, AgentStatus, Autoscaling, Isolation};
 use crate::error::Error;
+use crate::network;
 use crate::scaling::{self, Bounds, Decision, Load};
+use crate::step_pods;
 use crate::workers::{self, pool_name};
 
 /// The annotation the ReplicaSet controller reads to choose which pods to
@@ -66,7 +69,11 @@ fn bounds(agent: &Agent) -> Bounds {
     Bounds {
         min: u32::try_from(spec.min_replicas).unwrap_or(0),
         max: u32::try_from(spec.max_replicas).unwrap_or(0),
-        slots_per_pod: spec.slots_per_pod,
+        // A pod of its own per step: one step per pod.
+        slots_per_pod: match spec.isolation {
+            Isolation::Worker => spec.slots_per_pod,
+            Isolation::Pod => 1,
+        },
         idle_seconds: u64::from(spec.scale_to_zero_after_seconds),
     }
 }
@@ -117,18 +124,35 @@ pub fn condition(
     }
 }
 
-/// The Agent's status from the Deployment the operator applied and the
-/// pool's load.
+/// The pool's pods as last seen: from its Deployment, or counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observed {
+    pub replicas: i32,
+    pub ready: i32,
+}
+
+impl Observed {
+    fn of(deployment: &Deployment) -> Observed {
+        let status = deployment.status.clone().unwrap_or_default();
+        Observed {
+            replicas: status.replicas.unwrap_or(0),
+            ready: status.ready_replicas.unwrap_or(0),
+        }
+    }
+}
+
+/// The Agent's status from the pods (and NetworkPolicy) the operator made
+/// and the pool's load.
 pub fn agent_status(
     agent: &Agent,
-    deployment: &Deployment,
+    observed: Observed,
+    network_policy: Option<String>,
     load: Load,
     decision: Decision,
     now: Time,
 ) -> AgentStatus {
     let previous = agent.status.clone().unwrap_or_default();
-    let observed = deployment.status.clone().unwrap_or_default();
-    let ready = observed.ready_replicas.unwrap_or(0);
+    let ready = observed.ready;
     let wanted = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
     let (available, reason, message) = if wanted == 0 {
         (true, "ScaledToZero", "no work for this pool".to_string())
@@ -147,11 +171,13 @@ pub fn agent_status(
             .map(Time)
     });
     AgentStatus {
-        replicas: observed.replicas.unwrap_or(0),
+        replicas: observed.replicas,
         ready_replicas: ready,
         busy: load.running,
         queued: load.queued,
         selector: Some(workers::selector_string(&agent.name_any())),
+        isolation: Some(agent.spec.isolation),
+        network_policy,
         idle_since,
         conditions: vec![condition(
             &previous.conditions,
@@ -166,8 +192,57 @@ pub fn agent_status(
     }
 }
 
+/// Deletes an object; one already gone is no error.
+async fn delete_ignoring_gone<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies the pool's NetworkPolicy when its spec has `egress`, and deletes
+/// the one it made before when no longer; returns its name, if any. A bad
+/// allow-list entry fails the pass, naming the entry.
+async fn apply_network_policy(
+    agent: &Agent,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<String>, Error> {
+    let policies: Api<NetworkPolicy> = Api::namespaced(ctx.kube.clone(), namespace);
+    let desired =
+        network::network_policy(agent, &ctx.workers).map_err(|problem| Error::Resource {
+            kind: "Agent",
+            name: agent.name_any(),
+            problem,
+        })?;
+    match desired {
+        Some(policy) => {
+            let name = policy.name_any();
+            policies
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&policy),
+                )
+                .await?;
+            Ok(Some(name))
+        }
+        None => {
+            let made = agent.status.as_ref().and_then(|s| s.network_policy.clone());
+            if let Some(name) = made {
+                delete_ignoring_gone(&policies, &name).await?;
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// One pass over a pool: read its load, mark its pods' deletion cost, apply
-/// its Deployment, patch its status. Runs again every scale interval.
+/// its NetworkPolicy and its Deployment, patch its status. Runs again every scale interval.
 pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = agent.namespace().ok_or_else(|| Error::Resource {
         kind: "Agent",
@@ -183,43 +258,102 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
         .into_inner();
     let pool = pool_view(&agent, &view);
 
-    // Costs first, so a scale-in below already sees which pods are busy.
     let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), &namespace);
     let listed = pods
         .list(&ListParams::default().labels(&workers::selector_string(&name)))
-        .await?;
-    for pod in listed {
-        let running = pool
-            .running_by_pod
+        .await?
+        .items;
+    let running = |pod: &Pod| {
+        pool.running_by_pod
             .get(&pod.name_any())
             .copied()
-            .unwrap_or(0);
-        let cost = scaling::deletion_cost(running).to_string();
-        if pod.annotations().get(DELETION_COST) != Some(&cost) {
-            let patch = json!({"metadata": {"annotations": {DELETION_COST: cost}}});
-            pods.patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-        }
-    }
+            .unwrap_or(0)
+    };
+    let per_step = |pod: &Pod| {
+        pod.labels()
+            .get(workers::ISOLATION_LABEL)
+            .map(String::as_str)
+            == Some("pod")
+    };
+
+    // The pool's NetworkPolicy before its pods, so none starts unfenced.
+    let network_policy = apply_network_policy(&agent, &ctx, &namespace).await?;
 
     let now = k8s_openapi::jiff::Timestamp::now();
     let decision = desired_replicas(&agent, pool.load, now.as_second());
     let replicas = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
-    let desired = workers::deployment(&agent, &ctx.workers, replicas);
     let deployments: Api<Deployment> = Api::namespaced(ctx.kube.clone(), &namespace);
-    let applied = deployments
-        .patch(
-            &workers::deployment_name(&name),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await?;
+    let observed = match agent.spec.isolation {
+        Isolation::Worker => {
+            for pod in &listed {
+                // A step pod left from `isolation: pod`: gone once idle.
+                if per_step(pod) {
+                    if running(pod) == 0 && pod.metadata.deletion_timestamp.is_none() {
+                        delete_ignoring_gone(&pods, &pod.name_any()).await?;
+                    }
+                    continue;
+                }
+                // Costs first, so the scale-in below sees which pods are busy.
+                let cost = scaling::deletion_cost(running(pod)).to_string();
+                if pod.annotations().get(DELETION_COST) != Some(&cost) {
+                    let patch = json!({"metadata": {"annotations": {DELETION_COST: cost}}});
+                    pods.patch(
+                        &pod.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+                }
+            }
+            let desired = workers::deployment(&agent, &ctx.workers, replicas);
+            let applied = deployments
+                .patch(
+                    &workers::deployment_name(&name),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await?;
+            Observed::of(&applied)
+        }
+        Isolation::Pod => {
+            // The Deployment of `isolation: worker`, if the pool had one.
+            let previous = agent.status.as_ref().and_then(|s| s.isolation);
+            if previous != Some(Isolation::Pod) {
+                delete_ignoring_gone(&deployments, &workers::deployment_name(&name)).await?;
+            }
+            let views: Vec<step_pods::PodView> = listed
+                .iter()
+                .filter(|pod| per_step(pod))
+                .map(|pod| step_pods::PodView::of(pod, running(pod)))
+                .collect();
+            let plan = step_pods::plan(&views, decision.replicas);
+            for gone in &plan.delete {
+                delete_ignoring_gone(&pods, gone).await?;
+            }
+            for _ in 0..plan.create {
+                let pod = step_pods::step_pod(&agent, &ctx.workers, step_pods::pod_name(&name));
+                pods.create(&PostParams::default(), &pod).await?;
+            }
+            let kept = views.iter().filter(|v| !plan.delete.contains(&v.name));
+            let live = kept.clone().filter(|v| v.live()).count() + plan.create as usize;
+            let ready = kept
+                .filter(|v| v.phase.as_deref() == Some("Running"))
+                .count();
+            Observed {
+                replicas: i32::try_from(live).unwrap_or(i32::MAX),
+                ready: i32::try_from(ready).unwrap_or(i32::MAX),
+            }
+        }
+    };
 
-    let status = agent_status(&agent, &applied, pool.load, decision, Time(now));
+    let status = agent_status(
+        &agent,
+        observed,
+        network_policy,
+        pool.load,
+        decision,
+        Time(now),
+    );
     if agent.status.as_ref() != Some(&status) {
         let agents: Api<Agent> = Api::namespaced(ctx.kube.clone(), &namespace);
         agents

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    EnvFromSource, EnvVar, ResourceRequirements, SecretKeySelector, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -96,7 +98,13 @@ pub struct AgentSpec {
     pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Extra environment; secrets (the Anthropic API key) by `valueFrom`.
+    /// The model provider's API key (claude-code: Anthropic's), a key of a
+    /// Secret: mounted as a file the worker reads and hands only to the
+    /// model proxy or the agent CLI, never an environment variable its
+    /// steps inherit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret: Option<SecretKeySelector>,
+    /// Extra environment; secrets by `valueFrom`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -111,6 +119,22 @@ pub struct AgentSpec {
     /// `repo.credentialsSecret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_secret_name: Option<String>,
+    /// How the pool's steps are kept apart. `worker` (the default): a
+    /// Deployment of workers, `slotsPerPod` steps sharing each pod (each in
+    /// a bubblewrap sandbox where the pool sets `ORCA_SANDBOX=on`). `pod`:
+    /// each step in a pod of its own, made for it and gone after it, for
+    /// nodes that allow no nested sandbox.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// The hosts the pool's steps may reach: `host`, `host:port`,
+    /// `*.domain[:port]`, `*` or an IP address. Given, the pool gets a
+    /// NetworkPolicy: its pods reach DNS, the control plane, public
+    /// addresses on port 443 (the model API, repository hosts) and what
+    /// this list names (a name: public addresses on its port; a name with
+    /// its port or an IP address: that address too, inside the cluster).
+    /// Unset: no NetworkPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<orca_core::Egress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -158,6 +182,14 @@ pub enum AgentRuntime {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+pub enum Isolation {
+    #[default]
+    Worker,
+    Pod,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub enum Autoscaling {
     #[default]
     BuiltIn,
@@ -180,6 +212,14 @@ pub struct AgentStatus {
     /// The pods' label selector, for `/scale`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The isolation the pool's pods were last made with, so a change
+    /// removes what the other one made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// The NetworkPolicy made from `spec.egress`, while there is one.
+    /// Always written (null too), so a merge patch clears it.
+    #[serde(default)]
+    pub network_policy: Option<String>,
     /// Since when the pool has had nothing queued or running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_since: Option<Time>,

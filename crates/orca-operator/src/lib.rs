@@ -8,8 +8,10 @@ pub mod control_plane;
 pub mod crd;
 mod error;
 pub mod leader;
+pub mod network;
 pub mod scaling;
 pub mod status;
+pub mod step_pods;
 pub mod tasks;
 pub mod workers;
 

@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
-    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::crd::{Agent, AgentRuntime};
+use crate::crd::{Agent, AgentRuntime, Isolation};
 
 /// Where the workers' secrets directory is mounted.
 pub const SECRETS_DIR: &str = "/var/run/orca/secrets";
@@ -22,6 +23,10 @@ pub const SECRETS_DIR: &str = "/var/run/orca/secrets";
 pub const MIRRORS_DIR: &str = "/var/cache/orca/mirrors";
 /// Where the metrics token is mounted, and the worker's HTTP port.
 pub const METRICS_TOKEN_DIR: &str = "/var/run/orca/metrics";
+/// Where the worker token is mounted, as the file `token`.
+pub const TOKEN_DIR: &str = "/var/run/orca/token";
+/// Where the model provider's API key is mounted, as the file `api-key`.
+pub const API_KEY_DIR: &str = "/var/run/orca/api-key";
 pub const HTTP_PORT: i32 = 9090;
 /// How long a pod has to finish its steps when scaled in; the worker hands
 /// back what is left a little before the kubelet's SIGKILL.
@@ -182,6 +187,79 @@ fn secret_volume(name: &str, secret: &str, path: &str) -> (Volume, VolumeMount) 
     (volume, mount)
 }
 
+/// One key of a Secret, as the file `file` under `path`.
+fn secret_key_volume(
+    name: &str,
+    secret: &str,
+    key: &str,
+    path: &str,
+    file: &str,
+) -> (Volume, VolumeMount) {
+    let (mut volume, mount) = secret_volume(name, secret, path);
+    if let Some(source) = volume.secret.as_mut() {
+        source.items = Some(vec![KeyToPath {
+            key: key.into(),
+            path: file.into(),
+            mode: None,
+        }]);
+    }
+    (volume, mount)
+}
+
+/// The image's user (`orca`, uid 10001 in deploy/Dockerfile).
+pub const WORKER_UID: i64 = 10001;
+
+/// The restricted Pod Security Standard, pod side: not root, and the
+/// runtime's default seccomp profile. The group owns mounted volumes, so
+/// the worker (not root) reads its Secrets' files.
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(WORKER_UID),
+        run_as_group: Some(WORKER_UID),
+        fs_group: Some(WORKER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The restricted Pod Security Standard, container side: no privilege
+/// escalation, every capability dropped, and a read-only root filesystem
+/// (what a step writes lands in its workspace under /tmp, and goes with
+/// the pod).
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod's writable scratch space, at /tmp.
+fn scratch_volume() -> Volume {
+    Volume {
+        name: "scratch".into(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn scratch_mount() -> VolumeMount {
+    VolumeMount {
+        name: "scratch".into(),
+        mount_path: "/tmp".into(),
+        ..VolumeMount::default()
+    }
+}
+
 fn http_probe(path: &str, period_seconds: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -200,19 +278,54 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     let name = agent.metadata.name.clone().unwrap_or_default();
     let labels = selector_labels(&name);
     let owner: Option<OwnerReference> = agent.controller_owner_ref(&());
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(deployment_name(&name)),
+            namespace: agent.metadata.namespace.clone(),
+            labels: Some(labels.clone()),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels),
+                ..LabelSelector::default()
+            },
+            template: pod_template(agent, settings),
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// The label a pod of its own per step carries (`isolation: pod`).
+pub const ISOLATION_LABEL: &str = "orca.dev/isolation";
+
+/// The pod every worker of the pool runs as. With `isolation: pod` it has
+/// one slot and leaves after one step (`--steps 1`).
+pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec {
+    let name = agent.metadata.name.clone().unwrap_or_default();
+    let mut labels = selector_labels(&name);
     let spec = &agent.spec;
+    let per_step = spec.isolation == Isolation::Pod;
+    let slots = if per_step { 1 } else { spec.slots_per_pod };
 
     let mut env_vars = vec![
         env("ORCA_SERVER", settings.server.clone()),
         env("ORCA_POOL", pool_name(agent)),
         env("ORCA_CAPABILITIES", capabilities(agent).join(",")),
-        env("ORCA_SLOTS", spec.slots_per_pod.to_string()),
+        env("ORCA_SLOTS", slots.to_string()),
         env(
             "ORCA_MAX_CONCURRENT_AGENTS",
             spec.max_concurrent_agents.unwrap_or(0).to_string(),
         ),
         env("ORCA_DRAIN_GRACE", format!("{}s", DRAIN_GRACE_SECONDS - 10)),
+        // The root filesystem is read-only: workspaces, the agent CLI's
+        // home and whatever a step's tools write under $HOME go to /tmp,
+        // an emptyDir of the pod's own.
         env("ORCA_WORK_DIR", "/tmp/orca-work"),
+        env("HOME", "/tmp"),
         // A pod under the restricted Pod Security Standard cannot make the
         // user namespaces a step's bubblewrap sandbox needs (RuntimeDefault
         // seccomp refuses them): the pod is the boundary, said out loud
@@ -230,19 +343,13 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
             }),
             ..EnvVar::default()
         },
-        EnvVar {
-            name: "ORCA_TOKEN".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: settings.token_secret.clone(),
-                    key: settings.token_key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..EnvVar::default()
-        },
+        // A file, not a variable: no process the worker starts inherits it.
+        env("ORCA_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
     ];
+    if per_step {
+        env_vars.push(env("ORCA_STEPS", "1"));
+        labels.insert(ISOLATION_LABEL.into(), "pod".into());
+    }
     if let Some(model) = &spec.model {
         env_vars.push(env("ORCA_MODEL", model.clone()));
     }
@@ -289,6 +396,34 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
         readiness_probe = Some(http_probe("/readyz", 5));
         liveness_probe = Some(http_probe("/healthz", 10));
     }
+    if let Some(key) = &spec.api_key_secret {
+        let (volume, mount) =
+            secret_key_volume("api-key", &key.name, &key.key, API_KEY_DIR, "api-key");
+        env_vars.push(env(
+            "ORCA_ANTHROPIC_API_KEY_FILE",
+            format!("{API_KEY_DIR}/api-key"),
+        ));
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    let (volume, mount) = secret_key_volume(
+        "token",
+        &settings.token_secret,
+        &settings.token_key,
+        TOKEN_DIR,
+        "token",
+    );
+    volumes.extend([volume, scratch_volume()]);
+    mounts.extend([mount, scratch_mount()]);
+    // A pool that turns the sandbox on (nodes that allow user namespaces)
+    // also has its worker's egress proxy hold the list, by name.
+    let sandboxed = spec
+        .env
+        .iter()
+        .any(|e| e.name == "ORCA_SANDBOX" && e.value.as_deref() == Some("on"));
+    if let (true, Some(egress)) = (sandboxed, &spec.egress) {
+        env_vars.push(env("ORCA_EGRESS_ALLOW", egress.allow.join(",")));
+    }
     // The pool's own variables come last, so they may override ours.
     env_vars.extend(spec.env.iter().cloned());
 
@@ -299,51 +434,46 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
         env: Some(env_vars),
         env_from: (!spec.env_from.is_empty()).then(|| spec.env_from.clone()),
         resources: spec.resources.clone(),
-        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        volume_mounts: Some(mounts),
         ports,
         readiness_probe,
         liveness_probe,
-        security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
-            allow_privilege_escalation: Some(false),
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(false),
-            ..Default::default()
-        }),
+        security_context: Some(container_security()),
         ..Container::default()
     };
-    Deployment {
-        metadata: ObjectMeta {
-            name: Some(deployment_name(&name)),
-            namespace: agent.metadata.namespace.clone(),
-            labels: Some(labels.clone()),
-            owner_references: owner.map(|o| vec![o]),
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
             ..ObjectMeta::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    service_account_name: spec.service_account_name.clone(),
-                    node_selector: (!spec.node_selector.is_empty())
-                        .then(|| spec.node_selector.clone()),
-                    tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
-                    volumes: (!volumes.is_empty()).then_some(volumes),
-                    termination_grace_period_seconds: Some(DRAIN_GRACE_SECONDS),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
         }),
-        ..Deployment::default()
+        spec: Some(PodSpec {
+            containers: vec![container],
+            service_account_name: spec.service_account_name.clone(),
+            node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+            tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+            volumes: Some(volumes),
+            security_context: Some(pod_security()),
+            // Workers (and their steps) have no business with the
+            // Kubernetes API.
+            automount_service_account_token: Some(false),
+            termination_grace_period_seconds: Some(DRAIN_GRACE_SECONDS),
+            // A worker of its own per step leaves after it; its pod is
+            // then done, not restarted.
+            restart_policy: per_step.then(|| "Never".to_string()),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// What a chart installed in orca-system hands its pools, for tests.
+#[cfg(test)]
+pub(crate) fn test_settings() -> WorkerSettings {
+    WorkerSettings {
+        server: "http://orca.orca-system:7070".into(),
+        image: "ghcr.io/orca/worker:0.1.0".into(),
+        token_secret: "orca-worker-token".into(),
+        token_key: "token".into(),
+        metrics_token_secret: None,
     }
 }
 
@@ -351,16 +481,7 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
 mod tests {
     use super::*;
     use crate::crd::test_agent as agent;
-
-    fn settings() -> WorkerSettings {
-        WorkerSettings {
-            server: "http://orca.orca-system:7070".into(),
-            image: "ghcr.io/orca/worker:0.1.0".into(),
-            token_secret: "orca-worker-token".into(),
-            token_key: "token".into(),
-            metrics_token_secret: None,
-        }
-    }
+    use test_settings as settings;
 
     fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
         let pod = deployment
@@ -380,7 +501,7 @@ mod tests {
     #[test]
     fn a_pool_becomes_workers_pointed_at_the_control_plane() {
         let agent = agent(
-            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmaxConcurrentAgents: 5\ncheckpointMaxBytes: 1048576\nmodel: claude-sonnet\nsecretsSecretName: anthropic\n",
+            "runtime: claude-code\ncapabilities: [git, claude-code]\nslotsPerPod: 2\nmaxConcurrentAgents: 5\ncheckpointMaxBytes: 1048576\nmodel: claude-sonnet\nsecretsSecretName: anthropic\napiKeySecret: {name: anthropic, key: api-key}\n",
         );
         let d = deployment(&agent, &settings(), 3);
         assert_eq!(d.metadata.name.as_deref(), Some("coders-workers"));
@@ -410,12 +531,25 @@ mod tests {
         assert_eq!(value("ORCA_SANDBOX"), "off");
         assert_eq!(value("ORCA_MODEL"), "claude-sonnet");
         assert_eq!(value("ORCA_SECRETS_DIR"), SECRETS_DIR);
-        let token = env["ORCA_TOKEN"]
-            .value_from
-            .as_ref()
-            .and_then(|v| v.secret_key_ref.as_ref());
-        assert_eq!(token.map(|s| s.name.as_str()), Some("orca-worker-token"));
+        assert_eq!(
+            value("ORCA_ANTHROPIC_API_KEY_FILE"),
+            format!("{API_KEY_DIR}/api-key")
+        );
+        assert!(!env.contains_key("ORCA_TOKEN"), "the token is a file");
+        assert_eq!(value("ORCA_TOKEN_FILE"), format!("{TOKEN_DIR}/token"));
         let pod = spec.template.spec.as_ref().expect("pod");
+        let token = pod.volumes.iter().flatten().find(|v| v.name == "token");
+        let token = token
+            .and_then(|v| v.secret.clone())
+            .expect("the token's volume");
+        assert_eq!(token.secret_name.as_deref(), Some("orca-worker-token"));
+        assert_eq!(token.items.expect("one key")[0].key, "token");
+        let key = pod.volumes.iter().flatten().find(|v| v.name == "api-key");
+        let key = key
+            .and_then(|v| v.secret.clone())
+            .expect("the API key's volume");
+        assert_eq!(key.secret_name.as_deref(), Some("anthropic"));
+        assert_eq!(key.items.expect("one key")[0].key, "api-key");
         assert_eq!(
             pod.containers[0].image.as_deref(),
             Some("ghcr.io/orca/worker:0.1.0")
@@ -425,6 +559,48 @@ mod tests {
             Some(DRAIN_GRACE_SECONDS)
         );
         assert!(pod.volumes.as_ref().is_some_and(|v| v[0].secret.is_some()));
+
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        // The restricted Pod Security Standard.
+        let security = pod.security_context.as_ref().expect("pod security");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(
+            security.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        let container = pod.containers[0]
+            .security_context
+            .as_ref()
+            .expect("security");
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            container.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        // With a read-only root, what the worker and its steps write goes
+        // to the pod's scratch volume.
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == "/tmp" && m.name == "scratch")
+        );
+        assert!(value("ORCA_WORK_DIR").starts_with("/tmp/") && value("HOME") == "/tmp");
+    }
+
+    #[test]
+    fn a_sandboxed_pools_worker_holds_its_egress_list_by_name_too() {
+        let allow = "egress: {allow: [pypi.org, '*.github.com']}\n";
+        let unsandboxed = deployment(&agent(allow), &settings(), 1);
+        // Without the sandbox the worker refuses a list: the NetworkPolicy holds it.
+        assert!(!env_of(&unsandboxed).contains_key("ORCA_EGRESS_ALLOW"));
+        let sandboxed = format!("{allow}env: [{{name: ORCA_SANDBOX, value: \"on\"}}]\n");
+        let d = deployment(&agent(&sandboxed), &settings(), 1);
+        assert_eq!(
+            env_of(&d)["ORCA_EGRESS_ALLOW"].value.as_deref(),
+            Some("pypi.org,*.github.com")
+        );
     }
 
     #[test]
@@ -494,7 +670,13 @@ mod tests {
             .filter(|e| e.name == "ORCA_SLOTS")
             .collect();
         assert_eq!(slots.last().and_then(|e| e.value.as_deref()), Some("9"));
-        assert!(pod.volumes.is_none(), "no secrets volume unless asked");
+        let volumes = pod.volumes.clone().unwrap_or_default();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["token", "scratch"],
+            "no secrets volume unless asked"
+        );
         assert_eq!(
             selector_string("coders"),
             "app.kubernetes.io/name=orca-worker,orca.dev/agent=coders"

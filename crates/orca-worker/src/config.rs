@@ -23,6 +23,8 @@ pub struct WorkerConfig {
     pub pool: String,
     pub capabilities: Vec<String>,
     pub slots: u32,
+    /// How many steps it runs before it leaves; 0 for no end.
+    pub steps: u32,
     /// The pool's cap on agent steps running at once; 0 for none.
     pub max_concurrent_agents: u32,
     /// Root of the per-attempt workspaces.
@@ -76,6 +78,7 @@ impl WorkerConfig {
             pool: String::new(),
             capabilities: vec!["shell".into()],
             slots: 4,
+            steps: 0,
             max_concurrent_agents: 0,
             work_dir,
             reconnect_min: Duration::from_millis(100),

@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod model_proxy;
 pub mod program;
+mod quota;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
@@ -176,6 +177,8 @@ struct Worker {
     limits: Arc<Limits>,
     /// How steps are isolated and limited, as registration says it.
     isolation: String,
+    /// The steps it may still be given (`--steps`).
+    quota: quota::Quota,
     /// Where steps' branches are kept for steps on other workers: the
     /// control plane, always (a step's dependents may run anywhere).
     branches: Arc<dyn runtime::checkpoint::Keeper>,
@@ -273,6 +276,7 @@ pub async fn run(
         )
         .with_spares(config.work_dir.join(SPARES_DIR), config.spare_worktrees),
     );
+    let steps = config.steps;
     let mut worker = Worker {
         checkpoints,
         branches: keeper,
@@ -292,6 +296,7 @@ pub async fn run(
         egress,
         metrics,
         isolation: format!("{}; {}", sandbox.isolation(), limits.describe()),
+        quota: quota::Quota::new(steps),
         sandbox: Arc::new(sandbox),
         limits: Arc::new(limits),
     };
@@ -433,7 +438,9 @@ impl Worker {
                 return closed;
             }
         }
+        self.quota.new_session();
         let free = self.config.slots.saturating_sub(self.running.len() as u32);
+        let free = self.quota.grant(free);
         if free > 0 && outbound.send(credits(free)).await.is_err() {
             return closed;
         }
@@ -445,6 +452,16 @@ impl Worker {
         let hand_back_reason =
             format!("handed back by worker {} as it shut down", self.config.name);
         loop {
+            // Its steps all run and ended (`--steps`): leave as a drain does.
+            if drain_deadline.is_none() && self.quota.spent() && self.running.is_empty() {
+                tracing::info!(worker = %self.config.name, steps = self.config.steps, "ran its steps; leaving");
+                let message = v1::WorkerMessage {
+                    kind: Some(v1::worker_message::Kind::Drain(v1::Drain {})),
+                };
+                let _ = outbound.send(message).await;
+                close_gracefully(outbound, &mut inbound).await;
+                return Ok(SessionEnd::Drained);
+            }
             if drain_deadline.is_none() && *drain.borrow() {
                 // Stop getting work; what runs may finish within the grace.
                 tracing::info!(worker = %self.config.name, running = self.running.len(), "draining");
@@ -516,8 +533,11 @@ impl Worker {
                         self.keep_undelivered(unsent.0);
                         return closed;
                     }
-                    if done && drain_deadline.is_none() && outbound.send(credits(1)).await.is_err() {
-                        return closed;
+                    if done && drain_deadline.is_none() {
+                        let granted = self.quota.grant(1);
+                        if granted > 0 && outbound.send(credits(granted)).await.is_err() {
+                            return closed;
+                        }
                     }
                 }
             }
@@ -561,6 +581,7 @@ impl Worker {
                 };
                 tracing::debug!(task = %key.task_id, step = %key.step_id, attempt = key.attempt, "assigned");
                 let (cancel, cancelled) = oneshot::channel();
+                self.quota.assigned();
                 self.running.insert(key.clone(), Some(cancel));
                 // The attempt's span is a child of the task's, wherever the
                 // task was submitted; it lasts as long as the attempt runs.

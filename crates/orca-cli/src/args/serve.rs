@@ -72,6 +72,11 @@ pub struct StoreArgs {
     #[arg(long, env = "ORCA_STORE", hide_env_values = true)]
     pub store: Option<String>,
 
+    /// A file holding the --store URL, for a URL with a password in it
+    /// (a mounted Secret): never in the environment a process inherits.
+    #[arg(long, env = "ORCA_STORE_FILE")]
+    pub store_file: Option<PathBuf>,
+
     /// How hard SQLite works to survive a crash: process (survives a crash
     /// of orca; may lose the last commits on power loss) or machine (fsync
     /// on every commit: survives power loss), as a sqlite --store URL's
@@ -110,8 +115,22 @@ impl StoreArgs {
     /// as hard as --durability or its URL says (both saying differently is
     /// refused, rather than one silently winning).
     pub fn store_url(&self) -> anyhow::Result<StoreUrl> {
-        let mut url = match self.store.as_deref() {
-            Some(url) => url.parse().map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+        let from_file = match &self.store_file {
+            Some(_) if self.store.is_some() => {
+                anyhow::bail!("--store and --store-file both name the store; give one")
+            }
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--store-file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let (flag, said) = match (&from_file, self.store.as_deref()) {
+            (Some(text), _) => ("--store-file", Some(text.trim())),
+            (None, said) => ("--store", said),
+        };
+        let mut url = match said {
+            Some(url) => url.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?,
             None => StoreUrl::Sqlite {
                 path: self.data_dir.join("orca.db"),
                 durability: None,
@@ -386,6 +405,11 @@ pub struct WorkerArgs {
     /// workers (0: none): fan-out stops here before the provider's limit.
     #[arg(long, env = "ORCA_MAX_CONCURRENT_AGENTS", default_value_t = 0)]
     pub max_concurrent_agents: u32,
+
+    /// Run this many steps, then leave (0: no end). With 1, each step has
+    /// a worker, and so a pod, of its own (`Agent.spec.isolation: pod`).
+    #[arg(long, env = "ORCA_STEPS", default_value_t = 0)]
+    pub steps: u32,
 
     #[command(flatten)]
     pub offer: OfferArgs,

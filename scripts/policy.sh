@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The policy tools the manifest tests run, pinned, in a venv of their own
+# (.tools/policy): checkov scans the chart's and the operator's manifests,
+# cel-python evaluates the CRDs' CEL validation rules. Cached: a second run
+# does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+CHECKOV_VERSION=3.3.30
+CEL_PYTHON_VERSION=0.5.0
+PREFIX=.tools/policy
+STAMP=$PREFIX/installed-$CHECKOV_VERSION-$CEL_PYTHON_VERSION
+if [ -f "$STAMP" ] && [ -x "$PREFIX/venv/bin/checkov" ]; then
+  exit 0
+fi
+need_python_venv
+rm -rf "$PREFIX"
+mkdir -p "$PREFIX"
+python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
+  "checkov==$CHECKOV_VERSION" "cel-python==$CEL_PYTHON_VERSION"
+touch "$STAMP"
