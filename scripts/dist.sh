@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make dist`: the orca binary as the images ship it. The release build keeps
+# `make dist`: the orca binary as the images ship it, and beside it
+# orca-sandbox-net, the small relay each sandboxed step starts with. The release build keeps
 # line tables (for profiles and backtraces); here they are split off into
 # orca.debug, and the shipped binary is stripped, with a .gnu_debuglink
 # naming that file, so gdb and perf find the debug info when it is put
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 max_mib=${DIST_MAX_MIB:-48}
-cargo build --release --locked -p orca-cli
+cargo build --release --locked -p orca-cli -p orca-sandbox-net
 target_dir=$(cargo_target_dir)
 out=${DIST_DIR:-$target_dir/dist}
 mkdir -p "$out"
@@ -24,10 +25,14 @@ objcopy --only-keep-debug "$built" "$out/orca.debug"
 # the working directory.
 (cd "$out" && objcopy --strip-all --add-gnu-debuglink=orca.debug "$built" orca)
 
+# The relay has no debug info worth keeping apart; stripped, it loads fast.
+objcopy --strip-all "$target_dir/release/orca-sandbox-net" "$out/orca-sandbox-net"
+
 mib() { awk -v bytes="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", bytes / 1048576 }'; }
 echo "built    $built: $(mib "$built") MiB"
 echo "shipped  $out/orca: $(mib "$out/orca") MiB (stripped)"
 echo "debug    $out/orca.debug: $(mib "$out/orca.debug") MiB (kept apart)"
+echo "relay    $out/orca-sandbox-net: $(mib "$out/orca-sandbox-net") MiB (stripped)"
 if [ "$(stat -c %s "$out/orca")" -gt $((max_mib * 1048576)) ]; then
   echo "scripts/dist.sh: the shipped binary is over ${max_mib} MiB" >&2
   exit 1

@@ -458,6 +458,23 @@ async fn a_worker_that_cannot_make_a_sandbox_says_why_and_how_to_fix_it() {
             .env("XDG_CONFIG_HOME", dir.path()),
     );
     assert!(line.contains("--sandbox=off"), "{line}");
+
+    // An orca without its relay beside it (a broken install): refused at
+    // start, naming what is missing. A hard link, since the binary finds
+    // the relay beside where it really is.
+    let alone = tempfile::tempdir_in(orca_bin().parent().expect("bin dir")).expect("tempdir");
+    let lone_orca = alone.path().join("orca");
+    std::fs::hard_link(orca_bin(), &lone_orca).expect("link orca");
+    let line = fails_in_one_line(
+        std::process::Command::new(&lone_orca)
+            .args(["worker", "--name", "w2", "--server", &server.url])
+            .env("ORCA_TOKEN", &server.worker_token)
+            .current_dir(dir.path()),
+    );
+    assert!(
+        line.contains("orca-sandbox-net") && line.contains("missing"),
+        "{line}"
+    );
     // Nothing registered.
     let agents = connected(&server).await;
     assert!(agents.is_empty(), "{agents:?}");

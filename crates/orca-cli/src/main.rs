@@ -31,19 +31,6 @@ use crate::args::{Cli, Command, OperatorCommand, TemplateCommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // The first process in a step's sandbox, which the worker starts: not
-    // a command of the CLI's, and kept off its help.
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(
-            orca_worker::egress::inside::SUBCOMMAND,
-        ))
-    {
-        let args: Vec<String> = std::env::args_os()
-            .skip(2)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return orca_worker::egress::inside::main(&args);
-    }
     let cli = Cli::parse();
     // The control plane needs every core; a worker or a client command is
     // mostly waiting on one stream, and one thread spares it the cross-thread

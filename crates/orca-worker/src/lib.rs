@@ -8,6 +8,8 @@ mod config;
 pub mod egress;
 mod error;
 pub mod http;
+mod isolation;
+mod keeper;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
@@ -39,85 +41,16 @@ use tracing::Instrument;
 pub use crate::config::{DEFAULT_SPARE_WORKTREES, WorkerConfig};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
+use crate::isolation::Isolation;
 pub use crate::limits::{LimitSettings, Limits};
 use crate::metrics::WorkerMetrics;
 pub use crate::runtime::ClaudeSettings;
-use crate::runtime::checkpoint::{Checkpoints, Keeper};
+use crate::runtime::checkpoint::Checkpoints;
 use crate::runtime::{Attempt, FromAttempt};
 pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
     orca_api::client::endpoint(server, tls).map_err(|e| Error::Settings(e.to_string()))
-}
-
-/// The model proxy sandboxed agents call through, so their processes hold
-/// a key of their attempt's, not the worker's, and reach the API from a
-/// network of their own: whenever steps are sandboxed.
-async fn model_proxy(
-    sandbox: &Sandbox,
-    claude: &ClaudeSettings,
-) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
-    if matches!(sandbox, Sandbox::Off) {
-        return Ok(None);
-    }
-    let upstream = claude
-        .base_url
-        .as_deref()
-        .unwrap_or(model_proxy::DEFAULT_UPSTREAM);
-    let credentials = model_proxy::Credentials {
-        api_key: claude.api_key.clone(),
-        oauth_token: claude.oauth_token.clone(),
-    };
-    let proxy = model_proxy::ModelProxy::start(upstream, credentials)
-        .await
-        .map_err(|e| Error::Sandbox(format!("the agents' model proxy could not start: {e}")))?;
-    Ok(Some(Arc::new(proxy)))
-}
-
-/// Sandboxed steps' ways out of their network: the pool's allow-list, and
-/// the services relayed in as they are (the control plane, the model proxy,
-/// the OTLP endpoint a step's own traces go to). Without the `orca` binary
-/// to start a sandbox's relay, steps have no network at all, and the log
-/// says so.
-fn egress(
-    config: &WorkerConfig,
-    sandbox: &Sandbox,
-    model_proxy: Option<&model_proxy::ModelProxy>,
-    metrics: &Arc<WorkerMetrics>,
-) -> Result<Option<Arc<egress::Egress>>, Error> {
-    let allow = config.sandbox.egress_allow.as_deref();
-    let init = match (sandbox, &config.sandbox.init) {
-        (Sandbox::Off, _) => return Ok(None),
-        (Sandbox::Bubblewrap { .. }, None) => {
-            tracing::warn!(
-                "no orca binary to start sandboxes' networks with: steps have no network"
-            );
-            return Ok(None);
-        }
-        (Sandbox::Bubblewrap { .. }, Some(init)) => init.clone(),
-    };
-    let mut services: Vec<egress::Service> = Choice::new(&config.server)
-        .map(|c| {
-            c.servers()
-                .iter()
-                .filter_map(|s| egress::Service::from_url(s))
-                .collect()
-        })
-        .unwrap_or_default();
-    services.extend(model_proxy.and_then(|p| egress::Service::from_url(&p.url())));
-    // Where a step's own traces go, as the worker hands it OTEL_*.
-    for name in [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ] {
-        if let Ok(url) = std::env::var(name) {
-            services.extend(egress::Service::from_url(&url));
-        }
-    }
-    services.dedup();
-    let egress = egress::Egress::new(allow, &config.pool, init, services, metrics.clone())
-        .map_err(Error::Settings)?;
-    Ok(Some(Arc::new(egress)))
 }
 
 /// How long a stopping worker waits for its cancelled steps to end.
@@ -218,24 +151,9 @@ pub async fn run(
     if claude.bin.as_os_str().is_empty() {
         claude.bin = "claude".into();
     }
-    egress::check(
-        config.sandbox.egress_allow.as_deref(),
-        config.sandbox.mode == SandboxMode::On,
-    )
-    .map_err(Error::Settings)?;
-    // Checked before the first step can come: a worker that cannot
-    // sandbox its steps runs none, unless told to run them unsandboxed.
-    let sandbox = Sandbox::make(&config.sandbox)
-        .await
-        .map_err(Error::Sandbox)?;
-    // A limit asked for and not held is refused as a sandbox is.
-    let limits = Limits::probe(config.limits.clone());
-    if let Some(unheld) = limits.unheld() {
-        return Err(Error::Sandbox(format!(
-            "step limits cannot be held here: {unheld}"
-        )));
-    }
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
+    // Checked before the first step can come.
+    let isolation = Isolation::make(&config, &claude, &metrics).await?;
     let http = match &config.http {
         Some(settings) => {
             let (addr, serving) = http::serve(settings, metrics.clone()).await?;
@@ -244,19 +162,9 @@ pub async fn run(
         }
         None => None,
     };
-    match &sandbox {
-        Sandbox::Off => tracing::warn!(
-            "steps run without a sandbox (--sandbox=off): each sees what this worker sees"
-        ),
-        Sandbox::Bubblewrap { .. } => {
-            tracing::info!(isolation = %sandbox.isolation(), "steps run sandboxed")
-        }
-    }
-    let model_proxy = model_proxy(&sandbox, &claude).await?;
-    let egress = egress(&config, &sandbox, model_proxy.as_deref(), &metrics)?;
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
-    let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(ControlPlaneKeeper {
+    let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(keeper::ControlPlaneKeeper {
         connection,
         bearer: bearer.clone(),
     });
@@ -290,15 +198,15 @@ pub async fn run(
         reports,
         report_tx,
         agents: Arc::new(runtime::Agents {
-            model_proxy,
+            model_proxy: isolation.model_proxy.clone(),
             claude,
         }),
-        egress,
+        egress: isolation.egress.clone(),
         metrics,
-        isolation: format!("{}; {}", sandbox.isolation(), limits.describe()),
+        isolation: isolation.describe(),
         quota: quota::Quota::new(steps),
-        sandbox: Arc::new(sandbox),
-        limits: Arc::new(limits),
+        sandbox: Arc::new(isolation.sandbox),
+        limits: Arc::new(isolation.limits),
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
     let (start_drain, mut drain) = watch::channel(false);
@@ -737,130 +645,4 @@ fn report_message(report: FromAttempt) -> v1::WorkerMessage {
         FromAttempt::Done(result) => K::Result(*result),
     };
     v1::WorkerMessage { kind: Some(kind) }
-}
-
-/// How long a checkpoint call waits for a connection (the worker may be
-/// between sessions), and how often it tries a control plane that is
-/// unavailable (a replica handing over).
-const KEEPER_WAIT: Duration = Duration::from_secs(10);
-const KEEPER_TRIES: u32 = 5;
-/// A checkpoint read back may be as large as the control plane keeps.
-const MAX_CHECKPOINT_MESSAGE: usize = 1 << 30;
-
-/// Checkpoints kept by the control plane, over the worker's connection.
-struct ControlPlaneKeeper {
-    connection: watch::Receiver<Option<Channel>>,
-    bearer: Bearer,
-}
-
-type AgentClient = AgentServiceClient<
-    tonic::service::interceptor::InterceptedService<Channel, orca_api::client::Bearer>,
->;
-
-impl ControlPlaneKeeper {
-    /// Calls the control plane with the current connection, again while it
-    /// is unavailable, a few times.
-    async fn call<T, F>(
-        &self,
-        what: &str,
-        call: impl Fn(AgentClient) -> F,
-    ) -> Result<T, tonic::Status>
-    where
-        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        let mut tries = 0;
-        loop {
-            // The session's connection; between sessions, the next one's.
-            let mut connection = self.connection.clone();
-            let waited = tokio::time::timeout(KEEPER_WAIT, connection.wait_for(Option::is_some))
-                .await
-                .ok()
-                .and_then(|found| found.ok().and_then(|channel| channel.clone()));
-            let Some(channel) = waited else {
-                return Err(tonic::Status::unavailable(format!(
-                    "no connection to the control plane to {what}"
-                )));
-            };
-            let client = AgentServiceClient::with_interceptor(channel, self.bearer.clone())
-                .max_decoding_message_size(MAX_CHECKPOINT_MESSAGE)
-                .max_encoding_message_size(MAX_CHECKPOINT_MESSAGE);
-            match call(client).await {
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable && tries + 1 < KEEPER_TRIES =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                answer => return answer.map(tonic::Response::into_inner),
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Keeper for ControlPlaneKeeper {
-    async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String> {
-        self.call("keep a checkpoint", |mut client| {
-            let checkpoint = checkpoint.clone();
-            async move { client.put_checkpoint(checkpoint).await }
-        })
-        .await
-        .map(|_| ())
-        .map_err(|status| format!("the control plane refused it: {}", status.message()))
-    }
-
-    async fn get(&self, attempt: &AttemptKey) -> Result<Option<v1::Checkpoint>, String> {
-        let request = v1::GetCheckpointRequest {
-            attempt: Some(v1::AttemptRef::from(attempt)),
-        };
-        match self
-            .call("read a checkpoint", |mut client| {
-                let request = request.clone();
-                async move { client.get_checkpoint(request).await }
-            })
-            .await
-        {
-            Ok(checkpoint) => Ok(Some(checkpoint)),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(format!(
-                "the control plane did not give it: {}",
-                status.message()
-            )),
-        }
-    }
-
-    async fn put_branch(&self, branch: v1::StepBranch) -> Result<(), String> {
-        self.call("keep a step's branch", |mut client| {
-            let branch = branch.clone();
-            async move { client.put_branch(branch).await }
-        })
-        .await
-        .map(|_| ())
-        .map_err(|status| format!("the control plane refused it: {}", status.message()))
-    }
-
-    async fn get_branch(
-        &self,
-        attempt: &AttemptKey,
-        step_id: &str,
-    ) -> Result<Option<v1::StepBranch>, String> {
-        let request = v1::GetBranchRequest {
-            attempt: Some(v1::AttemptRef::from(attempt)),
-            step_id: step_id.to_string(),
-        };
-        match self
-            .call("read a step's branch", |mut client| {
-                let request = request.clone();
-                async move { client.get_branch(request).await }
-            })
-            .await
-        {
-            Ok(branch) => Ok(Some(branch)),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(format!(
-                "the control plane did not give it: {}",
-                status.message()
-            )),
-        }
-    }
 }

@@ -80,7 +80,7 @@ pub struct SandboxSettings {
     pub shared: Vec<PathBuf>,
     /// The pool's egress allow-list (`--egress-allow`); `None`: none.
     pub egress_allow: Option<Vec<String>>,
-    /// This `orca` binary, run first in each sandbox to relay its ways
+    /// `orca-sandbox-net`, run first in each sandbox to relay its ways
     /// out; without it a sandboxed step has no network at all.
     pub init: Option<PathBuf>,
 }

@@ -636,8 +636,11 @@ impl SandboxArgs {
             read_only: self.sandbox_read_only.clone(),
             shared: self.sandbox_shared.clone(),
             egress_allow: self.egress_allow.clone(),
-            // This binary starts each sandbox's network (`__sandbox-net`).
-            init: std::env::current_exe().ok(),
+            // Each sandbox's network is started by the relay beside this
+            // binary, from the same build.
+            init: std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.join(orca_worker::egress::RELAY_PROGRAM))),
         }
     }
 }

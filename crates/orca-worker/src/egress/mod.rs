@@ -11,10 +11,9 @@
 //!   worker's OTLP endpoint, the task's repository host, and each loopback
 //!   `host:port` the step's lists all name exactly.
 //!
-//! In the sandbox, [`inside`] listens on loopback for each and relays to
+//! In the sandbox, `orca-sandbox-net` (its own crate) listens on loopback for each and relays to
 //! its socket. Anything that goes around the proxy finds no route.
 
-pub mod inside;
 mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,7 +25,9 @@ use orca_core::egress::{AllowList, Policy};
 use tokio::net::{TcpStream, UnixListener};
 
 use crate::metrics::WorkerMetrics;
-use inside::Relay;
+/// The relay's executable, which the worker runs from beside `orca`.
+pub use orca_sandbox_net::PROGRAM as RELAY_PROGRAM;
+use orca_sandbox_net::Relay;
 
 /// One connection's verdict, as the step's event says it.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,10 +307,9 @@ impl Gate {
     }
 
     /// The command line that goes before the step's program in the
-    /// sandbox: [`inside`], with its relays.
+    /// sandbox: `orca-sandbox-net`, with its relays.
     pub(crate) fn init(&self) -> Vec<std::ffi::OsString> {
-        let mut args: Vec<std::ffi::OsString> =
-            vec![self.init.clone().into(), inside::SUBCOMMAND.into()];
+        let mut args: Vec<std::ffi::OsString> = vec![self.init.clone().into()];
         args.extend(self.relays.iter().map(|r| r.arg().into()));
         args.push("--".into());
         args

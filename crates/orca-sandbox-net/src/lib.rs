@@ -1,4 +1,4 @@
-//! The first process in a step's sandbox (`orca __sandbox-net`): the
+//! The first process in a step's sandbox (`orca-sandbox-net`): the
 //! sandbox has a network of its own with nothing in it but loopback, so
 //! this listens there for the ways out the worker opened (its egress
 //! proxy, the control plane, the model proxy), each relayed to a socket of
@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use tokio::net::{TcpListener, UnixStream};
 
-/// The name the worker runs it by: `orca __sandbox-net`.
-pub const SUBCOMMAND: &str = "__sandbox-net";
+/// The executable's name, which the worker finds beside `orca`.
+pub const PROGRAM: &str = "orca-sandbox-net";
 
 /// One listener: a loopback address in the sandbox and the worker's
 /// socket it leads to, said `127.0.0.1:3128=/run/orca/proxy.sock`.
@@ -45,7 +45,7 @@ impl Relay {
 /// the program starts are said on stderr, as the step's, and exit 127.
 pub fn main(args: &[String]) -> ExitCode {
     let Some(split) = args.iter().position(|a| a == "--") else {
-        eprintln!("orca sandbox: usage: {SUBCOMMAND} RELAY... -- PROGRAM [ARG...]");
+        eprintln!("orca sandbox: usage: {PROGRAM} RELAY... -- PROGRAM [ARG...]");
         return ExitCode::from(127);
     };
     let relays: Option<Vec<Relay>> = args[..split].iter().map(|a| Relay::parse(a)).collect();
