@@ -49,20 +49,25 @@ impl Isolation {
         }
         let model_proxy = model_proxy(&sandbox, claude).await?;
         let egress = egress(config, &sandbox, model_proxy.as_deref(), metrics)?;
-        match &sandbox {
-            Sandbox::Off => tracing::warn!(
-                "steps run without a sandbox (--sandbox=off): each sees what this worker sees"
-            ),
-            Sandbox::Bubblewrap { .. } => {
-                tracing::info!(isolation = %sandbox.isolation(), "steps run sandboxed")
-            }
-        }
         Ok(Isolation {
             sandbox,
             limits,
             model_proxy,
             egress,
         })
+    }
+
+    /// Says in the log how steps run: once the worker has started, after
+    /// any refusal of its other settings.
+    pub(crate) fn log(&self) {
+        match &self.sandbox {
+            Sandbox::Off => tracing::warn!(
+                "steps run without a sandbox (--sandbox=off): each sees what this worker sees"
+            ),
+            Sandbox::Bubblewrap { .. } => {
+                tracing::info!(isolation = %self.sandbox.isolation(), "steps run sandboxed")
+            }
+        }
     }
 
     /// How steps are isolated and limited, as registration says it.

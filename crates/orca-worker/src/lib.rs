@@ -162,6 +162,7 @@ pub async fn run(
         }
         None => None,
     };
+    isolation.log();
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
     let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(keeper::ControlPlaneKeeper {
