@@ -334,11 +334,7 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
                 let pod = step_pods::step_pod(&agent, &ctx.workers, step_pods::pod_name(&name));
                 pods.create(&PostParams::default(), &pod).await?;
             }
-            let kept = views.iter().filter(|v| !plan.delete.contains(&v.name));
-            let live = kept.clone().filter(|v| v.live()).count() + plan.create as usize;
-            let ready = kept
-                .filter(|v| v.phase.as_deref() == Some("Running"))
-                .count();
+            let (live, ready) = step_pods::after(&views, &plan);
             Observed {
                 replicas: i32::try_from(live).unwrap_or(i32::MAX),
                 ready: i32::try_from(ready).unwrap_or(i32::MAX),

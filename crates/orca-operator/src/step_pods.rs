@@ -37,7 +37,7 @@ impl PodView {
         matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
     }
 
-    pub fn live(&self) -> bool {
+    fn live(&self) -> bool {
         !self.finished() && !self.deleting
     }
 }
@@ -70,6 +70,21 @@ pub fn plan(pods: &[PodView], wanted: u32) -> Plan {
         delete.extend(idle.into_iter().take(excess).map(|p| p.name.clone()));
     }
     Plan { create, delete }
+}
+
+/// The pool once `plan` is carried out: its live pods (those it makes
+/// included), and of those already there, the live ones running.
+pub fn after(pods: &[PodView], plan: &Plan) -> (u32, u32) {
+    let kept: Vec<&PodView> = pods
+        .iter()
+        .filter(|p| p.live() && !plan.delete.contains(&p.name))
+        .collect();
+    let ready = kept
+        .iter()
+        .filter(|p| p.phase.as_deref() == Some("Running"))
+        .count();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    (count(kept.len()).saturating_add(plan.create), count(ready))
 }
 
 /// A name for a new step pod: `<agent>-step-<5 random characters>`.
@@ -150,8 +165,26 @@ mod tests {
     fn pods_being_deleted_count_for_nothing() {
         let mut leaving = pod("a", "Running", 0);
         leaving.deleting = true;
-        let plan = plan(&[leaving], 1);
+        let pods = [leaving];
+        let plan = plan(&pods, 1);
         assert_eq!((plan.create, plan.delete.len()), (1, 0));
+        assert_eq!(after(&pods, &plan), (1, 0), "the leaving pod is not ready");
+    }
+
+    #[test]
+    fn after_the_plan_the_pool_counts_what_stays_and_what_is_made() {
+        let pods = [
+            pod("a", "Succeeded", 0),
+            pod("b", "Running", 1),
+            pod("c", "Pending", 0),
+            pod("d", "Running", 0),
+        ];
+        let cut = plan(&pods, 1);
+        // a is finished, c and d idle and cut: b stays, running.
+        assert_eq!(after(&pods, &cut), (1, 1));
+        let grown = plan(&pods, 5);
+        assert_eq!(grown.create, 2);
+        assert_eq!(after(&pods, &grown), (5, 2));
     }
 
     #[test]
