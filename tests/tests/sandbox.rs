@@ -589,21 +589,39 @@ async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn egress_lists_merge_narrowest_wins_and_a_tasks_repository_host_is_open_by_default() {
+/// A git server with repository `app`, and a server that takes local
+/// repositories, its credentials in secret `git-creds`; the workers'
+/// secrets directory, which holds them too.
+fn repository_and_server(dir: &Path) -> (orca_tests::git_server::GitServer, Server, String) {
     use orca_tests::git_server::{GitServer, account_secrets};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let git = GitServer::start(dir.path()).expect("git server");
+    let git = GitServer::start(dir).expect("git server");
     git.create_repo("app", &[("README.md", "hello\n")]);
-    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let secrets = account_secrets(dir, "repo-secrets", "git-creds").expect("secrets");
     let server = Server::start_on(
-        &dir.path().join("server"),
+        &dir.join("server"),
         "127.0.0.1:0",
         &["--allow-local-repos", "--repo-secrets-dir", &secrets],
     )
     .expect("server");
+    let worker_secrets = account_secrets(dir, "w-secrets", "git-creds").expect("secrets");
+    (git, server, worker_secrets)
+}
+
+/// Repository `app` at `main`, with its credentials.
+fn app_repo(git: &orca_tests::git_server::GitServer) -> v1::RepoSpec {
+    v1::RepoSpec {
+        url: git.url("app"),
+        r#ref: "main".into(),
+        credentials_secret: "git-creds".into(),
+        ..v1::RepoSpec::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_lists_merge_narrowest_wins_and_a_tasks_repository_host_is_open_by_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (git, server, worker_secrets) = repository_and_server(dir.path());
     let net = Loopback::start().await;
-    let worker_secrets = account_secrets(dir.path(), "w-secrets", "git-creds").expect("secrets");
     // The pool allows both loopback services by address and port.
     let pool = format!("--egress-allow={},{}", net.other, net.allowed);
     let _worker = server
@@ -638,12 +656,7 @@ code=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' '{url}/info/refs?service=gi
         spec.egress = Some(v1::Egress {
             allow: vec![net.other.to_string(), net.allowed.to_string()],
         });
-        spec.repo = Some(v1::RepoSpec {
-            url: url.clone(),
-            r#ref: "main".into(),
-            credentials_secret: "git-creds".into(),
-            ..v1::RepoSpec::default()
-        });
+        spec.repo = Some(app_repo(&git));
     }
     let id = submit(&client, request).await.expect("submit");
     let done = wait_finished(&client, &id, Duration::from_secs(60))
@@ -931,5 +944,97 @@ printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
     assert!(
         refused.to_string().contains("steps[0].shell.secretFiles"),
         "{refused}"
+    );
+}
+
+/// A step's repository is its own: the worker's mirror of it (whose
+/// config and hooks the worker's own git reads and runs, outside any
+/// sandbox) is out of the step's reach, so a hook or a `core.fsmonitor`
+/// planted there, an object added or a ref moved never reaches the mirror
+/// on the worker (what the step wrote, if anything, was in its own private
+/// `/tmp`); the step's commits still reach the steps after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_cannot_write_its_repositorys_mirror_or_plant_what_the_worker_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (git, server, worker_secrets) = repository_and_server(dir.path());
+    // Its steps share nothing with the test, as a worker's steps do by
+    // default.
+    let _worker = start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        "w1",
+        &["shell"],
+        2,
+        &["--secrets-dir", &worker_secrets],
+        &server.worker_token,
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let escaped = escape_path(&server);
+    let _ = std::fs::remove_file(&escaped);
+
+    // Where the mirror is, as the step can tell: its worktree's common
+    // directory, or the repository its objects borrow from.
+    let plant = format!(
+        r#"common=$(git rev-parse --path-format=absolute --git-common-dir)
+alt=$(head -n 1 "$common/objects/info/alternates" 2>/dev/null)
+if [ -n "$alt" ]; then mirror=${{alt%/objects}}; else mirror=$common; fi
+[ "$mirror" != "$PWD/.git" ] && echo "found-mirror: ok"
+mkdir -p "$mirror/hooks"
+printf '#!/bin/sh\necho escaped > {escaped}\n' > "$mirror/hooks/post-checkout" && chmod +x "$mirror/hooks/post-checkout"
+git config --file "$mirror/config" core.fsmonitor "$mirror/hooks/post-checkout"
+echo x > "$mirror/objects/planted" || echo "objects: refused"
+echo work > work.txt && git add work.txt && git commit -q -m work && echo "commit: ok"
+git --git-dir="$mirror" update-ref refs/remotes/origin/main "$(git rev-parse HEAD)" || true"#,
+        escaped = escaped.display(),
+    );
+    let steps = vec![
+        shell_step("plant", &[], &plant),
+        shell_step("after", &["plant"], "cat work.txt && git status --short"),
+    ];
+    let mut request = task("mirror", steps);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(app_repo(&git));
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let done = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    let said = logged(&client, &id, "plant").await;
+    assert_eq!(
+        done.state,
+        v1::TaskState::Succeeded as i32,
+        "{said}\n{done:?}"
+    );
+    for line in ["found-mirror: ok", "objects: refused", "commit: ok"] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    assert_eq!(logged(&client, &id, "after").await.trim(), "work");
+    let mirrors = server.data_dir.join("work/w1/.mirrors");
+    let mirror = std::fs::read_dir(&mirrors)
+        .expect("mirrors")
+        .flatten()
+        .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .expect("a mirror")
+        .path();
+    assert!(
+        !mirror.join("hooks/post-checkout").exists(),
+        "a hook planted"
+    );
+    let config = std::fs::read_to_string(mirror.join("config")).expect("config");
+    assert!(!config.contains("fsmonitor"), "{config}");
+    assert!(
+        !mirror.join("objects/planted").exists(),
+        "an object planted"
+    );
+    assert_eq!(
+        orca_tests::git_server::git(&mirror, &["rev-parse", "refs/remotes/origin/main"]),
+        orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}-plant^")]),
+        "the remote's branch moved"
+    );
+    assert!(
+        !escaped.exists(),
+        "the worker ran what a step planted in its mirror"
     );
 }

@@ -1,9 +1,10 @@
 //! A worker's repositories, against a real git server over smart HTTP with
 //! basic auth: one mirror per repository, cloned once and fetched only for
 //! a commit it lacks (one fetch at a time however many steps ask), a
-//! worktree per step on its own branch, what a step leaves uncommitted
-//! committed by orca, and a step that deletes or rewrites its branch
-//! refused. The server's access log counts the fetches.
+//! repository per step on its own branch, borrowing the mirror's objects,
+//! what a step leaves uncommitted committed by orca (and nothing the step
+//! planted in its repository run), and a step that deletes or rewrites
+//! its branch refused. The server's access log counts the fetches.
 
 use std::path::Path;
 
@@ -100,12 +101,23 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
         "what the step committed and what it left"
     );
     assert_eq!((done.insertions, done.deletions), (4, 0));
-    let author = git(a.path(), &["log", "-1", "--format=%an <%ae>"]);
+    let author = git(
+        mirror.path(),
+        &["log", "-1", "--format=%an <%ae>", &done.head],
+    );
     assert_eq!(author, format!("{} <{}>", ORCA_AUTHOR.0, ORCA_AUTHOR.1));
     assert_eq!(
-        git(a.path(), &["status", "--porcelain"]),
-        "",
-        "nothing is left"
+        git(
+            mirror.path(),
+            &["show", &format!("{}:notes.txt", done.head)]
+        ),
+        "left uncommitted",
+        "what it left is in orca's commit"
+    );
+    assert_eq!(
+        git(mirror.path(), &["rev-parse", &format!("{}^", done.head)]),
+        git(a.path(), &["rev-parse", "HEAD"]),
+        "on top of the step's own"
     );
     a.remove().await?;
     assert!(!dir.path().join("work/a").exists());
@@ -210,6 +222,72 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     Ok(())
 }
 
+/// What a step may plant in its own repository for orca's git to run:
+/// hooks (where git looks and where `core.hooksPath` says), a
+/// `core.fsmonitor` command, a clean filter its `.gitattributes` selects,
+/// a pack-objects hook for `git fetch` to run. orca reads the repository through git's transport and commits in
+/// the mirror, so none of them runs, and the step's work still comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orca_reads_a_steps_repository_without_running_what_the_step_planted_in_it()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = GitServer::start(dir.path())?;
+    let first = server.create_repo("app", &[("README.md", "hello\n")]);
+    let url = server.url("app");
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), orca_git::program());
+    let mirror = mirrors.ensure(&url, &first, Some(&credentials())).await?;
+    let tree = mirror
+        .add_worktree(&dir.path().join("work/s"), "orca/t/s", &first, &first)
+        .await?;
+    let ran = dir.path().join("ran");
+    let run = format!("#!/bin/sh\necho \"$0\" >> {}\n", ran.display());
+    let git_dir = tree.path().join(".git");
+    let hooks = git_dir.join("hooks");
+    std::fs::create_dir_all(&hooks)?;
+    let evil = dir.path().join("evil.sh");
+    let executable = |path: &Path| -> std::io::Result<()> {
+        std::fs::write(path, &run)?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+    };
+    executable(&evil)?;
+    for hook in [
+        "pre-commit",
+        "post-commit",
+        "post-checkout",
+        "reference-transaction",
+    ] {
+        executable(&hooks.join(hook))?;
+    }
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(git_dir.join("config"))?;
+    std::io::Write::write_all(
+        &mut config,
+        format!(
+            "[core]\n\tfsmonitor = {evil}\n\thooksPath = {hooks}\n[filter \"x\"]\n\tclean = {evil}\n\tprocess = {evil}\n\trequired = true\n[uploadpack]\n\tpackObjectsHook = {evil}\n",
+            evil = evil.display(),
+            hooks = hooks.display()
+        )
+        .as_bytes(),
+    )?;
+    std::fs::write(tree.path().join(".gitattributes"), "* filter=x\n")?;
+    std::fs::write(tree.path().join("work.txt"), "the step's work\n")?;
+    let done = tree.finish("orca: left").await?;
+    assert!(
+        !ran.exists(),
+        "orca's git ran {}",
+        std::fs::read_to_string(&ran)?
+    );
+    assert!(done.committed_for_the_step);
+    assert_eq!(done.changed_paths, vec![".gitattributes", "work.txt"]);
+    assert_eq!(
+        git(mirror.path(), &["show", &format!("{}:work.txt", done.head)]),
+        "the step's work"
+    );
+    tree.remove().await?;
+    Ok(())
+}
+
 /// The spares of `mirror` ready under `spares`, by the commit each is at.
 fn spares_at(spares: &Path, mirror: &orca_git::mirror::Mirror) -> Vec<String> {
     let dir = spares.join(mirror.path().file_name().expect("a name"));
@@ -286,15 +364,23 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
         .await?;
     assert_eq!(git(c.path(), &["rev-parse", "HEAD"]), first);
 
-    // A spare that cannot become the step's worktree (its branch is held
-    // by another) is removed, and the step gets git's own answer.
+    // A spare that cannot become the step's repository (broken since it
+    // was made) is removed, and the step's is checked out anew.
     mirror.refill(&first).await?;
-    let held = mirror
-        .add_worktree(&dir.path().join("work/d"), "orca/t/a", &first, &first)
-        .await;
-    assert!(held.is_err(), "orca/t/a is a's");
-    assert!(!dir.path().join("work/d").exists());
-    assert_eq!(spares_at(&spares, &mirror), vec![first.clone()]);
+    for spare in std::fs::read_dir(&mirror_spares)? {
+        std::fs::write(spare?.path().join(".git/HEAD"), "not a ref\n")?;
+    }
+    let d = mirror
+        .add_worktree(&dir.path().join("work/d"), "orca/t/d", &first, &first)
+        .await?;
+    assert_eq!(git(d.path(), &["rev-parse", "HEAD"]), first);
+    assert_eq!(git(d.path(), &["status", "--porcelain"]), "");
+    assert_eq!(
+        spares_at(&spares, &mirror),
+        vec![first.clone()],
+        "the broken spare it took went"
+    );
+    d.remove().await?;
 
     // Two commits' spares at most, the oldest other ones going first; a
     // half-made spare a crash left long ago is removed.

@@ -4,7 +4,9 @@
 //! a log line, or the environment of an agent. Git never prompts.
 //!
 //! `resolve` turns a task's ref into the commit every step starts from;
-//! `mirror` keeps a worker's mirrors, `worktree` its steps' worktrees;
+//! `mirror` keeps a worker's mirrors, `worktree` its steps' worktrees (each
+//! a repository of its own that borrows its mirror's objects, not a
+//! `git worktree`);
 //! `forge` opens the pull request a task's work ends in.
 
 use std::path::{Path, PathBuf};

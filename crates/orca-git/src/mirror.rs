@@ -2,11 +2,14 @@
 //! once and fetched only when a step needs a commit it lacks (one clone or
 //! fetch at a time per repository, across processes sharing the mirrors
 //! too), bounded in disk by eviction of the least recently used; a step
-//! gets a worktree of it (`worktree`) instead of a clone. Steps' branches
-//! travel between workers' mirrors as bundles.
+//! gets a repository of its own that borrows the mirror's objects
+//! (`worktree`) instead of a clone. Steps' branches travel between
+//! workers' mirrors as bundles.
 //!
 //! The mirror keeps the remote's branches under `refs/remotes/origin/`,
 //! so a fetch never touches the steps' own branches under `refs/heads/`.
+//! It is the worker's alone: a step never writes to it (its config and
+//! hooks are what the worker's own git reads and runs).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +30,7 @@ pub struct Mirrors {
     git: PathBuf,
     /// One clone or fetch at a time per repository.
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
-    /// One worktree added or removed at a time per repository.
+    /// One step's repository made or removed at a time per mirror.
     worktree_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// Where spare worktrees are made, and how many at a commit; `None`
     /// for none.
@@ -40,9 +43,11 @@ pub struct Mirrors {
 #[derive(Debug, Clone)]
 pub struct Mirror {
     pub(crate) path: PathBuf,
+    /// The repository's URL, the steps' repositories' `origin`.
+    pub(crate) url: String,
     pub(crate) git: PathBuf,
-    /// Held while worktrees are added or removed: `worktree prune` and
-    /// `worktree add` of two steps at once must not cross.
+    /// Held while steps' repositories are made or removed, so eviction
+    /// never takes a mirror one is being made of.
     pub(crate) worktrees: Arc<tokio::sync::Mutex<()>>,
     /// Worktrees checked out ahead of need (`spare`).
     pub(crate) spares: Option<Spares>,
@@ -194,6 +199,7 @@ impl Mirrors {
         let _one_at_a_time = take_turn(self.lock_for(&path), lock_file(&path, "fetch")).await?;
         let mirror = Mirror {
             path: path.clone(),
+            url: url.to_string(),
             git: self.git.clone(),
             worktrees: self.worktree_lock_for(&path),
             spares: self.spares.as_ref().map(|&(_, per_commit)| Spares {
@@ -254,8 +260,8 @@ impl Mirrors {
     }
 
     /// Removes the least recently used mirrors until those left take at
-    /// most `max_bytes`, sparing those in use (a step's worktree is made of
-    /// them) whatever their size; their spare worktrees go with them, and
+    /// most `max_bytes`, sparing those in use (a step's repository borrows
+    /// their objects) whatever their size; their spares go with them, and
     /// are not counted (they are bounded in number, on the workspaces'
     /// disk). The mirrors removed.
     pub async fn evict(&self, max_bytes: u64) -> Result<Vec<PathBuf>, Error> {
@@ -289,7 +295,7 @@ impl Mirrors {
             let _no_new_worktree =
                 take_turn(self.worktree_lock_for(&path), lock_file(&path, "worktrees")).await?;
             let spares = self.spares_dir(&path);
-            if in_use(&path, spares.as_deref()) {
+            if in_use(&path) {
                 continue;
             }
             tokio::fs::remove_dir_all(&path).await?;
@@ -303,13 +309,6 @@ impl Mirrors {
     }
 }
 
-/// Whether the worktree whose git directory link is in `admin` (an entry
-/// of a mirror's `worktrees/`) is a spare under `spares_dir`.
-fn is_spare(admin: &Path, spares_dir: &Path) -> bool {
-    std::fs::read_to_string(admin.join("gitdir"))
-        .is_ok_and(|gitdir| Path::new(gitdir.trim()).starts_with(spares_dir))
-}
-
 /// The lock for `path` in `locks`, made the first time.
 fn lock_in(
     locks: &Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
@@ -319,13 +318,14 @@ fn lock_in(
     locks.entry(path.to_path_buf()).or_default().clone()
 }
 
-/// Whether some step's worktree is made of the mirror at `path` (its
-/// spares, under `spares_dir`, are not steps').
-fn in_use(path: &Path, spares_dir: Option<&Path>) -> bool {
-    std::fs::read_dir(path.join("worktrees")).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|admin| !spares_dir.is_some_and(|spares| is_spare(&admin.path(), spares)))
+/// Whether some step's repository borrows the objects of the mirror at
+/// `path`: one of its records names a directory that is still there.
+fn in_use(path: &Path) -> bool {
+    std::fs::read_dir(path.join(crate::worktree::RECORDS)).is_ok_and(|records| {
+        records.flatten().any(|record| {
+            std::fs::read_to_string(record.path().join("path"))
+                .is_ok_and(|dir| Path::new(dir.trim_end_matches('\n')).is_dir())
+        })
     })
 }
 

@@ -1,16 +1,16 @@
-//! Spare worktrees: a mirror keeps a few worktrees checked out ahead of
-//! need at the commit its tasks start from, so a step's worktree is ready
-//! in the time of a rename and a branch switch instead of a checkout of
-//! every file. After a step takes one (or finds none), `refill` makes the
-//! next in the background, while the step's agent works.
+//! Spare repositories: a mirror keeps a few steps' repositories checked
+//! out ahead of need at the commit its tasks start from, so a step's is
+//! ready in the time of a rename and a branch switch instead of a checkout
+//! of every file. After a step takes one (or finds none), `refill` makes
+//! the next in the background, while the step's agent works.
 //!
 //! Spares live beside the workers' workspaces, not in the mirrors
 //! directory: a rename does not cross filesystems, and the mirrors may be
-//! a volume of their own. A spare is made as `making-<commit>-<id>` (its
-//! files checked out outside the mirror's worktree lock, so steps are not
-//! held up) and renamed `<commit>-<id>` when whole; what a crash leaves
-//! half made is removed by a later refill. Their number is bounded per
-//! mirror; they go when their mirror is evicted.
+//! a volume of their own. A spare is made as `making-<commit>-<id>` and
+//! renamed `<commit>-<id>` when whole; what a crash leaves half made is
+//! removed by a later refill. No step has seen a spare, so orca may run
+//! git in it. Their number is bounded per mirror; they go when their
+//! mirror is evicted.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,11 +72,11 @@ fn unique_id() -> String {
 }
 
 impl Mirror {
-    /// Turns a spare checked out at `near` into the worktree at `dir` on
-    /// `branch` from `start` (a commit near `near`: only what differs is
-    /// checked out). Whether it did; without a spare, or when the spare
-    /// will not do, the caller checks out a worktree as usual. Called with
-    /// the mirror's worktree lock held.
+    /// Turns a spare checked out at `near` into the repository at `dir`
+    /// on `branch` from `start` (a commit near `near`: only what differs
+    /// is checked out). Whether it did; without a spare, or when the spare
+    /// will not do, the caller checks out a repository as usual. Called
+    /// with the mirror's lock on its steps' repositories held.
     pub(crate) async fn take_spare(
         &self,
         dir: &Path,
@@ -90,13 +90,9 @@ impl Mirror {
         let Some(spare) = ready_at(&spares.dir, near).into_iter().next() else {
             return false;
         };
-        let (from, to) = (spare.display().to_string(), dir.display().to_string());
-        if local(&self.git, &self.path, &["worktree", "move", &from, &to])
-            .await
-            .is_err()
-        {
-            tracing::warn!(spare = %from, "a spare worktree would not move: removed");
-            let _ = self.remove_spare(&from).await;
+        if let Err(e) = tokio::fs::rename(&spare, dir).await {
+            tracing::warn!(spare = %spare.display(), error = %e, "a spare repository would not move: removed");
+            let _ = tokio::fs::remove_dir_all(&spare).await;
             return false;
         }
         // Forced: a spare is nobody's work, and whatever changed in it
@@ -110,22 +106,11 @@ impl Mirror {
         {
             Ok(_) => true,
             Err(e) => {
-                // The plain way gives the step git's own answer.
-                tracing::debug!(error = %e, "a spare worktree would not switch: removed");
-                let _ = self.remove_spare(&to).await;
+                tracing::debug!(error = %e, "a spare repository would not switch: removed");
+                let _ = tokio::fs::remove_dir_all(dir).await;
                 false
             }
         }
-    }
-
-    async fn remove_spare(&self, path: &str) -> Result<(), Error> {
-        local(
-            &self.git,
-            &self.path,
-            &["worktree", "remove", "--force", path],
-        )
-        .await
-        .map(|_| ())
     }
 
     /// Makes spares at `commit` until as many are ready as the mirror
@@ -178,51 +163,31 @@ impl Mirror {
         // Room for a whole set at `commit`.
         let keep = bound.saturating_sub(spares.per_commit);
         for old in others.iter().take(others.len().saturating_sub(keep)) {
-            self.remove_spare(&old.display().to_string()).await?;
+            tokio::fs::remove_dir_all(old).await?;
         }
-        local(&self.git, &self.path, &["worktree", "prune"]).await?;
         Ok(())
     }
 
-    /// One spare at `commit`: registered under the worktree lock, checked
-    /// out without it, renamed ready under it again.
+    /// One spare at `commit`, checked out detached, then renamed ready.
     async fn make_spare(&self, spares: &Spares, commit: &str) -> Result<(), Error> {
         let id = unique_id();
         let making = spares.dir.join(format!("{MAKING}{commit}-{id}"));
         let ready = spares.dir.join(format!("{commit}-{id}"));
-        let (making_text, ready_text) = (making.display().to_string(), ready.display().to_string());
-        {
-            let _one_at_a_time =
-                take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees")).await?;
+        let made = async {
+            self.init(&making, "orca-spare").await?;
             local(
                 &self.git,
-                &self.path,
-                &[
-                    "worktree",
-                    "add",
-                    "-q",
-                    "--no-checkout",
-                    "--detach",
-                    &making_text,
-                    commit,
-                ],
+                &making,
+                &["checkout", "-q", "-f", "--detach", commit],
             )
             .await?;
-        }
-        if let Err(e) = local(&self.git, &making, &["reset", "-q", "--hard"]).await {
-            let _one_at_a_time =
-                take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees")).await?;
-            let _ = self.remove_spare(&making_text).await;
+            tokio::fs::rename(&making, &ready).await?;
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = made.await {
+            let _ = tokio::fs::remove_dir_all(&making).await;
             return Err(e);
         }
-        let _one_at_a_time =
-            take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees")).await?;
-        local(
-            &self.git,
-            &self.path,
-            &["worktree", "move", &making_text, &ready_text],
-        )
-        .await?;
         Ok(())
     }
 }

@@ -1,11 +1,26 @@
-//! A step's worktree of its worker's mirror, on its own branch from the
-//! commit it starts at: merging its dependencies' work into it (and what
-//! to do when that conflicts), and, after the step, committing what it
-//! left and reading what it did from its branch: the head commit, the diff
-//! stat and the changed paths.
+//! A step's repository: a repository of its own in its workspace, on its
+//! own branch from the commit it starts at, that borrows the objects of
+//! its worker's mirror (git's alternates) instead of copying them. The
+//! mirror is the worker's and the step's repository the step's: the step
+//! commits into its own, never into the mirror, whose config and hooks
+//! the worker's git reads and runs outside any sandbox. Before the step,
+//! orca merges its dependencies' work into it (and says what to do when
+//! that conflicts); after, orca reads what it did only through git's
+//! transport (`ls-remote` and `fetch` from it into the mirror, which git
+//! makes safe against an untrusted repository), commits what it left in
+//! the mirror with the worker's own index, and measures its branch there:
+//! the head commit, the diff stat and the changed paths.
+//!
+//! The worker keeps a record of each step's repository in the mirror, out
+//! of the step's reach (`checkouts/<id>/`): where it is (so eviction
+//! spares a mirror in use), its index as orca checked it out (so what the
+//! step left is found without hashing every file again), and a merge left
+//! for the step to resolve.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+
+use sha2::{Digest, Sha256};
 
 use crate::mirror::{Mirror, local, local_with, lock_file, take_turn};
 use crate::{Error, command};
@@ -13,7 +28,10 @@ use crate::{Error, command};
 /// Who commits what a step left uncommitted.
 pub const ORCA_AUTHOR: (&str, &str) = ("orca", "orca@localhost");
 
-/// A step's worktree, on its own branch from its base commit.
+/// The mirror's directory of records of steps' repositories.
+pub(crate) const RECORDS: &str = "checkouts";
+
+/// A step's repository, on its own branch from its base commit.
 #[derive(Debug)]
 pub struct Worktree {
     pub(crate) mirror: Mirror,
@@ -37,36 +55,158 @@ pub struct WorkDone {
     pub committed_for_the_step: bool,
 }
 
-/// A mirror's worktrees: where a step's starts.
+/// The files of a record.
+const RECORD_PATH: &str = "path";
+const RECORD_INDEX: &str = "index";
+const RECORD_START: &str = "start";
+const RECORD_MERGING: &str = "merging";
+
+/// A mirror's steps' repositories: where a step's starts.
 impl Mirror {
-    /// The worktree at `dir` an earlier attempt left (a resumed session's),
-    /// when it is still one of this mirror's; `None` when there is none or
-    /// it is broken (a workspace restored on another worker).
+    /// The record of the step's repository at `dir`.
+    fn record(&self, dir: &Path) -> PathBuf {
+        let hash = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+        let id: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+        self.path.join(RECORDS).join(id)
+    }
+
+    /// The mirror's objects, which its steps' repositories borrow: a step
+    /// reads them, and never writes them.
+    pub fn objects(&self) -> PathBuf {
+        self.path.join("objects")
+    }
+
+    /// Makes an empty repository at `dir` (made if missing, its files left
+    /// alone if not) that borrows this mirror's objects, with the
+    /// remote's branches and tags as the mirror has them and the remote as
+    /// its `origin`; its `HEAD` is `branch`, unborn. No template: no hooks.
+    pub(crate) async fn init(&self, dir: &Path, branch: &str) -> Result<(), Error> {
+        let dir_text = dir.display().to_string();
+        local(
+            &self.git,
+            &self.path,
+            &["init", "-q", "--template=", "-b", branch, &dir_text],
+        )
+        .await?;
+        let git_dir = dir.join(".git");
+        let mut alternates = self.objects().into_os_string();
+        alternates.push("\n");
+        tokio::fs::write(
+            git_dir.join("objects/info/alternates"),
+            alternates.as_encoded_bytes(),
+        )
+        .await?;
+        let refs = local(
+            &self.git,
+            &self.path,
+            &[
+                "for-each-ref",
+                "--format=%(objectname) %(refname)",
+                "refs/remotes/origin/",
+                "refs/tags/",
+            ],
+        )
+        .await?;
+        if !refs.is_empty() {
+            tokio::fs::write(git_dir.join("packed-refs"), format!("{refs}\n")).await?;
+        }
+        let url = self.url.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut config = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(git_dir.join("config"))
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(
+            &mut config,
+            format!(
+                "[remote \"origin\"]\n\turl = \"{url}\"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The step's repository a kept workspace holds at `dir` (an earlier
+    /// attempt's, a resumed session's), its files as they are, with a
+    /// `.git` made anew by orca at its branch: the old one was the step's
+    /// to change, and is not orca's to run git in. What it committed that
+    /// the mirror lacks (its attempt ended before orca read it) is fetched
+    /// first. `None` when the mirror has no branch of it from `base` (a
+    /// workspace restored on another worker): the caller makes a new one.
     pub async fn existing_worktree(
         &self,
         dir: &Path,
         branch: &str,
         base: &str,
     ) -> Option<Worktree> {
-        let on = local(&self.git, dir, &["symbolic-ref", "-q", "HEAD"])
+        let branch_ref = format!("refs/heads/{branch}");
+        if let Ok(Listing {
+            branch: Some(head), ..
+        }) = listing(&self.git, dir, &branch_ref).await
+            && !self.has_commit(&head).await
+        {
+            let _ = self.fetch_from_step(dir, &branch_ref).await;
+        }
+        let head = local(
+            &self.git,
+            &self.path,
+            &["rev-parse", "--verify", "-q", &branch_ref],
+        )
+        .await
+        .ok()?;
+        local(
+            &self.git,
+            &self.path,
+            &["merge-base", "--is-ancestor", base, &head],
+        )
+        .await
+        .ok()?;
+        let _one_at_a_time = take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees"))
             .await
             .ok()?;
-        let common = local(&self.git, dir, &["rev-parse", "--git-common-dir"])
+        let git_dir = dir.join(".git");
+        let removed = match tokio::fs::symlink_metadata(&git_dir).await {
+            Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(&git_dir).await,
+            Ok(_) => tokio::fs::remove_file(&git_dir).await,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        removed.ok()?;
+        self.init(dir, branch).await.ok()?;
+        local(&self.git, dir, &["update-ref", &branch_ref, &head])
             .await
             .ok()?;
-        let common = std::fs::canonicalize(dir.join(common)).ok()?;
-        let ours = std::fs::canonicalize(&self.path).ok()?;
-        (common == ours && on == format!("refs/heads/{branch}")).then(|| Worktree {
+        local(&self.git, dir, &["read-tree", &head]).await.ok()?;
+        // Stat the files once, so the step's `git status` is quick; its
+        // exit code says whether any differ, which they may.
+        let _ = local(&self.git, dir, &["update-index", "-q", "--refresh"]).await;
+        let tree = Worktree {
             mirror: self.clone(),
             path: dir.to_path_buf(),
             branch: branch.to_string(),
             base: base.to_string(),
-        })
+        };
+        // A merge left for the step to resolve is still to be resolved.
+        if let Some((merging, _)) = tree.merging().await
+            && local(
+                &self.git,
+                &self.path,
+                &["merge-base", "--is-ancestor", &merging, &head],
+            )
+            .await
+            .is_err()
+        {
+            tokio::fs::write(git_dir.join("MERGE_HEAD"), format!("{merging}\n"))
+                .await
+                .ok()?;
+        }
+        tree.keep_index(&head).await.ok()?;
+        Some(tree)
     }
 
-    /// A worktree at `dir` on branch `branch`, made (or reset) at `base`:
-    /// a spare checked out at `near` (the task's commit, which `base` is
-    /// or is near) when there is one, or a new checkout.
+    /// A repository at `dir` on branch `branch`, made (or reset) at
+    /// `base`: a spare checked out at `near` (the task's commit, which
+    /// `base` is or is near) when there is one, or a new checkout.
     pub async fn add_worktree(
         &self,
         dir: &Path,
@@ -76,26 +216,89 @@ impl Mirror {
     ) -> Result<Worktree, Error> {
         let _one_at_a_time =
             take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees")).await?;
-        // A worktree whose directory is gone (a crash) still holds its
-        // branch until pruned.
-        local(&self.git, &self.path, &["worktree", "prune"]).await?;
         let dir = std::path::absolute(dir)?;
         if !self.take_spare(&dir, branch, base, near).await {
-            let dir_text = dir.display().to_string();
-            local(
+            self.init(&dir, branch).await?;
+            let checked_out = local(
                 &self.git,
-                &self.path,
-                &["worktree", "add", "-q", "-B", branch, &dir_text, base],
+                &dir,
+                &["checkout", "-q", "-f", "-B", branch, base],
             )
-            .await?;
+            .await;
+            if let Err(e) = checked_out {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                return Err(e);
+            }
         }
-        Ok(Worktree {
+        let tree = Worktree {
             mirror: self.clone(),
             path: dir,
             branch: branch.to_string(),
             base: base.to_string(),
-        })
+        };
+        // A record of an earlier repository here (a retry) is this one's.
+        let record = self.record(&tree.path);
+        let _ = tokio::fs::remove_dir_all(&record).await;
+        tree.keep_index(base).await?;
+        Ok(tree)
     }
+
+    /// Fetches the step's branch from its repository at `dir` into the
+    /// mirror. git's transport reads an untrusted repository safely: its
+    /// config and hooks are not run, and what comes is checked.
+    async fn fetch_from_step(&self, dir: &Path, branch_ref: &str) -> Result<(), Error> {
+        let dir_text = dir.display().to_string();
+        local(
+            &self.git,
+            &self.path,
+            &[
+                "-c",
+                "fetch.fsckObjects=true",
+                "fetch",
+                "-q",
+                "--no-tags",
+                "--no-write-fetch-head",
+                &dir_text,
+                &format!("+{branch_ref}:{branch_ref}"),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// What a step's repository says of itself, through git's transport.
+#[derive(Debug, Default)]
+struct Listing {
+    /// The branch `HEAD` is on; `None` when detached.
+    on: Option<String>,
+    /// The commit at the step's branch; `None` when it is gone.
+    branch: Option<String>,
+}
+
+/// Lists `HEAD` and `branch_ref` of the repository at `dir`.
+async fn listing(git: &Path, dir: &Path, branch_ref: &str) -> Result<Listing, Error> {
+    let dir_text = dir.display().to_string();
+    let parent = dir.parent().unwrap_or(dir);
+    let said = local(
+        git,
+        parent,
+        &["ls-remote", "--symref", &dir_text, "HEAD", branch_ref],
+    )
+    .await?;
+    let mut listing = Listing::default();
+    for line in said.lines() {
+        if let Some(symref) = line.strip_prefix("ref: ") {
+            if let Some((target, "HEAD")) = symref.split_once('\t') {
+                listing.on = Some(target.to_string());
+            }
+        } else if let Some((commit, name)) = line.split_once('\t')
+            && name == branch_ref
+        {
+            listing.branch = Some(commit.to_string());
+        }
+    }
+    Ok(listing)
 }
 
 /// Two steps' work that cannot be merged as they are.
@@ -131,7 +334,7 @@ impl Worktree {
         &self.path
     }
 
-    /// The mirror the worktree is of.
+    /// The mirror the repository borrows from.
     pub fn mirror(&self) -> &Mirror {
         &self.mirror
     }
@@ -171,16 +374,19 @@ impl Worktree {
         }
         let git = &self.mirror.git;
         self.base = local(git, &self.path, &["rev-parse", "HEAD"]).await?;
-        match set_aside.len() {
-            0 => Ok(None),
+        let answer = match set_aside.len() {
+            0 => None,
             1 => {
                 let (label, head, _) = set_aside.remove(0);
                 let mut conflict = self.merge_leaving(label, head).await?;
                 conflict.left_to_resolve = true;
-                Ok(Some(conflict))
+                self.keep_merging(head, &conflict.paths).await?;
+                Some(conflict)
             }
-            _ => Ok(Some(set_aside.remove(0).2)),
-        }
+            _ => Some(set_aside.remove(0).2),
+        };
+        self.keep_index(&self.base).await?;
+        Ok(answer)
     }
 
     /// Merges one head; its conflict, undone, when it has one.
@@ -239,78 +445,128 @@ impl Worktree {
         Ok(conflict)
     }
 
-    /// Commits what the step left uncommitted (as orca, with `message`),
-    /// then reads what the step did from its branch. A step that deleted
-    /// its branch, or rewrote it so the base is no longer in its history,
-    /// is refused: its work cannot be merged as the DAG needs.
+    /// Keeps, in the worker's record, the repository's index as orca left
+    /// it and `start`, the commit it is at, and where the repository is. Called
+    /// before the step's process starts: what it keeps is orca's.
+    async fn keep_index(&self, start: &str) -> Result<(), Error> {
+        let record = self.mirror.record(&self.path);
+        tokio::fs::create_dir_all(&record).await?;
+        tokio::fs::copy(self.path.join(".git/index"), record.join(RECORD_INDEX)).await?;
+        tokio::fs::write(record.join(RECORD_START), start).await?;
+        let mut path = self.path.clone().into_os_string();
+        path.push("\n");
+        tokio::fs::write(record.join(RECORD_PATH), path.as_encoded_bytes()).await?;
+        Ok(())
+    }
+
+    /// Records a merge left for the step to resolve: the head merged and
+    /// the paths in conflict.
+    async fn keep_merging(&self, head: &str, paths: &[String]) -> Result<(), Error> {
+        let record = self.mirror.record(&self.path);
+        let mut text = format!("{head}\n");
+        for path in paths {
+            text.push_str(path);
+            text.push('\n');
+        }
+        tokio::fs::write(record.join(RECORD_MERGING), text).await?;
+        Ok(())
+    }
+
+    /// The merge left for the step to resolve, when there is one.
+    async fn merging(&self) -> Option<(String, Vec<String>)> {
+        let record = self.mirror.record(&self.path);
+        let text = tokio::fs::read_to_string(record.join(RECORD_MERGING))
+            .await
+            .ok()?;
+        let mut lines = text.lines();
+        let head = lines.next()?.to_string();
+        Some((head, lines.map(str::to_string).collect()))
+    }
+
+    /// Reads what the step did from its repository, through git's
+    /// transport only, into the mirror; commits there what it left
+    /// uncommitted (as orca, with `message`); and measures its branch. A
+    /// step that deleted its branch, left it, or rewrote it so the base is
+    /// no longer in its history, is refused: its work cannot be merged as
+    /// the DAG needs.
     pub async fn finish(&self, message: &str) -> Result<WorkDone, Error> {
         let git = &self.mirror.git;
+        let mirror = &self.mirror.path;
         let branch_ref = format!("refs/heads/{}", self.branch);
-        if local(
-            git,
-            &self.mirror.path,
-            &["rev-parse", "--verify", "-q", &branch_ref],
-        )
-        .await
-        .is_err()
+        // A link where the repository was would have orca read, and
+        // commit, whatever it points at.
+        if !tokio::fs::symlink_metadata(&self.path)
+            .await
+            .is_ok_and(|meta| meta.is_dir())
         {
+            return Err(Error::Rewritten(format!(
+                "the step replaced its repository's directory {}",
+                self.path.display()
+            )));
+        }
+        let said = listing(git, &self.path, &branch_ref).await?;
+        let Some(mut head) = said.branch else {
             return Err(Error::Rewritten(format!(
                 "the step deleted its branch {}",
                 self.branch
             )));
-        }
-        let on = local(git, &self.path, &["symbolic-ref", "-q", "HEAD"])
-            .await
-            .unwrap_or_else(|_| "a detached HEAD".into());
-        if on != branch_ref {
+        };
+        if said.on.as_deref() != Some(branch_ref.as_str()) {
+            let on = said.on.unwrap_or_else(|| "a detached HEAD".into());
             return Err(Error::Rewritten(format!(
-                "the step left its branch {}: its worktree is on {on}",
+                "the step left its branch {}: its repository is on {on}",
                 self.branch
             )));
         }
+        let before = local(git, mirror, &["rev-parse", "--verify", "-q", &branch_ref])
+            .await
+            .unwrap_or_default();
+        if before != head {
+            self.mirror.fetch_from_step(&self.path, &branch_ref).await?;
+        }
         // Mid-merge, a conflict it was to resolve: no markers may be left.
-        let merging = local(
-            git,
-            &self.path,
-            &["rev-parse", "-q", "--verify", "MERGE_HEAD"],
-        )
-        .await
-        .is_ok();
-        if merging {
-            let unmerged =
-                local(git, &self.path, &["diff", "--name-only", "--diff-filter=U"]).await?;
-            let marked: Vec<&str> = unmerged
-                .lines()
-                .filter(|path| {
-                    std::fs::read_to_string(self.path.join(path)).is_ok_and(|text| {
-                        text.lines().any(|l| l.starts_with("<<<<<<<"))
-                            && text.lines().any(|l| l.starts_with(">>>>>>>"))
-                    })
-                })
-                .collect();
-            if !marked.is_empty() {
-                return Err(Error::Local(format!(
-                    "the step left the conflict unresolved: markers remain in {}",
-                    marked.join(", ")
-                )));
+        let merging = match self.merging().await {
+            Some((merged, paths))
+                if local(
+                    git,
+                    mirror,
+                    &["merge-base", "--is-ancestor", &merged, &head],
+                )
+                .await
+                .is_err() =>
+            {
+                let marked: Vec<&str> = paths
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|path| has_markers(&self.path.join(path)))
+                    .collect();
+                if !marked.is_empty() {
+                    return Err(Error::Local(format!(
+                        "the step left the conflict unresolved: markers remain in {}",
+                        marked.join(", ")
+                    )));
+                }
+                Some(merged)
             }
-        }
-        local(git, &self.path, &["add", "-A"]).await?;
-        let staged = local(git, &self.path, &["diff", "--cached", "--quiet"]).await;
-        let committed_for_the_step = staged.is_err() || merging;
+            _ => None,
+        };
+        let tree = self.tree_of_files(&head).await?;
+        let head_tree = local(git, mirror, &["rev-parse", &format!("{head}^{{tree}}")]).await?;
+        let committed_for_the_step = tree != head_tree || merging.is_some();
         if committed_for_the_step {
-            local_with(
-                git,
-                &self.path,
-                &["commit", "-q", "--no-verify", "-m", message],
-                &as_orca(),
-            )
-            .await?;
+            let mut args = vec!["commit-tree", tree.as_str(), "-p", head.as_str()];
+            if let Some(merged) = &merging {
+                args.extend(["-p", merged.as_str()]);
+            }
+            args.extend(["-m", message]);
+            let commit = local_with(git, mirror, &args, &as_orca()).await?;
+            local(git, mirror, &["update-ref", &branch_ref, &commit, &head]).await?;
+            head = commit;
         }
-        let head = local(git, &self.path, &["rev-parse", "HEAD"]).await?;
+        let _ = tokio::fs::remove_file(self.mirror.record(&self.path).join(RECORD_MERGING)).await;
         if local(
             git,
-            &self.path,
+            mirror,
             &["merge-base", "--is-ancestor", &self.base, &head],
         )
         .await
@@ -322,7 +578,7 @@ impl Worktree {
             )));
         }
         let range = format!("{}..{head}", self.base);
-        let numstat = local(git, &self.path, &["diff", "--numstat", "-M", &range]).await?;
+        let numstat = local(git, mirror, &["diff", "--numstat", "-M", &range]).await?;
         let (mut insertions, mut deletions) = (0, 0);
         for line in numstat.lines() {
             let mut parts = line.splitn(3, '\t');
@@ -335,7 +591,7 @@ impl Worktree {
                 .and_then(|n| n.parse::<u64>().ok())
                 .unwrap_or(0);
         }
-        let names = local(git, &self.path, &["diff", "--name-only", "-M", &range]).await?;
+        let names = local(git, mirror, &["diff", "--name-only", "-M", &range]).await?;
         let changed_paths: Vec<String> = names.lines().map(str::to_string).collect();
         Ok(WorkDone {
             branch: self.branch.clone(),
@@ -349,7 +605,49 @@ impl Worktree {
         })
     }
 
-    /// Removes the worktree; its branch, the step's result, stays in the
+    /// The tree of the repository's files as the step left them, written
+    /// into the mirror by the mirror's git (its config, never the step's)
+    /// with an index of orca's: the one kept when orca handed the
+    /// repository over, moved to `head` (so only what changed is hashed),
+    /// or a new one when that will not do.
+    async fn tree_of_files(&self, head: &str) -> Result<String, Error> {
+        let record = self.mirror.record(&self.path);
+        let index = record.join("index.finish");
+        let kept = tokio::fs::copy(record.join(RECORD_INDEX), &index)
+            .await
+            .is_ok();
+        let start = tokio::fs::read_to_string(record.join(RECORD_START))
+            .await
+            .unwrap_or_default();
+        let git_dir = format!("--git-dir={}", self.mirror.path.display());
+        let work_tree = format!("--work-tree={}", self.path.display());
+        let index_text = index.display().to_string();
+        let env = [("GIT_INDEX_FILE", index_text.as_str())];
+        let in_files = |args: &[&str]| {
+            let mut all = vec![git_dir.as_str(), work_tree.as_str()];
+            all.extend_from_slice(args);
+            all.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+        };
+        let run = |args: Vec<String>| async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            local_with(&self.mirror.git, &self.mirror.path, &args, &env).await
+        };
+        let moved = kept
+            && (start.trim() == head
+                || run(in_files(&["read-tree", "-m", start.trim(), head]))
+                    .await
+                    .is_ok());
+        if !moved {
+            let _ = tokio::fs::remove_file(&index).await;
+            run(in_files(&["read-tree", head])).await?;
+        }
+        run(in_files(&["add", "-A"])).await?;
+        let tree = run(in_files(&["write-tree"])).await;
+        let _ = tokio::fs::remove_file(&index).await;
+        tree
+    }
+
+    /// Removes the repository; its branch, the step's result, stays in the
     /// mirror.
     pub async fn remove(self) -> Result<(), Error> {
         let _one_at_a_time = take_turn(
@@ -357,13 +655,21 @@ impl Worktree {
             lock_file(&self.mirror.path, "worktrees"),
         )
         .await?;
-        let dir = self.path.display().to_string();
-        local(
-            &self.mirror.git,
-            &self.mirror.path,
-            &["worktree", "remove", "--force", &dir],
-        )
-        .await?;
+        match tokio::fs::remove_dir_all(&self.path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let _ = tokio::fs::remove_dir_all(self.mirror.record(&self.path)).await;
         Ok(())
     }
+}
+
+/// Whether the regular file at `path` (never what a link points at) still
+/// holds git's conflict markers.
+fn has_markers(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file())
+        && std::fs::read_to_string(path).is_ok_and(|text| {
+            text.lines().any(|l| l.starts_with("<<<<<<<"))
+                && text.lines().any(|l| l.starts_with(">>>>>>>"))
+        })
 }

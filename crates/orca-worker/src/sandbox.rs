@@ -119,9 +119,9 @@ pub(crate) struct Room<'a> {
     pub workspace: &'a Path,
     /// Where its process starts: the workspace or its worktree.
     pub cwd: &'a Path,
-    /// Read-write besides the workspace: the mirror its worktree's commits
-    /// go into.
-    pub writable: Vec<PathBuf>,
+    /// Read-only besides its tools: the objects of the mirror its
+    /// repository borrows (its commits go into its own repository).
+    pub readable: Vec<PathBuf>,
     /// Host directories placed in the private home, as (host directory,
     /// path under the home): an agent CLI's transcripts of this workspace,
     /// which a resume reads.
@@ -143,7 +143,7 @@ impl Room<'_> {
         Room {
             workspace,
             cwd,
-            writable: Vec::new(),
+            readable: Vec::new(),
             home_state: Vec::new(),
             programs: Vec::new(),
             home_secrets: Vec::new(),
@@ -337,8 +337,9 @@ fn bwrap_args(
         add(&[&"--bind", dir, dir]);
     }
     add(&[&"--bind", &room.workspace, &room.workspace]);
-    for dir in &room.writable {
-        add(&[&"--bind", dir, dir]);
+    // Last: read-only even where a shared directory holds them.
+    for dir in &room.readable {
+        add(&[&"--ro-bind", dir, dir]);
     }
     // The root bwrap made holds nothing but the mount points above; read-only,
     // a write outside the workspace, /tmp and the home fails as it would
@@ -408,14 +409,15 @@ mod tests {
     }
 
     #[test]
-    fn a_room_binds_its_workspace_writable_and_tools_read_only_after_the_private_tmp() {
+    fn a_room_binds_its_workspace_writable_and_tools_and_borrowed_objects_read_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         let workspace = dir.path().join("work/t/s/attempt-1");
         let tools = dir.path().join("tools");
         std::fs::create_dir_all(&workspace).expect("workspace");
         std::fs::create_dir_all(&tools).expect("tools");
         let mut room = Room::new(&workspace, &workspace);
-        room.writable.push(dir.path().join("mirror"));
+        let objects = dir.path().join("mirror/objects");
+        room.readable.push(objects.clone());
         let path = format!("/usr/bin:{}:relative:/nonexistent", tools.display());
         let args = strings(&bwrap_args(&room, (&[], &[]), Some(&path)));
 
@@ -429,7 +431,12 @@ mod tests {
             .map(|(from, _)| from)
             .filter(|from| !SYSTEM_DIRS.contains(&from.as_str()))
             .collect();
-        assert_eq!(read_only, vec![tools]);
+        assert_eq!(read_only, vec![tools, objects.display().to_string()]);
+        assert_eq!(
+            after(&args, "--bind"),
+            vec![(ws.clone(), ws.clone())],
+            "nothing but the workspace is writable"
+        );
         // The workspace may lie under /tmp: its bind comes after the
         // private /tmp, or the tmpfs would hide it.
         let at = |s: &str| args.iter().position(|a| a == s).expect(s);

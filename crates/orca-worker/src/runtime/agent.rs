@@ -146,9 +146,9 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     );
     let mut room = Room::new(&workspace, &cwd);
     room.programs.push(runtime.program().to_path_buf());
-    // Its commits go into the mirror.
-    room.writable
-        .extend(tree.as_ref().map(|t| t.mirror().path().to_path_buf()));
+    // Its repository borrows the mirror's objects, which it may read only.
+    room.readable
+        .extend(tree.as_ref().map(|t| t.mirror().objects()));
     for under_home in runtime.kept_in_home(&cwd) {
         let kept = runtime.home().join(&under_home);
         if let Err(e) = tokio::fs::create_dir_all(&kept).await {

@@ -1,6 +1,7 @@
 //! A step's repository, when its task names one: the step runs in a
-//! worktree at `<workspace>/repo`, on branch `orca/<task>-<step>`, made
-//! from this worker's mirror of the repository (`orca_git::mirror`). It
+//! repository of its own at `<workspace>/repo`, on branch
+//! `orca/<task>-<step>`, that borrows the objects of this worker's mirror
+//! of the repository (`orca_git::mirror`), read-only in its sandbox. It
 //! starts from the task's commit, or from the merge of its dependencies'
 //! heads (fetched from the control plane when they were made on another
 //! worker). Afterwards what it left uncommitted is committed by orca, what

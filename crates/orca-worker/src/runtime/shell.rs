@@ -99,9 +99,9 @@ async fn run_process(
     command.args(args);
     let env = environment(attempt, shell, secrets, &workspace);
     let mut room = Room::new(&workspace, &cwd);
-    // Its commits go into the mirror.
-    room.writable
-        .extend(tree.as_ref().map(|t| t.mirror().path().to_path_buf()));
+    // Its repository borrows the mirror's objects, which it may read only.
+    room.readable
+        .extend(tree.as_ref().map(|t| t.mirror().objects()));
     room.home_secrets = files.files().to_vec();
     let end = supervise(
         attempt,
