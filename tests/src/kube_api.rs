@@ -29,6 +29,9 @@ struct State {
     objects: BTreeMap<String, Value>,
     requests: Vec<Recorded>,
     version: u64,
+    /// Path prefixes of APIs this server does not serve (a CRD not
+    /// installed): every request under one is answered 404.
+    unserved: Vec<String>,
 }
 
 pub struct MockKube {
@@ -117,6 +120,12 @@ impl MockKube {
         });
     }
 
+    /// Serves no API under `prefix` (`/apis/group/version/`), as a
+    /// cluster without that CRD installed.
+    pub fn unserve(&self, prefix: &str) {
+        self.with(|s| s.unserved.push(prefix.to_string()));
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.with(|s| s.requests.clone())
     }
@@ -172,6 +181,13 @@ impl State {
     }
 
     fn answer(&mut self, request: &Recorded) -> (StatusCode, Value) {
+        if self.unserved.iter().any(|p| request.path.starts_with(p)) {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
         // `/status` writes go to the object itself.
         let path = request
             .path

@@ -981,13 +981,7 @@ async fn a_worker_with_steps_1_runs_one_step_and_leaves() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path()).expect("server");
     let client = server.tasks().await.expect("client");
-    let steps = (0..3)
-        .map(|i| shell_step(&format!("s{i}"), &[], "true"))
-        .collect();
-    submit(&client, task("one-each", steps))
-        .await
-        .expect("submit");
-    wait_load(&server, (0, 3)).await;
+    queued_steps(&server, &client, "one-each", 3).await;
 
     let mut once = server
         .worker_with("once-a", &["shell"], 4, &["--steps", "1"])
@@ -1010,6 +1004,53 @@ const PODS: &str = "/api/v1/namespaces/team-a/pods";
 
 fn step_pods(mock: &MockKube) -> Vec<Value> {
     mock.list(PODS)
+}
+
+/// Submits `count` shell steps as one task and waits until the control
+/// plane counts them queued; the task's id.
+async fn queued_steps(server: &Server, client: &Tasks, name: &str, count: usize) -> String {
+    let steps = (0..count)
+        .map(|i| shell_step(&format!("s{i}"), &[], "true"))
+        .collect();
+    let id = submit(client, task(name, steps)).await.expect("submit");
+    wait_load(server, (0, count as u32)).await;
+    id
+}
+
+/// A real worker named `name` of the pool, as its one-step pod runs it.
+fn one_step_worker(server: &Server, name: &str) -> Process {
+    server
+        .worker_with(
+            name,
+            &["shell"],
+            1,
+            &["--steps", "1", "--pool", "team-a/coders"],
+        )
+        .expect("worker")
+}
+
+/// Waits for each one-step worker to leave after its step, with success.
+fn each_leaves(workers: &mut [Process]) {
+    for worker in workers {
+        let status = tokio::task::block_in_place(|| worker.wait_exit(Duration::from_secs(30)))
+            .expect("each worker leaves after its step");
+        assert!(status.success());
+    }
+}
+
+/// The workers task `id`'s steps ran on, sorted.
+async fn ran_on(client: &Tasks, id: &str) -> Vec<String> {
+    let finished = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: id.to_string(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let mut workers: Vec<String> = finished.steps.iter().map(|s| s.worker.clone()).collect();
+    workers.sort();
+    workers
 }
 
 /// `isolation: pod`: the operator makes a one-step worker pod per queued
@@ -1037,11 +1078,7 @@ async fn with_isolation_pod_each_step_runs_in_a_pod_of_its_own() {
     agent["spec"]["minReplicas"] = json!(0);
     mock.put(AGENT, agent);
     let client = server.tasks().await.expect("client");
-    let steps = (0..3)
-        .map(|i| shell_step(&format!("s{i}"), &[], "true"))
-        .collect();
-    let id = submit(&client, task("pods", steps)).await.expect("submit");
-    wait_load(&server, (0, 3)).await;
+    let id = queued_steps(&server, &client, "pods", 3).await;
     reconcile_agent(&mock, &ctx).await;
     assert!(
         mock.get(DEPLOYMENT).is_none(),
@@ -1065,39 +1102,24 @@ async fn with_isolation_pod_each_step_runs_in_a_pod_of_its_own() {
         let mut running = pod.clone();
         running["status"] = json!({"phase": "Running"});
         mock.put(&format!("{PODS}/{name}"), running);
-        workers.push(
-            server
-                .worker_with(
-                    &name,
-                    &["shell"],
-                    1,
-                    &["--steps", "1", "--pool", "team-a/coders"],
-                )
-                .expect("worker"),
-        );
+        workers.push(one_step_worker(&server, &name));
         names.push(name);
     }
     wait_finished(&client, &id, Duration::from_secs(30))
         .await
         .expect("the task finishes");
-    for (worker, name) in workers.iter_mut().zip(&names) {
-        let status = tokio::task::block_in_place(|| worker.wait_exit(Duration::from_secs(30)))
-            .expect("each pod's worker leaves after its step");
-        assert!(status.success());
+    each_leaves(&mut workers);
+    for name in &names {
         let mut done = mock.get(&format!("{PODS}/{name}")).expect("pod");
         done["status"] = json!({"phase": "Succeeded"});
         mock.put(&format!("{PODS}/{name}"), done);
     }
-    let finished = client
-        .clone()
-        .get_task(v1::GetTaskRequest { task_id: id })
-        .await
-        .expect("get")
-        .into_inner();
-    let mut ran_on: Vec<String> = finished.steps.iter().map(|s| s.worker.clone()).collect();
-    ran_on.sort();
     names.sort();
-    assert_eq!(ran_on, names, "each step on a pod of its own");
+    assert_eq!(
+        ran_on(&client, &id).await,
+        names,
+        "each step on a pod of its own"
+    );
 
     // Done: finished pods go, and with nothing queued none is made.
     wait_load(&server, (0, 0)).await;
@@ -1106,4 +1128,132 @@ async fn with_isolation_pod_each_step_runs_in_a_pod_of_its_own() {
     let status = stored::<Agent>(&mock, AGENT).status.expect("status");
     assert_eq!(status.isolation, Some(orca_operator::crd::Isolation::Pod));
     assert_eq!(status.replicas, 0);
+}
+
+const SANDBOX_API: &str = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/team-a";
+
+fn claims(mock: &MockKube) -> Vec<Value> {
+    mock.list(&format!("{SANDBOX_API}/sandboxclaims"))
+}
+
+/// `isolation: sandbox`: the operator makes a SandboxTemplate of the
+/// pool's one-step worker pod and claims a sandbox of it per queued step
+/// (the test plays agent-sandbox, which reports each claim's sandbox under
+/// a name of its own, ready, then finished, and the kubelet, running each
+/// sandbox's pod as a real worker); finished claims are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_isolation_sandbox_each_step_runs_in_a_sandbox_claimed_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mock = MockKube::start();
+    let ctx = context(&server, &mock);
+    mock.put(
+        AGENT,
+        agent_resource(
+            json!({"isolation": "sandbox", "minReplicas": 0, "scaleToZeroAfterSeconds": 0}),
+        ),
+    );
+    let client = server.tasks().await.expect("client");
+    let id = queued_steps(&server, &client, "sandboxes", 2).await;
+    reconcile_agent(&mock, &ctx).await;
+    assert!(mock.get(DEPLOYMENT).is_none(), "no Deployment");
+
+    let template = mock
+        .get(&format!("{SANDBOX_API}/sandboxtemplates/coders-step"))
+        .expect("a SandboxTemplate");
+    assert_eq!(template["spec"]["networkPolicyManagement"], "Unmanaged");
+    let pod = &template["spec"]["podTemplate"];
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert_eq!(pod["metadata"]["labels"]["orca.dev/isolation"], "sandbox");
+    let warm = mock
+        .get(&format!("{SANDBOX_API}/sandboxwarmpools/coders-step"))
+        .expect("a SandboxWarmPool");
+    assert_eq!(warm["spec"]["replicas"], 0, "none kept warm");
+
+    let claimed = claims(&mock);
+    assert_eq!(claimed.len(), 2, "a claim per queued step");
+    let mut sandboxes = Vec::new();
+    let mut workers = Vec::new();
+    for claim in &claimed {
+        let name = claim["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        assert_eq!(claim["spec"]["warmPoolRef"]["name"], "coders-step");
+        assert_eq!(claim["metadata"]["ownerReferences"][0]["kind"], "Agent");
+        // agent-sandbox's part: a sandbox for the claim, ready.
+        let sandbox = format!("{name}-x7");
+        let mut ready = claim.clone();
+        ready["status"] = json!({
+            "sandbox": {"name": sandbox},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        });
+        mock.put(&format!("{SANDBOX_API}/sandboxclaims/{name}"), ready);
+        workers.push(one_step_worker(&server, &sandbox));
+        sandboxes.push((name, sandbox));
+    }
+    wait_finished(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("the task finishes");
+    each_leaves(&mut workers);
+    for (claim, _) in &sandboxes {
+        let path = format!("{SANDBOX_API}/sandboxclaims/{claim}");
+        let mut done = mock.get(&path).expect("claim");
+        done["status"]["conditions"] = json!([
+            {"type": "Ready", "status": "False"},
+            {"type": "Finished", "status": "True"},
+        ]);
+        mock.put(&path, done);
+    }
+    let mut names: Vec<String> = sandboxes.iter().map(|(_, s)| s.clone()).collect();
+    names.sort();
+    assert_eq!(
+        ran_on(&client, &id).await,
+        names,
+        "each step in a sandbox of its own"
+    );
+
+    wait_load(&server, (0, 0)).await;
+    reconcile_agent(&mock, &ctx).await;
+    assert!(claims(&mock).is_empty(), "{:?}", claims(&mock));
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    assert_eq!(
+        status.isolation,
+        Some(orca_operator::crd::Isolation::Sandbox)
+    );
+    assert_eq!(status.replicas, 0);
+}
+
+/// `isolation: sandbox` on a cluster without agent-sandbox: nothing runs
+/// (no Deployment, no pod: never a quiet fallback), the pass fails naming
+/// what is missing, and the Agent's status says it.
+#[tokio::test]
+async fn isolation_sandbox_without_agent_sandbox_runs_nothing_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let mock = MockKube::start();
+    mock.unserve("/apis/extensions.agents.x-k8s.io/");
+    let ctx = context(&server, &mock);
+    mock.put(
+        AGENT,
+        agent_resource(json!({"isolation": "sandbox", "minReplicas": 1})),
+    );
+    let err = agents::reconcile(Arc::new(stored::<Agent>(&mock, AGENT)), ctx.clone())
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("kubernetes-sigs/agent-sandbox") && message.contains("isolation: pod"),
+        "{message}"
+    );
+    assert!(!err.is_transient());
+    assert!(mock.get(DEPLOYMENT).is_none());
+    assert!(mock.list(PODS).is_empty());
+    let status = stored::<Agent>(&mock, AGENT).status.expect("status");
+    let available = &status.conditions[0];
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_str()),
+        ("False", "AgentSandboxMissing")
+    );
+    assert!(available.message.contains("agent-sandbox"));
 }

@@ -24,6 +24,11 @@ use crate::{Credentials, Error, REMOTE_TIMEOUT, command};
 /// Touched each time a mirror is used: eviction goes by it.
 const LAST_USED: &str = "orca-last-used";
 
+/// The mirror's directory of the worker's records of its steps'
+/// repositories (`worktree`): which are in use, and what orca kept of
+/// each.
+pub(crate) const RECORDS: &str = "checkouts";
+
 /// The mirrors of one worker, under one directory.
 pub struct Mirrors {
     root: PathBuf,
@@ -321,7 +326,7 @@ fn lock_in(
 /// Whether some step's repository borrows the objects of the mirror at
 /// `path`: one of its records names a directory that is still there.
 fn in_use(path: &Path) -> bool {
-    std::fs::read_dir(path.join(crate::worktree::RECORDS)).is_ok_and(|records| {
+    std::fs::read_dir(path.join(RECORDS)).is_ok_and(|records| {
         records.flatten().any(|record| {
             std::fs::read_to_string(record.path().join("path"))
                 .is_ok_and(|dir| Path::new(dir.trim_end_matches('\n')).is_dir())

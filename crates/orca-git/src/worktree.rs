@@ -22,14 +22,11 @@ use std::process::Stdio;
 
 use sha2::{Digest, Sha256};
 
-use crate::mirror::{Mirror, local, local_with, lock_file, take_turn};
+use crate::mirror::{Mirror, RECORDS, local, local_with, lock_file, take_turn};
 use crate::{Error, command};
 
 /// Who commits what a step left uncommitted.
 pub const ORCA_AUTHOR: (&str, &str) = ("orca", "orca@localhost");
-
-/// The mirror's directory of records of steps' repositories.
-pub(crate) const RECORDS: &str = "checkouts";
 
 /// A step's repository, on its own branch from its base commit.
 #[derive(Debug)]

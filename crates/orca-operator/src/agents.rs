@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use orca_api::v1;
@@ -21,8 +21,8 @@ use crate::crd::{Agent, AgentStatus, Autoscaling, Isolation};
 use crate::error::Error;
 use crate::network;
 use crate::scaling::{self, Bounds, Decision, Load};
-use crate::step_pods;
 use crate::workers::{self, pool_name};
+use crate::{sandbox_claims, step_pods};
 
 /// The annotation the ReplicaSet controller reads to choose which pods to
 /// remove first on scale-in.
@@ -72,7 +72,7 @@ fn bounds(agent: &Agent) -> Bounds {
         // A pod of its own per step: one step per pod.
         slots_per_pod: match spec.isolation {
             Isolation::Worker => spec.slots_per_pod,
-            Isolation::Pod => 1,
+            Isolation::Pod | Isolation::Sandbox => 1,
         },
         idle_seconds: u64::from(spec.scale_to_zero_after_seconds),
     }
@@ -269,11 +269,15 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
             .copied()
             .unwrap_or(0)
     };
-    let per_step = |pod: &Pod| {
-        pod.labels()
-            .get(workers::ISOLATION_LABEL)
-            .map(String::as_str)
-            == Some("pod")
+    // Which per-step isolation made a pod, if one did.
+    let made_by = |pod: &Pod| match pod
+        .labels()
+        .get(workers::ISOLATION_LABEL)
+        .map(String::as_str)
+    {
+        Some("pod") => Some(Isolation::Pod),
+        Some("sandbox") => Some(Isolation::Sandbox),
+        _ => None,
     };
 
     // The pool's NetworkPolicy before its pods, so none starts unfenced.
@@ -286,9 +290,13 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
     let observed = match agent.spec.isolation {
         Isolation::Worker => {
             for pod in &listed {
-                // A step pod left from `isolation: pod`: gone once idle.
-                if per_step(pod) {
-                    if running(pod) == 0 && pod.metadata.deletion_timestamp.is_none() {
+                // A step pod left from `isolation: pod`: gone once idle
+                // (one of `sandbox` goes with its claim, below).
+                if let Some(isolation) = made_by(pod) {
+                    if isolation == Isolation::Pod
+                        && running(pod) == 0
+                        && pod.metadata.deletion_timestamp.is_none()
+                    {
                         delete_ignoring_gone(&pods, &pod.name_any()).await?;
                     }
                     continue;
@@ -323,7 +331,7 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
             }
             let views: Vec<step_pods::PodView> = listed
                 .iter()
-                .filter(|pod| per_step(pod))
+                .filter(|pod| made_by(pod) == Some(Isolation::Pod))
                 .map(|pod| step_pods::PodView::of(pod, running(pod)))
                 .collect();
             let plan = step_pods::plan(&views, decision.replicas);
@@ -340,7 +348,54 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
                 ready: i32::try_from(ready).unwrap_or(i32::MAX),
             }
         }
+        Isolation::Sandbox => {
+            let previous = agent.status.as_ref().and_then(|s| s.isolation);
+            if previous != Some(Isolation::Sandbox) {
+                delete_ignoring_gone(&deployments, &workers::deployment_name(&name)).await?;
+            }
+            for pod in listed.iter().filter(|p| made_by(p) == Some(Isolation::Pod)) {
+                if running(pod) == 0 && pod.metadata.deletion_timestamp.is_none() {
+                    delete_ignoring_gone(&pods, &pod.name_any()).await?;
+                }
+            }
+            match sandbox_claims(&agent, &ctx, &namespace, &pool, decision.replicas).await {
+                Ok(observed) => observed,
+                Err(Error::Resource { name, problem, .. }) => {
+                    // Nothing runs: said in the pool's status, not only in
+                    // the operator's log.
+                    let mut status = agent_status(
+                        &agent,
+                        Observed::default(),
+                        network_policy,
+                        pool.load,
+                        decision,
+                        Time(now),
+                    );
+                    status.conditions = vec![condition(
+                        &agent.status.clone().unwrap_or_default().conditions,
+                        "Available",
+                        false,
+                        "AgentSandboxMissing",
+                        problem.clone(),
+                        agent.metadata.generation,
+                        Time(now),
+                    )];
+                    patch_status(&agent, &ctx, &namespace, status).await?;
+                    return Err(Error::Resource {
+                        kind: "Agent",
+                        name,
+                        problem,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
+    if agent.spec.isolation != Isolation::Sandbox
+        && agent.status.as_ref().and_then(|s| s.isolation) == Some(Isolation::Sandbox)
+    {
+        release_claims(&ctx, &namespace, &name, &pool).await?;
+    }
 
     let status = agent_status(
         &agent,
@@ -351,16 +406,154 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
         Time(now),
     );
     if agent.status.as_ref() != Some(&status) {
-        let agents: Api<Agent> = Api::namespaced(ctx.kube.clone(), &namespace);
-        agents
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await?;
+        patch_status(&agent, &ctx, &namespace, status).await?;
     }
     Ok(Action::requeue(ctx.scale_interval))
+}
+
+async fn patch_status(
+    agent: &Agent,
+    ctx: &Context,
+    namespace: &str,
+    status: AgentStatus,
+) -> Result<(), Error> {
+    let agents: Api<Agent> = Api::namespaced(ctx.kube.clone(), namespace);
+    agents
+        .patch_status(
+            &agent.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The claims of a pool's sandboxes (`isolation: sandbox`): its template
+/// and warm pool applied, finished claims deleted, new ones made up to
+/// `wanted`, idle ones cut beyond it. A cluster without agent-sandbox is
+/// the resource's problem, named.
+async fn sandbox_claims(
+    agent: &Agent,
+    ctx: &Context,
+    namespace: &str,
+    pool: &PoolView,
+    wanted: u32,
+) -> Result<Observed, Error> {
+    let name = agent.name_any();
+    let api = |kind: &str| {
+        Api::<DynamicObject>::namespaced_with(
+            ctx.kube.clone(),
+            namespace,
+            &sandbox_claims::resource(kind),
+        )
+    };
+    let missing = |e: kube::Error| match e {
+        kube::Error::Api(e) if e.code == 404 => Error::Resource {
+            kind: "Agent",
+            name: name.clone(),
+            problem: format!(
+                "spec.isolation: sandbox needs kubernetes-sigs/agent-sandbox, and this cluster does not serve its SandboxTemplate ({}/{}): install it, or set isolation: pod",
+                sandbox_claims::GROUP,
+                sandbox_claims::VERSION
+            ),
+        },
+        other => other.into(),
+    };
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let template_name = sandbox_claims::template_name(&name);
+    api("SandboxTemplate")
+        .patch(
+            &template_name,
+            &apply,
+            &Patch::Apply(&sandbox_claims::template(agent, &ctx.workers)),
+        )
+        .await
+        .map_err(missing)?;
+    api("SandboxWarmPool")
+        .patch(
+            &template_name,
+            &apply,
+            &Patch::Apply(&sandbox_claims::warm_pool(agent)),
+        )
+        .await?;
+    let claims = api("SandboxClaim");
+    let listed = claims
+        .list(&ListParams::default().labels(&workers::selector_string(&name)))
+        .await?
+        .items;
+    let running = |claim: &DynamicObject| {
+        pool.running_by_pod
+            .get(&sandbox_claims::pod_of(claim))
+            .copied()
+            .unwrap_or(0)
+    };
+    let views: Vec<step_pods::PodView> = listed
+        .iter()
+        .map(|claim| sandbox_claims::view(claim, running(claim)))
+        .collect();
+    let plan = step_pods::plan(&views, wanted);
+    for gone in &plan.delete {
+        delete_ignoring_gone(&claims, gone).await?;
+    }
+    for _ in 0..plan.create {
+        let claim = sandbox_claims::claim(agent, step_pods::pod_name(&name));
+        let claim: DynamicObject = serde_json::from_value(claim).map_err(|e| Error::Resource {
+            kind: "Agent",
+            name: name.clone(),
+            problem: format!("a SandboxClaim: {e}"),
+        })?;
+        claims.create(&PostParams::default(), &claim).await?;
+    }
+    let (live, ready) = step_pods::after(&views, &plan);
+    Ok(Observed {
+        replicas: i32::try_from(live).unwrap_or(i32::MAX),
+        ready: i32::try_from(ready).unwrap_or(i32::MAX),
+    })
+}
+
+/// After `isolation: sandbox`: its claims go once their steps are done,
+/// and its template and warm pool with the last of them.
+async fn release_claims(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    pool: &PoolView,
+) -> Result<(), Error> {
+    let api = |kind: &str| {
+        Api::<DynamicObject>::namespaced_with(
+            ctx.kube.clone(),
+            namespace,
+            &sandbox_claims::resource(kind),
+        )
+    };
+    let claims = api("SandboxClaim");
+    let listed = match claims
+        .list(&ListParams::default().labels(&workers::selector_string(name)))
+        .await
+    {
+        Ok(list) => list.items,
+        // Never installed: nothing was made.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut left = 0;
+    for claim in &listed {
+        let busy = pool
+            .running_by_pod
+            .get(&sandbox_claims::pod_of(claim))
+            .is_some_and(|&n| n > 0);
+        if busy {
+            left += 1;
+        } else {
+            delete_ignoring_gone(&claims, &claim.name_any()).await?;
+        }
+    }
+    if left == 0 {
+        let template_name = sandbox_claims::template_name(name);
+        delete_ignoring_gone(&api("SandboxWarmPool"), &template_name).await?;
+        delete_ignoring_gone(&api("SandboxTemplate"), &template_name).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -123,7 +123,11 @@ pub struct AgentSpec {
     /// Deployment of workers, `slotsPerPod` steps sharing each pod (each in
     /// a bubblewrap sandbox where the pool sets `ORCA_SANDBOX=on`). `pod`:
     /// each step in a pod of its own, made for it and gone after it, for
-    /// nodes that allow no nested sandbox.
+    /// nodes that allow no nested sandbox. `sandbox`: the same, each pod
+    /// claimed through kubernetes-sigs/agent-sandbox (a SandboxClaim per
+    /// step, from a SandboxTemplate the operator makes of the pool's pod),
+    /// which must be installed: without it the pool runs nothing and its
+    /// status says so.
     #[serde(default)]
     pub isolation: Isolation,
     /// The hosts the pool's steps may reach: `host`, `host:port`,
@@ -186,6 +190,23 @@ pub enum Isolation {
     #[default]
     Worker,
     Pod,
+    Sandbox,
+}
+
+impl Isolation {
+    /// Whether each step runs in a pod of its own.
+    pub fn per_step(self) -> bool {
+        matches!(self, Isolation::Pod | Isolation::Sandbox)
+    }
+
+    /// Its name in a spec, and on the pods it makes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Worker => "worker",
+            Isolation::Pod => "pod",
+            Isolation::Sandbox => "sandbox",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -9,6 +9,7 @@ pub mod crd;
 mod error;
 pub mod leader;
 pub mod network;
+pub mod sandbox_claims;
 pub mod scaling;
 pub mod status;
 pub mod step_pods;

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::crd::{Agent, AgentRuntime, Isolation};
+use crate::crd::{Agent, AgentRuntime};
 
 /// Where the workers' secrets directory is mounted.
 pub const SECRETS_DIR: &str = "/var/run/orca/secrets";
@@ -299,16 +299,17 @@ pub fn deployment(agent: &Agent, settings: &WorkerSettings, replicas: i32) -> De
     }
 }
 
-/// The label a pod of its own per step carries (`isolation: pod`).
+/// The label a pod of its own per step carries: `pod` or `sandbox`, its
+/// pool's isolation.
 pub const ISOLATION_LABEL: &str = "orca.dev/isolation";
 
-/// The pod every worker of the pool runs as. With `isolation: pod` it has
-/// one slot and leaves after one step (`--steps 1`).
+/// The pod every worker of the pool runs as. With `isolation: pod` or
+/// `sandbox` it has one slot and leaves after one step (`--steps 1`).
 pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec {
     let name = agent.metadata.name.clone().unwrap_or_default();
     let mut labels = selector_labels(&name);
     let spec = &agent.spec;
-    let per_step = spec.isolation == Isolation::Pod;
+    let per_step = spec.isolation.per_step();
     let slots = if per_step { 1 } else { spec.slots_per_pod };
 
     let mut env_vars = vec![
@@ -348,7 +349,7 @@ pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec
     ];
     if per_step {
         env_vars.push(env("ORCA_STEPS", "1"));
-        labels.insert(ISOLATION_LABEL.into(), "pod".into());
+        labels.insert(ISOLATION_LABEL.into(), spec.isolation.name().into());
     }
     if let Some(model) = &spec.model {
         env_vars.push(env("ORCA_MODEL", model.clone()));
