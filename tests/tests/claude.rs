@@ -779,3 +779,51 @@ async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_na
     let shown = stdout_of(server.cli().args(["get", "task", &id, "-o", "json"]));
     assert!(!shown.contains("sk-ant-oat01-test-subscription"), "{shown}");
 }
+
+/// The CLI named through a linked directory (an npm prefix behind a link,
+/// outside anything the sandbox shares) runs in the sandbox as it does by
+/// its real path: the worker runs it by its real path. Named as it was, a
+/// link in the prefix's `.bin` led to a path the sandbox lacked (exit 127).
+#[tokio::test]
+async fn a_cli_named_through_a_linked_directory_runs_in_the_sandbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![Reply::Text("Linked.".into())])
+        .await
+        .expect("mock");
+    let real = claude_bin();
+    // <install>/node_modules/.bin/claude
+    let install = real
+        .ancestors()
+        .nth(3)
+        .and_then(|dir| std::fs::canonicalize(dir).ok())
+        .expect("the CLI's install");
+    let prefix = dir.path().join("prefix");
+    std::os::unix::fs::symlink(&install, &prefix).expect("link");
+    let linked = prefix.join("node_modules/.bin/claude");
+    assert!(linked.exists(), "{}", linked.display());
+    let server = Server::start(&dir.path().join("server")).expect("server");
+    let bin = linked.display().to_string();
+    let _worker = start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        "agent-1",
+        &["claude-code"],
+        1,
+        &["--claude-bin", &bin],
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(&client, prompt_task("Tidy the README", false))
+        .await
+        .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output");
+    assert_eq!(output["result"], "Linked.");
+}

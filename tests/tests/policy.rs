@@ -202,6 +202,31 @@ fn rule_messages(value: &Value, found: &mut Vec<String>) {
     }
 }
 
+/// Runs `tests/policy/<script>` in the policy tools' venv with `request` on
+/// its stdin; what it prints, as JSON.
+fn python<T: serde::de::DeserializeOwned>(script: &str, request: &Value) -> T {
+    let mut child = Command::new(tool("python"))
+        .arg(repo_root().join("tests/policy").join(script))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("send the request");
+    let out = child.wait_with_output().expect("python ends");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("results")
+}
+
 #[test]
 fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
     let crds = repo_root().join("crds/orca.dev.yaml");
@@ -272,26 +297,7 @@ fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
         "crds": crds,
         "cases": cases.iter().map(|(kind, object, old, _)| json!({"kind": kind, "object": object, "old": old})).collect::<Vec<_>>(),
     });
-    let mut child = Command::new(tool("python"))
-        .arg(repo_root().join("tests/policy/cel_rules.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cel-python runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.to_string().as_bytes())
-        .expect("send the cases");
-    let out = child.wait_with_output().expect("cel-python ends");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("results");
+    let results: Vec<Vec<String>> = python("cel_rules.py", &request);
     for ((kind, object, old, want), got) in cases.iter().zip(&results) {
         assert_eq!(got, want, "{kind} {object} (old: {old:?})");
     }
@@ -310,6 +316,53 @@ fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
                 .iter()
                 .any(|(.., want)| want.contains(&message.as_str())),
             "no case breaks the rule {message:?}"
+        );
+    }
+}
+
+/// What the operator makes for `isolation: sandbox` (a SandboxTemplate, a
+/// SandboxWarmPool and a SandboxClaim per example pool) is admitted by the
+/// schemas kubernetes-sigs/agent-sandbox publishes for them, with strict
+/// field validation: a field they do not know would be pruned by the API
+/// server without a word (a misspelled `networkPolicyManagement` would
+/// leave agent-sandbox's default policy cutting the workers off from the
+/// control plane). A claim with such a field is refused, so the check
+/// bites.
+#[test]
+fn what_isolation_sandbox_makes_is_admitted_by_agent_sandboxs_published_crds() {
+    use orca_operator::sandbox_claims;
+    let fixtures = repo_root().join("tests/fixtures/agent-sandbox");
+    let crds: Vec<PathBuf> = ["sandboxtemplates", "sandboxwarmpools", "sandboxclaims"]
+        .iter()
+        .map(|k| fixtures.join(format!("extensions.agents.x-k8s.io_{k}.yaml")))
+        .collect();
+    let settings = worker_settings(&render(&[]).expect("the chart renders"));
+    let mut objects = Vec::new();
+    for mut agent in example_agents() {
+        agent.spec.isolation = orca_operator::crd::Isolation::Sandbox;
+        let name = agent.metadata.name.clone().expect("name");
+        objects.push(sandbox_claims::template(&agent, &settings));
+        objects.push(sandbox_claims::warm_pool(&agent));
+        objects.push(sandbox_claims::claim(&agent, step_pods::pod_name(&name)));
+    }
+    let mut misspelled = objects[2].clone();
+    misspelled["spec"]["warmPoolReference"] = misspelled["spec"]["warmPoolRef"].take();
+    objects.push(misspelled);
+    let request = json!({"crds": crds, "objects": objects});
+    let mut results: Vec<Vec<String>> = python("crd_schema.py", &request);
+    let refused = results.pop().expect("the misspelled claim");
+    assert!(
+        refused.iter().any(|p| p.contains("warmPoolReference"))
+            && refused.iter().any(|p| p.contains("warmPoolRef")),
+        "{refused:?}"
+    );
+    assert_eq!(results.len(), 6);
+    for (object, problems) in objects.iter().zip(&results) {
+        assert!(
+            problems.is_empty(),
+            "{} {}: {problems:?}",
+            object["kind"],
+            object["metadata"]["name"]
         );
     }
 }

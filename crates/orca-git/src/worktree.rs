@@ -448,7 +448,14 @@ impl Worktree {
     async fn keep_index(&self, start: &str) -> Result<(), Error> {
         let record = self.mirror.record(&self.path);
         tokio::fs::create_dir_all(&record).await?;
-        tokio::fs::copy(self.path.join(".git/index"), record.join(RECORD_INDEX)).await?;
+        // No index (nothing checked out) keeps none: the step's files are
+        // then read whole.
+        match tokio::fs::copy(self.path.join(".git/index"), record.join(RECORD_INDEX)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => {
+                other?;
+            }
+        }
         tokio::fs::write(record.join(RECORD_START), start).await?;
         let mut path = self.path.clone().into_os_string();
         path.push("\n");
@@ -609,6 +616,7 @@ impl Worktree {
     /// or a new one when that will not do.
     async fn tree_of_files(&self, head: &str) -> Result<String, Error> {
         let record = self.mirror.record(&self.path);
+        tokio::fs::create_dir_all(&record).await?;
         let index = record.join("index.finish");
         let kept = tokio::fs::copy(record.join(RECORD_INDEX), &index)
             .await

@@ -59,12 +59,17 @@ pub fn template(agent: &Agent, settings: &WorkerSettings) -> Value {
     let pod = pod_template(agent, settings);
     let metadata = pod.metadata.unwrap_or_default();
     let mut object = owned(agent, "SandboxTemplate", template_name(&name));
+    // Only what is there: the schema takes no nulls.
+    let mut pod_metadata = serde_json::Map::new();
+    if let Some(labels) = metadata.labels {
+        pod_metadata.insert("labels".into(), json!(labels));
+    }
+    if let Some(annotations) = metadata.annotations {
+        pod_metadata.insert("annotations".into(), json!(annotations));
+    }
     object["spec"] = json!({
         "podTemplate": {
-            "metadata": {
-                "labels": metadata.labels,
-                "annotations": metadata.annotations,
-            },
+            "metadata": pod_metadata,
             "spec": pod.spec,
         },
         "networkPolicyManagement": "Unmanaged",

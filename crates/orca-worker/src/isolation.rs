@@ -16,6 +16,9 @@ use crate::model_proxy;
 use crate::runtime::ClaudeSettings;
 use crate::sandbox::{Sandbox, SandboxMode};
 
+/// Where in the work directory steps' `/etc` is laid out.
+const ETC_DIR: &str = ".sandbox-etc";
+
 /// What every step of this worker runs in.
 pub(crate) struct Isolation {
     pub(crate) sandbox: Sandbox,
@@ -38,9 +41,13 @@ impl Isolation {
             config.sandbox.mode == SandboxMode::On,
         )
         .map_err(Error::Settings)?;
-        let sandbox = Sandbox::make(&config.sandbox)
-            .await
-            .map_err(Error::Sandbox)?;
+        // What steps see of /etc, laid out once in the work directory
+        // (out of every step's view but through that one bind).
+        let mut settings = config.sandbox.clone();
+        if settings.etc_dir.is_none() {
+            settings.etc_dir = Some(config.work_dir.join(ETC_DIR));
+        }
+        let sandbox = Sandbox::make(&settings).await.map_err(Error::Sandbox)?;
         let limits = Limits::probe(config.limits.clone());
         if let Some(unheld) = limits.unheld() {
             return Err(Error::Sandbox(format!(

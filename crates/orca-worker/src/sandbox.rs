@@ -83,6 +83,10 @@ pub struct SandboxSettings {
     /// `orca-sandbox-net`, run first in each sandbox to relay its ways
     /// out; without it a sandboxed step has no network at all.
     pub init: Option<PathBuf>,
+    /// Where the worker lays out, at start, what a step sees of `/etc`,
+    /// bound in one mount; `None` binds each entry on its own (a mount
+    /// each, at every step's start).
+    pub etc_dir: Option<PathBuf>,
 }
 
 impl Default for SandboxSettings {
@@ -94,6 +98,7 @@ impl Default for SandboxSettings {
             shared: Vec::new(),
             egress_allow: None,
             init: None,
+            etc_dir: None,
         }
     }
 }
@@ -107,6 +112,8 @@ pub enum Sandbox {
         version: String,
         read_only: Vec<PathBuf>,
         shared: Vec<PathBuf>,
+        /// What a step sees of `/etc`, laid out once (see [`lay_out_etc`]).
+        etc: Option<PathBuf>,
     },
     /// `--sandbox=off`: steps run as the worker's user with its view of
     /// the machine.
@@ -173,11 +180,24 @@ impl Sandbox {
                 )
             })?;
         let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+        let etc = match &settings.etc_dir {
+            Some(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || lay_out_etc(&dir).map(|()| dir))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|made| made.map_err(|e| e.to_string()))
+                    .map(Some)
+                    .map_err(|e| format!("steps cannot be sandboxed: laying out their /etc: {e}"))?
+            }
+            None => None,
+        };
         let sandbox = Sandbox::Bubblewrap {
             bwrap: settings.bwrap.clone(),
             version,
             read_only: settings.read_only.clone(),
             shared: settings.shared.clone(),
+            etc,
         };
         let probe = std::env::temp_dir();
         let mut env = BTreeMap::new();
@@ -232,6 +252,7 @@ impl Sandbox {
             bwrap,
             read_only,
             shared,
+            etc,
             ..
         } = self
         else {
@@ -245,7 +266,12 @@ impl Sandbox {
         let std = command.as_std();
         let mut wrapped = Command::new("setsid");
         wrapped.arg(bwrap);
-        wrapped.args(bwrap_args(room, (read_only, shared), env.get("PATH")));
+        let host = Host {
+            read_only,
+            shared,
+            etc: etc.as_deref(),
+        };
+        wrapped.args(bwrap_args(room, &host, env.get("PATH")));
         if let Some(gate) = room.network {
             wrapped.args(gate.init());
         }
@@ -266,14 +292,81 @@ async fn command_output(mut command: Command) -> std::io::Result<std::process::O
         .await
 }
 
+/// What of the worker's machine every step sees, besides its room.
+struct Host<'a> {
+    read_only: &'a [PathBuf],
+    shared: &'a [PathBuf],
+    etc: Option<&'a Path>,
+}
+
+/// Lays out in `dir` (made anew) what a step sees of `/etc`: the entries
+/// of [`ETC`] the host has, a file by its contents (a link followed, as a
+/// bind would), a directory as it is (its links kept as links, pointing
+/// where they did), but for private keys (`ssl/private`). One bind of it
+/// costs a step's start one mount instead of one per entry. `hosts` is
+/// always there, for a step's own to be bound over. Blocking.
+fn lay_out_etc(dir: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(dir).is_ok() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    for entry in ETC {
+        let from = Path::new(entry);
+        let Some(name) = from.file_name() else {
+            continue;
+        };
+        match std::fs::metadata(from) {
+            Ok(meta) if meta.is_dir() => copy_tree(from, &dir.join(name))?,
+            Ok(_) => {
+                std::fs::copy(from, dir.join(name))?;
+            }
+            Err(_) => {}
+        }
+    }
+    let hosts = dir.join("hosts");
+    if !hosts.exists() {
+        std::fs::write(hosts, "127.0.0.1 localhost\n::1 localhost\n")?;
+    }
+    Ok(())
+}
+
+/// Copies the tree at `from` to `to`, links as links; what cannot be read
+/// (a key only root may read) is left out.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let (source, target) = (entry.path(), to.join(&name));
+        if name == "private" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_file() {
+            match std::fs::copy(&source, &target) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// bubblewrap's arguments up to the program: namespaces, then the root's
 /// mounts in order (a later mount may sit inside an earlier one), then the
 /// working directory.
-fn bwrap_args(
-    room: &Room,
-    (read_only, shared): (&[PathBuf], &[PathBuf]),
-    path_var: Option<&String>,
-) -> Vec<OsString> {
+fn bwrap_args(room: &Room, host: &Host, path_var: Option<&String>) -> Vec<OsString> {
+    let Host {
+        read_only,
+        shared,
+        etc,
+    } = *host;
     let mut args: Vec<OsString> = Vec::new();
     let mut add = |parts: &[&dyn AsRef<std::ffi::OsStr>]| {
         args.extend(parts.iter().map(|p| p.as_ref().to_os_string()));
@@ -302,8 +395,13 @@ fn bwrap_args(
             Err(_) => {}
         }
     }
-    for file in ETC {
-        add(&[&"--ro-bind-try", file, file]);
+    match etc {
+        Some(dir) => add(&[&"--ro-bind", &dir, &"/etc"]),
+        None => {
+            for file in ETC {
+                add(&[&"--ro-bind-try", file, file]);
+            }
+        }
     }
     add(&[
         &"--proc",
@@ -419,7 +517,12 @@ mod tests {
         let objects = dir.path().join("mirror/objects");
         room.readable.push(objects.clone());
         let path = format!("/usr/bin:{}:relative:/nonexistent", tools.display());
-        let args = strings(&bwrap_args(&room, (&[], &[]), Some(&path)));
+        let host = Host {
+            read_only: &[],
+            shared: &[],
+            etc: None,
+        };
+        let args = strings(&bwrap_args(&room, &host, Some(&path)));
 
         let ws = workspace.display().to_string();
         assert!(after(&args, "--bind").contains(&(ws.clone(), ws.clone())));
@@ -447,6 +550,58 @@ mod tests {
     }
 
     #[test]
+    fn etc_laid_out_once_is_one_bind_and_holds_no_private_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let etc = dir.path().join("etc");
+        // Made anew: what an earlier start left goes.
+        std::fs::create_dir_all(etc.join("stale")).expect("stale");
+        lay_out_etc(&etc).expect("laid out");
+        assert!(!etc.join("stale").exists());
+        for entry in ETC {
+            let name = Path::new(entry).file_name().expect("a name");
+            if let Ok(meta) = std::fs::metadata(entry)
+                && meta.is_file()
+                && let Ok(host) = std::fs::read(entry)
+            {
+                assert_eq!(
+                    std::fs::read(etc.join(name)).expect("copied"),
+                    host,
+                    "{entry}"
+                );
+            }
+        }
+        assert!(
+            etc.join("hosts").is_file(),
+            "a step's hosts is bound over it"
+        );
+        assert!(!etc.join("ssl/private").exists(), "no private key");
+        if let Ok(certs) = std::fs::read_dir("/etc/ssl/certs") {
+            let links = certs
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+                .count();
+            let copied = std::fs::read_dir(etc.join("ssl/certs"))
+                .expect("certs")
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+                .count();
+            assert_eq!(copied, links, "links stay links");
+        }
+
+        let workspace = dir.path().join("ws");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        let room = Room::new(&workspace, &workspace);
+        let host = Host {
+            read_only: &[],
+            shared: &[],
+            etc: Some(&etc),
+        };
+        let args = strings(&bwrap_args(&room, &host, None));
+        assert!(after(&args, "--ro-bind-try").is_empty());
+        assert!(after(&args, "--ro-bind").contains(&(etc.display().to_string(), "/etc".into())));
+    }
+
+    #[test]
     fn off_leaves_the_command_and_its_environment_as_they_are() {
         let mut env = BTreeMap::from([("HOME".to_string(), "/root".to_string())]);
         let command = Sandbox::Off.confine(
@@ -465,6 +620,7 @@ mod tests {
             version: "bubblewrap 0.8.0".into(),
             read_only: Vec::new(),
             shared: Vec::new(),
+            etc: None,
         };
         let mut env = BTreeMap::from([
             ("HOME".to_string(), "/root".to_string()),

@@ -641,6 +641,8 @@ impl SandboxArgs {
             init: std::env::current_exe()
                 .ok()
                 .and_then(|exe| Some(exe.parent()?.join(orca_worker::egress::RELAY_PROGRAM))),
+            // The worker lays it out in its work directory.
+            etc_dir: None,
         }
     }
 }
