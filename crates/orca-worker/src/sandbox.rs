@@ -168,18 +168,6 @@ impl Sandbox {
             return Ok(Sandbox::Off);
         }
         let fix = "install bubblewrap (Debian: apt-get install bubblewrap) where unprivileged user namespaces are allowed, or run steps unsandboxed with --sandbox=off";
-        let version = Command::new(&settings.bwrap)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| {
-                format!(
-                    "steps cannot be sandboxed: {}: {e}; {fix}",
-                    settings.bwrap.display()
-                )
-            })?;
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
         let etc = match &settings.etc_dir {
             Some(dir) => {
                 let dir = dir.clone();
@@ -192,9 +180,36 @@ impl Sandbox {
             }
             None => None,
         };
+        let key = ProbeKey {
+            bwrap: settings.bwrap.clone(),
+            read_only: settings.read_only.clone(),
+            shared: settings.shared.clone(),
+            etc: etc.is_some(),
+        };
+        if let Some(version) = probed(&key) {
+            return Ok(Sandbox::Bubblewrap {
+                bwrap: settings.bwrap.clone(),
+                version,
+                read_only: settings.read_only.clone(),
+                shared: settings.shared.clone(),
+                etc,
+            });
+        }
+        let version = Command::new(&settings.bwrap)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| {
+                format!(
+                    "steps cannot be sandboxed: {}: {e}; {fix}",
+                    settings.bwrap.display()
+                )
+            })?;
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
         let sandbox = Sandbox::Bubblewrap {
             bwrap: settings.bwrap.clone(),
-            version,
+            version: version.clone(),
             read_only: settings.read_only.clone(),
             shared: settings.shared.clone(),
             etc,
@@ -217,6 +232,7 @@ impl Sandbox {
                 output.status
             ));
         }
+        remember(key, version);
         Ok(sandbox)
     }
 
@@ -290,6 +306,37 @@ async fn command_output(mut command: Command) -> std::io::Result<std::process::O
         .kill_on_drop(true)
         .output()
         .await
+}
+
+/// What a sandbox was probed with: the workers of one process (`orca up`
+/// runs several) share the machine, so the first probe that passes proves
+/// it for the rest, and each starts without running bubblewrap again.
+#[derive(PartialEq)]
+struct ProbeKey {
+    bwrap: PathBuf,
+    read_only: Vec<PathBuf>,
+    shared: Vec<PathBuf>,
+    /// With `/etc` bound as one directory, or entry by entry.
+    etc: bool,
+}
+
+/// The probes that passed in this process, with the version each found.
+/// A failure is not kept: it is said, and the next start tries again.
+static PROBED: std::sync::Mutex<Vec<(ProbeKey, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn probed(key: &ProbeKey) -> Option<String> {
+    let passed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    passed
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, version)| version.clone())
+}
+
+fn remember(key: ProbeKey, version: String) {
+    let mut passed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    if !passed.iter().any(|(k, _)| *k == key) {
+        passed.push((key, version));
+    }
 }
 
 /// What of the worker's machine every step sees, besides its room.
@@ -599,6 +646,56 @@ mod tests {
         let args = strings(&bwrap_args(&room, &host, None));
         assert!(after(&args, "--ro-bind-try").is_empty());
         assert!(after(&args, "--ro-bind").contains(&(etc.display().to_string(), "/etc".into())));
+    }
+
+    /// A bubblewrap that says its version and runs nothing, counting each
+    /// call in `calls`.
+    fn counting_bwrap(dir: &Path) -> (PathBuf, PathBuf) {
+        let calls = dir.join("calls");
+        let bwrap = dir.join("bwrap");
+        std::fs::write(
+            &bwrap,
+            format!(
+                "#!/bin/sh\necho call >> {}\necho 'bubblewrap 9.9'\n",
+                calls.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&bwrap, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("mode");
+        (bwrap, calls)
+    }
+
+    #[tokio::test]
+    async fn the_workers_of_one_process_probe_the_sandbox_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (bwrap, calls) = counting_bwrap(dir.path());
+        let settings = SandboxSettings {
+            bwrap,
+            ..SandboxSettings::default()
+        };
+        let count = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        for _ in 0..3 {
+            let sandbox = Sandbox::make(&settings).await.expect("made");
+            assert_eq!(
+                sandbox.isolation().split(':').next(),
+                Some("bubblewrap 9.9")
+            );
+        }
+        assert_eq!(count(), 2, "its version and one run, once");
+        // With /etc as one directory it is another sandbox: probed once more.
+        let with_etc = SandboxSettings {
+            etc_dir: Some(dir.path().join("etc")),
+            ..settings.clone()
+        };
+        Sandbox::make(&with_etc).await.expect("made");
+        Sandbox::make(&with_etc).await.expect("made");
+        assert_eq!(count(), 4);
     }
 
     #[test]
