@@ -151,13 +151,9 @@ impl Mirror {
         )
         .await
         .ok()?;
-        local(
-            &self.git,
-            &self.path,
-            &["merge-base", "--is-ancestor", base, &head],
-        )
-        .await
-        .ok()?;
+        if !self.is_ancestor(base, &head).await {
+            return None;
+        }
         let _one_at_a_time = take_turn(self.worktrees.clone(), lock_file(&self.path, "worktrees"))
             .await
             .ok()?;
@@ -185,13 +181,7 @@ impl Mirror {
         };
         // A merge left for the step to resolve is still to be resolved.
         if let Some((merging, _)) = tree.merging().await
-            && local(
-                &self.git,
-                &self.path,
-                &["merge-base", "--is-ancestor", &merging, &head],
-            )
-            .await
-            .is_err()
+            && !self.is_ancestor(&merging, &head).await
         {
             tokio::fs::write(git_dir.join("MERGE_HEAD"), format!("{merging}\n"))
                 .await
@@ -238,6 +228,17 @@ impl Mirror {
         let _ = tokio::fs::remove_dir_all(&record).await;
         tree.keep_index(base).await?;
         Ok(tree)
+    }
+
+    /// Whether `ancestor` is in the history of `commit`.
+    async fn is_ancestor(&self, ancestor: &str, commit: &str) -> bool {
+        local(
+            &self.git,
+            &self.path,
+            &["merge-base", "--is-ancestor", ancestor, commit],
+        )
+        .await
+        .is_ok()
     }
 
     /// Fetches the step's branch from its repository at `dir` into the
@@ -530,15 +531,7 @@ impl Worktree {
         }
         // Mid-merge, a conflict it was to resolve: no markers may be left.
         let merging = match self.merging().await {
-            Some((merged, paths))
-                if local(
-                    git,
-                    mirror,
-                    &["merge-base", "--is-ancestor", &merged, &head],
-                )
-                .await
-                .is_err() =>
-            {
+            Some((merged, paths)) if !self.mirror.is_ancestor(&merged, &head).await => {
                 let marked: Vec<&str> = paths
                     .iter()
                     .map(String::as_str)
@@ -568,14 +561,7 @@ impl Worktree {
             head = commit;
         }
         let _ = tokio::fs::remove_file(self.mirror.record(&self.path).join(RECORD_MERGING)).await;
-        if local(
-            git,
-            mirror,
-            &["merge-base", "--is-ancestor", &self.base, &head],
-        )
-        .await
-        .is_err()
-        {
+        if !self.mirror.is_ancestor(&self.base, &head).await {
             return Err(Error::Rewritten(format!(
                 "the step rewrote the history of {}: its base {} is no longer in it",
                 self.branch, self.base
@@ -624,30 +610,28 @@ impl Worktree {
         let start = tokio::fs::read_to_string(record.join(RECORD_START))
             .await
             .unwrap_or_default();
-        let git_dir = format!("--git-dir={}", self.mirror.path.display());
-        let work_tree = format!("--work-tree={}", self.path.display());
+        // The mirror's git directory and config, the step's files, orca's
+        // index: never the step's `.git`.
+        let git_dir = self.mirror.path.display().to_string();
+        let work_tree = self.path.display().to_string();
         let index_text = index.display().to_string();
-        let env = [("GIT_INDEX_FILE", index_text.as_str())];
-        let in_files = |args: &[&str]| {
-            let mut all = vec![git_dir.as_str(), work_tree.as_str()];
-            all.extend_from_slice(args);
-            all.iter().map(|a| a.to_string()).collect::<Vec<String>>()
-        };
-        let run = |args: Vec<String>| async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            local_with(&self.mirror.git, &self.mirror.path, &args, &env).await
-        };
+        let env = [
+            ("GIT_DIR", git_dir.as_str()),
+            ("GIT_WORK_TREE", work_tree.as_str()),
+            ("GIT_INDEX_FILE", index_text.as_str()),
+        ];
+        let (git, mirror) = (&self.mirror.git, &self.mirror.path);
         let moved = kept
             && (start.trim() == head
-                || run(in_files(&["read-tree", "-m", start.trim(), head]))
+                || local_with(git, mirror, &["read-tree", "-m", start.trim(), head], &env)
                     .await
                     .is_ok());
         if !moved {
             let _ = tokio::fs::remove_file(&index).await;
-            run(in_files(&["read-tree", head])).await?;
+            local_with(git, mirror, &["read-tree", head], &env).await?;
         }
-        run(in_files(&["add", "-A"])).await?;
-        let tree = run(in_files(&["write-tree"])).await;
+        local_with(git, mirror, &["add", "-A"], &env).await?;
+        let tree = local_with(git, mirror, &["write-tree"], &env).await;
         let _ = tokio::fs::remove_file(&index).await;
         tree
     }

@@ -64,6 +64,13 @@ pub fn pool_view(agent: &Agent, view: &v1::ListAgentsResponse) -> PoolView {
     }
 }
 
+impl PoolView {
+    /// The steps running on the worker (pod) `name`.
+    pub fn running_on(&self, name: &str) -> u32 {
+        self.running_by_pod.get(name).copied().unwrap_or(0)
+    }
+}
+
 fn bounds(agent: &Agent) -> Bounds {
     let spec = &agent.spec;
     Bounds {
@@ -263,12 +270,7 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
         .list(&ListParams::default().labels(&workers::selector_string(&name)))
         .await?
         .items;
-    let running = |pod: &Pod| {
-        pool.running_by_pod
-            .get(&pod.name_any())
-            .copied()
-            .unwrap_or(0)
-    };
+    let running = |pod: &Pod| pool.running_on(&pod.name_any());
     // Which per-step isolation made a pod, if one did.
     let made_by = |pod: &Pod| match pod
         .labels()
@@ -440,13 +442,7 @@ async fn sandbox_claims(
     wanted: u32,
 ) -> Result<Observed, Error> {
     let name = agent.name_any();
-    let api = |kind: &str| {
-        Api::<DynamicObject>::namespaced_with(
-            ctx.kube.clone(),
-            namespace,
-            &sandbox_claims::resource(kind),
-        )
-    };
+    let api = |kind: &str| sandbox_api(ctx, namespace, kind);
     let missing = |e: kube::Error| match e {
         kube::Error::Api(e) if e.code == 404 => Error::Resource {
             kind: "Agent",
@@ -481,12 +477,7 @@ async fn sandbox_claims(
         .list(&ListParams::default().labels(&workers::selector_string(&name)))
         .await?
         .items;
-    let running = |claim: &DynamicObject| {
-        pool.running_by_pod
-            .get(&sandbox_claims::pod_of(claim))
-            .copied()
-            .unwrap_or(0)
-    };
+    let running = |claim: &DynamicObject| pool.running_on(&sandbox_claims::pod_of(claim));
     let views: Vec<step_pods::PodView> = listed
         .iter()
         .map(|claim| sandbox_claims::view(claim, running(claim)))
@@ -511,6 +502,11 @@ async fn sandbox_claims(
     })
 }
 
+/// agent-sandbox's objects of `kind` in `namespace`.
+fn sandbox_api(ctx: &Context, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(ctx.kube.clone(), namespace, &sandbox_claims::resource(kind))
+}
+
 /// After `isolation: sandbox`: its claims go once their steps are done,
 /// and its template and warm pool with the last of them.
 async fn release_claims(
@@ -519,13 +515,7 @@ async fn release_claims(
     name: &str,
     pool: &PoolView,
 ) -> Result<(), Error> {
-    let api = |kind: &str| {
-        Api::<DynamicObject>::namespaced_with(
-            ctx.kube.clone(),
-            namespace,
-            &sandbox_claims::resource(kind),
-        )
-    };
+    let api = |kind: &str| sandbox_api(ctx, namespace, kind);
     let claims = api("SandboxClaim");
     let listed = match claims
         .list(&ListParams::default().labels(&workers::selector_string(name)))
@@ -538,11 +528,7 @@ async fn release_claims(
     };
     let mut left = 0;
     for claim in &listed {
-        let busy = pool
-            .running_by_pod
-            .get(&sandbox_claims::pod_of(claim))
-            .is_some_and(|&n| n > 0);
-        if busy {
+        if pool.running_on(&sandbox_claims::pod_of(claim)) > 0 {
             left += 1;
         } else {
             delete_ignoring_gone(&claims, &claim.name_any()).await?;
