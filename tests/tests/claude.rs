@@ -782,8 +782,9 @@ async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_na
 
 /// The CLI named through a linked directory (an npm prefix behind a link,
 /// outside anything the sandbox shares) runs in the sandbox as it does by
-/// its real path: the worker runs it by its real path. Named as it was, a
-/// link in the prefix's `.bin` led to a path the sandbox lacked (exit 127).
+/// its real path: the sandbox runs a program its room names by its real
+/// path. Named as it was, a link in the prefix's `.bin` led to a path the
+/// sandbox lacked (exit 127).
 #[tokio::test]
 async fn a_cli_named_through_a_linked_directory_runs_in_the_sandbox() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -151,18 +151,6 @@ pub async fn run(
     if claude.bin.as_os_str().is_empty() {
         claude.bin = "claude".into();
     }
-    // Run by its real path: a sandboxed step sees the directory the CLI is
-    // named in and the one its file is in, and a name reached through a
-    // linked directory (an npm prefix behind a link) leads, by the links
-    // in that prefix, to paths the sandbox does not have. It is the same
-    // program: node loads a main script by its real path anyway.
-    let path_var = std::env::var("PATH").ok();
-    let cwd = std::env::current_dir().unwrap_or_default();
-    if let Some(real) = program::find_program(&claude.bin, &cwd, path_var.as_deref())
-        .and_then(|found| std::fs::canonicalize(found).ok())
-    {
-        claude.bin = real;
-    }
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     // Checked before the first step can come.
     let isolation = Isolation::make(&config, &claude, &metrics).await?;

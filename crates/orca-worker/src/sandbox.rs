@@ -291,7 +291,19 @@ impl Sandbox {
         if let Some(gate) = room.network {
             wrapped.args(gate.init());
         }
-        wrapped.arg(std.get_program());
+        // A program the room names (an agent CLI) runs by its real path:
+        // the directory it is named in is bound, but a link there (npm's
+        // `.bin/`) may lead, through a linked directory (a prefix behind a
+        // link), to a path the sandbox does not have. It is the same
+        // program: node loads a main script by its real path anyway.
+        let program = std.get_program();
+        let real = room
+            .programs
+            .iter()
+            .find(|named| named.as_os_str() == program)
+            .and_then(|named| find_program(named, room.cwd, env.get("PATH").map(String::as_str)))
+            .and_then(|found| std::fs::canonicalize(found).ok());
+        wrapped.arg(real.as_deref().map_or(program, Path::as_os_str));
         wrapped.args(std.get_args());
         wrapped
     }
