@@ -24,6 +24,9 @@
 //!   work) none does; the wall time of both, submit to the task's branch;
 //!   and the same job as a prompt the planner turns into the 8 steps, with
 //!   the `touches` it gives them (the mock model answers the plan).
+//!   ORCA_BENCH_REPO_COLLISIONS=0 leaves the collisions out, for an A/B of
+//!   the workspace alone, which runs in this process and needs no release
+//!   `orca`.
 
 use std::io::Write;
 use std::path::Path;
@@ -52,10 +55,13 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let url = server.url("big");
+    let with_collisions = env_number("ORCA_BENCH_REPO_COLLISIONS", 1) != 0;
     let mut table = Table::default();
     for run in 1..=runs {
         measure_once(&mut table, dir.path(), &url, &head, run).await?;
-        collisions(&mut table, dir.path(), &server, run).await?;
+        if with_collisions {
+            collisions(&mut table, dir.path(), &server, run).await?;
+        }
         println!("run {run} of {runs} done");
     }
     println!("\n{}", table.render(&command("bench-repo")));

@@ -29,6 +29,10 @@ const LAST_USED: &str = "orca-last-used";
 /// each.
 pub(crate) const RECORDS: &str = "checkouts";
 
+/// The file of a record that names the step's repository; eviction reads
+/// it to tell which records are still in use.
+pub(crate) const RECORD_PATH: &str = "path";
+
 /// The mirrors of one worker, under one directory.
 pub struct Mirrors {
     root: PathBuf,
@@ -328,7 +332,7 @@ fn lock_in(
 fn in_use(path: &Path) -> bool {
     std::fs::read_dir(path.join(RECORDS)).is_ok_and(|records| {
         records.flatten().any(|record| {
-            std::fs::read_to_string(record.path().join("path"))
+            std::fs::read_to_string(record.path().join(RECORD_PATH))
                 .is_ok_and(|dir| Path::new(dir.trim_end_matches('\n')).is_dir())
         })
     })

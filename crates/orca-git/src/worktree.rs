@@ -22,7 +22,7 @@ use std::process::Stdio;
 
 use sha2::{Digest, Sha256};
 
-use crate::mirror::{Mirror, RECORDS, local, local_with, lock_file, take_turn};
+use crate::mirror::{Mirror, RECORD_PATH, RECORDS, local, local_with, lock_file, take_turn};
 use crate::{Error, command};
 
 /// Who commits what a step left uncommitted.
@@ -53,7 +53,6 @@ pub struct WorkDone {
 }
 
 /// The files of a record.
-const RECORD_PATH: &str = "path";
 const RECORD_INDEX: &str = "index";
 const RECORD_START: &str = "start";
 const RECORD_MERGING: &str = "merging";
