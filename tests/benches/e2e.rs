@@ -141,12 +141,22 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
     );
     // One client, one call at a time: every submit's whole path, in turn.
     let sequential = (unary / 4).max(1);
+    let switches = context_switches(server.process.pid())?;
     let one_at_a_time = rate(run_unary_load(&client, sequential, 1).await?);
+    let switches = context_switches(server.process.pid())? - switches;
     table.add(
         &format!("throughput, one call at a time ({sequential} tasks)"),
         "tasks/s",
         Better::Higher,
         one_at_a_time,
+    );
+    // Each hand-off between the control plane's threads is a switch: what
+    // a submit's path costs in them, running the task included.
+    table.add(
+        "context switches of the control plane per task, one call at a time",
+        "switches",
+        Better::Lower,
+        switches as f64 / sequential as f64,
     );
     // The floor under it: the same client's round trip with a call that
     // does nothing (the gRPC health check).

@@ -22,6 +22,28 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Context switches of every thread of process `pid` so far, voluntary
+/// and not, as /proc counts them: a thread still alive is counted, one
+/// that ended is not, so read it over a phase in which the process keeps
+/// its threads.
+pub fn context_switches(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for thread in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(status) = std::fs::read_to_string(thread?.path().join("status")) else {
+            continue; // the thread ended as it was read
+        };
+        for line in status.lines() {
+            if let Some(count) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += count.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// The machine's cores, as each benchmark's first line reports them.
 pub fn cores() -> usize {
     std::thread::available_parallelism()

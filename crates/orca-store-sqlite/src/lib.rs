@@ -1,7 +1,7 @@
 //! orca's embedded store, SQLite: one file in WAL mode, one writer thread
 //! that commits whatever has queued up in a single transaction (group
-//! commit), and a small pool of reader connections that never wait for the
-//! writer. SQLite's errors stay inside: callers get `orca_store::Error`.
+//! commit) or, when it is idle, lets a submit commit on its own thread,
+//! and a small pool of reader connections that never wait for the writer. SQLite's errors stay inside: callers get `orca_store::Error`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -25,7 +25,7 @@ use reads::{
     TASK_COLUMNS, by_id, decode_task, from_record, read_task, unfinished_by_id, whole_task,
 };
 use schema::{SCHEMA, migrate};
-use writer::{WalLimits, WalState, run_checkpoints, run_writer};
+use writer::{WalLimits, WalState, Writer, run_checkpoints, run_writer};
 
 use orca_store::admission::Bound;
 use orca_store::fleet::{self, FleetPage};
@@ -41,6 +41,7 @@ const READERS: usize = 4;
 
 pub struct SqliteStore {
     jobs: WriteQueue,
+    writer: Arc<Writer>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
 }
@@ -102,13 +103,19 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(&path, durability))
             .collect::<Result<Vec<_>>>()?;
-        let (jobs, queue) = WriteQueue::new(bound);
+        let (jobs, queue, ahead) = WriteQueue::leading(bound);
+        let writer = Arc::new(Writer::new(
+            writer,
+            ahead,
+            durability == Durability::Process,
+        ));
         let wal = Arc::new(WalState::new(wal_limits));
         let shared = wal.clone();
+        let thread_writer = writer.clone();
         std::thread::Builder::new()
             .name("orca-store-writer".into())
             .spawn(move || {
-                run_writer(writer, queue, &shared);
+                run_writer(&thread_writer, queue, &shared);
                 shared.writer_done.store(true, Ordering::Relaxed);
             })
             .map_err(unusable)?;
@@ -118,6 +125,7 @@ impl SqliteStore {
             .map_err(unusable)?;
         Ok(SqliteStore {
             jobs,
+            writer,
             readers: Arc::new(Mutex::new(readers)),
             path,
         })
@@ -176,7 +184,12 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> orca_store::Result<Vec<Created>> {
-        self.jobs.submit(|reply| Job::Create(tasks, reply)).await
+        self.jobs
+            .submit_led(
+                |reply| Job::Create(tasks, reply),
+                |job| self.writer.lead(job),
+            )
+            .await
     }
 
     fn write(&self, batch: Vec<Write>) -> Commit {
@@ -399,7 +412,12 @@ impl Store for SqliteStore {
     }
 
     async fn change_state(&self, change: StateChange) -> orca_store::Result<StateOutcome> {
-        self.jobs.submit(|reply| Job::State(change, reply)).await
+        self.jobs
+            .submit_led(
+                |reply| Job::State(change, reply),
+                |job| self.writer.lead(job),
+            )
+            .await
     }
 
     async fn get_state(&self, key: StateKey, now: i64) -> orca_store::Result<Option<StateEntry>> {

@@ -1,7 +1,9 @@
-//! The store's one writer thread, which commits queued jobs in groups,
-//! and the checkpoint thread, which folds the write-ahead log back into
-//! the database file and, with the writer, keeps it short.
+//! The store's one writer, which commits queued jobs in groups on a thread
+//! of its own or, when it is idle, a submit on the caller's thread; and the
+//! checkpoint thread, which folds the write-ahead log back into the
+//! database file and, with the writer, keeps it short.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use orca_store::fleet;
-use orca_store::write_queue::{Job, Queued, Reply};
+use orca_store::write_queue::{Ahead, Job, Queued, Reply};
 use orca_store::{Created, Error, StateOutcome, Write};
 
 use crate::batch::{apply_writes, change_state, create_tasks, to_json};
@@ -80,8 +82,55 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(frames.max(0) as u64)
 }
 
+/// The one connection that writes, shared by the writer's thread and the
+/// callers that lead.
+pub(crate) struct Writer {
+    conn: Mutex<Connection>,
+    ahead: Ahead,
+    /// Whether callers may commit on their own threads: not when every
+    /// commit is fsynced, as a caller's thread is one of the runtime's few
+    /// and would stall everything else on it for the sync.
+    leads: bool,
+    /// Jobs committed by the callers that led: how often the hand-off was
+    /// saved.
+    pub(crate) led: AtomicU64,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, ahead: Ahead, leads: bool) -> Self {
+        Writer {
+            conn: Mutex::new(conn),
+            ahead,
+            leads,
+            led: AtomicU64::new(0),
+        }
+    }
+
+    /// Commits `job` on this thread when the writer is idle and nothing
+    /// queued ahead of it waits: no thread is woken, and the caller's
+    /// answer is ready when this returns. Gives the job back otherwise, to
+    /// be queued. A commit here is as short as the writer's own with one
+    /// job in it (no sync at synchronous=NORMAL; see [`Self::leads`]).
+    pub(crate) fn lead(&self, job: Queued) -> Option<Queued> {
+        if !self.leads {
+            return Some(job);
+        }
+        let Ok(mut conn) = self.conn.try_lock() else {
+            return Some(job);
+        };
+        if !self.ahead.none() {
+            return Some(job);
+        }
+        commit_group(&mut conn, &mut vec![job]);
+        self.led.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 /// The writer loop: take every job that has queued up (up to a bound),
-/// commit them in one transaction, then answer each in order.
+/// commit them in one transaction, then answer each in order. A caller
+/// that leads holds the connection meanwhile; the jobs taken are counted
+/// while it is held, so no leader commits ahead of one of them.
 ///
 /// SQLite restarts the log from its start only when a write begins with
 /// every frame already copied into the database. Under steady commits the
@@ -90,13 +139,16 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<u64> {
 /// a long log the writer copies the few frames left itself, between two
 /// commits, and its next commit starts the log over.
 pub(crate) fn run_writer(
-    mut conn: Connection,
+    writer: &Writer,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     wal: &WalState,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut caught_up = std::time::Instant::now();
     while let Some(first) = queue.blocking_recv() {
+        // A leader that panicked mid-commit left no transaction open (the
+        // transaction rolls back as it unwinds): the connection is sound.
+        let mut conn = writer.conn.lock().unwrap_or_else(|p| p.into_inner());
         group.push(first);
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -104,6 +156,7 @@ pub(crate) fn run_writer(
                 Err(_) => break,
             }
         }
+        writer.ahead.taken(group.len());
         commit_group(&mut conn, &mut group);
         if caught_up.elapsed() >= CHECKPOINT_EVERY
             && wal.frames.load(Ordering::Relaxed) >= wal.limits.long_frames
@@ -293,5 +346,106 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM audit", [], |row| row.get(0))
             .expect("count");
         assert_eq!(stored, written, "every commit is kept");
+    }
+
+    use orca_store::conformance::new_task;
+
+    fn audit(actor: &str) -> Write {
+        Write::Audit(AuditRecord {
+            actor: actor.into(),
+            action: "task.submit".into(),
+            ..AuditRecord::default()
+        })
+    }
+
+    fn actors(path: &std::path::Path) -> Vec<String> {
+        let conn = Connection::open(path).expect("open");
+        let mut rows = conn
+            .prepare("SELECT actor FROM audit ORDER BY seq")
+            .expect("prepare");
+        rows.query_map([], |row| row.get(0))
+            .expect("query")
+            .map(|actor| actor.expect("an actor"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_submit_to_an_idle_writer_commits_on_its_own_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+        for n in 0..20 {
+            let task = new_task(&format!("t{n}"), "default", None);
+            store.create_tasks(vec![task]).await.expect("created");
+        }
+        assert_eq!(store.writer.led.load(Ordering::Relaxed), 20);
+        for n in 0..20 {
+            let id = format!("t{n}");
+            assert!(store.get_task(&id).await.expect("read").is_some(), "{id}");
+        }
+        // Every commit fsynced: the runtime's threads never wait on a sync.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Machine).expect("open");
+        store
+            .create_tasks(vec![new_task("t", "default", None)])
+            .await
+            .expect("created");
+        assert_eq!(store.writer.led.load(Ordering::Relaxed), 0);
+    }
+
+    /// A job handed to the writer's thread and not yet taken is ahead of a
+    /// submit that would lead: the submit is queued behind it instead, and
+    /// they commit in the order they were handed over.
+    #[tokio::test]
+    async fn a_submit_never_commits_ahead_of_a_job_queued_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("orca.db");
+        let conn = crate::open_connection(&path, Durability::Process).expect("open");
+        conn.execute_batch(crate::SCHEMA).expect("schema");
+        crate::migrate(&conn).expect("migrate");
+        let (queue, receiver, ahead) =
+            orca_store::write_queue::WriteQueue::leading(Bound::default());
+        let queue = Arc::new(queue);
+        let writer = Arc::new(Writer::new(conn, ahead, true));
+        // The writer's thread has not started: the first write waits.
+        let first = queue.write(vec![audit("first")]);
+        let (decided, given_back) = tokio::sync::oneshot::channel();
+        let second = tokio::spawn({
+            let (queue, writer) = (queue.clone(), writer.clone());
+            async move {
+                queue
+                    .submit_led(
+                        |reply| Job::Write(vec![audit("second")], reply),
+                        |job| {
+                            let back = writer.lead(job);
+                            let _ = decided.send(back.is_some());
+                            back
+                        },
+                    )
+                    .await
+            }
+        });
+        assert!(given_back.await.expect("decided"), "it did not lead");
+        let wal = Arc::new(WalState::new(WalLimits::default()));
+        let thread = std::thread::spawn({
+            let (writer, wal) = (writer.clone(), wal.clone());
+            move || run_writer(&writer, receiver, &wal)
+        });
+        first.await.expect("answered").expect("committed");
+        second.await.expect("joined").expect("committed");
+        assert_eq!(actors(&path), ["first", "second"]);
+        // With nothing ahead, the next one leads.
+        queue
+            .submit_led(
+                |reply| Job::Write(vec![audit("third")], reply),
+                |job| writer.lead(job),
+            )
+            .await
+            .expect("committed");
+        assert_eq!(writer.led.load(Ordering::Relaxed), 1);
+        assert_eq!(actors(&path), ["first", "second", "third"]);
+        drop(queue);
+        thread
+            .join()
+            .expect("the writer's thread ends with its queue");
     }
 }
