@@ -12,7 +12,9 @@
 //! ORCA_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
 //! throwaway cluster that syncs its commits as a production server does,
 //! or ORCA_BENCH_POSTGRES_URL. Sizes: ORCA_BENCH_TASKS (batched),
-//! ORCA_BENCH_UNARY_TASKS (a quarter of it one at a time),
+//! ORCA_BENCH_UNARY_TASKS (a quarter of it one at a time, unless
+//! ORCA_BENCH_SEQUENTIAL_TASKS says how many: a profile of that phase
+//! alone sets the others small),
 //! ORCA_BENCH_SECONDS, ORCA_BENCH_BACKLOG (queued steps at the failover)
 //! and ORCA_BENCH_FANOUT (the DAG's steps). ORCA_BENCH_STORE=none runs
 //! the first two only. Each store's measurements run ORCA_BENCH_RUNS times
@@ -140,7 +142,7 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
         unary_rate,
     );
     // One client, one call at a time: every submit's whole path, in turn.
-    let sequential = (unary / 4).max(1);
+    let sequential = env_number("ORCA_BENCH_SEQUENTIAL_TASKS", (unary / 4).max(1) as u64) as usize;
     let switches = context_switches(server.process.pid())?;
     let one_at_a_time = rate(run_unary_load(&client, sequential, 1).await?);
     let switches = context_switches(server.process.pid())? - switches;
