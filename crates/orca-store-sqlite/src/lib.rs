@@ -1,7 +1,8 @@
 //! orca's embedded store, SQLite: one file in WAL mode, one writer thread
 //! that commits whatever has queued up in a single transaction (group
 //! commit) or, when it is idle, lets a submit commit on its own thread,
-//! and a small pool of reader connections that never wait for the writer. SQLite's errors stay inside: callers get `orca_store::Error`.
+//! and a small pool of reader connections that never wait for the writer.
+//! SQLite's errors stay inside: callers get `orca_store::Error`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -278,6 +278,7 @@ mod tests {
     use std::time::Instant;
 
     use orca_store::admission::Bound;
+    use orca_store::conformance::new_task;
     use orca_store::{AuditRecord, Store};
 
     use super::*;
@@ -347,8 +348,6 @@ mod tests {
             .expect("count");
         assert_eq!(stored, written, "every commit is kept");
     }
-
-    use orca_store::conformance::new_task;
 
     fn audit(actor: &str) -> Write {
         Write::Audit(AuditRecord {

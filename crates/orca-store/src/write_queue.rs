@@ -5,8 +5,8 @@
 //!
 //! A backend whose commit is cheap enough to run on a caller's thread may
 //! let new work *lead* ([`WriteQueue::leading`]): a caller that finds the
-//! writer idle, with nothing queued ahead of it, commits its own job there
-//! and then, instead of handing it to the writer's thread and waiting to
+//! writer idle, with nothing queued ahead of it, commits its own job on its
+//! own thread, instead of handing it to the writer's thread and waiting to
 //! be woken (two hand-offs between threads on every submit of a quiet
 //! control plane). Under load the writer's thread is busy, callers queue,
 //! and groups form as before.
