@@ -432,7 +432,16 @@ mod tests {
         first.await.expect("answered").expect("committed");
         second.await.expect("joined").expect("committed");
         assert_eq!(actors(&path), ["first", "second"]);
-        // With nothing ahead, the next one leads.
+        // Once the writer's thread has let go of the connection (it answers
+        // before it does), with nothing ahead, the next one leads.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.conn.try_lock().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the writer's thread never let go"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         queue
             .submit_led(
                 |reply| Job::Write(vec![audit("third")], reply),
