@@ -145,7 +145,9 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
     let sequential = env_number("ORCA_BENCH_SEQUENTIAL_TASKS", (unary / 4).max(1) as u64) as usize;
     let switches = context_switches(server.process.pid())?;
     let one_at_a_time = rate(run_unary_load(&client, sequential, 1).await?);
-    let switches = context_switches(server.process.pid())? - switches;
+    // A thread that ended meanwhile (an idle blocking-pool thread) takes
+    // its count with it: never a negative figure.
+    let switches = context_switches(server.process.pid())?.saturating_sub(switches);
     table.add(
         &format!("throughput, one call at a time ({sequential} tasks)"),
         "tasks/s",
