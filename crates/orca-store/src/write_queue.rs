@@ -134,7 +134,7 @@ impl WriteQueue {
     /// Queues new work once there is room, and answers what it committed.
     pub async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T> {
         let place = self.admission.admit().await?;
-        self.send(place, job).await
+        self.send(place, job, Some).await
     }
 
     /// [`Self::submit`], unless `refused` says why not first (a database
@@ -149,7 +149,7 @@ impl WriteQueue {
             why = refused => return Err(why),
             place = self.admission.admit() => place?,
         };
-        self.send(place, job).await
+        self.send(place, job, Some).await
     }
 
     /// [`Self::submit`], offering the job to `lead` first: it commits the
@@ -161,6 +161,17 @@ impl WriteQueue {
         lead: impl FnOnce(Queued) -> Option<Queued>,
     ) -> Result<T> {
         let place = self.admission.admit().await?;
+        self.send(place, job, lead).await
+    }
+
+    /// Offers the job to `lead`, hands it to the writer's thread if `lead`
+    /// gives it back, and waits for its answer.
+    async fn send<T>(
+        &self,
+        place: Place,
+        job: impl FnOnce(Reply<T>) -> Job,
+        lead: impl FnOnce(Queued) -> Option<Queued>,
+    ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let queued = Queued {
             job: job(reply),
@@ -168,20 +179,6 @@ impl WriteQueue {
         };
         if let Some(queued) = lead(queued)
             && self.hand_over(queued).is_some()
-        {
-            return Err(Error::Closed);
-        }
-        answer.await.map_err(|_| Error::Closed)?
-    }
-
-    async fn send<T>(&self, place: Place, job: impl FnOnce(Reply<T>) -> Job) -> Result<T> {
-        let (reply, answer) = oneshot::channel();
-        if self
-            .hand_over(Queued {
-                job: job(reply),
-                place,
-            })
-            .is_some()
         {
             return Err(Error::Closed);
         }
