@@ -1,7 +1,11 @@
 //! The SQLite store's own tests; the conformance suite runs here too.
 
+use std::time::Duration;
+
 use super::*;
+use crate::schema::SCHEMA;
 use orca_store::AttemptWrite;
+use orca_store::admission::Bound;
 
 #[test]
 fn durability_is_named_as_flags_name_it() {

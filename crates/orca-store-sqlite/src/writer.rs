@@ -398,9 +398,9 @@ mod tests {
     async fn a_submit_never_commits_ahead_of_a_job_queued_before_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("orca.db");
-        let conn = crate::open_connection(&path, Durability::Process).expect("open");
-        conn.execute_batch(crate::SCHEMA).expect("schema");
-        crate::migrate(&conn).expect("migrate");
+        let conn = crate::open::open_connection(&path, Durability::Process).expect("open");
+        conn.execute_batch(crate::schema::SCHEMA).expect("schema");
+        crate::schema::migrate(&conn).expect("migrate");
         let (queue, receiver, ahead) =
             orca_store::write_queue::WriteQueue::leading(Bound::default());
         let queue = Arc::new(queue);
