@@ -186,27 +186,24 @@ impl Sandbox {
             shared: settings.shared.clone(),
             etc: etc.is_some(),
         };
-        if let Some(version) = probed(&key) {
-            return Ok(Sandbox::Bubblewrap {
-                bwrap: settings.bwrap.clone(),
-                version,
-                read_only: settings.read_only.clone(),
-                shared: settings.shared.clone(),
-                etc,
-            });
-        }
-        let version = Command::new(&settings.bwrap)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| {
-                format!(
-                    "steps cannot be sandboxed: {}: {e}; {fix}",
-                    settings.bwrap.display()
-                )
-            })?;
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+        let passed = probed(&key);
+        let version = match &passed {
+            Some(version) => version.clone(),
+            None => {
+                let said = Command::new(&settings.bwrap)
+                    .arg("--version")
+                    .stdin(Stdio::null())
+                    .output()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "steps cannot be sandboxed: {}: {e}; {fix}",
+                            settings.bwrap.display()
+                        )
+                    })?;
+                String::from_utf8_lossy(&said.stdout).trim().to_string()
+            }
+        };
         let sandbox = Sandbox::Bubblewrap {
             bwrap: settings.bwrap.clone(),
             version: version.clone(),
@@ -214,6 +211,9 @@ impl Sandbox {
             shared: settings.shared.clone(),
             etc,
         };
+        if passed.is_some() {
+            return Ok(sandbox);
+        }
         let probe = std::env::temp_dir();
         let mut env = BTreeMap::new();
         let command = sandbox.confine(
