@@ -232,6 +232,16 @@ async fn pending_deliveries_survive_a_control_plane_restart() -> anyhow::Result<
     client.wait(&task).await?;
     let refused = eventually(ARRIVE, || async { receiver.received().first().cloned() }).await?;
     assert_eq!(refused.status, 503);
+    // The kill comes once the refusal is stored: the receiver answers before
+    // the control plane writes down the attempt, and an attempt killed in
+    // between is rightly tried again without being counted.
+    eventually(ARRIVE, || async {
+        let page = client.webhook_deliveries(&webhook.id, 10, "").await.ok()?;
+        page.deliveries
+            .into_iter()
+            .find(|d| d.attempts == 1 && d.last_status == 503)
+    })
+    .await?;
 
     let listen = server.listen_addr();
     server.process.signal("KILL");
