@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use orca_core::{Change, Event, EventKind, Micros, StepState, TaskRun, TaskSpec, TaskState};
-use orca_store::{Created, NewTask};
+use orca_store::{AuditRecord, Created, NewTask, Write};
 
 use super::handle::Command;
+use crate::effects::Effect;
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::handle::{Admitted, EngineHandle};
 
@@ -28,6 +30,9 @@ pub struct Submission {
     /// Why the task cannot run (a plan that fails validation): it is made
     /// failed, keeping its plan, and never scheduled.
     pub unrunnable: Option<String>,
+    /// The audit log's record of the submit, stored with the task when it
+    /// is made.
+    pub audit: Option<AuditRecord>,
 }
 
 /// The event that records one change of a task's state machine, for the
@@ -90,6 +95,7 @@ fn prepare(submission: Submission) -> (NewTask, Option<Admitted>) {
         plan_json,
         trace_context,
         unrunnable,
+        audit,
     } = submission;
     let event = |seq: usize, kind| Event {
         task_id: id.clone(),
@@ -146,19 +152,25 @@ fn prepare(submission: Submission) -> (NewTask, Option<Admitted>) {
         trace_context,
         step_states,
         events,
+        audit,
     };
     (task, admitted)
 }
 
 impl EngineHandle {
-    /// Commits the tasks in one transaction, then hands the new runnable
-    /// ones to the scheduler; answers, per task and in order, whether it
-    /// was made or found by its idempotency key. The answer waits for the
-    /// commit, and for the engine to have taken the tasks over and handed
-    /// what that wrote (their dispatch) to the store, not for that to
-    /// commit: the task is durable already, and whatever anyone asks of the
-    /// engine after it (a cancel, a listing of the queue) comes after the
-    /// take-over.
+    /// Stores the tasks in one transaction and hands the new runnable ones
+    /// to the scheduler; answers, per task and in order, whether it was
+    /// made or found by its idempotency key.
+    ///
+    /// Tasks without a key have nothing to look up first: the engine
+    /// stores them in the round that takes them over, with their first
+    /// dispatch, so a submit waits for one commit and an assignment goes
+    /// out on it. A batch with a key is committed first, and the engine
+    /// takes over what the store found new; the answer then waits for the
+    /// commit, and for the engine to have handed its dispatch to the store
+    /// (whatever anyone asks of the engine after it, a cancel or a listing
+    /// of the queue, comes after the take-over).
+    ///
     /// A tenant whose budget is spent gets RESOURCE_EXHAUSTED, and
     /// nothing is stored.
     pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Created>, Error> {
@@ -166,8 +178,31 @@ impl EngineHandle {
         for submission in &submissions {
             self.spent.admit(&submission.tenant, now)?;
         }
+        let keyed = submissions.iter().any(|s| s.idempotency_key.is_some());
+        let prepared: Vec<(NewTask, Option<Admitted>)> =
+            submissions.into_iter().map(prepare).collect();
+        if keyed {
+            return self.create_then_take_over(prepared).await;
+        }
+        // The engine's writes are never refused: new work asks for room
+        // before it goes in with them.
+        self.store.wait_for_room().await?;
+        let created = prepared
+            .iter()
+            .map(|(task, _)| Created::New(task.id.clone()))
+            .collect();
+        let (done, stored) = tokio::sync::oneshot::channel();
+        self.send(Command::Submit(prepared, done)).await?;
+        stored.await.map_err(|_| Error::ShuttingDown)?;
+        Ok(created)
+    }
+
+    async fn create_then_take_over(
+        &self,
+        prepared: Vec<(NewTask, Option<Admitted>)>,
+    ) -> Result<Vec<Created>, Error> {
         let (tasks, admissions): (Vec<NewTask>, Vec<Option<Admitted>>) =
-            submissions.into_iter().map(prepare).unzip();
+            prepared.into_iter().unzip();
         let created = self.store.create_tasks(tasks).await?;
         let new: Vec<Admitted> = created
             .iter()
@@ -183,6 +218,25 @@ impl EngineHandle {
             queued.await.map_err(|_| Error::ShuttingDown)?;
         }
         Ok(created)
+    }
+}
+
+impl Engine {
+    /// Takes over tasks not yet stored: each is written in this round,
+    /// ahead of its first dispatch, and `stored` is answered once the round
+    /// has committed.
+    pub(super) fn take_over_unstored(
+        &mut self,
+        tasks: Vec<(NewTask, Option<Admitted>)>,
+        stored: tokio::sync::oneshot::Sender<()>,
+    ) {
+        for (task, admitted) in tasks {
+            self.round.writes.push(Write::Create(Box::new(task)));
+            if let Some(admitted) = admitted {
+                self.admit(admitted);
+            }
+        }
+        self.round.effects.push(Effect::Done(stored));
     }
 }
 
@@ -204,6 +258,7 @@ mod tests {
             plan_json: String::new(),
             trace_context: String::new(),
             unrunnable: unrunnable.map(str::to_string),
+            audit: None,
         }
     }
 

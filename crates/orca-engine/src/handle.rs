@@ -5,7 +5,7 @@
 use orca_core::{
     AttemptKey, Budget, Capabilities, Cost, LogStream, Micros, TaskRun, TaskSpec, TenantBudget,
 };
-use orca_store::{Store, TaskRecord, Unfinished};
+use orca_store::{NewTask, Store, TaskRecord, Unfinished};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -131,6 +131,10 @@ pub(super) enum Command {
     /// Tasks just submitted (committed); answered as soon as the round that
     /// took them over has handed its writes (their dispatch) to the store.
     Submitted(Vec<Admitted>, oneshot::Sender<()>),
+    /// Tasks submitted and not yet stored, each with what the scheduler
+    /// needs of it (nothing for a task made failed): stored by the round
+    /// that takes them over, and answered once it has committed.
+    Submit(Vec<(NewTask, Option<Admitted>)>, oneshot::Sender<()>),
     Register {
         info: WorkerInfo,
         running: Vec<AttemptKey>,

@@ -163,13 +163,16 @@ impl Engine {
             self.dispatch();
             self.cool_down();
             self.read_ahead();
-            self.flush();
+            self.flush(inbox.is_empty());
         }
     }
 
     /// Sends the round's writes to the store and queues its effects behind
-    /// the commit.
-    fn flush(&mut self) {
+    /// the commit. When the engine is `idle` (nothing waits in its inbox),
+    /// it may commit them itself, sparing a hand-off to the writer's thread
+    /// and back: it has nothing to decide meanwhile. With commands waiting,
+    /// it decides on while the writer commits.
+    fn flush(&mut self, idle: bool) {
         let mut round = std::mem::take(&mut self.round);
         let queued = std::mem::take(&mut round.queued);
         if round.writes.is_empty() && round.effects.is_empty() && round.events.is_empty() {
@@ -186,6 +189,8 @@ impl Engine {
             let (done, commit) = oneshot::channel();
             let _ = done.send(Ok(()));
             commit
+        } else if idle {
+            self.store.write_leading(round.writes)
         } else {
             self.store.write(round.writes)
         };
@@ -228,6 +233,7 @@ impl Engine {
                 }
                 self.round.queued.push(queued);
             }
+            Command::Submit(tasks, stored) => self.take_over_unstored(tasks, stored),
             Command::Register {
                 info,
                 running,

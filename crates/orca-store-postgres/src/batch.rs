@@ -76,16 +76,10 @@ async fn create(
     done: &mut [Option<Done>],
     rows: &mut Rows,
 ) -> Result<()> {
-    // Keys are per tenant: one tenant's key never finds another's task.
-    let scoped = |task: &NewTask| {
-        task.idempotency_key
-            .as_ref()
-            .map(|key| text(&format!("{}/{key}", task.tenant)))
-    };
     let keys: Vec<String> = work
         .iter()
         .filter_map(|w| match w {
-            Work::Create(tasks) => Some(tasks.iter().filter_map(scoped)),
+            Work::Create(tasks) => Some(tasks.iter().filter_map(scoped_key)),
             _ => None,
         })
         .flatten()
@@ -108,7 +102,7 @@ async fn create(
         let Work::Create(tasks) = item else { continue };
         let mut created = Vec::with_capacity(tasks.len());
         for task in *tasks {
-            let key = scoped(task);
+            let key = scoped_key(task);
             if let Some(id) = key.as_ref().and_then(|k| taken.get(k)) {
                 created.push(Created::Existing(id.clone()));
                 continue;
@@ -122,6 +116,14 @@ async fn create(
         done[index] = Some(Done::Created(created));
     }
     Ok(())
+}
+
+/// A task's idempotency key as stored: keys are per tenant, so one
+/// tenant's key never finds another's task.
+fn scoped_key(task: &NewTask) -> Option<String> {
+    task.idempotency_key
+        .as_ref()
+        .map(|key| text(&format!("{}/{key}", task.tenant)))
 }
 
 /// The rows a group writes, folded: one entry per task, step and attempt
@@ -300,6 +302,9 @@ impl Rows {
         for event in &task.events {
             self.events.push(event)?;
         }
+        if let Some(record) = &task.audit {
+            self.audit.push(record.clone());
+        }
         Ok(())
     }
 
@@ -356,6 +361,7 @@ impl Rows {
                 attempt.clone(),
                 merge_attempt,
             ),
+            Write::Create(task) => self.new_task(task, scoped_key(task))?,
             Write::Event(event) => self.events.push(event)?,
             Write::Audit(record) => self.audit.push(record.clone()),
             Write::Spec { id, spec } => self

@@ -191,8 +191,15 @@ impl PostgresStore {
         &self,
         job: impl FnOnce(orca_store::write_queue::Reply<T>) -> Job,
     ) -> orca_store::Result<T> {
+        self.jobs
+            .submit_unless(job, self.refused_while_away())
+            .await
+    }
+
+    /// Resolves, with why, once the database is away.
+    fn refused_while_away(&self) -> impl Future<Output = Error> + use<> {
         let mut away = self.away.clone();
-        let refused = async move {
+        async move {
             match away.wait_for(Option::is_some).await {
                 Ok(reason) => Error::Unavailable(format!(
                     "{}; nothing was written: retry later",
@@ -200,8 +207,7 @@ impl PostgresStore {
                 )),
                 Err(_) => Error::Closed,
             }
-        };
-        self.jobs.submit_unless(job, refused).await
+        }
     }
 }
 
@@ -213,6 +219,10 @@ impl Store for PostgresStore {
 
     fn write(&self, batch: Vec<Write>) -> Commit {
         self.jobs.write(batch)
+    }
+
+    async fn wait_for_room(&self) -> orca_store::Result<()> {
+        self.jobs.wait_for_room(self.refused_while_away()).await
     }
 
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {

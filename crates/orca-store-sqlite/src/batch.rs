@@ -6,8 +6,8 @@ use crate::fault::{Fault, Result};
 use orca_core::{Event, StepState};
 use orca_store::webhooks::DeliveryState;
 use orca_store::{
-    AttemptWrite, Created, Error, NewTask, StateChange, StateEntry, StateKey, StateOutcome,
-    StepWrite, Write,
+    AttemptWrite, AuditRecord, Created, Error, NewTask, StateChange, StateEntry, StateKey,
+    StateOutcome, StepWrite, Write,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -16,15 +16,18 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Stri
         .map_err(|e| Fault::Store(Error::Corrupt(format!("{what} does not encode: {e}"))))
 }
 
+/// A task's idempotency key as stored: keys are per tenant, so one
+/// tenant's key never finds another's task.
+fn scoped_key(task: &NewTask) -> Option<String> {
+    task.idempotency_key
+        .as_ref()
+        .map(|key| format!("{}/{key}", task.tenant))
+}
+
 pub(crate) fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<Created>> {
     let mut created = Vec::with_capacity(tasks.len());
     for task in tasks {
-        // Keys are per tenant: one tenant's key never finds another's task.
-        let key = task
-            .idempotency_key
-            .as_ref()
-            .map(|key| format!("{}/{key}", task.tenant));
-        if let Some(key) = &key {
+        if let Some(key) = scoped_key(task) {
             let existing: Option<String> = conn
                 .prepare_cached("SELECT id FROM tasks WHERE idempotency_key = ?1")?
                 .query_row([key], |row| row.get(0))
@@ -34,36 +37,46 @@ pub(crate) fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<C
                 continue;
             }
         }
-        conn.prepare_cached(
-            "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
-        )?
-        .execute(params![
-            task.id,
-            task.spec.name,
-            task.spec.priority,
-            task.state.as_str(),
-            key,
-            to_json(&task.spec, "task spec")?,
-            to_json(&task.spec.labels, "labels")?,
-            task.created_at,
-            task.tenant,
-            task.plan_json,
-            task.message,
-            task.trace_context,
-        ])?;
-        let mut insert_step = conn.prepare_cached(
-            "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
-            insert_step.execute(params![task.id, step.id, position as i64, state.as_str()])?;
-        }
-        for event in &task.events {
-            insert_event(conn, event)?;
-        }
+        insert_task(conn, task)?;
         created.push(Created::New(task.id.clone()));
     }
     Ok(created)
+}
+
+/// A new task's rows, first events and audit record; its id or key
+/// already stored fails it.
+fn insert_task(conn: &Connection, task: &NewTask) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
+    )?
+    .execute(params![
+        task.id,
+        task.spec.name,
+        task.spec.priority,
+        task.state.as_str(),
+        scoped_key(task),
+        to_json(&task.spec, "task spec")?,
+        to_json(&task.spec.labels, "labels")?,
+        task.created_at,
+        task.tenant,
+        task.plan_json,
+        task.message,
+        task.trace_context,
+    ])?;
+    let mut insert_step = conn.prepare_cached(
+        "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
+        insert_step.execute(params![task.id, step.id, position as i64, state.as_str()])?;
+    }
+    for event in &task.events {
+        insert_event(conn, event)?;
+    }
+    if let Some(record) = &task.audit {
+        insert_audit(conn, record)?;
+    }
+    Ok(())
 }
 
 /// The row at `key`: its version and whether it holds a live value at
@@ -155,6 +168,24 @@ pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
         event.at,
         event.kind.name(),
         to_json(&event.kind, "event")?,
+    ])?;
+    Ok(())
+}
+
+fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, role, action, tenant, target, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        record.at,
+        record.actor,
+        record.role,
+        record.action,
+        record.tenant,
+        record.target,
+        record.outcome,
+        record.detail
     ])?;
     Ok(())
 }
@@ -313,22 +344,8 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 ])?;
             }
             Write::Event(event) => insert_event(conn, event)?,
-            Write::Audit(record) => {
-                conn.prepare_cached(
-                    "INSERT INTO audit (at, actor, role, action, tenant, target, outcome, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
-                    record.at,
-                    record.actor,
-                    record.role,
-                    record.action,
-                    record.tenant,
-                    record.target,
-                    record.outcome,
-                    record.detail
-                ])?;
-            }
+            Write::Create(task) => insert_task(conn, task)?,
+            Write::Audit(record) => insert_audit(conn, record)?,
         }
     }
     Ok(())

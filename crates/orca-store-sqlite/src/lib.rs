@@ -57,6 +57,14 @@ impl Store for SqliteStore {
         self.jobs.write(batch)
     }
 
+    fn write_leading(&self, batch: Vec<Write>) -> Commit {
+        self.jobs.write_led(batch, |job| self.writer.lead(job))
+    }
+
+    async fn wait_for_room(&self) -> orca_store::Result<()> {
+        self.jobs.wait_for_room(std::future::pending()).await
+    }
+
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
         let id = id.to_string();
         self.read(move |conn| {

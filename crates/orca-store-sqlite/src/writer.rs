@@ -205,8 +205,12 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Queued>) {
                     end_savepoint(&tx, result.is_ok())?;
                     if result.is_ok() {
                         for write in &writes {
-                            if let Write::Event(event) = write {
-                                fleet_entries.push(event);
+                            match write {
+                                Write::Create(task) => {
+                                    task.events.iter().for_each(|e| fleet_entries.push(e))
+                                }
+                                Write::Event(event) => fleet_entries.push(event),
+                                _ => {}
                             }
                         }
                     }
@@ -389,6 +393,27 @@ mod tests {
             .await
             .expect("created");
         assert_eq!(store.writer.led.load(Ordering::Relaxed), 0);
+    }
+
+    /// The engine's writes lead only when it asks (it has nothing else to
+    /// do): then the commit is over when the call returns.
+    #[tokio::test]
+    async fn a_write_leads_an_idle_writer_only_when_asked_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+        let mut led = store.write_leading(vec![audit("led")]);
+        assert!(
+            matches!(led.try_recv(), Ok(Ok(()))),
+            "committed on this thread"
+        );
+        assert_eq!(store.writer.led.load(Ordering::Relaxed), 1);
+        store
+            .write(vec![audit("handed over")])
+            .await
+            .expect("answer")
+            .expect("commit");
+        assert_eq!(store.writer.led.load(Ordering::Relaxed), 1, "not led");
+        assert_eq!(actors(&dir.path().join("orca.db")), ["led", "handed over"]);
     }
 
     /// A job handed to the writer's thread and not yet taken is ahead of a

@@ -56,6 +56,7 @@ macro_rules! conformance_suite {
             a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
             a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,
+            a_task_written_with_its_first_dispatch_is_made_in_that_commit,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -87,6 +88,7 @@ pub fn new_task(id: &str, tenant: &str, key: Option<&str>) -> NewTask {
         trace_context: String::new(),
         step_states: vec![StepState::Queued, StepState::Waiting],
         events: vec![event(id, 1, TaskState::Queued)],
+        audit: None,
     }
 }
 
@@ -1857,4 +1859,112 @@ pub async fn webhooks_their_deliveries_and_the_cursor_are_kept_and_listed(
         .await
         .expect("log");
     assert_eq!(ids(page), ["d1"]);
+}
+
+pub async fn a_task_written_with_its_first_dispatch_is_made_in_that_commit(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    let record = |target: &str, detail: &str| AuditRecord {
+        at: 3,
+        actor: "alice".into(),
+        role: "developer".into(),
+        action: "task.submit".into(),
+        tenant: "default".into(),
+        target: target.into(),
+        outcome: "ok".into(),
+        detail: detail.into(),
+        seq: 0,
+    };
+    // Made, its first step given to a worker, and its submit audited: one
+    // write.
+    let mut task = new_task("w1", "default", None);
+    task.audit = Some(record("w1", "created"));
+    commit(
+        &*store,
+        vec![
+            Write::Create(Box::new(task.clone())),
+            Write::Step(StepWrite {
+                state: Some(StepState::Running),
+                attempt: Some(1),
+                worker: Some("w".into()),
+                ..step("w1", "a")
+            }),
+            Write::Attempt(attempt("w1", "a", 1)),
+            Write::Event(event("w1", 2, TaskState::Running)),
+        ],
+    )
+    .await;
+    let read = store.get_task("w1").await.expect("get").expect("made");
+    assert_eq!(read.spec, task.spec);
+    assert_eq!(
+        (
+            read.steps[0].state,
+            read.steps[0].attempt,
+            read.steps[1].state
+        ),
+        (StepState::Running, 1, StepState::Waiting),
+        "the dispatch applies to the task the same commit made"
+    );
+    assert_eq!(read.steps[0].attempts.len(), 1);
+    assert_eq!(
+        store.events_after("w1", 0, 10).await.expect("events"),
+        [task.events[0].clone(), event("w1", 2, TaskState::Running)]
+    );
+    let fleet = store
+        .fleet_events_after(0, None, 10)
+        .await
+        .expect("fleet")
+        .events;
+    let seen: Vec<(&str, u64)> = fleet
+        .iter()
+        .map(|(_, e)| (e.task_id.as_str(), e.seq))
+        .collect();
+    assert_eq!(
+        seen,
+        [("w1", 1), ("w1", 2)],
+        "its first events in the fleet"
+    );
+    let audit = store.audit_after(0, 10, None).await.expect("audit");
+    assert_eq!(
+        audit,
+        [AuditRecord {
+            seq: 1,
+            ..record("w1", "created")
+        }]
+    );
+
+    // An id already stored fails the write whole.
+    let mut again = new_task("w1", "default", None);
+    again.spec.name = "impostor".into();
+    let refused = store
+        .write(vec![
+            Write::Create(Box::new(again)),
+            Write::Event(log("w1", 3, "not kept")),
+        ])
+        .await
+        .expect("an answer");
+    assert!(refused.is_err(), "{refused:?}");
+    let read = store.get_task("w1").await.expect("get").expect("w1");
+    assert_eq!((read.spec.name.as_str(), read.last_seq), ("task w1", 2));
+
+    // create_tasks keeps a new task's record, and none for a key that
+    // found another task.
+    let mut keyed = new_task("k1", "default", Some("key"));
+    keyed.audit = Some(record("k1", "created"));
+    let mut same = new_task("k2", "default", Some("key"));
+    same.audit = Some(record("k2", "created"));
+    let created = create(&*store, vec![keyed, same]).await;
+    assert_eq!(
+        created,
+        [Created::New("k1".into()), Created::Existing("k1".into())]
+    );
+    let audit = store.audit_after(1, 10, None).await.expect("audit");
+    assert_eq!(
+        audit,
+        [AuditRecord {
+            seq: 2,
+            ..record("k1", "created")
+        }]
+    );
 }

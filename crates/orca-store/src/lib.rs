@@ -60,7 +60,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A task to create, with its first events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
     pub id: String,
     /// The tenant (namespace) the task belongs to.
@@ -79,6 +79,9 @@ pub struct NewTask {
     /// One per step of the spec, in order.
     pub step_states: Vec<StepState>,
     pub events: Vec<Event>,
+    /// The audit log's record of the submit, kept in the same transaction
+    /// when the task is made (not when its idempotency key finds another).
+    pub audit: Option<AuditRecord>,
 }
 
 /// What a create did: made the task, or found the one with the same
@@ -100,6 +103,13 @@ impl Created {
 /// One change to stored state. `None` leaves a field as it is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
+    /// Makes a task that must be new (an id or idempotency key already
+    /// stored fails the write), as [`Store::create_tasks`] would: the engine
+    /// writes a task it was handed unstored in the round that takes it
+    /// over, so the task and its first dispatch commit together. Its first
+    /// events join the fleet's stream as [`Write::Event`]s do. Boxed: it is
+    /// large next to the other writes.
+    Create(Box<NewTask>),
     Task {
         id: String,
         state: TaskState,
@@ -569,6 +579,21 @@ pub trait Store: Send + Sync + 'static {
     /// Queues writes behind every earlier one (the ordering promise); the
     /// returned [`Commit`] resolves when they are durable. Never blocks.
     fn write(&self, batch: Vec<Write>) -> Commit;
+
+    /// [`Store::write`], for a caller with nothing else to do while it
+    /// commits: a backend whose commit is cheap may commit on the caller's
+    /// thread when its writer is idle (see [`write_queue`]), and the
+    /// returned [`Commit`] is then resolved already; otherwise it queues.
+    fn write_leading(&self, batch: Vec<Write>) -> Commit {
+        self.write(batch)
+    }
+
+    /// Waits until there is room for new work in the write queue, as
+    /// [`Store::create_tasks`] does before it queues: new work that goes in
+    /// with the control plane's writes (which are never refused) asks here
+    /// first. [`Error::Overloaded`] after the bound's wait;
+    /// [`Error::Unavailable`] at once while the database is away.
+    async fn wait_for_room(&self) -> Result<()>;
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;
 

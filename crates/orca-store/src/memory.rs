@@ -84,9 +84,11 @@ impl MemoryStore {
 }
 
 fn scoped_key(task: &NewTask) -> Option<String> {
-    task.idempotency_key
-        .as_ref()
-        .map(|key| format!("{}/{key}", task.tenant))
+    scoped_key_of(&task.tenant, task.idempotency_key.as_deref())
+}
+
+fn scoped_key_of(tenant: &str, key: Option<&str>) -> Option<String> {
+    key.map(|key| format!("{tenant}/{key}"))
 }
 
 impl Data {
@@ -120,7 +122,6 @@ impl Data {
             }
         }
         self.commit_fleet(entries);
-        self.keys.extend(keys);
         Ok(outcomes)
     }
 
@@ -151,6 +152,12 @@ impl Data {
         for event in task.events {
             self.store_event(event, entries);
         }
+        if let Some(record) = task.audit {
+            self.keep_audit(record);
+        }
+        if let Some(key) = scoped_key_of(&task.tenant, task.idempotency_key.as_deref()) {
+            self.keys.insert(key, task.id.clone());
+        }
         let record = TaskRecord {
             id: task.id.clone(),
             tenant: task.tenant,
@@ -174,10 +181,21 @@ impl Data {
         self.tasks.insert(task.id, record);
     }
 
-    /// Applies a batch whole, or (a sequence number taken) nothing of it.
+    /// Applies a batch whole, or (a task's id or key, or an event's
+    /// sequence number, taken) nothing of it.
     fn apply(&mut self, writes: Vec<Write>) -> Result<()> {
         let mut seqs = HashSet::new();
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
         for write in &writes {
+            if let Write::Create(task) = write {
+                let key = scoped_key(task);
+                if self.tasks.contains_key(&task.id)
+                    || !ids.insert(task.id.as_str())
+                    || key.is_some_and(|k| self.keys.contains_key(&k) || !keys.insert(k))
+                {
+                    return Err(Error::Conflict(format!("task {} exists", task.id)));
+                }
+            }
             if let Write::Event(event) = write {
                 let taken = self
                     .events
@@ -221,11 +239,9 @@ impl Data {
                         step.progress_message = message;
                     }
                 }
+                Write::Create(task) => self.insert(*task, &mut entries),
                 Write::Event(event) => self.store_event(event, &mut entries),
-                Write::Audit(record) => {
-                    let seq = self.audit.len() as u64 + 1;
-                    self.audit.push(AuditRecord { seq, ..record });
-                }
+                Write::Audit(record) => self.keep_audit(record),
                 Write::Spec { id, spec } => {
                     if let Some(task) = self.tasks.get_mut(&id) {
                         task.spec = *spec;
@@ -270,6 +286,11 @@ impl Data {
         }
         self.commit_fleet(entries);
         Ok(())
+    }
+
+    fn keep_audit(&mut self, record: AuditRecord) {
+        let seq = self.audit.len() as u64 + 1;
+        self.audit.push(AuditRecord { seq, ..record });
     }
 
     /// Keeps a checkpoint of the step's current attempt, unless a newer
@@ -490,6 +511,11 @@ impl Store for MemoryStore {
         let (reply, answer) = oneshot::channel();
         let _ = reply.send(self.data().apply(batch));
         answer
+    }
+
+    /// Nothing queues here: there is always room.
+    async fn wait_for_room(&self) -> Result<()> {
+        Ok(())
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {

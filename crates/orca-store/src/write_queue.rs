@@ -101,6 +101,16 @@ impl WriteQueue {
 
     /// Queues the control plane's writes: never refused, never waiting.
     pub fn write(&self, batch: Vec<Write>) -> Commit {
+        self.write_led(batch, Some)
+    }
+
+    /// [`Self::write`], offering the job to `lead` first (see
+    /// [`Self::submit_led`]): the commit may be over when this returns.
+    pub fn write_led(
+        &self,
+        batch: Vec<Write>,
+        lead: impl FnOnce(Queued) -> Option<Queued>,
+    ) -> Commit {
         let (reply, answer) = oneshot::channel();
         let queued = Queued {
             job: Job::Write(batch, reply),
@@ -109,7 +119,7 @@ impl WriteQueue {
         if let Some(Queued {
             job: Job::Write(_, reply),
             ..
-        }) = self.hand_over(queued)
+        }) = lead(queued).and_then(|queued| self.hand_over(queued))
         {
             drop(reply.send(Err(Error::Closed)));
         }
@@ -150,6 +160,17 @@ impl WriteQueue {
             place = self.admission.admit() => place?,
         };
         self.send(place, job, Some).await
+    }
+
+    /// Waits for room for new work without queueing any (see
+    /// [`crate::Store::wait_for_room`]), unless `refused` says why not
+    /// first.
+    pub async fn wait_for_room(&self, refused: impl Future<Output = Error>) -> Result<()> {
+        tokio::select! {
+            biased;
+            why = refused => Err(why),
+            place = self.admission.admit() => place.map(drop),
+        }
     }
 
     /// [`Self::submit`], offering the job to `lead` first: it commits the

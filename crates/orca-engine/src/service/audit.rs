@@ -83,19 +83,7 @@ impl TaskApi {
     /// Appends to the audit log (in order with every other write) and to
     /// the server's log, as structured fields.
     pub(super) fn record(&self, entries: Vec<AuditRecord>) {
-        for e in &entries {
-            tracing::info!(
-                target: "orca::audit",
-                actor = %e.actor,
-                role = %e.role,
-                action = %e.action,
-                tenant = %e.tenant,
-                task = %e.target,
-                outcome = %e.outcome,
-                detail = %e.detail,
-                "audit"
-            );
-        }
+        entries.iter().for_each(log_audit);
         // Not awaited: the write queue keeps it in order behind the change,
         // and the answer need not wait for a second commit.
         drop(
@@ -103,6 +91,21 @@ impl TaskApi {
                 .write(entries.into_iter().map(Write::Audit).collect()),
         );
     }
+}
+
+/// Writes an audit record to the server's log, as structured fields.
+pub(super) fn log_audit(e: &AuditRecord) {
+    tracing::info!(
+        target: "orca::audit",
+        actor = %e.actor,
+        role = %e.role,
+        action = %e.action,
+        tenant = %e.tenant,
+        task = %e.target,
+        outcome = %e.outcome,
+        detail = %e.detail,
+        "audit"
+    );
 }
 
 pub(super) fn audit_entry(

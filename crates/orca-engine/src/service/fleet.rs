@@ -104,6 +104,7 @@ mod tests {
             trace_context: String::new(),
             step_states: vec![StepState::Queued],
             events: vec![state_event(id, 1, TaskState::Queued)],
+            audit: None,
         }
     }
 

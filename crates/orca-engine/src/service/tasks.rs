@@ -6,7 +6,7 @@ use orca_core::plan::Plan;
 use orca_core::{Limits, TaskSpec, TaskState, validate};
 use orca_store::{AuditRecord, Created, TaskQuery, TaskRecord};
 
-use super::audit::audit_entry;
+use super::audit::{audit_entry, log_audit};
 use super::calls::{
     ListAudit, ListTasks, OfTenants, PlanTask, PlannedTask, StepRef, Submit, Submitted, TaskPage,
     TaskRef,
@@ -257,6 +257,14 @@ impl TaskApi {
             orca_core::spec::with_delivery(&mut spec);
         }
         let id = self.new_id();
+        let audit = audit_entry(
+            caller,
+            "task.submit",
+            &tenant,
+            &id,
+            "ok",
+            format!("created {:?}", spec.name),
+        );
         Ok(Submission {
             trace_context: self.task_trace_context(&id, &spec.name),
             id,
@@ -266,6 +274,7 @@ impl TaskApi {
             created_at: now,
             plan_json,
             unrunnable,
+            audit: Some(audit),
         })
     }
 
@@ -286,10 +295,8 @@ impl TaskApi {
             };
             submissions.push(self.prepare(request, &field, now, caller).await?);
         }
-        let submitted: Vec<(String, String, String)> = submissions
-            .iter()
-            .map(|t| (t.id.clone(), t.tenant.clone(), t.spec.name.clone()))
-            .collect();
+        let records: Vec<Option<AuditRecord>> =
+            submissions.iter().map(|s| s.audit.clone()).collect();
         let created = self.engine.submit(submissions).await?;
         // The new tasks' first events are stored: the fleet's followers
         // read them.
@@ -297,29 +304,33 @@ impl TaskApi {
             self.hub.fleet_changed();
         }
         let mut answers = Vec::with_capacity(created.len());
-        let mut audit = Vec::with_capacity(created.len());
-        for (outcome, (id, tenant, name)) in created.into_iter().zip(submitted) {
-            let (target, detail) = match &outcome {
-                Created::New(_) => (id.clone(), format!("created {name:?}")),
-                Created::Existing(existing) => (
-                    existing.clone(),
-                    "idempotency key matched an existing task".to_string(),
-                ),
-            };
-            audit.push(audit_entry(
-                caller,
-                "task.submit",
-                &tenant,
-                &target,
-                "ok",
-                detail,
-            ));
-            answers.push(Submitted {
-                task_id: target,
-                created: matches!(outcome, Created::New(_)),
-            });
+        let mut matched = Vec::new();
+        for (outcome, record) in created.into_iter().zip(records) {
+            match outcome {
+                // Its record was stored with it.
+                Created::New(id) => {
+                    record.iter().for_each(log_audit);
+                    answers.push(Submitted {
+                        task_id: id,
+                        created: true,
+                    });
+                }
+                Created::Existing(existing) => {
+                    matched.extend(record.map(|record| AuditRecord {
+                        target: existing.clone(),
+                        detail: "idempotency key matched an existing task".into(),
+                        ..record
+                    }));
+                    answers.push(Submitted {
+                        task_id: existing,
+                        created: false,
+                    });
+                }
+            }
         }
-        self.record(audit);
+        if !matched.is_empty() {
+            self.record(matched);
+        }
         Ok(answers)
     }
 }

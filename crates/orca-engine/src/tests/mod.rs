@@ -129,6 +129,7 @@ impl Harness {
                 plan_json: String::new(),
                 trace_context: String::new(),
                 unrunnable: None,
+                audit: None,
             }])
             .await
     }
@@ -689,11 +690,20 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
 
 /// The memory store, whose backlog reads wait until the test opens the
 /// gate: a new leader's recovery held mid-way. It notes the tasks read
-/// back by id (cold tasks).
+/// back by id (cold tasks), and every batch of writes and of tasks created
+/// it was handed.
 struct SlowBacklog {
     store: MemoryStore,
     gate: Arc<tokio::sync::Semaphore>,
     read_by_id: Arc<std::sync::Mutex<Vec<String>>>,
+    handed: Arc<std::sync::Mutex<Vec<Handed>>>,
+}
+
+#[derive(Debug)]
+enum Handed {
+    /// The ids of the tasks created.
+    Created(Vec<String>),
+    Written(Vec<Write>),
 }
 
 impl SlowBacklog {
@@ -702,6 +712,7 @@ impl SlowBacklog {
             store,
             gate,
             read_by_id: Arc::default(),
+            handed: Arc::default(),
         }
     }
 }
@@ -712,10 +723,17 @@ impl Store for SlowBacklog {
         &self,
         tasks: Vec<orca_store::NewTask>,
     ) -> orca_store::Result<Vec<orca_store::Created>> {
+        let handed = Handed::Created(tasks.iter().map(|t| t.id.clone()).collect());
+        self.handed.lock().expect("not poisoned").push(handed);
         self.store.create_tasks(tasks).await
     }
     fn write(&self, batch: Vec<Write>) -> Commit {
+        let handed = Handed::Written(batch.clone());
+        self.handed.lock().expect("not poisoned").push(handed);
         self.store.write(batch)
+    }
+    async fn wait_for_room(&self) -> orca_store::Result<()> {
+        self.store.wait_for_room().await
     }
     async fn get_task(&self, id: &str) -> orca_store::Result<Option<TaskRecord>> {
         self.store.get_task(id).await
@@ -973,6 +991,65 @@ async fn cancel_reaches_the_running_step_and_stops_what_has_not_started() {
 }
 
 #[tokio::test]
+async fn a_task_without_a_key_is_stored_by_the_write_that_gives_its_step_out() {
+    let store = MemoryStore::new();
+    let watched = SlowBacklog::new(store.clone(), Arc::new(tokio::sync::Semaphore::new(1)));
+    let handed = watched.handed.clone();
+    let settings = Settings {
+        liveness: liveness(Duration::from_secs(30)),
+        hot_tasks: DEFAULT_HOT_TASKS,
+        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
+    };
+    let h = Harness::start_on(
+        Arc::new(watched),
+        store,
+        Vec::new(),
+        settings,
+        TenantBudgets::default(),
+    );
+    let mut w = h.worker("w", &["shell"], 1).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let created = h
+        .try_submit(
+            "t",
+            "default",
+            TaskSpec {
+                steps: vec![noop("a")],
+                ..TaskSpec::default()
+            },
+            1,
+        )
+        .await
+        .expect("submitted");
+    assert_eq!(created, [orca_store::Created::New("t".into())]);
+    // Answered once stored: readable at once.
+    assert_eq!(h.task("t").await.steps[0].id, "a");
+    assert_eq!(w.assigned().await, key("t", "a", 1));
+    let handed = handed.lock().expect("not poisoned");
+    let with_task: Vec<&Vec<Write>> = handed
+        .iter()
+        .filter_map(|h| match h {
+            Handed::Created(ids) => panic!("no separate create: {ids:?}"),
+            Handed::Written(writes) => writes
+                .iter()
+                .any(|w| matches!(w, Write::Create(task) if task.id == "t"))
+                .then_some(writes),
+        })
+        .collect();
+    assert_eq!(with_task.len(), 1, "stored once");
+    let writes = with_task[0];
+    let made = writes
+        .iter()
+        .position(|w| matches!(w, Write::Create(_)))
+        .expect("made");
+    let given = writes
+        .iter()
+        .position(|w| matches!(w, Write::Step(s) if s.task_id == "t" && s.attempt == Some(1)))
+        .expect("the step's first attempt is in the same write");
+    assert!(made < given, "made before its step starts: {writes:?}");
+}
+
+#[tokio::test]
 async fn a_task_submitted_twice_with_one_key_is_made_and_run_once() {
     let h = Harness::new();
     let submission = |id: &str| Submission {
@@ -987,6 +1064,7 @@ async fn a_task_submitted_twice_with_one_key_is_made_and_run_once() {
         plan_json: String::new(),
         trace_context: String::new(),
         unrunnable: None,
+        audit: None,
     };
     let created = h
         .engine
