@@ -156,6 +156,7 @@ fn images_args_and_addresses_reach_the_containers() {
             "control plane args {args:?} lack {arg}"
         );
     }
+    assert!(!args.iter().any(|a| a == "--audit-log"), "off by default");
     let operator = container(&objects, "orca-operator");
     assert_eq!(
         operator.args,
@@ -179,17 +180,14 @@ fn images_args_and_addresses_reach_the_containers() {
         "image.tag=1.2.3",
         "operator.watchNamespace=team-a",
         "controlPlane.rateLimit=",
+        "controlPlane.auditLog=true",
     ])
     .expect("renders");
     let server = container(&objects, "orca");
     assert_eq!(server.image.as_deref(), Some("ghcr.io/orca-dev/orca:1.2.3"));
-    assert!(
-        !server
-            .args
-            .unwrap_or_default()
-            .iter()
-            .any(|a| a.starts_with("--rate-limit"))
-    );
+    let args = server.args.unwrap_or_default();
+    assert!(!args.iter().any(|a| a.starts_with("--rate-limit")));
+    assert!(args.iter().any(|a| a == "--audit-log"), "{args:?}");
     let operator = container(&objects, "orca-operator");
     assert_eq!(
         env(&operator, "ORCA_WATCH_NAMESPACE").as_deref(),

@@ -758,7 +758,7 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
             token_line("orca_dana", "developer", "dana"),
             token_line("orca_vic", "viewer", "vic"),
         ],
-        &[],
+        &["--audit-log"],
     )
     .expect("server");
     let dana = server.tasks_as("orca_dana").await.expect("client");
@@ -830,7 +830,8 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
         events[2].outcome
     );
 
-    // The CLI shows it, and the server's log carries the same as fields.
+    // The CLI shows it, and with --audit-log the server's log carries the
+    // same as fields.
     let out = succeed(
         server
             .cli()
@@ -844,7 +845,52 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     assert!(
         log.lines().any(|l| l.contains("orca::audit")
             && l.contains("actor=dana")
+            && l.contains("task.submit")),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("orca::audit")
+            && l.contains("actor=dana")
             && l.contains("task.cancel")),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn without_audit_log_the_records_are_stored_and_not_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with_tokens(
+        dir.path(),
+        &[
+            token_line("orca_root", "admin", "root"),
+            token_line("orca_dana", "developer", "dana"),
+        ],
+        &[],
+    )
+    .expect("server");
+    let dana = server.tasks_as("orca_dana").await.expect("client");
+    let id = submit(&dana, task("quiet", vec![noop_step("a")]))
+        .await
+        .expect("submit");
+    let root = server.tasks_as("orca_root").await.expect("client");
+    let records = eventually(Duration::from_secs(10), || {
+        let mut root = root.clone();
+        async move {
+            let events = root
+                .list_audit(v1::ListAuditRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .events;
+            (!events.is_empty()).then_some(events)
+        }
+    })
+    .await
+    .expect("a record");
+    assert_eq!(
+        (records[0].action.as_str(), records[0].task_id.as_str()),
+        ("task.submit", id.as_str())
+    );
+    let log = std::fs::read_to_string(&server.process.log).expect("server log");
+    assert!(!log.contains("orca::audit"), "{log}");
 }

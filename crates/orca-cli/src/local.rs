@@ -156,6 +156,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         issuer: security.jwt_issuer.clone(),
         audience: security.jwt_audience.clone(),
     };
+    config.audit_log = security.audit_log;
     config.rate_limit = security.rate_limit.and_then(|(rate, burst)| {
         Some(RateLimit {
             per_second: NonZeroU32::new(rate)?,

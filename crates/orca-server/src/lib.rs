@@ -89,6 +89,8 @@ pub struct Config {
     pub jwt: jwt::JwtConfig,
     /// Requests per second per caller; `None` for no limit.
     pub rate_limit: Option<auth::RateLimit>,
+    /// Write each audit record to the log too, not only to the store.
+    pub audit_log: bool,
     /// Serve TLS (and, with a client CA, hold workers to client
     /// certificates); `None` serves plaintext, for loopback.
     pub tls: Option<tls::TlsFiles>,
@@ -140,6 +142,7 @@ impl Config {
             tokens_file: None,
             jwt: jwt::JwtConfig::default(),
             rate_limit: None,
+            audit_log: false,
             tls: None,
             planner: None,
             http_listen: None,
@@ -513,6 +516,7 @@ impl ReplicaRun {
             repositories: Arc::new(repos::GitRepositories::new(config.repos.clone())),
             templates,
             traceparent: orca_telemetry::traceparent,
+            audit_log: config.audit_log,
         }));
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
         let expiring = AbortOnDrop(checkpoints.expire_periodically());

@@ -389,6 +389,13 @@ pub struct SecurityArgs {
     /// a retry hint. No limit by default.
     #[arg(long, env = "ORCA_RATE_LIMIT", value_parser = parse_rate)]
     pub rate_limit: Option<(u32, u32)>,
+
+    /// Also write each audit record to the server's log, as a line of
+    /// fields (target `orca::audit`), for a log collector. The records are
+    /// stored either way, and `orca audit` lists them; off by default, as a
+    /// line per submit costs a busy control plane a few percent.
+    #[arg(long, env = "ORCA_AUDIT_LOG")]
+    pub audit_log: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,25 @@ use crate::access::{Action, Identity};
 use crate::error::Error;
 
 impl TaskApi {
+    /// Writes an audit record to the server's log, as structured fields,
+    /// when `--audit-log` asks for it.
+    pub(super) fn log_audit(&self, e: &AuditRecord) {
+        if !self.audit_log {
+            return;
+        }
+        tracing::info!(
+            target: "orca::audit",
+            actor = %e.actor,
+            role = %e.role,
+            action = %e.action,
+            tenant = %e.tenant,
+            task = %e.target,
+            outcome = %e.outcome,
+            detail = %e.detail,
+            "audit"
+        );
+    }
+
     /// Audits a refusal of `result` (a bad field, a full store, another
     /// tenant's task); a success is the caller's to audit.
     pub(super) fn refusal_audited<T>(
@@ -80,10 +99,10 @@ impl TaskApi {
         )]);
     }
 
-    /// Appends to the audit log (in order with every other write) and to
-    /// the server's log, as structured fields.
+    /// Appends to the audit log (in order with every other write) and,
+    /// with `--audit-log`, to the server's log.
     pub(super) fn record(&self, entries: Vec<AuditRecord>) {
-        entries.iter().for_each(log_audit);
+        entries.iter().for_each(|e| self.log_audit(e));
         // Not awaited: the write queue keeps it in order behind the change,
         // and the answer need not wait for a second commit.
         drop(
@@ -91,21 +110,6 @@ impl TaskApi {
                 .write(entries.into_iter().map(Write::Audit).collect()),
         );
     }
-}
-
-/// Writes an audit record to the server's log, as structured fields.
-pub(super) fn log_audit(e: &AuditRecord) {
-    tracing::info!(
-        target: "orca::audit",
-        actor = %e.actor,
-        role = %e.role,
-        action = %e.action,
-        tenant = %e.tenant,
-        task = %e.target,
-        outcome = %e.outcome,
-        detail = %e.detail,
-        "audit"
-    );
 }
 
 pub(super) fn audit_entry(

@@ -72,6 +72,9 @@ pub struct Parts {
     /// The `traceparent` of a span (empty when tracing exports nothing):
     /// a task's trace is started in the caller's.
     pub traceparent: fn(&tracing::Span) -> Option<String>,
+    /// Whether each audit record is written to the log too, not only
+    /// stored.
+    pub audit_log: bool,
 }
 
 /// The services, shared by both transports' adapters.
@@ -88,6 +91,7 @@ pub struct TaskApi {
     repositories: Arc<dyn Repositories>,
     templates: Arc<Templates>,
     traceparent: fn(&tracing::Span) -> Option<String>,
+    audit_log: bool,
 }
 
 impl TaskApi {
@@ -103,6 +107,7 @@ impl TaskApi {
             repositories,
             templates,
             traceparent,
+            audit_log,
         } = parts;
         TaskApi {
             store,
@@ -117,6 +122,7 @@ impl TaskApi {
             repositories,
             templates,
             traceparent,
+            audit_log,
         }
     }
 

@@ -6,7 +6,7 @@ use orca_core::plan::Plan;
 use orca_core::{Limits, TaskSpec, TaskState, validate};
 use orca_store::{AuditRecord, Created, TaskQuery, TaskRecord};
 
-use super::audit::{audit_entry, log_audit};
+use super::audit::audit_entry;
 use super::calls::{
     ListAudit, ListTasks, OfTenants, PlanTask, PlannedTask, StepRef, Submit, Submitted, TaskPage,
     TaskRef,
@@ -309,7 +309,7 @@ impl TaskApi {
             match outcome {
                 // Its record was stored with it.
                 Created::New(id) => {
-                    record.iter().for_each(log_audit);
+                    record.iter().for_each(|r| self.log_audit(r));
                     answers.push(Submitted {
                         task_id: id,
                         created: true,

@@ -62,6 +62,7 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
         )),
         templates: Arc::new(Templates::default()),
         traceparent: orca_telemetry::traceparent,
+        audit_log: false,
     });
 
     for _ in 0..3 {
