@@ -64,6 +64,55 @@ async fn a_dag_is_submitted_and_waited_for_and_its_key_makes_it_once() -> anyhow
     Ok(())
 }
 
+/// A batch is one call: every task made and run, each with its own key,
+/// answered in order; sent again it makes nothing new; a bad task refuses
+/// the whole batch naming its index, and nothing of it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_made_whole_once_or_refused_whole_naming_its_task() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 4)]).await?;
+    let client = client_of(&server).await?;
+    let tasks: Vec<Submit> = (0..5)
+        .map(|n| Submit::new(spec(&format!("many-{n}"), vec![noop_step("a")])))
+        .collect();
+    let submitted = client.submit_many(tasks.clone()).await?;
+    assert_eq!(submitted.len(), 5);
+    assert!(submitted.iter().all(|s| s.created));
+    let keys: HashSet<&str> = submitted
+        .iter()
+        .map(|s| s.idempotency_key.as_str())
+        .collect();
+    assert_eq!(keys.len(), 5, "a key of its own each");
+    for (n, task) in submitted.iter().enumerate() {
+        let ended = tokio::time::timeout(FINISH, client.wait(&task.task_id)).await??;
+        assert_eq!(ended.spec.map(|s| s.name), Some(format!("many-{n}")));
+        assert_eq!(ended.state, v1::TaskState::Succeeded as i32);
+    }
+    // The same keys again, as after a lost answer: the same tasks.
+    let again: Vec<Submit> = tasks
+        .into_iter()
+        .zip(&submitted)
+        .map(|(task, s)| task.idempotency_key(s.idempotency_key.clone()))
+        .collect();
+    let again = client.submit_many(again).await?;
+    assert!(again.iter().all(|s| !s.created));
+    let ids =
+        |s: &[orca_client::Submitted]| s.iter().map(|s| s.task_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&submitted));
+
+    let refused = client
+        .submit_many([
+            spec("fine", vec![noop_step("a")]),
+            spec("dup", vec![noop_step("a"), noop_step("a")]),
+        ])
+        .await
+        .expect_err("duplicate ids");
+    assert_eq!(refused.code(), Some(Code::InvalidArgument));
+    assert_eq!(refused.field(), Some("tasks[1].spec.steps[1].id"));
+    assert_eq!(all_task_ids(&server.tasks().await?).await?.len(), 5);
+    Ok(())
+}
+
 /// The stream of a task's events goes on through a kill -9 and restart of
 /// the control plane: every event once, in order, none missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

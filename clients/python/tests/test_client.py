@@ -142,6 +142,29 @@ def test_a_resubmit_under_the_same_key_is_the_same_task(client: Client) -> None:
     assert other.created and other.task_id != first.task_id
 
 
+def test_a_batch_is_made_whole_once_or_refused_whole_naming_its_task(client: Client) -> None:
+    batch = unique("many")
+    specs = [{"name": f"{batch}-{i}", "steps": [{"id": "s", "noop": {}}]} for i in range(4)]
+    submitted = client.submit_many(specs)
+    assert all(s.created for s in submitted)
+    assert len({s.idempotency_key for s in submitted}) == 4
+    for i, s in enumerate(submitted):
+        task = client.wait(s.task_id, timeout=60)
+        assert (task.spec.name, task.state) == (f"{batch}-{i}", v1.TASK_STATE_SUCCEEDED)
+    # Sent again under the same keys, as after a lost answer: the same tasks.
+    again = client.submit_many(specs, idempotency_keys=[s.idempotency_key for s in submitted])
+    assert [s.task_id for s in again] == [s.task_id for s in submitted]
+    assert not any(s.created for s in again)
+    bad = {"name": f"{batch}-bad", "steps": [{"id": "s", "noop": {}}, {"id": "s", "noop": {}}]}
+    with pytest.raises(OrcaError) as refused:
+        client.submit_many([specs[0] | {"name": f"{batch}-fine"}, bad])
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.field == "tasks[1].spec.steps[1].id"
+    assert [t.spec.name for t in client.list(name_prefix=batch)] == [f"{batch}-{i}" for i in reversed(range(4))]
+    with pytest.raises(ValueError, match="idempotency_keys: 1 keys for 4 tasks"):
+        client.submit_many(specs, idempotency_keys=["one"])
+
+
 def test_list_pages_through_every_task_newest_first(client: Client) -> None:
     batch = unique("paged")
     ids = [client.submit({"name": f"{batch}-{i}", "labels": {"batch": batch}, "steps": [{"id": "s", "noop": {}}]}).task_id for i in range(7)]
@@ -185,6 +208,10 @@ def test_the_asyncio_client_submits_watches_and_waits(orca: Orca) -> None:
                 await client.submit_template("greet", {"who": "x", "colour": "red"})
             assert unknown.value.field == "parameters.colour"
             assert [w async for w in client.webhook_deliveries("no-such-webhook")] == []
+            many = await client.submit_many([DAG, DAG], idempotency_keys=[unique("a"), None])
+            assert [s.created for s in many] == [True, True]
+            for s in many:
+                assert (await client.wait(s.task_id, timeout=60)).state == v1.TASK_STATE_SUCCEEDED
 
     asyncio.run(scenario())
 

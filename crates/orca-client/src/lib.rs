@@ -112,6 +112,17 @@ macro_rules! retried {
     }};
 }
 
+/// The request for one task, under the caller's key or a fresh one.
+fn submit_request(task: Submit) -> v1::SubmitTaskRequest {
+    v1::SubmitTaskRequest {
+        spec: Some(task.spec),
+        idempotency_key: task
+            .idempotency_key
+            .unwrap_or_else(|| ulid::Ulid::new().to_string()),
+        tenant: task.tenant,
+    }
+}
+
 /// How long a client looks for the replica that leads, among several.
 const FIND_LEADER: Duration = Duration::from_secs(10);
 
@@ -337,21 +348,49 @@ impl Client {
     /// committing) is sent again, to the next leader, and still makes one
     /// task.
     pub async fn submit(&self, task: impl Into<Submit>) -> Result<Submitted, Error> {
-        let task = task.into();
-        let idempotency_key = task
-            .idempotency_key
-            .unwrap_or_else(|| ulid::Ulid::new().to_string());
-        let request = v1::SubmitTaskRequest {
-            spec: Some(task.spec),
-            idempotency_key: idempotency_key.clone(),
-            tenant: task.tenant,
-        };
+        let request = submit_request(task.into());
+        let idempotency_key = request.idempotency_key.clone();
         let answer = retried!(self, tasks, submit_task, request)?;
         Ok(Submitted {
             task_id: answer.task_id,
             created: answer.created,
             idempotency_key,
         })
+    }
+
+    /// Submits several tasks in one call (`SubmitTasks`): all are made, or
+    /// none, and a refusal names its task's index (`tasks[2].spec.name`).
+    /// One call for many tasks is how a program reaches the control plane's
+    /// batched rate; the answers are in the order of `tasks`. Each task
+    /// gets its own key as in [`Client::submit`], so a batch sent again
+    /// after a lost answer makes each task once. The control plane takes
+    /// at most 1,000 tasks a call, and refuses more naming `tasks`.
+    pub async fn submit_many<T: Into<Submit>>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<Submitted>, Error> {
+        let request = v1::SubmitTasksRequest {
+            tasks: tasks
+                .into_iter()
+                .map(|task| submit_request(task.into()))
+                .collect(),
+        };
+        let keys: Vec<String> = request
+            .tasks
+            .iter()
+            .map(|t| t.idempotency_key.clone())
+            .collect();
+        let answer = retried!(self, tasks, submit_tasks, request)?;
+        Ok(answer
+            .tasks
+            .into_iter()
+            .zip(keys)
+            .map(|(answer, idempotency_key)| Submitted {
+                task_id: answer.task_id,
+                created: answer.created,
+                idempotency_key,
+            })
+            .collect())
     }
 
     /// The task templates the server offers: its built-in set and its

@@ -17,7 +17,9 @@ from .client import (
     _FIRST_PAUSE,
     _LONGEST_PAUSE,
     list_request,
+    submit_many_request,
     submit_request,
+    submitted_many,
     template_request,
     webhook_request,
 )
@@ -82,6 +84,18 @@ class AsyncClient(_channel.Connection):
         request = submit_request(spec, idempotency_key, tenant)
         answer = await self._call(lambda: self._tasks.SubmitTask(request, metadata=self._metadata))
         return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    async def submit_many(
+        self,
+        specs: Iterable[TaskSpecLike],
+        *,
+        idempotency_keys: Optional[Iterable[Optional[str]]] = None,
+        tenant: str = "",
+    ) -> List[Submitted]:
+        """``Client.submit_many``, as a coroutine."""
+        request = submit_many_request(specs, idempotency_keys, tenant)
+        answer = await self._call(lambda: self._tasks.SubmitTasks(request, metadata=self._metadata))
+        return submitted_many(request, answer)
 
     async def submit_and_wait(
         self,
