@@ -341,6 +341,7 @@ fn this_replica(config: &Config, local_addr: SocketAddr) -> Replica {
         id: ulid::Ulid::new().to_string(),
         name,
         address,
+        named: config.replica_name.is_some(),
     }
 }
 

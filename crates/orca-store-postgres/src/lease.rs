@@ -26,6 +26,11 @@ pub struct Lease {
     session: Reopening,
     replica: Replica,
     ttl_micros: i64,
+    /// This run has not had its first round yet: a named replica takes
+    /// back a lease held under its name then (see [`Replica::named`]). Only
+    /// then: two runs given one name by mistake take it from each other
+    /// once, not on every round.
+    first_round: bool,
 }
 
 impl Lease {
@@ -36,6 +41,7 @@ impl Lease {
             session: Reopening::new(crate::config(url)?, "orca-lease"),
             replica,
             ttl_micros: i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX),
+            first_round: true,
         };
         lease
             .session
@@ -78,11 +84,16 @@ impl Lease {
         .await
     }
 
-    /// A standby's round: takes the lease if it has expired (ending the
-    /// transactions a paused leader left open under the old epoch), or says
-    /// who holds it.
+    /// A standby's round: takes the lease if it has expired, or on a named
+    /// replica's first round if its name holds it (ending the transactions
+    /// a paused leader left open under the old epoch), or says who holds it.
     pub async fn try_lead(&mut self) -> orca_store::Result<Round> {
-        let round = self.on_connection(take_or_read).await?;
+        let reclaim = std::mem::take(&mut self.first_round) && self.replica.named;
+        let round = self
+            .on_connection(async |conn, replica, ttl| {
+                take_or_read(conn, replica, ttl, reclaim).await
+            })
+            .await?;
         let epoch = match &round {
             Round::Leading(leader) => leader.epoch,
             Round::Following(leader) => leader.as_ref().map_or(0, |l| l.epoch),
@@ -225,14 +236,20 @@ async fn list_replicas(conn: &mut Conn) -> Result<Vec<ReplicaStatus>> {
         .collect()
 }
 
-/// Takes the lease when it has expired, else reads who holds it.
-async fn take_or_read(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Round> {
+/// Takes the lease when it has expired (or, to `reclaim`, is held under
+/// this replica's name), else reads who holds it.
+async fn take_or_read(
+    conn: &mut Conn,
+    replica: &Replica,
+    ttl: i64,
+    reclaim: bool,
+) -> Result<Round> {
     // A takeover waits for transactions fenced with the old epoch to end:
     // they hold the row FOR SHARE. One that does not end soon belongs to a
     // leader whose lease has expired (the UPDATE matched it), paused or cut
     // off mid-transaction: it is ended, and the takeover tried again.
     for _ in 0..3 {
-        match take(conn, replica, ttl).await {
+        match take(conn, replica, ttl, reclaim).await {
             Ok(Some(leader)) => return Ok(Round::Leading(leader)),
             Ok(None) => break,
             Err(fault) if lock_wait_ended(&fault) => {
@@ -280,7 +297,12 @@ async fn take_or_read(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Ro
 }
 
 /// One takeover attempt, in a transaction of its own.
-async fn take(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Option<Leader>> {
+async fn take(
+    conn: &mut Conn,
+    replica: &Replica,
+    ttl: i64,
+    reclaim: bool,
+) -> Result<Option<Leader>> {
     conn.client
         .batch_execute(&format!(
             "BEGIN; SET LOCAL lock_timeout = '{TAKEOVER_LOCK_WAIT}'"
@@ -290,7 +312,7 @@ async fn take(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Option<Lea
         .statement(
             "UPDATE orca_leader SET epoch = epoch + 1, holder = $1, name = $2, address = $3,
                  since = now(), expires_at = now() + $4::bigint * interval '1 microsecond'
-             WHERE id = 1 AND expires_at < now()
+             WHERE id = 1 AND (expires_at < now() OR ($5 AND name = $2))
              RETURNING epoch, orca_micros(since)",
         )
         .await?;
@@ -298,7 +320,7 @@ async fn take(conn: &mut Conn, replica: &Replica, ttl: i64) -> Result<Option<Lea
         .client
         .query_opt(
             &statement,
-            &[&replica.id, &replica.name, &replica.address, &ttl],
+            &[&replica.id, &replica.name, &replica.address, &ttl, &reclaim],
         )
         .await?;
     conn.client.batch_execute("COMMIT").await?;

@@ -19,6 +19,7 @@ fn replica(name: &str) -> Replica {
         id: format!("{name}-id"),
         name: name.into(),
         address: format!("{name}:7443"),
+        named: false,
     }
 }
 
@@ -148,4 +149,63 @@ async fn a_deposed_leader_commits_nothing_even_a_transaction_it_had_begun() {
         .await
         .expect("answer")
         .expect("the new leader writes");
+}
+
+/// A pod's control plane restarted (killed, so its lease was never
+/// released) leads again at its first round under the name it was given,
+/// not a lease's length later; the run before is fenced out. A replica
+/// of another name, or one whose name was not given, waits.
+#[tokio::test]
+async fn a_replica_restarted_under_its_given_name_takes_its_lease_back_at_once() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    // A lease far longer than the test: only the name can explain a
+    // takeover.
+    let ttl = Duration::from_secs(600);
+    let run = |id: &str, name: &str, named: bool| Replica {
+        id: id.into(),
+        named,
+        ..replica(name)
+    };
+    let mut before = Lease::join(&url, run("first-run", "orca-0", true), ttl)
+        .await
+        .expect("join");
+    let epoch = lead(&mut before).await;
+
+    let mut other = Lease::join(&url, run("other", "orca-1", true), ttl)
+        .await
+        .expect("join");
+    let mut unnamed = Lease::join(&url, run("unnamed", "orca-0", false), ttl)
+        .await
+        .expect("join");
+    for standby in [&mut other, &mut unnamed] {
+        match standby.try_lead().await.expect("round") {
+            Round::Following(Some(leader)) => assert_eq!(leader.holder, "first-run"),
+            round => panic!("the lease is orca-0's first run's, got {round:?}"),
+        }
+    }
+
+    let mut after = Lease::join(&url, run("second-run", "orca-0", true), ttl)
+        .await
+        .expect("join");
+    match after.try_lead().await.expect("round") {
+        Round::Leading(leader) => {
+            assert_eq!(
+                (leader.epoch, leader.holder.as_str()),
+                (epoch + 1, "second-run")
+            )
+        }
+        round => panic!("the restarted run leads at its first round, got {round:?}"),
+    }
+    assert!(
+        !before.renew(epoch).await.expect("renew"),
+        "the run before is fenced out"
+    );
+    assert!(after.renew(epoch + 1).await.expect("renew"));
+    // Only a first round reclaims: the run before, still about, waits
+    // like any standby.
+    match before.try_lead().await.expect("round") {
+        Round::Following(Some(leader)) => assert_eq!(leader.holder, "second-run"),
+        round => panic!("the run before follows, got {round:?}"),
+    }
 }

@@ -22,6 +22,12 @@ pub struct Replica {
     pub name: String,
     /// Where clients reach this replica's gRPC port.
     pub address: String,
+    /// Whether `name` was given (`--replica-name`, the pod's name on
+    /// Kubernetes) and so is this replica's across restarts: its first
+    /// round takes back at once a lease held under that name, which only
+    /// its previous run can have left (fenced by the new epoch), instead of
+    /// waiting for it to run out.
+    pub named: bool,
 }
 
 /// Who leads, as the store says.
@@ -142,6 +148,7 @@ mod tests {
             id: "r1".into(),
             name: "one".into(),
             address: "127.0.0.1:1".into(),
+            named: false,
         });
         let Round::Leading(leader) = owner.try_lead().await.expect("round") else {
             panic!("a sole owner leads");
