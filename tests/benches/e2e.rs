@@ -7,7 +7,9 @@
 //!
 //! Run through scripts/bench.sh, which builds the release binary first.
 //! On PostgreSQL it then kills the leader of two replicas with a backlog of
-//! queued steps, and times the standby's takeover.
+//! queued steps, and times the standby's takeover; and kills a replica
+//! that leads alone, starts it again under its name, and times it until a
+//! submit is accepted.
 //!
 //! ORCA_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
 //! throwaway cluster that syncs its commits as a production server does,
@@ -61,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         println!("\n== store: PostgreSQL ({label}) ==");
         run_store(Some(&throwaway::Server::at(url.clone()))).await?;
         failover_with_backlog(&url).await?;
+        restart_under_its_name(&url).await?;
     }
     Ok(())
 }
@@ -354,6 +357,37 @@ async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
         "  it listed the unfinished tasks in {} ms and served; all of them were back in its queues {loaded} ms later, its RSS then {} MiB",
         listed.as_deref().unwrap_or("?"),
         rss_mib(standby.process.pid()),
+    );
+    Ok(())
+}
+
+/// A replica that leads alone, killed (its lease never released) and
+/// started again under its name, three times: how long from the new
+/// process's spawn until it accepts a submit.
+async fn restart_under_its_name(url: &str) -> anyhow::Result<()> {
+    let database = throwaway::Server::at(url.to_string());
+    let store = database.fresh_database().await?;
+    let dir = tempfile::tempdir()?;
+    let flags = ["--store", store.as_str(), "--replica-name", "cp-0"];
+    let mut server = Server::start_on(dir.path(), "127.0.0.1:0", &flags)?;
+    server.wait_leading().await?;
+    let listen = server.listen_addr();
+    let mut accepted = Vec::new();
+    for n in 0..3 {
+        server.process.signal("KILL");
+        server.process.wait_exit(Duration::from_secs(10))?;
+        let spawned = Instant::now();
+        server = Server::start_on(dir.path(), &listen, &flags)?;
+        eventually(Duration::from_secs(60), || async {
+            let client = server.tasks().await.ok()?;
+            submit(&client, noop_task(n)).await.ok()
+        })
+        .await?;
+        accepted.push(format!("{:.2}", spawned.elapsed().as_secs_f64()));
+    }
+    println!(
+        "a replica killed and started again under its name (lease 4 s): a submit accepted {} s after its start",
+        accepted.join(", ")
     );
     Ok(())
 }
