@@ -748,6 +748,25 @@ steps:
     }
 }
 
+/// The audit log as `reader` sees it, once it holds `count` records (they
+/// are written in order behind each call's change, not before its answer).
+async fn audit_log_of(reader: &Tasks, count: usize) -> Vec<v1::AuditEvent> {
+    eventually(Duration::from_secs(10), || {
+        let mut reader = reader.clone();
+        async move {
+            let events = reader
+                .list_audit(v1::ListAuditRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .events;
+            (events.len() == count).then_some(events)
+        }
+    })
+    .await
+    .expect("the audit records")
+}
+
 #[tokio::test]
 async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -790,20 +809,7 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     assert_eq!(status.code(), Code::PermissionDenied);
 
     let root = server.tasks_as("orca_root").await.expect("client");
-    let events = eventually(Duration::from_secs(10), || {
-        let mut root = root.clone();
-        async move {
-            let events = root
-                .list_audit(v1::ListAuditRequest::default())
-                .await
-                .ok()?
-                .into_inner()
-                .events;
-            (events.len() == 3).then_some(events)
-        }
-    })
-    .await
-    .expect("three records");
+    let events = audit_log_of(&root, 3).await;
     let summary: Vec<(&str, &str, &str, bool)> = events
         .iter()
         .map(|e| {
@@ -873,20 +879,7 @@ async fn without_audit_log_the_records_are_stored_and_not_logged() {
         .await
         .expect("submit");
     let root = server.tasks_as("orca_root").await.expect("client");
-    let records = eventually(Duration::from_secs(10), || {
-        let mut root = root.clone();
-        async move {
-            let events = root
-                .list_audit(v1::ListAuditRequest::default())
-                .await
-                .ok()?
-                .into_inner()
-                .events;
-            (!events.is_empty()).then_some(events)
-        }
-    })
-    .await
-    .expect("a record");
+    let records = audit_log_of(&root, 1).await;
     assert_eq!(
         (records[0].action.as_str(), records[0].task_id.as_str()),
         ("task.submit", id.as_str())

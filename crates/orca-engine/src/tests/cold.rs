@@ -14,9 +14,8 @@ fn capped(
     let watched = SlowBacklog::new(store.clone(), Arc::new(tokio::sync::Semaphore::new(1)));
     let read_by_id = watched.read_by_id.clone();
     let settings = Settings {
-        liveness: liveness(Duration::from_secs(30)),
         hot_tasks,
-        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
+        ..settings()
     };
     let h = Harness::start_on(
         Arc::new(watched),

@@ -34,6 +34,16 @@ fn liveness(ttl: Duration) -> Liveness {
     }
 }
 
+/// The engine's settings in these tests: workers silent 30 s are lost, and
+/// the defaults otherwise.
+fn settings() -> Settings {
+    Settings {
+        liveness: liveness(Duration::from_secs(30)),
+        hot_tasks: DEFAULT_HOT_TASKS,
+        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
+    }
+}
+
 impl Harness {
     /// An engine over `store`, with the unfinished tasks of `backlog` to
     /// read back.
@@ -41,24 +51,18 @@ impl Harness {
         let tenants = TenantBudgets::default();
         let settings = Settings {
             liveness,
-            hot_tasks: DEFAULT_HOT_TASKS,
-            limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
+            ..settings()
         };
         Harness::start_on(Arc::new(store.clone()), store, backlog, settings, tenants)
     }
 
     /// An engine over `store`, which starts from these tenants' budgets.
     fn start_with(store: MemoryStore, tenants: TenantBudgets) -> Harness {
-        let settings = Settings {
-            liveness: liveness(Duration::from_secs(30)),
-            hot_tasks: DEFAULT_HOT_TASKS,
-            limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
-        };
         Harness::start_on(
             Arc::new(store.clone()),
             store,
             Vec::new(),
-            settings,
+            settings(),
             tenants,
         )
     }
@@ -898,16 +902,11 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let slow = SlowBacklog::new(store.reopen(), gate.clone());
     let backlog = store.unfinished_task_ids().await.expect("ids");
-    let settings = Settings {
-        liveness: liveness(Duration::from_secs(30)),
-        hot_tasks: DEFAULT_HOT_TASKS,
-        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
-    };
     let h = Harness::start_on(
         Arc::new(slow),
         store.reopen(),
         backlog,
-        settings,
+        settings(),
         TenantBudgets::default(),
     );
 
@@ -995,16 +994,11 @@ async fn a_task_without_a_key_is_stored_by_the_write_that_gives_its_step_out() {
     let store = MemoryStore::new();
     let watched = SlowBacklog::new(store.clone(), Arc::new(tokio::sync::Semaphore::new(1)));
     let handed = watched.handed.clone();
-    let settings = Settings {
-        liveness: liveness(Duration::from_secs(30)),
-        hot_tasks: DEFAULT_HOT_TASKS,
-        limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
-    };
     let h = Harness::start_on(
         Arc::new(watched),
         store,
         Vec::new(),
-        settings,
+        settings(),
         TenantBudgets::default(),
     );
     let mut w = h.worker("w", &["shell"], 1).await;
