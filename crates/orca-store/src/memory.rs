@@ -84,11 +84,9 @@ impl MemoryStore {
 }
 
 fn scoped_key(task: &NewTask) -> Option<String> {
-    scoped_key_of(&task.tenant, task.idempotency_key.as_deref())
-}
-
-fn scoped_key_of(tenant: &str, key: Option<&str>) -> Option<String> {
-    key.map(|key| format!("{tenant}/{key}"))
+    task.idempotency_key
+        .as_ref()
+        .map(|key| format!("{}/{key}", task.tenant))
 }
 
 impl Data {
@@ -126,6 +124,9 @@ impl Data {
     }
 
     fn insert(&mut self, task: NewTask, entries: &mut fleet::Entries) {
+        if let Some(key) = scoped_key(&task) {
+            self.keys.insert(key, task.id.clone());
+        }
         let steps = task
             .spec
             .steps
@@ -154,9 +155,6 @@ impl Data {
         }
         if let Some(record) = task.audit {
             self.keep_audit(record);
-        }
-        if let Some(key) = scoped_key_of(&task.tenant, task.idempotency_key.as_deref()) {
-            self.keys.insert(key, task.id.clone());
         }
         let record = TaskRecord {
             id: task.id.clone(),

@@ -154,11 +154,7 @@ impl WriteQueue {
         job: impl FnOnce(Reply<T>) -> Job,
         refused: impl Future<Output = Error>,
     ) -> Result<T> {
-        let place = tokio::select! {
-            biased;
-            why = refused => return Err(why),
-            place = self.admission.admit() => place?,
-        };
+        let place = self.admit_unless(refused).await?;
         self.send(place, job, Some).await
     }
 
@@ -166,10 +162,15 @@ impl WriteQueue {
     /// [`crate::Store::wait_for_room`]), unless `refused` says why not
     /// first.
     pub async fn wait_for_room(&self, refused: impl Future<Output = Error>) -> Result<()> {
+        self.admit_unless(refused).await.map(drop)
+    }
+
+    /// A place for new work, unless `refused` says why not first.
+    async fn admit_unless(&self, refused: impl Future<Output = Error>) -> Result<Place> {
         tokio::select! {
             biased;
             why = refused => Err(why),
-            place = self.admission.admit() => place.map(drop),
+            place = self.admission.admit() => place,
         }
     }
 
