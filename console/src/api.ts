@@ -75,6 +75,7 @@ export interface Task {
   createdAt: string;
   startedAt?: string;
   finishedAt?: string;
+  expiresAt?: string;
   cost?: Cost;
   traceId?: string;
   prompt?: string;

@@ -156,6 +156,12 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
         <dd>{when(task.createdAt)}</dd>
         <dt>duration</dt>
         <dd>{duration(task.startedAt, terminal(task.state) ? task.finishedAt : undefined)}</dd>
+        {task.expiresAt && (
+          <>
+            <dt>expires</dt>
+            <dd data-test="task-expires">{when(task.expiresAt)}</dd>
+          </>
+        )}
         <dt>cost</dt>
         <dd data-test="task-cost">
           {usd(task.cost) || "—"} {task.cost ? `(${tokens(task.cost)} tokens)` : ""}

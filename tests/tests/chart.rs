@@ -181,11 +181,20 @@ fn images_args_and_addresses_reach_the_containers() {
         "operator.watchNamespace=team-a",
         "controlPlane.rateLimit=",
         "controlPlane.auditLog=true",
+        "controlPlane.retention=7d",
+        "controlPlane.tenantRetention.team-a=0",
     ])
     .expect("renders");
     let server = container(&objects, "orca");
     assert_eq!(server.image.as_deref(), Some("ghcr.io/orca-dev/orca:1.2.3"));
     let args = server.args.unwrap_or_default();
+    for flag in [
+        "--retention=7d",
+        "--tenant-retention=team-a=0",
+        "--audit-retention=365d",
+    ] {
+        assert!(args.iter().any(|a| a == flag), "{flag} in {args:?}");
+    }
     assert!(!args.iter().any(|a| a.starts_with("--rate-limit")));
     assert!(args.iter().any(|a| a == "--audit-log"), "{args:?}");
     let operator = container(&objects, "orca-operator");

@@ -40,6 +40,7 @@ impl From<v1::TaskSpec> for core::TaskSpec {
             }),
             repo: spec.repo.map(Into::into),
             egress: spec.egress.map(Into::into),
+            retention_seconds: spec.retention_seconds,
         }
     }
 }
@@ -232,6 +233,7 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
             }),
             repo: spec.repo.as_ref().map(Into::into),
             egress: spec.egress.as_ref().map(Into::into),
+            retention_seconds: spec.retention_seconds,
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct TaskView {
     pub started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// When the finished task will be removed (its retention window ends);
+    /// absent while it runs, or when it is kept forever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostView>,
     /// What the task may spend; crossing it pauses the task.
@@ -374,6 +378,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
         created_at: rfc3339(&task.created_at).unwrap_or_default(),
         started_at: rfc3339(&task.started_at),
         finished_at: rfc3339(&task.finished_at),
+        expires_at: rfc3339(&task.expires_at),
         cost: cost_view(&task.cost),
         repo: spec.repo.as_ref().map(|r| RepoView {
             url: r.url.clone(),

@@ -98,6 +98,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         planner,
         replica,
         checkpoints,
+        retention,
         webhook_allow_private_networks,
         repo_secrets_dir,
         allow_local_repos,
@@ -143,6 +144,8 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         retention: checkpoints.checkpoint_retention,
         max_branch_bytes: usize::try_from(checkpoints.max_branch_bytes).unwrap_or(usize::MAX),
     };
+    config.retention = retention.rules()?;
+    config.audit_retention = retention.audit_window();
     limits.apply(&mut config.limits);
     config.webhooks.allow_private_networks = *webhook_allow_private_networks;
     config.repos.secrets_dir = repo_secrets_dir.clone();

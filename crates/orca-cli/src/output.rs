@@ -108,6 +108,9 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     if !view.message.is_empty() {
         println!("Message:   {}", view.message);
     }
+    if let Some(expires) = &view.expires_at {
+        println!("Expires:   {expires} (removed then, with its events and logs)");
+    }
     if !view.trace_id.is_empty() {
         println!("Trace:     {}", view.trace_id);
     }

@@ -45,6 +45,10 @@ pub struct TaskSpec {
     /// a step's own list narrows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Egress>,
+    /// How long the task is kept once it finishes, in seconds, in place of
+    /// its tenant's or the control plane's window; 0 keeps it forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<u64>,
 }
 
 /// The id of the one step a bare prompt (without `plan`) runs as.

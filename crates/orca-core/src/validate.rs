@@ -62,6 +62,10 @@ impl Default for Limits {
 }
 
 /// Checks a task: shape, sizes, references and acyclicity.
+/// The longest retention a task may ask for: longer is a mistake (0 is
+/// forever), and every window in microseconds stays far inside an i64.
+pub const MAX_RETENTION_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
 pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     if spec.name.len() > limits.max_name_bytes {
         return Err(invalid(
@@ -82,6 +86,15 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
     }
     if let Some(egress) = &spec.egress {
         validate_egress(egress, "egress")?;
+    }
+    if spec
+        .retention_seconds
+        .is_some_and(|s| s > MAX_RETENTION_SECONDS)
+    {
+        return Err(invalid(
+            "retentionSeconds",
+            format!("is more than {MAX_RETENTION_SECONDS} (100 years); 0 keeps the task forever"),
+        ));
     }
     if spec.plan && spec.prompt.is_empty() {
         return Err(invalid("plan", "planning needs the task's prompt"));

@@ -91,10 +91,14 @@ pub struct Engine {
     pub(crate) hot_tasks: usize,
     /// What the compact queue is about to read back, and when to look.
     pub(crate) cold: Reads,
+    /// How long finished tasks are kept (see `retention`).
+    pub(crate) retention: Arc<orca_store::retention::Retention>,
+    /// The latest time a sweep decided removals by.
+    pub(crate) swept_through: Micros,
 }
 
 /// How the engine runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub liveness: Liveness,
     /// Unfinished tasks held whole in memory; beyond them, queued tasks
@@ -104,6 +108,8 @@ pub struct Settings {
     /// The first pause of a pool's agents after a provider limit that
     /// names no reset; it doubles with each limit in a row.
     pub limit_backoff: Duration,
+    /// How long finished tasks are kept, by tenant and by default.
+    pub retention: orca_store::retention::Retention,
 }
 
 /// How long a worker's hold on its steps lasts without a sign of life.

@@ -5,6 +5,7 @@
 use orca_core::{
     AttemptKey, Budget, Capabilities, Cost, LogStream, Micros, TaskRun, TaskSpec, TenantBudget,
 };
+use orca_store::retention::{Expiring, Retention};
 use orca_store::{NewTask, Store, TaskRecord, Unfinished};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -232,6 +233,12 @@ pub(super) enum Command {
         tasks: Vec<Unfinished>,
     },
     ListAgents(oneshot::Sender<FleetNow>),
+    /// Expired tasks a sweep found at `now`, to remove.
+    Expire {
+        tasks: Vec<Expiring>,
+        now: Micros,
+        reply: oneshot::Sender<oneshot::Receiver<()>>,
+    },
     Reopen {
         record: Box<TaskRecord>,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
@@ -256,6 +263,8 @@ pub struct EngineHandle {
     pub(super) store: Arc<dyn Store>,
     /// Tenants that may not submit now.
     pub(super) spent: SpentTenants,
+    /// How long finished tasks are kept.
+    pub(super) retention: Arc<Retention>,
 }
 
 impl EngineHandle {
@@ -461,6 +470,20 @@ impl EngineHandle {
         })
         .await?;
         answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// How long finished tasks are kept.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// Removes expired tasks a sweep found at `now`, but those reopened
+    /// since; returns once that is committed.
+    pub async fn expire(&self, tasks: Vec<Expiring>, now: Micros) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Expire { tasks, now, reply }).await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)?;
+        committed.await.map_err(|_| Error::ShuttingDown)
     }
 
     /// Re-runs what did not succeed in a failed or cancelled task; returns

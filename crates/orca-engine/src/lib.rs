@@ -23,7 +23,8 @@
 //! at their human gates; `budget` pauses what crosses a budget; `limits`
 //! pauses a pool's agents at a provider's limit; `recovery` drops silent
 //! workers and rebuilds after a restart; `cold` keeps a deep queue in the
-//! store. `effects` is what a committed round releases, `to_worker` what a
+//! store; `retention` removes finished tasks once kept long enough.
+//! `effects` is what a committed round releases, `to_worker` what a
 //! worker is told, `hub` the fan-out to watchers, `metrics` and `activity`
 //! the counts. This file is the loop: commands in, state changes applied,
 //! rounds committed. `tests` drives it all in memory.
@@ -52,6 +53,7 @@ mod limits;
 mod live;
 mod recovery;
 mod results;
+pub mod retention;
 mod tenants;
 mod timers;
 mod to_worker;
@@ -86,10 +88,12 @@ pub fn start(
     let (effects, effect_queue) = mpsc::unbounded_channel();
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let spent = SpentTenants::default();
+    let retention = Arc::new(settings.retention);
     let handle = EngineHandle {
         commands,
         store: store.clone(),
         spent: spent.clone(),
+        retention: retention.clone(),
     };
     let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
     let engine = Engine {
@@ -112,6 +116,8 @@ pub fn start(
         metrics,
         hot_tasks: settings.hot_tasks.max(1),
         cold: Reads::default(),
+        retention,
+        swept_through: 0,
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(
@@ -306,6 +312,9 @@ impl Engine {
             }
             Command::Adopt { worker, attempt } => self.adopt(worker, attempt),
             Command::Recovered { ids, tasks } => self.recovered(ids, tasks),
+            Command::Expire { tasks, now, reply } => {
+                let _ = reply.send(self.expire(tasks, now));
+            }
             Command::Reopen { record, reply } => {
                 let _ = reply.send(self.reopen(*record));
             }

@@ -196,6 +196,7 @@ impl Engine {
                 record.id
             )));
         }
+        self.refuse_expired(&record)?;
         let spec = Arc::new(std::mem::take(&mut record.spec));
         let mut run = restore_run(&record, &spec);
         let changes = run.reopen("retried by request").ok_or_else(|| {

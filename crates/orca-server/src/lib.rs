@@ -46,9 +46,11 @@ use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 
 pub use error::{Error, PortName};
+pub use orca_engine::access::valid_tenant;
 use orca_engine::service::{self, Planner, TaskApi, Templates};
 use orca_engine::{self as engine, hub, metrics};
 pub use orca_engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
+pub use orca_store::retention::Retention;
 pub use orca_store_sqlite::Durability;
 pub use store_url::StoreUrl;
 pub use task_service::task_to_proto;
@@ -126,7 +128,18 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// How tasks' repositories are reached.
     pub repos: repos::Settings,
+    /// How long finished tasks are kept (and the fleet's event order and
+    /// ended webhook deliveries, by the default window).
+    pub retention: Retention,
+    /// How long the audit log, and the record of each removed task, is
+    /// kept; `None` forever.
+    pub audit_retention: Option<Duration>,
 }
+
+/// How long a finished task is kept by default: a month.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// How long the audit log is kept by default: a year.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 
 impl Config {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
@@ -143,6 +156,11 @@ impl Config {
             jwt: jwt::JwtConfig::default(),
             rate_limit: None,
             audit_log: false,
+            retention: Retention {
+                default: Some(DEFAULT_RETENTION.as_micros() as i64),
+                ..Retention::default()
+            },
+            audit_retention: Some(DEFAULT_AUDIT_RETENTION),
             tls: None,
             planner: None,
             http_listen: None,
@@ -473,6 +491,7 @@ impl ReplicaRun {
                 },
                 hot_tasks: config.hot_tasks,
                 limit_backoff: config.limit_backoff,
+                retention: config.retention.clone(),
             },
             metrics.clone(),
             tenants,
@@ -521,6 +540,13 @@ impl ReplicaRun {
         }));
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
         let expiring = AbortOnDrop(checkpoints.expire_periodically());
+        let sweeping = AbortOnDrop(engine::retention::sweep_periodically(
+            engine.clone(),
+            store.clone(),
+            config
+                .audit_retention
+                .map(|window| i64::try_from(window.as_micros()).unwrap_or(i64::MAX)),
+        ));
         // Workers put and get checkpoints on this service: room for the
         // largest the server keeps.
         let max_agent_message_bytes = max_message_bytes.max(
@@ -628,6 +654,7 @@ impl ReplicaRun {
         };
         // Released only now, with nothing more to write under this epoch.
         drop(expiring);
+        drop(sweeping);
         drop(delivering);
         let _ = release.send(());
         let _ = keeping.await;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use orca_core::Event;
 use orca_store::fleet;
+use orca_store::retention::{Expiring, Trim, micros_of_seconds};
 use orca_store::webhooks::DeliveryState;
 use orca_store::{
     AttemptWrite, AuditRecord, Checkpoint, Created, NewTask, StateChange, StateOutcome, StepBranch,
@@ -148,6 +149,11 @@ struct Rows {
     /// Expiries of finished tasks' checkpoints and branches (finished
     /// before), applied after the tasks' updates.
     expiries: Vec<i64>,
+    /// Expired tasks to remove, with when; last, after every other write
+    /// of the transaction (a retry in it keeps its task).
+    expire: Vec<(Vec<Expiring>, i64)>,
+    /// History to trim, last as well.
+    trims: Vec<Trim>,
     /// Webhooks' endpoints, deliveries and cursor, in the order written:
     /// few next to the tasks' writes, a statement each.
     webhooks: Vec<WebhookWrite>,
@@ -203,6 +209,8 @@ struct NewTasks {
     plan: Vec<String>,
     trace_context: Vec<String>,
     created_at: Vec<i64>,
+    /// A task's own window in microseconds (0: forever); `None` for none.
+    keep_for: Vec<Option<i64>>,
     step_task: Vec<String>,
     step_id: Vec<String>,
     step_position: Vec<i32>,
@@ -293,6 +301,8 @@ impl Rows {
         t.plan.push(task.plan_json.clone());
         t.trace_context.push(text(&task.trace_context));
         t.created_at.push(task.created_at);
+        t.keep_for
+            .push(task.spec.retention_seconds.map(micros_of_seconds));
         for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
             t.step_task.push(text(&task.id));
             t.step_id.push(text(&step.id));
@@ -390,6 +400,8 @@ impl Rows {
                 ..(**branch).clone()
             }),
             Write::ExpireKept { finished_before } => self.expiries.push(*finished_before),
+            Write::Expire { tasks, at } => self.expire.push((tasks.clone(), *at)),
+            Write::Trim(trim) => self.trims.push(trim.clone()),
             Write::Webhook(webhook) => self.webhooks.push(WebhookWrite::Put(
                 text(&webhook.id),
                 text(&to_json(webhook, "webhook")?),
@@ -435,14 +447,15 @@ impl Rows {
             pipeline.add(
                 conn,
                 "INSERT INTO tasks (id, tenant, name, priority, state, idempotency_key, spec, labels,
-                                    message, plan, trace_context, created_at, finished_at)
+                                    message, plan, trace_context, created_at, keep_for, finished_at)
                  SELECT id, tenant, name, priority, state, key, spec::json, labels::jsonb, message,
-                        NULLIF(plan, '')::json, trace_context, orca_ts(created_at),
+                        NULLIF(plan, '')::json, trace_context, orca_ts(created_at), keep_for,
                         CASE WHEN state IN ('succeeded', 'failed', 'cancelled') THEN orca_ts(created_at) END
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[])
+                             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
+                             $13::bigint[])
                       AS u(id, tenant, name, priority, state, key, spec, labels, message, plan,
-                           trace_context, created_at)",
+                           trace_context, created_at, keep_for)",
                 params![
                     &t.id,
                     &t.tenant,
@@ -456,6 +469,7 @@ impl Rows {
                     &t.plan,
                     &t.trace_context,
                     &t.created_at,
+                    &t.keep_for,
                 ],
             )
             .await?;
@@ -626,6 +640,12 @@ impl Rows {
                         .await?
                 }
             }
+        }
+        for (tasks, at) in &self.expire {
+            crate::expire::add_expire(conn, &mut pipeline, tasks, *at).await?;
+        }
+        for trim in &self.trims {
+            crate::expire::add_trim(conn, &mut pipeline, trim).await?;
         }
         pipeline.run(conn).await
     }

@@ -7,6 +7,7 @@
 
 mod batch;
 mod conn;
+mod expire;
 mod fault;
 pub mod lease;
 mod pipeline;
@@ -26,6 +27,7 @@ use futures::future::BoxFuture;
 use orca_core::{Cost, Event, Micros, TaskState, TenantBudget};
 use orca_store::admission::Bound;
 use orca_store::fleet::{self, FleetPage};
+use orca_store::retention::{Expired, Expiring, Retention};
 use orca_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
     StateKey, StateOutcome, StateScope, StepBranch, Store, TaskQuery, TaskRecord, Unfinished,
@@ -460,6 +462,29 @@ impl Store for PostgresStore {
         let (task_id, step_id) = (text(task_id), text(step_id));
         self.read(|conn| Box::pin(checkpoint(conn, task_id.clone(), step_id.clone())))
             .await
+    }
+
+    async fn expiring(
+        &self,
+        retention: &Retention,
+        now: i64,
+        limit: usize,
+    ) -> orca_store::Result<Vec<Expiring>> {
+        let retention = retention.clone();
+        self.read(|conn| {
+            let retention = retention.clone();
+            Box::pin(async move { expire::expiring(conn, &retention, now, limit).await })
+        })
+        .await
+    }
+
+    async fn expired(&self, id: &str) -> orca_store::Result<Option<Expired>> {
+        let id = id.to_string();
+        self.read(|conn| {
+            let id = id.clone();
+            Box::pin(async move { expire::expired(conn, &id).await })
+        })
+        .await
     }
 
     async fn tenant_budgets(&self) -> orca_store::Result<Vec<(String, TenantBudget)>> {

@@ -78,6 +78,7 @@ pub(crate) fn decode_task(row: &Row) -> Result<TaskRecord> {
         steps: Vec::new(),
         id,
         tenant,
+        expires_at: 0,
     })
 }
 

@@ -253,6 +253,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, step_id)
     );
     "#,
+    // 11: retention. A task's own window in microseconds (NULL: its
+    // tenant's or the default; 0: forever); the finished tasks of each
+    // tenant by when they finished, and those with windows of their own by
+    // when they expire; what is kept of removed tasks; when each row of
+    // the fleet's order was made (rows from before: at the upgrade, so
+    // they are kept a window from it).
+    r#"
+    ALTER TABLE tasks ADD COLUMN keep_for bigint;
+    CREATE FUNCTION orca_expiry(finished timestamptz, keep_for bigint) RETURNS bigint
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT (extract(epoch FROM finished) * 1000000)::bigint + keep_for $$;
+    CREATE INDEX tasks_finished ON tasks (tenant, finished_at)
+        WHERE keep_for IS NULL AND finished_at IS NOT NULL;
+    CREATE INDEX tasks_kept ON tasks (orca_expiry(finished_at, keep_for))
+        WHERE keep_for > 0 AND finished_at IS NOT NULL;
+    CREATE TABLE expired (
+        id          text PRIMARY KEY,
+        tenant      text NOT NULL,
+        finished_at timestamptz,
+        expired_at  timestamptz NOT NULL
+    );
+    CREATE INDEX expired_by_time ON expired (expired_at);
+    ALTER TABLE fleet ADD COLUMN at timestamptz NOT NULL DEFAULT now();
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@
 
 use crate::fault::{Fault, Result};
 use orca_core::{Event, StepState};
+use orca_store::retention::micros_of_seconds;
 use orca_store::webhooks::DeliveryState;
 use orca_store::{
     AttemptWrite, AuditRecord, Created, Error, NewTask, StateChange, StateEntry, StateKey,
@@ -47,8 +48,8 @@ pub(crate) fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<C
 /// already stored fails it.
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, finished_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
+        "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, keep_for, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
     )?
     .execute(params![
         task.id,
@@ -63,6 +64,7 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<()> {
         task.plan_json,
         task.message,
         task.trace_context,
+        task.spec.retention_seconds.map(micros_of_seconds),
     ])?;
     let mut insert_step = conn.prepare_cached(
         "INSERT INTO steps (task_id, step_id, position, state) VALUES (?1, ?2, ?3, ?4)",
@@ -289,6 +291,8 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     .execute(params![finished_before])?;
                 }
             }
+            Write::Expire { tasks, at } => crate::expire::expire(conn, tasks, *at)?,
+            Write::Trim(trim) => crate::expire::trim(conn, trim)?,
             Write::Webhook(webhook) => {
                 conn.prepare_cached(
                     "INSERT INTO webhooks (id, record) VALUES (?1, ?2)

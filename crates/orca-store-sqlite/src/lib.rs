@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, EventKind, StepState, TaskState, TenantBudget};
+use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskState, TenantBudget};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod batch;
 mod durability;
+mod expire;
 mod fault;
 mod open;
 mod reads;
@@ -27,6 +28,7 @@ use reads::{
 use writer::Writer;
 
 use orca_store::fleet::{self, FleetPage};
+use orca_store::retention::{Expired, Expiring, Retention};
 use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use orca_store::write_queue::{Job, WriteQueue};
 use orca_store::{
@@ -422,6 +424,22 @@ impl Store for SqliteStore {
                 .optional()?)
         })
         .await
+    }
+
+    async fn expiring(
+        &self,
+        retention: &Retention,
+        now: Micros,
+        limit: usize,
+    ) -> orca_store::Result<Vec<Expiring>> {
+        let retention = retention.clone();
+        self.read(move |conn| expire::expiring(conn, &retention, now, limit))
+            .await
+    }
+
+    async fn expired(&self, id: &str) -> orca_store::Result<Option<Expired>> {
+        let id = id.to_string();
+        self.read(move |conn| expire::expired(conn, &id)).await
     }
 
     async fn tenant_budgets(&self) -> orca_store::Result<Vec<(String, TenantBudget)>> {

@@ -65,6 +65,10 @@ impl SqliteStore {
         }
         let path = path.to_path_buf();
         let writer = open_connection(&path, durability)?;
+        // Space freed by retention goes back to the file system a trim at a
+        // time; a new database is made so, an older one is rewritten once
+        // (`migrate`).
+        writer.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         writer.execute_batch(SCHEMA)?;
         migrate(&writer)?;
         // Checkpoints copy the WAL into the database file and fsync; run on

@@ -90,6 +90,7 @@ pub(crate) fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord
             },
             plan_json: row.get(10)?,
             trace_context: row.get(11)?,
+            expires_at: 0,
         },
         state,
         spec,

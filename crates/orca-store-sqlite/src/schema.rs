@@ -112,6 +112,13 @@ CREATE TABLE IF NOT EXISTS cursors (
     name     TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS expired (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    finished_at INTEGER NOT NULL,
+    expired_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expired_by_time ON expired(expired_at);
 CREATE TABLE IF NOT EXISTS audit (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     at      INTEGER NOT NULL,
@@ -158,8 +165,35 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     // What a step did to its task's repository, as JSON; '' for nothing.
     add_missing_column(conn, "steps", "work", "TEXT NOT NULL DEFAULT ''")?;
     add_missing_column(conn, "branches", "diff", "TEXT NOT NULL DEFAULT ''")?;
+    // Retention: a task's own window in microseconds (NULL: its tenant's
+    // or the default; 0: forever), and when each row of the fleet's order
+    // was made. Rows made before that are dated at the upgrade: they are
+    // kept a window from it.
+    add_missing_column(conn, "tasks", "keep_for", "INTEGER")?;
+    if !has_column(conn, "fleet", "at")? {
+        conn.execute_batch("ALTER TABLE fleet ADD COLUMN at INTEGER NOT NULL DEFAULT 0")?;
+        conn.execute(
+            "UPDATE fleet SET at = ?1",
+            [orca_core::calendar::now_micros()],
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks(tenant, finished_at)
+             WHERE keep_for IS NULL AND finished_at > 0;
+         CREATE INDEX IF NOT EXISTS tasks_kept ON tasks(finished_at + keep_for)
+             WHERE keep_for > 0 AND finished_at > 0;",
+    )?;
+    // A database made before retention was made without incremental
+    // auto-vacuum: it takes a VACUUM, once, for the setting to hold.
+    let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+    if auto_vacuum != INCREMENTAL {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    }
     Ok(())
 }
+
+/// `PRAGMA auto_vacuum`'s value for incremental.
+const INCREMENTAL: i64 = 2;
 
 pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
     Ok(conn

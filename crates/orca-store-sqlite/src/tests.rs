@@ -238,3 +238,131 @@ fn sqlite_errors_become_what_a_caller_can_do() {
     ));
     assert!(matches!(unknown_state, Error::Corrupt(_)));
 }
+
+#[tokio::test]
+async fn a_database_from_before_retention_is_rewritten_once_to_give_space_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("orca.db");
+    {
+        // As orca made it before retention: no incremental auto-vacuum, a
+        // fleet order without times.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(SCHEMA).expect("old schema");
+        conn.execute("INSERT INTO fleet (commit_no, events) VALUES (1, '[]')", [])
+            .expect("a fleet row");
+    }
+    let before = orca_core::calendar::now_micros();
+    drop(SqliteStore::open(dir.path(), Durability::Process).expect("migrates"));
+    let conn = Connection::open(&path).expect("open");
+    let auto_vacuum: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+        .expect("pragma");
+    assert_eq!(auto_vacuum, 2, "incremental");
+    let at: i64 = conn
+        .query_row("SELECT at FROM fleet WHERE commit_no = 1", [], |row| {
+            row.get(0)
+        })
+        .expect("dated");
+    assert!(
+        at >= before,
+        "dated at the upgrade, so kept a window from it"
+    );
+}
+
+#[tokio::test]
+async fn expired_tasks_give_their_space_back_to_the_file_system() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+    let line = "x".repeat(2000);
+    let ids: Vec<String> = (0..200).map(|i| format!("t{i:03}")).collect();
+    store
+        .create_tasks(ids.iter().map(|id| new_task(id, "team", None)).collect())
+        .await
+        .expect("create");
+    let mut writes = Vec::new();
+    for id in &ids {
+        for seq in 2..12 {
+            writes.push(Write::Event(Event {
+                task_id: id.clone(),
+                seq,
+                at: 1,
+                kind: EventKind::Log {
+                    step: "a".into(),
+                    attempt: 1,
+                    stream: orca_core::LogStream::Stdout,
+                    line: line.clone(),
+                },
+            }));
+        }
+        writes.push(Write::Task {
+            id: id.clone(),
+            state: TaskState::Succeeded,
+            message: String::new(),
+            started_at: None,
+            finished_at: Some(5),
+        });
+    }
+    store.write(writes).await.expect("answer").expect("commit");
+    let pages = || {
+        let conn = Connection::open(store.path()).expect("open");
+        conn.query_row("PRAGMA page_count", [], |row| row.get::<_, i64>(0))
+            .expect("pages")
+    };
+    let full = pages();
+    let rules = orca_store::retention::Retention {
+        default: Some(1),
+        ..Default::default()
+    };
+    let expiring = store.expiring(&rules, 100, 1000).await.expect("expiring");
+    assert_eq!(expiring.len(), 200);
+    store
+        .write(vec![
+            Write::Expire {
+                tasks: expiring,
+                at: 100,
+            },
+            Write::Trim(orca_store::retention::Trim {
+                limit: 100,
+                ..Default::default()
+            }),
+        ])
+        .await
+        .expect("answer")
+        .expect("commit");
+    let emptied = pages();
+    assert!(
+        emptied * 4 < full,
+        "{full} pages with the logs, {emptied} once they went"
+    );
+}
+
+#[test]
+fn finding_expired_tasks_reads_through_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+    let conn = Connection::open(store.path()).expect("open");
+    let plan = |sql: &str| {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("plan")
+            .query_map([], |row| row.get::<_, String>(3))
+            .expect("rows")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan")
+            .join("; ")
+    };
+    let by_tenant = plan(
+        "SELECT id, tenant, finished_at FROM tasks
+         WHERE tenant = 'a' AND keep_for IS NULL AND finished_at > 0 AND finished_at < 5
+         ORDER BY finished_at LIMIT 10",
+    );
+    assert!(
+        by_tenant.contains("USING INDEX tasks_finished"),
+        "{by_tenant}"
+    );
+    let own = plan(
+        "SELECT id, tenant, finished_at FROM tasks
+         WHERE keep_for > 0 AND finished_at > 0 AND finished_at + keep_for < 5
+         ORDER BY finished_at + keep_for LIMIT 10",
+    );
+    assert!(own.contains("USING INDEX tasks_kept"), "{own}");
+}

@@ -258,9 +258,14 @@ fn insert_fleet_rows(conn: &Connection, entries: &fleet::Entries) -> Result<()> 
     let last: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(commit_no), 0) FROM fleet")?
         .query_row([], |row| row.get(0))?;
+    let now = orca_core::calendar::now_micros();
     for (commit, row) in entries.rows(last as u64) {
-        conn.prepare_cached("INSERT INTO fleet (commit_no, events) VALUES (?1, ?2)")?
-            .execute(params![commit as i64, to_json(&row, "the fleet's events")?])?;
+        conn.prepare_cached("INSERT INTO fleet (commit_no, events, at) VALUES (?1, ?2, ?3)")?
+            .execute(params![
+                commit as i64,
+                to_json(&row, "the fleet's events")?,
+                now
+            ])?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod leadership;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod retention;
 pub mod webhooks;
 pub mod write_queue;
 
@@ -154,6 +155,17 @@ pub enum Write {
     ExpireKept {
         finished_before: Micros,
     },
+    /// Removes each task, with everything of it (steps, attempts, events,
+    /// checkpoints, branches, the shared state scoped to it), if it is
+    /// still finished at the time [`retention::Expiring`] gives (a retry
+    /// since reopened it otherwise), and keeps an [`retention::Expired`]
+    /// record, dated `at`, of each one removed.
+    Expire {
+        tasks: Vec<retention::Expiring>,
+        at: Micros,
+    },
+    /// Removes history older than its window, a batch at most of each.
+    Trim(retention::Trim),
     /// Registers a webhook endpoint, or replaces it (disabled, say).
     Webhook(Box<webhooks::Webhook>),
     /// Removes an endpoint and its deliveries.
@@ -342,6 +354,10 @@ pub struct TaskRecord {
     pub plan_json: String,
     /// The W3C `traceparent` of the task's span; "" when it has none.
     pub trace_context: String,
+    /// When it will be removed (see [`retention`]); 0 while it runs or
+    /// when it is kept forever. Stores read it as 0: the retention rules
+    /// are the control plane's, whose services fill it in.
+    pub expires_at: Micros,
 }
 
 impl TaskRecord {
@@ -696,6 +712,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// The branch kept for a step.
     async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>>;
+
+    /// Up to `limit` finished tasks whose window under `retention` had
+    /// passed at `now`, of any tenant, in no particular order.
+    async fn expiring(
+        &self,
+        retention: &retention::Retention,
+        now: Micros,
+        limit: usize,
+    ) -> Result<Vec<retention::Expiring>>;
+
+    /// What is kept of task `id` once it expired; `None` for a task that is
+    /// stored, or never was (or expired longer ago than the audit log's
+    /// window).
+    async fn expired(&self, id: &str) -> Result<Option<retention::Expired>>;
 
     /// Every tenant budget set.
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>>;

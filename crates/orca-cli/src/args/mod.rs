@@ -185,15 +185,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 15s or 2m"))?;
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 15s, 2m or 7d"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         _ => {
             return Err(format!(
-                "{text:?}: unknown unit {unit:?}; use ms, s, m or h"
+                "{text:?}: unknown unit {unit:?}; use ms, s, m, h or d"
             ));
         }
     };

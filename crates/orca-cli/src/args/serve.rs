@@ -198,6 +198,9 @@ pub struct ControlPlaneArgs {
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
 
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
     /// Let webhook endpoints reach loopback, link-local and private
     /// networks (RFC 1918, CGNAT, IPv6 unique local). Off by default, so a
     /// webhook cannot be turned on what sits inside the cluster.
@@ -222,6 +225,70 @@ pub struct ControlPlaneArgs {
     /// read at start.
     #[command(flatten)]
     pub templates: super::TemplateSource,
+}
+
+/// How long finished tasks, and the history kept by age, are kept.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// How long a finished task is kept, with its events, logs, attempts
+    /// and checkpoints, then removed (asked for after, it is NOT_FOUND
+    /// saying it expired). 0 keeps tasks forever. A tenant's window
+    /// (--tenant-retention) or a task's own (`retentionSeconds`) comes
+    /// first. The fleet's event order and ended webhook deliveries are
+    /// kept as long.
+    #[arg(long, env = "ORCA_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// A tenant's own retention window, as TENANT=DURATION (team-a=7d;
+    /// 0 keeps the tenant's tasks forever). Repeat the flag, or separate
+    /// entries with commas in the variable.
+    #[arg(long, env = "ORCA_TENANT_RETENTION", value_delimiter = ',', value_parser = parse_tenant_retention)]
+    pub tenant_retention: Vec<(String, Duration)>,
+
+    /// How long the audit log, and the record of each removed task, is
+    /// kept. 0 keeps it forever.
+    #[arg(long, env = "ORCA_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration)]
+    pub audit_retention: Duration,
+}
+
+impl RetentionArgs {
+    /// The windows in the store's terms (0 is forever); a tenant named
+    /// twice is refused.
+    pub fn rules(&self) -> anyhow::Result<orca_server::Retention> {
+        let mut tenants = std::collections::BTreeMap::new();
+        for (tenant, window) in &self.tenant_retention {
+            if tenants.insert(tenant.clone(), micros(*window)).is_some() {
+                anyhow::bail!("--tenant-retention names {tenant} twice; say it once");
+            }
+        }
+        Ok(orca_server::Retention {
+            default: micros(self.retention),
+            tenants,
+        })
+    }
+
+    /// The audit log's window; `None` (0) keeps it forever.
+    pub fn audit_window(&self) -> Option<Duration> {
+        (!self.audit_retention.is_zero()).then_some(self.audit_retention)
+    }
+}
+
+/// A window in microseconds; `None` (0) is forever.
+fn micros(window: Duration) -> Option<i64> {
+    (!window.is_zero()).then(|| i64::try_from(window.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// `TENANT=DURATION`, for --tenant-retention.
+fn parse_tenant_retention(text: &str) -> Result<(String, Duration), String> {
+    let (tenant, window) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not TENANT=DURATION, like team-a=7d"))?;
+    if !orca_server::valid_tenant(tenant) {
+        return Err(format!(
+            "{tenant:?} is not a tenant name: lowercase letters, digits and '-', up to 63"
+        ));
+    }
+    Ok((tenant.to_string(), parse_duration(window)?))
 }
 
 /// Agents' session checkpoints, which workers leave with the control plane

@@ -203,11 +203,31 @@ impl TaskApi {
         if task_id.is_empty() {
             return Err(Error::invalid("task_id", "required"));
         }
-        self.store
+        let found = self
+            .store
             .get_task(task_id)
             .await?
-            .filter(|task| caller.can_see(&task.tenant))
-            .ok_or_else(|| Error::NotFound(format!("task {task_id:?}")))
+            .filter(|task| caller.can_see(&task.tenant));
+        if let Some(task) = found {
+            return Ok(self.dated(task));
+        }
+        // Gone: expired (said only to whom may see its tenant), or never.
+        match self.store.expired(task_id).await? {
+            Some(expired) if caller.can_see(&expired.tenant) => Err(Error::NotFound(
+                crate::retention::expired_message(task_id, expired.expired_at),
+            )),
+            _ => Err(Error::NotFound(format!("task {task_id:?}"))),
+        }
+    }
+
+    /// The task with when it will be removed, by the retention rules.
+    fn dated(&self, mut task: TaskRecord) -> TaskRecord {
+        task.expires_at = self
+            .engine
+            .retention()
+            .expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
+            .unwrap_or(0);
+        task
     }
 }
 

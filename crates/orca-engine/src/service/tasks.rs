@@ -111,7 +111,7 @@ impl TaskApi {
             String::new()
         };
         Ok(TaskPage {
-            tasks,
+            tasks: tasks.into_iter().map(|task| self.dated(task)).collect(),
             next_page_token,
         })
     }

@@ -12,6 +12,7 @@ use super::*;
 
 mod budget;
 mod cold;
+mod retention;
 
 /// How long a test waits for something the engine should do at once.
 const PROMPTLY: Duration = Duration::from_secs(5);
@@ -41,6 +42,7 @@ fn settings() -> Settings {
         liveness: liveness(Duration::from_secs(30)),
         hot_tasks: DEFAULT_HOT_TASKS,
         limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
+        retention: orca_store::retention::Retention::forever(),
     }
 }
 
@@ -845,6 +847,20 @@ impl Store for SlowBacklog {
         tenants: Option<Vec<String>>,
     ) -> orca_store::Result<Vec<orca_store::AuditRecord>> {
         self.store.audit_after(after, limit, tenants).await
+    }
+    async fn expiring(
+        &self,
+        retention: &orca_store::retention::Retention,
+        now: Micros,
+        limit: usize,
+    ) -> orca_store::Result<Vec<orca_store::retention::Expiring>> {
+        self.store.expiring(retention, now, limit).await
+    }
+    async fn expired(
+        &self,
+        id: &str,
+    ) -> orca_store::Result<Option<orca_store::retention::Expired>> {
+        self.store.expired(id).await
     }
 
     async fn webhooks(&self) -> orca_store::Result<Vec<orca_store::webhooks::Webhook>> {

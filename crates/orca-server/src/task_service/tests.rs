@@ -45,6 +45,7 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
             liveness,
             hot_tasks: orca_engine::DEFAULT_HOT_TASKS,
             limit_backoff: orca_engine::DEFAULT_LIMIT_BACKOFF,
+            retention: orca_store::retention::Retention::forever(),
         },
         Arc::new(orca_engine::metrics::Metrics::new()),
         orca_engine::TenantBudgets::default(),

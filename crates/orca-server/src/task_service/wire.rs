@@ -395,6 +395,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
         message: task.message,
         cost: Some(task.cost.into()),
         plan_json: task.plan_json,
+        expires_at: optional_timestamp(task.expires_at),
         steps: task
             .steps
             .into_iter()

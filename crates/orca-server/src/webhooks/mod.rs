@@ -268,6 +268,7 @@ pub(crate) mod tests {
             cost: Cost::default(),
             plan_json: String::new(),
             trace_context: String::new(),
+            expires_at: 0,
         }
     }
 

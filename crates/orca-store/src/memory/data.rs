@@ -1,12 +1,13 @@
 //! The memory store's data, and how a write applies to it: whole, under
 //! the store's one lock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use orca_core::{Cost, Event, Micros, TenantBudget};
 
 use crate::fleet;
-use crate::webhooks::{Delivery, Webhook};
+use crate::retention::{Expired, Expiring, Retention, Trim};
+use crate::webhooks::{Delivery, DeliveryState, Webhook};
 use crate::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Created, Error, NewTask, Result,
     StateChange, StateEntry, StateKey, StateOutcome, StepBranch, StepRecord, StepWrite, TaskRecord,
@@ -25,10 +26,17 @@ pub(super) struct Data {
     /// Commit number → the (task, sequence number) of its events in the
     /// fleet's order (see `fleet`); a commit is one write or create.
     pub(super) fleet: BTreeMap<u64, Vec<(String, u64)>>,
+    /// Commit number → when it committed, for trimming the fleet's order.
+    pub(super) fleet_at: BTreeMap<u64, Micros>,
     /// (task, step) → attempt number → its row.
     pub(super) attempts: HashMap<(String, String), BTreeMap<u32, AttemptRecord>>,
     pub(super) state: HashMap<StateKey, StateRow>,
-    pub(super) audit: Vec<AuditRecord>,
+    /// Oldest first; the oldest may have been trimmed.
+    pub(super) audit: VecDeque<AuditRecord>,
+    /// The last audit sequence number given.
+    pub(super) audit_seq: u64,
+    /// What is kept of removed tasks, by id.
+    pub(super) expired: BTreeMap<String, Expired>,
     pub(super) budgets: BTreeMap<String, TenantBudget>,
     /// (task, step) → its newest checkpoint.
     pub(super) checkpoints: HashMap<(String, String), Checkpoint>,
@@ -146,6 +154,7 @@ impl Data {
             cost: Cost::default(),
             plan_json: task.plan_json,
             trace_context: task.trace_context,
+            expires_at: 0,
         };
         self.tasks.insert(task.id, record);
     }
@@ -236,6 +245,12 @@ impl Data {
                         .retain(|(task_id, _), _| unexpired(task_id));
                     self.branches.retain(|(task_id, _), _| unexpired(task_id));
                 }
+                Write::Expire { tasks, at } => {
+                    for task in tasks {
+                        self.expire(task, at);
+                    }
+                }
+                Write::Trim(trim) => self.trim(trim),
                 Write::Webhook(webhook) => {
                     self.webhooks.insert(webhook.id.clone(), *webhook);
                 }
@@ -258,8 +273,115 @@ impl Data {
     }
 
     pub(super) fn keep_audit(&mut self, record: AuditRecord) {
-        let seq = self.audit.len() as u64 + 1;
-        self.audit.push(AuditRecord { seq, ..record });
+        self.audit_seq += 1;
+        let seq = self.audit_seq;
+        self.audit.push_back(AuditRecord { seq, ..record });
+    }
+
+    /// Up to `limit` finished tasks whose window had passed at `now`.
+    pub(super) fn expiring(
+        &self,
+        retention: &Retention,
+        now: Micros,
+        limit: usize,
+    ) -> Vec<Expiring> {
+        self.tasks
+            .values()
+            .filter(|task| {
+                retention
+                    .expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
+                    .is_some_and(|at| at < now)
+            })
+            .take(limit)
+            .map(|task| Expiring {
+                id: task.id.clone(),
+                tenant: task.tenant.clone(),
+                finished_at: task.finished_at,
+            })
+            .collect()
+    }
+
+    /// Removes a task with everything of it, if it is still finished when
+    /// it was found to be.
+    fn expire(&mut self, task: Expiring, at: Micros) {
+        let finished = |t: &TaskRecord| t.finished_at > 0 && t.finished_at == task.finished_at;
+        if !self.tasks.get(&task.id).is_some_and(finished) {
+            return;
+        }
+        let Some(removed) = self.tasks.remove(&task.id) else {
+            return;
+        };
+        if let Some(key) = &removed.idempotency_key {
+            self.keys.remove(&format!("{}/{key}", removed.tenant));
+        }
+        self.events.remove(&task.id);
+        self.attempts.retain(|(id, _), _| *id != task.id);
+        self.checkpoints.retain(|(id, _), _| *id != task.id);
+        self.branches.retain(|(id, _), _| *id != task.id);
+        self.state
+            .retain(|key, _| !(key.tenant == removed.tenant && key.scope == task.id));
+        self.expired.insert(
+            task.id.clone(),
+            Expired {
+                id: task.id,
+                tenant: removed.tenant,
+                finished_at: removed.finished_at,
+                expired_at: at,
+            },
+        );
+    }
+
+    /// Removes history older than its window, `trim.limit` rows of each at
+    /// most, oldest first.
+    fn trim(&mut self, trim: Trim) {
+        let limit = trim.limit;
+        if let Some(before) = trim.fleet_before {
+            // The newest row stays: the next commit is numbered after it.
+            let newest = self.fleet.last_key_value().map_or(0, |(c, _)| *c);
+            let old: Vec<u64> = self
+                .fleet_at
+                .iter()
+                .take_while(|(commit, at)| **at < before && **commit < newest)
+                .take(limit)
+                .map(|(commit, _)| *commit)
+                .collect();
+            for commit in old {
+                self.fleet.remove(&commit);
+                self.fleet_at.remove(&commit);
+            }
+        }
+        if let Some(before) = trim.audit_before {
+            for _ in 0..limit {
+                if self.audit.front().is_none_or(|r| r.at >= before) {
+                    break;
+                }
+                self.audit.pop_front();
+            }
+        }
+        if let Some(before) = trim.expired_before {
+            let old: Vec<String> = self
+                .expired
+                .values()
+                .filter(|e| e.expired_at < before)
+                .take(limit)
+                .map(|e| e.id.clone())
+                .collect();
+            for id in old {
+                self.expired.remove(&id);
+            }
+        }
+        if let Some(before) = trim.deliveries_before {
+            let old: Vec<String> = self
+                .deliveries
+                .range(..before)
+                .filter(|(_, d)| d.state != DeliveryState::Pending)
+                .take(limit)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in old {
+                self.deliveries.remove(&id);
+            }
+        }
     }
 
     /// Keeps a checkpoint of the step's current attempt, unless a newer
@@ -310,8 +432,10 @@ impl Data {
     /// Ends a commit: its fleet row, when it stored fleet events.
     pub(super) fn commit_fleet(&mut self, entries: fleet::Entries) {
         let last = self.fleet.last_key_value().map_or(0, |(c, _)| *c);
+        let now = orca_core::calendar::now_micros();
         for (commit, row) in entries.rows(last) {
             self.fleet.insert(commit, row.to_vec());
+            self.fleet_at.insert(commit, now);
         }
     }
 

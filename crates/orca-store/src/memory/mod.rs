@@ -15,6 +15,7 @@ use orca_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget};
 use tokio::sync::oneshot;
 
 use crate::fleet::{self, FleetPage};
+use crate::retention::{Expired, Expiring, Retention};
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
     AuditRecord, Checkpoint, Commit, Created, NewTask, Result, StateChange, StateEntry, StateKey,
@@ -282,6 +283,19 @@ impl Store for MemoryStore {
             .branches
             .get(&(task_id.to_string(), step_id.to_string()))
             .cloned())
+    }
+
+    async fn expiring(
+        &self,
+        retention: &Retention,
+        now: Micros,
+        limit: usize,
+    ) -> Result<Vec<Expiring>> {
+        Ok(self.data().expiring(retention, now, limit))
+    }
+
+    async fn expired(&self, id: &str) -> Result<Option<Expired>> {
+        Ok(self.data().expired.get(id).cloned())
     }
 
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>> {

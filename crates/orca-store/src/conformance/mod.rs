@@ -7,6 +7,8 @@
 //! orca_store::conformance_suite!(SqliteBackend::new());
 //! ```
 
+mod retention;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,6 +16,8 @@ use orca_core::{
     Budget, Cost, Event, EventKind, LogStream, Micros, StepSpec, StepState, TaskSpec, TaskState,
     TenantBudget,
 };
+
+pub use retention::*;
 
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
@@ -57,6 +61,10 @@ macro_rules! conformance_suite {
             a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,
             a_task_written_with_its_first_dispatch_is_made_in_that_commit,
+            finished_tasks_expire_by_their_own_their_tenants_or_the_default_window,
+            an_expired_task_goes_with_everything_of_it_and_leaves_a_record,
+            a_task_reopened_since_it_was_found_is_not_removed,
+            history_is_trimmed_by_age_a_batch_at_a_time,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -92,7 +100,7 @@ pub fn new_task(id: &str, tenant: &str, key: Option<&str>) -> NewTask {
     }
 }
 
-fn event(task_id: &str, seq: u64, state: TaskState) -> Event {
+pub(crate) fn event(task_id: &str, seq: u64, state: TaskState) -> Event {
     Event {
         task_id: task_id.to_string(),
         seq,
@@ -118,7 +126,7 @@ fn log(task_id: &str, seq: u64, line: &str) -> Event {
     }
 }
 
-fn step(task_id: &str, step_id: &str) -> StepWrite {
+pub(crate) fn step(task_id: &str, step_id: &str) -> StepWrite {
     StepWrite {
         task_id: task_id.into(),
         step_id: step_id.into(),
@@ -126,7 +134,7 @@ fn step(task_id: &str, step_id: &str) -> StepWrite {
     }
 }
 
-fn attempt(task_id: &str, step_id: &str, attempt: u32) -> AttemptWrite {
+pub(crate) fn attempt(task_id: &str, step_id: &str, attempt: u32) -> AttemptWrite {
     AttemptWrite {
         task_id: task_id.into(),
         step_id: step_id.into(),
@@ -135,7 +143,7 @@ fn attempt(task_id: &str, step_id: &str, attempt: u32) -> AttemptWrite {
     }
 }
 
-async fn commit(store: &dyn Store, writes: Vec<Write>) {
+pub(crate) async fn commit(store: &dyn Store, writes: Vec<Write>) {
     store
         .write(writes)
         .await
@@ -143,7 +151,7 @@ async fn commit(store: &dyn Store, writes: Vec<Write>) {
         .expect("committed");
 }
 
-async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<Created> {
+pub(crate) async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<Created> {
     store.create_tasks(tasks).await.expect("created")
 }
 
