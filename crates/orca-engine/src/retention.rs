@@ -45,12 +45,7 @@ impl Engine {
     /// Refuses to bring back a task whose window has passed, now or by
     /// the clock of a sweep that may have removed it already.
     pub(super) fn refuse_expired(&self, record: &TaskRecord) -> Result<(), Error> {
-        let expires_at = self.retention.expires_at(
-            &record.tenant,
-            record.spec.retention_seconds,
-            record.finished_at,
-        );
-        match expires_at {
+        match self.retention.task_expires_at(record) {
             Some(at) if at <= now_micros().max(self.swept_through) => {
                 Err(Error::NotFound(expired_message(&record.id, at)))
             }

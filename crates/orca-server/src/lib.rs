@@ -50,7 +50,7 @@ pub use orca_engine::access::valid_tenant;
 use orca_engine::service::{self, Planner, TaskApi, Templates};
 use orca_engine::{self as engine, hub, metrics};
 pub use orca_engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
-pub use orca_store::retention::Retention;
+pub use orca_store::retention::{self, Retention};
 pub use orca_store_sqlite::Durability;
 pub use store_url::StoreUrl;
 pub use task_service::task_to_proto;
@@ -157,7 +157,7 @@ impl Config {
             rate_limit: None,
             audit_log: false,
             retention: Retention {
-                default: Some(DEFAULT_RETENTION.as_micros() as i64),
+                default: retention::window_of(DEFAULT_RETENTION),
                 ..Retention::default()
             },
             audit_retention: Some(DEFAULT_AUDIT_RETENTION),
@@ -543,9 +543,7 @@ impl ReplicaRun {
         let sweeping = AbortOnDrop(engine::retention::sweep_periodically(
             engine.clone(),
             store.clone(),
-            config
-                .audit_retention
-                .map(|window| i64::try_from(window.as_micros()).unwrap_or(i64::MAX)),
+            config.audit_retention.and_then(retention::window_of),
         ));
         // Workers put and get checkpoints on this service: room for the
         // largest the server keeps.

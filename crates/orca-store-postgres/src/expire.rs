@@ -4,7 +4,7 @@
 //! operations chapter for the settings of a busy store).
 
 use orca_core::Micros;
-use orca_store::retention::{Expired, Expiring, Retention, Trim};
+use orca_store::retention::{Expired, Expiring, Retention, TENANTS_SQL, Trim};
 
 use crate::conn::Conn;
 use crate::fault::Result;
@@ -42,16 +42,7 @@ pub(crate) async fn expiring(
         .iter()
         .map(row)
         .collect::<Result<Vec<_>>>()?;
-    let tenants = conn
-        .statement(
-            "WITH RECURSIVE t(name) AS (
-                 SELECT MIN(tenant) FROM tasks
-                 UNION ALL
-                 SELECT (SELECT MIN(tenant) FROM tasks WHERE tenant > t.name)
-                 FROM t WHERE t.name IS NOT NULL)
-             SELECT name FROM t WHERE name IS NOT NULL",
-        )
-        .await?;
+    let tenants = conn.statement(TENANTS_SQL).await?;
     let tenants: Vec<String> = conn
         .client
         .query(&tenants, &[])

@@ -3,7 +3,7 @@
 //! back to the file system (the database is in incremental auto-vacuum).
 
 use orca_core::Micros;
-use orca_store::retention::{Expired, Expiring, Retention, Trim};
+use orca_store::retention::{Expired, Expiring, Retention, TENANTS_SQL, Trim};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::fault::Result;
@@ -59,18 +59,10 @@ pub(crate) fn expiring(
     Ok(found)
 }
 
-/// Every tenant with a task, one index probe each (a scan that skips from
-/// one tenant to the next, not over every task).
+/// Every tenant with a task (see [`TENANTS_SQL`]).
 fn tenants(conn: &Connection) -> Result<Vec<String>> {
     Ok(conn
-        .prepare_cached(
-            "WITH RECURSIVE t(name) AS (
-                 SELECT MIN(tenant) FROM tasks
-                 UNION ALL
-                 SELECT (SELECT MIN(tenant) FROM tasks WHERE tenant > t.name)
-                 FROM t WHERE t.name IS NOT NULL)
-             SELECT name FROM t WHERE name IS NOT NULL",
-        )?
+        .prepare_cached(TENANTS_SQL)?
         .query_map([], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?)
 }

@@ -12,8 +12,11 @@
 //! ([`crate::Write::Expire`]) in small batches.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use orca_core::Micros;
+
+use crate::TaskRecord;
 
 /// A microsecond count from a whole number of seconds, saturating.
 pub fn micros_of_seconds(seconds: u64) -> Micros {
@@ -21,6 +24,22 @@ pub fn micros_of_seconds(seconds: u64) -> Micros {
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000)
 }
+
+/// A window as flags and settings give it, in microseconds (saturating);
+/// `None` for zero, which keeps forever.
+pub fn window_of(duration: Duration) -> Option<Micros> {
+    (!duration.is_zero()).then(|| i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Every tenant with a task, one index probe each on `tasks(tenant, …)`: a
+/// scan that skips from one tenant to the next instead of reading every
+/// task. The same text serves SQLite and PostgreSQL.
+pub const TENANTS_SQL: &str = "WITH RECURSIVE t(name) AS (
+         SELECT MIN(tenant) FROM tasks
+         UNION ALL
+         SELECT (SELECT MIN(tenant) FROM tasks WHERE tenant > t.name)
+         FROM t WHERE t.name IS NOT NULL)
+     SELECT name FROM t WHERE name IS NOT NULL";
 
 /// The windows finished tasks are kept for, by who they belong to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +80,12 @@ impl Retention {
         }
         self.window(tenant, own)
             .map(|window| finished_at.saturating_add(window))
+    }
+
+    /// When `task` goes, by its tenant, its own window and when it
+    /// finished; `None` while it runs or when it is kept forever.
+    pub fn task_expires_at(&self, task: &TaskRecord) -> Option<Micros> {
+        self.expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
     }
 
     /// The finish time before which a task of `tenant` with no window of

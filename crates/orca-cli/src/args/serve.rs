@@ -254,15 +254,16 @@ pub struct RetentionArgs {
 impl RetentionArgs {
     /// The windows in the store's terms (0 is forever); a tenant named
     /// twice is refused.
-    pub fn rules(&self) -> anyhow::Result<orca_server::Retention> {
+    pub fn rules(&self) -> anyhow::Result<orca_server::retention::Retention> {
+        use orca_server::retention::window_of;
         let mut tenants = std::collections::BTreeMap::new();
         for (tenant, window) in &self.tenant_retention {
-            if tenants.insert(tenant.clone(), micros(*window)).is_some() {
+            if tenants.insert(tenant.clone(), window_of(*window)).is_some() {
                 anyhow::bail!("--tenant-retention names {tenant} twice; say it once");
             }
         }
-        Ok(orca_server::Retention {
-            default: micros(self.retention),
+        Ok(orca_server::retention::Retention {
+            default: window_of(self.retention),
             tenants,
         })
     }
@@ -271,11 +272,6 @@ impl RetentionArgs {
     pub fn audit_window(&self) -> Option<Duration> {
         (!self.audit_retention.is_zero()).then_some(self.audit_retention)
     }
-}
-
-/// A window in microseconds; `None` (0) is forever.
-fn micros(window: Duration) -> Option<i64> {
-    (!window.is_zero()).then(|| i64::try_from(window.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// `TENANT=DURATION`, for --tenant-retention.

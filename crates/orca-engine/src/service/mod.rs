@@ -222,11 +222,7 @@ impl TaskApi {
 
     /// The task with when it will be removed, by the retention rules.
     fn dated(&self, mut task: TaskRecord) -> TaskRecord {
-        task.expires_at = self
-            .engine
-            .retention()
-            .expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
-            .unwrap_or(0);
+        task.expires_at = self.engine.retention().task_expires_at(&task).unwrap_or(0);
         task
     }
 }

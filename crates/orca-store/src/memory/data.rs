@@ -287,11 +287,7 @@ impl Data {
     ) -> Vec<Expiring> {
         self.tasks
             .values()
-            .filter(|task| {
-                retention
-                    .expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
-                    .is_some_and(|at| at < now)
-            })
+            .filter(|task| retention.task_expires_at(task).is_some_and(|at| at < now))
             .take(limit)
             .map(|task| Expiring {
                 id: task.id.clone(),
