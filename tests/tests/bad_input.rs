@@ -50,6 +50,17 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         (
             v1::SubmitTaskRequest {
                 spec: Some(v1::TaskSpec {
+                    retention_seconds: Some(u64::MAX),
+                    ..with(vec![noop_step("a")]).spec.unwrap_or_default()
+                }),
+                idempotency_key: String::new(),
+                tenant: String::new(),
+            },
+            "spec.retentionSeconds",
+        ),
+        (
+            v1::SubmitTaskRequest {
+                spec: Some(v1::TaskSpec {
                     name: "n".repeat(300),
                     steps: vec![noop_step("a")],
                     ..Default::default()

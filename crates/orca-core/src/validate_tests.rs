@@ -319,6 +319,20 @@ fn retry_and_timeout_ranges_are_checked() {
 }
 
 #[test]
+fn a_retention_window_is_at_most_a_hundred_years_and_zero_is_forever() {
+    let with = |seconds: u64| TaskSpec {
+        retention_seconds: Some(seconds),
+        ..task(vec![StepSpec::noop("a")])
+    };
+    let (field, message) = rejected(&with(crate::validate::MAX_RETENTION_SECONDS + 1));
+    assert_eq!(field, "retentionSeconds");
+    assert!(message.contains("100 years"), "{message}");
+    for fine in [0, 1, crate::validate::MAX_RETENTION_SECONDS] {
+        assert_eq!(validate(&with(fine), &Limits::default()), Ok(()), "{fine}");
+    }
+}
+
+#[test]
 fn budgets_name_a_limit_above_zero() {
     let with = |budget: Budget| TaskSpec {
         budget: Some(budget),
