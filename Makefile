@@ -26,7 +26,7 @@ bench-sandbox:   ## what the sandbox adds to a shell step's start, against --san
 bench-proxy:     ## what the worker's model proxy adds to an agent's streamed request
 	./scripts/bench.sh proxy
 
-bench-soak:      ## steady submits for ORCA_SOAK_MINUTES (30) at ORCA_SOAK_RATE/s (1,000), ORCA_SOAK_RETENTION s (300) kept: RSS, disk, p99 per minute
+bench-soak:      ## steady submits for ORCA_SOAK_MINUTES (30) at ORCA_SOAK_RATE/s (1,000), ORCA_SOAK_RETENTION s (300; ORCA_SOAK_AUDIT_RETENTION the same) kept: RSS, disk, p99 per minute
 	./scripts/bench.sh soak
 
 bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run

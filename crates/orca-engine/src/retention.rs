@@ -19,7 +19,13 @@ use crate::handle::EngineHandle;
 pub const EXPIRE_BATCH: usize = 100;
 /// Rows of each kind of history trimmed in one write.
 const TRIM_BATCH: usize = 1000;
-/// How often the sweep looks when its last look found less than a batch.
+/// Trim writes a look: history comes as fast as commits and submits do
+/// (the fleet's order a row a commit, the audit log a record a submit),
+/// so a look trims up to 8,000 rows of each kind, in writes small enough
+/// not to hold the writer; one with nothing old to remove commits
+/// nothing.
+const TRIMS_PER_LOOK: usize = 8;
+/// How often the sweep looks.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Engine {
@@ -62,8 +68,9 @@ pub(crate) fn expired_message(id: &str, at: Micros) -> String {
     )
 }
 
-/// Sweeps every second, or at once again after a full batch, until
-/// dropped. Runs on the leader: its writes are fenced like every other.
+/// Sweeps every second until dropped: removes expired tasks a batch at a
+/// time until a batch comes back short, then trims history once. Runs on
+/// the leader: its writes are fenced like every other.
 pub fn sweep_periodically(
     engine: EngineHandle,
     store: Arc<dyn Store>,
@@ -71,39 +78,51 @@ pub fn sweep_periodically(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match sweep(&engine, &*store, audit_retention).await {
-                Ok(true) => tokio::task::yield_now().await,
-                Ok(false) => tokio::time::sleep(SWEEP_EVERY).await,
-                Err(Error::ShuttingDown) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "removing expired tasks failed; trying again");
-                    tokio::time::sleep(SWEEP_EVERY).await;
-                }
+            let looked = async {
+                while sweep(&engine, &*store).await? {}
+                trim(&engine, &*store, audit_retention).await
             }
+            .await;
+            match looked {
+                Ok(()) => {}
+                Err(Error::ShuttingDown) => return,
+                Err(e) => tracing::warn!(error = %e, "removing expired tasks failed; trying again"),
+            }
+            tokio::time::sleep(SWEEP_EVERY).await;
         }
     })
 }
 
-/// One look: removes a batch of expired tasks and trims a batch of old
-/// history. Whether the batch was full, so more may be waiting.
-pub async fn sweep(
-    engine: &EngineHandle,
-    store: &dyn Store,
-    audit_retention: Option<Micros>,
-) -> Result<bool, Error> {
-    let rules = engine.retention();
+/// Removes one batch of expired tasks; whether it was full, so more may
+/// be waiting.
+pub async fn sweep(engine: &EngineHandle, store: &dyn Store) -> Result<bool, Error> {
     let now = now_micros();
-    let expiring = store.expiring(rules, now, EXPIRE_BATCH).await?;
+    let expiring = store
+        .expiring(engine.retention(), now, EXPIRE_BATCH)
+        .await?;
     let full = expiring.len() == EXPIRE_BATCH;
     if !expiring.is_empty() {
         engine.expire(expiring, now).await?;
     }
-    let trim = trim_at(rules, audit_retention, now);
-    if trim != Trim::default() {
-        let committed = store.write(vec![Write::Trim(trim)]);
+    Ok(full)
+}
+
+/// Trims each kind of history past its window (see [`TRIMS_PER_LOOK`]):
+/// once a look, not once a batch of removals.
+async fn trim(
+    engine: &EngineHandle,
+    store: &dyn Store,
+    audit_retention: Option<Micros>,
+) -> Result<(), Error> {
+    let trim = trim_at(engine.retention(), audit_retention, now_micros());
+    if trim == Trim::default() {
+        return Ok(());
+    }
+    for _ in 0..TRIMS_PER_LOOK {
+        let committed = store.write(vec![Write::Trim(trim.clone())]);
         committed.await.map_err(|_| Error::ShuttingDown)??;
     }
-    Ok(full)
+    Ok(())
 }
 
 /// What to trim at `now`: the fleet's order and ended deliveries a default

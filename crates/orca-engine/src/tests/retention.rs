@@ -79,7 +79,7 @@ async fn a_sweep_removes_what_expired_and_keeps_the_rest() {
     let h = keeping(store.clone(), 1);
     cancelled(&h, "old").await;
     h.submit("running", 0, 2, vec![noop("a")]).await;
-    let full = crate::retention::sweep(&h.engine, &store, None)
+    let full = crate::retention::sweep(&h.engine, &store)
         .await
         .expect("swept");
     assert!(!full, "one task is less than a batch");
