@@ -9,6 +9,24 @@ cargo_target_dir() {
 }
 
 # Python's venv module (Debian's python3-venv), installed when missing.
+# Installs clients/python into a venv of its own under cargo's target
+# directory, as a user would (`pip install ./clients/python`, which
+# generates its stubs from proto/), with its test tools; prints the venv.
+python_client_venv() {
+  need_python_venv
+  local venv
+  venv="$(cargo_target_dir)/python-client-venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  # In-tree builds leave build/ and *.egg-info beside the sources; they are
+  # ignored by git and removed here so every run builds the stubs afresh.
+  rm -rf clients/python/build clients/python/src/*.egg-info
+  "$venv/bin/python" -m pip install -q './clients/python[test]' >&2
+  "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./clients/python >&2
+  rm -rf clients/python/build clients/python/src/*.egg-info
+  echo "$venv"
+}
+
 need_python_venv() {
   if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     echo "installing Debian's python3-venv package" >&2

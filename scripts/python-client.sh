@@ -9,18 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-need_python_venv
-
 build_dir=$(cargo_target_dir)
-venv="$build_dir/python-client-venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-# In-tree builds leave build/ and *.egg-info beside the sources; they are
-# ignored by git and removed here so every run builds the stubs afresh.
-rm -rf clients/python/build clients/python/src/*.egg-info
-"$venv/bin/python" -m pip install -q './clients/python[test]'
-"$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./clients/python
-rm -rf clients/python/build clients/python/src/*.egg-info
+venv=$(python_client_venv)
 
 # The sdist carries its proto file: a wheel builds from it alone, away
 # from the repository.

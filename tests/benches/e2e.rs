@@ -144,6 +144,17 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
         Better::Higher,
         unary_rate,
     );
+    // The same callers through the client library's producer: their
+    // submits coalesce into SubmitTasks batches.
+    let produced = rate(run_producer_load(&server, &client, unary, UNARY_IN_FLIGHT).await?);
+    table.add(
+        &format!(
+            "throughput, producer ({unary} tasks, orca_client::Producer::submit from {UNARY_IN_FLIGHT} tasks)"
+        ),
+        "tasks/s",
+        Better::Higher,
+        produced,
+    );
     // One client, one call at a time: every submit's whole path, in turn.
     let sequential = env_number("ORCA_BENCH_SEQUENTIAL_TASKS", (unary / 4).max(1) as u64) as usize;
     let switches = context_switches(server.process.pid())?;
@@ -178,6 +189,7 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
         "submit->start p99 {:.2} ms; batched {batched:.0}, unary {unary_rate:.0}, one at a time {one_at_a_time:.0} tasks/s",
         quantile_ms(&latency.total, 0.99)
     );
+    python_rates(&server, sequential, table)?;
 
     if last {
         page_through(&client).await?;
@@ -423,6 +435,84 @@ async fn run_unary_load(
     }
     wait_all_finished(client, Duration::from_secs(600)).await?;
     Ok((done, start.elapsed()))
+}
+
+/// `total` tasks submitted by `callers` tasks of one program, each in a
+/// loop, through one `orca_client` producer; until all have run.
+async fn run_producer_load(
+    server: &Server,
+    tasks: &Tasks,
+    total: usize,
+    callers: usize,
+) -> anyhow::Result<(usize, Duration)> {
+    let client = orca_client::Client::connect(orca_client::Settings::new(
+        &server.url,
+        Some(server.admin_token.clone()),
+    ))
+    .await?;
+    let producer = client.producer(orca_client::Batching::default())?;
+    let start = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let producer = producer.clone();
+        let next = next.clone();
+        running.spawn(async move {
+            let mut done = 0;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                producer
+                    .submit(noop_task(done).spec.unwrap_or_default())
+                    .await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        });
+    }
+    let mut done = 0;
+    while let Some(result) = running.join_next().await {
+        done += result.context("a caller")??;
+    }
+    wait_all_finished(tasks, Duration::from_secs(600)).await?;
+    Ok((done, start.elapsed()))
+}
+
+/// The Python client's rates on this control plane, when ORCA_BENCH_PYTHON
+/// names a Python with orca_client installed (scripts/bench.sh makes one):
+/// one call at a time beside its floor, blocking and asyncio, and many
+/// concurrent submits through its producers against batches made by hand
+/// (clients/python/bench/submit_rates.py; ORCA_BENCH_PYTHON_TASKS each).
+fn python_rates(server: &Server, one_at_a_time: usize, table: &mut Table) -> anyhow::Result<()> {
+    let Some(python) = std::env::var_os("ORCA_BENCH_PYTHON").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../clients/python/bench/submit_rates.py");
+    let concurrent = env_number("ORCA_BENCH_PYTHON_TASKS", 20_000).to_string();
+    // The token goes by the environment: never in argv.
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args([server.url.as_str(), &one_at_a_time.to_string(), &concurrent])
+        .env("ORCA_TOKEN", &server.admin_token)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the Python client's bench")?;
+    anyhow::ensure!(out.status.success(), "{} failed", script.display());
+    let figures: Vec<(String, f64, String)> =
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "{}: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+    for (figure, rate, unit) in figures {
+        let unit: &'static str = match unit.as_str() {
+            "calls/s" => "calls/s",
+            _ => "tasks/s",
+        };
+        table.add(&figure, unit, Better::Higher, rate);
+    }
+    Ok(())
 }
 
 /// `calls` health checks from one client, one at a time.

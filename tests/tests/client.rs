@@ -113,6 +113,71 @@ async fn a_batch_is_made_whole_once_or_refused_whole_naming_its_task() -> anyhow
     Ok(())
 }
 
+/// Submits from many tasks at once through a producer go in a few
+/// `SubmitTasks` calls (the tasks of one call share their creation time),
+/// and each caller gets its own answer: its task, or the refusal of its
+/// own bad spec naming the field as a lone submit would, while the rest of
+/// its batch is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_coalesces_concurrent_submits_and_answers_each_its_own() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path())?;
+    let client = client_of(&server).await?;
+    let producer = client.producer(orca_client::Batching {
+        max_batch: 100,
+        in_flight: 1,
+        ..Default::default()
+    })?;
+    const SUBMITS: usize = 300;
+    let bad = |n: usize| n % 50 == 7;
+    let mut calls = Vec::new();
+    for n in 0..SUBMITS {
+        let producer = producer.clone();
+        let steps = if bad(n) {
+            vec![noop_step("a"), noop_step("a")]
+        } else {
+            vec![noop_step("a")]
+        };
+        let task =
+            Submit::new(spec(&format!("produced-{n}"), steps)).idempotency_key(format!("p-{n}"));
+        calls.push(tokio::spawn(async move { producer.submit(task).await }));
+    }
+    let mut made = Vec::new();
+    for (n, call) in calls.into_iter().enumerate() {
+        match call.await? {
+            Ok(submitted) => {
+                assert!(!bad(n), "task {n} has duplicate step ids, and was made");
+                assert!(submitted.created);
+                assert_eq!(submitted.idempotency_key, format!("p-{n}"));
+                made.push((n, submitted.task_id));
+            }
+            Err(refused) => {
+                assert!(bad(n), "task {n} was refused: {refused}");
+                assert_eq!(refused.code(), Some(Code::InvalidArgument));
+                assert_eq!(refused.field(), Some("spec.steps[1].id"), "{refused}");
+            }
+        }
+    }
+    assert_eq!(made.len(), SUBMITS - SUBMITS / 50);
+    let mut calls_made = HashSet::new();
+    for (n, id) in &made {
+        let task = client.get(id).await?;
+        assert_eq!(task.spec.map(|s| s.name), Some(format!("produced-{n}")));
+        calls_made.insert(task.created_at.map(|t| (t.seconds, t.nanos)));
+    }
+    assert!(
+        calls_made.len() <= SUBMITS / 10,
+        "{} submits made in {} calls",
+        made.len(),
+        calls_made.len()
+    );
+    assert_eq!(
+        all_task_ids(&server.tasks().await?).await?.len(),
+        made.len()
+    );
+    Ok(())
+}
+
 /// The stream of a task's events goes on through a kill -9 and restart of
 /// the control plane: every event once, in order, none missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,6 +165,78 @@ def test_a_batch_is_made_whole_once_or_refused_whole_naming_its_task(client: Cli
         client.submit_many(specs, idempotency_keys=["one"])
 
 
+PRODUCED = 300
+
+
+def produced_spec(batch: str, n: int) -> Dict[str, Any]:
+    # Every 50th has two steps of one id: refused, naming the field.
+    steps = [{"id": "s", "noop": {}}] * (2 if n % 50 == 7 else 1)
+    return {"name": f"{batch}-{n}", "steps": steps}
+
+
+def check_produced(client: Client, batch: str, answers: List[Any]) -> None:
+    """Each submit answered its own: its task, or its own refusal as a lone
+    submit would have it; and the tasks came in a few calls (the tasks of
+    one call share their creation time)."""
+    made = []
+    for n, answer in enumerate(answers):
+        if n % 50 == 7:
+            assert isinstance(answer, OrcaError), (n, answer)
+            assert answer.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert answer.field == "spec.steps[1].id", answer
+            assert answer.message.startswith("spec.steps[1].id: "), answer.message
+        else:
+            assert not isinstance(answer, BaseException), (n, answer)
+            assert answer.created and answer.idempotency_key == f"{batch}-key-{n}"
+            made.append((n, answer.task_id))
+    assert len(made) == PRODUCED - PRODUCED // 50
+    calls = set()
+    for n, task_id in made:
+        task = client.get(task_id)
+        assert task.spec.name == f"{batch}-{n}"
+        calls.add((task.created_at.seconds, task.created_at.nanos))
+    assert len(calls) <= PRODUCED // 10, f"{len(made)} submits made in {len(calls)} calls"
+    assert len(list(client.list(name_prefix=f"{batch}-"))) == len(made)
+
+
+def test_a_producer_coalesces_submits_from_many_threads_and_answers_each_its_own(client: Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch = unique("produced")
+    with client.producer(max_batch=100, in_flight=1) as producer:
+
+        def submit(n: int) -> Any:
+            try:
+                return producer.submit(produced_spec(batch, n), idempotency_key=f"{batch}-key-{n}")
+            except OrcaError as e:
+                return e
+
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            answers = list(pool.map(submit, range(PRODUCED)))
+    check_produced(client, batch, answers)
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.submit(produced_spec(batch, 0))
+    with pytest.raises(ValueError, match="max_batch: 1001"):
+        client.producer(max_batch=1001)
+
+
+def test_an_asyncio_producer_coalesces_submits_and_answers_each_its_own(orca: Orca, client: Client) -> None:
+    batch = unique("aproduced")
+
+    async def scenario() -> List[Any]:
+        async with AsyncClient(orca.url, orca.token) as aclient:
+            async with aclient.producer(max_batch=100, in_flight=1, linger=0.005) as producer:
+                return await asyncio.gather(
+                    *(
+                        producer.submit(produced_spec(batch, n), idempotency_key=f"{batch}-key-{n}")
+                        for n in range(PRODUCED)
+                    ),
+                    return_exceptions=True,
+                )
+
+    check_produced(client, batch, asyncio.run(scenario()))
+
+
 def test_list_pages_through_every_task_newest_first(client: Client) -> None:
     batch = unique("paged")
     ids = [client.submit({"name": f"{batch}-{i}", "labels": {"batch": batch}, "steps": [{"id": "s", "noop": {}}]}).task_id for i in range(7)]

@@ -64,6 +64,7 @@
 
 mod config;
 mod error;
+mod producer;
 mod stubs;
 mod watch;
 
@@ -84,6 +85,7 @@ pub use crate::config::{
     load as load_config, save as save_config,
 };
 pub use crate::error::{Error, FIELD_METADATA, code_name};
+pub use crate::producer::{Batching, MAX_BATCH, Producer};
 pub use crate::stubs::{AgentStub, StateStub, TaskStub};
 pub use crate::watch::{WatchOptions, is_final};
 pub use orca_api::client::ClientTls;
@@ -391,6 +393,18 @@ impl Client {
                 idempotency_key,
             })
             .collect())
+    }
+
+    /// A producer of this client's: its [`Producer::submit`] calls, from
+    /// as many tasks as the program runs, go together in `SubmitTasks`
+    /// batches as [`Batching`] says. Use it where many submits happen at
+    /// once (a queue consumer, a webhook receiver under load): it reaches
+    /// the batched rate without the caller making batches, while
+    /// [`Client::submit`] stays the plainest call for one task at a time
+    /// and [`Client::submit_many`] for a batch the caller already holds.
+    /// Must be called within a Tokio runtime, which runs the batching.
+    pub fn producer(&self, batching: Batching) -> Result<Producer, Error> {
+        Producer::start(self.clone(), batching)
     }
 
     /// The task templates the server offers: its built-in set and its

@@ -19,11 +19,14 @@ from ._spec import TaskSpecLike, from_dict as spec_from_dict, load_task
 from .aio import AsyncClient
 from .client import Client, Submitted
 from .errors import OrcaError, SpecError, StreamLost
+from .producer import AsyncProducer, Producer
 
 __all__ = [
     "AsyncClient",
+    "AsyncProducer",
     "Client",
     "OrcaError",
+    "Producer",
     "Settings",
     "SpecError",
     "StreamLost",

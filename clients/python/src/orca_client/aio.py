@@ -24,6 +24,7 @@ from .client import (
     webhook_request,
 )
 from .errors import OrcaError, StreamLost
+from .producer import MAX_BATCH, AsyncProducer
 
 T = TypeVar("T")
 
@@ -96,6 +97,12 @@ class AsyncClient(_channel.Connection):
         request = submit_many_request(specs, idempotency_keys, tenant)
         answer = await self._call(lambda: self._tasks.SubmitTasks(request, metadata=self._metadata))
         return submitted_many(request, answer)
+
+    def producer(self, *, max_batch: int = MAX_BATCH, in_flight: int = 4, linger: float = 0.0) -> AsyncProducer:
+        """``Client.producer`` for asyncio: ``await producer.submit(...)``
+        from many tasks. Call it within the running event loop, and
+        ``await producer.close()`` when done."""
+        return AsyncProducer(self, max_batch, in_flight, linger)
 
     async def submit_and_wait(
         self,

@@ -13,6 +13,7 @@ import grpc
 from . import _channel, v1
 from ._spec import TaskSpecLike, to_spec
 from .errors import OrcaError, StreamLost
+from .producer import MAX_BATCH, Producer
 
 T = TypeVar("T")
 
@@ -176,6 +177,17 @@ class Client(_channel.Connection):
         request = submit_many_request(specs, idempotency_keys, tenant)
         answer = self._call(lambda: self._tasks.SubmitTasks(request, metadata=self._metadata))
         return submitted_many(request, answer)
+
+    def producer(self, *, max_batch: int = MAX_BATCH, in_flight: int = 4, linger: float = 0.0) -> Producer:
+        """A producer whose ``submit`` calls, from as many threads as the
+        program runs, go together in ``SubmitTasks`` batches: the batched
+        rate without making batches. Use it where many submits happen at
+        once (a queue consumer, a webhook receiver under load); ``submit``
+        stays the plainest call for one task at a time, and
+        ``submit_many`` for a batch already in hand. ``max_batch`` tasks a
+        call at most, ``in_flight`` calls at once, ``linger`` seconds a
+        call may wait for a fuller batch (0: none). Close it when done."""
+        return Producer(self, max_batch, in_flight, linger)
 
     def submit_and_wait(
         self,
