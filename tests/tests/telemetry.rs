@@ -238,3 +238,55 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     assert_eq!(parts[1], trace_id);
     assert_eq!(parts[2], attempt.span_id);
 }
+
+/// Without an exporter orca makes no spans (its log lines carry no trace
+/// ids), yet a task still has a trace: `orca get task` shows its id, and the
+/// step's process gets a child of it in TRACEPARENT, for an agent that
+/// exports its own spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_exporter_a_task_keeps_its_trace_and_no_span_is_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The audit line of the submit is logged within the call's span.
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--audit-log"]).expect("server");
+    let _worker = server.worker("w1", &["shell"], 1).expect("worker");
+    server.wait_for_agents(&["w1"]).await.expect("worker up");
+    let file = dir.path().join("traced.yaml");
+    std::fs::write(&file, TASK).expect("task file");
+    let submitted = succeed(
+        server
+            .cli()
+            .args(["submit", "-f"])
+            .arg(&file)
+            .arg("--watch"),
+    );
+    assert!(submitted.status.success());
+    let client = server.tasks().await.expect("client");
+    let id = all_task_ids(&client)
+        .await
+        .expect("list")
+        .pop()
+        .expect("the task");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("succeeded");
+    assert_eq!(task.trace_id.len(), 32, "a trace id: {:?}", task.trace_id);
+    let shown = succeed(server.cli().args(["get", "task", &id]));
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&format!("Trace:     {}", task.trace_id))
+    );
+    let output: serde_json::Value =
+        serde_json::from_str(&task.steps[0].output_json).expect("the step's output");
+    let traceparent = output["traceparent"].as_str().expect("a traceparent");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], task.trace_id, "the task's trace");
+    let log = std::fs::read_to_string(&server.process.log).expect("the server's log");
+    assert!(
+        log.contains("task.submit"),
+        "the submit's audit line: {log}"
+    );
+    assert!(
+        !log.contains("trace_id="),
+        "a trace id in a log line: {log}"
+    );
+}

@@ -535,7 +535,7 @@ impl ReplicaRun {
             webhooks,
             repositories: Arc::new(repos::GitRepositories::new(config.repos.clone())),
             templates,
-            traceparent: orca_telemetry::traceparent,
+            trace_context: orca_telemetry::task_trace_context,
             audit_log: config.audit_log,
         }));
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);

@@ -37,7 +37,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let trace_id = trace_id(&tracing::Span::current());
+        let trace_id = crate::traced()
+            .then(|| trace_id(&tracing::Span::current()))
+            .flatten();
         match self.format {
             LogFormat::Text => {
                 let mut line = String::new();

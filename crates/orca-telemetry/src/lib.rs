@@ -4,22 +4,26 @@
 //! metadata, the task's stored context, a step's `TRACEPARENT`), so one task
 //! is one trace from the client to the agent process.
 //!
-//! Spans always get trace ids, exported or not: the ids tie log lines, the
-//! task (`orca get task` shows its trace id) and a step's process together
-//! even without a tracing backend.
+//! Spans are made only when traces are exported: without an exporter nobody
+//! reads them, and each call would pay for them. A task still gets a trace
+//! context either way (`orca get task` shows its trace id), and its steps'
+//! processes a child of it in `TRACEPARENT`, so an agent that exports its
+//! own spans continues the task's trace; orca's log lines carry trace ids
+//! when traces are exported.
 
 mod format;
 
 pub use format::{LogFormat, trace_id};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider};
 use tonic::codegen::http;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -80,11 +84,21 @@ pub fn exporting() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
+/// Whether this process makes spans: [`init`] found an exporter.
+static TRACED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process makes spans (traces are exported). Without, the
+/// span helpers here make none, and callers may skip theirs.
+pub fn traced() -> bool {
+    TRACED.load(Ordering::Relaxed)
+}
+
 /// Sets up logging and tracing for this process. Call inside the Tokio
 /// runtime: the exporter's connection lives on it.
 pub fn init(settings: &Settings) -> Result<Guard, Error> {
     let mut builder = SdkTracerProvider::builder().with_resource(resource(settings.service));
-    if exporting() {
+    let traced = exporting();
+    if traced {
         let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
             .unwrap_or_default();
@@ -111,18 +125,22 @@ pub fn init(settings: &Settings) -> Result<Guard, Error> {
     // Spans are traced whatever the log level (a client logs only warnings,
     // yet its span starts the trace), but only orca's own: a library's
     // internals are not worth a span each.
-    let traced = tracing_subscriber::filter::filter_fn(|metadata| {
+    let spanned = tracing_subscriber::filter::filter_fn(|metadata| {
         metadata.target().starts_with("orca") && *metadata.level() <= tracing::Level::INFO
     });
+    // No exporter, no layer: spans then cost only their creation, and the
+    // helpers below make none.
+    let spans = traced.then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(spanned)
+    });
     tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(traced),
-        )
+        .with(spans)
         .with(fmt)
         .try_init()
         .map_err(|_| Error::AlreadySet)?;
+    TRACED.store(traced, Ordering::Relaxed);
     Ok(Guard { provider })
 }
 
@@ -168,9 +186,41 @@ pub fn attributes_without_service_name(attributes: &str) -> Option<String> {
 
 /// The W3C `traceparent` of `span`, if it belongs to a trace.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    if !traced() {
+        return None;
+    }
     let mut carrier = HashMap::new();
     TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
     carrier.remove("traceparent")
+}
+
+/// The trace context a new task is stored with: its span's, a child of the
+/// current (call's) span, when traces are exported (the span ends at once;
+/// its context is what lasts, and every span of the task is its child);
+/// else a fresh trace's root, made without a span.
+pub fn task_trace_context(task_id: &str, name: &str) -> String {
+    if traced() {
+        let span = tracing::info_span!("task", task.id = %task_id, task.name = %name);
+        return traceparent(&span).unwrap_or_default();
+    }
+    let ids = RandomIdGenerator::default();
+    format!("00-{}-{}-01", ids.new_trace_id(), ids.new_span_id())
+}
+
+/// A child of `traceparent` for a step's process when no span is made for
+/// its attempt: the same trace and flags, a span id of its own; `None`
+/// for "" or a malformed one.
+pub fn child_traceparent(traceparent: &str) -> Option<String> {
+    let parent = parent_from_traceparent(traceparent);
+    let context = parent.span().span_context().clone();
+    context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            context.trace_id(),
+            RandomIdGenerator::default().new_span_id(),
+            context.trace_flags().to_u8()
+        )
+    })
 }
 
 /// The remote parent a `traceparent` names; an empty context for "" or a
@@ -194,7 +244,7 @@ pub fn set_parent(span: &tracing::Span, parent: Context) {
 /// probes every few seconds are not worth a trace.
 pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
     let path = request.uri().path();
-    if path.starts_with("/grpc.health.") {
+    if !traced() || path.starts_with("/grpc.health.") {
         return tracing::Span::none();
     }
     let span =
@@ -284,6 +334,32 @@ mod tests {
         );
         assert_eq!(attributes_without_service_name("service.name=blue"), None);
         assert_eq!(attributes_without_service_name(""), None);
+    }
+
+    #[test]
+    fn without_an_exporter_no_span_is_made_and_a_task_still_gets_a_trace() {
+        // No init here, so nothing is exported.
+        assert!(!traced());
+        let request = http::Request::builder()
+            .uri("/orca.v1.TaskService/SubmitTask")
+            .body(())
+            .expect("a request");
+        assert!(rpc_span(&request).is_none());
+        let (first, second) = (task_trace_context("t1", "a"), task_trace_context("t2", "b"));
+        let trace = |traceparent: &str| {
+            let context = parent_from_traceparent(traceparent);
+            let span = context.span().span_context().clone();
+            assert!(span.is_valid(), "{traceparent}");
+            (span.trace_id().to_string(), span.span_id().to_string())
+        };
+        assert_ne!(trace(&first).0, trace(&second).0, "a trace of its own each");
+        // A step's process: the task's trace, a span id of its own.
+        let child = child_traceparent(&first).expect("a child");
+        assert_eq!(trace(&child).0, trace(&first).0);
+        assert_ne!(trace(&child).1, trace(&first).1);
+        assert!(child.ends_with("-01"), "{child}");
+        assert_eq!(child_traceparent(""), None);
+        assert_eq!(child_traceparent("garbage"), None);
     }
 
     #[test]

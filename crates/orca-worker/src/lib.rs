@@ -494,20 +494,29 @@ impl Worker {
                 self.running.insert(key.clone(), Some(cancel));
                 // The attempt's span is a child of the task's, wherever the
                 // task was submitted; it lasts as long as the attempt runs.
-                let span = tracing::info_span!(
-                    parent: None,
-                    "attempt",
-                    otel.name = %format!("step {} attempt {}", key.step_id, key.attempt),
-                    task.id = %key.task_id,
-                    step.id = %key.step_id,
-                    attempt = key.attempt,
-                );
-                orca_telemetry::set_parent(
-                    &span,
-                    orca_telemetry::parent_from_traceparent(&assignment.traceparent),
-                );
+                // Without an exporter there is none, and the step's process
+                // still gets a child of the task's trace.
+                let (span, traceparent) = if orca_telemetry::traced() {
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "attempt",
+                        otel.name = %format!("step {} attempt {}", key.step_id, key.attempt),
+                        task.id = %key.task_id,
+                        step.id = %key.step_id,
+                        attempt = key.attempt,
+                    );
+                    orca_telemetry::set_parent(
+                        &span,
+                        orca_telemetry::parent_from_traceparent(&assignment.traceparent),
+                    );
+                    let traceparent = orca_telemetry::traceparent(&span);
+                    (span, traceparent)
+                } else {
+                    let child = orca_telemetry::child_traceparent(&assignment.traceparent);
+                    (tracing::Span::none(), child)
+                };
                 let attempt = Attempt {
-                    traceparent: orca_telemetry::traceparent(&span),
+                    traceparent,
                     metrics: self.metrics.clone(),
                     checkpoints: self.checkpoints.clone(),
                     repo: assignment.repo.map(Into::into),

@@ -61,7 +61,8 @@ pub struct Cli {
     pub context: Option<String>,
 
     /// How log lines are written to stderr: text, or json (one object per
-    /// line, for log collectors). Each carries its trace id.
+    /// line, for log collectors). Each carries its trace id when traces are
+    /// exported.
     #[arg(long, global = true, env = "ORCA_LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
     pub log_format: orca_telemetry::LogFormat,
 

@@ -69,9 +69,9 @@ pub struct Parts {
     /// Resolves a task's repository ref to its commit.
     pub repositories: Arc<dyn Repositories>,
     pub templates: Arc<Templates>,
-    /// The `traceparent` of a span (empty when tracing exports nothing):
-    /// a task's trace is started in the caller's.
-    pub traceparent: fn(&tracing::Span) -> Option<String>,
+    /// The trace context of a new task `(id, name)`: a child of the
+    /// caller's span when traces are exported.
+    pub trace_context: fn(&str, &str) -> String,
     /// Whether each audit record is written to the log too, not only
     /// stored.
     pub audit_log: bool,
@@ -90,7 +90,7 @@ pub struct TaskApi {
     webhooks: Arc<dyn WebhookRegistry>,
     repositories: Arc<dyn Repositories>,
     templates: Arc<Templates>,
-    traceparent: fn(&tracing::Span) -> Option<String>,
+    trace_context: fn(&str, &str) -> String,
     audit_log: bool,
 }
 
@@ -106,7 +106,7 @@ impl TaskApi {
             webhooks,
             repositories,
             templates,
-            traceparent,
+            trace_context,
             audit_log,
         } = parts;
         TaskApi {
@@ -121,7 +121,7 @@ impl TaskApi {
             webhooks,
             repositories,
             templates,
-            traceparent,
+            trace_context,
             audit_log,
         }
     }
@@ -187,14 +187,6 @@ impl TaskApi {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
         id.to_string().to_lowercase()
-    }
-
-    /// The `traceparent` of a new task's span, a child of the current
-    /// (call's) span: every span of the task will be its child. The span
-    /// itself ends at once; its context is what lasts, stored with the task.
-    fn task_trace_context(&self, id: &str, name: &str) -> String {
-        let span = tracing::info_span!("task", task.id = %id, task.name = %name);
-        (self.traceparent)(&span).unwrap_or_default()
     }
 
     /// A task the caller may see. Another tenant's task is "not found", so

@@ -266,7 +266,7 @@ impl TaskApi {
             format!("created {:?}", spec.name),
         );
         Ok(Submission {
-            trace_context: self.task_trace_context(&id, &spec.name),
+            trace_context: (self.trace_context)(&id, &spec.name),
             id,
             tenant,
             spec,

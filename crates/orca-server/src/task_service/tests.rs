@@ -62,7 +62,7 @@ async fn watching_what_is_not_there_leaves_no_channel_behind() {
             crate::repos::Settings::default(),
         )),
         templates: Arc::new(Templates::default()),
-        traceparent: orca_telemetry::traceparent,
+        trace_context: orca_telemetry::task_trace_context,
         audit_log: false,
     });
 
