@@ -112,6 +112,42 @@ steps:
       command: [sh, -c, 'orca state put seen true && echo "{\"traceparent\": \"$TRACEPARENT\"}" > "$ORCA_OUTPUT"']
 "#;
 
+/// Submits TASK with the CLI (under `env`) and waits for it: the task, whose
+/// trace id `orca get task` shows.
+async fn run_traced_task(
+    server: &Server,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> orca_api::v1::Task {
+    let file = dir.join("traced.yaml");
+    std::fs::write(&file, TASK).expect("task file");
+    let submitted = succeed(
+        server
+            .cli()
+            .envs(env.iter().copied())
+            .args(["submit", "-f"])
+            .arg(&file)
+            .arg("--watch"),
+    );
+    assert!(submitted.status.success());
+    let client = server.tasks().await.expect("client");
+    let id = all_task_ids(&client)
+        .await
+        .expect("list")
+        .pop()
+        .expect("the task");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("succeeded");
+    assert_eq!(task.trace_id.len(), 32, "a trace id: {:?}", task.trace_id);
+    let shown = succeed(server.cli().args(["get", "task", &id]));
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&format!("Trace:     {}", task.trace_id)),
+        "orca get task shows the trace id"
+    );
+    task
+}
+
 // Multi-threaded: the collector answers while the test waits on the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
@@ -147,34 +183,8 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     )
     .expect("worker");
     server.wait_for_agents(&["w1"]).await.expect("worker up");
-    let file = dir.path().join("traced.yaml");
-    std::fs::write(&file, TASK).expect("task file");
-    let submitted = succeed(
-        server
-            .cli()
-            .envs(otel)
-            .args(["submit", "-f"])
-            .arg(&file)
-            .arg("--watch"),
-    );
-    assert!(submitted.status.success());
-
-    let client = server.tasks().await.expect("client");
-    let id = all_task_ids(&client)
-        .await
-        .expect("list")
-        .pop()
-        .expect("the task");
-    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
-        .await
-        .expect("succeeded");
+    let task = run_traced_task(&server, dir.path(), &otel).await;
     let trace_id = task.trace_id.clone();
-    assert_eq!(trace_id.len(), 32, "a trace id: {trace_id:?}");
-    let shown = succeed(server.cli().args(["get", "task", &id]));
-    assert!(
-        String::from_utf8_lossy(&shown.stdout).contains(&format!("Trace:     {trace_id}")),
-        "orca get task shows the trace id"
-    );
 
     // Every process's spans arrive, all in the task's trace.
     let spans = eventually(Duration::from_secs(20), || {
@@ -235,7 +245,7 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     let traceparent = output["traceparent"].as_str().expect("a traceparent");
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(parts.len(), 4, "{traceparent}");
-    assert_eq!(parts[1], trace_id);
+    assert_eq!(parts[1], trace_id.as_str());
     assert_eq!(parts[2], attempt.span_id);
 }
 
@@ -250,30 +260,7 @@ async fn without_an_exporter_a_task_keeps_its_trace_and_no_span_is_logged() {
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--audit-log"]).expect("server");
     let _worker = server.worker("w1", &["shell"], 1).expect("worker");
     server.wait_for_agents(&["w1"]).await.expect("worker up");
-    let file = dir.path().join("traced.yaml");
-    std::fs::write(&file, TASK).expect("task file");
-    let submitted = succeed(
-        server
-            .cli()
-            .args(["submit", "-f"])
-            .arg(&file)
-            .arg("--watch"),
-    );
-    assert!(submitted.status.success());
-    let client = server.tasks().await.expect("client");
-    let id = all_task_ids(&client)
-        .await
-        .expect("list")
-        .pop()
-        .expect("the task");
-    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
-        .await
-        .expect("succeeded");
-    assert_eq!(task.trace_id.len(), 32, "a trace id: {:?}", task.trace_id);
-    let shown = succeed(server.cli().args(["get", "task", &id]));
-    assert!(
-        String::from_utf8_lossy(&shown.stdout).contains(&format!("Trace:     {}", task.trace_id))
-    );
+    let task = run_traced_task(&server, dir.path(), &[]).await;
     let output: serde_json::Value =
         serde_json::from_str(&task.steps[0].output_json).expect("the step's output");
     let traceparent = output["traceparent"].as_str().expect("a traceparent");
