@@ -277,6 +277,43 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX expired_by_time ON expired (expired_at);
     ALTER TABLE fleet ADD COLUMN at timestamptz NOT NULL DEFAULT now();
     "#,
+    // 12: the ids, tenants and states orca makes and looks rows up by are
+    // compared byte-wise (COLLATE "C"), whatever the database's locale:
+    // under any other collation (C.UTF-8, en_US.UTF-8) every comparison of
+    // a key, in every index probe, range and sort, goes through the
+    // locale's rules (strcoll), for ids whose order is their bytes'. The
+    // indexes on them are rebuilt; the rows stay. A user's own text (names,
+    // labels, shared-state keys) keeps the database's collation.
+    r#"
+    ALTER TABLE tasks
+        ALTER COLUMN id TYPE text COLLATE "C",
+        ALTER COLUMN tenant TYPE text COLLATE "C",
+        ALTER COLUMN state TYPE text COLLATE "C",
+        ALTER COLUMN idempotency_key TYPE text COLLATE "C";
+    ALTER TABLE steps
+        ALTER COLUMN task_id TYPE text COLLATE "C",
+        ALTER COLUMN step_id TYPE text COLLATE "C";
+    ALTER TABLE attempts
+        ALTER COLUMN task_id TYPE text COLLATE "C",
+        ALTER COLUMN step_id TYPE text COLLATE "C";
+    ALTER TABLE events ALTER COLUMN task_id TYPE text COLLATE "C";
+    ALTER TABLE checkpoints
+        ALTER COLUMN task_id TYPE text COLLATE "C",
+        ALTER COLUMN step_id TYPE text COLLATE "C";
+    ALTER TABLE branches
+        ALTER COLUMN task_id TYPE text COLLATE "C",
+        ALTER COLUMN step_id TYPE text COLLATE "C";
+    ALTER TABLE expired
+        ALTER COLUMN id TYPE text COLLATE "C",
+        ALTER COLUMN tenant TYPE text COLLATE "C";
+    ALTER TABLE audit ALTER COLUMN tenant TYPE text COLLATE "C";
+    ALTER TABLE budgets ALTER COLUMN tenant TYPE text COLLATE "C";
+    ALTER TABLE webhooks ALTER COLUMN id TYPE text COLLATE "C";
+    ALTER TABLE deliveries
+        ALTER COLUMN id TYPE text COLLATE "C",
+        ALTER COLUMN webhook_id TYPE text COLLATE "C",
+        ALTER COLUMN tenant TYPE text COLLATE "C";
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -284,12 +321,17 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`VERSION`], or refuses one that is newer.
 pub(crate) async fn migrate(client: &Client) -> Result<()> {
+    migrate_to(client, VERSION).await
+}
+
+/// Brings the database up to `version` (tests start from an older one).
+pub(crate) async fn migrate_to(client: &Client, version: i64) -> Result<()> {
     // A session lock: held across the migrations' own transactions and
     // released below, or by the server if this process dies meanwhile.
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let outcome = apply(client).await;
+    let outcome = apply(client, version).await;
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
@@ -298,7 +340,7 @@ pub(crate) async fn migrate(client: &Client) -> Result<()> {
     Ok(())
 }
 
-async fn apply(client: &Client) -> Result<()> {
+async fn apply(client: &Client, up_to: i64) -> Result<()> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS orca_schema (
@@ -317,7 +359,12 @@ async fn apply(client: &Client) -> Result<()> {
         ))
         .into());
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(up_to as usize)
+        .skip(found as usize)
+    {
         let version = index as i64 + 1;
         tracing::info!(version, "applying a schema migration");
         client.batch_execute("BEGIN").await?;

@@ -152,6 +152,78 @@ async fn a_database_from_a_newer_orca_is_refused_and_racing_starts_migrate_once(
     }
 }
 
+/// A database of version 11 with a task in it is carried to the ids'
+/// byte-wise collation (version 12): the task reads back whole, with its
+/// steps and events, and its keys are compared as bytes while a user's own
+/// text keeps the database's collation.
+#[tokio::test]
+async fn ids_are_compared_byte_wise_after_the_upgrade_and_nothing_stored_is_lost() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let db = admin(&url).await;
+    schema::migrate_to(&db, 11).await.expect("version 11");
+    db.batch_execute(
+        r#"INSERT INTO tasks (id, tenant, name, priority, state, spec, labels, created_at)
+             VALUES ('01jtaskbeforetheupgrade0001', 'team-a', 'Before', 0, 'queued',
+                     '{"name": "Before", "steps": [{"id": "a", "noop": {}}]}', '{}', now());
+           INSERT INTO steps (task_id, step_id, position, state)
+             VALUES ('01jtaskbeforetheupgrade0001', 'a', 0, 'queued');
+           INSERT INTO events (task_id, seq, at, kind, body)
+             VALUES ('01jtaskbeforetheupgrade0001', 1, now(), 'taskState',
+                     '{"type": "taskState", "state": "queued"}');"#,
+    )
+    .await
+    .expect("a task of version 11");
+    let collation = |table: &'static str, column: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT collation_name::text FROM information_schema.columns
+                  WHERE table_name = $1 AND column_name = $2",
+                &[&table, &column],
+            )
+            .await
+            .expect("the column")
+            .get::<_, Option<String>>(0)
+        }
+    };
+    assert_eq!(
+        collation("tasks", "id").await,
+        None,
+        "before: the database's"
+    );
+
+    let store = PostgresStore::open(&url).await.expect("open, migrating");
+    for (table, column) in [
+        ("tasks", "id"),
+        ("tasks", "tenant"),
+        ("tasks", "idempotency_key"),
+        ("steps", "task_id"),
+        ("attempts", "step_id"),
+        ("events", "task_id"),
+        ("expired", "id"),
+        ("deliveries", "webhook_id"),
+    ] {
+        assert_eq!(
+            collation(table, column).await.as_deref(),
+            Some("C"),
+            "{table}.{column}"
+        );
+    }
+    assert_eq!(collation("tasks", "name").await, None, "a user's text");
+    let task = store
+        .get_task("01jtaskbeforetheupgrade0001")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!((task.tenant.as_str(), task.steps.len()), ("team-a", 1));
+    let events = store
+        .events_after("01jtaskbeforetheupgrade0001", 0, 10)
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1);
+}
+
 /// The writer's plans are made once per session, often on empty tables
 /// (a new database); they must still look rows up by key, or every group
 /// scans a table that only grows.
