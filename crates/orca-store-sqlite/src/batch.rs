@@ -2,8 +2,9 @@
 //! control plane's writes, change shared state; each as statements on the
 //! one writer connection.
 
+use crate::events::Groups;
 use crate::fault::{Fault, Result};
-use orca_core::{Event, StepState};
+use orca_core::StepState;
 use orca_store::retention::micros_of_seconds;
 use orca_store::webhooks::DeliveryState;
 use orca_store::{
@@ -38,15 +39,17 @@ pub(crate) fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<C
                 continue;
             }
         }
-        insert_task(conn, task)?;
+        let mut events = Groups::default();
+        insert_task(conn, task, &mut events)?;
+        events.flush(conn)?;
         created.push(Created::New(task.id.clone()));
     }
     Ok(created)
 }
 
-/// A new task's rows, first events and audit record; its id or key
-/// already stored fails it.
-fn insert_task(conn: &Connection, task: &NewTask) -> Result<()> {
+/// A new task's rows and audit record, its first events added to
+/// `events`; its id or key already stored fails it.
+fn insert_task<'w>(conn: &Connection, task: &'w NewTask, events: &mut Groups<'w>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, keep_for, finished_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
@@ -72,9 +75,7 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<()> {
     for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
         insert_step.execute(params![task.id, step.id, position as i64, state.as_str()])?;
     }
-    for event in &task.events {
-        insert_event(conn, event)?;
-    }
+    task.events.iter().for_each(|event| events.push(event));
     if let Some(record) = &task.audit {
         insert_audit(conn, record)?;
     }
@@ -160,20 +161,6 @@ pub(crate) fn change_state(conn: &Connection, change: &StateChange) -> Result<St
     }
 }
 
-pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        event.task_id,
-        event.seq as i64,
-        event.at,
-        event.kind.name(),
-        to_json(&event.kind, "event")?,
-    ])?;
-    Ok(())
-}
-
 fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit (at, actor, role, action, tenant, target, outcome, detail)
@@ -193,7 +180,13 @@ fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<()> {
 }
 
 pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
+    // The writes' events, one row per task, inserted at the end; and before
+    // a removal of tasks, which must find their events stored.
+    let mut events = Groups::default();
     for write in writes {
+        if matches!(write, Write::Expire { .. }) {
+            events.flush(conn)?;
+        }
         match write {
             Write::Task {
                 id,
@@ -347,12 +340,12 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     message
                 ])?;
             }
-            Write::Event(event) => insert_event(conn, event)?,
-            Write::Create(task) => insert_task(conn, task)?,
+            Write::Event(event) => events.push(event),
+            Write::Create(task) => insert_task(conn, task, &mut events)?,
             Write::Audit(record) => insert_audit(conn, record)?,
         }
     }
-    Ok(())
+    events.flush(conn)
 }
 
 pub(crate) fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {

@@ -97,7 +97,13 @@ pub(crate) fn expire(conn: &Connection, tasks: &[Expiring], at: Micros) -> Resul
         let Some(tenant) = removed else {
             continue;
         };
-        for table in ["steps", "attempts", "events", "checkpoints", "branches"] {
+        for table in [
+            "steps",
+            "attempts",
+            "event_groups",
+            "checkpoints",
+            "branches",
+        ] {
             conn.prepare_cached(&format!("DELETE FROM {table} WHERE task_id = ?1"))?
                 .execute(params![task.id])?;
         }

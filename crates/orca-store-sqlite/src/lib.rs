@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskState, TenantBudget};
+use orca_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod batch;
 mod durability;
+mod events;
 mod expire;
 mod fault;
 mod open;
@@ -176,28 +177,8 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> orca_store::Result<Vec<Event>> {
         let task_id = task_id.to_string();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, at, body FROM events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![task_id, after as i64, limit as i64], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?))
-            })?;
-            let mut events = Vec::new();
-            for row in rows {
-                let (seq, at, body) = row?;
-                let kind: EventKind = serde_json::from_str(&body)
-                    .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-                events.push(Event {
-                    task_id: task_id.clone(),
-                    seq: seq as u64,
-                    at,
-                    kind,
-                });
-            }
-            Ok(events)
-        })
-        .await
+        self.read(move |conn| events::after(conn, &task_id, after, limit))
+            .await
     }
 
     async fn fleet_events_after(
@@ -227,37 +208,15 @@ impl Store for SqliteStore {
                 rows.take(decoded);
             }
             let mut events = Vec::new();
-            let mut stmt = conn.prepare_cached(
-                "SELECT e.at, e.body, t.tenant FROM events e JOIN tasks t ON t.id = e.task_id
-                 WHERE e.task_id = ?1 AND e.seq = ?2",
-            )?;
+            let mut lookup = events::Lookup::default();
             for (at, task_id, seq) in rows.entries() {
-                let found = stmt
-                    .query_row(params![task_id, seq as i64], |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, String>(2)?,
-                        ))
-                    })
-                    .optional()?;
-                let Some((time, body, tenant)) = found else {
+                let Some((event, tenant)) = lookup.get(conn, task_id, seq)? else {
                     continue;
                 };
                 if tenants.as_ref().is_some_and(|t| !t.contains(&tenant)) {
                     continue;
                 }
-                let kind: EventKind = serde_json::from_str(&body)
-                    .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-                events.push((
-                    at,
-                    Event {
-                        task_id: task_id.to_string(),
-                        seq,
-                        at: time,
-                        kind,
-                    },
-                ));
+                events.push((at, event));
             }
             Ok(rows.page(events))
         })

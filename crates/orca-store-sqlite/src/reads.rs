@@ -165,9 +165,7 @@ pub(crate) fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()>
         }
         task.steps.push(step);
     }
-    task.last_seq = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?1")?
-        .query_row([&task.id], |row| row.get::<_, i64>(0))? as u64;
+    task.last_seq = crate::events::last_seq(conn, &task.id)?;
     Ok(())
 }
 

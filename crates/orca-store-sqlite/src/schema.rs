@@ -49,11 +49,11 @@ CREATE TABLE IF NOT EXISTS attempts (
     exit_code   INTEGER,
     PRIMARY KEY (task_id, step_id, attempt)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS event_groups (
     task_id TEXT NOT NULL,
     seq     INTEGER NOT NULL,
+    last    INTEGER NOT NULL,
     at      INTEGER NOT NULL,
-    kind    TEXT NOT NULL,
     body    TEXT NOT NULL,
     PRIMARY KEY (task_id, seq)
 ) WITHOUT ROWID;
@@ -183,6 +183,20 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
          CREATE INDEX IF NOT EXISTS tasks_kept ON tasks(finished_at + keep_for)
              WHERE keep_for > 0 AND finished_at > 0;",
     )?;
+    // Events were a row each (`events`); they are a row per task and
+    // write now (`crate::events`). An older database's rows become a group
+    // each, in one statement, before anything reads them.
+    let old_events: bool = conn
+        .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'events'")?
+        .exists([])?;
+    if old_events {
+        conn.execute_batch(
+            "INSERT INTO event_groups (task_id, seq, last, at, body)
+                 SELECT task_id, seq, seq, at, json_array(json_array(0, json(body)))
+                 FROM events;
+             DROP TABLE events;",
+        )?;
+    }
     // A database made before retention was made without incremental
     // auto-vacuum: it takes a VACUUM, once, for the setting to hold.
     let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::schema::SCHEMA;
+use orca_core::EventKind;
 use orca_store::AttemptWrite;
 use orca_store::admission::Bound;
 
@@ -365,4 +366,151 @@ fn finding_expired_tasks_reads_through_indexes() {
          ORDER BY finished_at + keep_for LIMIT 10",
     );
     assert!(own.contains("USING INDEX tasks_kept"), "{own}");
+}
+
+fn state_event(task_id: &str, seq: u64) -> Event {
+    Event {
+        task_id: task_id.into(),
+        seq,
+        at: 1_000 + seq as i64,
+        kind: EventKind::TaskState {
+            state: TaskState::Running,
+            message: format!("{task_id} {seq}"),
+        },
+    }
+}
+
+/// The events one write gives each task are one row per task, however
+/// they interleave; every reader still sees them one by one: from any
+/// number on, through the fleet's order, and the newest number.
+#[tokio::test]
+async fn the_events_of_one_task_in_one_write_are_one_row_and_read_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+    store
+        .create_tasks(vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ])
+        .await
+        .expect("create");
+    let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
+    store
+        .write(
+            interleaved
+                .iter()
+                .map(|(task, seq)| Write::Event(state_event(task, *seq)))
+                .collect(),
+        )
+        .await
+        .expect("answer")
+        .expect("commit");
+    let conn = Connection::open(dir.path().join("orca.db")).expect("open");
+    let rows: Vec<(String, i64, i64)> = conn
+        .prepare("SELECT task_id, seq, last FROM event_groups WHERE seq > 1 ORDER BY task_id")
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(rows, [("t1".into(), 2, 4), ("t2".into(), 2, 3)]);
+
+    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let from_3 = store.events_after("t1", 2, 100).await.expect("read");
+    assert_eq!(seqs(from_3.clone()), [3, 4]);
+    assert_eq!(from_3[0], state_event("t1", 3), "each event whole");
+    assert_eq!(
+        seqs(store.events_after("t1", 0, 2).await.expect("read")),
+        [1, 2]
+    );
+    assert_eq!(
+        seqs(store.events_after("t1", 4, 100).await.expect("read")),
+        [] as [u64; 0]
+    );
+    let task = store.get_task("t1").await.expect("get").expect("exists");
+    assert_eq!(task.last_seq, 4);
+    let fleet = store.fleet_events_after(0, None, 100).await.expect("fleet");
+    let named: Vec<(String, u64)> = fleet
+        .events
+        .iter()
+        .filter(|(_, e)| e.seq > 1)
+        .map(|(_, e)| (e.task_id.clone(), e.seq))
+        .collect();
+    assert_eq!(
+        named,
+        interleaved
+            .iter()
+            .map(|(task, seq)| (task.to_string(), *seq))
+            .collect::<Vec<_>>(),
+        "the fleet's order as written"
+    );
+    // A number stored already fails the write, as a repeated event did.
+    let again = store
+        .write(vec![Write::Event(state_event("t2", 2))])
+        .await
+        .expect("answer");
+    assert!(again.is_err(), "{again:?}");
+}
+
+/// A database whose events were a row each is carried over: each becomes a
+/// group of one, read back as before.
+#[tokio::test]
+async fn a_database_with_an_event_a_row_is_carried_over_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("orca.db");
+    {
+        let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+        store
+            .create_tasks(vec![new_task("t1", "default", None)])
+            .await
+            .expect("create");
+    }
+    {
+        // As orca stored events before groups.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE events (task_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+                 kind TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (task_id, seq)) WITHOUT ROWID;
+             DELETE FROM event_groups;",
+        )
+        .expect("the old table");
+        for seq in 1..=3u64 {
+            let event = state_event("t1", seq);
+            conn.execute(
+                "INSERT INTO events (task_id, seq, at, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    event.task_id,
+                    seq as i64,
+                    event.at,
+                    event.kind.name(),
+                    serde_json::to_string(&event.kind).expect("json")
+                ],
+            )
+            .expect("an old event");
+        }
+    }
+    let store = SqliteStore::open(dir.path(), Durability::Process).expect("migrates");
+    let events = store.events_after("t1", 0, 100).await.expect("read");
+    assert_eq!(
+        events,
+        (1..=3)
+            .map(|seq| state_event("t1", seq))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store
+            .get_task("t1")
+            .await
+            .expect("get")
+            .expect("kept")
+            .last_seq,
+        3
+    );
+    let conn = Connection::open(&path).expect("open");
+    let old: bool = conn
+        .prepare("SELECT 1 FROM sqlite_schema WHERE name = 'events'")
+        .expect("prepare")
+        .exists([])
+        .expect("query");
+    assert!(!old, "the old table is gone");
 }
