@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use orca_core::Event;
+use orca_store::event_groups::EventGroups;
 use orca_store::fleet;
 use orca_store::retention::{Expiring, Trim, micros_of_seconds};
 use orca_store::webhooks::DeliveryState;
@@ -217,13 +218,14 @@ struct NewTasks {
     step_state: Vec<&'static str>,
 }
 
+/// The columns of `event_groups` rows: task, first and last number, first
+/// time, body.
+type EventRows = (Vec<String>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<String>);
+
 #[derive(Default)]
 struct Events {
-    task_id: Vec<String>,
-    seq: Vec<i64>,
-    at: Vec<i64>,
-    kind: Vec<&'static str>,
-    body: Vec<String>,
+    /// One row per task and run of numbers (orca_store::event_groups).
+    groups: EventGroups,
     /// The ones in the fleet's order (all but log lines), as written.
     fleet: fleet::Entries,
 }
@@ -231,11 +233,7 @@ struct Events {
 impl Events {
     fn push(&mut self, event: &Event) -> Result<()> {
         self.fleet.push(event);
-        self.task_id.push(text(&event.task_id));
-        self.seq.push(event.seq as i64);
-        self.at.push(event.at);
-        self.kind.push(event.kind.name());
-        self.body.push(json_text(&to_json(&event.kind, "event")?));
+        self.groups.push(event)?;
         Ok(())
     }
 }
@@ -430,6 +428,14 @@ impl Rows {
     /// pipelined, so the group waits for one round trip, not one each.
     async fn execute(&self, conn: &mut Conn) -> Result<()> {
         // Declared before the pipeline, which borrows them.
+        let mut event_rows: EventRows = Default::default();
+        for group in self.events.groups.iter() {
+            event_rows.0.push(text(&group.task_id));
+            event_rows.1.push(group.first as i64);
+            event_rows.2.push(group.last as i64);
+            event_rows.3.push(group.at);
+            event_rows.4.push(json_text(&group.body));
+        }
         let fleet_rows: Vec<(Vec<String>, Vec<i64>)> = self
             .events
             .fleet
@@ -487,16 +493,16 @@ impl Rows {
         update_tasks(conn, &mut pipeline, &self.task_updates.order).await?;
         update_steps(conn, &mut pipeline, &self.step_updates.order).await?;
         upsert_attempts(conn, &mut pipeline, &self.attempts.order).await?;
-        let e = &self.events;
-        if !e.task_id.is_empty() {
+        if !event_rows.0.is_empty() {
+            let (task_id, first, last, at, body) = &event_rows;
             pipeline
                 .add(
                     conn,
-                    "INSERT INTO events (task_id, seq, at, kind, body)
-                 SELECT task_id, seq, orca_ts(at), kind, body::json
-                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
-                      AS u(task_id, seq, at, kind, body)",
-                    params![&e.task_id, &e.seq, &e.at, &e.kind, &e.body],
+                    "INSERT INTO event_groups (task_id, seq, last, at, body)
+                 SELECT task_id, seq, last, at, body::json
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+                      AS u(task_id, seq, last, at, body)",
+                    params![task_id, first, last, at, body],
                 )
                 .await?;
         }

@@ -116,7 +116,7 @@ pub(crate) async fn add_expire<'r>(
                  RETURNING t.id, t.tenant, u.finished),
              steps_gone AS (DELETE FROM steps WHERE task_id IN (SELECT id FROM gone)),
              attempts_gone AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM gone)),
-             events_gone AS (DELETE FROM events WHERE task_id IN (SELECT id FROM gone)),
+             events_gone AS (DELETE FROM event_groups WHERE task_id IN (SELECT id FROM gone)),
              checkpoints_gone AS (DELETE FROM checkpoints WHERE task_id IN (SELECT id FROM gone)),
              branches_gone AS (DELETE FROM branches WHERE task_id IN (SELECT id FROM gone)),
              state_gone AS (

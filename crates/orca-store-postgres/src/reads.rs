@@ -3,6 +3,7 @@
 //! checkpoints, the audit log and spend.
 
 use orca_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, TenantBudget};
+use orca_store::event_groups;
 use orca_store::fleet::{self, FleetPage};
 use orca_store::{
     AttemptRecord, AuditRecord, Checkpoint, Error, StateEntry, StateKey, StateScope, StepBranch,
@@ -22,7 +23,7 @@ pub(crate) const TASK_SELECT: &str =
     "SELECT t.id, t.tenant, t.state, t.idempotency_key, t.spec::text, t.message,
         orca_micros(t.created_at), orca_micros(t.started_at), orca_micros(t.finished_at),
         COALESCE(t.plan::text, ''), t.trace_context,
-        (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = t.id),
+        (SELECT COALESCE(MAX(e.last), 0) FROM event_groups e WHERE e.task_id = t.id),
         c.usd, c.input, c.output, c.cache_read, c.cache_creation
     FROM tasks t CROSS JOIN LATERAL (
         SELECT COALESCE(SUM(a.cost_usd), 0)::float8 AS usd,
@@ -288,28 +289,26 @@ pub(crate) async fn events_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>> {
+    // Each row holds at least one wanted event, so `limit` rows are enough.
     let statement = conn
         .statement(
-            "SELECT seq, orca_micros(at), body::text FROM events
-             WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT seq, at, body::text FROM event_groups
+             WHERE task_id = $1 AND last > $2 ORDER BY seq LIMIT $3",
         )
         .await?;
     let rows = conn
         .client
         .query(&statement, &[&task_id, &after, &limit])
         .await?;
-    let mut events = Vec::with_capacity(rows.len());
+    let mut events = Vec::new();
     for row in rows {
-        let seq: i64 = row.try_get(0)?;
+        let first: i64 = row.try_get(0)?;
         let body: String = row.try_get(2)?;
-        let kind: EventKind = serde_json::from_str(&body)
-            .map_err(|e| Error::Corrupt(format!("event {task_id}/{seq}: {e}")))?;
-        events.push(Event {
-            task_id: task_id.clone(),
-            seq: seq as u64,
-            at: row.try_get(1)?,
-            kind,
-        });
+        for event in event_groups::decode(&task_id, first as u64, row.try_get(1)?, &body)? {
+            if event.seq as i64 > after && (events.len() as i64) < limit {
+                events.push(event);
+            }
+        }
     }
     Ok(events)
 }
@@ -357,10 +356,15 @@ pub(crate) async fn fleet_events_after(
         .unzip();
     let found = rows(
         conn,
-        "SELECT u.n, orca_micros(e.at), e.body::text, t.tenant
+        "SELECT u.n, e.at + (e.body -> (u.seq - e.seq)::int ->> 0)::bigint,
+                (e.body -> (u.seq - e.seq)::int -> 1)::text, t.tenant
          FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY AS u(task_id, seq, n)
-         JOIN events e ON e.task_id = u.task_id AND e.seq = u.seq
-         JOIN tasks t ON t.id = e.task_id
+         CROSS JOIN LATERAL (
+             SELECT g.seq, g.at, g.body FROM event_groups g
+             WHERE g.task_id = u.task_id AND g.seq <= u.seq
+             ORDER BY g.seq DESC LIMIT 1) e
+         JOIN tasks t ON t.id = u.task_id
+         WHERE u.seq - e.seq <= json_array_length(e.body) - 1
          ORDER BY u.n",
         &[&task_ids, &seqs],
     )
@@ -422,7 +426,7 @@ macro_rules! unfinished_reads {
                 $t,
                 " ORDER BY t.id"
             ),
-            concat!("SELECT e.task_id, MAX(e.seq) FROM events e ", $e, " GROUP BY e.task_id"),
+            concat!("SELECT e.task_id, MAX(e.last) FROM event_groups e ", $e, " GROUP BY e.task_id"),
             concat!(
                 "SELECT s.task_id, s.step_id, s.state, s.attempt, s.worker,
                     orca_micros(s.started_at), orca_micros(s.finished_at), s.progress, s.progress_message,
@@ -475,7 +479,7 @@ pub(crate) const UNFINISHED_BY_ID: [&str; 4] = {
         "JOIN unnest($1::text[]) AS wanted(id) ON a.task_id = wanted.id"
     );
     let newest_events = "SELECT wanted.id, newest.seq FROM unnest($1::text[]) AS wanted(id)
-        CROSS JOIN LATERAL (SELECT e.seq FROM events e WHERE e.task_id = wanted.id
+        CROSS JOIN LATERAL (SELECT e.last AS seq FROM event_groups e WHERE e.task_id = wanted.id
             ORDER BY e.seq DESC LIMIT 1) AS newest";
     [tasks, newest_events, steps, attempts]
 };

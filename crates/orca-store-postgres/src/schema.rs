@@ -314,6 +314,25 @@ const MIGRATIONS: &[&str] = &[
         ALTER COLUMN webhook_id TYPE text COLLATE "C",
         ALTER COLUMN tenant TYPE text COLLATE "C";
     "#,
+    // 13: the events one task gains in one write are one row
+    // (orca_store::event_groups): the first one's number and time in
+    // microseconds, the last one's number, and the events as one JSON
+    // array of [µs after the first, kind]. Each event already stored
+    // becomes a group of one.
+    r#"
+    CREATE TABLE event_groups (
+        task_id text COLLATE "C" NOT NULL,
+        seq     bigint NOT NULL,
+        last    bigint NOT NULL,
+        at      bigint NOT NULL,
+        body    json NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    );
+    INSERT INTO event_groups (task_id, seq, last, at, body)
+        SELECT task_id, seq, seq, orca_micros(at), json_build_array(json_build_array(0, body))
+        FROM events;
+    DROP TABLE events;
+    "#,
 ];
 
 /// The schema version this build writes.

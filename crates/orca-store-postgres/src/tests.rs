@@ -200,7 +200,7 @@ async fn ids_are_compared_byte_wise_after_the_upgrade_and_nothing_stored_is_lost
         ("tasks", "idempotency_key"),
         ("steps", "task_id"),
         ("attempts", "step_id"),
-        ("events", "task_id"),
+        ("event_groups", "task_id"),
         ("expired", "id"),
         ("deliveries", "webhook_id"),
     ] {
@@ -222,6 +222,105 @@ async fn ids_are_compared_byte_wise_after_the_upgrade_and_nothing_stored_is_lost
         .await
         .expect("events");
     assert_eq!(events.len(), 1);
+}
+
+fn state_event(task_id: &str, seq: u64) -> Event {
+    Event {
+        task_id: task_id.into(),
+        seq,
+        at: 1_700_000_000_000_000 + seq as i64,
+        kind: EventKind::TaskState {
+            state: orca_core::TaskState::Running,
+            message: format!("{task_id} {seq}"),
+        },
+    }
+}
+
+/// The events one write gives each task are one row per task, however
+/// they interleave; every reader still sees them one by one: from any
+/// number on, through the fleet's order, and the newest number.
+#[tokio::test]
+async fn the_events_of_one_task_in_one_write_are_one_row_and_read_one_by_one() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let store = PostgresStore::open(&url).await.expect("open");
+    store
+        .create_tasks(vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ])
+        .await
+        .expect("create");
+    let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
+    store
+        .write(
+            interleaved
+                .iter()
+                .map(|(task, seq)| Write::Event(state_event(task, *seq)))
+                .collect(),
+        )
+        .await
+        .expect("answer")
+        .expect("commit");
+    let db = admin(&url).await;
+    let rows: Vec<(String, i64, i64)> = db
+        .query(
+            "SELECT task_id, seq, last FROM event_groups WHERE seq > 1 ORDER BY task_id",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rows, [("t1".into(), 2, 4), ("t2".into(), 2, 3)]);
+
+    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let from_3 = store.events_after("t1", 2, 100).await.expect("read");
+    assert_eq!(
+        from_3.first(),
+        Some(&state_event("t1", 3)),
+        "each event whole"
+    );
+    assert_eq!(seqs(from_3), [3, 4]);
+    assert_eq!(
+        seqs(store.events_after("t1", 0, 2).await.expect("read")),
+        [1, 2]
+    );
+    assert!(
+        store
+            .events_after("t1", 4, 100)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_task("t1")
+            .await
+            .expect("get")
+            .expect("exists")
+            .last_seq,
+        4
+    );
+    let fleet = store.fleet_events_after(0, None, 100).await.expect("fleet");
+    let named: Vec<(String, u64)> = fleet
+        .events
+        .iter()
+        .filter(|(_, e)| e.seq > 1)
+        .map(|(_, e)| (e.task_id.clone(), e.seq))
+        .collect();
+    let written: Vec<(String, u64)> = interleaved
+        .iter()
+        .map(|(task, seq)| (task.to_string(), *seq))
+        .collect();
+    assert_eq!(named, written, "the fleet's order as written");
+    let found = fleet
+        .events
+        .iter()
+        .find(|(_, e)| e.task_id == "t1" && e.seq == 4)
+        .map(|(_, e)| e.clone());
+    assert_eq!(found, Some(state_event("t1", 4)), "the fleet's event whole");
 }
 
 /// The writer's plans are made once per session, often on empty tables

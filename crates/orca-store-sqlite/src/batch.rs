@@ -2,9 +2,9 @@
 //! control plane's writes, change shared state; each as statements on the
 //! one writer connection.
 
-use crate::events::Groups;
 use crate::fault::{Fault, Result};
 use orca_core::StepState;
+use orca_store::event_groups::EventGroups;
 use orca_store::retention::micros_of_seconds;
 use orca_store::webhooks::DeliveryState;
 use orca_store::{
@@ -39,9 +39,9 @@ pub(crate) fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<C
                 continue;
             }
         }
-        let mut events = Groups::default();
+        let mut events = EventGroups::default();
         insert_task(conn, task, &mut events)?;
-        events.flush(conn)?;
+        crate::events::insert(conn, &mut events)?;
         created.push(Created::New(task.id.clone()));
     }
     Ok(created)
@@ -49,7 +49,7 @@ pub(crate) fn create_tasks(conn: &Connection, tasks: &[NewTask]) -> Result<Vec<C
 
 /// A new task's rows and audit record, its first events added to
 /// `events`; its id or key already stored fails it.
-fn insert_task<'w>(conn: &Connection, task: &'w NewTask, events: &mut Groups<'w>) -> Result<()> {
+fn insert_task(conn: &Connection, task: &NewTask, events: &mut EventGroups) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tasks (id, name, priority, state, idempotency_key, spec, labels, created_at, tenant, plan, message, trace_context, keep_for, finished_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, CASE WHEN ?4 IN ('succeeded', 'failed', 'cancelled') THEN ?8 ELSE 0 END)",
@@ -75,7 +75,9 @@ fn insert_task<'w>(conn: &Connection, task: &'w NewTask, events: &mut Groups<'w>
     for (position, (step, state)) in task.spec.steps.iter().zip(&task.step_states).enumerate() {
         insert_step.execute(params![task.id, step.id, position as i64, state.as_str()])?;
     }
-    task.events.iter().for_each(|event| events.push(event));
+    for event in &task.events {
+        events.push(event)?;
+    }
     if let Some(record) = &task.audit {
         insert_audit(conn, record)?;
     }
@@ -182,10 +184,10 @@ fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<()> {
 pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
     // The writes' events, one row per task, inserted at the end; and before
     // a removal of tasks, which must find their events stored.
-    let mut events = Groups::default();
+    let mut events = EventGroups::default();
     for write in writes {
         if matches!(write, Write::Expire { .. }) {
-            events.flush(conn)?;
+            crate::events::insert(conn, &mut events)?;
         }
         match write {
             Write::Task {
@@ -340,12 +342,12 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     message
                 ])?;
             }
-            Write::Event(event) => events.push(event),
+            Write::Event(event) => events.push(event)?,
             Write::Create(task) => insert_task(conn, task, &mut events)?,
             Write::Audit(record) => insert_audit(conn, record)?,
         }
     }
-    events.flush(conn)
+    crate::events::insert(conn, &mut events)
 }
 
 pub(crate) fn update_step(conn: &Connection, step: &StepWrite) -> Result<()> {

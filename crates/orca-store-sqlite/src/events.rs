@@ -1,85 +1,28 @@
-//! Events as stored: the events one task gains in one write are one row of
-//! `event_groups`, not a row each: the first one's number and time, the
-//! last one's number, and the events as one JSON array of `[µs after the
-//! first, kind]` (their numbers run on from the first). A one-step task's
-//! six events are three rows: each row costs its key, its header and its
-//! cell, more than a small event's own bytes. Readers see events one by
-//! one, as before: a read takes the rows that hold the numbers it wants and
-//! cuts them.
+//! Events as SQLite stores them: a row of `event_groups` per task and
+//! write (`orca_store::event_groups`).
 
-use std::collections::HashMap;
-
-use orca_core::{Event, EventKind};
-use orca_store::Error;
+use orca_core::Event;
+use orca_store::event_groups::{EventGroups, decode};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::fault::Result;
 
-/// The events of one write, grouped by task in the order the tasks first
-/// appear, waiting to be inserted as one row per task. A gap in a task's
-/// numbers starts another group, so a row's numbers always run on.
-#[derive(Default)]
-pub(crate) struct Groups<'w> {
-    groups: Vec<Vec<&'w Event>>,
-    /// Where each task's open group is in `groups`.
-    open: HashMap<&'w str, usize>,
-}
-
-impl<'w> Groups<'w> {
-    pub(crate) fn push(&mut self, event: &'w Event) {
-        let runs_on =
-            |group: &Vec<&Event>| group.last().is_some_and(|last| last.seq + 1 == event.seq);
-        match self.open.get(event.task_id.as_str()) {
-            Some(&place) if runs_on(&self.groups[place]) => self.groups[place].push(event),
-            _ => {
-                self.open.insert(&event.task_id, self.groups.len());
-                self.groups.push(vec![event]);
-            }
-        }
+/// Inserts the groups waiting in `events`, one row each. A row whose first
+/// number is stored already fails the write, as a repeated event did.
+pub(crate) fn insert(conn: &Connection, events: &mut EventGroups) -> Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO event_groups (task_id, seq, last, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for group in events.drain() {
+        insert.execute(params![
+            group.task_id,
+            group.first as i64,
+            group.last as i64,
+            group.at,
+            group.body
+        ])?;
     }
-
-    /// Inserts what is waiting, one row per group. A row whose first number
-    /// is stored already fails the write, as a repeated event did.
-    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO event_groups (task_id, seq, last, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for events in self.groups.drain(..) {
-            let (Some(first), Some(last)) = (events.first(), events.last()) else {
-                continue;
-            };
-            let body: Vec<(i64, &EventKind)> =
-                events.iter().map(|e| (e.at - first.at, &e.kind)).collect();
-            insert.execute(params![
-                first.task_id,
-                first.seq as i64,
-                last.seq as i64,
-                first.at,
-                serde_json::to_string(&body).map_err(|e| Error::Corrupt(format!(
-                    "encoding the events of task {}: {e}",
-                    first.task_id
-                )))?,
-            ])?;
-        }
-        self.open.clear();
-        Ok(())
-    }
-}
-
-/// One row's events, in order.
-fn decode(task_id: &str, first: i64, at: i64, body: &str) -> Result<Vec<Event>> {
-    let events: Vec<(i64, EventKind)> = serde_json::from_str(body)
-        .map_err(|e| Error::Corrupt(format!("events of task {task_id} from {first}: {e}")))?;
-    Ok(events
-        .into_iter()
-        .zip(first as u64..)
-        .map(|((after, kind), seq)| Event {
-            task_id: task_id.to_string(),
-            seq,
-            at: at + after,
-            kind,
-        })
-        .collect())
+    Ok(())
 }
 
 /// Up to `limit` of a task's events after `after`, in order.
@@ -104,7 +47,7 @@ pub(crate) fn after(
     let mut events = Vec::new();
     for row in rows {
         let (first, at, body) = row?;
-        for event in decode(task_id, first, at, &body)? {
+        for event in decode(task_id, first as u64, at, &body)? {
             if event.seq > after && events.len() < limit {
                 events.push(event);
             }
@@ -161,7 +104,7 @@ impl Lookup {
             let Some((first, last, at, body, tenant)) = found else {
                 return Ok(None);
             };
-            let events = decode(task_id, first, at, &body)?;
+            let events = decode(task_id, first as u64, at, &body)?;
             self.row = Some((
                 task_id.to_string(),
                 first as u64,

@@ -16,6 +16,7 @@
 pub mod admission;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod event_groups;
 pub mod fleet;
 pub mod leadership;
 #[cfg(any(test, feature = "memory"))]
