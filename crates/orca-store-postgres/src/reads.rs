@@ -289,11 +289,15 @@ pub(crate) async fn events_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>> {
-    // Each row holds at least one wanted event, so `limit` rows are enough.
+    // From the row holding the first wanted number, by the key both ways
+    // (a filter on `last` alone would walk every earlier row). Each row
+    // holds at least one wanted event, so `limit` rows are enough.
     let statement = conn
         .statement(
             "SELECT seq, at, body::text FROM event_groups
-             WHERE task_id = $1 AND last > $2 ORDER BY seq LIMIT $3",
+             WHERE task_id = $1 AND last > $2 AND seq >= (
+                 SELECT COALESCE(MAX(seq), 0) FROM event_groups WHERE task_id = $1 AND seq <= $2 + 1)
+             ORDER BY seq LIMIT $3",
         )
         .await?;
     let rows = conn

@@ -25,6 +25,15 @@ pub(crate) fn insert(conn: &Connection, events: &mut EventGroups) -> Result<()> 
     Ok(())
 }
 
+/// A task's rows holding numbers after `?2`, `?3` of them at most: from
+/// the row holding the first wanted number, found by the key both ways (a
+/// filter on `last` alone would walk every earlier row). Each row holds at
+/// least one wanted event, so `limit` rows are enough.
+pub(crate) const AFTER: &str = "SELECT seq, at, body FROM event_groups
+     WHERE task_id = ?1 AND last > ?2 AND seq >= (
+         SELECT COALESCE(MAX(seq), 0) FROM event_groups WHERE task_id = ?1 AND seq <= ?2 + 1)
+     ORDER BY seq LIMIT ?3";
+
 /// Up to `limit` of a task's events after `after`, in order.
 pub(crate) fn after(
     conn: &Connection,
@@ -32,11 +41,7 @@ pub(crate) fn after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<Event>> {
-    // Each row holds at least one wanted event, so `limit` rows are enough.
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, at, body FROM event_groups WHERE task_id = ?1 AND last > ?2
-         ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(AFTER)?;
     let rows = stmt.query_map(params![task_id, after as i64, limit as i64], |row| {
         Ok((
             row.get::<_, i64>(0)?,

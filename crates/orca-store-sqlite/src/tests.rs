@@ -514,3 +514,23 @@ async fn a_database_with_an_event_a_row_is_carried_over_whole() {
         .expect("query");
     assert!(!old, "the old table is gone");
 }
+
+/// Replay from late in a long task starts at the row holding the number,
+/// found by the key, not by walking the task's rows from its first.
+#[test]
+fn replay_finds_its_first_row_by_the_key() {
+    let conn = Connection::open_in_memory().expect("open");
+    conn.execute_batch(SCHEMA).expect("schema");
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", crate::events::AFTER))
+        .expect("prepare")
+        .query_map(params!["t1", 5000, 10], |row| row.get::<_, String>(3))
+        .expect("plan")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    let searches = plan
+        .iter()
+        .filter(|step| step.contains("SEARCH event_groups USING PRIMARY KEY (task_id=? AND seq"))
+        .count();
+    assert_eq!(searches, 2, "{plan:#?}");
+}
