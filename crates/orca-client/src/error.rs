@@ -54,8 +54,25 @@ impl Error {
     }
 }
 
+/// The status a caller should see: a call the transport dropped before the
+/// control plane answered it (hyper cancels a request whose connection
+/// closed under it, as when the server was just killed) did not reach the
+/// control plane, which is UNAVAILABLE, and safe to try again. A
+/// cancellation the server sent has no transport error behind it and stays
+/// as it is.
+pub(crate) fn as_reached(status: tonic::Status) -> tonic::Status {
+    if status.code() == tonic::Code::Cancelled && std::error::Error::source(&status).is_some() {
+        return tonic::Status::unavailable(format!(
+            "the connection closed before an answer: {}",
+            status.message()
+        ));
+    }
+    status
+}
+
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Error {
+        let status = as_reached(status);
         let field = status
             .metadata()
             .get(FIELD_METADATA)
@@ -95,6 +112,17 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_the_transport_cancelled_is_unavailable_and_a_servers_cancel_is_kept() {
+        let mut dropped = tonic::Status::cancelled("operation was canceled: connection closed");
+        dropped.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection closed",
+        )));
+        assert_eq!(Error::from(dropped).code(), Some(tonic::Code::Unavailable));
+        let sent = tonic::Status::cancelled("the server cancelled it");
+        assert_eq!(Error::from(sent).code(), Some(tonic::Code::Cancelled));
+    }
 
     #[test]
     fn a_refusal_keeps_its_code_message_and_field() {

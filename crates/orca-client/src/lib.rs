@@ -332,7 +332,7 @@ impl Client {
         let deadline = tokio::time::Instant::now() + self.retry_for;
         let mut pause = Duration::from_millis(100);
         loop {
-            match call().await {
+            match call().await.map_err(error::as_reached) {
                 Err(status)
                     if status.code() == tonic::Code::Unavailable
                         && tokio::time::Instant::now() + pause < deadline =>

@@ -218,6 +218,9 @@ struct NewTasks {
     step_state: Vec<&'static str>,
 }
 
+/// A row of the fleet's order: its runs' tasks, first and last numbers.
+type FleetRow = (Vec<String>, Vec<i64>, Vec<i64>);
+
 /// The columns of `event_groups` rows: task, first and last number, first
 /// time, body.
 type EventRows = (Vec<String>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<String>);
@@ -436,15 +439,19 @@ impl Rows {
             event_rows.3.push(group.at);
             event_rows.4.push(json_text(&group.body));
         }
-        let fleet_rows: Vec<(Vec<String>, Vec<i64>)> = self
+        let fleet_rows: Vec<FleetRow> = self
             .events
             .fleet
             .rows(0)
             .into_iter()
             .map(|(_, row)| {
-                row.iter()
-                    .map(|(task_id, seq)| (text(task_id), *seq as i64))
-                    .unzip()
+                let mut columns = FleetRow::default();
+                for (task_id, first, last) in fleet::runs(row) {
+                    columns.0.push(text(task_id));
+                    columns.1.push(first as i64);
+                    columns.2.push(last as i64);
+                }
+                columns
             })
             .collect();
         let mut pipeline = Pipeline::default();
@@ -508,13 +515,14 @@ impl Rows {
         }
         // The transaction's row(s) of the fleet's order (orca_store::fleet):
         // the one writer numbers them as it commits, one above the last.
-        for (task_ids, seqs) in &fleet_rows {
+        for (task_ids, firsts, lasts) in &fleet_rows {
             pipeline
                 .add(
                     conn,
-                    "INSERT INTO fleet (commit_no, task_ids, seqs)
-                     SELECT COALESCE(MAX(commit_no), 0) + 1, $1::text[], $2::bigint[] FROM fleet",
-                    params![task_ids, seqs],
+                    "INSERT INTO fleet (commit_no, task_ids, seqs, lasts)
+                     SELECT COALESCE(MAX(commit_no), 0) + 1, $1::text[], $2::bigint[], $3::bigint[]
+                     FROM fleet",
+                    params![task_ids, firsts, lasts],
                 )
                 .await?;
         }

@@ -286,7 +286,8 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let last = rows(
                     conn,
-                    "SELECT commit_no, cardinality(seqs) FROM fleet ORDER BY commit_no DESC LIMIT 1",
+                    "SELECT commit_no, task_ids, seqs, lasts FROM fleet
+                     ORDER BY commit_no DESC LIMIT 1",
                     &[],
                 )
                 .await?;
@@ -294,8 +295,7 @@ impl Store for PostgresStore {
                     None => 0,
                     Some(row) => {
                         let commit: i64 = row.try_get(0)?;
-                        let events: i32 = row.try_get(1)?;
-                        fleet::position(commit as u64, events as usize)
+                        fleet::position(commit as u64, reads::fleet_entries(row)?.len())
                     }
                 })
             })

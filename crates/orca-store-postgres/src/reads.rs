@@ -330,23 +330,14 @@ pub(crate) async fn fleet_events_after(
     while let Some(from) = commits.next() {
         let read = rows(
             conn,
-            "SELECT commit_no, task_ids, seqs FROM fleet WHERE commit_no >= $1
+            "SELECT commit_no, task_ids, seqs, lasts FROM fleet WHERE commit_no >= $1
              ORDER BY commit_no LIMIT $2",
             &[&(from as i64), &(fleet::Rows::AT_A_TIME as i64)],
         )
         .await?;
         let mut decoded = Vec::with_capacity(read.len());
         for row in &read {
-            let commit: i64 = row.try_get(0)?;
-            let task_ids: Vec<String> = row.try_get(1)?;
-            let seqs: Vec<i64> = row.try_get(2)?;
-            decoded.push((
-                commit as u64,
-                task_ids
-                    .into_iter()
-                    .zip(seqs.into_iter().map(|s| s as u64))
-                    .collect(),
-            ));
+            decoded.push((row.try_get::<_, i64>(0)? as u64, fleet_entries(row)?));
         }
         commits.take(decoded);
     }
@@ -397,6 +388,23 @@ pub(crate) async fn fleet_events_after(
         ));
     }
     Ok(commits.page(events))
+}
+
+/// A row of the fleet's order (`task_ids`, `seqs`, `lasts` in columns 1
+/// to 3) as its entries: runs expanded, or an entry each in rows from
+/// before runs (no `lasts`).
+pub(crate) fn fleet_entries(row: &Row) -> Result<Vec<(String, u64)>> {
+    let task_ids: Vec<String> = row.try_get(1)?;
+    let firsts: Vec<i64> = row.try_get(2)?;
+    let lasts: Option<Vec<i64>> = row.try_get(3)?;
+    let lasts = lasts.unwrap_or_else(|| firsts.clone());
+    Ok(fleet::expand(
+        task_ids
+            .into_iter()
+            .zip(firsts)
+            .zip(lasts)
+            .map(|((task_id, first), last)| (task_id, first as u64, last as u64)),
+    ))
 }
 
 /// Recovery lists the unfinished tasks' ids, then reads them a range of

@@ -333,6 +333,12 @@ const MIGRATIONS: &[&str] = &[
         FROM events;
     DROP TABLE events;
     "#,
+    // 14: a row of the fleet's order names runs of a task's numbers
+    // (orca_store::fleet::runs): `seqs` holds each run's first, `lasts` its
+    // last. Rows from before have no `lasts`: an entry each.
+    r#"
+    ALTER TABLE fleet ADD COLUMN lasts bigint[];
+    "#,
 ];
 
 /// The schema version this build writes.

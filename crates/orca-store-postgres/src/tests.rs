@@ -321,6 +321,30 @@ async fn the_events_of_one_task_in_one_write_are_one_row_and_read_one_by_one() {
         .find(|(_, e)| e.task_id == "t1" && e.seq == 4)
         .map(|(_, e)| e.clone());
     assert_eq!(found, Some(state_event("t1", 4)), "the fleet's event whole");
+
+    // The fleet's order names runs: the create's commit is one run per
+    // task. A row from before runs (no `lasts`) still reads back.
+    let first: (Vec<String>, Vec<i64>, Option<Vec<i64>>) = db
+        .query_one(
+            "SELECT task_ids, seqs, lasts FROM fleet ORDER BY commit_no LIMIT 1",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .expect("the create's row");
+    assert_eq!(
+        first,
+        (vec!["t1".into(), "t2".into()], vec![1, 1], Some(vec![1, 1]))
+    );
+    db.execute(
+        "UPDATE fleet SET lasts = NULL WHERE commit_no = (SELECT MIN(commit_no) FROM fleet)",
+        &[],
+    )
+    .await
+    .expect("an older row");
+    let again = store.fleet_events_after(0, None, 100).await.expect("fleet");
+    assert_eq!(again.events, fleet.events);
+    assert_eq!(store.fleet_head().await.expect("head"), fleet.through);
 }
 
 /// The writer's plans are made once per session, often on empty tables

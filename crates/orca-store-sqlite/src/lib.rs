@@ -201,9 +201,7 @@ impl Store for SqliteStore {
                     .collect::<rusqlite::Result<_>>()?;
                 let mut decoded = Vec::with_capacity(read.len());
                 for (commit, events) in read {
-                    let events: Vec<(String, u64)> = serde_json::from_str(&events)
-                        .map_err(|e| Error::Corrupt(format!("the fleet's commit {commit}: {e}")))?;
-                    decoded.push((commit as u64, events));
+                    decoded.push((commit as u64, fleet_row(commit, &events)?));
                 }
                 rows.take(decoded);
             }
@@ -234,9 +232,10 @@ impl Store for SqliteStore {
             let Some((commit, events)) = last else {
                 return Ok(0);
             };
-            let events: Vec<(String, u64)> = serde_json::from_str(&events)
-                .map_err(|e| Error::Corrupt(format!("the fleet's commit {commit}: {e}")))?;
-            Ok(fleet::position(commit as u64, events.len()))
+            Ok(fleet::position(
+                commit as u64,
+                fleet_row(commit, &events)?.len(),
+            ))
         })
         .await
     }
@@ -653,6 +652,23 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// A row of the fleet's order as stored: runs `[task, first, last]`
+/// (`fleet::runs`), or, in rows written before runs, `[task, seq]` each.
+fn fleet_row(commit: i64, json: &str) -> orca_store::Result<Vec<(String, u64)>> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Run(String, u64, u64),
+        One(String, u64),
+    }
+    let stored: Vec<Stored> = serde_json::from_str(json)
+        .map_err(|e| Error::Corrupt(format!("the fleet's commit {commit}: {e}")))?;
+    Ok(fleet::expand(stored.into_iter().map(|entry| match entry {
+        Stored::Run(task, first, last) => (task, first, last),
+        Stored::One(task, seq) => (task, seq, seq),
+    })))
 }
 
 #[cfg(test)]

@@ -534,3 +534,45 @@ fn replay_finds_its_first_row_by_the_key() {
         .count();
     assert_eq!(searches, 2, "{plan:#?}");
 }
+
+/// The fleet's order stores a commit's entries as runs of a task's numbers;
+/// a row written before runs (an entry each) still reads back.
+#[tokio::test]
+async fn the_fleets_order_is_stored_as_runs_and_older_rows_still_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
+    store
+        .create_tasks(vec![new_task("t1", "default", None)])
+        .await
+        .expect("create");
+    store
+        .write(vec![
+            Write::Event(state_event("t1", 2)),
+            Write::Event(state_event("t1", 3)),
+        ])
+        .await
+        .expect("answer")
+        .expect("commit");
+    let conn = Connection::open(dir.path().join("orca.db")).expect("open");
+    let newest: String = conn
+        .query_row(
+            "SELECT events FROM fleet ORDER BY commit_no DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .expect("a row");
+    assert_eq!(newest, r#"[["t1",2,3]]"#);
+    // As orca wrote the row before runs.
+    conn.execute(
+        "UPDATE fleet SET events = '[[\"t1\",2],[\"t1\",3]]' WHERE events = ?1",
+        [&newest],
+    )
+    .expect("an older row");
+    let page = store.fleet_events_after(0, None, 100).await.expect("fleet");
+    let seqs: Vec<u64> = page.events.iter().map(|(_, e)| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(
+        store.fleet_head().await.expect("head"),
+        page.events.last().map(|(at, _)| *at).expect("an event")
+    );
+}

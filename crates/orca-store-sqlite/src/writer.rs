@@ -263,7 +263,7 @@ fn insert_fleet_rows(conn: &Connection, entries: &fleet::Entries) -> Result<()> 
         conn.prepare_cached("INSERT INTO fleet (commit_no, events, at) VALUES (?1, ?2, ?3)")?
             .execute(params![
                 commit as i64,
-                to_json(&row, "the fleet's events")?,
+                to_json(&fleet::runs(row), "the fleet's events")?,
                 now
             ])?;
     }

@@ -57,6 +57,31 @@ impl Entries {
     }
 }
 
+/// A commit row's entries as the databases store them: runs of one task's
+/// numbers that follow one another in the row, `(task, first, last)`. A
+/// one-step task's two events of a commit are one run, not two entries
+/// each naming the task. [`expand`] gives the entries back, in their
+/// places.
+pub fn runs(entries: &[(String, u64)]) -> Vec<(&str, u64, u64)> {
+    let mut runs: Vec<(&str, u64, u64)> = Vec::new();
+    for (task_id, seq) in entries {
+        match runs.last_mut() {
+            Some((task, _, last)) if *task == task_id && *last + 1 == *seq => *last = *seq,
+            _ => runs.push((task_id, *seq, *seq)),
+        }
+    }
+    runs
+}
+
+/// Runs back into the row's entries, in order.
+pub fn expand(runs: impl IntoIterator<Item = (String, u64, u64)>) -> Vec<(String, u64)> {
+    let mut entries = Vec::new();
+    for (task_id, first, last) in runs {
+        entries.extend((first..=last).map(|seq| (task_id.clone(), seq)));
+    }
+    entries
+}
+
 /// Up to `limit` (task, sequence number) entries after `after`, from
 /// commit rows read in order from `after`'s commit on, each with its
 /// position.
@@ -157,6 +182,19 @@ pub struct FleetPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rows_entries_are_stored_as_runs_and_come_back_in_their_places() {
+        let entries: Vec<(String, u64)> =
+            [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("a", 5), ("a", 6)]
+                .iter()
+                .map(|(t, s)| (t.to_string(), *s))
+                .collect();
+        let stored = runs(&entries);
+        assert_eq!(stored, [("a", 1, 2), ("b", 1, 1), ("a", 3, 3), ("a", 5, 6)]);
+        let back = expand(stored.into_iter().map(|(t, f, l)| (t.to_string(), f, l)));
+        assert_eq!(back, entries);
+    }
 
     #[test]
     fn positions_rise_by_commit_then_by_place() {
