@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             idempotency_keys_find_the_first_task_within_a_tenant,
             writes_commit_in_the_order_they_were_handed_over,
             events_replay_after_any_sequence_number,
+            interleaved_events_of_one_write_read_back_one_by_one,
             attempts_are_kept_in_order_and_the_running_one_is_known,
             costs_add_up_per_step_and_task_in_reads_and_listings,
             state_compares_and_sets_by_version_and_expires,
@@ -325,6 +326,68 @@ pub async fn events_replay_after_any_sequence_number(mut backend: impl Backend) 
             .await
             .expect("none")
             .is_empty()
+    );
+}
+
+/// Events of two tasks interleaved in one write (which the databases store
+/// as a row per task) read back one by one: from any number, whole, in the
+/// fleet's order as written, and as each task's newest number.
+pub async fn interleaved_events_of_one_write_read_back_one_by_one(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
+    let written = |(task, seq): &(&str, u64)| event(task, *seq, TaskState::Running);
+    commit(
+        &*store,
+        interleaved
+            .iter()
+            .map(|e| Write::Event(written(e)))
+            .collect(),
+    )
+    .await;
+    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let from_3 = store.events_after("t1", 2, 100).await.expect("read");
+    assert_eq!(
+        from_3.first(),
+        Some(&written(&("t1", 3))),
+        "each event whole"
+    );
+    assert_eq!(seqs(from_3), [3, 4]);
+    assert_eq!(
+        seqs(store.events_after("t1", 0, 2).await.expect("read")),
+        [1, 2]
+    );
+    assert!(
+        store
+            .events_after("t1", 4, 100)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(
+        seqs(store.events_after("t2", 1, 100).await.expect("read")),
+        [2, 3]
+    );
+    let task = store.get_task("t1").await.expect("get").expect("exists");
+    assert_eq!(task.last_seq, 4);
+    let fleet = store.fleet_events_after(0, None, 100).await.expect("fleet");
+    let named: Vec<Event> = fleet
+        .events
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.seq > 1)
+        .collect();
+    let expected: Vec<Event> = interleaved.iter().map(written).collect();
+    assert_eq!(
+        named, expected,
+        "the fleet's order as written, each event whole"
     );
 }
 
