@@ -4,7 +4,7 @@
 /// The metadata key the control plane names a refused request's field in.
 pub const FIELD_METADATA: &str = "orca-field";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The settings cannot be used: a config file, a context, a TLS file,
     /// a task file.

@@ -176,7 +176,7 @@ async fn send(client: &Client, batch: Vec<Queued>) {
                 }
                 None => {
                     for answer in answers {
-                        let _ = answer.send(Err(copy(&error)));
+                        let _ = answer.send(Err(error.clone()));
                     }
                     return;
                 }
@@ -204,25 +204,6 @@ fn refused_task(error: &Error, len: usize) -> Option<(usize, Error)> {
         own.metadata_mut().insert(crate::FIELD_METADATA, value);
     }
     Some((index, Error::from(own)))
-}
-
-/// The same error again, for each submit of a batch that failed whole.
-fn copy(error: &Error) -> Error {
-    match error {
-        Error::Config(message) => Error::Config(message.clone()),
-        Error::Unreachable { server, reason } => Error::Unreachable {
-            server: server.clone(),
-            reason: reason.clone(),
-        },
-        Error::Status { status, field } => Error::Status {
-            status: status.clone(),
-            field: field.clone(),
-        },
-        Error::StreamLost { task_id, last_seq } => Error::StreamLost {
-            task_id: task_id.clone(),
-            last_seq: *last_seq,
-        },
-    }
 }
 
 #[cfg(test)]
@@ -260,7 +241,6 @@ mod tests {
         }
         let plain = Error::from(tonic::Status::resource_exhausted("queue full"));
         assert!(refused_task(&plain, 3).is_none());
-        assert_eq!(copy(&plain).to_string(), plain.to_string());
     }
 
     #[test]

@@ -308,11 +308,13 @@ pub(crate) async fn events_after(
     for row in rows {
         let first: i64 = row.try_get(0)?;
         let body: String = row.try_get(2)?;
-        for event in event_groups::decode(&task_id, first as u64, row.try_get(1)?, &body)? {
-            if event.seq as i64 > after && (events.len() as i64) < limit {
-                events.push(event);
-            }
-        }
+        let cut = (
+            task_id.as_str(),
+            first as u64,
+            row.try_get(1)?,
+            body.as_str(),
+        );
+        event_groups::take_after(&mut events, cut, after as u64, limit as usize)?;
     }
     Ok(events)
 }

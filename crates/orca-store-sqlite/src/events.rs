@@ -2,7 +2,7 @@
 //! write (`orca_store::event_groups`).
 
 use orca_core::Event;
-use orca_store::event_groups::{EventGroups, decode};
+use orca_store::event_groups::{EventGroups, decode, take_after};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::fault::Result;
@@ -52,11 +52,12 @@ pub(crate) fn after(
     let mut events = Vec::new();
     for row in rows {
         let (first, at, body) = row?;
-        for event in decode(task_id, first as u64, at, &body)? {
-            if event.seq > after && events.len() < limit {
-                events.push(event);
-            }
-        }
+        take_after(
+            &mut events,
+            (task_id, first as u64, at, &body),
+            after,
+            limit,
+        )?;
     }
     Ok(events)
 }
@@ -74,7 +75,8 @@ pub(crate) fn last_seq(conn: &Connection, task_id: &str) -> Result<u64> {
 /// one commit named of a task are mostly in one row.
 #[derive(Default)]
 pub(crate) struct Lookup {
-    row: Option<(String, u64, u64, Vec<Event>, String)>,
+    /// The row last read, whole, and its task's tenant.
+    row: Option<(Vec<Event>, String)>,
 }
 
 impl Lookup {
@@ -86,13 +88,16 @@ impl Lookup {
         task_id: &str,
         seq: u64,
     ) -> Result<Option<(Event, String)>> {
-        let held = self.row.as_ref().is_some_and(|(task, first, last, _, _)| {
-            task == task_id && (*first..=*last).contains(&seq)
-        });
-        if !held {
+        let holds = |events: &[Event]| match (events.first(), events.last()) {
+            (Some(first), Some(last)) => {
+                first.task_id == task_id && (first.seq..=last.seq).contains(&seq)
+            }
+            _ => false,
+        };
+        if !self.row.as_ref().is_some_and(|(events, _)| holds(events)) {
             let found = conn
                 .prepare_cached(
-                    "SELECT e.seq, e.last, e.at, e.body, t.tenant FROM event_groups e
+                    "SELECT e.seq, e.at, e.body, t.tenant FROM event_groups e
                      JOIN tasks t ON t.id = e.task_id
                      WHERE e.task_id = ?1 AND e.seq <= ?2 ORDER BY e.seq DESC LIMIT 1",
                 )?
@@ -100,25 +105,17 @@ impl Lookup {
                     Ok((
                         row.get::<_, i64>(0)?,
                         row.get::<_, i64>(1)?,
-                        row.get::<_, i64>(2)?,
+                        row.get::<_, String>(2)?,
                         row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
                     ))
                 })
                 .optional()?;
-            let Some((first, last, at, body, tenant)) = found else {
+            let Some((first, at, body, tenant)) = found else {
                 return Ok(None);
             };
-            let events = decode(task_id, first as u64, at, &body)?;
-            self.row = Some((
-                task_id.to_string(),
-                first as u64,
-                last as u64,
-                events,
-                tenant,
-            ));
+            self.row = Some((decode(task_id, first as u64, at, &body)?, tenant));
         }
-        Ok(self.row.as_ref().and_then(|(_, _, _, events, tenant)| {
+        Ok(self.row.as_ref().and_then(|(events, tenant)| {
             events
                 .iter()
                 .find(|e| e.seq == seq)

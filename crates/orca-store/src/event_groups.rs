@@ -99,6 +99,23 @@ pub fn decode(task_id: &str, first: u64, at: i64, body: &str) -> Result<Vec<Even
         .collect())
 }
 
+/// Adds a row's events numbered after `after` to `into`, until it holds
+/// `limit`: how a replay cuts the rows it read.
+pub fn take_after(
+    into: &mut Vec<Event>,
+    row: (&str, u64, i64, &str),
+    after: u64,
+    limit: usize,
+) -> Result<(), Error> {
+    let (task_id, first, at, body) = row;
+    for event in decode(task_id, first, at, body)? {
+        if event.seq > after && into.len() < limit {
+            into.push(event);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
