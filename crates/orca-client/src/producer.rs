@@ -38,6 +38,22 @@ impl Default for Batching {
     }
 }
 
+impl Batching {
+    /// Refuses settings a producer cannot run with, naming the field.
+    fn check(&self) -> Result<(), Error> {
+        if !(1..=MAX_BATCH).contains(&self.max_batch) {
+            return Err(Error::Config(format!(
+                "max_batch: {} is not between 1 and {MAX_BATCH}",
+                self.max_batch
+            )));
+        }
+        if self.in_flight == 0 {
+            return Err(Error::Config("in_flight: must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// A submit waiting for its batch, with where its answer goes.
 struct Queued {
     request: v1::SubmitTaskRequest,
@@ -55,15 +71,7 @@ pub struct Producer {
 
 impl Producer {
     pub(crate) fn start(client: Client, batching: Batching) -> Result<Producer, Error> {
-        if !(1..=MAX_BATCH).contains(&batching.max_batch) {
-            return Err(Error::Config(format!(
-                "max_batch: {} is not between 1 and {MAX_BATCH}",
-                batching.max_batch
-            )));
-        }
-        if batching.in_flight == 0 {
-            return Err(Error::Config("in_flight: must be at least 1".into()));
-        }
+        batching.check()?;
         // Room for every call's next batch: beyond it, submits wait here
         // (back-pressure) rather than queue without bound.
         let (queue, queued) = mpsc::channel(batching.max_batch * batching.in_flight);
@@ -241,6 +249,31 @@ mod tests {
         }
         let plain = Error::from(tonic::Status::resource_exhausted("queue full"));
         assert!(refused_task(&plain, 3).is_none());
+    }
+
+    #[test]
+    fn batching_a_producer_cannot_run_with_is_refused_naming_the_field() {
+        let refused = |batching: Batching| batching.check().expect_err("refused").to_string();
+        for max_batch in [0, MAX_BATCH + 1] {
+            let message = refused(Batching {
+                max_batch,
+                ..Batching::default()
+            });
+            assert!(message.starts_with("max_batch: "), "{message}");
+        }
+        let message = refused(Batching {
+            in_flight: 0,
+            ..Batching::default()
+        });
+        assert!(message.starts_with("in_flight: "), "{message}");
+        for max_batch in [1, MAX_BATCH] {
+            let fine = Batching {
+                max_batch,
+                in_flight: 1,
+                ..Batching::default()
+            };
+            assert!(fine.check().is_ok(), "{fine:?}");
+        }
     }
 
     #[test]
