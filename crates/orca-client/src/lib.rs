@@ -114,6 +114,13 @@ macro_rules! retried {
     }};
 }
 
+// After `retried!`, which they use.
+mod decisions;
+mod state;
+mod webhooks;
+
+pub use crate::state::StateKey;
+
 /// The request for one task, under the caller's key or a fresh one.
 fn submit_request(task: Submit) -> v1::SubmitTaskRequest {
     v1::SubmitTaskRequest {
@@ -495,84 +502,6 @@ impl Client {
         Ok(self.tasks.clone().retry_task(request).await?.into_inner())
     }
 
-    /// Approves a step awaiting approval.
-    pub async fn approve_step(
-        &self,
-        task_id: &str,
-        step_id: &str,
-        reason: &str,
-    ) -> Result<v1::Task, Error> {
-        Ok(self
-            .tasks
-            .clone()
-            .approve_step(decision(task_id, step_id, reason))
-            .await?
-            .into_inner())
-    }
-
-    /// Rejects a step awaiting approval: it fails.
-    pub async fn reject_step(
-        &self,
-        task_id: &str,
-        step_id: &str,
-        reason: &str,
-    ) -> Result<v1::Task, Error> {
-        Ok(self
-            .tasks
-            .clone()
-            .reject_step(decision(task_id, step_id, reason))
-            .await?
-            .into_inner())
-    }
-
-    /// Adds to a task's budget; a task paused at its budget goes on.
-    pub async fn raise_budget(&self, task_id: &str, by: v1::Budget) -> Result<v1::Task, Error> {
-        let request = v1::RaiseBudgetRequest {
-            task_id: task_id.to_string(),
-            by: Some(by),
-        };
-        Ok(self.tasks.clone().raise_budget(request).await?.into_inner())
-    }
-
-    /// As one of its budget's approvers, lets a task paused at its budget
-    /// go on.
-    pub async fn approve_budget(&self, task_id: &str, reason: &str) -> Result<v1::Task, Error> {
-        let request = v1::ApproveBudgetRequest {
-            task_id: task_id.to_string(),
-            reason: reason.to_string(),
-        };
-        Ok(self
-            .tasks
-            .clone()
-            .approve_budget(request)
-            .await?
-            .into_inner())
-    }
-
-    /// Sets a tenant's budget; answers its spending against it.
-    pub async fn set_tenant_budget(
-        &self,
-        tenant: &str,
-        budget: v1::TenantBudget,
-    ) -> Result<v1::TenantSpending, Error> {
-        let request = v1::SetTenantBudgetRequest {
-            tenant: tenant.to_string(),
-            budget: Some(budget),
-        };
-        retried!(self, tasks, set_tenant_budget, request)
-    }
-
-    /// Each tenant's spending and budget.
-    pub async fn tenant_budgets(&self) -> Result<Vec<v1::TenantSpending>, Error> {
-        let answer = retried!(
-            self,
-            tasks,
-            list_tenant_budgets,
-            v1::ListTenantBudgetsRequest {}
-        )?;
-        Ok(answer.tenants)
-    }
-
     /// One page of tasks, newest first; `page_token` comes from the
     /// previous page (`""` for the first).
     pub async fn list_page(
@@ -655,158 +584,5 @@ impl Client {
     pub async fn servers(&self) -> Result<Vec<v1::ControlPlaneServer>, Error> {
         let answer = retried!(self, agents, list_servers, v1::ListServersRequest {})?;
         Ok(answer.servers)
-    }
-
-    /// Registers a webhook endpoint for a tenant's events (admins); see
-    /// the `CreateWebhook` method of the API. The secret is sent once and
-    /// never answered back.
-    pub async fn create_webhook(
-        &self,
-        tenant: &str,
-        url: &str,
-        events: &[&str],
-        secret: &str,
-    ) -> Result<v1::Webhook, Error> {
-        let request = v1::CreateWebhookRequest {
-            tenant: tenant.to_string(),
-            url: url.to_string(),
-            events: events.iter().map(|e| e.to_string()).collect(),
-            secret: secret.to_string(),
-        };
-        Ok(self
-            .tasks
-            .clone()
-            .create_webhook(request)
-            .await?
-            .into_inner())
-    }
-
-    /// The registered webhook endpoints the caller may see.
-    pub async fn webhooks(&self) -> Result<Vec<v1::Webhook>, Error> {
-        let answer = retried!(self, tasks, list_webhooks, v1::ListWebhooksRequest {})?;
-        Ok(answer.webhooks)
-    }
-
-    /// Removes a webhook endpoint and its deliveries.
-    pub async fn delete_webhook(&self, id: &str) -> Result<(), Error> {
-        let request = v1::DeleteWebhookRequest { id: id.to_string() };
-        self.tasks.clone().delete_webhook(request).await?;
-        Ok(())
-    }
-
-    /// One page of the delivery log, newest first (of one endpoint when
-    /// `webhook_id` is not empty); `page_token` from the previous page.
-    pub async fn webhook_deliveries(
-        &self,
-        webhook_id: &str,
-        page_size: u32,
-        page_token: &str,
-    ) -> Result<v1::ListWebhookDeliveriesResponse, Error> {
-        let request = v1::ListWebhookDeliveriesRequest {
-            webhook_id: webhook_id.to_string(),
-            page_size,
-            page_token: page_token.to_string(),
-        };
-        retried!(self, tasks, list_webhook_deliveries, request)
-    }
-
-    /// A shared-state value.
-    pub async fn get_state(&self, key: &StateKey) -> Result<v1::StateValue, Error> {
-        let request = v1::GetStateRequest {
-            r#ref: Some(key.to_ref()),
-        };
-        retried!(self, state, get_state, request)
-    }
-
-    /// Stores a value, given as JSON text (the server refuses text that is
-    /// not JSON, naming `value_json`). With `expect_version`, only if the key is at
-    /// that version (0: holds none), else ABORTED. `ttl` of zero keeps it.
-    /// Not repeated on UNAVAILABLE: a lost answer's repeat would bump the
-    /// version twice, or fail its own expectation.
-    pub async fn put_state(
-        &self,
-        key: &StateKey,
-        value_json: &str,
-        expect_version: Option<u64>,
-        ttl: Duration,
-    ) -> Result<v1::StateValue, Error> {
-        let request = v1::PutStateRequest {
-            r#ref: Some(key.to_ref()),
-            value_json: value_json.to_string(),
-            expect_version,
-            ttl_seconds: u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
-        };
-        Ok(self.state.clone().put_state(request).await?.into_inner())
-    }
-
-    /// Deletes a value. With `expect_version`, only if the key is at that
-    /// version, else ABORTED.
-    pub async fn delete_state(
-        &self,
-        key: &StateKey,
-        expect_version: Option<u64>,
-    ) -> Result<(), Error> {
-        let request = v1::DeleteStateRequest {
-            r#ref: Some(key.to_ref()),
-            expect_version,
-        };
-        self.state.clone().delete_state(request).await?;
-        Ok(())
-    }
-
-    /// One page of a scope's values, in key order, after `after_key`.
-    pub async fn list_state(
-        &self,
-        tenant: &str,
-        scope: &str,
-        after_key: &str,
-    ) -> Result<v1::ListStateResponse, Error> {
-        let request = v1::ListStateRequest {
-            tenant: tenant.to_string(),
-            scope: scope.to_string(),
-            after_key: after_key.to_string(),
-            page_size: 0,
-        };
-        retried!(self, state, list_state, request)
-    }
-}
-
-/// Where a shared-state value lives: a tenant (`""` for the token's
-/// first), a scope (a task's id, or a name tasks share) and a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateKey {
-    pub tenant: String,
-    pub scope: String,
-    pub key: String,
-}
-
-impl StateKey {
-    pub fn new(scope: impl Into<String>, key: impl Into<String>) -> StateKey {
-        StateKey {
-            tenant: String::new(),
-            scope: scope.into(),
-            key: key.into(),
-        }
-    }
-
-    pub fn tenant(mut self, tenant: impl Into<String>) -> StateKey {
-        self.tenant = tenant.into();
-        self
-    }
-
-    fn to_ref(&self) -> v1::StateRef {
-        v1::StateRef {
-            tenant: self.tenant.clone(),
-            scope: self.scope.clone(),
-            key: self.key.clone(),
-        }
-    }
-}
-
-fn decision(task_id: &str, step_id: &str, reason: &str) -> v1::DecideStepRequest {
-    v1::DecideStepRequest {
-        task_id: task_id.to_string(),
-        step_id: step_id.to_string(),
-        reason: reason.to_string(),
     }
 }

@@ -1,0 +1,92 @@
+//! Decisions people make on running tasks: approving or rejecting a step
+//! that waits for approval, and raising or approving a budget.
+
+use crate::{Client, Error, v1};
+
+impl Client {
+    /// Approves a step awaiting approval.
+    pub async fn approve_step(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        reason: &str,
+    ) -> Result<v1::Task, Error> {
+        Ok(self
+            .tasks
+            .clone()
+            .approve_step(decision(task_id, step_id, reason))
+            .await?
+            .into_inner())
+    }
+
+    /// Rejects a step awaiting approval: it fails.
+    pub async fn reject_step(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        reason: &str,
+    ) -> Result<v1::Task, Error> {
+        Ok(self
+            .tasks
+            .clone()
+            .reject_step(decision(task_id, step_id, reason))
+            .await?
+            .into_inner())
+    }
+
+    /// Adds to a task's budget; a task paused at its budget goes on.
+    pub async fn raise_budget(&self, task_id: &str, by: v1::Budget) -> Result<v1::Task, Error> {
+        let request = v1::RaiseBudgetRequest {
+            task_id: task_id.to_string(),
+            by: Some(by),
+        };
+        Ok(self.tasks.clone().raise_budget(request).await?.into_inner())
+    }
+
+    /// As one of its budget's approvers, lets a task paused at its budget
+    /// go on.
+    pub async fn approve_budget(&self, task_id: &str, reason: &str) -> Result<v1::Task, Error> {
+        let request = v1::ApproveBudgetRequest {
+            task_id: task_id.to_string(),
+            reason: reason.to_string(),
+        };
+        Ok(self
+            .tasks
+            .clone()
+            .approve_budget(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Sets a tenant's budget; answers its spending against it.
+    pub async fn set_tenant_budget(
+        &self,
+        tenant: &str,
+        budget: v1::TenantBudget,
+    ) -> Result<v1::TenantSpending, Error> {
+        let request = v1::SetTenantBudgetRequest {
+            tenant: tenant.to_string(),
+            budget: Some(budget),
+        };
+        retried!(self, tasks, set_tenant_budget, request)
+    }
+
+    /// Each tenant's spending and budget.
+    pub async fn tenant_budgets(&self) -> Result<Vec<v1::TenantSpending>, Error> {
+        let answer = retried!(
+            self,
+            tasks,
+            list_tenant_budgets,
+            v1::ListTenantBudgetsRequest {}
+        )?;
+        Ok(answer.tenants)
+    }
+}
+
+fn decision(task_id: &str, step_id: &str, reason: &str) -> v1::DecideStepRequest {
+    v1::DecideStepRequest {
+        task_id: task_id.to_string(),
+        step_id: step_id.to_string(),
+        reason: reason.to_string(),
+    }
+}
