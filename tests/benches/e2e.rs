@@ -84,6 +84,9 @@ async fn run_store(postgres: Option<&throwaway::Server>) -> anyhow::Result<()> {
             None => vec![],
         };
         measure_once(&flags, &mut table, last).await?;
+        if let (Some(server), Some(url)) = (postgres, &store) {
+            server.drop_database(url).await?;
+        }
         println!("run {run} of {runs} done");
     }
     println!("\n{}", table.render(&command("bench")));

@@ -9,7 +9,9 @@
 //!
 //! The real release binary (scripts/bench.sh builds it) on SQLite, or on
 //! PostgreSQL with ORCA_BENCH_STORE=postgres (a throwaway cluster, or
-//! ORCA_BENCH_POSTGRES_URL). With ORCA_BENCH_SNAPSHOT=DIR, SQLite's data
+//! ORCA_BENCH_POSTGRES_URL), where the replica is restarted under its name
+//! (`--replica-name`, as a pod is) and each run's database is dropped after
+//! it. With ORCA_BENCH_SNAPSHOT=DIR, SQLite's data
 //! directory as the kill -9 left it (the million queued) is copied to DIR,
 //! to profile restarts on copies of it.
 
@@ -48,7 +50,11 @@ async fn main() -> anyhow::Result<()> {
         println!("\n== store: PostgreSQL ==");
         for run in 1..=runs {
             let store = database.fresh_database().await?;
-            deep_queue(queued, &["--store", &store], &mut table).await?;
+            // Restarted under its name, as a pod's container is: it takes
+            // its own lease back at once instead of waiting it out.
+            let flags = ["--store", store.as_str(), "--replica-name", "scale-0"];
+            deep_queue(queued, &flags, &mut table).await?;
+            database.drop_database(&store).await?;
             println!("run {run} of {runs} done");
         }
     } else {

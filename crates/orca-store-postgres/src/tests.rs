@@ -751,3 +751,43 @@ async fn test_databases_on_a_given_server_are_dropped_afterwards() {
     assert_eq!(count(after), 0, "{name} was left behind");
     drop(store);
 }
+
+/// A benchmark drops each run's database after the run: it is gone from
+/// the server, a second drop is refused, and so is a database this
+/// server did not make.
+#[tokio::test]
+async fn a_database_made_for_a_test_can_be_dropped_before_the_end() {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let name = url
+        .split('?')
+        .next()
+        .and_then(|path| path.rsplit('/').next())
+        .expect("name")
+        .to_string();
+    let store = PostgresStore::open(&url).await.expect("open");
+    drop(store);
+    server.drop_database(&url).await.expect("dropped");
+    let exists = |name: String| {
+        let url = url.clone();
+        async move {
+            let postgres = crate::throwaway::with_database(&url, "postgres");
+            let db = admin(&postgres).await;
+            db.query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(exists(name.clone()).await, 0, "{name} is still there");
+    let again = server.drop_database(&url).await;
+    assert!(again.is_err(), "a second drop of {name} was not refused");
+    let elsewhere = crate::throwaway::with_database(&url, "postgres");
+    assert!(
+        server.drop_database(&elsewhere).await.is_err(),
+        "dropping a database it did not make was not refused"
+    );
+}

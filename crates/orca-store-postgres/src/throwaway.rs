@@ -195,6 +195,22 @@ impl Server {
         }
         Ok(with_database(&self.url, &name))
     }
+
+    /// Drops a database [`fresh_database`](Self::fresh_database) made (its
+    /// URL), ending its sessions first. A benchmark drops each run's
+    /// database after the run: a dropped database leaves nothing for
+    /// autovacuum to work through while the next run is measured.
+    pub async fn drop_database(&self, url: &str) -> io::Result<()> {
+        let path = url.split('?').next().unwrap_or(url);
+        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(place) = made.iter().position(|m| *m == name) else {
+            return Err(io::Error::other(format!("{name} was not made here")));
+        };
+        made.remove(place);
+        drop(made);
+        drop_databases(&self.url, &[name]).await
+    }
 }
 
 /// A developer's own server keeps no test databases: they are dropped,
