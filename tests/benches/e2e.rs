@@ -3,7 +3,8 @@
 //! Prints the binary's cold start and a 10,000-step DAG, then, per store,
 //! submit->start latency at a steady 200 tasks/s and end-to-end throughput
 //! (submit to completion) with SubmitTasks batches, with unary SubmitTask
-//! calls 64 in flight, and with one call at a time.
+//! calls 64 in flight, and with one call at a time; and the bytes the
+//! store keeps per finished task.
 //!
 //! Run through scripts/bench.sh, which builds the release binary first.
 //! On PostgreSQL it then kills the leader of two replicas with a backlog of
@@ -91,6 +92,38 @@ async fn run_store(postgres: Option<&throwaway::Server>) -> anyhow::Result<()> {
     }
     println!("\n{}", table.render(&command("bench")));
     Ok(())
+}
+
+/// The bytes the store's tables and indexes take, and the tasks it holds:
+/// on SQLite the pages in use (free pages not counted), on PostgreSQL the
+/// tables with their indexes and TOAST.
+async fn stored(flags: &[&str], data_dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    if let Some(at) = flags.iter().position(|f| *f == "--store") {
+        let url = flags.get(at + 1).context("--store without a URL")?;
+        let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let row = db
+            .query_one(
+                "SELECT (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = current_schema() AND c.relkind = 'r'),
+                        (SELECT count(*) FROM tasks)",
+                &[],
+            )
+            .await?;
+        return Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64));
+    }
+    let db = rusqlite::Connection::open_with_flags(
+        data_dir.join("orca.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let pragma = |name: &str| -> anyhow::Result<u64> {
+        Ok(db.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))? as u64)
+    };
+    let pages = pragma("page_count")? - pragma("freelist_count")?;
+    let bytes = pages * pragma("page_size")?;
+    let tasks: i64 = db.query_row("SELECT count(*) FROM tasks", [], |row| row.get(0))?;
+    Ok((bytes, tasks as u64))
 }
 
 /// One run on a new control plane and data directory: submit->start at a
@@ -193,6 +226,17 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
         quantile_ms(&latency.total, 0.99)
     );
     python_rates(&server, sequential, table)?;
+
+    // What the store keeps of a finished task, once every task has ended:
+    // the bytes its tables and indexes take, over the tasks stored.
+    wait_all_finished(&client, Duration::from_secs(120)).await?;
+    let (bytes, tasks) = stored(flags, dir.path()).await?;
+    table.add(
+        &format!("bytes stored per finished one-step task ({tasks} tasks)"),
+        "B",
+        Better::Lower,
+        bytes as f64 / tasks.max(1) as f64,
+    );
 
     if last {
         page_through(&client).await?;

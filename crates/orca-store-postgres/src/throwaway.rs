@@ -203,12 +203,14 @@ impl Server {
     pub async fn drop_database(&self, url: &str) -> io::Result<()> {
         let path = url.split('?').next().unwrap_or(url);
         let name = path.rsplit('/').next().unwrap_or(path).to_string();
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(place) = made.iter().position(|m| *m == name) else {
-            return Err(io::Error::other(format!("{name} was not made here")));
+        let was_made = {
+            let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+            let place = made.iter().position(|m| *m == name);
+            place.map(|place| made.remove(place)).is_some()
         };
-        made.remove(place);
-        drop(made);
+        if !was_made {
+            return Err(io::Error::other(format!("{name} was not made here")));
+        }
         drop_databases(&self.url, &[name]).await
     }
 }
