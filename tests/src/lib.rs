@@ -22,6 +22,7 @@ pub mod chart;
 pub mod forge;
 pub mod git_server;
 pub mod kube_api;
+pub mod openai;
 pub mod webhook_receiver;
 use orca_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
@@ -444,6 +445,22 @@ pub fn start_worker(
 
 /// The real Claude Code CLI the tests run: `ORCA_TEST_CLAUDE_BIN`, or the
 /// one scripts/claude.sh installs.
+/// The pinned Codex CLI `scripts/codex.sh` installs (or
+/// `ORCA_TEST_CODEX_BIN`).
+pub fn codex_bin() -> PathBuf {
+    let path = std::env::var_os("ORCA_TEST_CODEX_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/codex/node_modules/.bin/codex")
+        });
+    assert!(
+        path.exists(),
+        "no Codex CLI at {}: run scripts/codex.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
 pub fn claude_bin() -> PathBuf {
     let path = std::env::var_os("ORCA_TEST_CLAUDE_BIN")
         .map(PathBuf::from)
@@ -487,6 +504,50 @@ pub fn claude_step(id: &str, prompt: &str, tools: &[&str]) -> v1::StepSpec {
         })),
         ..Default::default()
     }
+}
+
+/// A Codex step: `prompt`, the worker's model.
+pub fn codex_step(id: &str, prompt: &str) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::Codex(v1::CodexRuntime {
+            prompt: prompt.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The OpenAI key the codex test workers hold.
+pub const OPENAI_TEST_KEY: &str = "sk-openai-test-key";
+
+/// Starts worker `name` of `server`, running Codex steps with the real CLI
+/// against `mock` (the worker's `OPENAI_BASE_URL`), with `capabilities`,
+/// `slots` and extra worker `flags`.
+pub fn start_codex_worker(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    mock: &openai::MockOpenAi,
+    (capabilities, slots): (&[&str], u32),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let bin = codex_bin().display().to_string();
+    let mut args = vec!["--codex-bin", &bin];
+    args.extend_from_slice(flags);
+    start_worker_env(
+        &server.url,
+        dir,
+        name,
+        capabilities,
+        slots,
+        &args,
+        &server.worker_token,
+        &[
+            ("OPENAI_BASE_URL", &mock.url),
+            ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+        ],
+    )
 }
 
 /// Starts worker `agent-1` of `server`, running Claude Code steps with the

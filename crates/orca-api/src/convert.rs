@@ -151,7 +151,8 @@ impl From<core::StepWork> for v1::StepWork {
 
 impl From<v1::StepSpec> for core::StepSpec {
     fn from(step: v1::StepSpec) -> Self {
-        let (mut shell, mut noop, mut claude_code, mut deliver) = (None, None, None, None);
+        let (mut shell, mut noop, mut claude_code, mut codex, mut deliver) =
+            (None, None, None, None, None);
         match step.runtime {
             Some(v1::step_spec::Runtime::Shell(s)) => {
                 shell = Some(core::ShellSpec {
@@ -176,6 +177,13 @@ impl From<v1::StepSpec> for core::StepSpec {
                         .map(|m| core::PermissionMode::parse(&m)),
                 });
             }
+            Some(v1::step_spec::Runtime::Codex(c)) => {
+                codex = Some(core::CodexSpec {
+                    prompt: c.prompt,
+                    model: Some(c.model).filter(|m| !m.is_empty()),
+                    sandbox: core::CodexSandbox::from_wire(&c.sandbox),
+                });
+            }
             None => {}
         }
         core::StepSpec {
@@ -185,6 +193,7 @@ impl From<v1::StepSpec> for core::StepSpec {
             shell,
             noop,
             claude_code,
+            codex,
             deliver,
             retry: step.retry.map(|r| core::RetryPolicy {
                 max_attempts: r.max_attempts,
@@ -263,10 +272,19 @@ impl From<&core::StepSpec> for v1::StepSpec {
                         .unwrap_or_default(),
                 }))
             }
-            (None, None, None) => step
-                .deliver
-                .as_ref()
-                .map(|_| v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {})),
+            (None, None, None) => match (&step.codex, &step.deliver) {
+                (Some(codex), _) => Some(v1::step_spec::Runtime::Codex(v1::CodexRuntime {
+                    prompt: codex.prompt.clone(),
+                    model: codex.model.clone().unwrap_or_default(),
+                    sandbox: codex
+                        .sandbox
+                        .as_ref()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                })),
+                (None, Some(_)) => Some(v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {})),
+                (None, None) => None,
+            },
         };
         v1::StepSpec {
             id: step.id.clone(),

@@ -166,7 +166,7 @@ pub fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
 #[serde(rename_all = "camelCase")]
 pub struct StepView {
     pub id: String,
-    /// What runs it: `shell`, `claude-code` or `noop`.
+    /// What runs it: `shell`, `claude-code`, `codex` or `noop`.
     pub runtime: &'static str,
     /// The steps it waits for: the task's graph.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -414,6 +414,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                 {
                     Some(v1::step_spec::Runtime::Shell(_)) => "shell",
                     Some(v1::step_spec::Runtime::ClaudeCode(_)) => "claude-code",
+                    Some(v1::step_spec::Runtime::Codex(_)) => "codex",
                     Some(v1::step_spec::Runtime::Deliver(_)) => "deliver",
                     _ => "noop",
                 },

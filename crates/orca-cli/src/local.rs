@@ -15,7 +15,8 @@ use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
 use crate::args::{
-    ClaudeArgs, ControlPlaneArgs, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs, WorkerArgs,
+    ClaudeArgs, CodexArgs, ControlPlaneArgs, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs,
+    WorkerArgs,
 };
 use orca_client::Settings as Resolved;
 
@@ -57,6 +58,53 @@ fn claude_settings(args: &ClaudeArgs) -> anyhow::Result<orca_worker::ClaudeSetti
             .filter(|u| !u.is_empty()),
         home: Default::default(),
     })
+}
+
+/// How a worker runs `codex` steps; its home is the worker's to choose.
+fn codex_settings(args: &CodexArgs) -> anyhow::Result<orca_worker::CodexSettings> {
+    let base_url = std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &base_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        anyhow::bail!("OPENAI_BASE_URL {url:?} must be an http:// or https:// URL");
+    }
+    Ok(orca_worker::CodexSettings {
+        api_key: credential(
+            args.openai_api_key_file.as_deref(),
+            "--openai-api-key-file",
+            "OPENAI_API_KEY",
+        )?,
+        bin: args.codex_bin.clone(),
+        model: args.codex_model.clone(),
+        base_url,
+        home: Default::default(),
+    })
+}
+
+/// Offers `capability` when its credentials are given and its CLI is at
+/// hand; says why not when the credentials are given without the CLI.
+fn offer_agent(
+    capabilities: &mut Vec<String>,
+    capability: &str,
+    credentials: bool,
+    bin: &Path,
+    given: &str,
+    install: &str,
+) {
+    if !credentials || capabilities.iter().any(|c| c == capability) {
+        return;
+    }
+    let path = std::env::var("PATH").ok();
+    if orca_worker::program::find_program(bin, Path::new("."), path.as_deref()).is_some() {
+        capabilities.push(capability.to_string());
+    } else {
+        eprintln!(
+            "warning: {given} {:?} is not found, so the local workers do not offer {capability} ({install})",
+            bin.display().to_string()
+        );
+    }
 }
 
 /// The planner's settings; `None` without an API key.
@@ -276,6 +324,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
         None => None,
     };
     config.claude = claude_settings(&args.claude)?;
+    config.codex = codex_settings(&args.codex)?;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -374,27 +423,27 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .trim()
         .to_string();
     let claude = claude_settings(&args.claude)?;
+    let codex = codex_settings(&args.codex)?;
     let mut capabilities = args.offer.capabilities.clone();
     // With a key and the CLI at hand, the embedded orca runs agents out of
     // the box; without the CLI it says so instead of taking steps it would
     // only fail.
-    let credentials = claude.api_key.is_some() || claude.oauth_token.is_some();
-    if credentials && !capabilities.iter().any(|c| c == orca_core::CLAUDE_CODE) {
-        if orca_worker::program::find_program(
-            &claude.bin,
-            Path::new("."),
-            std::env::var("PATH").ok().as_deref(),
-        )
-        .is_some()
-        {
-            capabilities.push(orca_core::CLAUDE_CODE.to_string());
-        } else {
-            eprintln!(
-                "warning: an Anthropic API key or Claude subscription token is set, but the Claude Code CLI {:?} is not found, so the local workers do not offer claude-code (npm install -g @anthropic-ai/claude-code, or --claude-bin)",
-                claude.bin.display().to_string()
-            );
-        }
-    }
+    offer_agent(
+        &mut capabilities,
+        orca_core::CLAUDE_CODE,
+        claude.api_key.is_some() || claude.oauth_token.is_some(),
+        &claude.bin,
+        "an Anthropic API key or Claude subscription token is set, but the Claude Code CLI",
+        "npm install -g @anthropic-ai/claude-code, or --claude-bin",
+    );
+    offer_agent(
+        &mut capabilities,
+        orca_core::CODEX,
+        codex.api_key.is_some(),
+        &codex.bin,
+        "an OpenAI API key is set, but the Codex CLI",
+        "npm install -g @openai/codex, or --codex-bin",
+    );
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut names = Vec::new();
@@ -408,6 +457,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.capabilities = capabilities.clone();
         config.slots = args.offer.slots;
         config.claude = claude.clone();
+        config.codex = codex.clone();
         // Ctrl-C on `orca up` stops everything: running steps are handed
         // back at once and run again when orca next starts.
         config.drain_grace = std::time::Duration::ZERO;

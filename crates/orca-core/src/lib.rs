@@ -28,9 +28,9 @@ pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use repo::{RepoSpec, StepWork};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
-    ApprovalSpec, CLAUDE_CODE, ClaudeCodeSpec, DEFAULT_AGENT_STALL_SECONDS, NoopSpec, OnConflict,
-    PROMPT_STEP, PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec,
-    UNSANDBOXED,
+    AGENT_CAPABILITIES, ApprovalSpec, CLAUDE_CODE, CODEX, ClaudeCodeSpec, CodexSandbox, CodexSpec,
+    DEFAULT_AGENT_STALL_SECONDS, NoopSpec, OnConflict, PROMPT_STEP, PermissionMode, QueueView,
+    RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec, UNSANDBOXED, is_agent_capability,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use step_limits::StepLimits;

@@ -150,6 +150,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             shell,
             noop: None,
             claude_code,
+            codex: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,

@@ -93,6 +93,10 @@ pub struct StepSpec {
     /// Runs the Claude Code CLI headless on a prompt, in the step's workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claude_code: Option<ClaudeCodeSpec>,
+    /// Runs the Codex CLI headless (`codex exec`) on a prompt, in the
+    /// step's workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codex: Option<CodexSpec>,
     /// Makes the task's branch from its last steps' and delivers it. Orca
     /// adds this step to a task that names a repository (see
     /// [`with_delivery`]); a task file never sets it.
@@ -262,6 +266,7 @@ pub enum Runtime<'a> {
     /// Succeeds at once with no output: measures orca's own overhead.
     Noop,
     ClaudeCode(&'a ClaudeCodeSpec),
+    Codex(&'a CodexSpec),
     /// Merges the task's last steps into the task's branch, then pushes it
     /// and opens a pull request as the task's `repo` asks.
     Deliver,
@@ -275,6 +280,18 @@ pub const DEFAULT_AGENT_STALL_SECONDS: u32 = 600;
 /// The capability a worker offers when it can run Claude Code steps; such
 /// steps need it whatever else they need.
 pub const CLAUDE_CODE: &str = "claude-code";
+
+/// The capability a worker offers when it can run Codex steps.
+pub const CODEX: &str = "codex";
+
+/// The capabilities of agent runtimes: a step needing one is an agent's,
+/// which pools cap (`maxConcurrentAgents`) and provider limits pause.
+pub const AGENT_CAPABILITIES: [&str; 2] = [CLAUDE_CODE, CODEX];
+
+/// Whether `capability` is an agent runtime's.
+pub fn is_agent_capability(capability: &str) -> bool {
+    AGENT_CAPABILITIES.contains(&capability)
+}
 
 /// How a worker whose steps run without a sandbox says its isolation
 /// begins: `none (--sandbox=off)`.
@@ -358,6 +375,69 @@ pub struct ShellSpec {
     pub secret_files: BTreeMap<String, String>,
 }
 
+/// A Codex agent run: `codex exec PROMPT` with these settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CodexSpec {
+    /// What the agent is asked to do. The outputs of the steps this one
+    /// depends on are in `context/inputs.json` in its workspace.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub prompt: String,
+    /// The model; the worker's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// What the commands the agent runs may touch, when orca does not run
+    /// the step in its own sandbox: `workspaceWrite` (the default: the
+    /// workspace, no network) or `readOnly`. In orca's sandbox, that
+    /// sandbox is the boundary and Codex's own is not stacked inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<CodexSandbox>,
+}
+
+/// Codex's `--sandbox`. `danger-full-access` is left out on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum CodexSandbox {
+    ReadOnly,
+    WorkspaceWrite,
+    /// A value that came over the wire and is none of the above; validation
+    /// refuses it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl CodexSandbox {
+    /// The task file's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CodexSandbox::ReadOnly => "readOnly",
+            CodexSandbox::WorkspaceWrite => "workspaceWrite",
+            CodexSandbox::Unknown(other) => other,
+        }
+    }
+
+    /// The CLI's spelling.
+    pub fn cli_value(&self) -> &str {
+        match self {
+            CodexSandbox::ReadOnly => "read-only",
+            CodexSandbox::WorkspaceWrite | CodexSandbox::Unknown(_) => "workspace-write",
+        }
+    }
+
+    /// A wire value: one of the above, or kept as unknown for validation to
+    /// refuse; empty is none.
+    pub fn from_wire(value: &str) -> Option<CodexSandbox> {
+        match value {
+            "" => None,
+            "readOnly" => Some(CodexSandbox::ReadOnly),
+            "workspaceWrite" => Some(CodexSandbox::WorkspaceWrite),
+            other => Some(CodexSandbox::Unknown(other.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -376,6 +456,7 @@ impl Runtime<'_> {
             Runtime::Shell(_) => "shell",
             Runtime::Noop => "noop",
             Runtime::ClaudeCode(_) => CLAUDE_CODE,
+            Runtime::Codex(_) => CODEX,
             Runtime::Deliver => "deliver",
         }
     }
@@ -391,6 +472,8 @@ impl StepSpec {
             Some(Runtime::Shell(shell))
         } else if let Some(claude) = &self.claude_code {
             Some(Runtime::ClaudeCode(claude))
+        } else if let Some(codex) = &self.codex {
+            Some(Runtime::Codex(codex))
         } else if self.noop.is_some() {
             Some(Runtime::Noop)
         } else {
@@ -403,13 +486,20 @@ impl StepSpec {
         usize::from(self.shell.is_some())
             + usize::from(self.noop.is_some())
             + usize::from(self.claude_code.is_some())
+            + usize::from(self.codex.is_some())
             + usize::from(self.deliver.is_some())
     }
 
-    /// What a worker must offer to run the step: its `needs`, and
-    /// `claude-code` for a Claude Code step (a shell step runs anywhere).
+    /// What a worker must offer to run the step: its `needs`, and its
+    /// agent runtime's capability (`claude-code`, `codex`) for an agent
+    /// step (a shell step runs anywhere).
     pub fn required_capabilities(&self) -> Vec<String> {
-        required(&self.needs, self.claude_code.is_some())
+        let agent = match self.runtime() {
+            Some(Runtime::ClaudeCode(_)) => Some(CLAUDE_CODE),
+            Some(Runtime::Codex(_)) => Some(CODEX),
+            _ => None,
+        };
+        required(&self.needs, agent)
     }
 
     /// A shell step, for tests and examples.
@@ -426,6 +516,7 @@ impl StepSpec {
             }),
             noop: None,
             claude_code: None,
+            codex: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,
@@ -448,6 +539,7 @@ impl StepSpec {
             shell: None,
             noop: Some(NoopSpec {}),
             claude_code: None,
+            codex: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,
@@ -535,10 +627,11 @@ impl StepSpec {
     /// What the step was asked to do, for the agent resolving a conflict
     /// between its work and another's: its prompt, or its command.
     pub fn asked(&self) -> String {
-        let mut asked = match (&self.claude_code, &self.shell) {
-            (Some(claude), _) => claude.prompt.clone(),
-            (None, Some(shell)) => format!("run `{}`", shell.command.join(" ")),
-            (None, None) => String::new(),
+        let mut asked = match self.runtime() {
+            Some(Runtime::ClaudeCode(claude)) => claude.prompt.clone(),
+            Some(Runtime::Codex(codex)) => codex.prompt.clone(),
+            Some(Runtime::Shell(shell)) => format!("run `{}`", shell.command.join(" ")),
+            _ => String::new(),
         };
         crate::truncate_at_char_boundary(&mut asked, crate::repo::MAX_ASKED_BYTES);
         asked
@@ -641,11 +734,13 @@ steps:
     }
 }
 
-/// A step's `needs`, and `claude-code` for an agent step.
-fn required(needs: &[String], agent: bool) -> Vec<String> {
+/// A step's `needs`, and its agent runtime's capability for an agent step.
+fn required(needs: &[String], agent: Option<&str>) -> Vec<String> {
     let mut needs = needs.to_vec();
-    if agent && !needs.iter().any(|n| n == CLAUDE_CODE) {
-        needs.push(CLAUDE_CODE.to_string());
+    if let Some(agent) = agent
+        && !needs.iter().any(|n| n == agent)
+    {
+        needs.push(agent.to_string());
     }
     needs
 }
@@ -670,11 +765,20 @@ pub struct QueueViewStep {
     needs: Vec<String>,
     #[serde(default)]
     claude_code: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    codex: Option<serde::de::IgnoredAny>,
 }
 
 impl QueueViewStep {
     /// As [`StepSpec::required_capabilities`].
     pub fn required_capabilities(&self) -> Vec<String> {
-        required(&self.needs, self.claude_code.is_some())
+        let agent = if self.claude_code.is_some() {
+            Some(CLAUDE_CODE)
+        } else if self.codex.is_some() {
+            Some(CODEX)
+        } else {
+            None
+        };
+        required(&self.needs, agent)
     }
 }

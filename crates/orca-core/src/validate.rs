@@ -450,16 +450,17 @@ fn validate_step(
     match step.runtime() {
         None if step.runtime_count() == 0 => Err(invalid(
             format!("steps[{i}]"),
-            format!("step {id:?} sets no runtime; set one of: shell, noop, claudeCode"),
+            format!("step {id:?} sets no runtime; set one of: shell, noop, claudeCode, codex"),
         )),
         None => Err(invalid(
             format!("steps[{i}]"),
             format!(
-                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode"
+                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode, codex"
             ),
         )),
         Some(Runtime::Noop | Runtime::Deliver) => Ok(()),
         Some(Runtime::ClaudeCode(claude)) => validate_claude(i, id, claude, limits),
+        Some(Runtime::Codex(codex)) => validate_codex(i, id, codex, limits),
         Some(Runtime::Shell(shell)) => {
             let field = format!("steps[{i}].shell.command");
             if shell
@@ -622,41 +623,7 @@ fn validate_claude(
     limits: &Limits,
 ) -> Result<(), Error> {
     let field = |name: &str| format!("steps[{i}].claudeCode.{name}");
-    if claude.prompt.trim().is_empty() {
-        return Err(invalid(
-            field("prompt"),
-            format!("step {id:?} needs a prompt"),
-        ));
-    }
-    if claude.prompt.len() > limits.max_prompt_bytes {
-        return Err(invalid(
-            field("prompt"),
-            format!(
-                "step {id:?}: the prompt is {} bytes; the limit (max-prompt-bytes) is {}",
-                claude.prompt.len(),
-                limits.max_prompt_bytes
-            ),
-        ));
-    }
-    // Everything here becomes one argv entry of the CLI: no NUL bytes.
-    if claude.prompt.contains('\0') {
-        return Err(invalid(
-            field("prompt"),
-            format!("step {id:?}: the prompt holds a NUL byte"),
-        ));
-    }
-    if let Some(model) = &claude.model
-        && (model.is_empty()
-            || model.len() > 128
-            || !model.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '[' | ']')
-            }))
-    {
-        return Err(invalid(
-            field("model"),
-            format!("step {id:?}: model {model:?} must be 1 to 128 letters, digits or -_.:@[]"),
-        ));
-    }
+    validate_agent_prompt(id, &claude.prompt, claude.model.as_deref(), &field, limits)?;
     if claude.max_turns.is_some_and(|t| !(1..=1000).contains(&t)) {
         return Err(invalid(
             field("maxTurns"),
@@ -679,6 +646,70 @@ fn validate_claude(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_codex(
+    i: usize,
+    id: &str,
+    codex: &crate::spec::CodexSpec,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let field = |name: &str| format!("steps[{i}].codex.{name}");
+    validate_agent_prompt(id, &codex.prompt, codex.model.as_deref(), &field, limits)?;
+    if let Some(crate::spec::CodexSandbox::Unknown(mode)) = &codex.sandbox {
+        return Err(invalid(
+            field("sandbox"),
+            format!("step {id:?}: {mode:?} is not one of readOnly, workspaceWrite"),
+        ));
+    }
+    Ok(())
+}
+
+/// What every agent step's prompt and model must be; `field` names a
+/// field of the step's runtime.
+fn validate_agent_prompt(
+    id: &str,
+    prompt: &str,
+    model: Option<&str>,
+    field: &dyn Fn(&str) -> String,
+    limits: &Limits,
+) -> Result<(), Error> {
+    if prompt.trim().is_empty() {
+        return Err(invalid(
+            field("prompt"),
+            format!("step {id:?} needs a prompt"),
+        ));
+    }
+    if prompt.len() > limits.max_prompt_bytes {
+        return Err(invalid(
+            field("prompt"),
+            format!(
+                "step {id:?}: the prompt is {} bytes; the limit (max-prompt-bytes) is {}",
+                prompt.len(),
+                limits.max_prompt_bytes
+            ),
+        ));
+    }
+    // The prompt becomes one argv entry of the CLI: no NUL bytes.
+    if prompt.contains('\0') {
+        return Err(invalid(
+            field("prompt"),
+            format!("step {id:?}: the prompt holds a NUL byte"),
+        ));
+    }
+    if let Some(model) = model
+        && (model.is_empty()
+            || model.len() > 128
+            || !model.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '[' | ']')
+            }))
+    {
+        return Err(invalid(
+            field("model"),
+            format!("step {id:?}: model {model:?} must be 1 to 128 letters, digits or -_.:@[]"),
+        ));
     }
     Ok(())
 }

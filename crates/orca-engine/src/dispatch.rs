@@ -89,7 +89,7 @@ impl Engine {
                     idle_since_progress = 0;
                     if let Some(live) = self.tasks.get_mut(&task_id).map(|a| &mut a.steps[index]) {
                         live.queued = None;
-                        if live.needs.contains(orca_core::CLAUDE_CODE)
+                        if is_agent(&live.needs)
                             && let Some(w) = self.workers.get(&worker_id)
                             && let Some((running, _)) = agents.get_mut(pool_of(&w.info))
                         {
@@ -119,7 +119,7 @@ impl Engine {
                 .filter(|(task_id, index)| {
                     self.tasks
                         .get(task_id)
-                        .is_some_and(|a| a.steps[*index].needs.contains(orca_core::CLAUDE_CODE))
+                        .is_some_and(|a| is_agent(&a.steps[*index].needs))
                 })
                 .count() as u32;
             let entry = pools
@@ -461,4 +461,11 @@ impl Engine {
             self.release_held(&other, now);
         }
     }
+}
+
+/// Whether a step that needs `needs` is an agent's.
+fn is_agent(needs: &orca_core::Capabilities) -> bool {
+    orca_core::AGENT_CAPABILITIES
+        .iter()
+        .any(|agent| needs.contains(*agent))
 }

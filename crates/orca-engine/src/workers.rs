@@ -75,7 +75,9 @@ impl Workers {
         let id = self.next_id;
         self.next_id += 1;
         let mut without_agents = info.capabilities.clone();
-        without_agents.remove(orca_core::CLAUDE_CODE);
+        for agent in orca_core::AGENT_CAPABILITIES {
+            without_agents.remove(agent);
+        }
         let now = now_micros();
         self.by_id.insert(
             id,

@@ -8,7 +8,7 @@ use orca_api::client::ClientTls;
 
 use crate::http::HttpSettings;
 use crate::limits::LimitSettings;
-use crate::runtime::{self, ClaudeSettings};
+use crate::runtime::{self, ClaudeSettings, CodexSettings};
 use crate::sandbox::SandboxSettings;
 
 /// Spare worktrees per repository and commit, unless told otherwise: a
@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub keep_workspaces: bool,
     /// How Claude Code steps run (the CLI, the model, the API key).
     pub claude: ClaudeSettings,
+    /// How Codex steps run (the CLI, the model, the API key and base URL).
+    pub codex: CodexSettings,
     /// The `orca` executable steps call back with (`orca state`, the
     /// agents' MCP server); `None` leaves them to find one on their `PATH`.
     pub orca_bin: Option<PathBuf>,
@@ -89,6 +91,7 @@ impl WorkerConfig {
             secrets_dir: None,
             keep_workspaces: false,
             claude: ClaudeSettings::default(),
+            codex: CodexSettings::default(),
             orca_bin: None,
             http: None,
             checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::metrics::WorkerMetrics;
 use crate::model_proxy;
-use crate::runtime::ClaudeSettings;
+use crate::runtime::{ClaudeSettings, CodexSettings};
 use crate::sandbox::{Sandbox, SandboxMode};
 
 /// Where in the work directory steps' `/etc` is laid out.
@@ -24,6 +24,8 @@ pub(crate) struct Isolation {
     pub(crate) sandbox: Sandbox,
     pub(crate) limits: Limits,
     pub(crate) model_proxy: Option<Arc<model_proxy::ModelProxy>>,
+    /// As `model_proxy`, for OpenAI's API (Codex).
+    pub(crate) openai_proxy: Option<Arc<model_proxy::ModelProxy>>,
     pub(crate) egress: Option<Arc<egress::Egress>>,
 }
 
@@ -34,6 +36,7 @@ impl Isolation {
     pub(crate) async fn make(
         config: &WorkerConfig,
         claude: &ClaudeSettings,
+        codex: &CodexSettings,
         metrics: &Arc<WorkerMetrics>,
     ) -> Result<Isolation, Error> {
         egress::check(
@@ -55,11 +58,18 @@ impl Isolation {
             )));
         }
         let model_proxy = model_proxy(&sandbox, claude).await?;
-        let egress = egress(config, &sandbox, model_proxy.as_deref(), metrics)?;
+        let openai_proxy = openai_proxy(&sandbox, codex).await?;
+        let proxies: Vec<&model_proxy::ModelProxy> = model_proxy
+            .iter()
+            .chain(&openai_proxy)
+            .map(|p| p.as_ref())
+            .collect();
+        let egress = egress(config, &sandbox, &proxies, metrics)?;
         Ok(Isolation {
             sandbox,
             limits,
             model_proxy,
+            openai_proxy,
             egress,
         })
     }
@@ -107,6 +117,25 @@ async fn model_proxy(
     Ok(Some(Arc::new(proxy)))
 }
 
+/// As [`model_proxy`], for Codex: OpenAI's API, whose key goes as a
+/// bearer token. Started only when the worker has a key to hide.
+async fn openai_proxy(
+    sandbox: &Sandbox,
+    codex: &CodexSettings,
+) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
+    if matches!(sandbox, Sandbox::Off) || codex.api_key.is_none() {
+        return Ok(None);
+    }
+    let credentials = model_proxy::Credentials {
+        api_key: None,
+        oauth_token: codex.api_key.clone(),
+    };
+    let proxy = model_proxy::ModelProxy::start(codex.upstream(), credentials)
+        .await
+        .map_err(|e| Error::Sandbox(format!("the OpenAI proxy for Codex could not start: {e}")))?;
+    Ok(Some(Arc::new(proxy)))
+}
+
 /// Sandboxed steps' ways out of their network: the pool's allow-list, and
 /// the services relayed in as they are (the control plane, the model proxy,
 /// the OTLP endpoint a step's own traces go to). Without the `orca` binary
@@ -115,7 +144,7 @@ async fn model_proxy(
 fn egress(
     config: &WorkerConfig,
     sandbox: &Sandbox,
-    model_proxy: Option<&model_proxy::ModelProxy>,
+    proxies: &[&model_proxy::ModelProxy],
     metrics: &Arc<WorkerMetrics>,
 ) -> Result<Option<Arc<egress::Egress>>, Error> {
     let allow = config.sandbox.egress_allow.as_deref();
@@ -144,7 +173,11 @@ fn egress(
                 .collect()
         })
         .unwrap_or_default();
-    services.extend(model_proxy.and_then(|p| egress::Service::from_url(&p.url())));
+    services.extend(
+        proxies
+            .iter()
+            .filter_map(|p| egress::Service::from_url(&p.url())),
+    );
     // Where a step's own traces go, as the worker hands it OTEL_*.
     for name in [
         "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -44,9 +44,9 @@ pub use crate::http::HttpSettings;
 use crate::isolation::Isolation;
 pub use crate::limits::{LimitSettings, Limits};
 use crate::metrics::WorkerMetrics;
-pub use crate::runtime::ClaudeSettings;
 use crate::runtime::checkpoint::Checkpoints;
 use crate::runtime::{Attempt, FromAttempt};
+pub use crate::runtime::{ClaudeSettings, CodexSettings};
 pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
@@ -151,9 +151,16 @@ pub async fn run(
     if claude.bin.as_os_str().is_empty() {
         claude.bin = "claude".into();
     }
+    let mut codex = config.codex.clone();
+    if codex.home.as_os_str().is_empty() {
+        codex.home = config.work_dir.join(".codex-home");
+    }
+    if codex.bin.as_os_str().is_empty() {
+        codex.bin = "codex".into();
+    }
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     // Checked before the first step can come.
-    let isolation = Isolation::make(&config, &claude, &metrics).await?;
+    let isolation = Isolation::make(&config, &claude, &codex, &metrics).await?;
     let http = match &config.http {
         Some(settings) => {
             let (addr, serving) = http::serve(settings, metrics.clone()).await?;
@@ -200,7 +207,9 @@ pub async fn run(
         report_tx,
         agents: Arc::new(runtime::Agents {
             model_proxy: isolation.model_proxy.clone(),
+            openai_proxy: isolation.openai_proxy.clone(),
             claude,
+            codex,
         }),
         egress: isolation.egress.clone(),
         metrics,

@@ -530,6 +530,12 @@ fn tool_dirs(room: &Room, read_only: &[PathBuf], path_var: Option<&String>) -> V
             Some(name) if name == "bin" => dir.parent().unwrap_or(dir),
             _ => dir,
         };
+        // An npm package finds its dependencies (the Codex CLI its native
+        // binary, a package of its own) in the `node_modules` it sits in.
+        let real_dir = real_dir
+            .ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+            .unwrap_or(real_dir);
         let named_dir = found.as_deref().and_then(Path::parent);
         named_dir
             .into_iter()

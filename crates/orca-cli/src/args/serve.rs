@@ -534,6 +534,9 @@ pub struct WorkerArgs {
     pub claude: ClaudeArgs,
 
     #[command(flatten)]
+    pub codex: CodexArgs,
+
+    #[command(flatten)]
     pub sandbox: SandboxArgs,
 
     /// Where to serve this worker's /metrics (Prometheus), /healthz and
@@ -568,6 +571,24 @@ pub struct ClaudeArgs {
     /// $CLAUDE_CODE_OAUTH_TOKEN otherwise.
     #[arg(long, env = "ORCA_CLAUDE_OAUTH_TOKEN_FILE")]
     pub claude_oauth_token_file: Option<PathBuf>,
+}
+
+/// How a worker runs `codex` steps.
+#[derive(Debug, Args)]
+pub struct CodexArgs {
+    /// The Codex CLI that runs `codex` steps (offer the `codex` capability
+    /// to get them).
+    #[arg(long, env = "ORCA_CODEX_BIN", default_value = "codex")]
+    pub codex_bin: PathBuf,
+
+    /// The model of `codex` steps that name none (gpt-5-codex when unset).
+    #[arg(long, env = "ORCA_CODEX_MODEL")]
+    pub codex_model: Option<String>,
+
+    /// A file holding the OpenAI API key; $OPENAI_API_KEY otherwise. The
+    /// API is $OPENAI_BASE_URL when set (a gateway), else OpenAI's.
+    #[arg(long, env = "ORCA_OPENAI_API_KEY_FILE")]
+    pub openai_api_key_file: Option<PathBuf>,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.
@@ -608,6 +629,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub claude: ClaudeArgs,
+
+    #[command(flatten)]
+    pub codex: CodexArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,

@@ -46,13 +46,15 @@ pub trait AgentRuntime: Send + Sync {
     fn transcripts(&self) -> Arc<dyn Transcripts>;
     /// A reader for a new run.
     fn stream(&self) -> Self::Stream;
-    /// The CLI's command and exactly its environment, running in
-    /// `workspace`, continuing session `resume` when given; `briefing`
-    /// comes before the step's prompt (a conflict to resolve first).
+    /// The CLI's command and exactly its environment, running in `cwd`
+    /// (the workspace, or its repository's worktree in it), continuing
+    /// session `resume` when given; `briefing` comes before the step's
+    /// prompt (a conflict to resolve first).
     fn command(
         &self,
         attempt: &Attempt,
         workspace: &Path,
+        cwd: &Path,
         resume: Option<&str>,
         briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>);
@@ -141,6 +143,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     let (command, env) = runtime.command(
         attempt,
         &workspace,
+        &cwd,
         resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
         briefing.as_deref(),
     );

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod attempt;
 pub mod checkpoint;
 pub mod claude;
+pub mod codex;
 pub mod deliver;
 pub mod process;
 pub mod repo;
@@ -37,6 +38,8 @@ use attempt::Ended;
 pub use attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use claude::ClaudeCode;
 pub use claude::settings::ClaudeSettings;
+use codex::Codex;
+pub use codex::CodexSettings;
 use shell::run_shell;
 
 /// How this worker runs each agent CLI it offers.
@@ -47,6 +50,9 @@ pub struct Agents {
     /// attempt's instead of the worker's; `None` hands the CLI the
     /// worker's credential (unsandboxed, or none to hide).
     pub model_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
+    pub codex: CodexSettings,
+    /// As `model_proxy`, for OpenAI's API (Codex).
+    pub openai_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
 }
 
 /// Runs the attempt to its end and reports the result. A message on
@@ -67,6 +73,10 @@ pub async fn run(
         Some(Runtime::ClaudeCode(spec)) => {
             let claude = ClaudeCode::new(&agents.claude, agents.model_proxy.as_deref(), spec);
             run_agent(&claude, &attempt, &reports, cancel).await
+        }
+        Some(Runtime::Codex(spec)) => {
+            let codex = Codex::new(&agents.codex, agents.openai_proxy.as_deref(), spec);
+            run_agent(&codex, &attempt, &reports, cancel).await
         }
         None => Ended::fault(
             Fault::UnknownRuntime,
@@ -110,6 +120,7 @@ fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
     match runtime {
         Some(Runtime::Shell(_)) => "shell",
         Some(Runtime::ClaudeCode(_)) => "claude_code",
+        Some(Runtime::Codex(_)) => "codex",
         Some(Runtime::Noop) => "noop",
         Some(Runtime::Deliver) => "deliver",
         None => "unknown",

@@ -71,6 +71,7 @@ fn claude_settings(dir: &Path) -> Agents {
             base_url: Some("http://127.0.0.1:9".into()),
             home: dir.join("home"),
         },
+        ..Agents::default()
     }
 }
 

@@ -114,6 +114,7 @@ impl AgentRuntime for ClaudeCode<'_> {
         &self,
         attempt: &Attempt,
         workspace: &Path,
+        _cwd: &Path,
         resume: Option<&str>,
         briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>) {

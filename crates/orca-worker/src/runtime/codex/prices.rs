@@ -1,0 +1,77 @@
+//! What Codex's model responses cost. The CLI reports tokens, not dollars:
+//! orca prices them at OpenAI's list prices per model family.
+
+/// A thread's token usage as `turn.completed` reports it: input counts
+/// the cached input too, output counts the reasoning too.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prices {
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
+}
+
+impl Prices {
+    /// OpenAI's list prices by model family. An unknown model is priced as
+    /// GPT-5, Codex's default family, so a budget still counts it.
+    pub fn of(model: &str) -> Prices {
+        let model = model.to_ascii_lowercase();
+        let (input, cached_input, output) = if model.contains("nano") {
+            (0.05, 0.005, 0.40)
+        } else if model.contains("mini") && model.starts_with("gpt-5") {
+            (0.25, 0.025, 2.0)
+        } else if model.starts_with("o4-mini") {
+            (1.10, 0.275, 4.40)
+        } else if model.starts_with("gpt-4.1-mini") {
+            (0.40, 0.10, 1.60)
+        } else if model.starts_with("o3") || model.starts_with("gpt-4.1") {
+            (2.0, 0.50, 8.0)
+        } else {
+            (1.25, 0.125, 10.0)
+        };
+        Prices {
+            input,
+            cached_input,
+            output,
+        }
+    }
+
+    /// What `usage` costs at these prices.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let millions = |n: u64| n as f64 / 1e6;
+        let uncached = usage.input_tokens.saturating_sub(usage.cached_input_tokens);
+        millions(uncached) * self.input
+            + millions(usage.cached_input_tokens) * self.cached_input
+            + millions(usage.output_tokens) * self.output
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_input_is_priced_apart_and_unknown_models_as_gpt_5() {
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            cached_input_tokens: 200_000,
+            output_tokens: 100_000,
+        };
+        let usd = Prices::of("gpt-5-codex").cost(&usage);
+        assert!(
+            (usd - (0.8 * 1.25 + 0.2 * 0.125 + 0.1 * 10.0)).abs() < 1e-9,
+            "{usd}"
+        );
+        assert_eq!(Prices::of("gpt-5-mini").output, 2.0);
+        assert_eq!(Prices::of("gpt-5-nano").input, 0.05);
+        assert_eq!(Prices::of("o4-mini").input, 1.10);
+        assert_eq!(Prices::of("something-new"), Prices::of("gpt-5"));
+    }
+}

@@ -1,0 +1,126 @@
+//! The codex runtime with the real Codex CLI (installed from npm by
+//! scripts/codex.sh) talking to a mock of the OpenAI Responses API on
+//! loopback: its commands really run in the step's sandboxed workspace,
+//! its stream becomes live logs, its answer and its priced tokens become
+//! the step's output, and the worker's key never reaches the CLI.
+
+use std::time::Duration;
+
+use orca_api::v1;
+use orca_tests::openai::{self, MockOpenAi, Reply};
+use orca_tests::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockOpenAi::start(vec![
+        Reply::Command("echo hello from codex > hello.txt".into()),
+        Reply::Text("Wrote hello.txt.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let _worker = start_codex_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["codex"], 2),
+        &["--keep-workspaces"],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task("agent", vec![codex_step("write", "Write hello.txt")]),
+    )
+    .await
+    .expect("submit");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("succeeded");
+
+    let workspace = dir
+        .path()
+        .join("work/agent-1")
+        .join(&id)
+        .join("write/attempt-1");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.txt")).expect("the command wrote the file"),
+        "hello from codex\n"
+    );
+    let step = &task.steps[0];
+    let output: Value = serde_json::from_str(&step.output_json).expect("output JSON");
+    assert_eq!(output["result"], "Wrote hello.txt.");
+    let session = output["sessionId"].as_str().unwrap_or_default();
+    assert!(!session.is_empty(), "{output}");
+    assert_eq!(step.attempts[0].session_id, session);
+    assert_eq!(
+        step.attempts[0].model,
+        orca_worker::runtime::codex::DEFAULT_MODEL
+    );
+    // Two model calls, each of the mock's usage, priced by orca.
+    let cost = step.attempts[0].cost.expect("a cost");
+    assert_eq!(
+        (
+            cost.input_tokens,
+            cost.cache_read_tokens,
+            cost.output_tokens
+        ),
+        (
+            2 * (openai::INPUT_TOKENS - openai::CACHED_TOKENS),
+            2 * openai::CACHED_TOKENS,
+            2 * openai::OUTPUT_TOKENS
+        )
+    );
+    assert!(cost.usd > 0.0, "{cost:?}");
+    assert_eq!(task.cost.as_ref(), Some(&cost));
+
+    // The command was in the stream while the step ran: its line comes
+    // before the step's success.
+    let seq_of = |wanted: &dyn Fn(&v1::event::Kind) -> bool| {
+        events
+            .iter()
+            .find(|e| e.kind.as_ref().is_some_and(wanted))
+            .map(|e| e.seq)
+    };
+    let command = seq_of(&|k| {
+        matches!(k, v1::event::Kind::Log(l)
+            if l.line == "$ /bin/bash -lc 'echo hello from codex > hello.txt'")
+    })
+    .expect("the command was logged");
+    let succeeded = seq_of(&|k| {
+        matches!(k, v1::event::Kind::StepState(s) if s.state == v1::StepState::Succeeded as i32)
+    })
+    .expect("the step succeeded");
+    assert!(command < succeeded);
+
+    // The CLI held a key of its attempt's: the API saw the worker's key,
+    // put there by the worker's proxy, and nothing the step said shows it.
+    let keys = mock.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        assert_eq!(key, &format!("Bearer {OPENAI_TEST_KEY}"));
+    }
+    let mangled: String = workspace
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let config = std::fs::read_to_string(
+        dir.path()
+            .join("work/agent-1/.codex-home/codex")
+            .join(mangled)
+            .join("config.toml"),
+    )
+    .expect("the run's config.toml");
+    assert!(
+        config.contains("base_url = \"http://127.0.0.1:") && !config.contains(&mock.url),
+        "the sandboxed CLI reaches the API through the worker's proxy:\n{config}"
+    );
+    assert!(!config.contains(OPENAI_TEST_KEY));
+    let said = format!("{events:?}{}", step.output_json);
+    assert!(!said.contains(OPENAI_TEST_KEY), "the key leaked: {said}");
+}
