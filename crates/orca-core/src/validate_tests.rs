@@ -171,6 +171,58 @@ fn a_claude_code_step_needs_a_claude_code_worker() {
 }
 
 #[test]
+fn codex_steps_are_checked_field_by_field_and_need_a_codex_worker() {
+    let codex = |edit: &dyn Fn(&mut crate::spec::CodexSpec)| {
+        let mut spec = crate::spec::CodexSpec {
+            prompt: "add tests".into(),
+            ..Default::default()
+        };
+        edit(&mut spec);
+        let mut step = StepSpec::noop("agent").needing(&["git"]);
+        step.noop = None;
+        step.codex = Some(spec);
+        task(vec![step])
+    };
+    assert_eq!(validate(&codex(&|_| {}), &Limits::default()), Ok(()));
+    type Edit<'a> = &'a dyn Fn(&mut crate::spec::CodexSpec);
+    let cases: [(Edit, &str); 4] = [
+        (&|c| c.prompt = " ".into(), "steps[0].codex.prompt"),
+        (&|c| c.prompt = "a\0b".into(), "steps[0].codex.prompt"),
+        (
+            &|c| c.model = Some("a model".into()),
+            "steps[0].codex.model",
+        ),
+        (
+            &|c| c.sandbox = crate::spec::CodexSandbox::from_wire("danger-full-access"),
+            "steps[0].codex.sandbox",
+        ),
+    ];
+    for (edit, want) in cases {
+        assert_eq!(rejected(&codex(edit)).0, want);
+    }
+    assert_eq!(
+        codex(&|_| {}).steps[0].required_capabilities(),
+        ["git", "codex"]
+    );
+    // A step with two agent runtimes is refused, naming codex among them.
+    let mut both = codex(&|_| {}).steps[0].clone();
+    both.claude_code = Some(crate::spec::ClaudeCodeSpec {
+        prompt: "p".into(),
+        ..Default::default()
+    });
+    assert!(rejected(&task(vec![both])).1.contains("codex"));
+    // The task file's spelling, and serde refusing what it does not know.
+    let yaml = "name: x\nsteps:\n  - id: a\n    codex: {prompt: p, sandbox: readOnly}\n";
+    let spec: crate::TaskSpec = serde_yaml::from_str(yaml).expect("parses");
+    assert_eq!(
+        spec.steps[0].codex.as_ref().and_then(|c| c.sandbox.clone()),
+        Some(crate::spec::CodexSandbox::ReadOnly)
+    );
+    let bad = "name: x\nsteps:\n  - id: a\n    codex: {prompt: p, sandbox: yolo}\n";
+    assert!(serde_yaml::from_str::<crate::TaskSpec>(bad).is_err());
+}
+
+#[test]
 fn fan_out_fan_in_is_valid() {
     let spec = task(vec![
         StepSpec::noop("split"),
