@@ -663,7 +663,7 @@ async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, s
         .expect("the step succeeds on its one attempt");
     let attempts = &task.steps[0].attempts;
     assert_eq!(attempts.len(), 3, "{attempts:?}");
-    let said = format!("rate limited ({signal})");
+    let said = format!("claude-code rate limited ({signal})");
     for handed_back in &attempts[..2] {
         assert_eq!(handed_back.state, v1::StepState::Failed as i32);
         assert!(
@@ -756,7 +756,7 @@ async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_na
     let attempts = &task.steps[0].attempts;
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     let signal = format!(
-        "rate limited (rate_limit_event resetsAt={} rateLimitType=five_hour)",
+        "claude-code rate limited (rate_limit_event resetsAt={} rateLimitType=five_hour)",
         orca_api::view::format_utc(resets_at * 1_000_000)
     );
     assert!(

@@ -48,7 +48,6 @@ impl Engine {
             return;
         }
         let mut agents = self.agents_in_capped_pools();
-        let now = now_micros();
         let mut order = 0;
         let mut idle_since_progress = 0;
         while !self.queue.is_empty()
@@ -60,14 +59,17 @@ impl Engine {
             let head = match self.workers.get(&worker_id) {
                 Some(w) if w.free() > 0 => {
                     let pool = agents.get(pool_of(&w.info));
-                    let paused = self
-                        .pauses
-                        .get(pool_of(&w.info))
-                        .is_some_and(|p| p.until > now);
-                    if paused || pool.is_some_and(|(running, cap)| running >= cap) {
+                    if pool.is_some_and(|(running, cap)| running >= cap) {
                         self.queue.peek_for(&w.without_agents)
-                    } else {
+                    } else if self.pauses.is_empty() || self.pauses_of(&w.info).next().is_none() {
                         self.queue.peek_for(&w.info.capabilities)
+                    } else {
+                        // Without the agent runtimes a limit paused here.
+                        let mut offered = w.info.capabilities.clone();
+                        for (agent, _) in self.pauses_of(&w.info) {
+                            offered.remove(agent);
+                        }
+                        self.queue.peek_for(&offered)
                     }
                 }
                 _ => None,
@@ -465,7 +467,12 @@ impl Engine {
 
 /// Whether a step that needs `needs` is an agent's.
 fn is_agent(needs: &orca_core::Capabilities) -> bool {
+    agent_of(needs).is_some()
+}
+
+/// The agent runtime a step that needs `needs` runs on, if any.
+pub(crate) fn agent_of(needs: &orca_core::Capabilities) -> Option<&'static str> {
     orca_core::AGENT_CAPABILITIES
-        .iter()
-        .any(|agent| needs.contains(*agent))
+        .into_iter()
+        .find(|agent| needs.contains(*agent))
 }

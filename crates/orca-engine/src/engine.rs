@@ -78,8 +78,10 @@ pub struct Engine {
     pub(crate) liveness: Liveness,
     /// Retries waiting for their backoff, and approvals that time out.
     pub(crate) timers: Timers,
-    /// Pools whose agents a provider limit paused, by pool.
-    pub(crate) pauses: HashMap<String, Pause>,
+    /// The agents a provider limit paused, by pool and agent runtime's
+    /// capability (`claude-code`, `codex`): a limit is one provider's, so
+    /// it pauses that runtime's agents of the pool and no other's.
+    pub(crate) pauses: HashMap<(String, String), Pause>,
     /// The first pause after a limit that names no reset.
     pub(crate) limit_backoff: Micros,
     pub(crate) budgets: Budgets,

@@ -147,11 +147,16 @@ impl Engine {
             .rate_limited
             .as_ref()
             .filter(|_| report.outcome == AttemptEnd::Failed);
+        let agent = self
+            .tasks
+            .get(&task_id)
+            .and_then(|a| crate::dispatch::agent_of(&a.steps[index].needs))
+            .unwrap_or(orca_core::CLAUDE_CODE);
         let handed_back = match limited {
-            Some(limit) => Some(self.pause_for_limit(worker, limit, &report.error)),
+            Some(limit) => Some(self.pause_for_limit(worker, agent, limit, &report.error)),
             None => {
                 if outcome == orca_core::Outcome::Succeeded {
-                    self.pool_recovered(worker);
+                    self.pool_recovered(worker, agent);
                 }
                 None
             }

@@ -1433,3 +1433,83 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
     h.engine.credits(w2.id, 1).await.expect("credits");
     assert_eq!(resume_of(w2.next().await), Some(resume(1, 2)));
 }
+
+/// A limit is one provider's: a Codex agent's 429 pauses the pool's codex
+/// steps, uncounted, while its Claude Code steps start as before.
+#[tokio::test]
+async fn a_codex_limit_pauses_the_pools_codex_agents_and_not_its_claude_agents() {
+    let h = Harness::new();
+    let codex = |id: &str| noop(id).needing(&[orca_core::CODEX]);
+    let claude = |id: &str| noop(id).needing(&[orca_core::CLAUDE_CODE]);
+    h.submit("first", 0, 1, vec![codex("c")]).await;
+    let info = WorkerInfo {
+        name: "w".into(),
+        pool: "mixed".into(),
+        capabilities: orca_core::queue::capabilities(&[orca_core::CLAUDE_CODE, orca_core::CODEX]),
+        slots: 4,
+        peer: "test".into(),
+        max_concurrent_agents: 0,
+        isolation: String::new(),
+    };
+    let mut w = h.register(info, Vec::new()).await;
+    h.engine.credits(w.id, 4).await.expect("credits");
+    h.settled().await;
+    let assigned = |w: &mut FakeWorker| {
+        let mut given = Vec::new();
+        while let Ok(message) = w.inbox.try_recv() {
+            if let ToWorker::Assign(a) = message {
+                given.push(a.attempt);
+            }
+        }
+        given
+    };
+    let first = assigned(&mut w);
+    assert_eq!(first.len(), 1, "{first:?}");
+    h.engine
+        .report(
+            w.id,
+            StepResult {
+                attempt: first[0].clone(),
+                outcome: AttemptEnd::Failed,
+                output_json: String::new(),
+                error: "exceeded retry limit, last status: 429 Too Many Requests".into(),
+                exit_code: Some(1),
+                started_at: None,
+                cost: None,
+                stalled: false,
+                rate_limited: Some(RateLimited {
+                    reset: None,
+                    signal: "status 429".into(),
+                }),
+                work: None,
+                conflict: None,
+            },
+        )
+        .await
+        .expect("reported");
+    h.submit("second", 0, 2, vec![codex("c2")]).await;
+    h.submit("third", 0, 3, vec![claude("k")]).await;
+    h.settled().await;
+    let next: Vec<(String, String)> = assigned(&mut w)
+        .into_iter()
+        .map(|k| (k.task_id, k.step_id))
+        .collect();
+    assert_eq!(
+        next,
+        [("third".to_string(), "k".to_string())],
+        "only the Claude Code step starts while codex is paused"
+    );
+    let fleet = h.engine.list_agents().await.expect("fleet");
+    let (_, reason) = fleet.workers[0]
+        .paused
+        .clone()
+        .expect("the pool shows its pause");
+    assert!(
+        reason.starts_with("codex rate limited (status 429)"),
+        "{reason}"
+    );
+    // The limited attempt did not count: the step waits queued for its
+    // first attempt again.
+    let task = h.task("first").await;
+    assert_eq!(task.steps[0].state, StepState::Queued);
+}
