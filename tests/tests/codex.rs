@@ -236,3 +236,101 @@ async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
         "the Claude Code step finished ({claude_done}) while codex was paused (its next attempt started {codex_again})"
     );
 }
+
+/// A codex attempt that fails on worker A leaves its thread with the
+/// control plane; A is killed; the retry runs on worker B, in B's own
+/// directories, and resumes the same thread: the real CLI sends the earlier
+/// conversation again, and the file attempt 1 wrote is there.
+#[tokio::test]
+async fn a_retry_on_another_worker_resumes_the_codex_thread_from_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockOpenAi::start(vec![
+        // Attempt 1, on A: writes a file, then the API fails it.
+        Reply::Command("echo half done > notes.txt".into()),
+        Reply::Error {
+            status: 500,
+            message: "the mock fell over".into(),
+        },
+        // Attempt 2, on B: reads the file back, and finishes.
+        Reply::Command("cat notes.txt".into()),
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let mut worker_a =
+        start_codex_worker(&server, dir.path(), "agent-1", &mock, (&["codex"], 1), &[])
+            .expect("worker A");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt, then finish {}", std::process::id());
+    let mut step = codex_step("notes", &prompt);
+    // The retry waits long enough for the test to stop A first.
+    step.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 3000,
+        max_delay_ms: 3000,
+        multiplier: 1.0,
+    });
+    let id = submit(&client, task("travels", vec![step]))
+        .await
+        .expect("submit");
+    wait_task(&client, &id, Duration::from_secs(60), |t| {
+        let step = t.steps.into_iter().next()?;
+        step.attempts
+            .first()
+            .filter(|a| a.state == v1::StepState::Failed as i32)
+            .cloned()
+    })
+    .await
+    .expect("attempt 1 fails");
+    worker_a.kill();
+
+    let _worker_b = start_codex_worker(&server, dir.path(), "agent-2", &mock, (&["codex"], 1), &[])
+        .expect("worker B");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("the task succeeds on B");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        (attempts[0].worker.as_str(), attempts[1].worker.as_str()),
+        ("agent-1", "agent-2")
+    );
+    let session = &attempts[0].session_id;
+    assert!(!session.is_empty());
+    assert_eq!(&attempts[1].session_id, session, "the same thread goes on");
+    let log_of = |attempt: u32| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Some(v1::event::Kind::Log(l)) if l.attempt == attempt => Some(l.line.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(
+        log_of(1)
+            .iter()
+            .any(|l| l.starts_with(&format!("checkpoint kept: session {session}, "))),
+        "{:?}",
+        log_of(1)
+    );
+    let resumed = log_of(2);
+    assert!(
+        resumed.contains(&format!(
+            "resuming session {session} of attempt 1 from the checkpoint attempt 1 left"
+        )),
+        "{resumed:?}"
+    );
+    assert!(resumed.iter().any(|l| l == "  half done"), "{resumed:?}");
+    // The CLI on B sent the thread's earlier conversation again.
+    let last = mock.requests().last().cloned().expect("a request");
+    let history = last["input"].to_string();
+    assert!(
+        history.contains(&prompt) && history.contains("echo half done > notes.txt"),
+        "the earlier conversation: {history}"
+    );
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output JSON");
+    assert_eq!(output["result"], "Finished where I left off.");
+}
