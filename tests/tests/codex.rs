@@ -21,13 +21,24 @@ async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output(
     .await
     .expect("mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    // The operator's price for the model, per million tokens.
+    let prices = dir.path().join("prices.yaml");
+    std::fs::write(
+        &prices,
+        format!(
+            "{}: {{input: 2, cachedInput: 0.5, output: 10}}\n",
+            orca_worker::runtime::codex::DEFAULT_MODEL
+        ),
+    )
+    .expect("prices");
+    let prices = prices.display().to_string();
     let _worker = start_codex_worker(
         &server,
         dir.path(),
         "agent-1",
         &mock,
         (&["codex"], 2),
-        &["--keep-workspaces"],
+        &["--keep-workspaces", "--prices", &prices],
     )
     .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -61,21 +72,24 @@ async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output(
         step.attempts[0].model,
         orca_worker::runtime::codex::DEFAULT_MODEL
     );
-    // Two model calls, each of the mock's usage, priced by orca.
+    // Two model calls, each of the mock's usage, priced by orca at the
+    // operator's price.
     let cost = step.attempts[0].cost.expect("a cost");
+    let (input, cached, out) = (
+        2 * (openai::INPUT_TOKENS - openai::CACHED_TOKENS),
+        2 * openai::CACHED_TOKENS,
+        2 * openai::OUTPUT_TOKENS,
+    );
     assert_eq!(
         (
             cost.input_tokens,
             cost.cache_read_tokens,
             cost.output_tokens
         ),
-        (
-            2 * (openai::INPUT_TOKENS - openai::CACHED_TOKENS),
-            2 * openai::CACHED_TOKENS,
-            2 * openai::OUTPUT_TOKENS
-        )
+        (input, cached, out)
     );
-    assert!(cost.usd > 0.0, "{cost:?}");
+    let usd = (input as f64 * 2.0 + cached as f64 * 0.5 + out as f64 * 10.0) / 1e6;
+    assert!((cost.usd - usd).abs() < 1e-12, "{} against {usd}", cost.usd);
     assert_eq!(task.cost.as_ref(), Some(&cost));
 
     // The command was in the stream while the step ran: its line comes

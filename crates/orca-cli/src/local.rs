@@ -80,7 +80,25 @@ fn codex_settings(args: &CodexArgs) -> anyhow::Result<orca_worker::CodexSettings
         model: args.codex_model.clone(),
         base_url,
         home: Default::default(),
+        prices: match &args.prices {
+            Some(path) => price_table(path)?,
+            None => Default::default(),
+        },
     })
+}
+
+/// The operator's prices (`--prices`), each checked.
+fn price_table(path: &Path) -> anyhow::Result<orca_worker::runtime::codex::prices::PriceTable> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--prices {}", path.display()))?;
+    let table: orca_worker::runtime::codex::prices::PriceTable = serde_yaml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--prices {}: {e}", path.display()))?;
+    for (model, prices) in &table {
+        prices
+            .check()
+            .map_err(|e| anyhow::anyhow!("--prices {}: {model}: {e}", path.display()))?;
+    }
+    Ok(table)
 }
 
 /// Offers `capability` when its credentials are given and its CLI is at
@@ -523,4 +541,46 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .await?;
     println!("orca stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_price_table_is_read_and_a_bad_one_is_refused_naming_the_model() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let good = file(
+            "good.yaml",
+            "gpt-6.1: {input: 2.5, cachedInput: 0.25, output: 20}\n",
+        );
+        let table = price_table(&good).expect("read");
+        assert_eq!(table["gpt-6.1"].output, 20.0);
+        for (text, said) in [
+            (
+                "gpt-6.1: {input: -1, cachedInput: 0.25, output: 20}\n",
+                "gpt-6.1: input must be zero or more dollars",
+            ),
+            (
+                "gpt-6.1: {input: 1, cached: 0.25, output: 20}\n",
+                "unknown field `cached`",
+            ),
+            (
+                "gpt-6.1: {input: 1, output: 20}\n",
+                "missing field `cachedInput`",
+            ),
+        ] {
+            let bad = file("bad.yaml", text);
+            let error = price_table(&bad).expect_err(text).to_string();
+            assert!(
+                error.starts_with("--prices ") && error.contains(said),
+                "{error}"
+            );
+        }
+    }
 }

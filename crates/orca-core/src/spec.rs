@@ -111,9 +111,9 @@ pub struct StepSpec {
     pub timeout_seconds: Option<u32>,
     /// An attempt that shows no sign of life (no output line, progress,
     /// log or tool event) for this long is killed and fails as stalled,
-    /// then retried per its policy. Claude Code steps default to
-    /// [`DEFAULT_AGENT_STALL_SECONDS`]; other steps are not watched unless
-    /// they set it.
+    /// then retried per its policy. Agent steps (Claude Code, Codex)
+    /// default to [`DEFAULT_AGENT_STALL_SECONDS`]; other steps are not
+    /// watched unless they set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub stall_timeout_seconds: Option<u32>,
@@ -564,12 +564,14 @@ impl StepSpec {
     }
 
     /// How long an attempt may stay silent before it is stalled: its own
-    /// setting, or the agents' default for a Claude Code step.
+    /// setting, or the agents' default for an agent's step.
     pub fn stall_timeout(&self) -> Option<u32> {
-        self.stall_timeout_seconds.or(self
-            .claude_code
-            .is_some()
-            .then_some(DEFAULT_AGENT_STALL_SECONDS))
+        let agent = matches!(
+            self.runtime(),
+            Some(Runtime::ClaudeCode(_) | Runtime::Codex(_))
+        );
+        self.stall_timeout_seconds
+            .or(agent.then_some(DEFAULT_AGENT_STALL_SECONDS))
     }
 
     /// Attempts allowed in all (1 without a retry policy).

@@ -204,6 +204,11 @@ fn codex_steps_are_checked_field_by_field_and_need_a_codex_worker() {
         codex(&|_| {}).steps[0].required_capabilities(),
         ["git", "codex"]
     );
+    // An agent's step: watched for silence by default.
+    assert_eq!(
+        codex(&|_| {}).steps[0].stall_timeout(),
+        Some(crate::DEFAULT_AGENT_STALL_SECONDS)
+    );
     // A step with two agent runtimes is refused, naming codex among them.
     let mut both = codex(&|_| {}).steps[0].clone();
     both.claude_code = Some(crate::spec::ClaudeCodeSpec {

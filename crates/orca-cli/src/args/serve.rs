@@ -589,6 +589,13 @@ pub struct CodexArgs {
     /// API is $OPENAI_BASE_URL when set (a gateway), else OpenAI's.
     #[arg(long, env = "ORCA_OPENAI_API_KEY_FILE")]
     pub openai_api_key_file: Option<PathBuf>,
+
+    /// A YAML or JSON file of what `codex` steps' tokens cost, in US
+    /// dollars per million, by model name (the longest name a model starts
+    /// with): `gpt-6.1: {input: 2.5, cachedInput: 0.25, output: 20}`.
+    /// Models it does not name are priced at OpenAI's list prices.
+    #[arg(long, env = "ORCA_PRICES_FILE")]
+    pub prices: Option<PathBuf>,
 }
 
 /// What a worker offers: its capabilities and how many steps it runs at once.

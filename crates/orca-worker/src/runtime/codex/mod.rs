@@ -56,6 +56,8 @@ pub struct CodexSettings {
     /// Under it, a Codex home per working directory: kept between
     /// attempts, for their threads.
     pub home: PathBuf,
+    /// The operator's prices (`--prices`), before the list prices.
+    pub prices: prices::PriceTable,
 }
 
 impl CodexSettings {
@@ -179,7 +181,10 @@ impl AgentRuntime for Codex<'_> {
     }
 
     fn stream(&self) -> CodexRun {
-        CodexRun::new(&self.model)
+        CodexRun::new(
+            &self.model,
+            prices::Prices::for_model(&self.model, &self.settings.prices),
+        )
     }
 
     /// A run succeeded when its turn completed and the CLI exited 0; a

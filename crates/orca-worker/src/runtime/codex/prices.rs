@@ -1,5 +1,10 @@
 //! What Codex's model responses cost. The CLI reports tokens, not dollars:
-//! orca prices them at OpenAI's list prices per model family.
+//! orca prices them at the operator's prices for the model (`--prices`),
+//! else at OpenAI's list prices per model family.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 
 /// A thread's token usage as `turn.completed` reports it: input counts
 /// the cached input too, output counts the reasoning too.
@@ -11,14 +16,44 @@ pub struct Usage {
 }
 
 /// US dollars per million tokens.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Prices {
     pub input: f64,
     pub cached_input: f64,
     pub output: f64,
 }
 
+/// The operator's prices by model name: a model is priced by the longest
+/// name here it starts with (`gpt-6.1` prices `gpt-6.1-sol`).
+pub type PriceTable = BTreeMap<String, Prices>;
+
 impl Prices {
+    /// The operator's price for `model`, else the list price.
+    pub fn for_model(model: &str, table: &PriceTable) -> Prices {
+        table
+            .iter()
+            .filter(|(name, _)| model.starts_with(name.as_str()))
+            .max_by_key(|(name, _)| name.len())
+            .map(|(_, prices)| prices.clone())
+            .unwrap_or_else(|| Prices::of(model))
+    }
+
+    /// Why these prices cannot be used: each must be a number of dollars,
+    /// zero or more.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, price) in [
+            ("input", self.input),
+            ("cachedInput", self.cached_input),
+            ("output", self.output),
+        ] {
+            if !price.is_finite() || price < 0.0 {
+                return Err(format!("{name} must be zero or more dollars, not {price}"));
+            }
+        }
+        Ok(())
+    }
+
     /// OpenAI's list prices by model family. An unknown model is priced as
     /// GPT-5, Codex's default family, so a budget still counts it.
     pub fn of(model: &str) -> Prices {
@@ -73,5 +108,29 @@ mod tests {
         assert_eq!(Prices::of("gpt-5-nano").input, 0.05);
         assert_eq!(Prices::of("o4-mini").input, 1.10);
         assert_eq!(Prices::of("something-new"), Prices::of("gpt-5"));
+    }
+
+    #[test]
+    fn the_operators_price_for_the_longest_matching_name_wins() {
+        let price = |input: f64| Prices {
+            input,
+            cached_input: input / 10.0,
+            output: input * 8.0,
+        };
+        let table: PriceTable = [
+            ("gpt-6".to_string(), price(3.0)),
+            ("gpt-6.1".to_string(), price(2.0)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(Prices::for_model("gpt-6.1-sol", &table), price(2.0));
+        assert_eq!(Prices::for_model("gpt-6-luna", &table), price(3.0));
+        assert_eq!(Prices::for_model("o4-mini", &table), Prices::of("o4-mini"));
+        assert!(price(1.0).check().is_ok());
+        let negative = Prices {
+            output: -1.0,
+            ..price(1.0)
+        };
+        assert!(negative.check().is_err_and(|e| e.contains("output")));
     }
 }

@@ -134,6 +134,8 @@ fn item(value: &Value) -> Item {
 pub struct CodexRun {
     /// The model the run was given (the stream does not say).
     pub(super) model: String,
+    /// What its tokens cost; none: the list price of `model`.
+    prices: Option<Prices>,
     pub(super) session_id: String,
     /// The last thing the agent said: the step's result.
     pub(super) last_message: String,
@@ -147,17 +149,22 @@ pub struct CodexRun {
 }
 
 impl CodexRun {
-    pub fn new(model: &str) -> Self {
+    pub fn new(model: &str, prices: Prices) -> Self {
         CodexRun {
             model: model.to_string(),
+            prices: Some(prices),
             ..CodexRun::default()
         }
     }
 
     /// What the thread's usage costs, as orca's cost.
     pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
+        let prices = self
+            .prices
+            .clone()
+            .unwrap_or_else(|| Prices::of(&self.model));
         v1::Cost {
-            usd: Prices::of(&self.model).cost(usage),
+            usd: prices.cost(usage),
             input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
             output_tokens: usage.output_tokens,
             cache_read_tokens: usage.cached_input_tokens,
@@ -409,7 +416,7 @@ mod tests {
             attempt: 1,
         };
         let redactor = Redactor::new(&[]);
-        let mut run = CodexRun::new("gpt-5");
+        let mut run = CodexRun::new("gpt-5", Prices::of("gpt-5"));
         let mut logs = Vec::new();
         for line in text.lines() {
             for report in run.read(line, &key, &redactor) {
