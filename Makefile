@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo docs test bench bench-soak bench-webhooks bench-repo bench-sandbox bench-proxy bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo docs test bench bench-soak bench-webhooks bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -25,6 +25,11 @@ bench-sandbox:   ## what the sandbox adds to a shell step's start, against --san
 
 bench-proxy:     ## what the worker's model proxy adds to an agent's streamed request
 	./scripts/bench.sh proxy
+
+bench-agents:    ## 16 agents of each runtime at once through one worker against the same CLIs started directly
+	./scripts/claude.sh
+	./scripts/codex.sh
+	./scripts/bench.sh agents
 
 bench-soak:      ## steady submits for ORCA_SOAK_MINUTES (30) at ORCA_SOAK_RATE/s (1,000), ORCA_SOAK_RETENTION s (300; ORCA_SOAK_AUDIT_RETENTION the same) kept: RSS, disk, p99 per minute
 	./scripts/bench.sh soak
