@@ -96,7 +96,13 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
             Runtime::Claude => {
                 let mut command = tokio::process::Command::new(claude_bin());
                 command
-                    .args(["-p", "Say hello", "--output-format", "stream-json", "--verbose"])
+                    .args([
+                        "-p",
+                        "Say hello",
+                        "--output-format",
+                        "stream-json",
+                        "--verbose",
+                    ])
                     .env("ANTHROPIC_BASE_URL", &mocks.anthropic.url)
                     .env("ANTHROPIC_API_KEY", "sk-ant-bench-key")
                     .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
@@ -144,7 +150,11 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
         .collect::<Result<_, _>>()?;
     for child in children {
         let status = child.wait_with_output().await?.status;
-        anyhow::ensure!(status.success(), "a {} CLI failed: {status}", runtime.name());
+        anyhow::ensure!(
+            status.success(),
+            "a {} CLI failed: {status}",
+            runtime.name()
+        );
     }
     Ok(started.elapsed())
 }
