@@ -9,6 +9,9 @@
 # agent step that summarises what the shell steps counted: its tool calls
 # stream live, and its result and cost are shown. The `claude` CLI is taken
 # from ORCA_CLAUDE_BIN, else PATH, else installed from npm into .tools/.
+# With OPENAI_API_KEY set (or OPENAI_BASE_URL for an endpoint that speaks
+# OpenAI's Responses API), a Codex agent step does the same beside it; the
+# `codex` CLI from ORCA_CODEX_BIN, else PATH, else .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -28,6 +31,7 @@ data=${ORCA_DEMO_DIR:-.orca/demo}
 mkdir -p "$data"
 
 task_file=examples/fan-out-fan-in.yaml
+agent_steps=()
 if [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -n "${ANTHROPIC_BASE_URL:-}" ]; then
   if [ -z "${ORCA_CLAUDE_BIN:-}" ]; then
     if command -v claude >/dev/null; then
@@ -41,10 +45,31 @@ if [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -n "${ANTHROPIC_BASE_URL:-}" ]; then
   # An endpoint of one's own may want no key; the CLI asks for one anyway.
   export ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-unused}
   # With the key, `orca up`'s workers offer claude-code too.
-  task_file=$data/fan-out-fan-in-agent.yaml
-  cat examples/fan-out-fan-in.yaml scripts/demo-agent-step.yaml >"$task_file"
+  agent_steps+=(scripts/demo-agent-step.yaml)
 else
-  echo "(no ANTHROPIC_API_KEY: the demo runs shell steps only; set it, or ANTHROPIC_BASE_URL, to add a Claude Code agent step)"
+  echo "(no ANTHROPIC_API_KEY: set it, or ANTHROPIC_BASE_URL, to add a Claude Code agent step)"
+fi
+if [ -n "${OPENAI_API_KEY:-}" ] || [ -n "${OPENAI_BASE_URL:-}" ]; then
+  if [ -z "${ORCA_CODEX_BIN:-}" ]; then
+    if command -v codex >/dev/null; then
+      ORCA_CODEX_BIN=$(command -v codex)
+    else
+      ./scripts/codex.sh
+      ORCA_CODEX_BIN=$PWD/.tools/codex/node_modules/.bin/codex
+    fi
+  fi
+  export ORCA_CODEX_BIN
+  # With the key, `orca up`'s workers offer codex too.
+  export OPENAI_API_KEY=${OPENAI_API_KEY:-unused}
+  agent_steps+=(scripts/demo-codex-step.yaml)
+else
+  echo "(no OPENAI_API_KEY: set it, or OPENAI_BASE_URL, to add a Codex agent step)"
+fi
+if [ ${#agent_steps[@]} -gt 0 ]; then
+  task_file=$data/fan-out-fan-in-agents.yaml
+  cat examples/fan-out-fan-in.yaml "${agent_steps[@]}" >"$task_file"
+else
+  echo "(the demo runs shell steps only)"
 fi
 
 # The example's steps run python3 in their sandbox, which has /usr and the

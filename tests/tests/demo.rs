@@ -2,8 +2,8 @@
 //! the tests' build made the binary) and finds the binary where cargo put it
 //! (`.ci/run` points CARGO_TARGET_DIR away from target/, so this is tested
 //! there), runs the fan-out/fan-in DAG on the embedded orca, and with an
-//! Anthropic endpoint ends it in a Claude Code agent step, the real CLI
-//! talking to the mock API.
+//! Anthropic endpoint ends it in a Claude Code agent step, with an OpenAI
+//! endpoint in a Codex agent step: the real CLIs talking to mock APIs.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -47,6 +47,9 @@ async fn demo(data: &Path, envs: &[(&str, &str)]) -> Run {
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_BASE_URL")
         .env_remove("ORCA_CLAUDE_BIN")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("ORCA_CODEX_BIN")
         .env("ORCA_DEMO_DIR", data)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
@@ -106,6 +109,10 @@ async fn the_demo_runs_the_dag_and_says_how_to_add_an_agent_step() {
     );
     assert!(out.contains("State:     succeeded"), "{out}");
     assert!(out.contains("join | 3 shards, 14 words in all"), "{out}");
+    assert!(
+        out.contains("no OPENAI_API_KEY") && out.contains("set it, or OPENAI_BASE_URL"),
+        "{out}"
+    );
     assert!(
         !out.contains("summarize"),
         "no agent step without a key: {out}"
@@ -185,4 +192,48 @@ fn strings_in(value: &serde_json::Value, into: &mut Vec<String>) {
         serde_json::Value::Object(map) => map.values().for_each(|v| strings_in(v, into)),
         _ => {}
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
+    let mock = orca_tests::openai::MockOpenAi::start(vec![
+        orca_tests::openai::Reply::Command(
+            "cat context/inputs.json && echo '3 shards held 14 words.' > SUMMARY-codex.md".into(),
+        ),
+        orca_tests::openai::Reply::Text("The three shards held 14 words in all.".into()),
+    ])
+    .await
+    .expect("mock");
+    let data = tempfile::tempdir().expect("tempdir");
+    let codex = orca_tests::codex_bin().display().to_string();
+    let run = demo(
+        data.path(),
+        &[
+            ("OPENAI_BASE_URL", mock.url.as_str()),
+            ("OPENAI_API_KEY", "sk-openai-demo-key"),
+            ("ORCA_CODEX_BIN", codex.as_str()),
+        ],
+    )
+    .await;
+    let (out, live) = (&run.stdout, &run.stderr);
+    assert!(!out.contains("no OPENAI_API_KEY"), "{out}");
+    // orca up's workers offer codex once they have a key and the CLI.
+    assert!(out.contains("codex"), "{out}");
+    // Its command streamed live, with what it printed.
+    assert!(
+        live.contains("summarize-codex | $ /bin/bash -lc \"cat context/inputs.json"),
+        "{live}"
+    );
+    assert!(live.contains("summarize-codex: succeeded"), "{live}");
+    assert!(
+        live.contains("result (summarize-codex):") && live.contains("14 words in all"),
+        "{live}"
+    );
+    assert!(out.contains("State:     succeeded"), "{out}");
+    // The agent was asked about the counts the shell steps made.
+    let asked = format!("{:?}", mock.requests());
+    assert!(
+        asked.contains("fan-out/fan-in run"),
+        "the prompt reached the API"
+    );
 }

@@ -58,7 +58,7 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub capabilities: Vec<String>,
-    /// The model the claude-code runtime asks for.
+    /// The model the pool's agent runtime asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Steps one pod runs at once.
@@ -182,6 +182,9 @@ pub enum AgentRuntime {
     #[default]
     Shell,
     ClaudeCode,
+    /// The Codex CLI (OpenAI): the pool's `apiKeySecret` is an OpenAI key,
+    /// and `model` its Codex model.
+    Codex,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -88,6 +88,7 @@ pub fn capabilities(agent: &Agent) -> Vec<String> {
     let runtime = match agent.spec.runtime {
         AgentRuntime::Shell => "shell",
         AgentRuntime::ClaudeCode => "claude-code",
+        AgentRuntime::Codex => "codex",
     };
     let mut all = vec![runtime.to_string()];
     for capability in &agent.spec.capabilities {
@@ -351,8 +352,15 @@ pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec
         env_vars.push(env("ORCA_STEPS", "1"));
         labels.insert(ISOLATION_LABEL.into(), spec.isolation.name().into());
     }
+    // The runtime's own settings: its model, and what its key is.
+    let (model_var, key_var) = match spec.runtime {
+        AgentRuntime::Codex => ("ORCA_CODEX_MODEL", "ORCA_OPENAI_API_KEY_FILE"),
+        AgentRuntime::Shell | AgentRuntime::ClaudeCode => {
+            ("ORCA_MODEL", "ORCA_ANTHROPIC_API_KEY_FILE")
+        }
+    };
     if let Some(model) = &spec.model {
-        env_vars.push(env("ORCA_MODEL", model.clone()));
+        env_vars.push(env(model_var, model.clone()));
     }
     if let Some(bytes) = spec.checkpoint_max_bytes {
         env_vars.push(env("ORCA_CHECKPOINT_MAX_BYTES", bytes.to_string()));
@@ -400,10 +408,7 @@ pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec
     if let Some(key) = &spec.api_key_secret {
         let (volume, mount) =
             secret_key_volume("api-key", &key.name, &key.key, API_KEY_DIR, "api-key");
-        env_vars.push(env(
-            "ORCA_ANTHROPIC_API_KEY_FILE",
-            format!("{API_KEY_DIR}/api-key"),
-        ));
+        env_vars.push(env(key_var, format!("{API_KEY_DIR}/api-key")));
         volumes.push(volume);
         mounts.push(mount);
     }
@@ -497,6 +502,24 @@ mod tests {
             .into_iter()
             .map(|e| (e.name.clone(), e))
             .collect()
+    }
+
+    #[test]
+    fn a_codex_pool_offers_codex_with_an_openai_key_and_its_model() {
+        let agent = agent(
+            "runtime: codex\ncapabilities: [git]\nmodel: gpt-6.1-sol\napiKeySecret: {name: openai, key: api-key}\n",
+        );
+        let d = deployment(&agent, &settings(), 1);
+        let env = env_of(&d);
+        let value = |name: &str| env[name].value.clone().unwrap_or_default();
+        assert_eq!(value("ORCA_CAPABILITIES"), "codex,git");
+        assert_eq!(value("ORCA_CODEX_MODEL"), "gpt-6.1-sol");
+        assert_eq!(
+            value("ORCA_OPENAI_API_KEY_FILE"),
+            format!("{API_KEY_DIR}/api-key")
+        );
+        assert!(!env.contains_key("ORCA_ANTHROPIC_API_KEY_FILE"));
+        assert!(!env.contains_key("ORCA_MODEL"));
     }
 
     #[test]

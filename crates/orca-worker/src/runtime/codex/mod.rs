@@ -107,7 +107,8 @@ impl<'a> Codex<'a> {
 
 /// The `config.toml` of a run: the model, and the API at `base_url` as a
 /// provider of orca's naming, which the CLI reaches with the key in
-/// `OPENAI_API_KEY`; with `orca_bin`, orca's shared-state MCP server. A
+/// `OPENAI_API_KEY`; with `orca_bin`, orca's shared-state MCP server; no
+/// update checks or analytics (traffic a sandbox refuses anyway). A
 /// failed model call is not retried by the CLI (it would retry a 429 five
 /// times, for minutes): the run ends at once, and orca decides. A 429
 /// pauses the pool's codex agents without counting the attempt; another
@@ -118,6 +119,10 @@ pub fn config_toml(model: &str, base_url: &str, orca_bin: Option<&Path>) -> Stri
         "# Written by orca for this run.\n\
          model = {model}\n\
          model_provider = \"orca\"\n\
+         check_for_update_on_startup = false\n\
+         \n\
+         [analytics]\n\
+         enabled = false\n\
          \n\
          [model_providers.orca]\n\
          name = \"OpenAI\"\n\
