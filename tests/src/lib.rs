@@ -19,6 +19,7 @@ pub mod anthropic;
 pub mod bench;
 pub mod browser;
 pub mod chart;
+pub mod fixtures;
 pub mod forge;
 pub mod git_server;
 pub mod kube_api;

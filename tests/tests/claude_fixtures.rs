@@ -8,25 +8,23 @@
 //! `scripts/claude.sh`, then re-record with
 //! `ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test claude_fixtures`.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::{claude_bin, repo_root};
+use orca_tests::claude_bin;
+use orca_tests::fixtures::PinnedCli;
 use serde_json::{Value, json};
 
-fn fixtures() -> PathBuf {
-    repo_root().join("crates/orca-worker/tests/fixtures/claude")
-}
-
-fn pinned() -> String {
-    let path = repo_root().join("scripts/claude-code.version");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_string()
-}
+const CLI: PinnedCli = PinnedCli {
+    name: "Claude Code",
+    version_file: "scripts/claude-code.version",
+    install: "scripts/claude.sh",
+    version_variable: "CLAUDE_CODE_VERSION",
+    fixtures: "crates/orca-worker/tests/fixtures/claude",
+    test: "claude_fixtures",
+    reader: "crates/orca-worker/src/runtime/claude/limits.rs",
+};
 
 fn installed() -> String {
     let out = std::process::Command::new(claude_bin())
@@ -38,10 +36,6 @@ fn installed() -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-fn recording() -> bool {
-    std::env::var_os("ORCA_RECORD_FIXTURES").is_some_and(|v| v == "1")
 }
 
 /// One way for a run to end on an API error: what the mock answers, and
@@ -187,51 +181,14 @@ fn shape(stream: &str) -> Value {
 
 #[test]
 fn the_installed_cli_is_the_pinned_one_and_so_are_its_fixtures() {
-    let pinned = pinned();
-    let installed = installed();
-    assert_eq!(
-        installed,
-        pinned,
-        "the Claude Code CLI at {} is {installed}, but scripts/claude-code.version pins {pinned}: \
-         run scripts/claude.sh to install the pinned one (CLAUDE_CODE_VERSION tries another, \
-         and this test says so)",
-        claude_bin().display()
-    );
-    if recording() {
-        return;
-    }
-    let recorded = std::fs::read_to_string(fixtures().join("VERSION")).unwrap_or_default();
-    assert_eq!(
-        recorded.trim(),
-        pinned,
-        "the fixtures in {} were recorded from {}, not the pinned {pinned}: re-record them \
-         (ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test claude_fixtures)",
-        fixtures().display(),
-        recorded.trim()
-    );
+    CLI.check_pinned(&installed(), &claude_bin());
 }
 
 #[tokio::test]
 async fn the_pinned_cli_reports_each_api_error_as_its_fixture_says() {
-    if recording() {
-        std::fs::create_dir_all(fixtures()).expect("fixtures dir");
-        std::fs::write(fixtures().join("VERSION"), format!("{}\n", installed())).expect("VERSION");
-    }
+    CLI.start_recording(&installed());
     for case in cases() {
         let stream = record(&case).await;
-        let path = fixtures().join(format!("{}.jsonl", case.name));
-        if recording() {
-            std::fs::write(&path, &stream).expect("fixture");
-            continue;
-        }
-        let fixture = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (record the fixtures)", path.display()));
-        assert_eq!(
-            shape(&stream),
-            shape(&fixture),
-            "{}: the CLI reports this error differently from its fixture; \
-             re-record and check the worker's classifier (crates/orca-worker/src/runtime/claude/limits.rs)",
-            case.name
-        );
+        CLI.record_or_compare(case.name, &stream, shape);
     }
 }

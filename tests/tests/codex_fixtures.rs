@@ -12,21 +12,20 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use orca_tests::codex_bin;
+use orca_tests::fixtures::PinnedCli;
 use orca_tests::openai::{MockOpenAi, Reply};
-use orca_tests::{codex_bin, repo_root};
 use serde_json::{Value, json};
 
-fn fixtures() -> PathBuf {
-    repo_root().join("crates/orca-worker/tests/fixtures/codex")
-}
-
-fn pinned() -> String {
-    let path = repo_root().join("scripts/codex.version");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_string()
-}
+const CLI: PinnedCli = PinnedCli {
+    name: "Codex",
+    version_file: "scripts/codex.version",
+    install: "scripts/codex.sh",
+    version_variable: "CODEX_VERSION",
+    fixtures: "crates/orca-worker/tests/fixtures/codex",
+    test: "codex_fixtures",
+    reader: "crates/orca-worker/src/runtime/codex/stream.rs",
+};
 
 /// `codex-cli 0.169.0` → `0.169.0`.
 fn installed() -> String {
@@ -39,10 +38,6 @@ fn installed() -> String {
         .nth(1)
         .unwrap_or_default()
         .to_string()
-}
-
-fn recording() -> bool {
-    std::env::var_os("ORCA_RECORD_FIXTURES").is_some_and(|v| v == "1")
 }
 
 /// One run: what the mock answers.
@@ -164,51 +159,14 @@ fn status_of(message: &str) -> Option<u16> {
 
 #[test]
 fn the_installed_cli_is_the_pinned_one_and_so_are_its_fixtures() {
-    let pinned = pinned();
-    let installed = installed();
-    assert_eq!(
-        installed,
-        pinned,
-        "the Codex CLI at {} is {installed}, but scripts/codex.version pins {pinned}: \
-         run scripts/codex.sh to install the pinned one (CODEX_VERSION tries another, \
-         and this test says so)",
-        codex_bin().display()
-    );
-    if recording() {
-        return;
-    }
-    let recorded = std::fs::read_to_string(fixtures().join("VERSION")).unwrap_or_default();
-    assert_eq!(
-        recorded.trim(),
-        pinned,
-        "the fixtures in {} were recorded from {}, not the pinned {pinned}: re-record them \
-         (ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test codex_fixtures)",
-        fixtures().display(),
-        recorded.trim()
-    );
+    CLI.check_pinned(&installed(), &codex_bin());
 }
 
 #[tokio::test]
 async fn the_pinned_cli_streams_each_run_as_its_fixture_says() {
-    if recording() {
-        std::fs::create_dir_all(fixtures()).expect("fixtures dir");
-        std::fs::write(fixtures().join("VERSION"), format!("{}\n", installed())).expect("VERSION");
-    }
+    CLI.start_recording(&installed());
     for case in cases() {
         let stream = record(&case).await;
-        let path = fixtures().join(format!("{}.jsonl", case.name));
-        if recording() {
-            std::fs::write(&path, &stream).expect("fixture");
-            continue;
-        }
-        let fixture = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (record the fixtures)", path.display()));
-        assert_eq!(
-            shape(&stream),
-            shape(&fixture),
-            "{}: the CLI streams this run differently from its fixture; \
-             re-record and check the worker's reader (crates/orca-worker/src/runtime/codex/stream.rs)",
-            case.name
-        );
+        CLI.record_or_compare(case.name, &stream, shape);
     }
 }

@@ -48,6 +48,20 @@ pub enum FromAttempt {
     Done(Box<v1::StepResult>),
 }
 
+impl FromAttempt {
+    /// A line an agent's stream gives the step's log: masked, and cut to
+    /// a log line's length.
+    pub(crate) fn agent_log(attempt: &AttemptKey, redactor: &Redactor, line: String) -> Self {
+        let mut line = redactor.redact(line);
+        orca_core::truncate_at_char_boundary(&mut line, super::process::MAX_LINE_BYTES);
+        FromAttempt::Log {
+            attempt: attempt.clone(),
+            stream: LogStream::Stdout,
+            line,
+        }
+    }
+}
+
 /// Why a running attempt is told to stop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stop {

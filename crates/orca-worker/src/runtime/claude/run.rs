@@ -5,13 +5,13 @@
 
 use orca_api::v1;
 use orca_api::view::format_utc;
-use orca_core::{AttemptKey, LogStream};
+use orca_core::AttemptKey;
 
 use super::limits;
 use super::stream::{LimitEvent, Line, Prices, RunResult, Usage, parse_line};
 use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
-use crate::runtime::process::{LineReader, MAX_LINE_BYTES};
+use crate::runtime::process::LineReader;
 use crate::secrets::Redactor;
 
 /// What has been read of one CLI run so far.
@@ -64,15 +64,7 @@ impl ClaudeRun {
         attempt: &AttemptKey,
         redactor: &Redactor,
     ) -> Vec<FromAttempt> {
-        let log = |line: String| {
-            let mut line = redactor.redact(line);
-            orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
-            FromAttempt::Log {
-                attempt: attempt.clone(),
-                stream: LogStream::Stdout,
-                line,
-            }
-        };
+        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         match parse_line(raw) {
             Ok(Line::Init { session_id, model }) => {
                 let line = format!("claude session {session_id} (model {model})");

@@ -10,13 +10,13 @@
 //! `turn.failed` with its error; `error` lines report the CLI's retries.
 
 use orca_api::v1;
-use orca_core::{AttemptKey, LogStream};
+use orca_core::AttemptKey;
 use serde_json::Value;
 
 use super::prices::{Prices, Usage};
 use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
-use crate::runtime::process::{LineReader, MAX_LINE_BYTES};
+use crate::runtime::process::LineReader;
 use crate::secrets::Redactor;
 
 /// Longest command or query shown in a log or progress line.
@@ -178,15 +178,7 @@ impl CodexRun {
         attempt: &AttemptKey,
         redactor: &Redactor,
     ) -> Vec<FromAttempt> {
-        let log = |line: String| {
-            let mut line = redactor.redact(line);
-            orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
-            FromAttempt::Log {
-                attempt: attempt.clone(),
-                stream: LogStream::Stdout,
-                line,
-            }
-        };
+        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let progress = |fraction: f32, message: String| {
             let mut message = redactor.redact(message);
             orca_core::truncate_at_char_boundary(&mut message, 200);
