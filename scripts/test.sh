@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # The claude-code tests run the real Claude Code CLI (from npm, cached).
 ./scripts/claude.sh
 ./scripts/codex.sh
+./scripts/gemini.sh
 # The console's tests: its build tools (a test rebuilds the checked-in
 # bundle from its sources), and a real Chromium with its WebDriver.
 ./scripts/console.sh

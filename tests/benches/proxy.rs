@@ -178,6 +178,7 @@ async fn measure_once(table: &mut Table, requests: usize) -> anyhow::Result<()> 
         Credentials {
             api_key: Some("sk-ant-bench".into()),
             oauth_token: None,
+            goog_api_key: None,
         },
     )
     .await?;

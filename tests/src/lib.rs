@@ -21,6 +21,7 @@ pub mod browser;
 pub mod chart;
 pub mod fixtures;
 pub mod forge;
+pub mod gemini;
 pub mod git_server;
 pub mod kube_api;
 pub mod openai;
@@ -460,6 +461,34 @@ pub fn codex_bin() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The pinned Gemini CLI `scripts/gemini.sh` installs (or
+/// `ORCA_TEST_GEMINI_BIN`).
+pub fn gemini_bin() -> PathBuf {
+    let path = std::env::var_os("ORCA_TEST_GEMINI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/gemini/node_modules/.bin/gemini")
+        });
+    assert!(
+        path.exists(),
+        "no Gemini CLI at {}: run scripts/gemini.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A Gemini CLI step: `prompt`, the worker's model.
+pub fn gemini_step(id: &str, prompt: &str) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::GeminiCli(v1::GeminiCliRuntime {
+            prompt: prompt.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
 }
 
 pub fn claude_bin() -> PathBuf {

@@ -151,8 +151,8 @@ impl From<core::StepWork> for v1::StepWork {
 
 impl From<v1::StepSpec> for core::StepSpec {
     fn from(step: v1::StepSpec) -> Self {
-        let (mut shell, mut noop, mut claude_code, mut codex, mut deliver) =
-            (None, None, None, None, None);
+        let (mut shell, mut noop, mut claude_code, mut codex, mut gemini_cli, mut deliver) =
+            (None, None, None, None, None, None);
         match step.runtime {
             Some(v1::step_spec::Runtime::Shell(s)) => {
                 shell = Some(core::ShellSpec {
@@ -184,6 +184,12 @@ impl From<v1::StepSpec> for core::StepSpec {
                     sandbox: core::CodexSandbox::from_wire(&c.sandbox),
                 });
             }
+            Some(v1::step_spec::Runtime::GeminiCli(g)) => {
+                gemini_cli = Some(core::GeminiSpec {
+                    prompt: g.prompt,
+                    model: Some(g.model).filter(|m| !m.is_empty()),
+                });
+            }
             None => {}
         }
         core::StepSpec {
@@ -194,6 +200,7 @@ impl From<v1::StepSpec> for core::StepSpec {
             noop,
             claude_code,
             codex,
+            gemini_cli,
             deliver,
             retry: step.retry.map(|r| core::RetryPolicy {
                 max_attempts: r.max_attempts,
@@ -272,8 +279,8 @@ impl From<&core::StepSpec> for v1::StepSpec {
                         .unwrap_or_default(),
                 }))
             }
-            (None, None, None) => match (&step.codex, &step.deliver) {
-                (Some(codex), _) => Some(v1::step_spec::Runtime::Codex(v1::CodexRuntime {
+            (None, None, None) => match (&step.codex, &step.gemini_cli, &step.deliver) {
+                (Some(codex), _, _) => Some(v1::step_spec::Runtime::Codex(v1::CodexRuntime {
                     prompt: codex.prompt.clone(),
                     model: codex.model.clone().unwrap_or_default(),
                     sandbox: codex
@@ -282,8 +289,16 @@ impl From<&core::StepSpec> for v1::StepSpec {
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default(),
                 })),
-                (None, Some(_)) => Some(v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {})),
-                (None, None) => None,
+                (None, Some(gemini), _) => {
+                    Some(v1::step_spec::Runtime::GeminiCli(v1::GeminiCliRuntime {
+                        prompt: gemini.prompt.clone(),
+                        model: gemini.model.clone().unwrap_or_default(),
+                    }))
+                }
+                (None, None, Some(_)) => {
+                    Some(v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {}))
+                }
+                (None, None, None) => None,
             },
         };
         v1::StepSpec {

@@ -15,8 +15,8 @@ use orca_server::jwt::JwtConfig;
 use orca_server::tls::TlsFiles;
 
 use crate::args::{
-    ClaudeArgs, CodexArgs, ControlPlaneArgs, OperatorRunArgs, PlannerArgs, ServerArgs, UpArgs,
-    WorkerArgs,
+    ClaudeArgs, CodexArgs, ControlPlaneArgs, GeminiArgs, OperatorRunArgs, PlannerArgs, ServerArgs,
+    UpArgs, WorkerArgs,
 };
 use orca_client::Settings as Resolved;
 
@@ -87,11 +87,39 @@ fn codex_settings(args: &CodexArgs) -> anyhow::Result<orca_worker::CodexSettings
     })
 }
 
+/// How a worker runs `geminiCli` steps; its home is the worker's to
+/// choose. The operator's prices are the codex flags' `--prices`.
+fn gemini_settings(
+    args: &GeminiArgs,
+    prices: &orca_worker::runtime::prices::PriceTable,
+) -> anyhow::Result<orca_worker::GeminiSettings> {
+    let base_url = std::env::var("GOOGLE_GEMINI_BASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &base_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        anyhow::bail!("GOOGLE_GEMINI_BASE_URL {url:?} must be an http:// or https:// URL");
+    }
+    Ok(orca_worker::GeminiSettings {
+        api_key: credential(
+            args.gemini_api_key_file.as_deref(),
+            "--gemini-api-key-file",
+            "GEMINI_API_KEY",
+        )?,
+        bin: args.gemini_bin.clone(),
+        model: args.gemini_model.clone(),
+        base_url,
+        home: Default::default(),
+        prices: prices.clone(),
+    })
+}
+
 /// The operator's prices (`--prices`), each checked.
-fn price_table(path: &Path) -> anyhow::Result<orca_worker::runtime::codex::prices::PriceTable> {
+fn price_table(path: &Path) -> anyhow::Result<orca_worker::runtime::prices::PriceTable> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("--prices {}", path.display()))?;
-    let table: orca_worker::runtime::codex::prices::PriceTable = serde_yaml::from_str(&text)
+    let table: orca_worker::runtime::prices::PriceTable = serde_yaml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("--prices {}: {e}", path.display()))?;
     for (model, prices) in &table {
         prices
@@ -343,6 +371,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     };
     config.claude = claude_settings(&args.claude)?;
     config.codex = codex_settings(&args.codex)?;
+    config.gemini = gemini_settings(&args.gemini, &config.codex.prices)?;
     orca_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -442,6 +471,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .to_string();
     let claude = claude_settings(&args.claude)?;
     let codex = codex_settings(&args.codex)?;
+    let gemini = gemini_settings(&args.gemini, &codex.prices)?;
     let mut capabilities = args.offer.capabilities.clone();
     // With a key and the CLI at hand, the embedded orca runs agents out of
     // the box; without the CLI it says so instead of taking steps it would
@@ -462,6 +492,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         "an OpenAI API key is set, but the Codex CLI",
         "npm install -g @openai/codex, or --codex-bin",
     );
+    offer_agent(
+        &mut capabilities,
+        orca_core::GEMINI_CLI,
+        gemini.api_key.is_some(),
+        &gemini.bin,
+        "a Gemini API key is set, but the Gemini CLI",
+        "npm install -g @google/gemini-cli, or --gemini-bin",
+    );
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut names = Vec::new();
@@ -476,6 +514,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.slots = args.offer.slots;
         config.claude = claude.clone();
         config.codex = codex.clone();
+        config.gemini = gemini.clone();
         // Ctrl-C on `orca up` stops everything: running steps are handed
         // back at once and run again when orca next starts.
         config.drain_grace = std::time::Duration::ZERO;

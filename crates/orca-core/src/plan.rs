@@ -151,6 +151,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             noop: None,
             claude_code,
             codex: None,
+            gemini_cli: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,

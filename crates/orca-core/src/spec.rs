@@ -97,6 +97,10 @@ pub struct StepSpec {
     /// step's workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codex: Option<CodexSpec>,
+    /// Runs the Gemini CLI headless (`gemini -p`) on a prompt, in the
+    /// step's workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemini_cli: Option<GeminiSpec>,
     /// Makes the task's branch from its last steps' and delivers it. Orca
     /// adds this step to a task that names a repository (see
     /// [`with_delivery`]); a task file never sets it.
@@ -267,6 +271,7 @@ pub enum Runtime<'a> {
     Noop,
     ClaudeCode(&'a ClaudeCodeSpec),
     Codex(&'a CodexSpec),
+    Gemini(&'a GeminiSpec),
     /// Merges the task's last steps into the task's branch, then pushes it
     /// and opens a pull request as the task's `repo` asks.
     Deliver,
@@ -284,9 +289,12 @@ pub const CLAUDE_CODE: &str = "claude-code";
 /// The capability a worker offers when it can run Codex steps.
 pub const CODEX: &str = "codex";
 
+/// The capability a worker offers when it can run Gemini CLI steps.
+pub const GEMINI_CLI: &str = "gemini-cli";
+
 /// The capabilities of agent runtimes: a step needing one is an agent's,
 /// which pools cap (`maxConcurrentAgents`) and provider limits pause.
-pub const AGENT_CAPABILITIES: [&str; 2] = [CLAUDE_CODE, CODEX];
+pub const AGENT_CAPABILITIES: [&str; 3] = [CLAUDE_CODE, CODEX, GEMINI_CLI];
 
 /// Whether `capability` is an agent runtime's.
 pub fn is_agent_capability(capability: &str) -> bool {
@@ -438,6 +446,20 @@ impl CodexSandbox {
     }
 }
 
+/// A Gemini CLI agent run: `gemini -p PROMPT` with these settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeminiSpec {
+    /// What the agent is asked to do. The outputs of the steps this one
+    /// depends on are in `context/inputs.json` in its workspace.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub prompt: String,
+    /// The model; the worker's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -457,6 +479,7 @@ impl Runtime<'_> {
             Runtime::Noop => "noop",
             Runtime::ClaudeCode(_) => CLAUDE_CODE,
             Runtime::Codex(_) => CODEX,
+            Runtime::Gemini(_) => GEMINI_CLI,
             Runtime::Deliver => "deliver",
         }
     }
@@ -474,6 +497,8 @@ impl StepSpec {
             Some(Runtime::ClaudeCode(claude))
         } else if let Some(codex) = &self.codex {
             Some(Runtime::Codex(codex))
+        } else if let Some(gemini) = &self.gemini_cli {
+            Some(Runtime::Gemini(gemini))
         } else if self.noop.is_some() {
             Some(Runtime::Noop)
         } else {
@@ -487,6 +512,7 @@ impl StepSpec {
             + usize::from(self.noop.is_some())
             + usize::from(self.claude_code.is_some())
             + usize::from(self.codex.is_some())
+            + usize::from(self.gemini_cli.is_some())
             + usize::from(self.deliver.is_some())
     }
 
@@ -497,6 +523,7 @@ impl StepSpec {
         let agent = match self.runtime() {
             Some(Runtime::ClaudeCode(_)) => Some(CLAUDE_CODE),
             Some(Runtime::Codex(_)) => Some(CODEX),
+            Some(Runtime::Gemini(_)) => Some(GEMINI_CLI),
             _ => None,
         };
         required(&self.needs, agent)
@@ -517,6 +544,7 @@ impl StepSpec {
             noop: None,
             claude_code: None,
             codex: None,
+            gemini_cli: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,
@@ -540,6 +568,7 @@ impl StepSpec {
             noop: Some(NoopSpec {}),
             claude_code: None,
             codex: None,
+            gemini_cli: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,
@@ -568,7 +597,7 @@ impl StepSpec {
     pub fn stall_timeout(&self) -> Option<u32> {
         let agent = matches!(
             self.runtime(),
-            Some(Runtime::ClaudeCode(_) | Runtime::Codex(_))
+            Some(Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_))
         );
         self.stall_timeout_seconds
             .or(agent.then_some(DEFAULT_AGENT_STALL_SECONDS))
@@ -632,6 +661,7 @@ impl StepSpec {
         let mut asked = match self.runtime() {
             Some(Runtime::ClaudeCode(claude)) => claude.prompt.clone(),
             Some(Runtime::Codex(codex)) => codex.prompt.clone(),
+            Some(Runtime::Gemini(gemini)) => gemini.prompt.clone(),
             Some(Runtime::Shell(shell)) => format!("run `{}`", shell.command.join(" ")),
             _ => String::new(),
         };
@@ -769,6 +799,8 @@ pub struct QueueViewStep {
     claude_code: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     codex: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    gemini_cli: Option<serde::de::IgnoredAny>,
 }
 
 impl QueueViewStep {
@@ -778,6 +810,8 @@ impl QueueViewStep {
             Some(CLAUDE_CODE)
         } else if self.codex.is_some() {
             Some(CODEX)
+        } else if self.gemini_cli.is_some() {
+            Some(GEMINI_CLI)
         } else {
             None
         };

@@ -450,17 +450,23 @@ fn validate_step(
     match step.runtime() {
         None if step.runtime_count() == 0 => Err(invalid(
             format!("steps[{i}]"),
-            format!("step {id:?} sets no runtime; set one of: shell, noop, claudeCode, codex"),
+            format!(
+                "step {id:?} sets no runtime; set one of: shell, noop, claudeCode, codex, geminiCli"
+            ),
         )),
         None => Err(invalid(
             format!("steps[{i}]"),
             format!(
-                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode, codex"
+                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode, codex, geminiCli"
             ),
         )),
         Some(Runtime::Noop | Runtime::Deliver) => Ok(()),
         Some(Runtime::ClaudeCode(claude)) => validate_claude(i, id, claude, limits),
         Some(Runtime::Codex(codex)) => validate_codex(i, id, codex, limits),
+        Some(Runtime::Gemini(gemini)) => {
+            let field = |name: &str| format!("steps[{i}].geminiCli.{name}");
+            validate_agent_prompt(id, &gemini.prompt, gemini.model.as_deref(), &field, limits)
+        }
         Some(Runtime::Shell(shell)) => {
             let field = format!("steps[{i}].shell.command");
             if shell

@@ -228,6 +228,48 @@ fn codex_steps_are_checked_field_by_field_and_need_a_codex_worker() {
 }
 
 #[test]
+fn gemini_cli_steps_are_checked_field_by_field_and_need_a_gemini_cli_worker() {
+    let gemini = |edit: &dyn Fn(&mut crate::spec::GeminiSpec)| {
+        let mut spec = crate::spec::GeminiSpec {
+            prompt: "summarize".into(),
+            ..Default::default()
+        };
+        edit(&mut spec);
+        let mut step = StepSpec::noop("agent");
+        step.noop = None;
+        step.gemini_cli = Some(spec);
+        task(vec![step])
+    };
+    assert_eq!(validate(&gemini(&|_| {}), &Limits::default()), Ok(()));
+    type Edit<'a> = &'a dyn Fn(&mut crate::spec::GeminiSpec);
+    let cases: [(Edit, &str); 2] = [
+        (&|g| g.prompt = " ".into(), "steps[0].geminiCli.prompt"),
+        (
+            &|g| g.model = Some("a model".into()),
+            "steps[0].geminiCli.model",
+        ),
+    ];
+    for (edit, want) in cases {
+        assert_eq!(rejected(&gemini(edit)).0, want);
+    }
+    let step = &gemini(&|_| {}).steps[0];
+    assert_eq!(step.required_capabilities(), ["gemini-cli"]);
+    assert_eq!(
+        step.stall_timeout(),
+        Some(crate::DEFAULT_AGENT_STALL_SECONDS)
+    );
+    let yaml = "name: x\nsteps:\n  - id: a\n    geminiCli: {prompt: p, model: gemini-2.5-flash}\n";
+    let spec: crate::TaskSpec = serde_yaml::from_str(yaml).expect("parses");
+    assert_eq!(
+        spec.steps[0]
+            .gemini_cli
+            .as_ref()
+            .and_then(|g| g.model.as_deref()),
+        Some("gemini-2.5-flash")
+    );
+}
+
+#[test]
 fn fan_out_fan_in_is_valid() {
     let spec = task(vec![
         StepSpec::noop("split"),

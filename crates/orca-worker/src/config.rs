@@ -8,7 +8,7 @@ use orca_api::client::ClientTls;
 
 use crate::http::HttpSettings;
 use crate::limits::LimitSettings;
-use crate::runtime::{self, ClaudeSettings, CodexSettings};
+use crate::runtime::{self, ClaudeSettings, CodexSettings, GeminiSettings};
 use crate::sandbox::SandboxSettings;
 
 /// Spare worktrees per repository and commit, unless told otherwise: a
@@ -46,6 +46,8 @@ pub struct WorkerConfig {
     pub claude: ClaudeSettings,
     /// How Codex steps run (the CLI, the model, the API key and base URL).
     pub codex: CodexSettings,
+    /// How Gemini CLI steps run.
+    pub gemini: GeminiSettings,
     /// The `orca` executable steps call back with (`orca state`, the
     /// agents' MCP server); `None` leaves them to find one on their `PATH`.
     pub orca_bin: Option<PathBuf>,
@@ -92,6 +94,7 @@ impl WorkerConfig {
             keep_workspaces: false,
             claude: ClaudeSettings::default(),
             codex: CodexSettings::default(),
+            gemini: GeminiSettings::default(),
             orca_bin: None,
             http: None,
             checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,

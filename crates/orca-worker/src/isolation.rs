@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::metrics::WorkerMetrics;
 use crate::model_proxy;
-use crate::runtime::{ClaudeSettings, CodexSettings};
+use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
 use crate::sandbox::{Sandbox, SandboxMode};
 
 /// Where in the work directory steps' `/etc` is laid out.
@@ -26,6 +26,8 @@ pub(crate) struct Isolation {
     pub(crate) model_proxy: Option<Arc<model_proxy::ModelProxy>>,
     /// As `model_proxy`, for OpenAI's API (Codex).
     pub(crate) openai_proxy: Option<Arc<model_proxy::ModelProxy>>,
+    /// As `model_proxy`, for Google's Gemini API.
+    pub(crate) gemini_proxy: Option<Arc<model_proxy::ModelProxy>>,
     pub(crate) egress: Option<Arc<egress::Egress>>,
 }
 
@@ -37,6 +39,7 @@ impl Isolation {
         config: &WorkerConfig,
         claude: &ClaudeSettings,
         codex: &CodexSettings,
+        gemini: &GeminiSettings,
         metrics: &Arc<WorkerMetrics>,
     ) -> Result<Isolation, Error> {
         egress::check(
@@ -59,9 +62,11 @@ impl Isolation {
         }
         let model_proxy = model_proxy(&sandbox, claude).await?;
         let openai_proxy = openai_proxy(&sandbox, codex).await?;
+        let gemini_proxy = gemini_proxy(&sandbox, gemini).await?;
         let proxies: Vec<&model_proxy::ModelProxy> = model_proxy
             .iter()
             .chain(&openai_proxy)
+            .chain(&gemini_proxy)
             .map(|p| p.as_ref())
             .collect();
         let egress = egress(config, &sandbox, &proxies, metrics)?;
@@ -70,6 +75,7 @@ impl Isolation {
             limits,
             model_proxy,
             openai_proxy,
+            gemini_proxy,
             egress,
         })
     }
@@ -110,6 +116,7 @@ async fn model_proxy(
     let credentials = model_proxy::Credentials {
         api_key: claude.api_key.clone(),
         oauth_token: claude.oauth_token.clone(),
+        goog_api_key: None,
     };
     let proxy = model_proxy::ModelProxy::start(upstream, credentials)
         .await
@@ -129,10 +136,31 @@ async fn openai_proxy(
     let credentials = model_proxy::Credentials {
         api_key: None,
         oauth_token: codex.api_key.clone(),
+        goog_api_key: None,
     };
     let proxy = model_proxy::ModelProxy::start(codex.upstream(), credentials)
         .await
         .map_err(|e| Error::Sandbox(format!("the OpenAI proxy for Codex could not start: {e}")))?;
+    Ok(Some(Arc::new(proxy)))
+}
+
+/// As [`model_proxy`], for the Gemini CLI: Google's API, whose key goes as
+/// `x-goog-api-key`. Started only when the worker has a key to hide.
+async fn gemini_proxy(
+    sandbox: &Sandbox,
+    gemini: &GeminiSettings,
+) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
+    if matches!(sandbox, Sandbox::Off) || gemini.api_key.is_none() {
+        return Ok(None);
+    }
+    let credentials = model_proxy::Credentials {
+        api_key: None,
+        oauth_token: None,
+        goog_api_key: gemini.api_key.clone(),
+    };
+    let proxy = model_proxy::ModelProxy::start(gemini.upstream(), credentials)
+        .await
+        .map_err(|e| Error::Sandbox(format!("the Gemini proxy could not start: {e}")))?;
     Ok(Some(Arc::new(proxy)))
 }
 

@@ -46,7 +46,7 @@ pub use crate::limits::{LimitSettings, Limits};
 use crate::metrics::WorkerMetrics;
 use crate::runtime::checkpoint::Checkpoints;
 use crate::runtime::{Attempt, FromAttempt};
-pub use crate::runtime::{ClaudeSettings, CodexSettings};
+pub use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
 pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
@@ -158,9 +158,16 @@ pub async fn run(
     if codex.bin.as_os_str().is_empty() {
         codex.bin = "codex".into();
     }
+    let mut gemini = config.gemini.clone();
+    if gemini.home.as_os_str().is_empty() {
+        gemini.home = config.work_dir.join(".gemini-home");
+    }
+    if gemini.bin.as_os_str().is_empty() {
+        gemini.bin = "gemini".into();
+    }
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     // Checked before the first step can come.
-    let isolation = Isolation::make(&config, &claude, &codex, &metrics).await?;
+    let isolation = Isolation::make(&config, &claude, &codex, &gemini, &metrics).await?;
     let http = match &config.http {
         Some(settings) => {
             let (addr, serving) = http::serve(settings, metrics.clone()).await?;
@@ -208,8 +215,10 @@ pub async fn run(
         agents: Arc::new(runtime::Agents {
             model_proxy: isolation.model_proxy.clone(),
             openai_proxy: isolation.openai_proxy.clone(),
+            gemini_proxy: isolation.gemini_proxy.clone(),
             claude,
             codex,
+            gemini,
         }),
         egress: isolation.egress.clone(),
         metrics,

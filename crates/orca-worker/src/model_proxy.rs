@@ -29,6 +29,8 @@ pub struct Credentials {
     pub api_key: Option<String>,
     /// Sent as `Authorization: Bearer`.
     pub oauth_token: Option<String>,
+    /// Sent as `x-goog-api-key` (Google's Gemini API).
+    pub goog_api_key: Option<String>,
 }
 
 struct Shared {
@@ -143,6 +145,7 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
     let headers = request.headers_mut();
     let presented = headers
         .get("x-api-key")
+        .or_else(|| headers.get("x-goog-api-key"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| {
@@ -161,11 +164,15 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
             .into_response();
     }
     headers.remove("x-api-key");
+    headers.remove("x-goog-api-key");
     headers.remove("authorization");
     headers.remove("host");
     let header = |value: &str| HeaderValue::from_str(value).ok();
     if let Some(key) = shared.credentials.api_key.as_deref().and_then(header) {
         headers.insert("x-api-key", key);
+    }
+    if let Some(key) = shared.credentials.goog_api_key.as_deref().and_then(header) {
+        headers.insert("x-goog-api-key", key);
     }
     if let Some(bearer) = shared
         .credentials
@@ -250,6 +257,7 @@ mod tests {
             Credentials {
                 api_key: Some("sk-ant-real".into()),
                 oauth_token: None,
+                goog_api_key: None,
             },
         )
         .await

@@ -537,6 +537,9 @@ pub struct WorkerArgs {
     pub codex: CodexArgs,
 
     #[command(flatten)]
+    pub gemini: GeminiArgs,
+
+    #[command(flatten)]
     pub sandbox: SandboxArgs,
 
     /// Where to serve this worker's /metrics (Prometheus), /healthz and
@@ -598,6 +601,24 @@ pub struct CodexArgs {
     pub prices: Option<PathBuf>,
 }
 
+/// How a worker runs `geminiCli` steps.
+#[derive(Debug, Args)]
+pub struct GeminiArgs {
+    /// The Gemini CLI that runs `geminiCli` steps (offer the `gemini-cli`
+    /// capability to get them).
+    #[arg(long, env = "ORCA_GEMINI_BIN", default_value = "gemini")]
+    pub gemini_bin: PathBuf,
+
+    /// The model of `geminiCli` steps that name none (gemini-2.5-pro when unset).
+    #[arg(long, env = "ORCA_GEMINI_MODEL")]
+    pub gemini_model: Option<String>,
+
+    /// A file holding the Gemini API key; $GEMINI_API_KEY otherwise. The
+    /// API is $GOOGLE_GEMINI_BASE_URL when set (a gateway), else Google's.
+    #[arg(long, env = "ORCA_GEMINI_API_KEY_FILE")]
+    pub gemini_api_key_file: Option<PathBuf>,
+}
+
 /// What a worker offers: its capabilities and how many steps it runs at once.
 #[derive(Debug, Args)]
 pub struct OfferArgs {
@@ -639,6 +660,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub codex: CodexArgs,
+
+    #[command(flatten)]
+    pub gemini: GeminiArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,

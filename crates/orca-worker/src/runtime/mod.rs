@@ -16,6 +16,8 @@ pub mod checkpoint;
 pub mod claude;
 pub mod codex;
 pub mod deliver;
+pub mod gemini;
+pub mod prices;
 pub mod process;
 pub mod repo;
 pub mod session;
@@ -40,6 +42,8 @@ use claude::ClaudeCode;
 pub use claude::settings::ClaudeSettings;
 use codex::Codex;
 pub use codex::CodexSettings;
+use gemini::Gemini;
+pub use gemini::GeminiSettings;
 use shell::run_shell;
 
 /// How this worker runs each agent CLI it offers.
@@ -53,6 +57,9 @@ pub struct Agents {
     pub codex: CodexSettings,
     /// As `model_proxy`, for OpenAI's API (Codex).
     pub openai_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
+    pub gemini: GeminiSettings,
+    /// As `model_proxy`, for Google's Gemini API.
+    pub gemini_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
 }
 
 /// Runs the attempt to its end and reports the result. A message on
@@ -77,6 +84,10 @@ pub async fn run(
         Some(Runtime::Codex(spec)) => {
             let codex = Codex::new(&agents.codex, agents.openai_proxy.as_deref(), spec);
             run_agent(&codex, &attempt, &reports, cancel).await
+        }
+        Some(Runtime::Gemini(spec)) => {
+            let gemini = Gemini::new(&agents.gemini, agents.gemini_proxy.as_deref(), spec);
+            run_agent(&gemini, &attempt, &reports, cancel).await
         }
         None => Ended::fault(
             Fault::UnknownRuntime,
@@ -121,6 +132,7 @@ fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
         Some(Runtime::Shell(_)) => "shell",
         Some(Runtime::ClaudeCode(_)) => "claude_code",
         Some(Runtime::Codex(_)) => "codex",
+        Some(Runtime::Gemini(_)) => "gemini_cli",
         Some(Runtime::Noop) => "noop",
         Some(Runtime::Deliver) => "deliver",
         None => "unknown",

@@ -5,7 +5,6 @@
 //! model API: Codex reads its endpoint from `model_providers` there, not
 //! from `OPENAI_BASE_URL`. The key reaches it by environment only.
 
-pub mod prices;
 pub mod stream;
 pub mod transcripts;
 
@@ -25,6 +24,7 @@ use super::workspace::has_inputs;
 use crate::mcp::SERVER_NAME;
 use crate::metrics::Fault;
 use crate::model_proxy::{Admission, ModelProxy};
+use crate::runtime::prices::Prices;
 use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::CodexRun;
@@ -57,7 +57,7 @@ pub struct CodexSettings {
     /// attempts, for their threads.
     pub home: PathBuf,
     /// The operator's prices (`--prices`), before the list prices.
-    pub prices: prices::PriceTable,
+    pub prices: crate::runtime::prices::PriceTable,
 }
 
 impl CodexSettings {
@@ -188,7 +188,7 @@ impl AgentRuntime for Codex<'_> {
     fn stream(&self) -> CodexRun {
         CodexRun::new(
             &self.model,
-            prices::Prices::for_model(&self.model, &self.settings.prices),
+            Prices::for_model(&self.model, &self.settings.prices, Prices::openai),
         )
     }
 

@@ -13,9 +13,9 @@ use orca_api::v1;
 use orca_core::AttemptKey;
 use serde_json::Value;
 
-use super::prices::{Prices, Usage};
 use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
+use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
 use crate::secrets::Redactor;
 
@@ -162,7 +162,7 @@ impl CodexRun {
         let prices = self
             .prices
             .clone()
-            .unwrap_or_else(|| Prices::of(&self.model));
+            .unwrap_or_else(|| Prices::openai(&self.model));
         v1::Cost {
             usd: prices.cost(usage),
             input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
@@ -408,7 +408,7 @@ mod tests {
             attempt: 1,
         };
         let redactor = Redactor::new(&[]);
-        let mut run = CodexRun::new("gpt-5", Prices::of("gpt-5"));
+        let mut run = CodexRun::new("gpt-5", Prices::openai("gpt-5"));
         let mut logs = Vec::new();
         for line in text.lines() {
             for report in run.read(line, &key, &redactor) {

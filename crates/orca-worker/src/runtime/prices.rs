@@ -1,13 +1,14 @@
-//! What Codex's model responses cost. The CLI reports tokens, not dollars:
-//! orca prices them at the operator's prices for the model (`--prices`),
-//! else at OpenAI's list prices per model family.
+//! What agents' model responses cost where their CLI reports tokens, not
+//! dollars (Codex, the Gemini CLI): orca prices them at the operator's
+//! prices for the model (`--prices`), else at the provider's list prices
+//! per model family.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// A thread's token usage as `turn.completed` reports it: input counts
-/// the cached input too, output counts the reasoning too.
+/// A run's token usage: input counts the cached input too, output counts
+/// the reasoning too.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
     pub input_tokens: u64,
@@ -29,14 +30,32 @@ pub struct Prices {
 pub type PriceTable = BTreeMap<String, Prices>;
 
 impl Prices {
-    /// The operator's price for `model`, else the list price.
-    pub fn for_model(model: &str, table: &PriceTable) -> Prices {
+    /// The operator's price for `model`, else the `list` price.
+    pub fn for_model(model: &str, table: &PriceTable, list: fn(&str) -> Prices) -> Prices {
         table
             .iter()
             .filter(|(name, _)| model.starts_with(name.as_str()))
             .max_by_key(|(name, _)| name.len())
             .map(|(_, prices)| prices.clone())
-            .unwrap_or_else(|| Prices::of(model))
+            .unwrap_or_else(|| list(model))
+    }
+
+    /// Google's list prices for Gemini by model family (up to 200,000
+    /// tokens of prompt); an unknown model as Gemini 2.5 Pro.
+    pub fn gemini(model: &str) -> Prices {
+        let model = model.to_ascii_lowercase();
+        let (input, cached_input, output) = if model.contains("flash-lite") {
+            (0.10, 0.025, 0.40)
+        } else if model.contains("flash") {
+            (0.30, 0.075, 2.50)
+        } else {
+            (1.25, 0.31, 10.0)
+        };
+        Prices {
+            input,
+            cached_input,
+            output,
+        }
     }
 
     /// Why these prices cannot be used: each must be a number of dollars,
@@ -56,7 +75,7 @@ impl Prices {
 
     /// OpenAI's list prices by model family. An unknown model is priced as
     /// GPT-5, Codex's default family, so a budget still counts it.
-    pub fn of(model: &str) -> Prices {
+    pub fn openai(model: &str) -> Prices {
         let model = model.to_ascii_lowercase();
         let (input, cached_input, output) = if model.contains("nano") {
             (0.05, 0.005, 0.40)
@@ -99,15 +118,20 @@ mod tests {
             cached_input_tokens: 200_000,
             output_tokens: 100_000,
         };
-        let usd = Prices::of("gpt-5-codex").cost(&usage);
+        let usd = Prices::openai("gpt-5-codex").cost(&usage);
         assert!(
             (usd - (0.8 * 1.25 + 0.2 * 0.125 + 0.1 * 10.0)).abs() < 1e-9,
             "{usd}"
         );
-        assert_eq!(Prices::of("gpt-5-mini").output, 2.0);
-        assert_eq!(Prices::of("gpt-5-nano").input, 0.05);
-        assert_eq!(Prices::of("o4-mini").input, 1.10);
-        assert_eq!(Prices::of("something-new"), Prices::of("gpt-5"));
+        assert_eq!(Prices::openai("gpt-5-mini").output, 2.0);
+        assert_eq!(Prices::openai("gpt-5-nano").input, 0.05);
+        assert_eq!(Prices::openai("o4-mini").input, 1.10);
+        assert_eq!(Prices::openai("something-new"), Prices::openai("gpt-5"));
+        assert_eq!(Prices::gemini("gemini-2.5-flash-lite").output, 0.40);
+        assert_eq!(
+            Prices::gemini("gemini-3.1-pro-preview"),
+            Prices::gemini("gemini-2.5-pro")
+        );
     }
 
     #[test]
@@ -123,9 +147,18 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(Prices::for_model("gpt-6.1-sol", &table), price(2.0));
-        assert_eq!(Prices::for_model("gpt-6-luna", &table), price(3.0));
-        assert_eq!(Prices::for_model("o4-mini", &table), Prices::of("o4-mini"));
+        assert_eq!(
+            Prices::for_model("gpt-6.1-sol", &table, Prices::openai),
+            price(2.0)
+        );
+        assert_eq!(
+            Prices::for_model("gpt-6-luna", &table, Prices::openai),
+            price(3.0)
+        );
+        assert_eq!(
+            Prices::for_model("o4-mini", &table, Prices::openai),
+            Prices::openai("o4-mini")
+        );
         assert!(price(1.0).check().is_ok());
         let negative = Prices {
             output: -1.0,

@@ -1,0 +1,269 @@
+//! The Gemini CLI runtime: `gemini -p PROMPT --output-format stream-json`
+//! run headless, its stream read in `stream`, its tokens priced at the
+//! operator's or Google's list prices. Each working directory gets a
+//! Gemini home of its own under the worker's (`GEMINI_CLI_HOME`), holding
+//! the settings orca writes (the API key as the way in: with
+//! `GOOGLE_GEMINI_BASE_URL` set, the CLI would otherwise take a gateway's
+//! auth and refuse). The key reaches it by environment only.
+
+pub mod stream;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use orca_core::GeminiSpec;
+use tokio::process::Command;
+
+use super::agent::AgentRuntime;
+use super::attempt::{Attempt, Ended};
+use super::process::{basic_environment, describe_exit};
+use super::session::Transcripts;
+use super::workspace::has_inputs;
+use crate::metrics::Fault;
+use crate::model_proxy::{Admission, ModelProxy};
+use crate::runtime::prices::{PriceTable, Prices};
+use crate::sandbox::{SANDBOX_HOME, Sandbox};
+use crate::secrets::Redactor;
+use stream::GeminiRun;
+
+/// Google's Gemini API, when the worker is given no base URL.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// The model when neither the step nor the worker names one: named, so
+/// the CLI does not first ask a router model which to use.
+pub const DEFAULT_MODEL: &str = "gemini-2.5-pro";
+
+/// How a worker runs the Gemini CLI.
+#[derive(Debug, Clone, Default)]
+pub struct GeminiSettings {
+    /// The `gemini` executable.
+    pub bin: PathBuf,
+    /// The model when a step names none.
+    pub model: Option<String>,
+    /// `GEMINI_API_KEY`.
+    pub api_key: Option<String>,
+    /// `GOOGLE_GEMINI_BASE_URL`, for a gateway (or a test's mock).
+    pub base_url: Option<String>,
+    /// Under it, a Gemini home per working directory.
+    pub home: PathBuf,
+    /// The operator's prices (`--prices`), before the list prices.
+    pub prices: PriceTable,
+}
+
+impl GeminiSettings {
+    /// The API the proxy sends sandboxed agents' requests on to.
+    pub fn upstream(&self) -> &str {
+        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
+    }
+}
+
+/// One Gemini CLI step, as this worker runs it.
+pub struct Gemini<'a> {
+    settings: &'a GeminiSettings,
+    spec: &'a GeminiSpec,
+    model: String,
+    /// Through the worker's model proxy: the CLI gets this attempt's key
+    /// and the proxy's address, never the worker's credential.
+    proxied: Option<(String, Admission)>,
+}
+
+impl<'a> Gemini<'a> {
+    pub fn new(
+        settings: &'a GeminiSettings,
+        proxy: Option<&ModelProxy>,
+        spec: &'a GeminiSpec,
+    ) -> Self {
+        let model = spec
+            .model
+            .clone()
+            .or_else(|| settings.model.clone())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        Gemini {
+            settings,
+            spec,
+            model,
+            proxied: proxy.map(|p| (p.url(), p.admit())),
+        }
+    }
+}
+
+/// Under the worker's home, the Gemini home of runs in `cwd`.
+pub fn home_of(cwd: &Path) -> PathBuf {
+    let mangled: String = cwd
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    Path::new("gemini").join(mangled)
+}
+
+/// The CLI's settings: the API key as the way in; no telemetry, no
+/// update checks.
+pub const SETTINGS: &str = r#"{
+  "security": {"auth": {"selectedType": "gemini-api-key"}},
+  "telemetry": {"enabled": false},
+  "privacy": {"usageStatisticsEnabled": false},
+  "general": {"disableAutoUpdate": true, "disableUpdateNag": true}
+}
+"#;
+
+/// Where the Gemini CLI keeps its sessions: orca does not resume them yet.
+struct NoTranscripts;
+
+impl Transcripts for NoTranscripts {
+    fn find(&self, _session_id: &str) -> Option<PathBuf> {
+        None
+    }
+
+    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
+        workspace.join(format!(".gemini-session-{session_id}.jsonl"))
+    }
+}
+
+impl AgentRuntime for Gemini<'_> {
+    type Stream = GeminiRun;
+
+    fn secrets(&self) -> Vec<&String> {
+        self.settings
+            .api_key
+            .iter()
+            .chain(self.proxied.iter().map(|(_, admission)| admission.key()))
+            .collect()
+    }
+
+    fn program(&self) -> &Path {
+        &self.settings.bin
+    }
+
+    fn home(&self) -> &Path {
+        &self.settings.home
+    }
+
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+        vec![home_of(cwd)]
+    }
+
+    fn transcripts(&self) -> Arc<dyn Transcripts> {
+        Arc::new(NoTranscripts)
+    }
+
+    fn stream(&self) -> GeminiRun {
+        GeminiRun::new(
+            &self.model,
+            Prices::for_model(&self.model, &self.settings.prices, Prices::gemini),
+        )
+    }
+
+    /// The `result` line decides: `success`, or the error it names; a run
+    /// without one is the runtime's fault.
+    fn ended(
+        &self,
+        status: ExitStatus,
+        run: &GeminiRun,
+        session_usd_before: f64,
+        redactor: &Redactor,
+    ) -> Ended {
+        let Some(end) = &run.end else {
+            return Ended {
+                exit_code: status.code(),
+                ..Ended::fault(
+                    Fault::NoResult,
+                    format!(
+                        "the gemini CLI ended without a result ({})",
+                        describe_exit(status)
+                    ),
+                )
+            };
+        };
+        let mut cost = run.cost_of(&end.usage);
+        cost.usd = (cost.usd - session_usd_before).max(0.0);
+        let mut ended = if end.success && status.success() {
+            let output = serde_json::json!({
+                "result": run.answer,
+                "sessionId": run.session_id,
+                "model": run.model,
+                "cost": {
+                    "usd": cost.usd,
+                    "inputTokens": cost.input_tokens,
+                    "outputTokens": cost.output_tokens,
+                    "cacheReadTokens": cost.cache_read_tokens,
+                },
+            });
+            Ended::succeeded(redactor.redact(output.to_string()), status.code())
+        } else {
+            let error = if end.error.is_empty() {
+                format!("the gemini CLI {}", describe_exit(status))
+            } else {
+                end.error.clone()
+            };
+            Ended::failed(redactor.redact(error), status.code())
+        };
+        ended.cost = Some(cost);
+        ended
+    }
+
+    fn command(
+        &self,
+        attempt: &Attempt,
+        workspace: &Path,
+        cwd: &Path,
+        _resume: Option<&str>,
+        briefing: Option<&str>,
+    ) -> (Command, BTreeMap<String, String>) {
+        let under_home = home_of(cwd);
+        let host_home = self.settings.home.join(&under_home);
+        let _ = std::fs::create_dir_all(host_home.join(".gemini"));
+        let _ = std::fs::write(host_home.join(".gemini/settings.json"), SETTINGS);
+        let seen_home = match attempt.sandbox.as_ref() {
+            Sandbox::Off => host_home,
+            _ => Path::new(SANDBOX_HOME).join(&under_home),
+        };
+        let mut prompt = self.spec.prompt.clone();
+        if has_inputs(&attempt.inputs_json) {
+            prompt.push_str(
+                "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
+            );
+        }
+        if let Some(briefing) = briefing {
+            prompt.insert_str(0, briefing);
+        }
+        let mut args: Vec<String> = vec![
+            "-p".into(),
+            prompt,
+            "--output-format".into(),
+            "stream-json".into(),
+            "-m".into(),
+            self.model.clone(),
+            "--skip-trust".into(),
+        ];
+        args.push(match attempt.sandbox.as_ref() {
+            // Orca's sandbox is the boundary: every tool call is approved.
+            Sandbox::Bubblewrap { .. } => "--yolo".into(),
+            // Without it, edits only: a shell command is refused.
+            Sandbox::Off => "--approval-mode=auto_edit".into(),
+        });
+        let mut command = Command::new(&self.settings.bin);
+        command.args(args);
+        let mut env = basic_environment(attempt, workspace);
+        env.insert("HOME".into(), self.settings.home.display().to_string());
+        env.insert("GEMINI_CLI_HOME".into(), seen_home.display().to_string());
+        env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());
+        let base_url = match &self.proxied {
+            Some((url, _)) => Some(url.clone()),
+            None => self.settings.base_url.clone(),
+        };
+        if let Some(url) = base_url {
+            env.insert("GOOGLE_GEMINI_BASE_URL".into(), url);
+        }
+        let key = match &self.proxied {
+            Some((_, admission)) => Some(admission.key().clone()),
+            None => self.settings.api_key.clone(),
+        };
+        if let Some(key) = key {
+            env.insert("GEMINI_API_KEY".into(), key);
+        }
+        (command, env)
+    }
+}

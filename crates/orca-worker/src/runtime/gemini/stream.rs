@@ -1,0 +1,305 @@
+//! One `gemini -p … --output-format stream-json` run as its stream is
+//! read: the session and model (`init`), the agent's words (`message`,
+//! in pieces), its tool calls and their results (`tool_use`,
+//! `tool_result`), and how it ended with its tokens (`result`).
+
+use orca_api::v1;
+use orca_core::AttemptKey;
+use serde_json::Value;
+
+use crate::runtime::agent::AgentStream;
+use crate::runtime::attempt::{FromAttempt, Limit};
+use crate::runtime::prices::{Prices, Usage};
+use crate::runtime::process::LineReader;
+use crate::secrets::Redactor;
+
+/// Longest tool input summary in a log line.
+const SUMMARY_CHARS: usize = 160;
+
+/// One line of the stream, as orca reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    Init {
+        session_id: String,
+        model: String,
+    },
+    /// A piece of what the agent says.
+    Said(String),
+    ToolUse {
+        name: String,
+        summary: String,
+    },
+    ToolResult {
+        status: String,
+    },
+    Result(RunEnd),
+    Other,
+}
+
+/// The `result` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    pub success: bool,
+    pub error: String,
+    pub usage: Usage,
+}
+
+/// Reads one line. A line that is not JSON is an error the caller logs.
+pub fn parse_line(line: &str) -> Result<Line, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Ok(match value["type"].as_str().unwrap_or_default() {
+        "init" => Line::Init {
+            session_id: text(&value["session_id"]),
+            model: text(&value["model"]),
+        },
+        "message" if value["role"] == "assistant" => Line::Said(text(&value["content"])),
+        "tool_use" => Line::ToolUse {
+            name: text(&value["tool_name"]),
+            summary: summary(&value["parameters"]),
+        },
+        "tool_result" => Line::ToolResult {
+            status: text(&value["status"]),
+        },
+        "result" => {
+            let stats = &value["stats"];
+            let count = |name: &str| stats[name].as_u64().unwrap_or(0);
+            let error = match &value["error"] {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => o
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            };
+            Line::Result(RunEnd {
+                success: value["status"] == "success",
+                error,
+                usage: Usage {
+                    input_tokens: count("input_tokens"),
+                    cached_input_tokens: count("cached"),
+                    output_tokens: count("output_tokens"),
+                },
+            })
+        }
+        _ => Line::Other,
+    })
+}
+
+/// A tool's parameters as `key=value ...`, cut to a line's length.
+fn summary(parameters: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(map) = parameters.as_object() {
+        for (key, value) in map {
+            let shown = match value {
+                Value::String(s) => s.split_whitespace().collect::<Vec<_>>().join(" "),
+                other => other.to_string(),
+            };
+            parts.push(format!("{key}={shown}"));
+        }
+    }
+    let joined = parts.join(" ");
+    match joined.char_indices().nth(SUMMARY_CHARS) {
+        Some((at, _)) => format!("{}…", &joined[..at]),
+        None => joined,
+    }
+}
+
+/// What has been read of one CLI run so far.
+#[derive(Debug, Default)]
+pub struct GeminiRun {
+    pub(super) model: String,
+    pub(super) session_id: String,
+    /// What the agent said since its last tool call: the step's result.
+    pub(super) answer: String,
+    pub(super) end: Option<RunEnd>,
+    prices: Option<Prices>,
+    tools: u32,
+}
+
+impl GeminiRun {
+    pub fn new(model: &str, prices: Prices) -> Self {
+        GeminiRun {
+            model: model.to_string(),
+            prices: Some(prices),
+            ..GeminiRun::default()
+        }
+    }
+
+    /// What `usage` costs, as orca's cost.
+    pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
+        let prices = self
+            .prices
+            .clone()
+            .unwrap_or_else(|| Prices::gemini(&self.model));
+        v1::Cost {
+            usd: prices.cost(usage),
+            input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cached_input_tokens,
+            cache_creation_tokens: 0,
+        }
+    }
+
+    fn read_line(
+        &mut self,
+        raw: &str,
+        attempt: &AttemptKey,
+        redactor: &Redactor,
+    ) -> Vec<FromAttempt> {
+        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
+        let line = match parse_line(raw) {
+            Ok(line) => line,
+            Err(_) => return vec![log(raw.trim_end().to_string())],
+        };
+        match line {
+            Line::Init { session_id, model } => {
+                self.session_id.clone_from(&session_id);
+                if !model.is_empty() {
+                    self.model.clone_from(&model);
+                }
+                vec![
+                    log(format!(
+                        "gemini session {session_id} (model {})",
+                        self.model
+                    )),
+                    FromAttempt::Session {
+                        attempt: attempt.clone(),
+                        session_id,
+                        model: self.model.clone(),
+                    },
+                ]
+            }
+            Line::Said(piece) => {
+                self.answer.push_str(&piece);
+                piece
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| log(l.to_string()))
+                    .collect()
+            }
+            Line::ToolUse { name, summary } => {
+                self.tools += 1;
+                self.answer.clear();
+                let mut message = format!("tool {}: {name}", self.tools);
+                orca_core::truncate_at_char_boundary(&mut message, 200);
+                vec![
+                    log(format!("tool: {name} {summary}")),
+                    FromAttempt::Progress {
+                        attempt: attempt.clone(),
+                        fraction: 0.0,
+                        message: redactor.redact(message),
+                    },
+                ]
+            }
+            Line::ToolResult { status } => vec![log(format!("  ({status})"))],
+            Line::Result(end) => {
+                let cost = self.cost_of(&end.usage);
+                self.end = Some(end);
+                vec![FromAttempt::Spend {
+                    attempt: attempt.clone(),
+                    cost,
+                }]
+            }
+            Line::Other => Vec::new(),
+        }
+    }
+}
+
+impl LineReader for GeminiRun {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
+        self.read_line(raw, attempt, redactor)
+    }
+}
+
+impl AgentStream for GeminiRun {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    fn spent(&self) -> v1::Cost {
+        self.end
+            .as_ref()
+            .map(|end| self.cost_of(&end.usage))
+            .unwrap_or_default()
+    }
+
+    /// Google's 429 (`RESOURCE_EXHAUSTED`) is the provider's limit.
+    fn limit(&self, error: &str) -> Option<Limit> {
+        let said = [error, self.end.as_ref().map_or("", |e| e.error.as_str())];
+        said.iter()
+            .any(|t| t.contains("429") || t.contains("RESOURCE_EXHAUSTED"))
+            .then(|| Limit {
+                reset: None,
+                signal: "status 429".into(),
+            })
+    }
+
+    fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
+        if let Some(limit) = limit {
+            return Some(format!(
+                "the provider's limit stopped the agent ({}): the pool's gemini-cli agents pause, and this attempt does not count",
+                limit.signal
+            ));
+        }
+        let end = self.end.as_ref().filter(|e| !e.success)?;
+        Some(format!("the run failed: {}", end.error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pinned CLI's stream of a run, recorded by
+    /// `tests/tests/gemini_fixtures.rs` against the mock Gemini API
+    /// (`ORCA_RECORD_FIXTURES=1`); never written by hand.
+    fn replay(name: &str) -> (GeminiRun, Vec<String>) {
+        let path = format!(
+            "{}/tests/fixtures/gemini/{name}.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let key = AttemptKey {
+            task_id: "t".into(),
+            step_id: "s".into(),
+            attempt: 1,
+        };
+        let redactor = Redactor::new(&[]);
+        let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
+        let mut logs = Vec::new();
+        for line in text.lines() {
+            for report in run.read(line, &key, &redactor) {
+                if let FromAttempt::Log { line, .. } = report {
+                    logs.push(line);
+                }
+            }
+        }
+        (run, logs)
+    }
+
+    #[test]
+    fn the_pinned_clis_run_reads_as_its_session_tool_call_answer_and_usage() {
+        let (run, logs) = replay("tool-then-answer");
+        assert!(!run.session_id.is_empty());
+        assert_eq!(run.answer, "Wrote hello.txt.");
+        let end = run.end.clone().expect("a result");
+        assert!(end.success);
+        // Two model calls of the mock's 100 in (10 cached) and 20 out.
+        assert_eq!(
+            end.usage,
+            Usage {
+                input_tokens: 200,
+                cached_input_tokens: 20,
+                output_tokens: 40,
+            }
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("tool: write_file ") && l.contains("file_path=hello.txt")),
+            "{logs:#?}"
+        );
+        assert!(run.spent().usd > 0.0);
+    }
+}

@@ -1,0 +1,163 @@
+//! A mock of Google's Gemini API for the gemini-cli tests: the real Gemini
+//! CLI talks to it over loopback (`GOOGLE_GEMINI_BASE_URL`). Each streamed
+//! request (`:streamGenerateContent?alt=sse`) gets the next scripted reply
+//! as one server-sent event: a candidate with a function call or text, and
+//! its usage; or an error status with the API's JSON error body. Every
+//! request body and its `x-goog-api-key` are kept for the test to read.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// Tokens each streamed reply reports using.
+pub const INPUT_TOKENS: u64 = 100;
+pub const CACHED_TOKENS: u64 = 10;
+pub const OUTPUT_TOKENS: u64 = 20;
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A call of one of the CLI's tools with its arguments, e.g.
+    /// `write_file {file_path, content}`.
+    Tool {
+        name: String,
+        args: Value,
+    },
+    Text(String),
+    /// An error status with the API's JSON error body.
+    Error {
+        status: u16,
+        message: String,
+    },
+}
+
+impl Reply {
+    /// The CLI's `write_file` tool, writing `content` to `file`.
+    pub fn write(file: &str, content: &str) -> Reply {
+        Reply::Tool {
+            name: "write_file".into(),
+            args: json!({"file_path": file, "content": content}),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Reply>,
+    requests: Vec<Value>,
+    keys: Vec<String>,
+}
+
+pub struct MockGemini {
+    /// The base URL, as `GOOGLE_GEMINI_BASE_URL` takes it.
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockGemini {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl MockGemini {
+    /// Serves `script` in order on a free loopback port; once it runs out,
+    /// every request gets the text "Done.".
+    pub async fn start(script: Vec<Reply>) -> anyhow::Result<MockGemini> {
+        let state = Arc::new(Mutex::new(State {
+            script: script.into(),
+            ..State::default()
+        }));
+        let shared = state.clone();
+        let app = Router::new().route(
+            "/v1beta/models/{call}",
+            post(
+                move |Path(call): Path<String>, headers: HeaderMap, body: Bytes| {
+                    let state = shared.clone();
+                    async move { answer(&state, &call, &headers, &body) }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(MockGemini { url, state, server })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The bodies of the streamed requests so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.with(|s| s.requests.clone())
+    }
+
+    /// The `x-goog-api-key` each streamed request carried.
+    pub fn keys(&self) -> Vec<String> {
+        self.with(|s| s.keys.clone())
+    }
+}
+
+fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let usage = json!({
+        "promptTokenCount": INPUT_TOKENS,
+        "candidatesTokenCount": OUTPUT_TOKENS,
+        "totalTokenCount": INPUT_TOKENS + OUTPUT_TOKENS,
+        "cachedContentTokenCount": CACHED_TOKENS,
+    });
+    if !call.ends_with(":streamGenerateContent") {
+        // Token counts and the like: answered, not scripted.
+        let body = json!({"totalTokens": INPUT_TOKENS});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap_or_default();
+    }
+    let reply = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .requests
+            .push(serde_json::from_slice(body).unwrap_or(Value::Null));
+        let key = headers
+            .get("x-goog-api-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        state.keys.push(key);
+        state
+            .script
+            .pop_front()
+            .unwrap_or_else(|| Reply::Text("Done.".into()))
+    };
+    let part = match reply {
+        Reply::Error { status, message } => {
+            let body = json!({"error": {"code": status, "message": message, "status": "INTERNAL"}});
+            return Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap_or_default();
+        }
+        Reply::Tool { name, args } => json!({"functionCall": {"name": name, "args": args}}),
+        Reply::Text(text) => json!({"text": text}),
+    };
+    let event = json!({
+        "candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": usage,
+        "modelVersion": "gemini-mock",
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(format!("data: {event}\r\n\r\n")))
+        .unwrap_or_default()
+}

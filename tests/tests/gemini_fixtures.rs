@@ -1,0 +1,138 @@
+//! The Gemini CLI's stream, pinned. `scripts/gemini.sh` installs the
+//! version named in `scripts/gemini.version`; the worker's unit tests read
+//! fixtures recorded from that version against the mock Gemini API
+//! (`crates/orca-worker/tests/fixtures/gemini/`). These tests fail when the
+//! installed CLI is not the pinned one, and when the pinned CLI no longer
+//! streams a run the way its fixtures say. To move to another version: set
+//! it in `scripts/gemini.version`, run `scripts/gemini.sh`, then re-record
+//! with `ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test
+//! gemini_fixtures`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use orca_tests::fixtures::PinnedCli;
+use orca_tests::gemini::{MockGemini, Reply};
+use orca_tests::gemini_bin;
+use serde_json::{Value, json};
+
+const CLI: PinnedCli = PinnedCli {
+    name: "Gemini",
+    version_file: "scripts/gemini.version",
+    install: "scripts/gemini.sh",
+    version_variable: "GEMINI_VERSION",
+    fixtures: "crates/orca-worker/tests/fixtures/gemini",
+    test: "gemini_fixtures",
+    reader: "crates/orca-worker/src/runtime/gemini/stream.rs",
+};
+
+fn installed() -> String {
+    let out = std::process::Command::new(gemini_bin())
+        .arg("--version")
+        .output()
+        .expect("gemini --version");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One run: what the mock answers.
+struct Case {
+    name: &'static str,
+    replies: Vec<Reply>,
+}
+
+fn cases() -> Vec<Case> {
+    vec![Case {
+        name: "tool-then-answer",
+        replies: vec![
+            Reply::write("hello.txt", "hello from gemini\n"),
+            Reply::Text("Wrote hello.txt.".into()),
+        ],
+    }]
+}
+
+/// Runs the CLI as the worker does (headless, stream-json, its home and
+/// settings, the key by environment) against a mock that answers `case`;
+/// its stdout.
+async fn record(case: &Case) -> String {
+    let mock = MockGemini::start(case.replies.clone()).await.expect("mock");
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    std::fs::create_dir_all(home.path().join(".gemini")).expect("dir");
+    std::fs::write(
+        home.path().join(".gemini/settings.json"),
+        orca_worker::runtime::gemini::SETTINGS,
+    )
+    .expect("settings");
+    let mut command = tokio::process::Command::new(gemini_bin());
+    command
+        .args([
+            "-p",
+            "Write hello.txt",
+            "--output-format",
+            "stream-json",
+            "-m",
+            orca_worker::runtime::gemini::DEFAULT_MODEL,
+            "--skip-trust",
+            "--yolo",
+        ])
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("GEMINI_CLI_HOME", home.path())
+        .env("GEMINI_CLI_NO_RELAUNCH", "true")
+        .env("GOOGLE_GEMINI_BASE_URL", &mock.url)
+        .env("GEMINI_API_KEY", "gemini-mock-key")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{}: the CLI did not end within 180 s", case.name))
+        .expect("the CLI ran");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What of a stream decides how orca reads the run: each line's kind and
+/// role, a tool call's name, a result's status and which token counts it
+/// has. Ids, texts and times vary.
+fn shape(stream: &str) -> Value {
+    let mut lines = Vec::new();
+    for line in stream.lines() {
+        let Ok(value) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let kind = value["type"].as_str().unwrap_or_default();
+        lines.push(match kind {
+            "message" => json!({"type": kind, "role": value["role"]}),
+            "tool_use" => json!({"type": kind, "tool": value["tool_name"]}),
+            "tool_result" => json!({"type": kind, "status": value["status"]}),
+            "result" => json!({
+                "type": kind,
+                "status": value["status"],
+                "stats": value["stats"].as_object().map(|s| {
+                    let mut keys: Vec<String> = s.keys().cloned().collect();
+                    keys.sort();
+                    keys
+                }),
+            }),
+            _ => json!({"type": kind}),
+        });
+    }
+    Value::Array(lines)
+}
+
+#[test]
+fn the_installed_cli_is_the_pinned_one_and_so_are_its_fixtures() {
+    CLI.check_pinned(&installed(), &gemini_bin());
+}
+
+#[tokio::test]
+async fn the_pinned_cli_streams_each_run_as_its_fixture_says() {
+    CLI.start_recording(&installed());
+    for case in cases() {
+        let stream = record(&case).await;
+        CLI.record_or_compare(case.name, &stream, shape);
+    }
+}
