@@ -11,7 +11,8 @@
 # from ORCA_CLAUDE_BIN, else PATH, else installed from npm into .tools/.
 # With OPENAI_API_KEY set (or OPENAI_BASE_URL for an endpoint that speaks
 # OpenAI's Responses API), a Codex agent step does the same beside it; the
-# `codex` CLI from ORCA_CODEX_BIN, else PATH, else .tools/.
+# `codex` CLI from ORCA_CODEX_BIN, else PATH, else .tools/. With
+# GEMINI_API_KEY (or GOOGLE_GEMINI_BASE_URL), a Gemini CLI step too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -64,6 +65,22 @@ if [ -n "${OPENAI_API_KEY:-}" ] || [ -n "${OPENAI_BASE_URL:-}" ]; then
   agent_steps+=(scripts/demo-codex-step.yaml)
 else
   echo "(no OPENAI_API_KEY: set it, or OPENAI_BASE_URL, to add a Codex agent step)"
+fi
+if [ -n "${GEMINI_API_KEY:-}" ] || [ -n "${GOOGLE_GEMINI_BASE_URL:-}" ]; then
+  if [ -z "${ORCA_GEMINI_BIN:-}" ]; then
+    if command -v gemini >/dev/null; then
+      ORCA_GEMINI_BIN=$(command -v gemini)
+    else
+      ./scripts/gemini.sh
+      ORCA_GEMINI_BIN=$PWD/.tools/gemini/node_modules/.bin/gemini
+    fi
+  fi
+  export ORCA_GEMINI_BIN
+  # With the key, `orca up`'s workers offer gemini-cli too.
+  export GEMINI_API_KEY=${GEMINI_API_KEY:-unused}
+  agent_steps+=(scripts/demo-gemini-step.yaml)
+else
+  echo "(no GEMINI_API_KEY: set it, or GOOGLE_GEMINI_BASE_URL, to add a Gemini CLI agent step)"
 fi
 if [ ${#agent_steps[@]} -gt 0 ]; then
   task_file=$data/fan-out-fan-in-agents.yaml

@@ -50,6 +50,9 @@ async fn demo(data: &Path, envs: &[(&str, &str)]) -> Run {
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("ORCA_CODEX_BIN")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("GOOGLE_GEMINI_BASE_URL")
+        .env_remove("ORCA_GEMINI_BIN")
         .env("ORCA_DEMO_DIR", data)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
@@ -231,6 +234,45 @@ async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
     );
     assert!(out.contains("State:     succeeded"), "{out}");
     // The agent was asked about the counts the shell steps made.
+    let asked = format!("{:?}", mock.requests());
+    assert!(
+        asked.contains("fan-out/fan-in run"),
+        "the prompt reached the API"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_gemini_endpoint_the_demo_ends_in_a_gemini_cli_step() {
+    let mock = orca_tests::gemini::MockGemini::start(vec![
+        orca_tests::gemini::Reply::write("SUMMARY-gemini.md", "3 shards held 14 words.\n"),
+        orca_tests::gemini::Reply::Text("The three shards held 14 words in all.".into()),
+    ])
+    .await
+    .expect("mock");
+    let data = tempfile::tempdir().expect("tempdir");
+    let gemini = orca_tests::gemini_bin().display().to_string();
+    let run = demo(
+        data.path(),
+        &[
+            ("GOOGLE_GEMINI_BASE_URL", mock.url.as_str()),
+            ("GEMINI_API_KEY", "gemini-demo-key"),
+            ("ORCA_GEMINI_BIN", gemini.as_str()),
+        ],
+    )
+    .await;
+    let (out, live) = (&run.stdout, &run.stderr);
+    assert!(!out.contains("no GEMINI_API_KEY"), "{out}");
+    assert!(out.contains("gemini-cli"), "{out}");
+    assert!(
+        live.contains("summarize-gemini | tool: write_file"),
+        "{live}"
+    );
+    assert!(live.contains("summarize-gemini: succeeded"), "{live}");
+    assert!(
+        live.contains("result (summarize-gemini):") && live.contains("14 words in all"),
+        "{live}"
+    );
+    assert!(out.contains("State:     succeeded"), "{out}");
     let asked = format!("{:?}", mock.requests());
     assert!(
         asked.contains("fan-out/fan-in run"),

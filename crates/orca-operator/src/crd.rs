@@ -185,6 +185,9 @@ pub enum AgentRuntime {
     /// The Codex CLI (OpenAI): the pool's `apiKeySecret` is an OpenAI key,
     /// and `model` its Codex model.
     Codex,
+    /// The Gemini CLI (Google): the pool's `apiKeySecret` is a Gemini API
+    /// key, and `model` its Gemini model.
+    GeminiCli,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

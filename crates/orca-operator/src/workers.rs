@@ -89,6 +89,7 @@ pub fn capabilities(agent: &Agent) -> Vec<String> {
         AgentRuntime::Shell => "shell",
         AgentRuntime::ClaudeCode => "claude-code",
         AgentRuntime::Codex => "codex",
+        AgentRuntime::GeminiCli => "gemini-cli",
     };
     let mut all = vec![runtime.to_string()];
     for capability in &agent.spec.capabilities {
@@ -355,6 +356,7 @@ pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec
     // The runtime's own settings: its model, and what its key is.
     let (model_var, key_var) = match spec.runtime {
         AgentRuntime::Codex => ("ORCA_CODEX_MODEL", "ORCA_OPENAI_API_KEY_FILE"),
+        AgentRuntime::GeminiCli => ("ORCA_GEMINI_MODEL", "ORCA_GEMINI_API_KEY_FILE"),
         AgentRuntime::Shell | AgentRuntime::ClaudeCode => {
             ("ORCA_MODEL", "ORCA_ANTHROPIC_API_KEY_FILE")
         }
@@ -505,11 +507,11 @@ mod tests {
     }
 
     #[test]
-    fn a_codex_pool_offers_codex_with_an_openai_key_and_its_model() {
-        let agent = agent(
+    fn codex_and_gemini_pools_offer_their_runtime_with_their_providers_key_and_model() {
+        let codex = agent(
             "runtime: codex\ncapabilities: [git]\nmodel: gpt-6.1-sol\napiKeySecret: {name: openai, key: api-key}\n",
         );
-        let d = deployment(&agent, &settings(), 1);
+        let d = deployment(&codex, &settings(), 1);
         let env = env_of(&d);
         let value = |name: &str| env[name].value.clone().unwrap_or_default();
         assert_eq!(value("ORCA_CAPABILITIES"), "codex,git");
@@ -520,6 +522,17 @@ mod tests {
         );
         assert!(!env.contains_key("ORCA_ANTHROPIC_API_KEY_FILE"));
         assert!(!env.contains_key("ORCA_MODEL"));
+        let gemini = agent(
+            "runtime: gemini-cli\nmodel: gemini-2.5-pro\napiKeySecret: {name: google, key: api-key}\n",
+        );
+        let env = env_of(&deployment(&gemini, &settings(), 1));
+        let value = |name: &str| env[name].value.clone().unwrap_or_default();
+        assert_eq!(value("ORCA_CAPABILITIES"), "gemini-cli");
+        assert_eq!(value("ORCA_GEMINI_MODEL"), "gemini-2.5-pro");
+        assert_eq!(
+            value("ORCA_GEMINI_API_KEY_FILE"),
+            format!("{API_KEY_DIR}/api-key")
+        );
     }
 
     #[test]
