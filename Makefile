@@ -29,6 +29,7 @@ bench-proxy:     ## what the worker's model proxy adds to an agent's streamed re
 bench-agents:    ## 16 agents of each runtime at once through one worker against the same CLIs started directly
 	./scripts/claude.sh
 	./scripts/codex.sh
+	./scripts/gemini.sh
 	./scripts/bench.sh agents
 
 bench-soak:      ## steady submits for ORCA_SOAK_MINUTES (30) at ORCA_SOAK_RATE/s (1,000), ORCA_SOAK_RETENTION s (300; ORCA_SOAK_AUDIT_RETENTION the same) kept: RSS, disk, p99 per minute

@@ -1,5 +1,6 @@
 //! `make bench-agents`: what orca adds to agents run at once. For each
-//! agent runtime (Claude Code, Codex), ORCA_BENCH_AGENTS (16) runs of the
+//! agent runtime (Claude Code, Codex, the Gemini CLI), ORCA_BENCH_AGENTS
+//! (16) runs of the
 //! real, pinned CLI against the mock of its provider's API: started
 //! directly, all at once, as a script would; then as one task of that many
 //! steps through the release control plane and one worker with a slot
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use orca_api::v1;
 use orca_tests::bench::*;
-use orca_tests::{anthropic, openai, *};
+use orca_tests::{anthropic, gemini, openai, *};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut table = Table::default();
     for run in 1..=runs {
-        for runtime in [Runtime::Claude, Runtime::Codex] {
+        for runtime in [Runtime::Claude, Runtime::Codex, Runtime::Gemini] {
             let direct = direct(runtime, agents).await?;
             let through = through_orca(runtime, agents).await?;
             let name = runtime.name();
@@ -56,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
 enum Runtime {
     Claude,
     Codex,
+    Gemini,
 }
 
 impl Runtime {
@@ -63,6 +65,7 @@ impl Runtime {
         match self {
             Runtime::Claude => "claude-code",
             Runtime::Codex => "codex",
+            Runtime::Gemini => "gemini-cli",
         }
     }
 }
@@ -71,12 +74,14 @@ impl Runtime {
 struct Mocks {
     anthropic: anthropic::MockAnthropic,
     openai: openai::MockOpenAi,
+    gemini: gemini::MockGemini,
 }
 
 async fn mocks() -> anyhow::Result<Mocks> {
     Ok(Mocks {
         anthropic: anthropic::MockAnthropic::start(Vec::new()).await?,
         openai: openai::MockOpenAi::start(Vec::new()).await?,
+        gemini: gemini::MockGemini::start(Vec::new()).await?,
     })
 }
 
@@ -132,6 +137,30 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
                     .env("OPENAI_API_KEY", "sk-bench-key");
                 command
             }
+            Runtime::Gemini => {
+                std::fs::create_dir_all(home.join(".gemini"))?;
+                std::fs::write(
+                    home.join(".gemini/settings.json"),
+                    orca_worker::runtime::gemini::SETTINGS,
+                )?;
+                let mut command = tokio::process::Command::new(gemini_bin());
+                command
+                    .args([
+                        "-p",
+                        "Say hello",
+                        "--output-format",
+                        "stream-json",
+                        "-m",
+                        orca_worker::runtime::gemini::DEFAULT_MODEL,
+                        "--skip-trust",
+                        "--yolo",
+                    ])
+                    .env("GEMINI_CLI_HOME", &home)
+                    .env("GEMINI_CLI_NO_RELAUNCH", "true")
+                    .env("GOOGLE_GEMINI_BASE_URL", &mocks.gemini.url)
+                    .env("GEMINI_API_KEY", "gemini-bench-key");
+                command
+            }
         };
         command
             .current_dir(&work)
@@ -166,9 +195,10 @@ async fn through_orca(runtime: Runtime, agents: usize) -> anyhow::Result<Duratio
     let mocks = mocks().await?;
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[])?;
-    let (claude, codex) = (
+    let (claude, codex, gemini_cli) = (
         claude_bin().display().to_string(),
         codex_bin().display().to_string(),
+        gemini_bin().display().to_string(),
     );
     let _worker = start_worker_env(
         &server.url,
@@ -176,13 +206,22 @@ async fn through_orca(runtime: Runtime, agents: usize) -> anyhow::Result<Duratio
         "agent-1",
         &[runtime.name()],
         agents as u32,
-        &["--claude-bin", &claude, "--codex-bin", &codex],
+        &[
+            "--claude-bin",
+            &claude,
+            "--codex-bin",
+            &codex,
+            "--gemini-bin",
+            &gemini_cli,
+        ],
         &server.worker_token,
         &[
             ("ANTHROPIC_BASE_URL", &mocks.anthropic.url),
             ("ANTHROPIC_API_KEY", "sk-ant-bench-key"),
             ("OPENAI_BASE_URL", &mocks.openai.url),
             ("OPENAI_API_KEY", "sk-bench-key"),
+            ("GOOGLE_GEMINI_BASE_URL", &mocks.gemini.url),
+            ("GEMINI_API_KEY", "gemini-bench-key"),
         ],
     )?;
     server.wait_for_agents(&["agent-1"]).await?;
@@ -193,6 +232,7 @@ async fn through_orca(runtime: Runtime, agents: usize) -> anyhow::Result<Duratio
             match runtime {
                 Runtime::Claude => claude_step(&id, "Say hello", &[]),
                 Runtime::Codex => codex_step(&id, "Say hello"),
+                Runtime::Gemini => gemini_step(&id, "Say hello"),
             }
         })
         .collect();
