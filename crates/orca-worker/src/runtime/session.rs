@@ -15,6 +15,16 @@ use super::checkpoint::{Checkpoints, pack, unpack};
 use super::workspace::{remove_workspace, retained_marker};
 use crate::secrets::Redactor;
 
+/// `path` as one directory's name: every character but ASCII letters and
+/// digits made `-`, as agent CLIs name a working directory's state (and
+/// orca names a CLI's home per working directory).
+pub fn mangled(path: &Path) -> String {
+    path.to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
 /// Where an agent CLI keeps a session's transcript, which a checkpoint
 /// holds beside the workspace's files.
 pub trait Transcripts: Send + Sync {

@@ -39,12 +39,7 @@ fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
 /// `workspace`: a directory per working directory, named after it with
 /// every character but ASCII letters and digits made `-`.
 pub fn project_dir(workspace: &Path) -> PathBuf {
-    let project: String = workspace
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    Path::new(".claude/projects").join(project)
+    Path::new(".claude/projects").join(crate::runtime::session::mangled(workspace))
 }
 
 /// The session's transcript, under whichever working directory it ran.

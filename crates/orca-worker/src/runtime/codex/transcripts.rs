@@ -12,12 +12,7 @@ use crate::runtime::session::Transcripts;
 /// named after it with every character but ASCII letters and digits made
 /// `-`.
 pub fn home_of(cwd: &Path) -> PathBuf {
-    let mangled: String = cwd
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    Path::new("codex").join(mangled)
+    Path::new("codex").join(crate::runtime::session::mangled(cwd))
 }
 
 /// The transcripts of the Codex homes under `home`.

@@ -91,12 +91,7 @@ impl<'a> Gemini<'a> {
 
 /// Under the worker's home, the Gemini home of runs in `cwd`.
 pub fn home_of(cwd: &Path) -> PathBuf {
-    let mangled: String = cwd
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    Path::new("gemini").join(mangled)
+    Path::new("gemini").join(super::session::mangled(cwd))
 }
 
 /// The CLI's settings: the API key as the way in; no telemetry, no
