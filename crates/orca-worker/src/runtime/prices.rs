@@ -97,6 +97,18 @@ impl Prices {
         }
     }
 
+    /// `usage` at these prices, as orca's cost: uncached input, cached
+    /// input (read from the provider's cache) and output.
+    pub fn priced(&self, usage: &Usage) -> orca_api::v1::Cost {
+        orca_api::v1::Cost {
+            usd: self.cost(usage),
+            input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cached_input_tokens,
+            cache_creation_tokens: 0,
+        }
+    }
+
     /// What `usage` costs at these prices.
     pub fn cost(&self, usage: &Usage) -> f64 {
         let millions = |n: u64| n as f64 / 1e6;

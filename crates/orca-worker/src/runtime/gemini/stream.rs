@@ -129,17 +129,10 @@ impl GeminiRun {
 
     /// What `usage` costs, as orca's cost.
     pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
-        let prices = self
-            .prices
+        self.prices
             .clone()
-            .unwrap_or_else(|| Prices::gemini(&self.model));
-        v1::Cost {
-            usd: prices.cost(usage),
-            input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
-            output_tokens: usage.output_tokens,
-            cache_read_tokens: usage.cached_input_tokens,
-            cache_creation_tokens: 0,
-        }
+            .unwrap_or_else(|| Prices::gemini(&self.model))
+            .priced(usage)
     }
 
     fn read_line(
