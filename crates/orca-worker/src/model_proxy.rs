@@ -116,6 +116,36 @@ impl Admission {
     }
 }
 
+/// How one attempt's agent reaches its model API: through the worker's
+/// proxy, with a key of the attempt's own, or (no proxy) directly, with
+/// the worker's key.
+pub struct Reach {
+    proxied: Option<(String, Admission)>,
+}
+
+impl Reach {
+    pub fn new(proxy: Option<&ModelProxy>) -> Reach {
+        Reach {
+            proxied: proxy.map(|p| (p.url(), p.admit())),
+        }
+    }
+
+    /// The proxy's address, when the attempt goes through it.
+    pub fn proxy_url(&self) -> Option<&str> {
+        self.proxied.as_ref().map(|(url, _)| url.as_str())
+    }
+
+    /// The attempt's own key, when it has one: masked like the worker's.
+    pub fn attempt_key(&self) -> Option<&String> {
+        self.proxied.as_ref().map(|(_, admission)| admission.key())
+    }
+
+    /// The key the CLI is handed: the attempt's own, else `workers`.
+    pub fn key(&self, workers: Option<&String>) -> Option<String> {
+        self.attempt_key().or(workers).cloned()
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         self.shared.lock_live().remove(&self.key);

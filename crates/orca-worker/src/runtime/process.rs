@@ -161,6 +161,37 @@ pub trait LineReader: Send {
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt>;
 }
 
+/// Reads the fixture `name` of runtime `runtime` (recorded from the real
+/// CLI under `tests/fixtures/`) through `reader`, as the worker reads a
+/// run; the log lines it made.
+#[cfg(test)]
+pub(crate) fn replay_fixture(
+    reader: &mut impl LineReader,
+    runtime: &str,
+    name: &str,
+) -> Vec<String> {
+    let path = format!(
+        "{}/tests/fixtures/{runtime}/{name}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let key = AttemptKey {
+        task_id: "t".into(),
+        step_id: "s".into(),
+        attempt: 1,
+    };
+    let redactor = Redactor::new(&[]);
+    let mut logs = Vec::new();
+    for line in text.lines() {
+        for report in reader.read(line, &key, &redactor) {
+            if let FromAttempt::Log { line, .. } = report {
+                logs.push(line);
+            }
+        }
+    }
+    logs
+}
+
 /// What a process's stdout lines are.
 #[derive(Clone)]
 pub(crate) enum StdoutLines {

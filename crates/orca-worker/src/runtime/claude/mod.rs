@@ -25,7 +25,7 @@ use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
-use crate::model_proxy::{Admission, ModelProxy};
+use crate::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use run::ClaudeRun;
 use settings::ClaudeSettings;
@@ -47,7 +47,7 @@ pub struct ClaudeCode<'a> {
     max_turns: u32,
     /// Through the worker's model proxy: the CLI gets this attempt's key
     /// and the proxy's address, never the worker's credential.
-    proxied: Option<(String, Admission)>,
+    reach: Reach,
 }
 
 impl<'a> ClaudeCode<'a> {
@@ -60,7 +60,7 @@ impl<'a> ClaudeCode<'a> {
             settings,
             spec,
             max_turns: spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS),
-            proxied: proxy.map(|p| (p.url(), p.admit())),
+            reach: Reach::new(proxy),
         }
     }
 }
@@ -73,7 +73,7 @@ impl AgentRuntime for ClaudeCode<'_> {
             .api_key
             .iter()
             .chain(&self.settings.oauth_token)
-            .chain(self.proxied.iter().map(|(_, admission)| admission.key()))
+            .chain(self.reach.attempt_key())
             .collect()
     }
 
@@ -135,11 +135,11 @@ impl AgentRuntime for ClaudeCode<'_> {
         }
         command.args(args);
         let mut env = environment(attempt, self.settings, workspace);
-        if let Some((url, admission)) = &self.proxied {
-            env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
+        if let (Some(url), Some(key)) = (self.reach.proxy_url(), self.reach.attempt_key()) {
+            env.insert("ANTHROPIC_BASE_URL".into(), url.to_string());
             for var in ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"] {
                 if env.contains_key(var) {
-                    env.insert(var.into(), admission.key().clone());
+                    env.insert(var.into(), key.clone());
                 }
             }
         }

@@ -23,7 +23,7 @@ use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::mcp::SERVER_NAME;
 use crate::metrics::Fault;
-use crate::model_proxy::{Admission, ModelProxy};
+use crate::model_proxy::{ModelProxy, Reach};
 use crate::runtime::prices::Prices;
 use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
@@ -74,7 +74,7 @@ pub struct Codex<'a> {
     model: String,
     /// Through the worker's model proxy: the CLI gets this attempt's key
     /// and the proxy's address, never the worker's credential.
-    proxied: Option<(String, Admission)>,
+    reach: Reach,
 }
 
 impl<'a> Codex<'a> {
@@ -92,16 +92,16 @@ impl<'a> Codex<'a> {
             settings,
             spec,
             model,
-            proxied: proxy.map(|p| (p.url(), p.admit())),
+            reach: Reach::new(proxy),
         }
     }
 
     /// The API as this run reaches it: the proxy, or the API itself.
     fn base_url(&self) -> String {
-        match &self.proxied {
-            Some((url, _)) => url.clone(),
-            None => self.settings.upstream().to_string(),
-        }
+        self.reach
+            .proxy_url()
+            .unwrap_or(self.settings.upstream())
+            .to_string()
     }
 }
 
@@ -165,7 +165,7 @@ impl AgentRuntime for Codex<'_> {
         self.settings
             .api_key
             .iter()
-            .chain(self.proxied.iter().map(|(_, admission)| admission.key()))
+            .chain(self.reach.attempt_key())
             .collect()
     }
 
@@ -316,11 +316,7 @@ impl AgentRuntime for Codex<'_> {
         let mut env = basic_environment(attempt, workspace);
         env.insert("HOME".into(), self.settings.home.display().to_string());
         env.insert("CODEX_HOME".into(), seen_home.display().to_string());
-        let key = match &self.proxied {
-            Some((_, admission)) => Some(admission.key().clone()),
-            None => self.settings.api_key.clone(),
-        };
-        if let Some(key) = key {
+        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
             env.insert("OPENAI_API_KEY".into(), key);
         }
         (command, env)

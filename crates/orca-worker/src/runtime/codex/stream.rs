@@ -390,26 +390,8 @@ mod tests {
     /// (`ORCA_RECORD_FIXTURES=1`); never written by hand. Read as the
     /// worker reads it: the run, and the log lines it made.
     fn replay(name: &str) -> (CodexRun, Vec<String>) {
-        let path = format!(
-            "{}/tests/fixtures/codex/{name}.jsonl",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let key = AttemptKey {
-            task_id: "t".into(),
-            step_id: "s".into(),
-            attempt: 1,
-        };
-        let redactor = Redactor::new(&[]);
         let mut run = CodexRun::new("gpt-5", Prices::openai("gpt-5"));
-        let mut logs = Vec::new();
-        for line in text.lines() {
-            for report in run.read(line, &key, &redactor) {
-                if let FromAttempt::Log { line, .. } = report {
-                    logs.push(line);
-                }
-            }
-        }
+        let logs = crate::runtime::process::replay_fixture(&mut run, "codex", name);
         (run, logs)
     }
 

@@ -22,7 +22,7 @@ use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::metrics::Fault;
-use crate::model_proxy::{Admission, ModelProxy};
+use crate::model_proxy::{ModelProxy, Reach};
 use crate::runtime::prices::{PriceTable, Prices};
 use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
@@ -66,7 +66,7 @@ pub struct Gemini<'a> {
     model: String,
     /// Through the worker's model proxy: the CLI gets this attempt's key
     /// and the proxy's address, never the worker's credential.
-    proxied: Option<(String, Admission)>,
+    reach: Reach,
 }
 
 impl<'a> Gemini<'a> {
@@ -84,7 +84,7 @@ impl<'a> Gemini<'a> {
             settings,
             spec,
             model,
-            proxied: proxy.map(|p| (p.url(), p.admit())),
+            reach: Reach::new(proxy),
         }
     }
 }
@@ -124,7 +124,7 @@ impl AgentRuntime for Gemini<'_> {
         self.settings
             .api_key
             .iter()
-            .chain(self.proxied.iter().map(|(_, admission)| admission.key()))
+            .chain(self.reach.attempt_key())
             .collect()
     }
 
@@ -245,18 +245,10 @@ impl AgentRuntime for Gemini<'_> {
         env.insert("HOME".into(), self.settings.home.display().to_string());
         env.insert("GEMINI_CLI_HOME".into(), seen_home.display().to_string());
         env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());
-        let base_url = match &self.proxied {
-            Some((url, _)) => Some(url.clone()),
-            None => self.settings.base_url.clone(),
-        };
-        if let Some(url) = base_url {
-            env.insert("GOOGLE_GEMINI_BASE_URL".into(), url);
+        if let Some(url) = self.reach.proxy_url().or(self.settings.base_url.as_deref()) {
+            env.insert("GOOGLE_GEMINI_BASE_URL".into(), url.to_string());
         }
-        let key = match &self.proxied {
-            Some((_, admission)) => Some(admission.key().clone()),
-            None => self.settings.api_key.clone(),
-        };
-        if let Some(key) = key {
+        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
             env.insert("GEMINI_API_KEY".into(), key);
         }
         (command, env)

@@ -249,26 +249,8 @@ mod tests {
     /// `tests/tests/gemini_fixtures.rs` against the mock Gemini API
     /// (`ORCA_RECORD_FIXTURES=1`); never written by hand.
     fn replay(name: &str) -> (GeminiRun, Vec<String>) {
-        let path = format!(
-            "{}/tests/fixtures/gemini/{name}.jsonl",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let key = AttemptKey {
-            task_id: "t".into(),
-            step_id: "s".into(),
-            attempt: 1,
-        };
-        let redactor = Redactor::new(&[]);
         let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
-        let mut logs = Vec::new();
-        for line in text.lines() {
-            for report in run.read(line, &key, &redactor) {
-                if let FromAttempt::Log { line, .. } = report {
-                    logs.push(line);
-                }
-            }
-        }
+        let logs = crate::runtime::process::replay_fixture(&mut run, "gemini", name);
         (run, logs)
     }
 
