@@ -48,6 +48,24 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         ),
         (with(vec![noop_step("Bad Id")]), "spec.steps[0].id"),
         (
+            with(vec![{
+                let mut step = codex_step("a", "p");
+                if let Some(v1::step_spec::Runtime::Codex(codex)) = step.runtime.as_mut() {
+                    codex.sandbox = "danger-full-access".into();
+                }
+                step
+            }]),
+            "spec.steps[0].codex.sandbox",
+        ),
+        (
+            with(vec![codex_step("a", " ")]),
+            "spec.steps[0].codex.prompt",
+        ),
+        (
+            with(vec![gemini_step("a", "\0")]),
+            "spec.steps[0].geminiCli.prompt",
+        ),
+        (
             v1::SubmitTaskRequest {
                 spec: Some(v1::TaskSpec {
                     retention_seconds: Some(u64::MAX),
