@@ -35,6 +35,13 @@ pub enum Reply {
         status: u16,
         message: String,
     },
+    /// A 429 as Google's API words a broken quota: `RESOURCE_EXHAUSTED`
+    /// with the quota (per minute, or per day when `daily`) and a
+    /// `RetryInfo` of `retry_after` seconds.
+    Limit {
+        retry_after: u64,
+        daily: bool,
+    },
 }
 
 impl Reply {
@@ -141,12 +148,32 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
     };
     let part = match reply {
         Reply::Error { status, message } => {
-            let body = json!({"error": {"code": status, "message": message, "status": "INTERNAL"}});
-            return Response::builder()
-                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap_or_default();
+            let name = match status {
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                _ => "INTERNAL",
+            };
+            let body = json!({"error": {"code": status, "message": message, "status": name}});
+            return error_response(status, &body);
+        }
+        Reply::Limit { retry_after, daily } => {
+            let per = if daily { "PerDay" } else { "PerMinute" };
+            let body = json!({"error": {
+                "code": 429,
+                "message": format!("You exceeded your current quota. Please retry in {retry_after}s."),
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                        "violations": [{
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                            "quotaId": format!("GenerateRequests{per}PerProjectPerModel"),
+                        }],
+                    },
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{retry_after}s")},
+                ],
+            }});
+            return error_response(429, &body);
         }
         Reply::Tool { name, args } => json!({"functionCall": {"name": name, "args": args}}),
         Reply::Text(text) => json!({"text": text}),
@@ -159,5 +186,13 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from(format!("data: {event}\r\n\r\n")))
+        .unwrap_or_default()
+}
+
+fn error_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
         .unwrap_or_default()
 }

@@ -106,3 +106,76 @@ async fn a_gemini_agent_writes_a_file_and_its_answer_and_cost_become_the_output(
     let said = format!("{events:?}{}", step.output_json);
     assert!(!said.contains(GEMINI_TEST_KEY), "the key leaked: {said}");
 }
+
+/// Google's 429 names when to retry (`RetryInfo`, which the CLI repeats):
+/// the CLI makes one attempt and ends, the pool's gemini-cli agents pause
+/// until then rather than for the control plane's back-off (60 s here,
+/// longer than this test waits), the limited attempt does not count, and the
+/// step runs again and succeeds.
+#[tokio::test]
+async fn a_429_from_gemini_pauses_its_agents_until_the_retry_google_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockGemini::start(vec![
+        Reply::Limit {
+            retry_after: 2,
+            daily: false,
+        },
+        Reply::Text("Done after the pause.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--provider-limit-backoff", "60s"],
+    )
+    .expect("server");
+    let bin = gemini_bin().display().to_string();
+    let _worker = start_worker_env(
+        &server.url,
+        dir.path(),
+        "agent-1",
+        &["gemini-cli"],
+        2,
+        &["--gemini-bin", &bin],
+        &server.worker_token,
+        &[
+            ("GOOGLE_GEMINI_BASE_URL", &mock.url),
+            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
+        ],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task("agent", vec![gemini_step("ask", "Say hello")]),
+    )
+    .await
+    .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(40))
+        .await
+        .expect("the step succeeds after the pause Google named");
+    let step = &task.steps[0];
+    assert_eq!(step.attempts.len(), 2, "{:?}", step.attempts);
+    let limited = &step.attempts[0];
+    assert!(
+        limited.error.contains("status 429, retry after 2s")
+            && limited.error.contains("this attempt does not count"),
+        "{}",
+        limited.error
+    );
+    let output: Value = serde_json::from_str(&step.output_json).expect("output JSON");
+    assert_eq!(output["result"], "Done after the pause.");
+    // One request per attempt: the CLI did not retry on its own.
+    assert_eq!(mock.requests().len(), 2, "{:?}", mock.requests());
+    let micros = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+            .unwrap_or_default()
+    };
+    let paused = micros(&step.attempts[1].started_at) - micros(&limited.finished_at);
+    assert!(
+        paused >= 1_500_000,
+        "the next attempt started {paused} µs after the 429, before the retry Google named"
+    );
+}

@@ -41,13 +41,43 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    vec![Case {
-        name: "tool-then-answer",
-        replies: vec![
-            Reply::write("hello.txt", "hello from gemini\n"),
-            Reply::Text("Wrote hello.txt.".into()),
-        ],
-    }]
+    vec![
+        Case {
+            name: "tool-then-answer",
+            replies: vec![
+                Reply::write("hello.txt", "hello from gemini\n"),
+                Reply::Text("Wrote hello.txt.".into()),
+            ],
+        },
+        Case {
+            name: "api-429",
+            replies: vec![Reply::Limit {
+                retry_after: 37,
+                daily: false,
+            }],
+        },
+        Case {
+            name: "api-429-daily",
+            replies: vec![Reply::Limit {
+                retry_after: 3600,
+                daily: true,
+            }],
+        },
+        Case {
+            name: "api-429-bare",
+            replies: vec![Reply::Error {
+                status: 429,
+                message: "Resource has been exhausted (e.g. check quota).".into(),
+            }],
+        },
+        Case {
+            name: "api-500",
+            replies: vec![Reply::Error {
+                status: 500,
+                message: "An internal error has occurred.".into(),
+            }],
+        },
+    ]
 }
 
 /// Runs the CLI as the worker does (headless, stream-json, its home and

@@ -261,7 +261,8 @@ pub(crate) fn remote_refusal(url: &str, stderr: &str, had_credentials: bool) -> 
         || lower.contains("could not read username")
         || lower.contains("could not read password")
         || lower.contains("permission denied")
-        || lower.contains("403")
+        // git's words for an HTTP 403; a bare "403" could be the port.
+        || lower.contains("returned error: 403")
     {
         return if had_credentials {
             refused(

@@ -69,6 +69,12 @@ fn gits_complaints_name_the_part_at_fault() {
     assert_eq!(part(asks, false), Some(Part::Url));
     let missing = "fatal: repository 'http://127.0.0.1/nope.git/' not found";
     assert_eq!(part(missing, false), Some(Part::Url));
+    // A port that holds "403" is not a refusal of the credentials.
+    let on_port = "fatal: repository 'http://127.0.0.1:43403/nope.git/' not found";
+    assert_eq!(part(on_port, true), Some(Part::Url));
+    let forbidden =
+        "fatal: unable to access 'http://h/r.git/': The requested URL returned error: 403";
+    assert_eq!(part(forbidden, true), Some(Part::CredentialsSecret));
     let down = "fatal: unable to access 'http://127.0.0.1:9/r.git/': Failed to connect to 127.0.0.1 port 9: Connection refused";
     assert!(matches!(
         remote_refusal("u", down, false),

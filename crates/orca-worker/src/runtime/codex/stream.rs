@@ -306,7 +306,7 @@ impl AgentStream for CodexRun {
     fn limit(&self, error: &str) -> Option<Limit> {
         let said = [error, self.last_error.as_str()];
         said.iter()
-            .any(|text| text.contains("429") || text.contains("Too Many Requests"))
+            .any(|text| last_status(text) == Some(429) || text.contains("Too Many Requests"))
             .then(|| Limit {
                 reset: None,
                 signal: "status 429".into(),

@@ -95,12 +95,14 @@ pub fn home_of(cwd: &Path) -> PathBuf {
 }
 
 /// The CLI's settings: the API key as the way in; no telemetry, no
-/// update checks.
+/// update checks; one attempt per model request, since orca's retry policy
+/// owns retries (the CLI would retry a 429 or 500 ten times, minutes in all,
+/// while the step looks merely slow).
 pub const SETTINGS: &str = r#"{
   "security": {"auth": {"selectedType": "gemini-api-key"}},
   "telemetry": {"enabled": false},
   "privacy": {"usageStatisticsEnabled": false},
-  "general": {"disableAutoUpdate": true, "disableUpdateNag": true}
+  "general": {"disableAutoUpdate": true, "disableUpdateNag": true, "maxAttempts": 1}
 }
 "#;
 

@@ -218,15 +218,23 @@ impl AgentStream for GeminiRun {
             .unwrap_or_default()
     }
 
-    /// Google's 429 (`RESOURCE_EXHAUSTED`) is the provider's limit.
+    /// Google's 429 is the provider's limit. The pinned CLI words it as the
+    /// API's message followed by its own sentence for a 429 (`Please wait
+    /// and try again later. To increase your limits, …`), and names the
+    /// API's `RetryInfo` as `Suggested retry after 37s.`: that is the reset.
+    /// A daily quota names none, and the pool backs off.
     fn limit(&self, error: &str) -> Option<Limit> {
         let said = [error, self.end.as_ref().map_or("", |e| e.error.as_str())];
-        said.iter()
-            .any(|t| t.contains("429") || t.contains("RESOURCE_EXHAUSTED"))
-            .then(|| Limit {
-                reset: None,
-                signal: "status 429".into(),
-            })
+        let text = said.iter().find(|t| is_limit(t))?;
+        let retry = retry_after(text);
+        Some(Limit {
+            reset: retry
+                .map(|seconds| orca_core::calendar::now_micros() + (seconds * 1_000_000.0) as i64),
+            signal: match retry {
+                Some(seconds) => format!("status 429, retry after {seconds}s"),
+                None => "status 429".into(),
+            },
+        })
     }
 
     fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
@@ -239,6 +247,30 @@ impl AgentStream for GeminiRun {
         let end = self.end.as_ref().filter(|e| !e.success)?;
         Some(format!("the run failed: {}", end.error))
     }
+}
+
+/// The CLI's sentence after any 429 it reports (for an API key), or the
+/// API's status name for one.
+fn is_limit(text: &str) -> bool {
+    text.contains("Please wait and try again later. To increase your limits")
+        || text.contains("RESOURCE_EXHAUSTED")
+}
+
+/// Seconds from `Suggested retry after 37s.` (Google's `RetryInfo`, which
+/// the CLI repeats), as a duration in seconds (`37s`, `1.5s`).
+fn retry_after(text: &str) -> Option<f64> {
+    let (_, after) = text.rsplit_once("Suggested retry after ")?;
+    let seconds: f64 = after
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()?
+        .trim_end_matches('.')
+        .parse()
+        .ok()?;
+    after
+        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+        .starts_with('s')
+        .then_some(seconds)
+        .filter(|s| s.is_finite() && *s >= 0.0)
 }
 
 #[cfg(test)]
@@ -276,5 +308,41 @@ mod tests {
             "{logs:#?}"
         );
         assert!(run.spent().usd > 0.0);
+    }
+
+    #[test]
+    fn the_pinned_clis_429s_are_limits_with_their_retry_and_its_500_a_failure() {
+        let before = orca_core::calendar::now_micros();
+        let (run, _) = replay("api-429");
+        let error = run.end.clone().expect("a result").error;
+        let limit = run.limit(&error).expect("a 429 is a limit");
+        assert_eq!(limit.signal, "status 429, retry after 37s");
+        let reset = limit.reset.expect("the retry names a reset");
+        assert!(reset >= before + 37_000_000, "{reset} vs {before}");
+        assert!(reset < before + 60_000_000, "{reset} vs {before}");
+
+        for name in ["api-429-daily", "api-429-bare"] {
+            let (run, _) = replay(name);
+            let error = run.end.clone().expect("a result").error;
+            let limit = run.limit(&error).expect("a 429 is a limit");
+            assert_eq!((name, limit.signal.as_str()), (name, "status 429"));
+            assert_eq!(limit.reset, None, "{name}");
+        }
+
+        let (run, _) = replay("api-500");
+        let end = run.end.clone().expect("a result");
+        assert!(!end.success);
+        assert_eq!(run.limit(&end.error), None);
+        let line = run.api_error_line(None).expect("a failure line");
+        assert!(line.contains("An internal error has occurred."), "{line}");
+    }
+
+    #[test]
+    fn a_retry_reads_as_seconds_and_a_port_is_not_a_status() {
+        assert_eq!(retry_after("x\nSuggested retry after 37s.]"), Some(37.0));
+        assert_eq!(retry_after("Suggested retry after 1.5s."), Some(1.5));
+        assert_eq!(retry_after("Suggested retry after 500ms."), None);
+        assert_eq!(retry_after("no retry here"), None);
+        assert!(!is_limit("fetch failed: http://127.0.0.1:42900/v1beta 429"));
     }
 }
