@@ -550,6 +550,8 @@ pub fn codex_step(id: &str, prompt: &str) -> v1::StepSpec {
 
 /// The OpenAI key the codex test workers hold.
 pub const OPENAI_TEST_KEY: &str = "sk-openai-test-key";
+/// The Gemini API key the gemini-cli test workers hold.
+pub const GEMINI_TEST_KEY: &str = "gemini-test-key";
 
 /// Starts worker `name` of `server`, running Codex steps with the real CLI
 /// against `mock` (the worker's `OPENAI_BASE_URL`), with `capabilities`,
@@ -576,6 +578,35 @@ pub fn start_codex_worker(
         &[
             ("OPENAI_BASE_URL", &mock.url),
             ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+        ],
+    )
+}
+
+/// Starts worker `name` of `server`, running Gemini CLI steps with the real
+/// CLI against `mock` (the worker's key, [`GEMINI_TEST_KEY`]), with its
+/// capabilities and slots and extra worker `flags`.
+pub fn start_gemini_worker(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    mock: &gemini::MockGemini,
+    (capabilities, slots): (&[&str], u32),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let bin = gemini_bin().display().to_string();
+    let mut args = vec!["--gemini-bin", &bin];
+    args.extend_from_slice(flags);
+    start_worker_env(
+        &server.url,
+        dir,
+        name,
+        capabilities,
+        slots,
+        &args,
+        &server.worker_token,
+        &[
+            ("GOOGLE_GEMINI_BASE_URL", &mock.url),
+            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
         ],
     )
 }

@@ -11,8 +11,6 @@ use orca_tests::gemini::{self, MockGemini, Reply};
 use orca_tests::*;
 use serde_json::Value;
 
-const GEMINI_TEST_KEY: &str = "gemini-test-key";
-
 #[tokio::test]
 async fn a_gemini_agent_writes_a_file_and_its_answer_and_cost_become_the_output() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -23,19 +21,13 @@ async fn a_gemini_agent_writes_a_file_and_its_answer_and_cost_become_the_output(
     .await
     .expect("mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
-    let bin = gemini_bin().display().to_string();
-    let _worker = start_worker_env(
-        &server.url,
+    let _worker = start_gemini_worker(
+        &server,
         dir.path(),
         "agent-1",
-        &["gemini-cli"],
-        2,
-        &["--gemini-bin", &bin, "--keep-workspaces"],
-        &server.worker_token,
-        &[
-            ("GOOGLE_GEMINI_BASE_URL", &mock.url),
-            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
-        ],
+        &mock,
+        (&["gemini-cli"], 2),
+        &["--keep-workspaces"],
     )
     .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -130,19 +122,13 @@ async fn a_429_from_gemini_pauses_its_agents_until_the_retry_google_names() {
         &["--provider-limit-backoff", "60s"],
     )
     .expect("server");
-    let bin = gemini_bin().display().to_string();
-    let _worker = start_worker_env(
-        &server.url,
+    let _worker = start_gemini_worker(
+        &server,
         dir.path(),
         "agent-1",
-        &["gemini-cli"],
-        2,
-        &["--gemini-bin", &bin],
-        &server.worker_token,
-        &[
-            ("GOOGLE_GEMINI_BASE_URL", &mock.url),
-            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
-        ],
+        &mock,
+        (&["gemini-cli"], 2),
+        &[],
     )
     .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -177,5 +163,140 @@ async fn a_429_from_gemini_pauses_its_agents_until_the_retry_google_names() {
     assert!(
         paused >= 1_500_000,
         "the next attempt started {paused} µs after the 429, before the retry Google named"
+    );
+}
+
+/// A Gemini CLI attempt that fails on worker A leaves its session with the
+/// control plane; A is killed; the retry runs on worker B, in B's own
+/// directories, and resumes the same session: the real CLI sends the
+/// earlier conversation again (the prompt, the file it wrote), reads the
+/// file attempt 1 wrote, and the step's cost is each attempt's own.
+#[tokio::test]
+async fn a_retry_on_another_worker_resumes_the_gemini_session_from_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockGemini::start(vec![
+        // Attempt 1, on A: writes a file, then the API fails it.
+        Reply::write("notes.txt", "half done\n"),
+        Reply::Error {
+            status: 500,
+            message: "the mock fell over".into(),
+        },
+        // Attempt 2, on B: reads the file back, and finishes.
+        Reply::Tool {
+            name: "read_file".into(),
+            args: serde_json::json!({"file_path": "notes.txt"}),
+        },
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let mut worker_a = start_gemini_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["gemini-cli"], 1),
+        &[],
+    )
+    .expect("worker A");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt, then finish {}", std::process::id());
+    let mut step = gemini_step("notes", &prompt);
+    // The retry waits long enough for the test to stop A first.
+    step.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 3000,
+        max_delay_ms: 3000,
+        multiplier: 1.0,
+    });
+    let id = submit(&client, task("travels", vec![step]))
+        .await
+        .expect("submit");
+    wait_task(&client, &id, Duration::from_secs(60), |t| {
+        let step = t.steps.into_iter().next()?;
+        step.attempts
+            .first()
+            .filter(|a| a.state == v1::StepState::Failed as i32)
+            .cloned()
+    })
+    .await
+    .expect("attempt 1 fails");
+    worker_a.kill();
+
+    let _worker_b = start_gemini_worker(
+        &server,
+        dir.path(),
+        "agent-2",
+        &mock,
+        (&["gemini-cli"], 1),
+        &[],
+    )
+    .expect("worker B");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the task succeeds on B");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        (attempts[0].worker.as_str(), attempts[1].worker.as_str()),
+        ("agent-1", "agent-2")
+    );
+    let session = &attempts[0].session_id;
+    assert!(!session.is_empty());
+    assert_eq!(&attempts[1].session_id, session, "the same session goes on");
+    let log_of = |attempt: u32| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Some(v1::event::Kind::Log(l)) if l.attempt == attempt => Some(l.line.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(
+        log_of(1)
+            .iter()
+            .any(|l| l.starts_with(&format!("checkpoint kept: session {session}, "))),
+        "{:?}",
+        log_of(1)
+    );
+    let resumed = log_of(2);
+    assert!(
+        resumed.contains(&format!(
+            "resuming session {session} of attempt 1 from the checkpoint attempt 1 left"
+        )),
+        "{resumed:?}"
+    );
+    // The CLI on B sent the session's earlier conversation again, and the
+    // file attempt 1 wrote, as its tool read it.
+    let requests = mock.requests();
+    let last = requests.last().cloned().expect("a request");
+    let history = last["contents"].to_string();
+    assert!(
+        history.contains(&prompt) && history.contains("write_file"),
+        "the earlier conversation: {history}"
+    );
+    assert!(
+        history.contains("half done"),
+        "the file read back: {history}"
+    );
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output JSON");
+    assert_eq!(output["result"], "Finished where I left off.");
+    // Each attempt's cost is the model calls it made: one on A (the 500
+    // costs nothing), two on B.
+    let input = |a: &v1::Attempt| a.cost.map(|c| c.input_tokens + c.cache_read_tokens);
+    assert_eq!(
+        (input(&attempts[0]), input(&attempts[1])),
+        (Some(gemini::INPUT_TOKENS), Some(2 * gemini::INPUT_TOKENS)),
+        "{attempts:?}"
+    );
+    // The CLI's figures are its process's, not the session's: nothing of
+    // attempt 1 is taken off attempt 2.
+    let usd = |a: &v1::Attempt| a.cost.map_or(0.0, |c| c.usd);
+    assert!(
+        usd(&attempts[0]) > 0.0 && (usd(&attempts[1]) - 2.0 * usd(&attempts[0])).abs() < 1e-9,
+        "{attempts:?}"
     );
 }

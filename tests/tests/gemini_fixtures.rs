@@ -1,7 +1,9 @@
-//! The Gemini CLI's stream, pinned. `scripts/gemini.sh` installs the
-//! version named in `scripts/gemini.version`; the worker's unit tests read
-//! fixtures recorded from that version against the mock Gemini API
-//! (`crates/orca-worker/tests/fixtures/gemini/`). These tests fail when the
+//! The Gemini CLI's stream and session transcripts, pinned.
+//! `scripts/gemini.sh` installs the version named in
+//! `scripts/gemini.version`; the worker's unit tests read fixtures recorded
+//! from that version against the mock Gemini API
+//! (`crates/orca-worker/tests/fixtures/gemini/`: `<case>.jsonl` is the
+//! stream, `<case>.session.jsonl` the transcript it left). These tests fail when the
 //! installed CLI is not the pinned one, and when the pinned CLI no longer
 //! streams a run the way its fixtures say. To move to another version: set
 //! it in `scripts/gemini.version`, run `scripts/gemini.sh`, then re-record
@@ -82,8 +84,8 @@ fn cases() -> Vec<Case> {
 
 /// Runs the CLI as the worker does (headless, stream-json, its home and
 /// settings, the key by environment) against a mock that answers `case`;
-/// its stdout.
-async fn record(case: &Case) -> String {
+/// its stdout, and the session's transcript as the CLI left it.
+async fn record(case: &Case) -> (String, String) {
     let mock = MockGemini::start(case.replies.clone()).await.expect("mock");
     let home = tempfile::tempdir().expect("home");
     let work = tempfile::tempdir().expect("work");
@@ -121,7 +123,54 @@ async fn record(case: &Case) -> String {
         .await
         .unwrap_or_else(|_| panic!("{}: the CLI did not end within 180 s", case.name))
         .expect("the CLI ran");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (stdout, transcript(&home.path().join(".gemini/tmp")))
+}
+
+/// The one session transcript under a Gemini home's `tmp`
+/// (`<project>/chats/session-*.jsonl`).
+fn transcript(tmp: &std::path::Path) -> String {
+    let mut found = Vec::new();
+    for project in std::fs::read_dir(tmp)
+        .expect("the CLI made its tmp")
+        .flatten()
+    {
+        let Ok(chats) = std::fs::read_dir(project.path().join("chats")) else {
+            continue;
+        };
+        for file in chats.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.starts_with("session-") && name.ends_with(".jsonl") {
+                found.push(file.path());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "one session: {found:?}");
+    std::fs::read_to_string(&found[0]).expect("transcript")
+}
+
+/// What of a transcript decides whether the CLI resumes it: each record's
+/// kind (the session's first line, a message and its type, a rewrite of
+/// the messages with theirs, another field's update).
+fn session_shape(transcript: &str) -> Value {
+    let kinds = transcript
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|record| {
+            if record.get("sessionId").is_some() {
+                json!("session")
+            } else if let Some(kind) = record.get("type") {
+                json!({"message": kind})
+            } else if let Some(messages) = record["$set"]["messages"].as_array() {
+                json!({"messages": messages.iter().map(|m| m["type"].clone()).collect::<Vec<_>>()})
+            } else if record.get("$rewindTo").is_some() {
+                json!("rewind")
+            } else {
+                json!("set")
+            }
+        })
+        .collect();
+    Value::Array(kinds)
 }
 
 /// What of a stream decides how orca reads the run: each line's kind and
@@ -162,7 +211,12 @@ fn the_installed_cli_is_the_pinned_one_and_so_are_its_fixtures() {
 async fn the_pinned_cli_streams_each_run_as_its_fixture_says() {
     CLI.start_recording(&installed());
     for case in cases() {
-        let stream = record(&case).await;
+        let (stream, transcript) = record(&case).await;
         CLI.record_or_compare(case.name, &stream, shape);
+        CLI.record_or_compare(
+            &format!("{}.session", case.name),
+            &transcript,
+            session_shape,
+        );
     }
 }

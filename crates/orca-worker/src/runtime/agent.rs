@@ -26,6 +26,35 @@ use crate::metrics::Fault;
 use crate::sandbox::Room;
 use crate::secrets::Redactor;
 
+/// What a resumed session is told: the session holds the original prompt
+/// and everything done since.
+pub(crate) const RESUME_PROMPT: &str = "Your previous run on this task stopped before it finished. \
+Continue from where you left off and complete the original request.";
+
+/// The prompt an agent CLI is given: the step's (told where its inputs
+/// are, when it has some), or [`RESUME_PROMPT`] when it resumes a session;
+/// after the `briefing` when there is one.
+pub(crate) fn agent_prompt(
+    prompt: &str,
+    with_inputs: bool,
+    resume: Option<&str>,
+    briefing: Option<&str>,
+) -> String {
+    let mut text = briefing.unwrap_or_default().to_string();
+    match resume {
+        Some(_) => text.push_str(RESUME_PROMPT),
+        None => {
+            text.push_str(prompt);
+            if with_inputs {
+                text.push_str(
+                    "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
+                );
+            }
+        }
+    }
+    text
+}
+
 /// An agent CLI, as one attempt runs it. The next CLI is a new folder
 /// beside `claude/` implementing this.
 pub trait AgentRuntime: Send + Sync {

@@ -175,9 +175,11 @@ pub(crate) async fn keep_session(
         checkpoints.max_bytes,
     );
     let packed = tokio::task::spawn_blocking(move || {
-        let transcript = transcripts
-            .find(&id)
-            .ok_or_else(|| std::io::Error::other("the session's transcript is not there"))?;
+        let transcript = transcripts.find(&id).ok_or_else(|| {
+            std::io::Error::other(
+                "the session's transcript is not there, or holds nothing to resume",
+            )
+        })?;
         pack(&transcript, &at, &redactor, max_bytes)
     })
     .await

@@ -11,9 +11,9 @@ use orca_api::v1;
 use orca_core::{AttemptKey, ClaudeCodeSpec, LogStream, StepSpec};
 use tokio::sync::{mpsc, oneshot};
 
+use super::agent::RESUME_PROMPT;
 use super::attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use super::checkpoint::{self, Checkpoints};
-use super::claude::RESUME_PROMPT;
 use super::claude::settings::ClaudeSettings;
 use super::claude::transcripts::ClaudeTranscripts;
 use super::session::Transcripts;

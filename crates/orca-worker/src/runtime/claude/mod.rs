@@ -18,7 +18,7 @@ use orca_api::v1;
 use orca_core::ClaudeCodeSpec;
 use tokio::process::Command;
 
-use super::agent::AgentRuntime;
+use super::agent::{AgentRuntime, agent_prompt};
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
@@ -31,10 +31,6 @@ use run::ClaudeRun;
 use settings::ClaudeSettings;
 use stream::RunResult;
 use transcripts::ClaudeTranscripts;
-
-/// What a resumed session is told.
-pub(crate) const RESUME_PROMPT: &str = "Your previous run on this task stopped before it finished. \
-Continue from where you left off and complete the original request.";
 
 /// Turns a Claude Code step may take when it sets no `maxTurns`: an agent
 /// that loops must end, and cost, at some point.
@@ -119,21 +115,20 @@ impl AgentRuntime for ClaudeCode<'_> {
         briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>) {
         let mut command = Command::new(&self.settings.bin);
-        let mut args = args(
-            self.spec,
-            self.settings,
-            self.max_turns,
+        let prompt = agent_prompt(
+            &self.spec.prompt,
             has_inputs(&attempt.inputs_json),
             resume,
-            attempt.access.as_ref().and_then(|a| a.orca_bin.as_deref()),
+            briefing,
         );
-        // The prompt follows `-p`.
-        if let Some(briefing) = briefing
-            && let Some(prompt) = args.get_mut(1)
-        {
-            prompt.insert_str(0, briefing);
-        }
-        command.args(args);
+        command.args(args(
+            self.spec,
+            prompt,
+            self.settings,
+            self.max_turns,
+            resume,
+            attempt.access.as_ref().and_then(|a| a.orca_bin.as_deref()),
+        ));
         let mut env = environment(attempt, self.settings, workspace);
         if let (Some(url), Some(key)) = (self.reach.proxy_url(), self.reach.attempt_key()) {
             env.insert("ANTHROPIC_BASE_URL".into(), url.to_string());
@@ -192,22 +187,12 @@ fn ended(
 /// servers, and may call them.
 fn args(
     spec: &ClaudeCodeSpec,
+    prompt: String,
     settings: &ClaudeSettings,
     max_turns: u32,
-    with_inputs: bool,
     resume: Option<&str>,
     orca_bin: Option<&Path>,
 ) -> Vec<String> {
-    let mut prompt = match resume {
-        // The session holds the original prompt and everything done since.
-        Some(_) => RESUME_PROMPT.to_string(),
-        None => spec.prompt.clone(),
-    };
-    if with_inputs && resume.is_none() {
-        prompt.push_str(
-            "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
-        );
-    }
     let mut args = vec![
         "-p".to_string(),
         prompt,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use orca_core::CodexSpec;
 use tokio::process::Command;
 
-use super::agent::AgentRuntime;
+use super::agent::{AgentRuntime, agent_prompt};
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
@@ -36,10 +36,6 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The model when neither the step nor the worker names one: the pinned
 /// CLI's own default (0.169.0), named so that orca knows what it prices.
 pub const DEFAULT_MODEL: &str = "gpt-6.1-sol";
-
-/// What a resumed thread is told.
-const RESUME_PROMPT: &str = "Your previous run on this task stopped before it finished. \
-Continue from where you left off and complete the original request.";
 
 /// How a worker runs Codex.
 #[derive(Debug, Clone, Default)]
@@ -269,19 +265,12 @@ impl AgentRuntime for Codex<'_> {
             _ => Path::new(SANDBOX_HOME).join(&under_home),
         };
 
-        let mut prompt = match resume {
-            // The thread holds the original prompt and everything since.
-            Some(_) => RESUME_PROMPT.to_string(),
-            None => self.spec.prompt.clone(),
-        };
-        if has_inputs(&attempt.inputs_json) && resume.is_none() {
-            prompt.push_str(
-                "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
-            );
-        }
-        if let Some(briefing) = briefing {
-            prompt.insert_str(0, briefing);
-        }
+        let prompt = agent_prompt(
+            &self.spec.prompt,
+            has_inputs(&attempt.inputs_json),
+            resume,
+            briefing,
+        );
         let mut args: Vec<String> = vec![
             "exec".into(),
             "--json".into(),

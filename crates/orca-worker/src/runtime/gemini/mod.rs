@@ -7,6 +7,7 @@
 //! auth and refuse). The key reaches it by environment only.
 
 pub mod stream;
+pub mod transcripts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use orca_core::GeminiSpec;
 use tokio::process::Command;
 
-use super::agent::AgentRuntime;
+use super::agent::{AgentRuntime, agent_prompt};
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
@@ -27,6 +28,7 @@ use crate::runtime::prices::{PriceTable, Prices};
 use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::GeminiRun;
+use transcripts::{GeminiTranscripts, home_of};
 
 /// Google's Gemini API, when the worker is given no base URL.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -89,11 +91,6 @@ impl<'a> Gemini<'a> {
     }
 }
 
-/// Under the worker's home, the Gemini home of runs in `cwd`.
-pub fn home_of(cwd: &Path) -> PathBuf {
-    Path::new("gemini").join(super::session::mangled(cwd))
-}
-
 /// The CLI's settings: the API key as the way in; no telemetry, no
 /// update checks; one attempt per model request, since orca's retry policy
 /// owns retries (the CLI would retry a 429 or 500 ten times, minutes in all,
@@ -105,19 +102,6 @@ pub const SETTINGS: &str = r#"{
   "general": {"disableAutoUpdate": true, "disableUpdateNag": true, "maxAttempts": 1}
 }
 "#;
-
-/// Where the Gemini CLI keeps its sessions: orca does not resume them yet.
-struct NoTranscripts;
-
-impl Transcripts for NoTranscripts {
-    fn find(&self, _session_id: &str) -> Option<PathBuf> {
-        None
-    }
-
-    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
-        workspace.join(format!(".gemini-session-{session_id}.jsonl"))
-    }
-}
 
 impl AgentRuntime for Gemini<'_> {
     type Stream = GeminiRun;
@@ -143,7 +127,7 @@ impl AgentRuntime for Gemini<'_> {
     }
 
     fn transcripts(&self) -> Arc<dyn Transcripts> {
-        Arc::new(NoTranscripts)
+        Arc::new(GeminiTranscripts::new(&self.settings.home))
     }
 
     fn stream(&self) -> GeminiRun {
@@ -154,12 +138,14 @@ impl AgentRuntime for Gemini<'_> {
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
-    /// without one is the runtime's fault.
+    /// without one is the runtime's fault. Its tokens are this process's
+    /// (a resumed session's earlier runs are not in them), so they are the
+    /// attempt's cost as they stand.
     fn ended(
         &self,
         status: ExitStatus,
         run: &GeminiRun,
-        session_usd_before: f64,
+        _session_usd_before: f64,
         redactor: &Redactor,
     ) -> Ended {
         let Some(end) = &run.end else {
@@ -174,8 +160,7 @@ impl AgentRuntime for Gemini<'_> {
                 )
             };
         };
-        let mut cost = run.cost_of(&end.usage);
-        cost.usd = (cost.usd - session_usd_before).max(0.0);
+        let cost = run.cost_of(&end.usage);
         let mut ended = if end.success && status.success() {
             let output = serde_json::json!({
                 "result": run.answer,
@@ -206,7 +191,7 @@ impl AgentRuntime for Gemini<'_> {
         attempt: &Attempt,
         workspace: &Path,
         cwd: &Path,
-        _resume: Option<&str>,
+        resume: Option<&str>,
         briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>) {
         let under_home = home_of(cwd);
@@ -217,15 +202,12 @@ impl AgentRuntime for Gemini<'_> {
             Sandbox::Off => host_home,
             _ => Path::new(SANDBOX_HOME).join(&under_home),
         };
-        let mut prompt = self.spec.prompt.clone();
-        if has_inputs(&attempt.inputs_json) {
-            prompt.push_str(
-                "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
-            );
-        }
-        if let Some(briefing) = briefing {
-            prompt.insert_str(0, briefing);
-        }
+        let prompt = agent_prompt(
+            &self.spec.prompt,
+            has_inputs(&attempt.inputs_json),
+            resume,
+            briefing,
+        );
         let mut args: Vec<String> = vec![
             "-p".into(),
             prompt,
@@ -235,6 +217,9 @@ impl AgentRuntime for Gemini<'_> {
             self.model.clone(),
             "--skip-trust".into(),
         ];
+        if let Some(session) = resume {
+            args.extend(["--resume".into(), session.to_string()]);
+        }
         args.push(match attempt.sandbox.as_ref() {
             // Orca's sandbox is the boundary: every tool call is approved.
             Sandbox::Bubblewrap { .. } => "--yolo".into(),
