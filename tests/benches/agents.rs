@@ -141,7 +141,7 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
                 std::fs::create_dir_all(home.join(".gemini"))?;
                 std::fs::write(
                     home.join(".gemini/settings.json"),
-                    orca_worker::runtime::gemini::SETTINGS,
+                    orca_worker::runtime::gemini::settings_json(None),
                 )?;
                 let mut command = tokio::process::Command::new(gemini_bin());
                 command

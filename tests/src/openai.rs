@@ -28,6 +28,12 @@ pub enum Reply {
     /// A call of Codex's `exec_command` tool: `cmd` runs in a shell in the
     /// CLI's working directory (the step's workspace).
     Command(String),
+    /// A call of the tool `name` with `args` (an MCP server's tool is
+    /// `mcp__<server>__<tool>`).
+    Tool {
+        name: String,
+        args: Value,
+    },
     Text(String),
     /// An error status with the API's JSON error body.
     Error {
@@ -200,14 +206,11 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
             stream(Body::from_stream(events))
         }
         Reply::Command(cmd) => {
-            let item = json!({
-                "type": "function_call",
-                "id": format!("fc_{n}"),
-                "call_id": format!("call_{n}"),
-                "name": "exec_command",
-                "arguments": json!({"cmd": cmd}).to_string(),
-                "status": "completed",
-            });
+            let item = function_call(n, "exec_command", &json!({"cmd": cmd}));
+            stream(Body::from(completed(n, &model, item, None)))
+        }
+        Reply::Tool { name, args } => {
+            let item = function_call(n, &name, &args);
             stream(Body::from(completed(n, &model, item, None)))
         }
         Reply::Text(text) => {
@@ -221,6 +224,25 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
             stream(Body::from(completed(n, &model, item, Some(&text))))
         }
     }
+}
+
+/// A `function_call` output item: the model calls `name` with `args`; a
+/// tool of a namespace (`mcp__orca/state_put`) is called by its own name
+/// with its namespace beside it.
+fn function_call(n: u64, name: &str, args: &Value) -> Value {
+    let mut call = json!({
+        "type": "function_call",
+        "id": format!("fc_{n}"),
+        "call_id": format!("call_{n}"),
+        "name": name,
+        "arguments": args.to_string(),
+        "status": "completed",
+    });
+    if let Some((namespace, tool)) = name.split_once('/') {
+        call["namespace"] = json!(namespace);
+        call["name"] = json!(tool);
+    }
+    call
 }
 
 /// A whole response of one output item, as server-sent events.

@@ -348,3 +348,59 @@ async fn a_retry_on_another_worker_resumes_the_codex_thread_from_its_checkpoint(
     let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output JSON");
     assert_eq!(output["result"], "Finished where I left off.");
 }
+
+/// Codex starts orca's shared-state MCP server with the step's token (the
+/// CLI gives an MCP server only a few basic variables unless its config
+/// names more): the agent stores a finding with the server's `state_put`
+/// (in the `mcp__orca` namespace the CLI offers it), and the next step reads
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_agent_shares_a_finding_through_orcas_mcp_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockOpenAi::start(vec![
+        Reply::Tool {
+            name: "mcp__orca/state_put".into(),
+            args: serde_json::json!({"key": "finding", "value": {"bug": "off by one"}}),
+        },
+        Reply::Text("Shared the finding.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let _worker = start_codex_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["codex", "shell"], 2),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task(
+            "share",
+            vec![
+                codex_step("investigate", "Find the bug and share it"),
+                shell_step(
+                    "fix",
+                    &["investigate"],
+                    r#"orca state get finding > "$ORCA_OUTPUT""#,
+                ),
+            ],
+        ),
+    )
+    .await
+    .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+    assert_eq!(
+        step_output(&task, "fix").expect("output"),
+        serde_json::json!({"bug": "off by one"})
+    );
+    // What the agent was told: the value's new version.
+    let told = mock.requests().last().cloned().expect("a request")["input"].to_string();
+    assert!(told.contains(r#"\"version\":1"#), "{told}");
+}

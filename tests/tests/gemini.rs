@@ -300,3 +300,71 @@ async fn a_retry_on_another_worker_resumes_the_gemini_session_from_its_checkpoin
         "{attempts:?}"
     );
 }
+
+/// The Gemini CLI starts orca's shared-state MCP server, trusted and given
+/// the step's token in its settings (the CLI keeps a variable whose value
+/// looks like a JWT from every MCP server): the agent stores a finding with
+/// `mcp_orca_state_put`, the next step reads it, and the settings keep no
+/// token once the run is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_agent_shares_a_finding_through_orcas_mcp_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockGemini::start(vec![
+        Reply::Tool {
+            name: "mcp_orca_state_put".into(),
+            args: serde_json::json!({"key": "finding", "value": {"bug": "off by one"}}),
+        },
+        Reply::Text("Shared the finding.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let _worker = start_gemini_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["gemini-cli", "shell"], 2),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task(
+            "share",
+            vec![
+                gemini_step("investigate", "Find the bug and share it"),
+                shell_step(
+                    "fix",
+                    &["investigate"],
+                    r#"orca state get finding > "$ORCA_OUTPUT""#,
+                ),
+            ],
+        ),
+    )
+    .await
+    .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+    assert_eq!(
+        step_output(&task, "fix").expect("output"),
+        serde_json::json!({"bug": "off by one"})
+    );
+    // What the agent was told: the value's new version.
+    let told = mock.requests().last().cloned().expect("a request")["contents"].to_string();
+    assert!(told.contains(r#"\"version\":1"#), "{told}");
+    let homes = dir.path().join("work/agent-1/.gemini-home/gemini");
+    let mut settings = Vec::new();
+    for home in std::fs::read_dir(&homes)
+        .expect("the Gemini homes")
+        .flatten()
+    {
+        settings.push(
+            std::fs::read_to_string(home.path().join(".gemini/settings.json")).expect("settings"),
+        );
+    }
+    assert_eq!(settings.len(), 1, "{settings:?}");
+    assert!(!settings[0].contains("orca_step_"), "{}", settings[0]);
+}

@@ -92,7 +92,7 @@ async fn record(case: &Case) -> (String, String) {
     std::fs::create_dir_all(home.path().join(".gemini")).expect("dir");
     std::fs::write(
         home.path().join(".gemini/settings.json"),
-        orca_worker::runtime::gemini::SETTINGS,
+        orca_worker::runtime::gemini::settings_json(None),
     )
     .expect("settings");
     let mut command = tokio::process::Command::new(gemini_bin());

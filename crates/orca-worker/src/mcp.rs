@@ -25,6 +25,17 @@ use crate::error::Error;
 /// The server's name in the agent's MCP config: its tools are
 /// `mcp__orca__<tool>`.
 pub const SERVER_NAME: &str = "orca";
+/// What `orca mcp` reads from the environment the agent passes on: where
+/// the control plane is, the step's token and CA, and its task (the
+/// scope). An agent CLI that starts MCP servers with a narrowed
+/// environment (Codex) is told to let these through.
+pub const SERVER_ENV: [&str; 5] = [
+    "ORCA_SERVER",
+    "ORCA_TOKEN",
+    "ORCA_CA_FILE",
+    "ORCA_TASK_ID",
+    "ORCA_TENANT",
+];
 /// How long `wait_for_message` waits when the agent does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait an agent may ask for; a step's own timeout still rules.

@@ -87,6 +87,9 @@ pub trait AgentRuntime: Send + Sync {
         resume: Option<&str>,
         briefing: Option<&str>,
     ) -> (Command, BTreeMap<String, String>);
+    /// After the CLI's process ended (whatever became of it), in `cwd`: the
+    /// runtime takes back what its command left for the run only.
+    fn ran(&self, _cwd: &Path) {}
     /// How a run whose process exited ended, from what its stream said.
     /// `session_usd_before` is what a resumed session cost before this
     /// attempt.
@@ -203,6 +206,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         cancel,
     )
     .await;
+    runtime.ran(&cwd);
     let stream = std::mem::take(&mut *stream.lock().unwrap_or_else(|e| e.into_inner()));
     let mut ended = match end {
         Ok(status) => {

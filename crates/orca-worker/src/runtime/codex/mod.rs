@@ -21,7 +21,7 @@ use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
 use super::workspace::has_inputs;
-use crate::mcp::SERVER_NAME;
+use crate::mcp::{SERVER_ENV, SERVER_NAME};
 use crate::metrics::Fault;
 use crate::model_proxy::{ModelProxy, Reach};
 use crate::runtime::prices::Prices;
@@ -131,9 +131,12 @@ pub fn config_toml(model: &str, base_url: &str, orca_bin: Option<&Path>) -> Stri
         base_url = toml_string(base_url),
     );
     if let Some(orca_bin) = orca_bin {
+        // The CLI starts an MCP server with a few basic variables only.
+        let env_vars: Vec<String> = SERVER_ENV.iter().map(|v| toml_string(v)).collect();
         config.push_str(&format!(
-            "\n[mcp_servers.{SERVER_NAME}]\ncommand = {}\nargs = [\"mcp\"]\n",
-            toml_string(&orca_bin.display().to_string())
+            "\n[mcp_servers.{SERVER_NAME}]\ncommand = {}\nargs = [\"mcp\"]\nenv_vars = [{}]\n",
+            toml_string(&orca_bin.display().to_string()),
+            env_vars.join(", ")
         ));
     }
     config
@@ -342,6 +345,7 @@ mod tests {
             "request_max_retries = 0",
             "[mcp_servers.orca]",
             "command = \"/opt/orca/bin/orca\"",
+            r#"env_vars = ["ORCA_SERVER", "ORCA_TOKEN", "ORCA_CA_FILE", "ORCA_TASK_ID", "ORCA_TENANT"]"#,
         ] {
             assert!(config.lines().any(|l| l == line), "{line:?} in:\n{config}");
         }

@@ -22,6 +22,7 @@ use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
 use super::workspace::has_inputs;
+use crate::mcp::SERVER_NAME;
 use crate::metrics::Fault;
 use crate::model_proxy::{ModelProxy, Reach};
 use crate::runtime::prices::{PriceTable, Prices};
@@ -91,17 +92,48 @@ impl<'a> Gemini<'a> {
     }
 }
 
-/// The CLI's settings: the API key as the way in; no telemetry, no
+/// The CLI's `settings.json`: the API key as the way in; no telemetry, no
 /// update checks; one attempt per model request, since orca's retry policy
 /// owns retries (the CLI would retry a 429 or 500 ten times, minutes in all,
-/// while the step looks merely slow).
-pub const SETTINGS: &str = r#"{
-  "security": {"auth": {"selectedType": "gemini-api-key"}},
-  "telemetry": {"enabled": false},
-  "privacy": {"usageStatisticsEnabled": false},
-  "general": {"disableAutoUpdate": true, "disableUpdateNag": true, "maxAttempts": 1}
+/// while the step looks merely slow). With `mcp` (orca's executable and
+/// the step's token), orca's shared-state MCP server, trusted (its calls
+/// need no approval) and given the token itself: the CLI keeps a variable
+/// whose value looks like a JWT (a step token does) from every MCP server,
+/// whatever its settings allow.
+pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
+    let mut settings = serde_json::json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "telemetry": {"enabled": false},
+        "privacy": {"usageStatisticsEnabled": false},
+        "general": {"disableAutoUpdate": true, "disableUpdateNag": true, "maxAttempts": 1},
+    });
+    if let Some((orca_bin, token)) = mcp {
+        settings["mcpServers"] = serde_json::json!({
+            SERVER_NAME: {
+                "command": orca_bin.display().to_string(),
+                "args": ["mcp"],
+                "env": {"ORCA_TOKEN": token},
+                "trust": true,
+            }
+        });
+    }
+    serde_json::to_string_pretty(&settings).unwrap_or_default()
 }
-"#;
+
+/// Writes the settings of a run in `home`, readable by the worker's user
+/// only (they may hold the step's token).
+fn write_settings(home: &Path, settings: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = home.join(".gemini/settings.json");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(settings.as_bytes())
+}
 
 impl AgentRuntime for Gemini<'_> {
     type Stream = GeminiRun;
@@ -135,6 +167,12 @@ impl AgentRuntime for Gemini<'_> {
             &self.model,
             Prices::for_model(&self.model, &self.settings.prices, Prices::gemini),
         )
+    }
+
+    /// The step's token goes with its run: the settings are left without it.
+    fn ran(&self, cwd: &Path) {
+        let home = self.settings.home.join(home_of(cwd));
+        let _ = write_settings(&home, &settings_json(None));
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
@@ -197,7 +235,11 @@ impl AgentRuntime for Gemini<'_> {
         let under_home = home_of(cwd);
         let host_home = self.settings.home.join(&under_home);
         let _ = std::fs::create_dir_all(host_home.join(".gemini"));
-        let _ = std::fs::write(host_home.join(".gemini/settings.json"), SETTINGS);
+        let mcp = attempt
+            .access
+            .as_ref()
+            .and_then(|a| Some((a.orca_bin.as_deref()?, a.token.as_str())));
+        let _ = write_settings(&host_home, &settings_json(mcp));
         let seen_home = match attempt.sandbox.as_ref() {
             Sandbox::Off => host_home,
             _ => Path::new(SANDBOX_HOME).join(&under_home),
@@ -239,5 +281,30 @@ impl AgentRuntime for Gemini<'_> {
             env.insert("GEMINI_API_KEY".into(), key);
         }
         (command, env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_offer_orcas_mcp_server_with_the_token_only_when_asked() {
+        let bare: serde_json::Value =
+            serde_json::from_str(&settings_json(None)).expect("settings are JSON");
+        assert_eq!(bare["general"]["maxAttempts"], 1);
+        assert_eq!(bare["security"]["auth"]["selectedType"], "gemini-api-key");
+        assert!(bare.get("mcpServers").is_none(), "{bare}");
+        let token = "orca_step_eyJ0.e30.sig";
+        let with: serde_json::Value = serde_json::from_str(&settings_json(Some((
+            Path::new("/opt/orca/bin/orca"),
+            token,
+        ))))
+        .expect("settings are JSON");
+        let server = &with["mcpServers"][SERVER_NAME];
+        assert_eq!(server["command"], "/opt/orca/bin/orca");
+        assert_eq!(server["args"], serde_json::json!(["mcp"]));
+        assert_eq!(server["env"]["ORCA_TOKEN"], token);
+        assert_eq!(server["trust"], true);
     }
 }
