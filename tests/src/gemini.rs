@@ -42,6 +42,8 @@ pub enum Reply {
         retry_after: u64,
         daily: bool,
     },
+    /// Starts the stream and never finishes it.
+    Hang,
 }
 
 impl Reply {
@@ -174,6 +176,13 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
                 ],
             }});
             return error_response(429, &body);
+        }
+        Reply::Hang => {
+            let events = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(events))
+                .unwrap_or_default();
         }
         Reply::Tool { name, args } => json!({"functionCall": {"name": name, "args": args}}),
         Reply::Text(text) => json!({"text": text}),

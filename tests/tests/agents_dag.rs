@@ -2,12 +2,57 @@
 //! and a Gemini CLI step that read its output (data passed between them
 //! through `context/inputs.json`), on one worker offering all three, each
 //! CLI real and pinned against a mock of its provider's API. Each streams
-//! live, each has its cost, and the task's cost is theirs summed.
+//! live, each has its cost, and the task's cost is theirs summed. And when
+//! the worker is killed with SIGKILL mid-run, each runtime's session
+//! resumes on another worker from the checkpoint kept while it ran.
 
 use std::time::Duration;
 
 use orca_api::v1;
 use orca_tests::*;
+
+/// A worker offering the three runtimes, its CLIs against the three mocks,
+/// with extra `flags`.
+fn three_runtime_worker(
+    server: &Server,
+    dir: &std::path::Path,
+    name: &str,
+    urls: (&str, &str, &str),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let (claude, codex, gemini_cli) = (
+        claude_bin().display().to_string(),
+        codex_bin().display().to_string(),
+        gemini_bin().display().to_string(),
+    );
+    let mut args = vec![
+        "--claude-bin",
+        &claude,
+        "--codex-bin",
+        &codex,
+        "--gemini-bin",
+        &gemini_cli,
+    ];
+    args.extend_from_slice(flags);
+    let (anthropic, openai, gemini) = urls;
+    start_worker_env(
+        &server.url,
+        dir,
+        name,
+        &["claude-code", "codex", "gemini-cli"],
+        3,
+        &args,
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", anthropic),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+            ("OPENAI_BASE_URL", openai),
+            ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+            ("GOOGLE_GEMINI_BASE_URL", gemini),
+            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
+        ],
+    )
+}
 
 #[tokio::test]
 async fn claude_code_codex_and_gemini_run_in_one_dag_passing_data_with_each_its_cost() {
@@ -30,34 +75,12 @@ async fn claude_code_codex_and_gemini_run_in_one_dag_passing_data_with_each_its_
     .await
     .expect("gemini mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
-    let (claude, codex, gemini_cli) = (
-        claude_bin().display().to_string(),
-        codex_bin().display().to_string(),
-        gemini_bin().display().to_string(),
-    );
-    let _worker = start_worker_env(
-        &server.url,
+    let _worker = three_runtime_worker(
+        &server,
         dir.path(),
         "agent-1",
-        &["claude-code", "codex", "gemini-cli"],
-        3,
-        &[
-            "--claude-bin",
-            &claude,
-            "--codex-bin",
-            &codex,
-            "--gemini-bin",
-            &gemini_cli,
-        ],
-        &server.worker_token,
-        &[
-            ("ANTHROPIC_BASE_URL", &anthropic.url),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-            ("OPENAI_BASE_URL", &openai.url),
-            ("OPENAI_API_KEY", OPENAI_TEST_KEY),
-            ("GOOGLE_GEMINI_BASE_URL", &gemini.url),
-            ("GEMINI_API_KEY", "gemini-test-key"),
-        ],
+        (&anthropic.url, &openai.url, &gemini.url),
+        &[],
     )
     .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -114,5 +137,187 @@ async fn claude_code_codex_and_gemini_run_in_one_dag_passing_data_with_each_its_
     assert!(
         (task_cost.usd - total).abs() < 1e-9,
         "{task_cost:?} against {total}"
+    );
+}
+
+/// The log lines of `step`'s attempt `attempt` among `events`.
+fn log_of(events: &[v1::Event], step: &str, attempt: u32) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(l)) if l.step_id == step && l.attempt == attempt => {
+                Some(l.line.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Worker A runs a Claude Code, a Codex and a Gemini CLI step at once; each
+/// does a first turn of work (a file written), then its API goes silent.
+/// A keeps each session with the control plane while it runs; A is killed
+/// with SIGKILL, so nothing is kept at its end. The retries run on worker
+/// B and each resumes its runtime's session from that checkpoint: the same
+/// session id, the earlier conversation sent again, and the file attempt 1
+/// wrote read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_each_runtimes_session_resumes_on_another_worker() {
+    use orca_tests::{anthropic, gemini, openai};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let claude_mock = anthropic::MockAnthropic::start(vec![
+        anthropic::Reply::write("notes.txt", "claude half done\n"),
+        anthropic::Reply::Hang,
+        anthropic::Reply::read("notes.txt"),
+        anthropic::Reply::Text("Claude finished.".into()),
+    ])
+    .await
+    .expect("anthropic mock");
+    let codex_mock = openai::MockOpenAi::start(vec![
+        openai::Reply::Command("echo codex half done > notes.txt".into()),
+        openai::Reply::Hang,
+        openai::Reply::Command("cat notes.txt".into()),
+        openai::Reply::Text("Codex finished.".into()),
+    ])
+    .await
+    .expect("openai mock");
+    let gemini_mock = gemini::MockGemini::start(vec![
+        gemini::Reply::write("notes.txt", "gemini half done\n"),
+        gemini::Reply::Hang,
+        gemini::Reply::Tool {
+            name: "read_file".into(),
+            args: serde_json::json!({"file_path": "notes.txt"}),
+        },
+        gemini::Reply::Text("Gemini finished.".into()),
+    ])
+    .await
+    .expect("gemini mock");
+    let urls = (
+        claude_mock.url.as_str(),
+        codex_mock.url.as_str(),
+        gemini_mock.url.as_str(),
+    );
+    let server = Server::start_on(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--lease-ttl", "2s", "--heartbeat-interval", "250ms"],
+    )
+    .expect("server");
+    let mut worker_a = three_runtime_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        urls,
+        &["--checkpoint-every", "500ms"],
+    )
+    .expect("worker A");
+    let client = server.tasks().await.expect("client");
+    let retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 100,
+        max_delay_ms: 100,
+        multiplier: 1.0,
+    });
+    let prompt = |runtime: &str| format!("Write notes.txt with {runtime}, then finish");
+    let steps = vec![
+        v1::StepSpec {
+            retry,
+            ..claude_step("claude", &prompt("claude"), &["Write", "Read"])
+        },
+        v1::StepSpec {
+            retry,
+            ..codex_step("codex", &prompt("codex"))
+        },
+        v1::StepSpec {
+            retry,
+            ..gemini_step("gemini", &prompt("gemini"))
+        },
+    ];
+    let id = submit(&client, task("killed", steps))
+        .await
+        .expect("submit");
+    // Each session is kept while its CLI waits on the silent API: the
+    // checkpoint the control plane holds has the file the first turn wrote
+    // and, in its transcript, that tool's result.
+    let as_worker = v1::agent_service_client::AgentServiceClient::with_interceptor(
+        connect(&server.url).await.expect("channel"),
+        bearer(&server.worker_token),
+    );
+    let scratch = tempfile::tempdir().expect("scratch");
+    for (step, tool_result) in [
+        ("claude", "tool_result"),
+        ("codex", "function_call_output"),
+        ("gemini", "functionResponse"),
+    ] {
+        eventually(Duration::from_secs(60), || {
+            let mut client = as_worker.clone();
+            let request = v1::GetCheckpointRequest {
+                attempt: Some(v1::AttemptRef {
+                    task_id: id.clone(),
+                    step_id: step.into(),
+                    attempt: 1,
+                }),
+            };
+            let at = scratch.path().join(step);
+            async move {
+                let kept = client.get_checkpoint(request).await.ok()?.into_inner();
+                let transcript = at.join("session.jsonl");
+                orca_worker::runtime::checkpoint::unpack(
+                    &kept.archive,
+                    &at.join("workspace"),
+                    &transcript,
+                    &kept.workspace,
+                )
+                .ok()?;
+                let session = std::fs::read_to_string(&transcript).ok()?;
+                (at.join("workspace/notes.txt").is_file() && session.contains(tool_result))
+                    .then_some(())
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{step}: its first turn is kept while it runs: {e}"));
+    }
+    worker_a.kill();
+
+    let _worker_b =
+        three_runtime_worker(&server, dir.path(), "agent-2", urls, &[]).expect("worker B");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(30))
+        .await
+        .expect("each step succeeds on B");
+    for step in &task.steps {
+        let attempts = &step.attempts;
+        assert_eq!(attempts.len(), 2, "{}: {attempts:?}", step.id);
+        assert_eq!(
+            (attempts[0].worker.as_str(), attempts[1].worker.as_str()),
+            ("agent-1", "agent-2"),
+            "{}",
+            step.id
+        );
+        let session = &attempts[0].session_id;
+        assert!(!session.is_empty(), "{}", step.id);
+        assert_eq!(&attempts[1].session_id, session, "{}: one session", step.id);
+        let resumed = log_of(&events, &step.id, 2);
+        assert!(
+            resumed.contains(&format!(
+                "resuming session {session} of attempt 1 from the checkpoint attempt 1 left"
+            )),
+            "{}: {resumed:?}",
+            step.id
+        );
+    }
+    // Each CLI on B sent its session's earlier conversation again, and read
+    // back what attempt 1 wrote.
+    claude_mock.assert_resumed(&prompt("claude"), "notes.txt", "claude half done");
+    let codex_input =
+        codex_mock.requests().last().cloned().expect("a request")["input"].to_string();
+    assert!(
+        codex_input.contains(&prompt("codex")) && codex_input.contains("codex half done"),
+        "{codex_input}"
+    );
+    let gemini_contents =
+        gemini_mock.requests().last().cloned().expect("a request")["contents"].to_string();
+    assert!(
+        gemini_contents.contains(&prompt("gemini")) && gemini_contents.contains("gemini half done"),
+        "{gemini_contents}"
     );
 }

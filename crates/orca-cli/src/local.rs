@@ -341,6 +341,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.slots = args.offer.slots;
     config.drain_grace = args.drain_grace;
     config.checkpoint_max_bytes = usize::try_from(args.checkpoint_max_bytes).unwrap_or(usize::MAX);
+    config.checkpoint_every = (!args.checkpoint_every.is_zero()).then_some(args.checkpoint_every);
     config.mirrors_dir = args.mirrors_dir;
     config.mirrors_max_bytes = args.mirrors_max_bytes;
     config.spare_worktrees = args.spare_worktrees;

@@ -57,6 +57,10 @@ pub struct WorkerConfig {
     /// The largest session checkpoint an agent attempt leaves with the
     /// control plane; 0 keeps sessions on this worker only.
     pub checkpoint_max_bytes: usize,
+    /// How often a running agent's session is checkpointed when it
+    /// changed, so a retry after this worker dies resumes it; `None`: only
+    /// when an attempt ends short of success.
+    pub checkpoint_every: Option<std::time::Duration>,
     /// Where the mirrors of tasks' repositories are; `<work_dir>/.mirrors`
     /// when `None`. A volume the pods of a pool share works: they take
     /// turns on each mirror as one worker's steps do.
@@ -98,6 +102,7 @@ impl WorkerConfig {
             orca_bin: None,
             http: None,
             checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,
+            checkpoint_every: Some(runtime::checkpoint::DEFAULT_EVERY),
             mirrors_dir: None,
             mirrors_max_bytes: 0,
             spare_worktrees: DEFAULT_SPARE_WORKTREES,

@@ -186,6 +186,7 @@ pub async fn run(
     let checkpoints = (config.checkpoint_max_bytes > 0).then(|| Checkpoints {
         keeper: keeper.clone(),
         max_bytes: config.checkpoint_max_bytes,
+        every: config.checkpoint_every,
     });
     // One mirror per repository for all of this worker's steps, beside
     // their workspaces unless told otherwise.

@@ -510,6 +510,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORCA_CHECKPOINT_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub checkpoint_max_bytes: u64,
 
+    /// How often a running agent's session is checkpointed with the
+    /// control plane when it changed, so that a retry after this worker
+    /// dies (kill -9, a lost node) resumes it on any worker. 0s: only when
+    /// an attempt ends short of success.
+    #[arg(long, env = "ORCA_CHECKPOINT_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub checkpoint_every: Duration,
+
     /// Where the mirrors of tasks' repositories are kept (one bare mirror
     /// per repository URL); <work-dir>/.mirrors by default. Workers may
     /// share one (a volume a pool's pods mount): they take turns on each

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::process::{LineReader, StdoutLines, supervise};
 use super::repo;
-use super::session::{Transcripts, keep_session, place_session};
+use super::session::{Transcripts, keep_session, keep_session_while_running, place_session};
 use super::workspace::{
     RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
 };
@@ -195,7 +195,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         room.home_state.push((kept, under_home));
     }
     let stream = Arc::new(Mutex::new(runtime.stream()));
-    let end = supervise(
+    let supervised = supervise(
         attempt,
         command,
         env,
@@ -204,8 +204,24 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         &redactor,
         reports,
         cancel,
-    )
-    .await;
+    );
+    let session_now = || {
+        let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+        stream.session_id().to_string()
+    };
+    // The session is kept as it grows, for a retry after this worker dies.
+    let end = tokio::select! {
+        biased;
+        end = supervised => end,
+        never = keep_session_while_running(
+            attempt,
+            &workspace,
+            session_now,
+            &redactor,
+            &transcripts,
+            log,
+        ) => match never {},
+    };
     runtime.ran(&cwd);
     let stream = std::mem::take(&mut *stream.lock().unwrap_or_else(|e| e.into_inner()));
     let mut ended = match end {
@@ -246,6 +262,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             stream.session_id(),
             &redactor,
             &transcripts,
+            false,
         )
         .await
     {

@@ -44,11 +44,18 @@ pub trait Keeper: Send + Sync {
     ) -> Result<Option<v1::StepBranch>, String>;
 }
 
-/// A worker's checkpoint settings: where they go, how large they may be.
+/// How often a running agent's session is checkpointed when it changed,
+/// unless the worker says otherwise.
+pub const DEFAULT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A worker's checkpoint settings: where they go, how large they may be,
+/// and how often a running agent's session is kept (`None`: only when an
+/// attempt ends short of success).
 #[derive(Clone)]
 pub struct Checkpoints {
     pub keeper: Arc<dyn Keeper>,
     pub max_bytes: usize,
+    pub every: Option<std::time::Duration>,
 }
 
 /// A packed checkpoint.
@@ -67,14 +74,25 @@ fn too_large(what: &str, bytes: usize, max: usize) -> std::io::Error {
 /// Packs the transcript and the workspace's regular files, masking
 /// `redactor`'s secrets in both. Files go in path order while the tar
 /// stays within `max_bytes`; the rest are left out, so a large build
-/// directory costs the session nothing but its own files. Blocking.
+/// directory costs the session nothing but its own files. A transcript
+/// read while its CLI runs (`running`) is taken up to its last whole line:
+/// the CLI may be writing the next. Blocking.
 pub fn pack(
     transcript: &Path,
     workspace: &Path,
     redactor: &Redactor,
     max_bytes: usize,
+    running: bool,
 ) -> std::io::Result<Packed> {
-    let session = redactor.redact_bytes(std::fs::read(transcript)?);
+    let mut session = std::fs::read(transcript)?;
+    if running {
+        let whole = session
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        session.truncate(whole);
+    }
+    let session = redactor.redact_bytes(session);
     // The tar's size bounds the archive's: gzip adds a few bytes per block
     // it cannot shrink. A sixty-fourth is left for that.
     let budget = max_bytes - max_bytes / 64;
@@ -284,7 +302,7 @@ mod tests {
             std::os::unix::fs::symlink("/etc/passwd", old.join("link")).expect("symlink");
         }
         let redactor = Redactor::new(&["sk-ant-secret".to_string()]);
-        let packed = pack(&transcript, &old, &redactor, DEFAULT_MAX_BYTES).expect("packed");
+        let packed = pack(&transcript, &old, &redactor, DEFAULT_MAX_BYTES, false).expect("packed");
         #[cfg(unix)]
         assert_eq!(packed.left_out, ["link"], "links are not followed");
         assert!(
@@ -332,8 +350,14 @@ mod tests {
         write(&workspace.join("a-small.txt"), b"small");
         write(&workspace.join("b-large.bin"), &vec![7u8; 64 * 1024]);
         write(&workspace.join("c-small.txt"), b"also small");
-        let packed =
-            pack(&transcript, &workspace, &Redactor::default(), 16 * 1024).expect("packed");
+        let packed = pack(
+            &transcript,
+            &workspace,
+            &Redactor::default(),
+            16 * 1024,
+            false,
+        )
+        .expect("packed");
         assert_eq!(packed.left_out, ["b-large.bin"]);
         assert!(packed.archive.len() <= 16 * 1024);
         let restored = dir.path().join("restored");
@@ -343,15 +367,50 @@ mod tests {
         assert!(!restored.join("b-large.bin").exists());
 
         write(&transcript, &vec![b'x'; 32 * 1024]);
-        let refused = pack(&transcript, &workspace, &Redactor::default(), 16 * 1024)
-            .err()
-            .expect("refused");
+        let refused = pack(
+            &transcript,
+            &workspace,
+            &Redactor::default(),
+            16 * 1024,
+            false,
+        )
+        .err()
+        .expect("refused");
         assert!(
             refused
                 .to_string()
                 .contains("the session's transcript is 32768 bytes, over the checkpoint cap"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_transcript_read_while_its_cli_writes_is_kept_to_its_last_whole_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = dir.path().join("ws");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        let transcript = dir.path().join("session.jsonl");
+        write(&transcript, b"{\"a\":1}\n{\"b\":2}\n{\"c\":");
+        let restored = dir.path().join("restored.jsonl");
+        for (running, kept) in [
+            (true, &b"{\"a\":1}\n{\"b\":2}\n"[..]),
+            (false, &b"{\"a\":1}\n{\"b\":2}\n{\"c\":"[..]),
+        ] {
+            let packed = pack(
+                &transcript,
+                &workspace,
+                &Redactor::default(),
+                DEFAULT_MAX_BYTES,
+                running,
+            )
+            .expect("packed");
+            unpack(&packed.archive, &dir.path().join("new"), &restored, "").expect("unpacked");
+            assert_eq!(
+                std::fs::read(&restored).expect("read"),
+                kept,
+                "running: {running}"
+            );
+        }
     }
 
     #[test]

@@ -154,15 +154,17 @@ async fn restore(
     Ok(Some(from))
 }
 
-/// After an agent attempt that did not succeed: packs its session and has
-/// the control plane keep it, for a retry on any worker. Returns the line
-/// its log shows; `None` when the worker keeps no checkpoints.
+/// After an agent attempt that did not succeed, or while it runs
+/// (`running`): packs its session and has the control plane keep it, for a
+/// retry on any worker. Returns the line its log shows; `None` when the
+/// worker keeps no checkpoints.
 pub(crate) async fn keep_session(
     attempt: &Attempt,
     workspace: &Path,
     session_id: &str,
     redactor: &Arc<Redactor>,
     transcripts: &Arc<dyn Transcripts>,
+    running: bool,
 ) -> Option<String> {
     let checkpoints = attempt.checkpoints.as_ref()?;
     if !valid_session_id(session_id) {
@@ -180,7 +182,7 @@ pub(crate) async fn keep_session(
                 "the session's transcript is not there, or holds nothing to resume",
             )
         })?;
-        pack(&transcript, &at, &redactor, max_bytes)
+        pack(&transcript, &at, &redactor, max_bytes, running)
     })
     .await
     .map_err(|e| e.to_string())
@@ -198,7 +200,8 @@ pub(crate) async fn keep_session(
     };
     Some(match checkpoints.keeper.put(checkpoint).await {
         Ok(()) => {
-            let mut line = format!("checkpoint kept: session {session_id}, {bytes} bytes");
+            let when = if running { " while running" } else { "" };
+            let mut line = format!("checkpoint kept{when}: session {session_id}, {bytes} bytes");
             if !packed.left_out.is_empty() {
                 let shown: Vec<&str> = packed
                     .left_out
@@ -216,4 +219,57 @@ pub(crate) async fn keep_session(
         }
         Err(e) => format!("checkpoint not kept: {e}"),
     })
+}
+
+/// While an agent's CLI runs: every `every`, when its session's transcript
+/// changed since the last look, keeps the session with the control plane,
+/// so that a retry after this worker's death (kill -9, a lost node), which
+/// leaves no checkpoint at its end, resumes it on any worker. `session_id`
+/// says the run's session once the CLI has. Logs the first checkpoint kept
+/// and each one not kept. Runs until dropped (the CLI's end).
+pub(crate) async fn keep_session_while_running(
+    attempt: &Attempt,
+    workspace: &Path,
+    session_id: impl Fn() -> String,
+    redactor: &Arc<Redactor>,
+    transcripts: &Arc<dyn Transcripts>,
+    log: impl Fn(String),
+) -> std::convert::Infallible {
+    let Some(every) = attempt.checkpoints.as_ref().and_then(|c| c.every) else {
+        return std::future::pending().await;
+    };
+    let mut last_seen = None;
+    let mut logged = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let id = session_id();
+        if !valid_session_id(&id) {
+            continue;
+        }
+        // The transcript's size and time as it stands: unchanged, there is
+        // nothing new to keep.
+        let (look, find_id) = (transcripts.clone(), id.clone());
+        let seen = tokio::task::spawn_blocking(move || {
+            let meta = std::fs::metadata(look.find(&find_id)?).ok()?;
+            Some((meta.len(), meta.modified().ok()))
+        })
+        .await
+        .ok()
+        .flatten();
+        if seen.is_none() || seen == last_seen {
+            continue;
+        }
+        let Some(line) = keep_session(attempt, workspace, &id, redactor, transcripts, true).await
+        else {
+            return std::future::pending().await;
+        };
+        let kept = line.starts_with("checkpoint kept");
+        if kept {
+            last_seen = seen;
+        }
+        if !kept || !logged {
+            log(line);
+            logged |= kept;
+        }
+    }
 }

@@ -437,6 +437,7 @@ fn keeping(mut attempt: Attempt, keeper: &Arc<MemoryKeeper>) -> Attempt {
     attempt.checkpoints = Some(Checkpoints {
         keeper: keeper.clone(),
         max_bytes: checkpoint::DEFAULT_MAX_BYTES,
+        every: None,
     });
     attempt
 }
