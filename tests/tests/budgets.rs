@@ -10,6 +10,7 @@ use std::time::Duration;
 use orca_api::v1;
 use orca_tests::anthropic::{self, MockAnthropic, Reply};
 use orca_tests::*;
+use orca_worker::runtime::prices::{Prices, Usage};
 
 /// What one mock response costs on Sonnet ($3 input, $15 output, $3.75
 /// cache writes, $0.30 cache reads per million tokens): what the CLI
@@ -369,4 +370,133 @@ async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes()
         decided[1].2.contains("approved: worth finishing"),
         "{decided:?}"
     );
+}
+
+/// What one mock model response costs at `prices`.
+fn response_usd(prices: &Prices, (input, cached, output): (u64, u64, u64)) -> f64 {
+    prices
+        .priced(&Usage {
+            input_tokens: input,
+            cached_input_tokens: cached,
+            output_tokens: output,
+        })
+        .usd
+}
+
+/// A Codex or Gemini CLI task over its budget mid-turn, on `server` with a
+/// worker of its runtime: the CLI's stream reports tokens only when its
+/// turn ends, so the worker reads them from the session's transcript as
+/// the CLI writes it. Two responses cross the budget while the third
+/// hangs; the task pauses, the agent is stopped and charged exactly the
+/// two, and a raise resumes the same session to success.
+async fn paused_mid_turn_then_resumed(
+    server: &Server,
+    step: v1::StepSpec,
+    one_response: f64,
+) -> v1::Task {
+    let client = server.tasks().await.expect("client");
+    let mut request = task("budgeted", vec![step]);
+    let budget = 1.5 * one_response;
+    if let Some(spec) = request.spec.as_mut() {
+        spec.budget = Some(v1::Budget {
+            usd: Some(budget),
+            tokens: None,
+            approvers: Vec::new(),
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    wait_task(&client, &id, Duration::from_secs(60), paused)
+        .await
+        .expect("the task pauses at its budget, mid-turn");
+    let step = wait_task(&client, &id, Duration::from_secs(20), |t| {
+        let step = t.steps.into_iter().next()?;
+        (step.state == v1::StepState::Queued as i32).then_some(step)
+    })
+    .await
+    .expect("the step waits, queued");
+    assert_eq!(step.attempts.len(), 1, "{:?}", step.attempts);
+    let first = &step.attempts[0];
+    let cost = first.cost.unwrap_or_default();
+    assert!(
+        (cost.usd - 2.0 * one_response).abs() < 1e-12,
+        "charged {cost:?}, not two responses of ${one_response}"
+    );
+    assert!(!first.session_id.is_empty());
+    succeed(server.cli().args(["budget", "raise", &id, "--usd", "1"]));
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the task goes on and succeeds");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        attempts[1].session_id, attempts[0].session_id,
+        "the same session goes on"
+    );
+    task
+}
+
+#[tokio::test]
+async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
+    use orca_tests::openai::{self, MockOpenAi, Reply};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockOpenAi::start(vec![
+        Reply::Command("echo one > a.txt".into()),
+        Reply::Command("echo two > b.txt".into()),
+        Reply::Hang,
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let _worker = start_codex_worker(&server, dir.path(), "agent-1", &mock, (&["codex"], 1), &[])
+        .expect("worker");
+    let one = response_usd(
+        &Prices::openai(orca_worker::runtime::codex::DEFAULT_MODEL),
+        (
+            openai::INPUT_TOKENS,
+            openai::CACHED_TOKENS,
+            openai::OUTPUT_TOKENS,
+        ),
+    );
+    let task =
+        paused_mid_turn_then_resumed(&server, codex_step("work", "Do two things"), one).await;
+    // The resumed run's cost is its own response, not the thread's.
+    let second = task.steps[0].attempts[1].cost.unwrap_or_default();
+    assert!((second.usd - one).abs() < 1e-12, "{second:?}");
+}
+
+#[tokio::test]
+async fn a_gemini_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
+    use orca_tests::gemini::{self, MockGemini, Reply};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockGemini::start(vec![
+        Reply::write("a.txt", "one\n"),
+        Reply::write("b.txt", "two\n"),
+        Reply::Hang,
+        Reply::Text("Finished where I left off.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
+    let _worker = start_gemini_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["gemini-cli"], 1),
+        &[],
+    )
+    .expect("worker");
+    let one = response_usd(
+        &Prices::gemini(orca_worker::runtime::gemini::DEFAULT_MODEL),
+        (
+            gemini::INPUT_TOKENS,
+            gemini::CACHED_TOKENS,
+            gemini::OUTPUT_TOKENS,
+        ),
+    );
+    let task =
+        paused_mid_turn_then_resumed(&server, gemini_step("work", "Do two things"), one).await;
+    let second = task.steps[0].attempts[1].cost.unwrap_or_default();
+    assert!((second.usd - one).abs() < 1e-12, "{second:?}");
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use orca_api::v1;
 use orca_core::LogStream;
@@ -60,6 +61,11 @@ pub(crate) fn agent_prompt(
 pub trait AgentRuntime: Send + Sync {
     /// What reads one run's stdout.
     type Stream: AgentStream + Default;
+    /// Whether a run's spend is read from its session's transcript as the
+    /// CLI writes it ([`AgentStream::read_transcript`]): for a CLI whose
+    /// stream reports tokens only when its turn ends, so that a budget
+    /// stops it within the turn.
+    const SPEND_IN_TRANSCRIPT: bool = false;
     /// The credentials handed to the CLI: masked in all the step says.
     fn secrets(&self) -> Vec<&String>;
     /// The CLI's executable: a sandboxed step may read it and what is
@@ -109,6 +115,11 @@ pub trait AgentStream: LineReader + 'static {
     fn session_id(&self) -> &str;
     /// What the run's model responses cost so far.
     fn spent(&self) -> v1::Cost;
+    /// One line the CLI added to its session's transcript during this run;
+    /// true when what the run spent grew.
+    fn read_transcript(&mut self, _line: &str) -> bool {
+        false
+    }
     /// The provider's limit, when that is what ended a run that failed
     /// with `error`.
     fn limit(&self, error: &str) -> Option<Limit>;
@@ -209,7 +220,13 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
         stream.session_id().to_string()
     };
-    // The session is kept as it grows, for a retry after this worker dies.
+    // Where this run's lines of a resumed session's transcript start.
+    let resumed_at = match &resumed {
+        Some((_, resume)) => transcript_end(&transcripts, &resume.session_id).await,
+        None => None,
+    };
+    // The session is kept as it grows, for a retry after this worker dies;
+    // its spend is read as it grows where the stream reports it late.
     let end = tokio::select! {
         biased;
         end = supervised => end,
@@ -220,6 +237,14 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             &redactor,
             &transcripts,
             log,
+        ) => match never {},
+        never = read_spend_while_running(
+            R::SPEND_IN_TRANSCRIPT,
+            attempt,
+            &stream,
+            &transcripts,
+            resumed_at,
+            reports,
         ) => match never {},
     };
     runtime.ran(&cwd);
@@ -270,4 +295,102 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
+}
+
+/// How often a running agent's transcript is read for its spend.
+const SPEND_READ_EVERY: Duration = Duration::from_millis(500);
+
+/// The transcript of `session_id` on this worker, and its length now.
+async fn transcript_end(
+    transcripts: &Arc<dyn Transcripts>,
+    session_id: &str,
+) -> Option<(PathBuf, u64)> {
+    let (transcripts, id) = (transcripts.clone(), session_id.to_string());
+    tokio::task::spawn_blocking(move || {
+        let path = transcripts.find(&id)?;
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some((path, len))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// While the CLI runs (`wanted`: its runtime reads spend so): reads the
+/// lines it adds to its session's transcript, from `resumed_at` in a
+/// resumed session's (the earlier attempts' lines are not this run's),
+/// and reports what the run spent each time it grew. Runs until dropped.
+async fn read_spend_while_running<S: AgentStream>(
+    wanted: bool,
+    attempt: &Attempt,
+    stream: &Mutex<S>,
+    transcripts: &Arc<dyn Transcripts>,
+    resumed_at: Option<(PathBuf, u64)>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+) -> std::convert::Infallible {
+    if !wanted {
+        return std::future::pending().await;
+    }
+    let mut reading: Option<(PathBuf, u64)> = None;
+    loop {
+        tokio::time::sleep(SPEND_READ_EVERY).await;
+        if reading.is_none() {
+            let id = {
+                let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+                stream.session_id().to_string()
+            };
+            if id.is_empty() {
+                continue;
+            }
+            reading = transcript_end(transcripts, &id).await.map(|(path, _)| {
+                let from = match &resumed_at {
+                    Some((at, len)) if *at == path => *len,
+                    _ => 0,
+                };
+                (path, from)
+            });
+        }
+        let Some((path, from)) = reading.as_mut() else {
+            continue;
+        };
+        let (lines, read) = match new_lines(path, *from).await {
+            Ok(new) => new,
+            Err(_) => continue,
+        };
+        *from += read;
+        if lines.is_empty() {
+            continue;
+        }
+        let grew = {
+            let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+            let mut grew = false;
+            for line in lines.lines() {
+                grew |= stream.read_transcript(line);
+            }
+            grew.then(|| stream.spent())
+        };
+        if let Some(cost) = grew {
+            let _ = reports.send(FromAttempt::Spend {
+                attempt: attempt.key.clone(),
+                cost,
+            });
+        }
+    }
+}
+
+/// The whole lines of the file at `path` after byte `from`, and how many
+/// bytes they take: a line the CLI is still writing waits for the next
+/// read.
+async fn new_lines(path: &Path, from: u64) -> std::io::Result<(String, u64)> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(from)).await?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).await?;
+    let whole = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| at + 1);
+    bytes.truncate(whole);
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), whole as u64))
 }

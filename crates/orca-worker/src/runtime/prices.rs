@@ -16,6 +16,15 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+impl Usage {
+    /// `other`'s tokens added to these.
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.output_tokens += other.output_tokens;
+    }
+}
+
 /// US dollars per million tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

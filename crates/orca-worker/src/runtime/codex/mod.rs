@@ -159,6 +159,7 @@ fn toml_string(text: &str) -> String {
 
 impl AgentRuntime for Codex<'_> {
     type Stream = CodexRun;
+    const SPEND_IN_TRANSCRIPT: bool = true;
 
     fn secrets(&self) -> Vec<&String> {
         self.settings

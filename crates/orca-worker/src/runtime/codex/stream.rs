@@ -146,6 +146,9 @@ pub struct CodexRun {
     /// The CLI's last error report.
     pub(super) last_error: String,
     commands: u32,
+    /// This run's model responses, as the thread's rollout records them
+    /// (`token_usage_record`) while the turn goes on.
+    responses: Usage,
 }
 
 impl CodexRun {
@@ -293,11 +296,38 @@ impl AgentStream for CodexRun {
         &self.session_id
     }
 
+    /// This run's responses as its rollout recorded them; else, the
+    /// thread's usage when its turn completed.
     fn spent(&self) -> v1::Cost {
+        if self.responses != Usage::default() {
+            return self.cost_of(&self.responses);
+        }
         self.usage
             .as_ref()
             .map(|usage| self.cost_of(usage))
             .unwrap_or_default()
+    }
+
+    /// The rollout's `token_usage_record` of each model response: its
+    /// `usage` is that response's alone.
+    fn read_transcript(&mut self, line: &str) -> bool {
+        if !line.contains("\"token_usage_record\"") {
+            return false;
+        }
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            return false;
+        };
+        if record["type"] != "token_usage_record" {
+            return false;
+        }
+        let usage = &record["payload"]["usage"];
+        let count = |name: &str| usage[name].as_u64().unwrap_or(0);
+        self.responses.add(&Usage {
+            input_tokens: count("input_tokens"),
+            cached_input_tokens: count("cached_input_tokens"),
+            output_tokens: count("output_tokens"),
+        });
+        true
     }
 
     /// A 429 is the provider's limit: the API key's rate or its quota. The

@@ -137,6 +137,7 @@ fn write_settings(home: &Path, settings: &str) -> std::io::Result<()> {
 
 impl AgentRuntime for Gemini<'_> {
     type Stream = GeminiRun;
+    const SPEND_IN_TRANSCRIPT: bool = true;
 
     fn secrets(&self) -> Vec<&String> {
         self.settings

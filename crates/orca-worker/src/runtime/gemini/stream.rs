@@ -116,6 +116,10 @@ pub struct GeminiRun {
     pub(super) end: Option<RunEnd>,
     prices: Option<Prices>,
     tools: u32,
+    /// This run's model responses by message id, as the session's
+    /// transcript records them (a `gemini` message with its `tokens`, once
+    /// when it is made and again as it grows).
+    responses: std::collections::BTreeMap<String, Usage>,
 }
 
 impl GeminiRun {
@@ -211,11 +215,38 @@ impl AgentStream for GeminiRun {
         &self.session_id
     }
 
+    /// The `result` line's tokens; before it, this run's responses as the
+    /// transcript recorded them.
     fn spent(&self) -> v1::Cost {
-        self.end
-            .as_ref()
-            .map(|end| self.cost_of(&end.usage))
-            .unwrap_or_default()
+        if let Some(end) = &self.end {
+            return self.cost_of(&end.usage);
+        }
+        let mut usage = Usage::default();
+        for response in self.responses.values() {
+            usage.add(response);
+        }
+        self.cost_of(&usage)
+    }
+
+    /// A `gemini` message with its `tokens`: `input` counts the cached
+    /// input too, as the `result` line's do.
+    fn read_transcript(&mut self, line: &str) -> bool {
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            return false;
+        };
+        let (Some(id), Some(tokens)) = (record["id"].as_str(), record["tokens"].as_object()) else {
+            return false;
+        };
+        if record["type"] != "gemini" {
+            return false;
+        }
+        let count = |name: &str| tokens.get(name).and_then(Value::as_u64).unwrap_or(0);
+        let usage = Usage {
+            input_tokens: count("input"),
+            cached_input_tokens: count("cached"),
+            output_tokens: count("output"),
+        };
+        self.responses.insert(id.to_string(), usage.clone()) != Some(usage)
     }
 
     /// Google's 429 is the provider's limit. The pinned CLI words it as the
@@ -344,5 +375,35 @@ mod tests {
         assert_eq!(retry_after("Suggested retry after 500ms."), None);
         assert_eq!(retry_after("no retry here"), None);
         assert!(!is_limit("fetch failed: http://127.0.0.1:42900/v1beta 429"));
+    }
+
+    #[test]
+    fn a_transcripts_responses_are_counted_once_each_by_their_id() {
+        let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
+        let transcript = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/gemini/tool-then-answer.session.jsonl"),
+        )
+        .expect("the recorded transcript");
+        let grew: Vec<bool> = transcript.lines().map(|l| run.read_transcript(l)).collect();
+        // Two responses, the first written again with its tool call: each
+        // counted once, and a line that adds nothing is not growth.
+        assert_eq!(grew.iter().filter(|g| **g).count(), 2, "{grew:?}");
+        let spent = run.spent();
+        assert_eq!(
+            (
+                spent.input_tokens + spent.cache_read_tokens,
+                spent.output_tokens
+            ),
+            (200, 40)
+        );
+        assert_eq!(
+            spent,
+            run.cost_of(&Usage {
+                input_tokens: 200,
+                cached_input_tokens: 20,
+                output_tokens: 40,
+            })
+        );
     }
 }
