@@ -570,8 +570,9 @@ async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_
     );
     let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
     assert!(
-        metrics.contains("orca_rate_limits_total{pool=\"agents\"} 1")
-            && metrics.contains("orca_pools_paused 1"),
+        metrics.contains("orca_rate_limits_total{pool=\"agents\",runtime=\"claude-code\"} 1")
+            && metrics.contains("orca_pools_paused 1")
+            && metrics.contains("orca_agents_paused{pool=\"agents\",runtime=\"claude-code\"} 1"),
         "{metrics}"
     );
 
@@ -699,8 +700,9 @@ async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, s
     assert_eq!(shown.matches(&said).count(), 2, "{shown}");
     let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
     assert!(
-        metrics.contains("orca_rate_limits_total{pool=\"agents\"} 2")
-            && metrics.contains("orca_pools_paused 0"),
+        metrics.contains("orca_rate_limits_total{pool=\"agents\",runtime=\"claude-code\"} 2")
+            && metrics.contains("orca_pools_paused 0")
+            && !metrics.contains("orca_agents_paused{"),
         "paused twice, and resumed: {metrics}"
     );
     assert_eq!(mock.requests().len(), 3);

@@ -161,10 +161,11 @@ async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
         )])
         .await
         .expect("anthropic mock");
+    let http = free_addr();
     let server = Server::start_on(
         dir.path(),
         "127.0.0.1:0",
-        &["--provider-limit-backoff", "5s"],
+        &["--provider-limit-backoff", "5s", "--http-listen", &http],
     )
     .expect("server");
     let (claude, codex) = (
@@ -217,6 +218,14 @@ async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
     })
     .await
     .expect("the codex attempt was limited");
+    // The metrics name the runtime, and so the provider, that is paused.
+    let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
+    assert!(
+        metrics.contains("orca_rate_limits_total{pool=\"mixed\",runtime=\"codex\"} 1")
+            && metrics.contains("orca_agents_paused{pool=\"mixed\",runtime=\"codex\"} 1")
+            && !metrics.contains("runtime=\"claude-code\""),
+        "{metrics}"
+    );
     let claude_task = submit(
         &client,
         task("claude", vec![claude_step("claude", "Say hello", &[])]),

@@ -295,7 +295,18 @@ impl Engine {
                 queued,
             })
             .collect();
-        FleetNow { workers, queue }
+        let now = orca_core::calendar::now_micros();
+        let paused_agents = self
+            .pauses
+            .iter()
+            .filter(|(_, pause)| pause.until > now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        FleetNow {
+            workers,
+            queue,
+            paused_agents,
+        }
     }
 }
 

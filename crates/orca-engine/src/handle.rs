@@ -60,6 +60,8 @@ pub struct FleetNow {
     pub workers: Vec<WorkerNow>,
     /// Ready steps waiting, per set of capabilities they need.
     pub queue: Vec<QueueDepth>,
+    /// The agent runtimes a provider limit pauses now, as (pool, runtime).
+    pub paused_agents: Vec<(String, String)>,
 }
 
 /// A connected worker as the engine sees it now.

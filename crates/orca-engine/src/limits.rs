@@ -64,7 +64,7 @@ impl Engine {
         };
         let pool = &key.0;
         tracing::warn!(pool = %pool, agent, worker = %info.name, until, strikes, %reason, "a provider limit pauses the pool's agents of that runtime");
-        self.metrics.rate_limited(pool);
+        self.metrics.rate_limited(pool, agent);
         let wait = match limit.reset {
             Some(_) => "until the reset",
             None => "a back-off",

@@ -33,6 +33,7 @@ pub struct Metrics {
     approvals: Family<Labels, Counter>,
     rate_limits: Family<Labels, Counter>,
     pools_paused: Gauge,
+    agents_paused: Family<Labels, Gauge>,
     budget_pauses: Family<Labels, Counter>,
     touches_exceeded: Counter,
     awaiting_approval: Gauge,
@@ -67,6 +68,7 @@ impl Metrics {
             approvals: Family::default(),
             rate_limits: Family::default(),
             pools_paused: Gauge::default(),
+            agents_paused: Family::default(),
             budget_pauses: Family::default(),
             touches_exceeded: Counter::default(),
             awaiting_approval: Gauge::default(),
@@ -128,13 +130,18 @@ impl Metrics {
         );
         registry.register(
             "rate_limits",
-            "Agent runs stopped by a provider limit, by pool; each pauses the pool's agents",
+            "Agent runs stopped by a provider limit, by pool and agent runtime (claude-code, codex, gemini-cli); each pauses that runtime's agents of the pool",
             metrics.rate_limits.clone(),
         );
         registry.register(
             "pools_paused",
-            "Pools whose agents a provider limit has paused now",
+            "Pools some of whose agents a provider limit has paused now",
             metrics.pools_paused.clone(),
+        );
+        registry.register(
+            "agents_paused",
+            "1 for each pool and agent runtime a provider limit has paused now",
+            metrics.agents_paused.clone(),
         );
         registry.register(
             "budget_pauses",
@@ -222,10 +229,13 @@ impl Metrics {
         self.awaiting_approval.dec();
     }
 
-    /// A provider limit paused `pool`'s agents.
-    pub fn rate_limited(&self, pool: &str) {
+    /// A provider limit paused `pool`'s agents of the `runtime`.
+    pub fn rate_limited(&self, pool: &str, runtime: &str) {
         self.rate_limits
-            .get_or_create(&vec![("pool", pool.to_string())])
+            .get_or_create(&vec![
+                ("pool", pool.to_string()),
+                ("runtime", runtime.to_string()),
+            ])
             .inc();
     }
 
@@ -296,6 +306,12 @@ impl Metrics {
             .map(|w| w.info.pool.as_str())
             .collect();
         self.pools_paused.set(paused.len() as i64);
+        self.agents_paused.clear();
+        for (pool, runtime) in &now.paused_agents {
+            self.agents_paused
+                .get_or_create(&vec![("pool", pool.clone()), ("runtime", runtime.clone())])
+                .set(1);
+        }
         self.slots
             .set(now.workers.iter().map(|w| i64::from(w.info.slots)).sum());
         self.slots_busy
@@ -327,6 +343,7 @@ mod tests {
                 ..orca_core::Cost::default()
             },
         );
+        metrics.rate_limited("agents", "codex");
         let text = metrics.render(&FleetNow {
             workers: vec![crate::WorkerNow {
                 id: 1,
@@ -348,6 +365,7 @@ mod tests {
                 needs: ["gpu".to_string(), "shell".to_string()].into(),
                 queued: 3,
             }],
+            paused_agents: vec![("agents".into(), "codex".into())],
         });
         for line in [
             "orca_tasks_submitted_total 1",
@@ -358,6 +376,8 @@ mod tests {
             "orca_agent_cost_usd_total{model=\"claude-test\"} 0.25",
             "orca_agent_tokens_total{model=\"claude-test\",kind=\"input\"} 100",
             "orca_queue_depth{capabilities=\"gpu,shell\"} 3",
+            "orca_rate_limits_total{pool=\"agents\",runtime=\"codex\"} 1",
+            "orca_agents_paused{pool=\"agents\",runtime=\"codex\"} 1",
             "orca_workers_connected 1",
             "orca_worker_slots 4",
             "orca_worker_slots_busy 1",
