@@ -258,3 +258,76 @@ async fn planning_without_a_key_or_a_prompt_is_refused_clearly() {
     );
     assert!(all_task_ids(&client).await.expect("list").is_empty());
 }
+
+/// The planner routes each agent step to a runtime the fleet offers: the
+/// model sees the capability sets (a Codex worker, a Gemini CLI worker),
+/// plans a Codex step and a Gemini CLI step after it, and each runs on its
+/// runtime's worker with the real CLI.
+#[tokio::test]
+async fn a_plan_routes_agent_steps_to_the_runtimes_the_fleet_offers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockAnthropic::start(vec![plan(json!([
+        {"id": "write", "prompt": "Write the change", "runtime": "codex"},
+        {"id": "review", "prompt": "Review the change", "runtime": "gemini-cli", "dependsOn": ["write"]}
+    ]))])
+    .await
+    .expect("mock");
+    let openai = orca_tests::openai::MockOpenAi::start(vec![orca_tests::openai::Reply::Text(
+        "Codex wrote it.".into(),
+    )])
+    .await
+    .expect("openai mock");
+    let gemini = orca_tests::gemini::MockGemini::start(vec![orca_tests::gemini::Reply::Text(
+        "Gemini reviewed it.".into(),
+    )])
+    .await
+    .expect("gemini mock");
+    let (server, _shell) = planning_server(dir.path(), &mock).await;
+    let _codex = start_codex_worker(
+        &server,
+        dir.path(),
+        "codex-1",
+        &openai,
+        (&["codex"], 1),
+        &[],
+    )
+    .expect("codex worker");
+    let _gemini = start_gemini_worker(
+        &server,
+        dir.path(),
+        "gemini-1",
+        &gemini,
+        (&["gemini-cli"], 1),
+        &[],
+    )
+    .expect("gemini worker");
+    server
+        .wait_for_agents(&["shell-1", "codex-1", "gemini-1"])
+        .await
+        .expect("workers up");
+    let client = server.tasks().await.expect("client");
+    let id = submit(&client, prompt_task("Change it, then review it", true))
+        .await
+        .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+    let ran: Vec<(&str, &str)> = task
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.attempts[0].worker.as_str()))
+        .collect();
+    assert_eq!(ran, [("write", "codex-1"), ("review", "gemini-1")]);
+    assert_eq!(
+        step_output(&task, "review").expect("output")["result"],
+        "Gemini reviewed it."
+    );
+    let system = mock.requests()[0]["system"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        system.contains("- [codex]") && system.contains("- [gemini-cli]"),
+        "{system}"
+    );
+}

@@ -6,7 +6,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::spec::{ClaudeCodeSpec, ShellSpec, StepSpec};
+use crate::spec::{ClaudeCodeSpec, CodexSpec, GeminiSpec, ShellSpec, StepSpec};
+use crate::{AGENT_CAPABILITIES, CLAUDE_CODE, CODEX, GEMINI_CLI};
 
 /// The tool the model must call with its plan: its input is the plan.
 pub const PLAN_TOOL: &str = "submit_plan";
@@ -28,11 +29,15 @@ pub fn system_prompt(capability_sets: &[Vec<String>]) -> String {
     format!(
         "You plan work for orca, which runs AI coding agents. Break the user's request \
 into a small DAG of steps and submit it with the {PLAN_TOOL} tool.\n\n\
-Each step is either an agent step (`prompt`: a self-contained instruction for a Claude Code \
+Each step is either an agent step (`prompt`: a self-contained instruction for an AI coding \
 agent working in its own empty directory) or a command step (`command`: an argv, no shell \
-string). A step runs after the steps in its `dependsOn` succeed, and finds their outputs in \
-context/inputs.json. `needs` lists capabilities a worker must offer; agent steps need \
-`claude-code` implicitly. Use only capabilities that exist. Step ids are lowercase letters, \
+string). An agent step's `runtime` is the agent that runs it: `claude-code` (Claude Code, the \
+default), `codex` (OpenAI's Codex) or `gemini-cli` (Google's Gemini CLI); each is also the \
+capability a worker must offer to run it, so use only runtimes some worker offers, and pick \
+per step by what suits the work. `allowedTools` and `maxTurns` are for claude-code steps \
+only. A step runs after the steps in its `dependsOn` succeed, and finds their outputs in \
+context/inputs.json. `needs` lists further capabilities a worker must offer. Use only \
+capabilities that exist. Step ids are lowercase letters, \
 digits, '-' and '_'. Prefer few steps; run independent work in parallel. When the task \
 works on a repository, give each step that changes files its `touches`: globs of the paths it \
 will change (`src/api/**`); steps whose globs may overlap do not run at once.\n\n{workers}"
@@ -55,6 +60,8 @@ pub fn plan_schema() -> Value {
                         "dependsOn": {"type": "array", "items": {"type": "string"}},
                         "needs": {"type": "array", "items": {"type": "string"}},
                         "prompt": {"type": "string", "description": "An agent step's instruction."},
+                        "runtime": {"type": "string", "enum": AGENT_CAPABILITIES,
+                                    "description": "The agent that runs a prompt step; claude-code when not given."},
                         "allowedTools": {"type": "array", "items": {"type": "string"}},
                         "maxTurns": {"type": "integer", "minimum": 1, "maximum": 1000},
                         "command": {"type": "array", "items": {"type": "string"},
@@ -96,6 +103,7 @@ struct PlannedStep {
     #[serde(default)]
     needs: Vec<String>,
     prompt: Option<String>,
+    runtime: Option<String>,
     #[serde(default)]
     allowed_tools: Vec<String>,
     max_turns: Option<u32>,
@@ -113,23 +121,65 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
     for (i, raw) in answer.steps.into_iter().enumerate() {
         let planned: PlannedStep =
             serde_json::from_value(raw).map_err(|e| format!("steps[{i}]: {e}"))?;
-        let (claude_code, shell) = match (planned.prompt, planned.command) {
-            (Some(prompt), None) => (
-                Some(ClaudeCodeSpec {
-                    prompt,
-                    max_turns: planned.max_turns,
-                    allowed_tools: planned.allowed_tools,
-                    ..ClaudeCodeSpec::default()
-                }),
-                None,
-            ),
-            (None, Some(command)) => (
-                None,
-                Some(ShellSpec {
+        let mut step = StepSpec {
+            id: planned.id.clone(),
+            depends_on: planned.depends_on,
+            needs: planned.needs,
+            touches: planned.touches,
+            ..StepSpec::default()
+        };
+        if planned.runtime.is_some() && planned.prompt.is_none() {
+            return Err(format!(
+                "steps[{i}]: step {:?} names a runtime but no prompt: a runtime runs an agent step",
+                planned.id
+            ));
+        }
+        match (planned.prompt, planned.command) {
+            (Some(prompt), None) => {
+                let runtime = planned.runtime.as_deref().unwrap_or(CLAUDE_CODE);
+                let claude_only = !planned.allowed_tools.is_empty() || planned.max_turns.is_some();
+                if runtime != CLAUDE_CODE && claude_only {
+                    return Err(format!(
+                        "steps[{i}]: step {:?} runs on {runtime}, but allowedTools and maxTurns are for claude-code steps",
+                        planned.id
+                    ));
+                }
+                match runtime {
+                    CLAUDE_CODE => {
+                        step.claude_code = Some(ClaudeCodeSpec {
+                            prompt,
+                            max_turns: planned.max_turns,
+                            allowed_tools: planned.allowed_tools,
+                            ..ClaudeCodeSpec::default()
+                        })
+                    }
+                    CODEX => {
+                        step.codex = Some(CodexSpec {
+                            prompt,
+                            ..CodexSpec::default()
+                        })
+                    }
+                    GEMINI_CLI => {
+                        step.gemini_cli = Some(GeminiSpec {
+                            prompt,
+                            ..GeminiSpec::default()
+                        })
+                    }
+                    other => {
+                        return Err(format!(
+                            "steps[{i}]: step {:?} names runtime {other:?}, not one of {}",
+                            planned.id,
+                            AGENT_CAPABILITIES.join(", ")
+                        ));
+                    }
+                }
+            }
+            (None, Some(command)) => {
+                step.shell = Some(ShellSpec {
                     command,
                     ..ShellSpec::default()
-                }),
-            ),
+                })
+            }
             (Some(_), Some(_)) => {
                 return Err(format!(
                     "steps[{i}]: step {:?} sets both a prompt and a command",
@@ -142,27 +192,8 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
                     planned.id
                 ));
             }
-        };
-        steps.push(StepSpec {
-            id: planned.id,
-            depends_on: planned.depends_on,
-            needs: planned.needs,
-            shell,
-            noop: None,
-            claude_code,
-            codex: None,
-            gemini_cli: None,
-            deliver: None,
-            retry: None,
-            timeout_seconds: None,
-            stall_timeout_seconds: None,
-            approval: None,
-            touches: planned.touches,
-            touches_strict: false,
-            on_conflict: None,
-            egress: None,
-            limits: None,
-        });
+        }
+        steps.push(step);
     }
     Ok(Plan {
         name: answer.name,
@@ -219,6 +250,53 @@ mod tests {
             err(json!({"steps": [{"id": "a", "prompt": "p", "command": ["ls"]}]})).contains("both")
         );
         assert!(err(json!("just text")).starts_with("the plan: "));
+    }
+
+    #[test]
+    fn an_agent_step_runs_on_the_runtime_the_plan_names() {
+        let plan = parse_plan(&json!({"steps": [
+            {"id": "write", "prompt": "Write it", "runtime": "codex"},
+            {"id": "review", "prompt": "Review it", "runtime": "gemini-cli", "dependsOn": ["write"]},
+            {"id": "fix", "prompt": "Fix it", "runtime": "claude-code", "maxTurns": 3, "dependsOn": ["review"]}
+        ]}))
+        .expect("a plan");
+        assert_eq!(
+            plan.steps[0].codex.as_ref().map(|c| c.prompt.as_str()),
+            Some("Write it")
+        );
+        assert_eq!(
+            plan.steps[1].gemini_cli.as_ref().map(|g| g.prompt.as_str()),
+            Some("Review it")
+        );
+        assert_eq!(
+            plan.steps[2].claude_code.as_ref().and_then(|c| c.max_turns),
+            Some(3)
+        );
+        let spec = TaskSpec {
+            steps: plan.steps,
+            ..TaskSpec::default()
+        };
+        assert_eq!(validate(&spec, &Limits::default()), Ok(()));
+        let schema = plan_schema();
+        let runtime = &schema["properties"]["steps"]["items"]["properties"]["runtime"];
+        assert_eq!(
+            runtime["enum"],
+            json!(["claude-code", "codex", "gemini-cli"])
+        );
+
+        let err = |v: Value| parse_plan(&v).expect_err("refused");
+        assert_eq!(
+            err(json!({"steps": [{"id": "a", "prompt": "p", "runtime": "cursor"}]})),
+            "steps[0]: step \"a\" names runtime \"cursor\", not one of claude-code, codex, gemini-cli"
+        );
+        assert!(
+            err(json!({"steps": [{"id": "a", "prompt": "p", "runtime": "codex", "maxTurns": 2}]}))
+                .contains("allowedTools and maxTurns are for claude-code steps")
+        );
+        assert!(
+            err(json!({"steps": [{"id": "a", "command": ["ls"], "runtime": "codex"}]}))
+                .contains("names a runtime but no prompt")
+        );
     }
 
     #[test]
