@@ -33,55 +33,36 @@ mkdir -p "$data"
 
 task_file=examples/fan-out-fan-in.yaml
 agent_steps=()
-if [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -n "${ANTHROPIC_BASE_URL:-}" ]; then
-  if [ -z "${ORCA_CLAUDE_BIN:-}" ]; then
-    if command -v claude >/dev/null; then
-      ORCA_CLAUDE_BIN=$(command -v claude)
+# add_agent NAME KEY_VAR URL_VAR BIN_VAR CLI INSTALL STEP_FILE: with the
+# provider's key (or its endpoint) set, finds the agent CLI (BIN_VAR, else
+# PATH, else installs it into .tools/ with INSTALL), exports what `orca
+# up`'s workers need to offer that runtime, and adds its step to the DAG.
+add_agent() {
+  local name=$1 key_var=$2 url_var=$3 bin_var=$4 cli=$5 install=$6 step=$7
+  if [ -z "${!key_var:-}" ] && [ -z "${!url_var:-}" ]; then
+    echo "(no $key_var: set it, or $url_var, to add a $name agent step)"
+    return
+  fi
+  if [ -z "${!bin_var:-}" ]; then
+    if command -v "$cli" >/dev/null; then
+      printf -v "$bin_var" '%s' "$(command -v "$cli")"
     else
-      ./scripts/claude.sh
-      ORCA_CLAUDE_BIN=$PWD/.tools/claude/node_modules/.bin/claude
+      "$install"
+      printf -v "$bin_var" '%s' "$PWD/.tools/$cli/node_modules/.bin/$cli"
     fi
   fi
-  export ORCA_CLAUDE_BIN
+  export "${bin_var?}"
   # An endpoint of one's own may want no key; the CLI asks for one anyway.
-  export ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-unused}
-  # With the key, `orca up`'s workers offer claude-code too.
-  agent_steps+=(scripts/demo-agent-step.yaml)
-else
-  echo "(no ANTHROPIC_API_KEY: set it, or ANTHROPIC_BASE_URL, to add a Claude Code agent step)"
-fi
-if [ -n "${OPENAI_API_KEY:-}" ] || [ -n "${OPENAI_BASE_URL:-}" ]; then
-  if [ -z "${ORCA_CODEX_BIN:-}" ]; then
-    if command -v codex >/dev/null; then
-      ORCA_CODEX_BIN=$(command -v codex)
-    else
-      ./scripts/codex.sh
-      ORCA_CODEX_BIN=$PWD/.tools/codex/node_modules/.bin/codex
-    fi
-  fi
-  export ORCA_CODEX_BIN
-  # With the key, `orca up`'s workers offer codex too.
-  export OPENAI_API_KEY=${OPENAI_API_KEY:-unused}
-  agent_steps+=(scripts/demo-codex-step.yaml)
-else
-  echo "(no OPENAI_API_KEY: set it, or OPENAI_BASE_URL, to add a Codex agent step)"
-fi
-if [ -n "${GEMINI_API_KEY:-}" ] || [ -n "${GOOGLE_GEMINI_BASE_URL:-}" ]; then
-  if [ -z "${ORCA_GEMINI_BIN:-}" ]; then
-    if command -v gemini >/dev/null; then
-      ORCA_GEMINI_BIN=$(command -v gemini)
-    else
-      ./scripts/gemini.sh
-      ORCA_GEMINI_BIN=$PWD/.tools/gemini/node_modules/.bin/gemini
-    fi
-  fi
-  export ORCA_GEMINI_BIN
-  # With the key, `orca up`'s workers offer gemini-cli too.
-  export GEMINI_API_KEY=${GEMINI_API_KEY:-unused}
-  agent_steps+=(scripts/demo-gemini-step.yaml)
-else
-  echo "(no GEMINI_API_KEY: set it, or GOOGLE_GEMINI_BASE_URL, to add a Gemini CLI agent step)"
-fi
+  printf -v "$key_var" '%s' "${!key_var:-unused}"
+  export "${key_var?}"
+  agent_steps+=("$step")
+}
+add_agent "Claude Code" ANTHROPIC_API_KEY ANTHROPIC_BASE_URL ORCA_CLAUDE_BIN claude \
+  ./scripts/claude.sh scripts/demo-agent-step.yaml
+add_agent Codex OPENAI_API_KEY OPENAI_BASE_URL ORCA_CODEX_BIN codex \
+  ./scripts/codex.sh scripts/demo-codex-step.yaml
+add_agent "Gemini CLI" GEMINI_API_KEY GOOGLE_GEMINI_BASE_URL ORCA_GEMINI_BIN gemini \
+  ./scripts/gemini.sh scripts/demo-gemini-step.yaml
 if [ ${#agent_steps[@]} -gt 0 ]; then
   task_file=$data/fan-out-fan-in-agents.yaml
   cat examples/fan-out-fan-in.yaml "${agent_steps[@]}" >"$task_file"
