@@ -25,6 +25,9 @@ cd "$(dirname "$0")/.."
 # The pull-request tests' forge double checks each call against GitHub's
 # published OpenAPI description (npm @octokit/openapi, openapi-core).
 ./scripts/forge.sh
+# The webhook tests verify every delivery with the Standard Webhooks
+# libraries (standardwebhooks, svix; PyPI, pinned).
+./scripts/webhook-verifiers.sh >/dev/null
 
 # The book builds (mdBook, pinned); tests/tests/docs.rs checks its links,
 # and the CLI and HTTP pages are checked against the code by unit tests.

@@ -80,7 +80,7 @@ async fn measure_once(table: &mut Table) -> anyhow::Result<()> {
             "",
             &receiver.url,
             &["task.succeeded"],
-            "a-webhook-secret-for-the-bench",
+            "whsec_YmVuY2gta2V5LW9mLXRoaXJ0eS10d28tYnl0ZXMhIQ==",
         )
         .await?;
     run_batch_load(&tasks, WARM_UP).await?;

@@ -15,10 +15,13 @@ use axum::routing::post;
 /// One request as it arrived.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Its Standard Webhooks headers: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`.
     pub id: String,
-    pub event: String,
     pub timestamp: String,
     pub signature: String,
+    /// The event type its body names.
+    pub event: String,
     pub body: String,
     /// What the receiver answered.
     pub status: u16,
@@ -66,12 +69,17 @@ async fn receive(
 ) -> StatusCode {
     let mut script = script.lock().unwrap_or_else(|e| e.into_inner());
     let status = script.next.pop_front().unwrap_or(script.default);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let event = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|b| b["type"].as_str().map(str::to_string))
+        .unwrap_or_default();
     script.received.push(Received {
-        id: header(&headers, "orca-webhook-id"),
-        event: header(&headers, "orca-webhook-event"),
-        timestamp: header(&headers, "orca-webhook-timestamp"),
-        signature: header(&headers, "orca-webhook-signature"),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        id: header(&headers, "webhook-id"),
+        timestamp: header(&headers, "webhook-timestamp"),
+        signature: header(&headers, "webhook-signature"),
+        event,
+        body,
         status,
         arrived: SystemTime::now(),
     });
@@ -127,23 +135,65 @@ impl Receiver {
     }
 }
 
-/// Whether `signature` (`v1=<hex>`) is the HMAC-SHA256 of
-/// `"{timestamp}.{body}"` under `secret`, compared in constant time: what
-/// a receiver checks.
-pub fn verifies(secret: &str, timestamp: &str, body: &str, signature: &str) -> bool {
-    let Some(hex) = signature.strip_prefix("v1=") else {
-        return false;
-    };
-    let Some(tag) = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
+/// What a receiver's Standard Webhooks libraries say of each of
+/// `deliveries` (headers as sent, body) under `secret`: for each, the
+/// `standardwebhooks` and the `svix` package's answers (PyPI, pinned by
+/// scripts/webhook-verifiers.sh), "ok" or the error each raised.
+pub fn verify_with_libraries(
+    secret: &str,
+    deliveries: &[(&Received, &str)],
+) -> Vec<(String, String)> {
+    let root = crate::repo_root();
+    let python = std::process::Command::new(root.join("scripts/webhook-verifiers.sh"))
+        .output()
+        .expect("scripts/webhook-verifiers.sh runs");
+    assert!(
+        python.status.success(),
+        "scripts/webhook-verifiers.sh: {}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
+    let request = serde_json::json!({
+        "secret": secret,
+        "deliveries": deliveries.iter().map(|(received, body)| serde_json::json!({
+            "headers": {
+                "webhook-id": received.id,
+                "webhook-timestamp": received.timestamp,
+                "webhook-signature": received.signature,
+            },
+            "body": body,
+        })).collect::<Vec<_>>(),
+    });
+    let mut child = std::process::Command::new(python)
+        .arg(root.join("tests/webhooks/verify.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the verifier starts");
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin
+            .write_all(request.to_string().as_bytes())
+            .expect("the verifier reads");
+    }
+    let out = child.wait_with_output().expect("the verifier ends");
+    assert!(
+        out.status.success(),
+        "tests/webhooks/verify.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("the verifier answers JSON");
+    said.iter()
+        .map(|r| {
+            (
+                r["standardwebhooks"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                r["svix"].as_str().unwrap_or_default().to_string(),
+            )
         })
-        .collect::<Option<Vec<u8>>>()
-    else {
-        return false;
-    };
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    ring::hmac::verify(&key, format!("{timestamp}.{body}").as_bytes(), &tag).is_ok()
+        .collect()
 }

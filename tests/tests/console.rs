@@ -931,7 +931,11 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         }
     };
     type_into(field("url"), "ftp://example.com/hook".into()).await;
-    type_into(field("secret"), "a-secret-of-enough-length".into()).await;
+    type_into(
+        field("secret"),
+        "whsec_Y29uc29sZS1rZXktb2YtdGhpcnR5LXR3by1ieXRlcw==".into(),
+    )
+    .await;
     browser
         .click(&format!("{form} button[type=submit]"))
         .await

@@ -7,13 +7,35 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orca_client::{Client, Settings, v1};
-use orca_tests::webhook_receiver::{Receiver, verifies};
+use orca_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
 use orca_tests::*;
 use tonic::Code;
 
-const SECRET: &str = "a-webhook-secret-of-some-length";
+/// A Standard Webhooks secret: `whsec_` and the base64 of a 32-byte key.
+const SECRET: &str = "whsec_C2FtcGxlLWtleS1vZi10aGlydHktdHdvLWJ5dGVzIQ==";
+const OTHER_SECRET: &str = "whsec_YW5vdGhlci1rZXktb2YtdGhpcnR5LXR3by1ieXRlcyE=";
 const ALLOW: &str = "--webhook-allow-private-networks";
 const ARRIVE: Duration = Duration::from_secs(30);
+
+/// `request` as if sent `seconds` ago: its timestamp that old, and signed
+/// for it as the sender would (Standard Webhooks: the base64 HMAC-SHA256,
+/// under the secret's key, of "id.timestamp.body").
+fn signed_long_ago(request: &Received, seconds: u64) -> Received {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .expect("the secret's key");
+    let then = request.timestamp.parse::<u64>().expect("a timestamp") - seconds;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    let signed = format!("{}.{then}.{}", request.id, request.body);
+    let tag = ring::hmac::sign(&key, signed.as_bytes());
+    Received {
+        timestamp: then.to_string(),
+        signature: format!("v1,{}", b64.encode(tag.as_ref())),
+        ..request.clone()
+    }
+}
 
 async fn client_of(server: &Server) -> anyhow::Result<Client> {
     Ok(Client::connect(Settings::new(&server.url, Some(server.admin_token.clone()))).await?)
@@ -82,29 +104,41 @@ async fn deliveries_are_signed_retried_after_a_500_ordered_per_task_and_logged()
     let ids: std::collections::HashSet<&str> = ok.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), 3, "three deliveries, each once: {ok:?}");
 
+    // Every delivery verifies with both Standard Webhooks libraries; a
+    // tampered body, a wrong secret and an old timestamp (a replay, signed
+    // as it was) fail with both.
+    let ok_both = ("ok".to_string(), "ok".to_string());
+    let bodies: Vec<(&Received, &str)> = all.iter().map(|r| (r, r.body.as_str())).collect();
+    for (said, request) in verify_with_libraries(SECRET, &bodies).iter().zip(&all) {
+        assert_eq!(said, &ok_both, "{request:?}");
+    }
+    let tampered: Vec<String> = all
+        .iter()
+        .map(|r| r.body.replace("\"task\"", "\"tusk\""))
+        .collect();
+    let tampered: Vec<(&Received, &str)> = all
+        .iter()
+        .zip(&tampered)
+        .map(|(r, b)| (r, b.as_str()))
+        .collect();
+    let replayed: Vec<Received> = all.iter().map(|r| signed_long_ago(r, 600)).collect();
+    let replayed: Vec<(&Received, &str)> = replayed.iter().map(|r| (r, r.body.as_str())).collect();
+    for (secret, deliveries, case) in [
+        (SECRET, &tampered, "a tampered body"),
+        (OTHER_SECRET, &bodies, "a wrong secret"),
+        (SECRET, &replayed, "a timestamp ten minutes old"),
+    ] {
+        for (said, (request, _)) in verify_with_libraries(secret, deliveries)
+            .iter()
+            .zip(deliveries)
+        {
+            assert!(
+                said.0 != "ok" && said.1 != "ok",
+                "{case} verified: {said:?} for {request:?}"
+            );
+        }
+    }
     for request in &all {
-        assert!(
-            verifies(
-                SECRET,
-                &request.timestamp,
-                &request.body,
-                &request.signature
-            ),
-            "{request:?}"
-        );
-        let tampered = request.body.replace("\"task\"", "\"tusk\"");
-        assert!(!verifies(
-            SECRET,
-            &request.timestamp,
-            &tampered,
-            &request.signature
-        ));
-        assert!(!verifies(
-            "another-secret-entirely",
-            &request.timestamp,
-            &request.body,
-            &request.signature
-        ));
         let body = request.json();
         assert_eq!(body["id"], request.id.as_str());
         assert_eq!(body["type"], request.event.as_str());
@@ -314,7 +348,7 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
         .expect_err("link-local");
     assert_eq!(metadata.field(), Some("url"));
 
-    let cases: [(&str, &[&str], &str, &str); 4] = [
+    let cases: [(&str, &[&str], &str, &str); 5] = [
         ("ftp://example.com/hook", &["task.succeeded"], SECRET, "url"),
         (
             "https://203.0.113.9/hook",
@@ -326,7 +360,13 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
         (
             "https://203.0.113.9/hook",
             &["task.failed"],
-            "short",
+            "a-webhook-secret-of-some-length",
+            "secret",
+        ),
+        (
+            "https://203.0.113.9/hook",
+            &["task.failed"],
+            "whsec_c2hvcnQ=",
             "secret",
         ),
     ];
@@ -570,5 +610,47 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
     assert_eq!(again.status, 404, "{}", again.body);
     let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
     assert_eq!(listed.json()["webhooks"], serde_json::json!([]));
+    Ok(())
+}
+
+/// `orca webhook add --secret-file F` with no F yet writes a new Standard
+/// Webhooks secret there, readable by its owner only, and the deliveries
+/// verify with it in a receiver's libraries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_a_secret_a_receivers_library_verifies_with() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[ALLOW])?;
+    let _worker = server.worker("w", &["shell"], 1)?;
+    server.wait_for_agents(&["w"]).await?;
+    let receiver = Receiver::start(&[], 204).await?;
+    let secret_file = dir.path().join("bot.secret");
+    let added = succeed(
+        server
+            .cli()
+            .args([
+                "webhook",
+                "add",
+                &receiver.url,
+                "--events",
+                "task.failed",
+                "--secret-file",
+            ])
+            .arg(&secret_file),
+    );
+    assert!(
+        String::from_utf8_lossy(&added.stderr).contains("wrote a new signing secret"),
+        "{added:?}"
+    );
+    let secret = std::fs::read_to_string(&secret_file)?.trim().to_string();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let mode = std::fs::metadata(&secret_file)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let client = client_of(&server).await?;
+    let id = client.submit(spec("fails", "exit 1")).await?.task_id;
+    client.wait(&id).await?;
+    let got = delivered(&receiver, 1).await?;
+    let said = verify_with_libraries(&secret, &[(&got[0], got[0].body.as_str())]);
+    assert_eq!(said, [("ok".to_string(), "ok".to_string())]);
     Ok(())
 }

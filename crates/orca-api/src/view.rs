@@ -322,7 +322,7 @@ pub fn webhook_view(w: &v1::Webhook) -> WebhookView {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
-    /// The receiver's idempotency id (its Orca-Webhook-Id header).
+    /// The receiver's idempotency id (its webhook-id header).
     pub id: String,
     pub webhook_id: String,
     pub tenant: String,

@@ -20,8 +20,7 @@ pub async fn webhook(settings: &Settings, command: WebhookCommand) -> anyhow::Re
             secret_file,
             tenant,
         } => {
-            let secret = std::fs::read_to_string(&secret_file)
-                .with_context(|| format!("--secret-file {}", secret_file.display()))?;
+            let secret = secret_of(&secret_file)?;
             let events: Vec<&str> = events.iter().map(String::as_str).collect();
             let webhook = client
                 .create_webhook(
@@ -123,4 +122,32 @@ fn deliveries(deliveries: &[v1::WebhookDelivery], format: Format) -> anyhow::Res
         &rows,
     );
     Ok(())
+}
+
+/// The secret in `path`; where there is no such file, a new one made there,
+/// readable by its owner only, for the receiver to verify with.
+fn secret_of(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let named = || format!("--secret-file {}", path.display());
+    match std::fs::read_to_string(path) {
+        Ok(secret) => Ok(secret.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = orca_server::webhooks::send::new_secret().map_err(anyhow::Error::msg)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(named)?;
+            file.write_all(format!("{secret}\n").as_bytes())
+                .with_context(named)?;
+            eprintln!(
+                "wrote a new signing secret to {}: give it to the receiver",
+                path.display()
+            );
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(named),
+    }
 }

@@ -235,8 +235,10 @@ pub struct TemplateRunArgs {
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
     /// Register an endpoint for a tenant's events. Each delivery is a JSON
-    /// POST signed with the secret (the Orca-Webhook-Signature header),
-    /// retried with back-off for up to a day until it is answered 2xx.
+    /// POST signed as Standard Webhooks says (the webhook-id,
+    /// webhook-timestamp and webhook-signature headers, which a receiver
+    /// verifies with a Standard Webhooks library), retried with back-off
+    /// for up to a day until it is answered 2xx.
     Add {
         /// Where to POST: https://... (http:// and private addresses need
         /// the server's --webhook-allow-private-networks).
@@ -245,8 +247,10 @@ pub enum WebhookCommand {
         /// task.cancelled, task.paused, step.failed, approval.requested.
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
-        /// A file holding the signing secret (at least 16 bytes); it never
-        /// goes on the command line.
+        /// A file holding the signing secret, a Standard Webhooks one
+        /// (whsec_ and the base64 of a 24 to 64 byte key); it never goes on
+        /// the command line. Where the file does not exist, a new secret is
+        /// written there (readable by you only) for the receiver.
         #[arg(long)]
         secret_file: PathBuf,
         /// The tenant whose events go there [default: the token's first].

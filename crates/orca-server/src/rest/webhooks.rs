@@ -16,7 +16,10 @@ pub(super) struct WebhookBody {
     /// Which events to receive: task.succeeded, task.failed,
     /// task.cancelled, task.paused, step.failed, approval.requested.
     events: Vec<String>,
-    /// The HMAC-SHA256 key the receiver verifies each delivery with.
+    /// A Standard Webhooks secret, `whsec_` and the base64 of a 24 to 64
+    /// byte key: the receiver verifies each delivery with it (its
+    /// `webhook-signature` header) using a Standard Webhooks library.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
     secret: String,
     /// The caller's first tenant when absent.
     #[serde(default)]

@@ -304,13 +304,7 @@ impl Dispatcher {
             let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
             tokio::spawn(async move {
                 let answer = sender
-                    .send(
-                        &url,
-                        &secret,
-                        &delivery.id,
-                        &delivery.event,
-                        &delivery.payload,
-                    )
+                    .send(&url, &secret, &delivery.id, &delivery.payload)
                     .await;
                 let _ = done.send((delivery, answer));
             });
@@ -470,9 +464,10 @@ mod tests {
         let record = seen.clone();
         let app = axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |headers: HeaderMap| {
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 let (record, script) = (record.clone(), script.clone());
                 async move {
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let status = script.lock().expect("script").pop_front().unwrap_or(204);
                     let header = |name| {
                         headers
@@ -482,7 +477,7 @@ mod tests {
                             .to_string()
                     };
                     record.lock().expect("seen").push((
-                        header(super::super::send::EVENT_HEADER),
+                        body["type"].as_str().unwrap_or_default().to_string(),
                         header(super::super::send::ID_HEADER),
                         status,
                     ));
@@ -521,7 +516,7 @@ mod tests {
             tenant: "team".into(),
             url,
             events: events.iter().map(|e| e.to_string()).collect(),
-            secret: "0123456789abcdef".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             enabled: true,
             disabled_reason: String::new(),
             created_at: 0,

@@ -42,9 +42,6 @@ impl Default for Settings {
     }
 }
 
-/// The smallest secret accepted: a shorter one is guessable.
-const MIN_SECRET_BYTES: usize = 16;
-const MAX_SECRET_BYTES: usize = 1024;
 const MAX_URL_BYTES: usize = 2048;
 /// How long registering an endpoint waits for its host to resolve.
 const RESOLVE_FOR: Duration = Duration::from_secs(5);
@@ -123,14 +120,8 @@ impl WebhookRegistry for Webhooks {
                 kinds.push(kind);
             }
         }
-        if secret.len() < MIN_SECRET_BYTES || secret.len() > MAX_SECRET_BYTES {
-            return Err(Refusal::invalid(
-                "secret",
-                format!(
-                    "must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {}",
-                    secret.len()
-                ),
-            ));
+        if let Err(why) = send::secret_key(&secret) {
+            return Err(Refusal::invalid("secret", why));
         }
         let webhook = Webhook {
             id: ulid::Ulid::new().to_string().to_lowercase(),

@@ -25,23 +25,67 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Of an answer's body, what is read (and kept in the log's error).
 const MAX_ANSWER_BYTES: usize = 4096;
 
-pub const ID_HEADER: &str = "orca-webhook-id";
-pub const EVENT_HEADER: &str = "orca-webhook-event";
-pub const TIMESTAMP_HEADER: &str = "orca-webhook-timestamp";
-pub const SIGNATURE_HEADER: &str = "orca-webhook-signature";
+// Standard Webhooks (standardwebhooks.com): a receiver verifies a delivery
+// with that specification's libraries (`standardwebhooks`, `svix`, ...).
+pub const ID_HEADER: &str = "webhook-id";
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
 
-/// `v1=` and the hex HMAC-SHA256, keyed by the endpoint's secret, of
-/// `"{timestamp}.{body}"`: what a receiver recomputes to trust a delivery
-/// (the timestamp, signed too, lets it refuse old replays).
-pub fn signature(secret: &str, timestamp: u64, body: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+/// The prefix of a Standard Webhooks secret: `whsec_` and the base64 of
+/// its key.
+pub const SECRET_PREFIX: &str = "whsec_";
+/// How long a secret's key may be, in bytes, as the specification asks.
+pub const SECRET_KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+/// The key of a `whsec_<base64>` secret, or why it is not one.
+pub fn secret_key(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let encoded = secret.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
+        format!("must be a Standard Webhooks secret, {SECRET_PREFIX} and the base64 of its key")
+    })?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("after {SECRET_PREFIX}, must be base64 (its key's bytes)"))?;
+    if !SECRET_KEY_BYTES.contains(&key.len()) {
+        return Err(format!(
+            "its key must be {} to {} bytes, not {}",
+            SECRET_KEY_BYTES.start(),
+            SECRET_KEY_BYTES.end(),
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+/// A new secret: `whsec_` and the base64 of 32 random bytes.
+pub fn new_secret() -> Result<String, String> {
+    use base64::Engine as _;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no randomness for a secret: {e}"))?;
+    Ok(format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    ))
+}
+
+/// `v1,` and the base64 HMAC-SHA256, keyed by the secret's key, of
+/// `"{id}.{timestamp}.{body}"`: what a receiver's library recomputes to
+/// trust a delivery (the id and the timestamp, signed too, let it refuse
+/// a replay).
+pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &str) -> String {
+    use base64::Engine as _;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let mut context = ring::hmac::Context::with_key(&key);
+    context.update(id.as_bytes());
+    context.update(b".");
     context.update(timestamp.to_string().as_bytes());
     context.update(b".");
     context.update(body.as_bytes());
     let tag = context.sign();
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("v1={hex}")
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
+    )
 }
 
 /// Loopback, link-local, private (RFC 1918, CGNAT, IPv6 unique local),
@@ -130,12 +174,18 @@ impl Sender {
     }
 
     /// POSTs `body` to `url`, signed with `secret`, as delivery `id`.
-    pub async fn send(&self, url: &str, secret: &str, id: &str, event: &str, body: &str) -> Answer {
+    pub async fn send(&self, url: &str, secret: &str, id: &str, body: &str) -> Answer {
         let started = Instant::now();
         let answer = |status, error: String| Answer {
             status,
             latency: started.elapsed(),
             error,
+        };
+        // Checked when the endpoint was registered; one stored before
+        // secrets were Standard Webhooks ones cannot be signed with.
+        let key = match secret_key(secret) {
+            Ok(key) => key,
+            Err(why) => return answer(None, format!("the endpoint's secret {why}")),
         };
         // An address in the URL itself is never resolved: check it here.
         if let Ok(uri) = url.parse::<http::Uri>()
@@ -159,9 +209,8 @@ impl Sender {
                 concat!("orca-webhooks/", env!("CARGO_PKG_VERSION")),
             )
             .header(ID_HEADER, id)
-            .header(EVENT_HEADER, event)
             .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(SIGNATURE_HEADER, signature(secret, timestamp, body))
+            .header(SIGNATURE_HEADER, signature(&key, id, timestamp, body))
             .body(Full::new(Bytes::from(body.to_string())));
         let request = match request {
             Ok(request) => request,
@@ -202,21 +251,33 @@ impl Sender {
 mod tests {
     use super::*;
 
+    /// The Standard Webhooks specification's own example: its secret, id,
+    /// timestamp and payload, and the signature it gives.
     #[test]
-    fn the_signature_is_hmac_sha256_of_the_timestamp_and_the_body() {
-        // RFC 4231 test case 2 ("what do ya want for nothing?", key "Jefe"),
-        // split as "{timestamp}.{body}" would be.
-        let sig = signature("Jefe", 0, "what do ya want for nothing?");
-        assert_ne!(sig, signature("Jefe", 1, "what do ya want for nothing?"));
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"Jefe");
-        let tag = ring::hmac::sign(&key, b"0.what do ya want for nothing?");
-        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(sig, format!("v1={hex}"));
-        let rfc = ring::hmac::sign(&key, b"what do ya want for nothing?");
-        let rfc_hex: String = rfc.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    fn the_signature_is_the_specifications() {
+        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("a secret");
+        let body = r#"{"test": 2432232314}"#;
         assert_eq!(
-            rfc_hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn a_secret_is_whsec_and_the_base64_of_24_to_64_bytes() {
+        let made = new_secret().expect("a secret");
+        assert_eq!(secret_key(&made).map(|k| k.len()), Ok(32));
+        assert_ne!(made, new_secret().expect("another"));
+        for (secret, says) in [
+            (
+                "a-webhook-secret-of-some-length",
+                "must be a Standard Webhooks secret",
+            ),
+            ("whsec_not base64!", "must be base64"),
+            ("whsec_c2hvcnQ=", "must be 24 to 64 bytes, not 5"),
+        ] {
+            let err = secret_key(secret).expect_err("refused");
+            assert!(err.contains(says), "{secret}: {err}");
+        }
     }
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The webhook tests check every delivery as a receiver would, with the
+# Standard Webhooks libraries no one here wrote: `standardwebhooks` and
+# `svix` (PyPI, pinned), in a venv of their own. Cached: a second run does
+# nothing. Prints the venv's python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+STANDARDWEBHOOKS_VERSION=1.1.0
+SVIX_VERSION=2.9.1
+PREFIX=.tools/webhook-verifiers
+STAMP=$PREFIX/installed-$STANDARDWEBHOOKS_VERSION-$SVIX_VERSION
+if [ ! -f "$STAMP" ] || [ ! -x "$PREFIX/venv/bin/python" ]; then
+  need_python_venv
+  mkdir -p "$PREFIX"
+  python3 -m venv "$PREFIX/venv"
+  "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "svix==$SVIX_VERSION"
+  touch "$STAMP"
+fi
+echo "$PWD/$PREFIX/venv/bin/python"
