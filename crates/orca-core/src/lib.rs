@@ -12,6 +12,7 @@ pub mod plan;
 pub mod queue;
 pub mod repo;
 pub mod run;
+pub mod schedule;
 pub mod secret;
 pub mod spec;
 pub mod state;
