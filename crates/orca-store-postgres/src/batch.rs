@@ -158,12 +158,16 @@ struct Rows {
     /// Webhooks' endpoints, deliveries and cursor, in the order written:
     /// few next to the tasks' writes, a statement each.
     webhooks: Vec<WebhookWrite>,
+    /// Schedules put, as (tenant, name, record as JSON), or removed (no
+    /// record), in the order written.
+    schedules: Vec<(String, String, Option<String>)>,
 }
 
 enum WebhookWrite {
     /// (id, record as JSON).
     Put(String, String),
     Remove(String),
+
     /// (id, endpoint, tenant, pending, record as JSON).
     Delivery(String, String, String, bool, String),
     Cursor(i64),
@@ -408,6 +412,14 @@ impl Rows {
                 text(&to_json(webhook, "webhook")?),
             )),
             Write::RemoveWebhook { id } => self.webhooks.push(WebhookWrite::Remove(text(id))),
+            Write::Schedule(schedule) => self.schedules.push((
+                text(&schedule.tenant),
+                text(&schedule.spec.name),
+                Some(text(&to_json(schedule, "schedule")?)),
+            )),
+            Write::RemoveSchedule { tenant, name } => {
+                self.schedules.push((text(tenant), text(name), None))
+            }
             Write::Deliveries { cursor, deliveries } => {
                 for d in deliveries {
                     self.webhooks.push(WebhookWrite::Delivery(
@@ -650,6 +662,29 @@ impl Rows {
                             "INSERT INTO cursors (name, position) VALUES ('webhooks', $1)
                              ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                             params![position],
+                        )
+                        .await?
+                }
+            }
+        }
+        for (tenant, name, record) in &self.schedules {
+            match record {
+                Some(record) => {
+                    pipeline
+                        .add(
+                            conn,
+                            "INSERT INTO schedules (tenant, name, record) VALUES ($1, $2, $3)
+                             ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
+                            params![tenant, name, record],
+                        )
+                        .await?
+                }
+                None => {
+                    pipeline
+                        .add(
+                            conn,
+                            "DELETE FROM schedules WHERE tenant = $1 AND name = $2",
+                            params![tenant, name],
                         )
                         .await?
                 }

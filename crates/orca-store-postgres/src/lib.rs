@@ -508,6 +508,10 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn schedules(&self) -> orca_store::Result<Vec<orca_store::schedules::Schedule>> {
+        self.read(|conn| Box::pin(webhooks::schedules(conn))).await
+    }
+
     async fn webhooks(&self) -> orca_store::Result<Vec<orca_store::webhooks::Webhook>> {
         self.read(|conn| Box::pin(webhooks::webhooks(conn))).await
     }

@@ -339,6 +339,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE fleet ADD COLUMN lasts bigint[];
     "#,
+    // 15: schedules (orca_store::schedules), each a JSON record by tenant
+    // and name.
+    r#"
+    CREATE TABLE schedules (
+        tenant text COLLATE "C" NOT NULL,
+        name   text COLLATE "C" NOT NULL,
+        record text NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -27,6 +27,13 @@ pub(crate) async fn webhooks(conn: &mut Conn) -> Result<Vec<Webhook>> {
     records(conn.client.query(&statement, &[]).await?, "webhook")
 }
 
+pub(crate) async fn schedules(conn: &mut Conn) -> Result<Vec<orca_store::schedules::Schedule>> {
+    let statement = conn
+        .statement("SELECT record FROM schedules ORDER BY tenant, name")
+        .await?;
+    records(conn.client.query(&statement, &[]).await?, "schedule")
+}
+
 pub(crate) async fn cursor(conn: &mut Conn) -> Result<u64> {
     let statement = conn
         .statement("SELECT position FROM cursors WHERE name = 'webhooks'")

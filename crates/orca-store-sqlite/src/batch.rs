@@ -295,6 +295,21 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 )?
                 .execute(params![webhook.id, to_json(webhook, "webhook")?])?;
             }
+            Write::Schedule(schedule) => {
+                conn.prepare_cached(
+                    "INSERT INTO schedules (tenant, name, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
+                )?
+                .execute(params![
+                    schedule.tenant,
+                    schedule.spec.name,
+                    to_json(schedule, "schedule")?
+                ])?;
+            }
+            Write::RemoveSchedule { tenant, name } => {
+                conn.prepare_cached("DELETE FROM schedules WHERE tenant = ?1 AND name = ?2")?
+                    .execute(params![tenant, name])?;
+            }
             Write::RemoveWebhook { id } => {
                 conn.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
                     .execute(params![id])?;

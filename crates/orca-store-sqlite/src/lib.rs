@@ -479,6 +479,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn schedules(&self) -> orca_store::Result<Vec<orca_store::schedules::Schedule>> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT record FROM schedules ORDER BY tenant, name")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            rows.map(|json| from_record(&json?, "schedule"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+
     async fn webhooks(&self) -> orca_store::Result<Vec<Webhook>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT record FROM webhooks ORDER BY id")?;

@@ -99,6 +99,12 @@ CREATE TABLE IF NOT EXISTS webhooks (
     id     TEXT PRIMARY KEY,
     record TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedules (
+    tenant TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     id         TEXT PRIMARY KEY,
     webhook_id TEXT NOT NULL,

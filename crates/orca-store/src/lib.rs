@@ -22,6 +22,7 @@ pub mod leadership;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod retention;
+pub mod schedules;
 pub mod webhooks;
 pub mod write_queue;
 
@@ -172,6 +173,13 @@ pub enum Write {
     /// Removes an endpoint and its deliveries.
     RemoveWebhook {
         id: String,
+    },
+    /// Creates a schedule, or replaces it (its last tick, suspended...).
+    Schedule(Box<schedules::Schedule>),
+    /// Removes a schedule; its tasks stay.
+    RemoveSchedule {
+        tenant: String,
+        name: String,
     },
     /// Stores deliveries (new ones, or tried ones as they are now) and,
     /// with `cursor`, how far the fleet's events have been turned into
@@ -746,6 +754,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every registered webhook endpoint, by id.
     async fn webhooks(&self) -> Result<Vec<webhooks::Webhook>>;
+
+    /// Every schedule, by tenant and name.
+    async fn schedules(&self) -> Result<Vec<schedules::Schedule>>;
 
     /// The fleet position up to which events have been turned into
     /// deliveries; 0 at first.

@@ -867,6 +867,10 @@ impl Store for SlowBacklog {
         self.store.webhooks().await
     }
 
+    async fn schedules(&self) -> orca_store::Result<Vec<orca_store::schedules::Schedule>> {
+        self.store.schedules().await
+    }
+
     async fn webhook_cursor(&self) -> orca_store::Result<u64> {
         self.store.webhook_cursor().await
     }

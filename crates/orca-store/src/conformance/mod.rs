@@ -9,6 +9,7 @@
 
 mod events;
 mod retention;
+mod schedules;
 mod state;
 mod steps;
 mod webhooks;
@@ -23,6 +24,7 @@ use orca_core::{
 
 pub use events::*;
 pub use retention::*;
+pub use schedules::*;
 pub use state::*;
 pub use steps::*;
 pub use webhooks::*;
@@ -69,6 +71,7 @@ macro_rules! conformance_suite {
             a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
             a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,
+            schedules_are_kept_replaced_and_removed,
             a_task_written_with_its_first_dispatch_is_made_in_that_commit,
             finished_tasks_expire_by_their_own_their_tenants_or_the_default_window,
             an_expired_task_goes_with_everything_of_it_and_leaves_a_record,

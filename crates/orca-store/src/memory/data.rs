@@ -42,6 +42,8 @@ pub(super) struct Data {
     pub(super) checkpoints: HashMap<(String, String), Checkpoint>,
     pub(super) branches: HashMap<(String, String), StepBranch>,
     pub(super) webhooks: BTreeMap<String, Webhook>,
+    /// By (tenant, name).
+    pub(super) schedules: BTreeMap<(String, String), crate::schedules::Schedule>,
     /// By id: ids sort by creation time.
     pub(super) deliveries: BTreeMap<String, Delivery>,
     pub(super) webhook_cursor: u64,
@@ -253,6 +255,13 @@ impl Data {
                 Write::Trim(trim) => self.trim(trim),
                 Write::Webhook(webhook) => {
                     self.webhooks.insert(webhook.id.clone(), *webhook);
+                }
+                Write::Schedule(schedule) => {
+                    let key = (schedule.tenant.clone(), schedule.spec.name.clone());
+                    self.schedules.insert(key, *schedule);
+                }
+                Write::RemoveSchedule { tenant, name } => {
+                    self.schedules.remove(&(tenant, name));
                 }
                 Write::RemoveWebhook { id } => {
                     self.webhooks.remove(&id);

@@ -343,6 +343,10 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn schedules(&self) -> Result<Vec<crate::schedules::Schedule>> {
+        Ok(self.data().schedules.values().cloned().collect())
+    }
+
     async fn webhooks(&self) -> Result<Vec<Webhook>> {
         Ok(self.data().webhooks.values().cloned().collect())
     }

@@ -1,0 +1,58 @@
+//! What the store keeps for schedules: each schedule as it was created (or
+//! last changed), the last tick it handled, and what its last ticks did.
+//! Each backend keeps the record as JSON beside the tenant and name it is
+//! looked up by.
+
+use orca_core::Micros;
+use orca_core::schedule::ScheduleSpec;
+use serde::{Deserialize, Serialize};
+
+/// A schedule of a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub tenant: String,
+    pub spec: ScheduleSpec,
+    pub created_at: Micros,
+    /// The last tick it fired or skipped; when it was created (or resumed)
+    /// before that, so no earlier tick fires.
+    pub handled: Micros,
+    /// What its last ticks did, oldest first; at most
+    /// [`orca_core::schedule::HISTORY`].
+    #[serde(default)]
+    pub history: Vec<ScheduleRun>,
+}
+
+/// What one tick (or a run of skipped ones) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRun {
+    /// The tick, or the first of the skipped ones.
+    pub tick: Micros,
+    /// The last of the skipped ones; the tick when one.
+    pub last_tick: Micros,
+    /// How many were skipped; `None`: more than were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticks: Option<u64>,
+    /// The task it submitted; empty when skipped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub task_id: String,
+    /// Why it was skipped; empty when it fired.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub skipped: String,
+    /// When it was handled.
+    pub at: Micros,
+}
+
+impl Schedule {
+    /// Keeps `run` as its newest, and no more than the history holds.
+    pub fn record(&mut self, run: ScheduleRun) {
+        self.handled = self.handled.max(run.last_tick);
+        self.history.push(run);
+        let over = self
+            .history
+            .len()
+            .saturating_sub(orca_core::schedule::HISTORY);
+        self.history.drain(..over);
+    }
+}
