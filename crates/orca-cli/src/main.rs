@@ -8,6 +8,7 @@ mod client;
 mod context;
 mod local;
 mod output;
+mod schedule;
 mod state;
 mod taskfile;
 mod template;
@@ -138,6 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
+        Command::Schedule(command) => schedule::schedule(target, command).await,
         Command::Template(TemplateCommand::Run(run)) => {
             client::submit(target, template::submit_args(run)).await
         }

@@ -116,6 +116,7 @@ macro_rules! retried {
 
 // After `retried!`, which they use.
 mod decisions;
+mod schedules;
 mod state;
 mod webhooks;
 

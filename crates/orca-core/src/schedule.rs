@@ -185,8 +185,15 @@ impl Ticks {
     /// across a fall-back.
     fn step(&self, from: Micros, direction: Direction, inclusive: bool) -> Option<Micros> {
         let start = Utc.timestamp_micros(from).single()?;
-        let mut wall = start.with_timezone(&self.zone).naive_local().and_utc();
-        let mut include = inclusive;
+        // Ticks are whole seconds: the search starts at the second `from`
+        // is in, that second included, and what is not beyond `from` is
+        // passed over below.
+        let mut wall = start
+            .with_timezone(&self.zone)
+            .naive_local()
+            .with_nanosecond(0)?
+            .and_utc();
+        let mut include = true;
         loop {
             let found = match direction {
                 Direction::Forward => self.cron.find_next_occurrence(&wall, include),
@@ -497,6 +504,11 @@ mod tests {
         let every_second = Ticks::new("* * * * * *", "").expect("six fields");
         let t = at("UTC", 2026, 1, 1, 0, 0, 0);
         assert_eq!(every_second.next_after(t), Some(t + 1_000_000));
+        // From within a second, the next whole one.
+        assert_eq!(every_second.next_after(t + 630_803), Some(t + 1_000_000));
+        assert_eq!(every_second.last_at_or_before(t + 630_803), Some(t));
+        assert_eq!(every_second.last_before(t + 630_803), Some(t));
+        assert_eq!(every_second.last_before(t), Some(t - 1_000_000));
         let daily = Ticks::new("@daily", "UTC").expect("a name");
         assert_eq!(daily.next_after(t), Some(at("UTC", 2026, 1, 2, 0, 0, 0)));
     }

@@ -21,6 +21,9 @@ pub enum Error {
     /// that is not waiting for approval).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// What a create names is there already.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// Over a limit; the caller may try again after `retry_after`, when one
     /// is known.
     #[error("{message}")]

@@ -28,6 +28,8 @@ pub enum Error {
     /// The request does not fit the current state (e.g. retrying a running task).
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A compare-and-set found another version: read again, then retry.
     #[error("{0}")]
     Conflict(String),
@@ -146,6 +148,7 @@ impl From<orca_engine::Error> for Error {
             orca_engine::Error::Internal(message) => Error::Internal(message),
             orca_engine::Error::NotFound(what) => Error::NotFound(what),
             orca_engine::Error::FailedPrecondition(message) => Error::FailedPrecondition(message),
+            orca_engine::Error::AlreadyExists(message) => Error::AlreadyExists(message),
             orca_engine::Error::ResourceExhausted {
                 message,
                 retry_after,
@@ -178,6 +181,7 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::Conflict(_) => Code::Aborted,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,

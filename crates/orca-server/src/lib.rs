@@ -19,6 +19,7 @@ pub mod planner;
 mod replica;
 pub mod repos;
 mod rest;
+pub mod schedules;
 mod secret;
 pub mod session;
 mod standby;
@@ -538,6 +539,8 @@ impl ReplicaRun {
             trace_context: orca_telemetry::task_trace_context,
             audit_log: config.audit_log,
         }));
+        // Schedules fire from the leader only, each tick once.
+        let _scheduling = schedules::fire_periodically(tasks.clone());
         let checkpoints = checkpoints::Checkpoints::new(store.clone(), config.checkpoints);
         let expiring = AbortOnDrop(checkpoints.expire_periodically());
         let sweeping = AbortOnDrop(engine::retention::sweep_periodically(

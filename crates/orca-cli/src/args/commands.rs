@@ -233,6 +233,89 @@ pub struct TemplateRunArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule: its task (-f) or template (--template, -p) is
+    /// submitted at each tick of the cron, in the time zone, each tick once.
+    Create(ScheduleCreateArgs),
+    /// The schedules, with their next tick and last run.
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// A schedule and its history: what each of its last ticks did.
+    Get {
+        name: String,
+        #[arg(long, env = "ORCA_TENANT")]
+        tenant: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove a schedule; the tasks it submitted stay.
+    Delete {
+        name: String,
+        #[arg(long, env = "ORCA_TENANT")]
+        tenant: Option<String>,
+    },
+    /// Stop a schedule's ticks from firing until it is resumed.
+    Suspend {
+        name: String,
+        #[arg(long, env = "ORCA_TENANT")]
+        tenant: Option<String>,
+    },
+    /// Let a suspended schedule fire again, from its next tick on.
+    Resume {
+        name: String,
+        #[arg(long, env = "ORCA_TENANT")]
+        tenant: Option<String>,
+    },
+    /// Submit a schedule's task now; prints its id.
+    Trigger {
+        name: String,
+        #[arg(long, env = "ORCA_TENANT")]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleCreateArgs {
+    /// Unique in its tenant: lowercase letters, digits and '-'.
+    pub name: String,
+    /// Five fields (minute hour day-of-month month day-of-week), six with
+    /// seconds first, or a name such as @daily: "0 3 * * 1-5".
+    #[arg(long)]
+    pub cron: String,
+    /// An IANA time zone, such as Europe/Rome [default: UTC].
+    #[arg(long, default_value = "")]
+    pub timezone: String,
+    /// The task file each tick submits ("-" for standard input).
+    #[arg(short, long, conflicts_with = "template")]
+    pub file: Option<PathBuf>,
+    /// Or a template to run at each tick, with its parameters as -p.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// A template parameter, as key=value (repeatable).
+    #[arg(short = 'p', long = "param", requires = "template")]
+    pub params: Vec<String>,
+    /// While the last run's task runs: Allow (fire anyway), Forbid (skip
+    /// the tick) or Replace (cancel it, then fire).
+    #[arg(long, default_value = "Allow")]
+    pub concurrency_policy: String,
+    /// How late a tick may fire; later, it is missed [default: 60].
+    #[arg(long)]
+    pub starting_deadline_seconds: Option<u32>,
+    /// What becomes of missed ticks: skip, or runOnce (the newest fires
+    /// when the control plane is back).
+    #[arg(long, default_value = "skip")]
+    pub missed: String,
+    /// Create it suspended.
+    #[arg(long)]
+    pub suspended: bool,
+    /// The tenant; the token's first by default.
+    #[arg(long, env = "ORCA_TENANT")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
     /// Register an endpoint for a tenant's events. Each delivery is a JSON
     /// POST signed as Standard Webhooks says (the webhook-id,

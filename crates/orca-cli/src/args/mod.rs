@@ -106,6 +106,9 @@ pub enum Command {
     /// Task templates: list, show and run them.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Schedules: a task submitted at each tick of a cron, in a time zone.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Webhooks: endpoints that receive a tenant's task events as signed
     /// JSON POSTs, and their delivery log (admins only).
     #[command(subcommand)]

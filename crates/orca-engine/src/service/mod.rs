@@ -31,6 +31,7 @@ mod decide;
 mod fleet;
 mod planner;
 mod repos;
+mod schedules;
 mod tasks;
 mod templates;
 mod watch;
@@ -40,6 +41,7 @@ pub use call::Call;
 pub use calls::*;
 pub use planner::{Planned, Planner};
 pub use repos::Repositories;
+pub use schedules::{CreateSchedule, SCHEDULE_LABEL, ScheduleRef, tick_key};
 pub use templates::Templates;
 pub use webhooks::WebhookRegistry;
 

@@ -22,7 +22,7 @@ impl Templates {
         Templates { loaded }
     }
 
-    fn find(&self, name: &str) -> Result<&Template, Error> {
+    pub(super) fn find(&self, name: &str) -> Result<&Template, Error> {
         match self.loaded.iter().find(|(file, _)| file.name == name) {
             Some((_, template)) => Ok(template),
             None => {

@@ -271,6 +271,97 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         .await
     }
 
+    async fn create_schedule(
+        &self,
+        request: Request<v1::CreateScheduleRequest>,
+    ) -> Result<Response<v1::Schedule>, Status> {
+        serve(
+            request,
+            wire::create_schedule,
+            |c| self.0.create_schedule(c),
+            wire::schedule,
+        )
+        .await
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<v1::ListSchedulesRequest>,
+    ) -> Result<Response<v1::ListSchedulesResponse>, Status> {
+        serve(
+            request,
+            |_| Ok(()),
+            |c| self.0.list_schedules(c),
+            wire::schedules,
+        )
+        .await
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<v1::ScheduleRequest>,
+    ) -> Result<Response<v1::Schedule>, Status> {
+        serve(
+            request,
+            |r| Ok(wire::schedule_ref(r)),
+            |c| self.0.get_schedule(c),
+            wire::schedule,
+        )
+        .await
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<v1::ScheduleRequest>,
+    ) -> Result<Response<v1::DeleteScheduleResponse>, Status> {
+        serve(
+            request,
+            |r| Ok(wire::schedule_ref(r)),
+            |c| self.0.delete_schedule(c),
+            |()| v1::DeleteScheduleResponse {},
+        )
+        .await
+    }
+
+    async fn suspend_schedule(
+        &self,
+        request: Request<v1::ScheduleRequest>,
+    ) -> Result<Response<v1::Schedule>, Status> {
+        serve(
+            request,
+            |r| Ok(wire::schedule_ref(r)),
+            |c| self.0.suspend_schedule(c, true),
+            wire::schedule,
+        )
+        .await
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<v1::ScheduleRequest>,
+    ) -> Result<Response<v1::Schedule>, Status> {
+        serve(
+            request,
+            |r| Ok(wire::schedule_ref(r)),
+            |c| self.0.suspend_schedule(c, false),
+            wire::schedule,
+        )
+        .await
+    }
+
+    async fn trigger_schedule(
+        &self,
+        request: Request<v1::ScheduleRequest>,
+    ) -> Result<Response<v1::TriggerScheduleResponse>, Status> {
+        serve(
+            request,
+            |r| Ok(wire::schedule_ref(r)),
+            |c| self.0.trigger_schedule(c),
+            |task_id| v1::TriggerScheduleResponse { task_id },
+        )
+        .await
+    }
+
     async fn list_webhooks(
         &self,
         request: Request<v1::ListWebhooksRequest>,
