@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo docs test bench bench-soak bench-webhooks bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo docs test bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -37,6 +37,9 @@ bench-soak:      ## steady submits for ORCA_SOAK_MINUTES (30) at ORCA_SOAK_RATE/
 
 bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run
 	./scripts/bench.sh webhooks
+
+bench-schedules: ## how punctually a schedule ticking every second fires: tick to task, over 500 ticks
+	./scripts/bench.sh schedules
 
 bench-repo:      ## a step's workspace from a warm mirror against a fresh clone, their disk, and 8 agents' collisions
 	./scripts/git-server.sh
