@@ -2,8 +2,8 @@
 //! submitted at each tick (here every second), each tick once, across a
 //! kill -9 of the control plane; trigger runs it now; suspend stops it and
 //! resume does not fire what it passed over; Forbid skips a tick while the
-//! last run runs; and a schedule that will not do is refused naming its
-//! field, with nothing stored.
+//! last run runs, Replace cancels it; and a schedule that will not do is
+//! refused naming its field, with nothing stored.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -175,6 +175,37 @@ async fn forbid_skips_a_tick_while_the_last_run_still_runs() -> anyhow::Result<(
     assert_eq!(fired(&found).len(), 1, "one run at a time: {found:?}");
     std::fs::write(&gate, "")?;
     client.delete_schedule("", "one-at-a-time").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_cancels_the_last_run_and_fires() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[])?;
+    let _worker = server.worker("w", &["shell"], 4)?;
+    let client = client_of(&server).await?;
+    let gate = dir.path().join("gate");
+    let mut spec = every_second("latest-only", &wait_for_gate(&gate));
+    spec.concurrency_policy = "Replace".into();
+    client.create_schedule("", spec).await?;
+    let runs = eventually(Duration::from_secs(20), || async {
+        let found = client.schedule("", "latest-only").await.ok()?;
+        let runs = fired(&found);
+        (runs.len() >= 2).then_some(runs)
+    })
+    .await?;
+    // The first run was cancelled when the second fired.
+    let first = client.wait(&runs[0].1).await?;
+    assert_eq!(first.state, v1::TaskState::Cancelled as i32, "{first:?}");
+    assert!(
+        first
+            .message
+            .contains("replaced by the schedule's next run"),
+        "{}",
+        first.message
+    );
+    client.delete_schedule("", "latest-only").await?;
+    std::fs::write(&gate, "")?;
     Ok(())
 }
 

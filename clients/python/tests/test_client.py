@@ -431,3 +431,22 @@ def test_webhooks_are_registered_delivered_signed_logged_and_removed(client: Cli
     with pytest.raises(OrcaError) as gone:
         client.delete_webhook(webhook.id)
     assert gone.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_schedule_fires_each_second_and_is_suspended_triggered_and_deleted(client: Client) -> None:
+    with pytest.raises(OrcaError) as refused:
+        client.create_schedule("bad", "61 * * * *", DAG)
+    assert (refused.value.code, refused.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "cron")
+    made = client.create_schedule("py-every-second", "* * * * * *", DAG, timezone="Europe/Rome")
+    assert made.spec.timezone == "Europe/Rome" and made.HasField("next_tick")
+    deadline = time.monotonic() + 30
+    while not [run for run in client.schedule("py-every-second").history if run.task_id]:
+        assert time.monotonic() < deadline, "a tick fired"
+        time.sleep(0.05)
+    fired = [run.task_id for run in client.schedule("py-every-second").history if run.task_id]
+    assert client.wait(fired[0], timeout=60).state == v1.TASK_STATE_SUCCEEDED
+    assert not client.suspend_schedule("py-every-second").HasField("next_tick")
+    triggered = client.trigger_schedule("py-every-second")
+    assert triggered in [run.task_id for run in client.schedule("py-every-second").history]
+    client.delete_schedule("py-every-second")
+    assert "py-every-second" not in [s.spec.name for s in client.schedules()]

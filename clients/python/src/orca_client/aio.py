@@ -17,6 +17,7 @@ from .client import (
     _FIRST_PAUSE,
     _LONGEST_PAUSE,
     list_request,
+    schedule_request,
     submit_many_request,
     submit_request,
     submitted_many,
@@ -214,6 +215,47 @@ class AsyncClient(_channel.Connection):
         request = template_request(name, parameters, idempotency_key, tenant)
         answer = await self._call(lambda: self._tasks.SubmitTemplate(request, metadata=self._metadata))
         return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    async def create_schedule(
+        self,
+        name: str,
+        cron: str,
+        spec: Optional[TaskSpecLike] = None,
+        *,
+        timezone: str = "",
+        template: Optional[str] = None,
+        parameters: Optional[Mapping[str, object]] = None,
+        concurrency_policy: str = "",
+        tenant: str = "",
+    ) -> v1.Schedule:
+        request = schedule_request(name, cron, spec, timezone, template, parameters, concurrency_policy, tenant)
+        return cast(
+            v1.Schedule,
+            await self._call(lambda: self._tasks.CreateSchedule(request, metadata=self._metadata), repeat=False),
+        )
+
+    async def schedules(self) -> List[v1.Schedule]:
+        request = v1.ListSchedulesRequest()
+        answer = await self._call(lambda: self._tasks.ListSchedules(request, metadata=self._metadata))
+        return list(answer.schedules)
+
+    async def schedule(self, name: str, *, tenant: str = "") -> v1.Schedule:
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        return cast(v1.Schedule, await self._call(lambda: self._tasks.GetSchedule(request, metadata=self._metadata)))
+
+    async def suspend_schedule(self, name: str, suspend: bool = True, *, tenant: str = "") -> v1.Schedule:
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        method = self._tasks.SuspendSchedule if suspend else self._tasks.ResumeSchedule
+        return cast(v1.Schedule, await self._call(lambda: method(request, metadata=self._metadata)))
+
+    async def trigger_schedule(self, name: str, *, tenant: str = "") -> str:
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        answer = await self._call(lambda: self._tasks.TriggerSchedule(request, metadata=self._metadata), repeat=False)
+        return str(answer.task_id)
+
+    async def delete_schedule(self, name: str, *, tenant: str = "") -> None:
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        await self._call(lambda: self._tasks.DeleteSchedule(request, metadata=self._metadata))
 
     async def create_webhook(self, url: str, events: Iterable[str], secret: str, *, tenant: str = "") -> v1.Webhook:
         request = webhook_request(url, events, secret, tenant)

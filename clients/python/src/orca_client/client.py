@@ -80,6 +80,28 @@ def webhook_request(url: str, events: Iterable[str], secret: str, tenant: str) -
     return v1.CreateWebhookRequest(tenant=tenant, url=url, events=list(events), secret=secret)
 
 
+def schedule_request(
+    name: str,
+    cron: str,
+    spec: Optional[TaskSpecLike],
+    timezone: str,
+    template: Optional[str],
+    parameters: Optional[Mapping[str, object]],
+    concurrency_policy: str,
+    tenant: str,
+) -> v1.CreateScheduleRequest:
+    """A schedule of ``spec`` (or of ``template`` with ``parameters``) at
+    each tick of ``cron`` in ``timezone``."""
+    schedule = v1.ScheduleSpec(name=name, cron=cron, timezone=timezone, concurrency_policy=concurrency_policy)
+    if spec is not None:
+        schedule.task.CopyFrom(to_spec(spec))
+    if template is not None:
+        schedule.template.name = template
+        for key, value in (parameters or {}).items():
+            schedule.template.params[key] = parameter_text(value)
+    return v1.CreateScheduleRequest(tenant=tenant, spec=schedule)
+
+
 def list_request(
     states: Optional[Iterable[int]],
     labels: Optional[Dict[str, str]],
@@ -328,6 +350,59 @@ class Client(_channel.Connection):
         request = template_request(name, parameters, idempotency_key, tenant)
         answer = self._call(lambda: self._tasks.SubmitTemplate(request, metadata=self._metadata))
         return Submitted(answer.task_id, answer.created, request.idempotency_key)
+
+    # ------------------------------------------------------------- schedules
+
+    def create_schedule(
+        self,
+        name: str,
+        cron: str,
+        spec: Optional[TaskSpecLike] = None,
+        *,
+        timezone: str = "",
+        template: Optional[str] = None,
+        parameters: Optional[Mapping[str, object]] = None,
+        concurrency_policy: str = "",
+        tenant: str = "",
+    ) -> v1.Schedule:
+        """Creates a schedule: ``spec`` (or ``template`` with
+        ``parameters``) is submitted at each tick of ``cron`` in
+        ``timezone`` (UTC when empty), each tick once. A field that will not
+        do raises :class:`OrcaError` with ``field`` naming it, and nothing
+        is stored. Not repeated on UNAVAILABLE."""
+        request = schedule_request(name, cron, spec, timezone, template, parameters, concurrency_policy, tenant)
+        return cast(
+            v1.Schedule,
+            self._call(lambda: self._tasks.CreateSchedule(request, metadata=self._metadata), repeat=False),
+        )
+
+    def schedules(self) -> List[v1.Schedule]:
+        """The schedules the caller may see, with their history."""
+        request = v1.ListSchedulesRequest()
+        return list(self._call(lambda: self._tasks.ListSchedules(request, metadata=self._metadata)).schedules)
+
+    def schedule(self, name: str, *, tenant: str = "") -> v1.Schedule:
+        """One schedule: its next tick and what its last ticks did."""
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        return cast(v1.Schedule, self._call(lambda: self._tasks.GetSchedule(request, metadata=self._metadata)))
+
+    def suspend_schedule(self, name: str, suspend: bool = True, *, tenant: str = "") -> v1.Schedule:
+        """Suspends a schedule, or resumes it (``suspend=False``): the ticks
+        it passed over do not fire."""
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        method = self._tasks.SuspendSchedule if suspend else self._tasks.ResumeSchedule
+        return cast(v1.Schedule, self._call(lambda: method(request, metadata=self._metadata)))
+
+    def trigger_schedule(self, name: str, *, tenant: str = "") -> str:
+        """Submits the schedule's task now; its id."""
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        answer = self._call(lambda: self._tasks.TriggerSchedule(request, metadata=self._metadata), repeat=False)
+        return str(answer.task_id)
+
+    def delete_schedule(self, name: str, *, tenant: str = "") -> None:
+        """Removes a schedule; the tasks it submitted stay."""
+        request = v1.ScheduleRequest(tenant=tenant, name=name)
+        self._call(lambda: self._tasks.DeleteSchedule(request, metadata=self._metadata))
 
     # -------------------------------------------------------------- webhooks
 
