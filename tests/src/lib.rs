@@ -561,24 +561,20 @@ pub fn start_codex_worker(
     dir: &Path,
     name: &str,
     mock: &openai::MockOpenAi,
-    (capabilities, slots): (&[&str], u32),
+    offer: (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
-    let bin = codex_bin().display().to_string();
-    let mut args = vec!["--codex-bin", &bin];
-    args.extend_from_slice(flags);
-    start_worker_env(
-        &server.url,
-        dir,
-        name,
-        capabilities,
-        slots,
-        &args,
-        &server.worker_token,
-        &[
-            ("OPENAI_BASE_URL", &mock.url),
-            ("OPENAI_API_KEY", OPENAI_TEST_KEY),
-        ],
+    let env = [
+        ("OPENAI_BASE_URL", mock.url.as_str()),
+        ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+    ];
+    start_cli_worker(
+        server,
+        (dir, name),
+        ("--codex-bin", codex_bin()),
+        &env,
+        offer,
+        flags,
     )
 }
 
@@ -590,11 +586,35 @@ pub fn start_gemini_worker(
     dir: &Path,
     name: &str,
     mock: &gemini::MockGemini,
+    offer: (&[&str], u32),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let env = [
+        ("GOOGLE_GEMINI_BASE_URL", mock.url.as_str()),
+        ("GEMINI_API_KEY", GEMINI_TEST_KEY),
+    ];
+    start_cli_worker(
+        server,
+        (dir, name),
+        ("--gemini-bin", gemini_bin()),
+        &env,
+        offer,
+        flags,
+    )
+}
+
+/// A worker of `server` running an agent CLI (`--X-bin` and its path) with
+/// the environment that points it at its mock.
+fn start_cli_worker(
+    server: &Server,
+    (dir, name): (&Path, &str),
+    (bin_flag, bin): (&str, PathBuf),
+    env: &[(&str, &str)],
     (capabilities, slots): (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
-    let bin = gemini_bin().display().to_string();
-    let mut args = vec!["--gemini-bin", &bin];
+    let bin = bin.display().to_string();
+    let mut args = vec![bin_flag, bin.as_str()];
     args.extend_from_slice(flags);
     start_worker_env(
         &server.url,
@@ -604,10 +624,7 @@ pub fn start_gemini_worker(
         slots,
         &args,
         &server.worker_token,
-        &[
-            ("GOOGLE_GEMINI_BASE_URL", &mock.url),
-            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
-        ],
+        env,
     )
 }
 
