@@ -59,6 +59,8 @@ impl Reply {
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// Scripts by a marker of their conversation (see `start_routed`).
+    routes: Vec<(String, VecDeque<Reply>)>,
     requests: Vec<Value>,
     keys: Vec<String>,
 }
@@ -102,6 +104,20 @@ impl MockGemini {
         Ok(MockGemini { url, state, server })
     }
 
+    /// Serves each conversation its own script: a request whose contents
+    /// hold a route's marker gets that route's next reply, the first route
+    /// that matches in the order given; others get the text "Done.".
+    pub async fn start_routed(routes: Vec<(&str, Vec<Reply>)>) -> anyhow::Result<MockGemini> {
+        let mock = MockGemini::start(Vec::new()).await?;
+        mock.with(|s| {
+            s.routes = routes
+                .into_iter()
+                .map(|(marker, replies)| (marker.to_string(), replies.into()))
+                .collect();
+        });
+        Ok(mock)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -134,19 +150,25 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
     }
     let reply = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        state
-            .requests
-            .push(serde_json::from_slice(body).unwrap_or(Value::Null));
+        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let asked = request["contents"].to_string();
+        state.requests.push(request);
         let key = headers
             .get("x-goog-api-key")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
         state.keys.push(key);
-        state
-            .script
-            .pop_front()
-            .unwrap_or_else(|| Reply::Text("Done.".into()))
+        let routed = state
+            .routes
+            .iter_mut()
+            .find(|(marker, _)| asked.contains(marker.as_str()))
+            .map(|(_, replies)| replies.pop_front());
+        match routed {
+            Some(reply) => reply,
+            None => state.script.pop_front(),
+        }
+        .unwrap_or_else(|| Reply::Text("Done.".into()))
     };
     let part = match reply {
         Reply::Error { status, message } => {

@@ -372,6 +372,10 @@ async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes()
     );
 }
 
+/// What a resumed session is told (the worker's resume prompt): it routes
+/// the resumed run's requests to a script of their own.
+const RESUMED: &str = "Your previous run on this task stopped before it finished";
+
 /// What one mock model response costs at `prices`.
 fn response_usd(prices: &Prices, (input, cached, output): (u64, u64, u64)) -> f64 {
     prices
@@ -439,11 +443,21 @@ async fn paused_mid_turn_then_resumed(
 async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
     use orca_tests::openai::{self, MockOpenAi, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockOpenAi::start(vec![
-        Reply::Command("echo one > a.txt".into()),
-        Reply::Command("echo two > b.txt".into()),
-        Reply::Hang,
-        Reply::Text("Finished where I left off.".into()),
+    // The resumed run has a script of its own: the first run may be
+    // stopped before it asks for its hanging third response.
+    let mock = MockOpenAi::start_routed(vec![
+        (
+            RESUMED,
+            vec![Reply::Text("Finished where I left off.".into())],
+        ),
+        (
+            "Do two things",
+            vec![
+                Reply::Command("echo one > a.txt".into()),
+                Reply::Command("echo two > b.txt".into()),
+                Reply::Hang,
+            ],
+        ),
     ])
     .await
     .expect("mock");
@@ -469,11 +483,19 @@ async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
 async fn a_gemini_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
     use orca_tests::gemini::{self, MockGemini, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockGemini::start(vec![
-        Reply::write("a.txt", "one\n"),
-        Reply::write("b.txt", "two\n"),
-        Reply::Hang,
-        Reply::Text("Finished where I left off.".into()),
+    let mock = MockGemini::start_routed(vec![
+        (
+            RESUMED,
+            vec![Reply::Text("Finished where I left off.".into())],
+        ),
+        (
+            "Do two things",
+            vec![
+                Reply::write("a.txt", "one\n"),
+                Reply::write("b.txt", "two\n"),
+                Reply::Hang,
+            ],
+        ),
     ])
     .await
     .expect("mock");
