@@ -45,9 +45,16 @@ pub struct ScheduleRun {
 }
 
 impl Schedule {
-    /// Keeps `run` as its newest, and no more than the history holds.
+    /// Keeps `run` as its newest handled tick (or run of skipped ones): no
+    /// tick up to its last fires again.
     pub fn record(&mut self, run: ScheduleRun) {
         self.handled = self.handled.max(run.last_tick);
+        self.remember(run);
+    }
+
+    /// Keeps `run` in its history, and no more than the history holds,
+    /// without counting it as a tick handled (a run triggered by hand).
+    pub fn remember(&mut self, run: ScheduleRun) {
         self.history.push(run);
         let over = self
             .history

@@ -195,7 +195,8 @@ impl TaskApi {
             let now = now_micros();
             let key = format!("schedule/{}/trigger/{now}", found.spec.name);
             let task_id = self.submit_for(&found, key).await?;
-            found.history.push(ScheduleRun {
+            // In its history, not as a tick handled: a due tick still fires.
+            found.remember(ScheduleRun {
                 tick: now,
                 last_tick: now,
                 ticks: None,
@@ -203,8 +204,6 @@ impl TaskApi {
                 skipped: String::new(),
                 at: now,
             });
-            let over = found.history.len().saturating_sub(schedule::HISTORY);
-            found.history.drain(..over);
             self.store
                 .write(vec![Write::Schedule(Box::new(found))])
                 .await

@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::process::{LineReader, StdoutLines, supervise};
 use super::repo;
-use super::session::{Transcripts, keep_session, keep_session_while_running, place_session};
+use super::session::{
+    Transcripts, keep_session, keep_session_while_running, place_session, transcript_now,
+};
 use super::workspace::{
     RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
 };
@@ -222,7 +224,9 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     };
     // Where this run's lines of a resumed session's transcript start.
     let resumed_at = match &resumed {
-        Some((_, resume)) => transcript_end(&transcripts, &resume.session_id).await,
+        Some((_, resume)) => transcript_now(&transcripts, &resume.session_id)
+            .await
+            .map(|(path, meta)| (path, meta.len())),
         None => None,
     };
     // The session is kept as it grows, for a retry after this worker dies;
@@ -300,22 +304,6 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
 /// How often a running agent's transcript is read for its spend.
 const SPEND_READ_EVERY: Duration = Duration::from_millis(500);
 
-/// The transcript of `session_id` on this worker, and its length now.
-async fn transcript_end(
-    transcripts: &Arc<dyn Transcripts>,
-    session_id: &str,
-) -> Option<(PathBuf, u64)> {
-    let (transcripts, id) = (transcripts.clone(), session_id.to_string());
-    tokio::task::spawn_blocking(move || {
-        let path = transcripts.find(&id)?;
-        let len = std::fs::metadata(&path).ok()?.len();
-        Some((path, len))
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
 /// While the CLI runs (`wanted`: its runtime reads spend so): reads the
 /// lines it adds to its session's transcript, from `resumed_at` in a
 /// resumed session's (the earlier attempts' lines are not this run's),
@@ -342,7 +330,7 @@ async fn read_spend_while_running<S: AgentStream>(
             if id.is_empty() {
                 continue;
             }
-            reading = transcript_end(transcripts, &id).await.map(|(path, _)| {
+            reading = transcript_now(transcripts, &id).await.map(|(path, _)| {
                 let from = match &resumed_at {
                     Some((at, len)) if *at == path => *len,
                     _ => 0,

@@ -248,14 +248,9 @@ pub(crate) async fn keep_session_while_running(
         }
         // The transcript's size and time as it stands: unchanged, there is
         // nothing new to keep.
-        let (look, find_id) = (transcripts.clone(), id.clone());
-        let seen = tokio::task::spawn_blocking(move || {
-            let meta = std::fs::metadata(look.find(&find_id)?).ok()?;
-            Some((meta.len(), meta.modified().ok()))
-        })
-        .await
-        .ok()
-        .flatten();
+        let seen = transcript_now(transcripts, &id)
+            .await
+            .map(|(_, meta)| (meta.len(), meta.modified().ok()));
         if seen.is_none() || seen == last_seen {
             continue;
         }
@@ -272,4 +267,20 @@ pub(crate) async fn keep_session_while_running(
             logged |= kept;
         }
     }
+}
+
+/// The transcript of `session_id` on this worker, and its metadata now.
+pub(crate) async fn transcript_now(
+    transcripts: &Arc<dyn Transcripts>,
+    session_id: &str,
+) -> Option<(PathBuf, std::fs::Metadata)> {
+    let (transcripts, id) = (transcripts.clone(), session_id.to_string());
+    tokio::task::spawn_blocking(move || {
+        let path = transcripts.find(&id)?;
+        let meta = std::fs::metadata(&path).ok()?;
+        Some((path, meta))
+    })
+    .await
+    .ok()
+    .flatten()
 }
