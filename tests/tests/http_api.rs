@@ -530,6 +530,13 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/budgets"),
         ("GET", "/templates"),
         ("POST", "/templates/{name}/tasks"),
+        ("GET", "/schedules"),
+        ("POST", "/schedules"),
+        ("GET", "/schedules/{name}"),
+        ("DELETE", "/schedules/{name}"),
+        ("POST", "/schedules/{name}/suspend"),
+        ("POST", "/schedules/{name}/resume"),
+        ("POST", "/schedules/{name}/trigger"),
         ("GET", "/webhooks"),
         ("POST", "/webhooks"),
         ("DELETE", "/webhooks/{id}"),
@@ -555,7 +562,14 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
     let schemas = document["components"]["schemas"]
         .as_object()
         .expect("schemas");
-    for name in ["TaskView", "StepView", "EventView", "ErrorBody", "Fleet"] {
+    for name in [
+        "TaskView",
+        "StepView",
+        "EventView",
+        "ErrorBody",
+        "Fleet",
+        "ScheduleView",
+    ] {
         assert!(schemas.contains_key(name), "{name} is described");
     }
     let answers = &document["paths"]["/tasks"]["post"]["responses"];
@@ -1004,4 +1018,114 @@ steps:
     assert_eq!(total(&only_b, "submitted"), 1);
     let denied = api.get("/api/v1/activity?tenant=team-b", "orca_viewer");
     assert_eq!(denied.status, 403, "{}", denied.body);
+}
+
+const NIGHTLY: &str = "name: nightly
+cron: '0 3 * * 1-5'
+timezone: Europe/Rome
+concurrencyPolicy: Forbid
+task:
+  name: bump
+  steps:
+    - id: bump
+      shell: {command: ['true']}
+";
+
+#[tokio::test]
+async fn schedules_are_created_read_fired_suspended_and_removed_over_http_and_bad_ones_name_the_field()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let yaml = [("Content-Type", "application/yaml")];
+    let post = |path: &str, token: &str, body: &str| {
+        http_call(&api.http, "POST", path, Some(token), &yaml, body).expect("the HTTP port answers")
+    };
+
+    let made = post("/api/v1/schedules", "orca_dev", NIGHTLY);
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made = made.json();
+    assert_eq!(made["name"], "nightly");
+    assert_eq!(made["timezone"], "Europe/Rome");
+    assert_eq!(made["concurrencyPolicy"], "Forbid");
+    assert_eq!(made["task"]["steps"][0]["id"], "bump");
+    assert!(made["nextTick"].as_str().is_some(), "{made}");
+
+    // The same name again: 409, naming what is there.
+    let again = post("/api/v1/schedules", "orca_dev", NIGHTLY);
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    // A viewer reads; it may not create.
+    let listed = api.get("/api/v1/schedules", "orca_viewer");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json()["schedules"][0]["name"], "nightly");
+    let refused = post(
+        "/api/v1/schedules",
+        "orca_viewer",
+        &NIGHTLY.replace("nightly", "other"),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    // Trigger runs it now, as a run of its history.
+    let fired = post("/api/v1/schedules/nightly/trigger", "orca_dev", "");
+    assert_eq!(fired.status, 201, "{}", fired.body);
+    let task_id = fired.json()["taskId"]
+        .as_str()
+        .expect("a task id")
+        .to_string();
+    api.task_until(&task_id, "the triggered task succeeds", |t| {
+        t["state"] == "succeeded"
+    })
+    .await;
+    let found = api.get("/api/v1/schedules/nightly", "orca_dev").json();
+    assert_eq!(found["history"][0]["taskId"], task_id.as_str(), "{found}");
+
+    let suspended = post("/api/v1/schedules/nightly/suspend", "orca_dev", "");
+    assert_eq!(suspended.status, 200, "{}", suspended.body);
+    assert_eq!(suspended.json()["suspended"], true);
+    assert!(suspended.json()["nextTick"].is_null());
+    let resumed = post("/api/v1/schedules/nightly/resume", "orca_dev", "");
+    assert_eq!(resumed.json()["suspended"], false);
+
+    // Refusals name the field and store nothing.
+    for (body, field) in [
+        (NIGHTLY.replace("0 3 * * 1-5", "61 * * * *"), "cron"),
+        (
+            NIGHTLY.replace("Europe/Rome", "Europe/Atlantis"),
+            "timezone",
+        ),
+        (
+            NIGHTLY.replace("concurrencyPolicy: Forbid", "concurrencyPolicy: Sometimes"),
+            "body",
+        ),
+        (
+            NIGHTLY.replace("- id: bump", "- id: Bump!"),
+            "task.steps[0].id",
+        ),
+    ] {
+        let body = body.replace("name: nightly", "name: refused");
+        let answer = post("/api/v1/schedules", "orca_dev", &body);
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
+    }
+    let missing = api.get("/api/v1/schedules/refused", "orca_dev");
+    assert_eq!(missing.status, 404, "{}", missing.body);
+
+    let removed = http_call(
+        &api.http,
+        "DELETE",
+        "/api/v1/schedules/nightly",
+        Some("orca_dev"),
+        &[],
+        "",
+    )
+    .expect("delete");
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let listed = api.get("/api/v1/schedules", "orca_dev").json();
+    assert_eq!(listed["schedules"], serde_json::json!([]));
+    // Its task stays.
+    assert_eq!(
+        api.get(&format!("/api/v1/tasks/{task_id}"), "orca_dev")
+            .status,
+        200
+    );
 }

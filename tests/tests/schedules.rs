@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use orca_client::{Client, Settings, v1};
+use orca_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
 use orca_tests::*;
 use tonic::Code;
 
@@ -153,12 +154,29 @@ async fn each_tick_fires_once_across_a_kill_9_and_trigger_suspend_and_resume_do_
     Ok(())
 }
 
+/// A Standard Webhooks secret: `whsec_` and the base64 of a 32-byte key.
+const SECRET: &str = "whsec_C2FtcGxlLWtleS1vZi10aGlydHktdHdvLWJ5dGVzIQ==";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forbid_skips_a_tick_while_the_last_run_still_runs() -> anyhow::Result<()> {
+async fn forbid_skips_a_tick_while_the_last_run_still_runs_and_webhooks_tell_of_each()
+-> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start_on(dir.path(), "127.0.0.1:0", &[])?;
+    let server = Server::start_on(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--webhook-allow-private-networks"],
+    )?;
     let _worker = server.worker("w", &["shell"], 4)?;
     let client = client_of(&server).await?;
+    let receiver = Receiver::start(&[], 204).await?;
+    client
+        .create_webhook(
+            "",
+            &receiver.url,
+            &["schedule.fired", "schedule.skipped"],
+            SECRET,
+        )
+        .await?;
     let gate = dir.path().join("gate");
     let mut spec = every_second("one-at-a-time", &wait_for_gate(&gate));
     spec.concurrency_policy = "Forbid".into();
@@ -175,6 +193,43 @@ async fn forbid_skips_a_tick_while_the_last_run_still_runs() -> anyhow::Result<(
     assert_eq!(fired(&found).len(), 1, "one run at a time: {found:?}");
     std::fs::write(&gate, "")?;
     client.delete_schedule("", "one-at-a-time").await?;
+
+    // The endpoint heard of the tick that fired, with its task, and of a
+    // skipped one, with why; each once, and each verifies with the
+    // Standard Webhooks libraries.
+    let (_, task_id) = fired(&found).remove(0);
+    let heard = eventually(Duration::from_secs(30), || async {
+        let heard: Vec<Received> = receiver.received();
+        let kinds: HashSet<String> = heard.iter().map(|r| r.event.clone()).collect();
+        (kinds.contains("schedule.fired") && kinds.contains("schedule.skipped")).then_some(heard)
+    })
+    .await?;
+    let fired_events: Vec<serde_json::Value> = heard
+        .iter()
+        .filter(|r| r.event == "schedule.fired")
+        .map(Received::json)
+        .collect();
+    assert_eq!(fired_events.len(), 1, "{heard:?}");
+    assert_eq!(fired_events[0]["task"]["id"], task_id.as_str());
+    assert_eq!(fired_events[0]["schedule"]["name"], "one-at-a-time");
+    assert_eq!(fired_events[0]["schedule"]["timezone"], "Europe/Rome");
+    let skipped = heard
+        .iter()
+        .find(|r| r.event == "schedule.skipped")
+        .map(Received::json)
+        .unwrap_or_default();
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("concurrencyPolicy Forbid: task ")),
+        "{skipped}"
+    );
+    let ids: HashSet<&str> = heard.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), heard.len(), "each delivered once: {heard:?}");
+    let bodies: Vec<(&Received, &str)> = heard.iter().map(|r| (r, r.body.as_str())).collect();
+    for (said, request) in verify_with_libraries(SECRET, &bodies).iter().zip(&heard) {
+        assert_eq!(said, &("ok".to_string(), "ok".to_string()), "{request:?}");
+    }
     Ok(())
 }
 

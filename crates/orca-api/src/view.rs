@@ -362,6 +362,98 @@ pub fn delivery_view(d: &v1::WebhookDelivery) -> DeliveryView {
     }
 }
 
+/// A schedule as programs read it: `orca schedule get -o json` and the
+/// HTTP API.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    pub name: String,
+    pub tenant: String,
+    pub cron: String,
+    /// The IANA time zone its cron is read in.
+    pub timezone: String,
+    /// The task each tick submits (a task file's fields), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub task: Option<serde_json::Value>,
+    /// The template each tick submits, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<ScheduleTemplateView>,
+    /// Allow, Forbid or Replace.
+    pub concurrency_policy: String,
+    /// skip or runOnce.
+    pub missed: String,
+    pub starting_deadline_seconds: u32,
+    pub suspended: bool,
+    pub created_at: Option<String>,
+    /// Unset while suspended.
+    pub next_tick: Option<String>,
+    /// Its last runs, oldest first.
+    pub history: Vec<ScheduleRunView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScheduleTemplateView {
+    pub name: String,
+    pub params: BTreeMap<String, String>,
+}
+
+/// What one tick, or a run of skipped ones, did.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRunView {
+    pub tick: Option<String>,
+    /// The last of the skipped ticks; the tick when one.
+    pub last_tick: Option<String>,
+    /// How many were skipped; 0 when more than were counted.
+    pub ticks: u64,
+    /// The task it submitted; empty when skipped.
+    pub task_id: String,
+    /// Why it was skipped; empty when it fired.
+    pub skipped: String,
+}
+
+pub fn schedule_view(schedule: &v1::Schedule) -> ScheduleView {
+    let spec = schedule.spec.clone().unwrap_or_default();
+    ScheduleView {
+        name: spec.name,
+        tenant: schedule.tenant.clone(),
+        cron: spec.cron,
+        timezone: if spec.timezone.is_empty() {
+            "UTC".into()
+        } else {
+            spec.timezone
+        },
+        task: spec
+            .task
+            .map(|task| serde_json::to_value(orca_core::TaskSpec::from(task)).unwrap_or_default()),
+        template: spec.template.map(|t| ScheduleTemplateView {
+            name: t.name,
+            params: t.params.into_iter().collect(),
+        }),
+        concurrency_policy: spec.concurrency_policy,
+        missed: spec.missed,
+        starting_deadline_seconds: match spec.starting_deadline_seconds {
+            0 => orca_core::schedule::DEFAULT_STARTING_DEADLINE_SECONDS,
+            n => n,
+        },
+        suspended: spec.suspended,
+        created_at: rfc3339(&schedule.created_at),
+        next_tick: rfc3339(&schedule.next_tick),
+        history: schedule
+            .history
+            .iter()
+            .map(|run| ScheduleRunView {
+                tick: rfc3339(&run.tick),
+                last_tick: rfc3339(&run.last_tick),
+                ticks: run.ticks,
+                task_id: run.task_id.clone(),
+                skipped: run.skipped.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// A task as programs read it: `orca get task -o json` and the HTTP API.
 pub fn task_view(task: &v1::Task) -> TaskView {
     let spec = task.spec.clone().unwrap_or_default();

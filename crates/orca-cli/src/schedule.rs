@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use orca_api::convert::micros;
-use orca_api::view::format_utc;
+use orca_api::view::{ScheduleView, format_utc, schedule_view};
 use orca_client::{Settings, v1};
-use serde_json::{Value, json};
 
 use crate::args::{ScheduleCommand, ScheduleCreateArgs};
 use crate::client::connect;
@@ -33,7 +32,7 @@ pub async fn schedule(settings: &Settings, command: ScheduleCommand) -> anyhow::
         }
         ScheduleCommand::List { output } => {
             let schedules = client.schedules().await?;
-            let views: Vec<Value> = schedules.iter().map(view).collect();
+            let views: Vec<ScheduleView> = schedules.iter().map(schedule_view).collect();
             if !emit(&views, schedules.iter().map(name_of), output)? {
                 let rows: Vec<Vec<String>> = schedules
                     .iter()
@@ -71,7 +70,7 @@ pub async fn schedule(settings: &Settings, command: ScheduleCommand) -> anyhow::
             output,
         } => {
             let found = client.schedule(&tenant_of(&tenant), &name).await?;
-            if !emit(&view(&found), [name_of(&found)], output)? {
+            if !emit(&schedule_view(&found), [name_of(&found)], output)? {
                 let spec = found.spec.clone().unwrap_or_default();
                 println!("Name:      {}", spec.name);
                 println!("Tenant:    {}", found.tenant);
@@ -197,30 +196,4 @@ fn run_line(run: &v1::ScheduleRun) -> String {
     } else {
         format!("{tick} {}", run.task_id)
     }
-}
-
-/// A schedule as -o json and -o yaml show it.
-fn view(schedule: &v1::Schedule) -> Value {
-    let spec = schedule.spec.clone().unwrap_or_default();
-    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| format_utc(micros(t)));
-    json!({
-        "name": spec.name,
-        "tenant": schedule.tenant,
-        "cron": spec.cron,
-        "timezone": zone(&spec.timezone),
-        "concurrencyPolicy": spec.concurrency_policy,
-        "missed": spec.missed,
-        "startingDeadlineSeconds": spec.starting_deadline_seconds,
-        "suspended": spec.suspended,
-        "template": spec.template.as_ref().map(|t| &t.name),
-        "createdAt": time(&schedule.created_at),
-        "nextTick": time(&schedule.next_tick),
-        "history": schedule.history.iter().map(|run| json!({
-            "tick": time(&run.tick),
-            "lastTick": time(&run.last_tick),
-            "ticks": run.ticks,
-            "taskId": run.task_id,
-            "skipped": run.skipped,
-        })).collect::<Vec<_>>(),
-    })
 }

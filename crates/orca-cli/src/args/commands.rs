@@ -327,7 +327,8 @@ pub enum WebhookCommand {
         /// the server's --webhook-allow-private-networks).
         url: String,
         /// The event types, comma-separated: task.succeeded, task.failed,
-        /// task.cancelled, task.paused, step.failed, approval.requested.
+        /// task.cancelled, task.paused, step.failed, approval.requested,
+        /// schedule.fired, schedule.skipped.
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
         /// A file holding the signing secret, a Standard Webhooks one

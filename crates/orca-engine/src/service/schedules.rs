@@ -195,19 +195,17 @@ impl TaskApi {
             let now = now_micros();
             let key = format!("schedule/{}/trigger/{now}", found.spec.name);
             let task_id = self.submit_for(&found, key).await?;
-            // In its history, not as a tick handled: a due tick still fires.
-            found.remember(ScheduleRun {
+            let run = ScheduleRun {
                 tick: now,
                 last_tick: now,
                 ticks: None,
                 task_id: task_id.clone(),
                 skipped: String::new(),
                 at: now,
-            });
-            self.store
-                .write(vec![Write::Schedule(Box::new(found))])
-                .await
-                .map_err(|_| Error::ShuttingDown)??;
+            };
+            // In its history, not as a tick handled: a due tick still fires.
+            found.remember(run.clone());
+            self.keep_runs(found, &[run]).await?;
             Ok(task_id)
         }
         .await;
@@ -236,20 +234,40 @@ impl TaskApi {
                 found.spec.missed,
             );
             if !decisions.is_empty() {
+                let mut runs = Vec::with_capacity(decisions.len());
                 for decision in decisions {
                     let run = self.decide(&found, decision, now).await;
-                    found.record(run);
+                    found.record(run.clone());
+                    runs.push(run);
                 }
-                self.store
-                    .write(vec![Write::Schedule(Box::new(found.clone()))])
-                    .await
-                    .map_err(|_| Error::ShuttingDown)??;
+                self.keep_runs(found.clone(), &runs).await?;
             }
             if let Some(tick) = ticks.next_after(found.handled.max(now)) {
                 next = Some(next.map_or(tick, |n| n.min(tick)));
             }
         }
         Ok(next)
+    }
+
+    /// Stores a schedule with the `runs` just added to its history, and in
+    /// the same commit the webhook deliveries that tell of them.
+    async fn keep_runs(&self, found: Schedule, runs: &[ScheduleRun]) -> Result<(), Error> {
+        let deliveries = self.webhooks.schedule_deliveries(&found, runs).await?;
+        let mut writes = vec![Write::Schedule(Box::new(found))];
+        if !deliveries.is_empty() {
+            writes.push(Write::Deliveries {
+                cursor: None,
+                deliveries: deliveries.clone(),
+            });
+        }
+        self.store
+            .write(writes)
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        if !deliveries.is_empty() {
+            self.webhooks.committed(deliveries);
+        }
+        Ok(())
     }
 
     /// What one decision did: the task a tick fired, or why it was skipped.

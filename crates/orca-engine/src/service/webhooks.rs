@@ -2,6 +2,7 @@
 //! admins' calls, checked and audited here; the registry (the control
 //! plane's webhooks, which also deliver) keeps the endpoints.
 
+use orca_store::schedules::{Schedule, ScheduleRun};
 use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 
 use super::audit::audit_entry;
@@ -35,6 +36,19 @@ pub trait WebhookRegistry: Send + Sync {
 
     /// The delivery log, newest first.
     async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<Delivery>, Error>;
+
+    /// The deliveries of what a schedule's ticks did (`schedule.fired`,
+    /// `schedule.skipped`) to the endpoints of its tenant that asked for
+    /// them: made here, committed by the caller with the runs themselves,
+    /// so a tick's event is delivered once however often it is looked at.
+    async fn schedule_deliveries(
+        &self,
+        schedule: &Schedule,
+        runs: &[ScheduleRun],
+    ) -> Result<Vec<Delivery>, Error>;
+
+    /// Deliveries the caller committed, to send.
+    fn committed(&self, deliveries: Vec<Delivery>);
 }
 
 impl TaskApi {

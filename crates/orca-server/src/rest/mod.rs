@@ -43,6 +43,7 @@ use orca_engine::service::{self, Call, DecideStep, ListTasks, StepRef, Submit, T
 mod budget;
 mod events;
 mod fleet;
+mod schedules;
 mod sign_in;
 mod state;
 mod templates;
@@ -110,6 +111,14 @@ fn api() -> OpenApiRouter<Arc<HttpState>> {
         .routes(routes!(budget::list_budgets))
         .routes(routes!(templates::list_templates))
         .routes(routes!(templates::submit_template))
+        .routes(routes!(
+            schedules::list_schedules,
+            schedules::create_schedule
+        ))
+        .routes(routes!(schedules::get_schedule, schedules::delete_schedule))
+        .routes(routes!(schedules::suspend_schedule))
+        .routes(routes!(schedules::resume_schedule))
+        .routes(routes!(schedules::trigger_schedule))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(webhooks::list_deliveries))
@@ -324,12 +333,7 @@ async fn submit_task(
     Query(query): Query<SubmitQuery>,
     body: Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
-    let body = text_body(body)?;
-    if body.trim().is_empty() {
-        return Err(Error::invalid("body", "a task file (YAML or JSON) is required").into());
-    }
-    let spec: orca_core::TaskSpec =
-        serde_yaml::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()))?;
+    let spec: orca_core::TaskSpec = yaml_body(body, "a task file")?;
     let request = Submit {
         spec: Some(spec),
         idempotency_key: idempotency_key(&headers)?,
@@ -565,6 +569,20 @@ fn json_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let body = text_body(body)?;
     serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
+}
+
+/// A file sent as the body, YAML or JSON (JSON is YAML), or a refusal
+/// naming the body: empty, or what is wrong in it (an unknown field, a
+/// wrong type, with its place).
+fn yaml_body<T: serde::de::DeserializeOwned>(
+    body: Result<String, StringRejection>,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = text_body(body)?;
+    if body.trim().is_empty() {
+        return Err(Error::invalid("body", format!("{what} (YAML or JSON) is required")).into());
+    }
+    serde_yaml::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
 }
 
 async fn not_found() -> ApiError {

@@ -14,7 +14,8 @@ pub(super) struct WebhookBody {
     /// allows it.
     url: String,
     /// Which events to receive: task.succeeded, task.failed,
-    /// task.cancelled, task.paused, step.failed, approval.requested.
+    /// task.cancelled, task.paused, step.failed, approval.requested,
+    /// schedule.fired, schedule.skipped.
     events: Vec<String>,
     /// A Standard Webhooks secret, `whsec_` and the base64 of a 24 to 64
     /// byte key: the receiver verifies each delivery with it (its

@@ -45,6 +45,8 @@ pub(super) struct Dispatcher {
     settings: Settings,
     sender: Arc<Sender>,
     changed: Arc<Notify>,
+    /// Deliveries others committed (a schedule's ticks): already stored.
+    made: mpsc::UnboundedReceiver<Delivery>,
     /// Wakes the loop when events were committed, so a delivery is made
     /// as its event is stored, not at the next poll.
     fleet: watch::Receiver<FleetSignal>,
@@ -67,6 +69,7 @@ impl Dispatcher {
         settings: Settings,
         sender: Arc<Sender>,
         changed: Arc<Notify>,
+        made: mpsc::UnboundedReceiver<Delivery>,
         fleet: watch::Receiver<FleetSignal>,
     ) -> Dispatcher {
         Dispatcher {
@@ -74,6 +77,7 @@ impl Dispatcher {
             settings,
             sender,
             changed,
+            made,
             fleet,
             webhooks: HashMap::new(),
             cursor: 0,
@@ -172,6 +176,18 @@ impl Dispatcher {
                         tracing::warn!(error = %e, "webhooks: reading the endpoints");
                     }
                     look = true;
+                }
+                Some(delivery) = self.made.recv() => {
+                    // One committed while this loop read the pending
+                    // deliveries on start is queued already.
+                    let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
+                    let queued = self
+                        .chains
+                        .get(&chain)
+                        .is_some_and(|c| c.iter().any(|d| d.id == delivery.id));
+                    if !queued {
+                        self.queue(delivery);
+                    }
                 }
                 Ok(()) = fleet.changed(), if following => look = true,
                 _ = tokio::time::sleep(pause) => {}
@@ -545,6 +561,7 @@ mod tests {
             settings,
             sender,
             Arc::new(Notify::new()),
+            mpsc::unbounded_channel().1,
             hub.watch_fleet(),
         );
         orca_api::abort::AbortOnDrop(tokio::spawn(dispatcher.run()))

@@ -3,6 +3,7 @@
 
 use orca_core::{Event, EventKind, StepState, TaskState};
 use orca_store::TaskRecord;
+use orca_store::schedules::{Schedule, ScheduleRun};
 use serde_json::{Value, json};
 
 /// Every event type an endpoint may ask for.
@@ -13,6 +14,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "task.paused",
     "step.failed",
     "approval.requested",
+    "schedule.fired",
+    "schedule.skipped",
 ];
 
 /// The webhook event type of a stored event; `None` for the rest.
@@ -100,6 +103,45 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
     body.to_string()
 }
 
+/// The webhook event of what a schedule's tick did (or a run of skipped
+/// ticks).
+pub fn schedule_event_type(run: &ScheduleRun) -> &'static str {
+    if run.task_id.is_empty() {
+        "schedule.skipped"
+    } else {
+        "schedule.fired"
+    }
+}
+
+/// The body of delivery `id` for a schedule's run: the schedule, the tick,
+/// and the task it submitted or why it was skipped.
+pub fn schedule_payload(id: &str, kind: &str, schedule: &Schedule, run: &ScheduleRun) -> String {
+    let time = |at| orca_api::view::format_utc(at);
+    let spec = &schedule.spec;
+    let mut body = json!({
+        "id": id,
+        "type": kind,
+        "time": time(run.at),
+        "tenant": schedule.tenant,
+        "schedule": {
+            "name": spec.name,
+            "cron": spec.cron,
+            "timezone": if spec.timezone.is_empty() { "UTC" } else { spec.timezone.as_str() },
+        },
+        "tick": time(run.tick),
+    });
+    if run.task_id.is_empty() {
+        body["lastTick"] = Value::from(time(run.last_tick));
+        if let Some(ticks) = run.ticks {
+            body["ticks"] = Value::from(ticks);
+        }
+        body["reason"] = Value::from(run.skipped.as_str());
+    } else {
+        body["task"] = json!({"id": run.task_id});
+    }
+    body.to_string()
+}
+
 /// A task's repository as a delivery names it: where, from which commit,
 /// and, once its deliver step has run, its branch's head commit, whether
 /// it was pushed, and its pull request. Never its credentials.
@@ -171,6 +213,55 @@ mod tests {
         for kind in EVENT_TYPES {
             assert!(kind.contains('.'));
         }
+    }
+
+    #[test]
+    fn a_schedules_payload_names_the_schedule_the_tick_and_its_task_or_why_it_was_skipped() {
+        let schedule = Schedule {
+            tenant: "team".into(),
+            spec: orca_core::schedule::ScheduleSpec {
+                name: "nightly".into(),
+                cron: "0 3 * * *".into(),
+                ..Default::default()
+            },
+            created_at: 0,
+            handled: 0,
+            history: Vec::new(),
+        };
+        let tick = 1_700_000_000_000_000;
+        let mut run = ScheduleRun {
+            tick,
+            last_tick: tick,
+            ticks: None,
+            task_id: "t1".into(),
+            skipped: String::new(),
+            at: tick + 2_000,
+        };
+        assert_eq!(schedule_event_type(&run), "schedule.fired");
+        let body: Value =
+            serde_json::from_str(&schedule_payload("d1", "schedule.fired", &schedule, &run))
+                .expect("json");
+        assert_eq!(
+            body,
+            json!({
+                "id": "d1", "type": "schedule.fired", "time": "2023-11-14T22:13:20.002Z",
+                "tenant": "team",
+                "schedule": {"name": "nightly", "cron": "0 3 * * *", "timezone": "UTC"},
+                "tick": "2023-11-14T22:13:20.000Z", "task": {"id": "t1"},
+            })
+        );
+        run.task_id.clear();
+        run.skipped = "missed: the control plane was down".into();
+        run.last_tick = tick + 86_400_000_000;
+        run.ticks = Some(2);
+        assert_eq!(schedule_event_type(&run), "schedule.skipped");
+        let body: Value =
+            serde_json::from_str(&schedule_payload("d2", "schedule.skipped", &schedule, &run))
+                .expect("json");
+        assert_eq!(body["lastTick"], "2023-11-15T22:13:20.000Z");
+        assert_eq!(body["ticks"], 2);
+        assert_eq!(body["reason"], "missed: the control plane was down");
+        assert!(body.get("task").is_none(), "{body}");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use orca_api::abort::AbortOnDrop;
 use orca_engine::service::WebhookRegistry;
-use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
+use orca_store::schedules::{Schedule, ScheduleRun};
+use orca_store::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use orca_store::{Store, Write};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::error::Error;
 /// What registering answers: the services' refusals, as they are passed on.
@@ -52,14 +53,21 @@ pub struct Webhooks {
     store: Arc<dyn Store>,
     settings: Settings,
     changed: Arc<Notify>,
+    /// Deliveries committed by others (a schedule's ticks), for the loop.
+    made: mpsc::UnboundedSender<Delivery>,
+    /// The loop's end of `made`, until it starts.
+    to_send: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
 }
 
 impl Webhooks {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Webhooks {
+        let (made, to_send) = mpsc::unbounded_channel();
         Webhooks {
             store,
             settings,
             changed: Arc::new(Notify::new()),
+            made,
+            to_send: std::sync::Mutex::new(Some(to_send)),
         }
     }
 
@@ -70,11 +78,18 @@ impl Webhooks {
         fleet: tokio::sync::watch::Receiver<orca_engine::hub::FleetSignal>,
     ) -> Result<AbortOnDrop, Error> {
         let sender = Arc::new(send::Sender::new(self.settings.allow_private_networks)?);
+        let made = self
+            .to_send
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| Error::Internal("webhook deliveries are already being sent".into()))?;
         let dispatcher = dispatch::Dispatcher::new(
             self.store.clone(),
             self.settings.clone(),
             sender,
             self.changed.clone(),
+            made,
             fleet,
         );
         Ok(AbortOnDrop(tokio::spawn(dispatcher.run())))
@@ -178,6 +193,56 @@ impl WebhookRegistry for Webhooks {
     /// The delivery log, newest first.
     async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<Delivery>, Refusal> {
         Ok(self.store.deliveries(query).await?)
+    }
+
+    async fn schedule_deliveries(
+        &self,
+        schedule: &Schedule,
+        runs: &[ScheduleRun],
+    ) -> Result<Vec<Delivery>, Refusal> {
+        let endpoints: Vec<Webhook> = self
+            .store
+            .webhooks()
+            .await?
+            .into_iter()
+            .filter(|w| w.enabled && w.tenant == schedule.tenant)
+            .collect();
+        let mut made = Vec::new();
+        let now = orca_core::calendar::now_micros();
+        for run in runs {
+            let kind = event::schedule_event_type(run);
+            for webhook in endpoints
+                .iter()
+                .filter(|w| w.events.iter().any(|e| e == kind))
+            {
+                let id = ulid::Ulid::new().to_string();
+                made.push(Delivery {
+                    payload: event::schedule_payload(&id, kind, schedule, run),
+                    id,
+                    webhook_id: webhook.id.clone(),
+                    tenant: schedule.tenant.clone(),
+                    task_id: run.task_id.clone(),
+                    event: kind.to_string(),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_status: 0,
+                    last_latency_ms: 0,
+                    last_error: String::new(),
+                    created_at: now,
+                    finished_at: 0,
+                });
+            }
+        }
+        Ok(made)
+    }
+
+    fn committed(&self, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            // Without a loop (it stopped with the server), the next
+            // leader reads them from the store.
+            let _ = self.made.send(delivery);
+        }
     }
 }
 
