@@ -458,3 +458,28 @@ pub fn task_resource(name: &str, uid: &str, steps: Value, ttl: Option<u32>) -> V
 pub fn sh(id: &str, deps: &[&str], script: &str) -> Value {
     json!({"id": id, "dependsOn": deps, "shell": {"command": ["sh", "-c", script]}})
 }
+
+/// The operator's context: `mock` as its Kubernetes API, `server` as its
+/// control plane (with the server's admin token).
+pub fn operator_context(server: &crate::Server, mock: &MockKube) -> Arc<orca_operator::Context> {
+    let control_plane = orca_operator::ControlPlane::connect_lazy(
+        &server.url,
+        Some(&server.admin_token),
+        &orca_api::client::ClientTls::default(),
+    )
+    .expect("control plane client");
+    let workers = orca_operator::WorkerSettings {
+        server: "http://orca.orca-system:7070".into(),
+        image: "ghcr.io/orca-dev/orca-worker:test".into(),
+        token_secret: "orca-worker-token".into(),
+        token_key: "token".into(),
+        metrics_token_secret: None,
+    };
+    Arc::new(orca_operator::Context::new(
+        mock.client.clone(),
+        control_plane,
+        workers,
+        "operator-0",
+        std::time::Duration::from_secs(5),
+    ))
+}

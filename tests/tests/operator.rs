@@ -79,10 +79,9 @@ async fn task_status_mirrors_a_running_and_a_finished_task() {
 
 use std::sync::Arc;
 
-use orca_api::client::ClientTls;
 use orca_operator::crd::{Agent, OrcaTask};
-use orca_operator::{Context, ControlPlane, WorkerSettings, agents, leader, tasks};
-use orca_tests::kube_api::{MockKube, sh, task_resource};
+use orca_operator::{Context, WorkerSettings, agents, leader, tasks};
+use orca_tests::kube_api::{MockKube, operator_context, sh, task_resource};
 use serde_json::{Value, json};
 
 const AGENT: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/agents/coders";
@@ -91,26 +90,7 @@ const TASKS: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasks";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
 
 fn context(server: &Server, mock: &MockKube) -> Arc<Context> {
-    let control_plane = ControlPlane::connect_lazy(
-        &server.url,
-        Some(&server.admin_token),
-        &ClientTls::default(),
-    )
-    .expect("control plane client");
-    let workers = WorkerSettings {
-        server: "http://orca.orca-system:7070".into(),
-        image: "ghcr.io/orca-dev/orca-worker:test".into(),
-        token_secret: "orca-worker-token".into(),
-        token_key: "token".into(),
-        metrics_token_secret: None,
-    };
-    Arc::new(Context::new(
-        mock.client.clone(),
-        control_plane,
-        workers,
-        "operator-0",
-        Duration::from_secs(5),
-    ))
+    operator_context(server, mock)
 }
 
 fn stored<K: serde::de::DeserializeOwned>(mock: &MockKube, path: &str) -> K {

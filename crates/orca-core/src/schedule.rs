@@ -78,6 +78,7 @@ pub struct TemplateRun {
 
 /// What a tick does while the task of an earlier tick is still running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ConcurrencyPolicy {
     /// Fires anyway: the runs overlap.
     #[default]
@@ -112,6 +113,7 @@ impl FromStr for ConcurrencyPolicy {
 
 /// What becomes of ticks missed past their deadline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum MissedTicks {
     /// Each is skipped, and said so in the history.

@@ -436,6 +436,92 @@ pub struct OrcaTaskStatus {
     pub observed_generation: Option<i64>,
 }
 
+/// A task submitted at each tick of a cron, in a time zone: the control
+/// plane's schedule of the resource's name, in its namespace's tenant,
+/// which fires each tick once whichever replica leads. Its status mirrors
+/// the schedule's next tick and its last run.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orca.dev",
+    version = "v1alpha1",
+    kind = "Schedule",
+    root = "OrcaSchedule",
+    namespaced,
+    status = "OrcaScheduleStatus",
+    shortname = "oschedule",
+    category = "orca",
+    doc = "A task orca submits at each tick of a cron, in a time zone",
+    printcolumn(name = "Cron", type_ = "string", json_path = ".spec.cron"),
+    printcolumn(name = "Timezone", type_ = "string", json_path = ".spec.timezone"),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspended"),
+    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextTick"),
+    printcolumn(name = "Last task", type_ = "string", json_path = ".status.lastTaskId"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.task) != has(self.templateRef)", "message": "give the task each tick submits, or a templateRef: one of them"}
+]))]
+pub struct OrcaScheduleSpec {
+    /// Five fields (minute hour day-of-month month day-of-week), or six
+    /// with seconds first; or a name such as `@daily`.
+    pub cron: String,
+    /// An IANA time zone (`Europe/Rome`); UTC when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub timezone: String,
+    /// The task each tick submits, as in a task file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<orca_core::TaskSpec>,
+    /// Or this TaskTemplate of the namespace (or the built-in template of
+    /// that name), rendered with `parameters` when the Schedule is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_ref: Option<TemplateRef>,
+    /// The template's parameters, as text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    /// Allow (the default): runs may overlap; Forbid: a tick is skipped
+    /// while the last run runs; Replace: that run is cancelled.
+    #[serde(default)]
+    pub concurrency_policy: orca_core::schedule::ConcurrencyPolicy,
+    /// How late a tick may fire (60 when unset); later, it is missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub starting_deadline_seconds: Option<u32>,
+    /// What becomes of missed ticks: skip (the default), or runOnce.
+    #[serde(default)]
+    pub missed: orca_core::schedule::MissedTicks,
+    /// No tick fires while suspended; resuming does not fire those passed
+    /// over.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrcaScheduleStatus {
+    /// Unset while suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<Time>,
+    /// The last tick that fired or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tick: Option<Time>,
+    /// The task of the last tick that fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_task_id: Option<String>,
+    /// Why the last tick was skipped, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_skipped: Option<String>,
+    /// Why the control plane refused the schedule, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
 /// An `Agent` `coders` in `team-a` with this spec, for tests.
 #[cfg(test)]
 pub(crate) fn test_agent(spec_yaml: &str) -> Agent {

@@ -11,6 +11,7 @@ pub mod leader;
 pub mod network;
 pub mod sandbox_claims;
 pub mod scaling;
+pub mod schedules;
 pub mod status;
 pub mod step_pods;
 pub mod tasks;
@@ -29,8 +30,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 pub use context::{Context, FIELD_MANAGER};
 pub use control_plane::ControlPlane;
 pub use crd::{
-    Agent, AgentSpec, AgentStatus, OrcaTask, OrcaTaskSpec, OrcaTaskStatus, TaskTemplate,
-    TaskTemplateSpec,
+    Agent, AgentSpec, AgentStatus, OrcaSchedule, OrcaScheduleSpec, OrcaScheduleStatus, OrcaTask,
+    OrcaTaskSpec, OrcaTaskStatus, TaskTemplate, TaskTemplateSpec,
 };
 pub use error::Error;
 pub use workers::WorkerSettings;
@@ -101,7 +102,7 @@ pub async fn run(
         acquired = lock.acquire() => acquired?,
         () = &mut shutdown => return Ok(()),
     }
-    tracing::info!(identity = %config.identity, "leading: reconciling Agents and Tasks");
+    tracing::info!(identity = %config.identity, "leading: reconciling Agents, Tasks and Schedules");
 
     let ns = config.namespace.as_deref();
     let ctx = Arc::new(Context::new(
@@ -119,10 +120,13 @@ pub async fn run(
         .run(agents::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
     let tasks = Controller::new(api::<OrcaTask>(&kube, ns), watcher::Config::default())
-        .run(tasks::reconcile, error_policy, ctx)
+        .run(tasks::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let schedules = Controller::new(api::<OrcaSchedule>(&kube, ns), watcher::Config::default())
+        .run(schedules::reconcile, error_policy, ctx)
         .for_each(|_| async {});
     tokio::select! {
-        _ = futures::future::join(pools, tasks) => Ok(()),
+        _ = futures::future::join3(pools, tasks, schedules) => Ok(()),
         lost = lock.keep() => Err(lost),
         () = &mut shutdown => Ok(()),
     }
@@ -133,7 +137,12 @@ pub async fn run(
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let mut out = String::new();
-    for crd in [Agent::crd(), OrcaTask::crd(), crd::TaskTemplate::crd()] {
+    for crd in [
+        Agent::crd(),
+        OrcaTask::crd(),
+        crd::TaskTemplate::crd(),
+        OrcaSchedule::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
@@ -162,7 +171,7 @@ mod tests {
     #[test]
     fn deploy_examples_parse_and_validate() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
-        let mut seen = (0, 0, 0);
+        let mut seen = (0, 0, 0, 0);
         let mut templates = std::collections::BTreeMap::new();
         let mut templated = Vec::new();
         for entry in std::fs::read_dir(&dir).expect("deploy/examples") {
@@ -197,6 +206,26 @@ mod tests {
                     templates.insert(name, loaded);
                     seen.2 += 1;
                 }
+                Some("Schedule") => {
+                    let schedule: super::OrcaSchedule = serde_yaml::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    let spec = &schedule.spec;
+                    orca_core::schedule::Ticks::new(&spec.cron, &spec.timezone)
+                        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                    if let Some(reference) = &spec.template_ref {
+                        let task = super::OrcaTask::new(
+                            "scheduled",
+                            super::OrcaTaskSpec {
+                                task: orca_core::TaskSpec::default(),
+                                template_ref: Some(reference.clone()),
+                                parameters: spec.parameters.clone(),
+                                ttl_seconds_after_finished: None,
+                            },
+                        );
+                        templated.push((path, task));
+                    }
+                    seen.3 += 1;
+                }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             }
         }
@@ -212,7 +241,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
         assert!(
-            seen.0 >= 1 && seen.1 >= 1 && seen.2 >= 1,
+            seen.0 >= 1 && seen.1 >= 1 && seen.2 >= 1 && seen.3 >= 1,
             "examples: {seen:?}"
         );
     }

@@ -8,7 +8,7 @@ use orca_api::v1;
 
 use crate::crd::{OrcaTaskStatus, TaskPhase};
 
-fn time(ts: &Option<prost_types::Timestamp>) -> Option<Time> {
+pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> Option<Time> {
     let micros = micros(ts.as_ref()?);
     (micros > 0)
         .then(|| k8s_openapi::jiff::Timestamp::from_microsecond(micros).ok())

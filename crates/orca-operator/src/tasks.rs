@@ -6,6 +6,7 @@
 //! `orca.dev/approve` and `orca.dev/reject` decide on steps awaiting
 //! approval (see [`decide_from_annotations`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use crate::context::Context;
-use crate::crd::{OrcaTask, OrcaTaskStatus, TaskPhase, TaskTemplate};
+use crate::crd::{OrcaTask, OrcaTaskStatus, TaskPhase, TaskTemplate, TemplateRef};
 use crate::error::Error;
 use crate::status::task_status;
 
@@ -138,10 +139,12 @@ async fn submit(task: &OrcaTask, ctx: &Context) -> Result<Result<String, String>
     })?;
     let mut spec = match &task.spec.template_ref {
         None => task.spec.task.clone(),
-        Some(reference) => match rendered(task, &reference.name, ctx).await? {
-            Ok(spec) => spec,
-            Err(refusal) => return Ok(Err(refusal)),
-        },
+        Some(reference) => {
+            match rendered(&namespace(task)?, reference, &task.spec.parameters, ctx).await? {
+                Ok(spec) => spec,
+                Err(refusal) => return Ok(Err(refusal)),
+            }
+        }
     };
     if spec.name.is_empty() {
         spec.name = task.name_any();
@@ -165,16 +168,18 @@ async fn submit(task: &OrcaTask, ctx: &Context) -> Result<Result<String, String>
     }
 }
 
-/// The task a Task's `templateRef` makes with its `parameters`: the
-/// namespace's TaskTemplate of that name, else the built-in one.
-/// `Ok(Err(why))` when there is no such template, or it refuses the
-/// parameters (each named), which no retry changes.
-async fn rendered(
-    task: &OrcaTask,
-    name: &str,
+/// The task a `templateRef` (of a Task or a Schedule) makes with its
+/// `parameters`: the namespace's TaskTemplate of that name, else the
+/// built-in one. `Ok(Err(why))` when there is no such template, or it
+/// refuses the parameters (each named), which no retry changes.
+pub(crate) async fn rendered(
+    namespace: &str,
+    reference: &TemplateRef,
+    parameters: &BTreeMap<String, String>,
     ctx: &Context,
 ) -> Result<Result<orca_core::TaskSpec, String>, Error> {
-    let api: Api<TaskTemplate> = Api::namespaced(ctx.kube.clone(), &namespace(task)?);
+    let name = reference.name.as_str();
+    let api: Api<TaskTemplate> = Api::namespaced(ctx.kube.clone(), namespace);
     let template = match api.get_opt(name).await? {
         Some(resource) => resource.spec.to_template(name),
         // Built-ins only: the operator has no directory of its own.
@@ -186,15 +191,12 @@ async fn rendered(
             Some(file) => file.load(),
             None => {
                 return Ok(Err(format!(
-                    "templateRef: no TaskTemplate {name:?} in namespace {}, and no built-in template of that name",
-                    namespace(task)?
+                    "templateRef: no TaskTemplate {name:?} in namespace {namespace}, and no built-in template of that name"
                 )));
             }
         },
     };
-    let given: Vec<(String, String)> = task
-        .spec
-        .parameters
+    let given: Vec<(String, String)> = parameters
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
