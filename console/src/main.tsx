@@ -8,6 +8,7 @@ import { Overview } from "./overview";
 import { TaskList } from "./tasks";
 import { TaskPage } from "./task";
 import { AgentsPage, AuditPage, StatePage } from "./pages";
+import { SchedulesPage } from "./schedules";
 import { TemplatesPage } from "./templates";
 import { WebhooksPage } from "./webhooks";
 import "./style.css";
@@ -84,6 +85,7 @@ function App() {
     ["tasks", "Tasks"],
     ["agents", "Agents"],
     ["templates", "Templates"],
+    ["schedules", "Schedules"],
     ["state", "State"],
     ...(admin ? [["webhooks", "Webhooks"], ["audit", "Audit"]] : []),
   ];
@@ -113,6 +115,9 @@ function App() {
         {(page === "tasks" || page === "task") && id && <TaskPage id={id} session={session} key={id} />}
         {page === "agents" && <AgentsPage />}
         {page === "templates" && <TemplatesPage name={id} session={session} key={id ?? ""} />}
+        {page === "schedules" && (
+          <SchedulesPage name={id} tenant={params.get("tenant") ?? undefined} session={session} key={`${id ?? ""}/${params.get("tenant") ?? ""}`} />
+        )}
         {page === "state" && <StatePage session={session} />}
         {page === "webhooks" && admin && <WebhooksPage />}
         {page === "audit" && admin && <AuditPage />}

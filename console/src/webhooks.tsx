@@ -30,7 +30,16 @@ interface Delivery {
   finishedAt?: string;
 }
 
-const EVENTS = ["task.succeeded", "task.failed", "task.cancelled", "task.paused", "step.failed", "approval.requested"];
+const EVENTS = [
+  "task.succeeded",
+  "task.failed",
+  "task.cancelled",
+  "task.paused",
+  "step.failed",
+  "approval.requested",
+  "schedule.fired",
+  "schedule.skipped",
+];
 const DELIVERY_PAGE = 50;
 const REFRESH_MS = 5000;
 
@@ -165,7 +174,7 @@ function AddWebhook({ onAdded }: { onAdded: () => void }) {
         <input
           name="secret"
           type="password"
-          placeholder="secret (at least 16 bytes)"
+          placeholder="secret (whsec_…)"
           autocomplete="new-password"
           value={secret}
           onInput={input(setSecret)}
@@ -247,9 +256,7 @@ function Deliveries({ webhookId, onShowAll }: { webhookId: string; onShowAll: ()
                 <div class="id">{d.id}</div>
               </td>
               <td>{d.event}</td>
-              <td>
-                <a href={`#/tasks/${d.taskId}`}>{d.taskId}</a>
-              </td>
+              <td>{d.taskId ? <a href={`#/tasks/${d.taskId}`}>{d.taskId}</a> : "–"}</td>
               <td>
                 <span class={`badge state-${STATE_BADGE[d.state] ?? "waiting"}`} data-test="delivery-state">
                   {d.state}

@@ -3,7 +3,8 @@
 //! kept live by the event streams, roles (a viewer has no cancel button,
 //! and the server refuses a forged one), a log of thousands of lines, and
 //! paging; templates run from a form, and webhooks managed by an admin
-//! with their deliveries shown. Also that the bundle the binary embeds is the one its sources
+//! with their deliveries shown; schedules created from a form, their ticks
+//! shown as they fire, suspended and run now. Also that the bundle the binary embeds is the one its sources
 //! build.
 
 use std::path::{Path, PathBuf};
@@ -1022,6 +1023,123 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
 
 /// The bundle under console/dist, which the binary embeds, is exactly what
 /// its sources build (`make console` rebuilds it).
+/// Replaces the text of the field `css` with `text`.
+async fn type_over(browser: &Browser, css: &str, text: &str) {
+    let field = browser
+        .client
+        .wait()
+        .at_most(LIVE)
+        .for_element(fantoccini::Locator::Css(css))
+        .await
+        .expect("the field");
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+/// Waits until `css` matches something.
+async fn shown(browser: &Browser, css: &str) {
+    eventually(LIVE, || async {
+        (browser.count(css).await.ok()? > 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{css} is never shown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspended_and_run_now() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orca = served(&dir.path().join("data")).await;
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{}/#/schedules", orca.http))
+        .await
+        .expect("the console");
+    sign_in(&browser, "orca_dev").await;
+    let file = "[data-test=create-schedule] textarea";
+    let create = "[data-test=create-schedule] button[type=submit]";
+    let heartbeat = "name: heartbeat\ncron: '* * * * * *'\ntimezone: Europe/Rome\nconcurrencyPolicy: Forbid\ntask:\n  steps:\n    - id: beat\n      shell: {command: ['true']}\n";
+
+    // A cron that does not parse: refused, naming it; nothing listed.
+    type_over(
+        &browser,
+        file,
+        &heartbeat.replace("'* * * * * *'", "'61 * * * *'"),
+    )
+    .await;
+    browser.click(create).await.expect("create");
+    let refusal = browser
+        .text_until("[data-test=schedule-error]", LIVE, |t| !t.is_empty())
+        .await
+        .expect("the refusal");
+    assert!(refusal.starts_with("cron:"), "{refusal}");
+    assert_eq!(
+        browser
+            .run("return document.querySelector('[data-test=schedule-error]').dataset.field")
+            .await
+            .expect("the field"),
+        "cron"
+    );
+    assert_eq!(browser.count("[data-schedule]").await.expect("rows"), 0);
+
+    // Every second: listed, and its last run moves as ticks fire.
+    type_over(&browser, file, heartbeat).await;
+    browser.click(create).await.expect("create");
+    shown(&browser, "[data-schedule=heartbeat] a[href^='#/tasks/']").await;
+    let row = browser
+        .text("[data-schedule=heartbeat]")
+        .await
+        .expect("the row");
+    assert!(
+        row.contains("* * * * * *") && row.contains("Europe/Rome") && row.contains("Forbid"),
+        "{row}"
+    );
+
+    // Its page: the history; suspended, no next tick; run now opens the task.
+    browser
+        .click("[data-schedule=heartbeat] a")
+        .await
+        .expect("its page");
+    shown(&browser, "[data-test=history] a[href^='#/tasks/']").await;
+    browser.click("[data-test=suspend]").await.expect("suspend");
+    browser
+        .text_until("[data-test=next-tick]", LIVE, |t| t == "suspended")
+        .await
+        .expect("suspended");
+    browser
+        .screenshot(&screenshots(), "schedule")
+        .await
+        .expect("screenshot");
+    browser.click("[data-test=trigger]").await.expect("run now");
+    browser
+        .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
+        .await
+        .expect("the task's page, live");
+    let found = http_call(
+        &orca.http,
+        "GET",
+        "/api/v1/schedules/heartbeat",
+        Some("orca_dev"),
+        &[],
+        "",
+    )
+    .expect("get")
+    .json();
+    assert_eq!(found["suspended"], true, "{found}");
+    // The refused cron is meant; nothing else failed.
+    let errors = browser
+        .page_errors(&[
+            SIGNED_OUT,
+            "/api/v1/schedules - Failed to load resource: the server responded with a status of 400",
+        ])
+        .await
+        .expect("the browser's log");
+    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+    browser.close().await;
+}
+
 #[test]
 fn the_embedded_console_is_what_its_sources_build() {
     let console = repo_root().join("console");

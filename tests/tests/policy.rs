@@ -279,6 +279,30 @@ fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
                 "a Task with templateRef takes its steps from the template: give parameters, not steps or a prompt",
             ],
         ),
+        (
+            "Schedule",
+            json!({"spec": {"cron": "@daily", "task": {"steps": [{"id": "a"}]}}}),
+            None,
+            vec![],
+        ),
+        (
+            "Schedule",
+            json!({"spec": {"cron": "@daily", "templateRef": {"name": "triage"}}}),
+            None,
+            vec![],
+        ),
+        (
+            "Schedule",
+            json!({"spec": {"cron": "@daily"}}),
+            None,
+            vec!["give the task each tick submits, or a templateRef: one of them"],
+        ),
+        (
+            "Schedule",
+            json!({"spec": {"cron": "@daily", "templateRef": {"name": "triage"}, "task": {"steps": [{"id": "a"}]}}}),
+            None,
+            vec!["give the task each tick submits, or a templateRef: one of them"],
+        ),
         // Updates: the same spec passes, a changed one does not.
         (
             "Task",
