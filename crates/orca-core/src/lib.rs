@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod cost;
 pub mod egress;
 mod error;
+pub mod family;
 pub mod jitter;
 pub mod plan;
 pub mod queue;

@@ -40,6 +40,10 @@ pub struct Limits {
     pub max_watches_per_caller: usize,
     /// A Claude Code step's prompt.
     pub max_prompt_bytes: usize,
+    /// How deep tasks submitted by steps may nest (a child is at depth 1).
+    pub max_child_depth: u32,
+    /// How many tasks the steps of one task may submit.
+    pub max_children: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +64,8 @@ impl Default for Limits {
             max_log_line_bytes: 16 * 1024,
             max_watches_per_caller: 64,
             max_prompt_bytes: 256 * 1024,
+            max_child_depth: crate::family::DEFAULT_MAX_CHILD_DEPTH,
+            max_children: crate::family::DEFAULT_MAX_CHILDREN,
         }
     }
 }

@@ -76,6 +76,11 @@ pub enum Action {
     /// Register, list and remove webhook endpoints, and read their
     /// deliveries: admins only, as an endpoint sends tasks' events out.
     ManageWebhooks,
+    /// Read, watch and list the tasks its own task's steps submitted: a
+    /// running step's (see [`Action::for_tasks`]).
+    ReadChildren,
+    /// Submit tasks as its own task's children, and cancel them.
+    WriteChildren,
 }
 
 impl Action {
@@ -96,7 +101,13 @@ impl Action {
             (Role::Viewer, _) => false,
             (Role::Worker, Action::ConnectWorker | Action::KeepCheckpoints) => true,
             (Role::Worker, _) => false,
-            (Role::Step, Action::ReadState | Action::WriteState) => true,
+            (
+                Role::Step,
+                Action::ReadState
+                | Action::WriteState
+                | Action::ReadChildren
+                | Action::WriteChildren,
+            ) => true,
             (Role::Step, _) => false,
         }
     }
@@ -115,6 +126,19 @@ impl Action {
             Action::ReadMetrics => "read metrics",
             Action::KeepCheckpoints => "keep or read agents' session checkpoints",
             Action::ManageWebhooks => "manage webhooks",
+            Action::ReadChildren => "read the tasks its task submitted",
+            Action::WriteChildren => "submit or cancel tasks as its task's children",
+        }
+    }
+
+    /// What reading (or changing) tasks asks of `role`: of a running step,
+    /// the same done to its own task's children only, which the calls that
+    /// allow it (submit, get, list, watch, cancel) then narrow to.
+    pub fn for_tasks(self, role: Role) -> Action {
+        match (role, self) {
+            (Role::Step, Action::ReadTasks) => Action::ReadChildren,
+            (Role::Step, Action::WriteTasks) => Action::WriteChildren,
+            _ => self,
         }
     }
 }

@@ -18,7 +18,8 @@ impl Engine {
         self.queue_ready(&id, &mut active);
         self.hold_at_gates(&id, &mut active, &[]);
         self.cold.fresh.push(id.clone());
-        self.tasks.insert(id, active);
+        self.tasks.insert(id.clone(), active);
+        self.adopt_child(&id);
     }
 
     /// Puts a task's ready steps in the ready queue (those whose touches

@@ -97,6 +97,9 @@ pub struct Engine {
     pub(crate) retention: Arc<orca_store::retention::Retention>,
     /// The latest time a sweep decided removals by.
     pub(crate) swept_through: Micros,
+    /// The tasks running steps submitted, by their parent (see `family`):
+    /// cancelled when it ends.
+    pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
 }
 
 /// How the engine runs.

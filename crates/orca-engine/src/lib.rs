@@ -48,6 +48,7 @@ mod dispatch;
 mod effects;
 mod engine;
 mod error;
+mod family;
 mod handle;
 mod limits;
 mod live;
@@ -118,6 +119,7 @@ pub fn start(
         cold: Reads::default(),
         retention,
         swept_through: 0,
+        children: HashMap::new(),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(
@@ -503,12 +505,14 @@ impl Engine {
         if let Some(key) = &exclusive {
             self.release_beside(task_id, key, now);
         }
-        if self
+        let ended = self
             .tasks
             .get(task_id)
-            .is_some_and(|a| a.run.state().is_terminal())
-        {
+            .map(|a| a.run.state())
+            .filter(|state| state.is_terminal());
+        if let Some(state) = ended {
             self.tasks.remove(task_id);
+            self.end_children(task_id, state);
         }
     }
 }

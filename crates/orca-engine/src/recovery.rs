@@ -180,6 +180,7 @@ impl Engine {
             let deadlines: Vec<Micros> = record.steps.iter().map(|s| s.approval_deadline).collect();
             self.hold_at_gates(&id, &mut active, &deadlines);
             self.tasks.insert(id.clone(), active);
+            self.adopt_child(&id);
             // A tenant may have spent its budget while the task was cold.
             self.pause_if_tenant_spent(&id);
         }

@@ -384,6 +384,13 @@ pub struct LimitArgs {
     /// Bytes of a Claude Code step's prompt [default: 262144].
     #[arg(long, env = "ORCA_MAX_PROMPT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_prompt_bytes: Option<u64>,
+    /// How deep tasks submitted by running steps (an agent's subtasks) may
+    /// nest; 0: steps may not submit tasks [default: 3].
+    #[arg(long, env = "ORCA_MAX_CHILD_DEPTH", value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub max_child_depth: Option<u64>,
+    /// Tasks the steps of one task may submit, all told [default: 20].
+    #[arg(long, env = "ORCA_MAX_CHILDREN", value_parser = clap::value_parser!(u64).range(0..=10000))]
+    pub max_children: Option<u64>,
 }
 
 impl LimitArgs {
@@ -406,6 +413,10 @@ impl LimitArgs {
             self.max_watches_per_caller,
         );
         set(&mut limits.max_prompt_bytes, self.max_prompt_bytes);
+        set(&mut limits.max_children, self.max_children);
+        if let Some(depth) = self.max_child_depth {
+            limits.max_child_depth = u32::try_from(depth).unwrap_or(u32::MAX);
+        }
     }
 }
 

@@ -36,6 +36,13 @@ impl<T> Call<T> {
         permit(self.caller.as_ref(), action)
     }
 
+    /// The caller, when its role may do `action` on tasks, or, for a
+    /// running step, on its own task's children (which the call narrows to).
+    pub fn require_tasks(&self, action: Action) -> Result<Identity, Error> {
+        let action = self.caller().map_or(action, |c| action.for_tasks(c.role));
+        permit(self.caller.as_ref(), action)
+    }
+
     pub fn into_message(self) -> T {
         self.message
     }

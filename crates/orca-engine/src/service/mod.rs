@@ -28,6 +28,7 @@ mod budget;
 mod call;
 mod calls;
 mod decide;
+mod family;
 mod fleet;
 mod planner;
 mod repos;
@@ -201,7 +202,7 @@ impl TaskApi {
             .store
             .get_task(task_id)
             .await?
-            .filter(|task| caller.can_see(&task.tenant));
+            .filter(|task| family::may_see(caller, task));
         if let Some(task) = found {
             return Ok(self.dated(task));
         }

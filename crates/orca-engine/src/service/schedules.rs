@@ -34,7 +34,7 @@ pub struct CreateSchedule {
 }
 
 /// The label every task a schedule submits carries, naming it.
-pub const SCHEDULE_LABEL: &str = "orca.dev/schedule";
+pub use orca_core::family::SCHEDULE_LABEL;
 
 /// The idempotency key of a schedule's task for `tick`: the same on every
 /// look at that tick, by any leader.

@@ -6,13 +6,16 @@ use orca_core::plan::Plan;
 use orca_core::{Limits, TaskSpec, TaskState, validate};
 use orca_store::{AuditRecord, Created, TaskQuery, TaskRecord};
 
+use orca_core::family::refuse_reserved_labels;
+
 use super::audit::audit_entry;
 use super::calls::{
     ListAudit, ListTasks, OfTenants, PlanTask, PlannedTask, StepRef, Submit, Submitted, TaskPage,
     TaskRef,
 };
 use super::{
-    Call, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, TaskApi, asked_tenants, page_size,
+    Call, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, TaskApi, asked_tenants, family,
+    page_size,
 };
 use crate::access::{Action, Identity};
 use crate::activity::MinuteSummary;
@@ -22,8 +25,16 @@ use crate::handle::CancelAnswer;
 
 impl TaskApi {
     pub async fn submit_task(&self, call: Call<Submit>) -> Result<Submitted, Error> {
-        let caller = self.permit(&call, Action::WriteTasks, "task.submit")?;
-        let submitted = self.submit(vec![call.into_message()], false, &caller).await;
+        let caller = self.permit_tasks(&call, Action::WriteTasks, "task.submit")?;
+        let request = call.into_message();
+        let submitted = match request
+            .spec
+            .as_ref()
+            .map(|s| refuse_reserved_labels(s, "spec."))
+        {
+            Some(Err(e)) => Err(e.into()),
+            _ => self.submit(vec![request], false, &caller).await,
+        };
         let mut submitted = self.refusal_audited(&caller, "task.submit", "", submitted)?;
         submitted
             .pop()
@@ -33,9 +44,15 @@ impl TaskApi {
     /// Several tasks at once: all are made, or none (the first refusal
     /// names its task's index).
     pub async fn submit_tasks(&self, call: Call<Vec<Submit>>) -> Result<Vec<Submitted>, Error> {
-        let caller = self.permit(&call, Action::WriteTasks, "task.submit")?;
+        let caller = self.permit_tasks(&call, Action::WriteTasks, "task.submit")?;
         let tasks = call.into_message();
-        let submitted = if tasks.is_empty() {
+        let forged = tasks.iter().enumerate().find_map(|(i, t)| {
+            let spec = t.spec.as_ref()?;
+            refuse_reserved_labels(spec, &format!("tasks[{i}].spec.")).err()
+        });
+        let submitted = if let Some(forged) = forged {
+            Err(forged.into())
+        } else if tasks.is_empty() {
             Err(Error::invalid("tasks", "at least one task is required"))
         } else if tasks.len() > MAX_BATCH {
             Err(Error::invalid(
@@ -49,7 +66,7 @@ impl TaskApi {
     }
 
     pub async fn get_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
-        let caller = call.require(Action::ReadTasks)?;
+        let caller = call.require_tasks(Action::ReadTasks)?;
         self.load(&call.into_message().task_id, &caller).await
     }
 
@@ -74,7 +91,7 @@ impl TaskApi {
     }
 
     pub async fn list_tasks(&self, call: Call<ListTasks>) -> Result<TaskPage, Error> {
-        let caller = call.require(Action::ReadTasks)?;
+        let caller = call.require_tasks(Action::ReadTasks)?;
         let request = call.into_message();
         if !request.page_token.is_empty() && !valid_task_id(&request.page_token) {
             return Err(Error::invalid(
@@ -83,7 +100,7 @@ impl TaskApi {
             ));
         }
         let page_size = page_size(request.page_size);
-        let mut labels = request.labels;
+        let mut labels = family::narrowed(&caller, request.labels);
         labels.sort();
         let tenants = asked_tenants(&caller, request.tenants)?;
         if request.name_prefix.len() > MAX_NAME_PREFIX {
@@ -117,7 +134,7 @@ impl TaskApi {
     }
 
     pub async fn cancel_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
-        let caller = self.permit(&call, Action::WriteTasks, "task.cancel")?;
+        let caller = self.permit_tasks(&call, Action::WriteTasks, "task.cancel")?;
         let task_id = call.into_message().task_id;
         let cancelled = async {
             let task = self.load(&task_id, &caller).await?;
@@ -230,6 +247,9 @@ impl TaskApi {
     ) -> Result<Submission, Error> {
         let tenant = caller.tenant_for(&request.tenant, &format!("{field}tenant"), "submit to")?;
         let mut spec = self.checked_spec(request.spec, field)?;
+        if let Some(step) = &caller.step {
+            self.adopt(&mut spec, step).await?;
+        }
         let key = request.idempotency_key;
         if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(Error::invalid(

@@ -47,7 +47,7 @@ impl TaskApi {
 
     pub async fn submit_template(&self, call: Call<SubmitTemplate>) -> Result<Submitted, Error> {
         const ACTION: &str = "task.submit";
-        let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.permit_tasks(&call, Action::WriteTasks, ACTION)?;
         let SubmitTemplate {
             name,
             parameters,

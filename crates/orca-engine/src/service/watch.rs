@@ -88,7 +88,7 @@ impl TaskApi {
     }
 
     pub async fn watch_task(&self, request: Call<WatchTask>) -> Result<EventStream, Error> {
-        let caller = request.require(Action::ReadTasks)?;
+        let caller = request.require_tasks(Action::ReadTasks)?;
         let request = request.into_message();
         // Check first: a channel is made only for a task the caller may see.
         let finished = self

@@ -6,7 +6,7 @@ use super::*;
 
 /// An engine over `store` that holds at most `hot_tasks` tasks whole, and
 /// the list of tasks it read back by id (cold ones).
-fn capped(
+pub(super) fn capped(
     store: MemoryStore,
     backlog: Vec<String>,
     hot_tasks: usize,
@@ -27,11 +27,11 @@ fn capped(
     (h, read_by_id)
 }
 
-fn on_gpu(id: &str) -> StepSpec {
+pub(super) fn on_gpu(id: &str) -> StepSpec {
     noop(id).needing(&["gpu"])
 }
 
-fn sorted(read: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+pub(super) fn sorted(read: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
     let mut read = read.lock().expect("not poisoned").clone();
     read.sort();
     read.dedup();

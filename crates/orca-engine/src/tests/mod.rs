@@ -12,6 +12,7 @@ use super::*;
 
 mod budget;
 mod cold;
+mod family;
 mod retention;
 
 /// How long a test waits for something the engine should do at once.

@@ -1,0 +1,107 @@
+//! Tasks a running step submits become its task's children (see
+//! `orca_core::family`): here a step's submit is adopted (its parent still
+//! running, within the depth and fan-out limits), and a step's reads and
+//! cancels are narrowed to its own task's children. What ends with a
+//! parent is the engine's (its children are cancelled in the same round).
+
+use orca_core::family::{self, PARENT_LABEL, parent_of};
+use orca_core::{AttemptKey, StepState, TaskSpec};
+use orca_store::{TaskQuery, TaskRecord};
+
+use super::{Call, TaskApi};
+use crate::access::{Action, Identity};
+use crate::error::Error;
+
+impl TaskApi {
+    /// [`Self::permit`] for a call on tasks, which a running step may make
+    /// on its own task's children (see [`Action::for_tasks`]).
+    pub(super) fn permit_tasks<T>(
+        &self,
+        request: &Call<T>,
+        action: Action,
+        name: &'static str,
+    ) -> Result<Identity, Error> {
+        let action = request
+            .caller()
+            .map_or(action, |caller| action.for_tasks(caller.role));
+        self.permit(request, action, name)
+    }
+
+    /// Makes `spec` a child of the task whose running step `step`
+    /// submits it: refused when that attempt no longer runs (the parent
+    /// ended, or the step moved on), or past the depth and fan-out limits.
+    pub(super) async fn adopt(&self, spec: &mut TaskSpec, step: &AttemptKey) -> Result<(), Error> {
+        let parent =
+            self.store.get_task(&step.task_id).await?.ok_or_else(|| {
+                Error::FailedPrecondition(format!("task {} is gone", step.task_id))
+            })?;
+        if parent.state.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {} has ended ({}): it can have no more children",
+                parent.id, parent.state
+            )));
+        }
+        let running = parent.steps.iter().any(|s| {
+            s.id == step.step_id && s.state == StepState::Running && s.attempt == step.attempt
+        });
+        if !running {
+            return Err(Error::FailedPrecondition(format!(
+                "step {} of task {} is not running attempt {} any more: it can have no more children",
+                step.step_id, parent.id, step.attempt
+            )));
+        }
+        let siblings = self
+            .children_of(&parent, self.limits.max_children + 1)
+            .await?;
+        family::adopt(
+            spec,
+            &parent.id,
+            &parent.spec.labels,
+            &step.step_id,
+            siblings.len(),
+            self.limits.max_child_depth,
+            self.limits.max_children,
+        )
+        .map_err(Error::from)
+    }
+
+    /// Up to `limit` of `parent`'s children, newest first.
+    async fn children_of(
+        &self,
+        parent: &TaskRecord,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        Ok(self
+            .store
+            .list_tasks(TaskQuery {
+                labels: vec![(PARENT_LABEL.to_string(), parent.id.clone())],
+                page_size: limit,
+                tenants: Some(vec![parent.tenant.clone()]),
+                ..TaskQuery::default()
+            })
+            .await?)
+    }
+}
+
+/// Whether `caller` may see `task`: a running step sees only its own
+/// task's children; everyone else, what their tenants allow.
+pub(super) fn may_see(caller: &Identity, task: &TaskRecord) -> bool {
+    caller.can_see(&task.tenant)
+        && caller
+            .step
+            .as_ref()
+            .is_none_or(|step| parent_of(&task.spec.labels) == Some(step.task_id.as_str()))
+}
+
+/// The labels a listing by `caller` must match: a step lists its own
+/// task's children only.
+pub(super) fn narrowed(
+    caller: &Identity,
+    mut labels: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    if let Some(step) = &caller.step {
+        labels.retain(|(key, _)| key != PARENT_LABEL);
+        labels.push((PARENT_LABEL.to_string(), step.task_id.clone()));
+    }
+    labels
+}

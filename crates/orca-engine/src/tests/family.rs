@@ -1,0 +1,113 @@
+//! Parent and child tasks in the engine: a parent's end cancels its
+//! children, those in memory in the same round and cold ones as they are
+//! read back; a child whose parent has ended (it was admitted late, or read
+//! back after a restart that came between the two) is cancelled when it
+//! comes into memory.
+
+use orca_core::family::{DEPTH_LABEL, PARENT_LABEL, PARENT_STEP_LABEL};
+
+use super::cold::{capped, on_gpu};
+use super::*;
+
+/// `steps` as the child of `parent`'s step `lead`.
+fn child(id: &str, parent: &str, steps: Vec<StepSpec>) -> TaskSpec {
+    let mut spec = TaskSpec {
+        name: id.to_string(),
+        steps,
+        ..TaskSpec::default()
+    };
+    spec.labels.insert(PARENT_LABEL.into(), parent.into());
+    spec.labels.insert(PARENT_STEP_LABEL.into(), "lead".into());
+    spec.labels.insert(DEPTH_LABEL.into(), "1".into());
+    spec
+}
+
+#[tokio::test]
+async fn a_parents_end_cancels_its_children_in_memory_and_cold() {
+    // One task in memory at most past the running parent: two of the
+    // three children are held cold.
+    let (h, _) = capped(MemoryStore::new(), Vec::new(), 2);
+    h.submit("p", 0, 1, vec![noop("lead")]).await;
+    let mut w = h.worker("w", &["shell"], 1).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let lead = w.assigned().await;
+    for (n, id) in ["c1", "c2", "c3"].iter().enumerate() {
+        h.try_submit(
+            id,
+            "default",
+            child(id, "p", vec![on_gpu("a")]),
+            10 + n as Micros,
+        )
+        .await
+        .expect("submitted");
+    }
+    // A grandchild: ended with its parent c1.
+    h.try_submit("g1", "default", child("g1", "c1", vec![on_gpu("a")]), 20)
+        .await
+        .expect("submitted");
+    // Another task's child is not this one's.
+    h.submit("other", 0, 30, vec![on_gpu("a")]).await;
+    h.report(&w, lead, AttemptEnd::Succeeded).await;
+    h.until("p", "the parent succeeds", |t| {
+        t.state == TaskState::Succeeded
+    })
+    .await;
+    // c1 in memory, in the same round as p's end, knowing how it ended;
+    // c2 and c3 as they are read back.
+    h.until("c1", "the child in memory is cancelled", |t| {
+        t.state == TaskState::Cancelled && t.message == "its parent task p ended (succeeded)"
+    })
+    .await;
+    for id in ["c2", "c3"] {
+        h.until(id, "each cold child is cancelled", |t| {
+            t.state == TaskState::Cancelled && t.message.starts_with("its parent task p ")
+        })
+        .await;
+    }
+    h.until("g1", "the grandchild too", |t| {
+        t.state == TaskState::Cancelled && t.message.starts_with("its parent task c1 ")
+    })
+    .await;
+    h.settled().await;
+    assert_eq!(h.task("other").await.state, TaskState::Queued);
+}
+
+#[tokio::test]
+async fn a_child_whose_parent_has_ended_is_cancelled_when_it_comes_into_memory() {
+    // Admitted after its parent ended (a submit racing the parent's end).
+    let h = Harness::new();
+    h.try_submit("late", "default", child("late", "gone", vec![noop("a")]), 1)
+        .await
+        .expect("submitted");
+    h.until("late", "cancelled on admission", |t| {
+        t.state == TaskState::Cancelled && t.message.contains("its parent task gone has ended")
+    })
+    .await;
+
+    // Read back after a restart that came between the parent's end and
+    // its children's: the parent is neither in memory nor to be read.
+    let store = MemoryStore::new();
+    {
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        h.submit("p", 0, 1, vec![noop("lead")]).await;
+        h.try_submit("c", "default", child("c", "p", vec![on_gpu("a")]), 2)
+            .await
+            .expect("submitted");
+        h.settled().await;
+    }
+    // Held cold (a queued task nobody started), it is read back when a
+    // worker could take it, and cancelled then, never run.
+    let h = Harness::start(
+        store.reopen(),
+        vec!["c".into()],
+        liveness(Duration::from_secs(30)),
+    );
+    let mut gpu = h.worker("gpu", &["gpu"], 1).await;
+    h.engine.credits(gpu.id, 1).await.expect("credits");
+    h.until("c", "the orphan is cancelled once read back", |t| {
+        t.state == TaskState::Cancelled && t.message == "its parent task p has ended"
+    })
+    .await;
+    h.settled().await;
+    assert!(gpu.idle(), "the orphan never ran");
+}
