@@ -26,7 +26,8 @@ pub const CACHE_CREATION_TOKENS: u64 = 5;
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// A tool call. `{cwd}` in string values becomes the CLI's working
-    /// directory (the step's workspace), as the system prompt states it.
+    /// directory (the step's workspace), as the system prompt states it,
+    /// and `{result[N].field}` that field of the Nth tool result so far.
     Tool {
         name: String,
         input: Value,
@@ -186,7 +187,10 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
         .as_str()
         .unwrap_or("claude-mock")
         .to_string();
-    let cwd = working_directory(&request).unwrap_or_default();
+    let seen = Seen {
+        cwd: working_directory(&request).unwrap_or_default(),
+        results: tool_results(&request),
+    };
     let first_message = request["messages"][0]["content"].to_string();
     let reply = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +241,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
         let (content, stop_reason) = match &reply {
             Reply::Tool { name, input } => (
                 json!([{"type": "tool_use", "id": format!("toolu_{}", ulid_like()),
-                        "name": name, "input": substitute(input, &cwd)}]),
+                        "name": name, "input": substitute(input, &seen)}]),
                 "tool_use",
             ),
             Reply::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
@@ -262,7 +266,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
             Body::from(body.to_string()),
         );
     }
-    let events = events(&reply, &model, &cwd);
+    let events = events(&reply, &model, &seen);
     let head = tokio_stream::iter(events.into_iter().map(Ok::<Bytes, Infallible>));
     let body = if matches!(reply, Reply::Hang | Reply::TextThenHang(_)) {
         Body::from_stream(head.chain(tokio_stream::pending()))
@@ -313,7 +317,7 @@ fn response(status: StatusCode, content_type: &'static str, body: Body) -> Respo
 }
 
 /// The stream for one reply, as SSE frames.
-fn events(reply: &Reply, model: &str, cwd: &str) -> Vec<Bytes> {
+fn events(reply: &Reply, model: &str, seen: &Seen) -> Vec<Bytes> {
     let frame = |event: &str, data: Value| Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
     let mut frames = vec![frame(
         "message_start",
@@ -341,7 +345,7 @@ fn events(reply: &Reply, model: &str, cwd: &str) -> Vec<Bytes> {
             "end_turn"
         }
         Reply::Tool { name, input } => {
-            let input = substitute(input, cwd);
+            let input = substitute(input, seen);
             frames.push(frame(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0,
@@ -387,20 +391,83 @@ fn ulid_like() -> String {
     format!("{:024}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn substitute(value: &Value, cwd: &str) -> Value {
+/// What a scripted tool call may name of the conversation so far: the
+/// CLI's working directory, and what its earlier tool calls answered.
+struct Seen {
+    cwd: String,
+    /// Each tool result of the conversation, in order: its text, as JSON
+    /// when it is.
+    results: Vec<Value>,
+}
+
+/// A scripted tool call's input as the conversation fills it in: `{cwd}`
+/// becomes the CLI's working directory, and `{result[N].field}` the field
+/// of the Nth tool result (from 0), such as a task id a tool answered.
+fn substitute(value: &Value, seen: &Seen) -> Value {
     match value {
-        Value::String(s) => Value::String(s.replace("{cwd}", cwd)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, cwd)).collect()),
+        Value::String(s) => Value::String(fill(&s.replace("{cwd}", &seen.cwd), &seen.results)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, seen)).collect()),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), substitute(v, cwd)))
+                .map(|(k, v)| (k.clone(), substitute(v, seen)))
                 .collect(),
         ),
         other => other.clone(),
     }
 }
 
-/// The CLI states its working directory in the system prompt.
+fn fill(text: &str, results: &[Value]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{result[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "{result[".len()..];
+        let parsed = after.split_once("].").and_then(|(n, tail)| {
+            let (field, tail) = tail.split_once('}')?;
+            let value = &results.get(n.parse::<usize>().ok()?)?[field];
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+            Some((value, tail))
+        });
+        match parsed {
+            Some((value, tail)) => {
+                out.push_str(&value);
+                rest = tail;
+            }
+            None => {
+                out.push_str("{result[");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The tool results the request's conversation holds, in order.
+fn tool_results(request: &Value) -> Vec<Value> {
+    let mut results = Vec::new();
+    for message in request["messages"].as_array().into_iter().flatten() {
+        for block in message["content"].as_array().into_iter().flatten() {
+            if block["type"] != "tool_result" {
+                continue;
+            }
+            let text = match &block["content"] {
+                Value::String(text) => text.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(""),
+                other => other.to_string(),
+            };
+            results.push(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        }
+    }
+    results
+}
+
 fn working_directory(request: &Value) -> Option<String> {
     const MARKER: &str = "Primary working directory: ";
     match request {

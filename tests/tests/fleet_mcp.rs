@@ -3,8 +3,10 @@
 //! which starts `orca mcp` as an agent CLI does, lists its tools and calls
 //! each. The tasks it submits are its task's children: in its tenant,
 //! labelled with their parent, within the fan-out and depth limits, read
-//! and cancelled by it alone, and cancelled when it ends; a child asked
-//! for after it ended is refused.
+//! and cancelled by it alone, and cancelled when it ends; its token is
+//! refused once its attempt has ended. And the real Claude Code CLI as the
+//! lead: the mock Messages API scripts its tool calls (three submits, a
+//! wait on each by the id each answered), the fleet runs the three.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -254,8 +256,20 @@ async fn a_lead_step_fans_out_through_the_mcp_tools_and_its_children_live_and_en
         .submit_task(task("too-late", vec![shell_step("x", &[], "true")]))
         .await
         .expect_err("refused");
-    assert_eq!(late.code(), Code::FailedPrecondition, "{}", late.message());
-    assert!(late.message().contains("has ended"), "{}", late.message());
+    assert_eq!(late.code(), Code::Unauthenticated, "{}", late.message());
+    assert!(
+        late.message().contains("ended with its attempt"),
+        "{}",
+        late.message()
+    );
+    let read = as_lead
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: children["left"].id.clone(),
+        })
+        .await
+        .expect_err("refused too");
+    assert_eq!(read.code(), Code::Unauthenticated, "{}", read.message());
     assert_eq!(
         all_task_ids(&client).await.expect("ids").len(),
         6,
@@ -283,4 +297,130 @@ async fn task_logs(client: &Tasks, id: &str) -> String {
         }
     }
     lines
+}
+
+/// A part of the work, as the lead hands it out: a shell step whose output
+/// names it.
+fn part(name: &str) -> Value {
+    json!({
+        "name": format!("part-{name}"),
+        "steps": [{"id": "work", "shell": {"command": ["sh", "-c",
+            format!("echo working on {name}; echo '{{\"part\": \"{name}\"}}' > \"$ORCA_OUTPUT\"")]}}],
+    })
+}
+
+// Multi-threaded: the CLI's MCP server calls the control plane while the
+// test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes_their_results() {
+    use orca_tests::anthropic::{MockAnthropic, Reply};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tool = |name: &str, input: Value| Reply::Tool {
+        name: format!("mcp__orca__{name}"),
+        input,
+    };
+    // The model's turns, as the real Claude Code CLI runs them: three
+    // submits, a wait on each (by the id each submit answered), then the
+    // results shared for the next step.
+    let mock = MockAnthropic::start(vec![
+        tool("submit_task", json!({"task": part("a")})),
+        tool("submit_task", json!({"task": part("b")})),
+        tool("submit_task", json!({"task": part("c")})),
+        tool("wait_for_task", json!({"taskId": "{result[0].taskId}"})),
+        tool("wait_for_task", json!({"taskId": "{result[1].taskId}"})),
+        tool("wait_for_task", json!({"taskId": "{result[2].taskId}"})),
+        tool(
+            "state_put",
+            json!({"key": "results", "value": {
+                "a": "{result[3].state}", "b": "{result[4].state}", "c": "{result[5].state}",
+                "outputs": "{result[3].steps} {result[4].steps} {result[5].steps}",
+            }}),
+        ),
+        Reply::Text("The three parts are done.".into()),
+    ])
+    .await
+    .expect("mock");
+    let server = Server::start(dir.path()).expect("server");
+    let _worker = start_claude_worker(
+        &server,
+        dir.path(),
+        &mock,
+        &["claude-code", "shell"],
+        4,
+        &[],
+    )
+    .expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    let client = server.tasks().await.expect("client");
+    let mut lead = claude_step("lead", "Split the work in three and hand it out", &[]);
+    if let Some(v1::step_spec::Runtime::ClaudeCode(claude)) = lead.runtime.as_mut() {
+        claude.max_turns = 12;
+    }
+    let id = client
+        .clone()
+        .submit_task(task(
+            "fan-out",
+            vec![
+                lead,
+                shell_step(
+                    "report",
+                    &["lead"],
+                    r#"orca state get results > "$ORCA_OUTPUT""#,
+                ),
+            ],
+        ))
+        .await
+        .expect("submit")
+        .into_inner()
+        .task_id;
+    let done = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("the lead and its report succeed");
+    let results = step_output(&done, "report").expect("the report");
+    assert_eq!(
+        (&results["a"], &results["b"], &results["c"]),
+        (
+            &json!("succeeded"),
+            &json!("succeeded"),
+            &json!("succeeded")
+        ),
+        "{results}"
+    );
+    let outputs = results["outputs"].as_str().expect("outputs");
+    for name in ["a", "b", "c"] {
+        assert!(
+            outputs.contains(&format!("{{\"part\":\"{name}\"}}")),
+            "{outputs}"
+        );
+    }
+
+    // The three subtasks are the lead's children, run by the fleet.
+    let children = client
+        .clone()
+        .list_tasks(v1::ListTasksRequest {
+            labels: [("orca.dev/parent".to_string(), id.clone())].into(),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .tasks;
+    let mut names: Vec<String> = children
+        .iter()
+        .map(|t| t.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["part-a", "part-b", "part-c"]);
+    for child in &children {
+        assert_eq!(child.state, v1::TaskState::Succeeded as i32);
+        let labels = &child.spec.as_ref().expect("spec").labels;
+        assert_eq!(
+            labels.get("orca.dev/parent-step").map(String::as_str),
+            Some("lead")
+        );
+    }
 }

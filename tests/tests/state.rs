@@ -351,7 +351,7 @@ async fn steps_share_state_through_their_own_short_lived_token() {
 orca state put finding '{{"bug": "off by one"}}' --expect-version 0
 printf %s "$ORCA_TOKEN" > '{kept}'
 if orca state get finding --scope another-task 2>> '{denied}'; then exit 3; fi
-if orca get tasks 2>> '{denied}'; then exit 4; fi"#,
+if orca schedule list 2>> '{denied}'; then exit 4; fi"#,
         kept = kept.display(),
         denied = denied.display()
     );

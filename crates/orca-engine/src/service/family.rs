@@ -31,6 +31,7 @@ impl TaskApi {
     /// submits it: refused when that attempt no longer runs (the parent
     /// ended, or the step moved on), or past the depth and fan-out limits.
     pub(super) async fn adopt(&self, spec: &mut TaskSpec, step: &AttemptKey) -> Result<(), Error> {
+        self.step_alive(step).await?;
         let parent =
             self.store.get_task(&step.task_id).await?.ok_or_else(|| {
                 Error::FailedPrecondition(format!("task {} is gone", step.task_id))
@@ -63,6 +64,23 @@ impl TaskApi {
             self.limits.max_children,
         )
         .map_err(Error::from)
+    }
+
+    /// A step's token counts only while its attempt runs, here as for
+    /// shared state: a token copied out of a finished step is refused.
+    pub(super) async fn step_alive(&self, step: &AttemptKey) -> Result<(), Error> {
+        let running = self
+            .store
+            .running_attempt(&step.task_id, &step.step_id)
+            .await?;
+        if running == Some(step.attempt) {
+            Ok(())
+        } else {
+            Err(Error::Unauthenticated(format!(
+                "the step token of {}/{} attempt {} ended with its attempt",
+                step.task_id, step.step_id, step.attempt
+            )))
+        }
     }
 
     /// Up to `limit` of `parent`'s children, newest first.

@@ -198,6 +198,9 @@ impl TaskApi {
         if task_id.is_empty() {
             return Err(Error::invalid("task_id", "required"));
         }
+        if let Some(step) = &caller.step {
+            self.step_alive(step).await?;
+        }
         let found = self
             .store
             .get_task(task_id)

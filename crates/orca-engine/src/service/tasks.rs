@@ -100,6 +100,9 @@ impl TaskApi {
             ));
         }
         let page_size = page_size(request.page_size);
+        if let Some(step) = &caller.step {
+            self.step_alive(step).await?;
+        }
         let mut labels = family::narrowed(&caller, request.labels);
         labels.sort();
         let tenants = asked_tenants(&caller, request.tenants)?;

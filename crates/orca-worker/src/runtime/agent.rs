@@ -229,6 +229,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             .map(|(path, meta)| (path, meta.len())),
         None => None,
     };
+    let mut spend = SpendReader::new(resumed_at);
     // The session is kept as it grows, for a retry after this worker dies;
     // its spend is read as it grows where the stream reports it late.
     let end = tokio::select! {
@@ -245,12 +246,16 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         never = read_spend_while_running(
             R::SPEND_IN_TRANSCRIPT,
             attempt,
-            &stream,
+            (&stream, &mut spend),
             &transcripts,
-            resumed_at,
             reports,
         ) => match never {},
     };
+    // What the CLI wrote since the last read: the run's own responses,
+    // whole, are what it is charged.
+    if R::SPEND_IN_TRANSCRIPT {
+        spend.read(&stream, &transcripts).await;
+    }
     runtime.ran(&cwd);
     let stream = std::mem::take(&mut *stream.lock().unwrap_or_else(|e| e.into_inner()));
     let mut ended = match end {
@@ -304,60 +309,73 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
 /// How often a running agent's transcript is read for its spend.
 const SPEND_READ_EVERY: Duration = Duration::from_millis(500);
 
-/// While the CLI runs (`wanted`: its runtime reads spend so): reads the
-/// lines it adds to its session's transcript, from `resumed_at` in a
-/// resumed session's (the earlier attempts' lines are not this run's),
-/// and reports what the run spent each time it grew. Runs until dropped.
-async fn read_spend_while_running<S: AgentStream>(
-    wanted: bool,
-    attempt: &Attempt,
-    stream: &Mutex<S>,
-    transcripts: &Arc<dyn Transcripts>,
+/// Where a run's spend is read from its session's transcript: the file,
+/// once the CLI has named the session, and how far it has been read (from
+/// where a resumed session's lines start: the earlier attempts' lines are
+/// not this run's).
+struct SpendReader {
     resumed_at: Option<(PathBuf, u64)>,
-    reports: &mpsc::UnboundedSender<FromAttempt>,
-) -> std::convert::Infallible {
-    if !wanted {
-        return std::future::pending().await;
+    reading: Option<(PathBuf, u64)>,
+}
+
+impl SpendReader {
+    fn new(resumed_at: Option<(PathBuf, u64)>) -> SpendReader {
+        SpendReader {
+            resumed_at,
+            reading: None,
+        }
     }
-    let mut reading: Option<(PathBuf, u64)> = None;
-    loop {
-        tokio::time::sleep(SPEND_READ_EVERY).await;
-        if reading.is_none() {
+
+    /// Reads what the CLI added since the last read; what the run has
+    /// spent, when that grew.
+    async fn read<S: AgentStream>(
+        &mut self,
+        stream: &Mutex<S>,
+        transcripts: &Arc<dyn Transcripts>,
+    ) -> Option<v1::Cost> {
+        if self.reading.is_none() {
             let id = {
                 let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
                 stream.session_id().to_string()
             };
             if id.is_empty() {
-                continue;
+                return None;
             }
-            reading = transcript_now(transcripts, &id).await.map(|(path, _)| {
-                let from = match &resumed_at {
+            self.reading = transcript_now(transcripts, &id).await.map(|(path, _)| {
+                let from = match &self.resumed_at {
                     Some((at, len)) if *at == path => *len,
                     _ => 0,
                 };
                 (path, from)
             });
         }
-        let Some((path, from)) = reading.as_mut() else {
-            continue;
-        };
-        let (lines, read) = match new_lines(path, *from).await {
-            Ok(new) => new,
-            Err(_) => continue,
-        };
+        let (path, from) = self.reading.as_mut()?;
+        let (lines, read) = new_lines(path, *from).await.ok()?;
         *from += read;
-        if lines.is_empty() {
-            continue;
+        let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut grew = false;
+        for line in lines.lines() {
+            grew |= stream.read_transcript(line);
         }
-        let grew = {
-            let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
-            let mut grew = false;
-            for line in lines.lines() {
-                grew |= stream.read_transcript(line);
-            }
-            grew.then(|| stream.spent())
-        };
-        if let Some(cost) = grew {
+        grew.then(|| stream.spent())
+    }
+}
+
+/// While the CLI runs (`wanted`: its runtime reads spend so): reports what
+/// the run spent each time its transcript grew. Runs until dropped.
+async fn read_spend_while_running<S: AgentStream>(
+    wanted: bool,
+    attempt: &Attempt,
+    (stream, reader): (&Mutex<S>, &mut SpendReader),
+    transcripts: &Arc<dyn Transcripts>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+) -> std::convert::Infallible {
+    if !wanted {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(SPEND_READ_EVERY).await;
+        if let Some(cost) = reader.read(stream, transcripts).await {
             let _ = reports.send(FromAttempt::Spend {
                 attempt: attempt.key.clone(),
                 cost,

@@ -202,9 +202,14 @@ impl AgentRuntime for Codex<'_> {
         session_usd_before: f64,
         redactor: &Redactor,
     ) -> Ended {
-        let mut cost = run.usage.as_ref().map(|usage| run.cost_of(usage));
-        if let Some(cost) = &mut cost {
-            // A resumed thread's usage counts its earlier attempts'.
+        // This run's own responses, as its rollout recorded them; else the
+        // thread's usage, which for a resumed thread counts its earlier
+        // attempts' too (as the thread was restored, which need not be what
+        // they were charged: so the rollout's come first).
+        let mut cost = run
+            .own_cost()
+            .or_else(|| run.usage.as_ref().map(|usage| run.cost_of(usage)));
+        if let (Some(cost), None) = (&mut cost, run.own_cost()) {
             cost.usd = (cost.usd - session_usd_before).max(0.0);
         }
         let mut ended = if let Some(failure) = &run.failure {

@@ -160,6 +160,12 @@ impl CodexRun {
         }
     }
 
+    /// What this run's responses cost, as its rollout recorded them; `None`
+    /// when none were read.
+    pub fn own_cost(&self) -> Option<v1::Cost> {
+        (self.responses != Usage::default()).then(|| self.cost_of(&self.responses))
+    }
+
     /// What the thread's usage costs, as orca's cost.
     pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
         self.prices
