@@ -8,6 +8,7 @@ import { ApiError, Mark, Session, Step, Task, TaskEvent, call, duration, follow,
 import { Progress } from "./tasks";
 import { Changes, delivered } from "./changes";
 import { useThrottled } from "./hooks";
+import { Children, ParentLink } from "./family";
 
 /// Lines kept per step; the page shows the newest and more on request.
 const KEPT_LINES = 5000;
@@ -142,6 +143,7 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
         <dd>{task.id}</dd>
         <dt>tenant</dt>
         <dd>{task.tenant}</dd>
+        <ParentLink task={task} />
         {task.labels && (
           <>
             <dt>labels</dt>
@@ -223,6 +225,7 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
         ))}
       <Graph steps={steps} marks={marks} selected={selected} onSelect={setSelected} />
       {step && <StepPanel step={step} task={task} mark={marks.get(step.id)} lines={logs.current.get(step.id) ?? []} version={logVersion} />}
+      <Children task={task} />
     </div>
   );
 }

@@ -1140,6 +1140,45 @@ async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspend
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_page_shows_the_tasks_its_steps_submitted_and_a_childs_page_its_parent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orca = served(&dir.path().join("data")).await;
+    // A step submits a task of its own with its token, and follows it.
+    let parent = orca.submit(
+        "name: lead\nsteps:\n  - id: hand-out\n    shell: {command: [sh, -c, \"printf 'name: kid\\\\nsteps:\\\\n  - id: a\\\\n    shell: {command: [\\\"true\\\"]}\\\\n' > k.yaml && orca submit -f k.yaml --watch\"]}\n",
+    );
+    let browser = orca.open_task(dir.path(), &parent).await;
+    sign_in(&browser, "orca_dev").await;
+    browser
+        .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
+        .await
+        .expect("the lead succeeds once its child has");
+    let child = browser
+        .text_until("[data-test=children] tbody", LIVE, |t| {
+            t.contains("kid") && t.contains("succeeded")
+        })
+        .await
+        .expect("its child is listed");
+    assert!(
+        child.contains("hand-out"),
+        "the step that submitted it: {child}"
+    );
+    browser
+        .click("[data-test=children] a")
+        .await
+        .expect("the child's page");
+    let link = browser
+        .text_until("[data-test=parent]", LIVE, |t| !t.is_empty())
+        .await
+        .expect("the child names its parent");
+    assert!(
+        link.contains(&parent) && link.contains("hand-out"),
+        "{link}"
+    );
+    close_without_errors(browser).await;
+}
+
 #[test]
 fn the_embedded_console_is_what_its_sources_build() {
     let console = repo_root().join("console");

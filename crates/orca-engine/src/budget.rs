@@ -13,8 +13,14 @@ use orca_core::calendar::rfc3339;
 use crate::engine::*;
 
 /// What a task has spent: its ended attempts and its running ones so far.
-fn spent_by(active: &Active) -> Cost {
+pub(crate) fn spent_by(active: &Active) -> Cost {
     active.spent + active.steps.iter().map(|s| s.running_cost).sum()
+}
+
+/// What counts against a task's own budget: what it spent, and what the
+/// tasks its steps submitted spent.
+fn charged_to(active: &Active) -> Cost {
+    spent_by(active) + active.family_spent
 }
 
 /// Why a task may not run on now, if its own or its tenant's budget is
@@ -27,12 +33,12 @@ fn over_budget(active: &Active, budgets: &Budgets, at: Micros) -> Option<String>
 }
 
 /// Why a task has spent its own budget, if it has.
-fn over_own_budget(active: &Active) -> Option<String> {
+pub(crate) fn over_own_budget(active: &Active) -> Option<String> {
     active
         .spec
         .budget
         .as_ref()
-        .and_then(|budget| budget.exceeded_by(&spent_by(active)))
+        .and_then(|budget| budget.exceeded_by(&charged_to(active)))
 }
 
 /// Why a tenant's tasks may not run on now, if its budget is spent.
@@ -67,6 +73,7 @@ impl Engine {
         let tenant = active.tenant.clone();
         self.budgets.count(&tenant, grew, now_micros());
         self.enforce_budgets(&task_id);
+        self.charge_ancestors(&task_id, grew);
     }
 
     /// An attempt ended: its final cost (as its runtime priced it, when it
@@ -82,6 +89,7 @@ impl Engine {
         if !grew.is_zero() {
             let tenant = active.tenant.clone();
             self.budgets.count(&tenant, grew, now_micros());
+            self.charge_ancestors(task_id, grew);
         }
     }
 
@@ -127,7 +135,7 @@ impl Engine {
     /// Stops a task for its budget: its queued steps leave the queue, its
     /// running ones are told to stop.
     /// `budget` says whose budget it was, task or tenant, for the metrics.
-    fn pause_task(&mut self, task_id: &Arc<str>, reason: &str, budget: &str) {
+    pub(super) fn pause_task(&mut self, task_id: &Arc<str>, reason: &str, budget: &str) {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -147,6 +155,15 @@ impl Engine {
         self.metrics.budget_paused(budget);
         self.apply(task_id, changes, None);
         self.send_stops(task_id, running, reason, true);
+        // What its steps submitted waits with it.
+        if budget != "tenant" {
+            let reason = if budget == "parent" {
+                reason.to_string()
+            } else {
+                format!("budget: its parent task {task_id} is paused for its budget")
+            };
+            self.pause_children(task_id, &reason);
+        }
     }
 
     /// Lets paused tasks go on whose budgets (their own and their tenant's)
@@ -156,10 +173,11 @@ impl Engine {
         let ids: Vec<Arc<str>> = self
             .tasks
             .iter()
-            .filter(|(_, a)| {
+            .filter(|(id, a)| {
                 a.run.state() == TaskState::Paused
                     && tenant.is_none_or(|t| t == a.tenant)
                     && over_budget(a, &self.budgets, now).is_none()
+                    && self.ancestor_over_budget(id).is_none()
             })
             .map(|(id, _)| id.clone())
             .collect();

@@ -6,9 +6,17 @@
 //! cold, when it is read back. A child that comes into memory (admitted,
 //! or read back after a restart) whose parent is neither in memory nor in
 //! the backlog finds its parent ended, and is cancelled then.
+//!
+//! And what a child spends counts against its ancestors' budgets: each
+//! keeps what its descendants in memory spent (`family_spent`); one that
+//! crosses its budget pauses, and its descendants with it, until it is
+//! raised. (A control plane that restarts counts again from the unfinished
+//! descendants: what finished ones spent before the restart is not.)
 
+use orca_core::Cost;
 use orca_core::family::parent_of;
 
+use crate::budget::{over_own_budget, spent_by};
 use crate::engine::*;
 
 impl Engine {
@@ -29,9 +37,63 @@ impl Engine {
             self.cancel(id, &reason, oneshot::channel().0);
             return;
         }
-        let children = self.children.entry(parent).or_default();
+        let children = self.children.entry(parent.clone()).or_default();
         if !children.contains(id) {
             children.push(id.clone());
+        }
+        // Read back after a restart, it has spent already.
+        let spent = self.tasks.get(id).map(spent_by).unwrap_or_default();
+        if !spent.is_zero() {
+            self.charge_ancestors(id, spent);
+        }
+        // Its parent's budget may be spent: it waits with it.
+        if let Some(reason) = self.ancestor_over_budget(id) {
+            self.pause_task(id, &reason, "parent");
+        }
+    }
+
+    /// Counts what `id` spent (`grew`) against each of its ancestors in
+    /// memory; one it puts over its budget pauses, with its descendants.
+    pub(super) fn charge_ancestors(&mut self, id: &str, grew: Cost) {
+        let mut at = self
+            .tasks
+            .get(id)
+            .and_then(|a| parent_of(&a.spec.labels).map(Arc::<str>::from));
+        while let Some(ancestor) = at {
+            let Some(active) = self.tasks.get_mut(&ancestor) else {
+                return;
+            };
+            active.family_spent += grew;
+            at = parent_of(&active.spec.labels).map(Arc::<str>::from);
+            if active.run.state() != TaskState::Paused
+                && let Some(why) = over_own_budget(active)
+            {
+                self.pause_task(&ancestor, &format!("budget: the task {why}"), "task");
+            }
+        }
+    }
+
+    /// Why a task must wait for an ancestor's budget, if one in memory has
+    /// spent it.
+    pub(super) fn ancestor_over_budget(&self, id: &str) -> Option<String> {
+        let mut at = self.tasks.get(id).and_then(|a| parent_of(&a.spec.labels));
+        while let Some(ancestor) = at {
+            let active = self.tasks.get(ancestor)?;
+            if let Some(why) = over_own_budget(active) {
+                return Some(format!("budget: its parent task {ancestor} {why}"));
+            }
+            at = parent_of(&active.spec.labels);
+        }
+        None
+    }
+
+    /// Pauses the children (and theirs) of `parent`, paused for its budget.
+    pub(super) fn pause_children(&mut self, parent: &str, reason: &str) {
+        let children = self.children.get(parent).cloned().unwrap_or_default();
+        for child in children {
+            if self.tasks.contains_key(&child) {
+                self.pause_task(&child, reason, "parent");
+            }
         }
     }
 

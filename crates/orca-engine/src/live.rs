@@ -113,6 +113,9 @@ pub(crate) struct Active {
     pub(crate) index: HashMap<String, usize>,
     /// What its ended attempts cost.
     pub(crate) spent: orca_core::Cost,
+    /// What the tasks its steps submitted (and theirs) have spent while in
+    /// memory: it counts against this task's budget (see `family`).
+    pub(crate) family_spent: orca_core::Cost,
     /// Some step names `touches`: only then may a step wait for a sibling
     /// (so a task without them pays nothing for the check).
     pub(crate) claims_paths: bool,
@@ -228,5 +231,6 @@ pub(crate) fn new_active(
         exclusive: spec.repo.as_ref().and_then(|r| r.exclusive_key()),
         spec,
         spent: orca_core::Cost::default(),
+        family_spent: orca_core::Cost::default(),
     }
 }

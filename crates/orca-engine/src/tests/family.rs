@@ -111,3 +111,112 @@ async fn a_child_whose_parent_has_ended_is_cancelled_when_it_comes_into_memory()
     h.settled().await;
     assert!(gpu.idle(), "the orphan never ran");
 }
+
+#[tokio::test]
+async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for_a_raise() {
+    let h = Harness::new();
+    let mut parent = TaskSpec {
+        name: "p".into(),
+        steps: vec![noop("lead")],
+        ..TaskSpec::default()
+    };
+    parent.budget = Some(orca_core::Budget {
+        usd: Some(1.0),
+        tokens: None,
+        approvers: Vec::new(),
+    });
+    h.try_submit("p", "default", parent, 1)
+        .await
+        .expect("submitted");
+    let mut w = h.worker("w", &["shell"], 2).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let lead = w.assigned().await;
+    h.try_submit("c", "default", child("c", "p", vec![noop("a")]), 2)
+        .await
+        .expect("submitted");
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let work = w.assigned().await;
+    assert_eq!(work, key("c", "a", 1));
+    let dollars = |usd| orca_core::Cost {
+        usd,
+        ..orca_core::Cost::default()
+    };
+    // Within the parent's budget: nothing happens.
+    h.engine
+        .spend(w.id, work.clone(), dollars(0.6))
+        .await
+        .expect("spend");
+    h.settled().await;
+    assert!(w.idle());
+    // The child's spend crosses the parent's budget: both stop.
+    h.engine
+        .spend(w.id, work.clone(), dollars(1.2))
+        .await
+        .expect("spend");
+    let mut stopped = Vec::new();
+    for _ in 0..2 {
+        match w.next().await {
+            ToWorker::Cancel {
+                attempt, reason, ..
+            } => {
+                assert!(reason.starts_with("budget: "), "{reason}");
+                stopped.push(attempt);
+            }
+            other => panic!("expected a stop, got {other:?}"),
+        }
+    }
+    stopped.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    assert_eq!(stopped, [work.clone(), lead.clone()]);
+    h.until("p", "the parent pauses", |t| {
+        t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.2000")
+    })
+    .await;
+    h.until("c", "the child pauses with it", |t| {
+        t.state == TaskState::Paused
+            && t.message == "budget: its parent task p is paused for its budget"
+    })
+    .await;
+    for (attempt, cost) in [(lead, 0.0), (work, 1.2)] {
+        h.engine
+            .report(
+                w.id,
+                StepResult {
+                    attempt,
+                    outcome: AttemptEnd::Cancelled,
+                    output_json: String::new(),
+                    error: String::new(),
+                    exit_code: None,
+                    started_at: None,
+                    cost: Some(dollars(cost)),
+                    stalled: false,
+                    rate_limited: None,
+                    work: None,
+                    conflict: None,
+                },
+            )
+            .await
+            .expect("report");
+    }
+    h.engine.credits(w.id, 2).await.expect("credits");
+    h.settled().await;
+    assert!(
+        w.idle(),
+        "nothing of either starts while the budget is spent"
+    );
+
+    // Raised: both go on.
+    h.engine
+        .raise_budget(
+            "p".into(),
+            orca_core::Budget {
+                usd: Some(5.0),
+                tokens: None,
+                approvers: Vec::new(),
+            },
+        )
+        .await
+        .expect("raise");
+    let mut again = vec![w.assigned().await, w.assigned().await];
+    again.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    assert_eq!(again, [key("c", "a", 2), key("p", "lead", 2)]);
+}
