@@ -424,3 +424,72 @@ async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_outside_orca_runs_tasks_through_the_http_endpoint_as_its_tokens_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = free_addr();
+    let (_server, _worker) = start_with_roles(dir.path(), &http, &[], 2)
+        .await
+        .expect("server and worker");
+    let python = mcp_python();
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/mcp/remote.py"))
+        .arg(format!("http://{http}/mcp"))
+        .env("ORCA_TOKEN", "orca_dev")
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report");
+    assert_eq!(
+        report["tools"],
+        json!([
+            "cancel_task",
+            "get_task",
+            "list_tasks",
+            "submit_task",
+            "submit_template",
+            "task_logs",
+            "wait_for_task"
+        ])
+    );
+    assert_eq!(report["submit_task"]["created"], true);
+    let waited = &report["wait_for_task"];
+    assert_eq!(waited["state"], "succeeded", "{waited}");
+    assert_eq!(waited["tenant"], "default");
+    assert_eq!(waited["steps"][0]["output"], json!({"ok": true}));
+    assert!(
+        report["list_tasks"]["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .any(|t| t["taskId"] == waited["id"]),
+        "{report}"
+    );
+    assert!(
+        report["bad_task"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid argument")),
+        "{report}"
+    );
+
+    // Without a token, nothing reaches MCP: 401, said in JSON.
+    let refused = http_call(
+        &http,
+        "POST",
+        "/mcp",
+        None,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .expect("answered");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "UNAUTHENTICATED");
+}

@@ -36,8 +36,8 @@ pub async fn mcp(settings: &Settings, args: McpArgs) -> anyhow::Result<ExitCode>
     let (tenant, scope) = tenant_and_scope(args.scope)?;
     let channel = orca_api::leader::Replicas::new(&settings.server, &settings.tls)?;
     let bearer = orca_api::client::Bearer::new(settings.token.as_deref())?;
-    let tools = orca_worker::mcp::Tools::new(channel, bearer, tenant, scope);
-    orca_worker::mcp::serve_stdio(tools).await?;
+    let tools = orca_mcp::Tools::new(channel, bearer, tenant, scope);
+    orca_mcp::serve_stdio(tools).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -96,6 +96,7 @@ pub fn serve(
         .route("/readyz", get(readyz))
         .route("/login", get(login))
         .nest("/api/v1", rest::routes(max_body))
+        .merge(crate::mcp::routes(status.clone(), max_body))
         .merge(console::routes())
         .fallback(console::fallback)
         .with_state(status);

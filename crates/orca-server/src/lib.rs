@@ -15,6 +15,7 @@ mod grpc;
 mod http;
 mod http_state;
 pub mod jwt;
+mod mcp;
 pub mod planner;
 mod replica;
 pub mod repos;

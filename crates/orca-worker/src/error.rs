@@ -12,9 +12,6 @@ pub enum Error {
     /// The control plane answered with an error status.
     #[error("the control plane refused: {}", .0.message())]
     Refused(#[from] tonic::Status),
-    /// The agents' MCP server could not start or serve.
-    #[error("{0}")]
-    Mcp(String),
     /// The control plane broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),

@@ -6,6 +6,8 @@
 //! ends, and within the control plane's depth and fan-out limits. The
 //! answers are the views `orca get task -o json` prints.
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orca_api::client::Bearer;
@@ -15,6 +17,8 @@ use orca_api::v1::task_service_client::TaskServiceClient;
 use orca_api::view::task_view;
 use rmcp::model::{JsonObject, Tool};
 use serde_json::{Value, json};
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 
 use super::{number, refusal, schema, text};
@@ -29,20 +33,86 @@ const CANCEL_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_TAIL: u64 = 100;
 const MAX_TAIL: u64 = 2000;
 
+/// A task's events as a watch gives them.
+pub type WatchedEvents = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
+
+/// The TaskService calls the fleet's tools make, as some caller: over
+/// gRPC with a token (`orca mcp`), or in the control plane as the caller
+/// of an HTTP request (its `/mcp`).
+#[async_trait::async_trait]
+pub trait TaskCalls: Send + Sync {
+    async fn submit_task(
+        &self,
+        request: v1::SubmitTaskRequest,
+    ) -> Result<v1::SubmitTaskResponse, Status>;
+    async fn submit_template(
+        &self,
+        request: v1::SubmitTemplateRequest,
+    ) -> Result<v1::SubmitTaskResponse, Status>;
+    async fn get_task(&self, request: v1::GetTaskRequest) -> Result<v1::Task, Status>;
+    async fn list_tasks(
+        &self,
+        request: v1::ListTasksRequest,
+    ) -> Result<v1::ListTasksResponse, Status>;
+    async fn cancel_task(&self, request: v1::CancelTaskRequest) -> Result<v1::Task, Status>;
+    async fn watch_task(&self, request: v1::WatchTaskRequest) -> Result<WatchedEvents, Status>;
+}
+
 type Client = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
+
+#[async_trait::async_trait]
+impl TaskCalls for Client {
+    async fn submit_task(
+        &self,
+        request: v1::SubmitTaskRequest,
+    ) -> Result<v1::SubmitTaskResponse, Status> {
+        Ok(Client::submit_task(&mut self.clone(), request)
+            .await?
+            .into_inner())
+    }
+    async fn submit_template(
+        &self,
+        request: v1::SubmitTemplateRequest,
+    ) -> Result<v1::SubmitTaskResponse, Status> {
+        Ok(Client::submit_template(&mut self.clone(), request)
+            .await?
+            .into_inner())
+    }
+    async fn get_task(&self, request: v1::GetTaskRequest) -> Result<v1::Task, Status> {
+        Ok(Client::get_task(&mut self.clone(), request)
+            .await?
+            .into_inner())
+    }
+    async fn list_tasks(
+        &self,
+        request: v1::ListTasksRequest,
+    ) -> Result<v1::ListTasksResponse, Status> {
+        Ok(Client::list_tasks(&mut self.clone(), request)
+            .await?
+            .into_inner())
+    }
+    async fn cancel_task(&self, request: v1::CancelTaskRequest) -> Result<v1::Task, Status> {
+        Ok(Client::cancel_task(&mut self.clone(), request)
+            .await?
+            .into_inner())
+    }
+    async fn watch_task(&self, request: v1::WatchTaskRequest) -> Result<WatchedEvents, Status> {
+        let events = Client::watch_task(&mut self.clone(), request)
+            .await?
+            .into_inner();
+        Ok(Box::pin(events))
+    }
+}
 
 #[derive(Clone)]
 pub(super) struct FleetTools {
-    client: Client,
+    calls: Arc<dyn TaskCalls>,
     tenant: String,
 }
 
 impl FleetTools {
-    pub(super) fn new(channel: Replicas, bearer: Bearer, tenant: String) -> FleetTools {
-        FleetTools {
-            client: TaskServiceClient::with_interceptor(channel, bearer),
-            tenant,
-        }
+    pub(super) fn new(calls: Arc<dyn TaskCalls>, tenant: String) -> FleetTools {
+        FleetTools { calls, tenant }
     }
 
     pub(super) async fn submit_task(&self, args: &JsonObject) -> Result<Value, String> {
@@ -52,16 +122,14 @@ impl FleetTools {
         let spec: orca_core::TaskSpec =
             serde_json::from_value(task.clone()).map_err(|e| format!("task: {e}"))?;
         let submitted = self
-            .client
-            .clone()
+            .calls
             .submit_task(v1::SubmitTaskRequest {
                 spec: Some((&spec).into()),
                 idempotency_key: optional_text(args, "key")?,
                 tenant: self.tenant.clone(),
             })
             .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
+            .map_err(|s| refusal(&s))?;
         Ok(json!({"taskId": submitted.task_id, "created": submitted.created}))
     }
 
@@ -87,8 +155,7 @@ impl FleetTools {
             Some(_) => return Err("parameters: must be an object".into()),
         }
         let submitted = self
-            .client
-            .clone()
+            .calls
             .submit_template(v1::SubmitTemplateRequest {
                 name,
                 parameters,
@@ -96,8 +163,7 @@ impl FleetTools {
                 tenant: self.tenant.clone(),
             })
             .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
+            .map_err(|s| refusal(&s))?;
         Ok(json!({"taskId": submitted.task_id, "created": submitted.created}))
     }
 
@@ -120,22 +186,20 @@ impl FleetTools {
     /// end once it has.
     async fn finished_within(&self, task_id: &str, wait: Duration) -> Result<bool, String> {
         let mut events = self
-            .client
-            .clone()
+            .calls
             .watch_task(v1::WatchTaskRequest {
                 task_id: task_id.to_string(),
                 after_seq: 0,
                 follow: true,
             })
             .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
+            .map_err(|s| refusal(&s))?;
         let ended = tokio::time::timeout(wait, async {
             loop {
-                match events.message().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Ok(()),
-                    Err(status) => return Err(refusal(&status)),
+                match events.next().await {
+                    Some(Ok(_)) => {}
+                    None => return Ok(()),
+                    Some(Err(status)) => return Err(refusal(&status)),
                 }
             }
         })
@@ -149,14 +213,12 @@ impl FleetTools {
 
     pub(super) async fn get_task(&self, args: &JsonObject) -> Result<Value, String> {
         let task = self
-            .client
-            .clone()
+            .calls
             .get_task(v1::GetTaskRequest {
                 task_id: text(args, "taskId")?,
             })
             .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
+            .map_err(|s| refusal(&s))?;
         serde_json::to_value(task_view(&task)).map_err(|e| e.to_string())
     }
 
@@ -169,18 +231,17 @@ impl FleetTools {
             Some(_) => return Err(format!("tail: 1 to {MAX_TAIL}")),
         } as usize;
         let mut events = self
-            .client
-            .clone()
+            .calls
             .watch_task(v1::WatchTaskRequest {
                 task_id: task_id.clone(),
                 after_seq: 0,
                 follow: false,
             })
             .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
+            .map_err(|s| refusal(&s))?;
         let mut lines = std::collections::VecDeque::with_capacity(tail);
-        while let Some(event) = events.message().await.map_err(|s| refusal(&s))? {
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|s| refusal(&s))?;
             let Some(v1::event::Kind::Log(log)) = event.kind else {
                 continue;
             };
@@ -201,16 +262,14 @@ impl FleetTools {
             name => vec![task_state(name)? as i32],
         };
         let page = self
-            .client
-            .clone()
+            .calls
             .list_tasks(v1::ListTasksRequest {
                 states,
                 page_size: 1000,
                 ..Default::default()
             })
             .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
+            .map_err(|s| refusal(&s))?;
         let tasks: Vec<Value> = page
             .tasks
             .iter()
@@ -229,8 +288,7 @@ impl FleetTools {
 
     pub(super) async fn cancel_task(&self, args: &JsonObject) -> Result<Value, String> {
         let task_id = text(args, "taskId")?;
-        self.client
-            .clone()
+        self.calls
             .cancel_task(v1::CancelTaskRequest {
                 task_id: task_id.clone(),
             })

@@ -1,6 +1,7 @@
-//! The agents' MCP server (`orca mcp`), over stdio: the worker names it in
-//! each agent's MCP config, and it calls the control plane with the step's
-//! own token. Two sets of tools: the task's shared state and topics
+//! orca's MCP tools. Over stdio (`orca mcp`), the worker names them in each
+//! agent's MCP config, and they call the control plane with the step's own
+//! token; over HTTP (the control plane's `/mcp`), the fleet's tools act as
+//! the caller of that request. Two sets of tools: the task's shared state and topics
 //! (`state`), so one agent can leave a finding for another or wait for its
 //! message; and the fleet (`fleet`), so a lead agent hands work to other
 //! agents as tasks of their own (its task's children), waits for them and
@@ -20,8 +21,6 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
 use tonic::{Code, Status};
 
-use crate::error::Error;
-
 /// The server's name in the agent's MCP config: its tools are
 /// `mcp__orca__<tool>`.
 pub const SERVER_NAME: &str = "orca";
@@ -37,21 +36,94 @@ pub const SERVER_ENV: [&str; 5] = [
     "ORCA_TENANT",
 ];
 
-/// Every tool, bound to one tenant and scope (a task's id).
+pub use fleet::{TaskCalls, WatchedEvents};
+
+/// The fleet's tools, as listed.
+pub fn fleet_tools() -> Vec<rmcp::model::Tool> {
+    fleet::tools()
+}
+
+/// Why the tools could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// The tools an MCP client is offered: the fleet's, and a task's shared
+/// state when they are bound to one.
 #[derive(Clone)]
 pub struct Tools {
-    state: state::StateTools,
+    state: Option<state::StateTools>,
     fleet: fleet::FleetTools,
 }
 
 impl Tools {
-    /// Tools over `channel` with `bearer`, in `scope` (a task's id) of
-    /// `tenant` ("" for the token's own).
+    /// Every tool, over `channel` with `bearer`, in `scope` (a task's id)
+    /// of `tenant` ("" for the token's own): what `orca mcp` serves.
     pub fn new(channel: Replicas, bearer: Bearer, tenant: String, scope: String) -> Tools {
+        let client = orca_api::v1::task_service_client::TaskServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        );
         Tools {
-            state: state::StateTools::new(channel.clone(), bearer.clone(), tenant.clone(), scope),
-            fleet: fleet::FleetTools::new(channel, bearer, tenant),
+            state: Some(state::StateTools::new(
+                channel,
+                bearer,
+                tenant.clone(),
+                scope,
+            )),
+            fleet: fleet::FleetTools::new(std::sync::Arc::new(client), tenant),
         }
+    }
+
+    /// The fleet's tools alone, making their calls through `calls`.
+    pub fn fleet(calls: std::sync::Arc<dyn TaskCalls>) -> Tools {
+        Tools {
+            state: None,
+            fleet: fleet::FleetTools::new(calls, String::new()),
+        }
+    }
+
+    /// Makes the call `request` names. A refused call is the tool's answer
+    /// (marked as an error) for the agent to act on; a tool that is not
+    /// here is a protocol error.
+    pub async fn call(&self, request: CallToolRequestParams) -> Result<CallToolResult, McpError> {
+        let args = request.arguments.unwrap_or_default();
+        let answer = match (request.name.as_ref(), &self.state) {
+            ("state_get", Some(state)) => state.get(&args).await,
+            ("state_put", Some(state)) => state.put(&args).await,
+            ("state_delete", Some(state)) => state.delete(&args).await,
+            ("publish", Some(state)) => state.publish(&args).await,
+            ("wait_for_message", Some(state)) => state.wait_for_message(&args).await,
+            ("submit_task", _) => self.fleet.submit_task(&args).await,
+            ("submit_template", _) => self.fleet.submit_template(&args).await,
+            ("wait_for_task", _) => self.fleet.wait_for_task(&args).await,
+            ("get_task", _) => self.fleet.get_task(&args).await,
+            ("task_logs", _) => self.fleet.task_logs(&args).await,
+            ("list_tasks", _) => self.fleet.list_tasks(&args).await,
+            ("cancel_task", _) => self.fleet.cancel_task(&args).await,
+            (other, _) => {
+                return Err(McpError::invalid_params(
+                    format!("there is no tool {other:?}"),
+                    None,
+                ));
+            }
+        };
+        Ok(match answer {
+            Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
+            Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
+        })
+    }
+
+    /// The tools offered.
+    pub fn list(&self) -> Vec<rmcp::model::Tool> {
+        let mut tools = match self.state {
+            Some(_) => state::tools(),
+            None => Vec::new(),
+        };
+        tools.extend(fleet::tools());
+        tools
     }
 }
 
@@ -125,9 +197,7 @@ impl ServerHandler for Tools {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let mut tools = state::tools();
-        tools.extend(fleet::tools());
-        Ok(ListToolsResult::with_all_items(tools))
+        Ok(ListToolsResult::with_all_items(self.list()))
     }
 
     async fn call_tool(
@@ -135,34 +205,7 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let args = request.arguments.unwrap_or_default();
-        let answer = match request.name.as_ref() {
-            "state_get" => self.state.get(&args).await,
-            "state_put" => self.state.put(&args).await,
-            "state_delete" => self.state.delete(&args).await,
-            "publish" => self.state.publish(&args).await,
-            "wait_for_message" => self.state.wait_for_message(&args).await,
-            "submit_task" => self.fleet.submit_task(&args).await,
-            "submit_template" => self.fleet.submit_template(&args).await,
-            "wait_for_task" => self.fleet.wait_for_task(&args).await,
-            "get_task" => self.fleet.get_task(&args).await,
-            "task_logs" => self.fleet.task_logs(&args).await,
-            "list_tasks" => self.fleet.list_tasks(&args).await,
-            "cancel_task" => self.fleet.cancel_task(&args).await,
-            other => {
-                return Err(McpError::invalid_params(
-                    format!("there is no tool {other:?}"),
-                    None,
-                ));
-            }
-        };
-        // A refused call is the tool's answer, for the agent to act on; not a
-        // protocol error.
-        Ok(match answer {
-            Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
-            Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
-        }
-        .into())
+        Ok(self.call(request).await?.into())
     }
 }
 
@@ -171,28 +214,12 @@ pub async fn serve_stdio(tools: Tools) -> Result<(), Error> {
     let running = tools
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| Error::Mcp(format!("starting the MCP server: {e}")))?;
+        .map_err(|e| Error::Serve(format!("starting the MCP server: {e}")))?;
     running
         .waiting()
         .await
-        .map_err(|e| Error::Mcp(format!("serving MCP: {e}")))?;
+        .map_err(|e| Error::Serve(format!("serving MCP: {e}")))?;
     Ok(())
-}
-
-/// The `--mcp-config` value naming this server: `orca_bin mcp`, which finds
-/// the server, the step's token and its task in the environment the agent
-/// passes on (so no token is on a command line).
-pub fn agent_config(orca_bin: &std::path::Path) -> String {
-    json!({
-        "mcpServers": {
-            SERVER_NAME: {
-                "type": "stdio",
-                "command": orca_bin.display().to_string(),
-                "args": ["mcp"],
-            }
-        }
-    })
-    .to_string()
 }
 
 #[cfg(test)]
@@ -227,16 +254,5 @@ mod tests {
                 assert!(properties.contains_key(name), "{}: {name}", tool.name);
             }
         }
-    }
-
-    #[test]
-    fn the_agent_config_runs_orca_mcp_without_secrets() {
-        let config: Value =
-            serde_json::from_str(&agent_config(std::path::Path::new("/usr/bin/orca")))
-                .expect("json");
-        let server = &config["mcpServers"][SERVER_NAME];
-        assert_eq!(server["command"], "/usr/bin/orca");
-        assert_eq!(server["args"], json!(["mcp"]));
-        assert!(server.get("env").is_none());
     }
 }
