@@ -63,6 +63,8 @@ struct State {
     routes: Vec<(String, VecDeque<Reply>)>,
     requests: Vec<Value>,
     keys: Vec<String>,
+    /// Requests held open by a `Hang` reply.
+    hanging: usize,
 }
 
 pub struct MockGemini {
@@ -131,6 +133,11 @@ impl MockGemini {
     pub fn keys(&self) -> Vec<String> {
         self.with(|s| s.keys.clone())
     }
+
+    /// Requests held open by a `Hang` reply.
+    pub fn hanging(&self) -> usize {
+        self.with(|s| s.hanging)
+    }
 }
 
 fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -164,11 +171,15 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
             .iter_mut()
             .find(|(marker, _)| asked.contains(marker.as_str()))
             .map(|(_, replies)| replies.pop_front());
-        match routed {
+        let reply = match routed {
             Some(reply) => reply,
             None => state.script.pop_front(),
         }
-        .unwrap_or_else(|| Reply::Text("Done.".into()))
+        .unwrap_or_else(|| Reply::Text("Done.".into()));
+        if matches!(reply, Reply::Hang) {
+            state.hanging += 1;
+        }
+        reply
     };
     let part = match reply {
         Reply::Error { status, message } => {

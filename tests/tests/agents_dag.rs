@@ -276,6 +276,14 @@ async fn after_a_kill_9_each_runtimes_session_resumes_on_another_worker() {
         .await
         .unwrap_or_else(|e| panic!("{step}: its first turn is kept while it runs: {e}"));
     }
+    // Each CLI is waiting on its API's silence, not about to ask for it: a
+    // kill before then would leave the silence for the resumed run.
+    eventually(Duration::from_secs(30), || async {
+        (claude_mock.hanging() == 1 && codex_mock.hanging() == 1 && gemini_mock.hanging() == 1)
+            .then_some(())
+    })
+    .await
+    .expect("each CLI waits on its silent API");
     worker_a.kill();
 
     let _worker_b =

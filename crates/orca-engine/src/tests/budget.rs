@@ -58,7 +58,7 @@ async fn stopped_for_budget(w: &mut FakeWorker, attempt: &AttemptKey) {
     }
 }
 
-async fn report_cost(
+pub(super) async fn report_cost(
     h: &Harness,
     w: &FakeWorker,
     attempt: AttemptKey,

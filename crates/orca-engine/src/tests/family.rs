@@ -6,6 +6,7 @@
 
 use orca_core::family::{DEPTH_LABEL, PARENT_LABEL, PARENT_STEP_LABEL};
 
+use super::budget::report_cost;
 use super::cold::{capped, on_gpu};
 use super::*;
 
@@ -177,25 +178,7 @@ async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for
     })
     .await;
     for (attempt, cost) in [(lead, 0.0), (work, 1.2)] {
-        h.engine
-            .report(
-                w.id,
-                StepResult {
-                    attempt,
-                    outcome: AttemptEnd::Cancelled,
-                    output_json: String::new(),
-                    error: String::new(),
-                    exit_code: None,
-                    started_at: None,
-                    cost: Some(dollars(cost)),
-                    stalled: false,
-                    rate_limited: None,
-                    work: None,
-                    conflict: None,
-                },
-            )
-            .await
-            .expect("report");
+        report_cost(&h, &w, attempt, AttemptEnd::Cancelled, dollars(cost)).await;
     }
     h.engine.credits(w.id, 2).await.expect("credits");
     h.settled().await;

@@ -247,22 +247,8 @@ impl Dispatcher {
                     .filter(|w| wanted_by(w, kind, event.at) && w.tenant == task.tenant)
                 {
                     let id = self.next_id();
-                    made.push(Delivery {
-                        payload: payload(&id, kind, event, task),
-                        id,
-                        webhook_id: webhook.id.clone(),
-                        tenant: task.tenant.clone(),
-                        task_id: task.id.clone(),
-                        event: kind.to_string(),
-                        state: DeliveryState::Pending,
-                        attempts: 0,
-                        next_attempt_at: now,
-                        last_status: 0,
-                        last_latency_ms: 0,
-                        last_error: String::new(),
-                        created_at: now,
-                        finished_at: 0,
-                    });
+                    let body = payload(&id, kind, event, task);
+                    made.push(super::pending(id, webhook, &task.id, kind, body, now));
                 }
             }
             commit(

@@ -216,22 +216,8 @@ impl WebhookRegistry for Webhooks {
                 .filter(|w| w.events.iter().any(|e| e == kind))
             {
                 let id = ulid::Ulid::new().to_string();
-                made.push(Delivery {
-                    payload: event::schedule_payload(&id, kind, schedule, run),
-                    id,
-                    webhook_id: webhook.id.clone(),
-                    tenant: schedule.tenant.clone(),
-                    task_id: run.task_id.clone(),
-                    event: kind.to_string(),
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    last_status: 0,
-                    last_latency_ms: 0,
-                    last_error: String::new(),
-                    created_at: now,
-                    finished_at: 0,
-                });
+                let payload = event::schedule_payload(&id, kind, schedule, run);
+                made.push(pending(id, webhook, &run.task_id, kind, payload, now));
             }
         }
         Ok(made)
@@ -243,6 +229,34 @@ impl WebhookRegistry for Webhooks {
             // leader reads them from the store.
             let _ = self.made.send(delivery);
         }
+    }
+}
+
+/// A delivery to `webhook` of event `kind` (of task `task_id`, when it is
+/// a task's), made at `now` and due at once.
+fn pending(
+    id: String,
+    webhook: &Webhook,
+    task_id: &str,
+    kind: &str,
+    payload: String,
+    now: orca_core::Micros,
+) -> Delivery {
+    Delivery {
+        id,
+        webhook_id: webhook.id.clone(),
+        tenant: webhook.tenant.clone(),
+        task_id: task_id.to_string(),
+        event: kind.to_string(),
+        payload,
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        last_status: 0,
+        last_latency_ms: 0,
+        last_error: String::new(),
+        created_at: now,
+        finished_at: 0,
     }
 }
 
