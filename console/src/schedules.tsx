@@ -75,16 +75,23 @@ function RunCell({ run }: { run?: Run }) {
 
 export function SchedulesPage({ name, tenant, session }: { name?: string; tenant?: string; session: Session }) {
   const [schedules, error, load] = useSchedules();
-  if (error) return <p class="error">{error}</p>;
-  if (!schedules) return <p class="loading">Loading…</p>;
+  // A read that failed keeps what the last one showed, said above it.
+  if (!schedules) return error ? <p class="error">{error}</p> : <p class="loading">Loading…</p>;
+  const failed = error && <p class="error" data-test="schedules-error">{error}</p>;
   if (name) {
     const found = schedules.find((s) => s.name === name && (!tenant || s.tenant === tenant));
     if (!found) return <p class="error">No schedule {name}.</p>;
-    return <SchedulePage schedule={found} session={session} onChanged={load} />;
+    return (
+      <>
+        {failed}
+        <SchedulePage schedule={found} session={session} onChanged={load} />
+      </>
+    );
   }
   return (
     <div>
       <h2>Schedules</h2>
+      {failed}
       <table data-test="schedules">
         <thead>
           <tr>

@@ -1104,10 +1104,14 @@ async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspend
         .expect("its page");
     shown(&browser, "[data-test=history] a[href^='#/tasks/']").await;
     browser.click("[data-test=suspend]").await.expect("suspend");
-    browser
+    if let Err(e) = browser
         .text_until("[data-test=next-tick]", LIVE, |t| t == "suspended")
         .await
-        .expect("suspended");
+    {
+        let errors = browser.page_errors(&[SIGNED_OUT]).await.unwrap_or_default();
+        let page = browser.text("main").await.unwrap_or_default();
+        panic!("not shown suspended: {e}; the page's errors: {errors:?}; the page: {page}");
+    }
     browser
         .screenshot(&screenshots(), "schedule")
         .await

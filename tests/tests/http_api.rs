@@ -256,6 +256,21 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     );
     let empty = api.call("POST", "/api/v1/tasks", "orca_dev", "");
     assert_eq!(error(&empty)["field"], "body");
+    // A page past the most is refused, naming it, not cut short unsaid
+    // (the document says the most); 1000 is a page.
+    for route in [
+        "/api/v1/tasks",
+        "/api/v1/audit",
+        "/api/v1/webhook-deliveries",
+    ] {
+        let too_many = api.get(&format!("{route}?pageSize=2147483648"), "orca_admin");
+        assert_eq!(too_many.status, 400, "{route}: {}", too_many.body);
+        let past = api.get(&format!("{route}?pageSize=1001"), "orca_admin");
+        assert_eq!(past.status, 400, "{route}: {}", past.body);
+        assert_eq!(error(&past)["field"], "page_size", "{route}");
+        let most = api.get(&format!("{route}?pageSize=1000"), "orca_admin");
+        assert_eq!(most.status, 200, "{route}: {}", most.body);
+    }
     // A body larger than a gRPC message may be (4 MiB by default), by
     // little: what the server does not read fits in the socket buffers.
     let huge = format!("name: x\n# {}\nsteps: []\n", "x".repeat(4 << 20));
@@ -571,6 +586,16 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         "ScheduleView",
     ] {
         assert!(schemas.contains_key(name), "{name} is described");
+    }
+    for path in ["/tasks", "/audit", "/webhook-deliveries"] {
+        let page_size = document["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "pageSize")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(page_size["schema"]["maximum"], 1000, "{path}: {page_size}");
     }
     let answers = &document["paths"]["/tasks"]["post"]["responses"];
     for code in ["200", "201", "400", "401", "403", "429", "503"] {

@@ -102,8 +102,8 @@ pub enum GetWhat {
         /// Only tasks whose name starts with this.
         #[arg(long)]
         name: Option<String>,
-        /// How many tasks at most.
-        #[arg(long, default_value_t = 50)]
+        /// How many tasks at most (1 to 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
@@ -353,8 +353,8 @@ pub enum WebhookCommand {
         /// Only this endpoint's.
         #[arg(long)]
         webhook: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -485,8 +485,8 @@ pub struct AuditArgs {
     /// Records after this sequence number.
     #[arg(long, default_value_t = 0)]
     pub after: u64,
-    /// How many records at most.
-    #[arg(long, default_value_t = 100)]
+    /// How many records at most (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Format,

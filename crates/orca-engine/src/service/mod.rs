@@ -49,7 +49,7 @@ pub use webhooks::WebhookRegistry;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 const MAX_BATCH: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 100;
-const MAX_PAGE_SIZE: usize = 1000;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 /// Events read from the store per query while replaying a watch.
 const REPLAY_PAGE: usize = 512;
 
@@ -242,10 +242,15 @@ fn asked_tenants(caller: &Identity, asked: Vec<String>) -> Result<Option<Vec<Str
     Ok(Some(asked))
 }
 
-/// A page size as asked: 0 for the default, at most the most.
-fn page_size(asked: u32) -> usize {
+/// A page size as asked: 0 for `default`; past [`MAX_PAGE_SIZE`] it is
+/// refused, naming the field, rather than cut to it unsaid.
+fn page_size(asked: u32, default: usize) -> Result<usize, Error> {
     match asked as usize {
-        0 => DEFAULT_PAGE_SIZE,
-        n => n.min(MAX_PAGE_SIZE),
+        0 => Ok(default),
+        n if n <= MAX_PAGE_SIZE => Ok(n),
+        n => Err(Error::invalid(
+            "page_size",
+            format!("{n} is more than the most a page holds, {MAX_PAGE_SIZE}"),
+        )),
     }
 }

@@ -14,8 +14,8 @@ use super::calls::{
     TaskRef,
 };
 use super::{
-    Call, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, TaskApi, asked_tenants, family,
-    page_size,
+    Call, DEFAULT_PAGE_SIZE, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, TaskApi,
+    asked_tenants, family, page_size,
 };
 use crate::access::{Action, Identity};
 use crate::activity::MinuteSummary;
@@ -99,7 +99,7 @@ impl TaskApi {
                 "is not a token from a previous response",
             ));
         }
-        let page_size = page_size(request.page_size);
+        let page_size = page_size(request.page_size, DEFAULT_PAGE_SIZE)?;
         if let Some(step) = &caller.step {
             self.step_alive(step).await?;
         }
@@ -224,7 +224,7 @@ impl TaskApi {
             .store
             .audit_after(
                 request.after_seq,
-                page_size(request.page_size),
+                page_size(request.page_size, DEFAULT_PAGE_SIZE)?,
                 caller.visible_tenants(),
             )
             .await?)

@@ -11,9 +11,8 @@ use super::{Call, TaskApi};
 use crate::access::Action;
 use crate::error::Error;
 
-/// The delivery log's page when none is asked for, and its most.
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 1000;
+/// The delivery log's page when none is asked for.
+const DEFAULT_PAGE: usize = 50;
 
 /// Where webhook endpoints are kept: registering checks each field (the
 /// URL's host among them) and names the one it refuses.
@@ -105,10 +104,7 @@ impl TaskApi {
             page_size,
             page_token,
         } = call.into_message();
-        let limit = match page_size {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        } as usize;
+        let limit = super::page_size(page_size, DEFAULT_PAGE)?;
         // One more than the page, to know whether another follows.
         let mut deliveries = self
             .webhooks

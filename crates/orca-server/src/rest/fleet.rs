@@ -212,7 +212,7 @@ pub(super) struct AuditPage {
     summary = "The audit log, oldest first (ListAudit; admins)",
     params(
         ("after" = Option<u64>, Query, description = "records after this sequence number"),
-        ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
+        ("pageSize" = Option<u32>, Query, maximum = 1000, description = "at most this many (default 100, at most 1000; more is refused)"),
     ),
     responses((status = 200, body = AuditPage), Refused))]
 pub(super) async fn list_audit(

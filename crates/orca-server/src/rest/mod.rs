@@ -226,7 +226,7 @@ struct TaskPage {
     params(
         ("state" = Option<Vec<String>>, Query, description = "only these states (repeat it): queued, running, succeeded, failed, cancelled"),
         ("label" = Option<Vec<String>>, Query, description = "only tasks with this label, key=value (repeat it)"),
-        ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
+        ("pageSize" = Option<u32>, Query, maximum = 1000, description = "at most this many (default 100, at most 1000; more is refused)"),
         ("pageToken" = Option<String>, Query, description = "from the previous page's nextPageToken"),
         ("tenant" = Option<Vec<String>>, Query, description = "only this tenant's tasks (repeat it); each must be one the caller may see"),
         ("name" = Option<String>, Query, description = "only tasks whose name starts with this"),

@@ -46,7 +46,7 @@ fn state_view(value: v1::StateValue) -> StateView {
         ("scope" = String, Path),
         ("tenant" = Option<String>, Query, description = "the caller's first tenant when absent"),
         ("after" = Option<String>, Query, description = "keys after this one"),
-        ("pageSize" = Option<u32>, Query, description = "at most this many (default 100, at most 1000)"),
+        ("pageSize" = Option<u32>, Query, maximum = 1000, description = "at most this many (default 100, at most 1000; more is refused)"),
     ),
     responses((status = 200, body = StatePage), Refused))]
 pub(super) async fn list_state(

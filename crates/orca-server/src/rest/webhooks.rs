@@ -117,7 +117,7 @@ pub(super) async fn delete_webhook(
     summary = "The delivery log, newest first: each delivery's state, tries, last HTTP status and latency (ListWebhookDeliveries; admins)",
     params(
         ("webhook" = Option<String>, Query, description = "only this endpoint's"),
-        ("pageSize" = Option<u32>, Query, description = "at most this many (default 50, at most 1000)"),
+        ("pageSize" = Option<u32>, Query, maximum = 1000, description = "at most this many (default 50, at most 1000; more is refused)"),
         ("pageToken" = Option<String>, Query, description = "from the previous page's nextPageToken"),
     ),
     responses((status = 200, body = DeliveryPage), Refused))]
