@@ -87,6 +87,11 @@ async def main():
             report["over_the_limit"] = await call(
                 "submit_task", {"task": {"name": "one-too-many", "steps": [shell("x", "true")]}}
             )
+            # At the limit, a resubmit with a key already used finds its task.
+            report["again_at_the_limit"] = await call(
+                "submit_task",
+                {"task": {"name": "part-1", "steps": [shell("work", answer)]}, "key": "part-1"},
+            )
             report["not_a_child"] = await call("get_task", {"taskId": os.environ["ORCA_TASK_ID"]})
             report["bad_task"] = await call("submit_task", {"task": {"name": "bad", "steps": [{"id": "Bad!"}]}})
             report["wait_timeout"] = await call(

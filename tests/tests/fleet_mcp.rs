@@ -190,6 +190,14 @@ async fn a_lead_step_fans_out_through_the_mcp_tools_and_its_children_live_and_en
         refused("over_the_limit").contains("max-children"),
         "{report}"
     );
+    assert_eq!(
+        (
+            &report["again_at_the_limit"]["taskId"],
+            &report["again_at_the_limit"]["created"]
+        ),
+        (&json!(child), &json!(false)),
+        "a key already used finds its task, at the limit too: {report}"
+    );
     assert!(refused("not_a_child").starts_with("not found"), "{report}");
     assert!(
         refused("bad_task").starts_with("invalid argument")

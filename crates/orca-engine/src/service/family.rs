@@ -30,7 +30,14 @@ impl TaskApi {
     /// Makes `spec` a child of the task whose running step `step`
     /// submits it: refused when that attempt no longer runs (the parent
     /// ended, or the step moved on), or past the depth and fan-out limits.
-    pub(super) async fn adopt(&self, spec: &mut TaskSpec, step: &AttemptKey) -> Result<(), Error> {
+    /// A submit whose idempotency `key` names a child already made is not
+    /// counted again: it finds that child.
+    pub(super) async fn adopt(
+        &self,
+        spec: &mut TaskSpec,
+        step: &AttemptKey,
+        key: &str,
+    ) -> Result<(), Error> {
         self.step_alive(step).await?;
         let parent =
             self.store.get_task(&step.task_id).await?.ok_or_else(|| {
@@ -54,12 +61,16 @@ impl TaskApi {
         let siblings = self
             .children_of(&parent, self.limits.max_children + 1)
             .await?;
+        let again = !key.is_empty()
+            && siblings
+                .iter()
+                .any(|child| child.idempotency_key.as_deref() == Some(key));
         family::adopt(
             spec,
             &parent.id,
             &parent.spec.labels,
             &step.step_id,
-            siblings.len(),
+            if again { 0 } else { siblings.len() },
             self.limits.max_child_depth,
             self.limits.max_children,
         )

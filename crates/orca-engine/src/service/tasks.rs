@@ -250,10 +250,10 @@ impl TaskApi {
     ) -> Result<Submission, Error> {
         let tenant = caller.tenant_for(&request.tenant, &format!("{field}tenant"), "submit to")?;
         let mut spec = self.checked_spec(request.spec, field)?;
-        if let Some(step) = &caller.step {
-            self.adopt(&mut spec, step).await?;
-        }
         let key = request.idempotency_key;
+        if let Some(step) = &caller.step {
+            self.adopt(&mut spec, step, &key).await?;
+        }
         if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(Error::invalid(
                 format!("{field}idempotency_key"),
