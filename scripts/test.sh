@@ -28,6 +28,10 @@ cd "$(dirname "$0")/.."
 # The webhook tests verify every delivery with the Standard Webhooks
 # libraries (standardwebhooks, svix; PyPI, pinned).
 ./scripts/webhook-verifiers.sh >/dev/null
+# The MCP tests call orca's tools with the official MCP Python SDK (mcp;
+# PyPI, pinned): installed once here, before the tests that use it run at
+# once.
+./scripts/mcp-sdk.sh >/dev/null
 
 # The book builds (mdBook, pinned); tests/tests/docs.rs checks its links,
 # and the CLI and HTTP pages are checked against the code by unit tests.
