@@ -90,13 +90,11 @@ impl TaskApi {
             }
             orca_core::validate::validate_tenant_budget(&budget, "budget")?;
             // Stored first: the engine acts on what a restart would find.
-            self.store
-                .write(vec![Write::TenantBudget {
-                    tenant: tenant.clone(),
-                    budget,
-                }])
-                .await
-                .map_err(|_| Error::ShuttingDown)??;
+            self.commit(vec![Write::TenantBudget {
+                tenant: tenant.clone(),
+                budget,
+            }])
+            .await?;
             self.engine
                 .set_tenant_budget(tenant.clone(), budget)
                 .await?;

@@ -218,6 +218,16 @@ impl TaskApi {
         }
     }
 
+    /// Commits `writes` in one transaction; a store that stops before it
+    /// answers means the control plane is shutting down.
+    async fn commit(&self, writes: Vec<orca_store::Write>) -> Result<(), Error> {
+        self.store
+            .write(writes)
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        Ok(())
+    }
+
     /// The task with when it will be removed, by the retention rules.
     fn dated(&self, mut task: TaskRecord) -> TaskRecord {
         task.expires_at = self.engine.retention().task_expires_at(&task).unwrap_or(0);

@@ -57,13 +57,7 @@ impl TaskApi {
                     other => other,
                 })?;
             }
-            let exists = self
-                .store
-                .schedules()
-                .await?
-                .into_iter()
-                .any(|s| s.tenant == tenant && s.spec.name == spec.name);
-            if exists {
+            if self.schedule_named(&tenant, &spec.name).await?.is_some() {
                 return Err(Error::AlreadyExists(format!(
                     "schedule {:?} of tenant {tenant:?} exists; delete it first",
                     spec.name
@@ -76,10 +70,8 @@ impl TaskApi {
                 handled: now,
                 history: Vec::new(),
             };
-            self.store
-                .write(vec![Write::Schedule(Box::new(schedule.clone()))])
-                .await
-                .map_err(|_| Error::ShuttingDown)??;
+            self.commit(vec![Write::Schedule(Box::new(schedule.clone()))])
+                .await?;
             Ok(schedule)
         }
         .await;
@@ -119,13 +111,11 @@ impl TaskApi {
         let wanted = call.into_message();
         let removed = async {
             let found = self.find_schedule(&caller, &wanted).await?;
-            self.store
-                .write(vec![Write::RemoveSchedule {
-                    tenant: found.tenant.clone(),
-                    name: found.spec.name.clone(),
-                }])
-                .await
-                .map_err(|_| Error::ShuttingDown)??;
+            self.commit(vec![Write::RemoveSchedule {
+                tenant: found.tenant.clone(),
+                name: found.spec.name.clone(),
+            }])
+            .await?;
             Ok(found)
         }
         .await;
@@ -163,10 +153,8 @@ impl TaskApi {
                 if !suspend {
                     found.handled = found.handled.max(now_micros());
                 }
-                self.store
-                    .write(vec![Write::Schedule(Box::new(found.clone()))])
-                    .await
-                    .map_err(|_| Error::ShuttingDown)??;
+                self.commit(vec![Write::Schedule(Box::new(found.clone()))])
+                    .await?;
             }
             Ok(found)
         }
@@ -260,10 +248,7 @@ impl TaskApi {
                 deliveries: deliveries.clone(),
             });
         }
-        self.store
-            .write(writes)
-            .await
-            .map_err(|_| Error::ShuttingDown)??;
+        self.commit(writes).await?;
         if !deliveries.is_empty() {
             self.webhooks.committed(deliveries);
         }
@@ -364,17 +349,24 @@ impl TaskApi {
             .ok_or_else(|| Error::Internal("no task was created".into()))
     }
 
+    /// The schedule `name` of `tenant`, if there is one.
+    async fn schedule_named(&self, tenant: &str, name: &str) -> Result<Option<Schedule>, Error> {
+        Ok(self
+            .store
+            .schedules()
+            .await?
+            .into_iter()
+            .find(|s| s.tenant == tenant && s.spec.name == name))
+    }
+
     async fn find_schedule(
         &self,
         caller: &Identity,
         wanted: &ScheduleRef,
     ) -> Result<Schedule, Error> {
         let tenant = caller.tenant_for(&wanted.tenant, "tenant", "see schedules of")?;
-        self.store
-            .schedules()
+        self.schedule_named(&tenant, &wanted.name)
             .await?
-            .into_iter()
-            .find(|s| s.tenant == tenant && s.spec.name == wanted.name)
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "no schedule {:?} in tenant {tenant:?}",
