@@ -32,6 +32,9 @@ cd "$(dirname "$0")/.."
 # PyPI, pinned): installed once here, before the tests that use it run at
 # once.
 ./scripts/mcp-sdk.sh >/dev/null
+# The A2A tests call orca's endpoint with the protocol's SDKs (a2a-sdk on
+# PyPI, @a2a-js/sdk on npm; pinned).
+./scripts/a2a-sdk.sh >/dev/null
 
 # The book builds (mdBook, pinned); tests/tests/docs.rs checks its links,
 # and the CLI and HTTP pages are checked against the code by unit tests.

@@ -305,6 +305,63 @@ pub fn http_error(status: &Status) -> axum::response::Response {
     response
 }
 
+/// What a refusal is, as A2A's JSON-RPC binding numbers its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum A2aCode {
+    TaskNotFound = -32001,
+    TaskNotCancelable = -32002,
+    PushNotificationNotSupported = -32003,
+    UnsupportedOperation = -32004,
+    ExtendedAgentCardNotConfigured = -32007,
+    VersionNotSupported = -32009,
+    InvalidRequest = -32600,
+    MethodNotFound = -32601,
+    InvalidParams = -32602,
+    Internal = -32603,
+    Parse = -32700,
+}
+
+/// A refused A2A call as JSON-RPC's error code and a body's `error`
+/// object: `code`, `message`, and `data` as A2A has it (a
+/// `google.rpc.ErrorInfo` whose reason is the gRPC code and whose metadata
+/// names the field at fault). `None` for who calls and how much (401, 403,
+/// 429 and 503), which A2A leaves to the transport: [`http_error`]
+/// answers those, as on every HTTP route.
+pub fn a2a_error(status: &Status) -> Option<(A2aCode, serde_json::Value)> {
+    let code = match status.code() {
+        Code::Unauthenticated
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::Unavailable => return None,
+        Code::InvalidArgument | Code::OutOfRange => A2aCode::InvalidParams,
+        Code::NotFound => A2aCode::TaskNotFound,
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+            A2aCode::UnsupportedOperation
+        }
+        Code::Unimplemented => A2aCode::MethodNotFound,
+        _ => A2aCode::Internal,
+    };
+    Some((code, a2a_error_object(code, status)))
+}
+
+/// The `error` object of a JSON-RPC answer, for `code`.
+pub fn a2a_error_object(code: A2aCode, status: &Status) -> serde_json::Value {
+    let mut metadata = serde_json::Map::new();
+    if let Some(field) = status.metadata().get(FIELD).and_then(|f| f.to_str().ok()) {
+        metadata.insert("field".into(), field.into());
+    }
+    serde_json::json!({
+        "code": code as i64,
+        "message": status.message(),
+        "data": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": grpc_code_name(status.code()),
+            "domain": "orca.dev",
+            "metadata": metadata,
+        }],
+    })
+}
+
 /// `INVALID_ARGUMENT`, as gRPC spells its codes.
 fn grpc_code_name(code: Code) -> String {
     let mut name = String::new();

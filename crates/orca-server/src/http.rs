@@ -97,6 +97,7 @@ pub fn serve(
         .route("/login", get(login))
         .nest("/api/v1", rest::routes(max_body))
         .merge(crate::mcp::routes(status.clone(), max_body))
+        .merge(crate::a2a::routes(max_body))
         .merge(console::routes())
         .fallback(console::fallback)
         .with_state(status);

@@ -3,6 +3,7 @@
 //! what, TLS, webhooks, and the replicas that lead or stand by on a store
 //! (`store_url.rs` is the one place a backend is named).
 
+mod a2a;
 mod acceptor;
 mod agent_service;
 pub mod auth;

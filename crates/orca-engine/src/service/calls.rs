@@ -106,6 +106,9 @@ pub struct SubmitTemplate {
     pub parameters: BTreeMap<String, String>,
     pub idempotency_key: String,
     pub tenant: String,
+    /// Labels put on the rendered task besides its own (the A2A endpoint
+    /// puts a message's context on it); empty from the public calls.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// CreateWebhook.

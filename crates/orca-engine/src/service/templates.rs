@@ -45,6 +45,17 @@ impl TaskApi {
         Ok(self.templates.loaded.clone())
     }
 
+    /// The templates' names, descriptions and parameters, for what anyone
+    /// may read: the A2A agent card lists them as its skills, as a service
+    /// catalogue does. No task, nor anything a caller submitted, is in them.
+    pub fn offered_templates(&self) -> Vec<Template> {
+        self.templates
+            .loaded
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
     pub async fn submit_template(&self, call: Call<SubmitTemplate>) -> Result<Submitted, Error> {
         const ACTION: &str = "task.submit";
         let caller = self.permit_tasks(&call, Action::WriteTasks, ACTION)?;
@@ -53,11 +64,13 @@ impl TaskApi {
             parameters,
             idempotency_key,
             tenant,
+            labels,
         } = call.into_message();
         let submitted = async {
             // In name order, so a refusal names the same parameter each time.
             let given: Vec<(String, String)> = parameters.into_iter().collect();
-            let spec = self.templates.find(&name)?.render(&given)?;
+            let mut spec = self.templates.find(&name)?.render(&given)?;
+            spec.labels.extend(labels);
             let request = Submit {
                 spec: Some(spec),
                 idempotency_key,

@@ -148,6 +148,7 @@ pub(super) async fn submit_template(
         parameters,
         idempotency_key: idempotency_key(&headers)?,
         tenant: query.tenant,
+        labels: Default::default(),
     };
     let answer = call(
         &status,

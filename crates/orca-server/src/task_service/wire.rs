@@ -125,6 +125,7 @@ pub fn submit_template(request: v1::SubmitTemplateRequest) -> SubmitTemplate {
         parameters: request.parameters.into_iter().collect(),
         idempotency_key: request.idempotency_key,
         tenant: request.tenant,
+        labels: Default::default(),
     }
 }
 
