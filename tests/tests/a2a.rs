@@ -43,19 +43,16 @@ fn a2a_sdk() -> (String, std::path::PathBuf) {
     (python, modules)
 }
 
-async fn start(dir: &Path) -> (Server, Process, Process, String) {
+async fn start(dir: &Path, extra: &[&str]) -> (Server, Process, Process, String) {
     let templates = dir.join("templates");
     std::fs::create_dir_all(&templates).expect("templates dir");
     std::fs::write(templates.join("ticker.yaml"), TICKER).expect("template");
     let http = free_addr();
-    let (server, worker) = start_with_roles(
-        dir,
-        &http,
-        &["--templates-dir", templates.to_str().expect("utf-8")],
-        4,
-    )
-    .await
-    .expect("server and worker");
+    let mut flags = vec!["--templates-dir", templates.to_str().expect("utf-8")];
+    flags.extend_from_slice(extra);
+    let (server, worker) = start_with_roles(dir, &http, &flags, 4)
+        .await
+        .expect("server and worker");
     // A Claude Code worker of a pool: its runtime is a skill on the card.
     let agents = server
         .worker_with("agents-1", &["claude-code"], 1, &["--pool", "agents"])
@@ -78,7 +75,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_a2a_sdk_sends_streams_resumes_lists_and_cancels_tasks_and_meets_each_refusal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, _worker, _agents, http) = start(dir.path()).await;
+    let (_server, _worker, _agents, http) = start(dir.path(), &[]).await;
     let (python, _) = a2a_sdk();
     let out = std::process::Command::new(&python)
         .arg(repo_root().join("tests/a2a/client.py"))
@@ -209,7 +206,7 @@ async fn the_python_a2a_sdk_sends_streams_resumes_lists_and_cancels_tasks_and_me
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_javascript_a2a_sdk_streams_a_task_drops_it_and_resubscribes_to_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, _worker, _agents, http) = start(dir.path()).await;
+    let (_server, _worker, _agents, http) = start(dir.path(), &[]).await;
     let (_, modules) = a2a_sdk();
     let out = std::process::Command::new("node")
         .arg(repo_root().join("tests/a2a/client.mjs"))
@@ -246,12 +243,77 @@ async fn the_javascript_a2a_sdk_streams_a_task_drops_it_and_resubscribes_to_the_
     );
 }
 
+/// Push notifications through the webhook deliveries: the SDK's configs,
+/// each notification parsed strictly as its `StreamResponse`, with the
+/// client's token and authorization, and signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_updates_are_pushed_to_the_a2a_clients_receiver_through_the_webhooks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, _worker, _agents, http) =
+        start(dir.path(), &["--webhook-allow-private-networks"]).await;
+    let (python, _) = a2a_sdk();
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/a2a/push.py"))
+        .arg(format!("http://{http}"))
+        .env("ORCA_TOKEN", "orca_dev")
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report");
+    assert_eq!(report["card_push"], true);
+    let message = &report["message"];
+    assert_eq!(message["token"], "tok-1", "{report}");
+    assert_eq!(message["authorization"], "Bearer cred-1");
+    assert_eq!(message["signed"], true);
+    let kinds = message["kinds"].as_array().expect("kinds");
+    assert_eq!(
+        kinds.last(),
+        Some(&json!("task")),
+        "the ended task comes last: {report}"
+    );
+    assert!(
+        kinds[..kinds.len() - 1]
+            .iter()
+            .all(|k| k == "status_update"),
+        "{report}"
+    );
+    // A step's update says the task was working then, whatever it is now.
+    let states = message["states"].as_array().expect("states");
+    assert!(
+        states[..states.len() - 1]
+            .iter()
+            .all(|s| s == "TASK_STATE_WORKING"),
+        "{report}"
+    );
+    assert_eq!(
+        message["states"].as_array().and_then(|s| s.last()),
+        Some(&json!("TASK_STATE_COMPLETED"))
+    );
+    assert_eq!(message["final_artifacts"], 1);
+    // Read back without the token or the credentials.
+    let listed = &message["listed"][0];
+    assert_eq!(listed["taskId"], message["task"]);
+    assert!(listed.get("token").is_none(), "{listed}");
+    assert_eq!(listed["authentication"], json!({"scheme": "Bearer"}));
+
+    let config = &report["config"];
+    assert_eq!(config["made"]["id"], "ops", "{report}");
+    assert_eq!(config["got"]["url"], config["made"]["url"]);
+    assert_eq!(config["token"], "tok-2");
+    assert_eq!(config["authorization"], Value::Null);
+    assert_eq!(config["after_delete"], 0);
+}
+
 /// What the endpoint answers before a method runs: the card to anyone,
 /// nothing else without a token, and JSON-RPC's own refusals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_card_is_public_and_every_call_needs_a_token_a_role_and_a_well_formed_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, _worker, _agents, http) = start(dir.path()).await;
+    let (_server, _worker, _agents, http) = start(dir.path(), &[]).await;
     let card =
         http_call(&http, "GET", "/.well-known/agent-card.json", None, &[], "").expect("answered");
     assert_eq!(card.status, 200, "{}", card.body);
@@ -316,9 +378,12 @@ async fn the_card_is_public_and_every_call_needs_a_token_a_role_and_a_well_forme
         &[],
         r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"p","parts":[{"text":"hi"}]},"configuration":{"taskPushNotificationConfig":{"url":"http://127.0.0.1:1/"}}}}"#,
     ));
+    // Loopback is a private address: refused (this server does not allow
+    // them), before anything is made.
+    assert_eq!(push["code"], -32602, "{push}");
     assert_eq!(
-        push["code"], -32003,
-        "not run without its notifications: {push}"
+        push["data"][0]["metadata"]["field"],
+        "configuration.taskPushNotificationConfig.url"
     );
 
     // None of the refused sends made a task.

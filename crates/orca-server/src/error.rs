@@ -310,7 +310,6 @@ pub fn http_error(status: &Status) -> axum::response::Response {
 pub enum A2aCode {
     TaskNotFound = -32001,
     TaskNotCancelable = -32002,
-    PushNotificationNotSupported = -32003,
     UnsupportedOperation = -32004,
     ExtendedAgentCardNotConfigured = -32007,
     VersionNotSupported = -32009,

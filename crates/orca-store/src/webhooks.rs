@@ -23,6 +23,37 @@ pub struct Webhook {
     #[serde(default)]
     pub disabled_reason: String,
     pub created_at: Micros,
+    /// Set for an A2A client's push-notification config: the endpoint
+    /// gets one task's updates, as A2A has them, with the client's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<TaskPush>,
+}
+
+/// What an A2A push-notification config adds to an endpoint: its task, its
+/// id among the task's configs, and what each notification carries so the
+/// client knows it (its token, and an `Authorization` header's scheme and
+/// credentials). The token and credentials are never shown.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPush {
+    pub task_id: String,
+    pub config_id: String,
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub auth_scheme: String,
+    #[serde(default)]
+    pub auth_credentials: String,
+}
+
+impl std::fmt::Debug for TaskPush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskPush")
+            .field("task_id", &self.task_id)
+            .field("config_id", &self.config_id)
+            .field("auth_scheme", &self.auth_scheme)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Never shows the secret: records end up in logs.
@@ -35,6 +66,7 @@ impl std::fmt::Debug for Webhook {
             .field("events", &self.events)
             .field("enabled", &self.enabled)
             .field("disabled_reason", &self.disabled_reason)
+            .field("push", &self.push)
             .finish_non_exhaustive()
     }
 }

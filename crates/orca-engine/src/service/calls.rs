@@ -111,6 +111,29 @@ pub struct SubmitTemplate {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A push-notification config for a task (A2A's
+/// CreateTaskPushNotificationConfig).
+#[derive(Debug, Clone, Default)]
+pub struct CreatePush {
+    pub task_id: String,
+    /// Empty: orca names it.
+    pub config_id: String,
+    pub url: String,
+    /// Sent with each notification, for the client to know it.
+    pub token: String,
+    /// An `Authorization` header each notification carries: `scheme
+    /// credentials`; none when the scheme is empty.
+    pub auth_scheme: String,
+    pub auth_credentials: String,
+}
+
+/// One push config of a task.
+#[derive(Debug, Clone, Default)]
+pub struct PushRef {
+    pub task_id: String,
+    pub config_id: String,
+}
+
 /// CreateWebhook.
 #[derive(Debug, Clone, Default)]
 pub struct CreateWebhook {

@@ -31,6 +31,7 @@ mod decide;
 mod family;
 mod fleet;
 mod planner;
+mod push;
 mod repos;
 mod schedules;
 mod tasks;

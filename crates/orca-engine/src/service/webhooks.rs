@@ -3,7 +3,7 @@
 //! plane's webhooks, which also deliver) keeps the endpoints.
 
 use orca_store::schedules::{Schedule, ScheduleRun};
-use orca_store::webhooks::{Delivery, DeliveryQuery, Webhook};
+use orca_store::webhooks::{Delivery, DeliveryQuery, TaskPush, Webhook};
 
 use super::audit::audit_entry;
 use super::calls::{CreateWebhook, DeliveryPage, ListDeliveries, WebhookRef};
@@ -26,6 +26,18 @@ pub trait WebhookRegistry: Send + Sync {
         events: Vec<String>,
         secret: String,
     ) -> Result<Webhook, Error>;
+
+    /// Registers a task's push-notification endpoint for `tenant` (the
+    /// task's), its URL held to the same rules.
+    async fn create_push(
+        &self,
+        tenant: String,
+        url: String,
+        push: TaskPush,
+    ) -> Result<Webhook, Error>;
+
+    /// Whether `url` is one an endpoint may have, naming `url` if not.
+    async fn check_url(&self, url: &str) -> Result<(), Error>;
 
     /// The endpoints of these tenants (all when `None`).
     async fn list(&self, tenants: Option<&[String]>) -> Result<Vec<Webhook>, Error>;

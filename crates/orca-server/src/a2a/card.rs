@@ -21,12 +21,7 @@ pub const PROTOCOL_VERSION: &str = "1.0";
 
 /// The card. `base` is this port's URL as the caller reached it;
 /// `runtimes` maps each runtime a connected worker offers to its pools.
-pub fn card(
-    base: &str,
-    templates: &[Template],
-    runtimes: &BTreeMap<String, Vec<String>>,
-    push: bool,
-) -> Value {
+pub fn card(base: &str, templates: &[Template], runtimes: &BTreeMap<String, Vec<String>>) -> Value {
     let mut skills: Vec<Value> = templates
         .iter()
         .map(|t| {
@@ -91,7 +86,7 @@ pub fn card(
         }],
         "capabilities": {
             "streaming": true,
-            "pushNotifications": push,
+            "pushNotifications": true,
         },
         "securitySchemes": {
             "orca": {

@@ -211,6 +211,17 @@ impl Follow {
         }
     }
 
+    /// For one event read on its own, of the task as stored after it (a
+    /// push notification): a step's event is of a running task, whatever
+    /// state the task has reached since.
+    pub fn at_event(record: &TaskRecord, event: &Event) -> Follow {
+        let mut follow = Follow::new(record);
+        if !matches!(event.kind, EventKind::TaskState { .. }) {
+            follow.state = TaskState::Running;
+        }
+        follow
+    }
+
     pub fn finished(&self) -> bool {
         self.state.is_terminal()
     }

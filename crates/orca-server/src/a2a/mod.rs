@@ -8,7 +8,10 @@
 
 mod card;
 mod convert;
+mod push;
 mod wire;
+
+pub(crate) use push::push_body;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -83,7 +86,6 @@ async fn agent_card(State(status): State<Arc<HttpState>>, headers: HeaderMap) ->
         &base,
         &services.tasks.offered_templates(),
         &runtimes,
-        false,
     ))
     .into_response()
 }
@@ -215,15 +217,22 @@ async fn rpc(State(status): State<Arc<HttpState>>, headers: HeaderMap, body: Byt
             Ok(asked) => call.subscribe(asked, &headers).await,
             Err(refusal) => Err(refusal),
         },
-        "CreateTaskPushNotificationConfig"
-        | "GetTaskPushNotificationConfig"
-        | "ListTaskPushNotificationConfigs"
-        | "DeleteTaskPushNotificationConfig" => Err(Refusal::new(
-            A2aCode::PushNotificationNotSupported,
-            Code::Unimplemented,
-            "push notifications are not offered by this agent (its card says so); \
-             subscribe to the task instead",
-        )),
+        "CreateTaskPushNotificationConfig" => match params(request.params) {
+            Ok(asked) => call.create_push(asked).await,
+            Err(refusal) => Err(refusal),
+        },
+        "GetTaskPushNotificationConfig" => match params(request.params) {
+            Ok(asked) => call.get_push(asked).await,
+            Err(refusal) => Err(refusal),
+        },
+        "ListTaskPushNotificationConfigs" => match params(request.params) {
+            Ok(asked) => call.list_pushes(asked).await,
+            Err(refusal) => Err(refusal),
+        },
+        "DeleteTaskPushNotificationConfig" => match params(request.params) {
+            Ok(asked) => call.delete_push(asked).await,
+            Err(refusal) => Err(refusal),
+        },
         "GetExtendedAgentCard" => Err(Refusal::new(
             A2aCode::ExtendedAgentCardNotConfigured,
             Code::Unimplemented,
@@ -300,8 +309,9 @@ impl Caller {
         Call::new(self.identity.clone(), message)
     }
 
-    /// The message as a task: submitted (once per message id), its id.
-    async fn submit(&self, request: &SendMessageRequest) -> Result<String, Refusal> {
+    /// The message as a task: submitted (once per message id), its id, and
+    /// whether this call made it.
+    async fn submit(&self, request: &SendMessageRequest) -> Result<(String, bool), Refusal> {
         let skills = Skills {
             templates: self.services.tasks.offered_templates(),
         };
@@ -333,7 +343,23 @@ impl Caller {
                     .await?
             }
         };
-        Ok(submitted.task_id)
+        Ok((submitted.task_id, submitted.created))
+    }
+
+    /// The message's task, with the push config it asks for: the config's
+    /// URL is checked before the task is made.
+    async fn submit_pushed(
+        &self,
+        push: Option<wire::PushConfig>,
+        request: &SendMessageRequest,
+    ) -> Result<String, Refusal> {
+        self.check_push(push.as_ref()).await?;
+        let (task_id, created) = self.submit(request).await?;
+        // A message sent again finds its task, and the config it made.
+        if created {
+            self.push_for(&task_id, push).await?;
+        }
+        Ok(task_id)
     }
 
     async fn record(&self, task_id: &str) -> Result<TaskRecord, Refusal> {
@@ -346,8 +372,7 @@ impl Caller {
     /// `SendMessage`: the task, once it ends or waits for a person (or at
     /// once, with `returnImmediately`).
     async fn send(&self, request: SendMessageRequest) -> Result<Response, Refusal> {
-        refuse_push(&request)?;
-        let task_id = self.submit(&request).await?;
+        let task_id = self.submit_pushed(request_push(&request), &request).await?;
         let mut record = self.record(&task_id).await?;
         let immediately = request
             .configuration
@@ -392,8 +417,7 @@ impl Caller {
         request: SendMessageRequest,
         headers: &HeaderMap,
     ) -> Result<Response, Refusal> {
-        refuse_push(&request)?;
-        let task_id = self.submit(&request).await?;
+        let task_id = self.submit_pushed(request_push(&request), &request).await?;
         self.stream(&task_id, false, headers).await
     }
 
@@ -620,22 +644,12 @@ impl Caller {
     }
 }
 
-/// A message asking for push notifications is refused rather than run
-/// without them.
-fn refuse_push(request: &SendMessageRequest) -> Result<(), Refusal> {
-    match request
+/// The push config a message asks for, if any.
+fn request_push(request: &SendMessageRequest) -> Option<wire::PushConfig> {
+    request
         .configuration
         .as_ref()
-        .and_then(|c| c.task_push_notification_config.as_ref())
-    {
-        Some(_) => Err(Refusal::new(
-            A2aCode::PushNotificationNotSupported,
-            Code::Unimplemented,
-            "configuration.taskPushNotificationConfig: push notifications are not offered by \
-             this agent (its card says so); stream or subscribe to the task instead",
-        )),
-        None => Ok(()),
-    }
+        .and_then(|c| c.task_push_notification_config.clone())
 }
 
 /// Whether a page is all there is: the first, with none after it.

@@ -108,6 +108,20 @@ pub struct Authentication {
     pub credentials: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushConfigRequest {
+    #[serde(default)]
+    pub task_id: String,
+    #[serde(default)]
+    pub id: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ListPushConfigsResponse {
+    pub configs: Vec<PushConfig>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {

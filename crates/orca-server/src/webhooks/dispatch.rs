@@ -16,7 +16,7 @@ use orca_store::{Store, TaskRecord, Write};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::Settings;
-use super::event::{event_type, payload};
+use super::event::{PUSH_EVENT, event_type, payload, pushed};
 use super::send::{Answer, Sender};
 use orca_engine::hub::FleetSignal;
 
@@ -219,14 +219,21 @@ impl Dispatcher {
             // The page's events some endpoint asked for, and their tasks in
             // one read: each payload names its task, and its tenant picks
             // the endpoints.
-            let wanted_by = |w: &Webhook, kind: &str, at: Micros| {
-                w.events.iter().any(|e| e == kind) && at >= w.created_at
+            // An endpoint wants the events of the types it named, or, for
+            // an A2A push config, its task's state changes; either only
+            // from when it was registered.
+            let wanted_by = |w: &Webhook, kind: Option<&str>, event: &orca_core::Event| {
+                event.at >= w.created_at
+                    && match &w.push {
+                        Some(push) => push.task_id == event.task_id && pushed(event),
+                        None => kind.is_some_and(|k| w.events.iter().any(|e| e == k)),
+                    }
             };
-            let asked: Vec<(&str, &orca_core::Event)> = page
+            let asked: Vec<(Option<&str>, &orca_core::Event)> = page
                 .events
                 .iter()
-                .filter_map(|(_, event)| Some((event_type(event)?, event)))
-                .filter(|(kind, event)| enabled.iter().any(|w| wanted_by(w, kind, event.at)))
+                .map(|(_, event)| (event_type(event), event))
+                .filter(|(kind, event)| enabled.iter().any(|w| wanted_by(w, *kind, event)))
                 .collect();
             let ids: Vec<String> = asked.iter().map(|(_, e)| e.task_id.clone()).collect();
             let tasks: HashMap<String, TaskRecord> = self
@@ -244,10 +251,14 @@ impl Dispatcher {
                 };
                 for webhook in enabled
                     .iter()
-                    .filter(|w| wanted_by(w, kind, event.at) && w.tenant == task.tenant)
+                    .filter(|w| wanted_by(w, kind, event) && w.tenant == task.tenant)
                 {
                     let id = self.next_id();
-                    let body = payload(&id, kind, event, task);
+                    let (kind, body) = match (&webhook.push, kind) {
+                        (Some(_), _) => (PUSH_EVENT, crate::a2a::push_body(event, task)),
+                        (None, Some(kind)) => (kind, payload(&id, kind, event, task)),
+                        (None, None) => continue,
+                    };
                     made.push(super::pending(id, webhook, &task.id, kind, body, now));
                 }
             }
@@ -304,9 +315,10 @@ impl Dispatcher {
             self.in_flight.insert(chain);
             let (sender, done) = (self.sender.clone(), done.clone());
             let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
+            let headers = push_headers(webhook);
             tokio::spawn(async move {
                 let answer = sender
-                    .send(&url, &secret, &delivery.id, &delivery.payload)
+                    .send(&url, &secret, &delivery.id, &delivery.payload, &headers)
                     .await;
                 let _ = done.send((delivery, answer));
             });
@@ -443,6 +455,23 @@ impl Dispatcher {
     }
 }
 
+/// What an A2A push notification carries besides the signature: the
+/// client's token, and its `Authorization` header.
+fn push_headers(webhook: &Webhook) -> Vec<(&'static str, String)> {
+    let Some(push) = &webhook.push else {
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    if !push.token.is_empty() {
+        headers.push(("x-a2a-notification-token", push.token.clone()));
+    }
+    if !push.auth_scheme.is_empty() {
+        let value = format!("{} {}", push.auth_scheme, push.auth_credentials);
+        headers.push(("authorization", value.trim_end().to_string()));
+    }
+    headers
+}
+
 async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<(), orca_store::Error> {
     store
         .write(writes)
@@ -522,6 +551,7 @@ mod tests {
             enabled: true,
             disabled_reason: String::new(),
             created_at: 0,
+            push: None,
         };
         let head = store.fleet_head().await.expect("head");
         commit(

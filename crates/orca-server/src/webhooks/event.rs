@@ -18,6 +18,20 @@ pub const EVENT_TYPES: &[&str] = &[
     "schedule.skipped",
 ];
 
+/// What an A2A push-notification endpoint is registered for (never asked
+/// for by name): its task's updates, each an A2A `StreamResponse`.
+pub const PUSH_EVENT: &str = "a2a.push";
+
+/// Whether an event is pushed to its task's A2A endpoints: the task's and
+/// its steps' state changes; log lines, progress and connections are for
+/// those who stream.
+pub fn pushed(event: &Event) -> bool {
+    matches!(
+        event.kind,
+        EventKind::TaskState { .. } | EventKind::StepState { .. }
+    )
+}
+
 /// The webhook event type of a stored event; `None` for the rest.
 pub fn event_type(event: &Event) -> Option<&'static str> {
     match &event.kind {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use orca_api::abort::AbortOnDrop;
 use orca_engine::service::WebhookRegistry;
 use orca_store::schedules::{Schedule, ScheduleRun};
-use orca_store::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
+use orca_store::webhooks::{Delivery, DeliveryQuery, DeliveryState, TaskPush, Webhook};
 use orca_store::{Store, Write};
 use tokio::sync::{Notify, mpsc};
 
@@ -95,6 +95,25 @@ impl Webhooks {
         Ok(AbortOnDrop(tokio::spawn(dispatcher.run())))
     }
 
+    /// Stores an endpoint checked by the caller, and wakes the loop.
+    async fn register(&self, webhook: Webhook) -> Result<Webhook, Refusal> {
+        let mut writes = vec![Write::Webhook(Box::new(webhook.clone()))];
+        let others_enabled = self.store.webhooks().await?.iter().any(|w| w.enabled);
+        if !others_enabled {
+            // The delivery loop stands still while no endpoint is enabled.
+            // It follows on from here: an endpoint gets only the events
+            // after it was registered, and, stored, this place holds even
+            // if the control plane stops before the loop first looks.
+            writes.push(Write::Deliveries {
+                cursor: Some(self.store.fleet_head().await?),
+                deliveries: Vec::new(),
+            });
+        }
+        self.commit(writes).await?;
+        self.changed.notify_one();
+        Ok(webhook)
+    }
+
     async fn commit(&self, writes: Vec<Write>) -> Result<(), Refusal> {
         self.store
             .write(writes)
@@ -147,22 +166,36 @@ impl WebhookRegistry for Webhooks {
             enabled: true,
             disabled_reason: String::new(),
             created_at: orca_core::calendar::now_micros(),
+            push: None,
         };
-        let mut writes = vec![Write::Webhook(Box::new(webhook.clone()))];
-        let others_enabled = self.store.webhooks().await?.iter().any(|w| w.enabled);
-        if !others_enabled {
-            // The delivery loop stands still while no endpoint is enabled.
-            // It follows on from here: an endpoint gets only the events
-            // after it was registered, and, stored, this place holds even
-            // if the control plane stops before the loop first looks.
-            writes.push(Write::Deliveries {
-                cursor: Some(self.store.fleet_head().await?),
-                deliveries: Vec::new(),
-            });
-        }
-        self.commit(writes).await?;
-        self.changed.notify_one();
-        Ok(webhook)
+        self.register(webhook).await
+    }
+
+    async fn create_push(
+        &self,
+        tenant: String,
+        url: String,
+        push: TaskPush,
+    ) -> Result<Webhook, Refusal> {
+        check_url(&url, self.settings.allow_private_networks).await?;
+        // Signed as every delivery is: a receiver may verify it too.
+        let secret = send::new_secret().map_err(Refusal::Internal)?;
+        let webhook = Webhook {
+            id: ulid::Ulid::new().to_string().to_lowercase(),
+            tenant,
+            url,
+            events: vec![event::PUSH_EVENT.to_string()],
+            secret,
+            enabled: true,
+            disabled_reason: String::new(),
+            created_at: orca_core::calendar::now_micros(),
+            push: Some(push),
+        };
+        self.register(webhook).await
+    }
+
+    async fn check_url(&self, url: &str) -> Result<(), Refusal> {
+        check_url(url, self.settings.allow_private_networks).await
     }
 
     /// The endpoints of these tenants (all when `None`).

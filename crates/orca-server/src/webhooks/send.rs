@@ -173,8 +173,16 @@ impl Sender {
         })
     }
 
-    /// POSTs `body` to `url`, signed with `secret`, as delivery `id`.
-    pub async fn send(&self, url: &str, secret: &str, id: &str, body: &str) -> Answer {
+    /// POSTs `body` to `url`, signed with `secret`, as delivery `id`, with
+    /// `headers` besides (an A2A push's token and authorization).
+    pub async fn send(
+        &self,
+        url: &str,
+        secret: &str,
+        id: &str,
+        body: &str,
+        headers: &[(&'static str, String)],
+    ) -> Answer {
         let started = Instant::now();
         let answer = |status, error: String| Answer {
             status,
@@ -202,7 +210,11 @@ impl Sender {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let request = http::Request::post(url)
+        let mut request = http::Request::post(url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
             .header("content-type", "application/json")
             .header(
                 "user-agent",

@@ -29,7 +29,7 @@ pub use state::*;
 pub use steps::*;
 pub use webhooks::*;
 
-use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
+use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, TaskPush, Webhook};
 use crate::{
     AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, QueuedTask,
     StateChange, StateKey, StateOutcome, StateScope, StepBranch, StepWrite, Store, TaskQuery,

@@ -431,6 +431,7 @@ pub async fn history_is_trimmed_by_age_a_batch_at_a_time(mut backend: impl Backe
                 enabled: true,
                 disabled_reason: String::new(),
                 created_at: 1,
+                push: None,
             })),
             Write::Deliveries {
                 cursor: None,

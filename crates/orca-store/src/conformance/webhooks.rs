@@ -19,6 +19,15 @@ pub async fn webhooks_their_deliveries_and_the_cursor_are_kept_and_listed(
         enabled: true,
         disabled_reason: String::new(),
         created_at: 5,
+        // Every endpoint carries an A2A push config here: the record keeps
+        // it, secrets and all.
+        push: Some(TaskPush {
+            task_id: "t1".into(),
+            config_id: format!("c-{id}"),
+            token: "tok \"en\"".into(),
+            auth_scheme: "Bearer".into(),
+            auth_credentials: "cr3d".into(),
+        }),
     };
     let delivery = |id: &str, webhook_id: &str, tenant: &str| Delivery {
         id: id.into(),
