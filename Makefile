@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo docs test bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.1.0
 
@@ -11,6 +11,9 @@ docs:            ## build the book (docs/) with mdBook into the cargo target dir
 
 test:            ## unit and end-to-end tests
 	./scripts/test.sh
+
+api-check:       ## schemathesis against a live orca's OpenAPI document, every phase, a new seed (API_CHECK_SECONDS, 120)
+	./scripts/api-check.sh
 
 bench:           ## end-to-end throughput and latency against real processes, then webhooks, the sandbox and the model proxy
 	./scripts/bench.sh

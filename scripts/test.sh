@@ -56,6 +56,11 @@ cargo build --workspace --bins
 # `orca up` of the binary just built.
 ./scripts/python-client.sh
 
+# The OpenAPI document against a live server, as a new user's generated
+# client would meet it: schemathesis, every phase, no failure allowed.
+API_CHECK_SEED=${API_CHECK_SEED:-20261126} API_CHECK_SECONDS=${API_CHECK_SECONDS:-90} \
+  ./scripts/api-check.sh
+
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doc tests; they go first so its summary closes the run.
   cargo test --workspace --doc

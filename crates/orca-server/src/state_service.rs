@@ -22,7 +22,7 @@ use orca_engine::service::Call;
 /// The largest value or message, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 const MAX_SCOPE_BYTES: usize = 128;
-const MAX_KEY_BYTES: usize = 256;
+const MAX_KEY_CHARS: usize = 256;
 /// Values per page of a listing, by default and at most.
 const DEFAULT_STATE_PAGE: usize = 100;
 const MAX_STATE_PAGE: usize = 1000;
@@ -154,10 +154,12 @@ fn state_key(
     let StateScope { tenant, scope } =
         state_scope(reference.tenant, reference.scope, field, caller)?;
     let key = reference.key;
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+    // Characters, not bytes: the rule a JSON Schema (the OpenAPI
+    // document's) can say.
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
         return Err(Error::invalid(
             format!("{field}.key"),
-            format!("must be 1 to {MAX_KEY_BYTES} bytes without control characters"),
+            format!("must be 1 to {MAX_KEY_CHARS} characters, none a control character"),
         ));
     }
     Ok(StateKey { tenant, scope, key })

@@ -14,7 +14,7 @@ pub(super) struct RaiseBody {
     #[serde(default)]
     usd: Option<f64>,
     /// Tokens to add.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_count")]
     tokens: Option<u64>,
 }
 
@@ -26,9 +26,17 @@ pub(super) struct TenantBudgetBody {
     usd_per_day: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     usd_per_month: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     tokens_per_day: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     tokens_per_month: Option<u64>,
 }
 

@@ -43,6 +43,7 @@ use orca_engine::service::{self, Call, DecideStep, ListTasks, StepRef, Submit, T
 mod budget;
 mod events;
 mod fleet;
+mod rules;
 mod schedules;
 mod sign_in;
 mod state;
@@ -58,7 +59,9 @@ mod webhooks;
 pub fn routes(max_body: usize) -> Router<Arc<HttpState>> {
     let (router, document) = api().split_for_parts();
     // Written once: it describes the code, which does not change.
-    let document: Arc<str> = serde_json::to_string(&document).unwrap_or_default().into();
+    let mut document = serde_json::to_value(&document).unwrap_or_default();
+    rules::tighten(&mut document);
+    let document: Arc<str> = document.to_string().into();
     router
         .route(
             "/openapi.json",
@@ -224,7 +227,7 @@ struct TaskPage {
 #[utoipa::path(get, path = "/tasks", tag = "tasks",
     summary = "Tasks, newest first (ListTasks)",
     params(
-        ("state" = Option<Vec<String>>, Query, description = "only these states (repeat it): queued, running, succeeded, failed, cancelled"),
+        ("state" = Option<Vec<String>>, Query, description = "only these states (repeat it): queued, running, paused, succeeded, failed, cancelled"),
         ("label" = Option<Vec<String>>, Query, description = "only tasks with this label, key=value (repeat it)"),
         ("pageSize" = Option<u32>, Query, maximum = 1000, description = "at most this many (default 100, at most 1000; more is refused)"),
         ("pageToken" = Option<String>, Query, description = "from the previous page's nextPageToken"),
@@ -274,7 +277,38 @@ async fn list_tasks(
     }))
 }
 
+/// A count in a JSON body, as JSON Schema counts a whole number: `5`, or
+/// `5.0` as some clients write an integer; from 0 to [`rules::MAX_WHOLE`].
+fn whole_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    let most = rules::MAX_WHOLE;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=most as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    match whole.filter(|n| *n <= most) {
+        Some(n) => Ok(Some(n)),
+        None => Err(D::Error::custom(format!(
+            "{number} is not a whole number from 0 to {most}"
+        ))),
+    }
+}
+
+/// A whole number a route reads, at most [`rules::MAX_WHOLE`] (the
+/// document's int64), refused naming `field` otherwise.
 fn number<N: std::str::FromStr>(field: &str, value: &str) -> Result<N, ApiError> {
+    if value
+        .parse::<u128>()
+        .is_ok_and(|n| n > u128::from(rules::MAX_WHOLE))
+    {
+        let most = rules::MAX_WHOLE;
+        return Err(Error::invalid(field, format!("{value} is past the most, {most}")).into());
+    }
     value
         .parse()
         .map_err(|_| Error::invalid(field, format!("{value:?} is not a whole number")).into())
@@ -284,6 +318,7 @@ fn task_state(name: &str) -> Result<TaskState, ApiError> {
     let state = match name {
         "queued" => TaskState::Queued,
         "running" => TaskState::Running,
+        "paused" => TaskState::Paused,
         "succeeded" => TaskState::Succeeded,
         "failed" => TaskState::Failed,
         "cancelled" => TaskState::Cancelled,
@@ -291,7 +326,7 @@ fn task_state(name: &str) -> Result<TaskState, ApiError> {
             return Err(Error::invalid(
                 "state",
                 format!(
-                    "{other:?} is not a task state (queued, running, succeeded, failed, cancelled)"
+                    "{other:?} is not a task state (queued, running, paused, succeeded, failed, cancelled)"
                 ),
             )
             .into());
@@ -458,7 +493,7 @@ pub(super) fn decision_body(
     if body.trim().is_empty() {
         return Ok(DecisionBody::default());
     }
-    serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
+    json_object(&body)
 }
 
 /// A step's own changes to its task's repository.
@@ -567,8 +602,20 @@ fn text_body(body: Result<String, StringRejection>) -> Result<String, ApiError> 
 fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<String, StringRejection>,
 ) -> Result<T, ApiError> {
-    let body = text_body(body)?;
-    serde_json::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
+    json_object(&text_body(body)?)
+}
+
+/// A JSON object read as `T`. Only an object: serde would read a struct
+/// from an array of its fields' values too, which no document says.
+fn json_object<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
+    let invalid = |message: String| -> ApiError { Error::invalid("body", message).into() };
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(object @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(object).map_err(|e| invalid(e.to_string()))
+        }
+        Ok(_) => Err(invalid("must be a JSON object".into())),
+        Err(e) => Err(invalid(e.to_string())),
+    }
 }
 
 /// A file sent as the body, YAML or JSON (JSON is YAML), or a refusal
@@ -666,5 +713,87 @@ mod tests {
             kept == made,
             "docs/src/http-api.md differs from the OpenAPI document: run ORCA_WRITE_DOCS=1 cargo test -p orca-server"
         );
+    }
+
+    /// The document is served with its rules written in: one word, one
+    /// rule, wherever a route takes it.
+    fn served() -> serde_json::Value {
+        let (_, document) = super::api().split_for_parts();
+        let mut document = serde_json::to_value(&document).expect("json");
+        super::rules::tighten(&mut document);
+        document
+    }
+
+    #[test]
+    fn each_tenant_parameter_holds_the_tenant_rule_and_the_streams_say_their_messages() {
+        let document = served();
+        let mut tenants = 0;
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("operations") {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    if parameter["name"] == "tenant" {
+                        tenants += 1;
+                        let schema = &parameter["schema"];
+                        let rule = schema["items"]["pattern"]
+                            .as_str()
+                            .or(schema["pattern"].as_str());
+                        assert!(
+                            rule.is_some_and(|r| r.starts_with("^[a-z0-9-]")),
+                            "{method} {path}: {parameter}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(tenants > 10, "{tenants}");
+        let fleet = &document["paths"]["/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+            ["schema"]["oneOf"];
+        assert!(
+            fleet
+                .as_array()
+                .expect("messages")
+                .iter()
+                .any(|m| m["properties"]["event"]["const"] == "start"),
+            "{fleet}"
+        );
+    }
+
+    /// The events an endpoint may ask for, as the document lists them, are
+    /// those the deliveries know.
+    #[test]
+    fn the_documents_webhook_events_are_the_deliveries() {
+        let document = served();
+        let listed = &document["components"]["schemas"]["WebhookBody"]["properties"]["events"]["items"]
+            ["enum"];
+        let known: Vec<&str> = crate::webhooks::event::EVENT_TYPES.to_vec();
+        assert_eq!(listed, &serde_json::json!(known), "{listed}");
+    }
+
+    /// A body is a JSON object: an array of a struct's fields is refused.
+    #[test]
+    fn a_json_body_is_an_object() {
+        let refused = super::json_object::<super::DecisionBody>(r#"["why"]"#);
+        assert!(refused.is_err());
+        let taken = super::json_object::<super::DecisionBody>(r#"{"reason": "why"}"#);
+        assert_eq!(taken.ok().map(|b| b.reason), Some("why".to_string()));
+    }
+
+    #[test]
+    fn whole_numbers_past_int64_are_refused_and_whole_floats_taken() {
+        assert!(super::number::<u64>("after", "9223372036854775808").is_err());
+        assert_eq!(
+            super::number::<u64>("after", "9223372036854775807").ok(),
+            Some(i64::MAX as u64)
+        );
+        #[derive(serde::Deserialize)]
+        struct Count {
+            #[serde(deserialize_with = "super::whole_count")]
+            n: Option<u64>,
+        }
+        let read = |json: &str| serde_json::from_str::<Count>(json).map(|c| c.n).ok();
+        assert_eq!(read(r#"{"n": 5.0}"#), Some(Some(5)));
+        assert_eq!(read(r#"{"n": null}"#), Some(None));
+        assert_eq!(read(r#"{"n": 5.5}"#), None);
+        assert_eq!(read(r#"{"n": 9223372036854775808}"#), None);
     }
 }

@@ -6,24 +6,57 @@ use orca_engine::service::{CreateWebhook, ListDeliveries, WebhookRef};
 
 use super::*;
 
+/// The events an endpoint may ask for (`EVENT_TYPES`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // The document's: requests carry the names.
+pub(super) enum WebhookEvent {
+    #[schema(rename = "task.succeeded")]
+    TaskSucceeded,
+    #[schema(rename = "task.failed")]
+    TaskFailed,
+    #[schema(rename = "task.cancelled")]
+    TaskCancelled,
+    #[schema(rename = "task.paused")]
+    TaskPaused,
+    #[schema(rename = "step.failed")]
+    StepFailed,
+    #[schema(rename = "approval.requested")]
+    ApprovalRequested,
+    #[schema(rename = "schedule.fired")]
+    ScheduleFired,
+    #[schema(rename = "schedule.skipped")]
+    ScheduleSkipped,
+}
+
 /// An endpoint to register.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhookBody {
-    /// http:// or https://; a private-network host only where the server
-    /// allows it.
+    /// http:// or https://, with a host and no user in it; a host that
+    /// resolves, and to a private network only where the server allows it.
+    #[schema(
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#]+(?:[/?#].*)?$"
+    )]
     url: String,
     /// Which events to receive: task.succeeded, task.failed,
     /// task.cancelled, task.paused, step.failed, approval.requested,
     /// schedule.fired, schedule.skipped.
+    #[schema(min_items = 1, inline, value_type = Vec<WebhookEvent>)]
     events: Vec<String>,
     /// A Standard Webhooks secret, `whsec_` and the base64 of a 24 to 64
     /// byte key: the receiver verifies each delivery with it (its
     /// `webhook-signature` header) using a Standard Webhooks library.
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
+    // Exactly what the STANDARD base64 engine decodes to 24 to 64 bytes:
+    // whole groups, then at most one padded one whose last character
+    // leaves no stray bits.
+    #[schema(
+        pattern = "^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$"
+    )]
     secret: String,
     /// The caller's first tenant when absent.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9-]{0,63}$")]
     tenant: String,
 }
 

@@ -1,0 +1,206 @@
+//! The rules the server holds requests to, written into the OpenAPI
+//! document where the handlers' annotations cannot say them: each named
+//! parameter's shape (a tenant, a state scope or key, a label, any whole
+//! number), the bodies whose parts depend on each other, and what each
+//! message of an event stream holds. One word, one rule: a parameter of a
+//! name is held to the same rule on every route that takes it, and the
+//! server refuses what breaks it (each rule here names the check that
+//! enforces it), so a client made from the document sends what is taken.
+
+use serde_json::{Value, json};
+
+/// `valid_tenant` (orca-engine `access`): lowercase letters, digits and
+/// '-', 1 to 63.
+const TENANT: &str = "^[a-z0-9-]{1,63}$";
+/// Where a tenant may be left empty (the caller's first).
+const TENANT_OR_EMPTY: &str = "^[a-z0-9-]{0,63}$";
+/// `state_scope` (state_service): 1 to 128 letters, digits, '.', '_', '-'.
+const SCOPE: &str = "^[A-Za-z0-9._-]{1,128}$";
+/// `state_key` (state_service): 1 to 256 characters, none a control one.
+const KEY: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$";
+/// `list_tasks`' label filter: `key=value`.
+const LABEL: &str = "=";
+/// Every whole number the routes read is at most this (`number`).
+pub(super) const MAX_WHOLE: u64 = i64::MAX as u64;
+
+/// Writes the rules into `document` (the whole OpenAPI document as JSON).
+pub(super) fn tighten(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in operations.iter_mut() {
+            if let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+            {
+                parameters.iter_mut().for_each(parameter);
+            }
+            if let Some(body) = body_schema(path, method)
+                && let Some(content) = operation
+                    .pointer_mut("/requestBody/content")
+                    .and_then(Value::as_object_mut)
+            {
+                for media in content.values_mut() {
+                    media["schema"] = body.clone();
+                }
+            }
+            if let Some(events) = stream_schema(path)
+                && let Some(media) =
+                    operation.pointer_mut("/responses/200/content/text~1event-stream")
+            {
+                media["schema"] = events;
+            }
+        }
+    }
+}
+
+/// A parameter held to its name's rule.
+fn parameter(parameter: &mut Value) {
+    let name = parameter["name"].as_str().unwrap_or_default().to_string();
+    let location = parameter["in"].as_str().unwrap_or_default().to_string();
+    let schema = &mut parameter["schema"];
+    let repeated = schema["type"] == "array";
+    let string = |pattern: &str| json!({"type": "string", "pattern": pattern});
+    let rule = match (name.as_str(), location.as_str()) {
+        ("tenant", "path") => Some(string(TENANT)),
+        ("tenant", "query") if repeated => Some(string(TENANT)),
+        ("tenant", "query") => Some(string(TENANT_OR_EMPTY)),
+        ("scope", "path") => Some(string(SCOPE)),
+        ("key", "path") => Some(string(KEY)),
+        ("label", "query") => Some(string(LABEL)),
+        // `task_state`.
+        ("state", "query") => Some(json!({
+            "type": "string",
+            "enum": ["queued", "running", "paused", "succeeded", "failed", "cancelled"],
+        })),
+        // A header is a whole number or absent, never `null`.
+        ("Last-Event-ID", "header") => Some(whole(0)),
+        _ if is_whole(schema) || is_whole(&schema["items"]) => {
+            let mut rule = whole(schema["minimum"].as_u64().unwrap_or(0));
+            if let Some(most) = schema
+                .get("maximum")
+                .or_else(|| schema["items"].get("maximum"))
+            {
+                rule["maximum"] = most.clone();
+            }
+            Some(rule)
+        }
+        _ => None,
+    };
+    if let Some(rule) = rule {
+        if repeated {
+            schema["items"] = rule;
+        } else {
+            *schema = rule;
+        }
+    }
+}
+
+fn is_whole(schema: &Value) -> bool {
+    match &schema["type"] {
+        Value::String(kind) => kind == "integer",
+        Value::Array(kinds) => kinds.iter().any(|k| k == "integer"),
+        _ => false,
+    }
+}
+
+fn whole(least: u64) -> Value {
+    json!({"type": "integer", "minimum": least, "maximum": MAX_WHOLE})
+}
+
+/// The bodies whose parts depend on each other, or whose parts have
+/// rules of their own.
+fn body_schema(path: &str, method: &str) -> Option<Value> {
+    let tokens = json!({"type": ["integer", "null"], "minimum": 1, "maximum": MAX_WHOLE});
+    Some(match (path, method) {
+        // `validate_budget`: at least one part, each above zero.
+        ("/tasks/{id}/budget", "post") => json!({
+            "type": "object",
+            "additionalProperties": false,
+            "description": "What to add: usd, tokens or both, each above zero",
+            "properties": {
+                "usd": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "tokens": tokens,
+            },
+            "anyOf": [
+                {"required": ["usd"], "properties": {"usd": {"type": "number"}}},
+                {"required": ["tokens"], "properties": {"tokens": {"type": "integer"}}},
+            ],
+        }),
+        // `validate_tenant_budget`: dollars 0 or more; absent or null is
+        // no limit.
+        ("/tenants/{tenant}/budget", "put") => {
+            let usd = json!({"type": ["number", "null"], "minimum": 0});
+            let count = json!({"type": ["integer", "null"], "minimum": 0, "maximum": MAX_WHOLE});
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "description": "A tenant's limits per UTC day and month; parts left out (or null) are no limit",
+                "properties": {
+                    "usdPerDay": usd, "usdPerMonth": usd,
+                    "tokensPerDay": count, "tokensPerMonth": count,
+                },
+            })
+        }
+        // `decide`: a rejection says why.
+        ("/tasks/{id}/steps/{step}/reject", "post") => json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {
+                "reason": {"type": "string", "pattern": "\\S", "description": "why: the step's error and the audit log say it"},
+            },
+        }),
+        _ => return None,
+    })
+}
+
+/// The messages of an event stream: each a server-sent event whose
+/// `data` is JSON of the schema its `event` names.
+fn stream_schema(path: &str) -> Option<Value> {
+    let fleet = match path {
+        "/events" => true,
+        "/tasks/{id}/events" => false,
+        _ => return None,
+    };
+    let data = |schema: Value| json!({"type": "string", "contentMediaType": "application/json", "contentSchema": schema});
+    let mut messages = vec![
+        json!({
+            "type": "object",
+            "required": ["event", "data", "id"],
+            "properties": {
+                "event": {"enum": ["taskState", "stepState", "progress", "log", "egress"]},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": data(json!({"$ref": "#/components/schemas/EventView"})),
+            },
+        }),
+        // The stream's last message when it fails: the client reconnects
+        // with its last id.
+        json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {"event": {"const": "error"}, "data": {"type": "string"}},
+        }),
+    ];
+    if fleet {
+        messages.push(json!({
+            "type": "object",
+            "required": ["event", "data", "id"],
+            "description": "the first message: where the stream starts",
+            "properties": {
+                "event": {"const": "start"},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": data(json!({
+                    "type": "object",
+                    "required": ["position"],
+                    "properties": {"position": {"type": "integer", "minimum": 0}},
+                })),
+            },
+        }));
+    }
+    Some(json!({ "oneOf": messages }))
+}
