@@ -47,13 +47,16 @@ curl -sf "http://127.0.0.1:$http/readyz" > /dev/null || { cat "$out/orca.log" >&
 
 token=$(cat "$out/data/admin.token")
 status=0
-"$PREFIX/venv/bin/st" --config-file scripts/schemathesis.toml --no-color \
+# Run where its cache may go: the target dir, not the checkout.
+config="$PWD/scripts/schemathesis.toml"
+st="$PWD/$PREFIX/venv/bin/st"
+(cd "$out" && "$st" --config-file "$config" --no-color \
   run "http://127.0.0.1:$http/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" \
   --phases examples,coverage,fuzzing,stateful \
   --checks all \
   --max-time "${API_CHECK_SECONDS:-120}" \
   ${API_CHECK_SEED:+--seed "$API_CHECK_SEED"} \
-  --workers 2 > "$out/report.txt" 2>&1 || status=$?
+  --workers 2) > "$out/report.txt" 2>&1 || status=$?
 tail -n 40 "$out/report.txt"
 exit $status

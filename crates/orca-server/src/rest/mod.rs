@@ -368,7 +368,7 @@ async fn submit_task(
     Query(query): Query<SubmitQuery>,
     body: Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
-    let spec: orca_core::TaskSpec = yaml_body(body, "a task file")?;
+    let spec: orca_core::TaskSpec = yaml_body(&headers, body, "a task file")?;
     let request = Submit {
         spec: Some(spec),
         idempotency_key: idempotency_key(&headers)?,
@@ -621,13 +621,25 @@ fn json_object<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError
 /// A file sent as the body, YAML or JSON (JSON is YAML), or a refusal
 /// naming the body: empty, or what is wrong in it (an unknown field, a
 /// wrong type, with its place).
+///
+/// Sent as `Content-Type: application/json`, it is read as JSON, strictly,
+/// as the document's schema says (a `null` is not a string); otherwise as
+/// a YAML file is, where `[sleep, 1]` is a command of two strings.
 fn yaml_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
     body: Result<String, StringRejection>,
     what: &str,
 ) -> Result<T, ApiError> {
     let body = text_body(body)?;
     if body.trim().is_empty() {
         return Err(Error::invalid("body", format!("{what} (YAML or JSON) is required")).into());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("application/json"));
+    if json {
+        return json_object(&body);
     }
     serde_yaml::from_str(&body).map_err(|e| Error::invalid("body", e.to_string()).into())
 }
@@ -795,5 +807,43 @@ mod tests {
         assert_eq!(read(r#"{"n": null}"#), Some(None));
         assert_eq!(read(r#"{"n": 5.5}"#), None);
         assert_eq!(read(r#"{"n": 9223372036854775808}"#), None);
+    }
+
+    /// A task file's schema is the core's, a step holds one runtime, and a
+    /// made task links to the routes that take its id.
+    #[test]
+    fn the_task_file_is_documented_and_a_made_task_links_onward() {
+        let document = served();
+        let step = &document["components"]["schemas"]["StepSpec"];
+        assert_eq!(step["oneOf"].as_array().map(Vec::len), Some(5), "{step}");
+        let submit = &document["paths"]["/tasks"]["post"];
+        assert_eq!(
+            submit["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/TaskSpec"
+        );
+        assert!(document["components"]["schemas"]["TaskSpec"]["properties"]["steps"].is_object());
+        assert_eq!(
+            submit["responses"]["201"]["links"]["GetTask"]["operationId"],
+            "get_task"
+        );
+    }
+
+    /// A body sent as JSON is read as JSON, strictly: a null is not a
+    /// string (YAML would read it as the text "null").
+    #[test]
+    fn a_json_task_file_is_read_strictly() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        let file = r#"{"prompt": null}"#;
+        let json =
+            super::yaml_body::<orca_core::TaskSpec>(&headers, Ok(file.into()), "a task file");
+        assert!(json.is_err());
+        let good = r#"{"steps": [{"id": "a", "noop": {}}]}"#;
+        let json =
+            super::yaml_body::<orca_core::TaskSpec>(&headers, Ok(good.into()), "a task file");
+        assert_eq!(json.ok().map(|t| t.steps.len()), Some(1));
     }
 }

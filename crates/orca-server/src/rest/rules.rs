@@ -25,6 +25,8 @@ pub(super) const MAX_WHOLE: u64 = i64::MAX as u64;
 
 /// Writes the rules into `document` (the whole OpenAPI document as JSON).
 pub(super) fn tighten(document: &mut Value) {
+    task_file(document);
+    links(document);
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -54,6 +56,126 @@ pub(super) fn tighten(document: &mut Value) {
             {
                 media["schema"] = events;
             }
+        }
+    }
+}
+
+/// A task file's schema, `TaskSpec` among the components: `orca-core`'s
+/// (the Task resource's spec is made from the same), with what the server
+/// also checks that a schema can say (a step has exactly one runtime). A
+/// made task's answer links to the routes that take its id, so a client
+/// (and schemathesis' stateful phase) follows it.
+fn task_file(document: &mut Value) {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    });
+    let root = settings
+        .into_generator()
+        .into_root_schema_for::<orca_core::TaskSpec>();
+    let mut root = serde_json::to_value(root).unwrap_or_default();
+    let defs = root
+        .as_object_mut()
+        .and_then(|r| r.remove("components"))
+        .and_then(|c| c.get("schemas").cloned());
+    let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(Value::Object(defs)) = defs {
+        for (name, schema) in defs {
+            schemas.entry(name).or_insert(schema);
+        }
+    }
+    schemas.insert("TaskSpec".into(), root);
+    if let Some(step) = schemas.get_mut("StepSpec") {
+        let runtimes = ["shell", "noop", "claudeCode", "codex", "geminiCli"];
+        step["oneOf"] = runtimes
+            .iter()
+            .map(|r| json!({"required": [r], "properties": {(*r): {"type": "object"}}}))
+            .collect();
+    }
+    let Some(submit) = document.pointer_mut("/paths/~1tasks/post") else {
+        return;
+    };
+    let task_file = json!({"$ref": "#/components/schemas/TaskSpec"});
+    let example = json!({
+        "name": "hello",
+        "steps": [{"id": "hello", "shell": {"command": ["echo", "hello"]}}],
+    });
+    // A YAML file is read as files are (`[sleep, 1]` is two strings): its
+    // text is what the document can say of it. JSON is read strictly.
+    submit["requestBody"]["content"] = json!({
+        "application/json": {"schema": task_file, "example": example},
+        "application/yaml": {"schema": {"type": "string", "description": "the task file as YAML"}},
+    });
+    let id = json!({"id": "$response.body#/taskId"});
+    let links = json!({
+        "GetTask": {"operationId": "get_task", "parameters": id},
+        "CancelTask": {"operationId": "cancel_task", "parameters": id},
+        "RetryTask": {"operationId": "retry_task", "parameters": id},
+        "RaiseBudget": {"operationId": "raise_budget", "parameters": id},
+    });
+    for status in ["200", "201"] {
+        if let Some(response) = submit.pointer_mut(&format!("/responses/{status}")) {
+            response["links"] = links.clone();
+        }
+    }
+}
+
+/// Where what one route answers is what another takes: a schedule made,
+/// a webhook made, a template listed, a task's step read.
+fn links(document: &mut Value) {
+    let schedule = json!({"name": "$response.body#/name", "tenant": "$response.body#/tenant"});
+    let task_step = json!({"id": "$response.body#/id", "step": "$response.body#/steps/0/id"});
+    let all = [
+        (
+            "/schedules",
+            "post",
+            "201",
+            json!({
+                "GetSchedule": {"operationId": "get_schedule", "parameters": schedule},
+                "SuspendSchedule": {"operationId": "suspend_schedule", "parameters": schedule},
+                "ResumeSchedule": {"operationId": "resume_schedule", "parameters": schedule},
+                "TriggerSchedule": {"operationId": "trigger_schedule", "parameters": schedule},
+                "DeleteSchedule": {"operationId": "delete_schedule", "parameters": schedule},
+            }),
+        ),
+        (
+            "/webhooks",
+            "post",
+            "201",
+            json!({"DeleteWebhook": {"operationId": "delete_webhook", "parameters": {"id": "$response.body#/id"}}}),
+        ),
+        (
+            "/templates",
+            "get",
+            "200",
+            json!({"SubmitTemplate": {
+                "operationId": "submit_template",
+                "parameters": {"name": "$response.body#/templates/0/name"},
+            }}),
+        ),
+        (
+            "/tasks/{id}",
+            "get",
+            "200",
+            json!({
+                "ApproveStep": {"operationId": "approve_step", "parameters": task_step},
+                "RejectStep": {"operationId": "reject_step", "parameters": task_step},
+                "StepDiff": {"operationId": "step_diff", "parameters": task_step},
+            }),
+        ),
+    ];
+    for (path, method, status, links) in all {
+        let at = format!(
+            "/paths/{}/{method}/responses/{status}",
+            path.replace('/', "~1")
+        );
+        if let Some(response) = document.pointer_mut(&at) {
+            response["links"] = links;
         }
     }
 }

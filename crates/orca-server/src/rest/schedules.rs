@@ -63,7 +63,7 @@ pub(super) async fn create_schedule(
     Query(query): Query<TenantQuery>,
     body: Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
-    let spec: orca_core::schedule::ScheduleSpec = yaml_body(body, "a schedule")?;
+    let spec: orca_core::schedule::ScheduleSpec = yaml_body(&headers, body, "a schedule")?;
     let request = CreateSchedule {
         tenant: query.tenant,
         spec,
