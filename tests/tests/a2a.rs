@@ -64,6 +64,26 @@ async fn start(dir: &Path, extra: &[&str]) -> (Server, Process, Process, String)
     (server, worker, agents, http)
 }
 
+/// Runs an SDK client script (`program` runs it) against the server at
+/// `http` as developer `dana`: what it printed, as JSON.
+fn client_report(program: &str, script: &str, http: &str, env: &[(&str, &Path)]) -> Value {
+    let mut command = std::process::Command::new(program);
+    command
+        .arg(repo_root().join(script))
+        .arg(format!("http://{http}"))
+        .env("ORCA_TOKEN", "orca_dev");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the report")
+}
+
 fn refused_field(refusal: &Value) -> &Value {
     &refusal["data"]["field"]
 }
@@ -77,18 +97,7 @@ async fn the_python_a2a_sdk_sends_streams_resumes_lists_and_cancels_tasks_and_me
     let dir = tempfile::tempdir().expect("tempdir");
     let (_server, _worker, _agents, http) = start(dir.path(), &[]).await;
     let (python, _) = a2a_sdk();
-    let out = std::process::Command::new(&python)
-        .arg(repo_root().join("tests/a2a/client.py"))
-        .arg(format!("http://{http}"))
-        .env("ORCA_TOKEN", "orca_dev")
-        .output()
-        .expect("the client runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("the report");
+    let report = client_report(&python, "tests/a2a/client.py", &http, &[]);
 
     let card = &report["card"];
     assert_eq!(card["name"], "orca");
@@ -208,19 +217,12 @@ async fn the_javascript_a2a_sdk_streams_a_task_drops_it_and_resubscribes_to_the_
     let dir = tempfile::tempdir().expect("tempdir");
     let (_server, _worker, _agents, http) = start(dir.path(), &[]).await;
     let (_, modules) = a2a_sdk();
-    let out = std::process::Command::new("node")
-        .arg(repo_root().join("tests/a2a/client.mjs"))
-        .arg(format!("http://{http}"))
-        .env("ORCA_TOKEN", "orca_dev")
-        .env("A2A_SDK_DIR", &modules)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = client_report(
+        "node",
+        "tests/a2a/client.mjs",
+        &http,
+        &[("A2A_SDK_DIR", &modules)],
     );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("the report");
     assert_eq!(report["first"], "task", "{report}");
     assert_eq!(report["resumedFirst"], "task");
     assert_eq!(report["final"], "TASK_STATE_COMPLETED");
@@ -252,18 +254,7 @@ async fn a_tasks_updates_are_pushed_to_the_a2a_clients_receiver_through_the_webh
     let (_server, _worker, _agents, http) =
         start(dir.path(), &["--webhook-allow-private-networks"]).await;
     let (python, _) = a2a_sdk();
-    let out = std::process::Command::new(&python)
-        .arg(repo_root().join("tests/a2a/push.py"))
-        .arg(format!("http://{http}"))
-        .env("ORCA_TOKEN", "orca_dev")
-        .output()
-        .expect("the client runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("the report");
+    let report = client_report(&python, "tests/a2a/push.py", &http, &[]);
     assert_eq!(report["card_push"], true);
     let message = &report["message"];
     assert_eq!(message["token"], "tok-1", "{report}");

@@ -96,6 +96,11 @@ pub struct TaskApi {
     templates: Arc<Templates>,
     trace_context: fn(&str, &str) -> String,
     audit_log: bool,
+    /// Held over each read, change and write of a schedule (create,
+    /// suspend, resume, trigger, delete, and each firing), so none writes
+    /// back a record another changed since it read it: a firing that read
+    /// before a suspend must not store the schedule unsuspended.
+    schedule_writes: tokio::sync::Mutex<()>,
 }
 
 impl TaskApi {
@@ -127,6 +132,7 @@ impl TaskApi {
             templates,
             trace_context,
             audit_log,
+            schedule_writes: tokio::sync::Mutex::new(()),
         }
     }
 

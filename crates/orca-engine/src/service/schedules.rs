@@ -48,6 +48,7 @@ impl TaskApi {
         let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
         let CreateSchedule { tenant, spec } = call.into_message();
         let created = async {
+            let _writing = self.schedule_writes.lock().await;
             let tenant = caller.tenant_for(&tenant, "tenant", "schedule tasks in")?;
             let now = now_micros();
             schedule::validate(&spec, now, &self.limits).map_err(Error::from)?;
@@ -110,6 +111,7 @@ impl TaskApi {
         let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
         let wanted = call.into_message();
         let removed = async {
+            let _writing = self.schedule_writes.lock().await;
             let found = self.find_schedule(&caller, &wanted).await?;
             self.commit(vec![Write::RemoveSchedule {
                 tenant: found.tenant.clone(),
@@ -147,6 +149,7 @@ impl TaskApi {
         let caller = self.permit(&call, Action::WriteTasks, action)?;
         let wanted = call.into_message();
         let changed = async {
+            let _writing = self.schedule_writes.lock().await;
             let mut found = self.find_schedule(&caller, &wanted).await?;
             if found.spec.suspended != suspend {
                 found.spec.suspended = suspend;
@@ -179,6 +182,7 @@ impl TaskApi {
         let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
         let wanted = call.into_message();
         let fired = async {
+            let _writing = self.schedule_writes.lock().await;
             let mut found = self.find_schedule(&caller, &wanted).await?;
             let now = now_micros();
             let key = format!("schedule/{}/trigger/{now}", found.spec.name);
@@ -206,31 +210,54 @@ impl TaskApi {
     /// none is). The leader calls it, and again at that time.
     pub async fn fire_schedules(&self) -> Result<Option<Micros>, Error> {
         let mut next = None::<Micros>;
-        for mut found in self.store.schedules().await? {
-            if found.spec.suspended {
+        for listed in self.store.schedules().await? {
+            if listed.spec.suspended {
                 continue;
             }
-            let Ok(ticks) = schedule::Ticks::new(&found.spec.cron, &found.spec.timezone) else {
+            let Ok(ticks) = schedule::Ticks::new(&listed.spec.cron, &listed.spec.timezone) else {
                 continue;
             };
+            let due = |found: &Schedule, now| {
+                schedule::due(
+                    &ticks,
+                    found.handled,
+                    now,
+                    found.spec.starting_deadline_seconds,
+                    found.spec.missed,
+                )
+            };
+            let mut handled = listed.handled;
             let now = now_micros();
-            let decisions = schedule::due(
-                &ticks,
-                found.handled,
-                now,
-                found.spec.starting_deadline_seconds,
-                found.spec.missed,
-            );
-            if !decisions.is_empty() {
-                let mut runs = Vec::with_capacity(decisions.len());
-                for decision in decisions {
-                    let run = self.decide(&found, decision, now).await;
-                    found.record(run.clone());
-                    runs.push(run);
+            if !due(&listed, now).is_empty() {
+                // Read again under the lock before firing: a suspend, a
+                // delete or a trigger since the list was read is what this
+                // firing builds on, and none is written over.
+                let _writing = self.schedule_writes.lock().await;
+                let fresh = self
+                    .schedule_named(&listed.tenant, &listed.spec.name)
+                    .await?
+                    .filter(|s| {
+                        !s.spec.suspended
+                            && s.spec.cron == listed.spec.cron
+                            && s.spec.timezone == listed.spec.timezone
+                    });
+                let Some(mut found) = fresh else {
+                    continue;
+                };
+                let now = now_micros();
+                let decisions = due(&found, now);
+                if !decisions.is_empty() {
+                    let mut runs = Vec::with_capacity(decisions.len());
+                    for decision in decisions {
+                        let run = self.decide(&found, decision, now).await;
+                        found.record(run.clone());
+                        runs.push(run);
+                    }
+                    self.keep_runs(found.clone(), &runs).await?;
                 }
-                self.keep_runs(found.clone(), &runs).await?;
+                handled = found.handled;
             }
-            if let Some(tick) = ticks.next_after(found.handled.max(now)) {
+            if let Some(tick) = ticks.next_after(handled.max(now_micros())) {
                 next = Some(next.map_or(tick, |n| n.min(tick)));
             }
         }

@@ -92,7 +92,7 @@ pub fn card(base: &str, templates: &[Template], runtimes: &BTreeMap<String, Vec<
             "orca": {
                 "httpAuthSecurityScheme": {
                     "scheme": "Bearer",
-                    "description": "an orca token (orca token create), or a session's JWT",
+                    "description": "an orca token (of the control plane's --tokens-file), or a JWT it trusts",
                 }
             }
         },

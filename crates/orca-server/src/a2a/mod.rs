@@ -192,47 +192,29 @@ async fn rpc(State(status): State<Arc<HttpState>>, headers: HeaderMap, body: Byt
         identity,
         rpc_id: id.clone(),
     };
-    let answer = match method.as_str() {
-        "SendMessage" => match params(request.params) {
-            Ok(asked) => call.send(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "SendStreamingMessage" => match params(request.params) {
-            Ok(asked) => call.send_streaming(asked, &headers).await,
-            Err(refusal) => Err(refusal),
-        },
-        "GetTask" => match params(request.params) {
-            Ok(asked) => call.get(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "CancelTask" => match params(request.params) {
-            Ok(asked) => call.cancel(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "ListTasks" => match params(request.params) {
-            Ok(asked) => call.list(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "SubscribeToTask" => match params(request.params) {
-            Ok(asked) => call.subscribe(asked, &headers).await,
-            Err(refusal) => Err(refusal),
-        },
-        "CreateTaskPushNotificationConfig" => match params(request.params) {
-            Ok(asked) => call.create_push(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "GetTaskPushNotificationConfig" => match params(request.params) {
-            Ok(asked) => call.get_push(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "ListTaskPushNotificationConfigs" => match params(request.params) {
-            Ok(asked) => call.list_pushes(asked).await,
-            Err(refusal) => Err(refusal),
-        },
-        "DeleteTaskPushNotificationConfig" => match params(request.params) {
-            Ok(asked) => call.delete_push(asked).await,
-            Err(refusal) => Err(refusal),
-        },
+    dispatch(&call, &method, request.params, &headers)
+        .await
+        .unwrap_or_else(|refusal| refused(&id, refusal))
+}
+
+/// The method's call, with its params read as it takes them.
+async fn dispatch(
+    call: &Caller,
+    method: &str,
+    asked: Value,
+    headers: &HeaderMap,
+) -> Result<Response, Refusal> {
+    match method {
+        "SendMessage" => call.send(params(asked)?).await,
+        "SendStreamingMessage" => call.send_streaming(params(asked)?, headers).await,
+        "GetTask" => call.get(params(asked)?).await,
+        "CancelTask" => call.cancel(params(asked)?).await,
+        "ListTasks" => call.list(params(asked)?).await,
+        "SubscribeToTask" => call.subscribe(params(asked)?, headers).await,
+        "CreateTaskPushNotificationConfig" => call.create_push(params(asked)?).await,
+        "GetTaskPushNotificationConfig" => call.get_push(params(asked)?).await,
+        "ListTaskPushNotificationConfigs" => call.list_pushes(params(asked)?).await,
+        "DeleteTaskPushNotificationConfig" => call.delete_push(params(asked)?).await,
         "GetExtendedAgentCard" => Err(Refusal::new(
             A2aCode::ExtendedAgentCardNotConfigured,
             Code::Unimplemented,
@@ -243,8 +225,7 @@ async fn rpc(State(status): State<Arc<HttpState>>, headers: HeaderMap, body: Byt
             Code::Unimplemented,
             format!("method {other:?} is not an A2A method orca serves"),
         )),
-    };
-    answer.unwrap_or_else(|refusal| refused(&id, refusal))
+    }
 }
 
 /// JSON-RPC 2.0's envelope, and the protocol version the caller speaks.
