@@ -157,18 +157,8 @@ impl WebhookRegistry for Webhooks {
         if let Err(why) = send::secret_key(&secret) {
             return Err(Refusal::invalid("secret", why));
         }
-        let webhook = Webhook {
-            id: ulid::Ulid::new().to_string().to_lowercase(),
-            tenant,
-            url,
-            events: kinds,
-            secret,
-            enabled: true,
-            disabled_reason: String::new(),
-            created_at: orca_core::calendar::now_micros(),
-            push: None,
-        };
-        self.register(webhook).await
+        self.register(endpoint(tenant, url, kinds, secret, None))
+            .await
     }
 
     async fn create_push(
@@ -180,18 +170,9 @@ impl WebhookRegistry for Webhooks {
         check_url(&url, self.settings.allow_private_networks).await?;
         // Signed as every delivery is: a receiver may verify it too.
         let secret = send::new_secret().map_err(Refusal::Internal)?;
-        let webhook = Webhook {
-            id: ulid::Ulid::new().to_string().to_lowercase(),
-            tenant,
-            url,
-            events: vec![event::PUSH_EVENT.to_string()],
-            secret,
-            enabled: true,
-            disabled_reason: String::new(),
-            created_at: orca_core::calendar::now_micros(),
-            push: Some(push),
-        };
-        self.register(webhook).await
+        let events = vec![event::PUSH_EVENT.to_string()];
+        self.register(endpoint(tenant, url, events, secret, Some(push)))
+            .await
     }
 
     async fn check_url(&self, url: &str) -> Result<(), Refusal> {
@@ -262,6 +243,27 @@ impl WebhookRegistry for Webhooks {
             // leader reads them from the store.
             let _ = self.made.send(delivery);
         }
+    }
+}
+
+/// A new endpoint, enabled, as it is registered.
+fn endpoint(
+    tenant: String,
+    url: String,
+    events: Vec<String>,
+    secret: String,
+    push: Option<TaskPush>,
+) -> Webhook {
+    Webhook {
+        id: ulid::Ulid::new().to_string().to_lowercase(),
+        tenant,
+        url,
+        events,
+        secret,
+        enabled: true,
+        disabled_reason: String::new(),
+        created_at: orca_core::calendar::now_micros(),
+        push,
     }
 }
 
