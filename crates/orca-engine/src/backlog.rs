@@ -10,6 +10,7 @@ use orca_core::QueueKey;
 use orca_store::Store;
 use tokio::sync::{mpsc, watch};
 
+use crate::family::stored_kin;
 use crate::handle::Command;
 
 /// Tasks read back per store call: small enough that rebuilding a piece,
@@ -117,11 +118,16 @@ pub(crate) async fn load_backlog(
 ) {
     for piece in ids.chunks(BACKLOG_PIECE) {
         let (first, last) = (&piece[0], &piece[piece.len() - 1]);
-        match store.recovery_between(first, last).await {
-            Ok(tasks) => {
+        let read = async {
+            let tasks = store.recovery_between(first, last).await?;
+            let kin = stored_kin(&*store, &tasks).await?;
+            orca_store::Result::Ok((tasks, kin))
+        };
+        match read.await {
+            Ok((tasks, kin)) => {
                 let ids = piece.to_vec();
                 if commands
-                    .send(Command::Recovered { ids, tasks })
+                    .send(Command::Recovered { ids, tasks, kin })
                     .await
                     .is_err()
                 {

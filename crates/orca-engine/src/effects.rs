@@ -9,6 +9,7 @@ use orca_store::{Commit, Store, Unfinished};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::handle::Command;
+use crate::family::stored_kin;
 use crate::handle::CancelAnswer;
 use crate::hub::Hub;
 use crate::to_worker::{Outbox, ToWorker};
@@ -74,14 +75,20 @@ async fn read_back(
     fatal: watch::Sender<Option<String>>,
 ) {
     let named: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    match store.unfinished_tasks_by_id(&named).await {
-        Ok(tasks) => {
+    let read = async {
+        let tasks: Vec<Unfinished> = store
+            .unfinished_tasks_by_id(&named)
+            .await?
+            .into_iter()
+            .map(|task| Unfinished::Whole(Box::new(task)))
+            .collect();
+        let kin = stored_kin(&*store, &tasks).await?;
+        orca_store::Result::Ok((tasks, kin))
+    };
+    match read.await {
+        Ok((tasks, kin)) => {
             if let Some(commands) = commands.upgrade() {
-                let tasks = tasks
-                    .into_iter()
-                    .map(|task| Unfinished::Whole(Box::new(task)))
-                    .collect();
-                let _ = commands.send(Command::Recovered { ids, tasks }).await;
+                let _ = commands.send(Command::Recovered { ids, tasks, kin }).await;
             }
         }
         Err(e) => {

@@ -10,16 +10,117 @@
 //! And what a child spends counts against its ancestors' budgets: each
 //! keeps what its descendants in memory spent (`family_spent`); one that
 //! crosses its budget pauses, and its descendants with it, until it is
-//! raised. (A control plane that restarts counts again from the unfinished
-//! descendants: what finished ones spent before the restart is not.)
+//! raised. A task read back after a restart starts from what the store
+//! says its descendants spent ([`stored_kin`], [`Engine::settle_family`]),
+//! so a restart forgets no dollar its finished children spent.
+
+use std::collections::HashSet;
 
 use orca_core::Cost;
-use orca_core::family::parent_of;
+use orca_core::family::{PARENT_LABEL, parent_of};
+use orca_store::{Store, TaskQuery, Unfinished};
 
 use crate::budget::{over_own_budget, spent_by};
 use crate::engine::*;
 
+/// How deep the store is searched for a task's descendants: past any
+/// depth `--max-child-depth` allows, so only a broken store stops it.
+const KIN_DEPTH: usize = 64;
+/// How many of a task's children one store read takes.
+const KIN_PAGE: usize = 500;
+
+/// What each task read back has in its family as the store holds it:
+/// every descendant's id and what it has spent.
+pub(crate) type StoredKin = HashMap<String, Vec<(String, Cost)>>;
+
+/// Reads the descendants of each task among `tasks` that has a budget and
+/// has run a step (only a step submits a child; only a budget is charged
+/// with what children spend), so a queued backlog costs no read.
+pub(crate) async fn stored_kin(
+    store: &dyn Store,
+    tasks: &[Unfinished],
+) -> orca_store::Result<StoredKin> {
+    let mut kin = StoredKin::default();
+    for task in tasks {
+        let Unfinished::Whole(task) = task else {
+            continue;
+        };
+        if task.spec.budget.is_none() || task.steps.iter().all(|s| s.attempt == 0) {
+            continue;
+        }
+        let mut family = Vec::new();
+        let mut parents = vec![task.id.clone()];
+        for _ in 0..KIN_DEPTH {
+            let mut children = Vec::new();
+            for parent in &parents {
+                let mut before_id = None;
+                loop {
+                    let page = store
+                        .list_tasks(TaskQuery {
+                            labels: vec![(PARENT_LABEL.to_string(), parent.clone())],
+                            page_size: KIN_PAGE,
+                            before_id,
+                            ..TaskQuery::default()
+                        })
+                        .await?;
+                    let full = page.len() == KIN_PAGE;
+                    before_id = page.last().map(|t| t.id.clone());
+                    for child in page {
+                        children.push(child.id.clone());
+                        family.push((child.id, child.cost));
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+            }
+            if children.is_empty() {
+                break;
+            }
+            parents = children;
+        }
+        if !family.is_empty() {
+            kin.insert(task.id.clone(), family);
+        }
+    }
+    Ok(kin)
+}
+
 impl Engine {
+    /// Charges a task just read back (`id`) with what its descendants
+    /// spent before it came into memory: one in memory already as it is now
+    /// (its charges stopped short of `id` until now); one read back with it
+    /// (`read`) or still to be, not here (it is charged as it is adopted,
+    /// see [`Engine::adopt_child`]); one that has ended as the store had it.
+    /// Called before the tasks in `read` are adopted. One over its budget
+    /// pauses, with its descendants.
+    pub(super) fn settle_family(
+        &mut self,
+        id: &Arc<str>,
+        kin: Vec<(String, Cost)>,
+        read: &HashSet<&str>,
+    ) {
+        let mut spent = Cost::default();
+        for (descendant, stored) in kin {
+            if read.contains(descendant.as_str()) || self.backlog.holds(&descendant) {
+                continue;
+            }
+            spent += match self.tasks.get(descendant.as_str()) {
+                Some(active) => spent_by(active),
+                None => stored,
+            };
+        }
+        let Some(active) = self.tasks.get_mut(id) else {
+            return;
+        };
+        active.family_spent += spent;
+        if active.run.state() != TaskState::Paused
+            && let Some(why) = over_own_budget(active)
+        {
+            self.pause_task(id, &format!("budget: the task {why}"), "task");
+        }
+    }
+
     /// Notes a task coming into memory as its parent's child; one whose
     /// parent has ended is cancelled.
     pub(super) fn adopt_child(&mut self, id: &Arc<str>) {

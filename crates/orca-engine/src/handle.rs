@@ -230,9 +230,11 @@ pub(super) enum Command {
     },
     /// Tasks read back (a piece of the backlog, or cold tasks): the ids
     /// asked for and the tasks found (see [`super::recovery::Backlog`]).
+    /// `kin`: what the store says the budgeted ones' descendants spent.
     Recovered {
         ids: Vec<Arc<str>>,
         tasks: Vec<Unfinished>,
+        kin: crate::family::StoredKin,
     },
     ListAgents(oneshot::Sender<FleetNow>),
     /// Expired tasks a sweep found at `now`, to remove.

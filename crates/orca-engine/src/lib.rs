@@ -313,7 +313,7 @@ impl Engine {
                 let _ = reply.send(self.fleet_now());
             }
             Command::Adopt { worker, attempt } => self.adopt(worker, attempt),
-            Command::Recovered { ids, tasks } => self.recovered(ids, tasks),
+            Command::Recovered { ids, tasks, kin } => self.recovered(ids, tasks, kin),
             Command::Expire { tasks, now, reply } => {
                 let _ = reply.send(self.expire(tasks, now));
             }

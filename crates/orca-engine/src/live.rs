@@ -113,8 +113,8 @@ pub(crate) struct Active {
     pub(crate) index: HashMap<String, usize>,
     /// What its ended attempts cost.
     pub(crate) spent: orca_core::Cost,
-    /// What the tasks its steps submitted (and theirs) have spent while in
-    /// memory: it counts against this task's budget (see `family`).
+    /// What the tasks its steps submitted (and theirs) have spent: it
+    /// counts against this task's budget (see `family`).
     pub(crate) family_spent: orca_core::Cost,
     /// Some step names `touches`: only then may a step wait for a sibling
     /// (so a task without them pays nothing for the check).

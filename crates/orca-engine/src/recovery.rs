@@ -5,6 +5,8 @@
 //! running step then waits for its worker to reclaim it (adopt) before it
 //! is requeued.
 
+use std::collections::HashSet;
+
 use crate::backlog::Held;
 use crate::cold::queue_cold;
 use crate::engine::*;
@@ -76,7 +78,12 @@ impl Engine {
     /// Takes in tasks read back (a piece of the backlog, or cold tasks),
     /// then what waited for them. A queued task nobody started, read back
     /// as its place in the queue only, is held cold.
-    pub(super) fn recovered(&mut self, ids: Vec<Arc<str>>, tasks: Vec<Unfinished>) {
+    pub(super) fn recovered(
+        &mut self,
+        ids: Vec<Arc<str>>,
+        tasks: Vec<Unfinished>,
+        mut kin: crate::family::StoredKin,
+    ) {
         // A task made since the backlog was listed may fall in the piece's
         // range; it is live already, and not among `ids`.
         let asked: HashMap<&str, &Arc<str>, foldhash::fast::RandomState> =
@@ -124,7 +131,7 @@ impl Engine {
                 }
             }
         }
-        self.recover(whole);
+        self.recover(whole, &mut kin);
         for command in parked {
             self.handle(command);
         }
@@ -152,9 +159,11 @@ impl Engine {
     }
 
     /// Rebuilds live state from stored tasks. Steps that were running wait
-    /// for their worker to reclaim them (see [`Orphan`]).
-    pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>) {
+    /// for their worker to reclaim them (see [`Orphan`]). `kin`: what the
+    /// store says their descendants spent (see `family`).
+    pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>, kin: &mut crate::family::StoredKin) {
         let deadline = now_micros() + self.liveness.ttl.as_micros() as Micros;
+        let mut piece = Vec::with_capacity(tasks.len());
         for mut record in tasks {
             let mut spec = std::mem::take(&mut record.spec);
             // Parsed from JSON, the steps have room for four or more; kept
@@ -180,9 +189,22 @@ impl Engine {
             let deadlines: Vec<Micros> = record.steps.iter().map(|s| s.approval_deadline).collect();
             self.hold_at_gates(&id, &mut active, &deadlines);
             self.tasks.insert(id.clone(), active);
-            self.adopt_child(&id);
+            piece.push(id);
+        }
+        // Once the whole piece is in memory, so a child read back in it
+        // finds its parent whatever their order.
+        if !kin.is_empty() {
+            let read: HashSet<&str> = piece.iter().map(|id| &**id).collect();
+            for id in &piece {
+                if let Some(kin) = kin.remove(&**id) {
+                    self.settle_family(id, kin, &read);
+                }
+            }
+        }
+        for id in &piece {
+            self.adopt_child(id);
             // A tenant may have spent its budget while the task was cold.
-            self.pause_if_tenant_spent(&id);
+            self.pause_if_tenant_spent(id);
         }
     }
 

@@ -44,7 +44,7 @@ async fn first_attempt(h: &Harness, spec: TaskSpec) -> (FakeWorker, AttemptKey) 
 }
 
 /// The worker is told to stop `attempt`, for its budget.
-async fn stopped_for_budget(w: &mut FakeWorker, attempt: &AttemptKey) {
+pub(super) async fn stopped_for_budget(w: &mut FakeWorker, attempt: &AttemptKey) {
     match w.next().await {
         ToWorker::Cancel {
             attempt: stopped,

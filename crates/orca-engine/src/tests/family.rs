@@ -2,11 +2,12 @@
 //! children, those in memory in the same round and cold ones as they are
 //! read back; a child whose parent has ended (it was admitted late, or read
 //! back after a restart that came between the two) is cancelled when it
-//! comes into memory.
+//! comes into memory. What children spend counts against their parent's
+//! budget, before a restart as after it.
 
 use orca_core::family::{DEPTH_LABEL, PARENT_LABEL, PARENT_STEP_LABEL};
 
-use super::budget::report_cost;
+use super::budget::{report_cost, stopped_for_budget};
 use super::cold::{capped, on_gpu};
 use super::*;
 
@@ -202,4 +203,93 @@ async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for
     let mut again = vec![w.assigned().await, w.assigned().await];
     again.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     assert_eq!(again, [key("c", "a", 2), key("p", "lead", 2)]);
+}
+
+#[tokio::test]
+async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_spent_before() {
+    let dollars = |usd| orca_core::Cost {
+        usd,
+        ..orca_core::Cost::default()
+    };
+    // Before the restart: p (a $1 budget) runs its lead; its child p-c1
+    // spent $0.70 and succeeded; p-c2 spent $0.10 on one step and still
+    // runs its other.
+    let store = MemoryStore::new();
+    let running = {
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let mut parent = TaskSpec {
+            name: "p".into(),
+            steps: vec![noop("lead")],
+            ..TaskSpec::default()
+        };
+        parent.budget = Some(orca_core::Budget {
+            usd: Some(1.0),
+            tokens: None,
+            approvers: Vec::new(),
+        });
+        h.try_submit("p", "default", parent, 1)
+            .await
+            .expect("submitted");
+        let mut w = h.worker("w", &["shell"], 4).await;
+        h.engine.credits(w.id, 1).await.expect("credits");
+        let lead = w.assigned().await;
+        h.try_submit("p-c1", "default", child("p-c1", "p", vec![noop("a")]), 2)
+            .await
+            .expect("submitted");
+        h.engine.credits(w.id, 1).await.expect("credits");
+        let c1 = w.assigned().await;
+        report_cost(&h, &w, c1, AttemptEnd::Succeeded, dollars(0.7)).await;
+        h.try_submit(
+            "p-c2",
+            "default",
+            child("p-c2", "p", vec![noop("a"), noop("b")]),
+            3,
+        )
+        .await
+        .expect("submitted");
+        h.engine.credits(w.id, 2).await.expect("credits");
+        let mut c2 = vec![w.assigned().await, w.assigned().await];
+        c2.sort_by(|x, y| x.step_id.cmp(&y.step_id));
+        let b = c2.pop().expect("b");
+        let a = c2.pop().expect("a");
+        report_cost(&h, &w, a, AttemptEnd::Succeeded, dollars(0.1)).await;
+        h.until("p-c1", "the first child succeeds", |t| {
+            t.state == TaskState::Succeeded
+        })
+        .await;
+        h.settled().await;
+        vec![lead, b]
+    };
+
+    // Read back, p and p-c2 in one piece, p-c1 ended: p is charged $0.80,
+    // p-c2's $0.10 once.
+    let h = Harness::start(
+        store.reopen(),
+        vec!["p".into(), "p-c2".into()],
+        liveness(Duration::from_secs(30)),
+    );
+    let mut w = h.reconnect("w", &["shell"], 4, running.clone()).await;
+    h.settled().await;
+    let lead = running[0].clone();
+    h.engine
+        .spend(w.id, lead.clone(), dollars(0.15))
+        .await
+        .expect("spend");
+    h.settled().await;
+    assert!(w.idle(), "$0.95 of $1: nothing stops");
+    assert_eq!(h.task("p").await.state, TaskState::Running);
+    // $1.05: the parent pauses, and the child with it.
+    h.engine
+        .spend(w.id, lead.clone(), dollars(0.25))
+        .await
+        .expect("spend");
+    h.until("p", "the parent pauses", |t| {
+        t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.0500")
+    })
+    .await;
+    h.until("p-c2", "its child with it", |t| {
+        t.state == TaskState::Paused
+    })
+    .await;
+    stopped_for_budget(&mut w, &lead).await;
 }
