@@ -211,8 +211,8 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         usd,
         ..orca_core::Cost::default()
     };
-    // Before the restart: p (a $1 budget) runs its lead; its child p-c1
-    // spent $0.70 and succeeded; p-c2 spent $0.10 on one step and still
+    // Before the restart: p (a $1 budget) runs its lead; its child c1
+    // spent $0.70 and succeeded; c2 spent $0.10 on one step and still
     // runs its other.
     let store = MemoryStore::new();
     let running = {
@@ -233,16 +233,16 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         let mut w = h.worker("w", &["shell"], 4).await;
         h.engine.credits(w.id, 1).await.expect("credits");
         let lead = w.assigned().await;
-        h.try_submit("p-c1", "default", child("p-c1", "p", vec![noop("a")]), 2)
+        h.try_submit("c1", "default", child("c1", "p", vec![noop("a")]), 2)
             .await
             .expect("submitted");
         h.engine.credits(w.id, 1).await.expect("credits");
         let c1 = w.assigned().await;
         report_cost(&h, &w, c1, AttemptEnd::Succeeded, dollars(0.7)).await;
         h.try_submit(
-            "p-c2",
+            "c2",
             "default",
-            child("p-c2", "p", vec![noop("a"), noop("b")]),
+            child("c2", "p", vec![noop("a"), noop("b")]),
             3,
         )
         .await
@@ -253,7 +253,7 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         let b = c2.pop().expect("b");
         let a = c2.pop().expect("a");
         report_cost(&h, &w, a, AttemptEnd::Succeeded, dollars(0.1)).await;
-        h.until("p-c1", "the first child succeeds", |t| {
+        h.until("c1", "the first child succeeds", |t| {
             t.state == TaskState::Succeeded
         })
         .await;
@@ -261,11 +261,11 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         vec![lead, b]
     };
 
-    // Read back, p and p-c2 in one piece, p-c1 ended: p is charged $0.80,
-    // p-c2's $0.10 once.
+    // Read back, c2 and p in one piece (the child first), c1 ended: p is
+    // charged $0.80, c2's $0.10 once.
     let h = Harness::start(
         store.reopen(),
-        vec!["p".into(), "p-c2".into()],
+        vec!["c2".into(), "p".into()],
         liveness(Duration::from_secs(30)),
     );
     let mut w = h.reconnect("w", &["shell"], 4, running.clone()).await;
@@ -287,9 +287,7 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.0500")
     })
     .await;
-    h.until("p-c2", "its child with it", |t| {
-        t.state == TaskState::Paused
-    })
-    .await;
+    h.until("c2", "its child with it", |t| t.state == TaskState::Paused)
+        .await;
     stopped_for_budget(&mut w, &lead).await;
 }
