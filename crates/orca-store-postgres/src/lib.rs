@@ -512,6 +512,16 @@ impl Store for PostgresStore {
         self.read(|conn| Box::pin(webhooks::schedules(conn))).await
     }
 
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> orca_store::Result<Option<orca_store::schedules::Schedule>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |conn| Box::pin(webhooks::schedule(conn, tenant.clone(), name.clone())))
+            .await
+    }
+
     async fn webhooks(&self) -> orca_store::Result<Vec<orca_store::webhooks::Webhook>> {
         self.read(|conn| Box::pin(webhooks::webhooks(conn))).await
     }

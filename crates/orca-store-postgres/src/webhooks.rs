@@ -34,6 +34,18 @@ pub(crate) async fn schedules(conn: &mut Conn) -> Result<Vec<orca_store::schedul
     records(conn.client.query(&statement, &[]).await?, "schedule")
 }
 
+pub(crate) async fn schedule(
+    conn: &mut Conn,
+    tenant: String,
+    name: String,
+) -> Result<Option<orca_store::schedules::Schedule>> {
+    let statement = conn
+        .statement("SELECT record FROM schedules WHERE tenant = $1 AND name = $2")
+        .await?;
+    let rows = conn.client.query(&statement, &[&tenant, &name]).await?;
+    Ok(records(rows, "schedule")?.pop())
+}
+
 pub(crate) async fn cursor(conn: &mut Conn) -> Result<u64> {
     let statement = conn
         .statement("SELECT position FROM cursors WHERE name = 'webhooks'")

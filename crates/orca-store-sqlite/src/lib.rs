@@ -490,6 +490,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> orca_store::Result<Option<orca_store::schedules::Schedule>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |conn| {
+            let json: Option<String> = conn
+                .prepare_cached("SELECT record FROM schedules WHERE tenant = ?1 AND name = ?2")?
+                .query_row([&tenant, &name], |row| row.get(0))
+                .optional()?;
+            json.map(|json| from_record(&json, "schedule")).transpose()
+        })
+        .await
+    }
+
     async fn webhooks(&self) -> orca_store::Result<Vec<Webhook>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT record FROM webhooks ORDER BY id")?;

@@ -758,6 +758,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every schedule, by tenant and name.
     async fn schedules(&self) -> Result<Vec<schedules::Schedule>>;
 
+    /// The schedule `name` of `tenant`, if there is one.
+    async fn schedule(&self, tenant: &str, name: &str) -> Result<Option<schedules::Schedule>>;
+
     /// The fleet position up to which events have been turned into
     /// deliveries; 0 at first.
     async fn webhook_cursor(&self) -> Result<u64>;

@@ -378,12 +378,7 @@ impl TaskApi {
 
     /// The schedule `name` of `tenant`, if there is one.
     async fn schedule_named(&self, tenant: &str, name: &str) -> Result<Option<Schedule>, Error> {
-        Ok(self
-            .store
-            .schedules()
-            .await?
-            .into_iter()
-            .find(|s| s.tenant == tenant && s.spec.name == name))
+        Ok(self.store.schedule(tenant, name).await?)
     }
 
     async fn find_schedule(

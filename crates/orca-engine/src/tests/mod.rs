@@ -872,6 +872,14 @@ impl Store for SlowBacklog {
         self.store.schedules().await
     }
 
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> orca_store::Result<Option<orca_store::schedules::Schedule>> {
+        self.store.schedule(tenant, name).await
+    }
+
     async fn webhook_cursor(&self) -> orca_store::Result<u64> {
         self.store.webhook_cursor().await
     }

@@ -64,4 +64,15 @@ pub async fn schedules_are_kept_replaced_and_removed(mut backend: impl Backend) 
     assert_eq!(keys, [("other", "nightly"), ("team", "nightly")]);
     assert_eq!(kept[1], ticked, "kept whole");
     assert_eq!(kept[1].handled, 100);
+    // One read by its tenant and name.
+    let one = store.schedule("team", "nightly").await.expect("read");
+    assert_eq!(one.as_ref(), Some(&ticked));
+    for (tenant, name) in [
+        ("team", "hourly"),
+        ("nobody", "nightly"),
+        ("team", "Nightly"),
+    ] {
+        let none = store.schedule(tenant, name).await.expect("read");
+        assert!(none.is_none(), "{tenant}/{name}");
+    }
 }

@@ -347,6 +347,15 @@ impl Store for MemoryStore {
         Ok(self.data().schedules.values().cloned().collect())
     }
 
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<crate::schedules::Schedule>> {
+        let key = (tenant.to_string(), name.to_string());
+        Ok(self.data().schedules.get(&key).cloned())
+    }
+
     async fn webhooks(&self) -> Result<Vec<Webhook>> {
         Ok(self.data().webhooks.values().cloned().collect())
     }
