@@ -120,7 +120,12 @@ pub(crate) async fn add_expire<'r>(
              checkpoints_gone AS (DELETE FROM checkpoints WHERE task_id IN (SELECT id FROM gone)),
              branches_gone AS (DELETE FROM branches WHERE task_id IN (SELECT id FROM gone)),
              state_gone AS (
-                 DELETE FROM state s USING gone WHERE s.tenant = gone.tenant AND s.scope = gone.id)
+                 DELETE FROM state s USING gone WHERE s.tenant = gone.tenant AND s.scope = gone.id),
+             pushes_gone AS (
+                 DELETE FROM webhooks w USING gone
+                 WHERE (w.record::jsonb -> 'push' ->> 'taskId') = gone.id RETURNING w.id),
+             push_deliveries_gone AS (
+                 DELETE FROM deliveries WHERE webhook_id IN (SELECT id FROM pushes_gone))
              INSERT INTO expired (id, tenant, finished_at, expired_at)
              SELECT id, tenant, orca_ts(finished), orca_ts($3) FROM gone
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant,

@@ -2,6 +2,8 @@
 //! removing them whole, trimming history by age, and giving the space
 //! back to the file system (the database is in incremental auto-vacuum).
 
+use std::collections::HashSet;
+
 use orca_core::Micros;
 use orca_store::retention::{Expired, Expiring, Retention, TENANTS_SQL, Trim};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -84,6 +86,7 @@ pub(crate) fn expired(conn: &Connection, id: &str) -> Result<Option<Expired>> {
 /// Removes each task still finished when it was found to be, with
 /// everything of it, and keeps a record of it.
 pub(crate) fn expire(conn: &Connection, tasks: &[Expiring], at: Micros) -> Result<()> {
+    let mut removed_ids = HashSet::new();
     for task in tasks {
         let removed = conn
             .prepare_cached(
@@ -114,6 +117,32 @@ pub(crate) fn expire(conn: &Connection, tasks: &[Expiring], at: Micros) -> Resul
              VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![task.id, tenant, task.finished_at, at])?;
+        removed_ids.insert(task.id.as_str());
+    }
+    if !removed_ids.is_empty() {
+        remove_pushes(conn, &removed_ids)?;
+    }
+    Ok(())
+}
+
+/// Removes the A2A push configs (endpoints of their own) of the tasks
+/// removed, and their deliveries: one walk of the endpoints a batch, which
+/// are few beside the tasks.
+fn remove_pushes(conn: &Connection, removed: &HashSet<&str>) -> Result<()> {
+    let pushes: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT id, json_extract(record, '$.push.taskId') FROM webhooks
+             WHERE json_extract(record, '$.push.taskId') IS NOT NULL",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, task_id) in pushes {
+        if removed.contains(task_id.as_str()) {
+            conn.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
+                .execute(params![id])?;
+            conn.prepare_cached("DELETE FROM deliveries WHERE webhook_id = ?1")?
+                .execute(params![id])?;
+        }
     }
     Ok(())
 }

@@ -158,7 +158,8 @@ pub enum Write {
         finished_before: Micros,
     },
     /// Removes each task, with everything of it (steps, attempts, events,
-    /// checkpoints, branches, the shared state scoped to it), if it is
+    /// checkpoints, branches, the shared state scoped to it, its A2A push
+    /// configs and their deliveries), if it is
     /// still finished at the time [`retention::Expiring`] gives (a retry
     /// since reopened it otherwise), and keeps an [`retention::Expired`]
     /// record, dated `at`, of each one removed.

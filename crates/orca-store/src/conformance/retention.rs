@@ -176,6 +176,56 @@ pub async fn an_expired_task_goes_with_everything_of_it_and_leaves_a_record(
             finish(task, FINISHED),
         ]);
     }
+    // An A2A push config of each task, with a delivery, and an endpoint
+    // of the tenant's.
+    let endpoint = |id: &str, task: Option<&str>| Webhook {
+        id: id.into(),
+        tenant: "team".into(),
+        url: format!("https://hooks.example/{id}"),
+        events: vec!["task.succeeded".into()],
+        secret: "s".into(),
+        enabled: true,
+        disabled_reason: String::new(),
+        created_at: 5,
+        push: task.map(|task| TaskPush {
+            task_id: task.into(),
+            config_id: "c".into(),
+            token: String::new(),
+            auth_scheme: String::new(),
+            auth_credentials: String::new(),
+        }),
+    };
+    let delivery = |id: &str, webhook: &str, task: &str| Delivery {
+        id: id.into(),
+        webhook_id: webhook.into(),
+        tenant: "team".into(),
+        task_id: task.into(),
+        event: "task.succeeded".into(),
+        payload: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: 10,
+        last_status: 0,
+        last_latency_ms: 0,
+        last_error: String::new(),
+        created_at: 10,
+        finished_at: 0,
+    };
+    for (id, task) in [
+        ("push-t1", Some("t1")),
+        ("push-t2", Some("t2")),
+        ("team", None),
+    ] {
+        writes.push(Write::Webhook(Box::new(endpoint(id, task))));
+    }
+    writes.push(Write::Deliveries {
+        cursor: None,
+        deliveries: vec![
+            delivery("d1", "push-t1", "t1"),
+            delivery("d2", "push-t2", "t2"),
+            delivery("d3", "team", "t1"),
+        ],
+    });
     commit(&*store, writes).await;
     assert_eq!(store.expired("t1").await.expect("read"), None, "stored");
 
@@ -219,6 +269,26 @@ pub async fn an_expired_task_goes_with_everything_of_it_and_leaves_a_record(
         })
     );
     assert_eq!(store.expired("nope").await.expect("read"), None);
+    // Its push config goes with it, and that config's deliveries; the
+    // tenant's endpoint and its delivery about the task stay.
+    let mut endpoints: Vec<String> = store
+        .webhooks()
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    endpoints.sort();
+    assert_eq!(endpoints, ["push-t2", "team"]);
+    let mut pending: Vec<String> = store
+        .pending_deliveries(10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    pending.sort();
+    assert_eq!(pending, ["d2", "d3"]);
     assert!(
         store.unfinished_task_ids().await.expect("read").is_empty(),
         "both finished"

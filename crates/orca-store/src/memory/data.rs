@@ -325,6 +325,16 @@ impl Data {
         self.branches.retain(|(id, _), _| *id != task.id);
         self.state
             .retain(|key, _| !(key.tenant == removed.tenant && key.scope == task.id));
+        let pushes: Vec<String> = self
+            .webhooks
+            .values()
+            .filter(|w| w.push.as_ref().is_some_and(|p| p.task_id == task.id))
+            .map(|w| w.id.clone())
+            .collect();
+        for id in pushes {
+            self.webhooks.remove(&id);
+            self.deliveries.retain(|_, d| d.webhook_id != id);
+        }
         self.expired.insert(
             task.id.clone(),
             Expired {
