@@ -344,6 +344,20 @@ impl Engine {
                 conflict: None,
             },
         );
+        // Its task paused for a budget (before the restart, its stop never
+        // answered; or as it was read back): the attempt stops now, as it
+        // would have had its worker been known then.
+        if self
+            .tasks
+            .get(&key.0)
+            .is_some_and(|active| active.run.state() == TaskState::Paused)
+        {
+            if let Some(active) = self.tasks.get_mut(&key.0) {
+                active.steps[index].stopped_for_budget = true;
+            }
+            let reason = "budget: the task is paused for its budget";
+            self.send_stops(&key.0, vec![index], reason, true);
+        }
     }
 
     pub(super) fn expire_orphans(&mut self) {

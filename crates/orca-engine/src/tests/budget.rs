@@ -336,6 +336,40 @@ async fn a_spent_tenant_pauses_its_tasks_refuses_submits_and_resumes_when_raised
 }
 
 #[tokio::test]
+async fn a_paused_tasks_attempt_reclaimed_after_a_restart_is_stopped_again() {
+    // Paused for its budget; the control plane stops before the stopped
+    // attempt comes back.
+    let store = MemoryStore::new();
+    let a = {
+        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a")]);
+        let (mut w, a) = first_attempt(&h, spec).await;
+        h.engine
+            .spend(w.id, a.clone(), usd(1.2))
+            .await
+            .expect("spend");
+        stopped_for_budget(&mut w, &a).await;
+        h.until("t", "paused", |t| t.state == TaskState::Paused)
+            .await;
+        a
+    };
+    // Its worker, still running it, reclaims it from the next: it is told
+    // to stop again, and its end is no failure of the step.
+    let h = Harness::start(
+        store.reopen(),
+        vec!["t".into()],
+        liveness(Duration::from_secs(30)),
+    );
+    let mut w = h.reconnect("w", &["shell"], 1, vec![a.clone()]).await;
+    stopped_for_budget(&mut w, &a).await;
+    report_cost(&h, &w, a, AttemptEnd::Cancelled, usd(1.2)).await;
+    h.until("t", "the stopped step waits, queued, uncounted", |t| {
+        t.state == TaskState::Paused && t.steps[0].state == StepState::Queued
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_tenant_budget_counts_what_the_store_holds_from_before_a_restart() {
     let store = MemoryStore::new();
     let h = Harness::new_on(store.clone());
