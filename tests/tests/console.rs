@@ -1145,13 +1145,25 @@ async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspend
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_page_shows_the_tasks_its_steps_submitted_and_a_childs_page_its_parent() {
+async fn a_task_page_shows_the_tree_of_tasks_its_steps_submitted_and_a_childs_page_its_parent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let orca = served(&dir.path().join("data")).await;
-    // A step submits a task of its own with its token, and follows it.
-    let parent = orca.submit(
-        "name: lead\nsteps:\n  - id: hand-out\n    shell: {command: [sh, -c, \"printf 'name: kid\\\\nsteps:\\\\n  - id: a\\\\n    shell: {command: [\\\"true\\\"]}\\\\n' > k.yaml && orca submit -f k.yaml --watch\"]}\n",
+    // A step submits a task of its own with its token, and follows it;
+    // that task's step does the same: a tree of three.
+    let submits = |file: &str| {
+        use base64::Engine as _;
+        let file = base64::engine::general_purpose::STANDARD.encode(file);
+        format!("echo {file} | base64 -d > t.yaml && orca submit -f t.yaml --watch")
+    };
+    let grandkid = "name: grandkid\nsteps:\n  - id: b\n    shell: {command: ['true']}\n";
+    let kid = format!(
+        "name: kid\nsteps:\n  - id: a\n    shell: {{command: [sh, -c, {:?}]}}\n",
+        submits(grandkid)
     );
+    let parent = orca.submit(&format!(
+        "name: lead\nsteps:\n  - id: hand-out\n    shell: {{command: [sh, -c, {:?}]}}\n",
+        submits(&kid)
+    ));
     let browser = orca.open_task(dir.path(), &parent).await;
     sign_in(&browser, "orca_dev").await;
     browser
@@ -1168,6 +1180,19 @@ async fn a_task_page_shows_the_tasks_its_steps_submitted_and_a_childs_page_its_p
         child.contains("hand-out"),
         "the step that submitted it: {child}"
     );
+    assert!(!child.contains("grandkid"), "a level at first: {child}");
+    // The child opens onto the task its own step submitted.
+    browser
+        .click("[data-test=children] [data-expand]")
+        .await
+        .expect("open the child");
+    let grandchild = browser
+        .text_until("[data-test=grandchildren] tbody", LIVE, |t| {
+            t.contains("grandkid") && t.contains("succeeded")
+        })
+        .await
+        .expect("its grandchild is listed under it");
+    assert!(grandchild.contains('a'), "by its step a: {grandchild}");
     browser
         .click("[data-test=children] a")
         .await
