@@ -1,7 +1,7 @@
 //! The leader's schedule loop: it fires each schedule's due ticks (the
 //! services decide and record what each does) and sleeps until the next
-//! tick, looking again at least every second so a schedule created
-//! meanwhile is found. Only the leader runs it; a tick's task is submitted
+//! tick or until a schedule is made or resumed on this replica, looking
+//! again at least every second so one made on another is found. Only the leader runs it; a tick's task is submitted
 //! under the tick as its idempotency key, so a new leader that looks at a
 //! tick the last one fired finds its task instead of making another.
 
@@ -31,7 +31,10 @@ pub fn fire_periodically(tasks: Arc<TaskApi>) -> AbortOnDrop {
                 .map(|tick| Duration::from_micros(u64::try_from(tick - now).unwrap_or(0)))
                 .unwrap_or(LOOK_AT_LEAST_EVERY)
                 .min(LOOK_AT_LEAST_EVERY);
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = tasks.schedules_changed() => {}
+            }
         }
     }))
 }

@@ -101,6 +101,9 @@ pub struct TaskApi {
     /// back a record another changed since it read it: a firing that read
     /// before a suspend must not store the schedule unsuspended.
     schedule_writes: tokio::sync::Mutex<()>,
+    /// Told when a schedule is made or resumed, so the leader's loop looks
+    /// at once: its first tick may come before the loop's next look.
+    schedules_changed: tokio::sync::Notify,
 }
 
 impl TaskApi {
@@ -133,6 +136,7 @@ impl TaskApi {
             trace_context,
             audit_log,
             schedule_writes: tokio::sync::Mutex::new(()),
+            schedules_changed: tokio::sync::Notify::new(),
         }
     }
 

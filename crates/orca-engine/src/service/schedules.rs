@@ -73,6 +73,7 @@ impl TaskApi {
             };
             self.commit(vec![Write::Schedule(Box::new(schedule.clone()))])
                 .await?;
+            self.schedules_changed.notify_one();
             Ok(schedule)
         }
         .await;
@@ -158,6 +159,9 @@ impl TaskApi {
                 }
                 self.commit(vec![Write::Schedule(Box::new(found.clone()))])
                     .await?;
+                if !suspend {
+                    self.schedules_changed.notify_one();
+                }
             }
             Ok(found)
         }
@@ -205,59 +209,47 @@ impl TaskApi {
         Ok(task_id)
     }
 
+    /// Waits until a schedule is made or resumed here (the leader's loop
+    /// sleeps on it beside its timer). One made before the wait began
+    /// counts: the wake is kept until it is waited for.
+    pub async fn schedules_changed(&self) {
+        self.schedules_changed.notified().await;
+    }
+
     /// Fires the ticks due now of every schedule that is not suspended, and
     /// records what each did; when the next tick of any is due (`None`:
     /// none is). The leader calls it, and again at that time.
     pub async fn fire_schedules(&self) -> Result<Option<Micros>, Error> {
+        // Held from the read on: a suspend, a delete or a trigger waits
+        // until this firing has stored what it did, and none is written
+        // over by a record read before it.
+        let _writing = self.schedule_writes.lock().await;
         let mut next = None::<Micros>;
-        for listed in self.store.schedules().await? {
-            if listed.spec.suspended {
+        for mut found in self.store.schedules().await? {
+            if found.spec.suspended {
                 continue;
             }
-            let Ok(ticks) = schedule::Ticks::new(&listed.spec.cron, &listed.spec.timezone) else {
+            let Ok(ticks) = schedule::Ticks::new(&found.spec.cron, &found.spec.timezone) else {
                 continue;
             };
-            let due = |found: &Schedule, now| {
-                schedule::due(
-                    &ticks,
-                    found.handled,
-                    now,
-                    found.spec.starting_deadline_seconds,
-                    found.spec.missed,
-                )
-            };
-            let mut handled = listed.handled;
             let now = now_micros();
-            if !due(&listed, now).is_empty() {
-                // Read again under the lock before firing: a suspend, a
-                // delete or a trigger since the list was read is what this
-                // firing builds on, and none is written over.
-                let _writing = self.schedule_writes.lock().await;
-                let fresh = self
-                    .schedule_named(&listed.tenant, &listed.spec.name)
-                    .await?
-                    .filter(|s| {
-                        !s.spec.suspended
-                            && s.spec.cron == listed.spec.cron
-                            && s.spec.timezone == listed.spec.timezone
-                    });
-                let Some(mut found) = fresh else {
-                    continue;
-                };
-                let now = now_micros();
-                let decisions = due(&found, now);
-                if !decisions.is_empty() {
-                    let mut runs = Vec::with_capacity(decisions.len());
-                    for decision in decisions {
-                        let run = self.decide(&found, decision, now).await;
-                        found.record(run.clone());
-                        runs.push(run);
-                    }
-                    self.keep_runs(found.clone(), &runs).await?;
+            let decisions = schedule::due(
+                &ticks,
+                found.handled,
+                now,
+                found.spec.starting_deadline_seconds,
+                found.spec.missed,
+            );
+            if !decisions.is_empty() {
+                let mut runs = Vec::with_capacity(decisions.len());
+                for decision in decisions {
+                    let run = self.decide(&found, decision, now).await;
+                    found.record(run.clone());
+                    runs.push(run);
                 }
-                handled = found.handled;
+                self.keep_runs(found.clone(), &runs).await?;
             }
-            if let Some(tick) = ticks.next_after(handled.max(now_micros())) {
+            if let Some(tick) = ticks.next_after(found.handled.max(now_micros())) {
                 next = Some(next.map_or(tick, |n| n.min(tick)));
             }
         }
