@@ -24,6 +24,27 @@ fn child(id: &str, parent: &str, steps: Vec<StepSpec>) -> TaskSpec {
     spec
 }
 
+/// Task p, a budget of $1, its step `lead` given to a worker with `slots`.
+async fn lead_with_a_budget(h: &Harness, slots: u32) -> (FakeWorker, AttemptKey) {
+    let mut parent = TaskSpec {
+        name: "p".into(),
+        steps: vec![noop("lead")],
+        ..TaskSpec::default()
+    };
+    parent.budget = Some(orca_core::Budget {
+        usd: Some(1.0),
+        tokens: None,
+        approvers: Vec::new(),
+    });
+    h.try_submit("p", "default", parent, 1)
+        .await
+        .expect("submitted");
+    let mut w = h.worker("w", &["shell"], slots).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let lead = w.assigned().await;
+    (w, lead)
+}
+
 #[tokio::test]
 async fn a_parents_end_cancels_its_children_in_memory_and_cold() {
     // One task in memory at most past the running parent: two of the
@@ -117,22 +138,7 @@ async fn a_child_whose_parent_has_ended_is_cancelled_when_it_comes_into_memory()
 #[tokio::test]
 async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for_a_raise() {
     let h = Harness::new();
-    let mut parent = TaskSpec {
-        name: "p".into(),
-        steps: vec![noop("lead")],
-        ..TaskSpec::default()
-    };
-    parent.budget = Some(orca_core::Budget {
-        usd: Some(1.0),
-        tokens: None,
-        approvers: Vec::new(),
-    });
-    h.try_submit("p", "default", parent, 1)
-        .await
-        .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 2).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
-    let lead = w.assigned().await;
+    let (mut w, lead) = lead_with_a_budget(&h, 2).await;
     h.try_submit("c", "default", child("c", "p", vec![noop("a")]), 2)
         .await
         .expect("submitted");
@@ -217,22 +223,7 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
     let store = MemoryStore::new();
     let running = {
         let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
-        let mut parent = TaskSpec {
-            name: "p".into(),
-            steps: vec![noop("lead")],
-            ..TaskSpec::default()
-        };
-        parent.budget = Some(orca_core::Budget {
-            usd: Some(1.0),
-            tokens: None,
-            approvers: Vec::new(),
-        });
-        h.try_submit("p", "default", parent, 1)
-            .await
-            .expect("submitted");
-        let mut w = h.worker("w", &["shell"], 4).await;
-        h.engine.credits(w.id, 1).await.expect("credits");
-        let lead = w.assigned().await;
+        let (mut w, lead) = lead_with_a_budget(&h, 4).await;
         h.try_submit("c1", "default", child("c1", "p", vec![noop("a")]), 2)
             .await
             .expect("submitted");

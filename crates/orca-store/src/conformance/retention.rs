@@ -195,22 +195,8 @@ pub async fn an_expired_task_goes_with_everything_of_it_and_leaves_a_record(
             auth_credentials: String::new(),
         }),
     };
-    let delivery = |id: &str, webhook: &str, task: &str| Delivery {
-        id: id.into(),
-        webhook_id: webhook.into(),
-        tenant: "team".into(),
-        task_id: task.into(),
-        event: "task.succeeded".into(),
-        payload: "{}".into(),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at: 10,
-        last_status: 0,
-        last_latency_ms: 0,
-        last_error: String::new(),
-        created_at: 10,
-        finished_at: 0,
-    };
+    let delivery =
+        |id: &str, webhook: &str, task: &str| pending_delivery(id, webhook, "team", task);
     for (id, task) in [
         ("push-t1", Some("t1")),
         ("push-t2", Some("t2")),
@@ -271,24 +257,20 @@ pub async fn an_expired_task_goes_with_everything_of_it_and_leaves_a_record(
     assert_eq!(store.expired("nope").await.expect("read"), None);
     // Its push config goes with it, and that config's deliveries; the
     // tenant's endpoint and its delivery about the task stay.
-    let mut endpoints: Vec<String> = store
-        .webhooks()
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
-    endpoints.sort();
-    assert_eq!(endpoints, ["push-t2", "team"]);
-    let mut pending: Vec<String> = store
-        .pending_deliveries(10)
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
-    pending.sort();
-    assert_eq!(pending, ["d2", "d3"]);
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    let endpoints = store.webhooks().await.expect("read");
+    assert_eq!(
+        sorted(endpoints.into_iter().map(|w| w.id).collect()),
+        ["push-t2", "team"]
+    );
+    let pending = store.pending_deliveries(10).await.expect("read");
+    assert_eq!(
+        sorted(pending.into_iter().map(|d| d.id).collect()),
+        ["d2", "d3"]
+    );
     assert!(
         store.unfinished_task_ids().await.expect("read").is_empty(),
         "both finished"

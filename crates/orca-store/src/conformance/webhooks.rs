@@ -2,6 +2,26 @@
 
 use super::*;
 
+/// A delivery of `task`'s success to endpoint `webhook_id`, not sent yet.
+pub(super) fn pending_delivery(id: &str, webhook_id: &str, tenant: &str, task: &str) -> Delivery {
+    Delivery {
+        id: id.into(),
+        webhook_id: webhook_id.into(),
+        tenant: tenant.into(),
+        task_id: task.into(),
+        event: "task.succeeded".into(),
+        payload: format!(r#"{{"id":"{id}","type":"task.succeeded"}}"#),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: 10,
+        last_status: 0,
+        last_latency_ms: 0,
+        last_error: String::new(),
+        created_at: 10,
+        finished_at: 0,
+    }
+}
+
 /// Endpoints are registered, replaced and removed (with their deliveries);
 /// deliveries and the cursor commit together; the pending ones list
 /// oldest first, the log newest first, by endpoint, tenant and page; all
@@ -29,22 +49,8 @@ pub async fn webhooks_their_deliveries_and_the_cursor_are_kept_and_listed(
             auth_credentials: "cr3d".into(),
         }),
     };
-    let delivery = |id: &str, webhook_id: &str, tenant: &str| Delivery {
-        id: id.into(),
-        webhook_id: webhook_id.into(),
-        tenant: tenant.into(),
-        task_id: "t1".into(),
-        event: "task.succeeded".into(),
-        payload: format!(r#"{{"id":"{id}","type":"task.succeeded"}}"#),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at: 10,
-        last_status: 0,
-        last_latency_ms: 0,
-        last_error: String::new(),
-        created_at: 10,
-        finished_at: 0,
-    };
+    let delivery =
+        |id: &str, webhook_id: &str, tenant: &str| pending_delivery(id, webhook_id, tenant, "t1");
     assert_eq!(store.webhook_cursor().await.expect("cursor"), 0);
     commit(
         &*store,
