@@ -1,9 +1,10 @@
 //! The leader's schedule loop: it fires each schedule's due ticks (the
 //! services decide and record what each does) and sleeps until the next
 //! tick or until a schedule is made or resumed on this replica, looking
-//! again at least every second so one made on another is found. Only the leader runs it; a tick's task is submitted
-//! under the tick as its idempotency key, so a new leader that looks at a
-//! tick the last one fired finds its task instead of making another.
+//! again at least every second so one made on another is found. Only the
+//! leader runs it; a tick's task is submitted under the tick as its
+//! idempotency key, so a new leader that looks at a tick the last one
+//! fired finds its task instead of making another.
 
 use std::sync::Arc;
 use std::time::Duration;
