@@ -10,9 +10,10 @@
 //! And what a child spends counts against its ancestors' budgets: each
 //! keeps what its descendants in memory spent (`family_spent`); one that
 //! crosses its budget pauses, and its descendants with it, until it is
-//! raised. A task read back after a restart starts from what the store
-//! says its descendants spent ([`stored_kin`], [`Engine::settle_family`]),
-//! so a restart forgets no dollar its finished children spent.
+//! raised. A task read back after a restart, or retried, starts from what
+//! the store says its descendants spent ([`stored_family`],
+//! [`Engine::settle_family`]), so neither forgets a dollar its finished
+//! children spent.
 
 use std::collections::HashSet;
 
@@ -33,57 +34,66 @@ const KIN_PAGE: usize = 500;
 /// every descendant's id and what it has spent.
 pub(crate) type StoredKin = HashMap<String, Vec<(String, Cost)>>;
 
-/// Reads the descendants of each task among `tasks` that has a budget and
-/// has run a step (only a step submits a child; only a budget is charged
-/// with what children spend), so a queued backlog costs no read.
+/// Reads the descendants of each task among `tasks` (see [`stored_family`]).
 pub(crate) async fn stored_kin(
     store: &dyn Store,
     tasks: &[Unfinished],
 ) -> orca_store::Result<StoredKin> {
     let mut kin = StoredKin::default();
     for task in tasks {
-        let Unfinished::Whole(task) = task else {
-            continue;
-        };
-        if task.spec.budget.is_none() || task.steps.iter().all(|s| s.attempt == 0) {
-            continue;
-        }
-        let mut family = Vec::new();
-        let mut parents = vec![task.id.clone()];
-        for _ in 0..KIN_DEPTH {
-            let mut children = Vec::new();
-            for parent in &parents {
-                let mut before_id = None;
-                loop {
-                    let page = store
-                        .list_tasks(TaskQuery {
-                            labels: vec![(PARENT_LABEL.to_string(), parent.clone())],
-                            page_size: KIN_PAGE,
-                            before_id,
-                            ..TaskQuery::default()
-                        })
-                        .await?;
-                    let full = page.len() == KIN_PAGE;
-                    before_id = page.last().map(|t| t.id.clone());
-                    for child in page {
-                        children.push(child.id.clone());
-                        family.push((child.id, child.cost));
-                    }
-                    if !full {
-                        break;
-                    }
-                }
+        if let Unfinished::Whole(task) = task {
+            let family = stored_family(store, task).await?;
+            if !family.is_empty() {
+                kin.insert(task.id.clone(), family);
             }
-            if children.is_empty() {
-                break;
-            }
-            parents = children;
-        }
-        if !family.is_empty() {
-            kin.insert(task.id.clone(), family);
         }
     }
     Ok(kin)
+}
+
+/// Every descendant of `task` and what it spent, as the store has them,
+/// when `task` has a budget and has run a step (only a step submits a
+/// child; only a budget is charged with what children spend), so a queued
+/// backlog costs no read.
+pub(crate) async fn stored_family(
+    store: &dyn Store,
+    task: &TaskRecord,
+) -> orca_store::Result<Vec<(String, Cost)>> {
+    let mut family = Vec::new();
+    if task.spec.budget.is_none() || task.steps.iter().all(|s| s.attempt == 0) {
+        return Ok(family);
+    }
+    let mut parents = vec![task.id.clone()];
+    for _ in 0..KIN_DEPTH {
+        let mut children = Vec::new();
+        for parent in &parents {
+            let mut before_id = None;
+            loop {
+                let page = store
+                    .list_tasks(TaskQuery {
+                        labels: vec![(PARENT_LABEL.to_string(), parent.clone())],
+                        page_size: KIN_PAGE,
+                        before_id,
+                        ..TaskQuery::default()
+                    })
+                    .await?;
+                let full = page.len() == KIN_PAGE;
+                before_id = page.last().map(|t| t.id.clone());
+                for child in page {
+                    children.push(child.id.clone());
+                    family.push((child.id, child.cost));
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        if children.is_empty() {
+            break;
+        }
+        parents = children;
+    }
+    Ok(family)
 }
 
 impl Engine {

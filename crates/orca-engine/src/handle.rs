@@ -243,8 +243,10 @@ pub(super) enum Command {
         now: Micros,
         reply: oneshot::Sender<oneshot::Receiver<()>>,
     },
+    /// `kin`: what the store says its descendants spent.
     Reopen {
         record: Box<TaskRecord>,
+        kin: Vec<(String, orca_core::Cost)>,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, Error>>,
     },
     Decide {
@@ -492,10 +494,14 @@ impl EngineHandle {
 
     /// Re-runs what did not succeed in a failed or cancelled task; returns
     /// once that is committed.
+    /// What its descendants spent before counts against its budget again,
+    /// as its own attempts' cost does.
     pub async fn reopen(&self, record: TaskRecord) -> Result<(), Error> {
+        let kin = crate::family::stored_family(&*self.store, &record).await?;
         let (reply, answer) = oneshot::channel();
         self.send(Command::Reopen {
             record: Box::new(record),
+            kin,
             reply,
         })
         .await?;

@@ -317,8 +317,8 @@ impl Engine {
             Command::Expire { tasks, now, reply } => {
                 let _ = reply.send(self.expire(tasks, now));
             }
-            Command::Reopen { record, reply } => {
-                let _ = reply.send(self.reopen(*record));
+            Command::Reopen { record, kin, reply } => {
+                let _ = reply.send(self.reopen(*record, kin));
             }
             Command::Decide {
                 task_id,

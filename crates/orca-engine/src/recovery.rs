@@ -208,10 +208,12 @@ impl Engine {
         }
     }
 
-    /// Brings a finished task back to life from its stored record.
+    /// Brings a finished task back to life from its stored record, charged
+    /// with what its descendants spent (`kin`; all ended with it).
     pub(super) fn reopen(
         &mut self,
         mut record: TaskRecord,
+        kin: Vec<(String, orca_core::Cost)>,
     ) -> Result<oneshot::Receiver<()>, Error> {
         if self.tasks.contains_key(record.id.as_str()) || self.backlog.holds(&record.id) {
             return Err(Error::FailedPrecondition(format!(
@@ -233,6 +235,9 @@ impl Engine {
             .insert(id.clone(), restore_active(&record, spec, run));
         // A step the rerun gates again enters its wait in `apply`.
         self.apply(&id, changes, None);
+        if !kin.is_empty() {
+            self.settle_family(&id, kin, &HashSet::new());
+        }
         let (done, committed) = oneshot::channel();
         self.round.effects.push(Effect::Done(done));
         Ok(committed)

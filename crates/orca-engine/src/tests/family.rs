@@ -282,3 +282,36 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         .await;
     stopped_for_budget(&mut w, &lead).await;
 }
+
+#[tokio::test]
+async fn a_retried_parent_is_charged_with_what_its_children_spent_before() {
+    let h = Harness::new();
+    let (mut w, lead) = lead_with_a_budget(&h, 2).await;
+    h.try_submit("c", "default", child("c", "p", vec![noop("a")]), 2)
+        .await
+        .expect("submitted");
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let work = w.assigned().await;
+    let dollars = |usd| orca_core::Cost {
+        usd,
+        ..orca_core::Cost::default()
+    };
+    report_cost(&h, &w, work, AttemptEnd::Succeeded, dollars(0.8)).await;
+    h.report(&w, lead, AttemptEnd::Failed).await;
+    h.until("p", "the parent fails", |t| t.state == TaskState::Failed)
+        .await;
+    // Retried, its child's $0.80 still counts: $0.30 more crosses $1.
+    h.engine.reopen(h.task("p").await).await.expect("retried");
+    h.engine.credits(w.id, 1).await.expect("credits");
+    let again = w.assigned().await;
+    assert_eq!(again, key("p", "lead", 2));
+    h.engine
+        .spend(w.id, again.clone(), dollars(0.3))
+        .await
+        .expect("spend");
+    stopped_for_budget(&mut w, &again).await;
+    h.until("p", "the retried parent pauses", |t| {
+        t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.1000")
+    })
+    .await;
+}
