@@ -24,6 +24,14 @@ fn child(id: &str, parent: &str, steps: Vec<StepSpec>) -> TaskSpec {
     spec
 }
 
+/// A cost of `usd` dollars.
+fn dollars(usd: f64) -> orca_core::Cost {
+    orca_core::Cost {
+        usd,
+        ..orca_core::Cost::default()
+    }
+}
+
 /// Task p, a budget of $1, its step `lead` given to a worker with `slots`.
 async fn lead_with_a_budget(h: &Harness, slots: u32) -> (FakeWorker, AttemptKey) {
     let mut parent = TaskSpec {
@@ -145,10 +153,6 @@ async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for
     h.engine.credits(w.id, 1).await.expect("credits");
     let work = w.assigned().await;
     assert_eq!(work, key("c", "a", 1));
-    let dollars = |usd| orca_core::Cost {
-        usd,
-        ..orca_core::Cost::default()
-    };
     // Within the parent's budget: nothing happens.
     h.engine
         .spend(w.id, work.clone(), dollars(0.6))
@@ -213,10 +217,6 @@ async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for
 
 #[tokio::test]
 async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_spent_before() {
-    let dollars = |usd| orca_core::Cost {
-        usd,
-        ..orca_core::Cost::default()
-    };
     // Before the restart: p (a $1 budget) runs its lead; its child c1
     // spent $0.70 and succeeded; c2 spent $0.10 on one step and still
     // runs its other.
@@ -292,10 +292,6 @@ async fn a_retried_parent_is_charged_with_what_its_children_spent_before() {
         .expect("submitted");
     h.engine.credits(w.id, 1).await.expect("credits");
     let work = w.assigned().await;
-    let dollars = |usd| orca_core::Cost {
-        usd,
-        ..orca_core::Cost::default()
-    };
     report_cost(&h, &w, work, AttemptEnd::Succeeded, dollars(0.8)).await;
     h.report(&w, lead, AttemptEnd::Failed).await;
     h.until("p", "the parent fails", |t| t.state == TaskState::Failed)

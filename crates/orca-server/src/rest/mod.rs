@@ -59,9 +59,7 @@ mod webhooks;
 pub fn routes(max_body: usize) -> Router<Arc<HttpState>> {
     let (router, document) = api().split_for_parts();
     // Written once: it describes the code, which does not change.
-    let mut document = serde_json::to_value(&document).unwrap_or_default();
-    rules::tighten(&mut document);
-    let document: Arc<str> = document.to_string().into();
+    let document: Arc<str> = served(&document).to_string().into();
     router
         .route(
             "/openapi.json",
@@ -171,6 +169,14 @@ impl From<Error> for ApiError {
 }
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// The document as `/openapi.json` serves it: the routes' own, with every
+/// rule the server holds them to written in (see `rules`).
+fn served(document: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut document = serde_json::to_value(document).unwrap_or_default();
+    rules::tighten(&mut document);
+    document
+}
 
 /// The refusals any route may give, as the document lists them.
 #[derive(utoipa::IntoResponses)]
@@ -727,13 +733,9 @@ mod tests {
         );
     }
 
-    /// The document is served with its rules written in: one word, one
-    /// rule, wherever a route takes it.
+    /// The document as it is served, its rules written in.
     fn served() -> serde_json::Value {
-        let (_, document) = super::api().split_for_parts();
-        let mut document = serde_json::to_value(&document).expect("json");
-        super::rules::tighten(&mut document);
-        document
+        super::served(&super::api().split_for_parts().1)
     }
 
     #[test]

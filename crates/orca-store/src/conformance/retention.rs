@@ -456,20 +456,9 @@ pub async fn history_is_trimmed_by_age_a_batch_at_a_time(mut backend: impl Backe
 
     // Ended deliveries made before a given one; pending ones stay.
     let delivery = |id: &str, state: DeliveryState| Delivery {
-        id: id.into(),
-        webhook_id: "w1".into(),
-        tenant: "team".into(),
-        task_id: "t2".into(),
-        event: "task.succeeded".into(),
-        payload: "{}".into(),
         state,
         attempts: 1,
-        next_attempt_at: 10,
-        last_status: 0,
-        last_latency_ms: 0,
-        last_error: String::new(),
-        created_at: 10,
-        finished_at: 0,
+        ..pending_delivery(id, "w1", "team", "t2")
     };
     commit(
         &*store,
