@@ -13,19 +13,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 SCHEMATHESIS_VERSION=4.32.5
-PREFIX=.tools/schemathesis
-STAMP=$PREFIX/installed-$SCHEMATHESIS_VERSION
-mkdir -p "$PREFIX"
-exec 9>"$PREFIX/.lock"
-flock 9
-if [ ! -f "$STAMP" ] || [ ! -x "$PREFIX/venv/bin/st" ]; then
-  need_python_venv
-  rm -rf "$PREFIX/venv"
-  python3 -m venv "$PREFIX/venv"
-  "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-  touch "$STAMP"
-fi
-exec 9>&-
+venv=$(pinned_venv schemathesis "schemathesis==$SCHEMATHESIS_VERSION")
 
 target=$(cargo_target_dir)
 cargo build -q -p orca-cli
@@ -49,7 +37,7 @@ token=$(cat "$out/data/admin.token")
 status=0
 # Run where its cache may go: the target dir, not the checkout.
 config="$PWD/scripts/schemathesis.toml"
-st="$PWD/$PREFIX/venv/bin/st"
+st="$venv/bin/st"
 (cd "$out" && "$st" --config-file "$config" --no-color \
   run "http://127.0.0.1:$http/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" \

@@ -36,3 +36,50 @@ need_python_venv() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
   fi
 }
+
+# A venv of its own, .tools/NAME/venv, holding these pinned PyPI packages
+# (`pkg==version`...). Made once: a stamp names the packages, so a new pin
+# makes it again. Under a lock, as tests that start at once may each ask:
+# one installs, the others wait. Prints the venv's path.
+pinned_venv() {
+  local name=$1
+  shift
+  local prefix=".tools/$name"
+  local stamp
+  stamp="$prefix/venv-$(IFS=-; echo "$*")"
+  mkdir -p "$prefix"
+  (
+    flock 9
+    if [ ! -f "$stamp" ] || [ ! -x "$prefix/venv/bin/python" ]; then
+      need_python_venv
+      rm -rf "$prefix/venv" "$prefix"/venv-*
+      python3 -m venv "$prefix/venv"
+      "$prefix/venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+      touch "$stamp"
+    fi
+  ) 9>"$prefix/.lock"
+  echo "$PWD/$prefix/venv"
+}
+
+# These pinned npm packages (`pkg@version`...) in .tools/NAME/node_modules,
+# made once and under a lock as `pinned_venv` is.
+pinned_npm() {
+  local name=$1
+  shift
+  local prefix=".tools/$name"
+  local stamp
+  stamp="$prefix/npm-$(IFS=-; echo "$*" | tr / _)"
+  if ! command -v npm >/dev/null; then
+    echo "npm is needed to install $*" >&2
+    return 1
+  fi
+  mkdir -p "$prefix"
+  (
+    flock 9
+    if [ ! -f "$stamp" ] || [ ! -d "$prefix/node_modules" ]; then
+      rm -rf "$prefix/node_modules" "$prefix"/npm-*
+      npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$@" >&2
+      touch "$stamp"
+    fi
+  ) 9>"$prefix/.lock"
+}

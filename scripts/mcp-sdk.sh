@@ -7,17 +7,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 MCP_VERSION=2.3.0
-PREFIX=.tools/mcp-sdk
-STAMP=$PREFIX/installed-$MCP_VERSION
-mkdir -p "$PREFIX"
-# Tests that start at once may each ask: one installs, the others wait.
-exec 9>"$PREFIX/.lock"
-flock 9
-if [ ! -f "$STAMP" ] || [ ! -x "$PREFIX/venv/bin/python" ]; then
-  need_python_venv
-  rm -rf "$PREFIX/venv"
-  python3 -m venv "$PREFIX/venv"
-  "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check "mcp==$MCP_VERSION"
-  touch "$STAMP"
-fi
-echo "$PWD/$PREFIX/venv/bin/python"
+venv=$(pinned_venv mcp-sdk "mcp==$MCP_VERSION")
+echo "$venv/bin/python"

@@ -11,16 +11,5 @@ CHECKOV_VERSION=3.3.30
 CEL_PYTHON_VERSION=0.5.0
 # The CRD schema checks (tests/policy/crd_schema.py); checkov brings it too.
 JSONSCHEMA_VERSION=4.26.0
-PREFIX=.tools/policy
-STAMP=$PREFIX/installed-$CHECKOV_VERSION-$CEL_PYTHON_VERSION-$JSONSCHEMA_VERSION
-if [ -f "$STAMP" ] && [ -x "$PREFIX/venv/bin/checkov" ]; then
-  exit 0
-fi
-need_python_venv
-rm -rf "$PREFIX"
-mkdir -p "$PREFIX"
-python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
-  "checkov==$CHECKOV_VERSION" "cel-python==$CEL_PYTHON_VERSION" \
-  "jsonschema==$JSONSCHEMA_VERSION"
-touch "$STAMP"
+pinned_venv policy "checkov==$CHECKOV_VERSION" "cel-python==$CEL_PYTHON_VERSION" \
+  "jsonschema==$JSONSCHEMA_VERSION" >/dev/null

@@ -9,14 +9,6 @@ cd "$(dirname "$0")/.."
 
 STANDARDWEBHOOKS_VERSION=1.1.0
 SVIX_VERSION=2.9.1
-PREFIX=.tools/webhook-verifiers
-STAMP=$PREFIX/installed-$STANDARDWEBHOOKS_VERSION-$SVIX_VERSION
-if [ ! -f "$STAMP" ] || [ ! -x "$PREFIX/venv/bin/python" ]; then
-  need_python_venv
-  mkdir -p "$PREFIX"
-  python3 -m venv "$PREFIX/venv"
-  "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
-    "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "svix==$SVIX_VERSION"
-  touch "$STAMP"
-fi
-echo "$PWD/$PREFIX/venv/bin/python"
+venv=$(pinned_venv webhook-verifiers \
+  "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "svix==$SVIX_VERSION")
+echo "$venv/bin/python"
