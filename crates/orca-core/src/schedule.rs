@@ -36,12 +36,14 @@ const MAX_TICKS_AT_ONCE: usize = 1000;
 
 /// A schedule as it is created.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Its name, unique in its tenant: lowercase letters, digits and `-`.
     pub name: String,
-    /// Five fields (minute hour day-of-month month day-of-week), or six
-    /// with seconds first; or a name such as `@daily`.
+    /// Five fields (minute hour day-of-month month day-of-week), six
+    /// with seconds first, seven with a year last; or a name such as
+    /// `@daily`.
     pub cron: String,
     /// An IANA time zone (`Europe/Rome`); `UTC` when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -69,6 +71,7 @@ pub struct ScheduleSpec {
 
 /// A template and the parameters each tick fills it with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateRun {
     pub name: String,
@@ -142,6 +145,12 @@ impl FromStr for MissedTicks {
             other => Err(format!("{other:?} is not one of skip, runOnce")),
         }
     }
+}
+
+/// The time zone names `Ticks::new` reads (and the empty one, UTC): the
+/// OpenAPI document lists them.
+pub fn time_zones() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())
 }
 
 /// A cron expression in its time zone, ready to give ticks.

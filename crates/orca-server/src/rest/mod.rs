@@ -830,6 +830,87 @@ mod tests {
         );
     }
 
+    /// A schedule file's schema says what `schedule::validate` reads: its
+    /// example is taken, every cron form the server reads matches the
+    /// cron's pattern (and the forms a generator is steered to parse), the
+    /// time zones listed are the ones read, and the name's pattern is the
+    /// name's rule.
+    #[test]
+    fn the_schedule_file_is_documented_as_the_server_reads_it() {
+        use orca_core::schedule::{Ticks, validate, validate_name};
+        let document = served();
+        let create = &document["paths"]["/schedules"]["post"]["requestBody"]["content"];
+        let json = &create["application/json"];
+        assert_eq!(json["schema"]["$ref"], "#/components/schemas/ScheduleSpec");
+        let example = serde_json::from_value(json["example"].clone()).expect("an example");
+        let now = 1_780_000_000_000_000;
+        validate(&example, now, &Default::default()).expect("the example is taken");
+        let spec = &document["components"]["schemas"]["ScheduleSpec"];
+        let pattern = |field: &str| {
+            let text = spec["properties"][field]["pattern"].as_str().expect(field);
+            regex::Regex::new(text).expect("a pattern")
+        };
+        let cron = pattern("cron");
+        let read = [
+            "0 3 * * 1-5",
+            "*/15 * * * *",
+            "@daily",
+            "@Annually",
+            " 0 0 3 * * mon-FRI ",
+            "0 0 0 1 JAN * 2030",
+            "0 12 15W * ?",
+            "0 0 L * *",
+            "0 0 * * 5#3",
+            "0\t0 * *  *",
+        ];
+        for expression in read {
+            Ticks::new(expression, "").expect("croner reads it");
+            assert!(cron.is_match(expression), "{expression:?}");
+        }
+        for minute in 0..60 {
+            for hour in ["*", "0", "07", "13", "23"] {
+                let expression = format!("{minute} {hour} * * *");
+                assert!(cron.is_match(&expression));
+                Ticks::new(&expression, "").expect("a daily time parses");
+            }
+        }
+        for nickname in ["yearly", "annually", "monthly", "weekly", "daily", "hourly"] {
+            Ticks::new(&format!("@{nickname}"), "").expect("a nickname parses");
+        }
+        for refused in [
+            "",
+            "* * * *",
+            "0 0 * * * * * *",
+            "0 0 * * %",
+            "@",
+            "0 0 * * * @",
+        ] {
+            assert!(!cron.is_match(refused), "{refused:?}");
+            assert!(Ticks::new(refused, "").is_err(), "{refused:?}");
+        }
+        let zones = spec["properties"]["timezone"]["enum"]
+            .as_array()
+            .expect("the zones");
+        assert!(zones.len() > 400 && zones.contains(&"Europe/Rome".into()));
+        for zone in zones {
+            Ticks::new("@daily", zone.as_str().expect("a name")).expect("a zone read");
+        }
+        assert!(Ticks::new("@daily", "europe/rome").is_err());
+        let name = pattern("name");
+        for (text, good) in [
+            ("nightly", true),
+            ("0-bump", true),
+            ("-bump", false),
+            ("Bump", false),
+            ("", false),
+            (&"a".repeat(63), true),
+            (&"a".repeat(64), false),
+        ] {
+            assert_eq!(name.is_match(text), good, "{text:?}");
+            assert_eq!(validate_name(text).is_ok(), good, "{text:?}");
+        }
+    }
+
     /// A body sent as JSON is read as JSON, strictly: a null is not a
     /// string (YAML would read it as the text "null").
     #[test]

@@ -18,6 +18,19 @@ const TENANT_OR_EMPTY: &str = "^[a-z0-9-]{0,63}$";
 const SCOPE: &str = "^[A-Za-z0-9._-]{1,128}$";
 /// `state_key` (state_service): 1 to 256 characters, none a control one.
 const KEY: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$";
+/// `schedule::validate_name`: 1 to 63 lowercase letters, digits and '-',
+/// not starting with '-'.
+const SCHEDULE_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
+/// `schedule::Ticks::new` (croner): five fields, six with seconds first,
+/// seven with a year last, or a nickname; names (MON, JAN) and `L`, `W`,
+/// `#`, `?` where croner reads them, any case, spaces around. The last
+/// branch is that whole syntax; the first two (nicknames, a time each
+/// day) are in it, and stand first so that a client generator (and
+/// schemathesis) makes expressions that parse. The server also checks each
+/// field's range, and that the expression fires.
+const CRON: &str = "^(@(yearly|annually|monthly|weekly|daily|hourly)\
+|([0-5]?[0-9]|\\*) ([01]?[0-9]|2[0-3]|\\*) \\* \\* \\*\
+|\\s*(@[A-Za-z]+|[0-9A-Za-z*/,#?-]+(\\s+[0-9A-Za-z*/,#?-]+){4,6})\\s*)$";
 /// `list_tasks`' label filter: `key=value`.
 const LABEL: &str = "=";
 /// Every whole number the routes read is at most this (`number`).
@@ -26,6 +39,7 @@ pub(super) const MAX_WHOLE: u64 = i64::MAX as u64;
 /// Writes the rules into `document` (the whole OpenAPI document as JSON).
 pub(super) fn tighten(document: &mut Value) {
     task_file(document);
+    schedule_file(document);
     links(document);
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -123,6 +137,71 @@ fn task_file(document: &mut Value) {
             response["links"] = links.clone();
         }
     }
+}
+
+/// A schedule file's schema, `ScheduleSpec` among the components:
+/// `orca-core`'s, with what `schedule::validate` also checks that a
+/// schema can say (the name's and the cron's shape, a time zone that
+/// exists, a deadline of a second or more, one of a task or a template).
+/// The task is a task file (`TaskSpec`, made by `task_file`).
+fn schedule_file(document: &mut Value) {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    });
+    let root = settings
+        .into_generator()
+        .into_root_schema_for::<orca_core::schedule::ScheduleSpec>();
+    let mut root = serde_json::to_value(root).unwrap_or_default();
+    let defs = root
+        .as_object_mut()
+        .and_then(|r| r.remove("components"))
+        .and_then(|c| c.get("schemas").cloned());
+    let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(Value::Object(defs)) = defs {
+        for (name, schema) in defs {
+            // `TaskSpec` is `task_file`'s, with its steps' rule.
+            schemas.entry(name).or_insert(schema);
+        }
+    }
+    let properties = &mut root["properties"];
+    properties["name"]["pattern"] = json!(SCHEDULE_NAME);
+    properties["cron"]["pattern"] = json!(CRON);
+    let zones: Vec<&str> = std::iter::once("")
+        .chain(orca_core::schedule::time_zones())
+        .collect();
+    properties["timezone"]["enum"] = json!(zones);
+    let deadline = &mut properties["startingDeadlineSeconds"];
+    deadline["minimum"] = json!(1);
+    deadline["maximum"] = json!(u32::MAX);
+    if let Some(template) = schemas.get_mut("TemplateRun") {
+        // `validate`: a template is named by something other than spaces.
+        template["properties"]["name"]["pattern"] = json!("\\S");
+    }
+    // One of the two, given as an object (`null` is as good as absent).
+    root["oneOf"] = json!([
+        {"required": ["task"], "properties": {"task": {"type": "object"}}},
+        {"required": ["template"], "properties": {"template": {"type": "object"}}},
+    ]);
+    schemas.insert("ScheduleSpec".into(), root);
+    let Some(create) = document.pointer_mut("/paths/~1schedules/post") else {
+        return;
+    };
+    let example = json!({
+        "name": "nightly",
+        "cron": "0 3 * * 1-5",
+        "timezone": "Europe/Rome",
+        "task": {"name": "bump", "steps": [{"id": "bump", "shell": {"command": ["echo", "bump"]}}]},
+    });
+    create["requestBody"]["content"] = json!({
+        "application/json": {"schema": {"$ref": "#/components/schemas/ScheduleSpec"}, "example": example},
+        "application/yaml": {"schema": {"type": "string", "description": "the schedule file as YAML"}},
+    });
 }
 
 /// Where what one route answers is what another takes: a schedule made,
