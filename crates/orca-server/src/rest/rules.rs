@@ -80,29 +80,13 @@ pub(super) fn tighten(document: &mut Value) {
 /// made task's answer links to the routes that take its id, so a client
 /// (and schemathesis' stateful phase) follows it.
 fn task_file(document: &mut Value) {
-    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
-        s.definitions_path = "/components/schemas".into();
-        s.meta_schema = None;
-    });
-    let root = settings
-        .into_generator()
-        .into_root_schema_for::<orca_core::TaskSpec>();
-    let mut root = serde_json::to_value(root).unwrap_or_default();
-    let defs = root
-        .as_object_mut()
-        .and_then(|r| r.remove("components"))
-        .and_then(|c| c.get("schemas").cloned());
+    let root = core_schema::<orca_core::TaskSpec>(document);
     let Some(schemas) = document
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     else {
         return;
     };
-    if let Some(Value::Object(defs)) = defs {
-        for (name, schema) in defs {
-            schemas.entry(name).or_insert(schema);
-        }
-    }
     schemas.insert("TaskSpec".into(), root);
     if let Some(step) = schemas.get_mut("StepSpec") {
         let runtimes = ["shell", "noop", "claudeCode", "codex", "geminiCli"];
@@ -145,30 +129,14 @@ fn task_file(document: &mut Value) {
 /// exists, a deadline of a second or more, one of a task or a template).
 /// The task is a task file (`TaskSpec`, made by `task_file`).
 fn schedule_file(document: &mut Value) {
-    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
-        s.definitions_path = "/components/schemas".into();
-        s.meta_schema = None;
-    });
-    let root = settings
-        .into_generator()
-        .into_root_schema_for::<orca_core::schedule::ScheduleSpec>();
-    let mut root = serde_json::to_value(root).unwrap_or_default();
-    let defs = root
-        .as_object_mut()
-        .and_then(|r| r.remove("components"))
-        .and_then(|c| c.get("schemas").cloned());
+    // Its `TaskSpec` is `task_file`'s, with its steps' rule.
+    let mut root = core_schema::<orca_core::schedule::ScheduleSpec>(document);
     let Some(schemas) = document
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     else {
         return;
     };
-    if let Some(Value::Object(defs)) = defs {
-        for (name, schema) in defs {
-            // `TaskSpec` is `task_file`'s, with its steps' rule.
-            schemas.entry(name).or_insert(schema);
-        }
-    }
     let properties = &mut root["properties"];
     properties["name"]["pattern"] = json!(SCHEDULE_NAME);
     properties["cron"]["pattern"] = json!(CRON);
@@ -202,6 +170,31 @@ fn schedule_file(document: &mut Value) {
         "application/json": {"schema": {"$ref": "#/components/schemas/ScheduleSpec"}, "example": example},
         "application/yaml": {"schema": {"type": "string", "description": "the schedule file as YAML"}},
     });
+}
+
+/// `T`'s schema as `orca-core` derives it; the schemas it refers to are
+/// added to the document's components (those already there are kept).
+fn core_schema<T: schemars::JsonSchema>(document: &mut Value) -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    });
+    let root = settings.into_generator().into_root_schema_for::<T>();
+    let mut root = serde_json::to_value(root).unwrap_or_default();
+    let defs = root
+        .as_object_mut()
+        .and_then(|r| r.remove("components"))
+        .and_then(|c| c.get("schemas").cloned());
+    if let Some(Value::Object(defs)) = defs
+        && let Some(schemas) = document
+            .pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut)
+    {
+        for (name, schema) in defs {
+            schemas.entry(name).or_insert(schema);
+        }
+    }
+    root
 }
 
 /// Where what one route answers is what another takes: a schedule made,
