@@ -147,8 +147,8 @@ impl FromStr for MissedTicks {
     }
 }
 
-/// The time zone names `Ticks::new` reads (and the empty one, UTC): the
-/// OpenAPI document lists them.
+/// The time zone names `Ticks::new` reads, besides the empty one (UTC):
+/// the OpenAPI document lists them.
 pub fn time_zones() -> impl Iterator<Item = &'static str> {
     chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())
 }

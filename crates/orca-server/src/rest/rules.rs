@@ -127,9 +127,8 @@ fn task_file(document: &mut Value) {
 /// `orca-core`'s, with what `schedule::validate` also checks that a
 /// schema can say (the name's and the cron's shape, a time zone that
 /// exists, a deadline of a second or more, one of a task or a template).
-/// The task is a task file (`TaskSpec`, made by `task_file`).
+/// Its task is a task file: `task_file`'s `TaskSpec`, made first.
 fn schedule_file(document: &mut Value) {
-    // Its `TaskSpec` is `task_file`'s, with its steps' rule.
     let mut root = core_schema::<orca_core::schedule::ScheduleSpec>(document);
     let Some(schemas) = document
         .pointer_mut("/components/schemas")
