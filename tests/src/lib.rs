@@ -931,14 +931,19 @@ pub async fn wait_all_finished(client: &Tasks, limit: Duration) -> anyhow::Resul
     .context("tasks still open")
 }
 
-/// A shell loop that waits until `gate` exists (or its directory is gone,
-/// so no step outlives its test).
+/// A shell loop that waits until `gate` exists, or until its directory is
+/// gone, so no step outlives its test. It watches a file it makes in that
+/// directory, not the directory: a sandboxed step has the directory bound
+/// in, and a bound directory stays there for the step when it is removed
+/// outside (its entries go).
 pub fn wait_for_gate(gate: &Path) -> String {
     let dir = gate.parent().unwrap_or(gate);
+    let held = dir.join(".gate-held");
+    std::fs::write(&held, "").expect("the gate's directory");
     format!(
-        "while [ ! -e {gate} ]; do [ -d {dir} ] || exit 1; sleep 0.02; done",
+        "while [ ! -e {gate} ]; do [ -e {held} ] || exit 1; sleep 0.02; done",
         gate = gate.display(),
-        dir = dir.display()
+        held = held.display()
     )
 }
 

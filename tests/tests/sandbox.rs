@@ -3,7 +3,8 @@
 //! theirs and are refused, with each refusal in the step's events; what is
 //! theirs keeps working; a killed worker leaves no sandboxed process; a
 //! worker that cannot make a sandbox runs nothing unless told `--sandbox=off`,
-//! which is shown and audited.
+//! which is shown and audited; a step held at a test's gate ends with the
+//! test's directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1037,4 +1038,51 @@ git --git-dir="$mirror" update-ref refs/remotes/origin/main "$(git rev-parse HEA
         !escaped.exists(),
         "the worker ran what a step planted in its mirror"
     );
+}
+
+/// A step held at a gate ends when its test's directory goes: the tests'
+/// safety net, so that no step outlives its test. The directory is bound
+/// into the sandbox (`--sandbox-shared`), where it stays when it is removed
+/// outside; what is in it goes.
+#[tokio::test]
+async fn a_step_held_at_a_gate_ends_when_its_tests_directory_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).expect("server");
+    let shared_arg = shared.path().to_str().expect("utf-8").to_string();
+    let _worker = start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        "agent-1",
+        &["shell"],
+        1,
+        &["--sandbox-shared", &shared_arg],
+        &server.worker_token,
+        &[],
+    )
+    .expect("worker");
+    server.wait_for_agents(&["agent-1"]).await.expect("worker");
+    let client = server.tasks().await.expect("client");
+    let script = wait_for_gate(&shared.path().join("gate"));
+    submit(
+        &client,
+        task("held", vec![shell_step("held", &[], &script)]),
+    )
+    .await
+    .expect("submit");
+    let held = ["sh", "-c", script.as_str()];
+    eventually(Duration::from_secs(30), || {
+        let running = processes(&held).len() == 1;
+        async move { running.then_some(()) }
+    })
+    .await
+    .expect("the step waits at its gate");
+
+    drop(shared);
+    eventually(Duration::from_secs(10), || {
+        let left = processes(&held);
+        async move { left.is_empty().then_some(()) }
+    })
+    .await
+    .expect("the step ends with its test's directory");
 }
