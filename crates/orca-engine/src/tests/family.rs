@@ -53,6 +53,15 @@ async fn lead_with_a_budget(h: &Harness, slots: u32) -> (FakeWorker, AttemptKey)
     (w, lead)
 }
 
+/// p's child c, submitted by its lead, its step `a` given to `w`.
+async fn running_child(h: &Harness, w: &mut FakeWorker) -> AttemptKey {
+    h.try_submit("c", "default", child("c", "p", vec![noop("a")]), 2)
+        .await
+        .expect("submitted");
+    h.engine.credits(w.id, 1).await.expect("credits");
+    w.assigned().await
+}
+
 #[tokio::test]
 async fn a_parents_end_cancels_its_children_in_memory_and_cold() {
     // One task in memory at most past the running parent: two of the
@@ -147,11 +156,7 @@ async fn a_child_whose_parent_has_ended_is_cancelled_when_it_comes_into_memory()
 async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for_a_raise() {
     let h = Harness::new();
     let (mut w, lead) = lead_with_a_budget(&h, 2).await;
-    h.try_submit("c", "default", child("c", "p", vec![noop("a")]), 2)
-        .await
-        .expect("submitted");
-    h.engine.credits(w.id, 1).await.expect("credits");
-    let work = w.assigned().await;
+    let work = running_child(&h, &mut w).await;
     assert_eq!(work, key("c", "a", 1));
     // Within the parent's budget: nothing happens.
     h.engine
@@ -287,11 +292,7 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
 async fn a_retried_parent_is_charged_with_what_its_children_spent_before() {
     let h = Harness::new();
     let (mut w, lead) = lead_with_a_budget(&h, 2).await;
-    h.try_submit("c", "default", child("c", "p", vec![noop("a")]), 2)
-        .await
-        .expect("submitted");
-    h.engine.credits(w.id, 1).await.expect("credits");
-    let work = w.assigned().await;
+    let work = running_child(&h, &mut w).await;
     report_cost(&h, &w, work, AttemptEnd::Succeeded, dollars(0.8)).await;
     h.report(&w, lead, AttemptEnd::Failed).await;
     h.until("p", "the parent fails", |t| t.state == TaskState::Failed)
