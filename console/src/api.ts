@@ -33,6 +33,8 @@ export interface Step {
   finishedAt?: string;
   progress: number;
   progressMessage?: string;
+  /// While queued: why no connected worker can run it, and what would.
+  queuedReason?: string;
   exitCode?: number;
   output?: unknown;
   error?: string;

@@ -398,6 +398,11 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
         </p>
       )}
       {step.error && <p class="error">{step.error}</p>}
+      {step.queuedReason && (
+        <p class="waits" data-test="queued-reason">
+          Waits: {step.queuedReason}
+        </p>
+      )}
       {waiting(step, mark) && (
         <p class="waits" data-test="waits">
           Waits for step {waiting(step, mark)}: the paths they touch may overlap.

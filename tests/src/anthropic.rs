@@ -48,6 +48,11 @@ pub enum Reply {
         message: String,
         resets_at: i64,
     },
+    /// A 429 whose `retry-after` (and resets) are `seconds` from when it
+    /// is answered.
+    RetryAfter {
+        seconds: i64,
+    },
     /// Starts the stream and never finishes it.
     Hang,
     /// Streams the text and the response's final usage, then holds the
@@ -85,6 +90,8 @@ impl Reply {
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// When each request came (microseconds since the epoch).
+    arrivals: Vec<i64>,
     /// Scripts by a marker of their conversation (see `start_routed`).
     routes: Vec<(String, VecDeque<Reply>)>,
     requests: Vec<Value>,
@@ -151,6 +158,11 @@ impl MockAnthropic {
         self.with(|s| s.requests.clone())
     }
 
+    /// When each request came, in order (microseconds since the epoch).
+    pub fn arrivals(&self) -> Vec<i64> {
+        self.with(|s| s.arrivals.clone())
+    }
+
     /// Asserts that the last request resumed a session: it carried the
     /// earlier conversation (its first `prompt`, and `file`, which a tool
     /// touched), and its last message is a tool's result holding `found`
@@ -195,6 +207,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
     let reply = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(request);
+        state.arrivals.push(orca_api::convert::now_micros());
         let routed = state
             .routes
             .iter_mut()
@@ -208,7 +221,14 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
         if matches!(reply, Reply::Hang | Reply::TextThenHang(_)) {
             state.hanging += 1;
         }
-        reply
+        match reply {
+            Reply::RetryAfter { seconds } => Reply::Limited {
+                status: 429,
+                message: "mock: rate limited".into(),
+                resets_at: orca_api::convert::now_micros() / 1_000_000 + seconds,
+            },
+            reply => reply,
+        }
     };
     if let Reply::Error { status, message }
     | Reply::Limited {
@@ -246,7 +266,11 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
             ),
             Reply::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
             // Headers, then a body that never comes.
-            Reply::Hang | Reply::TextThenHang(_) | Reply::Error { .. } | Reply::Limited { .. } => {
+            Reply::Hang
+            | Reply::TextThenHang(_)
+            | Reply::Error { .. }
+            | Reply::Limited { .. }
+            | Reply::RetryAfter { .. } => {
                 return response(
                     StatusCode::OK,
                     "application/json",
@@ -330,7 +354,9 @@ fn events(reply: &Reply, model: &str, seen: &Seen) -> Vec<Bytes> {
         }}),
     )];
     let stop_reason = match reply {
-        Reply::Hang | Reply::Error { .. } | Reply::Limited { .. } => return frames,
+        Reply::Hang | Reply::Error { .. } | Reply::Limited { .. } | Reply::RetryAfter { .. } => {
+            return frames;
+        }
         Reply::Text(text) | Reply::TextThenHang(text) => {
             frames.push(frame(
                 "content_block_start",

@@ -59,6 +59,8 @@ impl Reply {
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// When each request came (microseconds since the epoch).
+    arrivals: Vec<i64>,
     /// Scripts by a marker of their conversation (see `start_routed`).
     routes: Vec<(String, VecDeque<Reply>)>,
     requests: Vec<Value>,
@@ -129,6 +131,11 @@ impl MockGemini {
         self.with(|s| s.requests.clone())
     }
 
+    /// When each request came, in order (microseconds since the epoch).
+    pub fn arrivals(&self) -> Vec<i64> {
+        self.with(|s| s.arrivals.clone())
+    }
+
     /// The `x-goog-api-key` each streamed request carried.
     pub fn keys(&self) -> Vec<String> {
         self.with(|s| s.keys.clone())
@@ -160,6 +167,7 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
         let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let asked = request["contents"].to_string();
         state.requests.push(request);
+        state.arrivals.push(orca_api::convert::now_micros());
         let key = headers
             .get("x-goog-api-key")
             .and_then(|v| v.to_str().ok())

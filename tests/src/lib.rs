@@ -947,6 +947,16 @@ pub fn wait_for_gate(gate: &Path) -> String {
     )
 }
 
+/// `attempts` in all, a retry within 50-100 ms.
+pub fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
+    Some(v1::RetryPolicy {
+        max_attempts: attempts,
+        initial_delay_ms: 50,
+        max_delay_ms: 100,
+        multiplier: 1.0,
+    })
+}
+
 /// A shell step.
 pub fn shell_step(id: &str, deps: &[&str], script: &str) -> v1::StepSpec {
     v1::StepSpec {

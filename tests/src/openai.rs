@@ -53,6 +53,8 @@ pub enum Reply {
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// When each request came (microseconds since the epoch).
+    arrivals: Vec<i64>,
     /// Scripts by a marker of their conversation (see `start_routed`).
     routes: Vec<(String, VecDeque<Reply>)>,
     requests: Vec<Value>,
@@ -123,6 +125,11 @@ impl MockOpenAi {
         self.with(|s| s.requests.clone())
     }
 
+    /// When each request came, in order (microseconds since the epoch).
+    pub fn arrivals(&self) -> Vec<i64> {
+        self.with(|s| s.arrivals.clone())
+    }
+
     /// The `Authorization` header each request carried.
     pub fn keys(&self) -> Vec<String> {
         self.with(|s| s.keys.clone())
@@ -153,6 +160,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
     let (reply, n) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(request);
+        state.arrivals.push(orca_api::convert::now_micros());
         let key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())

@@ -33,16 +33,6 @@ async fn claude_worker_serving_http(
     (server, worker, http)
 }
 
-/// `attempts` in all, a retry within 50-100 ms.
-fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
-    Some(v1::RetryPolicy {
-        max_attempts: attempts,
-        initial_delay_ms: 50,
-        max_delay_ms: 100,
-        multiplier: 1.0,
-    })
-}
-
 #[tokio::test]
 async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -644,8 +634,8 @@ async fn limited_pool(
 
 /// The step, allowed one attempt, meets the provider's `limit` twice and
 /// then finishes: it succeeds on that one attempt, its pool paused after
-/// each limit (a second, then two: the CLI passes on no reset for an API
-/// key's limit, so the pool backs off) and ran again, and each handed-back
+/// each limit (a second, then two: the answer names no reset, so the
+/// pool backs off) and ran again, and each handed-back
 /// attempt says `signal` decided.
 async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, signal: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -710,12 +700,12 @@ async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, s
 
 #[tokio::test]
 async fn a_429_from_the_pinned_cli_pauses_the_pool_and_the_step_succeeds_on_its_one_attempt() {
-    let resets_at = orca_api::convert::now_micros() / 1_000_000 + 30;
+    // Naming no reset: the pool backs off (one that names one is
+    // provider_resets.rs's).
     a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(
-        Reply::Limited {
+        Reply::Error {
             status: 429,
             message: "mock: rate limited".into(),
-            resets_at,
         },
         "api_error_status 429",
     )
@@ -757,8 +747,9 @@ async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_na
         .expect("runs after the reset");
     let attempts = &task.steps[0].attempts;
     assert_eq!(attempts.len(), 2, "{attempts:?}");
+    // The CLI's report, and the reset as the proxy read the answer.
     let signal = format!(
-        "claude-code rate limited (rate_limit_event resetsAt={} rateLimitType=five_hour)",
+        "claude-code rate limited (rate_limit_event resetsAt={} rateLimitType=five_hour; reset from ",
         orca_api::view::format_utc(resets_at * 1_000_000)
     );
     assert!(

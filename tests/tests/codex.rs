@@ -142,14 +142,14 @@ async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output(
 /// One worker offering both runtimes in one pool: OpenAI's 429 pauses the
 /// pool's codex agents (the attempt does not count), and a Claude Code
 /// step submitted during the pause starts and finishes before the codex
-/// step runs again after the back-off.
+/// step runs again, once the reset OpenAI named has passed.
 #[tokio::test]
 async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let openai = MockOpenAi::start(vec![
         Reply::Limited {
             message: "Rate limit reached on tokens per min (TPM)".into(),
-            retry_after: 20,
+            retry_after: 10,
         },
         Reply::Text("Done after the pause.".into()),
     ])
@@ -242,7 +242,9 @@ async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
     assert_eq!(codex.attempts.len(), 2, "{:?}", codex.attempts);
     let limited = &codex.attempts[0];
     assert!(
-        limited.error.starts_with("codex rate limited (status 429)")
+        limited
+            .error
+            .starts_with("codex rate limited (status 429; reset from retry-after: 10 s)")
             && limited.error.contains("this attempt does not count"),
         "{}",
         limited.error

@@ -110,6 +110,44 @@ fn an_http_listen_asked_for_that_cannot_be_bound_fails_naming_the_flag() {
     );
 }
 
+/// The worker of an `orca up` that cannot start is not reported as up:
+/// `up` exits non-zero with that worker's own error. Here the sandbox's
+/// relay is missing (orca copied alone to a directory of its own), as in a
+/// `cargo install` of the CLI without it.
+#[test]
+fn up_with_a_worker_that_cannot_start_exits_non_zero_with_its_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lonely = dir.path().join("bin");
+    std::fs::create_dir_all(&lonely).expect("mkdir");
+    let bin = lonely.join("orca");
+    std::fs::copy(orca_bin(), &bin).expect("copy orca");
+    let data = dir.path().join("data");
+    let (mut up, out) = Process::spawn_keeping_stdout(
+        Command::new(&bin)
+            .args(["up", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .arg("--data-dir")
+            .arg(&data)
+            .current_dir(dir.path()),
+        dir.path(),
+        "up",
+    )
+    .expect("orca up");
+    let status = up
+        .wait_exit(Duration::from_secs(60))
+        .expect("up exits when its worker cannot start");
+    assert!(!status.success(), "{status}");
+    let said = std::fs::read_to_string(&up.log).expect("stderr");
+    let last = said.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("worker local-1 cannot start")
+            && last.contains("the sandbox's network relay")
+            && last.contains("orca-sandbox-net"),
+        "{said}"
+    );
+    let printed = std::fs::read_to_string(out).expect("stdout");
+    assert!(!printed.contains("orca is up"), "{printed}");
+}
+
 #[test]
 fn orca_completion_prints_a_script_for_each_shell_and_refuses_another() {
     for (shell, mark) in [

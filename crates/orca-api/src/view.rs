@@ -182,6 +182,10 @@ pub struct StepView {
     pub progress: f32,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub progress_message: String,
+    /// While it is queued: why no connected worker can run it, and what
+    /// would.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub queued_reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -522,6 +526,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                 finished_at: rfc3339(&s.finished_at),
                 progress: s.progress,
                 progress_message: s.progress_message.clone(),
+                queued_reason: s.queued_reason.clone(),
                 exit_code: s.exit_code,
                 output: (!s.output_json.is_empty()).then(|| {
                     serde_json::from_str(&s.output_json)

@@ -114,18 +114,26 @@ pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<Exi
         task = Some(planned);
     }
     if args.watch {
+        // The live view says why a step waits, as its events do.
         task = Some(watch::follow(&client, &id, say).await?);
+    } else {
+        // Said once: a step that no connected worker can run waits for
+        // one that can, and the user hears which.
+        let now = match task.take() {
+            Some(planned) => planned,
+            None => client.get(&id).await?,
+        };
+        for step in now.steps.iter().filter(|s| !s.queued_reason.is_empty()) {
+            say.line(&format!("step {} waits: {}", step.id, step.queued_reason));
+        }
+        task = Some(now);
     }
     let code = match (&task, args.watch) {
         (Some(ended), true) => watch::exit_code(ended),
         _ => ExitCode::SUCCESS,
     };
-    if matches!(args.output, Format::Json | Format::Yaml) {
-        let task = match task {
-            Some(task) => task,
-            None => client.get(&id).await?,
-        };
-        output::task(&task, args.output)?;
+    if let (Format::Json | Format::Yaml, Some(task)) = (args.output, &task) {
+        output::task(task, args.output)?;
     }
     Ok(code)
 }

@@ -427,6 +427,11 @@ async fn start_control_plane(config: Config) -> anyhow::Result<orca_server::Runn
     })
 }
 
+/// How long `up` waits for a local worker to register with the control
+/// plane beside it: it only connects over loopback, so a worker that takes
+/// longer is stuck, and the user hears why.
+const WORKER_REGISTERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.control_plane.security.tls_cert.is_some() {
         anyhow::bail!(
@@ -457,6 +462,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir = &args.control_plane.store.data_dir;
     let running = start_control_plane(config).await?;
+    // The store and the tokens are no step's to read.
+    let mut sandbox = sandbox;
+    sandbox.hidden.push(data_dir.clone());
     let endpoint = format!("http://{}", running.local_addr);
     // Scripts (and `make demo`) read the address from here when the port was
     // chosen by the system.
@@ -525,10 +533,29 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         config.sandbox = sandbox.clone();
         config.limits = args.sandbox.limits();
         let mut stop = stop_workers.subscribe();
-        workers.push(tokio::spawn(orca_worker::run(config, async move {
+        let started = orca_worker::start(config, async move {
             let _ = stop.recv().await;
-        })));
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("worker {name} cannot start: {e}"))?;
+        workers.push((name.clone(), started));
         names.push(name);
+    }
+    // Each has registered, or `up` fails with its own words: a worker that
+    // never took work must not be reported as up.
+    let mut running_workers = Vec::new();
+    for (name, started) in workers {
+        let started = started
+            .registered(WORKER_REGISTERS_WITHIN)
+            .await
+            .map_err(|e| anyhow::anyhow!("worker {name} cannot start: {e}"))?;
+        // One that ends later says so, here and in the log.
+        running_workers.push(tokio::spawn(async move {
+            if let Err(e) = started.ended().await {
+                tracing::error!(worker = %name, error = %e, "a local worker stopped");
+                eprintln!("orca: worker {name} stopped: {e}");
+            }
+        }));
     }
 
     println!("orca is up");
@@ -574,7 +601,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .run_until(async {
             stop_signal().await;
             let _ = stop_workers.send(());
-            for worker in workers {
+            for worker in running_workers {
                 let _ = worker.await;
             }
         })

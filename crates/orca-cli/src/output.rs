@@ -194,6 +194,9 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             step.id
         );
     }
+    for step in view.steps.iter().filter(|s| !s.queued_reason.is_empty()) {
+        println!("Queued:    step {} waits: {}", step.id, step.queued_reason);
+    }
     println!();
     let rows: Vec<Vec<String>> = task
         .steps
@@ -360,12 +363,7 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|c| age(now - micros(c)))
                     .unwrap_or_default(),
-                match a.isolation.split_once(':') {
-                    // The sandbox's name; -o json has the whole.
-                    Some((sandbox, _)) => sandbox.to_string(),
-                    None if a.isolation.is_empty() => "-".into(),
-                    None => a.isolation.clone(),
-                },
+                isolation_shown(&a.isolation),
             ]
         })
         .collect();
@@ -382,6 +380,31 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
         &rows,
     );
     Ok(())
+}
+
+/// The sandbox's name, and the version managers (or directories) its steps
+/// may read besides; `-o json` has the whole.
+fn isolation_shown(isolation: &str) -> String {
+    let Some((sandbox, rest)) = isolation.split_once(':') else {
+        return match isolation {
+            "" => "-".into(),
+            whole => whole.to_string(),
+        };
+    };
+    let reads = rest
+        .split("; ")
+        .find_map(|part| part.strip_prefix("reads "))
+        .map(|reads| {
+            reads
+                .split(", ")
+                .map(|r| r.split_whitespace().next().unwrap_or(r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    match reads {
+        Some(reads) => format!("{sandbox}, reads {reads}"),
+        None => sandbox.to_string(),
+    }
 }
 
 pub fn audit(events: &[v1::AuditEvent], format: Format) -> anyhow::Result<()> {
@@ -470,6 +493,21 @@ fn short(commit: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isolation_shows_the_sandbox_and_what_its_steps_read_besides() {
+        assert_eq!(
+            isolation_shown(
+                "bubblewrap 0.8.0: namespaces user, pid; no capabilities; reads pyenv /home/me/.pyenv, /opt/tools; memory 2 GiB"
+            ),
+            "bubblewrap 0.8.0, reads pyenv, /opt/tools"
+        );
+        assert_eq!(
+            isolation_shown("bubblewrap 0.8.0: namespaces user; no capabilities"),
+            "bubblewrap 0.8.0"
+        );
+        assert_eq!(isolation_shown(""), "-");
+    }
 
     #[test]
     fn utc_formatting() {

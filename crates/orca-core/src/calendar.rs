@@ -34,6 +34,59 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// An RFC 3339 time (`2026-11-24T17:00:00Z`, `2026-11-24T18:00:00.25+01:00`)
+/// in microseconds since the epoch; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<Micros> {
+    let text = text.trim();
+    let number = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut date_parts = date.splitn(3, '-');
+    let year = number(date_parts.next()?)?;
+    let month = u32::try_from(number(date_parts.next()?)?).ok()?;
+    let day = u32::try_from(number(date_parts.next()?)?).ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // The offset: `Z`, or `+hh:mm` / `-hh:mm`.
+    let (clock, offset) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
+        (clock, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (clock, zone) = time.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (hours, minutes) = zone[1..].split_once(':')?;
+        (
+            clock,
+            sign * (number(hours)? * 3600 + number(minutes)? * 60),
+        )
+    };
+    let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut clock_parts = whole.splitn(3, ':');
+    let hour = number(clock_parts.next()?)?;
+    let minute = number(clock_parts.next()?)?;
+    let second = number(clock_parts.next()?)?;
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let micros = if fraction.is_empty() {
+        0
+    } else {
+        let digits: String = fraction
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(6)
+            .collect();
+        number(&digits)?
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some(seconds * 1_000_000 + micros)
+}
+
 /// The wall clock in microseconds since the Unix epoch.
 pub fn now_micros() -> Micros {
     std::time::SystemTime::now()
@@ -70,4 +123,39 @@ pub fn rfc3339(at: Micros) -> String {
         seconds / 60 % 60,
         seconds % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rfc3339_time_reads_back_as_it_was_written_and_offsets_count() {
+        for at in [
+            0,
+            1_800_000_000_000_000,
+            1_800_000_000_250_000,
+            1_800_000_000_000_007,
+        ] {
+            assert_eq!(parse_rfc3339(&rfc3339(at)), Some(at), "{}", rfc3339(at));
+        }
+        assert_eq!(
+            parse_rfc3339("1970-01-01T01:00:00+01:00"),
+            Some(0),
+            "an hour ahead of UTC"
+        );
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:01.5-00:00"),
+            Some(1_500_000)
+        );
+        for bad in [
+            "",
+            "soon",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01",
+            "2026-01-01T25:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 }

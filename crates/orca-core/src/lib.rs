@@ -20,6 +20,7 @@ pub mod state;
 pub mod step_limits;
 pub mod template;
 pub mod touches;
+pub mod unserved;
 pub mod validate;
 
 pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};

@@ -121,6 +121,15 @@ impl<T> ReadyQueue<T> {
             .flat_map(move |g| g.items.values().take(n))
     }
 
+    /// The items needing exactly `needs`, in queue order.
+    pub fn items_needing(&self, needs: &Capabilities) -> impl Iterator<Item = &T> {
+        self.group_of
+            .get(needs)
+            .and_then(|&g| self.groups.get(g))
+            .into_iter()
+            .flat_map(|g| g.items.values())
+    }
+
     /// Whether some item could go to a worker with these capabilities.
     pub fn has_work_for(&self, capabilities: &Capabilities) -> bool {
         self.groups

@@ -368,7 +368,11 @@ impl PermissionMode {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShellSpec {
-    /// argv: the program and its arguments, never a shell string.
+    /// argv: the program and its arguments, never a shell string. A string
+    /// is refused with the list that runs it in a shell, so the one who
+    /// wrote it sees the form (a shell is a choice made in the open).
+    #[serde(deserialize_with = "argv")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -381,6 +385,36 @@ pub struct ShellSpec {
     /// Read-only, masked as `secretEnv` is, gone when the step ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_files: BTreeMap<String, String>,
+}
+
+/// A command: a list of strings. A command written as one line (as in a
+/// Makefile or GitHub Actions' `run:`) is refused with the list that runs
+/// that line in a shell, spelled out for it.
+fn argv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Argv;
+    impl<'de> serde::de::Visitor<'de> for Argv {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list: the program and its arguments")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut argv = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(arg) = seq.next_element::<String>()? {
+                argv.push(arg);
+            }
+            Ok(argv)
+        }
+        fn visit_str<E: serde::de::Error>(self, line: &str) -> Result<Self::Value, E> {
+            let list = serde_json::to_string(&["sh", "-c", line]).unwrap_or_default();
+            Err(E::custom(format!(
+                "a list, not a string: the program and its arguments, e.g. [\"make\", \"test\"]; to run this line in a shell, write command: {list}"
+            )))
+        }
+    }
+    deserializer.deserialize_any(Argv)
 }
 
 /// A Codex agent run: `codex exec PROMPT` with these settings.
@@ -754,6 +788,33 @@ steps:
         assert_eq!(step.retry, Some(RetryPolicy::new(3)));
         assert_eq!(step.max_attempts(), 3);
         assert_eq!(step.timeout_seconds, Some(5));
+    }
+
+    #[test]
+    fn a_command_written_as_one_line_is_refused_with_the_list_that_runs_it_in_a_shell() {
+        let yaml = "name: x\nsteps:\n  - id: a\n    shell:\n      command: echo \"hi\"; sleep 1\n";
+        let err = serde_yaml::from_str::<TaskSpec>(yaml)
+            .expect_err("a string is not a command")
+            .to_string();
+        assert!(
+            err.starts_with("steps[0].shell.command: a list, not a string")
+                && err.contains(r#"write command: ["sh","-c","echo \"hi\"; sleep 1"]"#),
+            "{err}"
+        );
+        // The list it shows is a command that parses.
+        let shown = "name: x\nsteps:\n  - id: a\n    shell:\n      command: [\"sh\",\"-c\",\"echo \\\"hi\\\"; sleep 1\"]\n";
+        let spec: TaskSpec = serde_yaml::from_str(shown).expect("the list form parses");
+        let shell = spec.steps[0].shell.as_ref().expect("a shell step");
+        assert_eq!(shell.command, ["sh", "-c", "echo \"hi\"; sleep 1"]);
+        // JSON, as the HTTP API reads it, says the same.
+        let json = r#"{"name":"x","steps":[{"id":"a","shell":{"command":"make test"}}]}"#;
+        let err = serde_json::from_str::<TaskSpec>(json)
+            .expect_err("a string is not a command")
+            .to_string();
+        assert!(
+            err.contains(r#"write command: ["sh","-c","make test"]"#),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::handle::{Admitted, EngineHandle};
+use crate::unserved::Offered;
 
 /// A validated task to create.
 #[derive(Debug, Clone)]
@@ -84,8 +85,9 @@ fn awaiting_message(approval: &orca_core::ApprovalSpec) -> String {
 }
 
 /// The task's rows and first events, and what the scheduler needs of it
-/// should the store find it new (nothing for a task made failed).
-fn prepare(submission: Submission) -> (NewTask, Option<Admitted>) {
+/// should the store find it new (nothing for a task made failed). A step
+/// queued that no worker `offered` can run says why in its first event.
+fn prepare(submission: Submission, offered: &Offered) -> (NewTask, Option<Admitted>) {
     let Submission {
         id,
         tenant,
@@ -122,7 +124,25 @@ fn prepare(submission: Submission) -> (NewTask, Option<Admitted>) {
             // Nothing has run yet: no attempt, no worker.
             let events = changes
                 .iter()
-                .filter_map(|change| event_of(&spec, change, 0, ""))
+                .filter_map(|change| {
+                    let mut kind = event_of(&spec, change, 0, "")?;
+                    if let (
+                        Change::Step { index, .. },
+                        EventKind::StepState {
+                            state: StepState::Queued,
+                            message,
+                            ..
+                        },
+                    ) = (change, &mut kind)
+                        && message.is_empty()
+                        && let Some(reason) = offered.reason(&orca_core::queue::capabilities(
+                            &spec.steps[*index].required_capabilities(),
+                        ))
+                    {
+                        *message = reason;
+                    }
+                    Some(kind)
+                })
                 .enumerate()
                 .map(|(n, kind)| event(n, kind))
                 .collect();
@@ -179,8 +199,10 @@ impl EngineHandle {
             self.spent.admit(&submission.tenant, now)?;
         }
         let keyed = submissions.iter().any(|s| s.idempotency_key.is_some());
-        let prepared: Vec<(NewTask, Option<Admitted>)> =
-            submissions.into_iter().map(prepare).collect();
+        let prepared: Vec<(NewTask, Option<Admitted>)> = submissions
+            .into_iter()
+            .map(|s| prepare(s, &self.offered))
+            .collect();
         if keyed {
             return self.create_then_take_over(prepared).await;
         }
@@ -264,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_new_task_starts_with_its_state_machines_first_changes_as_events() {
-        let (task, admitted) = prepare(submission(None));
+        let (task, admitted) = prepare(submission(None), &Offered::of(&[&[]]));
         assert_eq!(task.step_states, [StepState::Queued, StepState::Waiting]);
         let kinds: Vec<&EventKind> = task.events.iter().map(|e| &e.kind).collect();
         assert!(
@@ -293,7 +315,10 @@ mod tests {
 
     #[test]
     fn an_unrunnable_task_is_made_failed_with_its_reason_and_no_run() {
-        let (task, admitted) = prepare(submission(Some("the plan cannot run: a cycle")));
+        let (task, admitted) = prepare(
+            submission(Some("the plan cannot run: a cycle")),
+            &Offered::of(&[&[]]),
+        );
         assert!(admitted.is_none());
         assert_eq!(task.state, TaskState::Failed);
         assert_eq!(task.message, "the plan cannot run: a cycle");

@@ -100,6 +100,8 @@ pub struct Engine {
     /// The tasks running steps submitted, by their parent (see `family`):
     /// cancelled when it ends.
     pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// What the fleet offers, and the queued steps no worker can run.
+    pub(crate) unserved: crate::unserved::Unserved,
 }
 
 /// How the engine runs.

@@ -271,6 +271,8 @@ pub struct EngineHandle {
     pub(super) spent: SpentTenants,
     /// How long finished tasks are kept.
     pub(super) retention: Arc<Retention>,
+    /// What the connected workers offer: why a queued step waits.
+    pub(super) offered: crate::unserved::Offered,
 }
 
 impl EngineHandle {
@@ -481,6 +483,12 @@ impl EngineHandle {
     /// How long finished tasks are kept.
     pub fn retention(&self) -> &Retention {
         &self.retention
+    }
+
+    /// Why a step needing `needs` waits in the queue, when no connected
+    /// worker can run it.
+    pub fn unserved(&self, needs: &orca_core::Capabilities) -> Option<String> {
+        self.offered.reason(needs)
     }
 
     /// Removes expired tasks a sweep found at `now`, but those reopened

@@ -58,6 +58,7 @@ pub mod retention;
 mod tenants;
 mod timers;
 mod to_worker;
+mod unserved;
 mod workers;
 
 use backlog::load_backlog;
@@ -73,6 +74,7 @@ pub use handle::{
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
+pub use unserved::Offered;
 
 /// Starts the engine, which serves at once and reads the unfinished tasks
 /// named in `backlog` back from the store in the background. Returns its
@@ -90,11 +92,13 @@ pub fn start(
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let spent = SpentTenants::default();
     let retention = Arc::new(settings.retention);
+    let offered = Offered::default();
     let handle = EngineHandle {
         commands,
         store: store.clone(),
         spent: spent.clone(),
         retention: retention.clone(),
+        offered: offered.clone(),
     };
     let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
     let engine = Engine {
@@ -120,6 +124,7 @@ pub fn start(
         retention,
         swept_through: 0,
         children: HashMap::new(),
+        unserved: unserved::Unserved::new(offered),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(
@@ -162,6 +167,7 @@ impl Engine {
                     self.expire_orphans();
                     self.expire_silent_workers();
                     self.reset_budget_windows();
+                    self.tell_unserved();
                 }
                 _ = due(self.next_due()) => {
                     self.release_retries();
@@ -249,6 +255,7 @@ impl Engine {
                 reply,
             } => {
                 let id = self.register(info, running, outbox);
+                self.fleet_changed();
                 let _ = reply.send(id);
             }
             Command::Credits { worker, credits } => self.workers.credit(worker, credits),
@@ -297,7 +304,10 @@ impl Engine {
                 let _ = reply.send(self.tenant_spending(tenants));
             }
             Command::Heartbeat { .. } => {}
-            Command::Drain { worker } => self.workers.drain(worker),
+            Command::Drain { worker } => {
+                self.workers.drain(worker);
+                self.fleet_changed();
+            }
             Command::Release {
                 worker,
                 attempts,

@@ -253,6 +253,7 @@ impl Engine {
         for (task_id, index) in worker.running {
             self.requeue(&task_id, index, reason);
         }
+        self.fleet_changed();
     }
 
     /// A worker silent past the lease TTL (stopped, partitioned, wedged)

@@ -141,6 +141,7 @@ pub(crate) fn attach_steps(
             cost: Cost::default(),
             approval_deadline: row.try_get(12)?,
             work,
+            queued_reason: String::new(),
         });
     }
     for row in attempts {

@@ -151,6 +151,7 @@ pub(crate) fn load_steps(conn: &Connection, task: &mut TaskRecord) -> Result<()>
                 cost: Cost::default(),
                 approval_deadline: row.get(11)?,
                 work: None,
+                queued_reason: String::new(),
             },
             state,
             work,

@@ -499,6 +499,10 @@ pub struct StepRecord {
     /// What its last attempt did to the task's repository, when the task
     /// names one and the attempt got that far.
     pub work: Option<StepWork>,
+    /// While it is queued: why no connected worker can run it, and what
+    /// would; empty when one can. Stores read it as empty: it is the
+    /// fleet's now, which the control plane's services fill in.
+    pub queued_reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -19,6 +19,16 @@ pub enum Error {
     /// or a limit asked for cannot be held.
     #[error("{0}")]
     Sandbox(String),
+    /// A started worker has not registered within the time its owner
+    /// gave; `last_error` is why its last try failed.
+    #[error("it did not register within {limit:?}{}", last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NotRegistered {
+        limit: std::time::Duration,
+        last_error: Option<String>,
+    },
+    /// A started worker was stopped before it registered.
+    #[error("it stopped before it registered")]
+    Stopped,
     /// The work directory cannot be used.
     #[error("work directory {path}: {source}")]
     WorkDir {

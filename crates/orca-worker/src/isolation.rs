@@ -53,6 +53,10 @@ impl Isolation {
         if settings.etc_dir.is_none() {
             settings.etc_dir = Some(config.work_dir.join(ETC_DIR));
         }
+        // Other steps' workspaces, the agents' homes and the secrets are
+        // never a program's to resolve into.
+        settings.hidden.push(config.work_dir.clone());
+        settings.hidden.extend(config.secrets_dir.clone());
         let sandbox = Sandbox::make(&settings).await.map_err(Error::Sandbox)?;
         let limits = Limits::probe(config.limits.clone());
         if let Some(unheld) = limits.unheld() {

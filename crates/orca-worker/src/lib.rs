@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod model_proxy;
 pub mod program;
+pub mod provider_reset;
 mod quota;
 pub mod runtime;
 pub mod sandbox;
@@ -115,6 +116,8 @@ struct Worker {
     /// Where steps' branches are kept for steps on other workers: the
     /// control plane, always (a step's dependents may run anywhere).
     branches: Arc<dyn runtime::checkpoint::Keeper>,
+    /// How far it got, for whoever started it.
+    progress: watch::Sender<Progress>,
 }
 
 /// Where the mirrors are, in the work directory.
@@ -125,9 +128,82 @@ const SPARES_DIR: &str = ".spares";
 /// Runs the worker until `shutdown` resolves; running steps are then
 /// cancelled.
 pub async fn run(
-    mut config: WorkerConfig,
+    config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    start(config, shutdown).await?.ended().await
+}
+
+/// Where a started worker is on its way to taking work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Not yet registered; `last_error` says why the last try failed.
+    Connecting { last_error: Option<String> },
+    /// The control plane has taken its registration (at least once).
+    Registered,
+}
+
+/// A worker whose setup is done and whose sessions run in a task of their
+/// own: its owner reads how far it got and how it ended, so a start
+/// failure is never left unread.
+pub struct Started {
+    progress: watch::Receiver<Progress>,
+    sessions: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+/// How the sessions' task ended.
+fn ended(joined: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    joined.unwrap_or_else(|join| Err(Error::Protocol(format!("the worker panicked: {join}"))))
+}
+
+impl Started {
+    /// Waits until the worker has registered, or `limit` passed, or it
+    /// ended: then it is gone, and the error says why.
+    pub async fn registered(mut self, limit: Duration) -> Result<Started, Error> {
+        let mut progress = self.progress.clone();
+        let waited = tokio::time::timeout(limit, async {
+            tokio::select! {
+                // Only the sessions' end drops the sender: that is the
+                // other arm's to read.
+                Ok(_) = progress.wait_for(|p| *p == Progress::Registered) => None,
+                joined = &mut self.sessions => Some(ended(joined)),
+            }
+        })
+        .await;
+        match waited {
+            Ok(None) => Ok(self),
+            Ok(Some(Ok(()))) => Err(Error::Stopped),
+            Ok(Some(Err(e))) => Err(e),
+            Err(_) => {
+                // Not left trying behind its owner's back.
+                self.sessions.abort();
+                let last_error = match &*self.progress.borrow() {
+                    Progress::Connecting { last_error } => last_error.clone(),
+                    Progress::Registered => None,
+                };
+                Err(Error::NotRegistered { limit, last_error })
+            }
+        }
+    }
+
+    /// Where the worker is now.
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
+    /// Waits until the worker ends: `Ok` once it stopped as asked.
+    pub async fn ended(self) -> Result<(), Error> {
+        ended(self.sessions.await)
+    }
+}
+
+/// Sets the worker up (its work directory, its sandbox, its proxies): an
+/// error here is why it cannot run at all. Then its sessions start in a
+/// task of their own, until `shutdown` resolves.
+pub async fn start(
+    mut config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Started, Error> {
     let replicas = Choice::new(&config.server).map_err(|e| Error::Settings(e.to_string()))?;
     for server in replicas.servers() {
         endpoint(server, &config.tls)?;
@@ -227,62 +303,88 @@ pub async fn run(
         quota: quota::Quota::new(steps),
         sandbox: Arc::new(isolation.sandbox),
         limits: Arc::new(isolation.limits),
+        progress: watch::Sender::new(Progress::Connecting { last_error: None }),
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
-    let (start_drain, mut drain) = watch::channel(false);
+    let (start_drain, drain) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = start_drain.send(true);
     });
-    let mut delay = worker.config.reconnect_min;
-    loop {
-        let session = worker.session(drain.clone()).await;
-        worker.metrics.set_connected(false);
-        match session {
-            Ok(SessionEnd::Drained) => break,
-            Ok(SessionEnd::Closed { registered }) => {
-                tracing::info!(worker = %worker.config.name, "control plane closed the stream; reconnecting");
-                if registered {
-                    delay = worker.config.reconnect_min;
+    let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });
+    worker.progress = progress;
+    let sessions = tokio::spawn(async move {
+        let ended = worker.sessions(drain).await;
+        drop(http);
+        ended
+    });
+    Ok(Started {
+        progress: progress_rx,
+        sessions,
+    })
+}
+
+impl Worker {
+    /// Connects, and connects again, until drained or refused for good.
+    async fn sessions(mut self, mut drain: watch::Receiver<bool>) -> Result<(), Error> {
+        let mut delay = self.config.reconnect_min;
+        loop {
+            let session = self.session(drain.clone()).await;
+            self.metrics.set_connected(false);
+            if let Err(e) = &session {
+                self.progress.send_if_modified(|p| match p {
+                    Progress::Connecting { last_error } => {
+                        *last_error = Some(e.to_string());
+                        true
+                    }
+                    Progress::Registered => false,
+                });
+            }
+            match session {
+                Ok(SessionEnd::Drained) => break,
+                Ok(SessionEnd::Closed { registered }) => {
+                    tracing::info!(worker = %self.config.name, "control plane closed the stream; reconnecting");
+                    if registered {
+                        delay = self.config.reconnect_min;
+                    }
+                }
+                // Reconnecting cannot fix a refusal of who we are or what we
+                // registered: stop and say why.
+                Err(Error::Refused(status))
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unauthenticated
+                            | tonic::Code::PermissionDenied
+                            | tonic::Code::InvalidArgument
+                    ) =>
+                {
+                    self.stop_all("the worker was refused").await;
+                    return Err(Error::Refused(status));
+                }
+                // A standby named the leader: go there now.
+                Err(Error::Refused(status)) if status.metadata().get(LEADER_KEY).is_some() => {
+                    tracing::info!(worker = %self.config.name, leader = %self.replicas.current(), "following the leader");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %self.config.name, error = %e, "session ended; reconnecting")
                 }
             }
-            // Reconnecting cannot fix a refusal of who we are or what we
-            // registered: stop and say why.
-            Err(Error::Refused(status))
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unauthenticated
-                        | tonic::Code::PermissionDenied
-                        | tonic::Code::InvalidArgument
-                ) =>
-            {
-                worker.stop_all("the worker was refused").await;
-                return Err(Error::Refused(status));
+            // Draining with no control plane to hand steps back to: stop them.
+            if *drain.borrow() {
+                break;
             }
-            // A standby named the leader: go there now.
-            Err(Error::Refused(status)) if status.metadata().get(LEADER_KEY).is_some() => {
-                tracing::info!(worker = %worker.config.name, leader = %worker.replicas.current(), "following the leader");
-                continue;
+            // Runners keep going while disconnected; their results wait.
+            tokio::select! {
+                _ = drain.changed() => break,
+                _ = // Up to a quarter less, so a fleet does not reconnect in lockstep.
+                tokio::time::sleep(jitter(delay, 0.75, 1.0)) => {}
             }
-            Err(e) => {
-                tracing::warn!(worker = %worker.config.name, error = %e, "session ended; reconnecting")
-            }
+            delay = (delay * 2).min(self.config.reconnect_max);
         }
-        // Draining with no control plane to hand steps back to: stop them.
-        if *drain.borrow() {
-            break;
-        }
-        // Runners keep going while disconnected; their results wait.
-        tokio::select! {
-            _ = drain.changed() => break,
-            _ = // Up to a quarter less, so a fleet does not reconnect in lockstep.
-            tokio::time::sleep(jitter(delay, 0.75, 1.0)) => {}
-        }
-        delay = (delay * 2).min(worker.config.reconnect_max);
+        self.stop_all("the worker is stopping").await;
+        Ok(())
     }
-    worker.stop_all("the worker is stopping").await;
-    drop(http);
-    Ok(())
 }
 
 /// How a session ended.
@@ -350,6 +452,7 @@ impl Worker {
             }) => {
                 tracing::info!(worker = %self.config.name, id = %registered.worker_id, "registered");
                 self.metrics.set_connected(true);
+                self.progress.send_replace(Progress::Registered);
                 match registered.heartbeat_interval_ms {
                     0 => DEFAULT_HEARTBEAT,
                     ms => Duration::from_millis(u64::from(ms)),

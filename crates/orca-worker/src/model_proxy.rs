@@ -4,7 +4,7 @@
 //! worker's credential, so an agent's process never holds the fleet's key:
 //! whatever it prints or sends elsewhere is worth nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +16,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use orca_api::abort::AbortOnDrop;
+
+use crate::provider_reset::{self, ProviderReset};
+
+/// The most of a limited answer's body read for when it resets (Google's
+/// `RetryInfo`); a longer one goes on unread.
+const LIMIT_BODY_MAX: usize = 64 * 1024;
 
 /// The API when the worker is given no base URL.
 pub const DEFAULT_UPSTREAM: &str = "https://api.anthropic.com";
@@ -38,6 +44,8 @@ struct Shared {
     credentials: Credentials,
     /// The keys of the attempts running now.
     live: Mutex<HashSet<String>>,
+    /// The last reset the provider named to each running attempt.
+    resets: Mutex<HashMap<String, ProviderReset>>,
     client: Client<Https, Body>,
 }
 
@@ -74,6 +82,7 @@ impl ModelProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             credentials,
             live: Mutex::new(HashSet::new()),
+            resets: Mutex::new(HashMap::new()),
             client: Client::builder(TokioExecutor::new()).build(https),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -114,6 +123,12 @@ impl Admission {
     pub fn key(&self) -> &String {
         &self.key
     }
+
+    /// The last reset the provider named in a limited answer to this
+    /// attempt, as the proxy read it.
+    pub fn reset_seen(&self) -> Option<ProviderReset> {
+        self.shared.lock_resets().get(&self.key).cloned()
+    }
 }
 
 /// How one attempt's agent reaches its model API: through the worker's
@@ -140,6 +155,12 @@ impl Reach {
         self.proxied.as_ref().map(|(_, admission)| admission.key())
     }
 
+    /// The last reset the provider named to this attempt, when it goes
+    /// through the proxy.
+    pub fn reset_seen(&self) -> Option<ProviderReset> {
+        self.proxied.as_ref().and_then(|(_, a)| a.reset_seen())
+    }
+
     /// The key the CLI is handed: the attempt's own, else `workers`.
     pub fn key(&self, workers: Option<&String>) -> Option<String> {
         self.attempt_key().or(workers).cloned()
@@ -149,12 +170,17 @@ impl Reach {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.shared.lock_live().remove(&self.key);
+        self.shared.lock_resets().remove(&self.key);
     }
 }
 
 impl Shared {
     fn lock_live(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_resets(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProviderReset>> {
+        self.resets.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -185,14 +211,13 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::to_string)
         });
-    let admitted = presented.is_some_and(|key| shared.lock_live().contains(&key));
-    if !admitted {
+    let Some(key) = presented.filter(|key| shared.lock_live().contains(key)) else {
         return (
             StatusCode::UNAUTHORIZED,
             "orca: not a key of a running attempt on this worker",
         )
             .into_response();
-    }
+    };
     headers.remove("x-api-key");
     headers.remove("x-goog-api-key");
     headers.remove("authorization");
@@ -222,6 +247,9 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
     };
     *request.uri_mut() = uri;
     match shared.client.request(request).await {
+        Ok(answer) if provider_reset::LIMIT_STATUSES.contains(&answer.status().as_u16()) => {
+            limited(&shared, key, answer.map(Body::new)).await
+        }
         Ok(answer) => answer.map(Body::new).into_response(),
         Err(e) => (
             StatusCode::BAD_GATEWAY,
@@ -229,6 +257,29 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
         )
             .into_response(),
     }
+}
+
+/// A limited answer, passed on as it came; the reset it names is kept for
+/// the attempt (its body read for one when its headers name none).
+async fn limited(shared: &Shared, key: String, answer: Response) -> Response {
+    let now = orca_core::calendar::now_micros();
+    if let Some(reset) = provider_reset::reset_of(answer.headers(), None, now) {
+        shared.lock_resets().insert(key, reset);
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let body = match axum::body::to_bytes(body, LIMIT_BODY_MAX).await {
+        Ok(bytes) => bytes,
+        // Too long to be an error's, or cut off: it goes on as far as read.
+        Err(e) => {
+            tracing::warn!(status = %parts.status, error = %e, "a limited answer's body could not be read whole; passed on empty");
+            return Response::from_parts(parts, Body::empty());
+        }
+    };
+    if let Some(reset) = provider_reset::reset_of(&parts.headers, Some(&body), now) {
+        shared.lock_resets().insert(key, reset);
+    }
+    Response::from_parts(parts, Body::from(body))
 }
 
 #[cfg(test)]

@@ -778,6 +778,8 @@ impl SandboxArgs {
             bwrap: self.bwrap.clone(),
             read_only: self.sandbox_read_only.clone(),
             shared: self.sandbox_shared.clone(),
+            // The worker adds its own directories.
+            hidden: Vec::new(),
             egress_allow: self.egress_allow.clone(),
             // Each sandbox's network is started by the relay beside this
             // binary, from the same build.

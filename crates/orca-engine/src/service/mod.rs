@@ -218,7 +218,7 @@ impl TaskApi {
             .await?
             .filter(|task| family::may_see(caller, task));
         if let Some(task) = found {
-            return Ok(self.dated(task));
+            return Ok(self.seen_now(task));
         }
         // Gone: expired (said only to whom may see its tenant), or never.
         match self.store.expired(task_id).await? {
@@ -239,9 +239,17 @@ impl TaskApi {
         Ok(())
     }
 
-    /// The task with when it will be removed, by the retention rules.
-    fn dated(&self, mut task: TaskRecord) -> TaskRecord {
+    /// The task as the control plane sees it now: when it will be removed,
+    /// by the retention rules, and why each queued step no connected
+    /// worker can run waits.
+    fn seen_now(&self, mut task: TaskRecord) -> TaskRecord {
         task.expires_at = self.engine.retention().task_expires_at(&task).unwrap_or(0);
+        for (step, spec) in task.steps.iter_mut().zip(&task.spec.steps) {
+            if step.state == orca_core::StepState::Queued {
+                let needs = orca_core::queue::capabilities(&spec.required_capabilities());
+                step.queued_reason = self.engine.unserved(&needs).unwrap_or_default();
+            }
+        }
         task
     }
 }

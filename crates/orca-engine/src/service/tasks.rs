@@ -131,7 +131,7 @@ impl TaskApi {
             String::new()
         };
         Ok(TaskPage {
-            tasks: tasks.into_iter().map(|task| self.dated(task)).collect(),
+            tasks: tasks.into_iter().map(|task| self.seen_now(task)).collect(),
             next_page_token,
         })
     }

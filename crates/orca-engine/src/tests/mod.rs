@@ -14,6 +14,7 @@ mod budget;
 mod cold;
 mod family;
 mod retention;
+mod unserved;
 
 /// How long a test waits for something the engine should do at once.
 const PROMPTLY: Duration = Duration::from_secs(5);

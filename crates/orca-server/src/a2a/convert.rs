@@ -819,6 +819,7 @@ mod tests {
             cost: Default::default(),
             approval_deadline: 0,
             work: None,
+            queued_reason: String::new(),
         }
     }
 

@@ -416,6 +416,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                 cost: Some(s.cost.into()),
                 approval_deadline: optional_timestamp(s.approval_deadline),
                 work: s.work.map(Into::into),
+                queued_reason: s.queued_reason,
                 attempts: s
                     .attempts
                     .into_iter()

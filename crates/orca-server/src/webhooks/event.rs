@@ -363,6 +363,7 @@ mod tests {
                 cost: orca_core::Cost::default(),
                 approval_deadline: 0,
                 work: None,
+                queued_reason: String::new(),
             })
             .collect();
         task.steps[0].work = Some(work("orca/t1-a", "b", ""));

@@ -129,6 +129,7 @@ impl Data {
                 cost: Cost::default(),
                 approval_deadline: 0,
                 work: None,
+                queued_reason: String::new(),
             })
             .collect();
         for event in task.events {

@@ -26,6 +26,7 @@ use super::workspace::{
     RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
 };
 use crate::metrics::Fault;
+use crate::model_proxy::Reach;
 use crate::sandbox::Room;
 use crate::secrets::Redactor;
 
@@ -73,6 +74,8 @@ pub trait AgentRuntime: Send + Sync {
     /// The CLI's executable: a sandboxed step may read it and what is
     /// around it.
     fn program(&self) -> &Path;
+    /// How the run reaches its model API (the worker's proxy, or not).
+    fn reach(&self) -> &Reach;
     /// Where the CLI keeps its own state (made before a run).
     fn home(&self) -> &Path;
     /// What of its home a run in `cwd` keeps on the worker, as paths
@@ -259,16 +262,26 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     runtime.ran(&cwd);
     let stream = std::mem::take(&mut *stream.lock().unwrap_or_else(|e| e.into_inner()));
     let mut ended = match end {
-        Ok(status) => {
+        Ok(exited) => {
             // A resumed session's reported cost includes what its earlier
             // attempts spent.
             let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
-            runtime.ended(status, &stream, before, &redactor)
+            let mut ended = runtime.ended(exited.status, &stream, before, &redactor);
+            if let Some(unseen) = exited
+                .unseen
+                .filter(|_| ended.outcome == v1::Outcome::Failed)
+            {
+                ended.error = format!("{}: {unseen}", ended.error);
+            }
+            ended
         }
         Err(ended) => ended,
     };
     if ended.outcome == v1::Outcome::Failed && ended.fault.is_none() {
         ended.limited = stream.limit(&ended.error);
+        if let Some(limit) = &mut ended.limited {
+            reset_from_the_provider(limit, runtime.reach());
+        }
         if let Some(line) = stream.api_error_line(ended.limited.as_ref()) {
             log(line);
         }
@@ -399,4 +412,19 @@ async fn new_lines(path: &Path, from: u64) -> std::io::Result<(String, u64)> {
         .map_or(0, |at| at + 1);
     bytes.truncate(whole);
     Ok((String::from_utf8_lossy(&bytes).into_owned(), whole as u64))
+}
+
+/// A limit resets when the provider said, as the model proxy read its
+/// answer (what the CLI reports of it, when it does, is the fallback: a
+/// run without the proxy), with a little jitter so the pool's agents do
+/// not all call at the instant it resets; the event names the source.
+fn reset_from_the_provider(limit: &mut Limit, reach: &Reach) {
+    let Some(said) = reach.reset_seen() else {
+        return;
+    };
+    let wait = (said.at - orca_core::calendar::now_micros()).max(0);
+    let spread = std::time::Duration::from_micros((wait / 10).min(1_000_000) as u64);
+    let jitter = orca_core::jitter::jitter(spread, 0.0, 1.0).as_micros() as i64;
+    limit.reset = Some(said.at + jitter);
+    limit.signal = format!("{}; reset from {}", limit.signal, said.source);
 }

@@ -34,6 +34,30 @@ const TERM_GRACE: Duration = Duration::from_millis(500);
 /// Once the main process has exited, how long stray output may still drain.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How many of a process's last stderr lines are kept to tell why it
+/// failed.
+const TAIL_LINES: usize = 20;
+
+/// A process that ended on its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Exited {
+    pub status: ExitStatus,
+    /// When it failed: a path its last lines say it could not find that
+    /// is on the worker but not in its sandbox, and how to give it.
+    pub unseen: Option<String>,
+}
+
+impl Exited {
+    /// Its failure in words: the exit, and the path it may have missed.
+    pub fn failure(&self) -> String {
+        let exit = describe_exit(self.status);
+        match &self.unseen {
+            Some(unseen) => format!("{exit}: {unseen}"),
+            None => exit,
+        }
+    }
+}
+
 /// A stdout line `::progress <fraction> [message]` reports progress instead
 /// of being logged.
 const PROGRESS_PREFIX: &str = "::progress ";
@@ -205,7 +229,7 @@ pub(crate) enum StdoutLines {
 /// with exactly `env` (nothing of the worker's own environment: its token,
 /// its credentials), streams its
 /// output as reports, and stops its whole process group on cancel or
-/// timeout. `Ok` with the exit status when the process ended on its own,
+/// timeout. `Ok` with how the process ended when it ended on its own,
 /// for the runtime to read its way; `Err` with the outcome otherwise
 /// (could not start, cancelled, timed out).
 #[allow(clippy::too_many_arguments)]
@@ -218,7 +242,7 @@ pub(crate) async fn supervise(
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
-) -> Result<ExitStatus, Ended> {
+) -> Result<Exited, Ended> {
     let program = command
         .as_std()
         .get_program()
@@ -291,6 +315,7 @@ pub(crate) async fn supervise(
     };
     let mut room = room.clone();
     room.network = gate.as_ref();
+    let path_var = env.get("PATH").cloned();
     let command = attempt.sandbox.confine(command, &mut env, &room);
     let mut command = Limits::wrap(command, cgroup.as_ref(), &settings);
     let disk = DiskWatch::new(room.workspace, settings.disk_bytes);
@@ -325,17 +350,18 @@ pub(crate) async fn supervise(
             LogStream::Stdout,
             lines.clone(),
             attempt.key.clone(),
-            (redactor.clone(), activity.clone()),
+            (redactor.clone(), activity.clone(), None),
             reports.clone(),
         ))
     });
+    let tail = Tail::default();
     let stderr = child.stderr.take().map(|err| {
         tokio::spawn(forward_lines(
             err,
             LogStream::Stderr,
             StdoutLines::Plain,
             attempt.key.clone(),
-            (redactor.clone(), activity.clone()),
+            (redactor.clone(), activity.clone(), Some(tail.clone())),
             reports.clone(),
         ))
     });
@@ -437,8 +463,37 @@ pub(crate) async fn supervise(
             Err(Ended::failed(limit, status.code()))
         }
         (status, _) => {
-            status.map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))
+            let status = status
+                .map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))?;
+            let unseen = (!status.success())
+                .then(|| {
+                    let lines = tail.lines();
+                    attempt
+                        .sandbox
+                        .unseen(&room, path_var.as_ref(), &lines, status.code())
+                })
+                .flatten();
+            Ok(Exited { status, unseen })
         }
+    }
+}
+
+/// A process's last stderr lines, as they were logged (masked).
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<std::collections::VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: &str) {
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_string());
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect()
     }
 }
 
@@ -487,7 +542,7 @@ async fn forward_lines(
     stream: LogStream,
     lines: StdoutLines,
     attempt: AttemptKey,
-    (redactor, activity): (Arc<Redactor>, Activity),
+    (redactor, activity, tail): (Arc<Redactor>, Activity, Option<Tail>),
     reports: mpsc::UnboundedSender<FromAttempt>,
 ) {
     let mut reader = BufReader::new(pipe);
@@ -518,6 +573,9 @@ async fn forward_lines(
         // Masked before it is cut, so a cut never leaves part of a secret.
         let mut line = redactor.redact(String::from_utf8_lossy(&buf).into_owned());
         orca_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
+        if let Some(tail) = &tail {
+            tail.push(&line);
+        }
         let report = match (stream, line.strip_prefix(PROGRESS_PREFIX)) {
             (LogStream::Stdout, Some(rest)) => match parse_progress(rest) {
                 Some((fraction, message)) => FromAttempt::Progress {
@@ -572,7 +630,7 @@ mod tests {
             LogStream::Stdout,
             StdoutLines::Plain,
             key,
-            (redactor, Activity::new()),
+            (redactor, Activity::new(), None),
             reports,
         )
         .await;

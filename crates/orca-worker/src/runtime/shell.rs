@@ -11,7 +11,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
-use super::process::{StdoutLines, basic_environment, describe_exit, supervise};
+use super::process::{StdoutLines, basic_environment, supervise};
 use super::repo;
 use super::workspace::{prepare_workspace, read_output, remove_unless_kept};
 use crate::metrics::Fault;
@@ -99,6 +99,7 @@ async fn run_process(
     command.args(args);
     let env = environment(attempt, shell, secrets, &workspace);
     let mut room = Room::new(&workspace, &cwd);
+    room.command = Some(program.into());
     // Its repository borrows the mirror's objects, which it may read only.
     room.readable
         .extend(tree.as_ref().map(|t| t.mirror().objects()));
@@ -115,10 +116,12 @@ async fn run_process(
     )
     .await;
     let mut ended = match end {
-        Ok(status) if !status.success() => Ended::failed(describe_exit(status), status.code()),
-        Ok(status) => match read_output(&workspace).await {
-            Ok(output) => Ended::succeeded(output, status.code()),
-            Err(message) => Ended::failed(message, status.code()),
+        Ok(exited) if !exited.status.success() => {
+            Ended::failed(exited.failure(), exited.status.code())
+        }
+        Ok(exited) => match read_output(&workspace).await {
+            Ok(output) => Ended::succeeded(output, exited.status.code()),
+            Err(message) => Ended::failed(message, exited.status.code()),
         },
         Err(ended) => ended,
     };

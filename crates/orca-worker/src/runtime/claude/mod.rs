@@ -77,6 +77,10 @@ impl AgentRuntime for ClaudeCode<'_> {
         &self.settings.bin
     }
 
+    fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
     fn home(&self) -> &Path {
         &self.settings.home
     }

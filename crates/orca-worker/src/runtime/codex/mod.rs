@@ -173,6 +173,10 @@ impl AgentRuntime for Codex<'_> {
         &self.settings.bin
     }
 
+    fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
     fn home(&self) -> &Path {
         &self.settings.home
     }

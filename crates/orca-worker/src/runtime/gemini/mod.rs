@@ -151,6 +151,10 @@ impl AgentRuntime for Gemini<'_> {
         &self.settings.bin
     }
 
+    fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
     fn home(&self) -> &Path {
         &self.settings.home
     }

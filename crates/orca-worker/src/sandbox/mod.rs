@@ -24,6 +24,9 @@ use tokio::process::Command;
 
 use crate::program::find_program;
 
+pub mod host_view;
+use host_view::{HostView, Managed};
+
 /// The step's `HOME` inside the sandbox: private, empty at the start.
 pub const SANDBOX_HOME: &str = "/home/orca";
 
@@ -78,6 +81,10 @@ pub struct SandboxSettings {
     /// Directories every step may read and write, seeing each other's
     /// writes (a build cache): what is there is no step's own.
     pub shared: Vec<PathBuf>,
+    /// What no step may read, nor a directory holding it, whatever a
+    /// program resolves to: the worker's data, work and secrets
+    /// directories (the home's keys are always hidden).
+    pub hidden: Vec<PathBuf>,
     /// The pool's egress allow-list (`--egress-allow`); `None`: none.
     pub egress_allow: Option<Vec<String>>,
     /// `orca-sandbox-net`, run first in each sandbox to relay its ways
@@ -96,6 +103,7 @@ impl Default for SandboxSettings {
             bwrap: "bwrap".into(),
             read_only: Vec::new(),
             shared: Vec::new(),
+            hidden: Vec::new(),
             egress_allow: None,
             init: None,
             etc_dir: None,
@@ -114,6 +122,8 @@ pub enum Sandbox {
         shared: Vec<PathBuf>,
         /// What a step sees of `/etc`, laid out once (see [`lay_out_etc`]).
         etc: Option<PathBuf>,
+        /// What its programs may need of the machine, and what never.
+        view: HostView,
     },
     /// `--sandbox=off`: steps run as the worker's user with its view of
     /// the machine.
@@ -136,6 +146,10 @@ pub(crate) struct Room<'a> {
     /// Programs the worker runs the step with (its agent CLI): their
     /// directories are readable.
     pub programs: Vec<PathBuf>,
+    /// The step's own program (a shell step's command), run as it is
+    /// named (a venv's interpreter is the venv's only by its name): what it
+    /// needs is readable.
+    pub command: Option<PathBuf>,
     /// Secret files placed read-only in the private home, as (the file on
     /// the worker, path under the home).
     pub home_secrets: Vec<(PathBuf, PathBuf)>,
@@ -153,6 +167,7 @@ impl Room<'_> {
             readable: Vec::new(),
             home_state: Vec::new(),
             programs: Vec::new(),
+            command: None,
             home_secrets: Vec::new(),
             network: None,
         }
@@ -210,6 +225,7 @@ impl Sandbox {
             read_only: settings.read_only.clone(),
             shared: settings.shared.clone(),
             etc,
+            view: HostView::of_this_machine(&settings.hidden),
         };
         if passed.is_some() {
             return Ok(sandbox);
@@ -245,8 +261,26 @@ impl Sandbox {
     /// How steps are isolated, as `orca get agents` shows it.
     pub fn isolation(&self) -> String {
         match self {
-            Sandbox::Bubblewrap { version, .. } => {
-                format!("{version}: namespaces user, pid, ipc, uts, cgroup; no capabilities")
+            Sandbox::Bubblewrap {
+                version,
+                view,
+                read_only,
+                ..
+            } => {
+                let mut said =
+                    format!("{version}: namespaces user, pid, ipc, uts, cgroup; no capabilities");
+                // What steps may read beyond the system and their PATH.
+                let tools: Vec<String> = view
+                    .managers()
+                    .iter()
+                    .filter(|m| view.allowed(&m.root))
+                    .map(|m| format!("{} {}", m.name, m.root.display()))
+                    .chain(read_only.iter().map(|d| d.display().to_string()))
+                    .collect();
+                if !tools.is_empty() {
+                    said.push_str(&format!("; reads {}", tools.join(", ")));
+                }
+                said
             }
             Sandbox::Off => format!("{} (--sandbox=off)", orca_core::UNSANDBOXED),
         }
@@ -269,11 +303,18 @@ impl Sandbox {
             read_only,
             shared,
             etc,
+            view,
             ..
         } = self
         else {
             return command;
         };
+        // A version manager's shims find its root by a variable whose
+        // default is under the home, which is the sandbox's own.
+        for managed in managed_in(room, view, env.get("PATH")) {
+            env.entry(managed.variable.to_string())
+                .or_insert_with(|| managed.root.display().to_string());
+        }
         env.insert("HOME".into(), SANDBOX_HOME.into());
         env.insert("TMPDIR".into(), "/tmp".into());
         if let Some(gate) = room.network {
@@ -286,6 +327,7 @@ impl Sandbox {
             read_only,
             shared,
             etc: etc.as_deref(),
+            view,
         };
         wrapped.args(bwrap_args(room, &host, env.get("PATH")));
         if let Some(gate) = room.network {
@@ -306,6 +348,74 @@ impl Sandbox {
         wrapped.arg(real.as_deref().map_or(program, Path::as_os_str));
         wrapped.args(std.get_args());
         wrapped
+    }
+}
+
+impl Sandbox {
+    /// Why a step that failed with `lines` last on its stderr may have
+    /// failed for want of a path: the first path they say was not found
+    /// that is on the worker but out of the step's view, with the flag
+    /// that gives it (or why no flag may); for an exit of 127 that names
+    /// none, that a program it ran was not found.
+    pub(crate) fn unseen(
+        &self,
+        room: &Room,
+        path_var: Option<&String>,
+        lines: &[String],
+        code: Option<i32>,
+    ) -> Option<String> {
+        let Sandbox::Bubblewrap {
+            read_only,
+            shared,
+            view,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let tools = tool_dirs(room, read_only, view, path_var);
+        let seen = |path: &Path| {
+            SYSTEM_DIRS.iter().any(|s| path.starts_with(s))
+                || path.starts_with(room.workspace)
+                || tools
+                    .iter()
+                    .chain(shared)
+                    .chain(&room.readable)
+                    .any(|d| path.starts_with(d))
+        };
+        for path in host_view::paths_not_found(lines) {
+            if seen(&path) || std::fs::symlink_metadata(&path).is_err() {
+                continue;
+            }
+            if let Some(hidden) = view.hidden_by(&path) {
+                return Some(format!(
+                    "{} is on the worker, but steps may not read it ({} is kept from them)",
+                    path.display(),
+                    hidden.display()
+                ));
+            }
+            // Its version manager's root, else its directory.
+            let dir = view
+                .managers()
+                .iter()
+                .find(|m| path.starts_with(&m.root))
+                .map(|m| m.root.clone())
+                .or_else(|| {
+                    if path.is_dir() {
+                        Some(path.clone())
+                    } else {
+                        path.parent().map(host_view::installed_with)
+                    }
+                })?;
+            return Some(format!(
+                "{} is on the worker but not in the step's sandbox; the workers' --sandbox-read-only {} gives it",
+                path.display(),
+                dir.display()
+            ));
+        }
+        (code == Some(127)).then(|| {
+            "a program it ran was not found in its sandbox (on its PATH, or readable there); the workers' --sandbox-read-only DIR gives steps a directory".to_string()
+        })
     }
 }
 
@@ -356,6 +466,7 @@ struct Host<'a> {
     read_only: &'a [PathBuf],
     shared: &'a [PathBuf],
     etc: Option<&'a Path>,
+    view: &'a HostView,
 }
 
 /// Lays out in `dir` (made anew) what a step sees of `/etc`: the entries
@@ -425,6 +536,7 @@ fn bwrap_args(room: &Room, host: &Host, path_var: Option<&String>) -> Vec<OsStri
         read_only,
         shared,
         etc,
+        view,
     } = *host;
     let mut args: Vec<OsString> = Vec::new();
     let mut add = |parts: &[&dyn AsRef<std::ffi::OsStr>]| {
@@ -484,7 +596,7 @@ fn bwrap_args(room: &Room, host: &Host, path_var: Option<&String>) -> Vec<OsStri
             &Path::new(SANDBOX_HOME).join(under_home),
         ]);
     }
-    for dir in tool_dirs(room, read_only, path_var) {
+    for dir in tool_dirs(room, read_only, view, path_var) {
         add(&[&"--ro-bind", &dir, &dir]);
     }
     for (host, inside) in room.network.iter().flat_map(|gate| gate.binds()) {
@@ -505,51 +617,75 @@ fn bwrap_args(room: &Room, host: &Host, path_var: Option<&String>) -> Vec<OsStri
     args
 }
 
-/// The directories a step may read beyond the system's: those it is told
-/// of, its programs', and those on its `PATH` (where its tools are), each
-/// once, the system's own left out (already there), and none that is not
-/// an absolute, existing directory.
-fn tool_dirs(room: &Room, read_only: &[PathBuf], path_var: Option<&String>) -> Vec<PathBuf> {
+/// The programs a step's room names, found as its process will find
+/// them: its agent CLI, its command, the network relay.
+fn room_programs(room: &Room, path_var: Option<&String>) -> Vec<PathBuf> {
+    let init = room.network.map(|gate| gate.program().to_path_buf());
+    room.programs
+        .iter()
+        .chain(&room.command)
+        .chain(&init)
+        .filter_map(|program| find_program(program, room.cwd, path_var.map(String::as_str)))
+        .collect()
+}
+
+/// The version managers whose shims or proxies a step may run: on its
+/// `PATH`, or its programs themselves.
+fn managed_in<'a>(room: &Room, view: &'a HostView, path_var: Option<&String>) -> Vec<&'a Managed> {
     let on_path = path_var
         .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default();
-    let init = room.network.map(|gate| gate.program().to_path_buf());
-    let programs = room.programs.iter().chain(&init).flat_map(|program| {
-        // Found as the process will find it.
-        let found = find_program(program, room.cwd, path_var.map(String::as_str));
-        let Some(real) = found.as_deref().and_then(|f| std::fs::canonicalize(f).ok()) else {
-            return Vec::new();
-        };
-        let Some(dir) = real.parent() else {
-            return Vec::new();
-        };
-        // Where it was named (a link, as npm's `.bin/` holds), and where it
-        // is: an executable in a `bin/` is part of what is around it (an
-        // npm package, an install prefix), which it may read.
-        let real_dir = match dir.file_name() {
-            Some(name) if name == "bin" => dir.parent().unwrap_or(dir),
-            _ => dir,
-        };
-        // An npm package finds its dependencies (the Codex CLI its native
-        // binary, a package of its own) in the `node_modules` it sits in.
-        let real_dir = real_dir
-            .ancestors()
-            .find(|a| a.file_name().is_some_and(|n| n == "node_modules"))
-            .unwrap_or(real_dir);
-        let named_dir = found.as_deref().and_then(Path::parent);
-        named_dir
-            .into_iter()
-            .chain([real_dir])
-            .map(Path::to_path_buf)
-            .collect::<Vec<_>>()
-    });
+    let programs = room_programs(room, path_var);
+    let dirs = on_path
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(programs.iter().filter_map(|p| p.parent()));
+    let mut managed: Vec<&Managed> = Vec::new();
+    for dir in dirs {
+        for m in view.managers_of(dir) {
+            if view.allowed(&m.root) && !managed.contains(&m) {
+                managed.push(m);
+            }
+        }
+    }
+    managed
+}
+
+/// The directories a step may read beyond the system's: those it is told
+/// of; what its programs need (see [`HostView::needs_of`]); those on its
+/// `PATH` (where its tools are) with the roots of the version managers
+/// whose shims are there. Each once, the system's own left out (already
+/// there), none that is not an absolute, existing directory, and none the
+/// worker keeps from steps, but what it was told.
+fn tool_dirs(
+    room: &Room,
+    read_only: &[PathBuf],
+    view: &HostView,
+    path_var: Option<&String>,
+) -> Vec<PathBuf> {
+    let on_path = path_var
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let programs = room_programs(room, path_var)
+        .into_iter()
+        .flat_map(|found| view.needs_of(&found));
+    let managed = managed_in(room, view, path_var)
+        .into_iter()
+        .map(|m| m.root.clone());
+    let found = programs
+        .chain(on_path)
+        .chain(managed)
+        .filter(|dir| view.allowed(dir));
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for dir in read_only.iter().cloned().chain(programs).chain(on_path) {
+    for dir in read_only.iter().cloned().chain(found) {
         let system = SYSTEM_DIRS.iter().any(|s| dir.starts_with(s));
         if dir.is_absolute() && dir.is_dir() && !system && !dirs.contains(&dir) {
             dirs.push(dir);
         }
     }
+    // One inside another is already there.
+    let outer = dirs.clone();
+    dirs.retain(|d| !outer.iter().any(|o| o != d && d.starts_with(o)));
     dirs
 }
 
@@ -586,6 +722,7 @@ mod tests {
             read_only: &[],
             shared: &[],
             etc: None,
+            view: &HostView::default(),
         };
         let args = strings(&bwrap_args(&room, &host, Some(&path)));
 
@@ -660,6 +797,7 @@ mod tests {
             read_only: &[],
             shared: &[],
             etc: Some(&etc),
+            view: &HostView::default(),
         };
         let args = strings(&bwrap_args(&room, &host, None));
         assert!(after(&args, "--ro-bind-try").is_empty());
@@ -736,6 +874,7 @@ mod tests {
             read_only: Vec::new(),
             shared: Vec::new(),
             etc: None,
+            view: HostView::default(),
         };
         let mut env = BTreeMap::from([
             ("HOME".to_string(), "/root".to_string()),
