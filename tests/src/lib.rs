@@ -947,6 +947,21 @@ pub fn wait_for_gate(gate: &Path) -> String {
     )
 }
 
+/// The lines step `step` of task `task_id` logged, one per line.
+pub async fn step_log(client: &Tasks, task_id: &str, step: &str) -> String {
+    let events = task_events(&mut client.clone(), task_id, 0, false)
+        .await
+        .expect("events");
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(l)) if l.step_id == step => Some(l.line.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `attempts` in all, a retry within 50-100 ms.
 pub fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
     Some(v1::RetryPolicy {

@@ -293,6 +293,27 @@ async fn a_worker_killed_mid_step_loses_it_to_another_worker() -> anyhow::Result
         "{}",
         work.attempts[0].error
     );
+    // `get agents` shows it gone, and why, after those connected.
+    let shown =
+        String::from_utf8_lossy(&succeed(server.cli().args(["get", "agents"])).stdout).into_owned();
+    let rows: Vec<&str> = shown.lines().skip(1).collect();
+    assert!(
+        matches!(rows.as_slice(), [spare, doomed]
+            if spare.starts_with("spare ")
+                && doomed.starts_with("doomed ")
+                && doomed.contains(" gone ")
+                && doomed.contains("ago: worker doomed disconnected")),
+        "{shown}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &succeed(server.cli().args(["get", "agents", "-o", "json"])).stdout,
+    )?;
+    assert_eq!(json[1]["name"], "doomed", "{json}");
+    assert_eq!(
+        json[1]["goneReason"], "worker doomed disconnected",
+        "{json}"
+    );
+    assert!(json[1]["goneAt"].is_string(), "{json}");
     Ok(())
 }
 

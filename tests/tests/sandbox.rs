@@ -286,21 +286,6 @@ async fn connected(server: &Server) -> Vec<v1::Agent> {
         .agents
 }
 
-/// The lines a task's step `step` logged.
-async fn logged(client: &Tasks, task_id: &str, step: &str) -> String {
-    let events = task_events(&mut client.clone(), task_id, 0, false)
-        .await
-        .expect("events");
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            Some(v1::event::Kind::Log(l)) if l.step_id == step => Some(l.line.clone()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn a_hostile_shell_step_is_refused_all_that_is_not_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -314,7 +299,7 @@ async fn a_hostile_shell_step_is_refused_all_that_is_not_its_own() {
 
     let script = attacks(&server, &home, &notes, worker.pid(), &net);
     let hostile = run_to_success(&client, shell_step("h", &[], &script)).await;
-    assert_refused_and_allowed(&logged(&client, &hostile, "h").await, &server);
+    assert_refused_and_allowed(&step_log(&client, &hostile, "h").await, &server);
     assert_egress_events(&client, &hostile, &net).await;
 
     // The worker says how its steps are isolated.
@@ -664,7 +649,7 @@ code=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' '{url}/info/refs?service=gi
         .await
         .expect("finished");
     assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}");
-    let said = logged(&client, &id, "s").await;
+    let said = step_log(&client, &id, "s").await;
     for line in ["allowed: ok", "other: refused", "repository: ok"] {
         assert!(said.contains(line), "{line}: {said}");
     }
@@ -873,12 +858,12 @@ printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
         .await
         .expect("finished");
     assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}");
-    let said = logged(&client, &id, "publish").await;
+    let said = step_log(&client, &id, "publish").await;
     assert!(said.contains("token: ***"), "masked: {said}");
     assert!(said.contains("write: refused"), "{said}");
     assert!(!said.contains(TOKEN), "{said}");
     assert!(
-        logged(&client, &id, "sibling")
+        step_log(&client, &id, "sibling")
             .await
             .contains("sibling: refused")
     );
@@ -1002,7 +987,7 @@ git --git-dir="$mirror" update-ref refs/remotes/origin/main "$(git rev-parse HEA
     let done = wait_finished(&client, &id, Duration::from_secs(60))
         .await
         .expect("finished");
-    let said = logged(&client, &id, "plant").await;
+    let said = step_log(&client, &id, "plant").await;
     assert_eq!(
         done.state,
         v1::TaskState::Succeeded as i32,
@@ -1011,7 +996,7 @@ git --git-dir="$mirror" update-ref refs/remotes/origin/main "$(git rev-parse HEA
     for line in ["found-mirror: ok", "objects: refused", "commit: ok"] {
         assert!(said.contains(line), "{line}: {said}");
     }
-    assert_eq!(logged(&client, &id, "after").await.trim(), "work");
+    assert_eq!(step_log(&client, &id, "after").await.trim(), "work");
     let mirrors = server.data_dir.join("work/w1/.mirrors");
     let mirror = std::fs::read_dir(&mirrors)
         .expect("mirrors")

@@ -58,21 +58,6 @@ fn shell(id: &str, command: &[&str]) -> v1::StepSpec {
     step
 }
 
-/// The lines a task's step logged.
-async fn logged(client: &Tasks, task_id: &str, step: &str) -> String {
-    let events = task_events(&mut client.clone(), task_id, 0, false)
-        .await
-        .expect("events");
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            Some(v1::event::Kind::Log(l)) if l.step_id == step => Some(l.line.clone()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn shims_venvs_and_interpreters_by_path_run_in_the_sandbox() {
     let tools = tempfile::tempdir().expect("tempdir");
@@ -131,13 +116,13 @@ async fn shims_venvs_and_interpreters_by_path_run_in_the_sandbox() {
         .await
         .expect("finished");
     assert_eq!(done.state, v1::TaskState::Succeeded as i32, "{done:?}");
-    let venv_log = logged(&client, &id, "venv").await;
+    let venv_log = step_log(&client, &id, "venv").await;
     assert!(
         venv_log.contains(&format!("ran {}", venv.display())),
         "the venv's own prefix: {venv_log}"
     );
     for step in ["shim", "absolute"] {
-        let log = logged(&client, &id, step).await;
+        let log = step_log(&client, &id, step).await;
         assert!(log.starts_with("ran /"), "{step}: {log}");
     }
 

@@ -262,6 +262,11 @@ pub struct AgentView {
     pub pause_reason: String,
     /// How its steps are isolated: its sandbox, or `none (--sandbox=off)`.
     pub isolation: String,
+    /// A worker that left: when, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone_at: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub gone_reason: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -590,6 +595,8 @@ pub fn agent_view(a: &v1::Agent) -> AgentView {
         paused_until: rfc3339(&a.paused_until),
         pause_reason: a.pause_reason.clone(),
         isolation: a.isolation.clone(),
+        gone_at: rfc3339(&a.gone_at),
+        gone_reason: a.gone_reason.clone(),
     }
 }
 

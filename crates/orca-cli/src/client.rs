@@ -201,7 +201,8 @@ pub async fn get(settings: &Settings, args: GetArgs) -> anyhow::Result<ExitCode>
             output::task(&task, format)?;
         }
         GetWhat::Agents { output: format } => {
-            output::agents(&connect(settings).await?.agents().await?, format)?;
+            let fleet = connect(settings).await?.fleet().await?;
+            output::agents(&fleet.agents, &fleet.gone, format)?;
         }
         GetWhat::Servers { output: format } => {
             output::servers(&connect(settings).await?.servers().await?, format)?;

@@ -332,22 +332,19 @@ pub fn servers(servers: &[v1::ControlPlaneServer], format: Format) -> anyhow::Re
     Ok(())
 }
 
-pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
-    let views: Vec<AgentView> = agents.iter().map(agent_view).collect();
+/// The connected workers, then those that left lately (`gone`), with why.
+pub fn agents(agents: &[v1::Agent], gone: &[v1::Agent], format: Format) -> anyhow::Result<()> {
+    let views: Vec<AgentView> = agents.iter().chain(gone).map(agent_view).collect();
     if emit(&views, views.iter().map(|v| &v.name), format)? {
         return Ok(());
     }
     let now = now_micros();
-    let rows: Vec<Vec<String>> = agents
+    let mut rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
             vec![
                 a.name.clone(),
-                if a.pool.is_empty() {
-                    "-".into()
-                } else {
-                    a.pool.clone()
-                },
+                pool_shown(&a.pool),
                 a.capabilities.join(","),
                 format!("{}/{}", a.running, a.slots),
                 match (&a.paused_until, a.max_concurrent_agents) {
@@ -367,6 +364,22 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
             ]
         })
         .collect();
+    rows.extend(gone.iter().map(|g| {
+        let ago = g
+            .gone_at
+            .as_ref()
+            .map(|at| age(now - micros(at)))
+            .unwrap_or_default();
+        vec![
+            g.name.clone(),
+            pool_shown(&g.pool),
+            g.capabilities.join(","),
+            "gone".into(),
+            format!("gone {ago} ago: {}", truncate(&g.gone_reason, 60)),
+            String::new(),
+            isolation_shown(&g.isolation),
+        ]
+    }));
     print_table(
         &[
             "NAME",
@@ -380,6 +393,14 @@ pub fn agents(agents: &[v1::Agent], format: Format) -> anyhow::Result<()> {
         &rows,
     );
     Ok(())
+}
+
+/// A worker's pool, `-` for none.
+fn pool_shown(pool: &str) -> String {
+    match pool {
+        "" => "-".into(),
+        pool => pool.to_string(),
+    }
 }
 
 /// The sandbox's name, and the version managers (or directories) its steps

@@ -577,8 +577,12 @@ impl Client {
 
     /// The connected workers.
     pub async fn agents(&self) -> Result<Vec<v1::Agent>, Error> {
-        let answer = retried!(self, agents, list_agents, v1::ListAgentsRequest {})?;
-        Ok(answer.agents)
+        Ok(self.fleet().await?.agents)
+    }
+
+    /// The connected workers, the queue, and the workers that left lately.
+    pub async fn fleet(&self) -> Result<v1::ListAgentsResponse, Error> {
+        retried!(self, agents, list_agents, v1::ListAgentsRequest {})
     }
 
     /// The control plane's replicas, and which one leads.

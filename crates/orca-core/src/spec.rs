@@ -368,9 +368,10 @@ impl PermissionMode {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShellSpec {
-    /// argv: the program and its arguments, never a shell string. A string
-    /// is refused with the list that runs it in a shell, so the one who
-    /// wrote it sees the form (a shell is a choice made in the open).
+    /// argv: the program and its arguments, never a shell string. A line
+    /// for a shell is `[sh, -c, LINE]`; a string is refused with that list.
+    // A shell is a choice made in the open: the refusal spells the list
+    // out rather than running a string through one.
     #[serde(deserialize_with = "argv")]
     #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub command: Vec<String>,

@@ -307,6 +307,7 @@ impl Engine {
             workers,
             queue,
             paused_agents,
+            gone: self.workers.gone(),
         }
     }
 }

@@ -62,6 +62,17 @@ pub struct FleetNow {
     pub queue: Vec<QueueDepth>,
     /// The agent runtimes a provider limit pauses now, as (pool, runtime).
     pub paused_agents: Vec<(String, String)>,
+    /// Workers that left lately, newest first.
+    pub gone: Vec<Gone>,
+}
+
+/// A worker that left: who it was, when it came and left, and why.
+#[derive(Debug, Clone)]
+pub struct Gone {
+    pub info: WorkerInfo,
+    pub connected_at: Micros,
+    pub gone_at: Micros,
+    pub reason: String,
 }
 
 /// A connected worker as the engine sees it now.

@@ -68,8 +68,8 @@ use effects::run_effects;
 pub use engine::{DEFAULT_HOT_TASKS, Engine, Liveness, Settings};
 pub use error::Error;
 pub use handle::{
-    Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, QueueDepth,
-    RateLimited, StepResult, TenantSpending, WorkerInfo, WorkerNow,
+    Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, Gone,
+    QueueDepth, RateLimited, StepResult, TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
@@ -254,8 +254,9 @@ impl Engine {
                 outbox,
                 reply,
             } => {
+                let offers = info.capabilities.clone();
                 let id = self.register(info, running, outbox);
-                self.fleet_changed();
+                self.worker_offers(&offers);
                 let _ = reply.send(id);
             }
             Command::Credits { worker, credits } => self.workers.credit(worker, credits),
@@ -305,8 +306,15 @@ impl Engine {
             }
             Command::Heartbeat { .. } => {}
             Command::Drain { worker } => {
+                let offered = self
+                    .workers
+                    .get(&worker)
+                    .filter(|w| !w.draining)
+                    .map(|w| w.info.capabilities.clone());
                 self.workers.drain(worker);
-                self.fleet_changed();
+                if let Some(offered) = offered {
+                    self.worker_withdraws(&offered);
+                }
             }
             Command::Release {
                 worker,

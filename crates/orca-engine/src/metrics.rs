@@ -366,6 +366,7 @@ mod tests {
                 queued: 3,
             }],
             paused_agents: vec![("agents".into(), "codex".into())],
+            gone: Vec::new(),
         });
         for line in [
             "orca_tasks_submitted_total 1",

@@ -250,10 +250,15 @@ impl Engine {
             return;
         };
         tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), reason, "worker dropped");
-        for (task_id, index) in worker.running {
-            self.requeue(&task_id, index, reason);
+        self.workers.departed(&worker, reason);
+        for (task_id, index) in &worker.running {
+            self.requeue(task_id, *index, reason);
         }
-        self.fleet_changed();
+        // After its steps are queued again: they are among those it was
+        // the last to serve.
+        if !worker.draining {
+            self.worker_withdraws(&worker.info.capabilities);
+        }
     }
 
     /// A worker silent past the lease TTL (stopped, partitioned, wedged)

@@ -1,8 +1,9 @@
 //! Queued steps that no connected worker can run, and why
-//! ([`orca_core::unserved::reason`]). What the fleet offers is shared with
-//! the engine's handle, so a submit's first events and every read of a
-//! task say it as the fleet is now. And when the last worker that could
-//! run a set of steps has been gone a moment (a restart is not a
+//! ([`orca_core::unserved::reason`]). What the fleet offers (each distinct
+//! set of capabilities a worker taking work offers) is shared with the
+//! engine's handle, so a submit's first events and every read of a task
+//! say it as the fleet is now. And when the last worker that could run a
+//! set of queued steps has been gone a moment (a restart is not a
 //! departure), each of those steps is told by an event.
 
 use std::collections::{HashMap, HashSet};
@@ -14,8 +15,9 @@ use crate::engine::*;
 /// told: a worker restarting is back within it.
 pub(crate) const GRACE: Micros = 5_000_000;
 
-/// The capabilities of each connected worker that takes work: written by
-/// the engine as workers come, drain and go; read by submits and reads.
+/// The distinct sets of capabilities the connected workers that take
+/// work offer: written by the engine as workers come, drain and go; read
+/// by submits and reads.
 #[derive(Clone, Default)]
 pub struct Offered(Arc<RwLock<Arc<Vec<Capabilities>>>>);
 
@@ -44,10 +46,12 @@ impl Offered {
     }
 }
 
-/// The engine's side: which sets of needs lost their last worker, since
-/// when, and which have been told.
+/// The engine's side: how many workers offer each set, which sets of
+/// queued needs lost their last worker and since when, and which were told.
 pub(crate) struct Unserved {
-    pub(crate) offered: Offered,
+    offered: Offered,
+    /// Workers taking work, by the set of capabilities they offer.
+    workers: HashMap<Capabilities, usize>,
     /// Sets of needs whose last worker left, and when.
     lost: HashMap<Capabilities, Micros>,
     /// Sets whose queued steps were told, until a worker can run them.
@@ -59,39 +63,32 @@ impl Unserved {
     pub(crate) fn new(offered: Offered) -> Unserved {
         Unserved {
             offered,
+            workers: HashMap::new(),
             lost: HashMap::new(),
             told: HashSet::new(),
         }
     }
+
+    /// The cell's new contents, when a set came or went.
+    fn said_anew(&self) {
+        self.offered.set(self.workers.keys().cloned().collect());
+    }
 }
 
 impl Engine {
-    /// The fleet changed (a worker came, drains or went): what it offers
-    /// is said anew, and the queued sets of needs it served and no longer
-    /// does are noted, to be told after the grace.
-    pub(crate) fn fleet_changed(&mut self) {
-        let now = now_micros();
-        let offered = &self.unserved.offered;
-        let served_before: Vec<Capabilities> = self
-            .queue
-            .depth_by_needs()
-            .map(|(needs, _)| needs.clone())
-            .filter(|needs| offered.reason(needs).is_none())
-            .collect();
-        // The handle shares the cell: submits and reads see it at once.
-        offered.set(
-            self.workers
-                .values()
-                .filter(|w| !w.draining)
-                .map(|w| w.info.capabilities.clone())
-                .collect(),
-        );
-        let unserved = &mut self.unserved;
-        for needs in served_before {
-            if unserved.offered.reason(&needs).is_some() {
-                unserved.lost.entry(needs).or_insert(now);
-            }
+    /// A worker taking work offers `capabilities` (it connected).
+    pub(crate) fn worker_offers(&mut self, capabilities: &Capabilities) {
+        let count = self
+            .unserved
+            .workers
+            .entry(capabilities.clone())
+            .or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            return;
         }
+        let unserved = &mut self.unserved;
+        unserved.said_anew();
         let offered = unserved.offered.clone();
         unserved
             .lost
@@ -99,6 +96,34 @@ impl Engine {
         unserved
             .told
             .retain(|needs| offered.reason(needs).is_some());
+    }
+
+    /// A worker that took work no longer offers `capabilities` (it drains
+    /// or left): the queued sets of needs it was the last to serve are
+    /// noted, to be told after the grace.
+    pub(crate) fn worker_withdraws(&mut self, capabilities: &Capabilities) {
+        let Some(count) = self.unserved.workers.get_mut(capabilities) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        self.unserved.workers.remove(capabilities);
+        let offered = &self.unserved.offered;
+        let served_before: Vec<Capabilities> = self
+            .queue
+            .depth_by_needs()
+            .map(|(needs, _)| needs.clone())
+            .filter(|needs| needs.is_subset(capabilities) && offered.reason(needs).is_none())
+            .collect();
+        self.unserved.said_anew();
+        let now = now_micros();
+        for needs in served_before {
+            if self.unserved.offered.reason(&needs).is_some() {
+                self.unserved.lost.entry(needs).or_insert(now);
+            }
+        }
     }
 
     /// Tells the queued steps of each set of needs that has been without a

@@ -3,7 +3,7 @@
 //! was last heard from. What the engine does when one registers, hands
 //! work back or goes away is here too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use orca_core::calendar::now_micros;
@@ -14,7 +14,11 @@ use orca_core::{Capabilities, Micros};
 pub(crate) const LONGEST_BACKOFF: Micros = 30 * 60_000_000;
 pub(crate) const LATEST_RESET: Micros = 6 * 3600 * 1_000_000;
 
-use crate::handle::WorkerInfo;
+use crate::handle::{Gone, WorkerInfo};
+
+/// How long, and how many, workers that left are listed.
+const GONE_KEPT: Micros = 3600 * 1_000_000;
+const GONE_MAX: usize = 32;
 use crate::to_worker::Outbox;
 
 /// A connected worker, as the engine schedules onto it.
@@ -51,11 +55,13 @@ pub(crate) struct Orphan {
     pub(crate) deadline: Micros,
 }
 
-/// The workers by id, and their order of connection.
+/// The workers by id, and their order of connection; and those that
+/// left lately, newest first.
 pub(crate) struct Workers {
     by_id: HashMap<u64, Worker>,
     order: Vec<u64>,
     next_id: u64,
+    gone: VecDeque<Gone>,
 }
 
 impl Default for Workers {
@@ -64,6 +70,7 @@ impl Default for Workers {
             by_id: HashMap::new(),
             order: Vec::new(),
             next_id: 1,
+            gone: VecDeque::new(),
         }
     }
 }
@@ -74,6 +81,8 @@ impl Workers {
     pub(crate) fn add(&mut self, info: WorkerInfo, outbox: Outbox) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        // Back under its name: it is not gone.
+        self.gone.retain(|g| g.info.name != info.name);
         let mut without_agents = info.capabilities.clone();
         for agent in orca_core::AGENT_CAPABILITIES {
             without_agents.remove(agent);
@@ -107,6 +116,27 @@ impl Workers {
     pub(crate) fn remove(&mut self, id: &u64) -> Option<Worker> {
         self.order.retain(|w| w != id);
         self.by_id.remove(id)
+    }
+
+    /// Lists `worker`, which left for `reason`, among those gone.
+    pub(crate) fn departed(&mut self, worker: &Worker, reason: &str) {
+        self.gone.push_front(Gone {
+            info: worker.info.clone(),
+            connected_at: worker.connected_at,
+            gone_at: now_micros(),
+            reason: reason.to_string(),
+        });
+        self.gone.truncate(GONE_MAX);
+    }
+
+    /// Those that left within the last hour, newest first.
+    pub(crate) fn gone(&self) -> Vec<Gone> {
+        let since = now_micros() - GONE_KEPT;
+        self.gone
+            .iter()
+            .take_while(|g| g.gone_at > since)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &Worker> {

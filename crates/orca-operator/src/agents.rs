@@ -579,6 +579,7 @@ mod tests {
                 // Needs what the pool lacks.
                 depth(&["gpu"], 7),
             ],
+            gone: Vec::new(),
         };
         let pool = pool_view(&agent, &view);
         assert_eq!(

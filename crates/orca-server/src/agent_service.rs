@@ -192,6 +192,8 @@ pub fn fleet_to_proto(fleet: FleetNow) -> v1::ListAgentsResponse {
             isolation: w.info.isolation,
             paused_until: w.paused.as_ref().map(|(until, _)| timestamp(*until)),
             pause_reason: w.paused.map(|(_, reason)| reason).unwrap_or_default(),
+            gone_at: None,
+            gone_reason: String::new(),
         })
         .collect();
     let queue = fleet
@@ -202,7 +204,28 @@ pub fn fleet_to_proto(fleet: FleetNow) -> v1::ListAgentsResponse {
             queued: u32::try_from(depth.queued).unwrap_or(u32::MAX),
         })
         .collect();
-    v1::ListAgentsResponse { agents, queue }
+    let gone = fleet
+        .gone
+        .into_iter()
+        .map(|g| v1::Agent {
+            name: g.info.name,
+            pool: g.info.pool,
+            capabilities: g.info.capabilities.into_iter().collect(),
+            slots: g.info.slots,
+            connected_at: optional_timestamp(g.connected_at),
+            peer: g.info.peer,
+            max_concurrent_agents: g.info.max_concurrent_agents,
+            isolation: g.info.isolation,
+            gone_at: optional_timestamp(g.gone_at),
+            gone_reason: g.reason,
+            ..v1::Agent::default()
+        })
+        .collect();
+    v1::ListAgentsResponse {
+        agents,
+        queue,
+        gone,
+    }
 }
 
 fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {

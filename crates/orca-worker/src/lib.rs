@@ -186,11 +186,6 @@ impl Started {
         }
     }
 
-    /// Where the worker is now.
-    pub fn progress(&self) -> Progress {
-        self.progress.borrow().clone()
-    }
-
     /// Waits until the worker ends: `Ok` once it stopped as asked.
     pub async fn ended(self) -> Result<(), Error> {
         ended(self.sessions.await)
@@ -277,7 +272,8 @@ pub async fn start(
         .with_spares(config.work_dir.join(SPARES_DIR), config.spare_worktrees),
     );
     let steps = config.steps;
-    let mut worker = Worker {
+    let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });
+    let worker = Worker {
         checkpoints,
         branches: keeper,
         mirrors,
@@ -303,7 +299,7 @@ pub async fn start(
         quota: quota::Quota::new(steps),
         sandbox: Arc::new(isolation.sandbox),
         limits: Arc::new(isolation.limits),
-        progress: watch::Sender::new(Progress::Connecting { last_error: None }),
+        progress,
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
     let (start_drain, drain) = watch::channel(false);
@@ -311,8 +307,6 @@ pub async fn start(
         shutdown.await;
         let _ = start_drain.send(true);
     });
-    let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });
-    worker.progress = progress;
     let sessions = tokio::spawn(async move {
         let ended = worker.sessions(drain).await;
         drop(http);

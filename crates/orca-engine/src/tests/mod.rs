@@ -13,6 +13,7 @@ use super::*;
 mod budget;
 mod cold;
 mod family;
+mod gone;
 mod retention;
 mod unserved;
 

@@ -148,6 +148,9 @@ pub(super) struct Fleet {
     agents: Vec<AgentView>,
     /// Steps waiting for a worker, per set of capabilities they need.
     queue: Vec<QueueView>,
+    /// Workers that left within the last hour, newest first, each with
+    /// when and why.
+    gone: Vec<AgentView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,6 +176,7 @@ pub(super) async fn list_agents(
     .await?;
     Ok(Json(Fleet {
         agents: fleet.agents.iter().map(agent_view).collect(),
+        gone: fleet.gone.iter().map(agent_view).collect(),
         queue: fleet
             .queue
             .into_iter()
