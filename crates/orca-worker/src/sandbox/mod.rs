@@ -311,7 +311,9 @@ impl Sandbox {
         };
         // A version manager's shims find its root by a variable whose
         // default is under the home, which is the sandbox's own.
-        for managed in managed_in(room, view, env.get("PATH")) {
+        let path_var = env.get("PATH");
+        let programs = room_programs(room, path_var);
+        for managed in managed_in(view, &path_dirs(path_var), &programs) {
             env.entry(managed.variable.to_string())
                 .or_insert_with(|| managed.root.display().to_string());
         }
@@ -629,13 +631,20 @@ fn room_programs(room: &Room, path_var: Option<&String>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The version managers whose shims or proxies a step may run: on its
-/// `PATH`, or its programs themselves.
-fn managed_in<'a>(room: &Room, view: &'a HostView, path_var: Option<&String>) -> Vec<&'a Managed> {
-    let on_path = path_var
-        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let programs = room_programs(room, path_var);
+/// The directories of a `PATH` value.
+fn path_dirs(path_var: Option<&String>) -> Vec<PathBuf> {
+    path_var
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default()
+}
+
+/// The version managers whose shims or proxies a step may run: in the
+/// directories on its `PATH`, or among its `programs` (as found).
+fn managed_in<'a>(
+    view: &'a HostView,
+    on_path: &[PathBuf],
+    programs: &[PathBuf],
+) -> Vec<&'a Managed> {
     let dirs = on_path
         .iter()
         .map(PathBuf::as_path)
@@ -663,16 +672,16 @@ fn tool_dirs(
     view: &HostView,
     path_var: Option<&String>,
 ) -> Vec<PathBuf> {
-    let on_path = path_var
-        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let programs = room_programs(room, path_var)
+    let on_path = path_dirs(path_var);
+    // Found once: what each needs, and whose shims they are.
+    let programs = room_programs(room, path_var);
+    let managed: Vec<PathBuf> = managed_in(view, &on_path, &programs)
         .into_iter()
-        .flat_map(|found| view.needs_of(&found));
-    let managed = managed_in(room, view, path_var)
-        .into_iter()
-        .map(|m| m.root.clone());
+        .map(|m| m.root.clone())
+        .collect();
     let found = programs
+        .iter()
+        .flat_map(|found| view.needs_of(found))
         .chain(on_path)
         .chain(managed)
         .filter(|dir| view.allowed(dir));
