@@ -1,9 +1,9 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
 .PHONY: demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
 
-VERSION ?= 0.1.0
+VERSION ?= 0.2.0
 
-demo:            ## build, start the embedded orca, run the example DAG live, stop
+demo:            ## build, start the embedded tidewright, run the example DAG live, stop
 	./scripts/demo.sh
 
 docs:            ## build the book (docs/) with mdBook into the cargo target dir
@@ -12,7 +12,7 @@ docs:            ## build the book (docs/) with mdBook into the cargo target dir
 test:            ## unit and end-to-end tests
 	./scripts/test.sh
 
-api-check:       ## schemathesis against a live orca's OpenAPI document, every phase, a new seed (API_CHECK_SECONDS, 120)
+api-check:       ## schemathesis against a live tidewright's OpenAPI document, every phase, a new seed (API_CHECK_SECONDS, 120)
 	./scripts/api-check.sh
 
 bench:           ## end-to-end throughput and latency against real processes, then webhooks, the sandbox and the model proxy
@@ -35,7 +35,7 @@ bench-agents:    ## 16 agents of each runtime at once through one worker against
 	./scripts/gemini.sh
 	./scripts/bench.sh agents
 
-bench-soak:      ## steady submits for ORCA_SOAK_MINUTES (30) at ORCA_SOAK_RATE/s (1,000), ORCA_SOAK_RETENTION s (300; ORCA_SOAK_AUDIT_RETENTION the same) kept: RSS, disk, p99 per minute
+bench-soak:      ## steady submits for TIDEWRIGHT_SOAK_MINUTES (30) at TIDEWRIGHT_SOAK_RATE/s (1,000), TIDEWRIGHT_SOAK_RETENTION s (300; TIDEWRIGHT_SOAK_AUDIT_RETENTION the same) kept: RSS, disk, p99 per minute
 	./scripts/bench.sh soak
 
 bench-webhooks:  ## what an endpoint on task.succeeded costs, and how far behind its deliveries run
@@ -60,15 +60,15 @@ fuzz:            ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
 	./scripts/fuzz.sh
 
 crds:            ## regenerate crds/ (and the chart's copy) from the Rust types
-	cargo run -q -p orca-cli -- operator crd > crds/orca.dev.yaml
-	cp crds/orca.dev.yaml charts/orca/crds/orca.dev.yaml
+	cargo run -q -p tidewright -- operator crd > crds/tidewright.dev.yaml
+	cp crds/tidewright.dev.yaml charts/tidewright/crds/tidewright.dev.yaml
 
 console:         ## rebuild the web console's bundle (console/dist, checked in and embedded)
 	./scripts/console.sh build
 
-images:          ## build the orca and orca-worker images (needs docker)
-	docker build -f deploy/Dockerfile --target orca -t ghcr.io/orca-dev/orca:$(VERSION) .
-	docker build -f deploy/Dockerfile --target worker -t ghcr.io/orca-dev/orca-worker:$(VERSION) .
+images:          ## build the tidewright and tidewright-worker images (needs docker)
+	docker build -f deploy/Dockerfile --target tidewright -t ghcr.io/tidewright/tidewright:$(VERSION) .
+	docker build -f deploy/Dockerfile --target worker -t ghcr.io/tidewright/tidewright-worker:$(VERSION) .
 
 e2e-kind:        ## real-cluster end-to-end: kind, images, chart, examples (needs docker)
 	./scripts/e2e-kind.sh

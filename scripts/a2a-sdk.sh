@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The A2A tests call orca's A2A endpoint with the protocol's own SDKs, which
+# The A2A tests call tidewright's A2A endpoint with the protocol's own SDKs, which
 # no one here wrote: `a2a-sdk` (PyPI) in a venv, and `@a2a-js/sdk` (npm),
 # both pinned, under .tools/a2a-sdk. Cached: a second run does nothing.
 # Tests that start at once may each ask: one installs, the others wait.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The OpenAPI document tried as a new user would: schemathesis (PyPI,
 # pinned, in a venv of its own) generates requests from
-# /api/v1/openapi.json of a live embedded orca (`orca up`, a throwaway data
+# /api/v1/openapi.json of a live embedded tidewright (`tidewright up`, a throwaway data
 # dir, free ports) and checks every answer against the document, in every
 # phase: examples, coverage, fuzzing and stateful (following the document's
 # links). API_CHECK_SECONDS (default 120) bounds the fuzzing and stateful
@@ -16,22 +16,22 @@ SCHEMATHESIS_VERSION=4.32.5
 venv=$(pinned_venv schemathesis "schemathesis==$SCHEMATHESIS_VERSION")
 
 target=$(cargo_target_dir)
-cargo build -q -p orca-cli
+cargo build -q -p tidewright
 out="$target/api-check"
 rm -rf "$out"
 mkdir -p "$out"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 grpc=$(free_port)
 http=$(free_port)
-"$target/debug/orca" up --listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" \
-  --data-dir "$out/data" > "$out/orca.log" 2>&1 &
-orca=$!
-trap 'kill $orca 2>/dev/null; wait $orca 2>/dev/null || true' EXIT
+"$target/debug/tidewright" up --listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" \
+  --data-dir "$out/data" > "$out/tidewright.log" 2>&1 &
+tidewright=$!
+trap 'kill $tidewright 2>/dev/null; wait $tidewright 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$http/readyz" > /dev/null && break
   sleep 0.1
 done
-curl -sf "http://127.0.0.1:$http/readyz" > /dev/null || { cat "$out/orca.log" >&2; exit 1; }
+curl -sf "http://127.0.0.1:$http/readyz" > /dev/null || { cat "$out/tidewright.log" >&2; exit 1; }
 
 token=$(cat "$out/data/admin.token")
 status=0

@@ -10,8 +10,8 @@ DIST_DIR="$(cargo_target_dir)/dist" ./scripts/dist.sh
 # `make bench` runs e2e, then webhooks, then sandbox; `make bench-scale` runs scale (a
 # million queued) and fleet (10,000 workers).
 # The Python client's rates (e2e.rs runs clients/python/bench/ in each run).
-if [ "${1:-e2e}" = e2e ] && [ -z "${ORCA_BENCH_PYTHON:-}" ]; then
-  ORCA_BENCH_PYTHON="$(python_client_venv)/bin/python"
-  export ORCA_BENCH_PYTHON
+if [ "${1:-e2e}" = e2e ] && [ -z "${TIDEWRIGHT_BENCH_PYTHON:-}" ]; then
+  TIDEWRIGHT_BENCH_PYTHON="$(python_client_venv)/bin/python"
+  export TIDEWRIGHT_BENCH_PYTHON
 fi
-ORCA_BIN="$(cargo_target_dir)/dist/orca" cargo bench -p orca-tests --bench "${1:-e2e}"
+TIDEWRIGHT_BIN="$(cargo_target_dir)/dist/tidewright" cargo bench -p tidewright-tests --bench "${1:-e2e}"

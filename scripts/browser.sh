@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The console's browser tests drive Debian's Chromium through its WebDriver:
 # installs the chromium and chromium-driver packages when they are missing
-# (ORCA_CHROMIUM and ORCA_CHROMEDRIVER name others).
+# (TIDEWRIGHT_CHROMIUM and TIDEWRIGHT_CHROMEDRIVER name others).
 set -euo pipefail
-chromium=${ORCA_CHROMIUM:-/usr/bin/chromium}
-driver=${ORCA_CHROMEDRIVER:-/usr/bin/chromedriver}
+chromium=${TIDEWRIGHT_CHROMIUM:-/usr/bin/chromium}
+driver=${TIDEWRIGHT_CHROMEDRIVER:-/usr/bin/chromedriver}
 if [ -x "$chromium" ] && [ -x "$driver" ]; then
   exit 0
 fi

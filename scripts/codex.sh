@@ -4,7 +4,7 @@
 # Responses API on loopback.
 #
 # The version is pinned in scripts/codex.version, so a new release cannot
-# change orca's behaviour unnoticed: the worker's stream fixtures are
+# change tidewright's behaviour unnoticed: the worker's stream fixtures are
 # recorded from it, and a test fails when another version is installed.
 # CODEX_VERSION=X tries another one (that test then says so).
 set -euo pipefail

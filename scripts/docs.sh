@@ -14,7 +14,7 @@ BIN=$PREFIX/bin/mdbook
 if ! [ -x "$BIN" ] || [ "$("$BIN" --version 2>/dev/null)" != "mdbook v$VERSION" ]; then
   # Only the renderer: no file watcher or web server, which a build does
   # not need and which would double the compile on a small machine. Built
-  # apart from the workspace, so its dependencies do not mix with orca's.
+  # apart from the workspace, so its dependencies do not mix with tidewright's.
   CARGO_TARGET_DIR="$(cargo_target_dir)/mdbook-build" \
     cargo install mdbook --version "=$VERSION" --locked --no-default-features \
     --root "$PREFIX" --quiet

@@ -12,10 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CLUSTER=${CLUSTER:-orca-e2e}
-VERSION=${VERSION:-0.1.0}
+CLUSTER=${CLUSTER:-tidewright-e2e}
+VERSION=${VERSION:-0.2.0}
 KIND_VERSION=${KIND_VERSION:-v0.30.0}
-NS=orca-system
+NS=tidewright-system
 STORE=${E2E_STORE:-sqlite}
 export PATH="$PWD/.tools/bin:$PATH"
 
@@ -36,8 +36,8 @@ cleanup() {
 trap cleanup EXIT
 dump() {
   kubectl -n "$NS" get agents,tasks,deployments,pods -o wide || true
-  kubectl -n "$NS" logs deploy/orca --tail=100 || true
-  kubectl -n "$NS" logs deploy/orca-operator --tail=100 || true
+  kubectl -n "$NS" logs deploy/tidewright --tail=100 || true
+  kubectl -n "$NS" logs deploy/tidewright-operator --tail=100 || true
 }
 trap 'dump; cleanup' ERR
 
@@ -46,24 +46,24 @@ kind create cluster --name "$CLUSTER" --wait 180s
 
 step "images"
 make images VERSION="$VERSION"
-kind load docker-image --name "$CLUSTER" "ghcr.io/orca-dev/orca:$VERSION" "ghcr.io/orca-dev/orca-worker:$VERSION"
+kind load docker-image --name "$CLUSTER" "ghcr.io/tidewright/tidewright:$VERSION" "ghcr.io/tidewright/tidewright-worker:$VERSION"
 
 chart_store=()
 if [ "$STORE" = postgres ]; then
   step "a PostgreSQL in the cluster"
   kubectl create namespace "$NS"
-  kubectl -n "$NS" create deployment orca-pg --image=postgres:16-alpine --port=5432
-  kubectl -n "$NS" set env deployment/orca-pg POSTGRES_PASSWORD=orca
-  kubectl -n "$NS" expose deployment orca-pg --port=5432
-  kubectl -n "$NS" rollout status deployment/orca-pg --timeout=5m
-  kubectl -n "$NS" create secret generic orca-pg-url \
-    --from-literal=url="postgres://postgres:orca@orca-pg.$NS.svc:5432/postgres"
+  kubectl -n "$NS" create deployment tidewright-pg --image=postgres:16-alpine --port=5432
+  kubectl -n "$NS" set env deployment/tidewright-pg POSTGRES_PASSWORD=tidewright
+  kubectl -n "$NS" expose deployment tidewright-pg --port=5432
+  kubectl -n "$NS" rollout status deployment/tidewright-pg --timeout=5m
+  kubectl -n "$NS" create secret generic tidewright-pg-url \
+    --from-literal=url="postgres://postgres:tidewright@tidewright-pg.$NS.svc:5432/postgres"
   # Three replicas by default on PostgreSQL.
-  chart_store=(--set store.postgresSecret.name=orca-pg-url)
+  chart_store=(--set store.postgresSecret.name=tidewright-pg-url)
 fi
 
 step "chart"
-helm install orca charts/orca --namespace "$NS" --create-namespace \
+helm install tidewright charts/tidewright --namespace "$NS" --create-namespace \
   --set image.pullPolicy=Never "${chart_store[@]}" --wait --timeout 5m
 
 if [ "$STORE" = postgres ]; then
@@ -106,7 +106,7 @@ kubectl -n "$NS" get events --field-selector involvedObject.kind=Task | grep -q 
 
 step "a Task from a TaskTemplate runs; one missing a parameter fails, naming it"
 cat <<'YAML' | kubectl -n "$NS" apply -f -
-apiVersion: orca.dev/v1alpha1
+apiVersion: tidewright.dev/v1alpha1
 kind: TaskTemplate
 metadata:
   name: greet
@@ -118,7 +118,7 @@ spec:
     - id: say
       shell: {command: [echo, "hello ${{ who }}"]}
 ---
-apiVersion: orca.dev/v1alpha1
+apiVersion: tidewright.dev/v1alpha1
 kind: Task
 metadata:
   name: greet-kind
@@ -126,7 +126,7 @@ spec:
   templateRef: {name: greet}
   parameters: {who: kind}
 ---
-apiVersion: orca.dev/v1alpha1
+apiVersion: tidewright.dev/v1alpha1
 kind: Task
 metadata:
   name: greet-nobody
@@ -139,7 +139,7 @@ kubectl -n "$NS" get task/greet-nobody -o jsonpath='{.status.message}' | grep -q
 
 step "deleting a running task cancels it"
 cat <<'YAML' | kubectl -n "$NS" apply -f -
-apiVersion: orca.dev/v1alpha1
+apiVersion: tidewright.dev/v1alpha1
 kind: Task
 metadata:
   name: long
@@ -151,11 +151,11 @@ YAML
 kubectl -n "$NS" wait task/long --for=jsonpath='{.status.phase}'=Running --timeout=3m
 id=$(kubectl -n "$NS" get task/long -o jsonpath='{.status.taskId}')
 kubectl -n "$NS" delete task/long --timeout=60s
-kubectl -n "$NS" port-forward svc/orca 17070:7070 >/dev/null 2>&1 &
+kubectl -n "$NS" port-forward svc/tidewright 17070:7070 >/dev/null 2>&1 &
 forward=$!
-token=$(kubectl -n "$NS" get secret orca-admin-token -o jsonpath='{.data.token}' | base64 -d)
+token=$(kubectl -n "$NS" get secret tidewright-admin-token -o jsonpath='{.data.token}' | base64 -d)
 for _ in $(seq 1 60); do
-  if out=$(docker run --rm --network host "ghcr.io/orca-dev/orca:$VERSION" \
+  if out=$(docker run --rm --network host "ghcr.io/tidewright/tidewright:$VERSION" \
       --server http://127.0.0.1:17070 --token "$token" get task "$id" -o json 2>/dev/null); then
     break
   fi

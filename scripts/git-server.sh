@@ -2,10 +2,10 @@
 # The repository tests serve git over smart HTTP as a forge does: Debian's
 # nginx in front of git's own `git http-backend` through fcgiwrap, with
 # basic auth. Installs the nginx and fcgiwrap packages when they are
-# missing (ORCA_NGINX and ORCA_FCGIWRAP name others); git is already here.
+# missing (TIDEWRIGHT_NGINX and TIDEWRIGHT_FCGIWRAP name others); git is already here.
 set -euo pipefail
-nginx=${ORCA_NGINX:-/usr/sbin/nginx}
-fcgiwrap=${ORCA_FCGIWRAP:-/usr/sbin/fcgiwrap}
+nginx=${TIDEWRIGHT_NGINX:-/usr/sbin/nginx}
+fcgiwrap=${TIDEWRIGHT_FCGIWRAP:-/usr/sbin/fcgiwrap}
 if [ -x "$nginx" ] && [ -x "$fcgiwrap" ]; then
   exit 0
 fi

@@ -83,3 +83,20 @@ pinned_npm() {
     fi
   ) 9>"$prefix/.lock"
 }
+
+# A cargo-installed tool at a pinned version (`cargo_tool NAME VERSION`), in
+# .tools/cargo/NAME-VERSION, built once with its own lock file (--locked);
+# prints its binary's path.
+cargo_tool() {
+  local name=$1 version=$2
+  local root="$PWD/.tools/cargo/$name-$version"
+  mkdir -p "$root"
+  (
+    flock 9
+    if [ ! -x "$root/bin/$name" ]; then
+      echo "installing $name $version (cargo install, once)" >&2
+      cargo install --quiet --locked --root "$root" --version "$version" "$name" >&2
+    fi
+  ) 9>"$root/.lock"
+  echo "$root/bin/$name"
+}

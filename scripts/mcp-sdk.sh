@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MCP tests call `orca mcp` as an agent would, with the official MCP
+# The MCP tests call `tidewright mcp` as an agent would, with the official MCP
 # Python SDK (`mcp` on PyPI, pinned), in a venv of its own. Cached: a
 # second run does nothing. Prints the venv's python.
 set -euo pipefail

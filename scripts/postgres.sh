@@ -4,11 +4,11 @@
 # initdb is nowhere to be found. As root, the server runs as the postgres
 # user (PostgreSQL refuses to run as root).
 
-# The directory of initdb and pg_ctl: ORCA_PG_BIN, else Debian's newest
+# The directory of initdb and pg_ctl: TIDEWRIGHT_PG_BIN, else Debian's newest
 # /usr/lib/postgresql/<version>/bin, else wherever PATH has initdb.
 postgres_bin() {
-  if [ -n "${ORCA_PG_BIN:-}" ]; then
-    echo "$ORCA_PG_BIN"
+  if [ -n "${TIDEWRIGHT_PG_BIN:-}" ]; then
+    echo "$TIDEWRIGHT_PG_BIN"
     return
   fi
   local dir
@@ -44,14 +44,14 @@ postgres_run() {
   fi
 }
 
-# Starts a cluster; exports ORCA_TEST_POSTGRES_URL (its `postgres`
-# database, user `orca`, trusted on loopback only).
+# Starts a cluster; exports TIDEWRIGHT_TEST_POSTGRES_URL (its `postgres`
+# database, user `tidewright`, trusted on loopback only).
 postgres_start() {
   postgres_install
   PG_BIN=$(postgres_bin)
-  PG_DIR=$(mktemp -d -t orca-pg-XXXXXX)
+  PG_DIR=$(mktemp -d -t tidewright-pg-XXXXXX)
   [ "$(id -u)" -ne 0 ] || chown postgres "$PG_DIR"
-  postgres_run initdb -D "$PG_DIR/data" -U orca -A trust -E UTF8 --no-sync >/dev/null
+  postgres_run initdb -D "$PG_DIR/data" -U tidewright -A trust -E UTF8 --no-sync >/dev/null
   local port
   for _ in $(seq 50); do
     port=$((20000 + RANDOM % 40000))
@@ -63,8 +63,8 @@ postgres_start() {
   postgres_run pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
     start >/dev/null
-  export ORCA_TEST_POSTGRES_URL="postgres://orca@127.0.0.1:$port/postgres"
-  echo "throwaway PostgreSQL at $ORCA_TEST_POSTGRES_URL" >&2
+  export TIDEWRIGHT_TEST_POSTGRES_URL="postgres://tidewright@127.0.0.1:$port/postgres"
+  echo "throwaway PostgreSQL at $TIDEWRIGHT_TEST_POSTGRES_URL" >&2
 }
 
 postgres_stop() {

@@ -2,8 +2,8 @@
 # The Python client's tests (part of `make test`): installs clients/python
 # into a venv of its own, exactly as a user would (`pip install
 # ./clients/python`, which generates its stubs from proto/), and runs its
-# type hints with mypy --strict, and its pytest suite against a real `orca
-# up` of the orca binary cargo built.
+# type hints with mypy --strict, and its pytest suite against a real `tidewright
+# up` of the tidewright binary cargo built.
 # Needs python3 with venv (Debian's python3-venv, installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,17 +19,17 @@ trap 'rm -rf "$dist"' EXIT
 "$venv/bin/python" -m build --sdist --outdir "$dist" clients/python >"$dist/build.log" 2>&1 ||
   { cat "$dist/build.log" >&2; exit 1; }
 rm -rf clients/python/build clients/python/src/*.egg-info
-(cd "$dist" && env -u ORCA_PROTO_DIR "$venv/bin/python" -m pip wheel -q --no-deps -w "$dist" "$dist"/orca_client-*.tar.gz)
+(cd "$dist" && env -u TIDEWRIGHT_PROTO_DIR "$venv/bin/python" -m pip wheel -q --no-deps -w "$dist" "$dist"/tidewright-*.tar.gz)
 "$venv/bin/python" - "$dist" <<'PY'
 import sys, zipfile, pathlib
-(wheel,) = pathlib.Path(sys.argv[1]).glob("orca_client-*.whl")
+(wheel,) = pathlib.Path(sys.argv[1]).glob("tidewright-*.whl")
 names = zipfile.ZipFile(wheel).namelist()
-assert "orca_client/v1/orca_pb2.py" in names, names
+assert "tidewright/v1/tidewright_pb2.py" in names, names
 PY
 
-orca="${ORCA_BIN:-$build_dir/debug/orca}"
-[ -x "$orca" ] || cargo build -p orca-cli
+tidewright="${TIDEWRIGHT_BIN:-$build_dir/debug/tidewright}"
+[ -x "$tidewright" ] || cargo build -p tidewright
 cd clients/python
 # The package's type hints (it ships py.typed), checked as installed.
-"$venv/bin/python" -m mypy -p orca_client --config-file pyproject.toml
-ORCA_BIN="$orca" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+"$venv/bin/python" -m mypy -p tidewright --config-file pyproject.toml
+TIDEWRIGHT_BIN="$tidewright" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Steps run sandboxed by default, under bubblewrap: installs Debian's
-# `bubblewrap` package when `bwrap` is missing (ORCA_BWRAP names another),
+# `bubblewrap` package when `bwrap` is missing (TIDEWRIGHT_BWRAP names another),
 # then checks that it can make a sandbox here (user and process namespaces).
 set -euo pipefail
-bwrap=${ORCA_BWRAP:-bwrap}
+bwrap=${TIDEWRIGHT_BWRAP:-bwrap}
 if ! command -v "$bwrap" >/dev/null; then
   echo "installing Debian's bubblewrap package" >&2
   sudo=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command (`make test`): unit tests of every crate and the
-# end-to-end tests in tests/, which start the real `orca` binary.
+# end-to-end tests in tests/, which start the real `tidewright` binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +28,11 @@ cd "$(dirname "$0")/.."
 # The webhook tests verify every delivery with the Standard Webhooks
 # libraries (standardwebhooks, svix; PyPI, pinned).
 ./scripts/webhook-verifiers.sh >/dev/null
-# The MCP tests call orca's tools with the official MCP Python SDK (mcp;
+# The MCP tests call tidewright's tools with the official MCP Python SDK (mcp;
 # PyPI, pinned): installed once here, before the tests that use it run at
 # once.
 ./scripts/mcp-sdk.sh >/dev/null
-# The A2A tests call orca's endpoint with the protocol's SDKs (a2a-sdk on
+# The A2A tests call tidewright's endpoint with the protocol's SDKs (a2a-sdk on
 # PyPI, @a2a-js/sdk on npm; pinned).
 ./scripts/a2a-sdk.sh >/dev/null
 
@@ -41,19 +41,19 @@ cd "$(dirname "$0")/.."
 ./scripts/docs.sh
 
 # The PostgreSQL store's tests use a real server: a throwaway cluster for
-# this run, unless ORCA_TEST_POSTGRES_URL names one already.
+# this run, unless TIDEWRIGHT_TEST_POSTGRES_URL names one already.
 source scripts/postgres.sh
-if [ -z "${ORCA_TEST_POSTGRES_URL:-}" ]; then
+if [ -z "${TIDEWRIGHT_TEST_POSTGRES_URL:-}" ]; then
   postgres_start
   trap postgres_stop EXIT
 fi
 
-# End-to-end tests run the orca binary; `cargo test` builds another crate's
+# End-to-end tests run the tidewright binary; `cargo test` builds another crate's
 # binary only when asked.
 cargo build --workspace --bins
 
 # The Python client's pytest suite, in a venv of its own, against a real
-# `orca up` of the binary just built.
+# `tidewright up` of the binary just built.
 ./scripts/python-client.sh
 
 # The OpenAPI document against a live server, as a new user's generated

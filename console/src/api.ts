@@ -53,7 +53,7 @@ export interface Work {
   insertions: number;
   deletions: number;
   changedPaths: string[];
-  committedByOrca: boolean;
+  committedByTidewright: boolean;
   pushed?: boolean;
   pullRequestUrl?: string;
 }
@@ -110,6 +110,8 @@ export interface Agent {
 export interface Fleet {
   agents: Agent[];
   queue: { capabilities: string[]; queued: number }[];
+  /** The build of the control plane that answered. */
+  server?: { version: string; commit: string; builtAt?: string };
 }
 
 export interface Minute {

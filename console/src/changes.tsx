@@ -33,7 +33,7 @@ export function Changes({ task, step }: { task: Task; step: Step }) {
       <p data-test="work">
         <code>{work.branch}</code> at <code>{work.headCommit.slice(0, 12)}</code>: {work.filesChanged} files, +
         {work.insertions} −{work.deletions}
-        {work.committedByOrca ? " (orca committed what it left)" : ""}
+        {work.committedByTidewright ? " (tidewright committed what it left)" : ""}
       </p>
       {error && <p class="error">{error}</p>}
       {diff === null && !error && <p class="loading">Loading the diff…</p>}

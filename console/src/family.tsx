@@ -6,8 +6,8 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import { Task, get, query, terminal, usd } from "./api";
 
-const PARENT = "orca.dev/parent";
-const PARENT_STEP = "orca.dev/parent-step";
+const PARENT = "tidewright.dev/parent";
+const PARENT_STEP = "tidewright.dev/parent-step";
 const REFRESH_MS = 2000;
 
 export function ParentLink({ task }: { task: Task }) {

@@ -1,4 +1,4 @@
-// orca's console: the app shell (sign-in, navigation, the page by route).
+// tidewright's console: the app shell (sign-in, navigation, the page by route).
 // Routes live in the URL's hash (#/tasks/ID), so the server serves one page.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
@@ -42,8 +42,8 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
   };
   return (
     <form class="sign-in" onSubmit={submit} data-test="sign-in">
-      <h1>orca</h1>
-      <p>Paste an orca token or a JWT.</p>
+      <h1>tidewright</h1>
+      <p>Paste a tidewright token or a JWT.</p>
       <textarea
         name="token"
         rows={3}
@@ -94,7 +94,7 @@ function App() {
     <>
       <header>
         <a class="brand" href="#/">
-          orca
+          tidewright
         </a>
         <nav>
           {nav.map(([path, label]) => (

@@ -172,6 +172,12 @@ export function Overview() {
           </table>
         </div>
       </section>
+      {fleet.server && (
+        <p class="build" data-test="server-build" title={fleet.server.commit}>
+          Control plane: tidewright {fleet.server.version} (commit {fleet.server.commit.slice(0, 12)}
+          {fleet.server.builtAt ? `, built ${fleet.server.builtAt.slice(0, 10)}` : ""})
+        </p>
+      )}
     </div>
   );
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orca_worker::runtime::claude::stream::{Line, parse_line};
+use tidewright_worker::runtime::claude::stream::{Line, parse_line};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -1,7 +1,7 @@
 //! What every target checks of a spec that parsed: validation never panics,
 //! and a spec it accepts runs to the end when every step succeeds.
 
-use orca_core::{Limits, Outcome, TaskRun, TaskSpec, TaskState, validate};
+use tidewright_core::{Limits, Outcome, TaskRun, TaskSpec, TaskState, validate};
 
 pub fn check(spec: &TaskSpec) {
     if validate(spec, &Limits::default()).is_err() {

@@ -4,7 +4,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use orca_core::{StepSpec, TaskSpec};
+use tidewright_core::{StepSpec, TaskSpec};
 
 #[path = "common.rs"]
 mod common;

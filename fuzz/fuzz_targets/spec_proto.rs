@@ -1,5 +1,5 @@
 //! Submits as they arrive on the wire: any bytes through the protobuf
-//! decoder and the conversion to orca's domain, then validation and a run.
+//! decoder and the conversion to tidewright's domain, then validation and a run.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,9 +9,9 @@ use prost::Message;
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(request) = orca_api::v1::SubmitTaskRequest::decode(data)
+    if let Ok(request) = tidewright_api::v1::SubmitTaskRequest::decode(data)
         && let Some(spec) = request.spec
     {
-        common::check(&orca_core::TaskSpec::from(spec));
+        common::check(&tidewright_core::TaskSpec::from(spec));
     }
 });

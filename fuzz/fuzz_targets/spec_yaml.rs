@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(spec) = serde_yaml::from_str::<orca_core::TaskSpec>(text) {
+    if let Ok(spec) = serde_yaml::from_str::<tidewright_core::TaskSpec>(text) {
         common::check(&spec);
     }
 });

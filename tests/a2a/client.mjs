@@ -1,8 +1,8 @@
 // An A2A client no one here wrote: the protocol's JavaScript SDK
-// (@a2a-js/sdk), against orca's card and JSON-RPC endpoint. It streams a
+// (@a2a-js/sdk), against tidewright's card and JSON-RPC endpoint. It streams a
 // task, drops the stream midway, resubscribes to the rest, reads the task
-// back and provokes a refusal. Argv: orca's HTTP base URL; the token is in
-// ORCA_TOKEN. Prints what it saw as JSON.
+// back and provokes a refusal. Argv: tidewright's HTTP base URL; the token is in
+// TIDEWRIGHT_TOKEN. Prints what it saw as JSON.
 // The SDK is where scripts/a2a-sdk.sh installed it: $A2A_SDK_DIR.
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -12,7 +12,7 @@ const { Role, TaskState } = require("@a2a-js/sdk");
 const { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory } = require("@a2a-js/sdk/client");
 
 const base = process.argv[2];
-const token = process.env.ORCA_TOKEN;
+const token = process.env.TIDEWRIGHT_TOKEN;
 
 const withToken = (url, init = {}) => {
   const headers = new Headers(init.headers);

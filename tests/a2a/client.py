@@ -1,8 +1,8 @@
 """An A2A client no one here wrote: the protocol's Python SDK (a2a-sdk),
-against orca's card and JSON-RPC endpoint. It reads the card, sends
+against tidewright's card and JSON-RPC endpoint. It reads the card, sends
 messages (blocking, streaming, returning at once), drops a stream midway
 and resubscribes, lists a context's tasks, cancels one, and provokes each
-refusal. Argv: orca's HTTP base URL; the token is in $ORCA_TOKEN. Prints
+refusal. Argv: tidewright's HTTP base URL; the token is in $TIDEWRIGHT_TOKEN. Prints
 what it saw as JSON."""
 
 import asyncio
@@ -66,7 +66,7 @@ def refusal(error):
 
 async def main(base):
     report = {}
-    headers = {"Authorization": f"Bearer {os.environ['ORCA_TOKEN']}"}
+    headers = {"Authorization": f"Bearer {os.environ['TIDEWRIGHT_TOKEN']}"}
     async with httpx.AsyncClient(headers=headers, timeout=120) as http:
         card = await A2ACardResolver(http, base).get_agent_card()
         report["card"] = {
@@ -100,7 +100,7 @@ async def main(base):
             return text if text.startswith("tick ") else None
 
         def seq(item):
-            return int(item.status_update.metadata["orcaEvent"]["seq"])
+            return int(item.status_update.metadata["tidewrightEvent"]["seq"])
 
         async def first_ticks(message_id, context):
             kinds, ticks, last = [], [], 0
@@ -146,14 +146,14 @@ async def main(base):
         other, _, ticks, last = await first_ticks("m-resume", "ctx-b")
         # Ticks go on while no one listens (polled, with a deadline).
         deadline = time.time() + 30
-        while (await streaming.get_task(GetTaskRequest(id=other))).metadata["orca"]["lastSeq"] < last + 3:
+        while (await streaming.get_task(GetTaskRequest(id=other))).metadata["tidewright"]["lastSeq"] < last + 3:
             assert time.time() < deadline, "the task logs no more ticks"
             await asyncio.sleep(0.05)
         context = ClientCallContext(service_parameters={"Last-Event-ID": str(last)})
         resumed, more, final, _ = await rest(other, context)
         report["last_event_id"] = {"resumed_first": resumed[0], "ticks": ticks + more, "final": final}
 
-        # The latency from an event (orca stamps it when it commits it) to
+        # The latency from an event (tidewright stamps it when it commits it) to
         # this client, over a task logging a line every 20 ms.
         latencies = []
         async for item in streaming.send_message(

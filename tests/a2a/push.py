@@ -2,8 +2,8 @@
 message asks for its task's updates to be pushed to a receiver this script
 serves on loopback; a running task gets a config of its own, read back,
 listed and deleted. Each notification received is parsed strictly as the
-SDK's StreamResponse. Argv: orca's HTTP base URL; the token is in
-$ORCA_TOKEN. Prints what it saw as JSON."""
+SDK's StreamResponse. Argv: tidewright's HTTP base URL; the token is in
+$TIDEWRIGHT_TOKEN. Prints what it saw as JSON."""
 
 import asyncio
 import json
@@ -75,7 +75,7 @@ async def main(base):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
     report = {}
-    headers = {"Authorization": f"Bearer {os.environ['ORCA_TOKEN']}"}
+    headers = {"Authorization": f"Bearer {os.environ['TIDEWRIGHT_TOKEN']}"}
     async with httpx.AsyncClient(headers=headers, timeout=120) as http:
         client = await create_client(base, ClientConfig(httpx_client=http, streaming=False))
         report["card_push"] = client._card.capabilities.push_notifications

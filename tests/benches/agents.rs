@@ -1,32 +1,32 @@
-//! `make bench-agents`: what orca adds to agents run at once. For each
-//! agent runtime (Claude Code, Codex, the Gemini CLI), ORCA_BENCH_AGENTS
+//! `make bench-agents`: what tidewright adds to agents run at once. For each
+//! agent runtime (Claude Code, Codex, the Gemini CLI), TIDEWRIGHT_BENCH_AGENTS
 //! (16) runs of the
 //! real, pinned CLI against the mock of its provider's API: started
 //! directly, all at once, as a script would; then as one task of that many
 //! steps through the release control plane and one worker with a slot
 //! each (in its sandbox, through its model proxy). Prints both wall times
-//! and orca's added time per runtime, over ORCA_BENCH_RUNS runs.
+//! and tidewright's added time per runtime, over TIDEWRIGHT_BENCH_RUNS runs.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use orca_api::v1;
-use orca_tests::bench::*;
-use orca_tests::{anthropic, gemini, openai, *};
+use tidewright_api::v1;
+use tidewright_tests::bench::*;
+use tidewright_tests::{anthropic, gemini, openai, *};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let agents = env_number("ORCA_BENCH_AGENTS", 16) as usize;
+    let agents = env_number("TIDEWRIGHT_BENCH_AGENTS", 16) as usize;
     let runs = runs();
     println!(
-        "orca agents benchmark: {} cores, release build, {agents} agents of each runtime at once, the pinned CLIs against mocks of their APIs",
+        "tidewright agents benchmark: {} cores, release build, {agents} agents of each runtime at once, the pinned CLIs against mocks of their APIs",
         cores()
     );
     let mut table = Table::default();
     for run in 1..=runs {
         for runtime in [Runtime::Claude, Runtime::Codex, Runtime::Gemini] {
             let direct = direct(runtime, agents).await?;
-            let through = through_orca(runtime, agents).await?;
+            let through = through_tidewright(runtime, agents).await?;
             let name = runtime.name();
             table.add(
                 &format!("{name}: {agents} CLIs started directly, all ended"),
@@ -35,13 +35,13 @@ async fn main() -> anyhow::Result<()> {
                 direct.as_secs_f64(),
             );
             table.add(
-                &format!("{name}: {agents} steps of one task through orca, the task ended"),
+                &format!("{name}: {agents} steps of one task through tidewright, the task ended"),
                 "s",
                 Better::Lower,
                 through.as_secs_f64(),
             );
             table.add(
-                &format!("{name}: orca's added wall time for {agents}"),
+                &format!("{name}: tidewright's added wall time for {agents}"),
                 "s",
                 Better::Lower,
                 through.as_secs_f64() - direct.as_secs_f64(),
@@ -117,8 +117,8 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
             Runtime::Codex => {
                 std::fs::write(
                     home.join("config.toml"),
-                    orca_worker::runtime::codex::config_toml(
-                        orca_worker::runtime::codex::DEFAULT_MODEL,
+                    tidewright_worker::runtime::codex::config_toml(
+                        tidewright_worker::runtime::codex::DEFAULT_MODEL,
                         &mocks.openai.url,
                         None,
                     ),
@@ -141,7 +141,7 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
                 std::fs::create_dir_all(home.join(".gemini"))?;
                 std::fs::write(
                     home.join(".gemini/settings.json"),
-                    orca_worker::runtime::gemini::settings_json(None),
+                    tidewright_worker::runtime::gemini::settings_json(None),
                 )?;
                 let mut command = tokio::process::Command::new(gemini_bin());
                 command
@@ -151,7 +151,7 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
                         "--output-format",
                         "stream-json",
                         "-m",
-                        orca_worker::runtime::gemini::DEFAULT_MODEL,
+                        tidewright_worker::runtime::gemini::DEFAULT_MODEL,
                         "--skip-trust",
                         "--yolo",
                     ])
@@ -191,7 +191,7 @@ async fn direct(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
 /// One task of `agents` steps of `runtime` through a control plane and one
 /// worker with a slot each; the wall time from the submit until the task
 /// ended.
-async fn through_orca(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
+async fn through_tidewright(runtime: Runtime, agents: usize) -> anyhow::Result<Duration> {
     let mocks = mocks().await?;
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[])?;

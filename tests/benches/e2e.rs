@@ -12,25 +12,25 @@
 //! that leads alone, starts it again under its name, and times it until a
 //! submit is accepted.
 //!
-//! ORCA_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
+//! TIDEWRIGHT_BENCH_STORE=sqlite or postgres runs one store only; PostgreSQL is a
 //! throwaway cluster that syncs its commits as a production server does,
-//! or ORCA_BENCH_POSTGRES_URL. Sizes: ORCA_BENCH_TASKS (batched),
-//! ORCA_BENCH_UNARY_TASKS (a quarter of it one at a time, unless
-//! ORCA_BENCH_SEQUENTIAL_TASKS says how many: a profile of that phase
+//! or TIDEWRIGHT_BENCH_POSTGRES_URL. Sizes: TIDEWRIGHT_BENCH_TASKS (batched),
+//! TIDEWRIGHT_BENCH_UNARY_TASKS (a quarter of it one at a time, unless
+//! TIDEWRIGHT_BENCH_SEQUENTIAL_TASKS says how many: a profile of that phase
 //! alone sets the others small),
-//! ORCA_BENCH_SECONDS, ORCA_BENCH_BACKLOG (queued steps at the failover)
-//! and ORCA_BENCH_FANOUT (the DAG's steps). ORCA_BENCH_STORE=none runs
-//! the first two only. Each store's measurements run ORCA_BENCH_RUNS times
+//! TIDEWRIGHT_BENCH_SECONDS, TIDEWRIGHT_BENCH_BACKLOG (queued steps at the failover)
+//! and TIDEWRIGHT_BENCH_FANOUT (the DAG's steps). TIDEWRIGHT_BENCH_STORE=none runs
+//! the first two only. Each store's measurements run TIDEWRIGHT_BENCH_RUNS times
 //! (5), each on a new server and store, and end in one table of p50 and p99
 //! over the runs.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orca_api::v1;
-use orca_store_postgres::throwaway;
-use orca_tests::bench::*;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_store_postgres::throwaway;
+use tidewright_tests::bench::*;
+use tidewright_tests::*;
 
 const UNARY_IN_FLIGHT: usize = 64;
 const STEADY_RATE: u64 = 200;
@@ -38,10 +38,10 @@ const STEADY_RATE: u64 = 200;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing here takes arguments.
-    let only = std::env::var("ORCA_BENCH_STORE").unwrap_or_default();
+    let only = std::env::var("TIDEWRIGHT_BENCH_STORE").unwrap_or_default();
     let cores = cores();
     println!(
-        "orca end-to-end benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
+        "tidewright end-to-end benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
     cold_start().await?;
     fan_out().await?;
@@ -50,8 +50,8 @@ async fn main() -> anyhow::Result<()> {
         run_store(None).await?;
     }
     if only.is_empty() || only == "postgres" {
-        let (url, label, _cluster) = match std::env::var("ORCA_BENCH_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => (url, "ORCA_BENCH_POSTGRES_URL".to_string(), None),
+        let (url, label, _cluster) = match std::env::var("TIDEWRIGHT_BENCH_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => (url, "TIDEWRIGHT_BENCH_POSTGRES_URL".to_string(), None),
             _ => {
                 let cluster = throwaway::Cluster::start_durable()?;
                 let url = cluster.url("postgres");
@@ -114,7 +114,7 @@ async fn stored(flags: &[&str], data_dir: &std::path::Path) -> anyhow::Result<(u
         return Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64));
     }
     let db = rusqlite::Connection::open_with_flags(
-        data_dir.join("orca.db"),
+        data_dir.join("tidewright.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )?;
     let pragma = |name: &str| -> anyhow::Result<u64> {
@@ -130,9 +130,9 @@ async fn stored(flags: &[&str], data_dir: &std::path::Path) -> anyhow::Result<(u
 /// steady rate, then the throughput of each way to submit; the last run
 /// also pages through everything it stored.
 async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::Result<()> {
-    let total = env_number("ORCA_BENCH_TASKS", 50_000) as usize;
-    let unary = env_number("ORCA_BENCH_UNARY_TASKS", 20_000) as usize;
-    let seconds = env_number("ORCA_BENCH_SECONDS", 10);
+    let total = env_number("TIDEWRIGHT_BENCH_TASKS", 50_000) as usize;
+    let unary = env_number("TIDEWRIGHT_BENCH_UNARY_TASKS", 20_000) as usize;
+    let seconds = env_number("TIDEWRIGHT_BENCH_SECONDS", 10);
 
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(dir.path(), "127.0.0.1:0", flags)?;
@@ -152,7 +152,10 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
     for (what, samples) in [
         ("submit->start", &latency.total),
         ("of which client->server accepted", &latency.to_server),
-        ("and server accepted->worker started", &latency.in_orca),
+        (
+            "and server accepted->worker started",
+            &latency.in_tidewright,
+        ),
     ] {
         for (q, name) in [(0.50, "p50"), (0.99, "p99")] {
             let figure = format!("{what} {name} {at}");
@@ -185,14 +188,17 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
     let produced = rate(run_producer_load(&server, &client, unary, UNARY_IN_FLIGHT).await?);
     table.add(
         &format!(
-            "throughput, producer ({unary} tasks, orca_client::Producer::submit from {UNARY_IN_FLIGHT} tasks)"
+            "throughput, producer ({unary} tasks, tidewright_client::Producer::submit from {UNARY_IN_FLIGHT} tasks)"
         ),
         "tasks/s",
         Better::Higher,
         produced,
     );
     // One client, one call at a time: every submit's whole path, in turn.
-    let sequential = env_number("ORCA_BENCH_SEQUENTIAL_TASKS", (unary / 4).max(1) as u64) as usize;
+    let sequential = env_number(
+        "TIDEWRIGHT_BENCH_SEQUENTIAL_TASKS",
+        (unary / 4).max(1) as u64,
+    ) as usize;
     let switches = context_switches(server.process.pid())?;
     let one_at_a_time = rate(run_unary_load(&client, sequential, 1).await?);
     // A thread that ended meanwhile (an idle blocking-pool thread) takes
@@ -245,11 +251,11 @@ async fn measure_once(flags: &[&str], table: &mut Table, last: bool) -> anyhow::
     Ok(())
 }
 
-/// One task of ORCA_BENCH_FANOUT steps (10,000), 1 -> n-2 -> 1, on SQLite
+/// One task of TIDEWRIGHT_BENCH_FANOUT steps (10,000), 1 -> n-2 -> 1, on SQLite
 /// and the two workers: how long it takes to run, and how usable it is
-/// afterwards: `orca get task` on it, and replaying its events.
+/// afterwards: `tidewright get task` on it, and replaying its events.
 async fn fan_out() -> anyhow::Result<()> {
-    let steps = env_number("ORCA_BENCH_FANOUT", 10_000).max(3) as usize;
+    let steps = env_number("TIDEWRIGHT_BENCH_FANOUT", 10_000).max(3) as usize;
     let dir = tempfile::tempdir()?;
     let limit = steps.to_string();
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &["--max-steps", &limit])?;
@@ -279,7 +285,7 @@ async fn fan_out() -> anyhow::Result<()> {
         .cli()
         .args(["get", "task", &id, "-o", "json"])
         .output()?;
-    anyhow::ensure!(out.status.success(), "orca get task failed");
+    anyhow::ensure!(out.status.success(), "tidewright get task failed");
     let shown = shown.elapsed();
     let replayed = Instant::now();
     let mut stream = client
@@ -296,7 +302,7 @@ async fn fan_out() -> anyhow::Result<()> {
         events += 1;
     }
     println!(
-        "fan-out: one task of {steps} steps (1 -> {} -> 1) submitted in {:.2} s, ran in {:.2} s; orca get task -o json {:.2} s ({} KiB); its {events} events replayed in {:.2} s; server RSS {} MiB",
+        "fan-out: one task of {steps} steps (1 -> {} -> 1) submitted in {:.2} s, ran in {:.2} s; tidewright get task -o json {:.2} s ({} KiB); its {events} events replayed in {:.2} s; server RSS {} MiB",
         steps - 2,
         submitted.as_secs_f64(),
         ran.as_secs_f64(),
@@ -308,14 +314,14 @@ async fn fan_out() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long `orca server` takes from its spawn to the first request it
+/// How long `tidewright server` takes from its spawn to the first request it
 /// serves (a ListTasks), five times on a new data directory (a first start:
 /// tokens, keys and the database made) and five times on the same one (a
 /// restart); and how large the binary is (what `make dist` ships, when
-/// ORCA_BIN points there).
+/// TIDEWRIGHT_BIN points there).
 async fn cold_start() -> anyhow::Result<()> {
     const RUNS: usize = 5;
-    let bin = orca_bin();
+    let bin = tidewright_bin();
     let mib = std::fs::metadata(&bin)?.len() as f64 / 1048576.0;
     let dir = tempfile::tempdir()?;
     let mut first = Vec::with_capacity(RUNS);
@@ -345,7 +351,7 @@ async fn cold_start() -> anyhow::Result<()> {
 /// one-step tasks no worker can take, and is killed: how long until the
 /// standby leads and takes a submit, and how large it is then.
 async fn failover_with_backlog(url: &str) -> anyhow::Result<()> {
-    let backlog = env_number("ORCA_BENCH_BACKLOG", 100_000) as usize;
+    let backlog = env_number("TIDEWRIGHT_BENCH_BACKLOG", 100_000) as usize;
     let database = throwaway::Server::at(url.to_string());
     let store = database.fresh_database().await?;
     let dir = tempfile::tempdir()?;
@@ -485,19 +491,19 @@ async fn run_unary_load(
 }
 
 /// `total` tasks submitted by `callers` tasks of one program, each in a
-/// loop, through one `orca_client` producer; until all have run.
+/// loop, through one `tidewright_client` producer; until all have run.
 async fn run_producer_load(
     server: &Server,
     tasks: &Tasks,
     total: usize,
     callers: usize,
 ) -> anyhow::Result<(usize, Duration)> {
-    let client = orca_client::Client::connect(orca_client::Settings::new(
+    let client = tidewright_client::Client::connect(tidewright_client::Settings::new(
         &server.url,
         Some(server.admin_token.clone()),
     ))
     .await?;
-    let producer = client.producer(orca_client::Batching::default())?;
+    let producer = client.producer(tidewright_client::Batching::default())?;
     let start = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut running = tokio::task::JoinSet::new();
@@ -523,23 +529,23 @@ async fn run_producer_load(
     Ok((done, start.elapsed()))
 }
 
-/// The Python client's rates on this control plane, when ORCA_BENCH_PYTHON
-/// names a Python with orca_client installed (scripts/bench.sh makes one):
+/// The Python client's rates on this control plane, when TIDEWRIGHT_BENCH_PYTHON
+/// names a Python with tidewright_client installed (scripts/bench.sh makes one):
 /// one call at a time beside its floor, blocking and asyncio, and many
 /// concurrent submits through its producers against batches made by hand
-/// (clients/python/bench/submit_rates.py; ORCA_BENCH_PYTHON_TASKS each).
+/// (clients/python/bench/submit_rates.py; TIDEWRIGHT_BENCH_PYTHON_TASKS each).
 fn python_rates(server: &Server, one_at_a_time: usize, table: &mut Table) -> anyhow::Result<()> {
-    let Some(python) = std::env::var_os("ORCA_BENCH_PYTHON").filter(|p| !p.is_empty()) else {
+    let Some(python) = std::env::var_os("TIDEWRIGHT_BENCH_PYTHON").filter(|p| !p.is_empty()) else {
         return Ok(());
     };
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../clients/python/bench/submit_rates.py");
-    let concurrent = env_number("ORCA_BENCH_PYTHON_TASKS", 20_000).to_string();
+    let concurrent = env_number("TIDEWRIGHT_BENCH_PYTHON_TASKS", 20_000).to_string();
     // The token goes by the environment: never in argv.
     let out = std::process::Command::new(python)
         .arg(&script)
         .args([server.url.as_str(), &one_at_a_time.to_string(), &concurrent])
-        .env("ORCA_TOKEN", &server.admin_token)
+        .env("TIDEWRIGHT_TOKEN", &server.admin_token)
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running the Python client's bench")?;
@@ -582,7 +588,7 @@ async fn health_checks(server: &Server, calls: usize) -> anyhow::Result<(usize, 
 struct Latency {
     total: Vec<i64>,
     to_server: Vec<i64>,
-    in_orca: Vec<i64>,
+    in_tidewright: Vec<i64>,
 }
 
 /// One SubmitTask every 1/STEADY_RATE s; latency is the worker's start time
@@ -595,7 +601,7 @@ async fn steady_latency(client: &Tasks, seconds: u64) -> anyhow::Result<Latency>
     let mut latency = Latency {
         total: Vec::with_capacity(count),
         to_server: Vec::with_capacity(count),
-        in_orca: Vec::with_capacity(count),
+        in_tidewright: Vec::with_capacity(count),
     };
     for (id, at) in submitted {
         let task = wait_finished(client, &id, Duration::from_secs(60)).await?;
@@ -603,12 +609,12 @@ async fn steady_latency(client: &Tasks, seconds: u64) -> anyhow::Result<Latency>
         let accepted = micros(&task.created_at);
         latency.total.push(started - at);
         latency.to_server.push(accepted - at);
-        latency.in_orca.push(started - accepted);
+        latency.in_tidewright.push(started - accepted);
     }
     for samples in [
         &mut latency.total,
         &mut latency.to_server,
-        &mut latency.in_orca,
+        &mut latency.in_tidewright,
     ] {
         samples.sort_unstable();
     }

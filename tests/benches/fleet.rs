@@ -1,5 +1,5 @@
 //! `make bench-scale` (second part): one control plane and a large fleet.
-//! A load generator in this process opens ORCA_BENCH_FLEET (10,000) worker
+//! A load generator in this process opens TIDEWRIGHT_BENCH_FLEET (10,000) worker
 //! streams through the real protocol (AgentService.Connect, 100 streams
 //! per HTTP/2 connection), each one worker of 1 slot that finishes what it
 //! is given at once; then the same total of slots as 10 workers. For each:
@@ -8,7 +8,7 @@
 //! per dispatched step and its memory.
 //!
 //! The real release binary (scripts/bench.sh builds it) on SQLite.
-//! ORCA_BENCH_FLEET_TASKS sets the batched tasks (50,000).
+//! TIDEWRIGHT_BENCH_FLEET_TASKS sets the batched tasks (50,000).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use orca_api::convert::now_micros;
-use orca_api::v1;
-use orca_api::v1::agent_service_client::AgentServiceClient;
-use orca_tests::bench::*;
-use orca_tests::*;
+use tidewright_api::convert::now_micros;
+use tidewright_api::v1;
+use tidewright_api::v1::agent_service_client::AgentServiceClient;
+use tidewright_tests::bench::*;
+use tidewright_tests::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -31,11 +31,11 @@ const STREAMS_PER_CONNECTION: usize = 100;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let large = env_number("ORCA_BENCH_FLEET", 10_000) as usize;
-    let tasks = env_number("ORCA_BENCH_FLEET_TASKS", 50_000) as usize;
+    let large = env_number("TIDEWRIGHT_BENCH_FLEET", 10_000) as usize;
+    let tasks = env_number("TIDEWRIGHT_BENCH_FLEET_TASKS", 50_000) as usize;
     let cores = cores();
     println!(
-        "orca fleet benchmark: {cores} cores, release build, SQLite, simulated workers in one load-generator process, no-op single-step tasks"
+        "tidewright fleet benchmark: {cores} cores, release build, SQLite, simulated workers in one load-generator process, no-op single-step tasks"
     );
     let runs = runs();
     let mut table = Table::default();
@@ -237,7 +237,7 @@ async fn simulated_worker(
                             .expect("not poisoned")
                             .entry(attempt.task_id.clone())
                             .or_insert(now);
-                        let at = orca_api::convert::timestamp(now);
+                        let at = tidewright_api::convert::timestamp(now);
                         send(Out::Result(v1::StepResult {
                             attempt: Some(attempt),
                             outcome: v1::Outcome::Succeeded as i32,

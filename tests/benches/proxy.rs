@@ -12,8 +12,8 @@
 //! attempt's egress proxy (its Unix socket, as the sandbox's relay reaches
 //! it; the relay's own hop inside the sandbox is not in it).
 //!
-//! Sizes: ORCA_BENCH_PROXY_REQUESTS (per side and run, 500). Each run
-//! (ORCA_BENCH_RUNS, 5) has a new mock and proxy; the runs end in one table.
+//! Sizes: TIDEWRIGHT_BENCH_PROXY_REQUESTS (per side and run, 500). Each run
+//! (TIDEWRIGHT_BENCH_RUNS, 5) has a new mock and proxy; the runs end in one table.
 
 use std::time::Instant;
 
@@ -23,10 +23,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::TokioIo;
-use orca_tests::anthropic::MockAnthropic;
-use orca_tests::bench::*;
-use orca_worker::egress::Egress;
-use orca_worker::model_proxy::{Credentials, ModelProxy};
+use tidewright_tests::anthropic::MockAnthropic;
+use tidewright_tests::bench::*;
+use tidewright_worker::egress::Egress;
+use tidewright_worker::model_proxy::{Credentials, ModelProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BODY: &str = r#"{"model":"claude-test","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
@@ -34,9 +34,9 @@ const BODY: &str = r#"{"model":"claude-test","max_tokens":64,"stream":true,"mess
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let runs = runs();
-    let requests = env_number("ORCA_BENCH_PROXY_REQUESTS", 500) as usize;
+    let requests = env_number("TIDEWRIGHT_BENCH_PROXY_REQUESTS", 500) as usize;
     println!(
-        "orca model proxy benchmark: {} cores, release build, {requests} streamed Messages API requests per side and run, one at a time, direct and through the proxy taking turns",
+        "tidewright model proxy benchmark: {} cores, release build, {requests} streamed Messages API requests per side and run, one at a time, direct and through the proxy taking turns",
         cores()
     );
     let mut table = Table::default();
@@ -102,11 +102,11 @@ where
 /// one through an attempt's egress proxy that allows it.
 async fn egress_once(table: &mut Table, api: &str, requests: usize) -> anyhow::Result<()> {
     let addr = api.trim_start_matches("http://").to_string();
-    let metrics = std::sync::Arc::new(orca_worker::metrics::WorkerMetrics::new(1));
+    let metrics = std::sync::Arc::new(tidewright_worker::metrics::WorkerMetrics::new(1));
     let egress = Egress::new(
         Some(std::slice::from_ref(&addr)),
         "bench",
-        "orca".into(),
+        "tidewright".into(),
         Vec::new(),
         metrics,
     )

@@ -1,22 +1,22 @@
 //! `make bench-repo`: how fast a step's workspace is ready when its task
 //! names a repository, and what it costs on disk. A generated repository
-//! (ORCA_BENCH_REPO_FILES files, 20,000, and ORCA_BENCH_REPO_COMMITS
+//! (TIDEWRIGHT_BENCH_REPO_FILES files, 20,000, and TIDEWRIGHT_BENCH_REPO_COMMITS
 //! commits, 2,000) is served by the real git server over smart HTTP with
 //! basic auth (nginx, fcgiwrap, git http-backend); each run then measures
 //! on a new worker directory:
 //!
 //! - the mirror's first clone (a worker's first step on the repository);
-//! - a step's worktree from the warm mirror (ORCA_BENCH_REPO_STEPS, 20,
+//! - a step's worktree from the warm mirror (TIDEWRIGHT_BENCH_REPO_STEPS, 20,
 //!   each on its own branch), checked out for the step and taken from a
 //!   spare made while the step before it worked: p50 and p99 of both, and
 //!   the time a spare takes to make;
 //! - a fresh `git clone` of the same repository over the same server
-//!   (ORCA_BENCH_REPO_CLONES, 5): p50, and the worktree's p50 as a share
+//!   (TIDEWRIGHT_BENCH_REPO_CLONES, 5): p50, and the worktree's p50 as a share
 //!   of it;
 //! - the disk of the mirror and 8 worktrees against 8 clones;
 //! - collisions: 8 Claude Code agents (the real CLI against the mock
 //!   Messages API, each writing one file) on a small repository, in 4
-//!   pairs that write the same file, run by the release `orca` with a
+//!   pairs that write the same file, run by the release `tidewright` with a
 //!   worker of 8 slots: without `touches` every pair collides where the
 //!   task's branch joins them (the deliver step says `onConflict: rerun`,
 //!   so each collision is counted and paid for with a rerun) and with
@@ -24,9 +24,9 @@
 //!   work) none does; the wall time of both, submit to the task's branch;
 //!   and the same job as a prompt the planner turns into the 8 steps, with
 //!   the `touches` it gives them (the mock model answers the plan).
-//!   ORCA_BENCH_REPO_COLLISIONS=0 leaves the collisions out, for an A/B of
+//!   TIDEWRIGHT_BENCH_REPO_COLLISIONS=0 leaves the collisions out, for an A/B of
 //!   the workspace alone, which runs in this process and needs no release
-//!   `orca`.
+//!   `tidewright`.
 
 use std::io::Write;
 use std::path::Path;
@@ -34,28 +34,28 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use orca_api::v1;
-use orca_git::Credentials;
-use orca_git::mirror::Mirrors;
-use orca_tests::bench::*;
-use orca_tests::git_server::{GitServer, PASSWORD, USER, git};
+use tidewright_api::v1;
+use tidewright_git::Credentials;
+use tidewright_git::mirror::Mirrors;
+use tidewright_tests::bench::*;
+use tidewright_tests::git_server::{GitServer, PASSWORD, USER, git};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let files = env_number("ORCA_BENCH_REPO_FILES", 20_000) as usize;
-    let commits = env_number("ORCA_BENCH_REPO_COMMITS", 2_000) as usize;
+    let files = env_number("TIDEWRIGHT_BENCH_REPO_FILES", 20_000) as usize;
+    let commits = env_number("TIDEWRIGHT_BENCH_REPO_COMMITS", 2_000) as usize;
     let runs = runs();
     let dir = tempfile::tempdir()?;
     let server = GitServer::start(dir.path())?;
     let started = Instant::now();
     let head = generate(&server, "big", files, commits)?;
     println!(
-        "orca repository benchmark: {} cores, release build; a repository of {files} files and {commits} commits (made in {:.1} s), served over smart HTTP with basic auth by nginx + git http-backend on loopback",
+        "tidewright repository benchmark: {} cores, release build; a repository of {files} files and {commits} commits (made in {:.1} s), served over smart HTTP with basic auth by nginx + git http-backend on loopback",
         cores(),
         started.elapsed().as_secs_f64()
     );
     let url = server.url("big");
-    let with_collisions = env_number("ORCA_BENCH_REPO_COLLISIONS", 1) != 0;
+    let with_collisions = env_number("TIDEWRIGHT_BENCH_REPO_COLLISIONS", 1) != 0;
     let mut table = Table::default();
     for run in 1..=runs {
         measure_once(&mut table, dir.path(), &url, &head, run).await?;
@@ -144,12 +144,12 @@ async fn step_worktree(
     mirrors: &Mirrors,
     (url, head): (&str, &str),
     dir: &Path,
-) -> anyhow::Result<(orca_git::worktree::Worktree, i64)> {
+) -> anyhow::Result<(tidewright_git::worktree::Worktree, i64)> {
     let started = Instant::now();
     let mirror = mirrors.ensure(url, head, Some(&credentials())).await?;
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     let parent = dir.parent().and_then(Path::file_name).unwrap_or_default();
-    let branch = format!("orca/bench/{}-{name}", parent.to_string_lossy());
+    let branch = format!("tidewright/bench/{}-{name}", parent.to_string_lossy());
     let tree = mirror.add_worktree(dir, &branch, head, head).await?;
     Ok((tree, started.elapsed().as_micros() as i64))
 }
@@ -185,10 +185,10 @@ async fn measure_once(
     head: &str,
     run: usize,
 ) -> anyhow::Result<()> {
-    let steps = env_number("ORCA_BENCH_REPO_STEPS", 20) as usize;
-    let clones = env_number("ORCA_BENCH_REPO_CLONES", 5) as usize;
+    let steps = env_number("TIDEWRIGHT_BENCH_REPO_STEPS", 20) as usize;
+    let clones = env_number("TIDEWRIGHT_BENCH_REPO_CLONES", 5) as usize;
     let work = dir.join(format!("run-{run}"));
-    let mirrors = Mirrors::new(work.join("mirrors"), orca_git::program());
+    let mirrors = Mirrors::new(work.join("mirrors"), tidewright_git::program());
 
     let started = Instant::now();
     let mirror = mirrors.ensure(url, head, Some(&credentials())).await?;
@@ -216,8 +216,8 @@ async fn measure_once(
 
     // From a spare, as a worker does by default: the spare for each step
     // is made while the step before it works (a refill, timed apart).
-    let spared =
-        Mirrors::new(work.join("mirrors"), orca_git::program()).with_spares(work.join("spares"), 1);
+    let spared = Mirrors::new(work.join("mirrors"), tidewright_git::program())
+        .with_spares(work.join("spares"), 1);
     let (mut ready, mut refills) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     let mut spare_trees = Vec::with_capacity(steps);
     for step in 0..steps {
@@ -248,7 +248,7 @@ async fn measure_once(
     for n in 0..clones {
         let target = work.join(format!("clones/c{n}"));
         let started = Instant::now();
-        let output = orca_git::command(&orca_git::program(), Some(&credentials()))
+        let output = tidewright_git::command(&tidewright_git::program(), Some(&credentials()))
             .args(["clone", "-q", url])
             .arg(&target)
             .output()
@@ -309,7 +309,7 @@ async fn measure_once(
 const AGENTS: usize = 8;
 
 fn agent_step(n: usize, touches: bool) -> v1::StepSpec {
-    let mut step = orca_tests::claude_step(
+    let mut step = tidewright_tests::claude_step(
         &format!("agent-{n}"),
         &format!("[collide: agent-{n}] Write your part of the feature."),
         &["Write"],
@@ -324,7 +324,7 @@ fn agent_step(n: usize, touches: bool) -> v1::StepSpec {
 /// from submit to the task's end, and how many times the deliver step
 /// found two agents' work in conflict (each a rerun).
 async fn collide_once(
-    client: &orca_tests::Tasks,
+    client: &tidewright_tests::Tasks,
     url: &str,
     touches: bool,
 ) -> anyhow::Result<(f64, usize)> {
@@ -336,12 +336,12 @@ async fn collide_once(
         on_conflict: "rerun".into(),
         ..v1::StepSpec::default()
     });
-    let request = orca_tests::task("collide", steps);
+    let request = tidewright_tests::task("collide", steps);
     let (id, task, wall) = run_on(client, request, url).await?;
     if task.state != v1::TaskState::Succeeded as i32 {
         bail!("the collisions task {id} did not succeed: {task:?}");
     }
-    let conflicts = orca_tests::step(&task, "deliver").attempts.len() - 1;
+    let conflicts = tidewright_tests::step(&task, "deliver").attempts.len() - 1;
     Ok((wall, conflicts))
 }
 
@@ -351,7 +351,7 @@ async fn collisions(
     server: &GitServer,
     run: usize,
 ) -> anyhow::Result<()> {
-    use orca_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::anthropic::{MockAnthropic, Reply};
     let work = dir.join(format!("collide-{run}"));
     std::fs::create_dir_all(&work)?;
     let name = format!("collide-{run}");
@@ -404,7 +404,7 @@ async fn collisions(
     let secrets = secrets.display().to_string();
     let key = work.join("planner.key");
     std::fs::write(&key, "sk-ant-planner-key\n")?;
-    let orca = orca_tests::Server::start_on(
+    let tidewright = tidewright_tests::Server::start_on(
         &work.join("server"),
         "127.0.0.1:0",
         &[
@@ -417,16 +417,16 @@ async fn collisions(
             &key.display().to_string(),
         ],
     )?;
-    let _worker = orca_tests::start_named_claude_worker(
-        &orca,
+    let _worker = tidewright_tests::start_named_claude_worker(
+        &tidewright,
         &work,
         "agents",
         &mock,
         (&["claude-code"], AGENTS as u32),
         &["--secrets-dir", &secrets],
     )?;
-    orca.wait_for_agents(&["agents"]).await?;
-    let client = orca.tasks().await?;
+    tidewright.wait_for_agents(&["agents"]).await?;
+    let client = tidewright.tasks().await?;
     let url = server.url(&name);
     let (wall, conflicts) = collide_once(&client, &url, false).await?;
     table.add(
@@ -474,7 +474,7 @@ async fn collisions(
 /// the server's account) and waits for it to end: its id, the task, and
 /// the seconds from submit to its end.
 async fn run_on(
-    client: &orca_tests::Tasks,
+    client: &tidewright_tests::Tasks,
     mut request: v1::SubmitTaskRequest,
     url: &str,
 ) -> anyhow::Result<(String, v1::Task, f64)> {
@@ -487,8 +487,9 @@ async fn run_on(
         });
     }
     let started = Instant::now();
-    let id = orca_tests::submit(client, request).await?;
-    let task = orca_tests::wait_finished(client, &id, std::time::Duration::from_secs(600)).await?;
+    let id = tidewright_tests::submit(client, request).await?;
+    let task =
+        tidewright_tests::wait_finished(client, &id, std::time::Duration::from_secs(600)).await?;
     Ok((id, task, started.elapsed().as_secs_f64()))
 }
 
@@ -497,14 +498,17 @@ const PLAN_MARKER: &str = "[collide: plan]";
 
 /// The same job as a prompt the planner turns into steps; the time from
 /// submit to the task's end, and the conflicts its deliver step found
-/// (orca's deliver step fails on one: counted as one).
-async fn collide_planned(client: &orca_tests::Tasks, url: &str) -> anyhow::Result<(f64, usize)> {
-    let request = orca_tests::prompt_task(
+/// (tidewright's deliver step fails on one: counted as one).
+async fn collide_planned(
+    client: &tidewright_tests::Tasks,
+    url: &str,
+) -> anyhow::Result<(f64, usize)> {
+    let request = tidewright_tests::prompt_task(
         &format!("{PLAN_MARKER} Eight agents build the feature, in four parts of two."),
         true,
     );
     let (id, task, wall) = run_on(client, request, url).await?;
-    let deliver = orca_tests::step(&task, "deliver");
+    let deliver = tidewright_tests::step(&task, "deliver");
     let planned_touches = task
         .spec
         .as_ref()

@@ -8,22 +8,22 @@
 //! process and its exit, either way. The sandbox's share is the
 //! difference of the two p50s.
 //!
-//! Sizes: ORCA_BENCH_SANDBOX_STEPS (steps per worker and run, 200). Each
-//! run (ORCA_BENCH_RUNS, 5) is on a new server and data directory; the
+//! Sizes: TIDEWRIGHT_BENCH_SANDBOX_STEPS (steps per worker and run, 200). Each
+//! run (TIDEWRIGHT_BENCH_RUNS, 5) is on a new server and data directory; the
 //! runs end in one table.
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::bench::*;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::bench::*;
+use tidewright_tests::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runs = runs();
-    let steps = env_number("ORCA_BENCH_SANDBOX_STEPS", 200) as usize;
+    let steps = env_number("TIDEWRIGHT_BENCH_SANDBOX_STEPS", 200) as usize;
     println!(
-        "orca sandbox benchmark: {} cores, release build, SQLite, {steps} shell steps (`true`) per worker and run, one at a time, a sandboxed worker and a --sandbox=off one taking turns",
+        "tidewright sandbox benchmark: {} cores, release build, SQLite, {steps} shell steps (`true`) per worker and run, one at a time, a sandboxed worker and a --sandbox=off one taking turns",
         cores()
     );
     let mut table = Table::default();

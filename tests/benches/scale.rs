@@ -1,5 +1,5 @@
 //! `make bench-scale`: the control plane under a deep queue. A million
-//! one-step tasks (ORCA_BENCH_QUEUED) are submitted in batches while no
+//! one-step tasks (TIDEWRIGHT_BENCH_QUEUED) are submitted in batches while no
 //! worker has the capability they need; the server is killed (-9) and
 //! restarted with them queued; then workers that can take them arrive.
 //! Prints the submit rate, the server's memory with the queue full, before
@@ -8,10 +8,10 @@
 //! dispatch rate through the backlog next to the rate on an empty queue.
 //!
 //! The real release binary (scripts/bench.sh builds it) on SQLite, or on
-//! PostgreSQL with ORCA_BENCH_STORE=postgres (a throwaway cluster, or
-//! ORCA_BENCH_POSTGRES_URL), where the replica is restarted under its name
+//! PostgreSQL with TIDEWRIGHT_BENCH_STORE=postgres (a throwaway cluster, or
+//! TIDEWRIGHT_BENCH_POSTGRES_URL), where the replica is restarted under its name
 //! (`--replica-name`, as a pod is) and each run's database is dropped after
-//! it. With ORCA_BENCH_SNAPSHOT=DIR, SQLite's data
+//! it. With TIDEWRIGHT_BENCH_SNAPSHOT=DIR, SQLite's data
 //! directory as the kill -9 left it (the million queued) is copied to DIR,
 //! to profile restarts on copies of it.
 
@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use orca_api::v1;
-use orca_store_postgres::throwaway;
-use orca_tests::bench::*;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_store_postgres::throwaway;
+use tidewright_tests::bench::*;
+use tidewright_tests::*;
 
 /// The capability the queued tasks need, which no worker offers until
 /// the backlog's workers arrive.
@@ -30,16 +30,16 @@ const LATER: &str = "bench-later";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let queued = env_number("ORCA_BENCH_QUEUED", 1_000_000) as usize;
+    let queued = env_number("TIDEWRIGHT_BENCH_QUEUED", 1_000_000) as usize;
     let cores = cores();
     println!(
-        "orca scale benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
+        "tidewright scale benchmark: {cores} cores, release build, 2 worker processes x {SLOTS} slots, no-op single-step tasks"
     );
-    let only = std::env::var("ORCA_BENCH_STORE").unwrap_or_default();
+    let only = std::env::var("TIDEWRIGHT_BENCH_STORE").unwrap_or_default();
     let runs = runs();
     let mut table = Table::default();
     if only == "postgres" {
-        let (url, _cluster) = match std::env::var("ORCA_BENCH_POSTGRES_URL") {
+        let (url, _cluster) = match std::env::var("TIDEWRIGHT_BENCH_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => (url, None),
             _ => {
                 let cluster = throwaway::Cluster::start_durable()?;
@@ -105,16 +105,16 @@ async fn deep_queue(queued: usize, flags: &[&str], table: &mut Table) -> anyhow:
         .cli()
         .args(["get", "tasks", "--state", "queued"])
         .output()?;
-    anyhow::ensure!(out.status.success(), "orca get tasks failed");
+    anyhow::ensure!(out.status.success(), "tidewright get tasks failed");
     let get_tasks = listed.elapsed().as_secs_f64() * 1000.0;
-    println!("orca get tasks --state queued: {get_tasks:.0} ms");
+    println!("tidewright get tasks --state queued: {get_tasks:.0} ms");
 
     // kill -9, then a restart on the same store.
     let mut server = server;
     server.process.signal("KILL");
     server.process.wait_exit(Duration::from_secs(10))?;
     drop(server);
-    if let Ok(snapshot) = std::env::var("ORCA_BENCH_SNAPSHOT") {
+    if let Ok(snapshot) = std::env::var("TIDEWRIGHT_BENCH_SNAPSHOT") {
         let copied = std::process::Command::new("cp")
             .args(["-a"])
             .arg(dir.path())
@@ -201,7 +201,7 @@ async fn deep_queue(queued: usize, flags: &[&str], table: &mut Table) -> anyhow:
             counted,
         ),
         (
-            &format!("{queue}: orca get tasks --state queued"),
+            &format!("{queue}: tidewright get tasks --state queued"),
             "ms",
             Better::Lower,
             get_tasks,

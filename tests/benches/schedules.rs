@@ -2,23 +2,23 @@
 //! control plane (SQLite, the release binary) and one worker; a schedule
 //! ticking every second whose task is one no-op step. Each tick's delay is
 //! from its scheduled time to its task's creation (the task's created_at,
-//! one machine, one clock), over ORCA_BENCH_TICKS ticks (500); the ticks
+//! one machine, one clock), over TIDEWRIGHT_BENCH_TICKS ticks (500); the ticks
 //! and their tasks are read from the schedule's history as it goes.
-//! ORCA_BENCH_RUNS (1) runs, each on a new server and data directory.
+//! TIDEWRIGHT_BENCH_RUNS (1) runs, each on a new server and data directory.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orca_client::{Client, Settings, v1};
-use orca_tests::bench::*;
-use orca_tests::*;
+use tidewright_client::{Client, Settings, v1};
+use tidewright_tests::bench::*;
+use tidewright_tests::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs = env_number("ORCA_BENCH_RUNS", 1).max(1);
-    let ticks = env_number("ORCA_BENCH_TICKS", 500) as usize;
+    let runs = env_number("TIDEWRIGHT_BENCH_RUNS", 1).max(1);
+    let ticks = env_number("TIDEWRIGHT_BENCH_TICKS", 500) as usize;
     println!(
-        "orca schedule benchmark: {} cores, release build, SQLite, 1 worker, a schedule every second of one no-op step, {ticks} ticks a run",
+        "tidewright schedule benchmark: {} cores, release build, SQLite, 1 worker, a schedule every second of one no-op step, {ticks} ticks a run",
         cores()
     );
     let mut table = Table::default();
@@ -59,7 +59,7 @@ async fn measure_once(table: &mut Table, wanted: usize) -> anyhow::Result<()> {
             let tick = run
                 .tick
                 .as_ref()
-                .map(orca_api::convert::micros)
+                .map(tidewright_api::convert::micros)
                 .unwrap_or_default();
             if run.task_id.is_empty() {
                 if seen_skips.insert(tick) {
@@ -76,7 +76,7 @@ async fn measure_once(table: &mut Table, wanted: usize) -> anyhow::Result<()> {
         let created = task
             .created_at
             .as_ref()
-            .map(orca_api::convert::micros)
+            .map(tidewright_api::convert::micros)
             .unwrap_or_default();
         delays.push(created - tick);
     }

@@ -6,27 +6,27 @@
 //! submit latencies of that minute, so a store that grows without end, or
 //! a latency step when removals start, shows in the table.
 //!
-//! Sizes: ORCA_SOAK_RATE (tasks/s, 1,000), ORCA_SOAK_MINUTES (30),
-//! ORCA_SOAK_RETENTION (the tasks' window in seconds, 300) and
-//! ORCA_SOAK_AUDIT_RETENTION (the audit log's, the tasks' by default).
+//! Sizes: TIDEWRIGHT_SOAK_RATE (tasks/s, 1,000), TIDEWRIGHT_SOAK_MINUTES (30),
+//! TIDEWRIGHT_SOAK_RETENTION (the tasks' window in seconds, 300) and
+//! TIDEWRIGHT_SOAK_AUDIT_RETENTION (the audit log's, the tasks' by default).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orca_tests::bench::*;
-use orca_tests::*;
+use tidewright_tests::bench::*;
+use tidewright_tests::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rate = env_number("ORCA_SOAK_RATE", 1_000).max(1);
-    let minutes = env_number("ORCA_SOAK_MINUTES", 30).max(1);
-    let retention = env_number("ORCA_SOAK_RETENTION", 300);
+    let rate = env_number("TIDEWRIGHT_SOAK_RATE", 1_000).max(1);
+    let minutes = env_number("TIDEWRIGHT_SOAK_MINUTES", 30).max(1);
+    let retention = env_number("TIDEWRIGHT_SOAK_RETENTION", 300);
     // The audit log (a record a submit) and the records of removed tasks
     // are kept by their own window: the same as the tasks' by default, so
     // the whole store can level off.
-    let audit_retention = env_number("ORCA_SOAK_AUDIT_RETENTION", retention);
+    let audit_retention = env_number("TIDEWRIGHT_SOAK_AUDIT_RETENTION", retention);
     println!(
-        "orca soak: {} cores, release build, SQLite, 2 worker processes x {SLOTS} slots, no-op single-step tasks at {rate}/s (one SubmitTask each) for {minutes} min, --retention {retention}s --audit-retention {audit_retention}s",
+        "tidewright soak: {} cores, release build, SQLite, 2 worker processes x {SLOTS} slots, no-op single-step tasks at {rate}/s (one SubmitTask each) for {minutes} min, --retention {retention}s --audit-retention {audit_retention}s",
         cores()
     );
     let dir = tempfile::tempdir()?;

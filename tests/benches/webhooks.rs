@@ -11,17 +11,17 @@
 //!   the task's end) to the receiver's clock on arrival (one machine, one
 //!   clock), in that burst and at a steady 200 tasks/s.
 //!
-//! Sizes: ORCA_BENCH_WEBHOOK_TASKS (the burst, 20,000) and
-//! ORCA_BENCH_SECONDS (the steady part, 10). Each run (ORCA_BENCH_RUNS, 5)
+//! Sizes: TIDEWRIGHT_BENCH_WEBHOOK_TASKS (the burst, 20,000) and
+//! TIDEWRIGHT_BENCH_SECONDS (the steady part, 10). Each run (TIDEWRIGHT_BENCH_RUNS, 5)
 //! is on a new server and data directory; the runs end in one table.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use orca_client::{Client, Settings};
-use orca_tests::bench::*;
-use orca_tests::webhook_receiver::{Received, Receiver};
-use orca_tests::*;
+use tidewright_client::{Client, Settings};
+use tidewright_tests::bench::*;
+use tidewright_tests::webhook_receiver::{Received, Receiver};
+use tidewright_tests::*;
 
 const STEADY_RATE: u64 = 200;
 const WARM_UP: usize = 200;
@@ -32,7 +32,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(1800);
 async fn main() -> anyhow::Result<()> {
     let runs = runs();
     println!(
-        "orca webhook benchmark: {} cores, release build, SQLite, 2 worker processes x {SLOTS} slots, no-op single-step tasks, one endpoint on task.succeeded answering 204",
+        "tidewright webhook benchmark: {} cores, release build, SQLite, 2 worker processes x {SLOTS} slots, no-op single-step tasks, one endpoint on task.succeeded answering 204",
         cores()
     );
     let mut table = Table::default();
@@ -45,8 +45,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn measure_once(table: &mut Table) -> anyhow::Result<()> {
-    let total = env_number("ORCA_BENCH_WEBHOOK_TASKS", 20_000) as usize;
-    let seconds = env_number("ORCA_BENCH_SECONDS", 10);
+    let total = env_number("TIDEWRIGHT_BENCH_WEBHOOK_TASKS", 20_000) as usize;
+    let seconds = env_number("TIDEWRIGHT_BENCH_SECONDS", 10);
 
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(

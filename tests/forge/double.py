@@ -1,4 +1,4 @@
-"""A loopback double of the two forges orca opens pull requests on.
+"""A loopback double of the two forges tidewright opens pull requests on.
 
 GitHub's calls are checked against GitHub's own published OpenAPI
 description (npm @octokit/openapi) with openapi-core: a request GitHub's

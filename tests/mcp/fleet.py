@@ -1,9 +1,9 @@
 """A lead step's agent, played by the official MCP Python SDK: it starts
-`orca mcp` over stdio as an agent CLI would (the step's environment holds
+`tidewright mcp` over stdio as an agent CLI would (the step's environment holds
 the control plane's address and the step's token), lists the tools, and
 calls every one: shared state and topics, then the fleet (submit a task and
 a template, wait, read, logs, list, cancel), and some that must be refused.
-Writes what each call answered to $ORCA_OUTPUT, for the test to check."""
+Writes what each call answered to $TIDEWRIGHT_OUTPUT, for the test to check."""
 
 import asyncio
 import json
@@ -16,7 +16,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 # A child's step that submits a task of its own: a grandchild.
 GRANDCHILD = (
     "printf 'name: grandchild\\nsteps:\\n  - id: a\\n    shell: {command: [\"true\"]}\\n' > g.yaml"
-    " && orca submit -f g.yaml"
+    " && tidewright submit -f g.yaml"
 )
 
 
@@ -25,7 +25,7 @@ def shell(step_id, script):
 
 
 async def main():
-    params = StdioServerParameters(command="orca", args=["mcp"], env=dict(os.environ))
+    params = StdioServerParameters(command="tidewright", args=["mcp"], env=dict(os.environ))
     report = {}
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
@@ -51,7 +51,7 @@ async def main():
 
             # The fleet: a child that answers, one from a template, one that
             # waits until cancelled, and one left running when this step ends.
-            answer = "echo hello from the child; echo '{\"n\": 7}' > \"$ORCA_OUTPUT\""
+            answer = "echo hello from the child; echo '{\"n\": 7}' > \"$TIDEWRIGHT_OUTPUT\""
             report["submit_task"] = await call(
                 "submit_task",
                 {"task": {"name": "part-1", "steps": [shell("work", answer)]}, "key": "part-1"},
@@ -92,12 +92,12 @@ async def main():
                 "submit_task",
                 {"task": {"name": "part-1", "steps": [shell("work", answer)]}, "key": "part-1"},
             )
-            report["not_a_child"] = await call("get_task", {"taskId": os.environ["ORCA_TASK_ID"]})
+            report["not_a_child"] = await call("get_task", {"taskId": os.environ["TIDEWRIGHT_TASK_ID"]})
             report["bad_task"] = await call("submit_task", {"task": {"name": "bad", "steps": [{"id": "Bad!"}]}})
             report["wait_timeout"] = await call(
                 "wait_for_task", {"taskId": report["left_running"]["taskId"], "timeoutSeconds": 1}
             )
-    with open(os.environ["ORCA_OUTPUT"], "w") as output:
+    with open(os.environ["TIDEWRIGHT_OUTPUT"], "w") as output:
         json.dump(report, output)
 
 

@@ -1,7 +1,7 @@
-"""An MCP client outside orca, with the official MCP Python SDK's
+"""An MCP client outside tidewright, with the official MCP Python SDK's
 streamable HTTP transport: it lists the fleet's tools at the control
 plane's /mcp, submits a task, waits for it and reads it, as the caller its
-bearer token names. Argv: the endpoint's URL; the token is in $ORCA_TOKEN.
+bearer token names. Argv: the endpoint's URL; the token is in $TIDEWRIGHT_TOKEN.
 Prints what each call answered, as JSON."""
 
 import asyncio
@@ -15,7 +15,7 @@ from mcp.client.streamable_http import create_mcp_http_client, streamable_http_c
 
 async def main(url):
     report = {}
-    headers = {"Authorization": f"Bearer {os.environ['ORCA_TOKEN']}"}
+    headers = {"Authorization": f"Bearer {os.environ['TIDEWRIGHT_TOKEN']}"}
     async with create_mcp_http_client(headers=headers) as http:
         async with streamable_http_client(url, http_client=http) as streams:
             read, write = streams[0], streams[1]
@@ -31,7 +31,7 @@ async def main(url):
 
                 task = {
                     "name": "from-mcp",
-                    "steps": [{"id": "s", "shell": {"command": ["sh", "-c", "echo '{\"ok\": true}' > \"$ORCA_OUTPUT\""]}}],
+                    "steps": [{"id": "s", "shell": {"command": ["sh", "-c", "echo '{\"ok\": true}' > \"$TIDEWRIGHT_OUTPUT\""]}}],
                 }
                 report["submit_task"] = await call("submit_task", {"task": task})
                 task_id = report["submit_task"]["taskId"]

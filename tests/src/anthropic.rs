@@ -207,7 +207,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
     let reply = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(request);
-        state.arrivals.push(orca_api::convert::now_micros());
+        state.arrivals.push(tidewright_api::convert::now_micros());
         let routed = state
             .routes
             .iter_mut()
@@ -225,7 +225,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
             Reply::RetryAfter { seconds } => Reply::Limited {
                 status: 429,
                 message: "mock: rate limited".into(),
-                resets_at: orca_api::convert::now_micros() / 1_000_000 + seconds,
+                resets_at: tidewright_api::convert::now_micros() / 1_000_000 + seconds,
             },
             reply => reply,
         }
@@ -303,8 +303,8 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
 /// The headers the API sends with a limit that resets at `resets_at`
 /// (unix seconds).
 fn limit_headers(headers: &mut HeaderMap, resets_at: i64, subscription: bool) {
-    let now = orca_api::convert::now_micros() / 1_000_000;
-    let rfc3339 = orca_api::view::format_utc(resets_at * 1_000_000);
+    let now = tidewright_api::convert::now_micros() / 1_000_000;
+    let rfc3339 = tidewright_api::view::format_utc(resets_at * 1_000_000);
     let mut set = |name: &str, value: String| {
         if let (Ok(name), Ok(value)) = (
             axum::http::HeaderName::try_from(name),

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orca_api::v1;
+use tidewright_api::v1;
 
 use crate::{Tasks, noop_step, task, wait_all_finished};
 
@@ -117,7 +117,7 @@ pub async fn submit_steadily(
         let mut client = client.clone();
         let request = make(n);
         sent.spawn(async move {
-            let at = orca_api::convert::now_micros();
+            let at = tidewright_api::convert::now_micros();
             let id = client.submit_task(request).await?.into_inner().task_id;
             anyhow::Ok((id, at))
         });
@@ -187,9 +187,9 @@ pub async fn page_through(client: &Tasks) -> anyhow::Result<(f64, f64)> {
 }
 
 /// How many times a benchmark repeats its measured part
-/// (ORCA_BENCH_RUNS, 5 unless told).
+/// (TIDEWRIGHT_BENCH_RUNS, 5 unless told).
 pub fn runs() -> usize {
-    env_number("ORCA_BENCH_RUNS", 5).max(1) as usize
+    env_number("TIDEWRIGHT_BENCH_RUNS", 5).max(1) as usize
 }
 
 /// Which way a figure is better: the tail of its runs is their highest
@@ -286,10 +286,12 @@ fn figure(value: f64) -> String {
 }
 
 /// The command that repeats a benchmark as it ran: `make TARGET` behind the
-/// ORCA_BENCH_* settings this run had.
+/// TIDEWRIGHT_BENCH_* settings this run had.
 pub fn command(target: &str) -> String {
     let mut settings: Vec<String> = std::env::vars()
-        .filter(|(name, _)| name.starts_with("ORCA_BENCH_") && name != "ORCA_BENCH_POSTGRES_URL")
+        .filter(|(name, _)| {
+            name.starts_with("TIDEWRIGHT_BENCH_") && name != "TIDEWRIGHT_BENCH_POSTGRES_URL"
+        })
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     settings.sort();

@@ -13,15 +13,15 @@ use serde_json::{Value, json};
 
 use crate::{eventually, free_addr};
 
-/// `$ORCA_CHROMIUM`, else Debian's.
+/// `$TIDEWRIGHT_CHROMIUM`, else Debian's.
 fn chromium() -> PathBuf {
-    std::env::var_os("ORCA_CHROMIUM")
+    std::env::var_os("TIDEWRIGHT_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
 fn chromedriver() -> PathBuf {
-    std::env::var_os("ORCA_CHROMEDRIVER")
+    std::env::var_os("TIDEWRIGHT_CHROMEDRIVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver"))
 }

@@ -1,5 +1,5 @@
 //! The Helm chart as tests render it: the real helm binary (scripts/tools.sh
-//! fetches it into .tools/bin, or $ORCA_HELM), and its output as objects.
+//! fetches it into .tools/bin, or $TIDEWRIGHT_HELM), and its output as objects.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +11,7 @@ use crate::repo_root;
 
 /// helm, run from the repository's root.
 pub fn helm() -> Command {
-    let path = std::env::var_os("ORCA_HELM")
+    let path = std::env::var_os("TIDEWRIGHT_HELM")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".tools/bin/helm"));
     assert!(
@@ -29,10 +29,10 @@ pub fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
     let mut command = helm();
     command.args([
         "template",
-        "orca",
-        "charts/orca",
+        "tidewright",
+        "charts/tidewright",
         "--namespace",
-        "orca-system",
+        "tidewright-system",
         "--include-crds",
     ]);
     for set in sets {

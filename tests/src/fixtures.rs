@@ -2,7 +2,7 @@
 //! installed CLI must be the version its script pins, its fixtures must be
 //! recorded from that version (`VERSION` beside them), and each run the
 //! tests make must have the shape of its fixture. With
-//! `ORCA_RECORD_FIXTURES=1` the runs are recorded instead.
+//! `TIDEWRIGHT_RECORD_FIXTURES=1` the runs are recorded instead.
 
 use std::path::PathBuf;
 
@@ -41,9 +41,9 @@ impl PinnedCli {
             .to_string()
     }
 
-    /// Whether this run records the fixtures (`ORCA_RECORD_FIXTURES=1`).
+    /// Whether this run records the fixtures (`TIDEWRIGHT_RECORD_FIXTURES=1`).
     pub fn recording(&self) -> bool {
-        std::env::var_os("ORCA_RECORD_FIXTURES").is_some_and(|v| v == "1")
+        std::env::var_os("TIDEWRIGHT_RECORD_FIXTURES").is_some_and(|v| v == "1")
     }
 
     /// The installed CLI (its version `installed`) is the pinned one, and
@@ -69,7 +69,7 @@ impl PinnedCli {
             recorded.trim(),
             pinned,
             "the fixtures in {} were recorded from {}, not the pinned {pinned}: re-record them \
-             (ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test {})",
+             (TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p tidewright-tests --test {})",
             self.fixtures().display(),
             recorded.trim(),
             self.test,

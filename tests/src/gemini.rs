@@ -167,7 +167,7 @@ fn answer(state: &Mutex<State>, call: &str, headers: &HeaderMap, body: &[u8]) ->
         let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let asked = request["contents"].to_string();
         state.requests.push(request);
-        state.arrivals.push(orca_api::convert::now_micros());
+        state.arrivals.push(tidewright_api::convert::now_micros());
         let key = headers
             .get("x-goog-api-key")
             .and_then(|v| v.to_str().ok())

@@ -102,7 +102,7 @@ impl GitServer {
         }
         let socket = dir.join("fcgi.sock");
         let fcgiwrap = Process::spawn(
-            Command::new(program("ORCA_FCGIWRAP", "/usr/sbin/fcgiwrap"))
+            Command::new(program("TIDEWRIGHT_FCGIWRAP", "/usr/sbin/fcgiwrap"))
                 .arg("-s")
                 .arg(format!("unix:{}", socket.display())),
             &dir,
@@ -133,7 +133,7 @@ http {{
     listen {addr};
     client_max_body_size 0;
     location / {{
-      auth_basic "orca tests";
+      auth_basic "tidewright tests";
       auth_basic_user_file {d}/htpasswd;
       fastcgi_pass unix:{socket};
       fastcgi_param SCRIPT_FILENAME {backend};
@@ -157,7 +157,7 @@ http {{
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, config)?;
         let nginx = Process::spawn(
-            Command::new(program("ORCA_NGINX", "/usr/sbin/nginx"))
+            Command::new(program("TIDEWRIGHT_NGINX", "/usr/sbin/nginx"))
                 .arg("-p")
                 .arg(&dir)
                 .arg("-c")

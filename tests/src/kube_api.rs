@@ -448,7 +448,7 @@ pub fn task_resource(name: &str, uid: &str, steps: Value, ttl: Option<u32>) -> V
         spec["ttlSecondsAfterFinished"] = json!(ttl);
     }
     json!({
-        "apiVersion": "orca.dev/v1alpha1", "kind": "Task",
+        "apiVersion": "tidewright.dev/v1alpha1", "kind": "Task",
         "metadata": {"name": name, "namespace": "team-a", "uid": uid, "generation": 1},
         "spec": spec,
     })
@@ -461,21 +461,24 @@ pub fn sh(id: &str, deps: &[&str], script: &str) -> Value {
 
 /// The operator's context: `mock` as its Kubernetes API, `server` as its
 /// control plane (with the server's admin token).
-pub fn operator_context(server: &crate::Server, mock: &MockKube) -> Arc<orca_operator::Context> {
-    let control_plane = orca_operator::ControlPlane::connect_lazy(
+pub fn operator_context(
+    server: &crate::Server,
+    mock: &MockKube,
+) -> Arc<tidewright_operator::Context> {
+    let control_plane = tidewright_operator::ControlPlane::connect_lazy(
         &server.url,
         Some(&server.admin_token),
-        &orca_api::client::ClientTls::default(),
+        &tidewright_api::client::ClientTls::default(),
     )
     .expect("control plane client");
-    let workers = orca_operator::WorkerSettings {
-        server: "http://orca.orca-system:7070".into(),
-        image: "ghcr.io/orca-dev/orca-worker:test".into(),
-        token_secret: "orca-worker-token".into(),
+    let workers = tidewright_operator::WorkerSettings {
+        server: "http://tidewright.tidewright-system:7070".into(),
+        image: "ghcr.io/tidewright/tidewright-worker:test".into(),
+        token_secret: "tidewright-worker-token".into(),
         token_key: "token".into(),
         metrics_token_secret: None,
     };
-    Arc::new(orca_operator::Context::new(
+    Arc::new(tidewright_operator::Context::new(
         mock.client.clone(),
         control_plane,
         workers,

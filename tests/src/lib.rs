@@ -1,4 +1,4 @@
-//! Harness for end-to-end tests and the benchmark: starts the real `orca`
+//! Harness for end-to-end tests and the benchmark: starts the real `tidewright`
 //! binary as separate processes on loopback ports the system picks, talks
 //! to them over gRPC, and cleans up (kills and removes) when dropped.
 
@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use orca_api::v1;
-use orca_api::v1::agent_service_client::AgentServiceClient;
-use orca_api::v1::task_service_client::TaskServiceClient;
+use tidewright_api::v1;
+use tidewright_api::v1::agent_service_client::AgentServiceClient;
+use tidewright_api::v1::task_service_client::TaskServiceClient;
 use tonic::transport::Channel;
 
-pub use orca_api;
+pub use tidewright_api;
 
 pub mod anthropic;
 pub mod bench;
@@ -26,7 +26,7 @@ pub mod git_server;
 pub mod kube_api;
 pub mod openai;
 pub mod webhook_receiver;
-use orca_api::client::{Bearer, ClientTls};
+use tidewright_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
 
 /// Clients that carry a bearer token.
@@ -37,19 +37,19 @@ pub fn bearer(token: &str) -> Bearer {
     Bearer::new(Some(token)).expect("a token fits in a header")
 }
 
-/// The `orca` binary under test: `$ORCA_BIN`, or the one cargo built beside
+/// The `tidewright` binary under test: `$TIDEWRIGHT_BIN`, or the one cargo built beside
 /// this test executable.
-pub fn orca_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("ORCA_BIN") {
+pub fn tidewright_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("TIDEWRIGHT_BIN") {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/orca
+    // target/<profile>/deps/<test> -> target/<profile>/tidewright
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = profile_dir.join("orca");
+    let bin = profile_dir.join("tidewright");
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build -p orca-cli` (or set ORCA_BIN)",
+        "{} is missing: build it with `cargo build -p tidewright` (or set TIDEWRIGHT_BIN)",
         bin.display()
     );
     bin
@@ -153,12 +153,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `orca server` on a free loopback port the system picks.
+    /// Starts `tidewright server` on a free loopback port the system picks.
     pub fn start(data_dir: &Path) -> anyhow::Result<Server> {
         Server::start_on(data_dir, "127.0.0.1:0", &[])
     }
 
-    /// Starts `orca server` listening on `listen`, with extra flags.
+    /// Starts `tidewright server` listening on `listen`, with extra flags.
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Server> {
         Server::start_with_env(data_dir, listen, extra, &[])
     }
@@ -171,7 +171,7 @@ impl Server {
         envs: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
         let (log, stderr) = log_file(data_dir, "server")?;
-        let mut child = Command::new(orca_bin())
+        let mut child = Command::new(tidewright_bin())
             .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
@@ -185,7 +185,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .context("spawning orca server")?;
+            .context("spawning tidewright server")?;
         let stdout = child.stdout.take().context("server stdout")?;
         let mut process = Process { child, log };
         // The first line says where it listens; read it, then keep draining.
@@ -195,7 +195,7 @@ impl Server {
             _ => {
                 process.kill();
                 bail!(
-                    "orca server exited before listening; see {}",
+                    "tidewright server exited before listening; see {}",
                     process.log.display()
                 );
             }
@@ -278,12 +278,12 @@ impl Server {
         ))
     }
 
-    /// The `orca` CLI pointed at this server with the admin token.
+    /// The `tidewright` CLI pointed at this server with the admin token.
     pub fn cli(&self) -> Command {
-        let mut command = Command::new(orca_bin());
+        let mut command = Command::new(tidewright_bin());
         command
             .args(["--server", &self.url])
-            .env("ORCA_TOKEN", &self.admin_token)
+            .env("TIDEWRIGHT_TOKEN", &self.admin_token)
             // No context from the developer's own config file.
             .env("XDG_CONFIG_HOME", &self.data_dir);
         if let Some(ca) = &self.client_tls.ca_file {
@@ -292,12 +292,12 @@ impl Server {
         command
     }
 
-    /// Starts `orca worker` against this server.
+    /// Starts `tidewright worker` against this server.
     pub fn worker(&self, name: &str, capabilities: &[&str], slots: u32) -> anyhow::Result<Process> {
         self.worker_with(name, capabilities, slots, &[])
     }
 
-    /// Starts `orca worker` with extra worker flags.
+    /// Starts `tidewright worker` with extra worker flags.
     pub fn worker_with(
         &self,
         name: &str,
@@ -375,8 +375,8 @@ pub fn start_with_tokens(dir: &Path, lines: &[String], extra: &[&str]) -> anyhow
 }
 
 /// A control plane serving HTTP on `http` (plus `extra` flags), with a
-/// token per role: `orca_admin` (admin "root"), `orca_dev` (developer
-/// "dana"), `orca_viewer` (viewer "vic") and `orca_worker`; and one
+/// token per role: `tidewright_admin` (admin "root"), `tidewright_dev` (developer
+/// "dana"), `tidewright_viewer` (viewer "vic") and `tidewright_worker`; and one
 /// connected shell worker, `w1`, with `slots`.
 pub async fn start_with_roles(
     dir: &Path,
@@ -389,15 +389,15 @@ pub async fn start_with_roles(
     let mut server = start_with_tokens(
         dir,
         &[
-            token_line("orca_admin", "admin", "root"),
-            token_line("orca_dev", "developer", "dana"),
-            token_line("orca_viewer", "viewer", "vic"),
-            token_line("orca_worker", "worker", "pool-a"),
+            token_line("tidewright_admin", "admin", "root"),
+            token_line("tidewright_dev", "developer", "dana"),
+            token_line("tidewright_viewer", "viewer", "vic"),
+            token_line("tidewright_worker", "worker", "pool-a"),
         ],
         &flags,
     )?;
-    server.worker_token = "orca_worker".into();
-    server.admin_token = "orca_admin".into();
+    server.worker_token = "tidewright_worker".into();
+    server.admin_token = "tidewright_admin".into();
     let worker = server.worker("w1", &["shell"], slots)?;
     server.wait_for_agents(&["w1"]).await?;
     Ok((server, worker))
@@ -445,12 +445,12 @@ pub fn start_worker(
     start_worker_env(url, dir, name, capabilities, slots, extra, token, &[])
 }
 
-/// The real Claude Code CLI the tests run: `ORCA_TEST_CLAUDE_BIN`, or the
+/// The real Claude Code CLI the tests run: `TIDEWRIGHT_TEST_CLAUDE_BIN`, or the
 /// one scripts/claude.sh installs.
 /// The pinned Codex CLI `scripts/codex.sh` installs (or
-/// `ORCA_TEST_CODEX_BIN`).
+/// `TIDEWRIGHT_TEST_CODEX_BIN`).
 pub fn codex_bin() -> PathBuf {
-    let path = std::env::var_os("ORCA_TEST_CODEX_BIN")
+    let path = std::env::var_os("TIDEWRIGHT_TEST_CODEX_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/codex/node_modules/.bin/codex")
@@ -464,9 +464,9 @@ pub fn codex_bin() -> PathBuf {
 }
 
 /// The pinned Gemini CLI `scripts/gemini.sh` installs (or
-/// `ORCA_TEST_GEMINI_BIN`).
+/// `TIDEWRIGHT_TEST_GEMINI_BIN`).
 pub fn gemini_bin() -> PathBuf {
-    let path = std::env::var_os("ORCA_TEST_GEMINI_BIN")
+    let path = std::env::var_os("TIDEWRIGHT_TEST_GEMINI_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/gemini/node_modules/.bin/gemini")
@@ -492,7 +492,7 @@ pub fn gemini_step(id: &str, prompt: &str) -> v1::StepSpec {
 }
 
 pub fn claude_bin() -> PathBuf {
-    let path = std::env::var_os("ORCA_TEST_CLAUDE_BIN")
+    let path = std::env::var_os("TIDEWRIGHT_TEST_CLAUDE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/claude/node_modules/.bin/claude")
@@ -705,7 +705,7 @@ pub fn start_strict_worker(
     envs: &[(&str, &str)],
 ) -> anyhow::Result<Process> {
     Process::spawn(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "--server",
                 url,
@@ -722,7 +722,7 @@ pub fn start_strict_worker(
             .arg(Path::new("work").join(name))
             .args(extra)
             .current_dir(dir)
-            .env("ORCA_TOKEN", token)
+            .env("TIDEWRIGHT_TOKEN", token)
             .env("XDG_CONFIG_HOME", dir)
             .env("RUST_LOG", "info")
             .env("PATH", system_first_path())
@@ -758,7 +758,9 @@ pub async fn connect(url: &str) -> anyhow::Result<Channel> {
 
 /// A channel to `url`, over TLS with `tls` for an `https://` URL.
 pub async fn connect_with(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
-    Ok(orca_api::client::endpoint(url, tls)?.connect().await?)
+    Ok(tidewright_api::client::endpoint(url, tls)?
+        .connect()
+        .await?)
 }
 
 /// The pids of live processes whose command line is exactly `argv` (a
@@ -1050,7 +1052,9 @@ pub async fn all_task_ids(client: &Tasks) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn micros(ts: &Option<prost_types::Timestamp>) -> i64 {
-    ts.as_ref().map(orca_api::convert::micros).unwrap_or(0)
+    ts.as_ref()
+        .map(tidewright_api::convert::micros)
+        .unwrap_or(0)
 }
 
 /// A process's resident memory, from /proc.
@@ -1262,7 +1266,7 @@ pub fn first_attempt_waits(gate: &Path) -> v1::StepSpec {
         "work",
         &[],
         &format!(
-            "if [ \"$ORCA_ATTEMPT\" = 1 ]; then {}; fi; echo \"{{\\\"attempt\\\": $ORCA_ATTEMPT}}\" > \"$ORCA_OUTPUT\"",
+            "if [ \"$TIDEWRIGHT_ATTEMPT\" = 1 ]; then {}; fi; echo \"{{\\\"attempt\\\": $TIDEWRIGHT_ATTEMPT}}\" > \"$TIDEWRIGHT_OUTPUT\"",
             wait_for_gate(gate)
         ),
     )
@@ -1288,4 +1292,18 @@ pub async fn task_events(
         events.push(event);
     }
     Ok(events)
+}
+
+/// The directory of PostgreSQL's programs (pg_dump, psql), as
+/// scripts/postgres.sh finds initdb: TIDEWRIGHT_PG_BIN, else Debian's newest.
+pub fn pg_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("TIDEWRIGHT_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| d.join("psql").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().context("no /usr/lib/postgresql/*/bin/psql")
 }

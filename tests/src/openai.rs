@@ -1,6 +1,6 @@
 //! A mock of the OpenAI Responses API for the codex tests: the real Codex
 //! CLI talks to it over loopback (its `model_providers` entry in the
-//! config.toml orca writes names the base URL). Each streamed request gets
+//! config.toml tidewright writes names the base URL). Each streamed request gets
 //! the next scripted reply as server-sent events (`response.created`,
 //! `response.output_item.added`, `response.output_text.delta` for text,
 //! `response.output_item.done`, `response.completed` with usage), or an
@@ -160,7 +160,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
     let (reply, n) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(request);
-        state.arrivals.push(orca_api::convert::now_micros());
+        state.arrivals.push(tidewright_api::convert::now_micros());
         let key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -235,7 +235,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
 }
 
 /// A `function_call` output item: the model calls `name` with `args`; a
-/// tool of a namespace (`mcp__orca/state_put`) is called by its own name
+/// tool of a namespace (`mcp__tidewright/state_put`) is called by its own name
 /// with its namespace beside it.
 fn function_call(n: u64, name: &str, args: &Value) -> Value {
     let mut call = json!({

@@ -1,4 +1,4 @@
-//! orca as an A2A agent, called with the protocol's SDKs no one here wrote:
+//! tidewright as an A2A agent, called with the protocol's SDKs no one here wrote:
 //! the Python `a2a-sdk` and `@a2a-js/sdk` (both pinned by
 //! scripts/a2a-sdk.sh). They read the card, send messages to a template
 //! skill (blocking, streaming, returning at once), drop a stream and
@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_tests::*;
 
 const TICKER: &str = r#"description: Logs "tick N" count times, pause seconds apart, then outputs how many.
 parameters:
@@ -19,7 +19,7 @@ name: ticker
 steps:
 - id: tick
   shell:
-    command: [sh, -c, 'i=0; while [ "$i" -lt "$COUNT" ]; do i=$((i+1)); echo "tick $i"; sleep "$PAUSE"; done; echo "{\"ticks\": $COUNT}" > "$ORCA_OUTPUT"']
+    command: [sh, -c, 'i=0; while [ "$i" -lt "$COUNT" ]; do i=$((i+1)); echo "tick $i"; sleep "$PAUSE"; done; echo "{\"ticks\": $COUNT}" > "$TIDEWRIGHT_OUTPUT"']
     env: {COUNT: "${{ count }}", PAUSE: "${{ pause }}"}
 "#;
 
@@ -71,7 +71,7 @@ fn client_report(program: &str, script: &str, http: &str, env: &[(&str, &Path)])
     command
         .arg(repo_root().join(script))
         .arg(format!("http://{http}"))
-        .env("ORCA_TOKEN", "orca_dev");
+        .env("TIDEWRIGHT_TOKEN", "tidewright_dev");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -100,7 +100,7 @@ async fn the_python_a2a_sdk_sends_streams_resumes_lists_and_cancels_tasks_and_me
     let report = client_report(&python, "tests/a2a/client.py", &http, &[]);
 
     let card = &report["card"];
-    assert_eq!(card["name"], "orca");
+    assert_eq!(card["name"], "tidewright");
     assert_eq!(card["streaming"], true);
     assert_eq!(
         card["interfaces"],
@@ -319,7 +319,7 @@ async fn the_card_is_public_and_every_call_needs_a_token_a_role_and_a_well_forme
     };
     let anonymous = rpc(None, &[], send);
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
-    let viewer = rpc(Some("orca_viewer"), &[], send);
+    let viewer = rpc(Some("tidewright_viewer"), &[], send);
     assert_eq!(
         viewer.status, 403,
         "a viewer submits nothing: {}",
@@ -331,41 +331,41 @@ async fn the_card_is_public_and_every_call_needs_a_token_a_role_and_a_well_forme
         answer.json()["error"].clone()
     };
     assert_eq!(
-        error(rpc(Some("orca_dev"), &[], "{not json"))["code"],
+        error(rpc(Some("tidewright_dev"), &[], "{not json"))["code"],
         -32700
     );
     assert_eq!(
         error(rpc(
-            Some("orca_dev"),
+            Some("tidewright_dev"),
             &[],
             r#"{"jsonrpc":"1.0","id":1,"method":"GetTask"}"#
         ))["code"],
         -32600
     );
     let unknown = error(rpc(
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{}}"#,
     ));
     assert_eq!(unknown["code"], -32601);
-    let newer = error(rpc(Some("orca_dev"), &[("A2A-Version", "2.0")], send));
+    let newer = error(rpc(Some("tidewright_dev"), &[("A2A-Version", "2.0")], send));
     assert_eq!(newer["code"], -32009);
     let bad_type = error(rpc(
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"parts":"no"}}}"#,
     ));
     assert_eq!(bad_type["code"], -32602);
     assert_eq!(bad_type["data"][0]["metadata"]["field"], "message.parts");
     let page = error(rpc(
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         r#"{"jsonrpc":"2.0","id":1,"method":"ListTasks","params":{"pageSize":101}}"#,
     ));
     assert_eq!(page["data"][0]["metadata"]["field"], "pageSize");
 
     let push = error(rpc(
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"p","parts":[{"text":"hi"}]},"configuration":{"taskPushNotificationConfig":{"url":"http://127.0.0.1:1/"}}}}"#,
     ));
@@ -379,7 +379,7 @@ async fn the_card_is_public_and_every_call_needs_a_token_a_role_and_a_well_forme
 
     // None of the refused sends made a task.
     let listed = rpc(
-        Some("orca_admin"),
+        Some("tidewright_admin"),
         &[],
         r#"{"jsonrpc":"2.0","id":2,"method":"ListTasks","params":{}}"#,
     );
@@ -390,7 +390,7 @@ async fn the_card_is_public_and_every_call_needs_a_token_a_role_and_a_well_forme
         listed.body
     );
     // A well-formed one answers with its id.
-    let sent = rpc(Some("orca_dev"), &[], send);
+    let sent = rpc(Some("tidewright_dev"), &[], send);
     assert_eq!(sent.json()["id"], 7, "{}", sent.body);
     assert_eq!(
         sent.json()["result"]["task"]["status"]["state"],

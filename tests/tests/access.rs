@@ -5,13 +5,13 @@
 use std::process::Command;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 use tonic::Code;
 
 /// Asks the server, through one version of the reflection protocol and with
 /// no token, for its services and for the file that defines
-/// `orca.v1.TaskService`; answers the service names and that file's
+/// `tidewright.v1.TaskService`; answers the service names and that file's
 /// descriptor.
 macro_rules! reflect_without_a_token {
     ($version:ident, $channel:expr) => {{
@@ -29,7 +29,7 @@ macro_rules! reflect_without_a_token {
             .server_reflection_info(tokio_stream::iter(vec![
                 ask(MessageRequest::ListServices(String::new())),
                 ask(MessageRequest::FileContainingSymbol(
-                    "orca.v1.TaskService".into(),
+                    "tidewright.v1.TaskService".into(),
                 )),
             ]))
             .await?
@@ -63,7 +63,7 @@ async fn health_and_reflection_answer_without_a_token() -> anyhow::Result<()> {
     let channel = connect(&server.url).await?;
     let health = HealthClient::new(channel.clone())
         .check(tonic_health::pb::HealthCheckRequest {
-            service: "orca.v1.TaskService".into(),
+            service: "tidewright.v1.TaskService".into(),
         })
         .await?
         .into_inner();
@@ -75,9 +75,9 @@ async fn health_and_reflection_answer_without_a_token() -> anyhow::Result<()> {
     let v1alpha = reflect_without_a_token!(v1alpha, channel);
     for (version, (services, files)) in [("v1", v1), ("v1alpha", v1alpha)] {
         for service in [
-            "orca.v1.TaskService",
-            "orca.v1.AgentService",
-            "orca.v1.StateService",
+            "tidewright.v1.TaskService",
+            "tidewright.v1.AgentService",
+            "tidewright.v1.StateService",
             "grpc.health.v1.Health",
         ] {
             assert!(
@@ -88,7 +88,7 @@ async fn health_and_reflection_answer_without_a_token() -> anyhow::Result<()> {
         // The file that defines TaskService describes its methods.
         let task_service = files
             .iter()
-            .filter(|f| f.package() == "orca.v1")
+            .filter(|f| f.package() == "tidewright.v1")
             .flat_map(|f| &f.service)
             .find(|s| s.name() == "TaskService")
             .unwrap_or_else(|| panic!("{version}: no TaskService in {files:?}"));
@@ -112,9 +112,9 @@ async fn every_method_but_health_and_reflection_needs_a_valid_token() -> anyhow:
     let kept = submit(&admin, task("kept", vec![noop_step("a")])).await?;
     let before = all_task_ids(&admin).await?;
 
-    for token in [None, Some("orca_not_a_real_token")] {
+    for token in [None, Some("tidewright_not_a_real_token")] {
         let channel = connect(&server.url).await?;
-        let bearer = orca_api::client::Bearer::new(token)?;
+        let bearer = tidewright_api::client::Bearer::new(token)?;
         let mut tasks = v1::task_service_client::TaskServiceClient::with_interceptor(
             channel.clone(),
             bearer.clone(),
@@ -179,9 +179,9 @@ async fn every_method_but_health_and_reflection_needs_a_valid_token() -> anyhow:
         );
     }
     // The CLI without a token says so in one line.
-    let out = Command::new(orca_bin())
+    let out = Command::new(tidewright_bin())
         .args(["--server", &server.url, "get", "tasks"])
-        .env_remove("ORCA_TOKEN")
+        .env_remove("TIDEWRIGHT_TOKEN")
         .current_dir(dir.path())
         .output()?;
     assert!(!out.status.success());
@@ -212,17 +212,17 @@ async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
     let server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_admin", "admin", "root"),
-            token_line("orca_dev", "developer", "dana"),
-            token_line("orca_viewer", "viewer", "vic"),
-            token_line("orca_worker", "worker", "pool-a"),
+            token_line("tidewright_admin", "admin", "root"),
+            token_line("tidewright_dev", "developer", "dana"),
+            token_line("tidewright_viewer", "viewer", "vic"),
+            token_line("tidewright_worker", "worker", "pool-a"),
         ],
         &[],
     )?;
-    let developer = server.tasks_as("orca_dev").await?;
+    let developer = server.tasks_as("tidewright_dev").await?;
     let id = submit(&developer, task("by-dev", vec![noop_step("a")])).await?;
 
-    let mut viewer = server.tasks_as("orca_viewer").await?;
+    let mut viewer = server.tasks_as("tidewright_viewer").await?;
     refused(
         viewer.submit_task(task("no", vec![noop_step("a")])).await,
         Code::PermissionDenied,
@@ -254,7 +254,7 @@ async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
         .into_inner();
     assert_eq!(seen.id, id, "a viewer reads");
 
-    let mut worker = server.tasks_as("orca_worker").await?;
+    let mut worker = server.tasks_as("tidewright_worker").await?;
     refused(
         worker
             .get_task(v1::GetTaskRequest {
@@ -280,7 +280,7 @@ async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
     };
     let mut as_dev = v1::agent_service_client::AgentServiceClient::with_interceptor(
         connect(&server.url).await?,
-        bearer("orca_dev"),
+        bearer("tidewright_dev"),
     );
     let status = as_dev
         .connect(tokio_stream::iter(vec![register()]))
@@ -294,9 +294,9 @@ async fn roles_decide_what_a_token_may_do() -> anyhow::Result<()> {
         &["shell"],
         1,
         &[],
-        "orca_worker",
+        "tidewright_worker",
     )?;
-    let admin = server.tasks_as("orca_admin").await?;
+    let admin = server.tasks_as("tidewright_admin").await?;
     let done = wait_finished(&admin, &id, FINISH).await?;
     assert_eq!(done.state, v1::TaskState::Succeeded as i32);
     assert_eq!(
@@ -318,7 +318,7 @@ async fn a_worker_with_a_bad_token_stops_with_one_clear_line() -> anyhow::Result
         &["shell"],
         1,
         &[],
-        "orca_wrong",
+        "tidewright_wrong",
     )?;
     let status = worker.wait_exit(Duration::from_secs(20))?;
     assert!(!status.success());
@@ -338,10 +338,10 @@ async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
     let server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_admin", "admin", "root"),
-            token_line("orca_alice", "developer", "alice tenants=team-a"),
-            token_line("orca_bob", "developer", "bob tenants=team-b"),
-            token_line("orca_worker", "worker", "pool"),
+            token_line("tidewright_admin", "admin", "root"),
+            token_line("tidewright_alice", "developer", "alice tenants=team-a"),
+            token_line("tidewright_bob", "developer", "bob tenants=team-b"),
+            token_line("tidewright_worker", "worker", "pool"),
         ],
         &[],
     )?;
@@ -352,15 +352,15 @@ async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
         &["shell"],
         2,
         &[],
-        "orca_worker",
+        "tidewright_worker",
     )?;
-    let bob = server.tasks_as("orca_bob").await?;
+    let bob = server.tasks_as("tidewright_bob").await?;
     let mut request = task("bobs", vec![first_attempt_waits(&gate)]);
     request.idempotency_key = "shared-key".into();
     let bobs = submit(&bob, request.clone()).await?;
     wait_step(&bob, &bobs, "work", v1::StepState::Running).await?;
 
-    let mut alice = server.tasks_as("orca_alice").await?;
+    let mut alice = server.tasks_as("tidewright_alice").await?;
     refused(
         alice
             .get_task(v1::GetTaskRequest {
@@ -440,7 +440,7 @@ async fn tenants_never_see_each_others_tasks() -> anyhow::Result<()> {
         wait_finished(&bob, &bobs, FINISH).await?.state,
         v1::TaskState::Succeeded as i32
     );
-    let admin = server.tasks_as("orca_admin").await?;
+    let admin = server.tasks_as("tidewright_admin").await?;
     assert_eq!(
         all_task_ids(&admin).await?.len(),
         2,

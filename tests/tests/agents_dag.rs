@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 /// A worker offering the three runtimes, its CLIs against the three mocks,
 /// with extra `flags`.
@@ -57,23 +57,23 @@ fn three_runtime_worker(
 #[tokio::test]
 async fn claude_code_codex_and_gemini_run_in_one_dag_passing_data_with_each_its_cost() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let anthropic =
-        orca_tests::anthropic::MockAnthropic::start(vec![orca_tests::anthropic::Reply::Text(
-            "The answer is 42.".into(),
-        )])
-        .await
-        .expect("anthropic mock");
-    let openai = orca_tests::openai::MockOpenAi::start(vec![
-        orca_tests::openai::Reply::Command("cat context/inputs.json".into()),
-        orca_tests::openai::Reply::Text("Codex read it.".into()),
+    let anthropic = tidewright_tests::anthropic::MockAnthropic::start(vec![
+        tidewright_tests::anthropic::Reply::Text("The answer is 42.".into()),
+    ])
+    .await
+    .expect("anthropic mock");
+    let openai = tidewright_tests::openai::MockOpenAi::start(vec![
+        tidewright_tests::openai::Reply::Command("cat context/inputs.json".into()),
+        tidewright_tests::openai::Reply::Text("Codex read it.".into()),
     ])
     .await
     .expect("openai mock");
-    let gemini = orca_tests::gemini::MockGemini::start(vec![orca_tests::gemini::Reply::Text(
-        "Gemini read it.".into(),
-    )])
-    .await
-    .expect("gemini mock");
+    let gemini =
+        tidewright_tests::gemini::MockGemini::start(vec![tidewright_tests::gemini::Reply::Text(
+            "Gemini read it.".into(),
+        )])
+        .await
+        .expect("gemini mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
     let _worker = three_runtime_worker(
         &server,
@@ -162,7 +162,7 @@ fn log_of(events: &[v1::Event], step: &str, attempt: u32) -> Vec<String> {
 /// wrote read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_each_runtimes_session_resumes_on_another_worker() {
-    use orca_tests::{anthropic, gemini, openai};
+    use tidewright_tests::{anthropic, gemini, openai};
     let dir = tempfile::tempdir().expect("tempdir");
     let claude_mock = anthropic::MockAnthropic::start(vec![
         anthropic::Reply::write("notes.txt", "claude half done\n"),
@@ -261,7 +261,7 @@ async fn after_a_kill_9_each_runtimes_session_resumes_on_another_worker() {
             async move {
                 let kept = client.get_checkpoint(request).await.ok()?.into_inner();
                 let transcript = at.join("session.jsonl");
-                orca_worker::runtime::checkpoint::unpack(
+                tidewright_worker::runtime::checkpoint::unpack(
                     &kept.archive,
                     &at.join("workspace"),
                     &transcript,

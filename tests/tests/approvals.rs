@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 /// `deploy` waits for the viewer "vic" or any admin; the developer "dana"
 /// submits it but may not decide.
@@ -27,7 +27,7 @@ steps:
 
 fn cli_as(server: &Server, token: &str) -> Command {
     let mut command = server.cli();
-    command.env("ORCA_TOKEN", token);
+    command.env("TIDEWRIGHT_TOKEN", token);
     command
 }
 
@@ -39,7 +39,7 @@ fn submit_file(server: &Server, dir: &std::path::Path, yaml: &str) -> String {
     let file = dir.join("task.yaml");
     std::fs::write(&file, yaml).expect("task file");
     stdout(succeed(
-        cli_as(server, "orca_dev")
+        cli_as(server, "tidewright_dev")
             .args(["submit", "-o", "name", "-f"])
             .arg(&file),
     ))
@@ -57,18 +57,18 @@ async fn a_gated_step_runs_once_a_named_approver_approves_and_the_wait_outlives_
     let client = server.tasks().await?;
     wait_step(&client, &id, "deploy", v1::StepState::AwaitingApproval).await?;
 
-    // `orca get task` says who must decide, and how.
+    // `tidewright get task` says who must decide, and how.
     let shown = stdout(succeed(
-        cli_as(&server, "orca_dev").args(["get", "task", &id]),
+        cli_as(&server, "tidewright_dev").args(["get", "task", &id]),
     ));
     assert!(
         shown.contains(
             "Awaiting:  step deploy needs approval by vic or admin (Ship build 42 to prod?), times out at "
-        ) && shown.contains(&format!("orca approve {id} deploy")),
+        ) && shown.contains(&format!("tidewright approve {id} deploy")),
         "{shown}"
     );
     let json: serde_json::Value = serde_json::from_str(&stdout(succeed(
-        cli_as(&server, "orca_dev").args(["get", "task", &id, "-o", "json"]),
+        cli_as(&server, "tidewright_dev").args(["get", "task", &id, "-o", "json"]),
     )))?;
     let deploy = &json["steps"][1];
     assert_eq!(deploy["state"], "awaiting_approval");
@@ -79,24 +79,27 @@ async fn a_gated_step_runs_once_a_named_approver_approves_and_the_wait_outlives_
     assert!(deploy["approval"]["deadline"].is_string(), "{deploy}");
     let waiting = scrape(&http);
     assert!(
-        waiting.contains("orca_steps_awaiting_approval 1"),
+        waiting.contains("tidewright_steps_awaiting_approval 1"),
         "{waiting}"
     );
 
     // Someone not named: refused, and nothing changes.
-    let refused = fails_in_one_line(cli_as(&server, "orca_dev").args(["approve", &id, "deploy"]));
+    let refused =
+        fails_in_one_line(cli_as(&server, "tidewright_dev").args(["approve", &id, "deploy"]));
     assert!(
         refused.contains("permission denied")
             && refused.contains("dana (developer) is not an approver of step \"deploy\"; its approvers are: vic, admin"),
         "{refused}"
     );
     // A step with no gate, or none by that name: clear answers.
-    let ungated = fails_in_one_line(cli_as(&server, "orca_admin").args(["approve", &id, "build"]));
+    let ungated =
+        fails_in_one_line(cli_as(&server, "tidewright_admin").args(["approve", &id, "build"]));
     assert!(
         ungated.contains("failed precondition") && ungated.contains("has no approval gate"),
         "{ungated}"
     );
-    let unknown = fails_in_one_line(cli_as(&server, "orca_admin").args(["approve", &id, "nope"]));
+    let unknown =
+        fails_in_one_line(cli_as(&server, "tidewright_admin").args(["approve", &id, "nope"]));
     assert!(unknown.contains("not found"), "{unknown}");
 
     // kill -9 while it waits: the wait, and its deadline, come back.
@@ -115,7 +118,7 @@ async fn a_gated_step_runs_once_a_named_approver_approves_and_the_wait_outlives_
     );
 
     // vic, named, approves with the CLI: the rest of the task runs.
-    let approved = stdout(succeed(cli_as(&server, "orca_viewer").args([
+    let approved = stdout(succeed(cli_as(&server, "tidewright_viewer").args([
         "approve",
         &id,
         "deploy",
@@ -131,7 +134,8 @@ async fn a_gated_step_runs_once_a_named_approver_approves_and_the_wait_outlives_
     assert_eq!(task.steps[1].approval_deadline, None, "no wait left");
 
     // Approving again is a clear FAILED_PRECONDITION.
-    let again = fails_in_one_line(cli_as(&server, "orca_admin").args(["approve", &id, "deploy"]));
+    let again =
+        fails_in_one_line(cli_as(&server, "tidewright_admin").args(["approve", &id, "deploy"]));
     assert!(
         again.contains("failed precondition")
             && again.contains(&format!(
@@ -183,8 +187,8 @@ async fn a_gated_step_runs_once_a_named_approver_approves_and_the_wait_outlives_
     );
     let metrics = scrape(&http);
     assert!(
-        metrics.contains("orca_approvals_total{decision=\"approved\"} 1")
-            && metrics.contains("orca_steps_awaiting_approval 0"),
+        metrics.contains("tidewright_approvals_total{decision=\"approved\"} 1")
+            && metrics.contains("tidewright_steps_awaiting_approval 0"),
         "{metrics}"
     );
     Ok(())
@@ -201,7 +205,7 @@ async fn a_rejection_fails_the_step_with_its_reason_and_a_timeout_fails_it_sayin
     let id = submit_file(&server, dir.path(), RELEASE);
     wait_step(&client, &id, "deploy", v1::StepState::AwaitingApproval).await?;
     // A rejection needs a reason: the CLI asks for it, the API names it.
-    let out = cli_as(&server, "orca_admin")
+    let out = cli_as(&server, "tidewright_admin")
         .args(["reject", &id, "deploy"])
         .output()?;
     assert!(!out.status.success());
@@ -221,7 +225,7 @@ async fn a_rejection_fails_the_step_with_its_reason_and_a_timeout_fails_it_sayin
         "{status:?}"
     );
 
-    succeed(cli_as(&server, "orca_admin").args([
+    succeed(cli_as(&server, "tidewright_admin").args([
         "reject",
         &id,
         "deploy",
@@ -257,8 +261,8 @@ steps:
     assert!(task.steps[0].attempts.is_empty(), "it never ran");
     let metrics = scrape(&http);
     assert!(
-        metrics.contains("orca_approvals_total{decision=\"rejected\"} 1")
-            && metrics.contains("orca_approvals_total{decision=\"timed_out\"} 1"),
+        metrics.contains("tidewright_approvals_total{decision=\"rejected\"} 1")
+            && metrics.contains("tidewright_approvals_total{decision=\"timed_out\"} 1"),
         "{metrics}"
     );
     Ok(())
@@ -276,31 +280,31 @@ async fn decisions_over_http_get_their_status_and_the_task_back() -> anyhow::Res
         http_call(&http, "POST", path, Some(token), &[], body).expect("the HTTP port answers")
     };
     let approve = format!("/api/v1/tasks/{id}/steps/deploy/approve");
-    let answer = call(&approve, "orca_dev", "");
+    let answer = call(&approve, "tidewright_dev", "");
     assert_eq!(answer.status, 403, "{}", answer.body);
-    let answer = call(&approve, "orca_viewer", "{\"because\": 1}");
+    let answer = call(&approve, "tidewright_viewer", "{\"because\": 1}");
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert_eq!(answer.json()["error"]["field"], "body");
     let answer = call(
         &format!("/api/v1/tasks/{id}/steps/deploy/reject"),
-        "orca_viewer",
+        "tidewright_viewer",
         "{}",
     );
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert_eq!(answer.json()["error"]["field"], "reason");
     let answer = call(
         &format!("/api/v1/tasks/{id}/steps/missing/approve"),
-        "orca_viewer",
+        "tidewright_viewer",
         "",
     );
     assert_eq!(answer.status, 404, "{}", answer.body);
 
-    let answer = call(&approve, "orca_viewer", "{\"reason\": \"lgtm\"}");
+    let answer = call(&approve, "tidewright_viewer", "{\"reason\": \"lgtm\"}");
     assert_eq!(answer.status, 200, "{}", answer.body);
     let task = answer.json();
     assert_eq!(task["id"], id.as_str());
     assert_ne!(task["steps"][1]["state"], "awaiting_approval");
-    let answer = call(&approve, "orca_viewer", "");
+    let answer = call(&approve, "tidewright_viewer", "");
     assert_eq!(answer.status, 409, "{}", answer.body);
     wait_succeeded(&client, &id, Duration::from_secs(30)).await?;
     Ok(())
@@ -308,7 +312,7 @@ async fn decisions_over_http_get_their_status_and_the_task_back() -> anyhow::Res
 
 /// `/metrics` as the admin.
 fn scrape(http: &str) -> String {
-    let (status, body) = http_get(http, "/metrics", Some("orca_admin")).expect("scrape");
+    let (status, body) = http_get(http, "/metrics", Some("tidewright_admin")).expect("scrape");
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -359,7 +363,7 @@ fn start_with_tokens_again(
         listen,
         &["--tokens-file", &tokens, "--http-listen", http],
     )?;
-    server.worker_token = "orca_worker".into();
-    server.admin_token = "orca_admin".into();
+    server.worker_token = "tidewright_worker".into();
+    server.admin_token = "tidewright_admin".into();
     Ok(server)
 }

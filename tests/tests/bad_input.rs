@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +256,7 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
 fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "server",
                 "--listen",
@@ -273,7 +273,10 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
         stderr.contains("--heartbeat-interval") && stderr.contains("--lease-ttl"),
         "{stderr}"
     );
-    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("tidewright.db").exists(),
+        "nothing was created"
+    );
     Ok(())
 }
 
@@ -284,7 +287,7 @@ fn a_durability_said_differently_by_flag_and_store_url_is_refused() -> anyhow::R
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("elsewhere.db");
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "server",
                 "--listen",
@@ -303,7 +306,7 @@ fn a_durability_said_differently_by_flag_and_store_url_is_refused() -> anyhow::R
     );
     assert!(!db.exists(), "nothing was created");
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--store"])
             .arg(format!("sqlite://{}?synchronous=sometimes", db.display()))
             .arg("--data-dir")
@@ -324,7 +327,7 @@ fn a_durability_said_differently_by_flag_and_store_url_is_refused() -> anyhow::R
 fn a_store_file_missing_bad_or_beside_store_is_refused_naming_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = || {
-        let mut command = Command::new(orca_bin());
+        let mut command = Command::new(tidewright_bin());
         command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path());
@@ -338,7 +341,7 @@ fn a_store_file_missing_bad_or_beside_store_is_refused_naming_it() -> anyhow::Re
     );
 
     let bad = dir.path().join("store-url");
-    std::fs::write(&bad, "mysql://root:hunter2@db/orca\n")?;
+    std::fs::write(&bad, "mysql://root:hunter2@db/tidewright\n")?;
     let stderr = fails_in_one_line(server().arg("--store-file").arg(&bad));
     assert!(stderr.contains("--store-file"), "{stderr}");
     assert!(
@@ -356,7 +359,10 @@ fn a_store_file_missing_bad_or_beside_store_is_refused_naming_it() -> anyhow::Re
         stderr.contains("--store-file") && stderr.contains("--store"),
         "{stderr}"
     );
-    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("tidewright.db").exists(),
+        "nothing was created"
+    );
     Ok(())
 }
 
@@ -364,7 +370,7 @@ fn a_store_file_missing_bad_or_beside_store_is_refused_naming_it() -> anyhow::Re
 fn a_provider_limit_backoff_under_a_second_is_refused_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "server",
                 "--listen",
@@ -379,7 +385,10 @@ fn a_provider_limit_backoff_under_a_second_is_refused_at_start() -> anyhow::Resu
         stderr.contains("--provider-limit-backoff") && stderr.contains("at least 1s"),
         "{stderr}"
     );
-    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("tidewright.db").exists(),
+        "nothing was created"
+    );
     Ok(())
 }
 
@@ -388,7 +397,7 @@ fn a_worker_whose_subscription_token_file_is_missing_stops_naming_the_flag() -> 
     let dir = tempfile::tempdir()?;
     let missing = dir.path().join("no-such-token");
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "--server",
                 "http://127.0.0.1:9",
@@ -398,7 +407,7 @@ fn a_worker_whose_subscription_token_file_is_missing_stops_naming_the_flag() -> 
             .arg(&missing)
             .arg("--work-dir")
             .arg(dir.path().join("work"))
-            .env("ORCA_TOKEN", "orca_unused"),
+            .env("TIDEWRIGHT_TOKEN", "tidewright_unused"),
     );
     assert!(
         stderr.contains("--claude-oauth-token-file") && stderr.contains("no-such-token"),
@@ -412,7 +421,7 @@ fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -
 {
     let dir = tempfile::tempdir()?;
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "server",
                 "--listen",
@@ -424,12 +433,15 @@ fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -
             .arg(dir.path()),
     );
     assert!(stderr.contains("--leader-lease"), "{stderr}");
-    assert!(!dir.path().join("orca.db").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("tidewright.db").exists(),
+        "nothing was created"
+    );
 
     // A list of replicas takes the first entry's scheme; without one there
     // is none to take.
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["--server", "127.0.0.1:7070,127.0.0.1:7071", "get", "tasks"])
             .env("XDG_CONFIG_HOME", dir.path()),
     );

@@ -7,14 +7,14 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::anthropic::{self, MockAnthropic, Reply};
-use orca_tests::*;
-use orca_worker::runtime::prices::{Prices, Usage};
+use tidewright_api::v1;
+use tidewright_tests::anthropic::{self, MockAnthropic, Reply};
+use tidewright_tests::*;
+use tidewright_worker::runtime::prices::{Prices, Usage};
 
 /// What one mock response costs on Sonnet ($3 input, $15 output, $3.75
 /// cache writes, $0.30 cache reads per million tokens): what the CLI
-/// charges for it, and what orca counts per turn.
+/// charges for it, and what tidewright counts per turn.
 fn turn_usd() -> f64 {
     (anthropic::INPUT_TOKENS as f64 * 3.0
         + anthropic::OUTPUT_TOKENS as f64 * 15.0
@@ -90,11 +90,11 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
     assert!(!first.session_id.is_empty());
     assert_eq!(mock.requests().len(), 2, "nothing more ran while paused");
 
-    // `orca get task` says so and how to go on; the CLI raises it.
+    // `tidewright get task` says so and how to go on; the CLI raises it.
     let shown = succeed(server.cli().args(["get", "task", &id]));
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("State:     paused"), "{shown}");
-    assert!(shown.contains("orca budget raise"), "{shown}");
+    assert!(shown.contains("tidewright budget raise"), "{shown}");
     let raised = succeed(server.cli().args(["budget", "raise", &id, "--usd", "0.01"]));
     let raised = String::from_utf8_lossy(&raised.stdout);
     assert!(raised.contains("budget is now $0.0109"), "{raised}");
@@ -203,7 +203,7 @@ async fn tenant_budgets_from_a_file_hold_from_the_start_and_a_bad_file_stops_the
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "default: {usdPerDay: -1}\n").expect("file");
     let refused = fails_in_one_line(
-        std::process::Command::new(orca_bin())
+        std::process::Command::new(tidewright_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--tenant-budgets")
@@ -263,16 +263,16 @@ async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes()
     let mut server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_admin", "admin", "root"),
-            token_line("orca_dev", "developer", "dana"),
-            token_line("orca_lead", "viewer", "lead"),
-            token_line("orca_worker", "worker", "pool-a"),
+            token_line("tidewright_admin", "admin", "root"),
+            token_line("tidewright_dev", "developer", "dana"),
+            token_line("tidewright_lead", "viewer", "lead"),
+            token_line("tidewright_worker", "worker", "pool-a"),
         ],
         &[],
     )
     .expect("server");
-    server.admin_token = "orca_admin".into();
-    server.worker_token = "orca_worker".into();
+    server.admin_token = "tidewright_admin".into();
+    server.worker_token = "tidewright_worker".into();
     let _worker =
         start_claude_worker(&server, dir.path(), &mock, &["claude-code"], 1, &[]).expect("worker");
     server
@@ -299,23 +299,23 @@ async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes()
 
     let as_caller = |token: &str| {
         let mut cli = server.cli();
-        cli.env("ORCA_TOKEN", token);
+        cli.env("TIDEWRIGHT_TOKEN", token);
         cli
     };
     let shown = succeed(server.cli().args(["get", "task", &id]));
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        shown.contains(&format!("or lead may orca approve {id} --budget")),
+        shown.contains(&format!("or lead may tidewright approve {id} --budget")),
         "{shown}"
     );
-    let refused = fails_in_one_line(as_caller("orca_dev").args(["approve", &id, "--budget"]));
+    let refused = fails_in_one_line(as_caller("tidewright_dev").args(["approve", &id, "--budget"]));
     assert!(
         refused.contains("permission denied")
             && refused.contains("dana (developer) is not an approver of task")
             && refused.contains("its approvers are: lead"),
         "{refused}"
     );
-    let approved = succeed(as_caller("orca_lead").args([
+    let approved = succeed(as_caller("tidewright_lead").args([
         "approve",
         &id,
         "--budget",
@@ -342,7 +342,7 @@ async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes()
     mock.assert_resumed(&prompt, "notes.txt", "half done");
 
     // Approving again: the task is not paused for its budget any more.
-    let again = fails_in_one_line(as_caller("orca_lead").args(["approve", &id, "--budget"]));
+    let again = fails_in_one_line(as_caller("tidewright_lead").args(["approve", &id, "--budget"]));
     assert!(again.contains("failed precondition"), "{again}");
     // Who decided, when and why is in the audit log (a refusal's entry is
     // written after its answer: polled for).
@@ -441,7 +441,7 @@ async fn paused_mid_turn_then_resumed(
 
 #[tokio::test]
 async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
-    use orca_tests::openai::{self, MockOpenAi, Reply};
+    use tidewright_tests::openai::{self, MockOpenAi, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
     // The resumed run has a script of its own: the first run may be
     // stopped before it asks for its hanging third response.
@@ -465,7 +465,7 @@ async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
     let _worker = start_codex_worker(&server, dir.path(), "agent-1", &mock, (&["codex"], 1), &[])
         .expect("worker");
     let one = response_usd(
-        &Prices::openai(orca_worker::runtime::codex::DEFAULT_MODEL),
+        &Prices::openai(tidewright_worker::runtime::codex::DEFAULT_MODEL),
         (
             openai::INPUT_TOKENS,
             openai::CACHED_TOKENS,
@@ -481,7 +481,7 @@ async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
 
 #[tokio::test]
 async fn a_gemini_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
-    use orca_tests::gemini::{self, MockGemini, Reply};
+    use tidewright_tests::gemini::{self, MockGemini, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockGemini::start_routed(vec![
         (
@@ -510,7 +510,7 @@ async fn a_gemini_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
     )
     .expect("worker");
     let one = response_usd(
-        &Prices::gemini(orca_worker::runtime::gemini::DEFAULT_MODEL),
+        &Prices::gemini(tidewright_worker::runtime::gemini::DEFAULT_MODEL),
         (
             gemini::INPUT_TOKENS,
             gemini::CACHED_TOKENS,

@@ -6,10 +6,10 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Secret};
-use orca_api::v1;
-use orca_tests::chart::{documents, helm, render};
-use orca_tests::*;
 use serde_json::Value;
+use tidewright_api::v1;
+use tidewright_tests::chart::{documents, helm, render};
+use tidewright_tests::*;
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
@@ -50,7 +50,7 @@ fn secret_value(objects: &[Value], name: &str, key: &str) -> String {
 #[test]
 fn the_chart_lints_clean() {
     let out = helm()
-        .args(["lint", "--strict", "charts/orca"])
+        .args(["lint", "--strict", "charts/tidewright"])
         .output()
         .expect("helm runs");
     assert!(
@@ -65,15 +65,20 @@ fn the_chart_lints_clean() {
 fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
     let mut objects = render(&[]).expect("renders");
     // On PostgreSQL, as replicas, with their disruption budget.
-    objects.extend(render(&["store.postgresUrl=postgres://orca@db/orca"]).expect("renders"));
+    objects.extend(
+        render(&["store.postgresUrl=postgres://tidewright@db/tidewright"]).expect("renders"),
+    );
     // With tenants' budgets.
     objects.extend(render(&["controlPlane.tenantBudgets.team-a.usdPerDay=50"]).expect("renders"));
     // With its Ingress.
     objects.extend(
-        render(&["ingress.enabled=true", "ingress.host=orca.example.com"])
-            .expect("renders")
-            .into_iter()
-            .filter(|o| o["kind"] == "Ingress"),
+        render(&[
+            "ingress.enabled=true",
+            "ingress.host=tidewright.example.com",
+        ])
+        .expect("renders")
+        .into_iter()
+        .filter(|o| o["kind"] == "Ingress"),
     );
     for object in &objects {
         let kind = object["kind"].as_str().unwrap_or_default();
@@ -119,7 +124,7 @@ fn every_rendered_object_is_a_known_kind_and_parses_as_it() {
 fn no_two_objects_share_a_kind_namespace_and_name() {
     let objects = render(&[
         "serviceMonitor.enabled=true",
-        "agentNamespaces={team-a,orca-system}",
+        "agentNamespaces={team-a,tidewright-system}",
     ])
     .expect("renders");
     let mut seen = std::collections::BTreeSet::new();
@@ -128,7 +133,7 @@ fn no_two_objects_share_a_kind_namespace_and_name() {
             object["kind"].as_str().unwrap_or_default().to_string(),
             object["metadata"]["namespace"]
                 .as_str()
-                .unwrap_or("orca-system")
+                .unwrap_or("tidewright-system")
                 .to_string(),
             object["metadata"]["name"]
                 .as_str()
@@ -142,13 +147,16 @@ fn no_two_objects_share_a_kind_namespace_and_name() {
 #[test]
 fn images_args_and_addresses_reach_the_containers() {
     let objects = render(&[]).expect("renders");
-    let server = container(&objects, "orca");
-    assert_eq!(server.image.as_deref(), Some("ghcr.io/orca-dev/orca:0.1.0"));
+    let server = container(&objects, "tidewright");
+    assert_eq!(
+        server.image.as_deref(),
+        Some("ghcr.io/tidewright/tidewright:0.2.0")
+    );
     let args = server.args.clone().unwrap_or_default();
     for arg in [
         "server",
         "--listen=0.0.0.0:7070",
-        "--data-dir=/var/lib/orca",
+        "--data-dir=/var/lib/tidewright",
         "--rate-limit=50/200",
     ] {
         assert!(
@@ -157,23 +165,23 @@ fn images_args_and_addresses_reach_the_containers() {
         );
     }
     assert!(!args.iter().any(|a| a == "--audit-log"), "off by default");
-    let operator = container(&objects, "orca-operator");
+    let operator = container(&objects, "tidewright-operator");
     assert_eq!(
         operator.args,
         Some(vec!["operator".to_string(), "run".to_string()])
     );
     assert_eq!(
-        env(&operator, "ORCA_SERVER").as_deref(),
-        Some("http://orca.orca-system.svc:7070")
+        env(&operator, "TIDEWRIGHT_SERVER").as_deref(),
+        Some("http://tidewright.tidewright-system.svc:7070")
     );
     assert_eq!(
-        env(&operator, "ORCA_WORKER_IMAGE").as_deref(),
-        Some("ghcr.io/orca-dev/orca-worker:0.1.0")
+        env(&operator, "TIDEWRIGHT_WORKER_IMAGE").as_deref(),
+        Some("ghcr.io/tidewright/tidewright-worker:0.2.0")
     );
-    let service = find(&objects, "Service", "orca");
+    let service = find(&objects, "Service", "tidewright");
     assert_eq!(service["spec"]["ports"][0]["port"], 7070);
     // All namespaces by default: cluster-wide RBAC.
-    find(&objects, "ClusterRole", "orca-operator");
+    find(&objects, "ClusterRole", "tidewright-operator");
 
     // Values change what they should.
     let objects = render(&[
@@ -185,8 +193,11 @@ fn images_args_and_addresses_reach_the_containers() {
         "controlPlane.tenantRetention.team-a=0",
     ])
     .expect("renders");
-    let server = container(&objects, "orca");
-    assert_eq!(server.image.as_deref(), Some("ghcr.io/orca-dev/orca:1.2.3"));
+    let server = container(&objects, "tidewright");
+    assert_eq!(
+        server.image.as_deref(),
+        Some("ghcr.io/tidewright/tidewright:1.2.3")
+    );
     let args = server.args.unwrap_or_default();
     for flag in [
         "--retention=7d",
@@ -197,12 +208,12 @@ fn images_args_and_addresses_reach_the_containers() {
     }
     assert!(!args.iter().any(|a| a.starts_with("--rate-limit")));
     assert!(args.iter().any(|a| a == "--audit-log"), "{args:?}");
-    let operator = container(&objects, "orca-operator");
+    let operator = container(&objects, "tidewright-operator");
     assert_eq!(
-        env(&operator, "ORCA_WATCH_NAMESPACE").as_deref(),
+        env(&operator, "TIDEWRIGHT_WATCH_NAMESPACE").as_deref(),
         Some("team-a")
     );
-    let role = find(&objects, "Role", "orca-operator");
+    let role = find(&objects, "Role", "tidewright-operator");
     assert_eq!(role["metadata"]["namespace"], "team-a");
     assert!(
         !objects.iter().any(|o| o["kind"] == "ClusterRole"),
@@ -211,7 +222,7 @@ fn images_args_and_addresses_reach_the_containers() {
     // No planner unless a key Secret is named; then its key is mounted and
     // the flags point at it.
     let planner_args = |objects: &[Value]| -> Vec<String> {
-        container(objects, "orca")
+        container(objects, "tidewright")
             .args
             .unwrap_or_default()
             .into_iter()
@@ -227,12 +238,12 @@ fn images_args_and_addresses_reach_the_containers() {
     assert_eq!(
         planner_args(&objects),
         [
-            "--planner-api-key-file=/etc/orca/planner/api-key",
+            "--planner-api-key-file=/etc/tidewright/planner/api-key",
             "--planner-model=claude-sonnet-4-5",
             "--planner-base-url=https://gateway.example"
         ]
     );
-    let deployment = find(&objects, "Deployment", "orca");
+    let deployment = find(&objects, "Deployment", "tidewright");
     let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
     assert!(
         volumes.contains("\"secretName\":\"anthropic\""),
@@ -241,7 +252,7 @@ fn images_args_and_addresses_reach_the_containers() {
     // The repositories' credentials, for resolving a Task's ref: mounted
     // as the control plane's --repo-secrets-dir when a Secret is named.
     let repo_args = |objects: &[Value]| -> Vec<String> {
-        container(objects, "orca")
+        container(objects, "tidewright")
             .args
             .unwrap_or_default()
             .into_iter()
@@ -252,9 +263,9 @@ fn images_args_and_addresses_reach_the_containers() {
     let objects = render(&["controlPlane.repoSecretsSecret=git-tokens"]).expect("renders");
     assert_eq!(
         repo_args(&objects),
-        ["--repo-secrets-dir=/etc/orca/repo-secrets"]
+        ["--repo-secrets-dir=/etc/tidewright/repo-secrets"]
     );
-    let deployment = find(&objects, "Deployment", "orca");
+    let deployment = find(&objects, "Deployment", "tidewright");
     let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
     assert!(
         volumes.contains("\"secretName\":\"git-tokens\""),
@@ -269,13 +280,14 @@ fn the_charts_crds_are_crds_dir() {
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .collect();
-    let committed = std::fs::read_to_string(repo_root().join("crds/orca.dev.yaml")).expect("crds/");
+    let committed =
+        std::fs::read_to_string(repo_root().join("crds/tidewright.dev.yaml")).expect("crds/");
     let committed = documents(&committed);
     assert_eq!(rendered.len(), committed.len());
     for (got, want) in rendered.iter().zip(&committed) {
         assert_eq!(
             *got, want,
-            "charts/orca/crds differs from crds/: run `make crds`"
+            "charts/tidewright/crds differs from crds/: run `make crds`"
         );
     }
 }
@@ -287,7 +299,7 @@ fn metrics_and_probes_use_the_http_port_and_a_service_monitor_scrapes_it() {
         !objects.iter().any(|o| o["kind"] == "ServiceMonitor"),
         "off by default: not every cluster has the Prometheus Operator"
     );
-    let server = container(&objects, "orca");
+    let server = container(&objects, "tidewright");
     let args = server.args.clone().unwrap_or_default();
     assert!(
         args.contains(&"--http-listen=0.0.0.0:9090".to_string()),
@@ -313,12 +325,12 @@ fn metrics_and_probes_use_the_http_port_and_a_service_monitor_scrapes_it() {
         "serviceMonitor.labels.release=prometheus",
     ])
     .expect("renders");
-    let monitor = find(&objects, "ServiceMonitor", "orca");
+    let monitor = find(&objects, "ServiceMonitor", "tidewright");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     // It selects the control plane's Service, which has the port it names.
-    let service = find(&objects, "Service", "orca");
+    let service = find(&objects, "Service", "tidewright");
     let selector = monitor["spec"]["selector"]["matchLabels"]
         .as_object()
         .expect("matchLabels");
@@ -341,16 +353,16 @@ fn metrics_and_probes_use_the_http_port_and_a_service_monitor_scrapes_it() {
             .to_string()
     };
     let secret = credentials(&monitor["spec"]["endpoints"][0]);
-    assert_eq!(secret, "orca-metrics-token");
+    assert_eq!(secret, "tidewright-metrics-token");
     assert!(!secret_value(&objects, &secret, "token").is_empty());
 
     // Worker pods, found by the labels the operator gives them, on the
     // port it gives them, asking for the same token.
-    let pods = find(&objects, "PodMonitor", "orca-workers");
+    let pods = find(&objects, "PodMonitor", "tidewright-workers");
     let endpoint = &pods["spec"]["podMetricsEndpoints"][0];
     assert_eq!(endpoint["port"], "http");
     assert_eq!(credentials(endpoint), secret);
-    for (key, value) in orca_operator::workers::selector_labels("any") {
+    for (key, value) in tidewright_operator::workers::selector_labels("any") {
         if let Some(wanted) = pods["spec"]["selector"]["matchLabels"][&key].as_str() {
             assert_eq!(wanted, value, "{key}");
         }
@@ -360,8 +372,8 @@ fn metrics_and_probes_use_the_http_port_and_a_service_monitor_scrapes_it() {
             .as_object()
             .is_some_and(|labels| !labels.is_empty())
     );
-    let operator = container(&objects, "orca-operator");
-    let worker_secret = env(&operator, "ORCA_WORKER_METRICS_TOKEN_SECRET").expect("set");
+    let operator = container(&objects, "tidewright-operator");
+    let worker_secret = env(&operator, "TIDEWRIGHT_WORKER_METRICS_TOKEN_SECRET").expect("set");
     assert_eq!(
         secret_value(&objects, &worker_secret, "token"),
         secret_value(&objects, &secret, "token"),
@@ -378,7 +390,10 @@ fn bad_values_are_refused_naming_the_value() {
             "controlPlane.durability=sometimes",
             "/controlPlane/durability",
         ),
-        ("store.postgresUrl=mysql://db/orca", "/store/postgresUrl"),
+        (
+            "store.postgresUrl=mysql://db/tidewright",
+            "/store/postgresUrl",
+        ),
         ("store.postgresSecret.key=", "/store/postgresSecret/key"),
         (
             "controlPlane.planner.baseUrl=ftp://x",
@@ -413,9 +428,11 @@ fn bad_values_are_refused_naming_the_value() {
 #[test]
 fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
     let deployment = |objects: &[Value]| -> Deployment {
-        serde_json::from_value(find(objects, "Deployment", "orca").clone()).expect("a Deployment")
+        serde_json::from_value(find(objects, "Deployment", "tidewright").clone())
+            .expect("a Deployment")
     };
-    let objects = render(&["store.postgresUrl=postgres://orca@db/orca"]).expect("renders");
+    let objects =
+        render(&["store.postgresUrl=postgres://tidewright@db/tidewright"]).expect("renders");
     let spec = deployment(&objects).spec.expect("spec");
     assert_eq!(spec.replicas, Some(3), "three by default on PostgreSQL");
     assert_eq!(
@@ -432,10 +449,13 @@ fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
     );
     let server = pod.containers[0].clone();
     assert_eq!(
-        env(&server, "ORCA_ADVERTISE").as_deref(),
+        env(&server, "TIDEWRIGHT_ADVERTISE").as_deref(),
         Some("$(POD_IP):7070")
     );
-    assert_eq!(env(&server, "ORCA_LEADER_LEASE").as_deref(), Some("4s"));
+    assert_eq!(
+        env(&server, "TIDEWRIGHT_LEADER_LEASE").as_deref(),
+        Some("4s")
+    );
     let names: Vec<&str> = server
         .env
         .iter()
@@ -444,7 +464,7 @@ fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
         .collect();
     let at = |name: &str| names.iter().position(|n| *n == name).expect(name);
     assert!(
-        at("POD_IP") < at("ORCA_ADVERTISE"),
+        at("POD_IP") < at("TIDEWRIGHT_ADVERTISE"),
         "POD_IP is defined before it is used: {names:?}"
     );
     let readiness = server.readiness_probe.expect("readiness");
@@ -453,7 +473,7 @@ fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
         Some("/readyz"),
         "ready means leading"
     );
-    let budget = find(&objects, "PodDisruptionBudget", "orca");
+    let budget = find(&objects, "PodDisruptionBudget", "tidewright");
     assert_eq!(budget["spec"]["minAvailable"], 1);
     assert_eq!(budget["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow");
     assert_eq!(
@@ -463,7 +483,7 @@ fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
 
     // One replica on PostgreSQL: no budget, nothing to spread.
     let objects = render(&[
-        "store.postgresUrl=postgres://orca@db/orca",
+        "store.postgresUrl=postgres://tidewright@db/tidewright",
         "controlPlane.replicas=1",
     ])
     .expect("renders");
@@ -489,22 +509,22 @@ fn on_postgres_the_control_plane_runs_as_replicas_spread_and_budgeted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves_with_it() {
-    let postgres = orca_store_postgres::throwaway::Server::from_env().expect("postgres");
+    let postgres = tidewright_store_postgres::throwaway::Server::from_env().expect("postgres");
     let url = postgres.fresh_database().await.expect("database");
     let objects = render(&[&format!("store.postgresUrl={url}")]).expect("renders");
     // The URL is in a Secret, never in the args; no claim is made.
-    assert_eq!(secret_value(&objects, "orca-store", "url"), url);
-    let server = container(&objects, "orca");
+    assert_eq!(secret_value(&objects, "tidewright-store", "url"), url);
+    let server = container(&objects, "tidewright");
     let args = server.args.clone().unwrap_or_default();
     assert!(!args.iter().any(|a| a.contains("postgres")), "{args:?}");
     // As a file from the Secret: never a variable a process inherits.
     assert_eq!(
-        env(&server, "ORCA_STORE_FILE").as_deref(),
-        Some("/etc/orca/store/url")
+        env(&server, "TIDEWRIGHT_STORE_FILE").as_deref(),
+        Some("/etc/tidewright/store/url")
     );
-    assert!(env(&server, "ORCA_STORE").is_none());
+    assert!(env(&server, "TIDEWRIGHT_STORE").is_none());
     let store_volume = |objects: &[Value]| {
-        let deployment = find(objects, "Deployment", "orca");
+        let deployment = find(objects, "Deployment", "tidewright");
         let volumes = deployment["spec"]["template"]["spec"]["volumes"].clone();
         let volume = volumes
             .as_array()
@@ -524,13 +544,19 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
                 .to_string(),
         )
     };
-    assert_eq!(store_volume(&objects), ("orca-store".into(), "url".into()));
+    assert_eq!(
+        store_volume(&objects),
+        ("tidewright-store".into(), "url".into())
+    );
     let mounts = serde_json::to_string(&server.volume_mounts).expect("mounts");
-    assert!(mounts.contains("/etc/orca/store"), "{mounts}");
+    assert!(mounts.contains("/etc/tidewright/store"), "{mounts}");
     assert!(!objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"));
     let mounts = serde_json::to_string(&server.volume_mounts).expect("mounts");
-    assert!(mounts.contains("/var/lib/orca/step-tokens.key"), "{mounts}");
-    let key = secret_value(&objects, "orca-step-token-key", "token");
+    assert!(
+        mounts.contains("/var/lib/tidewright/step-tokens.key"),
+        "{mounts}"
+    );
+    let key = secret_value(&objects, "tidewright-step-token-key", "token");
     assert!(key.len() >= 32);
 
     // The real control plane, given that file as the pod would be.
@@ -542,7 +568,7 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
         dir.path(),
         "127.0.0.1:0",
         &[],
-        &[("ORCA_STORE_FILE", &url_file)],
+        &[("TIDEWRIGHT_STORE_FILE", &url_file)],
     )
     .expect("serves on postgres");
     let client = running.tasks().await.expect("client");
@@ -551,7 +577,7 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
         .expect("submitted");
     assert!(!id.is_empty());
     assert!(
-        !dir.path().join("orca.db").exists(),
+        !dir.path().join("tidewright.db").exists(),
         "the tasks are in postgres"
     );
 
@@ -565,7 +591,7 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
     assert!(
         !objects
             .iter()
-            .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "orca-store")
+            .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "tidewright-store")
     );
     let both = render(&[
         &format!("store.postgresUrl={url}"),
@@ -578,17 +604,17 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
 #[tokio::test]
 async fn the_rendered_tokens_let_each_component_in_and_no_further() {
     let objects = render(&[]).expect("renders");
-    let tokens = secret_value(&objects, "orca-tokens", "tokens");
+    let tokens = secret_value(&objects, "tidewright-tokens", "tokens");
     let lines: Vec<String> = tokens.lines().map(str::to_string).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let http = free_addr();
     let server = start_with_tokens(dir.path(), &lines, &["--http-listen", &http])
         .expect("the control plane accepts the tokens file");
 
-    let admin = secret_value(&objects, "orca-admin-token", "token");
-    let operator = secret_value(&objects, "orca-operator-token", "token");
-    let worker = secret_value(&objects, "orca-worker-token", "token");
-    let metrics = secret_value(&objects, "orca-metrics-token", "token");
+    let admin = secret_value(&objects, "tidewright-admin-token", "token");
+    let operator = secret_value(&objects, "tidewright-operator-token", "token");
+    let worker = secret_value(&objects, "tidewright-worker-token", "token");
+    let metrics = secret_value(&objects, "tidewright-metrics-token", "token");
     assert_eq!(admin.len(), 48);
     assert!(admin != operator && operator != worker && worker != metrics);
 
@@ -647,20 +673,20 @@ async fn tenant_budgets_render_to_a_file_the_control_plane_sets_on_start() {
         "controlPlane.tenantBudgets.team-b.tokensPerDay=20000000",
     ])
     .expect("renders");
-    let server = container(&objects, "orca");
+    let server = container(&objects, "tidewright");
     let args = server.args.clone().unwrap_or_default();
     assert!(
         args.iter()
-            .any(|a| a == "--tenant-budgets=/etc/orca/budgets/budgets.yaml"),
+            .any(|a| a == "--tenant-budgets=/etc/tidewright/budgets/budgets.yaml"),
         "{args:?}"
     );
     let mounted = server
         .volume_mounts
         .iter()
         .flatten()
-        .any(|m| m.name == "tenant-budgets" && m.mount_path == "/etc/orca/budgets");
+        .any(|m| m.name == "tenant-budgets" && m.mount_path == "/etc/tidewright/budgets");
     assert!(mounted, "the budgets are mounted where the flag says");
-    let map = find(&objects, "ConfigMap", "orca-tenant-budgets");
+    let map = find(&objects, "ConfigMap", "tidewright-tenant-budgets");
     let file = map["data"]["budgets.yaml"].as_str().expect("budgets.yaml");
     // The real control plane takes the rendered file.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -682,7 +708,7 @@ async fn tenant_budgets_render_to_a_file_the_control_plane_sets_on_start() {
 #[tokio::test]
 async fn memory_and_checkpoint_settings_render_to_flags_the_control_plane_takes() {
     let flags = |objects: &[Value]| -> Vec<String> {
-        container(objects, "orca")
+        container(objects, "tidewright")
             .args
             .unwrap_or_default()
             .into_iter()
@@ -727,7 +753,7 @@ fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
         "no Ingress by default"
     );
     assert!(
-        !container(&plain, "orca")
+        !container(&plain, "tidewright")
             .args
             .unwrap_or_default()
             .contains(&"--secure-cookies".to_string())
@@ -735,18 +761,19 @@ fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
     let objects = render(&[
         "ingress.enabled=true",
         "ingress.className=nginx",
-        "ingress.host=orca.example.com",
+        "ingress.host=tidewright.example.com",
         "ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-buffering=off",
-        "ingress.tls[0].secretName=orca-tls",
-        "ingress.tls[0].hosts[0]=orca.example.com",
+        "ingress.tls[0].secretName=tidewright-tls",
+        "ingress.tls[0].hosts[0]=tidewright.example.com",
     ])
     .expect("renders");
     let ingress: k8s_openapi::api::networking::v1::Ingress =
-        serde_json::from_value(find(&objects, "Ingress", "orca").clone()).expect("an Ingress");
+        serde_json::from_value(find(&objects, "Ingress", "tidewright").clone())
+            .expect("an Ingress");
     let spec = ingress.spec.expect("a spec");
     assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
     let rule = &spec.rules.expect("rules")[0];
-    assert_eq!(rule.host.as_deref(), Some("orca.example.com"));
+    assert_eq!(rule.host.as_deref(), Some("tidewright.example.com"));
     let path = &rule.http.as_ref().expect("http").paths[0];
     assert_eq!(
         (path.path.as_deref(), path.path_type.as_str()),
@@ -773,7 +800,7 @@ fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
     );
     assert_eq!(
         spec.tls.expect("tls")[0].secret_name.as_deref(),
-        Some("orca-tls")
+        Some("tidewright-tls")
     );
     assert_eq!(
         ingress
@@ -785,7 +812,7 @@ fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
         Some("off")
     );
     assert!(
-        container(&objects, "orca")
+        container(&objects, "tidewright")
             .args
             .unwrap_or_default()
             .contains(&"--secure-cookies".to_string()),

@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::*;
 
 fn agent_step(id: &str, prompt: &str, retry: Option<v1::RetryPolicy>) -> v1::StepSpec {
     v1::StepSpec {
@@ -298,8 +298,10 @@ async fn checkpoint_calls_are_held_to_the_current_attempt_and_bad_ones_name_the_
     assert_eq!(not_running.code(), tonic::Code::FailedPrecondition);
 
     // People's tokens do not reach checkpoints.
-    let mut developer =
-        v1::agent_service_client::AgentServiceClient::with_interceptor(channel, bearer("orca_dev"));
+    let mut developer = v1::agent_service_client::AgentServiceClient::with_interceptor(
+        channel,
+        bearer("tidewright_dev"),
+    );
     let denied = developer
         .get_checkpoint(v1::GetCheckpointRequest {
             attempt: Some(attempt(1)),

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::anthropic::{self, MockAnthropic, Reply};
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_api::v1;
+use tidewright_tests::anthropic::{self, MockAnthropic, Reply};
+use tidewright_tests::*;
 
 /// A control plane and one claude-code worker pointed at `mock`, keeping
 /// workspaces so the test can look inside.
@@ -372,17 +372,17 @@ async fn an_agent_shares_a_finding_through_its_mcp_tools_and_the_next_step_reads
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(vec![
         Reply::Tool {
-            name: "mcp__orca__state_put".into(),
+            name: "mcp__tidewright__state_put".into(),
             input: json!({"key": "finding", "value": {"bug": "off by one", "line": 42},
                           "expectVersion": 0}),
         },
         // A second writer's view: stale, so refused, and the agent is told.
         Reply::Tool {
-            name: "mcp__orca__state_put".into(),
+            name: "mcp__tidewright__state_put".into(),
             input: json!({"key": "finding", "value": {"bug": "none"}, "expectVersion": 7}),
         },
         Reply::Tool {
-            name: "mcp__orca__state_get".into(),
+            name: "mcp__tidewright__state_get".into(),
             input: json!({"key": "finding"}),
         },
         Reply::Text("Shared the finding.".into()),
@@ -401,7 +401,7 @@ async fn an_agent_shares_a_finding_through_its_mcp_tools_and_the_next_step_reads
                 shell_step(
                     "fix",
                     &["investigate"],
-                    r#"orca state get finding > "$ORCA_OUTPUT""#,
+                    r#"tidewright state get finding > "$TIDEWRIGHT_OUTPUT""#,
                 ),
             ],
         ),
@@ -465,7 +465,7 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
     })
     .await
     .expect("the API hangs mid-stream");
-    let hung_at = orca_api::convert::now_micros();
+    let hung_at = tidewright_api::convert::now_micros();
     let task = wait_succeeded(&client, &id, Duration::from_secs(60))
         .await
         .expect("the retry succeeds");
@@ -494,7 +494,7 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
     let (status, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("orca_step_attempts_finished_total{outcome=\"stalled\"} 1"),
+        metrics.contains("tidewright_step_attempts_finished_total{outcome=\"stalled\"} 1"),
         "{metrics}"
     );
 }
@@ -502,7 +502,7 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
 #[tokio::test]
 async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_an_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let reset_secs = orca_api::convert::now_micros() / 1_000_000 + 5;
+    let reset_secs = tidewright_api::convert::now_micros() / 1_000_000 + 5;
     let mock = MockAnthropic::start(vec![Reply::Error {
         status: 429,
         message: format!("Claude AI usage limit reached|{reset_secs}"),
@@ -560,9 +560,10 @@ async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_
     );
     let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
     assert!(
-        metrics.contains("orca_rate_limits_total{pool=\"agents\",runtime=\"claude-code\"} 1")
-            && metrics.contains("orca_pools_paused 1")
-            && metrics.contains("orca_agents_paused{pool=\"agents\",runtime=\"claude-code\"} 1"),
+        metrics.contains("tidewright_rate_limits_total{pool=\"agents\",runtime=\"claude-code\"} 1")
+            && metrics.contains("tidewright_pools_paused 1")
+            && metrics
+                .contains("tidewright_agents_paused{pool=\"agents\",runtime=\"claude-code\"} 1"),
         "{metrics}"
     );
 
@@ -608,7 +609,7 @@ async fn limited_pool(
         &["--http-listen", &http, "--provider-limit-backoff", "1s"],
     )
     .expect("server");
-    let bin = orca_tests::claude_bin().display().to_string();
+    let bin = tidewright_tests::claude_bin().display().to_string();
     let credential = if subscription {
         ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-test-subscription")
     } else {
@@ -685,14 +686,14 @@ async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, s
         })
         .count();
     assert_eq!(handed, 2, "{events:?}");
-    // And so does `orca get task`, on each handed-back attempt.
+    // And so does `tidewright get task`, on each handed-back attempt.
     let shown = stdout_of(server.cli().args(["get", "task", &id]));
     assert_eq!(shown.matches(&said).count(), 2, "{shown}");
     let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
     assert!(
-        metrics.contains("orca_rate_limits_total{pool=\"agents\",runtime=\"claude-code\"} 2")
-            && metrics.contains("orca_pools_paused 0")
-            && !metrics.contains("orca_agents_paused{"),
+        metrics.contains("tidewright_rate_limits_total{pool=\"agents\",runtime=\"claude-code\"} 2")
+            && metrics.contains("tidewright_pools_paused 0")
+            && !metrics.contains("tidewright_agents_paused{"),
         "paused twice, and resumed: {metrics}"
     );
     assert_eq!(mock.requests().len(), 3);
@@ -727,7 +728,7 @@ async fn a_529_from_the_pinned_cli_pauses_the_pool_and_the_step_succeeds_on_its_
 #[tokio::test]
 async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_names() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let resets_at = orca_api::convert::now_micros() / 1_000_000 + 4;
+    let resets_at = tidewright_api::convert::now_micros() / 1_000_000 + 4;
     let mock = MockAnthropic::start(vec![Reply::Limited {
         status: 429,
         message: "mock: five-hour window used".into(),
@@ -750,7 +751,7 @@ async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_na
     // The CLI's report, and the reset as the proxy read the answer.
     let signal = format!(
         "claude-code rate limited (rate_limit_event resetsAt={} rateLimitType=five_hour; reset from ",
-        orca_api::view::format_utc(resets_at * 1_000_000)
+        tidewright_api::view::format_utc(resets_at * 1_000_000)
     );
     assert!(
         attempts[0].error.starts_with(&signal),

@@ -1,29 +1,29 @@
 //! The Claude Code CLI's stream, pinned. `scripts/claude.sh` installs the
 //! version named in `scripts/claude-code.version`; the worker's unit tests
 //! read fixtures recorded from that version against the mock API
-//! (`crates/orca-worker/tests/fixtures/claude/`). These tests fail when the
+//! (`crates/tidewright-worker/tests/fixtures/claude/`). These tests fail when the
 //! installed CLI is not the pinned one, and when the pinned CLI no longer
 //! reports an API error the way its fixtures say. To move to another
 //! version: set it in `scripts/claude-code.version`, run
 //! `scripts/claude.sh`, then re-record with
-//! `ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test claude_fixtures`.
+//! `TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p tidewright-tests --test claude_fixtures`.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::claude_bin;
-use orca_tests::fixtures::PinnedCli;
 use serde_json::{Value, json};
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::claude_bin;
+use tidewright_tests::fixtures::PinnedCli;
 
 const CLI: PinnedCli = PinnedCli {
     name: "Claude Code",
     version_file: "scripts/claude-code.version",
     install: "scripts/claude.sh",
     version_variable: "CLAUDE_CODE_VERSION",
-    fixtures: "crates/orca-worker/tests/fixtures/claude",
+    fixtures: "crates/tidewright-worker/tests/fixtures/claude",
     test: "claude_fixtures",
-    reader: "crates/orca-worker/src/runtime/claude/limits.rs",
+    reader: "crates/tidewright-worker/src/runtime/claude/limits.rs",
 };
 
 fn installed() -> String {
@@ -48,7 +48,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let resets_at = orca_api::convert::now_micros() / 1_000_000 + 3600;
+    let resets_at = tidewright_api::convert::now_micros() / 1_000_000 + 3600;
     let limited = |message: String| Reply::Limited {
         status: 429,
         message,
@@ -141,7 +141,7 @@ async fn record(case: &Case) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// What of a stream decides how orca classifies the run: each line's kind,
+/// What of a stream decides how tidewright classifies the run: each line's kind,
 /// the `rate_limit_event`'s status and window, and the result line's
 /// structured error fields. Message texts, ids, paths and times vary.
 fn shape(stream: &str) -> Value {

@@ -1,13 +1,13 @@
-//! The Rust client library (`orca-client`) against a real `orca server`
-//! and `orca worker` on loopback: waits, watches across a kill -9 of the
+//! The Rust client library (`tidewright-client`) against a real `tidewright server`
+//! and `tidewright worker` on loopback: waits, watches across a kill -9 of the
 //! control plane, paging, retries of UNAVAILABLE, typed errors and state.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use orca_client::{Client, Error, Settings, StateKey, Submit, WatchOptions, v1};
-use orca_tests::*;
+use tidewright_client::{Client, Error, Settings, StateKey, Submit, WatchOptions, v1};
+use tidewright_tests::*;
 use tonic::Code;
 
 const FINISH: Duration = Duration::from_secs(60);
@@ -32,12 +32,12 @@ async fn a_dag_is_submitted_and_waited_for_and_its_key_makes_it_once() -> anyhow
     let dag = spec(
         "dag",
         vec![
-            shell_step("a", &[], "echo '{\"n\": 1}' > \"$ORCA_OUTPUT\""),
-            shell_step("b", &[], "echo '{\"n\": 2}' > \"$ORCA_OUTPUT\""),
+            shell_step("a", &[], "echo '{\"n\": 1}' > \"$TIDEWRIGHT_OUTPUT\""),
+            shell_step("b", &[], "echo '{\"n\": 2}' > \"$TIDEWRIGHT_OUTPUT\""),
             shell_step(
                 "sum",
                 &["a", "b"],
-                "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\"",
+                "cat \"$TIDEWRIGHT_INPUTS\" > \"$TIDEWRIGHT_OUTPUT\"",
             ),
         ],
     );
@@ -96,8 +96,9 @@ async fn a_batch_is_made_whole_once_or_refused_whole_naming_its_task() -> anyhow
         .collect();
     let again = client.submit_many(again).await?;
     assert!(again.iter().all(|s| !s.created));
-    let ids =
-        |s: &[orca_client::Submitted]| s.iter().map(|s| s.task_id.clone()).collect::<Vec<_>>();
+    let ids = |s: &[tidewright_client::Submitted]| {
+        s.iter().map(|s| s.task_id.clone()).collect::<Vec<_>>()
+    };
     assert_eq!(ids(&again), ids(&submitted));
 
     let refused = client
@@ -123,7 +124,7 @@ async fn a_producer_coalesces_concurrent_submits_and_answers_each_its_own() -> a
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path())?;
     let client = client_of(&server).await?;
-    let producer = client.producer(orca_client::Batching {
+    let producer = client.producer(tidewright_client::Batching {
         max_batch: 100,
         in_flight: 1,
         ..Default::default()
@@ -230,7 +231,7 @@ async fn watch_resumes_across_a_control_plane_restart_with_nothing_missed() -> a
     let contiguous: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, contiguous, "every event once, in order");
     let last = watched.last().expect("events");
-    assert!(orca_client::is_final(last), "{last:?}");
+    assert!(tidewright_client::is_final(last), "{last:?}");
     let lines: Vec<&str> = watched
         .iter()
         .filter_map(|e| match &e.kind {
@@ -376,7 +377,8 @@ async fn errors_keep_the_status_and_name_the_field() -> anyhow::Result<()> {
         Some(Code::NotFound)
     );
 
-    let stranger = Client::connect(Settings::new(&server.url, Some("orca_wrong".into()))).await?;
+    let stranger =
+        Client::connect(Settings::new(&server.url, Some("tidewright_wrong".into()))).await?;
     let refused = stranger.get("x").await.expect_err("bad token");
     assert_eq!(refused.code(), Some(Code::Unauthenticated));
 

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::openai::{self, MockOpenAi, Reply};
-use orca_tests::*;
 use serde_json::Value;
+use tidewright_api::v1;
+use tidewright_tests::openai::{self, MockOpenAi, Reply};
+use tidewright_tests::*;
 
 #[tokio::test]
 async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output() {
@@ -27,7 +27,7 @@ async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output(
         &prices,
         format!(
             "{}: {{input: 2, cachedInput: 0.5, output: 10}}\n",
-            orca_worker::runtime::codex::DEFAULT_MODEL
+            tidewright_worker::runtime::codex::DEFAULT_MODEL
         ),
     )
     .expect("prices");
@@ -70,9 +70,9 @@ async fn a_codex_agent_runs_a_command_and_its_answer_and_cost_become_the_output(
     assert_eq!(step.attempts[0].session_id, session);
     assert_eq!(
         step.attempts[0].model,
-        orca_worker::runtime::codex::DEFAULT_MODEL
+        tidewright_worker::runtime::codex::DEFAULT_MODEL
     );
-    // Two model calls, each of the mock's usage, priced by orca at the
+    // Two model calls, each of the mock's usage, priced by tidewright at the
     // operator's price.
     let cost = step.attempts[0].cost.expect("a cost");
     let (input, cached, out) = (
@@ -155,12 +155,11 @@ async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
     ])
     .await
     .expect("openai mock");
-    let anthropic =
-        orca_tests::anthropic::MockAnthropic::start(vec![orca_tests::anthropic::Reply::Text(
-            "Claude is done.".into(),
-        )])
-        .await
-        .expect("anthropic mock");
+    let anthropic = tidewright_tests::anthropic::MockAnthropic::start(vec![
+        tidewright_tests::anthropic::Reply::Text("Claude is done.".into()),
+    ])
+    .await
+    .expect("anthropic mock");
     let http = free_addr();
     let server = Server::start_on(
         dir.path(),
@@ -221,8 +220,8 @@ async fn a_429_from_openai_pauses_only_the_codex_agents_and_claude_runs_on() {
     // The metrics name the runtime, and so the provider, that is paused.
     let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
     assert!(
-        metrics.contains("orca_rate_limits_total{pool=\"mixed\",runtime=\"codex\"} 1")
-            && metrics.contains("orca_agents_paused{pool=\"mixed\",runtime=\"codex\"} 1")
+        metrics.contains("tidewright_rate_limits_total{pool=\"mixed\",runtime=\"codex\"} 1")
+            && metrics.contains("tidewright_agents_paused{pool=\"mixed\",runtime=\"codex\"} 1")
             && !metrics.contains("runtime=\"claude-code\""),
         "{metrics}"
     );
@@ -360,17 +359,17 @@ async fn a_retry_on_another_worker_resumes_the_codex_thread_from_its_checkpoint(
     assert_eq!(output["result"], "Finished where I left off.");
 }
 
-/// Codex starts orca's shared-state MCP server with the step's token (the
+/// Codex starts tidewright's shared-state MCP server with the step's token (the
 /// CLI gives an MCP server only a few basic variables unless its config
 /// names more): the agent stores a finding with the server's `state_put`
-/// (in the `mcp__orca` namespace the CLI offers it), and the next step reads
+/// (in the `mcp__tidewright` namespace the CLI offers it), and the next step reads
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_codex_agent_shares_a_finding_through_orcas_mcp_server() {
+async fn a_codex_agent_shares_a_finding_through_tidewrights_mcp_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockOpenAi::start(vec![
         Reply::Tool {
-            name: "mcp__orca/state_put".into(),
+            name: "mcp__tidewright/state_put".into(),
             args: serde_json::json!({"key": "finding", "value": {"bug": "off by one"}}),
         },
         Reply::Text("Shared the finding.".into()),
@@ -397,7 +396,7 @@ async fn a_codex_agent_shares_a_finding_through_orcas_mcp_server() {
                 shell_step(
                     "fix",
                     &["investigate"],
-                    r#"orca state get finding > "$ORCA_OUTPUT""#,
+                    r#"tidewright state get finding > "$TIDEWRIGHT_OUTPUT""#,
                 ),
             ],
         ),

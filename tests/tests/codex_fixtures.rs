@@ -1,30 +1,30 @@
 //! The Codex CLI's stream, pinned. `scripts/codex.sh` installs the version
 //! named in `scripts/codex.version`; the worker's unit tests read fixtures
 //! recorded from that version against the mock Responses API
-//! (`crates/orca-worker/tests/fixtures/codex/`). These tests fail when the
+//! (`crates/tidewright-worker/tests/fixtures/codex/`). These tests fail when the
 //! installed CLI is not the pinned one, and when the pinned CLI no longer
 //! reports a run the way its fixtures say. To move to another version: set
 //! it in `scripts/codex.version`, run `scripts/codex.sh`, then re-record
-//! with `ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test
+//! with `TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p tidewright-tests --test
 //! codex_fixtures`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use orca_tests::codex_bin;
-use orca_tests::fixtures::PinnedCli;
-use orca_tests::openai::{MockOpenAi, Reply};
 use serde_json::{Value, json};
+use tidewright_tests::codex_bin;
+use tidewright_tests::fixtures::PinnedCli;
+use tidewright_tests::openai::{MockOpenAi, Reply};
 
 const CLI: PinnedCli = PinnedCli {
     name: "Codex",
     version_file: "scripts/codex.version",
     install: "scripts/codex.sh",
     version_variable: "CODEX_VERSION",
-    fixtures: "crates/orca-worker/tests/fixtures/codex",
+    fixtures: "crates/tidewright-worker/tests/fixtures/codex",
     test: "codex_fixtures",
-    reader: "crates/orca-worker/src/runtime/codex/stream.rs",
+    reader: "crates/tidewright-worker/src/runtime/codex/stream.rs",
 };
 
 /// `codex-cli 0.169.0` → `0.169.0`.
@@ -73,7 +73,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// Runs the CLI as the worker does (`codex exec --json`, the config.toml
-/// orca writes, the key by environment) against a mock that answers
+/// tidewright writes, the key by environment) against a mock that answers
 /// `case`; its stdout.
 async fn record(case: &Case) -> String {
     let mock = MockOpenAi::start(case.replies.clone()).await.expect("mock");
@@ -82,8 +82,8 @@ async fn record(case: &Case) -> String {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let home = tempfile::tempdir_in(&root).expect("home");
     let work = tempfile::tempdir_in(&root).expect("work");
-    let config = orca_worker::runtime::codex::config_toml(
-        orca_worker::runtime::codex::DEFAULT_MODEL,
+    let config = tidewright_worker::runtime::codex::config_toml(
+        tidewright_worker::runtime::codex::DEFAULT_MODEL,
         &mock.url,
         None,
     );
@@ -117,7 +117,7 @@ async fn record(case: &Case) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// What of a stream decides how orca reads the run: each line's kind, an
+/// What of a stream decides how tidewright reads the run: each line's kind, an
 /// item's kind and status, whether usage came with the turn's end, and a
 /// failure's words about its status. Ids, texts and times vary.
 fn shape(stream: &str) -> Value {

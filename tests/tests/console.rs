@@ -1,5 +1,5 @@
-//! The web console in a real Chromium against real orca processes: the
-//! one-time sign-in link `orca up` prints, the overview and the task page
+//! The web console in a real Chromium against real tidewright processes: the
+//! one-time sign-in link `tidewright up` prints, the overview and the task page
 //! kept live by the event streams, roles (a viewer has no cancel button,
 //! and the server refuses a forged one), a log of thousands of lines, and
 //! paging; templates run from a form, and webhooks managed by an admin
@@ -11,22 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use orca_tests::browser::Browser;
-use orca_tests::*;
+use tidewright_tests::browser::Browser;
+use tidewright_tests::*;
 
 const LIVE: Duration = Duration::from_secs(60);
 
-/// `orca up` in `dir`: the process, its gRPC URL and the sign-in link it
+/// `tidewright up` in `dir`: the process, its gRPC URL and the sign-in link it
 /// printed.
-async fn orca_up(dir: &Path) -> (Process, String, String) {
-    orca_up_with(dir, 0).await
+async fn tidewright_up(dir: &Path) -> (Process, String, String) {
+    tidewright_up_with(dir, 0).await
 }
 
-/// `orca up` with `workers` local workers (sandboxed: the system's tools
+/// `tidewright up` with `workers` local workers (sandboxed: the system's tools
 /// first on their `PATH`).
-async fn orca_up_with(dir: &Path, workers: u32) -> (Process, String, String) {
+async fn tidewright_up_with(dir: &Path, workers: u32) -> (Process, String, String) {
     let (up, out) = Process::spawn_keeping_stdout(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["up", "--listen", "127.0.0.1:0", "--workers"])
             .arg(workers.to_string())
             .env("PATH", system_first_path())
@@ -34,7 +34,7 @@ async fn orca_up_with(dir: &Path, workers: u32) -> (Process, String, String) {
         dir,
         "up",
     )
-    .expect("orca up");
+    .expect("tidewright up");
     let (grpc, link) = eventually(Duration::from_secs(30), || {
         let out = out.clone();
         async move {
@@ -51,7 +51,7 @@ async fn orca_up_with(dir: &Path, workers: u32) -> (Process, String, String) {
         }
     })
     .await
-    .expect("orca up prints its addresses and a sign-in link");
+    .expect("tidewright up prints its addresses and a sign-in link");
     (up, grpc, link)
 }
 
@@ -66,11 +66,11 @@ const SIGNED_OUT: &str =
     "/api/v1/session - Failed to load resource: the server responded with a status of 401";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_each_task() {
+async fn tidewright_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_each_task() {
     let dir = tempfile::tempdir().expect("tempdir");
     // No local worker yet: the DAG waits until one connects, so the page
     // shows it running and finishing live.
-    let (_up, grpc, link) = orca_up(dir.path()).await;
+    let (_up, grpc, link) = tidewright_up(dir.path()).await;
     assert!(
         link.starts_with("http://127.0.0.1:") && link.contains("/login?code="),
         "{link}"
@@ -95,13 +95,13 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
 
     // The example DAG, submitted from the CLI, and its page opened: every
     // step waits for a worker.
-    let submitted = Command::new(orca_bin())
+    let submitted = Command::new(tidewright_bin())
         .args(["--server", &grpc, "submit", "-f"])
         .arg(repo_root().join("examples/fan-out-fan-in.yaml"))
         .args(["-o", "name"])
         .current_dir(dir.path())
         .output()
-        .expect("orca submit");
+        .expect("tidewright submit");
     assert!(
         submitted.status.success(),
         "{}",
@@ -140,7 +140,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
     // A worker connects: without a reload, every node turns green and the
     // open step's log lines arrive.
     let _worker = Process::spawn(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "--server",
                 &grpc,
@@ -180,7 +180,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
         .screenshot(&screenshots(), "task")
         .await
         .expect("screenshot");
-    if let Ok(path) = std::env::var("ORCA_CONSOLE_SCREENSHOT") {
+    if let Ok(path) = std::env::var("TIDEWRIGHT_CONSOLE_SCREENSHOT") {
         browser
             .screenshot(Path::new(&path), "task")
             .await
@@ -211,6 +211,17 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
         })
         .await
         .expect("the worker's isolation");
+    // The control plane's build, under the fleet.
+    let version = format!(
+        "Control plane: tidewright {} (commit ",
+        env!("CARGO_PKG_VERSION")
+    );
+    browser
+        .text_until("[data-test=server-build]", LIVE, |t| {
+            t.starts_with(&version)
+        })
+        .await
+        .expect("the control plane's build");
     browser
         .count_until(".chart canvas", 4, LIVE)
         .await
@@ -309,7 +320,7 @@ async fn orca_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_eac
     close_without_errors(browser).await;
 }
 
-/// `orca server` with a worker and tokens for a developer and a viewer.
+/// `tidewright server` with a worker and tokens for a developer and a viewer.
 struct Served {
     server: Server,
     _worker: Process,
@@ -320,7 +331,7 @@ async fn served(dir: &Path) -> Served {
     served_with(dir, &[]).await
 }
 
-/// [`served`], with more `orca server` flags.
+/// [`served`], with more `tidewright server` flags.
 async fn served_with(dir: &Path, extra: &[&str]) -> Served {
     let http = free_addr();
     let (server, worker) = start_with_roles(dir, &http, extra, 4)
@@ -352,7 +363,7 @@ impl Served {
             &self.http,
             "POST",
             "/api/v1/tasks",
-            Some("orca_dev"),
+            Some("tidewright_dev"),
             &[],
             task_file,
         )
@@ -394,11 +405,11 @@ async fn sign_in(browser: &Browser, token: &str) {
 async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_developer_cancels_live()
  {
     let dir = tempfile::tempdir().expect("tempdir");
-    let orca = served(dir.path()).await;
-    let id =
-        orca.submit("name: sleeper\nsteps:\n  - id: nap\n    shell: {command: [sleep, '60']}\n");
-    let browser = orca.open_task(dir.path(), &id).await;
-    sign_in(&browser, "orca_viewer").await;
+    let tidewright = served(dir.path()).await;
+    let id = tidewright
+        .submit("name: sleeper\nsteps:\n  - id: nap\n    shell: {command: [sleep, '60']}\n");
+    let browser = tidewright.open_task(dir.path(), &id).await;
+    sign_in(&browser, "tidewright_viewer").await;
     let who = browser.text("[data-test=who]").await.expect("who");
     assert!(who.contains("vic") && who.contains("viewer"), "{who}");
     browser
@@ -434,7 +445,7 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
         .click("[data-test=sign-out]")
         .await
         .expect("sign out");
-    sign_in(&browser, "orca_dev").await;
+    sign_in(&browser, "tidewright_dev").await;
     browser
         .click("[data-test=cancel]")
         .await
@@ -443,9 +454,14 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
         .text_until("[data-test=task-state]", LIVE, |t| t == "cancelled")
         .await
         .expect("cancelled, shown live");
-    let got = succeed(orca.server.cli().args(["get", "task", &id, "-o", "json"]));
+    let got = succeed(
+        tidewright
+            .server
+            .cli()
+            .args(["get", "task", &id, "-o", "json"]),
+    );
     let got: serde_json::Value = serde_json::from_slice(&got.stdout).expect("JSON");
-    assert_eq!(got["state"], "cancelled", "orca get task says so too");
+    assert_eq!(got["state"], "cancelled", "tidewright get task says so too");
     // The forged cancels' refusals are meant; nothing else failed.
     let errors = browser
         .page_errors(&[
@@ -461,8 +477,8 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_at_its_gate_shows_who_may_decide_and_its_approver_approves_it_in_the_page() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let orca = served(dir.path()).await;
-    let id = orca.submit(
+    let tidewright = served(dir.path()).await;
+    let id = tidewright.submit(
         "name: release
 steps:
   - id: build
@@ -473,9 +489,9 @@ steps:
     shell: {command: ['true']}
 ",
     );
-    let browser = orca.open_task(dir.path(), &id).await;
+    let browser = tidewright.open_task(dir.path(), &id).await;
     // The developer who submitted it sees the question, not the buttons.
-    sign_in(&browser, "orca_dev").await;
+    sign_in(&browser, "tidewright_dev").await;
     let gate = browser
         .text_until("[data-test=gate]", LIVE, |t| t.contains("Ship build 42?"))
         .await
@@ -506,7 +522,7 @@ steps:
         .click("[data-test=sign-out]")
         .await
         .expect("sign out");
-    sign_in(&browser, "orca_viewer").await;
+    sign_in(&browser, "tidewright_viewer").await;
     let reason = browser
         .client
         .wait()
@@ -521,7 +537,7 @@ steps:
         .await
         .expect("the approved step ran, shown live");
     assert_eq!(browser.count("[data-test=gate]").await.expect("gates"), 0);
-    let audit = orca.server.audit_log().await.expect("audit");
+    let audit = tidewright.server.audit_log().await.expect("audit");
     assert!(
         audit.iter().any(|e| e.action == "step.approve"
             && e.actor == "vic"
@@ -536,20 +552,21 @@ steps:
 async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A repository on this machine's disk (the server allows local ones).
-    let origin = orca_tests::git_server::local_repository(dir.path(), &[("README.md", "# app\n")]);
-    let orca = served_with(dir.path(), &["--allow-local-repos"]).await;
-    let id = orca.submit(&format!(
+    let origin =
+        tidewright_tests::git_server::local_repository(dir.path(), &[("README.md", "# app\n")]);
+    let tidewright = served_with(dir.path(), &["--allow-local-repos"]).await;
+    let id = tidewright.submit(&format!(
         "name: edit\nrepo: {{url: 'file://{}', ref: main}}\nsteps:\n  - id: edit\n    shell: {{command: [sh, -c, 'echo hello > greeting.txt && echo more >> README.md']}}\n",
         origin.display()
     ));
-    let browser = orca.open_task(dir.path(), &id).await;
-    sign_in(&browser, "orca_dev").await;
+    let browser = tidewright.open_task(dir.path(), &id).await;
+    sign_in(&browser, "tidewright_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
         .expect("done");
     let branch = browser.text("[data-test=branch]").await.expect("branch");
-    assert!(branch.contains(&format!("orca/{id}")), "{branch}");
+    assert!(branch.contains(&format!("tidewright/{id}")), "{branch}");
     browser.click("g[data-step=edit]").await.expect("the step");
     let work = browser
         .text_until("[data-test=work]", LIVE, |t| t.contains("2 files"))
@@ -573,15 +590,16 @@ async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
 async fn the_dag_marks_a_step_waiting_for_anothers_touches_and_a_join_whose_dependencies_conflict()
 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let origin = orca_tests::git_server::local_repository(dir.path(), &[("config.txt", "base\n")]);
-    let orca = served_with(dir.path(), &["--allow-local-repos"]).await;
+    let origin =
+        tidewright_tests::git_server::local_repository(dir.path(), &[("config.txt", "base\n")]);
+    let tidewright = served_with(dir.path(), &["--allow-local-repos"]).await;
     // first and left wait for the test's word; second waits for first
     // (their touches overlap); left and right write config.txt apart, so
     // join finds their work in conflict.
     let release = dir.path().join("release");
     let held = format!("until [ -e {} ]; do sleep 0.05; done", release.display());
     let url = format!("file://{}", origin.display());
-    let id = orca.submit(&format!(
+    let id = tidewright.submit(&format!(
         r#"name: marks
 repo: {{url: '{url}', ref: main}}
 steps:
@@ -600,8 +618,8 @@ steps:
     shell: {{command: [sh, -c, 'true']}}
 "#
     ));
-    let browser = orca.open_task(dir.path(), &id).await;
-    sign_in(&browser, "orca_dev").await;
+    let browser = tidewright.open_task(dir.path(), &id).await;
+    sign_in(&browser, "tidewright_dev").await;
     browser
         .count_until("g[data-step=second][data-waits-for=first]", 1, LIVE)
         .await
@@ -641,11 +659,11 @@ steps:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let orca = served(dir.path()).await;
-    let id = orca
+    let tidewright = served(dir.path()).await;
+    let id = tidewright
         .submit("name: chatty\nsteps:\n  - id: talk\n    shell: {command: [seq, '1', '20000']}\n");
-    let browser = orca.open_task(dir.path(), &id).await;
-    sign_in(&browser, "orca_dev").await;
+    let browser = tidewright.open_task(dir.path(), &id).await;
+    sign_in(&browser, "tidewright_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
@@ -677,10 +695,10 @@ async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
 async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_scope_shows_its_state()
  {
     let dir = tempfile::tempdir().expect("tempdir");
-    let orca = served(dir.path()).await;
+    let tidewright = served(dir.path()).await;
     for i in 0..1000 {
         let name = if i % 2 == 0 { "even" } else { "odd" };
-        orca.submit(&format!(
+        tidewright.submit(&format!(
             "name: {name}-{i}\nsteps:\n  - id: a\n    shell: {{command: [true]}}\n"
         ));
     }
@@ -689,10 +707,10 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
         .expect("chromium");
     browser
         .client
-        .goto(&format!("http://{}/#/tasks", orca.http))
+        .goto(&format!("http://{}/#/tasks", tidewright.http))
         .await
         .expect("the console");
-    sign_in(&browser, "orca_viewer").await;
+    sign_in(&browser, "tidewright_viewer").await;
     browser
         .count_until("[data-task]", 50, LIVE)
         .await
@@ -771,14 +789,15 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
     // A scope's shared state, read-only.
     for (key, value) in [("plan", r#"{"steps": 3}"#), ("finding", r#""off by one""#)] {
         succeed(
-            orca.server
+            tidewright
+                .server
                 .cli()
                 .args(["state", "put", key, value, "--scope", "shared"]),
         );
     }
     browser
         .client
-        .goto(&format!("http://{}/#/state", orca.http))
+        .goto(&format!("http://{}/#/state", tidewright.http))
         .await
         .expect("the state page");
     let scope = browser
@@ -823,7 +842,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
     )
     .expect("write");
     let templates = templates.display().to_string();
-    let orca = served_with(
+    let tidewright = served_with(
         &dir.path().join("data"),
         &[
             "--templates-dir",
@@ -832,7 +851,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         ],
     )
     .await;
-    let receiver = orca_tests::webhook_receiver::Receiver::start(&[], 204)
+    let receiver = tidewright_tests::webhook_receiver::Receiver::start(&[], 204)
         .await
         .expect("receiver");
     let browser = Browser::start(&dir.path().join("browser"))
@@ -840,10 +859,10 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         .expect("chromium");
     browser
         .client
-        .goto(&format!("http://{}/#/templates", orca.http))
+        .goto(&format!("http://{}/#/templates", tidewright.http))
         .await
         .expect("the console");
-    sign_in(&browser, "orca_dev").await;
+    sign_in(&browser, "tidewright_dev").await;
     let row = browser
         .text_until("[data-test=templates] [data-template=greet]", LIVE, |t| {
             !t.is_empty()
@@ -897,7 +916,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
         .expect("the task's page, live");
-    let tasks = orca.server.tasks().await.expect("tasks");
+    let tasks = tidewright.server.tasks().await.expect("tasks");
     assert_eq!(
         all_task_ids(&tasks).await.expect("ids").len(),
         1,
@@ -910,10 +929,10 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         .click("[data-test=sign-out]")
         .await
         .expect("sign out");
-    sign_in(&browser, "orca_admin").await;
+    sign_in(&browser, "tidewright_admin").await;
     browser
         .client
-        .goto(&format!("http://{}/#/webhooks", orca.http))
+        .goto(&format!("http://{}/#/webhooks", tidewright.http))
         .await
         .expect("the webhooks page");
     let form = "[data-test=add-webhook]";
@@ -963,7 +982,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
     );
     assert!(endpoint.contains("enabled"), "{endpoint}");
 
-    let id = orca.submit("name: hooked\nsteps:\n  - id: a\n    shell: {command: ['true']}\n");
+    let id = tidewright.submit("name: hooked\nsteps:\n  - id: a\n    shell: {command: ['true']}\n");
     eventually(LIVE, || async {
         receiver
             .received()
@@ -1048,16 +1067,16 @@ async fn shown(browser: &Browser, css: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspended_and_run_now() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let orca = served(&dir.path().join("data")).await;
+    let tidewright = served(&dir.path().join("data")).await;
     let browser = Browser::start(&dir.path().join("browser"))
         .await
         .expect("chromium");
     browser
         .client
-        .goto(&format!("http://{}/#/schedules", orca.http))
+        .goto(&format!("http://{}/#/schedules", tidewright.http))
         .await
         .expect("the console");
-    sign_in(&browser, "orca_dev").await;
+    sign_in(&browser, "tidewright_dev").await;
     let file = "[data-test=create-schedule] textarea";
     let create = "[data-test=create-schedule] button[type=submit]";
     let heartbeat = "name: heartbeat\ncron: '* * * * * *'\ntimezone: Europe/Rome\nconcurrencyPolicy: Forbid\ntask:\n  steps:\n    - id: beat\n      shell: {command: ['true']}\n";
@@ -1122,10 +1141,10 @@ async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspend
         .await
         .expect("the task's page, live");
     let found = http_call(
-        &orca.http,
+        &tidewright.http,
         "GET",
         "/api/v1/schedules/heartbeat",
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         "",
     )
@@ -1147,25 +1166,25 @@ async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspend
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_page_shows_the_tree_of_tasks_its_steps_submitted_and_a_childs_page_its_parent() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let orca = served(&dir.path().join("data")).await;
+    let tidewright = served(&dir.path().join("data")).await;
     // A step submits a task of its own with its token, and follows it;
     // that task's step does the same: a tree of three.
     let submits = |file: &str| {
         use base64::Engine as _;
         let file = base64::engine::general_purpose::STANDARD.encode(file);
-        format!("echo {file} | base64 -d > t.yaml && orca submit -f t.yaml --watch")
+        format!("echo {file} | base64 -d > t.yaml && tidewright submit -f t.yaml --watch")
     };
     let grandkid = "name: grandkid\nsteps:\n  - id: b\n    shell: {command: ['true']}\n";
     let kid = format!(
         "name: kid\nsteps:\n  - id: a\n    shell: {{command: [sh, -c, {:?}]}}\n",
         submits(grandkid)
     );
-    let parent = orca.submit(&format!(
+    let parent = tidewright.submit(&format!(
         "name: lead\nsteps:\n  - id: hand-out\n    shell: {{command: [sh, -c, {:?}]}}\n",
         submits(&kid)
     ));
-    let browser = orca.open_task(dir.path(), &parent).await;
-    sign_in(&browser, "orca_dev").await;
+    let browser = tidewright.open_task(dir.path(), &parent).await;
+    sign_in(&browser, "tidewright_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
@@ -1274,7 +1293,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steps_egress_verdicts_show_among_its_log_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (up, grpc, link) = orca_up_with(dir.path(), 1).await;
+    let (up, grpc, link) = tidewright_up_with(dir.path(), 1).await;
     let origin = link.split("/login").next().expect("origin").to_string();
     let file = dir.path().join("probe.yaml");
     std::fs::write(
@@ -1282,12 +1301,12 @@ async fn a_steps_egress_verdicts_show_among_its_log_lines() {
         "name: probe\nsteps:\n  - id: probe\n    shell:\n      command: [sh, -c, 'curl -s -o /dev/null -m 5 http://169.254.169.254/ || true; echo probed']\n",
     )
     .expect("task file");
-    let submitted = Command::new(orca_bin())
+    let submitted = Command::new(tidewright_bin())
         .args(["--server", &grpc, "submit", "--watch", "-o", "name", "-f"])
         .arg(&file)
         .current_dir(dir.path())
         .output()
-        .expect("orca submit");
+        .expect("tidewright submit");
     assert!(
         submitted.status.success(),
         "{}",

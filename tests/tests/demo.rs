@@ -1,7 +1,7 @@
 //! `make demo` as a newcomer runs it: scripts/demo.sh builds (a no-op here:
 //! the tests' build made the binary) and finds the binary where cargo put it
 //! (`.ci/run` points CARGO_TARGET_DIR away from target/, so this is tested
-//! there), runs the fan-out/fan-in DAG on the embedded orca, and with an
+//! there), runs the fan-out/fan-in DAG on the embedded tidewright, and with an
 //! Anthropic endpoint ends it in a Claude Code agent step, with an OpenAI
 //! endpoint in a Codex agent step: the real CLIs talking to mock APIs.
 
@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::repo_root;
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::repo_root;
 
 /// The demo's whole run: what it printed on stdout and stderr.
 struct Run {
@@ -46,14 +46,14 @@ async fn demo(data: &Path, envs: &[(&str, &str)]) -> Run {
     command
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_BASE_URL")
-        .env_remove("ORCA_CLAUDE_BIN")
+        .env_remove("TIDEWRIGHT_CLAUDE_BIN")
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
-        .env_remove("ORCA_CODEX_BIN")
+        .env_remove("TIDEWRIGHT_CODEX_BIN")
         .env_remove("GEMINI_API_KEY")
         .env_remove("GOOGLE_GEMINI_BASE_URL")
-        .env_remove("ORCA_GEMINI_BIN")
-        .env("ORCA_DEMO_DIR", data)
+        .env_remove("TIDEWRIGHT_GEMINI_BIN")
+        .env("TIDEWRIGHT_DEMO_DIR", data)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -77,9 +77,10 @@ async fn demo(data: &Path, envs: &[(&str, &str)]) -> Run {
     };
     assert!(
         output.status.success(),
-        "make demo failed:\n{}\n{}",
+        "make demo failed:\n{}\n{}\nup.log:\n{}",
         run.stdout,
-        run.stderr
+        run.stderr,
+        std::fs::read_to_string(data.join("up.log")).unwrap_or_default()
     );
     run
 }
@@ -93,7 +94,10 @@ async fn the_demo_runs_the_dag_and_says_how_to_add_an_agent_step() {
         out.contains("no ANTHROPIC_API_KEY") && out.contains("set it, or ANTHROPIC_BASE_URL"),
         "{out}"
     );
-    assert!(out.contains("== orca is up at http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("== tidewright is up at http://127.0.0.1:"),
+        "{out}"
+    );
     assert!(
         out.contains("the web console: http://127.0.0.1:") && out.contains("/login?code="),
         "{out}"
@@ -124,7 +128,7 @@ async fn the_demo_runs_the_dag_and_says_how_to_add_an_agent_step() {
     assert!(
         std::fs::read_to_string(data.path().join("up.log"))
             .expect("up.log")
-            .contains("orca stopped")
+            .contains("tidewright stopped")
     );
 }
 
@@ -138,19 +142,19 @@ async fn with_an_anthropic_endpoint_the_demo_ends_in_an_agent_step() {
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");
-    let claude = orca_tests::claude_bin().display().to_string();
+    let claude = tidewright_tests::claude_bin().display().to_string();
     let run = demo(
         data.path(),
         &[
             ("ANTHROPIC_BASE_URL", mock.url.as_str()),
             ("ANTHROPIC_API_KEY", "sk-ant-demo-key"),
-            ("ORCA_CLAUDE_BIN", claude.as_str()),
+            ("TIDEWRIGHT_CLAUDE_BIN", claude.as_str()),
         ],
     )
     .await;
     let (out, live) = (&run.stdout, &run.stderr);
     assert!(!out.contains("no ANTHROPIC_API_KEY"), "{out}");
-    // orca up's workers offer claude-code once they have a key.
+    // tidewright up's workers offer claude-code once they have a key.
     assert!(out.contains("claude-code"), "{out}");
     // Its tool calls streamed live, as they happened.
     assert!(live.contains("summarize | tool: Read"), "{live}");
@@ -199,28 +203,28 @@ fn strings_in(value: &serde_json::Value, into: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
-    let mock = orca_tests::openai::MockOpenAi::start(vec![
-        orca_tests::openai::Reply::Command(
+    let mock = tidewright_tests::openai::MockOpenAi::start(vec![
+        tidewright_tests::openai::Reply::Command(
             "cat context/inputs.json && echo '3 shards held 14 words.' > SUMMARY-codex.md".into(),
         ),
-        orca_tests::openai::Reply::Text("The three shards held 14 words in all.".into()),
+        tidewright_tests::openai::Reply::Text("The three shards held 14 words in all.".into()),
     ])
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");
-    let codex = orca_tests::codex_bin().display().to_string();
+    let codex = tidewright_tests::codex_bin().display().to_string();
     let run = demo(
         data.path(),
         &[
             ("OPENAI_BASE_URL", mock.url.as_str()),
             ("OPENAI_API_KEY", "sk-openai-demo-key"),
-            ("ORCA_CODEX_BIN", codex.as_str()),
+            ("TIDEWRIGHT_CODEX_BIN", codex.as_str()),
         ],
     )
     .await;
     let (out, live) = (&run.stdout, &run.stderr);
     assert!(!out.contains("no OPENAI_API_KEY"), "{out}");
-    // orca up's workers offer codex once they have a key and the CLI.
+    // tidewright up's workers offer codex once they have a key and the CLI.
     assert!(out.contains("codex"), "{out}");
     // Its command streamed live, with what it printed.
     assert!(
@@ -243,20 +247,20 @@ async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_gemini_endpoint_the_demo_ends_in_a_gemini_cli_step() {
-    let mock = orca_tests::gemini::MockGemini::start(vec![
-        orca_tests::gemini::Reply::write("SUMMARY-gemini.md", "3 shards held 14 words.\n"),
-        orca_tests::gemini::Reply::Text("The three shards held 14 words in all.".into()),
+    let mock = tidewright_tests::gemini::MockGemini::start(vec![
+        tidewright_tests::gemini::Reply::write("SUMMARY-gemini.md", "3 shards held 14 words.\n"),
+        tidewright_tests::gemini::Reply::Text("The three shards held 14 words in all.".into()),
     ])
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");
-    let gemini = orca_tests::gemini_bin().display().to_string();
+    let gemini = tidewright_tests::gemini_bin().display().to_string();
     let run = demo(
         data.path(),
         &[
             ("GOOGLE_GEMINI_BASE_URL", mock.url.as_str()),
             ("GEMINI_API_KEY", "gemini-demo-key"),
-            ("ORCA_GEMINI_BIN", gemini.as_str()),
+            ("TIDEWRIGHT_GEMINI_BIN", gemini.as_str()),
         ],
     )
     .await;

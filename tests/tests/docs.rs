@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use orca_tests::{orca_bin, repo_root};
+use tidewright_tests::{repo_root, tidewright_bin};
 
 /// The pages to check: the README and every page of the book.
 fn pages() -> Vec<PathBuf> {
@@ -137,7 +137,7 @@ fn every_page_of_the_book_is_in_its_table_of_contents() {
     assert!(missing.is_empty(), "pages outside SUMMARY.md: {missing:?}");
 }
 
-/// The page is made from the CLI's definitions (a unit test of orca-cli
+/// The page is made from the CLI's definitions (a unit test of tidewright
 /// holds it to them); this holds it to what the built binary prints.
 #[test]
 fn the_cli_page_says_what_the_binary_prints() {
@@ -149,20 +149,20 @@ fn the_cli_page_says_what_the_binary_prints() {
         vec!["worker"],
         vec!["get", "task"],
     ] {
-        let mut run = Command::new(orca_bin());
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("ORCA_")) {
+        let mut run = Command::new(tidewright_bin());
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TIDEWRIGHT_")) {
             run.env_remove(name);
         }
         let output = run
             .args(&command)
             .arg("--help")
             .output()
-            .expect("orca --help");
-        assert!(output.status.success(), "orca {command:?} --help");
+            .expect("tidewright --help");
+        assert!(output.status.success(), "tidewright {command:?} --help");
         let help = String::from_utf8(output.stdout).expect("utf-8");
         let section = format!(
             "## {}\n\n```text\n{}\n```\n",
-            std::iter::once("orca")
+            std::iter::once("tidewright")
                 .chain(command.iter().copied())
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -170,7 +170,7 @@ fn the_cli_page_says_what_the_binary_prints() {
         );
         assert!(
             page.contains(&section),
-            "docs/src/cli.md does not hold `orca {}` --help as printed:\n{help}",
+            "docs/src/cli.md does not hold `tidewright {}` --help as printed:\n{help}",
             command.join(" ")
         );
     }

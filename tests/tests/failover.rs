@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use orca_api::client::ClientTls;
-use orca_api::leader::Replicas;
-use orca_api::v1;
-use orca_api::v1::task_service_client::TaskServiceClient;
-use orca_store_postgres::throwaway;
-use orca_tests::*;
+use tidewright_api::client::ClientTls;
+use tidewright_api::leader::Replicas;
+use tidewright_api::v1;
+use tidewright_api::v1::task_service_client::TaskServiceClient;
+use tidewright_store_postgres::throwaway;
+use tidewright_tests::*;
 use tonic::service::interceptor::InterceptedService;
 
 /// Short, so the tests are quick; the default is 4 s.
 const LEASE: &str = "2s";
 const LEASE_TTL: Duration = Duration::from_secs(2);
 
-type Client = TaskServiceClient<InterceptedService<Replicas, orca_api::client::Bearer>>;
+type Client = TaskServiceClient<InterceptedService<Replicas, tidewright_api::client::Bearer>>;
 
 /// One replica: its addresses stay the same across restarts.
 struct Member {
@@ -264,7 +264,7 @@ async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing
         assert_eq!(
             refused
                 .metadata()
-                .get("orca-leader")
+                .get("tidewright-leader")
                 .and_then(|v| v.to_str().ok()),
             Some(cluster.members[first].listen.as_str()),
             "{}",
@@ -593,9 +593,9 @@ async fn clients_given_only_a_standby_follow_it_to_the_leader() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_rides_through_a_failover() -> anyhow::Result<()> {
-    use orca_operator::crd::OrcaTask;
-    use orca_operator::{Context, ControlPlane, WorkerSettings, tasks};
-    use orca_tests::kube_api::{MockKube, sh, task_resource};
+    use tidewright_operator::crd::TidewrightTask;
+    use tidewright_operator::{Context, ControlPlane, WorkerSettings, tasks};
+    use tidewright_tests::kube_api::{MockKube, sh, task_resource};
 
     let mut cluster = Cluster::start(2).await?;
     let leader = cluster.leader(None).await?;
@@ -618,8 +618,8 @@ async fn the_operator_rides_through_a_failover() -> anyhow::Result<()> {
     )?;
     let workers = WorkerSettings {
         server: cluster.servers(),
-        image: "ghcr.io/orca-dev/orca-worker:test".into(),
-        token_secret: "orca-worker-token".into(),
+        image: "ghcr.io/tidewright/tidewright-worker:test".into(),
+        token_secret: "tidewright-worker-token".into(),
         token_key: "token".into(),
         metrics_token_secret: None,
     };
@@ -631,7 +631,7 @@ async fn the_operator_rides_through_a_failover() -> anyhow::Result<()> {
         Duration::from_secs(5),
     ));
     let gate = cluster.dir.path().join("gate");
-    let path = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasks/across";
+    let path = "/apis/tidewright.dev/v1alpha1/namespaces/team-a/tasks/across";
     mock.put(
         path,
         task_resource(
@@ -644,7 +644,7 @@ async fn the_operator_rides_through_a_failover() -> anyhow::Result<()> {
     // A reconcile that fails (the control plane is failing over) is run
     // again, as the controller's requeue would.
     let reconcile = || async {
-        let object: OrcaTask =
+        let object: TidewrightTask =
             serde_json::from_value(mock.get(path).expect("stored")).expect("a Task");
         tasks::reconcile(Arc::new(object), ctx.clone()).await.ok()
     };
@@ -723,7 +723,7 @@ fn watch_schedule(client: Client, name: &str) -> (Runs, tokio::task::JoinHandle<
                     let tick = run
                         .tick
                         .as_ref()
-                        .map(orca_api::convert::micros)
+                        .map(tidewright_api::convert::micros)
                         .unwrap_or_default();
                     let (tasks, skips) = kept.entry(tick).or_default();
                     if !run.task_id.is_empty() && !tasks.contains(&run.task_id) {
@@ -825,7 +825,7 @@ async fn a_schedule_fires_each_tick_once_when_the_leader_is_killed_at_the_tick()
     let listed = client
         .clone()
         .list_tasks(v1::ListTasksRequest {
-            labels: [("orca.dev/schedule".to_string(), "beat".to_string())].into(),
+            labels: [("tidewright.dev/schedule".to_string(), "beat".to_string())].into(),
             page_size: 1000,
             ..Default::default()
         })
@@ -842,7 +842,7 @@ async fn a_schedule_fires_each_tick_once_when_the_leader_is_killed_at_the_tick()
     let mut late: Vec<Duration> = listed
         .iter()
         .filter_map(|task| {
-            let made = orca_api::convert::micros(task.created_at.as_ref()?);
+            let made = tidewright_api::convert::micros(task.created_at.as_ref()?);
             let tick = runs.iter().find(|(_, (t, _))| t[0] == task.id)?.0;
             Some(Duration::from_micros((made - tick).max(0) as u64))
         })

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
 use serde_json::json;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_restart_loses_nothing_and_the_task_completes() -> anyhow::Result<()> {
@@ -18,7 +18,7 @@ async fn control_plane_restart_loses_nothing_and_the_task_completes() -> anyhow:
 
     let gate = dir.path().join("gate");
     let wait_gate = format!(
-        "{}; echo '{{\"waited\":true}}' > \"$ORCA_OUTPUT\"",
+        "{}; echo '{{\"waited\":true}}' > \"$TIDEWRIGHT_OUTPUT\"",
         wait_for_gate(&gate)
     );
     let long = submit(
@@ -26,9 +26,13 @@ async fn control_plane_restart_loses_nothing_and_the_task_completes() -> anyhow:
         task(
             "spans-restart",
             vec![
-                shell_step("first", &[], "echo '{\"n\":1}' > \"$ORCA_OUTPUT\""),
+                shell_step("first", &[], "echo '{\"n\":1}' > \"$TIDEWRIGHT_OUTPUT\""),
                 shell_step("slow", &["first"], &wait_gate),
-                shell_step("last", &["slow"], "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\""),
+                shell_step(
+                    "last",
+                    &["slow"],
+                    "cat \"$TIDEWRIGHT_INPUTS\" > \"$TIDEWRIGHT_OUTPUT\"",
+                ),
             ],
         ),
     )
@@ -211,7 +215,7 @@ async fn exhausted_attempts_fail_the_task_with_the_whole_history() -> anyhow::Re
     }
     assert_eq!(step(&done, "after").state, v1::StepState::Skipped as i32);
 
-    // `orca get task` shows every attempt with its worker and reason.
+    // `tidewright get task` shows every attempt with its worker and reason.
     let out = server.cli().args(["get", "task", &id]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = text
@@ -296,7 +300,12 @@ async fn a_worker_killed_mid_step_loses_it_to_another_worker() -> anyhow::Result
     // `get agents` shows it gone, and why, after those connected.
     let shown =
         String::from_utf8_lossy(&succeed(server.cli().args(["get", "agents"])).stdout).into_owned();
-    let rows: Vec<&str> = shown.lines().skip(1).collect();
+    // The table's rows: up to the blank line before the control plane's build.
+    let rows: Vec<&str> = shown
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
     assert!(
         matches!(rows.as_slice(), [spare, doomed]
             if spare.starts_with("spare ")

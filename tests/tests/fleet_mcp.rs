@@ -1,6 +1,6 @@
 //! The fleet as MCP tools for a lead agent: a step plays the agent with the
 //! official MCP Python SDK (`mcp`, PyPI, pinned by scripts/mcp-sdk.sh),
-//! which starts `orca mcp` as an agent CLI does, lists its tools and calls
+//! which starts `tidewright mcp` as an agent CLI does, lists its tools and calls
 //! each. The tasks it submits are its task's children: in its tenant,
 //! labelled with their parent, within the fan-out and depth limits, read
 //! and cancelled by it alone, and cancelled when it ends; its token is
@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_api::v1;
+use tidewright_tests::*;
 use tonic::Code;
 
 /// The MCP SDK's python, installed (once) by scripts/mcp-sdk.sh.
@@ -91,7 +91,7 @@ async fn a_lead_step_fans_out_through_the_mcp_tools_and_its_children_live_and_en
     // once it has ended.
     let token_file = dir.path().join("lead-token");
     let lead = format!(
-        "printf %s \"$ORCA_TOKEN\" > {}; exec {python} {}",
+        "printf %s \"$TIDEWRIGHT_TOKEN\" > {}; exec {python} {}",
         token_file.display(),
         script.display()
     );
@@ -223,12 +223,19 @@ async fn a_lead_step_fans_out_through_the_mcp_tools_and_its_children_live_and_en
     };
     for (name, task) in &children {
         let labels = &task.spec.as_ref().expect("spec").labels;
-        assert_eq!(labels.get("orca.dev/parent"), Some(&lead_id), "{name}");
         assert_eq!(
-            labels.get("orca.dev/parent-step").map(String::as_str),
+            labels.get("tidewright.dev/parent"),
+            Some(&lead_id),
+            "{name}"
+        );
+        assert_eq!(
+            labels.get("tidewright.dev/parent-step").map(String::as_str),
             Some("lead")
         );
-        assert_eq!(labels.get("orca.dev/depth").map(String::as_str), Some("1"));
+        assert_eq!(
+            labels.get("tidewright.dev/depth").map(String::as_str),
+            Some("1")
+        );
         assert_eq!(task.tenant, led.tenant, "{name}");
     }
     assert!(children.contains_key("greet") || children.values().any(|t| t.steps[0].id == "say"));
@@ -313,7 +320,7 @@ fn part(name: &str) -> Value {
     json!({
         "name": format!("part-{name}"),
         "steps": [{"id": "work", "shell": {"command": ["sh", "-c",
-            format!("echo working on {name}; echo '{{\"part\": \"{name}\"}}' > \"$ORCA_OUTPUT\"")]}}],
+            format!("echo working on {name}; echo '{{\"part\": \"{name}\"}}' > \"$TIDEWRIGHT_OUTPUT\"")]}}],
     })
 }
 
@@ -321,10 +328,10 @@ fn part(name: &str) -> Value {
 // test waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes_their_results() {
-    use orca_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::anthropic::{MockAnthropic, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
     let tool = |name: &str, input: Value| Reply::Tool {
-        name: format!("mcp__orca__{name}"),
+        name: format!("mcp__tidewright__{name}"),
         input,
     };
     // The model's turns, as the real Claude Code CLI runs them: three
@@ -376,7 +383,7 @@ async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes
                 shell_step(
                     "report",
                     &["lead"],
-                    r#"orca state get results > "$ORCA_OUTPUT""#,
+                    r#"tidewright state get results > "$TIDEWRIGHT_OUTPUT""#,
                 ),
             ],
         ))
@@ -409,7 +416,7 @@ async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes
     let children = client
         .clone()
         .list_tasks(v1::ListTasksRequest {
-            labels: [("orca.dev/parent".to_string(), id.clone())].into(),
+            labels: [("tidewright.dev/parent".to_string(), id.clone())].into(),
             page_size: 10,
             ..Default::default()
         })
@@ -427,14 +434,15 @@ async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes
         assert_eq!(child.state, v1::TaskState::Succeeded as i32);
         let labels = &child.spec.as_ref().expect("spec").labels;
         assert_eq!(
-            labels.get("orca.dev/parent-step").map(String::as_str),
+            labels.get("tidewright.dev/parent-step").map(String::as_str),
             Some("lead")
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_mcp_client_outside_orca_runs_tasks_through_the_http_endpoint_as_its_tokens_caller() {
+async fn an_mcp_client_outside_tidewright_runs_tasks_through_the_http_endpoint_as_its_tokens_caller()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
     let http = free_addr();
     let (_server, _worker) = start_with_roles(dir.path(), &http, &[], 2)
@@ -444,7 +452,7 @@ async fn an_mcp_client_outside_orca_runs_tasks_through_the_http_endpoint_as_its_
     let out = std::process::Command::new(&python)
         .arg(repo_root().join("tests/mcp/remote.py"))
         .arg(format!("http://{http}/mcp"))
-        .env("ORCA_TOKEN", "orca_dev")
+        .env("TIDEWRIGHT_TOKEN", "tidewright_dev")
         .output()
         .expect("the client runs");
     assert!(

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::gemini::{self, MockGemini, Reply};
-use orca_tests::*;
 use serde_json::Value;
+use tidewright_api::v1;
+use tidewright_tests::gemini::{self, MockGemini, Reply};
+use tidewright_tests::*;
 
 #[tokio::test]
 async fn a_gemini_agent_writes_a_file_and_its_answer_and_cost_become_the_output() {
@@ -301,17 +301,17 @@ async fn a_retry_on_another_worker_resumes_the_gemini_session_from_its_checkpoin
     );
 }
 
-/// The Gemini CLI starts orca's shared-state MCP server, trusted and given
+/// The Gemini CLI starts tidewright's shared-state MCP server, trusted and given
 /// the step's token in its settings (the CLI keeps a variable whose value
 /// looks like a JWT from every MCP server): the agent stores a finding with
-/// `mcp_orca_state_put`, the next step reads it, and the settings keep no
+/// `mcp_tidewright_state_put`, the next step reads it, and the settings keep no
 /// token once the run is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gemini_agent_shares_a_finding_through_orcas_mcp_server() {
+async fn a_gemini_agent_shares_a_finding_through_tidewrights_mcp_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockGemini::start(vec![
         Reply::Tool {
-            name: "mcp_orca_state_put".into(),
+            name: "mcp_tidewright_state_put".into(),
             args: serde_json::json!({"key": "finding", "value": {"bug": "off by one"}}),
         },
         Reply::Text("Shared the finding.".into()),
@@ -338,7 +338,7 @@ async fn a_gemini_agent_shares_a_finding_through_orcas_mcp_server() {
                 shell_step(
                     "fix",
                     &["investigate"],
-                    r#"orca state get finding > "$ORCA_OUTPUT""#,
+                    r#"tidewright state get finding > "$TIDEWRIGHT_OUTPUT""#,
                 ),
             ],
         ),
@@ -366,5 +366,5 @@ async fn a_gemini_agent_shares_a_finding_through_orcas_mcp_server() {
         );
     }
     assert_eq!(settings.len(), 1, "{settings:?}");
-    assert!(!settings[0].contains("orca_step_"), "{}", settings[0]);
+    assert!(!settings[0].contains("tidewright_step_"), "{}", settings[0]);
 }

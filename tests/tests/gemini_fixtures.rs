@@ -2,30 +2,30 @@
 //! `scripts/gemini.sh` installs the version named in
 //! `scripts/gemini.version`; the worker's unit tests read fixtures recorded
 //! from that version against the mock Gemini API
-//! (`crates/orca-worker/tests/fixtures/gemini/`: `<case>.jsonl` is the
+//! (`crates/tidewright-worker/tests/fixtures/gemini/`: `<case>.jsonl` is the
 //! stream, `<case>.session.jsonl` the transcript it left). These tests fail when the
 //! installed CLI is not the pinned one, and when the pinned CLI no longer
 //! streams a run the way its fixtures say. To move to another version: set
 //! it in `scripts/gemini.version`, run `scripts/gemini.sh`, then re-record
-//! with `ORCA_RECORD_FIXTURES=1 cargo test -p orca-tests --test
+//! with `TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p tidewright-tests --test
 //! gemini_fixtures`.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use orca_tests::fixtures::PinnedCli;
-use orca_tests::gemini::{MockGemini, Reply};
-use orca_tests::gemini_bin;
 use serde_json::{Value, json};
+use tidewright_tests::fixtures::PinnedCli;
+use tidewright_tests::gemini::{MockGemini, Reply};
+use tidewright_tests::gemini_bin;
 
 const CLI: PinnedCli = PinnedCli {
     name: "Gemini",
     version_file: "scripts/gemini.version",
     install: "scripts/gemini.sh",
     version_variable: "GEMINI_VERSION",
-    fixtures: "crates/orca-worker/tests/fixtures/gemini",
+    fixtures: "crates/tidewright-worker/tests/fixtures/gemini",
     test: "gemini_fixtures",
-    reader: "crates/orca-worker/src/runtime/gemini/stream.rs",
+    reader: "crates/tidewright-worker/src/runtime/gemini/stream.rs",
 };
 
 fn installed() -> String {
@@ -92,7 +92,7 @@ async fn record(case: &Case) -> (String, String) {
     std::fs::create_dir_all(home.path().join(".gemini")).expect("dir");
     std::fs::write(
         home.path().join(".gemini/settings.json"),
-        orca_worker::runtime::gemini::settings_json(None),
+        tidewright_worker::runtime::gemini::settings_json(None),
     )
     .expect("settings");
     let mut command = tokio::process::Command::new(gemini_bin());
@@ -103,7 +103,7 @@ async fn record(case: &Case) -> (String, String) {
             "--output-format",
             "stream-json",
             "-m",
-            orca_worker::runtime::gemini::DEFAULT_MODEL,
+            tidewright_worker::runtime::gemini::DEFAULT_MODEL,
             "--skip-trust",
             "--yolo",
         ])
@@ -173,7 +173,7 @@ fn session_shape(transcript: &str) -> Value {
     Value::Array(kinds)
 }
 
-/// What of a stream decides how orca reads the run: each line's kind and
+/// What of a stream decides how tidewright reads the run: each line's kind and
 /// role, a tool call's name, a result's status and which token counts it
 /// has. Ids, texts and times vary.
 fn shape(stream: &str) -> Value {

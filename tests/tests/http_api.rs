@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use orca_tests::*;
 use serde_json::Value;
+use tidewright_tests::*;
 
 const SLEEPER: &str = "name: sleeper
 labels: {team: infra}
@@ -26,7 +26,7 @@ impl Api {
         Api::start_with(dir, &[]).await
     }
 
-    /// With more `orca server` flags.
+    /// With more `tidewright server` flags.
     async fn start_with(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Api> {
         let http = free_addr();
         let (server, worker) = start_with_roles(dir, &http, extra, 1).await?;
@@ -48,7 +48,9 @@ impl Api {
     /// Reads the task until `check` holds.
     async fn task_until(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         eventually(Duration::from_secs(30), || async {
-            let task = self.get(&format!("/api/v1/tasks/{id}"), "orca_dev").json();
+            let task = self
+                .get(&format!("/api/v1/tasks/{id}"), "tidewright_dev")
+                .json();
             check(&task).then_some(task)
         })
         .await
@@ -65,7 +67,7 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
         &api.http,
         "POST",
         "/api/v1/tasks",
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[
             ("Content-Type", "application/yaml"),
             ("Idempotency-Key", "k-1"),
@@ -83,7 +85,7 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
         &api.http,
         "POST",
         "/api/v1/tasks",
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[("Idempotency-Key", "k-1")],
         SLEEPER,
     )
@@ -103,7 +105,7 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
 
     let listed = api.get(
         "/api/v1/tasks?state=running&label=team%3Dinfra",
-        "orca_viewer",
+        "tidewright_viewer",
     );
     assert_eq!(listed.status, 200, "{}", listed.body);
     let tasks = listed.json()["tasks"].clone();
@@ -114,24 +116,27 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
         .filter_map(|t| t["id"].as_str())
         .collect();
     assert_eq!(ids, [id.as_str()]);
-    let none = api.get("/api/v1/tasks?state=succeeded", "orca_viewer");
+    let none = api.get("/api/v1/tasks?state=succeeded", "tidewright_viewer");
     assert_eq!(none.json()["tasks"], Value::Array(Vec::new()));
-    let by_name = api.get("/api/v1/tasks?name=sleep&tenant=default", "orca_admin");
+    let by_name = api.get(
+        "/api/v1/tasks?name=sleep&tenant=default",
+        "tidewright_admin",
+    );
     assert_eq!(
         by_name.json()["tasks"][0]["id"],
         id.as_str(),
         "{}",
         by_name.body
     );
-    let other_name = api.get("/api/v1/tasks?name=nap", "orca_admin");
+    let other_name = api.get("/api/v1/tasks?name=nap", "tidewright_admin");
     assert_eq!(other_name.json()["tasks"], Value::Array(Vec::new()));
-    let counts = api.get("/api/v1/task-counts", "orca_viewer");
+    let counts = api.get("/api/v1/task-counts", "tidewright_viewer");
     assert_eq!(counts.status, 200, "{}", counts.body);
     assert_eq!(
         counts.json(),
         serde_json::json!({"queued": 0, "running": 1, "paused": 0, "succeeded": 0, "failed": 0, "cancelled": 0})
     );
-    let foreign = api.get("/api/v1/task-counts?tenant=team-b", "orca_viewer");
+    let foreign = api.get("/api/v1/task-counts?tenant=team-b", "tidewright_viewer");
     assert_eq!(foreign.status, 403, "{}", foreign.body);
 
     // A viewer may read but not cancel; the server refuses whatever the
@@ -139,7 +144,7 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
     let forged = api.call(
         "POST",
         &format!("/api/v1/tasks/{id}/cancel"),
-        "orca_viewer",
+        "tidewright_viewer",
         "",
     );
     assert_eq!(forged.status, 403, "{}", forged.body);
@@ -153,21 +158,31 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
     );
 
     // Retrying a running task does not fit its state: 409.
-    let early = api.call("POST", &format!("/api/v1/tasks/{id}/retry"), "orca_dev", "");
+    let early = api.call(
+        "POST",
+        &format!("/api/v1/tasks/{id}/retry"),
+        "tidewright_dev",
+        "",
+    );
     assert_eq!(early.status, 409, "{}", early.body);
     assert_eq!(early.json()["error"]["code"], "FAILED_PRECONDITION");
 
     let cancelled = api.call(
         "POST",
         &format!("/api/v1/tasks/{id}/cancel"),
-        "orca_dev",
+        "tidewright_dev",
         "",
     );
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     api.task_until(&id, "the task is cancelled", |t| t["state"] == "cancelled")
         .await;
 
-    let retried = api.call("POST", &format!("/api/v1/tasks/{id}/retry"), "orca_dev", "");
+    let retried = api.call(
+        "POST",
+        &format!("/api/v1/tasks/{id}/retry"),
+        "tidewright_dev",
+        "",
+    );
     assert_eq!(retried.status, 200, "{}", retried.body);
     let again = api
         .task_until(&id, "the retried step runs again", |t| {
@@ -176,11 +191,11 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
         .await;
     assert_eq!(again["steps"][0]["attempts"][0]["state"], "cancelled");
 
-    let fleet = api.get("/api/v1/agents", "orca_viewer").json();
+    let fleet = api.get("/api/v1/agents", "tidewright_viewer").json();
     assert_eq!(fleet["agents"][0]["name"], "w1");
     assert_eq!(fleet["agents"][0]["running"], 1);
 
-    let audit = api.get("/api/v1/audit", "orca_admin");
+    let audit = api.get("/api/v1/audit", "tidewright_admin");
     assert_eq!(audit.status, 200, "{}", audit.body);
     let actions: Vec<(String, String)> = audit.json()["records"]
         .as_array()
@@ -201,7 +216,7 @@ async fn tasks_are_submitted_listed_read_cancelled_and_retried_over_http_as_over
             "{actor} {action} is audited: {actions:?}"
         );
     }
-    let refused = api.get("/api/v1/audit", "orca_dev");
+    let refused = api.get("/api/v1/audit", "tidewright_dev");
     assert_eq!(refused.status, 403, "only admins read the audit log");
 }
 
@@ -210,7 +225,7 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     let dir = tempfile::tempdir().expect("tempdir");
     let api = Api::start(dir.path()).await.expect("server");
     let error = |answer: &HttpAnswer| answer.json()["error"].clone();
-    let stored = || api.get("/api/v1/tasks", "orca_admin").json()["tasks"].clone();
+    let stored = || api.get("/api/v1/tasks", "tidewright_admin").json()["tasks"].clone();
 
     let anonymous = http_call(&api.http, "GET", "/api/v1/tasks", None, &[], "").expect("answer");
     assert_eq!(anonymous.status, 401);
@@ -223,14 +238,19 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
         "{}",
         anonymous.headers
     );
-    let forged = api.get("/api/v1/tasks", "orca_forged");
+    let forged = api.get("/api/v1/tasks", "tidewright_forged");
     assert_eq!(forged.status, 401, "{}", forged.body);
 
     // A spec that breaks a rule is refused by the gRPC validation, naming
     // the field; nothing is stored.
     let before = stored();
     let unknown_dependency = "name: x\nsteps:\n  - id: a\n    dependsOn: [nope]\n    noop: {}\n";
-    let bad = api.call("POST", "/api/v1/tasks", "orca_dev", unknown_dependency);
+    let bad = api.call(
+        "POST",
+        "/api/v1/tasks",
+        "tidewright_dev",
+        unknown_dependency,
+    );
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert_eq!(error(&bad)["code"], "INVALID_ARGUMENT");
     let field = error(&bad)["field"]
@@ -242,7 +262,7 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     let typo = api.call(
         "POST",
         "/api/v1/tasks",
-        "orca_dev",
+        "tidewright_dev",
         "name: x\nsteps:\n  - id: a\n    shel: {}\n",
     );
     assert_eq!(typo.status, 400, "{}", typo.body);
@@ -254,7 +274,7 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
         "{}",
         typo.body
     );
-    let empty = api.call("POST", "/api/v1/tasks", "orca_dev", "");
+    let empty = api.call("POST", "/api/v1/tasks", "tidewright_dev", "");
     assert_eq!(error(&empty)["field"], "body");
     // A page past the most is refused, naming it, not cut short unsaid
     // (the document says the most); 1000 is a page.
@@ -263,18 +283,18 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
         "/api/v1/audit",
         "/api/v1/webhook-deliveries",
     ] {
-        let too_many = api.get(&format!("{route}?pageSize=2147483648"), "orca_admin");
+        let too_many = api.get(&format!("{route}?pageSize=2147483648"), "tidewright_admin");
         assert_eq!(too_many.status, 400, "{route}: {}", too_many.body);
-        let past = api.get(&format!("{route}?pageSize=1001"), "orca_admin");
+        let past = api.get(&format!("{route}?pageSize=1001"), "tidewright_admin");
         assert_eq!(past.status, 400, "{route}: {}", past.body);
         assert_eq!(error(&past)["field"], "page_size", "{route}");
-        let most = api.get(&format!("{route}?pageSize=1000"), "orca_admin");
+        let most = api.get(&format!("{route}?pageSize=1000"), "tidewright_admin");
         assert_eq!(most.status, 200, "{route}: {}", most.body);
     }
     // A body larger than a gRPC message may be (4 MiB by default), by
     // little: what the server does not read fits in the socket buffers.
     let huge = format!("name: x\n# {}\nsteps: []\n", "x".repeat(4 << 20));
-    let too_large = api.call("POST", "/api/v1/tasks", "orca_dev", &huge);
+    let too_large = api.call("POST", "/api/v1/tasks", "tidewright_dev", &huge);
     assert_eq!(
         too_large.status,
         413,
@@ -282,16 +302,16 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
         &too_large.body[..too_large.body.len().min(200)]
     );
     assert_eq!(error(&too_large)["field"], "body");
-    let viewer = api.call("POST", "/api/v1/tasks", "orca_viewer", SLEEPER);
+    let viewer = api.call("POST", "/api/v1/tasks", "tidewright_viewer", SLEEPER);
     assert_eq!(viewer.status, 403, "{}", viewer.body);
     assert_eq!(stored(), before, "nothing refused was stored");
 
-    let state = api.get("/api/v1/tasks?state=sleeping", "orca_dev");
+    let state = api.get("/api/v1/tasks?state=sleeping", "tidewright_dev");
     assert_eq!(state.status, 400);
     assert_eq!(error(&state)["field"], "state");
-    let filter = api.get("/api/v1/tasks?colour=red", "orca_dev");
+    let filter = api.get("/api/v1/tasks?colour=red", "tidewright_dev");
     assert_eq!(error(&filter)["field"], "colour");
-    let foreign = api.get("/api/v1/tasks?tenant=team-b", "orca_dev");
+    let foreign = api.get("/api/v1/tasks?tenant=team-b", "tidewright_dev");
     assert_eq!(foreign.status, 403, "{}", foreign.body);
     assert!(
         error(&foreign)["message"]
@@ -300,19 +320,19 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
         "{}",
         foreign.body
     );
-    let size = api.get("/api/v1/tasks?pageSize=many", "orca_dev");
+    let size = api.get("/api/v1/tasks?pageSize=many", "tidewright_dev");
     assert_eq!(error(&size)["field"], "pageSize");
-    let after = api.get("/api/v1/audit?after=-1", "orca_admin");
+    let after = api.get("/api/v1/audit?after=-1", "tidewright_admin");
     assert_eq!(after.status, 400);
     assert_eq!(error(&after)["field"], "after");
 
-    let missing = api.get("/api/v1/tasks/01nosuchtask", "orca_dev");
+    let missing = api.get("/api/v1/tasks/01nosuchtask", "tidewright_dev");
     assert_eq!(missing.status, 404, "{}", missing.body);
     assert_eq!(error(&missing)["code"], "NOT_FOUND");
-    let route = api.get("/api/v1/nothing-here", "orca_dev");
+    let route = api.get("/api/v1/nothing-here", "tidewright_dev");
     assert_eq!(route.status, 404);
     assert_eq!(error(&route)["code"], "NOT_FOUND");
-    let no_value = api.get("/api/v1/state/some-scope/no-key", "orca_dev");
+    let no_value = api.get("/api/v1/state/some-scope/no-key", "tidewright_dev");
     assert_eq!(no_value.status, 404, "{}", no_value.body);
 }
 
@@ -344,31 +364,36 @@ async fn budgets_are_set_by_admins_listed_and_raised_over_http_and_bad_ones_name
     let dev = api.call(
         "PUT",
         "/api/v1/tenants/default/budget",
-        "orca_dev",
+        "tidewright_dev",
         r#"{"usdPerDay": 5}"#,
     );
     assert_eq!(dev.status, 403, "{}", dev.body);
     let negative = api.call(
         "PUT",
         "/api/v1/tenants/default/budget",
-        "orca_admin",
+        "tidewright_admin",
         r#"{"usdPerDay": -1}"#,
     );
     assert_eq!(negative.status, 400, "{}", negative.body);
     assert_eq!(error(&negative)["field"], "budget.usdPerDay");
-    let bad_tenant = api.call("PUT", "/api/v1/tenants/No_Such/budget", "orca_admin", "{}");
+    let bad_tenant = api.call(
+        "PUT",
+        "/api/v1/tenants/No_Such/budget",
+        "tidewright_admin",
+        "{}",
+    );
     assert_eq!(bad_tenant.status, 400, "{}", bad_tenant.body);
     assert_eq!(error(&bad_tenant)["field"], "tenant");
     let set = api.call(
         "PUT",
         "/api/v1/tenants/default/budget",
-        "orca_admin",
+        "tidewright_admin",
         r#"{"usdPerDay": 5, "tokensPerMonth": 1000000}"#,
     );
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(set.json()["budget"]["usdPerDay"], 5.0);
     assert_eq!(set.json()["budget"]["tokensPerMonth"], 1_000_000);
-    let listed = api.get("/api/v1/budgets", "orca_dev");
+    let listed = api.get("/api/v1/budgets", "tidewright_dev");
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.json()["tenants"][0]["tenant"], "default");
     assert!(
@@ -381,7 +406,7 @@ async fn budgets_are_set_by_admins_listed_and_raised_over_http_and_bad_ones_name
     let submitted = api.call(
         "POST",
         "/api/v1/tasks",
-        "orca_dev",
+        "tidewright_dev",
         "name: b\nbudget: {usd: 1}\nsteps:\n  - id: a\n    shell: {command: [sleep, '30']}\n",
     );
     assert_eq!(submitted.status, 201, "{}", submitted.body);
@@ -390,31 +415,33 @@ async fn budgets_are_set_by_admins_listed_and_raised_over_http_and_bad_ones_name
         .unwrap_or_default()
         .to_string();
     let path = format!("/api/v1/tasks/{id}/budget");
-    let nothing = api.call("POST", &path, "orca_dev", "{}");
+    let nothing = api.call("POST", &path, "tidewright_dev", "{}");
     assert_eq!(nothing.status, 400, "{}", nothing.body);
     assert_eq!(error(&nothing)["field"], "by");
-    let zero = api.call("POST", &path, "orca_dev", r#"{"tokens": 0}"#);
+    let zero = api.call("POST", &path, "tidewright_dev", r#"{"tokens": 0}"#);
     assert_eq!(error(&zero)["field"], "by.tokens");
-    let raised = api.call("POST", &path, "orca_dev", r#"{"usd": 2.5}"#);
+    let raised = api.call("POST", &path, "tidewright_dev", r#"{"usd": 2.5}"#);
     assert_eq!(raised.status, 200, "{}", raised.body);
     assert_eq!(raised.json()["budget"]["usd"], 3.5);
-    let shown = api.get(&format!("/api/v1/tasks/{id}"), "orca_viewer");
+    let shown = api.get(&format!("/api/v1/tasks/{id}"), "tidewright_viewer");
     assert_eq!(shown.json()["budget"]["usd"], 3.5, "stored");
-    let viewer = api.call("POST", &path, "orca_viewer", r#"{"usd": 1}"#);
+    let viewer = api.call("POST", &path, "tidewright_viewer", r#"{"usd": 1}"#);
     assert_eq!(viewer.status, 403, "{}", viewer.body);
     api.call(
         "POST",
         &format!("/api/v1/tasks/{id}/cancel"),
-        "orca_dev",
+        "tidewright_dev",
         "",
     );
     eventually(Duration::from_secs(20), || async {
-        let task = api.get(&format!("/api/v1/tasks/{id}"), "orca_dev").json();
+        let task = api
+            .get(&format!("/api/v1/tasks/{id}"), "tidewright_dev")
+            .json();
         (task["state"] == "cancelled").then_some(())
     })
     .await
     .expect("cancelled");
-    let finished = api.call("POST", &path, "orca_dev", r#"{"usd": 1}"#);
+    let finished = api.call("POST", &path, "tidewright_dev", r#"{"usd": 1}"#);
     assert_eq!(finished.status, 409, "{}", finished.body);
     assert_eq!(error(&finished)["code"], "FAILED_PRECONDITION");
 }
@@ -428,13 +455,13 @@ steps:
   - id: talk
     shell: {command: [sh, -c, 'sleep 0.5; for i in 1 2 3; do echo line-$i; done']}
 ";
-    let submitted = api.call("POST", "/api/v1/tasks", "orca_dev", talker);
+    let submitted = api.call("POST", "/api/v1/tasks", "tidewright_dev", talker);
     let id = submitted.json()["taskId"].as_str().expect("id").to_string();
 
     // Opened while the step runs: stored events, then live ones, until the
     // task's last event closes the stream.
     let path = format!("/api/v1/tasks/{id}/events");
-    let live = api.get(&path, "orca_viewer");
+    let live = api.get(&path, "tidewright_viewer");
     assert_eq!(live.status, 200, "{}", live.body);
     assert!(
         live.headers
@@ -467,7 +494,7 @@ steps:
         &api.http,
         "GET",
         &path,
-        Some("orca_viewer"),
+        Some("tidewright_viewer"),
         &[("Last-Event-ID", &cut.to_string())],
         "",
     )
@@ -483,7 +510,7 @@ steps:
         &api.http,
         "GET",
         &format!("{path}?after=1"),
-        Some("orca_viewer"),
+        Some("tidewright_viewer"),
         &[("Last-Event-ID", &cut.to_string())],
         "",
     )
@@ -498,14 +525,14 @@ steps:
         &api.http,
         "GET",
         &path,
-        Some("orca_viewer"),
+        Some("tidewright_viewer"),
         &[("Last-Event-ID", "yesterday")],
         "",
     )
     .expect("answer");
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["field"], "Last-Event-ID");
-    let missing = api.get("/api/v1/tasks/01nosuchtask/events", "orca_viewer");
+    let missing = api.get("/api/v1/tasks/01nosuchtask/events", "tidewright_viewer");
     assert_eq!(missing.status, 404, "{}", missing.body);
 }
 
@@ -621,7 +648,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         } else {
             path
         };
-        let answer = api.call(method, &path, "orca_admin", "");
+        let answer = api.call(method, &path, "tidewright_admin", "");
         assert!(
             !answer.body.contains("no such route"),
             "{method} {path}: {}",
@@ -632,7 +659,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
     let missing = api.call(
         "GET",
         "/api/v1/tasks/01nosuchtask/steps/deploy/diff",
-        "orca_viewer",
+        "tidewright_viewer",
         "",
     );
     assert_eq!(missing.status, 404, "{}", missing.body);
@@ -648,7 +675,7 @@ fn header_line(answer: &HttpAnswer, name: &str) -> String {
         .to_string()
 }
 
-/// `orca_session=…` as a sign-in answer set it, to send back as Cookie.
+/// `tidewright_session=…` as a sign-in answer set it, to send back as Cookie.
 fn session_cookie(answer: &HttpAnswer) -> String {
     header_line(answer, "set-cookie")
         .split_once(':')
@@ -671,10 +698,15 @@ async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_t
         )
         .expect("sign in")
     };
-    let opened = sign_in("orca_dev");
+    let opened = sign_in("tidewright_dev");
     assert_eq!(opened.status, 201, "{}", opened.body);
     let set_cookie = header_line(&opened, "set-cookie");
-    for part in ["orca_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+    for part in [
+        "tidewright_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
         assert!(set_cookie.contains(part), "{set_cookie}");
     }
     assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
@@ -727,7 +759,7 @@ async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_t
 
     // A viewer's session has the viewer's role: its cancel is refused
     // even with the right CSRF token.
-    let viewer = sign_in("orca_viewer");
+    let viewer = sign_in("tidewright_viewer");
     let viewer_cookie = session_cookie(&viewer);
     let viewer_csrf = viewer.json()["csrfToken"]
         .as_str()
@@ -754,7 +786,7 @@ async fn a_console_session_is_a_protected_cookie_and_its_changes_need_the_csrf_t
     assert!(after.body.contains("session has ended"), "{}", after.body);
 
     // Bad sign-ins.
-    assert_eq!(sign_in("orca_forged").status, 401);
+    assert_eq!(sign_in("tidewright_forged").status, 401);
     let garbled =
         http_call(&api.http, "POST", "/api/v1/session", None, &[], "token=x").expect("answer");
     assert_eq!(garbled.status, 400);
@@ -775,7 +807,7 @@ async fn behind_a_tls_proxy_session_cookies_are_secure() {
         "/api/v1/session",
         None,
         &[],
-        r#"{"token": "orca_viewer"}"#,
+        r#"{"token": "tidewright_viewer"}"#,
     )
     .expect("sign in");
     assert_eq!(opened.status, 201, "{}", opened.body);
@@ -792,7 +824,7 @@ async fn event_streams_count_against_the_callers_open_watches() {
     let api = Api::start_with(dir.path(), &["--max-watches-per-caller", "1"])
         .await
         .expect("server");
-    let submitted = api.call("POST", "/api/v1/tasks", "orca_dev", SLEEPER);
+    let submitted = api.call("POST", "/api/v1/tasks", "tidewright_dev", SLEEPER);
     let id = submitted.json()["taskId"].as_str().expect("id").to_string();
     let path = format!("/api/v1/tasks/{id}/events");
     // The first stream stays open (the task runs for 30 s): read its head.
@@ -802,14 +834,14 @@ async fn event_streams_count_against_the_callers_open_watches() {
         .expect("timeout");
     write!(
         first,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer orca_viewer\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer tidewright_viewer\r\n\r\n",
         api.http
     )
     .expect("request");
     let mut head = [0u8; 12];
     first.read_exact(&mut head).expect("an answer");
     assert_eq!(&head, b"HTTP/1.1 200");
-    let second = api.get(&path, "orca_viewer");
+    let second = api.get(&path, "tidewright_viewer");
     assert_eq!(second.status, 429, "{}", second.body);
     assert_eq!(second.json()["error"]["code"], "RESOURCE_EXHAUSTED");
     // Another caller has watches of its own.
@@ -817,7 +849,7 @@ async fn event_streams_count_against_the_callers_open_watches() {
         &api.http,
         "GET",
         &format!("{path}?follow=false"),
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         "",
     )
@@ -905,16 +937,21 @@ steps:
   - id: hi
     shell: {command: [sh, -c, 'echo hello; echo world']}
 ";
-    let mut viewer = LiveStream::open(&api.http, "/api/v1/events", "orca_viewer", None);
+    let mut viewer = LiveStream::open(&api.http, "/api/v1/events", "tidewright_viewer", None);
     let start = viewer.until(|e| !e.is_empty());
     let (begin, name, data) = &start[0];
     assert_eq!(name, "start");
     assert_eq!(data["position"], *begin);
 
-    let foreign = api.call("POST", "/api/v1/tasks?tenant=team-b", "orca_admin", quick);
+    let foreign = api.call(
+        "POST",
+        "/api/v1/tasks?tenant=team-b",
+        "tidewright_admin",
+        quick,
+    );
     assert_eq!(foreign.status, 201, "{}", foreign.body);
     let foreign = foreign.json()["taskId"].as_str().expect("id").to_string();
-    let own = api.call("POST", "/api/v1/tasks", "orca_dev", quick);
+    let own = api.call("POST", "/api/v1/tasks", "tidewright_dev", quick);
     let own = own.json()["taskId"].as_str().expect("id").to_string();
     let finished = |id: &str| {
         let id = id.to_string();
@@ -950,7 +987,7 @@ steps:
     let mut admin = LiveStream::open(
         &api.http,
         &format!("/api/v1/events?after={begin}"),
-        "orca_admin",
+        "tidewright_admin",
         None,
     );
     let both = admin.until(|e| finished(&own)(e) && finished(&foreign)(e));
@@ -960,16 +997,16 @@ steps:
 
     // Resumed after the third event: the rest, each once, then live.
     let cut = positions[2];
-    let mut resumed = LiveStream::open(&api.http, "/api/v1/events", "orca_viewer", Some(cut));
+    let mut resumed = LiveStream::open(&api.http, "/api/v1/events", "tidewright_viewer", Some(cut));
     let rest = resumed.until(|e| e.len() > seen.len() - 3);
     assert_eq!((rest[0].0, rest[0].1.as_str()), (cut, "start"));
     let again: Vec<u64> = rest[1..].iter().map(|(id, _, _)| *id).collect();
     assert_eq!(again, positions[3..].to_vec());
 
-    let bad = api.get("/api/v1/events?after=soon", "orca_viewer");
+    let bad = api.get("/api/v1/events?after=soon", "tidewright_viewer");
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["field"], "after");
-    let denied = api.get("/api/v1/events?tenant=team-b", "orca_viewer");
+    let denied = api.get("/api/v1/events?tenant=team-b", "tidewright_viewer");
     assert_eq!(denied.status, 403, "{}", denied.body);
     assert!(
         denied.json()["error"]["message"]
@@ -991,13 +1028,20 @@ steps:
   - id: hi
     shell: {command: [echo, hi]}
 ";
-    let foreign = api.call("POST", "/api/v1/tasks?tenant=team-b", "orca_admin", quick);
+    let foreign = api.call(
+        "POST",
+        "/api/v1/tasks?tenant=team-b",
+        "tidewright_admin",
+        quick,
+    );
     let foreign = foreign.json()["taskId"].as_str().expect("id").to_string();
-    let own = api.call("POST", "/api/v1/tasks", "orca_dev", quick);
+    let own = api.call("POST", "/api/v1/tasks", "tidewright_dev", quick);
     let own = own.json()["taskId"].as_str().expect("id").to_string();
     for id in [&foreign, &own] {
         eventually(Duration::from_secs(30), || async {
-            let task = api.get(&format!("/api/v1/tasks/{id}"), "orca_admin").json();
+            let task = api
+                .get(&format!("/api/v1/tasks/{id}"), "tidewright_admin")
+                .json();
             (task["state"] == "succeeded").then_some(())
         })
         .await
@@ -1011,7 +1055,7 @@ steps:
             .map(|m| m[field].as_u64().expect("a count"))
             .sum()
     };
-    let viewer = api.get("/api/v1/activity", "orca_viewer");
+    let viewer = api.get("/api/v1/activity", "tidewright_viewer");
     assert_eq!(viewer.status, 200, "{}", viewer.body);
     let viewer = viewer.json();
     assert_eq!(viewer["minutes"].as_array().expect("minutes").len(), 60);
@@ -1024,7 +1068,7 @@ steps:
         (1, 1, 1),
         "its own tenant's task only"
     );
-    let admin = api.get("/api/v1/activity", "orca_admin").json();
+    let admin = api.get("/api/v1/activity", "tidewright_admin").json();
     assert_eq!(
         (total(&admin, "submitted"), total(&admin, "succeeded")),
         (2, 2)
@@ -1038,10 +1082,10 @@ steps:
         .expect("a minute with dispatches");
     assert!(last["dispatchP99Ms"].as_f64().expect("p99") > 0.0, "{last}");
     let only_b = api
-        .get("/api/v1/activity?tenant=team-b", "orca_admin")
+        .get("/api/v1/activity?tenant=team-b", "tidewright_admin")
         .json();
     assert_eq!(total(&only_b, "submitted"), 1);
-    let denied = api.get("/api/v1/activity?tenant=team-b", "orca_viewer");
+    let denied = api.get("/api/v1/activity?tenant=team-b", "tidewright_viewer");
     assert_eq!(denied.status, 403, "{}", denied.body);
 }
 
@@ -1066,7 +1110,7 @@ async fn schedules_are_created_read_fired_suspended_and_removed_over_http_and_ba
         http_call(&api.http, "POST", path, Some(token), &yaml, body).expect("the HTTP port answers")
     };
 
-    let made = post("/api/v1/schedules", "orca_dev", NIGHTLY);
+    let made = post("/api/v1/schedules", "tidewright_dev", NIGHTLY);
     assert_eq!(made.status, 201, "{}", made.body);
     let made = made.json();
     assert_eq!(made["name"], "nightly");
@@ -1076,22 +1120,22 @@ async fn schedules_are_created_read_fired_suspended_and_removed_over_http_and_ba
     assert!(made["nextTick"].as_str().is_some(), "{made}");
 
     // The same name again: 409, naming what is there.
-    let again = post("/api/v1/schedules", "orca_dev", NIGHTLY);
+    let again = post("/api/v1/schedules", "tidewright_dev", NIGHTLY);
     assert_eq!(again.status, 409, "{}", again.body);
 
     // A viewer reads; it may not create.
-    let listed = api.get("/api/v1/schedules", "orca_viewer");
+    let listed = api.get("/api/v1/schedules", "tidewright_viewer");
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.json()["schedules"][0]["name"], "nightly");
     let refused = post(
         "/api/v1/schedules",
-        "orca_viewer",
+        "tidewright_viewer",
         &NIGHTLY.replace("nightly", "other"),
     );
     assert_eq!(refused.status, 403, "{}", refused.body);
 
     // Trigger runs it now, as a run of its history.
-    let fired = post("/api/v1/schedules/nightly/trigger", "orca_dev", "");
+    let fired = post("/api/v1/schedules/nightly/trigger", "tidewright_dev", "");
     assert_eq!(fired.status, 201, "{}", fired.body);
     let task_id = fired.json()["taskId"]
         .as_str()
@@ -1101,14 +1145,16 @@ async fn schedules_are_created_read_fired_suspended_and_removed_over_http_and_ba
         t["state"] == "succeeded"
     })
     .await;
-    let found = api.get("/api/v1/schedules/nightly", "orca_dev").json();
+    let found = api
+        .get("/api/v1/schedules/nightly", "tidewright_dev")
+        .json();
     assert_eq!(found["history"][0]["taskId"], task_id.as_str(), "{found}");
 
-    let suspended = post("/api/v1/schedules/nightly/suspend", "orca_dev", "");
+    let suspended = post("/api/v1/schedules/nightly/suspend", "tidewright_dev", "");
     assert_eq!(suspended.status, 200, "{}", suspended.body);
     assert_eq!(suspended.json()["suspended"], true);
     assert!(suspended.json()["nextTick"].is_null());
-    let resumed = post("/api/v1/schedules/nightly/resume", "orca_dev", "");
+    let resumed = post("/api/v1/schedules/nightly/resume", "tidewright_dev", "");
     assert_eq!(resumed.json()["suspended"], false);
 
     // Refusals name the field and store nothing.
@@ -1128,28 +1174,28 @@ async fn schedules_are_created_read_fired_suspended_and_removed_over_http_and_ba
         ),
     ] {
         let body = body.replace("name: nightly", "name: refused");
-        let answer = post("/api/v1/schedules", "orca_dev", &body);
+        let answer = post("/api/v1/schedules", "tidewright_dev", &body);
         assert_eq!(answer.status, 400, "{body}: {}", answer.body);
         assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
     }
-    let missing = api.get("/api/v1/schedules/refused", "orca_dev");
+    let missing = api.get("/api/v1/schedules/refused", "tidewright_dev");
     assert_eq!(missing.status, 404, "{}", missing.body);
 
     let removed = http_call(
         &api.http,
         "DELETE",
         "/api/v1/schedules/nightly",
-        Some("orca_dev"),
+        Some("tidewright_dev"),
         &[],
         "",
     )
     .expect("delete");
     assert_eq!(removed.status, 204, "{}", removed.body);
-    let listed = api.get("/api/v1/schedules", "orca_dev").json();
+    let listed = api.get("/api/v1/schedules", "tidewright_dev").json();
     assert_eq!(listed["schedules"], serde_json::json!([]));
     // Its task stays.
     assert_eq!(
-        api.get(&format!("/api/v1/tasks/{task_id}"), "orca_dev")
+        api.get(&format!("/api/v1/tasks/{task_id}"), "tidewright_dev")
             .status,
         200
     );

@@ -1,10 +1,10 @@
-//! The engine and its services know no wire: neither `orca-engine`'s own
+//! The engine and its services know no wire: neither `tidewright-engine`'s own
 //! dependencies nor anything they pull in is a transport or the generated
 //! `v1` code. The compiler keeps the wire out only while this holds.
 
 use std::process::Command;
 
-use orca_tests::repo_root;
+use tidewright_tests::repo_root;
 
 /// What speaks a wire: gRPC, HTTP, the generated protocol, and the
 /// telemetry crate (whose OTLP exporter speaks gRPC).
@@ -18,8 +18,8 @@ const TRANSPORTS: &[&str] = &[
     "hyper-util",
     "reqwest",
     "prost",
-    "orca-api",
-    "orca-telemetry",
+    "tidewright-api",
+    "tidewright-telemetry",
 ];
 
 #[test]
@@ -31,7 +31,7 @@ fn the_engine_depends_on_no_transport_directly_or_through_another_crate() {
             "tree",
             "--offline",
             "-p",
-            "orca-engine",
+            "tidewright-engine",
             "-e",
             "normal",
             "--prefix",
@@ -52,7 +52,7 @@ fn the_engine_depends_on_no_transport_directly_or_through_another_crate() {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     assert!(
-        crates.contains(&"orca-store"),
+        crates.contains(&"tidewright-store"),
         "the tree lists the engine's dependencies: {tree}"
     );
     let wires: Vec<&&str> = crates
@@ -61,6 +61,6 @@ fn the_engine_depends_on_no_transport_directly_or_through_another_crate() {
         .collect();
     assert!(
         wires.is_empty(),
-        "orca-engine depends on {wires:?}; the adapters in orca-server convert the wire to its calls"
+        "tidewright-engine depends on {wires:?}; the adapters in tidewright-server convert the wire to its calls"
     );
 }

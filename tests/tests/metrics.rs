@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     http_get(addr, path, None)
@@ -71,23 +71,26 @@ async fn metrics_move_by_exactly_what_a_workload_did() {
     // The last task's end is counted in the same round that finishes it.
     let after = scrape(&http, &server.admin_token);
     for (series, moved) in [
-        ("orca_tasks_submitted_total", 3.0),
-        ("orca_tasks_finished_total{state=\"succeeded\"}", 2.0),
-        ("orca_tasks_finished_total{state=\"failed\"}", 1.0),
-        ("orca_step_attempts_started_total", 3.0),
+        ("tidewright_tasks_submitted_total", 3.0),
+        ("tidewright_tasks_finished_total{state=\"succeeded\"}", 2.0),
+        ("tidewright_tasks_finished_total{state=\"failed\"}", 1.0),
+        ("tidewright_step_attempts_started_total", 3.0),
         (
-            "orca_step_attempts_finished_total{outcome=\"succeeded\"}",
+            "tidewright_step_attempts_finished_total{outcome=\"succeeded\"}",
             2.0,
         ),
-        ("orca_step_attempts_finished_total{outcome=\"failed\"}", 1.0),
-        ("orca_dispatch_latency_seconds_count", 3.0),
-        ("orca_step_duration_seconds_count", 3.0),
+        (
+            "tidewright_step_attempts_finished_total{outcome=\"failed\"}",
+            1.0,
+        ),
+        ("tidewright_dispatch_latency_seconds_count", 3.0),
+        ("tidewright_step_duration_seconds_count", 3.0),
     ] {
         assert_eq!(delta(&after, series), moved, "{series}");
     }
-    assert_eq!(after.get("orca_workers_connected"), Some(&1.0));
-    assert_eq!(after.get("orca_worker_slots"), Some(&2.0));
-    assert_eq!(after.get("orca_worker_slots_busy"), Some(&0.0));
+    assert_eq!(after.get("tidewright_workers_connected"), Some(&1.0));
+    assert_eq!(after.get("tidewright_worker_slots"), Some(&2.0));
+    assert_eq!(after.get("tidewright_worker_slots_busy"), Some(&0.0));
     let (status, body) = get(&http, "/healthz").expect("healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
     let (status, _) = get(&http, "/readyz").expect("readyz");
@@ -105,13 +108,13 @@ async fn metrics_move_by_exactly_what_a_workload_did() {
 fn readyz_is_not_ready_until_the_store_opens() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Another process holds the database: the control plane waits to open it.
-    let db = dir.path().join("orca.db");
+    let db = dir.path().join("tidewright.db");
     let lock = rusqlite::Connection::open(&db).expect("db");
     lock.execute_batch("BEGIN EXCLUSIVE; CREATE TABLE held (x);")
         .expect("lock");
     let http = free_addr();
     let _server = Process::spawn(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--http-listen", &http])
             .arg("--data-dir")
             .arg(dir.path()),
@@ -190,8 +193,8 @@ async fn a_worker_shows_what_it_runs_and_how_its_runtimes_failed() {
     let (status, _) = get_as(&http, "/metrics", Some("scrape-mf")).expect("wrong token");
     assert_eq!(status, 401);
     let before = scrape(&http, "scrape-me");
-    assert_eq!(before.get("orca_worker_connected"), Some(&1.0));
-    assert_eq!(before.get("orca_worker_slots"), Some(&2.0));
+    assert_eq!(before.get("tidewright_worker_connected"), Some(&1.0));
+    assert_eq!(before.get("tidewright_worker_slots"), Some(&2.0));
 
     // A step held at a gate is counted as running while it runs.
     let client = server.tasks().await.expect("client");
@@ -202,7 +205,7 @@ async fn a_worker_shows_what_it_runs_and_how_its_runtimes_failed() {
     )
     .await
     .expect("submit");
-    let running = "orca_worker_steps_running{runtime=\"shell\"}";
+    let running = "tidewright_worker_steps_running{runtime=\"shell\"}";
     poll(
         || scrape(&http, "scrape-me").get(running) == Some(&1.0),
         "the held step shows as running",
@@ -236,15 +239,15 @@ async fn a_worker_shows_what_it_runs_and_how_its_runtimes_failed() {
     for (series, value) in [
         (running, 0.0),
         (
-            "orca_worker_step_attempts_finished_total{runtime=\"shell\",outcome=\"succeeded\"}",
+            "tidewright_worker_step_attempts_finished_total{runtime=\"shell\",outcome=\"succeeded\"}",
             1.0,
         ),
         (
-            "orca_worker_step_attempts_finished_total{runtime=\"shell\",outcome=\"failed\"}",
+            "tidewright_worker_step_attempts_finished_total{runtime=\"shell\",outcome=\"failed\"}",
             2.0,
         ),
         (
-            "orca_worker_runtime_failures_total{runtime=\"shell\",reason=\"start\"}",
+            "tidewright_worker_runtime_failures_total{runtime=\"shell\",reason=\"start\"}",
             1.0,
         ),
     ] {
@@ -253,7 +256,7 @@ async fn a_worker_shows_what_it_runs_and_how_its_runtimes_failed() {
     assert_eq!(
         after
             .keys()
-            .filter(|k| k.starts_with("orca_worker_runtime_failures_total"))
+            .filter(|k| k.starts_with("tidewright_worker_runtime_failures_total"))
             .count(),
         1,
         "only the missing program is a runtime failure: {after:?}"
@@ -264,7 +267,7 @@ async fn a_worker_shows_what_it_runs_and_how_its_runtimes_failed() {
 fn a_worker_port_open_to_other_hosts_needs_a_metrics_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stderr = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "--server",
                 "http://127.0.0.1:9",

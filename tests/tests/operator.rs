@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_operator::crd::TaskPhase;
-use orca_operator::status::task_status;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_operator::crd::TaskPhase;
+use tidewright_operator::status::task_status;
+use tidewright_tests::*;
 
 #[tokio::test]
 async fn task_status_mirrors_a_running_and_a_finished_task() {
@@ -79,14 +79,14 @@ async fn task_status_mirrors_a_running_and_a_finished_task() {
 
 use std::sync::Arc;
 
-use orca_operator::crd::{Agent, OrcaTask};
-use orca_operator::{Context, WorkerSettings, agents, leader, tasks};
-use orca_tests::kube_api::{MockKube, operator_context, sh, task_resource};
 use serde_json::{Value, json};
+use tidewright_operator::crd::{Agent, TidewrightTask};
+use tidewright_operator::{Context, WorkerSettings, agents, leader, tasks};
+use tidewright_tests::kube_api::{MockKube, operator_context, sh, task_resource};
 
-const AGENT: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/agents/coders";
+const AGENT: &str = "/apis/tidewright.dev/v1alpha1/namespaces/team-a/agents/coders";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/team-a/deployments/coders-workers";
-const TASKS: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasks";
+const TASKS: &str = "/apis/tidewright.dev/v1alpha1/namespaces/team-a/tasks";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
 
 fn context(server: &Server, mock: &MockKube) -> Arc<Context> {
@@ -101,7 +101,7 @@ fn pod(name: &str, pool: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "team-a",
-            "labels": {"app.kubernetes.io/name": "orca-worker", "orca.dev/agent": pool}},
+            "labels": {"app.kubernetes.io/name": "tidewright-worker", "tidewright.dev/agent": pool}},
     })
 }
 
@@ -157,7 +157,7 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     mock.put(
         AGENT,
         json!({
-            "apiVersion": "orca.dev/v1alpha1", "kind": "Agent",
+            "apiVersion": "tidewright.dev/v1alpha1", "kind": "Agent",
             "metadata": {"name": "coders", "namespace": "team-a", "generation": 1},
             "spec": {"slotsPerPod": 2, "scaleToZeroAfterSeconds": 0},
         }),
@@ -190,7 +190,7 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     assert_eq!(deployment["spec"]["replicas"], 3);
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        "ghcr.io/orca-dev/orca-worker:test"
+        "ghcr.io/tidewright/tidewright-worker:test"
     );
     assert_eq!(
         deployment["metadata"]["ownerReferences"][0]["kind"],
@@ -199,7 +199,8 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     let apply = &mock.requests_to("PATCH", DEPLOYMENT)[0];
     assert!(apply.content_type.starts_with("application/apply-patch"));
     assert!(
-        apply.query.contains("fieldManager=orca-operator") && apply.query.contains("force=true")
+        apply.query.contains("fieldManager=tidewright-operator")
+            && apply.query.contains("force=true")
     );
     // The busy pod is the expensive one to remove; the other pool is untouched.
     assert_eq!(cost(&mock, "coders-a").as_deref(), Some("2000"));
@@ -209,7 +210,7 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
     assert_eq!((status.busy, status.queued), (2, 3));
     assert_eq!(
         status.selector.as_deref(),
-        Some("app.kubernetes.io/name=orca-worker,orca.dev/agent=coders")
+        Some("app.kubernetes.io/name=tidewright-worker,tidewright.dev/agent=coders")
     );
     assert_eq!(status.observed_generation, Some(1));
 
@@ -241,7 +242,7 @@ async fn agent_controller_sizes_the_pool_marks_busy_pods_and_reports() {
 }
 
 async fn reconcile_task(mock: &MockKube, path: &str, ctx: &Arc<Context>) {
-    tasks::reconcile(Arc::new(stored::<OrcaTask>(mock, path)), ctx.clone())
+    tasks::reconcile(Arc::new(stored::<TidewrightTask>(mock, path)), ctx.clone())
         .await
         .expect("reconcile");
 }
@@ -289,7 +290,7 @@ async fn task_controller_submits_once_mirrors_events_and_expires() {
     assert!(all_task_ids(&client).await.expect("list").is_empty());
 
     // Reconciled twice from the same (stale) object: one task, by the uid.
-    let object = Arc::new(stored::<OrcaTask>(&mock, &path));
+    let object = Arc::new(stored::<TidewrightTask>(&mock, &path));
     for _ in 0..2 {
         tasks::reconcile(object.clone(), ctx.clone())
             .await
@@ -463,11 +464,12 @@ async fn a_task_the_control_plane_refuses_fails_with_the_reason_and_stores_nothi
 async fn one_replica_leads_until_its_lease_expires() {
     use k8s_openapi::api::coordination::v1::Lease;
     let mock = MockKube::start();
-    let lease = "/apis/coordination.k8s.io/v1/namespaces/orca-system/leases/orca-operator";
+    let lease =
+        "/apis/coordination.k8s.io/v1/namespaces/tidewright-system/leases/tidewright-operator";
     let lock = |who: &str| {
         leader::LeaseLock::new(
-            kube::Api::<Lease>::namespaced(mock.client.clone(), "orca-system"),
-            "orca-operator",
+            kube::Api::<Lease>::namespaced(mock.client.clone(), "tidewright-system"),
+            "tidewright-operator",
             who,
             Duration::from_secs(15),
         )
@@ -508,8 +510,13 @@ async fn one_replica_leads_until_its_lease_expires() {
 fn the_operator_outside_a_cluster_says_so_in_one_line() {
     let home = tempfile::tempdir().expect("tempdir");
     let stderr = fails_in_one_line(
-        std::process::Command::new(orca_bin())
-            .args(["operator", "run", "--worker-image", "orca-worker:test"])
+        std::process::Command::new(tidewright_bin())
+            .args([
+                "operator",
+                "run",
+                "--worker-image",
+                "tidewright-worker:test",
+            ])
             .env("HOME", home.path())
             .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST"),
@@ -528,24 +535,24 @@ async fn the_pods_the_operator_describes_join_their_pool() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path()).expect("server");
     let agent: Agent = serde_yaml::from_str(
-        "apiVersion: orca.dev/v1alpha1\nkind: Agent\nmetadata: {name: coders, namespace: team-a, uid: u1}\nspec: {capabilities: [git], slotsPerPod: 3}\n",
+        "apiVersion: tidewright.dev/v1alpha1\nkind: Agent\nmetadata: {name: coders, namespace: team-a, uid: u1}\nspec: {capabilities: [git], slotsPerPod: 3}\n",
     )
     .expect("agent");
     let settings = WorkerSettings {
         server: server.url.clone(),
         image: "unused".into(),
-        token_secret: "orca-worker-token".into(),
+        token_secret: "tidewright-worker-token".into(),
         token_key: "token".into(),
-        metrics_token_secret: Some("orca-metrics-token".into()),
+        metrics_token_secret: Some("tidewright-metrics-token".into()),
     };
-    let deployment = orca_operator::workers::deployment(&agent, &settings, 1);
+    let deployment = tidewright_operator::workers::deployment(&agent, &settings, 1);
     let pod = deployment
         .spec
         .and_then(|s| s.template.spec)
         .expect("pod spec");
     let container = &pod.containers[0];
     let http = free_addr();
-    let mut command = std::process::Command::new(orca_bin());
+    let mut command = std::process::Command::new(tidewright_bin());
     command
         .args(container.args.iter().flatten())
         .env_clear()
@@ -561,21 +568,21 @@ async fn the_pods_the_operator_describes_join_their_pool() {
         };
         // What the kubelet would mount or route, made here instead.
         let value = match var.name.as_str() {
-            "ORCA_WORK_DIR" => dir.path().join("work").display().to_string(),
+            "TIDEWRIGHT_WORK_DIR" => dir.path().join("work").display().to_string(),
             "HOME" => dir.path().display().to_string(),
-            "ORCA_TOKEN_FILE" => {
-                assert!(value.starts_with(orca_operator::workers::TOKEN_DIR));
+            "TIDEWRIGHT_TOKEN_FILE" => {
+                assert!(value.starts_with(tidewright_operator::workers::TOKEN_DIR));
                 let file = dir.path().join("worker-token");
                 std::fs::write(&file, &server.worker_token).expect("token file");
                 file.display().to_string()
             }
-            "ORCA_METRICS_TOKEN_FILE" => {
-                assert!(value.starts_with(orca_operator::workers::METRICS_TOKEN_DIR));
+            "TIDEWRIGHT_METRICS_TOKEN_FILE" => {
+                assert!(value.starts_with(tidewright_operator::workers::METRICS_TOKEN_DIR));
                 let file = dir.path().join("metrics-token");
                 std::fs::write(&file, "scraper\n").expect("token file");
                 file.display().to_string()
             }
-            "ORCA_WORKER_HTTP_LISTEN" => {
+            "TIDEWRIGHT_WORKER_HTTP_LISTEN" => {
                 assert_eq!(value, "0.0.0.0:9090", "the pod's port, on the pod's IP");
                 http.clone()
             }
@@ -627,13 +634,13 @@ async fn the_pods_the_operator_describes_join_their_pool() {
     assert_eq!(http_get(&http, "/metrics", None).expect("scrape").0, 401);
     let (status, body) = http_get(&http, "/metrics", Some("scraper")).expect("scrape");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("orca_worker_slots 3"), "{body}");
+    assert!(body.contains("tidewright_worker_slots 3"), "{body}");
     let mounted = pod
         .volumes
         .iter()
         .flatten()
         .find_map(|v| v.secret.as_ref()?.secret_name.clone());
-    assert_eq!(mounted.as_deref(), Some("orca-metrics-token"));
+    assert_eq!(mounted.as_deref(), Some("tidewright-metrics-token"));
     // Scale-in sends SIGTERM: an idle worker drains and exits cleanly.
     worker.signal("TERM");
     let status = worker.wait_exit(Duration::from_secs(20)).expect("exits");
@@ -707,7 +714,7 @@ async fn an_approval_annotation_on_a_task_becomes_the_decision_and_a_stranger_is
             && e.task_id == task.id
             && e.outcome == "ok"
             && e.detail
-                == "step deploy: change ticket 7 (orca.dev/approve annotation on Task team-a/release)"),
+                == "step deploy: change ticket 7 (tidewright.dev/approve annotation on Task team-a/release)"),
         "{audit:#?}"
     );
 
@@ -745,11 +752,11 @@ async fn an_approval_annotation_on_a_task_becomes_the_decision_and_a_stranger_is
     );
 }
 
-const TEMPLATES: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/tasktemplates";
+const TEMPLATES: &str = "/apis/tidewright.dev/v1alpha1/namespaces/team-a/tasktemplates";
 
 fn templated_task(name: &str, uid: &str, template: &str, parameters: Value) -> Value {
     json!({
-        "apiVersion": "orca.dev/v1alpha1", "kind": "Task",
+        "apiVersion": "tidewright.dev/v1alpha1", "kind": "Task",
         "metadata": {"name": name, "namespace": "team-a", "uid": uid, "generation": 1},
         "spec": {"templateRef": {"name": template}, "parameters": parameters},
     })
@@ -767,7 +774,7 @@ async fn a_task_with_a_template_ref_runs_its_namespaces_template_with_its_parame
     mock.put(
         &format!("{TEMPLATES}/greet"),
         json!({
-            "apiVersion": "orca.dev/v1alpha1", "kind": "TaskTemplate",
+            "apiVersion": "tidewright.dev/v1alpha1", "kind": "TaskTemplate",
             "metadata": {"name": "greet", "namespace": "team-a", "uid": "uid-greet"},
             "spec": {
                 "description": "Greets someone.",
@@ -869,7 +876,7 @@ const NETWORK_POLICY: &str =
 /// The Agent `coders` in team-a with this spec.
 fn agent_resource(spec: Value) -> Value {
     json!({
-        "apiVersion": "orca.dev/v1alpha1", "kind": "Agent",
+        "apiVersion": "tidewright.dev/v1alpha1", "kind": "Agent",
         "metadata": {"name": "coders", "namespace": "team-a", "uid": "uid-1", "generation": 1},
         "spec": spec,
     })
@@ -954,7 +961,7 @@ async fn a_bad_egress_entry_fails_the_pool_naming_it_and_changes_nothing() {
     assert!(mock.get(NETWORK_POLICY).is_none() && mock.get(DEPLOYMENT).is_none());
 }
 
-/// `orca worker --steps 1`: takes one step whatever its free slots, runs
+/// `tidewright worker --steps 1`: takes one step whatever its free slots, runs
 /// it, and leaves with success; the rest wait for other workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_steps_1_runs_one_step_and_leaves() {
@@ -1076,7 +1083,7 @@ async fn with_isolation_pod_each_step_runs_in_a_pod_of_its_own() {
         let env = pod["spec"]["containers"][0]["env"].as_array().expect("env");
         assert!(
             env.iter()
-                .any(|e| e["name"] == "ORCA_STEPS" && e["value"] == "1")
+                .any(|e| e["name"] == "TIDEWRIGHT_STEPS" && e["value"] == "1")
         );
         // The kubelet's part: the pod's container runs, as a real worker.
         let mut running = pod.clone();
@@ -1106,7 +1113,10 @@ async fn with_isolation_pod_each_step_runs_in_a_pod_of_its_own() {
     reconcile_agent(&mock, &ctx).await;
     assert!(step_pods(&mock).is_empty(), "{:?}", step_pods(&mock));
     let status = stored::<Agent>(&mock, AGENT).status.expect("status");
-    assert_eq!(status.isolation, Some(orca_operator::crd::Isolation::Pod));
+    assert_eq!(
+        status.isolation,
+        Some(tidewright_operator::crd::Isolation::Pod)
+    );
     assert_eq!(status.replicas, 0);
 }
 
@@ -1144,7 +1154,10 @@ async fn with_isolation_sandbox_each_step_runs_in_a_sandbox_claimed_for_it() {
     assert_eq!(template["spec"]["networkPolicyManagement"], "Unmanaged");
     let pod = &template["spec"]["podTemplate"];
     assert_eq!(pod["spec"]["restartPolicy"], "Never");
-    assert_eq!(pod["metadata"]["labels"]["orca.dev/isolation"], "sandbox");
+    assert_eq!(
+        pod["metadata"]["labels"]["tidewright.dev/isolation"],
+        "sandbox"
+    );
     let warm = mock
         .get(&format!("{SANDBOX_API}/sandboxwarmpools/coders-step"))
         .expect("a SandboxWarmPool");
@@ -1199,7 +1212,7 @@ async fn with_isolation_sandbox_each_step_runs_in_a_sandbox_claimed_for_it() {
     let status = stored::<Agent>(&mock, AGENT).status.expect("status");
     assert_eq!(
         status.isolation,
-        Some(orca_operator::crd::Isolation::Sandbox)
+        Some(tidewright_operator::crd::Isolation::Sandbox)
     );
     assert_eq!(status.replicas, 0);
 }

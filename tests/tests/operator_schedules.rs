@@ -9,27 +9,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_operator::crd::OrcaSchedule;
-use orca_operator::schedules;
-use orca_tests::kube_api::{MockKube, operator_context, sh};
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_api::v1;
+use tidewright_operator::crd::TidewrightSchedule;
+use tidewright_operator::schedules;
+use tidewright_tests::kube_api::{MockKube, operator_context, sh};
+use tidewright_tests::*;
 use tonic::Code;
 
-const SCHEDULES: &str = "/apis/orca.dev/v1alpha1/namespaces/team-a/schedules";
+const SCHEDULES: &str = "/apis/tidewright.dev/v1alpha1/namespaces/team-a/schedules";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
 
 fn schedule_resource(name: &str, spec: Value) -> Value {
     json!({
-        "apiVersion": "orca.dev/v1alpha1", "kind": "Schedule",
+        "apiVersion": "tidewright.dev/v1alpha1", "kind": "Schedule",
         "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}"), "generation": 1},
         "spec": spec,
     })
 }
 
-async fn reconcile(mock: &MockKube, path: &str, ctx: &Arc<orca_operator::Context>) {
-    let object: OrcaSchedule =
+async fn reconcile(mock: &MockKube, path: &str, ctx: &Arc<tidewright_operator::Context>) {
+    let object: TidewrightSchedule =
         serde_json::from_value(mock.get(path).expect("the Schedule exists")).expect("parses");
     schedules::reconcile(Arc::new(object), ctx.clone())
         .await

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::forge::ForgeDouble;
-use orca_tests::git_server::{GitServer, PASSWORD, account_secrets};
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::forge::ForgeDouble;
+use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+use tidewright_tests::*;
 
 const README_DOCS: &str = "# app\n\nList items with ?page=N&per_page=M.\n";
 const README_BOTH: &str =
@@ -93,7 +93,7 @@ async fn check(
     let delivered = work("deliver");
     assert!(delivered.pushed);
     assert_eq!(delivered.pull_request_url, pull_request);
-    let branch = format!("orca/{id}");
+    let branch = format!("tidewright/{id}");
     assert_eq!(git.rev_parse("acme/app", &branch), delivered.head_commit);
     let show = |path: &str| git.inside("acme/app", &["show", &format!("{branch}:{path}")]);
     assert_eq!(show("README.md"), README_BOTH.trim_end());

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_api::v1;
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::*;
 
 /// A control plane planning with `mock`, and one shell worker.
 async fn planning_server(dir: &std::path::Path, mock: &MockAnthropic) -> (Server, Process) {
@@ -49,8 +49,8 @@ fn plan(steps: Value) -> Reply {
 async fn a_planned_dag_runs_and_the_model_was_asked_properly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = MockAnthropic::start(vec![plan(json!([
-        {"id": "fetch", "command": ["sh", "-c", "echo '{\"n\": 1}' > \"$ORCA_OUTPUT\""], "needs": ["shell"]},
-        {"id": "count", "command": ["sh", "-c", "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\""], "dependsOn": ["fetch"]},
+        {"id": "fetch", "command": ["sh", "-c", "echo '{\"n\": 1}' > \"$TIDEWRIGHT_OUTPUT\""], "needs": ["shell"]},
+        {"id": "count", "command": ["sh", "-c", "cat \"$TIDEWRIGHT_INPUTS\" > \"$TIDEWRIGHT_OUTPUT\""], "dependsOn": ["fetch"]},
         {"id": "also", "command": ["true"]}
     ]))])
     .await
@@ -178,7 +178,7 @@ async fn plan_only_shows_the_plan_as_a_task_file_and_stores_nothing() {
             .args(["submit", "--plan-only", "-p", "Build and review"]),
     );
     let shown = String::from_utf8_lossy(&output.stdout);
-    let file: orca_core::TaskSpec = serde_yaml::from_str(&shown).expect("a task file");
+    let file: tidewright_core::TaskSpec = serde_yaml::from_str(&shown).expect("a task file");
     assert_eq!(file.steps.len(), 2);
     assert_eq!(
         file.steps[1]
@@ -187,7 +187,8 @@ async fn plan_only_shows_the_plan_as_a_task_file_and_stores_nothing() {
             .map(|c| c.prompt.as_str()),
         Some("Review the build")
     );
-    orca_core::validate(&file, &orca_core::Limits::default()).expect("submittable as it is");
+    tidewright_core::validate(&file, &tidewright_core::Limits::default())
+        .expect("submittable as it is");
 
     // An unusable plan: one readable line, a non-zero exit.
     let output = server
@@ -272,16 +273,18 @@ async fn a_plan_routes_agent_steps_to_the_runtimes_the_fleet_offers() {
     ]))])
     .await
     .expect("mock");
-    let openai = orca_tests::openai::MockOpenAi::start(vec![orca_tests::openai::Reply::Text(
-        "Codex wrote it.".into(),
-    )])
-    .await
-    .expect("openai mock");
-    let gemini = orca_tests::gemini::MockGemini::start(vec![orca_tests::gemini::Reply::Text(
-        "Gemini reviewed it.".into(),
-    )])
-    .await
-    .expect("gemini mock");
+    let openai =
+        tidewright_tests::openai::MockOpenAi::start(vec![tidewright_tests::openai::Reply::Text(
+            "Codex wrote it.".into(),
+        )])
+        .await
+        .expect("openai mock");
+    let gemini =
+        tidewright_tests::gemini::MockGemini::start(vec![tidewright_tests::gemini::Reply::Text(
+            "Gemini reviewed it.".into(),
+        )])
+        .await
+        .expect("gemini mock");
     let (server, _shell) = planning_server(dir.path(), &mock).await;
     let _codex = start_codex_worker(
         &server,

@@ -1,4 +1,4 @@
-//! The manifests orca ships and makes, held to what a platform team checks
+//! The manifests tidewright ships and makes, held to what a platform team checks
 //! before admitting them: a maintained policy scanner (checkov) over the
 //! chart and the objects the operator makes of the example Agents, and the
 //! CRDs' CEL validation rules run by a CEL implementation (cel-python) as
@@ -9,11 +9,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use orca_operator::crd::Agent;
-use orca_operator::{WorkerSettings, network, step_pods, workers};
-use orca_tests::chart::{documents, render};
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_operator::crd::Agent;
+use tidewright_operator::{WorkerSettings, network, step_pods, workers};
+use tidewright_tests::chart::{documents, render};
+use tidewright_tests::*;
 
 fn tool(name: &str) -> PathBuf {
     let path = repo_root().join(".tools/policy/venv/bin").join(name);
@@ -40,15 +40,18 @@ fn env_value(container: &Value, name: &str) -> String {
 fn worker_settings(objects: &[Value]) -> WorkerSettings {
     let operator = objects
         .iter()
-        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "orca-operator")
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tidewright-operator")
         .expect("the operator's Deployment");
     let container = &operator["spec"]["template"]["spec"]["containers"][0];
     WorkerSettings {
-        server: env_value(container, "ORCA_SERVER"),
-        image: env_value(container, "ORCA_WORKER_IMAGE"),
-        token_secret: env_value(container, "ORCA_WORKER_TOKEN_SECRET"),
+        server: env_value(container, "TIDEWRIGHT_SERVER"),
+        image: env_value(container, "TIDEWRIGHT_WORKER_IMAGE"),
+        token_secret: env_value(container, "TIDEWRIGHT_WORKER_TOKEN_SECRET"),
         token_key: "token".into(),
-        metrics_token_secret: Some(env_value(container, "ORCA_WORKER_METRICS_TOKEN_SECRET")),
+        metrics_token_secret: Some(env_value(
+            container,
+            "TIDEWRIGHT_WORKER_METRICS_TOKEN_SECRET",
+        )),
     }
 }
 
@@ -86,7 +89,7 @@ fn the_chart_and_what_the_operator_makes_pass_the_policy_scanner() {
             "store.postgresSecret.name=db",
             "store.postgresSecret.key=dsn",
             "ingress.enabled=true",
-            "ingress.host=orca.example.com",
+            "ingress.host=tidewright.example.com",
             "serviceMonitor.enabled=true",
         ],
         &["operator.watchNamespace=team-a"],
@@ -118,7 +121,7 @@ fn the_chart_and_what_the_operator_makes_pass_the_policy_scanner() {
             }
             // The same pool with a pod of its own per step.
             let mut per_step = agent.clone();
-            per_step.spec.isolation = orca_operator::crd::Isolation::Pod;
+            per_step.spec.isolation = tidewright_operator::crd::Isolation::Pod;
             let pod = step_pods::step_pod(&per_step, &settings, step_pods::pod_name(&name));
             made.push(serde_json::to_value(pod).expect("json"));
             agents_made += made.len();
@@ -229,7 +232,7 @@ fn python<T: serde::de::DeserializeOwned>(script: &str, request: &Value) -> T {
 
 #[test]
 fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
-    let crds = repo_root().join("crds/orca.dev.yaml");
+    let crds = repo_root().join("crds/tidewright.dev.yaml");
     // (kind, object, old object on an update, the messages it breaks)
     let cases: Vec<(&str, Value, Option<Value>, Vec<&str>)> = vec![
         (
@@ -354,7 +357,7 @@ fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
 /// bites.
 #[test]
 fn what_isolation_sandbox_makes_is_admitted_by_agent_sandboxs_published_crds() {
-    use orca_operator::sandbox_claims;
+    use tidewright_operator::sandbox_claims;
     let fixtures = repo_root().join("tests/fixtures/agent-sandbox");
     let crds: Vec<PathBuf> = ["sandboxtemplates", "sandboxwarmpools", "sandboxclaims"]
         .iter()
@@ -363,7 +366,7 @@ fn what_isolation_sandbox_makes_is_admitted_by_agent_sandboxs_published_crds() {
     let settings = worker_settings(&render(&[]).expect("the chart renders"));
     let mut objects = Vec::new();
     for mut agent in example_agents() {
-        agent.spec.isolation = orca_operator::crd::Isolation::Sandbox;
+        agent.spec.isolation = tidewright_operator::crd::Isolation::Sandbox;
         let name = agent.metadata.name.clone().expect("name");
         objects.push(sandbox_claims::template(&agent, &settings));
         objects.push(sandbox_claims::warm_pool(&agent));

@@ -4,9 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_store_postgres::throwaway;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_store_postgres::throwaway;
+use tidewright_tests::*;
 
 const FINISH: Duration = Duration::from_secs(60);
 
@@ -26,9 +26,13 @@ async fn a_control_plane_on_postgres_runs_a_dag_and_a_kill_9_loses_nothing() -> 
         task(
             "on-postgres",
             vec![
-                shell_step("first", &[], "echo '{\"n\":1}' > \"$ORCA_OUTPUT\""),
+                shell_step("first", &[], "echo '{\"n\":1}' > \"$TIDEWRIGHT_OUTPUT\""),
                 shell_step("slow", &["first"], &wait_for_gate(&gate)),
-                shell_step("last", &["slow"], "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\""),
+                shell_step(
+                    "last",
+                    &["slow"],
+                    "cat \"$TIDEWRIGHT_INPUTS\" > \"$TIDEWRIGHT_OUTPUT\"",
+                ),
             ],
         ),
     )
@@ -40,7 +44,7 @@ async fn a_control_plane_on_postgres_runs_a_dag_and_a_kill_9_loses_nothing() -> 
     }
     let mut before = all_task_ids(&client).await?;
     // Nothing of it is in the data directory: only tokens and keys.
-    assert!(!dir.path().join("orca.db").exists());
+    assert!(!dir.path().join("tidewright.db").exists());
 
     let listen = server.listen_addr();
     server.process.signal("KILL");
@@ -79,21 +83,24 @@ async fn a_control_plane_on_postgres_runs_a_dag_and_a_kill_9_loses_nothing() -> 
 }
 
 #[test]
-fn a_store_orca_cannot_use_is_one_readable_line() -> anyhow::Result<()> {
+fn a_store_tidewright_cannot_use_is_one_readable_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
         .local_addr()?
         .port();
     let cases = [
-        ("mysql://root:secret@db/orca", "--store"),
-        ("postgres://orca@127.0.0.1:notaport/orca", "--store"),
+        ("mysql://root:secret@db/tidewright", "--store"),
         (
-            &*format!("postgres://orca:secret@127.0.0.1:{port}/orca"),
+            "postgres://tidewright@127.0.0.1:notaport/tidewright",
+            "--store",
+        ),
+        (
+            &*format!("postgres://tidewright:secret@127.0.0.1:{port}/tidewright"),
             "postgres",
         ),
     ];
     for (store, named) in cases {
-        let out = Command::new(orca_bin())
+        let out = Command::new(tidewright_bin())
             .args([
                 "server",
                 "--listen",

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 /// How long the provider says to wait.
 const RETRY_SECONDS: i64 = 3;

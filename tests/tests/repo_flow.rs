@@ -3,13 +3,13 @@
 //! merge of its dependencies' heads in the task's order, whichever worker
 //! made them (the control plane keeps each step's branch as a bundle), a
 //! conflict there fails the step naming the paths, and the deliver step
-//! orca adds makes the task's branch, `orca/<task>`, from the last steps
+//! tidewright adds makes the task's branch, `tidewright/<task>`, from the last steps
 //! and pushes it, all of it or nothing.
 
-use orca_api::v1;
-use orca_tests::git_server::{GitServer, PASSWORD, account_secrets};
-use orca_tests::*;
 use std::time::Duration;
+use tidewright_api::v1;
+use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+use tidewright_tests::*;
 
 /// A control plane that may reach the loopback git server.
 fn control_plane(dir: &std::path::Path) -> anyhow::Result<Server> {
@@ -102,18 +102,18 @@ async fn a_dependent_step_starts_from_its_dependencies_merged_and_the_tasks_bran
     let merged = git.inside("app", &["rev-parse", &format!("{}^2", join.base_commit)]);
     assert_eq!(merged, web.head_commit);
 
-    // The deliver step orca added made the task's branch from the last
+    // The deliver step tidewright added made the task's branch from the last
     // steps, join and docs, and pushed it; main is as it was.
     let deliver = step(&task, "deliver");
     let delivered = deliver.work.clone().expect("deliver's work");
-    assert_eq!(delivered.branch, format!("orca/{id}"));
+    assert_eq!(delivered.branch, format!("tidewright/{id}"));
     assert_eq!(delivered.base_commit, first, "the whole task's work");
     assert!(delivered.pushed);
     let mut paths = delivered.changed_paths.clone();
     paths.sort();
     assert_eq!(paths, vec!["DOCS.md", "JOINED", "src/api.rs", "web/app.ts"]);
     assert_eq!(
-        git.rev_parse("app", &format!("orca/{id}")),
+        git.rev_parse("app", &format!("tidewright/{id}")),
         delivered.head_commit
     );
     assert_eq!(git.rev_parse("app", "main"), first);
@@ -124,7 +124,7 @@ async fn a_dependent_step_starts_from_its_dependencies_merged_and_the_tasks_bran
         remote.lines().collect::<Vec<_>>(),
         vec![
             "refs/heads/main".to_string(),
-            format!("refs/heads/orca/{id}")
+            format!("refs/heads/tidewright/{id}")
         ]
     );
     let log = std::fs::read_to_string(&server.process.log)?;
@@ -190,7 +190,7 @@ fn pull_request(
     if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
         repo.pull_request = Some(v1::PullRequestSpec {
             title: "Add the greeting".into(),
-            body: "Made by orca.".into(),
+            body: "Made by tidewright.".into(),
             base: base.into(),
             forge: forge.into(),
             api_url: api.into(),
@@ -205,7 +205,7 @@ async fn the_tasks_branch_is_pushed_and_its_pull_request_opened_as_each_forge_de
     let dir = tempfile::tempdir()?;
     let git = GitServer::start(dir.path())?;
     let first = git.create_repo("acme/app", &[("README.md", "hello\n")]);
-    let forge = orca_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
+    let forge = tidewright_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
     let server = control_plane(dir.path())?;
     let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
     let client = server.tasks().await?;
@@ -216,7 +216,7 @@ async fn the_tasks_branch_is_pushed_and_its_pull_request_opened_as_each_forge_de
         ]
     };
 
-    // GitHub: a pull request from orca/<task> to the task's ref.
+    // GitHub: a pull request from tidewright/<task> to the task's ref.
     let request = pull_request(
         &git.url("acme/app"),
         steps(),
@@ -233,7 +233,7 @@ async fn the_tasks_branch_is_pushed_and_its_pull_request_opened_as_each_forge_de
         "https://github.example/acme/app/pull/1"
     );
     assert_eq!(
-        git.rev_parse("acme/app", &format!("orca/{id}")),
+        git.rev_parse("acme/app", &format!("tidewright/{id}")),
         delivered.head_commit
     );
     assert_eq!(git.rev_parse("acme/app", "main"), first);
@@ -298,7 +298,7 @@ async fn a_pull_request_the_forge_refuses_fails_the_task_and_takes_its_branch_ba
     let dir = tempfile::tempdir()?;
     let git = GitServer::start(dir.path())?;
     git.create_repo("acme/app", &[("README.md", "hello\n")]);
-    let forge = orca_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
+    let forge = tidewright_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
     let server = control_plane(dir.path())?;
     let _worker = repo_worker(&server, dir.path(), "w1", "one")?;
     let client = server.tasks().await?;
@@ -312,7 +312,7 @@ async fn a_pull_request_the_forge_refuses_fails_the_task_and_takes_its_branch_ba
         "no-such-base",
     );
     if let Some(spec) = request.spec.as_mut() {
-        // No retries of the deliver step orca adds: one refusal is enough.
+        // No retries of the deliver step tidewright adds: one refusal is enough.
         spec.steps.push(v1::StepSpec {
             id: "deliver".into(),
             depends_on: vec!["greet".into()],
@@ -344,7 +344,7 @@ async fn a_pull_request_the_forge_refuses_fails_the_task_and_takes_its_branch_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_step_resumed_on_another_worker_finds_its_files_in_a_fresh_worktree()
 -> anyhow::Result<()> {
-    use orca_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::anthropic::{MockAnthropic, Reply};
     let dir = tempfile::tempdir()?;
     let git = GitServer::start(dir.path())?;
     git.create_repo("app", &[("README.md", "hello\n")]);
@@ -402,7 +402,10 @@ async fn an_agent_step_resumed_on_another_worker_finds_its_files_in_a_fresh_work
     mock.assert_resumed(&prompt, "notes.txt", "half done");
     let work = notes.work.clone().expect("work");
     assert_eq!(work.changed_paths, vec!["notes.txt"]);
-    assert!(work.committed_by_orca, "what attempt 1 left is committed");
+    assert!(
+        work.committed_by_tidewright,
+        "what attempt 1 left is committed"
+    );
     let delivered = step(&task, "deliver").work.clone().expect("delivered");
     assert_eq!(delivered.changed_paths, vec!["notes.txt"]);
     Ok(())
@@ -517,7 +520,7 @@ async fn a_worker_keeps_its_mirrors_where_told_and_within_their_bound() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_on_conflict_agent_the_steps_own_agent_resolves_the_conflict_first()
 -> anyhow::Result<()> {
-    use orca_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::anthropic::{MockAnthropic, Reply};
     let dir = tempfile::tempdir()?;
     let git = GitServer::start(dir.path())?;
     git.create_repo("app", &[("config.toml", "port = 80\n")]);
@@ -574,13 +577,16 @@ async fn with_on_conflict_agent_the_steps_own_agent_resolves_the_conflict_first(
     .await?;
     let task = wait_succeeded(&client, &id, Duration::from_secs(90)).await?;
     let join = step(&task, "join").work.clone().expect("join's work");
-    assert!(join.committed_by_orca, "orca committed the merge");
+    assert!(
+        join.committed_by_tidewright,
+        "tidewright committed the merge"
+    );
     let parents = git.inside(
         "app",
         &["rev-list", "--parents", "-n", "1", &join.head_commit],
     );
     assert_eq!(parents.split_whitespace().count(), 3, "a merge: {parents}");
-    let branch = format!("orca/{id}");
+    let branch = format!("tidewright/{id}");
     assert_eq!(
         git.inside("app", &["show", &format!("{branch}:config.toml")]),
         resolved.trim_end()
@@ -644,13 +650,13 @@ async fn with_push_steps_each_step_that_made_commits_pushes_its_branch_and_a_ref
     assert_eq!(git.rev_parse("app", &edit.branch), edit.head_commit);
     let check = step(&task, "check").work.clone().expect("check's work");
     assert!(!check.pushed, "check made no commit of its own");
-    // The task's branch stays with orca: push is not asked.
+    // The task's branch stays with tidewright: push is not asked.
     let remote = git.inside("app", &["for-each-ref", "--format=%(refname)"]);
     assert_eq!(
         remote.lines().collect::<Vec<_>>(),
         vec![
             "refs/heads/main".to_string(),
-            format!("refs/heads/orca/{id}-edit")
+            format!("refs/heads/tidewright/{id}-edit")
         ]
     );
 
@@ -695,13 +701,13 @@ fn worker_on_a_small_disk(
                 "mount -t tmpfs -o size={bytes} tmpfs \"$0\" && exec \"$@\""
             ))
             .arg(&work)
-            .arg(orca_bin())
+            .arg(tidewright_bin())
             .args(["--server", &server.url, "worker", "--name", name])
             .args(["--capability", "shell", "--slots", "1"])
             .arg("--work-dir")
             .arg(&work)
             .args(["--secrets-dir", &secrets])
-            .env("ORCA_TOKEN", &server.worker_token)
+            .env("TIDEWRIGHT_TOKEN", &server.worker_token)
             .env("RUST_LOG", "info"),
         dir,
         name,
@@ -743,7 +749,7 @@ async fn a_worker_whose_disk_is_full_fails_the_step_saying_so_and_nothing_reache
     // its disk: a step without the repository runs.
     let id = submit(
         &client,
-        orca_tests::task(
+        tidewright_tests::task(
             "after",
             vec![shell_step("after", &[], "echo fine > out.txt")],
         ),

@@ -4,9 +4,9 @@
 //! every way a repository can be wrong is refused naming its field, with
 //! nothing stored; and the credentials never show.
 
-use orca_api::v1;
-use orca_tests::git_server::{GitServer, PASSWORD, USER, account_secrets};
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::git_server::{GitServer, PASSWORD, USER, account_secrets};
+use tidewright_tests::*;
 use tonic::Code;
 
 /// A control plane that may reach the loopback git server, with the
@@ -274,14 +274,14 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
             shell_step(
                 "edit",
                 &[],
-                "test \"$PWD\" = \"$ORCA_REPO\" && echo b > src/b.txt && git add src/b.txt \
+                "test \"$PWD\" = \"$TIDEWRIGHT_REPO\" && echo b > src/b.txt && git add src/b.txt \
                  && git commit -q -m 'add b' && echo more >> README.md",
             ),
             shell_step(
                 "look",
                 &[],
-                "test -f README.md && test ! -f src/b.txt && git rev-parse HEAD > \"$ORCA_OUTPUT.head\" \
-                 && printf '{\"head\":\"%s\"}' \"$(cat \"$ORCA_OUTPUT.head\")\" > \"$ORCA_OUTPUT\"",
+                "test -f README.md && test ! -f src/b.txt && git rev-parse HEAD > \"$TIDEWRIGHT_OUTPUT.head\" \
+                 && printf '{\"head\":\"%s\"}' \"$(cat \"$TIDEWRIGHT_OUTPUT.head\")\" > \"$TIDEWRIGHT_OUTPUT\"",
             ),
         ];
     }
@@ -289,7 +289,7 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
     let task = wait_succeeded(&client, &id, std::time::Duration::from_secs(60)).await?;
 
     let edit = step(&task, "edit").work.clone().expect("edit's work");
-    assert_eq!(edit.branch, format!("orca/{id}-edit"));
+    assert_eq!(edit.branch, format!("tidewright/{id}-edit"));
     assert_eq!(edit.base_commit, first);
     assert_ne!(edit.head_commit, first);
     assert_eq!(edit.changed_paths, vec!["README.md", "src/b.txt"]);
@@ -297,11 +297,14 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
         (edit.files_changed, edit.insertions, edit.deletions),
         (2, 2, 0)
     );
-    assert!(edit.committed_by_orca, "README.md was left uncommitted");
+    assert!(
+        edit.committed_by_tidewright,
+        "README.md was left uncommitted"
+    );
 
     let look = step(&task, "look").work.clone().expect("look's work");
     assert_eq!(look.head_commit, first, "a step that changes nothing");
-    assert!(look.changed_paths.is_empty() && !look.committed_by_orca);
+    assert!(look.changed_paths.is_empty() && !look.committed_by_tidewright);
     assert_eq!(output(step(&task, "look"))["head"], first.as_str());
 
     // The work is in the worker's mirror, on the step's branch; the
@@ -314,25 +317,30 @@ async fn each_step_works_in_its_own_worktree_and_its_work_comes_back_with_its_re
         .expect("a mirror")
         .path();
     assert_eq!(
-        orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}-edit")]),
+        tidewright_tests::git_server::git(
+            &mirror,
+            &["rev-parse", &format!("tidewright/{id}-edit")]
+        ),
         edit.head_commit
     );
-    let log = orca_tests::git_server::git(
+    let log = tidewright_tests::git_server::git(
         &mirror,
         &["log", "-2", "--format=%an|%s", &edit.head_commit],
     );
     assert_eq!(
         log.lines().collect::<Vec<_>>(),
         vec![
-            format!("orca|orca: what step edit of task {id} left uncommitted (attempt 1)"),
-            "orca step edit|add b".to_string(),
+            format!(
+                "tidewright|tidewright: what step edit of task {id} left uncommitted (attempt 1)"
+            ),
+            "tidewright step edit|add b".to_string(),
         ]
     );
     assert!(
         !server.data_dir.join(format!("work/w1/{id}")).exists(),
         "the workspaces and their worktrees are removed"
     );
-    // `orca get task -o json` shows it.
+    // `tidewright get task -o json` shows it.
     let shown = succeed(server.cli().args(["get", "task", &id, "-o", "json"]));
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
     assert_eq!(shown["repo"]["commit"], first.as_str());

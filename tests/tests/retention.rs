@@ -1,4 +1,4 @@
-//! Retention end to end, on a real `orca server` and worker: a finished
+//! Retention end to end, on a real `tidewright server` and worker: a finished
 //! task goes once its window has passed, and asking for it then says it
 //! expired; a task that asks to be kept forever stays; bad windows stop
 //! the start naming the flag.
@@ -6,8 +6,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +95,7 @@ fn a_bad_window_stops_the_start_naming_its_flag() {
         ),
         (vec!["--audit-retention", "forever"], "--audit-retention"),
     ] {
-        let out = Command::new(orca_bin())
+        let out = Command::new(tidewright_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .args(&args)

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::*;
 
 /// What a worker's user keeps that no step may read: a private key in its
 /// `~/.ssh`.
@@ -38,7 +38,7 @@ fn worker_home(dir: &Path) -> PathBuf {
 struct Loopback {
     other: std::net::SocketAddr,
     allowed: std::net::SocketAddr,
-    _serving: Vec<orca_api::abort::AbortOnDrop>,
+    _serving: Vec<tidewright_api::abort::AbortOnDrop>,
 }
 
 impl Loopback {
@@ -48,18 +48,20 @@ impl Loopback {
         for ip in ["127.0.0.2", "127.0.0.3"] {
             let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
             addresses.push(listener.local_addr().expect("addr"));
-            serving.push(orca_api::abort::AbortOnDrop(tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                while let Ok((mut stream, _)) = listener.accept().await {
-                    let mut head = [0u8; 4096];
-                    let _ = stream.read(&mut head).await;
-                    let _ = stream
+            serving.push(tidewright_api::abort::AbortOnDrop(tokio::spawn(
+                async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    while let Ok((mut stream, _)) = listener.accept().await {
+                        let mut head = [0u8; 4096];
+                        let _ = stream.read(&mut head).await;
+                        let _ = stream
                         .write_all(
                             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
                         )
                         .await;
-                }
-            })));
+                    }
+                },
+            )));
         }
         Loopback {
             other: addresses[0],
@@ -105,7 +107,7 @@ fn victim_step() -> v1::StepSpec {
 /// is its own, and the tests' directories are under the host's).
 fn escape_path(server: &Server) -> PathBuf {
     let name = server.data_dir.file_name().expect("name").to_string_lossy();
-    PathBuf::from(format!("/var/tmp/orca-escaped-{name}"))
+    PathBuf::from(format!("/var/tmp/tidewright-escaped-{name}"))
 }
 
 /// The attacks, as a shell script: each prints `<name>: refused` or
@@ -139,8 +141,8 @@ try other-host curl -sSf -m 5 http://{other}/
 try metadata curl -sSf -m 5 http://169.254.169.254/latest/meta-data/
 try private-name curl -sSf -m 5 --noproxy '' http://{private_name}/
 curl -sSf -m 5 http://{allowed}/ > /dev/null && echo "allowed-host: ok"
-orca state put probe 1 > /dev/null && echo "control-plane: ok"
-echo mine > "$ORCA_WORKSPACE/mine" && echo "workspace: ok"
+tidewright state put probe 1 > /dev/null && echo "control-plane: ok"
+echo mine > "$TIDEWRIGHT_WORKSPACE/mine" && echo "workspace: ok"
 echo t > /tmp/t && echo "tmp: ok"
 echo h > "$HOME/h" && echo "home: ok"
 git --version > /dev/null && echo "tools: ok"
@@ -338,7 +340,7 @@ async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
         &server.url,
         &server.data_dir,
         "agent-1",
-        &[orca_core::CLAUDE_CODE],
+        &[tidewright_core::CLAUDE_CODE],
         1,
         &["--claude-bin", &bin, &net.allow()],
         &server.worker_token,
@@ -428,7 +430,7 @@ async fn a_worker_that_cannot_make_a_sandbox_says_why_and_how_to_fix_it() {
         server
             .cli()
             .args(["worker", "--name", "w", "--bwrap", missing])
-            .env("ORCA_TOKEN", &server.worker_token)
+            .env("TIDEWRIGHT_TOKEN", &server.worker_token)
             .current_dir(dir.path()),
     );
     assert!(line.contains("cannot be sandboxed"), "{line}");
@@ -437,7 +439,7 @@ async fn a_worker_that_cannot_make_a_sandbox_says_why_and_how_to_fix_it() {
         "{line}"
     );
     let line = fails_in_one_line(
-        std::process::Command::new(orca_bin())
+        std::process::Command::new(tidewright_bin())
             .args(["up", "--data-dir"])
             .arg(dir.path().join("up"))
             .args(["--listen", "127.0.0.1:0", "--bwrap", missing])
@@ -445,20 +447,20 @@ async fn a_worker_that_cannot_make_a_sandbox_says_why_and_how_to_fix_it() {
     );
     assert!(line.contains("--sandbox=off"), "{line}");
 
-    // An orca without its relay beside it (a broken install): refused at
+    // A tidewright without its relay beside it (a broken install): refused at
     // start, naming what is missing. A hard link, since the binary finds
     // the relay beside where it really is.
-    let alone = tempfile::tempdir_in(orca_bin().parent().expect("bin dir")).expect("tempdir");
-    let lone_orca = alone.path().join("orca");
-    std::fs::hard_link(orca_bin(), &lone_orca).expect("link orca");
+    let alone = tempfile::tempdir_in(tidewright_bin().parent().expect("bin dir")).expect("tempdir");
+    let lone_tidewright = alone.path().join("tidewright");
+    std::fs::hard_link(tidewright_bin(), &lone_tidewright).expect("link tidewright");
     let line = fails_in_one_line(
-        std::process::Command::new(&lone_orca)
+        std::process::Command::new(&lone_tidewright)
             .args(["worker", "--name", "w2", "--server", &server.url])
-            .env("ORCA_TOKEN", &server.worker_token)
+            .env("TIDEWRIGHT_TOKEN", &server.worker_token)
             .current_dir(dir.path()),
     );
     assert!(
-        line.contains("orca-sandbox-net") && line.contains("missing"),
+        line.contains("tidewright-sandbox-net") && line.contains("missing"),
         "{line}"
     );
     // Nothing registered.
@@ -501,7 +503,7 @@ async fn ends_saying(client: &Tasks, step: v1::StepSpec, reason: Option<&str>) {
     let done = wait_finished(client, &id, Duration::from_secs(60))
         .await
         .expect("finished");
-    let ended = orca_tests::step(&done, &step.id);
+    let ended = tidewright_tests::step(&done, &step.id);
     match reason {
         Some(reason) => {
             assert_eq!(
@@ -569,7 +571,7 @@ async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
         .filter(|e| {
             e.file_name()
                 .to_string_lossy()
-                .starts_with(&format!("orca-{}", worker.pid()))
+                .starts_with(&format!("tidewright-{}", worker.pid()))
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
@@ -578,8 +580,8 @@ async fn a_step_past_its_memory_or_process_limit_ends_saying_which() {
 /// A git server with repository `app`, and a server that takes local
 /// repositories, its credentials in secret `git-creds`; the workers'
 /// secrets directory, which holds them too.
-fn repository_and_server(dir: &Path) -> (orca_tests::git_server::GitServer, Server, String) {
-    use orca_tests::git_server::{GitServer, account_secrets};
+fn repository_and_server(dir: &Path) -> (tidewright_tests::git_server::GitServer, Server, String) {
+    use tidewright_tests::git_server::{GitServer, account_secrets};
     let git = GitServer::start(dir).expect("git server");
     git.create_repo("app", &[("README.md", "hello\n")]);
     let secrets = account_secrets(dir, "repo-secrets", "git-creds").expect("secrets");
@@ -594,7 +596,7 @@ fn repository_and_server(dir: &Path) -> (orca_tests::git_server::GitServer, Serv
 }
 
 /// Repository `app` at `main`, with its credentials.
-fn app_repo(git: &orca_tests::git_server::GitServer) -> v1::RepoSpec {
+fn app_repo(git: &tidewright_tests::git_server::GitServer) -> v1::RepoSpec {
     v1::RepoSpec {
         url: git.url("app"),
         r#ref: "main".into(),
@@ -727,7 +729,7 @@ async fn a_bad_egress_entry_is_refused_naming_its_field() {
                 .cli()
                 .args(["worker", "--name", "w"])
                 .args(flags)
-                .env("ORCA_TOKEN", &server.worker_token)
+                .env("TIDEWRIGHT_TOKEN", &server.worker_token)
                 .current_dir(dir.path()),
         );
         assert!(line.contains(says), "{line}");
@@ -843,7 +845,7 @@ async fn a_secret_file_is_in_its_steps_private_home_only_masked_and_gone_after()
     let script = r#"echo "token: $(cat "$HOME/.config/npm/.npmrc")"
 if echo x > "$HOME/.config/npm/.npmrc" 2>/dev/null; then echo "write: LEAKED"; else echo "write: refused"; fi
 digest=$(sha256sum < "$HOME/.config/npm/.npmrc" | cut -c1-64)
-printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
+printf '{"digest":"%s"}' "$digest" > "$TIDEWRIGHT_OUTPUT""#;
     let publish = with_file("publish", script);
     // Its sibling names no file: its home has none.
     let sibling = shell_step(
@@ -868,7 +870,7 @@ printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
             .contains("sibling: refused")
     );
     let output: serde_json::Value =
-        serde_json::from_str(&orca_tests::step(&done, "publish").output_json).expect("json");
+        serde_json::from_str(&tidewright_tests::step(&done, "publish").output_json).expect("json");
     let digest: String = {
         use sha2::Digest;
         sha2::Sha256::digest(TOKEN.as_bytes())
@@ -881,7 +883,11 @@ printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .expect("tmp")
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("orca-secrets-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tidewright-secrets-")
+        })
         .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
         .filter(|f| std::fs::read_to_string(f.path()).is_ok_and(|v| v == TOKEN))
         .collect();
@@ -912,7 +918,7 @@ printf '{"digest":"%s"}' "$digest" > "$ORCA_OUTPUT""#;
         .await
         .expect("finished");
     assert!(
-        orca_tests::step(&done, "loose")
+        tidewright_tests::step(&done, "loose")
             .error
             .contains("private home"),
         "{done:?}"
@@ -1015,8 +1021,11 @@ git --git-dir="$mirror" update-ref refs/remotes/origin/main "$(git rev-parse HEA
         "an object planted"
     );
     assert_eq!(
-        orca_tests::git_server::git(&mirror, &["rev-parse", "refs/remotes/origin/main"]),
-        orca_tests::git_server::git(&mirror, &["rev-parse", &format!("orca/{id}-plant^")]),
+        tidewright_tests::git_server::git(&mirror, &["rev-parse", "refs/remotes/origin/main"]),
+        tidewright_tests::git_server::git(
+            &mirror,
+            &["rev-parse", &format!("tidewright/{id}-plant^")]
+        ),
         "the remote's branch moved"
     );
     assert!(

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 fn executable(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -156,7 +156,7 @@ async fn shims_venvs_and_interpreters_by_path_run_in_the_sandbox() {
         .await
         .expect("finished");
     assert_eq!(done.state, v1::TaskState::Failed as i32, "{done:?}");
-    let error = &orca_tests::step(&done, "cat").error;
+    let error = &tidewright_tests::step(&done, "cat").error;
     assert_eq!(
         error,
         &format!(

@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use orca_client::{Client, Settings, v1};
-use orca_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
-use orca_tests::*;
+use tidewright_client::{Client, Settings, v1};
+use tidewright_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
+use tidewright_tests::*;
 use tonic::Code;
 
 async fn client_of(server: &Server) -> anyhow::Result<Client> {
@@ -41,7 +41,7 @@ fn fired(schedule: &v1::Schedule) -> Vec<(i64, String)> {
             let tick = run
                 .tick
                 .as_ref()
-                .map(orca_api::convert::micros)
+                .map(tidewright_api::convert::micros)
                 .unwrap_or_default();
             (tick, run.task_id.clone())
         })
@@ -51,7 +51,7 @@ fn fired(schedule: &v1::Schedule) -> Vec<(i64, String)> {
 /// The tasks a schedule submitted, by the label it gives them.
 async fn tasks_of(client: &Client, name: &str) -> anyhow::Result<Vec<String>> {
     let filter = v1::ListTasksRequest {
-        labels: [("orca.dev/schedule".to_string(), name.to_string())].into(),
+        labels: [("tidewright.dev/schedule".to_string(), name.to_string())].into(),
         page_size: 1000,
         ..Default::default()
     };
@@ -130,10 +130,10 @@ async fn each_tick_fires_once_across_a_kill_9_and_trigger_suspend_and_resume_do_
     // A tick passes while suspended (the clock, not a sleep: the next
     // whole second after the last tick).
     eventually(Duration::from_secs(5), || async {
-        (orca_core::calendar::now_micros() > last_before + 2_000_000).then_some(())
+        (tidewright_core::calendar::now_micros() > last_before + 2_000_000).then_some(())
     })
     .await?;
-    let resumed_at = orca_core::calendar::now_micros();
+    let resumed_at = tidewright_core::calendar::now_micros();
     client.suspend_schedule("", "heartbeat", false).await?;
     let schedule = eventually(Duration::from_secs(20), || async {
         let found = client.schedule("", "heartbeat").await.ok()?;

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use orca_api::client::ClientTls;
-use orca_api::v1;
-use orca_tests::*;
 use rcgen::{CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
+use tidewright_api::client::ClientTls;
+use tidewright_api::v1;
+use tidewright_tests::*;
 use tonic::Code;
 
 /// A certificate authority made for one test.
@@ -76,7 +76,7 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).expect("certs dir");
-    let ca = Ca::new("orca test CA");
+    let ca = Ca::new("tidewright test CA");
     let ca_file = ca.write(&certs, "ca");
     let (cert, key) = ca.issue(&certs, "server");
     let (worker_cert, worker_key) = ca.issue(&certs, "worker");
@@ -112,7 +112,7 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
         .await
         .expect("https metrics");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("orca_tasks_submitted_total"), "{body}");
+    assert!(body.contains("tidewright_tasks_submitted_total"), "{body}");
     let (status, _) = https_get(&http, "/metrics", None, &ca_file)
         .await
         .expect("https metrics without a token");
@@ -200,19 +200,19 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
     );
 
     // The same, through a context of the CLI's config file.
-    let config = dir.path().join("orca-config.yaml");
+    let config = dir.path().join("tidewright-config.yaml");
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, &server.admin_token).expect("token file");
-    let orca = |args: &[&str]| {
+    let tidewright = |args: &[&str]| {
         succeed(
-            std::process::Command::new(orca_bin())
+            std::process::Command::new(tidewright_bin())
                 .args(["--config", path(&config)])
                 .args(args)
-                .env_remove("ORCA_TOKEN")
+                .env_remove("TIDEWRIGHT_TOKEN")
                 .current_dir(dir.path()),
         )
     };
-    orca(&[
+    tidewright(&[
         "config",
         "set-context",
         "secure",
@@ -223,9 +223,9 @@ async fn tls_serves_the_cli_and_workers_and_mtls_holds_workers_to_certificates()
         "--token-file",
         path(&token_file),
     ]);
-    let listed = orca(&["get", "tasks", "-o", "json"]);
+    let listed = tidewright(&["get", "tasks", "-o", "json"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("over-tls"));
-    let contexts = orca(&["config", "get-contexts"]);
+    let contexts = tidewright(&["config", "get-contexts"]);
     assert!(String::from_utf8_lossy(&contexts.stdout).contains("*        secure"));
 }
 
@@ -362,13 +362,13 @@ async fn jwts_authenticate_people_and_bad_ones_are_refused() {
     let out = succeed(
         server
             .cli()
-            .env("ORCA_TOKEN", &viewer)
+            .env("TIDEWRIGHT_TOKEN", &viewer)
             .args(["get", "tasks", "-o", "json"]),
     );
     let tasks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(tasks.as_array().map(Vec::len), Some(2), "{tasks}");
 
-    // orca's own tokens still work beside JWTs.
+    // tidewright's own tokens still work beside JWTs.
     let mut admin = server.tasks().await.expect("client");
     assert_eq!(list_tasks(&mut admin).await.expect("admin lists"), 2);
 }
@@ -376,7 +376,10 @@ async fn jwts_authenticate_people_and_bad_ones_are_refused() {
 #[tokio::test]
 async fn a_burst_over_the_rate_limit_is_told_to_wait_and_others_are_unaffected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (admin_token, viewer_token) = ("orca_admin_test_token", "orca_viewer_test_token");
+    let (admin_token, viewer_token) = (
+        "tidewright_admin_test_token",
+        "tidewright_viewer_test_token",
+    );
     let server = start_with_tokens(
         dir.path(),
         &[
@@ -519,7 +522,7 @@ async fn each_input_limit_is_configurable_refuses_by_name_and_stores_nothing() {
             vec![shell_step(
                 "a",
                 &[],
-                "printf '\"%0200d\"' 0 > \"$ORCA_OUTPUT\"",
+                "printf '\"%0200d\"' 0 > \"$TIDEWRIGHT_OUTPUT\"",
             )],
         ),
     )
@@ -661,7 +664,7 @@ steps:
           echo "::progress 0.5 using $API_KEY"
           env
           digest=$(printf '%s' "$API_KEY" | sha256sum | cut -c1-64)
-          printf '{"key":"%s","digest":"%s"}' "$API_KEY" "$digest" > "$ORCA_OUTPUT"
+          printf '{"key":"%s","digest":"%s"}' "$API_KEY" "$digest" > "$TIDEWRIGHT_OUTPUT"
       secretEnv:
         API_KEY: api-key
 "#,
@@ -713,8 +716,11 @@ steps:
         vec!["watch", id.as_str()],
     ] {
         let out = succeed(server.cli().args(&args));
-        seen.push((format!("orca {}", args.join(" ")), out.stdout));
-        seen.push((format!("orca {} (stderr)", args.join(" ")), out.stderr));
+        seen.push((format!("tidewright {}", args.join(" ")), out.stdout));
+        seen.push((
+            format!("tidewright {} (stderr)", args.join(" ")),
+            out.stderr,
+        ));
     }
     let logs = String::from_utf8_lossy(&seen[6].1).to_string();
     assert!(logs.contains("the key is ***"), "{logs}");
@@ -773,14 +779,14 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     let server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_root", "admin", "root"),
-            token_line("orca_dana", "developer", "dana"),
-            token_line("orca_vic", "viewer", "vic"),
+            token_line("tidewright_root", "admin", "root"),
+            token_line("tidewright_dana", "developer", "dana"),
+            token_line("tidewright_vic", "viewer", "vic"),
         ],
         &["--audit-log"],
     )
     .expect("server");
-    let dana = server.tasks_as("orca_dana").await.expect("client");
+    let dana = server.tasks_as("tidewright_dana").await.expect("client");
     let gate = dir.path().join("gate");
     let id = submit(
         &dana,
@@ -794,7 +800,7 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
         })
         .await
         .expect("cancel");
-    let vic = server.tasks_as("orca_vic").await.expect("client");
+    let vic = server.tasks_as("tidewright_vic").await.expect("client");
     let refused = vic
         .clone()
         .submit_task(task("sneaky", vec![noop_step("a")]))
@@ -808,7 +814,7 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
         .expect_err("only admins read the audit log");
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    let root = server.tasks_as("orca_root").await.expect("client");
+    let root = server.tasks_as("tidewright_root").await.expect("client");
     let events = audit_log_of(&root, 3).await;
     let summary: Vec<(&str, &str, &str, bool)> = events
         .iter()
@@ -841,7 +847,7 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     let out = succeed(
         server
             .cli()
-            .env("ORCA_TOKEN", "orca_root")
+            .env("TIDEWRIGHT_TOKEN", "tidewright_root")
             .args(["audit", "-o", "json"]),
     );
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -849,13 +855,13 @@ async fn the_audit_log_says_who_changed_what_and_what_was_refused() {
     assert_eq!(listed[1]["actor"], "dana");
     let log = std::fs::read_to_string(&server.process.log).expect("server log");
     assert!(
-        log.lines().any(|l| l.contains("orca::audit")
+        log.lines().any(|l| l.contains("tidewright::audit")
             && l.contains("actor=dana")
             && l.contains("task.submit")),
         "{log}"
     );
     assert!(
-        log.lines().any(|l| l.contains("orca::audit")
+        log.lines().any(|l| l.contains("tidewright::audit")
             && l.contains("actor=dana")
             && l.contains("task.cancel")),
         "{log}"
@@ -868,22 +874,22 @@ async fn without_audit_log_the_records_are_stored_and_not_logged() {
     let server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_root", "admin", "root"),
-            token_line("orca_dana", "developer", "dana"),
+            token_line("tidewright_root", "admin", "root"),
+            token_line("tidewright_dana", "developer", "dana"),
         ],
         &[],
     )
     .expect("server");
-    let dana = server.tasks_as("orca_dana").await.expect("client");
+    let dana = server.tasks_as("tidewright_dana").await.expect("client");
     let id = submit(&dana, task("quiet", vec![noop_step("a")]))
         .await
         .expect("submit");
-    let root = server.tasks_as("orca_root").await.expect("client");
+    let root = server.tasks_as("tidewright_root").await.expect("client");
     let records = audit_log_of(&root, 1).await;
     assert_eq!(
         (records[0].action.as_str(), records[0].task_id.as_str()),
         ("task.submit", id.as_str())
     );
     let log = std::fs::read_to_string(&server.process.log).expect("server log");
-    assert!(!log.contains("orca::audit"), "{log}");
+    assert!(!log.contains("tidewright::audit"), "{log}");
 }

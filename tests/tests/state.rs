@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_api::v1::state_service_client::StateServiceClient;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_api::v1::state_service_client::StateServiceClient;
+use tidewright_tests::*;
 use tonic::Code;
 
 type State = StateServiceClient<
     tonic::service::interceptor::InterceptedService<
         tonic::transport::Channel,
-        orca_api::client::Bearer,
+        tidewright_api::client::Bearer,
     >,
 >;
 
@@ -203,21 +203,21 @@ async fn a_subscriber_gets_what_is_published_after_it_subscribed() {
 #[tokio::test]
 async fn bad_state_requests_are_refused_by_field_and_by_role() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let developer = "orca_dev_team_a";
+    let developer = "tidewright_dev_team_a";
     let server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_root", "admin", "root"),
+            token_line("tidewright_root", "admin", "root"),
             format!(
                 "{} tenants=team-a",
                 token_line(developer, "developer", "dana")
             ),
-            token_line("orca_workers", "worker", "workers"),
+            token_line("tidewright_workers", "worker", "workers"),
         ],
         &[],
     )
     .expect("server");
-    let mut admin = state_client(&server, "orca_root").await;
+    let mut admin = state_client(&server, "tidewright_root").await;
     let refused = |result: Result<tonic::Response<v1::StateValue>, tonic::Status>| {
         let status = result.expect_err("refused");
         (status.code(), status.message().to_string())
@@ -259,7 +259,7 @@ async fn bad_state_requests_are_refused_by_field_and_by_role() {
         refused(dana.put_state(elsewhere).await).0,
         Code::PermissionDenied
     );
-    let mut worker = state_client(&server, "orca_workers").await;
+    let mut worker = state_client(&server, "tidewright_workers").await;
     assert_eq!(
         refused(worker.put_state(put("s", "k", "3", None, 0)).await).0,
         Code::PermissionDenied
@@ -283,7 +283,7 @@ async fn the_cli_puts_gets_and_compares_in_a_tasks_scope() {
     let cli = || {
         let mut command = server.cli();
         // As inside a step: the scope comes from the environment.
-        command.env("ORCA_TASK_ID", "task-42");
+        command.env("TIDEWRIGHT_TASK_ID", "task-42");
         command
     };
     let out = succeed(cli().args([
@@ -312,14 +312,14 @@ async fn the_cli_puts_gets_and_compares_in_a_tasks_scope() {
     );
     let outside = server
         .cli()
-        .env_remove("ORCA_TASK_ID")
+        .env_remove("TIDEWRIGHT_TASK_ID")
         .args(["state", "get", "plan"])
         .output()
         .expect("run");
     assert!(!outside.status.success());
     assert_eq!(
         String::from_utf8_lossy(&outside.stderr).trim(),
-        "error: --scope: required outside a step (ORCA_TASK_ID is not set)"
+        "error: --scope: required outside a step (TIDEWRIGHT_TASK_ID is not set)"
     );
     let out = succeed(
         server
@@ -348,14 +348,14 @@ async fn steps_share_state_through_their_own_short_lived_token() {
     let denied = dir.path().join("denied.txt");
     let store = format!(
         r#"set -e
-orca state put finding '{{"bug": "off by one"}}' --expect-version 0
-printf %s "$ORCA_TOKEN" > '{kept}'
-if orca state get finding --scope another-task 2>> '{denied}'; then exit 3; fi
-if orca schedule list 2>> '{denied}'; then exit 4; fi"#,
+tidewright state put finding '{{"bug": "off by one"}}' --expect-version 0
+printf %s "$TIDEWRIGHT_TOKEN" > '{kept}'
+if tidewright state get finding --scope another-task 2>> '{denied}'; then exit 3; fi
+if tidewright schedule list 2>> '{denied}'; then exit 4; fi"#,
         kept = kept.display(),
         denied = denied.display()
     );
-    let read_back = r#"orca state get finding > "$ORCA_OUTPUT""#;
+    let read_back = r#"tidewright state get finding > "$TIDEWRIGHT_OUTPUT""#;
     let client = server.tasks().await.expect("client");
     let id = submit(
         &client,
@@ -387,7 +387,7 @@ if orca schedule list 2>> '{denied}'; then exit 4; fi"#,
     assert!(refusals.contains("may not read tasks"), "{refusals}");
 
     let token = std::fs::read_to_string(&kept).expect("the step's token");
-    assert!(token.starts_with("orca_step_"), "{token}");
+    assert!(token.starts_with("tidewright_step_"), "{token}");
     assert_ne!(token, server.worker_token);
     let mut late = state_client(&server, &token).await;
     let status = late

@@ -1,4 +1,4 @@
-//! Tasks end to end, on real `orca server` and `orca worker` processes over
+//! Tasks end to end, on real `tidewright server` and `tidewright worker` processes over
 //! loopback: a DAG runs in order and passes data, capabilities and priorities
 //! route steps, submits are idempotent and print what scripts ask for,
 //! watches resume, cancel and retry do what they say, pools cap their agents.
@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
 use serde_json::{Value, json};
+use tidewright_api::v1;
+use tidewright_tests::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,8 +35,7 @@ async fn example_dag_runs_in_dependency_order_and_passes_data() -> anyhow::Resul
     );
 
     // Each step echoes what it received, so the test sees its inputs exactly.
-    let echo =
-        r#"printf '{"me":"%s","saw":%s}' "$ORCA_STEP_ID" "$(cat "$ORCA_INPUTS")" > "$ORCA_OUTPUT""#;
+    let echo = r#"printf '{"me":"%s","saw":%s}' "$TIDEWRIGHT_STEP_ID" "$(cat "$TIDEWRIGHT_INPUTS")" > "$TIDEWRIGHT_OUTPUT""#;
     let client = server.tasks().await?;
     let id = submit(
         &client,
@@ -207,7 +206,7 @@ async fn submit_prints_what_a_script_asks_for() -> anyhow::Result<()> {
         )?;
         Ok(path)
     };
-    let passes = file("passes", "echo working; echo 42 > $ORCA_OUTPUT")?;
+    let passes = file("passes", "echo working; echo 42 > $TIDEWRIGHT_OUTPUT")?;
     let fails = file("fails", "echo giving up; exit 3")?;
     let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
     let client = server.tasks().await?;
@@ -238,7 +237,7 @@ async fn submit_prints_what_a_script_asks_for() -> anyhow::Result<()> {
     assert_eq!(get(id.to_string()).await?.id, id);
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("task {id} submitted")));
 
-    // -o json and -o yaml: the created task, shaped as `orca get task`.
+    // -o json and -o yaml: the created task, shaped as `tidewright get task`.
     let out = succeed(
         server
             .cli()
@@ -299,7 +298,7 @@ async fn submit_prints_what_a_script_asks_for() -> anyhow::Result<()> {
         "the id printed is the failed task's"
     );
 
-    // orca get speaks -o name too.
+    // tidewright get speaks -o name too.
     let listed = stdout(&succeed(server.cli().args(["get", "tasks", "-o", "name"])));
     assert_eq!(listed.lines().count(), 6, "{listed}");
     assert_eq!(
@@ -394,7 +393,7 @@ async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Res
     )
     .await?;
     wait_step(&client, &id, "sleepy", v1::StepState::Running).await?;
-    let asked = orca_api::convert::now_micros();
+    let asked = tidewright_api::convert::now_micros();
     client
         .cancel_task(v1::CancelTaskRequest {
             task_id: id.clone(),
@@ -449,7 +448,7 @@ async fn cancel_stops_a_running_step_and_failure_skips_the_rest() -> anyhow::Res
     assert_eq!(step(&failed, "bad").exit_code, Some(7));
     assert_eq!(step(&failed, "never").state, v1::StepState::Skipped as i32);
 
-    // `orca watch` exits non-zero for a failed task.
+    // `tidewright watch` exits non-zero for a failed task.
     let out = server.cli().args(["watch", &id]).output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
@@ -462,7 +461,7 @@ async fn manual_retry_reruns_only_what_did_not_succeed() -> anyhow::Result<()> {
     let (server, _workers) = Server::with_workers(dir.path(), &[("w", &["shell"], 2)]).await?;
     let mut client = server.tasks().await?;
     let fixed = dir.path().join("fixed");
-    let echo = r#"printf '{"me":"%s","attempt":%s,"saw":%s}' "$ORCA_STEP_ID" "$ORCA_ATTEMPT" "$(cat "$ORCA_INPUTS")" > "$ORCA_OUTPUT""#;
+    let echo = r#"printf '{"me":"%s","attempt":%s,"saw":%s}' "$TIDEWRIGHT_STEP_ID" "$TIDEWRIGHT_ATTEMPT" "$(cat "$TIDEWRIGHT_INPUTS")" > "$TIDEWRIGHT_OUTPUT""#;
     let id = submit(
         &client,
         task(

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use orca_tests::*;
+use tidewright_tests::*;
 use tonic::{Request, Response, Status};
 
 /// A span as received: which service sent it, its process's other
@@ -109,16 +109,16 @@ const TASK: &str = r#"name: traced
 steps:
   - id: traced
     shell:
-      command: [sh, -c, 'orca state put seen true && echo "{\"traceparent\": \"$TRACEPARENT\"}" > "$ORCA_OUTPUT"']
+      command: [sh, -c, 'tidewright state put seen true && echo "{\"traceparent\": \"$TRACEPARENT\"}" > "$TIDEWRIGHT_OUTPUT"']
 "#;
 
 /// Submits TASK with the CLI (under `env`) and waits for it: the task, whose
-/// trace id `orca get task` shows.
+/// trace id `tidewright get task` shows.
 async fn run_traced_task(
     server: &Server,
     dir: &std::path::Path,
     env: &[(&str, &str)],
-) -> orca_api::v1::Task {
+) -> tidewright_api::v1::Task {
     let file = dir.join("traced.yaml");
     std::fs::write(&file, TASK).expect("task file");
     let submitted = succeed(
@@ -143,7 +143,7 @@ async fn run_traced_task(
     let shown = succeed(server.cli().args(["get", "task", &id]));
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains(&format!("Trace:     {}", task.trace_id)),
-        "orca get task shows the trace id"
+        "tidewright get task shows the trace id"
     );
     task
 }
@@ -189,12 +189,16 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     // Every process's spans arrive, all in the task's trace.
     let spans = eventually(Duration::from_secs(20), || {
         let spans = collector.of_trace(&trace_id);
-        let complete = ["orca", "orca-server", "gpu-pool-worker"]
+        let complete = ["tidewright", "tidewright-server", "gpu-pool-worker"]
             .iter()
             .all(|service| spans.iter().any(|s| s.service == *service))
-            && ["task", "orca state", "/orca.v1.StateService/PutState"]
-                .iter()
-                .all(|name| spans.iter().any(|s| s.name == *name));
+            && [
+                "task",
+                "tidewright state",
+                "/tidewright.v1.StateService/PutState",
+            ]
+            .iter()
+            .all(|name| spans.iter().any(|s| s.name == *name));
         async move { complete.then_some(spans) }
     })
     .await
@@ -206,9 +210,9 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
             .unwrap_or_else(|| panic!("no {service} span {name:?} in {spans:#?}"))
             .clone()
     };
-    let cli = find("orca", "orca submit");
-    let rpc = find("orca-server", "/orca.v1.TaskService/SubmitTask");
-    let task_span = find("orca-server", "task");
+    let cli = find("tidewright", "tidewright submit");
+    let rpc = find("tidewright-server", "/tidewright.v1.TaskService/SubmitTask");
+    let task_span = find("tidewright-server", "task");
     let attempt = find("gpu-pool-worker", "step traced attempt 1");
     assert_eq!(cli.parent_span_id, "", "the client starts the trace");
     assert_eq!(rpc.parent_span_id, cli.span_id, "server under client");
@@ -221,8 +225,8 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
         "attempt under task"
     );
     // What the step itself calls joins the trace under its attempt.
-    let from_step = find("orca", "orca state");
-    let put = find("orca-server", "/orca.v1.StateService/PutState");
+    let from_step = find("tidewright", "tidewright state");
+    let put = find("tidewright-server", "/tidewright.v1.StateService/PutState");
     assert_eq!(from_step.parent_span_id, attempt.span_id, "step's CLI");
     assert_eq!(put.parent_span_id, from_step.span_id, "its request");
 
@@ -236,7 +240,7 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     assert!(
         spans
             .iter()
-            .all(|s| s.service != "orca-worker" && s.service != "overridden"),
+            .all(|s| s.service != "tidewright-worker" && s.service != "overridden"),
         "{spans:#?}"
     );
 
@@ -249,8 +253,8 @@ async fn one_task_is_one_trace_from_the_cli_to_the_step_process() {
     assert_eq!(parts[2], attempt.span_id);
 }
 
-/// Without an exporter orca makes no spans (its log lines carry no trace
-/// ids), yet a task still has a trace: `orca get task` shows its id, and the
+/// Without an exporter tidewright makes no spans (its log lines carry no trace
+/// ids), yet a task still has a trace: `tidewright get task` shows its id, and the
 /// step's process gets a child of it in TRACEPARENT, for an agent that
 /// exports its own spans.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! The built-in templates end to end: `orca template run` against a real
+//! The built-in templates end to end: `tidewright template run` against a real
 //! control plane and worker, the agents' steps run by the real Claude Code
 //! CLI against the mock Messages API (each step's conversation scripted by
 //! its marker; their Bash and Write tools run for real), and the shell
@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use orca_client::{Client, Settings, v1};
-use orca_tests::anthropic::{MockAnthropic, Reply};
-use orca_tests::git_server::local_repository;
-use orca_tests::*;
+use tidewright_client::{Client, Settings, v1};
+use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::git_server::local_repository;
+use tidewright_tests::*;
 
 const FINISH: Duration = Duration::from_secs(180);
 
@@ -71,7 +71,7 @@ async fn worker(
     worker
 }
 
-/// `orca template run NAME -p ...`: the new task's id.
+/// `tidewright template run NAME -p ...`: the new task's id.
 fn run(server: &Server, name: &str, params: &[String]) -> String {
     let mut command = server.cli();
     command.args(["template", "run", name, "-o", "name"]);
@@ -115,7 +115,7 @@ fn failure(task: &v1::Task) -> String {
 /// pushes.
 fn commit_and_push(repo: &Path, branch: &str, from: &str, file: &str, content: &str) -> Reply {
     Reply::bash(&format!(
-        "set -e; git clone --quiet {repo} repo; cd repo; git checkout --quiet -b \"orca/$ORCA_TASK_ID/{branch}\" {from}; \
+        "set -e; git clone --quiet {repo} repo; cd repo; git checkout --quiet -b \"tidewright/$TIDEWRIGHT_TASK_ID/{branch}\" {from}; \
          mkdir -p \"$(dirname {file})\"; printf '%s\\n' '{content}' > {file}; git add -A; \
          git -c user.name=agent -c user.email=agent@example.com commit --quiet -m '{branch}'; git push --quiet origin HEAD",
         repo = repo.display()
@@ -132,27 +132,27 @@ async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
         &[("Makefile", MAKEFILE), ("tests/run.sh", "exit 1\n")],
     );
     let mock = MockAnthropic::start_routed(vec![
-        ("[orca template feature: plan]", vec![Reply::Text("Backend: hello(). Frontend: a hello page. Tests: both.".into())]),
+        ("[tidewright template feature: plan]", vec![Reply::Text("Backend: hello(). Frontend: a hello page. Tests: both.".into())]),
         (
-            "[orca template feature: backend]",
+            "[tidewright template feature: backend]",
             vec![
                 commit_and_push(&origin, "backend", "origin/main", "backend/hello.py", "def hello(): return \"hello\""),
                 Reply::Text("Added backend/hello.py.".into()),
             ],
         ),
         (
-            "[orca template feature: frontend]",
+            "[tidewright template feature: frontend]",
             vec![
                 commit_and_push(&origin, "frontend", "origin/main", "frontend/hello.js", "export const hello = () => \"hello\";"),
                 Reply::Text("Added frontend/hello.js.".into()),
             ],
         ),
         (
-            "[orca template feature: tests]",
+            "[tidewright template feature: tests]",
             vec![
                 Reply::bash(&format!(
-                    "set -e; git clone --quiet {repo} repo; cd repo; git checkout --quiet -b \"orca/$ORCA_TASK_ID/tests\" origin/main; \
-                     git -c user.name=agent -c user.email=agent@example.com merge --quiet --no-edit \"origin/orca/$ORCA_TASK_ID/backend\" \"origin/orca/$ORCA_TASK_ID/frontend\"; \
+                    "set -e; git clone --quiet {repo} repo; cd repo; git checkout --quiet -b \"tidewright/$TIDEWRIGHT_TASK_ID/tests\" origin/main; \
+                     git -c user.name=agent -c user.email=agent@example.com merge --quiet --no-edit \"origin/tidewright/$TIDEWRIGHT_TASK_ID/backend\" \"origin/tidewright/$TIDEWRIGHT_TASK_ID/frontend\"; \
                      printf '%s\\n' 'grep -q hello backend/hello.py && grep -q hello frontend/hello.js && echo tests-passed' > tests/run.sh; \
                      git add -A; git -c user.name=agent -c user.email=agent@example.com commit --quiet -m tests; git push --quiet origin HEAD",
                     repo = origin.display()
@@ -160,7 +160,7 @@ async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
                 Reply::Text("Added tests/run.sh.".into()),
             ],
         ),
-        ("[orca template feature: review]", vec![Reply::Text("Adds hello to the backend and the frontend; the tests pass.".into())]),
+        ("[tidewright template feature: review]", vec![Reply::Text("Adds hello to the backend and the frontend; the tests pass.".into())]),
     ])
     .await
     .expect("mock");
@@ -203,7 +203,7 @@ async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
     let branches = git(&origin, &["branch", "--list"]);
     for branch in ["backend", "frontend", "tests"] {
         assert!(
-            branches.contains(&format!("orca/{id}/{branch}")),
+            branches.contains(&format!("tidewright/{id}/{branch}")),
             "{branches}"
         );
     }
@@ -238,17 +238,17 @@ async fn the_refactor_template_applies_on_a_branch_and_the_regression_tests_judg
     );
     let mock = MockAnthropic::start_routed(vec![
         (
-            "[orca template refactor: scan]",
+            "[tidewright template refactor: scan]",
             vec![Reply::Text(
                 "src/greet.sh prints its greeting inline.".into(),
             )],
         ),
         (
-            "[orca template refactor: propose]",
+            "[tidewright template refactor: propose]",
             vec![Reply::Text("1. Move the greeting into a variable.".into())],
         ),
         (
-            "[orca template refactor: apply]",
+            "[tidewright template refactor: apply]",
             vec![
                 commit_and_push(
                     &origin,
@@ -261,7 +261,7 @@ async fn the_refactor_template_applies_on_a_branch_and_the_regression_tests_judg
             ],
         ),
         (
-            "[orca template refactor: summarise]",
+            "[tidewright template refactor: summarise]",
             vec![Reply::Text(
                 "The greeting is a variable now; the regression tests pass.".into(),
             )],
@@ -304,7 +304,7 @@ async fn the_refactor_template_applies_on_a_branch_and_the_regression_tests_judg
     );
     let refactored = git(
         &origin,
-        &["show", &format!("orca/{id}/refactor:src/greet.sh")],
+        &["show", &format!("tidewright/{id}/refactor:src/greet.sh")],
     );
     assert!(refactored.contains("greeting=hello"), "{refactored}");
     assert_eq!(git(&origin, &["show", "main:src/greet.sh"]), "echo hello\n");
@@ -357,7 +357,7 @@ async fn the_deploy_template_tests_builds_waits_for_approval_migrates_deploys_an
         axum::serve(listener, app).await
     });
     let mock = MockAnthropic::start_routed(vec![(
-        "[orca template deploy: release-note]",
+        "[tidewright template deploy: release-note]",
         vec![Reply::Text(
             "Deployed main to staging; the rollout and the smoke test passed.".into(),
         )],
@@ -535,7 +535,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     )
     .await
     .expect("server");
-    let client = Client::connect(Settings::new(&server.url, Some("orca_dev".into())))
+    let client = Client::connect(Settings::new(&server.url, Some("tidewright_dev".into())))
         .await
         .expect("client");
 
@@ -562,18 +562,18 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     // Refusals name the parameter (or the templates there are), and store
     // nothing.
     let refused = client
-        .submit_template(orca_client::TemplateRun::new("greet").parameter("colour", "red"))
+        .submit_template(tidewright_client::TemplateRun::new("greet").parameter("colour", "red"))
         .await
         .expect_err("unknown parameter");
     assert_eq!(refused.code(), Some(tonic::Code::InvalidArgument));
     assert_eq!(refused.field(), Some("parameters.colour"), "{refused}");
     let refused = client
-        .submit_template(orca_client::TemplateRun::new("greet"))
+        .submit_template(tidewright_client::TemplateRun::new("greet"))
         .await
         .expect_err("missing parameter");
     assert_eq!(refused.field(), Some("parameters.who"), "{refused}");
     let refused = client
-        .submit_template(orca_client::TemplateRun::new("nope"))
+        .submit_template(tidewright_client::TemplateRun::new("nope"))
         .await
         .expect_err("no such template");
     assert_eq!(refused.code(), Some(tonic::Code::NotFound));
@@ -595,16 +595,22 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
         (r#"{"parameters": {"who": ["x"]}}"#, "parameters.who"),
         (r#"{"params": {}}"#, "body"),
     ] {
-        let answer = call("POST", path, "orca_dev", body, &[]);
+        let answer = call("POST", path, "tidewright_dev", body, &[]);
         assert_eq!(answer.status, 400, "{body}: {}", answer.body);
         assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
     }
-    let missing = call("POST", "/api/v1/templates/nope/tasks", "orca_dev", "", &[]);
+    let missing = call(
+        "POST",
+        "/api/v1/templates/nope/tasks",
+        "tidewright_dev",
+        "",
+        &[],
+    );
     assert_eq!(missing.status, 404, "{}", missing.body);
     let viewer = call(
         "POST",
         path,
-        "orca_viewer",
+        "tidewright_viewer",
         r#"{"parameters": {"who": "x"}}"#,
         &[],
     );
@@ -620,7 +626,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     // Over gRPC and over HTTP, a task that runs; the key finds it again.
     let submitted = client
         .submit_template(
-            orca_client::TemplateRun::new("greet")
+            tidewright_client::TemplateRun::new("greet")
                 .parameter("who", "grpc world")
                 .parameter("times", "2"),
         )
@@ -641,9 +647,9 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     assert_eq!(shell.command, ["echo", "hello grpc world", "2"]);
     let key = [("Idempotency-Key", "greet-once")];
     let body = r#"{"parameters": {"who": "http world", "times": 3}}"#;
-    let first = call("POST", path, "orca_dev", body, &key);
+    let first = call("POST", path, "tidewright_dev", body, &key);
     assert_eq!(first.status, 201, "{}", first.body);
-    let again = call("POST", path, "orca_dev", body, &key);
+    let again = call("POST", path, "tidewright_dev", body, &key);
     assert_eq!(again.status, 200, "{}", again.body);
     let id = first.json()["taskId"].as_str().expect("id").to_string();
     assert_eq!(again.json()["taskId"], id.as_str());
@@ -655,7 +661,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
         failure(&task)
     );
     assert_eq!(task.spec.as_ref().expect("spec").name, "greet");
-    let listed = call("GET", "/api/v1/templates", "orca_viewer", "", &[]);
+    let listed = call("GET", "/api/v1/templates", "tidewright_viewer", "", &[]);
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.json()["templates"][2]["name"], "greet");
     assert_eq!(
@@ -730,7 +736,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     )
     .expect("write");
     let line = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("other"))
             .args(["--templates-dir", &templates_dir]),

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 const SAID: &str =
     "no connected worker offers gpu: a worker started with --capability gpu offers it";

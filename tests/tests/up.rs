@@ -1,15 +1,15 @@
-//! `orca up`'s ports: the console goes on the port after gRPC's unless
+//! `tidewright up`'s ports: the console goes on the port after gRPC's unless
 //! told otherwise, and a port nobody asked for is no reason to fail. And
-//! `orca completion`, the shell scripts that complete orca's commands.
+//! `tidewright completion`, the shell scripts that complete tidewright's commands.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use orca_api::v1;
-use orca_tests::*;
 use serde_json::Value;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 /// A free loopback port `p` whose next port is held by the listener
 /// returned (any process may hold the next port: an outgoing connection's
@@ -25,18 +25,18 @@ fn port_with_the_next_one_taken() -> (u16, TcpListener) {
     panic!("no free port below a held one in 200 tries");
 }
 
-/// Starts `orca up` with `args` in `dir`; the process and what it printed
+/// Starts `tidewright up` with `args` in `dir`; the process and what it printed
 /// on stdout so far, once it printed `console`.
 async fn up_printing_its_console(dir: &Path, args: &[&str]) -> (Process, String) {
     let (up, out) = Process::spawn_keeping_stdout(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .arg("up")
             .args(args)
             .current_dir(dir),
         dir,
         "up",
     )
-    .expect("orca up");
+    .expect("tidewright up");
     let printed = eventually(Duration::from_secs(30), || {
         let out = out.clone();
         async move {
@@ -45,12 +45,12 @@ async fn up_printing_its_console(dir: &Path, args: &[&str]) -> (Process, String)
         }
     })
     .await
-    .expect("orca up prints where its console is");
+    .expect("tidewright up prints where its console is");
     (up, printed)
 }
 
 #[tokio::test]
-async fn orca_up_serves_its_console_elsewhere_when_the_port_after_grpcs_is_taken() {
+async fn tidewright_up_serves_its_console_elsewhere_when_the_port_after_grpcs_is_taken() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, held) = port_with_the_next_one_taken();
     let taken = held.local_addr().expect("addr").port();
@@ -92,7 +92,7 @@ fn an_http_listen_asked_for_that_cannot_be_bound_fails_naming_the_flag() {
     let held = TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = held.local_addr().expect("addr").to_string();
     let line = fails_in_one_line(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args([
                 "up",
                 "--listen",
@@ -110,17 +110,17 @@ fn an_http_listen_asked_for_that_cannot_be_bound_fails_naming_the_flag() {
     );
 }
 
-/// The worker of an `orca up` that cannot start is not reported as up:
+/// The worker of an `tidewright up` that cannot start is not reported as up:
 /// `up` exits non-zero with that worker's own error. Here the sandbox's
-/// relay is missing (orca copied alone to a directory of its own), as in a
+/// relay is missing (tidewright copied alone to a directory of its own), as in a
 /// `cargo install` of the CLI without it.
 #[test]
 fn up_with_a_worker_that_cannot_start_exits_non_zero_with_its_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lonely = dir.path().join("bin");
     std::fs::create_dir_all(&lonely).expect("mkdir");
-    let bin = lonely.join("orca");
-    std::fs::copy(orca_bin(), &bin).expect("copy orca");
+    let bin = lonely.join("tidewright");
+    std::fs::copy(tidewright_bin(), &bin).expect("copy tidewright");
     let data = dir.path().join("data");
     let (mut up, out) = Process::spawn_keeping_stdout(
         Command::new(&bin)
@@ -131,7 +131,7 @@ fn up_with_a_worker_that_cannot_start_exits_non_zero_with_its_error() {
         dir.path(),
         "up",
     )
-    .expect("orca up");
+    .expect("tidewright up");
     let status = up
         .wait_exit(Duration::from_secs(60))
         .expect("up exits when its worker cannot start");
@@ -141,28 +141,28 @@ fn up_with_a_worker_that_cannot_start_exits_non_zero_with_its_error() {
     assert!(
         last.contains("worker local-1 cannot start")
             && last.contains("the sandbox's network relay")
-            && last.contains("orca-sandbox-net"),
+            && last.contains("tidewright-sandbox-net"),
         "{said}"
     );
     let printed = std::fs::read_to_string(out).expect("stdout");
-    assert!(!printed.contains("orca is up"), "{printed}");
+    assert!(!printed.contains("tidewright is up"), "{printed}");
 }
 
 #[test]
-fn orca_completion_prints_a_script_for_each_shell_and_refuses_another() {
+fn tidewright_completion_prints_a_script_for_each_shell_and_refuses_another() {
     for (shell, mark) in [
-        ("bash", "complete -F _orca"),
-        ("zsh", "#compdef orca"),
-        ("fish", "complete -c orca"),
+        ("bash", "complete -F _tidewright"),
+        ("zsh", "#compdef tidewright"),
+        ("fish", "complete -c tidewright"),
     ] {
-        let out = succeed(Command::new(orca_bin()).args(["completion", shell]));
+        let out = succeed(Command::new(tidewright_bin()).args(["completion", shell]));
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(script.contains(mark), "{shell}: {script}");
         for command in ["submit", "template", "webhook"] {
             assert!(script.contains(command), "{shell} completes {command}");
         }
     }
-    let refused = Command::new(orca_bin())
+    let refused = Command::new(tidewright_bin())
         .args(["completion", "tcsh"])
         .output()
         .expect("runs");
@@ -175,13 +175,14 @@ fn orca_completion_prints_a_script_for_each_shell_and_refuses_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> anyhow::Result<()> {
+async fn tidewright_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c()
+-> anyhow::Result<()> {
     // A fresh directory, no flags but a free port: data and tokens go to
-    // ./.orca, and the CLI run from here finds its token by itself.
+    // ./.tidewright, and the CLI run from here finds its token by itself.
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join(".orca");
+    let data = dir.path().join(".tidewright");
     let mut up = Process::spawn(
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["up", "--listen", "127.0.0.1:0"])
             .current_dir(dir.path()),
         dir.path(),
@@ -203,10 +204,10 @@ async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> 
         "binds loopback: {url}"
     );
     let cli = |args: &[&str]| {
-        Command::new(orca_bin())
+        Command::new(tidewright_bin())
             .args(["--server", &url])
             .args(args)
-            .env_remove("ORCA_TOKEN")
+            .env_remove("TIDEWRIGHT_TOKEN")
             .current_dir(dir.path())
             .output()
     };
@@ -235,7 +236,7 @@ async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(data.join("orca.db").exists());
+    assert!(data.join("tidewright.db").exists());
 
     let token = std::fs::read_to_string(data.join("admin.token"))?;
     let mut agents = v1::agent_service_client::AgentServiceClient::with_interceptor(
@@ -245,7 +246,7 @@ async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> 
     agents.list_agents(v1::ListAgentsRequest {}).await?;
     up.signal("INT");
     let status = up.wait_exit(Duration::from_secs(10))?;
-    assert!(status.success(), "orca up exited with {status}");
+    assert!(status.success(), "tidewright up exited with {status}");
     assert!(
         agents.list_agents(v1::ListAgentsRequest {}).await.is_err(),
         "nothing listens after Ctrl-C"
@@ -254,17 +255,17 @@ async fn orca_up_works_with_zero_configuration_and_stops_cleanly_on_ctrl_c() -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orca_up_offers_claude_code_with_a_key_and_the_cli_at_hand() -> anyhow::Result<()> {
-    // The capabilities `orca up`'s local workers offer, given an API key and
+async fn tidewright_up_offers_claude_code_with_a_key_and_the_cli_at_hand() -> anyhow::Result<()> {
+    // The capabilities `tidewright up`'s local workers offer, given an API key and
     // a Claude Code CLI that is there or not.
     async fn offered(claude_bin: &Path) -> anyhow::Result<(Vec<String>, String)> {
         let dir = tempfile::tempdir()?;
-        let data = dir.path().join(".orca");
+        let data = dir.path().join(".tidewright");
         let mut up = Process::spawn(
-            Command::new(orca_bin())
+            Command::new(tidewright_bin())
                 .args(["up", "--listen", "127.0.0.1:0", "--workers", "1"])
                 .env("ANTHROPIC_API_KEY", "sk-ant-test-key")
-                .env("ORCA_CLAUDE_BIN", claude_bin)
+                .env("TIDEWRIGHT_CLAUDE_BIN", claude_bin)
                 .current_dir(dir.path()),
             dir.path(),
             "up",

@@ -19,8 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use orca_api::v1;
-use orca_tests::*;
+use tidewright_api::v1;
+use tidewright_tests::*;
 
 /// What the running task's first step keeps with the control plane.
 const CHECKPOINT: &[u8] = b"the session of step x, as the fixture left it";
@@ -40,20 +40,29 @@ async fn write_the_upgrade_fixtures() -> anyhow::Result<()> {
     fill(&data, &[]).await?;
     pack(&out.join("sqlite.tar.gz"), sqlite.path(), &["data"])?;
 
-    let postgres = orca_store_postgres::throwaway::Server::from_env()?;
+    let postgres = tidewright_store_postgres::throwaway::Server::from_env()?;
     let url = postgres.fresh_database().await?;
     let pg = tempfile::tempdir()?;
     let data = pg.path().join("data");
     fill(&data, &["--store", &url]).await?;
     let dump = Command::new(pg_bin()?.join("pg_dump"))
-        .args(["--no-owner", "--no-privileges", "--format=plain", "--dbname"])
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--format=plain",
+            "--dbname",
+        ])
         .arg(&url)
         .output()?;
     if !dump.status.success() {
         bail!("pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
     }
     std::fs::write(pg.path().join("dump.sql"), &dump.stdout)?;
-    pack(&out.join("postgres.tar.gz"), pg.path(), &["data", "dump.sql"])?;
+    pack(
+        &out.join("postgres.tar.gz"),
+        pg.path(),
+        &["data", "dump.sql"],
+    )?;
     Ok(())
 }
 
@@ -79,7 +88,7 @@ async fn fill(data: &Path, store: &[&str]) -> anyhow::Result<()> {
                 shell_step(
                     "a",
                     &[],
-                    "echo 'hello from a'; echo '{\"n\": 1}' > \"$ORCA_OUTPUT\"",
+                    "echo 'hello from a'; echo '{\"n\": 1}' > \"$TIDEWRIGHT_OUTPUT\"",
                 ),
                 shell_step("b", &["a"], "echo 'b read its inputs'"),
             ],
@@ -104,7 +113,10 @@ async fn fill(data: &Path, store: &[&str]) -> anyhow::Result<()> {
     let gate = data.join("never-opened");
     let stopped = submit(
         &client,
-        task("stopped", vec![shell_step("wait", &[], &wait_for_gate(&gate))]),
+        task(
+            "stopped",
+            vec![shell_step("wait", &[], &wait_for_gate(&gate))],
+        ),
     )
     .await?;
     wait_step(&client, &stopped, "wait", v1::StepState::Running).await?;
@@ -198,7 +210,11 @@ async fn fill(data: &Path, store: &[&str]) -> anyhow::Result<()> {
             .cli()
             .args(["budget", "set", "default", "--usd-per-day", "12.5"]),
     );
-    succeed(server.cli().args(["state", "put", "--scope", "shared", "release", "{\"v\": 7}"]));
+    succeed(
+        server
+            .cli()
+            .args(["state", "put", "--scope", "shared", "release", "{\"v\": 7}"]),
+    );
 
     // The control plane stops as a service manager stops it, with the
     // steps running (so they stay running in the store), then the worker.
@@ -227,17 +243,4 @@ fn pack(archive: &Path, dir: &Path, names: &[&str]) -> anyhow::Result<()> {
         bail!("tar -czf {} failed", archive.display());
     }
     Ok(())
-}
-
-/// Where pg_dump is: as scripts/postgres.sh finds initdb.
-fn pg_bin() -> anyhow::Result<PathBuf> {
-    if let Ok(dir) = std::env::var("ORCA_PG_BIN") {
-        return Ok(PathBuf::from(dir));
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|d| d.join("pg_dump").exists())
-        .collect();
-    dirs.sort();
-    dirs.pop().context("no /usr/lib/postgresql/*/bin/pg_dump")
 }

@@ -1,4 +1,4 @@
-//! Webhooks end to end: a real `orca server` and worker, and a receiver on
+//! Webhooks end to end: a real `tidewright server` and worker, and a receiver on
 //! loopback (the server allows private networks for it): signatures, the
 //! retry after a 500, order per task, the delivery log, 410, restarts, and
 //! the refusals.
@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orca_client::{Client, Settings, v1};
-use orca_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
-use orca_tests::*;
+use tidewright_client::{Client, Settings, v1};
+use tidewright_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
+use tidewright_tests::*;
 use tonic::Code;
 
 /// A Standard Webhooks secret: `whsec_` and the base64 of a 32-byte key.
@@ -53,7 +53,7 @@ fn spec(name: &str, script: &str) -> v1::TaskSpec {
 async fn delivered(
     receiver: &Receiver,
     count: usize,
-) -> anyhow::Result<Vec<orca_tests::webhook_receiver::Received>> {
+) -> anyhow::Result<Vec<tidewright_tests::webhook_receiver::Received>> {
     eventually(ARRIVE, || async {
         let ok: Vec<_> = receiver
             .received()
@@ -314,12 +314,13 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
     let server = start_with_tokens(
         dir.path(),
         &[
-            token_line("orca_admin", "admin", "root"),
-            token_line("orca_dev", "developer", "dana"),
+            token_line("tidewright_admin", "admin", "root"),
+            token_line("tidewright_dev", "developer", "dana"),
         ],
         &[],
     )?;
-    let admin = Client::connect(Settings::new(&server.url, Some("orca_admin".into()))).await?;
+    let admin =
+        Client::connect(Settings::new(&server.url, Some("tidewright_admin".into()))).await?;
     let receiver = Receiver::start(&[], 204).await?;
 
     // Without --webhook-allow-private-networks, loopback is refused.
@@ -383,7 +384,8 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
         );
         by_field.insert(field, e.to_string());
     }
-    let developer = Client::connect(Settings::new(&server.url, Some("orca_dev".into()))).await?;
+    let developer =
+        Client::connect(Settings::new(&server.url, Some("tidewright_dev".into()))).await?;
     let denied = developer
         .create_webhook("", "https://203.0.113.9/hook", &["task.failed"], SECRET)
         .await
@@ -402,7 +404,7 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
             .cli()
             .args([
                 "--token",
-                "orca_admin",
+                "tidewright_admin",
                 "webhook",
                 "add",
                 &receiver.url,
@@ -415,7 +417,7 @@ async fn bad_endpoints_are_refused_naming_the_field_and_nothing_is_stored() -> a
     assert!(line.starts_with("error: invalid argument: url: "), "{line}");
     let missing = fails_in_one_line(server.cli().args([
         "--token",
-        "orca_admin",
+        "tidewright_admin",
         "webhook",
         "remove",
         "nope",
@@ -435,7 +437,7 @@ async fn a_step_awaiting_approval_is_announced_with_its_step() -> anyhow::Result
     client
         .create_webhook("", &receiver.url, &["approval.requested"], SECRET)
         .await?;
-    let spec = orca_client::parse_task(
+    let spec = tidewright_client::parse_task(
         "name: gated\nsteps:\n  - id: ship\n    approval: {message: 'Ship it?', approvers: [admin]}\n    shell: {command: [true]}\n",
     )?;
     let id = client.submit(spec).await?.task_id;
@@ -513,7 +515,7 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
     let good = body(&receiver.url, r#"["task.succeeded"]"#, SECRET);
 
     // Refusals: the HTTP status and the field, and nothing stored.
-    let developer = call("POST", "/api/v1/webhooks", "orca_dev", &good);
+    let developer = call("POST", "/api/v1/webhooks", "tidewright_dev", &good);
     assert_eq!(developer.status, 403, "{}", developer.body);
     for (body, field) in [
         (
@@ -530,18 +532,18 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
             "body",
         ),
     ] {
-        let refused = call("POST", "/api/v1/webhooks", "orca_admin", &body);
+        let refused = call("POST", "/api/v1/webhooks", "tidewright_admin", &body);
         assert_eq!(refused.status, 400, "{body}: {}", refused.body);
         assert_eq!(refused.json()["error"]["field"], field, "{}", refused.body);
     }
-    let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
+    let listed = call("GET", "/api/v1/webhooks", "tidewright_admin", "");
     assert_eq!(
         listed.json()["webhooks"],
         serde_json::json!([]),
         "nothing stored"
     );
 
-    let created = call("POST", "/api/v1/webhooks", "orca_admin", &good);
+    let created = call("POST", "/api/v1/webhooks", "tidewright_admin", &good);
     assert_eq!(created.status, 201, "{}", created.body);
     assert!(
         !created.body.contains(SECRET),
@@ -553,16 +555,16 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
         .to_string();
     assert_eq!(created.json()["tenant"], "default");
     assert_eq!(created.json()["enabled"], true);
-    let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
+    let listed = call("GET", "/api/v1/webhooks", "tidewright_admin", "");
     assert_eq!(listed.json()["webhooks"][0]["id"], id.as_str());
     assert!(!listed.body.contains(SECRET));
-    let viewer = call("GET", "/api/v1/webhooks", "orca_viewer", "");
+    let viewer = call("GET", "/api/v1/webhooks", "tidewright_viewer", "");
     assert_eq!(viewer.status, 403, "{}", viewer.body);
 
     let submitted = call(
         "POST",
         "/api/v1/tasks",
-        "orca_dev",
+        "tidewright_dev",
         "name: ok\nsteps:\n  - id: a\n    shell: {command: ['true']}\n",
     );
     assert_eq!(submitted.status, 201, "{}", submitted.body);
@@ -572,7 +574,7 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
 
     let path = format!("/api/v1/webhook-deliveries?webhook={id}&pageSize=10");
     let log = eventually(ARRIVE, || async {
-        let page = call("GET", &path, "orca_admin", "").json();
+        let page = call("GET", &path, "tidewright_admin", "").json();
         (page["deliveries"][0]["state"] == "delivered").then_some(page)
     })
     .await?;
@@ -587,7 +589,7 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
         let refused = call(
             "GET",
             &format!("/api/v1/webhook-deliveries?{query}"),
-            "orca_admin",
+            "tidewright_admin",
             "",
         );
         assert_eq!(refused.status, 400, "{}", refused.body);
@@ -597,23 +599,23 @@ async fn endpoints_and_their_deliveries_are_managed_over_http_as_over_grpc() -> 
     let removed = call(
         "DELETE",
         &format!("/api/v1/webhooks/{id}"),
-        "orca_admin",
+        "tidewright_admin",
         "",
     );
     assert_eq!(removed.status, 204, "{}", removed.body);
     let again = call(
         "DELETE",
         &format!("/api/v1/webhooks/{id}"),
-        "orca_admin",
+        "tidewright_admin",
         "",
     );
     assert_eq!(again.status, 404, "{}", again.body);
-    let listed = call("GET", "/api/v1/webhooks", "orca_admin", "");
+    let listed = call("GET", "/api/v1/webhooks", "tidewright_admin", "");
     assert_eq!(listed.json()["webhooks"], serde_json::json!([]));
     Ok(())
 }
 
-/// `orca webhook add --secret-file F` with no F yet writes a new Standard
+/// `tidewright webhook add --secret-file F` with no F yet writes a new Standard
 /// Webhooks secret there, readable by its owner only, and the deliveries
 /// verify with it in a receiver's libraries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

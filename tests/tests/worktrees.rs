@@ -2,16 +2,16 @@
 //! basic auth: one mirror per repository, cloned once and fetched only for
 //! a commit it lacks (one fetch at a time however many steps ask), a
 //! repository per step on its own branch, borrowing the mirror's objects,
-//! what a step leaves uncommitted committed by orca (and nothing the step
+//! what a step leaves uncommitted committed by tidewright (and nothing the step
 //! planted in its repository run), and a step that deletes or rewrites
 //! its branch refused. The server's access log counts the fetches.
 
 use std::path::Path;
 
-use orca_git::mirror::Mirrors;
-use orca_git::worktree::ORCA_AUTHOR;
-use orca_git::{Credentials, Error, Part};
-use orca_tests::git_server::{GitServer, PASSWORD, USER, git};
+use tidewright_git::mirror::Mirrors;
+use tidewright_git::worktree::TIDEWRIGHT_AUTHOR;
+use tidewright_git::{Credentials, Error, Part};
+use tidewright_tests::git_server::{GitServer, PASSWORD, USER, git};
 
 /// The clones and fetches the server answered: each begins with a
 /// successful ref advertisement.
@@ -46,7 +46,7 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
     let url = server.url("app");
     let mirrors = std::sync::Arc::new(Mirrors::new(
         dir.path().join("mirrors"),
-        orca_git::program(),
+        tidewright_git::program(),
     ));
 
     // Four steps ask at once for a mirror nobody has: one clone.
@@ -74,10 +74,20 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
 
     // Two steps' worktrees at once, each on its own branch from its base.
     let a = mirror
-        .add_worktree(&dir.path().join("work/a"), "orca/t1/a", &first, &first)
+        .add_worktree(
+            &dir.path().join("work/a"),
+            "tidewright/t1/a",
+            &first,
+            &first,
+        )
         .await?;
     let b = mirror
-        .add_worktree(&dir.path().join("work/b"), "orca/t1/b", &second, &second)
+        .add_worktree(
+            &dir.path().join("work/b"),
+            "tidewright/t1/b",
+            &second,
+            &second,
+        )
         .await?;
     assert_eq!(
         std::fs::read_to_string(a.path().join("README.md"))?,
@@ -90,10 +100,10 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
     assert!(b.path().join("lib.txt").exists(), "b from the second");
 
     work_in(a.path());
-    let done = a.finish("orca: t1/a left this uncommitted").await?;
+    let done = a.finish("tidewright: t1/a left this uncommitted").await?;
     assert!(done.committed_for_the_step);
     assert_eq!(done.base, first);
-    assert_eq!(done.branch, "orca/t1/a");
+    assert_eq!(done.branch, "tidewright/t1/a");
     assert_eq!(done.files_changed, 3);
     assert_eq!(
         done.changed_paths,
@@ -105,14 +115,17 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
         mirror.path(),
         &["log", "-1", "--format=%an <%ae>", &done.head],
     );
-    assert_eq!(author, format!("{} <{}>", ORCA_AUTHOR.0, ORCA_AUTHOR.1));
+    assert_eq!(
+        author,
+        format!("{} <{}>", TIDEWRIGHT_AUTHOR.0, TIDEWRIGHT_AUTHOR.1)
+    );
     assert_eq!(
         git(
             mirror.path(),
             &["show", &format!("{}:notes.txt", done.head)]
         ),
         "left uncommitted",
-        "what it left is in orca's commit"
+        "what it left is in tidewright's commit"
     );
     assert_eq!(
         git(mirror.path(), &["rev-parse", &format!("{}^", done.head)]),
@@ -122,13 +135,13 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
     a.remove().await?;
     assert!(!dir.path().join("work/a").exists());
     assert_eq!(
-        git(mirror.path(), &["rev-parse", "refs/heads/orca/t1/a"]),
+        git(mirror.path(), &["rev-parse", "refs/heads/tidewright/t1/a"]),
         done.head,
         "the step's branch outlives its worktree"
     );
 
     // A step that did nothing: its head is its base.
-    let nothing = b.finish("orca: nothing").await?;
+    let nothing = b.finish("tidewright: nothing").await?;
     assert!(!nothing.committed_for_the_step);
     assert_eq!(nothing.head, second);
     assert!(nothing.changed_paths.is_empty());
@@ -136,7 +149,12 @@ async fn steps_get_worktrees_from_one_mirror_fetched_only_for_a_missing_commit()
 
     // A retry of a step starts again from its base on the same branch.
     let again = mirror
-        .add_worktree(&dir.path().join("work/a2"), "orca/t1/a", &first, &first)
+        .add_worktree(
+            &dir.path().join("work/a2"),
+            "tidewright/t1/a",
+            &first,
+            &first,
+        )
         .await?;
     assert_eq!(git(again.path(), &["rev-parse", "HEAD"]), first);
     again.remove().await?;
@@ -151,7 +169,7 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     let first = server.create_repo("app", &[("README.md", "hello\n")]);
     let second = server.commit("app", &[("lib.txt", "x\n")], "second");
     let url = server.url("app");
-    let mirrors = Mirrors::new(dir.path().join("mirrors"), orca_git::program());
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), tidewright_git::program());
 
     match mirrors
         .ensure(&url, &first, Some(&Credentials::parse("alice:wrong")))
@@ -180,31 +198,46 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     }
 
     let rewritten = mirror
-        .add_worktree(&dir.path().join("work/r"), "orca/t/r", &second, &second)
+        .add_worktree(
+            &dir.path().join("work/r"),
+            "tidewright/t/r",
+            &second,
+            &second,
+        )
         .await?;
     git(rewritten.path(), &["reset", "-q", "--hard", &first]);
-    match rewritten.finish("orca").await {
+    match rewritten.finish("tidewright").await {
         Err(Error::Rewritten(message)) => assert!(message.contains("rewrote"), "{message}"),
         other => panic!("{other:?}"),
     }
     rewritten.remove().await?;
 
     let deleted = mirror
-        .add_worktree(&dir.path().join("work/d"), "orca/t/d", &second, &second)
+        .add_worktree(
+            &dir.path().join("work/d"),
+            "tidewright/t/d",
+            &second,
+            &second,
+        )
         .await?;
     git(deleted.path(), &["checkout", "-q", "--detach"]);
-    git(deleted.path(), &["branch", "-q", "-D", "orca/t/d"]);
-    match deleted.finish("orca").await {
+    git(deleted.path(), &["branch", "-q", "-D", "tidewright/t/d"]);
+    match deleted.finish("tidewright").await {
         Err(Error::Rewritten(message)) => assert!(message.contains("deleted"), "{message}"),
         other => panic!("{other:?}"),
     }
     deleted.remove().await?;
 
     let left = mirror
-        .add_worktree(&dir.path().join("work/l"), "orca/t/l", &second, &second)
+        .add_worktree(
+            &dir.path().join("work/l"),
+            "tidewright/t/l",
+            &second,
+            &second,
+        )
         .await?;
     git(left.path(), &["checkout", "-q", "-b", "elsewhere"]);
-    match left.finish("orca").await {
+    match left.finish("tidewright").await {
         Err(Error::Rewritten(message)) => assert!(message.contains("left its branch"), "{message}"),
         other => panic!("{other:?}"),
     }
@@ -213,7 +246,12 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     // Eviction spares a mirror a worktree is made of, and removes it once
     // none is.
     let kept = mirror
-        .add_worktree(&dir.path().join("work/k"), "orca/t/k", &second, &second)
+        .add_worktree(
+            &dir.path().join("work/k"),
+            "tidewright/t/k",
+            &second,
+            &second,
+        )
         .await?;
     assert!(mirrors.evict(0).await?.is_empty());
     kept.remove().await?;
@@ -222,22 +260,22 @@ async fn a_step_that_deletes_or_rewrites_its_branch_is_refused_and_bad_credentia
     Ok(())
 }
 
-/// What a step may plant in its own repository for orca's git to run:
+/// What a step may plant in its own repository for tidewright's git to run:
 /// hooks (where git looks and where `core.hooksPath` says), a
 /// `core.fsmonitor` command, a clean filter its `.gitattributes` selects,
-/// a pack-objects hook for `git fetch` to run. orca reads the repository through git's transport and commits in
+/// a pack-objects hook for `git fetch` to run. tidewright reads the repository through git's transport and commits in
 /// the mirror, so none of them runs, and the step's work still comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orca_reads_a_steps_repository_without_running_what_the_step_planted_in_it()
+async fn tidewright_reads_a_steps_repository_without_running_what_the_step_planted_in_it()
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = GitServer::start(dir.path())?;
     let first = server.create_repo("app", &[("README.md", "hello\n")]);
     let url = server.url("app");
-    let mirrors = Mirrors::new(dir.path().join("mirrors"), orca_git::program());
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), tidewright_git::program());
     let mirror = mirrors.ensure(&url, &first, Some(&credentials())).await?;
     let tree = mirror
-        .add_worktree(&dir.path().join("work/s"), "orca/t/s", &first, &first)
+        .add_worktree(&dir.path().join("work/s"), "tidewright/t/s", &first, &first)
         .await?;
     let ran = dir.path().join("ran");
     let run = format!("#!/bin/sh\necho \"$0\" >> {}\n", ran.display());
@@ -272,10 +310,10 @@ async fn orca_reads_a_steps_repository_without_running_what_the_step_planted_in_
     )?;
     std::fs::write(tree.path().join(".gitattributes"), "* filter=x\n")?;
     std::fs::write(tree.path().join("work.txt"), "the step's work\n")?;
-    let done = tree.finish("orca: left").await?;
+    let done = tree.finish("tidewright: left").await?;
     assert!(
         !ran.exists(),
-        "orca's git ran {}",
+        "tidewright's git ran {}",
         std::fs::read_to_string(&ran)?
     );
     assert!(done.committed_for_the_step);
@@ -289,7 +327,7 @@ async fn orca_reads_a_steps_repository_without_running_what_the_step_planted_in_
 }
 
 /// The spares of `mirror` ready under `spares`, by the commit each is at.
-fn spares_at(spares: &Path, mirror: &orca_git::mirror::Mirror) -> Vec<String> {
+fn spares_at(spares: &Path, mirror: &tidewright_git::mirror::Mirror) -> Vec<String> {
     let dir = spares.join(mirror.path().file_name().expect("a name"));
     let mut at: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -314,7 +352,7 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
     let second = server.commit("app", &[("lib.txt", "x\n")], "second");
     let url = server.url("app");
     let spares = dir.path().join("spares");
-    let mirrors = Mirrors::new(dir.path().join("mirrors"), orca_git::program())
+    let mirrors = Mirrors::new(dir.path().join("mirrors"), tidewright_git::program())
         .with_spares(spares.clone(), 2);
     let mirror = mirrors.ensure(&url, &second, Some(&credentials())).await?;
 
@@ -333,13 +371,21 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
     // A root step takes one at its own start; a dependent step, starting
     // from a later commit near the task's, takes the other.
     let a = mirror
-        .add_worktree(&dir.path().join("work/a"), "orca/t/a", &first, &first)
+        .add_worktree(&dir.path().join("work/a"), "tidewright/t/a", &first, &first)
         .await?;
     let b = mirror
-        .add_worktree(&dir.path().join("work/b"), "orca/t/b", &second, &first)
+        .add_worktree(
+            &dir.path().join("work/b"),
+            "tidewright/t/b",
+            &second,
+            &first,
+        )
         .await?;
     assert!(spares_at(&spares, &mirror).is_empty(), "both were taken");
-    for (tree, head, branch) in [(&a, &first, "orca/t/a"), (&b, &second, "orca/t/b")] {
+    for (tree, head, branch) in [
+        (&a, &first, "tidewright/t/a"),
+        (&b, &second, "tidewright/t/b"),
+    ] {
         assert_eq!(&git(tree.path(), &["rev-parse", "HEAD"]), head);
         assert_eq!(
             git(tree.path(), &["symbolic-ref", "HEAD"]),
@@ -352,7 +398,7 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
         std::fs::read_to_string(a.path().join("README.md"))?,
         "hello\n"
     );
-    let done = b.finish("orca: nothing").await?;
+    let done = b.finish("tidewright: nothing").await?;
     assert_eq!(
         (done.base.as_str(), done.head.as_str()),
         (second.as_str(), second.as_str())
@@ -360,7 +406,7 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
 
     // Without a spare, a worktree is checked out as before.
     let c = mirror
-        .add_worktree(&dir.path().join("work/c"), "orca/t/c", &first, &first)
+        .add_worktree(&dir.path().join("work/c"), "tidewright/t/c", &first, &first)
         .await?;
     assert_eq!(git(c.path(), &["rev-parse", "HEAD"]), first);
 
@@ -371,7 +417,7 @@ async fn a_step_takes_a_spare_worktree_and_spares_are_refilled_bounded_and_evict
         std::fs::write(spare?.path().join(".git/HEAD"), "not a ref\n")?;
     }
     let d = mirror
-        .add_worktree(&dir.path().join("work/d"), "orca/t/d", &first, &first)
+        .add_worktree(&dir.path().join("work/d"), "tidewright/t/d", &first, &first)
         .await?;
     assert_eq!(git(d.path(), &["rev-parse", "HEAD"]), first);
     assert_eq!(git(d.path(), &["status", "--porcelain"]), "");

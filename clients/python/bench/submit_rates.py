@@ -8,7 +8,7 @@ by hand. A rate counts submits accepted; between phases it waits for the
 workers to finish what was submitted, so each phase starts on a quiet
 control plane.
 
-    ORCA_TOKEN=... python submit_rates.py URL ONE_AT_A_TIME CONCURRENT
+    TIDEWRIGHT_TOKEN=... python submit_rates.py URL ONE_AT_A_TIME CONCURRENT
 
 prints a JSON list of [figure, value, unit], in the order measured."""
 
@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Tuple
 
-from orca_client import AsyncClient, Client, v1
+from tidewright import AsyncClient, Client, v1
 
 TASK = {"name": "py-bench", "steps": [{"id": "s", "noop": {}}]}
 HEALTH = "/grpc.health.v1.Health/Check"
@@ -60,7 +60,7 @@ async def timed_async(calls: int, call: Callable[[], Any]) -> float:
 
 def main() -> None:
     url, one, many = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    token = os.environ["ORCA_TOKEN"]
+    token = os.environ["TIDEWRIGHT_TOKEN"]
     figures: Dict[str, Tuple[float, str]] = {}
     with Client(url, token) as client:
         # Warm-up: the connection, the server's statements.

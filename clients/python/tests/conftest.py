@@ -1,4 +1,4 @@
-"""A real `orca up` (embedded control plane, SQLite, two local workers) on a
+"""A real `tidewright up` (embedded control plane, SQLite, two local workers) on a
 free loopback port for the whole session, and a TCP proxy that can cut
 every connection through it."""
 
@@ -15,7 +15,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from orca_client import Client
+from tidewright import Client
 
 START_WITHIN = 60.0
 
@@ -26,31 +26,31 @@ parameters:
 steps:
   - id: say
     shell:
-      command: [sh, -c, 'printf "{\\"said\\": \\"hello %s %s\\"}" "$WHO" "$LOUD" > "$ORCA_OUTPUT"']
+      command: [sh, -c, 'printf "{\\"said\\": \\"hello %s %s\\"}" "$WHO" "$LOUD" > "$TIDEWRIGHT_OUTPUT"']
       env: {WHO: "${{ who }}", LOUD: "${{ loud }}"}
 """
 
 
-def orca_bin() -> str:
-    path = os.environ.get("ORCA_BIN")
+def tidewright_bin() -> str:
+    path = os.environ.get("TIDEWRIGHT_BIN")
     if not path or not Path(path).is_file():
-        raise RuntimeError("set ORCA_BIN to the orca binary (scripts/python-client.sh does)")
+        raise RuntimeError("set TIDEWRIGHT_BIN to the tidewright binary (scripts/python-client.sh does)")
     return path
 
 
-class Orca:
+class Tidewright:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.data_dir = root / ".orca"
-        self.log = open(root / "orca-up.log", "wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCA_"))}
+        self.data_dir = root / ".tidewright"
+        self.log = open(root / "tidewright-up.log", "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TIDEWRIGHT_"))}
         # A template of the server's own, beside the built-in set.
         self.templates_dir = root / "templates"
         self.templates_dir.mkdir()
         (self.templates_dir / "greet.yaml").write_text(GREET)
         self.process = subprocess.Popen(
             [
-                orca_bin(),
+                tidewright_bin(),
                 "up",
                 "--listen",
                 "127.0.0.1:0",
@@ -78,7 +78,7 @@ class Orca:
         while not (endpoint.is_file() and endpoint.read_text().strip()):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"orca up did not start; see {root / 'orca-up.log'}")
+                raise RuntimeError(f"tidewright up did not start; see {root / 'tidewright-up.log'}")
             time.sleep(0.05)
         self.url = endpoint.read_text().strip()
         self.token = (self.data_dir / "admin.token").read_text().strip()
@@ -95,8 +95,8 @@ class Orca:
 
 
 @pytest.fixture(scope="session")
-def orca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orca]:
-    running = Orca(tmp_path_factory.mktemp("orca"))
+def tidewright(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tidewright]:
+    running = Tidewright(tmp_path_factory.mktemp("tidewright"))
     try:
         yield running
     finally:
@@ -104,8 +104,8 @@ def orca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orca]:
 
 
 @pytest.fixture
-def client(orca: Orca) -> Iterator[Client]:
-    with Client(orca.url, orca.token) as c:
+def client(tidewright: Tidewright) -> Iterator[Client]:
+    with Client(tidewright.url, tidewright.token) as c:
         yield c
 
 
@@ -173,8 +173,8 @@ class Proxy:
 
 
 @pytest.fixture
-def proxy(orca: Orca) -> Iterator[Proxy]:
-    p = Proxy(orca.url)
+def proxy(tidewright: Tidewright) -> Iterator[Proxy]:
+    p = Proxy(tidewright.url)
     try:
         yield p
     finally:

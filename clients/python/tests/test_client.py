@@ -1,4 +1,4 @@
-"""orca-client against a real `orca up`: DAGs submitted and waited for,
+"""tidewright against a real `tidewright up`: DAGs submitted and waited for,
 watches that resume after the connection is cut, errors that carry the
 status and the field, idempotent resubmits, paging, and the asyncio client."""
 
@@ -18,9 +18,9 @@ import grpc
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from orca_client import AsyncClient, Client, OrcaError, SpecError, is_final, v1
+from tidewright import AsyncClient, Client, TidewrightError, SpecError, is_final, v1
 
-from conftest import Orca, Proxy
+from conftest import Tidewright, Proxy
 
 
 def shell(step_id: str, script: str, depends_on: List[str] = ()) -> Dict[str, Any]:  # type: ignore[assignment]
@@ -42,9 +42,9 @@ def gate_script(gate: Path) -> str:
 DAG = {
     "name": "fan-in",
     "steps": [
-        shell("a", "echo '{\"n\": 1}' > \"$ORCA_OUTPUT\""),
-        shell("b", "echo '{\"n\": 2}' > \"$ORCA_OUTPUT\""),
-        shell("sum", "cat \"$ORCA_INPUTS\" > \"$ORCA_OUTPUT\"", ["a", "b"]),
+        shell("a", "echo '{\"n\": 1}' > \"$TIDEWRIGHT_OUTPUT\""),
+        shell("b", "echo '{\"n\": 2}' > \"$TIDEWRIGHT_OUTPUT\""),
+        shell("sum", "cat \"$TIDEWRIGHT_INPUTS\" > \"$TIDEWRIGHT_OUTPUT\"", ["a", "b"]),
     ],
 }
 
@@ -100,9 +100,9 @@ def test_watch_resumes_after_the_connection_is_cut(client: Client, proxy: Proxy,
     assert [e.seq for e in client.watch(task_id, after_seq=10)] == [e.seq for e in watched[10:]]
 
 
-def test_errors_carry_the_status_and_the_field(client: Client, orca: Orca) -> None:
+def test_errors_carry_the_status_and_the_field(client: Client, tidewright: Tidewright) -> None:
     name = unique("dup")
-    with pytest.raises(OrcaError) as refused:
+    with pytest.raises(TidewrightError) as refused:
         client.submit({"name": name, "steps": [shell("a", "true"), shell("a", "true")]})
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.field == "spec.steps[1].id"
@@ -114,19 +114,19 @@ def test_errors_carry_the_status_and_the_field(client: Client, orca: Orca) -> No
         client.submit({"name": name, "steps": [{"id": "a", "shel": {"command": ["true"]}}]})
     assert local.value.field == "spec.steps[0].shel"
 
-    with pytest.raises(OrcaError) as missing:
+    with pytest.raises(TidewrightError) as missing:
         client.get("01JAAAAAAAAAAAAAAAAAAAAAAA")
     assert missing.value.code == grpc.StatusCode.NOT_FOUND
 
-    with pytest.raises(OrcaError) as watch_missing:
+    with pytest.raises(TidewrightError) as watch_missing:
         list(client.watch("01JAAAAAAAAAAAAAAAAAAAAAAA"))
     assert watch_missing.value.code == grpc.StatusCode.NOT_FOUND
 
-    with Client(orca.url, "orca_not-a-token") as stranger:
-        with pytest.raises(OrcaError) as unauthenticated:
+    with Client(tidewright.url, "tidewright_not-a-token") as stranger:
+        with pytest.raises(TidewrightError) as unauthenticated:
             stranger.get("x")
     assert unauthenticated.value.code == grpc.StatusCode.UNAUTHENTICATED
-    assert "orca_not-a-token" not in str(unauthenticated.value)
+    assert "tidewright_not-a-token" not in str(unauthenticated.value)
 
 
 def test_a_resubmit_under_the_same_key_is_the_same_task(client: Client) -> None:
@@ -155,7 +155,7 @@ def test_a_batch_is_made_whole_once_or_refused_whole_naming_its_task(client: Cli
     assert [s.task_id for s in again] == [s.task_id for s in submitted]
     assert not any(s.created for s in again)
     bad = {"name": f"{batch}-bad", "steps": [{"id": "s", "noop": {}}, {"id": "s", "noop": {}}]}
-    with pytest.raises(OrcaError) as refused:
+    with pytest.raises(TidewrightError) as refused:
         client.submit_many([specs[0] | {"name": f"{batch}-fine"}, bad])
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.field == "tasks[1].spec.steps[1].id"
@@ -180,7 +180,7 @@ def check_produced(client: Client, batch: str, answers: List[Any]) -> None:
     made = []
     for n, answer in enumerate(answers):
         if n % 50 == 7:
-            assert isinstance(answer, OrcaError), (n, answer)
+            assert isinstance(answer, TidewrightError), (n, answer)
             assert answer.code == grpc.StatusCode.INVALID_ARGUMENT
             assert answer.field == "spec.steps[1].id", answer
             assert answer.message.startswith("spec.steps[1].id: "), answer.message
@@ -207,7 +207,7 @@ def test_a_producer_coalesces_submits_from_many_threads_and_answers_each_its_own
         def submit(n: int) -> Any:
             try:
                 return producer.submit(produced_spec(batch, n), idempotency_key=f"{batch}-key-{n}")
-            except OrcaError as e:
+            except TidewrightError as e:
                 return e
 
         with ThreadPoolExecutor(max_workers=64) as pool:
@@ -219,11 +219,11 @@ def test_a_producer_coalesces_submits_from_many_threads_and_answers_each_its_own
         client.producer(max_batch=1001)
 
 
-def test_an_asyncio_producer_coalesces_submits_and_answers_each_its_own(orca: Orca, client: Client) -> None:
+def test_an_asyncio_producer_coalesces_submits_and_answers_each_its_own(tidewright: Tidewright, client: Client) -> None:
     batch = unique("aproduced")
 
     async def scenario() -> List[Any]:
-        async with AsyncClient(orca.url, orca.token) as aclient:
+        async with AsyncClient(tidewright.url, tidewright.token) as aclient:
             async with aclient.producer(max_batch=100, in_flight=1, linger=0.005) as producer:
                 return await asyncio.gather(
                     *(
@@ -256,9 +256,9 @@ def test_wait_times_out_then_cancel_and_retry(client: Client, tmp_path: Path) ->
     assert client.wait(task_id, timeout=60).state == v1.TASK_STATE_SUCCEEDED
 
 
-def test_the_asyncio_client_submits_watches_and_waits(orca: Orca) -> None:
+def test_the_asyncio_client_submits_watches_and_waits(tidewright: Tidewright) -> None:
     async def scenario() -> None:
-        async with AsyncClient(orca.url, orca.token) as client:
+        async with AsyncClient(tidewright.url, tidewright.token) as client:
             submitted = await client.submit(DAG, idempotency_key=unique("async"))
             events = [e async for e in client.watch(submitted.task_id)]
             assert [e.seq for e in events] == list(range(1, len(events) + 1))
@@ -268,14 +268,14 @@ def test_the_asyncio_client_submits_watches_and_waits(orca: Orca) -> None:
             assert output(task, "sum") == {"a": {"n": 1}, "b": {"n": 2}}
             listed = [t.id async for t in client.list(name_prefix="fan-in", page_size=1)]
             assert submitted.task_id in listed
-            with pytest.raises(OrcaError) as missing:
+            with pytest.raises(TidewrightError) as missing:
                 await client.get("01JAAAAAAAAAAAAAAAAAAAAAAA")
             assert missing.value.code == grpc.StatusCode.NOT_FOUND
             assert "greet" in [t.name for t in await client.templates()]
             greeted = await client.submit_template("greet", {"who": "async"})
             task = await client.wait(greeted.task_id, timeout=60)
             assert output(task, "say") == {"said": "hello async false"}
-            with pytest.raises(OrcaError) as unknown:
+            with pytest.raises(TidewrightError) as unknown:
                 await client.submit_template("greet", {"who": "x", "colour": "red"})
             assert unknown.value.field == "parameters.colour"
             assert [w async for w in client.webhook_deliveries("no-such-webhook")] == []
@@ -287,46 +287,46 @@ def test_the_asyncio_client_submits_watches_and_waits(orca: Orca) -> None:
     asyncio.run(scenario())
 
 
-def test_from_env_connects_as_the_cli_does(orca: Orca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ORCA_SERVER", "ORCA_TOKEN", "ORCA_TOKEN_FILE", "ORCA_CONTEXT", "ORCA_CONFIG", "XDG_CONFIG_HOME"):
+def test_from_env_connects_as_the_cli_does(tidewright: Tidewright, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TIDEWRIGHT_SERVER", "TIDEWRIGHT_TOKEN", "TIDEWRIGHT_TOKEN_FILE", "TIDEWRIGHT_CONTEXT", "TIDEWRIGHT_CONFIG", "XDG_CONFIG_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "local.token").write_text(orca.token + "\n")
+    (tmp_path / "local.token").write_text(tidewright.token + "\n")
     config = tmp_path / "config.yaml"
     config.write_text(
         "current-context: here\ncontexts:\n"
-        f"  here:\n    server: {orca.url}\n    token-file: local.token\n"
+        f"  here:\n    server: {tidewright.url}\n    token-file: local.token\n"
         "  elsewhere:\n    server: http://127.0.0.1:1\n"
     )
-    monkeypatch.setenv("ORCA_CONFIG", str(config))
+    monkeypatch.setenv("TIDEWRIGHT_CONFIG", str(config))
     with Client.from_env() as c:
-        assert c.server == orca.url
+        assert c.server == tidewright.url
         assert c.submit_and_wait(DAG, timeout=60).state == v1.TASK_STATE_SUCCEEDED
 
-    monkeypatch.setenv("ORCA_CONTEXT", "nowhere")
-    with pytest.raises(OrcaError, match="'nowhere' is not in"):
+    monkeypatch.setenv("TIDEWRIGHT_CONTEXT", "nowhere")
+    with pytest.raises(TidewrightError, match="'nowhere' is not in"):
         Client.from_env()
 
-    monkeypatch.delenv("ORCA_CONTEXT")
-    monkeypatch.delenv("ORCA_CONFIG")
-    monkeypatch.setenv("ORCA_SERVER", orca.url)
-    monkeypatch.setenv("ORCA_TOKEN_FILE", str(tmp_path / "local.token"))
+    monkeypatch.delenv("TIDEWRIGHT_CONTEXT")
+    monkeypatch.delenv("TIDEWRIGHT_CONFIG")
+    monkeypatch.setenv("TIDEWRIGHT_SERVER", tidewright.url)
+    monkeypatch.setenv("TIDEWRIGHT_TOKEN_FILE", str(tmp_path / "local.token"))
     with Client.from_env() as c:
         assert c.get(c.submit(DAG).task_id).spec.name == "fan-in"
 
 
-def test_no_token_is_ever_shown_or_logged(orca: Orca, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_token_is_ever_shown_or_logged(tidewright: Tidewright, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with Client(orca.url, orca.token) as c:
+    with Client(tidewright.url, tidewright.token) as c:
         c.submit_and_wait(DAG, timeout=60)
         shown = [repr(c), repr(c._settings)]
-    with pytest.raises(OrcaError) as refused:
-        Client(orca.url, "orca_secret-not-a-token").get("x")
+    with pytest.raises(TidewrightError) as refused:
+        Client(tidewright.url, "tidewright_secret-not-a-token").get("x")
     shown.append(str(refused.value))
     shown.append(caplog.text)
     for text in shown:
-        assert orca.token not in text and "orca_secret-not-a-token" not in text, text
+        assert tidewright.token not in text and "tidewright_secret-not-a-token" not in text, text
 
 
 def test_the_servers_templates_are_listed_and_run_and_bad_parameters_name_the_field(client: Client) -> None:
@@ -348,13 +348,13 @@ def test_the_servers_templates_are_listed_and_run_and_bad_parameters_name_the_fi
     assert task.state == v1.TASK_STATE_SUCCEEDED, task.message
     assert output(task, "say") == {"said": "hello world true"}
 
-    with pytest.raises(OrcaError) as missing:
+    with pytest.raises(TidewrightError) as missing:
         client.submit_template("greet", {"loud": False})
     assert (missing.value.code, missing.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "parameters.who")
-    with pytest.raises(OrcaError) as mistyped:
+    with pytest.raises(TidewrightError) as mistyped:
         client.submit_template("greet", {"who": "x", "loud": "very"})
     assert mistyped.value.field == "parameters.loud"
-    with pytest.raises(OrcaError) as unknown:
+    with pytest.raises(TidewrightError) as unknown:
         client.submit_template("nope")
     assert unknown.value.code == grpc.StatusCode.NOT_FOUND
     assert "greet" in str(unknown.value)
@@ -399,7 +399,7 @@ def verify(secret: str, headers: Dict[str, str], body: bytes) -> bool:
 
 def test_webhooks_are_registered_delivered_signed_logged_and_removed(client: Client) -> None:
     secret = "whsec_cHl0aG9uLWtleS1vZi10aGlydHktdHdvLWJ5dGVzIQ=="
-    with pytest.raises(OrcaError) as refused:
+    with pytest.raises(TidewrightError) as refused:
         client.create_webhook("ftp://example.com/x", ["task.succeeded"], secret)
     assert (refused.value.code, refused.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "url")
 
@@ -428,13 +428,13 @@ def test_webhooks_are_registered_delivered_signed_logged_and_removed(client: Cli
         receiver.close()
     client.delete_webhook(webhook.id)
     assert webhook.id not in [w.id for w in client.webhooks()]
-    with pytest.raises(OrcaError) as gone:
+    with pytest.raises(TidewrightError) as gone:
         client.delete_webhook(webhook.id)
     assert gone.value.code == grpc.StatusCode.NOT_FOUND
 
 
 def test_a_schedule_fires_each_second_and_is_suspended_triggered_and_deleted(client: Client) -> None:
-    with pytest.raises(OrcaError) as refused:
+    with pytest.raises(TidewrightError) as refused:
         client.create_schedule("bad", "61 * * * *", DAG)
     assert (refused.value.code, refused.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "cron")
     made = client.create_schedule("py-every-second", "* * * * * *", DAG, timezone="Europe/Rome")

@@ -1,0 +1,54 @@
+//! tidewright's domain: task and step specs, DAG validation, the task state machine
+//! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
+
+pub mod address;
+pub mod budget;
+pub mod build;
+pub mod calendar;
+pub mod cost;
+pub mod egress;
+mod error;
+pub mod family;
+pub mod jitter;
+pub mod plan;
+pub mod queue;
+pub mod repo;
+pub mod run;
+pub mod schedule;
+pub mod secret;
+pub mod spec;
+pub mod state;
+pub mod step_limits;
+pub mod template;
+pub mod touches;
+pub mod unserved;
+pub mod validate;
+
+pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
+pub use cost::Cost;
+pub use egress::Egress;
+pub use error::Error;
+pub use queue::{Capabilities, QueueKey, ReadyQueue};
+pub use repo::{RepoSpec, StepWork};
+pub use run::{Change, Outcome, StepStatus, TaskRun};
+pub use spec::{
+    AGENT_CAPABILITIES, ApprovalSpec, CLAUDE_CODE, CODEX, ClaudeCodeSpec, CodexSandbox, CodexSpec,
+    DEFAULT_AGENT_STALL_SECONDS, GEMINI_CLI, GeminiSpec, NoopSpec, OnConflict, PROMPT_STEP,
+    PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec, UNSANDBOXED,
+    is_agent_capability,
+};
+pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
+pub use step_limits::StepLimits;
+pub use validate::{Limits, validate};
+
+/// Cuts `text` to at most `max_bytes`, at a character boundary: what log
+/// lines get when they are too long, on the worker and the control plane.
+pub fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}

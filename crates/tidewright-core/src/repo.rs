@@ -1,0 +1,452 @@
+//! A repository as a task names it: where it is, which ref the task starts
+//! from, and the commit that ref was resolved to when the task was made
+//! (so every step starts from the same commit, never from a moving branch).
+//! The checks here need no network (the whole `repo` is checked in
+//! `validate`): what the URL may point at and whether the ref exists are
+//! the control plane's to find out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The ref a task starts from when it names none: the remote's default
+/// branch.
+pub const DEFAULT_REF: &str = "HEAD";
+
+/// The longest URL a task may name.
+pub const MAX_URL_BYTES: usize = 2048;
+/// The longest ref a task may name.
+pub const MAX_REF_BYTES: usize = 255;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RepoSpec {
+    /// `https://…`, `ssh://…` or `user@host:path`; `file://…` and plain
+    /// `http://` only where the control plane allows local repositories.
+    /// Never with a user name or password in it: those come from
+    /// `credentialsSecret`.
+    pub url: String,
+    /// A branch, a tag, or any ref the remote advertises; the remote's
+    /// default branch when empty.
+    #[serde(default, rename = "ref", skip_serializing_if = "String::is_empty")]
+    pub git_ref: String,
+    /// The commit `ref` was resolved to when the task was made. Set by the
+    /// control plane; a submit may set it to pin one (then `ref` only names
+    /// the branch it came from).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit: String,
+    /// The secret (by name) holding the credentials git uses for this
+    /// repository: `user:password`, or a token alone. Read by whoever
+    /// talks to the remote, from its own secrets directory; never stored.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credentials_secret: String,
+    /// Push the task's branch, `tidewright/<task>`, to the remote once its steps
+    /// are done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push: bool,
+    /// Push each step's branch, `tidewright/<task>-<step>`, to the remote as
+    /// the step succeeds, for the work to be seen (or built) step by step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push_steps: bool,
+    /// Open a pull request (GitHub) or merge request (GitLab) from the
+    /// task's branch once its steps are done; the branch is pushed first,
+    /// whatever `push` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestSpec>,
+    /// `touches`: a step of this task waits for any step of another task
+    /// that also says so, on the same repository and ref, whose `touches`
+    /// may overlap its own (as steps of one task always do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<Exclusive>,
+}
+
+/// What a task keeps to itself on its repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Exclusive {
+    /// The paths its steps' `touches` name, against other tasks that say so.
+    Touches,
+    /// A value that came over the wire and is not one; validation refuses
+    /// it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl Exclusive {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Exclusive::Touches => "touches",
+            Exclusive::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> Exclusive {
+        match name {
+            "touches" => Exclusive::Touches,
+            other => Exclusive::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl RepoSpec {
+    /// Where tasks that keep their `touches` to themselves meet: the same
+    /// repository and ref. `None` unless this one does.
+    pub fn exclusive_key(&self) -> Option<(String, String)> {
+        (self.exclusive == Some(Exclusive::Touches)).then(|| {
+            (
+                self.url
+                    .trim_end_matches('/')
+                    .trim_end_matches(".git")
+                    .to_string(),
+                self.git_ref_or_default().to_string(),
+            )
+        })
+    }
+}
+
+/// The pull request a task opens when its steps are done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullRequestSpec {
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 256)))]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body: String,
+    /// The branch it asks to merge into: the task's `ref` when empty (which
+    /// must then be a branch).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base: String,
+    /// Whose API to call; read from the URL's host (github.com,
+    /// gitlab.com) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<Forge>,
+    /// The forge's API root, for GitHub Enterprise or a GitLab of one's
+    /// own: `https://api.github.com` and `https://gitlab.com/api/v4` when
+    /// empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_url: String,
+}
+
+/// A forge whose pull requests tidewright can open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Forge {
+    Github,
+    Gitlab,
+    /// A name that came over the wire and is neither; validation refuses
+    /// it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl Forge {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> Forge {
+        match name {
+            "github" => Forge::Github,
+            "gitlab" => Forge::Gitlab,
+            other => Forge::Unknown(other.to_string()),
+        }
+    }
+
+    /// The public API root of the forge at `host`, for the two hosts
+    /// known by name.
+    pub fn public(host: &str) -> Option<(Forge, &'static str)> {
+        match host {
+            "github.com" => Some((Forge::Github, "https://api.github.com")),
+            "gitlab.com" => Some((Forge::Gitlab, "https://gitlab.com/api/v4")),
+            _ => None,
+        }
+    }
+}
+
+/// The host of a repository URL (`https://host/…`, `ssh://user@host/…`,
+/// `user@host:path`); `None` for a `file://` URL.
+pub fn host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .or_else(|| url.strip_prefix("ssh://"));
+    let authority = match rest {
+        Some(rest) => rest.split('/').next()?,
+        None if url.starts_with("file://") => return None,
+        None => url.split_once(':')?.0,
+    };
+    let host = authority.rsplit('@').next()?;
+    // A port, and an IPv6 address's brackets, are not the host's name.
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The forge a task's pull request goes to, and its API root: as the
+/// pull request names them, else as the repository's host implies.
+pub fn forge_of(repo: &RepoSpec) -> Option<(Forge, String)> {
+    let pr = repo.pull_request.as_ref();
+    let public = host(&repo.url).and_then(Forge::public);
+    let forge = pr
+        .and_then(|p| p.forge.clone())
+        .or(public.as_ref().map(|(f, _)| f.clone()))?;
+    let api = match pr.map(|p| p.api_url.as_str()).filter(|a| !a.is_empty()) {
+        Some(api) => api.trim_end_matches('/').to_string(),
+        None => match public {
+            Some((f, api)) if f == forge => api.to_string(),
+            _ => return None,
+        },
+    };
+    Some((forge, api))
+}
+
+/// The longest pull request title.
+pub const MAX_TITLE_BYTES: usize = 256;
+/// The longest pull request body.
+pub const MAX_BODY_BYTES: usize = 65_536;
+
+/// The id of the step tidewright adds to a task that names a repository: it
+/// merges the task's last steps into the task's branch and delivers it.
+pub const DELIVER_STEP: &str = "deliver";
+
+/// The branch that holds a task's work: the merge of its last steps'.
+pub fn task_branch(task_id: &str) -> String {
+    format!("tidewright/{task_id}")
+}
+
+/// The branch of one step's work. Beside the task's branch, not under it:
+/// git cannot hold `tidewright/<task>` and `tidewright/<task>/<step>` at once, as a
+/// ref cannot also be a directory of refs. The deliver step's branch is
+/// the task's.
+pub fn step_branch(task_id: &str, step_id: &str) -> String {
+    if step_id == DELIVER_STEP {
+        task_branch(task_id)
+    } else {
+        format!("tidewright/{task_id}-{step_id}")
+    }
+}
+
+impl RepoSpec {
+    /// The ref to resolve: the one named, or the remote's default branch.
+    pub fn git_ref_or_default(&self) -> &str {
+        if self.git_ref.is_empty() {
+            DEFAULT_REF
+        } else {
+            &self.git_ref
+        }
+    }
+}
+
+/// What a step did to its task's repository: its branch, from which commit
+/// to which, and what changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepWork {
+    /// `tidewright/<task>-<step>`; the deliver step's, `tidewright/<task>`.
+    pub branch: String,
+    /// The commit the step started from.
+    pub base_commit: String,
+    /// Its branch's head when it ended.
+    pub head_commit: String,
+    pub files_changed: u32,
+    pub insertions: u64,
+    pub deletions: u64,
+    /// In git's order; a rename as its new path.
+    pub changed_paths: Vec<String>,
+    /// Tidewright committed what the step left uncommitted.
+    pub committed_by_tidewright: bool,
+    /// The deliver step's: the task's branch is on the remote.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pushed: bool,
+    /// The deliver step's: the pull request it opened (or found open).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pull_request_url: String,
+}
+
+/// A dependency's work as the step after it starts from: its head, and
+/// what it was asked to do (for an agent resolving a conflict between two).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DependencyHead {
+    pub step: String,
+    pub head: String,
+    /// Its prompt, or its command; cut short when long.
+    pub asked: String,
+}
+
+/// The most of what a step was asked that an assignment carries.
+pub const MAX_ASKED_BYTES: usize = 2000;
+
+/// A step's dependencies whose work would not merge: `with`'s head
+/// conflicts with the merge of those before it (`after`), in `paths`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeConflict {
+    pub with: String,
+    pub after: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+/// How a URL reaches its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Https,
+    /// Plain HTTP: credentials and contents cross the network in the clear.
+    Http,
+    /// `ssh://` or `user@host:path`.
+    Ssh,
+    /// A path on the machine that reads it.
+    File,
+}
+
+impl Transport {
+    /// Only on the machine that reads it, or in the clear: allowed where
+    /// the control plane allows local repositories (tests, one machine).
+    pub fn is_local(self) -> bool {
+        matches!(self, Transport::Http | Transport::File)
+    }
+}
+
+/// How `url` reaches its repository, or why it is not a repository URL
+/// tidewright accepts; `field` names it in the refusal.
+pub fn transport(url: &str, field: &str) -> Result<Transport, Error> {
+    let invalid = |message: String| Error::Invalid {
+        field: field.to_string(),
+        message,
+    };
+    if url.is_empty() {
+        return Err(invalid("required".into()));
+    }
+    if url.len() > MAX_URL_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; the limit is {MAX_URL_BYTES}",
+            url.len()
+        )));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("must not hold spaces or control characters".into()));
+    }
+    // An argument git would read as an option.
+    if url.starts_with('-') {
+        return Err(invalid("must not start with '-'".into()));
+    }
+    let (transport, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Transport::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Transport::Http, rest)
+    } else if let Some(rest) = url.strip_prefix("ssh://") {
+        (Transport::Ssh, rest)
+    } else if let Some(rest) = url.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(invalid(format!(
+                "{url:?}: a file:// URL needs an absolute path"
+            )));
+        }
+        return Ok(Transport::File);
+    } else if let Some((user_host, path)) = url.split_once(':')
+        && !user_host.contains('/')
+        && user_host.contains('@')
+        && !path.is_empty()
+    {
+        // scp-like: git@github.com:org/repo.git
+        return Ok(Transport::Ssh);
+    } else {
+        return Err(invalid(format!(
+            "{url:?} must start with https://, ssh:// or file://, or be user@host:path"
+        )));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(invalid(format!("{url:?} names no host")));
+    }
+    if transport != Transport::Ssh && authority.contains('@') {
+        return Err(invalid(
+            "must not carry a user name or password: name a credentialsSecret".into(),
+        ));
+    }
+    Ok(transport)
+}
+
+/// Whether `name` is a ref git could hold and a remote advertise: the
+/// rules of `git check-ref-format`, less what a remote's refs never have.
+pub fn valid_ref(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_REF_BYTES
+        && !name.starts_with('-')
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.ends_with('.')
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name.contains("//")
+        && !name.split('/').any(|part| part.starts_with('.'))
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+}
+
+/// Whether `commit` is a full object id: SHA-1 (40) or SHA-256 (64)
+/// lowercase hex.
+pub fn valid_commit(commit: &str) -> bool {
+    matches!(commit.len(), 40 | 64)
+        && commit
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_say_how_they_reach_the_repository() {
+        for (url, expected) in [
+            ("https://github.com/org/repo.git", Transport::Https),
+            ("http://127.0.0.1:8080/repo.git", Transport::Http),
+            ("ssh://git@github.com/org/repo.git", Transport::Ssh),
+            ("git@github.com:org/repo.git", Transport::Ssh),
+            ("file:///srv/repo.git", Transport::File),
+        ] {
+            assert_eq!(transport(url, "repo.url").expect(url), expected, "{url}");
+        }
+        assert!(Transport::File.is_local() && Transport::Http.is_local());
+        assert!(!Transport::Https.is_local() && !Transport::Ssh.is_local());
+    }
+
+    #[test]
+    fn good_refs_and_commits_pass() {
+        for name in [
+            "main",
+            "HEAD",
+            "refs/heads/feature/x",
+            "v1.2.3",
+            "release-2026",
+        ] {
+            assert!(valid_ref(name), "{name}");
+        }
+        for name in [
+            "",
+            "a b",
+            "a~1",
+            "x.lock",
+            "a/.hidden",
+            "a//b",
+            "a@{1}",
+            "end/",
+        ] {
+            assert!(!valid_ref(name), "{name}");
+        }
+        assert!(valid_commit(&"a".repeat(40)));
+        assert!(valid_commit(&"0".repeat(64)));
+        assert!(!valid_commit(&"A".repeat(40)));
+    }
+}

@@ -1,0 +1,179 @@
+//! The rules of a task's repository, and of its steps' work on it: the
+//! URL, ref, commit and credentials, the pull request, the deliver step,
+//! and each step's `touches` and `onConflict`. Each refusal names its
+//! field.
+
+use crate::error::{Error, invalid};
+use crate::spec::StepSpec;
+
+/// A task's repository, each part checked; `field` is its path (`repo`).
+pub fn validate_repo(repo: &crate::repo::RepoSpec, field: &str) -> Result<(), Error> {
+    let invalid = |part: &str, message: String| Error::Invalid {
+        field: format!("{field}.{part}"),
+        message,
+    };
+    crate::repo::transport(&repo.url, &format!("{field}.url"))?;
+    if !repo.git_ref.is_empty() && !crate::repo::valid_ref(&repo.git_ref) {
+        return Err(invalid(
+            "ref",
+            format!("{:?} is not a ref git could hold", repo.git_ref),
+        ));
+    }
+    if !repo.commit.is_empty() && !crate::repo::valid_commit(&repo.commit) {
+        return Err(invalid(
+            "commit",
+            format!(
+                "{:?} must be a full commit id: 40 (or 64) lowercase hex digits",
+                repo.commit
+            ),
+        ));
+    }
+    if !repo.credentials_secret.is_empty() && !crate::secret::valid_name(&repo.credentials_secret) {
+        return Err(invalid(
+            "credentialsSecret",
+            format!(
+                "{:?} is not a secret name: letters, digits, '-', '_' and '.', not starting with '.'",
+                repo.credentials_secret
+            ),
+        ));
+    }
+    if let Some(crate::repo::Exclusive::Unknown(name)) = &repo.exclusive {
+        return Err(invalid(
+            "exclusive",
+            format!("{name:?} is not what a task keeps to itself: touches"),
+        ));
+    }
+    if let Some(pr) = &repo.pull_request {
+        validate_pull_request(repo, pr, &format!("{field}.pullRequest"))?;
+    }
+    Ok(())
+}
+
+fn validate_pull_request(
+    repo: &crate::repo::RepoSpec,
+    pr: &crate::repo::PullRequestSpec,
+    field: &str,
+) -> Result<(), Error> {
+    use crate::repo::{MAX_BODY_BYTES, MAX_TITLE_BYTES};
+    let invalid = |part: &str, message: String| Error::Invalid {
+        field: format!("{field}.{part}"),
+        message,
+    };
+    if pr.title.trim().is_empty() {
+        return Err(invalid("title", "required".into()));
+    }
+    if pr.title.len() > MAX_TITLE_BYTES {
+        return Err(invalid(
+            "title",
+            format!(
+                "is {} bytes; the limit is {MAX_TITLE_BYTES}",
+                pr.title.len()
+            ),
+        ));
+    }
+    if pr.body.len() > MAX_BODY_BYTES {
+        return Err(invalid(
+            "body",
+            format!("is {} bytes; the limit is {MAX_BODY_BYTES}", pr.body.len()),
+        ));
+    }
+    if !pr.base.is_empty() && !crate::repo::valid_ref(&pr.base) {
+        return Err(invalid(
+            "base",
+            format!("{:?} is not a branch git could hold", pr.base),
+        ));
+    }
+    if let Some(crate::repo::Forge::Unknown(name)) = &pr.forge {
+        return Err(invalid(
+            "forge",
+            format!("{name:?} is not a forge tidewright knows: github or gitlab"),
+        ));
+    }
+    if !pr.api_url.is_empty() {
+        crate::repo::transport(&pr.api_url, &format!("{field}.apiUrl"))?;
+        if !pr.api_url.starts_with("https://") && !pr.api_url.starts_with("http://") {
+            return Err(invalid(
+                "apiUrl",
+                format!("{:?} must start with https://", pr.api_url),
+            ));
+        }
+    }
+    if crate::repo::forge_of(repo).is_none() {
+        return Err(invalid(
+            "forge",
+            format!(
+                "tidewright cannot tell whose API serves {:?}: set github or gitlab, and apiUrl",
+                repo.url
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Only the step tidewright adds to a task with a repository delivers, and it
+/// holds its name.
+pub(super) fn validate_delivery(i: usize, step: &StepSpec, has_repo: bool) -> Result<(), Error> {
+    use crate::repo::DELIVER_STEP;
+    match (step.deliver.is_some(), step.id == DELIVER_STEP) {
+        (true, _) if !has_repo => Err(invalid(
+            format!("steps[{i}].deliver"),
+            "delivers the task's repository, and the task names none",
+        )),
+        (true, false) => Err(invalid(
+            format!("steps[{i}].id"),
+            format!("the step that delivers is named {DELIVER_STEP:?}"),
+        )),
+        (false, true) if has_repo => Err(invalid(
+            format!("steps[{i}].id"),
+            format!(
+                "{DELIVER_STEP:?} is the step tidewright adds to a task with a repository; name this one otherwise"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A step's claims on the repository: its `touches` globs, whether it is
+/// strict about them, and its `onConflict` policy.
+pub(super) fn validate_step_work(i: usize, step: &StepSpec) -> Result<(), Error> {
+    let id = &step.id;
+    if step.touches.len() > crate::touches::MAX_GLOBS {
+        return Err(invalid(
+            format!("steps[{i}].touches"),
+            format!(
+                "step {id:?} names {} globs; the limit is {}",
+                step.touches.len(),
+                crate::touches::MAX_GLOBS
+            ),
+        ));
+    }
+    for (t, glob) in step.touches.iter().enumerate() {
+        if let Some(problem) = crate::touches::glob_problem(glob) {
+            return Err(invalid(format!("steps[{i}].touches[{t}]"), problem));
+        }
+    }
+    match &step.on_conflict {
+        Some(crate::spec::OnConflict::Unknown(name)) => {
+            return Err(invalid(
+                format!("steps[{i}].onConflict"),
+                format!("{name:?} is not a policy: fail, rerun or agent"),
+            ));
+        }
+        Some(crate::spec::OnConflict::Agent) if step.claude_code.is_none() => {
+            return Err(invalid(
+                format!("steps[{i}].onConflict"),
+                format!(
+                    "agent: step {id:?} has no agent to resolve a conflict (it is not a claudeCode step)"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if step.touches_strict && step.touches.is_empty() {
+        return Err(invalid(
+            format!("steps[{i}].touchesStrict"),
+            format!("step {id:?} is strict about touches it does not name"),
+        ));
+    }
+    Ok(())
+}

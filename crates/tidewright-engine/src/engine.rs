@@ -1,0 +1,127 @@
+//! The engine's state, owned by one task: every unfinished task it holds,
+//! the ready queue, the workers, the timers, the budgets, and the round
+//! being decided. The modules that decide (`dispatch`, `results`,
+//! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
+//! their methods to [`Engine`]; they take what they share from here.
+
+pub(crate) use std::collections::HashMap;
+pub(crate) use std::fmt::Write as _;
+pub(crate) use std::sync::Arc;
+pub(crate) use std::time::Duration;
+
+pub(crate) use tidewright_core::calendar::now_micros;
+pub(crate) use tidewright_core::{
+    AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
+    StepStatus, TaskRun, TaskSpec, TaskState,
+};
+pub(crate) use tidewright_store::{
+    AttemptWrite, Commit, StepWrite, Store, TaskRecord, Unfinished, Write,
+};
+pub(crate) use tokio::sync::{mpsc, oneshot, watch};
+
+pub(crate) use crate::backlog::{Backlog, Reads};
+pub(crate) use crate::effects::Effect;
+pub(crate) use crate::error::Error;
+pub(crate) use crate::handle::{
+    Admitted, AttemptEnd, CancelAnswer, Command, FleetNow, QueueDepth, RateLimited, StepResult,
+    TenantSpending, WorkerInfo, WorkerNow,
+};
+pub(crate) use crate::live::{Active, Claim, Holder, LiveStep, Session, new_active};
+pub(crate) use crate::metrics::Metrics;
+pub(crate) use crate::tenants::Budgets;
+pub(crate) use crate::timers::Timers;
+pub(crate) use crate::to_worker::{Assignment, Outbox, Resume, ToWorker};
+pub(crate) use crate::workers::{Orphan, Pause, Workers};
+
+/// The error of a step whose output file is not JSON.
+pub(crate) const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
+
+/// Commands handled per round: each round is one store transaction.
+pub(crate) const MAX_ROUND: usize = 1024;
+
+/// Unfinished tasks the engine holds whole by default (see [`cold`]).
+pub const DEFAULT_HOT_TASKS: usize = 50_000;
+
+#[derive(Default)]
+pub(crate) struct Round {
+    pub(crate) writes: Vec<Write>,
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) events: Vec<Arc<Event>>,
+    /// Answered once the round's writes are handed to the store, before
+    /// they commit: submits, whose tasks are durable already.
+    pub(crate) queued: Vec<oneshot::Sender<()>>,
+}
+
+impl Round {
+    /// Appends an event of `active`: stored with the round's writes,
+    /// published once they commit.
+    pub(crate) fn event(&mut self, task_id: &Arc<str>, active: &mut Active, kind: EventKind) {
+        let event = Arc::new(Event {
+            task_id: task_id.to_string(),
+            seq: active.next_seq,
+            at: now_micros(),
+            kind,
+        });
+        active.next_seq += 1;
+        self.writes.push(Write::Event((*event).clone()));
+        self.events.push(event);
+    }
+}
+
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,
+    pub(crate) queue: ReadyQueue<(Arc<str>, usize)>,
+    pub(crate) workers: Workers,
+    pub(crate) orphans: HashMap<(Arc<str>, usize), Orphan>,
+    pub(crate) backlog: Backlog,
+    pub(crate) liveness: Liveness,
+    /// Retries waiting for their backoff, and approvals that time out.
+    pub(crate) timers: Timers,
+    /// The agents a provider limit paused, by pool and agent runtime's
+    /// capability (`claude-code`, `codex`): a limit is one provider's, so
+    /// it pauses that runtime's agents of the pool and no other's.
+    pub(crate) pauses: HashMap<(String, String), Pause>,
+    /// The first pause after a limit that names no reset.
+    pub(crate) limit_backoff: Micros,
+    pub(crate) budgets: Budgets,
+    pub(crate) round: Round,
+    pub(crate) effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Past this many unfinished tasks in memory, a queued task nobody
+    /// started keeps only its place in the queue (see [`cold`]).
+    pub(crate) hot_tasks: usize,
+    /// What the compact queue is about to read back, and when to look.
+    pub(crate) cold: Reads,
+    /// How long finished tasks are kept (see `retention`).
+    pub(crate) retention: Arc<tidewright_store::retention::Retention>,
+    /// The latest time a sweep decided removals by.
+    pub(crate) swept_through: Micros,
+    /// The tasks running steps submitted, by their parent (see `family`):
+    /// cancelled when it ends.
+    pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// What the fleet offers, and the queued steps no worker can run.
+    pub(crate) unserved: crate::unserved::Unserved,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub liveness: Liveness,
+    /// Unfinished tasks held whole in memory; beyond them, queued tasks
+    /// nobody started wait in the store with only their place in the queue
+    /// in memory.
+    pub hot_tasks: usize,
+    /// The first pause of a pool's agents after a provider limit that
+    /// names no reset; it doubles with each limit in a row.
+    pub limit_backoff: Duration,
+    /// How long finished tasks are kept, by tenant and by default.
+    pub retention: tidewright_store::retention::Retention,
+}
+
+/// How long a worker's hold on its steps lasts without a sign of life.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub ttl: Duration,
+    pub heartbeat_interval: Duration,
+}

@@ -1,0 +1,550 @@
+//! tidewright's engine: one task owns the live state of every unfinished task,
+//! the ready queue and the connected workers, so scheduling needs no locks;
+//! around it, the application services every client calls (`service`) and
+//! who may call what (`access`). It knows no wire: the gRPC and REST
+//! adapters in `tidewright-server` hand it tidewright-core's types and convert what it
+//! answers (a worker's messages are [`ToWorker`]s, converted in one place
+//! there).
+//!
+//! It decides in memory, then hands the writes of each round to the store in
+//! order; what a decision shows to the outside (an assignment, a watch event,
+//! a reply) is held back until that round has committed. A crash can
+//! therefore lose only decisions nobody has seen, and recovery rebuilds the
+//! rest from the store.
+//!
+//! `handle` is the way in (commands). `engine` holds the state, whose
+//! parts are types of their own: `live` (a task and its steps), `workers`
+//! (the fleet and its pauses), `backlog` (what is still to be read back),
+//! `tenants` (budgets, spend, and the spent gate the way in checks),
+//! `timers` (retries waiting out their backoff, approvals that time out). The
+//! modules that decide add their methods to the engine: `create` makes
+//! tasks; `dispatch` schedules ready steps onto workers; `results` takes
+//! what workers report (and retries and cancels); `approval` holds steps
+//! at their human gates; `budget` pauses what crosses a budget; `limits`
+//! pauses a pool's agents at a provider's limit; `recovery` drops silent
+//! workers and rebuilds after a restart; `cold` keeps a deep queue in the
+//! store; `retention` removes finished tasks once kept long enough.
+//! `effects` is what a committed round releases, `to_worker` what a
+//! worker is told, `hub` the fan-out to watchers, `metrics` and `activity`
+//! the counts. This file is the loop: commands in, state changes applied,
+//! rounds committed. `tests` drives it all in memory.
+
+use crate::engine::*;
+use crate::hub::Hub;
+
+pub mod access;
+pub mod activity;
+pub mod channels;
+pub mod hub;
+pub mod metrics;
+pub mod service;
+
+mod approval;
+mod backlog;
+mod budget;
+mod cold;
+mod create;
+mod dispatch;
+mod effects;
+mod engine;
+mod error;
+mod family;
+mod handle;
+mod limits;
+mod live;
+mod recovery;
+mod results;
+pub mod retention;
+mod tenants;
+mod timers;
+mod to_worker;
+mod unserved;
+mod workers;
+
+use backlog::load_backlog;
+pub use create::Submission;
+use create::event_of;
+use effects::run_effects;
+pub use engine::{DEFAULT_HOT_TASKS, Engine, Liveness, Settings};
+pub use error::Error;
+pub use handle::{
+    Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, Gone,
+    QueueDepth, RateLimited, StepResult, TenantSpending, WorkerInfo, WorkerNow,
+};
+pub use limits::DEFAULT_LIMIT_BACKOFF;
+pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
+pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
+pub use unserved::Offered;
+
+/// Starts the engine, which serves at once and reads the unfinished tasks
+/// named in `backlog` back from the store in the background. Returns its
+/// handle and a receiver that reports a fatal store failure.
+pub fn start(
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    backlog: Vec<String>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    tenants: TenantBudgets,
+) -> (EngineHandle, watch::Receiver<Option<String>>) {
+    let (commands, inbox) = mpsc::channel(8192);
+    let (effects, effect_queue) = mpsc::unbounded_channel();
+    let (fatal_tx, fatal_rx) = watch::channel(None);
+    let spent = SpentTenants::default();
+    let retention = Arc::new(settings.retention);
+    let offered = Offered::default();
+    let handle = EngineHandle {
+        commands,
+        store: store.clone(),
+        spent: spent.clone(),
+        retention: retention.clone(),
+        offered: offered.clone(),
+    };
+    let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
+    let engine = Engine {
+        store: store.clone(),
+        // Not sized to the backlog: most of a deep one is held cold, and
+        // a table sized for all of it would become resident page by page
+        // as the few tasks held whole land all over it.
+        tasks: HashMap::default(),
+        queue: ReadyQueue::default(),
+        workers: Workers::default(),
+        orphans: HashMap::new(),
+        backlog: Backlog::new(&backlog),
+        liveness: settings.liveness,
+        timers: Timers::default(),
+        pauses: HashMap::new(),
+        limit_backoff: settings.limit_backoff.as_micros().min(i64::MAX as u128) as Micros,
+        budgets: Budgets::new(tenants.limits, tenants.spend, spent),
+        round: Round::default(),
+        effects,
+        metrics,
+        hot_tasks: settings.hot_tasks.max(1),
+        cold: Reads::default(),
+        retention,
+        swept_through: 0,
+        children: HashMap::new(),
+        unserved: unserved::Unserved::new(offered),
+    };
+    if !backlog.is_empty() {
+        tokio::spawn(load_backlog(
+            store.clone(),
+            handle.commands.clone(),
+            backlog,
+            fatal_tx.clone(),
+        ));
+    }
+    tokio::spawn(run_effects(
+        effect_queue,
+        hub,
+        (store, handle.commands.downgrade()),
+        fatal_tx,
+    ));
+    tokio::spawn(engine.run(inbox));
+    (handle, fatal_rx)
+}
+
+impl Engine {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands = Vec::with_capacity(MAX_ROUND);
+        loop {
+            tokio::select! {
+                received = inbox.recv_many(&mut commands, MAX_ROUND) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for command in commands.drain(..) {
+                        if matches!(command, Command::Shutdown) {
+                            self.workers.clear();
+                            continue;
+                        }
+                        self.handle(command);
+                    }
+                }
+                _ = tick.tick() => {
+                    self.expire_orphans();
+                    self.expire_silent_workers();
+                    self.reset_budget_windows();
+                    self.tell_unserved();
+                }
+                _ = due(self.next_due()) => {
+                    self.release_retries();
+                    self.expire_approvals();
+                }
+            }
+            self.dispatch();
+            self.cool_down();
+            self.read_ahead();
+            self.flush(inbox.is_empty());
+        }
+    }
+
+    /// Sends the round's writes to the store and queues its effects behind
+    /// the commit. When the engine is `idle` (nothing waits in its inbox),
+    /// it may commit them itself, sparing a hand-off to the writer's thread
+    /// and back: it has nothing to decide meanwhile. With commands waiting,
+    /// it decides on while the writer commits.
+    fn flush(&mut self, idle: bool) {
+        let mut round = std::mem::take(&mut self.round);
+        let queued = std::mem::take(&mut round.queued);
+        if round.writes.is_empty() && round.effects.is_empty() && round.events.is_empty() {
+            for done in queued {
+                let _ = done.send(());
+            }
+            return;
+        }
+        let mut effects = round.effects;
+        if !round.events.is_empty() {
+            effects.push(Effect::Publish(round.events));
+        }
+        let commit = if round.writes.is_empty() {
+            let (done, commit) = oneshot::channel();
+            let _ = done.send(Ok(()));
+            commit
+        } else if idle {
+            self.store.write_leading(round.writes)
+        } else {
+            self.store.write(round.writes)
+        };
+        // The writes are queued behind every earlier one: a submit may be
+        // answered now, while they commit.
+        for done in queued {
+            let _ = done.send(());
+        }
+        let _ = self.effects.send((commit, effects));
+    }
+
+    fn handle(&mut self, command: Command) {
+        if let Command::Credits { worker, .. }
+        | Command::Progress { worker, .. }
+        | Command::Logs { worker, .. }
+        | Command::Egress { worker, .. }
+        | Command::Report { worker, .. }
+        | Command::Session { worker, .. }
+        | Command::Spend { worker, .. }
+        | Command::Heartbeat { worker }
+        | Command::Drain { worker }
+        | Command::Release { worker, .. } = &command
+        {
+            self.workers.seen(*worker);
+        }
+        let Some(command) = self.defer(command) else {
+            return;
+        };
+        match command {
+            #[cfg(test)]
+            Command::Admit(tasks, done) => {
+                for task in tasks {
+                    self.admit(task);
+                }
+                self.round.effects.push(Effect::Done(done));
+            }
+            Command::Submitted(tasks, queued) => {
+                for task in tasks {
+                    self.admit(task);
+                }
+                self.round.queued.push(queued);
+            }
+            Command::Submit(tasks, stored) => self.take_over_unstored(tasks, stored),
+            Command::Register {
+                info,
+                running,
+                outbox,
+                reply,
+            } => {
+                let offers = info.capabilities.clone();
+                let id = self.register(info, running, outbox);
+                self.worker_offers(&offers);
+                let _ = reply.send(id);
+            }
+            Command::Credits { worker, credits } => self.workers.credit(worker, credits),
+            Command::Progress {
+                worker,
+                attempt,
+                fraction,
+                message,
+            } => self.progress(worker, attempt, fraction, message),
+            Command::Logs {
+                worker,
+                attempt,
+                lines,
+            } => self.logs(worker, attempt, lines),
+            Command::Egress {
+                worker,
+                attempt,
+                egress,
+            } => self.egress(worker, attempt, egress),
+            Command::Report { worker, report } => self.report(worker, *report),
+            Command::Session {
+                worker,
+                attempt,
+                session_id,
+                model,
+            } => self.session(worker, attempt, session_id, model),
+            Command::Spend {
+                worker,
+                attempt,
+                cost,
+            } => self.spend(worker, attempt, cost),
+            Command::ApproveBudget { task_id, reply } => {
+                let _ = reply.send(self.approve_budget(&task_id));
+            }
+            Command::RaiseBudget { task_id, by, reply } => {
+                let _ = reply.send(self.raise_budget(&task_id, by));
+            }
+            Command::SetTenantBudget {
+                tenant,
+                budget,
+                reply,
+            } => {
+                let _ = reply.send(self.set_tenant_budget(&tenant, budget));
+            }
+            Command::Budgets { tenants, reply } => {
+                let _ = reply.send(self.tenant_spending(tenants));
+            }
+            Command::Heartbeat { .. } => {}
+            Command::Drain { worker } => {
+                let offered = self
+                    .workers
+                    .get(&worker)
+                    .filter(|w| !w.draining)
+                    .map(|w| w.info.capabilities.clone());
+                self.workers.drain(worker);
+                if let Some(offered) = offered {
+                    self.worker_withdraws(&offered);
+                }
+            }
+            Command::Release {
+                worker,
+                attempts,
+                reason,
+            } => self.release(worker, attempts, &reason),
+            Command::Disconnected { worker } => self.disconnected(worker),
+            Command::Cancel {
+                task_id,
+                reason,
+                reply,
+            } => self.cancel(&task_id, &reason, reply),
+            Command::ListAgents(reply) => {
+                let _ = reply.send(self.fleet_now());
+            }
+            Command::Adopt { worker, attempt } => self.adopt(worker, attempt),
+            Command::Recovered { ids, tasks, kin } => self.recovered(ids, tasks, kin),
+            Command::Expire { tasks, now, reply } => {
+                let _ = reply.send(self.expire(tasks, now));
+            }
+            Command::Reopen { record, kin, reply } => {
+                let _ = reply.send(self.reopen(*record, kin));
+            }
+            Command::Decide {
+                task_id,
+                step_id,
+                decision,
+                reply,
+            } => {
+                let _ = reply.send(self.decide(&task_id, &step_id, decision));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn event(&mut self, task_id: &Arc<str>, kind: EventKind) {
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        self.round.event(task_id, active, kind);
+    }
+
+    /// Records the state machine's changes: store writes, events, queue
+    /// entries. `detail` adds fields to the write of one step.
+    fn apply(
+        &mut self,
+        task_id: &Arc<str>,
+        changes: Vec<Change>,
+        mut detail: Option<(usize, StepWrite)>,
+    ) {
+        let now = now_micros();
+        // What steps of other tasks on its repository claim, when it keeps
+        // its touches to itself against them: a step it queues may wait.
+        let exclusive = self.tasks.get(task_id).and_then(|a| a.exclusive.clone());
+        let beside = self
+            .tasks
+            .get(task_id)
+            .map(|a| self.claims_beside(task_id, a))
+            .unwrap_or_default();
+        for change in changes {
+            let Some(active) = self.tasks.get_mut(task_id) else {
+                return;
+            };
+            // A step's event names its current attempt and who runs it.
+            let (attempt, worker_name) = match &change {
+                Change::Step { index, .. } => (
+                    active.run.step(*index).attempt,
+                    active.steps[*index]
+                        .worker
+                        .and_then(|w| self.workers.get(&w))
+                        .map(|w| w.info.name.clone())
+                        .unwrap_or_default(),
+                ),
+                _ => (0, String::new()),
+            };
+            let mut recorded = event_of(&active.spec, &change, attempt, &worker_name);
+            if let (Change::Step { index, .. }, Some(EventKind::StepState { conflict, .. })) =
+                (&change, &mut recorded)
+            {
+                *conflict = active.steps[*index].conflict.take();
+            }
+            match change {
+                Change::Task { state, message } => {
+                    if state.is_terminal() {
+                        self.metrics.task_finished(&active.tenant, state);
+                    }
+                    self.round.writes.push(Write::Task {
+                        id: task_id.to_string(),
+                        state,
+                        message: message.clone(),
+                        started_at: (state == TaskState::Running).then_some(now),
+                        // A reopened task is not finished any more.
+                        finished_at: Some(if state.is_terminal() { now } else { 0 }),
+                    });
+                }
+                Change::Retry {
+                    index,
+                    failed,
+                    max_attempts,
+                } => {
+                    let base = active.spec.steps[index]
+                        .retry
+                        .as_ref()
+                        .map(|r| r.delay_before(failed + 1))
+                        .unwrap_or_default();
+                    // Up to a fifth more, so failures do not retry in lockstep.
+                    let delay = tidewright_core::jitter::jitter(base, 1.0, 1.2);
+                    let due = now + delay.as_micros() as Micros;
+                    let step_id = active.spec.steps[index].id.clone();
+                    let conflict = active.steps[index].conflict.take();
+                    self.timers.retry(due, task_id.clone(), index, failed);
+                    self.round.writes.push(Write::Step(StepWrite {
+                        task_id: task_id.to_string(),
+                        step_id: step_id.clone(),
+                        state: Some(StepState::Queued),
+                        ..StepWrite::default()
+                    }));
+                    self.event(
+                        task_id,
+                        EventKind::StepState {
+                            step: step_id,
+                            state: StepState::Queued,
+                            attempt: failed,
+                            worker: String::new(),
+                            message: format!(
+                                "attempt {} of {max_attempts} in {:.2}s",
+                                failed + 1,
+                                delay.as_secs_f64()
+                            ),
+                            waits_for: String::new(),
+                            conflict,
+                        },
+                    );
+                }
+                Change::Step {
+                    index,
+                    state,
+                    message,
+                } => {
+                    let live = &mut active.steps[index];
+                    if let Some(key) = live.queued.take() {
+                        self.queue.remove(&key);
+                    }
+                    // A paused task's steps wait outside the queue until
+                    // it resumes.
+                    if state == StepState::Queued
+                        && active.run.state() != TaskState::Paused
+                        && let Some(held) = dispatch::ready_step(
+                            &mut self.queue,
+                            (task_id, active),
+                            index,
+                            now,
+                            &beside,
+                        )
+                    {
+                        self.round.event(task_id, active, held);
+                    }
+                    let live = &mut active.steps[index];
+                    let step_id = active.spec.steps[index].id.clone();
+                    let mut write = match detail.take() {
+                        Some((i, write)) if i == index => write,
+                        other => {
+                            detail = other;
+                            StepWrite::default()
+                        }
+                    };
+                    write.task_id = task_id.to_string();
+                    write.step_id = step_id;
+                    write.state = Some(state);
+                    if live.awaiting.take().is_some() {
+                        self.metrics.approval_left();
+                        write.approval_deadline = Some(0);
+                    }
+                    if state == StepState::AwaitingApproval {
+                        let deadline = approval::deadline(&active.spec.steps[index], now);
+                        approval::gate(
+                            live,
+                            &mut self.timers,
+                            &self.metrics,
+                            (task_id, index),
+                            deadline,
+                        );
+                        write.approval_deadline = Some(deadline);
+                    }
+                    if matches!(
+                        state,
+                        StepState::Waiting | StepState::AwaitingApproval | StepState::Queued
+                    ) {
+                        // A step waiting to run carries no error; the reason
+                        // it waits is in its event.
+                        write.error.get_or_insert_with(String::new);
+                    } else if !message.is_empty() && write.error.is_none() {
+                        write.error = Some(message.clone());
+                    }
+                    self.round.writes.push(Write::Step(write));
+                }
+            }
+            if let Some(kind) = recorded {
+                self.event(task_id, kind);
+            }
+        }
+        // A step that waited for another touching the same paths goes on
+        // once that one is neither queued nor running; so do other tasks'
+        // steps that waited for this task's.
+        self.release_held(task_id, now);
+        if let Some(key) = &exclusive {
+            self.release_beside(task_id, key, now);
+        }
+        let ended = self
+            .tasks
+            .get(task_id)
+            .map(|a| a.run.state())
+            .filter(|state| state.is_terminal());
+        if let Some(state) = ended {
+            self.tasks.remove(task_id);
+            self.end_children(task_id, state);
+        }
+    }
+}
+
+/// Resolves at `at`; never when it is `None`.
+async fn due(at: Option<Micros>) {
+    match at {
+        Some(due) => {
+            let wait = (due - now_micros()).max(0) as u64;
+            tokio::time::sleep(Duration::from_micros(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

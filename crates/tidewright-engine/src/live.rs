@@ -1,0 +1,236 @@
+//! The live state of an unfinished task the engine holds whole: its run,
+//! and per step where it waits, who runs it, and what it has cost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tidewright_core::{Capabilities, Micros, QueueKey, ReadyQueue, TaskRun, TaskSpec};
+
+/// What the engine holds of one step while its task runs: where it
+/// waits, who runs it, what it has cost and produced.
+pub(crate) struct LiveStep {
+    pub(crate) needs: Capabilities,
+    pub(crate) queued: Option<QueueKey>,
+    /// When it last became ready to run, for the dispatch latency.
+    pub(crate) queued_at: Micros,
+    /// The model its agent reported, for cost by model.
+    pub(crate) model: String,
+    /// The worker running the current attempt.
+    pub(crate) worker: Option<u64>,
+    /// Its name and when the attempt started, for the attempt's history
+    /// row, which is written once, when the attempt ends.
+    pub(crate) worker_name: String,
+    pub(crate) attempt_started: Micros,
+    /// The output JSON of a succeeded step, for its dependents.
+    pub(crate) output: Option<String>,
+    /// A succeeded step's head commit in its task's repository, for its
+    /// dependents to start from.
+    pub(crate) head: Option<String>,
+    /// Steps whose work it starts from besides its own dependencies': a
+    /// sibling it waited for because their `touches` may overlap, or steps
+    /// whose work a dependent found in conflict with its own
+    /// (`onConflict: rerun`).
+    pub(crate) on_top_of: Vec<usize>,
+    /// How many times it was run again so.
+    pub(crate) reruns: u32,
+    /// The agent session its attempts have built, for a retry to resume.
+    pub(crate) session: Option<Session>,
+    /// While it awaits approval: when that wait times out (0: never).
+    pub(crate) awaiting: Option<Micros>,
+    /// What its running attempt has cost so far, as its worker reports it.
+    pub(crate) running_cost: tidewright_core::Cost,
+    /// Its running attempt was told to stop for a budget: however it ends,
+    /// short of success, the step runs again uncounted (even when the task
+    /// resumed before the attempt came back).
+    pub(crate) stopped_for_budget: bool,
+    /// Ready, but waiting for this step, queued or running, whose
+    /// `touches` may overlap its own.
+    pub(crate) held_by: Option<Holder>,
+    /// Its last attempt found its dependencies' work in conflict: said by
+    /// the step's next event.
+    pub(crate) conflict: Option<tidewright_core::repo::MergeConflict>,
+}
+
+impl LiveStep {
+    /// Puts the step in the ready queue, in its place by (priority, age),
+    /// and remembers where and since when.
+    pub(crate) fn enqueue(
+        &mut self,
+        queue: &mut ReadyQueue<(Arc<str>, usize)>,
+        order: (i32, Micros),
+        step: (Arc<str>, usize),
+        now: Micros,
+    ) {
+        self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
+        self.queued_at = now;
+    }
+}
+
+/// What a ready step waits for before it may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// A step of its own task.
+    Sibling(usize),
+    /// A step of another task on the same repository and ref, both tasks
+    /// keeping their `touches` to themselves (`repo.exclusive: touches`).
+    Beside(Arc<str>, usize),
+}
+
+/// A queued or running step of another task that claims paths of the same
+/// repository and ref.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim {
+    pub(crate) task: Arc<str>,
+    pub(crate) index: usize,
+    pub(crate) step: String,
+    pub(crate) touches: Vec<String>,
+}
+
+/// An agent's session as a step's attempts left it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    /// The attempt that started it: its workspace holds the session, and
+    /// every resumed attempt runs there.
+    pub(crate) attempt: u32,
+    /// The newest attempt that ran in it: a worker whose copy of the
+    /// session is older takes the step's checkpoint instead.
+    pub(crate) last_attempt: u32,
+    /// What its attempts have cost so far.
+    pub(crate) usd: f64,
+}
+
+pub(crate) struct Active {
+    pub(crate) spec: Arc<TaskSpec>,
+    /// Its steps' tokens are good in this tenant only.
+    pub(crate) tenant: String,
+    /// The task span's `traceparent`, handed to each attempt.
+    pub(crate) trace_context: String,
+    pub(crate) created_at: Micros,
+    pub(crate) run: TaskRun,
+    pub(crate) next_seq: u64,
+    pub(crate) steps: Vec<LiveStep>,
+    pub(crate) index: HashMap<String, usize>,
+    /// What its ended attempts cost.
+    pub(crate) spent: tidewright_core::Cost,
+    /// What the tasks its steps submitted (and theirs) have spent: it
+    /// counts against this task's budget (see `family`).
+    pub(crate) family_spent: tidewright_core::Cost,
+    /// Some step names `touches`: only then may a step wait for a sibling
+    /// (so a task without them pays nothing for the check).
+    pub(crate) claims_paths: bool,
+    /// Its repository and ref, when it keeps its `touches` to itself
+    /// against other tasks that do (`repo.exclusive: touches`).
+    pub(crate) exclusive: Option<(String, String)>,
+}
+
+impl Active {
+    /// Its queued or running steps that claim paths, as another task on
+    /// the same repository sees them.
+    pub(crate) fn claims(&self, task: &Arc<str>) -> impl Iterator<Item = Claim> + '_ {
+        let task = task.clone();
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(move |(j, live)| {
+                !self.spec.steps[*j].touches.is_empty()
+                    && (live.queued.is_some() || self.running(*j))
+            })
+            .map(move |(j, _)| Claim {
+                task: task.clone(),
+                index: j,
+                step: self.spec.steps[j].id.clone(),
+                touches: self.spec.steps[j].touches.clone(),
+            })
+    }
+
+    /// Whether step `index` is queued or running: a step held for it waits.
+    pub(crate) fn busy(&self, index: usize) -> bool {
+        self.steps[index].queued.is_some() || self.running(index)
+    }
+
+    /// Whether step `index` has an attempt under way.
+    pub(crate) fn running(&self, index: usize) -> bool {
+        self.run.step(index).state == tidewright_core::StepState::Running
+    }
+
+    /// The sibling step `index` must wait for, and why: one queued or
+    /// running whose `touches` may overlap its own (the lowest such).
+    pub(crate) fn touch_holder(&self, index: usize) -> Option<(usize, String)> {
+        let mine = &self.spec.steps[index].touches;
+        if mine.is_empty() {
+            return None;
+        }
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(j, live)| *j != index && (live.queued.is_some() || self.running(*j)))
+            .find_map(|(j, _)| {
+                let other = &self.spec.steps[j];
+                let (a, b) = tidewright_core::touches::first_overlap(mine, &other.touches)?;
+                let why = if a == b {
+                    format!("waits for step {}: both touch {a}", other.id)
+                } else {
+                    format!(
+                        "waits for step {}: it touches {a}, step {} touches {b}",
+                        other.id, other.id
+                    )
+                };
+                Some((j, why))
+            })
+    }
+}
+
+/// `(tenant, trace_context)` come from the stored task.
+pub(crate) fn new_active(
+    spec: Arc<TaskSpec>,
+    (tenant, trace_context): (String, String),
+    created_at: Micros,
+    run: TaskRun,
+    next_seq: u64,
+) -> Active {
+    let claims_paths = spec.steps.iter().any(|s| !s.touches.is_empty());
+    let steps = spec
+        .steps
+        .iter()
+        .map(|s| LiveStep {
+            needs: tidewright_core::queue::capabilities(&s.required_capabilities()),
+            queued: None,
+            worker: None,
+            worker_name: String::new(),
+            attempt_started: 0,
+            output: None,
+            head: None,
+            on_top_of: Vec::new(),
+            reruns: 0,
+            session: None,
+            awaiting: None,
+            queued_at: 0,
+            model: String::new(),
+            running_cost: tidewright_core::Cost::default(),
+            stopped_for_budget: false,
+            held_by: None,
+            conflict: None,
+        })
+        .collect();
+    let index = spec
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    Active {
+        tenant,
+        trace_context,
+        created_at,
+        run,
+        next_seq,
+        steps,
+        index,
+        claims_paths,
+        exclusive: spec.repo.as_ref().and_then(|r| r.exclusive_key()),
+        spec,
+        spent: tidewright_core::Cost::default(),
+        family_spent: tidewright_core::Cost::default(),
+    }
+}

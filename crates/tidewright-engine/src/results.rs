@@ -1,0 +1,531 @@
+//! What comes back from running work: agents' sessions, results (fenced:
+//! only the current attempt's count), retries after their backoff, and
+//! cancels reaching the steps still running.
+
+use crate::engine::*;
+
+impl Engine {
+    /// The task and step index of an attempt, if it is current and `worker`
+    /// runs it. Reports from anyone else are fenced off here.
+    pub(super) fn current(&self, worker: u64, attempt: &AttemptKey) -> Option<(Arc<str>, usize)> {
+        let (task_id, active) = self.tasks.get_key_value(attempt.task_id.as_str())?;
+        let index = *active.index.get(&attempt.step_id)?;
+        let status = active.run.step(index);
+        let current = status.state == StepState::Running
+            && status.attempt == attempt.attempt
+            && active.steps[index].worker == Some(worker);
+        current.then(|| (task_id.clone(), index))
+    }
+
+    /// Records the session on the attempt, and remembers it for a retry.
+    pub(super) fn session(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    ) {
+        let Some((task_id, index)) = self.current(worker, &attempt) else {
+            return;
+        };
+        let Some(live) = self.tasks.get_mut(&task_id).map(|a| &mut a.steps[index]) else {
+            return;
+        };
+        // A resumed session keeps its workspace and cost so far; a new one
+        // starts here, at zero.
+        live.model.clone_from(&model);
+        match &mut live.session {
+            Some(previous) if previous.id == session_id => {
+                previous.last_attempt = attempt.attempt;
+            }
+            _ => {
+                live.session = Some(Session {
+                    id: session_id.clone(),
+                    attempt: attempt.attempt,
+                    last_attempt: attempt.attempt,
+                    usd: 0.0,
+                });
+            }
+        }
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: attempt.task_id,
+            step_id: attempt.step_id,
+            attempt: attempt.attempt,
+            worker: Some(live.worker_name.clone()),
+            started_at: Some(live.attempt_started),
+            session_id: Some(session_id),
+            model: Some(model),
+            ..AttemptWrite::default()
+        }));
+    }
+
+    /// The paths an attempt changed that its step's `touches` do not
+    /// cover (at most ten named), and whether its step is strict about it;
+    /// `None` when it stayed inside, or claimed nothing.
+    fn outside_touches(
+        &self,
+        (task_id, index): (&Arc<str>, usize),
+        report: &StepResult,
+    ) -> Option<(bool, String)> {
+        let work = report.work.as_ref()?;
+        let step = &self.tasks.get(task_id)?.spec.steps[index];
+        if step.touches.is_empty() {
+            return None;
+        }
+        let outside: Vec<&str> = work
+            .changed_paths
+            .iter()
+            .filter(|path| {
+                !step
+                    .touches
+                    .iter()
+                    .any(|glob| tidewright_core::touches::matches(glob, path))
+            })
+            .map(String::as_str)
+            .collect();
+        if outside.is_empty() {
+            return None;
+        }
+        let mut named = outside
+            .iter()
+            .take(10)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if outside.len() > 10 {
+            named.push_str(&format!(" and {} more", outside.len() - 10));
+        }
+        Some((step.touches_strict, named))
+    }
+
+    pub(super) fn report(&mut self, worker: u64, report: StepResult) {
+        let Some((task_id, index)) = self.current(worker, &report.attempt) else {
+            tracing::warn!(
+                task = %report.attempt.task_id,
+                step = %report.attempt.step_id,
+                attempt = report.attempt.attempt,
+                worker,
+                "rejected a result that is not for the current attempt"
+            );
+            return;
+        };
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.running.remove(&(task_id.clone(), index));
+        }
+        let mut outcome = match report.outcome {
+            AttemptEnd::Succeeded => tidewright_core::Outcome::Succeeded,
+            AttemptEnd::Cancelled => tidewright_core::Outcome::Cancelled(report.error.clone()),
+            AttemptEnd::Failed => tidewright_core::Outcome::Failed(if report.error.is_empty() {
+                "the step failed".into()
+            } else {
+                report.error.clone()
+            }),
+        };
+        let output = report.output_json.trim();
+        let output_ok =
+            output.is_empty() || serde_json::from_str::<serde_json::Value>(output).is_ok();
+        if outcome == tidewright_core::Outcome::Succeeded && !output_ok {
+            outcome = tidewright_core::Outcome::Failed(INVALID_OUTPUT.into());
+        }
+        // What it changed against what it said it would touch.
+        let outside = self.outside_touches((&task_id, index), &report);
+        let strict_failure = outside
+            .as_ref()
+            .filter(|(strict, _)| *strict)
+            .map(|(_, paths)| {
+                format!(
+                    "step {} changed paths outside its touches: {paths}",
+                    report.attempt.step_id
+                )
+            });
+        if outcome == tidewright_core::Outcome::Succeeded
+            && let Some(why) = &strict_failure
+        {
+            outcome = tidewright_core::Outcome::Failed(why.clone());
+        }
+        let limited = report
+            .rate_limited
+            .as_ref()
+            .filter(|_| report.outcome == AttemptEnd::Failed);
+        let agent = self
+            .tasks
+            .get(&task_id)
+            .and_then(|a| crate::dispatch::agent_of(&a.steps[index].needs))
+            .unwrap_or(tidewright_core::CLAUDE_CODE);
+        let handed_back = match limited {
+            Some(limit) => Some(self.pause_for_limit(worker, agent, limit, &report.error)),
+            None => {
+                if outcome == tidewright_core::Outcome::Succeeded {
+                    self.pool_recovered(worker, agent);
+                }
+                None
+            }
+        };
+        // The attempt's record says which signal made it a limit, so
+        // `tidewright get task` tells a limit apart from the step's own failure.
+        let attempt_error = match (&handed_back, output_ok, &strict_failure) {
+            (Some(why), _, _) => why.clone(),
+            (None, false, _) => INVALID_OUTPUT.into(),
+            (None, true, Some(why)) if report.outcome == AttemptEnd::Succeeded => why.clone(),
+            (None, true, _) => report.error.clone(),
+        };
+        if let Some((_, paths)) = &outside {
+            self.metrics.touches_exceeded();
+            let attempt = report.attempt.attempt;
+            let step = report.attempt.step_id.clone();
+            if let Some(active) = self.tasks.get_mut(&task_id) {
+                let kind = EventKind::Progress {
+                    step,
+                    attempt,
+                    fraction: 1.0,
+                    message: format!("changed paths outside its touches: {paths}"),
+                };
+                self.round.event(&task_id, active, kind);
+            }
+        }
+        self.settle_cost(&task_id, index, report.cost);
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        if outcome == tidewright_core::Outcome::Succeeded {
+            active.steps[index].output = Some(output.to_string());
+            active.steps[index].head = report.work.as_ref().map(|w| w.head_commit.clone());
+        }
+        // An attempt its task's budget stopped waits for the task to resume,
+        // uncounted: the budget was not the step's failure.
+        let budget_stopped = outcome != tidewright_core::Outcome::Succeeded
+            && (std::mem::take(&mut active.steps[index].stopped_for_budget)
+                || active.run.state() == TaskState::Paused);
+        let handed_back = handed_back
+            .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".to_string()));
+        // The step's next event says what conflicted.
+        active.steps[index].conflict = report.conflict.clone();
+        let rerun = match (&handed_back, &report.conflict) {
+            (None, Some(conflict)) => rerun_for(active, index, conflict),
+            _ => None,
+        };
+        let applied = match (&handed_back, &rerun) {
+            // Not the step's failure: it waits for the pool, uncounted.
+            (Some(why), _) => active.run.hand_back(index, why),
+            // Not its failure either: it waits for the later side to run
+            // again on top of the earlier.
+            (None, Some(plan)) => match active.run.rerun(plan.later, index, &plan.message) {
+                Ok(changes) => {
+                    let later = &mut active.steps[plan.later];
+                    later.on_top_of.extend(&plan.earlier);
+                    later.reruns += 1;
+                    later.head = None;
+                    // It starts afresh from new work: an agent's session
+                    // was about the old.
+                    later.session = None;
+                    Ok(changes)
+                }
+                Err(e) => active.run.finish(
+                    index,
+                    tidewright_core::Outcome::Failed(format!(
+                        "{}; step {:?} cannot run again: {e}",
+                        report.error, active.spec.steps[plan.later].id
+                    )),
+                ),
+            },
+            (None, None) => active.run.finish(index, outcome),
+        };
+        let changes = match applied {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::error!(task = %task_id, index, error = %e, "result could not be applied");
+                return;
+            }
+        };
+        let to_cancel = stop_running_if_winding_down(active, &changes);
+        let attempt_state = match report.outcome {
+            AttemptEnd::Succeeded if output_ok => StepState::Succeeded,
+            AttemptEnd::Cancelled => StepState::Cancelled,
+            _ => StepState::Failed,
+        };
+        let live = &mut active.steps[index];
+        if let (Some(session), Some(cost)) = (&mut live.session, &report.cost) {
+            session.usd += cost.usd;
+        }
+        if let Some(cost) = &report.cost {
+            self.metrics.agent_spent(&active.tenant, &live.model, cost);
+        }
+        let started = report.started_at.unwrap_or(live.attempt_started);
+        let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
+        let outcome = match attempt_state {
+            _ if budget_stopped => "budget",
+            StepState::Failed if handed_back.is_some() => "rate_limited",
+            StepState::Failed if report.stalled => "stalled",
+            state => state.as_str(),
+        };
+        self.metrics.attempt_finished(outcome, ran);
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: task_id.to_string(),
+            step_id: report.attempt.step_id.clone(),
+            attempt: report.attempt.attempt,
+            worker: Some(live.worker_name.clone()),
+            started_at: report.started_at.or(Some(live.attempt_started)),
+            finished_at: Some(now_micros()),
+            state: Some(attempt_state),
+            error: Some(attempt_error),
+            exit_code: report.exit_code,
+            cost: report.cost,
+            ..AttemptWrite::default()
+        }));
+        let detail = StepWrite {
+            finished_at: Some(now_micros()),
+            started_at: report.started_at,
+            output_json: Some(output.to_string()),
+            error: Some(match (&strict_failure, report.outcome) {
+                (Some(why), AttemptEnd::Succeeded) => why.clone(),
+                _ => report.error,
+            }),
+            exit_code: Some(report.exit_code),
+            // The last attempt's work; one that did none clears an
+            // earlier attempt's.
+            work: Some(report.work),
+            ..StepWrite::default()
+        };
+        self.apply(&task_id, changes, Some((index, detail)));
+        self.send_cancels(&task_id, to_cancel, "another step of the task failed");
+    }
+
+    /// Moves retries whose backoff is over into the ready queue. A retry of
+    /// a task that was cancelled or moved on meanwhile is dropped.
+    pub(super) fn release_retries(&mut self) {
+        let now = now_micros();
+        while let Some((_, task_id, index, failed)) = self.timers.due_retry(now) {
+            let beside = self
+                .tasks
+                .get(&task_id)
+                .map(|a| self.claims_beside(&task_id, a))
+                .unwrap_or_default();
+            let Some(active) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let status = active.run.step(index);
+            let live = &mut active.steps[index];
+            if status.state != StepState::Queued
+                || status.attempt != failed
+                || live.queued.is_some()
+                || active.run.state() == TaskState::Paused
+            {
+                continue;
+            }
+            if let Some(held) = crate::dispatch::ready_step(
+                &mut self.queue,
+                (&task_id, active),
+                index,
+                now_micros(),
+                &beside,
+            ) {
+                self.round.event(&task_id, active, held);
+            }
+        }
+    }
+
+    pub(super) fn cancel(
+        &mut self,
+        task_id: &str,
+        reason: &str,
+        reply: oneshot::Sender<CancelAnswer>,
+    ) {
+        let Some(id) = self.tasks.get_key_value(task_id).map(|(id, _)| id.clone()) else {
+            let _ = reply.send(CancelAnswer::NotActive);
+            return;
+        };
+        let Some(active) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let changes = active.run.cancel(reason);
+        let running: Vec<usize> = active.run.running().collect();
+        self.apply(&id, changes, None);
+        self.send_cancels(&id, running, reason);
+        self.round.effects.push(Effect::CancelDone(reply));
+    }
+
+    pub(super) fn send_cancels(&mut self, task_id: &Arc<str>, steps: Vec<usize>, reason: &str) {
+        self.send_stops(task_id, steps, reason, false);
+    }
+
+    /// Tells the workers running `steps` to stop them; `resumable` when the
+    /// steps will run again in the same sessions (a budget pause).
+    pub(super) fn send_stops(
+        &mut self,
+        task_id: &Arc<str>,
+        steps: Vec<usize>,
+        reason: &str,
+        resumable: bool,
+    ) {
+        let Some(active) = self.tasks.get(task_id) else {
+            return;
+        };
+        for index in steps {
+            let Some(worker) = active.steps[index]
+                .worker
+                .and_then(|w| self.workers.get(&w))
+            else {
+                continue;
+            };
+            let message = ToWorker::Cancel {
+                attempt: AttemptKey {
+                    task_id: task_id.to_string(),
+                    step_id: active.spec.steps[index].id.clone(),
+                    attempt: active.run.step(index).attempt,
+                },
+                reason: reason.to_string(),
+                resumable,
+            };
+            self.round
+                .effects
+                .push(Effect::ToWorker(worker.outbox.clone(), message));
+        }
+    }
+}
+
+/// After a failure for good (not one that will be retried), the steps still
+/// running must be told to stop.
+pub(super) fn stop_running_if_winding_down(active: &Active, changes: &[Change]) -> Vec<usize> {
+    let retried = changes.iter().any(|c| matches!(c, Change::Retry { .. }));
+    let failed_now = changes.iter().any(|c| {
+        matches!(
+            c,
+            Change::Step {
+                state: StepState::Failed | StepState::Cancelled,
+                ..
+            }
+        )
+    });
+    if failed_now && !retried && active.run.is_winding_down() {
+        active.run.running().collect()
+    } else {
+        Vec::new()
+    }
+}
+
+impl Engine {
+    /// A running attempt's progress: kept on its step, and an event.
+    pub(super) fn progress(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        let fraction = fraction.clamp(0.0, 1.0);
+        self.round.writes.push(Write::Progress {
+            task_id: attempt.task_id.clone(),
+            step_id: attempt.step_id.clone(),
+            fraction,
+            message: message.clone(),
+        });
+        self.event(
+            &task_id,
+            EventKind::Progress {
+                step: attempt.step_id,
+                attempt: attempt.attempt,
+                fraction,
+                message,
+            },
+        );
+    }
+
+    /// A running attempt's log lines, each an event.
+    pub(super) fn logs(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        lines: Vec<(tidewright_core::LogStream, String)>,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        for (stream, line) in lines {
+            self.event(
+                &task_id,
+                EventKind::Log {
+                    step: attempt.step_id.clone(),
+                    attempt: attempt.attempt,
+                    stream,
+                    line,
+                },
+            );
+        }
+    }
+
+    /// A running attempt's egress verdict, an event on its step.
+    pub(super) fn egress(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        egress: crate::handle::EgressReport,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        self.event(
+            &task_id,
+            EventKind::Egress {
+                step: attempt.step_id,
+                attempt: attempt.attempt,
+                destination: egress.destination,
+                allowed: egress.allowed,
+                reason: egress.reason,
+            },
+        );
+    }
+}
+
+/// How many times a step runs again on top of another's work before a
+/// conflict it is in fails its dependent.
+const MAX_RERUNS: u32 = 2;
+
+/// A dependency run again on top of others' work, for a conflict.
+struct Rerun {
+    later: usize,
+    earlier: Vec<usize>,
+    message: String,
+}
+
+/// What a step whose dependencies' work conflicts does, when it says
+/// `onConflict: rerun` and the later side has runs again left; `None`
+/// when it fails.
+fn rerun_for(
+    active: &crate::live::Active,
+    index: usize,
+    conflict: &tidewright_core::repo::MergeConflict,
+) -> Option<Rerun> {
+    let step = &active.spec.steps[index];
+    if step.on_conflict != Some(tidewright_core::OnConflict::Rerun) {
+        return None;
+    }
+    let later = *active.index.get(&conflict.with)?;
+    let earlier: Vec<usize> = conflict
+        .after
+        .iter()
+        .filter_map(|id| active.index.get(id).copied())
+        .collect();
+    if earlier.is_empty() || active.steps[later].reruns >= MAX_RERUNS {
+        return None;
+    }
+    let names = |ids: &[String]| {
+        ids.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(Rerun {
+        later,
+        earlier,
+        message: format!(
+            "the work of step {:?} conflicts with that of {} in {}: {:?} runs again on top of it",
+            conflict.with,
+            names(&conflict.after),
+            conflict.paths.join(", "),
+            conflict.with
+        ),
+    })
+}

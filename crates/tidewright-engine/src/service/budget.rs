@@ -1,0 +1,152 @@
+//! RaiseBudget, SetTenantBudget and ListTenantBudgets: the checks and the
+//! audit; the engine counts spend, pauses and resumes.
+
+use tidewright_core::{Budget, TenantBudget, Window};
+use tidewright_store::{TaskRecord, Write};
+
+use super::calls::{ApproveBudget, RaiseBudget, SetTenantBudget};
+use super::decide::MAX_REASON_BYTES;
+use super::{Call, TaskApi};
+use crate::access::{Action, valid_tenant};
+use crate::error::Error;
+use crate::handle::TenantSpending;
+
+impl TaskApi {
+    pub async fn raise_budget(&self, request: Call<RaiseBudget>) -> Result<TaskRecord, Error> {
+        const ACTION: &str = "task.raise_budget";
+        let caller = self.permit(&request, Action::WriteTasks, ACTION)?;
+        let RaiseBudget { task_id, by } = request.into_message();
+        let raised = async {
+            tidewright_core::validate::validate_budget(&by, "by")?;
+            let task = self.load(&task_id, &caller).await?;
+            let described = describe_budget(&by);
+            self.engine.raise_budget(task_id.clone(), by).await?;
+            Ok((task.tenant, described))
+        }
+        .await;
+        self.audited_with(&caller, ACTION, &task_id, raised)?;
+        self.load(&task_id, &caller).await
+    }
+
+    /// ApproveBudget: one of the budget's approvers lets a task paused for
+    /// it go on; the engine says whether it is so paused.
+    pub async fn approve_budget(&self, request: Call<ApproveBudget>) -> Result<TaskRecord, Error> {
+        const ACTION: &str = "task.approve_budget";
+        let caller = self.permit(&request, Action::DecideApprovals, ACTION)?;
+        let ApproveBudget { task_id, reason } = request.into_message();
+        let approved = async {
+            let reason = reason.trim();
+            if reason.len() > MAX_REASON_BYTES {
+                return Err(Error::invalid(
+                    "reason",
+                    format!("at most {} bytes", MAX_REASON_BYTES),
+                ));
+            }
+            let task = self.load(&task_id, &caller).await?;
+            let budget = task
+                .spec
+                .budget
+                .as_ref()
+                .filter(|b| !b.approvers.is_empty())
+                .ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "task {task_id}'s budget names no approvers: only a raise (tidewright budget raise) lets it go on"
+                    ))
+                })?;
+            if !budget.approved_by(&caller.name, &caller.role.to_string()) {
+                return Err(Error::PermissionDenied(format!(
+                    "{} ({}) is not an approver of task {task_id}'s budget; its approvers are: {}",
+                    caller.name,
+                    caller.role,
+                    budget.approvers.join(", ")
+                )));
+            }
+            let granted = self.engine.approve_budget(task_id.clone()).await?;
+            let mut detail = format!("budget {} approved", describe_budget(&granted));
+            if !reason.is_empty() {
+                detail.push_str(&format!(": {reason}"));
+            }
+            Ok((task.tenant, detail))
+        }
+        .await;
+        self.audited_with(&caller, ACTION, &task_id, approved)?;
+        self.load(&task_id, &caller).await
+    }
+
+    /// Sets a tenant's budget; answers its spending against it.
+    pub async fn set_tenant_budget(
+        &self,
+        request: Call<SetTenantBudget>,
+    ) -> Result<TenantSpending, Error> {
+        const ACTION: &str = "tenant.set_budget";
+        let caller = self.permit(&request, Action::SetBudgets, ACTION)?;
+        let SetTenantBudget { tenant, budget } = request.into_message();
+        let set = async {
+            if !valid_tenant(&tenant) {
+                return Err(Error::invalid(
+                    "tenant",
+                    format!("{tenant:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
+                ));
+            }
+            tidewright_core::validate::validate_tenant_budget(&budget, "budget")?;
+            // Stored first: the engine acts on what a restart would find.
+            self.commit(vec![Write::TenantBudget {
+                tenant: tenant.clone(),
+                budget,
+            }])
+            .await?;
+            self.engine
+                .set_tenant_budget(tenant.clone(), budget)
+                .await?;
+            Ok((tenant.clone(), describe_tenant_budget(&budget)))
+        }
+        .await;
+        self.audited_with(&caller, ACTION, "", set)?;
+        let listed = self.engine.budgets(Some(vec![tenant.clone()])).await?;
+        Ok(listed.into_iter().next().unwrap_or_else(|| {
+            (
+                tenant,
+                TenantBudget::default(),
+                Default::default(),
+                Default::default(),
+            )
+        }))
+    }
+
+    /// Every tenant's budget and spending that the caller may see.
+    pub async fn list_tenant_budgets(
+        &self,
+        request: Call<()>,
+    ) -> Result<Vec<TenantSpending>, Error> {
+        let caller = request.require(Action::ReadTasks)?;
+        self.engine.budgets(caller.visible_tenants()).await
+    }
+}
+
+fn describe_budget(budget: &Budget) -> String {
+    let mut parts = Vec::new();
+    if let Some(usd) = budget.usd {
+        parts.push(format!("+${usd}"));
+    }
+    if let Some(tokens) = budget.tokens {
+        parts.push(format!("+{tokens} tokens"));
+    }
+    parts.join(", ")
+}
+
+fn describe_tenant_budget(budget: &TenantBudget) -> String {
+    if budget.is_empty() {
+        return "no budget".into();
+    }
+    let mut parts = Vec::new();
+    for window in Window::ALL {
+        let limit = budget.for_window(window);
+        if let Some(usd) = limit.usd {
+            parts.push(format!("${usd} per {}", window.as_str()));
+        }
+        if let Some(tokens) = limit.tokens {
+            parts.push(format!("{tokens} tokens per {}", window.as_str()));
+        }
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,291 @@
+//! The application services: every call a client makes (submit, cancel,
+//! retry, approve, budgets, templates, webhooks, planning, reads and
+//! watches), as typed calls in tidewright-core's terms. Each checks the caller's
+//! role and tenants, validates, delegates to the store (reads) or the engine
+//! (every change, task creation included), and audits. The gRPC and REST
+//! adapters in `tidewright-server` convert their wire to these calls and back,
+//! and nothing else.
+//!
+//! `calls` is what they are asked and answer; `tasks`, `decide`, `budget`,
+//! `templates`, `webhooks` and `watch` are the calls; `audit` is how each
+//! is recorded; `planner` and `webhooks::WebhookRegistry` are what the
+//! services need from outside, given at construction.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tidewright_core::{Limits, TaskSpec, validate};
+use tidewright_store::{Store, TaskRecord};
+
+use crate::access::Identity;
+use crate::error::Error;
+use crate::handle::EngineHandle;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+mod audit;
+mod budget;
+mod call;
+mod calls;
+mod decide;
+mod family;
+mod fleet;
+mod planner;
+mod push;
+mod repos;
+mod schedules;
+mod tasks;
+mod templates;
+mod watch;
+mod webhooks;
+
+pub use call::Call;
+pub use calls::*;
+pub use planner::{Planned, Planner};
+pub use repos::Repositories;
+pub use schedules::{CreateSchedule, SCHEDULE_LABEL, ScheduleRef, tick_key};
+pub use templates::Templates;
+pub use webhooks::WebhookRegistry;
+
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+const MAX_BATCH: usize = 1000;
+const DEFAULT_PAGE_SIZE: usize = 100;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
+/// Events read from the store per query while replaying a watch.
+const REPLAY_PAGE: usize = 512;
+
+/// A name filter longer than any name could be is a mistake.
+const MAX_NAME_PREFIX: usize = 256;
+
+/// A watch's events, each one or why the watch ended.
+pub type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<Watched, Error>> + Send>>;
+
+/// What the services are made of.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub engine: EngineHandle,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Plans prompt tasks; `None` when no planner was set up.
+    pub planner: Option<Arc<dyn Planner>>,
+    pub webhooks: Arc<dyn WebhookRegistry>,
+    /// Resolves a task's repository ref to its commit.
+    pub repositories: Arc<dyn Repositories>,
+    pub templates: Arc<Templates>,
+    /// The trace context of a new task `(id, name)`: a child of the
+    /// caller's span when traces are exported.
+    pub trace_context: fn(&str, &str) -> String,
+    /// Whether each audit record is written to the log too, not only
+    /// stored.
+    pub audit_log: bool,
+}
+
+/// The services, shared by both transports' adapters.
+pub struct TaskApi {
+    store: Arc<dyn Store>,
+    engine: EngineHandle,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    ids: Mutex<ulid::Generator>,
+    watches: Arc<watch::OpenWatches>,
+    planner: Option<Arc<dyn Planner>>,
+    webhooks: Arc<dyn WebhookRegistry>,
+    repositories: Arc<dyn Repositories>,
+    templates: Arc<Templates>,
+    trace_context: fn(&str, &str) -> String,
+    audit_log: bool,
+    /// Held over each read, change and write of a schedule (create,
+    /// suspend, resume, trigger, delete, and each firing), so none writes
+    /// back a record another changed since it read it: a firing that read
+    /// before a suspend must not store the schedule unsuspended.
+    schedule_writes: tokio::sync::Mutex<()>,
+    /// Told when a schedule is made or resumed, so the leader's loop looks
+    /// at once: its first tick may come before the loop's next look.
+    schedules_changed: tokio::sync::Notify,
+}
+
+impl TaskApi {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            store,
+            engine,
+            hub,
+            metrics,
+            limits,
+            planner,
+            webhooks,
+            repositories,
+            templates,
+            trace_context,
+            audit_log,
+        } = parts;
+        TaskApi {
+            store,
+            engine,
+            hub,
+            metrics,
+            limits,
+            ids: Mutex::new(ulid::Generator::new()),
+            watches: Arc::default(),
+            planner,
+            webhooks,
+            repositories,
+            templates,
+            trace_context,
+            audit_log,
+            schedule_writes: tokio::sync::Mutex::new(()),
+            schedules_changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Asks the planner for a plan of `spec`'s prompt, naming the
+    /// capabilities the connected workers offer.
+    async fn plan(&self, spec: &TaskSpec) -> Result<Planned, Error> {
+        let planner = self.planner.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "planning is not set up on this control plane: start it with an Anthropic API key \
+                 (--planner-api-key-file or ANTHROPIC_API_KEY)"
+                    .into(),
+            )
+        })?;
+        let mut sets: Vec<Vec<String>> = self
+            .engine
+            .list_agents()
+            .await?
+            .workers
+            .into_iter()
+            .map(|w| w.info.capabilities.into_iter().collect())
+            .collect();
+        sets.sort();
+        sets.dedup();
+        planner.plan(&spec.prompt, &sets).await
+    }
+
+    /// A submitted spec, checked; `field` prefixes error paths.
+    fn checked_spec(&self, spec: Option<TaskSpec>, field: &str) -> Result<TaskSpec, Error> {
+        let spec = spec.ok_or_else(|| Error::invalid(format!("{field}spec"), "required"))?;
+        validate(&spec, &self.limits).map_err(|e| match e {
+            tidewright_core::Error::Invalid {
+                field: inner,
+                message,
+            } => Error::invalid(format!("{field}spec.{inner}"), message),
+            other => Error::from(other),
+        })?;
+        Ok(spec)
+    }
+
+    /// `spec` with its repository's ref resolved to a commit, unless the
+    /// submit pinned one; `field` prefixes error paths, as for the spec.
+    async fn resolve_repo(&self, spec: &mut TaskSpec, field: &str) -> Result<(), Error> {
+        let Some(repo) = spec.repo.as_mut() else {
+            return Ok(());
+        };
+        let named = |e: Error| match e {
+            Error::InvalidArgument {
+                field: inner,
+                message,
+            } => Error::invalid(format!("{field}spec.repo.{inner}"), message),
+            other => other,
+        };
+        self.repositories.allowed(repo).map_err(named)?;
+        if repo.commit.is_empty() {
+            repo.commit = self.repositories.resolve(repo).await.map_err(named)?;
+        }
+        Ok(())
+    }
+
+    /// Ids sort by creation time, which gives listings their order.
+    fn new_id(&self) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        id.to_string().to_lowercase()
+    }
+
+    /// A task the caller may see. Another tenant's task is "not found", so
+    /// its existence does not leak either.
+    async fn load(&self, task_id: &str, caller: &Identity) -> Result<TaskRecord, Error> {
+        if task_id.is_empty() {
+            return Err(Error::invalid("task_id", "required"));
+        }
+        if let Some(step) = &caller.step {
+            self.step_alive(step).await?;
+        }
+        let found = self
+            .store
+            .get_task(task_id)
+            .await?
+            .filter(|task| family::may_see(caller, task));
+        if let Some(task) = found {
+            return Ok(self.seen_now(task));
+        }
+        // Gone: expired (said only to whom may see its tenant), or never.
+        match self.store.expired(task_id).await? {
+            Some(expired) if caller.can_see(&expired.tenant) => Err(Error::NotFound(
+                crate::retention::expired_message(task_id, expired.expired_at),
+            )),
+            _ => Err(Error::NotFound(format!("task {task_id:?}"))),
+        }
+    }
+
+    /// Commits `writes` in one transaction; a store that stops before it
+    /// answers means the control plane is shutting down.
+    async fn commit(&self, writes: Vec<tidewright_store::Write>) -> Result<(), Error> {
+        self.store
+            .write(writes)
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        Ok(())
+    }
+
+    /// The task as the control plane sees it now: when it will be removed,
+    /// by the retention rules, and why each queued step no connected
+    /// worker can run waits.
+    fn seen_now(&self, mut task: TaskRecord) -> TaskRecord {
+        task.expires_at = self.engine.retention().task_expires_at(&task).unwrap_or(0);
+        for (step, spec) in task.steps.iter_mut().zip(&task.spec.steps) {
+            if step.state == tidewright_core::StepState::Queued {
+                let needs = tidewright_core::queue::capabilities(&spec.required_capabilities());
+                step.queued_reason = self.engine.unserved(&needs).unwrap_or_default();
+            }
+        }
+        task
+    }
+}
+
+/// The tenants a listing asked for, each one the caller may see; all the
+/// caller may see when it named none.
+fn asked_tenants(caller: &Identity, asked: Vec<String>) -> Result<Option<Vec<String>>, Error> {
+    if asked.is_empty() {
+        return Ok(caller.visible_tenants());
+    }
+    for (i, tenant) in asked.iter().enumerate() {
+        if !crate::access::valid_tenant(tenant) {
+            return Err(Error::invalid(
+                format!("tenants[{i}]"),
+                format!("{tenant:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
+            ));
+        }
+        if !caller.can_see(tenant) {
+            return Err(Error::PermissionDenied(format!(
+                "tenants[{i}]: {} may not see tenant {tenant:?}",
+                caller.name
+            )));
+        }
+    }
+    Ok(Some(asked))
+}
+
+/// A page size as asked: 0 for `default`; past [`MAX_PAGE_SIZE`] it is
+/// refused, naming the field, rather than cut to it unsaid.
+fn page_size(asked: u32, default: usize) -> Result<usize, Error> {
+    match asked as usize {
+        0 => Ok(default),
+        n if n <= MAX_PAGE_SIZE => Ok(n),
+        n => Err(Error::invalid(
+            "page_size",
+            format!("{n} is more than the most a page holds, {MAX_PAGE_SIZE}"),
+        )),
+    }
+}

@@ -1,0 +1,629 @@
+//! The suite's part on steps: attempts, approvals, work on a repository,
+//! costs and budgets, checkpoints and branches.
+
+use super::*;
+
+pub async fn attempts_are_kept_in_order_and_the_running_one_is_known(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    assert_eq!(store.running_attempt("t1", "a").await.expect("read"), None);
+    // Attempt 1 leased to w1, lost; attempt 2 leased to w2.
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                state: Some(StepState::Running),
+                attempt: Some(1),
+                worker: Some("w1".into()),
+                started_at: Some(10),
+                ..step("t1", "a")
+            }),
+            Write::Attempt(AttemptWrite {
+                worker: Some("w1".into()),
+                started_at: Some(10),
+                ..attempt("t1", "a", 1)
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.running_attempt("t1", "a").await.expect("read"),
+        Some(1)
+    );
+    commit(
+        &*store,
+        vec![
+            Write::Attempt(AttemptWrite {
+                state: Some(StepState::Failed),
+                finished_at: Some(20),
+                error: Some("the worker was lost".into()),
+                exit_code: Some(137),
+                ..attempt("t1", "a", 1)
+            }),
+            Write::Step(StepWrite {
+                state: Some(StepState::Running),
+                attempt: Some(2),
+                worker: Some("w2".into()),
+                started_at: Some(30),
+                ..step("t1", "a")
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.running_attempt("t1", "a").await.expect("read"),
+        Some(2),
+        "the lease moved to attempt 2"
+    );
+    // The running attempt is shown from its step until its own row exists.
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        (
+            attempts[0].attempt,
+            attempts[0].worker.as_str(),
+            attempts[0].state,
+            attempts[0].error.as_str(),
+            attempts[0].exit_code,
+            attempts[0].started_at,
+            attempts[0].finished_at
+        ),
+        (
+            1,
+            "w1",
+            StepState::Failed,
+            "the worker was lost",
+            Some(137),
+            10,
+            20
+        )
+    );
+    assert_eq!(
+        (
+            attempts[1].attempt,
+            attempts[1].worker.as_str(),
+            attempts[1].state
+        ),
+        (2, "w2", StepState::Running)
+    );
+    assert!(task.steps[1].attempts.is_empty());
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                state: Some(StepState::Succeeded),
+                finished_at: Some(40),
+                output_json: Some(r#"{"n":1}"#.into()),
+                exit_code: Some(Some(0)),
+                ..step("t1", "a")
+            }),
+            Write::Attempt(AttemptWrite {
+                worker: Some("w2".into()),
+                started_at: Some(30),
+                finished_at: Some(40),
+                state: Some(StepState::Succeeded),
+                exit_code: Some(0),
+                ..attempt("t1", "a", 2)
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(store.running_attempt("t1", "a").await.expect("read"), None);
+    assert_eq!(store.running_attempt("t1", "zz").await.expect("read"), None);
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    let a = &task.steps[0];
+    assert_eq!(
+        (
+            a.state,
+            a.output_json.as_str(),
+            a.exit_code,
+            a.attempts.len()
+        ),
+        (StepState::Succeeded, r#"{"n":1}"#, Some(0), 2)
+    );
+    // A cleared exit code reads back as none.
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            exit_code: Some(None),
+            ..step("t1", "a")
+        })],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.steps[0].exit_code, None);
+}
+
+/// The deadline of a wait for approval is what a new leader times the
+/// wait by: it reads back from every path, survives a reopen, and a later
+/// write in the same batch wins.
+pub async fn a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let deadline = 1_800_000_000_000_000;
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                state: Some(StepState::AwaitingApproval),
+                approval_deadline: Some(deadline - 1),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                approval_deadline: Some(deadline),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                error: Some(String::new()),
+                ..step("t1", "a")
+            }),
+        ],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (task.steps[0].state, task.steps[0].approval_deadline),
+        (StepState::AwaitingApproval, deadline)
+    );
+    assert_eq!(task.steps[1].approval_deadline, 0, "only the step written");
+    drop(store);
+    let store = backend.open().await;
+    let unfinished = store.unfinished_tasks().await.expect("recovery read");
+    assert_eq!(unfinished[0].steps[0].approval_deadline, deadline);
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            state: Some(StepState::Queued),
+            approval_deadline: Some(0),
+            ..step("t1", "a")
+        })],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (task.steps[0].state, task.steps[0].approval_deadline),
+        (StepState::Queued, 0)
+    );
+}
+
+/// What a step did to its task's repository reads back from every path,
+/// survives a reopen, a later write in the same batch wins, and a retry's
+/// clearing removes it.
+pub async fn a_steps_work_on_its_repository_reads_back_until_it_is_cleared(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let work = |head: &str| tidewright_core::StepWork {
+        branch: "tidewright/t1".into(),
+        base_commit: "a".repeat(40),
+        head_commit: head.repeat(40),
+        files_changed: 2,
+        insertions: 10,
+        deletions: 3,
+        changed_paths: vec!["src/lib.rs".into(), "README.md".into()],
+        committed_by_tidewright: true,
+        pushed: true,
+        pull_request_url: "https://github.com/o/r/pull/7".into(),
+    };
+    commit(
+        &*store,
+        vec![
+            Write::Step(StepWrite {
+                work: Some(Some(work("b"))),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                work: Some(Some(work("c"))),
+                ..step("t1", "a")
+            }),
+            Write::Step(StepWrite {
+                error: Some(String::new()),
+                ..step("t1", "a")
+            }),
+        ],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.steps[0].work, Some(work("c")), "the later write wins");
+    assert_eq!(task.steps[1].work, None, "only the step written");
+    drop(store);
+    let store = backend.open().await;
+    let unfinished = store.unfinished_tasks().await.expect("recovery read");
+    assert_eq!(unfinished[0].steps[0].work, Some(work("c")));
+    commit(
+        &*store,
+        vec![Write::Step(StepWrite {
+            work: Some(None),
+            ..step("t1", "a")
+        })],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(task.steps[0].work, None);
+}
+
+pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: impl Backend) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let cost = |usd: f64, tokens: u64| Cost {
+        usd,
+        input_tokens: tokens,
+        output_tokens: tokens / 10,
+        cache_read_tokens: 1,
+        cache_creation_tokens: 2,
+    };
+    let write = |step: &str, n: u32, session: Option<&str>, cost: Option<Cost>| {
+        Write::Attempt(AttemptWrite {
+            session_id: session.map(str::to_string),
+            model: session.map(|_| "claude-test".to_string()),
+            cost,
+            ..attempt("t1", step, n)
+        })
+    };
+    commit(
+        &*store,
+        vec![
+            // The session is recorded when it starts; the cost when it ends.
+            write("a", 1, Some("s-1"), None),
+            write("a", 1, None, Some(cost(0.5, 100))),
+            write("a", 2, None, Some(cost(0.25, 50))),
+            write("b", 1, None, Some(cost(1.0, 10))),
+        ],
+    )
+    .await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    let a = &task.steps[0];
+    assert_eq!(
+        (
+            a.attempts[0].session_id.as_str(),
+            a.attempts[0].model.as_str()
+        ),
+        ("s-1", "claude-test")
+    );
+    assert_eq!(a.attempts[0].cost, cost(0.5, 100));
+    assert_eq!(a.cost, cost(0.5, 100) + cost(0.25, 50));
+    let total = cost(0.5, 100) + cost(0.25, 50) + cost(1.0, 10);
+    assert_eq!(task.cost, total);
+    let listed = store.list_tasks(page(10)).await.expect("list");
+    let t1 = listed.iter().find(|t| t.id == "t1").expect("t1 listed");
+    assert_eq!(t1.cost, total);
+    assert!(t1.steps.is_empty(), "listings carry no steps");
+    let t2 = listed.iter().find(|t| t.id == "t2").expect("t2 listed");
+    assert!(t2.cost.is_zero());
+    let unfinished = store.unfinished_tasks().await.expect("unfinished");
+    let t1 = unfinished.iter().find(|t| t.id == "t1").expect("t1");
+    assert_eq!(
+        t1.steps[0].attempts[0].session_id, "s-1",
+        "recovery sees sessions"
+    );
+}
+
+pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "team", None),
+            new_task("t2", "team", None),
+            new_task("t3", "other", None),
+        ],
+    )
+    .await;
+    let usd = |usd: f64| Cost {
+        usd,
+        input_tokens: 10,
+        ..Cost::default()
+    };
+    let ended = |task: &str, n: u32, at: Micros, cost: Cost| {
+        Write::Attempt(AttemptWrite {
+            finished_at: Some(at),
+            cost: Some(cost),
+            ..attempt(task, "a", n)
+        })
+    };
+    let budget = TenantBudget {
+        usd_per_day: Some(5.0),
+        tokens_per_month: Some(1000),
+        ..TenantBudget::default()
+    };
+    let raised = TaskSpec {
+        budget: Some(Budget {
+            usd: Some(2.5),
+            tokens: None,
+            approvers: Vec::new(),
+        }),
+        ..new_task("t1", "team", None).spec
+    };
+    commit(
+        &*store,
+        vec![
+            ended("t1", 1, 100, usd(1.0)),
+            ended("t1", 2, 300, usd(0.5)),
+            ended("t2", 1, 200, usd(0.25)),
+            ended("t3", 1, 300, usd(4.0)),
+            // Running (not ended) and free attempts count for nothing.
+            Write::Attempt(attempt("t2", "b", 1)),
+            Write::TenantBudget {
+                tenant: "team".into(),
+                budget,
+            },
+            Write::TenantBudget {
+                tenant: "gone".into(),
+                budget,
+            },
+            Write::TenantBudget {
+                tenant: "gone".into(),
+                budget: TenantBudget::default(),
+            },
+            Write::Spec {
+                id: "t1".into(),
+                spec: Box::new(raised.clone()),
+            },
+            Write::Task {
+                id: "t1".into(),
+                state: TaskState::Paused,
+                message: "budget: spent".into(),
+                started_at: None,
+                finished_at: None,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.tenant_budgets().await.expect("budgets"),
+        [("team".to_string(), budget)],
+        "an empty budget removes the tenant's"
+    );
+    assert_eq!(
+        store.spend_since(0).await.expect("spend"),
+        [
+            ("other".to_string(), usd(4.0)),
+            ("team".to_string(), usd(1.75) + usd(0.0) + usd(0.0)),
+        ]
+    );
+    assert_eq!(
+        store.spend_since(200).await.expect("spend"),
+        [
+            ("other".to_string(), usd(4.0)),
+            ("team".to_string(), usd(0.75) + usd(0.0)),
+        ]
+    );
+    let t1 = store.get_task("t1").await.expect("get").expect("t1");
+    assert_eq!(
+        (t1.state, t1.spec.budget),
+        (TaskState::Paused, raised.budget)
+    );
+    assert!(
+        store
+            .unfinished_task_ids()
+            .await
+            .expect("ids")
+            .contains(&"t1".to_string()),
+        "a paused task is recovered after a restart"
+    );
+    let reopened = backend.open().await;
+    assert_eq!(
+        reopened.tenant_budgets().await.expect("budgets").len(),
+        1,
+        "budgets survive a reopen"
+    );
+}
+
+pub async fn a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let checkpoint = |task: &str, attempt: u32, archive: &[u8]| Checkpoint {
+        task_id: task.into(),
+        step_id: "a".into(),
+        attempt,
+        session_id: format!("s-{attempt}"),
+        workspace: "/work/t1/a/attempt-1".into(),
+        // Every byte value, so a backend that stores text would show it.
+        archive: archive.to_vec(),
+        created_at: 10,
+    };
+    let at_attempt = |task: &str, n: u32| {
+        Write::Step(StepWrite {
+            state: Some(StepState::Running),
+            attempt: Some(n),
+            ..step(task, "a")
+        })
+    };
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 1),
+            Write::Checkpoint(Box::new(checkpoint("t1", 1, &all_bytes))),
+            // Not the step's current attempt: not kept.
+            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"early"))),
+            at_attempt("t2", 1),
+            Write::Checkpoint(Box::new(checkpoint("t2", 1, b"t2"))),
+        ],
+    )
+    .await;
+    let kept = |store: Arc<dyn Store>, task: &'static str| async move {
+        store.checkpoint(task, "a").await.expect("read")
+    };
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(checkpoint("t1", 1, &all_bytes))
+    );
+    assert_eq!(store.checkpoint("t1", "b").await.expect("read"), None);
+    assert_eq!(store.checkpoint("nope", "a").await.expect("read"), None);
+
+    // Attempt 2 keeps its own; attempt 1, late (a zombie), replaces nothing.
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 2),
+            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"second"))),
+            Write::Checkpoint(Box::new(checkpoint("t1", 1, b"zombie"))),
+            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"second, again"))),
+        ],
+    )
+    .await;
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(checkpoint("t1", 2, b"second, again"))
+    );
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        kept(store.clone(), "t1").await.map(|c| c.attempt),
+        Some(2),
+        "checkpoints survive a reopen"
+    );
+
+    // Checkpoints go with their task once it has been finished long enough;
+    // an unfinished task's stay.
+    let finish = |task: &str, at: Micros| Write::Task {
+        id: task.into(),
+        state: TaskState::Failed,
+        message: String::new(),
+        started_at: None,
+        finished_at: Some(at),
+    };
+    commit(
+        &*store,
+        vec![
+            finish("t1", 500),
+            Write::ExpireKept {
+                finished_before: 500,
+            },
+        ],
+    )
+    .await;
+    assert!(kept(store.clone(), "t1").await.is_some(), "not yet expired");
+    commit(
+        &*store,
+        vec![Write::ExpireKept {
+            finished_before: 501,
+        }],
+    )
+    .await;
+    assert_eq!(kept(store.clone(), "t1").await, None);
+    assert!(
+        kept(store.clone(), "t2").await.is_some(),
+        "an unfinished task keeps its checkpoint"
+    );
+}
+
+pub async fn a_step_keeps_its_current_attempts_branch_until_its_task_expires(
+    mut backend: impl Backend,
+) {
+    let store = backend.open().await;
+    create(
+        &*store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let branch = |task: &str, attempt: u32, bundle: &[u8]| StepBranch {
+        task_id: task.into(),
+        step_id: "a".into(),
+        attempt,
+        head_commit: format!("{attempt}").repeat(40),
+        // Every byte value, so a backend that stores text would show it.
+        bundle: bundle.to_vec(),
+        diff: format!("--- a/x\n+++ b/x\n+attempt {attempt} ünïcode\n"),
+        created_at: 10,
+    };
+    let at_attempt = |task: &str, n: u32| {
+        Write::Step(StepWrite {
+            state: Some(StepState::Running),
+            attempt: Some(n),
+            ..step(task, "a")
+        })
+    };
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 1),
+            Write::Branch(Box::new(branch("t1", 1, &all_bytes))),
+            // Not the step's current attempt: not kept.
+            Write::Branch(Box::new(branch("t1", 2, b"early"))),
+            at_attempt("t2", 1),
+            Write::Branch(Box::new(branch("t2", 1, b"t2"))),
+        ],
+    )
+    .await;
+    let kept = |store: Arc<dyn Store>, task: &'static str| async move {
+        store.step_branch(task, "a").await.expect("read")
+    };
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(branch("t1", 1, &all_bytes))
+    );
+    assert_eq!(store.step_branch("t1", "b").await.expect("read"), None);
+    assert_eq!(store.step_branch("nope", "a").await.expect("read"), None);
+
+    // Attempt 2 keeps its own; attempt 1, late (a zombie), replaces nothing.
+    commit(
+        &*store,
+        vec![
+            at_attempt("t1", 2),
+            Write::Branch(Box::new(branch("t1", 2, b"second"))),
+            Write::Branch(Box::new(branch("t1", 1, b"zombie"))),
+        ],
+    )
+    .await;
+    assert_eq!(
+        kept(store.clone(), "t1").await,
+        Some(branch("t1", 2, b"second"))
+    );
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        kept(store.clone(), "t1").await.map(|b| b.attempt),
+        Some(2),
+        "branches survive a reopen"
+    );
+    let finish = Write::Task {
+        id: "t1".into(),
+        state: TaskState::Succeeded,
+        message: String::new(),
+        started_at: None,
+        finished_at: Some(500),
+    };
+    commit(
+        &*store,
+        vec![
+            finish,
+            Write::ExpireKept {
+                finished_before: 501,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(kept(store.clone(), "t1").await, None);
+    assert!(
+        kept(store.clone(), "t2").await.is_some(),
+        "an unfinished task keeps its branches"
+    );
+}

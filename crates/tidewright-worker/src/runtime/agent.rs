@@ -1,0 +1,430 @@
+//! What an agent CLI must provide for tidewright to run it ([`AgentRuntime`]),
+//! and the one way every agent's attempt runs ([`run_agent`]): its session
+//! resumed when an earlier attempt left one, the CLI supervised while its
+//! stream is read, the provider's limit told apart from the step's own
+//! failure, the cost so far kept when the run is cut short, and the session
+//! kept for a retry on any worker when it did not succeed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidewright_api::v1;
+use tidewright_core::LogStream;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
+use super::process::{LineReader, StdoutLines, supervise};
+use super::repo;
+use super::session::{
+    Transcripts, keep_session, keep_session_while_running, place_session, transcript_now,
+};
+use super::workspace::{
+    RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
+};
+use crate::metrics::Fault;
+use crate::model_proxy::Reach;
+use crate::sandbox::Room;
+use crate::secrets::Redactor;
+
+/// What a resumed session is told: the session holds the original prompt
+/// and everything done since.
+pub(crate) const RESUME_PROMPT: &str = "Your previous run on this task stopped before it finished. \
+Continue from where you left off and complete the original request.";
+
+/// The prompt an agent CLI is given: the step's (told where its inputs
+/// are, when it has some), or [`RESUME_PROMPT`] when it resumes a session;
+/// after the `briefing` when there is one.
+pub(crate) fn agent_prompt(
+    prompt: &str,
+    with_inputs: bool,
+    resume: Option<&str>,
+    briefing: Option<&str>,
+) -> String {
+    let mut text = briefing.unwrap_or_default().to_string();
+    match resume {
+        Some(_) => text.push_str(RESUME_PROMPT),
+        None => {
+            text.push_str(prompt);
+            if with_inputs {
+                text.push_str(
+                    "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
+                );
+            }
+        }
+    }
+    text
+}
+
+/// An agent CLI, as one attempt runs it. The next CLI is a new folder
+/// beside `claude/` implementing this.
+pub trait AgentRuntime: Send + Sync {
+    /// What reads one run's stdout.
+    type Stream: AgentStream + Default;
+    /// Whether a run's spend is read from its session's transcript as the
+    /// CLI writes it ([`AgentStream::read_transcript`]): for a CLI whose
+    /// stream reports tokens only when its turn ends, so that a budget
+    /// stops it within the turn.
+    const SPEND_IN_TRANSCRIPT: bool = false;
+    /// The credentials handed to the CLI: masked in all the step says.
+    fn secrets(&self) -> Vec<&String>;
+    /// The CLI's executable: a sandboxed step may read it and what is
+    /// around it.
+    fn program(&self) -> &Path;
+    /// How the run reaches its model API (the worker's proxy, or not).
+    fn reach(&self) -> &Reach;
+    /// Where the CLI keeps its own state (made before a run).
+    fn home(&self) -> &Path;
+    /// What of its home a run in `cwd` keeps on the worker, as paths
+    /// under the home (its transcripts of `cwd`, which a resume reads): a
+    /// sandboxed run's home is private and gone after it, but for these.
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf>;
+    /// Where the CLI keeps its sessions' transcripts.
+    fn transcripts(&self) -> Arc<dyn Transcripts>;
+    /// A reader for a new run.
+    fn stream(&self) -> Self::Stream;
+    /// The CLI's command and exactly its environment, running in `cwd`
+    /// (the workspace, or its repository's worktree in it), continuing
+    /// session `resume` when given; `briefing` comes before the step's
+    /// prompt (a conflict to resolve first).
+    fn command(
+        &self,
+        attempt: &Attempt,
+        workspace: &Path,
+        cwd: &Path,
+        resume: Option<&str>,
+        briefing: Option<&str>,
+    ) -> (Command, BTreeMap<String, String>);
+    /// After the CLI's process ended (whatever became of it), in `cwd`: the
+    /// runtime takes back what its command left for the run only.
+    fn ran(&self, _cwd: &Path) {}
+    /// How a run whose process exited ended, from what its stream said.
+    /// `session_usd_before` is what a resumed session cost before this
+    /// attempt.
+    fn ended(
+        &self,
+        status: ExitStatus,
+        stream: &Self::Stream,
+        session_usd_before: f64,
+        redactor: &Redactor,
+    ) -> Ended;
+}
+
+/// One run's stream as it is read: progress, tool calls, usage, the
+/// result and provider limits, from the CLI's structured fields.
+pub trait AgentStream: LineReader + 'static {
+    /// The session the run started or resumed; empty before it said.
+    fn session_id(&self) -> &str;
+    /// What the run's model responses cost so far.
+    fn spent(&self) -> v1::Cost;
+    /// One line the CLI added to its session's transcript during this run;
+    /// true when what the run spent grew.
+    fn read_transcript(&mut self, _line: &str) -> bool {
+        false
+    }
+    /// The provider's limit, when that is what ended a run that failed
+    /// with `error`.
+    fn limit(&self, error: &str) -> Option<Limit>;
+    /// What the worker logs of the API error that ended the run, if one
+    /// did: its status and what tidewright does with it.
+    fn api_error_line(&self, limit: Option<&Limit>) -> Option<String>;
+}
+
+/// Runs an agent's attempt to its end: in a new session, or continuing an
+/// earlier attempt's (its workspace on this worker, or restored from the
+/// step's checkpoint).
+pub(crate) async fn run_agent<R: AgentRuntime>(
+    runtime: &R,
+    attempt: &Attempt,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: oneshot::Receiver<Stop>,
+) -> Ended {
+    let redactor = attempt.redactor(runtime.secrets().into_iter());
+    if let Err(e) = tokio::fs::create_dir_all(runtime.home()).await {
+        return Ended::fault(
+            Fault::Workspace,
+            format!("creating the CLI's home {}: {e}", runtime.home().display()),
+        );
+    }
+    if !attempt.keep_workspace {
+        sweep_retained(&attempt.work_dir, RETAIN_FOR).await;
+    }
+    let log = |line: String| {
+        let _ = reports.send(FromAttempt::Log {
+            attempt: attempt.key.clone(),
+            stream: LogStream::Stdout,
+            line,
+        });
+    };
+    let transcripts = runtime.transcripts();
+    let resumed = match &attempt.resume {
+        Some(resume) => {
+            let (found, line) = place_session(attempt, resume, &transcripts).await;
+            log(line);
+            found.map(|workspace| (workspace, resume))
+        }
+        None => None,
+    };
+    let prepared = match &resumed {
+        // Everything the agent made there stays.
+        Some((workspace, _)) => ready_workspace(workspace, attempt)
+            .await
+            .map(|()| workspace.clone()),
+        None => prepare_workspace(attempt).await,
+    };
+    let workspace = match prepared {
+        Ok(w) => w,
+        Err(e) => return Ended::fault(Fault::Workspace, format!("preparing the workspace: {e}")),
+    };
+    // In its repository's worktree when its task names one.
+    let repo::CheckedOut {
+        tree,
+        cwd,
+        briefing,
+    } = match repo::check_out(attempt, &workspace).await {
+        Ok(checked_out) => checked_out,
+        Err(ended) => return ended,
+    };
+    let (command, env) = runtime.command(
+        attempt,
+        &workspace,
+        &cwd,
+        resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+        briefing.as_deref(),
+    );
+    let mut room = Room::new(&workspace, &cwd);
+    room.programs.push(runtime.program().to_path_buf());
+    // Its repository borrows the mirror's objects, which it may read only.
+    room.readable
+        .extend(tree.as_ref().map(|t| t.mirror().objects()));
+    for under_home in runtime.kept_in_home(&cwd) {
+        let kept = runtime.home().join(&under_home);
+        if let Err(e) = tokio::fs::create_dir_all(&kept).await {
+            return Ended::fault(
+                Fault::Workspace,
+                format!("creating {}: {e}", kept.display()),
+            );
+        }
+        room.home_state.push((kept, under_home));
+    }
+    let stream = Arc::new(Mutex::new(runtime.stream()));
+    let supervised = supervise(
+        attempt,
+        command,
+        env,
+        &room,
+        StdoutLines::Events(stream.clone()),
+        &redactor,
+        reports,
+        cancel,
+    );
+    let session_now = || {
+        let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+        stream.session_id().to_string()
+    };
+    // Where this run's lines of a resumed session's transcript start.
+    let resumed_at = match &resumed {
+        Some((_, resume)) => transcript_now(&transcripts, &resume.session_id)
+            .await
+            .map(|(path, meta)| (path, meta.len())),
+        None => None,
+    };
+    let mut spend = SpendReader::new(resumed_at);
+    // The session is kept as it grows, for a retry after this worker dies;
+    // its spend is read as it grows where the stream reports it late.
+    let end = tokio::select! {
+        biased;
+        end = supervised => end,
+        never = keep_session_while_running(
+            attempt,
+            &workspace,
+            session_now,
+            &redactor,
+            &transcripts,
+            log,
+        ) => match never {},
+        never = read_spend_while_running(
+            R::SPEND_IN_TRANSCRIPT,
+            attempt,
+            (&stream, &mut spend),
+            &transcripts,
+            reports,
+        ) => match never {},
+    };
+    // What the CLI wrote since the last read: the run's own responses,
+    // whole, are what it is charged.
+    if R::SPEND_IN_TRANSCRIPT {
+        spend.read(&stream, &transcripts).await;
+    }
+    runtime.ran(&cwd);
+    let stream = std::mem::take(&mut *stream.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut ended = match end {
+        Ok(exited) => {
+            // A resumed session's reported cost includes what its earlier
+            // attempts spent.
+            let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
+            let mut ended = runtime.ended(exited.status, &stream, before, &redactor);
+            if let Some(unseen) = exited
+                .unseen
+                .filter(|_| ended.outcome == v1::Outcome::Failed)
+            {
+                ended.error = format!("{}: {unseen}", ended.error);
+            }
+            ended
+        }
+        Err(ended) => ended,
+    };
+    if ended.outcome == v1::Outcome::Failed && ended.fault.is_none() {
+        ended.limited = stream.limit(&ended.error);
+        if let Some(limit) = &mut ended.limited {
+            reset_from_the_provider(limit, runtime.reach());
+        }
+        if let Some(line) = stream.api_error_line(ended.limited.as_ref()) {
+            log(line);
+        }
+    }
+    // Ended before its result (cancelled, timed out, stalled, killed): what
+    // its responses cost so far is all that is known.
+    let spent = stream.spent();
+    if ended.cost.is_none() && spent != v1::Cost::default() {
+        ended.cost = Some(spent);
+    }
+    if let Some(tree) = tree {
+        // A workspace kept for a resume keeps its worktree as the session
+        // left it.
+        let keep = attempt.keep_workspace
+            || ended.resumable
+            || (ended.outcome == v1::Outcome::Failed && attempt.has_attempts_left());
+        repo::finish(attempt, tree, &mut ended, keep).await;
+    }
+    // Short of success, the session is kept for a retry on any worker
+    // (before the result: the retry may start as soon as it is in).
+    if ended.outcome != v1::Outcome::Succeeded
+        && let Some(line) = keep_session(
+            attempt,
+            &workspace,
+            stream.session_id(),
+            &redactor,
+            &transcripts,
+            false,
+        )
+        .await
+    {
+        log(line);
+    }
+    finish_workspace(attempt, &workspace, &ended).await;
+    ended
+}
+
+/// How often a running agent's transcript is read for its spend.
+const SPEND_READ_EVERY: Duration = Duration::from_millis(500);
+
+/// Where a run's spend is read from its session's transcript: the file,
+/// once the CLI has named the session, and how far it has been read (from
+/// where a resumed session's lines start: the earlier attempts' lines are
+/// not this run's).
+struct SpendReader {
+    resumed_at: Option<(PathBuf, u64)>,
+    reading: Option<(PathBuf, u64)>,
+}
+
+impl SpendReader {
+    fn new(resumed_at: Option<(PathBuf, u64)>) -> SpendReader {
+        SpendReader {
+            resumed_at,
+            reading: None,
+        }
+    }
+
+    /// Reads what the CLI added since the last read; what the run has
+    /// spent, when that grew.
+    async fn read<S: AgentStream>(
+        &mut self,
+        stream: &Mutex<S>,
+        transcripts: &Arc<dyn Transcripts>,
+    ) -> Option<v1::Cost> {
+        if self.reading.is_none() {
+            let id = {
+                let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+                stream.session_id().to_string()
+            };
+            if id.is_empty() {
+                return None;
+            }
+            self.reading = transcript_now(transcripts, &id).await.map(|(path, _)| {
+                let from = match &self.resumed_at {
+                    Some((at, len)) if *at == path => *len,
+                    _ => 0,
+                };
+                (path, from)
+            });
+        }
+        let (path, from) = self.reading.as_mut()?;
+        let (lines, read) = new_lines(path, *from).await.ok()?;
+        *from += read;
+        let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut grew = false;
+        for line in lines.lines() {
+            grew |= stream.read_transcript(line);
+        }
+        grew.then(|| stream.spent())
+    }
+}
+
+/// While the CLI runs (`wanted`: its runtime reads spend so): reports what
+/// the run spent each time its transcript grew. Runs until dropped.
+async fn read_spend_while_running<S: AgentStream>(
+    wanted: bool,
+    attempt: &Attempt,
+    (stream, reader): (&Mutex<S>, &mut SpendReader),
+    transcripts: &Arc<dyn Transcripts>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+) -> std::convert::Infallible {
+    if !wanted {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(SPEND_READ_EVERY).await;
+        if let Some(cost) = reader.read(stream, transcripts).await {
+            let _ = reports.send(FromAttempt::Spend {
+                attempt: attempt.key.clone(),
+                cost,
+            });
+        }
+    }
+}
+
+/// The whole lines of the file at `path` after byte `from`, and how many
+/// bytes they take: a line the CLI is still writing waits for the next
+/// read.
+async fn new_lines(path: &Path, from: u64) -> std::io::Result<(String, u64)> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(from)).await?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).await?;
+    let whole = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| at + 1);
+    bytes.truncate(whole);
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), whole as u64))
+}
+
+/// A limit resets when the provider said, as the model proxy read its
+/// answer (what the CLI reports of it, when it does, is the fallback: a
+/// run without the proxy), with a little jitter so the pool's agents do
+/// not all call at the instant it resets; the event names the source.
+fn reset_from_the_provider(limit: &mut Limit, reach: &Reach) {
+    let Some(said) = reach.reset_seen() else {
+        return;
+    };
+    let wait = (said.at - tidewright_core::calendar::now_micros()).max(0);
+    let spread = std::time::Duration::from_micros((wait / 10).min(1_000_000) as u64);
+    let jitter = tidewright_core::jitter::jitter(spread, 0.0, 1.0).as_micros() as i64;
+    limit.reset = Some(said.at + jitter);
+    limit.signal = format!("{}; reset from {}", limit.signal, said.source);
+}

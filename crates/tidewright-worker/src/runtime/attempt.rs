@@ -1,0 +1,257 @@
+//! One attempt of a step: what it is given (`Attempt`), what it tells its
+//! worker as it runs (`FromAttempt`), why it is stopped (`Stop`), and how it
+//! ended (`Ended`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tidewright_api::v1;
+use tidewright_core::{AttemptKey, LogStream, StepSpec};
+
+use super::checkpoint::Checkpoints;
+use crate::metrics::{Fault, WorkerMetrics};
+use crate::secrets::Redactor;
+
+/// What a running attempt tells its worker.
+#[derive(Debug)]
+pub enum FromAttempt {
+    Progress {
+        attempt: AttemptKey,
+        fraction: f32,
+        message: String,
+    },
+    Log {
+        attempt: AttemptKey,
+        stream: LogStream,
+        line: String,
+    },
+    /// The agent started (or resumed) its session.
+    Session {
+        attempt: AttemptKey,
+        session_id: String,
+        model: String,
+    },
+    /// What the attempt has cost so far (its running total), after each
+    /// model response.
+    Spend { attempt: AttemptKey, cost: v1::Cost },
+    /// A connection the step asked of its egress proxy, and the verdict.
+    Egress {
+        attempt: AttemptKey,
+        /// `host:port`.
+        destination: String,
+        allowed: bool,
+        /// Why it was refused; empty when allowed.
+        reason: String,
+    },
+    /// Boxed: a result (with its work on a repository) is the largest
+    /// message by far.
+    Done(Box<v1::StepResult>),
+}
+
+impl FromAttempt {
+    /// A line an agent's stream gives the step's log: masked, and cut to
+    /// a log line's length.
+    pub(crate) fn agent_log(attempt: &AttemptKey, redactor: &Redactor, line: String) -> Self {
+        let mut line = redactor.redact(line);
+        tidewright_core::truncate_at_char_boundary(&mut line, super::process::MAX_LINE_BYTES);
+        FromAttempt::Log {
+            attempt: attempt.clone(),
+            stream: LogStream::Stdout,
+            line,
+        }
+    }
+}
+
+/// Why a running attempt is told to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    pub reason: String,
+    /// The step will run again, continuing this attempt's session (its
+    /// budget paused it): keep the workspace for the resume.
+    pub resumable: bool,
+}
+
+impl Stop {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Stop {
+            reason: reason.into(),
+            resumable: false,
+        }
+    }
+}
+
+/// Everything one attempt needs.
+pub struct Attempt {
+    pub key: AttemptKey,
+    pub step: StepSpec,
+    pub inputs_json: String,
+    pub task_name: String,
+    /// The worker's root for workspaces.
+    pub work_dir: PathBuf,
+    /// Where the step's `secretEnv` values are read from.
+    pub secrets_dir: Option<PathBuf>,
+    /// Leave the workspace after the attempt, for debugging. Removed by
+    /// default: it may hold what the step made of its secrets, and a
+    /// long-lived worker's disk must not fill.
+    pub keep_workspace: bool,
+    /// An earlier attempt's agent session this one may continue.
+    pub resume: Option<ResumeFrom>,
+    /// How the step reaches the control plane for shared state; `None`
+    /// when the control plane gave it no token.
+    pub access: Option<StepAccess>,
+    /// The W3C `traceparent` of this attempt's span, given to the process as
+    /// `TRACEPARENT` so what it traces joins the task's trace.
+    pub traceparent: Option<String>,
+    /// The worker's metrics, which count this attempt.
+    pub metrics: Arc<WorkerMetrics>,
+    /// Where an agent's session is kept when the attempt ends short of
+    /// success, and found when it resumes; `None` keeps sessions on this
+    /// worker only.
+    pub checkpoints: Option<Checkpoints>,
+    /// The task's repository, at the commit the task started from.
+    pub repo: Option<tidewright_core::RepoSpec>,
+    /// Its dependencies' heads in the repository, (step id, commit), in
+    /// the task's order: the step starts from their merge.
+    pub dependency_heads: Vec<tidewright_core::repo::DependencyHead>,
+    /// What the step's process runs in.
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
+    /// What it may use.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Its ways out of the sandbox's network; `None` unsandboxed.
+    pub egress: Option<Arc<crate::egress::Egress>>,
+    /// Its task's egress allow-list, which the step's narrows.
+    pub task_egress: Option<tidewright_core::Egress>,
+    /// This worker's mirrors of repositories.
+    pub mirrors: Arc<tidewright_git::mirror::Mirrors>,
+    /// After the step, mirrors beyond this many bytes are evicted (0: no
+    /// bound).
+    pub mirrors_max_bytes: u64,
+    /// Where the step's branch is kept for its dependents on other
+    /// workers, and theirs found; `None` for a worker on its own (tests).
+    pub branches: Option<Arc<dyn super::checkpoint::Keeper>>,
+}
+
+/// What a step needs to call the control plane as itself: the worker's
+/// address and CA, and the attempt's own token (never the worker's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepAccess {
+    pub server: String,
+    pub ca_file: Option<PathBuf>,
+    pub token: String,
+    /// The `tidewright` executable, for `tidewright state` in scripts and the agents'
+    /// MCP server; its directory joins the end of the step's `PATH`.
+    pub tidewright_bin: Option<PathBuf>,
+}
+
+/// An earlier attempt's agent session, as the control plane remembers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeFrom {
+    /// The attempt that started it: its workspace holds the session.
+    pub attempt: u32,
+    pub session_id: String,
+    /// What the session cost before this attempt.
+    pub session_usd: f64,
+    /// The newest attempt that ran in it.
+    pub last_attempt: u32,
+}
+
+impl Attempt {
+    pub(crate) fn workspace(&self) -> PathBuf {
+        self.workspace_of(self.key.attempt)
+    }
+
+    /// The workspace attempt `n` of this step had on this worker.
+    pub(crate) fn workspace_of(&self, n: u32) -> PathBuf {
+        self.work_dir
+            .join(&self.key.task_id)
+            .join(&self.key.step_id)
+            .join(format!("attempt-{n}"))
+    }
+
+    /// Masks `secrets` and the attempt's own token in what the step says.
+    pub(crate) fn redactor<'a>(
+        &'a self,
+        secrets: impl Iterator<Item = &'a String>,
+    ) -> Arc<Redactor> {
+        Arc::new(Redactor::new(
+            secrets.chain(self.access.iter().map(|a| &a.token)),
+        ))
+    }
+
+    /// Whether the step may run again after this attempt fails.
+    pub(crate) fn has_attempts_left(&self) -> bool {
+        self.step
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.max_attempts > self.key.attempt)
+    }
+}
+
+/// How an attempt ended, before it becomes the step's result.
+pub struct Ended {
+    pub(crate) outcome: v1::Outcome,
+    pub(crate) output_json: String,
+    pub(crate) error: String,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) cost: Option<v1::Cost>,
+    /// Set when the runtime failed, not the step.
+    pub(crate) fault: Option<Fault>,
+    /// Stopped to run again later in the same session: its workspace stays.
+    pub(crate) resumable: bool,
+    /// The provider's limit stopped the agent, as its CLI reported.
+    pub(crate) limited: Option<Limit>,
+    /// Its dependencies' work would not merge, so it did not run.
+    pub(crate) conflict: Option<v1::MergeConflict>,
+    /// What the step did to its task's repository.
+    pub(crate) work: Option<v1::StepWork>,
+}
+
+impl Ended {
+    pub fn succeeded(output_json: String, exit_code: Option<i32>) -> Self {
+        Ended {
+            outcome: v1::Outcome::Succeeded,
+            output_json,
+            error: String::new(),
+            exit_code,
+            cost: None,
+            fault: None,
+            resumable: false,
+            limited: None,
+            work: None,
+            conflict: None,
+        }
+    }
+
+    pub fn failed(error: impl Into<String>, exit_code: Option<i32>) -> Self {
+        Ended {
+            outcome: v1::Outcome::Failed,
+            output_json: String::new(),
+            error: error.into(),
+            exit_code,
+            cost: None,
+            fault: None,
+            resumable: false,
+            limited: None,
+            work: None,
+            conflict: None,
+        }
+    }
+
+    /// The runtime could not do its part; the step never ran to an end.
+    pub fn fault(fault: Fault, error: impl Into<String>) -> Self {
+        Ended {
+            fault: Some(fault),
+            ..Ended::failed(error, None)
+        }
+    }
+}
+
+/// A provider limit that ended an agent's run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    /// When the limit resets (microseconds since the epoch), when the
+    /// agent's reports said; `None`: the pool backs off.
+    pub reset: Option<tidewright_core::Micros>,
+    /// Which report decided, as people read it in the step's events.
+    pub signal: String,
+}

@@ -1,0 +1,297 @@
+//! The Claude Code runtime: the `claude` CLI run headless
+//! (`-p ... --output-format stream-json`), its stream read in `stream` and
+//! `run`, its provider limits told apart in `limits`, its sessions'
+//! transcripts where `transcripts` says, resumed with `--resume`.
+
+pub mod limits;
+pub mod run;
+pub mod settings;
+pub mod stream;
+pub mod transcripts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use tidewright_api::v1;
+use tidewright_core::ClaudeCodeSpec;
+use tokio::process::Command;
+
+use super::agent::{AgentRuntime, agent_prompt};
+use super::attempt::{Attempt, Ended};
+use super::process::{basic_environment, describe_exit};
+use super::session::Transcripts;
+use super::workspace::has_inputs;
+use crate::mcp::{SERVER_NAME, agent_config};
+use crate::metrics::Fault;
+use crate::model_proxy::{ModelProxy, Reach};
+use crate::secrets::Redactor;
+use run::ClaudeRun;
+use settings::ClaudeSettings;
+use stream::RunResult;
+use transcripts::ClaudeTranscripts;
+
+/// Turns a Claude Code step may take when it sets no `maxTurns`: an agent
+/// that loops must end, and cost, at some point.
+pub const DEFAULT_MAX_TURNS: u32 = 100;
+
+/// One Claude Code step, as this worker runs it.
+pub struct ClaudeCode<'a> {
+    settings: &'a ClaudeSettings,
+    spec: &'a ClaudeCodeSpec,
+    max_turns: u32,
+    /// Through the worker's model proxy: the CLI gets this attempt's key
+    /// and the proxy's address, never the worker's credential.
+    reach: Reach,
+}
+
+impl<'a> ClaudeCode<'a> {
+    pub fn new(
+        settings: &'a ClaudeSettings,
+        proxy: Option<&ModelProxy>,
+        spec: &'a ClaudeCodeSpec,
+    ) -> Self {
+        ClaudeCode {
+            settings,
+            spec,
+            max_turns: spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS),
+            reach: Reach::new(proxy),
+        }
+    }
+}
+
+impl AgentRuntime for ClaudeCode<'_> {
+    type Stream = ClaudeRun;
+
+    fn secrets(&self) -> Vec<&String> {
+        self.settings
+            .api_key
+            .iter()
+            .chain(&self.settings.oauth_token)
+            .chain(self.reach.attempt_key())
+            .collect()
+    }
+
+    fn program(&self) -> &Path {
+        &self.settings.bin
+    }
+
+    fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    fn home(&self) -> &Path {
+        &self.settings.home
+    }
+
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+        vec![transcripts::project_dir(cwd)]
+    }
+
+    fn transcripts(&self) -> Arc<dyn Transcripts> {
+        Arc::new(ClaudeTranscripts::new(&self.settings.home))
+    }
+
+    fn stream(&self) -> ClaudeRun {
+        ClaudeRun::new(self.max_turns)
+    }
+
+    /// The outcome is the stream's `result` line, not the exit code: API
+    /// errors exit like successes, and a run killed before its result is a
+    /// failure.
+    fn ended(
+        &self,
+        status: ExitStatus,
+        stream: &ClaudeRun,
+        session_usd_before: f64,
+        redactor: &Redactor,
+    ) -> Ended {
+        ended(status, stream, self.max_turns, session_usd_before, redactor)
+    }
+
+    fn command(
+        &self,
+        attempt: &Attempt,
+        workspace: &Path,
+        _cwd: &Path,
+        resume: Option<&str>,
+        briefing: Option<&str>,
+    ) -> (Command, BTreeMap<String, String>) {
+        let mut command = Command::new(&self.settings.bin);
+        let prompt = agent_prompt(
+            &self.spec.prompt,
+            has_inputs(&attempt.inputs_json),
+            resume,
+            briefing,
+        );
+        command.args(args(
+            self.spec,
+            prompt,
+            self.settings,
+            self.max_turns,
+            resume,
+            attempt
+                .access
+                .as_ref()
+                .and_then(|a| a.tidewright_bin.as_deref()),
+        ));
+        let mut env = environment(attempt, self.settings, workspace);
+        if let (Some(url), Some(key)) = (self.reach.proxy_url(), self.reach.attempt_key()) {
+            env.insert("ANTHROPIC_BASE_URL".into(), url.to_string());
+            for var in ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"] {
+                if env.contains_key(var) {
+                    env.insert(var.into(), key.clone());
+                }
+            }
+        }
+        (command, env)
+    }
+}
+
+/// How a CLI run that exited ended: its result line decides.
+fn ended(
+    status: ExitStatus,
+    run: &ClaudeRun,
+    max_turns: u32,
+    session_usd_before: f64,
+    redactor: &Redactor,
+) -> Ended {
+    let Some(result) = &run.result else {
+        return Ended {
+            exit_code: status.code(),
+            ..Ended::fault(
+                Fault::NoResult,
+                format!(
+                    "the claude CLI ended without a result ({})",
+                    describe_exit(status)
+                ),
+            )
+        };
+    };
+    let cost = v1::Cost {
+        usd: (result.total_cost_usd - session_usd_before).max(0.0),
+        input_tokens: result.usage.input_tokens,
+        output_tokens: result.usage.output_tokens,
+        cache_read_tokens: result.usage.cache_read_input_tokens,
+        cache_creation_tokens: result.usage.cache_creation_input_tokens,
+    };
+    let mut ended = match result.failure(Some(max_turns)) {
+        Some(error) => Ended::failed(redactor.redact(error), status.code()),
+        None => Ended::succeeded(
+            redactor.redact(output(result, run, &cost).to_string()),
+            status.code(),
+        ),
+    };
+    ended.cost = Some(cost);
+    ended
+}
+
+/// The CLI's argv. The prompt follows `-p` directly: a list flag such as
+/// `--allowedTools A B` would swallow a positional prompt after it, so list
+/// values are given as one `--flag=a,b` argument. With `tidewright_bin`, the
+/// agent gets tidewright's shared-state tools (`tidewright mcp`) and only those MCP
+/// servers, and may call them.
+fn args(
+    spec: &ClaudeCodeSpec,
+    prompt: String,
+    settings: &ClaudeSettings,
+    max_turns: u32,
+    resume: Option<&str>,
+    tidewright_bin: Option<&Path>,
+) -> Vec<String> {
+    let mut args = vec![
+        "-p".to_string(),
+        prompt,
+        "--output-format".into(),
+        "stream-json".into(),
+        // stream-json requires it.
+        "--verbose".into(),
+        // Each model response's usage as it ends, so cost streams in per
+        // turn (budgets stop a run mid-way, not after it).
+        "--include-partial-messages".into(),
+        "--max-turns".into(),
+        max_turns.to_string(),
+    ];
+    if let Some(session) = resume {
+        args.extend(["--resume".into(), session.to_string()]);
+    }
+    if let Some(model) = spec.model.as_ref().or(settings.model.as_ref()) {
+        args.extend(["--model".into(), model.clone()]);
+    }
+    let mut allowed = spec.allowed_tools.clone();
+    if let Some(tidewright_bin) = tidewright_bin {
+        args.push(format!("--mcp-config={}", agent_config(tidewright_bin)));
+        args.push("--strict-mcp-config".into());
+        allowed.push(format!("mcp__{}", SERVER_NAME));
+    }
+    if !allowed.is_empty() {
+        args.push(format!("--allowedTools={}", allowed.join(",")));
+    }
+    if let Some(mode) = &spec.permission_mode {
+        args.extend(["--permission-mode".into(), mode.as_str().to_string()]);
+    }
+    args
+}
+
+/// The CLI's environment, built: the basics, its own home, the API key and
+/// base URL, and no traffic beyond the API calls.
+fn environment(
+    attempt: &Attempt,
+    settings: &ClaudeSettings,
+    workspace: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = basic_environment(attempt, workspace);
+    env.insert("HOME".into(), settings.home.display().to_string());
+    env.insert(
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+        "1".into(),
+    );
+    env.insert("DISABLE_AUTOUPDATER".into(), "1".into());
+    if let Some(key) = &settings.api_key {
+        env.insert("ANTHROPIC_API_KEY".into(), key.clone());
+    }
+    if let Some(token) = &settings.oauth_token {
+        env.insert("CLAUDE_CODE_OAUTH_TOKEN".into(), token.clone());
+    }
+    if let Some(url) = &settings.base_url {
+        env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
+    }
+    env
+}
+
+/// The step's output: the run's result, its session and model (from the
+/// init line), what this attempt cost, and the session's cost per model (a
+/// resumed session's includes its earlier attempts, as the CLI counts it).
+fn output(result: &RunResult, run: &ClaudeRun, cost: &v1::Cost) -> serde_json::Value {
+    let mut output = result.output();
+    output["model"] = serde_json::json!(run.model);
+    if result.session_id.is_empty() {
+        output["sessionId"] = serde_json::json!(run.session_id);
+    }
+    let by_model: serde_json::Map<String, serde_json::Value> = result
+        .model_usage
+        .iter()
+        .map(|(name, usage)| {
+            (
+                name.clone(),
+                serde_json::json!({
+                    "usd": usage.cost_usd,
+                    "inputTokens": usage.input_tokens,
+                    "outputTokens": usage.output_tokens,
+                    "cacheReadTokens": usage.cache_read_input_tokens,
+                    "cacheCreationTokens": usage.cache_creation_input_tokens,
+                }),
+            )
+        })
+        .collect();
+    output["cost"] = serde_json::json!({
+        "usd": cost.usd,
+        "inputTokens": cost.input_tokens,
+        "outputTokens": cost.output_tokens,
+        "cacheReadTokens": cost.cache_read_tokens,
+        "cacheCreationTokens": cost.cache_creation_tokens,
+        "sessionByModel": by_model,
+    });
+    output
+}

@@ -1,0 +1,184 @@
+//! One Claude Code run as its stream is read: the session and model it
+//! started, each turn as progress, what the agent says and does as log
+//! lines, the cost after each model response, the result, and a provider
+//! limit.
+
+use tidewright_api::v1;
+use tidewright_api::view::format_utc;
+use tidewright_core::AttemptKey;
+
+use super::limits;
+use super::stream::{LimitEvent, Line, Prices, RunResult, Usage, parse_line};
+use crate::runtime::agent::AgentStream;
+use crate::runtime::attempt::{FromAttempt, Limit};
+use crate::runtime::process::LineReader;
+use crate::secrets::Redactor;
+
+/// What has been read of one CLI run so far.
+#[derive(Debug, Default)]
+pub struct ClaudeRun {
+    max_turns: u32,
+    pub(super) session_id: String,
+    pub(super) model: String,
+    /// Assistant messages seen: one per turn.
+    turns: u32,
+    last_message: String,
+    pub(super) result: Option<RunResult>,
+    /// What the model responses before the current one cost, priced here.
+    settled: v1::Cost,
+    /// The current response's usage so far, and its model.
+    turn: Usage,
+    turn_model: String,
+    /// A `rate_limit_event` said the limit was hit.
+    limit_event: Option<LimitEvent>,
+}
+
+impl ClaudeRun {
+    pub fn new(max_turns: u32) -> Self {
+        ClaudeRun {
+            max_turns,
+            ..ClaudeRun::default()
+        }
+    }
+
+    /// What the attempt's model responses have cost so far, priced from
+    /// their usage (see [`Prices`]).
+    fn spent(&self) -> v1::Cost {
+        let turn = &self.turn;
+        v1::Cost {
+            usd: self.settled.usd + Prices::of(&self.turn_model).cost(turn),
+            input_tokens: self.settled.input_tokens + turn.input_tokens,
+            output_tokens: self.settled.output_tokens + turn.output_tokens,
+            cache_read_tokens: self.settled.cache_read_tokens + turn.cache_read_input_tokens,
+            cache_creation_tokens: self.settled.cache_creation_tokens
+                + turn.cache_creation_input_tokens,
+        }
+    }
+
+    /// The reports one stdout line makes: log lines for what the agent says
+    /// and does, progress at each new turn, the cost so far after each
+    /// model response.
+    fn read_line(
+        &mut self,
+        raw: &str,
+        attempt: &AttemptKey,
+        redactor: &Redactor,
+    ) -> Vec<FromAttempt> {
+        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
+        match parse_line(raw) {
+            Ok(Line::Init { session_id, model }) => {
+                let line = format!("claude session {session_id} (model {model})");
+                self.session_id.clone_from(&session_id);
+                self.model.clone_from(&model);
+                vec![
+                    log(line),
+                    FromAttempt::Session {
+                        attempt: attempt.clone(),
+                        session_id,
+                        model,
+                    },
+                ]
+            }
+            Ok(Line::Assistant {
+                message_id,
+                log: text,
+            }) => {
+                let mut reports = Vec::new();
+                if message_id != self.last_message {
+                    self.last_message = message_id;
+                    self.turns += 1;
+                    let first = text.lines().next().unwrap_or_default();
+                    let mut message = format!("turn {} of {}: {first}", self.turns, self.max_turns);
+                    tidewright_core::truncate_at_char_boundary(&mut message, 200);
+                    reports.push(FromAttempt::Progress {
+                        attempt: attempt.clone(),
+                        fraction: (self.turns as f32 / self.max_turns.max(1) as f32).min(1.0),
+                        message: redactor.redact(message),
+                    });
+                }
+                reports.extend(text.lines().map(|line| log(line.to_string())));
+                reports
+            }
+            Ok(Line::ApiRetry(message)) => vec![log(message)],
+            Ok(Line::TurnStarted { model, usage }) => {
+                self.settled = self.spent();
+                self.turn = usage;
+                self.turn_model = model;
+                Vec::new()
+            }
+            Ok(Line::RateLimited(event)) => {
+                let until = event
+                    .resets_at
+                    .map(|at| format!(" until {}", format_utc(at)))
+                    .unwrap_or_default();
+                self.limit_event = Some(event);
+                vec![log(format!(
+                    "the provider's usage limit was reached{until}"
+                ))]
+            }
+            Ok(Line::TurnUsage(usage)) => {
+                self.turn = self.turn.max(&usage);
+                vec![FromAttempt::Spend {
+                    attempt: attempt.clone(),
+                    cost: self.spent(),
+                }]
+            }
+            Ok(Line::Result(result)) => {
+                self.result = Some(*result);
+                Vec::new()
+            }
+            Ok(Line::Other) => Vec::new(),
+            // The CLI's own warnings can land on stdout: keep them as logs.
+            Err(_) => vec![log(raw.trim_end().to_string())],
+        }
+    }
+}
+
+impl LineReader for ClaudeRun {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
+        self.read_line(raw, attempt, redactor)
+    }
+}
+
+impl AgentStream for ClaudeRun {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    fn spent(&self) -> v1::Cost {
+        ClaudeRun::spent(self)
+    }
+
+    fn limit(&self, error: &str) -> Option<Limit> {
+        limits::classify(self.limit_event.as_ref(), self.result.as_ref(), error)
+    }
+
+    fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
+        api_error_line(self.result.as_ref(), limit)
+    }
+}
+
+/// What the worker says of a run that ended on an API error: the status,
+/// and what tidewright does with it. `None` when the run reported no status.
+fn api_error_line(result: Option<&RunResult>, limit: Option<&Limit>) -> Option<String> {
+    if let Some(limit) = limit {
+        return Some(format!(
+            "the provider's limit stopped the agent ({}): the pool pauses, and this attempt does not count",
+            limit.signal
+        ));
+    }
+    let result = result?;
+    let status = result.api_error_status?;
+    let kind = if result.api_error_type.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", result.api_error_type)
+    };
+    Some(if status >= 500 {
+        format!(
+            "the API failed on its side (api_error_status {status}{kind}): the attempt fails, and the step's retry policy runs it again"
+        )
+    } else {
+        format!("the API refused the request (api_error_status {status}{kind}): the attempt fails")
+    })
+}

@@ -1,0 +1,511 @@
+//! One `codex exec --json` run as its stream is read: the thread it
+//! started or resumed (tidewright's session), what the agent says and runs as log
+//! lines and progress, the thread's token usage when the turn ends, how
+//! the turn ended, and a provider limit.
+//!
+//! The stream is JSON lines: `thread.started`, `turn.started`,
+//! `item.started` / `item.updated` / `item.completed` (an agent message,
+//! reasoning, a command, a file change, an MCP tool call, a web search, a
+//! to-do list, an error), then `turn.completed` with the thread's usage or
+//! `turn.failed` with its error; `error` lines report the CLI's retries.
+
+use serde_json::Value;
+use tidewright_api::v1;
+use tidewright_core::AttemptKey;
+
+use crate::runtime::agent::AgentStream;
+use crate::runtime::attempt::{FromAttempt, Limit};
+use crate::runtime::prices::{Prices, Usage};
+use crate::runtime::process::LineReader;
+use crate::secrets::Redactor;
+
+/// Longest command or query shown in a log or progress line.
+const SUMMARY_CHARS: usize = 160;
+
+/// One line of the stream, as tidewright reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    ThreadStarted(String),
+    TurnStarted,
+    /// An item began (`done` false) or ended.
+    Item {
+        done: bool,
+        item: Item,
+    },
+    /// The thread's usage so far, as the turn ended.
+    TurnCompleted(Usage),
+    TurnFailed(String),
+    /// The CLI's own error report (a retry, or the error that ends it).
+    Error(String),
+    Other,
+}
+
+/// What the agent did, as an item of the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Message(String),
+    Reasoning(String),
+    Command {
+        command: String,
+        exit_code: Option<i64>,
+        output: String,
+    },
+    FileChange(Vec<String>),
+    ToolCall(String),
+    WebSearch(String),
+    /// Items done, of all.
+    Todo {
+        done: usize,
+        of: usize,
+    },
+    Error(String),
+    Other,
+}
+
+/// Reads one line. A line that is not JSON is an error the caller logs (the
+/// CLI's own warnings can land on stdout); it does not end the run.
+pub fn parse_line(line: &str) -> Result<Line, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Ok(match value["type"].as_str().unwrap_or_default() {
+        "thread.started" => Line::ThreadStarted(text(&value["thread_id"])),
+        "turn.started" => Line::TurnStarted,
+        "item.started" | "item.updated" => Line::Item {
+            done: false,
+            item: item(&value["item"]),
+        },
+        "item.completed" => Line::Item {
+            done: true,
+            item: item(&value["item"]),
+        },
+        "turn.completed" => {
+            let usage = &value["usage"];
+            let count = |name: &str| usage[name].as_u64().unwrap_or(0);
+            Line::TurnCompleted(Usage {
+                input_tokens: count("input_tokens"),
+                cached_input_tokens: count("cached_input_tokens"),
+                output_tokens: count("output_tokens"),
+            })
+        }
+        "turn.failed" => Line::TurnFailed(text(&value["error"]["message"])),
+        "error" => Line::Error(text(&value["message"])),
+        _ => Line::Other,
+    })
+}
+
+fn item(value: &Value) -> Item {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    match value["type"].as_str().unwrap_or_default() {
+        "agent_message" => Item::Message(text(&value["text"])),
+        "reasoning" => Item::Reasoning(text(&value["text"])),
+        "command_execution" => Item::Command {
+            command: text(&value["command"]),
+            exit_code: value["exit_code"].as_i64(),
+            output: text(&value["aggregated_output"]),
+        },
+        "file_change" => Item::FileChange(
+            value["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|change| format!("{} {}", text(&change["kind"]), text(&change["path"])))
+                .collect(),
+        ),
+        "mcp_tool_call" => Item::ToolCall(format!(
+            "{}.{}",
+            text(&value["server"]),
+            text(&value["tool"])
+        )),
+        "web_search" => Item::WebSearch(text(&value["query"])),
+        "todo_list" => {
+            let items = value["items"].as_array().cloned().unwrap_or_default();
+            Item::Todo {
+                done: items.iter().filter(|i| i["completed"] == true).count(),
+                of: items.len(),
+            }
+        }
+        "error" => Item::Error(text(&value["message"])),
+        _ => Item::Other,
+    }
+}
+
+/// What has been read of one CLI run so far.
+#[derive(Debug, Default)]
+pub struct CodexRun {
+    /// The model the run was given (the stream does not say).
+    pub(super) model: String,
+    /// What its tokens cost; none: the list price of `model`.
+    prices: Option<Prices>,
+    pub(super) session_id: String,
+    /// The last thing the agent said: the step's result.
+    pub(super) last_message: String,
+    /// The thread's usage when its turn completed.
+    pub(super) usage: Option<Usage>,
+    /// Why the turn failed, when it did.
+    pub(super) failure: Option<String>,
+    /// The CLI's last error report.
+    pub(super) last_error: String,
+    commands: u32,
+    /// This run's model responses, as the thread's rollout records them
+    /// (`token_usage_record`) while the turn goes on.
+    responses: Usage,
+}
+
+impl CodexRun {
+    pub fn new(model: &str, prices: Prices) -> Self {
+        CodexRun {
+            model: model.to_string(),
+            prices: Some(prices),
+            ..CodexRun::default()
+        }
+    }
+
+    /// What this run's responses cost, as its rollout recorded them; `None`
+    /// when none were read.
+    pub fn own_cost(&self) -> Option<v1::Cost> {
+        (self.responses != Usage::default()).then(|| self.cost_of(&self.responses))
+    }
+
+    /// What the thread's usage costs, as tidewright's cost.
+    pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
+        self.prices
+            .clone()
+            .unwrap_or_else(|| Prices::openai(&self.model))
+            .priced(usage)
+    }
+
+    fn read_line(
+        &mut self,
+        raw: &str,
+        attempt: &AttemptKey,
+        redactor: &Redactor,
+    ) -> Vec<FromAttempt> {
+        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
+        let progress = |fraction: f32, message: String| {
+            let mut message = redactor.redact(message);
+            tidewright_core::truncate_at_char_boundary(&mut message, 200);
+            FromAttempt::Progress {
+                attempt: attempt.clone(),
+                fraction,
+                message,
+            }
+        };
+        let line = match parse_line(raw) {
+            Ok(line) => line,
+            // The CLI's own warnings can land on stdout: keep them as logs.
+            Err(_) => return vec![log(raw.trim_end().to_string())],
+        };
+        match line {
+            Line::ThreadStarted(thread) => {
+                self.session_id.clone_from(&thread);
+                vec![
+                    log(format!("codex thread {thread} (model {})", self.model)),
+                    FromAttempt::Session {
+                        attempt: attempt.clone(),
+                        session_id: thread,
+                        model: self.model.clone(),
+                    },
+                ]
+            }
+            Line::TurnStarted => Vec::new(),
+            Line::Item { done, item } => match (done, item) {
+                (true, Item::Message(text)) => {
+                    self.last_message.clone_from(&text);
+                    text.lines().map(|line| log(line.to_string())).collect()
+                }
+                (true, Item::Reasoning(text)) => text
+                    .lines()
+                    .take(3)
+                    .map(|line| log(format!("thinking: {line}")))
+                    .collect(),
+                (false, Item::Command { command, .. }) => {
+                    self.commands += 1;
+                    let shown = summary(&command);
+                    vec![
+                        log(format!("$ {shown}")),
+                        progress(0.0, format!("command {}: {shown}", self.commands)),
+                    ]
+                }
+                (
+                    true,
+                    Item::Command {
+                        exit_code, output, ..
+                    },
+                ) => {
+                    let mut reports: Vec<FromAttempt> = output
+                        .lines()
+                        .rev()
+                        .take(20)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .map(|line| log(format!("  {line}")))
+                        .collect();
+                    if let Some(code) = exit_code {
+                        reports.push(log(format!("  (exit {code})")));
+                    }
+                    reports
+                }
+                (true, Item::FileChange(changes)) => changes
+                    .into_iter()
+                    .map(|change| log(format!("changed: {change}")))
+                    .collect(),
+                (false, Item::ToolCall(tool)) => vec![log(format!("tool {tool}"))],
+                (true, Item::WebSearch(query)) => {
+                    vec![log(format!("web search: {}", summary(&query)))]
+                }
+                (_, Item::Todo { done, of }) if of > 0 => vec![progress(
+                    done as f32 / of as f32,
+                    format!("{done} of {of} planned items done"),
+                )],
+                (true, Item::Error(message)) => vec![log(format!("codex: {message}"))],
+                _ => Vec::new(),
+            },
+            Line::TurnCompleted(usage) => {
+                let cost = self.cost_of(&usage);
+                self.usage = Some(usage);
+                vec![FromAttempt::Spend {
+                    attempt: attempt.clone(),
+                    cost,
+                }]
+            }
+            Line::TurnFailed(message) => {
+                self.failure = Some(message.clone());
+                vec![log(format!("the turn failed: {message}"))]
+            }
+            Line::Error(message) => {
+                self.last_error.clone_from(&message);
+                vec![log(format!("codex: {message}"))]
+            }
+            Line::Other => Vec::new(),
+        }
+    }
+}
+
+/// A command or query cut to a line's length.
+fn summary(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(SUMMARY_CHARS) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
+}
+
+impl LineReader for CodexRun {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
+        self.read_line(raw, attempt, redactor)
+    }
+}
+
+impl AgentStream for CodexRun {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// This run's responses as its rollout recorded them; else, the
+    /// thread's usage when its turn completed.
+    fn spent(&self) -> v1::Cost {
+        if self.responses != Usage::default() {
+            return self.cost_of(&self.responses);
+        }
+        self.usage
+            .as_ref()
+            .map(|usage| self.cost_of(usage))
+            .unwrap_or_default()
+    }
+
+    /// The rollout's `token_usage_record` of each model response: its
+    /// `usage` is that response's alone.
+    fn read_transcript(&mut self, line: &str) -> bool {
+        if !line.contains("\"token_usage_record\"") {
+            return false;
+        }
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            return false;
+        };
+        if record["type"] != "token_usage_record" {
+            return false;
+        }
+        let usage = &record["payload"]["usage"];
+        let count = |name: &str| usage[name].as_u64().unwrap_or(0);
+        self.responses.add(&Usage {
+            input_tokens: count("input_tokens"),
+            cached_input_tokens: count("cached_input_tokens"),
+            output_tokens: count("output_tokens"),
+        });
+        true
+    }
+
+    /// A 429 is the provider's limit: the API key's rate or its quota. The
+    /// CLI says only the status (`exceeded retry limit, last status: 429
+    /// Too Many Requests`), never a reset, so the pool backs off.
+    fn limit(&self, error: &str) -> Option<Limit> {
+        let said = [error, self.last_error.as_str()];
+        said.iter()
+            .any(|text| last_status(text) == Some(429) || text.contains("Too Many Requests"))
+            .then(|| Limit {
+                reset: None,
+                signal: "status 429".into(),
+            })
+    }
+
+    fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
+        if let Some(limit) = limit {
+            return Some(format!(
+                "the provider's limit stopped the agent ({}): the pool's codex agents pause, and this attempt does not count",
+                limit.signal
+            ));
+        }
+        let failure = self.failure.as_deref()?;
+        Some(match last_status(failure) {
+            Some(status) if status >= 500 => format!(
+                "the API failed on its side (status {status}): the attempt fails, and the step's retry policy runs it again"
+            ),
+            Some(status) => {
+                format!("the API refused the request (status {status}): the attempt fails")
+            }
+            None => format!("the turn failed: {failure}"),
+        })
+    }
+}
+
+/// The status in the CLI's `... last status: 503 Service Unavailable`.
+fn last_status(message: &str) -> Option<u16> {
+    let (_, after) = message.rsplit_once("status: ")?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_as_what_the_agent_did() {
+        assert_eq!(
+            parse_line(r#"{"type":"thread.started","thread_id":"t-1"}"#),
+            Ok(Line::ThreadStarted("t-1".into()))
+        );
+        assert_eq!(
+            parse_line(
+                r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"/bin/bash -lc 'echo hi'","aggregated_output":"hi\n","exit_code":0,"status":"completed"}}"#
+            ),
+            Ok(Line::Item {
+                done: true,
+                item: Item::Command {
+                    command: "/bin/bash -lc 'echo hi'".into(),
+                    exit_code: Some(0),
+                    output: "hi\n".into(),
+                }
+            })
+        );
+        assert_eq!(
+            parse_line(
+                r#"{"type":"turn.completed","usage":{"input_tokens":300,"cached_input_tokens":60,"output_tokens":50,"reasoning_output_tokens":0}}"#
+            ),
+            Ok(Line::TurnCompleted(Usage {
+                input_tokens: 300,
+                cached_input_tokens: 60,
+                output_tokens: 50,
+            }))
+        );
+        assert_eq!(
+            parse_line(
+                r#"{"type":"item.updated","item":{"type":"todo_list","items":[{"text":"a","completed":true},{"text":"b","completed":false}]}}"#
+            ),
+            Ok(Line::Item {
+                done: false,
+                item: Item::Todo { done: 1, of: 2 }
+            })
+        );
+        assert!(parse_line("WARNING: not json").is_err());
+        assert_eq!(parse_line(r#"{"type":"something.new"}"#), Ok(Line::Other));
+    }
+
+    /// The pinned CLI's stream of a run, recorded by
+    /// `tests/tests/codex_fixtures.rs` against the mock Responses API
+    /// (`TIDEWRIGHT_RECORD_FIXTURES=1`); never written by hand. Read as the
+    /// worker reads it: the run, and the log lines it made.
+    fn replay(name: &str) -> (CodexRun, Vec<String>) {
+        let mut run = CodexRun::new("gpt-5", Prices::openai("gpt-5"));
+        let logs = crate::runtime::process::replay_fixture(&mut run, "codex", name);
+        (run, logs)
+    }
+
+    #[test]
+    fn the_pinned_clis_run_reads_as_its_thread_commands_answer_and_usage() {
+        let (run, logs) = replay("command-then-answer");
+        assert!(!run.session_id.is_empty());
+        assert_eq!(run.last_message, "Wrote hello.txt.");
+        assert_eq!(run.failure, None);
+        let usage = run.usage.clone().expect("usage");
+        // Two model calls of the mock's 100 in (10 cached) and 20 out.
+        assert_eq!(
+            usage,
+            Usage {
+                input_tokens: 200,
+                cached_input_tokens: 20,
+                output_tokens: 40,
+            }
+        );
+        let cost = run.spent();
+        assert_eq!(
+            (
+                cost.input_tokens,
+                cost.cache_read_tokens,
+                cost.output_tokens
+            ),
+            (180, 20, 40)
+        );
+        assert!(cost.usd > 0.0);
+        for expected in [
+            "$ /bin/bash -lc 'echo hello > hello.txt && cat hello.txt'",
+            "  hello",
+            "  (exit 0)",
+            "Wrote hello.txt.",
+        ] {
+            assert!(
+                logs.iter().any(|l| l == expected),
+                "{expected:?} in {logs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pinned_clis_429_is_a_limit_and_its_500_a_failure() {
+        let (run, _) = replay("api-429");
+        let failure = run.failure.clone().expect("the turn failed");
+        assert_eq!(
+            run.limit(&failure),
+            Some(Limit {
+                reset: None,
+                signal: "status 429".into(),
+            })
+        );
+        assert_eq!(run.usage, None, "no usage from a refused call");
+        let (run, _) = replay("api-500");
+        let failure = run.failure.clone().expect("the turn failed");
+        assert_eq!(run.limit(&failure), None);
+        assert!(
+            run.api_error_line(None)
+                .is_some_and(|line| line.contains("the turn failed")),
+            "{:?}",
+            run.api_error_line(None)
+        );
+    }
+
+    #[test]
+    fn a_429_is_the_providers_limit_and_other_statuses_are_not() {
+        let run = CodexRun::default();
+        let limited = "exceeded retry limit, last status: 429 Too Many Requests";
+        assert_eq!(
+            run.limit(limited).map(|l| l.signal),
+            Some("status 429".to_string())
+        );
+        assert_eq!(
+            run.limit("exceeded retry limit, last status: 503 Service Unavailable"),
+            None
+        );
+        assert_eq!(last_status(limited), Some(429));
+        assert_eq!(last_status("no status here"), None);
+    }
+}

@@ -1,0 +1,315 @@
+//! The Gemini CLI runtime: `gemini -p PROMPT --output-format stream-json`
+//! run headless, its stream read in `stream`, its tokens priced at the
+//! operator's or Google's list prices. Each working directory gets a
+//! Gemini home of its own under the worker's (`GEMINI_CLI_HOME`), holding
+//! the settings tidewright writes (the API key as the way in: with
+//! `GOOGLE_GEMINI_BASE_URL` set, the CLI would otherwise take a gateway's
+//! auth and refuse). The key reaches it by environment only.
+
+pub mod stream;
+pub mod transcripts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use tidewright_core::GeminiSpec;
+use tokio::process::Command;
+
+use super::agent::{AgentRuntime, agent_prompt};
+use super::attempt::{Attempt, Ended};
+use super::process::{basic_environment, describe_exit};
+use super::session::Transcripts;
+use super::workspace::has_inputs;
+use crate::mcp::SERVER_NAME;
+use crate::metrics::Fault;
+use crate::model_proxy::{ModelProxy, Reach};
+use crate::runtime::prices::{PriceTable, Prices};
+use crate::sandbox::{SANDBOX_HOME, Sandbox};
+use crate::secrets::Redactor;
+use stream::GeminiRun;
+use transcripts::{GeminiTranscripts, home_of};
+
+/// Google's Gemini API, when the worker is given no base URL.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// The model when neither the step nor the worker names one: named, so
+/// the CLI does not first ask a router model which to use.
+pub const DEFAULT_MODEL: &str = "gemini-2.5-pro";
+
+/// How a worker runs the Gemini CLI.
+#[derive(Debug, Clone, Default)]
+pub struct GeminiSettings {
+    /// The `gemini` executable.
+    pub bin: PathBuf,
+    /// The model when a step names none.
+    pub model: Option<String>,
+    /// `GEMINI_API_KEY`.
+    pub api_key: Option<String>,
+    /// `GOOGLE_GEMINI_BASE_URL`, for a gateway (or a test's mock).
+    pub base_url: Option<String>,
+    /// Under it, a Gemini home per working directory.
+    pub home: PathBuf,
+    /// The operator's prices (`--prices`), before the list prices.
+    pub prices: PriceTable,
+}
+
+impl GeminiSettings {
+    /// The API the proxy sends sandboxed agents' requests on to.
+    pub fn upstream(&self) -> &str {
+        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
+    }
+}
+
+/// One Gemini CLI step, as this worker runs it.
+pub struct Gemini<'a> {
+    settings: &'a GeminiSettings,
+    spec: &'a GeminiSpec,
+    model: String,
+    /// Through the worker's model proxy: the CLI gets this attempt's key
+    /// and the proxy's address, never the worker's credential.
+    reach: Reach,
+}
+
+impl<'a> Gemini<'a> {
+    pub fn new(
+        settings: &'a GeminiSettings,
+        proxy: Option<&ModelProxy>,
+        spec: &'a GeminiSpec,
+    ) -> Self {
+        let model = spec
+            .model
+            .clone()
+            .or_else(|| settings.model.clone())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        Gemini {
+            settings,
+            spec,
+            model,
+            reach: Reach::new(proxy),
+        }
+    }
+}
+
+/// The CLI's `settings.json`: the API key as the way in; no telemetry, no
+/// update checks; one attempt per model request, since tidewright's retry policy
+/// owns retries (the CLI would retry a 429 or 500 ten times, minutes in all,
+/// while the step looks merely slow). With `mcp` (tidewright's executable and
+/// the step's token), tidewright's shared-state MCP server, trusted (its calls
+/// need no approval) and given the token itself: the CLI keeps a variable
+/// whose value looks like a JWT (a step token does) from every MCP server,
+/// whatever its settings allow.
+pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
+    let mut settings = serde_json::json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "telemetry": {"enabled": false},
+        "privacy": {"usageStatisticsEnabled": false},
+        "general": {"disableAutoUpdate": true, "disableUpdateNag": true, "maxAttempts": 1},
+    });
+    if let Some((tidewright_bin, token)) = mcp {
+        settings["mcpServers"] = serde_json::json!({
+            SERVER_NAME: {
+                "command": tidewright_bin.display().to_string(),
+                "args": ["mcp"],
+                "env": {"TIDEWRIGHT_TOKEN": token},
+                "trust": true,
+            }
+        });
+    }
+    serde_json::to_string_pretty(&settings).unwrap_or_default()
+}
+
+/// Writes the settings of a run in `home`, readable by the worker's user
+/// only (they may hold the step's token).
+fn write_settings(home: &Path, settings: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = home.join(".gemini/settings.json");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(settings.as_bytes())
+}
+
+impl AgentRuntime for Gemini<'_> {
+    type Stream = GeminiRun;
+    const SPEND_IN_TRANSCRIPT: bool = true;
+
+    fn secrets(&self) -> Vec<&String> {
+        self.settings
+            .api_key
+            .iter()
+            .chain(self.reach.attempt_key())
+            .collect()
+    }
+
+    fn program(&self) -> &Path {
+        &self.settings.bin
+    }
+
+    fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    fn home(&self) -> &Path {
+        &self.settings.home
+    }
+
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+        vec![home_of(cwd)]
+    }
+
+    fn transcripts(&self) -> Arc<dyn Transcripts> {
+        Arc::new(GeminiTranscripts::new(&self.settings.home))
+    }
+
+    fn stream(&self) -> GeminiRun {
+        GeminiRun::new(
+            &self.model,
+            Prices::for_model(&self.model, &self.settings.prices, Prices::gemini),
+        )
+    }
+
+    /// The step's token goes with its run: the settings are left without it.
+    fn ran(&self, cwd: &Path) {
+        let home = self.settings.home.join(home_of(cwd));
+        let _ = write_settings(&home, &settings_json(None));
+    }
+
+    /// The `result` line decides: `success`, or the error it names; a run
+    /// without one is the runtime's fault. Its tokens are this process's
+    /// (a resumed session's earlier runs are not in them), so they are the
+    /// attempt's cost as they stand.
+    fn ended(
+        &self,
+        status: ExitStatus,
+        run: &GeminiRun,
+        _session_usd_before: f64,
+        redactor: &Redactor,
+    ) -> Ended {
+        let Some(end) = &run.end else {
+            return Ended {
+                exit_code: status.code(),
+                ..Ended::fault(
+                    Fault::NoResult,
+                    format!(
+                        "the gemini CLI ended without a result ({})",
+                        describe_exit(status)
+                    ),
+                )
+            };
+        };
+        let cost = run.cost_of(&end.usage);
+        let mut ended = if end.success && status.success() {
+            let output = serde_json::json!({
+                "result": run.answer,
+                "sessionId": run.session_id,
+                "model": run.model,
+                "cost": {
+                    "usd": cost.usd,
+                    "inputTokens": cost.input_tokens,
+                    "outputTokens": cost.output_tokens,
+                    "cacheReadTokens": cost.cache_read_tokens,
+                },
+            });
+            Ended::succeeded(redactor.redact(output.to_string()), status.code())
+        } else {
+            let error = if end.error.is_empty() {
+                format!("the gemini CLI {}", describe_exit(status))
+            } else {
+                end.error.clone()
+            };
+            Ended::failed(redactor.redact(error), status.code())
+        };
+        ended.cost = Some(cost);
+        ended
+    }
+
+    fn command(
+        &self,
+        attempt: &Attempt,
+        workspace: &Path,
+        cwd: &Path,
+        resume: Option<&str>,
+        briefing: Option<&str>,
+    ) -> (Command, BTreeMap<String, String>) {
+        let under_home = home_of(cwd);
+        let host_home = self.settings.home.join(&under_home);
+        let _ = std::fs::create_dir_all(host_home.join(".gemini"));
+        let mcp = attempt
+            .access
+            .as_ref()
+            .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
+        let _ = write_settings(&host_home, &settings_json(mcp));
+        let seen_home = match attempt.sandbox.as_ref() {
+            Sandbox::Off => host_home,
+            _ => Path::new(SANDBOX_HOME).join(&under_home),
+        };
+        let prompt = agent_prompt(
+            &self.spec.prompt,
+            has_inputs(&attempt.inputs_json),
+            resume,
+            briefing,
+        );
+        let mut args: Vec<String> = vec![
+            "-p".into(),
+            prompt,
+            "--output-format".into(),
+            "stream-json".into(),
+            "-m".into(),
+            self.model.clone(),
+            "--skip-trust".into(),
+        ];
+        if let Some(session) = resume {
+            args.extend(["--resume".into(), session.to_string()]);
+        }
+        args.push(match attempt.sandbox.as_ref() {
+            // Tidewright's sandbox is the boundary: every tool call is approved.
+            Sandbox::Bubblewrap { .. } => "--yolo".into(),
+            // Without it, edits only: a shell command is refused.
+            Sandbox::Off => "--approval-mode=auto_edit".into(),
+        });
+        let mut command = Command::new(&self.settings.bin);
+        command.args(args);
+        let mut env = basic_environment(attempt, workspace);
+        env.insert("HOME".into(), self.settings.home.display().to_string());
+        env.insert("GEMINI_CLI_HOME".into(), seen_home.display().to_string());
+        env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());
+        if let Some(url) = self.reach.proxy_url().or(self.settings.base_url.as_deref()) {
+            env.insert("GOOGLE_GEMINI_BASE_URL".into(), url.to_string());
+        }
+        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
+            env.insert("GEMINI_API_KEY".into(), key);
+        }
+        (command, env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_offer_tidewrights_mcp_server_with_the_token_only_when_asked() {
+        let bare: serde_json::Value =
+            serde_json::from_str(&settings_json(None)).expect("settings are JSON");
+        assert_eq!(bare["general"]["maxAttempts"], 1);
+        assert_eq!(bare["security"]["auth"]["selectedType"], "gemini-api-key");
+        assert!(bare.get("mcpServers").is_none(), "{bare}");
+        let token = "tidewright_step_eyJ0.e30.sig";
+        let with: serde_json::Value = serde_json::from_str(&settings_json(Some((
+            Path::new("/opt/tidewright/bin/tidewright"),
+            token,
+        ))))
+        .expect("settings are JSON");
+        let server = &with["mcpServers"][SERVER_NAME];
+        assert_eq!(server["command"], "/opt/tidewright/bin/tidewright");
+        assert_eq!(server["args"], serde_json::json!(["mcp"]));
+        assert_eq!(server["env"]["TIDEWRIGHT_TOKEN"], token);
+        assert_eq!(server["trust"], true);
+    }
+}

@@ -1,0 +1,664 @@
+//! Running one process for an attempt: its own process group, an
+//! environment built rather than inherited, its stdout and stderr streamed
+//! as reports (masked, cut at a line limit), and stopped on cancel,
+//! timeout or silence.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tidewright_api::v1;
+use tidewright_core::{AttemptKey, LogStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use crate::limits::{DiskWatch, Limits};
+use crate::metrics::Fault;
+use crate::program::find_program;
+use crate::sandbox::Room;
+use crate::secrets::Redactor;
+
+/// A line longer than this is cut: one runaway line must not become one
+/// huge message.
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// After SIGTERM, how long a cancelled step has before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_millis(500);
+
+/// Once the main process has exited, how long stray output may still drain.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How many of a process's last stderr lines are kept to tell why it
+/// failed.
+const TAIL_LINES: usize = 20;
+
+/// A process that ended on its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Exited {
+    pub status: ExitStatus,
+    /// When it failed: a path its last lines say it could not find that
+    /// is on the worker but not in its sandbox, and how to give it.
+    pub unseen: Option<String>,
+}
+
+impl Exited {
+    /// Its failure in words: the exit, and the path it may have missed.
+    pub fn failure(&self) -> String {
+        let exit = describe_exit(self.status);
+        match &self.unseen {
+            Some(unseen) => format!("{exit}: {unseen}"),
+            None => exit,
+        }
+    }
+}
+
+/// A stdout line `::progress <fraction> [message]` reports progress instead
+/// of being logged.
+const PROGRESS_PREFIX: &str = "::progress ";
+
+/// What any step's process gets: the basics a program expects from the
+/// worker's own environment, and tidewright's variables.
+pub(crate) fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for name in ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
+        if let Ok(value) = std::env::var(name) {
+            env.insert(name.to_string(), value);
+        }
+    }
+    if let Some(access) = &attempt.access {
+        env.insert("TIDEWRIGHT_SERVER".into(), access.server.clone());
+        env.insert("TIDEWRIGHT_TOKEN".into(), access.token.clone());
+        if let Some(ca_file) = &access.ca_file {
+            env.insert("TIDEWRIGHT_CA_FILE".into(), ca_file.display().to_string());
+        }
+        // Last, so a step's own `tidewright` on its PATH wins.
+        if let Some(dir) = access.tidewright_bin.as_deref().and_then(Path::parent) {
+            let path = env.entry("PATH".into()).or_default();
+            if !path.is_empty() {
+                path.push(':');
+            }
+            path.push_str(&dir.display().to_string());
+        }
+    }
+    if let Some(traceparent) = &attempt.traceparent {
+        env.insert("TRACEPARENT".into(), traceparent.clone());
+        // Where to send it: a process with tracing of its own (the Claude
+        // Code CLI with its telemetry on) exports where the worker does.
+        // It is its own service, though: not the worker's name.
+        for (name, value) in std::env::vars() {
+            match name.as_str() {
+                tidewright_telemetry::SERVICE_NAME_VARIABLE => {}
+                tidewright_telemetry::RESOURCE_ATTRIBUTES_VARIABLE => {
+                    if let Some(kept) =
+                        tidewright_telemetry::attributes_without_service_name(&value)
+                    {
+                        env.insert(name, kept);
+                    }
+                }
+                _ if name.starts_with("OTEL_") => {
+                    env.insert(name, value);
+                }
+                _ => {}
+            }
+        }
+    }
+    let path = |p: &str| workspace.join(p).display().to_string();
+    env.insert("TIDEWRIGHT_TASK_ID".into(), attempt.key.task_id.clone());
+    env.insert("TIDEWRIGHT_TASK_NAME".into(), attempt.task_name.clone());
+    env.insert("TIDEWRIGHT_STEP_ID".into(), attempt.key.step_id.clone());
+    env.insert("TIDEWRIGHT_ATTEMPT".into(), attempt.key.attempt.to_string());
+    env.insert(
+        "TIDEWRIGHT_WORKSPACE".into(),
+        workspace.display().to_string(),
+    );
+    env.insert("TIDEWRIGHT_INPUTS".into(), path("context/inputs.json"));
+    env.insert("TIDEWRIGHT_OUTPUT".into(), path("output/result.json"));
+    if attempt.repo.is_some() {
+        // The step works there; its own commits say which step made them.
+        env.insert(
+            "TIDEWRIGHT_REPO".into(),
+            super::repo::worktree_dir(workspace).display().to_string(),
+        );
+        let name = format!("tidewright step {}", attempt.key.step_id);
+        for var in ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"] {
+            env.insert(var.into(), name.clone());
+        }
+        for var in ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"] {
+            env.insert(
+                var.into(),
+                tidewright_git::worktree::TIDEWRIGHT_AUTHOR.1.into(),
+            );
+        }
+    }
+    env
+}
+
+/// When an attempt last showed a sign of life: any line on its stdout or
+/// stderr, which for an agent is every stream-json event (a message, a
+/// tool call, a tool's result). Shared by the readers, which touch it, and
+/// the supervisor, which declares the attempt stalled after its step's
+/// stall timeout of silence.
+#[derive(Clone)]
+struct Activity {
+    started: tokio::time::Instant,
+    /// Milliseconds after `started`.
+    last: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: tokio::time::Instant::now(),
+            last: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once the attempt has been silent for `limit`; never
+    /// without one.
+    async fn silent(&self, limit: Option<Duration>) {
+        let Some(limit) = limit else {
+            return std::future::pending().await;
+        };
+        loop {
+            let silent = self.silent_for();
+            if silent >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - silent).await;
+        }
+    }
+}
+
+/// What reads a program's stdout when its lines are events (an agent
+/// CLI's stream), not log lines.
+pub trait LineReader: Send {
+    /// The reports one stdout line makes. `raw` is the whole line: nothing
+    /// of it is cut or masked yet.
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt>;
+}
+
+/// Reads the fixture `name` of runtime `runtime` (recorded from the real
+/// CLI under `tests/fixtures/`) through `reader`, as the worker reads a
+/// run; the log lines it made.
+#[cfg(test)]
+pub(crate) fn replay_fixture(
+    reader: &mut impl LineReader,
+    runtime: &str,
+    name: &str,
+) -> Vec<String> {
+    let path = format!(
+        "{}/tests/fixtures/{runtime}/{name}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let key = AttemptKey {
+        task_id: "t".into(),
+        step_id: "s".into(),
+        attempt: 1,
+    };
+    let redactor = Redactor::new(&[]);
+    let mut logs = Vec::new();
+    for line in text.lines() {
+        for report in reader.read(line, &key, &redactor) {
+            if let FromAttempt::Log { line, .. } = report {
+                logs.push(line);
+            }
+        }
+    }
+    logs
+}
+
+/// What a process's stdout lines are.
+#[derive(Clone)]
+pub(crate) enum StdoutLines {
+    /// Log lines, and `::progress` lines.
+    Plain,
+    /// Events, read by the runtime that started the process.
+    Events(Arc<Mutex<dyn LineReader>>),
+}
+
+/// Runs `command` in its sandbox with `room` in view, from `room.cwd`,
+/// with exactly `env` (nothing of the worker's own environment: its token,
+/// its credentials), streams its
+/// output as reports, and stops its whole process group on cancel or
+/// timeout. `Ok` with how the process ended when it ended on its own,
+/// for the runtime to read its way; `Err` with the outcome otherwise
+/// (could not start, cancelled, timed out).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn supervise(
+    attempt: &Attempt,
+    command: Command,
+    mut env: BTreeMap<String, String>,
+    room: &Room<'_>,
+    lines: StdoutLines,
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: oneshot::Receiver<Stop>,
+) -> Result<Exited, Ended> {
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    // In a sandbox a program that is not there is bubblewrap's failure to
+    // exec it, an exit like any other: it is looked for first, so it is
+    // said as what it is, a step that could not start.
+    let path_var = env.get("PATH").map(String::as_str);
+    if find_program(
+        Path::new(command.as_std().get_program()),
+        room.cwd,
+        path_var,
+    )
+    .is_none()
+    {
+        let missing = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
+        return Err(Ended::fault(
+            Fault::Start,
+            format!("could not start {program:?}: {missing}"),
+        ));
+    }
+    // In its cgroup (its memory and process limits) and under its
+    // rlimits, in its sandbox, leading a process group of its own, so a
+    // kill reaches children and grandchildren.
+    let settings = attempt
+        .limits
+        .for_step(attempt.step.limits.as_ref())
+        .map_err(|why| Ended::fault(Fault::Start, why))?;
+    let cgroup = match attempt.limits.enter(&cgroup_name(attempt), &settings) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            return Err(Ended::fault(
+                Fault::Start,
+                format!("making the step's cgroup: {e}"),
+            ));
+        }
+    };
+    // Its network's ways out, open while it runs.
+    let gate = match &attempt.egress {
+        Some(egress) => {
+            let policy = egress.policy(
+                attempt.task_egress.as_ref(),
+                attempt.step.egress.as_ref(),
+                attempt.repo.as_ref(),
+            );
+            let (key, reports) = (attempt.key.clone(), reports.clone());
+            let tell: crate::egress::Teller = Arc::new(move |said: crate::egress::Said| {
+                let _ = reports.send(FromAttempt::Egress {
+                    attempt: key.clone(),
+                    destination: said.destination,
+                    allowed: said.allowed,
+                    reason: said.reason,
+                });
+            });
+            match egress.open(policy, attempt.repo.as_ref(), tell).await {
+                Ok(gate) => Some(gate),
+                Err(e) => {
+                    if let Some(cgroup) = cgroup {
+                        cgroup.remove().await;
+                    }
+                    return Err(Ended::fault(
+                        Fault::Start,
+                        format!("opening the step's network: {e}"),
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+    let mut room = room.clone();
+    room.network = gate.as_ref();
+    let path_var = env.get("PATH").cloned();
+    let command = attempt.sandbox.confine(command, &mut env, &room);
+    let mut command = Limits::wrap(command, cgroup.as_ref(), &settings);
+    let disk = DiskWatch::new(room.workspace, settings.disk_bytes);
+    if attempt.sandbox.own_group() {
+        command.process_group(0);
+    }
+    command
+        .env_clear()
+        .envs(env)
+        .current_dir(room.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(cgroup) = cgroup {
+                cgroup.remove().await;
+            }
+            return Err(Ended::fault(
+                Fault::Start,
+                format!("could not start {program:?}: {e}"),
+            ));
+        }
+    };
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let activity = Activity::new();
+    let stdout = child.stdout.take().map(|out| {
+        tokio::spawn(forward_lines(
+            out,
+            LogStream::Stdout,
+            lines.clone(),
+            attempt.key.clone(),
+            (redactor.clone(), activity.clone(), None),
+            reports.clone(),
+        ))
+    });
+    let tail = Tail::default();
+    let stderr = child.stderr.take().map(|err| {
+        tokio::spawn(forward_lines(
+            err,
+            LogStream::Stderr,
+            StdoutLines::Plain,
+            attempt.key.clone(),
+            (redactor.clone(), activity.clone(), Some(tail.clone())),
+            reports.clone(),
+        ))
+    });
+
+    let mut cancelled = None;
+    let mut disk_full = false;
+    let mut timed_out = None;
+    let mut stalled = None;
+    let stall_limit = attempt.step.stall_timeout();
+    let deadline = async {
+        match attempt.step.timeout_seconds {
+            Some(seconds) => tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await,
+            None => std::future::pending().await,
+        }
+    };
+    let status = tokio::select! {
+        status = child.wait() => status,
+        stop = cancel => {
+            cancelled = Some(stop.unwrap_or_else(|_| Stop::new("the worker is stopping")));
+            stop_group(group, &mut child).await
+        }
+        _ = deadline => {
+            timed_out = attempt.step.timeout_seconds;
+            stop_group(group, &mut child).await
+        }
+        _ = activity.silent(stall_limit.map(|s| Duration::from_secs(u64::from(s)))) => {
+            stalled = stall_limit;
+            stop_group(group, &mut child).await
+        }
+        _ = async {
+            match &disk {
+                Some(disk) => disk.full().await,
+                None => std::future::pending().await,
+            }
+        } => {
+            disk_full = true;
+            stop_group(group, &mut child).await
+        }
+    };
+    // Whatever the step left running in its group ends with it.
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    for reader in [stdout, stderr].into_iter().flatten() {
+        let _ = tokio::time::timeout(DRAIN_GRACE, reader).await;
+    }
+    // A limit that ended it is its reason, whatever its exit said.
+    let mut limit_hit = match cgroup {
+        Some(cgroup) => {
+            let verdict = cgroup.verdict();
+            cgroup.remove().await;
+            verdict
+        }
+        None => None,
+    };
+    // A workspace at its limit at the end (a write refused at the
+    // file-size limit, the watch's stop, or a fill between two looks)
+    // fails the step, whatever its exit said.
+    let mut over_disk = false;
+    if limit_hit.is_none()
+        && let Some(disk) = &disk
+    {
+        limit_hit = disk.verdict().await;
+        over_disk = limit_hit.is_some() || disk_full;
+    }
+
+    let code = status.as_ref().ok().and_then(|s| s.code());
+    if let Some(stop) = cancelled {
+        return Err(Ended {
+            outcome: v1::Outcome::Cancelled,
+            output_json: String::new(),
+            error: stop.reason,
+            exit_code: code,
+            cost: None,
+            fault: None,
+            resumable: stop.resumable,
+            limited: None,
+            work: None,
+            conflict: None,
+        });
+    }
+    if let Some(seconds) = timed_out {
+        return Err(Ended {
+            exit_code: code,
+            ..Ended::fault(Fault::Timeout, format!("timed out after {seconds}s"))
+        });
+    }
+    if let Some(seconds) = stalled {
+        return Err(Ended {
+            exit_code: code,
+            ..Ended::fault(
+                Fault::Stalled,
+                format!("stalled: no output, progress, log or tool event for {seconds}s"),
+            )
+        });
+    }
+    match (status, limit_hit) {
+        (Ok(status), Some(limit)) if !status.success() || over_disk => {
+            Err(Ended::failed(limit, status.code()))
+        }
+        (status, _) => {
+            let status = status
+                .map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))?;
+            let unseen = (!status.success())
+                .then(|| {
+                    let lines = tail.lines();
+                    attempt
+                        .sandbox
+                        .unseen(&room, path_var.as_ref(), &lines, status.code())
+                })
+                .flatten();
+            Ok(Exited { status, unseen })
+        }
+    }
+}
+
+/// A process's last stderr lines, as they were logged (masked).
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<std::collections::VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: &str) {
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_string());
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect()
+    }
+}
+
+/// The name of an attempt's cgroup: unique on the machine, as another
+/// worker may run the same attempt's retry beside this one.
+fn cgroup_name(attempt: &Attempt) -> String {
+    format!(
+        "tidewright-{}-{}-{}-{}",
+        std::process::id(),
+        attempt.key.task_id,
+        attempt.key.step_id,
+        attempt.key.attempt
+    )
+}
+
+/// SIGTERM to the whole group, then SIGKILL after a short grace.
+async fn stop_group(
+    group: Option<Pid>,
+    child: &mut tokio::process::Child,
+) -> std::io::Result<ExitStatus> {
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended without an exit code".into(),
+    }
+}
+
+async fn forward_lines(
+    pipe: impl AsyncRead + Unpin,
+    stream: LogStream,
+    lines: StdoutLines,
+    attempt: AttemptKey,
+    (redactor, activity, tail): (Arc<Redactor>, Activity, Option<Tail>),
+    reports: mpsc::UnboundedSender<FromAttempt>,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => activity.touch(),
+        }
+        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            buf.pop();
+        }
+        if let StdoutLines::Events(run) = &lines {
+            // The whole event is read before anything of it is cut.
+            let raw = String::from_utf8_lossy(&buf);
+            let reports_of_line = run
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .read(&raw, &attempt, &redactor);
+            for report in reports_of_line {
+                if reports.send(report).is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        // Masked before it is cut, so a cut never leaves part of a secret.
+        let mut line = redactor.redact(String::from_utf8_lossy(&buf).into_owned());
+        tidewright_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
+        if let Some(tail) = &tail {
+            tail.push(&line);
+        }
+        let report = match (stream, line.strip_prefix(PROGRESS_PREFIX)) {
+            (LogStream::Stdout, Some(rest)) => match parse_progress(rest) {
+                Some((fraction, message)) => FromAttempt::Progress {
+                    attempt: attempt.clone(),
+                    fraction,
+                    message,
+                },
+                None => FromAttempt::Log {
+                    attempt: attempt.clone(),
+                    stream,
+                    line,
+                },
+            },
+            _ => FromAttempt::Log {
+                attempt: attempt.clone(),
+                stream,
+                line,
+            },
+        };
+        if reports.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+/// `0.25 splitting input` -> (0.25, "splitting input").
+fn parse_progress(rest: &str) -> Option<(f32, String)> {
+    let (number, message) = rest.split_once(' ').unwrap_or((rest, ""));
+    let fraction: f32 = number.parse().ok()?;
+    fraction
+        .is_finite()
+        .then(|| (fraction.clamp(0.0, 1.0), message.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_secret_across_the_line_cut_is_masked_not_halved() {
+        let secret = "sk-live-0123456789".to_string();
+        let redactor = Arc::new(Redactor::new([&secret]));
+        let line = format!("{}{secret}\n", "a".repeat(MAX_LINE_BYTES - 5));
+        let (reports, mut received) = mpsc::unbounded_channel();
+        let key = AttemptKey {
+            task_id: "t".into(),
+            step_id: "s".into(),
+            attempt: 1,
+        };
+        forward_lines(
+            line.as_bytes(),
+            LogStream::Stdout,
+            StdoutLines::Plain,
+            key,
+            (redactor, Activity::new(), None),
+            reports,
+        )
+        .await;
+        match received.recv().await {
+            Some(FromAttempt::Log { line, .. }) => {
+                assert!(line.len() <= MAX_LINE_BYTES);
+                assert!(!line.contains("sk-"), "part of the secret survived the cut");
+            }
+            other => panic!("expected a log line, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn progress_lines_parse() {
+        assert_eq!(
+            parse_progress("0.5 half way"),
+            Some((0.5, "half way".into()))
+        );
+        assert_eq!(parse_progress("2"), Some((1.0, String::new())));
+        assert_eq!(parse_progress("NaN x"), None);
+        assert_eq!(parse_progress("abc"), None);
+    }
+}
