@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.2.0
 
@@ -63,12 +63,15 @@ crds:            ## regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run -q -p tidewright -- operator crd > crds/tidewright.dev.yaml
 	cp crds/tidewright.dev.yaml charts/tidewright/crds/tidewright.dev.yaml
 
-console:         ## rebuild the web console's bundle (console/dist, checked in and embedded)
+console:         ## rebuild the web console's bundle (crates/tidewright-server/console, checked in and embedded)
 	./scripts/console.sh build
 
-images:          ## build the tidewright and tidewright-worker images (needs docker)
-	docker build -f deploy/Dockerfile --target tidewright -t ghcr.io/tidewright/tidewright:$(VERSION) .
-	docker build -f deploy/Dockerfile --target worker -t ghcr.io/tidewright/tidewright-worker:$(VERSION) .
+release:         ## every release artefact (archive, .deb, wheel and sdist, chart, images, SBOM, SHA256SUMS, crates checked), each installed and run
+	./scripts/release.sh
+
+images:          ## the tidewright and tidewright-worker images the chart names, without Docker (debootstrap, umoci; as root), as OCI archives
+	./scripts/dist.sh
+	./scripts/images.sh "$$(./scripts/target-dir.sh)/dist" "$$(./scripts/target-dir.sh)/images"
 
 e2e-kind:        ## real-cluster end-to-end: kind, images, chart, examples (needs docker)
 	./scripts/e2e-kind.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The web console's build tools: `npm ci` into console/node_modules (cached:
 # done again only when package-lock.json changes). With `build`, also
-# rebuilds the bundle in console/dist, which is checked in and embedded in
+# rebuilds the bundle in crates/tidewright-server/console, which is checked in and embedded in
 # the tidewright binary (so building tidewright needs no Node); a test rebuilds it from
 # the sources and fails when the checked-in bundle differs.
 #

@@ -1,10 +1,12 @@
 //! Compiles proto/ with protox (pure Rust), so no system `protoc` is needed.
+//! The proto files live in this crate (the repository's `proto/` points
+//! here), so the crate as published builds on its own.
 use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let file = proto_root.join("tidewright/v1/tidewright.proto");
     println!("cargo:rerun-if-changed={}", file.display());
 

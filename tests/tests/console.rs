@@ -1040,7 +1040,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
     browser.close().await;
 }
 
-/// The bundle under console/dist, which the binary embeds, is exactly what
+/// The bundle under crates/tidewright-server/console, which the binary embeds, is exactly what
 /// its sources build (`make console` rebuilds it).
 /// Replaces the text of the field `css` with `text`.
 async fn type_over(browser: &Browser, css: &str, text: &str) {
@@ -1230,6 +1230,7 @@ async fn a_task_page_shows_the_tree_of_tasks_its_steps_submitted_and_a_childs_pa
 #[test]
 fn the_embedded_console_is_what_its_sources_build() {
     let console = repo_root().join("console");
+    let embedded = repo_root().join("crates/tidewright-server/console");
     assert!(
         console.join("node_modules/.bin/vite").exists(),
         "console/node_modules is missing: run scripts/console.sh"
@@ -1250,10 +1251,10 @@ fn the_embedded_console_is_what_its_sources_build() {
     );
     for file in ["index.html", "assets/console.js", "assets/console.css"] {
         let fresh = std::fs::read(out.path().join(file)).expect("built");
-        let checked_in = std::fs::read(console.join("dist").join(file)).expect("checked in");
+        let checked_in = std::fs::read(embedded.join(file)).expect("checked in");
         assert!(
             fresh == checked_in,
-            "console/dist/{file} is not what console/src builds: run `make console` and commit it"
+            "crates/tidewright-server/console/{file} is not what console/src builds: run `make console` and commit it"
         );
     }
     let files = |dir: &Path| -> Vec<String> {
@@ -1270,11 +1271,7 @@ fn the_embedded_console_is_what_its_sources_build() {
         names.sort();
         names
     };
-    assert_eq!(
-        files(out.path()),
-        files(&console.join("dist")),
-        "the same files"
-    );
+    assert_eq!(files(out.path()), files(&embedded), "the same files");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

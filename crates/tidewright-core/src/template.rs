@@ -26,13 +26,13 @@ use crate::validate::{Limits, validate};
 /// The templates tidewright ships (`templates/` of the repository): (name, YAML
 /// file). The CLI and the operator both offer them.
 pub const BUILT_IN: &[(&str, &str)] = &[
-    ("deploy", include_str!("../../../templates/deploy.yaml")),
-    ("feature", include_str!("../../../templates/feature.yaml")),
+    ("deploy", include_str!("../templates/deploy.yaml")),
+    ("feature", include_str!("../templates/feature.yaml")),
     (
         "parallel-feature",
-        include_str!("../../../templates/parallel-feature.yaml"),
+        include_str!("../templates/parallel-feature.yaml"),
     ),
-    ("refactor", include_str!("../../../templates/refactor.yaml")),
+    ("refactor", include_str!("../templates/refactor.yaml")),
 ];
 
 /// A template's file, and where it came from: `built-in`, or its path.

@@ -1,6 +1,7 @@
 //! The web console on the HTTP port: the bundle `console/` builds
-//! (`scripts/console.sh`, checked in under `console/dist` so a build of
-//! tidewright needs no Node), embedded in the binary. The page is served at `/`
+//! (`scripts/console.sh`, checked in under this crate's `console/` so a
+//! build of tidewright, and the crate as published, need no Node), embedded
+//! in the binary. The page is served at `/`
 //! and routes in its URL's hash; everything it shows comes from
 //! `/api/v1` with its session cookie.
 
@@ -16,11 +17,7 @@ use crate::http_state::HttpState;
 
 macro_rules! built {
     ($file:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../console/dist/",
-            $file
-        ))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/console/", $file))
     };
 }
 
