@@ -77,7 +77,7 @@ tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owne
 
 # The Debian package, from the same binaries (cargo-deb strips them).
 cargo_deb=$(cargo_tool cargo-deb 3.8.0)
-"$cargo_deb" deb --locked --no-build -p tidewright --output "$out" >/dev/null
+"$cargo_deb" deb --locked --no-build --strip -p tidewright --output "$out" >/dev/null
 
 # The PyPI package: the client's stubs generated (as its own build does),
 # then the wheel and the sdist.
@@ -117,7 +117,13 @@ PY
 
 # crates.io: every crate packaged and verified as `cargo publish` would
 # (each builds from its package, against the others' packages).
-cargo publish --workspace --dry-run --locked --quiet
+# (--allow-dirty: a checkout with changes makes a release too, its commit
+# then says -dirty in `tidewright version`.)
+cargo publish --workspace --dry-run --locked --quiet --allow-dirty
+# The .crate files themselves (the dry run keeps only its dependencies'),
+# for the check's `cargo install`.
+rm -f "$target_dir"/package/*.crate
+cargo package --workspace --exclude tidewright-tests --no-verify --locked --quiet --allow-dirty
 cp "$target_dir"/package/tidewright*-"$version".crate "$stage/"
 
 (cd "$out" && sha256sum -- * >SHA256SUMS)
