@@ -35,7 +35,10 @@ PY
 }
 
 # in_image NAME [bwrap options...] -- COMMAND...: COMMAND in the image's
-# root as its user, in a process tree of its own, on the host's network.
+# root as its user, on the host's network. The host's /proc, not a new one:
+# bubblewrap covers parts of a /proc it mounts, and the kernel then refuses
+# the worker's own sandboxes a /proc of theirs (as a container runtime's
+# masked /proc does).
 in_image() {
   local name=$1
   shift
@@ -45,8 +48,8 @@ in_image() {
     shift
   done
   shift
-  bwrap --bind "$work/$name/rootfs" / --proc /proc --dev /dev --tmpfs /tmp \
-    --unshare-user --uid 10001 --gid 10001 --unshare-pid --unshare-ipc --unshare-uts \
+  bwrap --bind "$work/$name/rootfs" / --bind /proc /proc --dev /dev --tmpfs /tmp \
+    --unshare-user --uid 10001 --gid 10001 --unshare-ipc --unshare-uts \
     --die-with-parent --setenv HOME /home/tidewright --chdir /home/tidewright \
     "${options[@]}" /usr/bin/tini -s -- "$@"
 }
@@ -68,7 +71,11 @@ done
 server=$(grep -o 'http://[0-9.:]*' "$work/server.out" | head -n 1)
 echo "images-check: the control plane from the tidewright image serves $server"
 
-in_image tidewright-worker --ro-bind "$work/data" /data -- \
+# Its home (where its work dir is by default) writable as the image's user
+# is in a pod (the image's root here belongs to the host's user 10001,
+# which the namespace does not map).
+mkdir -p "$work/worker-home"
+in_image tidewright-worker --ro-bind "$work/data" /data --bind "$work/worker-home" /home/tidewright -- \
   /usr/local/bin/tidewright --server "$server" --token-file /data/worker.token \
   worker --name image-worker --capability shell --slots 1 \
   >"$work/worker.log" 2>&1 &

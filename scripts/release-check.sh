@@ -113,15 +113,12 @@ tar -xzf "$chart" -C "$work" tidewright/crds
 # Each minor version from the chart's kubeVersion floor to the newest the
 # validator knows.
 floor=$(sed -n 's/^kubeVersion: ">=1\.\([0-9]*\)\..*/\1/p' charts/tidewright/Chart.yaml)
-newest=$("$venv/bin/python" -c 'import kubernetes_validate.utils as u; print(max(int(v.split(".")[1]) for v in u.latest_version_list() if v.startswith("1.")) if hasattr(u, "latest_version_list") else "")' 2>/dev/null || true)
-if [ -z "$newest" ]; then
-  newest=$("$venv/bin/python" - <<'PY'
+newest=$("$venv/bin/python" - <<'PY'
 import importlib.resources, re
 root = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
-print(max(int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"v1\.(\d+)\.\d+-standalone(-strict)?", p.name))))
+print(max(int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"v1\.(\d+)\.\d+-local(-strict)?", p.name))))
 PY
 )
-fi
 for minor in $(seq "$floor" "$newest"); do
   "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" \
     "$work/default.yaml" "$work/production.yaml" "$work"/tidewright/crds/*.yaml
