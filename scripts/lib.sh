@@ -100,3 +100,38 @@ cargo_tool() {
   ) 9>"$root/.lock"
   echo "$root/bin/$name"
 }
+
+# `start_up TIDEWRIGHT DATA LOG`: `TIDEWRIGHT up` in the background, as a new
+# user runs it (from DATA's parent, its data in DATA, on a port the system
+# picks, one local worker), its output in LOG; returns once it serves (its
+# endpoint file is written), with its pid in UP_PID. Fails within 60 s,
+# printing LOG, when it exits or does not start; `stop_up` stops it.
+start_up() {
+  local tidewright=$1 data=$2 log=$3
+  (cd "$(dirname "$data")" && exec "$tidewright" up --data-dir "$data" --listen 127.0.0.1:0 --workers 1) \
+    >"$log" 2>&1 &
+  UP_PID=$!
+  local deadline=$((SECONDS + 60))
+  until [ -s "$data/endpoint" ]; do
+    if ! kill -0 "$UP_PID" 2>/dev/null; then
+      echo "tidewright up exited:" >&2
+      cat "$log" >&2
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "tidewright up did not start within 60 s:" >&2
+      cat "$log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Stops what `start_up` started, if anything.
+stop_up() {
+  if [ -n "${UP_PID:-}" ]; then
+    kill -INT "$UP_PID" 2>/dev/null || true
+    wait "$UP_PID" 2>/dev/null || true
+    UP_PID=
+  fi
+}

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 out=$(cd "${1:?usage: scripts/release-check.sh RELEASE_DIR}" && pwd)
 ./scripts/sandbox.sh >/dev/null
 work=$(mktemp -d -t tidewright-release-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'stop_up; rm -rf "$work"' EXIT
 
 echo "== SHA256SUMS"
 (cd "$out" && sha256sum --quiet --strict -c SHA256SUMS)
@@ -72,15 +72,7 @@ python3 -m venv "$work/venv"
 ./scripts/smoke.sh "$work/venv/bin/tidewright"
 # The client of the same package, against the command of the same package.
 data="$work/client-up"
-(cd "$work" && exec "$work/venv/bin/tidewright" up --data-dir "$data" --listen 127.0.0.1:0 --workers 1) \
-  >"$work/client-up.log" 2>&1 &
-up_pid=$!
-deadline=$((SECONDS + 60))
-until [ -s "$data/endpoint" ]; do
-  kill -0 $up_pid 2>/dev/null || { cat "$work/client-up.log" >&2; exit 1; }
-  [ $SECONDS -lt $deadline ] || { echo "release-check: tidewright up did not start" >&2; exit 1; }
-  sleep 0.1
-done
+start_up "$work/venv/bin/tidewright" "$data" "$work/client-up.log"
 status=0
 "$work/venv/bin/python" - "$(cat "$data/endpoint")" "$data/admin.token" <<'PY' || status=$?
 import sys
@@ -97,8 +89,7 @@ with tidewright.Client(server, token) as client:
     assert state == "TASK_STATE_SUCCEEDED", state
     print(f"client: task {task.id} {state} via import tidewright ({tidewright.__file__})")
 PY
-kill -INT $up_pid 2>/dev/null || true
-wait $up_pid 2>/dev/null || true
+stop_up
 [ $status -eq 0 ] || exit $status
 
 echo "== the chart"

@@ -8,31 +8,16 @@
 # of that does not happen. Needs bubblewrap (scripts/sandbox.sh).
 set -euo pipefail
 tidewright=${1:?usage: scripts/smoke.sh TIDEWRIGHT}
+. "$(dirname "$0")/lib.sh"
 data=$(mktemp -d -t tidewright-smoke-XXXXXX)
-up_pid=
 cleanup() {
-  if [ -n "$up_pid" ]; then
-    kill -INT "$up_pid" 2>/dev/null || true
-    wait "$up_pid" 2>/dev/null || true
-  fi
+  stop_up
   rm -rf "$data"
 }
 trap cleanup EXIT
 
 echo "smoke: $("$tidewright" version)"
-(cd "$data" && exec "$tidewright" up --data-dir "$data/state" --listen 127.0.0.1:0 --workers 1) \
-  >"$data/up.log" 2>&1 &
-up_pid=$!
-deadline=$((SECONDS + 60))
-until [ -s "$data/state/endpoint" ]; do
-  if ! kill -0 "$up_pid" 2>/dev/null; then
-    echo "smoke: tidewright up exited:" >&2
-    cat "$data/up.log" >&2
-    exit 1
-  fi
-  [ $SECONDS -lt $deadline ] || { echo "smoke: tidewright up did not start" >&2; cat "$data/up.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_up "$tidewright" "$data/state" "$data/up.log"
 server=$(cat "$data/state/endpoint")
 cat >"$data/task.yaml" <<'TASK'
 name: smoke
