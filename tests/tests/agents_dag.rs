@@ -199,7 +199,7 @@ async fn after_a_kill_9_each_runtimes_session_resumes_on_another_worker() {
     let server = Server::start_on(
         dir.path(),
         "127.0.0.1:0",
-        &["--lease-ttl", "2s", "--heartbeat-interval", "250ms"],
+        &["--worker-timeout", "2s", "--heartbeat-interval", "250ms"],
     )
     .expect("server");
     let mut worker_a = three_runtime_worker(

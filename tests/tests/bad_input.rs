@@ -261,7 +261,7 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
                 "server",
                 "--listen",
                 "127.0.0.1:0",
-                "--lease-ttl",
+                "--worker-timeout",
                 "2s",
                 "--heartbeat-interval",
                 "5s",
@@ -270,7 +270,7 @@ fn a_heartbeat_slower_than_the_lease_is_refused_at_start() -> anyhow::Result<()>
             .arg(dir.path()),
     );
     assert!(
-        stderr.contains("--heartbeat-interval") && stderr.contains("--lease-ttl"),
+        stderr.contains("--heartbeat-interval") && stderr.contains("--worker-timeout"),
         "{stderr}"
     );
     assert!(

@@ -18,7 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 
 /// Short, so the tests are quick; the default is 4 s.
 const LEASE: &str = "2s";
-const LEASE_TTL: Duration = Duration::from_secs(2);
+const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Client = TaskServiceClient<InterceptedService<Replicas, tidewright_api::client::Bearer>>;
 
@@ -333,7 +333,7 @@ async fn killing_the_leader_five_times_under_load_loses_nothing_and_runs_nothing
             cluster.members[leader].name, cluster.members[next].name
         );
         assert!(
-            led_after < LEASE_TTL + Duration::from_secs(2),
+            led_after < WORKER_TIMEOUT + Duration::from_secs(2),
             "a standby leads within the lease TTL and a little: {led_after:?}"
         );
         to_leader.push(led_after);

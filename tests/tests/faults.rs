@@ -333,7 +333,7 @@ async fn a_frozen_worker_loses_its_lease_and_its_late_result_is_rejected() -> an
     let server = Server::start_on(
         dir.path(),
         "127.0.0.1:0",
-        &["--lease-ttl", "2s", "--heartbeat-interval", "250ms"],
+        &["--worker-timeout", "2s", "--heartbeat-interval", "250ms"],
     )?;
     let frozen = server.worker("frozen", &["shell"], 1)?;
     server.wait_for_agents(&["frozen"]).await?;
@@ -468,7 +468,7 @@ async fn sigterm_drains_a_worker_without_killing_its_step() -> anyhow::Result<()
 async fn after_the_drain_grace_steps_are_handed_back_at_once() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let gate = dir.path().join("gate");
-    let server = Server::start(dir.path())?; // lease TTL 30s: a hand-back must not wait for it
+    let server = Server::start(dir.path())?; // worker timeout 30s: a hand-back must not wait for it
     let mut quitter = server.worker_with("quitter", &["shell"], 1, &["--drain-grace", "1s"])?;
     server.wait_for_agents(&["quitter"]).await?;
     let client = server.tasks().await?;
@@ -513,7 +513,7 @@ async fn kill_9_of_the_control_plane_with_2000_tasks_in_flight_loses_nothing() -
     const TASKS: usize = 2000;
     const BATCH: usize = 50;
     let dir = tempfile::tempdir()?;
-    let flags = ["--lease-ttl", "3s", "--heartbeat-interval", "500ms"];
+    let flags = ["--worker-timeout", "3s", "--heartbeat-interval", "500ms"];
     let mut server = Server::start_on(dir.path(), "127.0.0.1:0", &flags)?;
     let _w1 = server.worker("w1", &["shell"], 8)?;
     let _w2 = server.worker("w2", &["shell"], 8)?;

@@ -31,7 +31,7 @@ const KEEP: [&str; 8] = [
     "0",
     "--checkpoint-retention",
     "36500d",
-    "--lease-ttl",
+    "--worker-timeout",
     "1h",
 ];
 

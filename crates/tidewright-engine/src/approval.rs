@@ -2,11 +2,21 @@
 //! approval, until one of its approvers decides or its wait times out. The
 //! wait's deadline is stored with the step, so it outlives a restart.
 
-use crate::engine::*;
+use std::sync::Arc;
 
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{Micros, StepState};
 use tidewright_store::AuditRecord;
+use tidewright_store::{StepWrite, Write};
+use tokio::sync::oneshot;
 
+use crate::effects::Effect;
+use crate::engine::Engine;
+use crate::error::Error;
 use crate::handle::Decision;
+use crate::live::{Active, LiveStep};
+use crate::metrics::Metrics;
+use crate::timers::Timers;
 
 /// When a step entering its wait for approval at `now` times out; 0 for
 /// never.

@@ -10,8 +10,8 @@ use tidewright_core::QueueKey;
 use tidewright_store::Store;
 use tokio::sync::{mpsc, watch};
 
-use crate::family::stored_kin;
 use crate::handle::Command;
+use crate::kin::stored_kin;
 
 /// Tasks read back per store call: small enough that rebuilding a piece,
 /// between other commands, never holds them up for long.

@@ -6,11 +6,21 @@
 //! is raised or its window resets. Submits into a spent tenant are refused
 //! before anything is stored (see [`SpentTenants`]).
 
-use tidewright_core::{Budget, Cost, TenantBudget};
+use std::sync::Arc;
 
+use tidewright_core::calendar::now_micros;
 use tidewright_core::calendar::rfc3339;
+use tidewright_core::{AttemptKey, Micros, TaskState};
+use tidewright_core::{Budget, Cost, TenantBudget};
+use tidewright_store::Write;
+use tokio::sync::oneshot;
 
-use crate::engine::*;
+use crate::effects::Effect;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::handle::TenantSpending;
+use crate::live::Active;
+use crate::tenants::Budgets;
 
 /// What a task has spent: its ended attempts and its running ones so far.
 pub(crate) fn spent_by(active: &Active) -> Cost {

@@ -16,9 +16,14 @@
 //! (the read is an effect of the round that asks for it), so it reads all
 //! the engine wrote of it.
 
+use std::sync::Arc;
+
+use tidewright_core::{Capabilities, QueueKey, ReadyQueue, StepState, TaskState};
 use tidewright_store::QueuedTask;
 
-use crate::engine::*;
+use crate::effects::Effect;
+use crate::engine::Engine;
+use crate::live::Active;
 
 /// Tasks read back at once: enough to keep a fleet busy while the next
 /// batch is read.

@@ -2,7 +2,20 @@
 //! ready steps handed to the free worker that can run them, highest
 //! priority and oldest first, within each worker's credits (free slots).
 
-use crate::engine::*;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{AttemptKey, EventKind, Micros, ReadyQueue, StepState, TaskState};
+use tidewright_store::StepWrite;
+
+use crate::effects::Effect;
+use crate::engine::Engine;
+use crate::handle::{Admitted, FleetNow, QueueDepth, WorkerInfo, WorkerNow};
+use crate::live::{Active, Claim, Holder, new_active};
+use crate::to_worker::{Assignment, Resume, ToWorker};
 
 impl Engine {
     pub(super) fn admit(&mut self, task: Admitted) {
@@ -488,4 +501,32 @@ pub(crate) fn agent_of(needs: &tidewright_core::Capabilities) -> Option<&'static
     tidewright_core::AGENT_CAPABILITIES
         .into_iter()
         .find(|agent| needs.contains(*agent))
+}
+
+impl Engine {
+    /// Tells each queued step whose last worker has been gone the grace
+    /// why it waits, by an event.
+    pub(crate) fn tell_unserved(&mut self) {
+        for (needs, reason) in self.unserved.due() {
+            let waiting: Vec<(Arc<str>, usize)> =
+                self.queue.items_needing(&needs).cloned().collect();
+            for (task_id, index) in waiting {
+                // A task held only as its place in the queue is told when
+                // it is read (its step's reason is said by every read).
+                let Some(active) = self.tasks.get_mut(&task_id) else {
+                    continue;
+                };
+                let kind = EventKind::StepState {
+                    step: active.spec.steps[index].id.clone(),
+                    state: StepState::Queued,
+                    attempt: active.run.step(index).attempt,
+                    worker: String::new(),
+                    message: reason.clone(),
+                    waits_for: String::new(),
+                    conflict: None,
+                };
+                self.round.event(&task_id, active, kind);
+            }
+        }
+    }
 }

@@ -9,9 +9,9 @@ use tidewright_store::{Commit, Store, Unfinished};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::handle::Command;
-use crate::family::stored_kin;
 use crate::handle::CancelAnswer;
 use crate::hub::Hub;
+use crate::kin::stored_kin;
 use crate::to_worker::{Outbox, ToWorker};
 
 /// What a round reveals once it has committed.

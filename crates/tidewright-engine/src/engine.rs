@@ -4,34 +4,22 @@
 //! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
 //! their methods to [`Engine`]; they take what they share from here.
 
-pub(crate) use std::collections::HashMap;
-pub(crate) use std::fmt::Write as _;
-pub(crate) use std::sync::Arc;
-pub(crate) use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub(crate) use tidewright_core::calendar::now_micros;
-pub(crate) use tidewright_core::{
-    AttemptKey, Capabilities, Change, Event, EventKind, Micros, QueueKey, ReadyQueue, StepState,
-    StepStatus, TaskRun, TaskSpec, TaskState,
-};
-pub(crate) use tidewright_store::{
-    AttemptWrite, Commit, StepWrite, Store, TaskRecord, Unfinished, Write,
-};
-pub(crate) use tokio::sync::{mpsc, oneshot, watch};
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{Event, EventKind, Micros, ReadyQueue};
+use tidewright_store::{Commit, Store, Write};
+use tokio::sync::{mpsc, oneshot};
 
-pub(crate) use crate::backlog::{Backlog, Reads};
-pub(crate) use crate::effects::Effect;
-pub(crate) use crate::error::Error;
-pub(crate) use crate::handle::{
-    Admitted, AttemptEnd, CancelAnswer, Command, FleetNow, QueueDepth, RateLimited, StepResult,
-    TenantSpending, WorkerInfo, WorkerNow,
-};
-pub(crate) use crate::live::{Active, Claim, Holder, LiveStep, Session, new_active};
-pub(crate) use crate::metrics::Metrics;
-pub(crate) use crate::tenants::Budgets;
-pub(crate) use crate::timers::Timers;
-pub(crate) use crate::to_worker::{Assignment, Outbox, Resume, ToWorker};
-pub(crate) use crate::workers::{Orphan, Pause, Workers};
+use crate::backlog::{Backlog, Reads};
+use crate::effects::Effect;
+use crate::live::Active;
+use crate::metrics::Metrics;
+use crate::tenants::Budgets;
+use crate::timers::Timers;
+use crate::workers::{Orphan, Pause, Workers};
 
 /// The error of a step whose output file is not JSON.
 pub(crate) const INVALID_OUTPUT: &str = "the step's output is not valid JSON";

@@ -175,11 +175,12 @@ pub(super) enum Command {
         attempt: AttemptKey,
         egress: EgressReport,
     },
-    Report {
+    /// A worker's result of an attempt that ended.
+    StepResult {
         worker: u64,
         /// Boxed: a result (with its work on a repository) is the largest
         /// command by far.
-        report: Box<StepResult>,
+        result: Box<StepResult>,
     },
     Session {
         worker: u64,
@@ -245,7 +246,7 @@ pub(super) enum Command {
     Recovered {
         ids: Vec<Arc<str>>,
         tasks: Vec<Unfinished>,
-        kin: crate::family::StoredKin,
+        kin: crate::kin::StoredKin,
     },
     ListAgents(oneshot::Sender<FleetNow>),
     /// Expired tasks a sweep found at `now`, to remove.
@@ -447,9 +448,9 @@ impl EngineHandle {
     }
 
     pub async fn report(&self, worker: u64, report: StepResult) -> Result<(), Error> {
-        self.send(Command::Report {
+        self.send(Command::StepResult {
             worker,
-            report: Box::new(report),
+            result: Box::new(report),
         })
         .await
     }
@@ -516,7 +517,7 @@ impl EngineHandle {
     /// What its descendants spent before counts against its budget again,
     /// as its own attempts' cost does.
     pub async fn reopen(&self, record: TaskRecord) -> Result<(), Error> {
-        let kin = crate::family::stored_family(&*self.store, &record).await?;
+        let kin = crate::kin::stored_family(&*self.store, &record).await?;
         let (reply, answer) = oneshot::channel();
         self.send(Command::Reopen {
             record: Box::new(record),

@@ -29,8 +29,24 @@
 //! the counts. This file is the loop: commands in, state changes applied,
 //! rounds committed. `tests` drives it all in memory.
 
-use crate::engine::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{Change, EventKind, Micros, ReadyQueue, StepState, TaskState};
+use tidewright_store::{StepWrite, Store, Write};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backlog::{Backlog, Reads};
+use crate::effects::Effect;
+use crate::engine::{MAX_ROUND, Round};
+use crate::handle::Command;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::tenants::Budgets;
+use crate::timers::Timers;
+use crate::workers::Workers;
 
 pub mod access;
 pub mod activity;
@@ -50,6 +66,7 @@ mod engine;
 mod error;
 mod family;
 mod handle;
+mod kin;
 mod limits;
 mod live;
 mod recovery;
@@ -221,7 +238,7 @@ impl Engine {
         | Command::Progress { worker, .. }
         | Command::Logs { worker, .. }
         | Command::Egress { worker, .. }
-        | Command::Report { worker, .. }
+        | Command::StepResult { worker, .. }
         | Command::Session { worker, .. }
         | Command::Spend { worker, .. }
         | Command::Heartbeat { worker }
@@ -256,7 +273,7 @@ impl Engine {
             } => {
                 let offers = info.capabilities.clone();
                 let id = self.register(info, running, outbox);
-                self.worker_offers(&offers);
+                self.unserved.offers(&offers);
                 let _ = reply.send(id);
             }
             Command::Credits { worker, credits } => self.workers.credit(worker, credits),
@@ -276,7 +293,7 @@ impl Engine {
                 attempt,
                 egress,
             } => self.egress(worker, attempt, egress),
-            Command::Report { worker, report } => self.report(worker, *report),
+            Command::StepResult { worker, result } => self.report(worker, *result),
             Command::Session {
                 worker,
                 attempt,
@@ -313,7 +330,7 @@ impl Engine {
                     .map(|w| w.info.capabilities.clone());
                 self.workers.drain(worker);
                 if let Some(offered) = offered {
-                    self.worker_withdraws(&offered);
+                    self.unserved.withdraws(&offered, &self.queue);
                 }
             }
             Command::Release {

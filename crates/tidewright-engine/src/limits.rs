@@ -7,7 +7,14 @@
 //! to the queue without its attempt counting; other pools, and the pool's
 //! steps that are not agents', keep running.
 
-use crate::engine::*;
+use std::time::Duration;
+
+use tidewright_core::Micros;
+use tidewright_core::calendar::now_micros;
+
+use crate::engine::Engine;
+use crate::handle::{RateLimited, WorkerInfo};
+use crate::workers::Pause;
 use crate::workers::pause_until;
 
 /// The first back-off when a limit names no reset time, unless the

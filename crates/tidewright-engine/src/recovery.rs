@@ -5,13 +5,28 @@
 //! running step then waits for its worker to reclaim it (adopt) before it
 //! is requeued.
 
+use std::collections::HashMap;
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use tidewright_core::UNSANDBOXED;
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{
+    AttemptKey, EventKind, Micros, StepState, StepStatus, TaskRun, TaskSpec, TaskState,
+};
+use tidewright_store::{AttemptWrite, TaskRecord, Unfinished};
+use tidewright_store::{AuditRecord, Write};
+use tokio::sync::oneshot;
 
 use crate::backlog::Held;
 use crate::cold::queue_cold;
-use crate::engine::*;
-use tidewright_core::UNSANDBOXED;
-use tidewright_store::{AuditRecord, Write};
+use crate::effects::Effect;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::handle::{Command, WorkerInfo};
+use crate::live::{Active, Session, new_active};
+use crate::to_worker::{Outbox, ToWorker};
+use crate::workers::Orphan;
 
 impl Engine {
     /// Holds back a command about a task still to be read (see
@@ -57,7 +72,7 @@ impl Engine {
             | Command::Egress { attempt, .. }
             | Command::Session { attempt, .. }
             | Command::Adopt { attempt, .. } => self.backlog.pending(&attempt.task_id),
-            Command::Report { report, .. } => self.backlog.pending(&report.attempt.task_id),
+            Command::StepResult { result, .. } => self.backlog.pending(&result.attempt.task_id),
             Command::Cancel { task_id, .. }
             | Command::Decide { task_id, .. }
             | Command::RaiseBudget { task_id, .. }
@@ -82,7 +97,7 @@ impl Engine {
         &mut self,
         ids: Vec<Arc<str>>,
         tasks: Vec<Unfinished>,
-        mut kin: crate::family::StoredKin,
+        mut kin: crate::kin::StoredKin,
     ) {
         // A task made since the backlog was listed may fall in the piece's
         // range; it is live already, and not among `ids`.
@@ -161,7 +176,7 @@ impl Engine {
     /// Rebuilds live state from stored tasks. Steps that were running wait
     /// for their worker to reclaim them (see [`Orphan`]). `kin`: what the
     /// store says their descendants spent (see `family`).
-    pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>, kin: &mut crate::family::StoredKin) {
+    pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>, kin: &mut crate::kin::StoredKin) {
         let deadline = now_micros() + self.liveness.ttl.as_micros() as Micros;
         let mut piece = Vec::with_capacity(tasks.len());
         for mut record in tasks {
@@ -257,11 +272,12 @@ impl Engine {
         // After its steps are queued again: they are among those it was
         // the last to serve.
         if !worker.draining {
-            self.worker_withdraws(&worker.info.capabilities);
+            self.unserved
+                .withdraws(&worker.info.capabilities, &self.queue);
         }
     }
 
-    /// A worker silent past the lease TTL (stopped, partitioned, wedged)
+    /// A worker silent past the worker timeout (stopped, partitioned, wedged)
     /// loses its steps; whatever it reports later is fenced off.
     pub(super) fn expire_silent_workers(&mut self) {
         let ttl = self.liveness.ttl.as_micros() as Micros;

@@ -2,7 +2,18 @@
 //! only the current attempt's count), retries after their backoff, and
 //! cancels reaching the steps still running.
 
-use crate::engine::*;
+use std::sync::Arc;
+
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{AttemptKey, Change, EventKind, StepState, TaskState};
+use tidewright_store::{AttemptWrite, StepWrite, Write};
+use tokio::sync::oneshot;
+
+use crate::effects::Effect;
+use crate::engine::{Engine, INVALID_OUTPUT};
+use crate::handle::{AttemptEnd, CancelAnswer, StepResult};
+use crate::live::{Active, Session};
+use crate::to_worker::ToWorker;
 
 impl Engine {
     /// The task and step index of an attempt, if it is current and `worker`

@@ -8,9 +8,18 @@
 //! webhook deliveries (a task window), the audit log and what is kept of
 //! removed tasks (the audit window).
 
-use tidewright_store::retention::{Expiring, Retention, Trim};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::engine::*;
+use tidewright_core::Micros;
+use tidewright_core::calendar::now_micros;
+use tidewright_store::retention::{Expiring, Retention, Trim};
+use tidewright_store::{Store, TaskRecord, Write};
+use tokio::sync::oneshot;
+
+use crate::effects::Effect;
+use crate::engine::Engine;
+use crate::error::Error;
 use crate::handle::EngineHandle;
 
 /// Expired tasks removed in one write: small, so a removal holds the

@@ -9,7 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use crate::engine::*;
+use tidewright_core::calendar::now_micros;
+use tidewright_core::{Capabilities, Micros, ReadyQueue};
 
 /// How long a set of needs goes without a worker before its steps are
 /// told: a worker restarting is back within it.
@@ -73,100 +74,70 @@ impl Unserved {
     fn said_anew(&self) {
         self.offered.set(self.workers.keys().cloned().collect());
     }
-}
 
-impl Engine {
     /// A worker taking work offers `capabilities` (it connected).
-    pub(crate) fn worker_offers(&mut self, capabilities: &Capabilities) {
-        let count = self
-            .unserved
-            .workers
-            .entry(capabilities.clone())
-            .or_insert(0);
+    pub(crate) fn offers(&mut self, capabilities: &Capabilities) {
+        let count = self.workers.entry(capabilities.clone()).or_insert(0);
         *count += 1;
         if *count > 1 {
             return;
         }
-        let unserved = &mut self.unserved;
-        unserved.said_anew();
-        let offered = unserved.offered.clone();
-        unserved
-            .lost
-            .retain(|needs, _| offered.reason(needs).is_some());
-        unserved
-            .told
-            .retain(|needs| offered.reason(needs).is_some());
+        self.said_anew();
+        let offered = self.offered.clone();
+        self.lost.retain(|needs, _| offered.reason(needs).is_some());
+        self.told.retain(|needs| offered.reason(needs).is_some());
     }
 
     /// A worker that took work no longer offers `capabilities` (it drains
-    /// or left): the queued sets of needs it was the last to serve are
-    /// noted, to be told after the grace.
-    pub(crate) fn worker_withdraws(&mut self, capabilities: &Capabilities) {
-        let Some(count) = self.unserved.workers.get_mut(capabilities) else {
+    /// or left): the sets of needs queued in `queue` that it was the last
+    /// to serve are noted, to be told after the grace.
+    pub(crate) fn withdraws<T>(&mut self, capabilities: &Capabilities, queue: &ReadyQueue<T>) {
+        let Some(count) = self.workers.get_mut(capabilities) else {
             return;
         };
         *count -= 1;
         if *count > 0 {
             return;
         }
-        self.unserved.workers.remove(capabilities);
-        let offered = &self.unserved.offered;
-        let served_before: Vec<Capabilities> = self
-            .queue
+        self.workers.remove(capabilities);
+        let offered = &self.offered;
+        let served_before: Vec<Capabilities> = queue
             .depth_by_needs()
             .map(|(needs, _)| needs.clone())
             .filter(|needs| needs.is_subset(capabilities) && offered.reason(needs).is_none())
             .collect();
-        self.unserved.said_anew();
+        self.said_anew();
         let now = now_micros();
         for needs in served_before {
-            if self.unserved.offered.reason(&needs).is_some() {
-                self.unserved.lost.entry(needs).or_insert(now);
+            if self.offered.reason(&needs).is_some() {
+                self.lost.entry(needs).or_insert(now);
             }
         }
     }
 
-    /// Tells the queued steps of each set of needs that has been without a
-    /// worker past the grace why they wait: one event each, once.
-    pub(crate) fn tell_unserved(&mut self) {
-        if self.unserved.lost.is_empty() {
-            return;
+    /// The needs whose last worker has been gone the grace, each with why
+    /// it waits, each said once until a worker offers it again.
+    pub(crate) fn due(&mut self) -> Vec<(Capabilities, String)> {
+        if self.lost.is_empty() {
+            return Vec::new();
         }
         let now = now_micros();
         let due: Vec<Capabilities> = self
-            .unserved
             .lost
             .iter()
             .filter(|(_, since)| now - **since >= GRACE)
             .map(|(needs, _)| needs.clone())
             .collect();
+        let mut told = Vec::new();
         for needs in due {
-            self.unserved.lost.remove(&needs);
-            let Some(reason) = self.unserved.offered.reason(&needs) else {
+            self.lost.remove(&needs);
+            let Some(reason) = self.offered.reason(&needs) else {
                 continue;
             };
-            if !self.unserved.told.insert(needs.clone()) {
-                continue;
-            }
-            let waiting: Vec<(Arc<str>, usize)> =
-                self.queue.items_needing(&needs).cloned().collect();
-            for (task_id, index) in waiting {
-                // A task held only as its place in the queue is told when
-                // it is read (its step's reason is said by every read).
-                let Some(active) = self.tasks.get_mut(&task_id) else {
-                    continue;
-                };
-                let kind = EventKind::StepState {
-                    step: active.spec.steps[index].id.clone(),
-                    state: StepState::Queued,
-                    attempt: active.run.step(index).attempt,
-                    worker: String::new(),
-                    message: reason.clone(),
-                    waits_for: String::new(),
-                    conflict: None,
-                };
-                self.round.event(&task_id, active, kind);
+            if self.told.insert(needs.clone()) {
+                told.push((needs, reason));
             }
         }
+        told
     }
 }

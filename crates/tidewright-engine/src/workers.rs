@@ -31,7 +31,7 @@ pub(crate) struct Worker {
     pub(crate) credits: u32,
     pub(crate) running: HashSet<(Arc<str>, usize)>,
     pub(crate) connected_at: Micros,
-    /// When it last sent anything; silent past the lease TTL, it is dropped.
+    /// When it last sent anything; silent past the worker timeout, it is dropped.
     pub(crate) last_seen: Micros,
     /// Shutting down: gets no new work.
     pub(crate) draining: bool,

@@ -507,7 +507,7 @@ impl Worker {
                 _ = sleep_until(drain_deadline) => {
                     if handing_back.is_none() {
                         // Grace is over: stop what still runs, so it is
-                        // queued again now rather than after the lease TTL;
+                        // queued again now rather than after the worker timeout;
                         // each is handed back once it has ended and its
                         // agent's session is kept, to resume elsewhere.
                         tracing::info!(worker = %self.config.name, steps = self.running.len(), "drain grace over; handing steps back");

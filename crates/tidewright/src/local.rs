@@ -10,7 +10,7 @@ use tidewright_worker::WorkerConfig;
 
 use std::num::NonZeroU32;
 
-use tidewright_server::auth::RateLimit;
+use tidewright_server::RateLimit;
 use tidewright_server::jwt::JwtConfig;
 use tidewright_server::tls::TlsFiles;
 
@@ -204,11 +204,11 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
             replica.leader_lease
         );
     }
-    if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.lease_ttl {
+    if store.heartbeat_interval.is_zero() || store.heartbeat_interval >= store.worker_timeout {
         anyhow::bail!(
-            "--heartbeat-interval ({:?}) must be above zero and shorter than --lease-ttl ({:?})",
+            "--heartbeat-interval ({:?}) must be above zero and shorter than --worker-timeout ({:?})",
             store.heartbeat_interval,
-            store.lease_ttl
+            store.worker_timeout
         );
     }
     if store.provider_limit_backoff < std::time::Duration::from_secs(1) {
@@ -227,7 +227,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         tidewright_server::tenant_budgets::read(path)?;
         config.tenant_budgets = Some(path.clone());
     }
-    config.lease_ttl = store.lease_ttl;
+    config.worker_timeout = store.worker_timeout;
     config.heartbeat_interval = store.heartbeat_interval;
     config.limit_backoff = store.provider_limit_backoff;
     config.hot_tasks = store.hot_tasks;

@@ -17,7 +17,8 @@ from ._channel import is_final
 from ._config import Settings, resolve as resolve_settings
 from ._spec import TaskSpecLike, from_dict as spec_from_dict, load_task
 from .aio import AsyncClient
-from .client import Client, Submitted
+from ._requests import Submitted
+from .client import Client
 from .errors import TidewrightError, SpecError, StreamLost
 from .producer import AsyncProducer, Producer
 

@@ -12,7 +12,7 @@ import grpc.aio
 
 from . import _channel, v1
 from ._spec import TaskSpecLike
-from .client import (
+from ._requests import (
     Submitted,
     _FIRST_PAUSE,
     _LONGEST_PAUSE,
@@ -103,7 +103,10 @@ class AsyncClient(_channel.Connection):
         """``Client.producer`` for asyncio: ``await producer.submit(...)``
         from many tasks. Call it within the running event loop, and
         ``await producer.close()`` when done."""
-        return AsyncProducer(self, max_batch, in_flight, linger)
+        async def send(request: v1.SubmitTasksRequest) -> v1.SubmitTasksResponse:
+            return await self._call(lambda: self._tasks.SubmitTasks(request, metadata=self._metadata))
+
+        return AsyncProducer(send, max_batch, in_flight, linger)
 
     async def submit_and_wait(
         self,

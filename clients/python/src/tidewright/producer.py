@@ -18,15 +18,17 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 from . import v1
+from ._requests import Submitted, submit_request
 from ._spec import TaskSpecLike
 from .errors import TidewrightError
 
-if TYPE_CHECKING:
-    from .aio import AsyncClient
-    from .client import Client, Submitted
+#: One ``SubmitTasks`` call, as the client makes it (with its token and
+#: its retries); the producers know nothing else of the client.
+SendBatch = Callable[[v1.SubmitTasksRequest], v1.SubmitTasksResponse]
+SendBatchAsync = Callable[[v1.SubmitTasksRequest], Awaitable[v1.SubmitTasksResponse]]
 
 #: The most tasks the control plane takes in one ``SubmitTasks`` call.
 MAX_BATCH = 1000
@@ -77,8 +79,6 @@ def settled(batch: List[_Queued], outcome: Union[v1.SubmitTasksResponse, Tidewri
     again. A refusal naming one task is that task's, and the others go
     again without it (their keys make a repeat safe); any other failure is
     every task's."""
-    from .client import Submitted
-
     if isinstance(outcome, TidewrightError):
         own = refused_task(outcome, len(batch))
         if own is None:
@@ -113,9 +113,9 @@ class Producer:
     ``close()`` (or leaving a ``with`` block) answers what is queued, then
     stops its threads."""
 
-    def __init__(self, client: "Client", max_batch: int, in_flight: int, linger: float) -> None:
+    def __init__(self, send: SendBatch, max_batch: int, in_flight: int, linger: float) -> None:
         check(max_batch, in_flight, linger)
-        self._client = client
+        self._send = send
         self._max_batch = max_batch
         self._linger = linger
         # Room for every call's next batch; beyond it submits wait (back-pressure).
@@ -138,8 +138,6 @@ class Producer:
         self, spec: TaskSpecLike, *, idempotency_key: Optional[str] = None, tenant: str = ""
     ) -> "Future[Submitted]":
         """``submit`` without waiting: the answer as a future."""
-        from .client import submit_request
-
         request = submit_request(spec, idempotency_key, tenant)
         answer: "Future[Submitted]" = Future()
         with self._lock:
@@ -165,7 +163,6 @@ class Producer:
         self.close()
 
     def _run(self) -> None:
-        client = self._client
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -188,7 +185,7 @@ class Producer:
                     request = v1.SubmitTasksRequest(tasks=[q.request for q in group])
                     outcome: Union[v1.SubmitTasksResponse, TidewrightError]
                     try:
-                        outcome = client._call(lambda: client._tasks.SubmitTasks(request, metadata=client._metadata))
+                        outcome = self._send(request)
                     except TidewrightError as e:
                         outcome = e
                     group = settled(group, outcome)
@@ -202,9 +199,9 @@ class AsyncProducer:
     running event loop. ``await producer.close()`` (or leaving an ``async
     with`` block) answers what is queued, then stops."""
 
-    def __init__(self, client: "AsyncClient", max_batch: int, in_flight: int, linger: float) -> None:
+    def __init__(self, send: SendBatchAsync, max_batch: int, in_flight: int, linger: float) -> None:
         check(max_batch, in_flight, linger)
-        self._client = client
+        self._send = send
         self._max_batch = max_batch
         self._linger = linger
         self._queue: "asyncio.Queue[Any]" = asyncio.Queue(max_batch * in_flight)
@@ -216,8 +213,6 @@ class AsyncProducer:
     ) -> "Submitted":
         """``AsyncClient.submit``, in a batch with whatever other submits
         are waiting. A refusal of this task is this caller's alone."""
-        from .client import submit_request
-
         if self._closed:
             raise RuntimeError("the producer is closed")
         answer: "asyncio.Future[Submitted]" = asyncio.get_running_loop().create_future()
@@ -239,7 +234,6 @@ class AsyncProducer:
         await self.close()
 
     async def _run(self) -> None:
-        client = self._client
         while True:
             first = await self._queue.get()
             if first is _STOP:
@@ -267,9 +261,7 @@ class AsyncProducer:
                     request = v1.SubmitTasksRequest(tasks=[q.request for q in group])
                     outcome: Union[v1.SubmitTasksResponse, TidewrightError]
                     try:
-                        outcome = await client._call(
-                            lambda: client._tasks.SubmitTasks(request, metadata=client._metadata)
-                        )
+                        outcome = await self._send(request)
                     except TidewrightError as e:
                         outcome = e
                     group = settled(group, outcome)

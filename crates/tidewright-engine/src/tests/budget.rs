@@ -3,7 +3,7 @@
 //! a higher tenant budget resumes, and a spent tenant's submits are refused
 //! with nothing stored.
 
-use tidewright_core::{Budget, Cost, TenantBudget};
+use tidewright_core::{AttemptKey, Budget, Cost, TenantBudget};
 
 use super::*;
 

@@ -5,6 +5,7 @@
 //! comes into memory. What children spend counts against their parent's
 //! budget, before a restart as after it.
 
+use tidewright_core::AttemptKey;
 use tidewright_core::family::{DEPTH_LABEL, PARENT_LABEL, PARENT_STEP_LABEL};
 
 use super::budget::{report_cost, stopped_for_budget};

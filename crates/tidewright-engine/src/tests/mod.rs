@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use tidewright_core::{StepSpec, TaskSpec};
+use tidewright_core::{AttemptKey, Event, StepSpec, TaskSpec};
 use tidewright_store::memory::MemoryStore;
+use tidewright_store::{Commit, TaskRecord};
 use tokio::sync::mpsc;
 
 use super::*;

@@ -1,6 +1,7 @@
 //! Retention in the engine: a removal decided by a sweep never takes a task
 //! a retry brought back, and a task past its window cannot be brought back.
 
+use tidewright_store::TaskRecord;
 use tidewright_store::retention::{Expiring, Retention};
 
 use super::*;

@@ -48,12 +48,16 @@ pub enum FromAttempt {
     Done(Box<v1::StepResult>),
 }
 
+/// A line longer than this is cut: one runaway line must not become one
+/// huge message.
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
+
 impl FromAttempt {
     /// A line an agent's stream gives the step's log: masked, and cut to
     /// a log line's length.
     pub(crate) fn agent_log(attempt: &AttemptKey, redactor: &Redactor, line: String) -> Self {
         let mut line = redactor.redact(line);
-        tidewright_core::truncate_at_char_boundary(&mut line, super::process::MAX_LINE_BYTES);
+        tidewright_core::truncate_at_char_boundary(&mut line, MAX_LINE_BYTES);
         FromAttempt::Log {
             attempt: attempt.clone(),
             stream: LogStream::Stdout,

@@ -17,16 +17,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use super::attempt::{Attempt, Ended, FromAttempt, MAX_LINE_BYTES, Stop};
 use crate::limits::{DiskWatch, Limits};
 use crate::metrics::Fault;
 use crate::program::find_program;
 use crate::sandbox::Room;
 use crate::secrets::Redactor;
-
-/// A line longer than this is cut: one runaway line must not become one
-/// huge message.
-pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// After SIGTERM, how long a cancelled step has before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_millis(500);

@@ -264,7 +264,7 @@ mod tests {
         let up = up.control_plane;
         assert!(up.listen.ip().is_loopback());
         assert_eq!(up.store.data_dir, PathBuf::from(".tidewright"));
-        assert_eq!(up.store.lease_ttl, Duration::from_secs(30));
+        assert_eq!(up.store.worker_timeout, Duration::from_secs(30));
         assert_eq!(up.store.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(up.store.hot_tasks, tidewright_server::DEFAULT_HOT_TASKS);
         let cli = Cli::try_parse_from(["tidewright", "server"]).expect("defaults parse");

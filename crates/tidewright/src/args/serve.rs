@@ -92,10 +92,10 @@ pub struct StoreArgs {
 
     /// A worker silent this long loses its steps, which run again elsewhere;
     /// after a restart, running steps wait this long for their worker.
-    #[arg(long, env = "TIDEWRIGHT_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
-    pub lease_ttl: Duration,
+    #[arg(long, env = "TIDEWRIGHT_WORKER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub worker_timeout: Duration,
 
-    /// How often workers heartbeat; shorter than the lease TTL.
+    /// How often workers heartbeat; shorter than the worker timeout.
     #[arg(long, env = "TIDEWRIGHT_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 

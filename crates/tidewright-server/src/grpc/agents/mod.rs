@@ -1,0 +1,615 @@
+//! `AgentService`: the workers' Connect stream and the agent listing, and
+//! what a worker keeps on the control plane for a step's next attempt
+//! (`checkpoints`, `branches`).
+
+pub mod branches;
+pub mod checkpoints;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tidewright_api::convert::{micros, optional_timestamp, timestamp};
+use tidewright_api::v1;
+use tidewright_api::v1::worker_message::Kind;
+use tidewright_core::build::Build;
+use tidewright_core::{Limits, LogStream};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use tidewright_core::AttemptKey;
+use tidewright_engine::{
+    AttemptEnd, EngineHandle, FleetNow, RateLimited, StepResult, ToWorker, WorkerInfo,
+};
+use tidewright_store::leadership::Leadership;
+
+use crate::auth::step_token::StepTokens;
+use crate::auth::{Action, require};
+use crate::error::Error;
+use crate::grpc::agents::branches::Branches;
+use crate::grpc::agents::checkpoints::Checkpoints;
+use crate::grpc::grpc_call;
+use tidewright_engine::service::Call;
+
+const MAX_NAME_BYTES: usize = 253;
+const MAX_SLOTS: u32 = 1024;
+
+pub struct AgentApi {
+    engine: EngineHandle,
+    limits: Limits,
+    /// mTLS: a worker must have presented a client certificate, which the
+    /// TLS layer has already checked against the client CA.
+    require_client_certificate: bool,
+    /// Who serves: the replicas, as the store's leadership says.
+    leadership: Arc<dyn Leadership>,
+    checkpoints: Checkpoints,
+    branches: Branches,
+    /// Signs each assignment's step token on its way to the worker.
+    step_tokens: Arc<StepTokens>,
+    /// This control plane's build, which ListAgents reports.
+    build: v1::Build,
+}
+
+impl AgentApi {
+    pub fn new(
+        engine: EngineHandle,
+        limits: Limits,
+        require_client_certificate: bool,
+        leadership: Arc<dyn Leadership>,
+        checkpoints: Checkpoints,
+        branches: Branches,
+        step_tokens: Arc<StepTokens>,
+    ) -> Self {
+        AgentApi {
+            engine,
+            limits,
+            require_client_certificate,
+            leadership,
+            checkpoints,
+            branches,
+            step_tokens,
+            build: v1::Build::default(),
+        }
+    }
+
+    /// Reports `build` as this control plane's.
+    pub fn with_build(mut self, build: &Build) -> Self {
+        self.build = v1::Build {
+            version: build.version.clone(),
+            commit: build.commit.clone(),
+            built_at: optional_timestamp(build.built_at),
+        };
+        self
+    }
+}
+
+/// ListAgents and ListServers, typed: the gRPC methods and the REST routes
+/// call these.
+impl AgentApi {
+    pub async fn agents(
+        &self,
+        request: Call<v1::ListAgentsRequest>,
+    ) -> Result<v1::ListAgentsResponse, Error> {
+        request.require(Action::ReadAgents)?;
+        Ok(v1::ListAgentsResponse {
+            server: Some(self.build.clone()),
+            ..fleet_to_proto(self.engine.list_agents().await?)
+        })
+    }
+
+    pub async fn servers(
+        &self,
+        request: Call<v1::ListServersRequest>,
+    ) -> Result<v1::ListServersResponse, Error> {
+        request.require(Action::ReadAgents)?;
+        let servers = self.leadership.replicas().await?;
+        let at = |micros: tidewright_core::Micros| (micros != 0).then(|| timestamp(micros));
+        Ok(v1::ListServersResponse {
+            servers: servers
+                .into_iter()
+                .map(|server| v1::ControlPlaneServer {
+                    name: server.name,
+                    address: server.address,
+                    leading: server.leading,
+                    epoch: server.epoch,
+                    started_at: at(server.started_at),
+                    leading_since: at(server.leading_since),
+                    seen_at: at(server.seen_at),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The one place the engine's messages to a worker become the wire's. An
+/// assignment gets its step token here, on the worker's stream rather than
+/// the engine's thread, which every task waits on; without one the step
+/// still runs, only its state calls fail.
+fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
+    use v1::server_message::Kind;
+    let kind = match message {
+        ToWorker::Registered {
+            worker_id,
+            heartbeat_interval,
+        } => Kind::Registered(v1::Registered {
+            worker_id: worker_id.to_string(),
+            heartbeat_interval_ms: u32::try_from(heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
+        }),
+        ToWorker::Assign(assignment) => {
+            let tidewright_engine::Assignment {
+                attempt,
+                step,
+                inputs_json,
+                task_name,
+                resume,
+                traceparent,
+                tenant,
+                timeout,
+                repo,
+                dependency_heads,
+                task_egress,
+            } = *assignment;
+            let step_token = step_tokens
+                .mint(&attempt, &tenant, timeout)
+                .unwrap_or_else(|e| {
+                    tracing::error!(task = %attempt.task_id, step = %attempt.step_id, error = %e, "no step token");
+                    String::new()
+                });
+            Kind::Assignment(v1::Assignment {
+                attempt: Some(attempt.into()),
+                step: Some(v1::StepSpec::from(&step)),
+                inputs_json,
+                task_name,
+                resume: resume.map(|r| v1::Resume {
+                    attempt: r.attempt,
+                    session_id: r.session_id,
+                    session_usd: r.session_usd,
+                    last_attempt: r.last_attempt,
+                }),
+                step_token,
+                traceparent,
+                repo: repo.as_ref().map(v1::RepoSpec::from),
+                dependency_heads: dependency_heads
+                    .into_iter()
+                    .map(|h| v1::StepHead {
+                        step_id: h.step,
+                        head_commit: h.head,
+                        asked: h.asked,
+                    })
+                    .collect(),
+                task_egress: task_egress.as_ref().map(v1::Egress::from),
+            })
+        }
+        ToWorker::Cancel {
+            attempt,
+            reason,
+            resumable,
+        } => Kind::Cancel(v1::CancelStep {
+            attempt: Some(attempt.into()),
+            reason,
+            resumable,
+        }),
+    };
+    v1::ServerMessage { kind: Some(kind) }
+}
+
+/// The engine's view of the fleet, as `ListAgents` answers it.
+pub fn fleet_to_proto(fleet: FleetNow) -> v1::ListAgentsResponse {
+    let agents = fleet
+        .workers
+        .into_iter()
+        .map(|w| v1::Agent {
+            id: w.id.to_string(),
+            name: w.info.name,
+            pool: w.info.pool,
+            capabilities: w.info.capabilities.into_iter().collect(),
+            slots: w.info.slots,
+            running: u32::try_from(w.running).unwrap_or(u32::MAX),
+            connected_at: optional_timestamp(w.connected_at),
+            peer: w.info.peer,
+            draining: w.draining,
+            max_concurrent_agents: w.info.max_concurrent_agents,
+            isolation: w.info.isolation,
+            paused_until: w.paused.as_ref().map(|(until, _)| timestamp(*until)),
+            pause_reason: w.paused.map(|(_, reason)| reason).unwrap_or_default(),
+            gone_at: None,
+            gone_reason: String::new(),
+        })
+        .collect();
+    let queue = fleet
+        .queue
+        .into_iter()
+        .map(|depth| v1::QueueDepth {
+            capabilities: depth.needs.into_iter().collect(),
+            queued: u32::try_from(depth.queued).unwrap_or(u32::MAX),
+        })
+        .collect();
+    let gone = fleet
+        .gone
+        .into_iter()
+        .map(|g| v1::Agent {
+            name: g.info.name,
+            pool: g.info.pool,
+            capabilities: g.info.capabilities.into_iter().collect(),
+            slots: g.info.slots,
+            connected_at: optional_timestamp(g.connected_at),
+            peer: g.info.peer,
+            max_concurrent_agents: g.info.max_concurrent_agents,
+            isolation: g.info.isolation,
+            gone_at: optional_timestamp(g.gone_at),
+            gone_reason: g.reason,
+            ..v1::Agent::default()
+        })
+        .collect();
+    v1::ListAgentsResponse {
+        agents,
+        queue,
+        gone,
+        server: None,
+    }
+}
+
+fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {
+    Ok(attempt
+        .ok_or_else(|| Error::invalid(field, "required"))?
+        .into())
+}
+
+fn worker_info(
+    register: v1::Register,
+    peer: String,
+    limits: &Limits,
+) -> Result<(WorkerInfo, Vec<AttemptKey>), Error> {
+    if register.name.is_empty() || register.name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(
+            "register.name",
+            format!("must be 1 to {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if register.pool.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(
+            "register.pool",
+            format!("is longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if register.slots == 0 || register.slots > MAX_SLOTS {
+        return Err(Error::invalid(
+            "register.slots",
+            format!("must be 1 to {MAX_SLOTS}"),
+        ));
+    }
+    for (i, capability) in register.capabilities.iter().enumerate() {
+        tidewright_core::validate::validate_capability(capability, limits)
+            .map_err(|message| Error::invalid(format!("register.capabilities[{i}]"), message))?;
+    }
+    let running = register
+        .running
+        .into_iter()
+        .map(|a| attempt_key("register.running", Some(a)))
+        .collect::<Result<_, _>>()?;
+    Ok((
+        WorkerInfo {
+            name: register.name,
+            pool: register.pool,
+            capabilities: tidewright_core::queue::capabilities(&register.capabilities),
+            slots: register.slots,
+            peer,
+            max_concurrent_agents: register.max_concurrent_agents,
+            isolation: register.isolation,
+        },
+        running,
+    ))
+}
+
+/// Turns one message of a registered worker into an engine command.
+async fn forward(
+    engine: &EngineHandle,
+    limits: &Limits,
+    worker: u64,
+    message: v1::WorkerMessage,
+) -> Result<(), Error> {
+    match message.kind {
+        None => Err(Error::Protocol("an empty message".into())),
+        Some(Kind::Register(_)) => Err(Error::Protocol("register may be sent only once".into())),
+        Some(Kind::Credits(c)) => Ok(engine.credits(worker, c.credits).await?),
+        Some(Kind::Heartbeat(_)) => Ok(engine.heartbeat(worker).await?),
+        Some(Kind::Drain(_)) => Ok(engine.drain(worker).await?),
+        Some(Kind::Release(release)) => {
+            let attempts = release
+                .attempts
+                .into_iter()
+                .map(|a| attempt_key("release.attempts", Some(a)))
+                .collect::<Result<_, _>>()?;
+            let reason = if release.reason.is_empty() {
+                "handed back by its worker".to_string()
+            } else {
+                release.reason
+            };
+            Ok(engine.release(worker, attempts, reason).await?)
+        }
+        Some(Kind::Egress(e)) => {
+            let attempt = attempt_key("egress.attempt", e.attempt)?;
+            // Host names and reasons are short; cut like a log line.
+            let egress = tidewright_engine::EgressReport {
+                destination: cap_line(e.destination, limits.max_log_line_bytes),
+                allowed: e.allowed,
+                reason: cap_line(e.reason, limits.max_log_line_bytes),
+            };
+            Ok(engine.egress(worker, attempt, egress).await?)
+        }
+        Some(Kind::Progress(p)) => {
+            let attempt = attempt_key("progress.attempt", p.attempt)?;
+            Ok(engine
+                .progress(worker, attempt, p.fraction, p.message)
+                .await?)
+        }
+        Some(Kind::Logs(logs)) => {
+            let attempt = attempt_key("logs.attempt", logs.attempt)?;
+            let lines = logs
+                .lines
+                .into_iter()
+                .map(|l| {
+                    let stream = v1::LogStream::try_from(l.stream).unwrap_or(v1::LogStream::Stdout);
+                    (
+                        LogStream::from(stream),
+                        cap_line(l.line, limits.max_log_line_bytes),
+                    )
+                })
+                .collect();
+            Ok(engine.logs(worker, attempt, lines).await?)
+        }
+        Some(Kind::Session(session)) => {
+            let attempt = attempt_key("session.attempt", session.attempt)?;
+            // Ids and model names are short; a longer one is a broken worker.
+            for (field, value) in [
+                ("session.session_id", &session.session_id),
+                ("session.model", &session.model),
+            ] {
+                if value.len() > MAX_SESSION_FIELD_BYTES {
+                    return Err(Error::Protocol(format!(
+                        "{field} is {} bytes; at most {MAX_SESSION_FIELD_BYTES}",
+                        value.len()
+                    )));
+                }
+            }
+            Ok(engine
+                .session(worker, attempt, session.session_id, session.model)
+                .await?)
+        }
+        Some(Kind::Spend(spend)) => {
+            let attempt = attempt_key("spend.attempt", spend.attempt)?;
+            let cost = spend
+                .cost
+                .as_ref()
+                .map(tidewright_core::Cost::from)
+                .ok_or_else(|| Error::Protocol("spend.cost is required".into()))?;
+            Ok(engine.spend(worker, attempt, cost).await?)
+        }
+        Some(Kind::Result(r)) => {
+            let attempt = attempt_key("result.attempt", r.attempt)?;
+            // An outcome this server does not know is a failure.
+            let mut outcome = match v1::Outcome::try_from(r.outcome) {
+                Ok(v1::Outcome::Succeeded) => AttemptEnd::Succeeded,
+                Ok(v1::Outcome::Cancelled) => AttemptEnd::Cancelled,
+                _ => AttemptEnd::Failed,
+            };
+            let (mut output_json, mut error) = (r.output_json, r.error);
+            if output_json.len() > limits.max_output_bytes {
+                outcome = AttemptEnd::Failed;
+                error = format!(
+                    "the step's output is {} bytes; the limit (max-output-bytes) is {}",
+                    output_json.len(),
+                    limits.max_output_bytes
+                );
+                output_json.clear();
+            }
+            let report = StepResult {
+                attempt,
+                outcome,
+                output_json,
+                error,
+                exit_code: r.exit_code,
+                started_at: r.started_at.as_ref().map(micros),
+                cost: r.cost.as_ref().map(tidewright_core::Cost::from),
+                stalled: r.stalled,
+                rate_limited: r.rate_limit.as_ref().map(|limit| {
+                    let mut signal = limit.signal.trim().to_string();
+                    tidewright_core::truncate_at_char_boundary(&mut signal, MAX_SIGNAL_BYTES);
+                    RateLimited {
+                        reset: limit.reset_at.as_ref().map(micros),
+                        signal,
+                    }
+                }),
+                work: r.work.clone().map(bounded_work),
+                conflict: r
+                    .conflict
+                    .clone()
+                    .map(|c| tidewright_core::repo::MergeConflict {
+                        with: c.with,
+                        after: c.after,
+                        paths: c.paths.into_iter().take(MAX_CHANGED_PATHS).collect(),
+                    }),
+            };
+            Ok(engine.report(worker, report).await?)
+        }
+    }
+}
+
+/// The most changed paths a step's work keeps: a step that rewrote a whole
+/// tree is told by its counts, not by a list the store must hold.
+const MAX_CHANGED_PATHS: usize = 5000;
+const MAX_PATH_BYTES: usize = 4096;
+
+/// A worker's account of a step's work, held to what the store keeps.
+fn bounded_work(work: v1::StepWork) -> tidewright_core::StepWork {
+    let mut work = tidewright_core::StepWork::from(work);
+    work.changed_paths.truncate(MAX_CHANGED_PATHS);
+    for path in &mut work.changed_paths {
+        tidewright_core::truncate_at_char_boundary(path, MAX_PATH_BYTES);
+    }
+    for commit in [&mut work.base_commit, &mut work.head_commit] {
+        tidewright_core::truncate_at_char_boundary(commit, 64);
+    }
+    tidewright_core::truncate_at_char_boundary(&mut work.branch, 512);
+    work
+}
+
+/// The longest limit signal a worker may report; longer ones are cut.
+const MAX_SIGNAL_BYTES: usize = 200;
+
+/// The longest session id or model name a worker may report.
+const MAX_SESSION_FIELD_BYTES: usize = 256;
+
+/// A log line within `limit` bytes: a longer one is cut at a character
+/// boundary and says so, so the log shows that text is missing.
+fn cap_line(mut line: String, limit: usize) -> String {
+    if line.len() <= limit {
+        return line;
+    }
+    let over = line.len() - limit;
+    tidewright_core::truncate_at_char_boundary(&mut line, limit);
+    line.push_str(&format!(
+        " [cut: {over} bytes over the max-log-line-bytes limit of {limit}]"
+    ));
+    line
+}
+
+type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::agent_service_server::AgentService for AgentApi {
+    type ConnectStream = ServerStream;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<v1::WorkerMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let identity = require(&request, Action::ConnectWorker)?;
+        if self.require_client_certificate
+            && request.peer_certs().is_none_or(|certs| certs.is_empty())
+        {
+            return Err(Error::Unauthenticated(format!(
+                "{}: workers must present a client certificate signed by the control plane's client CA",
+                identity.name
+            ))
+            .into());
+        }
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut inbound = request.into_inner();
+        let register = match inbound.message().await? {
+            Some(v1::WorkerMessage {
+                kind: Some(Kind::Register(register)),
+            }) => register,
+            Some(_) => {
+                return Err(Error::Protocol("the first message must be register".into()).into());
+            }
+            None => return Err(Error::Protocol("the stream ended before register".into()).into()),
+        };
+        let (info, running) = worker_info(register, peer, &self.limits)?;
+        let (outbox, mut from_engine) = mpsc::unbounded_channel();
+        let (wire, outgoing) = mpsc::unbounded_channel();
+        // Only the engine holds the outbox strongly, and only this pump the
+        // wire's sender: when the engine drops a worker (or shuts down) the
+        // response stream ends.
+        let errors = wire.downgrade();
+        let step_tokens = self.step_tokens.clone();
+        tokio::spawn(async move {
+            while let Some(message) = from_engine.recv().await {
+                if wire.send(Ok(to_wire(message, &step_tokens))).is_err() {
+                    break;
+                }
+            }
+        });
+        let worker = self
+            .engine
+            .register(info, running, outbox)
+            .await
+            .map_err(Error::from)?;
+        let engine = self.engine.clone();
+        let limits = self.limits.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => {
+                        if let Err(e) = forward(&engine, &limits, worker, message).await {
+                            if let Some(outbox) = errors.upgrade() {
+                                let _ = outbox.send(Err(Status::from(e)));
+                            }
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(worker, %status, "worker stream broke");
+                        break;
+                    }
+                }
+            }
+            let _ = engine.disconnected(worker).await;
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            outgoing,
+        ))))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        Ok(Response::new(self.agents(grpc_call(request)).await?))
+    }
+
+    async fn put_checkpoint(
+        &self,
+        request: Request<v1::Checkpoint>,
+    ) -> Result<Response<v1::PutCheckpointResponse>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        self.checkpoints
+            .put(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(v1::PutCheckpointResponse {}))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        Ok(Response::new(
+            self.checkpoints
+                .get(&identity, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn put_branch(
+        &self,
+        request: Request<v1::StepBranch>,
+    ) -> Result<Response<v1::PutBranchResponse>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        self.branches.put(&identity, request.into_inner()).await?;
+        Ok(Response::new(v1::PutBranchResponse {}))
+    }
+
+    async fn get_branch(
+        &self,
+        request: Request<v1::GetBranchRequest>,
+    ) -> Result<Response<v1::StepBranch>, Status> {
+        let identity = require(&request, Action::KeepCheckpoints)?;
+        Ok(Response::new(
+            self.branches.get(&identity, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_servers(
+        &self,
+        request: Request<v1::ListServersRequest>,
+    ) -> Result<Response<v1::ListServersResponse>, Status> {
+        Ok(Response::new(self.servers(grpc_call(request)).await?))
+    }
+}

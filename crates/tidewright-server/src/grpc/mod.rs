@@ -1,0 +1,70 @@
+//! The gRPC adapters: TaskService, AgentService and StateService as thin
+//! adapters over the application services (`tidewright_engine::service`),
+//! converting with `crate::wire`; and the port's server, serving a router
+//! on the connections the acceptor hands over (with TLS when configured),
+//! with server reflection.
+
+pub mod agents;
+pub mod state;
+mod tasks;
+#[cfg(test)]
+mod tasks_tests;
+
+pub use tasks::TaskGrpc;
+
+use std::sync::Arc;
+
+use tokio_stream::StreamExt;
+use tonic::transport::server::Router;
+
+use tidewright_engine::access::Identity;
+use tidewright_engine::service::Call;
+
+use crate::error::Error;
+use crate::port::tls;
+
+/// Where a fleet stream begins: the position it replays after.
+pub const FLEET_POSITION: &str = "tidewright-fleet-position";
+
+/// A call of an application service from a gRPC request: the identity the
+/// interceptor put on it (none when it found no credentials), and its
+/// message.
+pub fn grpc_call<T>(request: tonic::Request<T>) -> Call<T> {
+    let caller = request.extensions().get::<Identity>().cloned();
+    Call::from_parts(caller, request.into_inner())
+}
+
+/// Serves `router` on `connections` until `signal`.
+pub(crate) async fn serve_router(
+    router: Router,
+    connections: tokio_stream::wrappers::ReceiverStream<tokio::net::TcpStream>,
+    tls: Option<Arc<tls::ReloadingConfig>>,
+    signal: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls::incoming(connections, tls), signal)
+                .await
+        }
+        None => {
+            let incoming = connections.map(Ok::<_, std::io::Error>);
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    }
+}
+
+/// Both reflection versions: grpcurl and grpcui speak v1, but Python's
+/// grpcio-reflection, Postman and older grpcurl speak only v1alpha. They
+/// tell only what the public proto says, so they need no token.
+pub(crate) fn with_reflection(server: tonic::transport::Server) -> Result<Router, Error> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tidewright_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(server
+        .trace_fn(tidewright_telemetry::rpc_span)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?))
+}
