@@ -27,7 +27,7 @@ pub(crate) const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
 /// Commands handled per round: each round is one store transaction.
 pub(crate) const MAX_ROUND: usize = 1024;
 
-/// Unfinished tasks the engine holds whole by default (see [`cold`]).
+/// Unfinished tasks the engine holds whole by default (see [`crate::cold`]).
 pub const DEFAULT_HOT_TASKS: usize = 50_000;
 
 #[derive(Default)]
@@ -77,7 +77,7 @@ pub struct Engine {
     pub(crate) effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     pub(crate) metrics: Arc<Metrics>,
     /// Past this many unfinished tasks in memory, a queued task nobody
-    /// started keeps only its place in the queue (see [`cold`]).
+    /// started keeps only its place in the queue (see [`crate::cold`]).
     pub(crate) hot_tasks: usize,
     /// What the compact queue is about to read back, and when to look.
     pub(crate) cold: Reads,

@@ -24,6 +24,9 @@ pub enum Error {
     /// What a create names is there already.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A compare-and-set found another version: read again, then retry.
+    #[error("{0}")]
+    Conflict(String),
     /// Over a limit; the caller may try again after `retry_after`, when one
     /// is known.
     #[error("{message}")]

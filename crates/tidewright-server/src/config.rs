@@ -9,10 +9,10 @@ use tidewright_core::Limits;
 use tidewright_store::retention::{self, Retention};
 
 use crate::auth::{self, jwt};
-use crate::grpc::agents::checkpoints;
 use crate::outbound::{planner, repos, webhooks};
 use crate::port::tls;
 use crate::store_url::StoreUrl;
+use tidewright_engine::service::KeptSettings;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -73,7 +73,7 @@ pub struct Config {
     pub tenant_budgets: Option<PathBuf>,
     /// How large agents' session checkpoints may be, and how long they
     /// are kept after their task finishes.
-    pub checkpoints: checkpoints::Settings,
+    pub checkpoints: KeptSettings,
     /// How webhook deliveries are made, and where they may go.
     pub webhooks: webhooks::Settings,
     /// Task templates to offer besides the built-in set; read at start.
@@ -124,7 +124,7 @@ impl Config {
             replica_name: None,
             advertise: None,
             tenant_budgets: None,
-            checkpoints: checkpoints::Settings::default(),
+            checkpoints: KeptSettings::default(),
             webhooks: webhooks::Settings::default(),
             templates_dir: None,
             repos: repos::Settings::default(),

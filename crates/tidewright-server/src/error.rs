@@ -1,51 +1,20 @@
 //! The control plane's errors and their mappings: to gRPC statuses, and to
 //! HTTP responses for the few the HTTP port can give.
 
+use tidewright_engine::Error as Refusal;
 use tonic::{Code, Status};
 
 /// Errors of the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A request field breaks a rule; `field` names it.
-    #[error("{field}: {message}")]
-    InvalidArgument { field: String, message: String },
-    /// The named thing does not exist.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The request carries no valid credentials.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// The caller may not do this.
-    #[error("{0}")]
-    PermissionDenied(String),
-    /// The caller is over a limit (its rate, or its open watches); it may
-    /// try again after `retry_after`, when one is known.
-    #[error("{message}")]
-    ResourceExhausted {
-        message: String,
-        retry_after: Option<std::time::Duration>,
-    },
-    /// The request does not fit the current state (e.g. retrying a running task).
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// A compare-and-set found another version: read again, then retry.
-    #[error("{0}")]
-    Conflict(String),
+    /// What the services refuse or fail at (a field, a caller, a state, a
+    /// limit, the store): the engine's error, whether a service or the
+    /// server on its behalf said it, so each means one status everywhere.
+    #[error(transparent)]
+    Service(#[from] tidewright_engine::Error),
     /// A worker broke the Connect protocol.
     #[error("protocol: {0}")]
     Protocol(String),
-    /// The store failed; its error says whether a retry may help.
-    #[error("{0}")]
-    Store(#[from] tidewright_store::Error),
-    /// The engine has stopped (the server is shutting down).
-    #[error("the control plane is shutting down")]
-    ShuttingDown,
-    /// A service the request needs did not answer (the planner's API); the
-    /// request may be retried.
-    #[error("{0}")]
-    Unavailable(String),
     /// Binding or serving the gRPC port failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -81,9 +50,6 @@ pub enum Error {
     /// than serve state that the store does not hold.
     #[error("fatal store failure: {0}")]
     Fatal(String),
-    /// Something that cannot happen did: a bug, said as such.
-    #[error("internal: {0}")]
-    Internal(String),
     /// This replica led and no longer does: it stopped serving, and may
     /// start again as a standby.
     #[error("this replica no longer leads: {0}")]
@@ -115,51 +81,23 @@ pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 }
 
 impl Error {
+    /// A request field that breaks a rule; `field` names it.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Service(Refusal::invalid(field, message))
+    }
+}
+
+impl From<tidewright_store::Error> for Error {
+    fn from(e: tidewright_store::Error) -> Self {
+        Error::Service(Refusal::Store(e))
     }
 }
 
 impl From<tidewright_core::Error> for Error {
     fn from(e: tidewright_core::Error) -> Self {
         match e {
-            tidewright_core::Error::Invalid { field, message } => {
-                Error::InvalidArgument { field, message }
-            }
+            tidewright_core::Error::Invalid { field, message } => Error::invalid(field, message),
             other => Error::Protocol(other.to_string()),
-        }
-    }
-}
-
-/// The engine's answers keep their meaning: each becomes the variant that
-/// maps to the same status.
-impl From<tidewright_engine::Error> for Error {
-    fn from(e: tidewright_engine::Error) -> Self {
-        match e {
-            tidewright_engine::Error::InvalidArgument { field, message } => {
-                Error::InvalidArgument { field, message }
-            }
-            tidewright_engine::Error::Unauthenticated(message) => Error::Unauthenticated(message),
-            tidewright_engine::Error::PermissionDenied(message) => Error::PermissionDenied(message),
-            tidewright_engine::Error::Unavailable(message) => Error::Unavailable(message),
-            tidewright_engine::Error::Internal(message) => Error::Internal(message),
-            tidewright_engine::Error::NotFound(what) => Error::NotFound(what),
-            tidewright_engine::Error::FailedPrecondition(message) => {
-                Error::FailedPrecondition(message)
-            }
-            tidewright_engine::Error::AlreadyExists(message) => Error::AlreadyExists(message),
-            tidewright_engine::Error::ResourceExhausted {
-                message,
-                retry_after,
-            } => Error::ResourceExhausted {
-                message,
-                retry_after,
-            },
-            tidewright_engine::Error::Store(e) => Error::Store(e),
-            tidewright_engine::Error::ShuttingDown => Error::ShuttingDown,
         }
     }
 }
@@ -177,27 +115,37 @@ impl From<tidewright_api::Error> for Error {
     }
 }
 
+/// The gRPC code of a refusal or failure of the services' kind.
+fn service_code(e: &Refusal) -> Code {
+    match e {
+        Refusal::InvalidArgument { .. } => Code::InvalidArgument,
+        Refusal::NotFound(_) => Code::NotFound,
+        Refusal::FailedPrecondition(_) => Code::FailedPrecondition,
+        Refusal::AlreadyExists(_) => Code::AlreadyExists,
+        Refusal::Conflict(_) => Code::Aborted,
+        Refusal::Unauthenticated(_) => Code::Unauthenticated,
+        Refusal::PermissionDenied(_) => Code::PermissionDenied,
+        Refusal::ResourceExhausted { .. } => Code::ResourceExhausted,
+        Refusal::Store(e) => match e {
+            tidewright_store::Error::Unavailable(_)
+            | tidewright_store::Error::Closed
+            | tidewright_store::Error::Deposed(_) => Code::Unavailable,
+            tidewright_store::Error::Conflict(_) => Code::Aborted,
+            // Retrying cannot mend what is stored: not UNAVAILABLE.
+            tidewright_store::Error::Corrupt(_) => Code::DataLoss,
+            tidewright_store::Error::Overloaded(_) => Code::ResourceExhausted,
+        },
+        Refusal::ShuttingDown | Refusal::Unavailable(_) => Code::Unavailable,
+        Refusal::Internal(_) => Code::Internal,
+    }
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::InvalidArgument { .. } | Error::Protocol(_) => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::AlreadyExists(_) => Code::AlreadyExists,
-            Error::Conflict(_) => Code::Aborted,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::Store(e) => match e {
-                tidewright_store::Error::Unavailable(_)
-                | tidewright_store::Error::Closed
-                | tidewright_store::Error::Deposed(_) => Code::Unavailable,
-                tidewright_store::Error::Conflict(_) => Code::Aborted,
-                // Retrying cannot mend what is stored: not UNAVAILABLE.
-                tidewright_store::Error::Corrupt(_) => Code::DataLoss,
-                tidewright_store::Error::Overloaded(_) => Code::ResourceExhausted,
-            },
-            Error::ShuttingDown | Error::Unavailable(_) | Error::Deposed(_) => Code::Unavailable,
+            Error::Service(e) => service_code(e),
+            Error::Protocol(_) => Code::InvalidArgument,
+            Error::Deposed(_) => Code::Unavailable,
             Error::Transport(_)
             | Error::Reflection(_)
             | Error::Io { .. }
@@ -205,23 +153,22 @@ impl From<Error> for Status {
             | Error::Auth(_)
             | Error::Tls(_)
             | Error::Templates(_)
-            | Error::Fatal(_)
-            | Error::Internal(_) => Code::Internal,
+            | Error::Fatal(_) => Code::Internal,
         };
         if matches!(code, Code::Internal | Code::Unavailable | Code::DataLoss) {
             tracing::warn!(error = %e, "request failed");
         }
         let mut status = Status::new(code, e.to_string());
-        if let Error::InvalidArgument { field, .. } = &e
+        if let Error::Service(Refusal::InvalidArgument { field, .. }) = &e
             && let Ok(value) = field.parse()
         {
             // Programs read which field without parsing the message.
             status.metadata_mut().insert(FIELD, value);
         }
-        if let Error::ResourceExhausted {
+        if let Error::Service(Refusal::ResourceExhausted {
             retry_after: Some(after),
             ..
-        } = e
+        }) = e
         {
             // Clients back off by this; the message says it to people.
             let millis = after.as_millis().max(1).to_string();
@@ -414,10 +361,10 @@ mod tests {
                 "field": "steps[1].id",
             }})
         );
-        let limited = http_error(&Status::from(Error::ResourceExhausted {
+        let limited = http_error(&Status::from(Error::Service(Refusal::ResourceExhausted {
             message: "slow down".into(),
             retry_after: Some(std::time::Duration::from_millis(1500)),
-        }));
+        })));
         assert_eq!(limited.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.headers()["retry-after"], "2");
         let code = |code| http_status(code).as_u16();
@@ -429,7 +376,7 @@ mod tests {
 
     #[test]
     fn store_errors_map_to_what_a_client_can_do() {
-        let code = |e: tidewright_store::Error| Status::from(Error::Store(e)).code();
+        let code = |e: tidewright_store::Error| Status::from(Error::from(e)).code();
         assert_eq!(
             code(tidewright_store::Error::Unavailable("down".into())),
             Code::Unavailable
@@ -449,7 +396,7 @@ mod tests {
             )),
             Code::ResourceExhausted
         );
-        let status = Status::from(Error::Store(tidewright_store::Error::Unavailable(
+        let status = Status::from(Error::from(tidewright_store::Error::Unavailable(
             "connection refused".into(),
         )));
         assert_eq!(
@@ -457,7 +404,7 @@ mod tests {
             "the store is unavailable: connection refused"
         );
         let http = |e: tidewright_store::Error| {
-            axum::response::IntoResponse::into_response(Error::Store(e)).status()
+            axum::response::IntoResponse::into_response(Error::from(e)).status()
         };
         assert_eq!(
             http(tidewright_store::Error::Closed),

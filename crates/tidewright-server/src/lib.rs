@@ -13,6 +13,8 @@ mod http;
 mod outbound;
 mod port;
 mod replica;
+#[cfg(test)]
+mod services_tests;
 mod store_url;
 mod wire;
 
@@ -30,12 +32,12 @@ pub use auth::RateLimit;
 pub use auth::jwt;
 pub use config::{Config, DEFAULT_AUDIT_RETENTION, DEFAULT_RETENTION};
 pub use error::{Error, PortName};
-pub use grpc::agents::checkpoints;
 pub use outbound::{planner, repos, webhooks};
 pub use port::tls;
 pub use replica::tenant_budgets;
 pub use store_url::StoreUrl;
 pub use tidewright_engine::access::valid_tenant;
+pub use tidewright_engine::service::KeptSettings;
 pub use tidewright_engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
 pub use tidewright_store::retention::{self, Retention};
 pub use tidewright_store_sqlite::Durability;

@@ -1,4 +1,5 @@
-//! TaskService's messages and the application services' calls, each way:
+//! TaskService's and StateService's messages and the application
+//! services' calls, each way:
 //! a v1 request becomes the call it asks (refusing, naming the field, what
 //! does not convert), and an answer becomes its v1 message. gRPC, the JSON
 //! API and the MCP tools (whose arguments are v1 messages) answer with the
@@ -11,13 +12,16 @@ use tidewright_core::{Budget, Cost, TaskState, TenantBudget, Window};
 use tidewright_engine::TenantSpending;
 use tidewright_engine::activity::MinuteSummary;
 use tidewright_engine::service::{
-    ApproveBudget, CreateSchedule, CreateWebhook, DecideStep, DeliveryPage, EventStream, ListAudit,
-    ListDeliveries, ListTasks, OfTenants, PlanTask, PlannedTask, RaiseBudget, ScheduleRef,
-    SetTenantBudget, Submit, SubmitTemplate, Submitted, TaskPage, TaskRef, WatchFleet, WatchTask,
+    AgentListing, ApproveBudget, CreateSchedule, CreateWebhook, DecideStep, DeleteState,
+    DeliveryPage, EventStream, GetBranch, GetCheckpoint, GetState, ListAudit, ListDeliveries,
+    ListState, ListTasks, OfTenants, PlanTask, PlannedTask, Publish, PutBranch, PutCheckpoint,
+    PutState, RaiseBudget, ScheduleRef, SetTenantBudget, StatePage, StateRef, Submit,
+    SubmitTemplate, Submitted, Subscribe, TaskPage, TaskRef, TopicMessage, WatchFleet, WatchTask,
     Watched, WebhookRef,
 };
+use tidewright_store::leadership::ReplicaStatus;
 use tidewright_store::webhooks::{Delivery, DeliveryState, Webhook};
-use tidewright_store::{AuditRecord, TaskRecord};
+use tidewright_store::{AuditRecord, Checkpoint, StateEntry, StateKey, StepBranch, TaskRecord};
 use tokio_stream::StreamExt;
 
 use crate::error::Error;
@@ -544,5 +548,234 @@ pub fn schedules(
 ) -> v1::ListSchedulesResponse {
     v1::ListSchedulesResponse {
         schedules: schedules.into_iter().map(schedule).collect(),
+    }
+}
+
+// Shared state and topics.
+
+fn state_ref(reference: Option<v1::StateRef>) -> Option<StateRef> {
+    reference.map(|r| StateRef {
+        tenant: r.tenant,
+        scope: r.scope,
+        key: r.key,
+    })
+}
+
+pub fn get_state(request: v1::GetStateRequest) -> GetState {
+    GetState {
+        reference: state_ref(request.r#ref),
+    }
+}
+
+pub fn list_state(request: v1::ListStateRequest) -> ListState {
+    ListState {
+        tenant: request.tenant,
+        scope: request.scope,
+        after_key: request.after_key,
+        page_size: request.page_size,
+    }
+}
+
+pub fn put_state(request: v1::PutStateRequest) -> PutState {
+    PutState {
+        reference: state_ref(request.r#ref),
+        value_json: request.value_json,
+        ttl_seconds: request.ttl_seconds,
+        expect_version: request.expect_version,
+    }
+}
+
+pub fn delete_state(request: v1::DeleteStateRequest) -> DeleteState {
+    DeleteState {
+        reference: state_ref(request.r#ref),
+        expect_version: request.expect_version,
+    }
+}
+
+pub fn publish(request: v1::PublishRequest) -> Publish {
+    Publish {
+        topic: state_ref(request.topic),
+        message_json: request.message_json,
+    }
+}
+
+pub fn subscribe(request: v1::SubscribeRequest) -> Subscribe {
+    Subscribe {
+        topic: state_ref(request.topic),
+    }
+}
+
+pub fn state_value(key: StateKey, entry: StateEntry) -> v1::StateValue {
+    v1::StateValue {
+        r#ref: Some(v1::StateRef {
+            tenant: key.tenant,
+            scope: key.scope,
+            key: key.key,
+        }),
+        value_json: entry.value_json,
+        version: entry.version,
+        updated_at: Some(timestamp(entry.updated_at)),
+        expires_at: optional_timestamp(entry.expires_at),
+    }
+}
+
+pub fn state_page(page: StatePage) -> v1::ListStateResponse {
+    v1::ListStateResponse {
+        values: page
+            .values
+            .into_iter()
+            .map(|(key, entry)| state_value(key, entry))
+            .collect(),
+        next_after_key: page.next_after_key,
+    }
+}
+
+pub fn topic_message(message: TopicMessage) -> v1::TopicMessage {
+    v1::TopicMessage {
+        topic: message.topic,
+        message_json: message.message_json,
+        time: Some(timestamp(message.time)),
+        sender: message.sender,
+    }
+}
+
+// The fleet.
+
+/// The fleet's listing, as `ListAgents` answers it.
+pub fn agent_listing(listing: AgentListing) -> v1::ListAgentsResponse {
+    let AgentListing { fleet, server } = listing;
+    let agents = fleet
+        .workers
+        .into_iter()
+        .map(|w| v1::Agent {
+            id: w.id.to_string(),
+            name: w.info.name,
+            pool: w.info.pool,
+            capabilities: w.info.capabilities.into_iter().collect(),
+            slots: w.info.slots,
+            running: u32::try_from(w.running).unwrap_or(u32::MAX),
+            connected_at: optional_timestamp(w.connected_at),
+            peer: w.info.peer,
+            draining: w.draining,
+            max_concurrent_agents: w.info.max_concurrent_agents,
+            isolation: w.info.isolation,
+            paused_until: w.paused.as_ref().map(|(until, _)| timestamp(*until)),
+            pause_reason: w.paused.map(|(_, reason)| reason).unwrap_or_default(),
+            gone_at: None,
+            gone_reason: String::new(),
+        })
+        .collect();
+    let queue = fleet
+        .queue
+        .into_iter()
+        .map(|depth| v1::QueueDepth {
+            capabilities: depth.needs.into_iter().collect(),
+            queued: u32::try_from(depth.queued).unwrap_or(u32::MAX),
+        })
+        .collect();
+    let gone = fleet
+        .gone
+        .into_iter()
+        .map(|g| v1::Agent {
+            name: g.info.name,
+            pool: g.info.pool,
+            capabilities: g.info.capabilities.into_iter().collect(),
+            slots: g.info.slots,
+            connected_at: optional_timestamp(g.connected_at),
+            peer: g.info.peer,
+            max_concurrent_agents: g.info.max_concurrent_agents,
+            isolation: g.info.isolation,
+            gone_at: optional_timestamp(g.gone_at),
+            gone_reason: g.reason,
+            ..v1::Agent::default()
+        })
+        .collect();
+    v1::ListAgentsResponse {
+        agents,
+        queue,
+        gone,
+        server: Some(v1::Build {
+            version: server.version,
+            commit: server.commit,
+            built_at: optional_timestamp(server.built_at),
+        }),
+    }
+}
+
+/// The control plane's replicas, as `ListServers` answers them.
+pub fn servers(servers: Vec<ReplicaStatus>) -> v1::ListServersResponse {
+    let at = |micros: tidewright_core::Micros| (micros != 0).then(|| timestamp(micros));
+    v1::ListServersResponse {
+        servers: servers
+            .into_iter()
+            .map(|server| v1::ControlPlaneServer {
+                name: server.name,
+                address: server.address,
+                leading: server.leading,
+                epoch: server.epoch,
+                started_at: at(server.started_at),
+                leading_since: at(server.leading_since),
+                seen_at: at(server.seen_at),
+            })
+            .collect(),
+    }
+}
+
+// What steps keep: checkpoints and branches.
+
+pub fn put_checkpoint(checkpoint: v1::Checkpoint) -> PutCheckpoint {
+    PutCheckpoint {
+        attempt: checkpoint.attempt.map(Into::into),
+        session_id: checkpoint.session_id,
+        workspace: checkpoint.workspace,
+        archive: checkpoint.archive,
+    }
+}
+
+pub fn get_checkpoint(request: v1::GetCheckpointRequest) -> GetCheckpoint {
+    GetCheckpoint {
+        attempt: request.attempt.map(Into::into),
+    }
+}
+
+fn attempt_ref(task_id: String, step_id: String, attempt: u32) -> Option<v1::AttemptRef> {
+    Some(v1::AttemptRef {
+        task_id,
+        step_id,
+        attempt,
+    })
+}
+
+pub fn checkpoint(kept: Checkpoint) -> v1::Checkpoint {
+    v1::Checkpoint {
+        attempt: attempt_ref(kept.task_id, kept.step_id, kept.attempt),
+        session_id: kept.session_id,
+        workspace: kept.workspace,
+        archive: kept.archive,
+    }
+}
+
+pub fn put_branch(branch: v1::StepBranch) -> PutBranch {
+    PutBranch {
+        attempt: branch.attempt.map(Into::into),
+        head_commit: branch.head_commit,
+        bundle: branch.bundle,
+        diff: branch.diff,
+    }
+}
+
+pub fn get_branch(request: v1::GetBranchRequest) -> GetBranch {
+    GetBranch {
+        attempt: request.attempt.map(Into::into),
+        step_id: request.step_id,
+    }
+}
+
+pub fn branch(kept: StepBranch) -> v1::StepBranch {
+    v1::StepBranch {
+        attempt: attempt_ref(kept.task_id, kept.step_id, kept.attempt),
+        head_commit: kept.head_commit,
+        bundle: kept.bundle,
+        diff: kept.diff,
     }
 }

@@ -234,7 +234,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     config.leader_lease = replica.leader_lease;
     config.replica_name = replica.replica_name.clone();
     config.advertise = replica.advertise.clone();
-    config.checkpoints = tidewright_server::checkpoints::Settings {
+    config.checkpoints = tidewright_server::KeptSettings {
         max_bytes: usize::try_from(checkpoints.max_checkpoint_bytes).unwrap_or(usize::MAX),
         retention: checkpoints.checkpoint_retention,
         max_branch_bytes: usize::try_from(checkpoints.max_branch_bytes).unwrap_or(usize::MAX),

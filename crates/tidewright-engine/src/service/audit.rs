@@ -5,11 +5,11 @@
 use tidewright_core::calendar::now_micros;
 use tidewright_store::{AuditRecord, Write};
 
-use super::{Call, TaskApi};
+use super::{Call, Context};
 use crate::access::{Action, Identity};
 use crate::error::Error;
 
-impl TaskApi {
+impl Context {
     /// Writes an audit record to the server's log, as structured fields,
     /// when `--audit-log` asks for it.
     pub(super) fn log_audit(&self, e: &AuditRecord) {

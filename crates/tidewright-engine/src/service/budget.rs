@@ -6,33 +6,33 @@ use tidewright_store::{TaskRecord, Write};
 
 use super::calls::{ApproveBudget, RaiseBudget, SetTenantBudget};
 use super::decide::MAX_REASON_BYTES;
-use super::{Call, TaskApi};
+use super::{Budgets, Call};
 use crate::access::{Action, valid_tenant};
 use crate::error::Error;
 use crate::handle::TenantSpending;
 
-impl TaskApi {
+impl Budgets {
     pub async fn raise_budget(&self, request: Call<RaiseBudget>) -> Result<TaskRecord, Error> {
         const ACTION: &str = "task.raise_budget";
-        let caller = self.permit(&request, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit(&request, Action::WriteTasks, ACTION)?;
         let RaiseBudget { task_id, by } = request.into_message();
         let raised = async {
             tidewright_core::validate::validate_budget(&by, "by")?;
-            let task = self.load(&task_id, &caller).await?;
+            let task = self.cx.load(&task_id, &caller).await?;
             let described = describe_budget(&by);
-            self.engine.raise_budget(task_id.clone(), by).await?;
+            self.cx.engine.raise_budget(task_id.clone(), by).await?;
             Ok((task.tenant, described))
         }
         .await;
-        self.audited_with(&caller, ACTION, &task_id, raised)?;
-        self.load(&task_id, &caller).await
+        self.cx.audited_with(&caller, ACTION, &task_id, raised)?;
+        self.cx.load(&task_id, &caller).await
     }
 
     /// ApproveBudget: one of the budget's approvers lets a task paused for
     /// it go on; the engine says whether it is so paused.
     pub async fn approve_budget(&self, request: Call<ApproveBudget>) -> Result<TaskRecord, Error> {
         const ACTION: &str = "task.approve_budget";
-        let caller = self.permit(&request, Action::DecideApprovals, ACTION)?;
+        let caller = self.cx.permit(&request, Action::DecideApprovals, ACTION)?;
         let ApproveBudget { task_id, reason } = request.into_message();
         let approved = async {
             let reason = reason.trim();
@@ -42,7 +42,7 @@ impl TaskApi {
                     format!("at most {} bytes", MAX_REASON_BYTES),
                 ));
             }
-            let task = self.load(&task_id, &caller).await?;
+            let task = self.cx.load(&task_id, &caller).await?;
             let budget = task
                 .spec
                 .budget
@@ -61,7 +61,7 @@ impl TaskApi {
                     budget.approvers.join(", ")
                 )));
             }
-            let granted = self.engine.approve_budget(task_id.clone()).await?;
+            let granted = self.cx.engine.approve_budget(task_id.clone()).await?;
             let mut detail = format!("budget {} approved", describe_budget(&granted));
             if !reason.is_empty() {
                 detail.push_str(&format!(": {reason}"));
@@ -69,8 +69,8 @@ impl TaskApi {
             Ok((task.tenant, detail))
         }
         .await;
-        self.audited_with(&caller, ACTION, &task_id, approved)?;
-        self.load(&task_id, &caller).await
+        self.cx.audited_with(&caller, ACTION, &task_id, approved)?;
+        self.cx.load(&task_id, &caller).await
     }
 
     /// Sets a tenant's budget; answers its spending against it.
@@ -79,7 +79,7 @@ impl TaskApi {
         request: Call<SetTenantBudget>,
     ) -> Result<TenantSpending, Error> {
         const ACTION: &str = "tenant.set_budget";
-        let caller = self.permit(&request, Action::SetBudgets, ACTION)?;
+        let caller = self.cx.permit(&request, Action::SetBudgets, ACTION)?;
         let SetTenantBudget { tenant, budget } = request.into_message();
         let set = async {
             if !valid_tenant(&tenant) {
@@ -90,19 +90,21 @@ impl TaskApi {
             }
             tidewright_core::validate::validate_tenant_budget(&budget, "budget")?;
             // Stored first: the engine acts on what a restart would find.
-            self.commit(vec![Write::TenantBudget {
-                tenant: tenant.clone(),
-                budget,
-            }])
-            .await?;
-            self.engine
+            self.cx
+                .commit(vec![Write::TenantBudget {
+                    tenant: tenant.clone(),
+                    budget,
+                }])
+                .await?;
+            self.cx
+                .engine
                 .set_tenant_budget(tenant.clone(), budget)
                 .await?;
             Ok((tenant.clone(), describe_tenant_budget(&budget)))
         }
         .await;
-        self.audited_with(&caller, ACTION, "", set)?;
-        let listed = self.engine.budgets(Some(vec![tenant.clone()])).await?;
+        self.cx.audited_with(&caller, ACTION, "", set)?;
+        let listed = self.cx.engine.budgets(Some(vec![tenant.clone()])).await?;
         Ok(listed.into_iter().next().unwrap_or_else(|| {
             (
                 tenant,
@@ -119,7 +121,7 @@ impl TaskApi {
         request: Call<()>,
     ) -> Result<Vec<TenantSpending>, Error> {
         let caller = request.require(Action::ReadTasks)?;
-        self.engine.budgets(caller.visible_tenants()).await
+        self.cx.engine.budgets(caller.visible_tenants()).await
     }
 }
 

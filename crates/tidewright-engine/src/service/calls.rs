@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tidewright_core::{Budget, Event, TaskSpec, TaskState, TenantBudget};
-use tidewright_store::TaskRecord;
+use tidewright_core::{AttemptKey, Budget, Event, Micros, TaskSpec, TaskState, TenantBudget};
 use tidewright_store::webhooks::Delivery;
+use tidewright_store::{StateEntry, StateKey, TaskRecord};
 
 /// SubmitTask: one task; SubmitTasks sends several.
 #[derive(Debug, Clone, Default)]
@@ -218,4 +218,115 @@ pub struct DeliveryPage {
 pub struct Watched {
     pub event: Arc<Event>,
     pub position: u64,
+}
+
+/// Where a shared-state value or a topic is: a tenant ("" for the caller's
+/// first), a scope (a step's: its task's id) and a key or topic name.
+#[derive(Debug, Clone, Default)]
+pub struct StateRef {
+    pub tenant: String,
+    pub scope: String,
+    pub key: String,
+}
+
+/// GetState.
+#[derive(Debug, Clone, Default)]
+pub struct GetState {
+    /// `ref` on the wire; required.
+    pub reference: Option<StateRef>,
+}
+
+/// ListState: a scope's values after `after_key`, in key order.
+#[derive(Debug, Clone, Default)]
+pub struct ListState {
+    pub tenant: String,
+    pub scope: String,
+    pub after_key: String,
+    /// 0 for the default.
+    pub page_size: u32,
+}
+
+/// PutState: `expect_version` 0 for "none yet", `None` for any.
+#[derive(Debug, Clone, Default)]
+pub struct PutState {
+    pub reference: Option<StateRef>,
+    pub value_json: String,
+    /// 0 for a value that never expires.
+    pub ttl_seconds: u32,
+    pub expect_version: Option<u64>,
+}
+
+/// DeleteState.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteState {
+    pub reference: Option<StateRef>,
+    pub expect_version: Option<u64>,
+}
+
+/// Publish: a JSON message to a topic's subscribers.
+#[derive(Debug, Clone, Default)]
+pub struct Publish {
+    pub topic: Option<StateRef>,
+    pub message_json: String,
+}
+
+/// Subscribe: a topic's messages from now on.
+#[derive(Debug, Clone, Default)]
+pub struct Subscribe {
+    pub topic: Option<StateRef>,
+}
+
+/// A page of a scope's values; `next_after_key` is where the next one
+/// starts ("" when this was the last).
+#[derive(Debug, Clone)]
+pub struct StatePage {
+    pub values: Vec<(StateKey, StateEntry)>,
+    pub next_after_key: String,
+}
+
+/// A message on a topic, as its subscribers get it.
+#[derive(Debug, Clone)]
+pub struct TopicMessage {
+    pub topic: String,
+    pub message_json: String,
+    pub time: Micros,
+    /// The caller that published it.
+    pub sender: String,
+}
+
+/// PutCheckpoint: an agent's session, packed by the worker, for the
+/// attempt after `attempt`.
+#[derive(Debug, Clone, Default)]
+pub struct PutCheckpoint {
+    /// Required, in full.
+    pub attempt: Option<AttemptKey>,
+    pub session_id: String,
+    /// Where the workspace was on the worker.
+    pub workspace: String,
+    /// A gzipped tar, kept as given.
+    pub archive: Vec<u8>,
+}
+
+/// GetCheckpoint: the step's newest, for its running `attempt`.
+#[derive(Debug, Clone, Default)]
+pub struct GetCheckpoint {
+    pub attempt: Option<AttemptKey>,
+}
+
+/// PutBranch: a step's commits, as a git bundle.
+#[derive(Debug, Clone, Default)]
+pub struct PutBranch {
+    pub attempt: Option<AttemptKey>,
+    pub head_commit: String,
+    pub bundle: Vec<u8>,
+    /// The step's own changes as a unified diff.
+    pub diff: String,
+}
+
+/// GetBranch: `step_id`'s branch, for the running `attempt` of another
+/// step of the same task.
+#[derive(Debug, Clone, Default)]
+pub struct GetBranch {
+    pub attempt: Option<AttemptKey>,
+    pub step_id: String,
 }

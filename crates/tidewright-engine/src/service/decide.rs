@@ -6,7 +6,7 @@
 use tidewright_store::TaskRecord;
 
 use super::calls::DecideStep;
-use super::{Call, TaskApi};
+use super::{Call, Tasks};
 use crate::access::Action;
 use crate::error::Error;
 use crate::handle::Decision;
@@ -20,7 +20,7 @@ enum Verdict {
     Reject,
 }
 
-impl TaskApi {
+impl Tasks {
     pub async fn approve_step(&self, call: Call<DecideStep>) -> Result<TaskRecord, Error> {
         self.decide_step(call, Verdict::Approve).await
     }
@@ -38,7 +38,7 @@ impl TaskApi {
             Verdict::Approve => "step.approve",
             Verdict::Reject => "step.reject",
         };
-        let caller = self.permit(&request, Action::DecideApprovals, action)?;
+        let caller = self.cx.permit(&request, Action::DecideApprovals, action)?;
         let DecideStep {
             task_id,
             step_id,
@@ -61,7 +61,7 @@ impl TaskApi {
                     format!("at most {MAX_REASON_BYTES} bytes"),
                 ));
             }
-            let task = self.load(&task_id, &caller).await?;
+            let task = self.cx.load(&task_id, &caller).await?;
             let step = task
                 .spec
                 .steps
@@ -94,7 +94,8 @@ impl TaskApi {
                 Verdict::Approve => Decision::Approve { message },
                 Verdict::Reject => Decision::Reject { message },
             };
-            self.engine
+            self.cx
+                .engine
                 .decide(task_id.clone(), step_id.clone(), decision)
                 .await?;
             let detail = if reason.is_empty() {
@@ -105,7 +106,7 @@ impl TaskApi {
             Ok((task.tenant, detail))
         }
         .await;
-        self.audited_with(&caller, action, &task_id, decided)?;
-        self.load(&task_id, &caller).await
+        self.cx.audited_with(&caller, action, &task_id, decided)?;
+        self.cx.load(&task_id, &caller).await
     }
 }

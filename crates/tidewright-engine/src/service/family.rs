@@ -8,11 +8,11 @@ use tidewright_core::family::{self, PARENT_LABEL, parent_of};
 use tidewright_core::{AttemptKey, StepState, TaskSpec};
 use tidewright_store::{TaskQuery, TaskRecord};
 
-use super::{Call, TaskApi};
+use super::{Call, Context};
 use crate::access::{Action, Identity};
 use crate::error::Error;
 
-impl TaskApi {
+impl Context {
     /// [`Self::permit`] for a call on tasks, which a running step may make
     /// on its own task's children (see [`Action::for_tasks`]).
     pub(super) fn permit_tasks<T>(

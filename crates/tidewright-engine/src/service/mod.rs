@@ -1,20 +1,25 @@
-//! The application services: every call a client makes (submit, cancel,
-//! retry, approve, budgets, templates, webhooks, planning, reads and
-//! watches), as typed calls in tidewright-core's terms. Each checks the caller's
-//! role and tenants, validates, delegates to the store (reads) or the engine
-//! (every change, task creation included), and audits. The gRPC and REST
-//! adapters in `tidewright-server` convert their wire to these calls and back,
-//! and nothing else.
+//! The application services: every call a client makes, as typed calls in
+//! tidewright-core's and the store's terms, by area: `Tasks` (submit,
+//! read, list, cancel, retry, plan, decide, watch, templates, the audit log
+//! and activity), `Schedules`, `Webhooks` (endpoints, deliveries, A2A push
+//! configs), `Budgets`, `State` (shared state and topics), `Fleet` (the
+//! workers and replicas) and `Kept` (what steps keep for the attempts
+//! after them). Each checks the caller's role and tenants, validates,
+//! delegates to the store (reads) or the engine (every change, task
+//! creation included), and audits. The areas share one `Context`. The
+//! gRPC, REST, MCP and A2A adapters in `tidewright-server` convert their
+//! wire to these calls and back, and nothing else.
 //!
-//! `calls` is what they are asked and answer; `tasks`, `decide`, `budget`,
-//! `templates`, `webhooks` and `watch` are the calls; `audit` is how each
-//! is recorded; `planner` and `webhooks::WebhookRegistry` are what the
-//! services need from outside, given at construction.
+//! `calls` is what they are asked and answer; `audit` is how each call is
+//! recorded; `planner`, `repos` and `webhooks::WebhookRegistry` are what
+//! the services need from outside, given at construction.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use tidewright_core::build::Build;
 use tidewright_core::{Limits, TaskSpec, validate};
+use tidewright_store::leadership::Leadership;
 use tidewright_store::{Store, TaskRecord};
 
 use crate::access::Identity;
@@ -30,10 +35,13 @@ mod calls;
 mod decide;
 mod family;
 mod fleet;
+mod fleet_events;
+pub mod kept;
 mod planner;
 mod push;
 mod repos;
 mod schedules;
+mod state;
 mod tasks;
 mod templates;
 mod watch;
@@ -41,9 +49,12 @@ mod webhooks;
 
 pub use call::Call;
 pub use calls::*;
+pub use fleet::{AgentListing, Fleet};
+pub use kept::{Kept, KeptSettings};
 pub use planner::{Planned, Planner};
 pub use repos::Repositories;
 pub use schedules::{CreateSchedule, SCHEDULE_LABEL, ScheduleRef, tick_key};
+pub use state::{MAX_VALUE_BYTES, State, TopicStream};
 pub use templates::Templates;
 pub use webhooks::WebhookRegistry;
 
@@ -79,10 +90,18 @@ pub struct Parts {
     /// Whether each audit record is written to the log too, not only
     /// stored.
     pub audit_log: bool,
+    /// Who serves: the replicas, as the store's leadership says.
+    pub leadership: Arc<dyn Leadership>,
+    /// This control plane's build, which the fleet's listing reports.
+    pub build: Build,
+    /// How large a step's checkpoints and branches may be, and how long
+    /// they are kept.
+    pub kept: KeptSettings,
 }
 
-/// The services, shared by both transports' adapters.
-pub struct TaskApi {
+/// What every area of the services shares: the store, the engine, what
+/// they call out to, and the state a call keeps between calls.
+pub(crate) struct Context {
     store: Arc<dyn Store>,
     engine: EngineHandle,
     hub: Arc<Hub>,
@@ -106,7 +125,46 @@ pub struct TaskApi {
     schedules_changed: tokio::sync::Notify,
 }
 
-impl TaskApi {
+/// The services by area, over one shared `Context`; every transport's
+/// adapters call these and nothing else.
+#[derive(Clone)]
+pub struct Services {
+    pub tasks: Tasks,
+    pub schedules: Schedules,
+    pub webhooks: Webhooks,
+    pub budgets: Budgets,
+    pub state: State,
+    pub fleet: Fleet,
+    pub kept: Kept,
+}
+
+/// Tasks: submit (a spec, a batch, a template), read, list, cancel,
+/// retry, plan, decide steps, watch, and the audit log and activity.
+#[derive(Clone)]
+pub struct Tasks {
+    cx: Arc<Context>,
+}
+
+/// Schedules: made, listed, suspended, triggered, removed, and fired by
+/// the leader's loop.
+#[derive(Clone)]
+pub struct Schedules {
+    cx: Arc<Context>,
+}
+
+/// Webhook endpoints and their deliveries, and A2A push configs.
+#[derive(Clone)]
+pub struct Webhooks {
+    cx: Arc<Context>,
+}
+
+/// Tasks' budgets raised and approved, and tenants' budgets.
+#[derive(Clone)]
+pub struct Budgets {
+    cx: Arc<Context>,
+}
+
+impl Services {
     pub fn new(parts: Parts) -> Self {
         let Parts {
             store,
@@ -120,8 +178,11 @@ impl TaskApi {
             templates,
             trace_context,
             audit_log,
+            leadership,
+            build,
+            kept,
         } = parts;
-        TaskApi {
+        let cx = Arc::new(Context {
             store,
             engine,
             hub,
@@ -137,9 +198,27 @@ impl TaskApi {
             audit_log,
             schedule_writes: tokio::sync::Mutex::new(()),
             schedules_changed: tokio::sync::Notify::new(),
+        });
+        Services {
+            tasks: Tasks { cx: cx.clone() },
+            schedules: Schedules { cx: cx.clone() },
+            webhooks: Webhooks { cx: cx.clone() },
+            budgets: Budgets { cx: cx.clone() },
+            state: State {
+                cx: cx.clone(),
+                topics: Arc::default(),
+            },
+            fleet: Fleet {
+                cx: cx.clone(),
+                leadership,
+                build,
+            },
+            kept: Kept { cx, settings: kept },
         }
     }
+}
 
+impl Context {
     /// Asks the planner for a plan of `spec`'s prompt, naming the
     /// capabilities the connected workers offer.
     async fn plan(&self, spec: &TaskSpec) -> Result<Planned, Error> {

@@ -8,7 +8,7 @@ use tidewright_store::webhooks::{TaskPush, Webhook};
 
 use super::audit::audit_entry;
 use super::calls::{CreatePush, PushRef, TaskRef};
-use super::{Call, TaskApi};
+use super::{Call, Webhooks};
 use crate::access::Action;
 use crate::error::Error;
 
@@ -17,15 +17,15 @@ pub const MAX_PUSHES_PER_TASK: usize = 10;
 
 const MAX_CONFIG_ID: usize = 64;
 
-impl TaskApi {
+impl Webhooks {
     /// Registers (or, for a config id the task has, replaces) a config.
     pub async fn create_task_push(&self, call: Call<CreatePush>) -> Result<Webhook, Error> {
         const ACTION: &str = "task.push.create";
-        let caller = self.permit_tasks(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit_tasks(&call, Action::WriteTasks, ACTION)?;
         let request = call.into_message();
         let task_id = request.task_id.clone();
         let created = async {
-            let task = self.load(&request.task_id, &caller).await?;
+            let task = self.cx.load(&request.task_id, &caller).await?;
             let config_id = match request.config_id.as_str() {
                 "" => ulid::Ulid::new().to_string().to_lowercase(),
                 id if id.len() <= MAX_CONFIG_ID
@@ -74,16 +74,22 @@ impl TaskApi {
             };
             // Checked and stored first: a refused URL leaves the old one.
             let webhook = self
+                .cx
                 .webhooks
                 .create_push(task.tenant.clone(), request.url, push)
                 .await?;
             if let Some(old) = replaced {
-                self.webhooks.remove(&old.id, Some(&[task.tenant])).await?;
+                self.cx
+                    .webhooks
+                    .remove(&old.id, Some(&[task.tenant]))
+                    .await?;
             }
             Ok(webhook)
         }
         .await;
-        let webhook = self.refusal_audited(&caller, ACTION, &task_id, created)?;
+        let webhook = self
+            .cx
+            .refusal_audited(&caller, ACTION, &task_id, created)?;
         // Where updates go, never the token or credentials.
         let entry = audit_entry(
             &caller,
@@ -93,24 +99,24 @@ impl TaskApi {
             "ok",
             webhook.url.clone(),
         );
-        self.record(vec![entry]);
+        self.cx.record(vec![entry]);
         Ok(webhook)
     }
 
     /// The task's configs.
     pub async fn task_pushes(&self, call: Call<TaskRef>) -> Result<Vec<Webhook>, Error> {
         let caller = call.require_tasks(Action::ReadTasks)?;
-        let task = self.load(&call.into_message().task_id, &caller).await?;
+        let task = self.cx.load(&call.into_message().task_id, &caller).await?;
         self.pushes_of(&task.tenant, &task.id).await
     }
 
     /// Removes one of the task's configs (its undelivered updates with it).
     pub async fn delete_task_push(&self, call: Call<PushRef>) -> Result<(), Error> {
         const ACTION: &str = "task.push.delete";
-        let caller = self.permit_tasks(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit_tasks(&call, Action::WriteTasks, ACTION)?;
         let PushRef { task_id, config_id } = call.into_message();
         let removed = async {
-            let task = self.load(&task_id, &caller).await?;
+            let task = self.cx.load(&task_id, &caller).await?;
             let found = self
                 .pushes_of(&task.tenant, &task.id)
                 .await?
@@ -119,24 +125,26 @@ impl TaskApi {
                 .ok_or_else(|| {
                     Error::NotFound(format!("push config {config_id:?} of task {task_id}"))
                 })?;
-            self.webhooks
+            self.cx
+                .webhooks
                 .remove(&found.id, Some(std::slice::from_ref(&task.tenant)))
                 .await?;
             Ok(task.tenant)
         }
         .await;
-        self.audited(&caller, ACTION, &task_id, removed)
+        self.cx.audited(&caller, ACTION, &task_id, removed)
     }
 
     /// Whether a push config's URL would be taken, before anything is
     /// made with it (a message asking for pushes is refused whole).
     pub async fn check_push_url(&self, call: Call<String>) -> Result<(), Error> {
         call.require_tasks(Action::WriteTasks)?;
-        self.webhooks.check_url(&call.into_message()).await
+        self.cx.webhooks.check_url(&call.into_message()).await
     }
 
     async fn pushes_of(&self, tenant: &str, task_id: &str) -> Result<Vec<Webhook>, Error> {
         Ok(self
+            .cx
             .webhooks
             .list(Some(&[tenant.to_string()]))
             .await?

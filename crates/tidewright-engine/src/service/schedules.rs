@@ -13,7 +13,7 @@ use tidewright_store::schedules::{Schedule, ScheduleRun};
 
 use super::audit::audit_entry;
 use super::calls::Submit;
-use super::{Call, TaskApi};
+use super::{Call, Schedules};
 use crate::access::{Action, Identity, Role, Tenants};
 use crate::error::Error;
 
@@ -42,21 +42,24 @@ pub fn tick_key(name: &str, tick: Micros) -> String {
     format!("schedule/{name}/{tick}")
 }
 
-impl TaskApi {
+impl Schedules {
     pub async fn create_schedule(&self, call: Call<CreateSchedule>) -> Result<Schedule, Error> {
         const ACTION: &str = "schedule.create";
-        let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit(&call, Action::WriteTasks, ACTION)?;
         let CreateSchedule { tenant, spec } = call.into_message();
         let created = async {
-            let _writing = self.schedule_writes.lock().await;
+            let _writing = self.cx.schedule_writes.lock().await;
             let tenant = caller.tenant_for(&tenant, "tenant", "schedule tasks in")?;
             let now = now_micros();
-            schedule::validate(&spec, now, &self.limits).map_err(Error::from)?;
+            schedule::validate(&spec, now, &self.cx.limits).map_err(Error::from)?;
             if let Some(template) = &spec.template {
-                self.templates.find(&template.name).map_err(|e| match e {
-                    Error::NotFound(message) => Error::invalid("template.name", message),
-                    other => other,
-                })?;
+                self.cx
+                    .templates
+                    .find(&template.name)
+                    .map_err(|e| match e {
+                        Error::NotFound(message) => Error::invalid("template.name", message),
+                        other => other,
+                    })?;
             }
             if self.schedule_named(&tenant, &spec.name).await?.is_some() {
                 return Err(Error::AlreadyExists(format!(
@@ -71,9 +74,10 @@ impl TaskApi {
                 handled: now,
                 history: Vec::new(),
             };
-            self.commit(vec![Write::Schedule(Box::new(schedule.clone()))])
+            self.cx
+                .commit(vec![Write::Schedule(Box::new(schedule.clone()))])
                 .await?;
-            self.schedules_changed.notify_one();
+            self.cx.schedules_changed.notify_one();
             Ok(schedule)
         }
         .await;
@@ -81,7 +85,7 @@ impl TaskApi {
             .as_ref()
             .map(|s| s.spec.name.clone())
             .unwrap_or_default();
-        let schedule = self.refusal_audited(&caller, ACTION, &target, created)?;
+        let schedule = self.cx.refusal_audited(&caller, ACTION, &target, created)?;
         let detail = format!("{} {}", schedule.spec.cron, schedule.spec.timezone);
         let entry = audit_entry(
             &caller,
@@ -91,13 +95,13 @@ impl TaskApi {
             "ok",
             detail,
         );
-        self.record(vec![entry]);
+        self.cx.record(vec![entry]);
         Ok(schedule)
     }
 
     pub async fn list_schedules(&self, call: Call<()>) -> Result<Vec<Schedule>, Error> {
         let caller = call.require(Action::ReadTasks)?;
-        let mut all = self.store.schedules().await?;
+        let mut all = self.cx.store.schedules().await?;
         all.retain(|s| caller.can_see(&s.tenant));
         Ok(all)
     }
@@ -109,20 +113,23 @@ impl TaskApi {
 
     pub async fn delete_schedule(&self, call: Call<ScheduleRef>) -> Result<(), Error> {
         const ACTION: &str = "schedule.delete";
-        let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit(&call, Action::WriteTasks, ACTION)?;
         let wanted = call.into_message();
         let removed = async {
-            let _writing = self.schedule_writes.lock().await;
+            let _writing = self.cx.schedule_writes.lock().await;
             let found = self.find_schedule(&caller, &wanted).await?;
-            self.commit(vec![Write::RemoveSchedule {
-                tenant: found.tenant.clone(),
-                name: found.spec.name.clone(),
-            }])
-            .await?;
+            self.cx
+                .commit(vec![Write::RemoveSchedule {
+                    tenant: found.tenant.clone(),
+                    name: found.spec.name.clone(),
+                }])
+                .await?;
             Ok(found)
         }
         .await;
-        let found = self.refusal_audited(&caller, ACTION, &wanted.name, removed)?;
+        let found = self
+            .cx
+            .refusal_audited(&caller, ACTION, &wanted.name, removed)?;
         let entry = audit_entry(
             &caller,
             ACTION,
@@ -131,7 +138,7 @@ impl TaskApi {
             "ok",
             String::new(),
         );
-        self.record(vec![entry]);
+        self.cx.record(vec![entry]);
         Ok(())
     }
 
@@ -147,26 +154,29 @@ impl TaskApi {
         } else {
             "schedule.resume"
         };
-        let caller = self.permit(&call, Action::WriteTasks, action)?;
+        let caller = self.cx.permit(&call, Action::WriteTasks, action)?;
         let wanted = call.into_message();
         let changed = async {
-            let _writing = self.schedule_writes.lock().await;
+            let _writing = self.cx.schedule_writes.lock().await;
             let mut found = self.find_schedule(&caller, &wanted).await?;
             if found.spec.suspended != suspend {
                 found.spec.suspended = suspend;
                 if !suspend {
                     found.handled = found.handled.max(now_micros());
                 }
-                self.commit(vec![Write::Schedule(Box::new(found.clone()))])
+                self.cx
+                    .commit(vec![Write::Schedule(Box::new(found.clone()))])
                     .await?;
                 if !suspend {
-                    self.schedules_changed.notify_one();
+                    self.cx.schedules_changed.notify_one();
                 }
             }
             Ok(found)
         }
         .await;
-        let found = self.refusal_audited(&caller, action, &wanted.name, changed)?;
+        let found = self
+            .cx
+            .refusal_audited(&caller, action, &wanted.name, changed)?;
         let entry = audit_entry(
             &caller,
             action,
@@ -175,7 +185,7 @@ impl TaskApi {
             "ok",
             String::new(),
         );
-        self.record(vec![entry]);
+        self.cx.record(vec![entry]);
         Ok(found)
     }
 
@@ -183,10 +193,10 @@ impl TaskApi {
     /// history; the task's id.
     pub async fn trigger_schedule(&self, call: Call<ScheduleRef>) -> Result<String, Error> {
         const ACTION: &str = "schedule.trigger";
-        let caller = self.permit(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit(&call, Action::WriteTasks, ACTION)?;
         let wanted = call.into_message();
         let fired = async {
-            let _writing = self.schedule_writes.lock().await;
+            let _writing = self.cx.schedule_writes.lock().await;
             let mut found = self.find_schedule(&caller, &wanted).await?;
             let now = now_micros();
             let key = format!("schedule/{}/trigger/{now}", found.spec.name);
@@ -205,7 +215,9 @@ impl TaskApi {
             Ok(task_id)
         }
         .await;
-        let task_id = self.refusal_audited(&caller, ACTION, &wanted.name, fired)?;
+        let task_id = self
+            .cx
+            .refusal_audited(&caller, ACTION, &wanted.name, fired)?;
         Ok(task_id)
     }
 
@@ -213,7 +225,7 @@ impl TaskApi {
     /// sleeps on it beside its timer). One made before the wait began
     /// counts: the wake is kept until it is waited for.
     pub async fn schedules_changed(&self) {
-        self.schedules_changed.notified().await;
+        self.cx.schedules_changed.notified().await;
     }
 
     /// Fires the ticks due now of every schedule that is not suspended, and
@@ -223,9 +235,9 @@ impl TaskApi {
         // Held from the read on: a suspend, a delete or a trigger waits
         // until this firing has stored what it did, and none is written
         // over by a record read before it.
-        let _writing = self.schedule_writes.lock().await;
+        let _writing = self.cx.schedule_writes.lock().await;
         let mut next = None::<Micros>;
-        for mut found in self.store.schedules().await? {
+        for mut found in self.cx.store.schedules().await? {
             if found.spec.suspended {
                 continue;
             }
@@ -259,7 +271,7 @@ impl TaskApi {
     /// Stores a schedule with the `runs` just added to its history, and in
     /// the same commit the webhook deliveries that tell of them.
     async fn keep_runs(&self, found: Schedule, runs: &[ScheduleRun]) -> Result<(), Error> {
-        let deliveries = self.webhooks.schedule_deliveries(&found, runs).await?;
+        let deliveries = self.cx.webhooks.schedule_deliveries(&found, runs).await?;
         let mut writes = vec![Write::Schedule(Box::new(found))];
         if !deliveries.is_empty() {
             writes.push(Write::Deliveries {
@@ -267,9 +279,9 @@ impl TaskApi {
                 deliveries: deliveries.clone(),
             });
         }
-        self.commit(writes).await?;
+        self.cx.commit(writes).await?;
         if !deliveries.is_empty() {
-            self.webhooks.committed(deliveries);
+            self.cx.webhooks.committed(deliveries);
         }
         Ok(())
     }
@@ -310,6 +322,7 @@ impl TaskApi {
                         }
                         ConcurrencyPolicy::Replace => {
                             let _ = self
+                                .cx
                                 .engine
                                 .cancel(running, "replaced by the schedule's next run".into())
                                 .await;
@@ -330,7 +343,7 @@ impl TaskApi {
     /// The task of the schedule's last fired tick, while it runs.
     async fn running_task_of(&self, found: &Schedule) -> Option<String> {
         let last = found.history.iter().rev().find(|r| !r.task_id.is_empty())?;
-        let task = self.store.get_task(&last.task_id).await.ok()??;
+        let task = self.cx.store.get_task(&last.task_id).await.ok()??;
         (!task.state.is_terminal()).then(|| last.task_id.clone())
     }
 
@@ -344,7 +357,7 @@ impl TaskApi {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                self.templates.find(&template.name)?.render(&given)?
+                self.cx.templates.find(&template.name)?.render(&given)?
             }
             (None, None) => return Err(Error::invalid("task", "the schedule has no task")),
         };
@@ -361,7 +374,7 @@ impl TaskApi {
             idempotency_key: key,
             tenant: found.tenant.clone(),
         };
-        let mut submitted = self.submit(vec![request], false, &scheduler).await?;
+        let mut submitted = self.cx.submit(vec![request], false, &scheduler).await?;
         submitted
             .pop()
             .map(|s| s.task_id)
@@ -370,7 +383,7 @@ impl TaskApi {
 
     /// The schedule `name` of `tenant`, if there is one.
     async fn schedule_named(&self, tenant: &str, name: &str) -> Result<Option<Schedule>, Error> {
-        Ok(self.store.schedule(tenant, name).await?)
+        Ok(self.cx.store.schedule(tenant, name).await?)
     }
 
     async fn find_schedule(

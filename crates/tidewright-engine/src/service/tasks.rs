@@ -14,7 +14,7 @@ use super::calls::{
     TaskRef,
 };
 use super::{
-    Call, DEFAULT_PAGE_SIZE, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, TaskApi,
+    Call, Context, DEFAULT_PAGE_SIZE, MAX_BATCH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_PREFIX, Tasks,
     asked_tenants, family, page_size,
 };
 use crate::access::{Action, Identity};
@@ -23,9 +23,11 @@ use crate::create::Submission;
 use crate::error::Error;
 use crate::handle::CancelAnswer;
 
-impl TaskApi {
+impl Tasks {
     pub async fn submit_task(&self, call: Call<Submit>) -> Result<Submitted, Error> {
-        let caller = self.permit_tasks(&call, Action::WriteTasks, "task.submit")?;
+        let caller = self
+            .cx
+            .permit_tasks(&call, Action::WriteTasks, "task.submit")?;
         let request = call.into_message();
         let submitted = match request
             .spec
@@ -33,9 +35,11 @@ impl TaskApi {
             .map(|s| refuse_reserved_labels(s, "spec."))
         {
             Some(Err(e)) => Err(e.into()),
-            _ => self.submit(vec![request], false, &caller).await,
+            _ => self.cx.submit(vec![request], false, &caller).await,
         };
-        let mut submitted = self.refusal_audited(&caller, "task.submit", "", submitted)?;
+        let mut submitted = self
+            .cx
+            .refusal_audited(&caller, "task.submit", "", submitted)?;
         submitted
             .pop()
             .ok_or_else(|| Error::Internal("no task was created".into()))
@@ -44,7 +48,9 @@ impl TaskApi {
     /// Several tasks at once: all are made, or none (the first refusal
     /// names its task's index).
     pub async fn submit_tasks(&self, call: Call<Vec<Submit>>) -> Result<Vec<Submitted>, Error> {
-        let caller = self.permit_tasks(&call, Action::WriteTasks, "task.submit")?;
+        let caller = self
+            .cx
+            .permit_tasks(&call, Action::WriteTasks, "task.submit")?;
         let tasks = call.into_message();
         let forged = tasks.iter().enumerate().find_map(|(i, t)| {
             let spec = t.spec.as_ref()?;
@@ -60,14 +66,15 @@ impl TaskApi {
                 format!("has {} tasks; the limit is {MAX_BATCH}", tasks.len()),
             ))
         } else {
-            self.submit(tasks, true, &caller).await
+            self.cx.submit(tasks, true, &caller).await
         };
-        self.refusal_audited(&caller, "task.submit", "", submitted)
+        self.cx
+            .refusal_audited(&caller, "task.submit", "", submitted)
     }
 
     pub async fn get_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
         let caller = call.require_tasks(Action::ReadTasks)?;
-        self.load(&call.into_message().task_id, &caller).await
+        self.cx.load(&call.into_message().task_id, &caller).await
     }
 
     /// A step's own changes to its task's repository as a unified diff:
@@ -75,7 +82,7 @@ impl TaskApi {
     pub async fn step_diff(&self, call: Call<StepRef>) -> Result<String, Error> {
         let caller = call.require(Action::ReadTasks)?;
         let request = call.into_message();
-        let task = self.load(&request.task_id, &caller).await?;
+        let task = self.cx.load(&request.task_id, &caller).await?;
         if !task.steps.iter().any(|s| s.id == request.step_id) {
             return Err(Error::NotFound(format!(
                 "step {:?} of task {}",
@@ -83,6 +90,7 @@ impl TaskApi {
             )));
         }
         Ok(self
+            .cx
             .store
             .step_branch(&task.id, &request.step_id)
             .await?
@@ -101,7 +109,7 @@ impl TaskApi {
         }
         let page_size = page_size(request.page_size, DEFAULT_PAGE_SIZE)?;
         if let Some(step) = &caller.step {
-            self.step_alive(step).await?;
+            self.cx.step_alive(step).await?;
         }
         let mut labels = family::narrowed(&caller, request.labels);
         labels.sort();
@@ -113,6 +121,7 @@ impl TaskApi {
             ));
         }
         let mut tasks = self
+            .cx
             .store
             .list_tasks(TaskQuery {
                 states: request.states,
@@ -131,34 +140,40 @@ impl TaskApi {
             String::new()
         };
         Ok(TaskPage {
-            tasks: tasks.into_iter().map(|task| self.seen_now(task)).collect(),
+            tasks: tasks
+                .into_iter()
+                .map(|task| self.cx.seen_now(task))
+                .collect(),
             next_page_token,
         })
     }
 
     pub async fn cancel_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
-        let caller = self.permit_tasks(&call, Action::WriteTasks, "task.cancel")?;
+        let caller = self
+            .cx
+            .permit_tasks(&call, Action::WriteTasks, "task.cancel")?;
         let task_id = call.into_message().task_id;
         let cancelled = async {
-            let task = self.load(&task_id, &caller).await?;
+            let task = self.cx.load(&task_id, &caller).await?;
             if !task.state.is_terminal() {
                 let reason = format!("cancelled by {}", caller.name);
-                match self.engine.cancel(task_id.clone(), reason).await? {
+                match self.cx.engine.cancel(task_id.clone(), reason).await? {
                     CancelAnswer::Done | CancelAnswer::NotActive => {}
                 }
             }
             Ok::<_, Error>(task.tenant)
         }
         .await;
-        self.audited(&caller, "task.cancel", &task_id, cancelled)?;
-        self.load(&task_id, &caller).await
+        self.cx
+            .audited(&caller, "task.cancel", &task_id, cancelled)?;
+        self.cx.load(&task_id, &caller).await
     }
 
     pub async fn retry_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
-        let caller = self.permit(&call, Action::WriteTasks, "task.retry")?;
+        let caller = self.cx.permit(&call, Action::WriteTasks, "task.retry")?;
         let task_id = call.into_message().task_id;
         let retried = async {
-            let task = self.load(&task_id, &caller).await?;
+            let task = self.cx.load(&task_id, &caller).await?;
             if !task.state.is_terminal() {
                 return Err(Error::FailedPrecondition(format!(
                     "task {task_id} is still {}; cancel it first",
@@ -171,29 +186,29 @@ impl TaskApi {
                 )));
             }
             let tenant = task.tenant.clone();
-            self.engine.reopen(task).await?;
+            self.cx.engine.reopen(task).await?;
             Ok(tenant)
         }
         .await;
-        self.audited(&caller, "task.retry", &task_id, retried)?;
-        self.load(&task_id, &caller).await
+        self.cx.audited(&caller, "task.retry", &task_id, retried)?;
+        self.cx.load(&task_id, &caller).await
     }
 
     pub async fn plan_task(&self, call: Call<PlanTask>) -> Result<PlannedTask, Error> {
         // Planning spends money: it takes the right to submit.
-        let caller = self.permit(&call, Action::WriteTasks, "task.plan")?;
+        let caller = self.cx.permit(&call, Action::WriteTasks, "task.plan")?;
         let request = call.into_message();
         let planned = async {
             caller.tenant_for(&request.tenant, "tenant", "submit to")?;
-            let spec = self.checked_spec(request.spec, "")?;
+            let spec = self.cx.checked_spec(request.spec, "")?;
             if !spec.plan {
                 return Err(Error::invalid(
                     "spec.plan",
                     "PlanTask plans a prompt task: set plan (and prompt)",
                 ));
             }
-            let planned = self.plan(&spec).await?;
-            Ok(match planned_spec(&spec, planned.plan, &self.limits) {
+            let planned = self.cx.plan(&spec).await?;
+            Ok(match planned_spec(&spec, planned.plan, &self.cx.limits) {
                 Ok(spec) => PlannedTask {
                     spec,
                     plan_json: planned.plan_json,
@@ -207,20 +222,21 @@ impl TaskApi {
             })
         }
         .await;
-        self.refusal_audited(&caller, "task.plan", "", planned)
+        self.cx.refusal_audited(&caller, "task.plan", "", planned)
     }
 
     /// How many tasks are in each state.
     pub async fn count_tasks(&self, call: Call<OfTenants>) -> Result<Vec<(TaskState, u64)>, Error> {
         let caller = call.require(Action::ReadTasks)?;
         let tenants = asked_tenants(&caller, call.into_message().tenants)?;
-        Ok(self.store.count_tasks(tenants).await?)
+        Ok(self.cx.store.count_tasks(tenants).await?)
     }
 
     pub async fn list_audit(&self, call: Call<ListAudit>) -> Result<Vec<AuditRecord>, Error> {
         let caller = call.require(Action::ReadAudit)?;
         let request = call.into_message();
         Ok(self
+            .cx
             .store
             .audit_after(
                 request.after_seq,
@@ -234,9 +250,11 @@ impl TaskApi {
     pub async fn get_activity(&self, call: Call<OfTenants>) -> Result<Vec<MinuteSummary>, Error> {
         let caller = call.require(Action::ReadTasks)?;
         let tenants = asked_tenants(&caller, call.into_message().tenants)?;
-        Ok(self.metrics.activity(tenants.as_deref()))
+        Ok(self.cx.metrics.activity(tenants.as_deref()))
     }
+}
 
+impl Context {
     /// Validates and converts one submit; `field` prefixes error paths. A
     /// prompt task gets its steps here: its one agent step, or its plan. A
     /// plan that cannot run makes a task that fails at once, keeping the

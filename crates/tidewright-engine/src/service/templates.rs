@@ -6,7 +6,7 @@
 use tidewright_core::template::{Template, TemplateFile};
 
 use super::calls::{Submit, SubmitTemplate, Submitted};
-use super::{Call, TaskApi};
+use super::{Call, Tasks};
 use crate::access::Action;
 use crate::error::Error;
 
@@ -36,20 +36,21 @@ impl Templates {
     }
 }
 
-impl TaskApi {
+impl Tasks {
     pub async fn list_templates(
         &self,
         call: Call<()>,
     ) -> Result<Vec<(TemplateFile, Template)>, Error> {
         call.require(Action::ReadTasks)?;
-        Ok(self.templates.loaded.clone())
+        Ok(self.cx.templates.loaded.clone())
     }
 
     /// The templates' names, descriptions and parameters, for what anyone
     /// may read: the A2A agent card lists them as its skills, as a service
     /// catalogue does. No task, nor anything a caller submitted, is in them.
     pub fn offered_templates(&self) -> Vec<Template> {
-        self.templates
+        self.cx
+            .templates
             .loaded
             .iter()
             .map(|(_, t)| t.clone())
@@ -58,7 +59,7 @@ impl TaskApi {
 
     pub async fn submit_template(&self, call: Call<SubmitTemplate>) -> Result<Submitted, Error> {
         const ACTION: &str = "task.submit";
-        let caller = self.permit_tasks(&call, Action::WriteTasks, ACTION)?;
+        let caller = self.cx.permit_tasks(&call, Action::WriteTasks, ACTION)?;
         let SubmitTemplate {
             name,
             parameters,
@@ -69,17 +70,17 @@ impl TaskApi {
         let submitted = async {
             // In name order, so a refusal names the same parameter each time.
             let given: Vec<(String, String)> = parameters.into_iter().collect();
-            let mut spec = self.templates.find(&name)?.render(&given)?;
+            let mut spec = self.cx.templates.find(&name)?.render(&given)?;
             spec.labels.extend(labels);
             let request = Submit {
                 spec: Some(spec),
                 idempotency_key,
                 tenant,
             };
-            self.submit(vec![request], false, &caller).await
+            self.cx.submit(vec![request], false, &caller).await
         }
         .await;
-        let mut submitted = self.refusal_audited(&caller, ACTION, &name, submitted)?;
+        let mut submitted = self.cx.refusal_audited(&caller, ACTION, &name, submitted)?;
         submitted
             .pop()
             .ok_or_else(|| Error::Internal("no task was created".into()))

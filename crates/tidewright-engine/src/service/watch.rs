@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::calls::{WatchFleet, WatchTask, Watched};
-use super::{Call, EventStream, REPLAY_PAGE, TaskApi, asked_tenants, fleet};
+use super::{Call, EventStream, REPLAY_PAGE, Tasks, asked_tenants, fleet_events};
 use crate::access::Action;
 use crate::error::Error;
 
@@ -59,7 +59,7 @@ impl Drop for OpenWatch {
     }
 }
 
-impl TaskApi {
+impl Tasks {
     /// The fleet's events, and the position they start after.
     pub async fn watch_fleet(
         &self,
@@ -69,19 +69,20 @@ impl TaskApi {
         let request = request.into_message();
         let tenants = asked_tenants(&caller, request.tenants)?;
         let held = self
+            .cx
             .watches
-            .take(&caller.name, self.limits.max_watches_per_caller)?;
+            .take(&caller.name, self.cx.limits.max_watches_per_caller)?;
         // Woken by every commit from here on; the head is read after, so
         // nothing committed between the two is skipped.
-        let wakes = self.hub.watch_fleet();
+        let wakes = self.cx.hub.watch_fleet();
         let after = match request.after_position {
             Some(position) => position,
-            None => self.store.fleet_head().await?,
+            None => self.cx.store.fleet_head().await?,
         };
         let (tx, rx) = mpsc::channel(256);
-        let store = self.store.clone();
+        let store = self.cx.store.clone();
         tokio::spawn(async move {
-            fleet::follow(store, after, tenants, wakes, tx).await;
+            fleet_events::follow(store, after, tenants, wakes, tx).await;
             drop(held);
         });
         Ok((Box::pin(ReceiverStream::new(rx)), after))
@@ -92,6 +93,7 @@ impl TaskApi {
         let request = request.into_message();
         // Check first: a channel is made only for a task the caller may see.
         let finished = self
+            .cx
             .load(&request.task_id, &caller)
             .await?
             .state
@@ -101,11 +103,12 @@ impl TaskApi {
         // task that finished before this point has every event stored; one
         // that finishes after it ends the replay or the live stream.
         let held = self
+            .cx
             .watches
-            .take(&caller.name, self.limits.max_watches_per_caller)?;
-        let live = (request.follow && !finished).then(|| self.hub.subscribe(&request.task_id));
+            .take(&caller.name, self.cx.limits.max_watches_per_caller)?;
+        let live = (request.follow && !finished).then(|| self.cx.hub.subscribe(&request.task_id));
         let (tx, rx) = mpsc::channel(256);
-        let store = self.store.clone();
+        let store = self.cx.store.clone();
         tokio::spawn(async move {
             follow(store, request.task_id, request.after_seq, live, tx).await;
             drop(held);

@@ -7,7 +7,7 @@ use tidewright_store::webhooks::{Delivery, DeliveryQuery, TaskPush, Webhook};
 
 use super::audit::audit_entry;
 use super::calls::{CreateWebhook, DeliveryPage, ListDeliveries, WebhookRef};
-use super::{Call, TaskApi};
+use super::{Call, Webhooks};
 use crate::access::Action;
 use crate::error::Error;
 
@@ -62,10 +62,10 @@ pub trait WebhookRegistry: Send + Sync {
     fn committed(&self, deliveries: Vec<Delivery>);
 }
 
-impl TaskApi {
+impl Webhooks {
     pub async fn create_webhook(&self, call: Call<CreateWebhook>) -> Result<Webhook, Error> {
         const ACTION: &str = "webhook.create";
-        let caller = self.permit(&call, Action::ManageWebhooks, ACTION)?;
+        let caller = self.cx.permit(&call, Action::ManageWebhooks, ACTION)?;
         let CreateWebhook {
             tenant,
             url,
@@ -74,43 +74,48 @@ impl TaskApi {
         } = call.into_message();
         let created = async {
             let tenant = caller.tenant_for(&tenant, "tenant", "register webhooks for")?;
-            self.webhooks.create(tenant, url, events, secret).await
+            self.cx.webhooks.create(tenant, url, events, secret).await
         }
         .await;
         let target = created.as_ref().map(|w| w.id.clone()).unwrap_or_default();
-        let webhook = self.refusal_audited(&caller, ACTION, &target, created)?;
+        let webhook = self.cx.refusal_audited(&caller, ACTION, &target, created)?;
         // The URL is what the log needs to say where events go; never the
         // secret.
         let detail = format!("{} for {}", webhook.url, webhook.events.join(","));
         let entry = audit_entry(&caller, ACTION, &webhook.tenant, &webhook.id, "ok", detail);
-        self.record(vec![entry]);
+        self.cx.record(vec![entry]);
         Ok(webhook)
     }
 
     pub async fn list_webhooks(&self, call: Call<()>) -> Result<Vec<Webhook>, Error> {
-        let caller = self.permit(&call, Action::ManageWebhooks, "webhook.list")?;
+        let caller = self
+            .cx
+            .permit(&call, Action::ManageWebhooks, "webhook.list")?;
         let visible = caller.visible_tenants();
-        self.webhooks.list(visible.as_deref()).await
+        self.cx.webhooks.list(visible.as_deref()).await
     }
 
     pub async fn delete_webhook(&self, call: Call<WebhookRef>) -> Result<(), Error> {
         const ACTION: &str = "webhook.delete";
-        let caller = self.permit(&call, Action::ManageWebhooks, ACTION)?;
+        let caller = self.cx.permit(&call, Action::ManageWebhooks, ACTION)?;
         let id = call.into_message().id;
         let visible = caller.visible_tenants();
         let removed = self
+            .cx
             .webhooks
             .remove(&id, visible.as_deref())
             .await
             .map(|w| w.tenant);
-        self.audited(&caller, ACTION, &id, removed)
+        self.cx.audited(&caller, ACTION, &id, removed)
     }
 
     pub async fn list_webhook_deliveries(
         &self,
         call: Call<ListDeliveries>,
     ) -> Result<DeliveryPage, Error> {
-        let caller = self.permit(&call, Action::ManageWebhooks, "webhook.deliveries")?;
+        let caller = self
+            .cx
+            .permit(&call, Action::ManageWebhooks, "webhook.deliveries")?;
         let ListDeliveries {
             webhook_id,
             page_size,
@@ -119,6 +124,7 @@ impl TaskApi {
         let limit = super::page_size(page_size, DEFAULT_PAGE)?;
         // One more than the page, to know whether another follows.
         let mut deliveries = self
+            .cx
             .webhooks
             .deliveries(DeliveryQuery {
                 webhook_id: Some(webhook_id).filter(|id| !id.is_empty()),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::error::read_file;
+use tidewright_engine::Error as Refusal;
 use tidewright_engine::access::{Identity, Role, Tenants, default_tenants, valid_tenant};
 
 /// Where the verification keys come from, and what the claims must say.
@@ -88,7 +89,8 @@ impl JwtVerifier {
 
     /// The identity a valid token names; why not, in one line, otherwise.
     pub fn verify(&self, token: &str) -> Result<Identity, Error> {
-        let unauthenticated = |why: String| Error::Unauthenticated(format!("JWT refused: {why}"));
+        let unauthenticated =
+            |why: String| Error::Service(Refusal::Unauthenticated(format!("JWT refused: {why}")));
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("not a well-formed JWT".into()))?;
         let key = match header.alg {

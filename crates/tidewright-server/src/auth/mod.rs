@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tidewright_engine::Error as Refusal;
 use tonic::{Request, Status};
 
 use crate::auth::jwt::{JwtVerifier, looks_like_jwt};
@@ -194,9 +195,9 @@ impl Authenticator {
 
     fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Identity, Error> {
         let header = metadata.get("authorization").ok_or_else(|| {
-            Error::Unauthenticated(
+            Error::Service(Refusal::Unauthenticated(
                 "a bearer token is required (authorization: Bearer <token>)".into(),
-            )
+            ))
         })?;
         let token = header
             .to_str()
@@ -204,7 +205,9 @@ impl Authenticator {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| {
-                Error::Unauthenticated("the authorization header must be `Bearer <token>`".into())
+                Error::Service(Refusal::Unauthenticated(
+                    "the authorization header must be `Bearer <token>`".into(),
+                ))
             })?;
         self.authenticate_token(token)
     }
@@ -216,11 +219,9 @@ impl Authenticator {
         }
         match &self.jwt {
             Some(jwt) if looks_like_jwt(token) => jwt.verify(token),
-            _ => self
-                .tokens
-                .authenticate(token)
-                .cloned()
-                .ok_or_else(|| Error::Unauthenticated("the token is not valid".into())),
+            _ => self.tokens.authenticate(token).cloned().ok_or_else(|| {
+                Error::Service(Refusal::Unauthenticated("the token is not valid".into()))
+            }),
         }
     }
 
@@ -232,14 +233,14 @@ impl Authenticator {
         };
         limiter.check_key(&identity.name).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-            Error::ResourceExhausted {
+            Error::Service(Refusal::ResourceExhausted {
                 message: format!(
                     "rate limit: {} is over its request rate; retry in {} ms",
                     identity.name,
                     wait.as_millis().max(1)
                 ),
                 retry_after: Some(wait),
-            }
+            })
         })
     }
 
@@ -265,10 +266,10 @@ impl Authenticator {
             return Err(denied(&identity, action).into());
         }
         if action == Action::ReadMetrics && identity.tenants != Tenants::All {
-            return Err(Error::PermissionDenied(format!(
+            return Err(Error::Service(Refusal::PermissionDenied(format!(
                 "{} may not read metrics: they count every tenant's tasks, and its token is bound to some (give it tenants=*)",
                 identity.name
-            )));
+            ))));
         }
         Ok(identity)
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::secret::hex;
 use crate::error::Error;
+use tidewright_engine::Error as Refusal;
 use tidewright_engine::access::Identity;
 
 /// The session cookie's name.
@@ -81,9 +82,9 @@ impl Sessions {
         let found = self.inner().codes.remove(code);
         match found {
             Some((identity, until)) if until > Instant::now() => self.open(identity),
-            _ => Err(Error::Unauthenticated(
+            _ => Err(Error::Service(Refusal::Unauthenticated(
                 "this sign-in link was used already or has expired; sign in with a token".into(),
-            )),
+            ))),
         }
     }
 
@@ -96,10 +97,10 @@ impl Sessions {
             inner.sessions.retain(|_, s| s.expires > now);
         }
         if inner.sessions.len() >= MAX_SESSIONS {
-            return Err(Error::ResourceExhausted {
+            return Err(Error::Service(Refusal::ResourceExhausted {
                 message: format!("{MAX_SESSIONS} console sessions are open; try again later"),
                 retry_after: None,
-            });
+            }));
         }
         let session = Session {
             identity,

@@ -21,6 +21,7 @@ use tidewright_core::AttemptKey;
 use crate::auth::secret::{generate_token, write_private};
 use crate::error::Error;
 use crate::error::read_file;
+use tidewright_engine::Error as Refusal;
 use tidewright_engine::access::{Identity, Role, Tenants};
 
 /// Step tokens start with this, so they are never mistaken for a user's JWT.
@@ -109,10 +110,10 @@ impl StepTokens {
         validation.validate_aud = false;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|e| {
-                Error::Unauthenticated(match e.kind() {
+                Error::Service(Refusal::Unauthenticated(match e.kind() {
                     ErrorKind::ExpiredSignature => "the step token has expired".into(),
                     _ => "the step token is not valid".into(),
-                })
+                }))
             })?
             .claims;
         let grant = AttemptKey {

@@ -7,8 +7,6 @@
 pub mod agents;
 pub mod state;
 mod tasks;
-#[cfg(test)]
-mod tasks_tests;
 
 pub use tasks::TaskGrpc;
 

@@ -3,10 +3,9 @@
 //! back; the status of an error is decided in `error.rs`.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tidewright_api::v1;
-use tidewright_engine::service::{Call, TaskApi};
+use tidewright_engine::service::{Call, Services};
 use tonic::{Request, Response, Status};
 
 use super::FLEET_POSITION;
@@ -16,7 +15,7 @@ use crate::wire;
 
 /// The application services, served as TaskService.
 #[derive(Clone)]
-pub struct TaskGrpc(pub Arc<TaskApi>);
+pub struct TaskGrpc(pub Services);
 
 /// One method: convert the request (refusing what does not convert), make
 /// the call, convert its answer.
@@ -43,7 +42,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::submit(r)),
-            |c| self.0.submit_task(c),
+            |c| self.0.tasks.submit_task(c),
             wire::submitted,
         )
         .await
@@ -56,7 +55,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::submit_many(r)),
-            |c| self.0.submit_tasks(c),
+            |c| self.0.tasks.submit_tasks(c),
             |tasks: Vec<_>| v1::SubmitTasksResponse {
                 tasks: tasks.into_iter().map(wire::submitted).collect(),
             },
@@ -71,7 +70,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::task_ref(r.task_id)),
-            |c| self.0.get_task(c),
+            |c| self.0.tasks.get_task(c),
             wire::task_to_proto,
         )
         .await
@@ -84,7 +83,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             wire::list_tasks,
-            |c| self.0.list_tasks(c),
+            |c| self.0.tasks.list_tasks(c),
             wire::task_page,
         )
         .await
@@ -97,7 +96,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::task_ref(r.task_id)),
-            |c| self.0.cancel_task(c),
+            |c| self.0.tasks.cancel_task(c),
             wire::task_to_proto,
         )
         .await
@@ -110,7 +109,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::task_ref(r.task_id)),
-            |c| self.0.retry_task(c),
+            |c| self.0.tasks.retry_task(c),
             wire::task_to_proto,
         )
         .await
@@ -123,7 +122,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::decide_step(r)),
-            |c| self.0.approve_step(c),
+            |c| self.0.tasks.approve_step(c),
             wire::task_to_proto,
         )
         .await
@@ -136,7 +135,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::decide_step(r)),
-            |c| self.0.reject_step(c),
+            |c| self.0.tasks.reject_step(c),
             wire::task_to_proto,
         )
         .await
@@ -149,7 +148,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::raise_budget(r)),
-            |c| self.0.raise_budget(c),
+            |c| self.0.budgets.raise_budget(c),
             wire::task_to_proto,
         )
         .await
@@ -162,7 +161,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::approve_budget(r)),
-            |c| self.0.approve_budget(c),
+            |c| self.0.budgets.approve_budget(c),
             wire::task_to_proto,
         )
         .await
@@ -175,7 +174,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::set_tenant_budget(r)),
-            |c| self.0.set_tenant_budget(c),
+            |c| self.0.budgets.set_tenant_budget(c),
             wire::spending,
         )
         .await
@@ -188,7 +187,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |_| Ok(()),
-            |c| self.0.list_tenant_budgets(c),
+            |c| self.0.budgets.list_tenant_budgets(c),
             wire::spendings,
         )
         .await
@@ -201,7 +200,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::list_audit(r)),
-            |c| self.0.list_audit(c),
+            |c| self.0.tasks.list_audit(c),
             wire::audit,
         )
         .await
@@ -214,7 +213,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::of_tenants(r.tenants)),
-            |c| self.0.count_tasks(c),
+            |c| self.0.tasks.count_tasks(c),
             wire::counts,
         )
         .await
@@ -227,7 +226,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::of_tenants(r.tenants)),
-            |c| self.0.get_activity(c),
+            |c| self.0.tasks.get_activity(c),
             wire::activity,
         )
         .await
@@ -240,7 +239,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::plan_task(r)),
-            |c| self.0.plan_task(c),
+            |c| self.0.tasks.plan_task(c),
             wire::planned,
         )
         .await
@@ -253,7 +252,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::create_webhook(r)),
-            |c| self.0.create_webhook(c),
+            |c| self.0.webhooks.create_webhook(c),
             wire::webhook,
         )
         .await
@@ -266,7 +265,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             wire::create_schedule,
-            |c| self.0.create_schedule(c),
+            |c| self.0.schedules.create_schedule(c),
             wire::schedule,
         )
         .await
@@ -279,7 +278,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |_| Ok(()),
-            |c| self.0.list_schedules(c),
+            |c| self.0.schedules.list_schedules(c),
             wire::schedules,
         )
         .await
@@ -292,7 +291,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::schedule_ref(r)),
-            |c| self.0.get_schedule(c),
+            |c| self.0.schedules.get_schedule(c),
             wire::schedule,
         )
         .await
@@ -305,7 +304,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::schedule_ref(r)),
-            |c| self.0.delete_schedule(c),
+            |c| self.0.schedules.delete_schedule(c),
             |()| v1::DeleteScheduleResponse {},
         )
         .await
@@ -318,7 +317,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::schedule_ref(r)),
-            |c| self.0.suspend_schedule(c, true),
+            |c| self.0.schedules.suspend_schedule(c, true),
             wire::schedule,
         )
         .await
@@ -331,7 +330,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::schedule_ref(r)),
-            |c| self.0.suspend_schedule(c, false),
+            |c| self.0.schedules.suspend_schedule(c, false),
             wire::schedule,
         )
         .await
@@ -344,7 +343,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::schedule_ref(r)),
-            |c| self.0.trigger_schedule(c),
+            |c| self.0.schedules.trigger_schedule(c),
             |task_id| v1::TriggerScheduleResponse { task_id },
         )
         .await
@@ -357,7 +356,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |_| Ok(()),
-            |c| self.0.list_webhooks(c),
+            |c| self.0.webhooks.list_webhooks(c),
             wire::webhooks,
         )
         .await
@@ -370,7 +369,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::webhook_ref(r)),
-            |c| self.0.delete_webhook(c),
+            |c| self.0.webhooks.delete_webhook(c),
             |()| v1::DeleteWebhookResponse {},
         )
         .await
@@ -383,7 +382,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::list_deliveries(r)),
-            |c| self.0.list_webhook_deliveries(c),
+            |c| self.0.webhooks.list_webhook_deliveries(c),
             wire::delivery_page,
         )
         .await
@@ -396,7 +395,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |_| Ok(()),
-            |c| self.0.list_templates(c),
+            |c| self.0.tasks.list_templates(c),
             wire::templates,
         )
         .await
@@ -409,7 +408,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         serve(
             request,
             |r| Ok(wire::submit_template(r)),
-            |c| self.0.submit_template(c),
+            |c| self.0.tasks.submit_template(c),
             wire::submitted,
         )
         .await
@@ -423,7 +422,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         request: Request<v1::WatchTaskRequest>,
     ) -> Result<Response<wire::WireEvents>, Status> {
         let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::watch_task(r)))?;
-        let events = self.0.watch_task(call).await.map_err(Error::from)?;
+        let events = self.0.tasks.watch_task(call).await.map_err(Error::from)?;
         Ok(Response::new(wire::events(events)))
     }
 
@@ -432,7 +431,7 @@ impl v1::task_service_server::TaskService for TaskGrpc {
         request: Request<v1::WatchFleetRequest>,
     ) -> Result<Response<wire::WireEvents>, Status> {
         let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::watch_fleet(r)))?;
-        let (events, after) = self.0.watch_fleet(call).await.map_err(Error::from)?;
+        let (events, after) = self.0.tasks.watch_fleet(call).await.map_err(Error::from)?;
         let mut response = Response::new(wire::events(events));
         response.metadata_mut().insert(FLEET_POSITION, after.into());
         Ok(response)

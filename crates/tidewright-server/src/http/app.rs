@@ -12,17 +12,19 @@ use tokio::sync::watch;
 use crate::auth::session::{self, Session, Sessions};
 use crate::auth::{Authenticator, Identity};
 use crate::error::Error;
-use crate::grpc::agents::AgentApi;
-use crate::grpc::state::StateApi;
 use tidewright_engine::EngineHandle;
+use tidewright_engine::Error as Refusal;
 use tidewright_engine::metrics::Metrics;
-use tidewright_engine::service::TaskApi;
+use tidewright_engine::service::{Budgets, Fleet, Schedules, State, Tasks, Webhooks};
 
 /// The services the routes call; they exist once the store is open.
 pub struct Services {
-    pub tasks: Arc<TaskApi>,
-    pub agents: Arc<AgentApi>,
-    pub state: Arc<StateApi>,
+    pub tasks: Tasks,
+    pub schedules: Schedules,
+    pub webhooks: Webhooks,
+    pub budgets: Budgets,
+    pub fleet: Fleet,
+    pub state: State,
 }
 
 /// What the handlers read; the engine arrives once the store is open, and
@@ -89,7 +91,9 @@ impl App {
     pub fn services(&self) -> Result<Arc<Services>, Error> {
         match (self.readiness(), self.services.get()) {
             ((StatusCode::OK, _), Some(services)) => Ok(services.clone()),
-            ((_, why), _) => Err(Error::Unavailable(why.trim_end().to_string())),
+            ((_, why), _) => Err(Error::Service(Refusal::Unavailable(
+                why.trim_end().to_string(),
+            ))),
         }
     }
 
@@ -119,13 +123,15 @@ impl App {
             return Ok((self.authenticator.identify(headers)?, None));
         }
         let Some(id) = session::cookie(headers, session::COOKIE) else {
-            return Err(Error::Unauthenticated(
+            return Err(Error::Service(Refusal::Unauthenticated(
                 "a bearer token (authorization: Bearer <token>) or a console session is required"
                     .into(),
-            ));
+            )));
         };
         let session = self.sessions.get(id).ok_or_else(|| {
-            Error::Unauthenticated("the console session has ended; sign in again".into())
+            Error::Service(Refusal::Unauthenticated(
+                "the console session has ended; sign in again".into(),
+            ))
         })?;
         if access == Access::Change {
             let sent = headers
@@ -133,10 +139,10 @@ impl App {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             if !session::same_secret(sent, &session.csrf) {
-                return Err(Error::PermissionDenied(
+                return Err(Error::Service(Refusal::PermissionDenied(
                     "a change made with a console session needs its CSRF token in X-CSRF-Token"
                         .into(),
-                ));
+                )));
             }
         }
         self.authenticator.check_rate(&session.identity)?;

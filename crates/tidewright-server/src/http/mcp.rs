@@ -22,8 +22,9 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tidewright_api::v1;
+use tidewright_engine::Error as Refusal;
 use tidewright_engine::access::Identity;
-use tidewright_engine::service::{Call, TaskApi};
+use tidewright_engine::service::{Call, Tasks};
 use tidewright_mcp::{TaskCalls, Tools, WatchedEvents};
 use tonic::Status;
 
@@ -57,9 +58,9 @@ pub fn routes(app: Arc<App>, max_body: usize) -> Router<Arc<App>> {
 /// them), put on the request for the tools; otherwise 401, before MCP.
 async fn authenticate(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     if !request.headers().contains_key(http::header::AUTHORIZATION) {
-        let refused = Error::Unauthenticated(
+        let refused = Error::Service(Refusal::Unauthenticated(
             "a bearer token (authorization: Bearer <token>) is required".into(),
-        );
+        ));
         return http_error(&refused.into()).into_response();
     }
     match app.caller(request.headers(), Access::Change) {
@@ -126,7 +127,7 @@ impl ServerHandler for Endpoint {
 /// The TaskService calls, made in process on the application services as
 /// `caller`.
 struct AsCaller {
-    tasks: Arc<TaskApi>,
+    tasks: Tasks,
     caller: Identity,
 }
 

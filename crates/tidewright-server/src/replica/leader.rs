@@ -12,7 +12,7 @@ use tidewright_api::v1::state_service_server::StateServiceServer;
 use tidewright_api::v1::task_service_server::TaskServiceServer;
 use tidewright_engine::hub::Hub;
 use tidewright_engine::metrics::Metrics;
-use tidewright_engine::service::{self, Planner, TaskApi, Templates};
+use tidewright_engine::service::{self, Planner, Templates};
 use tidewright_engine::{self as engine, EngineHandle};
 use tidewright_store::leadership::Leadership;
 use tidewright_store::retention;
@@ -26,9 +26,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::grpc::TaskGrpc;
 use crate::grpc::agents::AgentApi;
-use crate::grpc::agents::branches::Branches;
-use crate::grpc::agents::checkpoints::Checkpoints;
-use crate::grpc::state::{StateApi, Topics};
+use crate::grpc::state::StateGrpc;
 use crate::http::app::Services;
 use crate::outbound::planner::AnthropicPlanner;
 use crate::outbound::repos::GitRepositories;
@@ -58,7 +56,6 @@ pub(super) struct LeaderServices {
     /// Set when the engine fails for good: the replica stops.
     pub fatal: watch::Receiver<Option<String>>,
     pub hub: Arc<Hub>,
-    pub topics: Arc<Topics>,
     /// The gRPC services, each behind the authenticator but health and
     /// reflection.
     pub router: Router,
@@ -120,7 +117,7 @@ impl LeaderServices {
         let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone()));
         let delivering = webhooks.start(hub.watch_fleet(), crate::http::a2a::push_body)?;
         // Shared by gRPC and the HTTP API, which calls the same methods.
-        let tasks = Arc::new(TaskApi::new(service::Parts {
+        let services = service::Services::new(service::Parts {
             store: store.clone(),
             engine: engine.clone(),
             hub: hub.clone(),
@@ -132,17 +129,18 @@ impl LeaderServices {
             templates,
             trace_context: tidewright_telemetry::task_trace_context,
             audit_log: config.audit_log,
-        }));
+            leadership,
+            build: config.build.clone(),
+            kept: config.checkpoints,
+        });
         // Schedules fire from the leader only, each tick once.
-        let scheduling = schedules::fire_periodically(tasks.clone());
-        let checkpoints = Checkpoints::new(store.clone(), config.checkpoints);
-        let expiring = AbortOnDrop(checkpoints.expire_periodically());
+        let scheduling = schedules::fire_periodically(services.schedules.clone());
+        let expiring = AbortOnDrop(services.kept.expire_periodically());
         let sweeping = AbortOnDrop(engine::retention::sweep_periodically(
             engine.clone(),
             store.clone(),
             config.audit_retention.and_then(retention::window_of),
         ));
-        let branches = Branches::new(store.clone(), config.checkpoints.max_branch_bytes);
         let workers_need_certificates = config
             .tls
             .as_ref()
@@ -157,20 +155,14 @@ impl LeaderServices {
                 .max(config.checkpoints.max_branch_bytes)
                 + CHECKPOINT_FRAMING_BYTES,
         );
-        let agents = Arc::new(
-            AgentApi::new(
-                engine.clone(),
-                config.limits,
-                workers_need_certificates,
-                leadership,
-                checkpoints,
-                branches,
-                step_tokens,
-            )
-            .with_build(&config.build),
-        );
-        let topics = Arc::new(Topics::default());
-        let state = Arc::new(StateApi::new(store, topics.clone()));
+        let agents = Arc::new(AgentApi::new(
+            engine.clone(),
+            config.limits,
+            workers_need_certificates,
+            services.fleet.clone(),
+            services.kept.clone(),
+            step_tokens,
+        ));
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<TaskServiceServer<TaskGrpc>>()
@@ -179,14 +171,14 @@ impl LeaderServices {
             .set_serving::<AgentServiceServer<AgentApi>>()
             .await;
         health_reporter
-            .set_serving::<StateServiceServer<StateApi>>()
+            .set_serving::<StateServiceServer<StateGrpc>>()
             .await;
         // Health stays open for probes, and reflection for tools.
         // Everything else needs a token.
         let router = crate::grpc::with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
             .add_service(InterceptedService::new(
-                TaskServiceServer::new(TaskGrpc(tasks.clone()))
+                TaskServiceServer::new(TaskGrpc(services.clone()))
                     .max_decoding_message_size(max_message_bytes),
                 authenticator.clone(),
             ))
@@ -196,7 +188,7 @@ impl LeaderServices {
                 authenticator.clone(),
             ))
             .add_service(InterceptedService::new(
-                StateServiceServer::from_arc(state.clone())
+                StateServiceServer::new(StateGrpc(services.state.clone()))
                     .max_decoding_message_size(max_message_bytes),
                 authenticator,
             ));
@@ -204,12 +196,14 @@ impl LeaderServices {
             engine,
             fatal,
             hub,
-            topics,
             router,
             http: Services {
-                tasks,
-                agents,
-                state,
+                tasks: services.tasks,
+                schedules: services.schedules,
+                webhooks: services.webhooks,
+                budgets: services.budgets,
+                fleet: services.fleet,
+                state: services.state,
             },
             background: vec![scheduling, expiring, sweeping, delivering],
         })

@@ -182,11 +182,11 @@ impl Lead {
             engine,
             fatal,
             hub,
-            topics,
             router,
             http: http_services,
             background,
         } = services;
+        let state = http_services.state.clone();
         let (signalled, shutdown_started) = oneshot::channel::<()>();
         let stopping = app.clone();
         let (mut fatal_seen, mut deposed_seen) = (fatal.clone(), deposed.clone());
@@ -201,7 +201,7 @@ impl Lead {
             // Worker and watch streams never end on their own: end them.
             ending.shutdown().await;
             hub.close_all();
-            topics.close_all();
+            state.close_topics();
             let _ = signalled.send(());
         };
         // From here on new connections reach the leader's services; the

@@ -6,21 +6,20 @@
 //! idempotency key, so a new leader that looks at a tick the last one
 //! fired finds its task instead of making another.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tidewright_api::abort::AbortOnDrop;
-use tidewright_engine::service::TaskApi;
+use tidewright_engine::service::Schedules;
 
 /// The longest the loop sleeps without looking.
 const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts the loop; it stops when the handle is dropped (leadership lost,
 /// the server stopped).
-pub fn fire_periodically(tasks: Arc<TaskApi>) -> AbortOnDrop {
+pub fn fire_periodically(schedules: Schedules) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         loop {
-            let next = match tasks.fire_schedules().await {
+            let next = match schedules.fire_schedules().await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(error = %e, "firing schedules");
@@ -34,7 +33,7 @@ pub fn fire_periodically(tasks: Arc<TaskApi>) -> AbortOnDrop {
                 .min(LOOK_AT_LEAST_EVERY);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = tasks.schedules_changed() => {}
+                () = schedules.schedules_changed() => {}
             }
         }
     }))

@@ -23,7 +23,7 @@ use tonic::server::NamedService;
 use crate::error::Error;
 use crate::grpc::TaskGrpc;
 use crate::grpc::agents::AgentApi;
-use crate::grpc::state::StateApi;
+use crate::grpc::state::StateGrpc;
 use crate::port::acceptor::Acceptor;
 use crate::port::tls::ReloadingConfig;
 
@@ -90,13 +90,13 @@ impl StandbyServer {
             .set_not_serving::<AgentServiceServer<AgentApi>>()
             .await;
         health_reporter
-            .set_not_serving::<StateServiceServer<StateApi>>()
+            .set_not_serving::<StateServiceServer<StateGrpc>>()
             .await;
         let router = crate::grpc::with_reflection(tonic::transport::Server::builder())?
             .add_service(health)
             .add_service(Standby::<TaskServiceServer<TaskGrpc>>::new(leader.clone()))
             .add_service(Standby::<AgentServiceServer<AgentApi>>::new(leader.clone()))
-            .add_service(Standby::<StateServiceServer<StateApi>>::new(leader));
+            .add_service(Standby::<StateServiceServer<StateGrpc>>::new(leader));
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = crate::grpc::serve_router(router, grpc.connections(), tls, async {
             let _ = stopped.await;

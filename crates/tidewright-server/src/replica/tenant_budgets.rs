@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tidewright_core::TenantBudget;
+use tidewright_engine::Error as Refusal;
 use tidewright_store::{Store, Write};
 
 use crate::auth::valid_tenant;
@@ -21,9 +22,11 @@ use crate::error::Error;
 /// number of dollars; an error names the file and the field.
 pub fn read(path: &Path) -> Result<Vec<(String, TenantBudget)>, Error> {
     let text = crate::error::read_file(path)?;
-    let named = |field: String, message: String| Error::InvalidArgument {
-        field: format!("{}: {field}", path.display()),
-        message,
+    let named = |field: String, message: String| {
+        Error::Service(Refusal::InvalidArgument {
+            field: format!("{}: {field}", path.display()),
+            message,
+        })
     };
     let budgets: BTreeMap<String, TenantBudget> =
         serde_yaml::from_slice(&text).map_err(|e| named("tenant budgets".into(), e.to_string()))?;
@@ -54,7 +57,7 @@ pub async fn apply(store: &dyn Store, budgets: Vec<(String, TenantBudget)>) -> R
     store
         .write(writes)
         .await
-        .map_err(|_| Error::ShuttingDown)??;
+        .map_err(|_| Error::Service(Refusal::ShuttingDown))??;
     Ok(())
 }
 
@@ -78,7 +81,9 @@ mod tests {
         assert_eq!(budgets[0].1.usd_per_day, Some(50.0));
         assert_eq!(budgets[1].1.tokens_per_day, Some(1000));
         let field = |text: &str| match read_text(text) {
-            Err(Error::InvalidArgument { field, message }) => format!("{field} | {message}"),
+            Err(Error::Service(Refusal::InvalidArgument { field, message })) => {
+                format!("{field} | {message}")
+            }
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert!(field("team-a: {usdPerDay: -5}\n").contains("team-a.usdPerDay"));

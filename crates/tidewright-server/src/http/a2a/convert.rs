@@ -668,7 +668,7 @@ mod tests {
 
     fn refused(request: SendMessageRequest) -> String {
         match asked(&request, &skills(), || "ctx".into()) {
-            Err(Error::InvalidArgument { field, .. }) => field,
+            Err(Error::Service(tidewright_engine::Error::InvalidArgument { field, .. })) => field,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }

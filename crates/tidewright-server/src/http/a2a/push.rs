@@ -65,13 +65,13 @@ impl Caller {
         if let Some(config) = config {
             let url = config.url.clone();
             self.services
-                .tasks
+                .webhooks
                 .check_push_url(self.call(url))
                 .await
                 .map_err(|e| match Error::from(e) {
-                    Error::InvalidArgument { message, .. } => {
-                        Error::invalid("configuration.taskPushNotificationConfig.url", message)
-                    }
+                    Error::Service(tidewright_engine::Error::InvalidArgument {
+                        message, ..
+                    }) => Error::invalid("configuration.taskPushNotificationConfig.url", message),
                     other => other,
                 })?;
         }
@@ -87,7 +87,7 @@ impl Caller {
         if let Some(config) = config {
             let create = create(task_id.to_string(), config);
             self.services
-                .tasks
+                .webhooks
                 .create_task_push(self.call(create))
                 .await?;
         }
@@ -98,7 +98,7 @@ impl Caller {
         let task_id = required(&config.task_id, "taskId")?;
         let created = self
             .services
-            .tasks
+            .webhooks
             .create_task_push(self.call(create(task_id, config)))
             .await?;
         Ok(answered(&self.rpc_id, shown(&created)))
@@ -108,7 +108,7 @@ impl Caller {
         let task = TaskRef {
             task_id: required(task_id, "taskId")?,
         };
-        Ok(self.services.tasks.task_pushes(self.call(task)).await?)
+        Ok(self.services.webhooks.task_pushes(self.call(task)).await?)
     }
 
     pub(super) async fn get_push(&self, request: PushConfigRequest) -> Result<Response, Refusal> {
@@ -119,7 +119,10 @@ impl Caller {
             .into_iter()
             .find(|w| w.push.as_ref().is_some_and(|p| p.config_id == id))
             .ok_or_else(|| {
-                Error::NotFound(format!("push config {id:?} of task {}", request.task_id))
+                Error::Service(tidewright_engine::Error::NotFound(format!(
+                    "push config {id:?} of task {}",
+                    request.task_id
+                )))
             })?;
         Ok(answered(&self.rpc_id, shown(&found)))
     }
@@ -146,7 +149,7 @@ impl Caller {
             config_id: required(&request.id, "id")?,
         };
         self.services
-            .tasks
+            .webhooks
             .delete_task_push(self.call(gone))
             .await?;
         Ok(answered(&self.rpc_id, Value::Null))

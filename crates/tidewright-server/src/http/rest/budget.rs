@@ -104,7 +104,7 @@ pub(super) async fn raise_budget(
         },
     };
     let task = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.raise_budget(r).await
+        s.budgets.raise_budget(r).await
     })
     .await?;
     Ok(Json(task_view(&task_to_proto(task))))
@@ -127,7 +127,7 @@ pub(super) async fn approve_budget(
         reason: decision_body(body)?.reason,
     };
     let task = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.approve_budget(r).await
+        s.budgets.approve_budget(r).await
     })
     .await?;
     Ok(Json(task_view(&task_to_proto(task))))
@@ -155,7 +155,7 @@ pub(super) async fn set_tenant_budget(
         },
     };
     let spending = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.set_tenant_budget(r).await
+        s.budgets.set_tenant_budget(r).await
     })
     .await?;
     Ok(Json(spending_view(wire::spending(spending))))
@@ -169,7 +169,7 @@ pub(super) async fn list_budgets(
     headers: HeaderMap,
 ) -> Answer<TenantBudgetList> {
     let list = call(&app, &headers, Access::Read, (), |s, r| async move {
-        s.tasks.list_tenant_budgets(r).await
+        s.budgets.list_tenant_budgets(r).await
     })
     .await?;
     Ok(Json(TenantBudgetList {

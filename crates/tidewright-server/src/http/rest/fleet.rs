@@ -167,14 +167,11 @@ pub(super) struct QueueView {
     summary = "Connected workers and the queue per needed capabilities (ListAgents)",
     responses((status = 200, body = Fleet), Refused))]
 pub(super) async fn list_agents(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer<Fleet> {
-    let fleet = call(
-        &app,
-        &headers,
-        Access::Read,
-        v1::ListAgentsRequest::default(),
-        |s, r| async move { s.agents.agents(r).await },
-    )
-    .await?;
+    let fleet = call(&app, &headers, Access::Read, (), |s, r| async move {
+        s.fleet.list_agents(r).await
+    })
+    .await
+    .map(wire::agent_listing)?;
     Ok(Json(Fleet {
         server: fleet.server.map(|r| BuildView {
             version: r.version,
@@ -201,14 +198,11 @@ pub(super) async fn list_servers(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Answer<Vec<ServerView>> {
-    let servers = call(
-        &app,
-        &headers,
-        Access::Read,
-        v1::ListServersRequest::default(),
-        |s, r| async move { s.agents.servers(r).await },
-    )
-    .await?;
+    let servers = call(&app, &headers, Access::Read, (), |s, r| async move {
+        s.fleet.list_servers(r).await
+    })
+    .await
+    .map(wire::servers)?;
     Ok(Json(servers.servers.iter().map(server_view).collect()))
 }
 

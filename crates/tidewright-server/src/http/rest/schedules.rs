@@ -35,7 +35,7 @@ pub(super) async fn list_schedules(
     headers: HeaderMap,
 ) -> Answer<ScheduleList> {
     let list = call(&app, &headers, Access::Read, (), |s, r| async move {
-        s.tasks.list_schedules(r).await
+        s.schedules.list_schedules(r).await
     })
     .await?;
     Ok(Json(ScheduleList {
@@ -69,7 +69,7 @@ pub(super) async fn create_schedule(
         spec,
     };
     let made = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.create_schedule(r).await
+        s.schedules.create_schedule(r).await
     })
     .await?;
     Ok((StatusCode::CREATED, view(made)))
@@ -91,7 +91,7 @@ pub(super) async fn get_schedule(
         name,
     };
     let found = call(&app, &headers, Access::Read, request, |s, r| async move {
-        s.tasks.get_schedule(r).await
+        s.schedules.get_schedule(r).await
     })
     .await?;
     Ok(view(found))
@@ -113,7 +113,7 @@ pub(super) async fn delete_schedule(
         name,
     };
     call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.delete_schedule(r).await
+        s.schedules.delete_schedule(r).await
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -156,7 +156,7 @@ async fn suspend(
 ) -> Answer<ScheduleView> {
     let request = ScheduleRef { tenant, name };
     let changed = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.suspend_schedule(r, suspended).await
+        s.schedules.suspend_schedule(r, suspended).await
     })
     .await?;
     Ok(view(changed))
@@ -178,7 +178,7 @@ pub(super) async fn trigger_schedule(
         name,
     };
     let task_id = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.trigger_schedule(r).await
+        s.schedules.trigger_schedule(r).await
     })
     .await?;
     Ok((StatusCode::CREATED, Json(Triggered { task_id })))

@@ -1,6 +1,7 @@
 //! Console sessions: sign in with a token, see who you are, sign out.
 
 use super::*;
+use tidewright_engine::Error as Refusal;
 
 #[derive(Deserialize, ToSchema)]
 pub(super) struct SignIn {
@@ -54,9 +55,9 @@ pub(super) async fn open_session(
         .authenticator()
         .authenticate_token(sign_in.token.trim())?;
     if identity.step.is_some() {
-        return Err(Error::PermissionDenied(
+        return Err(Error::Service(Refusal::PermissionDenied(
             "a step token is for its step's agent, not for the console".into(),
-        )
+        ))
         .into());
     }
     app.authenticator().check_rate(&identity)?;

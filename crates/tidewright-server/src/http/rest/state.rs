@@ -1,5 +1,9 @@
 //! Shared state, read over HTTP (a step writes it over gRPC).
 
+use tidewright_api::convert::{optional_timestamp, timestamp};
+use tidewright_engine::service::{GetState, ListState, StateRef};
+use tidewright_store::{StateEntry, StateKey};
+
 use super::*;
 
 #[derive(Serialize, ToSchema)]
@@ -25,17 +29,16 @@ pub(super) struct StatePage {
     next_after: String,
 }
 
-fn state_view(value: v1::StateValue) -> StateView {
-    let at = value.r#ref.unwrap_or_default();
+fn state_view((key, entry): (StateKey, StateEntry)) -> StateView {
     StateView {
-        tenant: at.tenant,
-        scope: at.scope,
-        key: at.key,
-        value: serde_json::from_str(&value.value_json)
-            .unwrap_or(serde_json::Value::String(value.value_json)),
-        version: value.version,
-        updated_at: rfc3339(&value.updated_at),
-        expires_at: rfc3339(&value.expires_at),
+        tenant: key.tenant,
+        scope: key.scope,
+        key: key.key,
+        value: serde_json::from_str(&entry.value_json)
+            .unwrap_or(serde_json::Value::String(entry.value_json)),
+        version: entry.version,
+        updated_at: rfc3339(&Some(timestamp(entry.updated_at))),
+        expires_at: rfc3339(&optional_timestamp(entry.expires_at)),
     }
 }
 
@@ -55,9 +58,9 @@ pub(super) async fn list_state(
     Path(scope): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<StatePage> {
-    let mut request = v1::ListStateRequest {
+    let mut request = ListState {
         scope,
-        ..v1::ListStateRequest::default()
+        ..ListState::default()
     };
     for (name, value) in query {
         match name.as_str() {
@@ -68,7 +71,7 @@ pub(super) async fn list_state(
         }
     }
     let page = call(&app, &headers, Access::Read, request, |s, r| async move {
-        s.state.list(r).await
+        s.state.list_state(r).await
     })
     .await?;
     Ok(Json(StatePage {
@@ -91,15 +94,15 @@ pub(super) async fn get_state(
     Path((scope, key)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<StateView> {
-    let request = v1::GetStateRequest {
-        r#ref: Some(v1::StateRef {
+    let request = GetState {
+        reference: Some(StateRef {
             tenant: query.get("tenant").cloned().unwrap_or_default(),
             scope,
             key,
         }),
     };
     let value = call(&app, &headers, Access::Read, request, |s, r| async move {
-        s.state.get(r).await
+        s.state.get_state(r).await
     })
     .await?;
     Ok(Json(state_view(value)))

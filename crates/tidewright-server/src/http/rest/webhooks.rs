@@ -82,7 +82,7 @@ pub(super) async fn list_webhooks(
     headers: HeaderMap,
 ) -> Answer<WebhookList> {
     let list = call(&app, &headers, Access::Read, (), |s, r| async move {
-        s.tasks.list_webhooks(r).await
+        s.webhooks.list_webhooks(r).await
     })
     .await?;
     Ok(Json(WebhookList {
@@ -112,7 +112,7 @@ pub(super) async fn create_webhook(
         secret: body.secret,
     };
     let webhook = call(&app, &headers, Access::Change, request, |s, r| async move {
-        s.tasks.create_webhook(r).await
+        s.webhooks.create_webhook(r).await
     })
     .await?;
     Ok((
@@ -135,7 +135,7 @@ pub(super) async fn delete_webhook(
         &headers,
         Access::Change,
         WebhookRef { id },
-        |s, r| async move { s.tasks.delete_webhook(r).await },
+        |s, r| async move { s.webhooks.delete_webhook(r).await },
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -165,7 +165,7 @@ pub(super) async fn list_deliveries(
         }
     }
     let page = call(&app, &headers, Access::Read, request, |s, r| async move {
-        s.tasks.list_webhook_deliveries(r).await
+        s.webhooks.list_webhook_deliveries(r).await
     })
     .await?;
     let page = wire::delivery_page(page);

@@ -88,7 +88,11 @@ impl Webhooks {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-            .ok_or_else(|| Error::Internal("webhook deliveries are already being sent".into()))?;
+            .ok_or_else(|| {
+                Error::Service(Refusal::Internal(
+                    "webhook deliveries are already being sent".into(),
+                ))
+            })?;
         let dispatcher = dispatch::Dispatcher::new(
             self.store.clone(),
             self.settings.clone(),

@@ -1,17 +1,13 @@
-//! `AgentService`: the workers' Connect stream and the agent listing, and
+//! `AgentService`: the workers' Connect stream, the agent listing, and
 //! what a worker keeps on the control plane for a step's next attempt
-//! (`checkpoints`, `branches`).
-
-pub mod branches;
-pub mod checkpoints;
+//! (checkpoints and branches, see `tidewright_engine::service::kept`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tidewright_api::convert::{micros, optional_timestamp, timestamp};
+use tidewright_api::convert::micros;
 use tidewright_api::v1;
 use tidewright_api::v1::worker_message::Kind;
-use tidewright_core::build::Build;
 use tidewright_core::{Limits, LogStream};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -19,18 +15,15 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use tidewright_core::AttemptKey;
-use tidewright_engine::{
-    AttemptEnd, EngineHandle, FleetNow, RateLimited, StepResult, ToWorker, WorkerInfo,
-};
-use tidewright_store::leadership::Leadership;
+use tidewright_engine::{AttemptEnd, EngineHandle, RateLimited, StepResult, ToWorker, WorkerInfo};
 
 use crate::auth::step_token::StepTokens;
 use crate::auth::{Action, require};
 use crate::error::Error;
-use crate::grpc::agents::branches::Branches;
-use crate::grpc::agents::checkpoints::Checkpoints;
 use crate::grpc::grpc_call;
-use tidewright_engine::service::Call;
+use crate::wire;
+use tidewright_engine::Error as Refusal;
+use tidewright_engine::service::{Fleet, Kept};
 
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
@@ -41,14 +34,12 @@ pub struct AgentApi {
     /// mTLS: a worker must have presented a client certificate, which the
     /// TLS layer has already checked against the client CA.
     require_client_certificate: bool,
-    /// Who serves: the replicas, as the store's leadership says.
-    leadership: Arc<dyn Leadership>,
-    checkpoints: Checkpoints,
-    branches: Branches,
+    /// The fleet's listings.
+    fleet: Fleet,
+    /// What steps keep: checkpoints and branches.
+    kept: Kept,
     /// Signs each assignment's step token on its way to the worker.
     step_tokens: Arc<StepTokens>,
-    /// This control plane's build, which ListAgents reports.
-    build: v1::Build,
 }
 
 impl AgentApi {
@@ -56,69 +47,18 @@ impl AgentApi {
         engine: EngineHandle,
         limits: Limits,
         require_client_certificate: bool,
-        leadership: Arc<dyn Leadership>,
-        checkpoints: Checkpoints,
-        branches: Branches,
+        fleet: Fleet,
+        kept: Kept,
         step_tokens: Arc<StepTokens>,
     ) -> Self {
         AgentApi {
             engine,
             limits,
             require_client_certificate,
-            leadership,
-            checkpoints,
-            branches,
+            fleet,
+            kept,
             step_tokens,
-            build: v1::Build::default(),
         }
-    }
-
-    /// Reports `build` as this control plane's.
-    pub fn with_build(mut self, build: &Build) -> Self {
-        self.build = v1::Build {
-            version: build.version.clone(),
-            commit: build.commit.clone(),
-            built_at: optional_timestamp(build.built_at),
-        };
-        self
-    }
-}
-
-/// ListAgents and ListServers, typed: the gRPC methods and the REST routes
-/// call these.
-impl AgentApi {
-    pub async fn agents(
-        &self,
-        request: Call<v1::ListAgentsRequest>,
-    ) -> Result<v1::ListAgentsResponse, Error> {
-        request.require(Action::ReadAgents)?;
-        Ok(v1::ListAgentsResponse {
-            server: Some(self.build.clone()),
-            ..fleet_to_proto(self.engine.list_agents().await?)
-        })
-    }
-
-    pub async fn servers(
-        &self,
-        request: Call<v1::ListServersRequest>,
-    ) -> Result<v1::ListServersResponse, Error> {
-        request.require(Action::ReadAgents)?;
-        let servers = self.leadership.replicas().await?;
-        let at = |micros: tidewright_core::Micros| (micros != 0).then(|| timestamp(micros));
-        Ok(v1::ListServersResponse {
-            servers: servers
-                .into_iter()
-                .map(|server| v1::ControlPlaneServer {
-                    name: server.name,
-                    address: server.address,
-                    leading: server.leading,
-                    epoch: server.epoch,
-                    started_at: at(server.started_at),
-                    leading_since: at(server.leading_since),
-                    seen_at: at(server.seen_at),
-                })
-                .collect(),
-        })
     }
 }
 
@@ -193,62 +133,6 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
         }),
     };
     v1::ServerMessage { kind: Some(kind) }
-}
-
-/// The engine's view of the fleet, as `ListAgents` answers it.
-pub fn fleet_to_proto(fleet: FleetNow) -> v1::ListAgentsResponse {
-    let agents = fleet
-        .workers
-        .into_iter()
-        .map(|w| v1::Agent {
-            id: w.id.to_string(),
-            name: w.info.name,
-            pool: w.info.pool,
-            capabilities: w.info.capabilities.into_iter().collect(),
-            slots: w.info.slots,
-            running: u32::try_from(w.running).unwrap_or(u32::MAX),
-            connected_at: optional_timestamp(w.connected_at),
-            peer: w.info.peer,
-            draining: w.draining,
-            max_concurrent_agents: w.info.max_concurrent_agents,
-            isolation: w.info.isolation,
-            paused_until: w.paused.as_ref().map(|(until, _)| timestamp(*until)),
-            pause_reason: w.paused.map(|(_, reason)| reason).unwrap_or_default(),
-            gone_at: None,
-            gone_reason: String::new(),
-        })
-        .collect();
-    let queue = fleet
-        .queue
-        .into_iter()
-        .map(|depth| v1::QueueDepth {
-            capabilities: depth.needs.into_iter().collect(),
-            queued: u32::try_from(depth.queued).unwrap_or(u32::MAX),
-        })
-        .collect();
-    let gone = fleet
-        .gone
-        .into_iter()
-        .map(|g| v1::Agent {
-            name: g.info.name,
-            pool: g.info.pool,
-            capabilities: g.info.capabilities.into_iter().collect(),
-            slots: g.info.slots,
-            connected_at: optional_timestamp(g.connected_at),
-            peer: g.info.peer,
-            max_concurrent_agents: g.info.max_concurrent_agents,
-            isolation: g.info.isolation,
-            gone_at: optional_timestamp(g.gone_at),
-            gone_reason: g.reason,
-            ..v1::Agent::default()
-        })
-        .collect();
-    v1::ListAgentsResponse {
-        agents,
-        queue,
-        gone,
-        server: None,
-    }
 }
 
 fn attempt_key(field: &str, attempt: Option<v1::AttemptRef>) -> Result<AttemptKey, Error> {
@@ -490,10 +374,10 @@ impl v1::agent_service_server::AgentService for AgentApi {
         if self.require_client_certificate
             && request.peer_certs().is_none_or(|certs| certs.is_empty())
         {
-            return Err(Error::Unauthenticated(format!(
+            return Err(Error::Service(Refusal::Unauthenticated(format!(
                 "{}: workers must present a client certificate signed by the control plane's client CA",
                 identity.name
-            ))
+            )))
             .into());
         }
         let peer = request
@@ -561,17 +445,17 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        Ok(Response::new(self.agents(grpc_call(request)).await?))
+        let call = grpc_call(request).try_map(|_| Ok::<_, Error>(()))?;
+        let listing = self.fleet.list_agents(call).await.map_err(Error::from)?;
+        Ok(Response::new(wire::agent_listing(listing)))
     }
 
     async fn put_checkpoint(
         &self,
         request: Request<v1::Checkpoint>,
     ) -> Result<Response<v1::PutCheckpointResponse>, Status> {
-        let identity = require(&request, Action::KeepCheckpoints)?;
-        self.checkpoints
-            .put(&identity, request.into_inner())
-            .await?;
+        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::put_checkpoint(r)))?;
+        self.kept.put_checkpoint(call).await.map_err(Error::from)?;
         Ok(Response::new(v1::PutCheckpointResponse {}))
     }
 
@@ -579,20 +463,17 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::Checkpoint>, Status> {
-        let identity = require(&request, Action::KeepCheckpoints)?;
-        Ok(Response::new(
-            self.checkpoints
-                .get(&identity, request.into_inner())
-                .await?,
-        ))
+        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::get_checkpoint(r)))?;
+        let kept = self.kept.get_checkpoint(call).await.map_err(Error::from)?;
+        Ok(Response::new(wire::checkpoint(kept)))
     }
 
     async fn put_branch(
         &self,
         request: Request<v1::StepBranch>,
     ) -> Result<Response<v1::PutBranchResponse>, Status> {
-        let identity = require(&request, Action::KeepCheckpoints)?;
-        self.branches.put(&identity, request.into_inner()).await?;
+        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::put_branch(r)))?;
+        self.kept.put_branch(call).await.map_err(Error::from)?;
         Ok(Response::new(v1::PutBranchResponse {}))
     }
 
@@ -600,16 +481,17 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::GetBranchRequest>,
     ) -> Result<Response<v1::StepBranch>, Status> {
-        let identity = require(&request, Action::KeepCheckpoints)?;
-        Ok(Response::new(
-            self.branches.get(&identity, request.into_inner()).await?,
-        ))
+        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::get_branch(r)))?;
+        let kept = self.kept.get_branch(call).await.map_err(Error::from)?;
+        Ok(Response::new(wire::branch(kept)))
     }
 
     async fn list_servers(
         &self,
         request: Request<v1::ListServersRequest>,
     ) -> Result<Response<v1::ListServersResponse>, Status> {
-        Ok(Response::new(self.servers(grpc_call(request)).await?))
+        let call = grpc_call(request).try_map(|_| Ok::<_, Error>(()))?;
+        let servers = self.fleet.list_servers(call).await.map_err(Error::from)?;
+        Ok(Response::new(wire::servers(servers)))
     }
 }
