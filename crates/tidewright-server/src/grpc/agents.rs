@@ -20,7 +20,7 @@ use tidewright_engine::{AttemptEnd, EngineHandle, RateLimited, StepResult, ToWor
 use crate::auth::step_token::StepTokens;
 use crate::auth::{Action, require};
 use crate::error::Error;
-use crate::grpc::grpc_call;
+use crate::grpc::serve;
 use crate::wire;
 use tidewright_engine::Error as Refusal;
 use tidewright_engine::service::{Fleet, Kept};
@@ -445,53 +445,77 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        let call = grpc_call(request).try_map(|_| Ok::<_, Error>(()))?;
-        let listing = self.fleet.list_agents(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::agent_listing(listing)))
+        serve(
+            request,
+            |_| Ok(()),
+            |c| self.fleet.list_agents(c),
+            wire::agent_listing,
+        )
+        .await
     }
 
     async fn put_checkpoint(
         &self,
         request: Request<v1::Checkpoint>,
     ) -> Result<Response<v1::PutCheckpointResponse>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::put_checkpoint(r)))?;
-        self.kept.put_checkpoint(call).await.map_err(Error::from)?;
-        Ok(Response::new(v1::PutCheckpointResponse {}))
+        serve(
+            request,
+            |r| Ok(wire::put_checkpoint(r)),
+            |c| self.kept.put_checkpoint(c),
+            |()| v1::PutCheckpointResponse {},
+        )
+        .await
     }
 
     async fn get_checkpoint(
         &self,
         request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::Checkpoint>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::get_checkpoint(r)))?;
-        let kept = self.kept.get_checkpoint(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::checkpoint(kept)))
+        serve(
+            request,
+            |r| Ok(wire::get_checkpoint(r)),
+            |c| self.kept.get_checkpoint(c),
+            wire::checkpoint,
+        )
+        .await
     }
 
     async fn put_branch(
         &self,
         request: Request<v1::StepBranch>,
     ) -> Result<Response<v1::PutBranchResponse>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::put_branch(r)))?;
-        self.kept.put_branch(call).await.map_err(Error::from)?;
-        Ok(Response::new(v1::PutBranchResponse {}))
+        serve(
+            request,
+            |r| Ok(wire::put_branch(r)),
+            |c| self.kept.put_branch(c),
+            |()| v1::PutBranchResponse {},
+        )
+        .await
     }
 
     async fn get_branch(
         &self,
         request: Request<v1::GetBranchRequest>,
     ) -> Result<Response<v1::StepBranch>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::get_branch(r)))?;
-        let kept = self.kept.get_branch(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::branch(kept)))
+        serve(
+            request,
+            |r| Ok(wire::get_branch(r)),
+            |c| self.kept.get_branch(c),
+            wire::branch,
+        )
+        .await
     }
 
     async fn list_servers(
         &self,
         request: Request<v1::ListServersRequest>,
     ) -> Result<Response<v1::ListServersResponse>, Status> {
-        let call = grpc_call(request).try_map(|_| Ok::<_, Error>(()))?;
-        let servers = self.fleet.list_servers(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::servers(servers)))
+        serve(
+            request,
+            |_| Ok(()),
+            |c| self.fleet.list_servers(c),
+            wire::servers,
+        )
+        .await
     }
 }

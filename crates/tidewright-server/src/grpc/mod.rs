@@ -10,10 +10,12 @@ mod tasks;
 
 pub use tasks::TaskGrpc;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio_stream::StreamExt;
 use tonic::transport::server::Router;
+use tonic::{Request, Response, Status};
 
 use tidewright_engine::access::Identity;
 use tidewright_engine::service::Call;
@@ -65,4 +67,20 @@ pub(crate) fn with_reflection(server: tonic::transport::Server) -> Result<Router
         .trace_fn(tidewright_telemetry::rpc_span)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?))
+}
+
+/// One method: convert the request (refusing what does not convert), make
+/// the call, convert its answer.
+pub(crate) async fn serve<R, C, A, W, F>(
+    request: Request<R>,
+    convert: impl FnOnce(R) -> Result<C, Error>,
+    make: impl FnOnce(Call<C>) -> F,
+    back: impl FnOnce(A) -> W,
+) -> Result<Response<W>, Status>
+where
+    F: Future<Output = Result<A, tidewright_engine::Error>>,
+{
+    let call = grpc_call(request).try_map(convert)?;
+    let answer = make(call).await.map_err(Error::from)?;
+    Ok(Response::new(back(answer)))
 }

@@ -7,7 +7,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::grpc::grpc_call;
+use crate::grpc::{grpc_call, serve};
 use crate::wire;
 
 /// The state service, served as StateService.
@@ -23,45 +23,65 @@ impl v1::state_service_server::StateService for StateGrpc {
         &self,
         request: Request<v1::GetStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::get_state(r)))?;
-        let (key, entry) = self.0.get_state(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::state_value(key, entry)))
+        serve(
+            request,
+            |r| Ok(wire::get_state(r)),
+            |c| self.0.get_state(c),
+            |(key, entry)| wire::state_value(key, entry),
+        )
+        .await
     }
 
     async fn list_state(
         &self,
         request: Request<v1::ListStateRequest>,
     ) -> Result<Response<v1::ListStateResponse>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::list_state(r)))?;
-        let page = self.0.list_state(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::state_page(page)))
+        serve(
+            request,
+            |r| Ok(wire::list_state(r)),
+            |c| self.0.list_state(c),
+            wire::state_page,
+        )
+        .await
     }
 
     async fn put_state(
         &self,
         request: Request<v1::PutStateRequest>,
     ) -> Result<Response<v1::StateValue>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::put_state(r)))?;
-        let (key, entry) = self.0.put_state(call).await.map_err(Error::from)?;
-        Ok(Response::new(wire::state_value(key, entry)))
+        serve(
+            request,
+            |r| Ok(wire::put_state(r)),
+            |c| self.0.put_state(c),
+            |(key, entry)| wire::state_value(key, entry),
+        )
+        .await
     }
 
     async fn delete_state(
         &self,
         request: Request<v1::DeleteStateRequest>,
     ) -> Result<Response<v1::DeleteStateResponse>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::delete_state(r)))?;
-        self.0.delete_state(call).await.map_err(Error::from)?;
-        Ok(Response::new(v1::DeleteStateResponse {}))
+        serve(
+            request,
+            |r| Ok(wire::delete_state(r)),
+            |c| self.0.delete_state(c),
+            |()| v1::DeleteStateResponse {},
+        )
+        .await
     }
 
     async fn publish(
         &self,
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        let call = grpc_call(request).try_map(|r| Ok::<_, Error>(wire::publish(r)))?;
-        let delivered = self.0.publish(call).await.map_err(Error::from)?;
-        Ok(Response::new(v1::PublishResponse { delivered }))
+        serve(
+            request,
+            |r| Ok(wire::publish(r)),
+            |c| self.0.publish(c),
+            |delivered| v1::PublishResponse { delivered },
+        )
+        .await
     }
 
     type SubscribeStream = MessageStream;

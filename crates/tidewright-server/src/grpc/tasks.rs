@@ -2,36 +2,18 @@
 //! application service's call (`wire`), makes it, and converts the answer
 //! back; the status of an error is decided in `error.rs`.
 
-use std::future::Future;
-
 use tidewright_api::v1;
-use tidewright_engine::service::{Call, Services};
+use tidewright_engine::service::Services;
 use tonic::{Request, Response, Status};
 
 use super::FLEET_POSITION;
 use crate::error::Error;
-use crate::grpc::grpc_call;
+use crate::grpc::{grpc_call, serve};
 use crate::wire;
 
 /// The application services, served as TaskService.
 #[derive(Clone)]
 pub struct TaskGrpc(pub Services);
-
-/// One method: convert the request (refusing what does not convert), make
-/// the call, convert its answer.
-async fn serve<R, C, A, W, F>(
-    request: Request<R>,
-    convert: impl FnOnce(R) -> Result<C, Error>,
-    make: impl FnOnce(Call<C>) -> F,
-    back: impl FnOnce(A) -> W,
-) -> Result<Response<W>, Status>
-where
-    F: Future<Output = Result<A, tidewright_engine::Error>>,
-{
-    let call = grpc_call(request).try_map(convert)?;
-    let answer = make(call).await.map_err(Error::from)?;
-    Ok(Response::new(back(answer)))
-}
 
 #[tonic::async_trait]
 impl v1::task_service_server::TaskService for TaskGrpc {
