@@ -158,6 +158,8 @@ fn images_args_and_addresses_reach_the_containers() {
         "--listen=0.0.0.0:7070",
         "--data-dir=/var/lib/tidewright",
         "--rate-limit=50/200",
+        // SQLite's durability is said by its URL.
+        "--store=sqlite:///var/lib/tidewright/tidewright.db?synchronous=normal",
     ] {
         assert!(
             args.iter().any(|a| a == arg),
@@ -191,6 +193,7 @@ fn images_args_and_addresses_reach_the_containers() {
         "controlPlane.auditLog=true",
         "controlPlane.retention=7d",
         "controlPlane.tenantRetention.team-a=0",
+        "controlPlane.durability=machine",
     ])
     .expect("renders");
     let server = container(&objects, "tidewright");
@@ -203,6 +206,7 @@ fn images_args_and_addresses_reach_the_containers() {
         "--retention=7d",
         "--tenant-retention=team-a=0",
         "--audit-retention=365d",
+        "--store=sqlite:///var/lib/tidewright/tidewright.db?synchronous=full",
     ] {
         assert!(args.iter().any(|a| a == flag), "{flag} in {args:?}");
     }
@@ -516,7 +520,10 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
     assert_eq!(secret_value(&objects, "tidewright-store", "url"), url);
     let server = container(&objects, "tidewright");
     let args = server.args.clone().unwrap_or_default();
-    assert!(!args.iter().any(|a| a.contains("postgres")), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.contains("postgres") || a.starts_with("--store")),
+        "{args:?}"
+    );
     // As a file from the Secret: never a variable a process inherits.
     assert_eq!(
         env(&server, "TIDEWRIGHT_STORE_FILE").as_deref(),

@@ -40,7 +40,6 @@ pub use tidewright_engine::access::valid_tenant;
 pub use tidewright_engine::service::KeptSettings;
 pub use tidewright_engine::{DEFAULT_HOT_TASKS, DEFAULT_LIMIT_BACKOFF};
 pub use tidewright_store::retention::{self, Retention};
-pub use tidewright_store_sqlite::Durability;
 
 use crate::http::app::App;
 use crate::port::Port;

@@ -1,45 +1,19 @@
-//! PostgreSQL's errors, kept whole inside the crate and classified once, on
-//! the way out, into the neutral [`Error`] that says what a caller can do.
+//! PostgreSQL's errors, classified on the way out of the crate (see
+//! `tidewright_store::fault!`).
 
 use tidewright_store::Error;
 
 /// The SQLSTATE `tidewright_fence` raises for a write from an ended epoch.
 pub(crate) const FENCED: &str = "TW001";
 
-/// What went wrong inside.
-#[derive(Debug)]
-pub(crate) enum Fault {
-    Postgres(tokio_postgres::Error),
-    Store(Error),
-}
-
-pub(crate) type Result<T> = std::result::Result<T, Fault>;
-
-impl From<tokio_postgres::Error> for Fault {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Fault::Postgres(e)
-    }
-}
-
-impl From<Error> for Fault {
-    fn from(e: Error) -> Self {
-        Fault::Store(e)
-    }
-}
-
-/// A stored state or kind name this build does not know.
-impl From<tidewright_core::Error> for Fault {
-    fn from(e: tidewright_core::Error) -> Self {
-        Fault::Store(Error::Corrupt(e.to_string()))
-    }
-}
+tidewright_store::fault!(tokio_postgres::Error, classify);
 
 impl Fault {
     /// The connection is gone (the server stopped, restarted, or ended the
     /// session): the transaction on it was rolled back by the server, and a
     /// new connection may succeed.
     pub(crate) fn lost_connection(&self) -> bool {
-        let Fault::Postgres(e) = self else {
+        let Fault::Driver(e) = self else {
             return false;
         };
         if e.is_closed() {
@@ -56,30 +30,25 @@ impl Fault {
     }
 }
 
-impl From<Fault> for Error {
-    fn from(fault: Fault) -> Self {
-        let e = match fault {
-            Fault::Store(e) => return e,
-            Fault::Postgres(e) => e,
-        };
-        let message = format!("postgres: {}", describe(&e));
-        let Some(code) = e.code().map(|c| c.code()) else {
-            return Error::Unavailable(message);
-        };
-        if code == FENCED {
-            return Error::Deposed(describe(&e));
-        }
-        match &code[..2] {
-            // Integrity: a key or a sequence number taken.
-            "23" => Error::Conflict(message),
-            // A value the database will never take (say, one it cannot
-            // encode), or a schema that is not tidewright's: retrying cannot help.
-            "22" | "42" => Error::Corrupt(message),
-            "XX" if matches!(code, "XX001" | "XX002") => Error::Corrupt(message),
-            // Connections, resources, shutdowns, serialization failures,
-            // timeouts: the database may serve again later.
-            _ => Error::Unavailable(message),
-        }
+/// What a caller can do about PostgreSQL's error.
+fn classify(e: tokio_postgres::Error) -> Error {
+    let message = format!("postgres: {}", describe(&e));
+    let Some(code) = e.code().map(|c| c.code()) else {
+        return Error::Unavailable(message);
+    };
+    if code == FENCED {
+        return Error::Deposed(describe(&e));
+    }
+    match &code[..2] {
+        // Integrity: a key or a sequence number taken.
+        "23" => Error::Conflict(message),
+        // A value the database will never take (say, one it cannot
+        // encode), or a schema that is not tidewright's: retrying cannot help.
+        "22" | "42" => Error::Corrupt(message),
+        "XX" if matches!(code, "XX001" | "XX002") => Error::Corrupt(message),
+        // Connections, resources, shutdowns, serialization failures,
+        // timeouts: the database may serve again later.
+        _ => Error::Unavailable(message),
     }
 }
 

@@ -349,5 +349,5 @@ async fn take(
 
 /// The takeover waited its while for a lock and gave up.
 fn lock_wait_ended(fault: &Fault) -> bool {
-    matches!(fault, Fault::Postgres(e) if e.code().is_some_and(|c| c.code() == "55P03"))
+    matches!(fault, Fault::Driver(e) if e.code().is_some_and(|c| c.code() == "55P03"))
 }

@@ -209,7 +209,7 @@ fn a_file_that_is_no_database_is_corrupt_and_an_unusable_directory_unavailable()
 #[test]
 fn sqlite_errors_become_what_a_caller_can_do() {
     let failure = |code| {
-        Error::from(Fault::Sqlite(rusqlite::Error::SqliteFailure(
+        Error::from(Fault::Driver(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(code),
             None,
         )))

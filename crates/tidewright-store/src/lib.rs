@@ -17,6 +17,7 @@ pub mod admission;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod event_groups;
+mod fault;
 pub mod fleet;
 pub mod leadership;
 #[cfg(any(test, feature = "memory"))]

@@ -1,7 +1,6 @@
 //! The flags of the long-running commands: `tidewright server`, `tidewright up`,
 //! `tidewright worker` and `tidewright operator run`.
 
-use clap::builder::TypedValueParser as _;
 
 use super::*;
 
@@ -81,15 +80,6 @@ pub struct StoreArgs {
     #[arg(long, env = "TIDEWRIGHT_STORE_FILE")]
     pub store_file: Option<PathBuf>,
 
-    /// How hard SQLite works to survive a crash: process (survives a crash
-    /// of tidewright; may lose the last commits on power loss) or machine (fsync
-    /// on every commit: survives power loss), as a sqlite --store URL's
-    /// ?synchronous=normal|full says it too [default: process]
-    #[arg(long, env = "TIDEWRIGHT_DURABILITY",
-          value_parser = clap::builder::PossibleValuesParser::new(tidewright_server::Durability::NAMES)
-              .try_map(|name| name.parse::<tidewright_server::Durability>()))]
-    pub durability: Option<tidewright_server::Durability>,
-
     /// A worker silent this long loses its steps, which run again elsewhere;
     /// after a restart, running steps wait this long for their worker.
     #[arg(long, env = "TIDEWRIGHT_WORKER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -115,9 +105,9 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     /// Where `--store` points; `None` for tidewright.db in `--data-dir`.
-    /// The store: --store, or tidewright.db in --data-dir; a SQLite store works
-    /// as hard as --durability or its URL says (both saying differently is
-    /// refused, rather than one silently winning).
+    /// The store: --store, or tidewright.db in --data-dir. How hard a SQLite
+    /// store works to survive a crash is its URL's to say
+    /// (`?synchronous=full` fsyncs every commit).
     pub fn store_url(&self) -> anyhow::Result<StoreUrl> {
         let from_file = match &self.store_file {
             Some(_) if self.store.is_some() => {
@@ -133,22 +123,13 @@ impl StoreArgs {
             (Some(text), _) => ("--store-file", Some(text.trim())),
             (None, said) => ("--store", said),
         };
-        let mut url = match said {
+        let url = match said {
             Some(url) => url.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?,
             None => StoreUrl::Sqlite {
                 path: self.data_dir.join("tidewright.db"),
                 durability: None,
             },
         };
-        if let (StoreUrl::Sqlite { durability, .. }, Some(flag)) = (&mut url, self.durability) {
-            match durability {
-                Some(said) if *said != flag => anyhow::bail!(
-                    "--durability {} and the --store URL's ?synchronous= say different things; say it once",
-                    flag.name()
-                ),
-                _ => *durability = Some(flag),
-            }
-        }
         Ok(url)
     }
 }
