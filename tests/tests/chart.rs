@@ -521,7 +521,9 @@ async fn on_postgres_the_url_comes_from_a_secret_and_a_real_control_plane_serves
     let server = container(&objects, "tidewright");
     let args = server.args.clone().unwrap_or_default();
     assert!(
-        !args.iter().any(|a| a.contains("postgres") || a.starts_with("--store")),
+        !args
+            .iter()
+            .any(|a| a.contains("postgres") || a.starts_with("--store")),
         "{args:?}"
     );
     // As a file from the Secret: never a variable a process inherits.

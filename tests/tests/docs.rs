@@ -175,3 +175,85 @@ fn the_cli_page_says_what_the_binary_prints() {
         );
     }
 }
+
+/// The architecture page's path through a submit names at most twelve
+/// files, each of which exists, and every function it names (a `snake_case`
+/// name in backticks) is defined in the file of its step.
+#[test]
+fn the_architecture_pages_path_names_files_and_functions_that_exist() {
+    let page = std::fs::read_to_string(repo_root().join("docs/src/architecture.md"))
+        .expect("architecture.md");
+    let path = page
+        .split("## The life of a task, file by file")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the page follows a task");
+    // Its steps: each starts "N. **`file`**".
+    let mut steps: Vec<String> = Vec::new();
+    for line in path.lines() {
+        let numbered = line
+            .split_once(". **`")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if numbered {
+            steps.push(line.to_string());
+        } else if let Some(step) = steps.last_mut() {
+            step.push(' ');
+            step.push_str(line.trim());
+        }
+    }
+    assert!(
+        (6..=12).contains(&steps.len()),
+        "the path has {} steps; a newcomer reads at most twelve files",
+        steps.len()
+    );
+    for step in &steps {
+        let file = step
+            .split("**`")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .expect("a step names its file");
+        let text = std::fs::read_to_string(repo_root().join(file))
+            .unwrap_or_else(|e| panic!("{file}, named by the architecture page: {e}"));
+        let named: Vec<&str> = step
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|name| {
+                name.starts_with(|c: char| c.is_ascii_lowercase())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        for name in named {
+            assert!(
+                text.contains(&format!("fn {name}(")) || text.contains(&format!("fn {name}<")),
+                "the architecture page names `{name}` in {file}, which defines no such function"
+            );
+        }
+    }
+}
+
+/// The architecture page's table has a row for every crate of the
+/// workspace.
+#[test]
+fn the_architecture_page_names_every_crate() {
+    let page = std::fs::read_to_string(repo_root().join("docs/src/architecture.md"))
+        .expect("architecture.md");
+    let crates = std::fs::read_dir(repo_root().join("crates")).expect("crates/");
+    let mut missing = Vec::new();
+    for entry in crates {
+        let name = entry.expect("an entry").file_name();
+        let name = name.to_string_lossy();
+        if !page.contains(&format!("| `{name}` |")) {
+            missing.push(name.to_string());
+        }
+    }
+    if !page.contains("| `tidewright-tests` (`tests/`) |") {
+        missing.push("tidewright-tests".into());
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/src/architecture.md has no row for {missing:?}"
+    );
+}

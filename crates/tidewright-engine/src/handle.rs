@@ -138,10 +138,6 @@ pub enum CancelAnswer {
 }
 
 pub(super) enum Command {
-    /// Tasks to take over; answered once the round that took them over has
-    /// committed (the engine's tests wait on it).
-    #[cfg(test)]
-    Admit(Vec<Admitted>, oneshot::Sender<()>),
     /// Tasks just submitted (committed); answered as soon as the round that
     /// took them over has handed its writes (their dispatch) to the store.
     Submitted(Vec<Admitted>, oneshot::Sender<()>),
@@ -293,16 +289,6 @@ impl EngineHandle {
             .send(command)
             .await
             .map_err(|_| Error::ShuttingDown)
-    }
-
-    /// Hands committed tasks to the scheduler; returns once they are queued
-    /// and the round that queued them has committed (the engine's tests
-    /// wait on it with no tasks for everything sent before to be out).
-    #[cfg(test)]
-    pub async fn admit(&self, tasks: Vec<Admitted>) -> Result<(), Error> {
-        let (done, admitted) = oneshot::channel();
-        self.send(Command::Admit(tasks, done)).await?;
-        admitted.await.map_err(|_| Error::ShuttingDown)
     }
 
     pub async fn register(

@@ -251,13 +251,6 @@ impl Engine {
             return;
         };
         match command {
-            #[cfg(test)]
-            Command::Admit(tasks, done) => {
-                for task in tasks {
-                    self.admit(task);
-                }
-                self.round.effects.push(Effect::Done(done));
-            }
             Command::Submitted(tasks, queued) => {
                 for task in tasks {
                     self.admit(task);

@@ -1,7 +1,6 @@
 //! The flags of the long-running commands: `tidewright server`, `tidewright up`,
 //! `tidewright worker` and `tidewright operator run`.
 
-
 use super::*;
 
 #[derive(Debug, Subcommand)]
