@@ -25,8 +25,8 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::TokioIo;
 use tidewright_tests::anthropic::MockAnthropic;
 use tidewright_tests::bench::*;
-use tidewright_worker::egress::Egress;
-use tidewright_worker::model_proxy::{Credentials, ModelProxy};
+use tidewright_worker::sandbox::egress::Egress;
+use tidewright_worker::sandbox::model_proxy::{Credentials, ModelProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BODY: &str = r#"{"model":"claude-test","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#;

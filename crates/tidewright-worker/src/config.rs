@@ -7,9 +7,9 @@ use std::time::Duration;
 use tidewright_api::client::ClientTls;
 
 use crate::http::HttpSettings;
-use crate::limits::LimitSettings;
 use crate::runtime::{self, ClaudeSettings, CodexSettings, GeminiSettings};
 use crate::sandbox::SandboxSettings;
+use crate::sandbox::limits::LimitSettings;
 
 /// Spare worktrees per repository and commit, unless told otherwise: a
 /// fan-out's first two steps start at once without a checkout.

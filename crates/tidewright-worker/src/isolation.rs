@@ -8,12 +8,12 @@ use std::sync::Arc;
 use tidewright_api::leader::Choice;
 
 use crate::config::WorkerConfig;
-use crate::egress;
 use crate::error::Error;
-use crate::limits::Limits;
 use crate::metrics::WorkerMetrics;
-use crate::model_proxy;
 use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
+use crate::sandbox::egress;
+use crate::sandbox::limits::Limits;
+use crate::sandbox::model_proxy;
 use crate::sandbox::{Sandbox, SandboxMode};
 
 /// Where in the work directory steps' `/etc` is laid out.

@@ -5,17 +5,13 @@
 //! still running, and delivers the results it could not send.
 
 mod config;
-pub mod egress;
 mod error;
 pub mod http;
 mod isolation;
 mod keeper;
-pub mod limits;
 pub mod mcp;
 pub mod metrics;
-pub mod model_proxy;
 pub mod program;
-pub mod provider_reset;
 mod quota;
 pub mod runtime;
 pub mod sandbox;
@@ -42,12 +38,12 @@ use tracing::Instrument;
 pub use crate::config::{DEFAULT_SPARE_WORKTREES, WorkerConfig};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
-use crate::isolation::Isolation;
-pub use crate::limits::{LimitSettings, Limits};
 use crate::metrics::WorkerMetrics;
 use crate::runtime::checkpoint::Checkpoints;
 use crate::runtime::{Attempt, FromAttempt};
 pub use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
+use crate::isolation::Isolation;
+pub use crate::sandbox::limits::{LimitSettings, Limits};
 pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
 fn endpoint(server: &str, tls: &ClientTls) -> Result<Endpoint, Error> {
@@ -106,7 +102,7 @@ struct Worker {
     /// What every step's process runs in.
     sandbox: Arc<Sandbox>,
     /// Sandboxed steps' ways out; `None` unsandboxed.
-    egress: Option<Arc<egress::Egress>>,
+    egress: Option<Arc<sandbox::egress::Egress>>,
     /// What every step may use.
     limits: Arc<Limits>,
     /// How steps are isolated and limited, as registration says it.

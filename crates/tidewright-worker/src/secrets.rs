@@ -53,7 +53,7 @@ impl SecretFiles {
         }
         let private = std::env::temp_dir().join(format!(
             "tidewright-secrets-{}",
-            crate::model_proxy::random_hex()
+            crate::sandbox::model_proxy::random_hex()
         ));
         std::fs::DirBuilder::new()
             .mode(0o700)

@@ -26,8 +26,8 @@ use super::workspace::{
     RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
 };
 use crate::metrics::Fault;
-use crate::model_proxy::Reach;
 use crate::sandbox::Room;
+use crate::sandbox::model_proxy::Reach;
 use crate::secrets::Redactor;
 
 /// What a resumed session is told: the session holds the original prompt

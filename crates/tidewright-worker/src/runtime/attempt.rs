@@ -120,9 +120,9 @@ pub struct Attempt {
     /// What the step's process runs in.
     pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// What it may use.
-    pub limits: Arc<crate::limits::Limits>,
+    pub limits: Arc<crate::sandbox::limits::Limits>,
     /// Its ways out of the sandbox's network; `None` unsandboxed.
-    pub egress: Option<Arc<crate::egress::Egress>>,
+    pub egress: Option<Arc<crate::sandbox::egress::Egress>>,
     /// Its task's egress allow-list, which the step's narrows.
     pub task_egress: Option<tidewright_core::Egress>,
     /// This worker's mirrors of repositories.

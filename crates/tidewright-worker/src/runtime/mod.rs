@@ -53,13 +53,13 @@ pub struct Agents {
     /// Where sandboxed agents reach the model API with a key of their own
     /// attempt's instead of the worker's; `None` hands the CLI the
     /// worker's credential (unsandboxed, or none to hide).
-    pub model_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
+    pub model_proxy: Option<Arc<crate::sandbox::model_proxy::ModelProxy>>,
     pub codex: CodexSettings,
     /// As `model_proxy`, for OpenAI's API (Codex).
-    pub openai_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
+    pub openai_proxy: Option<Arc<crate::sandbox::model_proxy::ModelProxy>>,
     pub gemini: GeminiSettings,
     /// As `model_proxy`, for Google's Gemini API.
-    pub gemini_proxy: Option<Arc<crate::model_proxy::ModelProxy>>,
+    pub gemini_proxy: Option<Arc<crate::sandbox::model_proxy::ModelProxy>>,
 }
 
 /// Runs the attempt to its end and reports the result. A message on

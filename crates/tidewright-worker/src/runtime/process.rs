@@ -18,10 +18,10 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, MAX_LINE_BYTES, Stop};
-use crate::limits::{DiskWatch, Limits};
 use crate::metrics::Fault;
 use crate::program::find_program;
 use crate::sandbox::Room;
+use crate::sandbox::limits::{DiskWatch, Limits};
 use crate::secrets::Redactor;
 
 /// After SIGTERM, how long a cancelled step has before SIGKILL.
@@ -294,14 +294,15 @@ pub(crate) async fn supervise(
                 attempt.repo.as_ref(),
             );
             let (key, reports) = (attempt.key.clone(), reports.clone());
-            let tell: crate::egress::Teller = Arc::new(move |said: crate::egress::Said| {
-                let _ = reports.send(FromAttempt::Egress {
-                    attempt: key.clone(),
-                    destination: said.destination,
-                    allowed: said.allowed,
-                    reason: said.reason,
+            let tell: crate::sandbox::egress::Teller =
+                Arc::new(move |said: crate::sandbox::egress::Said| {
+                    let _ = reports.send(FromAttempt::Egress {
+                        attempt: key.clone(),
+                        destination: said.destination,
+                        allowed: said.allowed,
+                        reason: said.reason,
+                    });
                 });
-            });
             match egress.open(policy, attempt.repo.as_ref(), tell).await {
                 Ok(gate) => Some(gate),
                 Err(e) => {

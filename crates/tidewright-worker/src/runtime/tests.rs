@@ -50,7 +50,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         sandbox: Arc::new(crate::sandbox::Sandbox::Off),
         egress: None,
         task_egress: None,
-        limits: Arc::new(crate::limits::Limits::probe(Default::default())),
+        limits: Arc::new(crate::sandbox::limits::Limits::probe(Default::default())),
         mirrors: Arc::new(tidewright_git::mirror::Mirrors::new(
             dir.join(".mirrors"),
             tidewright_git::program(),

@@ -14,6 +14,13 @@
 //! nothing; bubblewrap gives the step a root of its own, its own process
 //! tree (a killed worker takes the whole tree with it) and, next, its own
 //! network namespace.
+//!
+//! Its parts: what of the host a step sees (`host_view`), its network and
+//! the ways out its worker opens (`egress`), its memory, CPU, process and
+//! disk limits (`limits`), the model proxy that keeps the providers' keys
+//! out of it (`model_proxy`, with when a provider's limit resets,
+//! `provider_reset`). The worker makes and checks them all once, at start
+//! (`crate::isolation`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -24,7 +31,11 @@ use tokio::process::Command;
 
 use crate::program::find_program;
 
+pub mod egress;
 pub mod host_view;
+pub mod limits;
+pub mod model_proxy;
+pub mod provider_reset;
 use host_view::{HostView, Managed};
 
 /// The step's `HOME` inside the sandbox: private, empty at the start.
@@ -155,7 +166,7 @@ pub(crate) struct Room<'a> {
     pub home_secrets: Vec<(PathBuf, PathBuf)>,
     /// Its ways out of its network namespace; with none it has no network
     /// at all.
-    pub network: Option<&'a crate::egress::Gate>,
+    pub network: Option<&'a crate::sandbox::egress::Gate>,
 }
 
 impl Room<'_> {

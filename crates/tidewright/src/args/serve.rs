@@ -767,9 +767,12 @@ impl SandboxArgs {
             egress_allow: self.egress_allow.clone(),
             // Each sandbox's network is started by the relay beside this
             // binary, from the same build.
-            init: std::env::current_exe()
-                .ok()
-                .and_then(|exe| Some(exe.parent()?.join(tidewright_worker::egress::RELAY_PROGRAM))),
+            init: std::env::current_exe().ok().and_then(|exe| {
+                Some(
+                    exe.parent()?
+                        .join(tidewright_worker::sandbox::egress::RELAY_PROGRAM),
+                )
+            }),
             // The worker lays it out in its work directory.
             etc_dir: None,
         }

@@ -25,7 +25,7 @@ use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
-use crate::model_proxy::{ModelProxy, Reach};
+use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use run::ClaudeRun;
 use settings::ClaudeSettings;

@@ -196,7 +196,7 @@ impl Egress {
     ) -> std::io::Result<Gate> {
         let dir = std::env::temp_dir().join(format!(
             "tidewright-net-{}",
-            crate::model_proxy::random_hex()
+            crate::sandbox::model_proxy::random_hex()
         ));
         make_private_dir(&dir)?;
         let mut gate = Gate {

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tidewright_api::abort::AbortOnDrop;
 
-use crate::provider_reset::{self, ProviderReset};
+use crate::sandbox::provider_reset::{self, ProviderReset};
 
 /// The most of a limited answer's body read for when it resets (Google's
 /// `RetryInfo`); a longer one goes on unread.
