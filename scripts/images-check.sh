@@ -11,9 +11,22 @@ cd "$(dirname "$0")/.."
 dir=$(cd "${1:?usage: scripts/images-check.sh DIR}" && pwd)
 work=$(mktemp -d -t tidewright-images-XXXXXX)
 pids=()
+# descendants PID: every process under PID, the deepest first.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1"); do
+    descendants "$child"
+    echo "$child"
+  done
+}
+# Each image's processes run under a subshell, bwrap and tini: tini dies
+# with its parent, but the programs it started would live on, reparented.
+# So the whole tree is stopped, the programs first, while it still hangs
+# together.
 cleanup() {
   for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
+    # shellcheck disable=SC2046 # one PID a word
+    kill -TERM $(descendants "$pid") "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$work"

@@ -38,11 +38,11 @@ use tracing::Instrument;
 pub use crate::config::{DEFAULT_SPARE_WORKTREES, WorkerConfig};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
+use crate::isolation::Isolation;
 use crate::metrics::WorkerMetrics;
 use crate::runtime::checkpoint::Checkpoints;
 use crate::runtime::{Attempt, FromAttempt};
 pub use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
-use crate::isolation::Isolation;
 pub use crate::sandbox::limits::{LimitSettings, Limits};
 pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
