@@ -1,7 +1,9 @@
 //! Decisions people make on running tasks: approving or rejecting a step
 //! that waits for approval, and raising or approving a budget.
 
-use crate::{Client, Error, v1};
+use crate::client::Client;
+use crate::error::Error;
+use tidewright_api::v1;
 
 impl Client {
     /// Approves a step awaiting approval.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{Client, Error, Submit, Submitted, submit_request, v1};
+use crate::client::{Client, Submit, Submitted, submit_request};
+use crate::error::Error;
+use tidewright_api::v1;
 
 /// The most tasks the control plane takes in one `SubmitTasks` call.
 pub const MAX_BATCH: usize = 1000;
@@ -67,6 +69,20 @@ struct Queued {
 #[derive(Clone, Debug)]
 pub struct Producer {
     queue: mpsc::Sender<Queued>,
+}
+
+impl Client {
+    /// A producer of this client's: its [`Producer::submit`] calls, from
+    /// as many tasks as the program runs, go together in `SubmitTasks`
+    /// batches as [`Batching`] says. Use it where many submits happen at
+    /// once (a queue consumer, a webhook receiver under load): it reaches
+    /// the batched rate without the caller making batches, while
+    /// [`Client::submit`] stays the plainest call for one task at a time
+    /// and [`Client::submit_many`] for a batch the caller already holds.
+    /// Must be called within a Tokio runtime, which runs the batching.
+    pub fn producer(&self, batching: Batching) -> Result<Producer, Error> {
+        Producer::start(self.clone(), batching)
+    }
 }
 
 impl Producer {
@@ -209,7 +225,8 @@ fn refused_task(error: &Error, len: usize) -> Option<(usize, Error)> {
         message.strip_prefix(prefix).unwrap_or(message),
     );
     if let Ok(value) = rest.parse() {
-        own.metadata_mut().insert(crate::FIELD_METADATA, value);
+        own.metadata_mut()
+            .insert(crate::error::FIELD_METADATA, value);
     }
     Some((index, Error::from(own)))
 }
@@ -222,7 +239,7 @@ mod tests {
         let mut status = tonic::Status::invalid_argument(message);
         status
             .metadata_mut()
-            .insert(crate::FIELD_METADATA, field.parse().expect("ascii"));
+            .insert(crate::error::FIELD_METADATA, field.parse().expect("ascii"));
         Error::from(status)
     }
 

@@ -1,6 +1,8 @@
 //! Schedules: a task submitted at each tick of a cron, and their history.
 
-use crate::{Client, Error, v1};
+use crate::client::Client;
+use crate::error::Error;
+use tidewright_api::v1;
 
 impl Client {
     /// Creates a schedule in `tenant` (the token's first when empty); see

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{Client, Error, v1};
+use crate::client::Client;
+use crate::error::Error;
+use tidewright_api::v1;
 
 impl Client {
     /// A shared-state value.

@@ -1,6 +1,8 @@
 //! Webhook endpoints and their delivery log.
 
-use crate::{Client, Error, v1};
+use crate::client::Client;
+use crate::error::Error;
+use tidewright_api::v1;
 
 impl Client {
     /// Registers a webhook endpoint for a tenant's events (admins); see

@@ -20,6 +20,7 @@ pub mod spec;
 pub mod state;
 pub mod step_limits;
 pub mod template;
+mod text;
 pub mod touches;
 pub mod unserved;
 pub mod validate;
@@ -39,16 +40,5 @@ pub use spec::{
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use step_limits::StepLimits;
+pub use text::truncate_at_char_boundary;
 pub use validate::{Limits, validate};
-
-/// Cuts `text` to at most `max_bytes`, at a character boundary: what log
-/// lines get when they are too long, on the worker and the control plane.
-pub fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
-    if text.len() > max_bytes {
-        let mut cut = max_bytes;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-}

@@ -6,8 +6,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::spec::{AGENT_CAPABILITIES, CLAUDE_CODE, CODEX, GEMINI_CLI};
 use crate::spec::{ClaudeCodeSpec, CodexSpec, GeminiSpec, ShellSpec, StepSpec};
-use crate::{AGENT_CAPABILITIES, CLAUDE_CODE, CODEX, GEMINI_CLI};
 
 /// The tool the model must call with its plan: its input is the plan.
 pub const PLAN_TOOL: &str = "submit_plan";

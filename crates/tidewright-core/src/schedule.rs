@@ -19,9 +19,9 @@ use std::str::FromStr;
 use chrono::{TimeZone, Timelike as _, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::Micros;
 use crate::error::{Error, invalid};
 use crate::spec::TaskSpec;
+use crate::state::Micros;
 
 /// The longest schedule name: a DNS label, as the operator's resources'.
 pub const MAX_NAME_BYTES: usize = 63;

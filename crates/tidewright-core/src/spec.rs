@@ -700,7 +700,7 @@ impl StepSpec {
             Some(Runtime::Shell(shell)) => format!("run `{}`", shell.command.join(" ")),
             _ => String::new(),
         };
-        crate::truncate_at_char_boundary(&mut asked, crate::repo::MAX_ASKED_BYTES);
+        crate::text::truncate_at_char_boundary(&mut asked, crate::repo::MAX_ASKED_BYTES);
         asked
     }
 }

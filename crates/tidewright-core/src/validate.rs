@@ -159,7 +159,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
 
 /// Every entry of an egress allow-list parses; `field` is where the list
 /// sits (`egress`, `steps[2].egress`).
-pub fn validate_egress(egress: &crate::Egress, field: &str) -> Result<(), Error> {
+pub fn validate_egress(egress: &crate::egress::Egress, field: &str) -> Result<(), Error> {
     crate::egress::AllowList::parse(&egress.allow)
         .map(drop)
         .map_err(|(n, why)| invalid(format!("{field}.allow[{n}]"), why))
@@ -185,7 +185,7 @@ pub fn home_path(path: &str) -> Result<(), String> {
 }
 
 /// A step's limits: sizes that parse, counts above zero, at least one set.
-fn validate_step_limits(limits: &crate::StepLimits, field: &str) -> Result<(), Error> {
+fn validate_step_limits(limits: &crate::step_limits::StepLimits, field: &str) -> Result<(), Error> {
     if limits.is_empty() {
         return Err(invalid(
             field,

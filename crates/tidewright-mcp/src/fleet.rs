@@ -21,7 +21,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 
-use super::{number, refusal, schema, text};
+use crate::args::{number, refusal, schema, text};
 
 /// How long `wait_for_task` waits when the agent does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(600);

@@ -7,19 +7,18 @@
 //! agents as tasks of their own (its task's children), waits for them and
 //! reads what they did.
 
+mod args;
 mod fleet;
 mod state;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
-use serde_json::{Value, json};
 use tidewright_api::client::Bearer;
 use tidewright_api::leader::Replicas;
-use tonic::{Code, Status};
 
 /// The server's name in the agent's MCP config: its tools are
 /// `mcp__tidewright__<tool>`.
@@ -127,60 +126,6 @@ impl Tools {
     }
 }
 
-/// A required, non-empty string argument.
-fn text(args: &JsonObject, name: &str) -> Result<String, String> {
-    match args.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(_) => Err(format!("{name}: must be a non-empty string")),
-        None => Err(format!("{name}: required")),
-    }
-}
-
-/// An optional whole-number argument.
-fn number(args: &JsonObject, name: &str) -> Result<Option<u64>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("{name}: must be a whole number, 0 or more")),
-    }
-}
-
-fn parse(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("the stored value is not JSON: {e}"))
-}
-
-/// What the agent is told when the control plane refuses a call: enough to
-/// decide what to do next (a conflict means read again and retry).
-fn refusal(status: &Status) -> String {
-    let what = match status.code() {
-        Code::Aborted => "conflict",
-        Code::InvalidArgument => "invalid argument",
-        Code::PermissionDenied => "permission denied",
-        Code::Unauthenticated => "not authenticated",
-        Code::NotFound => "not found",
-        Code::FailedPrecondition => "refused",
-        Code::ResourceExhausted => "rate limited",
-        Code::Unavailable => "the control plane is unreachable",
-        _ => "failed",
-    };
-    format!("{what}: {}", status.message())
-}
-
-fn schema(properties: Value, required: &[&str]) -> JsonObject {
-    let schema = json!({
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": false,
-    });
-    match schema {
-        Value::Object(map) => map,
-        _ => JsonObject::new(),
-    }
-}
-
 impl ServerHandler for Tools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -225,22 +170,6 @@ pub async fn serve_stdio(tools: Tools) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn arguments_are_checked_by_name() {
-        let args: JsonObject = serde_json::from_value(json!({
-            "key": "", "n": -1, "ok": 3
-        }))
-        .expect("object");
-        assert_eq!(
-            text(&args, "key").expect_err("empty"),
-            "key: must be a non-empty string"
-        );
-        assert_eq!(text(&args, "topic").expect_err("absent"), "topic: required");
-        assert!(number(&args, "n").expect_err("negative").starts_with("n: "));
-        assert_eq!(number(&args, "ok"), Ok(Some(3)));
-        assert_eq!(number(&args, "absent"), Ok(None));
-    }
 
     #[test]
     fn every_tool_has_an_object_schema_naming_its_required_arguments() {

@@ -12,7 +12,7 @@ use tidewright_api::v1::state_service_client::StateServiceClient;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 
-use super::{number, parse, refusal, schema, text};
+use crate::args::{number, parse, refusal, schema, text};
 
 /// How long `wait_for_message` waits when the agent does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);

@@ -373,6 +373,16 @@ pub struct TaskRecord {
     pub expires_at: Micros,
 }
 
+// Here rather than in `retention`, which knows only tenants, windows and
+// times: a task record is this file's.
+impl retention::Retention {
+    /// When `task` goes, by its tenant, its own window and when it
+    /// finished; `None` while it runs or when it is kept forever.
+    pub fn task_expires_at(&self, task: &TaskRecord) -> Option<Micros> {
+        self.expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
+    }
+}
+
 impl TaskRecord {
     /// Finishes a task read with its steps' attempt rows, as every backend
     /// does: the attempt running now, whose row exists only once it ends

@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use tidewright_core::Micros;
 
-use crate::TaskRecord;
-
 /// A microsecond count from a whole number of seconds, saturating.
 pub fn micros_of_seconds(seconds: u64) -> Micros {
     i64::try_from(seconds)
@@ -80,12 +78,6 @@ impl Retention {
         }
         self.window(tenant, own)
             .map(|window| finished_at.saturating_add(window))
-    }
-
-    /// When `task` goes, by its tenant, its own window and when it
-    /// finished; `None` while it runs or when it is kept forever.
-    pub fn task_expires_at(&self, task: &TaskRecord) -> Option<Micros> {
-        self.expires_at(&task.tenant, task.spec.retention_seconds, task.finished_at)
     }
 
     /// The finish time before which a task of `tenant` with no window of

@@ -37,7 +37,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let trace_id = crate::traced()
+        let trace_id = crate::traced::traced()
             .then(|| trace_id(&tracing::Span::current()))
             .flatten();
         match self.format {

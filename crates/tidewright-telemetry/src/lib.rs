@@ -12,11 +12,12 @@
 //! when traces are exported.
 
 mod format;
+mod traced;
 
 pub use format::{LogFormat, trace_id};
+pub use traced::traced;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -86,15 +87,6 @@ pub fn exporting() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
-/// Whether this process makes spans: [`init`] found an exporter.
-static TRACED: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process makes spans (traces are exported). Without, the
-/// span helpers here make none, and callers may skip theirs.
-pub fn traced() -> bool {
-    TRACED.load(Ordering::Relaxed)
-}
-
 /// Sets up logging and tracing for this process. Call inside the Tokio
 /// runtime: the exporter's connection lives on it.
 pub fn init(settings: &Settings) -> Result<Guard, Error> {
@@ -142,7 +134,7 @@ pub fn init(settings: &Settings) -> Result<Guard, Error> {
         .with(fmt)
         .try_init()
         .map_err(|_| Error::AlreadySet)?;
-    TRACED.store(traced, Ordering::Relaxed);
+    traced::set(traced);
     Ok(Guard { provider })
 }
 

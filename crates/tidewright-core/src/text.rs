@@ -1,0 +1,14 @@
+//! Text as tidewright keeps it: cut to a length without splitting a
+//! character.
+
+/// Cuts `text` to at most `max_bytes`, at a character boundary: what log
+/// lines get when they are too long, on the worker and the control plane.
+pub fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}
