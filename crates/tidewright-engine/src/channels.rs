@@ -1,6 +1,6 @@
 //! Broadcast channels by key, made on a key's first subscriber and dropped
 //! once nobody listens (or the sender says the key is done): the per-task
-//! event fan-out (`hub`) and the agents' topics (`state_service`).
+//! event fan-out (`hub`) and the agents' topics (`service::state`).
 
 use std::collections::HashMap;
 use std::hash::Hash;

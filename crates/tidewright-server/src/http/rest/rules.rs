@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 const TENANT: &str = "^[a-z0-9-]{1,63}$";
 /// Where a tenant may be left empty (the caller's first).
 const TENANT_OR_EMPTY: &str = "^[a-z0-9-]{0,63}$";
-/// `state_scope` (state_service): 1 to 128 letters, digits, '.', '_', '-'.
+/// `state_scope` (the engine's `service::state`): 1 to 128 letters, digits, '.', '_', '-'.
 const SCOPE: &str = "^[A-Za-z0-9._-]{1,128}$";
-/// `state_key` (state_service): 1 to 256 characters, none a control one.
+/// `state_key` (the engine's `service::state`): 1 to 256 characters, none a control one.
 const KEY: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$";
 /// `schedule::validate_name`: 1 to 63 lowercase letters, digits and '-',
 /// not starting with '-'.
