@@ -8,7 +8,7 @@
 use tidewright_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
 use tidewright_api::v1;
 use tidewright_core::template::{Template, TemplateFile};
-use tidewright_core::{Budget, Cost, TaskState, TenantBudget, Window};
+use tidewright_core::{AttemptKey, Budget, Cost, TaskState, TenantBudget, Window};
 use tidewright_engine::TenantSpending;
 use tidewright_engine::activity::MinuteSummary;
 use tidewright_engine::service::{
@@ -738,17 +738,16 @@ pub fn get_checkpoint(request: v1::GetCheckpointRequest) -> GetCheckpoint {
     }
 }
 
-fn attempt_ref(task_id: String, step_id: String, attempt: u32) -> Option<v1::AttemptRef> {
-    Some(v1::AttemptRef {
-        task_id,
-        step_id,
-        attempt,
-    })
-}
-
 pub fn checkpoint(kept: Checkpoint) -> v1::Checkpoint {
     v1::Checkpoint {
-        attempt: attempt_ref(kept.task_id, kept.step_id, kept.attempt),
+        attempt: Some(
+            AttemptKey {
+                task_id: kept.task_id,
+                step_id: kept.step_id,
+                attempt: kept.attempt,
+            }
+            .into(),
+        ),
         session_id: kept.session_id,
         workspace: kept.workspace,
         archive: kept.archive,
@@ -773,7 +772,14 @@ pub fn get_branch(request: v1::GetBranchRequest) -> GetBranch {
 
 pub fn branch(kept: StepBranch) -> v1::StepBranch {
     v1::StepBranch {
-        attempt: attempt_ref(kept.task_id, kept.step_id, kept.attempt),
+        attempt: Some(
+            AttemptKey {
+                task_id: kept.task_id,
+                step_id: kept.step_id,
+                attempt: kept.attempt,
+            }
+            .into(),
+        ),
         head_commit: kept.head_commit,
         bundle: kept.bundle,
         diff: kept.diff,

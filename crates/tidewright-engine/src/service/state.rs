@@ -17,7 +17,7 @@ use super::calls::{
     DeleteState, GetState, ListState, Publish, PutState, StatePage, StateRef, Subscribe,
     TopicMessage,
 };
-use super::{Call, Context};
+use super::{Call, Context, DEFAULT_PAGE_SIZE, page_size};
 use crate::access::{Action, Identity};
 use crate::channels::Channels;
 use crate::error::Error;
@@ -26,9 +26,6 @@ use crate::error::Error;
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 const MAX_SCOPE_BYTES: usize = 128;
 const MAX_KEY_CHARS: usize = 256;
-/// Values per page of a listing, by default and at most.
-const DEFAULT_STATE_PAGE: usize = 100;
-const MAX_STATE_PAGE: usize = 1000;
 /// The longest TTL: a month. Longer-lived facts belong in a task's output.
 const MAX_TTL_SECONDS: u32 = 30 * 24 * 3600;
 /// Messages a slow subscriber may fall behind before its stream ends.
@@ -80,16 +77,7 @@ impl State {
         let caller = self.caller(&call, Action::ReadState).await?;
         let request = call.into_message();
         let scope = state_scope(request.tenant, request.scope, "", &caller)?;
-        let limit = match request.page_size {
-            0 => DEFAULT_STATE_PAGE,
-            n if n as usize > MAX_STATE_PAGE => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("{n} is more than {MAX_STATE_PAGE}"),
-                ));
-            }
-            n => n as usize,
-        };
+        let limit = page_size(request.page_size, DEFAULT_PAGE_SIZE)?;
         let values = self
             .cx
             .store

@@ -1,6 +1,6 @@
 //! Shared state, read over HTTP (a step writes it over gRPC).
 
-use tidewright_api::convert::{optional_timestamp, timestamp};
+use tidewright_api::view::format_utc;
 use tidewright_engine::service::{GetState, ListState, StateRef};
 use tidewright_store::{StateEntry, StateKey};
 
@@ -37,8 +37,9 @@ fn state_view((key, entry): (StateKey, StateEntry)) -> StateView {
         value: serde_json::from_str(&entry.value_json)
             .unwrap_or(serde_json::Value::String(entry.value_json)),
         version: entry.version,
-        updated_at: rfc3339(&Some(timestamp(entry.updated_at))),
-        expires_at: rfc3339(&optional_timestamp(entry.expires_at)),
+        updated_at: Some(format_utc(entry.updated_at)),
+        // 0: the value never expires.
+        expires_at: (entry.expires_at != 0).then(|| format_utc(entry.expires_at)),
     }
 }
 
