@@ -15,17 +15,9 @@ use crate::error::Error;
 use tidewright_engine::EngineHandle;
 use tidewright_engine::Error as Refusal;
 use tidewright_engine::metrics::Metrics;
-use tidewright_engine::service::{Budgets, Fleet, Schedules, State, Tasks, Webhooks};
-
-/// The services the routes call; they exist once the store is open.
-pub struct Services {
-    pub tasks: Tasks,
-    pub schedules: Schedules,
-    pub webhooks: Webhooks,
-    pub budgets: Budgets,
-    pub fleet: Fleet,
-    pub state: State,
-}
+/// The services the routes call, the leader's; they exist once the store
+/// is open.
+pub use tidewright_engine::service::Services;
 
 /// What the handlers read; the engine arrives once the store is open, and
 /// its arrival is what makes the control plane ready. A standby replica is

@@ -27,7 +27,6 @@ use crate::error::Error;
 use crate::grpc::TaskGrpc;
 use crate::grpc::agents::AgentApi;
 use crate::grpc::state::StateGrpc;
-use crate::http::app::Services;
 use crate::outbound::planner::AnthropicPlanner;
 use crate::outbound::repos::GitRepositories;
 use crate::outbound::webhooks::Webhooks;
@@ -59,8 +58,9 @@ pub(super) struct LeaderServices {
     /// The gRPC services, each behind the authenticator but health and
     /// reflection.
     pub router: Router,
-    /// What the HTTP port's routes call.
-    pub http: Services,
+    /// What every transport calls: the gRPC router's services, and the
+    /// HTTP port's routes.
+    pub services: service::Services,
     /// The loops only a leader runs; dropped before the lease is released.
     pub background: Vec<AbortOnDrop>,
 }
@@ -197,14 +197,7 @@ impl LeaderServices {
             fatal,
             hub,
             router,
-            http: Services {
-                tasks: services.tasks,
-                schedules: services.schedules,
-                webhooks: services.webhooks,
-                budgets: services.budgets,
-                fleet: services.fleet,
-                state: services.state,
-            },
+            services,
             background: vec![scheduling, expiring, sweeping, delivering],
         })
     }

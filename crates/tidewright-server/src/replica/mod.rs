@@ -156,7 +156,7 @@ impl Lead {
     /// Serves the leader's services on the gRPC port (and makes the HTTP
     /// port ready) until a stop, a lost lease or a fatal engine failure,
     /// then releases the lease and closes the ports.
-    async fn serve(self, services: LeaderServices) -> Result<(), Error> {
+    async fn serve(self, leader: LeaderServices) -> Result<(), Error> {
         let Lead {
             leading,
             mut standby,
@@ -183,10 +183,10 @@ impl Lead {
             fatal,
             hub,
             router,
-            http: http_services,
+            services,
             background,
-        } = services;
-        let state = http_services.state.clone();
+        } = leader;
+        let state = services.state.clone();
         let (signalled, shutdown_started) = oneshot::channel::<()>();
         let stopping = app.clone();
         let (mut fatal_seen, mut deposed_seen) = (fatal.clone(), deposed.clone());
@@ -216,7 +216,7 @@ impl Lead {
                 _ = standby.stop() => {}
             }
         }
-        app.ready(engine, http_services);
+        app.ready(engine, services);
         if let Some(settled) = settled.take() {
             let _ = settled.send(());
         }
