@@ -1,13 +1,14 @@
 //! What a worker is told at start: its control plane, its name and pool,
 //! what it offers, where it works, and how it runs and sandboxes steps.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tidewright_api::client::ClientTls;
 
 use crate::http::HttpSettings;
-use crate::runtime::{self, ClaudeSettings, CodexSettings, GeminiSettings};
+use crate::runtime::{self, AgentCli, AgentSettings};
 use crate::sandbox::SandboxSettings;
 use crate::sandbox::limits::LimitSettings;
 
@@ -42,12 +43,9 @@ pub struct WorkerConfig {
     pub secrets_dir: Option<PathBuf>,
     /// Leave each attempt's workspace behind when it ends.
     pub keep_workspaces: bool,
-    /// How Claude Code steps run (the CLI, the model, the API key).
-    pub claude: ClaudeSettings,
-    /// How Codex steps run (the CLI, the model, the API key and base URL).
-    pub codex: CodexSettings,
-    /// How Gemini CLI steps run.
-    pub gemini: GeminiSettings,
+    /// How each agent CLI's steps run (the CLI, the model, the credential,
+    /// the API's address, prices); a CLI not named runs with its defaults.
+    pub agents: BTreeMap<AgentCli, AgentSettings>,
     /// The `tidewright` executable steps call back with (`tidewright state`, the
     /// agents' MCP server); `None` leaves them to find one on their `PATH`.
     pub tidewright_bin: Option<PathBuf>,
@@ -96,9 +94,7 @@ impl WorkerConfig {
             tls: ClientTls::default(),
             secrets_dir: None,
             keep_workspaces: false,
-            claude: ClaudeSettings::default(),
-            codex: CodexSettings::default(),
-            gemini: GeminiSettings::default(),
+            agents: BTreeMap::new(),
             tidewright_bin: None,
             http: None,
             checkpoint_max_bytes: runtime::checkpoint::DEFAULT_MAX_BYTES,

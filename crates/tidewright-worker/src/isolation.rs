@@ -1,6 +1,6 @@
 //! How this worker holds its steps, made and checked once at start before
 //! any step can come: the sandbox (or the audited choice of none), the
-//! limits, the model proxy sandboxed agents call through, and the egress
+//! limits, the model proxies sandboxed agents call through, and the egress
 //! proxy and relays that are a sandboxed step's only ways out.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tidewright_api::leader::Choice;
 use crate::config::WorkerConfig;
 use crate::error::Error;
 use crate::metrics::WorkerMetrics;
-use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
+use crate::runtime::Agents;
 use crate::sandbox::egress;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::model_proxy;
@@ -23,11 +23,6 @@ const ETC_DIR: &str = ".sandbox-etc";
 pub(crate) struct Isolation {
     pub(crate) sandbox: Sandbox,
     pub(crate) limits: Limits,
-    pub(crate) model_proxy: Option<Arc<model_proxy::ModelProxy>>,
-    /// As `model_proxy`, for OpenAI's API (Codex).
-    pub(crate) openai_proxy: Option<Arc<model_proxy::ModelProxy>>,
-    /// As `model_proxy`, for Google's Gemini API.
-    pub(crate) gemini_proxy: Option<Arc<model_proxy::ModelProxy>>,
     pub(crate) egress: Option<Arc<egress::Egress>>,
 }
 
@@ -35,11 +30,10 @@ impl Isolation {
     /// Makes it all, or says why it cannot be made: a worker that cannot
     /// sandbox its steps runs none, unless told to run them unsandboxed,
     /// and a limit asked for and not held is refused as a sandbox is.
+    /// Sandboxed, `agents` get their model proxies.
     pub(crate) async fn make(
         config: &WorkerConfig,
-        claude: &ClaudeSettings,
-        codex: &CodexSettings,
-        gemini: &GeminiSettings,
+        agents: &mut Agents,
         metrics: &Arc<WorkerMetrics>,
     ) -> Result<Isolation, Error> {
         egress::check(
@@ -64,22 +58,19 @@ impl Isolation {
                 "step limits cannot be held here: {unheld}"
             )));
         }
-        let model_proxy = model_proxy(&sandbox, claude).await?;
-        let openai_proxy = openai_proxy(&sandbox, codex).await?;
-        let gemini_proxy = gemini_proxy(&sandbox, gemini).await?;
-        let proxies: Vec<&model_proxy::ModelProxy> = model_proxy
-            .iter()
-            .chain(&openai_proxy)
-            .chain(&gemini_proxy)
-            .map(|p| p.as_ref())
-            .collect();
+        // Sandboxed agents' processes hold a key of their attempt's, never
+        // the worker's, and reach their API from a network of their own.
+        if !matches!(sandbox, Sandbox::Off) {
+            agents
+                .start_proxies(&config.capabilities)
+                .await
+                .map_err(Error::Sandbox)?;
+        }
+        let proxies: Vec<&model_proxy::ModelProxy> = agents.proxies().collect();
         let egress = egress(config, &sandbox, &proxies, metrics)?;
         Ok(Isolation {
             sandbox,
             limits,
-            model_proxy,
-            openai_proxy,
-            gemini_proxy,
             egress,
         })
     }
@@ -101,71 +92,6 @@ impl Isolation {
     pub(crate) fn describe(&self) -> String {
         format!("{}; {}", self.sandbox.isolation(), self.limits.describe())
     }
-}
-
-/// The model proxy sandboxed agents call through, so their processes hold
-/// a key of their attempt's, not the worker's, and reach the API from a
-/// network of their own: whenever steps are sandboxed.
-async fn model_proxy(
-    sandbox: &Sandbox,
-    claude: &ClaudeSettings,
-) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
-    if matches!(sandbox, Sandbox::Off) {
-        return Ok(None);
-    }
-    let upstream = claude
-        .base_url
-        .as_deref()
-        .unwrap_or(model_proxy::DEFAULT_UPSTREAM);
-    let credentials = model_proxy::Credentials {
-        api_key: claude.api_key.clone(),
-        oauth_token: claude.oauth_token.clone(),
-        goog_api_key: None,
-    };
-    let proxy = model_proxy::ModelProxy::start(upstream, credentials)
-        .await
-        .map_err(|e| Error::Sandbox(format!("the agents' model proxy could not start: {e}")))?;
-    Ok(Some(Arc::new(proxy)))
-}
-
-/// As [`model_proxy`], for Codex: OpenAI's API, whose key goes as a
-/// bearer token. Started only when the worker has a key to hide.
-async fn openai_proxy(
-    sandbox: &Sandbox,
-    codex: &CodexSettings,
-) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
-    if matches!(sandbox, Sandbox::Off) || codex.api_key.is_none() {
-        return Ok(None);
-    }
-    let credentials = model_proxy::Credentials {
-        api_key: None,
-        oauth_token: codex.api_key.clone(),
-        goog_api_key: None,
-    };
-    let proxy = model_proxy::ModelProxy::start(codex.upstream(), credentials)
-        .await
-        .map_err(|e| Error::Sandbox(format!("the OpenAI proxy for Codex could not start: {e}")))?;
-    Ok(Some(Arc::new(proxy)))
-}
-
-/// As [`model_proxy`], for the Gemini CLI: Google's API, whose key goes as
-/// `x-goog-api-key`. Started only when the worker has a key to hide.
-async fn gemini_proxy(
-    sandbox: &Sandbox,
-    gemini: &GeminiSettings,
-) -> Result<Option<Arc<model_proxy::ModelProxy>>, Error> {
-    if matches!(sandbox, Sandbox::Off) || gemini.api_key.is_none() {
-        return Ok(None);
-    }
-    let credentials = model_proxy::Credentials {
-        api_key: None,
-        oauth_token: None,
-        goog_api_key: gemini.api_key.clone(),
-    };
-    let proxy = model_proxy::ModelProxy::start(gemini.upstream(), credentials)
-        .await
-        .map_err(|e| Error::Sandbox(format!("the Gemini proxy could not start: {e}")))?;
-    Ok(Some(Arc::new(proxy)))
 }
 
 /// Sandboxed steps' ways out of their network: the pool's allow-list, and

@@ -41,8 +41,8 @@ pub use crate::http::HttpSettings;
 use crate::isolation::Isolation;
 use crate::metrics::WorkerMetrics;
 use crate::runtime::checkpoint::Checkpoints;
+pub use crate::runtime::{AgentCli, AgentSettings};
 use crate::runtime::{Attempt, FromAttempt};
-pub use crate::runtime::{ClaudeSettings, CodexSettings, GeminiSettings};
 pub use crate::sandbox::limits::{LimitSettings, Limits};
 pub use crate::sandbox::{Sandbox, SandboxMode, SandboxSettings};
 
@@ -209,32 +209,12 @@ pub async fn start(
     config.work_dir = std::path::absolute(&config.work_dir).map_err(work_dir_error)?;
     let bearer =
         Bearer::new(config.token.as_deref()).map_err(|e| Error::Protocol(e.to_string()))?;
-    // The CLI's home sits beside the workspaces unless set: one per worker,
-    // kept between attempts (its session transcripts make a resume possible).
-    let mut claude = config.claude.clone();
-    if claude.home.as_os_str().is_empty() {
-        claude.home = config.work_dir.join(".claude-home");
-    }
-    if claude.bin.as_os_str().is_empty() {
-        claude.bin = "claude".into();
-    }
-    let mut codex = config.codex.clone();
-    if codex.home.as_os_str().is_empty() {
-        codex.home = config.work_dir.join(".codex-home");
-    }
-    if codex.bin.as_os_str().is_empty() {
-        codex.bin = "codex".into();
-    }
-    let mut gemini = config.gemini.clone();
-    if gemini.home.as_os_str().is_empty() {
-        gemini.home = config.work_dir.join(".gemini-home");
-    }
-    if gemini.bin.as_os_str().is_empty() {
-        gemini.bin = "gemini".into();
-    }
+    // Each CLI's home sits beside the workspaces unless set: one per
+    // worker, kept between attempts (its transcripts make a resume possible).
+    let mut agents = runtime::Agents::new(&config.agents, &config.work_dir);
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     // Checked before the first step can come.
-    let isolation = Isolation::make(&config, &claude, &codex, &gemini, &metrics).await?;
+    let isolation = Isolation::make(&config, &mut agents, &metrics).await?;
     let http = match &config.http {
         Some(settings) => {
             let (addr, serving) = http::serve(settings, metrics.clone()).await?;
@@ -281,14 +261,7 @@ pub async fn start(
         undelivered: VecDeque::new(),
         reports,
         report_tx,
-        agents: Arc::new(runtime::Agents {
-            model_proxy: isolation.model_proxy.clone(),
-            openai_proxy: isolation.openai_proxy.clone(),
-            gemini_proxy: isolation.gemini_proxy.clone(),
-            claude,
-            codex,
-            gemini,
-        }),
+        agents: Arc::new(agents),
         egress: isolation.egress.clone(),
         metrics,
         isolation: isolation.describe(),
@@ -751,7 +724,7 @@ fn report_message(report: FromAttempt) -> v1::WorkerMessage {
         }),
         FromAttempt::Spend { attempt, cost } => K::Spend(v1::StepSpend {
             attempt: Some(v1::AttemptRef::from(attempt)),
-            cost: Some(cost),
+            cost: Some(cost.into()),
         }),
         FromAttempt::Egress {
             attempt,

@@ -1,12 +1,13 @@
 //! The long-running commands: `tidewright server`, `tidewright worker` and `tidewright up`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use tidewright_server::Config;
 use tidewright_server::planner::PlannerConfig;
-use tidewright_worker::WorkerConfig;
+use tidewright_worker::{AgentCli, AgentSettings, WorkerConfig};
 
 use std::num::NonZeroU32;
 
@@ -40,8 +41,8 @@ fn credential(file: Option<&Path>, flag: &str, env: &str) -> anyhow::Result<Opti
 
 /// How a worker runs `claudeCode` steps; its `HOME` is the worker's to
 /// choose.
-fn claude_settings(args: &ClaudeArgs) -> anyhow::Result<tidewright_worker::ClaudeSettings> {
-    Ok(tidewright_worker::ClaudeSettings {
+fn claude_settings(args: &ClaudeArgs) -> anyhow::Result<AgentSettings> {
+    Ok(AgentSettings {
         api_key: anthropic_api_key(
             args.anthropic_api_key_file.as_deref(),
             "--anthropic-api-key-file",
@@ -56,12 +57,12 @@ fn claude_settings(args: &ClaudeArgs) -> anyhow::Result<tidewright_worker::Claud
         base_url: std::env::var("ANTHROPIC_BASE_URL")
             .ok()
             .filter(|u| !u.is_empty()),
-        home: Default::default(),
+        ..AgentSettings::default()
     })
 }
 
 /// How a worker runs `codex` steps; its home is the worker's to choose.
-fn codex_settings(args: &CodexArgs) -> anyhow::Result<tidewright_worker::CodexSettings> {
+fn codex_settings(args: &CodexArgs) -> anyhow::Result<AgentSettings> {
     let base_url = std::env::var("OPENAI_BASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -70,7 +71,7 @@ fn codex_settings(args: &CodexArgs) -> anyhow::Result<tidewright_worker::CodexSe
     {
         anyhow::bail!("OPENAI_BASE_URL {url:?} must be an http:// or https:// URL");
     }
-    Ok(tidewright_worker::CodexSettings {
+    Ok(AgentSettings {
         api_key: credential(
             args.openai_api_key_file.as_deref(),
             "--openai-api-key-file",
@@ -79,11 +80,11 @@ fn codex_settings(args: &CodexArgs) -> anyhow::Result<tidewright_worker::CodexSe
         bin: args.codex_bin.clone(),
         model: args.codex_model.clone(),
         base_url,
-        home: Default::default(),
         prices: match &args.prices {
             Some(path) => price_table(path)?,
             None => Default::default(),
         },
+        ..AgentSettings::default()
     })
 }
 
@@ -92,7 +93,7 @@ fn codex_settings(args: &CodexArgs) -> anyhow::Result<tidewright_worker::CodexSe
 fn gemini_settings(
     args: &GeminiArgs,
     prices: &tidewright_worker::runtime::prices::PriceTable,
-) -> anyhow::Result<tidewright_worker::GeminiSettings> {
+) -> anyhow::Result<AgentSettings> {
     let base_url = std::env::var("GOOGLE_GEMINI_BASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -101,7 +102,7 @@ fn gemini_settings(
     {
         anyhow::bail!("GOOGLE_GEMINI_BASE_URL {url:?} must be an http:// or https:// URL");
     }
-    Ok(tidewright_worker::GeminiSettings {
+    Ok(AgentSettings {
         api_key: credential(
             args.gemini_api_key_file.as_deref(),
             "--gemini-api-key-file",
@@ -110,8 +111,8 @@ fn gemini_settings(
         bin: args.gemini_bin.clone(),
         model: args.gemini_model.clone(),
         base_url,
-        home: Default::default(),
         prices: prices.clone(),
+        ..AgentSettings::default()
     })
 }
 
@@ -129,26 +130,42 @@ fn price_table(path: &Path) -> anyhow::Result<tidewright_worker::runtime::prices
     Ok(table)
 }
 
-/// Offers `capability` when its credentials are given and its CLI is at
-/// hand; says why not when the credentials are given without the CLI.
-fn offer_agent(
-    capabilities: &mut Vec<String>,
-    capability: &str,
-    credentials: bool,
-    bin: &Path,
-    given: &str,
-    install: &str,
-) {
-    if !credentials || capabilities.iter().any(|c| c == capability) {
+/// Each agent CLI's settings, from its flags and the environment. The
+/// operator's prices are the codex flags' `--prices`.
+fn agent_settings(
+    claude: &ClaudeArgs,
+    codex: &CodexArgs,
+    gemini: &GeminiArgs,
+) -> anyhow::Result<BTreeMap<AgentCli, AgentSettings>> {
+    let codex = codex_settings(codex)?;
+    Ok(BTreeMap::from([
+        (AgentCli::ClaudeCode, claude_settings(claude)?),
+        (AgentCli::GeminiCli, gemini_settings(gemini, &codex.prices)?),
+        (AgentCli::Codex, codex),
+    ]))
+}
+
+/// Offers `cli`'s capability when its credentials are given and its CLI is
+/// at hand; says why not when the credentials are given without the CLI.
+fn offer_agent(capabilities: &mut Vec<String>, cli: AgentCli, settings: &AgentSettings) {
+    let capability = cli.capability();
+    if settings.secrets().next().is_none() || capabilities.iter().any(|c| c == capability) {
         return;
     }
     let path = std::env::var("PATH").ok();
-    if tidewright_worker::program::find_program(bin, Path::new("."), path.as_deref()).is_some() {
+    if tidewright_worker::program::find_program(&settings.bin, Path::new("."), path.as_deref())
+        .is_some()
+    {
         capabilities.push(capability.to_string());
     } else {
         eprintln!(
-            "warning: {given} {:?} is not found, so the local workers do not offer {capability} ({install})",
-            bin.display().to_string()
+            "warning: a credential for {} is set, but the {} CLI {:?} is not found, so the local \
+             workers do not offer {capability} (npm install -g {}, or --{}-bin)",
+            cli.provider().name(),
+            cli.name(),
+            settings.bin.display().to_string(),
+            cli.package(),
+            cli.default_bin(),
         );
     }
 }
@@ -371,9 +388,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
         }
         None => None,
     };
-    config.claude = claude_settings(&args.claude)?;
-    config.codex = codex_settings(&args.codex)?;
-    config.gemini = gemini_settings(&args.gemini, &config.codex.prices)?;
+    config.agents = agent_settings(&args.claude, &args.codex, &args.gemini)?;
     tidewright_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -479,37 +494,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", token_file.display()))?
         .trim()
         .to_string();
-    let claude = claude_settings(&args.claude)?;
-    let codex = codex_settings(&args.codex)?;
-    let gemini = gemini_settings(&args.gemini, &codex.prices)?;
+    let agents = agent_settings(&args.claude, &args.codex, &args.gemini)?;
     let mut capabilities = args.offer.capabilities.clone();
     // With a key and the CLI at hand, the embedded tidewright runs agents out of
     // the box; without the CLI it says so instead of taking steps it would
     // only fail.
-    offer_agent(
-        &mut capabilities,
-        tidewright_core::CLAUDE_CODE,
-        claude.api_key.is_some() || claude.oauth_token.is_some(),
-        &claude.bin,
-        "an Anthropic API key or Claude subscription token is set, but the Claude Code CLI",
-        "npm install -g @anthropic-ai/claude-code, or --claude-bin",
-    );
-    offer_agent(
-        &mut capabilities,
-        tidewright_core::CODEX,
-        codex.api_key.is_some(),
-        &codex.bin,
-        "an OpenAI API key is set, but the Codex CLI",
-        "npm install -g @openai/codex, or --codex-bin",
-    );
-    offer_agent(
-        &mut capabilities,
-        tidewright_core::GEMINI_CLI,
-        gemini.api_key.is_some(),
-        &gemini.bin,
-        "a Gemini API key is set, but the Gemini CLI",
-        "npm install -g @google/gemini-cli, or --gemini-bin",
-    );
+    for (cli, settings) in &agents {
+        offer_agent(&mut capabilities, *cli, settings);
+    }
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut names = Vec::new();
@@ -522,9 +514,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         config.capabilities = capabilities.clone();
         config.slots = args.offer.slots;
-        config.claude = claude.clone();
-        config.codex = codex.clone();
-        config.gemini = gemini.clone();
+        config.agents = agents.clone();
         // Ctrl-C on `tidewright up` stops everything: running steps are handed
         // back at once and run again when tidewright next starts.
         config.drain_grace = std::time::Duration::ZERO;

@@ -11,11 +11,11 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidewright_api::v1;
-use tidewright_core::LogStream;
+use tidewright_core::{Cost, LogStream};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
+use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::process::{LineReader, StdoutLines, supervise};
 use super::repo;
@@ -69,15 +69,26 @@ pub trait AgentRuntime: Send + Sync {
     /// stream reports tokens only when its turn ends, so that a budget
     /// stops it within the turn.
     const SPEND_IN_TRANSCRIPT: bool = false;
-    /// The credentials handed to the CLI: masked in all the step says.
-    fn secrets(&self) -> Vec<&String>;
-    /// The CLI's executable: a sandboxed step may read it and what is
-    /// around it.
-    fn program(&self) -> &Path;
+    /// How the worker runs this CLI: the trait's other accessors read it.
+    fn settings(&self) -> &AgentSettings;
     /// How the run reaches its model API (the worker's proxy, or not).
     fn reach(&self) -> &Reach;
+    /// The credentials handed to the CLI: masked in all the step says.
+    fn secrets(&self) -> Vec<&String> {
+        self.settings()
+            .secrets()
+            .chain(self.reach().attempt_key())
+            .collect()
+    }
+    /// The CLI's executable: a sandboxed step may read it and what is
+    /// around it.
+    fn program(&self) -> &Path {
+        &self.settings().bin
+    }
     /// Where the CLI keeps its own state (made before a run).
-    fn home(&self) -> &Path;
+    fn home(&self) -> &Path {
+        &self.settings().home
+    }
     /// What of its home a run in `cwd` keeps on the worker, as paths
     /// under the home (its transcripts of `cwd`, which a resume reads): a
     /// sandboxed run's home is private and gone after it, but for these.
@@ -119,7 +130,7 @@ pub trait AgentStream: LineReader + 'static {
     /// The session the run started or resumed; empty before it said.
     fn session_id(&self) -> &str;
     /// What the run's model responses cost so far.
-    fn spent(&self) -> v1::Cost;
+    fn spent(&self) -> Cost;
     /// One line the CLI added to its session's transcript during this run;
     /// true when what the run spent grew.
     fn read_transcript(&mut self, _line: &str) -> bool {
@@ -267,18 +278,15 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             // attempts spent.
             let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
             let mut ended = runtime.ended(exited.status, &stream, before, &redactor);
-            if let Some(unseen) = exited
-                .unseen
-                .filter(|_| ended.outcome == v1::Outcome::Failed)
-            {
-                ended.error = format!("{}: {unseen}", ended.error);
+            if let Some(unseen) = exited.unseen.filter(|_| ended.is_failure()) {
+                ended.map_error(|error| format!("{error}: {unseen}"));
             }
             ended
         }
         Err(ended) => ended,
     };
-    if ended.outcome == v1::Outcome::Failed && ended.fault.is_none() {
-        ended.limited = stream.limit(&ended.error);
+    if ended.is_failure() && ended.fault.is_none() {
+        ended.limited = stream.limit(ended.error());
         if let Some(limit) = &mut ended.limited {
             reset_from_the_provider(limit, runtime.reach());
         }
@@ -289,7 +297,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     // Ended before its result (cancelled, timed out, stalled, killed): what
     // its responses cost so far is all that is known.
     let spent = stream.spent();
-    if ended.cost.is_none() && spent != v1::Cost::default() {
+    if ended.cost.is_none() && spent != Cost::default() {
         ended.cost = Some(spent);
     }
     if let Some(tree) = tree {
@@ -297,12 +305,12 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         // left it.
         let keep = attempt.keep_workspace
             || ended.resumable
-            || (ended.outcome == v1::Outcome::Failed && attempt.has_attempts_left());
+            || (ended.is_failure() && attempt.has_attempts_left());
         repo::finish(attempt, tree, &mut ended, keep).await;
     }
     // Short of success, the session is kept for a retry on any worker
     // (before the result: the retry may start as soon as it is in).
-    if ended.outcome != v1::Outcome::Succeeded
+    if !ended.is_success()
         && let Some(line) = keep_session(
             attempt,
             &workspace,
@@ -345,7 +353,7 @@ impl SpendReader {
         &mut self,
         stream: &Mutex<S>,
         transcripts: &Arc<dyn Transcripts>,
-    ) -> Option<v1::Cost> {
+    ) -> Option<Cost> {
         if self.reading.is_none() {
             let id = {
                 let stream = stream.lock().unwrap_or_else(|e| e.into_inner());

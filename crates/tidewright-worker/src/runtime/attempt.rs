@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tidewright_api::v1;
-use tidewright_core::{AttemptKey, LogStream, StepSpec};
+use tidewright_core::{AttemptKey, Cost, LogStream, Outcome, StepSpec};
 
 use super::checkpoint::Checkpoints;
 use crate::metrics::{Fault, WorkerMetrics};
@@ -33,7 +33,7 @@ pub enum FromAttempt {
     },
     /// What the attempt has cost so far (its running total), after each
     /// model response.
-    Spend { attempt: AttemptKey, cost: v1::Cost },
+    Spend { attempt: AttemptKey, cost: Cost },
     /// A connection the step asked of its egress proxy, and the verdict.
     Egress {
         attempt: AttemptKey,
@@ -193,11 +193,11 @@ impl Attempt {
 
 /// How an attempt ended, before it becomes the step's result.
 pub struct Ended {
-    pub(crate) outcome: v1::Outcome,
+    /// Succeeded, or failed or cancelled with why.
+    pub(crate) outcome: Outcome,
     pub(crate) output_json: String,
-    pub(crate) error: String,
     pub(crate) exit_code: Option<i32>,
-    pub(crate) cost: Option<v1::Cost>,
+    pub(crate) cost: Option<Cost>,
     /// Set when the runtime failed, not the step.
     pub(crate) fault: Option<Fault>,
     /// Stopped to run again later in the same session: its workspace stays.
@@ -213,9 +213,8 @@ pub struct Ended {
 impl Ended {
     pub fn succeeded(output_json: String, exit_code: Option<i32>) -> Self {
         Ended {
-            outcome: v1::Outcome::Succeeded,
+            outcome: Outcome::Succeeded,
             output_json,
-            error: String::new(),
             exit_code,
             cost: None,
             fault: None,
@@ -228,9 +227,8 @@ impl Ended {
 
     pub fn failed(error: impl Into<String>, exit_code: Option<i32>) -> Self {
         Ended {
-            outcome: v1::Outcome::Failed,
+            outcome: Outcome::Failed(error.into()),
             output_json: String::new(),
-            error: error.into(),
             exit_code,
             cost: None,
             fault: None,
@@ -238,6 +236,29 @@ impl Ended {
             limited: None,
             work: None,
             conflict: None,
+        }
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        self.outcome == Outcome::Succeeded
+    }
+
+    pub(crate) fn is_failure(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed(_))
+    }
+
+    /// Why it failed or was cancelled; empty when it succeeded.
+    pub(crate) fn error(&self) -> &str {
+        match &self.outcome {
+            Outcome::Succeeded => "",
+            Outcome::Failed(error) | Outcome::Cancelled(error) => error,
+        }
+    }
+
+    /// Rewrites why it failed or was cancelled.
+    pub(crate) fn map_error(&mut self, f: impl FnOnce(&str) -> String) {
+        if let Outcome::Failed(error) | Outcome::Cancelled(error) = &mut self.outcome {
+            *error = f(error);
         }
     }
 

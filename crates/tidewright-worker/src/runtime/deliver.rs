@@ -5,7 +5,6 @@
 //! task's `repo` asks for a push or a pull request, and opens the pull
 //! request. Nothing is pushed when the task changed nothing.
 
-use tidewright_api::v1;
 use tidewright_core::RepoSpec;
 use tidewright_git::worktree::Worktree;
 
@@ -35,7 +34,7 @@ pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
     tree.measure_from(&task_repo.commit);
     let mut ended = Ended::succeeded(String::new(), None);
     repo::record(attempt, &tree, &mut ended).await;
-    if ended.outcome == v1::Outcome::Succeeded {
+    if ended.is_success() {
         deliver(attempt, &task_repo, &tree, &mut ended).await;
     }
     if !attempt.keep_workspace {

@@ -8,9 +8,10 @@
 //! stream, where sessions live) and all run through [`agent::run_agent`],
 //! which resumes sessions (`session`, over the control plane's
 //! `checkpoint`s), reads provider limits and keeps a failed run's session.
-//! One folder per agent CLI: `claude/` first; the next CLI is a new folder.
+//! One folder per agent CLI, and one row of `agents`' table.
 
 pub mod agent;
+pub mod agents;
 pub mod attempt;
 pub mod checkpoint;
 pub mod claude;
@@ -31,36 +32,18 @@ use std::sync::Arc;
 
 use tidewright_api::convert::{now_micros, timestamp};
 use tidewright_api::v1;
-use tidewright_core::Runtime;
+use tidewright_core::{Outcome, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Fault;
 use agent::run_agent;
+pub use agents::{AgentCli, AgentSettings, Agents};
 use attempt::Ended;
 pub use attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use claude::ClaudeCode;
-pub use claude::settings::ClaudeSettings;
 use codex::Codex;
-pub use codex::CodexSettings;
 use gemini::Gemini;
-pub use gemini::GeminiSettings;
 use shell::run_shell;
-
-/// How this worker runs each agent CLI it offers.
-#[derive(Clone, Default)]
-pub struct Agents {
-    pub claude: ClaudeSettings,
-    /// Where sandboxed agents reach the model API with a key of their own
-    /// attempt's instead of the worker's; `None` hands the CLI the
-    /// worker's credential (unsandboxed, or none to hide).
-    pub model_proxy: Option<Arc<crate::sandbox::model_proxy::ModelProxy>>,
-    pub codex: CodexSettings,
-    /// As `model_proxy`, for OpenAI's API (Codex).
-    pub openai_proxy: Option<Arc<crate::sandbox::model_proxy::ModelProxy>>,
-    pub gemini: GeminiSettings,
-    /// As `model_proxy`, for Google's Gemini API.
-    pub gemini_proxy: Option<Arc<crate::sandbox::model_proxy::ModelProxy>>,
-}
 
 /// Runs the attempt to its end and reports the result. A message on
 /// `cancel` stops it.
@@ -78,15 +61,18 @@ pub async fn run(
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
         Some(Runtime::Deliver) => deliver::run_deliver(&attempt).await,
         Some(Runtime::ClaudeCode(spec)) => {
-            let claude = ClaudeCode::new(&agents.claude, agents.model_proxy.as_deref(), spec);
+            let cli = AgentCli::ClaudeCode;
+            let claude = ClaudeCode::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&claude, &attempt, &reports, cancel).await
         }
         Some(Runtime::Codex(spec)) => {
-            let codex = Codex::new(&agents.codex, agents.openai_proxy.as_deref(), spec);
+            let cli = AgentCli::Codex;
+            let codex = Codex::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&codex, &attempt, &reports, cancel).await
         }
         Some(Runtime::Gemini(spec)) => {
-            let gemini = Gemini::new(&agents.gemini, agents.gemini_proxy.as_deref(), spec);
+            let cli = AgentCli::GeminiCli;
+            let gemini = Gemini::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&gemini, &attempt, &reports, cancel).await
         }
         None => Ended::fault(
@@ -97,17 +83,23 @@ pub async fn run(
     drop(running);
     attempt
         .metrics
-        .finished(runtime, outcome_name(ended.outcome), ended.fault);
+        .finished(runtime, outcome_name(&ended.outcome), ended.fault);
     let rate_limit = rate_limit(&ended);
+    // The worker's edge: from here on the attempt's end is the wire's.
+    let (outcome, error) = match ended.outcome {
+        Outcome::Succeeded => (v1::Outcome::Succeeded, String::new()),
+        Outcome::Failed(error) => (v1::Outcome::Failed, error),
+        Outcome::Cancelled(error) => (v1::Outcome::Cancelled, error),
+    };
     let result = v1::StepResult {
         attempt: Some(v1::AttemptRef::from(&attempt.key)),
-        outcome: ended.outcome as i32,
+        outcome: outcome as i32,
         output_json: ended.output_json,
-        error: ended.error,
+        error,
         exit_code: ended.exit_code,
         started_at: Some(timestamp(started_at)),
         finished_at: Some(timestamp(now_micros())),
-        cost: ended.cost,
+        cost: ended.cost.map(Into::into),
         stalled: ended.fault == Some(Fault::Stalled),
         rate_limit,
         work: ended.work,
@@ -128,22 +120,22 @@ fn rate_limit(ended: &Ended) -> Option<v1::RateLimit> {
 
 /// The `runtime` label of the worker's metrics.
 fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
+    if let Some(cli) = AgentCli::of(runtime) {
+        return cli.label();
+    }
     match runtime {
         Some(Runtime::Shell(_)) => "shell",
-        Some(Runtime::ClaudeCode(_)) => "claude_code",
-        Some(Runtime::Codex(_)) => "codex",
-        Some(Runtime::Gemini(_)) => "gemini_cli",
+        Some(Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_)) => "agent",
         Some(Runtime::Noop) => "noop",
         Some(Runtime::Deliver) => "deliver",
         None => "unknown",
     }
 }
 
-fn outcome_name(outcome: v1::Outcome) -> &'static str {
+fn outcome_name(outcome: &Outcome) -> &'static str {
     match outcome {
-        v1::Outcome::Succeeded => "succeeded",
-        v1::Outcome::Failed => "failed",
-        v1::Outcome::Cancelled => "cancelled",
-        v1::Outcome::Unspecified => "unspecified",
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed(_) => "failed",
+        Outcome::Cancelled(_) => "cancelled",
     }
 }

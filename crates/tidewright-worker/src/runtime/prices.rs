@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use tidewright_core::Cost;
 
 /// A run's token usage: input counts the cached input too, output counts
 /// the reasoning too.
@@ -108,8 +109,8 @@ impl Prices {
 
     /// `usage` at these prices, as tidewright's cost: uncached input, cached
     /// input (read from the provider's cache) and output.
-    pub fn priced(&self, usage: &Usage) -> tidewright_api::v1::Cost {
-        tidewright_api::v1::Cost {
+    pub fn priced(&self, usage: &Usage) -> Cost {
+        Cost {
             usd: self.cost(usage),
             input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
             output_tokens: usage.output_tokens,

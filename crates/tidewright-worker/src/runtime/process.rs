@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tidewright_api::v1;
-use tidewright_core::{AttemptKey, LogStream};
+
+use tidewright_core::{AttemptKey, LogStream, Outcome};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
@@ -436,9 +436,8 @@ pub(crate) async fn supervise(
     let code = status.as_ref().ok().and_then(|s| s.code());
     if let Some(stop) = cancelled {
         return Err(Ended {
-            outcome: v1::Outcome::Cancelled,
+            outcome: Outcome::Cancelled(stop.reason),
             output_json: String::new(),
-            error: stop.reason,
             exit_code: code,
             cost: None,
             fault: None,

@@ -335,13 +335,11 @@ pub(crate) async fn finish(attempt: &Attempt, tree: Worktree, ended: &mut Ended,
 /// succeeded with commits of its own; a push refused fails the step. One
 /// ref per push: the remote takes all of it or nothing.
 async fn push_step(attempt: &Attempt, tree: &Worktree, ended: &mut Ended) {
+    let succeeded = ended.is_success();
     let (Some(repo), Some(work)) = (&attempt.repo, ended.work.as_mut()) else {
         return;
     };
-    if !repo.push_steps
-        || ended.outcome != v1::Outcome::Succeeded
-        || work.head_commit == work.base_commit
-    {
+    if !repo.push_steps || !succeeded || work.head_commit == work.base_commit {
         return;
     }
     let pushed = match credentials(attempt) {
@@ -390,7 +388,7 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
         attempt.key.step_id, attempt.key.task_id, attempt.key.attempt
     );
     let failed = |ended: &mut Ended, e: String| {
-        if ended.outcome == v1::Outcome::Succeeded {
+        if ended.is_success() {
             *ended = Ended::failed(
                 format!("step {}: {e}", attempt.key.step_id),
                 ended.exit_code,
@@ -402,7 +400,7 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
         // A step that failed already says so.
         Err(e) => return failed(ended, e.to_string()),
     };
-    if ended.outcome == v1::Outcome::Succeeded
+    if ended.is_success()
         && let Err(e) = keep_branch(attempt, tree, &done.head).await
     {
         return failed(ended, e);

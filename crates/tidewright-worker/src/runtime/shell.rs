@@ -69,7 +69,7 @@ pub(crate) async fn run_shell(
     )
     .await;
     drop(files);
-    ended.error = redactor.redact(ended.error);
+    ended.map_error(|error| redactor.redact(error.to_string()));
     ended.output_json = redactor.redact(ended.output_json);
     remove_unless_kept(attempt).await;
     ended

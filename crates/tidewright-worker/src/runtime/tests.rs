@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use tidewright_api::convert::timestamp;
 use tidewright_api::v1;
-use tidewright_core::{AttemptKey, ClaudeCodeSpec, LogStream, StepSpec};
+use tidewright_core::{AttemptKey, ClaudeCodeSpec, Cost, LogStream, StepSpec};
 use tokio::sync::{mpsc, oneshot};
 
 use super::agent::RESUME_PROMPT;
+use super::agents::{AgentCli, AgentSettings};
 use super::attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use super::checkpoint::{self, Checkpoints};
-use super::claude::settings::ClaudeSettings;
 use super::claude::transcripts::ClaudeTranscripts;
 use super::session::Transcripts;
 use super::workspace::sweep_retained;
@@ -61,18 +61,18 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
 /// The Claude Code settings of a worker whose work directory is `dir`: its
 /// "CLI" is the script `claude_attempt` writes there.
 fn claude_settings(dir: &Path) -> Agents {
-    Agents {
-        model_proxy: None,
-        claude: ClaudeSettings {
+    Agents::default().with(
+        AgentCli::ClaudeCode,
+        AgentSettings {
             bin: dir.join("fake-claude"),
             model: Some("claude-test".into()),
             api_key: Some("sk-ant-secret-key".into()),
             oauth_token: Some("sk-ant-oat01-secret-token".into()),
             base_url: Some("http://127.0.0.1:9".into()),
             home: dir.join("home"),
+            ..AgentSettings::default()
         },
-        ..Agents::default()
-    }
+    )
 }
 
 /// A Claude Code attempt whose "CLI" is a script printing `lines`
@@ -134,7 +134,7 @@ async fn a_claude_run_reports_its_cost_after_each_response_and_keeps_it_when_cut
     // Two responses, then the CLI dies before its result line.
     let lines = [INIT, first.as_str(), TOOL, end, second.as_str(), TEXT, end];
     let (result, reports) = run_to_end(claude_attempt(dir.path(), &lines, 1)).await;
-    let spends: Vec<&v1::Cost> = reports
+    let spends: Vec<&Cost> = reports
         .iter()
         .filter_map(|r| match r {
             FromAttempt::Spend { cost, .. } => Some(cost),
@@ -154,7 +154,7 @@ async fn a_claude_run_reports_its_cost_after_each_response_and_keeps_it_when_cut
     );
     assert_eq!(result.outcome, v1::Outcome::Failed as i32);
     assert_eq!(
-        result.cost.as_ref(),
+        result.cost.as_ref().map(Cost::from).as_ref(),
         Some(spends[1]),
         "an attempt cut short is charged what its responses cost"
     );
@@ -209,12 +209,12 @@ async fn a_claude_run_reports_turns_tools_and_its_result_with_cost() {
         10
     );
     assert_eq!(
-        result.cost,
-        Some(v1::Cost {
+        result.cost.as_ref().map(Cost::from),
+        Some(Cost {
             usd: 0.5,
             input_tokens: 10,
             output_tokens: 3,
-            ..v1::Cost::default()
+            ..Cost::default()
         })
     );
     assert!(reports.iter().any(|r| matches!(r, FromAttempt::Session { session_id, model, .. } if session_id == "s-1" && model == "claude-test")));

@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tidewright_api::v1;
-
 use super::attempt::{Attempt, Ended};
 
 /// A larger `output/result.json` fails the step rather than bloat the store.
@@ -43,7 +41,7 @@ pub(crate) async fn ready_workspace(workspace: &Path, attempt: &Attempt) -> std:
 /// as do workspaces kept for debugging; the marker beside it names this
 /// attempt as the newest that ran there. Anything else removes it.
 pub(crate) async fn finish_workspace(attempt: &Attempt, workspace: &Path, ended: &Ended) {
-    let retry_may_come = ended.outcome == v1::Outcome::Failed && attempt.has_attempts_left();
+    let retry_may_come = ended.is_failure() && attempt.has_attempts_left();
     if attempt.keep_workspace || ended.resumable || retry_may_come {
         let _ = tokio::fs::write(retained_marker(workspace), attempt.key.attempt.to_string()).await;
     } else {

@@ -23,9 +23,6 @@ use crate::sandbox::provider_reset::{self, ProviderReset};
 /// `RetryInfo`); a longer one goes on unread.
 const LIMIT_BODY_MAX: usize = 64 * 1024;
 
-/// The API when the worker is given no base URL.
-pub const DEFAULT_UPSTREAM: &str = "https://api.anthropic.com";
-
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// The worker's credential, as the API takes it.

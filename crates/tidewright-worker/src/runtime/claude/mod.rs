@@ -5,7 +5,6 @@
 
 pub mod limits;
 pub mod run;
-pub mod settings;
 pub mod stream;
 pub mod transcripts;
 
@@ -14,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use tidewright_api::v1;
-use tidewright_core::ClaudeCodeSpec;
+use tidewright_core::{ClaudeCodeSpec, Cost};
 use tokio::process::Command;
 
 use super::agent::{AgentRuntime, agent_prompt};
+use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
@@ -28,7 +27,6 @@ use crate::metrics::Fault;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use run::ClaudeRun;
-use settings::ClaudeSettings;
 use stream::RunResult;
 use transcripts::ClaudeTranscripts;
 
@@ -38,7 +36,7 @@ pub const DEFAULT_MAX_TURNS: u32 = 100;
 
 /// One Claude Code step, as this worker runs it.
 pub struct ClaudeCode<'a> {
-    settings: &'a ClaudeSettings,
+    settings: &'a AgentSettings,
     spec: &'a ClaudeCodeSpec,
     max_turns: u32,
     /// Through the worker's model proxy: the CLI gets this attempt's key
@@ -48,7 +46,7 @@ pub struct ClaudeCode<'a> {
 
 impl<'a> ClaudeCode<'a> {
     pub fn new(
-        settings: &'a ClaudeSettings,
+        settings: &'a AgentSettings,
         proxy: Option<&ModelProxy>,
         spec: &'a ClaudeCodeSpec,
     ) -> Self {
@@ -64,25 +62,12 @@ impl<'a> ClaudeCode<'a> {
 impl AgentRuntime for ClaudeCode<'_> {
     type Stream = ClaudeRun;
 
-    fn secrets(&self) -> Vec<&String> {
+    fn settings(&self) -> &AgentSettings {
         self.settings
-            .api_key
-            .iter()
-            .chain(&self.settings.oauth_token)
-            .chain(self.reach.attempt_key())
-            .collect()
-    }
-
-    fn program(&self) -> &Path {
-        &self.settings.bin
     }
 
     fn reach(&self) -> &Reach {
         &self.reach
-    }
-
-    fn home(&self) -> &Path {
-        &self.settings.home
     }
 
     fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
@@ -169,7 +154,7 @@ fn ended(
             )
         };
     };
-    let cost = v1::Cost {
+    let cost = Cost {
         usd: (result.total_cost_usd - session_usd_before).max(0.0),
         input_tokens: result.usage.input_tokens,
         output_tokens: result.usage.output_tokens,
@@ -195,7 +180,7 @@ fn ended(
 fn args(
     spec: &ClaudeCodeSpec,
     prompt: String,
-    settings: &ClaudeSettings,
+    settings: &AgentSettings,
     max_turns: u32,
     resume: Option<&str>,
     tidewright_bin: Option<&Path>,
@@ -238,7 +223,7 @@ fn args(
 /// base URL, and no traffic beyond the API calls.
 fn environment(
     attempt: &Attempt,
-    settings: &ClaudeSettings,
+    settings: &AgentSettings,
     workspace: &Path,
 ) -> BTreeMap<String, String> {
     let mut env = basic_environment(attempt, workspace);
@@ -263,7 +248,7 @@ fn environment(
 /// The step's output: the run's result, its session and model (from the
 /// init line), what this attempt cost, and the session's cost per model (a
 /// resumed session's includes its earlier attempts, as the CLI counts it).
-fn output(result: &RunResult, run: &ClaudeRun, cost: &v1::Cost) -> serde_json::Value {
+fn output(result: &RunResult, run: &ClaudeRun, cost: &Cost) -> serde_json::Value {
     let mut output = result.output();
     output["model"] = serde_json::json!(run.model);
     if result.session_id.is_empty() {

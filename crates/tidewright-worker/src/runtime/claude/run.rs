@@ -3,9 +3,8 @@
 //! lines, the cost after each model response, the result, and a provider
 //! limit.
 
-use tidewright_api::v1;
 use tidewright_api::view::format_utc;
-use tidewright_core::AttemptKey;
+use tidewright_core::{AttemptKey, Cost};
 
 use super::limits;
 use super::stream::{LimitEvent, Line, Prices, RunResult, Usage, parse_line};
@@ -25,7 +24,7 @@ pub struct ClaudeRun {
     last_message: String,
     pub(super) result: Option<RunResult>,
     /// What the model responses before the current one cost, priced here.
-    settled: v1::Cost,
+    settled: Cost,
     /// The current response's usage so far, and its model.
     turn: Usage,
     turn_model: String,
@@ -43,9 +42,9 @@ impl ClaudeRun {
 
     /// What the attempt's model responses have cost so far, priced from
     /// their usage (see [`Prices`]).
-    fn spent(&self) -> v1::Cost {
+    fn spent(&self) -> Cost {
         let turn = &self.turn;
-        v1::Cost {
+        Cost {
             usd: self.settled.usd + Prices::of(&self.turn_model).cost(turn),
             input_tokens: self.settled.input_tokens + turn.input_tokens,
             output_tokens: self.settled.output_tokens + turn.output_tokens,
@@ -145,7 +144,7 @@ impl AgentStream for ClaudeRun {
         &self.session_id
     }
 
-    fn spent(&self) -> v1::Cost {
+    fn spent(&self) -> Cost {
         ClaudeRun::spent(self)
     }
 

@@ -17,6 +17,7 @@ use tidewright_core::CodexSpec;
 use tokio::process::Command;
 
 use super::agent::{AgentRuntime, agent_prompt};
+use super::agents::{AgentSettings, Provider};
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
@@ -30,42 +31,13 @@ use crate::secrets::Redactor;
 use stream::CodexRun;
 use transcripts::{CodexTranscripts, home_of};
 
-/// OpenAI's API, when the worker is given no base URL.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-
 /// The model when neither the step nor the worker names one: the pinned
 /// CLI's own default (0.169.0), named so that tidewright knows what it prices.
 pub const DEFAULT_MODEL: &str = "gpt-6.1-sol";
 
-/// How a worker runs Codex.
-#[derive(Debug, Clone, Default)]
-pub struct CodexSettings {
-    /// The `codex` executable.
-    pub bin: PathBuf,
-    /// The model when a step names none.
-    pub model: Option<String>,
-    /// `OPENAI_API_KEY`.
-    pub api_key: Option<String>,
-    /// `OPENAI_BASE_URL`, for a gateway (or a test's mock): what the
-    /// `config.toml` tidewright writes names as the provider's base URL.
-    pub base_url: Option<String>,
-    /// Under it, a Codex home per working directory: kept between
-    /// attempts, for their threads.
-    pub home: PathBuf,
-    /// The operator's prices (`--prices`), before the list prices.
-    pub prices: crate::runtime::prices::PriceTable,
-}
-
-impl CodexSettings {
-    /// The API the proxy sends sandboxed agents' requests on to.
-    pub fn upstream(&self) -> &str {
-        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
-    }
-}
-
 /// One Codex step, as this worker runs it.
 pub struct Codex<'a> {
-    settings: &'a CodexSettings,
+    settings: &'a AgentSettings,
     spec: &'a CodexSpec,
     model: String,
     /// Through the worker's model proxy: the CLI gets this attempt's key
@@ -75,15 +47,11 @@ pub struct Codex<'a> {
 
 impl<'a> Codex<'a> {
     pub fn new(
-        settings: &'a CodexSettings,
+        settings: &'a AgentSettings,
         proxy: Option<&ModelProxy>,
         spec: &'a CodexSpec,
     ) -> Self {
-        let model = spec
-            .model
-            .clone()
-            .or_else(|| settings.model.clone())
-            .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        let model = settings.model_for(spec.model.as_ref(), DEFAULT_MODEL);
         Codex {
             settings,
             spec,
@@ -96,7 +64,7 @@ impl<'a> Codex<'a> {
     fn base_url(&self) -> String {
         self.reach
             .proxy_url()
-            .unwrap_or(self.settings.upstream())
+            .unwrap_or(self.settings.upstream(Provider::OpenAi))
             .to_string()
     }
 }
@@ -161,24 +129,12 @@ impl AgentRuntime for Codex<'_> {
     type Stream = CodexRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
 
-    fn secrets(&self) -> Vec<&String> {
+    fn settings(&self) -> &AgentSettings {
         self.settings
-            .api_key
-            .iter()
-            .chain(self.reach.attempt_key())
-            .collect()
-    }
-
-    fn program(&self) -> &Path {
-        &self.settings.bin
     }
 
     fn reach(&self) -> &Reach {
         &self.reach
-    }
-
-    fn home(&self) -> &Path {
-        &self.settings.home
     }
 
     fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
@@ -334,9 +290,9 @@ mod tests {
 
     #[test]
     fn the_config_names_the_api_as_tidewrights_provider_and_quotes_what_it_is_given() {
-        let settings = CodexSettings {
+        let settings = AgentSettings {
             base_url: Some("http://127.0.0.1:9/v1".into()),
-            ..CodexSettings::default()
+            ..AgentSettings::default()
         };
         let spec = CodexSpec {
             prompt: "p".into(),

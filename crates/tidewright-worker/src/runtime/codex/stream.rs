@@ -10,8 +10,8 @@
 //! `turn.failed` with its error; `error` lines report the CLI's retries.
 
 use serde_json::Value;
-use tidewright_api::v1;
-use tidewright_core::AttemptKey;
+
+use tidewright_core::{AttemptKey, Cost};
 
 use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
@@ -162,12 +162,12 @@ impl CodexRun {
 
     /// What this run's responses cost, as its rollout recorded them; `None`
     /// when none were read.
-    pub fn own_cost(&self) -> Option<v1::Cost> {
+    pub fn own_cost(&self) -> Option<Cost> {
         (self.responses != Usage::default()).then(|| self.cost_of(&self.responses))
     }
 
     /// What the thread's usage costs, as tidewright's cost.
-    pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
+    pub fn cost_of(&self, usage: &Usage) -> Cost {
         self.prices
             .clone()
             .unwrap_or_else(|| Prices::openai(&self.model))
@@ -304,7 +304,7 @@ impl AgentStream for CodexRun {
 
     /// This run's responses as its rollout recorded them; else, the
     /// thread's usage when its turn completed.
-    fn spent(&self) -> v1::Cost {
+    fn spent(&self) -> Cost {
         if self.responses != Usage::default() {
             return self.cost_of(&self.responses);
         }

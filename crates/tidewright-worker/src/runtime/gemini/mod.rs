@@ -18,53 +18,27 @@ use tidewright_core::GeminiSpec;
 use tokio::process::Command;
 
 use super::agent::{AgentRuntime, agent_prompt};
+use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::mcp::SERVER_NAME;
 use crate::metrics::Fault;
-use crate::runtime::prices::{PriceTable, Prices};
+use crate::runtime::prices::Prices;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::GeminiRun;
 use transcripts::{GeminiTranscripts, home_of};
 
-/// Google's Gemini API, when the worker is given no base URL.
-pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
-
 /// The model when neither the step nor the worker names one: named, so
 /// the CLI does not first ask a router model which to use.
 pub const DEFAULT_MODEL: &str = "gemini-2.5-pro";
 
-/// How a worker runs the Gemini CLI.
-#[derive(Debug, Clone, Default)]
-pub struct GeminiSettings {
-    /// The `gemini` executable.
-    pub bin: PathBuf,
-    /// The model when a step names none.
-    pub model: Option<String>,
-    /// `GEMINI_API_KEY`.
-    pub api_key: Option<String>,
-    /// `GOOGLE_GEMINI_BASE_URL`, for a gateway (or a test's mock).
-    pub base_url: Option<String>,
-    /// Under it, a Gemini home per working directory.
-    pub home: PathBuf,
-    /// The operator's prices (`--prices`), before the list prices.
-    pub prices: PriceTable,
-}
-
-impl GeminiSettings {
-    /// The API the proxy sends sandboxed agents' requests on to.
-    pub fn upstream(&self) -> &str {
-        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
-    }
-}
-
 /// One Gemini CLI step, as this worker runs it.
 pub struct Gemini<'a> {
-    settings: &'a GeminiSettings,
+    settings: &'a AgentSettings,
     spec: &'a GeminiSpec,
     model: String,
     /// Through the worker's model proxy: the CLI gets this attempt's key
@@ -74,15 +48,11 @@ pub struct Gemini<'a> {
 
 impl<'a> Gemini<'a> {
     pub fn new(
-        settings: &'a GeminiSettings,
+        settings: &'a AgentSettings,
         proxy: Option<&ModelProxy>,
         spec: &'a GeminiSpec,
     ) -> Self {
-        let model = spec
-            .model
-            .clone()
-            .or_else(|| settings.model.clone())
-            .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        let model = settings.model_for(spec.model.as_ref(), DEFAULT_MODEL);
         Gemini {
             settings,
             spec,
@@ -139,24 +109,12 @@ impl AgentRuntime for Gemini<'_> {
     type Stream = GeminiRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
 
-    fn secrets(&self) -> Vec<&String> {
+    fn settings(&self) -> &AgentSettings {
         self.settings
-            .api_key
-            .iter()
-            .chain(self.reach.attempt_key())
-            .collect()
-    }
-
-    fn program(&self) -> &Path {
-        &self.settings.bin
     }
 
     fn reach(&self) -> &Reach {
         &self.reach
-    }
-
-    fn home(&self) -> &Path {
-        &self.settings.home
     }
 
     fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {

@@ -4,8 +4,8 @@
 //! `tool_result`), and how it ended with its tokens (`result`).
 
 use serde_json::Value;
-use tidewright_api::v1;
-use tidewright_core::AttemptKey;
+
+use tidewright_core::{AttemptKey, Cost};
 
 use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
@@ -132,7 +132,7 @@ impl GeminiRun {
     }
 
     /// What `usage` costs, as tidewright's cost.
-    pub fn cost_of(&self, usage: &Usage) -> v1::Cost {
+    pub fn cost_of(&self, usage: &Usage) -> Cost {
         self.prices
             .clone()
             .unwrap_or_else(|| Prices::gemini(&self.model))
@@ -217,7 +217,7 @@ impl AgentStream for GeminiRun {
 
     /// The `result` line's tokens; before it, this run's responses as the
     /// transcript recorded them.
-    fn spent(&self) -> v1::Cost {
+    fn spent(&self) -> Cost {
         if let Some(end) = &self.end {
             return self.cost_of(&end.usage);
         }
