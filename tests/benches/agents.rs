@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tidewright_api::v1;
 use tidewright_tests::bench::*;
-use tidewright_tests::{anthropic, gemini, openai, *};
+use tidewright_tests::provider::{Api, Mock};
+use tidewright_tests::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -72,16 +73,16 @@ impl Runtime {
 
 /// The mocks a run's agents talk to: one reply each, text.
 struct Mocks {
-    anthropic: anthropic::MockAnthropic,
-    openai: openai::MockOpenAi,
-    gemini: gemini::MockGemini,
+    anthropic: Mock,
+    openai: Mock,
+    gemini: Mock,
 }
 
 async fn mocks() -> anyhow::Result<Mocks> {
     Ok(Mocks {
-        anthropic: anthropic::MockAnthropic::start(Vec::new()).await?,
-        openai: openai::MockOpenAi::start(Vec::new()).await?,
-        gemini: gemini::MockGemini::start(Vec::new()).await?,
+        anthropic: Mock::start(Api::Anthropic, Vec::new()).await?,
+        openai: Mock::start(Api::OpenAi, Vec::new()).await?,
+        gemini: Mock::start(Api::Google, Vec::new()).await?,
     })
 }
 

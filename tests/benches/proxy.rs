@@ -23,8 +23,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::TokioIo;
-use tidewright_tests::anthropic::MockAnthropic;
 use tidewright_tests::bench::*;
+use tidewright_tests::provider::{Api, Mock};
 use tidewright_worker::sandbox::egress::Egress;
 use tidewright_worker::sandbox::model_proxy::{Credentials, ModelProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,7 +172,7 @@ async fn egress_once(table: &mut Table, api: &str, requests: usize) -> anyhow::R
 }
 
 async fn measure_once(table: &mut Table, requests: usize) -> anyhow::Result<()> {
-    let mock = MockAnthropic::start(Vec::new()).await?;
+    let mock = Mock::start(Api::Anthropic, Vec::new()).await?;
     let proxy = ModelProxy::start(
         &mock.url,
         Credentials {

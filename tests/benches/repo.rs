@@ -351,7 +351,7 @@ async fn collisions(
     server: &GitServer,
     run: usize,
 ) -> anyhow::Result<()> {
-    use tidewright_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::provider::{Api, Mock, Reply};
     let work = dir.join(format!("collide-{run}"));
     std::fs::create_dir_all(&work)?;
     let name = format!("collide-{run}");
@@ -362,7 +362,7 @@ async fn collisions(
         .map(|n| {
             let file = format!("shared/p{}.txt", n.div_ceil(2));
             let once = [
-                Reply::write(&file, &format!("written by agent {n}\n")),
+                Reply::claude_write(&file, &format!("written by agent {n}\n")),
                 Reply::Text("Done.".into()),
             ];
             // A rerun asks again: enough replies for each run's reruns.
@@ -390,14 +390,14 @@ async fn collisions(
         .collect();
     let plan = Reply::Tool {
         name: "submit_plan".into(),
-        input: serde_json::json!({"name": "collide", "steps": planned}),
+        args: serde_json::json!({"name": "collide", "steps": planned}),
     };
     let mut routes: Vec<(&str, Vec<Reply>)> = routes
         .iter()
         .map(|(marker, replies)| (marker.as_str(), replies.clone()))
         .collect();
     routes.push((PLAN_MARKER, vec![plan]));
-    let mock = MockAnthropic::start_routed(routes).await?;
+    let mock = Mock::start_routed(Api::Anthropic, routes).await?;
     let secrets = work.join("secrets");
     std::fs::create_dir_all(&secrets)?;
     std::fs::write(secrets.join("git-creds"), format!("{USER}:{PASSWORD}\n"))?;

@@ -15,16 +15,14 @@ use tonic::transport::Channel;
 
 pub use tidewright_api;
 
-pub mod anthropic;
 pub mod bench;
 pub mod browser;
 pub mod chart;
 pub mod fixtures;
 pub mod forge;
-pub mod gemini;
 pub mod git_server;
 pub mod kube_api;
-pub mod openai;
+pub mod provider;
 pub mod webhook_receiver;
 use tidewright_api::client::{Bearer, ClientTls};
 use tonic::service::interceptor::InterceptedService;
@@ -509,7 +507,7 @@ pub fn claude_bin() -> PathBuf {
 /// Code steps against `mock`, with `capabilities` and extra worker `flags`.
 pub async fn claude_worker_with(
     dir: &Path,
-    mock: &anthropic::MockAnthropic,
+    mock: &provider::Mock,
     capabilities: &[&str],
     flags: &[&str],
 ) -> (Server, Process) {
@@ -560,7 +558,7 @@ pub fn start_codex_worker(
     server: &Server,
     dir: &Path,
     name: &str,
-    mock: &openai::MockOpenAi,
+    mock: &provider::Mock,
     offer: (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
@@ -585,7 +583,7 @@ pub fn start_gemini_worker(
     server: &Server,
     dir: &Path,
     name: &str,
-    mock: &gemini::MockGemini,
+    mock: &provider::Mock,
     offer: (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
@@ -633,7 +631,7 @@ fn start_cli_worker(
 pub fn start_claude_worker(
     server: &Server,
     dir: &Path,
-    mock: &anthropic::MockAnthropic,
+    mock: &provider::Mock,
     capabilities: &[&str],
     slots: u32,
     flags: &[&str],
@@ -647,7 +645,7 @@ pub fn start_named_claude_worker(
     server: &Server,
     dir: &Path,
     name: &str,
-    mock: &anthropic::MockAnthropic,
+    mock: &provider::Mock,
     (capabilities, slots): (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {

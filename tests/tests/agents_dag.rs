@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use tidewright_api::v1;
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 /// A worker offering the three runtimes, its CLIs against the three mocks,
@@ -57,21 +58,22 @@ fn three_runtime_worker(
 #[tokio::test]
 async fn claude_code_codex_and_gemini_run_in_one_dag_passing_data_with_each_its_cost() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let anthropic = tidewright_tests::anthropic::MockAnthropic::start(vec![
-        tidewright_tests::anthropic::Reply::Text("The answer is 42.".into()),
-    ])
+    let anthropic = Mock::start(
+        Api::Anthropic,
+        vec![Reply::Text("The answer is 42.".into())],
+    )
     .await
     .expect("anthropic mock");
-    let openai = tidewright_tests::openai::MockOpenAi::start(vec![
-        tidewright_tests::openai::Reply::Command("cat context/inputs.json".into()),
-        tidewright_tests::openai::Reply::Text("Codex read it.".into()),
-    ])
+    let openai = Mock::start(
+        Api::OpenAi,
+        vec![
+            Reply::codex_command("cat context/inputs.json"),
+            Reply::Text("Codex read it.".into()),
+        ],
+    )
     .await
     .expect("openai mock");
-    let gemini =
-        tidewright_tests::gemini::MockGemini::start(vec![tidewright_tests::gemini::Reply::Text(
-            "Gemini read it.".into(),
-        )])
+    let gemini = Mock::start(Api::Google, vec![Reply::Text("Gemini read it.".into())])
         .await
         .expect("gemini mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
@@ -162,33 +164,41 @@ fn log_of(events: &[v1::Event], step: &str, attempt: u32) -> Vec<String> {
 /// wrote read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_each_runtimes_session_resumes_on_another_worker() {
-    use tidewright_tests::{anthropic, gemini, openai};
     let dir = tempfile::tempdir().expect("tempdir");
-    let claude_mock = anthropic::MockAnthropic::start(vec![
-        anthropic::Reply::write("notes.txt", "claude half done\n"),
-        anthropic::Reply::Hang,
-        anthropic::Reply::read("notes.txt"),
-        anthropic::Reply::Text("Claude finished.".into()),
-    ])
+    let claude_mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("notes.txt", "claude half done\n"),
+            Reply::Hang,
+            Reply::claude_read("notes.txt"),
+            Reply::Text("Claude finished.".into()),
+        ],
+    )
     .await
     .expect("anthropic mock");
-    let codex_mock = openai::MockOpenAi::start(vec![
-        openai::Reply::Command("echo codex half done > notes.txt".into()),
-        openai::Reply::Hang,
-        openai::Reply::Command("cat notes.txt".into()),
-        openai::Reply::Text("Codex finished.".into()),
-    ])
+    let codex_mock = Mock::start(
+        Api::OpenAi,
+        vec![
+            Reply::codex_command("echo codex half done > notes.txt"),
+            Reply::Hang,
+            Reply::codex_command("cat notes.txt"),
+            Reply::Text("Codex finished.".into()),
+        ],
+    )
     .await
     .expect("openai mock");
-    let gemini_mock = gemini::MockGemini::start(vec![
-        gemini::Reply::write("notes.txt", "gemini half done\n"),
-        gemini::Reply::Hang,
-        gemini::Reply::Tool {
-            name: "read_file".into(),
-            args: serde_json::json!({"file_path": "notes.txt"}),
-        },
-        gemini::Reply::Text("Gemini finished.".into()),
-    ])
+    let gemini_mock = Mock::start(
+        Api::Google,
+        vec![
+            Reply::gemini_write("notes.txt", "gemini half done\n"),
+            Reply::Hang,
+            Reply::Tool {
+                name: "read_file".into(),
+                args: serde_json::json!({"file_path": "notes.txt"}),
+            },
+            Reply::Text("Gemini finished.".into()),
+        ],
+    )
     .await
     .expect("gemini mock");
     let urls = (

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::anthropic::{self, MockAnthropic, Reply};
+use tidewright_tests::provider::{self, Api, Mock, Reply};
 use tidewright_tests::*;
 use tidewright_worker::runtime::prices::{Prices, Usage};
 
@@ -16,10 +16,10 @@ use tidewright_worker::runtime::prices::{Prices, Usage};
 /// cache writes, $0.30 cache reads per million tokens): what the CLI
 /// charges for it, and what tidewright counts per turn.
 fn turn_usd() -> f64 {
-    (anthropic::INPUT_TOKENS as f64 * 3.0
-        + anthropic::OUTPUT_TOKENS as f64 * 15.0
-        + anthropic::CACHE_CREATION_TOKENS as f64 * 3.75
-        + anthropic::CACHE_READ_TOKENS as f64 * 0.3)
+    (provider::INPUT_TOKENS as f64 * 3.0
+        + provider::OUTPUT_TOKENS as f64 * 15.0
+        + provider::CACHE_CREATION_TOKENS as f64 * 3.75
+        + provider::CACHED_TOKENS as f64 * 0.3)
         / 1e6
 }
 
@@ -43,13 +43,16 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
     let dir = tempfile::tempdir().expect("tempdir");
     // Turn 1 writes a file; turn 2's usage crosses the budget and the API
     // holds the turn open, so the agent is mid-session when it is stopped.
-    let mock = MockAnthropic::start(vec![
-        Reply::write("notes.txt", "half done\n"),
-        Reply::TextThenHang("Thinking about the rest...".into()),
-        // The resumed run reads the file back.
-        Reply::read("notes.txt"),
-        Reply::Text("Finished where I left off.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("notes.txt", "half done\n"),
+            Reply::TextThenHang("Thinking about the rest...".into()),
+            // The resumed run reads the file back.
+            Reply::claude_read("notes.txt"),
+            Reply::Text("Finished where I left off.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, _worker) = claude_worker_with(dir.path(), &mock, &["claude-code"], &[]).await;
@@ -85,8 +88,8 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
     let first = &step.attempts[0];
     let cost = first.cost.unwrap_or_default();
     assert!((cost.usd - spent).abs() < 1e-12, "{cost:?}");
-    assert_eq!(cost.input_tokens, 2 * anthropic::INPUT_TOKENS);
-    assert_eq!(cost.output_tokens, 2 * anthropic::OUTPUT_TOKENS);
+    assert_eq!(cost.input_tokens, 2 * provider::INPUT_TOKENS);
+    assert_eq!(cost.output_tokens, 2 * provider::OUTPUT_TOKENS);
     assert!(!first.session_id.is_empty());
     assert_eq!(mock.requests().len(), 2, "nothing more ran while paused");
 
@@ -125,7 +128,7 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
 #[tokio::test]
 async fn a_tenant_over_its_daily_budget_is_refused_new_tasks_until_an_admin_raises_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(Vec::new()).await.expect("mock");
+    let mock = Mock::start(Api::Anthropic, Vec::new()).await.expect("mock");
     let (server, _worker) = claude_worker_with(dir.path(), &mock, &["claude-code"], &[]).await;
     let client = server.tasks().await.expect("client");
     // Half a turn a day: the first agent's first response spends it.
@@ -250,14 +253,17 @@ async fn tenant_budgets_from_a_file_hold_from_the_start_and_a_bad_file_stops_the
 #[tokio::test]
 async fn an_approver_lets_a_task_over_its_budget_go_on_and_the_session_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
-        Reply::write("notes.txt", "half done\n"),
-        Reply::write("plan.txt", "the rest\n"),
-        // Its usage crosses the budget, and the turn never ends.
-        Reply::TextThenHang("Thinking about the rest...".into()),
-        Reply::read("notes.txt"),
-        Reply::Text("Finished where I left off.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("notes.txt", "half done\n"),
+            Reply::claude_write("plan.txt", "the rest\n"),
+            // Its usage crosses the budget, and the turn never ends.
+            Reply::TextThenHang("Thinking about the rest...".into()),
+            Reply::claude_read("notes.txt"),
+            Reply::Text("Finished where I left off.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let mut server = start_with_tokens(
@@ -441,24 +447,27 @@ async fn paused_mid_turn_then_resumed(
 
 #[tokio::test]
 async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
-    use tidewright_tests::openai::{self, MockOpenAi, Reply};
+    use tidewright_tests::provider::{self, Api, Mock, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
     // The resumed run has a script of its own: the first run may be
     // stopped before it asks for its hanging third response.
-    let mock = MockOpenAi::start_routed(vec![
-        (
-            RESUMED,
-            vec![Reply::Text("Finished where I left off.".into())],
-        ),
-        (
-            "Do two things",
-            vec![
-                Reply::Command("echo one > a.txt".into()),
-                Reply::Command("echo two > b.txt".into()),
-                Reply::Hang,
-            ],
-        ),
-    ])
+    let mock = Mock::start_routed(
+        Api::OpenAi,
+        vec![
+            (
+                RESUMED,
+                vec![Reply::Text("Finished where I left off.".into())],
+            ),
+            (
+                "Do two things",
+                vec![
+                    Reply::codex_command("echo one > a.txt"),
+                    Reply::codex_command("echo two > b.txt"),
+                    Reply::Hang,
+                ],
+            ),
+        ],
+    )
     .await
     .expect("mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
@@ -467,9 +476,9 @@ async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
     let one = response_usd(
         &Prices::openai(tidewright_worker::runtime::codex::DEFAULT_MODEL),
         (
-            openai::INPUT_TOKENS,
-            openai::CACHED_TOKENS,
-            openai::OUTPUT_TOKENS,
+            provider::INPUT_TOKENS,
+            provider::CACHED_TOKENS,
+            provider::OUTPUT_TOKENS,
         ),
     );
     let task =
@@ -481,22 +490,25 @@ async fn a_codex_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
 
 #[tokio::test]
 async fn a_gemini_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
-    use tidewright_tests::gemini::{self, MockGemini, Reply};
+    use tidewright_tests::provider::{self, Api, Mock, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockGemini::start_routed(vec![
-        (
-            RESUMED,
-            vec![Reply::Text("Finished where I left off.".into())],
-        ),
-        (
-            "Do two things",
-            vec![
-                Reply::write("a.txt", "one\n"),
-                Reply::write("b.txt", "two\n"),
-                Reply::Hang,
-            ],
-        ),
-    ])
+    let mock = Mock::start_routed(
+        Api::Google,
+        vec![
+            (
+                RESUMED,
+                vec![Reply::Text("Finished where I left off.".into())],
+            ),
+            (
+                "Do two things",
+                vec![
+                    Reply::gemini_write("a.txt", "one\n"),
+                    Reply::gemini_write("b.txt", "two\n"),
+                    Reply::Hang,
+                ],
+            ),
+        ],
+    )
     .await
     .expect("mock");
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[]).expect("server");
@@ -512,9 +524,9 @@ async fn a_gemini_task_over_its_budget_is_paused_within_the_turn_and_resumes() {
     let one = response_usd(
         &Prices::gemini(tidewright_worker::runtime::gemini::DEFAULT_MODEL),
         (
-            gemini::INPUT_TOKENS,
-            gemini::CACHED_TOKENS,
-            gemini::OUTPUT_TOKENS,
+            provider::INPUT_TOKENS,
+            provider::CACHED_TOKENS,
+            provider::OUTPUT_TOKENS,
         ),
     );
     let task =

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 fn agent_step(id: &str, prompt: &str, retry: Option<v1::RetryPolicy>) -> v1::StepSpec {
@@ -35,7 +35,7 @@ fn log_of(events: &[v1::Event], attempt: u32) -> Vec<String> {
 async fn finish_on_worker_b(
     server: &Server,
     dir: &std::path::Path,
-    mock: &MockAnthropic,
+    mock: &Mock,
     id: &str,
 ) -> (Process, Vec<v1::Event>, v1::Task) {
     let worker_b =
@@ -60,17 +60,20 @@ async fn finish_on_worker_b(
 #[tokio::test]
 async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
-        // Attempt 1, on A: writes a file, then the API fails it.
-        Reply::write("notes.txt", "half done\n"),
-        Reply::Error {
-            status: 500,
-            message: "the mock fell over".into(),
-        },
-        // Attempt 2, on B: reads the file back, and finishes.
-        Reply::read("notes.txt"),
-        Reply::Text("Finished where I left off.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            // Attempt 1, on A: writes a file, then the API fails it.
+            Reply::claude_write("notes.txt", "half done\n"),
+            Reply::Error {
+                status: 500,
+                message: "the mock fell over".into(),
+            },
+            // Attempt 2, on B: reads the file back, and finishes.
+            Reply::claude_read("notes.txt"),
+            Reply::Text("Finished where I left off.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, mut worker_a) = claude_worker_with(dir.path(), &mock, &["claude-code"], &[]).await;
@@ -129,13 +132,16 @@ async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint() {
 #[tokio::test]
 async fn a_draining_worker_hands_its_agent_back_and_the_session_resumes_elsewhere() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
-        Reply::write("notes.txt", "half done\n"),
-        // A is stopped while this turn hangs.
-        Reply::Hang,
-        Reply::read("notes.txt"),
-        Reply::Text("Finished where I left off.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("notes.txt", "half done\n"),
+            // A is stopped while this turn hangs.
+            Reply::Hang,
+            Reply::claude_read("notes.txt"),
+            Reply::Text("Finished where I left off.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, mut worker_a) = claude_worker_with(

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tidewright_api::v1;
-use tidewright_tests::anthropic::{self, MockAnthropic, Reply};
+use tidewright_tests::provider::{self, Api, Mock, Reply, Reset};
 use tidewright_tests::*;
 
 /// A control plane and one claude-code worker pointed at `mock`, keeping
 /// workspaces so the test can look inside.
-async fn claude_worker(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
+async fn claude_worker(dir: &Path, mock: &Mock) -> (Server, Process) {
     claude_worker_with(dir, mock, &["claude-code"], &["--keep-workspaces"]).await
 }
 
@@ -22,7 +22,7 @@ async fn claude_worker(dir: &Path, mock: &MockAnthropic) -> (Server, Process) {
 /// one claude-code worker `agent-1` with `slots` and extra flags.
 async fn claude_worker_serving_http(
     dir: &Path,
-    mock: &MockAnthropic,
+    mock: &Mock,
     slots: u32,
     flags: &[&str],
 ) -> (Server, Process, String) {
@@ -36,10 +36,13 @@ async fn claude_worker_serving_http(
 #[tokio::test]
 async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
-        Reply::write("hello.txt", "hello from the agent\n"),
-        Reply::Text("Wrote hello.txt.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("hello.txt", "hello from the agent\n"),
+            Reply::Text("Wrote hello.txt.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, _worker) = claude_worker(dir.path(), &mock).await;
@@ -74,18 +77,18 @@ async fn an_agent_writes_a_file_and_its_result_and_cost_become_the_output() {
     assert!(!output["sessionId"].as_str().unwrap_or_default().is_empty());
     // Two API calls, each reporting the mock's usage.
     let cost = &output["cost"];
-    assert_eq!(cost["inputTokens"], 2 * anthropic::INPUT_TOKENS);
-    assert_eq!(cost["outputTokens"], 2 * anthropic::OUTPUT_TOKENS);
-    assert_eq!(cost["cacheReadTokens"], 2 * anthropic::CACHE_READ_TOKENS);
+    assert_eq!(cost["inputTokens"], 2 * provider::INPUT_TOKENS);
+    assert_eq!(cost["outputTokens"], 2 * provider::OUTPUT_TOKENS);
+    assert_eq!(cost["cacheReadTokens"], 2 * provider::CACHED_TOKENS);
     assert!(cost["usd"].as_f64().unwrap_or(0.0) > 0.0, "{cost}");
     assert_eq!(cost["sessionByModel"].as_object().map(|m| m.len()), Some(1));
     // The same figures, structured, on the attempt, the step and the task.
     let structured = v1::Cost {
         usd: cost["usd"].as_f64().unwrap_or_default(),
-        input_tokens: 2 * anthropic::INPUT_TOKENS,
-        output_tokens: 2 * anthropic::OUTPUT_TOKENS,
-        cache_read_tokens: 2 * anthropic::CACHE_READ_TOKENS,
-        cache_creation_tokens: 2 * anthropic::CACHE_CREATION_TOKENS,
+        input_tokens: 2 * provider::INPUT_TOKENS,
+        output_tokens: 2 * provider::OUTPUT_TOKENS,
+        cache_read_tokens: 2 * provider::CACHED_TOKENS,
+        cache_creation_tokens: 2 * provider::CACHE_CREATION_TOKENS,
     };
     assert_eq!(step.attempts[0].cost.as_ref(), Some(&structured));
     assert_eq!(step.cost.as_ref(), Some(&structured));
@@ -152,7 +155,7 @@ async fn api_errors_fail_the_attempt_with_the_apis_message_and_follow_the_retry_
         status: 400,
         message: "the mock refuses this prompt".into(),
     }));
-    let mock = MockAnthropic::start(script).await.expect("mock");
+    let mock = Mock::start(Api::Anthropic, script).await.expect("mock");
     let (server, _worker) = claude_worker(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
     let mut step = claude_step("ask", "Say hello", &[]);
@@ -185,7 +188,9 @@ async fn api_errors_fail_the_attempt_with_the_apis_message_and_follow_the_retry_
 #[tokio::test]
 async fn a_cli_killed_mid_stream_is_a_failed_attempt_not_a_success() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![Reply::Hang]).await.expect("mock");
+    let mock = Mock::start(Api::Anthropic, vec![Reply::Hang])
+        .await
+        .expect("mock");
     let (server, _worker) = claude_worker(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
     let marker = format!("marker-{}", std::process::id());
@@ -225,14 +230,17 @@ async fn a_cli_killed_mid_stream_is_a_failed_attempt_not_a_success() {
 async fn a_retried_step_resumes_the_first_attempts_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Attempt 1 writes a file, then the API fails it; attempt 2 continues.
-    let mock = MockAnthropic::start(vec![
-        Reply::write("notes.txt", "half done\n"),
-        Reply::Error {
-            status: 500,
-            message: "the mock fell over".into(),
-        },
-        Reply::Text("Finished where I left off.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("notes.txt", "half done\n"),
+            Reply::Error {
+                status: 500,
+                message: "the mock fell over".into(),
+            },
+            Reply::Text("Finished where I left off.".into()),
+        ],
+    )
     .await
     .expect("mock");
     // Workspaces are not kept for debugging: the failed attempt's is kept
@@ -285,8 +293,8 @@ async fn a_retried_step_resumes_the_first_attempts_session() {
 
     // Each attempt is charged its own part of the session's cost.
     let cost = |a: &v1::Attempt| a.cost.unwrap_or_default();
-    assert_eq!(cost(&attempts[0]).input_tokens, anthropic::INPUT_TOKENS);
-    assert_eq!(cost(&attempts[1]).input_tokens, anthropic::INPUT_TOKENS);
+    assert_eq!(cost(&attempts[0]).input_tokens, provider::INPUT_TOKENS);
+    assert_eq!(cost(&attempts[1]).input_tokens, provider::INPUT_TOKENS);
     let total = task.cost.unwrap_or_default();
     assert!(
         (total.usd - cost(&attempts[0]).usd - cost(&attempts[1]).usd).abs() < 1e-12,
@@ -301,7 +309,7 @@ async fn a_retried_step_resumes_the_first_attempts_session() {
 #[tokio::test]
 async fn a_bare_prompt_runs_as_one_agent_step() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![Reply::Text("All done.".into())])
+    let mock = Mock::start(Api::Anthropic, vec![Reply::Text("All done.".into())])
         .await
         .expect("mock");
     let (server, _worker) = claude_worker(dir.path(), &mock).await;
@@ -335,7 +343,7 @@ fn cli_pid(marker: &str) -> Option<u32> {
 
 /// Every `tool_result` the CLI sent back to the API, once each (later
 /// requests repeat the history), in order.
-fn tool_results(mock: &MockAnthropic) -> Vec<Value> {
+fn tool_results(mock: &Mock) -> Vec<Value> {
     let mut seen: Vec<Value> = Vec::new();
     for request in mock.requests() {
         for message in request["messages"].as_array().into_iter().flatten() {
@@ -370,23 +378,26 @@ fn result_text(block: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_shares_a_finding_through_its_mcp_tools_and_the_next_step_reads_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
-        Reply::Tool {
-            name: "mcp__tidewright__state_put".into(),
-            input: json!({"key": "finding", "value": {"bug": "off by one", "line": 42},
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::Tool {
+                name: "mcp__tidewright__state_put".into(),
+                args: json!({"key": "finding", "value": {"bug": "off by one", "line": 42},
                           "expectVersion": 0}),
-        },
-        // A second writer's view: stale, so refused, and the agent is told.
-        Reply::Tool {
-            name: "mcp__tidewright__state_put".into(),
-            input: json!({"key": "finding", "value": {"bug": "none"}, "expectVersion": 7}),
-        },
-        Reply::Tool {
-            name: "mcp__tidewright__state_get".into(),
-            input: json!({"key": "finding"}),
-        },
-        Reply::Text("Shared the finding.".into()),
-    ])
+            },
+            // A second writer's view: stale, so refused, and the agent is told.
+            Reply::Tool {
+                name: "mcp__tidewright__state_put".into(),
+                args: json!({"key": "finding", "value": {"bug": "none"}, "expectVersion": 7}),
+            },
+            Reply::Tool {
+                name: "mcp__tidewright__state_get".into(),
+                args: json!({"key": "finding"}),
+            },
+            Reply::Text("Shared the finding.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, _worker) =
@@ -440,11 +451,14 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
     let dir = tempfile::tempdir().expect("tempdir");
     // Attempt 1 writes a file, then the API goes silent mid-stream for
     // ever; attempt 2 finishes.
-    let mock = MockAnthropic::start(vec![
-        Reply::write("notes.txt", "half done\n"),
-        Reply::Hang,
-        Reply::Text("Finished after the stall.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_write("notes.txt", "half done\n"),
+            Reply::Hang,
+            Reply::Text("Finished after the stall.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, _worker, http) = claude_worker_serving_http(dir.path(), &mock, 1, &[]).await;
@@ -503,10 +517,13 @@ async fn a_stalled_agent_is_killed_within_its_stall_timeout_and_the_retry_resume
 async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_an_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let reset_secs = tidewright_api::convert::now_micros() / 1_000_000 + 5;
-    let mock = MockAnthropic::start(vec![Reply::Error {
-        status: 429,
-        message: format!("Claude AI usage limit reached|{reset_secs}"),
-    }])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![Reply::Error {
+            status: 429,
+            message: format!("Claude AI usage limit reached|{reset_secs}"),
+        }],
+    )
     .await
     .expect("mock");
     // The agents' pool has room for two at once; a shell pool beside it.
@@ -597,11 +614,7 @@ fn stdout_of(command: &mut std::process::Command) -> String {
 /// A control plane whose pools back off a second after a limit that names
 /// no reset (doubling), serving HTTP too, and one claude-code worker in
 /// pool `agents`, on an API key or a subscription's token.
-async fn limited_pool(
-    dir: &Path,
-    mock: &MockAnthropic,
-    subscription: bool,
-) -> (Server, Process, String) {
+async fn limited_pool(dir: &Path, mock: &Mock, subscription: bool) -> (Server, Process, String) {
     let http = free_addr();
     let server = Server::start_on(
         dir,
@@ -640,7 +653,7 @@ async fn limited_pool(
 /// attempt says `signal` decided.
 async fn a_limit_met_twice_pauses_the_pool_and_spends_no_attempt(limit: Reply, signal: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![limit.clone(), limit])
+    let mock = Mock::start(Api::Anthropic, vec![limit.clone(), limit])
         .await
         .expect("mock");
     let (server, _worker, http) = limited_pool(dir.path(), &mock, false).await;
@@ -729,11 +742,15 @@ async fn a_529_from_the_pinned_cli_pauses_the_pool_and_the_step_succeeds_on_its_
 async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let resets_at = tidewright_api::convert::now_micros() / 1_000_000 + 4;
-    let mock = MockAnthropic::start(vec![Reply::Limited {
-        status: 429,
-        message: "mock: five-hour window used".into(),
-        resets_at,
-    }])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![Reply::Limited {
+            status: 429,
+            message: "mock: five-hour window used".into(),
+            reset: Reset::At(resets_at),
+            daily: false,
+        }],
+    )
     .await
     .expect("mock");
     let (server, _worker, _http) = limited_pool(dir.path(), &mock, true).await;
@@ -782,7 +799,7 @@ async fn a_subscriptions_usage_window_pauses_its_pool_until_the_reset_the_cli_na
 #[tokio::test]
 async fn a_cli_named_through_a_linked_directory_runs_in_the_sandbox() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![Reply::Text("Linked.".into())])
+    let mock = Mock::start(Api::Anthropic, vec![Reply::Text("Linked.".into())])
         .await
         .expect("mock");
     let real = claude_bin();

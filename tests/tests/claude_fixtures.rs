@@ -12,9 +12,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
 use tidewright_tests::claude_bin;
 use tidewright_tests::fixtures::PinnedCli;
+use tidewright_tests::provider::{Api, Mock, Reply, Reset};
 
 const CLI: PinnedCli = PinnedCli {
     name: "Claude Code",
@@ -52,7 +52,8 @@ fn cases() -> Vec<Case> {
     let limited = |message: String| Reply::Limited {
         status: 429,
         message,
-        resets_at,
+        reset: Reset::At(resets_at),
+        daily: false,
     };
     let error = |status: u16, message: &str| Reply::Error {
         status,
@@ -101,7 +102,7 @@ fn cases() -> Vec<Case> {
 /// Runs the CLI as the worker does (headless, stream-json, partial
 /// messages) against a mock that answers `case`; its stdout.
 async fn record(case: &Case) -> String {
-    let mock = MockAnthropic::start(case.replies.clone())
+    let mock = Mock::start(Api::Anthropic, case.replies.clone())
         .await
         .expect("mock");
     let home = tempfile::tempdir().expect("home");

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tidewright_tests::codex_bin;
 use tidewright_tests::fixtures::PinnedCli;
-use tidewright_tests::openai::{MockOpenAi, Reply};
+use tidewright_tests::provider::{Api, Mock, Reply};
 
 const CLI: PinnedCli = PinnedCli {
     name: "Codex",
@@ -51,16 +51,13 @@ fn cases() -> Vec<Case> {
         Case {
             name: "command-then-answer",
             replies: vec![
-                Reply::Command("echo hello > hello.txt && cat hello.txt".into()),
+                Reply::codex_command("echo hello > hello.txt && cat hello.txt"),
                 Reply::Text("Wrote hello.txt.".into()),
             ],
         },
         Case {
             name: "api-429",
-            replies: vec![Reply::Limited {
-                message: "Rate limit reached on tokens per min (TPM)".into(),
-                retry_after: 20,
-            }],
+            replies: vec![Reply::limit(20).saying("Rate limit reached on tokens per min (TPM)")],
         },
         Case {
             name: "api-500",
@@ -76,7 +73,9 @@ fn cases() -> Vec<Case> {
 /// tidewright writes, the key by environment) against a mock that answers
 /// `case`; its stdout.
 async fn record(case: &Case) -> String {
-    let mock = MockOpenAi::start(case.replies.clone()).await.expect("mock");
+    let mock = Mock::start(Api::OpenAi, case.replies.clone())
+        .await
+        .expect("mock");
     // Not under /tmp: Codex refuses to lay out its helpers in a temporary
     // directory. Cargo's scratch space for tests is where it builds.
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::repo_root;
 
 /// The demo's whole run: what it printed on stdout and stderr.
@@ -134,11 +134,14 @@ async fn the_demo_runs_the_dag_and_says_how_to_add_an_agent_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_anthropic_endpoint_the_demo_ends_in_an_agent_step() {
-    let mock = MockAnthropic::start(vec![
-        Reply::read("context/inputs.json"),
-        Reply::write("SUMMARY.md", "3 shards held 14 words.\n"),
-        Reply::Text("The three shards held 14 words in all.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_read("context/inputs.json"),
+            Reply::claude_write("SUMMARY.md", "3 shards held 14 words.\n"),
+            Reply::Text("The three shards held 14 words in all.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");
@@ -203,12 +206,16 @@ fn strings_in(value: &serde_json::Value, into: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
-    let mock = tidewright_tests::openai::MockOpenAi::start(vec![
-        tidewright_tests::openai::Reply::Command(
-            "cat context/inputs.json && echo '3 shards held 14 words.' > SUMMARY-codex.md".into(),
-        ),
-        tidewright_tests::openai::Reply::Text("The three shards held 14 words in all.".into()),
-    ])
+    let mock = Mock::start(
+        Api::OpenAi,
+        vec![
+            Reply::codex_command(
+                "cat context/inputs.json && echo '3 shards held 14 words.' > SUMMARY-codex.md"
+                    .into(),
+            ),
+            Reply::Text("The three shards held 14 words in all.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");
@@ -247,10 +254,13 @@ async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_gemini_endpoint_the_demo_ends_in_a_gemini_cli_step() {
-    let mock = tidewright_tests::gemini::MockGemini::start(vec![
-        tidewright_tests::gemini::Reply::write("SUMMARY-gemini.md", "3 shards held 14 words.\n"),
-        tidewright_tests::gemini::Reply::Text("The three shards held 14 words in all.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Google,
+        vec![
+            Reply::gemini_write("SUMMARY-gemini.md", "3 shards held 14 words.\n"),
+            Reply::Text("The three shards held 14 words in all.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let data = tempfile::tempdir().expect("tempdir");

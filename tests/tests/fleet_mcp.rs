@@ -328,31 +328,34 @@ fn part(name: &str) -> Value {
 // test waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_code_lead_fans_out_three_subtasks_through_mcp_waits_and_writes_their_results() {
-    use tidewright_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::provider::{Api, Mock, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
-    let tool = |name: &str, input: Value| Reply::Tool {
+    let tool = |name: &str, args: Value| Reply::Tool {
         name: format!("mcp__tidewright__{name}"),
-        input,
+        args,
     };
     // The model's turns, as the real Claude Code CLI runs them: three
     // submits, a wait on each (by the id each submit answered), then the
     // results shared for the next step.
-    let mock = MockAnthropic::start(vec![
-        tool("submit_task", json!({"task": part("a")})),
-        tool("submit_task", json!({"task": part("b")})),
-        tool("submit_task", json!({"task": part("c")})),
-        tool("wait_for_task", json!({"taskId": "{result[0].taskId}"})),
-        tool("wait_for_task", json!({"taskId": "{result[1].taskId}"})),
-        tool("wait_for_task", json!({"taskId": "{result[2].taskId}"})),
-        tool(
-            "state_put",
-            json!({"key": "results", "value": {
-                "a": "{result[3].state}", "b": "{result[4].state}", "c": "{result[5].state}",
-                "outputs": "{result[3].steps} {result[4].steps} {result[5].steps}",
-            }}),
-        ),
-        Reply::Text("The three parts are done.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            tool("submit_task", json!({"task": part("a")})),
+            tool("submit_task", json!({"task": part("b")})),
+            tool("submit_task", json!({"task": part("c")})),
+            tool("wait_for_task", json!({"taskId": "{result[0].taskId}"})),
+            tool("wait_for_task", json!({"taskId": "{result[1].taskId}"})),
+            tool("wait_for_task", json!({"taskId": "{result[2].taskId}"})),
+            tool(
+                "state_put",
+                json!({"key": "results", "value": {
+                    "a": "{result[3].state}", "b": "{result[4].state}", "c": "{result[5].state}",
+                    "outputs": "{result[3].steps} {result[4].steps} {result[5].steps}",
+                }}),
+            ),
+            Reply::Text("The three parts are done.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let server = Server::start(dir.path()).expect("server");

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tidewright_tests::fixtures::PinnedCli;
-use tidewright_tests::gemini::{MockGemini, Reply};
 use tidewright_tests::gemini_bin;
+use tidewright_tests::provider::{Api, Mock, Reply, Reset};
 
 const CLI: PinnedCli = PinnedCli {
     name: "Gemini",
@@ -47,21 +47,20 @@ fn cases() -> Vec<Case> {
         Case {
             name: "tool-then-answer",
             replies: vec![
-                Reply::write("hello.txt", "hello from gemini\n"),
+                Reply::gemini_write("hello.txt", "hello from gemini\n"),
                 Reply::Text("Wrote hello.txt.".into()),
             ],
         },
         Case {
             name: "api-429",
-            replies: vec![Reply::Limit {
-                retry_after: 37,
-                daily: false,
-            }],
+            replies: vec![Reply::limit(37)],
         },
         Case {
             name: "api-429-daily",
-            replies: vec![Reply::Limit {
-                retry_after: 3600,
+            replies: vec![Reply::Limited {
+                status: 429,
+                message: String::new(),
+                reset: Reset::In(3600),
                 daily: true,
             }],
         },
@@ -86,7 +85,9 @@ fn cases() -> Vec<Case> {
 /// settings, the key by environment) against a mock that answers `case`;
 /// its stdout, and the session's transcript as the CLI left it.
 async fn record(case: &Case) -> (String, String) {
-    let mock = MockGemini::start(case.replies.clone()).await.expect("mock");
+    let mock = Mock::start(Api::Google, case.replies.clone())
+        .await
+        .expect("mock");
     let home = tempfile::tempdir().expect("home");
     let work = tempfile::tempdir().expect("work");
     std::fs::create_dir_all(home.path().join(".gemini")).expect("dir");

@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
 use tidewright_tests::forge::ForgeDouble;
 use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 const README_DOCS: &str = "# app\n\nList items with ?page=N&per_page=M.\n";
@@ -22,12 +22,15 @@ const README_BOTH: &str =
 /// Each agent's script, twice: the example's run, then the template's.
 fn agents() -> Vec<(&'static str, Vec<Reply>)> {
     let twice = |file: &str, content: &str, said: &str| {
-        let once = [Reply::write(file, content), Reply::Text(said.to_string())];
+        let once = [
+            Reply::claude_write(file, content),
+            Reply::Text(said.to_string()),
+        ];
         once.iter().chain(once.iter()).cloned().collect::<Vec<_>>()
     };
     let mut changelog = vec![
-        Reply::write("CHANGELOG.md", "- Paginated the item list.\n"),
-        Reply::write("README.md", README_BOTH),
+        Reply::claude_write("CHANGELOG.md", "- Paginated the item list.\n"),
+        Reply::claude_write("README.md", README_BOTH),
         Reply::Text("Logged the change.".into()),
     ];
     changelog.extend(changelog.clone());
@@ -117,7 +120,7 @@ async fn four_agents_build_one_feature_without_collisions_and_open_a_pull_reques
         ],
     );
     let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
-    let mock = MockAnthropic::start_routed(agents()).await?;
+    let mock = Mock::start_routed(Api::Anthropic, agents()).await?;
     let server_secrets = secrets(dir.path(), "server-secrets")?;
     let server = Server::start_on(
         &dir.path().join("server"),

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tidewright_api::v1;
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 /// A control plane planning with `mock`, and one shell worker.
-async fn planning_server(dir: &std::path::Path, mock: &MockAnthropic) -> (Server, Process) {
+async fn planning_server(dir: &std::path::Path, mock: &Mock) -> (Server, Process) {
     let key = dir.join("planner.key");
     std::fs::write(&key, "sk-ant-planner-key\n").expect("key file");
     let key = key.display().to_string();
@@ -41,14 +41,14 @@ async fn planning_server(dir: &std::path::Path, mock: &MockAnthropic) -> (Server
 fn plan(steps: Value) -> Reply {
     Reply::Tool {
         name: "submit_plan".into(),
-        input: json!({"name": "planned", "steps": steps}),
+        args: json!({"name": "planned", "steps": steps}),
     }
 }
 
 #[tokio::test]
 async fn a_planned_dag_runs_and_the_model_was_asked_properly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![plan(json!([
+    let mock = Mock::start(Api::Anthropic, vec![plan(json!([
         {"id": "fetch", "command": ["sh", "-c", "echo '{\"n\": 1}' > \"$TIDEWRIGHT_OUTPUT\""], "needs": ["shell"]},
         {"id": "count", "command": ["sh", "-c", "cat \"$TIDEWRIGHT_INPUTS\" > \"$TIDEWRIGHT_OUTPUT\""], "dependsOn": ["fetch"]},
         {"id": "also", "command": ["true"]}
@@ -99,14 +99,17 @@ async fn a_planned_dag_runs_and_the_model_was_asked_properly() {
 #[tokio::test]
 async fn a_cyclic_or_malformed_plan_fails_the_task_naming_the_problem_and_keeps_the_plan() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
-        plan(json!([
-            {"id": "a", "command": ["true"], "dependsOn": ["b"]},
-            {"id": "b", "command": ["true"], "dependsOn": ["a"]}
-        ])),
-        plan(json!([{"id": "a"}])),
-        Reply::Text("I would rather not plan.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            plan(json!([
+                {"id": "a", "command": ["true"], "dependsOn": ["b"]},
+                {"id": "b", "command": ["true"], "dependsOn": ["a"]}
+            ])),
+            plan(json!([{"id": "a"}])),
+            Reply::Text("I would rather not plan.".into()),
+        ],
+    )
     .await
     .expect("mock");
     let (server, _worker) = planning_server(dir.path(), &mock).await;
@@ -160,7 +163,7 @@ async fn a_cyclic_or_malformed_plan_fails_the_task_naming_the_problem_and_keeps_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_only_shows_the_plan_as_a_task_file_and_stores_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![
+    let mock = Mock::start(Api::Anthropic, vec![
         plan(json!([
             {"id": "build", "command": ["make"]},
             {"id": "review", "prompt": "Review the build", "dependsOn": ["build"], "allowedTools": ["Read"]}
@@ -267,22 +270,16 @@ async fn planning_without_a_key_or_a_prompt_is_refused_clearly() {
 #[tokio::test]
 async fn a_plan_routes_agent_steps_to_the_runtimes_the_fleet_offers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mock = MockAnthropic::start(vec![plan(json!([
+    let mock = Mock::start(Api::Anthropic, vec![plan(json!([
         {"id": "write", "prompt": "Write the change", "runtime": "codex"},
         {"id": "review", "prompt": "Review the change", "runtime": "gemini-cli", "dependsOn": ["write"]}
     ]))])
     .await
     .expect("mock");
-    let openai =
-        tidewright_tests::openai::MockOpenAi::start(vec![tidewright_tests::openai::Reply::Text(
-            "Codex wrote it.".into(),
-        )])
+    let openai = Mock::start(Api::OpenAi, vec![Reply::Text("Codex wrote it.".into())])
         .await
         .expect("openai mock");
-    let gemini =
-        tidewright_tests::gemini::MockGemini::start(vec![tidewright_tests::gemini::Reply::Text(
-            "Gemini reviewed it.".into(),
-        )])
+    let gemini = Mock::start(Api::Google, vec![Reply::Text("Gemini reviewed it.".into())])
         .await
         .expect("gemini mock");
     let (server, _shell) = planning_server(dir.path(), &mock).await;

@@ -344,21 +344,24 @@ async fn a_pull_request_the_forge_refuses_fails_the_task_and_takes_its_branch_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_step_resumed_on_another_worker_finds_its_files_in_a_fresh_worktree()
 -> anyhow::Result<()> {
-    use tidewright_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::provider::{Api, Mock, Reply};
     let dir = tempfile::tempdir()?;
     let git = GitServer::start(dir.path())?;
     git.create_repo("app", &[("README.md", "hello\n")]);
-    let mock = MockAnthropic::start(vec![
-        // Attempt 1, on A: writes in its worktree, then the API fails it.
-        Reply::write("notes.txt", "half done\n"),
-        Reply::Error {
-            status: 500,
-            message: "the mock fell over".into(),
-        },
-        // Attempt 2, on B: the file is there in B's own worktree.
-        Reply::read("notes.txt"),
-        Reply::Text("Finished where I left off.".into()),
-    ])
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            // Attempt 1, on A: writes in its worktree, then the API fails it.
+            Reply::claude_write("notes.txt", "half done\n"),
+            Reply::Error {
+                status: 500,
+                message: "the mock fell over".into(),
+            },
+            // Attempt 2, on B: the file is there in B's own worktree.
+            Reply::claude_read("notes.txt"),
+            Reply::Text("Finished where I left off.".into()),
+        ],
+    )
     .await?;
     let server = control_plane(dir.path())?;
     let secrets = account_secrets(dir.path(), "agent-secrets", "git-creds")?;
@@ -520,29 +523,32 @@ async fn a_worker_keeps_its_mirrors_where_told_and_within_their_bound() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_on_conflict_agent_the_steps_own_agent_resolves_the_conflict_first()
 -> anyhow::Result<()> {
-    use tidewright_tests::anthropic::{MockAnthropic, Reply};
+    use tidewright_tests::provider::{Api, Mock, Reply};
     let dir = tempfile::tempdir()?;
     let git = GitServer::start(dir.path())?;
     git.create_repo("app", &[("config.toml", "port = 80\n")]);
     let resolved = "port = 8080\nadmin_port = 9090\n";
-    let mock = MockAnthropic::start_routed(vec![
-        (
-            "[resolve well]",
-            vec![
-                Reply::write("config.toml", resolved),
-                Reply::write("DONE", "joined\n"),
-                Reply::Text("Resolved, then joined.".into()),
-            ],
-        ),
-        // This one does its task and leaves the markers.
-        (
-            "[resolve not]",
-            vec![
-                Reply::write("DONE", "joined\n"),
-                Reply::Text("Joined.".into()),
-            ],
-        ),
-    ])
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                "[resolve well]",
+                vec![
+                    Reply::claude_write("config.toml", resolved),
+                    Reply::claude_write("DONE", "joined\n"),
+                    Reply::Text("Resolved, then joined.".into()),
+                ],
+            ),
+            // This one does its task and leaves the markers.
+            (
+                "[resolve not]",
+                vec![
+                    Reply::claude_write("DONE", "joined\n"),
+                    Reply::Text("Joined.".into()),
+                ],
+            ),
+        ],
+    )
     .await?;
     let server = control_plane(dir.path())?;
     let secrets = account_secrets(dir.path(), "agent-secrets", "git-creds")?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 /// What a worker's user keeps that no step may read: a private key in its
@@ -333,9 +333,12 @@ async fn a_hostile_claude_code_step_is_refused_through_its_bash_tool() {
 
     let net = Loopback::start().await;
     let script = attacks(&server, &home, &notes, shell.pid(), &net);
-    let mock = MockAnthropic::start(vec![Reply::bash(&script), Reply::Text("done".into())])
-        .await
-        .expect("mock");
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![Reply::claude_bash(&script), Reply::Text("done".into())],
+    )
+    .await
+    .expect("mock");
     let _agent = start_strict_worker(
         &server.url,
         &server.data_dir,

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tidewright_client::{Client, Settings, v1};
-use tidewright_tests::anthropic::{MockAnthropic, Reply};
 use tidewright_tests::git_server::local_repository;
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 const FINISH: Duration = Duration::from_secs(180);
@@ -38,12 +38,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A worker offering shell and claude-code, its agents talking to `mock`,
 /// with `path_first` ahead on its PATH.
-async fn worker(
-    server: &Server,
-    dir: &Path,
-    mock: &MockAnthropic,
-    path_first: Option<&Path>,
-) -> Process {
+async fn worker(server: &Server, dir: &Path, mock: &Mock, path_first: Option<&Path>) -> Process {
     let bin = claude_bin().display().to_string();
     let path = match path_first {
         Some(first) => format!("{}:{}", first.display(), system_first_path()),
@@ -114,7 +109,7 @@ fn failure(task: &v1::Task) -> String {
 /// The agent's tool call that clones `repo`, branches, writes `file`, and
 /// pushes.
 fn commit_and_push(repo: &Path, branch: &str, from: &str, file: &str, content: &str) -> Reply {
-    Reply::bash(&format!(
+    Reply::claude_bash(&format!(
         "set -e; git clone --quiet {repo} repo; cd repo; git checkout --quiet -b \"tidewright/$TIDEWRIGHT_TASK_ID/{branch}\" {from}; \
          mkdir -p \"$(dirname {file})\"; printf '%s\\n' '{content}' > {file}; git add -A; \
          git -c user.name=agent -c user.email=agent@example.com commit --quiet -m '{branch}'; git push --quiet origin HEAD",
@@ -131,7 +126,7 @@ async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
         dir.path(),
         &[("Makefile", MAKEFILE), ("tests/run.sh", "exit 1\n")],
     );
-    let mock = MockAnthropic::start_routed(vec![
+    let mock = Mock::start_routed(Api::Anthropic, vec![
         ("[tidewright template feature: plan]", vec![Reply::Text("Backend: hello(). Frontend: a hello page. Tests: both.".into())]),
         (
             "[tidewright template feature: backend]",
@@ -150,7 +145,7 @@ async fn the_feature_template_plans_builds_in_parallel_tests_and_summarises() {
         (
             "[tidewright template feature: tests]",
             vec![
-                Reply::bash(&format!(
+                Reply::claude_bash(&format!(
                     "set -e; git clone --quiet {repo} repo; cd repo; git checkout --quiet -b \"tidewright/$TIDEWRIGHT_TASK_ID/tests\" origin/main; \
                      git -c user.name=agent -c user.email=agent@example.com merge --quiet --no-edit \"origin/tidewright/$TIDEWRIGHT_TASK_ID/backend\" \"origin/tidewright/$TIDEWRIGHT_TASK_ID/frontend\"; \
                      printf '%s\\n' 'grep -q hello backend/hello.py && grep -q hello frontend/hello.js && echo tests-passed' > tests/run.sh; \
@@ -236,37 +231,40 @@ async fn the_refactor_template_applies_on_a_branch_and_the_regression_tests_judg
             ),
         ],
     );
-    let mock = MockAnthropic::start_routed(vec![
-        (
-            "[tidewright template refactor: scan]",
-            vec![Reply::Text(
-                "src/greet.sh prints its greeting inline.".into(),
-            )],
-        ),
-        (
-            "[tidewright template refactor: propose]",
-            vec![Reply::Text("1. Move the greeting into a variable.".into())],
-        ),
-        (
-            "[tidewright template refactor: apply]",
-            vec![
-                commit_and_push(
-                    &origin,
-                    "refactor",
-                    "origin/main",
-                    "src/greet.sh",
-                    "greeting=hello; echo \"$greeting\"",
-                ),
-                Reply::Text("Moved the greeting into a variable.".into()),
-            ],
-        ),
-        (
-            "[tidewright template refactor: summarise]",
-            vec![Reply::Text(
-                "The greeting is a variable now; the regression tests pass.".into(),
-            )],
-        ),
-    ])
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                "[tidewright template refactor: scan]",
+                vec![Reply::Text(
+                    "src/greet.sh prints its greeting inline.".into(),
+                )],
+            ),
+            (
+                "[tidewright template refactor: propose]",
+                vec![Reply::Text("1. Move the greeting into a variable.".into())],
+            ),
+            (
+                "[tidewright template refactor: apply]",
+                vec![
+                    commit_and_push(
+                        &origin,
+                        "refactor",
+                        "origin/main",
+                        "src/greet.sh",
+                        "greeting=hello; echo \"$greeting\"",
+                    ),
+                    Reply::Text("Moved the greeting into a variable.".into()),
+                ],
+            ),
+            (
+                "[tidewright template refactor: summarise]",
+                vec![Reply::Text(
+                    "The greeting is a variable now; the regression tests pass.".into(),
+                )],
+            ),
+        ],
+    )
     .await
     .expect("mock");
     let server = Server::start(dir.path()).expect("server");
@@ -356,12 +354,15 @@ async fn the_deploy_template_tests_builds_waits_for_approval_migrates_deploys_an
             axum::Router::new().route("/healthz", axum::routing::get(|| async { "web is up" }));
         axum::serve(listener, app).await
     });
-    let mock = MockAnthropic::start_routed(vec![(
-        "[tidewright template deploy: release-note]",
-        vec![Reply::Text(
-            "Deployed main to staging; the rollout and the smoke test passed.".into(),
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![(
+            "[tidewright template deploy: release-note]",
+            vec![Reply::Text(
+                "Deployed main to staging; the rollout and the smoke test passed.".into(),
+            )],
         )],
-    )])
+    )
     .await
     .expect("mock");
     let server = Server::start(dir.path()).expect("server");

@@ -1,0 +1,534 @@
+//! One suite for every agent runtime: each row is a real agent CLI
+//! (pinned, installed from npm by its script) talking to the mock of its
+//! provider's API on loopback, and every case runs once per row. What an
+//! agent runtime must do, whichever CLI it is: its tools run in the step's
+//! sandboxed workspace and stream as live logs; its answer, session and
+//! priced tokens become the step's output; the worker's key reaches the
+//! provider through the worker's proxy and never the CLI or the step; a
+//! provider's limit pauses the pool until the reset the provider named
+//! without spending an attempt; a retry on another worker, after the first
+//! is killed, resumes the session from its checkpoint; and the agent
+//! shares state through tidewright's MCP server. A new runtime is one more
+//! row (and one line in the macro at the bottom).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tidewright_api::v1;
+use tidewright_tests::provider::{self, Api, Mock, Reply};
+use tidewright_tests::*;
+
+/// Starts worker `name` of `server` running the CLI against `mock`, with
+/// its capabilities and slots and extra worker flags.
+type StartWorker =
+    fn(&Server, &Path, &str, &Mock, (&[&str], u32), &[&str]) -> anyhow::Result<Process>;
+
+/// One agent CLI, as the suite runs it.
+struct Cli {
+    /// The capability its workers offer (and the runtime's name in errors).
+    runtime: &'static str,
+    api: Api,
+    start: StartWorker,
+    /// A step of it: id and prompt.
+    step: fn(&str, &str) -> v1::StepSpec,
+    /// The model's call of the CLI's tool that writes `content` to `file`
+    /// in the workspace, and of the one that reads it back.
+    write: fn(&str, &str) -> Reply,
+    read: fn(&str) -> Reply,
+    /// How the write shows in the step's log: the line starts so.
+    written: &'static str,
+    /// The name the model calls tidewright's MCP tool `state_put` by.
+    state_put: &'static str,
+    /// The worker's key, as the provider's API receives it.
+    key: fn() -> String,
+    /// The attempt's tokens for `calls` model calls: input, cache read,
+    /// output.
+    tokens: fn(u64) -> (u64, u64, u64),
+    /// How the limit's reset is said in the limited attempt's error.
+    reset_source: &'static str,
+    /// The model tidewright prices this CLI's tokens for, by the
+    /// operator's `--prices` when given; `None` for a CLI that prices its
+    /// own run.
+    priced: Option<&'static str>,
+    /// What else of a run this CLI leaves to check, in the worker's
+    /// directory (`work/agent-1`): its own files (none of the step's
+    /// token left in them, the API's address as the proxy's).
+    left: fn(&Path, &Mock),
+}
+
+const CLAUDE_CODE: Cli = Cli {
+    runtime: "claude-code",
+    api: Api::Anthropic,
+    start: start_named_claude_worker,
+    step: |id, prompt| claude_step(id, prompt, &["Write", "Read"]),
+    write: Reply::claude_write,
+    read: Reply::claude_read,
+    written: "tool: Write file_path=",
+    state_put: "mcp__tidewright__state_put",
+    key: || "sk-ant-test-key".into(),
+    tokens: |calls| {
+        (
+            calls * provider::INPUT_TOKENS,
+            calls * provider::CACHED_TOKENS,
+            calls * provider::OUTPUT_TOKENS,
+        )
+    },
+    reset_source: "reset from retry-after: 3 s",
+    priced: None,
+    left: |_, _| {},
+};
+
+const CODEX: Cli = Cli {
+    runtime: "codex",
+    api: Api::OpenAi,
+    start: start_codex_worker,
+    step: codex_step,
+    write: |file, content| Reply::codex_command(&format!("echo {} > {file}", content.trim_end())),
+    read: |file| Reply::codex_command(&format!("cat {file}")),
+    written: "$ /bin/bash -lc 'echo ",
+    state_put: "mcp__tidewright/state_put",
+    key: || format!("Bearer {OPENAI_TEST_KEY}"),
+    tokens: uncached_input,
+    reset_source: "reset from retry-after: 3 s",
+    priced: Some(tidewright_worker::runtime::codex::DEFAULT_MODEL),
+    left: |work, mock| {
+        // Each working directory's config.toml names the API as the
+        // worker's proxy, never the API itself, and holds no key.
+        let homes = work.join(".codex-home/codex");
+        let configs = read_each(&homes, "config.toml");
+        assert!(
+            !configs.is_empty(),
+            "no config.toml under {}",
+            homes.display()
+        );
+        for config in configs {
+            assert!(
+                config.contains("base_url = \"http://127.0.0.1:") && !config.contains(&mock.url),
+                "the sandboxed CLI reaches the API through the worker's proxy:\n{config}"
+            );
+            assert!(!config.contains(OPENAI_TEST_KEY), "{config}");
+        }
+    },
+};
+
+const GEMINI_CLI: Cli = Cli {
+    runtime: "gemini-cli",
+    api: Api::Google,
+    start: start_gemini_worker,
+    step: gemini_step,
+    write: Reply::gemini_write,
+    read: |file| Reply::tool("read_file", json!({"file_path": file})),
+    written: "tool: write_file",
+    state_put: "mcp_tidewright_state_put",
+    key: || GEMINI_TEST_KEY.into(),
+    tokens: uncached_input,
+    reset_source: "reset from RetryInfo retryDelay: 3 s",
+    priced: Some(tidewright_worker::runtime::gemini::DEFAULT_MODEL),
+    left: |work, _| {
+        // The settings a run's MCP server was given the step's token in
+        // keep none once the run is over.
+        for settings in read_each(&work.join(".gemini-home/gemini"), ".gemini/settings.json") {
+            assert!(!settings.contains("tidewright_step_"), "{settings}");
+        }
+    },
+};
+
+/// Tokens as OpenAI's and Google's APIs count them: the cached ones are
+/// part of the input, and tidewright counts them apart.
+fn uncached_input(calls: u64) -> (u64, u64, u64) {
+    (
+        calls * (provider::INPUT_TOKENS - provider::CACHED_TOKENS),
+        calls * provider::CACHED_TOKENS,
+        calls * provider::OUTPUT_TOKENS,
+    )
+}
+
+/// The file `name` in each directory under `dir`.
+fn read_each(dir: &Path, name: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join(name)).ok())
+        .collect()
+}
+
+/// A control plane with `flags`, and the mock of `cli`'s API answering
+/// `script`.
+async fn start(cli: &Cli, dir: &Path, flags: &[&str], script: Vec<Reply>) -> (Server, Mock) {
+    let mock = Mock::start(cli.api, script).await.expect("mock");
+    let server = Server::start_on(dir, "127.0.0.1:0", flags).expect("server");
+    (server, mock)
+}
+
+/// The lines attempt `attempt` logged.
+fn log_of(events: &[v1::Event], attempt: u32) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(l)) if l.attempt == attempt => Some(l.line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn a_tool_writes_a_file_and_the_answer_session_and_cost_become_the_output(cli: &Cli) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = vec![
+        (cli.write)("hello.txt", "hello from the agent\n"),
+        Reply::Text("Wrote hello.txt.".into()),
+    ];
+    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    // The operator's price for the model, per million tokens.
+    let prices = dir.path().join("prices.yaml");
+    let mut flags = vec!["--keep-workspaces".to_string()];
+    if let Some(model) = cli.priced {
+        std::fs::write(
+            &prices,
+            format!("{model}: {{input: 2, cachedInput: 0.5, output: 10}}\n"),
+        )
+        .expect("prices");
+        flags.extend(["--prices".into(), prices.display().to_string()]);
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 2),
+        &flags,
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task("agent", vec![(cli.step)("write", "Write hello.txt")]),
+    )
+    .await
+    .expect("submit");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+
+    let workspace = dir
+        .path()
+        .join("work/agent-1")
+        .join(&id)
+        .join("write/attempt-1");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.txt")).expect("the tool wrote the file"),
+        "hello from the agent\n"
+    );
+    let step = &task.steps[0];
+    let output: Value = serde_json::from_str(&step.output_json).expect("output JSON");
+    assert_eq!(output["result"], "Wrote hello.txt.");
+    let session = output["sessionId"].as_str().unwrap_or_default();
+    assert!(!session.is_empty(), "{output}");
+    assert_eq!(step.attempts[0].session_id, session);
+    assert!(!step.attempts[0].model.is_empty(), "{:?}", step.attempts[0]);
+    // Two model calls, each of the mock's usage; the same cost on the
+    // attempt, the step and the task.
+    let cost = step.attempts[0].cost.expect("a cost");
+    assert_eq!(
+        (
+            cost.input_tokens,
+            cost.cache_read_tokens,
+            cost.output_tokens
+        ),
+        (cli.tokens)(2)
+    );
+    assert!(cost.usd > 0.0, "{cost:?}");
+    if let Some(model) = cli.priced {
+        // Priced by tidewright at the operator's price.
+        assert_eq!(step.attempts[0].model, model);
+        let (input, cached, out) = (cli.tokens)(2);
+        let usd = (input as f64 * 2.0 + cached as f64 * 0.5 + out as f64 * 10.0) / 1e6;
+        assert!((cost.usd - usd).abs() < 1e-12, "{} against {usd}", cost.usd);
+    }
+    assert_eq!(step.cost.as_ref(), Some(&cost));
+    assert_eq!(task.cost.as_ref(), Some(&cost));
+
+    // The tool call was in the stream while the step ran.
+    let seq_of = |wanted: &dyn Fn(&v1::event::Kind) -> bool| {
+        events
+            .iter()
+            .find(|e| e.kind.as_ref().is_some_and(wanted))
+            .map(|e| e.seq)
+    };
+    let tool = seq_of(&|k| matches!(k, v1::event::Kind::Log(l) if l.line.starts_with(cli.written)))
+        .unwrap_or_else(|| panic!("the tool call was logged: {:?}", log_of(&events, 1)));
+    let succeeded = seq_of(&|k| {
+        matches!(k, v1::event::Kind::StepState(s) if s.state == v1::StepState::Succeeded as i32)
+    })
+    .expect("the step succeeded");
+    assert!(tool < succeeded);
+
+    // The API saw the worker's key, put there by the worker's proxy; the
+    // CLI held its attempt's, and nothing the step said shows the key.
+    let keys = mock.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let key = (cli.key)();
+    for seen in &keys {
+        assert_eq!(seen, &key);
+    }
+    let bare = key.trim_start_matches("Bearer ");
+    let said = format!("{events:?}{}", step.output_json);
+    assert!(!said.contains(bare), "the key leaked: {said}");
+    (cli.left)(&dir.path().join("work/agent-1"), &mock);
+}
+
+/// The provider's 429 names its reset, which the worker's model proxy
+/// reads from the answer (the CLIs do not pass it on): the CLI makes one
+/// request and ends, the pool's agents of this runtime pause until the
+/// reset rather than for the control plane's back-off (60 s, longer than
+/// this test waits), the limited attempt does not count, and the step runs
+/// again and succeeds.
+async fn a_limit_pauses_the_pool_until_the_providers_reset_and_spends_no_attempt(cli: &Cli) {
+    const RESET_SECONDS: i64 = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = vec![
+        Reply::limit(RESET_SECONDS),
+        Reply::Text("Done after the pause.".into()),
+    ];
+    let (server, mock) = start(
+        cli,
+        dir.path(),
+        &["--provider-limit-backoff", "60s"],
+        script,
+    )
+    .await;
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 1),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let mut step = (cli.step)("ask", "Say hello");
+    step.retry = quick_retries(1);
+    let id = submit(&client, task("limited", vec![step]))
+        .await
+        .expect("submit");
+    let done = wait_succeeded(&client, &id, Duration::from_secs(45))
+        .await
+        .unwrap_or_else(|e| panic!("{}: the step succeeds after the reset: {e}", cli.runtime));
+    let step = &done.steps[0];
+    assert_eq!(step.attempts.len(), 2, "{:?}", step.attempts);
+    let limited = &step.attempts[0].error;
+    assert!(
+        limited.starts_with(&format!("{} rate limited (", cli.runtime))
+            && limited.contains(cli.reset_source)
+            && limited.contains("(until the reset)")
+            && limited.contains("this attempt does not count"),
+        "{limited}"
+    );
+    let output: Value = serde_json::from_str(&step.output_json).expect("output JSON");
+    assert_eq!(output["result"], "Done after the pause.");
+    // One request per attempt: the CLI did not retry on its own.
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 2, "one request an attempt");
+    let paused = arrivals[1] - arrivals[0];
+    assert!(
+        paused >= RESET_SECONDS * 1_000_000,
+        "the next request came {paused} µs after the limit, before its reset"
+    );
+}
+
+/// An attempt that fails on worker A leaves its session with the control
+/// plane; A is killed (SIGKILL); the retry runs on worker B, in B's own
+/// directories, and resumes the same session: the real CLI sends the
+/// earlier conversation again and reads the file attempt 1 wrote.
+async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint(cli: &Cli) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = vec![
+        // Attempt 1, on A: writes a file, then the API fails it.
+        (cli.write)("notes.txt", "half done\n"),
+        Reply::Error {
+            status: 500,
+            message: "the mock fell over".into(),
+        },
+        // Attempt 2, on B: reads the file back, and finishes.
+        (cli.read)("notes.txt"),
+        Reply::Text("Finished where I left off.".into()),
+    ];
+    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    let mut worker_a = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 1),
+        &[],
+    )
+    .expect("worker A");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Write notes.txt, then finish {}", std::process::id());
+    let mut step = (cli.step)("notes", &prompt);
+    // The retry waits long enough for the test to stop A first.
+    step.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 3000,
+        max_delay_ms: 3000,
+        multiplier: 1.0,
+    });
+    let id = submit(&client, task("travels", vec![step]))
+        .await
+        .expect("submit");
+    wait_task(&client, &id, Duration::from_secs(60), |t| {
+        let step = t.steps.into_iter().next()?;
+        step.attempts
+            .first()
+            .filter(|a| a.state == v1::StepState::Failed as i32)
+            .cloned()
+    })
+    .await
+    .expect("attempt 1 fails");
+    worker_a.kill();
+
+    let _worker_b = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-2",
+        &mock,
+        (&[cli.runtime], 1),
+        &[],
+    )
+    .expect("worker B");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the task succeeds on B");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        (attempts[0].worker.as_str(), attempts[1].worker.as_str()),
+        ("agent-1", "agent-2")
+    );
+    let session = &attempts[0].session_id;
+    assert!(!session.is_empty());
+    assert_eq!(&attempts[1].session_id, session, "the same session goes on");
+    assert!(
+        log_of(&events, 1)
+            .iter()
+            .any(|l| l.starts_with(&format!("checkpoint kept: session {session}, "))),
+        "{:?}",
+        log_of(&events, 1)
+    );
+    let resumed = log_of(&events, 2);
+    assert!(
+        resumed.contains(&format!(
+            "resuming session {session} of attempt 1 from the checkpoint attempt 1 left"
+        )),
+        "{resumed:?}"
+    );
+    mock.assert_resumed(&prompt, "notes.txt", "half done");
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output JSON");
+    assert_eq!(output["result"], "Finished where I left off.");
+    // Each attempt is charged its own model calls: one on A (the 500 costs
+    // nothing), two on B, whatever the session spent before.
+    let input = |a: &v1::Attempt| a.cost.map(|c| (c.input_tokens, c.cache_read_tokens));
+    let (one, two) = ((cli.tokens)(1), (cli.tokens)(2));
+    assert_eq!(
+        (input(&attempts[0]), input(&attempts[1])),
+        (Some((one.0, one.1)), Some((two.0, two.1))),
+        "{attempts:?}"
+    );
+}
+
+/// The CLI starts tidewright's shared-state MCP server with the step's
+/// token: the agent stores a finding with `state_put`, is told its
+/// version, and the next step reads it.
+async fn the_agent_shares_a_finding_through_tidewrights_mcp_server(cli: &Cli) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = vec![
+        Reply::tool(
+            cli.state_put,
+            json!({"key": "finding", "value": {"bug": "off by one"}}),
+        ),
+        Reply::Text("Shared the finding.".into()),
+    ];
+    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime, "shell"], 2),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task(
+            "share",
+            vec![
+                (cli.step)("investigate", "Find the bug and share it"),
+                shell_step(
+                    "fix",
+                    &["investigate"],
+                    r#"tidewright state get finding > "$TIDEWRIGHT_OUTPUT""#,
+                ),
+            ],
+        ),
+    )
+    .await
+    .expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeded");
+    assert_eq!(
+        step_output(&task, "fix").expect("output"),
+        json!({"bug": "off by one"})
+    );
+    // What the agent was told: the value's new version.
+    let told = mock
+        .requests()
+        .last()
+        .cloned()
+        .expect("a request")
+        .to_string();
+    assert!(told.contains(r#"\"version\":1"#), "{told}");
+    (cli.left)(&dir.path().join("work/agent-1"), &mock);
+}
+
+/// The suite, once per runtime: a module of tests per row.
+macro_rules! suite {
+    ($($module:ident => $cli:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_tool_writes_a_file_and_the_answer_session_and_cost_become_the_output() {
+                super::a_tool_writes_a_file_and_the_answer_session_and_cost_become_the_output(&$cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_limit_pauses_the_pool_until_the_providers_reset_and_spends_no_attempt() {
+                super::a_limit_pauses_the_pool_until_the_providers_reset_and_spends_no_attempt(&$cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint() {
+                super::a_retry_on_another_worker_resumes_the_session_from_its_checkpoint(&$cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_agent_shares_a_finding_through_tidewrights_mcp_server() {
+                super::the_agent_shares_a_finding_through_tidewrights_mcp_server(&$cli).await;
+            }
+        }
+    )*};
+}
+
+suite! {
+    claude_code => CLAUDE_CODE,
+    codex => CODEX,
+    gemini_cli => GEMINI_CLI,
+}
