@@ -105,7 +105,7 @@ mod tests {
     use crate::runtime::claude::stream::{Line, parse_line};
 
     /// The pinned CLI's stream for each way a run can end on an API error,
-    /// recorded by `tests/tests/claude_fixtures.rs` against the mock API
+    /// recorded by `tests/tests/agent_fixtures.rs` against the mock API
     /// (`TIDEWRIGHT_RECORD_FIXTURES=1`); never written by hand.
     fn fixture(name: &str) -> (Option<LimitEvent>, Option<RunResult>) {
         let path = format!(

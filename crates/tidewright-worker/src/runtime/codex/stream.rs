@@ -422,7 +422,7 @@ mod tests {
     }
 
     /// The pinned CLI's stream of a run, recorded by
-    /// `tests/tests/codex_fixtures.rs` against the mock Responses API
+    /// `tests/tests/agent_fixtures.rs` against the mock Responses API
     /// (`TIDEWRIGHT_RECORD_FIXTURES=1`); never written by hand. Read as the
     /// worker reads it: the run, and the log lines it made.
     fn replay(name: &str) -> (CodexRun, Vec<String>) {

@@ -310,7 +310,7 @@ mod tests {
     use super::*;
 
     /// The pinned CLI's stream of a run, recorded by
-    /// `tests/tests/gemini_fixtures.rs` against the mock Gemini API
+    /// `tests/tests/agent_fixtures.rs` against the mock Gemini API
     /// (`TIDEWRIGHT_RECORD_FIXTURES=1`); never written by hand.
     fn replay(name: &str) -> (GeminiRun, Vec<String>) {
         let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));

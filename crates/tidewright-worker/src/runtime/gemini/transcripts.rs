@@ -200,7 +200,7 @@ mod tests {
     }
 
     /// A transcript the pinned CLI left, recorded by
-    /// `tests/tests/gemini_fixtures.rs`; never written by hand.
+    /// `tests/tests/agent_fixtures.rs`; never written by hand.
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/gemini")
