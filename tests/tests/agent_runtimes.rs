@@ -38,8 +38,9 @@ struct Cli {
     read: fn(&str) -> Reply,
     /// How the write shows in the step's log: the line starts so.
     written: &'static str,
-    /// The name the model calls tidewright's MCP tool `state_put` by.
-    state_put: &'static str,
+    /// How the model names tidewright's MCP tools `state_*`: this, then
+    /// `put` or `get`.
+    state_tools: &'static str,
     /// The worker's key, as the provider's API receives it.
     key: fn() -> String,
     /// The attempt's tokens for `calls` model calls: input, cache read,
@@ -65,7 +66,7 @@ const CLAUDE_CODE: Cli = Cli {
     write: Reply::claude_write,
     read: Reply::claude_read,
     written: "tool: Write file_path=",
-    state_put: "mcp__tidewright__state_put",
+    state_tools: "mcp__tidewright__state_",
     key: || "sk-ant-test-key".into(),
     tokens: |calls| {
         (
@@ -87,7 +88,7 @@ const CODEX: Cli = Cli {
     write: |file, content| Reply::codex_command(&format!("echo {} > {file}", content.trim_end())),
     read: |file| Reply::codex_command(&format!("cat {file}")),
     written: "$ /bin/bash -lc 'echo ",
-    state_put: "mcp__tidewright/state_put",
+    state_tools: "mcp__tidewright/state_",
     key: || format!("Bearer {OPENAI_TEST_KEY}"),
     tokens: uncached_input,
     reset_source: "reset from retry-after: 3 s",
@@ -120,7 +121,7 @@ const GEMINI_CLI: Cli = Cli {
     write: Reply::gemini_write,
     read: |file| Reply::tool("read_file", json!({"file_path": file})),
     written: "tool: write_file",
-    state_put: "mcp_tidewright_state_put",
+    state_tools: "mcp_tidewright_state_",
     key: || GEMINI_TEST_KEY.into(),
     tokens: uncached_input,
     reset_source: "reset from RetryInfo retryDelay: 3 s",
@@ -442,14 +443,24 @@ async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint(cli: 
 }
 
 /// The CLI starts tidewright's shared-state MCP server with the step's
-/// token: the agent stores a finding with `state_put`, is told its
-/// version, and the next step reads it.
+/// token: the agent stores a finding with `state_put`, a stale
+/// compare-and-set is refused and the agent told so, the agent reads the
+/// value back, and the next step reads it.
 async fn the_agent_shares_a_finding_through_tidewrights_mcp_server(cli: &Cli) {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = vec![
         Reply::tool(
-            cli.state_put,
-            json!({"key": "finding", "value": {"bug": "off by one"}}),
+            &format!("{}put", cli.state_tools),
+            json!({"key": "finding", "value": {"bug": "off by one", "line": 42}, "expectVersion": 0}),
+        ),
+        // A second writer's view: stale, so refused, and the agent is told.
+        Reply::tool(
+            &format!("{}put", cli.state_tools),
+            json!({"key": "finding", "value": {"bug": "none"}, "expectVersion": 7}),
+        ),
+        Reply::tool(
+            &format!("{}get", cli.state_tools),
+            json!({"key": "finding"}),
         ),
         Reply::Text("Shared the finding.".into()),
     ];
@@ -480,21 +491,22 @@ async fn the_agent_shares_a_finding_through_tidewrights_mcp_server(cli: &Cli) {
     )
     .await
     .expect("submit");
-    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+    let task = wait_succeeded(&client, &id, Duration::from_secs(90))
         .await
         .expect("succeeded");
     assert_eq!(
         step_output(&task, "fix").expect("output"),
-        json!({"bug": "off by one"})
+        json!({"bug": "off by one", "line": 42})
     );
-    // What the agent was told: the value's new version.
-    let told = mock
-        .requests()
-        .last()
-        .cloned()
-        .expect("a request")
-        .to_string();
-    assert!(told.contains(r#"\"version\":1"#), "{told}");
+    // What the agent saw of its tools: the stored version, the refused
+    // compare-and-set, and the value read back.
+    let results = mock.tool_results();
+    assert_eq!(results.len(), 3, "{results:#?}");
+    let said = |n: usize| results[n].to_string().replace('\\', "");
+    assert!(said(0).contains(r#""version":1"#), "{}", said(0));
+    let refused = format!("conflict: {id}/finding is at version 1, not version 7");
+    assert!(said(1).contains(&refused), "{}", said(1));
+    assert!(said(2).contains(r#""line":42"#), "{}", said(2));
     (cli.left)(&dir.path().join("work/agent-1"), &mock);
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tidewright_api::v1;
 use tidewright_tests::provider::{self, Api, Mock, Reply, Reset};
 use tidewright_tests::*;
@@ -339,111 +339,6 @@ fn cli_pid(marker: &str) -> Option<u32> {
                 .contains(marker)
                 .then_some(pid)
         })
-}
-
-/// Every `tool_result` the CLI sent back to the API, once each (later
-/// requests repeat the history), in order.
-fn tool_results(mock: &Mock) -> Vec<Value> {
-    let mut seen: Vec<Value> = Vec::new();
-    for request in mock.requests() {
-        for message in request["messages"].as_array().into_iter().flatten() {
-            for block in message["content"].as_array().into_iter().flatten() {
-                if block["type"] == "tool_result"
-                    && !seen
-                        .iter()
-                        .any(|s| s["tool_use_id"] == block["tool_use_id"])
-                {
-                    seen.push(block.clone());
-                }
-            }
-        }
-    }
-    seen
-}
-
-fn result_text(block: &Value) -> String {
-    match &block["content"] {
-        Value::String(text) => text.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(""),
-        other => other.to_string(),
-    }
-}
-
-// Multi-threaded: the CLI's MCP server calls the control plane while the
-// test waits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_shares_a_finding_through_its_mcp_tools_and_the_next_step_reads_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mock = Mock::start(
-        Api::Anthropic,
-        vec![
-            Reply::Tool {
-                name: "mcp__tidewright__state_put".into(),
-                args: json!({"key": "finding", "value": {"bug": "off by one", "line": 42},
-                          "expectVersion": 0}),
-            },
-            // A second writer's view: stale, so refused, and the agent is told.
-            Reply::Tool {
-                name: "mcp__tidewright__state_put".into(),
-                args: json!({"key": "finding", "value": {"bug": "none"}, "expectVersion": 7}),
-            },
-            Reply::Tool {
-                name: "mcp__tidewright__state_get".into(),
-                args: json!({"key": "finding"}),
-            },
-            Reply::Text("Shared the finding.".into()),
-        ],
-    )
-    .await
-    .expect("mock");
-    let (server, _worker) =
-        claude_worker_with(dir.path(), &mock, &["claude-code", "shell"], &[]).await;
-    let client = server.tasks().await.expect("client");
-    let id = submit(
-        &client,
-        task(
-            "share",
-            vec![
-                claude_step("investigate", "Find the bug and share it", &[]),
-                shell_step(
-                    "fix",
-                    &["investigate"],
-                    r#"tidewright state get finding > "$TIDEWRIGHT_OUTPUT""#,
-                ),
-            ],
-        ),
-    )
-    .await
-    .expect("submit");
-    let task = wait_succeeded(&client, &id, Duration::from_secs(90))
-        .await
-        .expect("succeeded");
-    assert_eq!(
-        step_output(&task, "fix").expect("output"),
-        json!({"bug": "off by one", "line": 42})
-    );
-
-    // What the agent saw of its tools: the stored version, the refused
-    // compare-and-set, and the value read back.
-    let results = tool_results(&mock);
-    assert_eq!(results.len(), 3, "{results:#?}");
-    let stored: Value = serde_json::from_str(&result_text(&results[0])).expect("json");
-    assert_eq!(stored, json!({"key": "finding", "version": 1}));
-    assert_eq!(results[1]["is_error"], true, "{:?}", results[1]);
-    let refused = result_text(&results[1]);
-    assert!(
-        refused.starts_with(&format!(
-            "conflict: {id}/finding is at version 1, not version 7"
-        )),
-        "{refused}"
-    );
-    let got: Value = serde_json::from_str(&result_text(&results[2])).expect("json");
-    assert_eq!(got["value"], json!({"bug": "off by one", "line": 42}));
-    assert_eq!(got["version"], 1);
 }
 
 #[tokio::test]

@@ -307,6 +307,16 @@ impl Mock {
         );
     }
 
+    /// The tool results the last request carried back to the model, in
+    /// order: each as JSON when its text is.
+    pub fn tool_results(&self) -> Vec<Value> {
+        let requests = self.requests();
+        let Some(last) = requests.last() else {
+            return Vec::new();
+        };
+        read(self.api, last, &HeaderMap::new()).2.results
+    }
+
     /// Requests held open by a `Hang` reply.
     pub fn hanging(&self) -> usize {
         self.with(|s| s.hanging)
