@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 ./scripts/claude.sh
 ./scripts/codex.sh
 ./scripts/gemini.sh
+./scripts/qwen.sh
 # The console's tests: its build tools (a test rebuilds the checked-in
 # bundle from its sources), and a real Chromium with its WebDriver.
 ./scripts/console.sh

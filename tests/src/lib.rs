@@ -443,38 +443,63 @@ pub fn start_worker(
     start_worker_env(url, dir, name, capabilities, slots, extra, token, &[])
 }
 
-/// The real Claude Code CLI the tests run: `TIDEWRIGHT_TEST_CLAUDE_BIN`, or the
-/// one scripts/claude.sh installs.
-/// The pinned Codex CLI `scripts/codex.sh` installs (or
-/// `TIDEWRIGHT_TEST_CODEX_BIN`).
-pub fn codex_bin() -> PathBuf {
-    let path = std::env::var_os("TIDEWRIGHT_TEST_CODEX_BIN")
+/// A pinned agent CLI the tests run: `$variable`, or the one its script
+/// installs into `.tools/<dir>`.
+fn pinned_bin(variable: &str, dir: &str, exe: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/codex/node_modules/.bin/codex")
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../.tools")
+                .join(dir)
+                .join("node_modules/.bin")
+                .join(exe)
         });
     assert!(
         path.exists(),
-        "no Codex CLI at {}: run scripts/codex.sh (make test does)",
+        "no {name} CLI at {}: run scripts/{dir}.sh (make test does)",
         path.display()
     );
     path
 }
 
-/// The pinned Gemini CLI `scripts/gemini.sh` installs (or
-/// `TIDEWRIGHT_TEST_GEMINI_BIN`).
+/// The pinned Claude Code CLI (or `TIDEWRIGHT_TEST_CLAUDE_BIN`).
+pub fn claude_bin() -> PathBuf {
+    pinned_bin(
+        "TIDEWRIGHT_TEST_CLAUDE_BIN",
+        "claude",
+        "claude",
+        "Claude Code",
+    )
+}
+
+/// The pinned Codex CLI (or `TIDEWRIGHT_TEST_CODEX_BIN`).
+pub fn codex_bin() -> PathBuf {
+    pinned_bin("TIDEWRIGHT_TEST_CODEX_BIN", "codex", "codex", "Codex")
+}
+
+/// The pinned Gemini CLI (or `TIDEWRIGHT_TEST_GEMINI_BIN`).
 pub fn gemini_bin() -> PathBuf {
-    let path = std::env::var_os("TIDEWRIGHT_TEST_GEMINI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/gemini/node_modules/.bin/gemini")
-        });
-    assert!(
-        path.exists(),
-        "no Gemini CLI at {}: run scripts/gemini.sh (make test does)",
-        path.display()
-    );
-    path
+    pinned_bin("TIDEWRIGHT_TEST_GEMINI_BIN", "gemini", "gemini", "Gemini")
+}
+
+/// The pinned Qwen Code CLI (or `TIDEWRIGHT_TEST_QWEN_BIN`).
+pub fn qwen_bin() -> PathBuf {
+    pinned_bin("TIDEWRIGHT_TEST_QWEN_BIN", "qwen", "qwen", "Qwen Code")
+}
+
+/// An `agent` step on the CLI `cli` (its capability): `prompt`, the
+/// worker's model.
+pub fn agent_step(cli: &str, id: &str, prompt: &str) -> v1::StepSpec {
+    v1::StepSpec {
+        id: id.into(),
+        runtime: Some(v1::step_spec::Runtime::Agent(v1::AgentCliRuntime {
+            cli: cli.into(),
+            prompt: prompt.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
 }
 
 /// A Gemini CLI step: `prompt`, the worker's model.
@@ -487,20 +512,6 @@ pub fn gemini_step(id: &str, prompt: &str) -> v1::StepSpec {
         })),
         ..Default::default()
     }
-}
-
-pub fn claude_bin() -> PathBuf {
-    let path = std::env::var_os("TIDEWRIGHT_TEST_CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/claude/node_modules/.bin/claude")
-        });
-    assert!(
-        path.exists(),
-        "no Claude Code CLI at {}: run scripts/claude.sh (make test does)",
-        path.display()
-    );
-    path
 }
 
 /// A control plane and its one worker `agent-1` (one slot), running Claude
@@ -595,6 +606,32 @@ pub fn start_gemini_worker(
         server,
         (dir, name),
         ("--gemini-bin", gemini_bin()),
+        &env,
+        offer,
+        flags,
+    )
+}
+
+/// Starts worker `name` of `server`, running Qwen Code steps with the real
+/// CLI against `mock` (OpenAI's Responses API, as Codex's: the worker's
+/// `OPENAI_BASE_URL` and key), with its capabilities and slots and extra
+/// worker `flags`.
+pub fn start_qwen_worker(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    mock: &provider::Mock,
+    offer: (&[&str], u32),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let env = [
+        ("OPENAI_BASE_URL", mock.url.as_str()),
+        ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+    ];
+    start_cli_worker(
+        server,
+        (dir, name),
+        ("--qwen-bin", qwen_bin()),
         &env,
         offer,
         flags,

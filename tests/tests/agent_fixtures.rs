@@ -17,7 +17,7 @@ use std::pin::Pin;
 use serde_json::Value;
 use tidewright_tests::fixtures::PinnedCli;
 use tidewright_tests::provider::Reply;
-use tidewright_tests::{claude_bin, codex_bin, gemini_bin};
+use tidewright_tests::{claude_bin, codex_bin, gemini_bin, qwen_bin};
 
 /// One run: what the mock answers, and whether the CLI runs on a
 /// subscription's token (Claude Code then reports usage windows as
@@ -129,6 +129,24 @@ const GEMINI_CLI: Row = Row {
     transcript_shape: gemini::session_shape,
 };
 
+const QWEN_CODE: Row = Row {
+    cli: PinnedCli {
+        name: "Qwen Code",
+        version_file: "scripts/qwen-code.version",
+        install: "scripts/qwen.sh",
+        version_variable: "QWEN_CODE_VERSION",
+        fixtures: "crates/tidewright-worker/tests/fixtures/qwen",
+        test: "agent_fixtures",
+        reader: "crates/tidewright-worker/src/runtime/qwen/stream.rs",
+    },
+    bin: qwen_bin,
+    version_word: 0,
+    cases: qwen::cases,
+    record: |case| Box::pin(qwen::record(case)),
+    shape: qwen::shape,
+    transcript_shape: |_| Value::Null,
+};
+
 fn the_installed_cli_is_the_pinned_one_and_so_are_its_fixtures(row: &Row) {
     row.cli.check_pinned(&row.installed(), &(row.bin)());
 }
@@ -177,6 +195,7 @@ suite! {
     claude_code => CLAUDE_CODE,
     codex => CODEX,
     gemini_cli => GEMINI_CLI,
+    qwen_code => QWEN_CODE,
 }
 
 /// Claude Code: API errors and limits as its stream reports them.
@@ -623,5 +642,141 @@ mod gemini {
             })
             .collect();
         Value::Array(kinds)
+    }
+}
+
+/// Qwen Code: a tool call, a limit and an error, as `--output-format
+/// stream-json` streams them on OpenAI's Responses API.
+mod qwen {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+    use tidewright_tests::provider::{Api, Mock, Reply};
+    use tidewright_tests::qwen_bin;
+
+    use super::{Case, Recorded, case};
+
+    pub fn cases() -> Vec<Case> {
+        vec![
+            case(
+                "tool-then-answer",
+                vec![
+                    Reply::tool(
+                        "write_file",
+                        json!({"file_path": "{cwd}/hello.txt", "content": "hello from qwen\n"}),
+                    ),
+                    Reply::Text("Wrote hello.txt.".into()),
+                ],
+            ),
+            case("api-429", vec![Reply::limit(37)]),
+            case(
+                "api-500",
+                vec![Reply::Error {
+                    status: 500,
+                    message: "mock: internal".into(),
+                }],
+            ),
+        ]
+    }
+
+    /// Runs the CLI as the worker does (its home and the settings tidewright
+    /// writes, headless, stream-json, the key by environment) against a
+    /// mock that answers `case`; its stdout.
+    pub async fn record(case: &Case) -> Recorded {
+        let mock = Mock::start(Api::OpenAi, case.replies.clone())
+            .await
+            .expect("mock");
+        let home = tempfile::tempdir().expect("home");
+        let qwen_home = home.path().join("qwen");
+        std::fs::create_dir_all(&qwen_home).expect("dir");
+        std::fs::write(
+            qwen_home.join("settings.json"),
+            tidewright_worker::runtime::qwen::settings_json(None),
+        )
+        .expect("settings");
+        let work = tempfile::tempdir().expect("work");
+        let mut command = tokio::process::Command::new(qwen_bin());
+        command
+            .args([
+                "--auth-type",
+                "openai-responses",
+                "-m",
+                tidewright_worker::runtime::qwen::DEFAULT_MODEL,
+                "--output-format",
+                "stream-json",
+                "--approval-mode",
+                "yolo",
+                "--prompt=Write hello.txt",
+            ])
+            .current_dir(work.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("QWEN_HOME", &qwen_home)
+            .env("QWEN_CODE_SUPPRESS_YOLO_WARNING", "1")
+            .env("OPENAI_BASE_URL", &mock.url)
+            .env("OPENAI_API_KEY", "sk-mock-key")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{}: the CLI did not end within 120 s", case.name))
+            .expect("the CLI ran");
+        Recorded {
+            stream: String::from_utf8_lossy(&out.stdout).into_owned(),
+            transcript: None,
+        }
+    }
+
+    /// What of a stream decides how tidewright reads the run: each line's
+    /// kind, an assistant message's blocks and which token counts its usage
+    /// has, a tool result's error flag, and how the result ended with the
+    /// status its error names. Ids, texts and times vary.
+    pub fn shape(stream: &str) -> Value {
+        let keys = |v: &Value| {
+            let mut keys: Vec<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            keys.sort();
+            keys
+        };
+        let mut lines = Vec::new();
+        for line in stream.lines() {
+            let Ok(value) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let kind = value["type"].as_str().unwrap_or_default();
+            lines.push(match kind {
+                "system" => json!({"type": kind, "subtype": value["subtype"]}),
+                "assistant" => json!({
+                    "type": kind,
+                    "blocks": value["message"]["content"].as_array().map(|blocks| {
+                        blocks.iter().map(|b| b["type"].clone()).collect::<Vec<_>>()
+                    }),
+                    "usage": keys(&value["message"]["usage"]),
+                }),
+                "user" => json!({
+                    "type": kind,
+                    "errors": value["message"]["content"].as_array().map(|blocks| {
+                        blocks.iter().map(|b| b["is_error"].clone()).collect::<Vec<_>>()
+                    }),
+                }),
+                "result" => json!({
+                    "type": kind,
+                    "subtype": value["subtype"],
+                    "is_error": value["is_error"],
+                    "status": tidewright_worker::runtime::qwen::stream::status_of(
+                        value["error"]["message"].as_str().unwrap_or_default()
+                    ),
+                }),
+                // Other events come and go with timing.
+                _ => continue,
+            });
+        }
+        Value::Array(lines)
     }
 }

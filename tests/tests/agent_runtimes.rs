@@ -135,6 +135,34 @@ const GEMINI_CLI: Cli = Cli {
     },
 };
 
+const QWEN_CODE: Cli = Cli {
+    runtime: "qwen-code",
+    api: Api::OpenAi,
+    start: start_qwen_worker,
+    step: |id, prompt| agent_step("qwen-code", id, prompt),
+    // Its file tools take absolute paths only.
+    write: |file, content| {
+        Reply::tool(
+            "write_file",
+            json!({"file_path": format!("{{cwd}}/{file}"), "content": content}),
+        )
+    },
+    read: |file| Reply::tool("read_file", json!({"file_path": format!("{{cwd}}/{file}")})),
+    written: "tool: write_file",
+    state_tools: "mcp__tidewright__state_",
+    key: || format!("Bearer {OPENAI_TEST_KEY}"),
+    tokens: uncached_input,
+    reset_source: "reset from retry-after: 3 s",
+    priced: Some(tidewright_worker::runtime::qwen::DEFAULT_MODEL),
+    left: |work, _| {
+        // The settings a run's MCP server was given the step's token in
+        // keep none once the run is over.
+        for settings in read_each(&work.join(".qwen-home/qwen"), "settings.json") {
+            assert!(!settings.contains("tidewright_step_"), "{settings}");
+        }
+    },
+};
+
 /// Tokens as OpenAI's and Google's APIs count them: the cached ones are
 /// part of the input, and tidewright counts them apart.
 fn uncached_input(calls: u64) -> (u64, u64, u64) {
@@ -543,4 +571,5 @@ suite! {
     claude_code => CLAUDE_CODE,
     codex => CODEX,
     gemini_cli => GEMINI_CLI,
+    qwen_code => QWEN_CODE,
 }

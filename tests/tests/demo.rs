@@ -210,8 +210,7 @@ async fn with_an_openai_endpoint_the_demo_ends_in_a_codex_step() {
         Api::OpenAi,
         vec![
             Reply::codex_command(
-                "cat context/inputs.json && echo '3 shards held 14 words.' > SUMMARY-codex.md"
-                    .into(),
+                "cat context/inputs.json && echo '3 shards held 14 words.' > SUMMARY-codex.md",
             ),
             Reply::Text("The three shards held 14 words in all.".into()),
         ],

@@ -153,6 +153,7 @@ impl From<v1::StepSpec> for core::StepSpec {
     fn from(step: v1::StepSpec) -> Self {
         let (mut shell, mut noop, mut claude_code, mut codex, mut gemini_cli, mut deliver) =
             (None, None, None, None, None, None);
+        let mut agent = None;
         match step.runtime {
             Some(v1::step_spec::Runtime::Shell(s)) => {
                 shell = Some(core::ShellSpec {
@@ -190,6 +191,13 @@ impl From<v1::StepSpec> for core::StepSpec {
                     model: Some(g.model).filter(|m| !m.is_empty()),
                 });
             }
+            Some(v1::step_spec::Runtime::Agent(a)) => {
+                agent = Some(core::AgentSpec {
+                    cli: a.cli,
+                    prompt: a.prompt,
+                    model: Some(a.model).filter(|m| !m.is_empty()),
+                });
+            }
             None => {}
         }
         core::StepSpec {
@@ -201,6 +209,7 @@ impl From<v1::StepSpec> for core::StepSpec {
             claude_code,
             codex,
             gemini_cli,
+            agent,
             deliver,
             retry: step.retry.map(|r| core::RetryPolicy {
                 max_attempts: r.max_attempts,
@@ -298,7 +307,13 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 (None, None, Some(_)) => {
                     Some(v1::step_spec::Runtime::Deliver(v1::DeliverRuntime {}))
                 }
-                (None, None, None) => None,
+                (None, None, None) => step.agent.as_ref().map(|agent| {
+                    v1::step_spec::Runtime::Agent(v1::AgentCliRuntime {
+                        cli: agent.cli.clone(),
+                        prompt: agent.prompt.clone(),
+                        model: agent.model.clone().unwrap_or_default(),
+                    })
+                }),
             },
         };
         v1::StepSpec {

@@ -517,6 +517,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                     Some(v1::step_spec::Runtime::ClaudeCode(_)) => "claude-code",
                     Some(v1::step_spec::Runtime::Codex(_)) => "codex",
                     Some(v1::step_spec::Runtime::GeminiCli(_)) => "gemini-cli",
+                    Some(v1::step_spec::Runtime::Agent(_)) => "agent",
                     Some(v1::step_spec::Runtime::Deliver(_)) => "deliver",
                     _ => "noop",
                 },

@@ -33,10 +33,10 @@ pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use repo::{RepoSpec, StepWork};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
 pub use spec::{
-    AGENT_CAPABILITIES, ApprovalSpec, CLAUDE_CODE, CODEX, ClaudeCodeSpec, CodexSandbox, CodexSpec,
-    DEFAULT_AGENT_STALL_SECONDS, GEMINI_CLI, GeminiSpec, NoopSpec, OnConflict, PROMPT_STEP,
-    PermissionMode, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec, TaskSpec, UNSANDBOXED,
-    is_agent_capability,
+    AGENT_CAPABILITIES, AgentSpec, ApprovalSpec, CLAUDE_CODE, CODEX, ClaudeCodeSpec, CodexSandbox,
+    CodexSpec, DEFAULT_AGENT_STALL_SECONDS, GEMINI_CLI, GeminiSpec, NoopSpec, OnConflict,
+    PROMPT_STEP, PermissionMode, QWEN_CODE, QueueView, RetryPolicy, Runtime, ShellSpec, StepSpec,
+    TaskSpec, UNSANDBOXED, is_agent_capability,
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use step_limits::StepLimits;

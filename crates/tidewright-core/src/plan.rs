@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::spec::{AGENT_CAPABILITIES, CLAUDE_CODE, CODEX, GEMINI_CLI};
-use crate::spec::{ClaudeCodeSpec, CodexSpec, GeminiSpec, ShellSpec, StepSpec};
+use crate::spec::{AgentSpec, ClaudeCodeSpec, CodexSpec, GeminiSpec, ShellSpec, StepSpec};
 
 /// The tool the model must call with its plan: its input is the plan.
 pub const PLAN_TOOL: &str = "submit_plan";
@@ -165,6 +165,13 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
                             ..GeminiSpec::default()
                         })
                     }
+                    other if crate::spec::is_agent_capability(other) => {
+                        step.agent = Some(AgentSpec {
+                            cli: other.to_string(),
+                            prompt,
+                            model: None,
+                        })
+                    }
                     other => {
                         return Err(format!(
                             "steps[{i}]: step {:?} names runtime {other:?}, not one of {}",
@@ -281,13 +288,24 @@ mod tests {
         let runtime = &schema["properties"]["steps"]["items"]["properties"]["runtime"];
         assert_eq!(
             runtime["enum"],
-            json!(["claude-code", "codex", "gemini-cli"])
+            json!(["claude-code", "codex", "gemini-cli", "qwen-code"])
         );
 
         let err = |v: Value| parse_plan(&v).expect_err("refused");
         assert_eq!(
             err(json!({"steps": [{"id": "a", "prompt": "p", "runtime": "cursor"}]})),
-            "steps[0]: step \"a\" names runtime \"cursor\", not one of claude-code, codex, gemini-cli"
+            "steps[0]: step \"a\" names runtime \"cursor\", not one of claude-code, codex, gemini-cli, qwen-code"
+        );
+        // An agent CLI with no runtime field of its own runs as an `agent` step.
+        let qwen =
+            parse_plan(&json!({"steps": [{"id": "a", "prompt": "p", "runtime": "qwen-code"}]}))
+                .expect("a plan");
+        assert_eq!(
+            qwen.steps[0]
+                .agent
+                .as_ref()
+                .map(|a| (a.cli.as_str(), a.prompt.as_str())),
+            Some(("qwen-code", "p"))
         );
         assert!(
             err(json!({"steps": [{"id": "a", "prompt": "p", "runtime": "codex", "maxTurns": 2}]}))

@@ -101,6 +101,12 @@ pub struct StepSpec {
     /// step's workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gemini_cli: Option<GeminiSpec>,
+    /// Runs an agent CLI that the workers know by its capability
+    /// (`qwen-code`, or any of the above) headless on a prompt, in the
+    /// step's workspace: each new agent CLI is run through this, with no
+    /// runtime field of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSpec>,
     /// Makes the task's branch from its last steps' and delivers it. Tidewright
     /// adds this step to a task that names a repository (see
     /// [`with_delivery`]); a task file never sets it.
@@ -272,6 +278,8 @@ pub enum Runtime<'a> {
     ClaudeCode(&'a ClaudeCodeSpec),
     Codex(&'a CodexSpec),
     Gemini(&'a GeminiSpec),
+    /// An agent CLI named by its capability.
+    Agent(&'a AgentSpec),
     /// Merges the task's last steps into the task's branch, then pushes it
     /// and opens a pull request as the task's `repo` asks.
     Deliver,
@@ -292,9 +300,13 @@ pub const CODEX: &str = "codex";
 /// The capability a worker offers when it can run Gemini CLI steps.
 pub const GEMINI_CLI: &str = "gemini-cli";
 
+/// The capability a worker offers when it can run Qwen Code steps.
+pub const QWEN_CODE: &str = "qwen-code";
+
 /// The capabilities of agent runtimes: a step needing one is an agent's,
-/// which pools cap (`maxConcurrentAgents`) and provider limits pause.
-pub const AGENT_CAPABILITIES: [&str; 3] = [CLAUDE_CODE, CODEX, GEMINI_CLI];
+/// which pools cap (`maxConcurrentAgents`) and provider limits pause. An
+/// `agent` step names one of them.
+pub const AGENT_CAPABILITIES: [&str; 4] = [CLAUDE_CODE, CODEX, GEMINI_CLI, QWEN_CODE];
 
 /// Whether `capability` is an agent runtime's.
 pub fn is_agent_capability(capability: &str) -> bool {
@@ -495,6 +507,25 @@ pub struct GeminiSpec {
     pub model: Option<String>,
 }
 
+/// An agent CLI's run, named by the capability of the workers that run it:
+/// its prompt, and the model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The agent CLI: one of the agent runtimes' capabilities
+    /// (`qwen-code`, `gemini-cli`, ...).
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub cli: String,
+    /// What the agent is asked to do. The outputs of the steps this one
+    /// depends on are in `context/inputs.json` in its workspace.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub prompt: String,
+    /// The model; the worker's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -515,6 +546,7 @@ impl Runtime<'_> {
             Runtime::ClaudeCode(_) => CLAUDE_CODE,
             Runtime::Codex(_) => CODEX,
             Runtime::Gemini(_) => GEMINI_CLI,
+            Runtime::Agent(_) => "agent",
             Runtime::Deliver => "deliver",
         }
     }
@@ -534,6 +566,8 @@ impl StepSpec {
             Some(Runtime::Codex(codex))
         } else if let Some(gemini) = &self.gemini_cli {
             Some(Runtime::Gemini(gemini))
+        } else if let Some(agent) = &self.agent {
+            Some(Runtime::Agent(agent))
         } else if self.noop.is_some() {
             Some(Runtime::Noop)
         } else {
@@ -548,6 +582,7 @@ impl StepSpec {
             + usize::from(self.claude_code.is_some())
             + usize::from(self.codex.is_some())
             + usize::from(self.gemini_cli.is_some())
+            + usize::from(self.agent.is_some())
             + usize::from(self.deliver.is_some())
     }
 
@@ -559,6 +594,7 @@ impl StepSpec {
             Some(Runtime::ClaudeCode(_)) => Some(CLAUDE_CODE),
             Some(Runtime::Codex(_)) => Some(CODEX),
             Some(Runtime::Gemini(_)) => Some(GEMINI_CLI),
+            Some(Runtime::Agent(agent)) => Some(agent.cli.as_str()),
             _ => None,
         };
         required(&self.needs, agent)
@@ -580,6 +616,7 @@ impl StepSpec {
             claude_code: None,
             codex: None,
             gemini_cli: None,
+            agent: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,
@@ -604,6 +641,7 @@ impl StepSpec {
             claude_code: None,
             codex: None,
             gemini_cli: None,
+            agent: None,
             deliver: None,
             retry: None,
             timeout_seconds: None,
@@ -632,7 +670,9 @@ impl StepSpec {
     pub fn stall_timeout(&self) -> Option<u32> {
         let agent = matches!(
             self.runtime(),
-            Some(Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_))
+            Some(
+                Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_) | Runtime::Agent(_)
+            )
         );
         self.stall_timeout_seconds
             .or(agent.then_some(DEFAULT_AGENT_STALL_SECONDS))
@@ -697,6 +737,7 @@ impl StepSpec {
             Some(Runtime::ClaudeCode(claude)) => claude.prompt.clone(),
             Some(Runtime::Codex(codex)) => codex.prompt.clone(),
             Some(Runtime::Gemini(gemini)) => gemini.prompt.clone(),
+            Some(Runtime::Agent(agent)) => agent.prompt.clone(),
             Some(Runtime::Shell(shell)) => format!("run `{}`", shell.command.join(" ")),
             _ => String::new(),
         };

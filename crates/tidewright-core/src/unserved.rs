@@ -4,7 +4,7 @@
 //! and the console, so a step never waits without a reason.
 
 use crate::queue::Capabilities;
-use crate::spec::{CLAUDE_CODE, CODEX, GEMINI_CLI};
+use crate::spec::{CLAUDE_CODE, CODEX, GEMINI_CLI, QWEN_CODE};
 
 /// What makes a worker offer an agent runtime's capability: one row per
 /// runtime; any other capability is a worker's `--capability`.
@@ -20,6 +20,10 @@ const OFFERED_BY: &[(&str, &str)] = &[
     (
         GEMINI_CLI,
         "a worker with the Gemini CLI (npm install -g @google/gemini-cli) and GEMINI_API_KEY set offers it (`tidewright up` does by itself)",
+    ),
+    (
+        QWEN_CODE,
+        "a worker with Qwen Code (npm install -g @qwen-code/qwen-code) and OPENAI_API_KEY set offers it (`tidewright up` does by itself)",
     ),
 ];
 

@@ -10,7 +10,7 @@ use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 mod agents;
 mod repository;
 pub use agents::valid_session_id;
-use agents::{validate_claude, validate_codex, validate_gemini};
+use agents::{validate_agent, validate_claude, validate_codex, validate_gemini};
 use repository::validate_delivery;
 pub use repository::validate_repo;
 
@@ -460,19 +460,20 @@ fn validate_step(
         None if step.runtime_count() == 0 => Err(invalid(
             format!("steps[{i}]"),
             format!(
-                "step {id:?} sets no runtime; set one of: shell, noop, claudeCode, codex, geminiCli"
+                "step {id:?} sets no runtime; set one of: shell, noop, claudeCode, codex, geminiCli, agent"
             ),
         )),
         None => Err(invalid(
             format!("steps[{i}]"),
             format!(
-                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode, codex, geminiCli"
+                "step {id:?} sets more than one runtime; set exactly one of: shell, noop, claudeCode, codex, geminiCli, agent"
             ),
         )),
         Some(Runtime::Noop | Runtime::Deliver) => Ok(()),
         Some(Runtime::ClaudeCode(claude)) => validate_claude(i, id, claude, limits),
         Some(Runtime::Codex(codex)) => validate_codex(i, id, codex, limits),
         Some(Runtime::Gemini(gemini)) => validate_gemini(i, id, gemini, limits),
+        Some(Runtime::Agent(agent)) => validate_agent(i, id, agent, limits),
         Some(Runtime::Shell(shell)) => {
             let field = format!("steps[{i}].shell.command");
             if shell

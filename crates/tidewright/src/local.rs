@@ -16,8 +16,8 @@ use tidewright_server::jwt::JwtConfig;
 use tidewright_server::tls::TlsFiles;
 
 use crate::args::{
-    ClaudeArgs, CodexArgs, ControlPlaneArgs, GeminiArgs, OperatorRunArgs, PlannerArgs, ServerArgs,
-    UpArgs, WorkerArgs,
+    AgentArgs, ClaudeArgs, CodexArgs, ControlPlaneArgs, GeminiArgs, OperatorRunArgs, PlannerArgs,
+    ServerArgs, UpArgs, WorkerArgs,
 };
 use tidewright_client::Settings as Resolved;
 
@@ -132,15 +132,22 @@ fn price_table(path: &Path) -> anyhow::Result<tidewright_worker::runtime::prices
 
 /// Each agent CLI's settings, from its flags and the environment. The
 /// operator's prices are the codex flags' `--prices`.
-fn agent_settings(
-    claude: &ClaudeArgs,
-    codex: &CodexArgs,
-    gemini: &GeminiArgs,
-) -> anyhow::Result<BTreeMap<AgentCli, AgentSettings>> {
-    let codex = codex_settings(codex)?;
+fn agent_settings(args: &AgentArgs) -> anyhow::Result<BTreeMap<AgentCli, AgentSettings>> {
+    let codex = codex_settings(&args.codex)?;
+    // Qwen Code calls OpenAI's API as Codex does: the same key, API and
+    // prices.
+    let qwen = AgentSettings {
+        bin: args.qwen.qwen_bin.clone(),
+        model: args.qwen.qwen_model.clone(),
+        ..codex.clone()
+    };
     Ok(BTreeMap::from([
-        (AgentCli::ClaudeCode, claude_settings(claude)?),
-        (AgentCli::GeminiCli, gemini_settings(gemini, &codex.prices)?),
+        (AgentCli::ClaudeCode, claude_settings(&args.claude)?),
+        (
+            AgentCli::GeminiCli,
+            gemini_settings(&args.gemini, &codex.prices)?,
+        ),
+        (AgentCli::QwenCode, qwen),
         (AgentCli::Codex, codex),
     ]))
 }
@@ -388,7 +395,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
         }
         None => None,
     };
-    config.agents = agent_settings(&args.claude, &args.codex, &args.gemini)?;
+    config.agents = agent_settings(&args.agents)?;
     tidewright_worker::run(config, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -494,7 +501,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", token_file.display()))?
         .trim()
         .to_string();
-    let agents = agent_settings(&args.claude, &args.codex, &args.gemini)?;
+    let agents = agent_settings(&args.agents)?;
     let mut capabilities = args.offer.capabilities.clone();
     // With a key and the CLI at hand, the embedded tidewright runs agents out of
     // the box; without the CLI it says so instead of taking steps it would

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{
     Asked, CACHE_CREATION_TOKENS, CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS, Reply, Seen, events,
-    header, json_response, result_value,
+    header, json_response, result_value, working_directory,
 };
 
 pub(super) fn routes(
@@ -44,7 +44,7 @@ pub(super) fn read(request: &Value, headers: &HeaderMap) -> (String, String, See
         key => key,
     };
     let seen = Seen {
-        cwd: working_directory(request).unwrap_or_default(),
+        cwd: working_directory(request),
         results: tool_results(request),
     };
     (first, key, seen)
@@ -230,22 +230,4 @@ fn tool_results(request: &Value) -> Vec<Value> {
         }
     }
     results
-}
-
-/// The CLI's working directory, as its system prompt states it.
-fn working_directory(request: &Value) -> Option<String> {
-    const MARKER: &str = "Primary working directory: ";
-    match request {
-        Value::String(s) => s.find(MARKER).map(|at| {
-            s[at + MARKER.len()..]
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        }),
-        Value::Array(items) => items.iter().find_map(working_directory),
-        Value::Object(map) => map.values().find_map(working_directory),
-        _ => None,
-    }
 }

@@ -364,11 +364,20 @@ fn answer(
         headers: &headers,
         n,
     };
-    match api {
+    let mut answer = match api {
         Api::Anthropic => anthropic::say(&reply, &asked),
         Api::OpenAi => openai::say(&reply, &asked),
         Api::Google => google::say(&reply, &asked),
+    };
+    // As tidewright's model proxy passes a limit or a failure on to a
+    // sandboxed CLI: its API client is not to retry it.
+    let status = answer.status();
+    if status.as_u16() == 429 || status.is_server_error() {
+        answer
+            .headers_mut()
+            .insert("x-should-retry", "false".parse().expect("header"));
     }
+    answer
 }
 
 /// What routes a request, its credential, and what its tool calls may
@@ -428,6 +437,28 @@ fn fill(text: &str, results: &[Value]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The CLI's working directory, as its prompt states it (Claude Code's
+/// words, then the Gemini CLI's and Qwen Code's); empty when it does not.
+fn working_directory(request: &Value) -> String {
+    const MARKERS: [&str; 2] = [
+        "Primary working directory: ",
+        "I'm currently working in the directory: ",
+    ];
+    fn find(value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => MARKERS.iter().find_map(|marker| {
+                let at = s.find(marker)?;
+                let line = s[at + marker.len()..].lines().next().unwrap_or_default();
+                Some(line.trim().to_string())
+            }),
+            Value::Array(items) => items.iter().find_map(find),
+            Value::Object(map) => map.values().find_map(find),
+            _ => None,
+        }
+    }
+    find(request).unwrap_or_default()
 }
 
 /// A tool result's text, as JSON when it is.

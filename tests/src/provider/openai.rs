@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{
     Asked, CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS, Reply, Seen, events, header, json_response,
-    result_value,
+    result_value, working_directory,
 };
 
 pub(super) fn routes(
@@ -51,7 +51,7 @@ pub(super) fn read(request: &Value, headers: &HeaderMap) -> (String, String, See
         })
         .collect();
     let seen = Seen {
-        cwd: String::new(),
+        cwd: working_directory(request),
         results,
     };
     (user, header(headers, "authorization"), seen)

@@ -66,6 +66,26 @@ pub(super) fn validate_gemini(
     validate_agent_prompt(id, &gemini.prompt, gemini.model.as_deref(), &field, limits)
 }
 
+pub(super) fn validate_agent(
+    i: usize,
+    id: &str,
+    agent: &crate::spec::AgentSpec,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let field = |name: &str| format!("steps[{i}].agent.{name}");
+    if !crate::spec::is_agent_capability(&agent.cli) {
+        return Err(invalid(
+            field("cli"),
+            format!(
+                "step {id:?}: {:?} is not one of {}",
+                agent.cli,
+                crate::spec::AGENT_CAPABILITIES.join(", ")
+            ),
+        ));
+    }
+    validate_agent_prompt(id, &agent.prompt, agent.model.as_deref(), &field, limits)
+}
+
 /// What every agent step's prompt and model must be; `field` names a
 /// field of the step's runtime.
 fn validate_agent_prompt(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tidewright_core::{CLAUDE_CODE, CODEX, GEMINI_CLI, Runtime};
+use tidewright_core::{CLAUDE_CODE, CODEX, GEMINI_CLI, QWEN_CODE, Runtime};
 
 use super::prices::PriceTable;
 use crate::sandbox::model_proxy::{Credentials, ModelProxy};
@@ -19,6 +19,7 @@ pub enum AgentCli {
     ClaudeCode,
     Codex,
     GeminiCli,
+    QwenCode,
 }
 
 /// What tidewright knows of one agent CLI.
@@ -39,7 +40,12 @@ struct Row {
 }
 
 impl AgentCli {
-    pub const ALL: [AgentCli; 3] = [AgentCli::ClaudeCode, AgentCli::Codex, AgentCli::GeminiCli];
+    pub const ALL: [AgentCli; 4] = [
+        AgentCli::ClaudeCode,
+        AgentCli::Codex,
+        AgentCli::GeminiCli,
+        AgentCli::QwenCode,
+    ];
 
     fn row(self) -> Row {
         match self {
@@ -70,17 +76,34 @@ impl AgentCli {
                 bin: "gemini",
                 home: ".gemini-home",
             },
+            AgentCli::QwenCode => Row {
+                name: "Qwen Code",
+                package: "@qwen-code/qwen-code",
+                capability: QWEN_CODE,
+                label: "qwen_code",
+                provider: Provider::OpenAi,
+                bin: "qwen",
+                home: ".qwen-home",
+            },
         }
     }
 
-    /// The CLI a step runs, when it runs one.
+    /// The CLI a step runs, when it runs one this worker knows.
     pub fn of(runtime: Option<Runtime<'_>>) -> Option<AgentCli> {
         match runtime? {
             Runtime::ClaudeCode(_) => Some(AgentCli::ClaudeCode),
             Runtime::Codex(_) => Some(AgentCli::Codex),
             Runtime::Gemini(_) => Some(AgentCli::GeminiCli),
+            Runtime::Agent(agent) => AgentCli::named(&agent.cli),
             Runtime::Shell(_) | Runtime::Noop | Runtime::Deliver => None,
         }
+    }
+
+    /// The CLI whose capability is `capability`.
+    pub fn named(capability: &str) -> Option<AgentCli> {
+        AgentCli::ALL
+            .into_iter()
+            .find(|cli| cli.capability() == capability)
     }
 
     /// As people read it: `Claude Code`.
@@ -120,11 +143,12 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// The API, when the worker is given no base URL.
+    /// The API's root, when the worker is given no base URL: the CLIs'
+    /// request paths follow it.
     pub fn default_upstream(self) -> &'static str {
         match self {
             Provider::Anthropic => "https://api.anthropic.com",
-            Provider::OpenAi => "https://api.openai.com/v1",
+            Provider::OpenAi => "https://api.openai.com",
             Provider::Google => "https://generativelanguage.googleapis.com",
         }
     }
@@ -185,11 +209,20 @@ pub struct AgentSettings {
 }
 
 impl AgentSettings {
-    /// The API the CLI calls (through the proxy, when sandboxed).
-    pub fn upstream(&self, provider: Provider) -> &str {
-        self.base_url
-            .as_deref()
-            .unwrap_or(provider.default_upstream())
+    /// The API's root, which the worker's proxy sends sandboxed CLIs'
+    /// requests on to: the base URL given, else the provider's. OpenAI's
+    /// base URLs end in `/v1` by convention, which the CLIs' paths hold
+    /// (Codex's `/v1/responses` from a base URL that ends in the proxy's
+    /// `/v1`, Qwen Code's whatever its base URL ends in): it is left out.
+    pub fn upstream(&self, provider: Provider) -> String {
+        match &self.base_url {
+            Some(url) if provider == Provider::OpenAi => {
+                let url = url.trim_end_matches('/');
+                url.strip_suffix("/v1").unwrap_or(url).to_string()
+            }
+            Some(url) => url.clone(),
+            None => provider.default_upstream().to_string(),
+        }
     }
 
     /// The credentials to hide from the step: the key and the token.
@@ -270,7 +303,7 @@ impl Agents {
             }
             let settings = self.settings(cli);
             let proxy =
-                ModelProxy::start(settings.upstream(provider), provider.credentials(settings))
+                ModelProxy::start(&settings.upstream(provider), provider.credentials(settings))
                     .await
                     .map_err(|e| {
                         format!(
@@ -334,7 +367,7 @@ mod tests {
         let codex = agents.settings(AgentCli::Codex);
         assert_eq!(codex.bin, Path::new("/opt/codex"));
         assert_eq!(codex.home, Path::new("/h"));
-        assert_eq!(codex.upstream(Provider::OpenAi), "http://127.0.0.1:9/v1");
+        assert_eq!(codex.upstream(Provider::OpenAi), "http://127.0.0.1:9");
         let gemini = agents.settings(AgentCli::GeminiCli);
         assert_eq!(
             gemini.upstream(Provider::Google),

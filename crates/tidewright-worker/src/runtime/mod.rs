@@ -20,6 +20,7 @@ pub mod deliver;
 pub mod gemini;
 pub mod prices;
 pub mod process;
+pub mod qwen;
 pub mod repo;
 pub mod session;
 pub mod shell;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 
 use tidewright_api::convert::{now_micros, timestamp};
 use tidewright_api::v1;
-use tidewright_core::{Outcome, Runtime};
+use tidewright_core::{AgentSpec, ClaudeCodeSpec, CodexSpec, GeminiSpec, Outcome, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Fault;
@@ -43,6 +44,7 @@ pub use attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use claude::ClaudeCode;
 use codex::Codex;
 use gemini::Gemini;
+use qwen::QwenCode;
 use shell::run_shell;
 
 /// Runs the attempt to its end and reports the result. A message on
@@ -75,6 +77,13 @@ pub async fn run(
             let gemini = Gemini::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&gemini, &attempt, &reports, cancel).await
         }
+        Some(Runtime::Agent(spec)) => match AgentCli::named(&spec.cli) {
+            Some(cli) => run_cli(cli, spec, &agents, &attempt, &reports, cancel).await,
+            None => Ended::fault(
+                Fault::UnknownRuntime,
+                format!("this worker does not run the agent CLI {:?}", spec.cli),
+            ),
+        },
         None => Ended::fault(
             Fault::UnknownRuntime,
             "the step sets no runtime this worker knows",
@@ -108,6 +117,64 @@ pub async fn run(
     let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }
 
+/// Runs an `agent` step on `cli`: one line per agent CLI. A CLI with a
+/// runtime field of its own runs with that field's defaults.
+async fn run_cli(
+    cli: AgentCli,
+    spec: &AgentSpec,
+    agents: &Agents,
+    attempt: &Attempt,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: oneshot::Receiver<Stop>,
+) -> Ended {
+    let (settings, proxy) = (agents.settings(cli), agents.proxy(cli));
+    let (prompt, model) = (spec.prompt.clone(), spec.model.clone());
+    match cli {
+        AgentCli::ClaudeCode => {
+            let spec = ClaudeCodeSpec {
+                prompt,
+                model,
+                ..ClaudeCodeSpec::default()
+            };
+            run_agent(
+                &ClaudeCode::new(settings, proxy, &spec),
+                attempt,
+                reports,
+                cancel,
+            )
+            .await
+        }
+        AgentCli::Codex => {
+            let spec = CodexSpec {
+                prompt,
+                model,
+                ..CodexSpec::default()
+            };
+            run_agent(
+                &Codex::new(settings, proxy, &spec),
+                attempt,
+                reports,
+                cancel,
+            )
+            .await
+        }
+        AgentCli::GeminiCli => {
+            let spec = GeminiSpec { prompt, model };
+            run_agent(
+                &Gemini::new(settings, proxy, &spec),
+                attempt,
+                reports,
+                cancel,
+            )
+            .await
+        }
+        AgentCli::QwenCode => {
+            let qwen = QwenCode::new(settings, proxy, spec);
+            run_agent(&qwen, attempt, reports, cancel).await
+        }
+    }
+}
+
 /// The provider's limit, when that is what stopped an agent's run (only
 /// `run_agent` sets one, on a run that failed without a fault).
 fn rate_limit(ended: &Ended) -> Option<v1::RateLimit> {
@@ -125,7 +192,9 @@ fn runtime_name(runtime: Option<Runtime<'_>>) -> &'static str {
     }
     match runtime {
         Some(Runtime::Shell(_)) => "shell",
-        Some(Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_)) => "agent",
+        Some(
+            Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_) | Runtime::Agent(_),
+        ) => "agent",
         Some(Runtime::Noop) => "noop",
         Some(Runtime::Deliver) => "deliver",
         None => "unknown",

@@ -247,7 +247,7 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
             .into_response();
     };
     *request.uri_mut() = uri;
-    match shared.client.request(request).await {
+    let mut answer = match shared.client.request(request).await {
         Ok(answer) if provider_reset::LIMIT_STATUSES.contains(&answer.status().as_u16()) => {
             limited(&shared, key, answer.map(Body::new)).await
         }
@@ -257,7 +257,19 @@ async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
             format!("tidewright: the model API could not be reached: {e}"),
         )
             .into_response(),
+    };
+    // A limit or a failure of the API's ends the CLI's request: the CLI's
+    // own client would retry it (a 429 for as long as the provider says),
+    // while tidewright pauses the pool for a limit and its retry policy
+    // decides the rest. The API clients the CLIs are built on (OpenAI's,
+    // Anthropic's, Qwen Code's) take this header as "do not retry".
+    let status = answer.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        answer
+            .headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
     }
+    answer
 }
 
 /// A limited answer, passed on as it came; the reset it names is kept for
@@ -361,5 +373,58 @@ mod tests {
         drop(admission);
         let (status, _) = call(&proxy.url(), &key).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "an ended attempt's key");
+    }
+
+    #[tokio::test]
+    async fn a_limit_or_a_failure_of_the_api_tells_the_cli_not_to_retry() {
+        // An upstream answering with the status its path names.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(|request: Request| async move {
+            let status = request
+                .uri()
+                .path()
+                .trim_start_matches('/')
+                .parse()
+                .unwrap_or(200);
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+        });
+        let _serving = AbortOnDrop(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+        let proxy = ModelProxy::start(
+            &format!("http://{addr}"),
+            Credentials {
+                api_key: Some("sk-real".into()),
+                oauth_token: None,
+                goog_api_key: None,
+            },
+        )
+        .await
+        .expect("proxy");
+        let admission = proxy.admit();
+        let client: Client<HttpConnector, Body> =
+            Client::builder(TokioExecutor::new()).build_http();
+        for (status, told) in [
+            (200, None),
+            (400, None),
+            (429, Some("false")),
+            (500, Some("false")),
+            (529, Some("false")),
+        ] {
+            let request = Request::post(format!("{}/{status}", proxy.url()))
+                .header("x-api-key", admission.key())
+                .body(Body::empty())
+                .expect("request");
+            let answer = client.request(request).await.expect("answer");
+            assert_eq!(answer.status().as_u16(), status);
+            let said = answer
+                .headers()
+                .get("x-should-retry")
+                .and_then(|v| v.to_str().ok());
+            assert_eq!(said, told, "{status}");
+        }
     }
 }

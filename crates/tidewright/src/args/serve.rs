@@ -533,13 +533,7 @@ pub struct WorkerArgs {
     pub spare_worktrees: usize,
 
     #[command(flatten)]
-    pub claude: ClaudeArgs,
-
-    #[command(flatten)]
-    pub codex: CodexArgs,
-
-    #[command(flatten)]
-    pub gemini: GeminiArgs,
+    pub agents: AgentArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -553,6 +547,22 @@ pub struct WorkerArgs {
     /// when --http-listen is not a loopback address.
     #[arg(long, env = "TIDEWRIGHT_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+}
+
+/// How a worker runs each agent CLI.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+
+    #[command(flatten)]
+    pub codex: CodexArgs,
+
+    #[command(flatten)]
+    pub gemini: GeminiArgs,
+
+    #[command(flatten)]
+    pub qwen: QwenArgs,
 }
 
 /// How a worker runs `claudeCode` steps.
@@ -621,6 +631,22 @@ pub struct GeminiArgs {
     pub gemini_api_key_file: Option<PathBuf>,
 }
 
+/// How a worker runs Qwen Code's steps (`agent: {cli: qwen-code}`). Its
+/// key and API are OpenAI's, as Codex's: `--openai-api-key-file` (else
+/// $OPENAI_API_KEY) and $OPENAI_BASE_URL; its tokens are priced by
+/// `--prices`.
+#[derive(Debug, Args)]
+pub struct QwenArgs {
+    /// The Qwen Code CLI that runs `qwen-code` steps (offer the `qwen-code`
+    /// capability to get them).
+    #[arg(long, env = "TIDEWRIGHT_QWEN_BIN", default_value = "qwen")]
+    pub qwen_bin: PathBuf,
+
+    /// The model of `qwen-code` steps that name none (gpt-5 when unset).
+    #[arg(long, env = "TIDEWRIGHT_QWEN_MODEL")]
+    pub qwen_model: Option<String>,
+}
+
 /// What a worker offers: its capabilities and how many steps it runs at once.
 #[derive(Debug, Args)]
 pub struct OfferArgs {
@@ -658,13 +684,7 @@ pub struct UpArgs {
     pub offer: OfferArgs,
 
     #[command(flatten)]
-    pub claude: ClaudeArgs,
-
-    #[command(flatten)]
-    pub codex: CodexArgs,
-
-    #[command(flatten)]
-    pub gemini: GeminiArgs,
+    pub agents: AgentArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,

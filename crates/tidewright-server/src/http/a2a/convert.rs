@@ -39,10 +39,11 @@ pub const SKILL_KEY: &str = "skill";
 
 /// The agent runtimes a message can name as its skill, with what each is
 /// called on the card.
-pub const RUNTIMES: [(&str, &str); 3] = [
+pub const RUNTIMES: [(&str, &str); 4] = [
     (tidewright_core::CLAUDE_CODE, "Claude Code"),
     (tidewright_core::CODEX, "Codex"),
     (tidewright_core::GEMINI_CLI, "Gemini CLI"),
+    (tidewright_core::QWEN_CODE, "Qwen Code"),
 ];
 
 pub fn state_name(state: TaskState, interrupted: bool) -> &'static str {
@@ -547,10 +548,18 @@ fn runtime_task(runtime: &str, prompt: String) -> TaskSpec {
                 ..GeminiSpec::default()
             })
         }
-        _ => {
+        tidewright_core::CLAUDE_CODE => {
             step.claude_code = Some(ClaudeCodeSpec {
                 prompt,
                 ..ClaudeCodeSpec::default()
+            })
+        }
+        // An agent CLI with no runtime field of its own.
+        cli => {
+            step.agent = Some(tidewright_core::AgentSpec {
+                cli: cli.to_string(),
+                prompt,
+                model: None,
             })
         }
     }

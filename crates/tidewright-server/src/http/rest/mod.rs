@@ -787,7 +787,7 @@ mod tests {
     fn the_task_file_is_documented_and_a_made_task_links_onward() {
         let document = served();
         let step = &document["components"]["schemas"]["StepSpec"];
-        assert_eq!(step["oneOf"].as_array().map(Vec::len), Some(5), "{step}");
+        assert_eq!(step["oneOf"].as_array().map(Vec::len), Some(6), "{step}");
         let submit = &document["paths"]["/tasks"]["post"];
         assert_eq!(
             submit["requestBody"]["content"]["application/json"]["schema"]["$ref"],

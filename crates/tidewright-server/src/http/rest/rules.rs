@@ -89,7 +89,7 @@ fn task_file(document: &mut Value) {
     };
     schemas.insert("TaskSpec".into(), root);
     if let Some(step) = schemas.get_mut("StepSpec") {
-        let runtimes = ["shell", "noop", "claudeCode", "codex", "geminiCli"];
+        let runtimes = ["shell", "noop", "claudeCode", "codex", "geminiCli", "agent"];
         step["oneOf"] = runtimes
             .iter()
             .map(|r| json!({"required": [r], "properties": {(*r): {"type": "object"}}}))

@@ -17,7 +17,7 @@ use tidewright_core::CodexSpec;
 use tokio::process::Command;
 
 use super::agent::{AgentRuntime, agent_prompt};
-use super::agents::{AgentSettings, Provider};
+use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
@@ -30,6 +30,9 @@ use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::CodexRun;
 use transcripts::{CodexTranscripts, home_of};
+
+/// OpenAI's API, when the worker is given no base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// The model when neither the step nor the worker names one: the pinned
 /// CLI's own default (0.169.0), named so that tidewright knows what it prices.
@@ -60,12 +63,17 @@ impl<'a> Codex<'a> {
         }
     }
 
-    /// The API as this run reaches it: the proxy, or the API itself.
+    /// The API as this run reaches it: the proxy (whose root is the API's,
+    /// so `/v1` follows it), or the API itself.
     fn base_url(&self) -> String {
-        self.reach
-            .proxy_url()
-            .unwrap_or(self.settings.upstream(Provider::OpenAi))
-            .to_string()
+        match self.reach.proxy_url() {
+            Some(proxy) => format!("{proxy}/v1"),
+            None => self
+                .settings
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+        }
     }
 }
 

@@ -1,0 +1,277 @@
+//! The Qwen Code runtime: `qwen --prompt=PROMPT --output-format stream-json`
+//! run headless on OpenAI's Responses API (`--auth-type openai-responses`,
+//! the API at `OPENAI_BASE_URL`, the key by environment only), its stream
+//! read in `stream`, its tokens priced at the operator's or OpenAI's list
+//! prices. Each working directory gets a Qwen home of its own under the
+//! worker's (`QWEN_HOME`), holding the settings tidewright writes: no
+//! telemetry, updates or background memory agents, and tidewright's MCP
+//! server when the step may call it.
+
+pub mod stream;
+pub mod transcripts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use tidewright_core::AgentSpec;
+use tokio::process::Command;
+
+use super::agent::{AgentRuntime, agent_prompt};
+use super::agents::AgentSettings;
+use super::attempt::{Attempt, Ended};
+use super::process::{basic_environment, describe_exit};
+use super::session::Transcripts;
+use super::workspace::has_inputs;
+use crate::mcp::SERVER_NAME;
+use crate::metrics::Fault;
+use crate::runtime::prices::Prices;
+use crate::sandbox::model_proxy::{ModelProxy, Reach};
+use crate::sandbox::{SANDBOX_HOME, Sandbox};
+use crate::secrets::Redactor;
+use stream::QwenRun;
+use transcripts::{QwenTranscripts, home_of};
+
+/// The model when neither the step nor the worker names one.
+pub const DEFAULT_MODEL: &str = "gpt-5";
+
+/// One Qwen Code step, as this worker runs it.
+pub struct QwenCode<'a> {
+    settings: &'a AgentSettings,
+    spec: &'a AgentSpec,
+    model: String,
+    /// Through the worker's model proxy: the CLI gets this attempt's key
+    /// and the proxy's address, never the worker's credential.
+    reach: Reach,
+}
+
+impl<'a> QwenCode<'a> {
+    pub fn new(
+        settings: &'a AgentSettings,
+        proxy: Option<&ModelProxy>,
+        spec: &'a AgentSpec,
+    ) -> Self {
+        QwenCode {
+            settings,
+            spec,
+            model: settings.model_for(spec.model.as_ref(), DEFAULT_MODEL),
+            reach: Reach::new(proxy),
+        }
+    }
+}
+
+/// The CLI's `settings.json`: no telemetry, usage statistics or update
+/// checks; none of the background agents that would spend the step's
+/// tokens on memories and skills; no retry of a failed model request by
+/// the CLI itself (tidewright's retry policy owns retries, and its model
+/// proxy tells the CLI's client so). With `mcp` (tidewright's executable
+/// and the step's token), tidewright's shared-state MCP server, trusted and
+/// given the token itself.
+pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
+    let mut settings = serde_json::json!({
+        "model": {"generationConfig": {"maxRetries": 0}},
+        "privacy": {"usageStatisticsEnabled": false},
+        "telemetry": {"enabled": false},
+        "general": {"enableAutoUpdate": false},
+        "memory": {
+            "enableManagedAutoMemory": false,
+            "enableManagedAutoDream": false,
+            "enableAutoSkill": false,
+        },
+    });
+    if let Some((tidewright_bin, token)) = mcp {
+        settings["mcpServers"] = serde_json::json!({
+            SERVER_NAME: {
+                "command": tidewright_bin.display().to_string(),
+                "args": ["mcp"],
+                "env": {"TIDEWRIGHT_TOKEN": token},
+                "trust": true,
+            }
+        });
+    }
+    serde_json::to_string_pretty(&settings).unwrap_or_default()
+}
+
+/// Writes the settings of a run in `home`, readable by the worker's user
+/// only (they may hold the step's token).
+fn write_settings(home: &Path, settings: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(home)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(home.join("settings.json"))?;
+    file.write_all(settings.as_bytes())
+}
+
+impl AgentRuntime for QwenCode<'_> {
+    type Stream = QwenRun;
+
+    fn settings(&self) -> &AgentSettings {
+        self.settings
+    }
+
+    fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+        vec![home_of(cwd)]
+    }
+
+    fn transcripts(&self) -> Arc<dyn Transcripts> {
+        Arc::new(QwenTranscripts::new(&self.settings.home))
+    }
+
+    fn stream(&self) -> QwenRun {
+        QwenRun::new(
+            &self.model,
+            Prices::for_model(&self.model, &self.settings.prices, Prices::openai),
+        )
+    }
+
+    /// The step's token goes with its run: the settings are left without it.
+    fn ran(&self, cwd: &Path) {
+        let home = self.settings.home.join(home_of(cwd));
+        let _ = write_settings(&home, &settings_json(None));
+    }
+
+    /// The `result` line decides: `success`, or the error it names; a run
+    /// without one is the runtime's fault. The cost is this run's
+    /// responses as they streamed (a resumed session's `result` counts its
+    /// earlier runs too).
+    fn ended(
+        &self,
+        status: ExitStatus,
+        run: &QwenRun,
+        _session_usd_before: f64,
+        redactor: &Redactor,
+    ) -> Ended {
+        let Some(end) = &run.end else {
+            return Ended {
+                exit_code: status.code(),
+                ..Ended::fault(
+                    Fault::NoResult,
+                    format!(
+                        "the qwen CLI ended without a result ({})",
+                        describe_exit(status)
+                    ),
+                )
+            };
+        };
+        let cost = run.spent();
+        let mut ended = if end.success {
+            let output = serde_json::json!({
+                "result": end.result,
+                "sessionId": run.session_id,
+                "model": run.model,
+                "numTurns": end.num_turns,
+                "cost": {
+                    "usd": cost.usd,
+                    "inputTokens": cost.input_tokens,
+                    "outputTokens": cost.output_tokens,
+                    "cacheReadTokens": cost.cache_read_tokens,
+                },
+            });
+            Ended::succeeded(redactor.redact(output.to_string()), status.code())
+        } else {
+            let error = if end.error.is_empty() {
+                format!("the qwen CLI {}", describe_exit(status))
+            } else {
+                end.error.clone()
+            };
+            Ended::failed(redactor.redact(error), status.code())
+        };
+        ended.cost = Some(cost);
+        ended
+    }
+
+    fn command(
+        &self,
+        attempt: &Attempt,
+        workspace: &Path,
+        cwd: &Path,
+        resume: Option<&str>,
+        briefing: Option<&str>,
+    ) -> (Command, BTreeMap<String, String>) {
+        let under_home = home_of(cwd);
+        let host_home = self.settings.home.join(&under_home);
+        let mcp = attempt
+            .access
+            .as_ref()
+            .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
+        let _ = write_settings(&host_home, &settings_json(mcp));
+        let seen_home = match attempt.sandbox.as_ref() {
+            Sandbox::Off => host_home,
+            _ => Path::new(SANDBOX_HOME).join(&under_home),
+        };
+        let prompt = agent_prompt(
+            &self.spec.prompt,
+            has_inputs(&attempt.inputs_json),
+            resume,
+            briefing,
+        );
+        let mut args: Vec<String> = vec![
+            "--auth-type".into(),
+            "openai-responses".into(),
+            "-m".into(),
+            self.model.clone(),
+            "--output-format".into(),
+            "stream-json".into(),
+            "--approval-mode".into(),
+            match attempt.sandbox.as_ref() {
+                // Tidewright's sandbox is the boundary: every tool call is approved.
+                Sandbox::Bubblewrap { .. } => "yolo".into(),
+                // Without it, edits only: a shell command is refused.
+                Sandbox::Off => "auto-edit".into(),
+            },
+        ];
+        if let Some(session) = resume {
+            args.extend(["--resume".into(), session.to_string()]);
+        }
+        // One argument: a prompt that starts with a dash is still the
+        // prompt (after `--`, the CLI reads none).
+        args.push(format!("--prompt={prompt}"));
+        let mut command = Command::new(&self.settings.bin);
+        command.args(args);
+        let mut env = basic_environment(attempt, workspace);
+        env.insert("HOME".into(), self.settings.home.display().to_string());
+        env.insert("QWEN_HOME".into(), seen_home.display().to_string());
+        env.insert("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into());
+        if let Some(url) = self.reach.proxy_url().or(self.settings.base_url.as_deref()) {
+            env.insert("OPENAI_BASE_URL".into(), url.to_string());
+        }
+        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
+            env.insert("OPENAI_API_KEY".into(), key);
+        }
+        (command, env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_turn_off_what_would_spend_or_retry_and_hold_the_token_only_when_asked() {
+        let bare: serde_json::Value =
+            serde_json::from_str(&settings_json(None)).expect("settings are JSON");
+        assert_eq!(bare["model"]["generationConfig"]["maxRetries"], 0);
+        assert_eq!(bare["memory"]["enableManagedAutoMemory"], false);
+        assert!(bare.get("mcpServers").is_none(), "{bare}");
+        let token = "tidewright_step_eyJ0.e30.sig";
+        let with: serde_json::Value = serde_json::from_str(&settings_json(Some((
+            Path::new("/opt/tidewright/bin/tidewright"),
+            token,
+        ))))
+        .expect("settings are JSON");
+        let server = &with["mcpServers"][SERVER_NAME];
+        assert_eq!(server["command"], "/opt/tidewright/bin/tidewright");
+        assert_eq!(server["env"]["TIDEWRIGHT_TOKEN"], token);
+        assert_eq!(server["trust"], true);
+    }
+}
