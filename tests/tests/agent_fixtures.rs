@@ -11,7 +11,7 @@
 //! tidewright-tests --test agent_fixtures`.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use serde_json::Value;
@@ -42,6 +42,34 @@ fn case(name: &'static str, replies: Vec<Reply>) -> Case {
 struct Recorded {
     stream: String,
     transcript: Option<String>,
+}
+
+/// The pinned CLI `bin` run headless in `work`, with its `home` and no
+/// other environment than `PATH` and what the caller adds.
+fn headless(bin: PathBuf, work: &Path, home: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .current_dir(work)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// How `command` ended, within `seconds`.
+async fn output_of(
+    case: &Case,
+    mut command: tokio::process::Command,
+    seconds: u64,
+) -> std::process::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(seconds), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{}: the CLI did not end within {seconds} s", case.name))
+        .expect("the CLI ran")
 }
 
 type Record = for<'a> fn(&'a Case) -> Pin<Box<dyn Future<Output = Recorded> + 'a>>;
@@ -200,14 +228,12 @@ suite! {
 
 /// Claude Code: API errors and limits as its stream reports them.
 mod claude {
-    use std::process::Stdio;
-    use std::time::Duration;
 
     use serde_json::{Value, json};
     use tidewright_tests::claude_bin;
     use tidewright_tests::provider::{Api, Mock, Reply, Reset};
 
-    use super::{Case, Recorded};
+    use super::{Case, Recorded, headless, output_of};
 
     pub fn cases() -> Vec<Case> {
         let resets_at = tidewright_api::convert::now_micros() / 1_000_000 + 3600;
@@ -269,7 +295,7 @@ mod claude {
             .expect("mock");
         let home = tempfile::tempdir().expect("home");
         let work = tempfile::tempdir().expect("work");
-        let mut command = tokio::process::Command::new(claude_bin());
+        let mut command = headless(claude_bin(), work.path(), home.path());
         command
             .args([
                 "-p",
@@ -281,26 +307,15 @@ mod claude {
                 "--max-turns",
                 "3",
             ])
-            .current_dir(work.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
             .env("ANTHROPIC_BASE_URL", &mock.url)
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("DISABLE_AUTOUPDATER", "1");
         if case.subscription {
             command.env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-mock-subscription");
         } else {
             command.env("ANTHROPIC_API_KEY", "sk-ant-mock-key");
         }
-        let out = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .unwrap_or_else(|_| panic!("{}: the CLI did not end within 120 s", case.name))
-            .expect("the CLI ran");
+        let out = output_of(case, command, 120).await;
         Recorded {
             stream: String::from_utf8_lossy(&out.stdout).into_owned(),
             transcript: None,
@@ -349,14 +364,12 @@ mod claude {
 /// Codex: a command run, a limit and an error, as `codex exec --json` streams them.
 mod codex {
     use std::path::PathBuf;
-    use std::process::Stdio;
-    use std::time::Duration;
 
     use serde_json::{Value, json};
     use tidewright_tests::codex_bin;
     use tidewright_tests::provider::{Api, Mock, Reply};
 
-    use super::{Case, Recorded, case};
+    use super::{Case, Recorded, case, headless, output_of};
 
     pub fn cases() -> Vec<Case> {
         vec![
@@ -399,7 +412,7 @@ mod codex {
             None,
         );
         std::fs::write(home.path().join("config.toml"), config).expect("config");
-        let mut command = tokio::process::Command::new(codex_bin());
+        let mut command = headless(codex_bin(), work.path(), home.path());
         command
             .args([
                 "exec",
@@ -411,20 +424,9 @@ mod codex {
                 "--",
                 "Write hello.txt",
             ])
-            .current_dir(work.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
             .env("CODEX_HOME", home.path())
-            .env("OPENAI_API_KEY", "sk-mock-key")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .unwrap_or_else(|_| panic!("{}: the CLI did not end within 120 s", case.name))
-            .expect("the CLI ran");
+            .env("OPENAI_API_KEY", "sk-mock-key");
+        let out = output_of(case, command, 120).await;
         Recorded {
             stream: String::from_utf8_lossy(&out.stdout).into_owned(),
             transcript: None,
@@ -474,14 +476,12 @@ mod codex {
 
 /// The Gemini CLI: a tool call, limits and errors, and the transcripts it leaves.
 mod gemini {
-    use std::process::Stdio;
-    use std::time::Duration;
 
     use serde_json::{Value, json};
     use tidewright_tests::gemini_bin;
     use tidewright_tests::provider::{Api, Mock, Reply, Reset};
 
-    use super::{Case, Recorded, case};
+    use super::{Case, Recorded, case, headless, output_of};
 
     pub fn cases() -> Vec<Case> {
         vec![
@@ -534,7 +534,7 @@ mod gemini {
             tidewright_worker::runtime::gemini::settings_json(None),
         )
         .expect("settings");
-        let mut command = tokio::process::Command::new(gemini_bin());
+        let mut command = headless(gemini_bin(), work.path(), home.path());
         command
             .args([
                 "-p",
@@ -546,22 +546,11 @@ mod gemini {
                 "--skip-trust",
                 "--yolo",
             ])
-            .current_dir(work.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
             .env("GEMINI_CLI_HOME", home.path())
             .env("GEMINI_CLI_NO_RELAUNCH", "true")
             .env("GOOGLE_GEMINI_BASE_URL", &mock.url)
-            .env("GEMINI_API_KEY", "gemini-mock-key")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(180), command.output())
-            .await
-            .unwrap_or_else(|_| panic!("{}: the CLI did not end within 180 s", case.name))
-            .expect("the CLI ran");
+            .env("GEMINI_API_KEY", "gemini-mock-key");
+        let out = output_of(case, command, 180).await;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         Recorded {
             stream: stdout,
@@ -648,14 +637,12 @@ mod gemini {
 /// Qwen Code: a tool call, a limit and an error, as `--output-format
 /// stream-json` streams them on OpenAI's Responses API.
 mod qwen {
-    use std::process::Stdio;
-    use std::time::Duration;
 
     use serde_json::{Value, json};
     use tidewright_tests::provider::{Api, Mock, Reply};
     use tidewright_tests::qwen_bin;
 
-    use super::{Case, Recorded, case};
+    use super::{Case, Recorded, case, headless, output_of};
 
     pub fn cases() -> Vec<Case> {
         vec![
@@ -696,7 +683,7 @@ mod qwen {
         )
         .expect("settings");
         let work = tempfile::tempdir().expect("work");
-        let mut command = tokio::process::Command::new(qwen_bin());
+        let mut command = headless(qwen_bin(), work.path(), home.path());
         command
             .args([
                 "--auth-type",
@@ -709,22 +696,11 @@ mod qwen {
                 "yolo",
                 "--prompt=Write hello.txt",
             ])
-            .current_dir(work.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
             .env("QWEN_HOME", &qwen_home)
             .env("QWEN_CODE_SUPPRESS_YOLO_WARNING", "1")
             .env("OPENAI_BASE_URL", &mock.url)
-            .env("OPENAI_API_KEY", "sk-mock-key")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .unwrap_or_else(|_| panic!("{}: the CLI did not end within 120 s", case.name))
-            .expect("the CLI ran");
+            .env("OPENAI_API_KEY", "sk-mock-key");
+        let out = output_of(case, command, 120).await;
         Recorded {
             stream: String::from_utf8_lossy(&out.stdout).into_owned(),
             transcript: None,

@@ -124,6 +124,63 @@ pub trait AgentRuntime: Send + Sync {
     ) -> Ended;
 }
 
+/// How the run of `cli`, which reports its tokens for tidewright to price
+/// as `cost`, ended by its `result` line: succeeded with `output` (its
+/// answer, session and model; the cost is added to it), or failed with
+/// the error the line named (the CLI's exit when it named none). A run
+/// with no `result` line is the runtime's fault.
+pub(crate) fn ended_by_result(
+    cli: &str,
+    result: Option<Result<serde_json::Value, &str>>,
+    cost: Cost,
+    status: ExitStatus,
+    redactor: &Redactor,
+) -> Ended {
+    let mut ended = match result {
+        None => {
+            return Ended {
+                exit_code: status.code(),
+                ..Ended::fault(
+                    Fault::NoResult,
+                    format!(
+                        "the {cli} CLI ended without a result ({})",
+                        super::process::describe_exit(status)
+                    ),
+                )
+            };
+        }
+        Some(Ok(mut output)) => {
+            output["cost"] = serde_json::json!({
+                "usd": cost.usd,
+                "inputTokens": cost.input_tokens,
+                "outputTokens": cost.output_tokens,
+                "cacheReadTokens": cost.cache_read_tokens,
+            });
+            Ended::succeeded(redactor.redact(output.to_string()), status.code())
+        }
+        Some(Err(error)) => {
+            let error = if error.is_empty() {
+                format!("the {cli} CLI {}", super::process::describe_exit(status))
+            } else {
+                error.to_string()
+            };
+            Ended::failed(redactor.redact(error), status.code())
+        }
+    };
+    ended.cost = Some(cost);
+    ended
+}
+
+/// What the worker logs of a run the provider's `limit` stopped: the
+/// pool's `agents` (a runtime's capability) pause, and the attempt does
+/// not count.
+pub(crate) fn paused(agents: &str, limit: &Limit) -> String {
+    format!(
+        "the provider's limit stopped the agent ({}): the pool's {agents} agents pause, and this attempt does not count",
+        limit.signal
+    )
+}
+
 /// One run's stream as it is read: progress, tool calls, usage, the
 /// result and provider limits, from the CLI's structured fields.
 pub trait AgentStream: LineReader + 'static {

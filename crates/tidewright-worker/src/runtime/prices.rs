@@ -107,6 +107,19 @@ impl Prices {
         }
     }
 
+    /// `usage` at `prices`, else at the `list` price of `model`.
+    pub fn priced_or(
+        prices: Option<&Prices>,
+        list: fn(&str) -> Prices,
+        model: &str,
+        usage: &Usage,
+    ) -> Cost {
+        match prices {
+            Some(prices) => prices.priced(usage),
+            None => list(model).priced(usage),
+        }
+    }
+
     /// `usage` at these prices, as tidewright's cost: uncached input, cached
     /// input (read from the provider's cache) and output.
     pub fn priced(&self, usage: &Usage) -> Cost {

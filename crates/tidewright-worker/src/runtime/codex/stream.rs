@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use tidewright_core::{AttemptKey, Cost};
 
-use crate::runtime::agent::AgentStream;
+use crate::runtime::agent::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
@@ -168,10 +168,7 @@ impl CodexRun {
 
     /// What the thread's usage costs, as tidewright's cost.
     pub fn cost_of(&self, usage: &Usage) -> Cost {
-        self.prices
-            .clone()
-            .unwrap_or_else(|| Prices::openai(&self.model))
-            .priced(usage)
+        Prices::priced_or(self.prices.as_ref(), Prices::openai, &self.model, usage)
     }
 
     fn read_line(
@@ -351,10 +348,7 @@ impl AgentStream for CodexRun {
 
     fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
         if let Some(limit) = limit {
-            return Some(format!(
-                "the provider's limit stopped the agent ({}): the pool's codex agents pause, and this attempt does not count",
-                limit.signal
-            ));
+            return Some(paused(tidewright_core::CODEX, limit));
         }
         let failure = self.failure.as_deref()?;
         Some(match last_status(failure) {

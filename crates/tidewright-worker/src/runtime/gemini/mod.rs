@@ -17,14 +17,13 @@ use std::sync::Arc;
 use tidewright_core::GeminiSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, agent_prompt};
+use super::agent::{AgentRuntime, agent_prompt, ended_by_result};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
-use super::process::{basic_environment, describe_exit};
+use super::process::basic_environment;
 use super::session::Transcripts;
 use super::workspace::has_inputs;
-use crate::mcp::SERVER_NAME;
-use crate::metrics::Fault;
+use crate::mcp::{trusted_server, write_private};
 use crate::runtime::prices::Prices;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::sandbox::{SANDBOX_HOME, Sandbox};
@@ -78,31 +77,14 @@ pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
         "general": {"disableAutoUpdate": true, "disableUpdateNag": true, "maxAttempts": 1},
     });
     if let Some((tidewright_bin, token)) = mcp {
-        settings["mcpServers"] = serde_json::json!({
-            SERVER_NAME: {
-                "command": tidewright_bin.display().to_string(),
-                "args": ["mcp"],
-                "env": {"TIDEWRIGHT_TOKEN": token},
-                "trust": true,
-            }
-        });
+        settings["mcpServers"] = trusted_server(tidewright_bin, token);
     }
     serde_json::to_string_pretty(&settings).unwrap_or_default()
 }
 
-/// Writes the settings of a run in `home`, readable by the worker's user
-/// only (they may hold the step's token).
-fn write_settings(home: &Path, settings: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let path = home.join(".gemini/settings.json");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(settings.as_bytes())
+/// Where the settings of a run whose home is `home` go.
+fn settings_path(home: &Path) -> PathBuf {
+    home.join(".gemini/settings.json")
 }
 
 impl AgentRuntime for Gemini<'_> {
@@ -135,7 +117,7 @@ impl AgentRuntime for Gemini<'_> {
     /// The step's token goes with its run: the settings are left without it.
     fn ran(&self, cwd: &Path) {
         let home = self.settings.home.join(home_of(cwd));
-        let _ = write_settings(&home, &settings_json(None));
+        let _ = write_private(&settings_path(&home), &settings_json(None));
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
@@ -150,41 +132,23 @@ impl AgentRuntime for Gemini<'_> {
         redactor: &Redactor,
     ) -> Ended {
         let Some(end) = &run.end else {
-            return Ended {
-                exit_code: status.code(),
-                ..Ended::fault(
-                    Fault::NoResult,
-                    format!(
-                        "the gemini CLI ended without a result ({})",
-                        describe_exit(status)
-                    ),
-                )
-            };
+            return ended_by_result("gemini", None, Default::default(), status, redactor);
         };
-        let cost = run.cost_of(&end.usage);
-        let mut ended = if end.success && status.success() {
-            let output = serde_json::json!({
+        let result = match end.success && status.success() {
+            true => Ok(serde_json::json!({
                 "result": run.answer,
                 "sessionId": run.session_id,
                 "model": run.model,
-                "cost": {
-                    "usd": cost.usd,
-                    "inputTokens": cost.input_tokens,
-                    "outputTokens": cost.output_tokens,
-                    "cacheReadTokens": cost.cache_read_tokens,
-                },
-            });
-            Ended::succeeded(redactor.redact(output.to_string()), status.code())
-        } else {
-            let error = if end.error.is_empty() {
-                format!("the gemini CLI {}", describe_exit(status))
-            } else {
-                end.error.clone()
-            };
-            Ended::failed(redactor.redact(error), status.code())
+            })),
+            false => Err(end.error.as_str()),
         };
-        ended.cost = Some(cost);
-        ended
+        ended_by_result(
+            "gemini",
+            Some(result),
+            run.cost_of(&end.usage),
+            status,
+            redactor,
+        )
     }
 
     fn command(
@@ -197,12 +161,11 @@ impl AgentRuntime for Gemini<'_> {
     ) -> (Command, BTreeMap<String, String>) {
         let under_home = home_of(cwd);
         let host_home = self.settings.home.join(&under_home);
-        let _ = std::fs::create_dir_all(host_home.join(".gemini"));
         let mcp = attempt
             .access
             .as_ref()
             .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
-        let _ = write_settings(&host_home, &settings_json(mcp));
+        let _ = write_private(&settings_path(&host_home), &settings_json(mcp));
         let seen_home = match attempt.sandbox.as_ref() {
             Sandbox::Off => host_home,
             _ => Path::new(SANDBOX_HOME).join(&under_home),
@@ -250,6 +213,7 @@ impl AgentRuntime for Gemini<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::SERVER_NAME;
 
     #[test]
     fn the_settings_offer_tidewrights_mcp_server_with_the_token_only_when_asked() {

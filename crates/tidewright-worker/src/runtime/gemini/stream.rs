@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use tidewright_core::{AttemptKey, Cost};
 
-use crate::runtime::agent::AgentStream;
+use crate::runtime::agent::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
@@ -133,10 +133,7 @@ impl GeminiRun {
 
     /// What `usage` costs, as tidewright's cost.
     pub fn cost_of(&self, usage: &Usage) -> Cost {
-        self.prices
-            .clone()
-            .unwrap_or_else(|| Prices::gemini(&self.model))
-            .priced(usage)
+        Prices::priced_or(self.prices.as_ref(), Prices::gemini, &self.model, usage)
     }
 
     fn read_line(
@@ -271,10 +268,7 @@ impl AgentStream for GeminiRun {
 
     fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
         if let Some(limit) = limit {
-            return Some(format!(
-                "the provider's limit stopped the agent ({}): the pool's gemini-cli agents pause, and this attempt does not count",
-                limit.signal
-            ));
+            return Some(paused(tidewright_core::GEMINI_CLI, limit));
         }
         let end = self.end.as_ref().filter(|e| !e.success)?;
         Some(format!("the run failed: {}", end.error))

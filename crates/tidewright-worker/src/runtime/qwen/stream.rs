@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use tidewright_core::{AttemptKey, Cost};
 
-use crate::runtime::agent::AgentStream;
+use crate::runtime::agent::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
@@ -54,10 +54,7 @@ impl QwenRun {
     }
 
     fn cost_of(&self, usage: &Usage) -> Cost {
-        self.prices
-            .clone()
-            .unwrap_or_else(|| Prices::openai(&self.model))
-            .priced(usage)
+        Prices::priced_or(self.prices.as_ref(), Prices::openai, &self.model, usage)
     }
 
     fn read_line(
@@ -224,10 +221,7 @@ impl AgentStream for QwenRun {
 
     fn api_error_line(&self, limit: Option<&Limit>) -> Option<String> {
         if let Some(limit) = limit {
-            return Some(format!(
-                "the provider's limit stopped the agent ({}): the pool's qwen-code agents pause, and this attempt does not count",
-                limit.signal
-            ));
+            return Some(paused(tidewright_core::QWEN_CODE, limit));
         }
         let end = self.end.as_ref().filter(|e| !e.success)?;
         Some(format!("the run failed: {}", end.error))
