@@ -240,90 +240,149 @@ pub(crate) enum StdoutLines {
 pub(crate) async fn supervise(
     attempt: &Attempt,
     command: Command,
-    mut env: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
     room: &Room<'_>,
     lines: StdoutLines,
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) -> Result<Exited, Ended> {
+    let path_var = env.get("PATH").cloned();
+    let limited = limit(attempt, &command, room, path_var.as_deref())?;
+    // Its network's ways out, open while it runs.
+    let gate = match open_network(attempt, reports).await {
+        Ok(gate) => gate,
+        Err(ended) => {
+            limited.release().await;
+            return Err(ended);
+        }
+    };
+    let mut room = room.clone();
+    room.network = gate.as_ref();
+    let mut child = match spawn(attempt, command, env, &room, &limited) {
+        Ok(child) => child,
+        Err(ended) => {
+            limited.release().await;
+            return Err(ended);
+        }
+    };
+    // Its group, while its leader's id is known (not once it is reaped).
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let output = forward(&mut child, lines, attempt, redactor, reports);
+    let watched = watch(
+        attempt,
+        (&mut child, group),
+        &output.activity,
+        &limited,
+        cancel,
+    )
+    .await;
+    stop(attempt, group, output, limited, watched, &room, path_var).await
+}
+
+/// What an attempt's process runs under: its limits, and its cgroup and
+/// disk watch when the limits ask for them.
+struct Limited {
+    settings: crate::sandbox::limits::LimitSettings,
+    cgroup: Option<crate::sandbox::limits::StepCgroup>,
+    disk: Option<DiskWatch>,
+}
+
+impl Limited {
+    /// Gives back what was made for a process that did not start.
+    async fn release(self) {
+        if let Some(cgroup) = self.cgroup {
+            cgroup.remove().await;
+        }
+    }
+}
+
+/// The program is there (in a sandbox a missing one is bubblewrap's
+/// failure to exec it, an exit like any other: it is looked for first, so
+/// it is said as what it is, a step that could not start), and the step's
+/// limits are held: its cgroup made (its memory and process limits), its
+/// workspace's disk watched.
+fn limit(
+    attempt: &Attempt,
+    command: &Command,
+    room: &Room<'_>,
+    path_var: Option<&str>,
+) -> Result<Limited, Ended> {
+    let program = Path::new(command.as_std().get_program());
+    if find_program(program, room.cwd, path_var).is_none() {
+        let missing = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
+        return Err(Ended::fault(
+            Fault::Start,
+            format!(
+                "could not start {:?}: {missing}",
+                program.display().to_string()
+            ),
+        ));
+    }
+    let settings = attempt
+        .limits
+        .for_step(attempt.step.limits.as_ref())
+        .map_err(|why| Ended::fault(Fault::Start, why))?;
+    let cgroup = attempt
+        .limits
+        .enter(&cgroup_name(attempt), &settings)
+        .map_err(|e| Ended::fault(Fault::Start, format!("making the step's cgroup: {e}")))?;
+    let disk = DiskWatch::new(room.workspace, settings.disk_bytes);
+    Ok(Limited {
+        settings,
+        cgroup,
+        disk,
+    })
+}
+
+/// The step's network, as its egress policy opens it while it runs (each
+/// destination tried reported as it is); `None` without egress.
+async fn open_network(
+    attempt: &Attempt,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+) -> Result<Option<crate::sandbox::egress::Gate>, Ended> {
+    let Some(egress) = &attempt.egress else {
+        return Ok(None);
+    };
+    let policy = egress.policy(
+        attempt.task_egress.as_ref(),
+        attempt.step.egress.as_ref(),
+        attempt.repo.as_ref(),
+    );
+    let (key, reports) = (attempt.key.clone(), reports.clone());
+    let tell: crate::sandbox::egress::Teller =
+        Arc::new(move |said: crate::sandbox::egress::Said| {
+            let _ = reports.send(FromAttempt::Egress {
+                attempt: key.clone(),
+                destination: said.destination,
+                allowed: said.allowed,
+                reason: said.reason,
+            });
+        });
+    egress
+        .open(policy, attempt.repo.as_ref(), tell)
+        .await
+        .map(Some)
+        .map_err(|e| Ended::fault(Fault::Start, format!("opening the step's network: {e}")))
+}
+
+/// Starts the process: in its sandbox, in its cgroup and under its
+/// rlimits, leading a process group of its own (so a kill reaches children
+/// and grandchildren), with exactly `env`.
+fn spawn(
+    attempt: &Attempt,
+    command: Command,
+    mut env: BTreeMap<String, String>,
+    room: &Room<'_>,
+    limited: &Limited,
+) -> Result<tokio::process::Child, Ended> {
     let program = command
         .as_std()
         .get_program()
         .to_string_lossy()
         .into_owned();
-    // In a sandbox a program that is not there is bubblewrap's failure to
-    // exec it, an exit like any other: it is looked for first, so it is
-    // said as what it is, a step that could not start.
-    let path_var = env.get("PATH").map(String::as_str);
-    if find_program(
-        Path::new(command.as_std().get_program()),
-        room.cwd,
-        path_var,
-    )
-    .is_none()
-    {
-        let missing = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
-        return Err(Ended::fault(
-            Fault::Start,
-            format!("could not start {program:?}: {missing}"),
-        ));
-    }
-    // In its cgroup (its memory and process limits) and under its
-    // rlimits, in its sandbox, leading a process group of its own, so a
-    // kill reaches children and grandchildren.
-    let settings = attempt
-        .limits
-        .for_step(attempt.step.limits.as_ref())
-        .map_err(|why| Ended::fault(Fault::Start, why))?;
-    let cgroup = match attempt.limits.enter(&cgroup_name(attempt), &settings) {
-        Ok(cgroup) => cgroup,
-        Err(e) => {
-            return Err(Ended::fault(
-                Fault::Start,
-                format!("making the step's cgroup: {e}"),
-            ));
-        }
-    };
-    // Its network's ways out, open while it runs.
-    let gate = match &attempt.egress {
-        Some(egress) => {
-            let policy = egress.policy(
-                attempt.task_egress.as_ref(),
-                attempt.step.egress.as_ref(),
-                attempt.repo.as_ref(),
-            );
-            let (key, reports) = (attempt.key.clone(), reports.clone());
-            let tell: crate::sandbox::egress::Teller =
-                Arc::new(move |said: crate::sandbox::egress::Said| {
-                    let _ = reports.send(FromAttempt::Egress {
-                        attempt: key.clone(),
-                        destination: said.destination,
-                        allowed: said.allowed,
-                        reason: said.reason,
-                    });
-                });
-            match egress.open(policy, attempt.repo.as_ref(), tell).await {
-                Ok(gate) => Some(gate),
-                Err(e) => {
-                    if let Some(cgroup) = cgroup {
-                        cgroup.remove().await;
-                    }
-                    return Err(Ended::fault(
-                        Fault::Start,
-                        format!("opening the step's network: {e}"),
-                    ));
-                }
-            }
-        }
-        None => None,
-    };
-    let mut room = room.clone();
-    room.network = gate.as_ref();
-    let path_var = env.get("PATH").cloned();
-    let command = attempt.sandbox.confine(command, &mut env, &room);
-    let mut command = Limits::wrap(command, cgroup.as_ref(), &settings);
-    let disk = DiskWatch::new(room.workspace, settings.disk_bytes);
+    let command = attempt.sandbox.confine(command, &mut env, room);
+    let mut command = Limits::wrap(command, limited.cgroup.as_ref(), &limited.settings);
     if attempt.sandbox.own_group() {
         command.process_group(0);
     }
@@ -335,31 +394,39 @@ pub(crate) async fn supervise(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            if let Some(cgroup) = cgroup {
-                cgroup.remove().await;
-            }
-            return Err(Ended::fault(
-                Fault::Start,
-                format!("could not start {program:?}: {e}"),
-            ));
-        }
-    };
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    command
+        .spawn()
+        .map_err(|e| Ended::fault(Fault::Start, format!("could not start {program:?}: {e}")))
+}
+
+/// The process's output as it is forwarded: stdout by `lines`, stderr as
+/// log lines with its last ones kept, both signs of life.
+struct Output {
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    activity: Activity,
+    tail: Tail,
+}
+
+/// Forwards the process's stdout and stderr as reports while it runs.
+fn forward(
+    child: &mut tokio::process::Child,
+    lines: StdoutLines,
+    attempt: &Attempt,
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+) -> Output {
     let activity = Activity::new();
+    let tail = Tail::default();
     let stdout = child.stdout.take().map(|out| {
         tokio::spawn(forward_lines(
             out,
             LogStream::Stdout,
-            lines.clone(),
+            lines,
             attempt.key.clone(),
             (redactor.clone(), activity.clone(), None),
             reports.clone(),
         ))
     });
-    let tail = Tail::default();
     let stderr = child.stderr.take().map(|err| {
         tokio::spawn(forward_lines(
             err,
@@ -370,11 +437,39 @@ pub(crate) async fn supervise(
             reports.clone(),
         ))
     });
+    Output {
+        readers: [stdout, stderr].into_iter().flatten().collect(),
+        activity,
+        tail,
+    }
+}
 
-    let mut cancelled = None;
-    let mut disk_full = false;
-    let mut timed_out = None;
-    let mut stalled = None;
+/// How the watch over a process ended: on its own, or stopped for why.
+struct Watched {
+    status: std::io::Result<ExitStatus>,
+    cancelled: Option<Stop>,
+    timed_out: Option<u32>,
+    stalled: Option<u32>,
+    disk_full: bool,
+}
+
+/// Waits for the process to exit, stopping its group on a cancel, at the
+/// step's timeout, when it goes silent past its stall limit, or when its
+/// workspace fills.
+async fn watch(
+    attempt: &Attempt,
+    (child, group): (&mut tokio::process::Child, Option<Pid>),
+    activity: &Activity,
+    limited: &Limited,
+    cancel: oneshot::Receiver<Stop>,
+) -> Watched {
+    let mut watched = Watched {
+        status: Ok(ExitStatus::default()),
+        cancelled: None,
+        timed_out: None,
+        stalled: None,
+        disk_full: false,
+    };
     let stall_limit = attempt.step.stall_timeout();
     let deadline = async {
         match attempt.step.timeout_seconds {
@@ -382,39 +477,54 @@ pub(crate) async fn supervise(
             None => std::future::pending().await,
         }
     };
-    let status = tokio::select! {
+    watched.status = tokio::select! {
         status = child.wait() => status,
         stop = cancel => {
-            cancelled = Some(stop.unwrap_or_else(|_| Stop::new("the worker is stopping")));
-            stop_group(group, &mut child).await
+            watched.cancelled = Some(stop.unwrap_or_else(|_| Stop::new("the worker is stopping")));
+            stop_group(group, child).await
         }
         _ = deadline => {
-            timed_out = attempt.step.timeout_seconds;
-            stop_group(group, &mut child).await
+            watched.timed_out = attempt.step.timeout_seconds;
+            stop_group(group, child).await
         }
         _ = activity.silent(stall_limit.map(|s| Duration::from_secs(u64::from(s)))) => {
-            stalled = stall_limit;
-            stop_group(group, &mut child).await
+            watched.stalled = stall_limit;
+            stop_group(group, child).await
         }
         _ = async {
-            match &disk {
+            match &limited.disk {
                 Some(disk) => disk.full().await,
                 None => std::future::pending().await,
             }
         } => {
-            disk_full = true;
-            stop_group(group, &mut child).await
+            watched.disk_full = true;
+            stop_group(group, child).await
         }
     };
-    // Whatever the step left running in its group ends with it.
+    watched
+}
+
+/// After the process: whatever it left running in its group ends with it,
+/// its output drains, its limits are read and released, and how it ended
+/// is said: stopped (cancelled, timed out, stalled), over a limit, or
+/// exited on its own.
+async fn stop(
+    attempt: &Attempt,
+    group: Option<Pid>,
+    output: Output,
+    limited: Limited,
+    watched: Watched,
+    room: &Room<'_>,
+    path_var: Option<String>,
+) -> Result<Exited, Ended> {
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGKILL);
     }
-    for reader in [stdout, stderr].into_iter().flatten() {
+    for reader in output.readers {
         let _ = tokio::time::timeout(DRAIN_GRACE, reader).await;
     }
     // A limit that ended it is its reason, whatever its exit said.
-    let mut limit_hit = match cgroup {
+    let mut limit_hit = match limited.cgroup {
         Some(cgroup) => {
             let verdict = cgroup.verdict();
             cgroup.remove().await;
@@ -427,14 +537,15 @@ pub(crate) async fn supervise(
     // fails the step, whatever its exit said.
     let mut over_disk = false;
     if limit_hit.is_none()
-        && let Some(disk) = &disk
+        && let Some(disk) = &limited.disk
     {
         limit_hit = disk.verdict().await;
-        over_disk = limit_hit.is_some() || disk_full;
+        over_disk = limit_hit.is_some() || watched.disk_full;
     }
 
+    let status = watched.status;
     let code = status.as_ref().ok().and_then(|s| s.code());
-    if let Some(stop) = cancelled {
+    if let Some(stop) = watched.cancelled {
         return Err(Ended {
             outcome: Outcome::Cancelled(stop.reason),
             output_json: String::new(),
@@ -447,13 +558,13 @@ pub(crate) async fn supervise(
             conflict: None,
         });
     }
-    if let Some(seconds) = timed_out {
+    if let Some(seconds) = watched.timed_out {
         return Err(Ended {
             exit_code: code,
             ..Ended::fault(Fault::Timeout, format!("timed out after {seconds}s"))
         });
     }
-    if let Some(seconds) = stalled {
+    if let Some(seconds) = watched.stalled {
         return Err(Ended {
             exit_code: code,
             ..Ended::fault(
@@ -471,10 +582,10 @@ pub(crate) async fn supervise(
                 .map_err(|e| Ended::fault(Fault::Wait, format!("waiting for the process: {e}")))?;
             let unseen = (!status.success())
                 .then(|| {
-                    let lines = tail.lines();
+                    let lines = output.tail.lines();
                     attempt
                         .sandbox
-                        .unseen(&room, path_var.as_ref(), &lines, status.code())
+                        .unseen(room, path_var.as_ref(), &lines, status.code())
                 })
                 .flatten();
             Ok(Exited { status, unseen })
