@@ -248,22 +248,24 @@ pub(crate) async fn supervise(
     cancel: oneshot::Receiver<Stop>,
 ) -> Result<Exited, Ended> {
     let path_var = env.get("PATH").cloned();
-    let limited = limit(attempt, &command, room, path_var.as_deref())?;
+    // Each step before the process runs fails as a start that could not be.
+    let not_started = |why| Ended::fault(Fault::Start, why);
+    let limited = limit(attempt, &command, room, path_var.as_deref()).map_err(not_started)?;
     // Its network's ways out, open while it runs.
     let gate = match open_network(attempt, reports).await {
         Ok(gate) => gate,
-        Err(ended) => {
+        Err(why) => {
             limited.release().await;
-            return Err(ended);
+            return Err(not_started(why));
         }
     };
     let mut room = room.clone();
     room.network = gate.as_ref();
     let mut child = match spawn(attempt, command, env, &room, &limited) {
         Ok(child) => child,
-        Err(ended) => {
+        Err(why) => {
             limited.release().await;
-            return Err(ended);
+            return Err(not_started(why));
         }
     };
     // Its group, while its leader's id is known (not once it is reaped).
@@ -307,26 +309,20 @@ fn limit(
     command: &Command,
     room: &Room<'_>,
     path_var: Option<&str>,
-) -> Result<Limited, Ended> {
+) -> Result<Limited, String> {
     let program = Path::new(command.as_std().get_program());
     if find_program(program, room.cwd, path_var).is_none() {
         let missing = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
-        return Err(Ended::fault(
-            Fault::Start,
-            format!(
-                "could not start {:?}: {missing}",
-                program.display().to_string()
-            ),
+        return Err(format!(
+            "could not start {:?}: {missing}",
+            program.display().to_string()
         ));
     }
-    let settings = attempt
-        .limits
-        .for_step(attempt.step.limits.as_ref())
-        .map_err(|why| Ended::fault(Fault::Start, why))?;
+    let settings = attempt.limits.for_step(attempt.step.limits.as_ref())?;
     let cgroup = attempt
         .limits
         .enter(&cgroup_name(attempt), &settings)
-        .map_err(|e| Ended::fault(Fault::Start, format!("making the step's cgroup: {e}")))?;
+        .map_err(|e| format!("making the step's cgroup: {e}"))?;
     let disk = DiskWatch::new(room.workspace, settings.disk_bytes);
     Ok(Limited {
         settings,
@@ -340,7 +336,7 @@ fn limit(
 async fn open_network(
     attempt: &Attempt,
     reports: &mpsc::UnboundedSender<FromAttempt>,
-) -> Result<Option<crate::sandbox::egress::Gate>, Ended> {
+) -> Result<Option<crate::sandbox::egress::Gate>, String> {
     let Some(egress) = &attempt.egress else {
         return Ok(None);
     };
@@ -363,7 +359,7 @@ async fn open_network(
         .open(policy, attempt.repo.as_ref(), tell)
         .await
         .map(Some)
-        .map_err(|e| Ended::fault(Fault::Start, format!("opening the step's network: {e}")))
+        .map_err(|e| format!("opening the step's network: {e}"))
 }
 
 /// Starts the process: in its sandbox, in its cgroup and under its
@@ -375,7 +371,7 @@ fn spawn(
     mut env: BTreeMap<String, String>,
     room: &Room<'_>,
     limited: &Limited,
-) -> Result<tokio::process::Child, Ended> {
+) -> Result<tokio::process::Child, String> {
     let program = command
         .as_std()
         .get_program()
@@ -396,7 +392,7 @@ fn spawn(
         .kill_on_drop(true);
     command
         .spawn()
-        .map_err(|e| Ended::fault(Fault::Start, format!("could not start {program:?}: {e}")))
+        .map_err(|e| format!("could not start {program:?}: {e}"))
 }
 
 /// The process's output as it is forwarded: stdout by `lines`, stderr as
