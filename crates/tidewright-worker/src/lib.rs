@@ -93,25 +93,15 @@ struct Worker {
     /// Shared by every Claude Code attempt.
     agents: Arc<runtime::Agents>,
     metrics: Arc<WorkerMetrics>,
-    /// Where agents' sessions are kept; `None` when the worker keeps none.
-    checkpoints: Option<Checkpoints>,
     /// The current session's connection, for the checkpoints' calls.
     channel: watch::Sender<Option<Channel>>,
-    /// This worker's mirrors of tasks' repositories.
-    mirrors: Arc<tidewright_git::mirror::Mirrors>,
-    /// What every step's process runs in.
-    sandbox: Arc<Sandbox>,
-    /// Sandboxed steps' ways out; `None` unsandboxed.
-    egress: Option<Arc<sandbox::egress::Egress>>,
-    /// What every step may use.
-    limits: Arc<Limits>,
+    /// What every attempt runs with: directories, sandbox, limits, egress,
+    /// mirrors, where sessions and branches are kept.
+    host: Arc<runtime::Host>,
     /// How steps are isolated and limited, as registration says it.
     isolation: String,
     /// The steps it may still be given (`--steps`).
     quota: quota::Quota,
-    /// Where steps' branches are kept for steps on other workers: the
-    /// control plane, always (a step's dependents may run anywhere).
-    branches: Arc<dyn runtime::checkpoint::Keeper>,
     /// How far it got, for whoever started it.
     progress: watch::Sender<Progress>,
 }
@@ -249,10 +239,24 @@ pub async fn start(
     );
     let steps = config.steps;
     let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });
-    let worker = Worker {
+    let isolation_described = isolation.describe();
+    let host = Arc::new(runtime::Host {
+        work_dir: config.work_dir.clone(),
+        secrets_dir: config.secrets_dir.clone(),
+        keep_workspace: config.keep_workspaces,
+        metrics: metrics.clone(),
         checkpoints,
-        branches: keeper,
+        sandbox: Arc::new(isolation.sandbox),
+        limits: Arc::new(isolation.limits),
+        egress: isolation.egress.clone(),
         mirrors,
+        mirrors_max_bytes: config.mirrors_max_bytes,
+        // Where steps' branches are kept for steps on other workers: the
+        // control plane, always (a step's dependents may run anywhere).
+        branches: Some(keeper),
+    });
+    let worker = Worker {
+        host,
         channel,
         bearer,
         replicas,
@@ -262,12 +266,9 @@ pub async fn start(
         reports,
         report_tx,
         agents: Arc::new(agents),
-        egress: isolation.egress.clone(),
         metrics,
-        isolation: isolation.describe(),
+        isolation: isolation_described,
         quota: quota::Quota::new(steps),
-        sandbox: Arc::new(isolation.sandbox),
-        limits: Arc::new(isolation.limits),
         progress,
     };
     // Shutdown starts a drain; the session and the reconnect wait watch it.
@@ -602,8 +603,6 @@ impl Worker {
                 };
                 let attempt = Attempt {
                     traceparent,
-                    metrics: self.metrics.clone(),
-                    checkpoints: self.checkpoints.clone(),
                     repo: assignment.repo.map(Into::into),
                     dependency_heads: assignment
                         .dependency_heads
@@ -614,20 +613,12 @@ impl Worker {
                             asked: h.asked,
                         })
                         .collect(),
-                    mirrors: self.mirrors.clone(),
-                    sandbox: self.sandbox.clone(),
-                    limits: self.limits.clone(),
-                    egress: self.egress.clone(),
                     task_egress: assignment.task_egress.map(Into::into),
-                    branches: Some(self.branches.clone()),
-                    mirrors_max_bytes: self.config.mirrors_max_bytes,
+                    host: self.host.clone(),
                     key,
                     step: step.into(),
                     inputs_json: assignment.inputs_json,
                     task_name: assignment.task_name,
-                    work_dir: self.config.work_dir.clone(),
-                    secrets_dir: self.config.secrets_dir.clone(),
-                    keep_workspace: self.config.keep_workspaces,
                     resume: assignment.resume.map(|r| runtime::ResumeFrom {
                         attempt: r.attempt,
                         session_id: r.session_id,

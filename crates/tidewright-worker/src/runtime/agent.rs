@@ -217,8 +217,8 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             format!("creating the CLI's home {}: {e}", runtime.home().display()),
         );
     }
-    if !attempt.keep_workspace {
-        sweep_retained(&attempt.work_dir, RETAIN_FOR).await;
+    if !attempt.host.keep_workspace {
+        sweep_retained(&attempt.host.work_dir, RETAIN_FOR).await;
     }
     let log = |line: String| {
         let _ = reports.send(FromAttempt::Log {
@@ -360,7 +360,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     if let Some(tree) = tree {
         // A workspace kept for a resume keeps its worktree as the session
         // left it.
-        let keep = attempt.keep_workspace
+        let keep = attempt.host.keep_workspace
             || ended.resumable
             || (ended.is_failure() && attempt.has_attempts_left());
         repo::finish(attempt, tree, &mut ended, keep).await;

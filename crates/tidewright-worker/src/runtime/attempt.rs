@@ -84,20 +84,13 @@ impl Stop {
     }
 }
 
-/// Everything one attempt needs.
+/// One attempt: what to run (its assignment from the control plane), and
+/// the worker's facilities it runs with.
 pub struct Attempt {
     pub key: AttemptKey,
     pub step: StepSpec,
     pub inputs_json: String,
     pub task_name: String,
-    /// The worker's root for workspaces.
-    pub work_dir: PathBuf,
-    /// Where the step's `secretEnv` values are read from.
-    pub secrets_dir: Option<PathBuf>,
-    /// Leave the workspace after the attempt, for debugging. Removed by
-    /// default: it may hold what the step made of its secrets, and a
-    /// long-lived worker's disk must not fill.
-    pub keep_workspace: bool,
     /// An earlier attempt's agent session this one may continue.
     pub resume: Option<ResumeFrom>,
     /// How the step reaches the control plane for shared state; `None`
@@ -106,25 +99,42 @@ pub struct Attempt {
     /// The W3C `traceparent` of this attempt's span, given to the process as
     /// `TRACEPARENT` so what it traces joins the task's trace.
     pub traceparent: Option<String>,
+    /// The task's repository, at the commit the task started from.
+    pub repo: Option<tidewright_core::RepoSpec>,
+    /// Its dependencies' heads in the repository, (step id, commit), in
+    /// the task's order: the step starts from their merge.
+    pub dependency_heads: Vec<tidewright_core::repo::DependencyHead>,
+    /// Its task's egress allow-list, which the step's narrows.
+    pub task_egress: Option<tidewright_core::Egress>,
+    /// What it runs with: the same for every attempt of this worker.
+    pub host: Arc<Host>,
+}
+
+/// What a worker's attempts run with: its directories, its sandbox, limits
+/// and network, its repositories' mirrors, where sessions and branches are
+/// kept, and its metrics. Made once when the worker starts.
+#[derive(Clone)]
+pub struct Host {
+    /// The worker's root for workspaces.
+    pub work_dir: PathBuf,
+    /// Where the step's `secretEnv` values are read from.
+    pub secrets_dir: Option<PathBuf>,
+    /// Leave the workspace after the attempt, for debugging. Removed by
+    /// default: it may hold what the step made of its secrets, and a
+    /// long-lived worker's disk must not fill.
+    pub keep_workspace: bool,
     /// The worker's metrics, which count this attempt.
     pub metrics: Arc<WorkerMetrics>,
     /// Where an agent's session is kept when the attempt ends short of
     /// success, and found when it resumes; `None` keeps sessions on this
     /// worker only.
     pub checkpoints: Option<Checkpoints>,
-    /// The task's repository, at the commit the task started from.
-    pub repo: Option<tidewright_core::RepoSpec>,
-    /// Its dependencies' heads in the repository, (step id, commit), in
-    /// the task's order: the step starts from their merge.
-    pub dependency_heads: Vec<tidewright_core::repo::DependencyHead>,
     /// What the step's process runs in.
     pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// What it may use.
     pub limits: Arc<crate::sandbox::limits::Limits>,
     /// Its ways out of the sandbox's network; `None` unsandboxed.
     pub egress: Option<Arc<crate::sandbox::egress::Egress>>,
-    /// Its task's egress allow-list, which the step's narrows.
-    pub task_egress: Option<tidewright_core::Egress>,
     /// This worker's mirrors of repositories.
     pub mirrors: Arc<tidewright_git::mirror::Mirrors>,
     /// After the step, mirrors beyond this many bytes are evicted (0: no
@@ -166,7 +176,8 @@ impl Attempt {
 
     /// The workspace attempt `n` of this step had on this worker.
     pub(crate) fn workspace_of(&self, n: u32) -> PathBuf {
-        self.work_dir
+        self.host
+            .work_dir
             .join(&self.key.task_id)
             .join(&self.key.step_id)
             .join(format!("attempt-{n}"))
@@ -205,9 +216,9 @@ pub struct Ended {
     /// The provider's limit stopped the agent, as its CLI reported.
     pub(crate) limited: Option<Limit>,
     /// Its dependencies' work would not merge, so it did not run.
-    pub(crate) conflict: Option<v1::MergeConflict>,
+    pub(crate) conflict: Option<tidewright_core::repo::MergeConflict>,
     /// What the step did to its task's repository.
-    pub(crate) work: Option<v1::StepWork>,
+    pub(crate) work: Option<tidewright_core::StepWork>,
 }
 
 impl Ended {

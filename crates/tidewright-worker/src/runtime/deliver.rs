@@ -37,7 +37,7 @@ pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
     if ended.is_success() {
         deliver(attempt, &task_repo, &tree, &mut ended).await;
     }
-    if !attempt.keep_workspace {
+    if !attempt.host.keep_workspace {
         let _ = tree.remove().await;
     }
     repo::evict(attempt).await;

@@ -40,7 +40,7 @@ use crate::metrics::Fault;
 use agent::run_agent;
 pub use agents::{AgentCli, AgentSettings, Agents};
 use attempt::Ended;
-pub use attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
+pub use attempt::{Attempt, FromAttempt, Host, ResumeFrom, StepAccess, Stop};
 use claude::ClaudeCode;
 use codex::Codex;
 use gemini::Gemini;
@@ -57,7 +57,7 @@ pub async fn run(
 ) {
     let started_at = now_micros();
     let runtime = runtime_name(attempt.step.runtime());
-    let running = attempt.metrics.started(runtime);
+    let running = attempt.host.metrics.started(runtime);
     let ended = match attempt.step.runtime() {
         Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
@@ -91,6 +91,7 @@ pub async fn run(
     };
     drop(running);
     attempt
+        .host
         .metrics
         .finished(runtime, outcome_name(&ended.outcome), ended.fault);
     let rate_limit = rate_limit(&ended);
@@ -111,8 +112,12 @@ pub async fn run(
         cost: ended.cost.map(Into::into),
         stalled: ended.fault == Some(Fault::Stalled),
         rate_limit,
-        work: ended.work,
-        conflict: ended.conflict,
+        work: ended.work.map(Into::into),
+        conflict: ended.conflict.map(|c| v1::MergeConflict {
+            with: c.with,
+            after: c.after,
+            paths: c.paths,
+        }),
     };
     let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }

@@ -318,8 +318,9 @@ fn limit(
             program.display().to_string()
         ));
     }
-    let settings = attempt.limits.for_step(attempt.step.limits.as_ref())?;
+    let settings = attempt.host.limits.for_step(attempt.step.limits.as_ref())?;
     let cgroup = attempt
+        .host
         .limits
         .enter(&cgroup_name(attempt), &settings)
         .map_err(|e| format!("making the step's cgroup: {e}"))?;
@@ -337,7 +338,7 @@ async fn open_network(
     attempt: &Attempt,
     reports: &mpsc::UnboundedSender<FromAttempt>,
 ) -> Result<Option<crate::sandbox::egress::Gate>, String> {
-    let Some(egress) = &attempt.egress else {
+    let Some(egress) = &attempt.host.egress else {
         return Ok(None);
     };
     let policy = egress.policy(
@@ -377,9 +378,9 @@ fn spawn(
         .get_program()
         .to_string_lossy()
         .into_owned();
-    let command = attempt.sandbox.confine(command, &mut env, room);
+    let command = attempt.host.sandbox.confine(command, &mut env, room);
     let mut command = Limits::wrap(command, limited.cgroup.as_ref(), &limited.settings);
-    if attempt.sandbox.own_group() {
+    if attempt.host.sandbox.own_group() {
         command.process_group(0);
     }
     command
@@ -580,6 +581,7 @@ async fn stop(
                 .then(|| {
                     let lines = output.tail.lines();
                     attempt
+                        .host
                         .sandbox
                         .unseen(room, path_var.as_ref(), &lines, status.code())
                 })

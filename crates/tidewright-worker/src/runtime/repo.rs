@@ -113,7 +113,7 @@ pub(crate) fn credentials(attempt: &Attempt) -> Result<Option<Credentials>, Stri
     };
     match repo.credentials_secret.as_str() {
         "" => Ok(None),
-        name => Credentials::read(attempt.secrets_dir.as_deref(), name)
+        name => Credentials::read(attempt.host.secrets_dir.as_deref(), name)
             .map(Some)
             .map_err(|e| format!("repo.{e}")),
     }
@@ -128,6 +128,7 @@ async fn worktree(
     };
     let credentials = credentials(attempt).map_err(refused)?;
     let mirror = attempt
+        .host
         .mirrors
         .ensure(&repo.url, &repo.commit, credentials.as_ref())
         .await
@@ -258,7 +259,7 @@ async fn fetch_head(
             "repo: the work of step {step:?} (commit {head}) is not on this worker, and {why}"
         ))
     };
-    let Some(keeper) = &attempt.branches else {
+    let Some(keeper) = &attempt.host.branches else {
         return Err(missing("no control plane keeps steps' branches"));
     };
     let kept = keeper
@@ -307,7 +308,7 @@ fn conflicted(attempt: &Attempt, conflict: Conflict) -> Ended {
     });
     Ended {
         output_json: output.to_string(),
-        conflict: Some(v1::MergeConflict {
+        conflict: Some(tidewright_core::repo::MergeConflict {
             with: conflict.with.clone(),
             after: before.iter().map(|s| s.to_string()).collect(),
             paths: conflict.paths.clone(),
@@ -369,10 +370,15 @@ async fn push_step(attempt: &Attempt, tree: &Worktree, ended: &mut Ended) {
 
 /// Keeps the mirrors within their bound, sparing those in use.
 pub(crate) async fn evict(attempt: &Attempt) {
-    if attempt.mirrors_max_bytes == 0 {
+    if attempt.host.mirrors_max_bytes == 0 {
         return;
     }
-    match attempt.mirrors.evict(attempt.mirrors_max_bytes).await {
+    match attempt
+        .host
+        .mirrors
+        .evict(attempt.host.mirrors_max_bytes)
+        .await
+    {
         Ok(removed) if !removed.is_empty() => {
             tracing::info!(removed = ?removed, "evicted the least recently used mirrors")
         }
@@ -405,7 +411,7 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
     {
         return failed(ended, e);
     }
-    ended.work = Some(v1::StepWork {
+    ended.work = Some(tidewright_core::StepWork {
         branch: done.branch,
         base_commit: done.base,
         head_commit: done.head,
@@ -423,7 +429,7 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
 /// it on other workers; nothing to keep when it made no commit, or when
 /// no control plane keeps branches (a worker run alone).
 async fn keep_branch(attempt: &Attempt, tree: &Worktree, head: &str) -> Result<(), String> {
-    let (Some(repo), Some(keeper)) = (&attempt.repo, &attempt.branches) else {
+    let (Some(repo), Some(keeper)) = (&attempt.repo, &attempt.host.branches) else {
         return Ok(());
     };
     let bundle = tree

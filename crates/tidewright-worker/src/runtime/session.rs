@@ -51,7 +51,7 @@ pub(crate) async fn place_session(
     let local = local_copy(attempt, resume, transcripts).await;
     let mut trouble = String::new();
     if local.is_none_or(|last| last < resume.last_attempt)
-        && let Some(checkpoints) = &attempt.checkpoints
+        && let Some(checkpoints) = &attempt.host.checkpoints
     {
         match restore(attempt, resume, checkpoints, local, transcripts).await {
             Ok(Some(from)) => {
@@ -76,7 +76,7 @@ pub(crate) async fn place_session(
         );
     }
     // A workspace without its session is no use to anyone.
-    if !attempt.keep_workspace && first != attempt.key.attempt {
+    if !attempt.host.keep_workspace && first != attempt.key.attempt {
         let _ = tokio::fs::remove_file(&marker).await;
         remove_workspace(workspace).await;
     }
@@ -166,7 +166,7 @@ pub(crate) async fn keep_session(
     transcripts: &Arc<dyn Transcripts>,
     running: bool,
 ) -> Option<String> {
-    let checkpoints = attempt.checkpoints.as_ref()?;
+    let checkpoints = attempt.host.checkpoints.as_ref()?;
     if !valid_session_id(session_id) {
         return None;
     }
@@ -235,7 +235,7 @@ pub(crate) async fn keep_session_while_running(
     transcripts: &Arc<dyn Transcripts>,
     log: impl Fn(String),
 ) -> std::convert::Infallible {
-    let Some(every) = attempt.checkpoints.as_ref().and_then(|c| c.every) else {
+    let Some(every) = attempt.host.checkpoints.as_ref().and_then(|c| c.every) else {
         return std::future::pending().await;
     };
     let mut last_seen = None;

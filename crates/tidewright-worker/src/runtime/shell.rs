@@ -41,20 +41,23 @@ pub(crate) async fn run_shell(
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
-    let secrets = match secrets::resolve(&shell.secret_env, attempt.secrets_dir.as_deref()) {
+    let secrets = match secrets::resolve(&shell.secret_env, attempt.host.secrets_dir.as_deref()) {
         Ok(secrets) => secrets,
         Err(message) => return Ended::fault(Fault::Secrets, message),
     };
     // Files in the private home need one: unsandboxed, the step's home is
     // the worker's, where no secret of one step belongs.
-    if !shell.secret_files.is_empty() && matches!(*attempt.sandbox, crate::sandbox::Sandbox::Off) {
+    if !shell.secret_files.is_empty()
+        && matches!(*attempt.host.sandbox, crate::sandbox::Sandbox::Off)
+    {
         return Ended::fault(
             Fault::Secrets,
             "secretFiles go in the step's private home, which a worker running steps with --sandbox=off does not give",
         );
     }
     let (files, file_values) =
-        match secrets::SecretFiles::write(&shell.secret_files, attempt.secrets_dir.as_deref()) {
+        match secrets::SecretFiles::write(&shell.secret_files, attempt.host.secrets_dir.as_deref())
+        {
             Ok(written) => written,
             Err(message) => return Ended::fault(Fault::Secrets, message),
         };
@@ -126,7 +129,7 @@ async fn run_process(
         Err(ended) => ended,
     };
     if let Some(tree) = tree {
-        repo::finish(attempt, tree, &mut ended, attempt.keep_workspace).await;
+        repo::finish(attempt, tree, &mut ended, attempt.host.keep_workspace).await;
     }
     ended
 }

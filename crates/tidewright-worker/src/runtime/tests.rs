@@ -18,7 +18,7 @@ use super::checkpoint::{self, Checkpoints};
 use super::claude::transcripts::ClaudeTranscripts;
 use super::session::Transcripts;
 use super::workspace::sweep_retained;
-use super::{Agents, run};
+use super::{Agents, Host, run};
 use crate::metrics::WorkerMetrics;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -33,28 +33,30 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         step: StepSpec::shell("s", command),
         inputs_json: r#"{"up":{"n":2}}"#.into(),
         task_name: "test".into(),
-        secrets_dir: None,
-        keep_workspace: true,
-        work_dir: dir.to_path_buf(),
         resume: None,
         access: None,
         traceparent: Some(TRACEPARENT.into()),
-        metrics: Arc::new(WorkerMetrics::new(1)),
-        checkpoints: None,
         repo: None,
         dependency_heads: Vec::new(),
-        branches: None,
-        mirrors_max_bytes: 0,
-        // Unsandboxed: these tests are of the runtimes; the sandbox's are
-        // in sandboxed_* below and the end-to-end tests.
-        sandbox: Arc::new(crate::sandbox::Sandbox::Off),
-        egress: None,
         task_egress: None,
-        limits: Arc::new(crate::sandbox::limits::Limits::probe(Default::default())),
-        mirrors: Arc::new(tidewright_git::mirror::Mirrors::new(
-            dir.join(".mirrors"),
-            tidewright_git::program(),
-        )),
+        host: Arc::new(Host {
+            secrets_dir: None,
+            keep_workspace: true,
+            work_dir: dir.to_path_buf(),
+            metrics: Arc::new(WorkerMetrics::new(1)),
+            checkpoints: None,
+            branches: None,
+            mirrors_max_bytes: 0,
+            // Unsandboxed: these tests are of the runtimes; the sandbox's are
+            // in sandboxed_* below and the end-to-end tests.
+            sandbox: Arc::new(crate::sandbox::Sandbox::Off),
+            egress: None,
+            limits: Arc::new(crate::sandbox::limits::Limits::probe(Default::default())),
+            mirrors: Arc::new(tidewright_git::mirror::Mirrors::new(
+                dir.join(".mirrors"),
+                tidewright_git::program(),
+            )),
+        }),
     }
 }
 
@@ -437,7 +439,7 @@ impl checkpoint::Keeper for MemoryKeeper {
 }
 
 fn keeping(mut attempt: Attempt, keeper: &Arc<MemoryKeeper>) -> Attempt {
-    attempt.checkpoints = Some(Checkpoints {
+    Arc::make_mut(&mut attempt.host).checkpoints = Some(Checkpoints {
         keeper: keeper.clone(),
         max_bytes: checkpoint::DEFAULT_MAX_BYTES,
         every: None,
@@ -560,7 +562,7 @@ async fn a_failed_attempt_with_retries_left_keeps_its_workspace_until_swept() {
     let api_error =
         r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500"}"#;
     let mut attempt = claude_attempt(dir.path(), &[INIT, api_error], 1);
-    attempt.keep_workspace = false;
+    Arc::make_mut(&mut attempt.host).keep_workspace = false;
     attempt.step.retry = Some(tidewright_core::RetryPolicy::new(2));
     let (result, _) = run_to_end(attempt).await;
     assert_eq!(result.outcome, v1::Outcome::Failed as i32);
@@ -578,7 +580,7 @@ async fn a_failed_attempt_with_retries_left_keeps_its_workspace_until_swept() {
     // The last attempt's failure keeps nothing.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut attempt = claude_attempt(dir.path(), &[INIT, api_error], 1);
-    attempt.keep_workspace = false;
+    Arc::make_mut(&mut attempt.host).keep_workspace = false;
     let (result, _) = run_to_end(attempt).await;
     assert_eq!(result.outcome, v1::Outcome::Failed as i32);
     assert!(!dir.path().join("t1/s/attempt-1").exists());
@@ -589,7 +591,7 @@ async fn a_failed_attempt_with_retries_left_keeps_its_workspace_until_swept() {
 async fn run_to_end(attempt: Attempt) -> (v1::StepResult, Vec<FromAttempt>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_cancel, cancelled) = oneshot::channel();
-    let agents = Arc::new(claude_settings(&attempt.work_dir));
+    let agents = Arc::new(claude_settings(&attempt.host.work_dir));
     run(attempt, agents, tx, cancelled).await;
     let mut reports = Vec::new();
     while let Ok(report) = rx.try_recv() {
@@ -672,7 +674,7 @@ async fn output_symlink_is_not_followed() {
 async fn missing_program_is_a_clear_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let attempt = attempt(dir.path(), &["/no/such/program"]);
-    let metrics = attempt.metrics.clone();
+    let metrics = attempt.host.metrics.clone();
     let (result, _) = run_to_end(attempt).await;
     assert_eq!(result.outcome, v1::Outcome::Failed as i32);
     assert!(result.error.contains("could not start"), "{}", result.error);
@@ -690,7 +692,7 @@ async fn missing_program_is_a_clear_failure() {
 async fn a_step_failing_on_its_own_is_no_runtime_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let attempt = attempt(dir.path(), &["sh", "-c", "exit 3"]);
-    let metrics = attempt.metrics.clone();
+    let metrics = attempt.host.metrics.clone();
     let (result, _) = run_to_end(attempt).await;
     assert_eq!(result.outcome, v1::Outcome::Failed as i32);
     let text = metrics.render();

@@ -42,7 +42,7 @@ pub(crate) async fn ready_workspace(workspace: &Path, attempt: &Attempt) -> std:
 /// attempt as the newest that ran there. Anything else removes it.
 pub(crate) async fn finish_workspace(attempt: &Attempt, workspace: &Path, ended: &Ended) {
     let retry_may_come = ended.is_failure() && attempt.has_attempts_left();
-    if attempt.keep_workspace || ended.resumable || retry_may_come {
+    if attempt.host.keep_workspace || ended.resumable || retry_may_come {
         let _ = tokio::fs::write(retained_marker(workspace), attempt.key.attempt.to_string()).await;
     } else {
         remove_workspace(workspace.to_path_buf()).await;
@@ -91,7 +91,7 @@ pub(crate) async fn sweep_retained(work_dir: &Path, older_than: Duration) {
 }
 
 pub(crate) async fn remove_unless_kept(attempt: &Attempt) {
-    if !attempt.keep_workspace {
+    if !attempt.host.keep_workspace {
         remove_workspace(attempt.workspace()).await;
     }
 }

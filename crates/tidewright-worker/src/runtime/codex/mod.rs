@@ -240,7 +240,7 @@ impl AgentRuntime for Codex<'_> {
         let _ = std::fs::create_dir_all(&host_home);
         let config = config_toml(&self.model, &self.base_url(), tidewright_bin);
         let _ = std::fs::write(host_home.join("config.toml"), config);
-        let seen_home = match attempt.sandbox.as_ref() {
+        let seen_home = match attempt.host.sandbox.as_ref() {
             Sandbox::Off => host_home,
             _ => Path::new(SANDBOX_HOME).join(&under_home),
         };
@@ -258,7 +258,7 @@ impl AgentRuntime for Codex<'_> {
             "--color".into(),
             "never".into(),
         ];
-        match attempt.sandbox.as_ref() {
+        match attempt.host.sandbox.as_ref() {
             // Tidewright's sandbox is the boundary: Codex's own (bubblewrap too)
             // is not stacked inside it.
             Sandbox::Bubblewrap { .. } => {

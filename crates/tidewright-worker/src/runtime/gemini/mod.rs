@@ -166,7 +166,7 @@ impl AgentRuntime for Gemini<'_> {
             .as_ref()
             .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
         let _ = write_private(&settings_path(&host_home), &settings_json(mcp));
-        let seen_home = match attempt.sandbox.as_ref() {
+        let seen_home = match attempt.host.sandbox.as_ref() {
             Sandbox::Off => host_home,
             _ => Path::new(SANDBOX_HOME).join(&under_home),
         };
@@ -188,7 +188,7 @@ impl AgentRuntime for Gemini<'_> {
         if let Some(session) = resume {
             args.extend(["--resume".into(), session.to_string()]);
         }
-        args.push(match attempt.sandbox.as_ref() {
+        args.push(match attempt.host.sandbox.as_ref() {
             // Tidewright's sandbox is the boundary: every tool call is approved.
             Sandbox::Bubblewrap { .. } => "--yolo".into(),
             // Without it, edits only: a shell command is refused.

@@ -160,7 +160,7 @@ impl AgentRuntime for QwenCode<'_> {
             .as_ref()
             .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
         let _ = write_private(&settings_path(&host_home), &settings_json(mcp));
-        let seen_home = match attempt.sandbox.as_ref() {
+        let seen_home = match attempt.host.sandbox.as_ref() {
             Sandbox::Off => host_home,
             _ => Path::new(SANDBOX_HOME).join(&under_home),
         };
@@ -178,7 +178,7 @@ impl AgentRuntime for QwenCode<'_> {
             "--output-format".into(),
             "stream-json".into(),
             "--approval-mode".into(),
-            match attempt.sandbox.as_ref() {
+            match attempt.host.sandbox.as_ref() {
                 // Tidewright's sandbox is the boundary: every tool call is approved.
                 Sandbox::Bubblewrap { .. } => "yolo".into(),
                 // Without it, edits only: a shell command is refused.
