@@ -12,7 +12,7 @@ use tidewright_core::AttemptKey;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use crate::runtime::checkpoint::Keeper;
+use crate::runtime::checkpoint::{BranchBundle, Keeper, SessionCheckpoint};
 
 /// How long a checkpoint call waits for a connection (the worker may be
 /// between sessions), and how often it tries a control plane that is
@@ -74,7 +74,13 @@ impl ControlPlaneKeeper {
 
 #[async_trait::async_trait]
 impl Keeper for ControlPlaneKeeper {
-    async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String> {
+    async fn put(&self, checkpoint: SessionCheckpoint) -> Result<(), String> {
+        let checkpoint = v1::Checkpoint {
+            attempt: Some(v1::AttemptRef::from(&checkpoint.attempt)),
+            session_id: checkpoint.session_id,
+            workspace: checkpoint.workspace,
+            archive: checkpoint.archive,
+        };
         self.call("keep a checkpoint", |mut client| {
             let checkpoint = checkpoint.clone();
             async move { client.put_checkpoint(checkpoint).await }
@@ -84,7 +90,7 @@ impl Keeper for ControlPlaneKeeper {
         .map_err(|status| format!("the control plane refused it: {}", status.message()))
     }
 
-    async fn get(&self, attempt: &AttemptKey) -> Result<Option<v1::Checkpoint>, String> {
+    async fn get(&self, attempt: &AttemptKey) -> Result<Option<SessionCheckpoint>, String> {
         let request = v1::GetCheckpointRequest {
             attempt: Some(v1::AttemptRef::from(attempt)),
         };
@@ -95,7 +101,12 @@ impl Keeper for ControlPlaneKeeper {
             })
             .await
         {
-            Ok(checkpoint) => Ok(Some(checkpoint)),
+            Ok(checkpoint) => Ok(Some(SessionCheckpoint {
+                attempt: left_by(checkpoint.attempt, attempt),
+                session_id: checkpoint.session_id,
+                workspace: checkpoint.workspace,
+                archive: checkpoint.archive,
+            })),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(format!(
                 "the control plane did not give it: {}",
@@ -104,7 +115,13 @@ impl Keeper for ControlPlaneKeeper {
         }
     }
 
-    async fn put_branch(&self, branch: v1::StepBranch) -> Result<(), String> {
+    async fn put_branch(&self, branch: BranchBundle) -> Result<(), String> {
+        let branch = v1::StepBranch {
+            attempt: Some(v1::AttemptRef::from(&branch.attempt)),
+            head_commit: branch.head_commit,
+            bundle: branch.bundle,
+            diff: branch.diff,
+        };
         self.call("keep a step's branch", |mut client| {
             let branch = branch.clone();
             async move { client.put_branch(branch).await }
@@ -118,7 +135,7 @@ impl Keeper for ControlPlaneKeeper {
         &self,
         attempt: &AttemptKey,
         step_id: &str,
-    ) -> Result<Option<v1::StepBranch>, String> {
+    ) -> Result<Option<BranchBundle>, String> {
         let request = v1::GetBranchRequest {
             attempt: Some(v1::AttemptRef::from(attempt)),
             step_id: step_id.to_string(),
@@ -130,7 +147,12 @@ impl Keeper for ControlPlaneKeeper {
             })
             .await
         {
-            Ok(branch) => Ok(Some(branch)),
+            Ok(branch) => Ok(Some(BranchBundle {
+                attempt: left_by(branch.attempt, attempt),
+                head_commit: branch.head_commit,
+                bundle: branch.bundle,
+                diff: branch.diff,
+            })),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(format!(
                 "the control plane did not give it: {}",
@@ -138,4 +160,13 @@ impl Keeper for ControlPlaneKeeper {
             )),
         }
     }
+}
+
+/// The attempt that left what the control plane gave: as it says, else the
+/// asking attempt's step at attempt 0.
+fn left_by(said: Option<v1::AttemptRef>, asking: &AttemptKey) -> AttemptKey {
+    said.map(AttemptKey::from).unwrap_or_else(|| AttemptKey {
+        attempt: 0,
+        ..asking.clone()
+    })
 }

@@ -8,7 +8,6 @@ use std::io::{Read, Write as _};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use tidewright_api::v1;
 use tidewright_core::AttemptKey;
 
 use crate::secrets::Redactor;
@@ -23,25 +22,52 @@ const FILES: &str = "workspace";
 /// What a tar entry costs beyond its data: its header block.
 const TAR_BLOCK: usize = 512;
 
+/// An agent's session as one attempt left it, for a retry on any worker
+/// to resume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionCheckpoint {
+    /// The attempt that left it.
+    pub attempt: AttemptKey,
+    pub session_id: String,
+    /// Where the session's workspace was on the worker that ran it: a
+    /// worker restoring it elsewhere points the transcript's paths at its
+    /// own.
+    pub workspace: String,
+    /// A gzipped tar: the transcript as `session.jsonl`, the workspace's
+    /// files under `workspace/`.
+    pub archive: Vec<u8>,
+}
+
+/// A step's branch as one attempt left it, for its dependents on any
+/// worker: a git bundle of its commits, and its own changes as a diff.
+#[derive(Clone, PartialEq)]
+pub struct BranchBundle {
+    /// The attempt that made it.
+    pub attempt: AttemptKey,
+    pub head_commit: String,
+    pub bundle: Vec<u8>,
+    pub diff: String,
+}
+
 /// Where checkpoints are kept: the control plane, behind a trait so the
 /// runtime is tested without one.
 #[async_trait::async_trait]
 pub trait Keeper: Send + Sync {
     /// Keeps `checkpoint` as its step's newest.
-    async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String>;
+    async fn put(&self, checkpoint: SessionCheckpoint) -> Result<(), String>;
     /// The step's newest checkpoint, for the attempt that runs it now;
     /// `None` when it has none.
-    async fn get(&self, attempt: &AttemptKey) -> Result<Option<v1::Checkpoint>, String>;
+    async fn get(&self, attempt: &AttemptKey) -> Result<Option<SessionCheckpoint>, String>;
     /// Keeps a step's branch (a git bundle), for its dependents on any
     /// worker.
-    async fn put_branch(&self, branch: v1::StepBranch) -> Result<(), String>;
+    async fn put_branch(&self, branch: BranchBundle) -> Result<(), String>;
     /// The branch of `step_id`, a step of `attempt`'s task; `None` when
     /// none is kept.
     async fn get_branch(
         &self,
         attempt: &AttemptKey,
         step_id: &str,
-    ) -> Result<Option<v1::StepBranch>, String>;
+    ) -> Result<Option<BranchBundle>, String>;
 }
 
 /// How often a running agent's session is checkpointed when it changed,

@@ -12,12 +12,12 @@
 
 use std::path::{Path, PathBuf};
 
-use tidewright_api::v1;
 use tidewright_git::Credentials;
 use tidewright_git::mirror::Mirror;
 use tidewright_git::worktree::{Conflict, Worktree};
 
 use super::attempt::{Attempt, Ended};
+use super::checkpoint::BranchBundle;
 use crate::metrics::Fault;
 
 /// The worktree's directory in the workspace.
@@ -446,8 +446,8 @@ async fn keep_branch(attempt: &Attempt, tree: &Worktree, head: &str) -> Result<(
         .await
         .map_err(|e| format!("reading its diff: {e}"))?;
     keeper
-        .put_branch(v1::StepBranch {
-            attempt: Some(v1::AttemptRef::from(&attempt.key)),
+        .put_branch(BranchBundle {
+            attempt: attempt.key.clone(),
             head_commit: head.to_string(),
             bundle,
             diff,

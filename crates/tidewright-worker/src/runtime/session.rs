@@ -7,11 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tidewright_api::v1;
 use tidewright_core::validate::valid_session_id;
 
 use super::attempt::{Attempt, ResumeFrom};
-use super::checkpoint::{Checkpoints, pack, unpack};
+use super::checkpoint::{Checkpoints, SessionCheckpoint, pack, unpack};
 use super::workspace::{remove_workspace, retained_marker};
 use crate::secrets::Redactor;
 
@@ -129,7 +128,7 @@ async fn restore(
     let Some(checkpoint) = checkpoints.keeper.get(&attempt.key).await? else {
         return Ok(None);
     };
-    let from = checkpoint.attempt.as_ref().map_or(0, |a| a.attempt);
+    let from = checkpoint.attempt.attempt;
     if checkpoint.session_id != resume.session_id || local.is_some_and(|last| from <= last) {
         return Ok(None);
     }
@@ -192,8 +191,8 @@ pub(crate) async fn keep_session(
         Err(e) => return Some(format!("checkpoint not kept: {e}")),
     };
     let bytes = packed.archive.len();
-    let checkpoint = v1::Checkpoint {
-        attempt: Some(v1::AttemptRef::from(&attempt.key)),
+    let checkpoint = SessionCheckpoint {
+        attempt: attempt.key.clone(),
         session_id: session_id.to_string(),
         workspace: workspace.display().to_string(),
         archive: packed.archive,

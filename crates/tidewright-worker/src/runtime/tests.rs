@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::agent::RESUME_PROMPT;
 use super::agents::{AgentCli, AgentSettings};
 use super::attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
-use super::checkpoint::{self, Checkpoints};
+use super::checkpoint::{self, BranchBundle, Checkpoints, SessionCheckpoint};
 use super::claude::transcripts::ClaudeTranscripts;
 use super::session::Transcripts;
 use super::workspace::sweep_retained;
@@ -412,28 +412,28 @@ async fn a_retry_without_the_session_at_hand_starts_a_new_one() {
 /// Checkpoints kept in memory, counting the reads.
 #[derive(Default)]
 struct MemoryKeeper {
-    kept: Mutex<Option<v1::Checkpoint>>,
+    kept: Mutex<Option<SessionCheckpoint>>,
     reads: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
 impl checkpoint::Keeper for MemoryKeeper {
-    async fn put(&self, checkpoint: v1::Checkpoint) -> Result<(), String> {
+    async fn put(&self, checkpoint: SessionCheckpoint) -> Result<(), String> {
         *self.kept.lock().expect("lock") = Some(checkpoint);
         Ok(())
     }
 
-    async fn get(&self, _: &AttemptKey) -> Result<Option<v1::Checkpoint>, String> {
+    async fn get(&self, _: &AttemptKey) -> Result<Option<SessionCheckpoint>, String> {
         self.reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.kept.lock().expect("lock").clone())
     }
 
-    async fn put_branch(&self, _: v1::StepBranch) -> Result<(), String> {
+    async fn put_branch(&self, _: BranchBundle) -> Result<(), String> {
         Err("this keeper keeps no branches".into())
     }
 
-    async fn get_branch(&self, _: &AttemptKey, _: &str) -> Result<Option<v1::StepBranch>, String> {
+    async fn get_branch(&self, _: &AttemptKey, _: &str) -> Result<Option<BranchBundle>, String> {
         Ok(None)
     }
 }
@@ -472,7 +472,7 @@ async fn a_failed_session_is_kept_and_a_retry_on_another_worker_resumes_it_from_
         .clone()
         .expect("a checkpoint");
     assert_eq!(kept.session_id, "s-1");
-    assert_eq!(kept.attempt.as_ref().map(|a| a.attempt), Some(1));
+    assert_eq!(kept.attempt.attempt, 1);
     let workspace_a = a.path().join("t1/s/attempt-1");
     assert_eq!(kept.workspace, workspace_a.display().to_string());
     assert!(
@@ -517,11 +517,11 @@ async fn a_failed_session_is_kept_and_a_retry_on_another_worker_resumes_it_from_
     // Attempt 3 back on A, which holds only attempt 1's run: the
     // checkpoint attempt 2 left is newer, so A takes it. On B, whose
     // copy is the newest, nothing is read.
-    *keeper.kept.lock().expect("lock") = Some(v1::Checkpoint {
-        attempt: Some(v1::AttemptRef {
+    *keeper.kept.lock().expect("lock") = Some(SessionCheckpoint {
+        attempt: AttemptKey {
             attempt: 2,
-            ..kept.attempt.clone().expect("attempt")
-        }),
+            ..kept.attempt.clone()
+        },
         ..kept.clone()
     });
     let third_on = |dir: &Path| {
