@@ -562,6 +562,15 @@ pub const OPENAI_TEST_KEY: &str = "sk-openai-test-key";
 /// The Gemini API key the gemini-cli test workers hold.
 pub const GEMINI_TEST_KEY: &str = "gemini-test-key";
 
+/// What points a worker's CLIs on OpenAI's API at `mock`: its base URL and
+/// the test key (Codex's and Qwen Code's alike).
+fn openai_env(mock: &provider::Mock) -> [(&'static str, &str); 2] {
+    [
+        ("OPENAI_BASE_URL", mock.url.as_str()),
+        ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+    ]
+}
+
 /// Starts worker `name` of `server`, running Codex steps with the real CLI
 /// against `mock` (the worker's `OPENAI_BASE_URL`), with `capabilities`,
 /// `slots` and extra worker `flags`.
@@ -573,15 +582,11 @@ pub fn start_codex_worker(
     offer: (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
-    let env = [
-        ("OPENAI_BASE_URL", mock.url.as_str()),
-        ("OPENAI_API_KEY", OPENAI_TEST_KEY),
-    ];
     start_cli_worker(
         server,
         (dir, name),
         ("--codex-bin", codex_bin()),
-        &env,
+        &openai_env(mock),
         offer,
         flags,
     )
@@ -624,15 +629,11 @@ pub fn start_qwen_worker(
     offer: (&[&str], u32),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
-    let env = [
-        ("OPENAI_BASE_URL", mock.url.as_str()),
-        ("OPENAI_API_KEY", OPENAI_TEST_KEY),
-    ];
     start_cli_worker(
         server,
         (dir, name),
         ("--qwen-bin", qwen_bin()),
-        &env,
+        &openai_env(mock),
         offer,
         flags,
     )

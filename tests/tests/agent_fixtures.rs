@@ -60,16 +60,21 @@ fn headless(bin: PathBuf, work: &Path, home: &Path) -> tokio::process::Command {
     command
 }
 
-/// How `command` ended, within `seconds`.
-async fn output_of(
-    case: &Case,
-    mut command: tokio::process::Command,
-    seconds: u64,
-) -> std::process::Output {
-    tokio::time::timeout(std::time::Duration::from_secs(seconds), command.output())
+/// What `command` printed on stdout, once it ended within `seconds`.
+async fn stdout_of(case: &Case, mut command: tokio::process::Command, seconds: u64) -> String {
+    let out = tokio::time::timeout(std::time::Duration::from_secs(seconds), command.output())
         .await
         .unwrap_or_else(|_| panic!("{}: the CLI did not end within {seconds} s", case.name))
-        .expect("the CLI ran")
+        .expect("the CLI ran");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A stream's JSON lines; other lines (a CLI's own warnings) are passed
+/// over.
+fn json_lines(stream: &str) -> impl Iterator<Item = Value> + '_ {
+    stream
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
 }
 
 type Record = for<'a> fn(&'a Case) -> Pin<Box<dyn Future<Output = Recorded> + 'a>>;
@@ -233,7 +238,7 @@ mod claude {
     use tidewright_tests::claude_bin;
     use tidewright_tests::provider::{Api, Mock, Reply, Reset};
 
-    use super::{Case, Recorded, headless, output_of};
+    use super::{Case, Recorded, headless, json_lines, stdout_of};
 
     pub fn cases() -> Vec<Case> {
         let resets_at = tidewright_api::convert::now_micros() / 1_000_000 + 3600;
@@ -315,9 +320,9 @@ mod claude {
         } else {
             command.env("ANTHROPIC_API_KEY", "sk-ant-mock-key");
         }
-        let out = output_of(case, command, 120).await;
+        let stream = stdout_of(case, command, 120).await;
         Recorded {
-            stream: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stream,
             transcript: None,
         }
     }
@@ -327,10 +332,7 @@ mod claude {
     /// structured error fields. Message texts, ids, paths and times vary.
     pub fn shape(stream: &str) -> Value {
         let mut lines = Vec::new();
-        for line in stream.lines() {
-            let Ok(value) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
+        for value in json_lines(stream) {
             let kind = value["type"].as_str().unwrap_or_default();
             match kind {
                 "rate_limit_event" => lines.push(json!({
@@ -369,7 +371,7 @@ mod codex {
     use tidewright_tests::codex_bin;
     use tidewright_tests::provider::{Api, Mock, Reply};
 
-    use super::{Case, Recorded, case, headless, output_of};
+    use super::{Case, Recorded, case, headless, json_lines, stdout_of};
 
     pub fn cases() -> Vec<Case> {
         vec![
@@ -426,9 +428,9 @@ mod codex {
             ])
             .env("CODEX_HOME", home.path())
             .env("OPENAI_API_KEY", "sk-mock-key");
-        let out = output_of(case, command, 120).await;
+        let stream = stdout_of(case, command, 120).await;
         Recorded {
-            stream: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stream,
             transcript: None,
         }
     }
@@ -438,10 +440,7 @@ mod codex {
     /// failure's words about its status. Ids, texts and times vary.
     pub fn shape(stream: &str) -> Value {
         let mut lines = Vec::new();
-        for line in stream.lines() {
-            let Ok(value) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
+        for value in json_lines(stream) {
             let kind = value["type"].as_str().unwrap_or_default();
             lines.push(match kind {
                 "item.started" | "item.updated" | "item.completed" => json!({
@@ -481,7 +480,7 @@ mod gemini {
     use tidewright_tests::gemini_bin;
     use tidewright_tests::provider::{Api, Mock, Reply, Reset};
 
-    use super::{Case, Recorded, case, headless, output_of};
+    use super::{Case, Recorded, case, headless, json_lines, stdout_of};
 
     pub fn cases() -> Vec<Case> {
         vec![
@@ -550,10 +549,9 @@ mod gemini {
             .env("GEMINI_CLI_NO_RELAUNCH", "true")
             .env("GOOGLE_GEMINI_BASE_URL", &mock.url)
             .env("GEMINI_API_KEY", "gemini-mock-key");
-        let out = output_of(case, command, 180).await;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stream = stdout_of(case, command, 180).await;
         Recorded {
-            stream: stdout,
+            stream,
             transcript: Some(transcript(&home.path().join(".gemini/tmp"))),
         }
     }
@@ -563,10 +561,7 @@ mod gemini {
     /// has. Ids, texts and times vary.
     pub fn shape(stream: &str) -> Value {
         let mut lines = Vec::new();
-        for line in stream.lines() {
-            let Ok(value) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
+        for value in json_lines(stream) {
             let kind = value["type"].as_str().unwrap_or_default();
             lines.push(match kind {
                 "message" => json!({"type": kind, "role": value["role"]}),
@@ -613,9 +608,7 @@ mod gemini {
     /// kind (the session's first line, a message and its type, a rewrite of
     /// the messages with theirs, another field's update).
     pub fn session_shape(transcript: &str) -> Value {
-        let kinds = transcript
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        let kinds = json_lines(transcript)
             .map(|record| {
                 if record.get("sessionId").is_some() {
                     json!("session")
@@ -642,7 +635,7 @@ mod qwen {
     use tidewright_tests::provider::{Api, Mock, Reply};
     use tidewright_tests::qwen_bin;
 
-    use super::{Case, Recorded, case, headless, output_of};
+    use super::{Case, Recorded, case, headless, json_lines, stdout_of};
 
     pub fn cases() -> Vec<Case> {
         vec![
@@ -700,9 +693,9 @@ mod qwen {
             .env("QWEN_CODE_SUPPRESS_YOLO_WARNING", "1")
             .env("OPENAI_BASE_URL", &mock.url)
             .env("OPENAI_API_KEY", "sk-mock-key");
-        let out = output_of(case, command, 120).await;
+        let stream = stdout_of(case, command, 120).await;
         Recorded {
-            stream: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stream,
             transcript: None,
         }
     }
@@ -721,10 +714,7 @@ mod qwen {
             keys
         };
         let mut lines = Vec::new();
-        for line in stream.lines() {
-            let Ok(value) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
+        for value in json_lines(stream) {
             let kind = value["type"].as_str().unwrap_or_default();
             lines.push(match kind {
                 "system" => json!({"type": kind, "subtype": value["subtype"]}),
