@@ -80,7 +80,7 @@ impl Engine {
     /// When the engine next has something due: a retry's backoff ends or
     /// an approval times out.
     pub(super) fn next_due(&self) -> Option<Micros> {
-        [self.timers.next(), self.next_resume()]
+        [self.timers.next(), self.fleet.pauses.next_resume()]
             .into_iter()
             .flatten()
             .min()

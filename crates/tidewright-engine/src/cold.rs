@@ -21,6 +21,7 @@ use std::sync::Arc;
 use tidewright_core::{Capabilities, QueueKey, ReadyQueue, StepState, TaskState};
 use tidewright_store::QueuedTask;
 
+use crate::backlog::{Backlog, Reads};
 use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::live::Active;
@@ -36,17 +37,28 @@ const LOOK_AHEAD: usize = 2 * READ_BATCH;
 /// Steps dispatched between two looks ahead.
 const LOOK_EVERY: usize = READ_BATCH / 2;
 
+/// What the engine holds of tasks only in part: the backlog a new leader
+/// reads back and the cold tasks of a deep queue, what this round is about
+/// to read back, and how many tasks it holds whole before going cold.
+pub(crate) struct ColdQueue {
+    pub(crate) backlog: Backlog,
+    pub(crate) reads: Reads,
+    /// Past this many unfinished tasks in memory, a queued task nobody
+    /// started keeps only its place in the queue.
+    pub(crate) hot: usize,
+}
+
 impl Engine {
     /// Lets go of this round's admissions that nobody took while the
     /// engine holds more tasks than it may: the newest first go cold, as
     /// they are the last in the queue of their priority.
     pub(super) fn cool_down(&mut self) {
-        let fresh = std::mem::take(&mut self.cold.fresh);
-        if self.tasks.len() <= self.hot_tasks {
+        let fresh = std::mem::take(&mut self.cold.reads.fresh);
+        if self.tasks.len() <= self.cold.hot {
             return;
         }
         for id in fresh.into_iter().rev() {
-            if self.tasks.len() <= self.hot_tasks {
+            if self.tasks.len() <= self.cold.hot {
                 break;
             }
             if !self.tasks.get(&id).is_some_and(untouched) {
@@ -60,7 +72,7 @@ impl Engine {
                 .iter()
                 .filter_map(|s| s.queued.clone())
                 .collect();
-            self.backlog.hold_cold(id, keys);
+            self.cold.backlog.hold_cold(id, keys);
         }
     }
 
@@ -68,8 +80,8 @@ impl Engine {
     /// read back with those behind it. An entry for a task the engine no
     /// longer knows at all is dropped.
     pub(super) fn cold_at_head(&mut self, task_id: &str, key: &QueueKey) {
-        if self.backlog.holds(task_id) {
-            self.cold.head = true;
+        if self.cold.backlog.holds(task_id) {
+            self.cold.reads.head = true;
         } else {
             self.queue.remove(key);
         }
@@ -79,16 +91,16 @@ impl Engine {
     /// taken enough or met a cold task, for those near the head of each
     /// set of needs.
     pub(super) fn read_ahead(&mut self) {
-        let mut ids = std::mem::take(&mut self.cold.wanted);
-        let look = self.cold.head || self.cold.dispatched >= LOOK_EVERY;
-        if look && self.backlog.cold > 0 {
-            self.cold.head = false;
-            self.cold.dispatched = 0;
+        let mut ids = std::mem::take(&mut self.cold.reads.wanted);
+        let look = self.cold.reads.head || self.cold.reads.dispatched >= LOOK_EVERY;
+        if look && self.cold.backlog.cold > 0 {
+            self.cold.reads.head = false;
+            self.cold.reads.dispatched = 0;
             for (task_id, _) in self.queue.heads(LOOK_AHEAD) {
                 if ids.len() >= READ_BATCH {
                     break;
                 }
-                if let Some(held) = self.backlog.pending.get_mut(task_id)
+                if let Some(held) = self.cold.backlog.pending.get_mut(task_id)
                     && held.cold.is_some()
                     && !held.loading
                 {

@@ -30,7 +30,7 @@ impl Engine {
         );
         self.queue_ready(&id, &mut active);
         self.hold_at_gates(&id, &mut active, &[]);
-        self.cold.fresh.push(id.clone());
+        self.cold.reads.fresh.push(id.clone());
         self.tasks.insert(id.clone(), active);
         self.adopt_child(&id);
     }
@@ -65,22 +65,24 @@ impl Engine {
         let mut order = 0;
         let mut idle_since_progress = 0;
         while !self.queue.is_empty()
-            && !self.workers.order().is_empty()
-            && idle_since_progress < self.workers.order().len()
+            && !self.fleet.workers.order().is_empty()
+            && idle_since_progress < self.fleet.workers.order().len()
         {
-            let worker_id = self.workers.order()[order % self.workers.order().len()];
+            let worker_id = self.fleet.workers.order()[order % self.fleet.workers.order().len()];
             order += 1;
-            let head = match self.workers.get(&worker_id) {
+            let head = match self.fleet.workers.get(&worker_id) {
                 Some(w) if w.free() > 0 => {
                     let pool = agents.get(pool_of(&w.info));
                     if pool.is_some_and(|(running, cap)| running >= cap) {
                         self.queue.peek_for(&w.without_agents)
-                    } else if self.pauses.is_empty() || self.pauses_of(&w.info).next().is_none() {
+                    } else if self.fleet.pauses.is_empty()
+                        || self.fleet.pauses.of(pool_of(&w.info)).next().is_none()
+                    {
                         self.queue.peek_for(&w.info.capabilities)
                     } else {
                         // Without the agent runtimes a limit paused here.
                         let mut offered = w.info.capabilities.clone();
-                        for (agent, _) in self.pauses_of(&w.info) {
+                        for (agent, _) in self.fleet.pauses.of(pool_of(&w.info)) {
                             offered.remove(agent);
                         }
                         self.queue.peek_for(&offered)
@@ -101,12 +103,12 @@ impl Engine {
             };
             match item {
                 Some((task_id, index)) => {
-                    self.cold.dispatched += 1;
+                    self.cold.reads.dispatched += 1;
                     idle_since_progress = 0;
                     if let Some(live) = self.tasks.get_mut(&task_id).map(|a| &mut a.steps[index]) {
                         live.queued = None;
                         if is_agent(&live.needs)
-                            && let Some(w) = self.workers.get(&worker_id)
+                            && let Some(w) = self.fleet.workers.get(&worker_id)
                             && let Some((running, _)) = agents.get_mut(pool_of(&w.info))
                         {
                             *running += 1;
@@ -124,7 +126,7 @@ impl Engine {
     /// workers name). Empty, and cheap, when no pool has one.
     fn agents_in_capped_pools(&self) -> HashMap<String, (u32, u32)> {
         let mut pools: HashMap<String, (u32, u32)> = HashMap::new();
-        for worker in self.workers.values() {
+        for worker in self.fleet.workers.values() {
             let cap = worker.info.max_concurrent_agents;
             if cap == 0 {
                 continue;
@@ -161,7 +163,7 @@ impl Engine {
         active.steps[index].worker = Some(worker_id);
         let step = &active.spec.steps[index];
         let inputs_json = inputs_of(active, index);
-        let Some(worker) = self.workers.get_mut(&worker_id) else {
+        let Some(worker) = self.fleet.workers.get_mut(&worker_id) else {
             return;
         };
         worker.credits -= 1;
@@ -288,17 +290,22 @@ impl Engine {
     /// The connected workers in order, and the queue.
     pub(crate) fn fleet_now(&self) -> FleetNow {
         let workers = self
+            .fleet
             .workers
             .order()
             .iter()
-            .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
+            .filter_map(|id| self.fleet.workers.get(id).map(|w| (id, w)))
             .map(|(id, w)| WorkerNow {
                 id: *id,
                 info: w.info.clone(),
                 running: w.running.len(),
                 connected_at: w.connected_at,
                 draining: w.draining,
-                paused: self.pause_of(&w.info).map(|p| (p.until, p.reason.clone())),
+                paused: self
+                    .fleet
+                    .pauses
+                    .longest(pool_of(&w.info))
+                    .map(|p| (p.until, p.reason.clone())),
             })
             .collect();
         let queue = self
@@ -309,18 +316,12 @@ impl Engine {
                 queued,
             })
             .collect();
-        let now = tidewright_core::calendar::now_micros();
-        let paused_agents = self
-            .pauses
-            .iter()
-            .filter(|(_, pause)| pause.until > now)
-            .map(|(key, _)| key.clone())
-            .collect();
+        let paused_agents = self.fleet.pauses.paused_now();
         FleetNow {
             workers,
             queue,
             paused_agents,
-            gone: self.workers.gone(),
+            gone: self.fleet.workers.gone(),
         }
     }
 }
@@ -507,7 +508,7 @@ impl Engine {
     /// Tells each queued step whose last worker has been gone the grace
     /// why it waits, by an event.
     pub(crate) fn tell_unserved(&mut self) {
-        for (needs, reason) in self.unserved.due() {
+        for (needs, reason) in self.fleet.unserved.due() {
             let waiting: Vec<(Arc<str>, usize)> =
                 self.queue.items_needing(&needs).cloned().collect();
             for (task_id, index) in waiting {

@@ -1,6 +1,8 @@
 //! The engine's state, owned by one task: every unfinished task it holds,
 //! the ready queue, the workers, the timers, the budgets, and the round
-//! being decided. The modules that decide (`dispatch`, `results`,
+//! being decided. The fleet, the cold queue and the sweeper each own their
+//! fields, so a module that decides borrows only the part it needs.
+//! The modules that decide (`dispatch`, `results`,
 //! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
 //! their methods to [`Engine`]; they take what they share from here.
 
@@ -9,17 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewright_core::calendar::now_micros;
-use tidewright_core::{Event, EventKind, Micros, ReadyQueue};
+use tidewright_core::{Event, EventKind, ReadyQueue};
 use tidewright_store::{Commit, Store, Write};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backlog::{Backlog, Reads};
+use crate::cold::ColdQueue;
 use crate::effects::Effect;
 use crate::live::Active;
 use crate::metrics::Metrics;
+use crate::retention::Sweeper;
 use crate::tenants::Budgets;
 use crate::timers::Timers;
-use crate::workers::{Orphan, Pause, Workers};
+use crate::workers::Fleet;
 
 /// The error of a step whose output file is not JSON.
 pub(crate) const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -60,36 +63,20 @@ pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tasks: HashMap<Arc<str>, Active, foldhash::fast::RandomState>,
     pub(crate) queue: ReadyQueue<(Arc<str>, usize)>,
-    pub(crate) workers: Workers,
-    pub(crate) orphans: HashMap<(Arc<str>, usize), Orphan>,
-    pub(crate) backlog: Backlog,
-    pub(crate) liveness: Liveness,
+    pub(crate) fleet: Fleet,
+    /// The tasks held only in part (see [`crate::cold`]).
+    pub(crate) cold: ColdQueue,
     /// Retries waiting for their backoff, and approvals that time out.
     pub(crate) timers: Timers,
-    /// The agents a provider limit paused, by pool and agent runtime's
-    /// capability (`claude-code`, `codex`): a limit is one provider's, so
-    /// it pauses that runtime's agents of the pool and no other's.
-    pub(crate) pauses: HashMap<(String, String), Pause>,
-    /// The first pause after a limit that names no reset.
-    pub(crate) limit_backoff: Micros,
     pub(crate) budgets: Budgets,
     pub(crate) round: Round,
     pub(crate) effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     pub(crate) metrics: Arc<Metrics>,
-    /// Past this many unfinished tasks in memory, a queued task nobody
-    /// started keeps only its place in the queue (see [`crate::cold`]).
-    pub(crate) hot_tasks: usize,
-    /// What the compact queue is about to read back, and when to look.
-    pub(crate) cold: Reads,
     /// How long finished tasks are kept (see `retention`).
-    pub(crate) retention: Arc<tidewright_store::retention::Retention>,
-    /// The latest time a sweep decided removals by.
-    pub(crate) swept_through: Micros,
+    pub(crate) sweeper: Sweeper,
     /// The tasks running steps submitted, by their parent (see `family`):
     /// cancelled when it ends.
     pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
-    /// What the fleet offers, and the queued steps no worker can run.
-    pub(crate) unserved: crate::unserved::Unserved,
 }
 
 /// How the engine runs.

@@ -43,7 +43,7 @@ impl Engine {
     ) {
         let mut spent = Cost::default();
         for (descendant, stored) in kin {
-            if read.contains(descendant.as_str()) || self.backlog.holds(&descendant) {
+            if read.contains(descendant.as_str()) || self.cold.backlog.holds(&descendant) {
                 continue;
             }
             spent += match self.tasks.get(descendant.as_str()) {
@@ -73,7 +73,7 @@ impl Engine {
         else {
             return;
         };
-        let live = self.tasks.contains_key(&parent) || self.backlog.holds(&parent);
+        let live = self.tasks.contains_key(&parent) || self.cold.backlog.holds(&parent);
         if !live {
             let reason = format!("its parent task {parent} has ended");
             self.cancel(id, &reason, oneshot::channel().0);
@@ -148,14 +148,14 @@ impl Engine {
         for child in children {
             if self.tasks.contains_key(&child) {
                 self.cancel(&child, &reason, oneshot::channel().0);
-            } else if self.backlog.holds(&child) {
+            } else if self.cold.backlog.holds(&child) {
                 let command = Command::Cancel {
                     task_id: child.to_string(),
                     reason: reason.clone(),
                     reply: oneshot::channel().0,
                 };
-                if self.backlog.park(&child, command) {
-                    self.cold.wanted.push(child);
+                if self.cold.backlog.park(&child, command) {
+                    self.cold.reads.wanted.push(child);
                 }
             }
             // Otherwise it has ended already.

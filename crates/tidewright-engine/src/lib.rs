@@ -12,41 +12,47 @@
 //! therefore lose only decisions nobody has seen, and recovery rebuilds the
 //! rest from the store.
 //!
-//! `handle` is the way in (commands). `engine` holds the state, whose
-//! parts are types of their own: `live` (a task and its steps), `workers`
-//! (the fleet and its pauses), `backlog` (what is still to be read back),
-//! `tenants` (budgets, spend, and the spent gate the way in checks),
-//! `timers` (retries waiting out their backoff, approvals that time out). The
-//! modules that decide add their methods to the engine: `create` makes
-//! tasks; `dispatch` schedules ready steps onto workers; `results` takes
-//! what workers report (and retries and cancels); `approval` holds steps
-//! at their human gates; `budget` pauses what crosses a budget; `limits`
-//! pauses a pool's agents at a provider's limit; `recovery` drops silent
-//! workers and rebuilds after a restart; `cold` keeps a deep queue in the
-//! store; `retention` removes finished tasks once kept long enough.
-//! `effects` is what a committed round releases, `to_worker` what a
-//! worker is told, `hub` the fan-out to watchers, `metrics` and `activity`
-//! the counts. This file is the loop: commands in, state changes applied,
-//! rounds committed. `tests` drives it all in memory.
+//! `handle` is the way in (commands). `engine` holds the state, in owned
+//! parts the deciding modules borrow: `live` (a task and its steps),
+//! `workers::Fleet` (the workers, the steps a restart left running, the
+//! pauses `limits` keeps, what the fleet offers), `cold::ColdQueue` (the
+//! backlog still to be read back and the cold tasks of a deep queue),
+//! `retention::Sweeper` (what the sweep decided by), `tenants` (budgets,
+//! spend, and the spent gate the way in checks), `timers` (retries waiting
+//! out their backoff, approvals that time out). The modules that decide
+//! add their methods to the engine: `create` makes tasks; `apply` records
+//! the state machine's changes; `dispatch` schedules ready steps onto
+//! workers; `results` takes what workers report (and retries and cancels);
+//! `approval` holds steps at their human gates; `budget` pauses what
+//! crosses a budget; `limits` pauses a pool's agents at a provider's limit;
+//! `recovery` drops silent workers and rebuilds after a restart; `cold`
+//! keeps a deep queue in the store; `retention` removes finished tasks once
+//! kept long enough. `effects` is what a committed round releases,
+//! `to_worker` what a worker is told, `hub` the fan-out to watchers,
+//! `metrics` and `activity` the counts. This file is the loop: commands
+//! in, state changes applied, rounds committed. `tests` drives it all in memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tidewright_core::calendar::now_micros;
-use tidewright_core::{Change, EventKind, Micros, ReadyQueue, StepState, TaskState};
-use tidewright_store::{StepWrite, Store, Write};
+use tidewright_core::{EventKind, Micros, ReadyQueue};
+use tidewright_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backlog::{Backlog, Reads};
+use crate::cold::ColdQueue;
 use crate::effects::Effect;
 use crate::engine::{MAX_ROUND, Round};
 use crate::handle::Command;
 use crate::hub::Hub;
+use crate::limits::Pauses;
 use crate::metrics::Metrics;
+use crate::retention::Sweeper;
 use crate::tenants::Budgets;
 use crate::timers::Timers;
-use crate::workers::Workers;
+use crate::workers::{Fleet, Workers};
 
 pub mod access;
 pub mod activity;
@@ -55,6 +61,7 @@ pub mod hub;
 pub mod metrics;
 pub mod service;
 
+mod apply;
 mod approval;
 mod backlog;
 mod budget;
@@ -80,7 +87,6 @@ mod workers;
 
 use backlog::load_backlog;
 pub use create::Submission;
-use create::event_of;
 use effects::run_effects;
 pub use engine::{DEFAULT_HOT_TASKS, Engine, Liveness, Settings};
 pub use error::Error;
@@ -125,23 +131,25 @@ pub fn start(
         // as the few tasks held whole land all over it.
         tasks: HashMap::default(),
         queue: ReadyQueue::default(),
-        workers: Workers::default(),
-        orphans: HashMap::new(),
-        backlog: Backlog::new(&backlog),
-        liveness: settings.liveness,
+        fleet: Fleet {
+            workers: Workers::default(),
+            orphans: HashMap::new(),
+            pauses: Pauses::new(settings.limit_backoff),
+            unserved: unserved::Unserved::new(offered),
+            liveness: settings.liveness,
+        },
+        cold: ColdQueue {
+            backlog: Backlog::new(&backlog),
+            reads: Reads::default(),
+            hot: settings.hot_tasks.max(1),
+        },
         timers: Timers::default(),
-        pauses: HashMap::new(),
-        limit_backoff: settings.limit_backoff.as_micros().min(i64::MAX as u128) as Micros,
         budgets: Budgets::new(tenants.limits, tenants.spend, spent),
         round: Round::default(),
         effects,
         metrics,
-        hot_tasks: settings.hot_tasks.max(1),
-        cold: Reads::default(),
-        retention,
-        swept_through: 0,
+        sweeper: Sweeper::new(retention),
         children: HashMap::new(),
-        unserved: unserved::Unserved::new(offered),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(
@@ -174,7 +182,7 @@ impl Engine {
                     }
                     for command in commands.drain(..) {
                         if matches!(command, Command::Shutdown) {
-                            self.workers.clear();
+                            self.fleet.workers.clear();
                             continue;
                         }
                         self.handle(command);
@@ -245,7 +253,7 @@ impl Engine {
         | Command::Drain { worker }
         | Command::Release { worker, .. } = &command
         {
-            self.workers.seen(*worker);
+            self.fleet.workers.seen(*worker);
         }
         let Some(command) = self.defer(command) else {
             return;
@@ -266,10 +274,10 @@ impl Engine {
             } => {
                 let offers = info.capabilities.clone();
                 let id = self.register(info, running, outbox);
-                self.unserved.offers(&offers);
+                self.fleet.unserved.offers(&offers);
                 let _ = reply.send(id);
             }
-            Command::Credits { worker, credits } => self.workers.credit(worker, credits),
+            Command::Credits { worker, credits } => self.fleet.workers.credit(worker, credits),
             Command::Progress {
                 worker,
                 attempt,
@@ -317,13 +325,14 @@ impl Engine {
             Command::Heartbeat { .. } => {}
             Command::Drain { worker } => {
                 let offered = self
+                    .fleet
                     .workers
                     .get(&worker)
                     .filter(|w| !w.draining)
                     .map(|w| w.info.capabilities.clone());
-                self.workers.drain(worker);
+                self.fleet.workers.drain(worker);
                 if let Some(offered) = offered {
-                    self.unserved.withdraws(&offered, &self.queue);
+                    self.fleet.unserved.withdraws(&offered, &self.queue);
                 }
             }
             Command::Release {
@@ -365,183 +374,6 @@ impl Engine {
             return;
         };
         self.round.event(task_id, active, kind);
-    }
-
-    /// Records the state machine's changes: store writes, events, queue
-    /// entries. `detail` adds fields to the write of one step.
-    fn apply(
-        &mut self,
-        task_id: &Arc<str>,
-        changes: Vec<Change>,
-        mut detail: Option<(usize, StepWrite)>,
-    ) {
-        let now = now_micros();
-        // What steps of other tasks on its repository claim, when it keeps
-        // its touches to itself against them: a step it queues may wait.
-        let exclusive = self.tasks.get(task_id).and_then(|a| a.exclusive.clone());
-        let beside = self
-            .tasks
-            .get(task_id)
-            .map(|a| self.claims_beside(task_id, a))
-            .unwrap_or_default();
-        for change in changes {
-            let Some(active) = self.tasks.get_mut(task_id) else {
-                return;
-            };
-            // A step's event names its current attempt and who runs it.
-            let (attempt, worker_name) = match &change {
-                Change::Step { index, .. } => (
-                    active.run.step(*index).attempt,
-                    active.steps[*index]
-                        .worker
-                        .and_then(|w| self.workers.get(&w))
-                        .map(|w| w.info.name.clone())
-                        .unwrap_or_default(),
-                ),
-                _ => (0, String::new()),
-            };
-            let mut recorded = event_of(&active.spec, &change, attempt, &worker_name);
-            if let (Change::Step { index, .. }, Some(EventKind::StepState { conflict, .. })) =
-                (&change, &mut recorded)
-            {
-                *conflict = active.steps[*index].conflict.take();
-            }
-            match change {
-                Change::Task { state, message } => {
-                    if state.is_terminal() {
-                        self.metrics.task_finished(&active.tenant, state);
-                    }
-                    self.round.writes.push(Write::Task {
-                        id: task_id.to_string(),
-                        state,
-                        message: message.clone(),
-                        started_at: (state == TaskState::Running).then_some(now),
-                        // A reopened task is not finished any more.
-                        finished_at: Some(if state.is_terminal() { now } else { 0 }),
-                    });
-                }
-                Change::Retry {
-                    index,
-                    failed,
-                    max_attempts,
-                } => {
-                    let base = active.spec.steps[index]
-                        .retry
-                        .as_ref()
-                        .map(|r| r.delay_before(failed + 1))
-                        .unwrap_or_default();
-                    // Up to a fifth more, so failures do not retry in lockstep.
-                    let delay = tidewright_core::jitter::jitter(base, 1.0, 1.2);
-                    let due = now + delay.as_micros() as Micros;
-                    let step_id = active.spec.steps[index].id.clone();
-                    let conflict = active.steps[index].conflict.take();
-                    self.timers.retry(due, task_id.clone(), index, failed);
-                    self.round.writes.push(Write::Step(StepWrite {
-                        task_id: task_id.to_string(),
-                        step_id: step_id.clone(),
-                        state: Some(StepState::Queued),
-                        ..StepWrite::default()
-                    }));
-                    self.event(
-                        task_id,
-                        EventKind::StepState {
-                            step: step_id,
-                            state: StepState::Queued,
-                            attempt: failed,
-                            worker: String::new(),
-                            message: format!(
-                                "attempt {} of {max_attempts} in {:.2}s",
-                                failed + 1,
-                                delay.as_secs_f64()
-                            ),
-                            waits_for: String::new(),
-                            conflict,
-                        },
-                    );
-                }
-                Change::Step {
-                    index,
-                    state,
-                    message,
-                } => {
-                    let live = &mut active.steps[index];
-                    if let Some(key) = live.queued.take() {
-                        self.queue.remove(&key);
-                    }
-                    // A paused task's steps wait outside the queue until
-                    // it resumes.
-                    if state == StepState::Queued
-                        && active.run.state() != TaskState::Paused
-                        && let Some(held) = dispatch::ready_step(
-                            &mut self.queue,
-                            (task_id, active),
-                            index,
-                            now,
-                            &beside,
-                        )
-                    {
-                        self.round.event(task_id, active, held);
-                    }
-                    let live = &mut active.steps[index];
-                    let step_id = active.spec.steps[index].id.clone();
-                    let mut write = match detail.take() {
-                        Some((i, write)) if i == index => write,
-                        other => {
-                            detail = other;
-                            StepWrite::default()
-                        }
-                    };
-                    write.task_id = task_id.to_string();
-                    write.step_id = step_id;
-                    write.state = Some(state);
-                    if live.awaiting.take().is_some() {
-                        self.metrics.approval_left();
-                        write.approval_deadline = Some(0);
-                    }
-                    if state == StepState::AwaitingApproval {
-                        let deadline = approval::deadline(&active.spec.steps[index], now);
-                        approval::gate(
-                            live,
-                            &mut self.timers,
-                            &self.metrics,
-                            (task_id, index),
-                            deadline,
-                        );
-                        write.approval_deadline = Some(deadline);
-                    }
-                    if matches!(
-                        state,
-                        StepState::Waiting | StepState::AwaitingApproval | StepState::Queued
-                    ) {
-                        // A step waiting to run carries no error; the reason
-                        // it waits is in its event.
-                        write.error.get_or_insert_with(String::new);
-                    } else if !message.is_empty() && write.error.is_none() {
-                        write.error = Some(message.clone());
-                    }
-                    self.round.writes.push(Write::Step(write));
-                }
-            }
-            if let Some(kind) = recorded {
-                self.event(task_id, kind);
-            }
-        }
-        // A step that waited for another touching the same paths goes on
-        // once that one is neither queued nor running; so do other tasks'
-        // steps that waited for this task's.
-        self.release_held(task_id, now);
-        if let Some(key) = &exclusive {
-            self.release_beside(task_id, key, now);
-        }
-        let ended = self
-            .tasks
-            .get(task_id)
-            .map(|a| a.run.state())
-            .filter(|state| state.is_terminal());
-        if let Some(state) = ended {
-            self.tasks.remove(task_id);
-            self.end_children(task_id, state);
-        }
     }
 }
 

@@ -34,7 +34,7 @@ impl Engine {
     /// several attempts is split: each waits for its own task. A cold task
     /// a command waits for is read back.
     pub(super) fn defer(&mut self, command: Command) -> Option<Command> {
-        if self.backlog.pending.is_empty() {
+        if self.cold.backlog.pending.is_empty() {
             return Some(command);
         }
         let command = match command {
@@ -45,16 +45,16 @@ impl Engine {
             } => {
                 let (held, free): (Vec<_>, Vec<_>) = attempts
                     .into_iter()
-                    .partition(|a| self.backlog.holds(&a.task_id));
+                    .partition(|a| self.cold.backlog.holds(&a.task_id));
                 for attempt in held {
-                    if let Some(key) = self.backlog.pending(&attempt.task_id) {
+                    if let Some(key) = self.cold.backlog.pending(&attempt.task_id) {
                         let one = Command::Release {
                             worker,
                             attempts: vec![attempt],
                             reason: reason.clone(),
                         };
-                        if self.backlog.park(&key, one) {
-                            self.cold.wanted.push(key);
+                        if self.cold.backlog.park(&key, one) {
+                            self.cold.reads.wanted.push(key);
                         }
                     }
                 }
@@ -71,18 +71,20 @@ impl Engine {
             | Command::Logs { attempt, .. }
             | Command::Egress { attempt, .. }
             | Command::Session { attempt, .. }
-            | Command::Adopt { attempt, .. } => self.backlog.pending(&attempt.task_id),
-            Command::StepResult { result, .. } => self.backlog.pending(&result.attempt.task_id),
+            | Command::Adopt { attempt, .. } => self.cold.backlog.pending(&attempt.task_id),
+            Command::StepResult { result, .. } => {
+                self.cold.backlog.pending(&result.attempt.task_id)
+            }
             Command::Cancel { task_id, .. }
             | Command::Decide { task_id, .. }
             | Command::RaiseBudget { task_id, .. }
-            | Command::ApproveBudget { task_id, .. } => self.backlog.pending(task_id),
+            | Command::ApproveBudget { task_id, .. } => self.cold.backlog.pending(task_id),
             _ => None,
         };
         match key {
             Some(key) => {
-                if self.backlog.park(&key, command) {
-                    self.cold.wanted.push(key);
+                if self.cold.backlog.park(&key, command) {
+                    self.cold.reads.wanted.push(key);
                 }
                 None
             }
@@ -111,7 +113,7 @@ impl Engine {
             let Some(&id) = asked.get(task.id()) else {
                 continue;
             };
-            let Some(held) = self.backlog.pending.get_mut(id) else {
+            let Some(held) = self.cold.backlog.pending.get_mut(id) else {
                 continue;
             };
             answered += 1;
@@ -120,8 +122,8 @@ impl Engine {
                 // A listed task becomes cold where it is held.
                 Unfinished::Queued(queued) if held.cold.is_none() => {
                     held.cold = Some(queue_cold(&mut self.queue, id, &queued, &mut needs));
-                    self.backlog.listed -= 1;
-                    self.backlog.cold += 1;
+                    self.cold.backlog.listed -= 1;
+                    self.cold.backlog.cold += 1;
                 }
                 // A cold task is read back whole, never as its place; it
                 // stays cold.
@@ -136,6 +138,7 @@ impl Engine {
         if answered < ids.len() {
             for id in &ids {
                 if self
+                    .cold
                     .backlog
                     .pending
                     .get(id)
@@ -150,23 +153,23 @@ impl Engine {
         for command in parked {
             self.handle(command);
         }
-        if self.backlog.listed == 0 && self.backlog.total > 0 {
+        if self.cold.backlog.listed == 0 && self.cold.backlog.total > 0 {
             tracing::info!(
-                tasks = self.backlog.total,
-                cold = self.backlog.cold,
-                orphans = self.orphans.len(),
-                loaded_ms = self.backlog.started.elapsed().as_millis() as u64,
+                tasks = self.cold.backlog.total,
+                cold = self.cold.backlog.cold,
+                orphans = self.fleet.orphans.len(),
+                loaded_ms = self.cold.backlog.started.elapsed().as_millis() as u64,
                 "recovered the unfinished tasks"
             );
-            self.backlog.total = 0;
-            self.backlog.pending.shrink_to_fit();
+            self.cold.backlog.total = 0;
+            self.cold.backlog.pending.shrink_to_fit();
         }
     }
 
     /// Takes a task out of the backlog; a cold one's steps leave the
     /// queue (they queue again once it is whole).
     fn forget_held(&mut self, id: &str) -> Option<Held> {
-        let held = self.backlog.take(id)?;
+        let held = self.cold.backlog.take(id)?;
         for key in held.cold.iter().flat_map(|keys| keys.iter()) {
             self.queue.remove(key);
         }
@@ -177,7 +180,7 @@ impl Engine {
     /// for their worker to reclaim them (see [`Orphan`]). `kin`: what the
     /// store says their descendants spent (see `family`).
     pub(super) fn recover(&mut self, tasks: Vec<TaskRecord>, kin: &mut crate::kin::StoredKin) {
-        let deadline = now_micros() + self.liveness.ttl.as_micros() as Micros;
+        let deadline = now_micros() + self.fleet.liveness.ttl.as_micros() as Micros;
         let mut piece = Vec::with_capacity(tasks.len());
         for mut record in tasks {
             let mut spec = std::mem::take(&mut record.spec);
@@ -191,7 +194,7 @@ impl Engine {
             let mut active = restore_active(&record, spec, run);
             for (index, step) in record.steps.iter().enumerate() {
                 if step.state == StepState::Running {
-                    self.orphans.insert(
+                    self.fleet.orphans.insert(
                         (id.clone(), index),
                         Orphan {
                             attempt: step.attempt,
@@ -230,13 +233,13 @@ impl Engine {
         mut record: TaskRecord,
         kin: Vec<(String, tidewright_core::Cost)>,
     ) -> Result<oneshot::Receiver<()>, Error> {
-        if self.tasks.contains_key(record.id.as_str()) || self.backlog.holds(&record.id) {
+        if self.tasks.contains_key(record.id.as_str()) || self.cold.backlog.holds(&record.id) {
             return Err(Error::FailedPrecondition(format!(
                 "task {} is still running",
                 record.id
             )));
         }
-        self.refuse_expired(&record)?;
+        self.sweeper.refuse_expired(&record)?;
         let spec = Arc::new(std::mem::take(&mut record.spec));
         let mut run = restore_run(&record, &spec);
         let changes = run.reopen("retried by request").ok_or_else(|| {
@@ -261,18 +264,19 @@ impl Engine {
     /// Forgets a worker: its stream ends and its steps run again as their
     /// next attempt.
     pub(super) fn drop_worker(&mut self, worker_id: u64, reason: &str) {
-        let Some(worker) = self.workers.remove(&worker_id) else {
+        let Some(worker) = self.fleet.workers.remove(&worker_id) else {
             return;
         };
         tracing::info!(worker = %worker.info.name, id = worker_id, running = worker.running.len(), reason, "worker dropped");
-        self.workers.departed(&worker, reason);
+        self.fleet.workers.departed(&worker, reason);
         for (task_id, index) in &worker.running {
             self.requeue(task_id, *index, reason);
         }
         // After its steps are queued again: they are among those it was
         // the last to serve.
         if !worker.draining {
-            self.unserved
+            self.fleet
+                .unserved
                 .withdraws(&worker.info.capabilities, &self.queue);
         }
     }
@@ -280,9 +284,10 @@ impl Engine {
     /// A worker silent past the worker timeout (stopped, partitioned, wedged)
     /// loses its steps; whatever it reports later is fenced off.
     pub(super) fn expire_silent_workers(&mut self) {
-        let ttl = self.liveness.ttl.as_micros() as Micros;
+        let ttl = self.fleet.liveness.ttl.as_micros() as Micros;
         let now = now_micros();
         let silent: Vec<(u64, String)> = self
+            .fleet
             .workers
             .iter()
             .filter(|(_, w)| now - w.last_seen > ttl)
@@ -339,6 +344,7 @@ impl Engine {
         };
         let key = (task_id.clone(), index);
         if self
+            .fleet
             .orphans
             .get(&key)
             .is_none_or(|o| o.attempt != attempt.attempt)
@@ -347,10 +353,10 @@ impl Engine {
         }
         // A worker gone while its claim waited for the task leaves the step
         // an orphan, requeued when its deadline passes.
-        let Some(worker) = self.workers.get_mut(&worker_id) else {
+        let Some(worker) = self.fleet.workers.get_mut(&worker_id) else {
             return;
         };
-        self.orphans.remove(&key);
+        self.fleet.orphans.remove(&key);
         worker.running.insert(key.clone());
         let name = worker.info.name.clone();
         if let Some(active) = self.tasks.get_mut(&key.0) {
@@ -388,18 +394,19 @@ impl Engine {
     }
 
     pub(super) fn expire_orphans(&mut self) {
-        if self.orphans.is_empty() {
+        if self.fleet.orphans.is_empty() {
             return;
         }
         let now = now_micros();
         let expired: Vec<(Arc<str>, usize)> = self
+            .fleet
             .orphans
             .iter()
             .filter(|(_, o)| o.deadline <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in expired {
-            self.orphans.remove(&key);
+            self.fleet.orphans.remove(&key);
             self.requeue(
                 &key.0,
                 key.1,
@@ -483,10 +490,10 @@ impl Engine {
             }));
         }
         let registered = outbox.clone();
-        let id = self.workers.add(info, outbox);
+        let id = self.fleet.workers.add(info, outbox);
         let _ = registered.send(ToWorker::Registered {
             worker_id: id,
-            heartbeat_interval: self.liveness.heartbeat_interval,
+            heartbeat_interval: self.fleet.liveness.heartbeat_interval,
         });
         // Through the commands' door: an attempt of a task not yet read
         // back waits for it there.
@@ -503,7 +510,7 @@ impl Engine {
     pub(crate) fn release(&mut self, worker: u64, attempts: Vec<AttemptKey>, reason: &str) {
         for attempt in attempts {
             if let Some((task_id, index)) = self.current(worker, &attempt) {
-                if let Some(w) = self.workers.get_mut(&worker) {
+                if let Some(w) = self.fleet.workers.get_mut(&worker) {
                     w.running.remove(&(task_id.clone(), index));
                 }
                 self.requeue(&task_id, index, reason);
@@ -514,6 +521,7 @@ impl Engine {
     /// A worker's stream ended: its attempts run again elsewhere.
     pub(crate) fn disconnected(&mut self, worker: u64) {
         let reason = self
+            .fleet
             .workers
             .get(&worker)
             .map(|w| format!("worker {} disconnected", w.info.name));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tidewright_core::calendar::now_micros;
-use tidewright_core::{AttemptKey, Change, EventKind, StepState, TaskState};
+use tidewright_core::{AttemptKey, Change, EventKind, Outcome, StepState, TaskState};
 use tidewright_store::{AttemptWrite, StepWrite, Write};
 use tokio::sync::oneshot;
 
@@ -109,6 +109,9 @@ impl Engine {
         Some((step.touches_strict, named))
     }
 
+    /// Takes a worker's result of an attempt: judges it, pauses the pool
+    /// at a provider's limit, charges its cost, moves the task on, and
+    /// records the attempt.
     pub(super) fn report(&mut self, worker: u64, report: StepResult) {
         let Some((task_id, index)) = self.current(worker, &report.attempt) else {
             tracing::warn!(
@@ -120,13 +123,68 @@ impl Engine {
             );
             return;
         };
-        if let Some(w) = self.workers.get_mut(&worker) {
+        if let Some(w) = self.fleet.workers.get_mut(&worker) {
             w.running.remove(&(task_id.clone(), index));
         }
+        let verdict = self.judge((&task_id, index), &report);
+        let limited = self.limited(worker, (&task_id, index), &report, &verdict.outcome);
+        // The attempt's record says which signal made it a limit, so
+        // `tidewright get task` tells a limit apart from the step's own failure.
+        let attempt_error = match (&limited, verdict.output_ok, &verdict.strict_failure) {
+            (Some(why), _, _) => why.clone(),
+            (None, false, _) => INVALID_OUTPUT.into(),
+            (None, true, Some(why)) if report.outcome == AttemptEnd::Succeeded => why.clone(),
+            (None, true, _) => report.error.clone(),
+        };
+        if let Some((_, paths)) = &verdict.outside {
+            self.said_outside(&task_id, &report, paths);
+        }
+        self.settle_cost(&task_id, index, report.cost);
+        let Some(moved) = self.move_on((&task_id, index), &report, &verdict, limited) else {
+            return;
+        };
+        let attempt_state = match report.outcome {
+            AttemptEnd::Succeeded if verdict.output_ok => StepState::Succeeded,
+            AttemptEnd::Cancelled => StepState::Cancelled,
+            _ => StepState::Failed,
+        };
+        let label = match attempt_state {
+            _ if moved.budget_stopped => "budget",
+            StepState::Failed if moved.handed_back => "rate_limited",
+            StepState::Failed if report.stalled => "stalled",
+            state => state.as_str(),
+        };
+        self.record_attempt(
+            (&task_id, index),
+            &report,
+            (attempt_state, label),
+            attempt_error,
+        );
+        let detail = StepWrite {
+            finished_at: Some(now_micros()),
+            started_at: report.started_at,
+            output_json: Some(report.output_json.trim().to_string()),
+            error: Some(match (verdict.strict_failure, report.outcome) {
+                (Some(why), AttemptEnd::Succeeded) => why,
+                _ => report.error,
+            }),
+            exit_code: Some(report.exit_code),
+            // The last attempt's work; one that did none clears an
+            // earlier attempt's.
+            work: Some(report.work),
+            ..StepWrite::default()
+        };
+        self.apply(&task_id, moved.changes, Some((index, detail)));
+        self.send_cancels(&task_id, moved.to_cancel, "another step of the task failed");
+    }
+
+    /// What the engine makes of a result: a success whose output is not
+    /// JSON, or that changed paths outside strict touches, failed.
+    fn judge(&self, step: (&Arc<str>, usize), report: &StepResult) -> Verdict {
         let mut outcome = match report.outcome {
-            AttemptEnd::Succeeded => tidewright_core::Outcome::Succeeded,
-            AttemptEnd::Cancelled => tidewright_core::Outcome::Cancelled(report.error.clone()),
-            AttemptEnd::Failed => tidewright_core::Outcome::Failed(if report.error.is_empty() {
+            AttemptEnd::Succeeded => Outcome::Succeeded,
+            AttemptEnd::Cancelled => Outcome::Cancelled(report.error.clone()),
+            AttemptEnd::Failed => Outcome::Failed(if report.error.is_empty() {
                 "the step failed".into()
             } else {
                 report.error.clone()
@@ -135,11 +193,11 @@ impl Engine {
         let output = report.output_json.trim();
         let output_ok =
             output.is_empty() || serde_json::from_str::<serde_json::Value>(output).is_ok();
-        if outcome == tidewright_core::Outcome::Succeeded && !output_ok {
-            outcome = tidewright_core::Outcome::Failed(INVALID_OUTPUT.into());
+        if outcome == Outcome::Succeeded && !output_ok {
+            outcome = Outcome::Failed(INVALID_OUTPUT.into());
         }
         // What it changed against what it said it would touch.
-        let outside = self.outside_touches((&task_id, index), &report);
+        let outside = self.outside_touches(step, report);
         let strict_failure = outside
             .as_ref()
             .filter(|(strict, _)| *strict)
@@ -149,66 +207,85 @@ impl Engine {
                     report.attempt.step_id
                 )
             });
-        if outcome == tidewright_core::Outcome::Succeeded
+        if outcome == Outcome::Succeeded
             && let Some(why) = &strict_failure
         {
-            outcome = tidewright_core::Outcome::Failed(why.clone());
+            outcome = Outcome::Failed(why.clone());
         }
-        let limited = report
-            .rate_limited
-            .as_ref()
-            .filter(|_| report.outcome == AttemptEnd::Failed);
+        Verdict {
+            outcome,
+            output_ok,
+            outside,
+            strict_failure,
+        }
+    }
+
+    /// A failure at a provider's limit pauses the pool's agents of that
+    /// runtime, and says why the step is handed back; a success ends the
+    /// pool's limits in a row.
+    fn limited(
+        &mut self,
+        worker: u64,
+        (task_id, index): (&Arc<str>, usize),
+        report: &StepResult,
+        outcome: &Outcome,
+    ) -> Option<String> {
         let agent = self
             .tasks
-            .get(&task_id)
+            .get(task_id)
             .and_then(|a| crate::dispatch::agent_of(&a.steps[index].needs))
             .unwrap_or(tidewright_core::CLAUDE_CODE);
-        let handed_back = match limited {
-            Some(limit) => Some(self.pause_for_limit(worker, agent, limit, &report.error)),
-            None => {
-                if outcome == tidewright_core::Outcome::Succeeded {
-                    self.pool_recovered(worker, agent);
+        match &report.rate_limited {
+            Some(limit) if report.outcome == AttemptEnd::Failed => Some(
+                self.fleet
+                    .pause_for_limit(worker, agent, limit, &report.error, &self.metrics),
+            ),
+            _ => {
+                if *outcome == Outcome::Succeeded {
+                    self.fleet.pool_recovered(worker, agent);
                 }
                 None
             }
-        };
-        // The attempt's record says which signal made it a limit, so
-        // `tidewright get task` tells a limit apart from the step's own failure.
-        let attempt_error = match (&handed_back, output_ok, &strict_failure) {
-            (Some(why), _, _) => why.clone(),
-            (None, false, _) => INVALID_OUTPUT.into(),
-            (None, true, Some(why)) if report.outcome == AttemptEnd::Succeeded => why.clone(),
-            (None, true, _) => report.error.clone(),
-        };
-        if let Some((_, paths)) = &outside {
-            self.metrics.touches_exceeded();
-            let attempt = report.attempt.attempt;
-            let step = report.attempt.step_id.clone();
-            if let Some(active) = self.tasks.get_mut(&task_id) {
-                let kind = EventKind::Progress {
-                    step,
-                    attempt,
-                    fraction: 1.0,
-                    message: format!("changed paths outside its touches: {paths}"),
-                };
-                self.round.event(&task_id, active, kind);
-            }
         }
-        self.settle_cost(&task_id, index, report.cost);
-        let Some(active) = self.tasks.get_mut(&task_id) else {
-            return;
-        };
-        if outcome == tidewright_core::Outcome::Succeeded {
-            active.steps[index].output = Some(output.to_string());
+    }
+
+    /// The step's progress says it changed `paths` outside its touches.
+    fn said_outside(&mut self, task_id: &Arc<str>, report: &StepResult, paths: &str) {
+        self.metrics.touches_exceeded();
+        if let Some(active) = self.tasks.get_mut(task_id) {
+            let kind = EventKind::Progress {
+                step: report.attempt.step_id.clone(),
+                attempt: report.attempt.attempt,
+                fraction: 1.0,
+                message: format!("changed paths outside its touches: {paths}"),
+            };
+            self.round.event(task_id, active, kind);
+        }
+    }
+
+    /// Moves the task's run on from the result: the step finishes, or is
+    /// handed back uncounted (a provider's limit, the task's budget), or a
+    /// merge conflict has the later side run again on top of the earlier.
+    /// `None` when the task is not held or the run refuses the change.
+    fn move_on(
+        &mut self,
+        (task_id, index): (&Arc<str>, usize),
+        report: &StepResult,
+        verdict: &Verdict,
+        limited: Option<String>,
+    ) -> Option<MovedOn> {
+        let active = self.tasks.get_mut(task_id)?;
+        if verdict.outcome == Outcome::Succeeded {
+            active.steps[index].output = Some(report.output_json.trim().to_string());
             active.steps[index].head = report.work.as_ref().map(|w| w.head_commit.clone());
         }
         // An attempt its task's budget stopped waits for the task to resume,
         // uncounted: the budget was not the step's failure.
-        let budget_stopped = outcome != tidewright_core::Outcome::Succeeded
+        let budget_stopped = verdict.outcome != Outcome::Succeeded
             && (std::mem::take(&mut active.steps[index].stopped_for_budget)
                 || active.run.state() == TaskState::Paused);
-        let handed_back = handed_back
-            .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".to_string()));
+        let handed_back = limited
+            .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".into()));
         // The step's next event says what conflicted.
         active.steps[index].conflict = report.conflict.clone();
         let rerun = match (&handed_back, &report.conflict) {
@@ -233,26 +310,41 @@ impl Engine {
                 }
                 Err(e) => active.run.finish(
                     index,
-                    tidewright_core::Outcome::Failed(format!(
+                    Outcome::Failed(format!(
                         "{}; step {:?} cannot run again: {e}",
                         report.error, active.spec.steps[plan.later].id
                     )),
                 ),
             },
-            (None, None) => active.run.finish(index, outcome),
+            (None, None) => active.run.finish(index, verdict.outcome.clone()),
         };
         let changes = match applied {
             Ok(changes) => changes,
             Err(e) => {
                 tracing::error!(task = %task_id, index, error = %e, "result could not be applied");
-                return;
+                return None;
             }
         };
         let to_cancel = stop_running_if_winding_down(active, &changes);
-        let attempt_state = match report.outcome {
-            AttemptEnd::Succeeded if output_ok => StepState::Succeeded,
-            AttemptEnd::Cancelled => StepState::Cancelled,
-            _ => StepState::Failed,
+        Some(MovedOn {
+            changes,
+            to_cancel,
+            budget_stopped,
+            handed_back: handed_back.is_some(),
+        })
+    }
+
+    /// Stores the attempt's record, ended in `state` (counted as `label`),
+    /// and charges its session and the tenant's metrics.
+    fn record_attempt(
+        &mut self,
+        (task_id, index): (&Arc<str>, usize),
+        report: &StepResult,
+        (state, label): (StepState, &str),
+        error: String,
+    ) {
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
         };
         let live = &mut active.steps[index];
         if let (Some(session), Some(cost)) = (&mut live.session, &report.cost) {
@@ -263,13 +355,7 @@ impl Engine {
         }
         let started = report.started_at.unwrap_or(live.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
-        let outcome = match attempt_state {
-            _ if budget_stopped => "budget",
-            StepState::Failed if handed_back.is_some() => "rate_limited",
-            StepState::Failed if report.stalled => "stalled",
-            state => state.as_str(),
-        };
-        self.metrics.attempt_finished(outcome, ran);
+        self.metrics.attempt_finished(label, ran);
         self.round.writes.push(Write::Attempt(AttemptWrite {
             task_id: task_id.to_string(),
             step_id: report.attempt.step_id.clone(),
@@ -277,28 +363,12 @@ impl Engine {
             worker: Some(live.worker_name.clone()),
             started_at: report.started_at.or(Some(live.attempt_started)),
             finished_at: Some(now_micros()),
-            state: Some(attempt_state),
-            error: Some(attempt_error),
+            state: Some(state),
+            error: Some(error),
             exit_code: report.exit_code,
             cost: report.cost,
             ..AttemptWrite::default()
         }));
-        let detail = StepWrite {
-            finished_at: Some(now_micros()),
-            started_at: report.started_at,
-            output_json: Some(output.to_string()),
-            error: Some(match (&strict_failure, report.outcome) {
-                (Some(why), AttemptEnd::Succeeded) => why.clone(),
-                _ => report.error,
-            }),
-            exit_code: Some(report.exit_code),
-            // The last attempt's work; one that did none clears an
-            // earlier attempt's.
-            work: Some(report.work),
-            ..StepWrite::default()
-        };
-        self.apply(&task_id, changes, Some((index, detail)));
-        self.send_cancels(&task_id, to_cancel, "another step of the task failed");
     }
 
     /// Moves retries whose backoff is over into the ready queue. A retry of
@@ -374,7 +444,7 @@ impl Engine {
         for index in steps {
             let Some(worker) = active.steps[index]
                 .worker
-                .and_then(|w| self.workers.get(&w))
+                .and_then(|w| self.fleet.workers.get(&w))
             else {
                 continue;
             };
@@ -495,6 +565,29 @@ impl Engine {
 const MAX_RERUNS: u32 = 2;
 
 /// A dependency run again on top of others' work, for a conflict.
+/// What the engine makes of a result (see [`Engine::judge`]).
+struct Verdict {
+    outcome: Outcome,
+    /// Its output is JSON, or empty.
+    output_ok: bool,
+    /// Whether its touches are strict, and the paths it changed outside
+    /// them, named.
+    outside: Option<(bool, String)>,
+    /// Why it failed for changing paths outside strict touches.
+    strict_failure: Option<String>,
+}
+
+/// How a result moved its task on (see [`Engine::move_on`]).
+struct MovedOn {
+    changes: Vec<Change>,
+    /// The task's other running steps to stop, as it winds down.
+    to_cancel: Vec<usize>,
+    /// The task's budget stopped the attempt.
+    budget_stopped: bool,
+    /// The step went back to wait, uncounted.
+    handed_back: bool,
+}
+
 struct Rerun {
     later: usize,
     earlier: Vec<usize>,

@@ -37,6 +37,33 @@ const TRIMS_PER_LOOK: usize = 8;
 /// How often the sweep looks.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// What the sweep decided removals by: the retention rules, and the
+/// latest time a sweep looked.
+pub(crate) struct Sweeper {
+    pub(crate) retention: Arc<Retention>,
+    swept_through: Micros,
+}
+
+impl Sweeper {
+    pub(crate) fn new(retention: Arc<Retention>) -> Self {
+        Sweeper {
+            retention,
+            swept_through: 0,
+        }
+    }
+
+    /// Refuses to bring back a task whose window has passed, now or by
+    /// the clock of a sweep that may have removed it already.
+    pub(crate) fn refuse_expired(&self, record: &TaskRecord) -> Result<(), Error> {
+        match self.retention.task_expires_at(record) {
+            Some(at) if at <= now_micros().max(self.swept_through) => {
+                Err(Error::NotFound(expired_message(&record.id, at)))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Engine {
     /// Removes the expired tasks the sweep found at `now`, but those the
     /// engine holds (reopened since); answers once that committed.
@@ -45,9 +72,9 @@ impl Engine {
         mut tasks: Vec<Expiring>,
         now: Micros,
     ) -> oneshot::Receiver<()> {
-        self.swept_through = self.swept_through.max(now);
+        self.sweeper.swept_through = self.sweeper.swept_through.max(now);
         tasks.retain(|task| {
-            !self.tasks.contains_key(task.id.as_str()) && !self.backlog.holds(&task.id)
+            !self.tasks.contains_key(task.id.as_str()) && !self.cold.backlog.holds(&task.id)
         });
         if !tasks.is_empty() {
             self.round.writes.push(Write::Expire { tasks, at: now });
@@ -55,17 +82,6 @@ impl Engine {
         let (done, committed) = oneshot::channel();
         self.round.effects.push(Effect::Done(done));
         committed
-    }
-
-    /// Refuses to bring back a task whose window has passed, now or by
-    /// the clock of a sweep that may have removed it already.
-    pub(super) fn refuse_expired(&self, record: &TaskRecord) -> Result<(), Error> {
-        match self.retention.task_expires_at(record) {
-            Some(at) if at <= now_micros().max(self.swept_through) => {
-                Err(Error::NotFound(expired_message(&record.id, at)))
-            }
-            _ => Ok(()),
-        }
     }
 }
 

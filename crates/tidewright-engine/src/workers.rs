@@ -9,12 +9,10 @@ use std::sync::Arc;
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{Capabilities, Micros};
 
-/// The longest back-off, and the latest reset believed: a usage window is
-/// five hours.
-pub(crate) const LONGEST_BACKOFF: Micros = 30 * 60_000_000;
-pub(crate) const LATEST_RESET: Micros = 6 * 3600 * 1_000_000;
-
+use crate::engine::Liveness;
 use crate::handle::{Gone, WorkerInfo};
+use crate::limits::Pauses;
+use crate::unserved::Unserved;
 
 /// How long, and how many, workers that left are listed.
 const GONE_KEPT: Micros = 3600 * 1_000_000;
@@ -46,6 +44,19 @@ impl Worker {
         self.credits
             .min(self.info.slots.saturating_sub(self.running.len() as u32))
     }
+}
+
+/// The fleet as the engine schedules onto it: the connected workers, the
+/// steps a restart left running until their workers claim them, the
+/// pauses provider limits put on pools' agents, and what the fleet offers.
+pub(crate) struct Fleet {
+    pub(crate) workers: Workers,
+    pub(crate) orphans: HashMap<(Arc<str>, usize), Orphan>,
+    pub(crate) pauses: Pauses,
+    /// What the fleet offers, and the queued steps no worker can run.
+    pub(crate) unserved: Unserved,
+    /// How long a worker's hold on its steps lasts without a sign of life.
+    pub(crate) liveness: Liveness,
 }
 
 /// A step that was running when the control plane restarted: its worker may
@@ -177,39 +188,6 @@ impl Workers {
         if let Some(w) = self.by_id.get_mut(&id) {
             tracing::info!(worker = %w.info.name, running = w.running.len(), "worker draining");
             w.draining = true;
-        }
-    }
-}
-
-/// A pool's agents, paused by a provider limit.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Pause {
-    /// When its agents may run again.
-    pub until: Micros,
-    pub reason: String,
-    /// Limits in a row without an agent of the pool succeeding: each one
-    /// without a reset time doubles the back-off.
-    pub strikes: u32,
-}
-
-/// When a pause after `strikes` limits in a row ends, at `now`: at the
-/// reset the provider named (within the next six hours, and never in the
-/// past), or after the back-off, `first` doubled for each strike after the
-/// first.
-pub(crate) fn pause_until(
-    reset: Option<Micros>,
-    strikes: u32,
-    now: Micros,
-    first: Micros,
-) -> Micros {
-    match reset {
-        Some(reset) => reset.clamp(now + 1_000_000, now + LATEST_RESET),
-        None => {
-            let doublings = strikes.saturating_sub(1).min(10);
-            now + first
-                .max(1)
-                .saturating_mul(1 << doublings)
-                .min(LONGEST_BACKOFF)
         }
     }
 }

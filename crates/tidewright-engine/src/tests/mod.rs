@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use tidewright_core::{AttemptKey, Event, StepSpec, TaskSpec};
+use tidewright_core::{AttemptKey, Event, StepSpec, StepState, TaskSpec, TaskState};
 use tidewright_store::memory::MemoryStore;
-use tidewright_store::{Commit, TaskRecord};
+use tidewright_store::{Commit, TaskRecord, Write};
 use tokio::sync::mpsc;
 
 use super::*;
