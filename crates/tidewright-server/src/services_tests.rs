@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tidewright_store::{StepStore, WriteStore};
 
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{AttemptKey, StepSpec, StepState, TaskSpec, TaskState};

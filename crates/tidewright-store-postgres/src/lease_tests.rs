@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use tidewright_store::Store;
 use tidewright_store::conformance::new_task;
 
 use super::*;

@@ -30,8 +30,11 @@ use tidewright_store::fleet::{self, FleetPage};
 use tidewright_store::retention::{Expired, Expiring, Retention};
 use tidewright_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateScope, StepBranch, Store, TaskQuery, TaskRecord, Unfinished,
-    Write,
+    StateKey, StateOutcome, StateScope, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
+};
+use tidewright_store::{
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
+    TaskStore, WebhookStore, WriteStore,
 };
 use tokio::sync::watch;
 use tokio_postgres::{Config, Row};
@@ -214,7 +217,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl WriteStore for PostgresStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> tidewright_store::Result<Vec<Created>> {
         self.queue(|reply| Job::Create(tasks, reply)).await
     }
@@ -226,7 +229,10 @@ impl Store for PostgresStore {
     async fn wait_for_room(&self) -> tidewright_store::Result<()> {
         self.jobs.wait_for_room(self.refused_while_away()).await
     }
+}
 
+#[async_trait]
+impl TaskStore for PostgresStore {
     async fn get_task(&self, id: &str) -> tidewright_store::Result<Option<TaskRecord>> {
         let id = text(id);
         self.read(|conn| Box::pin(get_task(conn, id.clone()))).await
@@ -257,7 +263,43 @@ impl Store for PostgresStore {
         self.read(|conn| Box::pin(count_tasks(conn, tenants.clone())))
             .await
     }
+}
 
+#[async_trait]
+impl StepStore for PostgresStore {
+    async fn running_attempt(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> tidewright_store::Result<Option<u32>> {
+        let (task_id, step_id) = (text(task_id), text(step_id));
+        self.read(|conn| Box::pin(running_attempt(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+
+    async fn step_branch(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> tidewright_store::Result<Option<StepBranch>> {
+        let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
+        self.read(|conn| Box::pin(step_branch(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> tidewright_store::Result<Option<Checkpoint>> {
+        let (task_id, step_id) = (text(task_id), text(step_id));
+        self.read(|conn| Box::pin(checkpoint(conn, task_id.clone(), step_id.clone())))
+            .await
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
     async fn events_after(
         &self,
         task_id: &str,
@@ -303,6 +345,21 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> tidewright_store::Result<Vec<AuditRecord>> {
+        let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
+        let limit = count(limit as u64);
+        self.read(|conn| Box::pin(audit_after(conn, count(after), limit, tenants.clone())))
+            .await
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for PostgresStore {
     async fn unfinished_task_ids(&self) -> tidewright_store::Result<Vec<String>> {
         self.read(|conn| {
             Box::pin(async move {
@@ -402,7 +459,10 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl StateStore for PostgresStore {
     async fn change_state(&self, change: StateChange) -> tidewright_store::Result<StateOutcome> {
         self.queue(|reply| Job::State(change, reply)).await
     }
@@ -436,37 +496,10 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
-    async fn running_attempt(
-        &self,
-        task_id: &str,
-        step_id: &str,
-    ) -> tidewright_store::Result<Option<u32>> {
-        let (task_id, step_id) = (text(task_id), text(step_id));
-        self.read(|conn| Box::pin(running_attempt(conn, task_id.clone(), step_id.clone())))
-            .await
-    }
-
-    async fn step_branch(
-        &self,
-        task_id: &str,
-        step_id: &str,
-    ) -> tidewright_store::Result<Option<StepBranch>> {
-        let (task_id, step_id) = (task_id.to_string(), step_id.to_string());
-        self.read(|conn| Box::pin(step_branch(conn, task_id.clone(), step_id.clone())))
-            .await
-    }
-
-    async fn checkpoint(
-        &self,
-        task_id: &str,
-        step_id: &str,
-    ) -> tidewright_store::Result<Option<Checkpoint>> {
-        let (task_id, step_id) = (text(task_id), text(step_id));
-        self.read(|conn| Box::pin(checkpoint(conn, task_id.clone(), step_id.clone())))
-            .await
-    }
-
+#[async_trait]
+impl RetentionStore for PostgresStore {
     async fn expiring(
         &self,
         retention: &Retention,
@@ -489,7 +522,10 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl SpendStore for PostgresStore {
     async fn tenant_budgets(&self) -> tidewright_store::Result<Vec<(String, TenantBudget)>> {
         self.read(|conn| Box::pin(tenant_budgets(conn))).await
     }
@@ -498,35 +534,10 @@ impl Store for PostgresStore {
         self.read(move |conn| Box::pin(spend_since(conn, since)))
             .await
     }
+}
 
-    async fn audit_after(
-        &self,
-        after: u64,
-        limit: usize,
-        tenants: Option<Vec<String>>,
-    ) -> tidewright_store::Result<Vec<AuditRecord>> {
-        let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
-        let limit = count(limit as u64);
-        self.read(|conn| Box::pin(audit_after(conn, count(after), limit, tenants.clone())))
-            .await
-    }
-
-    async fn schedules(
-        &self,
-    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
-        self.read(|conn| Box::pin(webhooks::schedules(conn))).await
-    }
-
-    async fn schedule(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
-        let (tenant, name) = (tenant.to_string(), name.to_string());
-        self.read(move |conn| Box::pin(webhooks::schedule(conn, tenant.clone(), name.clone())))
-            .await
-    }
-
+#[async_trait]
+impl WebhookStore for PostgresStore {
     async fn webhooks(&self) -> tidewright_store::Result<Vec<tidewright_store::webhooks::Webhook>> {
         self.read(|conn| Box::pin(webhooks::webhooks(conn))).await
     }
@@ -557,6 +568,25 @@ impl Store for PostgresStore {
             limit: query.limit,
         };
         self.read(|conn| Box::pin(webhooks::log(conn, query.clone())))
+            .await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for PostgresStore {
+    async fn schedules(
+        &self,
+    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
+        self.read(|conn| Box::pin(webhooks::schedules(conn))).await
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |conn| Box::pin(webhooks::schedule(conn, tenant.clone(), name.clone())))
             .await
     }
 }

@@ -34,8 +34,11 @@ use tidewright_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use tidewright_store::write_queue::{Job, WriteQueue};
 use tidewright_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateScope, StepBranch, Store, TaskQuery, TaskRecord, Unfinished,
-    Write,
+    StateKey, StateOutcome, StateScope, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
+};
+use tidewright_store::{
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
+    TaskStore, WebhookStore, WriteStore,
 };
 
 pub struct SqliteStore {
@@ -46,7 +49,7 @@ pub struct SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl WriteStore for SqliteStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> tidewright_store::Result<Vec<Created>> {
         self.jobs
             .submit_led(
@@ -67,7 +70,10 @@ impl Store for SqliteStore {
     async fn wait_for_room(&self) -> tidewright_store::Result<()> {
         self.jobs.wait_for_room(std::future::pending()).await
     }
+}
 
+#[async_trait]
+impl TaskStore for SqliteStore {
     async fn get_task(&self, id: &str) -> tidewright_store::Result<Option<TaskRecord>> {
         let id = id.to_string();
         self.read(move |conn| {
@@ -169,149 +175,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn events_after(
-        &self,
-        task_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> tidewright_store::Result<Vec<Event>> {
-        let task_id = task_id.to_string();
-        self.read(move |conn| events::after(conn, &task_id, after, limit))
-            .await
-    }
-
-    async fn fleet_events_after(
-        &self,
-        after: u64,
-        tenants: Option<Vec<String>>,
-        limit: usize,
-    ) -> tidewright_store::Result<FleetPage> {
-        self.read(move |conn| {
-            let mut rows = fleet::Rows::new(after, limit);
-            while let Some(from) = rows.next() {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT commit_no, events FROM fleet WHERE commit_no >= ?1
-                     ORDER BY commit_no LIMIT ?2",
-                )?;
-                let read: Vec<(i64, String)> = stmt
-                    .query_map(params![from as i64, fleet::Rows::AT_A_TIME as i64], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                let mut decoded = Vec::with_capacity(read.len());
-                for (commit, events) in read {
-                    decoded.push((commit as u64, fleet_row(commit, &events)?));
-                }
-                rows.take(decoded);
-            }
-            let mut events = Vec::new();
-            let mut lookup = events::Lookup::default();
-            for (at, task_id, seq) in rows.entries() {
-                let Some((event, tenant)) = lookup.get(conn, task_id, seq)? else {
-                    continue;
-                };
-                if tenants.as_ref().is_some_and(|t| !t.contains(&tenant)) {
-                    continue;
-                }
-                events.push((at, event));
-            }
-            Ok(rows.page(events))
-        })
-        .await
-    }
-
-    async fn fleet_head(&self) -> tidewright_store::Result<u64> {
-        self.read(|conn| {
-            let last: Option<(i64, String)> = conn
-                .prepare_cached(
-                    "SELECT commit_no, events FROM fleet ORDER BY commit_no DESC LIMIT 1",
-                )?
-                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let Some((commit, events)) = last else {
-                return Ok(0);
-            };
-            Ok(fleet::position(
-                commit as u64,
-                fleet_row(commit, &events)?.len(),
-            ))
-        })
-        .await
-    }
-
-    async fn change_state(&self, change: StateChange) -> tidewright_store::Result<StateOutcome> {
-        self.jobs
-            .submit_led(
-                |reply| Job::State(change, reply),
-                |job| self.writer.lead(job),
-            )
-            .await
-    }
-
-    async fn get_state(
-        &self,
-        key: StateKey,
-        now: i64,
-    ) -> tidewright_store::Result<Option<StateEntry>> {
-        self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT value, version, updated_at, expires_at FROM state
-                     WHERE tenant = ?1 AND scope = ?2 AND key = ?3 AND value IS NOT NULL
-                       AND (expires_at = 0 OR expires_at > ?4)",
-                )?
-                .query_row(params![key.tenant, key.scope, key.key, now], |row| {
-                    Ok(StateEntry {
-                        value_json: row.get(0)?,
-                        version: row.get::<_, i64>(1)? as u64,
-                        updated_at: row.get(2)?,
-                        expires_at: row.get(3)?,
-                    })
-                })
-                .optional()?)
-        })
-        .await
-    }
-
-    async fn list_state(
-        &self,
-        scope: StateScope,
-        after_key: &str,
-        limit: usize,
-        now: i64,
-    ) -> tidewright_store::Result<Vec<(StateKey, StateEntry)>> {
-        let after_key = after_key.to_string();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT key, value, version, updated_at, expires_at FROM state
-                 WHERE tenant = ?1 AND scope = ?2 AND key > ?3 AND value IS NOT NULL
-                   AND (expires_at = 0 OR expires_at > ?4)
-                 ORDER BY key LIMIT ?5",
-            )?;
-            let rows = stmt.query_map(
-                params![scope.tenant, scope.scope, after_key, now, limit as i64],
-                |row| {
-                    Ok((
-                        StateKey {
-                            tenant: scope.tenant.clone(),
-                            scope: scope.scope.clone(),
-                            key: row.get(0)?,
-                        },
-                        StateEntry {
-                            value_json: row.get(1)?,
-                            version: row.get::<_, i64>(2)? as u64,
-                            updated_at: row.get(3)?,
-                            expires_at: row.get(4)?,
-                        },
-                    ))
-                },
-            )?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
+#[async_trait]
+impl StepStore for SqliteStore {
     async fn running_attempt(
         &self,
         task_id: &str,
@@ -387,66 +254,76 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn expiring(
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn events_after(
         &self,
-        retention: &Retention,
-        now: Micros,
+        task_id: &str,
+        after: u64,
         limit: usize,
-    ) -> tidewright_store::Result<Vec<Expiring>> {
-        let retention = retention.clone();
-        self.read(move |conn| expire::expiring(conn, &retention, now, limit))
+    ) -> tidewright_store::Result<Vec<Event>> {
+        let task_id = task_id.to_string();
+        self.read(move |conn| events::after(conn, &task_id, after, limit))
             .await
     }
 
-    async fn expired(&self, id: &str) -> tidewright_store::Result<Option<Expired>> {
-        let id = id.to_string();
-        self.read(move |conn| expire::expired(conn, &id)).await
-    }
-
-    async fn tenant_budgets(&self) -> tidewright_store::Result<Vec<(String, TenantBudget)>> {
-        self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT tenant, budget FROM budgets ORDER BY tenant")?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            let mut budgets = Vec::new();
-            for row in rows {
-                let (tenant, json) = row?;
-                let budget = serde_json::from_str(&json).map_err(|e| {
-                    Fault::Store(Error::Corrupt(format!("tenant {tenant}'s budget: {e}")))
-                })?;
-                budgets.push((tenant, budget));
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> tidewright_store::Result<FleetPage> {
+        self.read(move |conn| {
+            let mut rows = fleet::Rows::new(after, limit);
+            while let Some(from) = rows.next() {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT commit_no, events FROM fleet WHERE commit_no >= ?1
+                     ORDER BY commit_no LIMIT ?2",
+                )?;
+                let read: Vec<(i64, String)> = stmt
+                    .query_map(params![from as i64, fleet::Rows::AT_A_TIME as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut decoded = Vec::with_capacity(read.len());
+                for (commit, events) in read {
+                    decoded.push((commit as u64, fleet_row(commit, &events)?));
+                }
+                rows.take(decoded);
             }
-            Ok(budgets)
+            let mut events = Vec::new();
+            let mut lookup = events::Lookup::default();
+            for (at, task_id, seq) in rows.entries() {
+                let Some((event, tenant)) = lookup.get(conn, task_id, seq)? else {
+                    continue;
+                };
+                if tenants.as_ref().is_some_and(|t| !t.contains(&tenant)) {
+                    continue;
+                }
+                events.push((at, event));
+            }
+            Ok(rows.page(events))
         })
         .await
     }
 
-    async fn spend_since(&self, since: i64) -> tidewright_store::Result<Vec<(String, Cost)>> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT t.tenant, SUM(a.cost_usd), SUM(a.input_tokens), SUM(a.output_tokens),
-                        SUM(a.cache_read_tokens), SUM(a.cache_creation_tokens)
-                 FROM attempts a JOIN tasks t ON t.id = a.task_id
-                 WHERE a.finished_at > 0 AND a.finished_at >= ?1
-                   AND (a.cost_usd > 0 OR a.input_tokens > 0 OR a.output_tokens > 0)
-                 GROUP BY t.tenant ORDER BY t.tenant",
-            )?;
-            let rows = stmt.query_map(params![since], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    Cost {
-                        usd: row.get(1)?,
-                        input_tokens: row.get::<_, i64>(2)? as u64,
-                        output_tokens: row.get::<_, i64>(3)? as u64,
-                        cache_read_tokens: row.get::<_, i64>(4)? as u64,
-                        cache_creation_tokens: row.get::<_, i64>(5)? as u64,
-                    },
-                ))
-            })?;
-            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    async fn fleet_head(&self) -> tidewright_store::Result<u64> {
+        self.read(|conn| {
+            let last: Option<(i64, String)> = conn
+                .prepare_cached(
+                    "SELECT commit_no, events FROM fleet ORDER BY commit_no DESC LIMIT 1",
+                )?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((commit, events)) = last else {
+                return Ok(0);
+            };
+            Ok(fleet::position(
+                commit as u64,
+                fleet_row(commit, &events)?.len(),
+            ))
         })
         .await
     }
@@ -482,97 +359,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn schedules(
-        &self,
-    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
-        self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT record FROM schedules ORDER BY tenant, name")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            rows.map(|json| from_record(&json?, "schedule"))
-                .collect::<Result<Vec<_>>>()
-        })
-        .await
-    }
-
-    async fn schedule(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
-        let (tenant, name) = (tenant.to_string(), name.to_string());
-        self.read(move |conn| {
-            let json: Option<String> = conn
-                .prepare_cached("SELECT record FROM schedules WHERE tenant = ?1 AND name = ?2")?
-                .query_row([&tenant, &name], |row| row.get(0))
-                .optional()?;
-            json.map(|json| from_record(&json, "schedule")).transpose()
-        })
-        .await
-    }
-
-    async fn webhooks(&self) -> tidewright_store::Result<Vec<Webhook>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT record FROM webhooks ORDER BY id")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            rows.map(|json| from_record(&json?, "webhook"))
-                .collect::<Result<Vec<_>>>()
-        })
-        .await
-    }
-
-    async fn webhook_cursor(&self) -> tidewright_store::Result<u64> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT position FROM cursors WHERE name = 'webhooks'")?
-                .query_row([], |row| row.get::<_, i64>(0))
-                .optional()?
-                .unwrap_or(0) as u64)
-        })
-        .await
-    }
-
-    async fn pending_deliveries(&self, limit: usize) -> tidewright_store::Result<Vec<Delivery>> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT record FROM deliveries WHERE pending = 1 ORDER BY id LIMIT ?1",
-            )?;
-            let rows = stmt.query_map(params![limit as i64], |row| row.get::<_, String>(0))?;
-            rows.map(|json| from_record(&json?, "delivery"))
-                .collect::<Result<Vec<_>>>()
-        })
-        .await
-    }
-
-    async fn deliveries(&self, query: DeliveryQuery) -> tidewright_store::Result<Vec<Delivery>> {
-        self.read(move |conn| {
-            let tenants = query
-                .tenants
-                .as_ref()
-                .map(|t| serde_json::Value::from(t.clone()).to_string());
-            let mut stmt = conn.prepare_cached(
-                "SELECT record FROM deliveries
-                 WHERE (?1 IS NULL OR webhook_id = ?1)
-                   AND (?2 IS NULL OR tenant IN (SELECT value FROM json_each(?2)))
-                   AND (?3 IS NULL OR id < ?3)
-                 ORDER BY id DESC LIMIT ?4",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    query.webhook_id,
-                    tenants,
-                    query.before_id,
-                    query.limit as i64
-                ],
-                |row| row.get::<_, String>(0),
-            )?;
-            rows.map(|json| from_record(&json?, "delivery"))
-                .collect::<Result<Vec<_>>>()
-        })
-        .await
-    }
-
+#[async_trait]
+impl RecoveryStore for SqliteStore {
     async fn unfinished_task_ids(&self) -> tidewright_store::Result<Vec<String>> {
         self.read(|conn| {
             let mut stmt = conn.prepare(
@@ -685,6 +475,246 @@ impl Store for SqliteStore {
                     .map(|task| Unfinished::Whole(Box::new(task))),
             );
             Ok(tasks)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn change_state(&self, change: StateChange) -> tidewright_store::Result<StateOutcome> {
+        self.jobs
+            .submit_led(
+                |reply| Job::State(change, reply),
+                |job| self.writer.lead(job),
+            )
+            .await
+    }
+
+    async fn get_state(
+        &self,
+        key: StateKey,
+        now: i64,
+    ) -> tidewright_store::Result<Option<StateEntry>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT value, version, updated_at, expires_at FROM state
+                     WHERE tenant = ?1 AND scope = ?2 AND key = ?3 AND value IS NOT NULL
+                       AND (expires_at = 0 OR expires_at > ?4)",
+                )?
+                .query_row(params![key.tenant, key.scope, key.key, now], |row| {
+                    Ok(StateEntry {
+                        value_json: row.get(0)?,
+                        version: row.get::<_, i64>(1)? as u64,
+                        updated_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_state(
+        &self,
+        scope: StateScope,
+        after_key: &str,
+        limit: usize,
+        now: i64,
+    ) -> tidewright_store::Result<Vec<(StateKey, StateEntry)>> {
+        let after_key = after_key.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, value, version, updated_at, expires_at FROM state
+                 WHERE tenant = ?1 AND scope = ?2 AND key > ?3 AND value IS NOT NULL
+                   AND (expires_at = 0 OR expires_at > ?4)
+                 ORDER BY key LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![scope.tenant, scope.scope, after_key, now, limit as i64],
+                |row| {
+                    Ok((
+                        StateKey {
+                            tenant: scope.tenant.clone(),
+                            scope: scope.scope.clone(),
+                            key: row.get(0)?,
+                        },
+                        StateEntry {
+                            value_json: row.get(1)?,
+                            version: row.get::<_, i64>(2)? as u64,
+                            updated_at: row.get(3)?,
+                            expires_at: row.get(4)?,
+                        },
+                    ))
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RetentionStore for SqliteStore {
+    async fn expiring(
+        &self,
+        retention: &Retention,
+        now: Micros,
+        limit: usize,
+    ) -> tidewright_store::Result<Vec<Expiring>> {
+        let retention = retention.clone();
+        self.read(move |conn| expire::expiring(conn, &retention, now, limit))
+            .await
+    }
+
+    async fn expired(&self, id: &str) -> tidewright_store::Result<Option<Expired>> {
+        let id = id.to_string();
+        self.read(move |conn| expire::expired(conn, &id)).await
+    }
+}
+
+#[async_trait]
+impl SpendStore for SqliteStore {
+    async fn tenant_budgets(&self) -> tidewright_store::Result<Vec<(String, TenantBudget)>> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT tenant, budget FROM budgets ORDER BY tenant")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut budgets = Vec::new();
+            for row in rows {
+                let (tenant, json) = row?;
+                let budget = serde_json::from_str(&json).map_err(|e| {
+                    Fault::Store(Error::Corrupt(format!("tenant {tenant}'s budget: {e}")))
+                })?;
+                budgets.push((tenant, budget));
+            }
+            Ok(budgets)
+        })
+        .await
+    }
+
+    async fn spend_since(&self, since: i64) -> tidewright_store::Result<Vec<(String, Cost)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT t.tenant, SUM(a.cost_usd), SUM(a.input_tokens), SUM(a.output_tokens),
+                        SUM(a.cache_read_tokens), SUM(a.cache_creation_tokens)
+                 FROM attempts a JOIN tasks t ON t.id = a.task_id
+                 WHERE a.finished_at > 0 AND a.finished_at >= ?1
+                   AND (a.cost_usd > 0 OR a.input_tokens > 0 OR a.output_tokens > 0)
+                 GROUP BY t.tenant ORDER BY t.tenant",
+            )?;
+            let rows = stmt.query_map(params![since], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Cost {
+                        usd: row.get(1)?,
+                        input_tokens: row.get::<_, i64>(2)? as u64,
+                        output_tokens: row.get::<_, i64>(3)? as u64,
+                        cache_read_tokens: row.get::<_, i64>(4)? as u64,
+                        cache_creation_tokens: row.get::<_, i64>(5)? as u64,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn webhooks(&self) -> tidewright_store::Result<Vec<Webhook>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT record FROM webhooks ORDER BY id")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            rows.map(|json| from_record(&json?, "webhook"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+
+    async fn webhook_cursor(&self) -> tidewright_store::Result<u64> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT position FROM cursors WHERE name = 'webhooks'")?
+                .query_row([], |row| row.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn pending_deliveries(&self, limit: usize) -> tidewright_store::Result<Vec<Delivery>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM deliveries WHERE pending = 1 ORDER BY id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |row| row.get::<_, String>(0))?;
+            rows.map(|json| from_record(&json?, "delivery"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+
+    async fn deliveries(&self, query: DeliveryQuery) -> tidewright_store::Result<Vec<Delivery>> {
+        self.read(move |conn| {
+            let tenants = query
+                .tenants
+                .as_ref()
+                .map(|t| serde_json::Value::from(t.clone()).to_string());
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM deliveries
+                 WHERE (?1 IS NULL OR webhook_id = ?1)
+                   AND (?2 IS NULL OR tenant IN (SELECT value FROM json_each(?2)))
+                   AND (?3 IS NULL OR id < ?3)
+                 ORDER BY id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    query.webhook_id,
+                    tenants,
+                    query.before_id,
+                    query.limit as i64
+                ],
+                |row| row.get::<_, String>(0),
+            )?;
+            rows.map(|json| from_record(&json?, "delivery"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn schedules(
+        &self,
+    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT record FROM schedules ORDER BY tenant, name")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            rows.map(|json| from_record(&json?, "schedule"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |conn| {
+            let json: Option<String> = conn
+                .prepare_cached("SELECT record FROM schedules WHERE tenant = ?1 AND name = ?2")?
+                .query_row([&tenant, &name], |row| row.get(0))
+                .optional()?;
+            json.map(|json| from_record(&json, "schedule")).transpose()
         })
         .await
     }

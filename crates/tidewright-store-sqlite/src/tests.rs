@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::*;
 use crate::schema::SCHEMA;
 use tidewright_core::EventKind;
-use tidewright_store::AttemptWrite;
 use tidewright_store::admission::Bound;
+use tidewright_store::{AttemptWrite, Store};
 
 #[test]
 fn durability_is_named_as_flags_name_it() {

@@ -285,10 +285,11 @@ fn end_savepoint(conn: &Connection, keep: bool) -> Result<()> {
 mod tests {
     use std::sync::Arc;
     use std::time::Instant;
+    use tidewright_store::{TaskStore, WriteStore};
 
+    use tidewright_store::AuditRecord;
     use tidewright_store::admission::Bound;
     use tidewright_store::conformance::new_task;
-    use tidewright_store::{AuditRecord, Store};
 
     use super::*;
     use crate::{Durability, SqliteStore};

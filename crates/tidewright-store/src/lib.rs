@@ -110,7 +110,7 @@ impl Created {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// Makes a task that must be new (an id or idempotency key already
-    /// stored fails the write), as [`Store::create_tasks`] would: the engine
+    /// stored fails the write), as [`WriteStore::create_tasks`] would: the engine
     /// writes a task it was handed unstored in the round that takes it
     /// over, so the task and its first dispatch commit together. Its first
     /// events join the fleet's stream as [`Write::Event`]s do. Boxed: it is
@@ -614,8 +614,44 @@ pub enum StateOutcome {
 /// Resolves once a write has committed (or failed).
 pub type Commit = oneshot::Receiver<Result<()>>;
 
+/// A store: every area's reads and writes, as one backend provides them.
+/// Each area is a trait of its own, as the conformance suite is a module
+/// per area; a caller that needs one area can ask for just that one.
+pub trait Store:
+    WriteStore
+    + TaskStore
+    + StepStore
+    + EventStore
+    + RecoveryStore
+    + StateStore
+    + RetentionStore
+    + SpendStore
+    + WebhookStore
+    + ScheduleStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: WriteStore
+        + TaskStore
+        + StepStore
+        + EventStore
+        + RecoveryStore
+        + StateStore
+        + RetentionStore
+        + SpendStore
+        + WebhookStore
+        + ScheduleStore
+        + 'static
+{
+}
+
+/// Writing: new tasks, and the engine's writes in order.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait WriteStore: Send + Sync {
     /// Creates tasks in one transaction; answers after the commit.
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>>;
 
@@ -623,7 +659,7 @@ pub trait Store: Send + Sync + 'static {
     /// returned [`Commit`] resolves when they are durable. Never blocks.
     fn write(&self, batch: Vec<Write>) -> Commit;
 
-    /// [`Store::write`], for a caller with nothing else to do while it
+    /// [`WriteStore::write`], for a caller with nothing else to do while it
     /// commits: a backend whose commit is cheap may commit on the caller's
     /// thread when its writer is idle (see [`write_queue`]), and the
     /// returned [`Commit`] is then resolved already; otherwise it queues.
@@ -632,12 +668,16 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Waits until there is room for new work in the write queue, as
-    /// [`Store::create_tasks`] does before it queues: new work that goes in
+    /// [`WriteStore::create_tasks`] does before it queues: new work that goes in
     /// with the control plane's writes (which are never refused) asks here
     /// first. [`Error::Overloaded`] after the bound's wait;
     /// [`Error::Unavailable`] at once while the database is away.
     async fn wait_for_room(&self) -> Result<()>;
+}
 
+/// Reading tasks, one, many or by query.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;
 
     /// These tasks, whole, in the order of their ids; an id not stored is
@@ -650,7 +690,25 @@ pub trait Store: Send + Sync + 'static {
     /// How many tasks are in each state (only states that have some), of
     /// these tenants; of all when `None`.
     async fn count_tasks(&self, tenants: Option<Vec<String>>) -> Result<Vec<(TaskState, u64)>>;
+}
 
+/// What is kept of a step while it runs: its attempt, its agent's checkpoint, its branch.
+#[async_trait]
+pub trait StepStore: Send + Sync {
+    /// The attempt of a step that is running now; `None` when the step is
+    /// not running (or there is no such step).
+    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>>;
+
+    /// The newest checkpoint kept for a step.
+    async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>>;
+
+    /// The branch kept for a step.
+    async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>>;
+}
+
+/// The logs read in order: a task's events, the fleet's, the audit log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
     /// Up to `limit` events of a task with `seq > after`, in order.
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
 
@@ -671,19 +729,32 @@ pub trait Store: Send + Sync + 'static {
     /// The highest fleet position stored; 0 when none.
     async fn fleet_head(&self) -> Result<u64>;
 
+    /// Up to `limit` audit records with `seq > after`, oldest first; only
+    /// these tenants' when `tenants` is given.
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<AuditRecord>>;
+}
+
+/// What a new leader reads back: the unfinished tasks.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync {
     /// The ids of every task not yet finished (queued or running), in the
     /// store's order of ids: what a new leader has to recover. Cheap next
     /// to the tasks themselves, so a leader lists them before it serves.
     async fn unfinished_task_ids(&self) -> Result<Vec<String>>;
 
     /// The unfinished tasks whose ids lie from `first` to `last`, both
-    /// included, in the order of [`Store::unfinished_task_ids`], with steps
+    /// included, in the order of [`RecoveryStore::unfinished_task_ids`], with steps
     /// and attempts. For consecutive runs of that list these are exactly
     /// its tasks (and any made since), so recovery reads a backlog a piece
     /// at a time, while the control plane already serves.
     async fn unfinished_tasks_between(&self, first: &str, last: &str) -> Result<Vec<TaskRecord>>;
 
-    /// As [`Store::unfinished_tasks_between`], but what the ready queue
+    /// As [`RecoveryStore::unfinished_tasks_between`], but what the ready queue
     /// alone needs of each queued task nobody has started (see
     /// [`QueuedTask::of`]): how a restart reads a deep queue back quickly
     /// and keeps it small. Tasks in any order.
@@ -712,7 +783,11 @@ pub trait Store: Send + Sync + 'static {
             _ => Ok(Vec::new()),
         }
     }
+}
 
+/// Shared state: versioned values by key, with expiry.
+#[async_trait]
+pub trait StateStore: Send + Sync {
     /// Applies one shared-state change atomically (its check and its write
     /// in one transaction); answers after the commit.
     async fn change_state(&self, change: StateChange) -> Result<StateOutcome>;
@@ -729,17 +804,11 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: Micros,
     ) -> Result<Vec<(StateKey, StateEntry)>>;
+}
 
-    /// The attempt of a step that is running now; `None` when the step is
-    /// not running (or there is no such step).
-    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>>;
-
-    /// The newest checkpoint kept for a step.
-    async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>>;
-
-    /// The branch kept for a step.
-    async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>>;
-
+/// Finished tasks past their window, and what is kept once they go.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
     /// Up to `limit` finished tasks whose window under `retention` had
     /// passed at `now`, of any tenant, in no particular order.
     async fn expiring(
@@ -753,31 +822,24 @@ pub trait Store: Send + Sync + 'static {
     /// stored, or never was (or expired longer ago than the audit log's
     /// window).
     async fn expired(&self, id: &str) -> Result<Option<retention::Expired>>;
+}
 
+/// Tenants' budgets and what they spent.
+#[async_trait]
+pub trait SpendStore: Send + Sync {
     /// Every tenant budget set.
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>>;
 
     /// What the attempts that ended at or after `since` cost, summed per
     /// tenant (tenants that spent nothing are left out).
     async fn spend_since(&self, since: Micros) -> Result<Vec<(String, Cost)>>;
+}
 
-    /// Up to `limit` audit records with `seq > after`, oldest first; only
-    /// these tenants' when `tenants` is given.
-    async fn audit_after(
-        &self,
-        after: u64,
-        limit: usize,
-        tenants: Option<Vec<String>>,
-    ) -> Result<Vec<AuditRecord>>;
-
+/// Webhook endpoints and their deliveries.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
     /// Every registered webhook endpoint, by id.
     async fn webhooks(&self) -> Result<Vec<webhooks::Webhook>>;
-
-    /// Every schedule, by tenant and name.
-    async fn schedules(&self) -> Result<Vec<schedules::Schedule>>;
-
-    /// The schedule `name` of `tenant`, if there is one.
-    async fn schedule(&self, tenant: &str, name: &str) -> Result<Option<schedules::Schedule>>;
 
     /// The fleet position up to which events have been turned into
     /// deliveries; 0 at first.
@@ -788,4 +850,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The delivery log: deliveries `query` selects, newest first.
     async fn deliveries(&self, query: webhooks::DeliveryQuery) -> Result<Vec<webhooks::Delivery>>;
+}
+
+/// Schedules, by tenant and name.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Every schedule, by tenant and name.
+    async fn schedules(&self) -> Result<Vec<schedules::Schedule>>;
+
+    /// The schedule `name` of `tenant`, if there is one.
+    async fn schedule(&self, tenant: &str, name: &str) -> Result<Option<schedules::Schedule>>;
 }

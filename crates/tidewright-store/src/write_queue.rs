@@ -159,7 +159,7 @@ impl WriteQueue {
     }
 
     /// Waits for room for new work without queueing any (see
-    /// [`crate::Store::wait_for_room`]), unless `refused` says why not
+    /// [`crate::WriteStore::wait_for_room`]), unless `refused` says why not
     /// first.
     pub async fn wait_for_room(&self, refused: impl Future<Output = Error>) -> Result<()> {
         self.admit_unless(refused).await.map(drop)

@@ -86,7 +86,7 @@ mod tests {
     use tidewright_core::{Event, EventKind, LogStream, StepSpec, StepState, TaskSpec, TaskState};
     use tidewright_store::fleet::position;
     use tidewright_store::memory::MemoryStore;
-    use tidewright_store::{NewTask, Write};
+    use tidewright_store::{NewTask, Write, WriteStore};
 
     fn task(id: &str, tenant: &str) -> NewTask {
         NewTask {

@@ -7,6 +7,10 @@ use std::time::Duration;
 use tidewright_core::{AttemptKey, Event, StepSpec, StepState, TaskSpec, TaskState};
 use tidewright_store::memory::MemoryStore;
 use tidewright_store::{Commit, TaskRecord, Write};
+use tidewright_store::{
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
+    TaskStore, WebhookStore, WriteStore,
+};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -729,7 +733,7 @@ impl SlowBacklog {
 }
 
 #[async_trait::async_trait]
-impl Store for SlowBacklog {
+impl WriteStore for SlowBacklog {
     async fn create_tasks(
         &self,
         tasks: Vec<tidewright_store::NewTask>,
@@ -738,95 +742,45 @@ impl Store for SlowBacklog {
         self.handed.lock().expect("not poisoned").push(handed);
         self.store.create_tasks(tasks).await
     }
+
     fn write(&self, batch: Vec<Write>) -> Commit {
         let handed = Handed::Written(batch.clone());
         self.handed.lock().expect("not poisoned").push(handed);
         self.store.write(batch)
     }
+
     async fn wait_for_room(&self) -> tidewright_store::Result<()> {
         self.store.wait_for_room().await
     }
+}
+
+#[async_trait::async_trait]
+impl TaskStore for SlowBacklog {
     async fn get_task(&self, id: &str) -> tidewright_store::Result<Option<TaskRecord>> {
         self.store.get_task(id).await
     }
+
     async fn tasks_by_id(&self, ids: &[String]) -> tidewright_store::Result<Vec<TaskRecord>> {
         self.store.tasks_by_id(ids).await
     }
+
     async fn list_tasks(
         &self,
         query: tidewright_store::TaskQuery,
     ) -> tidewright_store::Result<Vec<TaskRecord>> {
         self.store.list_tasks(query).await
     }
+
     async fn count_tasks(
         &self,
         tenants: Option<Vec<String>>,
     ) -> tidewright_store::Result<Vec<(TaskState, u64)>> {
         self.store.count_tasks(tenants).await
     }
-    async fn events_after(
-        &self,
-        task_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> tidewright_store::Result<Vec<Event>> {
-        self.store.events_after(task_id, after, limit).await
-    }
-    async fn fleet_events_after(
-        &self,
-        after: u64,
-        tenants: Option<Vec<String>>,
-        limit: usize,
-    ) -> tidewright_store::Result<tidewright_store::fleet::FleetPage> {
-        self.store.fleet_events_after(after, tenants, limit).await
-    }
-    async fn fleet_head(&self) -> tidewright_store::Result<u64> {
-        self.store.fleet_head().await
-    }
-    async fn list_state(
-        &self,
-        scope: tidewright_store::StateScope,
-        after_key: &str,
-        limit: usize,
-        now: i64,
-    ) -> tidewright_store::Result<Vec<(tidewright_store::StateKey, tidewright_store::StateEntry)>>
-    {
-        self.store.list_state(scope, after_key, limit, now).await
-    }
-    async fn unfinished_task_ids(&self) -> tidewright_store::Result<Vec<String>> {
-        self.store.unfinished_task_ids().await
-    }
-    async fn unfinished_tasks_between(
-        &self,
-        first: &str,
-        last: &str,
-    ) -> tidewright_store::Result<Vec<TaskRecord>> {
-        let _open = self.gate.acquire().await.expect("gate");
-        self.store.unfinished_tasks_between(first, last).await
-    }
-    async fn unfinished_tasks_by_id(
-        &self,
-        ids: &[String],
-    ) -> tidewright_store::Result<Vec<TaskRecord>> {
-        self.read_by_id
-            .lock()
-            .expect("not poisoned")
-            .extend_from_slice(ids);
-        self.store.unfinished_tasks_by_id(ids).await
-    }
-    async fn change_state(
-        &self,
-        change: tidewright_store::StateChange,
-    ) -> tidewright_store::Result<tidewright_store::StateOutcome> {
-        self.store.change_state(change).await
-    }
-    async fn get_state(
-        &self,
-        key: tidewright_store::StateKey,
-        now: Micros,
-    ) -> tidewright_store::Result<Option<tidewright_store::StateEntry>> {
-        self.store.get_state(key, now).await
-    }
+}
+
+#[async_trait::async_trait]
+impl StepStore for SlowBacklog {
     async fn running_attempt(
         &self,
         task_id: &str,
@@ -842,6 +796,7 @@ impl Store for SlowBacklog {
     ) -> tidewright_store::Result<Option<tidewright_store::Checkpoint>> {
         self.store.checkpoint(task_id, step_id).await
     }
+
     async fn step_branch(
         &self,
         task_id: &str,
@@ -849,6 +804,32 @@ impl Store for SlowBacklog {
     ) -> tidewright_store::Result<Option<tidewright_store::StepBranch>> {
         self.store.step_branch(task_id, step_id).await
     }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SlowBacklog {
+    async fn events_after(
+        &self,
+        task_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> tidewright_store::Result<Vec<Event>> {
+        self.store.events_after(task_id, after, limit).await
+    }
+
+    async fn fleet_events_after(
+        &self,
+        after: u64,
+        tenants: Option<Vec<String>>,
+        limit: usize,
+    ) -> tidewright_store::Result<tidewright_store::fleet::FleetPage> {
+        self.store.fleet_events_after(after, tenants, limit).await
+    }
+
+    async fn fleet_head(&self) -> tidewright_store::Result<u64> {
+        self.store.fleet_head().await
+    }
+
     async fn audit_after(
         &self,
         after: u64,
@@ -857,6 +838,66 @@ impl Store for SlowBacklog {
     ) -> tidewright_store::Result<Vec<tidewright_store::AuditRecord>> {
         self.store.audit_after(after, limit, tenants).await
     }
+}
+
+#[async_trait::async_trait]
+impl RecoveryStore for SlowBacklog {
+    async fn unfinished_task_ids(&self) -> tidewright_store::Result<Vec<String>> {
+        self.store.unfinished_task_ids().await
+    }
+
+    async fn unfinished_tasks_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> tidewright_store::Result<Vec<TaskRecord>> {
+        let _open = self.gate.acquire().await.expect("gate");
+        self.store.unfinished_tasks_between(first, last).await
+    }
+
+    async fn unfinished_tasks_by_id(
+        &self,
+        ids: &[String],
+    ) -> tidewright_store::Result<Vec<TaskRecord>> {
+        self.read_by_id
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(ids);
+        self.store.unfinished_tasks_by_id(ids).await
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for SlowBacklog {
+    async fn list_state(
+        &self,
+        scope: tidewright_store::StateScope,
+        after_key: &str,
+        limit: usize,
+        now: i64,
+    ) -> tidewright_store::Result<Vec<(tidewright_store::StateKey, tidewright_store::StateEntry)>>
+    {
+        self.store.list_state(scope, after_key, limit, now).await
+    }
+
+    async fn change_state(
+        &self,
+        change: tidewright_store::StateChange,
+    ) -> tidewright_store::Result<tidewright_store::StateOutcome> {
+        self.store.change_state(change).await
+    }
+
+    async fn get_state(
+        &self,
+        key: tidewright_store::StateKey,
+        now: Micros,
+    ) -> tidewright_store::Result<Option<tidewright_store::StateEntry>> {
+        self.store.get_state(key, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl RetentionStore for SlowBacklog {
     async fn expiring(
         &self,
         retention: &tidewright_store::retention::Retention,
@@ -865,29 +906,35 @@ impl Store for SlowBacklog {
     ) -> tidewright_store::Result<Vec<tidewright_store::retention::Expiring>> {
         self.store.expiring(retention, now, limit).await
     }
+
     async fn expired(
         &self,
         id: &str,
     ) -> tidewright_store::Result<Option<tidewright_store::retention::Expired>> {
         self.store.expired(id).await
     }
+}
 
+#[async_trait::async_trait]
+impl SpendStore for SlowBacklog {
+    async fn tenant_budgets(
+        &self,
+    ) -> tidewright_store::Result<Vec<(String, tidewright_core::TenantBudget)>> {
+        self.store.tenant_budgets().await
+    }
+
+    async fn spend_since(
+        &self,
+        since: Micros,
+    ) -> tidewright_store::Result<Vec<(String, tidewright_core::Cost)>> {
+        self.store.spend_since(since).await
+    }
+}
+
+#[async_trait::async_trait]
+impl WebhookStore for SlowBacklog {
     async fn webhooks(&self) -> tidewright_store::Result<Vec<tidewright_store::webhooks::Webhook>> {
         self.store.webhooks().await
-    }
-
-    async fn schedules(
-        &self,
-    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
-        self.store.schedules().await
-    }
-
-    async fn schedule(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
-        self.store.schedule(tenant, name).await
     }
 
     async fn webhook_cursor(&self) -> tidewright_store::Result<u64> {
@@ -907,18 +954,22 @@ impl Store for SlowBacklog {
     ) -> tidewright_store::Result<Vec<tidewright_store::webhooks::Delivery>> {
         self.store.deliveries(query).await
     }
+}
 
-    async fn tenant_budgets(
+#[async_trait::async_trait]
+impl ScheduleStore for SlowBacklog {
+    async fn schedules(
         &self,
-    ) -> tidewright_store::Result<Vec<(String, tidewright_core::TenantBudget)>> {
-        self.store.tenant_budgets().await
+    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
+        self.store.schedules().await
     }
 
-    async fn spend_since(
+    async fn schedule(
         &self,
-        since: Micros,
-    ) -> tidewright_store::Result<Vec<(String, tidewright_core::Cost)>> {
-        self.store.spend_since(since).await
+        tenant: &str,
+        name: &str,
+    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
+        self.store.schedule(tenant, name).await
     }
 }
 

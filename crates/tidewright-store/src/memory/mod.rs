@@ -19,7 +19,11 @@ use crate::retention::{Expired, Expiring, Retention};
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
     AuditRecord, Checkpoint, Commit, Created, NewTask, Result, StateChange, StateEntry, StateKey,
-    StateOutcome, StateScope, StepBranch, Store, TaskQuery, TaskRecord, Write,
+    StateOutcome, StateScope, StepBranch, TaskQuery, TaskRecord, Write,
+};
+use crate::{
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
+    TaskStore, WebhookStore, WriteStore,
 };
 use data::Data;
 
@@ -46,7 +50,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl WriteStore for MemoryStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Created>> {
         self.data().create(tasks)
     }
@@ -61,7 +65,10 @@ impl Store for MemoryStore {
     async fn wait_for_room(&self) -> Result<()> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl TaskStore for MemoryStore {
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {
         let data = self.data();
         Ok(data.tasks.get(id).map(|task| data.whole(task)))
@@ -120,7 +127,39 @@ impl Store for MemoryStore {
         }
         Ok(counts.into_values().collect())
     }
+}
 
+#[async_trait]
+impl StepStore for MemoryStore {
+    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>> {
+        Ok(self
+            .data()
+            .tasks
+            .get(task_id)
+            .and_then(|t| t.steps.iter().find(|s| s.id == step_id))
+            .filter(|s| s.state == StepState::Running)
+            .map(|s| s.attempt))
+    }
+
+    async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>> {
+        Ok(self
+            .data()
+            .checkpoints
+            .get(&(task_id.to_string(), step_id.to_string()))
+            .cloned())
+    }
+
+    async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>> {
+        Ok(self
+            .data()
+            .branches
+            .get(&(task_id.to_string(), step_id.to_string()))
+            .cloned())
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
     async fn events_after(&self, task_id: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
         let data = self.data();
         Ok(data
@@ -177,6 +216,26 @@ impl Store for MemoryStore {
             .map_or(0, |(commit, row)| fleet::position(*commit, row.len())))
     }
 
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .data()
+            .audit
+            .iter()
+            .filter(|r| r.seq > after)
+            .filter(|r| tenants.as_ref().is_none_or(|t| t.contains(&r.tenant)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for MemoryStore {
     async fn unfinished_task_ids(&self) -> Result<Vec<String>> {
         let data = self.data();
         Ok(data
@@ -206,7 +265,10 @@ impl Store for MemoryStore {
         tasks.retain(|t| !t.state.is_terminal());
         Ok(tasks)
     }
+}
 
+#[async_trait]
+impl StateStore for MemoryStore {
     async fn change_state(&self, change: StateChange) -> Result<StateOutcome> {
         Ok(self.data().change_state(change))
     }
@@ -258,33 +320,10 @@ impl Store for MemoryStore {
         found.truncate(limit);
         Ok(found)
     }
+}
 
-    async fn running_attempt(&self, task_id: &str, step_id: &str) -> Result<Option<u32>> {
-        Ok(self
-            .data()
-            .tasks
-            .get(task_id)
-            .and_then(|t| t.steps.iter().find(|s| s.id == step_id))
-            .filter(|s| s.state == StepState::Running)
-            .map(|s| s.attempt))
-    }
-
-    async fn checkpoint(&self, task_id: &str, step_id: &str) -> Result<Option<Checkpoint>> {
-        Ok(self
-            .data()
-            .checkpoints
-            .get(&(task_id.to_string(), step_id.to_string()))
-            .cloned())
-    }
-
-    async fn step_branch(&self, task_id: &str, step_id: &str) -> Result<Option<StepBranch>> {
-        Ok(self
-            .data()
-            .branches
-            .get(&(task_id.to_string(), step_id.to_string()))
-            .cloned())
-    }
-
+#[async_trait]
+impl RetentionStore for MemoryStore {
     async fn expiring(
         &self,
         retention: &Retention,
@@ -297,7 +336,10 @@ impl Store for MemoryStore {
     async fn expired(&self, id: &str) -> Result<Option<Expired>> {
         Ok(self.data().expired.get(id).cloned())
     }
+}
 
+#[async_trait]
+impl SpendStore for MemoryStore {
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>> {
         Ok(self
             .data()
@@ -325,37 +367,10 @@ impl Store for MemoryStore {
         }
         Ok(spend.into_iter().collect())
     }
+}
 
-    async fn audit_after(
-        &self,
-        after: u64,
-        limit: usize,
-        tenants: Option<Vec<String>>,
-    ) -> Result<Vec<AuditRecord>> {
-        Ok(self
-            .data()
-            .audit
-            .iter()
-            .filter(|r| r.seq > after)
-            .filter(|r| tenants.as_ref().is_none_or(|t| t.contains(&r.tenant)))
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn schedules(&self) -> Result<Vec<crate::schedules::Schedule>> {
-        Ok(self.data().schedules.values().cloned().collect())
-    }
-
-    async fn schedule(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<Option<crate::schedules::Schedule>> {
-        let key = (tenant.to_string(), name.to_string());
-        Ok(self.data().schedules.get(&key).cloned())
-    }
-
+#[async_trait]
+impl WebhookStore for MemoryStore {
     async fn webhooks(&self) -> Result<Vec<Webhook>> {
         Ok(self.data().webhooks.values().cloned().collect())
     }
@@ -388,9 +403,26 @@ impl Store for MemoryStore {
     }
 }
 
+#[async_trait]
+impl ScheduleStore for MemoryStore {
+    async fn schedules(&self) -> Result<Vec<crate::schedules::Schedule>> {
+        Ok(self.data().schedules.values().cloned().collect())
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<crate::schedules::Schedule>> {
+        let key = (tenant.to_string(), name.to_string());
+        Ok(self.data().schedules.get(&key).cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
     use crate::conformance::Backend;
 
     /// Opens handles on one store's data, as a restart would.
