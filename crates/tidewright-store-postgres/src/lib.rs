@@ -30,7 +30,7 @@ use tidewright_store::fleet::{self, FleetPage};
 use tidewright_store::retention::{Expired, Expiring, Retention};
 use tidewright_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateScope, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
+    StateKey, StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
 };
 use tidewright_store::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
@@ -478,12 +478,14 @@ impl StateStore for PostgresStore {
 
     async fn list_state(
         &self,
-        scope: StateScope,
-        after_key: &str,
-        limit: usize,
-        now: Micros,
+        query: StateQuery,
     ) -> tidewright_store::Result<Vec<(StateKey, StateEntry)>> {
-        let after_key = after_key.to_string();
+        let StateQuery {
+            scope,
+            after_key,
+            limit,
+            now,
+        } = query;
         let limit = count(limit as u64);
         self.read(|conn| {
             Box::pin(list_state(

@@ -34,7 +34,7 @@ use tidewright_store::webhooks::{Delivery, DeliveryQuery, Webhook};
 use tidewright_store::write_queue::{Job, WriteQueue};
 use tidewright_store::{
     AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateScope, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
+    StateKey, StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
 };
 use tidewright_store::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
@@ -518,12 +518,14 @@ impl StateStore for SqliteStore {
 
     async fn list_state(
         &self,
-        scope: StateScope,
-        after_key: &str,
-        limit: usize,
-        now: i64,
+        query: StateQuery,
     ) -> tidewright_store::Result<Vec<(StateKey, StateEntry)>> {
-        let after_key = after_key.to_string();
+        let StateQuery {
+            scope,
+            after_key,
+            limit,
+            now,
+        } = query;
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT key, value, version, updated_at, expires_at FROM state

@@ -603,6 +603,16 @@ pub enum StateChange {
     },
 }
 
+/// A page of a tenant's scope of shared state: up to `limit` live (at
+/// `now`) values whose keys sort after `after_key` ("" for the first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateQuery {
+    pub scope: StateScope,
+    pub after_key: String,
+    pub limit: usize,
+    pub now: Micros,
+}
+
 /// How a state change went: the entry as it is now (`None` once deleted),
 /// or the version found when the expectation failed (`None`: absent).
 #[derive(Debug, Clone, PartialEq)]
@@ -795,15 +805,8 @@ pub trait StateStore: Send + Sync {
     /// The live (unexpired at `now`) value at `key`.
     async fn get_state(&self, key: StateKey, now: Micros) -> Result<Option<StateEntry>>;
 
-    /// Up to `limit` live values of a tenant's scope whose keys sort after
-    /// `after_key` ("" for the first), in key order: the key is `StateKey`'s.
-    async fn list_state(
-        &self,
-        scope: StateScope,
-        after_key: &str,
-        limit: usize,
-        now: Micros,
-    ) -> Result<Vec<(StateKey, StateEntry)>>;
+    /// The page `query` asks for, in key order: the key is `StateKey`'s.
+    async fn list_state(&self, query: StateQuery) -> Result<Vec<(StateKey, StateEntry)>>;
 }
 
 /// Finished tasks past their window, and what is kept once they go.

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tidewright_core::Micros;
 use tidewright_core::calendar::now_micros;
-use tidewright_store::{Expect, StateChange, StateEntry, StateKey, StateOutcome, StateScope};
+use tidewright_store::{
+    Expect, StateChange, StateEntry, StateKey, StateOutcome, StateQuery, StateScope,
+};
 use tokio::sync::broadcast;
 use tokio_stream::Stream;
 
@@ -81,7 +83,12 @@ impl State {
         let values = self
             .cx
             .store
-            .list_state(scope, &request.after_key, limit, now_micros())
+            .list_state(StateQuery {
+                scope,
+                after_key: request.after_key,
+                limit,
+                now: now_micros(),
+            })
             .await?;
         let next_after_key = if values.len() == limit {
             values

@@ -871,13 +871,10 @@ impl RecoveryStore for SlowBacklog {
 impl StateStore for SlowBacklog {
     async fn list_state(
         &self,
-        scope: tidewright_store::StateScope,
-        after_key: &str,
-        limit: usize,
-        now: i64,
+        query: tidewright_store::StateQuery,
     ) -> tidewright_store::Result<Vec<(tidewright_store::StateKey, tidewright_store::StateEntry)>>
     {
-        self.store.list_state(scope, after_key, limit, now).await
+        self.store.list_state(query).await
     }
 
     async fn change_state(

@@ -32,8 +32,8 @@ pub use webhooks::*;
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, TaskPush, Webhook};
 use crate::{
     AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, QueuedTask,
-    StateChange, StateKey, StateOutcome, StateScope, StepBranch, StepWrite, Store, TaskQuery,
-    Unfinished, Write,
+    StateChange, StateKey, StateOutcome, StateQuery, StateScope, StepBranch, StepWrite, Store,
+    TaskQuery, Unfinished, Write,
 };
 
 /// The store under test, as a backend's tests provide it.

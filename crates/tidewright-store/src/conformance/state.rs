@@ -185,7 +185,7 @@ pub async fn a_scope_lists_its_live_values_in_key_order_a_page_at_a_time(
         found.into_iter().map(|(k, _)| k.key).collect()
     };
     let all = store
-        .list_state(scope.clone(), "", 100, 30)
+        .list_state(page(scope.clone(), "", 100, 30))
         .await
         .expect("list");
     assert_eq!(all[0].0.tenant, "default");
@@ -195,7 +195,7 @@ pub async fn a_scope_lists_its_live_values_in_key_order_a_page_at_a_time(
     assert_eq!(
         keys(
             store
-                .list_state(scope.clone(), "", 2, 30)
+                .list_state(page(scope.clone(), "", 2, 30))
                 .await
                 .expect("page")
         ),
@@ -204,7 +204,7 @@ pub async fn a_scope_lists_its_live_values_in_key_order_a_page_at_a_time(
     assert_eq!(
         keys(
             store
-                .list_state(scope.clone(), "b", 2, 30)
+                .list_state(page(scope.clone(), "b", 2, 30))
                 .await
                 .expect("next")
         ),
@@ -213,7 +213,7 @@ pub async fn a_scope_lists_its_live_values_in_key_order_a_page_at_a_time(
     assert_eq!(
         keys(
             store
-                .list_state(scope.clone(), "", 100, 15)
+                .list_state(page(scope.clone(), "", 100, 15))
                 .await
                 .expect("before expiry")
         ),
@@ -224,7 +224,22 @@ pub async fn a_scope_lists_its_live_values_in_key_order_a_page_at_a_time(
         scope: "shared".into(),
     };
     assert_eq!(
-        keys(store.list_state(other, "", 100, 30).await.expect("team-b")),
+        keys(
+            store
+                .list_state(page(other, "", 100, 30))
+                .await
+                .expect("team-b")
+        ),
         ["a"]
     );
+}
+
+/// A page of `scope` as the conformance cases ask for one.
+fn page(scope: StateScope, after_key: &str, limit: usize, now: Micros) -> StateQuery {
+    StateQuery {
+        scope,
+        after_key: after_key.to_string(),
+        limit,
+        now,
+    }
 }

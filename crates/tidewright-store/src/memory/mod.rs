@@ -19,7 +19,7 @@ use crate::retention::{Expired, Expiring, Retention};
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, Webhook};
 use crate::{
     AuditRecord, Checkpoint, Commit, Created, NewTask, Result, StateChange, StateEntry, StateKey,
-    StateOutcome, StateScope, StepBranch, TaskQuery, TaskRecord, Write,
+    StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Write,
 };
 use crate::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
@@ -287,13 +287,13 @@ impl StateStore for MemoryStore {
             }))
     }
 
-    async fn list_state(
-        &self,
-        scope: StateScope,
-        after_key: &str,
-        limit: usize,
-        now: Micros,
-    ) -> Result<Vec<(StateKey, StateEntry)>> {
+    async fn list_state(&self, query: StateQuery) -> Result<Vec<(StateKey, StateEntry)>> {
+        let StateQuery {
+            scope,
+            after_key,
+            limit,
+            now,
+        } = query;
         let data = self.data();
         let mut found: Vec<(StateKey, StateEntry)> = data
             .state
@@ -301,7 +301,7 @@ impl StateStore for MemoryStore {
             .filter(|(key, row)| {
                 key.tenant == scope.tenant
                     && key.scope == scope.scope
-                    && key.key.as_str() > after_key
+                    && key.key > after_key
                     && row.live(now)
             })
             .map(|(key, row)| {

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
+use super::dir_home::DirHome;
 use super::process::{LineReader, StdoutLines, supervise};
 use super::repo;
 use super::session::{
@@ -59,6 +60,19 @@ pub(crate) fn agent_prompt(
     text
 }
 
+/// What one run of an agent CLI is launched with: the attempt, its
+/// workspace, the directory it runs in (the workspace, or its
+/// repository's worktree in it), the session it continues, and what comes
+/// before the step's prompt (a conflict to resolve first).
+#[derive(Clone, Copy)]
+pub struct Launch<'a> {
+    pub attempt: &'a Attempt,
+    pub workspace: &'a Path,
+    pub cwd: &'a Path,
+    pub resume: Option<&'a str>,
+    pub briefing: Option<&'a str>,
+}
+
 /// An agent CLI, as one attempt runs it. The next CLI is a new folder
 /// beside `claude/` implementing this.
 pub trait AgentRuntime: Send + Sync {
@@ -69,6 +83,9 @@ pub trait AgentRuntime: Send + Sync {
     /// stream reports tokens only when its turn ends, so that a budget
     /// stops it within the turn.
     const SPEND_IN_TRANSCRIPT: bool = false;
+    /// For a CLI that reads its settings from its home: its homes, one
+    /// per working directory.
+    const DIR_HOME: Option<DirHome> = None;
     /// How the worker runs this CLI: the trait's other accessors read it.
     fn settings(&self) -> &AgentSettings;
     /// How the run reaches its model API (the worker's proxy, or not).
@@ -92,7 +109,9 @@ pub trait AgentRuntime: Send + Sync {
     /// What of its home a run in `cwd` keeps on the worker, as paths
     /// under the home (its transcripts of `cwd`, which a resume reads): a
     /// sandboxed run's home is private and gone after it, but for these.
-    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf>;
+    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+        Self::DIR_HOME.iter().map(|home| home.of(cwd)).collect()
+    }
     /// Where the CLI keeps its sessions' transcripts.
     fn transcripts(&self) -> Arc<dyn Transcripts>;
     /// A reader for a new run.
@@ -101,17 +120,14 @@ pub trait AgentRuntime: Send + Sync {
     /// (the workspace, or its repository's worktree in it), continuing
     /// session `resume` when given; `briefing` comes before the step's
     /// prompt (a conflict to resolve first).
-    fn command(
-        &self,
-        attempt: &Attempt,
-        workspace: &Path,
-        cwd: &Path,
-        resume: Option<&str>,
-        briefing: Option<&str>,
-    ) -> (Command, BTreeMap<String, String>);
+    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>);
     /// After the CLI's process ended (whatever became of it), in `cwd`: the
     /// runtime takes back what its command left for the run only.
-    fn ran(&self, _cwd: &Path) {}
+    fn ran(&self, cwd: &Path) {
+        if let Some(home) = Self::DIR_HOME {
+            home.ran(self.home(), cwd);
+        }
+    }
     /// How a run whose process exited ended, from what its stream said.
     /// `session_usd_before` is what a resumed session cost before this
     /// attempt.
@@ -256,13 +272,13 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
-    let (command, env) = runtime.command(
+    let (command, env) = runtime.command(&Launch {
         attempt,
-        &workspace,
-        &cwd,
-        resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
-        briefing.as_deref(),
-    );
+        workspace: &workspace,
+        cwd: &cwd,
+        resume: resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+        briefing: briefing.as_deref(),
+    });
     let mut room = Room::new(&workspace, &cwd);
     room.programs.push(runtime.program().to_path_buf());
     // Its repository borrows the mirror's objects, which it may read only.

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod claude;
 pub mod codex;
 pub mod deliver;
+pub mod dir_home;
 pub mod gemini;
 pub mod prices;
 pub mod process;

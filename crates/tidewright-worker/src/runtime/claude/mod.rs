@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tidewright_core::{ClaudeCodeSpec, Cost};
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, agent_prompt};
+use super::agent::{AgentRuntime, Launch, agent_prompt};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
@@ -95,14 +95,14 @@ impl AgentRuntime for ClaudeCode<'_> {
         ended(status, stream, self.max_turns, session_usd_before, redactor)
     }
 
-    fn command(
-        &self,
-        attempt: &Attempt,
-        workspace: &Path,
-        _cwd: &Path,
-        resume: Option<&str>,
-        briefing: Option<&str>,
-    ) -> (Command, BTreeMap<String, String>) {
+    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let Launch {
+            attempt,
+            workspace,
+            resume,
+            briefing,
+            ..
+        } = *launch;
         let mut command = Command::new(&self.settings.bin);
         let prompt = agent_prompt(
             &self.spec.prompt,

@@ -53,16 +53,13 @@ impl ClaudeRun {
                 + turn.cache_creation_input_tokens,
         }
     }
+}
 
+impl LineReader for ClaudeRun {
     /// The reports one stdout line makes: log lines for what the agent says
     /// and does, progress at each new turn, the cost so far after each
     /// model response.
-    fn read_line(
-        &mut self,
-        raw: &str,
-        attempt: &AttemptKey,
-        redactor: &Redactor,
-    ) -> Vec<FromAttempt> {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         match parse_line(raw) {
             Ok(Line::Init { session_id, model }) => {
@@ -130,12 +127,6 @@ impl ClaudeRun {
             // The CLI's own warnings can land on stdout: keep them as logs.
             Err(_) => vec![log(raw.trim_end().to_string())],
         }
-    }
-}
-
-impl LineReader for ClaudeRun {
-    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
-        self.read_line(raw, attempt, redactor)
     }
 }
 

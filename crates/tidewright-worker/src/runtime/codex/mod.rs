@@ -9,27 +9,28 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use tidewright_core::CodexSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, agent_prompt};
+use super::agent::{AgentRuntime, Launch, agent_prompt};
 use super::agents::AgentSettings;
-use super::attempt::{Attempt, Ended};
+use super::attempt::Ended;
+use super::dir_home::DirHome;
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
 use super::workspace::has_inputs;
 use crate::mcp::{SERVER_ENV, SERVER_NAME};
 use crate::metrics::Fault;
 use crate::runtime::prices::Prices;
+use crate::sandbox::Sandbox;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
-use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::CodexRun;
-use transcripts::{CodexTranscripts, home_of};
+use transcripts::CodexTranscripts;
 
 /// OpenAI's API, when the worker is given no base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -37,6 +38,13 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The model when neither the step nor the worker names one: the pinned
 /// CLI's own default (0.169.0), named so that tidewright knows what it prices.
 pub const DEFAULT_MODEL: &str = "gpt-6.1-sol";
+
+/// Each working directory's Codex home (`CODEX_HOME`); its `config.toml`
+/// names the model, so the command writes it.
+pub const HOME: DirHome = DirHome {
+    name: "codex",
+    settings: None,
+};
 
 /// One Codex step, as this worker runs it.
 pub struct Codex<'a> {
@@ -136,6 +144,7 @@ fn toml_string(text: &str) -> String {
 impl AgentRuntime for Codex<'_> {
     type Stream = CodexRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
+    const DIR_HOME: Option<DirHome> = Some(HOME);
 
     fn settings(&self) -> &AgentSettings {
         self.settings
@@ -143,10 +152,6 @@ impl AgentRuntime for Codex<'_> {
 
     fn reach(&self) -> &Reach {
         &self.reach
-    }
-
-    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
-        vec![home_of(cwd)]
     }
 
     fn transcripts(&self) -> Arc<dyn Transcripts> {
@@ -221,29 +226,22 @@ impl AgentRuntime for Codex<'_> {
         ended
     }
 
-    fn command(
-        &self,
-        attempt: &Attempt,
-        workspace: &Path,
-        cwd: &Path,
-        resume: Option<&str>,
-        briefing: Option<&str>,
-    ) -> (Command, BTreeMap<String, String>) {
-        let under_home = home_of(cwd);
+    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let Launch {
+            attempt,
+            workspace,
+            cwd,
+            resume,
+            briefing,
+            ..
+        } = *launch;
+        let (host_home, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
         let tidewright_bin = attempt
             .access
             .as_ref()
             .and_then(|a| a.tidewright_bin.as_deref());
-        // The run's home on the worker; where the CLI sees it depends on
-        // the sandbox, which gives the process a private home.
-        let host_home = self.settings.home.join(&under_home);
-        let _ = std::fs::create_dir_all(&host_home);
         let config = config_toml(&self.model, &self.base_url(), tidewright_bin);
         let _ = std::fs::write(host_home.join("config.toml"), config);
-        let seen_home = match attempt.host.sandbox.as_ref() {
-            Sandbox::Off => host_home,
-            _ => Path::new(SANDBOX_HOME).join(&under_home),
-        };
 
         let prompt = agent_prompt(
             &self.spec.prompt,

@@ -170,13 +170,19 @@ impl CodexRun {
     pub fn cost_of(&self, usage: &Usage) -> Cost {
         Prices::priced_or(self.prices.as_ref(), Prices::openai, &self.model, usage)
     }
+}
 
-    fn read_line(
-        &mut self,
-        raw: &str,
-        attempt: &AttemptKey,
-        redactor: &Redactor,
-    ) -> Vec<FromAttempt> {
+/// A command or query cut to a line's length.
+fn summary(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(SUMMARY_CHARS) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
+}
+
+impl LineReader for CodexRun {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let progress = |fraction: f32, message: String| {
             let mut message = redactor.redact(message);
@@ -276,21 +282,6 @@ impl CodexRun {
             }
             Line::Other => Vec::new(),
         }
-    }
-}
-
-/// A command or query cut to a line's length.
-fn summary(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(SUMMARY_CHARS) {
-        Some((at, _)) => format!("{}…", &one_line[..at]),
-        None => one_line,
-    }
-}
-
-impl LineReader for CodexRun {
-    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
-        self.read_line(raw, attempt, redactor)
     }
 }
 

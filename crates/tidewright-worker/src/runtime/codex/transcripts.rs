@@ -8,13 +8,6 @@ use std::path::{Path, PathBuf};
 
 use crate::runtime::session::Transcripts;
 
-/// Under the worker's home, the Codex home of runs in `cwd`: a directory
-/// named after it with every character but ASCII letters and digits made
-/// `-`.
-pub fn home_of(cwd: &Path) -> PathBuf {
-    Path::new("codex").join(crate::runtime::session::mangled(cwd))
-}
-
 /// The transcripts of the Codex homes under `home`.
 pub struct CodexTranscripts {
     home: PathBuf,
@@ -31,7 +24,7 @@ impl CodexTranscripts {
 impl Transcripts for CodexTranscripts {
     fn find(&self, session_id: &str) -> Option<PathBuf> {
         let suffix = format!("-{session_id}.jsonl");
-        let homes = std::fs::read_dir(self.home.join("codex")).ok()?;
+        let homes = std::fs::read_dir(self.home.join(super::HOME.name)).ok()?;
         homes
             .flatten()
             .find_map(|home| find_file(&home.path().join("sessions"), &suffix, 3))
@@ -41,7 +34,7 @@ impl Transcripts for CodexTranscripts {
     /// a file named after it in a day's directory of `sessions`.
     fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
         self.home
-            .join(home_of(workspace))
+            .join(super::HOME.of(workspace))
             .join("sessions/2000/01/01")
             .join(format!("rollout-2000-01-01T00-00-00-{session_id}.jsonl"))
     }
@@ -88,7 +81,7 @@ mod tests {
         assert_eq!(transcripts.find(id), Some(ran));
         assert_eq!(transcripts.find("01a21654"), None, "a whole id only");
         assert_eq!(
-            home_of(Path::new("/w/t1/s/attempt-1")),
+            crate::runtime::codex::HOME.of(Path::new("/w/t1/s/attempt-1")),
             Path::new("codex/-w-t1-s-attempt-1")
         );
     }

@@ -10,26 +10,26 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use tidewright_core::GeminiSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, agent_prompt, ended_by_result};
+use super::agent::{AgentRuntime, Launch, agent_prompt, ended_by_result};
 use super::agents::AgentSettings;
-use super::attempt::{Attempt, Ended};
+use super::attempt::Ended;
+use super::dir_home::{DirHome, McpAccess};
 use super::process::basic_environment;
 use super::session::Transcripts;
 use super::workspace::has_inputs;
-use crate::mcp::{trusted_server, write_private};
+use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
+use crate::sandbox::Sandbox;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
-use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::GeminiRun;
-use transcripts::{GeminiTranscripts, home_of};
+use transcripts::GeminiTranscripts;
 
 /// The model when neither the step nor the worker names one: named, so
 /// the CLI does not first ask a router model which to use.
@@ -69,7 +69,7 @@ impl<'a> Gemini<'a> {
 /// need no approval) and given the token itself: the CLI keeps a variable
 /// whose value looks like a JWT (a step token does) from every MCP server,
 /// whatever its settings allow.
-pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
+pub fn settings_json(mcp: McpAccess) -> String {
     let mut settings = serde_json::json!({
         "security": {"auth": {"selectedType": "gemini-api-key"}},
         "telemetry": {"enabled": false},
@@ -82,14 +82,16 @@ pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
     serde_json::to_string_pretty(&settings).unwrap_or_default()
 }
 
-/// Where the settings of a run whose home is `home` go.
-fn settings_path(home: &Path) -> PathBuf {
-    home.join(".gemini/settings.json")
-}
+/// Each working directory's Gemini home (`GEMINI_CLI_HOME`).
+pub const HOME: DirHome = DirHome {
+    name: "gemini",
+    settings: Some((".gemini/settings.json", settings_json)),
+};
 
 impl AgentRuntime for Gemini<'_> {
     type Stream = GeminiRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
+    const DIR_HOME: Option<DirHome> = Some(HOME);
 
     fn settings(&self) -> &AgentSettings {
         self.settings
@@ -97,10 +99,6 @@ impl AgentRuntime for Gemini<'_> {
 
     fn reach(&self) -> &Reach {
         &self.reach
-    }
-
-    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
-        vec![home_of(cwd)]
     }
 
     fn transcripts(&self) -> Arc<dyn Transcripts> {
@@ -112,12 +110,6 @@ impl AgentRuntime for Gemini<'_> {
             &self.model,
             Prices::for_model(&self.model, &self.settings.prices, Prices::gemini),
         )
-    }
-
-    /// The step's token goes with its run: the settings are left without it.
-    fn ran(&self, cwd: &Path) {
-        let home = self.settings.home.join(home_of(cwd));
-        let _ = write_private(&settings_path(&home), &settings_json(None));
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
@@ -151,25 +143,16 @@ impl AgentRuntime for Gemini<'_> {
         )
     }
 
-    fn command(
-        &self,
-        attempt: &Attempt,
-        workspace: &Path,
-        cwd: &Path,
-        resume: Option<&str>,
-        briefing: Option<&str>,
-    ) -> (Command, BTreeMap<String, String>) {
-        let under_home = home_of(cwd);
-        let host_home = self.settings.home.join(&under_home);
-        let mcp = attempt
-            .access
-            .as_ref()
-            .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
-        let _ = write_private(&settings_path(&host_home), &settings_json(mcp));
-        let seen_home = match attempt.host.sandbox.as_ref() {
-            Sandbox::Off => host_home,
-            _ => Path::new(SANDBOX_HOME).join(&under_home),
-        };
+    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let Launch {
+            attempt,
+            workspace,
+            cwd,
+            resume,
+            briefing,
+            ..
+        } = *launch;
+        let (_, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
         let prompt = agent_prompt(
             &self.spec.prompt,
             has_inputs(&attempt.inputs_json),
@@ -214,6 +197,7 @@ impl AgentRuntime for Gemini<'_> {
 mod tests {
     use super::*;
     use crate::mcp::SERVER_NAME;
+    use std::path::Path;
 
     #[test]
     fn the_settings_offer_tidewrights_mcp_server_with_the_token_only_when_asked() {

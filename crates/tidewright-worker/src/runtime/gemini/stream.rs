@@ -135,13 +135,10 @@ impl GeminiRun {
     pub fn cost_of(&self, usage: &Usage) -> Cost {
         Prices::priced_or(self.prices.as_ref(), Prices::gemini, &self.model, usage)
     }
+}
 
-    fn read_line(
-        &mut self,
-        raw: &str,
-        attempt: &AttemptKey,
-        redactor: &Redactor,
-    ) -> Vec<FromAttempt> {
+impl LineReader for GeminiRun {
+    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let line = match parse_line(raw) {
             Ok(line) => line,
@@ -198,12 +195,6 @@ impl GeminiRun {
             }
             Line::Other => Vec::new(),
         }
-    }
-}
-
-impl LineReader for GeminiRun {
-    fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
-        self.read_line(raw, attempt, redactor)
     }
 }
 

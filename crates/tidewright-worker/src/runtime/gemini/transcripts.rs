@@ -17,11 +17,6 @@ use std::path::{Path, PathBuf};
 
 use crate::runtime::session::Transcripts;
 
-/// Under the worker's home, the Gemini home of runs in `cwd`.
-pub fn home_of(cwd: &Path) -> PathBuf {
-    Path::new("gemini").join(crate::runtime::session::mangled(cwd))
-}
-
 /// The transcripts of the Gemini homes under `home`.
 pub struct GeminiTranscripts {
     home: PathBuf,
@@ -38,7 +33,7 @@ impl GeminiTranscripts {
 impl Transcripts for GeminiTranscripts {
     fn find(&self, session_id: &str) -> Option<PathBuf> {
         let suffix = format!("-{}.jsonl", short_id(session_id));
-        let homes = std::fs::read_dir(self.home.join("gemini")).ok()?;
+        let homes = std::fs::read_dir(self.home.join(super::HOME.name)).ok()?;
         homes.flatten().find_map(|home| {
             let projects = std::fs::read_dir(home.path().join(".gemini/tmp")).ok()?;
             projects.flatten().find_map(|project| {
@@ -64,7 +59,7 @@ impl Transcripts for GeminiTranscripts {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         self.home
-            .join(home_of(workspace))
+            .join(super::HOME.of(workspace))
             .join(".gemini/tmp")
             .join(slug(&name))
             .join("chats")

@@ -11,26 +11,26 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use tidewright_core::AgentSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, agent_prompt, ended_by_result};
+use super::agent::{AgentRuntime, Launch, agent_prompt, ended_by_result};
 use super::agents::AgentSettings;
-use super::attempt::{Attempt, Ended};
+use super::attempt::Ended;
+use super::dir_home::{DirHome, McpAccess};
 use super::process::basic_environment;
 use super::session::Transcripts;
 use super::workspace::has_inputs;
-use crate::mcp::{trusted_server, write_private};
+use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
+use crate::sandbox::Sandbox;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
-use crate::sandbox::{SANDBOX_HOME, Sandbox};
 use crate::secrets::Redactor;
 use stream::QwenRun;
-use transcripts::{QwenTranscripts, home_of};
+use transcripts::QwenTranscripts;
 
 /// The model when neither the step nor the worker names one.
 pub const DEFAULT_MODEL: &str = "gpt-5";
@@ -67,7 +67,7 @@ impl<'a> QwenCode<'a> {
 /// proxy tells the CLI's client so). With `mcp` (tidewright's executable
 /// and the step's token), tidewright's shared-state MCP server, trusted and
 /// given the token itself.
-pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
+pub fn settings_json(mcp: McpAccess) -> String {
     let mut settings = serde_json::json!({
         "model": {"generationConfig": {"maxRetries": 0}},
         "privacy": {"usageStatisticsEnabled": false},
@@ -85,13 +85,15 @@ pub fn settings_json(mcp: Option<(&Path, &str)>) -> String {
     serde_json::to_string_pretty(&settings).unwrap_or_default()
 }
 
-/// Where the settings of a run whose home is `home` go.
-fn settings_path(home: &Path) -> PathBuf {
-    home.join("settings.json")
-}
+/// Each working directory's Qwen home (`QWEN_HOME`).
+pub const HOME: DirHome = DirHome {
+    name: "qwen",
+    settings: Some(("settings.json", settings_json)),
+};
 
 impl AgentRuntime for QwenCode<'_> {
     type Stream = QwenRun;
+    const DIR_HOME: Option<DirHome> = Some(HOME);
 
     fn settings(&self) -> &AgentSettings {
         self.settings
@@ -99,10 +101,6 @@ impl AgentRuntime for QwenCode<'_> {
 
     fn reach(&self) -> &Reach {
         &self.reach
-    }
-
-    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
-        vec![home_of(cwd)]
     }
 
     fn transcripts(&self) -> Arc<dyn Transcripts> {
@@ -114,12 +112,6 @@ impl AgentRuntime for QwenCode<'_> {
             &self.model,
             Prices::for_model(&self.model, &self.settings.prices, Prices::openai),
         )
-    }
-
-    /// The step's token goes with its run: the settings are left without it.
-    fn ran(&self, cwd: &Path) {
-        let home = self.settings.home.join(home_of(cwd));
-        let _ = write_private(&settings_path(&home), &settings_json(None));
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
@@ -145,25 +137,16 @@ impl AgentRuntime for QwenCode<'_> {
         ended_by_result("qwen", result, run.spent(), status, redactor)
     }
 
-    fn command(
-        &self,
-        attempt: &Attempt,
-        workspace: &Path,
-        cwd: &Path,
-        resume: Option<&str>,
-        briefing: Option<&str>,
-    ) -> (Command, BTreeMap<String, String>) {
-        let under_home = home_of(cwd);
-        let host_home = self.settings.home.join(&under_home);
-        let mcp = attempt
-            .access
-            .as_ref()
-            .and_then(|a| Some((a.tidewright_bin.as_deref()?, a.token.as_str())));
-        let _ = write_private(&settings_path(&host_home), &settings_json(mcp));
-        let seen_home = match attempt.host.sandbox.as_ref() {
-            Sandbox::Off => host_home,
-            _ => Path::new(SANDBOX_HOME).join(&under_home),
-        };
+    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let Launch {
+            attempt,
+            workspace,
+            cwd,
+            resume,
+            briefing,
+            ..
+        } = *launch;
+        let (_, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
         let prompt = agent_prompt(
             &self.spec.prompt,
             has_inputs(&attempt.inputs_json),
@@ -211,6 +194,7 @@ impl AgentRuntime for QwenCode<'_> {
 mod tests {
     use super::*;
     use crate::mcp::SERVER_NAME;
+    use std::path::Path;
 
     #[test]
     fn the_settings_turn_off_what_would_spend_or_retry_and_hold_the_token_only_when_asked() {

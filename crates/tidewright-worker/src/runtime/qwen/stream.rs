@@ -57,65 +57,6 @@ impl QwenRun {
         Prices::priced_or(self.prices.as_ref(), Prices::openai, &self.model, usage)
     }
 
-    fn read_line(
-        &mut self,
-        raw: &str,
-        attempt: &AttemptKey,
-        redactor: &Redactor,
-    ) -> Vec<FromAttempt> {
-        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
-        let Ok(value) = serde_json::from_str::<Value>(raw) else {
-            // The CLI's own warnings can land on stdout: keep them as logs.
-            return vec![log(raw.trim_end().to_string())];
-        };
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        match (value["type"].as_str(), value["subtype"].as_str()) {
-            (Some("system"), Some("init")) => {
-                self.session_id = text(&value["session_id"]);
-                let model = text(&value["model"]);
-                if !model.is_empty() {
-                    self.model = model;
-                }
-                vec![
-                    log(format!(
-                        "qwen session {} (model {})",
-                        self.session_id, self.model
-                    )),
-                    FromAttempt::Session {
-                        attempt: attempt.clone(),
-                        session_id: self.session_id.clone(),
-                        model: self.model.clone(),
-                    },
-                ]
-            }
-            (Some("assistant"), _) => self.assistant(&value["message"], attempt, redactor),
-            (Some("user"), _) => value["message"]["content"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|block| block["type"] == "tool_result")
-                .map(|block| {
-                    let status = if block["is_error"] == true {
-                        "error"
-                    } else {
-                        "success"
-                    };
-                    log(format!("  ({status})"))
-                })
-                .collect(),
-            (Some("result"), _) => {
-                self.end = Some(End {
-                    success: value["is_error"] != true && value["subtype"] == "success",
-                    result: text(&value["result"]),
-                    error: text(&value["error"]["message"]),
-                    num_turns: value["num_turns"].as_u64().unwrap_or(0),
-                });
-                Vec::new()
-            }
-            _ => Vec::new(),
-        }
-    }
-
     /// One model response: its text and tool calls as log lines, a tool
     /// call as progress, and what the run has spent with it.
     fn assistant(
@@ -194,7 +135,57 @@ fn summary(input: &Value) -> String {
 
 impl LineReader for QwenRun {
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
-        self.read_line(raw, attempt, redactor)
+        let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
+        let Ok(value) = serde_json::from_str::<Value>(raw) else {
+            // The CLI's own warnings can land on stdout: keep them as logs.
+            return vec![log(raw.trim_end().to_string())];
+        };
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        match (value["type"].as_str(), value["subtype"].as_str()) {
+            (Some("system"), Some("init")) => {
+                self.session_id = text(&value["session_id"]);
+                let model = text(&value["model"]);
+                if !model.is_empty() {
+                    self.model = model;
+                }
+                vec![
+                    log(format!(
+                        "qwen session {} (model {})",
+                        self.session_id, self.model
+                    )),
+                    FromAttempt::Session {
+                        attempt: attempt.clone(),
+                        session_id: self.session_id.clone(),
+                        model: self.model.clone(),
+                    },
+                ]
+            }
+            (Some("assistant"), _) => self.assistant(&value["message"], attempt, redactor),
+            (Some("user"), _) => value["message"]["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|block| block["type"] == "tool_result")
+                .map(|block| {
+                    let status = if block["is_error"] == true {
+                        "error"
+                    } else {
+                        "success"
+                    };
+                    log(format!("  ({status})"))
+                })
+                .collect(),
+            (Some("result"), _) => {
+                self.end = Some(End {
+                    success: value["is_error"] != true && value["subtype"] == "success",
+                    result: text(&value["result"]),
+                    error: text(&value["error"]["message"]),
+                    num_turns: value["num_turns"].as_u64().unwrap_or(0),
+                });
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 

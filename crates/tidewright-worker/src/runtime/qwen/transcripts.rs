@@ -9,11 +9,6 @@ use std::path::{Path, PathBuf};
 
 use crate::runtime::session::{Transcripts, mangled};
 
-/// Under the worker's home, the Qwen home of runs in `cwd`.
-pub fn home_of(cwd: &Path) -> PathBuf {
-    Path::new("qwen").join(mangled(cwd))
-}
-
 /// The transcripts of the Qwen homes under `home`.
 pub struct QwenTranscripts {
     home: PathBuf,
@@ -30,7 +25,7 @@ impl QwenTranscripts {
 impl Transcripts for QwenTranscripts {
     fn find(&self, session_id: &str) -> Option<PathBuf> {
         let file = format!("{session_id}.jsonl");
-        let homes = std::fs::read_dir(self.home.join("qwen")).ok()?;
+        let homes = std::fs::read_dir(self.home.join(super::HOME.name)).ok()?;
         homes.flatten().find_map(|home| {
             let projects = std::fs::read_dir(home.path().join("projects")).ok()?;
             projects
@@ -42,7 +37,7 @@ impl Transcripts for QwenTranscripts {
 
     fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
         self.home
-            .join(home_of(workspace))
+            .join(super::HOME.of(workspace))
             .join("projects")
             .join(mangled(workspace))
             .join("chats")
