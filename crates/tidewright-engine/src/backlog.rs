@@ -17,6 +17,17 @@ use crate::kin::stored_kin;
 /// between other commands, never holds them up for long.
 const BACKLOG_PIECE: usize = 1000;
 
+/// What the engine holds of tasks only in part: the backlog a new leader
+/// reads back and the cold tasks of a deep queue, what this round is about
+/// to read back, and how many tasks it holds whole before going cold.
+pub(crate) struct ColdQueue {
+    pub(crate) backlog: Backlog,
+    pub(crate) reads: Reads,
+    /// Past this many unfinished tasks in memory, a queued task nobody
+    /// started keeps only its place in the queue.
+    pub(crate) hot: usize,
+}
+
 /// The unfinished tasks a new leader has not read back yet. A leader that
 /// read its whole backlog before serving would leave the fleet without a
 /// control plane for seconds per hundred thousand queued steps; instead it

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use tidewright_core::{Capabilities, QueueKey, ReadyQueue, StepState, TaskState};
 use tidewright_store::QueuedTask;
 
-use crate::backlog::{Backlog, Reads};
 use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::live::Active;
@@ -36,17 +35,6 @@ const LOOK_AHEAD: usize = 2 * READ_BATCH;
 
 /// Steps dispatched between two looks ahead.
 const LOOK_EVERY: usize = READ_BATCH / 2;
-
-/// What the engine holds of tasks only in part: the backlog a new leader
-/// reads back and the cold tasks of a deep queue, what this round is about
-/// to read back, and how many tasks it holds whole before going cold.
-pub(crate) struct ColdQueue {
-    pub(crate) backlog: Backlog,
-    pub(crate) reads: Reads,
-    /// Past this many unfinished tasks in memory, a queued task nobody
-    /// started keeps only its place in the queue.
-    pub(crate) hot: usize,
-}
 
 impl Engine {
     /// Lets go of this round's admissions that nobody took while the

@@ -13,9 +13,10 @@ use tidewright_store::StepWrite;
 
 use crate::effects::Effect;
 use crate::engine::Engine;
-use crate::handle::{Admitted, FleetNow, QueueDepth, WorkerInfo, WorkerNow};
+use crate::handle::{Admitted, FleetNow, QueueDepth, WorkerNow};
 use crate::live::{Active, Claim, Holder, new_active};
 use crate::to_worker::{Assignment, Resume, ToWorker};
+use crate::workers::pool_of;
 
 impl Engine {
     pub(super) fn admit(&mut self, task: Admitted) {
@@ -274,16 +275,6 @@ pub(super) fn dependency_heads(
             asked: active.spec.steps[i].asked(),
         })
         .collect()
-}
-
-/// The pool a worker's agents count against: its pool, or, for a worker
-/// in none, itself.
-pub(super) fn pool_of(info: &WorkerInfo) -> &str {
-    if info.pool.is_empty() {
-        &info.name
-    } else {
-        &info.pool
-    }
 }
 
 impl Engine {

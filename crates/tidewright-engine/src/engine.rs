@@ -15,14 +15,14 @@ use tidewright_core::{Event, EventKind, ReadyQueue};
 use tidewright_store::{Commit, Store, Write};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cold::ColdQueue;
+use crate::backlog::ColdQueue;
 use crate::effects::Effect;
 use crate::live::Active;
 use crate::metrics::Metrics;
 use crate::retention::Sweeper;
 use crate::tenants::Budgets;
 use crate::timers::Timers;
-use crate::workers::Fleet;
+use crate::workers::{Fleet, Liveness};
 
 /// The error of a step whose output file is not JSON.
 pub(crate) const INVALID_OUTPUT: &str = "the step's output is not valid JSON";
@@ -92,11 +92,4 @@ pub struct Settings {
     pub limit_backoff: Duration,
     /// How long finished tasks are kept, by tenant and by default.
     pub retention: tidewright_store::retention::Retention,
-}
-
-/// How long a worker's hold on its steps lasts without a sign of life.
-#[derive(Debug, Clone, Copy)]
-pub struct Liveness {
-    pub ttl: Duration,
-    pub heartbeat_interval: Duration,
 }

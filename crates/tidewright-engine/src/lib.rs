@@ -41,8 +41,7 @@ use tidewright_core::{EventKind, Micros, ReadyQueue};
 use tidewright_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backlog::{Backlog, Reads};
-use crate::cold::ColdQueue;
+use crate::backlog::{Backlog, ColdQueue, Reads};
 use crate::effects::Effect;
 use crate::engine::{MAX_ROUND, Round};
 use crate::handle::Command;
@@ -88,7 +87,7 @@ mod workers;
 use backlog::load_backlog;
 pub use create::Submission;
 use effects::run_effects;
-pub use engine::{DEFAULT_HOT_TASKS, Engine, Liveness, Settings};
+pub use engine::{DEFAULT_HOT_TASKS, Engine, Settings};
 pub use error::Error;
 pub use handle::{
     Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, Gone,
@@ -98,6 +97,7 @@ pub use limits::DEFAULT_LIMIT_BACKOFF;
 pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
 pub use unserved::Offered;
+pub use workers::Liveness;
 
 /// Starts the engine, which serves at once and reads the unfinished tasks
 /// named in `backlog` back from the store in the background. Returns its
@@ -367,6 +367,23 @@ impl Engine {
             }
             Command::Shutdown => {}
         }
+    }
+
+    /// Removes the expired tasks the sweep found at `now`, but those the
+    /// engine holds (reopened since); answers once that committed.
+    fn expire(
+        &mut self,
+        tasks: Vec<tidewright_store::retention::Expiring>,
+        now: Micros,
+    ) -> oneshot::Receiver<()> {
+        let (tasks_held, cold) = (&self.tasks, &self.cold.backlog);
+        let held = |id: &str| tasks_held.contains_key(id) || cold.holds(id);
+        if let Some(write) = self.sweeper.expire(tasks, now, held) {
+            self.round.writes.push(write);
+        }
+        let (done, committed) = oneshot::channel();
+        self.round.effects.push(Effect::Done(done));
+        committed
     }
 
     fn event(&mut self, task_id: &Arc<str>, kind: EventKind) {

@@ -15,7 +15,6 @@ use tidewright_core::calendar::now_micros;
 
 use crate::handle::RateLimited;
 use crate::metrics::Metrics;
-use crate::workers::Fleet;
 
 /// The first back-off when a limit names no reset time, unless the
 /// control plane is told another.
@@ -152,34 +151,6 @@ impl Pauses {
             .map(|p| p.until)
             .filter(|until| *until > now)
             .min()
-    }
-}
-
-impl Fleet {
-    /// Pauses the `agent` runtime's agents of `worker`'s pool after a
-    /// limit; returns what the step's event says.
-    pub(crate) fn pause_for_limit(
-        &mut self,
-        worker: u64,
-        agent: &str,
-        limit: &RateLimited,
-        error: &str,
-        metrics: &Metrics,
-    ) -> String {
-        let Some(w) = self.workers.get(&worker) else {
-            return "rate limited".into();
-        };
-        let pool = crate::dispatch::pool_of(&w.info);
-        self.pauses
-            .pause((pool, &w.info.name), agent, limit, error, metrics)
-    }
-
-    /// An `agent` of `worker`'s pool succeeded (see [`Pauses::recovered`]).
-    pub(crate) fn pool_recovered(&mut self, worker: u64, agent: &str) {
-        if let Some(w) = self.workers.get(&worker) {
-            self.pauses
-                .recovered(crate::dispatch::pool_of(&w.info), agent);
-        }
     }
 }
 

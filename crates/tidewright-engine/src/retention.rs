@@ -15,10 +15,7 @@ use tidewright_core::Micros;
 use tidewright_core::calendar::now_micros;
 use tidewright_store::retention::{Expiring, Retention, Trim};
 use tidewright_store::{Store, TaskRecord, Write};
-use tokio::sync::oneshot;
 
-use crate::effects::Effect;
-use crate::engine::Engine;
 use crate::error::Error;
 use crate::handle::EngineHandle;
 
@@ -52,6 +49,19 @@ impl Sweeper {
         }
     }
 
+    /// The write that removes the expired tasks a sweep found at `now`,
+    /// but those `held` (reopened since): none when it holds them all.
+    pub(crate) fn expire(
+        &mut self,
+        mut tasks: Vec<Expiring>,
+        now: Micros,
+        held: impl Fn(&str) -> bool,
+    ) -> Option<Write> {
+        self.swept_through = self.swept_through.max(now);
+        tasks.retain(|task| !held(&task.id));
+        (!tasks.is_empty()).then_some(Write::Expire { tasks, at: now })
+    }
+
     /// Refuses to bring back a task whose window has passed, now or by
     /// the clock of a sweep that may have removed it already.
     pub(crate) fn refuse_expired(&self, record: &TaskRecord) -> Result<(), Error> {
@@ -61,27 +71,6 @@ impl Sweeper {
             }
             _ => Ok(()),
         }
-    }
-}
-
-impl Engine {
-    /// Removes the expired tasks the sweep found at `now`, but those the
-    /// engine holds (reopened since); answers once that committed.
-    pub(super) fn expire(
-        &mut self,
-        mut tasks: Vec<Expiring>,
-        now: Micros,
-    ) -> oneshot::Receiver<()> {
-        self.sweeper.swept_through = self.sweeper.swept_through.max(now);
-        tasks.retain(|task| {
-            !self.tasks.contains_key(task.id.as_str()) && !self.cold.backlog.holds(&task.id)
-        });
-        if !tasks.is_empty() {
-            self.round.writes.push(Write::Expire { tasks, at: now });
-        }
-        let (done, committed) = oneshot::channel();
-        self.round.effects.push(Effect::Done(done));
-        committed
     }
 }
 

@@ -5,13 +5,15 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{Capabilities, Micros};
 
-use crate::engine::Liveness;
+use crate::handle::RateLimited;
 use crate::handle::{Gone, WorkerInfo};
 use crate::limits::Pauses;
+use crate::metrics::Metrics;
 use crate::unserved::Unserved;
 
 /// How long, and how many, workers that left are listed.
@@ -57,6 +59,50 @@ pub(crate) struct Fleet {
     pub(crate) unserved: Unserved,
     /// How long a worker's hold on its steps lasts without a sign of life.
     pub(crate) liveness: Liveness,
+}
+
+impl Fleet {
+    /// Pauses the `agent` runtime's agents of `worker`'s pool after a
+    /// limit; returns what the step's event says.
+    pub(crate) fn pause_for_limit(
+        &mut self,
+        worker: u64,
+        agent: &str,
+        limit: &RateLimited,
+        error: &str,
+        metrics: &Metrics,
+    ) -> String {
+        let Some(w) = self.workers.get(&worker) else {
+            return "rate limited".into();
+        };
+        let pool = pool_of(&w.info);
+        self.pauses
+            .pause((pool, &w.info.name), agent, limit, error, metrics)
+    }
+
+    /// An `agent` of `worker`'s pool succeeded (see [`Pauses::recovered`]).
+    pub(crate) fn pool_recovered(&mut self, worker: u64, agent: &str) {
+        if let Some(w) = self.workers.get(&worker) {
+            self.pauses.recovered(pool_of(&w.info), agent);
+        }
+    }
+}
+
+/// The pool a worker's agents count against: its pool, or, for a worker
+/// in none, itself.
+pub(crate) fn pool_of(info: &WorkerInfo) -> &str {
+    if info.pool.is_empty() {
+        &info.name
+    } else {
+        &info.pool
+    }
+}
+
+/// How long a worker's hold on its steps lasts without a sign of life.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub ttl: Duration,
+    pub heartbeat_interval: Duration,
 }
 
 /// A step that was running when the control plane restarted: its worker may
