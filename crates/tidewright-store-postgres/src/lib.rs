@@ -216,6 +216,8 @@ impl PostgresStore {
     }
 }
 
+impl tidewright_store::Store for PostgresStore {}
+
 #[async_trait]
 impl WriteStore for PostgresStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> tidewright_store::Result<Vec<Created>> {

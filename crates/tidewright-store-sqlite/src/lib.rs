@@ -48,6 +48,8 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+impl tidewright_store::Store for SqliteStore {}
+
 #[async_trait]
 impl WriteStore for SqliteStore {
     async fn create_tasks(&self, tasks: Vec<NewTask>) -> tidewright_store::Result<Vec<Created>> {

@@ -626,7 +626,8 @@ pub type Commit = oneshot::Receiver<Result<()>>;
 
 /// A store: every area's reads and writes, as one backend provides them.
 /// Each area is a trait of its own, as the conformance suite is a module
-/// per area; a caller that needs one area can ask for just that one.
+/// per area; a caller that needs one area can ask for just that one. A
+/// backend says `impl Store for MyStore {}` once it has them all.
 pub trait Store:
     WriteStore
     + TaskStore
@@ -641,21 +642,6 @@ pub trait Store:
     + Send
     + Sync
     + 'static
-{
-}
-
-impl<T> Store for T where
-    T: WriteStore
-        + TaskStore
-        + StepStore
-        + EventStore
-        + RecoveryStore
-        + StateStore
-        + RetentionStore
-        + SpendStore
-        + WebhookStore
-        + ScheduleStore
-        + 'static
 {
 }
 

@@ -732,6 +732,8 @@ impl SlowBacklog {
     }
 }
 
+impl Store for SlowBacklog {}
+
 #[async_trait::async_trait]
 impl WriteStore for SlowBacklog {
     async fn create_tasks(

@@ -23,7 +23,7 @@ use crate::{
 };
 use crate::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, WebhookStore, WriteStore,
+    Store, TaskStore, WebhookStore, WriteStore,
 };
 use data::Data;
 
@@ -48,6 +48,8 @@ impl MemoryStore {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+impl Store for MemoryStore {}
 
 #[async_trait]
 impl WriteStore for MemoryStore {
@@ -422,7 +424,6 @@ impl ScheduleStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
     use crate::conformance::Backend;
 
     /// Opens handles on one store's data, as a restart would.

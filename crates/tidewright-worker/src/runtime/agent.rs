@@ -24,7 +24,7 @@ use super::session::{
     Transcripts, keep_session, keep_session_while_running, place_session, transcript_now,
 };
 use super::workspace::{
-    RETAIN_FOR, finish_workspace, prepare_workspace, ready_workspace, sweep_retained,
+    RETAIN_FOR, finish_workspace, has_inputs, prepare_workspace, ready_workspace, sweep_retained,
 };
 use crate::metrics::Fault;
 use crate::sandbox::Room;
@@ -71,6 +71,19 @@ pub struct Launch<'a> {
     pub cwd: &'a Path,
     pub resume: Option<&'a str>,
     pub briefing: Option<&'a str>,
+}
+
+impl Launch<'_> {
+    /// The prompt this run is given for a step whose prompt is `step`
+    /// (see [`agent_prompt`]).
+    pub fn prompt(&self, step: &str) -> String {
+        agent_prompt(
+            step,
+            has_inputs(&self.attempt.inputs_json),
+            self.resume,
+            self.briefing,
+        )
+    }
 }
 
 /// An agent CLI, as one attempt runs it. The next CLI is a new folder

@@ -16,12 +16,11 @@ use std::sync::Arc;
 use tidewright_core::{ClaudeCodeSpec, Cost};
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch, agent_prompt};
+use super::agent::{AgentRuntime, Launch};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
-use super::workspace::has_inputs;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
@@ -100,16 +99,10 @@ impl AgentRuntime for ClaudeCode<'_> {
             attempt,
             workspace,
             resume,
-            briefing,
             ..
         } = *launch;
         let mut command = Command::new(&self.settings.bin);
-        let prompt = agent_prompt(
-            &self.spec.prompt,
-            has_inputs(&attempt.inputs_json),
-            resume,
-            briefing,
-        );
+        let prompt = launch.prompt(&self.spec.prompt);
         command.args(args(
             self.spec,
             prompt,

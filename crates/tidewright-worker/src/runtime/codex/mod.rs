@@ -16,13 +16,12 @@ use std::sync::Arc;
 use tidewright_core::CodexSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch, agent_prompt};
+use super::agent::{AgentRuntime, Launch};
 use super::agents::AgentSettings;
 use super::attempt::Ended;
 use super::dir_home::DirHome;
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
-use super::workspace::has_inputs;
 use crate::mcp::{SERVER_ENV, SERVER_NAME};
 use crate::metrics::Fault;
 use crate::runtime::prices::Prices;
@@ -232,7 +231,6 @@ impl AgentRuntime for Codex<'_> {
             workspace,
             cwd,
             resume,
-            briefing,
             ..
         } = *launch;
         let (host_home, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
@@ -243,12 +241,7 @@ impl AgentRuntime for Codex<'_> {
         let config = config_toml(&self.model, &self.base_url(), tidewright_bin);
         let _ = std::fs::write(host_home.join("config.toml"), config);
 
-        let prompt = agent_prompt(
-            &self.spec.prompt,
-            has_inputs(&attempt.inputs_json),
-            resume,
-            briefing,
-        );
+        let prompt = launch.prompt(&self.spec.prompt);
         let mut args: Vec<String> = vec![
             "exec".into(),
             "--json".into(),

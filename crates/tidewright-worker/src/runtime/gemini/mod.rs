@@ -16,13 +16,12 @@ use std::sync::Arc;
 use tidewright_core::GeminiSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch, agent_prompt, ended_by_result};
+use super::agent::{AgentRuntime, Launch, ended_by_result};
 use super::agents::AgentSettings;
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
 use super::process::basic_environment;
 use super::session::Transcripts;
-use super::workspace::has_inputs;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
@@ -149,16 +148,10 @@ impl AgentRuntime for Gemini<'_> {
             workspace,
             cwd,
             resume,
-            briefing,
             ..
         } = *launch;
         let (_, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
-        let prompt = agent_prompt(
-            &self.spec.prompt,
-            has_inputs(&attempt.inputs_json),
-            resume,
-            briefing,
-        );
+        let prompt = launch.prompt(&self.spec.prompt);
         let mut args: Vec<String> = vec![
             "-p".into(),
             prompt,
