@@ -482,23 +482,8 @@ impl StateStore for PostgresStore {
         &self,
         query: StateQuery,
     ) -> tidewright_store::Result<Vec<(StateKey, StateEntry)>> {
-        let StateQuery {
-            scope,
-            after_key,
-            limit,
-            now,
-        } = query;
-        let limit = count(limit as u64);
-        self.read(|conn| {
-            Box::pin(list_state(
-                conn,
-                scope.clone(),
-                after_key.clone(),
-                limit,
-                now,
-            ))
-        })
-        .await
+        self.read(|conn| Box::pin(list_state(conn, query.clone())))
+            .await
     }
 }
 

@@ -8,7 +8,7 @@ use tidewright_core::{
 use tidewright_store::event_groups;
 use tidewright_store::fleet::{self, FleetPage};
 use tidewright_store::{
-    AttemptRecord, AuditRecord, Checkpoint, Error, StateEntry, StateKey, StateScope, StepBranch,
+    AttemptRecord, AuditRecord, Checkpoint, Error, StateEntry, StateKey, StateQuery, StepBranch,
     StepRecord, TaskQuery, TaskRecord,
 };
 use tokio_postgres::Row;
@@ -568,11 +568,9 @@ pub(crate) async fn get_state(
 
 pub(crate) async fn list_state(
     conn: &mut Conn,
-    scope: StateScope,
-    after_key: String,
-    limit: i64,
-    now: Micros,
+    query: StateQuery,
 ) -> Result<Vec<(StateKey, StateEntry)>> {
+    let scope = &query.scope;
     let found = rows(
         conn,
         "SELECT key, value::text, version, tidewright_micros(updated_at), tidewright_micros(expires_at)
@@ -583,9 +581,9 @@ pub(crate) async fn list_state(
         &[
             &text(&scope.tenant),
             &text(&scope.scope),
-            &text(&after_key),
-            &now,
-            &limit,
+            &text(&query.after_key),
+            &query.now,
+            &count(query.limit as u64),
         ],
     )
     .await?;

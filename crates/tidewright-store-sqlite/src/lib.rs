@@ -522,12 +522,6 @@ impl StateStore for SqliteStore {
         &self,
         query: StateQuery,
     ) -> tidewright_store::Result<Vec<(StateKey, StateEntry)>> {
-        let StateQuery {
-            scope,
-            after_key,
-            limit,
-            now,
-        } = query;
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT key, value, version, updated_at, expires_at FROM state
@@ -536,12 +530,18 @@ impl StateStore for SqliteStore {
                  ORDER BY key LIMIT ?5",
             )?;
             let rows = stmt.query_map(
-                params![scope.tenant, scope.scope, after_key, now, limit as i64],
+                params![
+                    query.scope.tenant,
+                    query.scope.scope,
+                    query.after_key,
+                    query.now,
+                    query.limit as i64
+                ],
                 |row| {
                     Ok((
                         StateKey {
-                            tenant: scope.tenant.clone(),
-                            scope: scope.scope.clone(),
+                            tenant: query.scope.tenant.clone(),
+                            scope: query.scope.scope.clone(),
                             key: row.get(0)?,
                         },
                         StateEntry {

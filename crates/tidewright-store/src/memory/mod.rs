@@ -290,21 +290,15 @@ impl StateStore for MemoryStore {
     }
 
     async fn list_state(&self, query: StateQuery) -> Result<Vec<(StateKey, StateEntry)>> {
-        let StateQuery {
-            scope,
-            after_key,
-            limit,
-            now,
-        } = query;
         let data = self.data();
         let mut found: Vec<(StateKey, StateEntry)> = data
             .state
             .iter()
             .filter(|(key, row)| {
-                key.tenant == scope.tenant
-                    && key.scope == scope.scope
-                    && key.key > after_key
-                    && row.live(now)
+                key.tenant == query.scope.tenant
+                    && key.scope == query.scope.scope
+                    && key.key > query.after_key
+                    && row.live(query.now)
             })
             .map(|(key, row)| {
                 (
@@ -319,7 +313,7 @@ impl StateStore for MemoryStore {
             })
             .collect();
         found.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-        found.truncate(limit);
+        found.truncate(query.limit);
         Ok(found)
     }
 }

@@ -95,12 +95,6 @@ impl AgentRuntime for ClaudeCode<'_> {
     }
 
     fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let Launch {
-            attempt,
-            workspace,
-            resume,
-            ..
-        } = *launch;
         let mut command = Command::new(&self.settings.bin);
         let prompt = launch.prompt(&self.spec.prompt);
         command.args(args(
@@ -108,13 +102,14 @@ impl AgentRuntime for ClaudeCode<'_> {
             prompt,
             self.settings,
             self.max_turns,
-            resume,
-            attempt
+            launch.resume,
+            launch
+                .attempt
                 .access
                 .as_ref()
                 .and_then(|a| a.tidewright_bin.as_deref()),
         ));
-        let mut env = environment(attempt, self.settings, workspace);
+        let mut env = environment(launch.attempt, self.settings, launch.workspace);
         if let (Some(url), Some(key)) = (self.reach.proxy_url(), self.reach.attempt_key()) {
             env.insert("ANTHROPIC_BASE_URL".into(), url.to_string());
             for var in ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"] {

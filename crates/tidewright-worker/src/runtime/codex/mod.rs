@@ -226,15 +226,9 @@ impl AgentRuntime for Codex<'_> {
     }
 
     fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let Launch {
-            attempt,
-            workspace,
-            cwd,
-            resume,
-            ..
-        } = *launch;
-        let (host_home, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
-        let tidewright_bin = attempt
+        let (host_home, seen_home) = HOME.prepare(&self.settings.home, launch.attempt, launch.cwd);
+        let tidewright_bin = launch
+            .attempt
             .access
             .as_ref()
             .and_then(|a| a.tidewright_bin.as_deref());
@@ -249,7 +243,7 @@ impl AgentRuntime for Codex<'_> {
             "--color".into(),
             "never".into(),
         ];
-        match attempt.host.sandbox.as_ref() {
+        match launch.attempt.host.sandbox.as_ref() {
             // Tidewright's sandbox is the boundary: Codex's own (bubblewrap too)
             // is not stacked inside it.
             Sandbox::Bubblewrap { .. } => {
@@ -264,7 +258,7 @@ impl AgentRuntime for Codex<'_> {
                 args.extend(["--sandbox".into(), mode.to_string()]);
             }
         }
-        if let Some(thread) = resume {
+        if let Some(thread) = launch.resume {
             args.extend(["resume".into(), thread.to_string()]);
         }
         // The prompt last, after `--`: a prompt that starts with a dash is
@@ -273,7 +267,7 @@ impl AgentRuntime for Codex<'_> {
 
         let mut command = Command::new(&self.settings.bin);
         command.args(args);
-        let mut env = basic_environment(attempt, workspace);
+        let mut env = basic_environment(launch.attempt, launch.workspace);
         env.insert("HOME".into(), self.settings.home.display().to_string());
         env.insert("CODEX_HOME".into(), seen_home.display().to_string());
         if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {

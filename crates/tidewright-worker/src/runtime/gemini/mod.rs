@@ -143,14 +143,7 @@ impl AgentRuntime for Gemini<'_> {
     }
 
     fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let Launch {
-            attempt,
-            workspace,
-            cwd,
-            resume,
-            ..
-        } = *launch;
-        let (_, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
+        let (_, seen_home) = HOME.prepare(&self.settings.home, launch.attempt, launch.cwd);
         let prompt = launch.prompt(&self.spec.prompt);
         let mut args: Vec<String> = vec![
             "-p".into(),
@@ -161,10 +154,10 @@ impl AgentRuntime for Gemini<'_> {
             self.model.clone(),
             "--skip-trust".into(),
         ];
-        if let Some(session) = resume {
+        if let Some(session) = launch.resume {
             args.extend(["--resume".into(), session.to_string()]);
         }
-        args.push(match attempt.host.sandbox.as_ref() {
+        args.push(match launch.attempt.host.sandbox.as_ref() {
             // Tidewright's sandbox is the boundary: every tool call is approved.
             Sandbox::Bubblewrap { .. } => "--yolo".into(),
             // Without it, edits only: a shell command is refused.
@@ -172,7 +165,7 @@ impl AgentRuntime for Gemini<'_> {
         });
         let mut command = Command::new(&self.settings.bin);
         command.args(args);
-        let mut env = basic_environment(attempt, workspace);
+        let mut env = basic_environment(launch.attempt, launch.workspace);
         env.insert("HOME".into(), self.settings.home.display().to_string());
         env.insert("GEMINI_CLI_HOME".into(), seen_home.display().to_string());
         env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());

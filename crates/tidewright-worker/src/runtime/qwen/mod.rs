@@ -137,14 +137,7 @@ impl AgentRuntime for QwenCode<'_> {
     }
 
     fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let Launch {
-            attempt,
-            workspace,
-            cwd,
-            resume,
-            ..
-        } = *launch;
-        let (_, seen_home) = HOME.prepare(&self.settings.home, attempt, cwd);
+        let (_, seen_home) = HOME.prepare(&self.settings.home, launch.attempt, launch.cwd);
         let prompt = launch.prompt(&self.spec.prompt);
         let mut args: Vec<String> = vec![
             "--auth-type".into(),
@@ -154,14 +147,14 @@ impl AgentRuntime for QwenCode<'_> {
             "--output-format".into(),
             "stream-json".into(),
             "--approval-mode".into(),
-            match attempt.host.sandbox.as_ref() {
+            match launch.attempt.host.sandbox.as_ref() {
                 // Tidewright's sandbox is the boundary: every tool call is approved.
                 Sandbox::Bubblewrap { .. } => "yolo".into(),
                 // Without it, edits only: a shell command is refused.
                 Sandbox::Off => "auto-edit".into(),
             },
         ];
-        if let Some(session) = resume {
+        if let Some(session) = launch.resume {
             args.extend(["--resume".into(), session.to_string()]);
         }
         // One argument: a prompt that starts with a dash is still the
@@ -169,7 +162,7 @@ impl AgentRuntime for QwenCode<'_> {
         args.push(format!("--prompt={prompt}"));
         let mut command = Command::new(&self.settings.bin);
         command.args(args);
-        let mut env = basic_environment(attempt, workspace);
+        let mut env = basic_environment(launch.attempt, launch.workspace);
         env.insert("HOME".into(), self.settings.home.display().to_string());
         env.insert("QWEN_HOME".into(), seen_home.display().to_string());
         env.insert("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into());
