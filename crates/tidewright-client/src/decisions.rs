@@ -13,12 +13,8 @@ impl Client {
         step_id: &str,
         reason: &str,
     ) -> Result<v1::Task, Error> {
-        Ok(self
-            .tasks
-            .clone()
-            .approve_step(decision(task_id, step_id, reason))
-            .await?
-            .into_inner())
+        let request = decision(task_id, step_id, reason);
+        Ok(self.tasks.clone().approve_step(request).await?.into_inner())
     }
 
     /// Rejects a step awaiting approval: it fails.
@@ -28,12 +24,8 @@ impl Client {
         step_id: &str,
         reason: &str,
     ) -> Result<v1::Task, Error> {
-        Ok(self
-            .tasks
-            .clone()
-            .reject_step(decision(task_id, step_id, reason))
-            .await?
-            .into_inner())
+        let request = decision(task_id, step_id, reason);
+        Ok(self.tasks.clone().reject_step(request).await?.into_inner())
     }
 
     /// Adds to a task's budget; a task paused at its budget goes on.

@@ -374,15 +374,29 @@ impl Mirror {
     }
 
     async fn fetch(&self, url: &str, credentials: Option<&Credentials>) -> Result<(), Error> {
-        let mut fetch = command(&self.git, credentials);
-        fetch
-            .current_dir(&self.path)
-            .args(["fetch", "-q", "origin"])
+        let doing = format!("fetching {url}");
+        self.remote(url, credentials, &["fetch", "-q", "origin"], &doing)
+            .await
+    }
+
+    /// Runs git `args` against the remote at `url`: bounded in time (what
+    /// took too long says what it was `doing`), and a refusal said as the
+    /// remote's.
+    async fn remote(
+        &self,
+        url: &str,
+        credentials: Option<&Credentials>,
+        args: &[&str],
+        doing: &str,
+    ) -> Result<(), Error> {
+        let mut git = command(&self.git, credentials);
+        git.current_dir(&self.path)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let output = tokio::time::timeout(REMOTE_TIMEOUT * 10, fetch.output())
+        let output = tokio::time::timeout(REMOTE_TIMEOUT * 10, git.output())
             .await
-            .map_err(|_| Error::Unavailable(format!("fetching {url} took too long")))??;
+            .map_err(|_| Error::Unavailable(format!("{doing} took too long")))??;
         if !output.status.success() {
             return Err(crate::remote_refusal(
                 url,
@@ -505,22 +519,9 @@ impl Mirror {
         refspec: &str,
         credentials: Option<&Credentials>,
     ) -> Result<(), Error> {
-        let mut push = command(&self.git, credentials);
-        push.current_dir(&self.path)
-            .args(["push", "-q", "--porcelain", "origin", refspec])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let output = tokio::time::timeout(REMOTE_TIMEOUT * 10, push.output())
-            .await
-            .map_err(|_| Error::Unavailable(format!("pushing to {url} took too long")))??;
-        if !output.status.success() {
-            return Err(crate::remote_refusal(
-                url,
-                &String::from_utf8_lossy(&output.stderr),
-                credentials.is_some(),
-            ));
-        }
-        Ok(())
+        let args = ["push", "-q", "--porcelain", "origin", refspec];
+        let doing = format!("pushing to {url}");
+        self.remote(url, credentials, &args, &doing).await
     }
 
     /// The branch the remote's `HEAD` points at, as this mirror last

@@ -738,16 +738,19 @@ pub fn get_checkpoint(request: v1::GetCheckpointRequest) -> GetCheckpoint {
     }
 }
 
+/// The attempt a checkpoint or a branch was kept for.
+fn kept_attempt(task_id: String, step_id: String, attempt: u32) -> v1::AttemptRef {
+    AttemptKey {
+        task_id,
+        step_id,
+        attempt,
+    }
+    .into()
+}
+
 pub fn checkpoint(kept: Checkpoint) -> v1::Checkpoint {
     v1::Checkpoint {
-        attempt: Some(
-            AttemptKey {
-                task_id: kept.task_id,
-                step_id: kept.step_id,
-                attempt: kept.attempt,
-            }
-            .into(),
-        ),
+        attempt: Some(kept_attempt(kept.task_id, kept.step_id, kept.attempt)),
         session_id: kept.session_id,
         workspace: kept.workspace,
         archive: kept.archive,
@@ -772,14 +775,7 @@ pub fn get_branch(request: v1::GetBranchRequest) -> GetBranch {
 
 pub fn branch(kept: StepBranch) -> v1::StepBranch {
     v1::StepBranch {
-        attempt: Some(
-            AttemptKey {
-                task_id: kept.task_id,
-                step_id: kept.step_id,
-                attempt: kept.attempt,
-            }
-            .into(),
-        ),
+        attempt: Some(kept_attempt(kept.task_id, kept.step_id, kept.attempt)),
         head_commit: kept.head_commit,
         bundle: kept.bundle,
         diff: kept.diff,

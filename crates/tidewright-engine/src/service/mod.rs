@@ -166,36 +166,20 @@ pub struct Budgets {
 
 impl Services {
     pub fn new(parts: Parts) -> Self {
-        let Parts {
-            store,
-            engine,
-            hub,
-            metrics,
-            limits,
-            planner,
-            webhooks,
-            repositories,
-            templates,
-            trace_context,
-            audit_log,
-            leadership,
-            build,
-            kept,
-        } = parts;
         let cx = Arc::new(Context {
-            store,
-            engine,
-            hub,
-            metrics,
-            limits,
+            store: parts.store,
+            engine: parts.engine,
+            hub: parts.hub,
+            metrics: parts.metrics,
+            limits: parts.limits,
             ids: Mutex::new(ulid::Generator::new()),
             watches: Arc::default(),
-            planner,
-            webhooks,
-            repositories,
-            templates,
-            trace_context,
-            audit_log,
+            planner: parts.planner,
+            webhooks: parts.webhooks,
+            repositories: parts.repositories,
+            templates: parts.templates,
+            trace_context: parts.trace_context,
+            audit_log: parts.audit_log,
             schedule_writes: tokio::sync::Mutex::new(()),
             schedules_changed: tokio::sync::Notify::new(),
         });
@@ -210,10 +194,13 @@ impl Services {
             },
             fleet: Fleet {
                 cx: cx.clone(),
-                leadership,
-                build,
+                leadership: parts.leadership,
+                build: parts.build,
             },
-            kept: Kept { cx, settings: kept },
+            kept: Kept {
+                cx,
+                settings: parts.kept,
+            },
         }
     }
 }

@@ -222,9 +222,10 @@ pub struct Ended {
 }
 
 impl Ended {
-    pub fn succeeded(output_json: String, exit_code: Option<i32>) -> Self {
+    /// It ended as `outcome`, and that is all that is known yet.
+    fn as_far_as_known(outcome: Outcome, output_json: String, exit_code: Option<i32>) -> Self {
         Ended {
-            outcome: Outcome::Succeeded,
+            outcome,
             output_json,
             exit_code,
             cost: None,
@@ -236,18 +237,12 @@ impl Ended {
         }
     }
 
+    pub fn succeeded(output_json: String, exit_code: Option<i32>) -> Self {
+        Ended::as_far_as_known(Outcome::Succeeded, output_json, exit_code)
+    }
+
     pub fn failed(error: impl Into<String>, exit_code: Option<i32>) -> Self {
-        Ended {
-            outcome: Outcome::Failed(error.into()),
-            output_json: String::new(),
-            exit_code,
-            cost: None,
-            fault: None,
-            resumable: false,
-            limited: None,
-            work: None,
-            conflict: None,
-        }
+        Ended::as_far_as_known(Outcome::Failed(error.into()), String::new(), exit_code)
     }
 
     pub(crate) fn is_success(&self) -> bool {
