@@ -28,7 +28,7 @@ use super::workspace::{
 };
 use crate::metrics::Fault;
 use crate::sandbox::Room;
-use crate::sandbox::model_proxy::Reach;
+use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 
 /// What a resumed session is told: the session holds the original prompt
@@ -86,9 +86,62 @@ impl Launch<'_> {
     }
 }
 
-/// An agent CLI, as one attempt runs it. The next CLI is a new folder
-/// beside `claude/` implementing this.
-pub trait AgentRuntime: Send + Sync {
+/// One step of an agent CLI, as this worker runs it: how the worker runs
+/// the CLI, the step's spec (`S`, whose [`AgentRuntime`] says what is the
+/// CLI's own), the model it runs, and how it reaches its model API.
+pub struct AgentStep<'a, S> {
+    pub settings: &'a AgentSettings,
+    pub spec: &'a S,
+    /// The step's model, else the worker's, else the CLI's default.
+    pub model: String,
+    /// Through the worker's model proxy: the CLI gets this attempt's key
+    /// and the proxy's address, never the worker's credential.
+    pub reach: Reach,
+}
+
+impl<'a, S: AgentRuntime> AgentStep<'a, S> {
+    pub fn new(settings: &'a AgentSettings, proxy: Option<&ModelProxy>, spec: &'a S) -> Self {
+        AgentStep {
+            settings,
+            spec,
+            model: settings.model_for(spec.model(), S::DEFAULT_MODEL),
+            reach: Reach::new(proxy),
+        }
+    }
+
+    /// The credentials handed to the CLI: masked in all the step says.
+    fn secrets(&self) -> Vec<&String> {
+        self.settings
+            .secrets()
+            .chain(self.reach.attempt_key())
+            .collect()
+    }
+
+    /// The CLI's executable: a sandboxed step may read it and what is
+    /// around it.
+    fn program(&self) -> &Path {
+        &self.settings.bin
+    }
+
+    /// Where the CLI keeps its own state (made before a run).
+    pub fn home(&self) -> &Path {
+        &self.settings.home
+    }
+
+    /// After the CLI's process ended (whatever became of it), in `cwd`: a
+    /// home per working directory gets its settings back without the
+    /// step's token, which goes with the run.
+    fn ran(&self, cwd: &Path) {
+        if let Some(home) = S::DIR_HOME {
+            home.ran(self.home(), cwd);
+        }
+    }
+}
+
+/// An agent CLI, implemented on its step's spec: what is its own in
+/// running a step. The next CLI is a new folder beside `claude/`
+/// implementing this, and a row in `agents.rs`.
+pub trait AgentRuntime: Sized + Send + Sync {
     /// What reads one run's stdout.
     type Stream: AgentStream + Default;
     /// Whether a run's spend is read from its session's transcript as the
@@ -99,53 +152,28 @@ pub trait AgentRuntime: Send + Sync {
     /// For a CLI that reads its settings from its home: its homes, one
     /// per working directory.
     const DIR_HOME: Option<DirHome> = None;
-    /// How the worker runs this CLI: the trait's other accessors read it.
-    fn settings(&self) -> &AgentSettings;
-    /// How the run reaches its model API (the worker's proxy, or not).
-    fn reach(&self) -> &Reach;
-    /// The credentials handed to the CLI: masked in all the step says.
-    fn secrets(&self) -> Vec<&String> {
-        self.settings()
-            .secrets()
-            .chain(self.reach().attempt_key())
-            .collect()
-    }
-    /// The CLI's executable: a sandboxed step may read it and what is
-    /// around it.
-    fn program(&self) -> &Path {
-        &self.settings().bin
-    }
-    /// Where the CLI keeps its own state (made before a run).
-    fn home(&self) -> &Path {
-        &self.settings().home
-    }
+    /// The model when neither the step nor the worker names one; empty
+    /// for a CLI left to choose its own.
+    const DEFAULT_MODEL: &'static str;
+    /// The model the step names.
+    fn model(&self) -> Option<&String>;
     /// What of its home a run in `cwd` keeps on the worker, as paths
     /// under the home (its transcripts of `cwd`, which a resume reads): a
     /// sandboxed run's home is private and gone after it, but for these.
-    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+    fn kept_in_home(cwd: &Path) -> Vec<PathBuf> {
         Self::DIR_HOME.iter().map(|home| home.of(cwd)).collect()
     }
-    /// Where the CLI keeps its sessions' transcripts.
-    fn transcripts(&self) -> Arc<dyn Transcripts>;
+    /// Where the CLI keeps its sessions' transcripts, under its `home`.
+    fn transcripts(home: &Path) -> Arc<dyn Transcripts>;
     /// A reader for a new run.
-    fn stream(&self) -> Self::Stream;
-    /// The CLI's command and exactly its environment, running in `cwd`
-    /// (the workspace, or its repository's worktree in it), continuing
-    /// session `resume` when given; `briefing` comes before the step's
-    /// prompt (a conflict to resolve first).
-    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>);
-    /// After the CLI's process ended (whatever became of it), in `cwd`: the
-    /// runtime takes back what its command left for the run only.
-    fn ran(&self, cwd: &Path) {
-        if let Some(home) = Self::DIR_HOME {
-            home.ran(self.home(), cwd);
-        }
-    }
+    fn stream(step: &AgentStep<Self>) -> Self::Stream;
+    /// The CLI's command and exactly its environment, as `launch` says.
+    fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>);
     /// How a run whose process exited ended, from what its stream said.
     /// `session_usd_before` is what a resumed session cost before this
     /// attempt.
     fn ended(
-        &self,
+        step: &AgentStep<Self>,
         status: ExitStatus,
         stream: &Self::Stream,
         session_usd_before: f64,
@@ -234,7 +262,7 @@ pub trait AgentStream: LineReader + 'static {
 /// earlier attempt's (its workspace on this worker, or restored from the
 /// step's checkpoint).
 pub(crate) async fn run_agent<R: AgentRuntime>(
-    runtime: &R,
+    runtime: &AgentStep<'_, R>,
     attempt: &Attempt,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: oneshot::Receiver<Stop>,
@@ -256,7 +284,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             line,
         });
     };
-    let transcripts = runtime.transcripts();
+    let transcripts = R::transcripts(runtime.home());
     let resumed = match &attempt.resume {
         Some(resume) => {
             let (found, line) = place_session(attempt, resume, &transcripts).await;
@@ -285,19 +313,22 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
-    let (command, env) = runtime.command(&Launch {
-        attempt,
-        workspace: &workspace,
-        cwd: &cwd,
-        resume: resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
-        briefing: briefing.as_deref(),
-    });
+    let (command, env) = R::command(
+        runtime,
+        &Launch {
+            attempt,
+            workspace: &workspace,
+            cwd: &cwd,
+            resume: resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+            briefing: briefing.as_deref(),
+        },
+    );
     let mut room = Room::new(&workspace, &cwd);
     room.programs.push(runtime.program().to_path_buf());
     // Its repository borrows the mirror's objects, which it may read only.
     room.readable
         .extend(tree.as_ref().map(|t| t.mirror().objects()));
-    for under_home in runtime.kept_in_home(&cwd) {
+    for under_home in R::kept_in_home(&cwd) {
         let kept = runtime.home().join(&under_home);
         if let Err(e) = tokio::fs::create_dir_all(&kept).await {
             return Ended::fault(
@@ -307,7 +338,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         }
         room.home_state.push((kept, under_home));
     }
-    let stream = Arc::new(Mutex::new(runtime.stream()));
+    let stream = Arc::new(Mutex::new(R::stream(runtime)));
     let supervised = supervise(
         attempt,
         command,
@@ -363,7 +394,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             // A resumed session's reported cost includes what its earlier
             // attempts spent.
             let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
-            let mut ended = runtime.ended(exited.status, &stream, before, &redactor);
+            let mut ended = R::ended(runtime, exited.status, &stream, before, &redactor);
             if let Some(unseen) = exited.unseen.filter(|_| ended.is_failure()) {
                 ended.map_error(|error| format!("{error}: {unseen}"));
             }
@@ -374,7 +405,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     if ended.is_failure() && ended.fault.is_none() {
         ended.limited = stream.limit(ended.error());
         if let Some(limit) = &mut ended.limited {
-            reset_from_the_provider(limit, runtime.reach());
+            reset_from_the_provider(limit, &runtime.reach);
         }
         if let Some(line) = stream.api_error_line(ended.limited.as_ref()) {
             log(line);

@@ -16,14 +16,13 @@ use std::sync::Arc;
 use tidewright_core::{ClaudeCodeSpec, Cost};
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch};
+use super::agent::{AgentRuntime, AgentStep, Launch};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::Transcripts;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
-use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use run::ClaudeRun;
 use stream::RunResult;
@@ -33,75 +32,61 @@ use transcripts::ClaudeTranscripts;
 /// that loops must end, and cost, at some point.
 pub const DEFAULT_MAX_TURNS: u32 = 100;
 
+/// The turns a step may take.
+fn max_turns(spec: &ClaudeCodeSpec) -> u32 {
+    spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS)
+}
+
 /// One Claude Code step, as this worker runs it.
-pub struct ClaudeCode<'a> {
-    settings: &'a AgentSettings,
-    spec: &'a ClaudeCodeSpec,
-    max_turns: u32,
-    /// Through the worker's model proxy: the CLI gets this attempt's key
-    /// and the proxy's address, never the worker's credential.
-    reach: Reach,
-}
+pub type ClaudeCode<'a> = AgentStep<'a, ClaudeCodeSpec>;
 
-impl<'a> ClaudeCode<'a> {
-    pub fn new(
-        settings: &'a AgentSettings,
-        proxy: Option<&ModelProxy>,
-        spec: &'a ClaudeCodeSpec,
-    ) -> Self {
-        ClaudeCode {
-            settings,
-            spec,
-            max_turns: spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS),
-            reach: Reach::new(proxy),
-        }
-    }
-}
-
-impl AgentRuntime for ClaudeCode<'_> {
+impl AgentRuntime for ClaudeCodeSpec {
     type Stream = ClaudeRun;
+    const DEFAULT_MODEL: &'static str = "";
 
-    fn settings(&self) -> &AgentSettings {
-        self.settings
+    fn model(&self) -> Option<&String> {
+        self.model.as_ref()
     }
 
-    fn reach(&self) -> &Reach {
-        &self.reach
-    }
-
-    fn kept_in_home(&self, cwd: &Path) -> Vec<PathBuf> {
+    fn kept_in_home(cwd: &Path) -> Vec<PathBuf> {
         vec![transcripts::project_dir(cwd)]
     }
 
-    fn transcripts(&self) -> Arc<dyn Transcripts> {
-        Arc::new(ClaudeTranscripts::new(&self.settings.home))
+    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
+        Arc::new(ClaudeTranscripts::new(home))
     }
 
-    fn stream(&self) -> ClaudeRun {
-        ClaudeRun::new(self.max_turns)
+    fn stream(step: &AgentStep<Self>) -> ClaudeRun {
+        ClaudeRun::new(max_turns(step.spec))
     }
 
     /// The outcome is the stream's `result` line, not the exit code: API
     /// errors exit like successes, and a run killed before its result is a
     /// failure.
     fn ended(
-        &self,
+        step: &AgentStep<Self>,
         status: ExitStatus,
         stream: &ClaudeRun,
         session_usd_before: f64,
         redactor: &Redactor,
     ) -> Ended {
-        ended(status, stream, self.max_turns, session_usd_before, redactor)
+        ended(
+            status,
+            stream,
+            max_turns(step.spec),
+            session_usd_before,
+            redactor,
+        )
     }
 
-    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let mut command = Command::new(&self.settings.bin);
-        let prompt = launch.prompt(&self.spec.prompt);
+    fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let mut command = Command::new(&step.settings.bin);
+        let prompt = launch.prompt(&step.spec.prompt);
         command.args(args(
-            self.spec,
+            step.spec,
             prompt,
-            self.settings,
-            self.max_turns,
+            step.settings,
+            max_turns(step.spec),
             launch.resume,
             launch
                 .attempt
@@ -109,8 +94,8 @@ impl AgentRuntime for ClaudeCode<'_> {
                 .as_ref()
                 .and_then(|a| a.tidewright_bin.as_deref()),
         ));
-        let mut env = environment(launch.attempt, self.settings, launch.workspace);
-        if let (Some(url), Some(key)) = (self.reach.proxy_url(), self.reach.attempt_key()) {
+        let mut env = environment(launch.attempt, step.settings, launch.workspace);
+        if let (Some(url), Some(key)) = (step.reach.proxy_url(), step.reach.attempt_key()) {
             env.insert("ANTHROPIC_BASE_URL".into(), url.to_string());
             for var in ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"] {
                 if env.contains_key(var) {

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use tidewright_core::CodexSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch};
-use super::agents::AgentSettings;
+use super::agent::{AgentRuntime, AgentStep, Launch};
 use super::attempt::Ended;
 use super::dir_home::DirHome;
 use super::process::{basic_environment, describe_exit};
@@ -26,7 +25,6 @@ use crate::mcp::{SERVER_ENV, SERVER_NAME};
 use crate::metrics::Fault;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
-use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use stream::CodexRun;
 use transcripts::CodexTranscripts;
@@ -46,41 +44,18 @@ pub const HOME: DirHome = DirHome {
 };
 
 /// One Codex step, as this worker runs it.
-pub struct Codex<'a> {
-    settings: &'a AgentSettings,
-    spec: &'a CodexSpec,
-    model: String,
-    /// Through the worker's model proxy: the CLI gets this attempt's key
-    /// and the proxy's address, never the worker's credential.
-    reach: Reach,
-}
+pub type Codex<'a> = AgentStep<'a, CodexSpec>;
 
-impl<'a> Codex<'a> {
-    pub fn new(
-        settings: &'a AgentSettings,
-        proxy: Option<&ModelProxy>,
-        spec: &'a CodexSpec,
-    ) -> Self {
-        let model = settings.model_for(spec.model.as_ref(), DEFAULT_MODEL);
-        Codex {
-            settings,
-            spec,
-            model,
-            reach: Reach::new(proxy),
-        }
-    }
-
-    /// The API as this run reaches it: the proxy (whose root is the API's,
-    /// so `/v1` follows it), or the API itself.
-    fn base_url(&self) -> String {
-        match self.reach.proxy_url() {
-            Some(proxy) => format!("{proxy}/v1"),
-            None => self
-                .settings
-                .base_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-        }
+/// The API as a run reaches it: the proxy (whose root is the API's, so
+/// `/v1` follows it), or the API itself.
+fn base_url(step: &Codex) -> String {
+    match step.reach.proxy_url() {
+        Some(proxy) => format!("{proxy}/v1"),
+        None => step
+            .settings
+            .base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
     }
 }
 
@@ -140,27 +115,24 @@ fn toml_string(text: &str) -> String {
     quoted
 }
 
-impl AgentRuntime for Codex<'_> {
+impl AgentRuntime for CodexSpec {
     type Stream = CodexRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
     const DIR_HOME: Option<DirHome> = Some(HOME);
+    const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
-    fn settings(&self) -> &AgentSettings {
-        self.settings
+    fn model(&self) -> Option<&String> {
+        self.model.as_ref()
     }
 
-    fn reach(&self) -> &Reach {
-        &self.reach
+    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
+        Arc::new(CodexTranscripts::new(home))
     }
 
-    fn transcripts(&self) -> Arc<dyn Transcripts> {
-        Arc::new(CodexTranscripts::new(&self.settings.home))
-    }
-
-    fn stream(&self) -> CodexRun {
+    fn stream(step: &AgentStep<Self>) -> CodexRun {
         CodexRun::new(
-            &self.model,
-            Prices::for_model(&self.model, &self.settings.prices, Prices::openai),
+            &step.model,
+            Prices::for_model(&step.model, &step.settings.prices, Prices::openai),
         )
     }
 
@@ -168,7 +140,7 @@ impl AgentRuntime for Codex<'_> {
     /// failed turn says why; a run that never ended its turn is the
     /// runtime's fault.
     fn ended(
-        &self,
+        _step: &AgentStep<Self>,
         status: ExitStatus,
         run: &CodexRun,
         session_usd_before: f64,
@@ -225,17 +197,17 @@ impl AgentRuntime for Codex<'_> {
         ended
     }
 
-    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let (host_home, seen_home) = HOME.prepare(&self.settings.home, launch.attempt, launch.cwd);
+    fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let (host_home, seen_home) = HOME.prepare(&step.settings.home, launch.attempt, launch.cwd);
         let tidewright_bin = launch
             .attempt
             .access
             .as_ref()
             .and_then(|a| a.tidewright_bin.as_deref());
-        let config = config_toml(&self.model, &self.base_url(), tidewright_bin);
+        let config = config_toml(&step.model, &base_url(step), tidewright_bin);
         let _ = std::fs::write(host_home.join("config.toml"), config);
 
-        let prompt = launch.prompt(&self.spec.prompt);
+        let prompt = launch.prompt(&step.spec.prompt);
         let mut args: Vec<String> = vec![
             "exec".into(),
             "--json".into(),
@@ -250,7 +222,7 @@ impl AgentRuntime for Codex<'_> {
                 args.push("--dangerously-bypass-approvals-and-sandbox".into())
             }
             Sandbox::Off => {
-                let mode = self
+                let mode = step
                     .spec
                     .sandbox
                     .as_ref()
@@ -265,12 +237,12 @@ impl AgentRuntime for Codex<'_> {
         // still the prompt.
         args.extend(["--".into(), prompt]);
 
-        let mut command = Command::new(&self.settings.bin);
+        let mut command = Command::new(&step.settings.bin);
         command.args(args);
         let mut env = basic_environment(launch.attempt, launch.workspace);
-        env.insert("HOME".into(), self.settings.home.display().to_string());
+        env.insert("HOME".into(), step.settings.home.display().to_string());
         env.insert("CODEX_HOME".into(), seen_home.display().to_string());
-        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
+        if let Some(key) = step.reach.key(step.settings.api_key.as_ref()) {
             env.insert("OPENAI_API_KEY".into(), key);
         }
         (command, env)
@@ -280,6 +252,7 @@ impl AgentRuntime for Codex<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::agents::AgentSettings;
 
     #[test]
     fn the_config_names_the_api_as_tidewrights_provider_and_quotes_what_it_is_given() {
@@ -295,7 +268,7 @@ mod tests {
         let codex = Codex::new(&settings, None, &spec);
         let config = config_toml(
             &codex.model,
-            &codex.base_url(),
+            &base_url(&codex),
             Some(Path::new("/opt/tidewright/bin/tidewright")),
         );
         for line in [

@@ -10,14 +10,14 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use tidewright_core::GeminiSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch, ended_by_result};
-use super::agents::AgentSettings;
+use super::agent::{AgentRuntime, AgentStep, Launch, ended_by_result};
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
 use super::process::basic_environment;
@@ -25,7 +25,6 @@ use super::session::Transcripts;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
-use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use stream::GeminiRun;
 use transcripts::GeminiTranscripts;
@@ -35,30 +34,7 @@ use transcripts::GeminiTranscripts;
 pub const DEFAULT_MODEL: &str = "gemini-2.5-pro";
 
 /// One Gemini CLI step, as this worker runs it.
-pub struct Gemini<'a> {
-    settings: &'a AgentSettings,
-    spec: &'a GeminiSpec,
-    model: String,
-    /// Through the worker's model proxy: the CLI gets this attempt's key
-    /// and the proxy's address, never the worker's credential.
-    reach: Reach,
-}
-
-impl<'a> Gemini<'a> {
-    pub fn new(
-        settings: &'a AgentSettings,
-        proxy: Option<&ModelProxy>,
-        spec: &'a GeminiSpec,
-    ) -> Self {
-        let model = settings.model_for(spec.model.as_ref(), DEFAULT_MODEL);
-        Gemini {
-            settings,
-            spec,
-            model,
-            reach: Reach::new(proxy),
-        }
-    }
-}
+pub type Gemini<'a> = AgentStep<'a, GeminiSpec>;
 
 /// The CLI's `settings.json`: the API key as the way in; no telemetry, no
 /// update checks; one attempt per model request, since tidewright's retry policy
@@ -87,27 +63,24 @@ pub const HOME: DirHome = DirHome {
     settings: Some((".gemini/settings.json", settings_json)),
 };
 
-impl AgentRuntime for Gemini<'_> {
+impl AgentRuntime for GeminiSpec {
     type Stream = GeminiRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
     const DIR_HOME: Option<DirHome> = Some(HOME);
+    const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
-    fn settings(&self) -> &AgentSettings {
-        self.settings
+    fn model(&self) -> Option<&String> {
+        self.model.as_ref()
     }
 
-    fn reach(&self) -> &Reach {
-        &self.reach
+    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
+        Arc::new(GeminiTranscripts::new(home))
     }
 
-    fn transcripts(&self) -> Arc<dyn Transcripts> {
-        Arc::new(GeminiTranscripts::new(&self.settings.home))
-    }
-
-    fn stream(&self) -> GeminiRun {
+    fn stream(step: &AgentStep<Self>) -> GeminiRun {
         GeminiRun::new(
-            &self.model,
-            Prices::for_model(&self.model, &self.settings.prices, Prices::gemini),
+            &step.model,
+            Prices::for_model(&step.model, &step.settings.prices, Prices::gemini),
         )
     }
 
@@ -116,7 +89,7 @@ impl AgentRuntime for Gemini<'_> {
     /// (a resumed session's earlier runs are not in them), so they are the
     /// attempt's cost as they stand.
     fn ended(
-        &self,
+        _step: &AgentStep<Self>,
         status: ExitStatus,
         run: &GeminiRun,
         _session_usd_before: f64,
@@ -142,16 +115,16 @@ impl AgentRuntime for Gemini<'_> {
         )
     }
 
-    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let (_, seen_home) = HOME.prepare(&self.settings.home, launch.attempt, launch.cwd);
-        let prompt = launch.prompt(&self.spec.prompt);
+    fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let (_, seen_home) = HOME.prepare(&step.settings.home, launch.attempt, launch.cwd);
+        let prompt = launch.prompt(&step.spec.prompt);
         let mut args: Vec<String> = vec![
             "-p".into(),
             prompt,
             "--output-format".into(),
             "stream-json".into(),
             "-m".into(),
-            self.model.clone(),
+            step.model.clone(),
             "--skip-trust".into(),
         ];
         if let Some(session) = launch.resume {
@@ -163,16 +136,16 @@ impl AgentRuntime for Gemini<'_> {
             // Without it, edits only: a shell command is refused.
             Sandbox::Off => "--approval-mode=auto_edit".into(),
         });
-        let mut command = Command::new(&self.settings.bin);
+        let mut command = Command::new(&step.settings.bin);
         command.args(args);
         let mut env = basic_environment(launch.attempt, launch.workspace);
-        env.insert("HOME".into(), self.settings.home.display().to_string());
+        env.insert("HOME".into(), step.settings.home.display().to_string());
         env.insert("GEMINI_CLI_HOME".into(), seen_home.display().to_string());
         env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());
-        if let Some(url) = self.reach.proxy_url().or(self.settings.base_url.as_deref()) {
+        if let Some(url) = step.reach.proxy_url().or(step.settings.base_url.as_deref()) {
             env.insert("GOOGLE_GEMINI_BASE_URL".into(), url.to_string());
         }
-        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
+        if let Some(key) = step.reach.key(step.settings.api_key.as_ref()) {
             env.insert("GEMINI_API_KEY".into(), key);
         }
         (command, env)

@@ -11,14 +11,14 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use tidewright_core::AgentSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, Launch, ended_by_result};
-use super::agents::AgentSettings;
+use super::agent::{AgentRuntime, AgentStep, Launch, ended_by_result};
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
 use super::process::basic_environment;
@@ -26,7 +26,6 @@ use super::session::Transcripts;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
-use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 use stream::QwenRun;
 use transcripts::QwenTranscripts;
@@ -35,29 +34,7 @@ use transcripts::QwenTranscripts;
 pub const DEFAULT_MODEL: &str = "gpt-5";
 
 /// One Qwen Code step, as this worker runs it.
-pub struct QwenCode<'a> {
-    settings: &'a AgentSettings,
-    spec: &'a AgentSpec,
-    model: String,
-    /// Through the worker's model proxy: the CLI gets this attempt's key
-    /// and the proxy's address, never the worker's credential.
-    reach: Reach,
-}
-
-impl<'a> QwenCode<'a> {
-    pub fn new(
-        settings: &'a AgentSettings,
-        proxy: Option<&ModelProxy>,
-        spec: &'a AgentSpec,
-    ) -> Self {
-        QwenCode {
-            settings,
-            spec,
-            model: settings.model_for(spec.model.as_ref(), DEFAULT_MODEL),
-            reach: Reach::new(proxy),
-        }
-    }
-}
+pub type QwenCode<'a> = AgentStep<'a, AgentSpec>;
 
 /// The CLI's `settings.json`: no telemetry, usage statistics or update
 /// checks; none of the background agents that would spend the step's
@@ -90,26 +67,23 @@ pub const HOME: DirHome = DirHome {
     settings: Some(("settings.json", settings_json)),
 };
 
-impl AgentRuntime for QwenCode<'_> {
+impl AgentRuntime for AgentSpec {
     type Stream = QwenRun;
     const DIR_HOME: Option<DirHome> = Some(HOME);
+    const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
-    fn settings(&self) -> &AgentSettings {
-        self.settings
+    fn model(&self) -> Option<&String> {
+        self.model.as_ref()
     }
 
-    fn reach(&self) -> &Reach {
-        &self.reach
+    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
+        Arc::new(QwenTranscripts::new(home))
     }
 
-    fn transcripts(&self) -> Arc<dyn Transcripts> {
-        Arc::new(QwenTranscripts::new(&self.settings.home))
-    }
-
-    fn stream(&self) -> QwenRun {
+    fn stream(step: &AgentStep<Self>) -> QwenRun {
         QwenRun::new(
-            &self.model,
-            Prices::for_model(&self.model, &self.settings.prices, Prices::openai),
+            &step.model,
+            Prices::for_model(&step.model, &step.settings.prices, Prices::openai),
         )
     }
 
@@ -118,7 +92,7 @@ impl AgentRuntime for QwenCode<'_> {
     /// responses as they streamed (a resumed session's `result` counts its
     /// earlier runs too).
     fn ended(
-        &self,
+        _step: &AgentStep<Self>,
         status: ExitStatus,
         run: &QwenRun,
         _session_usd_before: f64,
@@ -136,14 +110,14 @@ impl AgentRuntime for QwenCode<'_> {
         ended_by_result("qwen", result, run.spent(), status, redactor)
     }
 
-    fn command(&self, launch: &Launch) -> (Command, BTreeMap<String, String>) {
-        let (_, seen_home) = HOME.prepare(&self.settings.home, launch.attempt, launch.cwd);
-        let prompt = launch.prompt(&self.spec.prompt);
+    fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
+        let (_, seen_home) = HOME.prepare(&step.settings.home, launch.attempt, launch.cwd);
+        let prompt = launch.prompt(&step.spec.prompt);
         let mut args: Vec<String> = vec![
             "--auth-type".into(),
             "openai-responses".into(),
             "-m".into(),
-            self.model.clone(),
+            step.model.clone(),
             "--output-format".into(),
             "stream-json".into(),
             "--approval-mode".into(),
@@ -160,16 +134,16 @@ impl AgentRuntime for QwenCode<'_> {
         // One argument: a prompt that starts with a dash is still the
         // prompt (after `--`, the CLI reads none).
         args.push(format!("--prompt={prompt}"));
-        let mut command = Command::new(&self.settings.bin);
+        let mut command = Command::new(&step.settings.bin);
         command.args(args);
         let mut env = basic_environment(launch.attempt, launch.workspace);
-        env.insert("HOME".into(), self.settings.home.display().to_string());
+        env.insert("HOME".into(), step.settings.home.display().to_string());
         env.insert("QWEN_HOME".into(), seen_home.display().to_string());
         env.insert("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into());
-        if let Some(url) = self.reach.proxy_url().or(self.settings.base_url.as_deref()) {
+        if let Some(url) = step.reach.proxy_url().or(step.settings.base_url.as_deref()) {
             env.insert("OPENAI_BASE_URL".into(), url.to_string());
         }
-        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
+        if let Some(key) = step.reach.key(step.settings.api_key.as_ref()) {
             env.insert("OPENAI_API_KEY".into(), key);
         }
         (command, env)
