@@ -627,22 +627,28 @@ pub(crate) async fn running_attempt(
         .map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
 }
 
+/// The row `sql` finds for a step, if any (`$1` its task, `$2` its id).
+async fn step_row(
+    conn: &mut Conn,
+    sql: &str,
+    task_id: &str,
+    step_id: &str,
+) -> Result<Option<tokio_postgres::Row>> {
+    let statement = conn.statement(sql).await?;
+    Ok(conn
+        .client
+        .query_opt(&statement, &[&task_id, &step_id])
+        .await?)
+}
+
 pub(crate) async fn checkpoint(
     conn: &mut Conn,
     task_id: String,
     step_id: String,
 ) -> Result<Option<Checkpoint>> {
-    let statement = conn
-        .statement(
-            "SELECT attempt, session_id, workspace, archive, tidewright_micros(created_at)
-             FROM checkpoints WHERE task_id = $1 AND step_id = $2",
-        )
-        .await?;
-    let row = conn
-        .client
-        .query_opt(&statement, &[&task_id, &step_id])
-        .await?;
-    let Some(row) = row else {
+    let sql = "SELECT attempt, session_id, workspace, archive, tidewright_micros(created_at)
+               FROM checkpoints WHERE task_id = $1 AND step_id = $2";
+    let Some(row) = step_row(conn, sql, &task_id, &step_id).await? else {
         return Ok(None);
     };
     Ok(Some(Checkpoint {
@@ -661,17 +667,9 @@ pub(crate) async fn step_branch(
     task_id: String,
     step_id: String,
 ) -> Result<Option<StepBranch>> {
-    let statement = conn
-        .statement(
-            "SELECT attempt, head_commit, bundle, diff, tidewright_micros(created_at)
-             FROM branches WHERE task_id = $1 AND step_id = $2",
-        )
-        .await?;
-    let row = conn
-        .client
-        .query_opt(&statement, &[&task_id, &step_id])
-        .await?;
-    let Some(row) = row else {
+    let sql = "SELECT attempt, head_commit, bundle, diff, tidewright_micros(created_at)
+               FROM branches WHERE task_id = $1 AND step_id = $2";
+    let Some(row) = step_row(conn, sql, &task_id, &step_id).await? else {
         return Ok(None);
     };
     Ok(Some(StepBranch {
