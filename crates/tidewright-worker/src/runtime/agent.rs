@@ -86,12 +86,12 @@ impl Launch<'_> {
     }
 }
 
-/// One step of an agent CLI, as this worker runs it: how the worker runs
-/// the CLI, the step's spec (`S`, whose [`AgentRuntime`] says what is the
-/// CLI's own), the model it runs, and how it reaches its model API.
-pub struct AgentStep<'a, S> {
+/// One step of agent CLI `R`, as this worker runs it: how the worker
+/// runs the CLI, the step's spec, the model it runs, and how it reaches
+/// its model API.
+pub struct AgentStep<'a, R: AgentRuntime> {
     pub settings: &'a AgentSettings,
-    pub spec: &'a S,
+    pub spec: &'a R::Spec,
     /// The step's model, else the worker's, else the CLI's default.
     pub model: String,
     /// Through the worker's model proxy: the CLI gets this attempt's key
@@ -99,12 +99,12 @@ pub struct AgentStep<'a, S> {
     pub reach: Reach,
 }
 
-impl<'a, S: AgentRuntime> AgentStep<'a, S> {
-    pub fn new(settings: &'a AgentSettings, proxy: Option<&ModelProxy>, spec: &'a S) -> Self {
+impl<'a, R: AgentRuntime> AgentStep<'a, R> {
+    pub fn new(settings: &'a AgentSettings, proxy: Option<&ModelProxy>, spec: &'a R::Spec) -> Self {
         AgentStep {
             settings,
             spec,
-            model: settings.model_for(spec.model(), S::DEFAULT_MODEL),
+            model: settings.model_for(R::model(spec), R::DEFAULT_MODEL),
             reach: Reach::new(proxy),
         }
     }
@@ -132,16 +132,19 @@ impl<'a, S: AgentRuntime> AgentStep<'a, S> {
     /// home per working directory gets its settings back without the
     /// step's token, which goes with the run.
     fn ran(&self, cwd: &Path) {
-        if let Some(home) = S::DIR_HOME {
+        if let Some(home) = R::DIR_HOME {
             home.ran(self.home(), cwd);
         }
     }
 }
 
-/// An agent CLI, implemented on its step's spec: what is its own in
-/// running a step. The next CLI is a new folder beside `claude/`
+/// An agent CLI: what is its own in running a step, implemented on a
+/// type that names it. The next CLI is a new folder beside `claude/`
 /// implementing this, and a row in `agents.rs`.
 pub trait AgentRuntime: Sized + Send + Sync {
+    /// What a step of this CLI says to run (its runtime's field, or the
+    /// `agent` step's).
+    type Spec: Send + Sync;
     /// What reads one run's stdout.
     type Stream: AgentStream + Default;
     /// Whether a run's spend is read from its session's transcript as the
@@ -156,7 +159,7 @@ pub trait AgentRuntime: Sized + Send + Sync {
     /// for a CLI left to choose its own.
     const DEFAULT_MODEL: &'static str;
     /// The model the step names.
-    fn model(&self) -> Option<&String>;
+    fn model(spec: &Self::Spec) -> Option<&String>;
     /// What of its home a run in `cwd` keeps on the worker, as paths
     /// under the home (its transcripts of `cwd`, which a resume reads): a
     /// sandboxed run's home is private and gone after it, but for these.

@@ -38,7 +38,7 @@ use tidewright_core::{AgentSpec, ClaudeCodeSpec, CodexSpec, GeminiSpec, Outcome,
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Fault;
-use agent::run_agent;
+use agent::{AgentStep, run_agent};
 pub use agents::{AgentCli, AgentSettings, Agents};
 use attempt::Ended;
 pub use attempt::{Attempt, FromAttempt, Host, ResumeFrom, StepAccess, Stop};
@@ -65,17 +65,18 @@ pub async fn run(
         Some(Runtime::Deliver) => deliver::run_deliver(&attempt).await,
         Some(Runtime::ClaudeCode(spec)) => {
             let cli = AgentCli::ClaudeCode;
-            let claude = ClaudeCode::new(agents.settings(cli), agents.proxy(cli), spec);
+            let claude =
+                AgentStep::<ClaudeCode>::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&claude, &attempt, &reports, cancel).await
         }
         Some(Runtime::Codex(spec)) => {
             let cli = AgentCli::Codex;
-            let codex = Codex::new(agents.settings(cli), agents.proxy(cli), spec);
+            let codex = AgentStep::<Codex>::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&codex, &attempt, &reports, cancel).await
         }
         Some(Runtime::Gemini(spec)) => {
             let cli = AgentCli::GeminiCli;
-            let gemini = Gemini::new(agents.settings(cli), agents.proxy(cli), spec);
+            let gemini = AgentStep::<Gemini>::new(agents.settings(cli), agents.proxy(cli), spec);
             run_agent(&gemini, &attempt, &reports, cancel).await
         }
         Some(Runtime::Agent(spec)) => match AgentCli::named(&spec.cli) {
@@ -143,7 +144,7 @@ async fn run_cli(
                 ..ClaudeCodeSpec::default()
             };
             run_agent(
-                &ClaudeCode::new(settings, proxy, &spec),
+                &AgentStep::<ClaudeCode>::new(settings, proxy, &spec),
                 attempt,
                 reports,
                 cancel,
@@ -157,7 +158,7 @@ async fn run_cli(
                 ..CodexSpec::default()
             };
             run_agent(
-                &Codex::new(settings, proxy, &spec),
+                &AgentStep::<Codex>::new(settings, proxy, &spec),
                 attempt,
                 reports,
                 cancel,
@@ -167,7 +168,7 @@ async fn run_cli(
         AgentCli::GeminiCli => {
             let spec = GeminiSpec { prompt, model };
             run_agent(
-                &Gemini::new(settings, proxy, &spec),
+                &AgentStep::<Gemini>::new(settings, proxy, &spec),
                 attempt,
                 reports,
                 cancel,
@@ -175,7 +176,7 @@ async fn run_cli(
             .await
         }
         AgentCli::QwenCode => {
-            let qwen = QwenCode::new(settings, proxy, spec);
+            let qwen = AgentStep::<QwenCode>::new(settings, proxy, spec);
             run_agent(&qwen, attempt, reports, cancel).await
         }
     }

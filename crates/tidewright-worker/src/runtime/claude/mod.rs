@@ -37,15 +37,16 @@ fn max_turns(spec: &ClaudeCodeSpec) -> u32 {
     spec.max_turns.unwrap_or(DEFAULT_MAX_TURNS)
 }
 
-/// One Claude Code step, as this worker runs it.
-pub type ClaudeCode<'a> = AgentStep<'a, ClaudeCodeSpec>;
+/// The Claude Code CLI.
+pub struct ClaudeCode;
 
-impl AgentRuntime for ClaudeCodeSpec {
+impl AgentRuntime for ClaudeCode {
+    type Spec = ClaudeCodeSpec;
     type Stream = ClaudeRun;
     const DEFAULT_MODEL: &'static str = "";
 
-    fn model(&self) -> Option<&String> {
-        self.model.as_ref()
+    fn model(spec: &Self::Spec) -> Option<&String> {
+        spec.model.as_ref()
     }
 
     fn kept_in_home(cwd: &Path) -> Vec<PathBuf> {

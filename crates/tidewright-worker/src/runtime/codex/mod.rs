@@ -43,12 +43,12 @@ pub const HOME: DirHome = DirHome {
     settings: None,
 };
 
-/// One Codex step, as this worker runs it.
-pub type Codex<'a> = AgentStep<'a, CodexSpec>;
+/// The Codex CLI.
+pub struct Codex;
 
 /// The API as a run reaches it: the proxy (whose root is the API's, so
 /// `/v1` follows it), or the API itself.
-fn base_url(step: &Codex) -> String {
+fn base_url(step: &AgentStep<Codex>) -> String {
     match step.reach.proxy_url() {
         Some(proxy) => format!("{proxy}/v1"),
         None => step
@@ -115,14 +115,15 @@ fn toml_string(text: &str) -> String {
     quoted
 }
 
-impl AgentRuntime for CodexSpec {
+impl AgentRuntime for Codex {
+    type Spec = CodexSpec;
     type Stream = CodexRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
     const DIR_HOME: Option<DirHome> = Some(HOME);
     const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
-    fn model(&self) -> Option<&String> {
-        self.model.as_ref()
+    fn model(spec: &Self::Spec) -> Option<&String> {
+        spec.model.as_ref()
     }
 
     fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
@@ -265,7 +266,7 @@ mod tests {
             model: Some("gpt-5\"x".into()),
             sandbox: None,
         };
-        let codex = Codex::new(&settings, None, &spec);
+        let codex = AgentStep::<Codex>::new(&settings, None, &spec);
         let config = config_toml(
             &codex.model,
             &base_url(&codex),

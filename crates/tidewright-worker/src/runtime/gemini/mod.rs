@@ -33,8 +33,8 @@ use transcripts::GeminiTranscripts;
 /// the CLI does not first ask a router model which to use.
 pub const DEFAULT_MODEL: &str = "gemini-2.5-pro";
 
-/// One Gemini CLI step, as this worker runs it.
-pub type Gemini<'a> = AgentStep<'a, GeminiSpec>;
+/// The Gemini CLI CLI.
+pub struct Gemini;
 
 /// The CLI's `settings.json`: the API key as the way in; no telemetry, no
 /// update checks; one attempt per model request, since tidewright's retry policy
@@ -63,14 +63,15 @@ pub const HOME: DirHome = DirHome {
     settings: Some((".gemini/settings.json", settings_json)),
 };
 
-impl AgentRuntime for GeminiSpec {
+impl AgentRuntime for Gemini {
+    type Spec = GeminiSpec;
     type Stream = GeminiRun;
     const SPEND_IN_TRANSCRIPT: bool = true;
     const DIR_HOME: Option<DirHome> = Some(HOME);
     const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
-    fn model(&self) -> Option<&String> {
-        self.model.as_ref()
+    fn model(spec: &Self::Spec) -> Option<&String> {
+        spec.model.as_ref()
     }
 
     fn transcripts(home: &Path) -> Arc<dyn Transcripts> {

@@ -33,8 +33,8 @@ use transcripts::QwenTranscripts;
 /// The model when neither the step nor the worker names one.
 pub const DEFAULT_MODEL: &str = "gpt-5";
 
-/// One Qwen Code step, as this worker runs it.
-pub type QwenCode<'a> = AgentStep<'a, AgentSpec>;
+/// The Qwen Code CLI.
+pub struct QwenCode;
 
 /// The CLI's `settings.json`: no telemetry, usage statistics or update
 /// checks; none of the background agents that would spend the step's
@@ -67,13 +67,14 @@ pub const HOME: DirHome = DirHome {
     settings: Some(("settings.json", settings_json)),
 };
 
-impl AgentRuntime for AgentSpec {
+impl AgentRuntime for QwenCode {
+    type Spec = AgentSpec;
     type Stream = QwenRun;
     const DIR_HOME: Option<DirHome> = Some(HOME);
     const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
-    fn model(&self) -> Option<&String> {
-        self.model.as_ref()
+    fn model(spec: &Self::Spec) -> Option<&String> {
+        spec.model.as_ref()
     }
 
     fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
