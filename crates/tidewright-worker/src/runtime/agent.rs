@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::dir_home::DirHome;
-use super::process::{LineReader, StdoutLines, supervise};
+use super::process::{LineReader, StdoutLines, basic_environment, supervise};
 use super::repo;
 use super::session::{
     Transcripts, keep_session, keep_session_while_running, place_session, transcript_now,
@@ -126,6 +126,30 @@ impl<'a, R: AgentRuntime> AgentStep<'a, R> {
     /// Where the CLI keeps its own state (made before a run).
     pub fn home(&self) -> &Path {
         &self.settings.home
+    }
+
+    /// The CLI's environment for `launch`: the attempt's own, the worker's
+    /// home for the CLI as `HOME`, the run's own home (its variable, and
+    /// where the CLI sees it), and the model API's key in `key_var`.
+    pub fn environment(
+        &self,
+        launch: &Launch,
+        (home_var, seen_home): (&str, &Path),
+        key_var: &str,
+    ) -> BTreeMap<String, String> {
+        let mut env = basic_environment(launch.attempt, launch.workspace);
+        env.insert("HOME".into(), self.home().display().to_string());
+        env.insert(home_var.into(), seen_home.display().to_string());
+        if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
+            env.insert(key_var.into(), key);
+        }
+        env
+    }
+
+    /// The model API's address as the run reaches it: the worker's proxy,
+    /// else the base URL the worker was given, else the CLI's own.
+    pub fn api_url(&self) -> Option<&str> {
+        self.reach.proxy_url().or(self.settings.base_url.as_deref())
     }
 
     /// After the CLI's process ended (whatever became of it), in `cwd`: a

@@ -19,7 +19,7 @@ use tokio::process::Command;
 use super::agent::{AgentRuntime, AgentStep, Launch};
 use super::attempt::Ended;
 use super::dir_home::DirHome;
-use super::process::{basic_environment, describe_exit};
+use super::process::describe_exit;
 use super::session::Transcripts;
 use crate::mcp::{SERVER_ENV, SERVER_NAME};
 use crate::metrics::Fault;
@@ -240,13 +240,8 @@ impl AgentRuntime for Codex {
 
         let mut command = Command::new(&step.settings.bin);
         command.args(args);
-        let mut env = basic_environment(launch.attempt, launch.workspace);
-        env.insert("HOME".into(), step.settings.home.display().to_string());
-        env.insert("CODEX_HOME".into(), seen_home.display().to_string());
-        if let Some(key) = step.reach.key(step.settings.api_key.as_ref()) {
-            env.insert("OPENAI_API_KEY".into(), key);
-        }
-        (command, env)
+        let home = ("CODEX_HOME", seen_home.as_path());
+        (command, step.environment(launch, home, "OPENAI_API_KEY"))
     }
 }
 

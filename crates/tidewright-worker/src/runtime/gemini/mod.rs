@@ -20,7 +20,6 @@ use tokio::process::Command;
 use super::agent::{AgentRuntime, AgentStep, Launch, ended_by_result};
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
-use super::process::basic_environment;
 use super::session::Transcripts;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
@@ -139,15 +138,11 @@ impl AgentRuntime for Gemini {
         });
         let mut command = Command::new(&step.settings.bin);
         command.args(args);
-        let mut env = basic_environment(launch.attempt, launch.workspace);
-        env.insert("HOME".into(), step.settings.home.display().to_string());
-        env.insert("GEMINI_CLI_HOME".into(), seen_home.display().to_string());
+        let home = ("GEMINI_CLI_HOME", seen_home.as_path());
+        let mut env = step.environment(launch, home, "GEMINI_API_KEY");
         env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());
-        if let Some(url) = step.reach.proxy_url().or(step.settings.base_url.as_deref()) {
+        if let Some(url) = step.api_url() {
             env.insert("GOOGLE_GEMINI_BASE_URL".into(), url.to_string());
-        }
-        if let Some(key) = step.reach.key(step.settings.api_key.as_ref()) {
-            env.insert("GEMINI_API_KEY".into(), key);
         }
         (command, env)
     }

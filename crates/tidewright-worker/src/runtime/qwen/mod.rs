@@ -21,7 +21,6 @@ use tokio::process::Command;
 use super::agent::{AgentRuntime, AgentStep, Launch, ended_by_result};
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
-use super::process::basic_environment;
 use super::session::Transcripts;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
@@ -137,15 +136,11 @@ impl AgentRuntime for QwenCode {
         args.push(format!("--prompt={prompt}"));
         let mut command = Command::new(&step.settings.bin);
         command.args(args);
-        let mut env = basic_environment(launch.attempt, launch.workspace);
-        env.insert("HOME".into(), step.settings.home.display().to_string());
-        env.insert("QWEN_HOME".into(), seen_home.display().to_string());
+        let home = ("QWEN_HOME", seen_home.as_path());
+        let mut env = step.environment(launch, home, "OPENAI_API_KEY");
         env.insert("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into());
-        if let Some(url) = step.reach.proxy_url().or(step.settings.base_url.as_deref()) {
+        if let Some(url) = step.api_url() {
             env.insert("OPENAI_BASE_URL".into(), url.to_string());
-        }
-        if let Some(key) = step.reach.key(step.settings.api_key.as_ref()) {
-            env.insert("OPENAI_API_KEY".into(), key);
         }
         (command, env)
     }
