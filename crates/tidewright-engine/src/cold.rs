@@ -10,7 +10,7 @@
 //! take steps from the head of a set of needs, the tasks just behind are
 //! read back, so dispatch rarely finds a cold task at the head. A command
 //! about a cold task (a cancel, a decision) waits for it to be read back,
-//! as commands about a task not yet recovered do (see [`Backlog`]).
+//! as commands about a task not yet recovered do (see [`crate::backlog::Backlog`]).
 //!
 //! A cold task is read back only after every round before has committed
 //! (the read is an effect of the round that asks for it), so it reads all

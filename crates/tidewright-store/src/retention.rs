@@ -6,7 +6,7 @@
 //! task-scoped shared state), leaving an [`Expired`] record so that asking
 //! for it says it expired rather than that it never was.
 //!
-//! Every backend finds expired tasks ([`crate::Store::expiring`]) by the
+//! Every backend finds expired tasks ([`crate::RetentionStore::expiring`]) by the
 //! same rules, from the task's own window kept beside it when it is
 //! created, its tenant and when it finished; the engine removes them
 //! ([`crate::Write::Expire`]) in small batches.

@@ -75,7 +75,7 @@ pub struct Launch<'a> {
 
 impl Launch<'_> {
     /// The prompt this run is given for a step whose prompt is `step`
-    /// (see [`agent_prompt`]).
+    /// (see `agent_prompt`).
     pub fn prompt(&self, step: &str) -> String {
         agent_prompt(
             step,
