@@ -18,10 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended, FromAttempt, Limit, Stop};
 use super::dir_home::DirHome;
+use super::prices::Prices;
 use super::process::{LineReader, StdoutLines, basic_environment, supervise};
 use super::repo;
 use super::session::{
-    Transcripts, keep_session, keep_session_while_running, place_session, transcript_now,
+    TranscriptPlaces, Transcripts, keep_session, keep_session_while_running, place_session,
+    transcript_now,
 };
 use super::workspace::{
     RETAIN_FOR, finish_workspace, has_inputs, prepare_workspace, ready_workspace, sweep_retained,
@@ -129,21 +131,33 @@ impl<'a, R: AgentRuntime> AgentStep<'a, R> {
     }
 
     /// The CLI's environment for `launch`: the attempt's own, the worker's
-    /// home for the CLI as `HOME`, the run's own home (its variable, and
-    /// where the CLI sees it), and the model API's key in `key_var`.
+    /// home for the CLI as `HOME`, the run's own home (where the CLI sees
+    /// it) and the model API's key and address in `vars`' variables.
     pub fn environment(
         &self,
         launch: &Launch,
-        (home_var, seen_home): (&str, &Path),
-        key_var: &str,
+        seen_home: &Path,
+        vars: &CliVars,
     ) -> BTreeMap<String, String> {
         let mut env = basic_environment(launch.attempt, launch.workspace);
         env.insert("HOME".into(), self.home().display().to_string());
-        env.insert(home_var.into(), seen_home.display().to_string());
+        env.insert(vars.home.into(), seen_home.display().to_string());
         if let Some(key) = self.reach.key(self.settings.api_key.as_ref()) {
-            env.insert(key_var.into(), key);
+            env.insert(vars.key.into(), key);
+        }
+        if let (Some(var), Some(url)) = (vars.base_url, self.api_url()) {
+            env.insert(var.into(), url.to_string());
+        }
+        for (var, value) in vars.fixed {
+            env.insert(var.to_string(), value.to_string());
         }
         env
+    }
+
+    /// What the step's model costs: the worker's prices for it, else
+    /// `list`'s (the provider's list prices).
+    pub fn prices(&self, list: fn(&str) -> Prices) -> Prices {
+        Prices::for_model(&self.model, &self.settings.prices, list)
     }
 
     /// The model API's address as the run reaches it: the worker's proxy,
@@ -162,6 +176,29 @@ impl<'a, R: AgentRuntime> AgentStep<'a, R> {
     }
 }
 
+/// A run whose process exited: its exit, what its stream read, what a
+/// resumed session cost before this attempt, and what masks secrets in
+/// what the run's end says.
+pub struct Exit<'a, S> {
+    pub status: ExitStatus,
+    pub stream: &'a S,
+    pub session_usd_before: f64,
+    pub redactor: &'a Redactor,
+}
+
+/// The variables an agent CLI with a home per working directory reads,
+/// as a run sets them: one row per CLI.
+pub struct CliVars {
+    /// Where the CLI finds its home.
+    pub home: &'static str,
+    /// The model API's key.
+    pub key: &'static str,
+    /// The model API's address, for a CLI that reads it from a variable.
+    pub base_url: Option<&'static str>,
+    /// Set as they are for every run.
+    pub fixed: &'static [(&'static str, &'static str)],
+}
+
 /// An agent CLI: what is its own in running a step, implemented on a
 /// type that names it. The next CLI is a new folder beside `claude/`
 /// implementing this, and a row in `agents.rs`.
@@ -171,11 +208,6 @@ pub trait AgentRuntime: Sized + Send + Sync {
     type Spec: Send + Sync;
     /// What reads one run's stdout.
     type Stream: AgentStream + Default;
-    /// Whether a run's spend is read from its session's transcript as the
-    /// CLI writes it ([`AgentStream::read_transcript`]): for a CLI whose
-    /// stream reports tokens only when its turn ends, so that a budget
-    /// stops it within the turn.
-    const SPEND_IN_TRANSCRIPT: bool = false;
     /// For a CLI that reads its settings from its home: its homes, one
     /// per working directory.
     const DIR_HOME: Option<DirHome> = None;
@@ -190,69 +222,63 @@ pub trait AgentRuntime: Sized + Send + Sync {
     fn kept_in_home(cwd: &Path) -> Vec<PathBuf> {
         Self::DIR_HOME.iter().map(|home| home.of(cwd)).collect()
     }
-    /// Where the CLI keeps its sessions' transcripts, under its `home`.
-    fn transcripts(home: &Path) -> Arc<dyn Transcripts>;
+    /// Where the CLI keeps its sessions' transcripts under its home.
+    const TRANSCRIPTS: TranscriptPlaces;
     /// A reader for a new run.
     fn stream(step: &AgentStep<Self>) -> Self::Stream;
     /// The CLI's command and exactly its environment, as `launch` says.
     fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>);
     /// How a run whose process exited ended, from what its stream said.
-    /// `session_usd_before` is what a resumed session cost before this
-    /// attempt.
-    fn ended(
-        step: &AgentStep<Self>,
-        status: ExitStatus,
-        stream: &Self::Stream,
-        session_usd_before: f64,
-        redactor: &Redactor,
-    ) -> Ended;
+    fn ended(step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended;
 }
 
-/// How the run of `cli`, which reports its tokens for tidewright to price
-/// as `cost`, ended by its `result` line: succeeded with `output` (its
-/// answer, session and model; the cost is added to it), or failed with
-/// the error the line named (the CLI's exit when it named none). A run
-/// with no `result` line is the runtime's fault.
-pub(crate) fn ended_by_result(
-    cli: &str,
-    result: Option<Result<serde_json::Value, &str>>,
-    cost: Cost,
-    status: ExitStatus,
-    redactor: &Redactor,
-) -> Ended {
-    let mut ended = match result {
-        None => {
-            return Ended {
-                exit_code: status.code(),
-                ..Ended::fault(
-                    Fault::NoResult,
-                    format!(
-                        "the {cli} CLI ended without a result ({})",
-                        super::process::describe_exit(status)
-                    ),
-                )
-            };
-        }
-        Some(Ok(mut output)) => {
-            output["cost"] = serde_json::json!({
-                "usd": cost.usd,
-                "inputTokens": cost.input_tokens,
-                "outputTokens": cost.output_tokens,
-                "cacheReadTokens": cost.cache_read_tokens,
-            });
-            Ended::succeeded(redactor.redact(output.to_string()), status.code())
-        }
-        Some(Err(error)) => {
-            let error = if error.is_empty() {
-                format!("the {cli} CLI {}", super::process::describe_exit(status))
-            } else {
-                error.to_string()
-            };
-            Ended::failed(redactor.redact(error), status.code())
-        }
-    };
-    ended.cost = Some(cost);
-    ended
+impl<S> Exit<'_, S> {
+    /// How the run of `cli`, which reports its tokens for tidewright to price
+    /// as `cost`, ended by its `result` line: succeeded with `output` (its
+    /// answer, session and model; the cost is added to it), or failed with
+    /// the error the line named (the CLI's exit when it named none). A run
+    /// with no `result` line is the runtime's fault.
+    pub(crate) fn by_result(
+        &self,
+        cli: &str,
+        result: Option<Result<serde_json::Value, &str>>,
+        cost: Cost,
+    ) -> Ended {
+        let (status, redactor) = (self.status, self.redactor);
+        let mut ended = match result {
+            None => {
+                return Ended {
+                    exit_code: status.code(),
+                    ..Ended::fault(
+                        Fault::NoResult,
+                        format!(
+                            "the {cli} CLI ended without a result ({})",
+                            super::process::describe_exit(status)
+                        ),
+                    )
+                };
+            }
+            Some(Ok(mut output)) => {
+                output["cost"] = serde_json::json!({
+                    "usd": cost.usd,
+                    "inputTokens": cost.input_tokens,
+                    "outputTokens": cost.output_tokens,
+                    "cacheReadTokens": cost.cache_read_tokens,
+                });
+                Ended::succeeded(redactor.redact(output.to_string()), status.code())
+            }
+            Some(Err(error)) => {
+                let error = if error.is_empty() {
+                    format!("the {cli} CLI {}", super::process::describe_exit(status))
+                } else {
+                    error.to_string()
+                };
+                Ended::failed(redactor.redact(error), status.code())
+            }
+        };
+        ended.cost = Some(cost);
+        ended
+    }
 }
 
 /// What the worker logs of a run the provider's `limit` stopped: the
@@ -272,6 +298,11 @@ pub trait AgentStream: LineReader + 'static {
     fn session_id(&self) -> &str;
     /// What the run's model responses cost so far.
     fn spent(&self) -> Cost;
+    /// Whether a run's spend is read from its session's transcript as the
+    /// CLI writes it ([`AgentStream::read_transcript`]): for a CLI whose
+    /// stream reports tokens only when its turn ends, so that a budget
+    /// stops it within the turn.
+    const SPEND_IN_TRANSCRIPT: bool = false;
     /// One line the CLI added to its session's transcript during this run;
     /// true when what the run spent grew.
     fn read_transcript(&mut self, _line: &str) -> bool {
@@ -311,7 +342,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             line,
         });
     };
-    let transcripts = R::transcripts(runtime.home());
+    let transcripts = Transcripts::new(runtime.home(), R::TRANSCRIPTS);
     let resumed = match &attempt.resume {
         Some(resume) => {
             let (found, line) = place_session(attempt, resume, &transcripts).await;
@@ -402,7 +433,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             log,
         ) => match never {},
         never = read_spend_while_running(
-            R::SPEND_IN_TRANSCRIPT,
+            R::Stream::SPEND_IN_TRANSCRIPT,
             attempt,
             (&stream, &mut spend),
             &transcripts,
@@ -411,7 +442,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     };
     // What the CLI wrote since the last read: the run's own responses,
     // whole, are what it is charged.
-    if R::SPEND_IN_TRANSCRIPT {
+    if R::Stream::SPEND_IN_TRANSCRIPT {
         spend.read(&stream, &transcripts).await;
     }
     runtime.ran(&cwd);
@@ -421,7 +452,13 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             // A resumed session's reported cost includes what its earlier
             // attempts spent.
             let before = resumed.as_ref().map_or(0.0, |(_, r)| r.session_usd);
-            let mut ended = R::ended(runtime, exited.status, &stream, before, &redactor);
+            let exit = Exit {
+                status: exited.status,
+                stream: &stream,
+                session_usd_before: before,
+                redactor: &redactor,
+            };
+            let mut ended = R::ended(runtime, exit);
             if let Some(unseen) = exited.unseen.filter(|_| ended.is_failure()) {
                 ended.map_error(|error| format!("{error}: {unseen}"));
             }
@@ -496,7 +533,7 @@ impl SpendReader {
     async fn read<S: AgentStream>(
         &mut self,
         stream: &Mutex<S>,
-        transcripts: &Arc<dyn Transcripts>,
+        transcripts: &Transcripts,
     ) -> Option<Cost> {
         if self.reading.is_none() {
             let id = {
@@ -532,7 +569,7 @@ async fn read_spend_while_running<S: AgentStream>(
     wanted: bool,
     attempt: &Attempt,
     (stream, reader): (&Mutex<S>, &mut SpendReader),
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
     reports: &mpsc::UnboundedSender<FromAttempt>,
 ) -> std::convert::Infallible {
     if !wanted {

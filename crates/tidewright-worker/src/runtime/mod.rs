@@ -38,7 +38,7 @@ use tidewright_core::{AgentSpec, ClaudeCodeSpec, CodexSpec, GeminiSpec, Outcome,
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Fault;
-use agent::{AgentStep, run_agent};
+use agent::{AgentRuntime, AgentStep, run_agent};
 pub use agents::{AgentCli, AgentSettings, Agents};
 use attempt::Ended;
 pub use attempt::{Attempt, FromAttempt, Host, ResumeFrom, StepAccess, Stop};
@@ -64,23 +64,23 @@ pub async fn run(
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
         Some(Runtime::Deliver) => deliver::run_deliver(&attempt).await,
         Some(Runtime::ClaudeCode(spec)) => {
-            let cli = AgentCli::ClaudeCode;
-            let claude =
-                AgentStep::<ClaudeCode>::new(agents.settings(cli), agents.proxy(cli), spec);
-            run_agent(&claude, &attempt, &reports, cancel).await
+            let on = On::new(AgentCli::ClaudeCode, &agents, &attempt, &reports);
+            on.run::<ClaudeCode>(spec, cancel).await
         }
         Some(Runtime::Codex(spec)) => {
-            let cli = AgentCli::Codex;
-            let codex = AgentStep::<Codex>::new(agents.settings(cli), agents.proxy(cli), spec);
-            run_agent(&codex, &attempt, &reports, cancel).await
+            let on = On::new(AgentCli::Codex, &agents, &attempt, &reports);
+            on.run::<Codex>(spec, cancel).await
         }
         Some(Runtime::Gemini(spec)) => {
-            let cli = AgentCli::GeminiCli;
-            let gemini = AgentStep::<Gemini>::new(agents.settings(cli), agents.proxy(cli), spec);
-            run_agent(&gemini, &attempt, &reports, cancel).await
+            let on = On::new(AgentCli::GeminiCli, &agents, &attempt, &reports);
+            on.run::<Gemini>(spec, cancel).await
         }
         Some(Runtime::Agent(spec)) => match AgentCli::named(&spec.cli) {
-            Some(cli) => run_cli(cli, spec, &agents, &attempt, &reports, cancel).await,
+            Some(cli) => {
+                On::new(cli, &agents, &attempt, &reports)
+                    .agent(spec, cancel)
+                    .await
+            }
             None => Ended::fault(
                 Fault::UnknownRuntime,
                 format!("this worker does not run the agent CLI {:?}", spec.cli),
@@ -124,60 +124,62 @@ pub async fn run(
     let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }
 
-/// Runs an `agent` step on `cli`: one line per agent CLI. A CLI with a
-/// runtime field of its own runs with that field's defaults.
-async fn run_cli(
+/// An agent step's attempt on the agent CLI `cli`.
+struct On<'a> {
     cli: AgentCli,
-    spec: &AgentSpec,
-    agents: &Agents,
-    attempt: &Attempt,
-    reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: oneshot::Receiver<Stop>,
-) -> Ended {
-    let (settings, proxy) = (agents.settings(cli), agents.proxy(cli));
-    let (prompt, model) = (spec.prompt.clone(), spec.model.clone());
-    match cli {
-        AgentCli::ClaudeCode => {
-            let spec = ClaudeCodeSpec {
-                prompt,
-                model,
-                ..ClaudeCodeSpec::default()
-            };
-            run_agent(
-                &AgentStep::<ClaudeCode>::new(settings, proxy, &spec),
-                attempt,
-                reports,
-                cancel,
-            )
-            .await
+    agents: &'a Agents,
+    attempt: &'a Attempt,
+    reports: &'a mpsc::UnboundedSender<FromAttempt>,
+}
+
+impl<'a> On<'a> {
+    fn new(
+        cli: AgentCli,
+        agents: &'a Agents,
+        attempt: &'a Attempt,
+        reports: &'a mpsc::UnboundedSender<FromAttempt>,
+    ) -> Self {
+        On {
+            cli,
+            agents,
+            attempt,
+            reports,
         }
-        AgentCli::Codex => {
-            let spec = CodexSpec {
-                prompt,
-                model,
-                ..CodexSpec::default()
-            };
-            run_agent(
-                &AgentStep::<Codex>::new(settings, proxy, &spec),
-                attempt,
-                reports,
-                cancel,
-            )
-            .await
-        }
-        AgentCli::GeminiCli => {
-            let spec = GeminiSpec { prompt, model };
-            run_agent(
-                &AgentStep::<Gemini>::new(settings, proxy, &spec),
-                attempt,
-                reports,
-                cancel,
-            )
-            .await
-        }
-        AgentCli::QwenCode => {
-            let qwen = AgentStep::<QwenCode>::new(settings, proxy, spec);
-            run_agent(&qwen, attempt, reports, cancel).await
+    }
+
+    /// Runs `spec` on the CLI `R`.
+    async fn run<R: AgentRuntime>(&self, spec: &R::Spec, cancel: oneshot::Receiver<Stop>) -> Ended {
+        let (settings, proxy) = (self.agents.settings(self.cli), self.agents.proxy(self.cli));
+        let step = AgentStep::<R>::new(settings, proxy, spec);
+        run_agent(&step, self.attempt, self.reports, cancel).await
+    }
+
+    /// Runs an `agent` step: one line per agent CLI. A CLI with a runtime
+    /// field of its own runs with that field's defaults.
+    async fn agent(&self, spec: &AgentSpec, cancel: oneshot::Receiver<Stop>) -> Ended {
+        let (prompt, model) = (spec.prompt.clone(), spec.model.clone());
+        match self.cli {
+            AgentCli::ClaudeCode => {
+                let spec = ClaudeCodeSpec {
+                    prompt,
+                    model,
+                    ..ClaudeCodeSpec::default()
+                };
+                self.run::<ClaudeCode>(&spec, cancel).await
+            }
+            AgentCli::Codex => {
+                let spec = CodexSpec {
+                    prompt,
+                    model,
+                    ..CodexSpec::default()
+                };
+                self.run::<Codex>(&spec, cancel).await
+            }
+            AgentCli::GeminiCli => {
+                let spec = GeminiSpec { prompt, model };
+                self.run::<Gemini>(&spec, cancel).await
+            }
+            AgentCli::QwenCode => self.run::<QwenCode>(spec, cancel).await,
         }
     }
 }

@@ -24,15 +24,44 @@ pub fn mangled(path: &Path) -> String {
         .collect()
 }
 
-/// Where an agent CLI keeps a session's transcript, which a checkpoint
-/// holds beside the workspace's files.
-pub trait Transcripts: Send + Sync {
+/// Where an agent CLI keeps its sessions' transcripts under its home, which
+/// a checkpoint holds beside the workspace's files: one row per CLI.
+#[derive(Clone, Copy)]
+pub struct TranscriptPlaces {
+    /// The transcript of a session under `home`, under whichever working
+    /// directory it ran; `None` when this machine has none.
+    pub find: fn(home: &Path, session_id: &str) -> Option<PathBuf>,
+    /// Where the CLI looks for a session's transcript under `home` when it
+    /// runs in `workspace`.
+    pub path: fn(home: &Path, workspace: &Path, session_id: &str) -> PathBuf,
+}
+
+/// The transcripts of one CLI home.
+#[derive(Clone)]
+pub struct Transcripts {
+    home: PathBuf,
+    places: TranscriptPlaces,
+}
+
+impl Transcripts {
+    pub fn new(home: &Path, places: TranscriptPlaces) -> Self {
+        Transcripts {
+            home: home.to_path_buf(),
+            places,
+        }
+    }
+
     /// The transcript of `session_id`, under whichever working directory
     /// it ran; `None` when this machine has none.
-    fn find(&self, session_id: &str) -> Option<PathBuf>;
+    pub fn find(&self, session_id: &str) -> Option<PathBuf> {
+        (self.places.find)(&self.home, session_id)
+    }
+
     /// Where the CLI looks for `session_id`'s transcript when it runs in
     /// `workspace`.
-    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf;
+    pub fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
+        (self.places.path)(&self.home, workspace, session_id)
+    }
 }
 
 /// Where an attempt continues `resume`'s session, and the line its log
@@ -42,7 +71,7 @@ pub trait Transcripts: Send + Sync {
 pub(crate) async fn place_session(
     attempt: &Attempt,
     resume: &ResumeFrom,
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
 ) -> (Option<PathBuf>, String) {
     let (id, first) = (&resume.session_id, resume.attempt);
     let workspace = attempt.workspace_of(first);
@@ -93,7 +122,7 @@ pub(crate) async fn place_session(
 async fn local_copy(
     attempt: &Attempt,
     resume: &ResumeFrom,
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
 ) -> Option<u32> {
     let workspace = attempt.workspace_of(resume.attempt);
     let id = resume.session_id.clone();
@@ -123,7 +152,7 @@ async fn restore(
     resume: &ResumeFrom,
     checkpoints: &Checkpoints,
     local: Option<u32>,
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
 ) -> Result<Option<u32>, String> {
     let Some(checkpoint) = checkpoints.keeper.get(&attempt.key).await? else {
         return Ok(None);
@@ -162,7 +191,7 @@ pub(crate) async fn keep_session(
     workspace: &Path,
     session_id: &str,
     redactor: &Arc<Redactor>,
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
     running: bool,
 ) -> Option<String> {
     let checkpoints = attempt.host.checkpoints.as_ref()?;
@@ -231,7 +260,7 @@ pub(crate) async fn keep_session_while_running(
     workspace: &Path,
     session_id: impl Fn() -> String,
     redactor: &Arc<Redactor>,
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
     log: impl Fn(String),
 ) -> std::convert::Infallible {
     let Some(every) = attempt.host.checkpoints.as_ref().and_then(|c| c.every) else {
@@ -270,7 +299,7 @@ pub(crate) async fn keep_session_while_running(
 
 /// The transcript of `session_id` on this worker, and its metadata now.
 pub(crate) async fn transcript_now(
-    transcripts: &Arc<dyn Transcripts>,
+    transcripts: &Transcripts,
     session_id: &str,
 ) -> Option<(PathBuf, std::fs::Metadata)> {
     let (transcripts, id) = (transcripts.clone(), session_id.to_string());

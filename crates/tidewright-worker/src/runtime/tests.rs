@@ -15,7 +15,6 @@ use super::agent::RESUME_PROMPT;
 use super::agents::{AgentCli, AgentSettings};
 use super::attempt::{Attempt, FromAttempt, ResumeFrom, StepAccess, Stop};
 use super::checkpoint::{self, BranchBundle, Checkpoints, SessionCheckpoint};
-use super::claude::transcripts::ClaudeTranscripts;
 use super::session::Transcripts;
 use super::workspace::sweep_retained;
 use super::{Agents, Host, run};
@@ -506,7 +505,8 @@ async fn a_failed_session_is_kept_and_a_retry_on_another_worker_resumes_it_from_
         std::fs::read_to_string(workspace_b.join("notes.txt")).expect("notes"),
         "half done ***\n"
     );
-    let transcript = ClaudeTranscripts::new(&b.path().join("home")).path(&workspace_b, "s-1");
+    let transcript = Transcripts::new(&b.path().join("home"), super::claude::transcripts::PLACES)
+        .path(&workspace_b, "s-1");
     assert_eq!(
         std::fs::read_to_string(transcript).expect("transcript"),
         format!("{{\"cwd\":\"{}\"}}\n", workspace_b.display())
@@ -814,4 +814,31 @@ async fn a_silent_step_is_stalled_and_a_talking_one_is_not() {
         result.error
     );
     assert!(!result.stalled);
+}
+
+/// Every CLI whose settings tidewright writes in its homes offers
+/// tidewright's MCP server, with the step's token, only when the step may
+/// call it: a run's settings are left without the token after it.
+#[test]
+fn every_homes_settings_offer_tidewrights_mcp_server_with_the_token_only_when_asked() {
+    let homes = [super::codex::HOME, super::gemini::HOME, super::qwen::HOME];
+    let written: Vec<_> = homes.iter().filter_map(|home| home.settings).collect();
+    assert_eq!(written.len(), 2, "the Gemini CLI's and Qwen Code's");
+    for (file, settings) in written {
+        let bare: serde_json::Value =
+            serde_json::from_str(&settings(None)).expect("settings are JSON");
+        assert!(bare.get("mcpServers").is_none(), "{file}: {bare}");
+        let token = "tidewright_step_eyJ0.e30.sig";
+        let bin = Path::new("/opt/tidewright/bin/tidewright");
+        let with: serde_json::Value =
+            serde_json::from_str(&settings(Some((bin, token)))).expect("settings are JSON");
+        let server = &with["mcpServers"][crate::mcp::SERVER_NAME];
+        assert_eq!(
+            server["command"], "/opt/tidewright/bin/tidewright",
+            "{file}"
+        );
+        assert_eq!(server["args"], serde_json::json!(["mcp"]), "{file}");
+        assert_eq!(server["env"]["TIDEWRIGHT_TOKEN"], token, "{file}");
+        assert_eq!(server["trust"], true, "{file}");
+    }
 }

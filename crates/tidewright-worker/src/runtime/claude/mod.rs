@@ -11,22 +11,20 @@ pub mod transcripts;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Arc;
 
 use tidewright_core::{ClaudeCodeSpec, Cost};
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, AgentStep, Launch};
+use super::agent::{AgentRuntime, AgentStep, Exit, Launch};
 use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
-use super::session::Transcripts;
+use super::session::TranscriptPlaces;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
 use crate::secrets::Redactor;
 use run::ClaudeRun;
 use stream::RunResult;
-use transcripts::ClaudeTranscripts;
 
 /// Turns a Claude Code step may take when it sets no `maxTurns`: an agent
 /// that loops must end, and cost, at some point.
@@ -43,6 +41,7 @@ pub struct ClaudeCode;
 impl AgentRuntime for ClaudeCode {
     type Spec = ClaudeCodeSpec;
     type Stream = ClaudeRun;
+    const TRANSCRIPTS: TranscriptPlaces = transcripts::PLACES;
     const DEFAULT_MODEL: &'static str = "";
 
     fn model(spec: &Self::Spec) -> Option<&String> {
@@ -53,10 +52,6 @@ impl AgentRuntime for ClaudeCode {
         vec![transcripts::project_dir(cwd)]
     }
 
-    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
-        Arc::new(ClaudeTranscripts::new(home))
-    }
-
     fn stream(step: &AgentStep<Self>) -> ClaudeRun {
         ClaudeRun::new(max_turns(step.spec))
     }
@@ -64,13 +59,13 @@ impl AgentRuntime for ClaudeCode {
     /// The outcome is the stream's `result` line, not the exit code: API
     /// errors exit like successes, and a run killed before its result is a
     /// failure.
-    fn ended(
-        step: &AgentStep<Self>,
-        status: ExitStatus,
-        stream: &ClaudeRun,
-        session_usd_before: f64,
-        redactor: &Redactor,
-    ) -> Ended {
+    fn ended(step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended {
+        let Exit {
+            status,
+            stream,
+            session_usd_before,
+            redactor,
+        } = exit;
         ended(
             status,
             stream,

@@ -3,34 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::session::Transcripts;
+use crate::runtime::session::TranscriptPlaces;
 
-/// The transcripts of the CLI whose `HOME` is `home`.
-pub struct ClaudeTranscripts {
-    home: PathBuf,
-}
-
-impl ClaudeTranscripts {
-    pub fn new(home: &Path) -> Self {
-        ClaudeTranscripts {
-            home: home.to_path_buf(),
-        }
-    }
-}
-
-impl Transcripts for ClaudeTranscripts {
-    fn find(&self, session_id: &str) -> Option<PathBuf> {
-        find_transcript(&self.home, session_id)
-    }
-
-    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
-        transcript_path(&self.home, workspace, session_id)
-    }
-}
+/// Where the CLI keeps its sessions' transcripts.
+pub const PLACES: TranscriptPlaces = TranscriptPlaces { find, path };
 
 /// Where the CLI keeps a session's transcript when it runs in
 /// `workspace`.
-fn transcript_path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+fn path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
     home.join(project_dir(workspace))
         .join(format!("{session_id}.jsonl"))
 }
@@ -43,7 +23,7 @@ pub fn project_dir(workspace: &Path) -> PathBuf {
 }
 
 /// The session's transcript, under whichever working directory it ran.
-fn find_transcript(home: &Path, session_id: &str) -> Option<PathBuf> {
+fn find(home: &Path, session_id: &str) -> Option<PathBuf> {
     std::fs::read_dir(home.join(".claude/projects"))
         .ok()?
         .flatten()
@@ -58,16 +38,15 @@ mod tests {
     #[test]
     fn a_transcript_is_found_where_the_cli_keeps_it_for_its_workspace() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let transcripts = ClaudeTranscripts::new(dir.path());
-        let at = transcripts.path(Path::new("/w/t1/s/attempt-1"), "s-1");
+        let at = path(dir.path(), Path::new("/w/t1/s/attempt-1"), "s-1");
         assert_eq!(
             at,
             dir.path()
                 .join(".claude/projects/-w-t1-s-attempt-1/s-1.jsonl")
         );
-        assert_eq!(transcripts.find("s-1"), None);
+        assert_eq!(find(dir.path(), "s-1"), None);
         std::fs::create_dir_all(at.parent().expect("parent")).expect("dirs");
         std::fs::write(&at, "{}\n").expect("write");
-        assert_eq!(transcripts.find("s-1"), Some(at));
+        assert_eq!(find(dir.path(), "s-1"), Some(at));
     }
 }

@@ -10,24 +10,20 @@ pub mod transcripts;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::ExitStatus;
-use std::sync::Arc;
 
 use tidewright_core::CodexSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, AgentStep, Launch};
+use super::agent::{AgentRuntime, AgentStep, CliVars, Exit, Launch};
 use super::attempt::Ended;
 use super::dir_home::DirHome;
 use super::process::describe_exit;
-use super::session::Transcripts;
+use super::session::TranscriptPlaces;
 use crate::mcp::{SERVER_ENV, SERVER_NAME};
 use crate::metrics::Fault;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
-use crate::secrets::Redactor;
 use stream::CodexRun;
-use transcripts::CodexTranscripts;
 
 /// OpenAI's API, when the worker is given no base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -118,35 +114,28 @@ fn toml_string(text: &str) -> String {
 impl AgentRuntime for Codex {
     type Spec = CodexSpec;
     type Stream = CodexRun;
-    const SPEND_IN_TRANSCRIPT: bool = true;
     const DIR_HOME: Option<DirHome> = Some(HOME);
+    const TRANSCRIPTS: TranscriptPlaces = transcripts::PLACES;
     const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
     fn model(spec: &Self::Spec) -> Option<&String> {
         spec.model.as_ref()
     }
 
-    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
-        Arc::new(CodexTranscripts::new(home))
-    }
-
     fn stream(step: &AgentStep<Self>) -> CodexRun {
-        CodexRun::new(
-            &step.model,
-            Prices::for_model(&step.model, &step.settings.prices, Prices::openai),
-        )
+        CodexRun::new(&step.model, step.prices(Prices::openai))
     }
 
     /// A run succeeded when its turn completed and the CLI exited 0; a
     /// failed turn says why; a run that never ended its turn is the
     /// runtime's fault.
-    fn ended(
-        _step: &AgentStep<Self>,
-        status: ExitStatus,
-        run: &CodexRun,
-        session_usd_before: f64,
-        redactor: &Redactor,
-    ) -> Ended {
+    fn ended(_step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended {
+        let Exit {
+            status,
+            stream: run,
+            session_usd_before,
+            redactor,
+        } = exit;
         // This run's own responses, as its rollout recorded them; else the
         // thread's usage, which for a resumed thread counts its earlier
         // attempts' too (as the thread was restored, which need not be what
@@ -240,10 +229,17 @@ impl AgentRuntime for Codex {
 
         let mut command = Command::new(&step.settings.bin);
         command.args(args);
-        let home = ("CODEX_HOME", seen_home.as_path());
-        (command, step.environment(launch, home, "OPENAI_API_KEY"))
+        (command, step.environment(launch, &seen_home, &VARS))
     }
 }
+
+/// The variables the CLI reads, as a run sets them.
+const VARS: CliVars = CliVars {
+    home: "CODEX_HOME",
+    key: "OPENAI_API_KEY",
+    base_url: None,
+    fixed: &[],
+};
 
 #[cfg(test)]
 mod tests {

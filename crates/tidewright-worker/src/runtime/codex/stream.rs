@@ -286,6 +286,8 @@ impl LineReader for CodexRun {
 }
 
 impl AgentStream for CodexRun {
+    const SPEND_IN_TRANSCRIPT: bool = true;
+
     fn session_id(&self) -> &str {
         &self.session_id
     }

@@ -6,38 +6,25 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::session::Transcripts;
+use crate::runtime::session::TranscriptPlaces;
 
-/// The transcripts of the Codex homes under `home`.
-pub struct CodexTranscripts {
-    home: PathBuf,
+/// Where the CLI keeps its sessions' transcripts.
+pub const PLACES: TranscriptPlaces = TranscriptPlaces { find, path };
+
+fn find(home: &Path, session_id: &str) -> Option<PathBuf> {
+    let suffix = format!("-{session_id}.jsonl");
+    let homes = std::fs::read_dir(home.join(super::HOME.name)).ok()?;
+    homes
+        .flatten()
+        .find_map(|home| find_file(&home.path().join("sessions"), &suffix, 3))
 }
 
-impl CodexTranscripts {
-    pub fn new(home: &Path) -> Self {
-        CodexTranscripts {
-            home: home.to_path_buf(),
-        }
-    }
-}
-
-impl Transcripts for CodexTranscripts {
-    fn find(&self, session_id: &str) -> Option<PathBuf> {
-        let suffix = format!("-{session_id}.jsonl");
-        let homes = std::fs::read_dir(self.home.join(super::HOME.name)).ok()?;
-        homes
-            .flatten()
-            .find_map(|home| find_file(&home.path().join("sessions"), &suffix, 3))
-    }
-
-    /// A restored transcript goes where the CLI finds a thread by its id:
-    /// a file named after it in a day's directory of `sessions`.
-    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
-        self.home
-            .join(super::HOME.of(workspace))
-            .join("sessions/2000/01/01")
-            .join(format!("rollout-2000-01-01T00-00-00-{session_id}.jsonl"))
-    }
+/// A restored transcript goes where the CLI finds a thread by its id:
+/// a file named after it in a day's directory of `sessions`.
+fn path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+    home.join(super::HOME.of(workspace))
+        .join("sessions/2000/01/01")
+        .join(format!("rollout-2000-01-01T00-00-00-{session_id}.jsonl"))
 }
 
 /// A file under `dir`, `depth` directories down (year, month, day), whose
@@ -65,11 +52,12 @@ fn find_file(dir: &Path, suffix: &str, depth: usize) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::session::Transcripts;
 
     #[test]
     fn a_thread_is_found_by_its_id_in_the_day_it_ran() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let transcripts = CodexTranscripts::new(dir.path());
+        let transcripts = Transcripts::new(dir.path(), PLACES);
         let id = "01a21654-0061-73f0-83ed-673f04de45c2";
         assert_eq!(transcripts.find(id), None);
         let ran = dir

@@ -10,23 +10,18 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::ExitStatus;
-use std::sync::Arc;
 
 use tidewright_core::GeminiSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, AgentStep, Launch, ended_by_result};
+use super::agent::{AgentRuntime, AgentStep, CliVars, Exit, Launch};
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
-use super::session::Transcripts;
+use super::session::TranscriptPlaces;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
-use crate::secrets::Redactor;
 use stream::GeminiRun;
-use transcripts::GeminiTranscripts;
 
 /// The model when neither the step nor the worker names one: named, so
 /// the CLI does not first ask a router model which to use.
@@ -65,40 +60,28 @@ pub const HOME: DirHome = DirHome {
 impl AgentRuntime for Gemini {
     type Spec = GeminiSpec;
     type Stream = GeminiRun;
-    const SPEND_IN_TRANSCRIPT: bool = true;
     const DIR_HOME: Option<DirHome> = Some(HOME);
+    const TRANSCRIPTS: TranscriptPlaces = transcripts::PLACES;
     const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
     fn model(spec: &Self::Spec) -> Option<&String> {
         spec.model.as_ref()
     }
 
-    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
-        Arc::new(GeminiTranscripts::new(home))
-    }
-
     fn stream(step: &AgentStep<Self>) -> GeminiRun {
-        GeminiRun::new(
-            &step.model,
-            Prices::for_model(&step.model, &step.settings.prices, Prices::gemini),
-        )
+        GeminiRun::new(&step.model, step.prices(Prices::gemini))
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
     /// without one is the runtime's fault. Its tokens are this process's
     /// (a resumed session's earlier runs are not in them), so they are the
     /// attempt's cost as they stand.
-    fn ended(
-        _step: &AgentStep<Self>,
-        status: ExitStatus,
-        run: &GeminiRun,
-        _session_usd_before: f64,
-        redactor: &Redactor,
-    ) -> Ended {
+    fn ended(_step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended {
+        let run = exit.stream;
         let Some(end) = &run.end else {
-            return ended_by_result("gemini", None, Default::default(), status, redactor);
+            return exit.by_result("gemini", None, Default::default());
         };
-        let result = match end.success && status.success() {
+        let result = match end.success && exit.status.success() {
             true => Ok(serde_json::json!({
                 "result": run.answer,
                 "sessionId": run.session_id,
@@ -106,13 +89,7 @@ impl AgentRuntime for Gemini {
             })),
             false => Err(end.error.as_str()),
         };
-        ended_by_result(
-            "gemini",
-            Some(result),
-            run.cost_of(&end.usage),
-            status,
-            redactor,
-        )
+        exit.by_result("gemini", Some(result), run.cost_of(&end.usage))
     }
 
     fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
@@ -138,39 +115,27 @@ impl AgentRuntime for Gemini {
         });
         let mut command = Command::new(&step.settings.bin);
         command.args(args);
-        let home = ("GEMINI_CLI_HOME", seen_home.as_path());
-        let mut env = step.environment(launch, home, "GEMINI_API_KEY");
-        env.insert("GEMINI_CLI_NO_RELAUNCH".into(), "true".into());
-        if let Some(url) = step.api_url() {
-            env.insert("GOOGLE_GEMINI_BASE_URL".into(), url.to_string());
-        }
-        (command, env)
+        (command, step.environment(launch, &seen_home, &VARS))
     }
 }
+
+/// The variables the CLI reads, as a run sets them.
+const VARS: CliVars = CliVars {
+    home: "GEMINI_CLI_HOME",
+    key: "GEMINI_API_KEY",
+    base_url: Some("GOOGLE_GEMINI_BASE_URL"),
+    fixed: &[("GEMINI_CLI_NO_RELAUNCH", "true")],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::SERVER_NAME;
-    use std::path::Path;
 
     #[test]
-    fn the_settings_offer_tidewrights_mcp_server_with_the_token_only_when_asked() {
+    fn the_settings_allow_one_attempt_and_the_api_key() {
         let bare: serde_json::Value =
             serde_json::from_str(&settings_json(None)).expect("settings are JSON");
         assert_eq!(bare["general"]["maxAttempts"], 1);
         assert_eq!(bare["security"]["auth"]["selectedType"], "gemini-api-key");
-        assert!(bare.get("mcpServers").is_none(), "{bare}");
-        let token = "tidewright_step_eyJ0.e30.sig";
-        let with: serde_json::Value = serde_json::from_str(&settings_json(Some((
-            Path::new("/opt/tidewright/bin/tidewright"),
-            token,
-        ))))
-        .expect("settings are JSON");
-        let server = &with["mcpServers"][SERVER_NAME];
-        assert_eq!(server["command"], "/opt/tidewright/bin/tidewright");
-        assert_eq!(server["args"], serde_json::json!(["mcp"]));
-        assert_eq!(server["env"]["TIDEWRIGHT_TOKEN"], token);
-        assert_eq!(server["trust"], true);
     }
 }

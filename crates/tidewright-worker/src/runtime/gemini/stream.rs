@@ -199,6 +199,8 @@ impl LineReader for GeminiRun {
 }
 
 impl AgentStream for GeminiRun {
+    const SPEND_IN_TRANSCRIPT: bool = true;
+
     fn session_id(&self) -> &str {
         &self.session_id
     }

@@ -15,59 +15,46 @@
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
-use crate::runtime::session::Transcripts;
+use crate::runtime::session::TranscriptPlaces;
 
-/// The transcripts of the Gemini homes under `home`.
-pub struct GeminiTranscripts {
-    home: PathBuf,
-}
+/// Where the CLI keeps its sessions' transcripts.
+pub const PLACES: TranscriptPlaces = TranscriptPlaces { find, path };
 
-impl GeminiTranscripts {
-    pub fn new(home: &Path) -> Self {
-        GeminiTranscripts {
-            home: home.to_path_buf(),
-        }
-    }
-}
-
-impl Transcripts for GeminiTranscripts {
-    fn find(&self, session_id: &str) -> Option<PathBuf> {
-        let suffix = format!("-{}.jsonl", short_id(session_id));
-        let homes = std::fs::read_dir(self.home.join(super::HOME.name)).ok()?;
-        homes.flatten().find_map(|home| {
-            let projects = std::fs::read_dir(home.path().join(".gemini/tmp")).ok()?;
-            projects.flatten().find_map(|project| {
-                let chats = std::fs::read_dir(project.path().join("chats")).ok()?;
-                chats.flatten().map(|f| f.path()).find(|path| {
-                    path.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("session-") && n.ends_with(&suffix))
-                        && path.is_file()
-                        && session_of(path).as_deref() == Some(session_id)
-                        && resumable(path)
-                })
+fn find(home: &Path, session_id: &str) -> Option<PathBuf> {
+    let suffix = format!("-{}.jsonl", short_id(session_id));
+    let homes = std::fs::read_dir(home.join(super::HOME.name)).ok()?;
+    homes.flatten().find_map(|home| {
+        let projects = std::fs::read_dir(home.path().join(".gemini/tmp")).ok()?;
+        projects.flatten().find_map(|project| {
+            let chats = std::fs::read_dir(project.path().join("chats")).ok()?;
+            chats.flatten().map(|f| f.path()).find(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("session-") && n.ends_with(&suffix))
+                    && path.is_file()
+                    && session_of(path).as_deref() == Some(session_id)
+                    && resumable(path)
             })
         })
-    }
+    })
+}
 
-    /// A restored transcript goes where the CLI lists the sessions of the
-    /// working directory: the chats of the project it will claim for it
-    /// (nothing has claimed one in a new home, so the name's slug).
-    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
-        let name = workspace
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.home
-            .join(super::HOME.of(workspace))
-            .join(".gemini/tmp")
-            .join(slug(&name))
-            .join("chats")
-            .join(format!(
-                "session-2000-01-01T00-00-{}.jsonl",
-                short_id(session_id)
-            ))
-    }
+/// A restored transcript goes where the CLI lists the sessions of the
+/// working directory: the chats of the project it will claim for it
+/// (nothing has claimed one in a new home, so the name's slug).
+fn path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+    let name = workspace
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    home.join(super::HOME.of(workspace))
+        .join(".gemini/tmp")
+        .join(slug(&name))
+        .join("chats")
+        .join(format!(
+            "session-2000-01-01T00-00-{}.jsonl",
+            short_id(session_id)
+        ))
 }
 
 /// The part of a session id the CLI puts in its file's name.
@@ -170,11 +157,12 @@ fn slug(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::session::Transcripts;
 
     #[test]
     fn a_session_is_found_by_its_whole_id_in_any_working_directorys_home() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let transcripts = GeminiTranscripts::new(dir.path());
+        let transcripts = Transcripts::new(dir.path(), PLACES);
         let id = "4d3e821a-7fdf-4ffd-947f-1c97142afd29";
         assert_eq!(transcripts.find(id), None);
         let chats = dir
@@ -225,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_restored_session_goes_to_the_chats_of_the_project_the_cli_claims() {
-        let transcripts = GeminiTranscripts::new(Path::new("/h"));
+        let transcripts = Transcripts::new(Path::new("/h"), PLACES);
         assert_eq!(
             transcripts.path(
                 Path::new("/w/t1/s/attempt-1"),

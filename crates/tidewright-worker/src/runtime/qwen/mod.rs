@@ -11,23 +11,18 @@ pub mod stream;
 pub mod transcripts;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::ExitStatus;
-use std::sync::Arc;
 
 use tidewright_core::AgentSpec;
 use tokio::process::Command;
 
-use super::agent::{AgentRuntime, AgentStep, Launch, ended_by_result};
+use super::agent::{AgentRuntime, AgentStep, CliVars, Exit, Launch};
 use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
-use super::session::Transcripts;
+use super::session::TranscriptPlaces;
 use crate::mcp::trusted_server;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
-use crate::secrets::Redactor;
 use stream::QwenRun;
-use transcripts::QwenTranscripts;
 
 /// The model when neither the step nor the worker names one.
 pub const DEFAULT_MODEL: &str = "gpt-5";
@@ -70,34 +65,23 @@ impl AgentRuntime for QwenCode {
     type Spec = AgentSpec;
     type Stream = QwenRun;
     const DIR_HOME: Option<DirHome> = Some(HOME);
+    const TRANSCRIPTS: TranscriptPlaces = transcripts::PLACES;
     const DEFAULT_MODEL: &'static str = DEFAULT_MODEL;
 
     fn model(spec: &Self::Spec) -> Option<&String> {
         spec.model.as_ref()
     }
 
-    fn transcripts(home: &Path) -> Arc<dyn Transcripts> {
-        Arc::new(QwenTranscripts::new(home))
-    }
-
     fn stream(step: &AgentStep<Self>) -> QwenRun {
-        QwenRun::new(
-            &step.model,
-            Prices::for_model(&step.model, &step.settings.prices, Prices::openai),
-        )
+        QwenRun::new(&step.model, step.prices(Prices::openai))
     }
 
     /// The `result` line decides: `success`, or the error it names; a run
     /// without one is the runtime's fault. The cost is this run's
     /// responses as they streamed (a resumed session's `result` counts its
     /// earlier runs too).
-    fn ended(
-        _step: &AgentStep<Self>,
-        status: ExitStatus,
-        run: &QwenRun,
-        _session_usd_before: f64,
-        redactor: &Redactor,
-    ) -> Ended {
+    fn ended(_step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended {
+        let run = exit.stream;
         let result = run.end.as_ref().map(|end| match end.success {
             true => Ok(serde_json::json!({
                 "result": end.result,
@@ -107,7 +91,7 @@ impl AgentRuntime for QwenCode {
             })),
             false => Err(end.error.as_str()),
         });
-        ended_by_result("qwen", result, run.spent(), status, redactor)
+        exit.by_result("qwen", result, run.spent())
     }
 
     fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
@@ -136,38 +120,27 @@ impl AgentRuntime for QwenCode {
         args.push(format!("--prompt={prompt}"));
         let mut command = Command::new(&step.settings.bin);
         command.args(args);
-        let home = ("QWEN_HOME", seen_home.as_path());
-        let mut env = step.environment(launch, home, "OPENAI_API_KEY");
-        env.insert("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into());
-        if let Some(url) = step.api_url() {
-            env.insert("OPENAI_BASE_URL".into(), url.to_string());
-        }
-        (command, env)
+        (command, step.environment(launch, &seen_home, &VARS))
     }
 }
+
+/// The variables the CLI reads, as a run sets them.
+const VARS: CliVars = CliVars {
+    home: "QWEN_HOME",
+    key: "OPENAI_API_KEY",
+    base_url: Some("OPENAI_BASE_URL"),
+    fixed: &[("QWEN_CODE_SUPPRESS_YOLO_WARNING", "1")],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::SERVER_NAME;
-    use std::path::Path;
 
     #[test]
-    fn the_settings_turn_off_what_would_spend_or_retry_and_hold_the_token_only_when_asked() {
+    fn the_settings_turn_off_what_would_spend_or_retry() {
         let bare: serde_json::Value =
             serde_json::from_str(&settings_json(None)).expect("settings are JSON");
         assert_eq!(bare["model"]["generationConfig"]["maxRetries"], 0);
         assert_eq!(bare["memory"]["enableManagedAutoMemory"], false);
-        assert!(bare.get("mcpServers").is_none(), "{bare}");
-        let token = "tidewright_step_eyJ0.e30.sig";
-        let with: serde_json::Value = serde_json::from_str(&settings_json(Some((
-            Path::new("/opt/tidewright/bin/tidewright"),
-            token,
-        ))))
-        .expect("settings are JSON");
-        let server = &with["mcpServers"][SERVER_NAME];
-        assert_eq!(server["command"], "/opt/tidewright/bin/tidewright");
-        assert_eq!(server["env"]["TIDEWRIGHT_TOKEN"], token);
-        assert_eq!(server["trust"], true);
     }
 }

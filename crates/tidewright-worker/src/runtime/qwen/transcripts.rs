@@ -7,52 +7,40 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::session::{Transcripts, mangled};
+use crate::runtime::session::{TranscriptPlaces, mangled};
 
-/// The transcripts of the Qwen homes under `home`.
-pub struct QwenTranscripts {
-    home: PathBuf,
+/// Where the CLI keeps its sessions' transcripts.
+pub const PLACES: TranscriptPlaces = TranscriptPlaces { find, path };
+
+fn find(home: &Path, session_id: &str) -> Option<PathBuf> {
+    let file = format!("{session_id}.jsonl");
+    let homes = std::fs::read_dir(home.join(super::HOME.name)).ok()?;
+    homes.flatten().find_map(|home| {
+        let projects = std::fs::read_dir(home.path().join("projects")).ok()?;
+        projects
+            .flatten()
+            .map(|project| project.path().join("chats").join(&file))
+            .find(|path| path.is_file())
+    })
 }
 
-impl QwenTranscripts {
-    pub fn new(home: &Path) -> Self {
-        QwenTranscripts {
-            home: home.to_path_buf(),
-        }
-    }
-}
-
-impl Transcripts for QwenTranscripts {
-    fn find(&self, session_id: &str) -> Option<PathBuf> {
-        let file = format!("{session_id}.jsonl");
-        let homes = std::fs::read_dir(self.home.join(super::HOME.name)).ok()?;
-        homes.flatten().find_map(|home| {
-            let projects = std::fs::read_dir(home.path().join("projects")).ok()?;
-            projects
-                .flatten()
-                .map(|project| project.path().join("chats").join(&file))
-                .find(|path| path.is_file())
-        })
-    }
-
-    fn path(&self, workspace: &Path, session_id: &str) -> PathBuf {
-        self.home
-            .join(super::HOME.of(workspace))
-            .join("projects")
-            .join(mangled(workspace))
-            .join("chats")
-            .join(format!("{session_id}.jsonl"))
-    }
+fn path(home: &Path, workspace: &Path, session_id: &str) -> PathBuf {
+    home.join(super::HOME.of(workspace))
+        .join("projects")
+        .join(mangled(workspace))
+        .join("chats")
+        .join(format!("{session_id}.jsonl"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::session::Transcripts;
 
     #[test]
     fn a_transcript_is_found_where_the_cli_keeps_it_for_its_workspace() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let transcripts = QwenTranscripts::new(dir.path());
+        let transcripts = Transcripts::new(dir.path(), PLACES);
         let at = transcripts.path(Path::new("/w/t1/s/attempt-1"), "s-1");
         assert_eq!(
             at,
