@@ -20,7 +20,7 @@ use tidewright_engine::{AttemptEnd, EngineHandle, RateLimited, StepResult, ToWor
 use crate::auth::step_token::StepTokens;
 use crate::auth::{Action, require};
 use crate::error::Error;
-use crate::grpc::serve;
+use crate::grpc::service;
 use crate::wire;
 use tidewright_engine::Error as Refusal;
 use tidewright_engine::service::{Fleet, Kept};
@@ -28,38 +28,20 @@ use tidewright_engine::service::{Fleet, Kept};
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
 
+/// AgentService: the engine a worker's stream talks to, and the services
+/// of its listings and of what steps keep.
 pub struct AgentApi {
-    engine: EngineHandle,
-    limits: Limits,
+    pub engine: EngineHandle,
+    pub limits: Limits,
     /// mTLS: a worker must have presented a client certificate, which the
     /// TLS layer has already checked against the client CA.
-    require_client_certificate: bool,
+    pub require_client_certificate: bool,
     /// The fleet's listings.
-    fleet: Fleet,
+    pub fleet: Fleet,
     /// What steps keep: checkpoints and branches.
-    kept: Kept,
+    pub kept: Kept,
     /// Signs each assignment's step token on its way to the worker.
-    step_tokens: Arc<StepTokens>,
-}
-
-impl AgentApi {
-    pub fn new(
-        engine: EngineHandle,
-        limits: Limits,
-        require_client_certificate: bool,
-        fleet: Fleet,
-        kept: Kept,
-        step_tokens: Arc<StepTokens>,
-    ) -> Self {
-        AgentApi {
-            engine,
-            limits,
-            require_client_certificate,
-            fleet,
-            kept,
-            step_tokens,
-        }
-    }
+    pub step_tokens: Arc<StepTokens>,
 }
 
 /// The one place the engine's messages to a worker become the wire's. An
@@ -362,160 +344,99 @@ fn cap_line(mut line: String, limit: usize) -> String {
 
 type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl v1::agent_service_server::AgentService for AgentApi {
-    type ConnectStream = ServerStream;
-
-    async fn connect(
-        &self,
-        request: Request<Streaming<v1::WorkerMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let identity = require(&request, Action::ConnectWorker)?;
-        if self.require_client_certificate
-            && request.peer_certs().is_none_or(|certs| certs.is_empty())
-        {
-            return Err(Error::Service(Refusal::Unauthenticated(format!(
-                "{}: workers must present a client certificate signed by the control plane's client CA",
-                identity.name
-            )))
-            .into());
+service! {
+    impl v1::agent_service_server::AgentService for AgentApi {
+        unary {
+            list_agents(ListAgentsRequest) -> ListAgentsResponse =
+                |_| Ok(()), [fleet.list_agents], wire::agent_listing;
+            put_checkpoint(Checkpoint) -> PutCheckpointResponse =
+                |r| Ok(wire::put_checkpoint(r)), [kept.put_checkpoint],
+                |()| v1::PutCheckpointResponse {};
+            get_checkpoint(GetCheckpointRequest) -> Checkpoint =
+                |r| Ok(wire::get_checkpoint(r)), [kept.get_checkpoint], wire::checkpoint;
+            put_branch(StepBranch) -> PutBranchResponse =
+                |r| Ok(wire::put_branch(r)), [kept.put_branch], |()| v1::PutBranchResponse {};
+            get_branch(GetBranchRequest) -> StepBranch =
+                |r| Ok(wire::get_branch(r)), [kept.get_branch], wire::branch;
+            list_servers(ListServersRequest) -> ListServersResponse =
+                |_| Ok(()), [fleet.list_servers], wire::servers;
         }
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let mut inbound = request.into_inner();
-        let register = match inbound.message().await? {
-            Some(v1::WorkerMessage {
-                kind: Some(Kind::Register(register)),
-            }) => register,
-            Some(_) => {
-                return Err(Error::Protocol("the first message must be register".into()).into());
+
+        type ConnectStream = ServerStream;
+
+        async fn connect(
+            &self,
+            request: Request<Streaming<v1::WorkerMessage>>,
+        ) -> Result<Response<Self::ConnectStream>, Status> {
+            let identity = require(&request, Action::ConnectWorker)?;
+            if self.require_client_certificate
+                && request.peer_certs().is_none_or(|certs| certs.is_empty())
+            {
+                return Err(Error::Service(Refusal::Unauthenticated(format!(
+                    "{}: workers must present a client certificate signed by the control plane's client CA",
+                    identity.name
+                )))
+                .into());
             }
-            None => return Err(Error::Protocol("the stream ended before register".into()).into()),
-        };
-        let (info, running) = worker_info(register, peer, &self.limits)?;
-        let (outbox, mut from_engine) = mpsc::unbounded_channel();
-        let (wire, outgoing) = mpsc::unbounded_channel();
-        // Only the engine holds the outbox strongly, and only this pump the
-        // wire's sender: when the engine drops a worker (or shuts down) the
-        // response stream ends.
-        let errors = wire.downgrade();
-        let step_tokens = self.step_tokens.clone();
-        tokio::spawn(async move {
-            while let Some(message) = from_engine.recv().await {
-                if wire.send(Ok(to_wire(message, &step_tokens))).is_err() {
-                    break;
+            let peer = request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let mut inbound = request.into_inner();
+            let register = match inbound.message().await? {
+                Some(v1::WorkerMessage {
+                    kind: Some(Kind::Register(register)),
+                }) => register,
+                Some(_) => {
+                    return Err(Error::Protocol("the first message must be register".into()).into());
                 }
-            }
-        });
-        let worker = self
-            .engine
-            .register(info, running, outbox)
-            .await
-            .map_err(Error::from)?;
-        let engine = self.engine.clone();
-        let limits = self.limits.clone();
-        tokio::spawn(async move {
-            loop {
-                match inbound.message().await {
-                    Ok(Some(message)) => {
-                        if let Err(e) = forward(&engine, &limits, worker, message).await {
-                            if let Some(outbox) = errors.upgrade() {
-                                let _ = outbox.send(Err(Status::from(e)));
-                            }
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(worker, %status, "worker stream broke");
+                None => return Err(Error::Protocol("the stream ended before register".into()).into()),
+            };
+            let (info, running) = worker_info(register, peer, &self.limits)?;
+            let (outbox, mut from_engine) = mpsc::unbounded_channel();
+            let (wire, outgoing) = mpsc::unbounded_channel();
+            // Only the engine holds the outbox strongly, and only this pump the
+            // wire's sender: when the engine drops a worker (or shuts down) the
+            // response stream ends.
+            let errors = wire.downgrade();
+            let step_tokens = self.step_tokens.clone();
+            tokio::spawn(async move {
+                while let Some(message) = from_engine.recv().await {
+                    if wire.send(Ok(to_wire(message, &step_tokens))).is_err() {
                         break;
                     }
                 }
-            }
-            let _ = engine.disconnected(worker).await;
-        });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
-            outgoing,
-        ))))
-    }
-
-    async fn list_agents(
-        &self,
-        request: Request<v1::ListAgentsRequest>,
-    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        serve(
-            request,
-            |_| Ok(()),
-            |c| self.fleet.list_agents(c),
-            wire::agent_listing,
-        )
-        .await
-    }
-
-    async fn put_checkpoint(
-        &self,
-        request: Request<v1::Checkpoint>,
-    ) -> Result<Response<v1::PutCheckpointResponse>, Status> {
-        serve(
-            request,
-            |r| Ok(wire::put_checkpoint(r)),
-            |c| self.kept.put_checkpoint(c),
-            |()| v1::PutCheckpointResponse {},
-        )
-        .await
-    }
-
-    async fn get_checkpoint(
-        &self,
-        request: Request<v1::GetCheckpointRequest>,
-    ) -> Result<Response<v1::Checkpoint>, Status> {
-        serve(
-            request,
-            |r| Ok(wire::get_checkpoint(r)),
-            |c| self.kept.get_checkpoint(c),
-            wire::checkpoint,
-        )
-        .await
-    }
-
-    async fn put_branch(
-        &self,
-        request: Request<v1::StepBranch>,
-    ) -> Result<Response<v1::PutBranchResponse>, Status> {
-        serve(
-            request,
-            |r| Ok(wire::put_branch(r)),
-            |c| self.kept.put_branch(c),
-            |()| v1::PutBranchResponse {},
-        )
-        .await
-    }
-
-    async fn get_branch(
-        &self,
-        request: Request<v1::GetBranchRequest>,
-    ) -> Result<Response<v1::StepBranch>, Status> {
-        serve(
-            request,
-            |r| Ok(wire::get_branch(r)),
-            |c| self.kept.get_branch(c),
-            wire::branch,
-        )
-        .await
-    }
-
-    async fn list_servers(
-        &self,
-        request: Request<v1::ListServersRequest>,
-    ) -> Result<Response<v1::ListServersResponse>, Status> {
-        serve(
-            request,
-            |_| Ok(()),
-            |c| self.fleet.list_servers(c),
-            wire::servers,
-        )
-        .await
+            });
+            let worker = self
+                .engine
+                .register(info, running, outbox)
+                .await
+                .map_err(Error::from)?;
+            let engine = self.engine.clone();
+            let limits = self.limits.clone();
+            tokio::spawn(async move {
+                loop {
+                    match inbound.message().await {
+                        Ok(Some(message)) => {
+                            if let Err(e) = forward(&engine, &limits, worker, message).await {
+                                if let Some(outbox) = errors.upgrade() {
+                                    let _ = outbox.send(Err(Status::from(e)));
+                                }
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(worker, %status, "worker stream broke");
+                            break;
+                        }
+                    }
+                }
+                let _ = engine.disconnected(worker).await;
+            });
+            Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+                outgoing,
+            ))))
+        }
     }
 }

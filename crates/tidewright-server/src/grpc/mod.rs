@@ -34,6 +34,41 @@ pub fn grpc_call<T>(request: tonic::Request<T>) -> Call<T> {
     Call::from_parts(caller, request.into_inner())
 }
 
+/// A gRPC service's impl whose unary methods are rows, one per RPC:
+/// `rpc(Request) -> Response = convert, [the service's method], back;`.
+/// Each row's method converts its request to the application service's
+/// call, makes it, and converts the answer back (see [`serve`]); the
+/// methods that stream follow the rows, written out. A macro, because the
+/// `async_trait` impl cannot call one inside it.
+macro_rules! service {
+    (
+        impl $($service:ident)::+ for $adapter:ty {
+            unary {
+                $(
+                    $rpc:ident($request:ident) -> $response:ident =
+                        $convert:expr, [$($method:tt)+] $(($($extra:expr),+))?, $back:expr;
+                )*
+            }
+            $($streaming:tt)*
+        }
+    ) => {
+        #[tonic::async_trait]
+        impl $($service)::+ for $adapter {
+            $(
+                async fn $rpc(
+                    &self,
+                    request: tonic::Request<tidewright_api::v1::$request>,
+                ) -> Result<tonic::Response<tidewright_api::v1::$response>, tonic::Status> {
+                    let make = |c| self.$($method)+(c $($(, $extra)+)?);
+                    $crate::grpc::serve(request, $convert, make, $back).await
+                }
+            )*
+            $($streaming)*
+        }
+    };
+}
+pub(crate) use service;
+
 /// Serves `router` on `connections` until `signal`.
 pub(crate) async fn serve_router(
     router: Router,

@@ -155,14 +155,14 @@ impl LeaderServices {
                 .max(config.checkpoints.max_branch_bytes)
                 + CHECKPOINT_FRAMING_BYTES,
         );
-        let agents = Arc::new(AgentApi::new(
-            engine.clone(),
-            config.limits,
-            workers_need_certificates,
-            services.fleet.clone(),
-            services.kept.clone(),
+        let agents = Arc::new(AgentApi {
+            engine: engine.clone(),
+            limits: config.limits,
+            require_client_certificate: workers_need_certificates,
+            fleet: services.fleet.clone(),
+            kept: services.kept.clone(),
             step_tokens,
-        ));
+        });
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<TaskServiceServer<TaskGrpc>>()
