@@ -4,15 +4,7 @@
 use super::*;
 
 pub async fn events_replay_after_any_sequence_number(mut backend: impl Backend) {
-    let store = backend.open().await;
-    create(
-        &*store,
-        vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ],
-    )
-    .await;
+    let store = with_tasks(&mut backend, &["t1", "t2"]).await;
     let mut writes: Vec<Write> = (2..=10)
         .map(|seq| Write::Event(log("t1", seq, &format!("line {seq}"))))
         .collect();
@@ -47,15 +39,7 @@ pub async fn events_replay_after_any_sequence_number(mut backend: impl Backend) 
 /// as a row per task) read back one by one: from any number, whole, in the
 /// fleet's order as written, and as each task's newest number.
 pub async fn interleaved_events_of_one_write_read_back_one_by_one(mut backend: impl Backend) {
-    let store = backend.open().await;
-    create(
-        &*store,
-        vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ],
-    )
-    .await;
+    let store = with_tasks(&mut backend, &["t1", "t2"]).await;
     let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
     let written = |(task, seq): &(&str, u64)| event(task, *seq, TaskState::Running);
     commit(

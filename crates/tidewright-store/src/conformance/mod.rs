@@ -167,6 +167,15 @@ pub(crate) async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<Create
     store.create_tasks(tasks).await.expect("created")
 }
 
+/// The store `backend` opens, with a new task of tenant `default` for
+/// each of `ids`.
+pub(crate) async fn with_tasks(backend: &mut impl Backend, ids: &[&str]) -> Arc<dyn Store> {
+    let store = backend.open().await;
+    let tasks = ids.iter().map(|id| new_task(id, "default", None)).collect();
+    create(&*store, tasks).await;
+    store
+}
+
 fn page(size: usize) -> TaskQuery {
     TaskQuery {
         page_size: size,
@@ -262,8 +271,7 @@ pub async fn idempotency_keys_find_the_first_task_within_a_tenant(mut backend: i
 }
 
 pub async fn writes_commit_in_the_order_they_were_handed_over(mut backend: impl Backend) {
-    let store = backend.open().await;
-    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let store = with_tasks(&mut backend, &["t1"]).await;
     // Handed over one after another without waiting: each commit resolves,
     // and what was handed later wins and follows.
     let states = [
@@ -398,8 +406,7 @@ pub async fn listings_filter_by_tenant_state_and_label_and_page_newest_first(
 }
 
 pub async fn a_failing_write_fails_alone_as_a_conflict(mut backend: impl Backend) {
-    let store = backend.open().await;
-    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let store = with_tasks(&mut backend, &["t1"]).await;
     // The same event sequence number twice: the batch fails whole, as a
     // conflict, and the writes handed over around it commit.
     let before = store.write(vec![Write::Event(log("t1", 2, "kept"))]);

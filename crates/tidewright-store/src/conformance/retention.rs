@@ -23,6 +23,13 @@ fn finish(task: &str, at: Micros) -> Write {
 }
 
 /// A task of `tenant` that asks to be kept `own` seconds.
+/// New tasks of tenant `team`, finished at `FINISHED`.
+async fn finished_in_team(store: &dyn Store, ids: &[&str]) {
+    let tasks = ids.iter().map(|id| new_task(id, "team", None)).collect();
+    create(store, tasks).await;
+    commit(store, ids.iter().map(|id| finish(id, FINISHED)).collect()).await;
+}
+
 fn kept_for(id: &str, tenant: &str, own: Option<u64>) -> NewTask {
     let mut task = new_task(id, tenant, None);
     task.spec.retention_seconds = own;
@@ -307,16 +314,7 @@ pub async fn an_expired_task_goes_with_everything_of_it_and_leaves_a_record(
 
 pub async fn a_task_reopened_since_it_was_found_is_not_removed(mut backend: impl Backend) {
     let store = backend.open().await;
-    create(
-        &*store,
-        vec![new_task("t1", "team", None), new_task("t2", "team", None)],
-    )
-    .await;
-    commit(
-        &*store,
-        vec![finish("t1", FINISHED), finish("t2", FINISHED)],
-    )
-    .await;
+    finished_in_team(&*store, &["t1", "t2"]).await;
     let found = |id: &str| Expiring {
         id: id.into(),
         tenant: "team".into(),
@@ -398,16 +396,7 @@ pub async fn history_is_trimmed_by_age_a_batch_at_a_time(mut backend: impl Backe
     );
 
     // What is kept of expired tasks, by when they went.
-    create(
-        &*store,
-        vec![new_task("t1", "team", None), new_task("t2", "team", None)],
-    )
-    .await;
-    commit(
-        &*store,
-        vec![finish("t1", FINISHED), finish("t2", FINISHED)],
-    )
-    .await;
+    finished_in_team(&*store, &["t1", "t2"]).await;
     let expire = |id: &str, at: Micros| Write::Expire {
         tasks: vec![Expiring {
             id: id.into(),

@@ -4,8 +4,7 @@
 use super::*;
 
 pub async fn attempts_are_kept_in_order_and_the_running_one_is_known(mut backend: impl Backend) {
-    let store = backend.open().await;
-    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let store = with_tasks(&mut backend, &["t1"]).await;
     assert_eq!(store.running_attempt("t1", "a").await.expect("read"), None);
     // Attempt 1 leased to w1, lost; attempt 2 leased to w2.
     commit(
@@ -123,16 +122,15 @@ pub async fn attempts_are_kept_in_order_and_the_running_one_is_known(mut backend
         (StepState::Succeeded, r#"{"n":1}"#, Some(0), 2)
     );
     // A cleared exit code reads back as none.
-    commit(
+    let a = step_a_of_t1_after(
         &*store,
-        vec![Write::Step(StepWrite {
+        StepWrite {
             exit_code: Some(None),
             ..step("t1", "a")
-        })],
+        },
     )
     .await;
-    let task = store.get_task("t1").await.expect("get").expect("t1");
-    assert_eq!(task.steps[0].exit_code, None);
+    assert_eq!(a.exit_code, None);
 }
 
 /// The deadline of a wait for approval is what a new leader times the
@@ -141,8 +139,7 @@ pub async fn attempts_are_kept_in_order_and_the_running_one_is_known(mut backend
 pub async fn a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared(
     mut backend: impl Backend,
 ) {
-    let store = backend.open().await;
-    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let store = with_tasks(&mut backend, &["t1"]).await;
     let deadline = 1_800_000_000_000_000;
     commit(
         &*store,
@@ -195,8 +192,7 @@ pub async fn a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared(
 pub async fn a_steps_work_on_its_repository_reads_back_until_it_is_cleared(
     mut backend: impl Backend,
 ) {
-    let store = backend.open().await;
-    create(&*store, vec![new_task("t1", "default", None)]).await;
+    let store = with_tasks(&mut backend, &["t1"]).await;
     let work = |head: &str| tidewright_core::StepWork {
         branch: "tidewright/t1".into(),
         base_commit: "a".repeat(40),
@@ -234,28 +230,19 @@ pub async fn a_steps_work_on_its_repository_reads_back_until_it_is_cleared(
     let store = backend.open().await;
     let unfinished = store.unfinished_tasks().await.expect("recovery read");
     assert_eq!(unfinished[0].steps[0].work, Some(work("c")));
-    commit(
+    let a = step_a_of_t1_after(
         &*store,
-        vec![Write::Step(StepWrite {
+        StepWrite {
             work: Some(None),
             ..step("t1", "a")
-        })],
+        },
     )
     .await;
-    let task = store.get_task("t1").await.expect("get").expect("t1");
-    assert_eq!(task.steps[0].work, None);
+    assert_eq!(a.work, None);
 }
 
 pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: impl Backend) {
-    let store = backend.open().await;
-    create(
-        &*store,
-        vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ],
-    )
-    .await;
+    let store = with_tasks(&mut backend, &["t1", "t2"]).await;
     let cost = |usd: f64, tokens: u64| Cost {
         usd,
         input_tokens: tokens,
@@ -422,137 +409,86 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
     );
 }
 
+/// Step `a` of task `t1` as it reads back after `change`.
+async fn step_a_of_t1_after(store: &dyn Store, change: StepWrite) -> crate::StepRecord {
+    commit(store, vec![Write::Step(change)]).await;
+    let task = store.get_task("t1").await.expect("get").expect("t1");
+    task.steps
+        .into_iter()
+        .find(|s| s.id == "a")
+        .expect("step a")
+}
+
 pub async fn a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires(
-    mut backend: impl Backend,
+    backend: impl Backend,
 ) {
-    let store = backend.open().await;
-    create(
-        &*store,
-        vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ],
-    )
-    .await;
-    let checkpoint = |task: &str, attempt: u32, archive: &[u8]| Checkpoint {
-        task_id: task.into(),
-        step_id: "a".into(),
-        attempt,
-        session_id: format!("s-{attempt}"),
-        workspace: "/work/t1/a/attempt-1".into(),
-        // Every byte value, so a backend that stores text would show it.
-        archive: archive.to_vec(),
-        created_at: 10,
-    };
-    let at_attempt = |task: &str, n: u32| {
-        Write::Step(StepWrite {
-            state: Some(StepState::Running),
-            attempt: Some(n),
-            ..step(task, "a")
-        })
-    };
-    let all_bytes: Vec<u8> = (0..=255).collect();
-    commit(
-        &*store,
-        vec![
-            at_attempt("t1", 1),
-            Write::Checkpoint(Box::new(checkpoint("t1", 1, &all_bytes))),
-            // Not the step's current attempt: not kept.
-            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"early"))),
-            at_attempt("t2", 1),
-            Write::Checkpoint(Box::new(checkpoint("t2", 1, b"t2"))),
-        ],
-    )
-    .await;
-    let kept = |store: Arc<dyn Store>, task: &'static str| async move {
-        store.checkpoint(task, "a").await.expect("read")
-    };
-    assert_eq!(
-        kept(store.clone(), "t1").await,
-        Some(checkpoint("t1", 1, &all_bytes))
-    );
-    assert_eq!(store.checkpoint("t1", "b").await.expect("read"), None);
-    assert_eq!(store.checkpoint("nope", "a").await.expect("read"), None);
-
-    // Attempt 2 keeps its own; attempt 1, late (a zombie), replaces nothing.
-    commit(
-        &*store,
-        vec![
-            at_attempt("t1", 2),
-            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"second"))),
-            Write::Checkpoint(Box::new(checkpoint("t1", 1, b"zombie"))),
-            Write::Checkpoint(Box::new(checkpoint("t1", 2, b"second, again"))),
-        ],
-    )
-    .await;
-    assert_eq!(
-        kept(store.clone(), "t1").await,
-        Some(checkpoint("t1", 2, b"second, again"))
-    );
-    drop(store);
-    let store = backend.open().await;
-    assert_eq!(
-        kept(store.clone(), "t1").await.map(|c| c.attempt),
-        Some(2),
-        "checkpoints survive a reopen"
-    );
-
-    // Checkpoints go with their task once it has been finished long enough;
-    // an unfinished task's stay.
-    let finish = |task: &str, at: Micros| Write::Task {
-        id: task.into(),
-        state: TaskState::Failed,
-        message: String::new(),
-        started_at: None,
-        finished_at: Some(at),
-    };
-    commit(
-        &*store,
-        vec![
-            finish("t1", 500),
-            Write::ExpireKept {
-                finished_before: 500,
-            },
-        ],
-    )
-    .await;
-    assert!(kept(store.clone(), "t1").await.is_some(), "not yet expired");
-    commit(
-        &*store,
-        vec![Write::ExpireKept {
-            finished_before: 501,
-        }],
-    )
-    .await;
-    assert_eq!(kept(store.clone(), "t1").await, None);
-    assert!(
-        kept(store.clone(), "t2").await.is_some(),
-        "an unfinished task keeps its checkpoint"
-    );
+    a_step_keeps_its_current_attempts_newest_until_its_task_expires(backend, Kept::Checkpoint)
+        .await;
 }
 
 pub async fn a_step_keeps_its_current_attempts_branch_until_its_task_expires(
-    mut backend: impl Backend,
+    backend: impl Backend,
 ) {
-    let store = backend.open().await;
-    create(
-        &*store,
-        vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ],
-    )
-    .await;
-    let branch = |task: &str, attempt: u32, bundle: &[u8]| StepBranch {
-        task_id: task.into(),
-        step_id: "a".into(),
-        attempt,
-        head_commit: format!("{attempt}").repeat(40),
-        // Every byte value, so a backend that stores text would show it.
-        bundle: bundle.to_vec(),
-        diff: format!("--- a/x\n+++ b/x\n+attempt {attempt} ünïcode\n"),
-        created_at: 10,
-    };
+    a_step_keeps_its_current_attempts_newest_until_its_task_expires(backend, Kept::Branch).await;
+}
+
+/// What a step keeps for its next attempt: one case for both kinds.
+#[derive(Clone, Copy)]
+enum Kept {
+    Checkpoint,
+    Branch,
+}
+
+impl Kept {
+    /// The write that keeps step `a`'s `bytes` from `attempt` of `task`.
+    fn written(self, task: &str, attempt: u32, bytes: &[u8]) -> Write {
+        match self {
+            Kept::Checkpoint => Write::Checkpoint(Box::new(Checkpoint {
+                task_id: task.into(),
+                step_id: "a".into(),
+                attempt,
+                session_id: format!("s-{attempt}"),
+                workspace: "/work/t1/a/attempt-1".into(),
+                archive: bytes.to_vec(),
+                created_at: 10,
+            })),
+            Kept::Branch => Write::Branch(Box::new(StepBranch {
+                task_id: task.into(),
+                step_id: "a".into(),
+                attempt,
+                head_commit: format!("{attempt}").repeat(40),
+                bundle: bytes.to_vec(),
+                diff: format!("--- a/x\n+++ b/x\n+attempt {attempt} ünïcode\n"),
+                created_at: 10,
+            })),
+        }
+    }
+
+    /// What the store keeps of `task`'s `step`, as the write that kept it.
+    async fn read(self, store: &dyn Store, task: &str, step: &str) -> Option<Write> {
+        match self {
+            Kept::Checkpoint => store
+                .checkpoint(task, step)
+                .await
+                .expect("read")
+                .map(Box::new)
+                .map(Write::Checkpoint),
+            Kept::Branch => store
+                .step_branch(task, step)
+                .await
+                .expect("read")
+                .map(Box::new)
+                .map(Write::Branch),
+        }
+    }
+}
+
+async fn a_step_keeps_its_current_attempts_newest_until_its_task_expires(
+    mut backend: impl Backend,
+    kind: Kept,
+) {
+    let store = with_tasks(&mut backend, &["t1", "t2"]).await;
+    let kept = |task: &str, attempt: u32, bytes: &[u8]| kind.written(task, attempt, bytes);
     let at_attempt = |task: &str, n: u32| {
         Write::Step(StepWrite {
             state: Some(StepState::Running),
@@ -560,70 +496,70 @@ pub async fn a_step_keeps_its_current_attempts_branch_until_its_task_expires(
             ..step(task, "a")
         })
     };
+    // Every byte value, so a backend that stores text would show it.
     let all_bytes: Vec<u8> = (0..=255).collect();
     commit(
         &*store,
         vec![
             at_attempt("t1", 1),
-            Write::Branch(Box::new(branch("t1", 1, &all_bytes))),
+            kept("t1", 1, &all_bytes),
             // Not the step's current attempt: not kept.
-            Write::Branch(Box::new(branch("t1", 2, b"early"))),
+            kept("t1", 2, b"early"),
             at_attempt("t2", 1),
-            Write::Branch(Box::new(branch("t2", 1, b"t2"))),
+            kept("t2", 1, b"t2"),
         ],
     )
     .await;
-    let kept = |store: Arc<dyn Store>, task: &'static str| async move {
-        store.step_branch(task, "a").await.expect("read")
-    };
     assert_eq!(
-        kept(store.clone(), "t1").await,
-        Some(branch("t1", 1, &all_bytes))
+        kind.read(&*store, "t1", "a").await,
+        Some(kept("t1", 1, &all_bytes))
     );
-    assert_eq!(store.step_branch("t1", "b").await.expect("read"), None);
-    assert_eq!(store.step_branch("nope", "a").await.expect("read"), None);
+    assert_eq!(kind.read(&*store, "t1", "b").await, None);
+    assert_eq!(kind.read(&*store, "nope", "a").await, None);
 
-    // Attempt 2 keeps its own; attempt 1, late (a zombie), replaces nothing.
+    // Attempt 2 keeps its newest; attempt 1, late (a zombie), replaces
+    // nothing.
     commit(
         &*store,
         vec![
             at_attempt("t1", 2),
-            Write::Branch(Box::new(branch("t1", 2, b"second"))),
-            Write::Branch(Box::new(branch("t1", 1, b"zombie"))),
+            kept("t1", 2, b"second"),
+            kept("t1", 1, b"zombie"),
+            kept("t1", 2, b"second, again"),
         ],
     )
     .await;
     assert_eq!(
-        kept(store.clone(), "t1").await,
-        Some(branch("t1", 2, b"second"))
+        kind.read(&*store, "t1", "a").await,
+        Some(kept("t1", 2, b"second, again"))
     );
     drop(store);
     let store = backend.open().await;
     assert_eq!(
-        kept(store.clone(), "t1").await.map(|b| b.attempt),
-        Some(2),
-        "branches survive a reopen"
+        kind.read(&*store, "t1", "a").await,
+        Some(kept("t1", 2, b"second, again")),
+        "what is kept survives a reopen"
     );
+
+    // It goes with its task once the task has been finished long enough;
+    // an unfinished task's stays.
     let finish = Write::Task {
         id: "t1".into(),
-        state: TaskState::Succeeded,
+        state: TaskState::Failed,
         message: String::new(),
         started_at: None,
         finished_at: Some(500),
     };
-    commit(
-        &*store,
-        vec![
-            finish,
-            Write::ExpireKept {
-                finished_before: 501,
-            },
-        ],
-    )
-    .await;
-    assert_eq!(kept(store.clone(), "t1").await, None);
+    let expire = |finished_before| Write::ExpireKept { finished_before };
+    commit(&*store, vec![finish, expire(500)]).await;
     assert!(
-        kept(store.clone(), "t2").await.is_some(),
-        "an unfinished task keeps its branches"
+        kind.read(&*store, "t1", "a").await.is_some(),
+        "not yet expired"
+    );
+    commit(&*store, vec![expire(501)]).await;
+    assert_eq!(kind.read(&*store, "t1", "a").await, None);
+    assert!(
+        kind.read(&*store, "t2", "a").await.is_some(),
+        "an unfinished task keeps what its step kept"
     );
 }
