@@ -394,7 +394,7 @@ async fn the_deploy_template_tests_builds_waits_for_approval_migrates_deploys_an
     .expect("at the gate");
     assert!(!calls.exists(), "nothing deployed before the approval");
     client
-        .approve_step(&id, "migrate", "go")
+        .decide_step(&id, "migrate", tidewright_client::Decision::Approve, "go")
         .await
         .expect("approved");
     let task = finished(&server, &id).await;

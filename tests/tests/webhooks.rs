@@ -447,7 +447,9 @@ async fn a_step_awaiting_approval_is_announced_with_its_step() -> anyhow::Result
     assert_eq!(body["task"]["id"], id.as_str());
     assert_eq!(body["step"]["id"], "ship");
     assert_eq!(body["step"]["state"], "awaiting_approval");
-    client.approve_step(&id, "ship", "go").await?;
+    client
+        .decide_step(&id, "ship", tidewright_client::Decision::Approve, "go")
+        .await?;
     assert_eq!(
         client.wait(&id).await?.state,
         v1::TaskState::Succeeded as i32

@@ -69,37 +69,19 @@ impl std::fmt::Debug for Context {
 }
 
 /// What the caller says outright; each field set here beats the context.
-#[derive(Default, Clone)]
+/// Its `Debug` never shows the token.
+#[derive(Default, Clone, Debug)]
 pub struct Overrides {
     /// The config file; it must then exist. `None` reads the default
     /// path, if the file is there.
     pub config: Option<PathBuf>,
     /// The context to use instead of the file's current one.
     pub context: Option<String>,
-    pub server: Option<String>,
-    pub token: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
+    /// The fields set outright, over the context's.
+    pub set: Context,
     /// Read when nothing else gives a token; [`LOCAL_ADMIN_TOKEN`] when
     /// `None`.
     pub local_token: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for Overrides {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overrides")
-            .field("config", &self.config)
-            .field("context", &self.context)
-            .field("server", &self.server)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("token_file", &self.token_file)
-            .field("ca_file", &self.ca_file)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .finish()
-    }
 }
 
 impl Overrides {
@@ -113,12 +95,14 @@ impl Overrides {
         Overrides {
             config: path("TIDEWRIGHT_CONFIG"),
             context: text("TIDEWRIGHT_CONTEXT"),
-            server: text("TIDEWRIGHT_SERVER"),
-            token: text("TIDEWRIGHT_TOKEN"),
-            token_file: path("TIDEWRIGHT_TOKEN_FILE"),
-            ca_file: path("TIDEWRIGHT_CA_FILE"),
-            client_cert: path("TIDEWRIGHT_CLIENT_CERT"),
-            client_key: path("TIDEWRIGHT_CLIENT_KEY"),
+            set: Context {
+                server: text("TIDEWRIGHT_SERVER"),
+                token: text("TIDEWRIGHT_TOKEN"),
+                token_file: path("TIDEWRIGHT_TOKEN_FILE"),
+                ca_file: path("TIDEWRIGHT_CA_FILE"),
+                client_cert: path("TIDEWRIGHT_CLIENT_CERT"),
+                client_key: path("TIDEWRIGHT_CLIENT_KEY"),
+            },
             local_token: None,
         }
     }
@@ -177,14 +161,15 @@ impl Settings {
                 })?,
                 None => Context::default(),
             };
-        let server = overrides
+        let set = &overrides.set;
+        let server = set
             .server
             .clone()
             .or(context.server)
             .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        let token = if let Some(token) = &overrides.token {
+        let token = if let Some(token) = &set.token {
             Some(token.clone())
-        } else if let Some(file) = &overrides.token_file {
+        } else if let Some(file) = &set.token_file {
             Some(read_token(file, "token file")?)
         } else if let Some(token) = context.token {
             Some(token)
@@ -199,15 +184,15 @@ impl Settings {
         };
         let from_context = |p: Option<PathBuf>| p.map(|p| anchor(&p, &dir));
         let tls = ClientTls {
-            ca_file: overrides
+            ca_file: set
                 .ca_file
                 .clone()
                 .or_else(|| from_context(context.ca_file)),
-            cert_file: overrides
+            cert_file: set
                 .client_cert
                 .clone()
                 .or_else(|| from_context(context.client_cert)),
-            key_file: overrides
+            key_file: set
                 .client_key
                 .clone()
                 .or_else(|| from_context(context.client_key)),
@@ -319,28 +304,26 @@ mod tests {
         assert_eq!(resolved.token.as_deref(), Some("tok-prod"));
         assert_eq!(resolved.tls.ca_file, Some(dir.path().join("ca.pem")));
 
-        let lab = Settings::resolve(&Overrides {
-            context: Some("lab".into()),
-            ..with_config(&config)
-        })
-        .expect("resolves");
+        let resolve = |context: Option<&str>, server: Option<&str>, token: Option<&str>| {
+            Settings::resolve(&Overrides {
+                context: context.map(String::from),
+                set: Context {
+                    server: server.map(String::from),
+                    token: token.map(String::from),
+                    ..Context::default()
+                },
+                ..with_config(&config)
+            })
+        };
+        let lab = resolve(Some("lab"), None, None).expect("resolves");
         assert_eq!(lab.server, "http://lab:7070");
         assert_eq!(lab.token.as_deref(), Some("tok-lab"));
 
-        let explicit = Settings::resolve(&Overrides {
-            server: Some("http://other:1".into()),
-            token: Some("t".into()),
-            ..with_config(&config)
-        })
-        .expect("resolves");
+        let explicit = resolve(None, Some("http://other:1"), Some("t")).expect("resolves");
         assert_eq!(explicit.server, "http://other:1");
         assert_eq!(explicit.token.as_deref(), Some("t"));
 
-        let err = Settings::resolve(&Overrides {
-            context: Some("nope".into()),
-            ..with_config(&config)
-        })
-        .expect_err("unknown context");
+        let err = resolve(Some("nope"), None, None).expect_err("unknown context");
         assert!(err.to_string().contains("\"nope\""), "{err}");
     }
 
@@ -363,7 +346,7 @@ mod tests {
             ..Context::default()
         };
         let overrides = Overrides {
-            token: Some(secret.into()),
+            set: context.clone(),
             ..Overrides::default()
         };
         for shown in [

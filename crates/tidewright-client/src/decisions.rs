@@ -5,27 +5,34 @@ use crate::client::Client;
 use crate::error::Error;
 use tidewright_api::v1;
 
-impl Client {
-    /// Approves a step awaiting approval.
-    pub async fn approve_step(
-        &self,
-        task_id: &str,
-        step_id: &str,
-        reason: &str,
-    ) -> Result<v1::Task, Error> {
-        let request = decision(task_id, step_id, reason);
-        Ok(self.tasks.clone().approve_step(request).await?.into_inner())
-    }
+/// What a person decides on a step awaiting approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
 
-    /// Rejects a step awaiting approval: it fails.
-    pub async fn reject_step(
+impl Client {
+    /// Approves a step awaiting approval (it runs), or rejects it (it
+    /// fails), saying why.
+    pub async fn decide_step(
         &self,
         task_id: &str,
         step_id: &str,
+        decision: Decision,
         reason: &str,
     ) -> Result<v1::Task, Error> {
-        let request = decision(task_id, step_id, reason);
-        Ok(self.tasks.clone().reject_step(request).await?.into_inner())
+        let request = v1::DecideStepRequest {
+            task_id: task_id.to_string(),
+            step_id: step_id.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut tasks = self.tasks.clone();
+        let answer = match decision {
+            Decision::Approve => tasks.approve_step(request).await?,
+            Decision::Reject => tasks.reject_step(request).await?,
+        };
+        Ok(answer.into_inner())
     }
 
     /// Adds to a task's budget; a task paused at its budget goes on.
@@ -74,13 +81,5 @@ impl Client {
             v1::ListTenantBudgetsRequest {}
         )?;
         Ok(answer.tenants)
-    }
-}
-
-fn decision(task_id: &str, step_id: &str, reason: &str) -> v1::DecideStepRequest {
-    v1::DecideStepRequest {
-        task_id: task_id.to_string(),
-        step_id: step_id.to_string(),
-        reason: reason.to_string(),
     }
 }

@@ -83,6 +83,7 @@ pub use crate::config::{
     ConfigFile, Context, DEFAULT_SERVER, LOCAL_ADMIN_TOKEN, Overrides, Settings, default_path,
     load as load_config, save as save_config,
 };
+pub use crate::decisions::Decision;
 pub use crate::error::{Error, FIELD_METADATA, code_name};
 pub use crate::producer::{Batching, MAX_BATCH, Producer};
 pub use crate::stubs::{AgentStub, StateStub, TaskStub};

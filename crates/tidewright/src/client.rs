@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use tidewright_client::{Client, Settings, Submit, v1};
+use tidewright_client::{Client, Decision, Settings, Submit, v1};
 
 use crate::args::{
     AuditArgs, CancelArgs, Format, GetArgs, GetWhat, LogsArgs, RetryArgs, SubmitArgs, WatchArgs,
@@ -283,27 +283,28 @@ pub async fn retry(settings: &Settings, args: RetryArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Approves (`approve`) or rejects a step awaiting approval, and says what
-/// the step does now.
+/// Approves or rejects a step awaiting approval, and says what the step
+/// does now.
 pub async fn decide(
     settings: &Settings,
     task_id: String,
     step_id: String,
     reason: String,
-    approve: bool,
+    decision: Decision,
 ) -> anyhow::Result<ExitCode> {
     let client = connect(settings).await?;
-    let task = if approve {
-        client.approve_step(&task_id, &step_id, &reason).await?
-    } else {
-        client.reject_step(&task_id, &step_id, &reason).await?
-    };
+    let task = client
+        .decide_step(&task_id, &step_id, decision, &reason)
+        .await?;
     let state = task
         .steps
         .iter()
         .find(|s| s.id == step_id)
         .map_or("unknown", |s| output::step_state_name(s.state));
-    let verb = if approve { "approved" } else { "rejected" };
+    let verb = match decision {
+        Decision::Approve => "approved",
+        Decision::Reject => "rejected",
+    };
     println!(
         "step {step_id} of task {} {verb}: the step is {state}, the task {}",
         task.id,

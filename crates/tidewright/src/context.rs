@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use tidewright_client::{DEFAULT_SERVER, Overrides, Settings};
+use tidewright_client::{Context, DEFAULT_SERVER, Overrides, Settings};
 
 use crate::args::{Cli, Command, ConfigCommand};
 
@@ -19,12 +19,14 @@ pub fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(Settings::resolve(&Overrides {
         config: cli.config.clone(),
         context: cli.context.clone(),
-        server: cli.server.clone(),
-        token: cli.token.clone(),
-        token_file: cli.token_file.clone(),
-        ca_file: cli.ca_file.clone(),
-        client_cert: cli.client_cert.clone(),
-        client_key: cli.client_key.clone(),
+        set: Context {
+            server: cli.server.clone(),
+            token: cli.token.clone(),
+            token_file: cli.token_file.clone(),
+            ca_file: cli.ca_file.clone(),
+            client_cert: cli.client_cert.clone(),
+            client_key: cli.client_key.clone(),
+        },
         local_token,
     })?)
 }

@@ -156,11 +156,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => client::cancel(target, args).await,
         Command::Retry(args) => client::retry(target, args).await,
         Command::Approve(args) => match args.step {
-            Some(step) => client::decide(target, args.task, step, args.reason, true).await,
+            Some(step) => {
+                client::decide(
+                    target,
+                    args.task,
+                    step,
+                    args.reason,
+                    tidewright_client::Decision::Approve,
+                )
+                .await
+            }
             None => budget::approve(target, args.task, args.reason).await,
         },
         Command::Reject(args) => {
-            client::decide(target, args.task, args.step, args.reason, false).await
+            client::decide(
+                target,
+                args.task,
+                args.step,
+                args.reason,
+                tidewright_client::Decision::Reject,
+            )
+            .await
         }
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,

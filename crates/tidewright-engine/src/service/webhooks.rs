@@ -18,14 +18,9 @@ const DEFAULT_PAGE: usize = 50;
 /// URL's host among them) and names the one it refuses.
 #[async_trait::async_trait]
 pub trait WebhookRegistry: Send + Sync {
-    /// Registers an endpoint for `tenant` (already checked as the caller's).
-    async fn create(
-        &self,
-        tenant: String,
-        url: String,
-        events: Vec<String>,
-        secret: String,
-    ) -> Result<Webhook, Error>;
+    /// Registers an endpoint for its tenant (already checked as the
+    /// caller's).
+    async fn create(&self, endpoint: CreateWebhook) -> Result<Webhook, Error>;
 
     /// Registers a task's push-notification endpoint for `tenant` (the
     /// task's), its URL held to the same rules.
@@ -66,15 +61,13 @@ impl Webhooks {
     pub async fn create_webhook(&self, call: Call<CreateWebhook>) -> Result<Webhook, Error> {
         const ACTION: &str = "webhook.create";
         let caller = self.cx.permit(&call, Action::ManageWebhooks, ACTION)?;
-        let CreateWebhook {
-            tenant,
-            url,
-            events,
-            secret,
-        } = call.into_message();
+        let asked = call.into_message();
         let created = async {
-            let tenant = caller.tenant_for(&tenant, "tenant", "register webhooks for")?;
-            self.cx.webhooks.create(tenant, url, events, secret).await
+            let tenant = caller.tenant_for(&asked.tenant, "tenant", "register webhooks for")?;
+            self.cx
+                .webhooks
+                .create(CreateWebhook { tenant, ..asked })
+                .await
         }
         .await;
         let target = created.as_ref().map(|w| w.id.clone()).unwrap_or_default();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewright_api::abort::AbortOnDrop;
-use tidewright_engine::service::WebhookRegistry;
+use tidewright_engine::service::{CreateWebhook, WebhookRegistry};
 use tidewright_store::schedules::{Schedule, ScheduleRun};
 use tidewright_store::webhooks::{Delivery, DeliveryQuery, DeliveryState, TaskPush, Webhook};
 use tidewright_store::{Store, Write};
@@ -136,15 +136,15 @@ impl Webhooks {
 /// Registering endpoints, which the delivery loop is woken to follow.
 #[async_trait::async_trait]
 impl WebhookRegistry for Webhooks {
-    /// Registers an endpoint for `tenant` (already checked as the
+    /// Registers an endpoint for its tenant (already checked as the
     /// caller's); every field is checked, and named when refused.
-    async fn create(
-        &self,
-        tenant: String,
-        url: String,
-        events: Vec<String>,
-        secret: String,
-    ) -> Result<Webhook, Refusal> {
+    async fn create(&self, asked: CreateWebhook) -> Result<Webhook, Refusal> {
+        let CreateWebhook {
+            tenant,
+            url,
+            events,
+            secret,
+        } = asked;
         check_url(&url, self.settings.allow_private_networks).await?;
         if events.is_empty() {
             return Err(Refusal::invalid(
