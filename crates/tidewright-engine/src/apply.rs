@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{Change, EventKind, Micros, StepState, TaskState};
-use tidewright_store::{StepWrite, Write};
+use tidewright_store::{StepWrite, TaskWrite, Write};
 
 use crate::create::event_of;
 use crate::engine::Engine;
@@ -112,14 +112,14 @@ impl Engine {
         {
             self.metrics.task_finished(&active.tenant, state);
         }
-        self.round.writes.push(Write::Task {
+        self.round.writes.push(Write::Task(TaskWrite {
             id: task_id.to_string(),
             state,
             message,
             started_at: (state == TaskState::Running).then_some(now),
             // A reopened task is not finished any more.
             finished_at: Some(if state.is_terminal() { now } else { 0 }),
-        });
+        }));
     }
 
     /// A step's attempt `failed` (of `max_attempts`) failed: it waits out

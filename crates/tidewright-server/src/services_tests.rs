@@ -17,7 +17,7 @@ use tidewright_engine::service::{
 use tidewright_store::conformance::new_task;
 use tidewright_store::leadership::{Replica, SoleOwner};
 use tidewright_store::memory::MemoryStore;
-use tidewright_store::{Checkpoint, StepWrite, Store, Write};
+use tidewright_store::{Checkpoint, StepWrite, Store, TaskWrite, Write};
 
 use crate::outbound::webhooks::Webhooks;
 
@@ -268,13 +268,13 @@ async fn a_finished_tasks_checkpoints_go_after_the_retention() {
                 ..StepWrite::default()
             }),
             Write::Checkpoint(Box::new(kept("t1"))),
-            Write::Task {
+            Write::Task(TaskWrite {
                 id: "t1".into(),
                 state: TaskState::Succeeded,
                 message: String::new(),
                 started_at: None,
                 finished_at: Some(now_micros()),
-            },
+            }),
         ])
         .await
         .expect("answered")

@@ -325,20 +325,14 @@ impl Rows {
 
     fn fold(&mut self, write: &Write) -> Result<()> {
         match write {
-            Write::Task {
-                id,
-                state,
-                message,
-                started_at,
-                finished_at,
-            } => self.task_updates.fold(
-                id.clone(),
+            Write::Task(task) => self.task_updates.fold(
+                task.id.clone(),
                 TaskUpdate {
-                    id: text(id),
-                    state: state.as_str().to_string(),
-                    message: text(message),
-                    started_at: *started_at,
-                    finished_at: *finished_at,
+                    id: text(&task.id),
+                    state: task.state.as_str().to_string(),
+                    message: text(&task.message),
+                    started_at: task.started_at,
+                    finished_at: task.finished_at,
                 },
                 |into, later| {
                     into.state = later.state;

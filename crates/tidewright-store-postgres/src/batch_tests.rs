@@ -1,6 +1,7 @@
 //! The fold of a group's writes into rows, in memory.
 
 use tidewright_core::{StepState, TaskState};
+use tidewright_store::TaskWrite;
 
 use super::*;
 
@@ -31,20 +32,20 @@ fn writes_to_one_row_fold_into_one_and_the_last_value_of_each_field_wins() {
             exit_code: Some(None),
             ..step("a")
         }),
-        Write::Task {
+        Write::Task(TaskWrite {
             id: "t1".into(),
             state: TaskState::Running,
             message: String::new(),
             started_at: Some(5),
             finished_at: None,
-        },
-        Write::Task {
+        }),
+        Write::Task(TaskWrite {
             id: "t1".into(),
             state: TaskState::Succeeded,
             message: "done".into(),
             started_at: None,
             finished_at: Some(9),
-        },
+        }),
     ];
     for write in &writes {
         rows.fold(write).expect("folds");

@@ -190,13 +190,7 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
             crate::events::insert(conn, &mut events)?;
         }
         match write {
-            Write::Task {
-                id,
-                state,
-                message,
-                started_at,
-                finished_at,
-            } => {
+            Write::Task(task) => {
                 conn.prepare_cached(
                     "UPDATE tasks SET state = ?2, message = ?3,
                         started_at = COALESCE(?4, started_at),
@@ -204,11 +198,11 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                      WHERE id = ?1",
                 )?
                 .execute(params![
-                    id,
-                    state.as_str(),
-                    message,
-                    started_at,
-                    finished_at
+                    task.id,
+                    task.state.as_str(),
+                    task.message,
+                    task.started_at,
+                    task.finished_at
                 ])?;
             }
             Write::Step(step) => update_step(conn, step)?,

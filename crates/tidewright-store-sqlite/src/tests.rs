@@ -6,7 +6,7 @@ use super::*;
 use crate::schema::SCHEMA;
 use tidewright_core::EventKind;
 use tidewright_store::admission::Bound;
-use tidewright_store::{AttemptWrite, Store};
+use tidewright_store::{AttemptWrite, Store, TaskWrite};
 
 #[test]
 fn durability_is_named_as_flags_name_it() {
@@ -295,13 +295,13 @@ async fn expired_tasks_give_their_space_back_to_the_file_system() {
                 },
             }));
         }
-        writes.push(Write::Task {
+        writes.push(Write::Task(TaskWrite {
             id: id.clone(),
             state: TaskState::Succeeded,
             message: String::new(),
             started_at: None,
             finished_at: Some(5),
-        });
+        }));
     }
     store.write(writes).await.expect("answer").expect("commit");
     let pages = || {

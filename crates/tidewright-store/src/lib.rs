@@ -116,13 +116,7 @@ pub enum Write {
     /// events join the fleet's stream as [`Write::Event`]s do. Boxed: it is
     /// large next to the other writes.
     Create(Box<NewTask>),
-    Task {
-        id: String,
-        state: TaskState,
-        message: String,
-        started_at: Option<Micros>,
-        finished_at: Option<Micros>,
-    },
+    Task(TaskWrite),
     Step(StepWrite),
     /// Creates or updates one attempt's history row.
     Attempt(AttemptWrite),
@@ -274,6 +268,16 @@ pub struct AuditRecord {
     pub outcome: String,
     /// What else helps a reader: a task's name, an idempotency hit.
     pub detail: String,
+}
+
+/// A task's new state and message; `None` leaves a time as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskWrite {
+    pub id: String,
+    pub state: TaskState,
+    pub message: String,
+    pub started_at: Option<Micros>,
+    pub finished_at: Option<Micros>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

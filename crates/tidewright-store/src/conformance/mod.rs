@@ -33,7 +33,7 @@ use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, TaskPush, Webhook}
 use crate::{
     AttemptWrite, AuditRecord, Checkpoint, Created, Error, Expect, NewTask, QueuedTask,
     StateChange, StateKey, StateOutcome, StateQuery, StateScope, StepBranch, StepWrite, Store,
-    TaskQuery, Unfinished, Write,
+    TaskQuery, TaskWrite, Unfinished, Write,
 };
 
 /// The store under test, as a backend's tests provide it.
@@ -326,13 +326,13 @@ pub async fn listings_filter_by_tenant_state_and_label_and_page_newest_first(
     create(&*store, tasks).await;
     commit(
         &*store,
-        vec![Write::Task {
+        vec![Write::Task(TaskWrite {
             id: "t1".into(),
             state: TaskState::Running,
             message: String::new(),
             started_at: Some(3),
             finished_at: None,
-        }],
+        })],
     )
     .await;
     let query = |f: &dyn Fn(&mut TaskQuery)| {
@@ -518,13 +518,13 @@ pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
     commit(
         &*store,
         vec![
-            Write::Task {
+            Write::Task(TaskWrite {
                 id: "done".into(),
                 state: TaskState::Succeeded,
                 message: String::new(),
                 started_at: Some(2),
                 finished_at: Some(3),
-            },
+            }),
             Write::Event(event("done", 2, TaskState::Succeeded)),
             Write::Step(StepWrite {
                 state: Some(StepState::Running),
@@ -643,20 +643,20 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
     commit(
         &*store,
         vec![
-            Write::Task {
+            Write::Task(TaskWrite {
                 id: "r3".into(),
                 state: TaskState::Succeeded,
                 message: String::new(),
                 started_at: Some(2),
                 finished_at: Some(3),
-            },
-            Write::Task {
+            }),
+            Write::Task(TaskWrite {
                 id: "r4".into(),
                 state: TaskState::Running,
                 message: String::new(),
                 started_at: Some(2),
                 finished_at: None,
-            },
+            }),
             Write::Event(event("r4", 2, TaskState::Running)),
         ],
     )

@@ -13,13 +13,13 @@ const SECOND: Micros = 1_000_000;
 const FINISHED: Micros = 1_000 * SECOND;
 
 fn finish(task: &str, at: Micros) -> Write {
-    Write::Task {
+    Write::Task(TaskWrite {
         id: task.into(),
         state: TaskState::Succeeded,
         message: String::new(),
         started_at: None,
         finished_at: Some(at),
-    }
+    })
 }
 
 /// A task of `tenant` that asks to be kept `own` seconds.
@@ -322,12 +322,14 @@ pub async fn a_task_reopened_since_it_was_found_is_not_removed(mut backend: impl
     };
     // t1 is retried, and finishes again, before the removal commits; t2 is
     // retried and still runs.
-    let reopen = |id: &str, finished_at: Micros| Write::Task {
-        id: id.into(),
-        state: TaskState::Running,
-        message: String::new(),
-        started_at: None,
-        finished_at: Some(finished_at),
+    let reopen = |id: &str, finished_at: Micros| {
+        Write::Task(TaskWrite {
+            id: id.into(),
+            state: TaskState::Running,
+            message: String::new(),
+            started_at: None,
+            finished_at: Some(finished_at),
+        })
     };
     commit(
         &*store,

@@ -359,13 +359,13 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
                 id: "t1".into(),
                 spec: Box::new(raised.clone()),
             },
-            Write::Task {
+            Write::Task(TaskWrite {
                 id: "t1".into(),
                 state: TaskState::Paused,
                 message: "budget: spent".into(),
                 started_at: None,
                 finished_at: None,
-            },
+            }),
         ],
     )
     .await;
@@ -543,13 +543,13 @@ async fn a_step_keeps_its_current_attempts_newest_until_its_task_expires(
 
     // It goes with its task once the task has been finished long enough;
     // an unfinished task's stays.
-    let finish = Write::Task {
+    let finish = Write::Task(TaskWrite {
         id: "t1".into(),
         state: TaskState::Failed,
         message: String::new(),
         started_at: None,
         finished_at: Some(500),
-    };
+    });
     let expire = |finished_before| Write::ExpireKept { finished_before };
     commit(&*store, vec![finish, expire(500)]).await;
     assert!(

@@ -193,18 +193,12 @@ impl Data {
         let mut entries = fleet::Entries::default();
         for write in writes {
             match write {
-                Write::Task {
-                    id,
-                    state,
-                    message,
-                    started_at,
-                    finished_at,
-                } => {
-                    if let Some(task) = self.tasks.get_mut(&id) {
-                        task.state = state;
-                        task.message = message;
-                        task.started_at = started_at.unwrap_or(task.started_at);
-                        task.finished_at = finished_at.unwrap_or(task.finished_at);
+                Write::Task(write) => {
+                    if let Some(task) = self.tasks.get_mut(&write.id) {
+                        task.state = write.state;
+                        task.message = write.message;
+                        task.started_at = write.started_at.unwrap_or(task.started_at);
+                        task.finished_at = write.finished_at.unwrap_or(task.finished_at);
                     }
                 }
                 Write::Step(write) => self.update_step(write),
