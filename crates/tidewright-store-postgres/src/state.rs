@@ -1,7 +1,7 @@
 //! Changing shared state (the state service's keys) in the writer's
 //! transaction, with its compare-and-set.
 
-use tidewright_store::{StateChange, StateEntry, StateKey, StateOutcome};
+use tidewright_store::{StateChange, StateKey, StateOutcome};
 
 use tokio_postgres::types::ToSql;
 
@@ -34,63 +34,33 @@ pub(crate) async fn state_row(
 }
 
 pub(crate) async fn change_state(conn: &mut Conn, change: &StateChange) -> Result<StateOutcome> {
-    let (key, expect, now) = match change {
-        StateChange::Put {
-            key, expect, now, ..
-        }
-        | StateChange::Delete { key, expect, now } => (key, *expect, *now),
+    let key = change.key();
+    let next = match change.decide(state_row(conn, key, change.now()).await?) {
+        Err(refused) => return Ok(refused),
+        Ok(None) => return Ok(StateOutcome::Done(None)),
+        Ok(Some(next)) => next,
     };
-    let row = state_row(conn, key, now).await?;
-    let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
-    if !expect.met_by(live) {
-        return Ok(StateOutcome::Conflict { found: live });
-    }
-    let version = row.map_or(0, |(version, _)| version) + 1;
-    let (tenant, scope, name) = (text(&key.tenant), text(&key.scope), text(&key.key));
-    match change {
-        StateChange::Put {
-            value_json,
-            expires_at,
-            ..
-        } => {
-            run(
-                conn,
-                "INSERT INTO state (tenant, scope, key, value, version, updated_at, expires_at)
-                 VALUES ($1, $2, $3, $4::text::json, $5, tidewright_ts($6), tidewright_ts($7))
-                 ON CONFLICT (tenant, scope, key) DO UPDATE SET
-                    value = EXCLUDED.value, version = EXCLUDED.version,
-                    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at",
-                &[
-                    &tenant,
-                    &scope,
-                    &name,
-                    value_json,
-                    &(version as i64),
-                    &now,
-                    expires_at,
-                ],
-            )
-            .await?;
-            Ok(StateOutcome::Done(Some(StateEntry {
-                value_json: value_json.clone(),
-                version,
-                updated_at: now,
-                expires_at: *expires_at,
-            })))
-        }
-        StateChange::Delete { .. } => {
-            if live.is_some() {
-                run(
-                    conn,
-                    "UPDATE state SET value = NULL, version = $4, updated_at = tidewright_ts($5), expires_at = NULL
-                     WHERE tenant = $1 AND scope = $2 AND key = $3",
-                    &[&tenant, &scope, &name, &(version as i64), &now],
-                )
-                .await?;
-            }
-            Ok(StateOutcome::Done(None))
-        }
-    }
+    let entry = next.entry.as_ref();
+    // A deleted value keeps its row, so that versions never repeat.
+    run(
+        conn,
+        "INSERT INTO state (tenant, scope, key, value, version, updated_at, expires_at)
+         VALUES ($1, $2, $3, $4::text::json, $5, tidewright_ts($6), tidewright_ts($7))
+         ON CONFLICT (tenant, scope, key) DO UPDATE SET
+            value = EXCLUDED.value, version = EXCLUDED.version,
+            updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at",
+        &[
+            &text(&key.tenant),
+            &text(&key.scope),
+            &text(&key.key),
+            &entry.map(|e| e.value_json.as_str()),
+            &(next.version as i64),
+            &next.updated_at,
+            &entry.map_or(0, |e| e.expires_at),
+        ],
+    )
+    .await?;
+    Ok(StateOutcome::Done(next.entry))
 }
 
 async fn run(conn: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {

@@ -9,8 +9,8 @@ use tidewright_store::event_groups::EventGroups;
 use tidewright_store::retention::micros_of_seconds;
 use tidewright_store::webhooks::DeliveryState;
 use tidewright_store::{
-    AttemptWrite, AuditRecord, Created, Error, NewTask, StateChange, StateEntry, StateKey,
-    StateOutcome, StepWrite, Write,
+    AttemptWrite, AuditRecord, Created, Error, NewTask, StateChange, StateKey, StateOutcome,
+    StepWrite, Write,
 };
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
@@ -104,63 +104,30 @@ pub(crate) fn state_row(
 }
 
 pub(crate) fn change_state(conn: &Connection, change: &StateChange) -> Result<StateOutcome> {
-    let (key, expect, now) = match change {
-        StateChange::Put {
-            key, expect, now, ..
-        }
-        | StateChange::Delete { key, expect, now } => (key, *expect, *now),
+    let key = change.key();
+    let next = match change.decide(state_row(conn, key, change.now())?) {
+        Err(refused) => return Ok(refused),
+        Ok(None) => return Ok(StateOutcome::Done(None)),
+        Ok(Some(next)) => next,
     };
-    let row = state_row(conn, key, now)?;
-    let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
-    if !expect.met_by(live) {
-        return Ok(StateOutcome::Conflict { found: live });
-    }
-    let version = row.map_or(0, |(version, _)| version) + 1;
-    match change {
-        StateChange::Put {
-            value_json,
-            expires_at,
-            ..
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO state (tenant, scope, key, value, version, updated_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (tenant, scope, key) DO UPDATE SET
-                    value = ?4, version = ?5, updated_at = ?6, expires_at = ?7",
-            )?
-            .execute(params![
-                key.tenant,
-                key.scope,
-                key.key,
-                value_json,
-                version as i64,
-                now,
-                expires_at
-            ])?;
-            Ok(StateOutcome::Done(Some(StateEntry {
-                value_json: value_json.clone(),
-                version,
-                updated_at: now,
-                expires_at: *expires_at,
-            })))
-        }
-        StateChange::Delete { .. } => {
-            if live.is_some() {
-                conn.prepare_cached(
-                    "UPDATE state SET value = NULL, version = ?4, updated_at = ?5, expires_at = 0
-                     WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
-                )?
-                .execute(params![
-                    key.tenant,
-                    key.scope,
-                    key.key,
-                    version as i64,
-                    now
-                ])?;
-            }
-            Ok(StateOutcome::Done(None))
-        }
-    }
+    let entry = next.entry.as_ref();
+    // A deleted value keeps its row, so that versions never repeat.
+    conn.prepare_cached(
+        "INSERT INTO state (tenant, scope, key, value, version, updated_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant, scope, key) DO UPDATE SET
+            value = ?4, version = ?5, updated_at = ?6, expires_at = ?7",
+    )?
+    .execute(params![
+        key.tenant,
+        key.scope,
+        key.key,
+        entry.map(|e| &e.value_json),
+        next.version as i64,
+        next.updated_at,
+        entry.map_or(0, |e| e.expires_at)
+    ])?;
+    Ok(StateOutcome::Done(next.entry))
 }
 
 fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<()> {

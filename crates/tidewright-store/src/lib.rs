@@ -607,6 +607,75 @@ pub enum StateChange {
     },
 }
 
+impl StateChange {
+    /// The key it changes.
+    pub fn key(&self) -> &StateKey {
+        match self {
+            StateChange::Put { key, .. } | StateChange::Delete { key, .. } => key,
+        }
+    }
+
+    /// When it is made: what is live is live then.
+    pub fn now(&self) -> Micros {
+        match self {
+            StateChange::Put { now, .. } | StateChange::Delete { now, .. } => *now,
+        }
+    }
+
+    /// What the change does to its key, whose row is `row` (its version,
+    /// and whether it holds a value live at the change's time; `None`:
+    /// never written): refused with the version found when its expectation
+    /// fails, else the row to store (none for a delete of what is not
+    /// there). Every backend decides a compare-and-set with this; a
+    /// deleted or expired value keeps its version, so versions never
+    /// repeat.
+    pub fn decide(
+        &self,
+        row: Option<(u64, bool)>,
+    ) -> std::result::Result<Option<NextState>, StateOutcome> {
+        let (expect, now) = match self {
+            StateChange::Put { expect, now, .. } | StateChange::Delete { expect, now, .. } => {
+                (*expect, *now)
+            }
+        };
+        let live = row.filter(|(_, live)| *live).map(|(version, _)| version);
+        if !expect.met_by(live) {
+            return Err(StateOutcome::Conflict { found: live });
+        }
+        let version = row.map_or(0, |(version, _)| version) + 1;
+        Ok(match self {
+            StateChange::Put {
+                value_json,
+                expires_at,
+                ..
+            } => Some(NextState {
+                version,
+                updated_at: now,
+                entry: Some(StateEntry {
+                    value_json: value_json.clone(),
+                    version,
+                    updated_at: now,
+                    expires_at: *expires_at,
+                }),
+            }),
+            StateChange::Delete { .. } => live.map(|_| NextState {
+                version,
+                updated_at: now,
+                entry: None,
+            }),
+        })
+    }
+}
+
+/// A key's row after a state change: its new version, and its entry
+/// (`None`: its value deleted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextState {
+    pub version: u64,
+    pub updated_at: Micros,
+    pub entry: Option<StateEntry>,
+}
+
 /// A page of a tenant's scope of shared state: up to `limit` live (at
 /// `now`) values whose keys sort after `after_key` ("" for the first).
 #[derive(Debug, Clone, PartialEq)]

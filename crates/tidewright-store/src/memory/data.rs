@@ -10,8 +10,7 @@ use crate::retention::{Expired, Expiring, Retention, Trim};
 use crate::webhooks::{Delivery, DeliveryState, Webhook};
 use crate::{
     AttemptRecord, AttemptWrite, AuditRecord, Checkpoint, Created, Error, NewTask, Result,
-    StateChange, StateEntry, StateKey, StateOutcome, StepBranch, StepRecord, StepWrite, TaskRecord,
-    Write,
+    StateChange, StateKey, StateOutcome, StepBranch, StepRecord, StepWrite, TaskRecord, Write,
 };
 
 /// One store's data; [`MemoryStore::reopen`] gives another handle on it,
@@ -552,54 +551,24 @@ impl Data {
     }
 
     pub(super) fn change_state(&mut self, change: StateChange) -> StateOutcome {
-        let (key, expect, now) = match &change {
-            StateChange::Put {
-                key, expect, now, ..
-            }
-            | StateChange::Delete { key, expect, now } => (key.clone(), *expect, *now),
+        let key = change.key().clone();
+        let row = self
+            .state
+            .get(&key)
+            .map(|s| (s.version, s.live(change.now())));
+        let next = match change.decide(row) {
+            Err(refused) => return refused,
+            Ok(None) => return StateOutcome::Done(None),
+            Ok(Some(next)) => next,
         };
-        let row = self.state.get(&key).cloned();
-        let live = row.as_ref().filter(|s| s.live(now)).map(|s| s.version);
-        if !expect.met_by(live) {
-            return StateOutcome::Conflict { found: live };
-        }
-        let version = row.map_or(0, |s| s.version) + 1;
-        match change {
-            StateChange::Put {
-                value_json,
-                expires_at,
-                ..
-            } => {
-                self.state.insert(
-                    key,
-                    StateRow {
-                        value_json: Some(value_json.clone()),
-                        version,
-                        updated_at: now,
-                        expires_at,
-                    },
-                );
-                StateOutcome::Done(Some(StateEntry {
-                    value_json,
-                    version,
-                    updated_at: now,
-                    expires_at,
-                }))
-            }
-            StateChange::Delete { .. } => {
-                if live.is_some() {
-                    self.state.insert(
-                        key,
-                        StateRow {
-                            value_json: None,
-                            version,
-                            updated_at: now,
-                            expires_at: 0,
-                        },
-                    );
-                }
-                StateOutcome::Done(None)
-            }
-        }
+        let entry = next.entry.as_ref();
+        let stored = StateRow {
+            value_json: entry.map(|e| e.value_json.clone()),
+            version: next.version,
+            updated_at: next.updated_at,
+            expires_at: entry.map_or(0, |e| e.expires_at),
+        };
+        self.state.insert(key, stored);
+        StateOutcome::Done(next.entry)
     }
 }
