@@ -24,6 +24,24 @@ pub fn micros(ts: &Timestamp) -> core::Micros {
 
 pub use tidewright_core::calendar::now_micros;
 
+/// `From` both ways between a core type and its message whose fields are
+/// the same by name: one list of the fields, not a copy per way.
+macro_rules! same_fields {
+    ($core:ty, $wire:ty { $($field:ident),+ $(,)? }) => {
+        impl From<$wire> for $core {
+            fn from(from: $wire) -> Self {
+                Self { $($field: from.$field),+ }
+            }
+        }
+
+        impl From<$core> for $wire {
+            fn from(from: $core) -> Self {
+                Self { $($field: from.$field),+ }
+            }
+        }
+    };
+}
+
 impl From<v1::TaskSpec> for core::TaskSpec {
     fn from(spec: v1::TaskSpec) -> Self {
         core::TaskSpec {
@@ -115,39 +133,21 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
     }
 }
 
-impl From<v1::StepWork> for core::StepWork {
-    fn from(w: v1::StepWork) -> Self {
-        core::StepWork {
-            branch: w.branch,
-            base_commit: w.base_commit,
-            head_commit: w.head_commit,
-            files_changed: w.files_changed,
-            insertions: w.insertions,
-            deletions: w.deletions,
-            changed_paths: w.changed_paths,
-            committed_by_tidewright: w.committed_by_tidewright,
-            pushed: w.pushed,
-            pull_request_url: w.pull_request_url,
-        }
+same_fields!(
+    core::StepWork,
+    v1::StepWork {
+        branch,
+        base_commit,
+        head_commit,
+        files_changed,
+        insertions,
+        deletions,
+        changed_paths,
+        committed_by_tidewright,
+        pushed,
+        pull_request_url,
     }
-}
-
-impl From<core::StepWork> for v1::StepWork {
-    fn from(w: core::StepWork) -> Self {
-        v1::StepWork {
-            branch: w.branch,
-            base_commit: w.base_commit,
-            head_commit: w.head_commit,
-            files_changed: w.files_changed,
-            insertions: w.insertions,
-            deletions: w.deletions,
-            changed_paths: w.changed_paths,
-            committed_by_tidewright: w.committed_by_tidewright,
-            pushed: w.pushed,
-            pull_request_url: w.pull_request_url,
-        }
-    }
-}
+);
 
 impl From<v1::StepSpec> for core::StepSpec {
     fn from(step: v1::StepSpec) -> Self {
@@ -408,25 +408,14 @@ impl From<core::StepState> for v1::StepState {
     }
 }
 
-impl From<v1::AttemptRef> for core::AttemptKey {
-    fn from(attempt: v1::AttemptRef) -> Self {
-        core::AttemptKey {
-            task_id: attempt.task_id,
-            step_id: attempt.step_id,
-            attempt: attempt.attempt,
-        }
+same_fields!(
+    core::AttemptKey,
+    v1::AttemptRef {
+        task_id,
+        step_id,
+        attempt,
     }
-}
-
-impl From<core::AttemptKey> for v1::AttemptRef {
-    fn from(key: core::AttemptKey) -> Self {
-        v1::AttemptRef {
-            task_id: key.task_id,
-            step_id: key.step_id,
-            attempt: key.attempt,
-        }
-    }
-}
+);
 
 impl From<&core::AttemptKey> for v1::AttemptRef {
     fn from(key: &core::AttemptKey) -> Self {
