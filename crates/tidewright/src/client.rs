@@ -66,28 +66,28 @@ pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<Exi
     });
     let planned = spec.as_ref().is_some_and(|spec| spec.plan);
     let client = connect(settings).await?;
-    let tenant = args.tenant.unwrap_or_default();
+    let tenant = args.options.tenant.unwrap_or_default();
     if let (true, Some(spec)) = (args.plan_only, &spec) {
         return show_plan(client.plan(spec, &tenant).await?);
     }
-    let own_key = args.idempotency_key.is_none();
+    let own_key = args.options.idempotency_key.is_none();
     let submitted = match (&spec, &args.template) {
         (Some(spec), _) => {
             let mut submit = Submit::new(spec).tenant(tenant);
-            submit.idempotency_key = args.idempotency_key;
+            submit.idempotency_key = args.options.idempotency_key;
             client.submit(submit).await?
         }
         (None, name) => {
             let name = name.as_deref().unwrap_or_default();
             let mut run = crate::template::server_run(name, &args.prompt)?.tenant(tenant);
-            run.idempotency_key = args.idempotency_key;
+            run.idempotency_key = args.options.idempotency_key;
             client.submit_template(run).await?
         }
     };
     let id = submitted.task_id;
     // People read messages on stdout; a program asking for a format gets
     // only that there, and the messages (the live view too) on stderr.
-    let say = match args.output {
+    let say = match args.options.output {
         Format::Table => Out::Stdout,
         _ => Out::Stderr,
     };
@@ -99,7 +99,7 @@ pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<Exi
             "task {id} already exists for this idempotency key"
         ));
     }
-    if args.output == Format::Name {
+    if args.options.output == Format::Name {
         // At once, so a script has the id while the task runs.
         println!("{id}");
     }
@@ -113,7 +113,7 @@ pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<Exi
         say.line(&format!("planned {} steps: {}", ids.len(), ids.join(", ")));
         task = Some(planned);
     }
-    if args.watch {
+    if args.options.watch {
         // The live view says why a step waits, as its events do.
         task = Some(watch::follow(&client, &id, say).await?);
     } else {
@@ -128,12 +128,12 @@ pub async fn submit(settings: &Settings, args: SubmitArgs) -> anyhow::Result<Exi
         }
         task = Some(now);
     }
-    let code = match (&task, args.watch) {
+    let code = match (&task, args.options.watch) {
         (Some(ended), true) => watch::exit_code(ended),
         _ => ExitCode::SUCCESS,
     };
-    if let (Format::Json | Format::Yaml, Some(task)) = (args.output, &task) {
-        output::task(task, args.output)?;
+    if let (Format::Json | Format::Yaml, Some(task)) = (args.options.output, &task) {
+        output::task(task, args.options.output)?;
     }
     Ok(code)
 }

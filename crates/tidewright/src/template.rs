@@ -165,10 +165,7 @@ pub fn submit_args(run: TemplateRunArgs) -> SubmitArgs {
         templates: run.templates,
         plan: false,
         plan_only: false,
-        watch: run.watch,
-        output: run.output,
-        idempotency_key: run.idempotency_key,
-        tenant: run.tenant,
+        options: run.options,
     }
 }
 

@@ -60,6 +60,14 @@ pub struct SubmitArgs {
     #[arg(long, conflicts_with_all = ["watch", "idempotency_key", "output"])]
     pub plan_only: bool,
 
+    #[command(flatten)]
+    pub options: SubmitOptions,
+}
+
+/// How a task is submitted and followed: `tidewright submit`'s and
+/// `tidewright template run`'s.
+#[derive(Debug, Args)]
+pub struct SubmitOptions {
     /// Follow the task until it finishes; exit non-zero if it fails.
     #[arg(short, long)]
     pub watch: bool,
@@ -217,17 +225,8 @@ pub struct TemplateRunArgs {
     /// A parameter, as key=value (repeatable).
     #[arg(short = 'p', long = "param")]
     pub params: Vec<String>,
-    /// Follow the task until it finishes; exit non-zero if it fails.
-    #[arg(short, long)]
-    pub watch: bool,
-    #[arg(short, long, value_enum, default_value_t)]
-    pub output: Format,
-    /// Submitting again with the same key returns the same task.
-    #[arg(long, env = "TIDEWRIGHT_IDEMPOTENCY_KEY")]
-    pub idempotency_key: Option<String>,
-    /// The tenant (namespace) for the task; the token's first by default.
-    #[arg(long, env = "TIDEWRIGHT_TENANT")]
-    pub tenant: Option<String>,
+    #[command(flatten)]
+    pub options: SubmitOptions,
     #[command(flatten)]
     pub templates: TemplateChoice,
 }
