@@ -37,8 +37,7 @@ async fn first_attempt(h: &Harness, spec: TaskSpec) -> (FakeWorker, AttemptKey) 
     h.try_submit("t", "default", spec, 1)
         .await
         .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 1).await;
     let a = w.assigned().await;
     (w, a)
 }
@@ -91,20 +90,13 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
     let h = Harness::new();
     let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a"), noop("b")]);
     let (mut w, a) = first_attempt(&h, spec).await;
-    h.engine
-        .spend(w.id, a.clone(), usd(0.6))
-        .await
-        .expect("spend");
+    h.spend(&w, &a, usd(0.6)).await;
     h.settled().await;
     assert_eq!(h.task("t").await.state, TaskState::Running, "within budget");
     // The running total crosses the budget: the attempt is stopped.
-    h.engine
-        .spend(w.id, a.clone(), usd(1.05))
-        .await
-        .expect("spend");
+    h.spend(&w, &a, usd(1.05)).await;
     stopped_for_budget(&mut w, &a).await;
-    h.until("t", "the task is paused", |t| t.state == TaskState::Paused)
-        .await;
+    h.until_state("t", TaskState::Paused).await;
     let task = h.task("t").await;
     assert!(
         task.message
@@ -147,10 +139,7 @@ async fn a_task_over_its_budget_pauses_uncounted_and_a_raise_resumes_it() {
     h.engine.credits(w.id, 1).await.expect("credits");
     let b = w.assigned().await;
     h.report(&w, b, AttemptEnd::Succeeded).await;
-    h.until("t", "the task succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("t", TaskState::Succeeded).await;
     let refused = h.engine.raise_budget("t".into(), dollars(1.0)).await;
     assert!(
         matches!(refused, Err(Error::FailedPrecondition(ref m)) if m.contains("not running")),
@@ -163,10 +152,7 @@ async fn an_attempt_stopped_for_the_budget_is_handed_back_even_after_the_task_re
     let h = Harness::new();
     let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a")]);
     let (mut w, a) = first_attempt(&h, spec).await;
-    h.engine
-        .spend(w.id, a.clone(), usd(1.0))
-        .await
-        .expect("spend");
+    h.spend(&w, &a, usd(1.0)).await;
     stopped_for_budget(&mut w, &a).await;
     // Raised before the stopped attempt came back: its end is still no
     // failure of the step, which runs again.
@@ -193,13 +179,10 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
     let spec = budgeted("t", Some(budget), vec![step]);
     let (mut w, a) = first_attempt(&h, spec).await;
     // 100 + 100 tokens: over 150.
-    h.engine
-        .spend(w.id, a.clone(), usd(0.0))
-        .await
-        .expect("spend");
+    h.spend(&w, &a, usd(0.0)).await;
     let mut twice = usd(0.0);
     twice.input_tokens = 200;
-    h.engine.spend(w.id, a.clone(), twice).await.expect("spend");
+    h.spend(&w, &a, twice).await;
     stopped_for_budget(&mut w, &a).await;
     // The worker's process failed as it was killed: still not the step's
     // failure, and its only attempt is not spent.
@@ -223,10 +206,7 @@ async fn an_attempt_stopped_by_the_budget_does_not_use_up_its_retries() {
     let again = w.assigned().await;
     assert_eq!(again.attempt, 2);
     h.report(&w, again, AttemptEnd::Succeeded).await;
-    h.until("t", "the task succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("t", TaskState::Succeeded).await;
 }
 
 #[tokio::test]
@@ -253,39 +233,22 @@ async fn a_spent_tenant_pauses_its_tasks_refuses_submits_and_resumes_when_raised
     )
     .await
     .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 3).await;
-    h.engine.credits(w.id, 3).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 3).await;
     let mut running = [w.assigned().await, w.assigned().await, w.assigned().await];
     running.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     let (other, t1, t2) = (running[0].clone(), running[1].clone(), running[2].clone());
     assert_eq!((t1.task_id.as_str(), t2.task_id.as_str()), ("t1", "t2"));
     // Two tasks' spend adds up to the tenant's day.
-    h.engine
-        .spend(w.id, t1.clone(), usd(0.5))
-        .await
-        .expect("spend");
-    h.engine
-        .spend(w.id, t2.clone(), usd(0.5))
-        .await
-        .expect("spend");
-    let mut stopped = Vec::new();
-    for _ in 0..2 {
-        match w.next().await {
-            ToWorker::Cancel {
-                attempt, reason, ..
-            } => {
-                assert!(reason.contains("tenant \"team\""), "{reason:?}");
-                assert!(reason.contains("this day"), "{reason:?}");
-                stopped.push(attempt);
-            }
-            other => panic!("expected a stop, got {other:?}"),
-        }
+    h.spend(&w, &t1, usd(0.5)).await;
+    h.spend(&w, &t2, usd(0.5)).await;
+    let stopped = w.stopped(2).await;
+    for (_, reason) in &stopped {
+        assert!(reason.contains("tenant \"team\""), "{reason:?}");
+        assert!(reason.contains("this day"), "{reason:?}");
     }
-    stopped.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-    assert_eq!(stopped, [t1.clone(), t2.clone()]);
+    assert_eq!(stopped.iter().map(|s| &s.0).collect::<Vec<_>>(), [&t1, &t2]);
     for id in ["t1", "t2"] {
-        h.until(id, "paused", |t| t.state == TaskState::Paused)
-            .await;
+        h.until_state(id, TaskState::Paused).await;
     }
     // The other tenant runs on; the spent one may not submit.
     assert_eq!(h.task("other").await.state, TaskState::Running);
@@ -344,13 +307,9 @@ async fn a_paused_tasks_attempt_reclaimed_after_a_restart_is_stopped_again() {
         let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a")]);
         let (mut w, a) = first_attempt(&h, spec).await;
-        h.engine
-            .spend(w.id, a.clone(), usd(1.2))
-            .await
-            .expect("spend");
+        h.spend(&w, &a, usd(1.2)).await;
         stopped_for_budget(&mut w, &a).await;
-        h.until("t", "paused", |t| t.state == TaskState::Paused)
-            .await;
+        h.until_state("t", TaskState::Paused).await;
         a
     };
     // Its worker, still running it, reclaims it from the next: it is told
@@ -376,12 +335,10 @@ async fn a_tenant_budget_counts_what_the_store_holds_from_before_a_restart() {
     h.try_submit("t", "team", budgeted("t", None, vec![noop("a")]), 1)
         .await
         .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 1).await;
     let a = w.assigned().await;
     report_cost(&h, &w, a, AttemptEnd::Succeeded, usd(2.0)).await;
-    h.until("t", "done", |t| t.state == TaskState::Succeeded)
-        .await;
+    h.until_state("t", TaskState::Succeeded).await;
     store
         .write(vec![Write::TenantBudget {
             tenant: "team".into(),
@@ -421,14 +378,10 @@ async fn an_approval_lets_a_task_paused_for_its_budget_go_on_with_as_much_again(
         matches!(refused, Err(Error::FailedPrecondition(ref m)) if m.contains("not paused for its own budget")),
         "a running task has nothing to approve: {refused:?}"
     );
-    h.engine
-        .spend(w.id, a.clone(), usd(1.2))
-        .await
-        .expect("spend");
+    h.spend(&w, &a, usd(1.2)).await;
     stopped_for_budget(&mut w, &a).await;
     report_cost(&h, &w, a, AttemptEnd::Cancelled, usd(1.2)).await;
-    h.until("t", "the task is paused", |t| t.state == TaskState::Paused)
-        .await;
+    h.until_state("t", TaskState::Paused).await;
     h.engine.credits(w.id, 1).await.expect("credits");
 
     let granted = h.engine.approve_budget("t".into()).await.expect("approved");

@@ -103,8 +103,7 @@ async fn a_cancel_of_a_cold_task_reads_it_back_and_it_never_runs() {
     assert_eq!(dropped.state, TaskState::Cancelled);
     assert!(dropped.steps.iter().all(|s| s.attempt == 0), "{dropped:#?}");
 
-    let mut gpu = h.worker("gpu", &["gpu"], 2).await;
-    h.engine.credits(gpu.id, 2).await.expect("credits");
+    let mut gpu = h.ready_worker("gpu", &["gpu"], 2).await;
     assert_eq!(gpu.assigned().await, key("kept", "a", 1));
     h.settled().await;
     assert!(gpu.idle(), "the cancelled task's steps left the queue");
@@ -116,8 +115,7 @@ async fn a_restart_holds_a_deep_backlog_cold_and_runs_it_all_in_order() {
     {
         let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("running", 0, 1, vec![noop("a")]).await;
-        let mut w = h.worker("w", &["shell"], 1).await;
-        h.engine.credits(w.id, 1).await.expect("credits");
+        let mut w = h.ready_worker("w", &["shell"], 1).await;
         assert_eq!(w.assigned().await, key("running", "a", 1));
         for n in 1..=5 {
             h.submit(&format!("q{n}"), 0, 10 + n, vec![on_gpu("a")])
@@ -135,10 +133,7 @@ async fn a_restart_holds_a_deep_backlog_cold_and_runs_it_all_in_order() {
         .await;
     h.report(&w, key("running", "a", 1), AttemptEnd::Succeeded)
         .await;
-    h.until("running", "the reclaimed step's result is taken", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("running", TaskState::Succeeded).await;
 
     let mut gpu = h.worker("gpu", &["gpu"], 1).await;
     let order = run_one_at_a_time(&h, &mut gpu, 5).await;
@@ -148,8 +143,5 @@ async fn a_restart_holds_a_deep_backlog_cold_and_runs_it_all_in_order() {
         !read.is_empty() && read.iter().all(|id| id.starts_with('q')),
         "queued tasks past the cap were held cold: {read:?}"
     );
-    h.until("q5", "the last of the backlog succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("q5", TaskState::Succeeded).await;
 }

@@ -69,8 +69,7 @@ async fn a_parents_end_cancels_its_children_in_memory_and_cold() {
     // three children are held cold.
     let (h, _) = capped(MemoryStore::new(), Vec::new(), 2);
     h.submit("p", 0, 1, vec![noop("lead")]).await;
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 1).await;
     let lead = w.assigned().await;
     for (n, id) in ["c1", "c2", "c3"].iter().enumerate() {
         h.try_submit(
@@ -89,10 +88,7 @@ async fn a_parents_end_cancels_its_children_in_memory_and_cold() {
     // Another task's child is not this one's.
     h.submit("other", 0, 30, vec![on_gpu("a")]).await;
     h.report(&w, lead, AttemptEnd::Succeeded).await;
-    h.until("p", "the parent succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("p", TaskState::Succeeded).await;
     // c1 in memory, in the same round as p's end, knowing how it ended;
     // c2 and c3 as they are read back.
     h.until("c1", "the child in memory is cancelled", |t| {
@@ -143,8 +139,7 @@ async fn a_child_whose_parent_has_ended_is_cancelled_when_it_comes_into_memory()
         vec!["c".into()],
         liveness(Duration::from_secs(30)),
     );
-    let mut gpu = h.worker("gpu", &["gpu"], 1).await;
-    h.engine.credits(gpu.id, 1).await.expect("credits");
+    let mut gpu = h.ready_worker("gpu", &["gpu"], 1).await;
     h.until("c", "the orphan is cancelled once read back", |t| {
         t.state == TaskState::Cancelled && t.message == "its parent task p has ended"
     })
@@ -160,31 +155,19 @@ async fn what_a_child_spends_counts_against_its_parents_budget_and_both_wait_for
     let work = running_child(&h, &mut w).await;
     assert_eq!(work, key("c", "a", 1));
     // Within the parent's budget: nothing happens.
-    h.engine
-        .spend(w.id, work.clone(), dollars(0.6))
-        .await
-        .expect("spend");
+    h.spend(&w, &work, dollars(0.6)).await;
     h.settled().await;
     assert!(w.idle());
     // The child's spend crosses the parent's budget: both stop.
-    h.engine
-        .spend(w.id, work.clone(), dollars(1.2))
-        .await
-        .expect("spend");
-    let mut stopped = Vec::new();
-    for _ in 0..2 {
-        match w.next().await {
-            ToWorker::Cancel {
-                attempt, reason, ..
-            } => {
-                assert!(reason.starts_with("budget: "), "{reason}");
-                stopped.push(attempt);
-            }
-            other => panic!("expected a stop, got {other:?}"),
-        }
+    h.spend(&w, &work, dollars(1.2)).await;
+    let stopped = w.stopped(2).await;
+    for (_, reason) in &stopped {
+        assert!(reason.starts_with("budget: "), "{reason}");
     }
-    stopped.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-    assert_eq!(stopped, [work.clone(), lead.clone()]);
+    assert_eq!(
+        stopped.iter().map(|s| &s.0).collect::<Vec<_>>(),
+        [&work, &lead]
+    );
     h.until("p", "the parent pauses", |t| {
         t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.2000")
     })
@@ -250,10 +233,7 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
         let b = c2.pop().expect("b");
         let a = c2.pop().expect("a");
         report_cost(&h, &w, a, AttemptEnd::Succeeded, dollars(0.1)).await;
-        h.until("c1", "the first child succeeds", |t| {
-            t.state == TaskState::Succeeded
-        })
-        .await;
+        h.until_state("c1", TaskState::Succeeded).await;
         h.settled().await;
         vec![lead, b]
     };
@@ -268,24 +248,17 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
     let mut w = h.reconnect("w", &["shell"], 4, running.clone()).await;
     h.settled().await;
     let lead = running[0].clone();
-    h.engine
-        .spend(w.id, lead.clone(), dollars(0.15))
-        .await
-        .expect("spend");
+    h.spend(&w, &lead, dollars(0.15)).await;
     h.settled().await;
     assert!(w.idle(), "$0.95 of $1: nothing stops");
     assert_eq!(h.task("p").await.state, TaskState::Running);
     // $1.05: the parent pauses, and the child with it.
-    h.engine
-        .spend(w.id, lead.clone(), dollars(0.25))
-        .await
-        .expect("spend");
+    h.spend(&w, &lead, dollars(0.25)).await;
     h.until("p", "the parent pauses", |t| {
         t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.0500")
     })
     .await;
-    h.until("c2", "its child with it", |t| t.state == TaskState::Paused)
-        .await;
+    h.until_state("c2", TaskState::Paused).await;
     stopped_for_budget(&mut w, &lead).await;
 }
 
@@ -296,17 +269,13 @@ async fn a_retried_parent_is_charged_with_what_its_children_spent_before() {
     let work = running_child(&h, &mut w).await;
     report_cost(&h, &w, work, AttemptEnd::Succeeded, dollars(0.8)).await;
     h.report(&w, lead, AttemptEnd::Failed).await;
-    h.until("p", "the parent fails", |t| t.state == TaskState::Failed)
-        .await;
+    h.until_state("p", TaskState::Failed).await;
     // Retried, its child's $0.80 still counts: $0.30 more crosses $1.
     h.engine.reopen(h.task("p").await).await.expect("retried");
     h.engine.credits(w.id, 1).await.expect("credits");
     let again = w.assigned().await;
     assert_eq!(again, key("p", "lead", 2));
-    h.engine
-        .spend(w.id, again.clone(), dollars(0.3))
-        .await
-        .expect("spend");
+    h.spend(&w, &again, dollars(0.3)).await;
     stopped_for_budget(&mut w, &again).await;
     h.until("p", "the retried parent pauses", |t| {
         t.state == TaskState::Paused && t.message.starts_with("budget: the task spent $1.1000")

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tidewright_core::{AttemptKey, Event, StepSpec, StepState, TaskSpec, TaskState};
+use tidewright_core::{AttemptKey, Cost, Event, StepSpec, StepState, TaskSpec, TaskState};
 use tidewright_store::memory::MemoryStore;
 use tidewright_store::{Commit, TaskRecord, Write};
 use tidewright_store::{
@@ -237,6 +237,31 @@ impl Harness {
             .expect("reported");
     }
 
+    /// A worker that registered with `slots` and offered them all.
+    async fn ready_worker(&self, name: &str, capabilities: &[&str], slots: u32) -> FakeWorker {
+        let worker = self.worker(name, capabilities, slots).await;
+        self.engine
+            .credits(worker.id, slots)
+            .await
+            .expect("credits");
+        worker
+    }
+
+    /// What the worker reports `attempt` has spent so far.
+    async fn spend(&self, worker: &FakeWorker, attempt: &AttemptKey, cost: Cost) {
+        let attempt = attempt.clone();
+        self.engine
+            .spend(worker.id, attempt, cost)
+            .await
+            .expect("spend");
+    }
+
+    /// Polls the store until the task is in `state`.
+    async fn until_state(&self, id: &str, state: TaskState) {
+        let what = format!("the task is {}", state.as_str());
+        self.until(id, &what, |t| t.state == state).await
+    }
+
     /// Polls the store until `check` holds for the task.
     async fn until(&self, id: &str, what: &str, check: impl Fn(&TaskRecord) -> bool) {
         let deadline = tokio::time::Instant::now() + PROMPTLY;
@@ -271,6 +296,22 @@ impl FakeWorker {
     }
 
     /// Nothing waits for this worker (call after [`Harness::settled`]).
+    /// The next `n` attempts the engine stops, sorted by task, each with
+    /// why.
+    async fn stopped(&mut self, n: usize) -> Vec<(AttemptKey, String)> {
+        let mut stopped = Vec::new();
+        for _ in 0..n {
+            match self.next().await {
+                ToWorker::Cancel {
+                    attempt, reason, ..
+                } => stopped.push((attempt, reason)),
+                other => panic!("expected a stop, got {other:?}"),
+            }
+        }
+        stopped.sort_by(|a, b| a.0.task_id.cmp(&b.0.task_id));
+        stopped
+    }
+
     fn idle(&mut self) -> bool {
         self.inbox.try_recv().is_err()
     }
@@ -303,8 +344,7 @@ async fn the_highest_priority_goes_first_and_the_oldest_within_a_priority() {
     h.submit("low", 0, 1, vec![noop("a")]).await;
     h.submit("high-late", 5, 3, vec![noop("a")]).await;
     h.submit("high-early", 5, 2, vec![noop("a")]).await;
-    let mut w = h.worker("w", &["shell"], 3).await;
-    h.engine.credits(w.id, 3).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 3).await;
     let order = [
         w.assigned().await.task_id,
         w.assigned().await.task_id,
@@ -329,8 +369,7 @@ async fn a_step_waits_for_a_worker_with_what_it_needs_and_never_exceeds_credits(
     h.engine.credits(cpu.id, 2).await.expect("credits");
     h.settled().await;
     assert!(cpu.idle(), "nothing it can run is left");
-    let mut gpu = h.worker("gpu", &["gpu", "shell"], 1).await;
-    h.engine.credits(gpu.id, 1).await.expect("credits");
+    let mut gpu = h.ready_worker("gpu", &["gpu", "shell"], 1).await;
     assert_eq!(gpu.assigned().await, key("gpu", "train", 1));
 }
 
@@ -339,8 +378,7 @@ async fn a_dependent_step_starts_once_its_dependency_succeeded() {
     let h = Harness::new();
     h.submit("dag", 0, 1, vec![noop("a"), noop("b").after(&["a"])])
         .await;
-    let mut w = h.worker("w", &["shell"], 2).await;
-    h.engine.credits(w.id, 2).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 2).await;
     let a = w.assigned().await;
     assert_eq!(a, key("dag", "a", 1));
     h.settled().await;
@@ -349,10 +387,7 @@ async fn a_dependent_step_starts_once_its_dependency_succeeded() {
     assert_eq!(w.assigned().await, key("dag", "b", 1));
     h.report(&w, key("dag", "b", 1), AttemptEnd::Succeeded)
         .await;
-    h.until("dag", "the task succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("dag", TaskState::Succeeded).await;
 }
 
 #[tokio::test]
@@ -374,8 +409,7 @@ async fn steps_whose_touches_may_overlap_run_one_after_the_other_and_disjoint_on
         ],
     )
     .await;
-    let mut w = h.worker("w", &["shell"], 3).await;
-    h.engine.credits(w.id, 3).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 3).await;
     let mut started = vec![w.assigned().await, w.assigned().await];
     started.sort_by(|a, b| a.step_id.cmp(&b.step_id));
     assert_eq!(started, vec![key("t", "api", 1), key("t", "web", 1)]);
@@ -398,10 +432,7 @@ async fn steps_whose_touches_may_overlap_run_one_after_the_other_and_disjoint_on
     assert_eq!(w.assigned().await, key("t", "handlers", 1));
     h.report(&w, key("t", "handlers", 1), AttemptEnd::Succeeded)
         .await;
-    h.until("t", "the task succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("t", TaskState::Succeeded).await;
 }
 
 #[tokio::test]
@@ -455,8 +486,7 @@ async fn tasks_that_keep_their_touches_to_themselves_wait_for_each_other_on_one_
         on_repo("third", false, vec![touching("also", &["src/api/**"])]),
     )
     .await;
-    let mut w = h.worker("w", &["shell"], 4).await;
-    h.engine.credits(w.id, 4).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 4).await;
     let mut started = vec![w.assigned().await, w.assigned().await, w.assigned().await];
     started.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     assert_eq!(
@@ -498,8 +528,7 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
     h.try_submit("t", "default", spec, 1)
         .await
         .expect("submitted");
-    let mut w = h.worker("w", &["shell"], 3).await;
-    h.engine.credits(w.id, 3).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 3).await;
     let worked = |head: &str| tidewright_core::StepWork {
         head_commit: head.repeat(40),
         ..tidewright_core::StepWork::default()
@@ -588,23 +617,18 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
     report("join", 2, AttemptEnd::Succeeded, Some("d"), None)
         .await
         .expect("reported");
-    h.until("t", "the task succeeds", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("t", TaskState::Succeeded).await;
 }
 
 #[tokio::test]
 async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
     let h = Harness::new();
     h.submit("t", 0, 1, vec![noop("a")]).await;
-    let mut first = h.worker("first", &["shell"], 1).await;
-    h.engine.credits(first.id, 1).await.expect("credits");
+    let mut first = h.ready_worker("first", &["shell"], 1).await;
     assert_eq!(first.assigned().await, key("t", "a", 1));
     // Its stream drops: the step goes back to the queue as attempt 2.
     h.engine.disconnected(first.id).await.expect("dropped");
-    let mut second = h.worker("second", &["shell"], 1).await;
-    h.engine.credits(second.id, 1).await.expect("credits");
+    let mut second = h.ready_worker("second", &["shell"], 1).await;
     assert_eq!(second.assigned().await, key("t", "a", 2));
     // Attempt 1's result, late, from either worker, counts for nothing.
     h.report(&first, key("t", "a", 1), AttemptEnd::Failed).await;
@@ -618,10 +642,7 @@ async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
     );
     h.report(&second, key("t", "a", 2), AttemptEnd::Succeeded)
         .await;
-    h.until("t", "attempt 2's result decides", |t| {
-        t.state == TaskState::Succeeded
-    })
-    .await;
+    h.until_state("t", TaskState::Succeeded).await;
     let attempts = &h.task("t").await.steps[0].attempts;
     assert_eq!(
         attempts
@@ -644,11 +665,9 @@ async fn a_silent_worker_loses_its_lease() {
         liveness(Duration::from_millis(300)),
     );
     h.submit("t", 0, 1, vec![noop("a")]).await;
-    let mut silent = h.worker("silent", &["shell"], 1).await;
-    h.engine.credits(silent.id, 1).await.expect("credits");
+    let mut silent = h.ready_worker("silent", &["shell"], 1).await;
     assert_eq!(silent.assigned().await, key("t", "a", 1));
-    let mut alive = h.worker("alive", &["shell"], 1).await;
-    h.engine.credits(alive.id, 1).await.expect("credits");
+    let mut alive = h.ready_worker("alive", &["shell"], 1).await;
     // `alive` keeps its lease by heartbeating; `silent` says nothing. Past
     // the TTL the step is `alive`'s as attempt 2.
     let _heartbeats = h.keep_alive(&alive);
@@ -671,8 +690,7 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
         let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("kept", 0, 1, vec![noop("a")]).await;
         h.submit("lost", 0, 2, vec![noop("a")]).await;
-        let mut w1 = h.worker("w1", &["shell"], 2).await;
-        h.engine.credits(w1.id, 2).await.expect("credits");
+        let mut w1 = h.ready_worker("w1", &["shell"], 2).await;
         w1.assigned().await;
         w1.assigned().await;
         h.settled().await;
@@ -984,8 +1002,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
         let mut on_gpu = noop("a");
         on_gpu.needs = vec!["gpu".into()];
         h.submit("doomed", 0, 2, vec![on_gpu]).await;
-        let mut w1 = h.worker("w1", &["shell"], 1).await;
-        h.engine.credits(w1.id, 1).await.expect("credits");
+        let mut w1 = h.ready_worker("w1", &["shell"], 1).await;
         assert_eq!(w1.assigned().await, key("kept", "a", 1));
         h.settled().await;
     }
@@ -1003,8 +1020,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
 
     // It serves new work at once.
     h.submit("fresh", 0, 3, vec![noop("a")]).await;
-    let mut w2 = h.worker("w2", &["shell"], 1).await;
-    h.engine.credits(w2.id, 1).await.expect("credits");
+    let mut w2 = h.ready_worker("w2", &["shell"], 1).await;
     assert_eq!(w2.assigned().await, key("fresh", "a", 1));
     // w1 comes back running "kept" and reports it; a user cancels
     // "doomed". All of it waits for those tasks to be read.
@@ -1029,10 +1045,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     gate.add_permits(1);
     let answer = cancel.await.expect("joined").expect("cancel");
     assert!(matches!(answer, CancelAnswer::Done), "committed");
-    h.until("doomed", "the waiting cancel applies", |t| {
-        t.state == TaskState::Cancelled
-    })
-    .await;
+    h.until_state("doomed", TaskState::Cancelled).await;
     // The reclaimed attempt's waiting result is taken: attempt 1, once.
     h.until("kept", "the reclaim and the result apply, in order", |t| {
         t.state == TaskState::Succeeded && t.steps[0].attempt == 1
@@ -1045,8 +1058,7 @@ async fn cancel_reaches_the_running_step_and_stops_what_has_not_started() {
     let h = Harness::new();
     h.submit("t", 0, 1, vec![noop("a"), noop("b").after(&["a"])])
         .await;
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 1).await;
     let a = w.assigned().await;
     let answer = h
         .engine
@@ -1064,10 +1076,7 @@ async fn cancel_reaches_the_running_step_and_stops_what_has_not_started() {
         other => panic!("expected a cancel, got {other:?}"),
     }
     h.report(&w, a, AttemptEnd::Cancelled).await;
-    h.until("t", "the task is cancelled", |t| {
-        t.state == TaskState::Cancelled
-    })
-    .await;
+    h.until_state("t", TaskState::Cancelled).await;
     let task = h.task("t").await;
     assert_eq!(task.steps[1].state, StepState::Cancelled, "b never ran");
     // Cancelling again is fine: the task is no longer the engine's.
@@ -1092,8 +1101,7 @@ async fn a_task_without_a_key_is_stored_by_the_write_that_gives_its_step_out() {
         settings(),
         TenantBudgets::default(),
     );
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 1).await;
     let created = h
         .try_submit(
             "t",
@@ -1163,8 +1171,7 @@ async fn a_task_submitted_twice_with_one_key_is_made_and_run_once() {
             tidewright_store::Created::Existing("first".into())
         ]
     );
-    let mut w = h.worker("w", &["shell"], 2).await;
-    h.engine.credits(w.id, 2).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 2).await;
     assert_eq!(w.assigned().await, key("first", "a", 1));
     h.settled().await;
     assert!(w.idle(), "the second submit made nothing to run");
@@ -1209,8 +1216,7 @@ async fn a_gated_step_runs_only_once_approved_and_a_second_decision_is_refused()
         ],
     )
     .await;
-    let mut w = h.worker("w", &["shell"], 2).await;
-    h.engine.credits(w.id, 2).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 2).await;
     let build = w.assigned().await;
     h.report(&w, build, AttemptEnd::Succeeded).await;
     h.until("t", "deploy waits at its gate", |t| {
@@ -1303,10 +1309,7 @@ async fn an_approval_past_its_timeout_fails_the_step_saying_so_and_is_audited() 
     })
     .await;
     let waiting = h.task("t").await;
-    h.until("t", "the approval times out", |t| {
-        t.state == TaskState::Failed
-    })
-    .await;
+    h.until_state("t", TaskState::Failed).await;
     let task = h.task("t").await;
     assert_eq!(
         task.steps[0].error,
@@ -1370,8 +1373,7 @@ async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be
     assert!(deadline > 0);
     let backlog = store.unfinished_task_ids().await.expect("recovery");
     let h = Harness::start(store.reopen(), backlog, liveness(Duration::from_secs(30)));
-    let mut w = h.worker("w", &["shell"], 1).await;
-    h.engine.credits(w.id, 1).await.expect("credits");
+    let mut w = h.ready_worker("w", &["shell"], 1).await;
     h.settled().await;
     assert!(w.idle(), "still waiting after the restart");
     assert_eq!(
@@ -1476,8 +1478,7 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
     {
         let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
         h.submit("t", 0, 1, vec![step]).await;
-        let mut w = h.worker("w1", &["shell"], 1).await;
-        h.engine.credits(w.id, 1).await.expect("credits");
+        let mut w = h.ready_worker("w1", &["shell"], 1).await;
         assert_eq!(
             resume_of(w.next().await),
             None,

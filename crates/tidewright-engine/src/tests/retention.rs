@@ -31,8 +31,7 @@ async fn cancelled(h: &Harness, id: &str) -> TaskRecord {
         .cancel(id.into(), "done with it".into())
         .await
         .expect("cancel");
-    h.until(id, "cancelled", |t| t.state == TaskState::Cancelled)
-        .await;
+    h.until_state(id, TaskState::Cancelled).await;
     h.task(id).await
 }
 

@@ -25,8 +25,7 @@ async fn queued_messages(h: &Harness, task: &str, step: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_step_no_worker_can_run_says_why_until_one_that_can_connects() {
     let h = Harness::new();
-    let mut cpu = h.worker("cpu", &["shell"], 2).await;
-    h.engine.credits(cpu.id, 2).await.expect("credits");
+    let mut cpu = h.ready_worker("cpu", &["shell"], 2).await;
     h.submit("t", 0, 1, vec![noop("train").needing(&["gpu"])])
         .await;
     let said = "no connected worker offers gpu: a worker started with --capability gpu offers it";
