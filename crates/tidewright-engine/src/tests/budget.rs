@@ -304,7 +304,7 @@ async fn a_paused_tasks_attempt_reclaimed_after_a_restart_is_stopped_again() {
     // attempt comes back.
     let store = MemoryStore::new();
     let a = {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         let spec = budgeted("t", Some(dollars(1.0)), vec![noop("a")]);
         let (mut w, a) = first_attempt(&h, spec).await;
         h.spend(&w, &a, usd(1.2)).await;

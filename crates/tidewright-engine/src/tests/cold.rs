@@ -113,7 +113,7 @@ async fn a_cancel_of_a_cold_task_reads_it_back_and_it_never_runs() {
 async fn a_restart_holds_a_deep_backlog_cold_and_runs_it_all_in_order() {
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         h.submit("running", 0, 1, vec![noop("a")]).await;
         let mut w = h.ready_worker("w", &["shell"], 1).await;
         assert_eq!(w.assigned().await, key("running", "a", 1));

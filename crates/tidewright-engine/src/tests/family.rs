@@ -125,7 +125,7 @@ async fn a_child_whose_parent_has_ended_is_cancelled_when_it_comes_into_memory()
     // its children's: the parent is neither in memory nor to be read.
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         h.submit("p", 0, 1, vec![noop("lead")]).await;
         h.try_submit("c", "default", child("c", "p", vec![on_gpu("a")]), 2)
             .await
@@ -211,7 +211,7 @@ async fn a_parent_read_back_after_a_restart_is_charged_with_what_its_children_sp
     // runs its other.
     let store = MemoryStore::new();
     let running = {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         let (mut w, lead) = lead_with_a_budget(&h, 4).await;
         h.try_submit("c1", "default", child("c1", "p", vec![noop("a")]), 2)
             .await

@@ -103,11 +103,7 @@ impl Harness {
     }
 
     fn new() -> Harness {
-        Harness::start(
-            MemoryStore::new(),
-            Vec::new(),
-            liveness(Duration::from_secs(30)),
-        )
+        Harness::new_on(MemoryStore::new())
     }
 
     /// Submits a task as SubmitTask does.
@@ -687,7 +683,7 @@ async fn after_a_restart_a_running_step_is_reclaimed_by_its_worker_or_requeued()
     // The first control plane: two steps running on w1.
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         h.submit("kept", 0, 1, vec![noop("a")]).await;
         h.submit("lost", 0, 2, vec![noop("a")]).await;
         let mut w1 = h.ready_worker("w1", &["shell"], 2).await;
@@ -997,7 +993,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
     // capability nobody offers.
     let store = MemoryStore::new();
     {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         h.submit("kept", 0, 1, vec![noop("a")]).await;
         let mut on_gpu = noop("a");
         on_gpu.needs = vec!["gpu".into()];
@@ -1364,7 +1360,7 @@ async fn a_worker_that_runs_steps_unsandboxed_is_on_the_audit_record() {
 async fn a_step_awaiting_approval_keeps_its_deadline_across_a_restart_and_can_be_approved() {
     let store = MemoryStore::new();
     let deadline = {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         h.submit("t", 0, 1, vec![gated("deploy", &["alice"], Some(3600))])
             .await;
         h.settled().await;
@@ -1476,7 +1472,7 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
         last_attempt,
     };
     {
-        let h = Harness::start(store.clone(), Vec::new(), liveness(Duration::from_secs(30)));
+        let h = Harness::new_on(store.clone());
         h.submit("t", 0, 1, vec![step]).await;
         let mut w = h.ready_worker("w1", &["shell"], 1).await;
         assert_eq!(
