@@ -497,12 +497,12 @@ impl Engine {
             return;
         };
         let fraction = fraction.clamp(0.0, 1.0);
-        self.round.writes.push(Write::Progress {
+        self.round.writes.push(Write::Step(StepWrite {
             task_id: attempt.task_id.clone(),
             step_id: attempt.step_id.clone(),
-            fraction,
-            message: message.clone(),
-        });
+            progress: Some((fraction, message.clone())),
+            ..StepWrite::default()
+        }));
         self.event(
             &task_id,
             EventKind::Progress {

@@ -346,21 +346,6 @@ impl Rows {
                 step.clone(),
                 merge_step,
             ),
-            Write::Progress {
-                task_id,
-                step_id,
-                fraction,
-                message,
-            } => self.step_updates.fold(
-                (task_id.clone(), step_id.clone()),
-                StepWrite {
-                    task_id: task_id.clone(),
-                    step_id: step_id.clone(),
-                    progress: Some((*fraction, message.clone())),
-                    ..StepWrite::default()
-                },
-                merge_step,
-            ),
             Write::Attempt(attempt) => self.attempts.fold(
                 (
                     attempt.task_id.clone(),

@@ -20,12 +20,10 @@ fn writes_to_one_row_fold_into_one_and_the_last_value_of_each_field_wins() {
             exit_code: Some(Some(3)),
             ..step("a")
         }),
-        Write::Progress {
-            task_id: "t1".into(),
-            step_id: "a".into(),
-            fraction: 0.5,
-            message: "half".into(),
-        },
+        Write::Step(StepWrite {
+            progress: Some((0.5, "half".into())),
+            ..step("a")
+        }),
         Write::Step(step("b")),
         Write::Step(StepWrite {
             state: Some(StepState::Succeeded),

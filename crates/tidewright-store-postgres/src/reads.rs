@@ -541,20 +541,15 @@ pub(crate) async fn get_state(
     key: StateKey,
     now: Micros,
 ) -> Result<Option<StateEntry>> {
-    let statement = conn
-        .statement(
-            "SELECT value::text, version, tidewright_micros(updated_at), tidewright_micros(expires_at) FROM state
-             WHERE tenant = $1 AND scope = $2 AND key = $3 AND value IS NOT NULL
-               AND (expires_at IS NULL OR tidewright_micros(expires_at) > $4)",
-        )
-        .await?;
-    let row = conn
-        .client
-        .query_opt(
-            &statement,
-            &[&text(&key.tenant), &text(&key.scope), &text(&key.key), &now],
-        )
-        .await?;
+    let row = crate::state::key_row(
+        conn,
+        "SELECT value::text, version, tidewright_micros(updated_at), tidewright_micros(expires_at) FROM state
+         WHERE tenant = $1 AND scope = $2 AND key = $3 AND value IS NOT NULL
+           AND (expires_at IS NULL OR tidewright_micros(expires_at) > $4)",
+        &key,
+        now,
+    )
+    .await?;
     row.map(|row| {
         Ok(StateEntry {
             value_json: row.try_get(0)?,

@@ -17,20 +17,29 @@ pub(crate) async fn state_row(
     key: &StateKey,
     now: i64,
 ) -> Result<Option<(u64, bool)>> {
-    let statement = conn
-        .statement(
-            "SELECT version, value IS NOT NULL AND (expires_at IS NULL OR tidewright_micros(expires_at) > $4)
-             FROM state WHERE tenant = $1 AND scope = $2 AND key = $3",
-        )
-        .await?;
-    let row = conn
-        .client
-        .query_opt(
-            &statement,
-            &[&text(&key.tenant), &text(&key.scope), &text(&key.key), &now],
-        )
-        .await?;
+    let row = key_row(
+        conn,
+        "SELECT version, value IS NOT NULL AND (expires_at IS NULL OR tidewright_micros(expires_at) > $4)
+         FROM state WHERE tenant = $1 AND scope = $2 AND key = $3",
+        key,
+        now,
+    )
+    .await?;
     Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, bool>(1))))
+}
+
+/// The row of `key` that `sql` selects, given the key as `$1` to `$3` and
+/// `now` as `$4`.
+pub(crate) async fn key_row(
+    conn: &mut Conn,
+    sql: &str,
+    key: &StateKey,
+    now: i64,
+) -> Result<Option<tokio_postgres::Row>> {
+    let statement = conn.statement(sql).await?;
+    let params: [&(dyn ToSql + Sync); 4] =
+        [&text(&key.tenant), &text(&key.scope), &text(&key.key), &now];
+    Ok(conn.client.query_opt(&statement, &params).await?)
 }
 
 pub(crate) async fn change_state(conn: &mut Conn, change: &StateChange) -> Result<StateOutcome> {

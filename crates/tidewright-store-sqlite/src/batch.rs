@@ -301,23 +301,6 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     .execute(params![*cursor as i64])?;
                 }
             }
-            Write::Progress {
-                task_id,
-                step_id,
-                fraction,
-                message,
-            } => {
-                conn.prepare_cached(
-                    "UPDATE steps SET progress = ?3, progress_message = ?4
-                     WHERE task_id = ?1 AND step_id = ?2",
-                )?
-                .execute(params![
-                    task_id,
-                    step_id,
-                    f64::from(*fraction),
-                    message
-                ])?;
-            }
             Write::Event(event) => events.push(event)?,
             Write::Create(task) => insert_task(conn, task, &mut events)?,
             Write::Audit(record) => insert_audit(conn, record)?,

@@ -120,12 +120,6 @@ pub enum Write {
     Step(StepWrite),
     /// Creates or updates one attempt's history row.
     Attempt(AttemptWrite),
-    Progress {
-        task_id: String,
-        step_id: String,
-        fraction: f32,
-        message: String,
-    },
     Event(Event),
     /// Appends to the audit log.
     Audit(AuditRecord),

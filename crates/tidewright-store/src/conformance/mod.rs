@@ -417,12 +417,10 @@ pub async fn a_failing_write_fails_alone_as_a_conflict(mut backend: impl Backend
         }),
         Write::Event(event("t1", 1, TaskState::Running)),
     ]);
-    let after = store.write(vec![Write::Progress {
-        task_id: "t1".into(),
-        step_id: "a".into(),
-        fraction: 0.5,
-        message: "half".into(),
-    }]);
+    let after = store.write(vec![Write::Step(StepWrite {
+        progress: Some((0.5, "half".into())),
+        ..step("t1", "a")
+    })]);
     before.await.expect("answer").expect("committed");
     match bad.await.expect("answer") {
         Err(Error::Conflict(_)) => {}

@@ -202,17 +202,6 @@ impl Data {
                 }
                 Write::Step(write) => self.update_step(write),
                 Write::Attempt(write) => self.upsert_attempt(write),
-                Write::Progress {
-                    task_id,
-                    step_id,
-                    fraction,
-                    message,
-                } => {
-                    if let Some(step) = self.step_mut(&task_id, &step_id) {
-                        step.progress = fraction;
-                        step.progress_message = message;
-                    }
-                }
                 Write::Create(task) => self.insert(*task, &mut entries),
                 Write::Event(event) => self.store_event(event, &mut entries),
                 Write::Audit(record) => self.keep_audit(record),
