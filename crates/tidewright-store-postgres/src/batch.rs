@@ -544,15 +544,7 @@ impl Rows {
             pipeline
                 .add(
                     conn,
-                    "INSERT INTO checkpoints
-                         (task_id, step_id, attempt, session_id, workspace, archive, created_at)
-                     SELECT $1, $2, $3, $4, $5, $6, tidewright_ts($7) FROM steps
-                         WHERE task_id = $1 AND step_id = $2 AND attempt = $3
-                     ON CONFLICT (task_id, step_id) DO UPDATE SET
-                         attempt = excluded.attempt, session_id = excluded.session_id,
-                         workspace = excluded.workspace, archive = excluded.archive,
-                         created_at = excluded.created_at
-                     WHERE excluded.attempt >= checkpoints.attempt",
+                    &kept_sql("checkpoints", ["session_id", "workspace", "archive"]),
                     params![
                         &c.task_id,
                         &c.step_id,
@@ -569,15 +561,7 @@ impl Rows {
             pipeline
                 .add(
                     conn,
-                    "INSERT INTO branches
-                         (task_id, step_id, attempt, head_commit, bundle, diff, created_at)
-                     SELECT $1, $2, $3, $4, $5, $6, tidewright_ts($7) FROM steps
-                         WHERE task_id = $1 AND step_id = $2 AND attempt = $3
-                     ON CONFLICT (task_id, step_id) DO UPDATE SET
-                         attempt = excluded.attempt, head_commit = excluded.head_commit,
-                         bundle = excluded.bundle, diff = excluded.diff,
-                         created_at = excluded.created_at
-                     WHERE excluded.attempt >= branches.attempt",
+                    &kept_sql("branches", ["head_commit", "bundle", "diff"]),
                     params![
                         &b.task_id,
                         &b.step_id,
@@ -682,3 +666,19 @@ impl Rows {
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod tests;
+
+/// Keeps what a step keeps for its next attempt (a checkpoint, a branch) in
+/// `table`, with its `own` columns (`$4` to `$6`): only the step's current
+/// attempt's, and never over a newer attempt's (see `Write::Checkpoint`).
+fn kept_sql(table: &str, own: [&str; 3]) -> String {
+    let [a, b, c] = own;
+    format!(
+        "INSERT INTO {table} (task_id, step_id, attempt, {a}, {b}, {c}, created_at)
+         SELECT $1, $2, $3, $4, $5, $6, tidewright_ts($7) FROM steps
+             WHERE task_id = $1 AND step_id = $2 AND attempt = $3
+         ON CONFLICT (task_id, step_id) DO UPDATE SET
+             attempt = excluded.attempt, {a} = excluded.{a}, {b} = excluded.{b},
+             {c} = excluded.{c}, created_at = excluded.created_at
+         WHERE excluded.attempt >= {table}.attempt"
+    )
+}

@@ -130,6 +130,22 @@ pub(crate) fn change_state(conn: &Connection, change: &StateChange) -> Result<St
     Ok(StateOutcome::Done(next.entry))
 }
 
+/// Keeps what a step keeps for its next attempt (a checkpoint, a branch) in
+/// `table`, with its `own` columns (`?4` to `?6`): only the step's current
+/// attempt's, and never over a newer attempt's (see `Write::Checkpoint`).
+fn kept_sql(table: &str, own: [&str; 3]) -> String {
+    let [a, b, c] = own;
+    format!(
+        "INSERT INTO {table} (task_id, step_id, attempt, {a}, {b}, {c}, created_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps
+             WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3
+         ON CONFLICT (task_id, step_id) DO UPDATE SET
+             attempt = excluded.attempt, {a} = excluded.{a}, {b} = excluded.{b},
+             {c} = excluded.{c}, created_at = excluded.created_at
+         WHERE excluded.attempt >= {table}.attempt"
+    )
+}
+
 fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit (at, actor, role, action, tenant, target, outcome, detail)
@@ -191,19 +207,10 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
             }
             Write::Attempt(attempt) => upsert_attempt(conn, attempt)?,
             Write::Checkpoint(checkpoint) => {
-                // Only the step's current attempt, and never over a newer
-                // attempt's (see `Write::Checkpoint`).
-                conn.prepare_cached(
-                    "INSERT INTO checkpoints
-                         (task_id, step_id, attempt, session_id, workspace, archive, created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps
-                         WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3
-                     ON CONFLICT (task_id, step_id) DO UPDATE SET
-                         attempt = excluded.attempt, session_id = excluded.session_id,
-                         workspace = excluded.workspace, archive = excluded.archive,
-                         created_at = excluded.created_at
-                     WHERE excluded.attempt >= checkpoints.attempt",
-                )?
+                conn.prepare_cached(&kept_sql(
+                    "checkpoints",
+                    ["session_id", "workspace", "archive"],
+                ))?
                 .execute(params![
                     checkpoint.task_id,
                     checkpoint.step_id,
@@ -215,28 +222,16 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 ])?;
             }
             Write::Branch(branch) => {
-                // As for checkpoints: the current attempt's, never over a
-                // newer one's.
-                conn.prepare_cached(
-                    "INSERT INTO branches
-                         (task_id, step_id, attempt, head_commit, bundle, diff, created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps
-                         WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3
-                     ON CONFLICT (task_id, step_id) DO UPDATE SET
-                         attempt = excluded.attempt, head_commit = excluded.head_commit,
-                         bundle = excluded.bundle, diff = excluded.diff,
-                         created_at = excluded.created_at
-                     WHERE excluded.attempt >= branches.attempt",
-                )?
-                .execute(params![
-                    branch.task_id,
-                    branch.step_id,
-                    branch.attempt,
-                    branch.head_commit,
-                    branch.bundle,
-                    branch.diff,
-                    branch.created_at
-                ])?;
+                conn.prepare_cached(&kept_sql("branches", ["head_commit", "bundle", "diff"]))?
+                    .execute(params![
+                        branch.task_id,
+                        branch.step_id,
+                        branch.attempt,
+                        branch.head_commit,
+                        branch.bundle,
+                        branch.diff,
+                        branch.created_at
+                    ])?;
             }
             Write::ExpireKept { finished_before } => {
                 for table in ["checkpoints", "branches"] {
