@@ -232,18 +232,6 @@ async fn ids_are_compared_byte_wise_after_the_upgrade_and_nothing_stored_is_lost
     assert_eq!(events.len(), 1);
 }
 
-fn state_event(task_id: &str, seq: u64) -> Event {
-    Event {
-        task_id: task_id.into(),
-        seq,
-        at: 1_700_000_000_000_000 + seq as i64,
-        kind: EventKind::TaskState {
-            state: tidewright_core::TaskState::Running,
-            message: format!("{task_id} {seq}"),
-        },
-    }
-}
-
 /// The events one write gives each task are one row per task, however
 /// they interleave (the conformance suite reads them back every way); the
 /// fleet's order names runs, and reads rows from before runs.
@@ -252,24 +240,7 @@ async fn the_events_of_one_task_in_one_write_are_one_row_and_the_fleet_names_run
     let server = Server::from_env().expect("server");
     let url = server.fresh_database().await.expect("database");
     let store = PostgresStore::open(&url).await.expect("open");
-    store
-        .create_tasks(vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ])
-        .await
-        .expect("create");
-    let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
-    store
-        .write(
-            interleaved
-                .iter()
-                .map(|(task, seq)| Write::Event(state_event(task, *seq)))
-                .collect(),
-        )
-        .await
-        .expect("answer")
-        .expect("commit");
+    tidewright_store::conformance::write_interleaved(&store).await;
     let db = admin(&url).await;
     let rows: Vec<(String, i64, i64)> = db
         .query(

@@ -386,24 +386,7 @@ fn state_event(task_id: &str, seq: u64) -> Event {
 async fn the_events_of_one_task_in_one_write_are_one_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path(), Durability::Process).expect("open");
-    store
-        .create_tasks(vec![
-            new_task("t1", "default", None),
-            new_task("t2", "default", None),
-        ])
-        .await
-        .expect("create");
-    let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
-    store
-        .write(
-            interleaved
-                .iter()
-                .map(|(task, seq)| Write::Event(state_event(task, *seq)))
-                .collect(),
-        )
-        .await
-        .expect("answer")
-        .expect("commit");
+    tidewright_store::conformance::write_interleaved(&store).await;
     let conn = Connection::open(dir.path().join("tidewright.db")).expect("open");
     let rows: Vec<(String, i64, i64)> = conn
         .prepare("SELECT task_id, seq, last FROM event_groups WHERE seq > 1 ORDER BY task_id")

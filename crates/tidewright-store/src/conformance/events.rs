@@ -39,17 +39,9 @@ pub async fn events_replay_after_any_sequence_number(mut backend: impl Backend) 
 /// as a row per task) read back one by one: from any number, whole, in the
 /// fleet's order as written, and as each task's newest number.
 pub async fn interleaved_events_of_one_write_read_back_one_by_one(mut backend: impl Backend) {
-    let store = with_tasks(&mut backend, &["t1", "t2"]).await;
-    let interleaved = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
+    let store = backend.open().await;
+    write_interleaved(&*store).await;
     let written = |(task, seq): &(&str, u64)| event(task, *seq, TaskState::Running);
-    commit(
-        &*store,
-        interleaved
-            .iter()
-            .map(|e| Write::Event(written(e)))
-            .collect(),
-    )
-    .await;
     let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
     let from_3 = store.events_after("t1", 2, 100).await.expect("read");
     assert_eq!(
@@ -82,7 +74,7 @@ pub async fn interleaved_events_of_one_write_read_back_one_by_one(mut backend: i
         .map(|(_, e)| e)
         .filter(|e| e.seq > 1)
         .collect();
-    let expected: Vec<Event> = interleaved.iter().map(written).collect();
+    let expected: Vec<Event> = INTERLEAVED.iter().map(written).collect();
     assert_eq!(
         named, expected,
         "the fleet's order as written, each event whole"

@@ -124,6 +124,27 @@ pub(crate) fn event(task_id: &str, seq: u64, state: TaskState) -> Event {
     }
 }
 
+/// The events of tasks `t1` and `t2` in one write, interleaved, as
+/// (task, number).
+pub const INTERLEAVED: [(&str, u64); 5] = [("t1", 2), ("t2", 2), ("t1", 3), ("t2", 3), ("t1", 4)];
+
+/// Creates tasks `t1` and `t2` in `store`, then writes their events in
+/// one write, interleaved (`INTERLEAVED`): a backend's own test reads the
+/// rows they made.
+pub async fn write_interleaved(store: &dyn Store) {
+    create(
+        store,
+        vec![
+            new_task("t1", "default", None),
+            new_task("t2", "default", None),
+        ],
+    )
+    .await;
+    let events = INTERLEAVED.iter();
+    let writes = events.map(|(task, seq)| Write::Event(event(task, *seq, TaskState::Running)));
+    commit(store, writes.collect()).await;
+}
+
 fn log(task_id: &str, seq: u64, line: &str) -> Event {
     Event {
         task_id: task_id.to_string(),
