@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tidewright_core::{EventKind, LogStream};
-use tidewright_store::conformance::new_task;
+use tidewright_store::conformance::{create, new_task};
 use tidewright_store::{AuditRecord, Store};
 
 use super::*;
@@ -116,6 +116,15 @@ pub(crate) async fn stall_the_writer(
     .await;
     let pid = waiting_writer().await.expect("writer");
     (holder, commit, pid)
+}
+
+/// A store on a fresh database of the tests' server (kept while the
+/// store is), with the database's URL.
+async fn fresh_store() -> (Server, String, PostgresStore) {
+    let server = Server::from_env().expect("server");
+    let url = server.fresh_database().await.expect("database");
+    let store = PostgresStore::open(&url).await.expect("open");
+    (server, url, store)
 }
 
 #[tokio::test]
@@ -237,9 +246,7 @@ async fn ids_are_compared_byte_wise_after_the_upgrade_and_nothing_stored_is_lost
 /// fleet's order names runs, and reads rows from before runs.
 #[tokio::test]
 async fn the_events_of_one_task_in_one_write_are_one_row_and_the_fleet_names_runs() {
-    let server = Server::from_env().expect("server");
-    let url = server.fresh_database().await.expect("database");
-    let store = PostgresStore::open(&url).await.expect("open");
+    let (_server, url, store) = fresh_store().await;
     tidewright_store::conformance::write_interleaved(&store).await;
     let db = admin(&url).await;
     let rows: Vec<(String, i64, i64)> = db
@@ -345,10 +352,7 @@ async fn an_unreachable_server_and_a_bad_url_are_told_apart() {
 
 #[tokio::test]
 async fn text_postgres_cannot_hold_is_stored_without_its_nul() {
-    let server = Server::from_env().expect("server");
-    let store = PostgresStore::open(&server.fresh_database().await.expect("database"))
-        .await
-        .expect("open");
+    let (_server, _url, store) = fresh_store().await;
     let mut task = new_task("t1", "default", None);
     task.spec.name = "nul\0name".into();
     store.create_tasks(vec![task]).await.expect("created");
@@ -369,13 +373,8 @@ async fn text_postgres_cannot_hold_is_stored_without_its_nul() {
 
 #[tokio::test]
 async fn a_session_killed_mid_transaction_is_run_again_whole() {
-    let server = Server::from_env().expect("server");
-    let url = server.fresh_database().await.expect("database");
-    let store = PostgresStore::open(&url).await.expect("open");
-    store
-        .create_tasks(vec![new_task("t1", "default", None)])
-        .await
-        .expect("created");
+    let (_server, url, store) = fresh_store().await;
+    create(&store, vec![new_task("t1", "default", None)]).await;
     let (holder, commit, pid) = stall_the_writer(&url, &store, "once").await;
     let killer = admin(&url).await;
     killer
@@ -403,10 +402,7 @@ async fn a_server_stopped_under_load_refuses_new_work_and_on_restart_everything_
     let cluster = Cluster::start().expect("cluster");
     let url = cluster.url("postgres");
     let store = Arc::new(PostgresStore::open(&url).await.expect("open"));
-    store
-        .create_tasks(vec![new_task("log", "default", None)])
-        .await
-        .expect("created");
+    create(&*store, vec![new_task("log", "default", None)]).await;
     // Load: clients submitting tasks, and the control plane writing a log.
     let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let submitting = tokio::spawn({
@@ -517,10 +513,7 @@ async fn new_work_is_told_the_database_is_away_even_when_held_writes_fill_the_qu
     )
     .await
     .expect("open");
-    store
-        .create_tasks(vec![new_task("log", "default", None)])
-        .await
-        .expect("created");
+    create(&store, vec![new_task("log", "default", None)]).await;
     tokio::task::block_in_place(|| cluster.stop_server()).expect("stop");
     let commits: Vec<Commit> = (2..=40)
         .map(|seq| store.write(vec![log_event("log", seq, "line")]))
@@ -668,10 +661,7 @@ async fn a_commit_without_an_answer_is_looked_up_and_never_applied_twice() {
     ))
     .await
     .expect("open");
-    store
-        .create_tasks(vec![new_task("log", "default", None)])
-        .await
-        .expect("created");
+    create(&store, vec![new_task("log", "default", None)]).await;
     for (round, cut) in [Cut::AfterCommit, Cut::BeforeCommit]
         .into_iter()
         .enumerate()
@@ -709,10 +699,7 @@ async fn test_databases_on_a_given_server_are_dropped_afterwards() {
     let url = given.fresh_database().await.expect("database");
     let name = url.rsplit('/').next().expect("name").to_string();
     let store = PostgresStore::open(&url).await.expect("open");
-    store
-        .create_tasks(vec![new_task("t1", "default", None)])
-        .await
-        .expect("created");
+    create(&store, vec![new_task("t1", "default", None)]).await;
     let db = admin(&cluster.url("postgres")).await;
     let count = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, i64>(0);
     let before = db

@@ -184,7 +184,7 @@ pub(crate) async fn commit(store: &dyn Store, writes: Vec<Write>) {
         .expect("committed");
 }
 
-pub(crate) async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<Created> {
+pub async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<Created> {
     store.create_tasks(tasks).await.expect("created")
 }
 
