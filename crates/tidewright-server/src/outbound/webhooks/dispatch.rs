@@ -41,17 +41,24 @@ pub fn backoff(tries: u32, first: Duration) -> Duration {
 type Chain = (String, String);
 
 pub(super) struct Dispatcher {
-    store: Arc<dyn Store>,
-    settings: Settings,
-    sender: Arc<Sender>,
-    changed: Arc<Notify>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) settings: Settings,
+    pub(super) sender: Arc<Sender>,
+    pub(super) changed: Arc<Notify>,
     /// Deliveries others committed (a schedule's ticks): already stored.
-    made: mpsc::UnboundedReceiver<Delivery>,
+    pub(super) made: mpsc::UnboundedReceiver<Delivery>,
     /// Wakes the loop when events were committed, so a delivery is made
     /// as its event is stored, not at the next poll.
-    fleet: watch::Receiver<FleetSignal>,
+    pub(super) fleet: watch::Receiver<FleetSignal>,
     /// The body of an A2A push notification (the A2A adapter's format).
-    push_body: PushBody,
+    pub(super) push_body: PushBody,
+    /// What the loop keeps track of; empty until it loads.
+    pub(super) book: Book,
+}
+
+/// What the delivery loop keeps track of.
+#[derive(Default)]
+pub(super) struct Book {
     webhooks: HashMap<String, Webhook>,
     cursor: u64,
     chains: HashMap<Chain, VecDeque<Delivery>>,
@@ -66,37 +73,11 @@ pub(super) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub(super) fn new(
-        store: Arc<dyn Store>,
-        settings: Settings,
-        sender: Arc<Sender>,
-        changed: Arc<Notify>,
-        made: mpsc::UnboundedReceiver<Delivery>,
-        fleet: watch::Receiver<FleetSignal>,
-        push_body: PushBody,
-    ) -> Dispatcher {
-        Dispatcher {
-            store,
-            settings,
-            sender,
-            changed,
-            made,
-            fleet,
-            push_body,
-            webhooks: HashMap::new(),
-            cursor: 0,
-            chains: HashMap::new(),
-            due: BTreeSet::new(),
-            in_flight: HashSet::new(),
-            ids: ulid::Generator::new(),
-        }
-    }
-
     /// What a new leader picks up: the endpoints, the cursor (from now
     /// when there is none yet) and every pending delivery.
     async fn load(&mut self) -> Result<(), tidewright_store::Error> {
         self.reload().await?;
-        self.cursor = match self.store.webhook_cursor().await? {
+        self.book.cursor = match self.store.webhook_cursor().await? {
             0 => self.store.fleet_head().await?,
             cursor => cursor,
         };
@@ -107,7 +88,7 @@ impl Dispatcher {
     }
 
     async fn reload(&mut self) -> Result<(), tidewright_store::Error> {
-        self.webhooks = self
+        self.book.webhooks = self
             .store
             .webhooks()
             .await?
@@ -115,28 +96,31 @@ impl Dispatcher {
             .map(|w| (w.id.clone(), w))
             .collect();
         // A removed endpoint's deliveries went with it.
-        let webhooks = &self.webhooks;
-        self.chains.retain(|(id, _), _| webhooks.contains_key(id));
-        self.due = self
+        let webhooks = &self.book.webhooks;
+        self.book
+            .chains
+            .retain(|(id, _), _| webhooks.contains_key(id));
+        self.book.due = self
+            .book
             .chains
             .iter()
-            .filter(|(chain, _)| !self.in_flight.contains(*chain))
+            .filter(|(chain, _)| !self.book.in_flight.contains(*chain))
             .filter_map(|(chain, deliveries)| {
                 Some((deliveries.front()?.next_attempt_at, chain.clone()))
             })
             .collect();
         // Registering the first endpoint stores where to follow from (see
         // `Webhooks::create`); without endpoints the loop stood still.
-        self.cursor = self.cursor.max(self.store.webhook_cursor().await?);
+        self.book.cursor = self.book.cursor.max(self.store.webhook_cursor().await?);
         Ok(())
     }
 
     /// Puts a delivery at the end of its chain.
     fn queue(&mut self, delivery: Delivery) {
         let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
-        let deliveries = self.chains.entry(chain.clone()).or_default();
-        if deliveries.is_empty() && !self.in_flight.contains(&chain) {
-            self.due.insert((delivery.next_attempt_at, chain));
+        let deliveries = self.book.chains.entry(chain.clone()).or_default();
+        if deliveries.is_empty() && !self.book.in_flight.contains(&chain) {
+            self.book.due.insert((delivery.next_attempt_at, chain));
         }
         deliveries.push_back(delivery);
     }
@@ -168,7 +152,7 @@ impl Dispatcher {
             let pause = self.until_next_due().map_or(POLL, |due| due.min(POLL));
             // Without an enabled endpoint the loop stays asleep through the
             // fleet's commits.
-            let following = self.webhooks.values().any(|w| w.enabled);
+            let following = self.book.webhooks.values().any(|w| w.enabled);
             let mut fleet = self.fleet.clone();
             tokio::select! {
                 // Every answer that is in, recorded in one commit.
@@ -186,6 +170,7 @@ impl Dispatcher {
                     // deliveries on start is queued already.
                     let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
                     let queued = self
+                        .book
                         .chains
                         .get(&chain)
                         .is_some_and(|c| c.iter().any(|d| d.id == delivery.id));
@@ -202,6 +187,7 @@ impl Dispatcher {
     /// Turns the events after the cursor into deliveries, a page at a time.
     async fn collect(&mut self) -> Result<(), tidewright_store::Error> {
         let enabled: Vec<Webhook> = self
+            .book
             .webhooks
             .values()
             .filter(|w| w.enabled)
@@ -215,9 +201,9 @@ impl Dispatcher {
         loop {
             let page = self
                 .store
-                .fleet_events_after(self.cursor, None, PAGE)
+                .fleet_events_after(self.book.cursor, None, PAGE)
                 .await?;
-            if page.through == self.cursor {
+            if page.through == self.book.cursor {
                 return Ok(());
             }
             // The page's events some endpoint asked for, and their tasks in
@@ -274,7 +260,7 @@ impl Dispatcher {
                 }],
             )
             .await?;
-            self.cursor = page.through;
+            self.book.cursor = page.through;
             for delivery in made {
                 self.queue(delivery);
             }
@@ -287,7 +273,8 @@ impl Dispatcher {
     fn next_id(&mut self) -> String {
         // The generator fails only when 2^80 ids were made in one
         // millisecond; a fresh one then still sorts after the last.
-        self.ids
+        self.book
+            .ids
             .generate()
             .unwrap_or_else(|_| ulid::Ulid::new())
             .to_string()
@@ -296,27 +283,34 @@ impl Dispatcher {
     /// Sends the head of every chain that is due and not on its way.
     fn start_due(&mut self, done: &mpsc::UnboundedSender<(Delivery, Answer)>) {
         let now = now_micros();
-        while self.in_flight.len() < MAX_IN_FLIGHT {
-            let Some((at, chain)) = self.due.pop_first() else {
+        while self.book.in_flight.len() < MAX_IN_FLIGHT {
+            let Some((at, chain)) = self.book.due.pop_first() else {
                 return;
             };
             if at > now {
-                self.due.insert((at, chain));
+                self.book.due.insert((at, chain));
                 return;
             }
-            let Some(delivery) = self.chains.get(&chain).and_then(|c| c.front()).cloned() else {
+            let Some(delivery) = self
+                .book
+                .chains
+                .get(&chain)
+                .and_then(|c| c.front())
+                .cloned()
+            else {
                 continue;
             };
             // A disabled endpoint's chain waits out of the queue; reading
             // the endpoints again puts it back.
             let Some(webhook) = self
+                .book
                 .webhooks
                 .get(&delivery.webhook_id)
                 .filter(|w| w.enabled)
             else {
                 continue;
             };
-            self.in_flight.insert(chain);
+            self.book.in_flight.insert(chain);
             let (sender, done) = (self.sender.clone(), done.clone());
             let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
             let headers = push_headers(webhook);
@@ -333,10 +327,10 @@ impl Dispatcher {
     /// can go; `None` while as many as may go are on their way (an answer
     /// wakes the loop then, and a wait of zero would spin it).
     fn until_next_due(&self) -> Option<Duration> {
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
+        if self.book.in_flight.len() >= MAX_IN_FLIGHT {
             return None;
         }
-        let (at, _) = self.due.first()?;
+        let (at, _) = self.book.due.first()?;
         Some(Duration::from_micros(
             at.saturating_sub(now_micros()).max(0) as u64,
         ))
@@ -369,10 +363,10 @@ impl Dispatcher {
         settled: &mut Vec<Delivery>,
     ) {
         let chain = (delivery.webhook_id.clone(), delivery.task_id.clone());
-        self.in_flight.remove(&chain);
-        let Some(webhook) = self.webhooks.get(&delivery.webhook_id).cloned() else {
+        self.book.in_flight.remove(&chain);
+        let Some(webhook) = self.book.webhooks.get(&delivery.webhook_id).cloned() else {
             // Removed while the try was on its way.
-            self.chains.remove(&chain);
+            self.book.chains.remove(&chain);
             return;
         };
         let now = now_micros();
@@ -397,17 +391,20 @@ impl Dispatcher {
                     ..webhook
                 };
                 writes.push(Write::Webhook(Box::new(disabled.clone())));
-                self.webhooks.insert(disabled.id.clone(), disabled);
+                self.book.webhooks.insert(disabled.id.clone(), disabled);
                 // Its other pending deliveries will never go.
                 let others: Vec<Chain> = self
+                    .book
                     .chains
                     .keys()
                     .filter(|(id, _)| *id == delivery.webhook_id)
                     .cloned()
                     .collect();
-                self.due.retain(|(_, (id, _))| *id != delivery.webhook_id);
+                self.book
+                    .due
+                    .retain(|(_, (id, _))| *id != delivery.webhook_id);
                 for other in others {
-                    for mut pending in self.chains.remove(&other).unwrap_or_default() {
+                    for mut pending in self.book.chains.remove(&other).unwrap_or_default() {
                         if pending.id == delivery.id {
                             continue;
                         }
@@ -438,7 +435,7 @@ impl Dispatcher {
             }
         }
         settled.push(delivery.clone());
-        let Some(deliveries) = self.chains.get_mut(&chain) else {
+        let Some(deliveries) = self.book.chains.get_mut(&chain) else {
             return;
         };
         if delivery.state == DeliveryState::Pending {
@@ -450,10 +447,10 @@ impl Dispatcher {
         }
         match deliveries.front() {
             Some(head) => {
-                self.due.insert((head.next_attempt_at, chain));
+                self.book.due.insert((head.next_attempt_at, chain));
             }
             None => {
-                self.chains.remove(&chain);
+                self.book.chains.remove(&chain);
             }
         }
     }
@@ -576,16 +573,17 @@ mod tests {
             ..Settings::default()
         };
         let sender = Arc::new(Sender::new(true).expect("sender"));
-        let dispatcher = Dispatcher::new(
-            store.clone(),
+        let dispatcher = Dispatcher {
+            store: store.clone(),
             settings,
             sender,
-            Arc::new(Notify::new()),
-            mpsc::unbounded_channel().1,
-            hub.watch_fleet(),
+            changed: Arc::new(Notify::new()),
+            made: mpsc::unbounded_channel().1,
+            fleet: hub.watch_fleet(),
             // These endpoints are not A2A push configs.
-            |_, _| unreachable!("no push config here"),
-        );
+            push_body: |_, _| unreachable!("no push config here"),
+            book: Book::default(),
+        };
         tidewright_api::abort::AbortOnDrop(tokio::spawn(dispatcher.run()))
     }
 

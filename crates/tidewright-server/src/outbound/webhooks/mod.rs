@@ -93,15 +93,16 @@ impl Webhooks {
                     "webhook deliveries are already being sent".into(),
                 ))
             })?;
-        let dispatcher = dispatch::Dispatcher::new(
-            self.store.clone(),
-            self.settings.clone(),
+        let dispatcher = dispatch::Dispatcher {
+            store: self.store.clone(),
+            settings: self.settings.clone(),
             sender,
-            self.changed.clone(),
+            changed: self.changed.clone(),
             made,
             fleet,
             push_body,
-        );
+            book: dispatch::Book::default(),
+        };
         Ok(AbortOnDrop(tokio::spawn(dispatcher.run())))
     }
 
