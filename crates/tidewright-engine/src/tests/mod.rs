@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tidewright_core::{AttemptKey, Cost, Event, StepSpec, StepState, TaskSpec, TaskState};
+use tidewright_store as store;
 use tidewright_store::memory::MemoryStore;
 use tidewright_store::{Commit, TaskRecord, Write};
 use tidewright_store::{
@@ -771,92 +772,6 @@ impl WriteStore for SlowBacklog {
 }
 
 #[async_trait::async_trait]
-impl TaskStore for SlowBacklog {
-    async fn get_task(&self, id: &str) -> tidewright_store::Result<Option<TaskRecord>> {
-        self.store.get_task(id).await
-    }
-
-    async fn tasks_by_id(&self, ids: &[String]) -> tidewright_store::Result<Vec<TaskRecord>> {
-        self.store.tasks_by_id(ids).await
-    }
-
-    async fn list_tasks(
-        &self,
-        query: tidewright_store::TaskQuery,
-    ) -> tidewright_store::Result<Vec<TaskRecord>> {
-        self.store.list_tasks(query).await
-    }
-
-    async fn count_tasks(
-        &self,
-        tenants: Option<Vec<String>>,
-    ) -> tidewright_store::Result<Vec<(TaskState, u64)>> {
-        self.store.count_tasks(tenants).await
-    }
-}
-
-#[async_trait::async_trait]
-impl StepStore for SlowBacklog {
-    async fn running_attempt(
-        &self,
-        task_id: &str,
-        step_id: &str,
-    ) -> tidewright_store::Result<Option<u32>> {
-        self.store.running_attempt(task_id, step_id).await
-    }
-
-    async fn checkpoint(
-        &self,
-        task_id: &str,
-        step_id: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::Checkpoint>> {
-        self.store.checkpoint(task_id, step_id).await
-    }
-
-    async fn step_branch(
-        &self,
-        task_id: &str,
-        step_id: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::StepBranch>> {
-        self.store.step_branch(task_id, step_id).await
-    }
-}
-
-#[async_trait::async_trait]
-impl EventStore for SlowBacklog {
-    async fn events_after(
-        &self,
-        task_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> tidewright_store::Result<Vec<Event>> {
-        self.store.events_after(task_id, after, limit).await
-    }
-
-    async fn fleet_events_after(
-        &self,
-        after: u64,
-        tenants: Option<Vec<String>>,
-        limit: usize,
-    ) -> tidewright_store::Result<tidewright_store::fleet::FleetPage> {
-        self.store.fleet_events_after(after, tenants, limit).await
-    }
-
-    async fn fleet_head(&self) -> tidewright_store::Result<u64> {
-        self.store.fleet_head().await
-    }
-
-    async fn audit_after(
-        &self,
-        after: u64,
-        limit: usize,
-        tenants: Option<Vec<String>>,
-    ) -> tidewright_store::Result<Vec<tidewright_store::AuditRecord>> {
-        self.store.audit_after(after, limit, tenants).await
-    }
-}
-
-#[async_trait::async_trait]
 impl RecoveryStore for SlowBacklog {
     async fn unfinished_task_ids(&self) -> tidewright_store::Result<Vec<String>> {
         self.store.unfinished_task_ids().await
@@ -883,106 +798,66 @@ impl RecoveryStore for SlowBacklog {
     }
 }
 
-#[async_trait::async_trait]
-impl StateStore for SlowBacklog {
-    async fn list_state(
-        &self,
-        query: tidewright_store::StateQuery,
-    ) -> tidewright_store::Result<Vec<(tidewright_store::StateKey, tidewright_store::StateEntry)>>
-    {
-        self.store.list_state(query).await
-    }
-
-    async fn change_state(
-        &self,
-        change: tidewright_store::StateChange,
-    ) -> tidewright_store::Result<tidewright_store::StateOutcome> {
-        self.store.change_state(change).await
-    }
-
-    async fn get_state(
-        &self,
-        key: tidewright_store::StateKey,
-        now: Micros,
-    ) -> tidewright_store::Result<Option<tidewright_store::StateEntry>> {
-        self.store.get_state(key, now).await
-    }
+/// The areas `SlowBacklog` passes on to the memory store as they are: a
+/// row per method, `fn name(arguments) -> answer;`.
+macro_rules! passed_on {
+    ($($area:ident { $(fn $name:ident($($arg:ident: $ty:ty),*) -> $answer:ty;)* })*) => {
+        $(
+            #[async_trait::async_trait]
+            impl $area for SlowBacklog {
+                $(
+                    async fn $name(&self, $($arg: $ty),*) -> tidewright_store::Result<$answer> {
+                        self.store.$name($($arg),*).await
+                    }
+                )*
+            }
+        )*
+    };
 }
 
-#[async_trait::async_trait]
-impl RetentionStore for SlowBacklog {
-    async fn expiring(
-        &self,
-        retention: &tidewright_store::retention::Retention,
-        now: Micros,
-        limit: usize,
-    ) -> tidewright_store::Result<Vec<tidewright_store::retention::Expiring>> {
-        self.store.expiring(retention, now, limit).await
+passed_on! {
+    TaskStore {
+        fn get_task(id: &str) -> Option<TaskRecord>;
+        fn tasks_by_id(ids: &[String]) -> Vec<TaskRecord>;
+        fn list_tasks(query: store::TaskQuery) -> Vec<TaskRecord>;
+        fn count_tasks(tenants: Option<Vec<String>>) -> Vec<(TaskState, u64)>;
     }
-
-    async fn expired(
-        &self,
-        id: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::retention::Expired>> {
-        self.store.expired(id).await
+    StepStore {
+        fn running_attempt(task_id: &str, step_id: &str) -> Option<u32>;
+        fn checkpoint(task_id: &str, step_id: &str) -> Option<store::Checkpoint>;
+        fn step_branch(task_id: &str, step_id: &str) -> Option<store::StepBranch>;
     }
-}
-
-#[async_trait::async_trait]
-impl SpendStore for SlowBacklog {
-    async fn tenant_budgets(
-        &self,
-    ) -> tidewright_store::Result<Vec<(String, tidewright_core::TenantBudget)>> {
-        self.store.tenant_budgets().await
+    EventStore {
+        fn events_after(task_id: &str, after: u64, limit: usize) -> Vec<Event>;
+        fn fleet_events_after(after: u64, tenants: Option<Vec<String>>, limit: usize)
+            -> store::fleet::FleetPage;
+        fn fleet_head() -> u64;
+        fn audit_after(after: u64, limit: usize, tenants: Option<Vec<String>>)
+            -> Vec<store::AuditRecord>;
     }
-
-    async fn spend_since(
-        &self,
-        since: Micros,
-    ) -> tidewright_store::Result<Vec<(String, tidewright_core::Cost)>> {
-        self.store.spend_since(since).await
+    StateStore {
+        fn list_state(query: store::StateQuery) -> Vec<(store::StateKey, store::StateEntry)>;
+        fn change_state(change: store::StateChange) -> store::StateOutcome;
+        fn get_state(key: store::StateKey, now: Micros) -> Option<store::StateEntry>;
     }
-}
-
-#[async_trait::async_trait]
-impl WebhookStore for SlowBacklog {
-    async fn webhooks(&self) -> tidewright_store::Result<Vec<tidewright_store::webhooks::Webhook>> {
-        self.store.webhooks().await
+    RetentionStore {
+        fn expiring(retention: &store::retention::Retention, now: Micros, limit: usize)
+            -> Vec<store::retention::Expiring>;
+        fn expired(id: &str) -> Option<store::retention::Expired>;
     }
-
-    async fn webhook_cursor(&self) -> tidewright_store::Result<u64> {
-        self.store.webhook_cursor().await
+    SpendStore {
+        fn tenant_budgets() -> Vec<(String, tidewright_core::TenantBudget)>;
+        fn spend_since(since: Micros) -> Vec<(String, tidewright_core::Cost)>;
     }
-
-    async fn pending_deliveries(
-        &self,
-        limit: usize,
-    ) -> tidewright_store::Result<Vec<tidewright_store::webhooks::Delivery>> {
-        self.store.pending_deliveries(limit).await
+    WebhookStore {
+        fn webhooks() -> Vec<store::webhooks::Webhook>;
+        fn webhook_cursor() -> u64;
+        fn pending_deliveries(limit: usize) -> Vec<store::webhooks::Delivery>;
+        fn deliveries(query: store::webhooks::DeliveryQuery) -> Vec<store::webhooks::Delivery>;
     }
-
-    async fn deliveries(
-        &self,
-        query: tidewright_store::webhooks::DeliveryQuery,
-    ) -> tidewright_store::Result<Vec<tidewright_store::webhooks::Delivery>> {
-        self.store.deliveries(query).await
-    }
-}
-
-#[async_trait::async_trait]
-impl ScheduleStore for SlowBacklog {
-    async fn schedules(
-        &self,
-    ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
-        self.store.schedules().await
-    }
-
-    async fn schedule(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
-        self.store.schedule(tenant, name).await
+    ScheduleStore {
+        fn schedules() -> Vec<store::schedules::Schedule>;
+        fn schedule(tenant: &str, name: &str) -> Option<store::schedules::Schedule>;
     }
 }
 
