@@ -538,6 +538,51 @@ async fn the_agent_shares_a_finding_through_tidewrights_mcp_server(cli: &Cli) {
     (cli.left)(&dir.path().join("work/agent-1"), &mock);
 }
 
+/// An agent that reads one file over and over (the API scripted to ask
+/// for the same call each turn) is stopped as stalled at the worker's
+/// repeat limit, from what the CLI's own stream said it called; the step
+/// fails saying so, long before the script runs out.
+async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_stalled(cli: &Cli) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut script = vec![(cli.write)("notes.txt", "the same\n")];
+    script.extend((0..8).map(|_| (cli.read)("notes.txt")));
+    script.push(Reply::Text("Never reached.".into()));
+    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    // Below the Gemini CLI's own loop detection (5), which ends its turn.
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 1),
+        &["--repeat-limit", "3"],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task("circling", vec![(cli.step)("read", "Read notes.txt")]),
+    )
+    .await
+    .expect("submit");
+    let task = wait_finished(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    let attempt = &task.steps[0].attempts[0];
+    assert!(
+        attempt.error.starts_with("stalled: called ")
+            && attempt
+                .error
+                .ends_with(" with the same input 3 times in a row"),
+        "{}",
+        attempt.error
+    );
+    // Stopped at the third read: the mock was not asked for all eight.
+    let asked = mock.requests().len();
+    assert!(asked <= 6, "the agent ran on: {asked} requests");
+}
+
 /// The suite, once per runtime: a module of tests per row.
 macro_rules! suite {
     ($($module:ident => $cli:expr),* $(,)?) => {$(
@@ -557,6 +602,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_retry_on_another_worker_resumes_the_session_from_its_checkpoint() {
                 super::a_retry_on_another_worker_resumes_the_session_from_its_checkpoint(&$cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_stalled() {
+                super::an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_stalled(&$cli).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

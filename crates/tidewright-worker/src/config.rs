@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub secrets_dir: Option<PathBuf>,
     /// Leave each attempt's workspace behind when it ends.
     pub keep_workspaces: bool,
+    /// An agent that calls one tool with one input this many times in a
+    /// row is stopped as stalled (0: never).
+    pub repeat_limit: u32,
     /// How each agent CLI's steps run (the CLI, the model, the credential,
     /// the API's address, prices); a CLI not named runs with its defaults.
     pub agents: BTreeMap<AgentCli, AgentSettings>,
@@ -94,6 +97,7 @@ impl WorkerConfig {
             tls: ClientTls::default(),
             secrets_dir: None,
             keep_workspaces: false,
+            repeat_limit: runtime::repeats::DEFAULT_REPEAT_LIMIT,
             agents: BTreeMap::new(),
             tidewright_bin: None,
             http: None,

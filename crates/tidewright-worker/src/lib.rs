@@ -244,6 +244,7 @@ pub async fn start(
         work_dir: config.work_dir.clone(),
         secrets_dir: config.secrets_dir.clone(),
         keep_workspace: config.keep_workspaces,
+        repeat_limit: config.repeat_limit,
         metrics: metrics.clone(),
         checkpoints,
         sandbox: Arc::new(isolation.sandbox),

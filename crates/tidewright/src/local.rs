@@ -359,6 +359,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.tls = target.tls;
     config.secrets_dir = args.secrets_dir;
     config.keep_workspaces = args.keep_workspaces;
+    config.repeat_limit = args.repeat_limit;
     config.pool = args.pool;
     config.max_concurrent_agents = args.max_concurrent_agents;
     config.steps = args.steps;

@@ -143,6 +143,9 @@ pub struct Host {
     /// Where the step's branch is kept for its dependents on other
     /// workers, and theirs found; `None` for a worker on its own (tests).
     pub branches: Option<Arc<dyn super::checkpoint::Keeper>>,
+    /// An agent that calls one tool with one input this many times in a
+    /// row is stopped as stalled (0: never).
+    pub repeat_limit: u32,
 }
 
 /// What a step needs to call the control plane as itself: the worker's

@@ -22,6 +22,7 @@ pub mod gemini;
 pub mod prices;
 pub mod process;
 pub mod qwen;
+pub mod repeats;
 pub mod repo;
 pub mod session;
 pub mod shell;

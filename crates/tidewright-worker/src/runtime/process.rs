@@ -18,6 +18,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, MAX_LINE_BYTES, Stop};
+use super::repeats::{Repeats, ToolCall};
 use crate::metrics::Fault;
 use crate::program::find_program;
 use crate::sandbox::Room;
@@ -145,6 +146,10 @@ struct Activity {
     started: tokio::time::Instant,
     /// Milliseconds after `started`.
     last: Arc<std::sync::atomic::AtomicU64>,
+    /// Why the agent is going round in circles, once it is: busy, but
+    /// getting nowhere, which stalls it as silence does.
+    circling: Arc<Mutex<Option<String>>>,
+    circled: Arc<tokio::sync::Notify>,
 }
 
 impl Activity {
@@ -152,6 +157,30 @@ impl Activity {
         Activity {
             started: tokio::time::Instant::now(),
             last: Arc::default(),
+            circling: Arc::default(),
+            circled: Arc::default(),
+        }
+    }
+
+    fn circle(&self, why: String) {
+        let mut circling = self.circling.lock().unwrap_or_else(|e| e.into_inner());
+        circling.get_or_insert(why);
+        self.circled.notify_one();
+    }
+
+    /// Resolves, with why, once the agent is going round in circles.
+    async fn circling(&self) -> String {
+        loop {
+            let notified = self.circled.notified();
+            if let Some(why) = self
+                .circling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return why;
+            }
+            notified.await;
         }
     }
 
@@ -187,6 +216,11 @@ pub trait LineReader: Send {
     /// The reports one stdout line makes. `raw` is the whole line: nothing
     /// of it is cut or masked yet.
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt>;
+    /// The tool calls the lines read since the last time said the agent
+    /// made, in order: the stall policy stops a run that repeats one.
+    fn take_tool_calls(&mut self) -> Vec<ToolCall> {
+        Vec::new()
+    }
 }
 
 /// Reads the fixture `name` of runtime `runtime` (recorded from the real
@@ -414,11 +448,12 @@ fn forward(
 ) -> Output {
     let activity = Activity::new();
     let tail = Tail::default();
+    let repeats = Repeats::new(attempt.host.repeat_limit);
     let stdout = child.stdout.take().map(|out| {
         tokio::spawn(forward_lines(
             out,
             LogStream::Stdout,
-            lines,
+            (lines, Some(repeats)),
             attempt.key.clone(),
             (redactor.clone(), activity.clone(), None),
             reports.clone(),
@@ -428,7 +463,7 @@ fn forward(
         tokio::spawn(forward_lines(
             err,
             LogStream::Stderr,
-            StdoutLines::Plain,
+            (StdoutLines::Plain, None),
             attempt.key.clone(),
             (redactor.clone(), activity.clone(), Some(tail.clone())),
             reports.clone(),
@@ -447,6 +482,8 @@ struct Watched {
     cancelled: Option<Stop>,
     timed_out: Option<u32>,
     stalled: Option<u32>,
+    /// Why the agent was going round in circles, when that stopped it.
+    circling: Option<String>,
     disk_full: bool,
 }
 
@@ -465,6 +502,7 @@ async fn watch(
         cancelled: None,
         timed_out: None,
         stalled: None,
+        circling: None,
         disk_full: false,
     };
     let stall_limit = attempt.step.stall_timeout();
@@ -486,6 +524,10 @@ async fn watch(
         }
         _ = activity.silent(stall_limit.map(|s| Duration::from_secs(u64::from(s)))) => {
             watched.stalled = stall_limit;
+            stop_group(group, child).await
+        }
+        why = activity.circling() => {
+            watched.circling = Some(why);
             stop_group(group, child).await
         }
         _ = async {
@@ -568,6 +610,12 @@ async fn stop(
                 Fault::Stalled,
                 format!("stalled: no output, progress, log or tool event for {seconds}s"),
             )
+        });
+    }
+    if let Some(why) = watched.circling {
+        return Err(Ended {
+            exit_code: code,
+            ..Ended::fault(Fault::Stalled, format!("stalled: {why}"))
         });
     }
     match (status, limit_hit) {
@@ -653,7 +701,7 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
 async fn forward_lines(
     pipe: impl AsyncRead + Unpin,
     stream: LogStream,
-    lines: StdoutLines,
+    (lines, mut repeats): (StdoutLines, Option<Repeats>),
     attempt: AttemptKey,
     (redactor, activity, tail): (Arc<Redactor>, Activity, Option<Tail>),
     reports: mpsc::UnboundedSender<FromAttempt>,
@@ -672,10 +720,15 @@ async fn forward_lines(
         if let StdoutLines::Events(run) = &lines {
             // The whole event is read before anything of it is cut.
             let raw = String::from_utf8_lossy(&buf);
-            let reports_of_line = run
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read(&raw, &attempt, &redactor);
+            let (reports_of_line, calls) = {
+                let mut run = run.lock().unwrap_or_else(|e| e.into_inner());
+                (run.read(&raw, &attempt, &redactor), run.take_tool_calls())
+            };
+            for call in calls {
+                if let Some(why) = repeats.as_mut().and_then(|r| r.call(&call)) {
+                    activity.circle(why);
+                }
+            }
             for report in reports_of_line {
                 if reports.send(report).is_err() {
                     return;
@@ -741,7 +794,7 @@ mod tests {
         forward_lines(
             line.as_bytes(),
             LogStream::Stdout,
-            StdoutLines::Plain,
+            (StdoutLines::Plain, None),
             key,
             (redactor, Activity::new(), None),
             reports,

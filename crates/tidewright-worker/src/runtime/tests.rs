@@ -41,6 +41,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         host: Arc::new(Host {
             secrets_dir: None,
             keep_workspace: true,
+            repeat_limit: crate::runtime::repeats::DEFAULT_REPEAT_LIMIT,
             work_dir: dir.to_path_buf(),
             metrics: Arc::new(WorkerMetrics::new(1)),
             checkpoints: None,
@@ -807,6 +808,53 @@ async fn a_silent_step_is_stalled_and_a_talking_one_is_not() {
     );
     talking.step.stall_timeout_seconds = Some(1);
     let (result, _) = run_to_end(talking).await;
+    assert_eq!(
+        result.outcome,
+        v1::Outcome::Succeeded as i32,
+        "{}",
+        result.error
+    );
+    assert!(!result.stalled);
+}
+
+/// An agent that calls one tool with one input time after time is stopped
+/// as stalled, saying so, however busy its stream is; calls that differ
+/// are work, and the run goes on to its end.
+#[tokio::test]
+async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stalled() {
+    let call = |n: u32, command: &str| {
+        format!(
+            r#"{{"type":"assistant","message":{{"id":"m{n}","content":[{{"type":"tool_use","id":"t{n}","name":"Bash","input":{{"command":"{command}"}}}}]}}}}"#
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let circling: Vec<String> = (1..=5).map(|n| call(n, "ls")).collect();
+    let mut lines: Vec<&str> = vec![INIT];
+    lines.extend(circling.iter().map(String::as_str));
+    let attempt = claude_attempt(dir.path(), &lines, 0);
+    // It goes on after its fifth call, as a looping agent would.
+    let script = dir.path().join("fake-claude");
+    let body = std::fs::read_to_string(&script).expect("script");
+    std::fs::write(&script, body.replace("exit 0\n", "sleep 300\n")).expect("script");
+    let began = std::time::Instant::now();
+    let (result, _) = run_to_end(attempt).await;
+    assert_eq!(result.outcome, v1::Outcome::Failed as i32);
+    assert!(result.stalled);
+    assert_eq!(
+        result.error,
+        "stalled: called Bash with the same input 5 times in a row"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "stopped, not waited out"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let working: Vec<String> = (1..=5).map(|n| call(n, &format!("ls {n}"))).collect();
+    let mut lines: Vec<&str> = vec![INIT];
+    lines.extend(working.iter().map(String::as_str));
+    lines.push(RESULT);
+    let (result, _) = run_to_end(claude_attempt(dir.path(), &lines, 0)).await;
     assert_eq!(
         result.outcome,
         v1::Outcome::Succeeded as i32,

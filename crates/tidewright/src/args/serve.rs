@@ -493,6 +493,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "TIDEWRIGHT_KEEP_WORKSPACES")]
     pub keep_workspaces: bool,
 
+    /// An agent that calls one tool with one input this many times in a
+    /// row is going round in circles: it is stopped as stalled, and says
+    /// so (0: never).
+    #[arg(long, env = "TIDEWRIGHT_REPEAT_LIMIT", default_value_t = tidewright_worker::runtime::repeats::DEFAULT_REPEAT_LIMIT)]
+    pub repeat_limit: u32,
+
     /// On SIGTERM or Ctrl-C: take no new work, let running steps finish for
     /// this long, then hand the rest back to run elsewhere at once.
     #[arg(long, env = "TIDEWRIGHT_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]

@@ -11,6 +11,7 @@ use super::stream::{LimitEvent, Line, Prices, RunResult, Usage, parse_line};
 use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::process::LineReader;
+use crate::runtime::repeats::ToolCall;
 use crate::secrets::Redactor;
 
 /// What has been read of one CLI run so far.
@@ -30,6 +31,8 @@ pub struct ClaudeRun {
     turn_model: String,
     /// A `rate_limit_event` said the limit was hit.
     limit_event: Option<LimitEvent>,
+    /// The tool calls read and not yet taken.
+    calls: Vec<ToolCall>,
 }
 
 impl ClaudeRun {
@@ -56,6 +59,10 @@ impl ClaudeRun {
 }
 
 impl LineReader for ClaudeRun {
+    fn take_tool_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+    }
+
     /// The reports one stdout line makes: log lines for what the agent says
     /// and does, progress at each new turn, the cost so far after each
     /// model response.
@@ -78,7 +85,9 @@ impl LineReader for ClaudeRun {
             Ok(Line::Assistant {
                 message_id,
                 log: text,
+                calls,
             }) => {
+                self.calls.extend(calls);
                 let mut reports = Vec::new();
                 if message_id != self.last_message {
                     self.last_message = message_id;

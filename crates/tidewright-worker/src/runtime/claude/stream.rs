@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::runtime::repeats::ToolCall;
+
 /// What one line of the stream means to tidewright.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
@@ -15,7 +17,11 @@ pub enum Line {
     Init { session_id: String, model: String },
     /// An assistant message block: its text, or the tool it calls. `message_id`
     /// tells turns apart (one message may span several lines).
-    Assistant { message_id: String, log: String },
+    Assistant {
+        message_id: String,
+        log: String,
+        calls: Vec<ToolCall>,
+    },
     /// `system/api_retry`: the CLI retries an API call.
     ApiRetry(String),
     /// A model response began (`stream_event` `message_start`, with
@@ -224,6 +230,7 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
             Ok(Line::Assistant {
                 message_id: text(&message["id"]),
                 log: logs.join("\n"),
+                calls: tool_calls(&message["content"]),
             })
         }
         (Some("rate_limit_event"), _) => {
@@ -258,6 +265,19 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
             .map_err(|e| format!("unreadable result line: {e}")),
         _ => Ok(Line::Other),
     }
+}
+
+/// The `tool_use` blocks of a message's `content` (Claude's and Qwen Code's
+/// stream-json): each tool and its input.
+pub(crate) fn tool_calls(content: &Value) -> Vec<ToolCall> {
+    let blocks = content.as_array().into_iter().flatten();
+    blocks
+        .filter(|block| block["type"] == "tool_use")
+        .map(|block| ToolCall {
+            tool: block["name"].as_str().unwrap_or("?").to_string(),
+            input: block["input"].clone(),
+        })
+        .collect()
 }
 
 /// `text` blocks as they are; `tool_use` as `tool: NAME key=value`, with the
@@ -323,7 +343,11 @@ mod tests {
             parse_line(tool),
             Ok(Line::Assistant {
                 message_id: "m1".into(),
-                log: "tool: Write file_path=/w/hello.txt".into()
+                log: "tool: Write file_path=/w/hello.txt".into(),
+                calls: vec![ToolCall {
+                    tool: "Write".into(),
+                    input: serde_json::json!({"file_path": "/w/hello.txt", "content": "hi\nthere"}),
+                }],
             })
         );
         let text = r#"{"type":"assistant","message":{"id":"m2","content":[{"type":"text","text":"Done.\n"}]}}"#;

@@ -17,6 +17,7 @@ use crate::runtime::agent::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
+use crate::runtime::repeats::ToolCall;
 use crate::secrets::Redactor;
 
 /// Longest command or query shown in a log or progress line.
@@ -51,7 +52,8 @@ pub enum Item {
         output: String,
     },
     FileChange(Vec<String>),
-    ToolCall(String),
+    /// An MCP tool (`server.tool`) and its arguments.
+    ToolCall(String, Value),
     WebSearch(String),
     /// Items done, of all.
     Todo {
@@ -111,11 +113,10 @@ fn item(value: &Value) -> Item {
                 .map(|change| format!("{} {}", text(&change["kind"]), text(&change["path"])))
                 .collect(),
         ),
-        "mcp_tool_call" => Item::ToolCall(format!(
-            "{}.{}",
-            text(&value["server"]),
-            text(&value["tool"])
-        )),
+        "mcp_tool_call" => Item::ToolCall(
+            format!("{}.{}", text(&value["server"]), text(&value["tool"])),
+            value["arguments"].clone(),
+        ),
         "web_search" => Item::WebSearch(text(&value["query"])),
         "todo_list" => {
             let items = value["items"].as_array().cloned().unwrap_or_default();
@@ -149,6 +150,8 @@ pub struct CodexRun {
     /// This run's model responses, as the thread's rollout records them
     /// (`token_usage_record`) while the turn goes on.
     responses: Usage,
+    /// The tool calls read and not yet taken: its commands and MCP tools.
+    calls: Vec<ToolCall>,
 }
 
 impl CodexRun {
@@ -182,6 +185,10 @@ fn summary(text: &str) -> String {
 }
 
 impl LineReader for CodexRun {
+    fn take_tool_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+    }
+
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let progress = |fraction: f32, message: String| {
@@ -223,6 +230,10 @@ impl LineReader for CodexRun {
                     .collect(),
                 (false, Item::Command { command, .. }) => {
                     self.commands += 1;
+                    self.calls.push(ToolCall {
+                        tool: "shell".into(),
+                        input: Value::from(command.as_str()),
+                    });
                     let shown = summary(&command);
                     vec![
                         log(format!("$ {shown}")),
@@ -253,7 +264,11 @@ impl LineReader for CodexRun {
                     .into_iter()
                     .map(|change| log(format!("changed: {change}")))
                     .collect(),
-                (false, Item::ToolCall(tool)) => vec![log(format!("tool {tool}"))],
+                (false, Item::ToolCall(tool, input)) => {
+                    let line = log(format!("tool {tool}"));
+                    self.calls.push(ToolCall { tool, input });
+                    vec![line]
+                }
                 (true, Item::WebSearch(query)) => {
                     vec![log(format!("web search: {}", summary(&query)))]
                 }
@@ -420,8 +435,20 @@ mod tests {
 
     #[test]
     fn the_pinned_clis_run_reads_as_its_thread_commands_answer_and_usage() {
-        let (run, logs) = replay("command-then-answer");
+        let (mut run, logs) = replay("command-then-answer");
         assert!(!run.session_id.is_empty());
+        // Its command, whole, for the stall policy.
+        let calls = run.take_tool_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].tool, "shell");
+        assert!(
+            calls[0]
+                .input
+                .as_str()
+                .is_some_and(|c| c.contains("hello.txt")),
+            "{calls:?}"
+        );
+        assert!(run.take_tool_calls().is_empty(), "taken once");
         assert_eq!(run.last_message, "Wrote hello.txt.");
         assert_eq!(run.failure, None);
         let usage = run.usage.clone().expect("usage");

@@ -11,6 +11,7 @@ use crate::runtime::agent::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
+use crate::runtime::repeats::ToolCall;
 use crate::secrets::Redactor;
 
 /// Longest tool input summary in a log line.
@@ -28,6 +29,7 @@ pub enum Line {
     ToolUse {
         name: String,
         summary: String,
+        input: Value,
     },
     ToolResult {
         status: String,
@@ -57,6 +59,7 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
         "tool_use" => Line::ToolUse {
             name: text(&value["tool_name"]),
             summary: summary(&value["parameters"]),
+            input: value["parameters"].clone(),
         },
         "tool_result" => Line::ToolResult {
             status: text(&value["status"]),
@@ -120,6 +123,8 @@ pub struct GeminiRun {
     /// transcript records them (a `gemini` message with its `tokens`, once
     /// when it is made and again as it grows).
     responses: std::collections::BTreeMap<String, Usage>,
+    /// The tool calls read and not yet taken.
+    calls: Vec<ToolCall>,
 }
 
 impl GeminiRun {
@@ -138,6 +143,10 @@ impl GeminiRun {
 }
 
 impl LineReader for GeminiRun {
+    fn take_tool_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+    }
+
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let line = match parse_line(raw) {
@@ -170,8 +179,16 @@ impl LineReader for GeminiRun {
                     .map(|l| log(l.to_string()))
                     .collect()
             }
-            Line::ToolUse { name, summary } => {
+            Line::ToolUse {
+                name,
+                summary,
+                input,
+            } => {
                 self.tools += 1;
+                self.calls.push(ToolCall {
+                    tool: name.clone(),
+                    input,
+                });
                 self.answer.clear();
                 let mut message = format!("tool {}: {name}", self.tools);
                 tidewright_core::truncate_at_char_boundary(&mut message, 200);
@@ -307,8 +324,14 @@ mod tests {
 
     #[test]
     fn the_pinned_clis_run_reads_as_its_session_tool_call_answer_and_usage() {
-        let (run, logs) = replay("tool-then-answer");
+        let (mut run, logs) = replay("tool-then-answer");
         assert!(!run.session_id.is_empty());
+        // The tool call, with its whole input, for the stall policy.
+        let calls = run.take_tool_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].tool, "write_file");
+        assert_eq!(calls[0].input["file_path"], "hello.txt");
+        assert!(run.take_tool_calls().is_empty(), "taken once");
         assert_eq!(run.answer, "Wrote hello.txt.");
         let end = run.end.clone().expect("a result");
         assert!(end.success);

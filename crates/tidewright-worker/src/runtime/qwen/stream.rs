@@ -15,6 +15,7 @@ use crate::runtime::agent::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
+use crate::runtime::repeats::ToolCall;
 use crate::secrets::Redactor;
 
 /// Longest tool input summary in a log line.
@@ -42,6 +43,8 @@ pub struct QwenRun {
     usage: Usage,
     tools: u32,
     pub end: Option<End>,
+    /// The tool calls read and not yet taken.
+    calls: Vec<ToolCall>,
 }
 
 impl QwenRun {
@@ -80,6 +83,10 @@ impl QwenRun {
                 Some("tool_use") => {
                     self.tools += 1;
                     let name = block["name"].as_str().unwrap_or_default();
+                    self.calls.push(ToolCall {
+                        tool: name.to_string(),
+                        input: block["input"].clone(),
+                    });
                     let mut message = format!("tool {}: {name}", self.tools);
                     tidewright_core::truncate_at_char_boundary(&mut message, 200);
                     reports.push(log(format!("tool: {name} {}", summary(&block["input"]))));
@@ -134,6 +141,10 @@ fn summary(input: &Value) -> String {
 }
 
 impl LineReader for QwenRun {
+    fn take_tool_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+    }
+
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let Ok(value) = serde_json::from_str::<Value>(raw) else {
@@ -249,8 +260,18 @@ mod tests {
 
     #[test]
     fn the_pinned_clis_run_reads_as_its_session_tools_answer_and_usage() {
-        let (run, logs) = replay("tool-then-answer");
+        let (mut run, logs) = replay("tool-then-answer");
         assert!(!run.session_id.is_empty());
+        // The tool call, with its whole input, for the stall policy.
+        let calls = run.take_tool_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].tool, "write_file");
+        assert!(
+            calls[0].input["file_path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("hello.txt"))
+        );
+        assert!(run.take_tool_calls().is_empty(), "taken once");
         let end = run.end.clone().expect("a result");
         assert!(end.success, "{end:?}");
         assert_eq!(end.result, "Wrote hello.txt.");
