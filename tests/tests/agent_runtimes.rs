@@ -543,19 +543,44 @@ async fn the_agent_shares_a_finding_through_tidewrights_mcp_server(cli: &Cli) {
 /// repeat limit, from what the CLI's own stream said it called; the step
 /// fails saying so, long before the script runs out.
 async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_stalled(cli: &Cli) {
+    // Below the Gemini CLI's own loop detection (5), which ends its turn.
+    let (error, asked) = going_round_in_circles(cli, "3").await;
+    assert!(
+        error.starts_with("stalled: called ")
+            && error.ends_with(" with the same input 3 times in a row"),
+        "{error}"
+    );
+    // Stopped at the third read: the mock was not asked for all eight.
+    assert!(asked <= 6, "the agent ran on: {asked} requests");
+}
+
+/// The Gemini CLI's own loop detection ends its turn as a success; the
+/// step fails as stalled instead, saying who stopped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gemini_clis_own_loop_detection_stalls_the_step() {
+    let (error, _) = going_round_in_circles(&GEMINI_CLI, "0").await;
+    assert_eq!(
+        error,
+        "stalled: the Gemini CLI detected a loop and stopped its turn"
+    );
+}
+
+/// Runs one step of `cli` whose API asks for the same read eight times, on
+/// a worker with `--repeat-limit` `limit`: the error its failed attempt
+/// ended with, and how many requests the API had.
+async fn going_round_in_circles(cli: &Cli, limit: &str) -> (String, usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut script = vec![(cli.write)("notes.txt", "the same\n")];
     script.extend((0..8).map(|_| (cli.read)("notes.txt")));
     script.push(Reply::Text("Never reached.".into()));
     let (server, mock) = start(cli, dir.path(), &[], script).await;
-    // Below the Gemini CLI's own loop detection (5), which ends its turn.
     let _worker = (cli.start)(
         &server,
         dir.path(),
         "agent-1",
         &mock,
         (&[cli.runtime], 1),
-        &["--repeat-limit", "3"],
+        &["--repeat-limit", limit],
     )
     .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -570,17 +595,7 @@ async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_st
         .expect("finished");
     assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
     let attempt = &task.steps[0].attempts[0];
-    assert!(
-        attempt.error.starts_with("stalled: called ")
-            && attempt
-                .error
-                .ends_with(" with the same input 3 times in a row"),
-        "{}",
-        attempt.error
-    );
-    // Stopped at the third read: the mock was not asked for all eight.
-    let asked = mock.requests().len();
-    assert!(asked <= 6, "the agent ran on: {asked} requests");
+    (attempt.error.clone(), mock.requests().len())
 }
 
 /// The suite, once per runtime: a module of tests per row.

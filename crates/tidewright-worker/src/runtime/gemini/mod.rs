@@ -19,6 +19,7 @@ use super::attempt::Ended;
 use super::dir_home::{DirHome, McpAccess};
 use super::session::TranscriptPlaces;
 use crate::mcp::trusted_server;
+use crate::metrics::Fault;
 use crate::runtime::prices::Prices;
 use crate::sandbox::Sandbox;
 use stream::GeminiRun;
@@ -78,6 +79,18 @@ impl AgentRuntime for Gemini {
     /// attempt's cost as they stand.
     fn ended(_step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended {
         let run = exit.stream;
+        // Its turn ends as a success when it stops a loop: a stall, as
+        // tidewright's own repeat limit says one.
+        if run.looped {
+            return Ended {
+                exit_code: exit.status.code(),
+                cost: run.end.as_ref().map(|end| run.cost_of(&end.usage)),
+                ..Ended::fault(
+                    Fault::Stalled,
+                    "stalled: the Gemini CLI detected a loop and stopped its turn",
+                )
+            };
+        }
         let Some(end) = &run.end else {
             return exit.by_result("gemini", None, Default::default());
         };

@@ -35,8 +35,16 @@ pub enum Line {
         status: String,
     },
     Result(RunEnd),
+    /// An `error` event: the CLI's warning or error (its loop detection,
+    /// its turn limit), which it ends its turn on while the run still
+    /// reads as a success.
+    Warning(String),
     Other,
 }
+
+/// The warning the Gemini CLI stops its turn with when it detects a loop
+/// (the same tool call, or the same content, again and again).
+pub const LOOP_DETECTED: &str = "Loop detected, stopping execution";
 
 /// The `result` line.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +94,7 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
                 },
             })
         }
+        "error" => Line::Warning(text(&value["message"])),
         _ => Line::Other,
     })
 }
@@ -125,6 +134,8 @@ pub struct GeminiRun {
     responses: std::collections::BTreeMap<String, Usage>,
     /// The tool calls read and not yet taken.
     calls: Vec<ToolCall>,
+    /// The CLI detected a loop and stopped its turn.
+    pub(super) looped: bool,
 }
 
 impl GeminiRun {
@@ -209,6 +220,13 @@ impl LineReader for GeminiRun {
                     attempt: attempt.clone(),
                     cost,
                 }]
+            }
+            Line::Warning(message) => {
+                let line = log(format!("gemini: {message}"));
+                if message == LOOP_DETECTED {
+                    self.looped = true;
+                }
+                vec![line]
             }
             Line::Other => Vec::new(),
         }
@@ -320,6 +338,32 @@ mod tests {
         let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
         let logs = crate::runtime::process::replay_fixture(&mut run, "gemini", name);
         (run, logs)
+    }
+
+    /// The warning the pinned CLI streams when its loop detection stops
+    /// its turn (an `error` event of severity `warning`), then a `result`
+    /// of success: read as a loop, and logged.
+    #[test]
+    fn the_clis_loop_detection_is_read_as_a_loop() {
+        let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
+        let key = tidewright_core::AttemptKey {
+            task_id: "t".into(),
+            step_id: "s".into(),
+            attempt: 1,
+        };
+        let redactor = Redactor::default();
+        let warning = r#"{"type":"error","timestamp":"2026-11-27T16:40:00.000Z","severity":"warning","message":"Loop detected, stopping execution"}"#;
+        let reports = run.read(warning, &key, &redactor);
+        assert!(run.looped);
+        assert!(
+            matches!(&reports[..], [FromAttempt::Log { line, .. }] if line == "gemini: Loop detected, stopping execution"),
+            "{reports:?}"
+        );
+        let other =
+            r#"{"type":"error","severity":"warning","message":"Maximum session turns exceeded"}"#;
+        let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
+        run.read(other, &key, &redactor);
+        assert!(!run.looped);
     }
 
     #[test]
