@@ -94,13 +94,19 @@ impl AgentRuntime for Gemini {
         let Some(end) = &run.end else {
             return exit.by_result("gemini", None, Default::default());
         };
-        let result = match end.success && exit.status.success() {
-            true => Ok(serde_json::json!({
+        // A turn the CLI cut short on an error it still ends as a success.
+        let stopped = run
+            .stopped
+            .as_ref()
+            .map(|why| format!("the Gemini CLI stopped its turn: {why}"));
+        let result = match (&stopped, end.success && exit.status.success()) {
+            (Some(why), _) => Err(why.as_str()),
+            (None, true) => Ok(serde_json::json!({
                 "result": run.answer,
                 "sessionId": run.session_id,
                 "model": run.model,
             })),
-            false => Err(end.error.as_str()),
+            (None, false) => Err(end.error.as_str()),
         };
         exit.by_result("gemini", Some(result), run.cost_of(&end.usage))
     }
@@ -143,6 +149,52 @@ const VARS: CliVars = CliVars {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::agents::AgentSettings;
+    use crate::secrets::Redactor;
+    use std::os::unix::process::ExitStatusExt;
+    use stream::{LOOP_DETECTED, RunEnd};
+
+    /// A run the CLI ends with a `result` of success, exit 0, after it
+    /// stopped its turn on a loop or on an error, ends as that: stalled, or
+    /// failed saying why; a run it did not stop succeeds.
+    #[test]
+    fn a_turn_the_cli_stopped_is_no_success() {
+        let settings = AgentSettings::default();
+        let spec = GeminiSpec {
+            prompt: "p".into(),
+            model: None,
+        };
+        let step = AgentStep::<Gemini>::new(&settings, None, &spec);
+        let redactor = Redactor::default();
+        let ended_as = |run: &GeminiRun| {
+            let exit = Exit {
+                status: std::process::ExitStatus::from_raw(0),
+                stream: run,
+                session_usd_before: 0.0,
+                redactor: &redactor,
+            };
+            Gemini::ended(&step, exit)
+        };
+        let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
+        run.end = Some(RunEnd {
+            success: true,
+            error: String::new(),
+            usage: Default::default(),
+        });
+        let ended = ended_as(&run);
+        assert!(!ended.is_failure(), "{:?}", ended.outcome);
+        run.stopped = Some("Maximum session turns exceeded".into());
+        let ended = ended_as(&run);
+        assert_eq!(
+            ended.outcome,
+            tidewright_core::Outcome::Failed(
+                "the Gemini CLI stopped its turn: Maximum session turns exceeded".into()
+            )
+        );
+        run.looped = true;
+        let ended = ended_as(&run);
+        assert_eq!(ended.fault, Some(Fault::Stalled), "{LOOP_DETECTED}");
+    }
 
     #[test]
     fn the_settings_allow_one_attempt_and_the_api_key() {

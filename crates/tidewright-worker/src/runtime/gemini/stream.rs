@@ -36,9 +36,12 @@ pub enum Line {
     },
     Result(RunEnd),
     /// An `error` event: the CLI's warning or error (its loop detection,
-    /// its turn limit), which it ends its turn on while the run still
-    /// reads as a success.
-    Warning(String),
+    /// its session's turn limit), which it ends its turn on while the run
+    /// still reads as a success. `error`: of severity `error`.
+    Warning {
+        message: String,
+        error: bool,
+    },
     Other,
 }
 
@@ -94,7 +97,10 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
                 },
             })
         }
-        "error" => Line::Warning(text(&value["message"])),
+        "error" => Line::Warning {
+            message: text(&value["message"]),
+            error: value["severity"] == "error",
+        },
         _ => Line::Other,
     })
 }
@@ -136,6 +142,9 @@ pub struct GeminiRun {
     calls: Vec<ToolCall>,
     /// The CLI detected a loop and stopped its turn.
     pub(super) looped: bool,
+    /// The error the CLI stopped its turn short on (its session's turn
+    /// limit), when one did.
+    pub(super) stopped: Option<String>,
 }
 
 impl GeminiRun {
@@ -221,10 +230,12 @@ impl LineReader for GeminiRun {
                     cost,
                 }]
             }
-            Line::Warning(message) => {
+            Line::Warning { message, error } => {
                 let line = log(format!("gemini: {message}"));
                 if message == LOOP_DETECTED {
                     self.looped = true;
+                } else if error {
+                    self.stopped.get_or_insert(message);
                 }
                 vec![line]
             }
@@ -342,9 +353,10 @@ mod tests {
 
     /// The warning the pinned CLI streams when its loop detection stops
     /// its turn (an `error` event of severity `warning`), then a `result`
-    /// of success: read as a loop, and logged.
+    /// of success: read as a loop, and logged; the error it streams at its
+    /// session's turn limit is read as what stopped the turn.
     #[test]
-    fn the_clis_loop_detection_is_read_as_a_loop() {
+    fn the_clis_loop_detection_and_turn_limit_are_read() {
         let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
         let key = tidewright_core::AttemptKey {
             task_id: "t".into(),
@@ -359,11 +371,16 @@ mod tests {
             matches!(&reports[..], [FromAttempt::Log { line, .. }] if line == "gemini: Loop detected, stopping execution"),
             "{reports:?}"
         );
-        let other =
-            r#"{"type":"error","severity":"warning","message":"Maximum session turns exceeded"}"#;
+        assert_eq!(run.stopped, None, "a warning");
+        // Its session's turn limit is an error that stops the turn short.
+        let limit = r#"{"type":"error","timestamp":"2026-11-27T16:40:00.000Z","severity":"error","message":"Maximum session turns exceeded"}"#;
         let mut run = GeminiRun::new("gemini-2.5-pro", Prices::gemini("gemini-2.5-pro"));
-        run.read(other, &key, &redactor);
+        run.read(limit, &key, &redactor);
         assert!(!run.looped);
+        assert_eq!(
+            run.stopped.as_deref(),
+            Some("Maximum session turns exceeded")
+        );
     }
 
     #[test]
