@@ -138,9 +138,10 @@ pub(crate) fn basic_environment(attempt: &Attempt, workspace: &Path) -> BTreeMap
 
 /// When an attempt last showed a sign of life: any line on its stdout or
 /// stderr, which for an agent is every stream-json event (a message, a
-/// tool call, a tool's result). Shared by the readers, which touch it, and
-/// the supervisor, which declares the attempt stalled after its step's
-/// stall timeout of silence.
+/// tool call, a tool's result); and whether an agent is going round in
+/// circles. Shared by the readers, which touch it, and the supervisor,
+/// which declares the attempt stalled after its step's stall timeout of
+/// silence, or as soon as it circles.
 #[derive(Clone)]
 struct Activity {
     started: tokio::time::Instant,
@@ -216,8 +217,8 @@ pub trait LineReader: Send {
     /// The reports one stdout line makes. `raw` is the whole line: nothing
     /// of it is cut or masked yet.
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt>;
-    /// The tool calls the lines read since the last time said the agent
-    /// made, in order: the stall policy stops a run that repeats one.
+    /// The tool calls the agent made in the lines read since this was last
+    /// asked, in order: the stall policy stops a run that repeats one.
     fn take_tool_calls(&mut self) -> Vec<ToolCall> {
         Vec::new()
     }
