@@ -6,9 +6,11 @@ mod commands;
 #[cfg(test)]
 mod reference;
 mod serve;
+mod worker;
 
 pub use commands::*;
 pub use serve::*;
+pub use worker::*;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
