@@ -565,6 +565,164 @@ async fn the_gemini_clis_own_loop_detection_stalls_the_step() {
     );
 }
 
+/// The project a verified step fixes: `add` subtracts, and its unittest
+/// says so.
+const CALC_BUG: &str = "add = lambda a, b: a - b\n";
+const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+/// What the first round's failure says, which the resumed session must
+/// be told.
+const FIRST_FAILURE: &str = "AssertionError: 1 != 5";
+
+async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second_round(cli: &Cli) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = tidewright_tests::git_server::GitServer::start(dir.path()).expect("git server");
+    git.create_repo(
+        "calc",
+        &[("calc.py", CALC_BUG), ("test_calc.py", CALC_TEST)],
+    );
+    let prompt = format!("Fix add in calc.py {}", std::process::id());
+    // The first turn writes a wrong fix and says it is done; once the
+    // check's failure is in the conversation, the right one.
+    let mock = Mock::start_routed(
+        cli.api,
+        vec![
+            (
+                FIRST_FAILURE,
+                vec![
+                    // A resumed Qwen Code forgets what it read before.
+                    (cli.read)("calc.py"),
+                    (cli.write)("calc.py", "add = lambda a, b: a + b\n"),
+                    Reply::Text("Fixed: add adds now.".into()),
+                ],
+            ),
+            (
+                prompt.as_str(),
+                vec![
+                    // Read first: Qwen Code overwrites only what it read.
+                    (cli.read)("calc.py"),
+                    (cli.write)("calc.py", "add = lambda a, b: b - a\n"),
+                    Reply::Text("All tests pass.".into()),
+                ],
+            ),
+        ],
+    )
+    .await
+    .expect("mock");
+    let secrets =
+        tidewright_tests::git_server::account_secrets(dir.path(), "repo-secrets", "git-creds")
+            .expect("secrets");
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .expect("server");
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 1),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let mut fix = (cli.step)("fix", &prompt);
+    fix.verify = Some(v1::VerifySpec {
+        checks: vec![v1::CheckSpec {
+            name: "tests".into(),
+            run: vec![
+                "python3".into(),
+                "-m".into(),
+                "unittest".into(),
+                "-v".into(),
+            ],
+            timeout: "2m".into(),
+        }],
+        rounds: 2,
+        protect: vec!["test_*.py".into()],
+        rubric: String::new(),
+    });
+    let mut request = task("verified", vec![fix]);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: git.url("calc"),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("the task succeeds on its second round");
+    let attempts = &step(&task, "fix").attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    // Round 1: the wrong fix, its check's failure kept and said.
+    let first = attempts[0].verification.as_ref().expect("round 1");
+    assert_eq!(
+        (attempts[0].state, first.round),
+        (v1::StepState::Failed as i32, 1)
+    );
+    assert!(
+        attempts[0]
+            .error
+            .starts_with("verify round 1: tests failed (exit 1)"),
+        "{}",
+        attempts[0].error
+    );
+    let check = &first.checks[0];
+    assert!(!check.passed && check.exit_code == Some(1), "{check:?}");
+    assert!(check.tail.contains(FIRST_FAILURE), "{}", check.tail);
+    // Round 2, in the same session: the right fix, its check passed.
+    let second = attempts[1].verification.as_ref().expect("round 2");
+    assert_eq!(
+        (attempts[1].state, second.round),
+        (v1::StepState::Succeeded as i32, 2)
+    );
+    assert!(second.checks[0].passed, "{second:?}");
+    assert!(!attempts[0].session_id.is_empty());
+    assert_eq!(
+        attempts[1].session_id, attempts[0].session_id,
+        "the same session goes on"
+    );
+    // The failure reached the provider in the resumed conversation, after
+    // the first turn's prompt.
+    let told = mock
+        .requests()
+        .iter()
+        .map(Value::to_string)
+        .find(|r| r.contains(FIRST_FAILURE))
+        .expect("a request told the failure");
+    assert!(
+        told.contains(&prompt) && told.contains("The check \\\"tests\\\""),
+        "{told}"
+    );
+    // Each round is an event.
+    let said: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Progress(p)) => Some(p.message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        said.iter()
+            .any(|m| m.starts_with("verify round 1: tests failed (exit 1)")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|m| m == "verify round 2: its check passed"),
+        "{said:?}"
+    );
+    // The checks ran on the committed work, apart from the agent: its
+    // branch holds the right fix.
+    let work = step(&task, "fix").work.clone().expect("work");
+    assert_eq!(second.head_commit, work.head_commit);
+    assert_eq!(work.changed_paths, vec!["calc.py"]);
+}
+
 /// Runs one step of `cli` whose API asks for the same read eight times, on
 /// a worker with `--repeat-limit` `limit`: the error its failed attempt
 /// ended with, and how many requests the API had.
@@ -622,6 +780,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_stalled() {
                 super::an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_stalled(&$cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second_round() {
+                super::a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second_round(&$cli).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,6 +238,7 @@ impl From<v1::StepSpec> for core::StepSpec {
                 cpu_seconds: (l.cpu_seconds > 0).then_some(l.cpu_seconds),
                 disk: Some(l.disk).filter(|d| !d.is_empty()),
             }),
+            verify: step.verify.map(Into::into),
         }
     }
 }
@@ -349,6 +350,69 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 cpu_seconds: l.cpu_seconds.unwrap_or(0),
                 disk: l.disk.clone().unwrap_or_default(),
             }),
+            verify: step.verify.clone().map(Into::into),
+        }
+    }
+}
+
+impl From<v1::VerifySpec> for core::VerifySpec {
+    fn from(v: v1::VerifySpec) -> Self {
+        core::VerifySpec {
+            checks: v.checks.into_iter().map(Into::into).collect(),
+            rounds: (v.rounds > 0).then_some(v.rounds),
+            protect: v.protect,
+            rubric: v.rubric,
+        }
+    }
+}
+
+impl From<core::VerifySpec> for v1::VerifySpec {
+    fn from(v: core::VerifySpec) -> Self {
+        v1::VerifySpec {
+            checks: v.checks.into_iter().map(Into::into).collect(),
+            rounds: v.rounds.unwrap_or(0),
+            protect: v.protect,
+            rubric: v.rubric,
+        }
+    }
+}
+
+same_fields!(core::CheckSpec, v1::CheckSpec { name, run, timeout });
+
+same_fields!(
+    core::CheckResult,
+    v1::CheckResult {
+        name,
+        passed,
+        exit_code,
+        trouble,
+        millis,
+        tail
+    }
+);
+
+impl From<v1::Verification> for core::Verification {
+    fn from(v: v1::Verification) -> Self {
+        core::Verification {
+            round: v.round,
+            head_commit: v.head_commit,
+            checks: v.checks.into_iter().map(Into::into).collect(),
+            protected: v.protected_paths,
+            tests_removed: v.tests_removed,
+            skips_added: v.skips_added,
+        }
+    }
+}
+
+impl From<core::Verification> for v1::Verification {
+    fn from(v: core::Verification) -> Self {
+        v1::Verification {
+            round: v.round,
+            head_commit: v.head_commit,
+            checks: v.checks.into_iter().map(Into::into).collect(),
+            protected_paths: v.protected,
+            tests_removed: v.tests_removed,
+            skips_added: v.skips_added,
         }
     }
 }

@@ -239,6 +239,62 @@ pub struct AttemptView {
     pub model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostView>,
+    /// A verified step's round: what its checks found on this attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationView {
+    pub round: u32,
+    pub head_commit: String,
+    pub checks: Vec<CheckView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protected_paths: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tests_removed: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skips_added: u32,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckView {
+    pub name: String,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trouble: String,
+    pub millis: u64,
+    pub tail: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn verification_view(v: &v1::Verification) -> VerificationView {
+    VerificationView {
+        round: v.round,
+        head_commit: v.head_commit.clone(),
+        checks: v
+            .checks
+            .iter()
+            .map(|c| CheckView {
+                name: c.name.clone(),
+                passed: c.passed,
+                exit_code: c.exit_code,
+                trouble: c.trouble.clone(),
+                millis: c.millis,
+                tail: c.tail.clone(),
+            })
+            .collect(),
+        protected_paths: v.protected_paths.clone(),
+        tests_removed: v.tests_removed,
+        skips_added: v.skips_added,
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -554,6 +610,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                         session_id: a.session_id.clone(),
                         model: a.model.clone(),
                         cost: cost_view(&a.cost),
+                        verification: a.verification.as_ref().map(verification_view),
                     })
                     .collect(),
                 approval: specs

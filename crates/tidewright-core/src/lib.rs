@@ -24,6 +24,7 @@ mod text;
 pub mod touches;
 pub mod unserved;
 pub mod validate;
+pub mod verify;
 
 pub use budget::{Budget, Exhausted, TenantBudget, TenantSpend, Window};
 pub use cost::Cost;
@@ -42,3 +43,4 @@ pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, Task
 pub use step_limits::StepLimits;
 pub use text::truncate_at_char_boundary;
 pub use validate::{Limits, validate};
+pub use verify::{CheckResult, CheckSpec, Verification, VerifySpec};

@@ -300,7 +300,24 @@ impl TaskRun {
     /// left is retried (see [`Change::Retry`]) unless the task is winding
     /// down.
     pub fn finish(&mut self, index: usize, outcome: Outcome) -> Result<Vec<Change>, Error> {
-        let retryable = matches!(outcome, Outcome::Failed(_) | Outcome::Cancelled(_))
+        self.end_attempt(index, outcome, true)
+    }
+
+    /// The running attempt of a step failed, and no retry could help: a
+    /// verified step's checks failed the same way twice, or it spent its
+    /// rounds. Otherwise as [`TaskRun::finish`].
+    pub fn fail_for_good(&mut self, index: usize, message: &str) -> Result<Vec<Change>, Error> {
+        self.end_attempt(index, Outcome::Failed(message.to_string()), false)
+    }
+
+    fn end_attempt(
+        &mut self,
+        index: usize,
+        outcome: Outcome,
+        may_retry: bool,
+    ) -> Result<Vec<Change>, Error> {
+        let retryable = may_retry
+            && matches!(outcome, Outcome::Failed(_) | Outcome::Cancelled(_))
             && !self.is_winding_down()
             && self.steps[index].attempt - self.attempts_before[index] < self.max_attempts[index];
         if retryable && self.steps[index].state == StepState::Running {

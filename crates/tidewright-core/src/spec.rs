@@ -10,6 +10,7 @@ use crate::budget::Budget;
 use crate::egress::Egress;
 use crate::repo::{DELIVER_STEP, RepoSpec};
 use crate::step_limits::StepLimits;
+use crate::verify::VerifySpec;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -151,6 +152,11 @@ pub struct StepSpec {
     /// each set one is held to the pool's (the lower wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<StepLimits>,
+    /// An agent step is done when these checks pass on its committed
+    /// work, run apart from the agent; until then its session is sent
+    /// back what failed (see [`crate::verify`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -627,6 +633,7 @@ impl StepSpec {
             on_conflict: None,
             egress: None,
             limits: None,
+            verify: None,
         }
     }
 
@@ -652,6 +659,7 @@ impl StepSpec {
             on_conflict: None,
             egress: None,
             limits: None,
+            verify: None,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 mod agents;
 mod repository;
+mod verify;
 pub use agents::valid_session_id;
 use agents::{validate_agent, validate_claude, validate_codex, validate_gemini};
 use repository::validate_delivery;
@@ -153,6 +154,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
             validate_step_limits(limits, &format!("steps[{i}].limits"))?;
         }
         validate_delivery(i, step, spec.repo.is_some())?;
+        verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
     }
     check_acyclic(spec, &index)
 }

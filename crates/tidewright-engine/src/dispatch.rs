@@ -183,6 +183,7 @@ impl Engine {
                 session_id: s.id.clone(),
                 session_usd: s.usd,
                 last_attempt: s.last_attempt,
+                message: active.steps[index].feedback.clone(),
             }),
             traceparent: active.trace_context.clone(),
             tenant: active.tenant.clone(),

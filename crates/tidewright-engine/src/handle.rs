@@ -41,6 +41,9 @@ pub struct StepResult {
     pub work: Option<tidewright_core::StepWork>,
     /// Its dependencies' work would not merge, so it did not run.
     pub conflict: Option<tidewright_core::repo::MergeConflict>,
+    /// A verified step's checks on its committed work, run after the
+    /// agent's turn ended in success.
+    pub verification: Option<tidewright_core::Verification>,
 }
 
 /// A provider limit that stopped an agent, as its worker read it.

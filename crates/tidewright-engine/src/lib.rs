@@ -82,6 +82,7 @@ mod tenants;
 mod timers;
 mod to_worker;
 mod unserved;
+mod verify;
 mod workers;
 
 use backlog::load_backlog;

@@ -35,6 +35,10 @@ pub(crate) struct LiveStep {
     pub(crate) reruns: u32,
     /// The agent session its attempts have built, for a retry to resume.
     pub(crate) session: Option<Session>,
+    /// A verified step's last round of checks, and what its session is
+    /// told when it resumes for the next ("" when none failed).
+    pub(crate) verified: Option<tidewright_core::Verification>,
+    pub(crate) feedback: String,
     /// While it awaits approval: when that wait times out (0: never).
     pub(crate) awaiting: Option<Micros>,
     /// What its running attempt has cost so far, as its worker reports it.
@@ -204,6 +208,8 @@ pub(crate) fn new_active(
             on_top_of: Vec::new(),
             reruns: 0,
             session: None,
+            verified: None,
+            feedback: String::new(),
             awaiting: None,
             queued_at: 0,
             model: String::new(),

@@ -439,12 +439,14 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
         run,
         record.last_seq + 1,
     );
-    for (live, step) in active.steps.iter_mut().zip(&record.steps) {
+    let specs = active.spec.clone();
+    for ((live, step), spec) in active.steps.iter_mut().zip(&record.steps).zip(&specs.steps) {
         if step.state == StepState::Succeeded {
             live.output = Some(step.output_json.clone());
             live.head = step.work.as_ref().map(|w| w.head_commit.clone());
         }
         live.session = last_session(&step.attempts);
+        crate::verify::restore_round(live, spec.verify.as_ref(), &step.attempts);
     }
     active.spent = record.cost;
     active

@@ -14,6 +14,8 @@ use crate::engine::{Engine, INVALID_OUTPUT};
 use crate::handle::{AttemptEnd, CancelAnswer, StepResult};
 use crate::live::{Active, Session};
 use crate::to_worker::ToWorker;
+use crate::verify::Round;
+use tidewright_core::verify::Decision;
 
 impl Engine {
     /// The task and step index of an attempt, if it is current and `worker`
@@ -130,20 +132,28 @@ impl Engine {
         let limited = self.limited(worker, (&task_id, index), &report, &verdict.outcome);
         // The attempt's record says which signal made it a limit, so
         // `tidewright get task` tells a limit apart from the step's own failure.
+        let round_failure = verdict.round.as_ref().and_then(Round::failure);
         let attempt_error = match (&limited, verdict.output_ok, &verdict.strict_failure) {
             (Some(why), _, _) => why.clone(),
             (None, false, _) => INVALID_OUTPUT.into(),
+            (None, true, None) if round_failure.is_some() => {
+                round_failure.clone().unwrap_or_default()
+            }
             (None, true, Some(why)) if report.outcome == AttemptEnd::Succeeded => why.clone(),
             (None, true, _) => report.error.clone(),
         };
         if let Some((_, paths)) = &verdict.outside {
             self.said_outside(&task_id, &report, paths);
         }
+        if let Some(round) = &verdict.round {
+            self.keep_round((&task_id, index), &report, round);
+        }
         self.settle_cost(&task_id, index, report.cost);
         let Some(moved) = self.move_on((&task_id, index), &report, &verdict, limited) else {
             return;
         };
         let attempt_state = match report.outcome {
+            AttemptEnd::Succeeded if round_failure.is_some() => StepState::Failed,
             AttemptEnd::Succeeded if verdict.output_ok => StepState::Succeeded,
             AttemptEnd::Cancelled => StepState::Cancelled,
             _ => StepState::Failed,
@@ -152,13 +162,14 @@ impl Engine {
             _ if moved.budget_stopped => "budget",
             StepState::Failed if moved.handed_back => "rate_limited",
             StepState::Failed if report.stalled => "stalled",
+            StepState::Failed if round_failure.is_some() => "verify",
             state => state.as_str(),
         };
         self.record_attempt(
             (&task_id, index),
             &report,
             (attempt_state, label),
-            attempt_error,
+            (attempt_error, verdict.round.as_ref()),
         );
         let detail = StepWrite {
             finished_at: Some(now_micros()),
@@ -166,6 +177,9 @@ impl Engine {
             output_json: Some(report.output_json.trim().to_string()),
             error: Some(match (verdict.strict_failure, report.outcome) {
                 (Some(why), AttemptEnd::Succeeded) => why,
+                (None, AttemptEnd::Succeeded) if round_failure.is_some() => {
+                    round_failure.unwrap_or_default()
+                }
                 _ => report.error,
             }),
             exit_code: Some(report.exit_code),
@@ -212,11 +226,19 @@ impl Engine {
         {
             outcome = Outcome::Failed(why.clone());
         }
+        // Done only once its checks pass.
+        let round = (outcome == Outcome::Succeeded)
+            .then(|| self.round_of(step, report))
+            .flatten();
+        if let Some(why) = round.as_ref().and_then(Round::failure) {
+            outcome = Outcome::Failed(why);
+        }
         Verdict {
             outcome,
             output_ok,
             outside,
             strict_failure,
+            round,
         }
     }
 
@@ -316,7 +338,21 @@ impl Engine {
                     )),
                 ),
             },
-            (None, None) => active.run.finish(index, verdict.outcome.clone()),
+            (None, None) => match verdict.round.as_ref().map(|r| &r.decision) {
+                // Its agent's session is sent back what failed: the step
+                // waits again, uncounted, as its own next round.
+                Some(Decision::Again { .. }) => {
+                    let said = verdict
+                        .round
+                        .as_ref()
+                        .map(|r| r.found.summary())
+                        .unwrap_or_default();
+                    active.run.hand_back(index, &said)
+                }
+                // No retry does better than another round would.
+                Some(Decision::Failed(why)) => active.run.fail_for_good(index, why),
+                _ => active.run.finish(index, verdict.outcome.clone()),
+            },
         };
         let changes = match applied {
             Ok(changes) => changes,
@@ -341,7 +377,7 @@ impl Engine {
         (task_id, index): (&Arc<str>, usize),
         report: &StepResult,
         (state, label): (StepState, &str),
-        error: String,
+        (error, round): (String, Option<&Round>),
     ) {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
@@ -367,6 +403,7 @@ impl Engine {
             error: Some(error),
             exit_code: report.exit_code,
             cost: report.cost,
+            verification: round.map(|r| r.found.clone()),
             ..AttemptWrite::default()
         }));
     }
@@ -575,6 +612,8 @@ struct Verdict {
     outside: Option<(bool, String)>,
     /// Why it failed for changing paths outside strict touches.
     strict_failure: Option<String>,
+    /// A verified step's round, when its agent succeeded.
+    round: Option<Round>,
 }
 
 /// How a result moved its task on (see [`Engine::move_on`]).

@@ -65,4 +65,7 @@ pub struct Resume {
     pub session_usd: f64,
     /// The newest attempt that ran in it.
     pub last_attempt: u32,
+    /// What the session is told: a verified step's failed checks; empty
+    /// to go on where it stopped.
+    pub message: String,
 }

@@ -229,6 +229,22 @@ impl Mirror {
         Ok(tree)
     }
 
+    /// A checkout of `commit` at `dir` (made), detached, borrowing this
+    /// mirror's objects: what a verified step's check runs on. Only what
+    /// was committed is in it. No template: no hooks.
+    pub async fn check_out_commit(&self, dir: &Path, commit: &str) -> Result<(), Error> {
+        let dir = std::path::absolute(dir)?;
+        tokio::fs::create_dir_all(&dir).await?;
+        self.init(&dir, "tidewright-check").await?;
+        local(
+            &self.git,
+            &dir,
+            &["checkout", "-q", "-f", "--detach", commit],
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Whether `ancestor` is in the history of `commit`.
     async fn is_ancestor(&self, ancestor: &str, commit: &str) -> bool {
         local(

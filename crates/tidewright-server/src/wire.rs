@@ -450,6 +450,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                         cost: Some(a.cost.into()),
                         session_id: a.session_id,
                         model: a.model,
+                        verification: a.verification.map(Into::into),
                     })
                     .collect(),
             })

@@ -286,7 +286,8 @@ fn merge_attempt(into: &mut AttemptWrite, later: AttemptWrite) {
         exit_code,
         session_id,
         model,
-        cost
+        cost,
+        verification
     );
 }
 

@@ -42,7 +42,7 @@ pub(crate) const STEPS_OF: &str = "SELECT task_id, step_id, state, attempt, work
 
 pub(crate) const ATTEMPTS_OF: &str = "SELECT task_id, step_id, attempt, worker, tidewright_micros(started_at),
         tidewright_micros(finished_at), state, error, exit_code, session_id, model, cost_usd, input_tokens,
-        output_tokens, cache_read_tokens, cache_creation_tokens
+        output_tokens, cache_read_tokens, cache_creation_tokens, verification
     FROM attempts WHERE task_id = ANY($1::text[]) ORDER BY task_id, step_id, attempt";
 
 pub(crate) fn tokens(n: i64) -> u64 {
@@ -169,6 +169,13 @@ pub(crate) fn attach_steps(
                 output_tokens: tokens(row.try_get(13)?),
                 cache_read_tokens: tokens(row.try_get(14)?),
                 cache_creation_tokens: tokens(row.try_get(15)?),
+            },
+            verification: match row.try_get::<_, String>(16)? {
+                json if json.is_empty() => None,
+                json => Some(
+                    serde_json::from_str(&json)
+                        .map_err(|e| Error::Corrupt(format!("a stored verification: {e}")))?,
+                ),
             },
         };
         if let Some(step) = tasks[i].steps.iter_mut().find(|s| s.id == step_id) {
@@ -457,7 +464,7 @@ macro_rules! unfinished_reads {
                 "SELECT a.task_id, a.step_id, a.attempt, a.worker,
                     tidewright_micros(a.started_at), tidewright_micros(a.finished_at), a.state, a.error, a.exit_code,
                     a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
-                    a.cache_read_tokens, a.cache_creation_tokens
+                    a.cache_read_tokens, a.cache_creation_tokens, a.verification
                 FROM attempts a ",
                 $a,
                 " ORDER BY a.task_id, a.step_id, a.attempt"

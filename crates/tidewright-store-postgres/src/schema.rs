@@ -381,6 +381,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tidewright_schema ADD COLUMN written_by text;
     "#,
+    // 17: a verified step's round (tidewright_core::verify), as JSON; '' for
+    // none.
+    r#"
+    ALTER TABLE attempts ADD COLUMN verification text NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The first version whose row says its release.

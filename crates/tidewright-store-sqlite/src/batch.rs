@@ -359,9 +359,10 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
     let tokens = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     conn.prepare_cached(
         "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state, error, exit_code,
-                              session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens)
+                              session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, verification)
          VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), COALESCE(?6, 0), COALESCE(?7, 'running'), COALESCE(?8, ''), ?9,
-                 COALESCE(?10, ''), COALESCE(?11, ''), COALESCE(?12, 0), COALESCE(?13, 0), COALESCE(?14, 0), COALESCE(?15, 0), COALESCE(?16, 0))
+                 COALESCE(?10, ''), COALESCE(?11, ''), COALESCE(?12, 0), COALESCE(?13, 0), COALESCE(?14, 0), COALESCE(?15, 0), COALESCE(?16, 0),
+                 COALESCE(?17, ''))
          ON CONFLICT (task_id, step_id, attempt) DO UPDATE SET
             worker = COALESCE(?4, worker),
             started_at = COALESCE(?5, started_at),
@@ -375,7 +376,8 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
             input_tokens = COALESCE(?13, input_tokens),
             output_tokens = COALESCE(?14, output_tokens),
             cache_read_tokens = COALESCE(?15, cache_read_tokens),
-            cache_creation_tokens = COALESCE(?16, cache_creation_tokens)",
+            cache_creation_tokens = COALESCE(?16, cache_creation_tokens),
+            verification = COALESCE(?17, verification)",
     )?
     .execute(params![
         a.task_id,
@@ -394,6 +396,12 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
         tokens(cost.map(|c| c.output_tokens)),
         tokens(cost.map(|c| c.cache_read_tokens)),
         tokens(cost.map(|c| c.cache_creation_tokens)),
+        a.verification.as_ref().map(verification_json),
     ])?;
     Ok(())
+}
+
+/// A verified step's round as its column holds it.
+fn verification_json(verification: &tidewright_core::Verification) -> String {
+    serde_json::to_string(verification).unwrap_or_default()
 }

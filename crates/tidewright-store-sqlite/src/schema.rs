@@ -212,6 +212,8 @@ fn migrate_columns(conn: &Connection) -> Result<()> {
         ("output_tokens", "INTEGER NOT NULL DEFAULT 0"),
         ("cache_read_tokens", "INTEGER NOT NULL DEFAULT 0"),
         ("cache_creation_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        // A verified step's round, as JSON; '' for none.
+        ("verification", "TEXT NOT NULL DEFAULT ''"),
     ] {
         add_missing_column(conn, "attempts", column, kind)?;
     }

@@ -314,6 +314,8 @@ pub struct AttemptWrite {
     pub session_id: Option<String>,
     pub model: Option<String>,
     pub cost: Option<Cost>,
+    /// A verified step's round: what its checks found on this attempt.
+    pub verification: Option<tidewright_core::Verification>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -329,6 +331,8 @@ pub struct AttemptRecord {
     pub session_id: String,
     pub model: String,
     pub cost: Cost,
+    /// A verified step's round: what its checks found on this attempt.
+    pub verification: Option<tidewright_core::Verification>,
 }
 
 impl AttemptRecord {
@@ -345,6 +349,7 @@ impl AttemptRecord {
             session_id: String::new(),
             model: String::new(),
             cost: Cost::default(),
+            verification: None,
         }
     }
 }

@@ -625,6 +625,7 @@ impl Worker {
                         session_id: r.session_id,
                         session_usd: r.session_usd,
                         last_attempt: r.last_attempt,
+                        message: r.message,
                     }),
                     access: (!assignment.step_token.is_empty()).then(|| runtime::StepAccess {
                         server: self.config.server.clone(),

@@ -35,10 +35,18 @@ pub(super) fn routes(
     )
 }
 
-/// What routes the request (its first message), its credential, and what
-/// its tool calls may name.
+/// What routes the request (its user messages: the prompt, and what a
+/// resumed session was told), its credential, and what its tool calls may
+/// name.
 pub(super) fn read(request: &Value, headers: &HeaderMap) -> (String, String, Seen) {
-    let first = request["messages"][0]["content"].to_string();
+    let user = request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|message| message["role"] == "user")
+        .map(|message| message["content"].to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
     let key = match header(headers, "x-api-key") {
         key if key.is_empty() => header(headers, "authorization"),
         key => key,
@@ -47,7 +55,7 @@ pub(super) fn read(request: &Value, headers: &HeaderMap) -> (String, String, See
         cwd: working_directory(request),
         results: tool_results(request),
     };
-    (first, key, seen)
+    (user, key, seen)
 }
 
 pub(super) fn say(reply: &Reply, asked: &Asked) -> Response {

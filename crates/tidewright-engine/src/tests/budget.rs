@@ -79,6 +79,7 @@ pub(super) async fn report_cost(
                 rate_limited: None,
                 work: None,
                 conflict: None,
+                verification: None,
             },
         )
         .await

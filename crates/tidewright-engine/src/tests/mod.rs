@@ -228,6 +228,7 @@ impl Harness {
                     rate_limited: None,
                     work: None,
                     conflict: None,
+                    verification: None,
                 },
             )
             .await
@@ -546,6 +547,7 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
                 rate_limited: None,
                 work: head.map(worked),
                 conflict,
+                verification: None,
             },
         )
     };
@@ -1345,6 +1347,7 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
         session_id: "s-1".into(),
         session_usd: 0.0,
         last_attempt,
+        message: String::new(),
     };
     {
         let h = Harness::new_on(store.clone());
@@ -1436,6 +1439,7 @@ async fn a_codex_limit_pauses_the_pools_codex_agents_and_not_its_claude_agents()
                 }),
                 work: None,
                 conflict: None,
+                verification: None,
             },
         )
         .await

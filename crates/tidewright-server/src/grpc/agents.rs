@@ -89,6 +89,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                     session_id: r.session_id,
                     session_usd: r.session_usd,
                     last_attempt: r.last_attempt,
+                    message: r.message,
                 }),
                 step_token,
                 traceparent,
@@ -297,6 +298,7 @@ async fn forward(
                         after: c.after,
                         paths: c.paths.into_iter().take(MAX_CHANGED_PATHS).collect(),
                     }),
+                verification: r.verification.clone().map(bounded_verification),
             };
             Ok(engine.report(worker, report).await?)
         }
@@ -307,6 +309,24 @@ async fn forward(
 /// tree is told by its counts, not by a list the store must hold.
 const MAX_CHANGED_PATHS: usize = 5000;
 const MAX_PATH_BYTES: usize = 4096;
+
+/// A worker's account of a verified step's round, held to what the store
+/// keeps: the checks the step names, each output's tail, the paths.
+fn bounded_verification(found: v1::Verification) -> tidewright_core::Verification {
+    let mut found = tidewright_core::Verification::from(found);
+    found.checks.truncate(tidewright_core::verify::MAX_CHECKS);
+    for check in &mut found.checks {
+        tidewright_core::truncate_at_char_boundary(&mut check.name, 63);
+        check.tail = tidewright_core::verify::tail(&check.tail);
+        tidewright_core::truncate_at_char_boundary(&mut check.trouble, 1024);
+    }
+    found.protected.truncate(MAX_CHANGED_PATHS);
+    for path in &mut found.protected {
+        tidewright_core::truncate_at_char_boundary(path, MAX_PATH_BYTES);
+    }
+    tidewright_core::truncate_at_char_boundary(&mut found.head_commit, 64);
+    found
+}
 
 /// A worker's account of a step's work, held to what the store keeps.
 fn bounded_work(work: v1::StepWork) -> tidewright_core::StepWork {

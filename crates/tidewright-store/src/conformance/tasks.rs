@@ -351,6 +351,7 @@ pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
             Write::Attempt(AttemptWrite {
                 worker: Some("w1".into()),
                 session_id: Some("s-9".into()),
+                verification: Some(round_found()),
                 ..attempt("busy", "a", 1)
             }),
             Write::Audit(AuditRecord {
@@ -391,6 +392,9 @@ pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
         (StepState::Running, 1, "w1")
     );
     assert_eq!(running.attempts[0].session_id, "s-9");
+    // A verified step's round comes back whole: the next round is
+    // decided from it after a restart.
+    assert_eq!(running.attempts[0].verification, Some(round_found()));
     assert_eq!(unfinished[0].last_seq, 1);
     assert_eq!(
         store
@@ -683,4 +687,23 @@ pub async fn a_task_written_with_its_first_dispatch_is_made_in_that_commit(
             ..record("k1", "created")
         }]
     );
+}
+
+/// A verified step's round of checks, as an attempt keeps it.
+fn round_found() -> tidewright_core::Verification {
+    tidewright_core::Verification {
+        round: 2,
+        head_commit: "c0ffee".into(),
+        checks: vec![tidewright_core::CheckResult {
+            name: "tests".into(),
+            passed: false,
+            exit_code: Some(101),
+            trouble: String::new(),
+            millis: 1234,
+            tail: "test a ... FAILED\n\"quoted\" é".into(),
+        }],
+        protected: vec!["tests/a.rs".into()],
+        tests_removed: 1,
+        skips_added: 2,
+    }
 }

@@ -499,6 +499,9 @@ impl Data {
             row.model = model;
         }
         row.cost = write.cost.unwrap_or(row.cost);
+        if let Some(verification) = write.verification {
+            row.verification = Some(verification);
+        }
     }
 
     /// What every attempt of the task cost.

@@ -39,16 +39,19 @@ pub(crate) const RESUME_PROMPT: &str = "Your previous run on this task stopped b
 Continue from where you left off and complete the original request.";
 
 /// The prompt an agent CLI is given: the step's (told where its inputs
-/// are, when it has some), or [`RESUME_PROMPT`] when it resumes a session;
-/// after the `briefing` when there is one.
+/// are, when it has some), or, when it resumes a session, what the session
+/// is `told` (a verified step's failed checks) or else [`RESUME_PROMPT`];
+/// after the `briefing` when there is one. A new session that was to be
+/// told something gets it after the step's prompt.
 pub(crate) fn agent_prompt(
     prompt: &str,
     with_inputs: bool,
-    resume: Option<&str>,
+    (resume, told): (Option<&str>, &str),
     briefing: Option<&str>,
 ) -> String {
     let mut text = briefing.unwrap_or_default().to_string();
     match resume {
+        Some(_) if !told.is_empty() => text.push_str(told),
         Some(_) => text.push_str(RESUME_PROMPT),
         None => {
             text.push_str(prompt);
@@ -56,6 +59,10 @@ pub(crate) fn agent_prompt(
                 text.push_str(
                     "\n\nThe outputs of the steps this one depends on are in context/inputs.json.",
                 );
+            }
+            if !told.is_empty() {
+                text.push_str("\n\n");
+                text.push_str(told);
             }
         }
     }
@@ -79,10 +86,15 @@ impl Launch<'_> {
     /// The prompt this run is given for a step whose prompt is `step`
     /// (see `agent_prompt`).
     pub fn prompt(&self, step: &str) -> String {
+        let told = self
+            .attempt
+            .resume
+            .as_ref()
+            .map_or("", |r| r.message.as_str());
         agent_prompt(
             step,
             has_inputs(&self.attempt.inputs_json),
-            self.resume,
+            (self.resume, told),
             self.briefing,
         )
     }
@@ -323,7 +335,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     runtime: &AgentStep<'_, R>,
     attempt: &Attempt,
     reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: oneshot::Receiver<Stop>,
+    mut cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let redactor = attempt.redactor(runtime.secrets().into_iter());
     if let Err(e) = tokio::fs::create_dir_all(runtime.home()).await {
@@ -405,7 +417,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         StdoutLines::Events(stream.clone()),
         &redactor,
         reports,
-        cancel,
+        &mut cancel,
     );
     let session_now = || {
         let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
@@ -482,16 +494,26 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         ended.cost = Some(spent);
     }
     if let Some(tree) = tree {
+        repo::record(attempt, &tree, &mut ended).await;
+        verify_work(
+            attempt,
+            &tree,
+            &mut ended,
+            (&redactor, reports),
+            &mut cancel,
+        )
+        .await;
         // A workspace kept for a resume keeps its worktree as the session
         // left it.
         let keep = attempt.host.keep_workspace
             || ended.resumable
             || (ended.is_failure() && attempt.has_attempts_left());
-        repo::finish(attempt, tree, &mut ended, keep).await;
+        repo::close(attempt, tree, &mut ended, keep).await;
     }
-    // Short of success, the session is kept for a retry on any worker
-    // (before the result: the retry may start as soon as it is in).
-    if !ended.is_success()
+    // Short of success, or sent back by its checks, the session is kept
+    // for a retry on any worker (before the result: the retry may start as
+    // soon as it is in).
+    if (!ended.is_success() || ended.resumable)
         && let Some(line) = keep_session(
             attempt,
             &workspace,
@@ -506,6 +528,38 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
+}
+
+/// A verified step whose agent succeeded: its checks run on the work it
+/// committed. When they do not all pass, the session and workspace are
+/// kept for the round that resumes it.
+async fn verify_work(
+    attempt: &Attempt,
+    tree: &tidewright_git::worktree::Worktree,
+    ended: &mut Ended,
+    (redactor, reports): (&Arc<Redactor>, &mpsc::UnboundedSender<FromAttempt>),
+    cancel: &mut oneshot::Receiver<Stop>,
+) {
+    let (Some(spec), Some(work)) = (&attempt.step.verify, &ended.work) else {
+        return;
+    };
+    if !ended.is_success() {
+        return;
+    }
+    let work = work.clone();
+    match super::verify::run_checks(attempt, spec, (tree, &work), redactor, reports, cancel).await {
+        Ok(found) => {
+            ended.resumable = !found.passed();
+            ended.verification = Some(found);
+        }
+        Err(stopped) => {
+            *ended = Ended {
+                work: Some(work),
+                cost: ended.cost,
+                ..stopped
+            };
+        }
+    }
 }
 
 /// How often a running agent's transcript is read for its spend.

@@ -170,6 +170,9 @@ pub struct ResumeFrom {
     pub session_usd: f64,
     /// The newest attempt that ran in it.
     pub last_attempt: u32,
+    /// What the session is told: a verified step's failed checks; empty
+    /// to go on where it stopped.
+    pub message: String,
 }
 
 impl Attempt {
@@ -222,6 +225,8 @@ pub struct Ended {
     pub(crate) conflict: Option<tidewright_core::repo::MergeConflict>,
     /// What the step did to its task's repository.
     pub(crate) work: Option<tidewright_core::StepWork>,
+    /// A verified step's checks on that work.
+    pub(crate) verification: Option<tidewright_core::Verification>,
 }
 
 impl Ended {
@@ -237,6 +242,7 @@ impl Ended {
             limited: None,
             work: None,
             conflict: None,
+            verification: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub mod repeats;
 pub mod repo;
 pub mod session;
 pub mod shell;
+pub mod verify;
 pub mod workspace;
 
 #[cfg(test)]
@@ -121,6 +122,7 @@ pub async fn run(
             after: c.after,
             paths: c.paths,
         }),
+        verification: ended.verification.map(Into::into),
     };
     let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }

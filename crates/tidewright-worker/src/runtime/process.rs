@@ -280,7 +280,7 @@ pub(crate) async fn supervise(
     lines: StdoutLines,
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: oneshot::Receiver<Stop>,
+    cancel: &mut oneshot::Receiver<Stop>,
 ) -> Result<Exited, Ended> {
     let path_var = env.get("PATH").cloned();
     // Each step before the process runs fails as a start that could not be.
@@ -496,7 +496,7 @@ async fn watch(
     (child, group): (&mut tokio::process::Child, Option<Pid>),
     activity: &Activity,
     limited: &Limited,
-    cancel: oneshot::Receiver<Stop>,
+    cancel: &mut oneshot::Receiver<Stop>,
 ) -> Watched {
     let mut watched = Watched {
         status: Ok(ExitStatus::default()),
@@ -596,6 +596,7 @@ async fn stop(
             limited: None,
             work: None,
             conflict: None,
+            verification: None,
         });
     }
     if let Some(seconds) = watched.timed_out {

@@ -325,6 +325,12 @@ fn conflicted(attempt: &Attempt, conflict: Conflict) -> Ended {
 /// with work of its own pushes its branch.
 pub(crate) async fn finish(attempt: &Attempt, tree: Worktree, ended: &mut Ended, keep: bool) {
     record(attempt, &tree, ended).await;
+    close(attempt, tree, ended, keep).await;
+}
+
+/// What `finish` does after `record`: pushes the step's branch when asked,
+/// removes the worktree unless `keep`, and evicts mirrors.
+pub(crate) async fn close(attempt: &Attempt, tree: Worktree, ended: &mut Ended, keep: bool) {
     push_step(attempt, &tree, ended).await;
     if !keep {
         let _ = tree.remove().await;
@@ -336,7 +342,12 @@ pub(crate) async fn finish(attempt: &Attempt, tree: Worktree, ended: &mut Ended,
 /// succeeded with commits of its own; a push refused fails the step. One
 /// ref per push: the remote takes all of it or nothing.
 async fn push_step(attempt: &Attempt, tree: &Worktree, ended: &mut Ended) {
-    let succeeded = ended.is_success();
+    // A verified step's work goes out once its checks pass.
+    let succeeded = ended.is_success()
+        && ended
+            .verification
+            .as_ref()
+            .is_none_or(tidewright_core::Verification::passed);
     let (Some(repo), Some(work)) = (&attempt.repo, ended.work.as_mut()) else {
         return;
     };

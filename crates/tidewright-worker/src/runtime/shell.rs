@@ -84,7 +84,7 @@ async fn run_process(
     (secrets, files): (&BTreeMap<String, String>, &secrets::SecretFiles),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: oneshot::Receiver<Stop>,
+    mut cancel: oneshot::Receiver<Stop>,
 ) -> Ended {
     let workspace = match prepare_workspace(attempt).await {
         Ok(w) => w,
@@ -115,7 +115,7 @@ async fn run_process(
         StdoutLines::Plain,
         redactor,
         reports,
-        cancel,
+        &mut cancel,
     )
     .await;
     let mut ended = match end {

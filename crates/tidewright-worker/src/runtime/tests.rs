@@ -336,6 +336,7 @@ fn second_attempt_resuming_s1(dir: &Path) -> Attempt {
         session_id: "s-1".into(),
         session_usd: 0.2,
         last_attempt: 1,
+        message: String::new(),
     });
     attempt
 }

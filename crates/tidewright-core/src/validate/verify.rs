@@ -1,0 +1,161 @@
+//! The rules of a step's `verify`: what it checks, how many rounds, which
+//! paths it protects, and that the step is one whose session a failure can
+//! go back into. Each refusal names its field.
+
+use crate::error::{Error, invalid};
+use crate::spec::{Runtime, StepSpec};
+use crate::verify::{MAX_CHECKS, MAX_ROUNDS, VerifySpec, parse_duration};
+
+use super::Limits;
+
+/// Step `i`'s `verify`, when it has one; `has_repo`: its task names a
+/// repository, whose commits the checks run on.
+pub(super) fn validate_verify(
+    i: usize,
+    step: &StepSpec,
+    has_repo: bool,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let Some(verify) = &step.verify else {
+        return Ok(());
+    };
+    let id = &step.id;
+    let field = format!("steps[{i}].verify");
+    let kind = match step.runtime() {
+        Some(
+            Runtime::ClaudeCode(_) | Runtime::Codex(_) | Runtime::Gemini(_) | Runtime::Agent(_),
+        ) => None,
+        Some(Runtime::Shell(_)) => Some("a shell step"),
+        Some(Runtime::Noop) => Some("a noop step"),
+        Some(Runtime::Deliver) => Some("a deliver step"),
+        None => None,
+    };
+    if let Some(kind) = kind {
+        return Err(invalid(
+            field,
+            format!(
+                "step {id:?} is {kind}, which has no agent session to send a failure back into; verify is for agent steps (claudeCode, codex, geminiCli, agent)"
+            ),
+        ));
+    }
+    if !has_repo {
+        return Err(invalid(
+            field,
+            format!(
+                "step {id:?}: checks run on the step's committed work, and the task names no repo"
+            ),
+        ));
+    }
+    validate_spec(&field, id, verify, limits)
+}
+
+fn validate_spec(field: &str, id: &str, verify: &VerifySpec, limits: &Limits) -> Result<(), Error> {
+    if verify.checks.is_empty() && verify.rubric.is_empty() {
+        return Err(invalid(
+            format!("{field}.checks"),
+            format!("step {id:?}: verify needs checks to run, or a rubric to grade"),
+        ));
+    }
+    if verify.checks.len() > MAX_CHECKS {
+        return Err(invalid(
+            format!("{field}.checks"),
+            format!("step {id:?}: at most {MAX_CHECKS} checks"),
+        ));
+    }
+    if let Some(rounds) = verify.rounds
+        && !(1..=MAX_ROUNDS).contains(&rounds)
+    {
+        return Err(invalid(
+            format!("{field}.rounds"),
+            format!("step {id:?}: must be 1 to {MAX_ROUNDS} (the times the agent is sent back)"),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (c, check) in verify.checks.iter().enumerate() {
+        let at = format!("{field}.checks[{c}]");
+        let name_ok = !check.name.is_empty()
+            && check.name.len() <= 63
+            && check
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(
+                format!("{at}.name"),
+                format!(
+                    "step {id:?}: {:?} must be 1 to 63 lowercase letters, digits, '-' and '_'",
+                    check.name
+                ),
+            ));
+        }
+        if !names.insert(check.name.as_str()) {
+            return Err(invalid(
+                format!("{at}.name"),
+                format!("step {id:?}: check {:?} is named twice", check.name),
+            ));
+        }
+        if check.run.first().is_none_or(|program| program.is_empty()) {
+            return Err(invalid(
+                format!("{at}.run"),
+                format!("step {id:?}: check {:?} needs a program to run", check.name),
+            ));
+        }
+        if check.run.iter().any(|arg| arg.contains('\0')) {
+            return Err(invalid(
+                format!("{at}.run"),
+                format!("step {id:?}: an argument holds a NUL byte"),
+            ));
+        }
+        let bytes: usize = check.run.iter().map(String::len).sum();
+        if bytes > limits.max_command_bytes {
+            return Err(invalid(
+                format!("{at}.run"),
+                format!(
+                    "step {id:?}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
+                    limits.max_command_bytes
+                ),
+            ));
+        }
+        match parse_duration(&check.timeout) {
+            Err(why) => {
+                return Err(invalid(
+                    format!("{at}.timeout"),
+                    format!("step {id:?}: {why}"),
+                ));
+            }
+            Ok(Some(d)) if d.is_zero() || d.as_secs() > 86_400 => {
+                return Err(invalid(
+                    format!("{at}.timeout"),
+                    format!("step {id:?}: must be 1s to 24h"),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    if verify.protect.len() > crate::touches::MAX_GLOBS {
+        return Err(invalid(
+            format!("{field}.protect"),
+            format!("step {id:?}: at most {} globs", crate::touches::MAX_GLOBS),
+        ));
+    }
+    for (p, glob) in verify.protect.iter().enumerate() {
+        if let Some(why) = crate::touches::glob_problem(glob) {
+            return Err(invalid(
+                format!("{field}.protect[{p}]"),
+                format!("step {id:?}: {why}"),
+            ));
+        }
+    }
+    if !verify.rubric.is_empty() {
+        // The grader reads the rubric through a model of the control
+        // plane's choosing; a rubric nothing grades would be a check that
+        // silently passes.
+        return Err(invalid(
+            format!("{field}.rubric"),
+            format!(
+                "step {id:?}: no grader is configured on this control plane, so nothing would grade the rubric; use checks"
+            ),
+        ));
+    }
+    Ok(())
+}

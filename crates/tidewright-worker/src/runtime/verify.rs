@@ -1,0 +1,265 @@
+//! A verified step's checks, run by its worker once its agent's turn ended
+//! in success and its work was committed: each check on that commit, in a
+//! checkout of its own made from the mirror (outside the agent's workspace,
+//! so only what was committed is there) and a sandbox of its own, with the
+//! step's egress and limits, one after another. The agent's processes are
+//! gone by then and never see a check. Each check's output goes to the
+//! step's log, masked, and its end to the round's result; what the step's
+//! work did to protected paths and to its tests is measured on its diff.
+//! The engine decides what the round means.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tidewright_core::verify::{CheckSpec, VerifySpec, tail, test_changes};
+use tidewright_core::{CheckResult, ShellSpec, StepSpec, StepWork, Verification};
+use tidewright_git::worktree::Worktree;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use super::process::{StdoutLines, basic_environment, supervise};
+use crate::sandbox::Room;
+use crate::secrets::Redactor;
+
+/// Where checks' checkouts are made, under the worker's directory.
+const CHECKS_DIR: &str = ".checks";
+/// The most of a check's output held while it runs, from its end.
+const HELD_BYTES: usize = 64 * 1024;
+/// The most of a step's diff read for its tests.
+const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
+
+/// Runs `spec`'s checks on `work`'s head commit; `Err` with how the attempt
+/// ended when it was cancelled meanwhile.
+pub(crate) async fn run_checks(
+    attempt: &Attempt,
+    spec: &VerifySpec,
+    (tree, work): (&Worktree, &StepWork),
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> Result<Verification, Ended> {
+    let mut found = Verification {
+        head_commit: work.head_commit.clone(),
+        protected: work
+            .changed_paths
+            .iter()
+            .filter(|path| {
+                spec.protect
+                    .iter()
+                    .any(|glob| tidewright_core::touches::matches(glob, path))
+            })
+            .cloned()
+            .collect(),
+        ..Verification::default()
+    };
+    match tree
+        .mirror()
+        .diff(&work.base_commit, &work.head_commit, MAX_DIFF_BYTES)
+        .await
+    {
+        Ok(diff) => (found.tests_removed, found.skips_added) = test_changes(&diff),
+        Err(e) => tracing::warn!(error = %e, "reading a verified step's diff"),
+    }
+    for check in &spec.checks {
+        let result = run_check(attempt, check, (tree, work), redactor, reports, cancel).await?;
+        found.checks.push(result);
+    }
+    Ok(found)
+}
+
+/// One check, in its own checkout, removed afterwards (unless the worker
+/// keeps workspaces).
+async fn run_check(
+    attempt: &Attempt,
+    check: &CheckSpec,
+    (tree, work): (&Worktree, &StepWork),
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> Result<CheckResult, Ended> {
+    let started = Instant::now();
+    let dir = checkout_dir(attempt, &check.name);
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let said = |trouble: String| CheckResult {
+        name: check.name.clone(),
+        trouble,
+        millis: started.elapsed().as_millis() as u64,
+        ..CheckResult::default()
+    };
+    if let Err(e) = tree
+        .mirror()
+        .check_out_commit(&dir, &work.head_commit)
+        .await
+    {
+        return Ok(said(format!(
+            "checking out {} for it: {e}",
+            work.head_commit
+        )));
+    }
+    let log = |line: String| {
+        let _ = reports.send(FromAttempt::Log {
+            attempt: attempt.key.clone(),
+            stream: tidewright_core::LogStream::Stdout,
+            line,
+        });
+    };
+    log(format!(
+        "check {}: running {} on {}",
+        check.name,
+        check.run.join(" "),
+        work.head_commit
+    ));
+    let ran = run_in_sandbox(attempt, check, &dir, tree, redactor, reports, cancel).await;
+    if !attempt.host.keep_workspace {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    let (end, output) = ran;
+    let mut result = match end {
+        Ok(exited) => CheckResult {
+            passed: exited.status.success(),
+            exit_code: exited.status.code(),
+            trouble: match exited.status.code() {
+                Some(_) => String::new(),
+                None => exited.failure(),
+            },
+            ..said(String::new())
+        },
+        Err(ended) if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) => {
+            return Err(ended);
+        }
+        Err(ended) => said(ended.error().to_string()),
+    };
+    result.millis = started.elapsed().as_millis() as u64;
+    result.tail = redactor.redact(tail(&output));
+    log(format!(
+        "check {}: {} in {} ms",
+        check.name,
+        match (result.passed, result.exit_code) {
+            (true, _) => "passed".to_string(),
+            (false, Some(code)) => format!("failed (exit {code})"),
+            (false, None) => format!("failed: {}", result.trouble),
+        },
+        result.millis
+    ));
+    Ok(result)
+}
+
+/// Where check `name` of the attempt is checked out: beside the
+/// workspaces, never inside the agent's.
+fn checkout_dir(attempt: &Attempt, name: &str) -> PathBuf {
+    attempt.host.work_dir.join(CHECKS_DIR).join(format!(
+        "{}-{}-{}-{name}",
+        attempt.key.task_id, attempt.key.step_id, attempt.key.attempt
+    ))
+}
+
+/// Runs the check's command in `dir`, sandboxed as the step would be
+/// (its egress and limits, the check's timeout, no stall watch, no token
+/// to the control plane); how it ended, and its output as it came, masked.
+async fn run_in_sandbox(
+    attempt: &Attempt,
+    check: &CheckSpec,
+    dir: &Path,
+    tree: &Worktree,
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> (Result<super::process::Exited, Ended>, String) {
+    let Some((program, args)) = check.run.split_first() else {
+        return (
+            Err(Ended::failed("the check's run is empty", None)),
+            String::new(),
+        );
+    };
+    let as_step = Attempt {
+        key: attempt.key.clone(),
+        step: StepSpec {
+            shell: Some(ShellSpec {
+                command: check.run.clone(),
+                ..ShellSpec::default()
+            }),
+            noop: None,
+            timeout_seconds: Some(
+                u32::try_from(check.timeout().as_secs().max(1)).unwrap_or(u32::MAX),
+            ),
+            egress: attempt.step.egress.clone(),
+            limits: attempt.step.limits.clone(),
+            ..StepSpec::noop(&attempt.step.id)
+        },
+        inputs_json: String::new(),
+        task_name: attempt.task_name.clone(),
+        resume: None,
+        access: None,
+        traceparent: attempt.traceparent.clone(),
+        repo: None,
+        dependency_heads: Vec::new(),
+        task_egress: attempt.task_egress.clone(),
+        host: attempt.host.clone(),
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    let env = basic_environment(&as_step, dir);
+    let mut room = Room::new(dir, dir);
+    room.command = Some(program.into());
+    // Its checkout borrows the mirror's objects, which it may read only.
+    room.readable.push(tree.mirror().objects());
+    // Its lines are the step's log, said as the check's, and held for the
+    // round's result.
+    let (lines, mut said) = mpsc::unbounded_channel();
+    let mut output = String::new();
+    let mut relay = |report: FromAttempt| match report {
+        FromAttempt::Log {
+            attempt,
+            stream,
+            line,
+        } => {
+            output.push_str(&line);
+            output.push('\n');
+            if output.len() > 2 * HELD_BYTES {
+                output = tail_bytes(&output, HELD_BYTES);
+            }
+            let _ = reports.send(FromAttempt::Log {
+                attempt,
+                stream,
+                line: format!("check {}: {line}", check.name),
+            });
+        }
+        FromAttempt::Progress { .. } => {}
+        other => {
+            let _ = reports.send(other);
+        }
+    };
+    let supervised = supervise(
+        &as_step,
+        command,
+        env,
+        &room,
+        StdoutLines::Plain,
+        redactor,
+        &lines,
+        cancel,
+    );
+    tokio::pin!(supervised);
+    let end = loop {
+        tokio::select! {
+            end = &mut supervised => break end,
+            Some(report) = said.recv() => relay(report),
+        }
+    };
+    // What it said before it ended is all in by now.
+    while let Ok(report) = said.try_recv() {
+        relay(report);
+    }
+    (end, output)
+}
+
+/// The last `bytes` of `text`, cut at a character.
+fn tail_bytes(text: &str, bytes: usize) -> String {
+    let mut from = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    text[from..].to_string()
+}
