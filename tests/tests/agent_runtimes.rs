@@ -703,7 +703,7 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
     let said: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(v1::event::Kind::Progress(p)) => Some(p.message.clone()),
+            Some(v1::event::Kind::Verification(v)) => Some(v.message.clone()),
             _ => None,
         })
         .collect();

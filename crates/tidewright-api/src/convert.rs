@@ -604,6 +604,19 @@ impl From<&core::Event> for v1::Event {
                 allowed: *allowed,
                 reason: reason.clone(),
             }),
+            core::EventKind::Verification {
+                step,
+                attempt,
+                round,
+                passed,
+                message,
+            } => Kind::Verification(v1::StepVerification {
+                step_id: step.clone(),
+                attempt: *attempt,
+                round: *round,
+                passed: *passed,
+                message: message.clone(),
+            }),
         };
         v1::Event {
             task_id: event.task_id.clone(),

@@ -747,6 +747,14 @@ pub enum EventKindView {
         #[serde(skip_serializing_if = "String::is_empty")]
         reason: String,
     },
+    /// A verified step's round of checks on its committed work.
+    Verification {
+        step: String,
+        attempt: u32,
+        round: u32,
+        passed: bool,
+        message: String,
+    },
     /// A kind this build does not know.
     Unknown,
 }
@@ -760,6 +768,7 @@ impl EventKindView {
             EventKindView::Progress { .. } => "progress",
             EventKindView::Log { .. } => "log",
             EventKindView::Egress { .. } => "egress",
+            EventKindView::Verification { .. } => "verification",
             EventKindView::Unknown => "unknown",
         }
     }
@@ -815,6 +824,13 @@ pub fn event_view(event: &v1::Event) -> EventView {
             destination: e.destination.clone(),
             allowed: e.allowed,
             reason: e.reason.clone(),
+        },
+        Some(Kind::Verification(e)) => EventKindView::Verification {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            round: e.round,
+            passed: e.passed,
+            message: e.message.clone(),
         },
         None => EventKindView::Unknown,
     };

@@ -209,6 +209,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         reason: String,
     },
+    /// A verified step's round of checks on its committed work: passed,
+    /// or what failed (see [`crate::verify`]).
+    Verification {
+        step: String,
+        attempt: u32,
+        round: u32,
+        passed: bool,
+        message: String,
+    },
 }
 
 impl EventKind {
@@ -220,6 +229,7 @@ impl EventKind {
             EventKind::Progress { .. } => "progress",
             EventKind::Log { .. } => "log",
             EventKind::Egress { .. } => "egress",
+            EventKind::Verification { .. } => "verification",
         }
     }
 }

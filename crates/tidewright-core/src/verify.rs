@@ -517,8 +517,29 @@ pub enum Decision {
     Verified,
     /// Sent back into its session with `feedback`.
     Again { feedback: String },
-    /// The step fails, saying why.
-    Failed(String),
+    /// The step fails for good, saying why.
+    Failed(String, GaveUp),
+}
+
+/// Why a verified step fails for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUp {
+    /// Its round failed as the round before it did.
+    SameFailure,
+    /// Its agent was sent back `rounds` times already.
+    RoundsSpent,
+    /// Its worker ran no checks.
+    NoChecks,
+}
+
+impl GaveUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GaveUp::SameFailure => "same_failure",
+            GaveUp::RoundsSpent => "rounds_spent",
+            GaveUp::NoChecks => "no_checks",
+        }
+    }
 }
 
 /// Round `found.round` of a step verified by `spec`, after `earlier` (the
@@ -531,13 +552,19 @@ pub fn decide(spec: &VerifySpec, found: &Verification, earlier: Option<&Verifica
     if let Some(earlier) = earlier.filter(|e| !e.passed())
         && earlier.signature() == found.signature()
     {
-        return Decision::Failed(format!("the same failure twice: {summary}"));
+        return Decision::Failed(
+            format!("the same failure twice: {summary}"),
+            GaveUp::SameFailure,
+        );
     }
     if found.round > spec.rounds() {
-        return Decision::Failed(format!(
-            "verify: the agent was sent back {} times and its checks still fail: {summary}",
-            spec.rounds()
-        ));
+        return Decision::Failed(
+            format!(
+                "verify: the agent was sent back {} times and its checks still fail: {summary}",
+                spec.rounds()
+            ),
+            GaveUp::RoundsSpent,
+        );
     }
     Decision::Again {
         feedback: found.feedback(spec),

@@ -36,6 +36,9 @@ pub struct Metrics {
     agents_paused: Family<Labels, Gauge>,
     budget_pauses: Family<Labels, Counter>,
     touches_exceeded: Counter,
+    verify_rounds: Family<Labels, Counter>,
+    verify_failures: Family<Labels, Counter>,
+    rounds_per_step: Histogram,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -71,6 +74,10 @@ impl Metrics {
             agents_paused: Family::default(),
             budget_pauses: Family::default(),
             touches_exceeded: Counter::default(),
+            verify_rounds: Family::default(),
+            verify_failures: Family::default(),
+            // 1 to 21 rounds: one bucket each.
+            rounds_per_step: Histogram::new((1..=21).map(f64::from)),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -154,6 +161,21 @@ impl Metrics {
             metrics.touches_exceeded.clone(),
         );
         registry.register(
+            "verify_rounds",
+            "Verified steps' rounds of checks, by outcome (passed, sent_back, failed)",
+            metrics.verify_rounds.clone(),
+        );
+        registry.register(
+            "verify_failures",
+            "What failed verified steps' rounds, by kind (check, protected, same_failure, rounds_spent, no_checks)",
+            metrics.verify_failures.clone(),
+        );
+        registry.register(
+            "verify_rounds_per_step",
+            "The rounds a verified step took, when it passed or failed for good",
+            metrics.rounds_per_step.clone(),
+        );
+        registry.register(
             "steps_awaiting_approval",
             "Steps waiting for an approver's decision now",
             metrics.awaiting_approval.clone(),
@@ -210,6 +232,23 @@ impl Metrics {
             .inc();
         if let Some(seconds) = ran_seconds {
             self.step_duration.observe(seconds.max(0.0));
+        }
+    }
+
+    /// A verified step's round ended as `outcome` (passed, sent_back,
+    /// failed), for the `failures` it names; `ended` is its round number
+    /// when the step is done with rounds.
+    pub fn verify_round(&self, outcome: &str, failures: &[&str], ended: Option<u32>) {
+        self.verify_rounds
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+        for kind in failures {
+            self.verify_failures
+                .get_or_create(&vec![("kind", kind.to_string())])
+                .inc();
+        }
+        if let Some(rounds) = ended {
+            self.rounds_per_step.observe(f64::from(rounds));
         }
     }
 

@@ -350,7 +350,7 @@ impl Engine {
                     active.run.hand_back(index, &said)
                 }
                 // No retry does better than another round would.
-                Some(Decision::Failed(why)) => active.run.fail_for_good(index, why),
+                Some(Decision::Failed(why, _)) => active.run.fail_for_good(index, why),
                 _ => active.run.finish(index, verdict.outcome.clone()),
             },
         };

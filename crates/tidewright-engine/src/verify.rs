@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tidewright_core::verify::{Decision, decide};
+use tidewright_core::verify::{Decision, GaveUp, decide};
 use tidewright_core::{EventKind, Verification, VerifySpec};
 
 use crate::engine::Engine;
@@ -32,7 +32,7 @@ impl Round {
         match &self.decision {
             Decision::Verified => None,
             Decision::Again { .. } => Some(self.found.summary()),
-            Decision::Failed(why) => Some(why.clone()),
+            Decision::Failed(why, _) => Some(why.clone()),
         }
     }
 }
@@ -55,7 +55,7 @@ impl Engine {
                     round: number,
                     ..Verification::default()
                 },
-                decision: Decision::Failed(NO_CHECKS_RAN.into()),
+                decision: Decision::Failed(NO_CHECKS_RAN.into(), GaveUp::NoChecks),
             });
         };
         let found = Verification {
@@ -78,17 +78,39 @@ impl Engine {
             return;
         };
         remember(&mut active.steps[index], round);
-        let kind = EventKind::Progress {
+        let (outcome, ended) = match &round.decision {
+            Decision::Verified => ("passed", Some(round.found.round)),
+            Decision::Again { .. } => ("sent_back", None),
+            Decision::Failed(..) => ("failed", Some(round.found.round)),
+        };
+        self.metrics.verify_round(outcome, &failures(round), ended);
+        let kind = EventKind::Verification {
             step: report.attempt.step_id.clone(),
             attempt: report.attempt.attempt,
-            fraction: 1.0,
+            round: round.found.round,
+            passed: round.decision == Decision::Verified,
             message: match &round.decision {
-                Decision::Failed(why) => why.clone(),
+                Decision::Failed(why, _) => why.clone(),
                 _ => round.found.summary(),
             },
         };
         self.round.event(task_id, active, kind);
     }
+}
+
+/// What failed a round, by kind, for the metrics.
+fn failures(round: &Round) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    if round.found.checks.iter().any(|c| !c.passed) {
+        kinds.push("check");
+    }
+    if !round.found.protected.is_empty() {
+        kinds.push("protected");
+    }
+    if let Decision::Failed(_, gave_up) = &round.decision {
+        kinds.push(gave_up.as_str());
+    }
+    kinds
 }
 
 /// The step's last round and, when it was sent back, what its session is

@@ -423,7 +423,7 @@ async fn mirror_from_events(
                 Ok(Some(event)) => {
                     after_seq = event.seq;
                     match event.kind {
-                        Some(v1::event::Kind::Progress(_)) => {
+                        Some(v1::event::Kind::Progress(_) | v1::event::Kind::Verification(_)) => {
                             pending_since.get_or_insert_with(Instant::now);
                         }
                         Some(v1::event::Kind::TaskState(_) | v1::event::Kind::StepState(_)) => {

@@ -292,7 +292,82 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             &attempts,
         );
     }
+    rounds(task);
     Ok(())
+}
+
+/// Each verified step's rounds, and the end of what failed in its last.
+fn rounds(task: &v1::Task) {
+    let found: Vec<(&v1::Step, &v1::Attempt, &v1::Verification)> = task
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.attempts
+                .iter()
+                .filter_map(move |a| a.verification.as_ref().map(|v| (s, a, v)))
+        })
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|(s, a, v)| {
+            let checks: Vec<String> = v
+                .checks
+                .iter()
+                .map(|c| match (c.passed, c.exit_code) {
+                    (true, _) => format!("{} passed", c.name),
+                    (false, Some(code)) => format!("{} failed (exit {code})", c.name),
+                    (false, None) => format!("{} failed: {}", c.name, c.trouble),
+                })
+                .collect();
+            let mut flags = Vec::new();
+            if !v.protected_paths.is_empty() {
+                flags.push(format!("protected: {}", v.protected_paths.join(" ")));
+            }
+            if v.tests_removed > 0 {
+                flags.push(format!("{} tests removed", v.tests_removed));
+            }
+            if v.skips_added > 0 {
+                flags.push(format!("{} skips added", v.skips_added));
+            }
+            vec![
+                s.id.clone(),
+                v.round.to_string(),
+                a.attempt.to_string(),
+                short(&v.head_commit).to_string(),
+                truncate(&checks.join("; "), 60),
+                truncate(&flags.join("; "), 40),
+            ]
+        })
+        .collect();
+    println!();
+    print_table(
+        &["STEP", "ROUND", "ATTEMPT", "HEAD", "CHECKS", "FLAGGED"],
+        &rows,
+    );
+    // The last round of each step: the end of each check that failed.
+    for step in &task.steps {
+        let Some(last) = step
+            .attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.verification.as_ref())
+        else {
+            continue;
+        };
+        for check in last.checks.iter().filter(|c| !c.passed) {
+            println!(
+                "\nStep {} round {}, check {}: the end of its output:",
+                step.id, last.round, check.name
+            );
+            let lines: Vec<&str> = check.tail.lines().collect();
+            for line in &lines[lines.len().saturating_sub(12)..] {
+                println!("  {line}");
+            }
+        }
+    }
 }
 
 /// The control plane's replicas: who leads, since when, at which epoch.

@@ -187,6 +187,9 @@ impl View {
                 Kind::Egress(e) => {
                     let _ = multi.println(format!("{} | {}", e.step_id, egress_line(e)));
                 }
+                Kind::Verification(v) => {
+                    let _ = multi.println(format!("{} | {}", v.step_id, v.message));
+                }
                 Kind::TaskState(_) => {}
             },
             Display::Lines { start, out } => {
@@ -214,6 +217,7 @@ impl View {
                     }
                     Kind::Log(l) => format!("{} | {}", l.step_id, l.line),
                     Kind::Egress(e) => format!("{}: {}", e.step_id, egress_line(e)),
+                    Kind::Verification(v) => format!("{}: {}", v.step_id, v.message),
                 };
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }

@@ -64,7 +64,7 @@ fn the_same_failure_twice_ends_the_step_even_when_numbers_and_paths_move() {
     let second = failed(2, &moved);
     assert_eq!(first.signature(), second.signature());
     match decide(&spec(3), &second, Some(&first)) {
-        Decision::Failed(why) => assert!(
+        Decision::Failed(why, _) => assert!(
             why.starts_with("the same failure twice: verify round 2"),
             "{why}"
         ),
@@ -83,7 +83,7 @@ fn a_step_fails_once_its_rounds_are_spent() {
     let found = failed(2, "error: expected one thing");
     let earlier = failed(1, "error: expected another");
     match decide(&spec(1), &found, Some(&earlier)) {
-        Decision::Failed(why) => assert!(
+        Decision::Failed(why, _) => assert!(
             why.starts_with("verify: the agent was sent back 1 times"),
             "{why}"
         ),

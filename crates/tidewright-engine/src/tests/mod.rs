@@ -22,6 +22,7 @@ mod family;
 mod gone;
 mod retention;
 mod unserved;
+mod verify;
 
 /// How long a test waits for something the engine should do at once.
 const PROMPTLY: Duration = Duration::from_secs(5);

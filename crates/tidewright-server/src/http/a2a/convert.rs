@@ -284,6 +284,7 @@ impl Follow {
                 true => format!("{step}: connected to {destination}"),
                 false => format!("{step}: refused a connection to {destination}: {reason}"),
             },
+            EventKind::Verification { step, message, .. } => format!("{step}: {message}"),
         };
         let mut metadata = Map::new();
         metadata.insert(

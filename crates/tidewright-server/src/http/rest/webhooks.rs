@@ -20,6 +20,10 @@ pub(super) enum WebhookEvent {
     TaskPaused,
     #[schema(rename = "step.failed")]
     StepFailed,
+    #[schema(rename = "step.verified")]
+    StepVerified,
+    #[schema(rename = "step.verification_failed")]
+    StepVerificationFailed,
     #[schema(rename = "approval.requested")]
     ApprovalRequested,
     #[schema(rename = "schedule.fired")]

@@ -13,6 +13,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "task.cancelled",
     "task.paused",
     "step.failed",
+    "step.verified",
+    "step.verification_failed",
     "approval.requested",
     "schedule.fired",
     "schedule.skipped",
@@ -47,6 +49,8 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
             StepState::AwaitingApproval => Some("approval.requested"),
             _ => None,
         },
+        EventKind::Verification { passed: true, .. } => Some("step.verified"),
+        EventKind::Verification { passed: false, .. } => Some("step.verification_failed"),
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => None,
     }
 }
@@ -110,6 +114,35 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
             if let Some(work) = work {
                 body["step"]["branch"] = Value::from(work.branch.as_str());
                 body["step"]["headCommit"] = Value::from(work.head_commit.as_str());
+            }
+        }
+        EventKind::Verification {
+            step,
+            attempt,
+            round,
+            passed,
+            message,
+        } => {
+            body["step"] = json!({
+                "id": step,
+                "attempt": attempt,
+                "round": round,
+                "passed": passed,
+                "message": message,
+            });
+            // What its checks found, as the attempt's record keeps it.
+            let found = task
+                .steps
+                .iter()
+                .find(|s| &s.id == step)
+                .and_then(|s| s.attempts.iter().find(|a| a.attempt == *attempt))
+                .and_then(|a| a.verification.as_ref());
+            if let Some(found) = found {
+                body["step"]["headCommit"] = Value::from(found.head_commit.as_str());
+                body["step"]["checks"] = json!(found.checks);
+                if !found.protected.is_empty() {
+                    body["step"]["protectedPaths"] = json!(found.protected);
+                }
             }
         }
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => {}
@@ -276,6 +309,67 @@ mod tests {
         assert_eq!(body["ticks"], 2);
         assert_eq!(body["reason"], "missed: the control plane was down");
         assert!(body.get("task").is_none(), "{body}");
+    }
+
+    #[test]
+    fn a_verified_steps_rounds_are_webhook_events_with_their_checks() {
+        let round = |passed| EventKind::Verification {
+            step: "fix".into(),
+            attempt: 1,
+            round: 1,
+            passed,
+            message: "verify round 1: tests failed (exit 1)".into(),
+        };
+        assert_eq!(event_type(&event(round(true))), Some("step.verified"));
+        assert_eq!(
+            event_type(&event(round(false))),
+            Some("step.verification_failed")
+        );
+        let mut task = crate::outbound::webhooks::tests::task_record();
+        let mut attempt = tidewright_store::AttemptRecord::new(1);
+        attempt.verification = Some(tidewright_core::Verification {
+            round: 1,
+            head_commit: "c0ffee".into(),
+            checks: vec![tidewright_core::CheckResult {
+                name: "tests".into(),
+                exit_code: Some(1),
+                tail: "FAIL: test_add".into(),
+                ..tidewright_core::CheckResult::default()
+            }],
+            protected: vec!["tests/a.py".into()],
+            ..tidewright_core::Verification::default()
+        });
+        task.steps = vec![tidewright_store::StepRecord {
+            id: "fix".into(),
+            state: StepState::Queued,
+            attempt: 1,
+            worker: String::new(),
+            started_at: 0,
+            finished_at: 0,
+            progress: 0.0,
+            progress_message: String::new(),
+            output_json: String::new(),
+            error: String::new(),
+            exit_code: None,
+            attempts: vec![attempt],
+            cost: tidewright_core::Cost::default(),
+            approval_deadline: 0,
+            work: None,
+            queued_reason: String::new(),
+        }];
+        let body: Value = serde_json::from_str(&payload(
+            "d1",
+            "step.verification_failed",
+            &event(round(false)),
+            &task,
+        ))
+        .expect("json");
+        assert_eq!(body["step"]["round"], 1);
+        assert_eq!(body["step"]["passed"], false);
+        assert_eq!(body["step"]["headCommit"], "c0ffee");
+        assert_eq!(body["step"]["checks"][0]["exitCode"], 1);
+        assert_eq!(body["step"]["checks"][0]["tail"], "FAIL: test_add");
+        assert_eq!(body["step"]["protectedPaths"][0], "tests/a.py");
     }
 
     #[test]

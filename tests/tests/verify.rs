@@ -1,0 +1,456 @@
+//! Verified steps on the real Claude Code CLI, against the mock of its
+//! API, on a real repository served by the real git server, with real
+//! checks (Python's unittest) run apart from the agent: a protected test
+//! edited is sent back to be undone, a skip added is flagged, a check that
+//! passes only on what the agent left uncommitted does not pass, the same
+//! failure twice ends the step, a kill -9 of the worker mid-round resumes
+//! at that round on another worker, and each bad `verify` is refused at
+//! submit. (Every runtime's own round trip is in the runtime suite.)
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tidewright_api::v1;
+use tidewright_tests::git_server::{GitServer, account_secrets};
+use tidewright_tests::provider::{Api, Mock, Reply};
+use tidewright_tests::*;
+use tonic::Code;
+
+const CALC_BUG: &str = "add = lambda a, b: a - b\n";
+const CALC_RIGHT: &str = "add = lambda a, b: a + b\n";
+const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+
+/// A control plane, a git server with the `calc` project (and `extra`
+/// files), and the routed mock of Claude's API.
+struct Bench {
+    dir: tempfile::TempDir,
+    git: GitServer,
+    server: Server,
+    mock: Mock,
+    secrets: String,
+}
+
+impl Bench {
+    async fn start(extra: &[(&str, &str)], routes: Vec<(&str, Vec<Reply>)>) -> Bench {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = GitServer::start(dir.path()).expect("git server");
+        let mut files = vec![("calc.py", CALC_BUG), ("test_calc.py", CALC_TEST)];
+        files.extend_from_slice(extra);
+        git.create_repo("calc", &files);
+        let mock = Mock::start_routed(Api::Anthropic, routes)
+            .await
+            .expect("mock");
+        let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+        let server = Server::start_on(
+            &dir.path().join("server"),
+            "127.0.0.1:0",
+            &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        )
+        .expect("server");
+        Bench {
+            dir,
+            git,
+            server,
+            mock,
+            secrets,
+        }
+    }
+
+    fn worker(&self, name: &str) -> Process {
+        start_named_claude_worker(
+            &self.server,
+            self.dir.path(),
+            name,
+            &self.mock,
+            (&["claude-code"], 1),
+            &["--secrets-dir", &self.secrets],
+        )
+        .expect("worker")
+    }
+
+    /// Submits the `fix` step with `verify` on the calc project.
+    async fn submit(&self, prompt: &str, verify: v1::VerifySpec) -> (Tasks, String) {
+        let client = self.server.tasks().await.expect("client");
+        let mut fix = claude_step("fix", prompt, &["Write", "Read"]);
+        fix.verify = Some(verify);
+        let id = submit(&client, on_calc(&self.git, vec![fix]))
+            .await
+            .expect("submit");
+        (client, id)
+    }
+
+    /// The request that carried `text` to the provider, as JSON text.
+    fn told(&self, text: &str) -> String {
+        self.mock
+            .requests()
+            .iter()
+            .map(Value::to_string)
+            .find(|r| r.contains(text))
+            .unwrap_or_else(|| panic!("no request carried {text:?}"))
+    }
+}
+
+fn on_calc(git: &GitServer, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
+    let mut request = task("verified", steps);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: git.url("calc"),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    request
+}
+
+fn unittest(rounds: u32, protect: &[&str]) -> v1::VerifySpec {
+    v1::VerifySpec {
+        checks: vec![v1::CheckSpec {
+            name: "tests".into(),
+            run: vec![
+                "python3".into(),
+                "-m".into(),
+                "unittest".into(),
+                "-v".into(),
+            ],
+            timeout: "2m".into(),
+        }],
+        rounds,
+        protect: protect.iter().map(|s| s.to_string()).collect(),
+        rubric: String::new(),
+    }
+}
+
+/// The model's calls that read `file` and then write `content` over it
+/// (an agent CLI overwrites only what it read).
+fn rewrite(file: &str, content: &str) -> [Reply; 2] {
+    [Reply::claude_read(file), Reply::claude_write(file, content)]
+}
+
+/// `replies` in order, each a call or a list of calls.
+fn script<const N: usize>(calls: [Vec<Reply>; N]) -> Vec<Reply> {
+    calls.into_iter().flatten().collect()
+}
+
+/// The rounds the task's events said: (round, passed, message).
+fn rounds(events: &[v1::Event]) -> Vec<(u32, bool, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Verification(v)) => Some((v.round, v.passed, v.message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn prompt(what: &str) -> String {
+    format!("{what} {}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_test_edited_to_pass_is_sent_back_to_be_undone() {
+    let ask = prompt("Make the tests pass");
+    let bench = Bench::start(
+        &[],
+        vec![
+            (
+                "Undo those changes",
+                script([
+                    rewrite("test_calc.py", CALC_TEST).into(),
+                    rewrite("calc.py", CALC_RIGHT).into(),
+                    vec![Reply::Text("Put the test back and fixed add.".into())],
+                ]),
+            ),
+            (
+                ask.as_str(),
+                script([
+                    // The test made to expect what the bug gives.
+                    rewrite("test_calc.py", &CALC_TEST.replace("5)", "-1)")).into(),
+                    vec![Reply::Text("All tests pass.".into())],
+                ]),
+            ),
+        ],
+    )
+    .await;
+    let _worker = bench.worker("agent-1");
+    let (client, id) = bench.submit(&ask, unittest(2, &["test_*.py"])).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("succeeds on round 2");
+    let attempts = &step(&task, "fix").attempts;
+    let first = attempts[0].verification.as_ref().expect("round 1");
+    // Its check passed, on the edited test; the round failed all the same.
+    assert!(first.checks[0].passed, "{first:?}");
+    assert_eq!(first.protected_paths, vec!["test_calc.py"]);
+    assert_eq!(
+        attempts[0].error,
+        "verify round 1: changed protected paths: test_calc.py"
+    );
+    let told = bench.told("Undo those changes");
+    assert!(told.contains("test_calc.py"), "{told}");
+    let second = attempts[1].verification.as_ref().expect("round 2");
+    assert!(second.protected_paths.is_empty() && second.checks[0].passed);
+    let work = step(&task, "fix").work.clone().expect("work");
+    assert_eq!(work.changed_paths, vec!["calc.py"], "the test is as it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_added_is_flagged_in_the_rounds_event() {
+    let ask = prompt("Make the tests pass");
+    let skipped = CALC_TEST.replace(
+        "    def test_add",
+        "    @unittest.skip(\"later\")\n    def test_add",
+    );
+    let bench = Bench::start(
+        &[],
+        vec![(
+            ask.as_str(),
+            script([
+                rewrite("test_calc.py", &skipped).into(),
+                vec![Reply::Text("All tests pass.".into())],
+            ]),
+        )],
+    )
+    .await;
+    let _worker = bench.worker("agent-1");
+    let (client, id) = bench.submit(&ask, unittest(2, &[])).await;
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("its check passes, skipping");
+    let found = step(&task, "fix").attempts[0]
+        .verification
+        .clone()
+        .expect("round 1");
+    assert_eq!(found.skips_added, 1, "{found:?}");
+    assert_eq!(
+        rounds(&events),
+        vec![(
+            1,
+            true,
+            "verify round 1: its check passed (flagged: 1 skip marker(s) added)".to_string()
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_agent_left_uncommitted_does_not_pass_and_the_same_failure_twice_ends_the_step() {
+    let ask = prompt("Write the answer");
+    // answer.txt is ignored by git: the agent's workspace holds it, its
+    // commit does not, and the check sees only the commit.
+    let bench = Bench::start(
+        &[
+            (".gitignore", "answer.txt\n"),
+            ("test_answer.py", "import unittest\n\n\nclass TestAnswer(unittest.TestCase):\n    def test_answer(self):\n        with open(\"answer.txt\") as f:\n            self.assertEqual(f.read().strip(), \"42\")\n"),
+            ("calc.py", CALC_RIGHT),
+        ],
+        vec![
+            (
+                "answer.txt",
+                vec![
+                    Reply::claude_write("answer.txt", "42\n"),
+                    Reply::Text("answer.txt holds 42.".into()),
+                    Reply::Text("answer.txt holds 42, really.".into()),
+                ],
+            ),
+        ],
+    )
+    .await;
+    let _worker = bench.worker("agent-1");
+    let (client, id) = bench
+        .submit(&format!("{ask} in answer.txt"), unittest(3, &[]))
+        .await;
+    let task = wait_finished(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    let fix = step(&task, "fix");
+    assert_eq!(fix.attempts.len(), 2, "{:?}", fix.attempts);
+    assert!(
+        fix.error
+            .starts_with("the same failure twice: verify round 2: tests failed (exit 1)"),
+        "{}",
+        fix.error
+    );
+    let tail = &fix.attempts[1]
+        .verification
+        .as_ref()
+        .expect("round 2")
+        .checks[0]
+        .tail;
+    assert!(tail.contains("FileNotFoundError"), "{tail}");
+    // `get task` shows the rounds, and the end of the last one's failure.
+    let shown =
+        String::from_utf8_lossy(&succeed(bench.server.cli().args(["get", "task", &id])).stdout)
+            .to_string();
+    assert!(
+        shown.contains("ROUND") && shown.contains("tests failed (exit 1)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Step fix round 2, check tests: the end of its output:")
+            && shown.contains("FileNotFoundError"),
+        "{shown}"
+    );
+    let json = String::from_utf8_lossy(
+        &succeed(bench.server.cli().args(["get", "task", &id, "-o", "json"])).stdout,
+    )
+    .to_string();
+    assert!(
+        json.contains("\"verification\"") && json.contains("\"round\": 2"),
+        "{json}"
+    );
+    // Not retried: a third round would fail the same way.
+    assert_eq!(fix.state, v1::StepState::Failed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_of_the_worker_mid_round_resumes_that_round_on_another_worker() {
+    let ask = prompt("Fix add in calc.py");
+    let failure = "AssertionError: 1 != 5";
+    let bench = Bench::start(
+        &[],
+        vec![
+            (
+                failure,
+                script([
+                    // Round 2 on worker A: its turn never ends.
+                    vec![Reply::Hang],
+                    // Round 2 again, on worker B.
+                    rewrite("calc.py", CALC_RIGHT).into(),
+                    vec![Reply::Text("Fixed.".into())],
+                ]),
+            ),
+            (
+                ask.as_str(),
+                script([
+                    rewrite("calc.py", "add = lambda a, b: b - a\n").into(),
+                    vec![Reply::Text("All tests pass.".into())],
+                ]),
+            ),
+        ],
+    )
+    .await;
+    let mut worker_a = bench.worker("agent-1");
+    let (client, id) = bench.submit(&ask, unittest(2, &[])).await;
+    // Round 2 is under way on A once its model call hangs.
+    wait_until(Duration::from_secs(120), || bench.mock.hanging() == 1)
+        .await
+        .expect("round 2 starts on A");
+    // SIGKILL: nothing of A's gets to say goodbye.
+    worker_a.kill();
+    let _worker_b = bench.worker("agent-2");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("round 2 resumes on B and passes");
+    let attempts = &step(&task, "fix").attempts;
+    let last = attempts.last().expect("an attempt");
+    assert_eq!(last.worker, "agent-2");
+    let round = last.verification.as_ref().expect("round").round;
+    assert_eq!(round, 2, "the round it was in, not a new one: {attempts:?}");
+    assert!(
+        last.verification
+            .as_ref()
+            .is_some_and(|v| v.checks[0].passed)
+    );
+    assert_eq!(last.session_id, attempts[0].session_id, "the same session");
+}
+
+/// Polls `done` until it holds or `within` passes.
+async fn wait_until(within: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_verify_is_refused_at_submit_naming_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--allow-local-repos"]).expect("server");
+    let mut client = server.tasks().await.expect("client");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("calc", &[("calc.py", CALC_BUG)]);
+    let good = || unittest(2, &[]);
+    let bad: Vec<(v1::VerifySpec, &str)> = vec![
+        (
+            v1::VerifySpec {
+                checks: vec![],
+                ..good()
+            },
+            "spec.steps[0].verify.checks",
+        ),
+        (
+            v1::VerifySpec {
+                rounds: 21,
+                ..good()
+            },
+            "spec.steps[0].verify.rounds",
+        ),
+        (
+            v1::VerifySpec {
+                checks: vec![v1::CheckSpec {
+                    name: "tests".into(),
+                    run: vec![],
+                    timeout: String::new(),
+                }],
+                ..good()
+            },
+            "spec.steps[0].verify.checks[0].run",
+        ),
+        (
+            v1::VerifySpec {
+                protect: vec!["tests/[ab]".into()],
+                ..good()
+            },
+            "spec.steps[0].verify.protect[0]",
+        ),
+        (
+            v1::VerifySpec {
+                rubric: "It is tested.".into(),
+                ..good()
+            },
+            "spec.steps[0].verify.rubric",
+        ),
+    ];
+    for (verify, field) in bad {
+        let mut fix = claude_step("fix", "fix it", &[]);
+        fix.verify = Some(verify);
+        refused_naming(client.submit_task(on_calc(&git, vec![fix])).await, field);
+    }
+    // A step with no session to send a failure back into.
+    let mut shell = shell_step("build", &[], "make");
+    shell.verify = Some(good());
+    refused_naming(
+        client.submit_task(on_calc(&git, vec![shell])).await,
+        "spec.steps[0].verify",
+    );
+    // No repository: nothing committed to check.
+    let mut fix = claude_step("fix", "fix it", &[]);
+    fix.verify = Some(good());
+    refused_naming(
+        client.submit_task(task("no-repo", vec![fix])).await,
+        "spec.steps[0].verify",
+    );
+    let listed = client
+        .list_tasks(v1::ListTasksRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.tasks.is_empty(), "nothing was stored: {listed:?}");
+}
+
+fn refused_naming<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, field: &str) {
+    let status = answer.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with(&format!("{field}: ")),
+        "{field}: {}",
+        status.message()
+    );
+}
