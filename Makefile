@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale dist fuzz crds console images e2e-kind lint fmt
+.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.2.0
 
@@ -48,6 +48,11 @@ bench-repo:      ## a step's workspace from a warm mirror against a fresh clone,
 	./scripts/git-server.sh
 	./scripts/claude.sh
 	./scripts/bench.sh repo
+
+bench-verify:    ## what a verified step's round adds beyond its checks and its agent's turn, over 20 rounds sent back
+	./scripts/git-server.sh
+	./scripts/claude.sh
+	./scripts/bench.sh verify
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers
 	./scripts/bench.sh scale

@@ -130,6 +130,7 @@ pub struct CheckResult {
     pub exit_code: Option<i32>,
     /// Why it did not run to an exit: its timeout, or why it could not start.
     pub trouble: String,
+    /// How long its process ran, its checkout aside.
     pub millis: u64,
     /// The end of its output (stdout and stderr as they came), masked.
     pub tail: String,

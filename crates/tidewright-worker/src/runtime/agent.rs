@@ -408,6 +408,12 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         }
         room.home_state.push((kept, under_home));
     }
+    if let Some(told) = attempt.resume.as_ref().filter(|r| !r.message.is_empty()) {
+        log(format!(
+            "sent back by its checks: the agent's turn starts, told what failed (session {})",
+            told.session_id
+        ));
+    }
     let stream = Arc::new(Mutex::new(R::stream(runtime)));
     let supervised = supervise(
         attempt,

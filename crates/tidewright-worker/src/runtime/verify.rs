@@ -111,7 +111,10 @@ async fn run_check(
         check.run.join(" "),
         work.head_commit
     ));
+    // Its own time: from its process's start in the sandbox to its end.
+    let running = Instant::now();
     let ran = run_in_sandbox(attempt, check, &dir, tree, redactor, reports, cancel).await;
+    let ran_for = running.elapsed();
     if !attempt.host.keep_workspace {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
@@ -131,7 +134,7 @@ async fn run_check(
         }
         Err(ended) => said(ended.error().to_string()),
     };
-    result.millis = started.elapsed().as_millis() as u64;
+    result.millis = ran_for.as_millis() as u64;
     result.tail = redactor.redact(tail(&output));
     log(format!(
         "check {}: {} in {} ms",
