@@ -142,30 +142,90 @@ async fn one_run(turns: u32) -> anyhow::Result<Vec<i64>> {
 }
 
 /// Each round's overhead from the step's events: its answer's line, its
-/// check's own run, and the next turn's start.
+/// check's own run, and the next turn's start; and, to say where it goes,
+/// the median of each stretch between them.
 fn overheads(events: &[v1::Event], checks: &[i64], turns: u32) -> anyhow::Result<Vec<i64>> {
     let at = |e: &v1::Event| e.time.as_ref().map(micros).unwrap_or(0);
-    let mut answered = Vec::new();
+    // The marks of a round sent back, in the order they come.
+    const MARKS: [&str; 6] = [
+        "answered",
+        "check started",
+        "check ended",
+        "verdict",
+        "given out again",
+        "session placed",
+    ];
+    let mut marks: Vec<Vec<i64>> = vec![Vec::new(); MARKS.len()];
     let mut started = Vec::new();
     for event in events {
-        if let Some(v1::event::Kind::Log(line)) = &event.kind {
-            if line.line.starts_with("Turn ") && line.line.ends_with(" done.") {
-                answered.push(at(event));
-            } else if line.line.starts_with("sent back by its checks") {
-                started.push(at(event));
+        let mark = match &event.kind {
+            Some(v1::event::Kind::Log(line)) => {
+                let text = line.line.as_str();
+                if text.starts_with("Turn ") && text.ends_with(" done.") {
+                    Some(0)
+                } else if text.starts_with("check count: running") {
+                    Some(1)
+                } else if text.starts_with("check count: failed")
+                    || text.starts_with("check count: passed")
+                {
+                    Some(2)
+                } else if text.starts_with("resuming session") {
+                    Some(5)
+                } else if text.starts_with("sent back by its checks") {
+                    started.push(at(event));
+                    None
+                } else {
+                    None
+                }
             }
+            Some(v1::event::Kind::Verification(_)) => Some(3),
+            Some(v1::event::Kind::StepState(s))
+                if s.state == v1::StepState::Running as i32 && s.attempt > 1 =>
+            {
+                Some(4)
+            }
+            _ => None,
+        };
+        if let Some(mark) = mark {
+            marks[mark].push(at(event));
         }
     }
     let sent_back = turns as usize - 1;
-    if answered.len() != turns as usize || started.len() != sent_back || checks.len() < sent_back {
+    if marks[0].len() != turns as usize || started.len() != sent_back || checks.len() < sent_back {
         bail!(
             "expected {turns} turns: {} answers, {} turns sent back, {} checks",
-            answered.len(),
+            marks[0].len(),
             started.len(),
             checks.len()
         );
     }
+    let mut said = Vec::new();
+    for (i, pair) in MARKS.windows(2).enumerate() {
+        let mut stretch: Vec<i64> = (0..sent_back)
+            .filter_map(|k| Some(marks[i + 1].get(k)? - marks[i].get(k)?))
+            .collect();
+        stretch.sort_unstable();
+        if !stretch.is_empty() {
+            said.push(format!(
+                "{} → {}: {:.1} ms",
+                pair[0],
+                pair[1],
+                quantile_ms(&stretch, 0.5)
+            ));
+        }
+    }
+    let mut last: Vec<i64> = (0..sent_back)
+        .filter_map(|k| Some(started[k] - marks[5].get(k)?))
+        .collect();
+    last.sort_unstable();
+    if !last.is_empty() {
+        said.push(format!(
+            "session placed → agent started: {:.1} ms",
+            quantile_ms(&last, 0.5)
+        ));
+    }
+    println!("  medians: {}", said.join("; "));
     Ok((0..sent_back)
-        .map(|k| started[k] - answered[k] - checks[k])
+        .map(|k| started[k] - marks[0][k] - checks[k])
         .collect())
 }
