@@ -20,6 +20,28 @@ export interface Attempt {
   sessionId?: string;
   model?: string;
   cost?: Cost;
+  /// A verified step's round: what its checks found on this attempt.
+  verification?: Verification;
+}
+
+/// One round of a verified step's checks, on the commit they ran on.
+export interface Verification {
+  round: number;
+  headCommit: string;
+  checks: Check[];
+  protectedPaths?: string[];
+  testsRemoved?: number;
+  skipsAdded?: number;
+}
+
+export interface Check {
+  name: string;
+  passed: boolean;
+  exitCode?: number;
+  trouble?: string;
+  millis: number;
+  /// The end of its output, secrets masked.
+  tail: string;
 }
 
 export interface Step {
@@ -151,7 +173,7 @@ export interface TaskEvent {
   seq: number;
   position?: number;
   time?: string;
-  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "unknown";
+  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "unknown";
   state?: string;
   step?: string;
   attempt?: number;
@@ -169,6 +191,9 @@ export interface TaskEvent {
   destination?: string;
   allowed?: boolean;
   reason?: string;
+  /// A verification event's: the round, and whether its checks passed.
+  round?: number;
+  passed?: boolean;
 }
 
 /// `with`'s work would not merge with that of the steps `after` it.
@@ -235,7 +260,7 @@ export const get = <T>(path: string) => call<T>("GET", path);
 /// and resumes after the last id. Returns what closes it.
 export function follow(path: string, onEvent: (event: TaskEvent) => void, onStart?: (position: number) => void): () => void {
   const source = new EventSource(`/api/v1${path}`, { withCredentials: true });
-  const kinds = ["taskState", "stepState", "progress", "log", "egress"];
+  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification"];
   for (const kind of kinds) {
     source.addEventListener(kind, (message) => onEvent(JSON.parse((message as MessageEvent).data)));
   }

@@ -52,15 +52,18 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
   useEffect(() => {
     const onEvent = (event: TaskEvent) => {
       lastSeq.current = event.seq;
-      if ((event.type === "log" || event.type === "egress") && event.step) {
+      if ((event.type === "log" || event.type === "egress" || event.type === "verification") && event.step) {
         const lines = logs.current.get(event.step) ?? [];
-        // A connection the step asked of its egress proxy reads as a line
-        // of its own stream among the step's output.
+        // A connection the step asked of its egress proxy, and a verified
+        // step's round, read as lines of their own streams among the
+        // step's output.
         const line =
           event.type === "egress"
             ? `egress ${event.allowed ? "allowed" : "refused"} ${event.destination ?? ""}${event.reason ? `: ${event.reason}` : ""}`
-            : (event.line ?? "");
-        const stream = event.type === "egress" ? "egress" : (event.stream ?? "stdout");
+            : event.type === "verification"
+              ? (event.message ?? "")
+              : (event.line ?? "");
+        const stream = event.type === "log" ? (event.stream ?? "stdout") : event.type;
         lines.push({ seq: event.seq, attempt: event.attempt ?? 0, stream, line });
         if (lines.length > KEPT_LINES) lines.splice(0, lines.length - KEPT_LINES);
         logs.current.set(event.step, lines);
@@ -456,6 +459,7 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
           ))}
         </tbody>
       </table>
+      <Rounds step={step} />
       <h3>
         Log{" "}
         <label class="follow">
@@ -483,6 +487,54 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
           </pre>
         </>
       )}
+    </section>
+  );
+}
+
+/// A verified step's rounds, newest first: each one's checks on the commit
+/// they ran on, what was flagged, and the end of each failing check's
+/// output.
+function Rounds({ step }: { step: Step }) {
+  const rounds = (step.attempts ?? []).filter((a) => a.verification).reverse();
+  if (!rounds.length) return null;
+  return (
+    <section class="rounds" data-test="rounds">
+      <h3>Verify rounds</h3>
+      {rounds.map((a) => {
+        const v = a.verification!;
+        const flagged = [
+          v.protectedPaths?.length ? `changed protected paths: ${v.protectedPaths.join(", ")}` : "",
+          v.testsRemoved ? `${v.testsRemoved} tests removed` : "",
+          v.skipsAdded ? `${v.skipsAdded} skips added` : "",
+        ].filter((f) => f);
+        return (
+          <details class="round" data-test="round" open={a === rounds[0]}>
+            <summary>
+              Round {v.round} (attempt {a.attempt}) on <code>{v.headCommit.slice(0, 12)}</code>:{" "}
+              {v.checks.map((c) => (
+                <span class={`badge state-${c.passed ? "succeeded" : "failed"}`}>
+                  {c.name} {c.passed ? "passed" : c.exitCode !== undefined ? `failed (exit ${c.exitCode})` : "failed"}
+                </span>
+              ))}
+              {flagged.map((f) => (
+                <span class="flag"> {f}</span>
+              ))}
+            </summary>
+            {v.checks
+              .filter((c) => !c.passed)
+              .map((c) => (
+                <>
+                  <p>
+                    {c.name}: {c.trouble || `exit ${c.exitCode}`}, {c.millis} ms. The end of its output:
+                  </p>
+                  <pre class="log" data-test="check-tail">
+                    {c.tail}
+                  </pre>
+                </>
+              ))}
+          </details>
+        );
+      })}
     </section>
   );
 }

@@ -1342,3 +1342,138 @@ async fn a_steps_egress_verdicts_show_among_its_log_lines() {
     browser.close().await;
     drop(up);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() {
+    use tidewright_api::v1;
+    use tidewright_tests::git_server::{GitServer, account_secrets};
+    use tidewright_tests::provider::{Api, Mock, Reply};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(
+        "calc",
+        &[
+            ("calc.py", "add = lambda a, b: a - b\n"),
+            (
+                "test_calc.py",
+                "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+            ),
+        ],
+    );
+    let prompt = format!("Fix add {}", std::process::id());
+    let failure = "AssertionError: 1 != 5";
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                failure,
+                vec![
+                    Reply::claude_read("calc.py"),
+                    Reply::claude_write("calc.py", "add = lambda a, b: a + b\n"),
+                    Reply::Text("Fixed.".into()),
+                ],
+            ),
+            (
+                prompt.as_str(),
+                vec![
+                    Reply::claude_read("calc.py"),
+                    Reply::claude_write("calc.py", "add = lambda a, b: b - a\n"),
+                    Reply::Text("All tests pass.".into()),
+                ],
+            ),
+        ],
+    )
+    .await
+    .expect("mock");
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let http = free_addr();
+    let (server, shell) = start_with_roles(
+        &dir.path().join("server"),
+        &http,
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        1,
+    )
+    .await
+    .expect("server");
+    // The agent's worker, which holds the repository's secret, runs the
+    // task's steps, its delivery too.
+    drop(shell);
+    let _agent = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["claude-code"], 1),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let mut fix = claude_step("fix", &prompt, &["Read", "Write"]);
+    fix.verify = Some(v1::VerifySpec {
+        checks: vec![v1::CheckSpec {
+            name: "tests".into(),
+            run: vec!["python3".into(), "-m".into(), "unittest".into()],
+            timeout: "2m".into(),
+        }],
+        rounds: 2,
+        protect: Vec::new(),
+        rubric: String::new(),
+    });
+    let mut request = task("verified", vec![fix]);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: git.url("calc"),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    wait_succeeded(&client, &id, LIVE)
+        .await
+        .expect("succeeds on round 2");
+
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{http}/#/tasks/{id}"))
+        .await
+        .expect("the console");
+    sign_in(&browser, "tidewright_dev").await;
+    browser
+        .count_until("g[data-step=fix]", 1, LIVE)
+        .await
+        .expect("the step drawn");
+    browser.click("g[data-step=fix]").await.expect("the step");
+    let rounds = browser
+        .text_until("[data-test=rounds]", LIVE, |t| t.contains("Round 1"))
+        .await
+        .expect("its rounds");
+    assert!(
+        rounds.contains("Round 2 (attempt 2)") && rounds.contains("tests passed"),
+        "{rounds}"
+    );
+    assert!(
+        rounds.contains("Round 1 (attempt 1)") && rounds.contains("tests failed (exit 1)"),
+        "{rounds}"
+    );
+    // The first round's failure, opened.
+    browser
+        .click("[data-test=round]:nth-of-type(2) summary")
+        .await
+        .expect("round 1");
+    let tail = browser
+        .text_until("[data-test=check-tail]", LIVE, |t| t.contains(failure))
+        .await
+        .expect("the end of its output");
+    assert!(tail.contains("FAIL: test_add"), "{tail}");
+    let log = browser.text("[data-test=log]").await.expect("the log");
+    assert!(
+        log.contains("verify round 1: tests failed (exit 1)") || log.contains("check tests: "),
+        "{log}"
+    );
+    close_without_errors(browser).await;
+}
