@@ -40,7 +40,11 @@ context/inputs.json. `needs` lists further capabilities a worker must offer. Use
 capabilities that exist. Step ids are lowercase letters, \
 digits, '-' and '_'. Prefer few steps; run independent work in parallel. When the task \
 works on a repository, give each step that changes files its `touches`: globs of the paths it \
-will change (`src/api/**`); steps whose globs may overlap do not run at once.\n\n{workers}"
+will change (`src/api/**`); steps whose globs may overlap do not run at once. When the task \
+works on a repository and the request names tests or a check that must pass, give the agent \
+step that changes the code a `verify`: its `checks`, each a `name` and a `run` argv run on the \
+step's committed work (`{{\"name\": \"tests\", \"run\": [\"cargo\", \"test\"]}}`), and `protect`, \
+globs of paths it may not change; the agent is sent back what failed until they pass.\n\n{workers}"
     )
 }
 
@@ -67,7 +71,27 @@ pub fn plan_schema() -> Value {
                         "command": {"type": "array", "items": {"type": "string"},
                                     "description": "A command step's argv."},
                         "touches": {"type": "array", "items": {"type": "string"},
-                                    "description": "Globs of the repository paths the step will change, e.g. src/api/**."}
+                                    "description": "Globs of the repository paths the step will change, e.g. src/api/**."},
+                        "verify": {
+                            "type": "object",
+                            "description": "An agent step on a repository: checks that must pass on its committed work.",
+                            "properties": {
+                                "checks": {"type": "array", "minItems": 1, "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
+                                        "run": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                                        "timeout": {"type": "string", "description": "90s, 15m, 1h"}
+                                    },
+                                    "required": ["name", "run"],
+                                    "additionalProperties": false
+                                }},
+                                "rounds": {"type": "integer", "minimum": 1, "maximum": 20},
+                                "protect": {"type": "array", "items": {"type": "string"}}
+                            },
+                            "required": ["checks"],
+                            "additionalProperties": false
+                        }
                     },
                     "required": ["id"],
                     "additionalProperties": false
@@ -110,6 +134,7 @@ struct PlannedStep {
     command: Option<Vec<String>>,
     #[serde(default)]
     touches: Vec<String>,
+    verify: Option<crate::verify::VerifySpec>,
 }
 
 /// Reads the plan tool's input into steps; the error names what is wrong
@@ -126,6 +151,7 @@ pub fn parse_plan(input: &Value) -> Result<Plan, String> {
             depends_on: planned.depends_on,
             needs: planned.needs,
             touches: planned.touches,
+            verify: planned.verify,
             ..StepSpec::default()
         };
         if planned.runtime.is_some() && planned.prompt.is_none() {
@@ -314,6 +340,42 @@ mod tests {
         assert!(
             err(json!({"steps": [{"id": "a", "command": ["ls"], "runtime": "codex"}]}))
                 .contains("names a runtime but no prompt")
+        );
+    }
+
+    #[test]
+    fn a_planned_agent_step_may_be_verified_and_the_prompt_says_when() {
+        let plan = parse_plan(&json!({"steps": [{
+            "id": "fix", "prompt": "fix the flaky test", "touches": ["src/**"],
+            "verify": {"checks": [{"name": "tests", "run": ["cargo", "test"], "timeout": "15m"}],
+                       "protect": ["tests/**"]}
+        }]}))
+        .expect("a verified step");
+        let verify = plan.steps[0].verify.clone().expect("verify");
+        assert_eq!(verify.checks[0].run, ["cargo", "test"]);
+        assert_eq!(verify.protect, ["tests/**"]);
+        // Validated as any task: on a repository it stands.
+        let spec = TaskSpec {
+            steps: plan.steps,
+            repo: Some(crate::RepoSpec {
+                url: "https://git.example/app.git".into(),
+                ..crate::RepoSpec::default()
+            }),
+            ..TaskSpec::default()
+        };
+        validate(&spec, &Limits::default()).expect("valid");
+        assert!(
+            parse_plan(&json!({"steps": [{"id": "a", "prompt": "p", "verify": {"checks": [{"name": "t", "run": ["x"], "shell": true}]}}]}))
+                .expect_err("an unknown field")
+                .contains("unknown field `shell`")
+        );
+        assert!(
+            system_prompt(&[]).contains("give the agent step that changes the code a `verify`")
+        );
+        let schema = plan_schema();
+        assert_eq!(
+            schema["properties"]["steps"]["items"]["properties"]["verify"]["required"],
+            json!(["checks"])
         );
     }
 

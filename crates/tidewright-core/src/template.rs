@@ -228,6 +228,8 @@ fn substitutable(path: &[String]) -> bool {
             | ["steps", _, "approval", "message"]
             | ["steps", _, "approval", "approvers", _]
             | ["steps", _, "touches", _]
+            | ["steps", _, "verify", "checks", _, "run", _]
+            | ["steps", _, "verify", "protect", _]
             | ["steps", _, "egress", "allow", _]
             | ["egress", "allow", _]
             | ["repo", "url" | "ref" | "credentialsSecret"]
@@ -575,6 +577,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_verified_steps_checks_and_protected_paths_take_parameters() {
+        let verified = template(json!({
+            "parameters": {"target": {"default": "test"}, "fixtures": {"default": "tests/fixtures/**"}},
+            "repo": {"url": "https://git.example/app.git"},
+            "steps": [{"id": "fix", "claudeCode": {"prompt": "fix it"},
+                       "verify": {"checks": [{"name": "tests", "run": ["make", "${{ target }}"]}],
+                                  "protect": ["${{ fixtures }}"]}}],
+        }))
+        .expect("loads");
+        let spec = verified
+            .render(&given(&[("target", "check; rm -rf /")]))
+            .expect("renders");
+        let verify = spec.steps[0].verify.clone().expect("verify");
+        assert_eq!(
+            verify.checks[0].run,
+            ["make", "check; rm -rf /"],
+            "one argument"
+        );
+        assert_eq!(verify.protect, ["tests/fixtures/**"]);
     }
 
     fn field_of(e: Error) -> String {
