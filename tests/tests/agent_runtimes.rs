@@ -554,6 +554,20 @@ async fn an_agent_calling_one_tool_with_one_input_over_and_over_is_stopped_as_st
     assert!(asked <= 6, "the agent ran on: {asked} requests");
 }
 
+/// An agent whose turns leave its work as it was (the API scripted to read
+/// another file each turn, none of them there, after one write) is stopped
+/// as stalled at the worker's `--unchanged-turns`, saying so.
+async fn an_agent_whose_work_stops_changing_is_stopped_as_stalled(cli: &Cli) {
+    let read = |n| (cli.read)(&format!("missing-{n}.txt"));
+    let flags = ["--unchanged-turns", "3", "--repeat-limit", "0"];
+    let (error, asked) = getting_nowhere(cli, read, &flags).await;
+    assert_eq!(
+        error, "stalled: its work did not change over its last 3 turns",
+        "{error}"
+    );
+    assert!(asked <= 8, "the agent ran on: {asked} requests");
+}
+
 /// The Gemini CLI's own loop detection ends its turn as a success; the
 /// step fails as stalled instead, saying who stopped it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -727,9 +741,21 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
 /// a worker with `--repeat-limit` `limit`: the error its failed attempt
 /// ended with, and how many requests the API had.
 async fn going_round_in_circles(cli: &Cli, limit: &str) -> (String, usize) {
+    let read = |_| (cli.read)("notes.txt");
+    getting_nowhere(cli, read, &["--repeat-limit", limit]).await
+}
+
+/// Runs one step of `cli` whose API asks to write notes.txt, then for the
+/// eight reads `read(0..8)` gives, on a worker with `flags`: as
+/// [`going_round_in_circles`].
+async fn getting_nowhere(
+    cli: &Cli,
+    read: impl Fn(usize) -> Reply,
+    flags: &[&str],
+) -> (String, usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut script = vec![(cli.write)("notes.txt", "the same\n")];
-    script.extend((0..8).map(|_| (cli.read)("notes.txt")));
+    script.extend((0..8).map(read));
     script.push(Reply::Text("Never reached.".into()));
     let (server, mock) = start(cli, dir.path(), &[], script).await;
     let _worker = (cli.start)(
@@ -738,7 +764,7 @@ async fn going_round_in_circles(cli: &Cli, limit: &str) -> (String, usize) {
         "agent-1",
         &mock,
         (&[cli.runtime], 1),
-        &["--repeat-limit", limit],
+        flags,
     )
     .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -785,6 +811,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second_round() {
                 super::a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second_round(&$cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_agent_whose_work_stops_changing_is_stopped_as_stalled() {
+                super::an_agent_whose_work_stops_changing_is_stopped_as_stalled(&$cli).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

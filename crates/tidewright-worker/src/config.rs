@@ -46,6 +46,9 @@ pub struct WorkerConfig {
     /// An agent that calls one tool with one input this many times in a
     /// row is stopped as stalled (0: never).
     pub repeat_limit: u32,
+    /// An agent whose work is as it was after this many of its turns in a
+    /// row is stopped as stalled (0: never).
+    pub unchanged_turns: u32,
     /// How each agent CLI's steps run (the CLI, the model, the credential,
     /// the API's address, prices); a CLI not named runs with its defaults.
     pub agents: BTreeMap<AgentCli, AgentSettings>,
@@ -98,6 +101,7 @@ impl WorkerConfig {
             secrets_dir: None,
             keep_workspaces: false,
             repeat_limit: runtime::repeats::DEFAULT_REPEAT_LIMIT,
+            unchanged_turns: runtime::repeats::DEFAULT_UNCHANGED_TURNS,
             agents: BTreeMap::new(),
             tidewright_bin: None,
             http: None,

@@ -245,6 +245,7 @@ pub async fn start(
         secrets_dir: config.secrets_dir.clone(),
         keep_workspace: config.keep_workspaces,
         repeat_limit: config.repeat_limit,
+        unchanged_turns: config.unchanged_turns,
         metrics: metrics.clone(),
         checkpoints,
         sandbox: Arc::new(isolation.sandbox),

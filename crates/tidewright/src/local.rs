@@ -360,6 +360,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.secrets_dir = args.secrets_dir;
     config.keep_workspaces = args.keep_workspaces;
     config.repeat_limit = args.repeat_limit;
+    config.unchanged_turns = args.unchanged_turns;
     config.pool = args.pool;
     config.max_concurrent_agents = args.max_concurrent_agents;
     config.steps = args.steps;

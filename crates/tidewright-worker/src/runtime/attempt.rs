@@ -146,6 +146,9 @@ pub struct Host {
     /// An agent that calls one tool with one input this many times in a
     /// row is stopped as stalled (0: never).
     pub repeat_limit: u32,
+    /// An agent whose work is as it was after this many of its turns in a
+    /// row is stopped as stalled (0: never).
+    pub unchanged_turns: u32,
 }
 
 /// What a step needs to call the control plane as itself: the worker's

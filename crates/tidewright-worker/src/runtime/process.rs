@@ -18,7 +18,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, MAX_LINE_BYTES, Stop};
-use super::repeats::{Repeats, ToolCall};
+use super::repeats::{Repeats, ToolCall, Unchanged};
 use crate::metrics::Fault;
 use crate::program::find_program;
 use crate::sandbox::Room;
@@ -305,7 +305,7 @@ pub(crate) async fn supervise(
     };
     // Its group, while its leader's id is known (not once it is reaped).
     let group = child.id().map(|id| Pid::from_raw(id as i32));
-    let output = forward(&mut child, lines, attempt, redactor, reports);
+    let output = forward(&mut child, lines, (attempt, room.cwd), redactor, reports);
     let watched = watch(
         attempt,
         (&mut child, group),
@@ -443,18 +443,21 @@ struct Output {
 fn forward(
     child: &mut tokio::process::Child,
     lines: StdoutLines,
-    attempt: &Attempt,
+    (attempt, cwd): (&Attempt, &Path),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
 ) -> Output {
     let activity = Activity::new();
     let tail = Tail::default();
-    let repeats = Repeats::new(attempt.host.repeat_limit);
+    let watch = Circles {
+        repeats: Repeats::new(attempt.host.repeat_limit),
+        unchanged: Some(Unchanged::new(attempt.host.unchanged_turns, cwd)),
+    };
     let stdout = child.stdout.take().map(|out| {
         tokio::spawn(forward_lines(
             out,
             LogStream::Stdout,
-            (lines, Some(repeats)),
+            (lines, Some(watch)),
             attempt.key.clone(),
             (redactor.clone(), activity.clone(), None),
             reports.clone(),
@@ -700,10 +703,46 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// What tells an agent going round in circles, from its stream: its tool
+/// calls in a row, and its turns that leave its work as it was.
+struct Circles {
+    repeats: Repeats,
+    /// Given to a blocking task for each turn, and back.
+    unchanged: Option<Unchanged>,
+}
+
+impl Circles {
+    /// Why the agent goes round in circles after one line's `calls`, when
+    /// it does.
+    async fn after(&mut self, calls: &[ToolCall]) -> Option<String> {
+        let mut why = None;
+        for call in calls {
+            why = why.or(self.repeats.call(call));
+        }
+        if calls.is_empty() {
+            return why;
+        }
+        // One line's calls are one turn of the model.
+        let Some(mut unchanged) = self.unchanged.take() else {
+            return why;
+        };
+        let Ok((unchanged, stalled)) = tokio::task::spawn_blocking(move || {
+            let stalled = unchanged.turn();
+            (unchanged, stalled)
+        })
+        .await
+        else {
+            return why;
+        };
+        self.unchanged = Some(unchanged);
+        why.or(stalled)
+    }
+}
+
 async fn forward_lines(
     pipe: impl AsyncRead + Unpin,
     stream: LogStream,
-    (lines, mut repeats): (StdoutLines, Option<Repeats>),
+    (lines, mut circles): (StdoutLines, Option<Circles>),
     attempt: AttemptKey,
     (redactor, activity, tail): (Arc<Redactor>, Activity, Option<Tail>),
     reports: mpsc::UnboundedSender<FromAttempt>,
@@ -726,10 +765,10 @@ async fn forward_lines(
                 let mut run = run.lock().unwrap_or_else(|e| e.into_inner());
                 (run.read(&raw, &attempt, &redactor), run.take_tool_calls())
             };
-            for call in calls {
-                if let Some(why) = repeats.as_mut().and_then(|r| r.call(&call)) {
-                    activity.circle(why);
-                }
+            if let Some(circles) = circles.as_mut()
+                && let Some(why) = circles.after(&calls).await
+            {
+                activity.circle(why);
             }
             for report in reports_of_line {
                 if reports.send(report).is_err() {

@@ -42,6 +42,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
             secrets_dir: None,
             keep_workspace: true,
             repeat_limit: crate::runtime::repeats::DEFAULT_REPEAT_LIMIT,
+            unchanged_turns: crate::runtime::repeats::DEFAULT_UNCHANGED_TURNS,
             work_dir: dir.to_path_buf(),
             metrics: Arc::new(WorkerMetrics::new(1)),
             checkpoints: None,

@@ -46,6 +46,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "TIDEWRIGHT_REPEAT_LIMIT", default_value_t = tidewright_worker::runtime::repeats::DEFAULT_REPEAT_LIMIT)]
     pub repeat_limit: u32,
 
+    /// An agent whose work (the files of its working directory) is as it
+    /// was after this many of its turns in a row is stalled: it is stopped,
+    /// and says so (0: never).
+    #[arg(long, env = "TIDEWRIGHT_UNCHANGED_TURNS", default_value_t = tidewright_worker::runtime::repeats::DEFAULT_UNCHANGED_TURNS)]
+    pub unchanged_turns: u32,
+
     /// On SIGTERM or Ctrl-C: take no new work, let running steps finish for
     /// this long, then hand the rest back to run elsewhere at once.
     #[arg(long, env = "TIDEWRIGHT_DRAIN_GRACE", default_value = "25s", value_parser = parse_duration)]
