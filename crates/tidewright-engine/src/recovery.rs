@@ -249,8 +249,13 @@ impl Engine {
             ))
         })?;
         let id: Arc<str> = Arc::from(record.id.as_str());
-        self.tasks
-            .insert(id.clone(), restore_active(&record, spec, run));
+        let mut active = restore_active(&record, spec, run);
+        // As its retry policy's attempts, a verified step's rounds start
+        // afresh; its session is still told what failed last.
+        for live in &mut active.steps {
+            live.verified = None;
+        }
+        self.tasks.insert(id.clone(), active);
         // A step the rerun gates again enters its wait in `apply`.
         self.apply(&id, changes, None);
         if !kin.is_empty() {

@@ -325,9 +325,11 @@ impl Engine {
                     later.on_top_of.extend(&plan.earlier);
                     later.reruns += 1;
                     later.head = None;
-                    // It starts afresh from new work: an agent's session
-                    // was about the old.
+                    // It starts afresh from new work: an agent's session,
+                    // and a verified step's rounds, were about the old.
                     later.session = None;
+                    later.verified = None;
+                    later.feedback.clear();
                     Ok(changes)
                 }
                 Err(e) => active.run.finish(

@@ -134,6 +134,24 @@ async fn a_failed_round_sends_the_session_back_and_the_same_failure_twice_fails_
         .collect();
     assert_eq!(rounds, [1, 2]);
     assert!(w.inbox.try_recv().is_err(), "no retry");
+
+    // Retried by a person: its rounds start afresh, its session told what
+    // failed last.
+    h.engine.reopen(task).await.expect("retried");
+    let (attempt, message) = told(w.next().await);
+    assert_eq!(attempt, 3);
+    assert!(message.contains("AssertionError: 2 != 5"), "{message}");
+    h.round(
+        &w,
+        key("t", "fix", 3),
+        Some(found(false, "FAIL: test_add\nAssertionError: 3 != 5")),
+    )
+    .await;
+    let (attempt, _) = told(w.next().await);
+    assert_eq!(
+        attempt, 4,
+        "round 1 of the retry is sent back, not failed as the same failure"
+    );
 }
 
 #[tokio::test]
