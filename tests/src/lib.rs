@@ -1032,6 +1032,21 @@ pub fn noop_step(id: &str) -> v1::StepSpec {
     }
 }
 
+/// Task `name` of `steps` on the repository at `url`, from its `main`, read
+/// with the secret `git-creds` (`git_server::account_secrets`).
+pub fn task_on_repo(name: &str, steps: Vec<v1::StepSpec>, url: &str) -> v1::SubmitTaskRequest {
+    let mut request = task(name, steps);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.repo = Some(v1::RepoSpec {
+            url: url.into(),
+            r#ref: "main".into(),
+            credentials_secret: "git-creds".into(),
+            ..v1::RepoSpec::default()
+        });
+    }
+    request
+}
+
 pub fn task(name: &str, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
     v1::SubmitTaskRequest {
         spec: Some(v1::TaskSpec {

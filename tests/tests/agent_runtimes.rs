@@ -657,15 +657,7 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
         protect: vec!["test_*.py".into()],
         rubric: String::new(),
     });
-    let mut request = task("verified", vec![fix]);
-    if let Some(spec) = request.spec.as_mut() {
-        spec.repo = Some(v1::RepoSpec {
-            url: git.url("calc"),
-            r#ref: "main".into(),
-            credentials_secret: "git-creds".into(),
-            ..v1::RepoSpec::default()
-        });
-    }
+    let request = task_on_repo("verified", vec![fix], &git.url("calc"));
     let id = submit(&client, request).await.expect("submit");
     let events = events_until_done(&client, &id).await;
     let task = wait_succeeded(&client, &id, Duration::from_secs(120))

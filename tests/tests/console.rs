@@ -1420,15 +1420,7 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
         protect: Vec::new(),
         rubric: String::new(),
     });
-    let mut request = task("verified", vec![fix]);
-    if let Some(spec) = request.spec.as_mut() {
-        spec.repo = Some(v1::RepoSpec {
-            url: git.url("calc"),
-            r#ref: "main".into(),
-            credentials_secret: "git-creds".into(),
-            ..v1::RepoSpec::default()
-        });
-    }
+    let request = task_on_repo("verified", vec![fix], &git.url("calc"));
     let id = submit(&client, request).await.expect("submit");
     wait_succeeded(&client, &id, LIVE)
         .await

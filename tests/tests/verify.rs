@@ -91,16 +91,7 @@ impl Bench {
 }
 
 fn on_calc(git: &GitServer, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
-    let mut request = task("verified", steps);
-    if let Some(spec) = request.spec.as_mut() {
-        spec.repo = Some(v1::RepoSpec {
-            url: git.url("calc"),
-            r#ref: "main".into(),
-            credentials_secret: "git-creds".into(),
-            ..v1::RepoSpec::default()
-        });
-    }
-    request
+    task_on_repo("verified", steps, &git.url("calc"))
 }
 
 fn unittest(rounds: u32, protect: &[&str]) -> v1::VerifySpec {

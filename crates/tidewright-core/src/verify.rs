@@ -266,7 +266,7 @@ impl CheckResult {
         }
         if let Some(first) = key_lines(&self.tail).first() {
             let mut first = first.clone();
-            crate::truncate_at_char_boundary(&mut first, 200);
+            crate::text::truncate_at_char_boundary(&mut first, 200);
             said.push_str(&format!(": {first}"));
         }
         said
