@@ -693,6 +693,16 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
         attempts[1].session_id, attempts[0].session_id,
         "the same session goes on"
     );
+    // Each round is charged: its own model calls, to the step and the task.
+    let tokens = |a: &v1::Attempt| a.cost.map_or(0, |c| c.input_tokens + c.cache_read_tokens);
+    assert!(
+        tokens(&attempts[0]) > 0 && tokens(&attempts[1]) > 0,
+        "{attempts:?}"
+    );
+    let charged = step(&task, "fix")
+        .cost
+        .map_or(0, |c| c.input_tokens + c.cache_read_tokens);
+    assert_eq!(charged, tokens(&attempts[0]) + tokens(&attempts[1]));
     // The failure reached the provider in the resumed conversation, after
     // the first turn's prompt.
     let told = mock
