@@ -32,6 +32,8 @@ export interface Verification {
   protectedPaths?: string[];
   testsRemoved?: number;
   skipsAdded?: number;
+  /// What the round changed since the round before, as a unified diff.
+  roundDiff?: string;
 }
 
 export interface Check {

@@ -6,6 +6,7 @@ import dagre from "@dagrejs/dagre";
 
 import { ApiError, Mark, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
 import { Progress } from "./tasks";
+import { html } from "diff2html";
 import { Changes, delivered } from "./changes";
 import { useThrottled } from "./hooks";
 import { Children, ParentLink } from "./family";
@@ -532,6 +533,17 @@ function Rounds({ step }: { step: Step }) {
                   </pre>
                 </>
               ))}
+            {v.roundDiff && (
+              <>
+                <p>What this round changed since the round before:</p>
+                {/* diff2html escapes the diff's text into its markup. */}
+                <div
+                  class="diff"
+                  data-test="round-diff"
+                  dangerouslySetInnerHTML={{ __html: html(v.roundDiff, { drawFileList: false, outputFormat: "line-by-line", matching: "lines" }) }}
+                />
+              </>
+            )}
           </details>
         );
       })}

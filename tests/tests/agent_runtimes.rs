@@ -688,6 +688,14 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
         (v1::StepState::Succeeded as i32, 2)
     );
     assert!(second.checks[0].passed, "{second:?}");
+    // Its own diff: from the first round's commit to its own.
+    assert!(first.round_diff.is_empty(), "{}", first.round_diff);
+    assert!(
+        second.round_diff.contains("-add = lambda a, b: b - a")
+            && second.round_diff.contains("+add = lambda a, b: a + b"),
+        "{}",
+        second.round_diff
+    );
     assert!(!attempts[0].session_id.is_empty());
     assert_eq!(
         attempts[1].session_id, attempts[0].session_id,

@@ -1452,6 +1452,16 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
         rounds.contains("Round 1 (attempt 1)") && rounds.contains("tests failed (exit 1)"),
         "{rounds}"
     );
+    // The newest round, open: what it changed since the first, drawn.
+    let changed = browser
+        .text("[data-test=round-diff]")
+        .await
+        .expect("the round's diff");
+    assert!(
+        changed.contains("add = lambda a, b: a + b")
+            && changed.contains("add = lambda a, b: b - a"),
+        "{changed}"
+    );
     // The first round's failure, opened.
     browser
         .click("[data-test=round]:nth-of-type(2) summary")

@@ -400,6 +400,7 @@ impl From<v1::Verification> for core::Verification {
             protected: v.protected_paths,
             tests_removed: v.tests_removed,
             skips_added: v.skips_added,
+            round_diff: v.round_diff,
         }
     }
 }
@@ -413,6 +414,7 @@ impl From<core::Verification> for v1::Verification {
             protected_paths: v.protected,
             tests_removed: v.tests_removed,
             skips_added: v.skips_added,
+            round_diff: v.round_diff,
         }
     }
 }

@@ -256,6 +256,9 @@ pub struct VerificationView {
     pub tests_removed: u32,
     #[serde(skip_serializing_if = "is_zero")]
     pub skips_added: u32,
+    /// What the round changed since the round before, as a unified diff.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub round_diff: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -294,6 +297,7 @@ fn verification_view(v: &v1::Verification) -> VerificationView {
         protected_paths: v.protected_paths.clone(),
         tests_removed: v.tests_removed,
         skips_added: v.skips_added,
+        round_diff: v.round_diff.clone(),
     }
 }
 

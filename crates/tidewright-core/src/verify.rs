@@ -119,6 +119,11 @@ pub struct Verification {
     /// counted on its diff (Rust, Python, JavaScript/TypeScript, Go).
     pub tests_removed: u32,
     pub skips_added: u32,
+    /// What this round changed since the round before, as a unified diff
+    /// (bounded); empty for the first round, or when the worker lacked the
+    /// round before's commit.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub round_diff: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -184,6 +184,11 @@ impl Engine {
                 session_usd: s.usd,
                 last_attempt: s.last_attempt,
                 message: active.steps[index].feedback.clone(),
+                round_base: active.steps[index]
+                    .verified
+                    .as_ref()
+                    .map(|v| v.head_commit.clone())
+                    .unwrap_or_default(),
             }),
             traceparent: active.trace_context.clone(),
             tenant: active.tenant.clone(),

@@ -68,4 +68,7 @@ pub struct Resume {
     /// What the session is told: a verified step's failed checks; empty
     /// to go on where it stopped.
     pub message: String,
+    /// A verified step's last round's commit, which the next round's own
+    /// diff is from; empty before a round.
+    pub round_base: String,
 }

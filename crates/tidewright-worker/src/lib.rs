@@ -627,6 +627,7 @@ impl Worker {
                         session_usd: r.session_usd,
                         last_attempt: r.last_attempt,
                         message: r.message,
+                        round_base: r.round_base,
                     }),
                     access: (!assignment.step_token.is_empty()).then(|| runtime::StepAccess {
                         server: self.config.server.clone(),

@@ -1349,6 +1349,7 @@ async fn a_retry_is_told_the_session_its_first_and_its_newest_attempt_across_a_r
         session_usd: 0.0,
         last_attempt,
         message: String::new(),
+        round_base: String::new(),
     };
     {
         let h = Harness::new_on(store.clone());

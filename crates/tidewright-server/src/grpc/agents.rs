@@ -90,6 +90,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                     session_usd: r.session_usd,
                     last_attempt: r.last_attempt,
                     message: r.message,
+                    round_base: r.round_base,
                 }),
                 step_token,
                 traceparent,
@@ -309,6 +310,9 @@ async fn forward(
 /// tree is told by its counts, not by a list the store must hold.
 const MAX_CHANGED_PATHS: usize = 5000;
 const MAX_PATH_BYTES: usize = 4096;
+/// The most of a verified step's round's own diff it keeps (the worker's
+/// cap).
+const MAX_ROUND_DIFF_BYTES: usize = 256 * 1024;
 
 /// A worker's account of a verified step's round, held to what the store
 /// keeps: the checks the step names, each output's tail, the paths.
@@ -325,6 +329,7 @@ fn bounded_verification(found: v1::Verification) -> tidewright_core::Verificatio
         tidewright_core::truncate_at_char_boundary(path, MAX_PATH_BYTES);
     }
     tidewright_core::truncate_at_char_boundary(&mut found.head_commit, 64);
+    tidewright_core::truncate_at_char_boundary(&mut found.round_diff, MAX_ROUND_DIFF_BYTES);
     found
 }
 

@@ -705,5 +705,6 @@ fn round_found() -> tidewright_core::Verification {
         protected: vec!["tests/a.rs".into()],
         tests_removed: 1,
         skips_added: 2,
+        round_diff: "--- a/src/a.rs\n+++ b/src/a.rs\n@@ -1 +1 @@\n-a\n+b\n".into(),
     }
 }

@@ -176,6 +176,9 @@ pub struct ResumeFrom {
     /// What the session is told: a verified step's failed checks; empty
     /// to go on where it stopped.
     pub message: String,
+    /// A verified step's last round's commit, which this round's own diff
+    /// is from; empty before a round.
+    pub round_base: String,
 }
 
 impl Attempt {

@@ -338,6 +338,7 @@ fn second_attempt_resuming_s1(dir: &Path) -> Attempt {
         session_usd: 0.2,
         last_attempt: 1,
         message: String::new(),
+        round_base: String::new(),
     });
     attempt
 }

@@ -29,6 +29,8 @@ const CHECKS_DIR: &str = ".checks";
 const HELD_BYTES: usize = 64 * 1024;
 /// The most of a step's diff read for its tests.
 const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
+/// The most of a round's own diff kept with it, for the console.
+const MAX_ROUND_DIFF_BYTES: usize = 256 * 1024;
 
 /// Runs `spec`'s checks on `work`'s head commit; `Err` with how the attempt
 /// ended when it was cancelled meanwhile.
@@ -61,6 +63,21 @@ pub(crate) async fn run_checks(
     {
         Ok(diff) => (found.tests_removed, found.skips_added) = test_changes(&diff),
         Err(e) => tracing::warn!(error = %e, "reading a verified step's diff"),
+    }
+    // What this round did, when the round before's commit is here.
+    let round_base = attempt
+        .resume
+        .as_ref()
+        .map_or("", |r| r.round_base.as_str());
+    if !round_base.is_empty() && tree.mirror().has_commit(round_base).await {
+        match tree
+            .mirror()
+            .diff(round_base, &work.head_commit, MAX_ROUND_DIFF_BYTES)
+            .await
+        {
+            Ok(diff) => found.round_diff = redactor.redact(diff),
+            Err(e) => tracing::warn!(error = %e, "reading a verified step's round's diff"),
+        }
     }
     for check in &spec.checks {
         let result = run_check(attempt, check, (tree, work), redactor, reports, cancel).await?;
