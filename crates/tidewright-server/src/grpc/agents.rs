@@ -328,7 +328,11 @@ fn bounded_verification(found: v1::Verification) -> tidewright_core::Verificatio
     for path in &mut found.protected {
         tidewright_core::truncate_at_char_boundary(path, MAX_PATH_BYTES);
     }
-    tidewright_core::truncate_at_char_boundary(&mut found.head_commit, 64);
+    // A commit id, or nothing: the next round's worker puts it on git's
+    // command line.
+    if !tidewright_core::repo::valid_commit(&found.head_commit) {
+        found.head_commit.clear();
+    }
     tidewright_core::truncate_at_char_boundary(&mut found.round_diff, MAX_ROUND_DIFF_BYTES);
     found
 }

@@ -64,12 +64,14 @@ pub(crate) async fn run_checks(
         Ok(diff) => (found.tests_removed, found.skips_added) = test_changes(&diff),
         Err(e) => tracing::warn!(error = %e, "reading a verified step's diff"),
     }
-    // What this round did, when the round before's commit is here.
+    // What this round did, when the round before's commit is here (a
+    // commit id and nothing else: it goes on git's command line).
     let round_base = attempt
         .resume
         .as_ref()
         .map_or("", |r| r.round_base.as_str());
-    if !round_base.is_empty() && tree.mirror().has_commit(round_base).await {
+    if tidewright_core::repo::valid_commit(round_base) && tree.mirror().has_commit(round_base).await
+    {
         match tree
             .mirror()
             .diff(round_base, &work.head_commit, MAX_ROUND_DIFF_BYTES)
