@@ -242,16 +242,24 @@ impl FleetTools {
         let mut lines = std::collections::VecDeque::with_capacity(tail);
         while let Some(event) = events.next().await {
             let event = event.map_err(|s| refusal(&s))?;
-            let Some(v1::event::Kind::Log(log)) = event.kind else {
-                continue;
+            // Its log lines, and a verified step's rounds among them.
+            let line = match event.kind {
+                Some(v1::event::Kind::Log(log)) => {
+                    json!({"step": log.step_id, "attempt": log.attempt, "line": log.line})
+                }
+                Some(v1::event::Kind::Verification(round)) => json!({
+                    "step": round.step_id, "attempt": round.attempt, "line": round.message,
+                    "round": round.round, "passed": round.passed,
+                }),
+                _ => continue,
             };
-            if !step.is_empty() && log.step_id != step {
+            if !step.is_empty() && line["step"] != step.as_str() {
                 continue;
             }
             if lines.len() == tail {
                 lines.pop_front();
             }
-            lines.push_back(json!({"step": log.step_id, "attempt": log.attempt, "line": log.line}));
+            lines.push_back(line);
         }
         Ok(json!({"taskId": task_id, "lines": lines}))
     }
@@ -385,12 +393,14 @@ pub(super) fn tools() -> Vec<Tool> {
         Tool::new(
             "get_task",
             "A task this task submitted, as it is now: its state, message, cost and each \
-             step's state and output.",
+             step's state and output, and each attempt (a verified step's rounds among them: \
+             each its checks and the end of what failed).",
             schema(json!({"taskId": task_id}), &["taskId"]),
         ),
         Tool::new(
             "task_logs",
-            "The last log lines of a task this task submitted (of one step when named).",
+            "The last log lines of a task this task submitted (of one step when named), with a \
+             verified step's rounds among them (each with its round and whether it passed).",
             schema(
                 json!({
                     "taskId": task_id,
