@@ -466,7 +466,7 @@ impl Worktree {
         tokio::fs::create_dir_all(&record).await?;
         // No index (nothing checked out) keeps none: the step's files are
         // then read whole.
-        match tokio::fs::copy(self.path.join(".git/index"), record.join(RECORD_INDEX)).await {
+        match copy_index(&self.path.join(".git/index"), &record.join(RECORD_INDEX)).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             other => {
                 other?;
@@ -619,9 +619,7 @@ impl Worktree {
         let record = self.mirror.record(&self.path);
         tokio::fs::create_dir_all(&record).await?;
         let index = record.join("index.finish");
-        let kept = tokio::fs::copy(record.join(RECORD_INDEX), &index)
-            .await
-            .is_ok();
+        let kept = copy_index(&record.join(RECORD_INDEX), &index).await.is_ok();
         let start = tokio::fs::read_to_string(record.join(RECORD_START))
             .await
             .unwrap_or_default();
@@ -668,6 +666,26 @@ impl Worktree {
     }
 }
 
+/// Copies an index to `to` with its modification time. Git trusts an
+/// entry's file stat only when the file is older than the index that
+/// recorded it; a file changed within the same second at the same size is
+/// "racily clean", and git compares its content. A copy stamped now would
+/// make every such entry look settled, and a step's same-size edit made in
+/// the second it was handed its repository would be missed.
+async fn copy_index(from: &Path, to: &Path) -> std::io::Result<()> {
+    tokio::fs::copy(from, to).await?;
+    let written = tokio::fs::metadata(from).await?.modified()?;
+    let to = to.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(to)?
+            .set_modified(written)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 /// Whether the regular file at `path` (never what a link points at) still
 /// holds git's conflict markers.
 fn has_markers(path: &Path) -> bool {
@@ -676,4 +694,29 @@ fn has_markers(path: &Path) -> bool {
             text.lines().any(|l| l.starts_with("<<<<<<<"))
                 && text.lines().any(|l| l.starts_with(">>>>>>>"))
         })
+}
+
+#[cfg(test)]
+mod copies {
+    use std::time::{Duration, SystemTime};
+
+    /// A kept index keeps its time: git's racy-clean check measures each
+    /// file against it.
+    #[tokio::test]
+    async fn an_index_is_copied_with_its_modification_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (dir.path().join("index"), dir.path().join("kept"));
+        std::fs::write(&from, "DIRC").expect("write");
+        let then = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&from)
+            .expect("open")
+            .set_modified(then)
+            .expect("set");
+        super::copy_index(&from, &to).await.expect("copied");
+        let kept = std::fs::metadata(&to).expect("kept");
+        assert_eq!(kept.modified().expect("mtime"), then);
+        assert_eq!(std::fs::read(&to).expect("read"), b"DIRC");
+    }
 }
