@@ -477,33 +477,12 @@ fn validate_step(
         Some(Runtime::Gemini(gemini)) => validate_gemini(i, id, gemini, limits),
         Some(Runtime::Agent(agent)) => validate_agent(i, id, agent, limits),
         Some(Runtime::Shell(shell)) => {
-            let field = format!("steps[{i}].shell.command");
-            if shell
-                .command
-                .first()
-                .is_none_or(|program| program.is_empty())
-            {
-                return Err(invalid(
-                    field,
-                    format!("step {id:?} needs a program to run"),
-                ));
-            }
-            if shell.command.iter().any(|arg| arg.contains('\0')) {
-                return Err(invalid(
-                    field,
-                    format!("step {id:?}: an argument holds a NUL byte"),
-                ));
-            }
-            let bytes: usize = shell.command.iter().map(String::len).sum();
-            if bytes > limits.max_command_bytes {
-                return Err(invalid(
-                    field,
-                    format!(
-                        "step {id:?}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
-                        limits.max_command_bytes
-                    ),
-                ));
-            }
+            validate_argv(
+                format!("steps[{i}].shell.command"),
+                (id, &shell.command),
+                || format!("step {id:?} needs a program to run"),
+                limits,
+            )?;
             let field = format!("steps[{i}].shell.env");
             for (key, kind) in shell
                 .env
@@ -575,6 +554,37 @@ fn validate_step(
             Ok(())
         }
     }
+}
+
+/// A command tidewright runs as argv (a shell step's, a check's): a
+/// program, no NUL byte, within max-command-bytes; `missing` says what
+/// lacks a program. Each refusal names `field`.
+fn validate_argv(
+    field: String,
+    (id, argv): (&str, &[String]),
+    missing: impl FnOnce() -> String,
+    limits: &Limits,
+) -> Result<(), Error> {
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        return Err(invalid(field, missing()));
+    }
+    if argv.iter().any(|arg| arg.contains('\0')) {
+        return Err(invalid(
+            field,
+            format!("step {id:?}: an argument holds a NUL byte"),
+        ));
+    }
+    let bytes: usize = argv.iter().map(String::len).sum();
+    if bytes > limits.max_command_bytes {
+        return Err(invalid(
+            field,
+            format!(
+                "step {id:?}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
+                limits.max_command_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Approvers, each of whom a caller can match, a question of a sane size

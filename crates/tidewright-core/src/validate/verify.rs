@@ -94,28 +94,12 @@ fn validate_spec(field: &str, id: &str, verify: &VerifySpec, limits: &Limits) ->
                 format!("step {id:?}: check {:?} is named twice", check.name),
             ));
         }
-        if check.run.first().is_none_or(|program| program.is_empty()) {
-            return Err(invalid(
-                format!("{at}.run"),
-                format!("step {id:?}: check {:?} needs a program to run", check.name),
-            ));
-        }
-        if check.run.iter().any(|arg| arg.contains('\0')) {
-            return Err(invalid(
-                format!("{at}.run"),
-                format!("step {id:?}: an argument holds a NUL byte"),
-            ));
-        }
-        let bytes: usize = check.run.iter().map(String::len).sum();
-        if bytes > limits.max_command_bytes {
-            return Err(invalid(
-                format!("{at}.run"),
-                format!(
-                    "step {id:?}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
-                    limits.max_command_bytes
-                ),
-            ));
-        }
+        super::validate_argv(
+            format!("{at}.run"),
+            (id, &check.run),
+            || format!("step {id:?}: check {:?} needs a program to run", check.name),
+            limits,
+        )?;
         match parse_duration(&check.timeout) {
             Err(why) => {
                 return Err(invalid(
