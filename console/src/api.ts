@@ -34,6 +34,17 @@ export interface Verification {
   skipsAdded?: number;
   /// What the round changed since the round before, as a unified diff.
   roundDiff?: string;
+  /// The rubric's grade, when the step has a rubric and its checks passed.
+  grade?: Grade;
+}
+
+/// A grader's verdict on a round's work against the step's rubric.
+export interface Grade {
+  verdict: "pass" | "needs_revision";
+  reasons: string[];
+  model: string;
+  cost?: Cost;
+  millis: number;
 }
 
 export interface Check {

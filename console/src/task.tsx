@@ -493,8 +493,8 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
 }
 
 /// A verified step's rounds, newest first: each one's checks on the commit
-/// they ran on, what was flagged, and the end of each failing check's
-/// output.
+/// they ran on, the grader's verdict on its rubric, what was flagged, and
+/// the end of each failing check's output and the grader's reasons.
 function Rounds({ step }: { step: Step }) {
   const rounds = (step.attempts ?? []).filter((a) => a.verification).reverse();
   if (!rounds.length) return null;
@@ -517,6 +517,11 @@ function Rounds({ step }: { step: Step }) {
                   {c.name} {c.passed ? "passed" : c.exitCode !== undefined ? `failed (exit ${c.exitCode})` : "failed"}
                 </span>
               ))}
+              {v.grade && (
+                <span class={`badge state-${v.grade.verdict === "pass" ? "succeeded" : "failed"}`} data-test="grade">
+                  rubric {v.grade.verdict === "pass" ? "passed" : "needs revision"}
+                </span>
+              )}
               {flagged.map((f) => (
                 <span class="flag"> {f}</span>
               ))}
@@ -533,6 +538,20 @@ function Rounds({ step }: { step: Step }) {
                   </pre>
                 </>
               ))}
+            {v.grade && (
+              <>
+                <p>
+                  The grader ({v.grade.model}, {v.grade.millis} ms
+                  {v.grade.cost ? `, $${v.grade.cost.usd.toFixed(4)}` : ""}) found it{" "}
+                  {v.grade.verdict === "pass" ? "meets the rubric" : "needs revision"}:
+                </p>
+                <ul class="reasons" data-test="grade-reasons">
+                  {v.grade.reasons.map((r) => (
+                    <li>{r}</li>
+                  ))}
+                </ul>
+              </>
+            )}
             {v.roundDiff && (
               <>
                 <p>What this round changed since the round before:</p>

@@ -432,3 +432,53 @@ fn a_leader_lease_too_short_and_a_server_list_without_urls_are_one_line_each() -
     );
     Ok(())
 }
+
+#[test]
+fn a_grader_without_a_model_or_an_api_key_is_refused_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stderr = fails_in_one_line(
+        Command::new(tidewright_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--grader-model",
+                " ",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    assert!(
+        stderr.contains("--grader-model") && stderr.contains("empty"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("tidewright.db").exists(),
+        "nothing was created"
+    );
+    // A worker offering `grader` grades with its Anthropic API key; with
+    // none, it does not start.
+    let stderr = fails_in_one_line(
+        Command::new(tidewright_bin())
+            .args([
+                "--server",
+                "http://127.0.0.1:9",
+                "worker",
+                "--capability",
+                "claude-code",
+                "--capability",
+                "grader",
+                "--sandbox",
+                "off",
+                "--work-dir",
+            ])
+            .arg(dir.path().join("work"))
+            .env("TIDEWRIGHT_TOKEN", "tidewright_unused")
+            .env_remove("ANTHROPIC_API_KEY"),
+    );
+    assert!(
+        stderr.contains("--capability grader") && stderr.contains("--anthropic-api-key-file"),
+        "{stderr}"
+    );
+    Ok(())
+}

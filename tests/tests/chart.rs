@@ -225,14 +225,7 @@ fn images_args_and_addresses_reach_the_containers() {
     );
     // No planner unless a key Secret is named; then its key is mounted and
     // the flags point at it.
-    let planner_args = |objects: &[Value]| -> Vec<String> {
-        container(objects, "tidewright")
-            .args
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|a| a.starts_with("--planner"))
-            .collect()
-    };
+    let planner_args = |objects: &[Value]| control_plane_args(objects, "--planner");
     assert!(planner_args(&render(&[]).expect("renders")).is_empty());
     let objects = render(&[
         "controlPlane.planner.apiKeySecret.name=anthropic",
@@ -253,16 +246,18 @@ fn images_args_and_addresses_reach_the_containers() {
         volumes.contains("\"secretName\":\"anthropic\""),
         "{volumes}"
     );
+    // Rubrics are graded once a grader model is named.
+    let grader_args = |objects: &[Value]| control_plane_args(objects, "--grader");
+    assert!(grader_args(&render(&[]).expect("renders")).is_empty());
+    let objects = render(&["controlPlane.graderModel=claude-sonnet-4-5"]).expect("renders");
+    assert_eq!(grader_args(&objects), ["--grader-model=claude-sonnet-4-5"]);
+    assert!(
+        render(&["controlPlane.graderModel=two words"]).is_err(),
+        "the schema refuses a model name with a space"
+    );
     // The repositories' credentials, for resolving a Task's ref: mounted
     // as the control plane's --repo-secrets-dir when a Secret is named.
-    let repo_args = |objects: &[Value]| -> Vec<String> {
-        container(objects, "tidewright")
-            .args
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|a| a.starts_with("--repo-secrets-dir"))
-            .collect()
-    };
+    let repo_args = |objects: &[Value]| control_plane_args(objects, "--repo-secrets-dir");
     assert!(repo_args(&render(&[]).expect("renders")).is_empty());
     let objects = render(&["controlPlane.repoSecretsSecret=git-tokens"]).expect("renders");
     assert_eq!(
@@ -827,4 +822,14 @@ fn an_ingress_is_made_only_when_asked_and_routes_to_the_http_port() {
             .contains(&"--secure-cookies".to_string()),
         "TLS at the Ingress: Secure cookies"
     );
+}
+
+/// The control plane's arguments that start with `prefix`.
+fn control_plane_args(objects: &[Value], prefix: &str) -> Vec<String> {
+    container(objects, "tidewright")
+        .args
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.starts_with(prefix))
+        .collect()
 }

@@ -1344,7 +1344,8 @@ async fn a_steps_egress_verdicts_show_among_its_log_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() {
+async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_end_of_what_failed()
+{
     use tidewright_api::v1;
     use tidewright_tests::git_server::{GitServer, account_secrets};
     use tidewright_tests::provider::{Api, Mock, Reply};
@@ -1363,9 +1364,17 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
     );
     let prompt = format!("Fix add {}", std::process::id());
     let failure = "AssertionError: 1 != 5";
+    let reason = "add adds its two arguments";
     let mock = Mock::start_routed(
         Api::Anthropic,
         vec![
+            (
+                tidewright_core::verify::grade::OPENING,
+                vec![Reply::tool(
+                    "grade",
+                    serde_json::json!({"verdict": "pass", "reasons": [reason]}),
+                )],
+            ),
             (
                 failure,
                 vec![
@@ -1391,7 +1400,13 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
     let (server, shell) = start_with_roles(
         &dir.path().join("server"),
         &http,
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--grader-model",
+            "claude-grader-test",
+        ],
         1,
     )
     .await
@@ -1404,7 +1419,7 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
         dir.path(),
         "agent-1",
         &mock,
-        (&["claude-code"], 1),
+        (&["claude-code", "grader"], 1),
         &["--secrets-dir", &secrets],
     )
     .expect("worker");
@@ -1418,7 +1433,7 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
         }],
         rounds: 2,
         protect: Vec::new(),
-        rubric: String::new(),
+        rubric: "add returns the sum of its arguments.".into(),
     });
     let request = task_on_repo("verified", vec![fix], &git.url("calc"));
     let id = submit(&client, request).await.expect("submit");
@@ -1445,9 +1460,17 @@ async fn a_verified_steps_rounds_show_their_checks_and_the_end_of_what_failed() 
         .await
         .expect("its rounds");
     assert!(
-        rounds.contains("Round 2 (attempt 2)") && rounds.contains("tests passed"),
+        rounds.contains("Round 2 (attempt 2)")
+            && rounds.contains("tests passed")
+            && rounds.contains("rubric passed"),
         "{rounds}"
     );
+    // The grader's verdict on it, and why.
+    let reasons = browser
+        .text("[data-test=grade-reasons]")
+        .await
+        .expect("the grader's reasons");
+    assert!(reasons.contains(reason), "{reasons}");
     assert!(
         rounds.contains("Round 1 (attempt 1)") && rounds.contains("tests failed (exit 1)"),
         "{rounds}"

@@ -4,15 +4,18 @@
 //! edited is sent back to be undone, a skip added is flagged, a check that
 //! passes only on what the agent left uncommitted does not pass, the same
 //! failure twice ends the step, a kill -9 of the worker mid-round resumes
-//! at that round on another worker, and each bad `verify` is refused at
-//! submit. (Every runtime's own round trip is in the runtime suite.)
+//! at that round on another worker, a rubric graded `needs_revision` sends
+//! the grader's reasons back into the session and `pass` ends the step,
+//! and each bad `verify` is refused at submit. (Every runtime's own round
+//! trip is in the runtime suite.)
 
 use std::time::Duration;
 
 use serde_json::Value;
 use tidewright_api::v1;
+use tidewright_core::verify::grade::OPENING;
 use tidewright_tests::git_server::{GitServer, account_secrets};
-use tidewright_tests::provider::{Api, Mock, Reply};
+use tidewright_tests::provider::{self, Api, Mock, Reply};
 use tidewright_tests::*;
 use tonic::Code;
 
@@ -30,8 +33,20 @@ struct Bench {
     secrets: String,
 }
 
+/// The model the graded tests' control plane names for grading.
+const GRADER_MODEL: &str = "claude-grader-test";
+
 impl Bench {
     async fn start(extra: &[(&str, &str)], routes: Vec<(&str, Vec<Reply>)>) -> Bench {
+        Bench::start_with(extra, routes, &[]).await
+    }
+
+    /// [`Bench::start`], its control plane started with `flags` too.
+    async fn start_with(
+        extra: &[(&str, &str)],
+        routes: Vec<(&str, Vec<Reply>)>,
+        flags: &[&str],
+    ) -> Bench {
         let dir = tempfile::tempdir().expect("tempdir");
         let git = GitServer::start(dir.path()).expect("git server");
         let mut files = vec![("calc.py", CALC_BUG), ("test_calc.py", CALC_TEST)];
@@ -41,12 +56,10 @@ impl Bench {
             .await
             .expect("mock");
         let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
-        let server = Server::start_on(
-            &dir.path().join("server"),
-            "127.0.0.1:0",
-            &["--allow-local-repos", "--repo-secrets-dir", &secrets],
-        )
-        .expect("server");
+        let mut server_flags = vec!["--allow-local-repos", "--repo-secrets-dir", &secrets];
+        server_flags.extend_from_slice(flags);
+        let server = Server::start_on(&dir.path().join("server"), "127.0.0.1:0", &server_flags)
+            .expect("server");
         Bench {
             dir,
             git,
@@ -57,12 +70,16 @@ impl Bench {
     }
 
     fn worker(&self, name: &str) -> Process {
+        self.worker_offering(name, &["claude-code"])
+    }
+
+    fn worker_offering(&self, name: &str, capabilities: &[&str]) -> Process {
         start_named_claude_worker(
             &self.server,
             self.dir.path(),
             name,
             &self.mock,
-            (&["claude-code"], 1),
+            (capabilities, 1),
             &["--secrets-dir", &self.secrets],
         )
         .expect("worker")
@@ -81,11 +98,16 @@ impl Bench {
 
     /// The request that carried `text` to the provider, as JSON text.
     fn told(&self, text: &str) -> String {
+        self.told_but(text, None)
+    }
+
+    /// The first request that carried `text` and not `but`.
+    fn told_but(&self, text: &str, but: Option<&str>) -> String {
         self.mock
             .requests()
             .iter()
             .map(Value::to_string)
-            .find(|r| r.contains(text))
+            .find(|r| r.contains(text) && but.is_none_or(|b| !r.contains(b)))
             .unwrap_or_else(|| panic!("no request carried {text:?}"))
     }
 }
@@ -293,6 +315,130 @@ async fn what_the_agent_left_uncommitted_does_not_pass_and_the_same_failure_twic
     );
     // Not retried: a third round would fail the same way.
     assert_eq!(fix.state, v1::StepState::Failed as i32);
+}
+
+/// The grader's answer: the grade tool called with `verdict` and `reasons`.
+fn graded(verdict: &str, reasons: &[&str]) -> Reply {
+    Reply::tool(
+        "grade",
+        serde_json::json!({"verdict": verdict, "reasons": reasons}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rubric_graded_needs_revision_sends_its_reasons_back_and_a_pass_ends_the_step() {
+    let ask = prompt("Fix add in calc.py, and say what you fixed in NOTES.md");
+    let reason = "NOTES.md does not say what was fixed";
+    let rubric = "NOTES.md names the function that was fixed.";
+    let bench = Bench::start_with(
+        &[("NOTES.md", "Notes.\n")],
+        vec![
+            (
+                OPENING,
+                vec![
+                    graded("needs_revision", &[reason]),
+                    graded("pass", &["NOTES.md names add."]),
+                ],
+            ),
+            (
+                reason,
+                script([
+                    rewrite("NOTES.md", "Notes.\nFixed add: it subtracted.\n").into(),
+                    vec![Reply::Text("NOTES.md says so now.".into())],
+                ]),
+            ),
+            (
+                ask.as_str(),
+                script([
+                    rewrite("calc.py", CALC_RIGHT).into(),
+                    vec![Reply::Text("Fixed add.".into())],
+                ]),
+            ),
+        ],
+        &["--grader-model", GRADER_MODEL],
+    )
+    .await;
+    let _worker = bench.worker_offering("agent-1", &["claude-code", "grader"]);
+    let mut verify = unittest(2, &[]);
+    verify.rubric = rubric.into();
+    let (client, id) = bench.submit(&ask, verify).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("succeeds on round 2");
+    let attempts = &step(&task, "fix").attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+
+    // Round 1: its check passed, and the grader found it needs revision.
+    let first = attempts[0].verification.as_ref().expect("round 1");
+    assert!(first.checks[0].passed, "{first:?}");
+    let grade = first.grade.as_ref().expect("graded");
+    assert_eq!(
+        (
+            grade.verdict.as_str(),
+            grade.reasons.as_slice(),
+            grade.model.as_str()
+        ),
+        (
+            "needs_revision",
+            [reason.to_string()].as_slice(),
+            GRADER_MODEL
+        )
+    );
+    assert_eq!(
+        attempts[0].error,
+        format!("verify round 1: the grader found it needs revision: {reason}")
+    );
+    // The grader read, apart from the session, the prompt, the rubric, the
+    // step's diff and its checks' results.
+    let asked = bench.told(OPENING);
+    for part in [ask.as_str(), rubric, "a + b", "tests passed"] {
+        assert!(asked.contains(part), "{part:?} in {asked}");
+    }
+    assert!(
+        !asked.contains("Fixed add."),
+        "not the agent's session: {asked}"
+    );
+    // Its reasons went back into the agent's session (a request of the
+    // agent's, not the grader's, carried them).
+    let told = bench.told_but(reason, Some(OPENING));
+    assert!(told.contains(&ask), "the same session: {told}");
+
+    // Round 2 passed its check and its grade.
+    let second = attempts[1].verification.as_ref().expect("round 2");
+    assert!(second.checks[0].passed);
+    assert_eq!(
+        second.grade.as_ref().map(|g| g.verdict.as_str()),
+        Some("pass")
+    );
+
+    // Grading was charged to the attempt: the mock's unstreamed answer
+    // reports many more tokens than the agent's few turns.
+    let cost = grade.cost.expect("its cost");
+    assert_eq!(
+        (cost.input_tokens, cost.output_tokens),
+        (
+            provider::MESSAGE_INPUT_TOKENS,
+            provider::MESSAGE_OUTPUT_TOKENS
+        )
+    );
+    let listed = (provider::MESSAGE_INPUT_TOKENS as f64 * 3.0
+        + provider::MESSAGE_OUTPUT_TOKENS as f64 * 15.0)
+        / 1e6;
+    assert!((cost.usd - listed).abs() < 1e-9, "{cost:?}");
+    let spent = attempts[0].cost.expect("the attempt's cost");
+    assert!(
+        spent.input_tokens >= provider::MESSAGE_INPUT_TOKENS && spent.usd >= cost.usd,
+        "{spent:?}"
+    );
+
+    // `get task` shows the round's grade and its reasons.
+    let shown =
+        String::from_utf8_lossy(&succeed(bench.server.cli().args(["get", "task", &id])).stdout)
+            .to_string();
+    assert!(
+        shown.contains("rubric: needs revision") && shown.contains("rubric passed"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

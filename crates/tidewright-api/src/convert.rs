@@ -401,6 +401,36 @@ impl From<v1::Verification> for core::Verification {
             tests_removed: v.tests_removed,
             skips_added: v.skips_added,
             round_diff: v.round_diff,
+            grade: v.grade.map(Into::into),
+        }
+    }
+}
+
+impl From<v1::Grade> for core::verify::Grade {
+    fn from(g: v1::Grade) -> Self {
+        core::verify::Grade {
+            // Anything but "pass" needs revision: an unknown word never
+            // passes work.
+            verdict: match g.verdict.as_str() {
+                "pass" => core::verify::Verdict::Pass,
+                _ => core::verify::Verdict::NeedsRevision,
+            },
+            reasons: g.reasons,
+            model: g.model,
+            cost: g.cost.as_ref().map(Into::into).unwrap_or_default(),
+            millis: g.millis,
+        }
+    }
+}
+
+impl From<core::verify::Grade> for v1::Grade {
+    fn from(g: core::verify::Grade) -> Self {
+        v1::Grade {
+            verdict: g.verdict.as_str().into(),
+            reasons: g.reasons,
+            model: g.model,
+            cost: Some(g.cost.into()),
+            millis: g.millis,
         }
     }
 }
@@ -415,6 +445,7 @@ impl From<core::Verification> for v1::Verification {
             tests_removed: v.tests_removed,
             skips_added: v.skips_added,
             round_diff: v.round_diff,
+            grade: v.grade.map(Into::into),
         }
     }
 }

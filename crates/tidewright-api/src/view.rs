@@ -259,6 +259,21 @@ pub struct VerificationView {
     /// What the round changed since the round before, as a unified diff.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub round_diff: String,
+    /// The rubric's grade, when the step has a rubric and its checks passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grade: Option<GradeView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GradeView {
+    /// `pass` or `needs_revision`.
+    pub verdict: String,
+    pub reasons: Vec<String>,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostView>,
+    pub millis: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -298,6 +313,13 @@ fn verification_view(v: &v1::Verification) -> VerificationView {
         tests_removed: v.tests_removed,
         skips_added: v.skips_added,
         round_diff: v.round_diff.clone(),
+        grade: v.grade.as_ref().map(|g| GradeView {
+            verdict: g.verdict.clone(),
+            reasons: g.reasons.clone(),
+            model: g.model.clone(),
+            cost: cost_view(&g.cost),
+            millis: g.millis,
+        }),
     }
 }
 

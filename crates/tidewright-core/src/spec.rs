@@ -592,9 +592,9 @@ impl StepSpec {
             + usize::from(self.deliver.is_some())
     }
 
-    /// What a worker must offer to run the step: its `needs`, and its
-    /// agent runtime's capability (`claude-code`, `codex`) for an agent
-    /// step (a shell step runs anywhere).
+    /// What a worker must offer to run the step: its `needs`, its agent
+    /// runtime's capability (`claude-code`, `codex`) for an agent step (a
+    /// shell step runs anywhere), and `grader` when a rubric is graded.
     pub fn required_capabilities(&self) -> Vec<String> {
         let agent = match self.runtime() {
             Some(Runtime::ClaudeCode(_)) => Some(CLAUDE_CODE),
@@ -603,7 +603,8 @@ impl StepSpec {
             Some(Runtime::Agent(agent)) => Some(agent.cli.as_str()),
             _ => None,
         };
-        required(&self.needs, agent)
+        let graded = self.verify.as_ref().is_some_and(|v| !v.rubric.is_empty());
+        required(&self.needs, agent, graded)
     }
 
     /// A shell step, for tests and examples.
@@ -795,7 +796,25 @@ steps:
             steps: vec![
                 StepSpec::shell("plain", &["echo", "hi"]),
                 StepSpec::noop("gpu").needing(&["gpu", "big"]),
-                agent.needing(&["repo"]),
+                agent.clone().needing(&["repo"]),
+                StepSpec {
+                    id: "any".into(),
+                    claude_code: None,
+                    agent: Some(AgentSpec {
+                        cli: QWEN_CODE.into(),
+                        prompt: "do it".into(),
+                        model: None,
+                    }),
+                    ..agent.clone()
+                },
+                StepSpec {
+                    id: "graded".into(),
+                    verify: Some(crate::VerifySpec {
+                        rubric: "It is documented.".into(),
+                        ..crate::VerifySpec::default()
+                    }),
+                    ..agent
+                },
             ],
             ..TaskSpec::default()
         };
@@ -814,6 +833,8 @@ steps:
             .collect();
         assert_eq!(needs, expected);
         assert_eq!(needs[2], ["repo", CLAUDE_CODE]);
+        assert_eq!(needs[3], [QWEN_CODE]);
+        assert_eq!(needs[4], [CLAUDE_CODE, "grader"]);
     }
 
     #[test]
@@ -878,12 +899,13 @@ steps:
 }
 
 /// A step's `needs`, and its agent runtime's capability for an agent step.
-fn required(needs: &[String], agent: Option<&str>) -> Vec<String> {
+fn required(needs: &[String], agent: Option<&str>, graded: bool) -> Vec<String> {
     let mut needs = needs.to_vec();
-    if let Some(agent) = agent
-        && !needs.iter().any(|n| n == agent)
-    {
-        needs.push(agent.to_string());
+    let grader = graded.then_some(crate::verify::grade::GRADER);
+    for implied in agent.into_iter().chain(grader) {
+        if !needs.iter().any(|n| n == implied) {
+            needs.push(implied.to_string());
+        }
     }
     needs
 }
@@ -912,6 +934,23 @@ pub struct QueueViewStep {
     codex: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     gemini_cli: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    agent: Option<QueueViewAgent>,
+    #[serde(default)]
+    verify: Option<QueueViewVerify>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct QueueViewAgent {
+    #[serde(default)]
+    cli: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct QueueViewVerify {
+    /// Present only when not empty: a spec is stored as serialized.
+    #[serde(default)]
+    rubric: Option<serde::de::IgnoredAny>,
 }
 
 impl QueueViewStep {
@@ -924,8 +963,9 @@ impl QueueViewStep {
         } else if self.gemini_cli.is_some() {
             Some(GEMINI_CLI)
         } else {
-            None
+            self.agent.as_ref().map(|a| a.cli.as_str())
         };
-        required(&self.needs, agent)
+        let graded = self.verify.as_ref().is_some_and(|v| v.rubric.is_some());
+        required(&self.needs, agent, graded)
     }
 }

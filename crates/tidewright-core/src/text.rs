@@ -12,3 +12,12 @@ pub fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
         text.truncate(cut);
     }
 }
+
+/// The last `max_bytes` of `text` at most, from a character's start.
+pub fn last_bytes(text: &str, max_bytes: usize) -> &str {
+    let mut from = text.len().saturating_sub(max_bytes);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    &text[from..]
+}

@@ -45,6 +45,9 @@ pub struct Limits {
     pub max_child_depth: u32,
     /// How many tasks the steps of one task may submit.
     pub max_children: usize,
+    /// The model that grades verified steps' rubrics (`--grader-model`);
+    /// without one, a rubric is refused, since nothing would grade it.
+    pub grader: Option<String>,
 }
 
 impl Default for Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_prompt_bytes: 256 * 1024,
             max_child_depth: crate::family::DEFAULT_MAX_CHILD_DEPTH,
             max_children: crate::family::DEFAULT_MAX_CHILDREN,
+            grader: None,
         }
     }
 }

@@ -2,11 +2,16 @@
 //! committed work, how many times its agent may be sent back, the paths it
 //! may not change), what one round found, and what that means: verified,
 //! another round in the same session told what failed, or failed. The
-//! worker runs the checks; the engine decides here.
+//! worker runs the checks, and has the rubric graded (`grade`); the engine
+//! decides here.
+
+pub mod grade;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use grade::{Grade, Verdict};
 
 /// A check runs at most this long unless it says otherwise.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -37,7 +42,9 @@ pub struct VerifySpec {
     /// one fails the round, and the agent is told to undo it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protect: Vec<String>,
-    /// What a grader, apart from the agent, holds the work to.
+    /// What a grader, apart from the agent, holds the work to once its
+    /// checks pass; it needs a grader configured on the control plane and a
+    /// worker offering `grader`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rubric: String,
 }
@@ -124,6 +131,11 @@ pub struct Verification {
     /// round before's commit.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub round_diff: String,
+    /// The rubric's grade: given when the step has a rubric and its checks
+    /// passed (a grader's opinion of failing work is money spent for a
+    /// round that fails anyway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grade: Option<Grade>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,9 +154,21 @@ pub struct CheckResult {
 }
 
 impl Verification {
-    /// Every check passed and no protected path changed.
+    /// Every check passed, no protected path changed, and the grader, when
+    /// it graded, found the work meets the rubric.
     pub fn passed(&self) -> bool {
+        self.checks_passed() && self.grade.as_ref().is_none_or(Grade::passed)
+    }
+
+    /// Every check passed and no protected path changed: what the rubric
+    /// is graded after.
+    pub fn checks_passed(&self) -> bool {
         self.protected.is_empty() && self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The grade, when it found the work needs revision.
+    fn revision(&self) -> Option<&Grade> {
+        self.grade.as_ref().filter(|g| !g.passed())
     }
 
     fn failing(&self) -> impl Iterator<Item = &CheckResult> {
@@ -170,6 +194,11 @@ impl Verification {
         if !self.protected.is_empty() {
             parts.push(format!("protect[{}]", self.protected.join("|")));
         }
+        if let Some(grade) = self.revision() {
+            let mut reasons: Vec<String> = grade.reasons.iter().map(|r| normalised(r)).collect();
+            reasons.sort();
+            parts.push(format!("rubric[{}]", reasons.join("|")));
+        }
         parts.join(" ")
     }
 
@@ -190,6 +219,14 @@ impl Verification {
                     "changed protected paths: {}",
                     named(&self.protected, 10)
                 ));
+            }
+            if let Some(grade) = self.revision() {
+                let mut reasons = grade.reasons.join("; ");
+                crate::text::truncate_at_char_boundary(&mut reasons, 300);
+                parts.push(match reasons.as_str() {
+                    "" => "the grader found it needs revision".to_string(),
+                    reasons => format!("the grader found it needs revision: {reasons}"),
+                });
             }
             said.push_str(&parts.join("; "));
         }
@@ -240,6 +277,17 @@ impl Verification {
                 "\nYou changed paths this step may not change: {}. Undo those changes: put them back as they were.\n",
                 named(&self.protected, 20)
             ));
+        }
+        if let Some(grade) = self.revision() {
+            text.push_str(
+                "\nA grader, apart from you, held your work to the step's rubric and found it needs revision:\n",
+            );
+            for reason in &grade.reasons {
+                text.push_str(&format!("- {reason}\n"));
+            }
+            if grade.reasons.is_empty() {
+                text.push_str("- (it gave no reasons)\n");
+            }
         }
         if let Some(gaming) = self.gaming() {
             text.push_str(&format!(
@@ -297,15 +345,8 @@ fn named(paths: &[String], most: usize) -> String {
 pub fn tail(output: &str) -> String {
     let lines: Vec<&str> = output.lines().collect();
     let from = lines.len().saturating_sub(TAIL_LINES);
-    let mut kept = lines[from..].join("\n");
-    if kept.len() > TAIL_BYTES {
-        let mut cut = kept.len() - TAIL_BYTES;
-        while !kept.is_char_boundary(cut) {
-            cut += 1;
-        }
-        kept = kept.split_off(cut);
-    }
-    kept
+    let kept = lines[from..].join("\n");
+    crate::text::last_bytes(&kept, TAIL_BYTES).to_string()
 }
 
 /// The lines that say what failed: the failing tests as cargo, pytest, Go
@@ -536,6 +577,8 @@ pub enum GaveUp {
     RoundsSpent,
     /// Its worker ran no checks.
     NoChecks,
+    /// Its checks passed, but its rubric was not graded.
+    NotGraded,
 }
 
 impl GaveUp {
@@ -544,13 +587,22 @@ impl GaveUp {
             GaveUp::SameFailure => "same_failure",
             GaveUp::RoundsSpent => "rounds_spent",
             GaveUp::NoChecks => "no_checks",
+            GaveUp::NotGraded => "not_graded",
         }
     }
 }
 
+/// Why a step whose checks passed fails when its rubric went ungraded.
+pub const NOT_GRADED: &str = "verify: the checks passed, but the worker did not grade the rubric (a worker older than this control plane does not grade)";
+
 /// Round `found.round` of a step verified by `spec`, after `earlier` (the
 /// round before it, when there was one).
 pub fn decide(spec: &VerifySpec, found: &Verification, earlier: Option<&Verification>) -> Decision {
+    if found.passed() && found.grade.is_none() && !spec.rubric.is_empty() {
+        // A safety feature never turns itself off: work whose rubric went
+        // ungraded is not verified.
+        return Decision::Failed(NOT_GRADED.into(), GaveUp::NotGraded);
+    }
     if found.passed() {
         return Decision::Verified;
     }
@@ -566,7 +618,7 @@ pub fn decide(spec: &VerifySpec, found: &Verification, earlier: Option<&Verifica
     if found.round > spec.rounds() {
         return Decision::Failed(
             format!(
-                "verify: the agent was sent back {} times and its checks still fail: {summary}",
+                "verify: the agent was sent back {} times and its work still does not pass: {summary}",
                 spec.rounds()
             ),
             GaveUp::RoundsSpent,

@@ -167,7 +167,7 @@ impl Metrics {
         );
         registry.register(
             "verify_failures",
-            "What failed verified steps' rounds, by kind (check, protected, same_failure, rounds_spent, no_checks)",
+            "What failed verified steps' rounds, by kind (check, protected, rubric, same_failure, rounds_spent, no_checks, not_graded)",
             metrics.verify_failures.clone(),
         );
         registry.register(

@@ -107,6 +107,9 @@ fn failures(round: &Round) -> Vec<&'static str> {
     if !round.found.protected.is_empty() {
         kinds.push("protected");
     }
+    if round.found.grade.as_ref().is_some_and(|g| !g.passed()) {
+        kinds.push("rubric");
+    }
     if let Decision::Failed(_, gave_up) = &round.decision {
         kinds.push(gave_up.as_str());
     }

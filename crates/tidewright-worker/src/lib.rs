@@ -205,6 +205,19 @@ pub async fn start(
     let metrics = Arc::new(WorkerMetrics::new(config.slots));
     // Checked before the first step can come.
     let isolation = Isolation::make(&config, &mut agents, &metrics).await?;
+    // A worker offering `grader` can grade, or does not start.
+    let grader = if config
+        .capabilities
+        .iter()
+        .any(|c| c == tidewright_core::verify::grade::GRADER)
+    {
+        let grader = runtime::grade::Grader::start(&agents)
+            .await
+            .map_err(Error::Settings)?;
+        Some(Arc::new(grader))
+    } else {
+        None
+    };
     let http = match &config.http {
         Some(settings) => {
             let (addr, serving) = http::serve(settings, metrics.clone()).await?;
@@ -256,6 +269,7 @@ pub async fn start(
         // Where steps' branches are kept for steps on other workers: the
         // control plane, always (a step's dependents may run anywhere).
         branches: Some(keeper),
+        grader,
     });
     let worker = Worker {
         host,
@@ -616,6 +630,7 @@ impl Worker {
                         })
                         .collect(),
                     task_egress: assignment.task_egress.map(Into::into),
+                    grader_model: assignment.grader_model,
                     host: self.host.clone(),
                     key,
                     step: step.into(),

@@ -152,6 +152,30 @@ fn agent_settings(args: &AgentArgs) -> anyhow::Result<BTreeMap<AgentCli, AgentSe
     ]))
 }
 
+/// Offers `grader` when the control plane has a grader model and the
+/// workers have an Anthropic API key to call it with; says why not when the
+/// model is named without a key.
+fn offer_grader(
+    capabilities: &mut Vec<String>,
+    grading: bool,
+    agents: &BTreeMap<AgentCli, AgentSettings>,
+) {
+    use tidewright_core::verify::grade::GRADER;
+    if !grading || capabilities.iter().any(|c| c == GRADER) {
+        return;
+    }
+    if agents
+        .get(&AgentCli::ClaudeCode)
+        .is_some_and(|s| s.api_key.is_some())
+    {
+        capabilities.push(GRADER.to_string());
+    } else {
+        eprintln!(
+            "warning: --grader-model is set, but the local workers have no Anthropic API key to grade with, so they do not offer {GRADER} (ANTHROPIC_API_KEY, or --anthropic-api-key-file)"
+        );
+    }
+}
+
 /// Offers `cli`'s capability when its credentials are given and its CLI is
 /// at hand; says why not when the credentials are given without the CLI.
 fn offer_agent(capabilities: &mut Vec<String>, cli: AgentCli, settings: &AgentSettings) {
@@ -214,6 +238,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         security,
         limits,
         planner,
+        grader_model,
         replica,
         checkpoints,
         retention,
@@ -266,6 +291,11 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     config.retention = retention.rules()?;
     config.audit_retention = retention.audit_window();
     limits.apply(&mut config.limits);
+    config.limits.grader = match grader_model.as_deref().map(str::trim) {
+        None => None,
+        Some("") => anyhow::bail!("--grader-model is empty: name a model, or leave it unset"),
+        Some(model) => Some(model.to_string()),
+    };
     config.webhooks.allow_private_networks = *webhook_allow_private_networks;
     config.repos.secrets_dir = repo_secrets_dir.clone();
     config.repos.allow_local = *allow_local_repos;
@@ -511,6 +541,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     for (cli, settings) in &agents {
         offer_agent(&mut capabilities, *cli, settings);
     }
+    offer_grader(
+        &mut capabilities,
+        args.control_plane.grader_model.is_some(),
+        &agents,
+    );
     let (stop_workers, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut names = Vec::new();

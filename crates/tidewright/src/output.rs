@@ -332,12 +332,23 @@ fn rounds(task: &v1::Task) {
             if v.skips_added > 0 {
                 flags.push(format!("{} skips added", v.skips_added));
             }
+            let mut checks = checks.join("; ");
+            if let Some(grade) = &v.grade {
+                let graded = match grade.verdict.as_str() {
+                    "pass" => "rubric passed".to_string(),
+                    _ => "rubric: needs revision".to_string(),
+                };
+                checks = match checks.as_str() {
+                    "" => graded,
+                    _ => format!("{checks}; {graded}"),
+                };
+            }
             vec![
                 s.id.clone(),
                 v.round.to_string(),
                 a.attempt.to_string(),
                 short(&v.head_commit).to_string(),
-                truncate(&checks.join("; "), 60),
+                truncate(&checks, 60),
                 truncate(&flags.join("; "), 40),
             ]
         })
@@ -365,6 +376,15 @@ fn rounds(task: &v1::Task) {
             let lines: Vec<&str> = check.tail.lines().collect();
             for line in &lines[lines.len().saturating_sub(12)..] {
                 println!("  {line}");
+            }
+        }
+        if let Some(grade) = last.grade.as_ref().filter(|g| g.verdict != "pass") {
+            println!(
+                "\nStep {} round {}: the grader ({}) found it needs revision:",
+                step.id, last.round, grade.model
+            );
+            for reason in &grade.reasons {
+                println!("  - {reason}");
             }
         }
     }

@@ -12,8 +12,9 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::{
-    Asked, CACHE_CREATION_TOKENS, CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS, Reply, Seen, events,
-    header, json_response, result_value, working_directory,
+    Asked, CACHE_CREATION_TOKENS, CACHED_TOKENS, INPUT_TOKENS, MESSAGE_INPUT_TOKENS,
+    MESSAGE_OUTPUT_TOKENS, OUTPUT_TOKENS, Reply, Seen, events, header, json_response, result_value,
+    working_directory,
 };
 
 pub(super) fn routes(
@@ -114,7 +115,7 @@ fn message(reply: &Reply, model: &str, n: u64) -> Response {
             "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
             "content": content,
             "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
+            "usage": {"input_tokens": MESSAGE_INPUT_TOKENS, "output_tokens": MESSAGE_OUTPUT_TOKENS},
         }),
     )
 }

@@ -25,6 +25,11 @@ pub const OUTPUT_TOKENS: u64 = 20;
 pub const CACHED_TOKENS: u64 = 10;
 /// Input tokens written to the cache (Anthropic's API reports them).
 pub const CACHE_CREATION_TOKENS: u64 = 5;
+/// Tokens each unstreamed Messages API answer (the planner's, the
+/// grader's) reports using: far more than an agent's streamed turns, so a
+/// test can tell that they were charged.
+pub const MESSAGE_INPUT_TOKENS: u64 = 50_000;
+pub const MESSAGE_OUTPUT_TOKENS: u64 = 500;
 
 /// A model API, as its mock answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -131,15 +131,25 @@ fn validate_spec(field: &str, id: &str, verify: &VerifySpec, limits: &Limits) ->
         }
     }
     if !verify.rubric.is_empty() {
-        // The grader reads the rubric through a model of the control
-        // plane's choosing; a rubric nothing grades would be a check that
-        // silently passes.
-        return Err(invalid(
-            format!("{field}.rubric"),
-            format!(
-                "step {id:?}: no grader is configured on this control plane, so nothing would grade the rubric; use checks"
-            ),
-        ));
+        // A rubric nothing grades would be a check that silently passes.
+        if limits.grader.is_none() {
+            return Err(invalid(
+                format!("{field}.rubric"),
+                format!(
+                    "step {id:?}: no grader is configured on this control plane (--grader-model), so nothing would grade the rubric; use checks"
+                ),
+            ));
+        }
+        if verify.rubric.len() > limits.max_prompt_bytes {
+            return Err(invalid(
+                format!("{field}.rubric"),
+                format!(
+                    "step {id:?}: is {} bytes; the limit (max-prompt-bytes) is {}",
+                    verify.rubric.len(),
+                    limits.max_prompt_bytes
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -114,6 +114,85 @@ fn a_protected_path_changed_fails_the_round_and_the_agent_is_told_to_undo_it() {
     );
 }
 
+/// A round whose checks passed, graded `verdict` for `reasons`.
+fn graded(round: u32, verdict: Verdict, reasons: &[&str]) -> Verification {
+    let mut found = failed(round, "");
+    found.checks[0].passed = true;
+    found.grade = Some(Grade {
+        verdict,
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        model: "claude-sonnet-4-5".into(),
+        ..Grade::default()
+    });
+    found
+}
+
+fn with_rubric(rounds: u32) -> VerifySpec {
+    VerifySpec {
+        rubric: "The README documents --json.".into(),
+        ..spec(rounds)
+    }
+}
+
+#[test]
+fn a_rubric_graded_needs_revision_sends_the_agent_back_its_reasons_and_pass_verifies() {
+    let first = graded(
+        1,
+        Verdict::NeedsRevision,
+        &["The README does not mention --json."],
+    );
+    assert!(first.checks_passed() && !first.passed());
+    let Decision::Again { feedback } = decide(&with_rubric(3), &first, None) else {
+        panic!("sent back");
+    };
+    assert!(
+        feedback.contains("found it needs revision:\n- The README does not mention --json.\n"),
+        "{feedback}"
+    );
+    assert!(!feedback.contains(grade::OPENING), "{feedback}");
+    assert_eq!(
+        first.summary(),
+        "verify round 1: the grader found it needs revision: The README does not mention --json."
+    );
+    let second = graded(2, Verdict::Pass, &["It is documented."]);
+    assert_eq!(
+        decide(&with_rubric(3), &second, Some(&first)),
+        Decision::Verified
+    );
+}
+
+#[test]
+fn the_same_reasons_twice_are_the_same_failure_and_an_ungraded_rubric_never_passes() {
+    let first = graded(
+        1,
+        Verdict::NeedsRevision,
+        &["Line 12 of cli.py lacks --json."],
+    );
+    let second = graded(
+        2,
+        Verdict::NeedsRevision,
+        &["Line 14 of cli.py lacks --json."],
+    );
+    assert!(matches!(
+        decide(&with_rubric(3), &second, Some(&first)),
+        Decision::Failed(_, GaveUp::SameFailure)
+    ));
+    let other = graded(2, Verdict::NeedsRevision, &["The README lacks an example."]);
+    assert!(matches!(
+        decide(&with_rubric(3), &other, Some(&first)),
+        Decision::Again { .. }
+    ));
+
+    // Its checks passed; nothing graded it.
+    let mut ungraded = failed(1, "");
+    ungraded.checks[0].passed = true;
+    assert_eq!(
+        decide(&with_rubric(3), &ungraded, None),
+        Decision::Failed(NOT_GRADED.into(), GaveUp::NotGraded)
+    );
+    assert_eq!(decide(&spec(3), &ungraded, None), Decision::Verified);
+}
+
 #[test]
 fn pytest_go_and_jest_failures_are_named_by_their_tests() {
     let pytest = "FAILED tests/test_calc.py::test_add - assert 3 == 4\n========= 1 failed, 4 passed in 0.03s =========";
@@ -231,6 +310,32 @@ mod refused {
             ..VerifySpec::default()
         };
         crate::validate(&task(agent_step(verify), true), &Limits::default()).expect("valid");
+    }
+
+    #[test]
+    fn a_rubric_is_taken_when_a_grader_is_configured_and_within_the_prompt_limit() {
+        let limits = Limits {
+            grader: Some("claude-sonnet-4-5".into()),
+            ..Limits::default()
+        };
+        let rubric = |rubric: String| {
+            task(
+                agent_step(VerifySpec {
+                    rubric,
+                    ..VerifySpec::default()
+                }),
+                true,
+            )
+        };
+        crate::validate(&rubric("It has a --json flag.".into()), &limits).expect("valid");
+        let long = "x".repeat(limits.max_prompt_bytes + 1);
+        match crate::validate(&rubric(long), &limits) {
+            Err(Error::Invalid { field, message }) => {
+                assert_eq!(field, "steps[0].verify.rubric");
+                assert!(message.contains("max-prompt-bytes"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[test]

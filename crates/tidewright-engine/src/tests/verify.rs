@@ -175,6 +175,31 @@ async fn a_passing_round_ends_the_step_and_a_worker_that_ran_no_checks_fails_it(
 }
 
 #[tokio::test]
+async fn a_graded_step_runs_only_where_a_grader_is_and_passed_checks_left_ungraded_fail_it() {
+    let h = Harness::new();
+    let mut step = verified("fix");
+    if let Some(verify) = step.verify.as_mut() {
+        verify.rubric = "The README documents it.".into();
+    }
+    h.submit("t", 0, 1, vec![step]).await;
+    let mut plain = h.ready_worker("w1", &["shell"], 1).await;
+    h.settled().await;
+    assert!(
+        plain.inbox.try_recv().is_err(),
+        "a worker that cannot grade is not handed a rubric"
+    );
+    let mut grading = h.ready_worker("w2", &["shell", "grader"], 1).await;
+    told(grading.next().await);
+    // Its checks passed, and its worker sent no grade.
+    h.round(&grading, key("t", "fix", 1), Some(found(true, "OK")))
+        .await;
+    h.settled().await;
+    let task = h.task("t").await;
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(task.steps[0].error, tidewright_core::verify::NOT_GRADED);
+}
+
+#[tokio::test]
 async fn a_restart_goes_on_at_the_round_it_was_in() {
     let store = MemoryStore::new();
     {

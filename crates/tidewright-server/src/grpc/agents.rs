@@ -47,8 +47,9 @@ pub struct AgentApi {
 /// The one place the engine's messages to a worker become the wire's. An
 /// assignment gets its step token here, on the worker's stream rather than
 /// the engine's thread, which every task waits on; without one the step
-/// still runs, only its state calls fail.
-fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
+/// still runs, only its state calls fail. A step whose rubric is graded is
+/// told the control plane's grader model.
+fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::ServerMessage {
     use v1::server_message::Kind;
     let kind = match message {
         ToWorker::Registered {
@@ -103,6 +104,10 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens) -> v1::ServerMessage {
                         asked: h.asked,
                     })
                     .collect(),
+                grader_model: match &step.verify {
+                    Some(verify) if !verify.rubric.is_empty() => grader.to_string(),
+                    _ => String::new(),
+                },
                 task_egress: task_egress.as_ref().map(v1::Egress::from),
             })
         }
@@ -429,9 +434,10 @@ service! {
             // response stream ends.
             let errors = wire.downgrade();
             let step_tokens = self.step_tokens.clone();
+            let grader = self.limits.grader.clone().unwrap_or_default();
             tokio::spawn(async move {
                 while let Some(message) = from_engine.recv().await {
-                    if wire.send(Ok(to_wire(message, &step_tokens))).is_err() {
+                    if wire.send(Ok(to_wire(message, &step_tokens, &grader))).is_err() {
                         break;
                     }
                 }

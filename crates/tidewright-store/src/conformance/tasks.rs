@@ -706,5 +706,17 @@ fn round_found() -> tidewright_core::Verification {
         tests_removed: 1,
         skips_added: 2,
         round_diff: "--- a/src/a.rs\n+++ b/src/a.rs\n@@ -1 +1 @@\n-a\n+b\n".into(),
+        grade: Some(tidewright_core::verify::Grade {
+            verdict: tidewright_core::verify::Verdict::NeedsRevision,
+            reasons: vec!["The README does not say \"--json\".".into()],
+            model: "claude-sonnet-4-5".into(),
+            cost: tidewright_core::Cost {
+                usd: 0.0125,
+                input_tokens: 3000,
+                output_tokens: 200,
+                ..tidewright_core::Cost::default()
+            },
+            millis: 2100,
+        }),
     }
 }

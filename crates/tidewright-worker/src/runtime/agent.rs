@@ -537,8 +537,9 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
 }
 
 /// A verified step whose agent succeeded: its checks run on the work it
-/// committed. When they do not all pass, the session and workspace are
-/// kept for the round that resumes it.
+/// committed, and its rubric is graded once they pass. When the round does
+/// not pass, the session and workspace are kept for the round that resumes
+/// it.
 async fn verify_work(
     attempt: &Attempt,
     tree: &tidewright_git::worktree::Worktree,
@@ -556,6 +557,10 @@ async fn verify_work(
     match super::verify::run_checks(attempt, spec, (tree, &work), redactor, reports, cancel).await {
         Ok(found) => {
             ended.resumable = !found.passed();
+            // The grader's call is charged to the attempt, as its agent's are.
+            if let Some(grade) = &found.grade {
+                ended.cost = Some(ended.cost.unwrap_or_default() + grade.cost);
+            }
             ended.verification = Some(found);
         }
         Err(stopped) => {

@@ -283,6 +283,11 @@ impl Agents {
         self.proxies.get(&cli.provider()).map(Arc::as_ref)
     }
 
+    /// The proxy `provider`'s API is reached through, when one runs.
+    pub fn shared_proxy(&self, provider: Provider) -> Option<Arc<ModelProxy>> {
+        self.proxies.get(&provider).cloned()
+    }
+
     /// Every proxy, to relay into sandboxes.
     pub fn proxies(&self) -> impl Iterator<Item = &ModelProxy> {
         self.proxies.values().map(Arc::as_ref)

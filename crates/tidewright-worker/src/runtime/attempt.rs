@@ -106,6 +106,8 @@ pub struct Attempt {
     pub dependency_heads: Vec<tidewright_core::repo::DependencyHead>,
     /// Its task's egress allow-list, which the step's narrows.
     pub task_egress: Option<tidewright_core::Egress>,
+    /// The model that grades the step's rubric; empty without one.
+    pub grader_model: String,
     /// What it runs with: the same for every attempt of this worker.
     pub host: Arc<Host>,
 }
@@ -149,6 +151,8 @@ pub struct Host {
     /// An agent whose work is as it was after this many of its turns in a
     /// row is stopped as stalled (0: never).
     pub unchanged_turns: u32,
+    /// Grades verified steps' rubrics, on a worker offering `grader`.
+    pub grader: Option<Arc<super::grade::Grader>>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's
@@ -254,6 +258,14 @@ impl Ended {
 
     pub fn succeeded(output_json: String, exit_code: Option<i32>) -> Self {
         Ended::as_far_as_known(Outcome::Succeeded, output_json, exit_code)
+    }
+
+    /// Stopped by `stop`, its process's exit `exit_code` when it had one.
+    pub(crate) fn cancelled(stop: Stop, exit_code: Option<i32>) -> Self {
+        Ended {
+            resumable: stop.resumable,
+            ..Ended::as_far_as_known(Outcome::Cancelled(stop.reason), String::new(), exit_code)
+        }
     }
 
     pub fn failed(error: impl Into<String>, exit_code: Option<i32>) -> Self {

@@ -8,7 +8,8 @@
 //! stream, where sessions live) and all run through [`agent::run_agent`],
 //! which resumes sessions (`session`, over the control plane's
 //! `checkpoint`s), reads provider limits and keeps a failed run's session.
-//! One folder per agent CLI, and one row of `agents`' table.
+//! One folder per agent CLI, and one row of `agents`' table. A verified
+//! step's checks run in `verify`, and its rubric is graded in `grade`.
 
 pub mod agent;
 pub mod agents;
@@ -19,6 +20,7 @@ pub mod codex;
 pub mod deliver;
 pub mod dir_home;
 pub mod gemini;
+pub mod grade;
 pub mod prices;
 pub mod process;
 pub mod qwen;

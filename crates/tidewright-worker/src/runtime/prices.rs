@@ -83,6 +83,35 @@ impl Prices {
         Ok(())
     }
 
+    /// Anthropic's list prices for Claude by model family (what the
+    /// grader's calls cost; Claude Code reports its own dollars). An unknown
+    /// model is priced as Sonnet.
+    pub fn claude(model: &str) -> Prices {
+        let model = model.to_ascii_lowercase();
+        let (input, cached_input, output) = if model.contains("haiku-3-5") {
+            (0.80, 0.08, 4.0)
+        } else if model.contains("haiku-3") || model.contains("3-haiku") {
+            (0.25, 0.03, 1.25)
+        } else if model.contains("haiku") {
+            (1.0, 0.10, 5.0)
+        } else if model.contains("opus-4-0")
+            || model.contains("opus-4-1")
+            || model.contains("3-opus")
+            || model == "claude-opus-4"
+        {
+            (15.0, 1.50, 75.0)
+        } else if model.contains("opus") {
+            (5.0, 0.50, 25.0)
+        } else {
+            (3.0, 0.30, 15.0)
+        };
+        Prices {
+            input,
+            cached_input,
+            output,
+        }
+    }
+
     /// OpenAI's list prices by model family. An unknown model is priced as
     /// GPT-5, Codex's default family, so a budget still counts it.
     pub fn openai(model: &str) -> Prices {
@@ -163,6 +192,14 @@ mod tests {
         assert_eq!(Prices::openai("o4-mini").input, 1.10);
         assert_eq!(Prices::openai("something-new"), Prices::openai("gpt-5"));
         assert_eq!(Prices::gemini("gemini-2.5-flash-lite").output, 0.40);
+        assert_eq!(Prices::claude("claude-sonnet-4-5").input, 3.0);
+        assert_eq!(Prices::claude("claude-haiku-4-5").output, 5.0);
+        assert_eq!(Prices::claude("claude-opus-4-5").input, 5.0);
+        assert_eq!(Prices::claude("claude-opus-4-1-20250805").input, 15.0);
+        assert_eq!(
+            Prices::claude("claude-next"),
+            Prices::claude("claude-sonnet-4-5")
+        );
         assert_eq!(
             Prices::gemini("gemini-3.1-pro-preview"),
             Prices::gemini("gemini-2.5-pro")

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use tidewright_core::{AttemptKey, LogStream, Outcome};
+use tidewright_core::{AttemptKey, LogStream};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
@@ -589,18 +589,7 @@ async fn stop(
     let status = watched.status;
     let code = status.as_ref().ok().and_then(|s| s.code());
     if let Some(stop) = watched.cancelled {
-        return Err(Ended {
-            outcome: Outcome::Cancelled(stop.reason),
-            output_json: String::new(),
-            exit_code: code,
-            cost: None,
-            fault: None,
-            resumable: stop.resumable,
-            limited: None,
-            work: None,
-            conflict: None,
-            verification: None,
-        });
+        return Err(Ended::cancelled(stop, code));
     }
     if let Some(seconds) = watched.timed_out {
         return Err(Ended {

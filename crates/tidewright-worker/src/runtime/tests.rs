@@ -38,6 +38,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         repo: None,
         dependency_heads: Vec::new(),
         task_egress: None,
+        grader_model: String::new(),
         host: Arc::new(Host {
             secrets_dir: None,
             keep_workspace: true,
@@ -57,6 +58,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
                 dir.join(".mirrors"),
                 tidewright_git::program(),
             )),
+            grader: None,
         }),
     }
 }

@@ -6,13 +6,15 @@
 //! gone by then and never see a check. Each check's output goes to the
 //! step's log, masked, and its end to the round's result; what the step's
 //! work did to protected paths and to its tests is measured on its diff.
+//! When they pass and the step has a rubric, the grader grades the work.
 //! The engine decides what the round means.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tidewright_core::verify::{CheckSpec, VerifySpec, tail, test_changes};
+use tidewright_core::verify::grade::Asked;
+use tidewright_core::verify::{CheckSpec, Grade, Verdict, VerifySpec, tail, test_changes};
 use tidewright_core::{CheckResult, ShellSpec, StepSpec, StepWork, Verification};
 use tidewright_git::worktree::Worktree;
 use tokio::process::Command;
@@ -56,14 +58,20 @@ pub(crate) async fn run_checks(
             .collect(),
         ..Verification::default()
     };
-    match tree
+    let diff = match tree
         .mirror()
         .diff(&work.base_commit, &work.head_commit, MAX_DIFF_BYTES)
         .await
     {
-        Ok(diff) => (found.tests_removed, found.skips_added) = test_changes(&diff),
-        Err(e) => tracing::warn!(error = %e, "reading a verified step's diff"),
-    }
+        Ok(diff) => {
+            (found.tests_removed, found.skips_added) = test_changes(&diff);
+            diff
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a verified step's diff");
+            String::new()
+        }
+    };
     // What this round did, when the round before's commit is here (a
     // commit id and nothing else: it goes on git's command line).
     let round_base = attempt
@@ -85,7 +93,79 @@ pub(crate) async fn run_checks(
         let result = run_check(attempt, check, (tree, work), redactor, reports, cancel).await?;
         found.checks.push(result);
     }
+    if found.checks_passed() && !spec.rubric.is_empty() {
+        let graded = grade(attempt, spec, (&found, &diff), (redactor, reports), cancel).await?;
+        found.grade = Some(graded);
+    }
     Ok(found)
+}
+
+/// The rubric's grade of work whose checks passed; `Err` with the attempt
+/// failed when no grade came (the retry policy decides what next), never a
+/// round passed ungraded, or cancelled meanwhile.
+async fn grade(
+    attempt: &Attempt,
+    spec: &VerifySpec,
+    (found, diff): (&Verification, &str),
+    (redactor, reports): (&Arc<Redactor>, &mpsc::UnboundedSender<FromAttempt>),
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> Result<Grade, Ended> {
+    let log = |line: String| {
+        let _ = reports.send(FromAttempt::Log {
+            attempt: attempt.key.clone(),
+            stream: tidewright_core::LogStream::Stdout,
+            line,
+        });
+    };
+    let (Some(grader), false) = (&attempt.host.grader, attempt.grader_model.is_empty()) else {
+        return Err(Ended::failed(
+            "verify: this worker cannot grade the rubric (it offers no grader, or the control plane named no grader model)",
+            None,
+        ));
+    };
+    log(format!(
+        "grader: {} grades the work against the rubric",
+        attempt.grader_model
+    ));
+    // The prompt and the diff may hold what the step's secrets made;
+    // what goes to the model is masked as the step's log is.
+    let prompt = redactor.redact(attempt.step.asked());
+    let diff = redactor.redact(diff.to_string());
+    let asked = Asked {
+        prompt: &prompt,
+        rubric: &spec.rubric,
+        diff: &diff,
+        checks: &found.checks,
+    };
+    let graded = tokio::select! {
+        graded = grader.grade(&attempt.grader_model, &asked, redactor) => graded,
+        stop = cancel => {
+            let stop = stop.unwrap_or_else(|_| Stop::new("the worker is stopping"));
+            return Err(Ended::cancelled(stop, None));
+        }
+    };
+    match graded {
+        Ok(grade) => {
+            log(format!(
+                "grader: {} in {} ms (${:.4}){}",
+                match grade.verdict {
+                    Verdict::Pass => "pass",
+                    Verdict::NeedsRevision => "needs revision",
+                },
+                grade.millis,
+                grade.cost.usd,
+                match grade.reasons.first() {
+                    Some(first) => format!(": {first}"),
+                    None => String::new(),
+                }
+            ));
+            Ok(grade)
+        }
+        Err(why) => {
+            log(format!("grader: {why}"));
+            Err(Ended::failed(format!("verify: {why}"), None))
+        }
+    }
 }
 
 /// One check, in its own checkout, removed afterwards (unless the worker
@@ -218,6 +298,7 @@ async fn run_in_sandbox(
         repo: None,
         dependency_heads: Vec::new(),
         task_egress: attempt.task_egress.clone(),
+        grader_model: String::new(),
         host: attempt.host.clone(),
     };
     let mut command = Command::new(program);
@@ -240,7 +321,7 @@ async fn run_in_sandbox(
             output.push_str(&line);
             output.push('\n');
             if output.len() > 2 * HELD_BYTES {
-                output = tail_bytes(&output, HELD_BYTES);
+                output = tidewright_core::last_bytes(&output, HELD_BYTES).to_string();
             }
             let _ = reports.send(FromAttempt::Log {
                 attempt,
@@ -275,13 +356,4 @@ async fn run_in_sandbox(
         relay(report);
     }
     (end, output)
-}
-
-/// The last `bytes` of `text`, cut at a character.
-fn tail_bytes(text: &str, bytes: usize) -> String {
-    let mut from = text.len().saturating_sub(bytes);
-    while !text.is_char_boundary(from) {
-        from += 1;
-    }
-    text[from..].to_string()
 }

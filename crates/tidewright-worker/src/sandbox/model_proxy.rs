@@ -105,6 +105,17 @@ impl ModelProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Sends `request` on as an agent's would be, for the worker's own
+    /// calls (the grader's): under a key admitted for this call alone, so
+    /// the same credential goes upstream the same way.
+    pub async fn send(&self, mut request: Request) -> Response {
+        let admission = self.admit();
+        if let Ok(key) = HeaderValue::from_str(admission.key()) {
+            request.headers_mut().insert("x-api-key", key);
+        }
+        forward(State(self.shared.clone()), request).await
+    }
+
     /// A key for one attempt.
     pub fn admit(&self) -> Admission {
         let key = format!("sk-ant-tidewright-{}", random_hex());

@@ -176,6 +176,12 @@ pub struct ControlPlaneArgs {
     #[command(flatten)]
     pub planner: PlannerArgs,
 
+    /// The model that grades verified steps' rubrics, apart from their
+    /// agents (`claude-sonnet-4-5`): workers offering `grader` call it with
+    /// their Anthropic API key. Without it, a step with a rubric is refused.
+    #[arg(long, env = "TIDEWRIGHT_GRADER_MODEL")]
+    pub grader_model: Option<String>,
+
     #[command(flatten)]
     pub replica: ReplicaArgs,
 

@@ -143,6 +143,13 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
                 if !found.protected.is_empty() {
                     body["step"]["protectedPaths"] = json!(found.protected);
                 }
+                if let Some(grade) = &found.grade {
+                    body["step"]["grade"] = json!({
+                        "verdict": grade.verdict.as_str(),
+                        "reasons": grade.reasons,
+                        "model": grade.model,
+                    });
+                }
             }
         }
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => {}
@@ -337,6 +344,11 @@ mod tests {
                 ..tidewright_core::CheckResult::default()
             }],
             protected: vec!["tests/a.py".into()],
+            grade: Some(tidewright_core::verify::Grade {
+                reasons: vec!["The README lacks --json.".into()],
+                model: "claude-sonnet-4-5".into(),
+                ..tidewright_core::verify::Grade::default()
+            }),
             ..tidewright_core::Verification::default()
         });
         task.steps = vec![tidewright_store::StepRecord {
@@ -370,6 +382,11 @@ mod tests {
         assert_eq!(body["step"]["checks"][0]["exitCode"], 1);
         assert_eq!(body["step"]["checks"][0]["tail"], "FAIL: test_add");
         assert_eq!(body["step"]["protectedPaths"][0], "tests/a.py");
+        assert_eq!(body["step"]["grade"]["verdict"], "needs_revision");
+        assert_eq!(
+            body["step"]["grade"]["reasons"][0],
+            "The README lacks --json."
+        );
     }
 
     #[test]
