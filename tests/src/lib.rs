@@ -1011,6 +1011,32 @@ pub fn quick_retries(attempts: u32) -> Option<v1::RetryPolicy> {
 }
 
 /// A shell step.
+/// Asserts that `answer` is `INVALID_ARGUMENT` naming `field` first.
+pub fn refused_naming<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, field: &str) {
+    let status = answer.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with(&format!("{field}: ")),
+        "{field}: {}",
+        status.message()
+    );
+}
+
+/// The check the tests' Python projects run: `python3 -m unittest -v`,
+/// named `tests`, within two minutes.
+pub fn unittest_check() -> v1::CheckSpec {
+    v1::CheckSpec {
+        name: "tests".into(),
+        run: vec![
+            "python3".into(),
+            "-m".into(),
+            "unittest".into(),
+            "-v".into(),
+        ],
+        timeout: "2m".into(),
+    }
+}
+
 pub fn shell_step(id: &str, deps: &[&str], script: &str) -> v1::StepSpec {
     v1::StepSpec {
         id: id.into(),

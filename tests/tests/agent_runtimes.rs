@@ -643,16 +643,7 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
     let client = server.tasks().await.expect("client");
     let mut fix = (cli.step)("fix", &prompt);
     fix.verify = Some(v1::VerifySpec {
-        checks: vec![v1::CheckSpec {
-            name: "tests".into(),
-            run: vec![
-                "python3".into(),
-                "-m".into(),
-                "unittest".into(),
-                "-v".into(),
-            ],
-            timeout: "2m".into(),
-        }],
+        checks: vec![unittest_check()],
         rounds: 2,
         protect: vec!["test_*.py".into()],
         rubric: String::new(),

@@ -17,7 +17,6 @@ use tidewright_core::verify::grade::OPENING;
 use tidewright_tests::git_server::{GitServer, account_secrets};
 use tidewright_tests::provider::{self, Api, Mock, Reply};
 use tidewright_tests::*;
-use tonic::Code;
 
 const CALC_BUG: &str = "add = lambda a, b: a - b\n";
 const CALC_RIGHT: &str = "add = lambda a, b: a + b\n";
@@ -118,16 +117,7 @@ fn on_calc(git: &GitServer, steps: Vec<v1::StepSpec>) -> v1::SubmitTaskRequest {
 
 fn unittest(rounds: u32, protect: &[&str]) -> v1::VerifySpec {
     v1::VerifySpec {
-        checks: vec![v1::CheckSpec {
-            name: "tests".into(),
-            run: vec![
-                "python3".into(),
-                "-m".into(),
-                "unittest".into(),
-                "-v".into(),
-            ],
-            timeout: "2m".into(),
-        }],
+        checks: vec![unittest_check()],
         rounds,
         protect: protect.iter().map(|s| s.to_string()).collect(),
         rubric: String::new(),
@@ -580,14 +570,4 @@ async fn each_bad_verify_is_refused_at_submit_naming_its_field() {
         .expect("list")
         .into_inner();
     assert!(listed.tasks.is_empty(), "nothing was stored: {listed:?}");
-}
-
-fn refused_naming<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, field: &str) {
-    let status = answer.expect_err("refused");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().starts_with(&format!("{field}: ")),
-        "{field}: {}",
-        status.message()
-    );
 }

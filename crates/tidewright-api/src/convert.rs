@@ -100,6 +100,11 @@ impl From<v1::RepoSpec> for core::RepoSpec {
             exclusive: Some(r.exclusive)
                 .filter(|e| !e.is_empty())
                 .map(|e| core::repo::Exclusive::parse(&e)),
+            land: r.land.map(|l| core::repo::LandSpec {
+                method: core::repo::LandMethod::parse(&l.method),
+                base: l.base,
+                checks: l.checks.into_iter().map(Into::into).collect(),
+            }),
         }
     }
 }
@@ -129,6 +134,11 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                 .as_ref()
                 .map(|e| e.as_str().to_string())
                 .unwrap_or_default(),
+            land: r.land.as_ref().map(|l| v1::LandSpec {
+                method: l.method.as_str().to_string(),
+                base: l.base.clone(),
+                checks: l.checks.iter().cloned().map(Into::into).collect(),
+            }),
         }
     }
 }
@@ -716,6 +726,15 @@ mod tests {
                     api_url: "https://git.example.com/api/v4".into(),
                 }),
                 exclusive: Some(core::repo::Exclusive::Touches),
+                land: Some(core::repo::LandSpec {
+                    method: core::repo::LandMethod::Queue,
+                    base: "release".into(),
+                    checks: vec![core::CheckSpec {
+                        name: "tests".into(),
+                        run: vec!["make".into(), "test".into()],
+                        timeout: "10m".into(),
+                    }],
+                }),
             }),
             ..core::TaskSpec::default()
         };

@@ -59,6 +59,61 @@ pub struct RepoSpec {
     /// may overlap its own (as steps of one task always do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<Exclusive>,
+    /// Land the task's work on its base branch through the queue of that
+    /// base: in turn with the other tasks landing there, its work merged
+    /// onto the base's tip and checked, and the base moved forward only
+    /// when the checks pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub land: Option<LandSpec>,
+}
+
+/// How a task's work lands on its base branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LandSpec {
+    /// `queue`: in turn with the other tasks landing on the same base.
+    #[serde(default)]
+    pub method: LandMethod,
+    /// The branch it lands on: the task's `ref` when empty (which must then
+    /// be a branch).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base: String,
+    /// What runs on the task's work merged onto the base's tip; the task's
+    /// verified steps' checks when empty (one or the other is needed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::verify::CheckSpec>,
+}
+
+/// How a task lands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum LandMethod {
+    /// Through the queue of its base: a fast-forward push of its checked
+    /// merge with the tip.
+    #[default]
+    Queue,
+    /// A value that came over the wire and is not one; validation refuses
+    /// it by name. Never read from YAML (serde refuses it there).
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl LandMethod {
+    pub fn as_str(&self) -> &str {
+        match self {
+            LandMethod::Queue => "queue",
+            LandMethod::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> LandMethod {
+        match name {
+            "" | "queue" => LandMethod::Queue,
+            other => LandMethod::Unknown(other.to_string()),
+        }
+    }
 }
 
 /// What a task keeps to itself on its repository.
@@ -91,6 +146,32 @@ impl Exclusive {
 }
 
 impl RepoSpec {
+    /// The branch the task lands on: `land.base`, else its `ref` as a
+    /// branch; `None` when it does not land (or names neither).
+    pub fn land_base(&self) -> Option<String> {
+        let land = self.land.as_ref()?;
+        let base = match land.base.as_str() {
+            "" => self
+                .git_ref
+                .strip_prefix("refs/heads/")
+                .unwrap_or(&self.git_ref),
+            base => base.strip_prefix("refs/heads/").unwrap_or(base),
+        };
+        (!base.is_empty()).then(|| base.to_string())
+    }
+
+    /// Where tasks landing on the same base meet: its repository and
+    /// branch, in the queue of which they land in turn.
+    pub fn land_key(&self) -> Option<(String, String)> {
+        Some((
+            self.url
+                .trim_end_matches('/')
+                .trim_end_matches(".git")
+                .to_string(),
+            self.land_base()?,
+        ))
+    }
+
     /// Where tasks that keep their `touches` to themselves meet: the same
     /// repository and ref. `None` unless this one does.
     pub fn exclusive_key(&self) -> Option<(String, String)> {

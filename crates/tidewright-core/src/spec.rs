@@ -718,6 +718,23 @@ pub fn with_delivery(spec: &mut TaskSpec) {
     {
         return;
     }
+    // A landing without checks of its own runs its verified steps' checks
+    // on the merge (each name once: the first step's check of a name).
+    let verified: Vec<crate::verify::CheckSpec> = spec
+        .steps
+        .iter()
+        .filter_map(|s| s.verify.as_ref())
+        .flat_map(|v| v.checks.iter().cloned())
+        .collect();
+    if let Some(land) = spec.repo.as_mut().and_then(|r| r.land.as_mut())
+        && land.checks.is_empty()
+    {
+        for check in verified {
+            if !land.checks.iter().any(|c| c.name == check.name) {
+                land.checks.push(check);
+            }
+        }
+    }
     let depended_on: std::collections::HashSet<&str> = spec
         .steps
         .iter()

@@ -160,6 +160,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         validate_delivery(i, step, spec.repo.is_some())?;
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
     }
+    repository::validate_land(spec, limits)?;
     check_acyclic(spec, &index)
 }
 
@@ -483,7 +484,7 @@ fn validate_step(
         Some(Runtime::Shell(shell)) => {
             validate_argv(
                 format!("steps[{i}].shell.command"),
-                (id, &shell.command),
+                (&format!("step {id:?}"), &shell.command),
                 || format!("step {id:?} needs a program to run"),
                 limits,
             )?;
@@ -565,7 +566,7 @@ fn validate_step(
 /// lacks a program. Each refusal names `field`.
 fn validate_argv(
     field: String,
-    (id, argv): (&str, &[String]),
+    (whose, argv): (&str, &[String]),
     missing: impl FnOnce() -> String,
     limits: &Limits,
 ) -> Result<(), Error> {
@@ -575,7 +576,7 @@ fn validate_argv(
     if argv.iter().any(|arg| arg.contains('\0')) {
         return Err(invalid(
             field,
-            format!("step {id:?}: an argument holds a NUL byte"),
+            format!("{whose}: an argument holds a NUL byte"),
         ));
     }
     let bytes: usize = argv.iter().map(String::len).sum();
@@ -583,7 +584,7 @@ fn validate_argv(
         return Err(invalid(
             field,
             format!(
-                "step {id:?}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
+                "{whose}: the command is {bytes} bytes; the limit (max-command-bytes) is {}",
                 limits.max_command_bytes
             ),
         ));

@@ -507,7 +507,9 @@ fn bad_capability_is_rejected() {
 mod repo {
     use crate::Error;
     use crate::repo::{Forge, PullRequestSpec, RepoSpec};
-    use crate::validate::validate_repo;
+    use crate::spec::with_delivery;
+    use crate::validate::{Limits, validate, validate_repo};
+    use crate::{StepSpec, TaskSpec};
 
     fn refused(repo: RepoSpec) -> (String, String) {
         match validate_repo(&repo, "repo") {
@@ -592,10 +594,170 @@ mod repo {
                     ..PullRequestSpec::default()
                 }),
                 exclusive: Some(crate::repo::Exclusive::Touches),
+                land: None,
             },
             "repo",
         )
         .expect("valid");
+    }
+
+    #[test]
+    fn a_landing_needs_a_method_a_base_and_checks_and_no_pull_request() {
+        use crate::repo::{LandMethod, LandSpec};
+        use crate::verify::{CheckSpec, VerifySpec};
+        let check = || CheckSpec {
+            name: "tests".into(),
+            run: vec!["make".into(), "test".into()],
+            timeout: String::new(),
+        };
+        let task = |land: LandSpec, git_ref: &str, verified: bool| {
+            let mut step = StepSpec::shell("work", &["make"]);
+            if verified {
+                step.claude_code = Some(crate::ClaudeCodeSpec {
+                    prompt: "fix".into(),
+                    ..crate::ClaudeCodeSpec::default()
+                });
+                step.shell = None;
+                step.verify = Some(VerifySpec {
+                    checks: vec![check()],
+                    ..VerifySpec::default()
+                });
+            }
+            TaskSpec {
+                name: "t".into(),
+                steps: vec![step],
+                repo: Some(RepoSpec {
+                    url: "https://github.com/org/r.git".into(),
+                    git_ref: git_ref.into(),
+                    land: Some(land),
+                    ..RepoSpec::default()
+                }),
+                ..TaskSpec::default()
+            }
+        };
+        let with_checks = LandSpec {
+            checks: vec![check()],
+            ..LandSpec::default()
+        };
+        validate(
+            &task(with_checks.clone(), "main", false),
+            &Limits::default(),
+        )
+        .expect("valid");
+        // Its verified steps' checks will do.
+        validate(&task(LandSpec::default(), "main", true), &Limits::default()).expect("valid");
+        let mut pr = task(with_checks.clone(), "main", false);
+        if let Some(repo) = pr.repo.as_mut() {
+            repo.pull_request = Some(PullRequestSpec {
+                title: "t".into(),
+                ..PullRequestSpec::default()
+            });
+        }
+        let cases: Vec<(TaskSpec, &str, &str)> = vec![
+            (
+                task(LandSpec::default(), "main", false),
+                "repo.land.checks",
+                "give checks, or verify a step",
+            ),
+            (
+                task(with_checks.clone(), "", false),
+                "repo.land.base",
+                "name the branch",
+            ),
+            (
+                task(
+                    LandSpec {
+                        base: "bad..branch".into(),
+                        ..with_checks.clone()
+                    },
+                    "main",
+                    false,
+                ),
+                "repo.land.base",
+                "not a branch",
+            ),
+            (
+                task(
+                    LandSpec {
+                        method: LandMethod::Unknown("merge".into()),
+                        ..with_checks.clone()
+                    },
+                    "main",
+                    false,
+                ),
+                "repo.land.method",
+                "queue",
+            ),
+            (
+                task(
+                    LandSpec {
+                        checks: vec![CheckSpec {
+                            run: Vec::new(),
+                            ..check()
+                        }],
+                        ..LandSpec::default()
+                    },
+                    "main",
+                    false,
+                ),
+                "repo.land.checks[0].run",
+                "the landing: check \"tests\" needs a program to run",
+            ),
+            (pr, "repo.land", "not both"),
+        ];
+        for (spec, field, says) in cases {
+            let (got, message) = super::rejected(&spec);
+            assert_eq!(got, field, "{message}");
+            assert!(message.contains(says), "{field}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_landing_without_checks_of_its_own_runs_its_verified_steps_checks() {
+        use crate::verify::{CheckSpec, VerifySpec};
+        let verified = |id: &str, names: &[&str]| {
+            let mut step = StepSpec::noop(id);
+            step.verify = Some(VerifySpec {
+                checks: names
+                    .iter()
+                    .map(|n| CheckSpec {
+                        name: n.to_string(),
+                        run: vec![format!("check-{id}")],
+                        timeout: String::new(),
+                    })
+                    .collect(),
+                ..VerifySpec::default()
+            });
+            step
+        };
+        let mut spec = TaskSpec {
+            name: "t".into(),
+            steps: vec![
+                verified("a", &["tests", "lint"]),
+                verified("b", &["tests", "types"]),
+            ],
+            repo: Some(RepoSpec {
+                url: "https://github.com/org/r.git".into(),
+                land: Some(crate::repo::LandSpec::default()),
+                ..RepoSpec::default()
+            }),
+            ..TaskSpec::default()
+        };
+        with_delivery(&mut spec);
+        let land = spec.repo.and_then(|r| r.land).expect("land");
+        let said: Vec<(String, String)> = land
+            .checks
+            .iter()
+            .map(|c| (c.name.clone(), c.run[0].clone()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("tests".to_string(), "check-a".to_string()),
+                ("lint".to_string(), "check-a".to_string()),
+                ("types".to_string(), "check-b".to_string())
+            ]
+        );
     }
 
     #[test]

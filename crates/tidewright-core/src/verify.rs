@@ -55,7 +55,7 @@ impl VerifySpec {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckSpec {
@@ -205,7 +205,14 @@ impl Verification {
     /// The round as one line: `verify round 2: tests failed (exit 101): 3
     /// of 120 failed: test x ... FAILED; lint passed`.
     pub fn summary(&self) -> String {
-        let mut said = format!("verify round {}: ", self.round);
+        format!("verify round {}: {}", self.round, self.findings())
+    }
+
+    /// What the round found, as one line: what failed (each check, the
+    /// protected paths, the grader's reasons), or that all passed; and
+    /// what was flagged.
+    pub fn findings(&self) -> String {
+        let mut said = String::new();
         if self.passed() {
             said.push_str(&match self.checks.len() {
                 0 => "no checks to run".to_string(),

@@ -27,6 +27,7 @@ impl Engine {
         // What steps of other tasks on its repository claim, when it keeps
         // its touches to itself against them: a step it queues may wait.
         let exclusive = self.tasks.get(task_id).and_then(|a| a.exclusive.clone());
+        let landing = self.tasks.get(task_id).and_then(|a| a.landing.clone());
         let beside = self
             .tasks
             .get(task_id)
@@ -67,7 +68,10 @@ impl Engine {
         // steps that waited for this task's.
         self.release_held(task_id, now);
         if let Some(key) = &exclusive {
-            self.release_beside(task_id, key, now);
+            self.release_beside(task_id, (key, false), now);
+        }
+        if let Some(key) = &landing {
+            self.release_beside(task_id, (key, true), now);
         }
         let ended = self
             .tasks

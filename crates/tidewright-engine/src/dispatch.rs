@@ -350,6 +350,27 @@ fn beside_holder(mine: &[String], beside: &[Claim]) -> Option<(Holder, String, S
     })
 }
 
+/// The deliver step landing on the same base now, when step `index` is
+/// its task's deliver step and the task lands through the base's queue:
+/// one lands at a time, so each lands on the tip the last one left.
+fn landing_holder(
+    active: &Active,
+    index: usize,
+    beside: &[Claim],
+) -> Option<(Holder, String, String)> {
+    let (_, base) = active.landing.as_ref()?;
+    active.spec.steps[index].deliver.as_ref()?;
+    let claim = beside.iter().find(|c| c.lands)?;
+    Some((
+        Holder::Beside(claim.task.clone(), claim.index),
+        format!("{}/{}", claim.task, claim.step),
+        format!(
+            "waits to land on {base}: task {} is landing there",
+            claim.task
+        ),
+    ))
+}
+
 /// Puts step `index` in the ready queue, unless a sibling that is queued
 /// or running may touch the same paths, or a step of another task among
 /// `beside` (tasks keeping their touches to themselves on the same
@@ -365,7 +386,8 @@ pub(super) fn ready_step(
     let holder = active
         .touch_holder(index)
         .map(|(j, why)| (Holder::Sibling(j), active.spec.steps[j].id.clone(), why))
-        .or_else(|| beside_holder(&active.spec.steps[index].touches, beside));
+        .or_else(|| beside_holder(&active.spec.steps[index].touches, beside))
+        .or_else(|| landing_holder(active, index, beside));
     if let Some((holder, waits_for, why)) = holder {
         let live = &mut active.steps[index];
         let newly = live.held_by.as_ref() != Some(&holder);
@@ -420,17 +442,28 @@ pub(super) fn released(active: &Active, beside_busy: impl Fn(&str, usize) -> boo
 impl Engine {
     /// What the queued and running steps of other tasks on the same
     /// repository and ref claim, when task `id` (`active`) names touches
-    /// and keeps them to itself against those tasks; nothing otherwise, at
-    /// no cost.
+    /// and keeps them to itself against those tasks; and the deliver step
+    /// landing on its base now, when it lands through a queue. Nothing
+    /// otherwise, at no cost.
     pub(super) fn claims_beside(&self, id: &str, active: &Active) -> Vec<Claim> {
-        let Some(key) = active.exclusive.as_ref().filter(|_| active.claims_paths) else {
-            return Vec::new();
-        };
-        self.tasks
-            .iter()
-            .filter(|(other, a)| other.as_ref() != id && a.exclusive.as_ref() == Some(key))
-            .flat_map(|(other, a)| a.claims(other).collect::<Vec<_>>())
-            .collect()
+        let mut claims = Vec::new();
+        if let Some(key) = active.exclusive.as_ref().filter(|_| active.claims_paths) {
+            claims.extend(
+                self.tasks
+                    .iter()
+                    .filter(|(other, a)| other.as_ref() != id && a.exclusive.as_ref() == Some(key))
+                    .flat_map(|(other, a)| a.claims(other).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(key) = &active.landing {
+            claims.extend(
+                self.tasks
+                    .iter()
+                    .filter(|(other, a)| other.as_ref() != id && a.landing.as_ref() == Some(key))
+                    .filter_map(|(other, a)| a.landing_claim(other)),
+            );
+        }
+        claims
     }
 
     /// Whether step `index` of task `id` is queued or running.
@@ -444,7 +477,9 @@ impl Engine {
         let Some(active) = self.tasks.get(id) else {
             return;
         };
-        if !active.claims_paths || active.run.state() == TaskState::Paused {
+        if !(active.claims_paths || active.landing.is_some())
+            || active.run.state() == TaskState::Paused
+        {
             return;
         }
         let released = released(active, |task, j| self.busy(task, j));
@@ -469,21 +504,34 @@ impl Engine {
     }
 
     /// Other tasks on repository and ref `key` whose steps wait for
-    /// another task's: after task `id` changed, they try again.
-    pub(super) fn release_beside(&mut self, id: &str, key: &(String, String), now: Micros) {
-        let waiting: Vec<Arc<str>> = self
+    /// another task's (`landing`: tasks landing on base `key`): after task
+    /// `id` changed, they try again, the oldest task first, so the queue
+    /// of a base lands tasks in the order they were made.
+    pub(super) fn release_beside(
+        &mut self,
+        id: &str,
+        (key, landing): (&(String, String), bool),
+        now: Micros,
+    ) {
+        let mut waiting: Vec<(Micros, Arc<str>)> = self
             .tasks
             .iter()
             .filter(|(other, a)| {
+                let same = if landing {
+                    a.landing.as_ref() == Some(key)
+                } else {
+                    a.exclusive.as_ref() == Some(key)
+                };
                 other.as_ref() != id
-                    && a.exclusive.as_ref() == Some(key)
+                    && same
                     && a.steps
                         .iter()
                         .any(|s| matches!(s.held_by, Some(Holder::Beside(..))))
             })
-            .map(|(other, _)| other.clone())
+            .map(|(other, a)| (a.created_at, other.clone()))
             .collect();
-        for other in waiting {
+        waiting.sort();
+        for (_, other) in waiting {
             self.release_held(&other, now);
         }
     }

@@ -88,6 +88,9 @@ pub(crate) struct Claim {
     pub(crate) index: usize,
     pub(crate) step: String,
     pub(crate) touches: Vec<String>,
+    /// Its deliver step, landing on the same base: another task's waits
+    /// its turn (its touches are none).
+    pub(crate) lands: bool,
 }
 
 /// An agent's session as a step's attempts left it.
@@ -126,6 +129,9 @@ pub(crate) struct Active {
     /// Its repository and ref, when it keeps its `touches` to itself
     /// against other tasks that do (`repo.exclusive: touches`).
     pub(crate) exclusive: Option<(String, String)>,
+    /// Its repository and base branch, when it lands through that base's
+    /// queue (`repo.land`): its deliver step takes its turn there.
+    pub(crate) landing: Option<(String, String)>,
 }
 
 impl Active {
@@ -145,7 +151,22 @@ impl Active {
                 index: j,
                 step: self.spec.steps[j].id.clone(),
                 touches: self.spec.steps[j].touches.clone(),
+                lands: false,
             })
+    }
+
+    /// Its deliver step, when the task lands through a queue and the step
+    /// is queued or running: the turn of the base it lands on.
+    pub(crate) fn landing_claim(&self, task: &Arc<str>) -> Option<Claim> {
+        self.landing.as_ref()?;
+        let j = *self.index.get(tidewright_core::repo::DELIVER_STEP)?;
+        self.busy(j).then(|| Claim {
+            task: task.clone(),
+            index: j,
+            step: self.spec.steps[j].id.clone(),
+            touches: Vec::new(),
+            lands: true,
+        })
     }
 
     /// Whether step `index` is queued or running: a step held for it waits.
@@ -235,6 +256,7 @@ pub(crate) fn new_active(
         index,
         claims_paths,
         exclusive: spec.repo.as_ref().and_then(|r| r.exclusive_key()),
+        landing: spec.repo.as_ref().and_then(|r| r.land_key()),
         spec,
         spent: tidewright_core::Cost::default(),
         family_spent: tidewright_core::Cost::default(),

@@ -310,13 +310,20 @@ impl Engine {
             .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".into()));
         // The step's next event says what conflicted.
         active.steps[index].conflict = report.conflict.clone();
+        // A landing's verdict (its work conflicts with the base's tip, or
+        // its checks failed there) is no failure a retry does better on.
+        let landing_verdict = active.landing.is_some()
+            && active.spec.steps[index].deliver.is_some()
+            && verdict.outcome != Outcome::Succeeded
+            && (report.conflict.is_some() || report.verification.is_some());
         let rerun = match (&handed_back, &report.conflict) {
-            (None, Some(conflict)) => rerun_for(active, index, conflict),
+            (None, Some(conflict)) if !landing_verdict => rerun_for(active, index, conflict),
             _ => None,
         };
         let applied = match (&handed_back, &rerun) {
             // Not the step's failure: it waits for the pool, uncounted.
             (Some(why), _) => active.run.hand_back(index, why),
+            (None, None) if landing_verdict => active.run.fail_for_good(index, &report.error),
             // Not its failure either: it waits for the later side to run
             // again on top of the earlier.
             (None, Some(plan)) => match active.run.rerun(plan.later, index, &plan.message) {
@@ -405,7 +412,14 @@ impl Engine {
             error: Some(error),
             exit_code: report.exit_code,
             cost: report.cost,
-            verification: round.map(|r| r.found.clone()),
+            // A verified step's round, numbered here; or a landing's
+            // checks, as its deliver step ran them on the base's tip.
+            verification: round.map(|r| r.found.clone()).or_else(|| {
+                active.spec.steps[index]
+                    .deliver
+                    .as_ref()
+                    .and(report.verification.clone())
+            }),
             ..AttemptWrite::default()
         }));
     }

@@ -382,7 +382,7 @@ impl Mirror {
     /// Runs git `args` against the remote at `url`: bounded in time (what
     /// took too long says what it was `doing`), and a refusal said as the
     /// remote's.
-    async fn remote(
+    pub(crate) async fn remote(
         &self,
         url: &str,
         credentials: Option<&Credentials>,

@@ -332,7 +332,7 @@ pub struct Conflict {
 const MAX_HUNKS_BYTES: usize = 8 * 1024;
 
 /// git's environment for a commit tidewright makes.
-fn as_tidewright() -> [(&'static str, &'static str); 4] {
+pub(crate) fn as_tidewright() -> [(&'static str, &'static str); 4] {
     let (name, email) = TIDEWRIGHT_AUTHOR;
     [
         ("GIT_AUTHOR_NAME", name),

@@ -49,6 +49,58 @@ pub fn validate_repo(repo: &crate::repo::RepoSpec, field: &str) -> Result<(), Er
     Ok(())
 }
 
+/// A task's `repo.land`, when it has one: a method tidewright knows, a base
+/// branch, and checks (its own, or its verified steps') that each take the
+/// rules of a verified step's check.
+pub(super) fn validate_land(
+    spec: &crate::spec::TaskSpec,
+    limits: &super::Limits,
+) -> Result<(), Error> {
+    let Some(repo) = &spec.repo else {
+        return Ok(());
+    };
+    let Some(land) = &repo.land else {
+        return Ok(());
+    };
+    if let crate::repo::LandMethod::Unknown(name) = &land.method {
+        return Err(invalid(
+            "repo.land.method",
+            format!("{name:?} is not a way tidewright lands: queue"),
+        ));
+    }
+    if !land.base.is_empty() && !crate::repo::valid_ref(&land.base) {
+        return Err(invalid(
+            "repo.land.base",
+            format!("{:?} is not a branch git could hold", land.base),
+        ));
+    }
+    if repo.land_base().is_none() {
+        return Err(invalid(
+            "repo.land.base",
+            "name the branch the task lands on (or give the task's repo.ref)",
+        ));
+    }
+    if repo.pull_request.is_some() {
+        return Err(invalid(
+            "repo.land",
+            "a task lands through the queue by pushing to its base, or opens a pull request; not both (merging pull requests through the queue is not built yet)",
+        ));
+    }
+    let verified = spec
+        .steps
+        .iter()
+        .any(|s| s.verify.as_ref().is_some_and(|v| !v.checks.is_empty()));
+    if land.checks.is_empty() && !verified {
+        // The base only gets commits whose checks passed: a landing with
+        // nothing to check would be a push.
+        return Err(invalid(
+            "repo.land.checks",
+            "a landing runs checks on the task's work merged onto the base's tip: give checks, or verify a step",
+        ));
+    }
+    super::verify::validate_checks("repo.land", "the landing", &land.checks, limits)
+}
+
 fn validate_pull_request(
     repo: &crate::repo::RepoSpec,
     pr: &crate::repo::PullRequestSpec,

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, invalid};
 use crate::spec::{Runtime, StepSpec};
-use crate::verify::{MAX_CHECKS, MAX_ROUNDS, VerifySpec, parse_duration};
+use crate::verify::{CheckSpec, MAX_CHECKS, MAX_ROUNDS, VerifySpec, parse_duration};
 
 use super::Limits;
 
@@ -56,12 +56,6 @@ fn validate_spec(field: &str, id: &str, verify: &VerifySpec, limits: &Limits) ->
             format!("step {id:?}: verify needs checks to run, or a rubric to grade"),
         ));
     }
-    if verify.checks.len() > MAX_CHECKS {
-        return Err(invalid(
-            format!("{field}.checks"),
-            format!("step {id:?}: at most {MAX_CHECKS} checks"),
-        ));
-    }
     if let Some(rounds) = verify.rounds
         && !(1..=MAX_ROUNDS).contains(&rounds)
     {
@@ -70,52 +64,7 @@ fn validate_spec(field: &str, id: &str, verify: &VerifySpec, limits: &Limits) ->
             format!("step {id:?}: must be 1 to {MAX_ROUNDS} (the times the agent is sent back)"),
         ));
     }
-    let mut names = std::collections::HashSet::new();
-    for (c, check) in verify.checks.iter().enumerate() {
-        let at = format!("{field}.checks[{c}]");
-        let name_ok = !check.name.is_empty()
-            && check.name.len() <= 63
-            && check
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(invalid(
-                format!("{at}.name"),
-                format!(
-                    "step {id:?}: {:?} must be 1 to 63 lowercase letters, digits, '-' and '_'",
-                    check.name
-                ),
-            ));
-        }
-        if !names.insert(check.name.as_str()) {
-            return Err(invalid(
-                format!("{at}.name"),
-                format!("step {id:?}: check {:?} is named twice", check.name),
-            ));
-        }
-        super::validate_argv(
-            format!("{at}.run"),
-            (id, &check.run),
-            || format!("step {id:?}: check {:?} needs a program to run", check.name),
-            limits,
-        )?;
-        match parse_duration(&check.timeout) {
-            Err(why) => {
-                return Err(invalid(
-                    format!("{at}.timeout"),
-                    format!("step {id:?}: {why}"),
-                ));
-            }
-            Ok(Some(d)) if d.is_zero() || d.as_secs() > 86_400 => {
-                return Err(invalid(
-                    format!("{at}.timeout"),
-                    format!("step {id:?}: must be 1s to 24h"),
-                ));
-            }
-            Ok(_) => {}
-        }
-    }
+    validate_checks(field, &format!("step {id:?}"), &verify.checks, limits)?;
     if verify.protect.len() > crate::touches::MAX_GLOBS {
         return Err(invalid(
             format!("{field}.protect"),
@@ -149,6 +98,67 @@ fn validate_spec(field: &str, id: &str, verify: &VerifySpec, limits: &Limits) ->
                     limits.max_prompt_bytes
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks run on committed work (a verified step's, a landing's): at most
+/// [`MAX_CHECKS`], each named once, each a program to run within its
+/// timeout. `whose` names them in a refusal (`step "fix"`).
+pub(super) fn validate_checks(
+    field: &str,
+    whose: &str,
+    checks: &[CheckSpec],
+    limits: &Limits,
+) -> Result<(), Error> {
+    if checks.len() > MAX_CHECKS {
+        return Err(invalid(
+            format!("{field}.checks"),
+            format!("{whose}: at most {MAX_CHECKS} checks"),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (c, check) in checks.iter().enumerate() {
+        let at = format!("{field}.checks[{c}]");
+        let name_ok = !check.name.is_empty()
+            && check.name.len() <= 63
+            && check
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(
+                format!("{at}.name"),
+                format!(
+                    "{whose}: {:?} must be 1 to 63 lowercase letters, digits, '-' and '_'",
+                    check.name
+                ),
+            ));
+        }
+        if !names.insert(check.name.as_str()) {
+            return Err(invalid(
+                format!("{at}.name"),
+                format!("{whose}: check {:?} is named twice", check.name),
+            ));
+        }
+        super::validate_argv(
+            format!("{at}.run"),
+            (whose, &check.run),
+            || format!("{whose}: check {:?} needs a program to run", check.name),
+            limits,
+        )?;
+        match parse_duration(&check.timeout) {
+            Err(why) => {
+                return Err(invalid(format!("{at}.timeout"), format!("{whose}: {why}")));
+            }
+            Ok(Some(d)) if d.is_zero() || d.as_secs() > 86_400 => {
+                return Err(invalid(
+                    format!("{at}.timeout"),
+                    format!("{whose}: must be 1s to 24h"),
+                ));
+            }
+            Ok(_) => {}
         }
     }
     Ok(())

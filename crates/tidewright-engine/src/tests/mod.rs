@@ -510,6 +510,79 @@ async fn tasks_that_keep_their_touches_to_themselves_wait_for_each_other_on_one_
 }
 
 #[tokio::test]
+async fn tasks_landing_on_one_base_land_one_at_a_time_first_come_first_landed() {
+    let h = Harness::new();
+    let landing = |name: &str, base: &str| {
+        let mut spec = TaskSpec {
+            name: name.into(),
+            steps: vec![noop("work")],
+            repo: Some(tidewright_core::RepoSpec {
+                url: "https://example.com/acme/app.git".into(),
+                git_ref: "main".into(),
+                commit: "0".repeat(40),
+                land: Some(tidewright_core::repo::LandSpec {
+                    base: base.into(),
+                    ..tidewright_core::repo::LandSpec::default()
+                }),
+                ..tidewright_core::RepoSpec::default()
+            }),
+            ..TaskSpec::default()
+        };
+        tidewright_core::spec::with_delivery(&mut spec);
+        spec
+    };
+    for (id, base, at) in [
+        ("t1", "main", 1),
+        ("t2", "main", 2),
+        ("t3", "main", 3),
+        ("other", "release", 4),
+    ] {
+        h.try_submit(id, "default", landing(id, base), at)
+            .await
+            .expect("submitted");
+    }
+    let mut w = h.ready_worker("w", &["shell"], 8).await;
+    for _ in 0..4 {
+        let work = w.assigned().await;
+        assert_eq!(work.step_id, "work");
+    }
+    let deliver = tidewright_core::repo::DELIVER_STEP;
+    // t1 lands first; t3 and t2, ready after it, wait their turn in the
+    // order the tasks were made; a task landing on another base does not.
+    for id in ["t1", "t3", "t2", "other"] {
+        h.report(&w, key(id, "work", 1), AttemptEnd::Succeeded)
+            .await;
+    }
+    let mut first = vec![w.assigned().await, w.assigned().await];
+    first.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    assert_eq!(first, vec![key("other", deliver, 1), key("t1", deliver, 1)]);
+    h.settled().await;
+    assert!(w.idle(), "t2 and t3 wait for t1 to land");
+    let events = h.store.events_after("t3", 0, 100).await.expect("events");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::StepState { step, message, waits_for, .. }
+            if step == deliver && waits_for == &format!("t1/{deliver}") && message == "waits to land on main: task t1 is landing there")),
+        "the wait is said: {events:?}"
+    );
+    h.report(&w, key("t1", deliver, 1), AttemptEnd::Succeeded)
+        .await;
+    assert_eq!(
+        w.assigned().await,
+        key("t2", deliver, 1),
+        "the oldest waiting lands next"
+    );
+    h.settled().await;
+    assert!(w.idle(), "t3 waits for t2");
+    h.report(&w, key("t2", deliver, 1), AttemptEnd::Failed)
+        .await;
+    assert_eq!(
+        w.assigned().await,
+        key("t3", deliver, 1),
+        "a landing that failed ends its turn too"
+    );
+}
+
+#[tokio::test]
 async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier() {
     let h = Harness::new();
     let mut join = noop("join").after(&["left", "right"]);

@@ -3,17 +3,24 @@
 //! heads, so its branch, `tidewright/<task>`, is the task's work, measured from
 //! the task's commit. It runs nothing; it pushes the branch when the
 //! task's `repo` asks for a push or a pull request, and opens the pull
-//! request. Nothing is pushed when the task changed nothing.
+//! request; or, when the task lands through its base's queue, lands it
+//! (`land`). Nothing is pushed when the task changed nothing.
 
 use tidewright_core::RepoSpec;
 use tidewright_git::worktree::Worktree;
 
-use super::attempt::{Attempt, Ended};
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use super::repo;
 use super::workspace::{prepare_workspace, remove_unless_kept};
 use crate::metrics::Fault;
 
-pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
+pub(crate) async fn run_deliver(
+    attempt: &Attempt,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    mut cancel: oneshot::Receiver<Stop>,
+) -> Ended {
     let Some(task_repo) = attempt.repo.clone() else {
         return Ended::fault(
             Fault::Repository,
@@ -36,6 +43,18 @@ pub(crate) async fn run_deliver(attempt: &Attempt) -> Ended {
     repo::record(attempt, &tree, &mut ended).await;
     if ended.is_success() {
         deliver(attempt, &task_repo, &tree, &mut ended).await;
+    }
+    if let Some(land) = &task_repo.land
+        && ended.is_success()
+    {
+        super::land::land(
+            attempt,
+            (&task_repo, land),
+            &tree,
+            &mut ended,
+            (reports, &mut cancel),
+        )
+        .await;
     }
     if !attempt.host.keep_workspace {
         let _ = tree.remove().await;

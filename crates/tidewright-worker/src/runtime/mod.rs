@@ -9,7 +9,8 @@
 //! which resumes sessions (`session`, over the control plane's
 //! `checkpoint`s), reads provider limits and keeps a failed run's session.
 //! One folder per agent CLI, and one row of `agents`' table. A verified
-//! step's checks run in `verify`, and its rubric is graded in `grade`.
+//! step's checks run in `verify`, and its rubric is graded in `grade`. The
+//! deliver step lands a task through its base's queue in `land`.
 
 pub mod agent;
 pub mod agents;
@@ -21,6 +22,7 @@ pub mod deliver;
 pub mod dir_home;
 pub mod gemini;
 pub mod grade;
+pub mod land;
 pub mod prices;
 pub mod process;
 pub mod qwen;
@@ -66,7 +68,7 @@ pub async fn run(
     let ended = match attempt.step.runtime() {
         Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
-        Some(Runtime::Deliver) => deliver::run_deliver(&attempt).await,
+        Some(Runtime::Deliver) => deliver::run_deliver(&attempt, &reports, cancel).await,
         Some(Runtime::ClaudeCode(spec)) => {
             let on = On::new(AgentCli::ClaudeCode, &agents, &attempt, &reports);
             on.run::<ClaudeCode>(spec, cancel).await

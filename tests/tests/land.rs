@@ -1,0 +1,358 @@
+//! Tasks that land through their base's queue, on a real repository
+//! served by the real git server, with real checks (Python's unittest):
+//! they land one at a time, each on the tip the last one left, checked
+//! there; one whose work conflicts with what landed before it fails naming
+//! the paths; one whose work passes alone but fails merged onto the tip
+//! leaves the base as it was; and every commit the base gets passed its
+//! checks. Bad landings are refused at submit.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tidewright_api::v1;
+use tidewright_tests::git_server::{GitServer, account_secrets, git};
+use tidewright_tests::*;
+
+const CALC: &str = "add = lambda a, b: a + b\n";
+const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+
+fn control_plane(dir: &Path) -> Server {
+    let secrets = account_secrets(dir, "repo-secrets", "git-creds").expect("secrets");
+    Server::start_on(
+        &dir.join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .expect("server")
+}
+
+/// A worker whose steps (and checks) share the test's directory `dir`,
+/// the git server's disk among it.
+fn worker(server: &Server, dir: &Path) -> Process {
+    let secrets = account_secrets(dir, "worker-secrets", "git-creds").expect("secrets");
+    start_worker(
+        &server.url,
+        dir,
+        "lander",
+        &["shell"],
+        4,
+        &["--secrets-dir", &secrets],
+        &server.worker_token,
+    )
+    .expect("worker")
+}
+
+/// A task on `app` whose one step runs `script`, landing on main.
+fn landing(git: &GitServer, name: &str, script: &str) -> v1::SubmitTaskRequest {
+    let mut request = task_on_repo(name, vec![shell_step("work", &[], script)], &git.url("app"));
+    if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.land = Some(v1::LandSpec {
+            method: "queue".into(),
+            base: String::new(),
+            checks: vec![unittest_check()],
+        });
+    }
+    request
+}
+
+/// Whether the tests pass at each commit main has pointed at (its
+/// first-parent history, cloned from the server's disk): the base's
+/// invariant.
+fn every_commit_passes(server: &GitServer, dir: &Path) -> Vec<(String, bool)> {
+    let clone = dir.join("check-main");
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            &server.root().join("app.git").display().to_string(),
+            &clone.display().to_string(),
+        ],
+    );
+    let commits = git(&clone, &["rev-list", "--first-parent", "origin/main"]);
+    commits
+        .lines()
+        .map(|commit| {
+            git(&clone, &["checkout", "-q", "-f", commit]);
+            let passed = std::process::Command::new("python3")
+                .args(["-m", "unittest", "-q"])
+                .current_dir(&clone)
+                .output()
+                .expect("python3")
+                .status
+                .success();
+            (commit.to_string(), passed)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_land_in_turn_on_the_tip_and_one_whose_work_conflicts_fails_naming_its_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    let first = git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let server = control_plane(dir.path());
+    let _worker = worker(&server, dir.path());
+    let client = server.tasks().await.expect("client");
+    let twice = "from calc import add\n\ntwice = lambda a: add(a, a)\n";
+    let twice_test = "import unittest\n\nfrom twice import twice\n\n\nclass TestTwice(unittest.TestCase):\n    def test_twice(self):\n        self.assertEqual(twice(4), 8)\n";
+    let requests = [
+        landing(
+            &git,
+            "twice",
+            &format!("printf '{twice}' > twice.py && printf '{twice_test}' > test_twice.py"),
+        ),
+        landing(
+            &git,
+            "swap",
+            "printf 'add = lambda a, b: b + a\\n' > calc.py",
+        ),
+        landing(
+            &git,
+            "paren",
+            "printf 'add = lambda a, b: (a + b)\\n' > calc.py",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for request in requests {
+        ids.push(submit(&client, request).await.expect("submit"));
+    }
+    let mut tasks = Vec::new();
+    for id in &ids {
+        tasks.push(
+            wait_finished(&client, id, Duration::from_secs(120))
+                .await
+                .expect("finished"),
+        );
+    }
+    assert_eq!(
+        tasks[0].state,
+        v1::TaskState::Succeeded as i32,
+        "{:?}",
+        tasks[0]
+    );
+    // swap and paren change the same line: whichever lands second finds
+    // the other's work on the tip, and fails naming the path.
+    let (landed, bounced): (Vec<&v1::Task>, Vec<&v1::Task>) = tasks[1..]
+        .iter()
+        .partition(|t| t.state == v1::TaskState::Succeeded as i32);
+    assert_eq!((landed.len(), bounced.len()), (1, 1), "{tasks:?}");
+    let deliver = step(bounced[0], "deliver");
+    assert!(
+        deliver
+            .error
+            .starts_with("landing on main: the task's work conflicts with main at ")
+            && deliver.error.ends_with(": calc.py"),
+        "{}",
+        deliver.error
+    );
+    // Two landings on main, each on the tip the one before left, and every
+    // commit main has passes its checks.
+    let history = every_commit_passes(&git, dir.path());
+    assert_eq!(
+        history.len(),
+        3,
+        "the first commit and two landings: {history:?}"
+    );
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+    assert_eq!(
+        history.last().map(|(c, _)| c.as_str()),
+        Some(first.as_str())
+    );
+    for task in [&tasks[0], landed[0]] {
+        let output: serde_json::Value =
+            serde_json::from_str(&step(task, "deliver").output_json).expect("output");
+        let landed = output["landed"].as_str().expect("landed");
+        assert!(
+            history.iter().any(|(c, _)| c == landed),
+            "{landed} is on main: {history:?}"
+        );
+        assert_eq!(output["base"], "main");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_that_passes_alone_and_fails_on_the_tip_leaves_the_base_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    let first = git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    // main moves on: add is renamed plus.
+    let renamed = git.commit(
+        "app",
+        &[
+            ("calc.py", "plus = lambda a, b: a + b\n"),
+            ("test_calc.py", &CALC_TEST.replace("add", "plus")),
+        ],
+        "rename add to plus",
+    );
+    let server = control_plane(dir.path());
+    let _worker = worker(&server, dir.path());
+    let client = server.tasks().await.expect("client");
+    // The task starts from before the rename, and uses add: green alone.
+    let mut request = landing(
+        &git,
+        "uses-add",
+        "printf 'import unittest\\n\\nfrom calc import add\\n\\n\\nclass T(unittest.TestCase):\\n    def test_it(self):\\n        self.assertEqual(add(1, 1), 2)\\n' > test_uses.py",
+    );
+    if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.commit = first.clone();
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let task = wait_finished(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    let deliver = step(&task, "deliver");
+    assert!(
+        deliver
+            .error
+            .starts_with("landing on main: the checks failed on the task's work merged onto ")
+            && deliver
+                .error
+                .contains("(main stays as it is): tests failed (exit 1)"),
+        "{}",
+        deliver.error
+    );
+    assert_eq!(
+        deliver.attempts.len(),
+        1,
+        "failing checks are a verdict, not retried: {:?}",
+        deliver.attempts
+    );
+    let round = deliver.attempts[0]
+        .verification
+        .as_ref()
+        .expect("the landing's checks are kept");
+    assert!(
+        !round.checks[0].passed && round.checks[0].tail.contains("ImportError"),
+        "{round:?}"
+    );
+    assert_eq!(git.rev_parse("app", "main"), renamed, "main is as it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_that_moves_while_the_landing_is_checked_is_landed_on_again_from_its_new_tip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    // A person's clone of the repository, beside the server's disk.
+    let work = dir.path().join("git-server").join("work-app");
+    git.commit("app", &[("NOTES.md", "notes\n")], "notes");
+    // The landing's check moves main the first time it runs, as a push from
+    // outside the queue would, then runs the tests.
+    let mark = dir.path().join("moved-once");
+    let check = dir.path().join("check.sh");
+    std::fs::write(
+        &check,
+        format!(
+            "set -e\nif [ ! -e {mark} ]; then\n  touch {mark}\n  cd {work}\n  echo moved >> NOTES.md\n  git -c user.name=p -c user.email=p@example.com commit -qam 'a push from outside'\n  git push -q origin main\n  cd -\nfi\nexec python3 -m unittest -q\n",
+            mark = mark.display(),
+            work = work.display()
+        ),
+    )
+    .expect("check");
+    let server = control_plane(dir.path());
+    let _worker = worker(&server, dir.path());
+    let client = server.tasks().await.expect("client");
+    let mut request = landing(&git, "adds", "printf 'x = 1\\n' > x.py");
+    if let Some(land) = request
+        .spec
+        .as_mut()
+        .and_then(|s| s.repo.as_mut())
+        .and_then(|r| r.land.as_mut())
+    {
+        land.checks = vec![v1::CheckSpec {
+            name: "tests".into(),
+            run: vec!["sh".into(), check.display().to_string()],
+            timeout: "2m".into(),
+        }];
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("landed");
+    assert!(mark.exists(), "the base moved under the first landing");
+    let deliver = step(&task, "deliver");
+    assert_eq!(
+        deliver.attempts.len(),
+        1,
+        "landed again within its attempt: {:?}",
+        deliver.attempts
+    );
+    let logs =
+        String::from_utf8_lossy(&succeed(server.cli().args(["logs", &id])).stdout).to_string();
+    assert!(
+        logs.contains("while its checks ran; landing again"),
+        "{logs}"
+    );
+    let moved = git.rev_parse("app", "main^1");
+    assert_eq!(
+        git.inside("app", &["log", "-1", "--format=%s", &moved]),
+        "a push from outside",
+        "the landing's first parent is the tip it moved to"
+    );
+    let output: serde_json::Value =
+        serde_json::from_str(&step(&task, "deliver").output_json).expect("output");
+    assert_eq!(output["tip"].as_str(), Some(moved.as_str()));
+    assert_eq!(
+        output["landed"].as_str(),
+        Some(git.rev_parse("app", "main").as_str())
+    );
+    let history = every_commit_passes(&git, dir.path());
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_landing_is_refused_at_submit_naming_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = control_plane(dir.path());
+    let mut client = server.tasks().await.expect("client");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("calc.py", CALC)]);
+    let with = |change: &dyn Fn(&mut v1::RepoSpec)| {
+        let mut request = landing(&git, "bad", "true");
+        if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+            change(repo);
+        }
+        request
+    };
+    let cases: Vec<(v1::SubmitTaskRequest, &str)> = vec![
+        (
+            with(&|r| {
+                if let Some(land) = r.land.as_mut() {
+                    land.checks.clear();
+                }
+            }),
+            "spec.repo.land.checks",
+        ),
+        (
+            with(&|r| {
+                if let Some(land) = r.land.as_mut() {
+                    land.method = "merge".into();
+                }
+            }),
+            "spec.repo.land.method",
+        ),
+        (with(&|r| r.r#ref.clear()), "spec.repo.land.base"),
+        (
+            with(&|r| {
+                r.pull_request = Some(v1::PullRequestSpec {
+                    title: "t".into(),
+                    forge: "github".into(),
+                    api_url: "http://127.0.0.1:9".into(),
+                    ..v1::PullRequestSpec::default()
+                })
+            }),
+            "spec.repo.land",
+        ),
+    ];
+    for (request, field) in cases {
+        refused_naming(client.submit_task(request).await, field);
+    }
+    let listed = client
+        .list_tasks(v1::ListTasksRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.tasks.is_empty(), "nothing was stored: {listed:?}");
+}
