@@ -146,6 +146,41 @@ async fn tasks_land_in_turn_on_the_tip_and_one_whose_work_conflicts_fails_naming
         "{}",
         deliver.error
     );
+    assert_eq!(
+        deliver.attempts.len(),
+        1,
+        "a conflict is a verdict, not retried: {:?}",
+        deliver.attempts
+    );
+    // Each landing's verdict is a round of the deliver step's, in the
+    // task's events.
+    let verdicts = |task: &v1::Task| {
+        let id = task.id.clone();
+        let mut client = client.clone();
+        async move {
+            task_events(&mut client, &id, 0, false)
+                .await
+                .expect("events")
+                .into_iter()
+                .filter_map(|e| match e.kind {
+                    Some(v1::event::Kind::Verification(v)) if v.step_id == "deliver" => {
+                        Some((v.passed, v.message))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let said = verdicts(landed[0]).await;
+    assert!(
+        said.len() == 1 && said[0].0 && said[0].1.starts_with("landed on main at "),
+        "{said:?}"
+    );
+    let said = verdicts(bounced[0]).await;
+    assert!(
+        said.len() == 1 && !said[0].0 && said[0].1 == deliver.error,
+        "{said:?}"
+    );
     // Two landings on main, each on the tip the one before left, and every
     // commit main has passes its checks.
     let history = every_commit_passes(&git, dir.path());

@@ -25,6 +25,8 @@
 //! workers; `results` takes what workers report (and retries and cancels);
 //! `approval` holds steps at their human gates; `budget` pauses what
 //! crosses a budget; `limits` pauses a pool's agents at a provider's limit;
+//! `verify` decides verified steps' rounds; `land` says each landing's
+//! verdict (the queue of a base is `dispatch`'s holding);
 //! `recovery` drops silent workers and rebuilds after a restart; `cold`
 //! keeps a deep queue in the store; `retention` removes finished tasks once
 //! kept long enough. `effects` is what a committed round releases,
@@ -73,6 +75,7 @@ mod error;
 mod family;
 mod handle;
 mod kin;
+mod land;
 mod limits;
 mod live;
 mod recovery;

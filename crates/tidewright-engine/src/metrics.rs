@@ -39,6 +39,8 @@ pub struct Metrics {
     verify_rounds: Family<Labels, Counter>,
     verify_failures: Family<Labels, Counter>,
     rounds_per_step: Histogram,
+    landings: Family<Labels, Counter>,
+    time_to_land: Histogram,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -78,6 +80,9 @@ impl Metrics {
             verify_failures: Family::default(),
             // 1 to 21 rounds: one bucket each.
             rounds_per_step: Histogram::new((1..=21).map(f64::from)),
+            landings: Family::default(),
+            // 10 ms to ~3 h.
+            time_to_land: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -176,6 +181,16 @@ impl Metrics {
             metrics.rounds_per_step.clone(),
         );
         registry.register(
+            "landings",
+            "Tasks' landings on their base through its queue, by outcome (landed, conflict, checks_failed)",
+            metrics.landings.clone(),
+        );
+        registry.register(
+            "time_to_land_seconds",
+            "From a task's making to its landing on its base",
+            metrics.time_to_land.clone(),
+        );
+        registry.register(
             "steps_awaiting_approval",
             "Steps waiting for an approver's decision now",
             metrics.awaiting_approval.clone(),
@@ -249,6 +264,17 @@ impl Metrics {
         }
         if let Some(rounds) = ended {
             self.rounds_per_step.observe(f64::from(rounds));
+        }
+    }
+
+    /// A task's landing ended in `outcome`; `took`: the seconds from its
+    /// making, when it landed.
+    pub fn landing(&self, outcome: &str, took: Option<f64>) {
+        self.landings
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+        if let Some(seconds) = took {
+            self.time_to_land.observe(seconds);
         }
     }
 

@@ -148,6 +148,7 @@ impl Engine {
         if let Some(round) = &verdict.round {
             self.keep_round((&task_id, index), &report, round);
         }
+        self.keep_landing((&task_id, index), &report);
         self.settle_cost(&task_id, index, report.cost);
         let Some(moved) = self.move_on((&task_id, index), &report, &verdict, limited) else {
             return;

@@ -526,6 +526,31 @@ pub struct StepRecord {
     pub queued_reason: String,
 }
 
+impl StepRecord {
+    /// A step's row as a task's making writes it: `state`, before any
+    /// attempt.
+    pub fn new(id: &str, state: StepState) -> Self {
+        StepRecord {
+            id: id.to_string(),
+            state,
+            attempt: 0,
+            worker: String::new(),
+            started_at: 0,
+            finished_at: 0,
+            progress: 0.0,
+            progress_message: String::new(),
+            output_json: String::new(),
+            error: String::new(),
+            exit_code: None,
+            attempts: Vec::new(),
+            cost: Cost::default(),
+            approval_deadline: 0,
+            work: None,
+            queued_reason: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskQuery {
     /// Any of these states; all when empty.

@@ -30,6 +30,7 @@ const PROMPTLY: Duration = Duration::from_secs(5);
 struct Harness {
     engine: EngineHandle,
     store: MemoryStore,
+    metrics: Arc<Metrics>,
 }
 
 /// A worker as the engine sees one: its id, and what the engine sends it.
@@ -93,15 +94,20 @@ impl Harness {
         settings: Settings,
         tenants: TenantBudgets,
     ) -> Harness {
+        let metrics = Arc::new(Metrics::new());
         let (engine, _fatal) = start(
             engine_store,
             Arc::new(Hub::default()),
             backlog,
             settings,
-            Arc::new(Metrics::new()),
+            metrics.clone(),
             tenants,
         );
-        Harness { engine, store }
+        Harness {
+            engine,
+            store,
+            metrics,
+        }
     }
 
     fn new() -> Harness {
@@ -509,28 +515,31 @@ async fn tasks_that_keep_their_touches_to_themselves_wait_for_each_other_on_one_
     assert_eq!(w.assigned().await, key("t2", "handlers", 1));
 }
 
+/// A task of one step that lands on `base` of one repository through its
+/// queue, with the deliver step a submit adds.
+fn landing(name: &str, base: &str) -> TaskSpec {
+    let mut spec = TaskSpec {
+        name: name.into(),
+        steps: vec![noop("work")],
+        repo: Some(tidewright_core::RepoSpec {
+            url: "https://example.com/acme/app.git".into(),
+            git_ref: "main".into(),
+            commit: "0".repeat(40),
+            land: Some(tidewright_core::repo::LandSpec {
+                base: base.into(),
+                ..tidewright_core::repo::LandSpec::default()
+            }),
+            ..tidewright_core::RepoSpec::default()
+        }),
+        ..TaskSpec::default()
+    };
+    tidewright_core::spec::with_delivery(&mut spec);
+    spec
+}
+
 #[tokio::test]
 async fn tasks_landing_on_one_base_land_one_at_a_time_first_come_first_landed() {
     let h = Harness::new();
-    let landing = |name: &str, base: &str| {
-        let mut spec = TaskSpec {
-            name: name.into(),
-            steps: vec![noop("work")],
-            repo: Some(tidewright_core::RepoSpec {
-                url: "https://example.com/acme/app.git".into(),
-                git_ref: "main".into(),
-                commit: "0".repeat(40),
-                land: Some(tidewright_core::repo::LandSpec {
-                    base: base.into(),
-                    ..tidewright_core::repo::LandSpec::default()
-                }),
-                ..tidewright_core::RepoSpec::default()
-            }),
-            ..TaskSpec::default()
-        };
-        tidewright_core::spec::with_delivery(&mut spec);
-        spec
-    };
     for (id, base, at) in [
         ("t1", "main", 1),
         ("t2", "main", 2),
@@ -580,6 +589,119 @@ async fn tasks_landing_on_one_base_land_one_at_a_time_first_come_first_landed() 
         key("t3", deliver, 1),
         "a landing that failed ends its turn too"
     );
+}
+
+#[tokio::test]
+async fn a_landings_verdict_is_an_event_and_counted_and_a_conflict_is_not_retried() {
+    let h = Harness::new();
+    let deliver = tidewright_core::repo::DELIVER_STEP;
+    let mut w = h.ready_worker("w", &["shell"], 8).await;
+    let checked = tidewright_core::Verification {
+        round: 1,
+        head_commit: "c".repeat(40),
+        checks: vec![tidewright_core::CheckResult {
+            name: "tests".into(),
+            passed: true,
+            exit_code: Some(0),
+            ..tidewright_core::CheckResult::default()
+        }],
+        ..tidewright_core::Verification::default()
+    };
+    let verdicts = [
+        (
+            "landed",
+            AttemptEnd::Succeeded,
+            None,
+            format!(r#"{{"landed": "{}"}}"#, "c".repeat(40)),
+        ),
+        (
+            "bounced",
+            AttemptEnd::Failed,
+            Some(tidewright_core::repo::MergeConflict {
+                with: "main".into(),
+                after: Vec::new(),
+                paths: vec!["calc.py".into()],
+            }),
+            String::new(),
+        ),
+    ];
+    for (at, (id, outcome, conflict, output_json)) in verdicts.into_iter().enumerate() {
+        h.try_submit(id, "default", landing(id, "main"), at as i64 + 1)
+            .await
+            .expect("submitted");
+        assert_eq!(w.assigned().await, key(id, "work", 1));
+        h.report(&w, key(id, "work", 1), AttemptEnd::Succeeded)
+            .await;
+        assert_eq!(w.assigned().await, key(id, deliver, 1));
+        let error = match outcome {
+            AttemptEnd::Succeeded => String::new(),
+            _ => "landing on main: the task's work conflicts with main at cccc: calc.py".into(),
+        };
+        h.engine
+            .report(
+                w.id,
+                StepResult {
+                    attempt: key(id, deliver, 1),
+                    outcome,
+                    output_json,
+                    error,
+                    exit_code: None,
+                    started_at: None,
+                    cost: None,
+                    stalled: false,
+                    rate_limited: None,
+                    work: None,
+                    verification: conflict.is_none().then(|| checked.clone()),
+                    conflict,
+                },
+            )
+            .await
+            .expect("reported");
+        h.settled().await;
+    }
+    let said = |id: &str| {
+        let h = &h;
+        let id = id.to_string();
+        async move {
+            h.store
+                .events_after(&id, 0, 100)
+                .await
+                .expect("events")
+                .into_iter()
+                .find_map(|e| match e.kind {
+                    EventKind::Verification {
+                        step,
+                        passed,
+                        message,
+                        ..
+                    } if step == deliver => Some((passed, message)),
+                    _ => None,
+                })
+        }
+    };
+    let (passed, message) = said("landed").await.expect("said");
+    assert!(passed);
+    assert_eq!(
+        message,
+        format!("landed on main at {}: its check passed", "c".repeat(12))
+    );
+    let (passed, message) = said("bounced").await.expect("said");
+    assert!(!passed && message.ends_with(": calc.py"), "{message}");
+    let bounced = h.task("bounced").await;
+    assert_eq!(bounced.state, TaskState::Failed);
+    assert_eq!(
+        bounced.steps[1].attempts.len(),
+        1,
+        "a conflict is not retried, whatever deliver's retry policy says"
+    );
+    let metrics = h.metrics.render(&Default::default());
+    for line in [
+        "tidewright_landings_total{outcome=\"landed\"} 1",
+        "tidewright_landings_total{outcome=\"conflict\"} 1",
+        "tidewright_time_to_land_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]

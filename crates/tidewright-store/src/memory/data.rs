@@ -112,24 +112,7 @@ impl Data {
             .steps
             .iter()
             .zip(&task.step_states)
-            .map(|(step, state)| StepRecord {
-                id: step.id.clone(),
-                state: *state,
-                attempt: 0,
-                worker: String::new(),
-                started_at: 0,
-                finished_at: 0,
-                progress: 0.0,
-                progress_message: String::new(),
-                output_json: String::new(),
-                error: String::new(),
-                exit_code: None,
-                attempts: Vec::new(),
-                cost: Cost::default(),
-                approval_deadline: 0,
-                work: None,
-                queued_reason: String::new(),
-            })
+            .map(|(step, state)| StepRecord::new(&step.id, *state))
             .collect();
         for event in task.events {
             self.store_event(event, entries);

@@ -24,6 +24,10 @@ pub(super) enum WebhookEvent {
     StepVerified,
     #[schema(rename = "step.verification_failed")]
     StepVerificationFailed,
+    #[schema(rename = "task.landed")]
+    TaskLanded,
+    #[schema(rename = "task.landing_failed")]
+    TaskLandingFailed,
     #[schema(rename = "approval.requested")]
     ApprovalRequested,
     #[schema(rename = "schedule.fired")]

@@ -2,6 +2,7 @@
 //! carries. Pure: unit-tested here.
 
 use serde_json::{Value, json};
+use tidewright_core::repo::DELIVER_STEP;
 use tidewright_core::{Event, EventKind, StepState, TaskState};
 use tidewright_store::TaskRecord;
 use tidewright_store::schedules::{Schedule, ScheduleRun};
@@ -15,6 +16,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "step.failed",
     "step.verified",
     "step.verification_failed",
+    "task.landed",
+    "task.landing_failed",
     "approval.requested",
     "schedule.fired",
     "schedule.skipped",
@@ -49,6 +52,13 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
             StepState::AwaitingApproval => Some("approval.requested"),
             _ => None,
         },
+        // Only a landing task's deliver step has rounds of its own: its
+        // landing's (validation refuses `verify` there).
+        EventKind::Verification { step, passed, .. } if step == DELIVER_STEP => Some(if *passed {
+            "task.landed"
+        } else {
+            "task.landing_failed"
+        }),
         EventKind::Verification { passed: true, .. } => Some("step.verified"),
         EventKind::Verification { passed: false, .. } => Some("step.verification_failed"),
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => None,
@@ -150,6 +160,22 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
                         "model": grade.model,
                     });
                 }
+            }
+            // A landing: its base, and the commit the base is at now.
+            if step == DELIVER_STEP
+                && let Some(base) = task.spec.repo.as_ref().and_then(|r| r.land_base())
+            {
+                let output: Value = task
+                    .steps
+                    .iter()
+                    .find(|s| &s.id == step)
+                    .and_then(|s| serde_json::from_str(&s.output_json).ok())
+                    .unwrap_or_default();
+                body["landing"] = json!({
+                    "base": base,
+                    "commit": output["landed"],
+                    "tip": output["tip"],
+                });
             }
         }
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => {}
@@ -318,6 +344,14 @@ mod tests {
         assert!(body.get("task").is_none(), "{body}");
     }
 
+    /// A queued step's record, at its first attempt.
+    fn step_record(id: &str) -> tidewright_store::StepRecord {
+        tidewright_store::StepRecord {
+            attempt: 1,
+            ..tidewright_store::StepRecord::new(id, StepState::Queued)
+        }
+    }
+
     #[test]
     fn a_verified_steps_rounds_are_webhook_events_with_their_checks() {
         let round = |passed| EventKind::Verification {
@@ -352,22 +386,8 @@ mod tests {
             ..tidewright_core::Verification::default()
         });
         task.steps = vec![tidewright_store::StepRecord {
-            id: "fix".into(),
-            state: StepState::Queued,
-            attempt: 1,
-            worker: String::new(),
-            started_at: 0,
-            finished_at: 0,
-            progress: 0.0,
-            progress_message: String::new(),
-            output_json: String::new(),
-            error: String::new(),
-            exit_code: None,
             attempts: vec![attempt],
-            cost: tidewright_core::Cost::default(),
-            approval_deadline: 0,
-            work: None,
-            queued_reason: String::new(),
+            ..step_record("fix")
         }];
         let body: Value = serde_json::from_str(&payload(
             "d1",
@@ -387,6 +407,41 @@ mod tests {
             body["step"]["grade"]["reasons"][0],
             "The README lacks --json."
         );
+    }
+
+    #[test]
+    fn a_landings_verdict_is_a_task_landed_or_landing_failed_event_naming_the_base() {
+        let round = |passed| EventKind::Verification {
+            step: DELIVER_STEP.into(),
+            attempt: 1,
+            round: 1,
+            passed,
+            message: "landed on main at c0ffee: its check passed".into(),
+        };
+        assert_eq!(event_type(&event(round(true))), Some("task.landed"));
+        assert_eq!(
+            event_type(&event(round(false))),
+            Some("task.landing_failed")
+        );
+        let mut task = crate::outbound::webhooks::tests::task_record();
+        task.spec.repo = Some(tidewright_core::RepoSpec {
+            url: "https://example.com/acme/app.git".into(),
+            git_ref: "main".into(),
+            land: Some(tidewright_core::repo::LandSpec::default()),
+            ..tidewright_core::RepoSpec::default()
+        });
+        task.steps = vec![tidewright_store::StepRecord {
+            state: StepState::Succeeded,
+            output_json: r#"{"landed": "c0ffee", "tip": "beef"}"#.into(),
+            ..step_record(DELIVER_STEP)
+        }];
+        let body: Value =
+            serde_json::from_str(&payload("d1", "task.landed", &event(round(true)), &task))
+                .expect("json");
+        assert_eq!(body["landing"]["base"], "main");
+        assert_eq!(body["landing"]["commit"], "c0ffee");
+        assert_eq!(body["landing"]["tip"], "beef");
+        assert_eq!(body["step"]["passed"], true);
     }
 
     #[test]
