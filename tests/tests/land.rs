@@ -181,6 +181,23 @@ async fn tasks_land_in_turn_on_the_tip_and_one_whose_work_conflicts_fails_naming
         said.len() == 1 && !said[0].0 && said[0].1 == deliver.error,
         "{said:?}"
     );
+    // `get task` says where each lands and how it stands.
+    let shown = |id: &str| {
+        String::from_utf8_lossy(&succeed(server.cli().args(["get", "task", id])).stdout).to_string()
+    };
+    let landed_shown = shown(&landed[0].id);
+    assert!(
+        landed_shown.contains("Lands:     on main through its queue, checked by tests; landed at "),
+        "{landed_shown}"
+    );
+    let bounced_shown = shown(&bounced[0].id);
+    assert!(
+        bounced_shown.contains(&format!(
+            "Lands:     on main through its queue, checked by tests; not landed: {}",
+            deliver.error
+        )),
+        "{bounced_shown}"
+    );
     // Two landings on main, each on the tip the one before left, and every
     // commit main has passes its checks.
     let history = every_commit_passes(&git, dir.path());

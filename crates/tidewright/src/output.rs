@@ -5,10 +5,11 @@ use serde::Serialize;
 use tidewright_api::convert::{micros, now_micros};
 use tidewright_api::v1;
 use tidewright_api::view::{
-    AgentView, AuditView, ServerView, TaskView, agent_view, attempt_state_name, audit_view,
-    rfc3339, server_view, task_view,
+    AgentView, AuditView, LandView, RepoView, ServerView, TaskView, agent_view, attempt_state_name,
+    audit_view, rfc3339, server_view, task_view,
 };
 pub use tidewright_api::view::{format_utc, step_state_name, task_state_name};
+use tidewright_core::repo::DELIVER_STEP;
 
 use crate::args::Format;
 
@@ -171,6 +172,9 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
                 println!("Pull req.: {}", work.pull_request_url);
             }
         }
+        if let Some(land) = &repo.land {
+            println!("Lands:     {}", landing(land, repo, task));
+        }
     }
     for step in view.steps.iter().filter(|s| s.state == "awaiting_approval") {
         let Some(approval) = &step.approval else {
@@ -294,6 +298,37 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
     }
     rounds(task);
     Ok(())
+}
+
+/// A landing task's line: where it lands, on what checks, and how it
+/// stands: landed (where), failed (why), or waiting for its turn.
+fn landing(land: &LandView, repo: &RepoView, task: &v1::Task) -> String {
+    let base = match (land.base.as_str(), repo.git_ref.as_str()) {
+        ("", git_ref) => git_ref,
+        (base, _) => base,
+    };
+    let mut said = format!(
+        "on {base} through its queue, checked by {}",
+        land.checks.join(", ")
+    );
+    let Some(deliver) = task.steps.iter().find(|s| s.id == DELIVER_STEP) else {
+        return said;
+    };
+    let output: serde_json::Value = serde_json::from_str(&deliver.output_json).unwrap_or_default();
+    match (deliver.state, output["landed"].as_str()) {
+        (state, Some(landed)) if state == v1::StepState::Succeeded as i32 => {
+            said.push_str(&format!(
+                "; landed at {} (checked on the tip {})",
+                short(landed),
+                short(output["tip"].as_str().unwrap_or_default())
+            ))
+        }
+        (state, _) if state == v1::StepState::Failed as i32 => {
+            said.push_str(&format!("; not landed: {}", deliver.error))
+        }
+        _ => {}
+    }
+    said
 }
 
 /// Each verified step's rounds, and the end of what failed in its last.
