@@ -288,6 +288,14 @@ pub(crate) fn remote_refusal(url: &str, stderr: &str, had_credentials: bool) -> 
     {
         return Error::Unavailable(format!("repo.url: {url} is unreachable: {said}"));
     }
+    // A push refused because the branch moved since it was fetched: git's
+    // last line is a hint about fast-forwards, not what happened (with
+    // --porcelain, the `[rejected]` line is on stdout; stderr has hints).
+    if lower.contains("updates were rejected") || lower.contains("note about fast-forwards") {
+        return Error::Local(format!(
+            "{url} refused the push: it is no fast-forward of the branch, which moved since it was fetched"
+        ));
+    }
     refused(Part::Url, format!("{url} cannot be read: {said}"))
 }
 

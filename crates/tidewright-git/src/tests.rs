@@ -85,6 +85,16 @@ fn gits_complaints_name_the_part_at_fault() {
         remote_refusal("u", curl, false),
         Error::Unavailable(_)
     ));
+    // A push of what is no fast-forward: the branch moved, and git's last
+    // line is only a hint (git 2.47's stderr of `push --porcelain`).
+    let moved = "error: failed to push some refs to '/tmp/r.git'\nhint: Updates were rejected because the remote contains work that you do not\nhint: have locally. This is usually caused by another repository pushing to\nhint: the same ref. If you want to integrate the remote changes, use\nhint: 'git pull' before pushing again.\nhint: See the 'Note about fast-forwards' in 'git push --help' for details.";
+    match remote_refusal("u", moved, true) {
+        Error::Local(said) => assert_eq!(
+            said,
+            "u refused the push: it is no fast-forward of the branch, which moved since it was fetched"
+        ),
+        other => panic!("not a moved branch: {other:?}"),
+    }
     // A full disk mid-fetch: git's last line blames the unpack, not the
     // disk, and not the remote.
     let full = "error: unable to write file .git/objects/ab/cdef: No space left on device\nfatal: unpack-objects failed";
