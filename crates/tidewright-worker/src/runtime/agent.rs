@@ -11,7 +11,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidewright_core::{Cost, LogStream};
+use tidewright_core::Cost;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
@@ -347,13 +347,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     if !attempt.host.keep_workspace {
         sweep_retained(&attempt.host.work_dir, RETAIN_FOR).await;
     }
-    let log = |line: String| {
-        let _ = reports.send(FromAttempt::Log {
-            attempt: attempt.key.clone(),
-            stream: LogStream::Stdout,
-            line,
-        });
-    };
+    let log = |line: String| attempt.log(reports, line);
     let transcripts = Transcripts::new(runtime.home(), R::TRANSCRIPTS);
     let resumed = match &attempt.resume {
         Some(resume) => {

@@ -209,6 +209,20 @@ impl Attempt {
         ))
     }
 
+    /// Sends a line of the worker's own about this attempt (a check
+    /// started, the grader's verdict, a landing) to its step's log.
+    pub(crate) fn log(
+        &self,
+        reports: &tokio::sync::mpsc::UnboundedSender<FromAttempt>,
+        line: String,
+    ) {
+        let _ = reports.send(FromAttempt::Log {
+            attempt: self.key.clone(),
+            stream: LogStream::Stdout,
+            line,
+        });
+    }
+
     /// Whether the step may run again after this attempt fails.
     pub(crate) fn has_attempts_left(&self) -> bool {
         self.step

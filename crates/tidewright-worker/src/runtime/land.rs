@@ -38,13 +38,7 @@ pub(crate) async fn land(
     let Some(base) = task_repo.land_base() else {
         return *ended = Ended::fault(Fault::Delivery, "the task lands, and names no base branch");
     };
-    let log = |line: String| {
-        let _ = reports.send(FromAttempt::Log {
-            attempt: attempt.key.clone(),
-            stream: tidewright_core::LogStream::Stdout,
-            line,
-        });
-    };
+    let log = |line: String| attempt.log(reports, line);
     if work.head_commit == task_repo.commit {
         log(format!(
             "land: the task changed nothing; {base} stays as it is"

@@ -110,13 +110,7 @@ async fn grade(
     (redactor, reports): (&Arc<Redactor>, &mpsc::UnboundedSender<FromAttempt>),
     cancel: &mut oneshot::Receiver<Stop>,
 ) -> Result<Grade, Ended> {
-    let log = |line: String| {
-        let _ = reports.send(FromAttempt::Log {
-            attempt: attempt.key.clone(),
-            stream: tidewright_core::LogStream::Stdout,
-            line,
-        });
-    };
+    let log = |line: String| attempt.log(reports, line);
     let (Some(grader), false) = (&attempt.host.grader, attempt.grader_model.is_empty()) else {
         return Err(Ended::failed(
             "verify: this worker cannot grade the rubric (it offers no grader, or the control plane named no grader model)",
@@ -197,13 +191,7 @@ async fn run_check(
             work.head_commit
         )));
     }
-    let log = |line: String| {
-        let _ = reports.send(FromAttempt::Log {
-            attempt: attempt.key.clone(),
-            stream: tidewright_core::LogStream::Stdout,
-            line,
-        });
-    };
+    let log = |line: String| attempt.log(reports, line);
     log(format!(
         "check {}: running {} on {}",
         check.name,
