@@ -22,7 +22,7 @@ pub struct PinnedCli {
     pub version_variable: &'static str,
     /// Where its fixtures are, from the repository's root.
     pub fixtures: &'static str,
-    /// The test binary that records them (`--test NAME`).
+    /// The end-to-end tests' module that records them (its name, a filter).
     pub test: &'static str,
     /// The worker's reader of the stream, to check when a shape changes.
     pub reader: &'static str,
@@ -69,7 +69,7 @@ impl PinnedCli {
             recorded.trim(),
             pinned,
             "the fixtures in {} were recorded from {}, not the pinned {pinned}: re-record them \
-             (TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p tidewright-tests --test {})",
+             (TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p tidewright-tests --test end_to_end {}::)",
             self.fixtures().display(),
             recorded.trim(),
             self.test,

@@ -8,7 +8,7 @@
 //! no longer streams a run the way its fixtures say. To move to another
 //! version: set it in the CLI's `.version` file, run its script, then
 //! re-record with `TIDEWRIGHT_RECORD_FIXTURES=1 cargo test -p
-//! tidewright-tests --test agent_fixtures`.
+//! tidewright-tests --test end_to_end agent_fixtures::`.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! leaves on disk, for the next release's upgrade tests to open. Run by hand
 //! on the release being left behind, with the directory to write to:
 //!
-//! `UPGRADE_FIXTURES_OUT=$PWD/tests/fixtures/upgrade cargo test -p <the tests crate> --test upgrade_fixtures -- --ignored`
+//! `UPGRADE_FIXTURES_OUT=$PWD/tests/fixtures/upgrade cargo test -p <the tests crate> --test end_to_end upgrade_fixtures:: -- --ignored`
 //!
 //! It fills a control plane, once on SQLite and once on PostgreSQL, with a
 //! task in each state (succeeded, failed with a skipped dependant,
