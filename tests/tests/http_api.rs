@@ -276,6 +276,28 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     );
     let empty = api.call("POST", "/api/v1/tasks", "tidewright_dev", "");
     assert_eq!(error(&empty)["field"], "body");
+    // A task that asks for a plan, where no planner is set up: 409, as
+    // the OpenAPI document says, and nothing is stored.
+    let unplanned = api.call(
+        "POST",
+        "/api/v1/tasks",
+        "tidewright_dev",
+        "name: x\nplan: true\nprompt: add a test\n",
+    );
+    assert_eq!(unplanned.status, 409, "{}", unplanned.body);
+    assert_eq!(error(&unplanned)["code"], "FAILED_PRECONDITION");
+    assert!(
+        error(&unplanned)["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("planning is not set up")),
+        "{}",
+        unplanned.body
+    );
+    let document = api.get("/api/v1/openapi.json", "tidewright_admin").json();
+    assert!(
+        document["paths"]["/tasks"]["post"]["responses"]["409"].is_object(),
+        "the document lists POST /tasks' 409"
+    );
     // A page past the most is refused, naming it, not cut short unsaid
     // (the document says the most); 1000 is a page.
     for route in [

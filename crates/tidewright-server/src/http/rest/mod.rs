@@ -363,6 +363,7 @@ struct Submitted {
     responses(
         (status = 201, description = "made", body = Submitted),
         (status = 200, description = "the key found an existing task", body = Submitted),
+        (status = 409, description = "the task asks for a plan (`plan: true`) and this control plane has no planner", body = ErrorBody),
         (status = 400, description = "a field breaks a rule; `field` names it", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the caller's role or tenants do not allow it", body = ErrorBody), (status = 429, description = "over the caller's rate; see Retry-After", body = ErrorBody), (status = 503, description = "this replica does not lead, or is starting", body = ErrorBody)))]
 async fn submit_task(
     State(app): State<Arc<App>>,

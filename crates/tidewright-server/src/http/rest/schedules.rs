@@ -166,7 +166,8 @@ async fn suspend(
     summary = "Submit the schedule's task now, as a run of its history (TriggerSchedule)",
     params(("name" = String, Path, description = "the schedule's name"),
         ("tenant" = Option<String>, Query, description = "its tenant; the caller's first when absent")),
-    responses((status = 201, description = "submitted", body = Triggered), (status = 404, body = ErrorBody), Refused))]
+    responses((status = 201, description = "submitted", body = Triggered), (status = 404, body = ErrorBody),
+        (status = 409, description = "the task asks for a plan (`plan: true`) and this control plane has no planner", body = ErrorBody), Refused))]
 pub(super) async fn trigger_schedule(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

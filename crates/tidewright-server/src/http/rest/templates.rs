@@ -124,6 +124,7 @@ fn parameter_text(name: &str, value: serde_json::Value) -> Result<String, ApiErr
         (status = 201, description = "made", body = Submitted),
         (status = 200, description = "the key found an existing task", body = Submitted),
         (status = 404, description = "no such template; the message names those there are", body = ErrorBody),
+        (status = 409, description = "the task asks for a plan (`plan: true`) and this control plane has no planner", body = ErrorBody),
         Refused))]
 pub(super) async fn submit_template(
     State(app): State<Arc<App>>,
