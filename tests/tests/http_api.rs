@@ -612,6 +612,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/audit"),
         ("GET", "/events"),
         ("GET", "/activity"),
+        ("GET", "/landings"),
         ("GET", "/state/{scope}/{key}"),
         ("GET", "/state/{scope}"),
         ("POST", "/session"),

@@ -4,7 +4,8 @@
 //! there; one whose work conflicts with what landed before it fails naming
 //! the paths; one whose work passes alone but fails merged onto the tip
 //! leaves the base as it was; and every commit the base gets passed its
-//! checks. Bad landings are refused at submit.
+//! checks. The queue and each task's place are seen while they wait. Bad
+//! landings are refused at submit.
 
 use std::path::Path;
 use std::time::Duration;
@@ -352,6 +353,144 @@ async fn a_base_that_moves_while_the_landing_is_checked_is_landed_on_again_from_
     );
     let history = every_commit_passes(&git, dir.path());
     assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_and_each_tasks_place_in_it_are_seen_while_a_landing_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let http = free_addr();
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--http-listen",
+            &http,
+        ],
+    )
+    .expect("server");
+    let _worker = worker(&server, dir.path());
+    let client = server.tasks().await.expect("client");
+    // Each landing's check waits for the gate, so the first to land holds
+    // the others in the queue until the test has looked.
+    let gate = dir.path().join("gates").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gates")).expect("gates");
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        let mut request = landing(&git, name, &format!("printf 'x = 1\\n' > {name}.py"));
+        if let Some(land) = request
+            .spec
+            .as_mut()
+            .and_then(|s| s.repo.as_mut())
+            .and_then(|r| r.land.as_mut())
+        {
+            land.checks = vec![v1::CheckSpec {
+                name: "tests".into(),
+                run: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("{} && python3 -m unittest -q", wait_for_gate(&gate)),
+                ],
+                timeout: "2m".into(),
+            }];
+        }
+        ids.push(submit(&client, request).await.expect("submit"));
+    }
+    let listed = || {
+        let out = succeed(server.cli().args(["get", "landings", "-o", "json"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let queue = eventually(Duration::from_secs(60), || async {
+        let queues = listed();
+        (queues[0]["tasks"].as_array().map(Vec::len) == Some(3)).then(|| queues[0].clone())
+    })
+    .await
+    .expect("all three in main's queue");
+    assert_eq!(queue["base"], "main");
+    assert_eq!(queue["repoUrl"], git.url("app").trim_end_matches(".git"));
+    let tasks = queue["tasks"].as_array().expect("tasks");
+    let states: Vec<bool> = tasks.iter().map(|t| t["landing"] == true).collect();
+    assert_eq!(states, [true, false, false], "one lands, two wait: {queue}");
+    assert!(
+        tasks.iter().all(|t| t["since"].is_string()),
+        "each says since when it lands or waits: {queue}"
+    );
+    let landing_now = tasks[0]["taskId"].as_str().expect("id").to_string();
+    // The two waiting are in the order their tasks were made.
+    let waiting: Vec<&str> = tasks[1..]
+        .iter()
+        .map(|t| t["taskId"].as_str().expect("id"))
+        .collect();
+    let expected: Vec<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| *id != landing_now)
+        .collect();
+    assert_eq!(waiting, expected);
+    // `get task` says the last one's place; the table and the HTTP API
+    // list the same queue.
+    let shown =
+        String::from_utf8_lossy(&succeed(server.cli().args(["get", "task", waiting[1]])).stdout)
+            .to_string();
+    assert!(
+        shown.contains(&format!(
+            "Queued:    step deliver waits: place 3 of 3 in the queue to land on main, after task {landing_now} (landing now)"
+        )),
+        "{shown}"
+    );
+    let table = String::from_utf8_lossy(&succeed(server.cli().args(["get", "landings"])).stdout)
+        .to_string();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert!(
+        rows.len() == 3
+            && rows[0].contains(&landing_now)
+            && rows[0].contains(" landing ")
+            && rows[2].contains(waiting[1])
+            && rows[2].contains(" waiting "),
+        "{table}"
+    );
+    let (status, body) =
+        http_get(&http, "/api/v1/landings", Some(&server.admin_token)).expect("GET");
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        answer["queues"][0]["tasks"].as_array().map(Vec::len),
+        Some(3),
+        "{body}"
+    );
+    // A tenant that is no tenant's name is refused, naming the field.
+    let refused = server
+        .cli()
+        .args(["get", "landings", "--tenant", "Not A Tenant"])
+        .output()
+        .expect("cli");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("tenants[0]"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::write(&gate, "").expect("open the gate");
+    for id in &ids {
+        wait_succeeded(&client, id, Duration::from_secs(120))
+            .await
+            .expect("landed");
+    }
+    let table = String::from_utf8_lossy(&succeed(server.cli().args(["get", "landings"])).stdout)
+        .to_string();
+    assert_eq!(table.trim(), "No task is landing or waiting to land.");
+    let (_, metrics) = http_get(&http, "/metrics", Some(&server.admin_token)).expect("scrape");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tidewright_landing_wait_seconds_count 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -488,6 +488,14 @@ impl Client {
         Ok(answer.events)
     }
 
+    /// Each base's landing queue holding a task of `tenants` (all the
+    /// caller may see when none), in order.
+    pub async fn landings(&self, tenants: Vec<String>) -> Result<Vec<v1::LandingQueue>, Error> {
+        let request = v1::ListLandingsRequest { tenants };
+        let answer = retried!(self, tasks, list_landings, request)?;
+        Ok(answer.queues)
+    }
+
     /// The connected workers.
     pub async fn agents(&self) -> Result<Vec<v1::Agent>, Error> {
         Ok(self.fleet().await?.agents)

@@ -210,6 +210,11 @@ impl Engine {
         live.stopped_for_budget = false;
         self.metrics
             .attempt_started(&active.tenant, (now - live.queued_at) as f64 / 1e6);
+        let ready_since = live.ready_since.take().unwrap_or(live.queued_at);
+        if active.landing.is_some() && step.deliver.is_some() {
+            self.metrics
+                .landing_turn((now - ready_since).max(0) as f64 / 1e6);
+        }
         let detail = StepWrite {
             attempt: Some(attempt),
             worker: Some(worker.info.name.clone()),
@@ -319,6 +324,7 @@ impl Engine {
             queue,
             paused_agents,
             gone: self.fleet.workers.gone(),
+            landings: self.landing_queues(),
         }
     }
 }
@@ -390,6 +396,7 @@ pub(super) fn ready_step(
         .or_else(|| landing_holder(active, index, beside));
     if let Some((holder, waits_for, why)) = holder {
         let live = &mut active.steps[index];
+        live.ready_since.get_or_insert(now);
         let newly = live.held_by.as_ref() != Some(&holder);
         // It starts from the work of the sibling it waited for, so the two
         // do not collide where their branches meet. Another task's work

@@ -67,6 +67,35 @@ pub struct FleetNow {
     pub paused_agents: Vec<(String, String)>,
     /// Workers that left lately, newest first.
     pub gone: Vec<Gone>,
+    /// Each base's landing queue that has a task in it, by repository and
+    /// base.
+    pub landings: Vec<LandingQueue>,
+}
+
+/// The tasks landing on one base through its queue (`repo.land`), in
+/// their order: the one whose turn it is first, then those waiting, the
+/// oldest task first (the order the queue releases them in).
+#[derive(Debug, Clone)]
+pub struct LandingQueue {
+    /// The repository's URL without a trailing `/` or `.git`: tasks naming
+    /// it either way share its queues.
+    pub repo: String,
+    pub base: String,
+    pub tasks: Vec<QueuedLanding>,
+}
+
+/// A task in its base's landing queue.
+#[derive(Debug, Clone)]
+pub struct QueuedLanding {
+    pub task_id: String,
+    pub task_name: String,
+    pub tenant: String,
+    /// Its turn: its deliver step lands now (or is about to be handed to
+    /// a worker); otherwise it waits.
+    pub landing: bool,
+    /// Since when: its turn began (landing), or its deliver step was
+    /// ready and waits; 0 when not known (a turn taken before a restart).
+    pub since: Micros,
 }
 
 /// A worker that left: who it was, when it came and left, and why.

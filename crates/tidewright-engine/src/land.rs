@@ -1,18 +1,19 @@
 //! Landings, as the engine sees them. A task that lands through its base's
 //! queue (`repo.land`) has its deliver step take its turn on the base (the
-//! holding is `dispatch`'s); each landing's verdict is said here: a
-//! `verification` event of the deliver step (landed on the base, and where;
-//! or why not), and the landings metrics. A landing that only failed to
-//! reach the remote (a fetch or a push) is no verdict and says nothing
-//! here: the step's retry says it.
+//! holding is `dispatch`'s); each base's queue is listed here, and each
+//! landing's verdict said: a `verification` event of the deliver step
+//! (landed on the base, and where; or why not), and the landings metrics.
+//! A landing that only failed to reach the remote (a fetch or a push) is
+//! no verdict and says nothing here: the step's retry says it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tidewright_core::EventKind;
 use tidewright_core::calendar::now_micros;
+use tidewright_core::{EventKind, Micros, StepState};
 
 use crate::engine::Engine;
-use crate::handle::{AttemptEnd, StepResult};
+use crate::handle::{AttemptEnd, LandingQueue, QueuedLanding, StepResult};
 
 impl Engine {
     /// Says the verdict of a landing task's deliver step, when `report` is
@@ -67,5 +68,51 @@ impl Engine {
             message,
         };
         self.round.event(task_id, active, kind);
+    }
+
+    /// Each base's landing queue: the tasks landing through it whose
+    /// deliver step is queued or running, the one whose turn it is first,
+    /// then the others oldest first.
+    pub(crate) fn landing_queues(&self) -> Vec<LandingQueue> {
+        let mut queues: BTreeMap<&(String, String), Vec<(Micros, QueuedLanding)>> = BTreeMap::new();
+        for (id, active) in &self.tasks {
+            let Some(key) = &active.landing else {
+                continue;
+            };
+            let Some(&j) = active.index.get(tidewright_core::repo::DELIVER_STEP) else {
+                continue;
+            };
+            if !matches!(
+                active.run.step(j).state,
+                StepState::Queued | StepState::Running
+            ) {
+                continue;
+            }
+            let live = &active.steps[j];
+            let landing = active.busy(j);
+            queues.entry(key).or_default().push((
+                active.created_at,
+                QueuedLanding {
+                    task_id: id.to_string(),
+                    task_name: active.spec.name.clone(),
+                    tenant: active.tenant.clone(),
+                    landing,
+                    since: live.ready_since.unwrap_or(live.attempt_started),
+                },
+            ));
+        }
+        queues
+            .into_iter()
+            .map(|((repo, base), mut tasks)| {
+                tasks.sort_by(|(a_made, a), (b_made, b)| {
+                    (!a.landing, a_made, &a.task_id).cmp(&(!b.landing, b_made, &b.task_id))
+                });
+                LandingQueue {
+                    repo: repo.clone(),
+                    base: base.clone(),
+                    tasks: tasks.into_iter().map(|(_, t)| t).collect(),
+                }
+            })
+            .collect()
     }
 }

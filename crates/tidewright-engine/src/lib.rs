@@ -95,7 +95,8 @@ pub use engine::{DEFAULT_HOT_TASKS, Engine, Settings};
 pub use error::Error;
 pub use handle::{
     Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, Gone,
-    QueueDepth, RateLimited, StepResult, TenantSpending, WorkerInfo, WorkerNow,
+    LandingQueue, QueueDepth, QueuedLanding, RateLimited, StepResult, TenantSpending, WorkerInfo,
+    WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
 pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};

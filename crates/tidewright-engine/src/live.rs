@@ -13,6 +13,10 @@ pub(crate) struct LiveStep {
     pub(crate) queued: Option<QueueKey>,
     /// When it last became ready to run, for the dispatch latency.
     pub(crate) queued_at: Micros,
+    /// When it became ready this time, queued or held for another step
+    /// (a landing's wait for its turn on the base starts here); none
+    /// once an attempt starts.
+    pub(crate) ready_since: Option<Micros>,
     /// The model its agent reported, for cost by model.
     pub(crate) model: String,
     /// The worker running the current attempt.
@@ -67,6 +71,7 @@ impl LiveStep {
     ) {
         self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
         self.queued_at = now;
+        self.ready_since.get_or_insert(now);
     }
 }
 
@@ -233,6 +238,7 @@ pub(crate) fn new_active(
             feedback: String::new(),
             awaiting: None,
             queued_at: 0,
+            ready_since: None,
             model: String::new(),
             running_cost: tidewright_core::Cost::default(),
             stopped_for_budget: false,

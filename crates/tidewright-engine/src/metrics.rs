@@ -41,6 +41,8 @@ pub struct Metrics {
     rounds_per_step: Histogram,
     landings: Family<Labels, Counter>,
     time_to_land: Histogram,
+    landing_wait: Histogram,
+    landing_queue: Family<Labels, Gauge>,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -83,6 +85,9 @@ impl Metrics {
             landings: Family::default(),
             // 10 ms to ~3 h.
             time_to_land: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
+            // 10 ms to ~3 h.
+            landing_wait: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
+            landing_queue: Family::default(),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -191,6 +196,16 @@ impl Metrics {
             metrics.time_to_land.clone(),
         );
         registry.register(
+            "landing_wait_seconds",
+            "From a landing task's deliver step being ready to its turn on its base",
+            metrics.landing_wait.clone(),
+        );
+        registry.register(
+            "landing_queue_depth",
+            "Tasks landing on a base or waiting their turn there, by repository and base",
+            metrics.landing_queue.clone(),
+        );
+        registry.register(
             "steps_awaiting_approval",
             "Steps waiting for an approver's decision now",
             metrics.awaiting_approval.clone(),
@@ -278,6 +293,12 @@ impl Metrics {
         }
     }
 
+    /// A landing task's deliver step took its turn on its base, `waited`
+    /// seconds after it was ready.
+    pub fn landing_turn(&self, waited: f64) {
+        self.landing_wait.observe(waited);
+    }
+
     /// A step began to wait for approval (or, after a restart, is found
     /// waiting).
     pub fn approval_waiting(&self) {
@@ -363,6 +384,15 @@ impl Metrics {
                 .get_or_create(&vec![("capabilities", needs.join(","))])
                 .set(i64::try_from(depth.queued).unwrap_or(i64::MAX));
         }
+        self.landing_queue.clear();
+        for queue in &now.landings {
+            self.landing_queue
+                .get_or_create(&vec![
+                    ("repo", queue.repo.clone()),
+                    ("base", queue.base.clone()),
+                ])
+                .set(i64::try_from(queue.tasks.len()).unwrap_or(i64::MAX));
+        }
         self.workers.set(now.workers.len() as i64);
         let paused: std::collections::BTreeSet<&str> = now
             .workers
@@ -409,6 +439,7 @@ mod tests {
             },
         );
         metrics.rate_limited("agents", "codex");
+        metrics.landing_turn(0.5);
         let text = metrics.render(&FleetNow {
             workers: vec![crate::WorkerNow {
                 id: 1,
@@ -432,6 +463,26 @@ mod tests {
             }],
             paused_agents: vec![("agents".into(), "codex".into())],
             gone: Vec::new(),
+            landings: vec![crate::LandingQueue {
+                repo: "https://git.example/app.git".into(),
+                base: "main".into(),
+                tasks: vec![
+                    crate::QueuedLanding {
+                        task_id: "t1".into(),
+                        task_name: "a".into(),
+                        tenant: "default".into(),
+                        landing: true,
+                        since: 1,
+                    },
+                    crate::QueuedLanding {
+                        task_id: "t2".into(),
+                        task_name: "b".into(),
+                        tenant: "default".into(),
+                        landing: false,
+                        since: 2,
+                    },
+                ],
+            }],
         });
         for line in [
             "tidewright_tasks_submitted_total 1",
@@ -445,6 +496,8 @@ mod tests {
             "tidewright_rate_limits_total{pool=\"agents\",runtime=\"codex\"} 1",
             "tidewright_agents_paused{pool=\"agents\",runtime=\"codex\"} 1",
             "tidewright_workers_connected 1",
+            "tidewright_landing_queue_depth{repo=\"https://git.example/app.git\",base=\"main\"} 2",
+            "tidewright_landing_wait_seconds_sum 0.5",
             "tidewright_worker_slots 4",
             "tidewright_worker_slots_busy 1",
         ] {

@@ -220,6 +220,29 @@ pub fn counts(counts: Vec<(TaskState, u64)>) -> v1::CountTasksResponse {
     }
 }
 
+pub fn landings(queues: Vec<tidewright_engine::LandingQueue>) -> v1::ListLandingsResponse {
+    v1::ListLandingsResponse {
+        queues: queues
+            .into_iter()
+            .map(|queue| v1::LandingQueue {
+                repo_url: queue.repo,
+                base: queue.base,
+                tasks: queue
+                    .tasks
+                    .into_iter()
+                    .map(|task| v1::QueuedLanding {
+                        task_id: task.task_id,
+                        task_name: task.task_name,
+                        tenant: task.tenant,
+                        landing: task.landing,
+                        since: (task.since > 0).then(|| timestamp(task.since)),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 pub fn audit(records: Vec<AuditRecord>) -> v1::ListAuditResponse {
     v1::ListAuditResponse {
         events: records

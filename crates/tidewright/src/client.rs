@@ -204,6 +204,12 @@ pub async fn get(settings: &Settings, args: GetArgs) -> anyhow::Result<ExitCode>
             let fleet = connect(settings).await?.fleet().await?;
             output::agents(&fleet.agents, &fleet.gone, fleet.server.as_ref(), format)?;
         }
+        GetWhat::Landings {
+            tenants,
+            output: format,
+        } => {
+            output::landings(&connect(settings).await?.landings(tenants).await?, format)?;
+        }
         GetWhat::Servers { output: format } => {
             output::servers(&connect(settings).await?.servers().await?, format)?;
         }

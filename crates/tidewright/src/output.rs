@@ -6,7 +6,7 @@ use tidewright_api::convert::{micros, now_micros};
 use tidewright_api::v1;
 use tidewright_api::view::{
     AgentView, AuditView, LandView, RepoView, ServerView, TaskView, agent_view, attempt_state_name,
-    audit_view, rfc3339, server_view, task_view,
+    audit_view, landing_queue_view, rfc3339, server_view, task_view,
 };
 pub use tidewright_api::view::{format_utc, step_state_name, task_state_name};
 use tidewright_core::repo::DELIVER_STEP;
@@ -457,6 +457,53 @@ pub fn servers(servers: &[v1::ControlPlaneServer], format: Format) -> anyhow::Re
         .collect();
     print_table(
         &["NAME", "ADDRESS", "ROLE", "EPOCH", "LEADING", "SEEN", "AGE"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Each base's landing queue: a row a task, in its queue's order.
+pub fn landings(queues: &[v1::LandingQueue], format: Format) -> anyhow::Result<()> {
+    let views: Vec<_> = queues.iter().map(landing_queue_view).collect();
+    let ids = queues
+        .iter()
+        .flat_map(|q| &q.tasks)
+        .filter(|t| !t.task_id.is_empty())
+        .map(|t| &t.task_id);
+    if emit(&views, ids, format)? {
+        return Ok(());
+    }
+    let now = now_micros();
+    let rows: Vec<Vec<String>> = queues
+        .iter()
+        .flat_map(|q| {
+            q.tasks.iter().enumerate().map(move |(place, t)| {
+                let (task, name) = if t.task_id.is_empty() {
+                    ("(another tenant's)".to_string(), String::new())
+                } else {
+                    (t.task_id.clone(), t.task_name.clone())
+                };
+                vec![
+                    q.repo_url.clone(),
+                    q.base.clone(),
+                    (place + 1).to_string(),
+                    task,
+                    name,
+                    if t.landing { "landing" } else { "waiting" }.to_string(),
+                    t.since
+                        .as_ref()
+                        .map(|s| age(now - micros(s)))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("No task is landing or waiting to land.");
+        return Ok(());
+    }
+    print_table(
+        &["REPO", "BASE", "PLACE", "TASK", "NAME", "STATE", "FOR"],
         &rows,
     );
     Ok(())

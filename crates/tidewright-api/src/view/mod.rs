@@ -11,7 +11,9 @@ use crate::convert::micros;
 use crate::v1;
 
 mod events;
+mod landings;
 pub use events::{ConflictView, EventKindView, EventView, event_view};
+pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
 
 pub fn task_state_name(state: i32) -> &'static str {
     match v1::TaskState::try_from(state) {

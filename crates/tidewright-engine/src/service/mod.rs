@@ -37,6 +37,7 @@ mod family;
 mod fleet;
 mod fleet_events;
 pub mod kept;
+mod landings;
 mod planner;
 mod push;
 mod repos;

@@ -1,5 +1,6 @@
 //! The task calls: SubmitTask(s), GetTask, ListTasks, CancelTask,
-//! RetryTask, PlanTask, CountTasks, and the audit log and activity reads.
+//! RetryTask, PlanTask, CountTasks, and the audit log and activity reads
+//! (ListLandings is `landings`').
 
 use tidewright_core::calendar::now_micros;
 use tidewright_core::plan::Plan;
@@ -74,7 +75,8 @@ impl Tasks {
 
     pub async fn get_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
         let caller = call.require_tasks(Action::ReadTasks)?;
-        self.cx.load(&call.into_message().task_id, &caller).await
+        let task = self.cx.load(&call.into_message().task_id, &caller).await?;
+        self.cx.with_place(task).await
     }
 
     /// A step's own changes to its task's repository as a unified diff:

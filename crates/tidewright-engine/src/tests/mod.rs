@@ -573,6 +573,42 @@ async fn tasks_landing_on_one_base_land_one_at_a_time_first_come_first_landed() 
             if step == deliver && waits_for == &format!("t1/{deliver}") && message == "waits to land on main: task t1 is landing there")),
         "the wait is said: {events:?}"
     );
+    // Each base's queue is listed in its order, and counted.
+    let queues = |fleet: &crate::FleetNow| -> Vec<(String, Vec<(String, bool)>)> {
+        fleet
+            .landings
+            .iter()
+            .map(|q| {
+                let tasks = q.tasks.iter().map(|t| (t.task_id.clone(), t.landing));
+                (q.base.clone(), tasks.collect())
+            })
+            .collect()
+    };
+    let fleet = h.engine.list_agents().await.expect("fleet");
+    assert_eq!(
+        queues(&fleet),
+        vec![
+            (
+                "main".to_string(),
+                vec![
+                    ("t1".to_string(), true),
+                    ("t2".to_string(), false),
+                    ("t3".to_string(), false)
+                ]
+            ),
+            ("release".to_string(), vec![("other".to_string(), true)]),
+        ]
+    );
+    let metrics = h.metrics.render(&fleet);
+    let depth =
+        "tidewright_landing_queue_depth{repo=\"https://example.com/acme/app\",base=\"main\"} 3";
+    assert!(metrics.lines().any(|l| l == depth), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tidewright_landing_wait_seconds_count 2"),
+        "t1's and other's turns: {metrics}"
+    );
     h.report(&w, key("t1", deliver, 1), AttemptEnd::Succeeded)
         .await;
     assert_eq!(
@@ -581,6 +617,15 @@ async fn tasks_landing_on_one_base_land_one_at_a_time_first_come_first_landed() 
         "the oldest waiting lands next"
     );
     h.settled().await;
+    let fleet = h.engine.list_agents().await.expect("fleet");
+    assert_eq!(
+        queues(&fleet)[0],
+        (
+            "main".to_string(),
+            vec![("t2".to_string(), true), ("t3".to_string(), false)]
+        ),
+        "t1 left the queue when it landed"
+    );
     assert!(w.idle(), "t3 waits for t2");
     h.report(&w, key("t2", deliver, 1), AttemptEnd::Failed)
         .await;

@@ -49,6 +49,8 @@ service! {
                 |r| Ok(wire::of_tenants(r.tenants)), [0.tasks.count_tasks], wire::counts;
             get_activity(GetActivityRequest) -> Activity =
                 |r| Ok(wire::of_tenants(r.tenants)), [0.tasks.get_activity], wire::activity;
+            list_landings(ListLandingsRequest) -> ListLandingsResponse =
+                |r| Ok(wire::of_tenants(r.tenants)), [0.tasks.list_landings], wire::landings;
             plan_task(PlanTaskRequest) -> PlanTaskResponse =
                 |r| Ok(wire::plan_task(r)), [0.tasks.plan_task], wire::planned;
             create_webhook(CreateWebhookRequest) -> Webhook =

@@ -127,6 +127,16 @@ pub enum GetWhat {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// List each base's landing queue (tasks with `repo.land`): the task
+    /// landing now, then those waiting their turn.
+    Landings {
+        /// Only queues holding this tenant's tasks (repeatable); every
+        /// tenant the token may see without it.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// List the control plane's replicas: which leads, since when, at
     /// which epoch.
     Servers {

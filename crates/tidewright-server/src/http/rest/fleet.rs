@@ -1,9 +1,26 @@
 //! The fleet at a glance: task counts, the last hour's activity, the
-//! agents and the control-plane servers; and the audit log.
+//! landing queues, the agents and the control-plane servers; and the
+//! audit log.
 
+use tidewright_api::view::{LandingQueueView, landing_queue_view};
 use tidewright_engine::service::{ListAudit, OfTenants};
 
 use super::*;
+
+/// `?tenant=A&tenant=B`: the tenants a read of `what` asked for; any other
+/// parameter is refused, naming it.
+fn of_tenants(query: Vec<(String, String)>, what: &str) -> Result<OfTenants, ApiError> {
+    let mut request = OfTenants::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "tenant" => request.tenants.push(value),
+            other => {
+                return Err(Error::invalid(other, format!("not a filter of {what}")).into());
+            }
+        }
+    }
+    Ok(request)
+}
 
 /// How many tasks are in each state: `{"queued": 12, "running": 3, ...}`,
 /// every state named, zero when none.
@@ -27,13 +44,7 @@ pub(super) async fn count_tasks(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<TaskCounts> {
-    let mut request = OfTenants::default();
-    for (name, value) in query {
-        match name.as_str() {
-            "tenant" => request.tenants.push(value),
-            other => return Err(Error::invalid(other, "not a filter of task counts").into()),
-        }
-    }
+    let request = of_tenants(query, "task counts")?;
     let answer = call(&app, &headers, Access::Read, request, |s, r| async move {
         s.tasks.count_tasks(r).await
     })
@@ -99,13 +110,7 @@ pub(super) async fn activity(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Answer<ActivityView> {
-    let mut request = OfTenants::default();
-    for (name, value) in query {
-        match name.as_str() {
-            "tenant" => request.tenants.push(value),
-            other => return Err(Error::invalid(other, "not a filter of activity").into()),
-        }
-    }
+    let request = of_tenants(query, "activity")?;
     let activity = call(&app, &headers, Access::Read, request, |s, r| async move {
         s.tasks.get_activity(r).await
     })
@@ -133,6 +138,33 @@ pub(super) async fn activity(
         })
         .collect();
     Ok(Json(ActivityView { minutes }))
+}
+
+/// Each base's landing queue holding a task the caller asked for
+/// (ListLandings).
+#[derive(Serialize, ToSchema)]
+pub(super) struct Landings {
+    queues: Vec<LandingQueueView>,
+}
+
+#[utoipa::path(get, path = "/landings", tag = "tasks",
+    summary = "Each base's landing queue, the task landing first, then those waiting in turn (ListLandings)",
+    params(("tenant" = Option<Vec<String>>, Query, description = "only queues holding this tenant's tasks (repeat it); each must be one the caller may see")),
+    responses((status = 200, body = Landings), Refused))]
+pub(super) async fn list_landings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer<Landings> {
+    let request = of_tenants(query, "landings")?;
+    let queues = call(&app, &headers, Access::Read, request, |s, r| async move {
+        s.tasks.list_landings(r).await
+    })
+    .await
+    .map(wire::landings)?;
+    Ok(Json(Landings {
+        queues: queues.queues.iter().map(landing_queue_view).collect(),
+    }))
 }
 
 /// A build of tidewright.

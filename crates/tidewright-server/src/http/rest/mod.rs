@@ -127,6 +127,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(fleet::count_tasks))
         .routes(routes!(events::fleet_events))
         .routes(routes!(fleet::activity))
+        .routes(routes!(fleet::list_landings))
         .routes(routes!(fleet::list_agents))
         .routes(routes!(fleet::list_servers))
         .routes(routes!(fleet::list_audit))
