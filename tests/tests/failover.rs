@@ -13,8 +13,11 @@ use tidewright_api::leader::Replicas;
 use tidewright_api::v1;
 use tidewright_api::v1::task_service_client::TaskServiceClient;
 use tidewright_store_postgres::throwaway;
+use tidewright_tests::git_server::{GitServer, account_secrets};
 use tidewright_tests::*;
 use tonic::service::interceptor::InterceptedService;
+
+use crate::land::{CALC, CALC_TEST, every_commit_passes, gated_landing};
 
 /// Short, so the tests are quick; the default is 4 s.
 const LEASE: &str = "2s";
@@ -38,10 +41,16 @@ struct Cluster {
     members: Vec<Member>,
     admin_token: String,
     worker_token: String,
+    /// Flags every replica starts with besides the cluster's own.
+    flags: Vec<String>,
 }
 
 impl Cluster {
     async fn start(replicas: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with(replicas, &[]).await
+    }
+
+    async fn start_with(replicas: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
         let postgres = throwaway::Server::from_env()?;
         let store = postgres.fresh_database().await?;
         let mut cluster = Cluster {
@@ -58,6 +67,7 @@ impl Cluster {
                 .collect(),
             admin_token: String::new(),
             worker_token: String::new(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         // The first makes the tokens and keys every replica shares (in
         // Kubernetes, a Secret); the others start once they exist.
@@ -72,20 +82,18 @@ impl Cluster {
 
     fn start_member(&mut self, i: usize) -> anyhow::Result<()> {
         let member = &self.members[i];
-        let server = Server::start_on(
-            self.dir.path(),
-            &member.listen,
-            &[
-                "--store",
-                &self.store,
-                "--leader-lease",
-                LEASE,
-                "--replica-name",
-                &member.name,
-                "--http-listen",
-                &member.http,
-            ],
-        )?;
+        let mut flags = vec![
+            "--store",
+            &self.store,
+            "--leader-lease",
+            LEASE,
+            "--replica-name",
+            &member.name,
+            "--http-listen",
+            &member.http,
+        ];
+        flags.extend(self.flags.iter().map(String::as_str));
+        let server = Server::start_on(self.dir.path(), &member.listen, &flags)?;
         self.members[i].server = Some(server);
         Ok(())
     }
@@ -854,6 +862,100 @@ async fn a_schedule_fires_each_tick_once_when_the_leader_is_killed_at_the_tick()
         runs.len(),
         percentile(&late, 0.5),
         late.last().expect("ticks"),
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_of_the_leader_while_a_landing_is_checked_lands_each_task_once_in_turn()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    let first_commit = git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds")?;
+    let mut cluster =
+        Cluster::start_with(2, &["--allow-local-repos", "--repo-secrets-dir", &secrets]).await?;
+    let first = cluster.leader(None).await?;
+    let worker_secrets = account_secrets(dir.path(), "worker-secrets", "git-creds")?;
+    let _worker = start_worker(
+        &cluster.servers(),
+        dir.path(),
+        "lander",
+        &["shell"],
+        4,
+        &["--secrets-dir", &worker_secrets],
+        &cluster.worker_token,
+    )?;
+    let client = cluster.client()?;
+    let gate = dir.path().join("gates").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gates"))?;
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        ids.push(submit_through(&client, gated_landing(&git, name, &gate)).await?);
+    }
+    // One lands, its checks held at the gate; the other waits its turn.
+    let deliver_states = || async {
+        let mut states = Vec::new();
+        for id in &ids {
+            let task = client
+                .clone()
+                .get_task(v1::GetTaskRequest {
+                    task_id: id.clone(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            states.push(task.steps.iter().find(|s| s.id == "deliver")?.state);
+        }
+        states.sort();
+        Some(states)
+    };
+    let queued = v1::StepState::Queued as i32;
+    let running = v1::StepState::Running as i32;
+    eventually(Duration::from_secs(60), || async {
+        (deliver_states().await? == [queued, running]).then_some(())
+    })
+    .await
+    .context("one task lands while the other waits")?;
+    let leader = cluster.members[first].server.as_mut().expect("leader up");
+    leader.process.signal("KILL");
+    leader.process.wait_exit(Duration::from_secs(10))?;
+    cluster.members[first].server = None;
+    cluster.leader(Some(first)).await?;
+    // The standby holds the queue as the leader did: still one landing,
+    // one waiting, before the gate opens.
+    eventually(Duration::from_secs(60), || async {
+        (deliver_states().await? == [queued, running]).then_some(())
+    })
+    .await
+    .context("the queue stands after the failover")?;
+    std::fs::write(&gate, "")?;
+    for id in &ids {
+        let task = wait_through(&client, id).await?;
+        assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+        let deliver = task
+            .steps
+            .iter()
+            .find(|s| s.id == "deliver")
+            .expect("deliver");
+        assert_eq!(
+            deliver.attempts.len(),
+            1,
+            "the landing's attempt rode through the failover: {:?}",
+            deliver.attempts
+        );
+    }
+    // Each landed once, in turn, and every commit main has passes.
+    let history = every_commit_passes(&git, dir.path());
+    assert_eq!(
+        history.len(),
+        3,
+        "the first commit and two landings: {history:?}"
+    );
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+    assert_eq!(
+        history.last().map(|(c, _)| c.as_str()),
+        Some(first_commit.as_str())
     );
     Ok(())
 }

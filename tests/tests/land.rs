@@ -14,8 +14,8 @@ use tidewright_api::v1;
 use tidewright_tests::git_server::{GitServer, account_secrets, git};
 use tidewright_tests::*;
 
-const CALC: &str = "add = lambda a, b: a + b\n";
-const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+pub(crate) const CALC: &str = "add = lambda a, b: a + b\n";
+pub(crate) const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
 
 fn control_plane(dir: &Path) -> Server {
     let secrets = account_secrets(dir, "repo-secrets", "git-creds").expect("secrets");
@@ -56,10 +56,32 @@ fn landing(git: &GitServer, name: &str, script: &str) -> v1::SubmitTaskRequest {
     request
 }
 
+/// A landing's checks hold at `gate`, then run the tests.
+pub(crate) fn gated_landing(git: &GitServer, name: &str, gate: &Path) -> v1::SubmitTaskRequest {
+    let mut request = landing(git, name, &format!("printf 'x = 1\\n' > {name}.py"));
+    if let Some(land) = request
+        .spec
+        .as_mut()
+        .and_then(|s| s.repo.as_mut())
+        .and_then(|r| r.land.as_mut())
+    {
+        land.checks = vec![v1::CheckSpec {
+            name: "tests".into(),
+            run: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("{} && python3 -m unittest -q", wait_for_gate(gate)),
+            ],
+            timeout: "2m".into(),
+        }];
+    }
+    request
+}
+
 /// Whether the tests pass at each commit main has pointed at (its
 /// first-parent history, cloned from the server's disk): the base's
 /// invariant.
-fn every_commit_passes(server: &GitServer, dir: &Path) -> Vec<(String, bool)> {
+pub(crate) fn every_commit_passes(server: &GitServer, dir: &Path) -> Vec<(String, bool)> {
     let clone = dir.join("check-main");
     git(
         dir,
@@ -382,23 +404,7 @@ async fn the_queue_and_each_tasks_place_in_it_are_seen_while_a_landing_is_checke
     std::fs::create_dir_all(gate.parent().expect("gates")).expect("gates");
     let mut ids = Vec::new();
     for name in ["one", "two", "three"] {
-        let mut request = landing(&git, name, &format!("printf 'x = 1\\n' > {name}.py"));
-        if let Some(land) = request
-            .spec
-            .as_mut()
-            .and_then(|s| s.repo.as_mut())
-            .and_then(|r| r.land.as_mut())
-        {
-            land.checks = vec![v1::CheckSpec {
-                name: "tests".into(),
-                run: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    format!("{} && python3 -m unittest -q", wait_for_gate(&gate)),
-                ],
-                timeout: "2m".into(),
-            }];
-        }
+        let request = gated_landing(&git, name, &gate);
         ids.push(submit(&client, request).await.expect("submit"));
     }
     let listed = || {
