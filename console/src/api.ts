@@ -149,6 +149,20 @@ export interface Fleet {
   server?: { version: string; commit: string; builtAt?: string };
 }
 
+/** A base's landing queue: the task landing now first, then those waiting. */
+export interface LandingQueue {
+  repoUrl: string;
+  base: string;
+  tasks: {
+    /** Left out for another tenant's task, which shows only its place. */
+    taskId?: string;
+    taskName?: string;
+    tenant?: string;
+    landing: boolean;
+    since?: string;
+  }[];
+}
+
 export interface Minute {
   start: string;
   submitted: number;

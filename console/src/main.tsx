@@ -8,6 +8,7 @@ import { Overview } from "./overview";
 import { TaskList } from "./tasks";
 import { TaskPage } from "./task";
 import { AgentsPage, AuditPage, StatePage } from "./pages";
+import { LandingsPage } from "./landings";
 import { SchedulesPage } from "./schedules";
 import { TemplatesPage } from "./templates";
 import { WebhooksPage } from "./webhooks";
@@ -83,6 +84,7 @@ function App() {
   const nav = [
     ["", "Overview"],
     ["tasks", "Tasks"],
+    ["landings", "Landings"],
     ["agents", "Agents"],
     ["templates", "Templates"],
     ["schedules", "Schedules"],
@@ -113,6 +115,7 @@ function App() {
       <main>
         {page === "tasks" && !id && <TaskList params={params} key={params.toString()} />}
         {(page === "tasks" || page === "task") && id && <TaskPage id={id} session={session} key={id} />}
+        {page === "landings" && <LandingsPage />}
         {page === "agents" && <AgentsPage />}
         {page === "templates" && <TemplatesPage name={id} session={session} key={id ?? ""} />}
         {page === "schedules" && (

@@ -1502,3 +1502,82 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
     );
     close_without_errors(browser).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landings_page_shows_each_bases_queue_live() {
+    use tidewright_tests::git_server::{GitServer, account_secrets};
+
+    use crate::land::{CALC, CALC_TEST, gated_landing};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let http = free_addr();
+    let (server, shell) = start_with_roles(
+        &dir.path().join("server"),
+        &http,
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        1,
+    )
+    .await
+    .expect("server");
+    // The worker that lands holds the repository's secret.
+    drop(shell);
+    let worker_secrets =
+        account_secrets(dir.path(), "worker-secrets", "git-creds").expect("secrets");
+    let _lander = start_worker(
+        &server.url,
+        dir.path(),
+        "lander",
+        &["shell"],
+        4,
+        &["--secrets-dir", &worker_secrets],
+        &server.worker_token,
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let gate = dir.path().join("gates").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gates")).expect("gates");
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        ids.push(
+            submit(&client, gated_landing(&git, name, &gate))
+                .await
+                .expect("submit"),
+        );
+    }
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{http}/#/landings"))
+        .await
+        .expect("the console");
+    sign_in(&browser, "tidewright_viewer").await;
+    // One lands, held at the gate by its checks; the other waits its turn.
+    let queue = browser
+        .text_until("[data-test=landing-queue]", LIVE, |t| t.contains("waiting"))
+        .await
+        .expect("main's queue");
+    assert!(
+        queue.contains("main")
+            && queue.contains("landing")
+            && ids.iter().all(|id| queue.contains(id.as_str())),
+        "{queue}"
+    );
+    browser
+        .screenshot(&screenshots(), "landings")
+        .await
+        .expect("screenshot");
+    std::fs::write(&gate, "").expect("open the gate");
+    for id in &ids {
+        wait_succeeded(&client, id, LIVE).await.expect("landed");
+    }
+    browser
+        .text_until("[data-test=no-landings]", LIVE, |t| t.contains("No task"))
+        .await
+        .expect("the queue empties, live");
+    close_without_errors(browser).await;
+}
