@@ -1,0 +1,284 @@
+//! `make bench-land`: twenty tasks' work landed on one base, through the
+//! queue (`repo.land`) and without it, on a repository served by the real
+//! git server, checked by a generated project's real test suite (Python's
+//! unittest, about TIDEWRIGHT_BENCH_LAND_SUITE_SECONDS, 5, to run).
+//!
+//! The project has ten helpers, `util_k.f`. Ten tasks each add a feature
+//! that calls one helper (`feature_k.py` and its test); ten others each
+//! rename one helper (`util_k.f` to `util_k.g`, with its own test). Each
+//! task is green alone, and no two change the same file; but a feature and
+//! the rename of its helper break the suite together, as agents' branches
+//! that are each green do when they land together.
+//!
+//! - **queue**: the twenty tasks land through main's queue; the figure is
+//!   the time from the first submit until the last task ended, and the
+//!   tasks landed. A task whose work fails on the tip is turned away.
+//! - **no queue**: the same twenty tasks push their branches, and each is
+//!   merged onto main as it ends (`git merge --no-ff`, as a person merges
+//!   a green pull request).
+//!
+//! For both, every commit of main's first-parent history is checked out
+//! and its suite run: the broken commits are counted (the queue's target
+//! is 0). The tasks' steps are shell steps writing the work, so that the
+//! figures are the queue's and the checks', not an agent's.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tidewright_api::v1;
+use tidewright_tests::bench::*;
+use tidewright_tests::git_server::{GitServer, account_secrets, git};
+use tidewright_tests::*;
+
+/// Features and renames, one of each per helper.
+const HELPERS: usize = 10;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let suite = env_number("TIDEWRIGHT_BENCH_LAND_SUITE_SECONDS", 5).max(1);
+    let runs = runs();
+    println!(
+        "tidewright land benchmark: {} cores, release build; {} tasks on one repository served by nginx + git http-backend on loopback, each checked by a unittest suite of about {suite} s",
+        cores(),
+        2 * HELPERS
+    );
+    let mut table = Table::default();
+    for run in 1..=runs {
+        for queued in [true, false] {
+            let ran = one_run(queued, suite).await?;
+            let name = if queued { "queue" } else { "no queue" };
+            println!(
+                "run {run} of {runs}, {name}: {} landed, {} turned away, {} of main's {} commits broken, all ended in {:.1} s",
+                ran.landed,
+                ran.turned_away,
+                ran.broken,
+                ran.commits,
+                ran.took.as_secs_f64()
+            );
+            table.add(
+                &format!("{name}: until all ended"),
+                "s",
+                Better::Lower,
+                ran.took.as_secs_f64(),
+            );
+            table.add(
+                &format!("{name}: tasks landed"),
+                "tasks",
+                Better::Higher,
+                ran.landed as f64,
+            );
+            table.add(
+                &format!("{name}: broken commits on main"),
+                "commits",
+                Better::Lower,
+                ran.broken as f64,
+            );
+        }
+    }
+    println!("\n{}", table.render(&command("bench-land")));
+    Ok(())
+}
+
+struct Ran {
+    took: Duration,
+    landed: usize,
+    turned_away: usize,
+    commits: usize,
+    broken: usize,
+}
+
+/// The generated project: ten helpers and a suite that takes about
+/// `suite` seconds, its time spread over the helpers' tests.
+fn project(suite: u64) -> Vec<(String, String)> {
+    let pause = suite as f64 / HELPERS as f64;
+    let mut files = Vec::new();
+    for k in 0..HELPERS {
+        files.push((
+            format!("util_{k}.py"),
+            format!("def f(x):\n    return x + {k}\n"),
+        ));
+        files.push((
+            format!("test_util_{k}.py"),
+            format!(
+                "import time\nimport unittest\n\nimport util_{k}\n\n\nclass TestUtil{k}(unittest.TestCase):\n    def test_f(self):\n        time.sleep({pause})\n        self.assertEqual(util_{k}.f(1), {})\n",
+                1 + k
+            ),
+        ));
+    }
+    files
+}
+
+/// The shell script of task `n`: a feature on helper `n` (n < 10), or the
+/// rename of helper `n - 10`.
+fn work(n: usize) -> (String, String) {
+    if n < HELPERS {
+        let feature =
+            format!("import util_{n}\n\n\ndef feature(x):\n    return util_{n}.f(x) * 2\n");
+        let test = format!(
+            "import unittest\n\nimport feature_{n}\n\n\nclass TestFeature{n}(unittest.TestCase):\n    def test_feature(self):\n        self.assertEqual(feature_{n}.feature(1), {})\n",
+            2 * (1 + n)
+        );
+        (
+            format!("feature-{n}"),
+            format!(
+                "printf '%s' '{feature}' > feature_{n}.py && printf '%s' '{test}' > test_feature_{n}.py"
+            ),
+        )
+    } else {
+        let k = n - HELPERS;
+        (
+            format!("rename-{k}"),
+            format!(
+                "sed -i 's/def f(/def g(/' util_{k}.py && sed -i 's/util_{k}\\.f(/util_{k}.g(/' test_util_{k}.py"
+            ),
+        )
+    }
+}
+
+async fn one_run(queued: bool, suite: u64) -> anyhow::Result<Ran> {
+    let dir = tempfile::tempdir()?;
+    let git_server = GitServer::start(dir.path())?;
+    let files = project(suite);
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    git_server.create_repo("app", &files);
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds")?;
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )?;
+    let worker_secrets = account_secrets(dir.path(), "worker-secrets", "git-creds")?;
+    let _worker = start_worker(
+        &server.url,
+        dir.path(),
+        "lander",
+        &["shell"],
+        8,
+        &["--secrets-dir", &worker_secrets],
+        &server.worker_token,
+    )?;
+    server.wait_for_agents(&["lander"]).await?;
+    let client = server.tasks().await?;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..2 * HELPERS {
+        let (name, script) = work(n);
+        let mut request = task_on_repo(
+            &name,
+            vec![shell_step("work", &[], &script)],
+            &git_server.url("app"),
+        );
+        if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+            if queued {
+                repo.land = Some(v1::LandSpec {
+                    method: "queue".into(),
+                    base: String::new(),
+                    checks: vec![unittest_check()],
+                });
+            } else {
+                repo.push = true;
+            }
+        }
+        ids.push(submit(&client, request).await?);
+    }
+    let mut ended = Vec::new();
+    for id in &ids {
+        let task = wait_finished(&client, id, Duration::from_secs(1800)).await?;
+        ended.push(task);
+    }
+    let mut landed = ended
+        .iter()
+        .filter(|t| t.state == v1::TaskState::Succeeded as i32)
+        .count();
+    let mut turned_away = ended.len() - landed;
+    if !queued {
+        // Each branch merged onto main as its task ended, as green pull
+        // requests are; one that conflicts is left, as a person would.
+        let mut order: Vec<&v1::Task> = ended.iter().collect();
+        order.sort_by_key(|t| t.finished_at.as_ref().map(|f| (f.seconds, f.nanos)));
+        let clone = dir.path().join("merger");
+        git(
+            dir.path(),
+            &[
+                "clone",
+                "-q",
+                &git_server.root().join("app.git").display().to_string(),
+                &clone.display().to_string(),
+            ],
+        );
+        landed = 0;
+        turned_away = 0;
+        for task in order {
+            let branch = tidewright_core::repo::task_branch(&task.id);
+            git(&clone, &["fetch", "-q", "origin", &branch]);
+            let merged = std::process::Command::new("git")
+                .current_dir(&clone)
+                .args(["-c", "user.name=p", "-c", "user.email=p@example.com"])
+                .args([
+                    "merge",
+                    "-q",
+                    "--no-ff",
+                    "-m",
+                    &format!("merge {branch}"),
+                    "FETCH_HEAD",
+                ])
+                .status()?
+                .success();
+            if merged {
+                landed += 1;
+            } else {
+                git(&clone, &["merge", "--abort"]);
+                turned_away += 1;
+            }
+        }
+        git(&clone, &["push", "-q", "origin", "HEAD:main"]);
+    }
+    let took = started.elapsed();
+    let (commits, broken) = broken_commits(&git_server, dir.path())?;
+    if queued && landed == 0 {
+        bail!("no task landed through the queue");
+    }
+    Ok(Ran {
+        took,
+        landed,
+        turned_away,
+        commits,
+        broken,
+    })
+}
+
+/// Main's first-parent commits, and how many of them fail their suite.
+fn broken_commits(server: &GitServer, dir: &Path) -> anyhow::Result<(usize, usize)> {
+    let clone = dir.join("check-main");
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            &server.root().join("app.git").display().to_string(),
+            &clone.display().to_string(),
+        ],
+    );
+    let commits = git(&clone, &["rev-list", "--first-parent", "origin/main"]);
+    let mut broken = 0;
+    let mut count = 0;
+    for commit in commits.lines() {
+        count += 1;
+        git(&clone, &["checkout", "-q", "-f", commit]);
+        let passed = std::process::Command::new("python3")
+            .args(["-m", "unittest", "-q"])
+            .current_dir(&clone)
+            .output()
+            .context("python3")?
+            .status
+            .success();
+        if !passed {
+            broken += 1;
+        }
+    }
+    Ok((count, broken))
+}
