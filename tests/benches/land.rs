@@ -22,13 +22,12 @@
 //! is 0). The tasks' steps are shell steps writing the work, so that the
 //! figures are the queue's and the checks', not an agent's.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use tidewright_api::v1;
 use tidewright_tests::bench::*;
-use tidewright_tests::git_server::{GitServer, account_secrets, git};
+use tidewright_tests::git_server::{GitServer, account_secrets, git, secret_holding_worker};
 use tidewright_tests::*;
 
 /// Features and renames, one of each per helper.
@@ -151,16 +150,8 @@ async fn one_run(queued: bool, suite: u64) -> anyhow::Result<Ran> {
         "127.0.0.1:0",
         &["--allow-local-repos", "--repo-secrets-dir", &secrets],
     )?;
-    let worker_secrets = account_secrets(dir.path(), "worker-secrets", "git-creds")?;
-    let _worker = start_worker(
-        &server.url,
-        dir.path(),
-        "lander",
-        &["shell"],
-        8,
-        &["--secrets-dir", &worker_secrets],
-        &server.worker_token,
-    )?;
+    let _worker =
+        secret_holding_worker(&server.url, dir.path(), "lander", 8, &server.worker_token)?;
     server.wait_for_agents(&["lander"]).await?;
     let client = server.tasks().await?;
     let started = Instant::now();
@@ -238,7 +229,11 @@ async fn one_run(queued: bool, suite: u64) -> anyhow::Result<Ran> {
         git(&clone, &["push", "-q", "origin", "HEAD:main"]);
     }
     let took = started.elapsed();
-    let (commits, broken) = broken_commits(&git_server, dir.path())?;
+    let history = git_server.main_history_tested("app", dir.path());
+    let (commits, broken) = (
+        history.len(),
+        history.iter().filter(|(_, passed)| !passed).count(),
+    );
     if queued && landed == 0 {
         bail!("no task landed through the queue");
     }
@@ -249,36 +244,4 @@ async fn one_run(queued: bool, suite: u64) -> anyhow::Result<Ran> {
         commits,
         broken,
     })
-}
-
-/// Main's first-parent commits, and how many of them fail their suite.
-fn broken_commits(server: &GitServer, dir: &Path) -> anyhow::Result<(usize, usize)> {
-    let clone = dir.join("check-main");
-    git(
-        dir,
-        &[
-            "clone",
-            "-q",
-            &server.root().join("app.git").display().to_string(),
-            &clone.display().to_string(),
-        ],
-    );
-    let commits = git(&clone, &["rev-list", "--first-parent", "origin/main"]);
-    let mut broken = 0;
-    let mut count = 0;
-    for commit in commits.lines() {
-        count += 1;
-        git(&clone, &["checkout", "-q", "-f", commit]);
-        let passed = std::process::Command::new("python3")
-            .args(["-m", "unittest", "-q"])
-            .current_dir(&clone)
-            .output()
-            .context("python3")?
-            .status
-            .success();
-        if !passed {
-            broken += 1;
-        }
-    }
-    Ok((count, broken))
 }

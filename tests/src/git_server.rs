@@ -86,6 +86,27 @@ pub fn account_secrets(dir: &Path, name: &str, secret: &str) -> anyhow::Result<S
     Ok(secrets.display().to_string())
 }
 
+/// A worker of shell steps named `name`, holding the git server's account
+/// as the secret `git-creds`, as a worker that pushes and lands does.
+pub fn secret_holding_worker(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    slots: u32,
+    token: &str,
+) -> anyhow::Result<Process> {
+    let secrets = account_secrets(dir, "worker-secrets", "git-creds")?;
+    crate::start_worker(
+        url,
+        dir,
+        name,
+        &["shell"],
+        slots,
+        &["--secrets-dir", &secrets],
+        token,
+    )
+}
+
 impl GitServer {
     /// Starts fcgiwrap and nginx under `dir`; both stop when this drops.
     pub fn start(dir: &Path) -> anyhow::Result<GitServer> {
@@ -196,6 +217,35 @@ http {{
     /// Where the served repositories are on disk.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Each commit repository `name`'s main has pointed at (its
+    /// first-parent history, newest first, cloned into `dir`), and whether
+    /// its Python unittest suite passes there: a base's invariant, checked.
+    pub fn main_history_tested(&self, name: &str, dir: &Path) -> Vec<(String, bool)> {
+        let clone = dir.join(format!("check-{}", name.replace('/', "-")));
+        git(
+            dir,
+            &[
+                "clone",
+                "-q",
+                &self.root.join(format!("{name}.git")).display().to_string(),
+                &clone.display().to_string(),
+            ],
+        );
+        let commits = git(&clone, &["rev-list", "--first-parent", "origin/main"]);
+        commits
+            .lines()
+            .map(|commit| {
+                git(&clone, &["checkout", "-q", "-f", commit]);
+                let passed = Command::new("python3")
+                    .args(["-m", "unittest", "-q"])
+                    .current_dir(&clone)
+                    .output()
+                    .is_ok_and(|out| out.status.success());
+                (commit.to_string(), passed)
+            })
+            .collect()
     }
 
     /// The URL of repository `name`, without credentials.

@@ -1505,7 +1505,7 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_landings_page_shows_each_bases_queue_live() {
-    use tidewright_tests::git_server::{GitServer, account_secrets};
+    use tidewright_tests::git_server::{GitServer, account_secrets, secret_holding_worker};
 
     use crate::land::{CALC, CALC_TEST, gated_landing};
 
@@ -1524,18 +1524,8 @@ async fn the_landings_page_shows_each_bases_queue_live() {
     .expect("server");
     // The worker that lands holds the repository's secret.
     drop(shell);
-    let worker_secrets =
-        account_secrets(dir.path(), "worker-secrets", "git-creds").expect("secrets");
-    let _lander = start_worker(
-        &server.url,
-        dir.path(),
-        "lander",
-        &["shell"],
-        4,
-        &["--secrets-dir", &worker_secrets],
-        &server.worker_token,
-    )
-    .expect("worker");
+    let _lander = secret_holding_worker(&server.url, dir.path(), "lander", 4, &server.worker_token)
+        .expect("worker");
     let client = server.tasks().await.expect("client");
     let gate = dir.path().join("gates").join("open");
     std::fs::create_dir_all(gate.parent().expect("gates")).expect("gates");

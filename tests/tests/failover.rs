@@ -13,11 +13,11 @@ use tidewright_api::leader::Replicas;
 use tidewright_api::v1;
 use tidewright_api::v1::task_service_client::TaskServiceClient;
 use tidewright_store_postgres::throwaway;
-use tidewright_tests::git_server::{GitServer, account_secrets};
+use tidewright_tests::git_server::{GitServer, account_secrets, secret_holding_worker};
 use tidewright_tests::*;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::land::{CALC, CALC_TEST, every_commit_passes, gated_landing};
+use crate::land::{CALC, CALC_TEST, gated_landing};
 
 /// Short, so the tests are quick; the default is 4 s.
 const LEASE: &str = "2s";
@@ -876,14 +876,11 @@ async fn a_kill_9_of_the_leader_while_a_landing_is_checked_lands_each_task_once_
     let mut cluster =
         Cluster::start_with(2, &["--allow-local-repos", "--repo-secrets-dir", &secrets]).await?;
     let first = cluster.leader(None).await?;
-    let worker_secrets = account_secrets(dir.path(), "worker-secrets", "git-creds")?;
-    let _worker = start_worker(
+    let _worker = secret_holding_worker(
         &cluster.servers(),
         dir.path(),
         "lander",
-        &["shell"],
         4,
-        &["--secrets-dir", &worker_secrets],
         &cluster.worker_token,
     )?;
     let client = cluster.client()?;
@@ -946,7 +943,7 @@ async fn a_kill_9_of_the_leader_while_a_landing_is_checked_lands_each_task_once_
         );
     }
     // Each landed once, in turn, and every commit main has passes.
-    let history = every_commit_passes(&git, dir.path());
+    let history = git.main_history_tested("app", dir.path());
     assert_eq!(
         history.len(),
         3,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::git_server::{GitServer, account_secrets, git};
+use tidewright_tests::git_server::{GitServer, account_secrets, secret_holding_worker};
 use tidewright_tests::*;
 
 pub(crate) const CALC: &str = "add = lambda a, b: a + b\n";
@@ -30,17 +30,7 @@ fn control_plane(dir: &Path) -> Server {
 /// A worker whose steps (and checks) share the test's directory `dir`,
 /// the git server's disk among it.
 fn worker(server: &Server, dir: &Path) -> Process {
-    let secrets = account_secrets(dir, "worker-secrets", "git-creds").expect("secrets");
-    start_worker(
-        &server.url,
-        dir,
-        "lander",
-        &["shell"],
-        4,
-        &["--secrets-dir", &secrets],
-        &server.worker_token,
-    )
-    .expect("worker")
+    secret_holding_worker(&server.url, dir, "lander", 4, &server.worker_token).expect("worker")
 }
 
 /// A task on `app` whose one step runs `script`, landing on main.
@@ -76,37 +66,6 @@ pub(crate) fn gated_landing(git: &GitServer, name: &str, gate: &Path) -> v1::Sub
         }];
     }
     request
-}
-
-/// Whether the tests pass at each commit main has pointed at (its
-/// first-parent history, cloned from the server's disk): the base's
-/// invariant.
-pub(crate) fn every_commit_passes(server: &GitServer, dir: &Path) -> Vec<(String, bool)> {
-    let clone = dir.join("check-main");
-    git(
-        dir,
-        &[
-            "clone",
-            "-q",
-            &server.root().join("app.git").display().to_string(),
-            &clone.display().to_string(),
-        ],
-    );
-    let commits = git(&clone, &["rev-list", "--first-parent", "origin/main"]);
-    commits
-        .lines()
-        .map(|commit| {
-            git(&clone, &["checkout", "-q", "-f", commit]);
-            let passed = std::process::Command::new("python3")
-                .args(["-m", "unittest", "-q"])
-                .current_dir(&clone)
-                .output()
-                .expect("python3")
-                .status
-                .success();
-            (commit.to_string(), passed)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +182,7 @@ async fn tasks_land_in_turn_on_the_tip_and_one_whose_work_conflicts_fails_naming
     );
     // Two landings on main, each on the tip the one before left, and every
     // commit main has passes its checks.
-    let history = every_commit_passes(&git, dir.path());
+    let history = git.main_history_tested("app", dir.path());
     assert_eq!(
         history.len(),
         3,
@@ -373,7 +332,7 @@ async fn a_base_that_moves_while_the_landing_is_checked_is_landed_on_again_from_
         output["landed"].as_str(),
         Some(git.rev_parse("app", "main").as_str())
     );
-    let history = every_commit_passes(&git, dir.path());
+    let history = git.main_history_tested("app", dir.path());
     assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
 }
 
