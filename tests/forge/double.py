@@ -9,13 +9,16 @@ checked against the REST documentation of merge requests
 
 Both check what the real forges check that no description says: the token,
 and that the branches exist (read from the git server's repositories on
-disk, so a branch that was not pushed is refused as GitHub refuses it).
+disk, so a branch that was not pushed is refused as GitHub refuses it). A
+GitHub pull request whose head is on its base is merged, as GitHub marks one
+whose head commit reaches the base by a push; the listing takes `state`.
 GET /_double/requests answers every request seen, each with whether it was
 valid. Started by the tests (tests/src/forge.rs); writes its port to
 --port-file when it listens.
 """
 
 import argparse
+import datetime
 import json
 import subprocess
 import threading
@@ -40,6 +43,10 @@ def github_description(path):
     return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
 
 
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Forge:
     def __init__(self, spec, repos, token):
         self.github = github_description(spec)
@@ -53,6 +60,16 @@ class Forge:
         bare = f"{self.repos}/{project}.git"
         done = subprocess.run(
             ["git", "-C", bare, "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+            capture_output=True,
+        )
+        return done.returncode == 0
+
+    def merged(self, project, head, base):
+        """Whether the branch `head` is in `base`: as GitHub does, a pull
+        request whose head commit reaches its base by a push is merged."""
+        bare = f"{self.repos}/{project}.git"
+        done = subprocess.run(
+            ["git", "-C", bare, "merge-base", "--is-ancestor", f"refs/heads/{head}", f"refs/heads/{base}"],
             capture_output=True,
         )
         return done.returncode == 0
@@ -132,16 +149,24 @@ class Handler(BaseHTTPRequestHandler):
         project = f"{owner}/{repo}"
         if method == "GET":
             head = args.get("head", "")
-            found = [
-                p
-                for p in forge.pulls
-                if p["forge"] == "github"
-                and p["project"] == project
-                and (not head or f"{owner}:{p['head']}" == head)
-                and (not args.get("base") or p["base"] == args["base"])
-            ]
+            found = []
+            for p in forge.pulls:
+                if not (
+                    p["forge"] == "github"
+                    and p["project"] == project
+                    and (not head or f"{owner}:{p['head']}" == head)
+                    and (not args.get("base") or p["base"] == args["base"])
+                ):
+                    continue
+                answer = dict(p["answer"])
+                if forge.merged(project, p["head"], p["base"]):
+                    answer["state"] = "closed"
+                    answer["merged_at"] = p.setdefault("merged_at", now())
+                # GitHub lists the open ones unless asked for others.
+                if args.get("state", "open") in ("all", answer["state"]):
+                    found.append(answer)
             forge.record("github", method, self.path, True)
-            return self.answer(200, [p["answer"] for p in found])
+            return self.answer(200, found)
         body = json.loads(data)
         if not forge.has_branch(project, body["base"]):
             return refuse(422, "Validation Failed", valid=True)

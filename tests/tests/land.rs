@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::git_server::{GitServer, account_secrets, secret_holding_worker};
+use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets, secret_holding_worker};
 use tidewright_tests::*;
 
 pub(crate) const CALC: &str = "add = lambda a, b: a + b\n";
@@ -459,6 +459,82 @@ async fn the_queue_and_each_tasks_place_in_it_are_seen_while_a_landing_is_checke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_with_a_pull_request_lands_it_and_the_forge_sees_it_merged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    let first = git.create_repo(
+        "acme/app",
+        &[("calc.py", CALC), ("test_calc.py", CALC_TEST)],
+    );
+    let forge = tidewright_tests::forge::ForgeDouble::start(dir.path(), git.root(), PASSWORD)
+        .expect("forge double");
+    let server = control_plane(dir.path());
+    let _worker = worker(&server, dir.path());
+    let client = server.tasks().await.expect("client");
+    let mut request = task_on_repo(
+        "with-pr",
+        vec![shell_step("work", &[], "printf 'x = 1\\n' > x.py")],
+        &git.url("acme/app"),
+    );
+    if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.land = Some(v1::LandSpec {
+            method: "queue".into(),
+            base: String::new(),
+            checks: vec![unittest_check()],
+        });
+        repo.pull_request = Some(v1::PullRequestSpec {
+            title: "Add x".into(),
+            body: "Made by tidewright.".into(),
+            base: String::new(),
+            forge: "github".into(),
+            api_url: forge.github_api(),
+        });
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("landed");
+    let output: serde_json::Value =
+        serde_json::from_str(&step(&task, "deliver").output_json).expect("output");
+    let landed = output["landed"].as_str().expect("landed").to_string();
+    assert_eq!(
+        output["pullRequest"],
+        "https://github.example/acme/app/pull/1"
+    );
+    // The pull request's branch holds the checked merge, and main is at it:
+    // the one commit checked is the one that landed.
+    assert_eq!(git.rev_parse("acme/app", "main"), landed);
+    assert_eq!(
+        git.rev_parse("acme/app", &format!("tidewright/{id}")),
+        landed
+    );
+    let history = git.main_history_tested("acme/app", dir.path());
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+    assert_eq!(history[1].0, first);
+    // The forge sees the pull request merged, and every call tidewright
+    // made was one GitHub's description allows.
+    let listed = http_call(
+        &forge.addr,
+        "GET",
+        "/repos/acme/app/pulls?state=all",
+        Some(PASSWORD),
+        &[("User-Agent", "tidewright-tests")],
+        "",
+    )
+    .expect("the double");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let pulls = listed.json();
+    assert_eq!(pulls[0]["state"], "closed", "{pulls}");
+    assert!(pulls[0]["merged_at"].is_string(), "{pulls}");
+    let seen = forge.requests().expect("requests");
+    assert!(
+        seen.iter().all(|r| r["valid"] == true),
+        "every call is one GitHub describes: {seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_landing_is_refused_at_submit_naming_its_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = control_plane(dir.path());
@@ -496,10 +572,11 @@ async fn a_bad_landing_is_refused_at_submit_naming_its_field() {
                     title: "t".into(),
                     forge: "github".into(),
                     api_url: "http://127.0.0.1:9".into(),
+                    base: "release".into(),
                     ..v1::PullRequestSpec::default()
                 })
             }),
-            "spec.repo.land",
+            "spec.repo.pullRequest.base",
         ),
     ];
     for (request, field) in cases {

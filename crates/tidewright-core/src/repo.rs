@@ -51,7 +51,8 @@ pub struct RepoSpec {
     pub push_steps: bool,
     /// Open a pull request (GitHub) or merge request (GitLab) from the
     /// task's branch once its steps are done; the branch is pushed first,
-    /// whatever `push` says.
+    /// whatever `push` says. With `land`, the landing merges it: the
+    /// checked merge goes to its branch, then the base moves to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<PullRequestSpec>,
     /// `touches`: a step of this task waits for any step of another task

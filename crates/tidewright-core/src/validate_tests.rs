@@ -602,7 +602,7 @@ mod repo {
     }
 
     #[test]
-    fn a_landing_needs_a_method_a_base_and_checks_and_no_pull_request() {
+    fn a_landing_needs_a_method_a_base_and_checks_and_its_pull_request_its_base() {
         use crate::repo::{LandMethod, LandSpec};
         use crate::verify::{CheckSpec, VerifySpec};
         let check = || CheckSpec {
@@ -646,13 +646,20 @@ mod repo {
         .expect("valid");
         // Its verified steps' checks will do.
         validate(&task(LandSpec::default(), "main", true), &Limits::default()).expect("valid");
-        let mut pr = task(with_checks.clone(), "main", false);
-        if let Some(repo) = pr.repo.as_mut() {
-            repo.pull_request = Some(PullRequestSpec {
-                title: "t".into(),
-                ..PullRequestSpec::default()
-            });
-        }
+        // A pull request lands with the task, to the base it lands on.
+        let with_pr = |base: &str| {
+            let mut spec = task(with_checks.clone(), "main", false);
+            if let Some(repo) = spec.repo.as_mut() {
+                repo.pull_request = Some(PullRequestSpec {
+                    title: "t".into(),
+                    base: base.into(),
+                    ..PullRequestSpec::default()
+                });
+            }
+            spec
+        };
+        validate(&with_pr(""), &Limits::default()).expect("valid");
+        validate(&with_pr("main"), &Limits::default()).expect("valid");
         let cases: Vec<(TaskSpec, &str, &str)> = vec![
             (
                 task(LandSpec::default(), "main", false),
@@ -703,7 +710,11 @@ mod repo {
                 "repo.land.checks[0].run",
                 "the landing: check \"tests\" needs a program to run",
             ),
-            (pr, "repo.land", "not both"),
+            (
+                with_pr("release"),
+                "repo.pullRequest.base",
+                "not the branch the task lands on",
+            ),
         ];
         for (spec, field, says) in cases {
             let (got, message) = super::rejected(&spec);

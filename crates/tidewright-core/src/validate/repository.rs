@@ -80,10 +80,18 @@ pub(super) fn validate_land(
             "name the branch the task lands on (or give the task's repo.ref)",
         ));
     }
-    if repo.pull_request.is_some() {
+    // A pull request is merged by the landing, so it is opened against
+    // the branch the task lands on.
+    if let (Some(pr), Some(base)) = (&repo.pull_request, repo.land_base())
+        && !pr.base.is_empty()
+        && pr.base.strip_prefix("refs/heads/").unwrap_or(&pr.base) != base
+    {
         return Err(invalid(
-            "repo.land",
-            "a task lands through the queue by pushing to its base, or opens a pull request; not both (merging pull requests through the queue is not built yet)",
+            "repo.pullRequest.base",
+            format!(
+                "{:?} is not the branch the task lands on ({base:?}): the landing merges the pull request there",
+                pr.base
+            ),
         ));
     }
     let verified = spec

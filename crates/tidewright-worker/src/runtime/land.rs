@@ -6,7 +6,11 @@
 //! merge pushed, as a fast-forward of the tip it was checked on. When the
 //! base moved meanwhile (a push from outside the queue), the remote refuses
 //! it and the landing starts again on the new tip; the base never gets a
-//! commit its checks did not pass.
+//! commit its checks did not pass. A task with a pull request has the
+//! checked merge pushed to its branch first, so that the pull request
+//! holds what lands, and the forge sees it merged when the base moves to
+//! it: the merge is the fast-forward push, never the forge's own merge,
+//! which would make a commit nobody checked on a base that may have moved.
 
 use tidewright_core::repo::LandSpec;
 use tidewright_core::{RepoSpec, StepWork, VerifySpec};
@@ -63,6 +67,9 @@ pub(crate) async fn land(
         "tidewright: land task {} ({}) on {base}",
         attempt.key.task_id, attempt.task_name
     );
+    // The work merged onto the tip: the task's, or once its branch holds
+    // a checked merge (a pull request's), that merge.
+    let mut head = work.head_commit.clone();
     for turn in 1..=MOVES {
         let tip = match mirror.fetch_tip(url, &base, credentials.as_ref()).await {
             Ok(tip) => tip,
@@ -70,7 +77,7 @@ pub(crate) async fn land(
                 return *ended = Ended::fault(Fault::Delivery, format!("fetching {base}: {e}"));
             }
         };
-        let landing = match mirror.merge_onto(&tip, &work.head_commit, &message).await {
+        let landing = match mirror.merge_onto(&tip, &head, &message).await {
             Ok(Merged::Commit(commit)) => commit,
             Ok(Merged::Conflict(paths)) => {
                 let mut failed = Ended::failed(
@@ -140,6 +147,23 @@ pub(crate) async fn land(
             return *ended = failed;
         }
         ended.verification = Some(found);
+        if task_repo.pull_request.is_some() {
+            // A fast-forward of the branch: the checked merge has the
+            // branch's head as a parent.
+            if let Err(e) = mirror
+                .push_fast_forward(url, &landing, &work.branch, credentials.as_ref())
+                .await
+            {
+                return *ended = Ended::fault(
+                    Fault::Delivery,
+                    format!(
+                        "pushing the landing to the pull request's branch {}: {e}",
+                        work.branch
+                    ),
+                );
+            }
+            head.clone_from(&landing);
+        }
         match mirror
             .push_fast_forward(url, &landing, &base, credentials.as_ref())
             .await
@@ -154,6 +178,7 @@ pub(crate) async fn land(
                     "landed": landing,
                     "base": base,
                     "tip": tip,
+                    "pullRequest": work.pull_request_url,
                 })
                 .to_string();
                 return;
