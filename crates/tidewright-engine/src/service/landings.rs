@@ -7,7 +7,7 @@ use tidewright_store::TaskRecord;
 
 use super::calls::OfTenants;
 use super::{Call, Context, Tasks, asked_tenants};
-use crate::access::Action;
+use crate::access::{Action, Identity};
 use crate::error::Error;
 use crate::handle::{LandingQueue, QueuedLanding};
 
@@ -24,29 +24,41 @@ impl Tasks {
                 .is_none_or(|asked| asked.iter().any(|t| t == tenant))
         };
         let queues = self.cx.engine.list_agents().await?.landings;
-        Ok(queues
-            .into_iter()
-            .filter(|queue| queue.tasks.iter().any(|t| shown(&t.tenant)))
-            .map(|mut queue| {
-                for task in queue.tasks.iter_mut().filter(|t| !shown(&t.tenant)) {
-                    *task = QueuedLanding {
-                        task_id: String::new(),
-                        task_name: String::new(),
-                        tenant: String::new(),
-                        ..task.clone()
-                    };
-                }
-                queue
-            })
-            .collect())
+        Ok(seen_by(queues, shown))
     }
+}
+
+/// `queues` as seen by a caller shown the tasks of the tenants `shown`
+/// takes: the queues holding one of those, every other task kept in its
+/// place but showing nothing of itself.
+fn seen_by(queues: Vec<LandingQueue>, shown: impl Fn(&str) -> bool) -> Vec<LandingQueue> {
+    queues
+        .into_iter()
+        .filter(|queue| queue.tasks.iter().any(|t| shown(&t.tenant)))
+        .map(|mut queue| {
+            for task in queue.tasks.iter_mut().filter(|t| !shown(&t.tenant)) {
+                *task = QueuedLanding {
+                    task_id: String::new(),
+                    task_name: String::new(),
+                    tenant: String::new(),
+                    ..task.clone()
+                };
+            }
+            queue
+        })
+        .collect()
 }
 
 impl Context {
     /// `task` with its deliver step's place in its base's landing queue,
     /// when it lands through one and waits there: the step's queued reason
-    /// says it, unless no worker can run the step (which says more).
-    pub(super) async fn with_place(&self, mut task: TaskRecord) -> Result<TaskRecord, Error> {
+    /// says it, unless no worker can run the step (which says more). The
+    /// task ahead is named only to a `caller` who may see its tenant.
+    pub(super) async fn with_place(
+        &self,
+        mut task: TaskRecord,
+        caller: &Identity,
+    ) -> Result<TaskRecord, Error> {
         let Some(base) = task.spec.repo.as_ref().and_then(|r| r.land_base()) else {
             return Ok(task);
         };
@@ -60,7 +72,9 @@ impl Context {
         if !step.queued_reason.is_empty() {
             return Ok(task);
         }
-        let queues = self.engine.list_agents().await?.landings;
+        let queues = seen_by(self.engine.list_agents().await?.landings, |tenant| {
+            caller.can_see(tenant)
+        });
         if let Some(place) = place(&queues, &task.id, &base) {
             step.queued_reason = place;
         }
@@ -68,8 +82,9 @@ impl Context {
     }
 }
 
-/// Where task `id` stands in its base's queue, as a person reads it: `2nd
-/// of 3 to land on main, after task T (landing now)`.
+/// Where task `id` stands in its base's queue, as a person reads it:
+/// `place 2 of 3 in the queue to land on main, after task T (landing
+/// now)`.
 fn place(queues: &[LandingQueue], id: &str, base: &str) -> Option<String> {
     let queue = queues
         .iter()
@@ -104,6 +119,43 @@ mod tests {
             landing,
             since: 0,
         }
+    }
+
+    #[test]
+    fn another_tenants_task_keeps_its_place_and_shows_nothing_else() {
+        let theirs = QueuedLanding {
+            tenant: "acme".into(),
+            since: 7,
+            ..queued("t1", true)
+        };
+        let queue = |tasks: Vec<QueuedLanding>| LandingQueue {
+            repo: "https://git.example/app".into(),
+            base: "main".into(),
+            tasks,
+        };
+        let queues = vec![
+            queue(vec![theirs.clone(), queued("t2", false)]),
+            queue(vec![theirs.clone()]),
+        ];
+        let seen = seen_by(queues, |tenant| tenant == "default");
+        assert_eq!(seen.len(), 1, "a queue of theirs alone is not shown");
+        let ahead = &seen[0].tasks[0];
+        assert_eq!(
+            (
+                ahead.task_id.as_str(),
+                ahead.task_name.as_str(),
+                ahead.tenant.as_str()
+            ),
+            ("", "", "")
+        );
+        assert_eq!((ahead.landing, ahead.since), (true, 7));
+        assert_eq!(seen[0].tasks[1].task_id, "t2");
+        assert_eq!(
+            place(&seen, "t2", "main").as_deref(),
+            Some(
+                "place 2 of 2 in the queue to land on main, after another tenant's task (landing now)"
+            )
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Tasks {
     pub async fn get_task(&self, call: Call<TaskRef>) -> Result<TaskRecord, Error> {
         let caller = call.require_tasks(Action::ReadTasks)?;
         let task = self.cx.load(&call.into_message().task_id, &caller).await?;
-        self.cx.with_place(task).await
+        self.cx.with_place(task, &caller).await
     }
 
     /// A step's own changes to its task's repository as a unified diff:
