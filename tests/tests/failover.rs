@@ -914,6 +914,28 @@ async fn a_kill_9_of_the_leader_while_a_landing_is_checked_lands_each_task_once_
     })
     .await
     .context("one task lands while the other waits")?;
+    // Its checks run, held at the gate: the deliver step is past what it
+    // keeps with the control plane before it lands (its branch), and in
+    // the landing itself.
+    let direct = cluster.members[first]
+        .server
+        .as_ref()
+        .expect("leader up")
+        .tasks()
+        .await?;
+    eventually(Duration::from_secs(60), || async {
+        for id in &ids {
+            if step_log(&direct, id, "deliver")
+                .await
+                .contains("land: checking")
+            {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await
+    .context("the landing's checks run")?;
     let leader = cluster.members[first].server.as_mut().expect("leader up");
     leader.process.signal("KILL");
     leader.process.wait_exit(Duration::from_secs(10))?;
