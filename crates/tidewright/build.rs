@@ -22,9 +22,16 @@ fn main() {
     // one in packed-refs). Only files that exist: cargo runs a script whose
     // watched file is missing on every build, and relinks tidewright each time.
     if let Some(git_dir) = git(manifest, &["rev-parse", "--absolute-git-dir"]) {
-        let mut watched = vec![format!("{git_dir}/HEAD"), format!("{git_dir}/packed-refs")];
+        // A worktree (`git worktree add`) has a HEAD of its own, but its
+        // branches are the common dir's, as every checkout's are.
+        let common = git(
+            manifest,
+            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .unwrap_or_else(|| git_dir.clone());
+        let mut watched = vec![format!("{git_dir}/HEAD"), format!("{common}/packed-refs")];
         if let Some(head_ref) = git(manifest, &["symbolic-ref", "-q", "HEAD"]) {
-            watched.push(format!("{git_dir}/{head_ref}"));
+            watched.push(format!("{common}/{head_ref}"));
         }
         for path in watched.iter().filter(|p| Path::new(p).exists()) {
             println!("cargo:rerun-if-changed={path}");
