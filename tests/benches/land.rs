@@ -1,26 +1,35 @@
 //! `make bench-land`: twenty tasks' work landed on one base, through the
-//! queue (`repo.land`) and without it, on a repository served by the real
-//! git server, checked by a generated project's real test suite (Python's
-//! unittest, about TIDEWRIGHT_BENCH_LAND_SUITE_SECONDS, 5, to run).
+//! queue (`repo.land`), batched and one at a time, and without it, on a
+//! repository served by the real git server, checked by a generated
+//! project's real test suite (Python's unittest, about
+//! TIDEWRIGHT_BENCH_LAND_SUITE_SECONDS, 5, to run).
 //!
 //! The project has ten helpers, `util_k.f`. Ten tasks each add a feature
-//! that calls one helper (`feature_k.py` and its test); ten others each
-//! rename one helper (`util_k.f` to `util_k.g`, with its own test). Each
-//! task is green alone, and no two change the same file; but a feature and
-//! the rename of its helper break the suite together, as agents' branches
-//! that are each green do when they land together.
+//! that calls one helper (`feature_k.py` and its test). Two mixes:
+//! - **features + breaking renames**: ten other tasks each rename one
+//!   helper (`util_k.f` to `util_k.g`, with its own test). Each task is
+//!   green alone, and no two change the same file; but a feature and the
+//!   rename of its helper break the suite together, as agents' branches
+//!   that are each green do when they land together.
+//! - **half disjoint**: ten other tasks each add a note under `notes/`,
+//!   and say they touch `notes/**`, so no two of them land together; the
+//!   features touch apart.
 //!
-//! - **queue**: the twenty tasks land through main's queue; the figure is
-//!   the time from the first submit until the last task ended, and the
-//!   tasks landed. A task whose work fails on the tip is turned away.
-//! - **no queue**: the same twenty tasks push their branches, and each is
-//!   merged onto main as it ends (`git merge --no-ff`, as a person merges
-//!   a green pull request).
+//! Each task's step says what it touches. The ways:
+//! - **queue, batched**: the twenty land through main's queue, tasks whose
+//!   touches cannot overlap in one checked merge (up to 8); a red batch is
+//!   split until the task that broke it lands alone and is turned away.
+//! - **queue, one at a time**: the same, each task alone (`batch: 1`).
+//! - **no queue**: the twenty push their branches, and each is merged onto
+//!   main as it ends (`git merge --no-ff`, as a person merges a green pull
+//!   request).
 //!
-//! For both, every commit of main's first-parent history is checked out
-//! and its suite run: the broken commits are counted (the queue's target
-//! is 0). The tasks' steps are shell steps writing the work, so that the
-//! figures are the queue's and the checks', not an agent's.
+//! The figure is the time from the first submit until the last task ended,
+//! and the tasks landed. Then every commit of main's first-parent history
+//! is checked out and its suite run: the broken commits are counted (the
+//! queue's target is 0). The tasks' steps are shell steps writing the
+//! work, so that the figures are the queue's and the checks', not an
+//! agent's.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +42,46 @@ use tidewright_tests::*;
 /// Features and renames, one of each per helper.
 const HELPERS: usize = 10;
 
+/// How the twenty tasks' work reaches main.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    /// Through the queue, tasks whose touches cannot overlap together.
+    Batched,
+    /// Through the queue, each alone (`repo.land.batch: 1`).
+    OneAtATime,
+    /// Pushed, and merged as each task ends.
+    NoQueue,
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::Batched => "queue, batched",
+            Way::OneAtATime => "queue, one at a time",
+            Way::NoQueue => "no queue",
+        }
+    }
+}
+
+/// What the twenty tasks do.
+#[derive(Clone, Copy, PartialEq)]
+enum Mix {
+    /// Ten features and the ten renames that break them.
+    Breaking,
+    /// Ten features, which touch apart, and ten notes, which all touch
+    /// `notes/**`: half of them disjoint, none breaking another.
+    HalfDisjoint,
+}
+
+impl Mix {
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Breaking => "features + breaking renames",
+            Mix::HalfDisjoint => "half disjoint",
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let suite = env_number("TIDEWRIGHT_BENCH_LAND_SUITE_SECONDS", 5).max(1);
@@ -43,10 +92,17 @@ async fn main() -> anyhow::Result<()> {
         2 * HELPERS
     );
     let mut table = Table::default();
+    let plan = [
+        (Mix::Breaking, Way::Batched),
+        (Mix::Breaking, Way::OneAtATime),
+        (Mix::Breaking, Way::NoQueue),
+        (Mix::HalfDisjoint, Way::Batched),
+        (Mix::HalfDisjoint, Way::OneAtATime),
+    ];
     for run in 1..=runs {
-        for queued in [true, false] {
-            let ran = one_run(queued, suite).await?;
-            let name = if queued { "queue" } else { "no queue" };
+        for (mix, way) in plan {
+            let ran = one_run(mix, way, suite).await?;
+            let name = format!("{}: {}", mix.name(), way.name());
             println!(
                 "run {run} of {runs}, {name}: {} landed, {} turned away, {} of main's {} commits broken, all ended in {:.1} s",
                 ran.landed,
@@ -108,9 +164,9 @@ fn project(suite: u64) -> Vec<(String, String)> {
     files
 }
 
-/// The shell script of task `n`: a feature on helper `n` (n < 10), or the
-/// rename of helper `n - 10`.
-fn work(n: usize) -> (String, String) {
+/// Task `n`'s name, shell script and touches: a feature on helper `n`
+/// (n < 10); else the rename of helper `n - 10`, or a note.
+fn work(n: usize, mix: Mix) -> (String, String, Vec<String>) {
     if n < HELPERS {
         let feature =
             format!("import util_{n}\n\n\ndef feature(x):\n    return util_{n}.f(x) * 2\n");
@@ -118,24 +174,33 @@ fn work(n: usize) -> (String, String) {
             "import unittest\n\nimport feature_{n}\n\n\nclass TestFeature{n}(unittest.TestCase):\n    def test_feature(self):\n        self.assertEqual(feature_{n}.feature(1), {})\n",
             2 * (1 + n)
         );
-        (
+        return (
             format!("feature-{n}"),
             format!(
                 "printf '%s' '{feature}' > feature_{n}.py && printf '%s' '{test}' > test_feature_{n}.py"
             ),
-        )
-    } else {
-        let k = n - HELPERS;
-        (
+            vec![format!("feature_{n}.py"), format!("test_feature_{n}.py")],
+        );
+    }
+    let k = n - HELPERS;
+    match mix {
+        Mix::Breaking => (
             format!("rename-{k}"),
             format!(
                 "sed -i 's/def f(/def g(/' util_{k}.py && sed -i 's/util_{k}\\.f(/util_{k}.g(/' test_util_{k}.py"
             ),
-        )
+            vec![format!("util_{k}.py"), format!("test_util_{k}.py")],
+        ),
+        Mix::HalfDisjoint => (
+            format!("note-{k}"),
+            format!("mkdir -p notes && printf 'note {k}\\n' > notes/note_{k}.txt"),
+            vec!["notes/**".into()],
+        ),
     }
 }
 
-async fn one_run(queued: bool, suite: u64) -> anyhow::Result<Ran> {
+async fn one_run(mix: Mix, way: Way, suite: u64) -> anyhow::Result<Ran> {
+    let queued = way != Way::NoQueue;
     let dir = tempfile::tempdir()?;
     let git_server = GitServer::start(dir.path())?;
     let files = project(suite);
@@ -157,18 +222,17 @@ async fn one_run(queued: bool, suite: u64) -> anyhow::Result<Ran> {
     let started = Instant::now();
     let mut ids = Vec::new();
     for n in 0..2 * HELPERS {
-        let (name, script) = work(n);
-        let mut request = task_on_repo(
-            &name,
-            vec![shell_step("work", &[], &script)],
-            &git_server.url("app"),
-        );
+        let (name, script, touches) = work(n, mix);
+        let mut step = shell_step("work", &[], &script);
+        step.touches = touches;
+        let mut request = task_on_repo(&name, vec![step], &git_server.url("app"));
         if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
             if queued {
                 repo.land = Some(v1::LandSpec {
                     method: "queue".into(),
                     base: String::new(),
                     checks: vec![unittest_check()],
+                    batch: if way == Way::OneAtATime { 1 } else { 0 },
                 });
             } else {
                 repo.push = true;

@@ -17,7 +17,7 @@ use tidewright_tests::git_server::{GitServer, account_secrets, secret_holding_wo
 use tidewright_tests::*;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::land::{CALC, CALC_TEST, gated_landing};
+use crate::land::{CALC, CALC_TEST, gated_landing, touching};
 
 /// Short, so the tests are quick; the default is 4 s.
 const LEASE: &str = "2s";
@@ -923,24 +923,10 @@ async fn a_kill_9_of_the_leader_while_a_landing_is_checked_lands_each_task_once_
         .expect("leader up")
         .tasks()
         .await?;
-    eventually(Duration::from_secs(60), || async {
-        for id in &ids {
-            if step_log(&direct, id, "deliver")
-                .await
-                .contains("land: checking")
-            {
-                return Some(());
-            }
-        }
-        None
-    })
-    .await
-    .context("the landing's checks run")?;
-    let leader = cluster.members[first].server.as_mut().expect("leader up");
-    leader.process.signal("KILL");
-    leader.process.wait_exit(Duration::from_secs(10))?;
-    cluster.members[first].server = None;
-    cluster.leader(Some(first)).await?;
+    landing_checked(&direct, &ids)
+        .await
+        .context("the landing's checks run")?;
+    kill_leader(&mut cluster, first).await?;
     // The standby holds the queue as the leader did: still one landing,
     // one waiting, before the gate opens.
     eventually(Duration::from_secs(60), || async {
@@ -976,5 +962,150 @@ async fn a_kill_9_of_the_leader_while_a_landing_is_checked_lands_each_task_once_
         history.last().map(|(c, _)| c.as_str()),
         Some(first_commit.as_str())
     );
+    Ok(())
+}
+
+/// A kill -9 of the leader while a batch of two tasks' landing is checked:
+/// the worker's attempt rides through the failover and lands both in one
+/// commit; the new leader, which does not know the batch, sends the rider
+/// back to the queue, where its work is found on main already and lands as
+/// it is. main gets each task's work once, and no commit it did not check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_of_the_leader_while_a_batch_is_checked_lands_its_tasks_once() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds")?;
+    // The rider, which no worker reclaims after the failover, waits its
+    // worker timeout before it goes back to the queue.
+    let mut cluster = Cluster::start_with(
+        2,
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--worker-timeout",
+            "10s",
+            "--heartbeat-interval",
+            "1s",
+        ],
+    )
+    .await?;
+    let first = cluster.leader(None).await?;
+    let _worker = secret_holding_worker(
+        &cluster.servers(),
+        dir.path(),
+        "lander",
+        4,
+        &cluster.worker_token,
+    )?;
+    let client = cluster.client()?;
+    let (gate_one, gate_batch) = (
+        dir.path().join("gate-one").join("open"),
+        dir.path().join("gate-batch").join("open"),
+    );
+    for gate in [&gate_one, &gate_batch] {
+        std::fs::create_dir_all(gate.parent().expect("gate"))?;
+    }
+    // "one" lands alone and holds the queue at its gate until "two" and
+    // "three", which touch apart, wait behind it; then they land together.
+    let one = touching(
+        &git,
+        "one",
+        "printf 'x = 1\\n' > one.py",
+        &["one.py"],
+        &gate_one,
+    );
+    let one = submit_through(&client, one).await?;
+    let direct = cluster.members[first]
+        .server
+        .as_ref()
+        .expect("leader up")
+        .tasks()
+        .await?;
+    landing_checked(&direct, std::slice::from_ref(&one))
+        .await
+        .context("one's landing is checked")?;
+    let mut ids = Vec::new();
+    for name in ["two", "three"] {
+        let script = format!("printf 'y = 2\\n' > {name}.py");
+        let request = touching(&git, name, &script, &[&format!("{name}.py")], &gate_batch);
+        ids.push(submit_through(&client, request).await?);
+    }
+    eventually(Duration::from_secs(60), || async {
+        let mut waiting = 0;
+        for id in &ids {
+            let task = client
+                .clone()
+                .get_task(v1::GetTaskRequest {
+                    task_id: id.clone(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            let deliver = task.steps.iter().find(|s| s.id == "deliver")?;
+            waiting += usize::from(deliver.state == v1::StepState::Queued as i32);
+        }
+        (waiting == 2).then_some(())
+    })
+    .await
+    .context("two and three wait behind one")?;
+    std::fs::write(&gate_one, "")?;
+    landing_checked(&direct, &ids)
+        .await
+        .context("the batch's landing is checked")?;
+    kill_leader(&mut cluster, first).await?;
+    std::fs::write(&gate_batch, "")?;
+    let mut landed = Vec::new();
+    for id in std::iter::once(&one).chain(&ids) {
+        let task = wait_through(&client, id).await?;
+        assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+        let deliver = task
+            .steps
+            .iter()
+            .find(|s| s.id == "deliver")
+            .expect("deliver");
+        let output: serde_json::Value = serde_json::from_str(&deliver.output_json)?;
+        landed.push(output["landed"].as_str().unwrap_or_default().to_string());
+    }
+    // one's landing, and the batch's one commit, which the rider's second
+    // turn found on main: nothing landed twice, and every commit passes.
+    let history = git.main_history_tested("app", dir.path());
+    assert_eq!(
+        history.len(),
+        3,
+        "the first commit, one's landing and the batch's: {history:?}"
+    );
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+    assert_eq!(landed[1], landed[2], "two and three landed in one commit");
+    assert_eq!(history[0].0, landed[1]);
+    Ok(())
+}
+
+/// Returns once one of tasks `ids`' deliver step runs its landing's
+/// checks (its log says so), as seen through `direct`.
+async fn landing_checked(direct: &Tasks, ids: &[String]) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(60), || async {
+        for id in ids {
+            if step_log(direct, id, "deliver")
+                .await
+                .contains("land: checking")
+            {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// kill -9 of the leader, member `first`; returns once another leads.
+async fn kill_leader(cluster: &mut Cluster, first: usize) -> anyhow::Result<()> {
+    let leader = cluster.members[first].server.as_mut().expect("leader up");
+    leader.process.signal("KILL");
+    leader.process.wait_exit(Duration::from_secs(10))?;
+    cluster.members[first].server = None;
+    cluster.leader(Some(first)).await?;
     Ok(())
 }

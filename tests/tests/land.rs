@@ -41,6 +41,7 @@ fn landing(git: &GitServer, name: &str, script: &str) -> v1::SubmitTaskRequest {
             method: "queue".into(),
             base: String::new(),
             checks: vec![unittest_check()],
+            ..v1::LandSpec::default()
         });
     }
     request
@@ -458,6 +459,161 @@ async fn the_queue_and_each_tasks_place_in_it_are_seen_while_a_landing_is_checke
     );
 }
 
+/// A gated landing whose one step says it touches `touches`: tasks whose
+/// touches cannot overlap land together.
+pub(crate) fn touching(
+    git: &GitServer,
+    name: &str,
+    script: &str,
+    touches: &[&str],
+    gate: &Path,
+) -> v1::SubmitTaskRequest {
+    let mut request = gated_landing(git, name, gate);
+    if let Some(spec) = request.spec.as_mut() {
+        spec.steps[0] = shell_step("work", &[], script);
+        spec.steps[0].touches = touches.iter().map(|t| t.to_string()).collect();
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_that_touch_apart_land_in_one_checked_merge_and_a_red_batch_is_split_to_its_culprit()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let server = control_plane(dir.path());
+    let _worker = worker(&server, dir.path());
+    let client = server.tasks().await.expect("client");
+    let gate = dir.path().join("gates").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gates")).expect("gates");
+    let test_of = |name: &str, body: &str| {
+        format!(
+            "printf 'import unittest\\n\\n\\nclass T(unittest.TestCase):\\n    def test_it(self):\\n        {body}\\n' > test_{name}.py"
+        )
+    };
+    // "first" lands alone, and holds the queue at the gate until the
+    // others wait their turn behind it.
+    let first = submit(
+        &client,
+        touching(
+            &git,
+            "first",
+            "printf 'x = 1\\n' > first.py",
+            &["first.py"],
+            &gate,
+        ),
+    )
+    .await
+    .expect("submit");
+    let listed = || {
+        let out = succeed(server.cli().args(["get", "landings", "-o", "json"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    eventually(Duration::from_secs(60), || async {
+        (listed()[0]["tasks"][0]["landing"] == true).then_some(())
+    })
+    .await
+    .expect("first lands");
+    // b and c are green wherever they land; d is green alone, and fails
+    // once first's work is on main: it breaks the batch.
+    let mut ids = Vec::new();
+    for (name, script) in [
+        ("b", test_of("b", "self.assertTrue(True)")),
+        ("c", test_of("c", "self.assertTrue(True)")),
+        (
+            "d",
+            test_of(
+                "d",
+                "import os; self.assertFalse(os.path.exists(\"first.py\"))",
+            ),
+        ),
+    ] {
+        let request = touching(&git, name, &script, &[&format!("test_{name}.py")], &gate);
+        ids.push(submit(&client, request).await.expect("submit"));
+    }
+    eventually(Duration::from_secs(60), || async {
+        (listed()[0]["tasks"].as_array().map(Vec::len) == Some(4)).then_some(())
+    })
+    .await
+    .expect("b, c and d wait behind first");
+    std::fs::write(&gate, "").expect("open the gate");
+    let first = wait_finished(&client, &first, Duration::from_secs(120))
+        .await
+        .expect("first");
+    assert_eq!(first.state, v1::TaskState::Succeeded as i32, "{first:?}");
+    let mut tasks = Vec::new();
+    for id in &ids {
+        tasks.push(
+            wait_finished(&client, id, Duration::from_secs(120))
+                .await
+                .expect("finished"),
+        );
+    }
+    let states: Vec<bool> = tasks
+        .iter()
+        .map(|t| t.state == v1::TaskState::Succeeded as i32)
+        .collect();
+    assert_eq!(
+        states,
+        [true, true, false],
+        "b and c land, d does not: {tasks:?}"
+    );
+    // b and c landed in one commit, after the red batch of three was split.
+    let (b, c, d) = (
+        step(&tasks[0], "deliver"),
+        step(&tasks[1], "deliver"),
+        step(&tasks[2], "deliver"),
+    );
+    let output = |s: &v1::Step| -> serde_json::Value {
+        serde_json::from_str(&s.output_json).expect("output")
+    };
+    assert_eq!(output(b)["landed"], output(c)["landed"], "{b:?} {c:?}");
+    assert_eq!(output(c)["batch"], tasks[0].id.as_str());
+    assert!(
+        b.attempts[0].error.contains("the batch is split"),
+        "b's first landing was the red batch: {:?}",
+        b.attempts
+    );
+    assert!(
+        d.error.contains("the checks failed") && d.error.contains("test_d"),
+        "d's verdict names its failure: {}",
+        d.error
+    );
+    // main got first's landing and b and c's, each passing its checks:
+    // never the red batch.
+    let history = git.main_history_tested("app", dir.path());
+    assert_eq!(
+        history.len(),
+        3,
+        "the first commit and two landings: {history:?}"
+    );
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+    let landed = output(b)["landed"].as_str().expect("landed").to_string();
+    assert_eq!(history[0].0, landed);
+    let parents = git_output(dir.path(), &git, &landed);
+    assert_eq!(
+        parents.split_whitespace().count(),
+        4,
+        "the commit, main's tip and b's and c's heads: {parents}"
+    );
+}
+
+fn git_output(dir: &Path, git: &GitServer, commit: &str) -> String {
+    tidewright_tests::git_server::git(
+        dir,
+        &[
+            "--git-dir",
+            &git.root().join("app.git").display().to_string(),
+            "rev-list",
+            "--parents",
+            "-n",
+            "1",
+            commit,
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_with_a_pull_request_lands_it_and_the_forge_sees_it_merged() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -481,6 +637,7 @@ async fn a_task_with_a_pull_request_lands_it_and_the_forge_sees_it_merged() {
             method: "queue".into(),
             base: String::new(),
             checks: vec![unittest_check()],
+            ..v1::LandSpec::default()
         });
         repo.pull_request = Some(v1::PullRequestSpec {
             title: "Add x".into(),

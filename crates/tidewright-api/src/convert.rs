@@ -104,7 +104,34 @@ impl From<v1::RepoSpec> for core::RepoSpec {
                 method: core::repo::LandMethod::parse(&l.method),
                 base: l.base,
                 checks: l.checks.into_iter().map(Into::into).collect(),
+                batch: l.batch,
             }),
+        }
+    }
+}
+
+impl From<core::repo::LandRider> for v1::LandRider {
+    fn from(r: core::repo::LandRider) -> Self {
+        v1::LandRider {
+            task_id: r.task_id,
+            task_name: r.task_name,
+            attempt: r.attempt,
+            step: r.step,
+            head: r.head,
+            push: r.push,
+        }
+    }
+}
+
+impl From<v1::LandRider> for core::repo::LandRider {
+    fn from(r: v1::LandRider) -> Self {
+        core::repo::LandRider {
+            task_id: r.task_id,
+            task_name: r.task_name,
+            attempt: r.attempt,
+            step: r.step,
+            head: r.head,
+            push: r.push,
         }
     }
 }
@@ -138,6 +165,7 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                 method: l.method.as_str().to_string(),
                 base: l.base.clone(),
                 checks: l.checks.iter().cloned().map(Into::into).collect(),
+                batch: l.batch,
             }),
         }
     }
@@ -734,6 +762,7 @@ mod tests {
                         run: vec!["make".into(), "test".into()],
                         timeout: "10m".into(),
                     }],
+                    batch: 4,
                 }),
             }),
             ..core::TaskSpec::default()

@@ -84,6 +84,48 @@ pub struct LandSpec {
     /// verified steps' checks when empty (one or the other is needed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::verify::CheckSpec>,
+    /// At most this many tasks land together, in one checked merge, when
+    /// their `touches` cannot overlap; a red batch is split to find the
+    /// task that broke it. 0: the default, 8; 1: each task alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub batch: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Tasks landing together at most, unless `repo.land.batch` says.
+pub const DEFAULT_LAND_BATCH: u32 = 8;
+
+/// The most `repo.land.batch` may say.
+pub const MAX_LAND_BATCH: u32 = 64;
+
+impl LandSpec {
+    /// How many tasks may land together with this one's.
+    pub fn batch_size(&self) -> usize {
+        match self.batch {
+            0 => DEFAULT_LAND_BATCH as usize,
+            n => n as usize,
+        }
+    }
+}
+
+/// Another task's work landing in the same checked merge as the task whose
+/// deliver step lands it (a batch): its deliver step's attempt, which the
+/// landing one runs for it, and the one head its work ends at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LandRider {
+    pub task_id: String,
+    pub task_name: String,
+    /// Its deliver step's running attempt: the landing fetches its work
+    /// from the control plane as that attempt.
+    pub attempt: u32,
+    /// The step whose work it lands, and that work's head.
+    pub step: String,
+    pub head: String,
+    /// Its branch is pushed too (`repo.push`).
+    pub push: bool,
 }
 
 /// How a task lands.

@@ -715,6 +715,18 @@ mod repo {
                 "repo.pullRequest.base",
                 "not the branch the task lands on",
             ),
+            (
+                task(
+                    LandSpec {
+                        batch: 65,
+                        ..with_checks.clone()
+                    },
+                    "main",
+                    false,
+                ),
+                "repo.land.batch",
+                "65 is more tasks than land together at most (64)",
+            ),
         ];
         for (spec, field, says) in cases {
             let (got, message) = super::rejected(&spec);

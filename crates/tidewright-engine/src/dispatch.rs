@@ -162,6 +162,10 @@ impl Engine {
             }
         };
         active.steps[index].worker = Some(worker_id);
+        let land_riders = self.board_riders(worker_id, (&task_id, index));
+        let Some(active) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         let step = &active.spec.steps[index];
         let inputs_json = inputs_of(active, index);
         let Some(worker) = self.fleet.workers.get_mut(&worker_id) else {
@@ -198,6 +202,7 @@ impl Engine {
             repo: active.spec.repo.clone(),
             dependency_heads: dependency_heads(active, index),
             task_egress: active.spec.egress.clone(),
+            land_riders,
         };
         self.round.effects.push(Effect::ToWorker(
             worker.outbox.clone(),
@@ -215,18 +220,24 @@ impl Engine {
             self.metrics
                 .landing_turn((now - ready_since).max(0) as f64 / 1e6);
         }
-        let detail = StepWrite {
-            attempt: Some(attempt),
-            worker: Some(worker.info.name.clone()),
-            started_at: Some(now_micros()),
-            finished_at: Some(0),
-            output_json: Some(String::new()),
-            error: Some(String::new()),
-            exit_code: Some(None),
-            progress: Some((0.0, String::new())),
-            ..StepWrite::default()
-        };
+        let detail = started(attempt, worker.info.name.clone(), now);
         self.apply(&task_id, changes, Some((index, detail)));
+    }
+}
+
+/// The write of a step whose attempt `attempt` started on `worker` at
+/// `now`: what an earlier attempt left is cleared.
+pub(super) fn started(attempt: u32, worker: String, now: Micros) -> StepWrite {
+    StepWrite {
+        attempt: Some(attempt),
+        worker: Some(worker),
+        started_at: Some(now),
+        finished_at: Some(0),
+        output_json: Some(String::new()),
+        error: Some(String::new()),
+        exit_code: Some(None),
+        progress: Some((0.0, String::new())),
+        ..StepWrite::default()
     }
 }
 

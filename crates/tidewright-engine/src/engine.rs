@@ -77,6 +77,8 @@ pub struct Engine {
     /// The tasks running steps submitted, by their parent (see `family`):
     /// cancelled when it ends.
     pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// The halves of red landing batches still to land (see `batch`).
+    pub(crate) splits: crate::batch::Splits,
 }
 
 /// How the engine runs.

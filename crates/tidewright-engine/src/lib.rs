@@ -65,6 +65,7 @@ pub mod service;
 mod apply;
 mod approval;
 mod backlog;
+mod batch;
 mod budget;
 mod cold;
 mod create;
@@ -155,6 +156,7 @@ pub fn start(
         metrics,
         sweeper: Sweeper::new(retention),
         children: HashMap::new(),
+        splits: HashMap::new(),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(

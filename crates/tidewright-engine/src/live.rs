@@ -57,6 +57,11 @@ pub(crate) struct LiveStep {
     /// Its last attempt found its dependencies' work in conflict: said by
     /// the step's next event.
     pub(crate) conflict: Option<tidewright_core::repo::MergeConflict>,
+    /// A landing deliver step's batch: the tasks whose deliver steps ride
+    /// in its running attempt (see `batch`).
+    pub(crate) riders: Vec<Arc<str>>,
+    /// A deliver step riding in another task's landing: that task.
+    pub(crate) batch_lead: Option<Arc<str>>,
 }
 
 impl LiveStep {
@@ -243,6 +248,8 @@ pub(crate) fn new_active(
             running_cost: tidewright_core::Cost::default(),
             stopped_for_budget: false,
             held_by: None,
+            riders: Vec::new(),
+            batch_lead: None,
             conflict: None,
         })
         .collect();

@@ -112,7 +112,7 @@ impl Metrics {
         );
         registry.register(
             "step_attempts_finished",
-            "Step attempts that ended, by outcome (succeeded, failed, stalled, rate_limited, budget, cancelled, lost)",
+            "Step attempts that ended, by outcome (succeeded, failed, stalled, rate_limited, budget, requeued, cancelled, lost)",
             metrics.attempts_finished.clone(),
         );
         registry.register(
@@ -187,7 +187,7 @@ impl Metrics {
         );
         registry.register(
             "landings",
-            "Tasks' landings on their base through its queue, by outcome (landed, conflict, checks_failed)",
+            "Tasks' landings on their base through its queue, by outcome (landed, conflict, checks_failed; split: a batch whose checks failed, split to find the task that broke it)",
             metrics.landings.clone(),
         );
         registry.register(

@@ -314,6 +314,9 @@ impl Engine {
     }
 
     pub(super) fn requeue(&mut self, task_id: &Arc<str>, index: usize, reason: &str) {
+        // The tasks riding in its landing wait their turn again before it
+        // does: so it, the oldest, is first in line.
+        self.requeue_riders(task_id, index, reason);
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };

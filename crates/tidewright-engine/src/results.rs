@@ -115,6 +115,13 @@ impl Engine {
     /// at a provider's limit, charges its cost, moves the task on, and
     /// records the attempt.
     pub(super) fn report(&mut self, worker: u64, report: StepResult) {
+        self.report_as(worker, report, None);
+    }
+
+    /// [`Self::report`]; `requeue`: why the attempt, whatever its
+    /// outcome, goes back to the queue uncounted (a landing batch's task,
+    /// or a batch split).
+    pub(super) fn report_as(&mut self, worker: u64, report: StepResult, requeue: Option<String>) {
         let Some((task_id, index)) = self.current(worker, &report.attempt) else {
             tracing::warn!(
                 task = %report.attempt.task_id,
@@ -128,8 +135,13 @@ impl Engine {
         if let Some(w) = self.fleet.workers.get_mut(&worker) {
             w.running.remove(&(task_id.clone(), index));
         }
+        let requeue = requeue.or_else(|| self.settle_riders(worker, (&task_id, index), &report));
         let verdict = self.judge((&task_id, index), &report);
-        let limited = self.limited(worker, (&task_id, index), &report, &verdict.outcome);
+        let requeued = requeue.is_some();
+        let limited = match requeue {
+            Some(why) => Some(why),
+            None => self.limited(worker, (&task_id, index), &report, &verdict.outcome),
+        };
         // The attempt's record says which signal made it a limit, so
         // `tidewright get task` tells a limit apart from the step's own failure.
         let round_failure = verdict.round.as_ref().and_then(Round::failure);
@@ -148,7 +160,9 @@ impl Engine {
         if let Some(round) = &verdict.round {
             self.keep_round((&task_id, index), &report, round);
         }
-        self.keep_landing((&task_id, index), &report);
+        if !requeued {
+            self.keep_landing((&task_id, index), &report);
+        }
         self.settle_cost(&task_id, index, report.cost);
         let Some(moved) = self.move_on((&task_id, index), &report, &verdict, limited) else {
             return;
@@ -161,6 +175,7 @@ impl Engine {
         };
         let label = match attempt_state {
             _ if moved.budget_stopped => "budget",
+            StepState::Failed if requeued => "requeued",
             StepState::Failed if moved.handed_back => "rate_limited",
             StepState::Failed if report.stalled => "stalled",
             StepState::Failed if round_failure.is_some() => "verify",

@@ -53,6 +53,9 @@ pub struct Assignment {
     pub dependency_heads: Vec<tidewright_core::repo::DependencyHead>,
     /// The task's egress allow-list, which the step's own narrows.
     pub task_egress: Option<tidewright_core::Egress>,
+    /// A landing deliver step's batch: other tasks' work landing in the
+    /// same checked merge, their deliver steps' attempts run by this one.
+    pub land_riders: Vec<tidewright_core::repo::LandRider>,
 }
 
 /// The session a retried step resumes.

@@ -99,6 +99,51 @@ impl Mirror {
         Ok(Merged::Commit(commit))
     }
 
+    /// One commit landing several tasks' work at once: `merged`'s tree (the
+    /// tip and each head merged in turn), with the tip as its first parent
+    /// and each head after it, so the base's first-parent history holds
+    /// only this commit, the one the checks ran on, and not the merges
+    /// between, which nothing checked.
+    pub async fn merge_all(
+        &self,
+        merged: &str,
+        parents: &[&str],
+        message: &str,
+    ) -> Result<String, Error> {
+        let tree = format!("{merged}^{{tree}}");
+        let mut args = vec!["commit-tree", tree.as_str()];
+        for parent in parents {
+            args.extend(["-p", parent]);
+        }
+        args.extend(["-m", message]);
+        local_with(
+            &self.git,
+            &self.path,
+            &args,
+            &crate::worktree::as_tidewright(),
+        )
+        .await
+    }
+
+    /// Whether `commit` is already in `tip`'s history: work that landed
+    /// (by a landing whose verdict was lost) lands as it is.
+    pub async fn contains(&self, tip: &str, commit: &str) -> Result<bool, Error> {
+        let git = command_output(
+            &self.git,
+            &self.path,
+            &["merge-base", "--is-ancestor", commit, tip],
+        )
+        .await?;
+        match git.code {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(Error::Local(format!(
+                "git merge-base --is-ancestor {commit} {tip}: {}",
+                git.stderr.trim()
+            ))),
+        }
+    }
+
     /// Pushes `commit` to `base` on the remote, as a fast-forward only.
     pub async fn push_fast_forward(
         &self,

@@ -630,6 +630,7 @@ impl Worker {
                         })
                         .collect(),
                     task_egress: assignment.task_egress.map(Into::into),
+                    land_riders: assignment.land_riders.into_iter().map(Into::into).collect(),
                     grader_model: assignment.grader_model,
                     host: self.host.clone(),
                     key,

@@ -74,6 +74,16 @@ pub(super) fn validate_land(
             format!("{:?} is not a branch git could hold", land.base),
         ));
     }
+    if land.batch > crate::repo::MAX_LAND_BATCH {
+        return Err(invalid(
+            "repo.land.batch",
+            format!(
+                "{} is more tasks than land together at most ({})",
+                land.batch,
+                crate::repo::MAX_LAND_BATCH
+            ),
+        ));
+    }
     if repo.land_base().is_none() {
         return Err(invalid(
             "repo.land.base",

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 
+mod batch;
 mod budget;
 mod cold;
 mod family;

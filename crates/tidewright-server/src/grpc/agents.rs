@@ -73,6 +73,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
                 repo,
                 dependency_heads,
                 task_egress,
+                land_riders,
             } = *assignment;
             let step_token = step_tokens
                 .mint(&attempt, &tenant, timeout)
@@ -104,6 +105,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
                         asked: h.asked,
                     })
                     .collect(),
+                land_riders: land_riders.into_iter().map(Into::into).collect(),
                 grader_model: match &step.verify {
                     Some(verify) if !verify.rubric.is_empty() => grader.to_string(),
                     _ => String::new(),

@@ -106,6 +106,9 @@ pub struct Attempt {
     pub dependency_heads: Vec<tidewright_core::repo::DependencyHead>,
     /// Its task's egress allow-list, which the step's narrows.
     pub task_egress: Option<tidewright_core::Egress>,
+    /// A landing deliver step's batch: other tasks' work it lands in the
+    /// same checked merge as its own.
+    pub land_riders: Vec<tidewright_core::repo::LandRider>,
     /// The model that grades the step's rubric; empty without one.
     pub grader_model: String,
     /// What it runs with: the same for every attempt of this worker.

@@ -11,8 +11,16 @@
 //! holds what lands, and the forge sees it merged when the base moves to
 //! it: the merge is the fast-forward push, never the forge's own merge,
 //! which would make a commit nobody checked on a base that may have moved.
+//!
+//! Other tasks' work may ride in the landing (a batch, which the engine
+//! forms of tasks whose touches cannot overlap): each is merged in turn
+//! onto the merge so far, and one commit holding them all, the tip its
+//! first parent and each task's head after it, is checked and pushed. Its
+//! output says what became of each (`batch`): merged into what was
+//! checked, landed, or left out for a conflict; the engine ends their
+//! steps from it.
 
-use tidewright_core::repo::LandSpec;
+use tidewright_core::repo::{LandRider, LandSpec};
 use tidewright_core::{RepoSpec, StepWork, VerifySpec};
 use tidewright_git::land::Merged;
 use tidewright_git::worktree::Worktree;
@@ -70,6 +78,7 @@ pub(crate) async fn land(
     // The work merged onto the tip: the task's, or once its branch holds
     // a checked merge (a pull request's), that merge.
     let mut head = work.head_commit.clone();
+    let riders = fetch_riders(attempt, mirror, &log).await;
     for turn in 1..=MOVES {
         let tip = match mirror.fetch_tip(url, &base, credentials.as_ref()).await {
             Ok(tip) => tip,
@@ -77,6 +86,26 @@ pub(crate) async fn land(
                 return *ended = Ended::fault(Fault::Delivery, format!("fetching {base}: {e}"));
             }
         };
+        // Landed already, by a landing whose verdict was lost (its control
+        // plane died): it stays as it is.
+        if riders.is_empty() && mirror.contains(&tip, &head).await.unwrap_or(false) {
+            log(format!(
+                "land: the task's work is on {base} already, at {}",
+                short(&tip)
+            ));
+            ended.output_json = serde_json::json!({
+                "branch": work.branch,
+                "head": work.head_commit,
+                "changed": true,
+                "pushed": work.pushed,
+                "landed": tip,
+                "base": base,
+                "tip": tip,
+                "pullRequest": work.pull_request_url,
+            })
+            .to_string();
+            return;
+        }
         let landing = match mirror.merge_onto(&tip, &head, &message).await {
             Ok(Merged::Commit(commit)) => commit,
             Ok(Merged::Conflict(paths)) => {
@@ -104,11 +133,37 @@ pub(crate) async fn land(
                 );
             }
         };
-        log(format!(
-            "land: checking {} (the task's work on {base} at {})",
-            short(&landing),
-            short(&tip)
-        ));
+        let (landing, mut batch) =
+            match merge_riders(mirror, (&tip, &head, landing), &riders, &message).await {
+                Ok(merged) => merged,
+                Err(e) => {
+                    return *ended = Ended::fault(
+                        Fault::Repository,
+                        format!("merging the batch's work onto {base}: {e}"),
+                    );
+                }
+            };
+        let merged = batch.iter().filter(|r| r["merged"] == true).count();
+        if merged == 0 {
+            log(format!(
+                "land: checking {} (the task's work on {base} at {})",
+                short(&landing),
+                short(&tip)
+            ));
+        } else {
+            log(format!(
+                "land: checking {} (the work of {} tasks on {base} at {}: this one's and {})",
+                short(&landing),
+                merged + 1,
+                short(&tip),
+                batch
+                    .iter()
+                    .filter(|r| r["merged"] == true)
+                    .filter_map(|r| r["task"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let on = StepWork {
             head_commit: landing.clone(),
             base_commit: tip.clone(),
@@ -141,9 +196,16 @@ pub(crate) async fn land(
                 ),
                 None,
             );
-            // A verdict, not a mishap: the engine does not retry it.
+            // A verdict, not a mishap: the engine does not retry it (or,
+            // for a batch, splits it).
             failed.verification = Some(found);
             failed.work = Some(work);
+            failed.output_json = serde_json::json!({
+                "base": base,
+                "tip": tip,
+                "batch": batch,
+            })
+            .to_string();
             return *ended = failed;
         }
         ended.verification = Some(found);
@@ -170,6 +232,13 @@ pub(crate) async fn land(
         {
             Ok(()) => {
                 log(format!("land: {base} is at {} now", short(&landing)));
+                push_rider_branches(
+                    mirror,
+                    (url, credentials.as_ref()),
+                    (&riders, &mut batch),
+                    &log,
+                )
+                .await;
                 ended.output_json = serde_json::json!({
                     "branch": work.branch,
                     "head": work.head_commit,
@@ -179,6 +248,7 @@ pub(crate) async fn land(
                     "base": base,
                     "tip": tip,
                     "pullRequest": work.pull_request_url,
+                    "batch": batch,
                 })
                 .to_string();
                 return;
@@ -208,6 +278,97 @@ pub(crate) async fn land(
         Fault::Delivery,
         format!("landing on {base}: it moved {MOVES} times while this landing was checked"),
     );
+}
+
+/// The riders' work, fetched into the mirror as each rider's own
+/// attempt; one whose work cannot be had is left out (its step goes back
+/// to the queue, and lands on its own).
+async fn fetch_riders<'a>(
+    attempt: &'a Attempt,
+    mirror: &tidewright_git::mirror::Mirror,
+    log: &impl Fn(String),
+) -> Vec<&'a LandRider> {
+    let mut fetched = Vec::new();
+    for rider in &attempt.land_riders {
+        let key = tidewright_core::AttemptKey {
+            task_id: rider.task_id.clone(),
+            step_id: tidewright_core::repo::DELIVER_STEP.into(),
+            attempt: rider.attempt,
+        };
+        match super::repo::fetch_head(attempt, &key, mirror, (&rider.step, &rider.head)).await {
+            Ok(()) => fetched.push(rider),
+            Err(e) => log(format!(
+                "land: task {}'s work is left out of this landing: {}",
+                rider.task_id,
+                e.error()
+            )),
+        }
+    }
+    fetched
+}
+
+/// `landing` (the task's work merged onto `tip`), with each rider's work
+/// merged in turn after it: one commit holding them all when any was (see
+/// [`tidewright_git::mirror::Mirror::merge_all`]), and what became of
+/// each rider.
+async fn merge_riders(
+    mirror: &tidewright_git::mirror::Mirror,
+    (tip, head, landing): (&str, &str, String),
+    riders: &[&LandRider],
+    message: &str,
+) -> Result<(String, Vec<serde_json::Value>), tidewright_git::Error> {
+    let mut batch = Vec::new();
+    let mut so_far = landing.clone();
+    let mut parents = vec![tip, head];
+    for rider in riders {
+        let mut said = serde_json::json!({"task": rider.task_id, "head": rider.head});
+        match mirror.merge_onto(&so_far, &rider.head, message).await? {
+            Merged::Commit(commit) => {
+                so_far = commit;
+                parents.push(&rider.head);
+                said["merged"] = true.into();
+            }
+            Merged::Conflict(paths) => said["conflict"] = paths.into(),
+        }
+        batch.push(said);
+    }
+    if parents.len() == 2 {
+        return Ok((landing, batch));
+    }
+    let names: Vec<&str> = riders.iter().map(|r| r.task_id.as_str()).collect();
+    let message = format!("{message}, with tasks {}", names.join(", "));
+    let all = mirror.merge_all(&so_far, &parents, &message).await?;
+    Ok((all, batch))
+}
+
+/// Each rider merged into what landed is landed; those that ask for a
+/// push have their branch pushed.
+async fn push_rider_branches(
+    mirror: &tidewright_git::mirror::Mirror,
+    (url, credentials): (&str, Option<&tidewright_git::Credentials>),
+    (riders, batch): (&[&LandRider], &mut [serde_json::Value]),
+    log: &impl Fn(String),
+) {
+    for said in batch.iter_mut().filter(|r| r["merged"] == true) {
+        said["landed"] = true.into();
+        let Some(rider) = riders.iter().find(|r| said["task"] == r.task_id.as_str()) else {
+            continue;
+        };
+        if !rider.push {
+            continue;
+        }
+        let (task, head) = (&rider.task_id, &rider.head);
+        let branch = tidewright_core::repo::task_branch(task);
+        match mirror
+            .push_fast_forward(url, head, &branch, credentials)
+            .await
+        {
+            Ok(()) => said["pushed"] = true.into(),
+            Err(e) => log(format!(
+                "land: task {task}'s branch {branch} was not pushed: {e}"
+            )),
+        }
+    }
 }
 
 fn short(commit: &str) -> &str {

@@ -162,7 +162,7 @@ async fn worktree(
     }
     let heads = &attempt.dependency_heads;
     for head in heads {
-        fetch_head(attempt, &mirror, &head.step, &head.head).await?;
+        fetch_head(attempt, &attempt.key, &mirror, (&head.step, &head.head)).await?;
     }
     let start = heads.first().map_or(repo.commit.as_str(), |h| &h.head);
     let mut tree = mirror
@@ -244,12 +244,13 @@ fn carry_over(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Makes sure the mirror holds a dependency's head: made here, or fetched
-/// from the branch the control plane keeps for it.
-async fn fetch_head(
+/// from the branch the control plane keeps for it, asked as attempt `key`
+/// (this one's, or a landing batch's other task's).
+pub(crate) async fn fetch_head(
     attempt: &Attempt,
+    key: &tidewright_core::AttemptKey,
     mirror: &Mirror,
-    step: &str,
-    head: &str,
+    (step, head): (&str, &str),
 ) -> Result<(), Ended> {
     if mirror.has_commit(head).await {
         return Ok(());
@@ -263,7 +264,7 @@ async fn fetch_head(
         return Err(missing("no control plane keeps steps' branches"));
     };
     let kept = keeper
-        .get_branch(&attempt.key, step)
+        .get_branch(key, step)
         .await
         .map_err(|e| missing(&e))?
         .ok_or_else(|| missing("the control plane keeps no branch of it (it may have expired)"))?;

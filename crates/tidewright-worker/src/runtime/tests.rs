@@ -38,6 +38,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         repo: None,
         dependency_heads: Vec::new(),
         task_egress: None,
+        land_riders: Vec::new(),
         grader_model: String::new(),
         host: Arc::new(Host {
             secrets_dir: None,

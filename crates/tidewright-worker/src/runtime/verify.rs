@@ -286,6 +286,7 @@ async fn run_in_sandbox(
         repo: None,
         dependency_heads: Vec::new(),
         task_egress: attempt.task_egress.clone(),
+        land_riders: Vec::new(),
         grader_model: String::new(),
         host: attempt.host.clone(),
     };

@@ -1,0 +1,315 @@
+//! Landing batches in the engine: tasks waiting their turn on one base
+//! whose touches cannot overlap ride in one landing; a batch whose checks
+//! fail is split, the older half first, until the task that broke it lands
+//! alone and gets the verdict, and the others land.
+
+use tidewright_core::repo::DELIVER_STEP;
+use tidewright_core::{CheckResult, StepWork, Verification};
+
+use super::*;
+
+/// A landing task whose one step touches `touches`.
+fn touching(name: &str, touches: &str) -> TaskSpec {
+    let mut spec = landing(name, "main");
+    spec.steps[0].touches = vec![touches.into()];
+    if let Some(land) = spec.repo.as_mut().and_then(|r| r.land.as_mut()) {
+        land.checks = vec![tidewright_core::CheckSpec {
+            name: "tests".into(),
+            run: vec!["pytest".into()],
+            timeout: String::new(),
+        }];
+    }
+    spec
+}
+
+fn checked(passed: bool) -> Verification {
+    Verification {
+        round: 1,
+        head_commit: "c".repeat(40),
+        checks: vec![CheckResult {
+            name: "tests".into(),
+            passed,
+            exit_code: Some(i32::from(!passed)),
+            ..CheckResult::default()
+        }],
+        ..Verification::default()
+    }
+}
+
+impl Harness {
+    /// Task `id`'s work step ends with a head of its own.
+    async fn worked(&self, worker: &FakeWorker, id: &str) {
+        self.send(
+            worker,
+            key(id, "work", 1),
+            AttemptEnd::Succeeded,
+            (String::new(), None),
+            Some(StepWork {
+                branch: format!("tidewright/{id}-work"),
+                head_commit: format!("{id:0>40}"),
+                ..StepWork::default()
+            }),
+        )
+        .await;
+        self.engine.credits(worker.id, 1).await.expect("credits");
+    }
+
+    /// A landing's result: its output, and its checks' verdict.
+    async fn landed(
+        &self,
+        worker: &FakeWorker,
+        attempt: AttemptKey,
+        outcome: AttemptEnd,
+        output: serde_json::Value,
+    ) {
+        let verdict = Some(checked(outcome == AttemptEnd::Succeeded));
+        self.send(
+            worker,
+            attempt,
+            outcome,
+            (output.to_string(), verdict),
+            None,
+        )
+        .await;
+        // Its slot is free again, as a real worker says.
+        self.engine.credits(worker.id, 1).await.expect("credits");
+    }
+
+    async fn send(
+        &self,
+        worker: &FakeWorker,
+        attempt: AttemptKey,
+        outcome: AttemptEnd,
+        (output_json, verification): (String, Option<Verification>),
+        work: Option<StepWork>,
+    ) {
+        let error = match outcome {
+            AttemptEnd::Succeeded => String::new(),
+            _ => "landing on main: the checks failed".into(),
+        };
+        self.engine
+            .report(
+                worker.id,
+                StepResult {
+                    attempt,
+                    outcome,
+                    output_json,
+                    error,
+                    exit_code: None,
+                    started_at: None,
+                    cost: None,
+                    stalled: false,
+                    rate_limited: None,
+                    work,
+                    conflict: None,
+                    verification,
+                },
+            )
+            .await
+            .expect("reported");
+    }
+}
+
+impl FakeWorker {
+    /// The next assignment: its attempt and the tasks riding in it.
+    async fn landing(&mut self) -> (AttemptKey, Vec<String>) {
+        match self.next().await {
+            ToWorker::Assign(a) => (
+                a.attempt,
+                a.land_riders.into_iter().map(|r| r.task_id).collect(),
+            ),
+            other => panic!("expected an assignment, got {other:?}"),
+        }
+    }
+}
+
+/// What the landing says of each rider: merged into what was checked,
+/// and landed when it passed.
+fn batch(riders: &[&str], landed: bool) -> serde_json::Value {
+    let riders: Vec<serde_json::Value> = riders
+        .iter()
+        .map(|id| {
+            serde_json::json!({"task": id, "head": format!("{id:0>40}"), "merged": true, "landed": landed})
+        })
+        .collect();
+    serde_json::json!({"landed": "d".repeat(40), "base": "main", "tip": "e".repeat(40), "batch": riders})
+}
+
+#[tokio::test]
+async fn disjoint_landings_ride_in_one_batch_and_a_red_one_is_split_until_its_culprit_lands_alone()
+{
+    let h = Harness::new();
+    // b, c and d touch apart; e overlaps b, so it waits for a batch of
+    // its own; f says nothing of what it touches, so it lands alone.
+    let tasks = [
+        ("a", "a/**"),
+        ("b", "b/**"),
+        ("c", "c/**"),
+        ("d", "d/**"),
+        ("e", "b/y.py"),
+    ];
+    for (at, (id, touches)) in tasks.iter().enumerate() {
+        h.try_submit(id, "default", touching(id, touches), at as i64 + 1)
+            .await
+            .expect("submitted");
+    }
+    h.try_submit("f", "default", landing("f", "main"), 6)
+        .await
+        .expect("submitted");
+    let mut w = h.ready_worker("w", &["shell"], 8).await;
+    for _ in 0..6 {
+        assert_eq!(w.assigned().await.step_id, "work");
+    }
+    // a lands first, alone: nobody waits yet.
+    h.worked(&w, "a").await;
+    assert_eq!(w.landing().await, (key("a", DELIVER_STEP, 1), Vec::new()));
+    for id in ["b", "c", "d", "e", "f"] {
+        h.worked(&w, id).await;
+    }
+    h.landed(
+        &w,
+        key("a", DELIVER_STEP, 1),
+        AttemptEnd::Succeeded,
+        batch(&[], true),
+    )
+    .await;
+    // b takes its turn with c and d riding; e overlaps b, f may touch
+    // anything.
+    assert_eq!(
+        w.landing().await,
+        (key("b", DELIVER_STEP, 1), vec!["c".into(), "d".into()])
+    );
+    h.settled().await;
+    assert!(w.idle(), "e and f wait for the batch");
+    let fleet = h.engine.list_agents().await.expect("fleet");
+    let landing_now: Vec<&str> = fleet.landings[0]
+        .tasks
+        .iter()
+        .filter(|t| t.landing)
+        .map(|t| t.task_id.as_str())
+        .collect();
+    assert_eq!(landing_now, ["b", "c", "d"], "the batch lands now");
+    // Red: split into [b, c] and [d], which land in turn, before e.
+    h.landed(
+        &w,
+        key("b", DELIVER_STEP, 1),
+        AttemptEnd::Failed,
+        batch(&["c", "d"], false),
+    )
+    .await;
+    assert_eq!(
+        w.landing().await,
+        (key("b", DELIVER_STEP, 2), vec!["c".into()])
+    );
+    h.landed(
+        &w,
+        key("b", DELIVER_STEP, 2),
+        AttemptEnd::Succeeded,
+        batch(&["c"], true),
+    )
+    .await;
+    assert_eq!(w.landing().await, (key("d", DELIVER_STEP, 2), Vec::new()));
+    h.landed(
+        &w,
+        key("d", DELIVER_STEP, 2),
+        AttemptEnd::Failed,
+        batch(&[], false),
+    )
+    .await;
+    // The split is done: e and f form batches afresh (f alone).
+    assert_eq!(w.landing().await, (key("e", DELIVER_STEP, 1), Vec::new()));
+    h.landed(
+        &w,
+        key("e", DELIVER_STEP, 1),
+        AttemptEnd::Succeeded,
+        batch(&[], true),
+    )
+    .await;
+    assert_eq!(w.landing().await, (key("f", DELIVER_STEP, 1), Vec::new()));
+    for (id, state) in [
+        ("a", TaskState::Succeeded),
+        ("b", TaskState::Succeeded),
+        ("c", TaskState::Succeeded),
+        ("d", TaskState::Failed),
+        ("e", TaskState::Succeeded),
+    ] {
+        h.until_state(id, state).await;
+    }
+    let c = h.task("c").await;
+    let deliver = &c.steps[1];
+    assert_eq!(
+        deliver.attempts.len(),
+        2,
+        "c rode twice: in the red batch, then in its half"
+    );
+    assert!(
+        deliver.attempts[0].error.contains("the batch is split"),
+        "{:?}",
+        deliver.attempts[0]
+    );
+    let output: serde_json::Value = serde_json::from_str(&deliver.output_json).expect("json");
+    assert_eq!(output["batch"], "b", "c landed in b's landing: {output}");
+    let d = h.task("d").await;
+    assert!(
+        d.steps[1].error.contains("the checks failed"),
+        "d broke the batch, and its verdict says so: {:?}",
+        d.steps[1]
+    );
+    let metrics = h.metrics.render(&Default::default());
+    for line in [
+        "tidewright_landings_total{outcome=\"split\"} 1",
+        "tidewright_landings_total{outcome=\"checks_failed\"} 1",
+        "tidewright_landings_total{outcome=\"landed\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_worker_is_lost_sends_its_riders_back_to_wait_their_turn() {
+    let h = Harness::new();
+    for (at, (id, touches)) in [("a", "a/**"), ("b", "b/**"), ("c", "c/**")]
+        .iter()
+        .enumerate()
+    {
+        h.try_submit(id, "default", touching(id, touches), at as i64 + 1)
+            .await
+            .expect("submitted");
+    }
+    let mut w = h.ready_worker("w", &["shell"], 8).await;
+    for _ in 0..3 {
+        assert_eq!(w.assigned().await.step_id, "work");
+    }
+    h.worked(&w, "a").await;
+    assert_eq!(w.landing().await.0, key("a", DELIVER_STEP, 1));
+    h.worked(&w, "b").await;
+    h.worked(&w, "c").await;
+    h.landed(
+        &w,
+        key("a", DELIVER_STEP, 1),
+        AttemptEnd::Succeeded,
+        batch(&[], true),
+    )
+    .await;
+    assert_eq!(
+        w.landing().await,
+        (key("b", DELIVER_STEP, 1), vec!["c".into()])
+    );
+    // The worker goes: b and c wait again, b first, and land together on
+    // the next worker.
+    h.engine.disconnected(w.id).await.expect("disconnected");
+    let mut next = h.ready_worker("next", &["shell"], 8).await;
+    assert_eq!(
+        next.landing().await,
+        (key("b", DELIVER_STEP, 2), vec!["c".into()])
+    );
+    h.landed(
+        &next,
+        key("b", DELIVER_STEP, 2),
+        AttemptEnd::Succeeded,
+        batch(&["c"], true),
+    )
+    .await;
+    h.until_state("b", TaskState::Succeeded).await;
+    h.until_state("c", TaskState::Succeeded).await;
+}
