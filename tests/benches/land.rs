@@ -233,6 +233,7 @@ async fn one_run(mix: Mix, way: Way, suite: u64) -> anyhow::Result<Ran> {
                     base: String::new(),
                     checks: vec![unittest_check()],
                     batch: if way == Way::OneAtATime { 1 } else { 0 },
+                    ..v1::LandSpec::default()
                 });
             } else {
                 repo.push = true;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tidewright_api::v1;
 use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets, secret_holding_worker};
+use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
 pub(crate) const CALC: &str = "add = lambda a, b: a + b\n";
@@ -612,6 +613,156 @@ fn git_output(dir: &Path, git: &GitServer, commit: &str) -> String {
             commit,
         ],
     )
+}
+
+/// The agent's calls that read `file` and write `content` over it, then
+/// say `done`.
+fn rewrites(file: &str, content: &str, done: &str) -> Vec<Reply> {
+    vec![
+        Reply::claude_read(file),
+        Reply::claude_write(file, content),
+        Reply::Text(done.into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landing_that_conflicts_with_anothers_work_goes_back_to_its_agent_which_fixes_it_and_lands()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let ask = format!("Write add as b plus a {}", std::process::id());
+    let resolved = "add = lambda a, b: (b + a)\n";
+    // Its first turn writes calc.py one way; told its landing conflicts,
+    // it resolves the conflict it finds there.
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                "could not land on main",
+                rewrites("calc.py", resolved, "Kept both: parenthesised, b + a."),
+            ),
+            (
+                ask.as_str(),
+                rewrites("calc.py", "add = lambda a, b: b + a\n", "Done."),
+            ),
+        ],
+    )
+    .await
+    .expect("mock");
+    let server = control_plane(dir.path());
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let _worker = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent",
+        &mock,
+        (&["claude-code", "shell"], 4),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let gate = dir.path().join("gates").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gates")).expect("gates");
+    // "paren" lands first, its checks held at the gate until the agent's
+    // task and "notes" wait behind it.
+    let paren = submit(
+        &client,
+        touching(
+            &git,
+            "paren",
+            "printf 'add = lambda a, b: (a + b)\\n' > calc.py",
+            &["calc.py"],
+            &gate,
+        ),
+    )
+    .await
+    .expect("submit");
+    let direct = server.tasks().await.expect("client");
+    eventually(Duration::from_secs(60), || async {
+        step_log(&direct, &paren, "deliver")
+            .await
+            .contains("land: checking")
+            .then_some(())
+    })
+    .await
+    .expect("paren's landing is checked");
+    let mut swap = gated_landing(&git, "swap", &gate);
+    if let Some(spec) = swap.spec.as_mut() {
+        spec.steps[0] = claude_step("work", &ask, &["Read", "Write"]);
+    }
+    let notes = touching(
+        &git,
+        "notes",
+        "printf 'notes\\n' > NOTES",
+        &["NOTES"],
+        &gate,
+    );
+    let swap = submit(&client, swap).await.expect("submit");
+    let notes = submit(&client, notes).await.expect("submit");
+    let listed = || {
+        let out = succeed(server.cli().args(["get", "landings", "-o", "json"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    eventually(Duration::from_secs(120), || async {
+        (listed()[0]["tasks"].as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await
+    .expect("swap and notes wait behind paren");
+    std::fs::write(&gate, "").expect("open the gate");
+    for id in [&paren, &swap, &notes] {
+        wait_succeeded(&client, id, Duration::from_secs(180))
+            .await
+            .expect("landed");
+    }
+    // swap's first landing conflicted with paren's work; its agent was
+    // told so in its own session, resolved it, and it landed.
+    let task = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: swap.clone(),
+        })
+        .await
+        .expect("task")
+        .into_inner();
+    let deliver = step(&task, "deliver");
+    assert_eq!(deliver.attempts.len(), 2, "{:?}", deliver.attempts);
+    assert!(
+        deliver.attempts[0].error.contains("conflicts with main")
+            && deliver.attempts[0].error.ends_with(": calc.py"),
+        "{:?}",
+        deliver.attempts[0]
+    );
+    let work = step(&task, "work");
+    assert_eq!(
+        work.attempts.len(),
+        2,
+        "the agent's step ran again to fix it"
+    );
+    assert_eq!(
+        work.attempts[0].session_id, work.attempts[1].session_id,
+        "in its own session"
+    );
+    let told = mock
+        .requests()
+        .iter()
+        .map(serde_json::Value::to_string)
+        .find(|r| r.contains("could not land on main"))
+        .expect("the agent was told");
+    assert!(
+        told.contains("conflicts with your work in calc.py") && told.contains("fix"),
+        "{told}"
+    );
+    // main: the first commit and three landings, each passing; calc.py as
+    // the agent resolved it.
+    let history = git.main_history_tested("app", dir.path());
+    assert_eq!(history.len(), 4, "{history:?}");
+    assert!(history.iter().all(|(_, passed)| *passed), "{history:?}");
+    let clone = dir.path().join("check-app");
+    assert_eq!(
+        tidewright_tests::git_server::git(&clone, &["show", "origin/main:calc.py"]).trim(),
+        resolved.trim()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,7 @@ impl From<v1::RepoSpec> for core::RepoSpec {
                 base: l.base,
                 checks: l.checks.into_iter().map(Into::into).collect(),
                 batch: l.batch,
+                max_fixes: l.max_fixes,
             }),
         }
     }
@@ -166,6 +167,7 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                 base: l.base.clone(),
                 checks: l.checks.iter().cloned().map(Into::into).collect(),
                 batch: l.batch,
+                max_fixes: l.max_fixes,
             }),
         }
     }
@@ -763,6 +765,7 @@ mod tests {
                         timeout: "10m".into(),
                     }],
                     batch: 4,
+                    max_fixes: Some(0),
                 }),
             }),
             ..core::TaskSpec::default()

@@ -89,6 +89,13 @@ pub struct LandSpec {
     /// task that broke it. 0: the default, 8; 1: each task alone.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub batch: u32,
+    /// Rounds in which a landing that failed (a conflict with the base's
+    /// tip, or its checks failing there) is sent back to the agent whose
+    /// work it is, in its own session, to fix on the tip and land again;
+    /// 3 when left out, 0 fails the task at once. The same failure twice
+    /// ends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fixes: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -101,6 +108,12 @@ pub const DEFAULT_LAND_BATCH: u32 = 8;
 /// The most `repo.land.batch` may say.
 pub const MAX_LAND_BATCH: u32 = 64;
 
+/// A failed landing's rounds of fixes, unless `repo.land.maxFixes` says.
+pub const DEFAULT_LAND_FIXES: u32 = 3;
+
+/// The most `repo.land.maxFixes` may say.
+pub const MAX_LAND_FIXES: u32 = 10;
+
 impl LandSpec {
     /// How many tasks may land together with this one's.
     pub fn batch_size(&self) -> usize {
@@ -108,6 +121,11 @@ impl LandSpec {
             0 => DEFAULT_LAND_BATCH as usize,
             n => n as usize,
         }
+    }
+
+    /// The rounds of fixes a failed landing gets.
+    pub fn fixes(&self) -> u32 {
+        self.max_fixes.unwrap_or(DEFAULT_LAND_FIXES)
     }
 }
 

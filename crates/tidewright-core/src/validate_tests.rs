@@ -727,6 +727,18 @@ mod repo {
                 "repo.land.batch",
                 "65 is more tasks than land together at most (64)",
             ),
+            (
+                task(
+                    LandSpec {
+                        max_fixes: Some(11),
+                        ..with_checks.clone()
+                    },
+                    "main",
+                    false,
+                ),
+                "repo.land.maxFixes",
+                "11 is more rounds of fixes than a landing gets at most (10)",
+            ),
         ];
         for (spec, field, says) in cases {
             let (got, message) = super::rejected(&spec);

@@ -203,6 +203,11 @@ impl Engine {
             dependency_heads: dependency_heads(active, index),
             task_egress: active.spec.egress.clone(),
             land_riders,
+            land_fix: active.steps[index]
+                .land_fix
+                .as_ref()
+                .map(|fix| fix.base.clone())
+                .unwrap_or_default(),
         };
         self.round.effects.push(Effect::ToWorker(
             worker.outbox.clone(),
@@ -287,6 +292,12 @@ pub(super) fn dependency_heads(
             Some((i, active.spec.steps[i].id.clone(), head))
         })
         .collect();
+    // Sent back a failed landing, it goes on from its own work.
+    if let Some(fix) = &active.steps[index].land_fix
+        && !fix.from.is_empty()
+    {
+        heads.push((index, active.spec.steps[index].id.clone(), fix.from.clone()));
+    }
     heads.sort();
     heads.dedup();
     heads

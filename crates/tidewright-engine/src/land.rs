@@ -4,7 +4,9 @@
 //! landing's verdict said: a `verification` event of the deliver step
 //! (landed on the base, and where; or why not), and the landings metrics.
 //! A landing that only failed to reach the remote (a fetch or a push) is
-//! no verdict and says nothing here: the step's retry says it.
+//! no verdict and says nothing here: the step's retry says it. A landing
+//! that failed is sent back to the agent whose work it is, within the
+//! task's rounds of fixes (`send_back`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +14,11 @@ use std::sync::Arc;
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{EventKind, Micros, StepState};
 
+use tidewright_core::Change;
+
 use crate::engine::Engine;
 use crate::handle::{AttemptEnd, LandingQueue, QueuedLanding, StepResult};
+use crate::live::{Active, LandFix};
 
 impl Engine {
     /// Says the verdict of a landing task's deliver step, when `report` is
@@ -114,5 +119,190 @@ impl Engine {
                 }
             })
             .collect()
+    }
+}
+
+/// A landing that failed (deliver step `index` of `active`, its verdict in
+/// `report`) goes back to the agent whose work it is: that step runs
+/// again, in its own session, told what failed, on its work with the
+/// base's tip merged in; the deliver step waits for it and lands again.
+/// `Err`: why the task fails instead (no rounds of fixes left, the same
+/// failure as the last round's, or no agent to send it to).
+pub(crate) fn send_back(
+    active: &mut Active,
+    index: usize,
+    report: &StepResult,
+) -> Result<Vec<Change>, String> {
+    let error = report.error.clone();
+    let (Some(land), Some((_, base))) = (
+        active.spec.repo.as_ref().and_then(|r| r.land.clone()),
+        active.landing.clone(),
+    ) else {
+        return Err(error);
+    };
+    let failure = match (&report.conflict, &report.verification) {
+        (Some(conflict), _) => format!("conflict[{}]", conflict.paths.join("|")),
+        (None, Some(found)) => found.signature(),
+        (None, None) => return Err(error),
+    };
+    let most = land.fixes();
+    if most == 0 {
+        return Err(error);
+    }
+    if active.land_fixes >= most {
+        return Err(format!("{error} (its {most} round(s) of fixes are spent)"));
+    }
+    if active.land_fixes > 0 && active.land_failure == failure {
+        return Err(format!(
+            "{error} (the same failure as the last round of fixes)"
+        ));
+    }
+    let Some(owner) = owner(active, index, report) else {
+        return Err(error);
+    };
+    let round = active.land_fixes + 1;
+    let message = told(&base, report, (round, most));
+    let changes = active
+        .run
+        .rerun(
+            owner,
+            index,
+            &format!(
+                "landing on {base} failed: sent back to step {} (fix round {round} of {most})",
+                active.spec.steps[owner].id
+            ),
+        )
+        .map_err(|e| {
+            format!(
+                "{error}; step {:?} cannot run again: {e}",
+                active.spec.steps[owner].id
+            )
+        })?;
+    active.land_fixes = round;
+    active.land_failure = failure;
+    let live = &mut active.steps[owner];
+    let from = live.head.take().unwrap_or_default();
+    live.feedback = message;
+    live.land_fix = Some(LandFix { base, from });
+    Ok(changes)
+}
+
+/// The agent step whose work a failed landing is: of the deliver step's
+/// own dependencies that are agents', the one that changed (or says it
+/// touches) a path in conflict, else the first.
+fn owner(active: &Active, index: usize, report: &StepResult) -> Option<usize> {
+    let agents: Vec<usize> = active.spec.steps[index]
+        .depends_on
+        .iter()
+        .filter_map(|dep| active.index.get(dep).copied())
+        .filter(|&i| crate::dispatch::agent_of(&active.steps[i].needs).is_some())
+        .collect();
+    let paths = report
+        .conflict
+        .as_ref()
+        .map(|c| c.paths.as_slice())
+        .unwrap_or_default();
+    paths
+        .iter()
+        .find_map(|path| {
+            agents.iter().copied().find(|&i| {
+                active.steps[i].changed.contains(path)
+                    || active.spec.steps[i]
+                        .touches
+                        .iter()
+                        .any(|glob| tidewright_core::touches::matches(glob, path))
+            })
+        })
+        .or_else(|| agents.first().copied())
+}
+
+/// What the agent is told of its failed landing: why, and what to do.
+fn told(base: &str, report: &StepResult, (round, most): (u32, u32)) -> String {
+    let mut text = format!(
+        "Your work could not land on {base}: {}\n\ntidewright merged the tip of {base} into your working directory. ",
+        report.error
+    );
+    match &report.conflict {
+        Some(conflict) => text.push_str(&format!(
+            "Resolve the conflicts in {} so that what {base} has now and what you were asked for both hold.",
+            conflict.paths.join(", ")
+        )),
+        None => text.push_str(&format!(
+            "Make the landing's checks pass on your work merged with {base}."
+        )),
+    }
+    for check in report
+        .verification
+        .iter()
+        .flat_map(|v| v.checks.iter())
+        .filter(|c| !c.passed)
+    {
+        text.push_str(&format!(
+            "\n\nCheck {} failed{}:\n{}",
+            check.name,
+            check
+                .exit_code
+                .map(|c| format!(" (exit {c})"))
+                .unwrap_or_default(),
+            check.tail.trim_end()
+        ));
+    }
+    text.push_str(&format!(
+        "\n\ntidewright commits what you leave, checks it on {base} and lands it again (round {round} of {most} of fixes)."
+    ));
+    text
+}
+
+/// After a restart: the rounds of fixes a landing task's failed landings
+/// took (its deliver step's attempts that ended in a landing's verdict),
+/// and the agent step still fixing the last one, which merges the base's
+/// tip again and is told the failure again.
+pub(crate) fn restore_fixes(active: &mut Active, record: &tidewright_store::TaskRecord) {
+    let Some((_, base)) = active.landing.clone() else {
+        return;
+    };
+    let Some(&j) = active.index.get(tidewright_core::repo::DELIVER_STEP) else {
+        return;
+    };
+    let verdict = format!("landing on {base}: ");
+    let failed: Vec<&tidewright_store::AttemptRecord> = record.steps[j]
+        .attempts
+        .iter()
+        .filter(|a| a.state == StepState::Failed && a.error.starts_with(&verdict))
+        .collect();
+    let Some(last) = failed.last() else {
+        return;
+    };
+    active.land_fixes = failed.len() as u32;
+    active.land_failure = last
+        .verification
+        .as_ref()
+        .map(|v| v.signature())
+        .unwrap_or_default();
+    if record.steps[j].state != StepState::Waiting {
+        return;
+    }
+    let deps = active.spec.steps[j].depends_on.clone();
+    for dep in deps {
+        let Some(&i) = active.index.get(&dep) else {
+            continue;
+        };
+        let from = record.steps[i].work.as_ref().map(|w| w.head_commit.clone());
+        if let Some(from) = from
+            && record.steps[i].state != StepState::Succeeded
+            && crate::dispatch::agent_of(&active.steps[i].needs).is_some()
+        {
+            let live = &mut active.steps[i];
+            live.land_fix = Some(LandFix {
+                base: base.clone(),
+                from,
+            });
+            if live.feedback.is_empty() {
+                live.feedback = format!(
+                    "Your work could not land on {base}: {}\n\ntidewright merged the tip of {base} into your working directory: fix it there, and tidewright lands it again.",
+                    last.error
+                );
+            }
+        }
     }
 }

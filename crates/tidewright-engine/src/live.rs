@@ -62,6 +62,19 @@ pub(crate) struct LiveStep {
     pub(crate) riders: Vec<Arc<str>>,
     /// A deliver step riding in another task's landing: that task.
     pub(crate) batch_lead: Option<Arc<str>>,
+    /// A succeeded step's changed paths, to tell whose work a landing's
+    /// conflict is in.
+    pub(crate) changed: Vec<String>,
+    /// A step sent back a failed landing to fix (see `land`).
+    pub(crate) land_fix: Option<LandFix>,
+}
+
+/// What a step sent back a failed landing starts from: its own work (the
+/// head it ended at), and the tip of `base`, merged in by its worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LandFix {
+    pub(crate) base: String,
+    pub(crate) from: String,
 }
 
 impl LiveStep {
@@ -142,6 +155,10 @@ pub(crate) struct Active {
     /// Its repository and base branch, when it lands through that base's
     /// queue (`repo.land`): its deliver step takes its turn there.
     pub(crate) landing: Option<(String, String)>,
+    /// The rounds of fixes its failed landings were sent back for, and
+    /// what the last one failed on (the same failure twice ends them).
+    pub(crate) land_fixes: u32,
+    pub(crate) land_failure: String,
 }
 
 impl Active {
@@ -250,6 +267,8 @@ pub(crate) fn new_active(
             held_by: None,
             riders: Vec::new(),
             batch_lead: None,
+            changed: Vec::new(),
+            land_fix: None,
             conflict: None,
         })
         .collect();
@@ -273,5 +292,7 @@ pub(crate) fn new_active(
         spec,
         spent: tidewright_core::Cost::default(),
         family_spent: tidewright_core::Cost::default(),
+        land_fixes: 0,
+        land_failure: String::new(),
     }
 }

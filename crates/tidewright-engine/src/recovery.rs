@@ -456,6 +456,7 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
         live.session = last_session(&step.attempts);
         crate::verify::restore_round(live, spec.verify.as_ref(), &step.attempts);
     }
+    crate::land::restore_fixes(&mut active, record);
     active.spent = record.cost;
     active
 }

@@ -196,7 +196,7 @@ impl Engine {
                 (None, AttemptEnd::Succeeded) if round_failure.is_some() => {
                     round_failure.unwrap_or_default()
                 }
-                _ => report.error,
+                _ => moved.failed_for.unwrap_or(report.error),
             }),
             exit_code: Some(report.exit_code),
             // The last attempt's work; one that did none clears an
@@ -314,8 +314,15 @@ impl Engine {
     ) -> Option<MovedOn> {
         let active = self.tasks.get_mut(task_id)?;
         if verdict.outcome == Outcome::Succeeded {
-            active.steps[index].output = Some(report.output_json.trim().to_string());
-            active.steps[index].head = report.work.as_ref().map(|w| w.head_commit.clone());
+            let live = &mut active.steps[index];
+            live.output = Some(report.output_json.trim().to_string());
+            live.head = report.work.as_ref().map(|w| w.head_commit.clone());
+            live.changed = report
+                .work
+                .as_ref()
+                .map(|w| w.changed_paths.clone())
+                .unwrap_or_default();
+            live.land_fix = None;
         }
         // An attempt its task's budget stopped waits for the task to resume,
         // uncounted: the budget was not the step's failure.
@@ -336,10 +343,20 @@ impl Engine {
             (None, Some(conflict)) if !landing_verdict => rerun_for(active, index, conflict),
             _ => None,
         };
+        let mut failed_for = None;
         let applied = match (&handed_back, &rerun) {
             // Not the step's failure: it waits for the pool, uncounted.
             (Some(why), _) => active.run.hand_back(index, why),
-            (None, None) if landing_verdict => active.run.fail_for_good(index, &report.error),
+            (None, None) if landing_verdict => {
+                match crate::land::send_back(active, index, report) {
+                    Ok(changes) => Ok(changes),
+                    Err(why) => {
+                        let failed = active.run.fail_for_good(index, &why);
+                        failed_for = Some(why);
+                        failed
+                    }
+                }
+            }
             // Not its failure either: it waits for the later side to run
             // again on top of the earlier.
             (None, Some(plan)) => match active.run.rerun(plan.later, index, &plan.message) {
@@ -392,6 +409,7 @@ impl Engine {
             to_cancel,
             budget_stopped,
             handed_back: handed_back.is_some(),
+            failed_for,
         })
     }
 
@@ -657,6 +675,9 @@ struct MovedOn {
     budget_stopped: bool,
     /// The step went back to wait, uncounted.
     handed_back: bool,
+    /// Why it failed, when more than its attempt said (a landing's rounds
+    /// of fixes spent).
+    failed_for: Option<String>,
 }
 
 struct Rerun {

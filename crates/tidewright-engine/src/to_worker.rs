@@ -56,6 +56,9 @@ pub struct Assignment {
     /// A landing deliver step's batch: other tasks' work landing in the
     /// same checked merge, their deliver steps' attempts run by this one.
     pub land_riders: Vec<tidewright_core::repo::LandRider>,
+    /// A step sent back a failed landing to fix: the base whose tip is
+    /// merged into its work first; empty otherwise.
+    pub land_fix: String,
 }
 
 /// The session a retried step resumes.

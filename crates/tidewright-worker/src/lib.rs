@@ -631,6 +631,7 @@ impl Worker {
                         .collect(),
                     task_egress: assignment.task_egress.map(Into::into),
                     land_riders: assignment.land_riders.into_iter().map(Into::into).collect(),
+                    land_fix: assignment.land_fix,
                     grader_model: assignment.grader_model,
                     host: self.host.clone(),
                     key,

@@ -84,6 +84,19 @@ pub(super) fn validate_land(
             ),
         ));
     }
+    if land
+        .max_fixes
+        .is_some_and(|n| n > crate::repo::MAX_LAND_FIXES)
+    {
+        return Err(invalid(
+            "repo.land.maxFixes",
+            format!(
+                "{} is more rounds of fixes than a landing gets at most ({})",
+                land.max_fixes.unwrap_or_default(),
+                crate::repo::MAX_LAND_FIXES
+            ),
+        ));
+    }
     if repo.land_base().is_none() {
         return Err(invalid(
             "repo.land.base",

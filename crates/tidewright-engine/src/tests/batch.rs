@@ -313,3 +313,251 @@ async fn a_batch_whose_worker_is_lost_sends_its_riders_back_to_wait_their_turn()
     h.until_state("b", TaskState::Succeeded).await;
     h.until_state("c", TaskState::Succeeded).await;
 }
+
+/// A landing task whose one step is an agent's.
+fn by_an_agent(name: &str, max_fixes: Option<u32>) -> TaskSpec {
+    let mut spec = landing(name, "main");
+    spec.steps[0] = noop("work").needing(&["claude-code"]);
+    if let Some(land) = spec.repo.as_mut().and_then(|r| r.land.as_mut()) {
+        land.max_fixes = max_fixes;
+    }
+    spec
+}
+
+impl FakeWorker {
+    /// The next assignment, whole.
+    async fn assignment(&mut self) -> crate::Assignment {
+        match self.next().await {
+            ToWorker::Assign(a) => *a,
+            other => panic!("expected an assignment, got {other:?}"),
+        }
+    }
+}
+
+impl Harness {
+    /// A landing's verdict: its work conflicts with main in `path`.
+    async fn bounced(&self, worker: &FakeWorker, attempt: AttemptKey, path: &str) {
+        self.engine
+            .report(
+                worker.id,
+                StepResult {
+                    attempt,
+                    outcome: AttemptEnd::Failed,
+                    output_json: String::new(),
+                    error: format!(
+                        "landing on main: the task's work conflicts with main at cccc: {path}"
+                    ),
+                    exit_code: None,
+                    started_at: None,
+                    cost: None,
+                    stalled: false,
+                    rate_limited: None,
+                    work: None,
+                    conflict: Some(tidewright_core::repo::MergeConflict {
+                        with: "main".into(),
+                        after: Vec::new(),
+                        paths: vec![path.into()],
+                    }),
+                    verification: None,
+                },
+            )
+            .await
+            .expect("reported");
+        self.engine.credits(worker.id, 1).await.expect("credits");
+    }
+}
+
+#[tokio::test]
+async fn a_landing_that_conflicts_goes_back_to_its_agent_which_fixes_it_on_the_tip_and_lands() {
+    let h = Harness::new();
+    h.try_submit("t", "default", by_an_agent("t", None), 1)
+        .await
+        .expect("submitted");
+    let mut w = h.ready_worker("w", &["claude-code", "shell"], 8).await;
+    assert_eq!(w.assigned().await, key("t", "work", 1));
+    h.worked(&w, "t").await;
+    assert_eq!(w.assigned().await, key("t", DELIVER_STEP, 1));
+    h.bounced(&w, key("t", DELIVER_STEP, 1), "calc.py").await;
+    // The agent's step runs again from its own work, told why, merging
+    // main's tip first; the deliver step waits for it.
+    let fix = w.assignment().await;
+    assert_eq!(fix.attempt, key("t", "work", 2));
+    assert_eq!(fix.land_fix, "main");
+    assert_eq!(
+        fix.dependency_heads
+            .iter()
+            .map(|h| (h.step.as_str(), h.head.as_str()))
+            .collect::<Vec<_>>(),
+        [("work", format!("{:0>40}", "t").as_str())],
+        "it goes on from its own work"
+    );
+    h.until("t", "the deliver step waits for the fix", |t| {
+        t.steps[1].state == StepState::Waiting
+    })
+    .await;
+    h.send(
+        &w,
+        key("t", "work", 2),
+        AttemptEnd::Succeeded,
+        (String::new(), None),
+        Some(StepWork {
+            head_commit: "f".repeat(40),
+            ..StepWork::default()
+        }),
+    )
+    .await;
+    // Fixed, it lands again: from the fix's head.
+    let again = w.assignment().await;
+    assert_eq!(again.attempt, key("t", DELIVER_STEP, 2));
+    assert_eq!(again.dependency_heads[0].head, "f".repeat(40));
+    h.landed(
+        &w,
+        key("t", DELIVER_STEP, 2),
+        AttemptEnd::Succeeded,
+        batch(&[], true),
+    )
+    .await;
+    h.until_state("t", TaskState::Succeeded).await;
+}
+
+#[tokio::test]
+async fn the_same_landing_failure_twice_or_no_rounds_left_fails_the_task() {
+    let h = Harness::new();
+    h.try_submit("again", "default", by_an_agent("again", None), 1)
+        .await
+        .expect("submitted");
+    h.try_submit("none", "default", by_an_agent("none", Some(0)), 2)
+        .await
+        .expect("submitted");
+    let mut w = h.ready_worker("w", &["claude-code", "shell"], 8).await;
+    for _ in 0..2 {
+        assert_eq!(w.assigned().await.step_id, "work");
+    }
+    h.worked(&w, "again").await;
+    assert_eq!(w.assigned().await, key("again", DELIVER_STEP, 1));
+    h.worked(&w, "none").await;
+    h.bounced(&w, key("again", DELIVER_STEP, 1), "calc.py")
+        .await;
+    // "none" lands once "again" leaves the queue; "again"'s agent fixes.
+    let mut next = vec![w.assigned().await, w.assigned().await];
+    next.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    assert_eq!(
+        next,
+        [key("again", "work", 2), key("none", DELIVER_STEP, 1)]
+    );
+    h.bounced(&w, key("none", DELIVER_STEP, 1), "calc.py").await;
+    h.until_state("none", TaskState::Failed).await;
+    h.worked_again(&w, "again").await;
+    assert_eq!(w.assigned().await, key("again", DELIVER_STEP, 2));
+    h.bounced(&w, key("again", DELIVER_STEP, 2), "calc.py")
+        .await;
+    h.until_state("again", TaskState::Failed).await;
+    let again = h.task("again").await;
+    assert!(
+        again.steps[1]
+            .error
+            .ends_with("(the same failure as the last round of fixes)"),
+        "{:?}",
+        again.steps[1].error
+    );
+    let none = h.task("none").await;
+    assert!(
+        none.steps[1].error.ends_with(": calc.py"),
+        "maxFixes 0 fails at once: {:?}",
+        none.steps[1].error
+    );
+}
+
+impl Harness {
+    /// Task `id`'s work step's second attempt ends with a head.
+    async fn worked_again(&self, worker: &FakeWorker, id: &str) {
+        self.send(
+            worker,
+            key(id, "work", 2),
+            AttemptEnd::Succeeded,
+            (String::new(), None),
+            Some(StepWork {
+                head_commit: "f".repeat(40),
+                ..StepWork::default()
+            }),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn after_a_restart_the_agent_sent_back_a_failed_landing_still_fixes_it_on_the_tip() {
+    let store = MemoryStore::new();
+    {
+        let h = Harness::new_on(store.clone());
+        h.try_submit("t", "default", by_an_agent("t", Some(1)), 1)
+            .await
+            .expect("submitted");
+        let mut w = h.ready_worker("w", &["claude-code", "shell"], 8).await;
+        assert_eq!(w.assigned().await, key("t", "work", 1));
+        h.engine
+            .session(w.id, key("t", "work", 1), "s-1".into(), "m".into())
+            .await
+            .expect("session");
+        h.worked(&w, "t").await;
+        assert_eq!(w.assigned().await, key("t", DELIVER_STEP, 1));
+        h.bounced(&w, key("t", DELIVER_STEP, 1), "calc.py").await;
+        assert_eq!(w.assigned().await, key("t", "work", 2));
+        h.settled().await;
+    }
+    // The control plane restarts while the agent fixes; nobody reclaims
+    // the attempt, so it runs again: still a fix, from its own work, with
+    // the tip merged and the failure told.
+    let backlog = store.unfinished_task_ids().await.expect("recovery");
+    let h = Harness::start(
+        store.reopen(),
+        backlog,
+        liveness(Duration::from_millis(300)),
+    );
+    let mut w = h
+        .reconnect("w", &["claude-code", "shell"], 8, Vec::new())
+        .await;
+    let _heartbeats = h.keep_alive(&w);
+    h.engine.credits(w.id, 8).await.expect("credits");
+    let fix = w.assignment().await;
+    assert_eq!(fix.attempt, key("t", "work", 3));
+    assert_eq!(fix.land_fix, "main");
+    assert_eq!(fix.dependency_heads[0].head, format!("{:0>40}", "t"));
+    assert!(
+        fix.resume
+            .as_ref()
+            .is_some_and(|r| r.message.contains("could not land on main")),
+        "{:?}",
+        fix.resume
+    );
+    // Its one round is spent: the next failed landing fails the task.
+    h.worked_again_as(&w, "t", 3).await;
+    assert_eq!(w.assigned().await, key("t", DELIVER_STEP, 2));
+    h.bounced(&w, key("t", DELIVER_STEP, 2), "calc.py").await;
+    h.until_state("t", TaskState::Failed).await;
+    let t = h.task("t").await;
+    assert!(
+        t.steps[1]
+            .error
+            .ends_with("(its 1 round(s) of fixes are spent)"),
+        "{:?}",
+        t.steps[1].error
+    );
+}
+
+impl Harness {
+    /// Task `id`'s work step's attempt `attempt` ends with a head.
+    async fn worked_again_as(&self, worker: &FakeWorker, id: &str, attempt: u32) {
+        self.send(
+            worker,
+            key(id, "work", attempt),
+            AttemptEnd::Succeeded,
+            (String::new(), None),
+            Some(StepWork {
+                head_commit: "e".repeat(40),
+                ..StepWork::default()
+            }),
+        )
+        .await;
+    }
+}

@@ -74,6 +74,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
                 dependency_heads,
                 task_egress,
                 land_riders,
+                land_fix,
             } = *assignment;
             let step_token = step_tokens
                 .mint(&attempt, &tenant, timeout)
@@ -106,6 +107,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
                     })
                     .collect(),
                 land_riders: land_riders.into_iter().map(Into::into).collect(),
+                land_fix,
                 grader_model: match &step.verify {
                     Some(verify) if !verify.rubric.is_empty() => grader.to_string(),
                     _ => String::new(),

@@ -512,8 +512,9 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     }
     // Short of success, or sent back by its checks, the session is kept
     // for a retry on any worker (before the result: the retry may start as
-    // soon as it is in).
-    if (!ended.is_success() || ended.resumable)
+    // soon as it is in); so is a landing task's, which a failed landing
+    // may send back to it.
+    if (!ended.is_success() || ended.resumable || may_be_sent_back(attempt))
         && let Some(line) = keep_session(
             attempt,
             &workspace,
@@ -528,6 +529,16 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
+}
+
+/// Whether the step's task lands with rounds of fixes: a failed landing
+/// then resumes its agent's session, on any worker.
+fn may_be_sent_back(attempt: &Attempt) -> bool {
+    attempt
+        .repo
+        .as_ref()
+        .and_then(|r| r.land.as_ref())
+        .is_some_and(|land| land.fixes() > 0)
 }
 
 /// A verified step whose agent succeeded: its checks run on the work it

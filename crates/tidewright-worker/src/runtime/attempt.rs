@@ -109,6 +109,9 @@ pub struct Attempt {
     /// A landing deliver step's batch: other tasks' work it lands in the
     /// same checked merge as its own.
     pub land_riders: Vec<tidewright_core::repo::LandRider>,
+    /// Sent back a failed landing to fix: the base branch whose tip is
+    /// merged into its work before it runs; empty otherwise.
+    pub land_fix: String,
     /// The model that grades the step's rubric; empty without one.
     pub grader_model: String,
     /// What it runs with: the same for every attempt of this worker.

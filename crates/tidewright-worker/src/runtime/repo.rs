@@ -140,9 +140,13 @@ async fn worktree(
     let branch = branch(attempt);
     let base_file = workspace.join(BASE_FILE);
     if let Ok(base) = tokio::fs::read_to_string(&base_file).await
-        && let Some(kept) = mirror.existing_worktree(&dir, &branch, base.trim()).await
+        && let Some(mut kept) = mirror.existing_worktree(&dir, &branch, base.trim()).await
     {
-        return Ok((Some(kept), None));
+        let brief = merge_land_tip(attempt, (&mirror, credentials.as_ref()), &mut kept).await?;
+        tokio::fs::write(&base_file, kept.base())
+            .await
+            .map_err(|e| refused(format!("repo: {e}")))?;
+        return Ok((Some(kept), brief));
     }
     // A workspace restored from a checkpoint on another worker holds the
     // files of a worktree of that worker's mirror: they are set aside, a
@@ -189,9 +193,6 @@ async fn worktree(
             Err(e) => return Err(refused(format!("repo: merging the dependencies: {e}"))),
         }
     }
-    tokio::fs::write(&base_file, tree.base())
-        .await
-        .map_err(|e| refused(format!("repo: {e}")))?;
     if carried {
         let (from, to) = (restored.clone(), tree.path().to_path_buf());
         tokio::task::spawn_blocking(move || carry_over(&from, &to))
@@ -200,6 +201,16 @@ async fn worktree(
             .map_err(|e| refused(format!("repo: restoring the checkpoint's files: {e}")))?;
         let _ = tokio::fs::remove_dir_all(&restored).await;
     }
+    // Sent back a failed landing: the base's tip goes in last, over the
+    // work the step's session left.
+    if let Some(landing) =
+        merge_land_tip(attempt, (&mirror, credentials.as_ref()), &mut tree).await?
+    {
+        brief = Some(brief.unwrap_or_default() + &landing);
+    }
+    tokio::fs::write(&base_file, tree.base())
+        .await
+        .map_err(|e| refused(format!("repo: {e}")))?;
     Ok((Some(tree), brief))
 }
 
@@ -241,6 +252,41 @@ fn carry_over(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A step sent back a failed landing (`land_fix`): the base's tip, fetched
+/// now, merged into its work, conflicts left for its agent; what the agent
+/// is told of it first.
+async fn merge_land_tip(
+    attempt: &Attempt,
+    (mirror, credentials): (&Mirror, Option<&Credentials>),
+    tree: &mut Worktree,
+) -> Result<Option<String>, Ended> {
+    let base = attempt.land_fix.as_str();
+    let Some(repo) = attempt.repo.as_ref().filter(|_| !base.is_empty()) else {
+        return Ok(None);
+    };
+    let tip = mirror
+        .fetch_tip(&repo.url, base, credentials)
+        .await
+        .map_err(|e| {
+            refused(format!(
+                "repo: fetching {base} to fix the landing on it: {e}"
+            ))
+        })?;
+    let short = &tip[..tip.len().min(12)];
+    match tree.merge(&[(base.to_string(), tip.clone())], true).await {
+        Ok(None) => Ok(Some(format!(
+            "Before you go on: tidewright merged the tip of {base} ({short}) into your working directory.\n\n"
+        ))),
+        Ok(Some(conflict)) => Ok(Some(format!(
+            "Before you go on: tidewright merged the tip of {base} ({short}) into your working directory, and it conflicts with your work in {}: the conflicts are there, with git's markers. Resolve every one so that both sides' intent holds, and remove all the markers. Do not commit, reset or abort the merge: tidewright commits it when you are done.\n\n",
+            conflict.paths.join(", ")
+        ))),
+        Err(e) => Err(refused(format!(
+            "repo: merging {base} to fix the landing on it: {e}"
+        ))),
+    }
 }
 
 /// Makes sure the mirror holds a dependency's head: made here, or fetched

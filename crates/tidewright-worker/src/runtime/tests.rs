@@ -39,6 +39,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         dependency_heads: Vec::new(),
         task_egress: None,
         land_riders: Vec::new(),
+        land_fix: String::new(),
         grader_model: String::new(),
         host: Arc::new(Host {
             secrets_dir: None,

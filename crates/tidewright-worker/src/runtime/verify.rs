@@ -287,6 +287,7 @@ async fn run_in_sandbox(
         dependency_heads: Vec::new(),
         task_egress: attempt.task_egress.clone(),
         land_riders: Vec::new(),
+        land_fix: String::new(),
         grader_model: String::new(),
         host: attempt.host.clone(),
     };
