@@ -571,6 +571,16 @@ async fn tasks_that_touch_apart_land_in_one_checked_merge_and_a_red_batch_is_spl
     };
     assert_eq!(output(b)["landed"], output(c)["landed"], "{b:?} {c:?}");
     assert_eq!(output(c)["batch"], tasks[0].id.as_str());
+    let shown =
+        String::from_utf8_lossy(&succeed(server.cli().args(["get", "task", &tasks[1].id])).stdout)
+            .to_string();
+    assert!(
+        shown.contains(&format!(
+            ", in one checked merge with task {}'s work",
+            tasks[0].id
+        )),
+        "{shown}"
+    );
     assert!(
         b.attempts[0].error.contains("the batch is split"),
         "b's first landing was the red batch: {:?}",
@@ -738,6 +748,12 @@ async fn a_landing_that_conflicts_with_anothers_work_goes_back_to_its_agent_whic
         work.attempts.len(),
         2,
         "the agent's step ran again to fix it"
+    );
+    let shown = String::from_utf8_lossy(&succeed(server.cli().args(["get", "task", &swap])).stdout)
+        .to_string();
+    assert!(
+        shown.contains("; sent back to its agent to fix 1 time(s)"),
+        "{shown}"
     );
     assert_eq!(
         work.attempts[0].session_id, work.attempts[1].session_id,

@@ -328,6 +328,26 @@ fn landing(land: &LandView, repo: &RepoView, task: &v1::Task) -> String {
         }
         _ => {}
     }
+    if let Some(lead) = output["batch"].as_str() {
+        said.push_str(&format!(", in one checked merge with task {lead}'s work"));
+    }
+    // Each landing that failed and was sent back to its agent: all of
+    // them but the last, when that one ended the task.
+    let verdict = format!("landing on {base}: ");
+    let failed = deliver
+        .attempts
+        .iter()
+        .filter(|a| a.state == v1::StepState::Failed as i32 && a.error.starts_with(&verdict))
+        .count();
+    let sent_back = match deliver.state {
+        state if state == v1::StepState::Failed as i32 => failed.saturating_sub(1),
+        _ => failed,
+    };
+    if sent_back > 0 {
+        said.push_str(&format!(
+            "; sent back to its agent to fix {sent_back} time(s)"
+        ));
+    }
     said
 }
 
