@@ -13,7 +13,11 @@
 //!   that are each green do when they land together.
 //! - **half disjoint**: ten other tasks each add a note under `notes/`,
 //!   and say they touch `notes/**`, so no two of them land together; the
-//!   features touch apart.
+//!   features touch apart. At least 11 landings of 20.
+//! - **half disjoint, in pairs**: the same, each note saying it touches
+//!   its pair's notes only (`notes/pair_k_*`).
+//!
+//! `TIDEWRIGHT_BENCH_LAND_MIX` runs only the mixes whose name holds it.
 //!
 //! Each task's step says what it touches. The ways:
 //! - **queue, batched**: the twenty land through main's queue, tasks whose
@@ -71,6 +75,8 @@ enum Mix {
     /// Ten features, which touch apart, and ten notes, which all touch
     /// `notes/**`: half of them disjoint, none breaking another.
     HalfDisjoint,
+    /// The same, each note touching only its pair's (`notes/pair_k*`).
+    HalfInPairs,
 }
 
 impl Mix {
@@ -78,6 +84,7 @@ impl Mix {
         match self {
             Mix::Breaking => "features + breaking renames",
             Mix::HalfDisjoint => "half disjoint",
+            Mix::HalfInPairs => "half disjoint, in pairs",
         }
     }
 }
@@ -98,9 +105,16 @@ async fn main() -> anyhow::Result<()> {
         (Mix::Breaking, Way::NoQueue),
         (Mix::HalfDisjoint, Way::Batched),
         (Mix::HalfDisjoint, Way::OneAtATime),
+        (Mix::HalfInPairs, Way::Batched),
+        (Mix::HalfInPairs, Way::OneAtATime),
     ];
+    // TIDEWRIGHT_BENCH_LAND_MIX: only the mixes whose name holds it.
+    let only = std::env::var("TIDEWRIGHT_BENCH_LAND_MIX").unwrap_or_default();
     for run in 1..=runs {
-        for (mix, way) in plan {
+        for (mix, way) in plan
+            .into_iter()
+            .filter(|(mix, _)| mix.name().contains(only.as_str()))
+        {
             let ran = one_run(mix, way, suite).await?;
             let name = format!("{}: {}", mix.name(), way.name());
             println!(
@@ -195,6 +209,14 @@ fn work(n: usize, mix: Mix) -> (String, String, Vec<String>) {
             format!("note-{k}"),
             format!("mkdir -p notes && printf 'note {k}\\n' > notes/note_{k}.txt"),
             vec!["notes/**".into()],
+        ),
+        Mix::HalfInPairs => (
+            format!("note-{k}"),
+            format!(
+                "mkdir -p notes && printf 'note {k}\\n' > notes/pair_{}_{k}.txt",
+                k / 2
+            ),
+            vec![format!("notes/pair_{}_*", k / 2)],
         ),
     }
 }

@@ -6,10 +6,14 @@
 //! back to the queue uncounted. A batch whose checks fail is split in two
 //! halves that land in turn, the older first, until the task that broke
 //! it lands alone and gets the verdict; the others land as they would
-//! have. The halves still to land are kept in memory: after a failover the
-//! queue forms its batches afresh, which checks more, never less.
+//! have. A base whose batches fail takes smaller ones: each split halves
+//! the most a new batch there may hold, each batch that lands doubles it
+//! again (up to `repo.land.batch`), so a run of broken work is not paid
+//! for with a split of a full batch each time. The halves still to land,
+//! and the sizes, are kept in memory: after a failover the queue forms its
+//! batches afresh, which checks more, never less.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tidewright_core::calendar::now_micros;
@@ -20,9 +24,14 @@ use crate::engine::Engine;
 use crate::handle::{AttemptEnd, StepResult};
 use crate::live::Active;
 
-/// The halves of red batches still to land, per repository and base,
-/// the next first.
-pub(crate) type Splits = std::collections::HashMap<(String, String), VecDeque<Vec<Arc<str>>>>;
+/// Per repository and base: the halves of red batches still to land, the
+/// next first; and the most a new batch may hold when batches there failed
+/// (none: `repo.land.batch`).
+#[derive(Default)]
+pub(crate) struct Batches {
+    splits: HashMap<(String, String), VecDeque<Vec<Arc<str>>>>,
+    room: HashMap<(String, String), usize>,
+}
 
 impl Engine {
     /// Starts the deliver steps that ride in the landing of task `lead`'s
@@ -131,15 +140,15 @@ impl Engine {
                 })
             })
         };
-        if let Some(halves) = self.splits.get_mut(&key) {
+        if let Some(halves) = self.batches.splits.get_mut(&key) {
             while halves.front().is_some_and(|h| !h.iter().any(&lands)) {
                 halves.pop_front();
             }
             if halves.is_empty() {
-                self.splits.remove(&key);
+                self.batches.splits.remove(&key);
             }
         }
-        let group = match self.splits.get_mut(&key) {
+        let group = match self.batches.splits.get_mut(&key) {
             Some(halves) if !halves.is_empty() => {
                 if !halves.front().is_some_and(|h| h.contains(lead_id)) {
                     return Vec::new();
@@ -148,7 +157,11 @@ impl Engine {
             }
             _ => None,
         };
-        let most = group.as_ref().map_or(land.batch_size(), Vec::len);
+        let room = self.batches.room.get(&key).copied();
+        let most = group.as_ref().map_or_else(
+            || room.map_or(land.batch_size(), |r| r.min(land.batch_size())),
+            Vec::len,
+        );
         let Some(mut touched) = task_touches(lead) else {
             return Vec::new();
         };
@@ -212,10 +225,20 @@ impl Engine {
     ) -> Option<String> {
         let lead = self.tasks.get_mut(lead_id)?;
         let riders = std::mem::take(&mut lead.steps[index].riders);
+        let base = lead.landing.clone()?;
+        lead.spec.steps[index].deliver.as_ref()?;
+        // A landing that landed (its own, not a rider's): the base's
+        // batches may grow again.
+        let rode = lead.steps[index].batch_lead.is_some();
+        if report.outcome == AttemptEnd::Succeeded
+            && !rode
+            && let Some(room) = self.batches.room.get_mut(&base)
+        {
+            *room = room.saturating_mul(2);
+        }
         if riders.is_empty() {
             return None;
         }
-        let base = lead.landing.clone()?;
         let output: serde_json::Value =
             serde_json::from_str(report.output_json.trim()).unwrap_or_default();
         let said = |id: &str| {
@@ -255,9 +278,9 @@ impl Engine {
             let Some(&j) = active.index.get(DELIVER_STEP) else {
                 continue;
             };
-            active.steps[j].batch_lead = None;
             let status = active.run.step(j);
             if status.state != StepState::Running {
+                active.steps[j].batch_lead = None;
                 continue;
             }
             let entry = said(&id);
@@ -314,6 +337,7 @@ impl Engine {
                     ..tidewright_core::StepWork::default()
                 });
                 self.report_as(worker, result, None);
+                self.ride_ended(&id);
             } else {
                 let why = split.clone().unwrap_or_else(|| match entry["conflict"].as_array() {
                     Some(paths) => format!(
@@ -330,18 +354,29 @@ impl Engine {
                 });
                 result.error.clone_from(&why);
                 self.report_as(worker, result, Some(why));
+                self.ride_ended(&id);
             }
         }
         let why = split?;
         // The older half first: the queue lands tasks in the order they
         // were made.
         let half = merged.len().div_ceil(2);
+        self.batches.room.insert(base.clone(), half);
         let later = merged.split_off(half);
-        let halves = self.splits.entry(base).or_default();
+        let halves = self.batches.splits.entry(base).or_default();
         halves.push_front(later);
         halves.push_front(merged);
         self.metrics.landing("split", None);
         Some(why)
+    }
+
+    /// Task `id`'s deliver step rides in no landing any more.
+    fn ride_ended(&mut self, id: &Arc<str>) {
+        if let Some(active) = self.tasks.get_mut(id)
+            && let Some(&j) = active.index.get(DELIVER_STEP)
+        {
+            active.steps[j].batch_lead = None;
+        }
     }
 
     /// The riders of a deliver step whose attempt went back to the queue

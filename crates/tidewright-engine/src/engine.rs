@@ -77,8 +77,9 @@ pub struct Engine {
     /// The tasks running steps submitted, by their parent (see `family`):
     /// cancelled when it ends.
     pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
-    /// The halves of red landing batches still to land (see `batch`).
-    pub(crate) splits: crate::batch::Splits,
+    /// The halves of red landing batches still to land, and how large a
+    /// new batch may be (see `batch`).
+    pub(crate) batches: crate::batch::Batches,
 }
 
 /// How the engine runs.

@@ -156,7 +156,7 @@ pub fn start(
         metrics,
         sweeper: Sweeper::new(retention),
         children: HashMap::new(),
-        splits: HashMap::new(),
+        batches: Default::default(),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(

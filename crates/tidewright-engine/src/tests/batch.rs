@@ -561,3 +561,108 @@ impl Harness {
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_base_whose_batches_fail_takes_smaller_ones_until_one_lands() {
+    let h = Harness::new();
+    // b to e land with one check, f to i with another: they never ride
+    // together, and f to i wait until b to e are done.
+    for (at, id) in ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+        .iter()
+        .enumerate()
+    {
+        let mut spec = touching(id, &format!("{id}/**"));
+        if at >= 5
+            && let Some(land) = spec.repo.as_mut().and_then(|r| r.land.as_mut())
+        {
+            land.checks[0].name = "lint".into();
+        }
+        h.try_submit(id, "default", spec, at as i64 + 1)
+            .await
+            .expect("submitted");
+    }
+    let mut w = h.ready_worker("w", &["shell"], 16).await;
+    for _ in 0..9 {
+        assert_eq!(w.assigned().await.step_id, "work");
+    }
+    h.worked(&w, "a").await;
+    assert_eq!(w.landing().await, (key("a", DELIVER_STEP, 1), Vec::new()));
+    for id in ["b", "c", "d", "e", "f", "g", "h", "i"] {
+        h.worked(&w, id).await;
+    }
+    h.landed(
+        &w,
+        key("a", DELIVER_STEP, 1),
+        AttemptEnd::Succeeded,
+        batch(&[], true),
+    )
+    .await;
+    let riders = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        w.landing().await,
+        (key("b", DELIVER_STEP, 1), riders(&["c", "d", "e"]))
+    );
+    h.landed(
+        &w,
+        key("b", DELIVER_STEP, 1),
+        AttemptEnd::Failed,
+        batch(&["c", "d", "e"], false),
+    )
+    .await;
+    assert_eq!(
+        w.landing().await,
+        (key("b", DELIVER_STEP, 2), riders(&["c"]))
+    );
+    h.landed(
+        &w,
+        key("b", DELIVER_STEP, 2),
+        AttemptEnd::Succeeded,
+        batch(&["c"], true),
+    )
+    .await;
+    assert_eq!(
+        w.landing().await,
+        (key("d", DELIVER_STEP, 2), riders(&["e"]))
+    );
+    h.landed(
+        &w,
+        key("d", DELIVER_STEP, 2),
+        AttemptEnd::Failed,
+        batch(&["e"], false),
+    )
+    .await;
+    assert_eq!(w.landing().await, (key("d", DELIVER_STEP, 3), Vec::new()));
+    h.landed(
+        &w,
+        key("d", DELIVER_STEP, 3),
+        AttemptEnd::Failed,
+        batch(&[], false),
+    )
+    .await;
+    assert_eq!(w.landing().await, (key("e", DELIVER_STEP, 3), Vec::new()));
+    h.landed(
+        &w,
+        key("e", DELIVER_STEP, 3),
+        AttemptEnd::Succeeded,
+        batch(&[], true),
+    )
+    .await;
+    // Two splits in a row left room for 1; e's landing doubled it: f
+    // takes one rider, not the three waiting.
+    assert_eq!(
+        w.landing().await,
+        (key("f", DELIVER_STEP, 1), riders(&["g"]))
+    );
+    h.landed(
+        &w,
+        key("f", DELIVER_STEP, 1),
+        AttemptEnd::Succeeded,
+        batch(&["g"], true),
+    )
+    .await;
+    assert_eq!(
+        w.landing().await,
+        (key("h", DELIVER_STEP, 1), riders(&["i"])),
+        "h takes the one left"
+    );
+}
