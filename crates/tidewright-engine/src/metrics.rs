@@ -43,6 +43,7 @@ pub struct Metrics {
     time_to_land: Histogram,
     landing_wait: Histogram,
     landing_queue: Family<Labels, Gauge>,
+    landing_fixes: Counter,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -88,6 +89,7 @@ impl Metrics {
             // 10 ms to ~3 h.
             landing_wait: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
             landing_queue: Family::default(),
+            landing_fixes: Counter::default(),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -201,6 +203,11 @@ impl Metrics {
             metrics.landing_wait.clone(),
         );
         registry.register(
+            "landing_fix_rounds",
+            "Failed landings sent back to the agent whose work it is, to fix and land again",
+            metrics.landing_fixes.clone(),
+        );
+        registry.register(
             "landing_queue_depth",
             "Tasks landing on a base or waiting their turn there, by repository and base",
             metrics.landing_queue.clone(),
@@ -291,6 +298,11 @@ impl Metrics {
         if let Some(seconds) = took {
             self.time_to_land.observe(seconds);
         }
+    }
+
+    /// A failed landing was sent back to its agent to fix.
+    pub fn landing_sent_back(&self) {
+        self.landing_fixes.inc();
     }
 
     /// A landing task's deliver step took its turn on its base, `waited`

@@ -349,7 +349,10 @@ impl Engine {
             (Some(why), _) => active.run.hand_back(index, why),
             (None, None) if landing_verdict => {
                 match crate::land::send_back(active, index, report) {
-                    Ok(changes) => Ok(changes),
+                    Ok(changes) => {
+                        self.metrics.landing_sent_back();
+                        Ok(changes)
+                    }
                     Err(why) => {
                         let failed = active.run.fail_for_good(index, &why);
                         failed_for = Some(why);

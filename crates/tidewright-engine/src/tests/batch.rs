@@ -418,6 +418,13 @@ async fn a_landing_that_conflicts_goes_back_to_its_agent_which_fixes_it_on_the_t
     )
     .await;
     h.until_state("t", TaskState::Succeeded).await;
+    let metrics = h.metrics.render(&Default::default());
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tidewright_landing_fix_rounds_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
