@@ -15,10 +15,11 @@ use tonic::transport::Channel;
 use crate::runtime::checkpoint::{BranchBundle, Keeper, SessionCheckpoint};
 
 /// How long a checkpoint call waits for a connection (the worker may be
-/// between sessions), and how often it tries a control plane that is
-/// unavailable (a replica handing over).
+/// between sessions), and how long it goes on trying a control plane that
+/// is unavailable or whose connection broke (a replica handing over, the
+/// leader killed: the worker's next session finds the new one).
 const KEEPER_WAIT: Duration = Duration::from_secs(10);
-const KEEPER_TRIES: u32 = 5;
+const KEEPER_RETRY_FOR: Duration = Duration::from_secs(30);
 /// A checkpoint read back may be as large as the control plane keeps.
 const MAX_CHECKPOINT_MESSAGE: usize = 1 << 30;
 
@@ -26,6 +27,19 @@ const MAX_CHECKPOINT_MESSAGE: usize = 1 << 30;
 pub(crate) struct ControlPlaneKeeper {
     pub(crate) connection: watch::Receiver<Option<Channel>>,
     pub(crate) bearer: Bearer,
+    /// How long a call goes on trying, and the most it waits between
+    /// tries: [`KEEPER_RETRY_FOR`] and a second, but for tests.
+    pub(crate) retry: (Duration, Duration),
+}
+
+impl ControlPlaneKeeper {
+    pub(crate) fn new(connection: watch::Receiver<Option<Channel>>, bearer: Bearer) -> Self {
+        ControlPlaneKeeper {
+            connection,
+            bearer,
+            retry: (KEEPER_RETRY_FOR, Duration::from_secs(1)),
+        }
+    }
 }
 
 type AgentClient = AgentServiceClient<
@@ -34,7 +48,10 @@ type AgentClient = AgentServiceClient<
 
 impl ControlPlaneKeeper {
     /// Calls the control plane with the current connection, again while it
-    /// is unavailable, a few times.
+    /// is unavailable or the connection broke (each call keeps or reads
+    /// one thing whole, so a second try is the same call), for at most
+    /// [`KEEPER_RETRY_FOR`]: the next try waits for the worker's next
+    /// session, or a second.
     async fn call<T, F>(
         &self,
         what: &str,
@@ -43,7 +60,8 @@ impl ControlPlaneKeeper {
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut tries = 0;
+        let (retry_for, pause) = self.retry;
+        let until = tokio::time::Instant::now() + retry_for;
         loop {
             // The session's connection; between sessions, the next one's.
             let mut connection = self.connection.clone();
@@ -60,11 +78,8 @@ impl ControlPlaneKeeper {
                 .max_decoding_message_size(MAX_CHECKPOINT_MESSAGE)
                 .max_encoding_message_size(MAX_CHECKPOINT_MESSAGE);
             match call(client).await {
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable && tries + 1 < KEEPER_TRIES =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                Err(status) if passing(&status) && tokio::time::Instant::now() < until => {
+                    let _ = tokio::time::timeout(pause, connection.changed()).await;
                 }
                 answer => return answer.map(tonic::Response::into_inner),
             }
@@ -162,6 +177,17 @@ impl Keeper for ControlPlaneKeeper {
     }
 }
 
+/// Whether a call failed for its connection, not for what it asked: the
+/// control plane unavailable (a replica handing over), or the connection
+/// gone under it (tonic says `transport error`, or the call was cut off).
+fn passing(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled => true,
+        tonic::Code::Unknown => status.message().contains("transport error"),
+        _ => false,
+    }
+}
+
 /// The attempt that left what the control plane gave: as it says, else the
 /// asking attempt's step at attempt 0.
 fn left_by(said: Option<v1::AttemptRef>, asking: &AttemptKey) -> AttemptKey {
@@ -169,4 +195,59 @@ fn left_by(said: Option<v1::AttemptRef>, asking: &AttemptKey) -> AttemptKey {
         attempt: 0,
         ..asking.clone()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn keeper() -> ControlPlaneKeeper {
+        let channel = Channel::from_static("http://127.0.0.1:9").connect_lazy();
+        let (_, connection) = watch::channel(Some(channel));
+        ControlPlaneKeeper {
+            retry: (Duration::from_millis(300), Duration::from_millis(1)),
+            ..ControlPlaneKeeper::new(connection, Bearer::new(Some("t")).expect("bearer"))
+        }
+    }
+
+    /// A call that fails with `status` `times` times, then answers: the
+    /// answer's code, and the calls made.
+    async fn failing(status: tonic::Status, times: u32) -> (Result<u32, tonic::Code>, u32) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let answer = keeper()
+            .call("keep a step's branch", |_| {
+                let calls = calls.clone();
+                let status = status.clone();
+                async move {
+                    match calls.fetch_add(1, Ordering::SeqCst) {
+                        n if n < times => Err(status),
+                        _ => Ok(tonic::Response::new(7)),
+                    }
+                }
+            })
+            .await;
+        (answer.map_err(|s| s.code()), calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_connection_broke_is_made_again_and_a_refusal_is_not() {
+        // The leader killed mid-call: tonic's transport error, then the new
+        // leader answers.
+        let broke = tonic::Status::unknown("transport error");
+        assert_eq!(failing(broke, 3).await, (Ok(7), 4));
+        let handing_over = tonic::Status::unavailable("not the leader");
+        assert_eq!(failing(handing_over, 6).await, (Ok(7), 7));
+        // What the control plane refused is its answer.
+        let refused = tonic::Status::failed_precondition("not current");
+        assert_eq!(
+            failing(refused, 1).await,
+            (Err(tonic::Code::FailedPrecondition), 1)
+        );
+        // Not for ever: past the deadline the last failure is the answer.
+        let (answer, _) = failing(tonic::Status::unavailable("down"), u32::MAX).await;
+        assert_eq!(answer, Err(tonic::Code::Unavailable));
+    }
 }

@@ -229,10 +229,8 @@ pub async fn start(
     isolation.log();
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
-    let keeper: Arc<dyn runtime::checkpoint::Keeper> = Arc::new(keeper::ControlPlaneKeeper {
-        connection,
-        bearer: bearer.clone(),
-    });
+    let keeper: Arc<dyn runtime::checkpoint::Keeper> =
+        Arc::new(keeper::ControlPlaneKeeper::new(connection, bearer.clone()));
     let checkpoints = (config.checkpoint_max_bytes > 0).then(|| Checkpoints {
         keeper: keeper.clone(),
         max_bytes: config.checkpoint_max_bytes,
