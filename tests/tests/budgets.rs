@@ -113,8 +113,10 @@ async fn a_task_over_its_budget_is_paused_mid_session_and_a_raise_resumes_the_se
         "{attempts:?}"
     );
     assert_eq!(
-        attempts[1].session_id, attempts[0].session_id,
-        "the same session goes on"
+        attempts[1].session_id,
+        attempts[0].session_id,
+        "the same session goes on; the step's log: {}",
+        step_log(&client, &id, "notes").await
     );
     // The resumed run sent the earlier conversation, and the file the
     // first attempt wrote was there for it to read.
@@ -439,8 +441,10 @@ async fn paused_mid_turn_then_resumed(
     let attempts = &task.steps[0].attempts;
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(
-        attempts[1].session_id, attempts[0].session_id,
-        "the same session goes on"
+        attempts[1].session_id,
+        attempts[0].session_id,
+        "the same session goes on; the step's log: {}",
+        step_log(&client, &id, "notes").await
     );
     task
 }

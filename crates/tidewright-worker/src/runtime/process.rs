@@ -25,7 +25,8 @@ use crate::sandbox::Room;
 use crate::sandbox::limits::{DiskWatch, Limits};
 use crate::secrets::Redactor;
 
-/// After SIGTERM, how long a cancelled step has before SIGKILL.
+/// After SIGINT, and again after SIGTERM, how long a cancelled step has
+/// before the next signal.
 const TERM_GRACE: Duration = Duration::from_millis(500);
 
 /// Once the main process has exited, how long stray output may still drain.
@@ -664,23 +665,27 @@ fn cgroup_name(attempt: &Attempt) -> String {
     )
 }
 
-/// SIGTERM to the whole group, then SIGKILL after a short grace.
+/// SIGINT to the whole group, then SIGTERM, then SIGKILL, each after a
+/// short grace. An interrupt first, as at a terminal: an agent CLI writes
+/// its session's transcript on it, so a stopped session (for a budget, a
+/// cancel) can be resumed; on SIGTERM the Claude Code CLI exits at once
+/// and its transcript may not be on disk yet.
 async fn stop_group(
     group: Option<Pid>,
     child: &mut tokio::process::Child,
 ) -> std::io::Result<ExitStatus> {
-    if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGTERM);
-    }
-    match tokio::time::timeout(TERM_GRACE, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            if let Some(group) = group {
-                let _ = killpg(group, Signal::SIGKILL);
-            }
-            child.wait().await
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        if let Some(group) = group {
+            let _ = killpg(group, signal);
+        }
+        if let Ok(status) = tokio::time::timeout(TERM_GRACE, child.wait()).await {
+            return status;
         }
     }
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    child.wait().await
 }
 
 pub(crate) fn describe_exit(status: ExitStatus) -> String {
