@@ -33,6 +33,9 @@ use crate::sandbox::Room;
 use crate::sandbox::model_proxy::{ModelProxy, Reach};
 use crate::secrets::Redactor;
 
+/// The most a stop waits for the CLI to write its session's transcript.
+const TRANSCRIPT_WAIT: Duration = Duration::from_secs(5);
+
 /// What a resumed session is told: the session holds the original prompt
 /// and everything done since.
 pub(crate) const RESUME_PROMPT: &str = "Your previous run on this task stopped before it finished. \
@@ -409,19 +412,45 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         ));
     }
     let stream = Arc::new(Mutex::new(R::stream(runtime)));
-    let supervised = supervise(
-        attempt,
-        command,
-        env,
-        &room,
-        StdoutLines::Events(stream.clone()),
-        &redactor,
-        reports,
-        &mut cancel,
-    );
     let session_now = || {
         let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
         stream.session_id().to_string()
+    };
+    // A stop reaches the CLI once its session's transcript is on disk, or
+    // after TRANSCRIPT_WAIT: the CLI writes it a moment after each turn,
+    // and a session stopped before then cannot be resumed.
+    let (stop_tx, mut stop_rx) = oneshot::channel::<Stop>();
+    let forward = async {
+        let stop = (&mut cancel).await;
+        let id = session_now();
+        let until = tokio::time::Instant::now() + TRANSCRIPT_WAIT;
+        while tidewright_core::validate::valid_session_id(&id)
+            && transcripts.find(&id).is_none()
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Ok(stop) = stop {
+            let _ = stop_tx.send(stop);
+        }
+    };
+    let supervised = async {
+        let supervised = supervise(
+            attempt,
+            command,
+            env,
+            &room,
+            StdoutLines::Events(stream.clone()),
+            &redactor,
+            reports,
+            &mut stop_rx,
+        );
+        tokio::pin!(supervised);
+        tokio::select! {
+            biased;
+            end = &mut supervised => end,
+            () = forward => supervised.await,
+        }
     };
     // Where this run's lines of a resumed session's transcript start.
     let resumed_at = match &resumed {

@@ -25,8 +25,7 @@ use crate::sandbox::Room;
 use crate::sandbox::limits::{DiskWatch, Limits};
 use crate::secrets::Redactor;
 
-/// After SIGINT, and again after SIGTERM, how long a cancelled step has
-/// before the next signal.
+/// After SIGTERM, how long a cancelled step has before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_millis(500);
 
 /// Once the main process has exited, how long stray output may still drain.
@@ -665,27 +664,23 @@ fn cgroup_name(attempt: &Attempt) -> String {
     )
 }
 
-/// SIGINT to the whole group, then SIGTERM, then SIGKILL, each after a
-/// short grace. An interrupt first, as at a terminal: an agent CLI writes
-/// its session's transcript on it, so a stopped session (for a budget, a
-/// cancel) can be resumed; on SIGTERM the Claude Code CLI exits at once
-/// and its transcript may not be on disk yet.
+/// SIGTERM to the whole group, then SIGKILL after a short grace.
 async fn stop_group(
     group: Option<Pid>,
     child: &mut tokio::process::Child,
 ) -> std::io::Result<ExitStatus> {
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        if let Some(group) = group {
-            let _ = killpg(group, signal);
-        }
-        if let Ok(status) = tokio::time::timeout(TERM_GRACE, child.wait()).await {
-            return status;
-        }
-    }
     if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGKILL);
+        let _ = killpg(group, Signal::SIGTERM);
     }
-    child.wait().await
+    match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
 }
 
 pub(crate) fn describe_exit(status: ExitStatus) -> String {
