@@ -15,11 +15,25 @@ whose head commit reaches the base by a push; the listing takes `state`.
 GET /_double/requests answers every request seen, each with whether it was
 valid. Started by the tests (tests/src/forge.rs); writes its port to
 --port-file when it listens.
+
+What a followed pull request needs of GitHub is here too, each call checked
+against the same description: the pull request itself (closed by PATCH),
+its reviews and their comments, replies in a comment's thread, the check
+runs and commit statuses on a commit, the repository's allowed merge
+methods, and the merge. The double runs a project's CI (POST /_double/ci)
+on each commit a check-runs call asks about: queued, in progress, then
+completed with the exit's conclusion and output, in a checkout of the
+commit. Merges are made in the git server's repository as GitHub makes
+them (a merge commit, a squash; a rebase here only as a fast-forward), once
+the method is allowed (POST /_double/settings), the head is the one asked
+for, and the approvals the protection wants are in. Reviewers are users
+the tests add with a token of their own (POST /_double/users).
 """
 
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import threading
 import urllib.parse
@@ -29,15 +43,25 @@ from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest
 
 GITHUB = "https://api.github.com"
-PULLS = "/repos/{owner}/{repo}/pulls"
+REPO = "/repos/{owner}/{repo}"
+# The calls the double answers: pull requests, their reviews and merges,
+# the checks on a commit, and the repository's settings.
+SERVED = (
+    REPO + "/pulls",
+    REPO + "/commits/{ref}/check-runs",
+    REPO + "/commits/{ref}/status",
+    REPO + "/statuses/{sha}",
+)
 
 
 def github_description(path):
-    """GitHub's description of the pull request calls, unchanged: the
-    other paths are left out so it loads in a second, not thirty."""
+    """GitHub's description of the calls the double answers, unchanged:
+    the other paths are left out so it loads in a second, not thirty."""
     with open(path, encoding="utf-8") as f:
         spec = json.load(f)
-    spec["paths"] = {k: v for k, v in spec["paths"].items() if k.startswith(PULLS)}
+    spec["paths"] = {
+        k: v for k, v in spec["paths"].items() if k == REPO or k.startswith(SERVED)
+    }
     # The document itself is GitHub's; checking it again at every start
     # takes half a minute.
     return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
@@ -55,6 +79,84 @@ class Forge:
         self.lock = threading.Lock()
         self.seen = []
         self.pulls = []
+        # Who each token is: tidewright's, and those the tests add
+        # (reviewers), with their permission on every repository.
+        self.users = {token: {"login": "tidewright-bot", "permission": "write"}}
+        # Per project: the CI the double runs on each commit a check-runs
+        # call asks about (name -> command), its check runs by commit, its
+        # commit statuses by commit, and its merge settings.
+        self.ci = {}
+        self.runs = {}
+        self.statuses = {}
+        self.settings = {}
+        self.reviews = []
+        self.comments = []
+        self.ids = 1000
+
+    def next_id(self):
+        with self.lock:
+            self.ids += 1
+            return self.ids
+
+    def git(self, project, *args, env=None):
+        bare = f"{self.repos}/{project}.git"
+        return subprocess.run(
+            ["git", "-C", bare, *args], capture_output=True, text=True, env=env
+        )
+
+    def tip(self, project, branch):
+        done = self.git(project, "rev-parse", "--verify", "-q", f"refs/heads/{branch}")
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    def check_runs(self, project, sha):
+        """The project's CI on `sha`: each check started the first time it
+        is asked about (queued, then in progress), run in a checkout of the
+        commit, completed with its exit's conclusion and its output."""
+        started = []
+        with self.lock:
+            runs = self.runs.setdefault((project, sha), {})
+            for name, command in self.ci.get(project, {}).items():
+                if name not in runs:
+                    runs[name] = {
+                        "id": self.ids + 1 + len(started),
+                        "name": name,
+                        "head_sha": sha,
+                        "status": "queued",
+                        "conclusion": None,
+                        "output": {"title": None, "summary": None, "text": None},
+                    }
+                    started.append((name, command))
+            self.ids += len(started)
+            answer = [dict(r) for r in runs.values()]
+        for name, command in started:
+            threading.Thread(
+                target=self.run_check, args=(project, sha, name, command), daemon=True
+            ).start()
+        return answer
+
+    def run_check(self, project, sha, name, command):
+        run = self.runs[(project, sha)][name]
+        run["status"] = "in_progress"
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tree:
+            archive = subprocess.run(
+                ["git", "-C", f"{self.repos}/{project}.git", "archive", sha],
+                capture_output=True,
+            )
+            subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+            done = subprocess.run(
+                ["sh", "-c", command], cwd=tree, capture_output=True, text=True, timeout=300
+            )
+        said = (done.stdout + done.stderr)[-4000:]
+        with self.lock:
+            run["output"] = {
+                "title": f"{name}: exit {done.returncode}",
+                "summary": f"`{command}` exited {done.returncode}",
+                "text": said,
+            }
+            run["conclusion"] = "success" if done.returncode == 0 else "failure"
+            run["status"] = "completed"
 
     def has_branch(self, project, branch):
         bare = f"{self.repos}/{project}.git"
@@ -106,7 +208,33 @@ class Handler(BaseHTTPRequestHandler):
         self.route("GET", b"")
 
     def do_POST(self):
+        if self.path.startswith("/_double/"):
+            return self.control(json.loads(self.body()))
         self.route("POST", self.body())
+
+    def do_PUT(self):
+        self.route("PUT", self.body())
+
+    def do_PATCH(self):
+        self.route("PATCH", self.body())
+
+    def control(self, body):
+        """What the tests set up: a user and token (a reviewer), the CI a
+        project runs on each commit, its merge settings and protection."""
+        forge = self.forge
+        with forge.lock:
+            if self.path == "/_double/users":
+                forge.users[body["token"]] = {
+                    "login": body["login"],
+                    "permission": body.get("permission", "write"),
+                }
+            elif self.path == "/_double/ci":
+                forge.ci.setdefault(body["project"], {})[body["name"]] = body["run"]
+            elif self.path == "/_double/settings":
+                forge.settings.setdefault(body["project"], {}).update(body["settings"])
+            else:
+                return self.answer(404, {"message": "no such control"})
+        self.answer(200, {})
 
     def route(self, method, data):
         url = urllib.parse.urlsplit(self.path)
@@ -126,7 +254,9 @@ class Handler(BaseHTTPRequestHandler):
         # it does not know.
         if not self.headers.get("user-agent"):
             return refuse(403, "Request forbidden by administrative rules: no User-Agent")
-        if self.headers.get("authorization") != f"Bearer {forge.token}":
+        token = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        user = forge.users.get(token)
+        if user is None:
             return refuse(401, "Bad credentials", valid=True)
         args = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         request = MockRequest(
@@ -147,27 +277,143 @@ class Handler(BaseHTTPRequestHandler):
         parts = url.path.split("/")
         owner, repo = parts[2], parts[3]
         project = f"{owner}/{repo}"
-        if method == "GET":
+        rest = parts[4:]
+        body = json.loads(data) if data else {}
+        ok = lambda status, answer: (
+            forge.record("github", method, self.path, True),
+            self.answer(status, answer),
+        )
+        if not rest:
+            settings = forge.settings.get(project, {})
+            return ok(200, {
+                "full_name": project,
+                "allow_merge_commit": settings.get("allow_merge_commit", True),
+                "allow_squash_merge": settings.get("allow_squash_merge", True),
+                "allow_rebase_merge": settings.get("allow_rebase_merge", True),
+            })
+        if rest[0] == "commits" and rest[2:] == ["check-runs"]:
+            runs = forge.check_runs(project, rest[1])
+            return ok(200, {"total_count": len(runs), "check_runs": runs})
+        if rest[0] == "commits" and rest[2:] == ["status"]:
+            statuses = list(forge.statuses.get((project, rest[1]), {}).values())
+            states = {s["state"] for s in statuses}
+            state = (
+                "failure" if states & {"failure", "error"}
+                else "pending" if "pending" in states or not statuses
+                else "success"
+            )
+            return ok(200, {
+                "state": state, "sha": rest[1], "total_count": len(statuses), "statuses": statuses,
+            })
+        if rest[0] == "statuses":
+            status = {
+                "id": forge.next_id(),
+                "state": body["state"],
+                "context": body.get("context", "default"),
+                "description": body.get("description"),
+                "target_url": body.get("target_url"),
+            }
+            with forge.lock:
+                forge.statuses.setdefault((project, rest[1]), {})[status["context"]] = status
+            return ok(201, status)
+        if rest == ["pulls"] and method == "GET":
             head = args.get("head", "")
-            found = []
-            for p in forge.pulls:
-                if not (
-                    p["forge"] == "github"
-                    and p["project"] == project
-                    and (not head or f"{owner}:{p['head']}" == head)
-                    and (not args.get("base") or p["base"] == args["base"])
-                ):
-                    continue
-                answer = dict(p["answer"])
-                if forge.merged(project, p["head"], p["base"]):
-                    answer["state"] = "closed"
-                    answer["merged_at"] = p.setdefault("merged_at", now())
-                # GitHub lists the open ones unless asked for others.
-                if args.get("state", "open") in ("all", answer["state"]):
-                    found.append(answer)
-            forge.record("github", method, self.path, True)
-            return self.answer(200, found)
-        body = json.loads(data)
+            found = [
+                self.pull_answer(p)
+                for p in forge.pulls
+                if p["forge"] == "github"
+                and p["project"] == project
+                and (not head or f"{owner}:{p['head']}" == head)
+                and (not args.get("base") or p["base"] == args["base"])
+            ]
+            # GitHub lists the open ones unless asked for others.
+            wanted = args.get("state", "open")
+            return ok(200, [p for p in found if wanted in ("all", p["state"])])
+        if rest == ["pulls"]:
+            return self.open_pull(project, body, refuse)
+        pull = next(
+            (p for p in forge.pulls if p["forge"] == "github" and p["project"] == project
+             and str(p["answer"]["number"]) == rest[1]),
+            None,
+        )
+        if pull is None:
+            return refuse(404, "Not Found", valid=True)
+        number = pull["answer"]["number"]
+        if rest[2:] == [] and method == "GET":
+            return ok(200, self.pull_answer(pull))
+        if rest[2:] == [] and method == "PATCH":
+            if body.get("state") == "closed":
+                pull["closed"] = True
+            return ok(200, self.pull_answer(pull))
+        if rest[2:] == ["merge"]:
+            return self.merge(project, pull, body, user, refuse, ok)
+        if rest[2:] == ["reviews"] and method == "GET":
+            return ok(200, [r for r in forge.reviews if r["number"] == (project, number)])
+        if rest[2:] == ["reviews"]:
+            states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+            if body.get("event") not in states:
+                return refuse(422, "Unprocessable Entity: a pending review is not kept here")
+            review = {
+                "id": forge.next_id(),
+                "number": (project, number),
+                "user": {"login": user["login"]},
+                "body": body.get("body", ""),
+                "state": states[body["event"]],
+                "commit_id": body.get("commit_id") or forge.tip(project, pull["head"]),
+                "submitted_at": now(),
+            }
+            for comment in body.get("comments", []):
+                self.add_comment(project, number, review, comment, user)
+            forge.reviews.append(review)
+            return ok(200, review)
+        if rest[2:] == ["comments"] and method == "GET":
+            return ok(200, [c for c in forge.comments if c["number"] == (project, number)])
+        if rest[2:3] == ["comments"] and rest[4:] == ["replies"]:
+            top = next((c for c in forge.comments if str(c["id"]) == rest[3]), None)
+            if top is None:
+                return refuse(404, "Not Found", valid=True)
+            reply = dict(top, id=forge.next_id(), body=body["body"], in_reply_to_id=top["id"],
+                         user={"login": user["login"]}, created_at=now())
+            forge.comments.append(reply)
+            return ok(201, reply)
+        return refuse(404, "Not Found: the double does not answer this call", valid=True)
+
+    def add_comment(self, project, number, review, comment, user):
+        self.forge.comments.append({
+            "id": self.forge.next_id(),
+            "number": (project, number),
+            "pull_request_review_id": review["id"],
+            "commit_id": review["commit_id"],
+            "path": comment["path"],
+            "line": comment.get("line"),
+            "body": comment["body"],
+            "in_reply_to_id": None,
+            "user": {"login": user["login"]},
+            "created_at": now(),
+        })
+
+    def pull_answer(self, pull):
+        """A pull request as GitHub answers it now: merged by the forge's
+        merge, or as GitHub marks one whose head commit reaches its base by
+        a push; closed by a person."""
+        forge = self.forge
+        answer = dict(pull["answer"])
+        head = forge.tip(pull["project"], pull["head"])
+        answer["head"] = {"ref": pull["head"], "sha": head}
+        if "merge_commit_sha" not in pull and not pull.get("closed") and head and forge.merged(
+            pull["project"], pull["head"], pull["base"]
+        ):
+            pull["merge_commit_sha"] = head
+        merged = "merge_commit_sha" in pull
+        if merged:
+            answer["merged_at"] = pull.setdefault("merged_at", now())
+        answer["merged"] = merged
+        answer["merge_commit_sha"] = pull.get("merge_commit_sha")
+        answer["state"] = "closed" if merged or pull.get("closed") else "open"
+        return answer
+
+    def open_pull(self, project, body, refuse):
+        forge = self.forge
         if not forge.has_branch(project, body["base"]):
             return refuse(422, "Validation Failed", valid=True)
         if not forge.has_branch(project, body["head"]):
@@ -192,8 +438,64 @@ class Handler(BaseHTTPRequestHandler):
                     "answer": answer,
                 }
             )
-        forge.record("github", method, self.path, True)
+        forge.record("github", "POST", self.path, True)
         self.answer(201, answer)
+
+    def merge(self, project, pull, body, user, refuse, ok):
+        """Merges as GitHub does, in the git server's repository: a merge
+        commit, a squash or a rebase (here: a fast-forward, when the head
+        is on the base), once the settings allow the method, the head is
+        the one asked for, and the approvals branch protection wants are
+        in."""
+        forge = self.forge
+        answer = self.pull_answer(pull)
+        if answer["state"] != "open":
+            return refuse(405, "Pull Request is not mergeable", valid=True)
+        method = body.get("merge_method", "merge")
+        settings = forge.settings.get(project, {})
+        if not settings.get(f"allow_{'merge_commit' if method == 'merge' else method + '_merge'}", True):
+            said = {"merge": "Merge commits", "squash": "Squash merges", "rebase": "Rebase merges"}
+            return refuse(405, f"{said[method]} are not allowed on this repository.", valid=True)
+        head = answer["head"]["sha"]
+        if body.get("sha") and body["sha"] != head:
+            return refuse(409, "Head branch was modified. Review and try the merge again.", valid=True)
+        needed = settings.get("required_approvals", 0)
+        last = {}
+        for review in forge.reviews:
+            if review["number"] == (project, pull["answer"]["number"]) and review["state"] != "COMMENTED":
+                last[review["user"]["login"]] = review["state"]
+        approvals = sum(1 for s in last.values() if s == "APPROVED")
+        if approvals < needed or "CHANGES_REQUESTED" in last.values() and needed:
+            return refuse(
+                405,
+                f"At least {needed} approving review is required by reviewers with write access.",
+                valid=True,
+            )
+        base = forge.tip(project, pull["base"])
+        title = body.get("commit_title") or f"Merge pull request #{pull['answer']['number']}"
+        env = dict(
+            os.environ,
+            GIT_AUTHOR_NAME=user["login"], GIT_AUTHOR_EMAIL="noreply@github.example",
+            GIT_COMMITTER_NAME="GitHub", GIT_COMMITTER_EMAIL="noreply@github.example",
+        )
+        if method == "rebase":
+            if forge.git(project, "merge-base", "--is-ancestor", base, head).returncode != 0:
+                return refuse(405, "This branch can't be rebased", valid=True)
+            commit = head
+        else:
+            tree = forge.git(project, "merge-tree", "--write-tree", base, head)
+            if tree.returncode != 0:
+                return refuse(405, "Pull Request is not mergeable", valid=True)
+            parents = ["-p", base] + (["-p", head] if method == "merge" else [])
+            made = forge.git(
+                project, "commit-tree", tree.stdout.split()[0], *parents, "-m", title, env=env
+            )
+            commit = made.stdout.strip()
+        moved = forge.git(project, "update-ref", f"refs/heads/{pull['base']}", commit, base)
+        if moved.returncode != 0:
+            return refuse(409, "Base branch was modified. Review and try the merge again.", valid=True)
+        pull["merge_commit_sha"] = commit
+        return ok(200, {"sha": commit, "merged": True, "message": "Pull Request successfully merged"})
 
     # ------------------------------------------------------------- GitLab
 
@@ -291,8 +593,6 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     with open(args.port_file + ".part", "w", encoding="utf-8") as f:
         f.write(str(server.server_address[1]))
-    import os
-
     os.replace(args.port_file + ".part", args.port_file)
     server.serve_forever()
 

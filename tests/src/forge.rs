@@ -79,6 +79,75 @@ impl ForgeDouble {
         format!("http://{}/api/v4", self.addr)
     }
 
+    /// Sets the double up (`/_double/users`, `ci`, `settings`).
+    fn control(&self, what: &str, body: serde_json::Value) -> anyhow::Result<()> {
+        let answer = crate::http_call(
+            &self.addr,
+            "POST",
+            &format!("/_double/{what}"),
+            None,
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        )?;
+        if answer.status != 200 {
+            bail!("the double refused {what}: {}", answer.body);
+        }
+        Ok(())
+    }
+
+    /// A user whose `token` the double takes (a reviewer).
+    pub fn add_user(&self, token: &str, login: &str) -> anyhow::Result<()> {
+        self.control(
+            "users",
+            serde_json::json!({"token": token, "login": login, "permission": "write"}),
+        )
+    }
+
+    /// The CI `project` runs on each commit asked about: the check `name`,
+    /// `run` by `sh -c` in a checkout of the commit.
+    pub fn ci(&self, project: &str, name: &str, run: &str) -> anyhow::Result<()> {
+        self.control(
+            "ci",
+            serde_json::json!({"project": project, "name": name, "run": run}),
+        )
+    }
+
+    /// `project`'s merge settings (`allow_squash_merge`, …) and protection
+    /// (`required_approvals`).
+    pub fn settings(&self, project: &str, settings: serde_json::Value) -> anyhow::Result<()> {
+        self.control(
+            "settings",
+            serde_json::json!({"project": project, "settings": settings}),
+        )
+    }
+
+    /// A call to its GitHub API as the user of `token`, as GitHub's own
+    /// clients make it: the status and the JSON answer.
+    pub fn github(
+        &self,
+        (method, path): (&str, &str),
+        token: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let answer = crate::http_call(
+            &self.addr,
+            method,
+            path,
+            Some(token),
+            &[
+                ("content-type", "application/json"),
+                ("user-agent", "tidewright-tests"),
+                ("accept", "application/vnd.github+json"),
+            ],
+            &if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            },
+        )?;
+        Ok((answer.status, answer.json()))
+    }
+
     /// Every request it has seen: forge, method, path, valid, why.
     pub fn requests(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let (status, body) = crate::http_get(&self.addr, "/_double/requests", None)?;

@@ -23,24 +23,25 @@ use crate::land::{CALC, CALC_TEST, gated_landing, touching};
 const LEASE: &str = "2s";
 const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
 
-type Client = TaskServiceClient<InterceptedService<Replicas, tidewright_api::client::Bearer>>;
+pub(crate) type Client =
+    TaskServiceClient<InterceptedService<Replicas, tidewright_api::client::Bearer>>;
 
 /// One replica: its addresses stay the same across restarts.
-struct Member {
+pub(crate) struct Member {
     name: String,
     listen: String,
     http: String,
-    server: Option<Server>,
+    pub(crate) server: Option<Server>,
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     /// Drops the test database when the cluster goes.
     _postgres: throwaway::Server,
     dir: tempfile::TempDir,
     store: String,
-    members: Vec<Member>,
+    pub(crate) members: Vec<Member>,
     admin_token: String,
-    worker_token: String,
+    pub(crate) worker_token: String,
     /// Flags every replica starts with besides the cluster's own.
     flags: Vec<String>,
 }
@@ -50,7 +51,7 @@ impl Cluster {
         Cluster::start_with(replicas, &[]).await
     }
 
-    async fn start_with(replicas: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
+    pub(crate) async fn start_with(replicas: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
         let postgres = throwaway::Server::from_env()?;
         let store = postgres.fresh_database().await?;
         let mut cluster = Cluster {
@@ -107,7 +108,7 @@ impl Cluster {
             .join(",")
     }
 
-    fn servers(&self) -> String {
+    pub(crate) fn servers(&self) -> String {
         self.servers_from(0)
     }
 
@@ -119,7 +120,7 @@ impl Cluster {
         ))
     }
 
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         self.client_from(0)
     }
 
@@ -137,7 +138,7 @@ impl Cluster {
     }
 
     /// Waits until exactly one replica, other than `not`, is ready.
-    async fn leader(&self, not: Option<usize>) -> anyhow::Result<usize> {
+    pub(crate) async fn leader(&self, not: Option<usize>) -> anyhow::Result<usize> {
         eventually(Duration::from_secs(30), || async {
             match self.ready()[..] {
                 [one] if Some(one) != not => Some(one),
@@ -483,7 +484,10 @@ async fn a_paused_leader_commits_nothing_when_it_wakes_and_stands_by() -> anyhow
 }
 
 /// Submits, following the leader through a failover.
-async fn submit_through(client: &Client, request: v1::SubmitTaskRequest) -> anyhow::Result<String> {
+pub(crate) async fn submit_through(
+    client: &Client,
+    request: v1::SubmitTaskRequest,
+) -> anyhow::Result<String> {
     eventually(Duration::from_secs(30), || async {
         client
             .clone()
@@ -497,7 +501,7 @@ async fn submit_through(client: &Client, request: v1::SubmitTaskRequest) -> anyh
 }
 
 /// The task once it has finished, following the leader.
-async fn wait_through(client: &Client, id: &str) -> anyhow::Result<v1::Task> {
+pub(crate) async fn wait_through(client: &Client, id: &str) -> anyhow::Result<v1::Task> {
     eventually(Duration::from_secs(60), || async {
         let task = client
             .clone()
@@ -1101,7 +1105,7 @@ async fn landing_checked(direct: &Tasks, ids: &[String]) -> anyhow::Result<()> {
 }
 
 /// kill -9 of the leader, member `first`; returns once another leads.
-async fn kill_leader(cluster: &mut Cluster, first: usize) -> anyhow::Result<()> {
+pub(crate) async fn kill_leader(cluster: &mut Cluster, first: usize) -> anyhow::Result<()> {
     let leader = cluster.members[first].server.as_mut().expect("leader up");
     leader.process.signal("KILL");
     leader.process.wait_exit(Duration::from_secs(10))?;

@@ -812,6 +812,7 @@ async fn a_task_with_a_pull_request_lands_it_and_the_forge_sees_it_merged() {
             base: String::new(),
             forge: "github".into(),
             api_url: forge.github_api(),
+            ..v1::PullRequestSpec::default()
         });
     }
     let id = submit(&client, request).await.expect("submit");

@@ -33,6 +33,7 @@ mod parallel_feature;
 mod planner;
 mod policy;
 mod postgres;
+mod pull_requests;
 mod release;
 mod repo_flow;
 mod repos;

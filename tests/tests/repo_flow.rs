@@ -194,6 +194,7 @@ fn pull_request(
             base: base.into(),
             forge: forge.into(),
             api_url: api.into(),
+            ..v1::PullRequestSpec::default()
         });
     }
     request

@@ -96,6 +96,13 @@ impl From<v1::RepoSpec> for core::RepoSpec {
                     .filter(|f| !f.is_empty())
                     .map(|f| core::repo::Forge::parse(&f)),
                 api_url: p.api_url,
+                follow: p.follow,
+                merge: Some(p.merge)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| core::repo::MergeMethod::parse(&m)),
+                max_fixes: p.max_fixes,
+                owner: p.owner,
+                poll_seconds: p.poll_seconds,
             }),
             exclusive: Some(r.exclusive)
                 .filter(|e| !e.is_empty())
@@ -156,6 +163,15 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                     .map(|f| f.as_str().to_string())
                     .unwrap_or_default(),
                 api_url: p.api_url.clone(),
+                follow: p.follow,
+                merge: p
+                    .merge
+                    .as_ref()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_default(),
+                max_fixes: p.max_fixes,
+                owner: p.owner.clone(),
+                poll_seconds: p.poll_seconds,
             }),
             exclusive: r
                 .exclusive
@@ -427,7 +443,8 @@ same_fields!(
         exit_code,
         trouble,
         millis,
-        tail
+        tail,
+        paths
     }
 );
 
@@ -754,6 +771,11 @@ mod tests {
                     base: "main".into(),
                     forge: Some(core::repo::Forge::Gitlab),
                     api_url: "https://git.example.com/api/v4".into(),
+                    follow: true,
+                    merge: Some(core::repo::MergeMethod::Squash),
+                    max_fixes: Some(0),
+                    owner: "write".into(),
+                    poll_seconds: 5,
                 }),
                 exclusive: Some(core::repo::Exclusive::Touches),
                 land: Some(core::repo::LandSpec {

@@ -270,6 +270,99 @@ pub struct PullRequestSpec {
     /// empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_url: String,
+    /// Follow it once it is open, until it merges or closes: a check that
+    /// fails on it, or changes a reviewer requests, go back to the agent
+    /// whose work it is, in its own session, and its fix is pushed to the
+    /// same branch. The task stays in its deliver step meanwhile. Implied
+    /// by `merge`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub follow: bool,
+    /// Merge it through the forge once its checks pass and no change is
+    /// requested, as the forge allows it (its branch protection decides
+    /// when): `auto` (the first method the repository allows of a merge
+    /// commit, squash and rebase), `squash` or `rebase`. Unset: a person
+    /// merges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeMethod>,
+    /// Rounds of fixes the followed pull request's failures get; 3 when
+    /// left out, 0 fails the task at the first. The same failure twice
+    /// ends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fixes: Option<u32>,
+    /// The step whose agent fixes what fails on it; when empty, the agent
+    /// step among the deliver step's dependencies whose work the failure
+    /// points to (a review comment's path), else the first.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// How often the forge is asked about it, in seconds; 0: 30.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub poll_seconds: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Seconds between two looks at a followed pull request, unless
+/// `pollSeconds` says.
+pub const DEFAULT_PULL_POLL_SECONDS: u32 = 30;
+
+/// The most `pullRequest.pollSeconds` may say.
+pub const MAX_PULL_POLL_SECONDS: u32 = 3600;
+
+impl PullRequestSpec {
+    /// The task follows its pull request after opening it.
+    pub fn follows(&self) -> bool {
+        self.follow || self.merge.is_some()
+    }
+
+    /// The rounds of fixes its failures get.
+    pub fn fixes(&self) -> u32 {
+        self.max_fixes.unwrap_or(DEFAULT_LAND_FIXES)
+    }
+
+    /// How long between two looks at it.
+    pub fn poll(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(match self.poll_seconds {
+            0 => DEFAULT_PULL_POLL_SECONDS,
+            n => n,
+        }))
+    }
+}
+
+/// How a followed pull request is merged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMethod {
+    /// The first the repository allows of a merge commit, squash, rebase.
+    Auto,
+    Squash,
+    Rebase,
+    /// A name that came over the wire and is none of them; validation
+    /// refuses it by name. Never read from YAML.
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl MergeMethod {
+    pub fn as_str(&self) -> &str {
+        match self {
+            MergeMethod::Auto => "auto",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+            MergeMethod::Unknown(other) => other,
+        }
+    }
+
+    pub fn parse(name: &str) -> MergeMethod {
+        match name {
+            "auto" => MergeMethod::Auto,
+            "squash" => MergeMethod::Squash,
+            "rebase" => MergeMethod::Rebase,
+            other => MergeMethod::Unknown(other.to_string()),
+        }
+    }
 }
 
 /// A forge whose pull requests tidewright can open.

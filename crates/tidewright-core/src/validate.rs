@@ -161,6 +161,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
     }
     repository::validate_land(spec, limits)?;
+    repository::validate_follow(spec)?;
     check_acyclic(spec, &index)
 }
 

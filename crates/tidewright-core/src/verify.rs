@@ -151,6 +151,10 @@ pub struct CheckResult {
     pub millis: u64,
     /// The end of its output (stdout and stderr as they came), masked.
     pub tail: String,
+    /// The paths it points to (a review's comments on lines), to tell
+    /// whose work fixes it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 impl Verification {

@@ -291,23 +291,14 @@ impl Engine {
             };
             let landed =
                 report.outcome == AttemptEnd::Succeeded && entry["landed"].as_bool() == Some(true);
+            let outcome = if landed {
+                AttemptEnd::Succeeded
+            } else {
+                AttemptEnd::Failed
+            };
             let mut result = StepResult {
-                attempt,
-                outcome: if landed {
-                    AttemptEnd::Succeeded
-                } else {
-                    AttemptEnd::Failed
-                },
-                output_json: String::new(),
-                error: String::new(),
-                exit_code: None,
-                started_at: None,
-                cost: None,
-                stalled: false,
-                rate_limited: None,
-                work: None,
-                conflict: None,
                 verification: report.verification.clone(),
+                ..StepResult::ended(attempt, outcome)
             };
             if landed {
                 let head = entry["head"].as_str().unwrap_or_default().to_string();

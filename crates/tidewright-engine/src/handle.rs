@@ -46,6 +46,27 @@ pub struct StepResult {
     pub verification: Option<tidewright_core::Verification>,
 }
 
+impl StepResult {
+    /// Attempt `attempt` ended as `outcome`, and nothing more is known of
+    /// it yet.
+    pub fn ended(attempt: AttemptKey, outcome: AttemptEnd) -> StepResult {
+        StepResult {
+            attempt,
+            outcome,
+            output_json: String::new(),
+            error: String::new(),
+            exit_code: None,
+            started_at: None,
+            cost: None,
+            stalled: false,
+            rate_limited: None,
+            work: None,
+            conflict: None,
+            verification: None,
+        }
+    }
+}
+
 /// A provider limit that stopped an agent, as its worker read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimited {

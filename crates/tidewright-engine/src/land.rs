@@ -122,30 +122,67 @@ impl Engine {
     }
 }
 
-/// A landing that failed (deliver step `index` of `active`, its verdict in
-/// `report`) goes back to the agent whose work it is: that step runs
-/// again, in its own session, told what failed, on its work with the
-/// base's tip merged in; the deliver step waits for it and lands again.
-/// `Err`: why the task fails instead (no rounds of fixes left, the same
-/// failure as the last round's, or no agent to send it to).
+/// The rounds of fixes a deliver step's verdicts go back through: a
+/// landing's on its base, or a followed pull request's.
+struct Loop {
+    most: u32,
+    /// A landing's base, whose tip the fix starts merged with; empty for a
+    /// pull request, whose fix goes on from its own work alone.
+    base: String,
+    /// The step the pull request names to fix it (`pullRequest.owner`).
+    owner: Option<usize>,
+}
+
+fn fix_loop(active: &Active) -> Option<Loop> {
+    let repo = active.spec.repo.as_ref()?;
+    if let (Some(land), Some((_, base))) = (&repo.land, &active.landing) {
+        return Some(Loop {
+            most: land.fixes(),
+            base: base.clone(),
+            owner: None,
+        });
+    }
+    let pr = repo.pull_request.as_ref().filter(|p| p.follows())?;
+    Some(Loop {
+        most: pr.fixes(),
+        base: String::new(),
+        owner: active.index.get(&pr.owner).copied(),
+    })
+}
+
+/// Whether the deliver step `index` of `active` ending in `report` is a
+/// verdict for the task's rounds of fixes (a landing that conflicted or
+/// failed its checks, a followed pull request that failed or closed),
+/// which no retry of the step does better on.
+pub(crate) fn is_verdict(active: &Active, index: usize, report: &StepResult) -> bool {
+    active.spec.steps[index].deliver.is_some()
+        && report.outcome != AttemptEnd::Succeeded
+        && (report.conflict.is_some() || report.verification.is_some())
+        && fix_loop(active).is_some()
+}
+
+/// A verdict (see `is_verdict`) goes back to the agent whose work it is:
+/// that step runs again, in its own session, told what failed, on its work
+/// (with a landing's base's tip merged in); the deliver step waits for it
+/// and lands, or pushes and follows its pull request, again. `Err`: why
+/// the task fails instead (no rounds of fixes left, the same failure as
+/// the last round's, nothing an agent could fix, or no agent to send it
+/// to).
 pub(crate) fn send_back(
     active: &mut Active,
     index: usize,
     report: &StepResult,
 ) -> Result<Vec<Change>, String> {
     let error = report.error.clone();
-    let (Some(land), Some((_, base))) = (
-        active.spec.repo.as_ref().and_then(|r| r.land.clone()),
-        active.landing.clone(),
-    ) else {
+    let Some(fix) = fix_loop(active) else {
         return Err(error);
     };
     let failure = match (&report.conflict, &report.verification) {
         (Some(conflict), _) => format!("conflict[{}]", conflict.paths.join("|")),
-        (None, Some(found)) => found.signature(),
-        (None, None) => return Err(error),
+        (None, Some(found)) if found.checks.iter().any(|c| !c.passed) => found.signature(),
+        _ => return Err(error),
     };
-    let most = land.fixes();
+    let most = fix.most;
     if most == 0 {
         return Err(error);
     }
@@ -157,18 +194,22 @@ pub(crate) fn send_back(
             "{error} (the same failure as the last round of fixes)"
         ));
     }
-    let Some(owner) = owner(active, index, report) else {
+    let Some(owner) = fix.owner.or_else(|| owner(active, index, report)) else {
         return Err(error);
     };
     let round = active.land_fixes + 1;
-    let message = told(&base, report, (round, most));
+    let message = told(&fix.base, report.into(), (round, most));
+    let what = match fix.base.as_str() {
+        "" => "its pull request failed".to_string(),
+        base => format!("landing on {base} failed"),
+    };
     let changes = active
         .run
         .rerun(
             owner,
             index,
             &format!(
-                "landing on {base} failed: sent back to step {} (fix round {round} of {most})",
+                "{what}: sent back to step {} (fix round {round} of {most})",
                 active.spec.steps[owner].id
             ),
         )
@@ -183,13 +224,17 @@ pub(crate) fn send_back(
     let live = &mut active.steps[owner];
     let from = live.head.take().unwrap_or_default();
     live.feedback = message;
-    live.land_fix = Some(LandFix { base, from });
+    live.land_fix = Some(LandFix {
+        base: fix.base,
+        from,
+    });
     Ok(changes)
 }
 
-/// The agent step whose work a failed landing is: of the deliver step's
+/// The agent step whose work a failed verdict is: of the deliver step's
 /// own dependencies that are agents', the one that changed (or says it
-/// touches) a path in conflict, else the first.
+/// touches) a path in conflict or a failed check points to, else the
+/// first.
 fn owner(active: &Active, index: usize, report: &StepResult) -> Option<usize> {
     let agents: Vec<usize> = active.spec.steps[index]
         .depends_on
@@ -197,13 +242,15 @@ fn owner(active: &Active, index: usize, report: &StepResult) -> Option<usize> {
         .filter_map(|dep| active.index.get(dep).copied())
         .filter(|&i| crate::dispatch::agent_of(&active.steps[i].needs).is_some())
         .collect();
-    let paths = report
-        .conflict
-        .as_ref()
-        .map(|c| c.paths.as_slice())
-        .unwrap_or_default();
-    paths
+    let conflicted = report.conflict.iter().flat_map(|c| c.paths.iter());
+    let pointed = report
+        .verification
         .iter()
+        .flat_map(|v| v.checks.iter())
+        .filter(|c| !c.passed)
+        .flat_map(|c| c.paths.iter());
+    conflicted
+        .chain(pointed)
         .find_map(|path| {
             agents.iter().copied().find(|&i| {
                 active.steps[i].changed.contains(path)
@@ -216,41 +263,84 @@ fn owner(active: &Active, index: usize, report: &StepResult) -> Option<usize> {
         .or_else(|| agents.first().copied())
 }
 
-/// What the agent is told of its failed landing: why, and what to do.
-fn told(base: &str, report: &StepResult, (round, most): (u32, u32)) -> String {
-    let mut text = format!(
-        "Your work could not land on {base}: {}\n\ntidewright merged the tip of {base} into your working directory. ",
-        report.error
-    );
-    match &report.conflict {
-        Some(conflict) => text.push_str(&format!(
-            "Resolve the conflicts in {} so that what {base} has now and what you were asked for both hold.",
-            conflict.paths.join(", ")
-        )),
-        None => text.push_str(&format!(
-            "Make the landing's checks pass on your work merged with {base}."
-        )),
+/// A failed verdict as the agent is told it: why, what conflicted, and the
+/// checks.
+struct Said<'a> {
+    error: &'a str,
+    conflict: Option<&'a tidewright_core::repo::MergeConflict>,
+    verification: Option<&'a tidewright_core::Verification>,
+}
+
+impl<'a> From<&'a StepResult> for Said<'a> {
+    fn from(report: &'a StepResult) -> Self {
+        Said {
+            error: &report.error,
+            conflict: report.conflict.as_ref(),
+            verification: report.verification.as_ref(),
+        }
     }
+}
+
+/// What the agent is told of its failed verdict: why, and what to do. A
+/// landing's (on `base`) or, `base` empty, its pull request's.
+fn told(base: &str, report: Said<'_>, (round, most): (u32, u32)) -> String {
+    let mut text = match base {
+        "" => format!(
+            "Your pull request is not ready to merge: {}\n\nYour working directory is as you left it. Fix what failed so that the checks pass and what the reviewers asked for holds.",
+            report.error
+        ),
+        base => {
+            let mut text = format!(
+                "Your work could not land on {base}: {}\n\ntidewright merged the tip of {base} into your working directory. ",
+                report.error
+            );
+            match report.conflict {
+                Some(conflict) => text.push_str(&format!(
+                    "Resolve the conflicts in {} so that what {base} has now and what you were asked for both hold.",
+                    conflict.paths.join(", ")
+                )),
+                None => text.push_str(&format!(
+                    "Make the landing's checks pass on your work merged with {base}."
+                )),
+            }
+            text
+        }
+    };
     for check in report
         .verification
         .iter()
         .flat_map(|v| v.checks.iter())
         .filter(|c| !c.passed)
     {
+        let how = match (check.exit_code, check.trouble.as_str()) {
+            (Some(code), _) => format!(" (exit {code})"),
+            (None, "") => String::new(),
+            (None, trouble) => format!(" ({trouble})"),
+        };
         text.push_str(&format!(
-            "\n\nCheck {} failed{}:\n{}",
-            check.name,
-            check
-                .exit_code
-                .map(|c| format!(" (exit {c})"))
-                .unwrap_or_default(),
+            "\n\n{} failed{how}:\n{}",
+            named(&check.name),
             check.tail.trim_end()
         ));
     }
-    text.push_str(&format!(
-        "\n\ntidewright commits what you leave, checks it on {base} and lands it again (round {round} of {most} of fixes)."
-    ));
+    text.push_str(&match base {
+        "" => format!(
+            "\n\ntidewright commits what you leave, pushes it to the pull request's branch and follows it again (round {round} of {most} of fixes)."
+        ),
+        base => format!(
+            "\n\ntidewright commits what you leave, checks it on {base} and lands it again (round {round} of {most} of fixes)."
+        ),
+    });
     text
+}
+
+/// A check's name as the agent reads it: a review is said as one.
+fn named(check: &str) -> String {
+    if check.starts_with("review by ") {
+        format!("The {check}")
+    } else {
+        format!("Check {check}")
+    }
 }
 
 /// After a restart: the rounds of fixes a landing task's failed landings
@@ -258,13 +348,16 @@ fn told(base: &str, report: &StepResult, (round, most): (u32, u32)) -> String {
 /// and the agent step still fixing the last one, which merges the base's
 /// tip again and is told the failure again.
 pub(crate) fn restore_fixes(active: &mut Active, record: &tidewright_store::TaskRecord) {
-    let Some((_, base)) = active.landing.clone() else {
+    let Some(fix) = fix_loop(active) else {
         return;
     };
     let Some(&j) = active.index.get(tidewright_core::repo::DELIVER_STEP) else {
         return;
     };
-    let verdict = format!("landing on {base}: ");
+    let verdict = match fix.base.as_str() {
+        "" => "pull request ".to_string(),
+        base => format!("landing on {base}: "),
+    };
     let failed: Vec<&tidewright_store::AttemptRecord> = record.steps[j]
         .attempts
         .iter()
@@ -282,6 +375,12 @@ pub(crate) fn restore_fixes(active: &mut Active, record: &tidewright_store::Task
     if record.steps[j].state != StepState::Waiting {
         return;
     }
+    let said = Said {
+        error: &last.error,
+        conflict: None,
+        verification: last.verification.as_ref(),
+    };
+    let message = told(&fix.base, said, (active.land_fixes, fix.most));
     let deps = active.spec.steps[j].depends_on.clone();
     for dep in deps {
         let Some(&i) = active.index.get(&dep) else {
@@ -294,14 +393,11 @@ pub(crate) fn restore_fixes(active: &mut Active, record: &tidewright_store::Task
         {
             let live = &mut active.steps[i];
             live.land_fix = Some(LandFix {
-                base: base.clone(),
+                base: fix.base.clone(),
                 from,
             });
             if live.feedback.is_empty() {
-                live.feedback = format!(
-                    "Your work could not land on {base}: {}\n\ntidewright merged the tip of {base} into your working directory: fix it there, and tidewright lands it again.",
-                    last.error
-                );
+                live.feedback = message.clone();
             }
         }
     }

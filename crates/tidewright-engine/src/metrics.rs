@@ -44,6 +44,7 @@ pub struct Metrics {
     landing_wait: Histogram,
     landing_queue: Family<Labels, Gauge>,
     landing_fixes: Counter,
+    pull_request_fixes: Counter,
     awaiting_approval: Gauge,
     workers: Gauge,
     slots: Gauge,
@@ -90,6 +91,7 @@ impl Metrics {
             landing_wait: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
             landing_queue: Family::default(),
             landing_fixes: Counter::default(),
+            pull_request_fixes: Counter::default(),
             awaiting_approval: Gauge::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
@@ -208,6 +210,11 @@ impl Metrics {
             metrics.landing_fixes.clone(),
         );
         registry.register(
+            "pull_request_fix_rounds",
+            "Failed checks and requested changes on followed pull requests sent back to the agent whose work it is",
+            metrics.pull_request_fixes.clone(),
+        );
+        registry.register(
             "landing_queue_depth",
             "Tasks landing on a base or waiting their turn there, by repository and base",
             metrics.landing_queue.clone(),
@@ -303,6 +310,11 @@ impl Metrics {
     /// A failed landing was sent back to its agent to fix.
     pub fn landing_sent_back(&self) {
         self.landing_fixes.inc();
+    }
+
+    /// A followed pull request's failure was sent back to its agent.
+    pub fn pull_request_sent_back(&self) {
+        self.pull_request_fixes.inc();
     }
 
     /// A landing task's deliver step took its turn on its base, `waited`

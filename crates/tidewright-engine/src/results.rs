@@ -334,11 +334,9 @@ impl Engine {
         // The step's next event says what conflicted.
         active.steps[index].conflict = report.conflict.clone();
         // A landing's verdict (its work conflicts with the base's tip, or
-        // its checks failed there) is no failure a retry does better on.
-        let landing_verdict = active.landing.is_some()
-            && active.spec.steps[index].deliver.is_some()
-            && verdict.outcome != Outcome::Succeeded
-            && (report.conflict.is_some() || report.verification.is_some());
+        // its checks failed there), or a followed pull request's, is no
+        // failure a retry does better on.
+        let landing_verdict = crate::land::is_verdict(active, index, report);
         let rerun = match (&handed_back, &report.conflict) {
             (None, Some(conflict)) if !landing_verdict => rerun_for(active, index, conflict),
             _ => None,
@@ -350,7 +348,11 @@ impl Engine {
             (None, None) if landing_verdict => {
                 match crate::land::send_back(active, index, report) {
                     Ok(changes) => {
-                        self.metrics.landing_sent_back();
+                        if active.landing.is_some() {
+                            self.metrics.landing_sent_back();
+                        } else {
+                            self.metrics.pull_request_sent_back();
+                        }
                         Ok(changes)
                     }
                     Err(why) => {

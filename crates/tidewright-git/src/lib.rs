@@ -27,6 +27,8 @@ pub enum Part {
     Url,
     Ref,
     CredentialsSecret,
+    /// How a followed pull request is merged.
+    PullRequestMerge,
 }
 
 impl Part {
@@ -36,6 +38,7 @@ impl Part {
             Part::Url => "url",
             Part::Ref => "ref",
             Part::CredentialsSecret => "credentialsSecret",
+            Part::PullRequestMerge => "pullRequest.merge",
         }
     }
 }

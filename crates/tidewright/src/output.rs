@@ -169,7 +169,11 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
                 short(&work.head_commit)
             );
             if !work.pull_request_url.is_empty() {
-                println!("Pull req.: {}", work.pull_request_url);
+                println!(
+                    "Pull req.: {}{}",
+                    work.pull_request_url,
+                    followed(repo, task)
+                );
             }
         }
         if let Some(land) = &repo.land {
@@ -346,6 +350,53 @@ fn landing(land: &LandView, repo: &RepoView, task: &v1::Task) -> String {
     if sent_back > 0 {
         said.push_str(&format!(
             "; sent back to its agent to fix {sent_back} time(s)"
+        ));
+    }
+    said
+}
+
+/// How a followed pull request stands: how it merges, whether it has, and
+/// the rounds of fixes its checks and reviews took.
+fn followed(repo: &RepoView, task: &v1::Task) -> String {
+    if !repo.pull_request_followed {
+        return String::new();
+    }
+    let mut said = match repo.pull_request_merge.as_str() {
+        "" => ", followed until a person merges it".to_string(),
+        merge => format!(", followed and merged by tidewright ({merge}) once green"),
+    };
+    let Some(deliver) = task.steps.iter().find(|s| s.id == DELIVER_STEP) else {
+        return said;
+    };
+    let output: serde_json::Value = serde_json::from_str(&deliver.output_json).unwrap_or_default();
+    match (deliver.state, output["merged"].as_str()) {
+        (state, Some(merged)) if state == v1::StepState::Succeeded as i32 => {
+            said.push_str(&format!("; merged at {}", short(merged)))
+        }
+        (state, _) if state == v1::StepState::Failed as i32 => {
+            said.push_str(&format!("; not merged: {}", deliver.error))
+        }
+        (state, _) if state == v1::StepState::Running as i32 => {
+            said.push_str("; open, followed now")
+        }
+        _ => {}
+    }
+    // Each failure an agent could fix was sent back to it, but a last one
+    // that ended the task.
+    let fixable = |a: &v1::Attempt| {
+        a.state == v1::StepState::Failed as i32
+            && a.error.starts_with("pull request ")
+            && a.verification
+                .as_ref()
+                .is_some_and(|v| v.checks.iter().any(|c| !c.passed))
+    };
+    let failed = deliver.attempts.iter().filter(|a| fixable(a)).count();
+    let ended_it = deliver.state == v1::StepState::Failed as i32
+        && deliver.attempts.last().is_some_and(fixable);
+    let sent_back = failed - usize::from(ended_it);
+    if sent_back > 0 {
+        said.push_str(&format!(
+            "; its checks and reviews sent back to its agent to fix {sent_back} time(s)"
         ));
     }
     said

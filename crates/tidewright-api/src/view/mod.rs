@@ -108,6 +108,13 @@ pub struct RepoView {
     /// The pull request asked for, as its title.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub pull_request_title: String,
+    /// The pull request is followed until it merges or closes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pull_request_followed: bool,
+    /// How tidewright merges it once green (auto, squash, rebase); empty: a
+    /// person does.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pull_request_merge: String,
     /// How the task lands on its base, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub land: Option<LandView>,
@@ -593,6 +600,15 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                 .pull_request
                 .as_ref()
                 .map(|p| p.title.clone())
+                .unwrap_or_default(),
+            pull_request_followed: r
+                .pull_request
+                .as_ref()
+                .is_some_and(|p| p.follow || !p.merge.is_empty()),
+            pull_request_merge: r
+                .pull_request
+                .as_ref()
+                .map(|p| p.merge.clone())
                 .unwrap_or_default(),
             land: r.land.as_ref().map(|l| LandView {
                 method: if l.method.is_empty() {

@@ -132,6 +132,107 @@ pub(super) fn validate_land(
     super::verify::validate_checks("repo.land", "the landing", &land.checks, limits)
 }
 
+/// A followed pull request's parts: a merge method tidewright knows, its
+/// rounds of fixes and poll within bounds, an owner that is an agent
+/// step; and no landing, which merges the pull request itself.
+pub(super) fn validate_follow(spec: &crate::spec::TaskSpec) -> Result<(), Error> {
+    let Some(repo) = &spec.repo else {
+        return Ok(());
+    };
+    let Some(pr) = &repo.pull_request else {
+        return Ok(());
+    };
+    if let Some(crate::repo::MergeMethod::Unknown(name)) = &pr.merge {
+        return Err(invalid(
+            "repo.pullRequest.merge",
+            format!("{name:?} is not a way tidewright merges: auto, squash or rebase"),
+        ));
+    }
+    if pr
+        .max_fixes
+        .is_some_and(|n| n > crate::repo::MAX_LAND_FIXES)
+    {
+        return Err(invalid(
+            "repo.pullRequest.maxFixes",
+            format!(
+                "{} is more rounds of fixes than a pull request gets at most ({})",
+                pr.max_fixes.unwrap_or_default(),
+                crate::repo::MAX_LAND_FIXES
+            ),
+        ));
+    }
+    if pr.poll_seconds > crate::repo::MAX_PULL_POLL_SECONDS {
+        return Err(invalid(
+            "repo.pullRequest.pollSeconds",
+            format!(
+                "{} is longer than tidewright waits between two looks ({} s)",
+                pr.poll_seconds,
+                crate::repo::MAX_PULL_POLL_SECONDS
+            ),
+        ));
+    }
+    if !pr.owner.is_empty() {
+        let step = spec.steps.iter().find(|s| s.id == pr.owner);
+        let agent = step.is_some_and(|s| {
+            s.required_capabilities()
+                .iter()
+                .any(|c| crate::spec::is_agent_capability(c))
+        });
+        if !agent {
+            return Err(invalid(
+                "repo.pullRequest.owner",
+                format!(
+                    "{:?} is not a step of this task that runs an agent: the owner fixes what fails",
+                    pr.owner
+                ),
+            ));
+        }
+        // Its fix goes straight into the pull request: a step after it
+        // would hold its old work.
+        let after: Vec<&str> = spec
+            .steps
+            .iter()
+            .filter(|s| s.deliver.is_none() && s.depends_on.contains(&pr.owner))
+            .map(|s| s.id.as_str())
+            .collect();
+        if !after.is_empty() {
+            return Err(invalid(
+                "repo.pullRequest.owner",
+                format!(
+                    "{:?} has steps after it ({}): the owner must be a last step, whose work the pull request holds as it left it",
+                    pr.owner,
+                    after.join(", ")
+                ),
+            ));
+        }
+    }
+    if pr.follows()
+        && crate::repo::forge_of(repo).is_some_and(|(forge, _)| forge == crate::repo::Forge::Gitlab)
+    {
+        let part = if pr.merge.is_some() {
+            "merge"
+        } else {
+            "follow"
+        };
+        return Err(invalid(
+            format!("repo.pullRequest.{part}"),
+            "following a GitLab merge request is not built yet: leave merge and follow out, and it is opened as now",
+        ));
+    }
+    if repo.land.is_some() && pr.follows() {
+        let part = if pr.merge.is_some() {
+            "merge"
+        } else {
+            "follow"
+        };
+        return Err(invalid(
+            format!("repo.pullRequest.{part}"),
+            "a task that lands through its base's queue merges its pull request there: leave merge and follow out",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_pull_request(
     repo: &crate::repo::RepoSpec,
     pr: &crate::repo::PullRequestSpec,

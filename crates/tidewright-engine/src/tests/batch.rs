@@ -38,7 +38,7 @@ fn checked(passed: bool) -> Verification {
 
 impl Harness {
     /// Task `id`'s work step ends with a head of its own.
-    async fn worked(&self, worker: &FakeWorker, id: &str) {
+    pub(super) async fn worked(&self, worker: &FakeWorker, id: &str) {
         self.send(
             worker,
             key(id, "work", 1),
@@ -91,18 +91,11 @@ impl Harness {
             .report(
                 worker.id,
                 StepResult {
-                    attempt,
-                    outcome,
                     output_json,
                     error,
-                    exit_code: None,
-                    started_at: None,
-                    cost: None,
-                    stalled: false,
-                    rate_limited: None,
                     work,
-                    conflict: None,
                     verification,
+                    ..StepResult::ended(attempt, outcome)
                 },
             )
             .await
@@ -326,7 +319,7 @@ fn by_an_agent(name: &str, max_fixes: Option<u32>) -> TaskSpec {
 
 impl FakeWorker {
     /// The next assignment, whole.
-    async fn assignment(&mut self) -> crate::Assignment {
+    pub(super) async fn assignment(&mut self) -> crate::Assignment {
         match self.next().await {
             ToWorker::Assign(a) => *a,
             other => panic!("expected an assignment, got {other:?}"),
@@ -341,24 +334,15 @@ impl Harness {
             .report(
                 worker.id,
                 StepResult {
-                    attempt,
-                    outcome: AttemptEnd::Failed,
-                    output_json: String::new(),
                     error: format!(
                         "landing on main: the task's work conflicts with main at cccc: {path}"
                     ),
-                    exit_code: None,
-                    started_at: None,
-                    cost: None,
-                    stalled: false,
-                    rate_limited: None,
-                    work: None,
                     conflict: Some(tidewright_core::repo::MergeConflict {
                         with: "main".into(),
                         after: Vec::new(),
                         paths: vec![path.into()],
                     }),
-                    verification: None,
+                    ..StepResult::ended(attempt, AttemptEnd::Failed)
                 },
             )
             .await
@@ -454,7 +438,7 @@ async fn the_same_landing_failure_twice_or_no_rounds_left_fails_the_task() {
     );
     h.bounced(&w, key("none", DELIVER_STEP, 1), "calc.py").await;
     h.until_state("none", TaskState::Failed).await;
-    h.worked_again(&w, "again").await;
+    h.worked_again_as(&w, "again", 2).await;
     assert_eq!(w.assigned().await, key("again", DELIVER_STEP, 2));
     h.bounced(&w, key("again", DELIVER_STEP, 2), "calc.py")
         .await;
@@ -473,23 +457,6 @@ async fn the_same_landing_failure_twice_or_no_rounds_left_fails_the_task() {
         "maxFixes 0 fails at once: {:?}",
         none.steps[1].error
     );
-}
-
-impl Harness {
-    /// Task `id`'s work step's second attempt ends with a head.
-    async fn worked_again(&self, worker: &FakeWorker, id: &str) {
-        self.send(
-            worker,
-            key(id, "work", 2),
-            AttemptEnd::Succeeded,
-            (String::new(), None),
-            Some(StepWork {
-                head_commit: "f".repeat(40),
-                ..StepWork::default()
-            }),
-        )
-        .await;
-    }
 }
 
 #[tokio::test]
@@ -554,7 +521,7 @@ async fn after_a_restart_the_agent_sent_back_a_failed_landing_still_fixes_it_on_
 
 impl Harness {
     /// Task `id`'s work step's attempt `attempt` ends with a head.
-    async fn worked_again_as(&self, worker: &FakeWorker, id: &str, attempt: u32) {
+    pub(super) async fn worked_again_as(&self, worker: &FakeWorker, id: &str, attempt: u32) {
         self.send(
             worker,
             key(id, "work", attempt),

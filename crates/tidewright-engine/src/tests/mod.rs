@@ -20,6 +20,7 @@ mod batch;
 mod budget;
 mod cold;
 mod family;
+mod follow;
 mod gone;
 mod retention;
 mod unserved;

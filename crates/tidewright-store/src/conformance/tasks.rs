@@ -701,6 +701,7 @@ fn round_found() -> tidewright_core::Verification {
             trouble: String::new(),
             millis: 1234,
             tail: "test a ... FAILED\n\"quoted\" é".into(),
+            paths: vec!["src/a.rs".into()],
         }],
         protected: vec!["tests/a.rs".into()],
         tests_removed: 1,

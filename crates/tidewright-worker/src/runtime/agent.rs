@@ -560,14 +560,19 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     ended
 }
 
-/// Whether the step's task lands with rounds of fixes: a failed landing
-/// then resumes its agent's session, on any worker.
+/// Whether the step's task lands, or follows its pull request, with
+/// rounds of fixes: a failure there then resumes its agent's session, on
+/// any worker.
 fn may_be_sent_back(attempt: &Attempt) -> bool {
-    attempt
-        .repo
+    let Some(repo) = attempt.repo.as_ref() else {
+        return false;
+    };
+    let landing = repo.land.as_ref().is_some_and(|land| land.fixes() > 0);
+    let followed = repo
+        .pull_request
         .as_ref()
-        .and_then(|r| r.land.as_ref())
-        .is_some_and(|land| land.fixes() > 0)
+        .is_some_and(|pr| pr.follows() && pr.fixes() > 0);
+    landing || followed
 }
 
 /// A verified step whose agent succeeded: its checks run on the work it

@@ -3,8 +3,9 @@
 //! heads, so its branch, `tidewright/<task>`, is the task's work, measured from
 //! the task's commit. It runs nothing; it pushes the branch when the
 //! task's `repo` asks for a push or a pull request, and opens the pull
-//! request; or, when the task lands through its base's queue, lands it
-//! (`land`). Nothing is pushed when the task changed nothing.
+//! request, and follows it when asked (`follow`); or, when the task lands
+//! through its base's queue, lands it (`land`). Nothing is pushed when the
+//! task changed nothing.
 
 use tidewright_core::RepoSpec;
 use tidewright_git::worktree::Worktree;
@@ -41,8 +42,22 @@ pub(crate) async fn run_deliver(
     tree.measure_from(&task_repo.commit);
     let mut ended = Ended::succeeded(String::new(), None);
     repo::record(attempt, &tree, &mut ended).await;
+    let mut opened = None;
     if ended.is_success() {
-        deliver(attempt, &task_repo, &tree, &mut ended).await;
+        opened = deliver(attempt, &task_repo, &tree, &mut ended).await;
+    }
+    if let (Some(pr), Some((number, url))) = (&task_repo.pull_request, opened)
+        && pr.follows()
+        && ended.is_success()
+    {
+        super::follow::follow(
+            attempt,
+            (&task_repo, pr),
+            (number, &url),
+            &mut ended,
+            (reports, &mut cancel),
+        )
+        .await;
     }
     if let Some(land) = &task_repo.land
         && ended.is_success()
@@ -65,16 +80,24 @@ pub(crate) async fn run_deliver(
 }
 
 /// Pushes the branch and opens the pull request the task asks for, and
-/// says what was delivered in the step's output.
-async fn deliver(attempt: &Attempt, task_repo: &RepoSpec, tree: &Worktree, ended: &mut Ended) {
-    let Some(work) = ended.work.as_mut() else {
-        return;
-    };
+/// says what was delivered in the step's output; the pull request's
+/// number and page, when one is open.
+async fn deliver(
+    attempt: &Attempt,
+    task_repo: &RepoSpec,
+    tree: &Worktree,
+    ended: &mut Ended,
+) -> Option<(u64, String)> {
+    let work = ended.work.as_mut()?;
+    let mut opened = None;
     let changed = work.head_commit != task_repo.commit;
     if changed && (task_repo.push || task_repo.pull_request.is_some()) {
         let credentials = match repo::credentials(attempt) {
             Ok(credentials) => credentials,
-            Err(why) => return *ended = Ended::fault(Fault::Repository, why),
+            Err(why) => {
+                *ended = Ended::fault(Fault::Repository, why);
+                return None;
+            }
         };
         if let Err(e) = tree
             .mirror()
@@ -85,12 +108,16 @@ async fn deliver(attempt: &Attempt, task_repo: &RepoSpec, tree: &Worktree, ended
                 tidewright_git::Error::Refused { .. } => format!("repo.{e}"),
                 other => format!("pushing {}: {other}", work.branch),
             };
-            return *ended = Ended::fault(Fault::Delivery, why);
+            *ended = Ended::fault(Fault::Delivery, why);
+            return None;
         }
         work.pushed = true;
         if let Some(pr) = &task_repo.pull_request {
             match pull_request(task_repo, pr, tree, &work.branch, credentials.as_ref()).await {
-                Ok(url) => work.pull_request_url = url,
+                Ok(pr) => {
+                    work.pull_request_url = pr.url.clone();
+                    opened = Some((pr.number, pr.url));
+                }
                 Err(why) => {
                     // The branch went up for the pull request alone: it
                     // does not stay without one.
@@ -107,7 +134,8 @@ async fn deliver(attempt: &Attempt, task_repo: &RepoSpec, tree: &Worktree, ended
                             }
                         }
                     }
-                    return *ended = Ended::fault(Fault::Delivery, why);
+                    *ended = Ended::fault(Fault::Delivery, why);
+                    return None;
                 }
             }
         }
@@ -120,6 +148,7 @@ async fn deliver(attempt: &Attempt, task_repo: &RepoSpec, tree: &Worktree, ended
         "pullRequest": work.pull_request_url,
     })
     .to_string();
+    opened
 }
 
 /// Opens the task's pull request from its pushed branch (or finds it open
@@ -131,7 +160,7 @@ async fn pull_request(
     tree: &Worktree,
     branch: &str,
     credentials: Option<&tidewright_git::Credentials>,
-) -> Result<String, String> {
+) -> Result<tidewright_git::forge::PullRequest, String> {
     let (forge, api) = tidewright_core::repo::forge_of(task_repo).ok_or_else(|| {
         "repo.pullRequest.forge: tidewright cannot tell whose API to call".to_string()
     })?;
@@ -158,7 +187,6 @@ async fn pull_request(
     };
     tidewright_git::forge::open_pull_request(&ask, credentials)
         .await
-        .map(|opened| opened.url)
         .map_err(|e| match e {
             tidewright_git::Error::Refused { .. } => format!("repo.{e}"),
             other => format!("repo.pullRequest: {other}"),

@@ -20,6 +20,7 @@ pub mod claude;
 pub mod codex;
 pub mod deliver;
 pub mod dir_home;
+pub mod follow;
 pub mod gemini;
 pub mod grade;
 pub mod land;

@@ -4,6 +4,9 @@
 //! second, so a retried deliver step opens one pull request. The token is
 //! the repository's credential (a token alone, or the password of
 //! `user:password`); it goes in a header of these calls and nowhere else.
+//! A pull request followed once open is `follow`'s.
+
+pub mod follow;
 
 use std::time::Duration;
 
@@ -215,6 +218,25 @@ impl<'a> Api<'a> {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Error> {
+        let (status, answer) = self.answer(method.clone(), path, body).await?;
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let url = format!("{}{path}", self.root);
+        let message = said(&answer);
+        Err(Error::Local(format!(
+            "{method} {url}: the forge answered {status}: {message}"
+        )))
+    }
+
+    /// One call; the forge's status and JSON answer, a refusal of the
+    /// token and a forge that fails (5xx) already errors.
+    async fn answer(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(http::StatusCode, Value), Error> {
         let url = format!("{}{path}", self.root);
         let mut request = http::Request::builder()
             .method(method.clone())
@@ -259,31 +281,13 @@ impl<'a> Api<'a> {
         let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, call)
             .await
             .map_err(|_| Error::Unavailable(format!("{method} {url} took too long")))??;
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(&bytes).chars().take(300).collect())
+        });
         if status.is_success() {
-            return Ok(answer);
+            return Ok((status, answer));
         }
-        let message = answer["message"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| answer["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-        let detail = answer["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .map(|e| {
-                        e["message"]
-                            .as_str()
-                            .map_or_else(|| e.to_string(), str::to_string)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .filter(|d| !d.is_empty())
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
+        let message = said(&answer);
         match status.as_u16() {
             401 | 403 => Err(crate::refused(
                 crate::Part::CredentialsSecret,
@@ -292,11 +296,36 @@ impl<'a> Api<'a> {
             500..=599 => Err(Error::Unavailable(format!(
                 "{method} {url}: the forge answered {status}: {message}"
             ))),
-            _ => Err(Error::Local(format!(
-                "{method} {url}: the forge answered {status}: {message}{detail}"
-            ))),
+            _ => Ok((status, answer)),
         }
     }
+}
+
+/// What the forge said in a refusal: its message, and each error's.
+fn said(answer: &Value) -> String {
+    let message = answer["message"]
+        .as_str()
+        .or_else(|| answer["error"].as_str())
+        .or_else(|| answer.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let detail = answer["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["message"]
+                        .as_str()
+                        .map_or_else(|| e.to_string(), str::to_string)
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|d| !d.is_empty())
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    format!("{message}{detail}")
 }
 
 #[cfg(test)]

@@ -1,0 +1,312 @@
+//! A followed pull request (`repo.pullRequest.follow`, or `merge`), by the
+//! task's deliver step once it has pushed the branch and opened the pull
+//! request: it looks at the pull request every `pollSeconds` until it
+//! merges or closes, and ends with what the forge says.
+//!
+//! - A check on the head that fails, or a reviewer's request for changes on
+//!   it, ends the attempt as a verdict (failed, with a `verification` whose
+//!   checks say what failed and why); the engine sends it back to the
+//!   agent whose work it is and runs this step again once it is fixed.
+//! - Green, no change requested on the head, and a `merge` asked for: the
+//!   pull request is merged through the forge, which may say not yet (its
+//!   branch protection wants a review), and is asked again.
+//! - Merged (by this step or a person): the step succeeds. Closed unmerged:
+//!   the step fails, with nothing for an agent to fix.
+//!
+//! Each run first answers the comment threads of the changes a past round
+//! fixed, so each thread gets one reply, from whichever run comes first.
+//! The state is the forge's and the store's: a run that starts again
+//! (a worker lost, a control plane's failover) looks afresh and doubles
+//! nothing.
+
+use std::time::Instant;
+
+use tidewright_core::repo::PullRequestSpec;
+use tidewright_core::{CheckResult, RepoSpec, Verification};
+use tidewright_git::forge::follow::{CheckState, Merged, Pull};
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use super::repo;
+use crate::metrics::Fault;
+
+/// The most of a check's report an agent is told.
+const TAIL_BYTES: usize = 4000;
+
+/// What one look at the pull request found.
+enum Look {
+    Merged(String),
+    Closed,
+    /// Something on its head failed: for its agent to fix.
+    Failed(Box<Verification>, String),
+    /// Nothing to do but wait: why.
+    Waiting(String),
+}
+
+/// Follows the pull request `number` (at `url`) that `ended`'s work opened,
+/// until it merges or closes.
+pub(crate) async fn follow(
+    attempt: &Attempt,
+    (task_repo, pr): (&RepoSpec, &PullRequestSpec),
+    (number, url): (u64, &str),
+    ended: &mut Ended,
+    (reports, cancel): (
+        &mpsc::UnboundedSender<FromAttempt>,
+        &mut oneshot::Receiver<Stop>,
+    ),
+) {
+    let Some(work) = ended.work.clone() else {
+        return;
+    };
+    let log = |line: String| attempt.log(reports, line);
+    let credentials = match repo::credentials(attempt) {
+        Ok(credentials) => credentials,
+        Err(why) => return *ended = Ended::fault(Fault::Repository, why),
+    };
+    let Some((forge, api)) = tidewright_core::repo::forge_of(task_repo) else {
+        return *ended = Ended::fault(
+            Fault::Delivery,
+            "repo.pullRequest.forge: tidewright cannot tell whose API to call",
+        );
+    };
+    let pull = match Pull::new(&forge, &api, (&task_repo.url, number), credentials.as_ref()) {
+        Ok(pull) => pull,
+        Err(e @ tidewright_git::Error::Refused { .. }) => {
+            return *ended = verdict(format!("repo.{e}"), &work.head_commit, work.clone());
+        }
+        Err(e) => return *ended = Ended::fault(Fault::Delivery, format!("repo.pullRequest: {e}")),
+    };
+    let head = work.head_commit.clone();
+    log(format!(
+        "pull request: following {url} at {} until it merges or closes",
+        short(&head)
+    ));
+    answer_threads(&pull, &head, &log).await;
+    let started = Instant::now();
+    let mut said = String::new();
+    loop {
+        let look = match look(&pull, pr, &head, started.elapsed() >= pr.poll()).await {
+            Ok(look) => look,
+            // A forge that does not answer now may at the next look.
+            Err(tidewright_git::Error::Unavailable(why)) => Look::Waiting(why),
+            // The forge refuses what the task asks (its merge method, its
+            // token): no retry and no agent does better.
+            Err(e @ tidewright_git::Error::Refused { .. }) => {
+                return *ended = verdict(format!("repo.{e}"), &head, work);
+            }
+            Err(e) => {
+                return *ended = Ended::fault(Fault::Delivery, format!("repo.pullRequest: {e}"));
+            }
+        };
+        match look {
+            Look::Merged(commit) => {
+                log(format!("pull request: merged, at {}", short(&commit)));
+                ended.output_json = serde_json::json!({
+                    "branch": work.branch,
+                    "head": head,
+                    "changed": true,
+                    "pushed": work.pushed,
+                    "pullRequest": url,
+                    "pullRequestNumber": number,
+                    "merged": commit,
+                })
+                .to_string();
+                return;
+            }
+            Look::Closed => {
+                return *ended = verdict(
+                    format!("pull request {url}: closed without merging"),
+                    &head,
+                    work,
+                );
+            }
+            Look::Failed(found, why) => {
+                log(format!("pull request: {why}"));
+                let mut failed = Ended::failed(format!("pull request {url}: {why}"), None);
+                failed.verification = Some(*found);
+                failed.work = Some(work);
+                return *ended = failed;
+            }
+            Look::Waiting(why) => {
+                if why != said {
+                    log(format!("pull request: {why}"));
+                    said = why;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pr.poll()) => {}
+            stop = &mut *cancel => {
+                let stop = stop.unwrap_or_else(|_| Stop::new("the worker is stopping"));
+                return *ended = Ended::cancelled(stop, None);
+            }
+        }
+    }
+}
+
+/// One look: merged or closed; else what fails on `head`; else green and
+/// merged when asked, or what it waits for. A head with no checks at all
+/// is green only once a poll has passed since the push (`settled`), so
+/// that a forge's CI has had time to start.
+async fn look(
+    pull: &Pull<'_>,
+    pr: &PullRequestSpec,
+    head: &str,
+    settled: bool,
+) -> Result<Look, tidewright_git::Error> {
+    let state = pull.state().await?;
+    if state.merged {
+        return Ok(Look::Merged(state.merge_commit));
+    }
+    if !state.open {
+        return Ok(Look::Closed);
+    }
+    if state.head != head {
+        return Ok(Look::Waiting(format!(
+            "its head is {}, not this run's {}: waiting for the forge to see the push",
+            short(&state.head),
+            short(head)
+        )));
+    }
+    let checks = pull.checks(head).await?;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.state == CheckState::Failed)
+        .map(|c| c.name.as_str())
+        .collect();
+    let reviews: Vec<_> = pull
+        .changes_requested()
+        .await?
+        .into_iter()
+        .filter(|r| r.commit == head)
+        .collect();
+    if !failed.is_empty() || !reviews.is_empty() {
+        let mut results: Vec<CheckResult> = checks
+            .iter()
+            .filter(|c| c.state != CheckState::Pending)
+            .map(|c| CheckResult {
+                name: c.name.clone(),
+                passed: c.state == CheckState::Passed,
+                trouble: c.conclusion.clone(),
+                tail: tail(&if c.url.is_empty() {
+                    c.text.clone()
+                } else {
+                    format!("{}\n({})", c.text, c.url)
+                }),
+                ..CheckResult::default()
+            })
+            .collect();
+        let mut why = Vec::new();
+        if !failed.is_empty() {
+            why.push(format!(
+                "check(s) failed on {}: {}",
+                short(head),
+                failed.join(", ")
+            ));
+        }
+        for review in &reviews {
+            why.push(format!("{} requested changes", review.reviewer));
+            let mut said = review.body.trim().to_string();
+            for comment in &review.comments {
+                let line = comment.line.map(|l| format!(":{l}")).unwrap_or_default();
+                said.push_str(&format!(
+                    "\n{}{line}: {}",
+                    comment.path,
+                    comment.body.trim()
+                ));
+            }
+            results.push(CheckResult {
+                name: format!("review by {}", review.reviewer),
+                passed: false,
+                trouble: "changes requested".into(),
+                tail: tail(said.trim()),
+                paths: review.comments.iter().map(|c| c.path.clone()).collect(),
+                ..CheckResult::default()
+            });
+        }
+        let found = Verification {
+            head_commit: head.to_string(),
+            checks: results,
+            ..Verification::default()
+        };
+        return Ok(Look::Failed(Box::new(found), why.join("; ")));
+    }
+    let pending: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.state == CheckState::Pending)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !pending.is_empty() {
+        return Ok(Look::Waiting(format!(
+            "waiting for check(s) on {}: {}",
+            short(head),
+            pending.join(", ")
+        )));
+    }
+    if checks.is_empty() && !settled {
+        return Ok(Look::Waiting(format!("no check on {} yet", short(head))));
+    }
+    let Some(method) = &pr.merge else {
+        return Ok(Look::Waiting(format!(
+            "{} check(s) passed on {}: waiting for a person to merge it",
+            checks.len(),
+            short(head)
+        )));
+    };
+    match pull.merge(method, head, &pr.title).await? {
+        Merged::Done(commit) => Ok(Look::Merged(commit)),
+        Merged::NotYet(why) => Ok(Look::Waiting(format!(
+            "{} check(s) passed on {}; the forge does not merge it yet: {why}",
+            checks.len(),
+            short(head)
+        ))),
+    }
+}
+
+/// Replies in each thread of a request for changes made on an earlier
+/// head than `head`, which a round of fixes answered, unless answered.
+async fn answer_threads(pull: &Pull<'_>, head: &str, log: &impl Fn(String)) {
+    let reviews = match pull.changes_requested().await {
+        Ok(reviews) => reviews,
+        Err(e) => return log(format!("pull request: reading its reviews: {e}")),
+    };
+    for review in reviews.iter().filter(|r| r.commit != head) {
+        for comment in review.comments.iter().filter(|c| !c.answered) {
+            let reply = format!("tidewright's agent answered this in {}.", short(head));
+            match pull.reply(comment.id, &reply).await {
+                Ok(()) => log(format!(
+                    "pull request: replied to {}'s comment on {}",
+                    review.reviewer, comment.path
+                )),
+                Err(e) => log(format!(
+                    "pull request: replying to {}'s comment on {}: {e}",
+                    review.reviewer, comment.path
+                )),
+            }
+        }
+    }
+}
+
+/// A verdict on the pull request with nothing failed that an agent could
+/// fix: the engine ends the task on it, unretried.
+fn verdict(why: String, head: &str, work: tidewright_core::StepWork) -> Ended {
+    let mut failed = Ended::failed(why, None);
+    failed.verification = Some(Verification {
+        head_commit: head.to_string(),
+        ..Verification::default()
+    });
+    failed.work = Some(work);
+    failed
+}
+
+fn tail(text: &str) -> String {
+    let mut start = text.len().saturating_sub(TAIL_BYTES);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}

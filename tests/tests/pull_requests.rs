@@ -1,0 +1,561 @@
+//! Followed pull requests, on the forge double (GitHub's calls checked
+//! against its published OpenAPI description) over a repository of the
+//! real git server: the double runs the project's CI (its unittest suite)
+//! on each head it is asked about, keeps reviews and their comments, and
+//! merges as GitHub does. The agent is the real Claude Code CLI against
+//! the mock Anthropic API: a check that fails, or changes a reviewer
+//! requests, go back to it in its own session; its fix is pushed to the
+//! same branch and the pull request merges once green. A merge method the
+//! repository does not allow, and a pull request a person closes, end the
+//! task unretried; bad settings are refused at submit, naming the field.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tidewright_api::v1;
+use tidewright_tests::forge::ForgeDouble;
+use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+use tidewright_tests::provider::{Api, Mock, Reply};
+use tidewright_tests::*;
+
+const CALC: &str = "add = lambda a, b: a + b\n";
+const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+const PROJECT: &str = "acme/app";
+/// What a request for changes says; the agent's mock answers it.
+const REQUESTED: &str = "pull request is not ready to merge";
+
+fn control_plane(dir: &Path) -> Server {
+    let secrets = account_secrets(dir, "repo-secrets", "git-creds").expect("secrets");
+    Server::start_on(
+        &dir.join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .expect("server")
+}
+
+/// The repository, its forge with its CI (the unittest suite), a control
+/// plane and a Claude Code worker whose provider is `mock`.
+struct Setup {
+    dir: tempfile::TempDir,
+    git: GitServer,
+    forge: ForgeDouble,
+    server: Server,
+    _worker: Process,
+}
+
+fn setup(mock: &Mock) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(PROJECT, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD).expect("forge");
+    forge
+        .ci(PROJECT, "unittest", "python3 -m unittest -v")
+        .expect("ci");
+    let server = control_plane(dir.path());
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let worker = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent",
+        mock,
+        (&["claude-code", "shell"], 4),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    Setup {
+        dir,
+        git,
+        forge,
+        server,
+        _worker: worker,
+    }
+}
+
+/// A task whose step `work` (an agent's, or `shell`) opens a pull request
+/// on the double and follows it, merged by `merge`, looked at each second.
+fn followed(setup: &Setup, work: v1::StepSpec, merge: &str) -> v1::SubmitTaskRequest {
+    followed_on((&setup.git, &setup.forge), work, merge)
+}
+
+fn followed_on(
+    (git, forge): (&GitServer, &ForgeDouble),
+    work: v1::StepSpec,
+    merge: &str,
+) -> v1::SubmitTaskRequest {
+    let mut request = task_on_repo("followed", vec![work], &git.url(PROJECT));
+    if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.pull_request = Some(v1::PullRequestSpec {
+            title: "Make add right".into(),
+            forge: "github".into(),
+            api_url: forge.github_api(),
+            follow: true,
+            merge: merge.into(),
+            poll_seconds: 1,
+            ..v1::PullRequestSpec::default()
+        });
+    }
+    request
+}
+
+/// The agent's calls that read `file` and write `content` over it, then
+/// say `done`.
+fn rewrites(file: &str, content: &str, done: &str) -> Vec<Reply> {
+    vec![
+        Reply::claude_read(file),
+        Reply::claude_write(file, content),
+        Reply::Text(done.into()),
+    ]
+}
+
+fn main_file(setup: &Setup, file: &str) -> String {
+    setup
+        .git
+        .inside(PROJECT, &["show", &format!("main:{file}")])
+}
+
+/// Every call tidewright made to the double was one GitHub's description
+/// allows.
+fn all_valid(forge: &ForgeDouble) {
+    let requests = forge.requests().expect("requests");
+    let invalid: Vec<_> = requests.iter().filter(|r| r["valid"] != true).collect();
+    assert!(invalid.is_empty(), "{invalid:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_fails_on_the_pull_request_goes_back_to_its_agent_whose_fix_merges_it() {
+    let ask = format!("Make add add {}", std::process::id());
+    let mock = subtracting_then_fixed(&ask).await;
+    let setup = setup(&mock);
+    let client = setup.server.tasks().await.expect("client");
+    let request = followed(
+        &setup,
+        claude_step("work", &ask, &["Read", "Write"]),
+        "auto",
+    );
+    let id = submit(&client, request).await.expect("submit");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(240))
+        .await
+        .expect("merged");
+    // The first head failed the forge's CI; the agent, told so in its own
+    // session, fixed it; the second passed and was merged by the forge.
+    let deliver = step(&task, "deliver");
+    assert_eq!(deliver.attempts.len(), 2, "{:#?}", deliver.attempts);
+    assert!(
+        deliver.attempts[0].error.contains("check(s) failed")
+            && deliver.attempts[0].error.contains("unittest"),
+        "{:?}",
+        deliver.attempts[0]
+    );
+    let work = step(&task, "work");
+    assert_eq!(work.attempts.len(), 2, "the agent's step ran again");
+    assert_eq!(
+        work.attempts[0].session_id, work.attempts[1].session_id,
+        "in its own session"
+    );
+    let told = mock
+        .requests()
+        .iter()
+        .map(serde_json::Value::to_string)
+        .find(|r| r.contains(REQUESTED))
+        .expect("the agent was told");
+    assert!(
+        told.contains("Check unittest failed (failure)") && told.contains("AssertionError"),
+        "the check's name, conclusion and log tail: {told}"
+    );
+    let merged = output(deliver)["merged"]
+        .as_str()
+        .expect("merged")
+        .to_string();
+    assert_eq!(setup.git.rev_parse(PROJECT, "main"), merged);
+    assert_eq!(
+        main_file(&setup, "calc.py").trim(),
+        "add = lambda a, b: b + a"
+    );
+    // `get task` shows the pull request, its checks and its fix rounds.
+    let shown = succeed(setup.server.cli().args(["get", "task", &id])).stdout;
+    let shown = String::from_utf8_lossy(&shown);
+    for said in [
+        "Pull req.: https://github.example/acme/app/pull/1, followed and merged by tidewright (auto) once green; merged at ",
+        "; its checks and reviews sent back to its agent to fix 1 time(s)",
+        "unittest failed: failure",
+    ] {
+        assert!(shown.contains(said), "{said:?} in {shown}");
+    }
+    // A merge commit: main's old tip, then the pull request's head.
+    let parents = setup
+        .git
+        .inside(PROJECT, &["rev-list", "--parents", "-n", "1", "main"]);
+    assert_eq!(parents.split_whitespace().count(), 3, "{parents}");
+    all_valid(&setup.forge);
+}
+
+/// The agent's provider: its first turn makes add subtract; told its pull
+/// request is not ready, it makes add add.
+async fn subtracting_then_fixed(ask: &str) -> Mock {
+    Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                REQUESTED,
+                rewrites("calc.py", "add = lambda a, b: b + a\n", "Fixed: it adds."),
+            ),
+            (
+                ask,
+                rewrites("calc.py", "add = lambda a, b: a - b\n", "Done."),
+            ),
+        ],
+    )
+    .await
+    .expect("mock")
+}
+
+/// The leader is killed while the deliver step follows the pull request,
+/// its CI held at a gate; the worker's attempt rides through the failover,
+/// the check fails after it, and the new leader sends the failure back to
+/// the agent once, in its session, and the fix merges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_of_the_leader_while_a_pull_request_is_followed_misses_no_failure_and_doubles_no_fix()
+-> anyhow::Result<()> {
+    let ask = format!("Make add add {}", std::process::id());
+    let mock = subtracting_then_fixed(&ask).await;
+    let dir = tempfile::tempdir()?;
+    let git = GitServer::start(dir.path())?;
+    git.create_repo(PROJECT, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD)?;
+    let gate = dir.path().join("gate").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gate"))?;
+    let held = format!("{} && python3 -m unittest -v", wait_for_gate(&gate));
+    forge.ci(PROJECT, "unittest", &held)?;
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds")?;
+    let mut cluster = crate::failover::Cluster::start_with(
+        2,
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .await?;
+    let first = cluster.leader(None).await?;
+    let bin = claude_bin().display().to_string();
+    let _worker = start_worker_env(
+        &cluster.servers(),
+        dir.path(),
+        "agent",
+        &["claude-code", "shell"],
+        4,
+        &["--claude-bin", &bin, "--secrets-dir", &secrets],
+        &cluster.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", &mock.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+        ],
+    )?;
+    let client = cluster.client()?;
+    let request = followed_on(
+        (&git, &forge),
+        claude_step("work", &ask, &["Read", "Write"]),
+        "auto",
+    );
+    let id = crate::failover::submit_through(&client, request).await?;
+    let direct = cluster.members[first]
+        .server
+        .as_ref()
+        .expect("leader up")
+        .tasks()
+        .await?;
+    eventually(Duration::from_secs(120), || async {
+        step_log(&direct, &id, "deliver")
+            .await
+            .contains("waiting for check(s)")
+            .then_some(())
+    })
+    .await?;
+    crate::failover::kill_leader(&mut cluster, first).await?;
+    std::fs::write(&gate, "")?;
+    let task = crate::failover::wait_through(&client, &id).await?;
+    assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:#?}");
+    let deliver = step(&task, "deliver");
+    assert_eq!(deliver.attempts.len(), 2, "{:#?}", deliver.attempts);
+    assert!(deliver.attempts[0].error.contains("check(s) failed"));
+    let work = step(&task, "work");
+    assert_eq!(work.attempts.len(), 2, "one fix, not two");
+    assert_eq!(work.attempts[0].session_id, work.attempts[1].session_id);
+    let told = mock
+        .requests()
+        .iter()
+        .filter(|r| r.to_string().contains(REQUESTED))
+        .count();
+    assert!(told >= 1, "the agent was told");
+    assert_eq!(
+        git.inside(PROJECT, &["show", "main:calc.py"]).trim(),
+        "add = lambda a, b: b + a"
+    );
+    all_valid(&forge);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_reply_and_approval_merges()
+ {
+    let ask = format!("Write add {}", std::process::id());
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                REQUESTED,
+                rewrites(
+                    "calc.py",
+                    "add = lambda x, y: x + y\n",
+                    "Renamed the parameters.",
+                ),
+            ),
+            (
+                ask.as_str(),
+                rewrites("calc.py", "add = lambda a, b: a + b  # sum\n", "Done."),
+            ),
+        ],
+    )
+    .await
+    .expect("mock");
+    let setup = setup(&mock);
+    // Branch protection: one approval.
+    setup
+        .forge
+        .settings(PROJECT, serde_json::json!({"required_approvals": 1}))
+        .expect("settings");
+    setup.forge.add_user("alice-token", "alice").expect("user");
+    let client = setup.server.tasks().await.expect("client");
+    let request = followed(
+        &setup,
+        claude_step("work", &ask, &["Read", "Write"]),
+        "squash",
+    );
+    let id = submit(&client, request).await.expect("submit");
+    // Green, and held by the protection until a review.
+    eventually(Duration::from_secs(180), || async {
+        step_log(&client, &id, "deliver")
+            .await
+            .contains("At least 1 approving review")
+            .then_some(())
+    })
+    .await
+    .expect("the forge holds the merge for a review");
+    let pulls = format!("/repos/{PROJECT}/pulls/1");
+    let (status, review) = setup
+        .forge
+        .github(
+            ("POST", &format!("{pulls}/reviews")),
+            "alice-token",
+            &serde_json::json!({
+                "event": "REQUEST_CHANGES",
+                "body": "Not yet.",
+                "comments": [{"path": "calc.py", "line": 1, "body": "Name the parameters x and y."}],
+            }),
+        )
+        .expect("review");
+    assert_eq!(status, 200, "{review}");
+    // The agent fixes it; the thread is answered; held again for approval.
+    eventually(Duration::from_secs(180), || async {
+        let (_, comments) = setup
+            .forge
+            .github(
+                ("GET", &format!("{pulls}/comments")),
+                "alice-token",
+                &serde_json::Value::Null,
+            )
+            .ok()?;
+        comments
+            .as_array()?
+            .iter()
+            .any(|c| c["in_reply_to_id"].is_u64())
+            .then_some(())
+    })
+    .await
+    .expect("a reply in the comment's thread");
+    let (status, review) = setup
+        .forge
+        .github(
+            ("POST", &format!("{pulls}/reviews")),
+            "alice-token",
+            &serde_json::json!({"event": "APPROVE"}),
+        )
+        .expect("approve");
+    assert_eq!(status, 200, "{review}");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("merged");
+    let told = mock
+        .requests()
+        .iter()
+        .map(serde_json::Value::to_string)
+        .find(|r| r.contains(REQUESTED))
+        .expect("the agent was told");
+    assert!(
+        told.contains("review by alice")
+            && told.contains("calc.py:1: Name the parameters x and y."),
+        "the comment, its path and line: {told}"
+    );
+    // Squashed: one commit on main's old tip, with the agent's fix.
+    assert_eq!(
+        main_file(&setup, "calc.py").trim(),
+        "add = lambda x, y: x + y"
+    );
+    let parents = setup
+        .git
+        .inside(PROJECT, &["rev-list", "--parents", "-n", "1", "main"]);
+    assert_eq!(parents.split_whitespace().count(), 2, "{parents}");
+    assert_eq!(step(&task, "work").attempts.len(), 2);
+    all_valid(&setup.forge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_method_the_repository_refuses_and_a_pull_request_closed_end_the_task_unretried() {
+    let mock = Mock::start_routed(Api::Anthropic, Vec::new())
+        .await
+        .expect("mock");
+    let setup = setup(&mock);
+    setup
+        .forge
+        .settings(PROJECT, serde_json::json!({"allow_squash_merge": false}))
+        .expect("settings");
+    let client = setup.server.tasks().await.expect("client");
+    let first = setup.git.rev_parse(PROJECT, "main");
+
+    // Squash, which the repository does not allow: the task fails naming
+    // the field, its deliver step once, and main is as it was.
+    let work = shell_step(
+        "work",
+        &[],
+        "printf 'add = lambda a, b: a + b\\n\\n' > calc.py",
+    );
+    let id = submit(&client, followed(&setup, work.clone(), "squash"))
+        .await
+        .expect("submit");
+    let task = wait_finished(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let deliver = step(&task, "deliver");
+    assert_eq!(deliver.attempts.len(), 1, "{:#?}", deliver.attempts);
+    assert!(
+        deliver
+            .error
+            .contains("repo.pullRequest.merge: squash: the repository acme/app does not allow it"),
+        "{}",
+        deliver.error
+    );
+    assert_eq!(setup.git.rev_parse(PROJECT, "main"), first);
+
+    // Followed without a merge, and closed by a person.
+    let id = submit(&client, followed(&setup, work, ""))
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(120), || async {
+        step_log(&client, &id, "deliver")
+            .await
+            .contains("waiting for a person to merge it")
+            .then_some(())
+    })
+    .await
+    .expect("green, waiting for a person");
+    let (status, _) = setup
+        .forge
+        .github(
+            ("PATCH", &format!("/repos/{PROJECT}/pulls/2")),
+            PASSWORD,
+            &serde_json::json!({"state": "closed"}),
+        )
+        .expect("close");
+    assert_eq!(status, 200);
+    let task = wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    let deliver = step(&task, "deliver");
+    assert_eq!(deliver.attempts.len(), 1, "{:#?}", deliver.attempts);
+    assert!(
+        deliver.error.ends_with("closed without merging"),
+        "{}",
+        deliver.error
+    );
+    assert_eq!(setup.git.rev_parse(PROJECT, "main"), first);
+    all_valid(&setup.forge);
+    drop(setup.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_followed_pull_request_is_refused_at_submit_naming_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = control_plane(dir.path());
+    let client = server.tasks().await.expect("client");
+    let with = |change: &dyn Fn(&mut v1::PullRequestSpec), steps: Vec<v1::StepSpec>| {
+        let mut request = task_on_repo("bad", steps, "https://github.com/acme/app.git");
+        if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+            let mut pr = v1::PullRequestSpec {
+                title: "t".into(),
+                follow: true,
+                ..v1::PullRequestSpec::default()
+            };
+            change(&mut pr);
+            repo.pull_request = Some(pr);
+        }
+        request
+    };
+    let shell = || vec![shell_step("work", &[], "true")];
+    let mut landing = with(&|_| {}, shell());
+    if let Some(repo) = landing.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.land = Some(v1::LandSpec {
+            method: "queue".into(),
+            checks: vec![unittest_check()],
+            ..v1::LandSpec::default()
+        });
+    }
+    let cases = [
+        (
+            with(&|p| p.merge = "fast-forward".into(), shell()),
+            "spec.repo.pullRequest.merge",
+        ),
+        (
+            with(&|p| p.max_fixes = Some(11), shell()),
+            "spec.repo.pullRequest.maxFixes",
+        ),
+        (
+            with(&|p| p.poll_seconds = 3601, shell()),
+            "spec.repo.pullRequest.pollSeconds",
+        ),
+        (
+            with(&|p| p.owner = "work".into(), shell()),
+            "spec.repo.pullRequest.owner",
+        ),
+        (
+            with(&|p| p.owner = "nobody".into(), shell()),
+            "spec.repo.pullRequest.owner",
+        ),
+        (
+            with(
+                &|p| p.owner = "a".into(),
+                vec![claude_step("a", "x", &[]), {
+                    let mut b = claude_step("b", "y", &[]);
+                    b.depends_on = vec!["a".into()];
+                    b
+                }],
+            ),
+            "spec.repo.pullRequest.owner",
+        ),
+        (landing, "spec.repo.pullRequest.follow"),
+        (
+            with(
+                &|p| {
+                    p.forge = "gitlab".into();
+                    p.api_url = "https://gitlab.example.com/api/v4".into();
+                    p.merge = "auto".into();
+                },
+                shell(),
+            ),
+            "spec.repo.pullRequest.merge",
+        ),
+    ];
+    for (request, field) in cases {
+        refused_naming(client.clone().submit_task(request).await, field);
+    }
+    let stored = all_task_ids(&client).await.expect("list");
+    assert!(stored.is_empty(), "nothing was stored: {stored:?}");
+}
