@@ -367,9 +367,9 @@ class Handler(BaseHTTPRequestHandler):
             forge.reviews.append(review)
             return ok(200, review)
         if rest[2:] == ["comments"] and method == "GET":
-            return ok(200, [c for c in forge.comments if c["number"] == (project, number)])
+            return ok(200, [c for c in forge.comments if c.get("number") == (project, number)])
         if rest[2:3] == ["comments"] and rest[4:] == ["replies"]:
-            top = next((c for c in forge.comments if str(c["id"]) == rest[3]), None)
+            top = next((c for c in forge.comments if str(c.get("id")) == rest[3] and "number" in c), None)
             if top is None:
                 return refuse(404, "Not Found", valid=True)
             reply = dict(top, id=forge.next_id(), body=body["body"], in_reply_to_id=top["id"],
@@ -508,38 +508,201 @@ class Handler(BaseHTTPRequestHandler):
         token = self.headers.get("private-token") or (
             self.headers.get("authorization") or ""
         ).removeprefix("Bearer ")
-        if token != forge.token:
+        user = forge.users.get(token)
+        if user is None:
             return refuse(401, "401 Unauthorized", valid=True)
-        # /api/v4/projects/:id/merge_requests, :id a number or the project's
-        # URL-encoded path.
+        # /api/v4/projects/:id/..., :id a number or the project's URL-encoded
+        # path.
         parts = url.path.split("/")
-        if len(parts) != 6 or parts[3] != "projects" or parts[5] != "merge_requests":
-            return refuse(404, "404 Not Found: not a merge requests call")
+        if len(parts) < 5 or parts[3] != "projects":
+            return refuse(404, "404 Not Found: not a projects call")
         raw_id = parts[4]
         if "/" in raw_id or not raw_id:
             return refuse(404, "404 Project Not Found: the path must be URL-encoded")
         project = urllib.parse.unquote(raw_id)
+        rest = parts[5:]
         args = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
-        if method == "GET":
+        ok = lambda status, answer: (
+            forge.record("gitlab", method, self.path, True),
+            self.answer(status, answer),
+        )
+        body = {}
+        if method in ("POST", "PUT"):
+            content_type = self.headers.get("content-type") or ""
+            if content_type.startswith("application/json"):
+                body = json.loads(data or b"{}")
+            elif content_type.startswith("application/x-www-form-urlencoded"):
+                body = dict(urllib.parse.parse_qsl(data.decode()))
+            elif data:
+                return refuse(415, "415 Unsupported Media Type")
+        if not rest and method == "GET":
+            settings = forge.settings.get(project, {})
+            return ok(200, {
+                "path_with_namespace": project,
+                "merge_method": settings.get("merge_method", "merge"),
+                "squash_option": settings.get("squash_option", "default_off"),
+                "only_allow_merge_if_pipeline_succeeds": True,
+                "only_allow_merge_if_all_discussions_are_resolved":
+                    settings.get("only_allow_merge_if_all_discussions_are_resolved", False),
+            })
+        if rest == ["pipelines"] and method == "GET":
+            sha = args.get("sha", "")
+            return ok(200, [self.pipeline(project, sha)] if sha and forge.ci.get(project) else [])
+        if len(rest) == 3 and rest[0] == "pipelines" and rest[2] == "jobs":
+            jobs = [
+                j for sha in {k[1] for k in forge.runs if k[0] == project}
+                if str(self.pipeline(project, sha)["id"]) == rest[1]
+                for j in self.jobs(project, sha)
+            ]
+            scope = args.get("scope[]")
+            return ok(200, [j for j in jobs if not scope or j["status"] == scope])
+        if len(rest) == 3 and rest[0] == "jobs" and rest[2] == "trace":
+            for runs in list(forge.runs.values()):
+                for run in runs.values():
+                    if str(run["id"]) == rest[1]:
+                        forge.record("gitlab", method, self.path, True)
+                        text = (run["output"]["text"] or "").encode()
+                        self.send_response(200)
+                        self.send_header("content-type", "text/plain")
+                        self.send_header("content-length", str(len(text)))
+                        self.end_headers()
+                        return self.wfile.write(text)
+            return refuse(404, "404 Job Not Found", valid=True)
+        if rest == ["merge_requests"] and method == "GET":
             if args.get("state") not in (None, "opened", "closed", "locked", "merged", "all"):
                 return refuse(400, "state does not have a valid value")
             found = [
-                p
+                self.request_answer(p)
                 for p in forge.pulls
                 if p["forge"] == "gitlab"
                 and p["project"] == project
                 and (not args.get("source_branch") or p["head"] == args["source_branch"])
                 and (not args.get("target_branch") or p["base"] == args["target_branch"])
             ]
-            forge.record("gitlab", method, self.path, True)
-            return self.answer(200, [p["answer"] for p in found])
-        content_type = self.headers.get("content-type") or ""
-        if content_type.startswith("application/json"):
-            body = json.loads(data)
-        elif content_type.startswith("application/x-www-form-urlencoded"):
-            body = dict(urllib.parse.parse_qsl(data.decode()))
-        else:
-            return refuse(415, "415 Unsupported Media Type")
+            wanted = args.get("state", "all")
+            return ok(200, [p for p in found if wanted in ("all", p["state"])])
+        if rest == ["merge_requests"]:
+            return self.open_request(project, body, refuse)
+        if len(rest) < 2 or rest[0] != "merge_requests":
+            return refuse(404, "404 Not Found: the double does not answer this call")
+        pull = next(
+            (p for p in forge.pulls if p["forge"] == "gitlab" and p["project"] == project
+             and str(p["answer"]["iid"]) == rest[1]),
+            None,
+        )
+        if pull is None:
+            return refuse(404, "404 Not found", valid=True)
+        if rest[2:] == [] and method == "GET":
+            return ok(200, self.request_answer(pull))
+        if rest[2:] == [] and method == "PUT":
+            if body.get("state_event") not in (None, "close", "reopen"):
+                return refuse(400, "state_event does not have a valid value")
+            pull["closed"] = body.get("state_event") == "close"
+            return ok(200, self.request_answer(pull))
+        if rest[2:] == ["merge"] and method == "PUT":
+            known = {"merge_commit_message", "squash_commit_message", "squash",
+                     "should_remove_source_branch", "merge_when_pipeline_succeeds",
+                     "auto_merge", "sha"}
+            unknown = sorted(set(body) - known)
+            if unknown:
+                return refuse(400, f"unknown attributes: {unknown}")
+            return self.merge_request(project, pull, body, user, refuse, ok)
+        if rest[2:] == ["discussions"] and method == "GET":
+            return ok(200, [d for d in forge.comments if d.get("request") == (project, pull["answer"]["iid"])])
+        if rest[2:] == ["discussions"] and method == "POST":
+            if not isinstance(body.get("body"), str) or not body["body"]:
+                return refuse(400, "body is missing")
+            position = body.get("position")
+            if position is not None:
+                for required in ("base_sha", "start_sha", "head_sha", "position_type"):
+                    if not position.get(required):
+                        return refuse(400, f"position[{required}] is missing")
+            note = self.note(body["body"], user, position)
+            discussion = {
+                "id": f"{forge.next_id():040x}",
+                "request": (project, pull["answer"]["iid"]),
+                "individual_note": position is None,
+                "notes": [note],
+            }
+            forge.comments.append(discussion)
+            return ok(201, discussion)
+        if len(rest) == 5 and rest[2] == "discussions" and rest[4] == "notes" and method == "POST":
+            discussion = next((d for d in forge.comments if d.get("id") == rest[3]), None)
+            if discussion is None:
+                return refuse(404, "404 Discussion Not Found", valid=True)
+            if not isinstance(body.get("body"), str) or not body["body"]:
+                return refuse(400, "body is missing")
+            note = self.note(body["body"], user, None)
+            note["resolvable"] = discussion["notes"][0]["resolvable"]
+            discussion["notes"].append(note)
+            return ok(201, note)
+        return refuse(404, "404 Not Found: the double does not answer this call")
+
+    def note(self, body, user, position):
+        return {
+            "id": self.forge.next_id(),
+            "body": body,
+            "author": {"username": user["login"]},
+            "created_at": now(),
+            "position": position,
+            "resolvable": position is not None,
+            "resolved": False,
+        }
+
+    def pipeline(self, project, sha):
+        """The pipeline GitLab runs for `sha`: the project's CI, its jobs
+        the double's checks on the commit."""
+        jobs = self.jobs(project, sha)
+        statuses = {j["status"] for j in jobs}
+        status = (
+            "running" if statuses & {"pending", "running"}
+            else "failed" if "failed" in statuses
+            else "success"
+        )
+        ident = min(j["id"] for j in jobs) + 500000
+        return {
+            "id": ident,
+            "iid": ident,
+            "sha": sha,
+            "status": status,
+            "web_url": f"https://gitlab.example/{project}/-/pipelines/{ident}",
+        }
+
+    def jobs(self, project, sha):
+        runs = self.forge.check_runs(project, sha)
+        status = {"queued": "pending", "in_progress": "running"}
+        return [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "stage": "test",
+                "status": status.get(r["status"])
+                or ("success" if r["conclusion"] == "success" else "failed"),
+                "web_url": f"https://gitlab.example/{project}/-/jobs/{r['id']}",
+            }
+            for r in runs
+        ]
+
+    def request_answer(self, pull):
+        """A merge request as GitLab answers it now: merged by the forge's
+        merge, or by a push that put its head on the target branch; closed
+        by a person."""
+        forge = self.forge
+        answer = dict(pull["answer"])
+        head = forge.tip(pull["project"], pull["head"])
+        answer["sha"] = head
+        if "merge_commit_sha" not in pull and not pull.get("closed") and head and forge.merged(
+            pull["project"], pull["head"], pull["base"]
+        ):
+            pull["merge_commit_sha"] = head
+        merged = "merge_commit_sha" in pull
+        answer["merge_commit_sha"] = pull.get("merge_commit_sha")
+        answer["squash_commit_sha"] = pull.get("squash_commit_sha")
+        answer["state"] = "merged" if merged else "closed" if pull.get("closed") else "opened"
+        return answer
+
+    def open_request(self, project, body, refuse):
+        forge = self.forge
         # Required attributes, per the documentation: source_branch,
         # target_branch, title, all strings.
         for required in ("source_branch", "target_branch", "title"):
@@ -576,8 +739,54 @@ class Handler(BaseHTTPRequestHandler):
                     "answer": answer,
                 }
             )
-        forge.record("gitlab", method, self.path, True)
+        forge.record("gitlab", "POST", self.path, True)
         self.answer(201, answer)
+
+    def merge_request(self, project, pull, body, user, refuse, ok):
+        """Merges as GitLab does: refused (405) while its pipeline has not
+        succeeded or (when the project asks) a thread is unresolved, 409
+        when `sha` is not its head; a merge commit, or one squashed commit
+        when asked (and the project's squash option allows)."""
+        forge = self.forge
+        answer = self.request_answer(pull)
+        if answer["state"] != "opened":
+            return refuse(405, "405 Method Not Allowed", valid=True)
+        head = answer["sha"]
+        if body.get("sha") and body["sha"] != head:
+            return refuse(409, "SHA does not match HEAD of source branch", valid=True)
+        settings = forge.settings.get(project, {})
+        squash = body.get("squash") in (True, "true")
+        if squash and settings.get("squash_option") == "never":
+            return refuse(405, "Squashing is not allowed in this project", valid=True)
+        if forge.ci.get(project) and self.pipeline(project, head)["status"] != "success":
+            return refuse(405, "405 Method Not Allowed: the pipeline has not succeeded", valid=True)
+        if settings.get("only_allow_merge_if_all_discussions_are_resolved") and any(
+            d.get("request") == (project, pull["answer"]["iid"])
+            and d["notes"][0]["resolvable"] and not d["notes"][0]["resolved"]
+            for d in forge.comments
+        ):
+            return refuse(405, "405 Method Not Allowed: unresolved threads", valid=True)
+        base = forge.tip(project, pull["base"])
+        env = dict(
+            os.environ,
+            GIT_AUTHOR_NAME=user["login"], GIT_AUTHOR_EMAIL="noreply@gitlab.example",
+            GIT_COMMITTER_NAME="GitLab", GIT_COMMITTER_EMAIL="noreply@gitlab.example",
+        )
+        tree = forge.git(project, "merge-tree", "--write-tree", base, head)
+        if tree.returncode != 0:
+            return refuse(406, "Branch cannot be merged", valid=True)
+        message = body.get("squash_commit_message") or body.get("merge_commit_message") or "Merge"
+        parents = ["-p", base] + ([] if squash else ["-p", head])
+        made = forge.git(project, "commit-tree", tree.stdout.split()[0], *parents, "-m", message, env=env)
+        commit = made.stdout.strip()
+        moved = forge.git(project, "update-ref", f"refs/heads/{pull['base']}", commit, base)
+        if moved.returncode != 0:
+            return refuse(406, "Branch cannot be merged", valid=True)
+        # The marker of a merged request, whichever commit made it.
+        pull["merge_commit_sha"] = commit
+        if squash:
+            pull["squash_commit_sha"] = commit
+        return ok(200, self.request_answer(pull))
 
 
 def main():

@@ -122,17 +122,53 @@ fn all_valid(forge: &ForgeDouble) {
     assert!(invalid.is_empty(), "{invalid:#?}");
 }
 
+/// Each forge the follow-up knows: its name, its pull request's page, and
+/// what its failed check's conclusion is called.
+const FORGES: [(&str, &str, &str); 2] = [
+    (
+        "github",
+        "https://github.example/acme/app/pull/1",
+        "failure",
+    ),
+    (
+        "gitlab",
+        "https://gitlab.example/acme/app/-/merge_requests/1",
+        "failed",
+    ),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_that_fails_on_the_pull_request_goes_back_to_its_agent_whose_fix_merges_it() {
+    check_fails_then_fix_merges(FORGES[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_fails_on_the_merge_request_goes_back_to_its_agent_whose_fix_merges_it() {
+    check_fails_then_fix_merges(FORGES[1]).await;
+}
+
+/// The agent's first head fails the forge's CI (a check run; a pipeline's
+/// job); told so, in its own session, it fixes it, and the fix is merged.
+async fn check_fails_then_fix_merges((forge, page, failed): (&str, &str, &str)) {
     let ask = format!("Make add add {}", std::process::id());
     let mock = subtracting_then_fixed(&ask).await;
     let setup = setup(&mock);
     let client = setup.server.tasks().await.expect("client");
-    let request = followed(
+    let mut request = followed(
         &setup,
         claude_step("work", &ask, &["Read", "Write"]),
         "auto",
     );
+    if let Some(pr) = request
+        .spec
+        .as_mut()
+        .and_then(|s| s.repo.as_mut())
+        .and_then(|r| r.pull_request.as_mut())
+        && forge == "gitlab"
+    {
+        pr.forge = forge.into();
+        pr.api_url = setup.forge.gitlab_api();
+    }
     let id = submit(&client, request).await.expect("submit");
     let task = wait_succeeded(&client, &id, Duration::from_secs(240))
         .await
@@ -160,7 +196,8 @@ async fn a_check_that_fails_on_the_pull_request_goes_back_to_its_agent_whose_fix
         .find(|r| r.contains(REQUESTED))
         .expect("the agent was told");
     assert!(
-        told.contains("Check unittest failed (failure)") && told.contains("AssertionError"),
+        told.contains(&format!("Check unittest failed ({failed})"))
+            && told.contains("AssertionError"),
         "the check's name, conclusion and log tail: {told}"
     );
     let merged = output(deliver)["merged"]
@@ -176,11 +213,13 @@ async fn a_check_that_fails_on_the_pull_request_goes_back_to_its_agent_whose_fix
     let shown = succeed(setup.server.cli().args(["get", "task", &id])).stdout;
     let shown = String::from_utf8_lossy(&shown);
     for said in [
-        "Pull req.: https://github.example/acme/app/pull/1, followed and merged by tidewright (auto) once green; merged at ",
-        "; its checks and reviews sent back to its agent to fix 1 time(s)",
-        "unittest failed: failure",
+        format!(
+            "Pull req.: {page}, followed and merged by tidewright (auto) once green; merged at "
+        ),
+        "; its checks and reviews sent back to its agent to fix 1 time(s)".into(),
+        format!("unittest failed: {failed}"),
     ] {
-        assert!(shown.contains(said), "{said:?} in {shown}");
+        assert!(shown.contains(&said), "{said:?} in {shown}");
     }
     // A merge commit: main's old tip, then the pull request's head.
     let parents = setup
@@ -406,6 +445,128 @@ async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_rep
     all_valid(&setup.forge);
 }
 
+/// GitLab: a reviewer's thread on a line of the head goes back to the
+/// agent while the pipeline still runs; the thread gets a reply note, the
+/// pipeline on the fix passes, and the merge request is squashed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_gitlab_a_thread_on_a_line_goes_back_to_the_agent_and_the_merge_request_is_squashed() {
+    let ask = format!("Write add {}", std::process::id());
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![
+            (
+                REQUESTED,
+                rewrites("calc.py", "add = lambda x, y: x + y\n", "Renamed them."),
+            ),
+            (
+                ask.as_str(),
+                rewrites("calc.py", "add = lambda a, b: a + b  # sum\n", "Done."),
+            ),
+        ],
+    )
+    .await
+    .expect("mock");
+    let setup = setup(&mock);
+    // The pipeline on the first head holds at a gate.
+    let gate = setup.dir.path().join("gate").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gate")).expect("gate");
+    let held = format!("{} && python3 -m unittest -v", wait_for_gate(&gate));
+    setup.forge.ci(PROJECT, "unittest", &held).expect("ci");
+    setup.forge.add_user("alice-token", "alice").expect("user");
+    let client = setup.server.tasks().await.expect("client");
+    let mut request = followed(
+        &setup,
+        claude_step("work", &ask, &["Read", "Write"]),
+        "squash",
+    );
+    if let Some(pr) = request
+        .spec
+        .as_mut()
+        .and_then(|s| s.repo.as_mut())
+        .and_then(|r| r.pull_request.as_mut())
+    {
+        pr.forge = "gitlab".into();
+        pr.api_url = setup.forge.gitlab_api();
+    }
+    let id = submit(&client, request).await.expect("submit");
+    eventually(Duration::from_secs(180), || async {
+        step_log(&client, &id, "deliver")
+            .await
+            .contains("waiting for check(s)")
+            .then_some(())
+    })
+    .await
+    .expect("the pipeline runs");
+    let head = setup.git.rev_parse(PROJECT, &format!("tidewright/{id}"));
+    let base = setup.git.rev_parse(PROJECT, "main");
+    let request_path = format!("/api/v4/projects/{}/merge_requests/1", "acme%2Fapp");
+    let thread = tidewright_tests::http_call(
+        &setup.forge.addr,
+        "POST",
+        &format!("{request_path}/discussions"),
+        None,
+        &[
+            ("private-token", "alice-token"),
+            ("content-type", "application/json"),
+        ],
+        &serde_json::json!({
+            "body": "Name the parameters x and y.",
+            "position": {
+                "position_type": "text",
+                "base_sha": base,
+                "start_sha": base,
+                "head_sha": head,
+                "new_path": "calc.py",
+                "new_line": 1,
+            },
+        })
+        .to_string(),
+    )
+    .expect("thread");
+    assert_eq!(thread.status, 201, "{}", thread.body);
+    std::fs::write(&gate, "").expect("open the gate");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(180))
+        .await
+        .expect("merged");
+    let told = mock
+        .requests()
+        .iter()
+        .map(serde_json::Value::to_string)
+        .find(|r| r.contains(REQUESTED))
+        .expect("the agent was told");
+    assert!(
+        told.contains("review by alice")
+            && told.contains("calc.py:1: Name the parameters x and y."),
+        "{told}"
+    );
+    // The thread got a reply; main has one squashed commit with the fix.
+    let discussions = tidewright_tests::http_call(
+        &setup.forge.addr,
+        "GET",
+        &format!("{request_path}/discussions"),
+        None,
+        &[("private-token", "alice-token")],
+        "",
+    )
+    .expect("discussions")
+    .json();
+    assert_eq!(
+        discussions[0]["notes"].as_array().map(Vec::len),
+        Some(2),
+        "{discussions}"
+    );
+    assert_eq!(
+        main_file(&setup, "calc.py").trim(),
+        "add = lambda x, y: x + y"
+    );
+    let parents = setup
+        .git
+        .inside(PROJECT, &["rev-list", "--parents", "-n", "1", "main"]);
+    assert_eq!(parents.split_whitespace().count(), 2, "{parents}");
+    assert_eq!(step(&task, "work").attempts.len(), 2);
+    all_valid(&setup.forge);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_method_the_repository_refuses_and_a_pull_request_closed_end_the_task_unretried() {
     let mock = Mock::start_routed(Api::Anthropic, Vec::new())
@@ -541,17 +702,6 @@ async fn a_bad_followed_pull_request_is_refused_at_submit_naming_its_field() {
             "spec.repo.pullRequest.owner",
         ),
         (landing, "spec.repo.pullRequest.follow"),
-        (
-            with(
-                &|p| {
-                    p.forge = "gitlab".into();
-                    p.api_url = "https://gitlab.example.com/api/v4".into();
-                    p.merge = "auto".into();
-                },
-                shell(),
-            ),
-            "spec.repo.pullRequest.merge",
-        ),
     ];
     for (request, field) in cases {
         refused_naming(client.clone().submit_task(request).await, field);

@@ -206,19 +206,6 @@ pub(super) fn validate_follow(spec: &crate::spec::TaskSpec) -> Result<(), Error>
             ));
         }
     }
-    if pr.follows()
-        && crate::repo::forge_of(repo).is_some_and(|(forge, _)| forge == crate::repo::Forge::Gitlab)
-    {
-        let part = if pr.merge.is_some() {
-            "merge"
-        } else {
-            "follow"
-        };
-        return Err(invalid(
-            format!("repo.pullRequest.{part}"),
-            "following a GitLab merge request is not built yet: leave merge and follow out, and it is opened as now",
-        ));
-    }
     if repo.land.is_some() && pr.follows() {
         let part = if pr.merge.is_some() {
             "merge"

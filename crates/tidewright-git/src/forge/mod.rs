@@ -281,9 +281,9 @@ impl<'a> Api<'a> {
         let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, call)
             .await
             .map_err(|_| Error::Unavailable(format!("{method} {url} took too long")))??;
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&bytes).chars().take(300).collect())
-        });
+        // A job's log is text, not JSON: kept whole, as a string.
+        let answer: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         if status.is_success() {
             return Ok((status, answer));
         }
@@ -303,12 +303,14 @@ impl<'a> Api<'a> {
 
 /// What the forge said in a refusal: its message, and each error's.
 fn said(answer: &Value) -> String {
-    let message = answer["message"]
+    let message: String = answer["message"]
         .as_str()
         .or_else(|| answer["error"].as_str())
         .or_else(|| answer.as_str())
         .unwrap_or_default()
-        .to_string();
+        .chars()
+        .take(300)
+        .collect();
     let detail = answer["errors"]
         .as_array()
         .map(|errors| {

@@ -273,7 +273,7 @@ async fn answer_threads(pull: &Pull<'_>, head: &str, log: &impl Fn(String)) {
     for review in reviews.iter().filter(|r| r.commit != head) {
         for comment in review.comments.iter().filter(|c| !c.answered) {
             let reply = format!("tidewright's agent answered this in {}.", short(head));
-            match pull.reply(comment.id, &reply).await {
+            match pull.reply(&comment.thread, &reply).await {
                 Ok(()) => log(format!(
                     "pull request: replied to {}'s comment on {}",
                     review.reviewer, comment.path
