@@ -127,6 +127,12 @@ export interface Repo {
   commit: string;
   push?: boolean;
   pullRequestTitle?: string;
+  /** The pull request is followed until it merges or closes. */
+  pullRequestFollowed?: boolean;
+  /** How tidewright merges it once green: auto, squash, rebase. */
+  pullRequestMerge?: string;
+  /** How it lands through its base's queue, when it does. */
+  land?: { method: string; base?: string; checks: string[] };
 }
 
 export interface Agent {

@@ -1571,3 +1571,91 @@ async fn the_landings_page_shows_each_bases_queue_live() {
         .expect("the queue empties, live");
     close_without_errors(browser).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repositorys_page_shows_its_pull_requests_their_fix_rounds_and_its_landings() {
+    use tidewright_tests::forge::ForgeDouble;
+    use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+
+    use crate::pull_requests::{CALC, CALC_TEST, PROJECT, followed_on, subtracting_then_fixed};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(PROJECT, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD).expect("forge");
+    forge
+        .ci(PROJECT, "unittest", "python3 -m unittest -v")
+        .expect("ci");
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let http = free_addr();
+    let (server, shell) = start_with_roles(
+        &dir.path().join("server"),
+        &http,
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        1,
+    )
+    .await
+    .expect("server");
+    drop(shell);
+    let ask = format!("Make add add {}", std::process::id());
+    let mock = subtracting_then_fixed(&ask).await;
+    let _agent = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent",
+        &mock,
+        (&["claude-code", "shell"], 4),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let request = followed_on(
+        (&git, &forge),
+        claude_step("work", &ask, &["Read", "Write"]),
+        "auto",
+    );
+    let id = submit(&client, request).await.expect("submit");
+    wait_succeeded(&client, &id, Duration::from_secs(180))
+        .await
+        .expect("merged");
+    let browser = Browser::start(&dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{http}/#/repositories"))
+        .await
+        .expect("the console");
+    sign_in(&browser, "tidewright_viewer").await;
+    let url = git.url(PROJECT);
+    let listed = browser
+        .text_until("[data-test=repository]", LIVE, |t| t.contains(&url))
+        .await
+        .expect("the repository is listed");
+    assert!(listed.contains("1 task(s)"), "{listed}");
+    browser
+        .click("[data-test=repository] a")
+        .await
+        .expect("open it");
+    // Its pull request: merged, after one round of fixes; and its landing.
+    let pull = browser
+        .text_until("[data-test=pull-request]", LIVE, |t| {
+            t.contains("merged at")
+        })
+        .await
+        .expect("its pull request");
+    assert!(
+        pull.contains("https://github.example/acme/app/pull/1") && pull.trim_end().ends_with('1'),
+        "{pull}"
+    );
+    let landing = browser
+        .text("[data-test=landing-outcome]")
+        .await
+        .expect("its landing");
+    assert!(landing.contains("merged"), "{landing}");
+    browser
+        .screenshot(&screenshots(), "repository")
+        .await
+        .expect("screenshot");
+    close_without_errors(browser).await;
+}

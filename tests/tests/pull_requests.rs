@@ -18,9 +18,9 @@ use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
 use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
-const CALC: &str = "add = lambda a, b: a + b\n";
-const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
-const PROJECT: &str = "acme/app";
+pub(crate) const CALC: &str = "add = lambda a, b: a + b\n";
+pub(crate) const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+pub(crate) const PROJECT: &str = "acme/app";
 /// What a request for changes says; the agent's mock answers it.
 const REQUESTED: &str = "pull request is not ready to merge";
 
@@ -78,7 +78,7 @@ fn followed(setup: &Setup, work: v1::StepSpec, merge: &str) -> v1::SubmitTaskReq
     followed_on((&setup.git, &setup.forge), work, merge)
 }
 
-fn followed_on(
+pub(crate) fn followed_on(
     (git, forge): (&GitServer, &ForgeDouble),
     work: v1::StepSpec,
     merge: &str,
@@ -231,7 +231,7 @@ async fn check_fails_then_fix_merges((forge, page, failed): (&str, &str, &str)) 
 
 /// The agent's provider: its first turn makes add subtract; told its pull
 /// request is not ready, it makes add add.
-async fn subtracting_then_fixed(ask: &str) -> Mock {
+pub(crate) async fn subtracting_then_fixed(ask: &str) -> Mock {
     Mock::start_routed(
         Api::Anthropic,
         vec![

@@ -32,12 +32,13 @@ impl Engine {
         let Some(active) = self.tasks.get_mut(task_id) else {
             return;
         };
-        let Some((_, base)) = active.landing.clone() else {
+        if active.spec.steps[index].deliver.is_none() {
             return;
+        }
+        let Some((_, base)) = active.landing.clone() else {
+            return self.keep_pull_request(task_id, report);
         };
-        if active.spec.steps[index].deliver.is_none()
-            || (report.conflict.is_none() && report.verification.is_none())
-        {
+        if report.conflict.is_none() && report.verification.is_none() {
             return;
         }
         let landed = report.outcome == AttemptEnd::Succeeded;
@@ -70,6 +71,45 @@ impl Engine {
             attempt: report.attempt.attempt,
             round: report.verification.as_ref().map_or(1, |v| v.round.max(1)),
             passed: landed,
+            message,
+        };
+        self.round.event(task_id, active, kind);
+    }
+
+    /// Says the verdict of a followed pull request's look, when `report` is
+    /// one: merged (its output says `merged`), or what failed on it; as a
+    /// landing's is said, since a merged pull request is the task's work
+    /// landed on its base.
+    fn keep_pull_request(&mut self, task_id: &Arc<str>, report: &StepResult) {
+        let Some(active) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        if fix_loop(active).is_none() {
+            return;
+        }
+        let merged = serde_json::from_str::<serde_json::Value>(&report.output_json)
+            .ok()
+            .and_then(|o| o["merged"].as_str().map(str::to_string))
+            .filter(|_| report.outcome == AttemptEnd::Succeeded);
+        let (outcome, message) = match (&merged, &report.verification) {
+            (Some(commit), _) => (
+                "merged",
+                format!(
+                    "its pull request merged at {}",
+                    &commit[..commit.len().min(12)]
+                ),
+            ),
+            (None, Some(_)) => ("pull_request_failed", report.error.clone()),
+            (None, None) => return,
+        };
+        let waited = (now_micros() - active.created_at).max(0) as f64 / 1e6;
+        self.metrics
+            .landing(outcome, merged.is_some().then_some(waited));
+        let kind = EventKind::Verification {
+            step: report.attempt.step_id.clone(),
+            attempt: report.attempt.attempt,
+            round: active.land_fixes + 1,
+            passed: merged.is_some(),
             message,
         };
         self.round.event(task_id, active, kind);

@@ -182,12 +182,14 @@ async fn a_failed_check_goes_back_to_the_agent_whose_work_it_points_to_and_the_f
         .expect("reported");
     h.until_state("t", TaskState::Succeeded).await;
     let metrics = h.metrics.render(&Default::default());
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "tidewright_pull_request_fix_rounds_total 1"),
-        "{metrics}"
-    );
+    for line in [
+        "tidewright_pull_request_fix_rounds_total 1",
+        "tidewright_landings_total{outcome=\"pull_request_failed\"} 1",
+        "tidewright_landings_total{outcome=\"merged\"} 1",
+        "tidewright_time_to_land_seconds_count 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]

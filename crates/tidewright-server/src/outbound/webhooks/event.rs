@@ -53,7 +53,9 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
             _ => None,
         },
         // Only a landing task's deliver step has rounds of its own: its
-        // landing's (validation refuses `verify` there).
+        // landing's, or its followed pull request's, whose merge is the
+        // task's work landed on its base (validation refuses `verify`
+        // there).
         EventKind::Verification { step, passed, .. } if step == DELIVER_STEP => Some(if *passed {
             "task.landed"
         } else {
