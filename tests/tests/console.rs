@@ -1505,25 +1505,12 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_landings_page_shows_each_bases_queue_live() {
-    use tidewright_tests::git_server::{GitServer, account_secrets, secret_holding_worker};
+    use tidewright_tests::git_server::secret_holding_worker;
 
-    use crate::land::{CALC, CALC_TEST, gated_landing};
+    use crate::land::gated_landing;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let git = GitServer::start(dir.path()).expect("git server");
-    git.create_repo("app", &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
-    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
-    let http = free_addr();
-    let (server, shell) = start_with_roles(
-        &dir.path().join("server"),
-        &http,
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
-        1,
-    )
-    .await
-    .expect("server");
-    // The worker that lands holds the repository's secret.
-    drop(shell);
+    let (git, _, http, server) = on_a_repository(dir.path(), "app").await;
     let _lander = secret_holding_worker(&server.url, dir.path(), "lander", 4, &server.worker_token)
         .expect("worker");
     let client = server.tasks().await.expect("client");
@@ -1575,28 +1562,16 @@ async fn the_landings_page_shows_each_bases_queue_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repositorys_page_shows_its_pull_requests_their_fix_rounds_and_its_landings() {
     use tidewright_tests::forge::ForgeDouble;
-    use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+    use tidewright_tests::git_server::PASSWORD;
 
-    use crate::pull_requests::{CALC, CALC_TEST, PROJECT, followed_on, subtracting_then_fixed};
+    use crate::pull_requests::{PROJECT, followed_on, subtracting_then_fixed};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let git = GitServer::start(dir.path()).expect("git server");
-    git.create_repo(PROJECT, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let (git, secrets, http, server) = on_a_repository(dir.path(), PROJECT).await;
     let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD).expect("forge");
     forge
         .ci(PROJECT, "unittest", "python3 -m unittest -v")
         .expect("ci");
-    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
-    let http = free_addr();
-    let (server, shell) = start_with_roles(
-        &dir.path().join("server"),
-        &http,
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
-        1,
-    )
-    .await
-    .expect("server");
-    drop(shell);
     let ask = format!("Make add add {}", std::process::id());
     let mock = subtracting_then_fixed(&ask).await;
     let _agent = start_named_claude_worker(
@@ -1658,4 +1633,36 @@ async fn a_repositorys_page_shows_its_pull_requests_their_fix_rounds_and_its_lan
         .await
         .expect("screenshot");
     close_without_errors(browser).await;
+}
+
+/// A repository `name` on the git server (calc.py and its test), the
+/// secrets that reach it, and a control plane whose HTTP port (its address
+/// returned) serves the console; its own worker is stopped, for the test's
+/// to hold the repository's secret.
+async fn on_a_repository(
+    dir: &Path,
+    name: &str,
+) -> (
+    tidewright_tests::git_server::GitServer,
+    String,
+    String,
+    Server,
+) {
+    use crate::land::{CALC, CALC_TEST};
+    use tidewright_tests::git_server::{GitServer, account_secrets};
+
+    let git = GitServer::start(dir).expect("git server");
+    git.create_repo(name, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let secrets = account_secrets(dir, "repo-secrets", "git-creds").expect("secrets");
+    let http = free_addr();
+    let (server, shell) = start_with_roles(
+        &dir.join("server"),
+        &http,
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        1,
+    )
+    .await
+    .expect("server");
+    drop(shell);
+    (git, secrets, http, server)
 }

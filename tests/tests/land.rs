@@ -760,10 +760,7 @@ async fn a_landing_that_conflicts_with_anothers_work_goes_back_to_its_agent_whic
         "in its own session"
     );
     let told = mock
-        .requests()
-        .iter()
-        .map(serde_json::Value::to_string)
-        .find(|r| r.contains("could not land on main"))
+        .request_containing("could not land on main")
         .expect("the agent was told");
     assert!(
         told.contains("conflicts with your work in calc.py") && told.contains("fix"),

@@ -108,6 +108,21 @@ fn rewrites(file: &str, content: &str, done: &str) -> Vec<Reply> {
     ]
 }
 
+/// main is one squashed commit on its old tip, with the agent's renaming,
+/// made in its second turn; every call to the forge was a valid one.
+fn squashed_with_the_fix(setup: &Setup, task: &v1::Task) {
+    assert_eq!(
+        main_file(setup, "calc.py").trim(),
+        "add = lambda x, y: x + y"
+    );
+    let parents = setup
+        .git
+        .inside(PROJECT, &["rev-list", "--parents", "-n", "1", "main"]);
+    assert_eq!(parents.split_whitespace().count(), 2, "{parents}");
+    assert_eq!(step(task, "work").attempts.len(), 2);
+    all_valid(&setup.forge);
+}
+
 fn main_file(setup: &Setup, file: &str) -> String {
     setup
         .git
@@ -190,10 +205,7 @@ async fn check_fails_then_fix_merges((forge, page, failed): (&str, &str, &str)) 
         "in its own session"
     );
     let told = mock
-        .requests()
-        .iter()
-        .map(serde_json::Value::to_string)
-        .find(|r| r.contains(REQUESTED))
+        .request_containing(REQUESTED)
         .expect("the agent was told");
     assert!(
         told.contains(&format!("Check unittest failed ({failed})"))
@@ -422,10 +434,7 @@ async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_rep
         .await
         .expect("merged");
     let told = mock
-        .requests()
-        .iter()
-        .map(serde_json::Value::to_string)
-        .find(|r| r.contains(REQUESTED))
+        .request_containing(REQUESTED)
         .expect("the agent was told");
     assert!(
         told.contains("review by alice")
@@ -433,16 +442,7 @@ async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_rep
         "the comment, its path and line: {told}"
     );
     // Squashed: one commit on main's old tip, with the agent's fix.
-    assert_eq!(
-        main_file(&setup, "calc.py").trim(),
-        "add = lambda x, y: x + y"
-    );
-    let parents = setup
-        .git
-        .inside(PROJECT, &["rev-list", "--parents", "-n", "1", "main"]);
-    assert_eq!(parents.split_whitespace().count(), 2, "{parents}");
-    assert_eq!(step(&task, "work").attempts.len(), 2);
-    all_valid(&setup.forge);
+    squashed_with_the_fix(&setup, &task);
 }
 
 /// GitLab: a reviewer's thread on a line of the head goes back to the
@@ -529,10 +529,7 @@ async fn on_gitlab_a_thread_on_a_line_goes_back_to_the_agent_and_the_merge_reque
         .await
         .expect("merged");
     let told = mock
-        .requests()
-        .iter()
-        .map(serde_json::Value::to_string)
-        .find(|r| r.contains(REQUESTED))
+        .request_containing(REQUESTED)
         .expect("the agent was told");
     assert!(
         told.contains("review by alice")
@@ -555,16 +552,7 @@ async fn on_gitlab_a_thread_on_a_line_goes_back_to_the_agent_and_the_merge_reque
         Some(2),
         "{discussions}"
     );
-    assert_eq!(
-        main_file(&setup, "calc.py").trim(),
-        "add = lambda x, y: x + y"
-    );
-    let parents = setup
-        .git
-        .inside(PROJECT, &["rev-list", "--parents", "-n", "1", "main"]);
-    assert_eq!(parents.split_whitespace().count(), 2, "{parents}");
-    assert_eq!(step(&task, "work").attempts.len(), 2);
-    all_valid(&setup.forge);
+    squashed_with_the_fix(&setup, &task);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -722,3 +722,7 @@ fn check_acyclic(spec: &TaskSpec, index: &HashMap<&str, usize>) -> Result<(), Er
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "validate_repo_tests.rs"]
+mod repo_tests;

@@ -277,6 +277,15 @@ impl Mock {
         self.with(|s| s.requests.clone())
     }
 
+    /// The first request so far whose body holds `marker`, as its JSON text:
+    /// what an agent was told.
+    pub fn request_containing(&self, marker: &str) -> Option<String> {
+        self.requests()
+            .iter()
+            .map(Value::to_string)
+            .find(|r| r.contains(marker))
+    }
+
     /// When each request came, in order (microseconds since the epoch).
     pub fn arrivals(&self) -> Vec<i64> {
         self.with(|s| s.arrivals.clone())

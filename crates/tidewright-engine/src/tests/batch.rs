@@ -482,17 +482,7 @@ async fn after_a_restart_the_agent_sent_back_a_failed_landing_still_fixes_it_on_
     // The control plane restarts while the agent fixes; nobody reclaims
     // the attempt, so it runs again: still a fix, from its own work, with
     // the tip merged and the failure told.
-    let backlog = store.unfinished_task_ids().await.expect("recovery");
-    let h = Harness::start(
-        store.reopen(),
-        backlog,
-        liveness(Duration::from_millis(300)),
-    );
-    let mut w = h
-        .reconnect("w", &["claude-code", "shell"], 8, Vec::new())
-        .await;
-    let _heartbeats = h.keep_alive(&w);
-    h.engine.credits(w.id, 8).await.expect("credits");
+    let (h, mut w, _heartbeats) = Harness::restarted_with_an_agent(&store).await;
     let fix = w.assignment().await;
     assert_eq!(fix.attempt, key("t", "work", 3));
     assert_eq!(fix.land_fix, "main");
@@ -520,6 +510,26 @@ async fn after_a_restart_the_agent_sent_back_a_failed_landing_still_fixes_it_on_
 }
 
 impl Harness {
+    /// The control plane started again on `store`, with its unfinished
+    /// tasks, and worker `w` (an agent's and a shell's, 8 slots) back with
+    /// nothing running, kept alive, its slots free.
+    pub(super) async fn restarted_with_an_agent(
+        store: &MemoryStore,
+    ) -> (Harness, FakeWorker, Heartbeats) {
+        let backlog = store.unfinished_task_ids().await.expect("recovery");
+        let h = Harness::start(
+            store.reopen(),
+            backlog,
+            liveness(Duration::from_millis(300)),
+        );
+        let w = h
+            .reconnect("w", &["claude-code", "shell"], 8, Vec::new())
+            .await;
+        let heartbeats = h.keep_alive(&w);
+        h.engine.credits(w.id, 8).await.expect("credits");
+        (h, w, heartbeats)
+    }
+
     /// Task `id`'s work step's attempt `attempt` ends with a head.
     pub(super) async fn worked_again_as(&self, worker: &FakeWorker, id: &str, attempt: u32) {
         self.send(

@@ -68,18 +68,8 @@ pub(super) async fn report_cost(
         .report(
             w.id,
             StepResult {
-                attempt,
-                outcome,
-                output_json: String::new(),
-                error: String::new(),
-                exit_code: None,
-                started_at: None,
                 cost: Some(cost),
-                stalled: false,
-                rate_limited: None,
-                work: None,
-                conflict: None,
-                verification: None,
+                ..StepResult::ended(attempt, outcome)
             },
         )
         .await

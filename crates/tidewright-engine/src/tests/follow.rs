@@ -276,17 +276,7 @@ async fn after_a_restart_the_agent_fixing_a_pull_request_is_told_again_and_its_r
         assert_eq!(w.assigned().await, key("t", "b", 2));
         h.settled().await;
     }
-    let backlog = store.unfinished_task_ids().await.expect("recovery");
-    let h = Harness::start(
-        store.reopen(),
-        backlog,
-        liveness(Duration::from_millis(300)),
-    );
-    let mut w = h
-        .reconnect("w", &["claude-code", "shell"], 8, Vec::new())
-        .await;
-    let _heartbeats = h.keep_alive(&w);
-    h.engine.credits(w.id, 8).await.expect("credits");
+    let (h, mut w, _heartbeats) = Harness::restarted_with_an_agent(&store).await;
     let fix = w.assignment().await;
     assert_eq!(fix.attempt, key("t", "b", 3));
     assert_eq!(fix.land_fix, "");

@@ -226,18 +226,8 @@ impl Harness {
             .report(
                 worker.id,
                 StepResult {
-                    attempt,
-                    outcome,
-                    output_json: String::new(),
-                    error: String::new(),
                     exit_code: Some(0),
-                    started_at: None,
-                    cost: None,
-                    stalled: false,
-                    rate_limited: None,
-                    work: None,
-                    conflict: None,
-                    verification: None,
+                    ..StepResult::ended(attempt, outcome)
                 },
             )
             .await
@@ -688,18 +678,11 @@ async fn a_landings_verdict_is_an_event_and_counted_and_a_conflict_is_not_retrie
             .report(
                 w.id,
                 StepResult {
-                    attempt: key(id, deliver, 1),
-                    outcome,
                     output_json,
                     error,
-                    exit_code: None,
-                    started_at: None,
-                    cost: None,
-                    stalled: false,
-                    rate_limited: None,
-                    work: None,
                     verification: conflict.is_none().then(|| checked.clone()),
                     conflict,
+                    ..StepResult::ended(key(id, deliver, 1), outcome)
                 },
             )
             .await
@@ -779,18 +762,10 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
         h.engine.report(
             worker_id,
             StepResult {
-                attempt: key("t", step, attempt),
-                outcome,
-                output_json: String::new(),
-                error: String::new(),
                 exit_code: Some(0),
-                started_at: None,
-                cost: None,
-                stalled: false,
-                rate_limited: None,
                 work: head.map(worked),
                 conflict,
-                verification: None,
+                ..StepResult::ended(key("t", step, attempt), outcome)
             },
         )
     };

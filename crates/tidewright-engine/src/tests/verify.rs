@@ -59,18 +59,9 @@ impl Harness {
             .report(
                 worker.id,
                 StepResult {
-                    attempt,
-                    outcome: AttemptEnd::Succeeded,
-                    output_json: String::new(),
-                    error: String::new(),
                     exit_code: Some(0),
-                    started_at: None,
-                    cost: None,
-                    stalled: false,
-                    rate_limited: None,
-                    work: None,
-                    conflict: None,
                     verification,
+                    ..StepResult::ended(attempt, AttemptEnd::Succeeded)
                 },
             )
             .await

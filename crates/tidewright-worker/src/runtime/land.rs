@@ -320,22 +320,25 @@ async fn merge_riders(
     let mut batch = Vec::new();
     let mut so_far = landing.clone();
     let mut parents = vec![tip, head];
+    // The tasks whose work the commit holds: a rider left out for a
+    // conflict is not named in it.
+    let mut names = Vec::new();
     for rider in riders {
         let mut said = serde_json::json!({"task": rider.task_id, "head": rider.head});
         match mirror.merge_onto(&so_far, &rider.head, message).await? {
             Merged::Commit(commit) => {
                 so_far = commit;
                 parents.push(&rider.head);
+                names.push(rider.task_id.as_str());
                 said["merged"] = true.into();
             }
             Merged::Conflict(paths) => said["conflict"] = paths.into(),
         }
         batch.push(said);
     }
-    if parents.len() == 2 {
+    if names.is_empty() {
         return Ok((landing, batch));
     }
-    let names: Vec<&str> = riders.iter().map(|r| r.task_id.as_str()).collect();
     let message = format!("{message}, with tasks {}", names.join(", "));
     let all = mirror.merge_all(&so_far, &parents, &message).await?;
     Ok((all, batch))
