@@ -2,12 +2,20 @@
 # The pull-request tests' forge double (tests/forge/double.py) checks every
 # request against the forges' own descriptions: GitHub's published OpenAPI
 # document (npm @octokit/openapi, pinned) through openapi-core (PyPI,
-# pinned), in a venv of its own. Cached: a second run does nothing.
+# pinned), in a venv of its own; and the tests' webhook deliveries are
+# GitHub's own examples, signed by GitHub's library. Cached: a second run
+# does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 OCTOKIT_VERSION=23.0.2
 OPENAPI_CORE_VERSION=0.23.1
-pinned_npm forge "@octokit/openapi@$OCTOKIT_VERSION"
+# GitHub's example webhook deliveries, and its library that signs them
+# (tests/forge/deliver.mjs).
+WEBHOOKS_EXAMPLES_VERSION=7.6.1
+WEBHOOKS_METHODS_VERSION=6.0.0
+pinned_npm forge "@octokit/openapi@$OCTOKIT_VERSION" \
+  "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION" \
+  "@octokit/webhooks-methods@$WEBHOOKS_METHODS_VERSION"
 pinned_venv forge "openapi-core==$OPENAPI_CORE_VERSION" >/dev/null

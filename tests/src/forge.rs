@@ -157,3 +157,41 @@ impl ForgeDouble {
         serde_json::from_str(&body).context("the double's requests")
     }
 }
+
+/// One of GitHub's example webhook deliveries of `event` (and `action`),
+/// `changes` merged into it, signed with `secret` (unsigned: `None`) by
+/// GitHub's own library and POSTed to `url` as delivery `delivery`
+/// (tests/forge/deliver.mjs): the answer's status and body.
+pub fn deliver_github(
+    url: &str,
+    (event, action): (&str, &str),
+    secret: Option<&str>,
+    delivery: &str,
+    changes: &serde_json::Value,
+) -> anyhow::Result<(u16, String)> {
+    // Node resolves the script's packages from where it sits: beside them.
+    let script = tools().join("deliver.mjs");
+    let part = tools().join(format!("deliver.mjs.{}", std::process::id()));
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("forge/deliver.mjs"),
+        &part,
+    )?;
+    std::fs::rename(&part, &script)?;
+    let out = Command::new("node")
+        .arg(&script)
+        .args([url, event, action, secret.unwrap_or_default(), delivery])
+        .arg(changes.to_string())
+        .output()
+        .context("node runs tests/forge/deliver.mjs (scripts/forge.sh installs its packages)")?;
+    if !out.status.success() {
+        bail!(
+            "deliver.mjs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        answer["status"].as_u64().unwrap_or_default() as u16,
+        answer["body"].as_str().unwrap_or_default().to_string(),
+    ))
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tidewright_api::v1;
 use tidewright_tests::forge::ForgeDouble;
-use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets, secret_holding_worker};
 use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
@@ -696,4 +696,162 @@ async fn a_bad_followed_pull_request_is_refused_at_submit_naming_its_field() {
     }
     let stored = all_task_ids(&client).await.expect("list");
     assert!(stored.is_empty(), "nothing was stored: {stored:?}");
+}
+
+/// A control plane that takes forge webhooks (its hook secret `hooked` in
+/// the repository secrets): a pull request followed with an hour between
+/// polls is looked at as soon as GitHub's check_run delivery (its own
+/// example, signed by its own library) says its check completed, and
+/// merges. Unsigned and wrongly signed deliveries are refused (401) and
+/// take nothing; a redelivery is taken once; GitLab's token is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forge_webhook_has_a_followed_pull_request_looked_at_at_once_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(PROJECT, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD).expect("forge");
+    let gate = dir.path().join("gate").join("open");
+    std::fs::create_dir_all(gate.parent().expect("gate")).expect("gate");
+    let held = format!("{} && python3 -m unittest -v", wait_for_gate(&gate));
+    forge.ci(PROJECT, "unittest", &held).expect("ci");
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    std::fs::write(Path::new(&secrets).join("hooked"), "hook-secret\n").expect("secret");
+    let http = free_addr();
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--forge-hooks-secret",
+            "hooked",
+            "--http-listen",
+            &http,
+        ],
+    )
+    .expect("server");
+    let _worker = secret_holding_worker(&server.url, dir.path(), "w", 2, &server.worker_token)
+        .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let work = shell_step(
+        "work",
+        &[],
+        "printf 'add = lambda a, b: b + a\\n' > calc.py",
+    );
+    let mut request = followed_on((&git, &forge), work, "auto");
+    if let Some(pr) = request
+        .spec
+        .as_mut()
+        .and_then(|s| s.repo.as_mut())
+        .and_then(|r| r.pull_request.as_mut())
+    {
+        pr.poll_seconds = 3600;
+    }
+    let id = submit(&client, request).await.expect("submit");
+    eventually(Duration::from_secs(120), || async {
+        step_log(&client, &id, "deliver")
+            .await
+            .contains("waiting for check(s)")
+            .then_some(())
+    })
+    .await
+    .expect("its check runs");
+    std::fs::write(&gate, "").expect("open the gate");
+    // The check's run ends; only a look now sees it.
+    let head = git.rev_parse(PROJECT, &format!("tidewright/{id}"));
+    eventually(Duration::from_secs(60), || async {
+        let (_, runs) = forge
+            .github(
+                (
+                    "GET",
+                    &format!("/repos/{PROJECT}/commits/{head}/check-runs"),
+                ),
+                PASSWORD,
+                &serde_json::Value::Null,
+            )
+            .ok()?;
+        (runs["check_runs"][0]["status"] == "completed").then_some(())
+    })
+    .await
+    .expect("the check completes");
+    let hook = format!("http://{http}/hooks/github");
+    let changes = serde_json::json!({"repository": {"full_name": PROJECT}});
+    let deliver = |secret: Option<&'static str>, delivery: &str| {
+        tidewright_tests::forge::deliver_github(
+            &hook,
+            ("check_run", "completed"),
+            secret,
+            delivery,
+            &changes,
+        )
+        .expect("delivered")
+    };
+    // Unsigned, and signed with another secret: refused, nothing taken.
+    let (status, said) = deliver(None, "d-1");
+    assert_eq!(status, 401, "{said}");
+    assert!(said.contains("X-Hub-Signature-256 is missing"), "{said}");
+    let (status, said) = deliver(Some("not-the-secret"), "d-1");
+    assert_eq!(status, 401, "{said}");
+    assert!(said.contains("is not the body's signature"), "{said}");
+    // Signed: taken, and the follow-up looks now.
+    let (status, said) = deliver(Some("hook-secret"), "d-1");
+    assert_eq!(status, 202, "{said}");
+    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    assert_eq!(answer["taken"], true, "{said}");
+    assert_eq!(answer["looked"], 1, "{said}");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("merged long before its next poll");
+    assert!(output(step(&task, "deliver"))["merged"].is_string());
+    // Delivered again: taken once.
+    let (status, said) = deliver(Some("hook-secret"), "d-1");
+    assert_eq!(status, 200, "{said}");
+    assert!(said.contains("\"taken\":false"), "{said}");
+    // GitLab: its token is the secret.
+    let gitlab = |token: &str| {
+        tidewright_tests::http_call(
+            &http,
+            "POST",
+            "/hooks/gitlab",
+            None,
+            &[
+                ("x-gitlab-token", token),
+                ("x-gitlab-event", "Pipeline Hook"),
+                ("x-gitlab-event-uuid", "g-1"),
+                ("content-type", "application/json"),
+            ],
+            &serde_json::json!({"object_kind": "pipeline", "project": {"path_with_namespace": PROJECT}})
+                .to_string(),
+        )
+        .expect("posted")
+    };
+    assert_eq!(gitlab("wrong").status, 401);
+    let taken = gitlab("hook-secret");
+    assert_eq!(taken.status, 202, "{}", taken.body);
+    assert_eq!(taken.json()["looked"], 0, "nothing follows now");
+    all_valid(&forge);
+}
+
+/// A control plane asked to take forge webhooks whose secret it cannot
+/// read, or that is empty, does not start, and says why in one line.
+#[test]
+fn a_control_plane_whose_hook_secret_is_missing_or_empty_does_not_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("secrets");
+    std::fs::write(secrets.join("empty"), "\n").expect("secret");
+    for (name, said) in [
+        ("absent", "--forge-hooks-secret absent"),
+        ("empty", "is empty"),
+    ] {
+        let stderr = fails_in_one_line(
+            std::process::Command::new(tidewright_bin())
+                .args(["server", "--listen", "127.0.0.1:0", "--repo-secrets-dir"])
+                .arg(&secrets)
+                .args(["--forge-hooks-secret", name, "--data-dir"])
+                .arg(dir.path().join(name)),
+        );
+        assert!(stderr.contains(said), "{stderr}");
+    }
 }

@@ -638,6 +638,22 @@ pub fn valid_commit(commit: &str) -> bool {
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
+/// The project path in a repository URL, as forges name the repository
+/// (`owner/name`, or a GitLab group's `group/sub/name`): of
+/// `https://host/org/repo.git` or `git@host:org/repo.git`.
+pub fn project_path(repo_url: &str) -> Option<String> {
+    let rest = repo_url
+        .strip_prefix("https://")
+        .or_else(|| repo_url.strip_prefix("http://"))
+        .or_else(|| repo_url.strip_prefix("ssh://"));
+    let path = match rest {
+        Some(rest) => rest.split_once('/')?.1,
+        None => repo_url.split_once(':')?.1,
+    };
+    let path = path.trim_matches('/').trim_end_matches(".git");
+    (path.contains('/') && !path.split('/').any(str::is_empty)).then(|| path.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,6 +283,13 @@ pub(super) enum Command {
         reason: String,
         reply: oneshot::Sender<CancelAnswer>,
     },
+    /// A forge said something of repository `project` (`owner/name`):
+    /// its followed pull requests are looked at now. Answers how many.
+    ForgeEvent {
+        project: String,
+        why: String,
+        reply: oneshot::Sender<usize>,
+    },
     /// A reconnected worker's running attempt (from its Register), which
     /// may wait for its task to be recovered.
     Adopt {
@@ -525,6 +532,20 @@ impl EngineHandle {
         self.send(Command::Cancel {
             task_id,
             reason,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// A forge's event on repository `project` (`owner/name`): the deliver
+    /// steps following a pull request there look at it now rather than at
+    /// their next poll. How many were told.
+    pub async fn forge_event(&self, project: String, why: String) -> Result<usize, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ForgeEvent {
+            project,
+            why,
             reply,
         })
         .await?;

@@ -115,6 +115,45 @@ impl Engine {
         self.round.event(task_id, active, kind);
     }
 
+    /// Tells each deliver step following a pull request on `project`
+    /// (`owner/name`, as the forge names it) to look at it now; how many.
+    pub(crate) fn wake_followers(&mut self, project: &str, why: &str) -> usize {
+        let mut told = 0;
+        for (id, active) in &self.tasks {
+            let Some(repo) = active.spec.repo.as_ref() else {
+                continue;
+            };
+            let follows = repo.pull_request.as_ref().is_some_and(|p| p.follows());
+            let here = tidewright_core::repo::project_path(&repo.url).as_deref() == Some(project);
+            let Some(&j) = active.index.get(tidewright_core::repo::DELIVER_STEP) else {
+                continue;
+            };
+            if !follows || !here || active.run.step(j).state != StepState::Running {
+                continue;
+            }
+            let Some(worker) = active.steps[j]
+                .worker
+                .and_then(|w| self.fleet.workers.get(&w))
+            else {
+                continue;
+            };
+            let attempt = tidewright_core::AttemptKey {
+                task_id: id.to_string(),
+                step_id: tidewright_core::repo::DELIVER_STEP.into(),
+                attempt: active.run.step(j).attempt,
+            };
+            self.round.effects.push(crate::effects::Effect::ToWorker(
+                worker.outbox.clone(),
+                crate::to_worker::ToWorker::Look {
+                    attempt,
+                    why: why.to_string(),
+                },
+            ));
+            told += 1;
+        }
+        told
+    }
+
     /// Each base's landing queue: the tasks landing through it whose
     /// deliver step is queued or running, the one whose turn it is first,
     /// then the others oldest first.

@@ -353,6 +353,13 @@ impl Engine {
                 reason,
                 reply,
             } => self.cancel(&task_id, &reason, reply),
+            Command::ForgeEvent {
+                project,
+                why,
+                reply,
+            } => {
+                let _ = reply.send(self.wake_followers(&project, &why));
+            }
             Command::ListAgents(reply) => {
                 let _ = reply.send(self.fleet_now());
             }

@@ -27,6 +27,9 @@ pub enum ToWorker {
         reason: String,
         resumable: bool,
     },
+    /// Look at this attempt's followed pull request now: its forge said
+    /// something of it (`why`).
+    Look { attempt: AttemptKey, why: String },
 }
 
 /// An attempt handed to a worker.

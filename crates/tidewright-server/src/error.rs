@@ -43,6 +43,9 @@ pub enum Error {
     /// A task template of --templates-dir does not load.
     #[error("{0}")]
     Templates(String),
+    /// The forge webhooks' secret does not load.
+    #[error("{0}")]
+    Hooks(String),
     /// A TLS certificate, key or CA file does not load.
     #[error("tls: {0}")]
     Tls(String),
@@ -152,6 +155,7 @@ impl From<Error> for Status {
             | Error::Bind { .. }
             | Error::Auth(_)
             | Error::Tls(_)
+            | Error::Hooks(_)
             | Error::Templates(_)
             | Error::Fatal(_) => Code::Internal,
         };

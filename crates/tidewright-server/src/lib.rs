@@ -113,6 +113,26 @@ fn load_templates(dir: Option<&std::path::Path>) -> Result<Templates, Error> {
     Ok(Templates::new(loaded))
 }
 
+/// The forge webhooks' check, when asked for: its secret read now, so that
+/// a control plane asked to take hooks it cannot check does not start.
+fn forge_hooks(
+    repos: &outbound::repos::Settings,
+) -> Result<Option<http::hooks::ForgeHooks>, Error> {
+    let Some(name) = &repos.forge_hooks_secret else {
+        return Ok(None);
+    };
+    let said = |why: String| Error::Hooks(format!("--forge-hooks-secret {name}: {why}"));
+    let secret = tidewright_core::secret::read(repos.secrets_dir.as_deref(), name)
+        .map_err(|why| said(why.to_string()))?;
+    let secret = secret.trim_end_matches(['\n', '\r']).to_string();
+    if secret.is_empty() {
+        return Err(said(
+            "the secret is empty: anyone could sign a delivery".into(),
+        ));
+    }
+    Ok(Some(http::hooks::ForgeHooks::new(secret)))
+}
+
 /// Binds, then serves: at once as the leader on SQLite; on PostgreSQL as
 /// the leader when this replica takes the lease, and as a standby until
 /// then. Returns once it serves either way.
@@ -120,6 +140,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // Templates, tokens and TLS files load first, so a bad one stops the
     // start (before a first start writes its tokens).
     let templates = Arc::new(load_templates(config.templates_dir.as_deref())?);
+    let forge_hooks = forge_hooks(&config.repos)?;
     // The ports too: one that cannot be bound stops the start before a
     // first start writes anything.
     let http_acceptor = match config.http_listen {
@@ -150,6 +171,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // from one that is not there.
     let metrics = Arc::new(metrics::Metrics::new());
     let app = Arc::new(App::new(metrics.clone(), authenticator.clone()));
+    if let Some(hooks) = forge_hooks {
+        app.take_forge_hooks(hooks);
+    }
     let http = match http_acceptor {
         Some(acceptor) => {
             let serving = http::serve(

@@ -86,6 +86,8 @@ struct Worker {
     replicas: Choice,
     /// Running attempts and how to cancel each (taken once used).
     running: HashMap<AttemptKey, Option<oneshot::Sender<runtime::Stop>>>,
+    /// Each running attempt's call to look at its pull request now.
+    looks: HashMap<AttemptKey, Arc<tokio::sync::Notify>>,
     /// Results not yet handed to a session.
     undelivered: VecDeque<v1::StepResult>,
     reports: mpsc::UnboundedReceiver<FromAttempt>,
@@ -276,6 +278,7 @@ pub async fn start(
         replicas,
         config,
         running: HashMap::new(),
+        looks: HashMap::new(),
         undelivered: VecDeque::new(),
         reports,
         report_tx,
@@ -530,6 +533,7 @@ impl Worker {
                         && let Some(key) = result.attempt.clone().map(AttemptKey::from)
                     {
                         self.running.remove(&key);
+                        self.looks.remove(&key);
                         // Stopped by the drain: not the step's failure.
                         if result.outcome != v1::Outcome::Succeeded as i32
                             && handing_back.as_ref().is_some_and(|h| h.contains(&key))
@@ -592,6 +596,8 @@ impl Worker {
                 let (cancel, cancelled) = oneshot::channel();
                 self.quota.assigned();
                 self.running.insert(key.clone(), Some(cancel));
+                let look = Arc::new(tokio::sync::Notify::new());
+                self.looks.insert(key.clone(), look.clone());
                 // The attempt's span is a child of the task's, wherever the
                 // task was submitted; it lasts as long as the attempt runs.
                 // Without an exporter there is none, and the step's process
@@ -631,6 +637,7 @@ impl Worker {
                     land_riders: assignment.land_riders.into_iter().map(Into::into).collect(),
                     land_fix: assignment.land_fix,
                     grader_model: assignment.grader_model,
+                    look,
                     host: self.host.clone(),
                     key,
                     step: step.into(),
@@ -670,6 +677,16 @@ impl Worker {
                         reason: cancel.reason,
                         resumable: cancel.resumable,
                     });
+                }
+            }
+            Some(Kind::Look(look)) => {
+                if let Some(key) = look.attempt.map(AttemptKey::from)
+                    && let Some(notify) = self.looks.get(&key)
+                {
+                    tracing::debug!(task = %key.task_id, why = %look.why, "looking at the pull request now");
+                    // A permit is kept when no look waits: one asked
+                    // while the step looks is not lost.
+                    notify.notify_one();
                 }
             }
             Some(Kind::Registered(_)) | None => {}

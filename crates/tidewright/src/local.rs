@@ -244,6 +244,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         retention,
         webhook_allow_private_networks,
         repo_secrets_dir,
+        forge_hooks_secret,
         allow_local_repos,
         templates,
     } = args;
@@ -298,6 +299,7 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     };
     config.webhooks.allow_private_networks = *webhook_allow_private_networks;
     config.repos.secrets_dir = repo_secrets_dir.clone();
+    config.repos.forge_hooks_secret = forge_hooks_secret.clone();
     config.repos.allow_local = *allow_local_repos;
     config.templates_dir = templates.templates_dir.clone();
     config.planner = planner_config(planner)?;

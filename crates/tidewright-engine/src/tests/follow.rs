@@ -307,3 +307,29 @@ async fn after_a_restart_the_agent_fixing_a_pull_request_is_told_again_and_its_r
         t.steps[2].error
     );
 }
+
+#[tokio::test]
+async fn a_forge_event_on_its_repository_has_the_running_follow_up_look_now() {
+    let h = Harness::new();
+    h.try_submit("t", "default", followed("t", "", true), 1)
+        .await
+        .expect("submitted");
+    let mut w = h.ready_worker("w", &["claude-code", "shell"], 8).await;
+    // Nothing follows yet: its steps run.
+    let asked = |project: &str| h.engine.forge_event(project.into(), "check_run".into());
+    assert_eq!(asked("acme/app").await.expect("asked"), 0);
+    assert_eq!(w.assigned().await, key("t", "a", 1));
+    h.did(&w, ("t", "a", 1), "a.py").await;
+    assert_eq!(w.assigned().await, key("t", "b", 1));
+    h.did(&w, ("t", "b", 1), "b.py").await;
+    assert_eq!(w.assigned().await, key("t", DELIVER_STEP, 1));
+    assert_eq!(asked("acme/other").await.expect("asked"), 0);
+    assert_eq!(asked("acme/app").await.expect("asked"), 1);
+    match w.next().await {
+        ToWorker::Look { attempt, why } => {
+            assert_eq!(attempt, key("t", DELIVER_STEP, 1));
+            assert_eq!(why, "check_run");
+        }
+        other => panic!("expected a look, got {other:?}"),
+    }
+}

@@ -53,20 +53,7 @@ pub struct PullRequest {
     pub opened: bool,
 }
 
-/// The project path in a repository URL: `org/repo` of
-/// `https://host/org/repo.git` or `git@host:org/repo.git`.
-pub fn project_path(repo_url: &str) -> Option<String> {
-    let rest = repo_url
-        .strip_prefix("https://")
-        .or_else(|| repo_url.strip_prefix("http://"))
-        .or_else(|| repo_url.strip_prefix("ssh://"));
-    let path = match rest {
-        Some(rest) => rest.split_once('/')?.1,
-        None => repo_url.split_once(':')?.1,
-    };
-    let path = path.trim_matches('/').trim_end_matches(".git");
-    (path.contains('/') && !path.split('/').any(str::is_empty)).then(|| path.to_string())
-}
+pub use tidewright_core::repo::project_path;
 
 /// Opens the pull request, or finds the one open from `head` to `base`.
 pub async fn open_pull_request(

@@ -124,6 +124,10 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
             reason,
             resumable,
         }),
+        ToWorker::Look { attempt, why } => Kind::Look(v1::LookNow {
+            attempt: Some(attempt.into()),
+            why,
+        }),
     };
     v1::ServerMessage { kind: Some(kind) }
 }

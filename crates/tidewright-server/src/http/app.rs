@@ -35,6 +35,9 @@ pub struct App {
     pub sessions: Sessions,
     /// The port speaks TLS: session cookies are then Secure.
     tls: AtomicBool,
+    /// Forge webhooks' secret and the deliveries taken, when the control
+    /// plane takes them.
+    forge_hooks: OnceLock<super::hooks::ForgeHooks>,
 }
 
 /// Whether a request reads or changes something: a change authenticated
@@ -59,7 +62,17 @@ impl App {
             stopping: AtomicBool::new(false),
             sessions: Sessions::default(),
             tls: AtomicBool::new(false),
+            forge_hooks: OnceLock::new(),
         }
+    }
+
+    /// This control plane takes forge webhooks, checked with `hooks`.
+    pub fn take_forge_hooks(&self, hooks: super::hooks::ForgeHooks) {
+        let _ = self.forge_hooks.set(hooks);
+    }
+
+    pub(crate) fn forge_hooks(&self) -> Option<&super::hooks::ForgeHooks> {
+        self.forge_hooks.get()
     }
 
     /// This replica stands by; `leader` says who leads.

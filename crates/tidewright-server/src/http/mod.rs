@@ -7,6 +7,7 @@
 pub(crate) mod a2a;
 pub mod app;
 mod console;
+pub mod hooks;
 mod mcp;
 mod rest;
 
@@ -102,6 +103,7 @@ pub fn serve(
         .nest("/api/v1", rest::routes(max_body))
         .merge(mcp::routes(app.clone(), max_body))
         .merge(a2a::routes(max_body))
+        .merge(hooks::routes(max_body))
         .merge(console::routes())
         .fallback(console::fallback)
         .with_state(app);

@@ -27,6 +27,9 @@ pub struct Settings {
     pub allow_local: bool,
     /// The git program.
     pub git: PathBuf,
+    /// The secret in `secrets_dir` that forge webhooks are signed with
+    /// (`/hooks/github`, `/hooks/gitlab`); none: they are not taken.
+    pub forge_hooks_secret: Option<String>,
 }
 
 impl Default for Settings {
@@ -35,6 +38,7 @@ impl Default for Settings {
             secrets_dir: None,
             allow_local: false,
             git: tidewright_git::program(),
+            forge_hooks_secret: None,
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct Attempt {
     pub land_fix: String,
     /// The model that grades the step's rubric; empty without one.
     pub grader_model: String,
+    /// Notified when the control plane asks a deliver step following a
+    /// pull request to look at it now (its forge said something of it).
+    pub look: Arc<tokio::sync::Notify>,
     /// What it runs with: the same for every attempt of this worker.
     pub host: Arc<Host>,
 }

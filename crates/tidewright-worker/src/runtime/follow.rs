@@ -136,6 +136,8 @@ pub(crate) async fn follow(
         }
         tokio::select! {
             () = tokio::time::sleep(pr.poll()) => {}
+            // Its forge said something of it (a webhook): look now.
+            () = attempt.look.notified() => {}
             stop = &mut *cancel => {
                 let stop = stop.unwrap_or_else(|_| Stop::new("the worker is stopping"));
                 return *ended = Ended::cancelled(stop, None);

@@ -41,6 +41,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         land_riders: Vec::new(),
         land_fix: String::new(),
         grader_model: String::new(),
+        look: Arc::default(),
         host: Arc::new(Host {
             secrets_dir: None,
             keep_workspace: true,

@@ -289,6 +289,7 @@ async fn run_in_sandbox(
         land_riders: Vec::new(),
         land_fix: String::new(),
         grader_model: String::new(),
+        look: Arc::default(),
         host: attempt.host.clone(),
     };
     let mut command = Command::new(program);

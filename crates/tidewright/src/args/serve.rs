@@ -204,6 +204,13 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "TIDEWRIGHT_REPO_SECRETS_DIR")]
     pub repo_secrets_dir: Option<PathBuf>,
 
+    /// Take forge webhooks on the HTTP port (`/hooks/github`,
+    /// `/hooks/gitlab`), checked with this secret of --repo-secrets-dir:
+    /// GitHub's signature key, GitLab's token. A followed pull request is
+    /// looked at as soon as its forge says something of it.
+    #[arg(long, env = "TIDEWRIGHT_FORGE_HOOKS_SECRET", value_name = "NAME")]
+    pub forge_hooks_secret: Option<String>,
+
     /// Accept tasks whose repository is a `file://` path or plain
     /// `http://`: on one machine, and in tests. Off by default, so a task
     /// cannot read a repository on the control plane's own disk.

@@ -1,0 +1,296 @@
+//! Forge webhooks on the HTTP port: `/hooks/github` and `/hooks/gitlab`.
+//! Each delivery is checked first:
+//!
+//! - GitHub's `X-Hub-Signature-256` must be the HMAC-SHA256 of the body
+//!   with the hook's secret;
+//! - GitLab's `X-Gitlab-Token` must be the secret itself.
+//!
+//! A delivery that fails the check is refused (401) and does nothing. A
+//! delivery is taken once by its id (GitHub's `X-GitHub-Delivery`, GitLab's
+//! `X-Gitlab-Event-UUID`); a redelivery is answered and ignored. A delivery
+//! about a repository's pull requests (a check, a status, a pipeline, a
+//! review, a comment on a line, the pull request itself) has each deliver
+//! step following a pull request there look at it at once, rather than at
+//! its next poll. The secret is a file in the control plane's repository
+//! secrets directory, named by `--forge-hooks-secret`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tidewright_engine::Error as Refusal;
+
+use super::app::App;
+use crate::error::Error;
+
+/// How many delivery ids are remembered to take each once.
+const REMEMBERED: usize = 10_000;
+
+/// GitHub's events about a pull request or the commits on it.
+const GITHUB_EVENTS: &[&str] = &[
+    "check_run",
+    "check_suite",
+    "status",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+];
+
+/// GitLab's.
+const GITLAB_EVENTS: &[&str] = &[
+    "Pipeline Hook",
+    "Job Hook",
+    "Merge Request Hook",
+    "Note Hook",
+];
+
+/// The hooks' secret, and the deliveries taken.
+pub struct ForgeHooks {
+    secret: String,
+    taken: Mutex<Taken>,
+}
+
+#[derive(Default)]
+struct Taken {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl ForgeHooks {
+    pub fn new(secret: String) -> ForgeHooks {
+        ForgeHooks {
+            secret,
+            taken: Mutex::default(),
+        }
+    }
+
+    /// Whether delivery `id` is new: taken now, once.
+    fn take(&self, id: &str) -> bool {
+        let Ok(mut taken) = self.taken.lock() else {
+            return false;
+        };
+        if !taken.ids.insert(id.to_string()) {
+            return false;
+        }
+        taken.order.push_back(id.to_string());
+        if taken.order.len() > REMEMBERED
+            && let Some(oldest) = taken.order.pop_front()
+        {
+            taken.ids.remove(&oldest);
+        }
+        true
+    }
+
+    /// GitHub's signature of `body` (`sha256=` and hex) is the secret's.
+    fn signed(&self, signature: &str, body: &[u8]) -> bool {
+        let Some(hex) = signature.strip_prefix("sha256=") else {
+            return false;
+        };
+        let Some(tag) = unhex(hex) else {
+            return false;
+        };
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret.as_bytes());
+        ring::hmac::verify(&key, body, &tag).is_ok()
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn routes(max_body: usize) -> Router<Arc<App>> {
+    Router::new()
+        .route("/hooks/github", post(github))
+        .route("/hooks/gitlab", post(gitlab))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::Service(Refusal::Unauthenticated(message.into()))
+}
+
+/// The hooks, or why this control plane takes none.
+fn hooks(app: &App) -> Result<&ForgeHooks, Error> {
+    app.forge_hooks().ok_or_else(|| {
+        Error::Service(Refusal::NotFound(
+            "forge hooks on this control plane (start it with --forge-hooks-secret NAME)".into(),
+        ))
+    })
+}
+
+async fn github(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let answer = async {
+        let hooks = hooks(&app)?;
+        let signature = header(&headers, "x-hub-signature-256");
+        if signature.is_empty() {
+            return Err(unauthenticated(
+                "X-Hub-Signature-256 is missing: the hook must be given this control plane's hook secret",
+            ));
+        }
+        if !hooks.signed(signature, &body) {
+            return Err(unauthenticated(
+                "X-Hub-Signature-256 is not the body's signature with this control plane's hook secret",
+            ));
+        }
+        let delivery = required(&headers, "X-GitHub-Delivery")?;
+        let event = required(&headers, "X-GitHub-Event")?;
+        let payload = json_body(&body)?;
+        let project = payload["repository"]["full_name"]
+            .as_str()
+            .unwrap_or_default();
+        let why = format!(
+            "GitHub's {event}{} on {project}",
+            payload["action"]
+                .as_str()
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default()
+        );
+        let wakes = GITHUB_EVENTS.contains(&event);
+        taken(&app, hooks, (delivery, event), (wakes, project, why)).await
+    }
+    .await;
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn gitlab(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let answer = async {
+        let hooks = hooks(&app)?;
+        let token = header(&headers, "x-gitlab-token");
+        if token.is_empty() {
+            return Err(unauthenticated(
+                "X-Gitlab-Token is missing: the hook must be given this control plane's hook secret",
+            ));
+        }
+        if !crate::auth::session::same_secret(token, &hooks.secret) {
+            return Err(unauthenticated(
+                "X-Gitlab-Token is not this control plane's hook secret",
+            ));
+        }
+        // GitLab names a delivery by its event's UUID; newer releases also
+        // send an Idempotency-Key.
+        let delivery = match header(&headers, "idempotency-key") {
+            "" => required(&headers, "X-Gitlab-Event-UUID")?,
+            id => id,
+        };
+        let event = required(&headers, "X-Gitlab-Event")?;
+        let payload = json_body(&body)?;
+        let project = payload["project"]["path_with_namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let why = format!("GitLab's {event} on {project}");
+        let wakes = GITLAB_EVENTS.contains(&event);
+        taken(&app, hooks, (delivery, event), (wakes, project, why)).await
+    }
+    .await;
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn required<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Error> {
+    match header(headers, &name.to_ascii_lowercase()) {
+        "" => Err(Error::invalid(
+            name,
+            "required: a forge's delivery names it",
+        )),
+        value => Ok(value),
+    }
+}
+
+fn json_body(body: &[u8]) -> Result<Value, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::invalid("body", format!("is not a JSON event: {e}")))
+}
+
+/// Takes delivery `id` once: when it is new and about a repository's pull
+/// requests, the steps following one there look now. Answers what came of
+/// it.
+async fn taken(
+    app: &App,
+    hooks: &ForgeHooks,
+    (delivery, event): (&str, &str),
+    (wakes, project, why): (bool, &str, String),
+) -> Result<Response, Error> {
+    if !hooks.take(delivery) {
+        return Ok((
+            StatusCode::OK,
+            axum::Json(json!({
+                "delivery": delivery,
+                "taken": false,
+                "why": "this delivery was taken already",
+            })),
+        )
+            .into_response());
+    }
+    let looked = match (wakes, app.engine()) {
+        (false, _) => 0,
+        (true, Some(engine)) if !project.is_empty() => {
+            engine.forge_event(project.to_string(), why).await?
+        }
+        (true, Some(_)) => 0,
+        // Not the leader (standing by, starting): the forge may deliver
+        // again; the poll looks meanwhile.
+        (true, None) => {
+            return Err(Error::Service(Refusal::Unavailable(
+                "this control plane does not lead now".into(),
+            )));
+        }
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "delivery": delivery,
+            "event": event,
+            "taken": true,
+            "looked": looked,
+        })),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_github_signature_is_the_bodys_hmac_with_the_secret() {
+        let hooks = ForgeHooks::new("It's a Secret to Everybody".into());
+        // GitHub's own example (docs: validating webhook deliveries).
+        let body = b"Hello, World!";
+        let signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(hooks.signed(signature, body));
+        assert!(!hooks.signed(signature, b"Hello, World?"));
+        assert!(!hooks.signed(&signature.replace("sha256=", "sha1="), body));
+        assert!(!hooks.signed("sha256=zz", body));
+        assert!(!hooks.signed("", body));
+    }
+
+    #[test]
+    fn a_delivery_is_taken_once_and_the_oldest_forgotten_past_the_bound() {
+        let hooks = ForgeHooks::new("s".into());
+        assert!(hooks.take("a"));
+        assert!(!hooks.take("a"));
+        for i in 0..REMEMBERED {
+            assert!(hooks.take(&format!("d{i}")));
+        }
+        assert!(hooks.take("a"), "forgotten once 10,000 came after it");
+    }
+}
