@@ -13,7 +13,6 @@
 //! and the sizes, are kept in memory: after a failover the queue forms its
 //! batches afresh, which checks more, never less.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tidewright_core::calendar::now_micros;
@@ -23,15 +22,6 @@ use tidewright_core::{AttemptKey, EventKind, Micros, StepState, TaskState};
 use crate::engine::Engine;
 use crate::handle::{AttemptEnd, StepResult};
 use crate::live::Active;
-
-/// Per repository and base: the halves of red batches still to land, the
-/// next first; and the most a new batch may hold when batches there failed
-/// (none: `repo.land.batch`).
-#[derive(Default)]
-pub(crate) struct Batches {
-    splits: HashMap<(String, String), VecDeque<Vec<Arc<str>>>>,
-    room: HashMap<(String, String), usize>,
-}
 
 impl Engine {
     /// Starts the deliver steps that ride in the landing of task `lead`'s

@@ -6,7 +6,7 @@
 //! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
 //! their methods to [`Engine`]; they take what they share from here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +79,7 @@ pub struct Engine {
     pub(crate) children: HashMap<Arc<str>, Vec<Arc<str>>>,
     /// The halves of red landing batches still to land, and how large a
     /// new batch may be (see `batch`).
-    pub(crate) batches: crate::batch::Batches,
+    pub(crate) batches: Batches,
 }
 
 /// How the engine runs.
@@ -95,4 +95,13 @@ pub struct Settings {
     pub limit_backoff: Duration,
     /// How long finished tasks are kept, by tenant and by default.
     pub retention: tidewright_store::retention::Retention,
+}
+
+/// Per repository and base: the halves of red batches still to land, the
+/// next first; and the most a new batch may hold when batches there failed
+/// (none: `repo.land.batch`). Kept by `batch`.
+#[derive(Default)]
+pub(crate) struct Batches {
+    pub(crate) splits: HashMap<(String, String), VecDeque<Vec<Arc<str>>>>,
+    pub(crate) room: HashMap<(String, String), usize>,
 }

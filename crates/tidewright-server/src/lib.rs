@@ -117,7 +117,7 @@ fn load_templates(dir: Option<&std::path::Path>) -> Result<Templates, Error> {
 /// a control plane asked to take hooks it cannot check does not start.
 fn forge_hooks(
     repos: &outbound::repos::Settings,
-) -> Result<Option<http::hooks::ForgeHooks>, Error> {
+) -> Result<Option<auth::forge_hooks::ForgeHooks>, Error> {
     let Some(name) = &repos.forge_hooks_secret else {
         return Ok(None);
     };
@@ -130,7 +130,7 @@ fn forge_hooks(
             "the secret is empty: anyone could sign a delivery".into(),
         ));
     }
-    Ok(Some(http::hooks::ForgeHooks::new(secret)))
+    Ok(Some(auth::forge_hooks::ForgeHooks::new(secret)))
 }
 
 /// Binds, then serves: at once as the leader on SQLite; on PostgreSQL as

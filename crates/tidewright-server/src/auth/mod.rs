@@ -9,6 +9,7 @@
 //! and a worker token whose plain text it writes beside it (`admin.token`,
 //! `worker.token`, readable by the owner only), so `tidewright up` needs no setup.
 
+pub mod forge_hooks;
 pub mod jwt;
 pub(crate) mod secret;
 pub mod session;

@@ -37,7 +37,7 @@ pub struct App {
     tls: AtomicBool,
     /// Forge webhooks' secret and the deliveries taken, when the control
     /// plane takes them.
-    forge_hooks: OnceLock<super::hooks::ForgeHooks>,
+    forge_hooks: OnceLock<crate::auth::forge_hooks::ForgeHooks>,
 }
 
 /// Whether a request reads or changes something: a change authenticated
@@ -67,11 +67,11 @@ impl App {
     }
 
     /// This control plane takes forge webhooks, checked with `hooks`.
-    pub fn take_forge_hooks(&self, hooks: super::hooks::ForgeHooks) {
+    pub fn take_forge_hooks(&self, hooks: crate::auth::forge_hooks::ForgeHooks) {
         let _ = self.forge_hooks.set(hooks);
     }
 
-    pub(crate) fn forge_hooks(&self) -> Option<&super::hooks::ForgeHooks> {
+    pub(crate) fn forge_hooks(&self) -> Option<&crate::auth::forge_hooks::ForgeHooks> {
         self.forge_hooks.get()
     }
 
