@@ -404,7 +404,7 @@ async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_rep
         .expect("review");
     assert_eq!(status, 200, "{review}");
     // The agent fixes it; the thread is answered; held again for approval.
-    eventually(Duration::from_secs(180), || async {
+    let reply = eventually(Duration::from_secs(180), || async {
         let (_, comments) = setup
             .forge
             .github(
@@ -416,11 +416,15 @@ async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_rep
         comments
             .as_array()?
             .iter()
-            .any(|c| c["in_reply_to_id"].is_u64())
-            .then_some(())
+            .find(|c| c["in_reply_to_id"].is_u64())
+            .map(|reply| reply["body"].as_str().unwrap_or_default().to_string())
     })
     .await
     .expect("a reply in the comment's thread");
+    assert!(
+        reply.starts_with("Renamed the parameters.") && reply.contains("(tidewright's agent, in "),
+        "the agent's own words: {reply}"
+    );
     let (status, review) = setup
         .forge
         .github(
@@ -551,6 +555,12 @@ async fn on_gitlab_a_thread_on_a_line_goes_back_to_the_agent_and_the_merge_reque
         discussions[0]["notes"].as_array().map(Vec::len),
         Some(2),
         "{discussions}"
+    );
+    assert!(
+        discussions[0]["notes"][1]["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("Renamed them.")),
+        "the agent's own words: {discussions}"
     );
     squashed_with_the_fix(&setup, &task);
 }

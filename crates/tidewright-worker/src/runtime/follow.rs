@@ -14,7 +14,8 @@
 //!   the step fails, with nothing for an agent to fix.
 //!
 //! Each run first answers the comment threads of the changes a past round
-//! fixed, so each thread gets one reply, from whichever run comes first.
+//! fixed, with what the agent said when it ended, so each thread gets one
+//! reply, from whichever run comes first.
 //! The state is the forge's and the store's: a run that starts again
 //! (a worker lost, a control plane's failover) looks afresh and doubles
 //! nothing.
@@ -32,6 +33,8 @@ use crate::metrics::Fault;
 
 /// The most of a check's report an agent is told.
 const TAIL_BYTES: usize = 4000;
+/// The most of the agents' words a reply on a thread carries.
+const REPLY_CHARS: usize = 2000;
 
 /// What one look at the pull request found.
 enum Look {
@@ -81,7 +84,7 @@ pub(crate) async fn follow(
         "pull request: following {url} at {} until it merges or closes",
         short(&head)
     ));
-    answer_threads(&pull, &head, &log).await;
+    answer_threads(&pull, (&head, &attempt.inputs_json), &log).await;
     let started = Instant::now();
     let mut said = String::new();
     loop {
@@ -266,15 +269,21 @@ async fn look(
 }
 
 /// Replies in each thread of a request for changes made on an earlier
-/// head than `head`, which a round of fixes answered, unless answered.
-async fn answer_threads(pull: &Pull<'_>, head: &str, log: &impl Fn(String)) {
+/// head than `head`, which a round of fixes answered, unless answered:
+/// with what the agents of the work said when they ended (`inputs_json`,
+/// the deliver step's dependencies' outputs), and the commit.
+async fn answer_threads(pull: &Pull<'_>, (head, inputs_json): (&str, &str), log: &impl Fn(String)) {
     let reviews = match pull.changes_requested().await {
         Ok(reviews) => reviews,
         Err(e) => return log(format!("pull request: reading its reviews: {e}")),
     };
+    let said = agents_said(inputs_json);
     for review in reviews.iter().filter(|r| r.commit != head) {
         for comment in review.comments.iter().filter(|c| !c.answered) {
-            let reply = format!("tidewright's agent answered this in {}.", short(head));
+            let reply = match said.as_str() {
+                "" => format!("tidewright's agent answered this in {}.", short(head)),
+                said => format!("{said}\n\n(tidewright's agent, in {})", short(head)),
+            };
             match pull.reply(&comment.thread, &reply).await {
                 Ok(()) => log(format!(
                     "pull request: replied to {}'s comment on {}",
@@ -286,6 +295,25 @@ async fn answer_threads(pull: &Pull<'_>, head: &str, log: &impl Fn(String)) {
                 )),
             }
         }
+    }
+}
+
+/// What the agent steps said when they ended (each output's `result`),
+/// bounded: a reply's words.
+fn agents_said(inputs_json: &str) -> String {
+    let inputs: serde_json::Value = serde_json::from_str(inputs_json).unwrap_or_default();
+    let said: Vec<&str> = inputs
+        .as_object()
+        .into_iter()
+        .flat_map(|steps| steps.values())
+        .filter_map(|output| output["result"].as_str())
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    let text = said.join("\n\n");
+    match text.char_indices().nth(REPLY_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 
