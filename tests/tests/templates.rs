@@ -544,7 +544,15 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         names,
-        ["deploy", "feature", "greet", "parallel-feature", "refactor"]
+        [
+            "deploy",
+            "feature",
+            "fix-ci",
+            "fix-issue",
+            "greet",
+            "parallel-feature",
+            "refactor"
+        ]
     );
     let greet = offered.iter().find(|t| t.name == "greet").expect("greet");
     assert!(greet.origin.ends_with("greet.yaml"), "{}", greet.origin);
@@ -581,7 +589,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     assert!(
         refused
             .to_string()
-            .contains("deploy, feature, greet, parallel-feature, refactor"),
+            .contains("deploy, feature, fix-ci, fix-issue, greet, parallel-feature, refactor"),
         "{refused}"
     );
     let call = |method: &str, path: &str, token: &str, body: &str, headers: &[(&str, &str)]| {
@@ -664,9 +672,9 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
     assert_eq!(task.spec.as_ref().expect("spec").name, "greet");
     let listed = call("GET", "/api/v1/templates", "tidewright_viewer", "", &[]);
     assert_eq!(listed.status, 200, "{}", listed.body);
-    assert_eq!(listed.json()["templates"][2]["name"], "greet");
+    assert_eq!(listed.json()["templates"][4]["name"], "greet");
     assert_eq!(
-        listed.json()["templates"][2]["parameters"][1]["required"],
+        listed.json()["templates"][4]["parameters"][1]["required"],
         true
     );
 

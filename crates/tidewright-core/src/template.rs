@@ -28,6 +28,8 @@ use crate::validate::{Limits, validate};
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("deploy", include_str!("../templates/deploy.yaml")),
     ("feature", include_str!("../templates/feature.yaml")),
+    ("fix-ci", include_str!("../templates/fix-ci.yaml")),
+    ("fix-issue", include_str!("../templates/fix-issue.yaml")),
     (
         "parallel-feature",
         include_str!("../templates/parallel-feature.yaml"),
@@ -236,7 +238,7 @@ fn substitutable(path: &[String]) -> bool {
             | [
                 "repo",
                 "pullRequest",
-                "title" | "body" | "base" | "forge" | "apiUrl"
+                "title" | "body" | "base" | "forge" | "apiUrl" | "merge"
             ]
     )
 }
@@ -766,6 +768,8 @@ mod tests {
                 ("broken", false),
                 ("deploy", false),
                 ("feature", true),
+                ("fix-ci", true),
+                ("fix-issue", true),
                 ("parallel-feature", true),
                 ("refactor", true)
             ]
@@ -783,5 +787,64 @@ mod tests {
         }
         let missing = catalog(Some(&dir.path().join("nowhere"))).expect_err("no such directory");
         assert!(missing.to_string().contains("nowhere"), "{missing}");
+    }
+
+    #[test]
+    fn fix_issue_and_fix_ci_follow_their_pull_request_and_keep_the_forges_words_as_they_are() {
+        let load = |name: &str| {
+            catalog(None)
+                .expect("built-ins")
+                .into_iter()
+                .find(|f| f.name == name)
+                .expect("built in")
+                .load()
+                .expect("loads")
+        };
+        // What an issue says goes to the agent as it is: quotes, colons,
+        // markers and lines, never read as YAML or as parameters.
+        let body = "It breaks: `add(2, 3)` is \"-1\".\n${{ title }} - [ ] {a: b}";
+        let spec = load("fix-issue")
+            .render(&given(&[
+                ("repo", "https://github.com/acme/app.git"),
+                ("number", "42"),
+                ("title", "add subtracts"),
+                ("body", body),
+            ]))
+            .expect("renders");
+        assert_eq!(spec.name, "fix-issue #42: add subtracts");
+        assert_eq!(spec.labels.get("issue").map(String::as_str), Some("42"));
+        let repo = spec.repo.as_ref().expect("repo");
+        let pr = repo.pull_request.as_ref().expect("pull request");
+        assert!(pr.follows());
+        assert_eq!(pr.merge, Some(crate::repo::MergeMethod::Auto));
+        assert_eq!(pr.title, "Fix #42: add subtracts");
+        let prompt = &spec.steps[0].claude_code.as_ref().expect("agent").prompt;
+        assert!(prompt.contains(body), "{prompt}");
+        let spec = load("fix-ci")
+            .render(&given(&[
+                ("repo", "https://gitlab.com/acme/app.git"),
+                ("forge", "gitlab"),
+                ("check", "unittest"),
+                ("log", "AssertionError: -1 != 5"),
+                ("merge", "squash"),
+            ]))
+            .expect("renders");
+        let pr = spec
+            .repo
+            .as_ref()
+            .and_then(|r| r.pull_request.as_ref())
+            .expect("pull request");
+        assert_eq!(pr.merge, Some(crate::repo::MergeMethod::Squash));
+        assert_eq!(pr.forge, Some(crate::repo::Forge::Gitlab));
+        let prompt = &spec.steps[0].claude_code.as_ref().expect("agent").prompt;
+        assert!(prompt.contains("AssertionError: -1 != 5"), "{prompt}");
+        let refused = load("fix-ci")
+            .render(&given(&[
+                ("repo", "https://github.com/acme/app.git"),
+                ("check", "t"),
+                ("merge", "fast-forward"),
+            ]))
+            .expect_err("not a merge method");
+        assert!(refused.to_string().contains("merge"), "{refused}");
     }
 }
