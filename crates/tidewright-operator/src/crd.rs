@@ -289,7 +289,7 @@ pub struct TidewrightTaskSpec {
     #[serde(flatten)]
     pub task: tidewright_core::TaskSpec,
     /// Run this TaskTemplate of the Task's namespace (or, when it has none
-    /// of that name, the built-in template: feature, refactor, deploy)
+    /// of that name, the built-in template: feature, refactor, deploy, parallel-feature, fix-issue, fix-ci)
     /// instead of steps given here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_ref: Option<TemplateRef>,
