@@ -1,9 +1,11 @@
 // Sends one of GitHub's own example webhook deliveries, as GitHub sends it:
 // the example of EVENT (and ACTION) from @octokit/webhooks-examples, with
-// CHANGES (JSON) merged into it, signed by @octokit/webhooks-methods with
-// SECRET (unsigned when it is empty), named DELIVERY. Prints the answer's
-// status and body as one JSON line. Run from the forge tools' directory
-// (tests/src/forge.rs copies it there), where its packages are.
+// CHANGES (JSON) merged into it, checked against GitHub's description of
+// that delivery (@octokit/openapi-webhooks, with Ajv: a payload it refuses
+// is not sent), signed by @octokit/webhooks-methods with SECRET (unsigned
+// when it is empty), named DELIVERY. Prints the answer's status and body as
+// one JSON line. Run from the forge tools' directory (tests/src/forge.rs
+// copies it there), where its packages are.
 //
 //   node deliver.mjs URL EVENT ACTION SECRET DELIVERY CHANGES
 import { createRequire } from "node:module";
@@ -32,7 +34,29 @@ function merge(into, from) {
   return into;
 }
 
-const body = JSON.stringify(merge(structuredClone(example), JSON.parse(changes || "{}")));
+const payload = merge(structuredClone(example), JSON.parse(changes || "{}"));
+
+// GitHub's description of the delivery: `check-run-completed` for event
+// check_run, action completed; `status` for an event without actions.
+const Ajv2020 = require("ajv/dist/2020").default;
+const addFormats = require("ajv-formats");
+const described = require("@octokit/openapi-webhooks/generated/api.github.com.json");
+const name = event.replaceAll("_", "-");
+const key = [`${name}-${action}`, name].find((k) => described.webhooks[k]);
+if (!key) {
+  console.error(`@octokit/openapi-webhooks describes no ${event} ${action} delivery`);
+  process.exit(2);
+}
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
+ajv.addSchema({ $id: "webhooks", components: described.components });
+const schema = described.webhooks[key].post.requestBody.content["application/json"].schema;
+const valid = ajv.compile({ $ref: `webhooks${schema.$ref}` });
+if (!valid(payload)) {
+  console.error(`the ${key} delivery is not as GitHub describes it: ${JSON.stringify(valid.errors)}`);
+  process.exit(3);
+}
+const body = JSON.stringify(payload);
 const headers = {
   "content-type": "application/json",
   "user-agent": "GitHub-Hookshot/tidewright-tests",
