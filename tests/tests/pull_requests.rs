@@ -865,3 +865,49 @@ fn a_control_plane_whose_hook_secret_is_missing_or_empty_does_not_start() {
         assert!(stderr.contains(said), "{stderr}");
     }
 }
+
+/// A repository without CI: no check ever runs on the head, so tidewright
+/// does not merge it (it merges only what a check passed) and says so; a
+/// person merges it, and the task ends merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_no_check_ran_on_is_merged_by_a_person_not_by_tidewright() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(PROJECT, &[("calc.py", CALC), ("test_calc.py", CALC_TEST)]);
+    let first = git.rev_parse(PROJECT, "main");
+    let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD).expect("forge");
+    let server = control_plane(dir.path());
+    let _worker = secret_holding_worker(&server.url, dir.path(), "w", 2, &server.worker_token)
+        .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let work = shell_step(
+        "work",
+        &[],
+        "printf 'add = lambda a, b: b + a\\n' > calc.py",
+    );
+    let id = submit(&client, followed_on((&git, &forge), work, "auto"))
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(120), || async {
+        step_log(&client, &id, "deliver")
+            .await
+            .contains("tidewright merges only what a check passed")
+            .then_some(())
+    })
+    .await
+    .expect("it says why it does not merge");
+    assert_eq!(git.rev_parse(PROJECT, "main"), first, "not merged");
+    let (status, merged) = forge
+        .github(
+            ("PUT", &format!("/repos/{PROJECT}/pulls/1/merge")),
+            PASSWORD,
+            &serde_json::json!({"merge_method": "merge"}),
+        )
+        .expect("a person merges it");
+    assert_eq!(status, 200, "{merged}");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("merged by a person");
+    assert_eq!(output(step(&task, "deliver"))["merged"], merged["sha"]);
+    all_valid(&forge);
+}

@@ -7,9 +7,10 @@
 //!   it, ends the attempt as a verdict (failed, with a `verification` whose
 //!   checks say what failed and why); the engine sends it back to the
 //!   agent whose work it is and runs this step again once it is fixed.
-//! - Green, no change requested on the head, and a `merge` asked for: the
-//!   pull request is merged through the forge, which may say not yet (its
-//!   branch protection wants a review), and is asked again.
+//! - Green (a check passed on the head, and none fails or runs), no change
+//!   requested on it, and a `merge` asked for: the pull request is merged
+//!   through the forge, which may say not yet (its branch protection wants
+//!   a review), and is asked again. A head no check ran on is not green.
 //! - Merged (by this step or a person): the step succeeds. Closed unmerged:
 //!   the step fails, with nothing for an agent to fix.
 //!
@@ -19,8 +20,6 @@
 //! The state is the forge's and the store's: a run that starts again
 //! (a worker lost, a control plane's failover) looks afresh and doubles
 //! nothing.
-
-use std::time::Instant;
 
 use tidewright_core::repo::PullRequestSpec;
 use tidewright_core::{CheckResult, RepoSpec, Verification};
@@ -85,10 +84,9 @@ pub(crate) async fn follow(
         short(&head)
     ));
     answer_threads(&pull, (&head, &attempt.inputs_json), &log).await;
-    let started = Instant::now();
     let mut said = String::new();
     loop {
-        let look = match look(&pull, pr, &head, started.elapsed() >= pr.poll()).await {
+        let look = match look(&pull, pr, &head).await {
             Ok(look) => look,
             // A forge that does not answer now may at the next look.
             Err(tidewright_git::Error::Unavailable(why)) => Look::Waiting(why),
@@ -150,14 +148,13 @@ pub(crate) async fn follow(
 }
 
 /// One look: merged or closed; else what fails on `head`; else green and
-/// merged when asked, or what it waits for. A head with no checks at all
-/// is green only once a poll has passed since the push (`settled`), so
-/// that a forge's CI has had time to start.
+/// merged when asked, or what it waits for. A head no check has passed on
+/// is never green: tidewright merges only what a check passed, and a
+/// forge's CI may not have started on a head it was just pushed.
 async fn look(
     pull: &Pull<'_>,
     pr: &PullRequestSpec,
     head: &str,
-    settled: bool,
 ) -> Result<Look, tidewright_git::Error> {
     let state = pull.state().await?;
     if state.merged {
@@ -248,8 +245,11 @@ async fn look(
             pending.join(", ")
         )));
     }
-    if checks.is_empty() && !settled {
-        return Ok(Look::Waiting(format!("no check on {} yet", short(head))));
+    if checks.is_empty() {
+        return Ok(Look::Waiting(format!(
+            "no check has run on {} yet: tidewright merges only what a check passed (a repository without CI is merged by a person)",
+            short(head)
+        )));
     }
     let Some(method) = &pr.merge else {
         return Ok(Look::Waiting(format!(
