@@ -985,6 +985,24 @@ pub fn wait_for_gate(gate: &Path) -> String {
     )
 }
 
+/// Returns once step `step` of task `task_id` has logged `text`, within
+/// `limit`.
+pub async fn until_logged(
+    client: &Tasks,
+    (task_id, step): (&str, &str),
+    text: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    eventually(limit, || async {
+        step_log(client, task_id, step)
+            .await
+            .contains(text)
+            .then_some(())
+    })
+    .await
+    .with_context(|| format!("step {step} of task {task_id} logs {text:?}"))
+}
+
 /// The lines step `step` of task `task_id` logged, one per line.
 pub async fn step_log(client: &Tasks, task_id: &str, step: &str) -> String {
     let events = task_events(&mut client.clone(), task_id, 0, false)

@@ -312,12 +312,12 @@ async fn a_kill_9_of_the_leader_while_a_pull_request_is_followed_misses_no_failu
         .expect("leader up")
         .tasks()
         .await?;
-    eventually(Duration::from_secs(120), || async {
-        step_log(&direct, &id, "deliver")
-            .await
-            .contains("waiting for check(s)")
-            .then_some(())
-    })
+    until_logged(
+        &direct,
+        (&id, "deliver"),
+        "waiting for check(s)",
+        Duration::from_secs(120),
+    )
     .await?;
     crate::failover::kill_leader(&mut cluster, first).await?;
     std::fs::write(&gate, "")?;
@@ -381,12 +381,12 @@ async fn changes_a_reviewer_requests_go_back_to_the_agent_each_thread_gets_a_rep
     );
     let id = submit(&client, request).await.expect("submit");
     // Green, and held by the protection until a review.
-    eventually(Duration::from_secs(180), || async {
-        step_log(&client, &id, "deliver")
-            .await
-            .contains("At least 1 approving review")
-            .then_some(())
-    })
+    until_logged(
+        &client,
+        (&id, "deliver"),
+        "At least 1 approving review",
+        Duration::from_secs(180),
+    )
     .await
     .expect("the forge holds the merge for a review");
     let pulls = format!("/repos/{PROJECT}/pulls/1");
@@ -493,12 +493,12 @@ async fn on_gitlab_a_thread_on_a_line_goes_back_to_the_agent_and_the_merge_reque
         pr.api_url = setup.forge.gitlab_api();
     }
     let id = submit(&client, request).await.expect("submit");
-    eventually(Duration::from_secs(180), || async {
-        step_log(&client, &id, "deliver")
-            .await
-            .contains("waiting for check(s)")
-            .then_some(())
-    })
+    until_logged(
+        &client,
+        (&id, "deliver"),
+        "waiting for check(s)",
+        Duration::from_secs(180),
+    )
     .await
     .expect("the pipeline runs");
     let head = setup.git.rev_parse(PROJECT, &format!("tidewright/{id}"));
@@ -607,12 +607,12 @@ async fn a_merge_method_the_repository_refuses_and_a_pull_request_closed_end_the
     let id = submit(&client, followed(&setup, work, ""))
         .await
         .expect("submit");
-    eventually(Duration::from_secs(120), || async {
-        step_log(&client, &id, "deliver")
-            .await
-            .contains("waiting for a person to merge it")
-            .then_some(())
-    })
+    until_logged(
+        &client,
+        (&id, "deliver"),
+        "waiting for a person to merge it",
+        Duration::from_secs(120),
+    )
     .await
     .expect("green, waiting for a person");
     let (status, _) = setup
@@ -759,12 +759,12 @@ async fn a_forge_webhook_has_a_followed_pull_request_looked_at_at_once_and_a_bad
         pr.poll_seconds = 3600;
     }
     let id = submit(&client, request).await.expect("submit");
-    eventually(Duration::from_secs(120), || async {
-        step_log(&client, &id, "deliver")
-            .await
-            .contains("waiting for check(s)")
-            .then_some(())
-    })
+    until_logged(
+        &client,
+        (&id, "deliver"),
+        "waiting for check(s)",
+        Duration::from_secs(120),
+    )
     .await
     .expect("its check runs");
     std::fs::write(&gate, "").expect("open the gate");
@@ -888,12 +888,12 @@ async fn a_head_no_check_ran_on_is_merged_by_a_person_not_by_tidewright() {
     let id = submit(&client, followed_on((&git, &forge), work, "auto"))
         .await
         .expect("submit");
-    eventually(Duration::from_secs(120), || async {
-        step_log(&client, &id, "deliver")
-            .await
-            .contains("tidewright merges only what a check passed")
-            .then_some(())
-    })
+    until_logged(
+        &client,
+        (&id, "deliver"),
+        "tidewright merges only what a check passed",
+        Duration::from_secs(120),
+    )
     .await
     .expect("it says why it does not merge");
     assert_eq!(git.rev_parse(PROJECT, "main"), first, "not merged");
