@@ -7,6 +7,13 @@
 //! no verdict and says nothing here: the step's retry says it. A landing
 //! that failed is sent back to the agent whose work it is, within the
 //! task's rounds of fixes (`send_back`).
+//!
+//! A followed pull request (`repo.pullRequest.follow`, or `merge`) is the
+//! other way a task's work lands: its deliver step's looks at it end in the
+//! same verdicts (merged; a check failed or changes were requested; closed),
+//! said the same way and sent back through the same rounds of fixes, with
+//! nothing merged into the fix. A forge's event on its repository has the
+//! running look start at once (`wake_followers`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
