@@ -183,7 +183,17 @@ mod tests {
             .into_iter()
             .map(|f| f.name)
             .collect();
-        assert_eq!(names, ["deploy", "feature", "parallel-feature", "refactor"]);
+        assert_eq!(
+            names,
+            [
+                "deploy",
+                "feature",
+                "fix-ci",
+                "fix-issue",
+                "parallel-feature",
+                "refactor"
+            ]
+        );
         let parallel = render(
             "parallel-feature",
             &[
@@ -235,8 +245,9 @@ mod tests {
         );
         let e = render("nope", &[], &source).expect_err("no such template");
         assert!(
-            e.to_string()
-                .contains("there are: deploy, feature, parallel-feature, refactor"),
+            e.to_string().contains(
+                "there are: deploy, feature, fix-ci, fix-issue, parallel-feature, refactor"
+            ),
             "{e}"
         );
     }
