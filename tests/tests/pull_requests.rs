@@ -98,6 +98,23 @@ pub(crate) fn followed_on(
     request
 }
 
+/// The pull request `request` opens.
+fn pull_request_of(request: &mut v1::SubmitTaskRequest) -> &mut v1::PullRequestSpec {
+    request
+        .spec
+        .as_mut()
+        .and_then(|s| s.repo.as_mut())
+        .and_then(|r| r.pull_request.as_mut())
+        .expect("a task with a pull request")
+}
+
+/// `request`'s pull request is the double's GitLab merge request.
+fn on_gitlab(setup: &Setup, request: &mut v1::SubmitTaskRequest) {
+    let pr = pull_request_of(request);
+    pr.forge = "gitlab".into();
+    pr.api_url = setup.forge.gitlab_api();
+}
+
 /// The agent's calls that read `file` and write `content` over it, then
 /// say `done`.
 fn rewrites(file: &str, content: &str, done: &str) -> Vec<Reply> {
@@ -174,15 +191,8 @@ async fn check_fails_then_fix_merges((forge, page, failed): (&str, &str, &str)) 
         claude_step("work", &ask, &["Read", "Write"]),
         "auto",
     );
-    if let Some(pr) = request
-        .spec
-        .as_mut()
-        .and_then(|s| s.repo.as_mut())
-        .and_then(|r| r.pull_request.as_mut())
-        && forge == "gitlab"
-    {
-        pr.forge = forge.into();
-        pr.api_url = setup.forge.gitlab_api();
+    if forge == "gitlab" {
+        on_gitlab(&setup, &mut request);
     }
     let id = submit(&client, request).await.expect("submit");
     let task = wait_succeeded(&client, &id, Duration::from_secs(240))
@@ -483,15 +493,7 @@ async fn on_gitlab_a_thread_on_a_line_goes_back_to_the_agent_and_the_merge_reque
         claude_step("work", &ask, &["Read", "Write"]),
         "squash",
     );
-    if let Some(pr) = request
-        .spec
-        .as_mut()
-        .and_then(|s| s.repo.as_mut())
-        .and_then(|r| r.pull_request.as_mut())
-    {
-        pr.forge = "gitlab".into();
-        pr.api_url = setup.forge.gitlab_api();
-    }
+    on_gitlab(&setup, &mut request);
     let id = submit(&client, request).await.expect("submit");
     until_logged(
         &client,
@@ -750,14 +752,7 @@ async fn a_forge_webhook_has_a_followed_pull_request_looked_at_at_once_and_a_bad
         "printf 'add = lambda a, b: b + a\\n' > calc.py",
     );
     let mut request = followed_on((&git, &forge), work, "auto");
-    if let Some(pr) = request
-        .spec
-        .as_mut()
-        .and_then(|s| s.repo.as_mut())
-        .and_then(|r| r.pull_request.as_mut())
-    {
-        pr.poll_seconds = 3600;
-    }
+    pull_request_of(&mut request).poll_seconds = 3600;
     let id = submit(&client, request).await.expect("submit");
     until_logged(
         &client,

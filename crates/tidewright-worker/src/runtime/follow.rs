@@ -330,11 +330,7 @@ fn verdict(why: String, head: &str, work: tidewright_core::StepWork) -> Ended {
 }
 
 fn tail(text: &str) -> String {
-    let mut start = text.len().saturating_sub(TAIL_BYTES);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_string()
+    tidewright_core::last_bytes(text, TAIL_BYTES).to_string()
 }
 
 fn short(commit: &str) -> &str {

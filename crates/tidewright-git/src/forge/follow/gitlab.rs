@@ -34,20 +34,15 @@ pub(super) async fn state(pull: &Pull<'_>) -> Result<PullState, Error> {
         .call(http::Method::GET, &request(pull), None)
         .await?;
     let merged = mr["state"] == "merged";
-    let merge_commit = [
-        &mr["merge_commit_sha"],
-        &mr["squash_commit_sha"],
-        &mr["sha"],
-    ]
-    .into_iter()
-    .map(text)
-    .find(|c| !c.is_empty())
-    .unwrap_or_default();
     Ok(PullState {
         open: mr["state"] == "opened",
         merged,
         head: text(&mr["sha"]),
-        merge_commit: if merged { merge_commit } else { String::new() },
+        merge_commit: if merged {
+            merged_as(&mr)
+        } else {
+            String::new()
+        },
     })
 }
 
@@ -115,15 +110,11 @@ pub(super) async fn checks(pull: &Pull<'_>, sha: &str) -> Result<Vec<Check>, Err
             .await
             .map(|trace| text(&trace))
             .unwrap_or_else(|e| format!("(its log could not be read: {e})"));
-        let mut start = log.len().saturating_sub(TRACE_BYTES);
-        while !log.is_char_boundary(start) {
-            start += 1;
-        }
         checks.push(Check {
             name: text(&job["name"]),
             state: CheckState::Failed,
             conclusion: text(&job["status"]),
-            text: log[start..].to_string(),
+            text: tidewright_core::last_bytes(&log, TRACE_BYTES).to_string(),
             url: text(&job["web_url"]),
         });
     }
@@ -242,17 +233,7 @@ pub(super) async fn merge(
         .await?;
     let said = crate::forge::said(&answer);
     match status.as_u16() {
-        200..=299 => Ok(Merged::Done(
-            [
-                &answer["merge_commit_sha"],
-                &answer["squash_commit_sha"],
-                &answer["sha"],
-            ]
-            .into_iter()
-            .map(text)
-            .find(|c| !c.is_empty())
-            .unwrap_or_default(),
-        )),
+        200..=299 => Ok(Merged::Done(merged_as(&answer))),
         // Not mergeable now (its pipeline, unresolved threads, a rebase
         // needed), or its head moved: the next look asks again.
         405 | 406 | 409 | 422 => Ok(Merged::NotYet(said)),
@@ -261,4 +242,18 @@ pub(super) async fn merge(
             format!("the forge refused the merge ({status}): {said}"),
         )),
     }
+}
+
+/// The commit a merged request is, as GitLab answers it: its merge commit,
+/// else its squashed commit, else (a fast-forward) its head.
+fn merged_as(mr: &Value) -> String {
+    [
+        &mr["merge_commit_sha"],
+        &mr["squash_commit_sha"],
+        &mr["sha"],
+    ]
+    .into_iter()
+    .map(text)
+    .find(|c| !c.is_empty())
+    .unwrap_or_default()
 }
