@@ -198,6 +198,18 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         Code::InvalidArgument,
         "page_token",
     );
+    // A label key no label may have (an API fuzzer's, which the store's
+    // JSON path once failed on with UNAVAILABLE).
+    refused(
+        client
+            .list_tasks(v1::ListTasksRequest {
+                labels: [("\u{e1}\u{8}\\\"".to_string(), "x".to_string())].into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "labels",
+    );
 
     // A worker that registers badly is refused too.
     let mut agents = server.agents().await?;

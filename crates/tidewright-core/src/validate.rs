@@ -294,6 +294,15 @@ fn validate_task_prompt(prompt: &str, limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a label key holds only what any label key may: letters,
+/// digits, '-', '_', '.' and '/' (a filter on labels is held to it too).
+pub fn valid_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+}
+
 fn validate_labels(labels: &BTreeMap<String, String>, limits: &Limits) -> Result<(), Error> {
     if labels.len() > limits.max_labels {
         return Err(invalid(
@@ -315,10 +324,7 @@ fn validate_labels(labels: &BTreeMap<String, String>, limits: &Limits) -> Result
                 ),
             ));
         }
-        if !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        {
+        if !valid_label_key(key) {
             return Err(invalid(
                 format!("labels[{key:?}]"),
                 "a label key may hold only letters, digits, '-', '_', '.' and '/'",

@@ -113,6 +113,18 @@ impl Tasks {
         if let Some(step) = &caller.step {
             self.cx.step_alive(step).await?;
         }
+        // A key no label may have matches no task; refused, as a submit
+        // refuses it, rather than handed to the store's query.
+        if let Some((key, _)) = request
+            .labels
+            .iter()
+            .find(|(key, _)| !tidewright_core::validate::valid_label_key(key))
+        {
+            return Err(Error::invalid(
+                "labels",
+                format!("{key:?} is not a label key: letters, digits, '-', '_', '.' and '/' only"),
+            ));
+        }
         let mut labels = family::narrowed(&caller, request.labels);
         labels.sort();
         let tenants = asked_tenants(&caller, request.tenants)?;
