@@ -341,6 +341,14 @@ impl Engine {
                 if let Some(offered) = offered {
                     self.fleet.unserved.withdraws(&offered, &self.queue);
                 }
+                // Sent behind every assignment already made to it, on
+                // the same outbox: after this one, none comes.
+                if let Some(w) = self.fleet.workers.get(&worker) {
+                    self.round.effects.push(crate::effects::Effect::ToWorker(
+                        w.outbox.clone(),
+                        crate::to_worker::ToWorker::DrainTaken,
+                    ));
+                }
             }
             Command::Release {
                 worker,

@@ -30,6 +30,10 @@ pub enum ToWorker {
     /// Look at this attempt's followed pull request now: its forge said
     /// something of it (`why`).
     Look { attempt: AttemptKey, why: String },
+    /// The worker's drain is taken: nothing is assigned to it after this,
+    /// so, once what it runs has ended, it may leave without stranding an
+    /// assignment still on its way.
+    DrainTaken,
 }
 
 /// An attempt handed to a worker.

@@ -17,6 +17,9 @@ pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
 
+#[cfg(test)]
+mod drain_tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
@@ -458,6 +461,10 @@ impl Worker {
         }
 
         let mut drain_deadline: Option<tokio::time::Instant> = None;
+        // The control plane has taken the drain: no assignment is on its
+        // way. Until then one sent before it saw the drain may still come,
+        // and running nothing now does not mean running nothing.
+        let mut drain_taken = false;
         // Once the drain's grace is over: the attempts stopped to be handed
         // back, each once its agent's session is kept.
         let mut handing_back: Option<std::collections::HashSet<AttemptKey>> = None;
@@ -485,7 +492,7 @@ impl Worker {
                 }
                 drain_deadline = Some(tokio::time::Instant::now() + self.config.drain_grace);
             }
-            if drain_deadline.is_some() && self.running.is_empty() {
+            if drain_deadline.is_some() && drain_taken && self.running.is_empty() {
                 close_gracefully(outbound, &mut inbound).await;
                 return Ok(SessionEnd::Drained);
             }
@@ -523,6 +530,7 @@ impl Worker {
                     }
                 }
                 message = inbound.message() => match message? {
+                    Some(v1::ServerMessage { kind: Some(Kind::DrainTaken(_)) }) => drain_taken = true,
                     Some(message) => self.on_server_message(message),
                     None => return closed,
                 },
@@ -689,7 +697,7 @@ impl Worker {
                     notify.notify_one();
                 }
             }
-            Some(Kind::Registered(_)) | None => {}
+            Some(Kind::Registered(_)) | Some(Kind::DrainTaken(_)) | None => {}
         }
     }
 }

@@ -30,3 +30,17 @@ async fn a_worker_that_left_is_listed_as_gone_with_why_until_it_is_back() {
     let names: Vec<&str> = fleet.gone.iter().map(|g| g.info.name.as_str()).collect();
     assert_eq!(names, ["w2"]);
 }
+
+#[tokio::test]
+async fn a_drain_is_answered_behind_the_assignments_already_made_and_nothing_follows() {
+    let h = Harness::new();
+    let mut w = h.ready_worker("w", &["shell"], 4).await;
+    h.submit("t", 0, 1, vec![noop("a")]).await;
+    h.engine.drain(w.id).await.expect("drained");
+    assert_eq!(w.assigned().await, key("t", "a", 1));
+    assert_eq!(w.next().await, ToWorker::DrainTaken);
+    h.submit("later", 0, 2, vec![noop("b")]).await;
+    h.engine.credits(w.id, 1).await.expect("credits");
+    h.settled().await;
+    assert!(w.idle(), "a draining worker gets no more work");
+}

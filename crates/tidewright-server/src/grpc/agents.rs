@@ -128,6 +128,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
             attempt: Some(attempt.into()),
             why,
         }),
+        ToWorker::DrainTaken => Kind::DrainTaken(v1::DrainTaken {}),
     };
     v1::ServerMessage { kind: Some(kind) }
 }
