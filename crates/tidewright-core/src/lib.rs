@@ -22,6 +22,7 @@ pub mod step_limits;
 pub mod template;
 mod text;
 pub mod touches;
+pub mod trigger;
 pub mod unserved;
 pub mod validate;
 pub mod verify;

@@ -366,10 +366,11 @@ impl MergeMethod {
 }
 
 /// A forge whose pull requests tidewright can open.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Forge {
+    #[default]
     Github,
     Gitlab,
     /// A name that came over the wire and is neither; validation refuses

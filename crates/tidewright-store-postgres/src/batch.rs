@@ -158,9 +158,9 @@ struct Rows {
     /// Webhooks' endpoints, deliveries and cursor, in the order written:
     /// few next to the tasks' writes, a statement each.
     webhooks: Vec<WebhookWrite>,
-    /// Schedules put, as (tenant, name, record as JSON), or removed (no
-    /// record), in the order written.
-    schedules: Vec<(String, String, Option<String>)>,
+    /// Schedules and triggers put, as (table, tenant, name, record as
+    /// JSON), or removed (no record), in the order written.
+    named: Vec<(tidewright_store::Named, String, String, Option<String>)>,
 }
 
 enum WebhookWrite {
@@ -392,14 +392,30 @@ impl Rows {
                 text(&to_json(webhook, "webhook")?),
             )),
             Write::RemoveWebhook { id } => self.webhooks.push(WebhookWrite::Remove(text(id))),
-            Write::Schedule(schedule) => self.schedules.push((
+            Write::Schedule(schedule) => self.named.push((
+                tidewright_store::Named::Schedules,
                 text(&schedule.tenant),
                 text(&schedule.spec.name),
                 Some(text(&to_json(schedule, "schedule")?)),
             )),
-            Write::RemoveSchedule { tenant, name } => {
-                self.schedules.push((text(tenant), text(name), None))
-            }
+            Write::RemoveSchedule { tenant, name } => self.named.push((
+                tidewright_store::Named::Schedules,
+                text(tenant),
+                text(name),
+                None,
+            )),
+            Write::Trigger(trigger) => self.named.push((
+                tidewright_store::Named::Triggers,
+                text(&trigger.tenant),
+                text(&trigger.spec.name),
+                Some(text(&to_json(trigger, "trigger")?)),
+            )),
+            Write::RemoveTrigger { tenant, name } => self.named.push((
+                tidewright_store::Named::Triggers,
+                text(tenant),
+                text(name),
+                None,
+            )),
             Write::Deliveries { cursor, deliveries } => {
                 for d in deliveries {
                     self.webhooks.push(WebhookWrite::Delivery(
@@ -631,26 +647,21 @@ impl Rows {
                 }
             }
         }
-        for (tenant, name, record) in &self.schedules {
+        for (named, tenant, name, record) in &self.named {
+            let table = named.table();
             match record {
                 Some(record) => {
+                    let sql = format!(
+                        "INSERT INTO {table} (tenant, name, record) VALUES ($1, $2, $3)
+                         ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record"
+                    );
                     pipeline
-                        .add(
-                            conn,
-                            "INSERT INTO schedules (tenant, name, record) VALUES ($1, $2, $3)
-                             ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
-                            params![tenant, name, record],
-                        )
+                        .add(conn, &sql, params![tenant, name, record])
                         .await?
                 }
                 None => {
-                    pipeline
-                        .add(
-                            conn,
-                            "DELETE FROM schedules WHERE tenant = $1 AND name = $2",
-                            params![tenant, name],
-                        )
-                        .await?
+                    let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND name = $2");
+                    pipeline.add(conn, &sql, params![tenant, name]).await?
                 }
             }
         }

@@ -29,12 +29,13 @@ use tidewright_store::admission::Bound;
 use tidewright_store::fleet::{self, FleetPage};
 use tidewright_store::retention::{Expired, Expiring, Retention};
 use tidewright_store::{
-    AuditRecord, Checkpoint, Commit, Created, Error, NewTask, QueuedTask, StateChange, StateEntry,
-    StateKey, StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
+    AuditRecord, Checkpoint, Commit, Created, Error, Named, NewTask, QueuedTask, StateChange,
+    StateEntry, StateKey, StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Unfinished,
+    Write,
 };
 use tidewright_store::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, WebhookStore, WriteStore,
+    TaskStore, TriggerStore, WebhookStore, WriteStore,
 };
 use tokio::sync::watch;
 use tokio_postgres::{Config, Row};
@@ -566,7 +567,8 @@ impl ScheduleStore for PostgresStore {
     async fn schedules(
         &self,
     ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
-        self.read(|conn| Box::pin(webhooks::schedules(conn))).await
+        self.read(|conn| Box::pin(webhooks::named_records(conn, Named::Schedules)))
+            .await
     }
 
     async fn schedule(
@@ -575,8 +577,40 @@ impl ScheduleStore for PostgresStore {
         name: &str,
     ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
         let (tenant, name) = (tenant.to_string(), name.to_string());
-        self.read(move |conn| Box::pin(webhooks::schedule(conn, tenant.clone(), name.clone())))
+        self.read(move |conn| {
+            Box::pin(webhooks::named_record(
+                conn,
+                Named::Schedules,
+                tenant.clone(),
+                name.clone(),
+            ))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TriggerStore for PostgresStore {
+    async fn triggers(&self) -> tidewright_store::Result<Vec<tidewright_store::triggers::Trigger>> {
+        self.read(|conn| Box::pin(webhooks::named_records(conn, Named::Triggers)))
             .await
+    }
+
+    async fn trigger(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> tidewright_store::Result<Option<tidewright_store::triggers::Trigger>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |conn| {
+            Box::pin(webhooks::named_record(
+                conn,
+                Named::Triggers,
+                tenant.clone(),
+                name.clone(),
+            ))
+        })
+        .await
     }
 }
 

@@ -386,6 +386,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE attempts ADD COLUMN verification text NOT NULL DEFAULT '';
     "#,
+    // 18: triggers (tidewright_store::triggers), each a JSON record by tenant
+    // and name, as schedules are.
+    r#"
+    CREATE TABLE triggers (
+        tenant text COLLATE "C" NOT NULL,
+        name   text COLLATE "C" NOT NULL,
+        record text NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    "#,
 ];
 
 /// The first version whose row says its release.

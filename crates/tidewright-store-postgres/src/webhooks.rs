@@ -27,25 +27,30 @@ pub(crate) async fn webhooks(conn: &mut Conn) -> Result<Vec<Webhook>> {
     records(conn.client.query(&statement, &[]).await?, "webhook")
 }
 
-pub(crate) async fn schedules(
+/// Every record of `named` (schedules, triggers), by tenant and name.
+pub(crate) async fn named_records<T: serde::de::DeserializeOwned>(
     conn: &mut Conn,
-) -> Result<Vec<tidewright_store::schedules::Schedule>> {
-    let statement = conn
-        .statement("SELECT record FROM schedules ORDER BY tenant, name")
-        .await?;
-    records(conn.client.query(&statement, &[]).await?, "schedule")
+    named: tidewright_store::Named,
+) -> Result<Vec<T>> {
+    let sql = format!("SELECT record FROM {} ORDER BY tenant, name", named.table());
+    let statement = conn.statement(&sql).await?;
+    records(conn.client.query(&statement, &[]).await?, named.one())
 }
 
-pub(crate) async fn schedule(
+/// The record of `named` by tenant and name, if there is one.
+pub(crate) async fn named_record<T: serde::de::DeserializeOwned>(
     conn: &mut Conn,
+    named: tidewright_store::Named,
     tenant: String,
     name: String,
-) -> Result<Option<tidewright_store::schedules::Schedule>> {
-    let statement = conn
-        .statement("SELECT record FROM schedules WHERE tenant = $1 AND name = $2")
-        .await?;
+) -> Result<Option<T>> {
+    let sql = format!(
+        "SELECT record FROM {} WHERE tenant = $1 AND name = $2",
+        named.table()
+    );
+    let statement = conn.statement(&sql).await?;
     let rows = conn.client.query(&statement, &[&tenant, &name]).await?;
-    Ok(records(rows, "schedule")?.pop())
+    Ok(records(rows, named.one())?.pop())
 }
 
 pub(crate) async fn cursor(conn: &mut Conn) -> Result<u64> {

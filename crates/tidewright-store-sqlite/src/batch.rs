@@ -266,6 +266,21 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 conn.prepare_cached("DELETE FROM schedules WHERE tenant = ?1 AND name = ?2")?
                     .execute(params![tenant, name])?;
             }
+            Write::Trigger(trigger) => {
+                conn.prepare_cached(
+                    "INSERT INTO triggers (tenant, name, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
+                )?
+                .execute(params![
+                    trigger.tenant,
+                    trigger.spec.name,
+                    to_json(trigger, "trigger")?
+                ])?;
+            }
+            Write::RemoveTrigger { tenant, name } => {
+                conn.prepare_cached("DELETE FROM triggers WHERE tenant = ?1 AND name = ?2")?
+                    .execute(params![tenant, name])?;
+            }
             Write::RemoveWebhook { id } => {
                 conn.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
                     .execute(params![id])?;

@@ -38,7 +38,7 @@ use tidewright_store::{
 };
 use tidewright_store::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, WebhookStore, WriteStore,
+    TaskStore, TriggerStore, WebhookStore, WriteStore,
 };
 
 pub struct SqliteStore {
@@ -697,14 +697,8 @@ impl ScheduleStore for SqliteStore {
     async fn schedules(
         &self,
     ) -> tidewright_store::Result<Vec<tidewright_store::schedules::Schedule>> {
-        self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT record FROM schedules ORDER BY tenant, name")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            rows.map(|json| from_record(&json?, "schedule"))
-                .collect::<Result<Vec<_>>>()
-        })
-        .await
+        self.read(|conn| named_records(conn, tidewright_store::Named::Schedules))
+            .await
     }
 
     async fn schedule(
@@ -712,16 +706,57 @@ impl ScheduleStore for SqliteStore {
         tenant: &str,
         name: &str,
     ) -> tidewright_store::Result<Option<tidewright_store::schedules::Schedule>> {
-        let (tenant, name) = (tenant.to_string(), name.to_string());
-        self.read(move |conn| {
-            let json: Option<String> = conn
-                .prepare_cached("SELECT record FROM schedules WHERE tenant = ?1 AND name = ?2")?
-                .query_row([&tenant, &name], |row| row.get(0))
-                .optional()?;
-            json.map(|json| from_record(&json, "schedule")).transpose()
-        })
-        .await
+        let key = (tenant.to_string(), name.to_string());
+        self.read(move |conn| named_record(conn, tidewright_store::Named::Schedules, &key))
+            .await
     }
+}
+
+#[async_trait]
+impl TriggerStore for SqliteStore {
+    async fn triggers(&self) -> tidewright_store::Result<Vec<tidewright_store::triggers::Trigger>> {
+        self.read(|conn| named_records(conn, tidewright_store::Named::Triggers))
+            .await
+    }
+
+    async fn trigger(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> tidewright_store::Result<Option<tidewright_store::triggers::Trigger>> {
+        let key = (tenant.to_string(), name.to_string());
+        self.read(move |conn| named_record(conn, tidewright_store::Named::Triggers, &key))
+            .await
+    }
+}
+
+/// Every record of `named`, by tenant and name.
+fn named_records<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    named: tidewright_store::Named,
+) -> Result<Vec<T>> {
+    let sql = format!("SELECT record FROM {} ORDER BY tenant, name", named.table());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    rows.map(|json| from_record(&json?, named.one()))
+        .collect::<Result<Vec<_>>>()
+}
+
+/// The record of `named` by `(tenant, name)`, if there is one.
+fn named_record<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    named: tidewright_store::Named,
+    (tenant, name): &(String, String),
+) -> Result<Option<T>> {
+    let sql = format!(
+        "SELECT record FROM {} WHERE tenant = ?1 AND name = ?2",
+        named.table()
+    );
+    let json: Option<String> = conn
+        .prepare_cached(&sql)?
+        .query_row([tenant, name], |row| row.get(0))
+        .optional()?;
+    json.map(|json| from_record(&json, named.one())).transpose()
 }
 
 /// A row of the fleet's order as stored: runs `[task, first, last]`

@@ -139,6 +139,12 @@ CREATE TABLE IF NOT EXISTS schedules (
     record TEXT NOT NULL,
     PRIMARY KEY (tenant, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS triggers (
+    tenant TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     id         TEXT PRIMARY KEY,
     webhook_id TEXT NOT NULL,

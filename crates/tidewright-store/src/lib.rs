@@ -25,6 +25,7 @@ pub mod memory;
 pub mod retention;
 pub mod schedules;
 pub mod state;
+pub mod triggers;
 pub mod webhooks;
 pub mod write_queue;
 
@@ -175,6 +176,13 @@ pub enum Write {
     Schedule(Box<schedules::Schedule>),
     /// Removes a schedule; its tasks stay.
     RemoveSchedule {
+        tenant: String,
+        name: String,
+    },
+    /// Creates a trigger, or replaces it (its history, its replies owed).
+    Trigger(Box<triggers::Trigger>),
+    /// Removes a trigger; its tasks stay.
+    RemoveTrigger {
         tenant: String,
         name: String,
     },
@@ -584,6 +592,7 @@ pub trait Store:
     + SpendStore
     + WebhookStore
     + ScheduleStore
+    + TriggerStore
     + Send
     + Sync
     + 'static
@@ -794,4 +803,40 @@ pub trait ScheduleStore: Send + Sync {
 
     /// The schedule `name` of `tenant`, if there is one.
     async fn schedule(&self, tenant: &str, name: &str) -> Result<Option<schedules::Schedule>>;
+}
+
+/// Triggers, by tenant and name.
+#[async_trait]
+pub trait TriggerStore: Send + Sync {
+    /// Every trigger, by tenant and name.
+    async fn triggers(&self) -> Result<Vec<triggers::Trigger>>;
+
+    /// The trigger `name` of `tenant`, if there is one.
+    async fn trigger(&self, tenant: &str, name: &str) -> Result<Option<triggers::Trigger>>;
+}
+
+/// The tables of a tenant's named resources (schedules, triggers): each a
+/// JSON record by tenant and name, in every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Schedules,
+    Triggers,
+}
+
+impl Named {
+    /// Its table.
+    pub fn table(self) -> &'static str {
+        match self {
+            Named::Schedules => "schedules",
+            Named::Triggers => "triggers",
+        }
+    }
+
+    /// What one record is called in an error.
+    pub fn one(self) -> &'static str {
+        match self {
+            Named::Schedules => "schedule",
+            Named::Triggers => "trigger",
+        }
+    }
 }

@@ -10,7 +10,7 @@ use tidewright_store::memory::MemoryStore;
 use tidewright_store::{Commit, TaskRecord, Write};
 use tidewright_store::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, WebhookStore, WriteStore,
+    TaskStore, TriggerStore, WebhookStore, WriteStore,
 };
 use tokio::sync::mpsc;
 
@@ -1078,6 +1078,10 @@ passed_on! {
     ScheduleStore {
         fn schedules() -> Vec<store::schedules::Schedule>;
         fn schedule(tenant: &str, name: &str) -> Option<store::schedules::Schedule>;
+    }
+    TriggerStore {
+        fn triggers() -> Vec<store::triggers::Trigger>;
+        fn trigger(tenant: &str, name: &str) -> Option<store::triggers::Trigger>;
     }
 }
 

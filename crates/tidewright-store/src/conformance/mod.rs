@@ -13,6 +13,7 @@ mod schedules;
 mod state;
 mod steps;
 mod tasks;
+mod triggers;
 mod webhooks;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use schedules::*;
 pub use state::*;
 pub use steps::*;
 pub use tasks::*;
+pub use triggers::*;
 pub use webhooks::*;
 
 use crate::webhooks::{Delivery, DeliveryQuery, DeliveryState, TaskPush, Webhook};
@@ -74,6 +76,7 @@ macro_rules! conformance_suite {
             a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,
             schedules_are_kept_replaced_and_removed,
+            triggers_are_kept_replaced_and_removed_with_their_replies_owed,
             a_task_written_with_its_first_dispatch_is_made_in_that_commit,
             finished_tasks_expire_by_their_own_their_tenants_or_the_default_window,
             an_expired_task_goes_with_everything_of_it_and_leaves_a_record,

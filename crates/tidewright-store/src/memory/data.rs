@@ -43,6 +43,7 @@ pub(super) struct Data {
     pub(super) webhooks: BTreeMap<String, Webhook>,
     /// By (tenant, name).
     pub(super) schedules: BTreeMap<(String, String), crate::schedules::Schedule>,
+    pub(super) triggers: BTreeMap<(String, String), crate::triggers::Trigger>,
     /// By id: ids sort by creation time.
     pub(super) deliveries: BTreeMap<String, Delivery>,
     pub(super) webhook_cursor: u64,
@@ -228,6 +229,13 @@ impl Data {
                 }
                 Write::RemoveSchedule { tenant, name } => {
                     self.schedules.remove(&(tenant, name));
+                }
+                Write::Trigger(trigger) => {
+                    let key = (trigger.tenant.clone(), trigger.spec.name.clone());
+                    self.triggers.insert(key, *trigger);
+                }
+                Write::RemoveTrigger { tenant, name } => {
+                    self.triggers.remove(&(tenant, name));
                 }
                 Write::RemoveWebhook { id } => {
                     self.webhooks.remove(&id);

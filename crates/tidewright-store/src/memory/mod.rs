@@ -23,7 +23,7 @@ use crate::{
 };
 use crate::{
     EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    Store, TaskStore, WebhookStore, WriteStore,
+    Store, TaskStore, TriggerStore, WebhookStore, WriteStore,
 };
 use data::Data;
 
@@ -412,6 +412,18 @@ impl ScheduleStore for MemoryStore {
     ) -> Result<Option<crate::schedules::Schedule>> {
         let key = (tenant.to_string(), name.to_string());
         Ok(self.data().schedules.get(&key).cloned())
+    }
+}
+
+#[async_trait]
+impl TriggerStore for MemoryStore {
+    async fn triggers(&self) -> Result<Vec<crate::triggers::Trigger>> {
+        Ok(self.data().triggers.values().cloned().collect())
+    }
+
+    async fn trigger(&self, tenant: &str, name: &str) -> Result<Option<crate::triggers::Trigger>> {
+        let key = (tenant.to_string(), name.to_string());
+        Ok(self.data().triggers.get(&key).cloned())
     }
 }
 
