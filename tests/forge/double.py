@@ -16,7 +16,9 @@ GET /_double/requests answers every request seen, each with whether it was
 valid. Started by the tests (tests/src/forge.rs); writes its port to
 --port-file when it listens.
 
-What a followed pull request needs of GitHub is here too, each call checked
+Triggers' calls are here too: a user's permission on a repository (the
+users the tests add, with theirs) and comments on issues and pull
+requests. What a followed pull request needs of GitHub is here too, each call checked
 against the same description: the pull request itself (closed by PATCH),
 its reviews and their comments, replies in a comment's thread, the check
 runs and commit statuses on a commit, the repository's allowed merge
@@ -51,6 +53,8 @@ SERVED = (
     REPO + "/commits/{ref}/check-runs",
     REPO + "/commits/{ref}/status",
     REPO + "/statuses/{sha}",
+    REPO + "/collaborators/{username}/permission",
+    REPO + "/issues/{issue_number}/comments",
 )
 
 
@@ -91,6 +95,9 @@ class Forge:
         self.settings = {}
         self.reviews = []
         self.comments = []
+        # Comments on issues and pull requests (a triggered task's result),
+        # by project and number.
+        self.issue_comments = []
         self.ids = 1000
 
     def next_id(self):
@@ -316,6 +323,34 @@ class Handler(BaseHTTPRequestHandler):
             with forge.lock:
                 forge.statuses.setdefault((project, rest[1]), {})[status["context"]] = status
             return ok(201, status)
+        if rest[0] == "collaborators" and rest[2:] == ["permission"]:
+            login = urllib.parse.unquote(rest[1])
+            found = next((u for u in forge.users.values() if u["login"] == login), None)
+            if found is None:
+                return refuse(404, "Not Found", valid=True)
+            # GitHub's `permission` is admin, write, read or none: maintain
+            # reads as write, triage as read; `role_name` says which.
+            role = found["permission"]
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            return ok(200, {"permission": legacy, "role_name": role, "user": {"login": login}})
+        if rest[0] == "issues" and rest[2:] == ["comments"]:
+            number = int(rest[1])
+            if method == "GET":
+                return ok(200, [
+                    {k: v for k, v in c.items() if k not in ("project", "issue")}
+                    for c in forge.issue_comments
+                    if c["project"] == project and c["issue"] == number
+                ])
+            comment = {
+                "id": forge.next_id(),
+                "body": body["body"],
+                "user": {"login": user["login"]},
+                "html_url": f"https://github.example/{project}/issues/{number}#issuecomment",
+                "created_at": now(),
+            }
+            with forge.lock:
+                forge.issue_comments.append(dict(comment, project=project, issue=number))
+            return ok(201, comment)
         if rest == ["pulls"] and method == "GET":
             head = args.get("head", "")
             found = [

@@ -97,9 +97,15 @@ impl ForgeDouble {
 
     /// A user whose `token` the double takes (a reviewer).
     pub fn add_user(&self, token: &str, login: &str) -> anyhow::Result<()> {
+        self.add_user_with(token, login, "write")
+    }
+
+    /// A user with `permission` on every repository: admin, maintain,
+    /// write, triage or read.
+    pub fn add_user_with(&self, token: &str, login: &str, permission: &str) -> anyhow::Result<()> {
         self.control(
             "users",
-            serde_json::json!({"token": token, "login": login, "permission": "write"}),
+            serde_json::json!({"token": token, "login": login, "permission": permission}),
         )
     }
 

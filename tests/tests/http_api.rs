@@ -601,6 +601,10 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/schedules/{name}/suspend"),
         ("POST", "/schedules/{name}/resume"),
         ("POST", "/schedules/{name}/trigger"),
+        ("GET", "/triggers"),
+        ("POST", "/triggers"),
+        ("GET", "/triggers/{name}"),
+        ("DELETE", "/triggers/{name}"),
         ("GET", "/webhooks"),
         ("POST", "/webhooks"),
         ("DELETE", "/webhooks/{id}"),
@@ -634,6 +638,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         "ErrorBody",
         "Fleet",
         "ScheduleView",
+        "TriggerView",
     ] {
         assert!(schemas.contains_key(name), "{name} is described");
     }
@@ -1222,4 +1227,74 @@ async fn schedules_are_created_read_fired_suspended_and_removed_over_http_and_ba
             .status,
         200
     );
+}
+
+const ISSUES: &str = "name: issues
+forge: github
+repository: acme/app
+event: issueLabeled
+template: fix-issue
+params: {repo: 'https://github.com/acme/app.git'}
+";
+
+#[tokio::test]
+async fn triggers_are_created_read_and_removed_over_http_and_bad_ones_name_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let yaml = [("Content-Type", "application/yaml")];
+    let post = |path: &str, token: &str, body: &str| {
+        http_call(&api.http, "POST", path, Some(token), &yaml, body).expect("the HTTP port answers")
+    };
+    let made = post("/api/v1/triggers", "tidewright_dev", ISSUES);
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made = made.json();
+    assert_eq!(
+        (&made["name"], &made["event"], &made["template"]),
+        (
+            &"issues".into(),
+            &"issueLabeled".into(),
+            &"fix-issue".into()
+        )
+    );
+    let again = post("/api/v1/triggers", "tidewright_dev", ISSUES);
+    assert_eq!(again.status, 409, "{}", again.body);
+    let refused = post(
+        "/api/v1/triggers",
+        "tidewright_viewer",
+        &ISSUES.replace("name: issues", "name: other"),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    // Refusals name the field and store nothing.
+    for (body, field) in [
+        (ISSUES.replace("fix-issue", "no-such"), "template"),
+        (ISSUES.replace("acme/app\n", "acme\n"), "repository"),
+        (
+            ISSUES.replace("event: issueLabeled", "event: pushed"),
+            "body",
+        ),
+        (ISSUES.replace("forge: github", "forge: bitbucket"), "body"),
+        (format!("{ISSUES}branch: main\n"), "branch"),
+    ] {
+        let body = body.replace("name: issues", "name: refused");
+        let answer = post("/api/v1/triggers", "tidewright_dev", &body);
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
+    }
+    let missing = api.get("/api/v1/triggers/refused", "tidewright_dev");
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let found = api.get("/api/v1/triggers/issues", "tidewright_viewer");
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.json()["repository"], "acme/app");
+    let removed = http_call(
+        &api.http,
+        "DELETE",
+        "/api/v1/triggers/issues",
+        Some("tidewright_dev"),
+        &[],
+        "",
+    )
+    .expect("delete");
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let listed = api.get("/api/v1/triggers", "tidewright_dev").json();
+    assert_eq!(listed["triggers"], serde_json::json!([]));
 }

@@ -46,6 +46,7 @@ mod state;
 mod tasks;
 mod telemetry;
 mod templates;
+mod triggers;
 mod unserved;
 mod up;
 mod upgrade;

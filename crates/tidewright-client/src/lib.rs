@@ -72,6 +72,7 @@ mod producer;
 mod schedules;
 mod state;
 mod stubs;
+mod triggers;
 mod watch;
 mod webhooks;
 

@@ -118,6 +118,15 @@ impl TriggerSpec {
         or(&self.credentials_secret, DEFAULT_SECRET)
     }
 
+    /// The forge's API root: `apiUrl`, or the public forge's.
+    pub fn api_root(&self) -> &str {
+        match (self.api_url.trim_end_matches('/'), &self.forge) {
+            ("", Forge::Gitlab) => "https://gitlab.com/api/v4",
+            ("", _) => "https://api.github.com",
+            (api, _) => api,
+        }
+    }
+
     /// Whether `event` is one this trigger starts on.
     pub fn matches(&self, event: &Event) -> bool {
         if event.forge != self.forge || !event.project.eq_ignore_ascii_case(&self.repository) {

@@ -13,6 +13,7 @@ mod schedule;
 mod state;
 mod taskfile;
 mod template;
+mod trigger;
 mod watch;
 mod webhook;
 
@@ -181,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
         Command::Schedule(command) => schedule::schedule(target, command).await,
+        Command::Trigger(command) => trigger::trigger(target, command).await,
         Command::Template(TemplateCommand::Run(run)) => {
             client::submit(target, template::submit_args(run)).await
         }

@@ -40,7 +40,7 @@ pub fn render(
 }
 
 /// `-p key=value`s as (key, value).
-fn parameters(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn parameters(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     params
         .iter()
         .map(|p| match p.split_once('=') {

@@ -12,8 +12,10 @@ use crate::v1;
 
 mod events;
 mod landings;
+mod triggers;
 pub use events::{ConflictView, EventKindView, EventView, event_view};
 pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
+pub use triggers::{TriggerRunView, TriggerView, trigger_view};
 
 pub fn task_state_name(state: i32) -> &'static str {
     match v1::TaskState::try_from(state) {

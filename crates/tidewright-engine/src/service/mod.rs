@@ -1,7 +1,8 @@
 //! The application services: every call a client makes, as typed calls in
 //! tidewright-core's and the store's terms, by area: `Tasks` (submit,
 //! read, list, cancel, retry, plan, decide, watch, templates, the audit log
-//! and activity), `Schedules`, `Webhooks` (endpoints, deliveries, A2A push
+//! and activity), `Schedules`, `Triggers` (forge events that start
+//! tasks), `Webhooks` (endpoints, deliveries, A2A push
 //! configs), `Budgets`, `State` (shared state and topics), `Fleet` (the
 //! workers and replicas) and `Kept` (what steps keep for the attempts
 //! after them). Each checks the caller's role and tenants, validates,
@@ -45,6 +46,7 @@ mod schedules;
 mod state;
 mod tasks;
 mod templates;
+mod triggers;
 mod watch;
 mod webhooks;
 
@@ -53,10 +55,11 @@ pub use calls::*;
 pub use fleet::{AgentListing, Fleet};
 pub use kept::{Kept, KeptSettings};
 pub use planner::{Planned, Planner};
-pub use repos::Repositories;
+pub use repos::{ForgeProject, Repositories};
 pub use schedules::{CreateSchedule, SCHEDULE_LABEL, ScheduleRef, tick_key};
 pub use state::{MAX_VALUE_BYTES, State, TopicStream};
 pub use templates::Templates;
+pub use triggers::{CreateTrigger, Delivery, Fired, TRIGGER_LABEL, TriggerRef, result_comment};
 pub use webhooks::WebhookRegistry;
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
@@ -124,6 +127,9 @@ pub(crate) struct Context {
     /// Told when a schedule is made or resumed, so the leader's loop looks
     /// at once: its first tick may come before the loop's next look.
     schedules_changed: tokio::sync::Notify,
+    /// Held over each read, change and write of a trigger (create, delete,
+    /// a delivery's firing, replies posted), as `schedule_writes` is.
+    trigger_writes: tokio::sync::Mutex<()>,
 }
 
 /// The services by area, over one shared `Context`; every transport's
@@ -132,6 +138,7 @@ pub(crate) struct Context {
 pub struct Services {
     pub tasks: Tasks,
     pub schedules: Schedules,
+    pub triggers: Triggers,
     pub webhooks: Webhooks,
     pub budgets: Budgets,
     pub state: State,
@@ -150,6 +157,13 @@ pub struct Tasks {
 /// the leader's loop.
 #[derive(Clone)]
 pub struct Schedules {
+    cx: Arc<Context>,
+}
+
+/// Triggers: made, listed, removed; fired by forge deliveries, and their
+/// results replied by the leader's loop.
+#[derive(Clone)]
+pub struct Triggers {
     cx: Arc<Context>,
 }
 
@@ -183,10 +197,12 @@ impl Services {
             audit_log: parts.audit_log,
             schedule_writes: tokio::sync::Mutex::new(()),
             schedules_changed: tokio::sync::Notify::new(),
+            trigger_writes: tokio::sync::Mutex::new(()),
         });
         Services {
             tasks: Tasks { cx: cx.clone() },
             schedules: Schedules { cx: cx.clone() },
+            triggers: Triggers { cx: cx.clone() },
             webhooks: Webhooks { cx: cx.clone() },
             budgets: Budgets { cx: cx.clone() },
             state: State {

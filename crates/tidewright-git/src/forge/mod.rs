@@ -4,9 +4,11 @@
 //! second, so a retried deliver step opens one pull request. The token is
 //! the repository's credential (a token alone, or the password of
 //! `user:password`); it goes in a header of these calls and nowhere else.
-//! A pull request followed once open is `follow`'s.
+//! A pull request followed once open is `follow`'s; a repository's issues,
+//! comments and permissions, as triggers need them, are `issues`'.
 
 pub mod follow;
+pub mod issues;
 
 use std::time::Duration;
 

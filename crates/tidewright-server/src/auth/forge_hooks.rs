@@ -46,6 +46,15 @@ impl ForgeHooks {
         true
     }
 
+    /// Lets delivery `id` be taken again: what it was to do failed, and a
+    /// redelivery must not be ignored for it.
+    pub(crate) fn give_back(&self, id: &str) {
+        if let Ok(mut taken) = self.taken.lock() {
+            taken.ids.remove(id);
+            taken.order.retain(|t| t != id);
+        }
+    }
+
     /// GitLab's token is the secret.
     pub(crate) fn same_token(&self, token: &str) -> bool {
         super::session::same_secret(token, &self.secret)

@@ -72,6 +72,15 @@ service! {
             trigger_schedule(ScheduleRequest) -> TriggerScheduleResponse =
                 |r| Ok(wire::schedule_ref(r)), [0.schedules.trigger_schedule],
                 |task_id| v1::TriggerScheduleResponse { task_id };
+            create_trigger(CreateTriggerRequest) -> Trigger =
+                wire::create_trigger, [0.triggers.create_trigger], wire::trigger;
+            list_triggers(ListTriggersRequest) -> ListTriggersResponse =
+                |_| Ok(()), [0.triggers.list_triggers], wire::triggers;
+            get_trigger(TriggerRequest) -> Trigger =
+                |r| Ok(wire::trigger_ref(r)), [0.triggers.get_trigger], wire::trigger;
+            delete_trigger(TriggerRequest) -> DeleteTriggerResponse =
+                |r| Ok(wire::trigger_ref(r)), [0.triggers.delete_trigger],
+                |()| v1::DeleteTriggerResponse {};
             list_webhooks(ListWebhooksRequest) -> ListWebhooksResponse =
                 |_| Ok(()), [0.webhooks.list_webhooks], wire::webhooks;
             delete_webhook(DeleteWebhookRequest) -> DeleteWebhookResponse =

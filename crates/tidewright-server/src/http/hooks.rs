@@ -11,8 +11,11 @@
 //! about a repository's pull requests (a check, a status, a pipeline, a
 //! review, a comment on a line, the pull request itself) has each deliver
 //! step following a pull request there look at it at once, rather than at
-//! its next poll. The secret is a file in the control plane's repository
-//! secrets directory, named by `--forge-hooks-secret`.
+//! its next poll. A delivery of an event triggers read (an issue
+//! labelled, a comment on a pull request, a failed check suite or
+//! pipeline) starts the task of each trigger it matches. The secret is a
+//! file in the control plane's repository secrets directory, named by
+//! `--forge-hooks-secret`.
 
 use std::sync::Arc;
 
@@ -103,7 +106,8 @@ async fn github(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
                 .unwrap_or_default()
         );
         let wakes = GITHUB_EVENTS.contains(&event);
-        taken(&app, hooks, (delivery, event), (wakes, project, why)).await
+        let starts = tidewright_core::trigger::github_event(event, &payload);
+        taken(&app, hooks, (delivery, event), (wakes, project, why), starts).await
     }
     .await;
     answer.unwrap_or_else(IntoResponse::into_response)
@@ -136,7 +140,8 @@ async fn gitlab(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
             .unwrap_or_default();
         let why = format!("GitLab's {event} on {project}");
         let wakes = GITLAB_EVENTS.contains(&event);
-        taken(&app, hooks, (delivery, event), (wakes, project, why)).await
+        let starts = tidewright_core::trigger::gitlab_event(event, &payload);
+        taken(&app, hooks, (delivery, event), (wakes, project, why), starts).await
     }
     .await;
     answer.unwrap_or_else(IntoResponse::into_response)
@@ -158,14 +163,24 @@ fn json_body(body: &[u8]) -> Result<Value, Error> {
 }
 
 /// Takes delivery `id` once: when it is new and about a repository's pull
-/// requests, the steps following one there look now. Answers what came of
-/// it.
+/// requests, the steps following one there look now; when it is an event
+/// triggers read (`starts`), each trigger of it starts its task. Answers
+/// what came of it.
 async fn taken(
     app: &App,
     hooks: &ForgeHooks,
     (delivery, event): (&str, &str),
     (wakes, project, why): (bool, &str, String),
+    starts: Option<tidewright_core::trigger::Event>,
 ) -> Result<Response, Error> {
+    let Some(engine) = app.engine() else {
+        // Not the leader (standing by, starting): the forge may deliver
+        // again; the poll looks meanwhile. Not taken, so a redelivery
+        // here, once leading, is.
+        return Err(Error::Service(Refusal::Unavailable(
+            "this control plane does not lead now".into(),
+        )));
+    };
     if !hooks.take(delivery) {
         return Ok((
             StatusCode::OK,
@@ -177,20 +192,40 @@ async fn taken(
         )
             .into_response());
     }
-    let looked = match (wakes, app.engine()) {
-        (false, _) => 0,
-        (true, Some(engine)) if !project.is_empty() => {
+    let done = async {
+        let looked = if wakes && !project.is_empty() {
             engine.forge_event(project.to_string(), why).await?
-        }
-        (true, Some(_)) => 0,
-        // Not the leader (standing by, starting): the forge may deliver
-        // again; the poll looks meanwhile.
-        (true, None) => {
-            return Err(Error::Service(Refusal::Unavailable(
-                "this control plane does not lead now".into(),
-            )));
-        }
-    };
+        } else {
+            0
+        };
+        // A trigger's task is started under the delivery's id as its key:
+        // a delivery taken again (after a failure here, or a failover)
+        // finds the task it started.
+        let fired = match starts {
+            Some(event) => {
+                let delivery = tidewright_engine::service::Delivery {
+                    id: delivery.to_string(),
+                    event,
+                };
+                app.services()?.triggers.deliver(delivery).await?
+            }
+            None => Vec::new(),
+        };
+        Ok::<_, Error>((looked, fired))
+    }
+    .await;
+    let (looked, fired) = done.inspect_err(|_| hooks.give_back(delivery))?;
+    let fired: Vec<Value> = fired
+        .into_iter()
+        .map(|f| {
+            json!({
+                "tenant": f.tenant,
+                "trigger": f.trigger,
+                "taskId": f.task_id,
+                "refused": f.refused,
+            })
+        })
+        .collect();
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({
@@ -198,6 +233,7 @@ async fn taken(
             "event": event,
             "taken": true,
             "looked": looked,
+            "triggered": fired,
         })),
     )
         .into_response())

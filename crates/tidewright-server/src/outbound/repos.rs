@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use tidewright_core::RepoSpec;
 use tidewright_core::repo::transport;
-use tidewright_engine::service::Repositories;
+use tidewright_engine::service::{ForgeProject, Repositories};
 use tidewright_git::{Credentials, Part};
 
 /// What the services are answered.
@@ -115,5 +115,77 @@ impl Repositories for GitRepositories {
         )
         .await
         .map_err(refusal)
+    }
+
+    async fn may_write(
+        &self,
+        at: &ForgeProject,
+        user: &str,
+        user_id: u64,
+    ) -> Result<bool, Refusal> {
+        let token = self.token(at)?;
+        self.repository(at, &token)?
+            .may_write(user, user_id)
+            .await
+            .map_err(forge_refusal)
+    }
+
+    async fn pull_branch(&self, at: &ForgeProject, number: u64) -> Result<String, Refusal> {
+        let token = self.token(at)?;
+        self.repository(at, &token)?
+            .pull_branch(number)
+            .await
+            .map_err(forge_refusal)
+    }
+
+    async fn comment(
+        &self,
+        at: &ForgeProject,
+        number: u64,
+        on_pull_request: bool,
+        body: &str,
+    ) -> Result<(), Refusal> {
+        let token = self.token(at)?;
+        self.repository(at, &token)?
+            .comment(number, on_pull_request, body)
+            .await
+            .map_err(forge_refusal)
+    }
+}
+
+impl GitRepositories {
+    /// The credentials the trigger's secret holds.
+    fn token(&self, at: &ForgeProject) -> Result<Credentials, Refusal> {
+        Credentials::read(self.settings.secrets_dir.as_deref(), &at.secret).map_err(forge_refusal)
+    }
+
+    fn repository<'a>(
+        &self,
+        at: &'a ForgeProject,
+        token: &'a Credentials,
+    ) -> Result<tidewright_git::forge::issues::Repository<'a>, Refusal> {
+        // The token goes to the forge's API in a header: never in the clear.
+        if at.api.starts_with("http://") && !self.settings.allow_local {
+            return Err(Refusal::invalid(
+                "apiUrl",
+                format!(
+                    "{}: plain http:// would send the forge token in the clear (this control plane allows it with --allow-local-repos)",
+                    at.api
+                ),
+            ));
+        }
+        tidewright_git::forge::issues::Repository::new(&at.forge, &at.api, &at.project, token)
+            .map_err(forge_refusal)
+    }
+}
+
+/// A forge call's failure, as the services are told it: a bad token or
+/// secret names `credentialsSecret`; a forge that does not answer is
+/// unavailable; anything else it refused is a failed precondition.
+fn forge_refusal(e: tidewright_git::Error) -> Refusal {
+    match e {
+        tidewright_git::Error::Refused { part, message } => Refusal::invalid(part.field(), message),
+        tidewright_git::Error::Unavailable(message) => Refusal::Unavailable(message),
+        other => Refusal::FailedPrecondition(other.to_string()),
     }
 }

@@ -31,7 +31,7 @@ use crate::outbound::planner::AnthropicPlanner;
 use crate::outbound::repos::GitRepositories;
 use crate::outbound::webhooks::Webhooks;
 
-use super::{schedules, tenant_budgets};
+use super::{schedules, tenant_budgets, triggers};
 use crate::store_url::StoreUrl;
 
 /// A checkpoint's message beyond its archive: ids, paths, protobuf framing.
@@ -135,6 +135,8 @@ impl LeaderServices {
         });
         // Schedules fire from the leader only, each tick once.
         let scheduling = schedules::fire_periodically(services.schedules.clone());
+        // Triggered tasks' results are posted from the leader only.
+        let replying = triggers::reply_periodically(services.triggers.clone());
         let expiring = AbortOnDrop(services.kept.expire_periodically());
         let sweeping = AbortOnDrop(engine::retention::sweep_periodically(
             engine.clone(),
@@ -198,7 +200,7 @@ impl LeaderServices {
             hub,
             router,
             services,
-            background: vec![scheduling, expiring, sweeping, delivering],
+            background: vec![scheduling, replying, expiring, sweeping, delivering],
         })
     }
 }

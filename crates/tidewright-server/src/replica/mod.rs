@@ -7,6 +7,7 @@ mod candidate;
 mod leader;
 pub mod schedules;
 mod standby;
+mod triggers;
 
 pub mod tenant_budgets;
 

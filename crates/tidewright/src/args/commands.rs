@@ -325,6 +325,72 @@ pub struct ScheduleCreateArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Add a trigger: the forge's event on the repository, delivered to
+    /// this control plane's /hooks/github or /hooks/gitlab (see
+    /// --forge-hooks-secret), starts the template's task, once per
+    /// delivery, and its result is commented where the event happened.
+    Add(Box<TriggerAddArgs>),
+    /// The triggers, with what their last delivery did.
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove a trigger; the tasks it started stay.
+    Remove {
+        name: String,
+        #[arg(long, env = "TIDEWRIGHT_TENANT")]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerAddArgs {
+    /// Unique in its tenant: lowercase letters, digits and '-'.
+    pub name: String,
+    /// github or gitlab.
+    #[arg(long, default_value = "github")]
+    pub forge: String,
+    /// owner/name (GitLab: group/subgroup/name).
+    #[arg(long)]
+    pub repository: String,
+    /// issueLabeled (an issue got --label), comment (a comment on a pull
+    /// request starts with --command, from a user with write access) or
+    /// checkFailed (a check suite or pipeline failed on --branch).
+    #[arg(long)]
+    pub event: String,
+    /// The template whose task it starts: fix-issue, fix-ci, or one of
+    /// --templates-dir.
+    #[arg(long)]
+    pub template: String,
+    /// issueLabeled: the label [default: agent].
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// comment: the command [default: /tidewright]; the rest of the comment
+    /// is the prompt.
+    #[arg(long, default_value = "")]
+    pub command: String,
+    /// checkFailed: the branch [default: the repository's default branch].
+    #[arg(long, default_value = "")]
+    pub branch: String,
+    /// A template parameter it always fills in, as key=value (repeatable);
+    /// it wins over the event's own.
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// The secret in the control plane's --repo-secrets-dir holding the
+    /// forge token it comments and checks permissions with [default:
+    /// git-token].
+    #[arg(long, default_value = "")]
+    pub credentials_secret: String,
+    /// The forge's API root [default: the public one].
+    #[arg(long, default_value = "")]
+    pub api_url: String,
+    /// The tenant; the token's first by default.
+    #[arg(long, env = "TIDEWRIGHT_TENANT")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
     /// Register an endpoint for a tenant's events. Each delivery is a JSON
     /// POST signed as Standard Webhooks says (the webhook-id,

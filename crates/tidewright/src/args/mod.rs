@@ -121,6 +121,10 @@ pub enum Command {
     /// Schedules: a task submitted at each tick of a cron, in a time zone.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Triggers: a forge's event on a repository (an issue labelled, a
+    /// comment command, a failed check) starts a template's task.
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
     /// Webhooks: endpoints that receive a tenant's task events as signed
     /// JSON POSTs, and their delivery log (admins only).
     #[command(subcommand)]

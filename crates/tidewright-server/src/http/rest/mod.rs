@@ -48,6 +48,7 @@ mod schedules;
 mod sign_in;
 mod state;
 mod templates;
+mod triggers;
 mod webhooks;
 
 /// The routes, to nest under `/api/v1`, and their OpenAPI document at
@@ -120,6 +121,8 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(schedules::suspend_schedule))
         .routes(routes!(schedules::resume_schedule))
         .routes(routes!(schedules::trigger_schedule))
+        .routes(routes!(triggers::list_triggers, triggers::create_trigger))
+        .routes(routes!(triggers::get_trigger, triggers::delete_trigger))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(webhooks::list_deliveries))

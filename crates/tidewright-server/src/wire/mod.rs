@@ -5,6 +5,9 @@
 //! API and the MCP tools (whose arguments are v1 messages) answer with the
 //! same conversions.
 
+mod triggers;
+pub use triggers::*;
+
 use tidewright_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
 use tidewright_api::v1;
 use tidewright_core::template::{Template, TemplateFile};

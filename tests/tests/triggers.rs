@@ -1,0 +1,338 @@
+//! Triggers: a forge's event, delivered as GitHub sends it (its own example
+//! payloads, checked against its published description and signed with
+//! its own library), starts a template's task on the real git server and
+//! the forge double. A labelled issue runs `fix-issue` with the real Claude
+//! Code CLI against the mock Anthropic API; its pull request is followed
+//! until it merges, and the task's result is commented on the issue. A
+//! comment command from a user without write access is answered and
+//! starts nothing; a trigger naming no template is refused.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tidewright_api::v1;
+use tidewright_tests::forge::{ForgeDouble, deliver_github};
+use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets};
+use tidewright_tests::provider::{Api, Mock, Reply};
+use tidewright_tests::*;
+
+use crate::pull_requests::{CALC_TEST, PROJECT};
+
+/// What the repository's main holds before the fix: add subtracts.
+const BROKEN: &str = "add = lambda a, b: a - b\n";
+
+/// The repository with its CI, the forge double, and a control plane that
+/// takes forge webhooks signed with `hook-secret` on its HTTP port.
+struct Hooked {
+    dir: tempfile::TempDir,
+    git: GitServer,
+    forge: ForgeDouble,
+    server: Server,
+    /// `http://…/hooks/github`.
+    hook: String,
+}
+
+fn hooked() -> Hooked {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(PROJECT, &[("calc.py", BROKEN), ("test_calc.py", CALC_TEST)]);
+    let forge = ForgeDouble::start(dir.path(), git.root(), PASSWORD).expect("forge");
+    forge
+        .ci(PROJECT, "unittest", "python3 -m unittest -v")
+        .expect("ci");
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    std::fs::write(Path::new(&secrets).join("hooked"), "hook-secret\n").expect("secret");
+    let http = free_addr();
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--forge-hooks-secret",
+            "hooked",
+            "--http-listen",
+            &http,
+        ],
+    )
+    .expect("server");
+    Hooked {
+        hook: format!("http://{http}/hooks/github"),
+        dir,
+        git,
+        forge,
+        server,
+    }
+}
+
+/// A trigger of `event` on the repository, starting `template` with the
+/// double's API and the git server's URL filled in.
+fn trigger(hooked: &Hooked, name: &str, event: &str, template: &str) -> v1::TriggerSpec {
+    v1::TriggerSpec {
+        name: name.into(),
+        forge: "github".into(),
+        repository: PROJECT.into(),
+        event: event.into(),
+        template: template.into(),
+        params: [
+            ("repo", hooked.git.url(PROJECT)),
+            ("base", "main".to_string()),
+            ("secret", "git-creds".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        credentials_secret: "git-creds".into(),
+        api_url: hooked.forge.github_api(),
+        ..v1::TriggerSpec::default()
+    }
+}
+
+/// The comments on issue (or pull request) `number`, as the double has
+/// them.
+fn comments(forge: &ForgeDouble, number: u64) -> Vec<String> {
+    let (_, answer) = forge
+        .github(
+            ("GET", &format!("/repos/{PROJECT}/issues/{number}/comments")),
+            PASSWORD,
+            &serde_json::Value::Null,
+        )
+        .expect("comments");
+    answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["body"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_result_is_commented() {
+    let title = format!("add subtracts {}", std::process::id());
+    let mock = Mock::start_routed(
+        Api::Anthropic,
+        vec![(
+            title.as_str(),
+            vec![
+                Reply::claude_read("calc.py"),
+                Reply::claude_write("calc.py", "add = lambda a, b: a + b\n"),
+                Reply::Text("add adds now.".into()),
+            ],
+        )],
+    )
+    .await
+    .expect("mock");
+    let hooked = hooked();
+    let secrets = hooked.dir.path().join("repo-secrets").display().to_string();
+    let _worker = start_named_claude_worker(
+        &hooked.server,
+        hooked.dir.path(),
+        "agent",
+        &mock,
+        (&["claude-code", "shell"], 2),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    let client = hooked.server.tasks().await.expect("client");
+    let made = client
+        .clone()
+        .create_trigger(v1::CreateTriggerRequest {
+            tenant: String::new(),
+            spec: Some(trigger(&hooked, "issues", "issueLabeled", "fix-issue")),
+        })
+        .await
+        .expect("created")
+        .into_inner();
+    assert_eq!(made.spec.expect("spec").event, "issueLabeled");
+
+    // GitHub's own example of an issue labelled, on this repository, with
+    // the label and issue the test names.
+    let changes = serde_json::json!({
+        "repository": {"full_name": PROJECT},
+        "label": {"name": "agent"},
+        "issue": {"number": 7, "title": title, "body": "2 + 3 should be 5"},
+    });
+    let (status, said) = deliver_github(
+        &hooked.hook,
+        ("issues", "labeled"),
+        Some("hook-secret"),
+        "issue-1",
+        &changes,
+    )
+    .expect("delivered");
+    assert_eq!(status, 202, "{said}");
+    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let started = &answer["triggered"][0];
+    assert_eq!(started["trigger"], "issues", "{said}");
+    let id = started["taskId"].as_str().expect("a task").to_string();
+
+    let task = wait_succeeded(&client, &id, Duration::from_secs(240))
+        .await
+        .expect("fixed and merged");
+    let labels = &task.spec.as_ref().expect("spec").labels;
+    assert_eq!(labels.get("issue").map(String::as_str), Some("7"));
+    assert_eq!(labels.get("trigger").map(String::as_str), Some("issues"));
+    let merged = output(step(&task, "deliver"))["merged"]
+        .as_str()
+        .expect("merged")
+        .to_string();
+    assert_eq!(hooked.git.rev_parse(PROJECT, "main"), merged);
+
+    // The result is commented on the issue: how it ended, its cost and
+    // duration, and the pull request.
+    let posted = eventually(Duration::from_secs(30), || async {
+        comments(&hooked.forge, 7).into_iter().next()
+    })
+    .await
+    .expect("a comment on the issue");
+    for said in [
+        format!("({id}) succeeded"),
+        "- cost: $".into(),
+        "- duration: ".into(),
+        "- pull request: https://github.example/acme/app/pull/1".into(),
+    ] {
+        assert!(posted.contains(&said), "{said:?} in {posted}");
+    }
+    // The same delivery again starts nothing more.
+    let (status, said) = deliver_github(
+        &hooked.hook,
+        ("issues", "labeled"),
+        Some("hook-secret"),
+        "issue-1",
+        &changes,
+    )
+    .expect("delivered");
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(all_task_ids(&client).await.expect("list"), vec![id.clone()]);
+    // The trigger keeps what its delivery did, and owes no reply now.
+    let listed = client
+        .clone()
+        .list_triggers(v1::ListTriggersRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .triggers;
+    assert_eq!(listed[0].history[0].task_id, id);
+    assert!(listed[0].replies_owed.is_empty(), "{listed:?}");
+    assert_eq!(comments(&hooked.forge, 7).len(), 1, "commented once");
+    let invalid: Vec<_> = hooked
+        .forge
+        .requests()
+        .expect("requests")
+        .into_iter()
+        .filter(|r| r["valid"] != true)
+        .collect();
+    assert!(invalid.is_empty(), "{invalid:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_naming_no_template_is_refused_and_a_comment_from_a_reader_is_answered_and_starts_nothing()
+ {
+    let hooked = hooked();
+    let client = hooked.server.tasks().await.expect("client");
+    refused_naming(
+        client
+            .clone()
+            .create_trigger(v1::CreateTriggerRequest {
+                tenant: String::new(),
+                spec: Some(trigger(&hooked, "nothing", "issueLabeled", "no-such")),
+            })
+            .await,
+        "template",
+    );
+    refused_naming(
+        client
+            .clone()
+            .create_trigger(v1::CreateTriggerRequest {
+                tenant: String::new(),
+                spec: Some(trigger(&hooked, "odd", "pushed", "fix-issue")),
+            })
+            .await,
+        "event",
+    );
+    client
+        .clone()
+        .create_trigger(v1::CreateTriggerRequest {
+            tenant: String::new(),
+            spec: Some(trigger(&hooked, "commands", "comment", "fix-issue")),
+        })
+        .await
+        .expect("created");
+    // A reader of the repository comments the command on pull request 3.
+    hooked
+        .forge
+        .add_user_with("reader-token", "reader", "read")
+        .expect("user");
+    // GitHub's example predates fields its description now requires: they
+    // are filled in as GitHub sends them today.
+    let reactions = serde_json::json!({
+        "url": "https://api.github.com/reactions", "total_count": 0, "+1": 0, "-1": 0,
+        "laugh": 0, "confused": 0, "heart": 0, "hooray": 0, "eyes": 0, "rocket": 0,
+    });
+    let changes = serde_json::json!({
+        "repository": {"full_name": PROJECT},
+        "issue": {
+            "number": 3,
+            "pull_request": {"url": format!("https://api.github.com/repos/{PROJECT}/pulls/3")},
+            "labels": [],
+            "active_lock_reason": null,
+            "reactions": reactions,
+        },
+        "comment": {
+            "body": "/tidewright make add add",
+            "user": {"login": "reader"},
+            "performed_via_github_app": null,
+            "reactions": reactions,
+        },
+    });
+    let (status, said) = deliver_github(
+        &hooked.hook,
+        ("issue_comment", "created"),
+        Some("hook-secret"),
+        "comment-1",
+        &changes,
+    )
+    .expect("delivered");
+    assert_eq!(status, 202, "{said}");
+    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let refused = answer["triggered"][0]["refused"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(refused.contains("reader has no write access"), "{said}");
+    let replied = comments(&hooked.forge, 3);
+    assert_eq!(replied.len(), 1, "{replied:?}");
+    assert!(
+        replied[0].contains("@reader may not start tidewright tasks here"),
+        "{replied:?}"
+    );
+    assert!(all_task_ids(&client).await.expect("list").is_empty());
+    // The CLI lists it with what its last delivery did, and removes it.
+    let listed = succeed(hooked.server.cli().args(["trigger", "list"])).stdout;
+    let listed = String::from_utf8_lossy(&listed);
+    assert!(
+        listed.contains("commands") && listed.contains("refused: "),
+        "{listed}"
+    );
+    succeed(hooked.server.cli().args(["trigger", "remove", "commands"]));
+    let failed = hooked
+        .server
+        .cli()
+        .args(["trigger", "remove", "commands"])
+        .output()
+        .expect("cli");
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("no trigger \"commands\""),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    // Audited, as the trigger.
+    let audit = hooked.server.audit_log().await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "trigger.fire" && a.outcome.starts_with("refused: ")),
+        "{audit:#?}"
+    );
+}
