@@ -551,6 +551,7 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
             "fix-issue",
             "greet",
             "parallel-feature",
+            "pr-command",
             "refactor"
         ]
     );
@@ -587,9 +588,9 @@ async fn the_server_offers_its_templates_over_grpc_and_http_and_refuses_bad_para
         .expect_err("no such template");
     assert_eq!(refused.code(), Some(tonic::Code::NotFound));
     assert!(
-        refused
-            .to_string()
-            .contains("deploy, feature, fix-ci, fix-issue, greet, parallel-feature, refactor"),
+        refused.to_string().contains(
+            "deploy, feature, fix-ci, fix-issue, greet, parallel-feature, pr-command, refactor"
+        ),
         "{refused}"
     );
     let call = |method: &str, path: &str, token: &str, body: &str, headers: &[(&str, &str)]| {

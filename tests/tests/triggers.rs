@@ -4,8 +4,9 @@
 //! the forge double. A labelled issue runs `fix-issue` with the real Claude
 //! Code CLI against the mock Anthropic API; its pull request is followed
 //! until it merges, and the task's result is commented on the issue. A
-//! comment command from a user without write access is answered and
-//! starts nothing; a trigger naming no template is refused.
+//! comment command from a user with write access is a task on its pull
+//! request's branch; from one without, it is answered and starts nothing.
+//! A trigger naming no template is refused.
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +31,8 @@ struct Hooked {
     server: Server,
     /// `http://…/hooks/github`.
     hook: String,
+    /// The HTTP port's address, to start again on.
+    http: String,
 }
 
 fn hooked() -> Hooked {
@@ -43,9 +46,23 @@ fn hooked() -> Hooked {
     let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
     std::fs::write(Path::new(&secrets).join("hooked"), "hook-secret\n").expect("secret");
     let http = free_addr();
-    let server = Server::start_on(
-        &dir.path().join("server"),
-        "127.0.0.1:0",
+    let server = start_hooked(dir.path(), "127.0.0.1:0", &http);
+    Hooked {
+        hook: format!("http://{http}/hooks/github"),
+        http,
+        dir,
+        git,
+        forge,
+        server,
+    }
+}
+
+/// The control plane of `dir`, listening on `listen` and `http`.
+fn start_hooked(dir: &Path, listen: &str, http: &str) -> Server {
+    let secrets = dir.join("repo-secrets").display().to_string();
+    Server::start_on(
+        &dir.join("server"),
+        listen,
         &[
             "--allow-local-repos",
             "--repo-secrets-dir",
@@ -53,17 +70,10 @@ fn hooked() -> Hooked {
             "--forge-hooks-secret",
             "hooked",
             "--http-listen",
-            &http,
+            http,
         ],
     )
-    .expect("server");
-    Hooked {
-        hook: format!("http://{http}/hooks/github"),
-        dir,
-        git,
-        forge,
-        server,
-    }
+    .expect("server")
 }
 
 /// A trigger of `event` on the repository, starting `template` with the
@@ -123,7 +133,7 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
     )
     .await
     .expect("mock");
-    let hooked = hooked();
+    let mut hooked = hooked();
     let secrets = hooked.dir.path().join("repo-secrets").display().to_string();
     let _worker = start_named_claude_worker(
         &hooked.server,
@@ -204,6 +214,28 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
     )
     .expect("delivered");
     assert_eq!(status, 200, "{said}");
+    // After a kill -9 the control plane has forgotten which deliveries it
+    // took; the same delivery again finds the task it started, by its key.
+    let listen = hooked.server.listen_addr();
+    hooked.server.process.signal("KILL");
+    hooked
+        .server
+        .process
+        .wait_exit(Duration::from_secs(10))
+        .expect("killed");
+    hooked.server = start_hooked(hooked.dir.path(), &listen, &hooked.http);
+    let client = hooked.server.tasks().await.expect("client");
+    let (status, said) = deliver_github(
+        &hooked.hook,
+        ("issues", "labeled"),
+        Some("hook-secret"),
+        "issue-1",
+        &changes,
+    )
+    .expect("delivered");
+    assert_eq!(status, 202, "{said}");
+    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    assert_eq!(answer["triggered"][0]["taskId"], id.as_str(), "{said}");
     assert_eq!(all_task_ids(&client).await.expect("list"), vec![id.clone()]);
     // The trigger keeps what its delivery did, and owes no reply now.
     let listed = client
@@ -214,6 +246,8 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
         .into_inner()
         .triggers;
     assert_eq!(listed[0].history[0].task_id, id);
+    assert_eq!(listed[0].history[1].task_id, id, "found again, not made");
+    // It owes no reply: the result is commented once, whoever leads.
     assert!(listed[0].replies_owed.is_empty(), "{listed:?}");
     assert_eq!(comments(&hooked.forge, 7).len(), 1, "commented once");
     let invalid: Vec<_> = hooked
@@ -227,7 +261,7 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trigger_naming_no_template_is_refused_and_a_comment_from_a_reader_is_answered_and_starts_nothing()
+async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_one_from_a_reader_is_answered_and_refused()
  {
     let hooked = hooked();
     let client = hooked.server.tasks().await.expect("client");
@@ -255,7 +289,8 @@ async fn a_trigger_naming_no_template_is_refused_and_a_comment_from_a_reader_is_
         .clone()
         .create_trigger(v1::CreateTriggerRequest {
             tenant: String::new(),
-            spec: Some(trigger(&hooked, "commands", "comment", "fix-issue")),
+            // No template: the comment's own, pr-command.
+            spec: Some(trigger(&hooked, "commands", "comment", "")),
         })
         .await
         .expect("created");
@@ -307,11 +342,67 @@ async fn a_trigger_naming_no_template_is_refused_and_a_comment_from_a_reader_is_
         "{replied:?}"
     );
     assert!(all_task_ids(&client).await.expect("list").is_empty());
+    // A writer's command on pull request 1 (from `feature`) is a task on
+    // that branch, delivered as a pull request into it.
+    hooked.git.inside(PROJECT, &["branch", "feature", "main"]);
+    let (status, pull) = hooked
+        .forge
+        .github(
+            ("POST", &format!("/repos/{PROJECT}/pulls")),
+            PASSWORD,
+            &serde_json::json!({"title": "Feature", "head": "feature", "base": "main"}),
+        )
+        .expect("opened");
+    assert_eq!(status, 201, "{pull}");
+    hooked
+        .forge
+        .add_user_with("writer-token", "writer", "write")
+        .expect("user");
+    let mut changes = changes.clone();
+    changes["issue"]["number"] = pull["number"].clone();
+    changes["comment"]["user"]["login"] = "writer".into();
+    let (status, said) = deliver_github(
+        &hooked.hook,
+        ("issue_comment", "created"),
+        Some("hook-secret"),
+        "comment-2",
+        &changes,
+    )
+    .expect("delivered");
+    assert_eq!(status, 202, "{said}");
+    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let id = answer["triggered"][0]["taskId"].as_str().expect("a task");
+    let task = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: id.to_string(),
+        })
+        .await
+        .expect("task")
+        .into_inner();
+    let spec = task.spec.expect("spec");
+    let repo = spec.repo.expect("repo");
+    assert_eq!(repo.r#ref, "feature");
+    assert_eq!(repo.pull_request.expect("pull request").base, "feature");
+    assert_eq!(spec.labels["template"], "pr-command");
+    assert_eq!(spec.labels["pull-request"], "1");
+    assert!(
+        format!("{:?}", spec.steps[0]).contains("make add add"),
+        "the prompt is the comment's: {:?}",
+        spec.steps[0]
+    );
+    client
+        .clone()
+        .cancel_task(v1::CancelTaskRequest {
+            task_id: id.to_string(),
+        })
+        .await
+        .expect("cancelled");
     // The CLI lists it with what its last delivery did, and removes it.
     let listed = succeed(hooked.server.cli().args(["trigger", "list"])).stdout;
     let listed = String::from_utf8_lossy(&listed);
     assert!(
-        listed.contains("commands") && listed.contains("refused: "),
+        listed.contains("commands") && listed.contains("pr-command"),
         "{listed}"
     );
     succeed(hooked.server.cli().args(["trigger", "remove", "commands"]));

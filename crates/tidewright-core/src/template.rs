@@ -34,6 +34,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "parallel-feature",
         include_str!("../templates/parallel-feature.yaml"),
     ),
+    ("pr-command", include_str!("../templates/pr-command.yaml")),
     ("refactor", include_str!("../templates/refactor.yaml")),
 ];
 
@@ -771,6 +772,7 @@ mod tests {
                 ("fix-ci", true),
                 ("fix-issue", true),
                 ("parallel-feature", true),
+                ("pr-command", true),
                 ("refactor", true)
             ]
         );

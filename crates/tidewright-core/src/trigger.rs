@@ -52,7 +52,9 @@ pub struct TriggerSpec {
     /// repository's default branch when empty).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub branch: String,
-    /// The template whose task it starts.
+    /// The template whose task it starts; when empty, the built-in one of
+    /// its event: `fix-issue`, `pr-command` or `fix-ci`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template: String,
     /// Parameters it always fills in; they win over the event's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -106,6 +108,16 @@ impl TriggerEvent {
 }
 
 impl TriggerSpec {
+    /// The template it starts: its own, or its event's built-in one.
+    pub fn template(&self) -> &str {
+        let built_in = match self.event {
+            TriggerEvent::IssueLabeled => "fix-issue",
+            TriggerEvent::Comment => "pr-command",
+            TriggerEvent::CheckFailed => "fix-ci",
+        };
+        or(&self.template, built_in)
+    }
+
     pub fn label(&self) -> &str {
         or(&self.label, DEFAULT_LABEL)
     }
@@ -205,8 +217,11 @@ pub fn validate(spec: &TriggerSpec) -> Result<(), Error> {
             format!("{:?} must be owner/name{nested}", spec.repository),
         ));
     }
-    if spec.template.trim().is_empty() {
-        return Err(invalid("template", "names the template to run"));
+    if !spec.template.is_empty() && spec.template.trim().is_empty() {
+        return Err(invalid(
+            "template",
+            "names the template to run (leave it out for the event's own)",
+        ));
     }
     let misplaced = [
         ("label", &spec.label, TriggerEvent::IssueLabeled),

@@ -209,6 +209,14 @@ fn a_bad_trigger_is_refused_naming_its_field() {
     let mut spec = trigger(TriggerEvent::IssueLabeled);
     spec.template = " ".into();
     assert_eq!(field(&spec), "template");
+    // Left out, it is the event's own.
+    spec.template = String::new();
+    assert_eq!(validate(&spec), Ok(()));
+    assert_eq!(spec.template(), "fix-issue");
+    spec.event = TriggerEvent::Comment;
+    assert_eq!(spec.template(), "pr-command");
+    spec.event = TriggerEvent::CheckFailed;
+    assert_eq!(spec.template(), "fix-ci");
     let mut spec = trigger(TriggerEvent::IssueLabeled);
     spec.branch = "main".into();
     assert_eq!(field(&spec), "branch");

@@ -191,6 +191,7 @@ mod tests {
                 "fix-ci",
                 "fix-issue",
                 "parallel-feature",
+                "pr-command",
                 "refactor"
             ]
         );
@@ -246,7 +247,7 @@ mod tests {
         let e = render("nope", &[], &source).expect_err("no such template");
         assert!(
             e.to_string().contains(
-                "there are: deploy, feature, fix-ci, fix-issue, parallel-feature, refactor"
+                "there are: deploy, feature, fix-ci, fix-issue, parallel-feature, pr-command, refactor"
             ),
             "{e}"
         );

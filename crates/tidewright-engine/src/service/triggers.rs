@@ -73,7 +73,7 @@ impl Triggers {
             trigger::validate(&spec).map_err(Error::from)?;
             self.cx
                 .templates
-                .find(&spec.template)
+                .find(spec.template())
                 .map_err(|e| match e {
                     Error::NotFound(message) => Error::invalid("template", message),
                     other => other,
@@ -107,7 +107,7 @@ impl Triggers {
             made.spec.forge.as_str(),
             made.spec.repository,
             made.spec.event.as_str(),
-            made.spec.template
+            made.spec.template()
         );
         let entry = audit_entry(&caller, ACTION, &made.tenant, &made.spec.name, "ok", detail);
         self.cx.record(vec![entry]);
@@ -248,7 +248,7 @@ impl Triggers {
                 *branch = self.cx.repositories.pull_branch(&at, *number).await?;
             }
         }
-        let template = self.cx.templates.find(&spec.template)?;
+        let template = self.cx.templates.find(spec.template())?;
         let declared: Vec<&str> = template.parameters.keys().map(String::as_str).collect();
         let given: Vec<(String, String)> = spec.params_for(&event, &declared).into_iter().collect();
         let mut task = template.render(&given)?;

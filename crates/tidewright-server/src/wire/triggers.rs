@@ -50,6 +50,8 @@ pub fn trigger_ref(request: v1::TriggerRequest) -> TriggerRef {
 
 pub fn trigger(trigger: Trigger) -> v1::Trigger {
     let spec = trigger.spec;
+    // The template it starts, its event's own when it names none.
+    let template = spec.template().to_string();
     v1::Trigger {
         tenant: trigger.tenant,
         spec: Some(v1::TriggerSpec {
@@ -60,7 +62,7 @@ pub fn trigger(trigger: Trigger) -> v1::Trigger {
             label: spec.label,
             command: spec.command,
             branch: spec.branch,
-            template: spec.template,
+            template,
             params: spec.params.into_iter().collect(),
             credentials_secret: spec.credentials_secret,
             api_url: spec.api_url,

@@ -359,9 +359,9 @@ pub struct TriggerAddArgs {
     /// checkFailed (a check suite or pipeline failed on --branch).
     #[arg(long)]
     pub event: String,
-    /// The template whose task it starts: fix-issue, fix-ci, or one of
-    /// --templates-dir.
-    #[arg(long)]
+    /// The template whose task it starts [default: the event's own:
+    /// fix-issue, pr-command or fix-ci].
+    #[arg(long, default_value = "")]
     pub template: String,
     /// issueLabeled: the label [default: agent].
     #[arg(long, default_value = "")]
