@@ -99,6 +99,20 @@ fn trigger(hooked: &Hooked, name: &str, event: &str, template: &str) -> v1::Trig
     }
 }
 
+/// GitHub's example delivery of `event`, `changes` merged into it, signed
+/// with the hooks' secret, as delivery `id`: the answer's status and JSON.
+fn deliver(
+    hooked: &Hooked,
+    event: (&str, &str),
+    id: &str,
+    changes: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, said) =
+        deliver_github(&hooked.hook, event, Some("hook-secret"), id, changes).expect("delivered");
+    let answer = serde_json::from_str(&said).unwrap_or(serde_json::Value::String(said));
+    (status, answer)
+}
+
 /// The comments on issue (or pull request) `number`, as the double has
 /// them.
 fn comments(forge: &ForgeDouble, number: u64) -> Vec<String> {
@@ -163,18 +177,10 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
         "label": {"name": "agent"},
         "issue": {"number": 7, "title": title, "body": "2 + 3 should be 5"},
     });
-    let (status, said) = deliver_github(
-        &hooked.hook,
-        ("issues", "labeled"),
-        Some("hook-secret"),
-        "issue-1",
-        &changes,
-    )
-    .expect("delivered");
-    assert_eq!(status, 202, "{said}");
-    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let (status, answer) = deliver(&hooked, ("issues", "labeled"), "issue-1", &changes);
+    assert_eq!(status, 202, "{answer}");
     let started = &answer["triggered"][0];
-    assert_eq!(started["trigger"], "issues", "{said}");
+    assert_eq!(started["trigger"], "issues", "{answer}");
     let id = started["taskId"].as_str().expect("a task").to_string();
 
     let task = wait_succeeded(&client, &id, Duration::from_secs(240))
@@ -205,15 +211,8 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
         assert!(posted.contains(&said), "{said:?} in {posted}");
     }
     // The same delivery again starts nothing more.
-    let (status, said) = deliver_github(
-        &hooked.hook,
-        ("issues", "labeled"),
-        Some("hook-secret"),
-        "issue-1",
-        &changes,
-    )
-    .expect("delivered");
-    assert_eq!(status, 200, "{said}");
+    let (status, answer) = deliver(&hooked, ("issues", "labeled"), "issue-1", &changes);
+    assert_eq!(status, 200, "{answer}");
     // After a kill -9 the control plane has forgotten which deliveries it
     // took; the same delivery again finds the task it started, by its key.
     let listen = hooked.server.listen_addr();
@@ -225,17 +224,9 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
         .expect("killed");
     hooked.server = start_hooked(hooked.dir.path(), &listen, &hooked.http);
     let client = hooked.server.tasks().await.expect("client");
-    let (status, said) = deliver_github(
-        &hooked.hook,
-        ("issues", "labeled"),
-        Some("hook-secret"),
-        "issue-1",
-        &changes,
-    )
-    .expect("delivered");
-    assert_eq!(status, 202, "{said}");
-    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
-    assert_eq!(answer["triggered"][0]["taskId"], id.as_str(), "{said}");
+    let (status, answer) = deliver(&hooked, ("issues", "labeled"), "issue-1", &changes);
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["triggered"][0]["taskId"], id.as_str(), "{answer}");
     assert_eq!(all_task_ids(&client).await.expect("list"), vec![id.clone()]);
     // The trigger keeps what its delivery did, and owes no reply now.
     let listed = client
@@ -321,20 +312,12 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
             "reactions": reactions,
         },
     });
-    let (status, said) = deliver_github(
-        &hooked.hook,
-        ("issue_comment", "created"),
-        Some("hook-secret"),
-        "comment-1",
-        &changes,
-    )
-    .expect("delivered");
-    assert_eq!(status, 202, "{said}");
-    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let (status, answer) = deliver(&hooked, ("issue_comment", "created"), "comment-1", &changes);
+    assert_eq!(status, 202, "{answer}");
     let refused = answer["triggered"][0]["refused"]
         .as_str()
         .unwrap_or_default();
-    assert!(refused.contains("reader has no write access"), "{said}");
+    assert!(refused.contains("reader has no write access"), "{answer}");
     let replied = comments(&hooked.forge, 3);
     assert_eq!(replied.len(), 1, "{replied:?}");
     assert!(
@@ -361,16 +344,8 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
     let mut changes = changes.clone();
     changes["issue"]["number"] = pull["number"].clone();
     changes["comment"]["user"]["login"] = "writer".into();
-    let (status, said) = deliver_github(
-        &hooked.hook,
-        ("issue_comment", "created"),
-        Some("hook-secret"),
-        "comment-2",
-        &changes,
-    )
-    .expect("delivered");
-    assert_eq!(status, 202, "{said}");
-    let answer: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let (status, answer) = deliver(&hooked, ("issue_comment", "created"), "comment-2", &changes);
+    assert_eq!(status, 202, "{answer}");
     let id = answer["triggered"][0]["taskId"].as_str().expect("a task");
     let task = client
         .clone()

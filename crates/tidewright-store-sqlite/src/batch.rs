@@ -5,6 +5,7 @@
 use crate::fault::{Fault, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use tidewright_core::StepState;
+use tidewright_store::Named;
 use tidewright_store::event_groups::EventGroups;
 use tidewright_store::retention::micros_of_seconds;
 use tidewright_store::webhooks::DeliveryState;
@@ -251,35 +252,23 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 )?
                 .execute(params![webhook.id, to_json(webhook, "webhook")?])?;
             }
-            Write::Schedule(schedule) => {
-                conn.prepare_cached(
-                    "INSERT INTO schedules (tenant, name, record) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
-                )?
-                .execute(params![
-                    schedule.tenant,
-                    schedule.spec.name,
-                    to_json(schedule, "schedule")?
-                ])?;
-            }
+            Write::Schedule(schedule) => put_named(
+                conn,
+                Named::Schedules,
+                (&schedule.tenant, &schedule.spec.name),
+                &to_json(schedule, "schedule")?,
+            )?,
             Write::RemoveSchedule { tenant, name } => {
-                conn.prepare_cached("DELETE FROM schedules WHERE tenant = ?1 AND name = ?2")?
-                    .execute(params![tenant, name])?;
+                remove_named(conn, Named::Schedules, (tenant, name))?
             }
-            Write::Trigger(trigger) => {
-                conn.prepare_cached(
-                    "INSERT INTO triggers (tenant, name, record) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
-                )?
-                .execute(params![
-                    trigger.tenant,
-                    trigger.spec.name,
-                    to_json(trigger, "trigger")?
-                ])?;
-            }
+            Write::Trigger(trigger) => put_named(
+                conn,
+                Named::Triggers,
+                (&trigger.tenant, &trigger.spec.name),
+                &to_json(trigger, "trigger")?,
+            )?,
             Write::RemoveTrigger { tenant, name } => {
-                conn.prepare_cached("DELETE FROM triggers WHERE tenant = ?1 AND name = ?2")?
-                    .execute(params![tenant, name])?;
+                remove_named(conn, Named::Triggers, (tenant, name))?
             }
             Write::RemoveWebhook { id } => {
                 conn.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
@@ -419,4 +408,35 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
 /// A verified step's round as its column holds it.
 fn verification_json(verification: &tidewright_core::Verification) -> String {
     serde_json::to_string(verification).unwrap_or_default()
+}
+
+/// Creates or replaces the record of `named` by tenant and name.
+fn put_named(
+    conn: &rusqlite::Connection,
+    named: Named,
+    (tenant, name): (&str, &str),
+    record: &str,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {} (tenant, name, record) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
+        named.table()
+    );
+    conn.prepare_cached(&sql)?
+        .execute(params![tenant, name, record])?;
+    Ok(())
+}
+
+/// Removes the record of `named` by tenant and name.
+fn remove_named(
+    conn: &rusqlite::Connection,
+    named: Named,
+    (tenant, name): (&str, &str),
+) -> Result<()> {
+    let sql = format!(
+        "DELETE FROM {} WHERE tenant = ?1 AND name = ?2",
+        named.table()
+    );
+    conn.prepare_cached(&sql)?.execute(params![tenant, name])?;
+    Ok(())
 }
