@@ -29,6 +29,7 @@ mod layers;
 mod metrics;
 mod operator;
 mod operator_schedules;
+mod operator_triggers;
 mod parallel_feature;
 mod planner;
 mod policy;

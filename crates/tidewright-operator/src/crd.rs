@@ -522,6 +522,86 @@ pub struct TidewrightScheduleStatus {
     pub observed_generation: Option<i64>,
 }
 
+/// A forge's event on a repository that starts a template's task: the
+/// control plane's trigger of the resource's name, in its namespace's
+/// tenant, which takes the event's deliveries on its `/hooks/github` or
+/// `/hooks/gitlab`. Its status mirrors what the last delivery did.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "tidewright.dev",
+    version = "v1alpha1",
+    kind = "Trigger",
+    root = "TidewrightTrigger",
+    namespaced,
+    status = "TidewrightTriggerStatus",
+    shortname = "otrigger",
+    category = "tidewright",
+    doc = "A forge event (an issue labelled, a comment command, a failed check) that starts a template's task",
+    printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"),
+    printcolumn(name = "Event", type_ = "string", json_path = ".spec.event"),
+    printcolumn(name = "Template", type_ = "string", json_path = ".spec.template"),
+    printcolumn(name = "Last task", type_ = "string", json_path = ".status.lastTaskId"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TidewrightTriggerSpec {
+    /// github (the default) or gitlab.
+    #[serde(default)]
+    pub forge: tidewright_core::repo::Forge,
+    /// owner/name (GitLab: group/subgroup/name).
+    pub repository: String,
+    /// issueLabeled, comment or checkFailed.
+    pub event: tidewright_core::trigger::TriggerEvent,
+    /// issueLabeled: the label (`agent` when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// comment: the command a comment starts with (`/tidewright` when
+    /// empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// checkFailed: the branch (the repository's default branch when
+    /// empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub branch: String,
+    /// The control plane's template whose task it starts (its event's
+    /// built-in one when empty: fix-issue, pr-command, fix-ci).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template: String,
+    /// Parameters it always fills in, as text; they win over the event's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    /// The secret in the control plane's repository secrets directory
+    /// holding the forge token it comments with (`git-token` when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credentials_secret: String,
+    /// The forge's API root; the public one when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_url: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TidewrightTriggerStatus {
+    /// The last delivery that matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<String>,
+    /// The task it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_task_id: Option<String>,
+    /// Why it started none, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refused: Option<String>,
+    /// Why the control plane refused the trigger, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
 /// An `Agent` `coders` in `team-a` with this spec, for tests.
 #[cfg(test)]
 pub(crate) fn test_agent(spec_yaml: &str) -> Agent {

@@ -15,6 +15,7 @@ pub mod schedules;
 pub mod status;
 pub mod step_pods;
 pub mod tasks;
+pub mod triggers;
 pub mod workers;
 
 use std::future::Future;
@@ -103,7 +104,7 @@ pub async fn run(
         acquired = lock.acquire() => acquired?,
         () = &mut shutdown => return Ok(()),
     }
-    tracing::info!(identity = %config.identity, "leading: reconciling Agents, Tasks and Schedules");
+    tracing::info!(identity = %config.identity, "leading: reconciling Agents, Tasks, Schedules and Triggers");
 
     let ns = config.namespace.as_deref();
     let ctx = Arc::new(Context::new(
@@ -127,10 +128,16 @@ pub async fn run(
         api::<TidewrightSchedule>(&kube, ns),
         watcher::Config::default(),
     )
-    .run(schedules::reconcile, error_policy, ctx)
+    .run(schedules::reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let triggers = Controller::new(
+        api::<crd::TidewrightTrigger>(&kube, ns),
+        watcher::Config::default(),
+    )
+    .run(triggers::reconcile, error_policy, ctx)
     .for_each(|_| async {});
     tokio::select! {
-        _ = futures::future::join3(pools, tasks, schedules) => Ok(()),
+        _ = futures::future::join4(pools, tasks, schedules, triggers) => Ok(()),
         lost = lock.keep() => Err(lost),
         () = &mut shutdown => Ok(()),
     }
@@ -146,6 +153,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         TidewrightTask::crd(),
         crd::TaskTemplate::crd(),
         TidewrightSchedule::crd(),
+        crd::TidewrightTrigger::crd(),
     ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
