@@ -393,6 +393,22 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
         "{}",
         String::from_utf8_lossy(&failed.stderr)
     );
+    // A forge that does not answer fails the delivery (503), and gives it
+    // back: the forge's retry of the same delivery is taken, not ignored.
+    let mut dead = trigger(&hooked, "dead-forge", "comment", "");
+    dead.api_url = format!("http://{}", free_addr());
+    client
+        .clone()
+        .create_trigger(v1::CreateTriggerRequest {
+            tenant: String::new(),
+            spec: Some(dead),
+        })
+        .await
+        .expect("created");
+    for _ in 0..2 {
+        let (status, answer) = deliver(&hooked, ("issue_comment", "created"), "comment-3", &changes);
+        assert_eq!(status, 503, "{answer}");
+    }
     // Audited, as the trigger.
     let audit = hooked.server.audit_log().await.expect("audit");
     assert!(

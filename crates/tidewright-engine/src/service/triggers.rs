@@ -158,7 +158,9 @@ impl Triggers {
     }
 
     /// What a checked delivery does: each trigger whose event it is starts
-    /// its task, or says why not. Audited per trigger, as the trigger.
+    /// its task, or says why not. Audited per trigger, as the trigger. A
+    /// forge or store that does not answer fails the whole delivery, to be
+    /// delivered again.
     pub async fn deliver(&self, delivery: Delivery) -> Result<Vec<Fired>, Error> {
         let _writing = self.cx.trigger_writes.lock().await;
         let mut fired = Vec::new();
@@ -169,6 +171,12 @@ impl Triggers {
             let outcome = self.start(&found, &delivery).await;
             let (task_id, refused) = match outcome {
                 Ok(task_id) => (task_id, String::new()),
+                // Not this delivery's fault (the forge or the store did not
+                // answer): it fails, so the forge delivers it again; what
+                // it started already is found by its key then.
+                Err(e @ (Error::Unavailable(_) | Error::ShuttingDown | Error::Internal(_))) => {
+                    return Err(e);
+                }
                 Err(e) => (String::new(), e.to_string()),
             };
             // A redelivery finds the task its first delivery started: the
