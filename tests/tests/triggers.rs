@@ -406,7 +406,8 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
         .await
         .expect("created");
     for _ in 0..2 {
-        let (status, answer) = deliver(&hooked, ("issue_comment", "created"), "comment-3", &changes);
+        let (status, answer) =
+            deliver(&hooked, ("issue_comment", "created"), "comment-3", &changes);
         assert_eq!(status, 503, "{answer}");
     }
     // Audited, as the trigger.
