@@ -17,8 +17,8 @@ valid. Started by the tests (tests/src/forge.rs); writes its port to
 --port-file when it listens.
 
 Triggers' calls are here too: a user's permission on a repository (the
-users the tests add, with theirs) and comments on issues and pull
-requests. What a followed pull request needs of GitHub is here too, each call checked
+users the tests add, with theirs; on GitLab, a member's access level) and
+comments on issues and pull requests (GitLab's notes). What a followed pull request needs of GitHub is here too, each call checked
 against the same description: the pull request itself (closed by PATCH),
 its reviews and their comments, replies in a comment's thread, the check
 runs and commit statuses on a commit, the repository's allowed merge
@@ -98,6 +98,8 @@ class Forge:
         # Comments on issues and pull requests (a triggered task's result),
         # by project and number.
         self.issue_comments = []
+        # GitLab's notes on issues and merge requests, by what they are on.
+        self.notes = []
         self.ids = 1000
 
     def next_id(self):
@@ -234,6 +236,8 @@ class Handler(BaseHTTPRequestHandler):
                 forge.users[body["token"]] = {
                     "login": body["login"],
                     "permission": body.get("permission", "write"),
+                    # GitLab's members API asks by the user's id.
+                    "id": body.get("id", 0),
                 }
             elif self.path == "/_double/ci":
                 forge.ci.setdefault(body["project"], {})[body["name"]] = body["run"]
@@ -603,6 +607,19 @@ class Handler(BaseHTTPRequestHandler):
                         self.end_headers()
                         return self.wfile.write(text)
             return refuse(404, "404 Job Not Found", valid=True)
+        if len(rest) == 3 and rest[:2] == ["members", "all"] and method == "GET":
+            # GitLab's access levels: Guest 10, Reporter 20, Developer 30,
+            # Maintainer 40, Owner 50.
+            levels = {"read": 20, "triage": 20, "write": 30, "maintain": 40, "admin": 50}
+            found = next((u for u in forge.users.values() if str(u.get("id")) == rest[2]), None)
+            if found is None:
+                return refuse(404, "404 Not found", valid=True)
+            return ok(200, {
+                "id": found["id"], "username": found["login"], "state": "active",
+                "access_level": levels.get(found["permission"], 10),
+            })
+        if len(rest) == 3 and rest[0] == "issues" and rest[2] == "notes":
+            return self.notes(("issue", project, rest[1]), method, body, user, refuse, ok)
         if rest == ["merge_requests"] and method == "GET":
             if args.get("state") not in (None, "opened", "closed", "locked", "merged", "all"):
                 return refuse(400, "state does not have a valid value")
@@ -642,6 +659,8 @@ class Handler(BaseHTTPRequestHandler):
             if unknown:
                 return refuse(400, f"unknown attributes: {unknown}")
             return self.merge_request(project, pull, body, user, refuse, ok)
+        if rest[2:] == ["notes"]:
+            return self.notes(("merge_request", project, rest[1]), method, body, user, refuse, ok)
         if rest[2:] == ["discussions"] and method == "GET":
             return ok(200, [d for d in forge.comments if d.get("request") == (project, pull["answer"]["iid"])])
         if rest[2:] == ["discussions"] and method == "POST":
@@ -672,6 +691,20 @@ class Handler(BaseHTTPRequestHandler):
             discussion["notes"].append(note)
             return ok(201, note)
         return refuse(404, "404 Not Found: the double does not answer this call")
+
+    def notes(self, noteable, method, body, user, refuse, ok):
+        """The notes on an issue or a merge request (`noteable`): listed,
+        or one added, as GitLab's notes API has them."""
+        if method == "GET":
+            return ok(200, [n for (on, n) in self.forge.notes if on == noteable])
+        if method != "POST":
+            return refuse(405, "405 Method Not Allowed")
+        if not isinstance(body.get("body"), str) or not body["body"]:
+            return refuse(400, "body is missing")
+        note = self.note(body["body"], user, None)
+        with self.forge.lock:
+            self.forge.notes.append((noteable, note))
+        return ok(201, note)
 
     def note(self, body, user, position):
         return {

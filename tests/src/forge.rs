@@ -103,10 +103,46 @@ impl ForgeDouble {
     /// A user with `permission` on every repository: admin, maintain,
     /// write, triage or read.
     pub fn add_user_with(&self, token: &str, login: &str, permission: &str) -> anyhow::Result<()> {
+        self.add_user_id(token, (login, 0), permission)
+    }
+
+    /// A user as `add_user_with` adds one, with GitLab's user `id`.
+    pub fn add_user_id(
+        &self,
+        token: &str,
+        (login, id): (&str, u64),
+        permission: &str,
+    ) -> anyhow::Result<()> {
         self.control(
             "users",
-            serde_json::json!({"token": token, "login": login, "permission": permission}),
+            serde_json::json!({"token": token, "login": login, "permission": permission, "id": id}),
         )
+    }
+
+    /// A call to its GitLab API as the user of `token`: the status and the
+    /// JSON answer.
+    pub fn gitlab(
+        &self,
+        (method, path): (&str, &str),
+        token: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let answer = crate::http_call(
+            &self.addr,
+            method,
+            &format!("/api/v4{path}"),
+            None,
+            &[
+                ("content-type", "application/json"),
+                ("private-token", token),
+            ],
+            &if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            },
+        )?;
+        Ok((answer.status, answer.json()))
     }
 
     /// The CI `project` runs on each commit asked about: the check `name`,

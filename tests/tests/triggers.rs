@@ -419,3 +419,182 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
         "{audit:#?}"
     );
 }
+
+/// The notes on GitLab's issue or merge request (`on`: `issues/5`,
+/// `merge_requests/1`), as the double has them.
+fn notes(forge: &ForgeDouble, on: &str) -> Vec<String> {
+    let project = PROJECT.replace('/', "%2F");
+    let (_, answer) = forge
+        .gitlab(
+            ("GET", &format!("/projects/{project}/{on}/notes")),
+            PASSWORD,
+            &serde_json::Value::Null,
+        )
+        .expect("notes");
+    answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["body"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// On GitLab, with hooks as its documentation describes them: an issue
+/// whose labels gained `agent` starts fix-issue, a writer's note on a
+/// merge request starts pr-command on its source branch, a reader's is
+/// answered with a note and starts nothing, and each task's result is
+/// noted where its event happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_gitlab_a_labelled_issue_and_a_writers_note_start_tasks_and_a_readers_note_is_answered()
+{
+    let hooked = hooked();
+    let client = hooked.server.tasks().await.expect("client");
+    for (name, event) in [("issues", "issueLabeled"), ("notes", "comment")] {
+        let mut spec = trigger(&hooked, name, event, "");
+        spec.forge = "gitlab".into();
+        spec.api_url = hooked.forge.gitlab_api();
+        client
+            .clone()
+            .create_trigger(v1::CreateTriggerRequest {
+                tenant: String::new(),
+                spec: Some(spec),
+            })
+            .await
+            .expect("created");
+    }
+    hooked.git.inside(PROJECT, &["branch", "feature", "main"]);
+    let encoded = PROJECT.replace('/', "%2F");
+    let (status, request) = hooked
+        .forge
+        .gitlab(
+            ("POST", &format!("/projects/{encoded}/merge_requests")),
+            PASSWORD,
+            &serde_json::json!({"source_branch": "feature", "target_branch": "main", "title": "Feature"}),
+        )
+        .expect("opened");
+    assert_eq!(status, 201, "{request}");
+    let iid = request["iid"].as_u64().expect("iid");
+    hooked
+        .forge
+        .add_user_id("reader-token", ("reader", 77), "read")
+        .expect("user");
+    hooked
+        .forge
+        .add_user_id("writer-token", ("writer", 78), "write")
+        .expect("user");
+    let project = serde_json::json!({
+        "path_with_namespace": PROJECT,
+        "git_http_url": hooked.git.url(PROJECT),
+        "default_branch": "main",
+    });
+    let note = |(who, id): (&str, u64)| {
+        serde_json::json!({
+            "object_kind": "note",
+            "user": {"id": id, "username": who},
+            "project": project,
+            "object_attributes": {"note": "/tidewright make add add", "noteable_type": "MergeRequest"},
+            "merge_request": {"iid": iid, "source_branch": "feature", "target_branch": "main"},
+        })
+    };
+    let http = hooked.http.clone();
+    let hook = move |event: &str, id: &str, body: &serde_json::Value| {
+        let answer = http_call(
+            &http,
+            "POST",
+            "/hooks/gitlab",
+            None,
+            &[
+                ("x-gitlab-token", "hook-secret"),
+                ("x-gitlab-event", event),
+                ("x-gitlab-event-uuid", id),
+                ("content-type", "application/json"),
+            ],
+            &body.to_string(),
+        )
+        .expect("posted");
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        answer.json()["triggered"][0].clone()
+    };
+    let get = |id: &str| {
+        let client = client.clone();
+        let id = id.to_string();
+        async move {
+            client
+                .clone()
+                .get_task(v1::GetTaskRequest { task_id: id })
+                .await
+                .expect("task")
+                .into_inner()
+        }
+    };
+    let cancel = |id: &str| {
+        let client = client.clone();
+        let id = id.to_string();
+        async move {
+            client
+                .clone()
+                .cancel_task(v1::CancelTaskRequest { task_id: id })
+                .await
+                .expect("cancelled");
+        }
+    };
+
+    // A reader: answered on the merge request, nothing started.
+    let fired = hook("Note Hook", "n-1", &note(("reader", 77)));
+    let refused = fired["refused"].as_str().unwrap_or_default();
+    assert!(refused.contains("reader has no write access"), "{fired}");
+    let answered = notes(&hooked.forge, &format!("merge_requests/{iid}"));
+    assert!(
+        answered.len() == 1 && answered[0].contains("@reader may not start tidewright tasks"),
+        "{answered:?}"
+    );
+    assert!(all_task_ids(&client).await.expect("list").is_empty());
+
+    // A writer: a task on the source branch; its result is noted there.
+    let fired = hook("Note Hook", "n-2", &note(("writer", 78)));
+    let id = fired["taskId"].as_str().expect("a task").to_string();
+    let spec = get(&id).await.spec.expect("spec");
+    let repo = spec.repo.expect("repo");
+    assert_eq!(repo.r#ref, "feature");
+    assert_eq!(repo.pull_request.expect("pull request").forge, "gitlab");
+    assert_eq!(spec.labels["pull-request"], iid.to_string());
+    cancel(&id).await;
+    eventually(Duration::from_secs(30), || async {
+        notes(&hooked.forge, &format!("merge_requests/{iid}"))
+            .iter()
+            .find(|n| n.contains(&format!("({id}) cancelled")))
+            .cloned()
+    })
+    .await
+    .expect("the result noted on the merge request");
+
+    // An issue whose labels gained `agent`: fix-issue, noted on the issue.
+    let issue = serde_json::json!({
+        "object_kind": "issue",
+        "user": {"id": 78, "username": "writer"},
+        "project": project,
+        "object_attributes": {"iid": 5, "title": "add subtracts", "description": "2 + 3 is 5", "action": "update"},
+        "changes": {"labels": {"previous": [{"title": "bug"}], "current": [{"title": "bug"}, {"title": "agent"}]}},
+    });
+    let fired = hook("Issue Hook", "i-1", &issue);
+    let id = fired["taskId"].as_str().expect("a task").to_string();
+    let spec = get(&id).await.spec.expect("spec");
+    assert_eq!(spec.labels["template"], "fix-issue");
+    assert_eq!(spec.labels["issue"], "5");
+    cancel(&id).await;
+    eventually(Duration::from_secs(30), || async {
+        notes(&hooked.forge, "issues/5")
+            .into_iter()
+            .find(|n| n.contains(&format!("({id}) cancelled")))
+    })
+    .await
+    .expect("the result noted on the issue");
+    let invalid: Vec<_> = hooked
+        .forge
+        .requests()
+        .expect("requests")
+        .into_iter()
+        .filter(|r| r["valid"] != true)
+        .collect();
+    assert!(invalid.is_empty(), "{invalid:#?}");
+}
