@@ -373,6 +373,61 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
         })
         .await
         .expect("cancelled");
+    // A check suite that failed on main starts fix-ci; one on another
+    // branch, or one that passed, starts nothing.
+    client
+        .clone()
+        .create_trigger(v1::CreateTriggerRequest {
+            tenant: String::new(),
+            spec: Some(trigger(&hooked, "ci", "checkFailed", "")),
+        })
+        .await
+        .expect("created");
+    let suite = |branch: &str, conclusion: &str| {
+        serde_json::json!({
+            "repository": {"full_name": PROJECT, "default_branch": "main"},
+            "check_suite": {"head_branch": branch, "conclusion": conclusion},
+        })
+    };
+    for (delivery, branch, conclusion) in [
+        ("suite-1", "feature", "failure"),
+        ("suite-2", "main", "success"),
+    ] {
+        let (status, answer) = deliver(
+            &hooked,
+            ("check_suite", "completed"),
+            delivery,
+            &suite(branch, conclusion),
+        );
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["triggered"], serde_json::json!([]), "{answer}");
+    }
+    let (status, answer) = deliver(
+        &hooked,
+        ("check_suite", "completed"),
+        "suite-3",
+        &suite("main", "failure"),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let ci = answer["triggered"][0]["taskId"].as_str().expect("a task");
+    let task = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: ci.to_string(),
+        })
+        .await
+        .expect("task")
+        .into_inner();
+    let spec = task.spec.expect("spec");
+    assert_eq!(spec.labels["template"], "fix-ci");
+    assert_eq!(spec.repo.expect("repo").r#ref, "main");
+    client
+        .clone()
+        .cancel_task(v1::CancelTaskRequest {
+            task_id: ci.to_string(),
+        })
+        .await
+        .expect("cancelled");
     // The CLI lists it with what its last delivery did, and removes it.
     let listed = succeed(hooked.server.cli().args(["trigger", "list"])).stdout;
     let listed = String::from_utf8_lossy(&listed);
