@@ -127,22 +127,27 @@ impl ForgeDouble {
         token: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let answer = crate::http_call(
-            &self.addr,
-            method,
-            &format!("/api/v4{path}"),
-            None,
-            &[
-                ("content-type", "application/json"),
-                ("private-token", token),
-            ],
-            &if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            },
-        )?;
-        Ok((answer.status, answer.json()))
+        let headers = [
+            ("content-type", "application/json"),
+            ("private-token", token),
+        ];
+        self.call((method, &format!("/api/v4{path}")), None, &headers, body)
+    }
+
+    /// A call to its GitHub API as the user of `token`, as GitHub's own
+    /// clients make it: the status and the JSON answer.
+    pub fn github(
+        &self,
+        (method, path): (&str, &str),
+        token: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let headers = [
+            ("content-type", "application/json"),
+            ("user-agent", "tidewright-tests"),
+            ("accept", "application/vnd.github+json"),
+        ];
+        self.call((method, path), Some(token), &headers, body)
     }
 
     /// The CI `project` runs on each commit asked about: the check `name`,
@@ -163,30 +168,20 @@ impl ForgeDouble {
         )
     }
 
-    /// A call to its GitHub API as the user of `token`, as GitHub's own
-    /// clients make it: the status and the JSON answer.
-    pub fn github(
+    /// One call to the double with `headers` and `body` (none when null).
+    fn call(
         &self,
         (method, path): (&str, &str),
-        token: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
         body: &serde_json::Value,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let answer = crate::http_call(
-            &self.addr,
-            method,
-            path,
-            Some(token),
-            &[
-                ("content-type", "application/json"),
-                ("user-agent", "tidewright-tests"),
-                ("accept", "application/vnd.github+json"),
-            ],
-            &if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            },
-        )?;
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let answer = crate::http_call(&self.addr, method, path, bearer, headers, &body)?;
         Ok((answer.status, answer.json()))
     }
 

@@ -113,6 +113,18 @@ fn deliver(
     (status, answer)
 }
 
+/// Asks the control plane for the trigger `spec`, in the token's tenant.
+async fn create(client: &Tasks, spec: v1::TriggerSpec) -> Result<v1::Trigger, tonic::Status> {
+    client
+        .clone()
+        .create_trigger(v1::CreateTriggerRequest {
+            tenant: String::new(),
+            spec: Some(spec),
+        })
+        .await
+        .map(|t| t.into_inner())
+}
+
 /// The comments on issue (or pull request) `number`, as the double has
 /// them.
 fn comments(forge: &ForgeDouble, number: u64) -> Vec<String> {
@@ -159,15 +171,12 @@ async fn a_labelled_issue_starts_fix_issue_whose_pull_request_merges_and_its_res
     )
     .expect("worker");
     let client = hooked.server.tasks().await.expect("client");
-    let made = client
-        .clone()
-        .create_trigger(v1::CreateTriggerRequest {
-            tenant: String::new(),
-            spec: Some(trigger(&hooked, "issues", "issueLabeled", "fix-issue")),
-        })
-        .await
-        .expect("created")
-        .into_inner();
+    let made = create(
+        &client,
+        trigger(&hooked, "issues", "issueLabeled", "fix-issue"),
+    )
+    .await
+    .expect("created");
     assert_eq!(made.spec.expect("spec").event, "issueLabeled");
 
     // GitHub's own example of an issue labelled, on this repository, with
@@ -257,32 +266,27 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
     let hooked = hooked();
     let client = hooked.server.tasks().await.expect("client");
     refused_naming(
-        client
-            .clone()
-            .create_trigger(v1::CreateTriggerRequest {
-                tenant: String::new(),
-                spec: Some(trigger(&hooked, "nothing", "issueLabeled", "no-such")),
-            })
-            .await,
+        create(
+            &client,
+            trigger(&hooked, "nothing", "issueLabeled", "no-such"),
+        )
+        .await,
         "template",
     );
     refused_naming(
-        client
-            .clone()
-            .create_trigger(v1::CreateTriggerRequest {
-                tenant: String::new(),
-                spec: Some(trigger(&hooked, "odd", "pushed", "fix-issue")),
-            })
-            .await,
+        create(&client, trigger(&hooked, "odd", "pushed", "fix-issue")).await,
         "event",
     );
-    client
+    let stored = client
         .clone()
-        .create_trigger(v1::CreateTriggerRequest {
-            tenant: String::new(),
-            // No template: the comment's own, pr-command.
-            spec: Some(trigger(&hooked, "commands", "comment", "")),
-        })
+        .list_triggers(v1::ListTriggersRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .triggers;
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+    // No template: the comment's own, pr-command.
+    create(&client, trigger(&hooked, "commands", "comment", ""))
         .await
         .expect("created");
     // A reader of the repository comments the command on pull request 3.
@@ -375,12 +379,7 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
         .expect("cancelled");
     // A check suite that failed on main starts fix-ci; one on another
     // branch, or one that passed, starts nothing.
-    client
-        .clone()
-        .create_trigger(v1::CreateTriggerRequest {
-            tenant: String::new(),
-            spec: Some(trigger(&hooked, "ci", "checkFailed", "")),
-        })
+    create(&client, trigger(&hooked, "ci", "checkFailed", ""))
         .await
         .expect("created");
     let suite = |branch: &str, conclusion: &str| {
@@ -452,14 +451,7 @@ async fn a_comment_command_from_a_writer_works_on_its_pull_requests_branch_and_o
     // back: the forge's retry of the same delivery is taken, not ignored.
     let mut dead = trigger(&hooked, "dead-forge", "comment", "");
     dead.api_url = format!("http://{}", free_addr());
-    client
-        .clone()
-        .create_trigger(v1::CreateTriggerRequest {
-            tenant: String::new(),
-            spec: Some(dead),
-        })
-        .await
-        .expect("created");
+    create(&client, dead).await.expect("created");
     for _ in 0..2 {
         let (status, answer) =
             deliver(&hooked, ("issue_comment", "created"), "comment-3", &changes);
@@ -508,14 +500,7 @@ async fn on_gitlab_a_labelled_issue_and_a_writers_note_start_tasks_and_a_readers
         let mut spec = trigger(&hooked, name, event, "");
         spec.forge = "gitlab".into();
         spec.api_url = hooked.forge.gitlab_api();
-        client
-            .clone()
-            .create_trigger(v1::CreateTriggerRequest {
-                tenant: String::new(),
-                spec: Some(spec),
-            })
-            .await
-            .expect("created");
+        create(&client, spec).await.expect("created");
     }
     hooked.git.inside(PROJECT, &["branch", "feature", "main"]);
     let encoded = PROJECT.replace('/', "%2F");

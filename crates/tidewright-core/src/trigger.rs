@@ -96,6 +96,16 @@ impl TriggerEvent {
         }
     }
 
+    /// The built-in template a trigger of this event starts when it names
+    /// none.
+    pub fn built_in_template(self) -> &'static str {
+        match self {
+            TriggerEvent::IssueLabeled => "fix-issue",
+            TriggerEvent::Comment => "pr-command",
+            TriggerEvent::CheckFailed => "fix-ci",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<TriggerEvent> {
         [
             TriggerEvent::IssueLabeled,
@@ -110,12 +120,7 @@ impl TriggerEvent {
 impl TriggerSpec {
     /// The template it starts: its own, or its event's built-in one.
     pub fn template(&self) -> &str {
-        let built_in = match self.event {
-            TriggerEvent::IssueLabeled => "fix-issue",
-            TriggerEvent::Comment => "pr-command",
-            TriggerEvent::CheckFailed => "fix-ci",
-        };
-        or(&self.template, built_in)
+        or(&self.template, self.event.built_in_template())
     }
 
     pub fn label(&self) -> &str {

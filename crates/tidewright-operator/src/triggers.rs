@@ -97,10 +97,9 @@ async fn apply(
 /// unchanged resource compares equal to what is there.
 fn desired(trigger: &TidewrightTrigger) -> v1::TriggerSpec {
     let spec = &trigger.spec;
-    let core = tidewright_core::trigger::TriggerSpec {
-        event: spec.event,
-        template: spec.template.clone(),
-        ..Default::default()
+    let template = match spec.template.as_str() {
+        "" => spec.event.built_in_template(),
+        named => named,
     };
     v1::TriggerSpec {
         name: trigger.name_any(),
@@ -110,7 +109,7 @@ fn desired(trigger: &TidewrightTrigger) -> v1::TriggerSpec {
         label: spec.label.clone(),
         command: spec.command.clone(),
         branch: spec.branch.clone(),
-        template: core.template().to_string(),
+        template: template.to_string(),
         params: spec.parameters.clone().into_iter().collect(),
         credentials_secret: spec.credentials_secret.clone(),
         api_url: spec.api_url.clone(),
