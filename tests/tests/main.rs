@@ -10,6 +10,7 @@ mod agent_fixtures;
 mod agent_runtimes;
 mod agents_dag;
 mod approvals;
+mod attempts;
 mod bad_input;
 mod budgets;
 mod chart;

@@ -295,6 +295,18 @@ impl From<v1::StepSpec> for core::StepSpec {
                 disk: Some(l.disk).filter(|d| !d.is_empty()),
             }),
             verify: step.verify.map(Into::into),
+            attempts: step.attempts.map(|a| core::attempts::AttemptsSpec {
+                n: a.n,
+                runtimes: a.runtimes,
+                select: core::attempts::Select::parse(&a.select),
+                stop_early: a.stop_early,
+            }),
+            select: step.select.map(|s| core::attempts::SelectSpec {
+                attempts: s.attempts,
+                select: core::attempts::Select::parse(&s.select),
+                stop_early: s.stop_early,
+                prompt: s.prompt,
+            }),
         }
     }
 }
@@ -407,6 +419,18 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 disk: l.disk.clone().unwrap_or_default(),
             }),
             verify: step.verify.clone().map(Into::into),
+            attempts: step.attempts.as_ref().map(|a| v1::Attempts {
+                n: a.n,
+                runtimes: a.runtimes.clone(),
+                select: a.select.as_str().to_string(),
+                stop_early: a.stop_early,
+            }),
+            select: step.select.as_ref().map(|s| v1::SelectSpec {
+                attempts: s.attempts.clone(),
+                select: s.select.as_str().to_string(),
+                stop_early: s.stop_early,
+                prompt: s.prompt.clone(),
+            }),
         }
     }
 }

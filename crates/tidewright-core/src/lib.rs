@@ -2,6 +2,7 @@
 //! and the scheduling queue. Pure logic, no I/O, so every rule is unit-tested.
 
 pub mod address;
+pub mod attempts;
 pub mod budget;
 pub mod build;
 pub mod calendar;

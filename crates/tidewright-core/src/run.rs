@@ -61,8 +61,16 @@ pub struct TaskRun {
     steps: Vec<StepStatus>,
     /// For each step, the steps that depend on it.
     dependents: Vec<Vec<usize>>,
-    /// For each step, how many dependencies have not succeeded yet.
+    /// For each step, how many dependencies have not succeeded yet (for
+    /// a step that chooses among attempts: how many have not ended).
     unmet: Vec<usize>,
+    /// For each attempt of a step with `attempts`, the step that chooses
+    /// among them (see [`crate::attempts`]).
+    chooser: Vec<Option<usize>>,
+    /// For each step that chooses, its attempts, and whether the rest stop
+    /// once one passes.
+    attempts_of: Vec<Vec<usize>>,
+    stops_early: Vec<bool>,
     failure: Option<String>,
     cancelled: Option<String>,
 }
@@ -114,13 +122,32 @@ impl TaskRun {
             .collect();
         let mut dependents = vec![Vec::new(); spec.steps.len()];
         let mut unmet = vec![0; spec.steps.len()];
+        let mut chooser = vec![None; spec.steps.len()];
+        let mut attempts_of = vec![Vec::new(); spec.steps.len()];
+        let mut stops_early = vec![false; spec.steps.len()];
+        for (i, step) in spec.steps.iter().enumerate() {
+            if let Some(select) = &step.select {
+                stops_early[i] = select.stops_early();
+                for attempt in &select.attempts {
+                    if let Some(&a) = index.get(attempt.as_str()) {
+                        chooser[a] = Some(i);
+                        attempts_of[i].push(a);
+                    }
+                }
+            }
+        }
         for (i, step) in spec.steps.iter().enumerate() {
             for dep in &step.depends_on {
                 // Specs are validated before they get here; an unknown name
                 // would have been rejected.
                 if let Some(&d) = index.get(dep.as_str()) {
                     dependents[d].push(i);
-                    if steps[d].state != StepState::Succeeded {
+                    let met = if chooser[d] == Some(i) {
+                        steps[d].state.is_terminal()
+                    } else {
+                        steps[d].state == StepState::Succeeded
+                    };
+                    if !met {
                         unmet[i] += 1;
                     }
                 }
@@ -135,6 +162,9 @@ impl TaskRun {
             steps,
             dependents,
             unmet,
+            chooser,
+            attempts_of,
+            stops_early,
             failure: None,
             cancelled: None,
         }
@@ -319,6 +349,7 @@ impl TaskRun {
         let retryable = may_retry
             && matches!(outcome, Outcome::Failed(_) | Outcome::Cancelled(_))
             && !self.is_winding_down()
+            && !self.outrun(index)
             && self.steps[index].attempt - self.attempts_before[index] < self.max_attempts[index];
         if retryable && self.steps[index].state == StepState::Running {
             let message = match outcome {
@@ -358,6 +389,11 @@ impl TaskRun {
             state,
             message: message.clone(),
         }];
+        if let Some(chooser) = self.chooser[index] {
+            self.attempt_ended(index, chooser, &mut changes);
+            self.conclude(&mut changes);
+            return Ok(changes);
+        }
         match outcome {
             Outcome::Succeeded => {
                 if self.is_winding_down() {
@@ -384,6 +420,82 @@ impl TaskRun {
         }
         self.conclude(&mut changes);
         Ok(changes)
+    }
+
+    /// An attempt of a step with attempts ended, whatever its outcome: its
+    /// failure is not the task's (the step that chooses fails when none
+    /// passed). One that passed first, when the rest stop early, skips
+    /// those still waiting; the caller stops those running
+    /// ([`TaskRun::to_stop`]). The step that chooses is ready once every
+    /// attempt has ended.
+    fn attempt_ended(&mut self, index: usize, chooser: usize, changes: &mut Vec<Change>) {
+        let mut ended = vec![index];
+        if self.steps[index].state == StepState::Succeeded && self.stops_early[chooser] {
+            let passed = format!("attempt {} passed first", self.ids[index]);
+            for &sibling in &self.attempts_of[chooser] {
+                let step = &mut self.steps[sibling];
+                if matches!(
+                    step.state,
+                    StepState::Waiting | StepState::AwaitingApproval | StepState::Queued
+                ) {
+                    step.state = StepState::Skipped;
+                    changes.push(Change::Step {
+                        index: sibling,
+                        state: StepState::Skipped,
+                        message: passed.clone(),
+                    });
+                    ended.push(sibling);
+                }
+            }
+        }
+        for _ in ended {
+            self.unmet[chooser] = self.unmet[chooser].saturating_sub(1);
+        }
+        if self.unmet[chooser] == 0
+            && self.steps[chooser].state == StepState::Waiting
+            && !self.is_winding_down()
+        {
+            let ready = self.ready_state(chooser);
+            self.steps[chooser].state = ready;
+            changes.push(Change::Step {
+                index: chooser,
+                state: ready,
+                message: String::new(),
+            });
+        }
+    }
+
+    /// Whether another attempt of the same step passed and the rest stop:
+    /// this one is not retried, nor queued again.
+    fn outrun(&self, index: usize) -> bool {
+        self.chooser[index].is_some_and(|chooser| {
+            self.stops_early[chooser]
+                && self.attempts_of[chooser]
+                    .iter()
+                    .any(|&a| a != index && self.steps[a].state == StepState::Succeeded)
+        })
+    }
+
+    /// The attempts still running that the caller is to stop, because
+    /// `index`, an attempt that passed, won early; empty otherwise.
+    pub fn to_stop(&self, index: usize) -> Vec<usize> {
+        if self.steps[index].state != StepState::Succeeded {
+            return Vec::new();
+        }
+        match self.chooser[index] {
+            Some(chooser) if self.stops_early[chooser] => self.attempts_of[chooser]
+                .iter()
+                .copied()
+                .filter(|&a| self.steps[a].state == StepState::Running)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The attempts of a step that chooses among them, in order; empty
+    /// for any other step.
+    pub fn attempts_of(&self, index: usize) -> &[usize] {
+        &self.attempts_of[index]
     }
 
     /// The first step to fail (or be cancelled) for good makes the task
@@ -415,14 +527,28 @@ impl TaskRun {
     /// The worker running a step went away: the step goes back to the queue
     /// for its next attempt (or ends, if the task is winding down).
     pub fn requeue(&mut self, index: usize, reason: &str) -> Result<Vec<Change>, Error> {
-        let step = &mut self.steps[index];
-        if step.state != StepState::Running {
+        let state = self.steps[index].state;
+        if state != StepState::Running {
             return Err(Error::Transition {
-                from: step.state.as_str(),
+                from: state.as_str(),
                 to: StepState::Queued.as_str(),
             });
         }
         let mut changes = Vec::new();
+        if self.outrun(index) {
+            self.steps[index].state = StepState::Skipped;
+            changes.push(Change::Step {
+                index,
+                state: StepState::Skipped,
+                message: reason.to_string(),
+            });
+            if let Some(chooser) = self.chooser[index] {
+                self.attempt_ended(index, chooser, &mut changes);
+            }
+            self.conclude(&mut changes);
+            return Ok(changes);
+        }
+        let step = &mut self.steps[index];
         if let Some(cancel) = &self.cancelled {
             step.state = StepState::Cancelled;
             changes.push(Change::Step {
@@ -482,6 +608,11 @@ impl TaskRun {
         if self.steps[later].state != StepState::Succeeded {
             return Err(refused(self.steps[later].state, StepState::Queued));
         }
+        // An attempt's work is chosen whole or not at all: it does not run
+        // again on top of another's.
+        if self.chooser[later].is_some() || !self.attempts_of[later].is_empty() {
+            return Err(refused(self.steps[later].state, StepState::Queued));
+        }
         if let Some(&started) = self.dependents[later]
             .iter()
             .find(|&&d| d != blocked && self.steps[d].state != StepState::Waiting)
@@ -528,6 +659,14 @@ impl TaskRun {
                 continue;
             }
             self.attempts_before[index] = self.steps[index].attempt;
+            if !self.attempts_of[index].is_empty() {
+                // Its attempts that did not pass, earlier in the task's
+                // order, run again: it waits for them once more.
+                self.unmet[index] = self.attempts_of[index]
+                    .iter()
+                    .filter(|&&a| !self.steps[a].state.is_terminal())
+                    .count();
+            }
             // An approval was for the run that failed: a rerun asks again.
             let state = if self.unmet[index] == 0 {
                 self.ready_state(index)

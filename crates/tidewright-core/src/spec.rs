@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attempts::{AttemptsSpec, SelectSpec};
 use crate::budget::Budget;
 use crate::egress::Egress;
 use crate::repo::{DELIVER_STEP, RepoSpec};
@@ -157,6 +158,17 @@ pub struct StepSpec {
     /// back what failed (see [`crate::verify`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
+    /// Runs the agent step several times at once, across runtimes, each
+    /// on its own branch, and continues from the one chosen (see
+    /// [`crate::attempts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<AttemptsSpec>,
+    /// Chooses among a step's attempts: tidewright puts it in place of a
+    /// step with `attempts` (see [`crate::attempts::with_attempts`]); a
+    /// task file never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub select: Option<SelectSpec>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -596,15 +608,38 @@ impl StepSpec {
     /// runtime's capability (`claude-code`, `codex`) for an agent step (a
     /// shell step runs anywhere), and `grader` when a rubric is graded.
     pub fn required_capabilities(&self) -> Vec<String> {
-        let agent = match self.runtime() {
+        let graded = self.verify.as_ref().is_some_and(|v| !v.rubric.is_empty());
+        required(&self.needs, self.agent_capability(), graded)
+    }
+
+    /// The capability of an agent step's runtime (`claude-code`, `codex`,
+    /// an agent CLI's); `None` for any other step.
+    pub fn agent_capability(&self) -> Option<&str> {
+        match self.runtime() {
             Some(Runtime::ClaudeCode(_)) => Some(CLAUDE_CODE),
             Some(Runtime::Codex(_)) => Some(CODEX),
             Some(Runtime::Gemini(_)) => Some(GEMINI_CLI),
             Some(Runtime::Agent(agent)) => Some(agent.cli.as_str()),
             _ => None,
-        };
-        let graded = self.verify.as_ref().is_some_and(|v| !v.rubric.is_empty());
-        required(&self.needs, agent, graded)
+        }
+    }
+
+    /// Whether the step asks the control plane's grader model: to grade
+    /// its rubric, or to judge among attempts.
+    pub fn graded(&self) -> bool {
+        self.verify.as_ref().is_some_and(|v| !v.rubric.is_empty())
+            || self.select.as_ref().is_some_and(|s| s.select.judged())
+    }
+
+    /// An agent step's prompt, whole; "" for any other step.
+    pub fn prompt(&self) -> &str {
+        match self.runtime() {
+            Some(Runtime::ClaudeCode(claude)) => &claude.prompt,
+            Some(Runtime::Codex(codex)) => &codex.prompt,
+            Some(Runtime::Gemini(gemini)) => &gemini.prompt,
+            Some(Runtime::Agent(agent)) => &agent.prompt,
+            _ => "",
+        }
     }
 
     /// A shell step, for tests and examples.
@@ -635,6 +670,8 @@ impl StepSpec {
             egress: None,
             limits: None,
             verify: None,
+            attempts: None,
+            select: None,
         }
     }
 
@@ -661,6 +698,8 @@ impl StepSpec {
             egress: None,
             limits: None,
             verify: None,
+            attempts: None,
+            select: None,
         }
     }
 

@@ -8,6 +8,7 @@ use crate::error::{Error, invalid};
 use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 mod agents;
+mod attempts;
 mod repository;
 mod verify;
 pub use agents::valid_session_id;
@@ -159,6 +160,21 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         }
         validate_delivery(i, step, spec.repo.is_some())?;
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
+        attempts::validate_attempts(i, step, spec.repo.is_some(), limits)?;
+    }
+    let expanded: usize = spec
+        .steps
+        .iter()
+        .map(|s| s.attempts.as_ref().map_or(1, |a| a.n as usize + 1))
+        .sum();
+    if expanded > limits.max_steps {
+        return Err(invalid(
+            "steps",
+            format!(
+                "has {expanded} steps with its attempts (each step with attempts is its attempts and the step that chooses); the limit (max-steps) is {}",
+                limits.max_steps
+            ),
+        ));
     }
     repository::validate_land(spec, limits)?;
     repository::validate_follow(spec)?;

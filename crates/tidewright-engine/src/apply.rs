@@ -73,6 +73,8 @@ impl Engine {
         if let Some(key) = &landing {
             self.release_beside(task_id, (key, true), now);
         }
+        // A step whose attempts have all ended chooses among them.
+        self.choose_ready(task_id);
         let ended = self
             .tasks
             .get(task_id)

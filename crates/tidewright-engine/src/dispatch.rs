@@ -167,7 +167,12 @@ impl Engine {
             return;
         };
         let step = &active.spec.steps[index];
-        let inputs_json = inputs_of(active, index);
+        // A step that chooses among attempts reads its candidates.
+        let inputs_json = if step.select.is_some() {
+            crate::choose::candidates(active, index)
+        } else {
+            inputs_of(active, index)
+        };
         let Some(worker) = self.fleet.workers.get_mut(&worker_id) else {
             return;
         };
@@ -286,10 +291,19 @@ pub(super) fn dependency_heads(
     let mut heads: Vec<(usize, String, String)> = deps
         .iter()
         .filter_map(|dep| active.index.get(dep).copied())
-        .chain(active.steps[index].on_top_of.iter().copied())
+        .chain(
+            active.steps[index]
+                .on_top_of
+                .iter()
+                .copied()
+                .filter(|&j| crate::choose::goes_on(active, j)),
+        )
         .filter_map(|i| {
             let head = active.steps[i].head.clone()?;
-            Some((i, active.spec.steps[i].id.clone(), head))
+            // A step that chose among attempts holds the winner's work,
+            // kept under the winner's name.
+            let own = crate::choose::chosen(active, i).unwrap_or(i);
+            Some((i, active.spec.steps[own].id.clone(), head))
         })
         .collect();
     // Sent back a failed landing, it goes on from its own work.

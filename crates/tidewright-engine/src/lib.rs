@@ -67,6 +67,7 @@ mod approval;
 mod backlog;
 mod batch;
 mod budget;
+mod choose;
 mod cold;
 mod create;
 mod dispatch;

@@ -65,6 +65,9 @@ pub(crate) struct LiveStep {
     /// A succeeded step's changed paths, to tell whose work a landing's
     /// conflict is in.
     pub(crate) changed: Vec<String>,
+    /// A succeeded step's work, for the step that chooses among attempts
+    /// to take the winner's as its own.
+    pub(crate) work: Option<tidewright_core::StepWork>,
     /// A step sent back a failed landing to fix (see `land`).
     pub(crate) land_fix: Option<LandFix>,
 }
@@ -208,6 +211,12 @@ impl Active {
 
     /// The sibling step `index` must wait for, and why: one queued or
     /// running whose `touches` may overlap its own (the lowest such).
+    /// Whether steps `a` and `b` are attempts of the same step.
+    fn rivals(&self, a: usize, b: usize) -> bool {
+        let parent = |i: usize| tidewright_core::attempts::parent(&self.spec.steps[i].id);
+        parent(a).is_some() && parent(a) == parent(b)
+    }
+
     pub(crate) fn touch_holder(&self, index: usize) -> Option<(usize, String)> {
         let mine = &self.spec.steps[index].touches;
         if mine.is_empty() {
@@ -217,6 +226,8 @@ impl Active {
             .iter()
             .enumerate()
             .filter(|(j, live)| *j != index && (live.queued.is_some() || self.running(*j)))
+            // Attempts of one step never meet: only one's work goes on.
+            .filter(|(j, _)| !self.rivals(index, *j))
             .find_map(|(j, _)| {
                 let other = &self.spec.steps[j];
                 let (a, b) = tidewright_core::touches::first_overlap(mine, &other.touches)?;
@@ -268,6 +279,7 @@ pub(crate) fn new_active(
             riders: Vec::new(),
             batch_lead: None,
             changed: Vec::new(),
+            work: None,
             land_fix: None,
             conflict: None,
         })

@@ -221,6 +221,8 @@ impl Engine {
         }
         for id in &piece {
             self.adopt_child(id);
+            // Its attempts all ended before the restart: it chooses now.
+            self.choose_ready(id);
             // A tenant may have spent its budget while the task was cold.
             self.pause_if_tenant_spent(id);
         }
@@ -452,6 +454,7 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
         if step.state == StepState::Succeeded {
             live.output = Some(step.output_json.clone());
             live.head = step.work.as_ref().map(|w| w.head_commit.clone());
+            live.work.clone_from(&step.work);
         }
         live.session = last_session(&step.attempts);
         crate::verify::restore_round(live, spec.verify.as_ref(), &step.attempts);

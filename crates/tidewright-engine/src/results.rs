@@ -121,7 +121,12 @@ impl Engine {
     /// [`Self::report`]; `requeue`: why the attempt, whatever its
     /// outcome, goes back to the queue uncounted (a landing batch's task,
     /// or a batch split).
-    pub(super) fn report_as(&mut self, worker: u64, report: StepResult, requeue: Option<String>) {
+    pub(super) fn report_as(
+        &mut self,
+        worker: u64,
+        mut report: StepResult,
+        requeue: Option<String>,
+    ) {
         let Some((task_id, index)) = self.current(worker, &report.attempt) else {
             tracing::warn!(
                 task = %report.attempt.task_id,
@@ -135,6 +140,7 @@ impl Engine {
         if let Some(w) = self.fleet.workers.get_mut(&worker) {
             w.running.remove(&(task_id.clone(), index));
         }
+        self.take_judged((&task_id, index), &mut report);
         let requeue = requeue.or_else(|| self.settle_riders(worker, (&task_id, index), &report));
         let verdict = self.judge((&task_id, index), &report);
         let requeued = requeue.is_some();
@@ -206,6 +212,12 @@ impl Engine {
         };
         self.apply(&task_id, moved.changes, Some((index, detail)));
         self.send_cancels(&task_id, moved.to_cancel, "another step of the task failed");
+        // An attempt that passed first stops the rest when they stop early.
+        if let Some(active) = self.tasks.get(&task_id) {
+            let outrun = active.run.to_stop(index);
+            let why = format!("attempt {} passed first", report.attempt.step_id);
+            self.send_cancels(&task_id, outrun, &why);
+        }
     }
 
     /// What the engine makes of a result: a success whose output is not
@@ -322,6 +334,7 @@ impl Engine {
                 .as_ref()
                 .map(|w| w.changed_paths.clone())
                 .unwrap_or_default();
+            live.work.clone_from(&report.work);
             live.land_fix = None;
         }
         // An attempt its task's budget stopped waits for the task to resume,

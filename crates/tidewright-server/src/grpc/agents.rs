@@ -108,9 +108,10 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
                     .collect(),
                 land_riders: land_riders.into_iter().map(Into::into).collect(),
                 land_fix,
-                grader_model: match &step.verify {
-                    Some(verify) if !verify.rubric.is_empty() => grader.to_string(),
-                    _ => String::new(),
+                grader_model: if step.graded() {
+                    grader.to_string()
+                } else {
+                    String::new()
                 },
                 task_egress: task_egress.as_ref().map(v1::Egress::from),
             })

@@ -1,10 +1,12 @@
-//! The grader of a verified step's rubric, on its worker: once the step's
-//! checks pass, one call to Anthropic's Messages API, in a context of its
-//! own (the step's prompt, the rubric, the step's diff and its checks'
-//! results; never the agent's session), through the worker's model proxy
-//! with the worker's API key. The model must answer through the grade tool
-//! (`tidewright_core::verify::grade`); its tokens are priced and charged to
-//! the attempt.
+//! The grader of a verified step's rubric, and the judge of a step's
+//! attempts, on its worker: calls to Anthropic's Messages API, each in a
+//! context of its own (for a grade, the step's prompt, the rubric, the
+//! step's diff and its checks' results; for a judge's match, the prompt
+//! and two attempts' diffs; never an agent's session), through the
+//! worker's model proxy with the worker's API key. The model must answer
+//! through one tool (`tidewright_core::verify::grade`,
+//! `tidewright_core::attempts::judge`); its tokens are priced and charged
+//! to the attempt.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::Request;
 use tidewright_core::Cost;
+use tidewright_core::attempts::judge;
 use tidewright_core::verify::grade::{self, Asked, Grade};
 
 use super::agents::{AgentCli, AgentSettings, Agents, Provider};
@@ -79,8 +82,41 @@ impl Grader {
         redactor: &Redactor,
     ) -> Result<Grade, String> {
         let started = Instant::now();
-        let body = grade::request(model, asked).to_string();
-        let answer = tokio::time::timeout(self.timeout, self.call(body))
+        let (answer, cost) = self.ask(model, grade::request(model, asked)).await?;
+        let (verdict, reasons) = grade::read_answer(&answer)?;
+        Ok(Grade {
+            verdict,
+            reasons: reasons.into_iter().map(|r| redactor.redact(r)).collect(),
+            model: model.to_string(),
+            cost,
+            millis: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// One match of a judge between two attempts: whether the first won,
+    /// the judge's reasons (masked), and what the call cost.
+    pub async fn judge(
+        &self,
+        model: &str,
+        (prompt, first, second): (&str, judge::Side<'_>, judge::Side<'_>),
+        redactor: &Redactor,
+    ) -> Result<(bool, Vec<String>, Cost), String> {
+        let (answer, cost) = self
+            .ask(model, judge::request(model, prompt, first, second))
+            .await?;
+        let (first_won, reasons) = judge::read_answer(&answer)?;
+        let reasons = reasons.into_iter().map(|r| redactor.redact(r)).collect();
+        Ok((first_won, reasons, cost))
+    }
+
+    /// Sends `body` to the Messages API within the timeout: the answer,
+    /// and its tokens priced.
+    async fn ask(
+        &self,
+        model: &str,
+        body: serde_json::Value,
+    ) -> Result<(serde_json::Value, Cost), String> {
+        let answer = tokio::time::timeout(self.timeout, self.call(body.to_string()))
             .await
             .map_err(|_| {
                 format!(
@@ -88,14 +124,8 @@ impl Grader {
                     self.timeout.as_secs()
                 )
             })??;
-        let (verdict, reasons) = grade::read_answer(&answer)?;
-        Ok(Grade {
-            verdict,
-            reasons: reasons.into_iter().map(|r| redactor.redact(r)).collect(),
-            model: model.to_string(),
-            cost: self.priced(model, grade::usage(&answer)),
-            millis: started.elapsed().as_millis() as u64,
-        })
+        let cost = self.priced(model, grade::usage(&answer));
+        Ok((answer, cost))
     }
 
     async fn call(&self, body: String) -> Result<serde_json::Value, String> {

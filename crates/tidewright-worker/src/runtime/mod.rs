@@ -29,6 +29,7 @@ pub mod process;
 pub mod qwen;
 pub mod repeats;
 pub mod repo;
+pub mod select;
 pub mod session;
 pub mod shell;
 pub mod verify;
@@ -67,6 +68,8 @@ pub async fn run(
     let runtime = runtime_name(attempt.step.runtime());
     let running = attempt.host.metrics.started(runtime);
     let ended = match attempt.step.runtime() {
+        // The step that chooses among attempts runs nothing of its own.
+        _ if attempt.step.select.is_some() => select::run_select(&attempt, &reports, cancel).await,
         Some(Runtime::Shell(shell)) => run_shell(&attempt, shell, &reports, cancel).await,
         Some(Runtime::Noop) => Ended::succeeded(String::new(), None),
         Some(Runtime::Deliver) => deliver::run_deliver(&attempt, &reports, cancel).await,

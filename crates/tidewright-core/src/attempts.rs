@@ -1,0 +1,236 @@
+//! Attempts: one agent step run several times at once, across runtimes,
+//! each in its own checkout on its own branch, and one of them chosen. At
+//! submit a step with `attempts` becomes its attempts (`fix.1`, `fix.2`,
+//! ...) and, under the step's own id, the step that chooses among them:
+//! what depends on the step continues from the chosen attempt's work.
+//! Which attempt wins, among those that passed, is decided here.
+
+pub mod judge;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{AgentSpec, StepSpec, TaskSpec};
+
+/// The most attempts a step may ask for.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Between a step's id and its attempt's number: no step id a user writes
+/// holds it, so an attempt's id never collides with a step's.
+pub const SEPARATOR: char = '.';
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttemptsSpec {
+    /// How many attempts run at once (1 to 10).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 10)))]
+    pub n: u32,
+    /// The agent runtimes they run on, taken in turn (`[claude-code,
+    /// codex, gemini-cli]`); the step's own runtime `n` times when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<String>,
+    /// How the winner is chosen among the attempts that passed.
+    #[serde(default, skip_serializing_if = "Select::is_default")]
+    pub select: Select,
+    /// Stop the other attempts once one passes: it wins.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_early: bool,
+}
+
+/// How the winner is chosen among the attempts that passed (for a step
+/// with `verify`, those whose checks passed; else those whose agent
+/// finished).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Select {
+    /// The step's checks, then a judge among those that passed them.
+    #[default]
+    ChecksThenJudge,
+    /// The step's checks alone: of those that passed, the one sent back
+    /// the fewest times, then the cheapest, then the first listed.
+    Checks,
+    /// A judge among the attempts that finished, for a step without checks.
+    Judge,
+    /// The first to pass wins, and the others are stopped.
+    FirstPassing,
+    /// A value that came over the wire and is none of these; validation
+    /// refuses it by name. Never read from YAML.
+    #[serde(skip)]
+    Unknown(String),
+}
+
+impl Select {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Select::ChecksThenJudge => "checks-then-judge",
+            Select::Checks => "checks",
+            Select::Judge => "judge",
+            Select::FirstPassing => "first-passing",
+            Select::Unknown(other) => other,
+        }
+    }
+
+    /// "" is the default.
+    pub fn parse(name: &str) -> Select {
+        match name {
+            "" | "checks-then-judge" => Select::ChecksThenJudge,
+            "checks" => Select::Checks,
+            "judge" => Select::Judge,
+            "first-passing" => Select::FirstPassing,
+            other => Select::Unknown(other.to_string()),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Select::ChecksThenJudge
+    }
+
+    /// Whether the step's checks decide first: it needs `verify`.
+    pub fn needs_checks(&self) -> bool {
+        matches!(self, Select::ChecksThenJudge | Select::Checks)
+    }
+
+    /// Whether a judge compares the attempts when more than one passed.
+    pub fn judged(&self) -> bool {
+        matches!(self, Select::ChecksThenJudge | Select::Judge)
+    }
+}
+
+/// The step tidewright puts under the id of a step with attempts: it waits
+/// for every attempt to end (or one to pass, stopping early), then takes
+/// the winner's work and output as its own. A task file never sets it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectSpec {
+    /// Its attempts' step ids, in order.
+    pub attempts: Vec<String>,
+    pub select: Select,
+    pub stop_early: bool,
+    /// What the attempts were asked, for the judge.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
+}
+
+impl SelectSpec {
+    /// Whether the others stop once one passes.
+    pub fn stops_early(&self) -> bool {
+        self.stop_early || self.select == Select::FirstPassing
+    }
+}
+
+/// The id of attempt `k` (from 1) of step `step`.
+pub fn attempt_id(step: &str, k: u32) -> String {
+    format!("{step}{SEPARATOR}{k}")
+}
+
+/// The step an attempt's id belongs to; `None` for a step's own id.
+pub fn parent(id: &str) -> Option<&str> {
+    id.rsplit_once(SEPARATOR).map(|(step, _)| step)
+}
+
+/// The runtime of attempt `k` (from 1): the runtimes in turn, else the
+/// step's own.
+pub fn runtime_of<'a>(attempts: &'a AttemptsSpec, own: &'a str, k: u32) -> &'a str {
+    if attempts.runtimes.is_empty() {
+        return own;
+    }
+    let i = (k as usize - 1) % attempts.runtimes.len();
+    &attempts.runtimes[i]
+}
+
+/// Turns each step with `attempts` into its attempts and the step that
+/// chooses among them (under its id, so what depends on it is unchanged).
+/// Runs after validation; a task without attempts is left as it is.
+pub fn with_attempts(spec: &mut TaskSpec) {
+    if spec.steps.iter().all(|s| s.attempts.is_none()) {
+        return;
+    }
+    let mut steps = Vec::with_capacity(spec.steps.len());
+    for mut step in std::mem::take(&mut spec.steps) {
+        let Some(attempts) = step.attempts.take() else {
+            steps.push(step);
+            continue;
+        };
+        let own = step.agent_capability().unwrap_or_default().to_string();
+        let prompt = step.prompt().to_string();
+        let ids: Vec<String> = (1..=attempts.n).map(|k| attempt_id(&step.id, k)).collect();
+        for (k, id) in (1..=attempts.n).zip(&ids) {
+            let runtime = runtime_of(&attempts, &own, k);
+            let mut attempt = if runtime == own {
+                step.clone()
+            } else {
+                on_runtime(&step, runtime, &prompt)
+            };
+            attempt.id.clone_from(id);
+            steps.push(attempt);
+        }
+        let select = SelectSpec {
+            attempts: ids.clone(),
+            stop_early: attempts.stop_early,
+            prompt,
+            select: attempts.select,
+        };
+        let needs = if select.select.judged() {
+            vec![crate::verify::grade::GRADER.to_string()]
+        } else {
+            Vec::new()
+        };
+        steps.push(StepSpec {
+            depends_on: ids,
+            needs,
+            select: Some(select),
+            ..StepSpec::noop(&step.id)
+        });
+    }
+    spec.steps = steps;
+}
+
+/// The step run by another agent CLI: the same prompt and everything else
+/// the same, but what only its own CLI reads (its model, its tools).
+fn on_runtime(step: &StepSpec, runtime: &str, prompt: &str) -> StepSpec {
+    StepSpec {
+        claude_code: None,
+        codex: None,
+        gemini_cli: None,
+        agent: Some(AgentSpec {
+            cli: runtime.to_string(),
+            prompt: prompt.to_string(),
+            model: None,
+        }),
+        ..step.clone()
+    }
+}
+
+/// One attempt as the choice sees it, once it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Its place among the step's attempts (from 0).
+    pub index: usize,
+    /// It passed: its agent finished and, with `verify`, its checks passed.
+    pub passed: bool,
+    /// The rounds its checks ran (1 when it passed first time; 0 without
+    /// `verify`).
+    pub rounds: u32,
+    pub usd: f64,
+}
+
+/// The attempt that wins without a judge: of those that passed, the one
+/// sent back the fewest times, then the cheapest, then the first listed.
+/// `None` when none passed.
+pub fn best(finished: &[Finished]) -> Option<usize> {
+    finished
+        .iter()
+        .filter(|f| f.passed)
+        .min_by(|a, b| {
+            a.rounds
+                .cmp(&b.rounds)
+                .then(a.usd.total_cmp(&b.usd))
+                .then(a.index.cmp(&b.index))
+        })
+        .map(|f| f.index)
+}
+
+#[cfg(test)]
+#[path = "attempts_tests.rs"]
+mod tests;
