@@ -8,6 +8,7 @@ import { ApiError, Mark, Session, Step, Task, TaskEvent, call, duration, follow,
 import { Progress } from "./tasks";
 import { html } from "diff2html";
 import { Changes, delivered } from "./changes";
+import { Attempts } from "./attempts";
 import { useThrottled } from "./hooks";
 import { Children, ParentLink } from "./family";
 
@@ -429,6 +430,7 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
         <dd>{usd(step.cost) || "—"}</dd>
       </dl>
       <Changes task={task} step={step} />
+      <Attempts task={task} step={step} />
       <h3>Attempts</h3>
       <table data-test="attempts">
         <thead>

@@ -31,7 +31,39 @@ pub struct Browser {
     driver: std::process::Child,
 }
 
+/// The failed load a console's first page means: it asks who it is
+/// before anyone signs in.
+pub const SIGNED_OUT: &str =
+    "/api/v1/session - Failed to load resource: the server responded with a status of 401";
+
 impl Browser {
+    /// Signs in on the console's page by pasting `token`.
+    pub async fn sign_in(&self, token: &str) {
+        let form = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("[data-test=sign-in] textarea"))
+            .await
+            .expect("the sign-in form");
+        form.send_keys(token).await.expect("type the token");
+        self.click("[data-test=sign-in] button[type=submit]")
+            .await
+            .expect("sign in");
+        self.text("[data-test=who]").await.expect("signed in");
+    }
+
+    /// Closes the browser, once its pages logged no error but the
+    /// signed-out answer a first load gets.
+    pub async fn close_without_errors(self) {
+        let errors = self
+            .page_errors(&[SIGNED_OUT])
+            .await
+            .expect("the browser's log");
+        assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
+        self.close().await;
+    }
+
     /// Starts chromedriver on a free port and a headless Chromium through
     /// it, with its profile and logs under `dir`.
     pub async fn start(dir: &Path) -> anyhow::Result<Browser> {

@@ -562,6 +562,50 @@ pub const OPENAI_TEST_KEY: &str = "sk-openai-test-key";
 /// The Gemini API key the gemini-cli test workers hold.
 pub const GEMINI_TEST_KEY: &str = "gemini-test-key";
 
+/// Starts worker `name` of `server` running the three agent CLIs (Claude
+/// Code, Codex, Gemini CLI), each real and against its mock (`urls`:
+/// Anthropic's, OpenAI's, Google's), offering `capabilities` with
+/// `slots`, and `flags` besides.
+pub fn start_three_runtime_worker(
+    (server, dir, name): (&Server, &Path, &str),
+    urls: (&str, &str, &str),
+    (capabilities, slots): (&[&str], u32),
+    flags: &[&str],
+) -> anyhow::Result<Process> {
+    let (claude, codex, gemini_cli) = (
+        claude_bin().display().to_string(),
+        codex_bin().display().to_string(),
+        gemini_bin().display().to_string(),
+    );
+    let mut args = vec![
+        "--claude-bin",
+        &claude,
+        "--codex-bin",
+        &codex,
+        "--gemini-bin",
+        &gemini_cli,
+    ];
+    args.extend_from_slice(flags);
+    let (anthropic, openai, gemini) = urls;
+    start_worker_env(
+        &server.url,
+        dir,
+        name,
+        capabilities,
+        slots,
+        &args,
+        &server.worker_token,
+        &[
+            ("ANTHROPIC_BASE_URL", anthropic),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+            ("OPENAI_BASE_URL", openai),
+            ("OPENAI_API_KEY", OPENAI_TEST_KEY),
+            ("GOOGLE_GEMINI_BASE_URL", gemini),
+            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
+        ],
+    )
+}
+
 /// What points a worker's CLIs on OpenAI's API at `mock`: its base URL and
 /// the test key (Codex's and Qwen Code's alike).
 fn openai_env(mock: &provider::Mock) -> [(&'static str, &str); 2] {

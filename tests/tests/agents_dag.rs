@@ -21,37 +21,11 @@ fn three_runtime_worker(
     urls: (&str, &str, &str),
     flags: &[&str],
 ) -> anyhow::Result<Process> {
-    let (claude, codex, gemini_cli) = (
-        claude_bin().display().to_string(),
-        codex_bin().display().to_string(),
-        gemini_bin().display().to_string(),
-    );
-    let mut args = vec![
-        "--claude-bin",
-        &claude,
-        "--codex-bin",
-        &codex,
-        "--gemini-bin",
-        &gemini_cli,
-    ];
-    args.extend_from_slice(flags);
-    let (anthropic, openai, gemini) = urls;
-    start_worker_env(
-        &server.url,
-        dir,
-        name,
-        &["claude-code", "codex", "gemini-cli"],
-        3,
-        &args,
-        &server.worker_token,
-        &[
-            ("ANTHROPIC_BASE_URL", anthropic),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-            ("OPENAI_BASE_URL", openai),
-            ("OPENAI_API_KEY", OPENAI_TEST_KEY),
-            ("GOOGLE_GEMINI_BASE_URL", gemini),
-            ("GEMINI_API_KEY", GEMINI_TEST_KEY),
-        ],
+    start_three_runtime_worker(
+        (server, dir, name),
+        urls,
+        (&["claude-code", "codex", "gemini-cli"], 3),
+        flags,
     )
 }
 

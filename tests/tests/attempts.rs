@@ -26,6 +26,8 @@ struct Bench {
     dir: tempfile::TempDir,
     git: GitServer,
     server: Server,
+    /// The console's and REST API's address.
+    http: String,
     flags: Vec<String>,
     secrets: String,
     claude: Mock,
@@ -58,12 +60,15 @@ impl Bench {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let http = free_addr();
+        flags.extend(["--http-listen".to_string(), http.clone()]);
         flags.extend(extra.iter().map(|s| s.to_string()));
         let server = Bench::serve(&dir, "127.0.0.1:0", &flags);
         let mut bench = Bench {
             dir,
             git,
             server,
+            http,
             flags,
             secrets,
             claude,
@@ -82,36 +87,11 @@ impl Bench {
 
     /// A worker offering the three runtimes and `grader`, 4 slots.
     fn worker(&self, name: &str) -> Process {
-        let (claude_bin, codex_bin, gemini_bin) = (
-            claude_bin().display().to_string(),
-            codex_bin().display().to_string(),
-            gemini_bin().display().to_string(),
-        );
-        start_worker_env(
-            &self.server.url,
-            self.dir.path(),
-            name,
-            &["claude-code", "codex", "gemini-cli", "grader"],
-            4,
-            &[
-                "--claude-bin",
-                &claude_bin,
-                "--codex-bin",
-                &codex_bin,
-                "--gemini-bin",
-                &gemini_bin,
-                "--secrets-dir",
-                &self.secrets,
-            ],
-            &self.server.worker_token,
-            &[
-                ("ANTHROPIC_BASE_URL", &self.claude.url),
-                ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
-                ("OPENAI_BASE_URL", &self.codex.url),
-                ("OPENAI_API_KEY", OPENAI_TEST_KEY),
-                ("GOOGLE_GEMINI_BASE_URL", &self.gemini.url),
-                ("GEMINI_API_KEY", GEMINI_TEST_KEY),
-            ],
+        start_three_runtime_worker(
+            (&self.server, self.dir.path(), name),
+            (&self.claude.url, &self.codex.url, &self.gemini.url),
+            (&["claude-code", "codex", "gemini-cli", "grader"], 4),
+            &["--secrets-dir", &self.secrets],
         )
         .expect("worker")
     }
@@ -196,33 +176,14 @@ async fn three_attempts_across_runtimes_the_failing_one_does_not_fail_the_task_a
     )
     .await
     .expect("claude mock");
-    let codex = Mock::start_routed(
-        Api::OpenAi,
-        vec![(
-            ask.as_str(),
-            vec![
-                Reply::codex_command(&format!(
-                    "printf '{}' > calc.py",
-                    right.replace('\n', "\\n")
-                )),
-                Reply::Text("Fixed add.".into()),
-            ],
-        )],
-    )
-    .await
-    .expect("codex mock");
-    let gemini = Mock::start_routed(
+    let codex = fixing(Api::OpenAi, &ask, vec![], codex_writes(right)).await;
+    let gemini = fixing(
         Api::Google,
-        vec![(
-            ask.as_str(),
-            vec![
-                Reply::gemini_write("calc.py", gemini_right),
-                Reply::Text("Fixed add.".into()),
-            ],
-        )],
+        &ask,
+        vec![],
+        Reply::gemini_write("calc.py", gemini_right),
     )
-    .await
-    .expect("gemini mock");
+    .await;
     let bench = Bench::start(claude, codex, gemini).await;
     let (client, id) = bench.submit(&ask, three("", false), "return a + b").await;
     let task = wait_succeeded(&client, &id, Duration::from_secs(240))
@@ -295,6 +256,51 @@ async fn three_attempts_across_runtimes_the_failing_one_does_not_fail_the_task_a
     // What depends on the step went on from the winner's work: `after`
     // found Gemini's fix (it succeeded above).
     assert!(bench.codex.requests().len() >= 2 && bench.gemini.requests().len() >= 2);
+
+    // The console shows the three side by side, the chosen one marked,
+    // each with its diff.
+    let browser = tidewright_tests::browser::Browser::start(&bench.dir.path().join("browser"))
+        .await
+        .expect("chromium");
+    browser
+        .client
+        .goto(&format!("http://{}/#/tasks/{id}", bench.http))
+        .await
+        .expect("the console");
+    browser.sign_in(&bench.server.admin_token).await;
+    browser.click("g[data-step=fix]").await.expect("the step");
+    browser
+        .count_until("[data-test=rival]", 3, Duration::from_secs(30))
+        .await
+        .expect("three attempts side by side");
+    let chosen = browser
+        .text("[data-test=rival][data-step='fix.3'] [data-test=chosen]")
+        .await
+        .expect("fix.3 is marked chosen");
+    assert_eq!(chosen, "chosen");
+    assert_eq!(browser.count("[data-test=chosen]").await.expect("count"), 1);
+    let said = browser
+        .text("[data-test=choice]")
+        .await
+        .expect("the choice");
+    assert!(said.starts_with("chose fix.3 (gemini-cli)"), "{said}");
+    browser
+        .count_until(
+            "[data-test=rival] [data-test=diff]",
+            3,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("each attempt's diff");
+    let failed = browser
+        .text("[data-test=rival][data-step='fix.1']")
+        .await
+        .expect("fix.1");
+    assert!(
+        failed.contains("the same failure twice") && failed.contains("claude-code"),
+        "{failed}"
+    );
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,21 +311,7 @@ async fn the_first_to_pass_stops_the_others_when_they_stop_early() {
     let claude = Mock::start_routed(Api::Anthropic, vec![(ask.as_str(), vec![Reply::Hang])])
         .await
         .expect("claude mock");
-    let codex = Mock::start_routed(
-        Api::OpenAi,
-        vec![(
-            ask.as_str(),
-            vec![
-                Reply::codex_command(&format!(
-                    "printf '{}' > calc.py",
-                    right.replace('\n', "\\n")
-                )),
-                Reply::Text("Fixed add.".into()),
-            ],
-        )],
-    )
-    .await
-    .expect("codex mock");
+    let codex = fixing(Api::OpenAi, &ask, vec![], codex_writes(right)).await;
     let gemini = Mock::start_routed(Api::Google, vec![(ask.as_str(), vec![Reply::Hang])])
         .await
         .expect("gemini mock");
@@ -485,34 +477,14 @@ async fn a_kill_9_of_a_worker_mid_attempt_and_of_the_control_plane_mid_choice_lo
     .await
     .expect("claude mock");
     // Codex's first turn never ends: its worker is killed under it.
-    let codex = Mock::start_routed(
-        Api::OpenAi,
-        vec![(
-            ask.as_str(),
-            vec![
-                Reply::Hang,
-                Reply::codex_command(&format!(
-                    "printf '{}' > calc.py",
-                    right.replace('\n', "\\n")
-                )),
-                Reply::Text("Fixed add.".into()),
-            ],
-        )],
-    )
-    .await
-    .expect("codex mock");
-    let gemini = Mock::start_routed(
+    let codex = fixing(Api::OpenAi, &ask, vec![Reply::Hang], codex_writes(right)).await;
+    let gemini = fixing(
         Api::Google,
-        vec![(
-            ask.as_str(),
-            vec![
-                Reply::gemini_write("calc.py", gemini_right),
-                Reply::Text("Fixed add.".into()),
-            ],
-        )],
+        &ask,
+        vec![],
+        Reply::gemini_write("calc.py", gemini_right),
     )
-    .await
-    .expect("gemini mock");
+    .await;
     let mut bench = Bench::start_with(
         claude,
         codex,
@@ -600,4 +572,22 @@ async fn a_kill_9_of_a_worker_mid_attempt_and_of_the_control_plane_mid_choice_lo
             .as_ref()
             .map(|w| w.head_commit.clone()),
     );
+}
+
+/// The mock of `api` whose agent, asked `ask`, answers `first`, then
+/// makes its fix with `write`, then says it is done.
+async fn fixing(api: Api, ask: &str, first: Vec<Reply>, write: Reply) -> Mock {
+    let mut replies = first;
+    replies.extend([write, Reply::Text("Fixed add.".into())]);
+    Mock::start_routed(api, vec![(ask, replies)])
+        .await
+        .expect("the mock")
+}
+
+/// Codex's shell writing `content` over calc.py.
+fn codex_writes(content: &str) -> Reply {
+    Reply::codex_command(&format!(
+        "printf '{}' > calc.py",
+        content.replace('\n', "\\n")
+    ))
 }

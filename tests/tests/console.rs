@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tidewright_tests::browser::Browser;
+use tidewright_tests::browser::{Browser, SIGNED_OUT};
 use tidewright_tests::*;
 
 const LIVE: Duration = Duration::from_secs(60);
@@ -59,11 +59,6 @@ async fn tidewright_up_with(dir: &Path, workers: u32) -> (Process, String, Strin
 fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
 }
-
-/// Failed loads the tests mean: the page asks who it is before anyone
-/// signs in.
-const SIGNED_OUT: &str =
-    "/api/v1/session - Failed to load resource: the server responded with a status of 401";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tidewright_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_and_each_task() {
@@ -317,7 +312,7 @@ async fn tidewright_up_prints_a_one_time_link_into_a_live_console_of_the_fleet_a
     )
     .expect("answer");
     assert_eq!(again.status, 401, "{}", again.body);
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 /// `tidewright server` with a worker and tokens for a developer and a viewer.
@@ -373,34 +368,6 @@ impl Served {
     }
 }
 
-/// Closes the browser, once its pages logged no error but the signed-out
-/// answer a first load gets.
-async fn close_without_errors(browser: Browser) {
-    let errors = browser
-        .page_errors(&[SIGNED_OUT])
-        .await
-        .expect("the browser's log");
-    assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
-    browser.close().await;
-}
-
-/// Signs in on the page by pasting a token.
-async fn sign_in(browser: &Browser, token: &str) {
-    let form = browser
-        .client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(fantoccini::Locator::Css("[data-test=sign-in] textarea"))
-        .await
-        .expect("the sign-in form");
-    form.send_keys(token).await.expect("type the token");
-    browser
-        .click("[data-test=sign-in] button[type=submit]")
-        .await
-        .expect("sign in");
-    browser.text("[data-test=who]").await.expect("signed in");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_developer_cancels_live()
  {
@@ -409,7 +376,7 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
     let id = tidewright
         .submit("name: sleeper\nsteps:\n  - id: nap\n    shell: {command: [sleep, '60']}\n");
     let browser = tidewright.open_task(dir.path(), &id).await;
-    sign_in(&browser, "tidewright_viewer").await;
+    browser.sign_in("tidewright_viewer").await;
     let who = browser.text("[data-test=who]").await.expect("who");
     assert!(who.contains("vic") && who.contains("viewer"), "{who}");
     browser
@@ -445,7 +412,7 @@ async fn a_viewer_has_no_cancel_button_and_a_forged_cancel_is_refused_while_a_de
         .click("[data-test=sign-out]")
         .await
         .expect("sign out");
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     browser
         .click("[data-test=cancel]")
         .await
@@ -491,7 +458,7 @@ steps:
     );
     let browser = tidewright.open_task(dir.path(), &id).await;
     // The developer who submitted it sees the question, not the buttons.
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     let gate = browser
         .text_until("[data-test=gate]", LIVE, |t| t.contains("Ship build 42?"))
         .await
@@ -522,7 +489,7 @@ steps:
         .click("[data-test=sign-out]")
         .await
         .expect("sign out");
-    sign_in(&browser, "tidewright_viewer").await;
+    browser.sign_in("tidewright_viewer").await;
     let reason = browser
         .client
         .wait()
@@ -545,7 +512,7 @@ steps:
             && e.detail == "step deploy: checked the diff"),
         "{audit:#?}"
     );
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,7 +527,7 @@ async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
         origin.display()
     ));
     let browser = tidewright.open_task(dir.path(), &id).await;
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
@@ -583,7 +550,7 @@ async fn a_steps_changes_show_as_a_diff_beside_the_tasks_branch() {
         diff.contains("greeting.txt") && diff.contains("hello") && diff.contains("more"),
         "{diff}"
     );
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,7 +586,7 @@ steps:
 "#
     ));
     let browser = tidewright.open_task(dir.path(), &id).await;
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     browser
         .count_until("g[data-step=second][data-waits-for=first]", 1, LIVE)
         .await
@@ -653,7 +620,7 @@ steps:
         conflict.contains("right") && conflict.contains("left"),
         "{conflict}"
     );
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -663,7 +630,7 @@ async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
     let id = tidewright
         .submit("name: chatty\nsteps:\n  - id: talk\n    shell: {command: [seq, '1', '20000']}\n");
     let browser = tidewright.open_task(dir.path(), &id).await;
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
@@ -688,7 +655,7 @@ async fn a_log_of_thousands_of_lines_shows_its_tail_and_more_on_request() {
         .count_until("[data-test=log] .line", 600, LIVE)
         .await
         .expect("300 more");
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,7 +677,7 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
         .goto(&format!("http://{}/#/tasks", tidewright.http))
         .await
         .expect("the console");
-    sign_in(&browser, "tidewright_viewer").await;
+    browser.sign_in("tidewright_viewer").await;
     browser
         .count_until("[data-task]", 50, LIVE)
         .await
@@ -828,7 +795,7 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
         .screenshot(&screenshots(), "state")
         .await
         .expect("screenshot");
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -862,7 +829,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         .goto(&format!("http://{}/#/templates", tidewright.http))
         .await
         .expect("the console");
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     let row = browser
         .text_until("[data-test=templates] [data-template=greet]", LIVE, |t| {
             !t.is_empty()
@@ -929,7 +896,7 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
         .click("[data-test=sign-out]")
         .await
         .expect("sign out");
-    sign_in(&browser, "tidewright_admin").await;
+    browser.sign_in("tidewright_admin").await;
     browser
         .client
         .goto(&format!("http://{}/#/webhooks", tidewright.http))
@@ -1076,7 +1043,7 @@ async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspend
         .goto(&format!("http://{}/#/schedules", tidewright.http))
         .await
         .expect("the console");
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     let file = "[data-test=create-schedule] textarea";
     let create = "[data-test=create-schedule] button[type=submit]";
     let heartbeat = "name: heartbeat\ncron: '* * * * * *'\ntimezone: Europe/Rome\nconcurrencyPolicy: Forbid\ntask:\n  steps:\n    - id: beat\n      shell: {command: ['true']}\n";
@@ -1184,7 +1151,7 @@ async fn a_task_page_shows_the_tree_of_tasks_its_steps_submitted_and_a_childs_pa
         submits(&kid)
     ));
     let browser = tidewright.open_task(dir.path(), &parent).await;
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     browser
         .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
         .await
@@ -1224,7 +1191,7 @@ async fn a_task_page_shows_the_tree_of_tasks_its_steps_submitted_and_a_childs_pa
         link.contains(&parent) && link.contains("hand-out"),
         "{link}"
     );
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[test]
@@ -1449,7 +1416,7 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
         .goto(&format!("http://{http}/#/tasks/{id}"))
         .await
         .expect("the console");
-    sign_in(&browser, "tidewright_dev").await;
+    browser.sign_in("tidewright_dev").await;
     browser
         .count_until("g[data-step=fix]", 1, LIVE)
         .await
@@ -1500,7 +1467,7 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
         log.contains("verify round 1: tests failed (exit 1)") || log.contains("check tests: "),
         "{log}"
     );
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1532,7 +1499,7 @@ async fn the_landings_page_shows_each_bases_queue_live() {
         .goto(&format!("http://{http}/#/landings"))
         .await
         .expect("the console");
-    sign_in(&browser, "tidewright_viewer").await;
+    browser.sign_in("tidewright_viewer").await;
     // One lands, held at the gate by its checks; the other waits its turn.
     let queue = browser
         .text_until("[data-test=landing-queue]", LIVE, |t| t.contains("waiting"))
@@ -1556,7 +1523,7 @@ async fn the_landings_page_shows_each_bases_queue_live() {
         .text_until("[data-test=no-landings]", LIVE, |t| t.contains("No task"))
         .await
         .expect("the queue empties, live");
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1601,7 +1568,7 @@ async fn a_repositorys_page_shows_its_pull_requests_their_fix_rounds_and_its_lan
         .goto(&format!("http://{http}/#/repositories"))
         .await
         .expect("the console");
-    sign_in(&browser, "tidewright_viewer").await;
+    browser.sign_in("tidewright_viewer").await;
     let url = git.url(PROJECT);
     let listed = browser
         .text_until("[data-test=repository]", LIVE, |t| t.contains(&url))
@@ -1632,7 +1599,7 @@ async fn a_repositorys_page_shows_its_pull_requests_their_fix_rounds_and_its_lan
         .screenshot(&screenshots(), "repository")
         .await
         .expect("screenshot");
-    close_without_errors(browser).await;
+    browser.close_without_errors().await;
 }
 
 /// A repository `name` on the git server (calc.py and its test), the

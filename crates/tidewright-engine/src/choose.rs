@@ -81,16 +81,8 @@ impl Engine {
                         .unwrap_or_default()
                 );
                 take_winner(active, (index, winner), &mut write, &said);
-                self.round.event(
-                    task_id,
-                    active,
-                    EventKind::Progress {
-                        step: active.spec.steps[index].id.clone(),
-                        attempt,
-                        fraction: 1.0,
-                        message: said,
-                    },
-                );
+                let said = chose(active, (index, attempt), said);
+                self.round.event(task_id, active, said);
                 active
                     .run
                     .finish(index, tidewright_core::Outcome::Succeeded)
@@ -155,16 +147,16 @@ impl Engine {
         report.output_json = active.steps[winner].output.clone().unwrap_or_default();
         report.work.clone_from(&active.steps[winner].work);
         let attempt = active.run.step(index).attempt;
-        self.round.event(
-            task_id,
-            active,
-            EventKind::Progress {
-                step: active.spec.steps[index].id.clone(),
-                attempt,
-                fraction: 1.0,
-                message: said,
-            },
-        );
+        self.round
+            .writes
+            .push(tidewright_store::Write::Step(StepWrite {
+                task_id: task_id.to_string(),
+                step_id: active.spec.steps[index].id.clone(),
+                progress: Some((1.0, said.clone())),
+                ..StepWrite::default()
+            }));
+        let said = chose(active, (index, attempt), said);
+        self.round.event(task_id, active, said);
         // Every match's reasons stay with the task, in its log.
         for m in &judged.matches {
             let line = format!(
@@ -215,6 +207,16 @@ pub(super) fn candidates(active: &Active, index: usize) -> String {
         })
         .collect();
     serde_json::to_string(&Candidates { candidates }).unwrap_or_default()
+}
+
+/// The event that says the choice: the step's last progress.
+fn chose(active: &Active, (index, attempt): (usize, u32), said: String) -> EventKind {
+    EventKind::Progress {
+        step: active.spec.steps[index].id.clone(),
+        attempt,
+        fraction: 1.0,
+        message: said,
+    }
 }
 
 /// Each attempt as the choice sees it.

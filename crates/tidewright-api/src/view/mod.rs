@@ -195,8 +195,10 @@ pub fn cost_view(cost: &Option<v1::Cost>) -> Option<CostView> {
 #[serde(rename_all = "camelCase")]
 pub struct StepView {
     pub id: String,
-    /// What runs it: `shell`, `claude-code`, `codex` or `noop`.
-    pub runtime: &'static str,
+    /// What runs it: `shell`, an agent CLI (`claude-code`, `codex`,
+    /// `gemini-cli`, `qwen-code`), `deliver`, `noop`, or `choose` (the step
+    /// that chooses among a step's attempts).
+    pub runtime: String,
     /// The steps it waits for: the task's graph.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
@@ -638,17 +640,19 @@ pub fn task_view(task: &v1::Task) -> TaskView {
             .iter()
             .map(|s| StepView {
                 id: s.id.clone(),
-                runtime: match specs
-                    .get(s.id.as_str())
-                    .and_then(|spec| spec.runtime.as_ref())
-                {
-                    Some(v1::step_spec::Runtime::Shell(_)) => "shell",
-                    Some(v1::step_spec::Runtime::ClaudeCode(_)) => "claude-code",
-                    Some(v1::step_spec::Runtime::Codex(_)) => "codex",
-                    Some(v1::step_spec::Runtime::GeminiCli(_)) => "gemini-cli",
-                    Some(v1::step_spec::Runtime::Agent(_)) => "agent",
-                    Some(v1::step_spec::Runtime::Deliver(_)) => "deliver",
-                    _ => "noop",
+                runtime: match specs.get(s.id.as_str()) {
+                    // The step that chooses among its attempts.
+                    Some(spec) if spec.select.is_some() => "choose".into(),
+                    Some(spec) => match &spec.runtime {
+                        Some(v1::step_spec::Runtime::Shell(_)) => "shell".into(),
+                        Some(v1::step_spec::Runtime::ClaudeCode(_)) => "claude-code".into(),
+                        Some(v1::step_spec::Runtime::Codex(_)) => "codex".into(),
+                        Some(v1::step_spec::Runtime::GeminiCli(_)) => "gemini-cli".into(),
+                        Some(v1::step_spec::Runtime::Agent(agent)) => agent.cli.clone(),
+                        Some(v1::step_spec::Runtime::Deliver(_)) => "deliver".into(),
+                        _ => "noop".into(),
+                    },
+                    None => "noop".into(),
                 },
                 after: specs
                     .get(s.id.as_str())

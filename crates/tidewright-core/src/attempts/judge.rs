@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::verify::grade::{fenced_diff, reasons_in, tool_input};
+
 /// The tool the judge must call: its input is the verdict of one match.
 pub const JUDGE_TOOL: &str = "choose";
 /// The first words of a match: they name a judge's request among others.
@@ -112,39 +114,21 @@ fn user_message(prompt: &str, first: Side, second: Side) -> String {
         prompt.trim_end()
     );
     for (name, side) in [("A", first), ("B", second)] {
-        let mut diff = side.diff.to_string();
-        let whole = diff.len();
-        crate::text::truncate_at_char_boundary(&mut diff, MAX_DIFF_BYTES);
         let rounds = match side.candidate.rounds {
             0 => String::new(),
             1 => " Its checks passed at the first try.".to_string(),
             n => format!(" Its checks passed after it was sent back {} times.", n - 1),
         };
-        text.push_str(&format!(
-            "\n## Attempt {name}\n{rounds}\n```diff\n{}\n```\n",
-            diff.trim_end()
-        ));
-        if whole > diff.len() {
-            text.push_str(&format!(
-                "(The diff is cut here: {} more bytes.)\n",
-                whole - diff.len()
-            ));
-        }
+        text.push_str(&format!("\n## Attempt {name}\n{rounds}\n"));
+        text.push_str(&fenced_diff(side.diff, MAX_DIFF_BYTES));
     }
     text
 }
 
 /// Which side won, from a Messages API answer: `true` for the first.
 pub fn read_answer(answer: &Value) -> Result<(bool, Vec<String>), String> {
-    let call = answer["content"]
-        .as_array()
-        .and_then(|blocks| {
-            blocks
-                .iter()
-                .find(|b| b["type"] == "tool_use" && b["name"] == JUDGE_TOOL)
-        })
-        .ok_or_else(|| format!("the judge answered without calling {JUDGE_TOOL}"))?;
-    let first = match call["input"]["better"].as_str() {
+    let input = tool_input(answer, JUDGE_TOOL, "judge")?;
+    let first = match input["better"].as_str() {
         Some("A") => true,
         Some("B") => false,
         other => {
@@ -154,21 +138,7 @@ pub fn read_answer(answer: &Value) -> Result<(bool, Vec<String>), String> {
             ));
         }
     };
-    let reasons = call["input"]["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .take(MAX_REASONS)
-        .map(|r| {
-            let mut r = r.to_string();
-            crate::text::truncate_at_char_boundary(&mut r, MAX_REASON_BYTES);
-            r
-        })
-        .collect();
-    Ok((first, reasons))
+    Ok((first, reasons_in(input, MAX_REASONS, MAX_REASON_BYTES)))
 }
 
 /// The matches of a round of the tournament over `field` (places in the

@@ -144,33 +144,66 @@ fn user_message(asked: &Asked) -> String {
             tail.trim_end()
         ));
     }
-    let mut diff = asked.diff.to_string();
-    let whole = diff.len();
-    crate::text::truncate_at_char_boundary(&mut diff, MAX_DIFF_BYTES);
-    text.push_str(&format!(
-        "\n## The diff of its committed work\n```diff\n{}\n```\n",
-        diff.trim_end()
-    ));
-    if whole > diff.len() {
+    text.push_str("\n## The diff of its committed work\n");
+    text.push_str(&fenced_diff(asked.diff, MAX_DIFF_BYTES));
+    text
+}
+
+/// `diff` in a fence, cut to `max` bytes, and where it was cut said.
+pub(crate) fn fenced_diff(diff: &str, max: usize) -> String {
+    let mut cut = diff.to_string();
+    crate::text::truncate_at_char_boundary(&mut cut, max);
+    let mut text = format!("```diff\n{}\n```\n", cut.trim_end());
+    if diff.len() > cut.len() {
         text.push_str(&format!(
             "(The diff is cut here: {} more bytes.)\n",
-            whole - diff.len()
+            diff.len() - cut.len()
         ));
     }
     text
 }
 
-/// The grade in a Messages API answer: the input of its grade tool call.
-pub fn read_answer(answer: &Value) -> Result<(Verdict, Vec<String>), String> {
-    let call = answer["content"]
+/// The input of the call to `tool` in a Messages API answer; why not, in
+/// `who`'s name.
+pub(crate) fn tool_input<'a>(
+    answer: &'a Value,
+    tool: &str,
+    who: &str,
+) -> Result<&'a Value, String> {
+    answer["content"]
         .as_array()
         .and_then(|blocks| {
             blocks
                 .iter()
-                .find(|b| b["type"] == "tool_use" && b["name"] == GRADE_TOOL)
+                .find(|b| b["type"] == "tool_use" && b["name"] == tool)
         })
-        .ok_or_else(|| format!("the grader answered without calling {GRADE_TOOL}"))?;
-    let verdict = match call["input"]["verdict"].as_str() {
+        .map(|call| &call["input"])
+        .ok_or_else(|| format!("the {who} answered without calling {tool}"))
+}
+
+/// The reasons in a tool call's input: trimmed, blank ones dropped, at
+/// most `most` of at most `bytes` each.
+pub(crate) fn reasons_in(input: &Value, most: usize, bytes: usize) -> Vec<String> {
+    input["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .take(most)
+        .map(|r| {
+            let mut r = r.to_string();
+            crate::text::truncate_at_char_boundary(&mut r, bytes);
+            r
+        })
+        .collect()
+}
+
+/// The grade in a Messages API answer: the input of its grade tool call.
+pub fn read_answer(answer: &Value) -> Result<(Verdict, Vec<String>), String> {
+    let input = tool_input(answer, GRADE_TOOL, "grader")?;
+    let verdict = match input["verdict"].as_str() {
         Some("pass") => Verdict::Pass,
         Some("needs_revision") => Verdict::NeedsRevision,
         other => {
@@ -180,21 +213,7 @@ pub fn read_answer(answer: &Value) -> Result<(Verdict, Vec<String>), String> {
             ));
         }
     };
-    let reasons = call["input"]["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .take(MAX_REASONS)
-        .map(|r| {
-            let mut r = r.to_string();
-            crate::text::truncate_at_char_boundary(&mut r, MAX_REASON_BYTES);
-            r
-        })
-        .collect();
-    Ok((verdict, reasons))
+    Ok((verdict, reasons_in(input, MAX_REASONS, MAX_REASON_BYTES)))
 }
 
 /// The tokens a Messages API answer says it used (its dollars are the
