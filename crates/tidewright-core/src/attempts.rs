@@ -3,13 +3,13 @@
 //! submit a step with `attempts` becomes its attempts (`fix.1`, `fix.2`,
 //! ...) and, under the step's own id, the step that chooses among them:
 //! what depends on the step continues from the chosen attempt's work.
-//! Which attempt wins, among those that passed, is decided here.
+//! Which attempt wins, among those that passed, is decided here; the
+//! expansion is [`expand`], the judge's part [`judge`].
 
+pub mod expand;
 pub mod judge;
 
 use serde::{Deserialize, Serialize};
-
-use crate::spec::{AgentSpec, StepSpec, TaskSpec};
 
 /// The most attempts a step may ask for.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -137,69 +137,6 @@ pub fn runtime_of<'a>(attempts: &'a AttemptsSpec, own: &'a str, k: u32) -> &'a s
     }
     let i = (k as usize - 1) % attempts.runtimes.len();
     &attempts.runtimes[i]
-}
-
-/// Turns each step with `attempts` into its attempts and the step that
-/// chooses among them (under its id, so what depends on it is unchanged).
-/// Runs after validation; a task without attempts is left as it is.
-pub fn with_attempts(spec: &mut TaskSpec) {
-    if spec.steps.iter().all(|s| s.attempts.is_none()) {
-        return;
-    }
-    let mut steps = Vec::with_capacity(spec.steps.len());
-    for mut step in std::mem::take(&mut spec.steps) {
-        let Some(attempts) = step.attempts.take() else {
-            steps.push(step);
-            continue;
-        };
-        let own = step.agent_capability().unwrap_or_default().to_string();
-        let prompt = step.prompt().to_string();
-        let ids: Vec<String> = (1..=attempts.n).map(|k| attempt_id(&step.id, k)).collect();
-        for (k, id) in (1..=attempts.n).zip(&ids) {
-            let runtime = runtime_of(&attempts, &own, k);
-            let mut attempt = if runtime == own {
-                step.clone()
-            } else {
-                on_runtime(&step, runtime, &prompt)
-            };
-            attempt.id.clone_from(id);
-            steps.push(attempt);
-        }
-        let select = SelectSpec {
-            attempts: ids.clone(),
-            stop_early: attempts.stop_early,
-            prompt,
-            select: attempts.select,
-        };
-        let needs = if select.select.judged() {
-            vec![crate::verify::grade::GRADER.to_string()]
-        } else {
-            Vec::new()
-        };
-        steps.push(StepSpec {
-            depends_on: ids,
-            needs,
-            select: Some(select),
-            ..StepSpec::noop(&step.id)
-        });
-    }
-    spec.steps = steps;
-}
-
-/// The step run by another agent CLI: the same prompt and everything else
-/// the same, but what only its own CLI reads (its model, its tools).
-fn on_runtime(step: &StepSpec, runtime: &str, prompt: &str) -> StepSpec {
-    StepSpec {
-        claude_code: None,
-        codex: None,
-        gemini_cli: None,
-        agent: Some(AgentSpec {
-            cli: runtime.to_string(),
-            prompt: prompt.to_string(),
-            model: None,
-        }),
-        ..step.clone()
-    }
 }
 
 /// One attempt as the choice sees it, once it ended.

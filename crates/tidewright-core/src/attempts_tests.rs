@@ -2,9 +2,11 @@
 //! its attempts and the step that chooses, run so that an attempt's
 //! failure is not the task's, and the winner ranked.
 
+use super::expand::with_attempts;
 use super::*;
 use crate::run::{Outcome, TaskRun};
 use crate::spec::{ClaudeCodeSpec, RetryPolicy};
+use crate::spec::{StepSpec, TaskSpec};
 use crate::state::{StepState, TaskState};
 use crate::validate::{Limits, validate};
 use crate::verify::{CheckSpec, VerifySpec};

@@ -164,7 +164,7 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<AttemptsSpec>,
     /// Chooses among a step's attempts: tidewright puts it in place of a
-    /// step with `attempts` (see [`crate::attempts::with_attempts`]); a
+    /// step with `attempts` (see [`crate::attempts::expand::with_attempts`]); a
     /// task file never sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(skip))]

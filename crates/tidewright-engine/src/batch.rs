@@ -91,7 +91,7 @@ impl Engine {
                 ),
             };
             self.round.event(id, active, said);
-            let detail = crate::dispatch::started(attempt, worker_name.clone(), now);
+            let detail = crate::live::started(attempt, worker_name.clone(), now);
             self.apply(id, changes, Some((j, detail)));
         }
         if let Some(lead) = self.tasks.get_mut(lead_id) {

@@ -61,7 +61,7 @@ impl Engine {
         let mut write = StepWrite {
             started_at: Some(now),
             finished_at: Some(now),
-            ..crate::dispatch::started(attempt, String::new(), now)
+            ..crate::live::started(attempt, String::new(), now)
         };
         let ended = match best(&finished) {
             Some(k) => {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{AttemptKey, EventKind, Micros, ReadyQueue, StepState, TaskState};
-use tidewright_store::StepWrite;
 
 use crate::effects::Effect;
 use crate::engine::Engine;
@@ -230,24 +229,8 @@ impl Engine {
             self.metrics
                 .landing_turn((now - ready_since).max(0) as f64 / 1e6);
         }
-        let detail = started(attempt, worker.info.name.clone(), now);
+        let detail = crate::live::started(attempt, worker.info.name.clone(), now);
         self.apply(&task_id, changes, Some((index, detail)));
-    }
-}
-
-/// The write of a step whose attempt `attempt` started on `worker` at
-/// `now`: what an earlier attempt left is cleared.
-pub(super) fn started(attempt: u32, worker: String, now: Micros) -> StepWrite {
-    StepWrite {
-        attempt: Some(attempt),
-        worker: Some(worker),
-        started_at: Some(now),
-        finished_at: Some(0),
-        output_json: Some(String::new()),
-        error: Some(String::new()),
-        exit_code: Some(None),
-        progress: Some((0.0, String::new())),
-        ..StepWrite::default()
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tidewright_core::{Capabilities, Micros, QueueKey, ReadyQueue, TaskRun, TaskSpec};
+use tidewright_store::StepWrite;
 
 /// What the engine holds of one step while its task runs: where it
 /// waits, who runs it, what it has cost and produced.
@@ -306,5 +307,21 @@ pub(crate) fn new_active(
         family_spent: tidewright_core::Cost::default(),
         land_fixes: 0,
         land_failure: String::new(),
+    }
+}
+
+/// The write of a step whose attempt `attempt` started on `worker` at
+/// `now`: what an earlier attempt left is cleared.
+pub(crate) fn started(attempt: u32, worker: String, now: Micros) -> StepWrite {
+    StepWrite {
+        attempt: Some(attempt),
+        worker: Some(worker),
+        started_at: Some(now),
+        finished_at: Some(0),
+        output_json: Some(String::new()),
+        error: Some(String::new()),
+        exit_code: Some(None),
+        progress: Some((0.0, String::new())),
+        ..StepWrite::default()
     }
 }

@@ -309,7 +309,7 @@ impl Context {
             }
         }
         if unrunnable.is_none() {
-            tidewright_core::attempts::with_attempts(&mut spec);
+            tidewright_core::attempts::expand::with_attempts(&mut spec);
             tidewright_core::spec::with_delivery(&mut spec);
         }
         let id = self.new_id();
