@@ -301,6 +301,56 @@ async fn three_attempts_across_runtimes_the_failing_one_does_not_fail_the_task_a
         "{failed}"
     );
     browser.close_without_errors().await;
+
+    // Each runtime's score on this repository: Claude's attempt failed,
+    // Codex's passed and lost, Gemini's passed and won.
+    let shown = succeed(bench.server.cli().args([
+        "get",
+        "scores",
+        "--repo",
+        &bench.git.url("calc"),
+        "-o",
+        "json",
+    ]));
+    let standings: serde_json::Value =
+        serde_json::from_slice(&shown.stdout).expect("the scores as JSON");
+    let tally: Vec<(String, u64, u64, u64)> = standings
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| {
+            (
+                s["runtime"].as_str().unwrap_or_default().to_string(),
+                s["attempts"].as_u64().unwrap_or_default(),
+                s["passed"].as_u64().unwrap_or_default(),
+                s["won"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tally,
+        [
+            ("claude-code".to_string(), 1, 0, 0),
+            ("codex".to_string(), 1, 1, 0),
+            ("gemini-cli".to_string(), 1, 1, 1),
+        ]
+    );
+    let table =
+        String::from_utf8_lossy(&succeed(bench.server.cli().args(["get", "scores"])).stdout)
+            .to_string();
+    assert!(
+        table.contains("PASS RATE") && table.contains("gemini-cli"),
+        "{table}"
+    );
+    let elsewhere = succeed(bench.server.cli().args([
+        "get",
+        "scores",
+        "--repo",
+        "https://example.com/other.git",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&elsewhere.stdout).trim(), "[]");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

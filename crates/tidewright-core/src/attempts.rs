@@ -8,6 +8,7 @@
 
 pub mod expand;
 pub mod judge;
+pub mod score;
 
 use serde::{Deserialize, Serialize};
 

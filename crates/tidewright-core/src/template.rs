@@ -502,8 +502,12 @@ impl Template {
         {
             map.insert("name".into(), Value::from(self.name.as_str()));
         }
-        let spec: TaskSpec = serde_json::from_value(body)
+        let mut spec: TaskSpec = serde_json::from_value(body)
             .map_err(|e| invalid("template", format!("{}: {e}", self.name)))?;
+        // Which template made it, for the runtimes' scores by template.
+        spec.labels
+            .entry(crate::attempts::score::TEMPLATE_LABEL.to_string())
+            .or_insert_with(|| self.name.clone());
         validate(&spec, &Limits::default())?;
         Ok(spec)
     }

@@ -210,6 +210,20 @@ pub async fn get(settings: &Settings, args: GetArgs) -> anyhow::Result<ExitCode>
         } => {
             output::landings(&connect(settings).await?.landings(tenants).await?, format)?;
         }
+        GetWhat::Scores {
+            repo,
+            template,
+            limit,
+            output: format,
+        } => {
+            let asked = crate::scores::Asked {
+                repo,
+                template,
+                limit,
+                format,
+            };
+            return crate::scores::scores(settings, asked).await;
+        }
         GetWhat::Servers { output: format } => {
             output::servers(&connect(settings).await?.servers().await?, format)?;
         }

@@ -10,6 +10,7 @@ mod context;
 mod local;
 mod output;
 mod schedule;
+mod scores;
 mod state;
 mod taskfile;
 mod template;

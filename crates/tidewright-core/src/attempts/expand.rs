@@ -11,6 +11,9 @@ pub fn with_attempts(spec: &mut TaskSpec) {
     if spec.steps.iter().all(|s| s.attempts.is_none()) {
         return;
     }
+    // So that the runtimes' scores find it (`tidewright get scores`).
+    spec.labels
+        .insert(super::score::ATTEMPTS_LABEL.to_string(), "true".to_string());
     let mut steps = Vec::with_capacity(spec.steps.len());
     for mut step in std::mem::take(&mut spec.steps) {
         let Some(attempts) = step.attempts.take() else {

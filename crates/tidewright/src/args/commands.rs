@@ -127,6 +127,22 @@ pub enum GetWhat {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
+    /// How each agent runtime fared in the attempts of the tasks kept
+    /// (steps with `attempts`): attempts, passed, won, pass rate, cost,
+    /// dollars per pass and median time.
+    Scores {
+        /// Only attempts on this repository (its URL, as the tasks name it).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Only attempts of tasks made from this template.
+        #[arg(long)]
+        template: Option<String>,
+        /// The newest tasks with attempts read, at most (1 to 10000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
     /// List each base's landing queue (tasks with `repo.land`): the task
     /// landing now, then those waiting their turn.
     Landings {
