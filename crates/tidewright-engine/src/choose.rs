@@ -24,7 +24,7 @@ impl Engine {
         let Some(active) = self.tasks.get(task_id) else {
             return;
         };
-        if active.run.state() == TaskState::Paused {
+        if !active.chooses || active.run.state() == TaskState::Paused {
             return;
         }
         let ready: Vec<usize> = active

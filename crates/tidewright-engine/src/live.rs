@@ -153,6 +153,9 @@ pub(crate) struct Active {
     /// Some step names `touches`: only then may a step wait for a sibling
     /// (so a task without them pays nothing for the check).
     pub(crate) claims_paths: bool,
+    /// Some step chooses among attempts: only then is a ready choice
+    /// looked for after each change (so a task without pays nothing).
+    pub(crate) chooses: bool,
     /// Its repository and ref, when it keeps its `touches` to itself
     /// against other tasks that do (`repo.exclusive: touches`).
     pub(crate) exclusive: Option<(String, String)>,
@@ -254,6 +257,7 @@ pub(crate) fn new_active(
     next_seq: u64,
 ) -> Active {
     let claims_paths = spec.steps.iter().any(|s| !s.touches.is_empty());
+    let chooses = spec.steps.iter().any(|s| s.select.is_some());
     let steps = spec
         .steps
         .iter()
@@ -300,6 +304,7 @@ pub(crate) fn new_active(
         steps,
         index,
         claims_paths,
+        chooses,
         exclusive: spec.repo.as_ref().and_then(|r| r.exclusive_key()),
         landing: spec.repo.as_ref().and_then(|r| r.land_key()),
         spec,
