@@ -468,12 +468,20 @@ impl TaskRun {
     /// Whether another attempt of the same step passed and the rest stop:
     /// this one is not retried, nor queued again.
     fn outrun(&self, index: usize) -> bool {
-        self.chooser[index].is_some_and(|chooser| {
-            self.stops_early[chooser]
-                && self.attempts_of[chooser]
-                    .iter()
-                    .any(|&a| a != index && self.steps[a].state == StepState::Succeeded)
-        })
+        self.outrun_by(index).is_some()
+    }
+
+    /// The attempt of the same step that passed first, when the rest stop
+    /// early; `None` otherwise.
+    pub fn outrun_by(&self, index: usize) -> Option<usize> {
+        let chooser = self.chooser[index]?;
+        if !self.stops_early[chooser] {
+            return None;
+        }
+        self.attempts_of[chooser]
+            .iter()
+            .copied()
+            .find(|&a| a != index && self.steps[a].state == StepState::Succeeded)
     }
 
     /// The attempts still running that the caller is to stop, because

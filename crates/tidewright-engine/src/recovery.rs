@@ -401,6 +401,16 @@ impl Engine {
             let reason = "budget: the task is paused for its budget";
             self.send_stops(&key.0, vec![index], reason, true);
         }
+        // Another attempt of its step passed first (before the restart,
+        // its stop never answered): it stops now.
+        let winner = self.tasks.get(&key.0).and_then(|active| {
+            let won = active.run.outrun_by(index)?;
+            Some(active.spec.steps[won].id.clone())
+        });
+        if let Some(winner) = winner {
+            let reason = format!("attempt {winner} passed first");
+            self.send_cancels(&key.0, vec![index], &reason);
+        }
     }
 
     pub(super) fn expire_orphans(&mut self) {

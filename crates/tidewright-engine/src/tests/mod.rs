@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 
+mod attempts;
 mod batch;
 mod budget;
 mod cold;
