@@ -222,7 +222,7 @@ pub async fn get(settings: &Settings, args: GetArgs) -> anyhow::Result<ExitCode>
                 limit,
                 format,
             };
-            return crate::scores::scores(settings, asked).await;
+            return crate::scores::scores(&connect(settings).await?, asked).await;
         }
         GetWhat::Servers { output: format } => {
             output::servers(&connect(settings).await?.servers().await?, format)?;

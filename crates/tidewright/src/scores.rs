@@ -5,13 +5,12 @@
 use std::process::ExitCode;
 
 use tidewright_api::convert::micros;
-use tidewright_client::{Settings, v1};
+use tidewright_client::{Client, v1};
 use tidewright_core::attempts::score::{
     ATTEMPTS_LABEL, Score, Standing, TEMPLATE_LABEL, standings,
 };
 
 use crate::args::Format;
-use crate::client::connect;
 use crate::output::{emit, print_table};
 
 /// What `get scores` reads and prints.
@@ -23,8 +22,7 @@ pub struct Asked {
     pub format: Format,
 }
 
-pub async fn scores(settings: &Settings, asked: Asked) -> anyhow::Result<ExitCode> {
-    let client = connect(settings).await?;
+pub async fn scores(client: &Client, asked: Asked) -> anyhow::Result<ExitCode> {
     let mut filter = v1::ListTasksRequest {
         labels: [(ATTEMPTS_LABEL.to_string(), "true".to_string())].into(),
         page_size: asked.limit.min(200),
