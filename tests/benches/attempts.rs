@@ -29,13 +29,10 @@ use tidewright_api::convert::micros;
 use tidewright_api::v1;
 use tidewright_core::attempts::judge::OPENING;
 use tidewright_tests::bench::*;
+use tidewright_tests::calc::{BUG as CALC_BUG, RIGHT as CALC_RIGHT, TEST as CALC_TEST};
 use tidewright_tests::git_server::{GitServer, account_secrets};
 use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
-
-const CALC_BUG: &str = "add = lambda a, b: a - b\n";
-const CALC_RIGHT: &str = "add = lambda a, b: a + b\n";
-const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

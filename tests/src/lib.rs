@@ -557,6 +557,14 @@ pub fn codex_step(id: &str, prompt: &str) -> v1::StepSpec {
     }
 }
 
+/// The tests' small Python project: `add` in calc.py, wrong and right,
+/// and the unittest that tells them apart.
+pub mod calc {
+    pub const BUG: &str = "add = lambda a, b: a - b\n";
+    pub const RIGHT: &str = "add = lambda a, b: a + b\n";
+    pub const TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+}
+
 /// The OpenAI key the codex test workers hold.
 pub const OPENAI_TEST_KEY: &str = "sk-openai-test-key";
 /// The Gemini API key the gemini-cli test workers hold.

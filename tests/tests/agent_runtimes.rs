@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tidewright_api::v1;
+use tidewright_tests::calc::{BUG as CALC_BUG, TEST as CALC_TEST};
 use tidewright_tests::provider::{self, Api, Mock, Reply};
 use tidewright_tests::*;
 
@@ -579,10 +580,6 @@ async fn the_gemini_clis_own_loop_detection_stalls_the_step() {
     );
 }
 
-/// The project a verified step fixes: `add` subtracts, and its unittest
-/// says so.
-const CALC_BUG: &str = "add = lambda a, b: a - b\n";
-const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
 /// What the first round's failure says, which the resumed session must
 /// be told.
 const FIRST_FAILURE: &str = "AssertionError: 1 != 5";

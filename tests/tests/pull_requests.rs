@@ -13,13 +13,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use tidewright_api::v1;
+pub(crate) use tidewright_tests::calc::{RIGHT as CALC, TEST as CALC_TEST};
 use tidewright_tests::forge::ForgeDouble;
 use tidewright_tests::git_server::{GitServer, PASSWORD, account_secrets, secret_holding_worker};
 use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
-pub(crate) const CALC: &str = "add = lambda a, b: a + b\n";
-pub(crate) const CALC_TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
 pub(crate) const PROJECT: &str = "acme/app";
 /// What a request for changes says; the agent's mock answers it.
 const REQUESTED: &str = "pull request is not ready to merge";

@@ -125,11 +125,6 @@ pub fn attempt_id(step: &str, k: u32) -> String {
     format!("{step}{SEPARATOR}{k}")
 }
 
-/// The step an attempt's id belongs to; `None` for a step's own id.
-pub fn parent(id: &str) -> Option<&str> {
-    id.rsplit_once(SEPARATOR).map(|(step, _)| step)
-}
-
 /// The runtime of attempt `k` (from 1): the runtimes in turn, else the
 /// step's own.
 pub fn runtime_of<'a>(attempts: &'a AttemptsSpec, own: &'a str, k: u32) -> &'a str {

@@ -500,6 +500,12 @@ impl TaskRun {
         }
     }
 
+    /// The step that chooses among the attempts `index` is one of; `None`
+    /// for a step that is no attempt.
+    pub fn chooser_of(&self, index: usize) -> Option<usize> {
+        self.chooser[index]
+    }
+
     /// The attempts of a step that chooses among them, in order; empty
     /// for any other step.
     pub fn attempts_of(&self, index: usize) -> &[usize] {

@@ -73,16 +73,9 @@ impl Engine {
                         "of the {passed} that passed, sent back the fewest times, then the cheapest"
                     )
                 };
-                let said = format!(
-                    "chose {} ({}): {why}",
-                    active.spec.steps[winner].id,
-                    active.spec.steps[winner]
-                        .agent_capability()
-                        .unwrap_or_default()
-                );
+                let (said, event) = chose(active, (index, attempt), winner, &why);
                 take_winner(active, (index, winner), &mut write, &said);
-                let said = chose(active, (index, attempt), said);
-                self.round.event(task_id, active, said);
+                self.round.event(task_id, active, event);
                 active
                     .run
                     .finish(index, tidewright_core::Outcome::Succeeded)
@@ -129,12 +122,8 @@ impl Engine {
             report.error = "the judge's answer names no attempt that passed".into();
             return;
         };
-        let said = format!(
-            "chose {} ({}): the judge ({}) found it the better in {} of {} matches: {}",
-            judged.chosen,
-            active.spec.steps[winner]
-                .agent_capability()
-                .unwrap_or_default(),
+        let why = format!(
+            "the judge ({}) found it the better in {} of {} matches: {}",
             judged.model,
             judged
                 .matches
@@ -147,16 +136,16 @@ impl Engine {
         report.output_json = active.steps[winner].output.clone().unwrap_or_default();
         report.work.clone_from(&active.steps[winner].work);
         let attempt = active.run.step(index).attempt;
+        let (said, event) = chose(active, (index, attempt), winner, &why);
         self.round
             .writes
             .push(tidewright_store::Write::Step(StepWrite {
                 task_id: task_id.to_string(),
                 step_id: active.spec.steps[index].id.clone(),
-                progress: Some((1.0, said.clone())),
+                progress: Some((1.0, said)),
                 ..StepWrite::default()
             }));
-        let said = chose(active, (index, attempt), said);
-        self.round.event(task_id, active, said);
+        self.round.event(task_id, active, event);
         // Every match's reasons stay with the task, in its log.
         for m in &judged.matches {
             let line = format!(
@@ -209,14 +198,28 @@ pub(super) fn candidates(active: &Active, index: usize) -> String {
     serde_json::to_string(&Candidates { candidates }).unwrap_or_default()
 }
 
-/// The event that says the choice: the step's last progress.
-fn chose(active: &Active, (index, attempt): (usize, u32), said: String) -> EventKind {
-    EventKind::Progress {
+/// What says the choice of `winner`, and `why`: the line, and the event
+/// that carries it as the step's last progress.
+fn chose(
+    active: &Active,
+    (index, attempt): (usize, u32),
+    winner: usize,
+    why: &str,
+) -> (String, EventKind) {
+    let said = format!(
+        "chose {} ({}): {why}",
+        active.spec.steps[winner].id,
+        active.spec.steps[winner]
+            .agent_capability()
+            .unwrap_or_default()
+    );
+    let event = EventKind::Progress {
         step: active.spec.steps[index].id.clone(),
         attempt,
         fraction: 1.0,
-        message: said,
-    }
+        message: said.clone(),
+    };
+    (said, event)
 }
 
 /// Each attempt as the choice sees it.
@@ -293,11 +296,8 @@ pub(super) fn chosen(active: &Active, index: usize) -> Option<usize> {
 /// attempt's that was not chosen (or not yet), which another step that
 /// waited for it must not start from.
 pub(super) fn goes_on(active: &Active, index: usize) -> bool {
-    let Some(step) = tidewright_core::attempts::parent(&active.spec.steps[index].id) else {
-        return true;
-    };
-    active
-        .index
-        .get(step)
-        .is_some_and(|&chooser| chosen(active, chooser) == Some(index))
+    match active.run.chooser_of(index) {
+        Some(chooser) => chosen(active, chooser) == Some(index),
+        None => true,
+    }
 }

@@ -213,14 +213,14 @@ impl Active {
         self.run.step(index).state == tidewright_core::StepState::Running
     }
 
-    /// The sibling step `index` must wait for, and why: one queued or
-    /// running whose `touches` may overlap its own (the lowest such).
     /// Whether steps `a` and `b` are attempts of the same step.
     fn rivals(&self, a: usize, b: usize) -> bool {
-        let parent = |i: usize| tidewright_core::attempts::parent(&self.spec.steps[i].id);
-        parent(a).is_some() && parent(a) == parent(b)
+        let chooser = self.run.chooser_of(a);
+        chooser.is_some() && chooser == self.run.chooser_of(b)
     }
 
+    /// The sibling step `index` must wait for, and why: one queued or
+    /// running whose `touches` may overlap its own (the lowest such).
     pub(crate) fn touch_holder(&self, index: usize) -> Option<(usize, String)> {
         let mine = &self.spec.steps[index].touches;
         if mine.is_empty() {

@@ -2,6 +2,7 @@
 //! that chooses takes the winner, and an attempt its worker reclaims after
 //! a restart, when another passed first meanwhile, is stopped then.
 
+use tidewright_core::AttemptKey;
 use tidewright_core::attempts::{Select, SelectSpec};
 
 use super::*;
@@ -28,14 +29,9 @@ fn first_passing() -> TaskSpec {
     }
 }
 
-/// The first attempt to pass, and the other, stopped.
-fn passed_first(reason: &str) {
-    assert_eq!(reason, "attempt a.1 passed first");
-}
-
-#[tokio::test]
-async fn the_first_attempt_to_pass_stops_the_other_and_the_step_takes_it() {
-    let h = Harness::new();
+/// Task `t` submitted as [`first_passing`], both attempts given to one
+/// worker, and `a.1` passed: the worker, and `a.2`'s attempt.
+async fn a1_passes(h: &Harness) -> (FakeWorker, AttemptKey) {
     h.try_submit("t", "default", first_passing(), 1)
         .await
         .expect("submitted");
@@ -48,6 +44,18 @@ async fn the_first_attempt_to_pass_stops_the_other_and_the_step_takes_it() {
         (second, first)
     };
     h.report(&w, won, AttemptEnd::Succeeded).await;
+    (w, other)
+}
+
+/// The first attempt to pass, and the other, stopped.
+fn passed_first(reason: &str) {
+    assert_eq!(reason, "attempt a.1 passed first");
+}
+
+#[tokio::test]
+async fn the_first_attempt_to_pass_stops_the_other_and_the_step_takes_it() {
+    let h = Harness::new();
+    let (mut w, other) = a1_passes(&h).await;
     let stopped = w.stopped(1).await;
     assert_eq!(stopped[0].0, other);
     passed_first(&stopped[0].1);
@@ -75,18 +83,7 @@ async fn an_attempt_reclaimed_after_a_restart_is_stopped_when_another_passed_fir
     let store = MemoryStore::new();
     let other = {
         let h = Harness::new_on(store.clone());
-        h.try_submit("t", "default", first_passing(), 1)
-            .await
-            .expect("submitted");
-        let mut w = h.ready_worker("w", &["shell"], 2).await;
-        let first = w.assigned().await;
-        let second = w.assigned().await;
-        let (won, other) = if first.step_id == "a.1" {
-            (first, second)
-        } else {
-            (second, first)
-        };
-        h.report(&w, won, AttemptEnd::Succeeded).await;
+        let (mut w, other) = a1_passes(&h).await;
         // The stop is sent; the control plane stops before it is answered.
         w.stopped(1).await;
         other
