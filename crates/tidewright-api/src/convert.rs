@@ -59,6 +59,7 @@ impl From<v1::TaskSpec> for core::TaskSpec {
             repo: spec.repo.map(Into::into),
             egress: spec.egress.map(Into::into),
             retention_seconds: spec.retention_seconds,
+            failback: spec.failback,
         }
     }
 }
@@ -307,6 +308,15 @@ impl From<v1::StepSpec> for core::StepSpec {
                 stop_early: s.stop_early,
                 prompt: s.prompt,
             }),
+            fallback: step.fallback,
+            failover: step.failover.map(|f| core::failover::Failover {
+                from: f.from,
+                preferred: f.preferred,
+                after_attempt: f.after_attempt,
+                reason: f.reason,
+                head: f.head,
+                summary: f.summary,
+            }),
         }
     }
 }
@@ -328,6 +338,7 @@ impl From<&core::TaskSpec> for v1::TaskSpec {
             repo: spec.repo.as_ref().map(Into::into),
             egress: spec.egress.as_ref().map(Into::into),
             retention_seconds: spec.retention_seconds,
+            failback: spec.failback,
         }
     }
 }
@@ -430,6 +441,15 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 select: s.select.as_str().to_string(),
                 stop_early: s.stop_early,
                 prompt: s.prompt.clone(),
+            }),
+            fallback: step.fallback.clone(),
+            failover: step.failover.as_ref().map(|f| v1::Failover {
+                from: f.from.clone(),
+                preferred: f.preferred.clone(),
+                after_attempt: f.after_attempt,
+                reason: f.reason.clone(),
+                head: f.head.clone(),
+                summary: f.summary.clone(),
             }),
         }
     }
@@ -730,6 +750,21 @@ impl From<&core::Event> for v1::Event {
                 round: *round,
                 passed: *passed,
                 message: message.clone(),
+            }),
+            core::EventKind::FailedOver {
+                step,
+                attempt,
+                from,
+                to,
+                reason,
+                carried,
+            } => Kind::FailedOver(v1::StepFailedOver {
+                step_id: step.clone(),
+                attempt: *attempt,
+                from: from.clone(),
+                to: to.clone(),
+                reason: reason.clone(),
+                carried: *carried,
             }),
         };
         v1::Event {

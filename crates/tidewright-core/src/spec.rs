@@ -51,6 +51,11 @@ pub struct TaskSpec {
     /// its tenant's or the control plane's window; 0 keeps it forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_seconds: Option<u64>,
+    /// After one of its steps failed over, its later steps start on their
+    /// own runtime again once its limit resets (see [`crate::failover`]);
+    /// without it they keep to the runtime that step went to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failback: bool,
 }
 
 /// The id of the one step a bare prompt (without `plan`) runs as.
@@ -169,6 +174,16 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub select: Option<SelectSpec>,
+    /// Agent runtimes it may move to, in order, when a provider's limit
+    /// pauses every pool that runs its own (see [`crate::failover`]);
+    /// without any it waits for the limit to reset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+    /// Its move to a fallback, as tidewright wrote it; a task file never
+    /// sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub failover: Option<crate::failover::Failover>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -631,6 +646,23 @@ impl StepSpec {
             || self.select.as_ref().is_some_and(|s| s.select.judged())
     }
 
+    /// The agent step run by another agent CLI, `runtime`: the same
+    /// prompt and everything else the same, but what only its own CLI
+    /// reads (its model, its tools).
+    pub fn on_runtime(&self, runtime: &str) -> StepSpec {
+        StepSpec {
+            claude_code: None,
+            codex: None,
+            gemini_cli: None,
+            agent: Some(AgentSpec {
+                cli: runtime.to_string(),
+                prompt: self.prompt().to_string(),
+                model: None,
+            }),
+            ..self.clone()
+        }
+    }
+
     /// An agent step's prompt, whole; "" for any other step.
     pub fn prompt(&self) -> &str {
         match self.runtime() {
@@ -672,6 +704,8 @@ impl StepSpec {
             verify: None,
             attempts: None,
             select: None,
+            fallback: Vec::new(),
+            failover: None,
         }
     }
 
@@ -700,6 +734,8 @@ impl StepSpec {
             verify: None,
             attempts: None,
             select: None,
+            fallback: Vec::new(),
+            failover: None,
         }
     }
 

@@ -218,6 +218,20 @@ pub enum EventKind {
         passed: bool,
         message: String,
     },
+    /// An agent step moved to one of its fallback runtimes: a provider's
+    /// limit paused every pool that runs `from` (see [`crate::failover`]).
+    FailedOver {
+        step: String,
+        /// The attempt that met the limit; its last attempt when it was
+        /// queued.
+        attempt: u32,
+        from: String,
+        to: String,
+        reason: String,
+        /// Its work so far and a summary of its session went with it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        carried: bool,
+    },
 }
 
 impl EventKind {
@@ -230,6 +244,7 @@ impl EventKind {
             EventKind::Log { .. } => "log",
             EventKind::Egress { .. } => "egress",
             EventKind::Verification { .. } => "verification",
+            EventKind::FailedOver { .. } => "failedOver",
         }
     }
 }

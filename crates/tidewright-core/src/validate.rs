@@ -9,6 +9,7 @@ use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 mod agents;
 mod attempts;
+mod failover;
 mod repository;
 mod verify;
 pub use agents::valid_session_id;
@@ -161,6 +162,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         validate_delivery(i, step, spec.repo.is_some())?;
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
         attempts::validate_attempts(i, step, spec.repo.is_some(), limits)?;
+        failover::validate_fallback(i, step)?;
     }
     let expanded: usize = spec
         .steps

@@ -31,6 +31,7 @@ impl Engine {
         self.queue_ready(&id, &mut active);
         self.hold_at_gates(&id, &mut active, &[]);
         self.cold.reads.fresh.push(id.clone());
+        self.failovers.watch(&id, &active.spec);
         self.tasks.insert(id.clone(), active);
         self.adopt_child(&id);
     }
@@ -61,6 +62,9 @@ impl Engine {
         if self.queue.is_empty() {
             return;
         }
+        // A step that moves to a fallback is handed out under its new
+        // runtime in the same round.
+        self.fail_over();
         let mut agents = self.agents_in_capped_pools();
         let mut order = 0;
         let mut idle_since_progress = 0;
@@ -222,6 +226,9 @@ impl Engine {
         live.worker_name.clone_from(&worker.info.name);
         live.attempt_started = now;
         live.stopped_for_budget = false;
+        // What an agent before it left goes only with a move.
+        live.handover = None;
+        live.failover_said = false;
         self.metrics
             .attempt_started(&active.tenant, (now - live.queued_at) as f64 / 1e6);
         let ready_since = live.ready_since.take().unwrap_or(live.queued_at);
@@ -294,6 +301,17 @@ pub(super) fn dependency_heads(
         && !fix.from.is_empty()
     {
         heads.push((index, active.spec.steps[index].id.clone(), fix.from.clone()));
+    }
+    // Taken over from another runtime's agent, it goes on from that
+    // agent's work (kept under the step's name).
+    if let Some(failover) = &active.spec.steps[index].failover
+        && !failover.head.is_empty()
+    {
+        heads.push((
+            index,
+            active.spec.steps[index].id.clone(),
+            failover.head.clone(),
+        ));
     }
     heads.sort();
     heads.dedup();

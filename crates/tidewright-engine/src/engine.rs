@@ -3,7 +3,7 @@
 //! being decided. The fleet, the cold queue and the sweeper each own their
 //! fields, so a module that decides borrows only the part it needs.
 //! The modules that decide (`dispatch`, `results`,
-//! `approval`, `budget`, `limits`, `recovery`, `cold`, `create`) each add
+//! `approval`, `budget`, `limits`, `failover`, `recovery`, `cold`, `create`) each add
 //! their methods to [`Engine`]; they take what they share from here.
 
 use std::collections::{HashMap, VecDeque};
@@ -80,6 +80,9 @@ pub struct Engine {
     /// The halves of red landing batches still to land, and how large a
     /// new batch may be (see `batch`).
     pub(crate) batches: Batches,
+    /// The tasks whose steps may move to a fallback runtime (see
+    /// `failover`).
+    pub(crate) failovers: crate::failover::Failovers,
 }
 
 /// How the engine runs.
@@ -95,6 +98,8 @@ pub struct Settings {
     pub limit_backoff: Duration,
     /// How long finished tasks are kept, by tenant and by default.
     pub retention: tidewright_store::retention::Retention,
+    /// Which tenants' steps may move to a fallback runtime.
+    pub fallback: tidewright_core::failover::FallbackPolicy,
 }
 
 /// Per repository and base: the halves of red batches still to land, the

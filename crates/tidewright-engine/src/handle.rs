@@ -44,6 +44,9 @@ pub struct StepResult {
     /// A verified step's checks on its committed work, run after the
     /// agent's turn ended in success.
     pub verification: Option<tidewright_core::Verification>,
+    /// Stopped by its provider's limit: what its agent did, for the agent
+    /// that may take the step over on a fallback runtime; "" otherwise.
+    pub handover: String,
 }
 
 impl StepResult {
@@ -63,6 +66,7 @@ impl StepResult {
             work: None,
             conflict: None,
             verification: None,
+            handover: String::new(),
         }
     }
 }

@@ -74,6 +74,7 @@ mod dispatch;
 mod effects;
 mod engine;
 mod error;
+mod failover;
 mod family;
 mod handle;
 mod kin;
@@ -158,6 +159,7 @@ pub fn start(
         sweeper: Sweeper::new(retention),
         children: HashMap::new(),
         batches: Default::default(),
+        failovers: failover::Failovers::new(settings.fallback.clone()),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(

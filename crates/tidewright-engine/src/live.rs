@@ -71,6 +71,11 @@ pub(crate) struct LiveStep {
     pub(crate) work: Option<tidewright_core::StepWork>,
     /// A step sent back a failed landing to fix (see `land`).
     pub(crate) land_fix: Option<LandFix>,
+    /// What its agent left when its provider's limit stopped it, for the
+    /// agent that may take it over on a fallback (see `failover`).
+    pub(crate) handover: Option<crate::failover::Handover>,
+    /// Why it cannot fail over was said: said once until it moves or runs.
+    pub(crate) failover_said: bool,
 }
 
 /// What a step sent back a failed landing starts from: its own work (the
@@ -287,6 +292,8 @@ pub(crate) fn new_active(
             work: None,
             land_fix: None,
             conflict: None,
+            handover: None,
+            failover_said: false,
         })
         .collect();
     let index = spec

@@ -32,6 +32,7 @@ pub struct Metrics {
     queue_depth: Family<Labels, Gauge>,
     approvals: Family<Labels, Counter>,
     rate_limits: Family<Labels, Counter>,
+    failovers: Family<Labels, Counter>,
     pools_paused: Gauge,
     agents_paused: Family<Labels, Gauge>,
     budget_pauses: Family<Labels, Counter>,
@@ -76,6 +77,7 @@ impl Metrics {
             queue_depth: Family::default(),
             approvals: Family::default(),
             rate_limits: Family::default(),
+            failovers: Family::default(),
             pools_paused: Gauge::default(),
             agents_paused: Family::default(),
             budget_pauses: Family::default(),
@@ -153,6 +155,11 @@ impl Metrics {
             "rate_limits",
             "Agent runs stopped by a provider limit, by pool and agent runtime (claude-code, codex, gemini-cli); each pauses that runtime's agents of the pool",
             metrics.rate_limits.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Agent steps moved to a fallback runtime while a provider limit paused their own, by the runtime left and the one taken",
+            metrics.failovers.clone(),
         );
         registry.register(
             "pools_paused",
@@ -340,6 +347,13 @@ impl Metrics {
     }
 
     /// A provider limit paused `pool`'s agents of the `runtime`.
+    /// A step moved from agent runtime `from` to its fallback `to`.
+    pub fn failed_over(&self, from: &str, to: &str) {
+        self.failovers
+            .get_or_create(&vec![("from", from.to_string()), ("to", to.to_string())])
+            .inc();
+    }
+
     pub fn rate_limited(&self, pool: &str, runtime: &str) {
         self.rate_limits
             .get_or_create(&vec![

@@ -206,6 +206,7 @@ impl Engine {
             self.queue_ready(&id, &mut active);
             let deadlines: Vec<Micros> = record.steps.iter().map(|s| s.approval_deadline).collect();
             self.hold_at_gates(&id, &mut active, &deadlines);
+            self.failovers.watch(&id, &active.spec);
             self.tasks.insert(id.clone(), active);
             piece.push(id);
         }
@@ -257,6 +258,7 @@ impl Engine {
         for live in &mut active.steps {
             live.verified = None;
         }
+        self.failovers.watch(&id, &active.spec);
         self.tasks.insert(id.clone(), active);
         // A step the rerun gates again enters its wait in `apply`.
         self.apply(&id, changes, None);
@@ -466,7 +468,11 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
             live.head = step.work.as_ref().map(|w| w.head_commit.clone());
             live.work.clone_from(&step.work);
         }
-        live.session = last_session(&step.attempts);
+        // Attempts before a failover ran another CLI, whose sessions the
+        // step's runtime now cannot resume.
+        let after = spec.failover.as_ref().map_or(0, |f| f.after_attempt);
+        let since = step.attempts.partition_point(|a| a.attempt <= after);
+        live.session = last_session(&step.attempts[since..]);
         crate::verify::restore_round(live, spec.verify.as_ref(), &step.attempts);
     }
     crate::land::restore_fixes(&mut active, record);

@@ -170,6 +170,9 @@ impl Engine {
             self.keep_landing((&task_id, index), &report);
         }
         self.settle_cost(&task_id, index, report.cost);
+        if !requeued && report.rate_limited.is_some() && limited.is_some() {
+            self.keep_handover(&task_id, index, &report);
+        }
         let Some(moved) = self.move_on((&task_id, index), &report, &verdict, limited) else {
             return;
         };

@@ -426,7 +426,11 @@ async fn mirror_from_events(
                         Some(v1::event::Kind::Progress(_) | v1::event::Kind::Verification(_)) => {
                             pending_since.get_or_insert_with(Instant::now);
                         }
-                        Some(v1::event::Kind::TaskState(_) | v1::event::Kind::StepState(_)) => {
+                        Some(
+                            v1::event::Kind::TaskState(_)
+                            | v1::event::Kind::StepState(_)
+                            | v1::event::Kind::FailedOver(_),
+                        ) => {
                             pending_since = None;
                             mirror_now(&api, &task, &task_id, &mut last, &ctx).await;
                         }

@@ -35,6 +35,8 @@ pub struct Config {
     /// The first pause of a pool's agents after a provider limit that
     /// names no reset time; it doubles with each limit in a row.
     pub limit_backoff: Duration,
+    /// Which tenants' steps may move to a fallback runtime.
+    pub fallback: tidewright_core::failover::FallbackPolicy,
     pub limits: Limits,
     /// Tokens file; `None` keeps (and on first start creates) one in
     /// `data_dir`.
@@ -105,6 +107,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(5),
             hot_tasks: tidewright_engine::DEFAULT_HOT_TASKS,
             limit_backoff: tidewright_engine::DEFAULT_LIMIT_BACKOFF,
+            fallback: Default::default(),
             limits: Limits::default(),
             tokens_file: None,
             jwt: jwt::JwtConfig::default(),

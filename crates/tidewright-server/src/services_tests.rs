@@ -54,6 +54,7 @@ fn composed(store: Arc<dyn Store>, kept: KeptSettings) -> (Services, Arc<Hub>) {
             hot_tasks: tidewright_engine::DEFAULT_HOT_TASKS,
             limit_backoff: tidewright_engine::DEFAULT_LIMIT_BACKOFF,
             retention: tidewright_store::retention::Retention::forever(),
+            fallback: Default::default(),
         },
         Arc::new(Metrics::new()),
         tidewright_engine::TenantBudgets::default(),
@@ -64,6 +65,7 @@ fn composed(store: Arc<dyn Store>, kept: KeptSettings) -> (Services, Arc<Hub>) {
         hub: hub.clone(),
         metrics: Arc::new(Metrics::new()),
         limits: tidewright_core::Limits::default(),
+        fallback: Default::default(),
         planner: None,
         webhooks: Arc::new(Webhooks::new(
             store,

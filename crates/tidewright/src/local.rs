@@ -280,6 +280,8 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
     config.worker_timeout = store.worker_timeout;
     config.heartbeat_interval = store.heartbeat_interval;
     config.limit_backoff = store.provider_limit_backoff;
+    config.fallback = tidewright_core::failover::FallbackPolicy::parse(&store.fallback_policy)
+        .map_err(anyhow::Error::msg)?;
     config.hot_tasks = store.hot_tasks;
     config.leader_lease = replica.leader_lease;
     config.replica_name = replica.replica_name.clone();

@@ -190,6 +190,9 @@ impl View {
                 Kind::Verification(v) => {
                     let _ = multi.println(format!("{} | {}", v.step_id, v.message));
                 }
+                Kind::FailedOver(f) => {
+                    let _ = multi.println(format!("{} | {}", f.step_id, failed_over_line(f)));
+                }
                 Kind::TaskState(_) => {}
             },
             Display::Lines { start, out } => {
@@ -218,6 +221,7 @@ impl View {
                     Kind::Log(l) => format!("{} | {}", l.step_id, l.line),
                     Kind::Egress(e) => format!("{}: {}", e.step_id, egress_line(e)),
                     Kind::Verification(v) => format!("{}: {}", v.step_id, v.message),
+                    Kind::FailedOver(f) => format!("{}: {}", f.step_id, failed_over_line(f)),
                 };
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }
@@ -231,6 +235,15 @@ impl View {
             }
         }
     }
+}
+
+/// `failed over from claude-code to codex, with its work: why`.
+fn failed_over_line(f: &v1::StepFailedOver) -> String {
+    let carried = if f.carried { ", with its work" } else { "" };
+    format!(
+        "failed over from {} to {}{carried}: {}",
+        f.from, f.to, f.reason
+    )
 }
 
 /// `egress allowed api.github.com:443`, `egress refused 169.254.169.254:80:

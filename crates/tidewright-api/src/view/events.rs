@@ -77,6 +77,16 @@ pub enum EventKindView {
         passed: bool,
         message: String,
     },
+    /// An agent step moved to one of its fallback runtimes.
+    FailedOver {
+        step: String,
+        attempt: u32,
+        from: String,
+        to: String,
+        reason: String,
+        /// Its work so far and a summary of its session went with it.
+        carried: bool,
+    },
     /// A kind this build does not know.
     Unknown,
 }
@@ -91,6 +101,7 @@ impl EventKindView {
             EventKindView::Log { .. } => "log",
             EventKindView::Egress { .. } => "egress",
             EventKindView::Verification { .. } => "verification",
+            EventKindView::FailedOver { .. } => "failedOver",
             EventKindView::Unknown => "unknown",
         }
     }
@@ -153,6 +164,14 @@ pub fn event_view(event: &v1::Event) -> EventView {
             round: e.round,
             passed: e.passed,
             message: e.message.clone(),
+        },
+        Some(Kind::FailedOver(e)) => EventKindView::FailedOver {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            from: e.from.clone(),
+            to: e.to.clone(),
+            reason: e.reason.clone(),
+            carried: e.carried,
         },
         None => EventKindView::Unknown,
     };

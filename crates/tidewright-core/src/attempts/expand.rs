@@ -2,7 +2,7 @@
 //! on its runtime, and the step that chooses, under the step's own id.
 
 use super::{SelectSpec, attempt_id, runtime_of};
-use crate::spec::{AgentSpec, StepSpec, TaskSpec};
+use crate::spec::{StepSpec, TaskSpec};
 
 /// Turns each step with `attempts` into its attempts and the step that
 /// chooses among them (under its id, so what depends on it is unchanged).
@@ -28,7 +28,7 @@ pub fn with_attempts(spec: &mut TaskSpec) {
             let mut attempt = if runtime == own {
                 step.clone()
             } else {
-                on_runtime(&step, runtime, &prompt)
+                step.on_runtime(runtime)
             };
             attempt.id.clone_from(id);
             steps.push(attempt);
@@ -52,20 +52,4 @@ pub fn with_attempts(spec: &mut TaskSpec) {
         });
     }
     spec.steps = steps;
-}
-
-/// The step run by another agent CLI: the same prompt and everything else
-/// the same, but what only its own CLI reads (its model, its tools).
-fn on_runtime(step: &StepSpec, runtime: &str, prompt: &str) -> StepSpec {
-    StepSpec {
-        claude_code: None,
-        codex: None,
-        gemini_cli: None,
-        agent: Some(AgentSpec {
-            cli: runtime.to_string(),
-            prompt: prompt.to_string(),
-            model: None,
-        }),
-        ..step.clone()
-    }
 }

@@ -82,6 +82,8 @@ pub struct Parts {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Which tenants' steps may move to a fallback runtime.
+    pub fallback: tidewright_core::failover::FallbackPolicy,
     /// Plans prompt tasks; `None` when no planner was set up.
     pub planner: Option<Arc<dyn Planner>>,
     pub webhooks: Arc<dyn WebhookRegistry>,
@@ -111,6 +113,7 @@ pub(crate) struct Context {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     limits: Limits,
+    fallback: tidewright_core::failover::FallbackPolicy,
     ids: Mutex<ulid::Generator>,
     watches: Arc<watch::OpenWatches>,
     planner: Option<Arc<dyn Planner>>,
@@ -187,6 +190,7 @@ impl Services {
             hub: parts.hub,
             metrics: parts.metrics,
             limits: parts.limits,
+            fallback: parts.fallback,
             ids: Mutex::new(ulid::Generator::new()),
             watches: Arc::default(),
             planner: parts.planner,

@@ -282,6 +282,13 @@ impl Context {
     ) -> Result<Submission, Error> {
         let tenant = caller.tenant_for(&request.tenant, &format!("{field}tenant"), "submit to")?;
         let mut spec = self.checked_spec(request.spec, field)?;
+        if let Some(i) = spec.steps.iter().position(|s| !s.fallback.is_empty())
+            && !self.fallback.allows(&tenant)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{field}spec.steps[{i}].fallback: the server's fallback policy (--fallback-policy) forbids failover for tenant {tenant:?}"
+            )));
+        }
         let key = request.idempotency_key;
         if let Some(step) = &caller.step {
             self.adopt(&mut spec, step, &key).await?;

@@ -20,6 +20,7 @@ mod attempts;
 mod batch;
 mod budget;
 mod cold;
+mod failover;
 mod family;
 mod follow;
 mod gone;
@@ -57,6 +58,7 @@ fn settings() -> Settings {
         hot_tasks: DEFAULT_HOT_TASKS,
         limit_backoff: crate::DEFAULT_LIMIT_BACKOFF,
         retention: tidewright_store::retention::Retention::forever(),
+        fallback: Default::default(),
     }
 }
 
@@ -1664,6 +1666,7 @@ async fn a_codex_limit_pauses_the_pools_codex_agents_and_not_its_claude_agents()
                 work: None,
                 conflict: None,
                 verification: None,
+                handover: String::new(),
             },
         )
         .await

@@ -315,10 +315,22 @@ async fn forward(
                         paths: c.paths.into_iter().take(MAX_CHANGED_PATHS).collect(),
                     }),
                 verification: r.verification.clone().map(bounded_verification),
+                handover: bounded_handover(&r.handover),
             };
             Ok(engine.report(worker, report).await?)
         }
     }
+}
+
+/// A handover summary as the task's spec keeps it: at most
+/// [`tidewright_core::failover::MAX_SUMMARY_BYTES`], whatever a worker sent.
+fn bounded_handover(summary: &str) -> String {
+    let mut summary = summary.to_string();
+    tidewright_core::truncate_at_char_boundary(
+        &mut summary,
+        tidewright_core::failover::MAX_SUMMARY_BYTES,
+    );
+    summary
 }
 
 /// The most changed paths a step's work keeps: a step that rewrote a whole

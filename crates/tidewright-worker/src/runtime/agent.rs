@@ -380,6 +380,18 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
+    // A step taken over from another runtime's agent is told what it
+    // left, unless it resumes a session that was told already.
+    let briefing = match (&attempt.step.failover, &resumed) {
+        (Some(failover), None) => {
+            let to = attempt.step.agent_capability().unwrap_or_default();
+            Some(
+                tidewright_core::failover::briefing(failover, to)
+                    + briefing.as_deref().unwrap_or(""),
+            )
+        }
+        _ => briefing,
+    };
     let (command, env) = R::command(
         runtime,
         &Launch {
@@ -412,6 +424,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         ));
     }
     let stream = Arc::new(Mutex::new(R::stream(runtime)));
+    let journal = super::handover::Journal::default();
     let session_now = || {
         let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
         stream.session_id().to_string()
@@ -440,7 +453,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             command,
             env,
             &room,
-            StdoutLines::Events(stream.clone()),
+            StdoutLines::Events(stream.clone(), journal.clone()),
             &redactor,
             reports,
             &mut stop_rx,
@@ -524,6 +537,9 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     }
     if let Some(tree) = tree {
         repo::record(attempt, &tree, &mut ended).await;
+        if hands_over(attempt, &ended) {
+            ended.handover = journal.summary(ended.work.as_ref());
+        }
         verify_work(
             attempt,
             &tree,
@@ -556,8 +572,18 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     {
         log(line);
     }
+    if hands_over(attempt, &ended) && ended.handover.is_empty() {
+        ended.handover = journal.summary(None);
+    }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
+}
+
+/// Whether the run ended at its provider's limit on a step that may move
+/// to a fallback runtime: its work is kept and summed up for the agent
+/// that takes it over.
+pub(crate) fn hands_over(attempt: &Attempt, ended: &Ended) -> bool {
+    ended.limited.is_some() && !attempt.step.fallback.is_empty()
 }
 
 /// Whether the step's task lands, or follows its pull request, with

@@ -260,6 +260,9 @@ pub struct Ended {
     pub(crate) work: Option<tidewright_core::StepWork>,
     /// A verified step's checks on that work.
     pub(crate) verification: Option<tidewright_core::Verification>,
+    /// Stopped by its provider's limit: what the agent did, for the one
+    /// that may take the step over (see `handover`); "" otherwise.
+    pub(crate) handover: String,
 }
 
 impl Ended {
@@ -276,6 +279,7 @@ impl Ended {
             work: None,
             conflict: None,
             verification: None,
+            handover: String::new(),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod dir_home;
 pub mod follow;
 pub mod gemini;
 pub mod grade;
+pub mod handover;
 pub mod land;
 pub mod prices;
 pub mod process;
@@ -131,6 +132,7 @@ pub async fn run(
             paths: c.paths,
         }),
         verification: ended.verification.map(Into::into),
+        handover: ended.handover,
     };
     let _ = reports.send(FromAttempt::Done(Box::new(result)));
 }

@@ -260,8 +260,9 @@ pub(crate) fn replay_fixture(
 pub(crate) enum StdoutLines {
     /// Log lines, and `::progress` lines.
     Plain,
-    /// Events, read by the runtime that started the process.
-    Events(Arc<Mutex<dyn LineReader>>),
+    /// Events, read by the runtime that started the process; the tool
+    /// calls they make are noted in the journal.
+    Events(Arc<Mutex<dyn LineReader>>, super::handover::Journal),
 }
 
 /// Runs `command` in its sandbox with `room` in view, from `room.cwd`,
@@ -747,13 +748,14 @@ async fn forward_lines(
         while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             buf.pop();
         }
-        if let StdoutLines::Events(run) = &lines {
+        if let StdoutLines::Events(run, journal) = &lines {
             // The whole event is read before anything of it is cut.
             let raw = String::from_utf8_lossy(&buf);
             let (reports_of_line, calls) = {
                 let mut run = run.lock().unwrap_or_else(|e| e.into_inner());
                 (run.read(&raw, &attempt, &redactor), run.take_tool_calls())
             };
+            journal.noted(&calls, &redactor);
             if let Some(circles) = circles.as_mut()
                 && let Some(why) = circles.after(&calls).await
             {

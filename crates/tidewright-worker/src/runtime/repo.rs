@@ -464,9 +464,17 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
         // A step that failed already says so.
         Err(e) => return failed(ended, e.to_string()),
     };
-    if ended.is_success()
+    // A run its provider's limit stopped keeps its work for the agent
+    // that may take the step over on another runtime.
+    let handing_over = super::agent::hands_over(attempt, ended);
+    if (ended.is_success() || handing_over)
         && let Err(e) = keep_branch(attempt, tree, &done.head).await
     {
+        if handing_over {
+            // Without its branch kept, the next agent starts afresh.
+            tracing::warn!(task = %attempt.key.task_id, step = %attempt.key.step_id, error = %e, "the work of a step stopped at its limit was not kept");
+            return;
+        }
         return failed(ended, e);
     }
     ended.work = Some(tidewright_core::StepWork {

@@ -100,6 +100,20 @@ pub struct StoreArgs {
     /// up to 30 minutes. A limit that names its reset pauses until then.
     #[arg(long, env = "TIDEWRIGHT_PROVIDER_LIMIT_BACKOFF", default_value = "60s", value_parser = parse_duration)]
     pub provider_limit_backoff: Duration,
+
+    /// Which tenants' steps may move to a `fallback` runtime while a
+    /// provider limit pauses their own: `allow` (the default) or `forbid`
+    /// for every tenant, or `TENANT=allow|forbid` for one; repeat it or
+    /// separate with commas, a later value winning. A forbidden tenant's
+    /// task that names `fallback` is refused, and a step already queued
+    /// waits for its own runtime, saying why.
+    #[arg(
+        long,
+        env = "TIDEWRIGHT_FALLBACK_POLICY",
+        value_delimiter = ',',
+        value_name = "POLICY"
+    )]
+    pub fallback_policy: Vec<String>,
 }
 
 impl StoreArgs {

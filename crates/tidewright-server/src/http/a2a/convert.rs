@@ -285,6 +285,13 @@ impl Follow {
                 false => format!("{step}: refused a connection to {destination}: {reason}"),
             },
             EventKind::Verification { step, message, .. } => format!("{step}: {message}"),
+            EventKind::FailedOver {
+                step,
+                from,
+                to,
+                reason,
+                ..
+            } => format!("{step}: failed over from {from} to {to}: {reason}"),
         };
         let mut metadata = Map::new();
         metadata.insert(

@@ -24,6 +24,8 @@ pub(super) enum WebhookEvent {
     StepVerified,
     #[schema(rename = "step.verification_failed")]
     StepVerificationFailed,
+    #[schema(rename = "step.failed_over")]
+    StepFailedOver,
     #[schema(rename = "task.landed")]
     TaskLanded,
     #[schema(rename = "task.landing_failed")]
@@ -48,8 +50,10 @@ pub(super) struct WebhookBody {
     )]
     url: String,
     /// Which events to receive: task.succeeded, task.failed,
-    /// task.cancelled, task.paused, step.failed, approval.requested,
-    /// schedule.fired, schedule.skipped.
+    /// task.cancelled, task.paused, step.failed, step.verified,
+    /// step.verification_failed, step.failed_over, task.landed,
+    /// task.landing_failed, approval.requested, schedule.fired,
+    /// schedule.skipped.
     #[schema(min_items = 1, inline, value_type = Vec<WebhookEvent>)]
     events: Vec<String>,
     /// A Standard Webhooks secret, `whsec_` and the base64 of a 24 to 64

@@ -16,6 +16,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "step.failed",
     "step.verified",
     "step.verification_failed",
+    "step.failed_over",
     "task.landed",
     "task.landing_failed",
     "approval.requested",
@@ -63,6 +64,7 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
         }),
         EventKind::Verification { passed: true, .. } => Some("step.verified"),
         EventKind::Verification { passed: false, .. } => Some("step.verification_failed"),
+        EventKind::FailedOver { .. } => Some("step.failed_over"),
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => None,
     }
 }
@@ -179,6 +181,23 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
                     "tip": output["tip"],
                 });
             }
+        }
+        EventKind::FailedOver {
+            step,
+            attempt,
+            from,
+            to,
+            reason,
+            carried,
+        } => {
+            body["step"] = json!({
+                "id": step,
+                "attempt": attempt,
+                "from": from,
+                "to": to,
+                "reason": reason,
+                "carried": carried,
+            });
         }
         EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => {}
     }
