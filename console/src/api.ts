@@ -77,6 +77,21 @@ export interface Step {
   attempts?: Attempt[];
   approval?: Approval;
   work?: Work;
+  /// Its move to a fallback runtime (`runtime` is where it went).
+  failover?: Failover;
+}
+
+/// An agent step's move to a fallback runtime when a provider's limit
+/// paused its own.
+export interface Failover {
+  from: string;
+  preferred: string;
+  afterAttempt: number;
+  reason: string;
+  /// The commit of the work it carried.
+  head?: string;
+  /// What the agent before did, as the next agent was told.
+  summary?: string;
 }
 
 /// What a step did to its task's repository.

@@ -403,6 +403,21 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
         </p>
       )}
       {step.error && <p class="error">{step.error}</p>}
+      {step.failover && (
+        <div class="failover" data-test="failover">
+          <p>
+            Failed over from <code>{step.failover.from}</code> to <code>{step.runtime}</code> after attempt{" "}
+            {step.failover.afterAttempt}
+            {step.failover.head ? `, with its work at ${step.failover.head.slice(0, 12)}` : ""}: {step.failover.reason}
+          </p>
+          {step.failover.summary && (
+            <details>
+              <summary>What the agent before did, as the next was told</summary>
+              <pre>{step.failover.summary}</pre>
+            </details>
+          )}
+        </div>
+      )}
       {step.queuedReason && (
         <p class="waits" data-test="queued-reason">
           Waits: {step.queuedReason}

@@ -412,6 +412,11 @@ pub fn succeed(command: &mut Command) -> std::process::Output {
     out
 }
 
+/// Runs a command that must succeed; what it printed.
+pub fn stdout_of(command: &mut Command) -> String {
+    String::from_utf8_lossy(&succeed(command).stdout).into_owned()
+}
+
 /// Runs a command that must fail saying why in one line; that line.
 pub fn fails_in_one_line(command: &mut Command) -> String {
     let out = command.output().expect("the command runs");

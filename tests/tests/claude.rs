@@ -502,10 +502,6 @@ async fn a_usage_limit_pauses_its_pools_agents_until_the_reset_without_spending_
     );
 }
 
-fn stdout_of(command: &mut std::process::Command) -> String {
-    String::from_utf8_lossy(&succeed(command).stdout).into_owned()
-}
-
 /// A control plane whose pools back off a second after a limit that names
 /// no reset (doubling), serving HTTP too, and one claude-code worker in
 /// pool `agents`, on an API key or a subscription's token.

@@ -22,6 +22,7 @@ mod console;
 mod demo;
 mod docs;
 mod failover;
+mod fallback;
 mod faults;
 mod fleet_mcp;
 mod http_api;

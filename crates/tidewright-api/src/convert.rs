@@ -315,6 +315,7 @@ impl From<v1::StepSpec> for core::StepSpec {
                 after_attempt: f.after_attempt,
                 reason: f.reason,
                 head: f.head,
+                base: f.base,
                 summary: f.summary,
             }),
         }
@@ -449,6 +450,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 after_attempt: f.after_attempt,
                 reason: f.reason.clone(),
                 head: f.head.clone(),
+                base: f.base.clone(),
                 summary: f.summary.clone(),
             }),
         }

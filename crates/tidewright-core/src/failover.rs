@@ -38,6 +38,10 @@ pub struct Failover {
     /// from; "" when it made none (a queued step's move).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub head: String,
+    /// The commit that work is measured from (where the agent before
+    /// started): the step's work, whoever made it, is measured from here.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base: String,
     /// What the agent before did, written for the next; "" for a queued
     /// step's move.
     #[serde(default, skip_serializing_if = "String::is_empty")]

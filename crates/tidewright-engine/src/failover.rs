@@ -53,8 +53,10 @@ pub(crate) struct Handover {
     /// The runtime it ran on: its work goes with the step only when the
     /// step leaves that runtime.
     pub(crate) runtime: String,
-    /// The commit its work so far ended at; "" when it made none.
+    /// The commit its work so far ended at, and the one it started from;
+    /// "" when it made none.
     pub(crate) head: String,
+    pub(crate) base: String,
     pub(crate) summary: String,
 }
 
@@ -157,7 +159,9 @@ impl Engine {
         // it leaves.
         let handover = live.handover.take().filter(|h| h.runtime == from);
         let carried = handover.as_ref().is_some_and(|h| !h.head.is_empty());
-        let (head, summary) = handover.map(|h| (h.head, h.summary)).unwrap_or_default();
+        let (head, base, summary) = handover
+            .map(|h| (h.head, h.base, h.summary))
+            .unwrap_or_default();
         let failover = Failover {
             preferred: step
                 .failover
@@ -167,6 +171,7 @@ impl Engine {
             after_attempt: attempt,
             reason: go.reason.clone(),
             head,
+            base,
             summary,
         };
         let moved = move_to(step, &go.to, failover);
@@ -232,15 +237,16 @@ impl Engine {
         let Some(runtime) = step.agent_capability().map(str::to_string) else {
             return;
         };
-        let head = report
+        let (head, base) = report
             .work
             .as_ref()
             .filter(|w| w.head_commit != w.base_commit)
-            .map(|w| w.head_commit.clone())
+            .map(|w| (w.head_commit.clone(), w.base_commit.clone()))
             .unwrap_or_default();
         active.steps[index].handover = Some(Handover {
             runtime,
             head,
+            base,
             summary: report.handover.clone(),
         });
     }

@@ -202,6 +202,20 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             step.id
         );
     }
+    for step in &view.steps {
+        let Some(failover) = &step.failover else {
+            continue;
+        };
+        let carried = if failover.head.is_empty() {
+            String::new()
+        } else {
+            format!(", with its work at {}", short(&failover.head))
+        };
+        println!(
+            "Failover:  step {} failed over from {} to {} after attempt {}{carried}: {}",
+            step.id, failover.from, step.runtime, failover.after_attempt, failover.reason
+        );
+    }
     for step in view.steps.iter().filter(|s| !s.queued_reason.is_empty()) {
         println!("Queued:    step {} waits: {}", step.id, step.queued_reason);
     }

@@ -234,6 +234,30 @@ pub struct StepView {
     /// What it did to the task's repository.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work: Option<WorkView>,
+    /// Its move to a fallback runtime (`runtime` is where it went), when
+    /// a provider's limit made one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverView>,
+}
+
+/// An agent step's move to one of its fallback runtimes.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverView {
+    /// The runtime it left.
+    pub from: String,
+    /// Its runtime as submitted.
+    pub preferred: String,
+    /// Its attempts up to this one ran before the move.
+    pub after_attempt: u32,
+    /// The limit that paused `from`.
+    pub reason: String,
+    /// The commit of the work it carried; absent when it carried none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub head: String,
+    /// What the agent before did, as the next agent was told.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 /// Who must approve a step, what they are asked, and until when.
@@ -711,6 +735,17 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                     pushed: w.pushed,
                     pull_request_url: w.pull_request_url.clone(),
                 }),
+                failover: specs
+                    .get(s.id.as_str())
+                    .and_then(|spec| spec.failover.as_ref())
+                    .map(|f| FailoverView {
+                        from: f.from.clone(),
+                        preferred: f.preferred.clone(),
+                        after_attempt: f.after_attempt,
+                        reason: f.reason.clone(),
+                        head: f.head.clone(),
+                        summary: f.summary.clone(),
+                    }),
             })
             .collect(),
     }

@@ -141,6 +141,10 @@ async fn a_step_at_its_limit_moves_to_its_fallback_with_its_work_and_the_next_ke
     );
     assert_eq!(failover.after_attempt, first.attempt.attempt);
     assert_eq!(failover.head, HEAD);
+    assert_eq!(
+        failover.base, BASE,
+        "its work is measured from where Claude began"
+    );
     assert!(
         failover.summary.starts_with("- Edit: calc.py"),
         "{failover:?}"

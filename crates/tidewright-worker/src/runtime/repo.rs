@@ -208,6 +208,16 @@ async fn worktree(
     {
         brief = Some(brief.unwrap_or_default() + &landing);
     }
+    // Taken over from another runtime's agent, its work is the step's
+    // from where that agent started, not from where this one does.
+    if let Some(failover) = attempt
+        .step
+        .failover
+        .as_ref()
+        .filter(|f| !f.base.is_empty())
+    {
+        tree.measure_from(&failover.base);
+    }
     tokio::fs::write(&base_file, tree.base())
         .await
         .map_err(|e| refused(format!("repo: {e}")))?;
