@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts dist fuzz crds console images e2e-kind lint fmt
+.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.2.0
 
@@ -60,6 +60,13 @@ bench-attempts:  ## 3 attempts of a fix across the three runtimes against 1: wal
 	./scripts/codex.sh
 	./scripts/gemini.sh
 	./scripts/bench.sh attempts
+
+bench-failover:  ## the time from a provider's 429 to the step running on its fallback's pool, for a running step (with its work and summary) and a queued one
+	./scripts/git-server.sh
+	./scripts/claude.sh
+	./scripts/codex.sh
+	./scripts/gemini.sh
+	./scripts/bench.sh failover
 
 bench-land:      ## 20 tasks landed on one base through its queue and merged without it: time, tasks landed, broken commits on the base
 	./scripts/git-server.sh

@@ -32,13 +32,6 @@ fn with_fallback(mut step: v1::StepSpec, fallback: &[&str]) -> v1::StepSpec {
     step
 }
 
-fn step<'a>(task: &'a v1::Task, id: &str) -> &'a v1::Step {
-    task.steps
-        .iter()
-        .find(|s| s.id == id)
-        .unwrap_or_else(|| panic!("step {id}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_moves_a_running_step_to_codex_with_its_work_and_the_next_returns_to_claude() {
     let tag = std::process::id();

@@ -29,12 +29,12 @@ pub const EVENT_TYPES: &[&str] = &[
 pub const PUSH_EVENT: &str = "a2a.push";
 
 /// Whether an event is pushed to its task's A2A endpoints: the task's and
-/// its steps' state changes; log lines, progress and connections are for
-/// those who stream.
+/// its steps' state changes, and a step's move to another provider; log
+/// lines, progress and connections are for those who stream.
 pub fn pushed(event: &Event) -> bool {
     matches!(
         event.kind,
-        EventKind::TaskState { .. } | EventKind::StepState { .. }
+        EventKind::TaskState { .. } | EventKind::StepState { .. } | EventKind::FailedOver { .. }
     )
 }
 
@@ -427,6 +427,37 @@ mod tests {
         assert_eq!(
             body["step"]["grade"]["reasons"][0],
             "The README lacks --json."
+        );
+    }
+
+    #[test]
+    fn a_failover_is_a_step_failed_over_event_naming_both_runtimes() {
+        let moved = event(EventKind::FailedOver {
+            step: "fix".into(),
+            attempt: 1,
+            from: "claude-code".into(),
+            to: "codex".into(),
+            reason: "claude-code rate limited (api_error_status 429): usage limit".into(),
+            carried: true,
+        });
+        assert_eq!(event_type(&moved), Some("step.failed_over"));
+        assert!(EVENT_TYPES.contains(&"step.failed_over"));
+        let task = crate::outbound::webhooks::tests::task_record();
+        let body: Value =
+            serde_json::from_str(&payload("d1", "step.failed_over", &moved, &task)).expect("json");
+        assert_eq!(body["type"], "step.failed_over");
+        assert_eq!(body["step"]["id"], "fix");
+        assert_eq!(body["step"]["from"], "claude-code");
+        assert_eq!(body["step"]["to"], "codex");
+        assert_eq!(body["step"]["carried"], true);
+        assert!(
+            body["step"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("claude-code rate limited"))
+        );
+        assert!(
+            pushed(&moved),
+            "an A2A client is told its task changed provider"
         );
     }
 
