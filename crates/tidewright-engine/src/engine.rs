@@ -82,7 +82,7 @@ pub struct Engine {
     pub(crate) batches: Batches,
     /// The tasks whose steps may move to a fallback runtime (see
     /// `failover`).
-    pub(crate) failovers: crate::failover::Failovers,
+    pub(crate) failovers: Failovers,
 }
 
 /// How the engine runs.
@@ -109,4 +109,29 @@ pub struct Settings {
 pub(crate) struct Batches {
     pub(crate) splits: HashMap<(String, String), VecDeque<Vec<Arc<str>>>>,
     pub(crate) room: HashMap<(String, String), usize>,
+}
+
+/// The tasks whose steps may fail over, and who may (kept by `failover`).
+pub(crate) struct Failovers {
+    pub(crate) policy: tidewright_core::failover::FallbackPolicy,
+    /// Tasks with a step that names fallbacks: the only ones looked at
+    /// (a task that ended is let go when next looked at).
+    pub(crate) tasks: std::collections::HashSet<Arc<str>>,
+}
+
+impl Failovers {
+    pub(crate) fn new(policy: tidewright_core::failover::FallbackPolicy) -> Self {
+        Failovers {
+            policy,
+            tasks: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Looks after `task` from now on if a step of its `spec` names
+    /// fallbacks.
+    pub(crate) fn watch(&mut self, task: &Arc<str>, spec: &tidewright_core::TaskSpec) {
+        if spec.steps.iter().any(|s| !s.fallback.is_empty()) {
+            self.tasks.insert(task.clone());
+        }
+    }
 }

@@ -8,57 +8,18 @@
 //! `step.failed_over` webhook), an audit record and a metric. A tenant the
 //! server's `--fallback-policy` forbids waits, and is told why.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use tidewright_core::calendar::now_micros;
-use tidewright_core::failover::{Failover, FallbackPolicy, kept_to, move_to};
+use tidewright_core::failover::{Failover, kept_to, move_to};
 use tidewright_core::{Capabilities, EventKind, StepState};
 use tidewright_store::{AuditRecord, Write};
 
 use crate::dispatch::agent_of;
 use crate::engine::Engine;
 use crate::handle::StepResult;
+use crate::live::Handover;
 use crate::workers::pool_of;
-
-/// The tasks whose steps may fail over, and who may.
-pub(crate) struct Failovers {
-    policy: FallbackPolicy,
-    /// Tasks with a step that names fallbacks: the only ones looked at
-    /// (a task that ended is let go when next looked at).
-    tasks: HashSet<Arc<str>>,
-}
-
-impl Failovers {
-    pub(crate) fn new(policy: FallbackPolicy) -> Self {
-        Failovers {
-            policy,
-            tasks: HashSet::new(),
-        }
-    }
-
-    /// Looks after `task` from now on if a step of its `spec` names
-    /// fallbacks.
-    pub(crate) fn watch(&mut self, task: &Arc<str>, spec: &tidewright_core::TaskSpec) {
-        if spec.steps.iter().any(|s| !s.fallback.is_empty()) {
-            self.tasks.insert(task.clone());
-        }
-    }
-}
-
-/// What an agent stopped at its limit left for the agent that takes its
-/// step over: kept in memory until the step moves or runs again.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Handover {
-    /// The runtime it ran on: its work goes with the step only when the
-    /// step leaves that runtime.
-    pub(crate) runtime: String,
-    /// The commit its work so far ended at, and the one it started from;
-    /// "" when it made none.
-    pub(crate) head: String,
-    pub(crate) base: String,
-    pub(crate) summary: String,
-}
 
 /// Why a queued step moves, and where.
 struct Move {

@@ -159,7 +159,7 @@ pub fn start(
         sweeper: Sweeper::new(retention),
         children: HashMap::new(),
         batches: Default::default(),
-        failovers: failover::Failovers::new(settings.fallback.clone()),
+        failovers: engine::Failovers::new(settings.fallback.clone()),
     };
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(

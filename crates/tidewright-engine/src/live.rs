@@ -73,7 +73,7 @@ pub(crate) struct LiveStep {
     pub(crate) land_fix: Option<LandFix>,
     /// What its agent left when its provider's limit stopped it, for the
     /// agent that may take it over on a fallback (see `failover`).
-    pub(crate) handover: Option<crate::failover::Handover>,
+    pub(crate) handover: Option<Handover>,
     /// Why it cannot fail over was said: said once until it moves or runs.
     pub(crate) failover_said: bool,
 }
@@ -100,6 +100,21 @@ impl LiveStep {
         self.queued_at = now;
         self.ready_since.get_or_insert(now);
     }
+}
+
+/// What an agent stopped at its limit left for the agent that takes its
+/// step over (see `failover`): kept in memory until the step moves or
+/// runs again.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Handover {
+    /// The runtime it ran on: its work goes with the step only when the
+    /// step leaves that runtime.
+    pub(crate) runtime: String,
+    /// The commit its work so far ended at, and the one it started from;
+    /// "" when it made none.
+    pub(crate) head: String,
+    pub(crate) base: String,
+    pub(crate) summary: String,
 }
 
 /// What a ready step waits for before it may run.

@@ -537,7 +537,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     }
     if let Some(tree) = tree {
         repo::record(attempt, &tree, &mut ended).await;
-        if hands_over(attempt, &ended) {
+        if ended.hands_over(attempt) {
             ended.handover = journal.summary(ended.work.as_ref());
         }
         verify_work(
@@ -572,18 +572,11 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     {
         log(line);
     }
-    if hands_over(attempt, &ended) && ended.handover.is_empty() {
+    if ended.hands_over(attempt) && ended.handover.is_empty() {
         ended.handover = journal.summary(None);
     }
     finish_workspace(attempt, &workspace, &ended).await;
     ended
-}
-
-/// Whether the run ended at its provider's limit on a step that may move
-/// to a fallback runtime: its work is kept and summed up for the agent
-/// that takes it over.
-pub(crate) fn hands_over(attempt: &Attempt, ended: &Ended) -> bool {
-    ended.limited.is_some() && !attempt.step.fallback.is_empty()
 }
 
 /// Whether the step's task lands, or follows its pull request, with

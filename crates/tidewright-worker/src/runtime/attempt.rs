@@ -322,6 +322,13 @@ impl Ended {
         }
     }
 
+    /// Whether it ended at its provider's limit on a step that may move
+    /// to a fallback runtime: its work is kept and summed up for the agent
+    /// that takes it over.
+    pub(crate) fn hands_over(&self, attempt: &Attempt) -> bool {
+        self.limited.is_some() && !attempt.step.fallback.is_empty()
+    }
+
     /// The runtime could not do its part; the step never ran to an end.
     pub fn fault(fault: Fault, error: impl Into<String>) -> Self {
         Ended {

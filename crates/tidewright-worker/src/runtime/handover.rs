@@ -129,14 +129,8 @@ fn describe(call: &ToolCall) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::repeats::tests::call;
     use serde_json::json;
-
-    fn call(tool: &str, input: serde_json::Value) -> ToolCall {
-        ToolCall {
-            tool: tool.into(),
-            input,
-        }
-    }
 
     #[test]
     fn the_summary_says_each_call_by_what_tells_most_and_what_changed() {

@@ -142,10 +142,11 @@ fn fingerprint(dir: &std::path::Path) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn call(tool: &str, input: serde_json::Value) -> ToolCall {
+    /// A call of `tool` with `input`, as a stream gives one.
+    pub(crate) fn call(tool: &str, input: serde_json::Value) -> ToolCall {
         ToolCall {
             tool: tool.into(),
             input,

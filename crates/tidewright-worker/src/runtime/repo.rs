@@ -476,7 +476,7 @@ pub(crate) async fn record(attempt: &Attempt, tree: &Worktree, ended: &mut Ended
     };
     // A run its provider's limit stopped keeps its work for the agent
     // that may take the step over on another runtime.
-    let handing_over = super::agent::hands_over(attempt, ended);
+    let handing_over = ended.hands_over(attempt);
     if (ended.is_success() || handing_over)
         && let Err(e) = keep_branch(attempt, tree, &done.head).await
     {
