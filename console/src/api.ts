@@ -79,6 +79,9 @@ export interface Step {
   work?: Work;
   /// Its move to a fallback runtime (`runtime` is where it went).
   failover?: Failover;
+  /// The step it reviews, when it is a reviewer's (its output is the last
+  /// verdict).
+  reviewOf?: string;
 }
 
 /// An agent step's move to a fallback runtime when a provider's limit

@@ -9,6 +9,7 @@ import { Progress } from "./tasks";
 import { html } from "diff2html";
 import { Changes, delivered } from "./changes";
 import { Attempts } from "./attempts";
+import { Review } from "./review";
 import { useThrottled } from "./hooks";
 import { Children, ParentLink } from "./family";
 
@@ -446,6 +447,7 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
       </dl>
       <Changes task={task} step={step} />
       <Attempts task={task} step={step} />
+      <Review task={task} step={step} />
       <h3>Attempts</h3>
       <table data-test="attempts">
         <thead>

@@ -565,9 +565,48 @@ pub fn codex_step(id: &str, prompt: &str) -> v1::StepSpec {
 /// The tests' small Python project: `add` in calc.py, wrong and right,
 /// and the unittest that tells them apart.
 pub mod calc {
+    use std::path::Path;
+
+    use crate::Server;
+    use crate::git_server::{GitServer, account_secrets};
+
     pub const BUG: &str = "add = lambda a, b: a - b\n";
     pub const RIGHT: &str = "add = lambda a, b: a + b\n";
     pub const TEST: &str = "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+
+    /// The project (its bug and its test) as repository `calc` of a git
+    /// server, and a control plane in `dir` that may read it, serving HTTP
+    /// too, started with `extra` flags besides.
+    pub struct Served {
+        pub git: GitServer,
+        /// The repository secrets' directory, for workers' `--secrets-dir`.
+        pub secrets: String,
+        pub server: Server,
+        /// The console's and REST API's address.
+        pub http: String,
+    }
+
+    pub fn served(dir: &Path, extra: &[&str]) -> anyhow::Result<Served> {
+        let git = GitServer::start(dir)?;
+        git.create_repo("calc", &[("calc.py", BUG), ("test_calc.py", TEST)]);
+        let secrets = account_secrets(dir, "repo-secrets", "git-creds")?;
+        let http = crate::free_addr();
+        let mut flags = vec![
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--http-listen",
+            &http,
+        ];
+        flags.extend_from_slice(extra);
+        let server = Server::start_on(&dir.join("server"), "127.0.0.1:0", &flags)?;
+        Ok(Served {
+            git,
+            secrets,
+            server,
+            http,
+        })
+    }
 }
 
 /// The OpenAI key the codex test workers hold.

@@ -13,8 +13,7 @@
 use std::time::Duration;
 
 use tidewright_api::v1;
-use tidewright_tests::calc::{BUG, RIGHT, TEST};
-use tidewright_tests::git_server::{GitServer, account_secrets};
+use tidewright_tests::calc::{self, RIGHT};
 use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::webhook_receiver::{Received, Receiver, verify_with_libraries};
 use tidewright_tests::*;
@@ -72,23 +71,13 @@ async fn a_429_moves_a_running_step_to_codex_with_its_work_and_the_next_returns_
         .expect("gemini mock");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let git = GitServer::start(dir.path()).expect("git server");
-    git.create_repo("calc", &[("calc.py", BUG), ("test_calc.py", TEST)]);
-    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
-    let http = free_addr();
-    let server = Server::start_on(
-        &dir.path().join("server"),
-        "127.0.0.1:0",
-        &[
-            "--allow-local-repos",
-            "--repo-secrets-dir",
-            &secrets,
-            "--http-listen",
-            &http,
-            "--webhook-allow-private-networks",
-        ],
-    )
-    .expect("server");
+    let calc::Served {
+        git,
+        secrets,
+        server,
+        http,
+    } = calc::served(dir.path(), &["--webhook-allow-private-networks"])
+        .expect("the calc project served");
     // A pool of Claude agents and one of Codex agents, on workers with
     // mirrors of their own: the work carried over goes through the control
     // plane.

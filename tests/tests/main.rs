@@ -41,6 +41,7 @@ mod release;
 mod repo_flow;
 mod repos;
 mod retention;
+mod review;
 mod sandbox;
 mod sandbox_reach;
 mod schedules;

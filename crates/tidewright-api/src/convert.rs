@@ -318,6 +318,17 @@ impl From<v1::StepSpec> for core::StepSpec {
                 base: f.base,
                 summary: f.summary,
             }),
+            review: step.review.map(|r| core::review::ReviewSpec {
+                runtime: r.runtime,
+                must_pass: r.must_pass,
+                rounds: (r.rounds > 0).then_some(r.rounds),
+                focus: r.focus,
+            }),
+            review_of: step.review_of.map(|r| core::review::ReviewOf {
+                step: r.step,
+                must_pass: r.must_pass,
+                rounds: r.rounds,
+            }),
         }
     }
 }
@@ -452,6 +463,17 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 head: f.head.clone(),
                 base: f.base.clone(),
                 summary: f.summary.clone(),
+            }),
+            review: step.review.as_ref().map(|r| v1::ReviewSpec {
+                runtime: r.runtime.clone(),
+                must_pass: r.must_pass,
+                rounds: r.rounds.unwrap_or(0),
+                focus: r.focus.clone(),
+            }),
+            review_of: step.review_of.as_ref().map(|r| v1::ReviewOf {
+                step: r.step.clone(),
+                must_pass: r.must_pass,
+                rounds: r.rounds,
             }),
         }
     }

@@ -133,10 +133,11 @@ impl FallbackPolicy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn moved(from: &str) -> Failover {
+    /// A move from `from`, for the tests.
+    pub(crate) fn moved(from: &str) -> Failover {
         Failover {
             from: from.into(),
             preferred: from.into(),

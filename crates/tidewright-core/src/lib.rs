@@ -15,6 +15,7 @@ pub mod jitter;
 pub mod plan;
 pub mod queue;
 pub mod repo;
+pub mod review;
 pub mod run;
 pub mod schedule;
 pub mod secret;

@@ -184,6 +184,15 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub failover: Option<crate::failover::Failover>,
+    /// A reviewer agent reads its diff and approves or requests changes,
+    /// which go back into its session (see [`crate::review`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::review::ReviewSpec>,
+    /// Set on the step that reviews another: tidewright puts it after a
+    /// step with `review`; a task file never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub review_of: Option<crate::review::ReviewOf>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -706,6 +715,8 @@ impl StepSpec {
             select: None,
             fallback: Vec::new(),
             failover: None,
+            review: None,
+            review_of: None,
         }
     }
 
@@ -736,6 +747,8 @@ impl StepSpec {
             select: None,
             fallback: Vec::new(),
             failover: None,
+            review: None,
+            review_of: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod agents;
 mod attempts;
 mod failover;
 mod repository;
+mod review;
 mod verify;
 pub use agents::valid_session_id;
 use agents::{validate_agent, validate_claude, validate_codex, validate_gemini};
@@ -163,17 +164,20 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
         attempts::validate_attempts(i, step, spec.repo.is_some(), limits)?;
         failover::validate_fallback(i, step)?;
+        review::validate_review(i, step, spec.repo.is_some(), limits)?;
     }
     let expanded: usize = spec
         .steps
         .iter()
-        .map(|s| s.attempts.as_ref().map_or(1, |a| a.n as usize + 1))
+        .map(|s| {
+            s.attempts.as_ref().map_or(1, |a| a.n as usize + 1) + usize::from(s.review.is_some())
+        })
         .sum();
     if expanded > limits.max_steps {
         return Err(invalid(
             "steps",
             format!(
-                "has {expanded} steps with its attempts (each step with attempts is its attempts and the step that chooses); the limit (max-steps) is {}",
+                "has {expanded} steps with its attempts and reviewers (each step with attempts is its attempts and the step that chooses; each review is a step); the limit (max-steps) is {}",
                 limits.max_steps
             ),
         ));

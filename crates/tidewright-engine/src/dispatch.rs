@@ -173,6 +173,8 @@ impl Engine {
         // A step that chooses among attempts reads its candidates.
         let inputs_json = if step.select.is_some() {
             crate::choose::candidates(active, index)
+        } else if step.review_of.is_some() {
+            crate::review::inputs(active, index)
         } else {
             inputs_of(active, index)
         };
@@ -190,18 +192,22 @@ impl Engine {
             step: step.clone(),
             inputs_json,
             task_name: active.spec.name.clone(),
-            resume: active.steps[index].session.as_ref().map(|s| Resume {
-                attempt: s.attempt,
-                session_id: s.id.clone(),
-                session_usd: s.usd,
-                last_attempt: s.last_attempt,
-                message: active.steps[index].feedback.clone(),
-                round_base: active.steps[index]
-                    .verified
-                    .as_ref()
-                    .map(|v| v.head_commit.clone())
-                    .unwrap_or_default(),
-            }),
+            // A reviewer reads each round's change afresh.
+            resume: (step.review_of.is_none())
+                .then_some(active.steps[index].session.as_ref())
+                .flatten()
+                .map(|s| Resume {
+                    attempt: s.attempt,
+                    session_id: s.id.clone(),
+                    session_usd: s.usd,
+                    last_attempt: s.last_attempt,
+                    message: active.steps[index].feedback.clone(),
+                    round_base: active.steps[index]
+                        .verified
+                        .as_ref()
+                        .map(|v| v.head_commit.clone())
+                        .unwrap_or_default(),
+                }),
             traceparent: active.trace_context.clone(),
             tenant: active.tenant.clone(),
             timeout: step
@@ -212,7 +218,7 @@ impl Engine {
             task_egress: active.spec.egress.clone(),
             land_riders,
             land_fix: active.steps[index]
-                .land_fix
+                .sent_back
                 .as_ref()
                 .map(|fix| fix.base.clone())
                 .unwrap_or_default(),
@@ -297,7 +303,7 @@ pub(super) fn dependency_heads(
         })
         .collect();
     // Sent back a failed landing, it goes on from its own work.
-    if let Some(fix) = &active.steps[index].land_fix
+    if let Some(fix) = &active.steps[index].sent_back
         && !fix.from.is_empty()
     {
         heads.push((index, active.spec.steps[index].id.clone(), fix.from.clone()));

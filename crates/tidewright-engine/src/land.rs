@@ -25,7 +25,7 @@ use tidewright_core::Change;
 
 use crate::engine::Engine;
 use crate::handle::{AttemptEnd, LandingQueue, QueuedLanding, StepResult};
-use crate::live::{Active, LandFix};
+use crate::live::{Active, SentBack};
 
 impl Engine {
     /// Says the verdict of a landing task's deliver step, when `report` is
@@ -310,7 +310,7 @@ pub(crate) fn send_back(
     let live = &mut active.steps[owner];
     let from = live.head.take().unwrap_or_default();
     live.feedback = message;
-    live.land_fix = Some(LandFix {
+    live.sent_back = Some(SentBack {
         base: fix.base,
         from,
     });
@@ -327,6 +327,8 @@ fn owner(active: &Active, index: usize, report: &StepResult) -> Option<usize> {
         .iter()
         .filter_map(|dep| active.index.get(dep).copied())
         .filter(|&i| crate::dispatch::agent_of(&active.steps[i].needs).is_some())
+        // A reviewer's work is its verdict, never the task's.
+        .filter(|&i| active.spec.steps[i].review_of.is_none())
         .collect();
     let conflicted = report.conflict.iter().flat_map(|c| c.paths.iter());
     let pointed = report
@@ -478,7 +480,7 @@ pub(crate) fn restore_fixes(active: &mut Active, record: &tidewright_store::Task
             && crate::dispatch::agent_of(&active.steps[i].needs).is_some()
         {
             let live = &mut active.steps[i];
-            live.land_fix = Some(LandFix {
+            live.sent_back = Some(SentBack {
                 base: fix.base.clone(),
                 from,
             });

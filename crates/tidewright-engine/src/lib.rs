@@ -84,6 +84,7 @@ mod live;
 mod recovery;
 mod results;
 pub mod retention;
+mod review;
 mod tenants;
 mod timers;
 mod to_worker;

@@ -69,8 +69,15 @@ pub(crate) struct LiveStep {
     /// A succeeded step's work, for the step that chooses among attempts
     /// to take the winner's as its own.
     pub(crate) work: Option<tidewright_core::StepWork>,
-    /// A step sent back a failed landing to fix (see `land`).
-    pub(crate) land_fix: Option<LandFix>,
+    /// A step sent back to fix its work: by a failed landing (see `land`)
+    /// or a review's requested changes (see `review`).
+    pub(crate) sent_back: Option<SentBack>,
+    /// A reviewing step: how many times its verdict sent the reviewed
+    /// step back, and where the reviewed step's work began before the
+    /// first time (each round's change is read from there: a step sent
+    /// back goes on from its own head).
+    pub(crate) reviews: u32,
+    pub(crate) reviewed_from: Option<String>,
     /// What its agent left when its provider's limit stopped it, for the
     /// agent that may take it over on a fallback (see `failover`).
     pub(crate) handover: Option<Handover>,
@@ -78,10 +85,11 @@ pub(crate) struct LiveStep {
     pub(crate) failover_said: bool,
 }
 
-/// What a step sent back a failed landing starts from: its own work (the
-/// head it ended at), and the tip of `base`, merged in by its worker.
+/// What a step sent back to fix its work starts from: its own work (the
+/// head it ended at), and, for a failed landing, the tip of `base`, merged
+/// in by its worker ("" for none).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LandFix {
+pub(crate) struct SentBack {
     pub(crate) base: String,
     pub(crate) from: String,
 }
@@ -305,7 +313,9 @@ pub(crate) fn new_active(
             batch_lead: None,
             changed: Vec::new(),
             work: None,
-            land_fix: None,
+            sent_back: None,
+            reviews: 0,
+            reviewed_from: None,
             conflict: None,
             handover: None,
             failover_said: false,

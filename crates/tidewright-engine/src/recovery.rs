@@ -476,6 +476,7 @@ pub(super) fn restore_active(record: &TaskRecord, spec: Arc<TaskSpec>, run: Task
         crate::verify::restore_round(live, spec.verify.as_ref(), &step.attempts);
     }
     crate::land::restore_fixes(&mut active, record);
+    crate::review::restore_reviews(&mut active, record);
     active.spent = record.cost;
     active
 }

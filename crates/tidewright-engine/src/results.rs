@@ -338,7 +338,7 @@ impl Engine {
                 .map(|w| w.changed_paths.clone())
                 .unwrap_or_default();
             live.work.clone_from(&report.work);
-            live.land_fix = None;
+            live.sent_back = None;
         }
         // An attempt its task's budget stopped waits for the task to resume,
         // uncounted: the budget was not the step's failure.
@@ -353,6 +353,7 @@ impl Engine {
         // its checks failed there), or a followed pull request's, is no
         // failure a retry does better on.
         let landing_verdict = crate::land::is_verdict(active, index, report);
+        let review_verdict = crate::review::requested_changes(active, index, report);
         let rerun = match (&handed_back, &report.conflict) {
             (None, Some(conflict)) if !landing_verdict => rerun_for(active, index, conflict),
             _ => None,
@@ -378,6 +379,21 @@ impl Engine {
                     }
                 }
             }
+            // A reviewer's requested changes go back to the step reviewed.
+            (None, None) if review_verdict => match crate::review::send_back(active, index, report)
+            {
+                crate::review::Sent::Back(changes) => Ok(changes),
+                crate::review::Sent::Ended(outcome, why) => {
+                    failed_for = Some(why);
+                    if outcome == Outcome::Succeeded {
+                        active.steps[index].output = Some(report.output_json.trim().to_string());
+                        active.run.finish(index, outcome)
+                    } else {
+                        let why = failed_for.clone().unwrap_or_default();
+                        active.run.fail_for_good(index, &why)
+                    }
+                }
+            },
             // Not its failure either: it waits for the later side to run
             // again on top of the earlier.
             (None, Some(plan)) => match active.run.rerun(plan.later, index, &plan.message) {

@@ -216,6 +216,20 @@ pub fn task(task: &v1::Task, format: Format) -> anyhow::Result<()> {
             step.id, failover.from, step.runtime, failover.after_attempt, failover.reason
         );
     }
+    for step in view.steps.iter().filter(|s| !s.review_of.is_empty()) {
+        let verdict = step.output.as_ref().and_then(|o| {
+            serde_json::from_value::<tidewright_core::review::Verdict>(o.clone()).ok()
+        });
+        let rounds = step.attempts.iter().filter(|a| a.state == "failed").count();
+        let said = match (&verdict, step.state) {
+            (Some(v), "succeeded") => v.line(),
+            (_, state) => state.to_string(),
+        };
+        println!(
+            "Review:    step {} by {} ({} round(s) of changes requested): {said}",
+            step.review_of, step.runtime, rounds
+        );
+    }
     for step in view.steps.iter().filter(|s| !s.queued_reason.is_empty()) {
         println!("Queued:    step {} waits: {}", step.id, step.queued_reason);
     }

@@ -238,6 +238,10 @@ pub struct StepView {
     /// a provider's limit made one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverView>,
+    /// The step it reviews, when it is a reviewer's (its output is the
+    /// last verdict: `verdict`, `summary`, `comments` on lines).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub review_of: String,
 }
 
 /// An agent step's move to one of its fallback runtimes.
@@ -746,6 +750,11 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                         head: f.head.clone(),
                         summary: f.summary.clone(),
                     }),
+                review_of: specs
+                    .get(s.id.as_str())
+                    .and_then(|spec| spec.review_of.as_ref())
+                    .map(|r| r.step.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
     }

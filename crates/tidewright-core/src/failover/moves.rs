@@ -37,6 +37,7 @@ pub fn kept_to<'a>(spec: &'a TaskSpec, step: &StepSpec) -> Option<(&'a str, &'a 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failover::tests::moved;
     use crate::spec::{AgentSpec, ClaudeCodeSpec};
 
     fn claude(id: &str, fallback: &[&str]) -> StepSpec {
@@ -50,16 +51,6 @@ mod tests {
             fallback: fallback.iter().map(|f| f.to_string()).collect(),
             touches: vec!["src/**".into()],
             ..StepSpec::noop(id)
-        }
-    }
-
-    fn moved(from: &str) -> Failover {
-        Failover {
-            from: from.into(),
-            preferred: from.into(),
-            after_attempt: 1,
-            reason: "claude-code rate limited".into(),
-            ..Failover::default()
         }
     }
 

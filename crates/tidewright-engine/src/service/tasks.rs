@@ -318,6 +318,7 @@ impl Context {
         if unrunnable.is_none() {
             tidewright_core::attempts::expand::with_attempts(&mut spec);
             tidewright_core::spec::with_delivery(&mut spec);
+            tidewright_core::review::expand::with_reviews(&mut spec);
         }
         let id = self.new_id();
         let audit = audit_entry(

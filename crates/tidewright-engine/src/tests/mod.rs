@@ -25,6 +25,7 @@ mod family;
 mod follow;
 mod gone;
 mod retention;
+mod review;
 mod unserved;
 mod verify;
 

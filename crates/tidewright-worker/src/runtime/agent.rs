@@ -382,6 +382,14 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     };
     // A step taken over from another runtime's agent is told what it
     // left, unless it resumes a session that was told already.
+    // A reviewer is told the change it reviews.
+    let briefing = match (&attempt.step.review_of, &tree) {
+        (Some(_), Some(tree)) => match super::review::briefing(attempt, tree).await {
+            Ok(review) => Some(review + briefing.as_deref().unwrap_or("")),
+            Err(ended) => return ended,
+        },
+        _ => briefing,
+    };
     let briefing = match (&attempt.step.failover, &resumed) {
         (Some(failover), None) => {
             let to = attempt.step.agent_capability().unwrap_or_default();
@@ -535,6 +543,15 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     if ended.cost.is_none() && spent != Cost::default() {
         ended.cost = Some(spent);
     }
+    // A reviewer's changes are never kept; its answer is its verdict.
+    let tree = match tree {
+        Some(tree) if attempt.step.review_of.is_some() => {
+            let _ = tree.remove().await;
+            super::review::read_verdict(&mut ended);
+            None
+        }
+        tree => tree,
+    };
     if let Some(tree) = tree {
         repo::record(attempt, &tree, &mut ended).await;
         if ended.hands_over(attempt) {
@@ -586,6 +603,10 @@ fn may_be_sent_back(attempt: &Attempt) -> bool {
     let Some(repo) = attempt.repo.as_ref() else {
         return false;
     };
+    // A reviewed step's session may be sent the reviewer's comments.
+    if attempt.step.review.is_some() {
+        return true;
+    }
     let landing = repo.land.as_ref().is_some_and(|land| land.fixes() > 0);
     let followed = repo
         .pull_request

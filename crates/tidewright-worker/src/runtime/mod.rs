@@ -30,6 +30,7 @@ pub mod process;
 pub mod qwen;
 pub mod repeats;
 pub mod repo;
+pub mod review;
 pub mod select;
 pub mod session;
 pub mod shell;
