@@ -115,8 +115,13 @@ pub(crate) struct Batches {
 pub(crate) struct Failovers {
     pub(crate) policy: tidewright_core::failover::FallbackPolicy,
     /// Tasks with a step that names fallbacks: the only ones looked at
-    /// (a task that ended is let go when next looked at).
+    /// while a limit pauses some pool (a task that ended is let go when
+    /// next looked at).
     pub(crate) tasks: std::collections::HashSet<Arc<str>>,
+    /// Of those, the tasks a step of which failed over and that do not
+    /// fail back: their later steps keep to where it went, so they are
+    /// looked at with no pause too.
+    pub(crate) kept: std::collections::HashSet<Arc<str>>,
 }
 
 impl Failovers {
@@ -124,6 +129,7 @@ impl Failovers {
         Failovers {
             policy,
             tasks: std::collections::HashSet::new(),
+            kept: std::collections::HashSet::new(),
         }
     }
 
@@ -132,6 +138,9 @@ impl Failovers {
     pub(crate) fn watch(&mut self, task: &Arc<str>, spec: &tidewright_core::TaskSpec) {
         if spec.steps.iter().any(|s| !s.fallback.is_empty()) {
             self.tasks.insert(task.clone());
+            if !spec.failback && spec.steps.iter().any(|s| s.failover.is_some()) {
+                self.kept.insert(task.clone());
+            }
         }
     }
 }

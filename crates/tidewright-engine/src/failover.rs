@@ -31,15 +31,23 @@ impl Engine {
     /// Moves each watched queued step that should move now. Called before
     /// each dispatch: a move lands in the queue under its new needs first.
     pub(crate) fn fail_over(&mut self) {
-        if self.failovers.tasks.is_empty() {
+        // With no pause, only a task that keeps to where it went has a
+        // step to move.
+        let watched = if self.fleet.pauses.is_empty() {
+            &self.failovers.kept
+        } else {
+            &self.failovers.tasks
+        };
+        if watched.is_empty() {
             return;
         }
-        let watched: Vec<Arc<str>> = self.failovers.tasks.iter().cloned().collect();
+        let watched: Vec<Arc<str>> = watched.iter().cloned().collect();
         for task_id in watched {
             let Some(active) = self.tasks.get(&task_id) else {
                 // Ended, or held cold: a cold task is watched again when
                 // it is read back.
                 self.failovers.tasks.remove(&task_id);
+                self.failovers.kept.remove(&task_id);
                 continue;
             };
             let queued: Vec<usize> = (0..active.steps.len())
@@ -144,6 +152,9 @@ impl Engine {
         live.failover_said = false;
         let step_id = moved.id.clone();
         Arc::make_mut(&mut active.spec).steps[index] = moved;
+        if !active.spec.failback {
+            self.failovers.kept.insert(task_id.clone());
+        }
         self.round.writes.push(Write::Spec {
             id: task_id.to_string(),
             spec: Box::new((*active.spec).clone()),

@@ -380,8 +380,6 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
-    // A step taken over from another runtime's agent is told what it
-    // left, unless it resumes a session that was told already.
     // A reviewer is told the change it reviews.
     let briefing = match (&attempt.step.review_of, &tree) {
         (Some(_), Some(tree)) => match super::review::briefing(attempt, tree).await {
@@ -390,6 +388,8 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         },
         _ => briefing,
     };
+    // A step taken over from another runtime's agent is told what it
+    // left, unless it resumes a session that was told already.
     let briefing = match (&attempt.step.failover, &resumed) {
         (Some(failover), None) => {
             let to = attempt.step.agent_capability().unwrap_or_default();
