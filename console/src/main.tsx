@@ -9,6 +9,7 @@ import { TaskList } from "./tasks";
 import { TaskPage } from "./task";
 import { AgentsPage, AuditPage, StatePage } from "./pages";
 import { LandingsPage } from "./landings";
+import { EvalsPage } from "./evals";
 import { RepositoriesPage } from "./repositories";
 import { SchedulesPage } from "./schedules";
 import { TemplatesPage } from "./templates";
@@ -86,6 +87,7 @@ function App() {
     ["", "Overview"],
     ["tasks", "Tasks"],
     ["landings", "Landings"],
+    ["evals", "Evals"],
     ["repositories", "Repositories"],
     ["agents", "Agents"],
     ["templates", "Templates"],
@@ -118,6 +120,7 @@ function App() {
         {page === "tasks" && !id && <TaskList params={params} key={params.toString()} />}
         {(page === "tasks" || page === "task") && id && <TaskPage id={id} session={session} key={id} />}
         {page === "landings" && <LandingsPage />}
+        {page === "evals" && <EvalsPage />}
         {page === "repositories" && <RepositoriesPage url={params.get("url") ?? undefined} key={params.toString()} />}
         {page === "agents" && <AgentsPage />}
         {page === "templates" && <TemplatesPage name={id} session={session} key={id ?? ""} />}

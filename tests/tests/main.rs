@@ -21,6 +21,7 @@ mod codex;
 mod console;
 mod demo;
 mod docs;
+mod evals;
 mod failover;
 mod fallback;
 mod faults;

@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod cost;
 pub mod egress;
 mod error;
+pub mod eval;
 pub mod failover;
 pub mod family;
 pub mod jitter;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 pub mod forge;
+pub mod history;
 pub mod land;
 pub mod mirror;
 mod spare;

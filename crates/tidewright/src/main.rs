@@ -7,6 +7,7 @@ mod budget;
 mod build;
 mod client;
 mod context;
+mod eval;
 mod local;
 mod output;
 mod schedule;
@@ -190,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Template(command) => template::template(target, command).await,
         Command::Watch(args) => client::watch(target, args).await,
         Command::Audit(args) => client::audit(target, args).await,
+        Command::Eval(args) => eval::eval(&client::connect(target).await?, args).await,
         Command::State(command) => state::state(target, command).await,
         Command::Publish(args) => state::publish(target, args).await,
         Command::Subscribe(args) => state::subscribe(target, args).await,

@@ -174,9 +174,14 @@ impl<'a> On<'a> {
         let (prompt, model) = (spec.prompt.clone(), spec.model.clone());
         match self.cli {
             AgentCli::ClaudeCode => {
+                // An agent step does its task: it may read, edit and run
+                // things, in its sandbox, as the other CLIs' defaults let
+                // them (Claude Code's own asks first, and headless, refuses).
                 let spec = ClaudeCodeSpec {
                     prompt,
                     model,
+                    allowed_tools: AGENT_CLAUDE_TOOLS.iter().map(|t| t.to_string()).collect(),
+                    permission_mode: Some(tidewright_core::PermissionMode::AcceptEdits),
                     ..ClaudeCodeSpec::default()
                 };
                 self.run::<ClaudeCode>(&spec, cancel).await
@@ -197,6 +202,9 @@ impl<'a> On<'a> {
         }
     }
 }
+
+/// The tools an `agent: {cli: claude-code}` step's agent may use.
+const AGENT_CLAUDE_TOOLS: [&str; 6] = ["Read", "Write", "Edit", "Glob", "Grep", "Bash"];
 
 /// The provider's limit, when that is what stopped an agent's run (only
 /// `run_agent` sets one, on a run that failed without a fault).

@@ -584,6 +584,40 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The repository whose history is read (its URL or path, as git
+    /// clones it).
+    #[arg(long)]
+    pub repo: String,
+    /// The branch whose landed commits (its first parents) are read.
+    #[arg(long = "ref", default_value = "main")]
+    pub git_ref: String,
+    /// How far back: 90d, 2w, 36h, or a date.
+    #[arg(long, default_value = "90d")]
+    pub since: String,
+    /// The agent runtimes measured, comma-separated (claude-code, codex,
+    /// gemini-cli, qwen-code).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub runtimes: Vec<String>,
+    /// The attempt counts measured, comma-separated, each 1 to 10: with
+    /// more than one, the first attempt to pass the tests wins.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub attempts: Vec<u32>,
+    /// The most commits taken, newest first (1 to 200).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub limit: u32,
+    /// What runs the commit's tests, in the root of the agent's work.
+    #[arg(long, default_value = "python3 -m unittest")]
+    pub test_command: String,
+    /// Where each commit's snapshot repository is made: a path the
+    /// control plane's workers read.
+    #[arg(long, default_value = ".tidewright/evals")]
+    pub snapshots: std::path::PathBuf,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
 pub struct WatchArgs {
     pub task: String,
 }

@@ -134,6 +134,14 @@ pub enum Command {
     /// Show the audit log: who submitted, cancelled or retried what, and
     /// what was refused (admins only).
     Audit(AuditArgs),
+    /// Measure agents on a repository's own history: each commit that
+    /// landed on its branch and changed both code and tests is a task (its
+    /// message), started from its parent with nothing after it, egress
+    /// closed, passed when the commit's own tests pass on the agent's work;
+    /// a table per runtime and attempt count, compared with the last run
+    /// on the repository. The workers read the snapshots it makes as local
+    /// repositories: the control plane needs --allow-local-repos.
+    Eval(EvalArgs),
     /// Shared state between agents: JSON values with versions and TTLs.
     #[command(subcommand)]
     State(StateCommand),
