@@ -206,43 +206,25 @@ async fn an_eval_without_usable_commits_or_with_a_bad_runtime_is_refused_in_one_
     let git = GitServer::start(dir.path()).expect("git server");
     git.create_repo("docs", &[("README.md", "hello\n")]);
     git.commit("docs", &[("README.md", "hello again\n")], "Docs");
-    let http = free_addr();
-    let server = Server::start_on(
-        &dir.path().join("server"),
-        "127.0.0.1:0",
-        &["--allow-local-repos", "--http-listen", &http],
-    )
-    .expect("server");
-    let said = fails_in_one_line(server.cli().args([
-        "eval",
-        "--repo",
-        &git.root().join("docs.git").display().to_string(),
-        "--runtimes",
-        "claude-code",
-    ]));
-    assert!(
-        said.contains("--repo: no commit that landed on main since 90d changed both code and tests (1 looked at)"),
-        "{said}"
-    );
-    let said = fails_in_one_line(server.cli().args([
-        "eval",
-        "--repo",
-        &git.root().join("docs.git").display().to_string(),
-        "--runtimes",
-        "claude-code,cobol",
-    ]));
-    assert!(
-        said.contains("--runtimes: \"cobol\" is not an agent runtime"),
-        "{said}"
-    );
-    let said = fails_in_one_line(server.cli().args([
-        "eval",
-        "--repo",
-        &git.root().join("docs.git").display().to_string(),
-        "--runtimes",
-        "codex",
-        "--attempts",
-        "11",
-    ]));
-    assert!(said.contains("--attempts: 11 is not 1 to 10"), "{said}");
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--allow-local-repos"]).expect("server");
+    let repo = git.root().join("docs.git").display().to_string();
+    let refused: [(&[&str], &str); 3] = [
+        (
+            &["--runtimes", "claude-code"],
+            "--repo: no commit that landed on main since 90d changed both code and tests (1 looked at)",
+        ),
+        (
+            &["--runtimes", "claude-code,cobol"],
+            "--runtimes: \"cobol\" is not an agent runtime",
+        ),
+        (
+            &["--runtimes", "codex", "--attempts", "11"],
+            "--attempts: 11 is not 1 to 10",
+        ),
+    ];
+    for (args, says) in refused {
+        let said = fails_in_one_line(server.cli().args(["eval", "--repo", &repo]).args(args));
+        assert!(said.contains(says), "{said}");
+    }
 }
