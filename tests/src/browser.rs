@@ -37,6 +37,17 @@ pub const SIGNED_OUT: &str =
     "/api/v1/session - Failed to load resource: the server responded with a status of 401";
 
 impl Browser {
+    /// A browser (its profile under `dir/browser`) at the console's `url`,
+    /// signed in with `token`.
+    pub async fn signed_in(dir: &Path, url: &str, token: &str) -> Browser {
+        let browser = Browser::start(&dir.join("browser"))
+            .await
+            .expect("chromium");
+        browser.client.goto(url).await.expect("the console");
+        browser.sign_in(token).await;
+        browser
+    }
+
     /// Signs in on the console's page by pasting `token`.
     pub async fn sign_in(&self, token: &str) {
         let form = self

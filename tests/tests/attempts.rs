@@ -258,15 +258,12 @@ async fn three_attempts_across_runtimes_the_failing_one_does_not_fail_the_task_a
 
     // The console shows the three side by side, the chosen one marked,
     // each with its diff.
-    let browser = tidewright_tests::browser::Browser::start(&bench.dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{}/#/tasks/{id}", bench.http))
-        .await
-        .expect("the console");
-    browser.sign_in(&bench.server.admin_token).await;
+    let browser = tidewright_tests::browser::Browser::signed_in(
+        bench.dir.path(),
+        &format!("http://{}/#/tasks/{id}", bench.http),
+        &bench.server.admin_token,
+    )
+    .await;
     browser.click("g[data-step=fix]").await.expect("the step");
     browser
         .count_until("[data-test=rival]", 3, Duration::from_secs(30))

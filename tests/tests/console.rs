@@ -669,15 +669,12 @@ async fn the_task_list_pages_newest_first_renders_a_thousand_and_filters_and_a_s
             "name: {name}-{i}\nsteps:\n  - id: a\n    shell: {{command: [true]}}\n"
         ));
     }
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{}/#/tasks", tidewright.http))
-        .await
-        .expect("the console");
-    browser.sign_in("tidewright_viewer").await;
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{}/#/tasks", tidewright.http),
+        "tidewright_viewer",
+    )
+    .await;
     browser
         .count_until("[data-task]", 50, LIVE)
         .await
@@ -821,15 +818,12 @@ async fn a_template_runs_from_its_form_and_an_admin_adds_a_webhook_and_watches_i
     let receiver = tidewright_tests::webhook_receiver::Receiver::start(&[], 204)
         .await
         .expect("receiver");
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{}/#/templates", tidewright.http))
-        .await
-        .expect("the console");
-    browser.sign_in("tidewright_dev").await;
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{}/#/templates", tidewright.http),
+        "tidewright_dev",
+    )
+    .await;
     let row = browser
         .text_until("[data-test=templates] [data-template=greet]", LIVE, |t| {
             !t.is_empty()
@@ -1035,15 +1029,12 @@ async fn shown(browser: &Browser, css: &str) {
 async fn a_schedule_made_in_its_form_shows_its_ticks_as_they_fire_and_is_suspended_and_run_now() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tidewright = served(&dir.path().join("data")).await;
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{}/#/schedules", tidewright.http))
-        .await
-        .expect("the console");
-    browser.sign_in("tidewright_dev").await;
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{}/#/schedules", tidewright.http),
+        "tidewright_dev",
+    )
+    .await;
     let file = "[data-test=create-schedule] textarea";
     let create = "[data-test=create-schedule] button[type=submit]";
     let heartbeat = "name: heartbeat\ncron: '* * * * * *'\ntimezone: Europe/Rome\nconcurrencyPolicy: Forbid\ntask:\n  steps:\n    - id: beat\n      shell: {command: ['true']}\n";
@@ -1408,15 +1399,12 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
         .await
         .expect("succeeds on round 2");
 
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{http}/#/tasks/{id}"))
-        .await
-        .expect("the console");
-    browser.sign_in("tidewright_dev").await;
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/tasks/{id}"),
+        "tidewright_dev",
+    )
+    .await;
     browser
         .count_until("g[data-step=fix]", 1, LIVE)
         .await
@@ -1491,15 +1479,12 @@ async fn the_landings_page_shows_each_bases_queue_live() {
                 .expect("submit"),
         );
     }
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{http}/#/landings"))
-        .await
-        .expect("the console");
-    browser.sign_in("tidewright_viewer").await;
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/landings"),
+        "tidewright_viewer",
+    )
+    .await;
     // One lands, held at the gate by its checks; the other waits its turn.
     let queue = browser
         .text_until("[data-test=landing-queue]", LIVE, |t| t.contains("waiting"))
@@ -1560,15 +1545,12 @@ async fn a_repositorys_page_shows_its_pull_requests_their_fix_rounds_and_its_lan
     wait_succeeded(&client, &id, Duration::from_secs(180))
         .await
         .expect("merged");
-    let browser = Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{http}/#/repositories"))
-        .await
-        .expect("the console");
-    browser.sign_in("tidewright_viewer").await;
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/repositories"),
+        "tidewright_viewer",
+    )
+    .await;
     let url = git.url(PROJECT);
     let listed = browser
         .text_until("[data-test=repository]", LIVE, |t| t.contains(&url))

@@ -219,15 +219,12 @@ async fn a_429_moves_a_running_step_to_codex_with_its_work_and_the_next_returns_
     );
 
     // The console says it on the step's panel.
-    let browser = tidewright_tests::browser::Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{http}/#/tasks/{id}"))
-        .await
-        .expect("the console");
-    browser.sign_in(&server.admin_token).await;
+    let browser = tidewright_tests::browser::Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/tasks/{id}"),
+        &server.admin_token,
+    )
+    .await;
     browser.click("g[data-step=fix]").await.expect("the step");
     let said = browser
         .text_until("[data-test=failover]", Duration::from_secs(30), |t| {

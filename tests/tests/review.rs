@@ -163,15 +163,12 @@ async fn a_codex_review_requests_a_change_that_the_claude_author_makes() {
     );
 
     // The console shows the verdict beside the reviewed diff.
-    let browser = tidewright_tests::browser::Browser::start(&dir.path().join("browser"))
-        .await
-        .expect("chromium");
-    browser
-        .client
-        .goto(&format!("http://{http}/#/tasks/{id}"))
-        .await
-        .expect("the console");
-    browser.sign_in(&server.admin_token).await;
+    let browser = tidewright_tests::browser::Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/tasks/{id}"),
+        &server.admin_token,
+    )
+    .await;
     browser
         .click("g[data-step='fix.review']")
         .await

@@ -749,7 +749,7 @@ fn check_acyclic(spec: &TaskSpec, index: &HashMap<&str, usize>) -> Result<(), Er
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "validate_repo_tests.rs"]

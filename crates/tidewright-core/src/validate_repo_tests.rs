@@ -2,14 +2,7 @@
 //! pull request, the landing, the deliver step, `touches`, `onConflict`),
 //! each refusal naming its field.
 
-use super::*;
-
-fn rejected(spec: &TaskSpec) -> (String, String) {
-    match validate(spec, &Limits::default()) {
-        Err(Error::Invalid { field, message }) => (field, message),
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
+use crate::validate::tests::rejected;
 
 mod repo {
     use crate::Error;

@@ -11,7 +11,9 @@ fn task(steps: Vec<StepSpec>) -> TaskSpec {
     }
 }
 
-fn rejected(spec: &TaskSpec) -> (String, String) {
+/// The field and message validation refuses `spec` with, under the
+/// default limits.
+pub(crate) fn rejected(spec: &TaskSpec) -> (String, String) {
     match validate(spec, &Limits::default()) {
         Err(Error::Invalid { field, message }) => (field, message),
         other => panic!("expected a rejection, got {other:?}"),

@@ -353,7 +353,7 @@ impl Engine {
         // its checks failed there), or a followed pull request's, is no
         // failure a retry does better on.
         let landing_verdict = crate::land::is_verdict(active, index, report);
-        let review_verdict = crate::review::requested_changes(active, index, report);
+        let mut review_verdict = crate::review::requested_changes(active, index, report);
         let rerun = match (&handed_back, &report.conflict) {
             (None, Some(conflict)) if !landing_verdict => rerun_for(active, index, conflict),
             _ => None,
@@ -380,20 +380,22 @@ impl Engine {
                 }
             }
             // A reviewer's requested changes go back to the step reviewed.
-            (None, None) if review_verdict => match crate::review::send_back(active, index, report)
-            {
-                crate::review::Sent::Back(changes) => Ok(changes),
-                crate::review::Sent::Ended(outcome, why) => {
-                    failed_for = Some(why);
-                    if outcome == Outcome::Succeeded {
-                        active.steps[index].output = Some(report.output_json.trim().to_string());
-                        active.run.finish(index, outcome)
-                    } else {
-                        let why = failed_for.clone().unwrap_or_default();
-                        active.run.fail_for_good(index, &why)
+            (None, None) if review_verdict.is_some() => {
+                match crate::review::send_back(active, index, (report, review_verdict.take())) {
+                    crate::review::Sent::Back(changes) => Ok(changes),
+                    crate::review::Sent::Ended(outcome, why) => {
+                        failed_for = Some(why);
+                        if outcome == Outcome::Succeeded {
+                            active.steps[index].output =
+                                Some(report.output_json.trim().to_string());
+                            active.run.finish(index, outcome)
+                        } else {
+                            let why = failed_for.clone().unwrap_or_default();
+                            active.run.fail_for_good(index, &why)
+                        }
                     }
                 }
-            },
+            }
             // Not its failure either: it waits for the later side to run
             // again on top of the earlier.
             (None, Some(plan)) => match active.run.rerun(plan.later, index, &plan.message) {

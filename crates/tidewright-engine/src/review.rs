@@ -45,21 +45,31 @@ pub(crate) fn inputs(active: &Active, index: usize) -> String {
     .to_string()
 }
 
-/// Whether `report` is a reviewer's verdict requesting changes (its worker
-/// ends such an attempt failed, the verdict its output).
-pub(crate) fn requested_changes(active: &Active, index: usize, report: &StepResult) -> bool {
-    active.spec.steps[index].review_of.is_some()
-        && report.outcome == AttemptEnd::Failed
-        && Verdict::read(&report.output_json).is_ok_and(|v| !v.approved())
+/// The verdict of `report` when it is a reviewer's requesting changes (its
+/// worker ends such an attempt failed, the verdict its output).
+pub(crate) fn requested_changes(
+    active: &Active,
+    index: usize,
+    report: &StepResult,
+) -> Option<Verdict> {
+    if active.spec.steps[index].review_of.is_none() || report.outcome != AttemptEnd::Failed {
+        return None;
+    }
+    Verdict::read(&report.output_json)
+        .ok()
+        .filter(|v| !v.approved())
 }
 
-/// Sends the reviewed step back with the verdict's comments, or, the
+/// Sends the reviewed step back with `verdict`'s comments, or, the
 /// review's rounds spent, ends the reviewing step: failed when it must
 /// pass, else succeeded with the verdict on record.
-pub(crate) fn send_back(active: &mut Active, index: usize, report: &StepResult) -> Sent {
+pub(crate) fn send_back(
+    active: &mut Active,
+    index: usize,
+    (report, verdict): (&StepResult, Option<Verdict>),
+) -> Sent {
     let step = &active.spec.steps[index];
-    let (Some(of), Ok(verdict)) = (step.review_of.clone(), Verdict::read(&report.output_json))
-    else {
+    let (Some(of), Some(verdict)) = (step.review_of.clone(), verdict) else {
         return Sent::Ended(Outcome::Failed(report.error.clone()), report.error.clone());
     };
     let reviewer = step.agent_capability().unwrap_or_default().to_string();

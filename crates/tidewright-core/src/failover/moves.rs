@@ -39,6 +39,7 @@ mod tests {
     use super::*;
     use crate::failover::tests::moved;
     use crate::spec::{AgentSpec, ClaudeCodeSpec};
+    use crate::validate::tests::rejected;
 
     fn claude(id: &str, fallback: &[&str]) -> StepSpec {
         StepSpec {
@@ -146,16 +147,9 @@ mod tests {
             ),
         ];
         for (step, field, says) in cases {
-            match crate::validate(&task(step), &crate::Limits::default()) {
-                Err(crate::Error::Invalid {
-                    field: got,
-                    message,
-                }) => {
-                    assert_eq!(got, field, "{message}");
-                    assert!(message.contains(says), "{field}: {message}");
-                }
-                other => panic!("{field}: {other:?}"),
-            }
+            let (got, message) = rejected(&task(step));
+            assert_eq!(got, field, "{message}");
+            assert!(message.contains(says), "{field}: {message}");
         }
         crate::validate(
             &task(claude("a", &["codex", "gemini-cli"])),

@@ -86,6 +86,21 @@ pub(super) fn validate_agent(
     validate_agent_prompt(id, &agent.prompt, agent.model.as_deref(), &field, limits)
 }
 
+/// `runtime`, named at `field` by step `id`, must be an agent runtime's
+/// capability (an attempt's, a fallback's, a reviewer's).
+pub(super) fn agent_runtime(field: String, id: &str, runtime: &str) -> Result<(), Error> {
+    if crate::spec::is_agent_capability(runtime) {
+        return Ok(());
+    }
+    Err(invalid(
+        field,
+        format!(
+            "step {id:?}: {runtime:?} is not an agent runtime; one of {}",
+            crate::spec::AGENT_CAPABILITIES.join(", ")
+        ),
+    ))
+}
+
 /// What every agent step's prompt and model must be; `field` names a
 /// field of the step's runtime.
 fn validate_agent_prompt(

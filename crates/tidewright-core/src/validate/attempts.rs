@@ -52,15 +52,7 @@ pub(super) fn validate_attempts(
         ));
     }
     for (r, runtime) in attempts.runtimes.iter().enumerate() {
-        if !crate::spec::is_agent_capability(runtime) {
-            return Err(invalid(
-                format!("{field}.runtimes[{r}]"),
-                format!(
-                    "step {id:?}: {runtime:?} is not an agent runtime; one of {}",
-                    crate::spec::AGENT_CAPABILITIES.join(", ")
-                ),
-            ));
-        }
+        super::agents::agent_runtime(format!("{field}.runtimes[{r}]"), id, runtime)?;
     }
     if let Select::Unknown(other) = &attempts.select {
         return Err(invalid(

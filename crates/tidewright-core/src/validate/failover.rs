@@ -36,15 +36,7 @@ pub(super) fn validate_fallback(i: usize, step: &StepSpec) -> Result<(), Error> 
     }
     for (j, runtime) in step.fallback.iter().enumerate() {
         let field = format!("{field}[{j}]");
-        if !crate::spec::is_agent_capability(runtime) {
-            return Err(invalid(
-                field,
-                format!(
-                    "step {id:?}: {runtime:?} is not an agent runtime; one of {}",
-                    crate::spec::AGENT_CAPABILITIES.join(", ")
-                ),
-            ));
-        }
+        super::agents::agent_runtime(field.clone(), id, runtime)?;
         if runtime == own {
             return Err(invalid(
                 field,

@@ -44,16 +44,7 @@ pub(super) fn validate_review(
             format!("step {id:?}: review the step after the one with attempts, not its attempts"),
         ));
     }
-    if !crate::spec::is_agent_capability(&review.runtime) {
-        return Err(invalid(
-            format!("{field}.runtime"),
-            format!(
-                "step {id:?}: {:?} is not an agent runtime; one of {}",
-                review.runtime,
-                crate::spec::AGENT_CAPABILITIES.join(", ")
-            ),
-        ));
-    }
+    super::agents::agent_runtime(format!("{field}.runtime"), id, &review.runtime)?;
     if review
         .rounds
         .is_some_and(|r| !(1..=MAX_ROUNDS).contains(&r))

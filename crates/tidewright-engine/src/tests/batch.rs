@@ -317,16 +317,6 @@ fn by_an_agent(name: &str, max_fixes: Option<u32>) -> TaskSpec {
     spec
 }
 
-impl FakeWorker {
-    /// The next assignment, whole.
-    pub(super) async fn assignment(&mut self) -> crate::Assignment {
-        match self.next().await {
-            ToWorker::Assign(a) => *a,
-            other => panic!("expected an assignment, got {other:?}"),
-        }
-    }
-}
-
 impl Harness {
     /// A landing's verdict: its work conflicts with main in `path`.
     async fn bounced(&self, worker: &FakeWorker, attempt: AttemptKey, path: &str) {

@@ -8,7 +8,6 @@ use tidewright_core::failover::FallbackPolicy;
 use tidewright_core::{ClaudeCodeSpec, EventKind, RepoSpec, StepWork};
 
 use super::*;
-use crate::to_worker::Assignment;
 
 const BASE: &str = "1111111111111111111111111111111111111111";
 const HEAD: &str = "2222222222222222222222222222222222222222";
@@ -49,13 +48,6 @@ async fn both_clis(h: &Harness) -> FakeWorker {
         2,
     )
     .await
-}
-
-async fn assignment(w: &mut FakeWorker) -> Assignment {
-    match w.next().await {
-        ToWorker::Assign(a) => *a,
-        other => panic!("expected an assignment, got {other:?}"),
-    }
 }
 
 /// `attempt` stopped by Claude's limit, its work so far committed, and
@@ -120,12 +112,12 @@ async fn a_step_at_its_limit_moves_to_its_fallback_with_its_work_and_the_next_ke
         .await
         .expect("submitted");
     let mut w = both_clis(&h).await;
-    let first = assignment(&mut w).await;
+    let first = w.assignment().await;
     assert_eq!(first.step.agent_capability(), Some("claude-code"));
     limited(&h, &w, first.attempt.clone(), 1_000_000).await;
 
     // Straight to Codex, on top of Claude's work, told what it did.
-    let moved = assignment(&mut w).await;
+    let moved = w.assignment().await;
     assert_eq!(moved.attempt.step_id, "a");
     assert_eq!(moved.step.agent_capability(), Some("codex"));
     assert_eq!(moved.step.prompt(), "do a");
@@ -193,7 +185,7 @@ async fn a_step_at_its_limit_moves_to_its_fallback_with_its_work_and_the_next_ke
     until_resumed(&h).await;
     h.report(&w, moved.attempt, AttemptEnd::Succeeded).await;
     h.engine.credits(w.id, 1).await.expect("credits");
-    let next = assignment(&mut w).await;
+    let next = w.assignment().await;
     assert_eq!(next.attempt.step_id, "b");
     assert_eq!(next.step.agent_capability(), Some("codex"));
     let kept = next.step.failover.expect("b moved too");
@@ -215,14 +207,14 @@ async fn with_failback_the_next_step_returns_to_its_own_runtime_after_the_reset(
         .await
         .expect("submitted");
     let mut w = both_clis(&h).await;
-    let first = assignment(&mut w).await;
+    let first = w.assignment().await;
     limited(&h, &w, first.attempt, 1_000_000).await;
-    let moved = assignment(&mut w).await;
+    let moved = w.assignment().await;
     assert_eq!(moved.step.agent_capability(), Some("codex"));
     until_resumed(&h).await;
     h.report(&w, moved.attempt, AttemptEnd::Succeeded).await;
     h.engine.credits(w.id, 1).await.expect("credits");
-    let next = assignment(&mut w).await;
+    let next = w.assignment().await;
     assert_eq!(next.attempt.step_id, "b");
     assert_eq!(next.step.agent_capability(), Some("claude-code"));
     assert_eq!(next.step.failover, None);
@@ -246,7 +238,7 @@ async fn a_tenant_the_policy_forbids_waits_for_its_own_runtime_and_is_told_once(
         .await
         .expect("submitted");
     let mut w = both_clis(&h).await;
-    let first = assignment(&mut w).await;
+    let first = w.assignment().await;
     limited(&h, &w, first.attempt, 60_000_000).await;
     h.until("t", "the step waits queued", |t| {
         t.steps[0].state == StepState::Queued
@@ -291,7 +283,7 @@ async fn a_restart_finds_the_moved_step_on_its_fallback_without_the_old_session(
             .await
             .expect("submitted");
         let mut w = both_clis(&h).await;
-        let first = assignment(&mut w).await;
+        let first = w.assignment().await;
         h.engine
             .session(
                 w.id,
@@ -302,7 +294,7 @@ async fn a_restart_finds_the_moved_step_on_its_fallback_without_the_old_session(
             .await
             .expect("session");
         limited(&h, &w, first.attempt, 60_000_000).await;
-        let moved = assignment(&mut w).await;
+        let moved = w.assignment().await;
         assert_eq!(moved.step.agent_capability(), Some("codex"));
         // The worker goes before the step's Codex attempt ends.
         drop(w);
@@ -315,7 +307,7 @@ async fn a_restart_finds_the_moved_step_on_its_fallback_without_the_old_session(
     );
     let mut w = h.ready_worker("w2", &[tidewright_core::CODEX], 1).await;
     let _alive = h.keep_alive(&w);
-    let again = assignment(&mut w).await;
+    let again = w.assignment().await;
     assert_eq!(again.attempt.step_id, "a");
     assert_eq!(again.step.agent_capability(), Some("codex"));
     assert_eq!(

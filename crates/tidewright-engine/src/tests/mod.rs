@@ -288,12 +288,17 @@ impl FakeWorker {
             .expect("the engine keeps the stream")
     }
 
-    /// The next assignment's attempt.
-    async fn assigned(&mut self) -> AttemptKey {
+    /// The next assignment, whole.
+    async fn assignment(&mut self) -> crate::Assignment {
         match self.next().await {
-            ToWorker::Assign(a) => a.attempt,
+            ToWorker::Assign(a) => *a,
             other => panic!("expected an assignment, got {other:?}"),
         }
+    }
+
+    /// The next assignment's attempt.
+    async fn assigned(&mut self) -> AttemptKey {
+        self.assignment().await.attempt
     }
 
     /// Nothing waits for this worker (call after [`Harness::settled`]).

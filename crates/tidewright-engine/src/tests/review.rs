@@ -8,7 +8,7 @@ use tidewright_core::review::ReviewSpec;
 use tidewright_core::{ClaudeCodeSpec, RepoSpec, StepWork};
 
 use super::*;
-use crate::to_worker::Assignment;
+use crate::Assignment;
 
 const BASE: &str = "1111111111111111111111111111111111111111";
 
@@ -44,13 +44,6 @@ fn reviewed(must_pass: bool, rounds: u32) -> TaskSpec {
     };
     tidewright_core::review::expand::with_reviews(&mut spec);
     spec
-}
-
-async fn assignment(w: &mut FakeWorker) -> Assignment {
-    match w.next().await {
-        ToWorker::Assign(a) => *a,
-        other => panic!("expected an assignment, got {other:?}"),
-    }
 }
 
 /// The author's attempt succeeded at `head`.
@@ -123,14 +116,14 @@ async fn start(h: &Harness, spec: TaskSpec) -> FakeWorker {
 async fn requested_changes_go_back_into_the_authors_session_and_an_approval_lets_it_go_on() {
     let h = Harness::new();
     let mut w = start(&h, reviewed(true, 2)).await;
-    let first = assignment(&mut w).await;
+    let first = w.assignment().await;
     assert_eq!(first.attempt.step_id, "fix");
     h.engine
         .session(w.id, first.attempt.clone(), "s-1".into(), "opus".into())
         .await
         .expect("session");
     wrote(&h, &w, &first, &head(2)).await;
-    let review = assignment(&mut w).await;
+    let review = w.assignment().await;
     assert_eq!(review.attempt.step_id, "fix.review");
     assert_eq!(review.step.agent_capability(), Some("codex"));
     let inputs: serde_json::Value = serde_json::from_str(&review.inputs_json).expect("json");
@@ -151,7 +144,7 @@ async fn requested_changes_go_back_into_the_authors_session_and_an_approval_lets
     verdict(&h, &w, &review, CHANGES).await;
 
     // Back to the author, in its session, on its own work, told why.
-    let again = assignment(&mut w).await;
+    let again = w.assignment().await;
     assert_eq!(again.attempt.step_id, "fix");
     let resume = again.resume.clone().expect("its session resumes");
     assert_eq!(resume.session_id, "s-1");
@@ -182,7 +175,7 @@ async fn requested_changes_go_back_into_the_authors_session_and_an_approval_lets
         "and so does what follows"
     );
     wrote(&h, &w, &again, &head(3)).await;
-    let second = assignment(&mut w).await;
+    let second = w.assignment().await;
     assert_eq!(second.attempt.step_id, "fix.review");
     let inputs: serde_json::Value = serde_json::from_str(&second.inputs_json).expect("json");
     assert_eq!(
@@ -200,7 +193,7 @@ async fn requested_changes_go_back_into_the_authors_session_and_an_approval_lets
         r#"{"verdict":"approve","summary":"Good."}"#,
     )
     .await;
-    let after = assignment(&mut w).await;
+    let after = w.assignment().await;
     assert_eq!(after.attempt.step_id, "after");
     h.report(&w, after.attempt, AttemptEnd::Succeeded).await;
     h.until_state("t", TaskState::Succeeded).await;
@@ -211,13 +204,13 @@ async fn the_rounds_spent_a_review_that_must_pass_fails_and_one_that_need_not_go
     for must_pass in [true, false] {
         let h = Harness::new();
         let mut w = start(&h, reviewed(must_pass, 1)).await;
-        let first = assignment(&mut w).await;
+        let first = w.assignment().await;
         wrote(&h, &w, &first, &head(2)).await;
-        let review = assignment(&mut w).await;
+        let review = w.assignment().await;
         verdict(&h, &w, &review, CHANGES).await;
-        let again = assignment(&mut w).await;
+        let again = w.assignment().await;
         wrote(&h, &w, &again, &head(3)).await;
-        let last = assignment(&mut w).await;
+        let last = w.assignment().await;
         verdict(&h, &w, &last, CHANGES).await;
         if must_pass {
             h.until_state("t", TaskState::Failed).await;
@@ -227,7 +220,7 @@ async fn the_rounds_spent_a_review_that_must_pass_fails_and_one_that_need_not_go
                 "the reviewer (codex) did not approve after 1 round(s) of changes: changes requested (1 comment): Unclear."
             );
         } else {
-            let after = assignment(&mut w).await;
+            let after = w.assignment().await;
             assert_eq!(after.attempt.step_id, "after");
             let task = h.task("t").await;
             assert_eq!(task.steps[1].state, StepState::Succeeded);
@@ -251,14 +244,14 @@ async fn a_restart_remembers_the_rounds_a_review_spent() {
     {
         let h = Harness::new_on(store.clone());
         let mut w = start(&h, reviewed(true, 1)).await;
-        let first = assignment(&mut w).await;
+        let first = w.assignment().await;
         wrote(&h, &w, &first, &head(2)).await;
-        let review = assignment(&mut w).await;
+        let review = w.assignment().await;
         verdict(&h, &w, &review, CHANGES).await;
-        let again = assignment(&mut w).await;
+        let again = w.assignment().await;
         wrote(&h, &w, &again, &head(3)).await;
         // The second review starts; the control plane stops.
-        let _ = assignment(&mut w).await;
+        let _ = w.assignment().await;
         h.settled().await;
     }
     let h = Harness::start(
@@ -268,7 +261,7 @@ async fn a_restart_remembers_the_rounds_a_review_spent() {
     );
     let mut w = h.ready_worker("w2", &[tidewright_core::CODEX], 1).await;
     let _alive = h.keep_alive(&w);
-    let review = assignment(&mut w).await;
+    let review = w.assignment().await;
     assert_eq!(review.attempt.step_id, "fix.review");
     let inputs: serde_json::Value = serde_json::from_str(&review.inputs_json).expect("json");
     assert_eq!(inputs["round"], 2);
