@@ -94,10 +94,11 @@ async fn eval_on_a_generated_history_prints_a_table_for_two_runtimes_and_compare
     let gemini = Mock::start(Api::Google, Vec::new())
         .await
         .expect("gemini mock");
+    let http = free_addr();
     let server = Server::start_on(
         &dir.path().join("server"),
         "127.0.0.1:0",
-        &["--allow-local-repos"],
+        &["--allow-local-repos", "--http-listen", &http],
     )
     .expect("server");
     let _worker = start_three_runtime_worker(
@@ -198,6 +199,34 @@ async fn eval_on_a_generated_history_prints_a_table_for_two_runtimes_and_compare
         table.contains("PASS RATE") && table.contains("LAST RUN"),
         "{table}"
     );
+
+    // The console's Evals page charts each run's pass rates.
+    let browser = tidewright_tests::browser::Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/evals"),
+        &server.admin_token,
+    )
+    .await;
+    browser
+        .count_until(
+            "[data-test=eval-run]",
+            2,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .expect("both runs");
+    let chart = browser
+        .text("[data-test=eval-run] [data-test=eval-chart]")
+        .await
+        .expect("the newest run's chart");
+    assert!(
+        chart.contains("claude-code ×1")
+            && chart.contains("100%")
+            && chart.contains("codex ×1")
+            && chart.contains("0%"),
+        "{chart}"
+    );
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
