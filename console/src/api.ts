@@ -82,6 +82,16 @@ export interface Step {
   /// The step it reviews, when it is a reviewer's (its output is the last
   /// verdict).
   reviewOf?: string;
+  /// The runtime `runtimes: auto` chose for it (`runtime` is that one).
+  chosen?: Chosen;
+}
+
+/// Why `runtimes: auto` chose a step's runtime.
+export interface Chosen {
+  /// Its runtime as submitted.
+  preferred: string;
+  /// Why, with each runtime's figures on the repository.
+  why: string;
 }
 
 /// An agent step's move to a fallback runtime when a provider's limit

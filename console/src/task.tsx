@@ -404,6 +404,11 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
         </p>
       )}
       {step.error && <p class="error">{step.error}</p>}
+      {step.chosen && (
+        <p class="runtime-chosen" data-test="runtime-chosen">
+          Runs on <code>{step.runtime}</code>: {step.chosen.why}
+        </p>
+      )}
       {step.failover && (
         <div class="failover" data-test="failover">
           <p>

@@ -12,6 +12,7 @@
 
 use tidewright_tests::git_server::GitServer;
 use tidewright_tests::provider::{Api, Mock, Reply};
+use tidewright_tests::tidewright_api::v1;
 use tidewright_tests::*;
 
 const BUGGY: &str = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a + b\n";
@@ -90,7 +91,8 @@ async fn eval_on_a_generated_history_prints_a_table_for_two_runtimes_and_compare
     let dir = tempfile::tempdir().expect("tempdir");
     let git = GitServer::start(dir.path()).expect("git server");
     history(&git);
-    let (claude, codex) = mocks(2).await;
+    // Two eval runs, then a step with `runtimes: auto` on Claude.
+    let (claude, codex) = mocks(3).await;
     let gemini = Mock::start(Api::Google, Vec::new())
         .await
         .expect("gemini mock");
@@ -113,12 +115,14 @@ async fn eval_on_a_generated_history_prints_a_table_for_two_runtimes_and_compare
         .await
         .expect("worker up");
     let snapshots = dir.path().join("evals");
+    // As a task names it: the eval keys its outcomes by this URL.
+    let repo = format!("file://{}", git.root().join("calc.git").display());
     let eval = |output: &str| {
         let mut command = server.cli();
         command.args([
             "eval",
             "--repo",
-            &git.root().join("calc.git").display().to_string(),
+            &repo,
             "--since",
             "90d",
             "--runtimes",
@@ -226,6 +230,106 @@ async fn eval_on_a_generated_history_prints_a_table_for_two_runtimes_and_compare
             && chart.contains("0%"),
         "{chart}"
     );
+
+    // A step with `runtimes: auto`, submitted on Codex, goes to Claude:
+    // on this repository it passed every task and Codex none. The step
+    // says so in its first event, `get task` and the console show why,
+    // and `get scores` stands on the same outcomes.
+    let client = server.tasks().await.expect("client");
+    let before = claude
+        .requests()
+        .iter()
+        .filter(|r| r.to_string().contains(FIX_ADD))
+        .count();
+    let mut fix = agent_step("codex", "fix", FIX_ADD);
+    fix.runtimes = "auto".into();
+    let mut request = task_on_repo("auto", vec![fix], &repo);
+    if let Some(on) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        on.credentials_secret.clear();
+    }
+    let id = submit(&client, request).await.expect("submit");
+    let task = wait_succeeded(&client, &id, std::time::Duration::from_secs(120))
+        .await
+        .expect("the step runs on Claude");
+    let spec = task.spec.as_ref().expect("its spec");
+    let chosen = spec.steps[0].chosen.as_ref().expect("the choice, kept");
+    assert_eq!(
+        (chosen.runtime.as_str(), chosen.preferred.as_str()),
+        ("claude-code", "codex")
+    );
+    for figures in ["claude-code 4/4 passed", "codex 0/4 passed"] {
+        assert!(chosen.why.contains(figures), "{}", chosen.why);
+    }
+    let asked_to_fix = claude
+        .requests()
+        .iter()
+        .filter(|r| r.to_string().contains(FIX_ADD))
+        .count();
+    assert!(
+        asked_to_fix > before,
+        "the chosen step asked Claude: {asked_to_fix} requests, {before} before"
+    );
+    let events = events_until_done(&client, &id).await;
+    let told = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(v1::event::Kind::StepState(s)) if s.step_id == "fix" => Some(s.message.clone()),
+            _ => None,
+        })
+        .expect("the step's first event");
+    assert!(
+        told.starts_with("runtimes: auto chose claude-code, the most passes per dollar"),
+        "{told}"
+    );
+    let shown = stdout_of(server.cli().args(["get", "task", &id]));
+    assert!(
+        shown.contains("Chosen:    step fix: runtimes: auto chose claude-code"),
+        "{shown}"
+    );
+    let scores: serde_json::Value = serde_json::from_slice(
+        &succeed(
+            server
+                .cli()
+                .args(["get", "scores", "--repo", &repo, "-o", "json"]),
+        )
+        .stdout,
+    )
+    .expect("the standings as JSON");
+    let stood: Vec<(String, u64, u64)> = scores
+        .as_array()
+        .expect("standings")
+        .iter()
+        .map(|s| {
+            (
+                s["runtime"].as_str().unwrap_or_default().to_string(),
+                s["attempts"].as_u64().unwrap_or_default(),
+                s["passed"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stood,
+        [
+            ("claude-code".to_string(), 4, 4),
+            ("codex".to_string(), 4, 0)
+        ],
+        "{scores}"
+    );
+    browser
+        .client
+        .goto(&format!("http://{http}/#/tasks/{id}"))
+        .await
+        .expect("the task's page");
+    browser.click("g[data-step=fix]").await.expect("the step");
+    let said = browser
+        .text_until(
+            "[data-test=runtime-chosen]",
+            std::time::Duration::from_secs(30),
+            |t| t.contains("claude-code"),
+        )
+        .await
+        .expect("the choice, shown");
+    assert!(said.contains("codex 0/4 passed"), "{said}");
     browser.close_without_errors().await;
 }
 
@@ -256,4 +360,22 @@ async fn an_eval_without_usable_commits_or_with_a_bad_runtime_is_refused_in_one_
         let said = fails_in_one_line(server.cli().args(["eval", "--repo", &repo]).args(args));
         assert!(said.contains(says), "{said}");
     }
+    // `runtimes` says `auto` or nothing.
+    let mut fix = agent_step("codex", "fix", FIX_ADD);
+    fix.runtimes = "cheapest".into();
+    let refused = server
+        .tasks()
+        .await
+        .expect("client")
+        .submit_task(task_on_repo("bad", vec![fix], &format!("file://{repo}")))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .starts_with("spec.steps[0].runtimes: step \"fix\": \"cheapest\" is not a choice"),
+        "{}",
+        refused.message()
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod attempts;
+pub mod auto;
 pub mod budget;
 pub mod build;
 pub mod calendar;

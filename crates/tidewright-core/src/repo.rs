@@ -224,13 +224,7 @@ impl RepoSpec {
     /// Where tasks landing on the same base meet: its repository and
     /// branch, in the queue of which they land in turn.
     pub fn land_key(&self) -> Option<(String, String)> {
-        Some((
-            self.url
-                .trim_end_matches('/')
-                .trim_end_matches(".git")
-                .to_string(),
-            self.land_base()?,
-        ))
+        Some((unadorned(&self.url).to_string(), self.land_base()?))
     }
 
     /// Where tasks that keep their `touches` to themselves meet: the same
@@ -238,10 +232,7 @@ impl RepoSpec {
     pub fn exclusive_key(&self) -> Option<(String, String)> {
         (self.exclusive == Some(Exclusive::Touches)).then(|| {
             (
-                self.url
-                    .trim_end_matches('/')
-                    .trim_end_matches(".git")
-                    .to_string(),
+                unadorned(&self.url).to_string(),
                 self.git_ref_or_default().to_string(),
             )
         })
@@ -426,6 +417,24 @@ pub fn host(url: &str) -> Option<&str> {
         None => host.split(':').next()?,
     };
     (!host.is_empty()).then_some(host)
+}
+
+/// A repository's URL without a trailing `/` or `.git`: tasks naming it
+/// either way name one repository.
+pub fn unadorned(url: &str) -> &str {
+    url.trim_end_matches('/').trim_end_matches(".git")
+}
+
+/// A short, stable name for a repository's URL ([`unadorned`]), for a
+/// label and for finding the outcomes kept on it.
+pub fn key(url: &str) -> String {
+    // FNV-1a: stable across builds, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in unadorned(url).bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// The forge a task's pull request goes to, and its API root: as the
@@ -658,6 +667,16 @@ pub fn project_path(repo_url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_key_is_stable_and_ignores_a_trailing_slash_or_dot_git() {
+        assert_eq!(key("https://a/b.git"), key("https://a/b.git/"));
+        assert_eq!(key("https://a/b"), key("https://a/b.git"));
+        assert_ne!(key("https://a/b.git"), key("https://a/c.git"));
+        // Labels kept by earlier runs name repositories by it: it never
+        // changes.
+        assert_eq!(key(""), "cbf29ce484222325");
+    }
 
     #[test]
     fn urls_say_how_they_reach_the_repository() {

@@ -197,6 +197,17 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub review_of: Option<crate::review::ReviewOf>,
+    /// `auto`: tidewright runs the agent step on the runtime with the most
+    /// passes per dollar on the task's repository, within its budget (see
+    /// [`crate::auto`]); its own runtime is the one used while nothing is
+    /// known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtimes: Option<crate::auto::Runtimes>,
+    /// The runtime `runtimes: auto` chose, and why, as tidewright wrote it;
+    /// a task file never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub chosen: Option<crate::auto::Chosen>,
 }
 
 /// What a step does when its dependencies' work will not merge.
@@ -436,6 +447,8 @@ impl StepSpec {
             select: None,
             fallback: Vec::new(),
             failover: None,
+            runtimes: None,
+            chosen: None,
             review: None,
             review_of: None,
         }
@@ -468,6 +481,8 @@ impl StepSpec {
             select: None,
             fallback: Vec::new(),
             failover: None,
+            runtimes: None,
+            chosen: None,
             review: None,
             review_of: None,
         }

@@ -9,6 +9,7 @@ use crate::spec::{ApprovalSpec, Runtime, StepSpec, TaskSpec};
 
 mod agents;
 mod attempts;
+mod auto;
 mod failover;
 mod repository;
 mod review;
@@ -162,6 +163,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         }
         validate_delivery(i, step, spec.repo.is_some())?;
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
+        auto::validate_runtimes(i, step, spec.repo.is_some())?;
         attempts::validate_attempts(i, step, spec.repo.is_some(), limits)?;
         failover::validate_fallback(i, step)?;
         review::validate_review(i, step, spec.repo.is_some(), limits)?;

@@ -120,7 +120,21 @@ fn prepare(submission: Submission, offered: &Offered) -> (NewTask, Option<Admitt
             )
         }
         None => {
-            let (run, changes) = TaskRun::new(&spec);
+            let (run, mut changes) = TaskRun::new(&spec);
+            // A step whose runtime `runtimes: auto` chose says which and
+            // why from the start, even one that waits for others.
+            for (index, step) in spec.steps.iter().enumerate() {
+                let told = changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Step { index: i, .. } if *i == index));
+                if step.chosen.is_some() && !told {
+                    changes.push(Change::Step {
+                        index,
+                        state: StepState::Waiting,
+                        message: String::new(),
+                    });
+                }
+            }
             // Nothing has run yet: no attempt, no worker.
             let events = changes
                 .iter()
@@ -140,6 +154,16 @@ fn prepare(submission: Submission, offered: &Offered) -> (NewTask, Option<Admitt
                         ))
                     {
                         *message = reason;
+                    }
+                    if let (Change::Step { index, .. }, EventKind::StepState { message, .. }) =
+                        (change, &mut kind)
+                        && let Some(chosen) = &spec.steps[*index].chosen
+                    {
+                        *message = if message.is_empty() {
+                            chosen.why.clone()
+                        } else {
+                            format!("{}; {message}", chosen.why)
+                        };
                     }
                     Some(kind)
                 })
@@ -311,6 +335,29 @@ mod tests {
             task.events.len() as u64 + 1,
             "the engine numbers on from there"
         );
+    }
+
+    #[test]
+    fn a_step_whose_runtime_was_chosen_says_which_and_why_in_its_first_event() {
+        let mut chosen = submission(None);
+        chosen.spec.steps[1].chosen = Some(tidewright_core::auto::Chosen {
+            runtime: "codex".into(),
+            preferred: "claude-code".into(),
+            why: "runtimes: auto chose codex".into(),
+        });
+        let (task, _) = prepare(chosen, &Offered::of(&[&[]]));
+        let messages: Vec<&str> = task
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::StepState { step, message, .. } => {
+                    Some((step.as_str(), message.as_str()))
+                }
+                _ => None,
+            })
+            .map(|(step, message)| if step == "b" { message } else { "-" })
+            .collect();
+        assert_eq!(messages, ["-", "runtimes: auto chose codex"]);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn eval(client: &Client, args: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let run = ulid::Ulid::new().to_string().to_lowercase();
-    let key = repo_key(&args.repo);
+    let key = tidewright_core::repo::key(&args.repo);
     let snapshots = std::path::absolute(&args.snapshots)?.join(&run);
     let mut submitted = Vec::new();
     for commit in &landed {
@@ -146,17 +146,6 @@ fn git_since(since: &str) -> anyhow::Result<String> {
     Ok(format!("{n} {unit} ago"))
 }
 
-/// A short, stable name for a repository's URL, for a label.
-fn repo_key(url: &str) -> String {
-    // FNV-1a: stable across builds, unlike the standard library's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in url.trim_end_matches('/').bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
 /// How an eval task ended, from its labels and its steps.
 fn outcome_of(task: &v1::Task) -> Option<Outcome> {
     let spec = task.spec.as_ref()?;
@@ -237,7 +226,5 @@ mod tests {
         assert_eq!(git_since("2w").expect("weeks"), "2 weeks ago");
         assert_eq!(git_since("2026-01-01").expect("a date"), "2026-01-01");
         assert!(git_since("xd").is_err_and(|e| e.to_string().starts_with("--since")));
-        assert_eq!(repo_key("https://a/b.git"), repo_key("https://a/b.git/"));
-        assert_ne!(repo_key("https://a/b.git"), repo_key("https://a/c.git"));
     }
 }

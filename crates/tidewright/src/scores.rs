@@ -1,14 +1,16 @@
-//! `tidewright get scores`: how each agent runtime fared in the attempts
-//! of the tasks kept (each a task with `attempts`), on every repository or
-//! one, from every template or one.
+//! `tidewright get scores`: how each agent runtime fared on the outcomes
+//! kept (the attempts of each task with `attempts`, and each eval's tasks),
+//! on every repository or one, from every template or one: what
+//! `runtimes: auto` chooses by.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 use tidewright_api::convert::micros;
 use tidewright_client::{Client, v1};
-use tidewright_core::attempts::score::{
-    ATTEMPTS_LABEL, Score, Standing, TEMPLATE_LABEL, standings,
-};
+use tidewright_core::attempts::score::{ATTEMPTS_LABEL, Score, Standing, standings};
+use tidewright_core::auto::{Ran, scores_of as scores_of_spec};
+use tidewright_core::eval::EVALS_LABEL;
 
 use crate::args::Format;
 use crate::output::{emit, print_table};
@@ -17,36 +19,46 @@ use crate::output::{emit, print_table};
 pub struct Asked {
     pub repo: Option<String>,
     pub template: Option<String>,
-    /// The newest tasks with attempts read, at most.
+    /// The newest tasks of each kind (with attempts, of evals) read, at
+    /// most.
     pub limit: u32,
     pub format: Format,
 }
 
 pub async fn scores(client: &Client, asked: Asked) -> anyhow::Result<ExitCode> {
-    let mut filter = v1::ListTasksRequest {
-        labels: [(ATTEMPTS_LABEL.to_string(), "true".to_string())].into(),
-        page_size: asked.limit.min(200),
-        ..v1::ListTasksRequest::default()
-    };
     let mut scores = Vec::new();
-    let mut read = 0;
-    let mut token = String::new();
-    loop {
-        let page = client.list_page(&filter, &token).await?;
-        for listed in &page.tasks {
-            // A listing may leave a task's steps out; its page has them.
-            let task = client.get(&listed.id).await?;
-            scores.extend(scores_of(&task));
-            read += 1;
+    let mut seen = HashSet::new();
+    for label in [ATTEMPTS_LABEL, EVALS_LABEL] {
+        let mut filter = v1::ListTasksRequest {
+            labels: [(label.to_string(), "true".to_string())].into(),
+            page_size: asked.limit.min(200),
+            ..v1::ListTasksRequest::default()
+        };
+        let mut read = 0;
+        let mut token = String::new();
+        loop {
+            let page = client.list_page(&filter, &token).await?;
+            for listed in &page.tasks {
+                read += 1;
+                // An eval's task with attempts carries both labels.
+                if !seen.insert(listed.id.clone()) {
+                    continue;
+                }
+                // A listing may leave a task's steps out; its page has them.
+                let task = client.get(&listed.id).await?;
+                scores.extend(scores_of(&task));
+            }
+            token = page.next_page_token;
+            if token.is_empty() || read >= asked.limit {
+                break;
+            }
+            filter.page_size = (asked.limit - read).min(200);
         }
-        token = page.next_page_token;
-        if token.is_empty() || read >= asked.limit {
-            break;
-        }
-        filter.page_size = (asked.limit - read).min(200);
     }
+    // Scores name their repository by its key.
+    let repo = asked.repo.as_deref().map(tidewright_core::repo::key);
     scores.retain(|s| {
-        asked.repo.as_ref().is_none_or(|r| &s.repo == r)
+        repo.as_ref().is_none_or(|r| &s.repo == r)
             && asked.template.as_ref().is_none_or(|t| &s.template == t)
     });
     let standings = standings(&scores);
@@ -88,55 +100,31 @@ fn row(s: &Standing) -> Vec<String> {
     ]
 }
 
-/// The scores of a task's attempts: for each step that chose among
-/// attempts, each attempt's runtime, whether it passed, whether its work is
-/// the one chosen, its cost and its time.
+/// A kept task's scores (see [`tidewright_core::auto::scores_of`]), from
+/// its steps as the API gives them.
 fn scores_of(task: &v1::Task) -> Vec<Score> {
     let spec: tidewright_core::TaskSpec = task.spec.clone().unwrap_or_default().into();
-    let repo = spec
-        .repo
-        .as_ref()
-        .map(|r| r.url.clone())
-        .unwrap_or_default();
-    let template = spec.labels.get(TEMPLATE_LABEL).cloned().unwrap_or_default();
-    let step = |id: &str| task.steps.iter().find(|s| s.id == id);
     let succeeded = v1::StepState::Succeeded as i32;
-    let mut scores = Vec::new();
-    for chooser in spec.steps.iter().filter(|s| s.select.is_some()) {
-        let chosen = step(&chooser.id)
-            .filter(|s| s.state == succeeded)
-            .and_then(|s| s.work.as_ref())
-            .map(|w| w.head_commit.clone());
-        for id in chooser.select.iter().flat_map(|s| &s.attempts) {
-            let (Some(attempt), Some(ran)) = (spec.steps.iter().find(|s| &s.id == id), step(id))
-            else {
-                continue;
-            };
-            let passed = ran.state == succeeded;
-            let head = ran.work.as_ref().map(|w| w.head_commit.clone());
-            let first = ran
-                .attempts
-                .first()
-                .and_then(|a| a.started_at.as_ref())
-                .map(micros);
-            let last = ran
-                .attempts
-                .last()
-                .and_then(|a| a.finished_at.as_ref())
-                .map(micros);
-            scores.push(Score {
-                runtime: attempt.agent_capability().unwrap_or_default().to_string(),
-                repo: repo.clone(),
-                template: template.clone(),
-                passed,
-                won: passed && head.is_some() && head == chosen,
-                usd: ran.cost.as_ref().map_or(0.0, |c| c.usd),
-                millis: match (first, last) {
-                    (Some(first), Some(last)) if last > first => ((last - first) / 1000) as u64,
-                    _ => 0,
-                },
-            });
-        }
-    }
-    scores
+    scores_of_spec(&spec, |id| {
+        let ran = task.steps.iter().find(|s| s.id == id)?;
+        let first = ran
+            .attempts
+            .first()
+            .and_then(|a| a.started_at.as_ref())
+            .map(micros);
+        let last = ran
+            .attempts
+            .last()
+            .and_then(|a| a.finished_at.as_ref())
+            .map(micros);
+        Some(Ran {
+            passed: ran.state == succeeded,
+            head: ran.work.as_ref().map(|w| w.head_commit.clone()),
+            usd: ran.cost.as_ref().map_or(0.0, |c| c.usd),
+            millis: match (first, last) {
+                (Some(first), Some(last)) if last > first => ((last - first) / 1000) as u64,
+                _ => 0,
+            },
+        })
+    })
 }

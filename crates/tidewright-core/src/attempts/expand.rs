@@ -20,6 +20,8 @@ pub fn with_attempts(spec: &mut TaskSpec) {
             steps.push(step);
             continue;
         };
+        // Said once, by the step that chooses, not by each attempt.
+        let chosen = step.chosen.take();
         let own = step.agent_capability().unwrap_or_default().to_string();
         let prompt = step.prompt().to_string();
         let ids: Vec<String> = (1..=attempts.n).map(|k| attempt_id(&step.id, k)).collect();
@@ -48,6 +50,7 @@ pub fn with_attempts(spec: &mut TaskSpec) {
             depends_on: ids,
             needs,
             select: Some(select),
+            chosen,
             ..StepSpec::noop(&step.id)
         });
     }

@@ -30,6 +30,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 
 mod audit;
+mod auto;
 mod budget;
 mod call;
 mod calls;

@@ -316,6 +316,7 @@ impl Context {
             }
         }
         if unrunnable.is_none() {
+            self.choose_runtimes(&mut spec, &tenant).await?;
             tidewright_core::attempts::expand::with_attempts(&mut spec);
             tidewright_core::spec::with_delivery(&mut spec);
             tidewright_core::review::expand::with_reviews(&mut spec);

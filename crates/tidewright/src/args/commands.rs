@@ -127,17 +127,20 @@ pub enum GetWhat {
         #[arg(short, long, value_enum, default_value_t)]
         output: Format,
     },
-    /// How each agent runtime fared in the attempts of the tasks kept
-    /// (steps with `attempts`): attempts, passed, won, pass rate, cost,
-    /// dollars per pass and median time.
+    /// How each agent runtime fared on the outcomes kept (the attempts of
+    /// steps with `attempts`, and the tasks of `tidewright eval`):
+    /// attempts, passed, won, pass rate, cost, dollars per pass and median
+    /// time. What `runtimes: auto` chooses by.
     Scores {
-        /// Only attempts on this repository (its URL, as the tasks name it).
+        /// Only outcomes on this repository (its URL, as the tasks and
+        /// `tidewright eval --repo` name it; a trailing `/` or `.git` aside).
         #[arg(long)]
         repo: Option<String>,
         /// Only attempts of tasks made from this template.
         #[arg(long)]
         template: Option<String>,
-        /// The newest tasks with attempts read, at most (1 to 10000).
+        /// The newest tasks of each kind (with attempts; of evals) read, at
+        /// most (1 to 10000).
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10000))]
         limit: u32,
         #[arg(short, long, value_enum, default_value_t)]
