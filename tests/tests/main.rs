@@ -47,6 +47,7 @@ mod sandbox;
 mod sandbox_reach;
 mod schedules;
 mod security;
+mod seeds;
 mod state;
 mod tasks;
 mod telemetry;

@@ -117,6 +117,11 @@ impl From<v1::RepoSpec> for core::RepoSpec {
                 batch: l.batch,
                 max_fixes: l.max_fixes,
             }),
+            setup: r.setup.map(|s| core::setup::SetupSpec {
+                run: s.run,
+                key: s.key,
+                paths: s.paths,
+            }),
         }
     }
 }
@@ -187,6 +192,11 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                 checks: l.checks.iter().cloned().map(Into::into).collect(),
                 batch: l.batch,
                 max_fixes: l.max_fixes,
+            }),
+            setup: r.setup.as_ref().map(|s| v1::SetupSpec {
+                run: s.run.clone(),
+                key: s.key.clone(),
+                paths: s.paths.clone(),
             }),
         }
     }
@@ -600,6 +610,11 @@ mod tests {
                     }],
                     batch: 4,
                     max_fixes: Some(0),
+                }),
+                setup: Some(core::setup::SetupSpec {
+                    run: vec!["npm".into(), "ci".into()],
+                    key: vec!["package-lock.json".into()],
+                    paths: vec!["node_modules".into()],
                 }),
             }),
             ..core::TaskSpec::default()

@@ -21,6 +21,7 @@ pub mod review;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod setup;
 pub mod spec;
 pub mod state;
 pub mod step_limits;

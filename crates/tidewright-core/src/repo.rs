@@ -66,6 +66,12 @@ pub struct RepoSpec {
     /// when the checks pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub land: Option<LandSpec>,
+    /// What each step needs installed (`npm ci`), made once per key on a
+    /// worker and handed to each step as a seed (see [`crate::setup`]);
+    /// without it, the repository's own `.tidewright/setup.yaml` when it
+    /// has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<crate::setup::SetupSpec>,
 }
 
 /// How a task's work lands on its base branch.

@@ -95,6 +95,11 @@ mod repo {
                 }),
                 exclusive: Some(crate::repo::Exclusive::Touches),
                 land: None,
+                setup: Some(crate::setup::SetupSpec {
+                    run: vec!["npm".into(), "ci".into()],
+                    key: vec!["package-lock.json".into()],
+                    paths: vec!["node_modules".into()],
+                }),
             },
             "repo",
         )

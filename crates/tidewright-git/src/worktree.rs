@@ -35,6 +35,9 @@ pub struct Worktree {
     pub(crate) path: PathBuf,
     pub(crate) branch: String,
     pub(crate) base: String,
+    /// Paths tidewright put there that are never the step's work (a
+    /// setup's seed: `node_modules`): left out of what it commits.
+    pub(crate) excluded: Vec<String>,
 }
 
 /// What a step did to its repository.
@@ -177,6 +180,7 @@ impl Mirror {
             path: dir.to_path_buf(),
             branch: branch.to_string(),
             base: base.to_string(),
+            excluded: Vec::new(),
         };
         // A merge left for the step to resolve is still to be resolved.
         if let Some((merging, _)) = tree.merging().await
@@ -221,6 +225,7 @@ impl Mirror {
             path: dir,
             branch: branch.to_string(),
             base: base.to_string(),
+            excluded: Vec::new(),
         };
         // A record of an earlier repository here (a retry) is this one's.
         let record = self.record(&tree.path);
@@ -343,6 +348,12 @@ pub(crate) fn as_tidewright() -> [(&'static str, &'static str); 4] {
 }
 
 impl Worktree {
+    /// Leaves `paths` (relative to the repository's root) out of what is
+    /// committed of the step's work: tidewright put them there.
+    pub fn exclude(&mut self, paths: &[String]) {
+        self.excluded.extend(paths.iter().cloned());
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -643,7 +654,13 @@ impl Worktree {
             let _ = tokio::fs::remove_file(&index).await;
             local_with(git, mirror, &["read-tree", head], &env).await?;
         }
-        local_with(git, mirror, &["add", "-A"], &env).await?;
+        let mut add = vec!["add".to_string(), "-A".to_string()];
+        if !self.excluded.is_empty() {
+            add.extend(["--".to_string(), ".".to_string()]);
+            add.extend(self.excluded.iter().map(|p| format!(":(exclude,top){p}")));
+        }
+        let add: Vec<&str> = add.iter().map(String::as_str).collect();
+        local_with(git, mirror, &add, &env).await?;
         let tree = local_with(git, mirror, &["write-tree"], &env).await;
         let _ = tokio::fs::remove_file(&index).await;
         tree

@@ -15,6 +15,8 @@ use crate::sandbox::limits::LimitSettings;
 /// Spare worktrees per repository and commit, unless told otherwise: a
 /// fan-out's first two steps start at once without a checkout.
 pub const DEFAULT_SPARE_WORKTREES: usize = 2;
+/// The largest seed a worker keeps by default: 4 GiB.
+pub const DEFAULT_MAX_SEED_BYTES: u64 = 4 << 30;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -76,6 +78,11 @@ pub struct WorkerConfig {
     /// repository's steps start from (in `<work_dir>/.spares`), so a step's
     /// is ready without a checkout of every file; 0 for none.
     pub spare_worktrees: usize,
+    /// Where the seeds of repositories' setups are kept; `<work_dir>/.seeds`
+    /// when `None`.
+    pub seeds_dir: Option<PathBuf>,
+    /// A setup whose paths take more than this is not kept as a seed.
+    pub max_seed_bytes: u64,
     /// How steps are sandboxed (on unless `--sandbox=off`).
     pub sandbox: SandboxSettings,
     /// What each step may use.
@@ -110,6 +117,8 @@ impl WorkerConfig {
             mirrors_dir: None,
             mirrors_max_bytes: 0,
             spare_worktrees: DEFAULT_SPARE_WORKTREES,
+            seeds_dir: None,
+            max_seed_bytes: DEFAULT_MAX_SEED_BYTES,
             sandbox: SandboxSettings::default(),
             limits: LimitSettings::default(),
         }

@@ -16,6 +16,7 @@ mod quota;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod seeds;
 
 #[cfg(test)]
 mod drain_tests;
@@ -38,7 +39,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
-pub use crate::config::{DEFAULT_SPARE_WORKTREES, WorkerConfig};
+pub use crate::config::{DEFAULT_MAX_SEED_BYTES, DEFAULT_SPARE_WORKTREES, WorkerConfig};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
 use crate::isolation::Isolation;
@@ -115,6 +116,8 @@ struct Worker {
 const MIRRORS_DIR: &str = ".mirrors";
 /// Where the spare worktrees are, in the work directory.
 const SPARES_DIR: &str = ".spares";
+/// Beside the workspaces: the seeds of repositories' setups.
+const SEEDS_DIR: &str = ".seeds";
 
 /// Runs the worker until `shutdown` resolves; running steps are then
 /// cancelled.
@@ -253,6 +256,16 @@ pub async fn start(
         )
         .with_spares(config.work_dir.join(SPARES_DIR), config.spare_worktrees),
     );
+    let seeds_dir = config
+        .seeds_dir
+        .clone()
+        .unwrap_or_else(|| config.work_dir.join(SEEDS_DIR));
+    let seeds = seeds::Seeds::open(seeds_dir.clone(), config.max_seed_bytes).map_err(|source| {
+        Error::WorkDir {
+            path: seeds_dir.display().to_string(),
+            source,
+        }
+    })?;
     let steps = config.steps;
     let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });
     let isolation_described = isolation.describe();
@@ -273,6 +286,7 @@ pub async fn start(
         // control plane, always (a step's dependents may run anywhere).
         branches: Some(keeper),
         grader,
+        seeds: Arc::new(seeds),
     });
     let worker = Worker {
         host,
@@ -644,6 +658,7 @@ impl Worker {
                     task_egress: assignment.task_egress.map(Into::into),
                     land_riders: assignment.land_riders.into_iter().map(Into::into).collect(),
                     land_fix: assignment.land_fix,
+                    tenant: assignment.tenant,
                     grader_model: assignment.grader_model,
                     look,
                     host: self.host.clone(),

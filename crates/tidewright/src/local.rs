@@ -406,6 +406,8 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.mirrors_dir = args.mirrors_dir;
     config.mirrors_max_bytes = args.mirrors_max_bytes;
     config.spare_worktrees = args.spare_worktrees;
+    config.seeds_dir = args.seeds_dir;
+    config.max_seed_bytes = args.max_seed_bytes;
     config.sandbox = args.sandbox.settings();
     config.limits = args.sandbox.limits();
     config.token = target.token;

@@ -46,6 +46,9 @@ pub fn validate_repo(repo: &crate::repo::RepoSpec, field: &str) -> Result<(), Er
     if let Some(pr) = &repo.pull_request {
         validate_pull_request(repo, pr, &format!("{field}.pullRequest"))?;
     }
+    if let Some(setup) = &repo.setup {
+        crate::setup::validate(setup, &format!("{field}.setup"))?;
+    }
     Ok(())
 }
 

@@ -108,6 +108,7 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
                     .collect(),
                 land_riders: land_riders.into_iter().map(Into::into).collect(),
                 land_fix,
+                tenant: tenant.clone(),
                 grader_model: if step.graded() {
                     grader.to_string()
                 } else {

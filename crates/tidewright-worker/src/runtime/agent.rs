@@ -373,13 +373,19 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     };
     // In its repository's worktree when its task names one.
     let repo::CheckedOut {
-        tree,
+        mut tree,
         cwd,
         briefing,
     } = match repo::check_out(attempt, &workspace).await {
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
+    if let Some(tree) = &mut tree {
+        match super::setup::provide(attempt, (&cwd, tree), &redactor, reports, &mut cancel).await {
+            Ok(seeded) => tree.exclude(&seeded),
+            Err(ended) => return ended,
+        }
+    }
     // A reviewer is told the change it reviews.
     let briefing = match (&attempt.step.review_of, &tree) {
         (Some(_), Some(tree)) => match super::review::briefing(attempt, tree).await {

@@ -112,6 +112,9 @@ pub struct Attempt {
     /// Sent back a failed landing to fix: the base branch whose tip is
     /// merged into its work before it runs; empty otherwise.
     pub land_fix: String,
+    /// Its task's tenant: a seed made for one tenant's steps is never
+    /// another's.
+    pub tenant: String,
     /// The model that grades the step's rubric; empty without one.
     pub grader_model: String,
     /// Notified when the control plane asks a deliver step following a
@@ -162,6 +165,8 @@ pub struct Host {
     pub unchanged_turns: u32,
     /// Grades verified steps' rubrics, on a worker offering `grader`.
     pub grader: Option<Arc<super::grade::Grader>>,
+    /// The seeds of repositories' setups this worker keeps.
+    pub seeds: Arc<crate::seeds::Seeds>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's

@@ -33,6 +33,7 @@ pub mod repo;
 pub mod review;
 pub mod select;
 pub mod session;
+pub mod setup;
 pub mod shell;
 pub mod verify;
 pub mod workspace;

@@ -94,10 +94,16 @@ async fn run_process(
         return Ended::failed("the command is empty", None);
     };
     // In its repository's worktree when its task names one.
-    let repo::CheckedOut { tree, cwd, .. } = match repo::check_out(attempt, &workspace).await {
+    let repo::CheckedOut { mut tree, cwd, .. } = match repo::check_out(attempt, &workspace).await {
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
+    if let Some(tree) = &mut tree {
+        match super::setup::provide(attempt, (&cwd, tree), redactor, reports, &mut cancel).await {
+            Ok(seeded) => tree.exclude(&seeded),
+            Err(ended) => return ended,
+        }
+    }
     let mut command = Command::new(program);
     command.args(args);
     let env = environment(attempt, shell, secrets, &workspace);

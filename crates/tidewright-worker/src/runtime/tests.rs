@@ -40,6 +40,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         task_egress: None,
         land_riders: Vec::new(),
         land_fix: String::new(),
+        tenant: "default".into(),
         grader_model: String::new(),
         look: Arc::default(),
         host: Arc::new(Host {
@@ -62,6 +63,9 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
                 tidewright_git::program(),
             )),
             grader: None,
+            seeds: Arc::new(
+                crate::seeds::Seeds::open(dir.join(".seeds"), 1 << 30).expect("the seeds"),
+            ),
         }),
     }
 }

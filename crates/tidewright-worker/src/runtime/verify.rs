@@ -191,6 +191,18 @@ async fn run_check(
             work.head_commit
         )));
     }
+    // What the step's setup made, the check needs too.
+    if let Err(ended) =
+        super::setup::provide(attempt, (&dir, tree), redactor, reports, cancel).await
+    {
+        if !attempt.host.keep_workspace {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+        if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) {
+            return Err(ended);
+        }
+        return Ok(said(ended.error().to_string()));
+    }
     let log = |line: String| attempt.log(reports, line);
     log(format!(
         "check {}: running {} on {}",
@@ -200,7 +212,17 @@ async fn run_check(
     ));
     // Its own time: from its process's start in the sandbox to its end.
     let running = Instant::now();
-    let ran = run_in_sandbox(attempt, check, &dir, tree, redactor, reports, cancel).await;
+    let label = format!("check {}", check.name);
+    let ran = run_in_sandbox(
+        attempt,
+        (&label, check),
+        &dir,
+        tree,
+        redactor,
+        reports,
+        cancel,
+    )
+    .await;
     let ran_for = running.elapsed();
     if !attempt.host.keep_workspace {
         let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -248,9 +270,11 @@ fn checkout_dir(attempt: &Attempt, name: &str) -> PathBuf {
 /// Runs the check's command in `dir`, sandboxed as the step would be
 /// (its egress and limits, the check's timeout, no stall watch, no token
 /// to the control plane); how it ended, and its output as it came, masked.
-async fn run_in_sandbox(
+/// Its lines go to the step's log behind `label` (a repository's setup
+/// runs this way too).
+pub(super) async fn run_in_sandbox(
     attempt: &Attempt,
-    check: &CheckSpec,
+    (label, check): (&str, &CheckSpec),
     dir: &Path,
     tree: &Worktree,
     redactor: &Arc<Redactor>,
@@ -288,6 +312,7 @@ async fn run_in_sandbox(
         task_egress: attempt.task_egress.clone(),
         land_riders: Vec::new(),
         land_fix: String::new(),
+        tenant: attempt.tenant.clone(),
         grader_model: String::new(),
         look: Arc::default(),
         host: attempt.host.clone(),
@@ -317,7 +342,7 @@ async fn run_in_sandbox(
             let _ = reports.send(FromAttempt::Log {
                 attempt,
                 stream,
-                line: format!("check {}: {line}", check.name),
+                line: format!("{label}: {line}"),
             });
         }
         FromAttempt::Progress { .. } => {}

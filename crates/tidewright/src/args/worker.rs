@@ -91,6 +91,17 @@ pub struct WorkerArgs {
     #[arg(long, env = "TIDEWRIGHT_SPARE_WORKTREES", default_value_t = tidewright_worker::DEFAULT_SPARE_WORKTREES)]
     pub spare_worktrees: usize,
 
+    /// Where the seeds of repositories' setups are kept (what a setup such
+    /// as `npm ci` made, once per key, put into each step's checkout);
+    /// <work-dir>/.seeds by default.
+    #[arg(long, env = "TIDEWRIGHT_SEEDS_DIR")]
+    pub seeds_dir: Option<PathBuf>,
+
+    /// A setup whose paths take more than this many bytes is not kept as a
+    /// seed (the step still runs; the next one runs the setup again).
+    #[arg(long, env = "TIDEWRIGHT_MAX_SEED_BYTES", default_value_t = tidewright_worker::DEFAULT_MAX_SEED_BYTES)]
+    pub max_seed_bytes: u64,
+
     #[command(flatten)]
     pub agents: AgentArgs,
 

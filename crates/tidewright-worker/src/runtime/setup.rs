@@ -1,0 +1,217 @@
+//! A repository's setup before a step runs in its checkout: the seed of
+//! the checkout's key put in place when this worker has it; else the setup
+//! run, in the step's sandbox with its egress, and what it made kept as
+//! the seed for the steps after (see [`crate::seeds`]). Of the steps that
+//! need one seed at once, one runs the setup; the others wait and take
+//! its seed. What happens is said in the step's log, behind `setup:`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tidewright_core::setup::{self, SETUP_FILE, SetupSpec};
+use tidewright_core::verify::CheckSpec;
+use tidewright_git::worktree::Worktree;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use crate::secrets::Redactor;
+use crate::seeds::Seed;
+
+/// The longest a setup may run when its step has no timeout.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 30 * 60;
+
+/// Makes the checkout at `root` (of `tree`'s repository) ready for the
+/// step: its setup's paths in place, from a seed or made, and kept out of
+/// what git sees of the step's work (the step's own `git add -A` too).
+/// Those paths, which tidewright leaves out of what it commits; `Err` ends
+/// the step: a setup that failed, with its output; a setup file that does
+/// not parse, naming its field.
+pub(crate) async fn provide(
+    attempt: &Attempt,
+    (root, tree): (&Path, &Worktree),
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> Result<Vec<String>, Ended> {
+    let Some(setup) = setup_of(attempt, root).await? else {
+        return Ok(Vec::new());
+    };
+    ignore(root, &setup.paths).await;
+    put_in_place(attempt, &setup, (root, tree), redactor, reports, cancel).await?;
+    Ok(setup.paths)
+}
+
+/// Adds `paths` to the checkout's own `.git/info/exclude`, so that the
+/// step's git (an agent's `git add -A`) leaves them out.
+async fn ignore(root: &Path, paths: &[String]) {
+    let info = root.join(".git/info");
+    if tokio::fs::create_dir_all(&info).await.is_err() {
+        return;
+    }
+    let exclude = info.join("exclude");
+    let mut text = tokio::fs::read_to_string(&exclude)
+        .await
+        .unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# the repository's setup (tidewright)\n");
+    for path in paths {
+        text.push_str(&format!("/{}\n", path.trim_end_matches('/')));
+    }
+    let _ = tokio::fs::write(&exclude, text).await;
+}
+
+async fn put_in_place(
+    attempt: &Attempt,
+    setup: &SetupSpec,
+    (root, tree): (&Path, &Worktree),
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> Result<(), Ended> {
+    let log = |line: String| attempt.log(reports, format!("setup: {line}"));
+    // A workspace kept for a resume has them already.
+    if all_there(root, &setup.paths).await {
+        log(format!(
+            "{} already in the checkout",
+            setup.paths.join(", ")
+        ));
+        return Ok(());
+    }
+    let mut files = Vec::with_capacity(setup.key.len());
+    for path in &setup.key {
+        files.push((path.clone(), tokio::fs::read(root.join(path)).await.ok()));
+    }
+    let repo = attempt.repo.as_ref().map(|r| r.url.as_str()).unwrap_or("");
+    let Some(key) = setup::seed_key(
+        &attempt.tenant,
+        &tidewright_core::repo::key(repo),
+        setup,
+        &files,
+    ) else {
+        log(format!(
+            "none of its key files ({}) is in the checkout, so no seed says when it is stale: it runs for every step",
+            if setup.key.is_empty() {
+                "none named".to_string()
+            } else {
+                setup.key.join(", ")
+            }
+        ));
+        return run(attempt, setup, (root, tree), redactor, reports, cancel)
+            .await
+            .map(drop);
+    };
+    let seeds = &attempt.host.seeds;
+    let short = &key[..12];
+    let _making = seeds.lock(&key).await;
+    if let Some(seed) = seeds.get(&key).await {
+        return match seeds.put_into(&seed, root).await {
+            Ok(placed) => {
+                log(format!(
+                    "seed {short} put in place by {} in {} ms ({} files, {} bytes; its setup took {} ms)",
+                    placed.method.as_str(),
+                    placed.millis,
+                    seed.files,
+                    seed.bytes,
+                    seed.build_millis
+                ));
+                Ok(())
+            }
+            Err(e) => Err(Ended::failed(
+                format!("setup: putting seed {short} in place: {e}"),
+                None,
+            )),
+        };
+    }
+    log(format!(
+        "no seed {short} on this worker: running {}",
+        setup.run.join(" ")
+    ));
+    let build_millis = run(attempt, setup, (root, tree), redactor, reports, cancel).await?;
+    let seed = Seed {
+        key: key.clone(),
+        repo: repo.to_string(),
+        tenant: attempt.tenant.clone(),
+        paths: setup.paths.clone(),
+        build_millis,
+        built_at: tidewright_core::calendar::now_micros(),
+        ..Seed::default()
+    };
+    match seeds.keep(seed, root).await {
+        Ok(kept) => log(format!(
+            "seed {short} kept ({} files, {} bytes)",
+            kept.files, kept.bytes
+        )),
+        // The step has what it needs; the next one runs the setup again.
+        Err(why) => log(format!("seed {short} not kept: {why}")),
+    }
+    Ok(())
+}
+
+/// The step's setup: its task's `repo.setup`, else its repository's own
+/// setup file; `None` without either.
+async fn setup_of(attempt: &Attempt, root: &Path) -> Result<Option<SetupSpec>, Ended> {
+    if let Some(setup) = attempt.repo.as_ref().and_then(|r| r.setup.clone()) {
+        return Ok(Some(setup));
+    }
+    let Ok(text) = tokio::fs::read_to_string(root.join(SETUP_FILE)).await else {
+        return Ok(None);
+    };
+    setup::from_file(&text)
+        .map(Some)
+        .map_err(|e| Ended::failed(format!("setup: {e}"), None))
+}
+
+async fn all_there(root: &Path, paths: &[String]) -> bool {
+    for path in paths {
+        if tokio::fs::symlink_metadata(root.join(path)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs the setup in the checkout, sandboxed as the step is; how long it
+/// took, or the step's end with its output when it failed.
+async fn run(
+    attempt: &Attempt,
+    setup: &SetupSpec,
+    (root, tree): (&Path, &Worktree),
+    redactor: &Arc<Redactor>,
+    reports: &mpsc::UnboundedSender<FromAttempt>,
+    cancel: &mut oneshot::Receiver<Stop>,
+) -> Result<u64, Ended> {
+    let seconds = attempt
+        .step
+        .timeout_seconds
+        .map_or(DEFAULT_TIMEOUT_SECONDS, u64::from);
+    let as_check = CheckSpec {
+        name: "setup".into(),
+        run: setup.run.clone(),
+        timeout: format!("{seconds}s"),
+    };
+    let started = Instant::now();
+    let (end, output) = super::verify::run_in_sandbox(
+        attempt,
+        ("setup", &as_check),
+        root,
+        tree,
+        redactor,
+        reports,
+        cancel,
+    )
+    .await;
+    let failed = |why: String, code| {
+        let output =
+            redactor.redact(tidewright_core::last_bytes(output.trim_end(), 2048).to_string());
+        Ended::failed(format!("setup failed ({why}): {output}"), code)
+    };
+    match end {
+        Ok(exited) if exited.status.success() => Ok(started.elapsed().as_millis() as u64),
+        Ok(exited) => Err(failed(exited.failure(), exited.status.code())),
+        Err(ended) if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) => Err(ended),
+        Err(ended) => Err(failed(ended.error().to_string(), None)),
+    }
+}

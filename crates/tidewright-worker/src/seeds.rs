@@ -1,0 +1,371 @@
+//! This worker's seeds: what a repository's setup made (`node_modules`, a
+//! virtualenv), kept once per key (see [`tidewright_core::setup`]) and put
+//! into each step's checkout whose key is the same. A seed is a directory
+//! `<seeds>/<key>/` holding the setup's paths under `tree/` and its
+//! description in `seed.json`; it is written under another name and
+//! renamed in place whole, so a seed that is there is complete.
+//!
+//! A step gets its own copy of the seed's paths, never the seed's files:
+//! by reflink where the filesystem shares blocks copy-on-write (btrfs, XFS),
+//! else by copying. Hard links would be cheaper on any filesystem, but a
+//! step that writes into a linked file writes into the seed, and into every
+//! other step's workspace; bubblewrap 0.8 (Debian 12's) cannot mount an
+//! overlay in the sandbox, where later versions can.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+/// The description of a seed, kept beside it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seed {
+    pub key: String,
+    /// The repository it was made for, as the task named it.
+    pub repo: String,
+    pub tenant: String,
+    /// The setup's paths it holds, relative to the repository's root.
+    pub paths: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
+    /// How long its setup ran.
+    pub build_millis: u64,
+    /// When it was made, in microseconds since the epoch.
+    pub built_at: i64,
+}
+
+/// How a seed's paths are put into a step's checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Blocks shared copy-on-write until either side writes.
+    Reflink,
+    /// Every byte copied.
+    Copy,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Reflink => "reflink",
+            Method::Copy => "copy",
+        }
+    }
+}
+
+/// What putting a seed in place took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub method: Method,
+    pub millis: u64,
+}
+
+/// The seeds of one worker, and a lock per key: of the steps that need a
+/// seed not made yet, one runs the setup and the others wait for it.
+pub struct Seeds {
+    dir: PathBuf,
+    max_bytes: u64,
+    method: Method,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+const SEED_FILE: &str = "seed.json";
+const TREE_DIR: &str = "tree";
+
+impl Seeds {
+    /// The seeds kept in `dir` (made if missing), none larger than
+    /// `max_bytes`; finds which way this filesystem copies cheapest. Once,
+    /// as the worker starts: it blocks.
+    pub fn open(dir: PathBuf, max_bytes: u64) -> std::io::Result<Seeds> {
+        std::fs::create_dir_all(&dir)?;
+        // What an interrupted keep left.
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".partial") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let method = probe_reflink(&dir);
+        Ok(Seeds {
+            dir,
+            max_bytes,
+            method,
+            locks: std::sync::Mutex::default(),
+        })
+    }
+
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Held while a step looks for the seed `key` and, without one, makes
+    /// it.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// The seed `key`, when this worker has it.
+    pub async fn get(&self, key: &str) -> Option<Seed> {
+        let text = tokio::fs::read(self.dir.join(key).join(SEED_FILE))
+            .await
+            .ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Every seed this worker has.
+    pub async fn list(&self) -> Vec<Seed> {
+        let mut seeds = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
+            return seeds;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if let Some(seed) = self.get(&entry.file_name().to_string_lossy()).await {
+                seeds.push(seed);
+            }
+        }
+        seeds
+    }
+
+    /// Puts the seed's paths into the checkout at `root`, each a copy of
+    /// its own.
+    pub async fn put_into(&self, seed: &Seed, root: &Path) -> std::io::Result<Placed> {
+        let started = Instant::now();
+        let tree = self.dir.join(&seed.key).join(TREE_DIR);
+        for path in &seed.paths {
+            let to = root.join(path);
+            if let Some(parent) = to.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            copy(&tree.join(path), &to, self.method).await?;
+        }
+        Ok(Placed {
+            method: self.method,
+            millis: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Keeps what the setup made at `root` (`seed.paths` there) as seed
+    /// `seed.key`, its files and bytes counted; `Err` says why it is not
+    /// kept (too large, a path the setup did not make, the disk).
+    pub async fn keep(&self, mut seed: Seed, root: &Path) -> Result<Seed, String> {
+        let mut counted = (0, 0);
+        for path in &seed.paths {
+            let at = root.join(path);
+            if tokio::fs::symlink_metadata(&at).await.is_err() {
+                return Err(format!("the setup made no {path}"));
+            }
+            let (files, bytes) = tokio::task::spawn_blocking(move || measure(&at))
+                .await
+                .map_err(|e| e.to_string())?;
+            counted = (counted.0 + files, counted.1 + bytes);
+        }
+        (seed.files, seed.bytes) = counted;
+        if seed.bytes > self.max_bytes {
+            return Err(format!(
+                "it is {} bytes, over the worker's --max-seed-bytes {}",
+                seed.bytes, self.max_bytes
+            ));
+        }
+        let partial = self.dir.join(format!("{}.partial", seed.key));
+        let written = async {
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            for path in &seed.paths {
+                let to = partial.join(TREE_DIR).join(path);
+                if let Some(parent) = to.parent() {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                copy(&root.join(path), &to, self.method).await?;
+            }
+            let text = serde_json::to_vec_pretty(&seed).map_err(std::io::Error::other)?;
+            tokio::fs::write(partial.join(SEED_FILE), text).await?;
+            let done = self.dir.join(&seed.key);
+            let _ = tokio::fs::remove_dir_all(&done).await;
+            tokio::fs::rename(&partial, &done).await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            return Err(format!("keeping it: {e}"));
+        }
+        Ok(seed)
+    }
+
+    /// Removes seed `key`; whether there was one.
+    pub async fn remove(&self, key: &str) -> bool {
+        tokio::fs::remove_dir_all(self.dir.join(key)).await.is_ok()
+    }
+}
+
+/// Files and bytes under `path` (itself, when a file), links not followed.
+fn measure(path: &Path) -> (u64, u64) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return (0, 0);
+    };
+    if !meta.is_dir() {
+        return (1, meta.len());
+    }
+    let mut counted = (0, 0);
+    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        let (files, bytes) = measure(&entry.path());
+        counted = (counted.0 + files, counted.1 + bytes);
+    }
+    counted
+}
+
+/// `cp` copying `from` (a file or a directory, with its modes, times and
+/// links) to `to`, which must not exist, by `method`.
+fn cp(from: &Path, to: &Path, method: Method) -> std::process::Command {
+    let reflink = match method {
+        Method::Reflink => "--reflink=always",
+        Method::Copy => "--reflink=never",
+    };
+    let mut command = std::process::Command::new("cp");
+    command
+        .args(["-a", "--no-target-directory", reflink])
+        .arg(from)
+        .arg(to)
+        .env_clear()
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+async fn copy(from: &Path, to: &Path, method: Method) -> std::io::Result<()> {
+    let output = Command::from(cp(from, to, method)).output().await?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "cp {} {}: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    )))
+}
+
+/// Whether files in `dir` can be reflinked: a copy made so that shares
+/// the file's blocks.
+fn probe_reflink(dir: &Path) -> Method {
+    let probe = dir.join(".reflink-probe");
+    let copied = dir.join(".reflink-probe.copy");
+    let _ = std::fs::write(&probe, b"probe");
+    let reflinked = cp(&probe, &copied, Method::Reflink)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let _ = std::fs::remove_file(&probe);
+    let _ = std::fs::remove_file(&copied);
+    if reflinked {
+        Method::Reflink
+    } else {
+        Method::Copy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(key: &str) -> Seed {
+        Seed {
+            key: key.into(),
+            repo: "https://git/a.git".into(),
+            tenant: "acme".into(),
+            paths: vec!["deps".into(), "build/cache".into()],
+            ..Seed::default()
+        }
+    }
+
+    fn made(root: &Path) {
+        std::fs::create_dir_all(root.join("deps/pkg")).expect("deps");
+        std::fs::write(root.join("deps/pkg/index.js"), "module.exports = 1;\n").expect("a file");
+        std::fs::create_dir_all(root.join("build/cache")).expect("cache");
+        std::fs::write(root.join("build/cache/c"), "cc").expect("a file");
+        std::os::unix::fs::symlink("pkg/index.js", root.join("deps/main.js")).expect("a link");
+    }
+
+    #[tokio::test]
+    async fn a_kept_seed_is_put_into_each_checkout_as_a_copy_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20).expect("seeds");
+        let built = dir.path().join("built");
+        made(&built);
+        let kept = seeds.keep(seed("k1"), &built).await.expect("kept");
+        assert_eq!((kept.files, kept.bytes), (3, 20 + 2 + 12));
+        assert_eq!(seeds.get("k1").await, Some(kept.clone()));
+        assert_eq!(seeds.list().await, std::slice::from_ref(&kept));
+
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        for checkout in [&one, &two] {
+            std::fs::create_dir_all(checkout).expect("checkout");
+            let placed = seeds.put_into(&kept, checkout).await.expect("placed");
+            assert_eq!(placed.method, seeds.method());
+        }
+        assert_eq!(
+            std::fs::read_link(one.join("deps/main.js")).expect("the link, kept"),
+            Path::new("pkg/index.js")
+        );
+        // A step's writes reach neither the seed nor another step.
+        std::fs::write(one.join("deps/pkg/index.js"), "changed").expect("write");
+        std::fs::remove_dir_all(one.join("build")).expect("remove");
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir_all(&fresh).expect("checkout");
+        seeds.put_into(&kept, &fresh).await.expect("placed");
+        for checkout in [&two, &fresh] {
+            assert_eq!(
+                std::fs::read_to_string(checkout.join("deps/pkg/index.js")).expect("read"),
+                "module.exports = 1;\n"
+            );
+            assert!(checkout.join("build/cache/c").exists());
+        }
+        assert!(seeds.remove("k1").await);
+        assert_eq!(seeds.get("k1").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_seed_too_large_or_missing_a_path_is_not_kept_and_says_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seeds = Seeds::open(dir.path().join("seeds"), 10).expect("seeds");
+        let built = dir.path().join("built");
+        made(&built);
+        let refused = seeds
+            .keep(seed("big"), &built)
+            .await
+            .expect_err("too large");
+        assert_eq!(
+            refused,
+            "it is 34 bytes, over the worker's --max-seed-bytes 10"
+        );
+        assert_eq!(seeds.get("big").await, None);
+        let missing = Seed {
+            paths: vec!["node_modules".into()],
+            ..seed("missing")
+        };
+        assert_eq!(
+            seeds.keep(missing, &built).await.expect_err("not made"),
+            "the setup made no node_modules"
+        );
+        assert!(seeds.list().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_an_interrupted_keep_left_is_cleared_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join("seeds/k.partial/tree");
+        std::fs::create_dir_all(&partial).expect("partial");
+        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20).expect("seeds");
+        assert!(!partial.exists());
+        assert!(seeds.list().await.is_empty());
+    }
+}

@@ -1,0 +1,474 @@
+//! A repository's setup, made once per key on a worker and handed to each
+//! step as a seed, against a real git server and sandboxed workers: an npm
+//! project's `npm ci` (real npm, its tarballs served on the loopback) runs
+//! once for four Claude Code agents at once and a step after them, each
+//! running the project's tests on its own copy; four steps at once and one
+//! after them share one seed that one setup made,
+//! each step's writes stay its own (never the seed's, never another
+//! step's, never committed), and a new lockfile makes a new seed. A setup
+//! that fails fails its step with its output and is not kept; one without
+//! its key files runs for every step and says so; a seed over the worker's
+//! bound is not kept and says why; a bad setup is refused at submit, and a
+//! bad setup file in the repository fails the step naming the field.
+
+use std::time::Duration;
+use tidewright_api::v1;
+use tidewright_tests::git_server::{GitServer, account_secrets};
+use tidewright_tests::provider::{Api, Mock, Reply};
+use tidewright_tests::*;
+
+/// What the generated project's setup does: "installs" its one dependency
+/// at the version its lockfile names.
+const INSTALL: &str = "set -e\nmkdir -p deps/left-pad\ncp deps.lock deps/left-pad/VERSION\necho seeded > deps/left-pad/index.txt\necho installed left-pad\n";
+
+fn setup(run: &[&str], key: &[&str]) -> v1::SetupSpec {
+    v1::SetupSpec {
+        run: run.iter().map(|s| s.to_string()).collect(),
+        key: key.iter().map(|s| s.to_string()).collect(),
+        paths: vec!["deps".into()],
+    }
+}
+
+fn on_repo(
+    url: &str,
+    steps: Vec<v1::StepSpec>,
+    setup: Option<v1::SetupSpec>,
+) -> v1::SubmitTaskRequest {
+    let mut request = task_on_repo("seeded", steps, url);
+    if let Some(repo) = request.spec.as_mut().and_then(|s| s.repo.as_mut()) {
+        repo.setup = setup;
+    }
+    request
+}
+
+/// The project on a git server, a control plane that may read it, and a
+/// sandboxed worker running four steps at once with `flags` besides.
+struct Project {
+    git: GitServer,
+    server: Server,
+    _worker: Process,
+    dir: tempfile::TempDir,
+}
+
+async fn project(flags: &[&str]) -> Project {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo(
+        "app",
+        &[("deps.lock", "left-pad 1.0\n"), ("install.sh", INSTALL)],
+    );
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .expect("server");
+    let worker_secrets =
+        account_secrets(dir.path(), "worker-secrets", "git-creds").expect("secrets");
+    let mut extra = vec!["--secrets-dir", worker_secrets.as_str()];
+    extra.extend_from_slice(flags);
+    let worker = server
+        .worker_with("w1", &["shell"], 4, &extra)
+        .expect("worker");
+    server.wait_for_agents(&["w1"]).await.expect("worker up");
+    Project {
+        git,
+        server,
+        _worker: worker,
+        dir,
+    }
+}
+
+/// The lines of the task's log that say `what`, by step.
+fn said(events: &[v1::Event], what: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Log(l)) if l.line.contains(what) => Some(l.step_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_share_one_seed_made_once_and_their_writes_stay_their_own() {
+    let p = project(&[]).await;
+    let client = p.server.tasks().await.expect("client");
+    // Each of four steps at once finds the seed's file as the setup made
+    // it, then writes over it; the step after them finds it fresh, and
+    // finds their work merged without the seed in it.
+    let mut steps: Vec<v1::StepSpec> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| {
+            shell_step(
+                id,
+                &[],
+                &format!(
+                    "test \"$(cat deps/left-pad/index.txt)\" = seeded && echo mine > deps/left-pad/index.txt && echo {id} > work-{id}.txt"
+                ),
+            )
+        })
+        .collect();
+    steps.push(shell_step(
+        "after",
+        &["a", "b", "c", "d"],
+        "test \"$(cat deps/left-pad/index.txt)\" = seeded && test -f work-a.txt && test -f work-d.txt && test -z \"$(git ls-files deps)\" && test -z \"$(git status --porcelain deps)\"",
+    ));
+    let install = setup(&["sh", "install.sh"], &["deps.lock"]);
+    let id = submit(
+        &client,
+        on_repo(&p.git.url("app"), steps, Some(install.clone())),
+    )
+    .await
+    .expect("submit");
+    wait_succeeded(&client, &id, Duration::from_secs(120))
+        .await
+        .expect("every step found the seed fresh");
+    let events = events_until_done(&client, &id).await;
+    let ran = said(&events, "setup: no seed");
+    assert_eq!(ran.len(), 1, "one setup for five steps: {ran:?}");
+    let placed = said(&events, "put in place by");
+    assert_eq!(placed.len(), 4, "the others took its seed: {placed:?}");
+    assert_eq!(
+        said(&events, "installed left-pad").len(),
+        1,
+        "its output is the step's log"
+    );
+
+    // A new lockfile: a new seed, made once, at the new version.
+    p.git
+        .commit("app", &[("deps.lock", "left-pad 2.0\n")], "Bump left-pad");
+    let id = submit(
+        &client,
+        on_repo(
+            &p.git.url("app"),
+            vec![shell_step(
+                "new",
+                &[],
+                "grep -q 'left-pad 2.0' deps/left-pad/VERSION",
+            )],
+            Some(install),
+        ),
+    )
+    .await
+    .expect("submit");
+    wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the new version installed");
+    let events = events_until_done(&client, &id).await;
+    assert_eq!(
+        said(&events, "setup: no seed").len(),
+        1,
+        "a new key, a new seed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setup_that_fails_or_has_no_key_or_is_too_large_is_not_kept_and_says_why() {
+    let p = project(&["--max-seed-bytes", "16"]).await;
+    let client = p.server.tasks().await.expect("client");
+    let url = p.git.url("app");
+    let run = |request: v1::SubmitTaskRequest| {
+        let client = client.clone();
+        async move {
+            let id = submit(&client, request).await.expect("submit");
+            let task = wait_finished(&client, &id, Duration::from_secs(60))
+                .await
+                .expect("finished");
+            (task, events_until_done(&client, &id).await)
+        }
+    };
+
+    // It fails: the step fails with its output, and nothing is kept.
+    let failing = setup(
+        &["sh", "-c", "echo cannot reach the registry >&2; exit 7"],
+        &["deps.lock"],
+    );
+    for _ in 0..2 {
+        let (task, events) = run(on_repo(
+            &url,
+            vec![shell_step("s", &[], "true")],
+            Some(failing.clone()),
+        ))
+        .await;
+        assert_eq!(task.state, v1::TaskState::Failed as i32);
+        let error = &task.steps[0].error;
+        assert!(
+            error.starts_with("setup failed (") && error.contains("cannot reach the registry"),
+            "{error}"
+        );
+        assert_eq!(
+            said(&events, "setup: no seed").len(),
+            1,
+            "run again, not kept"
+        );
+    }
+
+    // No key file in the checkout: it runs for every step, and says so.
+    let keyless = setup(&["sh", "install.sh"], &["missing.lock"]);
+    let (task, events) = run(on_repo(
+        &url,
+        vec![
+            shell_step("one", &[], "test -f deps/left-pad/index.txt"),
+            shell_step("two", &["one"], "test -f deps/left-pad/index.txt"),
+        ],
+        Some(keyless),
+    ))
+    .await;
+    assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+    assert_eq!(said(&events, "it runs for every step").len(), 2);
+    assert_eq!(said(&events, "installed left-pad").len(), 2);
+
+    // Over the worker's --max-seed-bytes: the step has it, the seed is
+    // not kept, and the next step runs the setup again.
+    let (task, events) = run(on_repo(
+        &url,
+        vec![
+            shell_step("one", &[], "test -f deps/left-pad/index.txt"),
+            shell_step("two", &["one"], "test -f deps/left-pad/index.txt"),
+        ],
+        Some(setup(&["sh", "install.sh"], &["deps.lock"])),
+    ))
+    .await;
+    assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+    let refused = said(&events, "over the worker's --max-seed-bytes 16");
+    assert_eq!(refused.len(), 2, "{events:?}");
+
+    // The repository's own setup file, when the task names none: a bad
+    // one fails the step naming its field.
+    p.git.commit(
+        "app",
+        &[(
+            ".tidewright/setup.yaml",
+            "setup:\n  run: []\n  paths: [deps]\n",
+        )],
+        "A setup file",
+    );
+    let (task, _) = run(on_repo(&url, vec![shell_step("s", &[], "true")], None)).await;
+    assert_eq!(task.state, v1::TaskState::Failed as i32);
+    assert!(
+        task.steps[0]
+            .error
+            .starts_with("setup: .tidewright/setup.yaml: setup.run: is empty"),
+        "{}",
+        task.steps[0].error
+    );
+    drop(p.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_setup_is_refused_at_submit_naming_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start(dir.path()).expect("git server");
+    git.create_repo("app", &[("deps.lock", "x\n")]);
+    let server =
+        Server::start_on(dir.path(), "127.0.0.1:0", &["--allow-local-repos"]).expect("server");
+    let client = server.tasks().await.expect("client");
+    let cases = [
+        (setup(&[], &["deps.lock"]), "spec.repo.setup.run: is empty"),
+        (
+            v1::SetupSpec {
+                paths: vec!["../outside".into()],
+                ..setup(&["true"], &[])
+            },
+            "spec.repo.setup.paths[0]: \"../outside\" is outside the repository",
+        ),
+        (
+            v1::SetupSpec {
+                paths: Vec::new(),
+                ..setup(&["true"], &[])
+            },
+            "spec.repo.setup.paths: is empty",
+        ),
+    ];
+    for (bad, says) in cases {
+        let refused = client
+            .clone()
+            .submit_task(on_repo(
+                &git.url("app"),
+                vec![shell_step("s", &[], "true")],
+                Some(bad),
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().starts_with(says), "{}", refused.message());
+    }
+    assert!(
+        all_task_ids(&client).await.expect("listed").is_empty(),
+        "nothing stored"
+    );
+}
+
+/// A package as npm packs it, served from a directory of tarballs: its
+/// tarball's URL and integrity, as a lockfile records them.
+fn packed(dir: &std::path::Path, served: &std::path::Path, addr: &str) -> (String, String) {
+    let package = dir.join("left-pad");
+    std::fs::create_dir_all(&package).expect("package dir");
+    std::fs::write(
+        package.join("package.json"),
+        r#"{"name": "left-pad", "version": "1.0.0", "main": "index.js"}"#,
+    )
+    .expect("package.json");
+    std::fs::write(
+        package.join("index.js"),
+        "module.exports = (s, n) => String(s).padStart(n, '0');\n",
+    )
+    .expect("index.js");
+    let out = succeed(
+        std::process::Command::new("npm")
+            .args(["pack", "--json", "--pack-destination"])
+            .arg(served)
+            .current_dir(&package),
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).expect("npm pack's JSON");
+    let integrity = said[0]["integrity"]
+        .as_str()
+        .expect("integrity")
+        .to_string();
+    let file = said[0]["filename"].as_str().expect("filename");
+    (format!("http://{addr}/{file}"), integrity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_npm_projects_node_modules_come_from_one_seed_and_its_tests_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The registry: tarballs over HTTP on the loopback, as the lockfile
+    // names them.
+    let served = dir.path().join("registry");
+    std::fs::create_dir_all(&served).expect("registry dir");
+    let registry = free_addr();
+    let (url, integrity) = packed(dir.path(), &served, &registry);
+    let port = registry.rsplit(':').next().expect("a port");
+    let _registry = Process::spawn(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                port,
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(&served),
+        dir.path(),
+        "registry",
+    )
+    .expect("the registry");
+    eventually(Duration::from_secs(30), || async {
+        http_get(&registry, "/", None)
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })
+    .await
+    .expect("the registry serves");
+
+    let git = GitServer::start(dir.path()).expect("git server");
+    let lock = serde_json::json!({
+        "name": "web", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": {
+            "": {"name": "web", "version": "1.0.0", "dependencies": {"left-pad": "1.0.0"}},
+            "node_modules/left-pad": {"version": "1.0.0", "resolved": url, "integrity": integrity}
+        }
+    });
+    git.create_repo(
+        "web",
+        &[
+            (
+                "package.json",
+                r#"{"name": "web", "version": "1.0.0", "dependencies": {"left-pad": "1.0.0"}, "scripts": {"test": "node test.js"}}"#,
+            ),
+            ("package-lock.json", &lock.to_string()),
+            (
+                "test.js",
+                "const pad = require('left-pad');\nif (pad(5, 3) !== '005') { console.error('pad is wrong'); process.exit(1); }\nconsole.log('tests pass');\n",
+            ),
+        ],
+    );
+    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
+    let server = Server::start_on(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+    )
+    .expect("server");
+    let worker_secrets =
+        account_secrets(dir.path(), "worker-secrets", "git-creds").expect("secrets");
+    // Four Claude Code agents at once each run the project's tests, then
+    // break their own copy of the dependency; a step after them runs the
+    // tests again.
+    let ids = ["a", "b", "c", "d"];
+    let prompt = |id: &str| format!("Run the tests of part {id}.");
+    let test_then_break =
+        "npm test && echo 'module.exports = () => 0;' > node_modules/left-pad/index.js";
+    let prompts: Vec<String> = ids.iter().map(|id| prompt(id)).collect();
+    let claude = Mock::start_routed(
+        Api::Anthropic,
+        prompts
+            .iter()
+            .map(|p| {
+                (
+                    p.as_str(),
+                    vec![
+                        Reply::claude_bash(test_then_break),
+                        Reply::Text("Done.".into()),
+                    ],
+                )
+            })
+            .collect(),
+    )
+    .await
+    .expect("claude mock");
+    let codex = Mock::start(Api::OpenAi, Vec::new())
+        .await
+        .expect("codex mock");
+    let gemini = Mock::start(Api::Google, Vec::new())
+        .await
+        .expect("gemini mock");
+    let allow = format!("--egress-allow={registry}");
+    let _worker = start_three_runtime_worker(
+        (&server, dir.path(), "w1"),
+        (&claude.url, &codex.url, &gemini.url),
+        (&["claude-code", "shell"], 4),
+        &["--secrets-dir", &worker_secrets, &allow],
+    )
+    .expect("worker");
+    server.wait_for_agents(&["w1"]).await.expect("worker up");
+    let client = server.tasks().await.expect("client");
+    let mut steps: Vec<v1::StepSpec> = ids
+        .iter()
+        .map(|id| claude_step(id, &prompt(id), &["Bash"]))
+        .collect();
+    steps.push(shell_step("after", &ids, "npm test"));
+    let npm_ci = v1::SetupSpec {
+        run: ["npm", "ci", "--no-audit", "--no-fund"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        key: vec!["package-lock.json".into()],
+        paths: vec!["node_modules".into()],
+    };
+    let id = submit(&client, on_repo(&git.url("web"), steps, Some(npm_ci)))
+        .await
+        .expect("submit");
+    wait_succeeded(&client, &id, Duration::from_secs(180))
+        .await
+        .expect("every step's tests ran on the seed");
+    let events = events_until_done(&client, &id).await;
+    assert_eq!(said(&events, "setup: no seed").len(), 1, "one npm ci");
+    assert_eq!(said(&events, "put in place by").len(), 4);
+    // Each agent's run of the tests passed: its tool's output went back to
+    // the model.
+    let passed = claude
+        .requests()
+        .iter()
+        .filter(|r| r.to_string().contains("tests pass"))
+        .count();
+    assert_eq!(passed, 4, "each agent ran the tests on the seed");
+    let after: Vec<String> = said(&events, "tests pass")
+        .into_iter()
+        .filter(|step| step == "after")
+        .collect();
+    assert_eq!(after.len(), 1, "and the step after them, on a fresh copy");
+}
