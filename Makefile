@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover dist fuzz crds console images e2e-kind lint fmt
+.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover bench-seeds dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.2.0
 
@@ -67,6 +67,9 @@ bench-failover:  ## the time from a provider's 429 to the step running on its fa
 	./scripts/codex.sh
 	./scripts/gemini.sh
 	./scripts/bench.sh failover
+
+bench-seeds:     ## a real npm, Python and Rust project (500+, 50+, 100+ packages from the public registries): time to a ready workspace cold, warm and from a seed, disk per extra workspace, 16 steps on one seed
+	./scripts/bench.sh seeds
 
 bench-land:      ## 20 tasks landed on one base through its queue and merged without it: time, tasks landed, broken commits on the base
 	./scripts/git-server.sh
