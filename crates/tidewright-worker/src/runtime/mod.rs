@@ -31,6 +31,7 @@ pub mod qwen;
 pub mod repeats;
 pub mod repo;
 pub mod review;
+pub mod sandboxed;
 pub mod select;
 pub mod session;
 pub mod setup;

@@ -193,7 +193,7 @@ async fn run(
         timeout: format!("{seconds}s"),
     };
     let started = Instant::now();
-    let (end, output) = super::verify::run_in_sandbox(
+    let (end, output) = super::sandboxed::run_in_sandbox(
         attempt,
         ("setup", &as_check),
         root,

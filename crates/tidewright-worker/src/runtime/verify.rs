@@ -9,26 +9,21 @@
 //! When they pass and the step has a rubric, the grader grades the work.
 //! The engine decides what the round means.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tidewright_core::verify::grade::Asked;
 use tidewright_core::verify::{CheckSpec, Grade, Verdict, VerifySpec, tail, test_changes};
-use tidewright_core::{CheckResult, ShellSpec, StepSpec, StepWork, Verification};
+use tidewright_core::{CheckResult, StepWork, Verification};
 use tidewright_git::worktree::Worktree;
-use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
-use super::process::{StdoutLines, basic_environment, supervise};
-use crate::sandbox::Room;
 use crate::secrets::Redactor;
 
 /// Where checks' checkouts are made, under the worker's directory.
 const CHECKS_DIR: &str = ".checks";
-/// The most of a check's output held while it runs, from its end.
-const HELD_BYTES: usize = 64 * 1024;
 /// The most of a step's diff read for its tests.
 const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
 /// The most of a round's own diff kept with it, for the console.
@@ -213,7 +208,7 @@ async fn run_check(
     // Its own time: from its process's start in the sandbox to its end.
     let running = Instant::now();
     let label = format!("check {}", check.name);
-    let ran = run_in_sandbox(
+    let ran = super::sandboxed::run_in_sandbox(
         attempt,
         (&label, check),
         &dir,
@@ -265,111 +260,4 @@ fn checkout_dir(attempt: &Attempt, name: &str) -> PathBuf {
         "{}-{}-{}-{name}",
         attempt.key.task_id, attempt.key.step_id, attempt.key.attempt
     ))
-}
-
-/// Runs the check's command in `dir`, sandboxed as the step would be
-/// (its egress and limits, the check's timeout, no stall watch, no token
-/// to the control plane); how it ended, and its output as it came, masked.
-/// Its lines go to the step's log behind `label` (a repository's setup
-/// runs this way too).
-pub(super) async fn run_in_sandbox(
-    attempt: &Attempt,
-    (label, check): (&str, &CheckSpec),
-    dir: &Path,
-    tree: &Worktree,
-    redactor: &Arc<Redactor>,
-    reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: &mut oneshot::Receiver<Stop>,
-) -> (Result<super::process::Exited, Ended>, String) {
-    let Some((program, args)) = check.run.split_first() else {
-        return (
-            Err(Ended::failed("the check's run is empty", None)),
-            String::new(),
-        );
-    };
-    let as_step = Attempt {
-        key: attempt.key.clone(),
-        step: StepSpec {
-            shell: Some(ShellSpec {
-                command: check.run.clone(),
-                ..ShellSpec::default()
-            }),
-            noop: None,
-            timeout_seconds: Some(
-                u32::try_from(check.timeout().as_secs().max(1)).unwrap_or(u32::MAX),
-            ),
-            egress: attempt.step.egress.clone(),
-            limits: attempt.step.limits.clone(),
-            ..StepSpec::noop(&attempt.step.id)
-        },
-        inputs_json: String::new(),
-        task_name: attempt.task_name.clone(),
-        resume: None,
-        access: None,
-        traceparent: attempt.traceparent.clone(),
-        repo: None,
-        dependency_heads: Vec::new(),
-        task_egress: attempt.task_egress.clone(),
-        land_riders: Vec::new(),
-        land_fix: String::new(),
-        tenant: attempt.tenant.clone(),
-        grader_model: String::new(),
-        look: Arc::default(),
-        host: attempt.host.clone(),
-    };
-    let mut command = Command::new(program);
-    command.args(args);
-    let env = basic_environment(&as_step, dir);
-    let mut room = Room::new(dir, dir);
-    room.command = Some(program.into());
-    // Its checkout borrows the mirror's objects, which it may read only.
-    room.readable.push(tree.mirror().objects());
-    // Its lines are the step's log, said as the check's, and held for the
-    // round's result.
-    let (lines, mut said) = mpsc::unbounded_channel();
-    let mut output = String::new();
-    let mut relay = |report: FromAttempt| match report {
-        FromAttempt::Log {
-            attempt,
-            stream,
-            line,
-        } => {
-            output.push_str(&line);
-            output.push('\n');
-            if output.len() > 2 * HELD_BYTES {
-                output = tidewright_core::last_bytes(&output, HELD_BYTES).to_string();
-            }
-            let _ = reports.send(FromAttempt::Log {
-                attempt,
-                stream,
-                line: format!("{label}: {line}"),
-            });
-        }
-        FromAttempt::Progress { .. } => {}
-        other => {
-            let _ = reports.send(other);
-        }
-    };
-    let supervised = supervise(
-        &as_step,
-        command,
-        env,
-        &room,
-        StdoutLines::Plain,
-        redactor,
-        &lines,
-        cancel,
-    );
-    tokio::pin!(supervised);
-    let end = loop {
-        tokio::select! {
-            end = &mut supervised => break end,
-            Some(report) = said.recv() => relay(report),
-        }
-    };
-    // What it said before it ended is all in by now.
-    while let Ok(report) = said.try_recv() {
-        relay(report);
-    }
-    (end, output)
 }
