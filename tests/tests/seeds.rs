@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 use tidewright_api::v1;
-use tidewright_tests::git_server::{GitServer, account_secrets};
+use tidewright_tests::git_server::GitServer;
 use tidewright_tests::provider::{Api, Mock, Reply};
 use tidewright_tests::*;
 
@@ -52,21 +52,17 @@ struct Project {
 
 async fn project(flags: &[&str]) -> Project {
     let dir = tempfile::tempdir().expect("tempdir");
-    let git = GitServer::start(dir.path()).expect("git server");
+    let calc::Served {
+        git,
+        secrets,
+        server,
+        ..
+    } = calc::served(dir.path(), &[]).expect("a git server and a control plane");
     git.create_repo(
         "app",
         &[("deps.lock", "left-pad 1.0\n"), ("install.sh", INSTALL)],
     );
-    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
-    let server = Server::start_on(
-        &dir.path().join("server"),
-        "127.0.0.1:0",
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
-    )
-    .expect("server");
-    let worker_secrets =
-        account_secrets(dir.path(), "worker-secrets", "git-creds").expect("secrets");
-    let mut extra = vec!["--secrets-dir", worker_secrets.as_str()];
+    let mut extra = vec!["--secrets-dir", secrets.as_str()];
     extra.extend_from_slice(flags);
     let worker = server
         .worker_with("w1", &["shell"], 4, &extra)
@@ -364,7 +360,12 @@ async fn an_npm_projects_node_modules_come_from_one_seed_and_its_tests_run() {
     .await
     .expect("the registry serves");
 
-    let git = GitServer::start(dir.path()).expect("git server");
+    let calc::Served {
+        git,
+        secrets,
+        server,
+        ..
+    } = calc::served(dir.path(), &[]).expect("a git server and a control plane");
     let lock = serde_json::json!({
         "name": "web", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
         "packages": {
@@ -386,15 +387,6 @@ async fn an_npm_projects_node_modules_come_from_one_seed_and_its_tests_run() {
             ),
         ],
     );
-    let secrets = account_secrets(dir.path(), "repo-secrets", "git-creds").expect("secrets");
-    let server = Server::start_on(
-        &dir.path().join("server"),
-        "127.0.0.1:0",
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
-    )
-    .expect("server");
-    let worker_secrets =
-        account_secrets(dir.path(), "worker-secrets", "git-creds").expect("secrets");
     // Four Claude Code agents at once each run the project's tests, then
     // break their own copy of the dependency; a step after them runs the
     // tests again.
@@ -431,7 +423,7 @@ async fn an_npm_projects_node_modules_come_from_one_seed_and_its_tests_run() {
         (&server, dir.path(), "w1"),
         (&claude.url, &codex.url, &gemini.url),
         (&["claude-code", "shell"], 4),
-        &["--secrets-dir", &worker_secrets, &allow],
+        &["--secrets-dir", &secrets, &allow],
     )
     .expect("worker");
     server.wait_for_agents(&["w1"]).await.expect("worker up");

@@ -123,11 +123,14 @@ fn prepare(submission: Submission, offered: &Offered) -> (NewTask, Option<Admitt
             let (run, mut changes) = TaskRun::new(&spec);
             // A step whose runtime `runtimes: auto` chose says which and
             // why from the start, even one that waits for others.
+            let mut told = vec![false; spec.steps.len()];
+            for change in &changes {
+                if let Change::Step { index, .. } = change {
+                    told[*index] = true;
+                }
+            }
             for (index, step) in spec.steps.iter().enumerate() {
-                let told = changes
-                    .iter()
-                    .any(|c| matches!(c, Change::Step { index: i, .. } if *i == index));
-                if step.chosen.is_some() && !told {
+                if step.chosen.is_some() && !told[index] {
                     changes.push(Change::Step {
                         index,
                         state: StepState::Waiting,
