@@ -5,7 +5,8 @@
 //! goes back into Claude's session, Claude makes the change, and Codex,
 //! shown the whole change again, approves. What follows the step starts
 //! from the approved work; `get task` and the console (in Chromium) show
-//! the review. Bad input is refused naming the field.
+//! the review. A review by a runtime no worker offers waits, saying so.
+//! Bad input is refused naming the field.
 
 use std::time::Duration;
 
@@ -194,6 +195,84 @@ async fn a_codex_review_requests_a_change_that_the_claude_author_makes() {
         "{rounds}"
     );
     browser.close_without_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_by_a_runtime_no_worker_offers_waits_and_says_so() {
+    let claude = Mock::start(Api::Anthropic, vec![Reply::Text("Nothing to fix.".into())])
+        .await
+        .expect("claude mock");
+    let codex = Mock::start(Api::OpenAi, Vec::new())
+        .await
+        .expect("codex mock");
+    let gemini = Mock::start(Api::Google, Vec::new())
+        .await
+        .expect("gemini mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let calc::Served {
+        git,
+        secrets,
+        server,
+        ..
+    } = calc::served(dir.path(), &[]).expect("the calc project served");
+    // Claude Code only: no worker runs Gemini CLI.
+    let _worker = start_three_runtime_worker(
+        (&server, dir.path(), "agent-1"),
+        (&claude.url, &codex.url, &gemini.url),
+        (&["claude-code"], 1),
+        &["--secrets-dir", &secrets],
+    )
+    .expect("worker");
+    server
+        .wait_for_agents(&["agent-1"])
+        .await
+        .expect("worker up");
+    let client = server.tasks().await.expect("client");
+    let mut author = claude_step("fix", "Fix add.", &[]);
+    author.review = Some(v1::ReviewSpec {
+        runtime: "gemini-cli".into(),
+        must_pass: true,
+        ..v1::ReviewSpec::default()
+    });
+    let id = submit(
+        &client,
+        task_on_repo("unreviewed", vec![author], &git.url("calc")),
+    )
+    .await
+    .expect("submitted: a runtime no worker offers now is not bad input");
+    // The author runs; its reviewer waits, saying for what.
+    let waits = eventually(Duration::from_secs(60), || {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            let task = client
+                .clone()
+                .get_task(v1::GetTaskRequest { task_id: id })
+                .await
+                .ok()?
+                .into_inner();
+            let reviewer = task.steps.iter().find(|s| s.id == "fix.review")?;
+            (!reviewer.queued_reason.is_empty()).then(|| reviewer.queued_reason.clone())
+        }
+    })
+    .await
+    .expect("the reviewer waits, saying why");
+    assert!(waits.contains("gemini-cli"), "{waits}");
+    let task = client
+        .clone()
+        .get_task(v1::GetTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(step(&task, "fix").state, v1::StepState::Succeeded as i32);
+    assert_eq!(task.state, v1::TaskState::Running as i32, "the gate holds");
+    let shown = stdout_of(server.cli().args(["get", "task", &id]));
+    assert!(
+        shown.contains("Queued:    step fix.review waits:"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
