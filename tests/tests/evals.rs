@@ -363,10 +363,9 @@ async fn an_eval_without_usable_commits_or_with_a_bad_runtime_is_refused_in_one_
     // `runtimes` says `auto` or nothing.
     let mut fix = agent_step("codex", "fix", FIX_ADD);
     fix.runtimes = "cheapest".into();
-    let refused = server
-        .tasks()
-        .await
-        .expect("client")
+    let client = server.tasks().await.expect("client");
+    let refused = client
+        .clone()
         .submit_task(task_on_repo("bad", vec![fix], &format!("file://{repo}")))
         .await
         .expect_err("refused");
@@ -378,4 +377,6 @@ async fn an_eval_without_usable_commits_or_with_a_bad_runtime_is_refused_in_one_
         "{}",
         refused.message()
     );
+    let stored = all_task_ids(&client).await.expect("list");
+    assert!(stored.is_empty(), "nothing was stored: {stored:?}");
 }
