@@ -10,6 +10,11 @@
 //! its key files runs for every step and says so; a seed over the worker's
 //! bound is not kept and says why; a bad setup is refused at submit, and a
 //! bad setup file in the repository fails the step naming the field.
+//! A seed one worker made goes to the control plane's store, and a second
+//! worker takes it from there without running the setup; a seed corrupt
+//! in the store is found by its hash and made again; `tidewright seed
+//! delete` drops a seed on the workers too, and `seed rebuild` makes it
+//! again at once.
 
 use std::time::Duration;
 use tidewright_api::v1;
@@ -46,7 +51,8 @@ fn on_repo(
 struct Project {
     git: GitServer,
     server: Server,
-    _worker: Process,
+    secrets: String,
+    worker: Process,
     dir: tempfile::TempDir,
 }
 
@@ -62,18 +68,26 @@ async fn project(flags: &[&str]) -> Project {
         "app",
         &[("deps.lock", "left-pad 1.0\n"), ("install.sh", INSTALL)],
     );
-    let mut extra = vec!["--secrets-dir", secrets.as_str()];
-    extra.extend_from_slice(flags);
-    let worker = server
-        .worker_with("w1", &["shell"], 4, &extra)
-        .expect("worker");
-    server.wait_for_agents(&["w1"]).await.expect("worker up");
+    let worker = another_worker(&server, &secrets, "w1", flags).await;
     Project {
         git,
         server,
-        _worker: worker,
+        secrets,
+        worker,
         dir,
     }
+}
+
+/// A sandboxed worker `name` of `server`, running four steps at once with
+/// `flags` besides, once it is connected.
+async fn another_worker(server: &Server, secrets: &str, name: &str, flags: &[&str]) -> Process {
+    let mut extra = vec!["--secrets-dir", secrets];
+    extra.extend_from_slice(flags);
+    let worker = server
+        .worker_with(name, &["shell"], 4, &extra)
+        .expect("worker");
+    server.wait_for_agents(&[name]).await.expect("worker up");
+    worker
 }
 
 /// The lines of the task's log that say `what`, by step.
@@ -158,6 +172,137 @@ async fn steps_share_one_seed_made_once_and_their_writes_stay_their_own() {
         1,
         "a new key, a new seed"
     );
+}
+
+/// `tidewright seed list -o json`: the seeds the control plane keeps.
+fn stored(server: &Server) -> Vec<serde_json::Value> {
+    let listed = stdout_of(server.cli().args(["seed", "list", "-o", "json"]));
+    serde_json::from_str(&listed).expect("seed list's JSON")
+}
+
+/// Runs a one-step task on `url` that checks the seed's file, on whichever
+/// worker is connected; its log.
+async fn checked(client: &Tasks, url: &str, install: &v1::SetupSpec) -> Vec<v1::Event> {
+    let id = submit(
+        client,
+        on_repo(
+            url,
+            vec![shell_step(
+                "s",
+                &[],
+                "test \"$(cat deps/left-pad/index.txt)\" = seeded",
+            )],
+            Some(install.clone()),
+        ),
+    )
+    .await
+    .expect("submit");
+    wait_succeeded(client, &id, Duration::from_secs(60))
+        .await
+        .expect("the step found the seed's file");
+    events_until_done(client, &id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_travels_to_other_workers_through_the_store_and_is_made_again_when_corrupt_or_dropped()
+ {
+    let mut p = project(&[]).await;
+    let client = p.server.tasks().await.expect("client");
+    let url = p.git.url("app");
+    let install = setup(&["sh", "install.sh"], &["deps.lock"]);
+    let events = checked(&client, &url, &install).await;
+    assert_eq!(said(&events, "setup: no seed").len(), 1);
+    // The worker sends it after its step: the store has it soon after.
+    let seed = eventually(Duration::from_secs(60), || async {
+        stored(&p.server).into_iter().next()
+    })
+    .await
+    .expect("the seed reached the store");
+    assert_eq!(seed["repo"], url.as_str());
+    assert_eq!(seed["paths"], serde_json::json!(["deps"]));
+    let key = seed["key"].as_str().expect("its key").to_string();
+
+    // A second worker, with no seed of its own, takes the store's.
+    p.worker.kill();
+    let mut second = another_worker(&p.server, &p.secrets, "w2", &[]).await;
+    let events = checked(&client, &url, &install).await;
+    assert_eq!(
+        said(&events, "taken from the control plane's store").len(),
+        1,
+        "{events:?}"
+    );
+    assert!(said(&events, "setup: no seed").is_empty(), "no setup ran");
+    assert!(said(&events, "installed left-pad").is_empty());
+    assert_eq!(stored(&p.server)[0]["uses"], 1);
+
+    // Corrupt in the store: found by its hash, made again, and kept anew.
+    second.kill();
+    let blobs = p.server.data_dir.join("seeds/blobs");
+    let blob = std::fs::read_dir(&blobs)
+        .expect("the store's blobs")
+        .next()
+        .expect("one blob")
+        .expect("its entry")
+        .path();
+    std::fs::write(&blob, b"not a seed").expect("corrupted");
+    let _third = another_worker(&p.server, &p.secrets, "w3", &[]).await;
+    let events = checked(&client, &url, &install).await;
+    let refused = said(&events, "the stored seed is corrupt");
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(said(&events, "installed left-pad").len(), 1, "made again");
+    eventually(Duration::from_secs(60), || async {
+        let seeds = stored(&p.server);
+        seeds
+            .first()
+            .is_some_and(|s| s["key"] == key.as_str() && s["uses"] == 0)
+            .then_some(())
+    })
+    .await
+    .expect("kept anew");
+
+    // Dropped: the worker's own copy goes too, and the setup runs again.
+    let said_dropped = stdout_of(p.server.cli().args(["seed", "delete", &key[..12]]));
+    assert!(
+        said_dropped.starts_with(&format!("seed {} of {url} dropped", &key[..12])),
+        "{said_dropped}"
+    );
+    assert!(stored(&p.server).is_empty());
+    let events = checked(&client, &url, &install).await;
+    assert_eq!(
+        said(&events, "was dropped (tidewright seed delete)").len(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(said(&events, "installed left-pad").len(), 1);
+
+    // Rebuilt: dropped, and made again at once by a task of its own.
+    eventually(Duration::from_secs(60), || async {
+        (!stored(&p.server).is_empty()).then_some(())
+    })
+    .await
+    .expect("sent again");
+    let rebuilt = stdout_of(p.server.cli().args(["seed", "rebuild", &key]));
+    let task = rebuilt
+        .split("; task ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the rebuild's task")
+        .to_string();
+    wait_succeeded(&client, &task, Duration::from_secs(60))
+        .await
+        .expect("the rebuild ran");
+    let events = events_until_done(&client, &task).await;
+    assert_eq!(said(&events, "installed left-pad").len(), 1, "{events:?}");
+
+    // Bad input: one line, naming the field, and nothing dropped.
+    for (bad, says) in [
+        ("xyz", "key: \"xyz\" is not a seed's key"),
+        ("0123456789ab", "key: no seed 0123456789ab is kept"),
+    ] {
+        let line = fails_in_one_line(p.server.cli().args(["seed", "delete", bad]));
+        assert!(line.contains(says), "{line}");
+    }
+    drop(p.dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,8 @@ macro_rules! same_fields {
     };
 }
 
+same_fields!(core::setup::SetupSpec, v1::SetupSpec { run, key, paths });
+
 impl From<v1::TaskSpec> for core::TaskSpec {
     fn from(spec: v1::TaskSpec) -> Self {
         core::TaskSpec {
@@ -117,11 +119,7 @@ impl From<v1::RepoSpec> for core::RepoSpec {
                 batch: l.batch,
                 max_fixes: l.max_fixes,
             }),
-            setup: r.setup.map(|s| core::setup::SetupSpec {
-                run: s.run,
-                key: s.key,
-                paths: s.paths,
-            }),
+            setup: r.setup.map(Into::into),
         }
     }
 }
@@ -193,11 +191,7 @@ impl From<&core::RepoSpec> for v1::RepoSpec {
                 batch: l.batch,
                 max_fixes: l.max_fixes,
             }),
-            setup: r.setup.as_ref().map(|s| v1::SetupSpec {
-                run: s.run.clone(),
-                key: s.key.clone(),
-                paths: s.paths.clone(),
-            }),
+            setup: r.setup.clone().map(Into::into),
         }
     }
 }

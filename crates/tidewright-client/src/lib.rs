@@ -70,6 +70,7 @@ mod decisions;
 mod error;
 mod producer;
 mod schedules;
+mod seeds;
 mod state;
 mod stubs;
 mod triggers;

@@ -147,8 +147,7 @@ pub fn seed_key(
             None => part(b"absent"),
         }
     }
-    let digest = hash.finalize();
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::hex(&hash.finalize()))
 }
 
 #[cfg(test)]

@@ -21,3 +21,8 @@ pub fn last_bytes(text: &str, max_bytes: usize) -> &str {
     }
     &text[from..]
 }
+
+/// Bytes as lowercase hex: a hash's usual name.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -85,6 +85,7 @@ mod recovery;
 mod results;
 pub mod retention;
 mod review;
+pub mod seeds;
 mod tenants;
 mod timers;
 mod to_worker;

@@ -76,6 +76,11 @@ pub struct Config {
     /// How large agents' session checkpoints may be, and how long they
     /// are kept after their task finishes.
     pub checkpoints: KeptSettings,
+    /// Where repositories' seeds are kept for every worker (`None`:
+    /// `seeds/` in `data_dir`), and the most bytes they may take, past
+    /// which the least recently used go; 0 keeps none.
+    pub seeds_dir: Option<PathBuf>,
+    pub max_seed_store_bytes: u64,
     /// How webhook deliveries are made, and where they may go.
     pub webhooks: webhooks::Settings,
     /// Task templates to offer besides the built-in set; read at start.
@@ -94,6 +99,8 @@ pub struct Config {
 
 /// How long a finished task is kept by default: a month.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// The most bytes of seeds kept by default.
+pub const DEFAULT_MAX_SEED_STORE_BYTES: u64 = 20 << 30;
 /// How long the audit log is kept by default: a year.
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 
@@ -128,6 +135,8 @@ impl Config {
             advertise: None,
             tenant_budgets: None,
             checkpoints: KeptSettings::default(),
+            seeds_dir: None,
+            max_seed_store_bytes: DEFAULT_MAX_SEED_STORE_BYTES,
             webhooks: webhooks::Settings::default(),
             templates_dir: None,
             repos: repos::Settings::default(),

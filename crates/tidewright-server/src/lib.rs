@@ -30,7 +30,9 @@ use tokio::task::JoinHandle;
 // What `Config` is made of, by the part each configures.
 pub use auth::RateLimit;
 pub use auth::jwt;
-pub use config::{Config, DEFAULT_AUDIT_RETENTION, DEFAULT_RETENTION};
+pub use config::{
+    Config, DEFAULT_AUDIT_RETENTION, DEFAULT_MAX_SEED_STORE_BYTES, DEFAULT_RETENTION,
+};
 pub use error::{Error, PortName};
 pub use outbound::{planner, repos, webhooks};
 pub use port::tls;

@@ -11,8 +11,10 @@ use tidewright_engine::Error;
 use tidewright_engine::access::{Identity, Role, Tenants};
 use tidewright_engine::hub::Hub;
 use tidewright_engine::metrics::Metrics;
+use tidewright_engine::seeds::{SeedStore, StoredSeed};
 use tidewright_engine::service::{
-    Call, GetBranch, KeptSettings, Parts, PutBranch, Services, Submit, Templates, WatchTask,
+    Call, DeleteSeed, GetBranch, GetSeed, KeptSettings, ListSeeds, Parts, PutBranch, PutSeed,
+    Services, Submit, Templates, WatchTask,
 };
 use tidewright_store::conformance::new_task;
 use tidewright_store::leadership::{Replica, SoleOwner};
@@ -40,6 +42,14 @@ fn as_role<T>(role: Role, message: T) -> Call<T> {
 /// The services over `store`, composed as the leader composes them, and
 /// the hub they publish on.
 fn composed(store: Arc<dyn Store>, kept: KeptSettings) -> (Services, Arc<Hub>) {
+    composed_with(store, kept, None)
+}
+
+fn composed_with(
+    store: Arc<dyn Store>,
+    kept: KeptSettings,
+    seeds: Option<Arc<SeedStore>>,
+) -> (Services, Arc<Hub>) {
     let hub = Arc::new(Hub::default());
     let liveness = tidewright_engine::Liveness {
         ttl: Duration::from_secs(30),
@@ -85,6 +95,7 @@ fn composed(store: Arc<dyn Store>, kept: KeptSettings) -> (Services, Arc<Hub>) {
         })),
         build: tidewright_core::build::Build::default(),
         kept,
+        seeds,
     });
     (services, hub)
 }
@@ -294,4 +305,218 @@ async fn a_finished_tasks_checkpoints_go_after_the_retention() {
         assert!(tokio::time::Instant::now() < deadline, "never expired");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Tenant `acme`'s task a1 and tenant `zeta`'s task z1, each with step
+/// `a` running its first attempt; the services over them, with a seeds'
+/// store in `dir`.
+async fn two_tenants_running(dir: &std::path::Path) -> (Services, Arc<SeedStore>) {
+    let store = Arc::new(MemoryStore::new());
+    store
+        .create_tasks(vec![
+            new_task("a1", "acme", None),
+            new_task("z1", "zeta", None),
+        ])
+        .await
+        .expect("created");
+    for task in ["a1", "z1"] {
+        store
+            .write(vec![Write::Step(StepWrite {
+                task_id: task.into(),
+                step_id: "a".into(),
+                state: Some(StepState::Running),
+                attempt: Some(1),
+                ..StepWrite::default()
+            })])
+            .await
+            .expect("sent")
+            .expect("written");
+    }
+    let seeds = Arc::new(SeedStore::open(dir.join("seeds"), 1 << 20).expect("seeds"));
+    let (services, _hub) = composed_with(store, KeptSettings::default(), Some(seeds.clone()));
+    (services, seeds)
+}
+
+fn attempt_of(task: &str) -> Option<AttemptKey> {
+    Some(AttemptKey {
+        task_id: task.into(),
+        step_id: "a".into(),
+        attempt: 1,
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    tidewright_core::hex(&sha2::Sha256::digest(bytes))
+}
+
+async fn download(services: &Services, task: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    let (entry, data) = services
+        .seeds
+        .get_seed(as_role(
+            Role::Worker,
+            GetSeed {
+                attempt: attempt_of(task),
+                key: key.into(),
+                data: true,
+            },
+        ))
+        .await?;
+    let Some(mut data) = data else {
+        assert!(entry.is_none_or(|e| !e.is_stored()));
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    while let Some(chunk) = data.next().await? {
+        bytes.extend(chunk);
+    }
+    Ok(Some(bytes))
+}
+
+#[tokio::test]
+async fn a_seed_goes_only_to_its_own_tenants_steps_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (services, store) = two_tenants_running(dir.path()).await;
+    let key = "ab".repeat(32);
+    let put = |task: &str, key: &str| PutSeed {
+        attempt: attempt_of(task),
+        seed: StoredSeed {
+            key: key.into(),
+            // What a worker says of the tenant counts for nothing.
+            tenant: "zeta".into(),
+            repo: "https://git.example/app.git".into(),
+            paths: vec!["node_modules".into()],
+            ..StoredSeed::default()
+        },
+    };
+    let blob = b"a packed seed".repeat(1000);
+    let mut upload = services
+        .seeds
+        .put_seed(as_role(Role::Worker, put("a1", &key)))
+        .await
+        .expect("begun");
+    for chunk in blob.chunks(4096) {
+        upload.write(chunk).await.expect("written");
+    }
+    let kept = upload.finish(&sha256_hex(&blob)).await.expect("kept");
+    assert_eq!(kept.tenant, "acme");
+
+    assert_eq!(
+        download(&services, "a1", &key).await.expect("got"),
+        Some(blob.clone())
+    );
+    // Another tenant's step, asking for the very key, gets nothing.
+    assert_eq!(download(&services, "z1", &key).await.expect("asked"), None);
+    let listed = |tenant: &str| {
+        services.seeds.list_seeds(Call::new(
+            Identity {
+                name: "dev".into(),
+                role: Role::Developer,
+                tenants: Tenants::Only(vec![tenant.into()]),
+                step: None,
+            },
+            ListSeeds::default(),
+        ))
+    };
+    let acme = listed("acme").await.expect("listed");
+    assert_eq!((acme.len(), acme[0].uses), (1, 1));
+    assert!(listed("zeta").await.expect("listed").is_empty());
+
+    // Bad input names its field and keeps nothing.
+    let refused = |e: Error| e.to_string();
+    assert!(
+        refused(
+            services
+                .seeds
+                .put_seed(as_role(Role::Worker, put("a1", "../x")))
+                .await
+                .err()
+                .expect("bad key")
+        )
+        .starts_with("seed.key:")
+    );
+    assert!(matches!(
+        services
+            .seeds
+            .put_seed(as_role(Role::Viewer, put("a1", &key)))
+            .await,
+        Err(Error::PermissionDenied(_))
+    ));
+    let mut wrong = services
+        .seeds
+        .put_seed(as_role(Role::Worker, put("a1", &"cd".repeat(32))))
+        .await
+        .expect("begun");
+    wrong.write(b"abc").await.expect("written");
+    assert!(
+        refused(
+            wrong
+                .finish(&sha256_hex(b"abd"))
+                .await
+                .expect_err("wrong hash")
+        )
+        .starts_with("sha256:")
+    );
+    assert_eq!(store.look(&"cd".repeat(32)).await, None);
+
+    // A blob corrupt on disk is found as it is read, and forgotten.
+    std::fs::write(dir.path().join("seeds/blobs").join(&kept.sha256), b"rot").expect("rot");
+    assert!(matches!(
+        download(&services, "a1", &key).await,
+        Err(Error::Store(tidewright_store::Error::Corrupt(_)))
+    ));
+    assert_eq!(store.look(&key).await, None);
+}
+
+#[tokio::test]
+async fn a_deleted_seed_is_dropped_for_its_tenant_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (services, store) = two_tenants_running(dir.path()).await;
+    let key = "ef".repeat(32);
+    let mut upload = services
+        .seeds
+        .put_seed(as_role(
+            Role::Worker,
+            PutSeed {
+                attempt: attempt_of("a1"),
+                seed: StoredSeed {
+                    key: key.clone(),
+                    paths: vec![".venv".into()],
+                    ..StoredSeed::default()
+                },
+            },
+        ))
+        .await
+        .expect("begun");
+    upload.write(b"venv").await.expect("written");
+    upload.finish(&sha256_hex(b"venv")).await.expect("kept");
+    let delete = |tenant: &str| {
+        services.seeds.delete_seed(Call::new(
+            Identity {
+                name: "dev".into(),
+                role: Role::Developer,
+                tenants: Tenants::Only(vec![tenant.into()]),
+                step: None,
+            },
+            DeleteSeed { key: key.clone() },
+        ))
+    };
+    assert!(matches!(delete("zeta").await, Err(Error::NotFound(_))));
+    assert!(store.look(&key).await.is_some_and(|e| e.is_stored()));
+    delete("acme").await.expect("dropped");
+    let (entry, data) = services
+        .seeds
+        .get_seed(as_role(
+            Role::Worker,
+            GetSeed {
+                attempt: attempt_of("a1"),
+                key: key.clone(),
+                data: true,
+            },
+        ))
+        .await
+        .expect("asked");
+    let entry = entry.expect("its entry says when it was dropped");
+    assert!(!entry.is_stored() && entry.dropped_at > 0 && data.is_none());
+    assert!(matches!(delete("acme").await, Err(Error::NotFound(_))));
 }

@@ -24,6 +24,37 @@ struct Plane {
 #[tonic::async_trait]
 impl AgentService for Plane {
     type ConnectStream = Outbound;
+    type GetSeedStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<v1::SeedDownload, Status>> + Send>,
+    >;
+
+    async fn put_seed(
+        &self,
+        _: Request<Streaming<v1::SeedUpload>>,
+    ) -> Result<Response<v1::StoredSeed>, Status> {
+        Err(Status::unimplemented("not played"))
+    }
+
+    async fn get_seed(
+        &self,
+        _: Request<v1::GetSeedRequest>,
+    ) -> Result<Response<Self::GetSeedStream>, Status> {
+        Err(Status::unimplemented("not played"))
+    }
+
+    async fn list_seeds(
+        &self,
+        _: Request<v1::ListSeedsRequest>,
+    ) -> Result<Response<v1::ListSeedsResponse>, Status> {
+        Err(Status::unimplemented("not played"))
+    }
+
+    async fn delete_seed(
+        &self,
+        _: Request<v1::DeleteSeedRequest>,
+    ) -> Result<Response<v1::StoredSeed>, Status> {
+        Err(Status::unimplemented("not played"))
+    }
 
     async fn connect(
         &self,

@@ -1,6 +1,9 @@
 //! The control plane as the keeper of agents' checkpoints and steps'
-//! branches, over the worker's current connection (waiting out a
-//! reconnect, and again while a replica hands over).
+//! branches, and of repositories' seeds (see `seeds`), over the worker's
+//! current connection (waiting out a reconnect, and again while a replica
+//! hands over).
+
+mod seeds;
 
 use std::future::Future;
 use std::time::Duration;
@@ -63,27 +66,34 @@ impl ControlPlaneKeeper {
         let (retry_for, pause) = self.retry;
         let until = tokio::time::Instant::now() + retry_for;
         loop {
-            // The session's connection; between sessions, the next one's.
             let mut connection = self.connection.clone();
-            let waited = tokio::time::timeout(KEEPER_WAIT, connection.wait_for(Option::is_some))
-                .await
-                .ok()
-                .and_then(|found| found.ok().and_then(|channel| channel.clone()));
-            let Some(channel) = waited else {
-                return Err(tonic::Status::unavailable(format!(
-                    "no connection to the control plane to {what}"
-                )));
-            };
-            let client = AgentServiceClient::with_interceptor(channel, self.bearer.clone())
-                .max_decoding_message_size(MAX_CHECKPOINT_MESSAGE)
-                .max_encoding_message_size(MAX_CHECKPOINT_MESSAGE);
-            match call(client).await {
+            match call(self.client(what).await?).await {
                 Err(status) if passing(&status) && tokio::time::Instant::now() < until => {
                     let _ = tokio::time::timeout(pause, connection.changed()).await;
                 }
                 answer => return answer.map(tonic::Response::into_inner),
             }
         }
+    }
+
+    /// A client on the session's connection; between sessions, the next
+    /// one's.
+    async fn client(&self, what: &str) -> Result<AgentClient, tonic::Status> {
+        let mut connection = self.connection.clone();
+        let waited = tokio::time::timeout(KEEPER_WAIT, connection.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|found| found.ok().and_then(|channel| channel.clone()));
+        let Some(channel) = waited else {
+            return Err(tonic::Status::unavailable(format!(
+                "no connection to the control plane to {what}"
+            )));
+        };
+        Ok(
+            AgentServiceClient::with_interceptor(channel, self.bearer.clone())
+                .max_decoding_message_size(MAX_CHECKPOINT_MESSAGE)
+                .max_encoding_message_size(MAX_CHECKPOINT_MESSAGE),
+        )
     }
 }
 

@@ -237,8 +237,8 @@ pub async fn start(
     isolation.log();
     let (report_tx, reports) = mpsc::unbounded_channel();
     let (channel, connection) = watch::channel(None);
-    let keeper: Arc<dyn runtime::checkpoint::Keeper> =
-        Arc::new(keeper::ControlPlaneKeeper::new(connection, bearer.clone()));
+    let control_plane = Arc::new(keeper::ControlPlaneKeeper::new(connection, bearer.clone()));
+    let keeper: Arc<dyn runtime::checkpoint::Keeper> = control_plane.clone();
     let checkpoints = (config.checkpoint_max_bytes > 0).then(|| Checkpoints {
         keeper: keeper.clone(),
         max_bytes: config.checkpoint_max_bytes,
@@ -287,6 +287,7 @@ pub async fn start(
         branches: Some(keeper),
         grader,
         seeds: Arc::new(seeds),
+        shared_seeds: Some(control_plane),
     });
     let worker = Worker {
         host,

@@ -11,14 +11,58 @@
 //! step that writes into a linked file writes into the seed, and into every
 //! other step's workspace; bubblewrap 0.8 (Debian 12's) cannot mount an
 //! overlay in the sandbox, where later versions can.
+//!
+//! A seed travels between workers through the control plane's store of
+//! seeds ([`SharedSeeds`]): packed here as a gzipped tar, and unpacked by
+//! the worker that takes it into a seed of its own.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tidewright_core::AttemptKey;
 use tokio::process::Command;
+
+/// The most a packed seed's chunk holds, as it is sent.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// The control plane's store of seeds, which every worker shares: behind
+/// a trait, so the runtime is tested without one.
+#[async_trait::async_trait]
+pub trait SharedSeeds: Send + Sync {
+    /// What the store knows of seed `key` for `attempt`'s tenant, its blob
+    /// not sent; `None` when it knows nothing. Counts a use when stored.
+    async fn look(&self, attempt: &AttemptKey, key: &str) -> Result<Option<Shared>, String>;
+    /// Takes seed `key` from the store into `into`, whole and checked
+    /// against its hash; `None` when the store has none for the tenant.
+    async fn fetch(
+        &self,
+        attempt: &AttemptKey,
+        key: &str,
+        into: &Seeds,
+    ) -> Result<Option<Seed>, String>;
+    /// Sends this worker's seed (of `from`) to the store, made by
+    /// `attempt`'s setup; the bytes it took, packed.
+    async fn send(
+        &self,
+        attempt: &AttemptKey,
+        seed: &Seed,
+        from: &Arc<Seeds>,
+    ) -> Result<u64, String>;
+}
+
+/// What the store knows of a seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shared {
+    /// It holds the seed.
+    pub stored: bool,
+    /// When it was last dropped (0: never): a copy made before is stale.
+    pub dropped_at: i64,
+}
 
 /// The description of a seed, kept beside it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +74,9 @@ pub struct Seed {
     pub tenant: String,
     /// The setup's paths it holds, relative to the repository's root.
     pub paths: Vec<String>,
+    /// The setup that made it.
+    #[serde(default)]
+    pub setup: Option<tidewright_core::setup::SetupSpec>,
     pub files: u64,
     pub bytes: u64,
     /// How long its setup ran.
@@ -70,6 +117,24 @@ pub struct Seeds {
     max_bytes: u64,
     method: Method,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The seeds being sent to the control plane now: each is sent once
+    /// however many steps find the store without it meanwhile.
+    sending: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Held while seed `key` is sent; its drop lets the next send start.
+pub struct Sending {
+    key: String,
+    sending: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.sending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
 }
 
 const SEED_FILE: &str = "seed.json";
@@ -93,6 +158,7 @@ impl Seeds {
             max_bytes,
             method,
             locks: std::sync::Mutex::default(),
+            sending: Arc::default(),
         })
     }
 
@@ -115,6 +181,20 @@ impl Seeds {
             .or_default()
             .clone();
         lock.lock_owned().await
+    }
+
+    /// Leave to send seed `key` to the control plane; `None` while it is
+    /// being sent.
+    pub fn sending(&self, key: &str) -> Option<Sending> {
+        let fresh = self
+            .sending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string());
+        fresh.then(|| Sending {
+            key: key.to_string(),
+            sending: self.sending.clone(),
+        })
     }
 
     /// The seed `key`, when this worker has it.
@@ -179,33 +259,141 @@ impl Seeds {
                 seed.bytes, self.max_bytes
             ));
         }
-        let partial = self.dir.join(format!("{}.partial", seed.key));
+        let partial = self.receiving(&seed.key);
         let written = async {
-            let _ = tokio::fs::remove_dir_all(&partial).await;
             for path in &seed.paths {
-                let to = partial.join(TREE_DIR).join(path);
+                let to = partial.tree().join(path);
                 if let Some(parent) = to.parent() {
                     tokio::fs::create_dir_all(parent).await?;
                 }
                 copy(&root.join(path), &to, self.method).await?;
             }
-            let text = serde_json::to_vec_pretty(&seed).map_err(std::io::Error::other)?;
-            tokio::fs::write(partial.join(SEED_FILE), text).await?;
-            let done = self.dir.join(&seed.key);
-            let _ = tokio::fs::remove_dir_all(&done).await;
-            tokio::fs::rename(&partial, &done).await
+            self.commit(partial, &seed).await
         }
         .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_dir_all(&partial).await;
-            return Err(format!("keeping it: {e}"));
-        }
+        written.map_err(|e| format!("keeping it: {e}"))?;
         Ok(seed)
     }
 
     /// Removes seed `key`; whether there was one.
     pub async fn remove(&self, key: &str) -> bool {
         tokio::fs::remove_dir_all(self.dir.join(key)).await.is_ok()
+    }
+
+    /// A seed to be written under another name, then committed whole
+    /// ([`Seeds::commit`]); dropped uncommitted, it is removed.
+    pub fn receiving(&self, key: &str) -> Receiving {
+        let path = self.dir.join(format!("{key}.partial"));
+        let _ = std::fs::remove_dir_all(&path);
+        Receiving { path }
+    }
+
+    /// Puts what `partial` holds in place as seed `seed.key`, described
+    /// by `seed`.
+    pub async fn commit(&self, mut partial: Receiving, seed: &Seed) -> std::io::Result<()> {
+        let path = std::mem::take(&mut partial.path);
+        let committed = async {
+            tokio::fs::create_dir_all(path.join(TREE_DIR)).await?;
+            let text = serde_json::to_vec_pretty(seed).map_err(std::io::Error::other)?;
+            tokio::fs::write(path.join(SEED_FILE), text).await?;
+            let done = self.dir.join(&seed.key);
+            let _ = tokio::fs::remove_dir_all(&done).await;
+            tokio::fs::rename(&path, &done).await
+        }
+        .await;
+        if committed.is_err() {
+            let _ = tokio::fs::remove_dir_all(&path).await;
+        }
+        committed
+    }
+
+    /// Packs seed `key`'s paths as a gzipped tar (links kept as links),
+    /// handing it to `send` in chunks of at most [`CHUNK_BYTES`]; the
+    /// sha256 of all it handed, in hex. Blocking.
+    pub fn pack(
+        &self,
+        key: &str,
+        send: impl FnMut(Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<String> {
+        let mut chunks = Chunks {
+            send,
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            hasher: Sha256::new(),
+        };
+        {
+            let gzip = flate2::write::GzEncoder::new(&mut chunks, flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gzip);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", self.dir.join(key).join(TREE_DIR))?;
+            tar.into_inner()?.finish()?;
+        }
+        chunks.flush_chunk()?;
+        Ok(tidewright_core::hex(&chunks.hasher.finalize()))
+    }
+}
+
+/// A seed being written in place of its key's; removed unless committed.
+pub struct Receiving {
+    path: PathBuf,
+}
+
+impl Receiving {
+    fn tree(&self) -> PathBuf {
+        self.path.join(TREE_DIR)
+    }
+
+    /// Unpacks a packed seed ([`Seeds::pack`]) read from `from`. Blocking.
+    pub fn unpack(&self, from: impl Read) -> std::io::Result<()> {
+        let tree = self.tree();
+        std::fs::create_dir_all(&tree)?;
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(from));
+        tar.set_preserve_permissions(true);
+        tar.set_preserve_mtime(true);
+        tar.set_overwrite(true);
+        tar.unpack(&tree)
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// What [`Seeds::pack`] writes into: chunks handed on as they fill, and
+/// hashed.
+struct Chunks<F> {
+    send: F,
+    buffer: Vec<u8>,
+    hasher: Sha256,
+}
+
+impl<F: FnMut(Vec<u8>) -> std::io::Result<()>> Chunks<F> {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        self.hasher.update(&chunk);
+        (self.send)(chunk)
+    }
+}
+
+impl<F: FnMut(Vec<u8>) -> std::io::Result<()>> Write for Chunks<F> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = CHUNK_BYTES - self.buffer.len();
+        let taken = bytes.len().min(room);
+        self.buffer.extend_from_slice(&bytes[..taken]);
+        if self.buffer.len() == CHUNK_BYTES {
+            self.flush_chunk()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -357,6 +545,54 @@ mod tests {
             "the setup made no node_modules"
         );
         assert!(seeds.list().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_packed_seed_unpacks_on_another_worker_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let here = Seeds::open(dir.path().join("here"), 1 << 20).expect("seeds");
+        let there = Seeds::open(dir.path().join("there"), 1 << 20).expect("seeds");
+        let built = dir.path().join("built");
+        made(&built);
+        std::fs::write(built.join("deps/run.sh"), "#!/bin/sh\n").expect("a script");
+        std::fs::set_permissions(
+            built.join("deps/run.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("executable");
+        let kept = here.keep(seed("k1"), &built).await.expect("kept");
+        let mut packed = Vec::new();
+        let sha = here
+            .pack("k1", |chunk| {
+                packed.extend(chunk);
+                Ok(())
+            })
+            .expect("packed");
+        assert_eq!(sha, tidewright_core::hex(&Sha256::digest(&packed)));
+        let receiving = there.receiving("k1");
+        receiving.unpack(packed.as_slice()).expect("unpacked");
+        there.commit(receiving, &kept).await.expect("committed");
+        let checkout = dir.path().join("checkout");
+        std::fs::create_dir_all(&checkout).expect("checkout");
+        there.put_into(&kept, &checkout).await.expect("placed");
+        assert_eq!(
+            std::fs::read_link(checkout.join("deps/main.js")).expect("the link, kept"),
+            Path::new("pkg/index.js")
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(checkout.join("deps/run.sh"))
+                .expect("the script")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(there.get("k1").await, Some(kept));
+
+        // Dropped uncommitted, what was unpacked goes.
+        let half = there.receiving("k2");
+        half.unpack(packed.as_slice()).expect("unpacked");
+        drop(half);
+        assert!(!dir.path().join("there/k2.partial").exists());
+        assert_eq!(there.get("k2").await, None);
     }
 
     #[tokio::test]

@@ -291,6 +291,8 @@ fn server_config(args: &ControlPlaneArgs) -> anyhow::Result<Config> {
         retention: checkpoints.checkpoint_retention,
         max_branch_bytes: usize::try_from(checkpoints.max_branch_bytes).unwrap_or(usize::MAX),
     };
+    config.seeds_dir = checkpoints.seed_store_dir.clone();
+    config.max_seed_store_bytes = checkpoints.max_seed_store_bytes;
     config.retention = retention.rules()?;
     config.audit_retention = retention.audit_window();
     limits.apply(&mut config.limits);

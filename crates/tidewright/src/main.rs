@@ -12,6 +12,7 @@ mod local;
 mod output;
 mod schedule;
 mod scores;
+mod seed;
 mod state;
 mod taskfile;
 mod template;
@@ -183,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
+        Command::Seed(command) => seed::seed(target, command).await,
         Command::Schedule(command) => schedule::schedule(target, command).await,
         Command::Trigger(command) => trigger::trigger(target, command).await,
         Command::Template(TemplateCommand::Run(run)) => {

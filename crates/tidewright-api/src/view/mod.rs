@@ -12,10 +12,12 @@ use crate::v1;
 
 mod events;
 mod landings;
+mod seeds;
 mod task;
 mod triggers;
 pub use events::{ConflictView, EventKindView, EventView, event_view};
 pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
+pub use seeds::{SeedView, seed_view};
 pub use task::{
     ApprovalView, AttemptView, BudgetView, CheckView, ChosenView, FailoverView, GradeView,
     LandView, RepoView, StepView, TaskView, VerificationView, WorkView, task_view,

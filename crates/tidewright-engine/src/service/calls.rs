@@ -330,3 +330,32 @@ pub struct GetBranch {
     pub attempt: Option<AttemptKey>,
     pub step_id: String,
 }
+
+/// PutSeed: a seed a step's `attempt` made, as its worker describes it;
+/// the store sets what it knows (tenant, blob, uses).
+#[derive(Debug, Clone, Default)]
+pub struct PutSeed {
+    pub attempt: Option<AttemptKey>,
+    pub seed: crate::seeds::StoredSeed,
+}
+
+/// GetSeed: seed `key` for a running `attempt`, its blob too when `data`.
+#[derive(Debug, Clone, Default)]
+pub struct GetSeed {
+    pub attempt: Option<AttemptKey>,
+    pub key: String,
+    pub data: bool,
+}
+
+/// ListSeeds: the stored seeds, of one tenant or repository when named.
+#[derive(Debug, Clone, Default)]
+pub struct ListSeeds {
+    pub tenant: String,
+    pub repo: String,
+}
+
+/// DeleteSeed: seed `key`, dropped from the store and every worker.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteSeed {
+    pub key: String,
+}

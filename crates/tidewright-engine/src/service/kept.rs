@@ -268,7 +268,7 @@ impl Kept {
 }
 
 /// An attempt named in full: task, step and a number from 1.
-fn attempt_of(field: &str, attempt: Option<AttemptKey>) -> Result<AttemptKey, Error> {
+pub(super) fn attempt_of(field: &str, attempt: Option<AttemptKey>) -> Result<AttemptKey, Error> {
     let attempt = attempt.ok_or_else(|| Error::invalid(field, "required"))?;
     for (name, value) in [("task_id", &attempt.task_id), ("step_id", &attempt.step_id)] {
         if value.is_empty() {

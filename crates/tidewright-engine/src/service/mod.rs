@@ -5,7 +5,7 @@
 //! tasks), `Webhooks` (endpoints, deliveries, A2A push
 //! configs), `Budgets`, `State` (shared state and topics), `Fleet` (the
 //! workers and replicas) and `Kept` (what steps keep for the attempts
-//! after them). Each checks the caller's role and tenants, validates,
+//! after them) and `Seeds` (repositories' setups kept for every worker). Each checks the caller's role and tenants, validates,
 //! delegates to the store (reads) or the engine (every change, task
 //! creation included), and audits. The areas share one `Context`. The
 //! gRPC, REST, MCP and A2A adapters in `tidewright-server` convert their
@@ -44,6 +44,7 @@ mod planner;
 mod push;
 mod repos;
 mod schedules;
+pub mod seeds;
 mod state;
 mod tasks;
 mod templates;
@@ -58,6 +59,7 @@ pub use kept::{Kept, KeptSettings};
 pub use planner::{Planned, Planner};
 pub use repos::{ForgeProject, Repositories};
 pub use schedules::{CreateSchedule, SCHEDULE_LABEL, ScheduleRef, tick_key};
+pub use seeds::{SeedDownload, SeedUpload, Seeds};
 pub use state::{MAX_VALUE_BYTES, State, TopicStream};
 pub use templates::Templates;
 pub use triggers::{CreateTrigger, Delivery, Fired, TRIGGER_LABEL, TriggerRef, result_comment};
@@ -104,6 +106,8 @@ pub struct Parts {
     /// How large a step's checkpoints and branches may be, and how long
     /// they are kept.
     pub kept: KeptSettings,
+    /// The seeds' store; `None` keeps none.
+    pub seeds: Option<Arc<crate::seeds::SeedStore>>,
 }
 
 /// What every area of the services shares: the store, the engine, what
@@ -148,6 +152,7 @@ pub struct Services {
     pub state: State,
     pub fleet: Fleet,
     pub kept: Kept,
+    pub seeds: Seeds,
 }
 
 /// Tasks: submit (a spec, a batch, a template), read, list, cancel,
@@ -220,8 +225,12 @@ impl Services {
                 build: parts.build,
             },
             kept: Kept {
-                cx,
+                cx: cx.clone(),
                 settings: parts.kept,
+            },
+            seeds: Seeds {
+                cx,
+                store: parts.seeds,
             },
         }
     }

@@ -6,10 +6,7 @@ use std::path::Path;
 
 use crate::error::Error;
 
-/// Bytes as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use tidewright_core::hex;
 
 /// A fresh random token, e.g. `tidewright_3f9c…` (256 bits).
 pub fn generate_token() -> Result<String, Error> {

@@ -1,6 +1,7 @@
 //! `AgentService`: the workers' Connect stream, the agent listing, and
 //! what a worker keeps on the control plane for a step's next attempt
-//! (checkpoints and branches, see `tidewright_engine::service::kept`).
+//! (checkpoints and branches, see `tidewright_engine::service::kept`) and
+//! for every other worker (seeds, see `tidewright_engine::service::seeds`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::error::Error;
 use crate::grpc::service;
 use crate::wire;
 use tidewright_engine::Error as Refusal;
-use tidewright_engine::service::{Fleet, Kept};
+use tidewright_engine::service::{Fleet, Kept, Seeds};
 
 const MAX_NAME_BYTES: usize = 253;
 const MAX_SLOTS: u32 = 1024;
@@ -40,6 +41,8 @@ pub struct AgentApi {
     pub fleet: Fleet,
     /// What steps keep: checkpoints and branches.
     pub kept: Kept,
+    /// Repositories' setups, kept for every worker.
+    pub seeds: Seeds,
     /// Signs each assignment's step token on its way to the worker.
     pub step_tokens: Arc<StepTokens>,
 }
@@ -400,6 +403,7 @@ fn cap_line(mut line: String, limit: usize) -> String {
 }
 
 type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>> + Send>>;
+type SeedStream = Pin<Box<dyn Stream<Item = Result<v1::SeedDownload, Status>> + Send>>;
 
 service! {
     impl v1::agent_service_server::AgentService for AgentApi {
@@ -417,9 +421,75 @@ service! {
                 |r| Ok(wire::get_branch(r)), [kept.get_branch], wire::branch;
             list_servers(ListServersRequest) -> ListServersResponse =
                 |_| Ok(()), [fleet.list_servers], wire::servers;
+            list_seeds(ListSeedsRequest) -> ListSeedsResponse =
+                |r| Ok(wire::list_seeds(r)), [seeds.list_seeds], wire::seeds;
+            delete_seed(DeleteSeedRequest) -> StoredSeed =
+                |r| Ok(wire::delete_seed(r)), [seeds.delete_seed], wire::stored_seed;
         }
 
         type ConnectStream = ServerStream;
+        type GetSeedStream = SeedStream;
+
+        async fn put_seed(
+            &self,
+            request: Request<Streaming<v1::SeedUpload>>,
+        ) -> Result<Response<v1::StoredSeed>, Status> {
+            use v1::seed_upload::Kind;
+            let (metadata, extensions, mut inbound) = request.into_parts();
+            let header = match inbound.message().await? {
+                Some(v1::SeedUpload {
+                    kind: Some(Kind::Header(header)),
+                }) => header,
+                _ => return Err(Error::invalid("header", "the first message must be the seed's header").into()),
+            };
+            let call = crate::grpc::grpc_call(Request::from_parts(metadata, extensions, wire::put_seed(header)));
+            let mut upload = self.seeds.put_seed(call).await.map_err(Error::from)?;
+            loop {
+                match inbound.message().await? {
+                    Some(v1::SeedUpload { kind: Some(Kind::Data(chunk)) }) => {
+                        upload.write(&chunk).await.map_err(Error::from)?;
+                    }
+                    Some(v1::SeedUpload { kind: Some(Kind::Sha256(sha256)) }) => {
+                        let kept = upload.finish(&sha256).await.map_err(Error::from)?;
+                        return Ok(Response::new(wire::stored_seed(kept)));
+                    }
+                    Some(_) => return Err(Error::invalid("header", "only the first message may be the header").into()),
+                    None => return Err(Error::invalid("sha256", "the stream ended before the seed's sha256").into()),
+                }
+            }
+        }
+
+        async fn get_seed(
+            &self,
+            request: Request<v1::GetSeedRequest>,
+        ) -> Result<Response<SeedStream>, Status> {
+            use v1::seed_download::Kind;
+            let call = crate::grpc::grpc_call(request).try_map(|r| Ok::<_, Error>(wire::get_seed(r)))?;
+            let (entry, download) = self.seeds.get_seed(call).await.map_err(Error::from)?;
+            let first = v1::SeedDownload {
+                kind: Some(Kind::Seed(entry.map(wire::stored_seed).unwrap_or_default())),
+            };
+            // A few chunks ahead of the worker; a worker that goes away
+            // closes the channel, and the read stops.
+            let (chunks, outgoing) = mpsc::channel(4);
+            let _ = chunks.send(Ok(first)).await;
+            if let Some(mut download) = download {
+                tokio::spawn(async move {
+                    loop {
+                        let next = match download.next().await {
+                            Ok(Some(chunk)) => Ok(v1::SeedDownload { kind: Some(Kind::Data(chunk)) }),
+                            Ok(None) => return,
+                            Err(e) => Err(Status::from(Error::from(e))),
+                        };
+                        let failed = next.is_err();
+                        if chunks.send(next).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+            }
+            Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(outgoing))))
+        }
 
         async fn connect(
             &self,

@@ -12,6 +12,7 @@ use tidewright_api::v1::state_service_server::StateServiceServer;
 use tidewright_api::v1::task_service_server::TaskServiceServer;
 use tidewright_engine::hub::Hub;
 use tidewright_engine::metrics::Metrics;
+use tidewright_engine::seeds::SeedStore;
 use tidewright_engine::service::{self, Planner, Templates};
 use tidewright_engine::{self as engine, EngineHandle};
 use tidewright_store::leadership::Leadership;
@@ -109,6 +110,7 @@ impl LeaderServices {
             metrics.clone(),
             tenants,
         );
+        let seeds = open_seeds(&config)?;
         let planner = match config.planner {
             Some(planner) => Some(Arc::new(AnthropicPlanner::new(planner)?) as Arc<dyn Planner>),
             None => None,
@@ -134,6 +136,7 @@ impl LeaderServices {
             leadership,
             build: config.build.clone(),
             kept: config.checkpoints,
+            seeds,
         });
         // Schedules fire from the leader only, each tick once.
         let scheduling = schedules::fire_periodically(services.schedules.clone());
@@ -165,6 +168,7 @@ impl LeaderServices {
             require_client_certificate: workers_need_certificates,
             fleet: services.fleet.clone(),
             kept: services.kept.clone(),
+            seeds: services.seeds.clone(),
             step_tokens,
         });
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -205,4 +209,22 @@ impl LeaderServices {
             background: vec![scheduling, replying, expiring, sweeping, delivering],
         })
     }
+}
+
+/// The seeds' store the config names, made if missing; `None` when it
+/// keeps none.
+fn open_seeds(config: &Config) -> Result<Option<Arc<SeedStore>>, Error> {
+    if config.max_seed_store_bytes == 0 {
+        return Ok(None);
+    }
+    let dir = config
+        .seeds_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("seeds"));
+    SeedStore::open(dir.clone(), config.max_seed_store_bytes)
+        .map(|store| Some(Arc::new(store)))
+        .map_err(|source| Error::Io {
+            context: format!("opening the seeds' store {} (--seeds-dir)", dir.display()),
+            source,
+        })
 }

@@ -5,7 +5,9 @@
 //! API and the MCP tools (whose arguments are v1 messages) answer with the
 //! same conversions.
 
+mod seeds;
 mod triggers;
+pub use seeds::*;
 pub use triggers::*;
 
 use tidewright_api::convert::{now_micros, optional_timestamp, task_state, timestamp};

@@ -167,6 +167,9 @@ pub struct Host {
     pub grader: Option<Arc<super::grade::Grader>>,
     /// The seeds of repositories' setups this worker keeps.
     pub seeds: Arc<crate::seeds::Seeds>,
+    /// The control plane's store of seeds, shared with every worker;
+    /// `None` for a worker on its own (tests).
+    pub shared_seeds: Option<Arc<dyn crate::seeds::SharedSeeds>>,
 }
 
 /// What a step needs to call the control plane as itself: the worker's

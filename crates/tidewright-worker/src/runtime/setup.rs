@@ -1,9 +1,11 @@
 //! A repository's setup before a step runs in its checkout: the seed of
-//! the checkout's key put in place when this worker has it; else the setup
-//! run, in the step's sandbox with its egress, and what it made kept as
-//! the seed for the steps after (see [`crate::seeds`]). Of the steps that
-//! need one seed at once, one runs the setup; the others wait and take
-//! its seed. What happens is said in the step's log, behind `setup:`.
+//! the checkout's key put in place when this worker has it, or else when
+//! the control plane's store has it; else the setup run, in the step's
+//! sandbox with its egress, and what it made kept as the seed for the
+//! steps after, here and (sent to the store) on every worker (see
+//! [`crate::seeds`]). Of the steps that need one seed at once, one runs
+//! the setup or takes it from the store; the others wait and take its
+//! seed. What happens is said in the step's log, behind `setup:`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -106,7 +108,11 @@ async fn put_in_place(
     let seeds = &attempt.host.seeds;
     let short = &key[..12];
     let _making = seeds.lock(&key).await;
-    if let Some(seed) = seeds.get(&key).await {
+    let (found, send) = find(attempt, &key, &log).await;
+    if let Some(seed) = found {
+        if send {
+            send_to_store(attempt, &seed);
+        }
         return match seeds.put_into(&seed, root).await {
             Ok(placed) => {
                 log(format!(
@@ -126,7 +132,12 @@ async fn put_in_place(
         };
     }
     log(format!(
-        "no seed {short} on this worker: running {}",
+        "no seed {short} on this worker{}: running {}",
+        if attempt.host.shared_seeds.is_some() {
+            " or in the control plane's store"
+        } else {
+            ""
+        },
         setup.run.join(" ")
     ));
     let build_millis = run(attempt, setup, (root, tree), redactor, reports, cancel).await?;
@@ -135,19 +146,110 @@ async fn put_in_place(
         repo: repo.to_string(),
         tenant: attempt.tenant.clone(),
         paths: setup.paths.clone(),
+        setup: Some(setup.clone()),
         build_millis,
         built_at: tidewright_core::calendar::now_micros(),
         ..Seed::default()
     };
     match seeds.keep(seed, root).await {
-        Ok(kept) => log(format!(
-            "seed {short} kept ({} files, {} bytes)",
-            kept.files, kept.bytes
-        )),
+        Ok(kept) => {
+            log(format!(
+                "seed {short} kept ({} files, {} bytes)",
+                kept.files, kept.bytes
+            ));
+            send_to_store(attempt, &kept);
+        }
         // The step has what it needs; the next one runs the setup again.
         Err(why) => log(format!("seed {short} not kept: {why}")),
     }
     Ok(())
+}
+
+/// Seed `key` for the step: this worker's, unless the store says it was
+/// dropped since it was made; else the store's, taken whole. With it,
+/// whether the store lacks it, so this worker's is sent there.
+async fn find(attempt: &Attempt, key: &str, log: &impl Fn(String)) -> (Option<Seed>, bool) {
+    let seeds = &attempt.host.seeds;
+    let short = &key[..12];
+    let mine = seeds.get(key).await;
+    let Some(shared) = &attempt.host.shared_seeds else {
+        return (mine, false);
+    };
+    if let Some(seed) = mine {
+        return match shared.look(&attempt.key, key).await {
+            Ok(Some(stored)) if stored.dropped_at > seed.built_at => {
+                log(format!(
+                    "seed {short} was dropped (tidewright seed delete) after this worker's copy was made"
+                ));
+                seeds.remove(key).await;
+                (take(attempt, key, log).await, false)
+            }
+            Ok(stored) => {
+                let send = stored.is_none_or(|s| !s.stored);
+                (Some(seed), send)
+            }
+            Err(e) => {
+                log(format!(
+                    "the control plane's store of seeds not reached ({e}): using this worker's seed {short}"
+                ));
+                (Some(seed), false)
+            }
+        };
+    }
+    (take(attempt, key, log).await, false)
+}
+
+/// Seed `key` taken from the control plane's store into this worker's.
+async fn take(attempt: &Attempt, key: &str, log: &impl Fn(String)) -> Option<Seed> {
+    let shared = attempt.host.shared_seeds.as_ref()?;
+    let short = &key[..12];
+    let started = Instant::now();
+    match shared.fetch(&attempt.key, key, &attempt.host.seeds).await {
+        Ok(Some(seed)) => {
+            log(format!(
+                "seed {short} taken from the control plane's store in {} ms",
+                started.elapsed().as_millis()
+            ));
+            Some(seed)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            // A corrupt seed is forgotten by the store: this step makes it
+            // again, and sends it.
+            log(format!(
+                "seed {short} not taken from the control plane's store: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Sends this worker's `seed` to the control plane's store for the other
+/// workers, after the step if need be: the step does not wait for it.
+fn send_to_store(attempt: &Attempt, seed: &Seed) {
+    let Some(shared) = attempt.host.shared_seeds.clone() else {
+        return;
+    };
+    let seeds = attempt.host.seeds.clone();
+    let Some(sending) = seeds.sending(&seed.key) else {
+        return;
+    };
+    let (key, seed) = (attempt.key.clone(), seed.clone());
+    tokio::spawn(async move {
+        let started = Instant::now();
+        match shared.send(&key, &seed, &seeds).await {
+            Ok(bytes) => tracing::info!(
+                seed = %seed.key,
+                bytes,
+                millis = started.elapsed().as_millis() as u64,
+                "sent a seed to the control plane's store"
+            ),
+            Err(e) => {
+                tracing::warn!(seed = %seed.key, error = %e, "a seed was not sent to the control plane's store")
+            }
+        }
+        drop(sending);
+    });
 }
 
 /// The step's setup: its task's `repo.setup`, else its repository's own

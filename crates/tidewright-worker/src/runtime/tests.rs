@@ -66,6 +66,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
             seeds: Arc::new(
                 crate::seeds::Seeds::open(dir.join(".seeds"), 1 << 30).expect("the seeds"),
             ),
+            shared_seeds: None,
         }),
     }
 }

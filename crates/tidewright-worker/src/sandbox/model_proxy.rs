@@ -199,7 +199,7 @@ pub(crate) fn random_hex() -> String {
     if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
         let _ = urandom.read_exact(&mut bytes);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    tidewright_core::hex(&bytes)
 }
 
 /// One request: refused unless it carries a live attempt's key; else sent

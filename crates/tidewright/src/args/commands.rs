@@ -410,6 +410,36 @@ pub struct TriggerAddArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SeedCommand {
+    /// The seeds kept for every worker: repository, key, size, age, uses
+    /// and how long their setup took; the most recently used first.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this repository's.
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Drop a seed from the store and from every worker; the next step
+    /// that needs it runs its setup again.
+    Delete {
+        /// Its key (as `seed list` shows it), or the key's first 12 or more
+        /// hex digits.
+        key: String,
+    },
+    /// Drop a seed, then make it again now: a task on its repository's
+    /// default branch whose one step runs the setup. The new seed's key is
+    /// the old one's unless the key files changed on the branch since.
+    Rebuild {
+        /// Its key, or the key's first 12 or more hex digits.
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
     /// Register an endpoint for a tenant's events. Each delivery is a JSON
     /// POST signed as Standard Webhooks says (the webhook-id,

@@ -129,6 +129,10 @@ pub enum Command {
     /// JSON POSTs, and their delivery log (admins only).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Seeds: what repositories' setups made (node_modules, a virtualenv),
+    /// kept by the control plane for every worker.
+    #[command(subcommand)]
+    Seed(SeedCommand),
     /// Follow a task live, with a progress bar per step.
     Watch(WatchArgs),
     /// Show the audit log: who submitted, cancelled or retried what, and

@@ -319,6 +319,17 @@ pub struct CheckpointArgs {
     /// (for `tidewright retry`), then removed.
     #[arg(long, env = "TIDEWRIGHT_CHECKPOINT_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub checkpoint_retention: Duration,
+
+    /// Where repositories' seeds (what their setups made, packed) are kept
+    /// for every worker; `seeds/` in the data directory by default. A
+    /// cache: the standbys of a PostgreSQL store need not share it.
+    #[arg(long, env = "TIDEWRIGHT_SEED_STORE_DIR", value_name = "DIR")]
+    pub seed_store_dir: Option<PathBuf>,
+
+    /// The most bytes of seeds kept; past it, those used longest ago go.
+    /// 0 keeps none: each worker runs its setups itself.
+    #[arg(long, env = "TIDEWRIGHT_MAX_SEED_STORE_BYTES", default_value_t = tidewright_server::DEFAULT_MAX_SEED_STORE_BYTES)]
+    pub max_seed_store_bytes: u64,
 }
 
 /// How this control plane shares a PostgreSQL store with other replicas:
