@@ -13,6 +13,7 @@ import { EvalsPage } from "./evals";
 import { RepositoriesPage } from "./repositories";
 import { SchedulesPage } from "./schedules";
 import { TemplatesPage } from "./templates";
+import { SeedsPage } from "./seeds";
 import { WebhooksPage } from "./webhooks";
 import "./style.css";
 
@@ -89,6 +90,7 @@ function App() {
     ["landings", "Landings"],
     ["evals", "Evals"],
     ["repositories", "Repositories"],
+    ["seeds", "Seeds"],
     ["agents", "Agents"],
     ["templates", "Templates"],
     ["schedules", "Schedules"],
@@ -122,6 +124,7 @@ function App() {
         {page === "landings" && <LandingsPage />}
         {page === "evals" && <EvalsPage />}
         {page === "repositories" && <RepositoriesPage url={params.get("url") ?? undefined} key={params.toString()} />}
+        {page === "seeds" && <SeedsPage repo={params.get("repo") ?? undefined} key={params.toString()} />}
         {page === "agents" && <AgentsPage />}
         {page === "templates" && <TemplatesPage name={id} session={session} key={id ?? ""} />}
         {page === "schedules" && (

@@ -255,7 +255,7 @@ async fn bench(
     }
 
     // From the seed: kept once, then put into each fresh checkout.
-    let seeds = Seeds::open(home.join("seeds"), u64::MAX)?;
+    let seeds = Seeds::open(home.join("seeds"), u64::MAX, 0)?;
     let seed = seeds
         .keep(
             Seed {
@@ -310,7 +310,7 @@ async fn sixteen(project: &Project, dir: &Path) -> anyhow::Result<(usize, f64)> 
     let home = dir.join(format!("{}-16", project.name));
     let source = dir.join(project.name).join("project");
     let cache: PathBuf = dir.join(project.name).join("cache");
-    let seeds = Arc::new(Seeds::open(home.join("seeds"), u64::MAX)?);
+    let seeds = Arc::new(Seeds::open(home.join("seeds"), u64::MAX, 0)?);
     let started = Instant::now();
     let mut steps = Vec::new();
     for step in 0..16 {

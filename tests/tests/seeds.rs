@@ -51,6 +51,8 @@ fn on_repo(
 struct Project {
     git: GitServer,
     server: Server,
+    /// The console's address.
+    http: String,
     secrets: String,
     worker: Process,
     dir: tempfile::TempDir,
@@ -62,7 +64,7 @@ async fn project(flags: &[&str]) -> Project {
         git,
         secrets,
         server,
-        ..
+        http,
     } = calc::served(dir.path(), &[]).expect("a git server and a control plane");
     git.create_repo(
         "app",
@@ -72,6 +74,7 @@ async fn project(flags: &[&str]) -> Project {
     Project {
         git,
         server,
+        http,
         secrets,
         worker,
         dir,
@@ -303,6 +306,58 @@ async fn a_seed_travels_to_other_workers_through_the_store_and_is_made_again_whe
         assert!(line.contains(says), "{line}");
     }
     drop(p.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_seeds_and_drops_one() {
+    let p = project(&[]).await;
+    let client = p.server.tasks().await.expect("client");
+    let url = p.git.url("app");
+    let install = setup(&["sh", "install.sh"], &["deps.lock"]);
+    checked(&client, &url, &install).await;
+    eventually(Duration::from_secs(60), || async {
+        (!stored(&p.server).is_empty()).then_some(())
+    })
+    .await
+    .expect("the seed reached the store");
+    checked(&client, &url, &install).await;
+
+    let browser = tidewright_tests::browser::Browser::signed_in(
+        p.dir.path(),
+        &format!("http://{}/#/seeds", p.http),
+        &p.server.admin_token,
+    )
+    .await;
+    let row = browser
+        .text_until("[data-test=seeds] tbody", Duration::from_secs(30), |t| {
+            t.contains(&url)
+        })
+        .await
+        .expect("the seed is shown");
+    assert!(row.contains("deps"), "its paths: {row}");
+    assert_eq!(
+        browser
+            .text("[data-test=seed-uses]")
+            .await
+            .expect("its uses"),
+        "1",
+        "the second step took it"
+    );
+    // Dropping takes a second click.
+    browser.click("[data-test=drop-seed]").await.expect("drop");
+    assert_eq!(stored(&p.server).len(), 1, "not at the first click");
+    browser
+        .click("[data-test=confirm-drop]")
+        .await
+        .expect("confirm");
+    browser
+        .text_until("[data-test=seeds] tbody", Duration::from_secs(30), |t| {
+            t.contains("No seeds yet")
+        })
+        .await
+        .expect("the seed is gone from the page");
+    assert!(stored(&p.server).is_empty(), "and from the store");
+    browser.close_without_errors().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

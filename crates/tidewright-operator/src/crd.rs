@@ -113,7 +113,14 @@ pub struct AgentSpec {
     /// and how much of it they may take. Unset: in each pod's work
     /// directory, unbounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_cache: Option<RepoCache>,
+    pub repo_cache: Option<Cache>,
+    /// Where the pool's workers keep repositories' seeds (what their
+    /// setups made, `node_modules` say), and how much of it they may
+    /// take. A claim or the node's disk keeps them across pods; a new pod
+    /// without one takes each from the control plane's store. Unset: in
+    /// each pod's work directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_cache: Option<Cache>,
     /// A Secret mounted as the workers' secrets directory: each key is a
     /// secret steps can name in `secretEnv`, or a Task in its
     /// `repo.credentialsSecret`.
@@ -147,17 +154,26 @@ pub struct AgentSpec {
     pub tolerations: Vec<Toleration>,
 }
 
-/// The volume a pool's mirrors live on.
+/// The volume a pool's cache lives on (its mirrors, its seeds).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RepoCache {
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.claimName) && has(self.hostPath))", "message": "name claimName or hostPath, not both"}
+]))]
+pub struct Cache {
     /// A PersistentVolumeClaim every pod of the pool mounts (it must allow
-    /// that: ReadWriteMany, or pods on one node), so mirrors outlive pods;
-    /// the workers take turns on each mirror. Unset: an emptyDir per pod.
+    /// that: ReadWriteMany, or pods on one node), so the cache outlives
+    /// pods; the workers take turns on each entry. Unset (and no
+    /// `hostPath`): an emptyDir per pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_name: Option<String>,
-    /// The most the mirrors may take (`20Gi`): an emptyDir's size limit;
-    /// the workers evict the least recently used mirrors no step is using
+    /// A directory on the node's disk (made if missing), which the pool's
+    /// pods on that node share and a new pod there finds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/"))]
+    pub host_path: Option<String>,
+    /// The most the cache may take (`20Gi`): an emptyDir's size limit;
+    /// the workers evict the least recently used entries no step is using
     /// once they pass nine tenths of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]

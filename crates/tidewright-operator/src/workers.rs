@@ -21,6 +21,8 @@ use crate::crd::{Agent, AgentRuntime};
 pub const SECRETS_DIR: &str = "/var/run/tidewright/secrets";
 /// Where a pool's repository cache is mounted.
 pub const MIRRORS_DIR: &str = "/var/cache/tidewright/mirrors";
+/// Where a pool's `seedCache` is mounted.
+pub const SEEDS_DIR: &str = "/var/cache/tidewright/seeds";
 /// Where the metrics token is mounted, and the worker's HTTP port.
 pub const METRICS_TOKEN_DIR: &str = "/var/run/tidewright/metrics";
 /// Where the worker token is mounted, as the file `token`.
@@ -109,23 +111,56 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 }
 
 /// A Secret as read-only files (owner-readable only) under `path`.
-/// The repository cache's volume and mount, and the bytes past which the
-/// workers evict mirrors: nine tenths of its size, so eviction comes
-/// before the kubelet's own for an emptyDir over its limit.
-fn repo_cache(cache: &crate::crd::RepoCache) -> (Volume, VolumeMount, Option<u64>) {
-    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource};
+/// A pool's caches, a row each: the volume's name, where it is mounted,
+/// and the workers' settings of its directory and of its bound.
+struct CacheKind {
+    volume: &'static str,
+    mount_path: &'static str,
+    dir_env: &'static str,
+    max_bytes_env: &'static str,
+}
+
+const REPO_CACHE: CacheKind = CacheKind {
+    volume: "repo-cache",
+    mount_path: MIRRORS_DIR,
+    dir_env: "TIDEWRIGHT_MIRRORS_DIR",
+    max_bytes_env: "TIDEWRIGHT_MIRRORS_MAX_BYTES",
+};
+
+const SEED_CACHE: CacheKind = CacheKind {
+    volume: "seed-cache",
+    mount_path: SEEDS_DIR,
+    dir_env: "TIDEWRIGHT_SEEDS_DIR",
+    max_bytes_env: "TIDEWRIGHT_SEED_CACHE_BYTES",
+};
+
+/// A cache's volume and mount, and the bytes past which the workers evict
+/// from it: nine tenths of its size, so eviction comes before the
+/// kubelet's own for an emptyDir over its limit.
+fn cache_volume(kind: &CacheKind, cache: &crate::crd::Cache) -> (Volume, VolumeMount, Option<u64>) {
+    use k8s_openapi::api::core::v1::{
+        EmptyDirVolumeSource, HostPathVolumeSource, PersistentVolumeClaimVolumeSource,
+    };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    let volume = match &cache.claim_name {
-        Some(claim) => Volume {
-            name: "repo-cache".into(),
+    let volume = match (&cache.claim_name, &cache.host_path) {
+        (Some(claim), _) => Volume {
+            name: kind.volume.into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: claim.clone(),
                 read_only: Some(false),
             }),
             ..Volume::default()
         },
-        None => Volume {
-            name: "repo-cache".into(),
+        (None, Some(path)) => Volume {
+            name: kind.volume.into(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("DirectoryOrCreate".into()),
+            }),
+            ..Volume::default()
+        },
+        (None, None) => Volume {
+            name: kind.volume.into(),
             empty_dir: Some(EmptyDirVolumeSource {
                 size_limit: cache.size.clone().map(Quantity),
                 ..EmptyDirVolumeSource::default()
@@ -134,8 +169,8 @@ fn repo_cache(cache: &crate::crd::RepoCache) -> (Volume, VolumeMount, Option<u64
         },
     };
     let mount = VolumeMount {
-        name: "repo-cache".into(),
-        mount_path: MIRRORS_DIR.into(),
+        name: kind.volume.into(),
+        mount_path: kind.mount_path.into(),
         ..VolumeMount::default()
     };
     let max_bytes = cache
@@ -377,11 +412,17 @@ pub fn pod_template(agent: &Agent, settings: &WorkerSettings) -> PodTemplateSpec
         volumes.push(volume);
         mounts.push(mount);
     }
-    if let Some(cache) = &spec.repo_cache {
-        let (volume, mount, max_bytes) = repo_cache(cache);
-        env_vars.push(env("TIDEWRIGHT_MIRRORS_DIR", MIRRORS_DIR));
+    for (kind, cache) in [
+        (&REPO_CACHE, &spec.repo_cache),
+        (&SEED_CACHE, &spec.seed_cache),
+    ] {
+        let Some(cache) = cache else {
+            continue;
+        };
+        let (volume, mount, max_bytes) = cache_volume(kind, cache);
+        env_vars.push(env(kind.dir_env, kind.mount_path));
         if let Some(bytes) = max_bytes {
-            env_vars.push(env("TIDEWRIGHT_MIRRORS_MAX_BYTES", bytes.to_string()));
+            env_vars.push(env(kind.max_bytes_env, bytes.to_string()));
         }
         volumes.push(volume);
         mounts.push(mount);
@@ -694,6 +735,50 @@ mod tests {
             .expect("a claim");
         assert_eq!(claim.claim_name, "mirrors");
         assert_eq!(env_value(&d, "TIDEWRIGHT_MIRRORS_MAX_BYTES"), "450000000");
+
+        // The seeds, on the node's disk, or a claim.
+        let d = deployment(
+            &agent("seedCache: {hostPath: /var/lib/tidewright-seeds, size: 50Gi}\n"),
+            &settings(),
+            1,
+        );
+        let pod = pod_of(&d);
+        let volume = &pod.volumes.as_ref().expect("volumes")[0];
+        let host = volume.host_path.clone().expect("the node's disk");
+        assert_eq!(
+            (
+                volume.name.as_str(),
+                host.path.as_str(),
+                host.type_.as_deref()
+            ),
+            (
+                "seed-cache",
+                "/var/lib/tidewright-seeds",
+                Some("DirectoryOrCreate")
+            )
+        );
+        assert_eq!(env_value(&d, "TIDEWRIGHT_SEEDS_DIR"), SEEDS_DIR);
+        assert_eq!(
+            env_value(&d, "TIDEWRIGHT_SEED_CACHE_BYTES"),
+            (50u64 * 1024 * 1024 * 1024 / 10 * 9).to_string()
+        );
+        let mounts = pod.containers[0].volume_mounts.clone().expect("mounts");
+        assert_eq!(mounts[0].mount_path, SEEDS_DIR);
+        let d = deployment(
+            &agent("repoCache: {size: 1Gi}\nseedCache: {claimName: seeds}\n"),
+            &settings(),
+            1,
+        );
+        let volumes = pod_of(&d).volumes.expect("volumes");
+        let named = |name: &str| volumes.iter().find(|v| v.name == name).expect("its volume");
+        assert!(named("repo-cache").empty_dir.is_some());
+        assert_eq!(
+            named("seed-cache")
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
+            Some("seeds")
+        );
         assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
         assert_eq!(quantity_bytes("12x"), None);
     }

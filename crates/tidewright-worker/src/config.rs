@@ -17,6 +17,8 @@ use crate::sandbox::limits::LimitSettings;
 pub const DEFAULT_SPARE_WORKTREES: usize = 2;
 /// The largest seed a worker keeps by default: 4 GiB.
 pub const DEFAULT_MAX_SEED_BYTES: u64 = 4 << 30;
+/// The most all of a worker's seeds take by default.
+pub const DEFAULT_SEED_CACHE_BYTES: u64 = 20 << 30;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -83,6 +85,9 @@ pub struct WorkerConfig {
     pub seeds_dir: Option<PathBuf>,
     /// A setup whose paths take more than this is not kept as a seed.
     pub max_seed_bytes: u64,
+    /// The most all this worker's seeds may take; past it, those used
+    /// longest ago go (0: no bound).
+    pub seed_cache_bytes: u64,
     /// How steps are sandboxed (on unless `--sandbox=off`).
     pub sandbox: SandboxSettings,
     /// What each step may use.
@@ -119,6 +124,7 @@ impl WorkerConfig {
             spare_worktrees: DEFAULT_SPARE_WORKTREES,
             seeds_dir: None,
             max_seed_bytes: DEFAULT_MAX_SEED_BYTES,
+            seed_cache_bytes: DEFAULT_SEED_CACHE_BYTES,
             sandbox: SandboxSettings::default(),
             limits: LimitSettings::default(),
         }

@@ -39,7 +39,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
-pub use crate::config::{DEFAULT_MAX_SEED_BYTES, DEFAULT_SPARE_WORKTREES, WorkerConfig};
+pub use crate::config::{
+    DEFAULT_MAX_SEED_BYTES, DEFAULT_SEED_CACHE_BYTES, DEFAULT_SPARE_WORKTREES, WorkerConfig,
+};
 pub use crate::error::Error;
 pub use crate::http::HttpSettings;
 use crate::isolation::Isolation;
@@ -260,11 +262,14 @@ pub async fn start(
         .seeds_dir
         .clone()
         .unwrap_or_else(|| config.work_dir.join(SEEDS_DIR));
-    let seeds = seeds::Seeds::open(seeds_dir.clone(), config.max_seed_bytes).map_err(|source| {
-        Error::WorkDir {
-            path: seeds_dir.display().to_string(),
-            source,
-        }
+    let seeds = seeds::Seeds::open(
+        seeds_dir.clone(),
+        config.max_seed_bytes,
+        config.seed_cache_bytes,
+    )
+    .map_err(|source| Error::WorkDir {
+        path: seeds_dir.display().to_string(),
+        source,
     })?;
     let steps = config.steps;
     let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });

@@ -115,6 +115,9 @@ pub struct Placed {
 pub struct Seeds {
     dir: PathBuf,
     max_bytes: u64,
+    /// The most all seeds may take; past it, those used longest ago go
+    /// (0: no bound).
+    cache_bytes: u64,
     method: Method,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The seeds being sent to the control plane now: each is sent once
@@ -138,17 +141,29 @@ impl Drop for Sending {
 }
 
 const SEED_FILE: &str = "seed.json";
+/// A partial seed older than this was left by a keep that died: no setup
+/// runs longer (see `runtime::setup`).
+const PARTIAL_STALE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 const TREE_DIR: &str = "tree";
 
 impl Seeds {
     /// The seeds kept in `dir` (made if missing), none larger than
-    /// `max_bytes`; finds which way this filesystem copies cheapest. Once,
-    /// as the worker starts: it blocks.
-    pub fn open(dir: PathBuf, max_bytes: u64) -> std::io::Result<Seeds> {
+    /// `max_bytes`, all together within `cache_bytes` (0: no bound); finds
+    /// which way this filesystem copies cheapest. Once, as the worker
+    /// starts: it blocks.
+    pub fn open(dir: PathBuf, max_bytes: u64, cache_bytes: u64) -> std::io::Result<Seeds> {
         std::fs::create_dir_all(&dir)?;
-        // What an interrupted keep left.
+        // What an interrupted keep left. The directory may be shared by
+        // the workers of a node (or of a volume): another's partial seed
+        // being written now is younger than any setup runs.
         for entry in std::fs::read_dir(&dir)?.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".partial") {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_none_or(|age| age > PARTIAL_STALE);
+            if entry.file_name().to_string_lossy().ends_with(".partial") && stale {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -156,6 +171,7 @@ impl Seeds {
         Ok(Seeds {
             dir,
             max_bytes,
+            cache_bytes,
             method,
             locks: std::sync::Mutex::default(),
             sending: Arc::default(),
@@ -223,6 +239,7 @@ impl Seeds {
     /// its own.
     pub async fn put_into(&self, seed: &Seed, root: &Path) -> std::io::Result<Placed> {
         let started = Instant::now();
+        self.touch(&seed.key);
         let tree = self.dir.join(&seed.key).join(TREE_DIR);
         for path in &seed.paths {
             let to = root.join(path);
@@ -283,8 +300,14 @@ impl Seeds {
     /// A seed to be written under another name, then committed whole
     /// ([`Seeds::commit`]); dropped uncommitted, it is removed.
     pub fn receiving(&self, key: &str) -> Receiving {
-        let path = self.dir.join(format!("{key}.partial"));
-        let _ = std::fs::remove_dir_all(&path);
+        // Named for this process and moment: the workers sharing the
+        // directory may keep the same key at once.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self
+            .dir
+            .join(format!("{key}.{}-{stamp}.partial", std::process::id()));
         Receiving { path }
     }
 
@@ -303,8 +326,57 @@ impl Seeds {
         .await;
         if committed.is_err() {
             let _ = tokio::fs::remove_dir_all(&path).await;
+            return committed;
         }
-        committed
+        self.evict(&seed.key).await;
+        Ok(())
+    }
+
+    /// Marks seed `key` used now: the seeds used longest ago go first.
+    fn touch(&self, key: &str) {
+        let marked = std::fs::File::options()
+            .append(true)
+            .open(self.dir.join(key).join(SEED_FILE))
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+        if let Err(e) = marked {
+            tracing::debug!(seed = %key, error = %e, "a seed's use not marked");
+        }
+    }
+
+    /// Removes the seeds used longest ago, `keep` and those a step is
+    /// taking now aside, until all are within the bound.
+    async fn evict(&self, keep: &str) {
+        if self.cache_bytes == 0 {
+            return;
+        }
+        let mut kept: Vec<(std::time::SystemTime, Seed)> = Vec::new();
+        for seed in self.list().await {
+            let used = std::fs::metadata(self.dir.join(&seed.key).join(SEED_FILE))
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            kept.push((used, seed));
+        }
+        let mut total: u64 = kept.iter().map(|(_, seed)| seed.bytes).sum();
+        kept.sort_by_key(|(used, _)| *used);
+        for (_, seed) in kept.iter().filter(|(_, seed)| seed.key != keep) {
+            if total <= self.cache_bytes {
+                break;
+            }
+            let lock = self
+                .locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(seed.key.clone())
+                .or_default()
+                .clone();
+            let Ok(_taking) = lock.try_lock() else {
+                continue;
+            };
+            if self.remove(&seed.key).await {
+                tracing::info!(seed = %seed.key, bytes = seed.bytes, "evicted a seed");
+                total = total.saturating_sub(seed.bytes);
+            }
+        }
     }
 
     /// Packs seed `key`'s paths as a gzipped tar (links kept as links),
@@ -486,7 +558,7 @@ mod tests {
     #[tokio::test]
     async fn a_kept_seed_is_put_into_each_checkout_as_a_copy_of_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20).expect("seeds");
+        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20, 0).expect("seeds");
         let built = dir.path().join("built");
         made(&built);
         let kept = seeds.keep(seed("k1"), &built).await.expect("kept");
@@ -524,7 +596,7 @@ mod tests {
     #[tokio::test]
     async fn a_seed_too_large_or_missing_a_path_is_not_kept_and_says_why() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let seeds = Seeds::open(dir.path().join("seeds"), 10).expect("seeds");
+        let seeds = Seeds::open(dir.path().join("seeds"), 10, 0).expect("seeds");
         let built = dir.path().join("built");
         made(&built);
         let refused = seeds
@@ -550,8 +622,8 @@ mod tests {
     #[tokio::test]
     async fn a_packed_seed_unpacks_on_another_worker_as_it_was() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let here = Seeds::open(dir.path().join("here"), 1 << 20).expect("seeds");
-        let there = Seeds::open(dir.path().join("there"), 1 << 20).expect("seeds");
+        let here = Seeds::open(dir.path().join("here"), 1 << 20, 0).expect("seeds");
+        let there = Seeds::open(dir.path().join("there"), 1 << 20, 0).expect("seeds");
         let built = dir.path().join("built");
         made(&built);
         std::fs::write(built.join("deps/run.sh"), "#!/bin/sh\n").expect("a script");
@@ -596,12 +668,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_the_cache_bound_the_seed_used_longest_ago_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Each seed is 34 bytes: room for two.
+        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20, 70).expect("seeds");
+        let built = dir.path().join("built");
+        made(&built);
+        let used_at = |key: &str, seconds: u64| {
+            std::fs::File::options()
+                .append(true)
+                .open(dir.path().join("seeds").join(key).join(SEED_FILE))
+                .and_then(|f| {
+                    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+                })
+                .expect("marked");
+        };
+        for key in ["k1", "k2"] {
+            seeds.keep(seed(key), &built).await.expect("kept");
+        }
+        used_at("k1", 2000);
+        used_at("k2", 1000);
+        // A step taking k2 now keeps it: k1 goes instead.
+        let taking = seeds.lock("k2").await;
+        seeds.keep(seed("k3"), &built).await.expect("kept");
+        let mut left: Vec<String> = seeds.list().await.into_iter().map(|s| s.key).collect();
+        left.sort();
+        assert_eq!(left, ["k2", "k3"]);
+        drop(taking);
+        used_at("k3", 3000);
+        seeds.keep(seed("k4"), &built).await.expect("kept");
+        let mut left: Vec<String> = seeds.list().await.into_iter().map(|s| s.key).collect();
+        left.sort();
+        assert_eq!(left, ["k3", "k4"]);
+    }
+
+    #[tokio::test]
     async fn what_an_interrupted_keep_left_is_cleared_at_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partial = dir.path().join("seeds/k.partial/tree");
-        std::fs::create_dir_all(&partial).expect("partial");
-        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20).expect("seeds");
-        assert!(!partial.exists());
+        let (old, fresh) = (
+            dir.path().join("seeds/k.1-1.partial"),
+            dir.path().join("seeds/k.2-2.partial"),
+        );
+        for partial in [&old, &fresh] {
+            std::fs::create_dir_all(partial.join("tree")).expect("partial");
+        }
+        let long_ago = std::time::SystemTime::now() - 2 * PARTIAL_STALE;
+        std::fs::File::open(&old)
+            .and_then(|d| d.set_modified(long_ago))
+            .expect("aged");
+        let seeds = Seeds::open(dir.path().join("seeds"), 1 << 20, 0).expect("seeds");
+        assert!(!old.exists(), "left by a keep that died");
+        assert!(fresh.exists(), "another worker's, being written now");
         assert!(seeds.list().await.is_empty());
     }
 }

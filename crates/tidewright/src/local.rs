@@ -410,6 +410,7 @@ pub async fn worker(args: WorkerArgs, target: Resolved) -> anyhow::Result<ExitCo
     config.spare_worktrees = args.spare_worktrees;
     config.seeds_dir = args.seeds_dir;
     config.max_seed_bytes = args.max_seed_bytes;
+    config.seed_cache_bytes = args.seed_cache_bytes;
     config.sandbox = args.sandbox.settings();
     config.limits = args.sandbox.limits();
     config.token = target.token;

@@ -64,7 +64,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
             )),
             grader: None,
             seeds: Arc::new(
-                crate::seeds::Seeds::open(dir.join(".seeds"), 1 << 30).expect("the seeds"),
+                crate::seeds::Seeds::open(dir.join(".seeds"), 1 << 30, 0).expect("the seeds"),
             ),
             shared_seeds: None,
         }),

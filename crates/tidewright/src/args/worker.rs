@@ -102,6 +102,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "TIDEWRIGHT_MAX_SEED_BYTES", default_value_t = tidewright_worker::DEFAULT_MAX_SEED_BYTES)]
     pub max_seed_bytes: u64,
 
+    /// The most all of this worker's seeds may take; past it, those used
+    /// longest ago go. 0 for no bound.
+    #[arg(long, env = "TIDEWRIGHT_SEED_CACHE_BYTES", default_value_t = tidewright_worker::DEFAULT_SEED_CACHE_BYTES)]
+    pub seed_cache_bytes: u64,
+
     #[command(flatten)]
     pub agents: AgentArgs,
 

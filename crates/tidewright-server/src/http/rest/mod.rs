@@ -45,6 +45,7 @@ mod events;
 mod fleet;
 mod rules;
 mod schedules;
+mod seeds;
 mod sign_in;
 mod state;
 mod templates;
@@ -126,6 +127,8 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::delete_webhook))
         .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(seeds::list_seeds))
+        .routes(routes!(seeds::delete_seed))
         .routes(routes!(events::task_events))
         .routes(routes!(fleet::count_tasks))
         .routes(routes!(events::fleet_events))
