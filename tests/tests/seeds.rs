@@ -141,8 +141,12 @@ async fn steps_share_one_seed_made_once_and_their_writes_stay_their_own() {
     let events = events_until_done(&client, &id).await;
     let ran = said(&events, "setup: no seed");
     assert_eq!(ran.len(), 1, "one setup for five steps: {ran:?}");
-    let placed = said(&events, "put in place by");
-    assert_eq!(placed.len(), 4, "the others took its seed: {placed:?}");
+    let placed = said(&events, "put in place by overlay");
+    assert_eq!(
+        placed.len(),
+        4,
+        "the others took its seed, laid over their checkouts: {events:?}"
+    );
     assert_eq!(
         said(&events, "installed left-pad").len(),
         1,

@@ -9,6 +9,12 @@
 //! program decides how to end; this then ends as it did), and when the
 //! program is killed by a signal it dies of the same one, so the worker
 //! reads the same exit as without it.
+//!
+//! Started with `--overlay`, it runs first, just outside the sandbox: it
+//! mounts a seed's copy-on-write layers and becomes bubblewrap (see
+//! [`overlay`]).
+
+pub mod overlay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +50,9 @@ impl Relay {
 /// Runs with `args` as `[RELAY...] -- PROGRAM [ARG...]`. Failures before
 /// the program starts are said on stderr, as the step's, and exit 127.
 pub fn main(args: &[String]) -> ExitCode {
+    if args.first().map(String::as_str) == Some(overlay::FLAG) {
+        return overlay::main(args);
+    }
     let Some(split) = args.iter().position(|a| a == "--") else {
         eprintln!("tidewright sandbox: usage: {PROGRAM} RELAY... -- PROGRAM [ARG...]");
         return ExitCode::from(127);

@@ -419,6 +419,15 @@ async fn a_seed_goes_only_to_its_own_tenants_steps_whole_or_not_at_all() {
         ))
     };
     let acme = listed("acme").await.expect("listed");
+    let bad_tenant = services
+        .seeds
+        .list_seeds(as_admin(ListSeeds {
+            tenant: "0.5".into(),
+            repo: String::new(),
+        }))
+        .await
+        .expect_err("not a tenant");
+    assert!(refused_field(&bad_tenant, "tenant"), "{bad_tenant}");
     assert_eq!((acme.len(), acme[0].uses), (1, 1));
     assert!(listed("zeta").await.expect("listed").is_empty());
 
@@ -519,4 +528,8 @@ async fn a_deleted_seed_is_dropped_for_its_tenant_only() {
     let entry = entry.expect("its entry says when it was dropped");
     assert!(!entry.is_stored() && entry.dropped_at > 0 && data.is_none());
     assert!(matches!(delete("acme").await, Err(Error::NotFound(_))));
+}
+
+fn refused_field(e: &Error, field: &str) -> bool {
+    matches!(e, Error::InvalidArgument { field: f, .. } if f == field)
 }

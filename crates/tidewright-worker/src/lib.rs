@@ -271,6 +271,18 @@ pub async fn start(
         path: seeds_dir.display().to_string(),
         source,
     })?;
+    // Seeds are laid over checkouts where the sandbox can; else copied,
+    // which costs time and disk but no safety, and the log says so.
+    let seeds = match sandbox::overlay::probe(&isolation.sandbox, &seeds_dir).await {
+        Ok(()) => seeds.with_overlays(true),
+        Err(why) => {
+            tracing::info!(
+                method = seeds.method().as_str(),
+                "seeds are copied into checkouts, not laid over them: {why}"
+            );
+            seeds
+        }
+    };
     let steps = config.steps;
     let (progress, progress_rx) = watch::channel(Progress::Connecting { last_error: None });
     let isolation_described = isolation.describe();

@@ -5,12 +5,14 @@
 //! description in `seed.json`; it is written under another name and
 //! renamed in place whole, so a seed that is there is complete.
 //!
-//! A step gets its own copy of the seed's paths, never the seed's files:
-//! by reflink where the filesystem shares blocks copy-on-write (btrfs, XFS),
-//! else by copying. Hard links would be cheaper on any filesystem, but a
-//! step that writes into a linked file writes into the seed, and into every
-//! other step's workspace; bubblewrap 0.8 (Debian 12's) cannot mount an
-//! overlay in the sandbox, where later versions can.
+//! A step never writes the seed's files. Where its sandbox can, each of
+//! the seed's directories is laid over its checkout as an overlay (see
+//! `sandbox::overlay`): nothing is copied, and the step's writes land in a
+//! layer of its checkout's own. Else the step gets a copy of its own: by
+//! reflink where the filesystem shares blocks copy-on-write (btrfs, XFS),
+//! else byte by byte. Hard links would be cheaper on any filesystem, but a
+//! step that writes into a linked file writes into the seed, and into
+//! every other step's workspace.
 //!
 //! A seed travels between workers through the control plane's store of
 //! seeds ([`SharedSeeds`]): packed here as a gzipped tar, and unpacked by
@@ -26,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tidewright_core::AttemptKey;
 use tokio::process::Command;
+
+use crate::sandbox::overlay::Overlay;
 
 /// The most a packed seed's chunk holds, as it is sent.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -88,6 +92,9 @@ pub struct Seed {
 /// How a seed's paths are put into a step's checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// The seed's directories laid over the checkout in the sandbox: read
+    /// from the seed, written above it.
+    Overlay,
     /// Blocks shared copy-on-write until either side writes.
     Reflink,
     /// Every byte copied.
@@ -97,17 +104,39 @@ pub enum Method {
 impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
+            Method::Overlay => "overlay",
             Method::Reflink => "reflink",
             Method::Copy => "copy",
         }
     }
 }
 
-/// What putting a seed in place took.
+/// What putting a seed in place took, and the overlays the step's
+/// sandbox mounts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placed {
     pub method: Method,
     pub millis: u64,
+    pub overlays: Vec<Overlay>,
+}
+
+/// Held while a step uses seed `key`: it is not evicted meanwhile (its
+/// overlays read it).
+pub struct Pinned {
+    key: String,
+    pins: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = pins.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                pins.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The seeds of one worker, and a lock per key: of the steps that need a
@@ -123,6 +152,10 @@ pub struct Seeds {
     /// The seeds being sent to the control plane now: each is sent once
     /// however many steps find the store without it meanwhile.
     sending: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Lay seeds over checkouts (the sandbox can) rather than copy them.
+    overlays: bool,
+    /// The seeds steps use now, and how many: never evicted.
+    pins: Arc<std::sync::Mutex<HashMap<String, usize>>>,
 }
 
 /// Held while seed `key` is sent; its drop lets the next send start.
@@ -141,6 +174,10 @@ impl Drop for Sending {
 }
 
 const SEED_FILE: &str = "seed.json";
+/// Where, in a checkout's git directory, the layers of its overlays are,
+/// and the file that says a seed is laid over it.
+const LAYERS_DIR: &str = "tidewright-seed";
+const LAID_FILE: &str = "key";
 /// A partial seed older than this was left by a keep that died: no setup
 /// runs longer (see `runtime::setup`).
 const PARTIAL_STALE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
@@ -175,11 +212,53 @@ impl Seeds {
             method,
             locks: std::sync::Mutex::default(),
             sending: Arc::default(),
+            overlays: false,
+            pins: Arc::default(),
         })
     }
 
+    /// These seeds, laid over checkouts by the sandbox rather than copied
+    /// (when `on`: the sandbox passed `sandbox::overlay::probe`).
+    pub fn with_overlays(mut self, on: bool) -> Seeds {
+        self.overlays = on;
+        self
+    }
+
+    /// How seeds' directories reach a checkout.
     pub fn method(&self) -> Method {
-        self.method
+        if self.overlays {
+            Method::Overlay
+        } else {
+            self.method
+        }
+    }
+
+    /// Keeps seed `key` from eviction while the result is held.
+    pub fn pin(&self, key: &str) -> Pinned {
+        *self
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default() += 1;
+        Pinned {
+            key: key.to_string(),
+            pins: self.pins.clone(),
+        }
+    }
+
+    /// Forgets that a seed was laid over the checkout at `root`, with the
+    /// layers: the checkout's setup ran there after all.
+    pub async fn unlay(root: &Path) {
+        let _ = tokio::fs::remove_dir_all(root.join(".git").join(LAYERS_DIR)).await;
+    }
+
+    /// Whether the checkout at `root` has a seed laid over it: a step
+    /// resumed there mounts it again, over its own writes.
+    pub async fn laid_over(root: &Path) -> bool {
+        tokio::fs::metadata(root.join(".git").join(LAYERS_DIR).join(LAID_FILE))
+            .await
+            .is_ok()
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -235,22 +314,51 @@ impl Seeds {
         seeds
     }
 
-    /// Puts the seed's paths into the checkout at `root`, each a copy of
-    /// its own.
+    /// Puts the seed's paths into the checkout at `root`: each directory
+    /// laid over it (the overlays returned, for the sandbox to mount) when
+    /// these seeds are, else a copy of its own.
     pub async fn put_into(&self, seed: &Seed, root: &Path) -> std::io::Result<Placed> {
         let started = Instant::now();
         self.touch(&seed.key);
         let tree = self.dir.join(&seed.key).join(TREE_DIR);
-        for path in &seed.paths {
-            let to = root.join(path);
+        // The layers live in the checkout's git directory, which git
+        // leaves alone and the workspace's removal takes with it.
+        let git_dir = root.join(".git");
+        let layers = git_dir.join(LAYERS_DIR);
+        let lay = self.overlays
+            && tokio::fs::metadata(&git_dir)
+                .await
+                .is_ok_and(|m| m.is_dir());
+        let mut overlays = Vec::new();
+        for (n, path) in seed.paths.iter().enumerate() {
+            let (from, to) = (tree.join(path), root.join(path));
+            if lay && tokio::fs::metadata(&from).await.is_ok_and(|m| m.is_dir()) {
+                let overlay = Overlay {
+                    lower: from,
+                    upper: layers.join(n.to_string()).join("upper"),
+                    work: layers.join(n.to_string()).join("work"),
+                    target: to,
+                };
+                overlay.prepare().await?;
+                overlays.push(overlay);
+                continue;
+            }
             if let Some(parent) = to.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
-            copy(&tree.join(path), &to, self.method).await?;
+            copy(&from, &to, self.method).await?;
+        }
+        if !overlays.is_empty() {
+            tokio::fs::write(layers.join(LAID_FILE), &seed.key).await?;
         }
         Ok(Placed {
-            method: self.method,
+            method: if overlays.is_empty() {
+                self.method
+            } else {
+                Method::Overlay
+            },
             millis: started.elapsed().as_millis() as u64,
+            overlays,
         })
     }
 
@@ -372,6 +480,14 @@ impl Seeds {
             let Ok(_taking) = lock.try_lock() else {
                 continue;
             };
+            let pinned = self
+                .pins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&seed.key);
+            if pinned {
+                continue;
+            }
             if self.remove(&seed.key).await {
                 tracing::info!(seed = %seed.key, bytes = seed.bytes, "evicted a seed");
                 total = total.saturating_sub(seed.bytes);
@@ -490,7 +606,8 @@ fn measure(path: &Path) -> (u64, u64) {
 fn cp(from: &Path, to: &Path, method: Method) -> std::process::Command {
     let reflink = match method {
         Method::Reflink => "--reflink=always",
-        Method::Copy => "--reflink=never",
+        // An overlay's seed is kept, and a file put in place, by copying.
+        Method::Copy | Method::Overlay => "--reflink=never",
     };
     let mut command = std::process::Command::new("cp");
     command

@@ -164,6 +164,12 @@ impl Seeds {
     pub async fn list_seeds(&self, call: Call<ListSeeds>) -> Result<Vec<StoredSeed>, Error> {
         let caller = call.require(Action::ReadTasks)?;
         let ListSeeds { tenant, repo } = call.into_message();
+        if !tenant.is_empty() && !crate::access::valid_tenant(&tenant) {
+            return Err(Error::invalid(
+                "tenant",
+                format!("{tenant:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
+            ));
+        }
         let Some(store) = &self.store else {
             return Ok(Vec::new());
         };

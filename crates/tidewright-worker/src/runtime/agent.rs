@@ -380,11 +380,13 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
+    let mut seeded = super::setup::Seeded::default();
     if let Some(tree) = &mut tree {
         match super::setup::provide(attempt, (&cwd, tree), &redactor, reports, &mut cancel).await {
-            Ok(seeded) => tree.exclude(&seeded),
+            Ok(given) => seeded = given,
             Err(ended) => return ended,
         }
+        tree.exclude(&seeded.paths);
     }
     // A reviewer is told the change it reviews.
     let briefing = match (&attempt.step.review_of, &tree) {
@@ -417,6 +419,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         },
     );
     let mut room = Room::new(&workspace, &cwd);
+    room.overlays = seeded.overlays.clone();
     room.programs.push(runtime.program().to_path_buf());
     // Its repository borrows the mirror's objects, which it may read only.
     room.readable

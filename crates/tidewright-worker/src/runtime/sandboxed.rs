@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
 use super::process::{StdoutLines, basic_environment, supervise};
 use crate::sandbox::Room;
+use crate::sandbox::overlay::Overlay;
 use crate::secrets::Redactor;
 
 /// The most of a command's output held while it runs, from its end.
@@ -28,8 +29,7 @@ const HELD_BYTES: usize = 64 * 1024;
 pub(crate) async fn run_in_sandbox(
     attempt: &Attempt,
     (label, check): (&str, &CheckSpec),
-    dir: &Path,
-    tree: &Worktree,
+    (dir, tree, overlays): (&Path, &Worktree, &[Overlay]),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: &mut oneshot::Receiver<Stop>,
@@ -75,6 +75,7 @@ pub(crate) async fn run_in_sandbox(
     let env = basic_environment(&as_step, dir);
     let mut room = Room::new(dir, dir);
     room.command = Some(program.into());
+    room.overlays = overlays.to_vec();
     // Its checkout borrows the mirror's objects, which it may read only.
     room.readable.push(tree.mirror().objects());
     // Its lines are the step's log, said as the check's, and held for the

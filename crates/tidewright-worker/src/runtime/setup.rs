@@ -17,31 +17,48 @@ use tidewright_git::worktree::Worktree;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use crate::sandbox::overlay::Overlay;
 use crate::secrets::Redactor;
-use crate::seeds::Seed;
+use crate::seeds::{Pinned, Seed, Seeds};
 
 /// The longest a setup may run when its step has no timeout.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 30 * 60;
 
+/// What a checkout got of its repository's setup.
+#[derive(Default)]
+pub(crate) struct Seeded {
+    /// The setup's paths, which tidewright leaves out of what it commits.
+    pub paths: Vec<String>,
+    /// The seed's directories the step's sandbox lays over the checkout:
+    /// every process that runs there mounts them.
+    pub overlays: Vec<Overlay>,
+    /// The seed, kept from eviction while the step uses it.
+    _pinned: Option<Pinned>,
+}
+
 /// Makes the checkout at `root` (of `tree`'s repository) ready for the
 /// step: its setup's paths in place, from a seed or made, and kept out of
 /// what git sees of the step's work (the step's own `git add -A` too).
-/// Those paths, which tidewright leaves out of what it commits; `Err` ends
-/// the step: a setup that failed, with its output; a setup file that does
-/// not parse, naming its field.
+/// `Err` ends the step: a setup that failed, with its output; a setup
+/// file that does not parse, naming its field.
 pub(crate) async fn provide(
     attempt: &Attempt,
     (root, tree): (&Path, &Worktree),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: &mut oneshot::Receiver<Stop>,
-) -> Result<Vec<String>, Ended> {
+) -> Result<Seeded, Ended> {
     let Some(setup) = setup_of(attempt, root).await? else {
-        return Ok(Vec::new());
+        return Ok(Seeded::default());
     };
     ignore(root, &setup.paths).await;
-    put_in_place(attempt, &setup, (root, tree), redactor, reports, cancel).await?;
-    Ok(setup.paths)
+    let (overlays, pinned) =
+        put_in_place(attempt, &setup, (root, tree), redactor, reports, cancel).await?;
+    Ok(Seeded {
+        paths: setup.paths,
+        overlays,
+        _pinned: pinned,
+    })
 }
 
 /// Adds `paths` to the checkout's own `.git/info/exclude`, so that the
@@ -72,15 +89,16 @@ async fn put_in_place(
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: &mut oneshot::Receiver<Stop>,
-) -> Result<(), Ended> {
+) -> Result<(Vec<Overlay>, Option<Pinned>), Ended> {
     let log = |line: String| attempt.log(reports, format!("setup: {line}"));
-    // A workspace kept for a resume has them already.
-    if all_there(root, &setup.paths).await {
+    // A workspace kept for a resume has them already, copied; one whose
+    // seed was laid over it gets the overlays again, over its writes.
+    if !Seeds::laid_over(root).await && all_there(root, &setup.paths).await {
         log(format!(
             "{} already in the checkout",
             setup.paths.join(", ")
         ));
-        return Ok(());
+        return Ok((Vec::new(), None));
     }
     let mut files = Vec::with_capacity(setup.key.len());
     for path in &setup.key {
@@ -103,11 +121,12 @@ async fn put_in_place(
         ));
         return run(attempt, setup, (root, tree), redactor, reports, cancel)
             .await
-            .map(drop);
+            .map(|_| (Vec::new(), None));
     };
     let seeds = &attempt.host.seeds;
     let short = &key[..12];
     let _making = seeds.lock(&key).await;
+    let pinned = seeds.pin(&key);
     let (found, send) = find(attempt, &key, &log).await;
     if let Some(seed) = found {
         if send {
@@ -123,7 +142,7 @@ async fn put_in_place(
                     seed.bytes,
                     seed.build_millis
                 ));
-                Ok(())
+                Ok((placed.overlays, Some(pinned)))
             }
             Err(e) => Err(Ended::failed(
                 format!("setup: putting seed {short} in place: {e}"),
@@ -162,7 +181,10 @@ async fn put_in_place(
         // The step has what it needs; the next one runs the setup again.
         Err(why) => log(format!("seed {short} not kept: {why}")),
     }
-    Ok(())
+    // What the setup made is the checkout's own now: nothing to lay over.
+    drop(pinned);
+    Seeds::unlay(root).await;
+    Ok((Vec::new(), None))
 }
 
 /// Seed `key` for the step: this worker's, unless the store says it was
@@ -298,8 +320,7 @@ async fn run(
     let (end, output) = super::sandboxed::run_in_sandbox(
         attempt,
         ("setup", &as_check),
-        root,
-        tree,
+        (root, tree, &[]),
         redactor,
         reports,
         cancel,

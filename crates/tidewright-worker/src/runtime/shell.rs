@@ -98,11 +98,13 @@ async fn run_process(
         Ok(checked_out) => checked_out,
         Err(ended) => return ended,
     };
+    let mut seeded = super::setup::Seeded::default();
     if let Some(tree) = &mut tree {
         match super::setup::provide(attempt, (&cwd, tree), redactor, reports, &mut cancel).await {
-            Ok(seeded) => tree.exclude(&seeded),
+            Ok(given) => seeded = given,
             Err(ended) => return ended,
         }
+        tree.exclude(&seeded.paths);
     }
     let mut command = Command::new(program);
     command.args(args);
@@ -113,6 +115,7 @@ async fn run_process(
     room.readable
         .extend(tree.as_ref().map(|t| t.mirror().objects()));
     room.home_secrets = files.files().to_vec();
+    room.overlays = seeded.overlays.clone();
     let end = supervise(
         attempt,
         command,

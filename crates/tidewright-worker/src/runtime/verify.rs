@@ -187,17 +187,19 @@ async fn run_check(
         )));
     }
     // What the step's setup made, the check needs too.
-    if let Err(ended) =
-        super::setup::provide(attempt, (&dir, tree), redactor, reports, cancel).await
+    let seeded = match super::setup::provide(attempt, (&dir, tree), redactor, reports, cancel).await
     {
-        if !attempt.host.keep_workspace {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(seeded) => seeded,
+        Err(ended) => {
+            if !attempt.host.keep_workspace {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+            }
+            if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) {
+                return Err(ended);
+            }
+            return Ok(said(ended.error().to_string()));
         }
-        if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) {
-            return Err(ended);
-        }
-        return Ok(said(ended.error().to_string()));
-    }
+    };
     let log = |line: String| attempt.log(reports, line);
     log(format!(
         "check {}: running {} on {}",
@@ -211,8 +213,7 @@ async fn run_check(
     let ran = super::sandboxed::run_in_sandbox(
         attempt,
         (&label, check),
-        &dir,
-        tree,
+        (&dir, tree, &seeded.overlays),
         redactor,
         reports,
         cancel,

@@ -35,6 +35,7 @@ pub mod egress;
 pub mod host_view;
 pub mod limits;
 pub mod model_proxy;
+pub mod overlay;
 pub mod provider_reset;
 use host_view::{HostView, Managed};
 
@@ -135,6 +136,9 @@ pub enum Sandbox {
         etc: Option<PathBuf>,
         /// What its programs may need of the machine, and what never.
         view: HostView,
+        /// `tidewright-sandbox-net`, which mounts a seed's overlays before
+        /// bubblewrap starts (see [`overlay`]).
+        helper: Option<PathBuf>,
     },
     /// `--sandbox=off`: steps run as the worker's user with its view of
     /// the machine.
@@ -167,6 +171,9 @@ pub(crate) struct Room<'a> {
     /// Its ways out of its network namespace; with none it has no network
     /// at all.
     pub network: Option<&'a crate::sandbox::egress::Gate>,
+    /// A seed's directories laid over its checkout, mounted by the
+    /// sandbox's helper before bubblewrap starts.
+    pub overlays: Vec<overlay::Overlay>,
 }
 
 impl Room<'_> {
@@ -181,6 +188,7 @@ impl Room<'_> {
             command: None,
             home_secrets: Vec::new(),
             network: None,
+            overlays: Vec::new(),
         }
     }
 }
@@ -237,6 +245,7 @@ impl Sandbox {
             shared: settings.shared.clone(),
             etc,
             view: HostView::of_this_machine(&settings.hidden),
+            helper: settings.init.clone(),
         };
         if passed.is_some() {
             return Ok(sandbox);
@@ -315,6 +324,7 @@ impl Sandbox {
             shared,
             etc,
             view,
+            helper,
             ..
         } = self
         else {
@@ -335,6 +345,16 @@ impl Sandbox {
         }
         let std = command.as_std();
         let mut wrapped = Command::new("setsid");
+        // A seed's overlays are mounted first, by the helper, which then
+        // becomes bubblewrap. Only a worker that has the helper lays them
+        // (see `overlay::probe`).
+        if let (Some(helper), false) = (helper, room.overlays.is_empty()) {
+            wrapped.arg(helper);
+            for overlay in &room.overlays {
+                wrapped.args(overlay.args());
+            }
+            wrapped.arg("--");
+        }
         wrapped.arg(bwrap);
         let host = Host {
             read_only,
@@ -895,6 +915,7 @@ mod tests {
             shared: Vec::new(),
             etc: None,
             view: HostView::default(),
+            helper: None,
         };
         let mut env = BTreeMap::from([
             ("HOME".to_string(), "/root".to_string()),

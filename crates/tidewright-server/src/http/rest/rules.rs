@@ -18,6 +18,8 @@ const TENANT_OR_EMPTY: &str = "^[a-z0-9-]{0,63}$";
 const SCOPE: &str = "^[A-Za-z0-9._-]{1,128}$";
 /// `state_key` (the engine's `service::state`): 1 to 256 characters, none a control one.
 const KEY: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$";
+/// `seeds::valid_key` (tidewright-engine): a sha256 in lowercase hex.
+const SEED: &str = "^[0-9a-f]{64}$";
 /// `schedule::validate_name`: 1 to 63 lowercase letters, digits and '-',
 /// not starting with '-'.
 const SCHEDULE_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
@@ -264,6 +266,7 @@ fn parameter(parameter: &mut Value) {
         ("tenant", "query") => Some(string(TENANT_OR_EMPTY)),
         ("scope", "path") => Some(string(SCOPE)),
         ("key", "path") => Some(string(KEY)),
+        ("seed", "path") => Some(string(SEED)),
         ("label", "query") => Some(string(LABEL)),
         // `task_state`.
         ("state", "query") => Some(json!({

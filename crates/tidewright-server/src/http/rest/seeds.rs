@@ -43,20 +43,20 @@ pub(super) async fn list_seeds(
     }))
 }
 
-#[utoipa::path(delete, path = "/seeds/{key}", tag = "seeds",
+#[utoipa::path(delete, path = "/seeds/{seed}", tag = "seeds",
     summary = "Drop a seed from the store and from every worker; the next step that needs it runs its setup again (DeleteSeed)",
-    params(("key" = String, Path, description = "the seed's key: 64 lowercase hex digits")),
+    params(("seed" = String, Path, description = "the seed's key: 64 lowercase hex digits")),
     responses((status = 204, description = "dropped"), (status = 404, body = ErrorBody), Refused))]
 pub(super) async fn delete_seed(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(key): Path<String>,
+    Path(seed): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     call(
         &app,
         &headers,
         Access::Change,
-        DeleteSeed { key },
+        DeleteSeed { key: seed },
         |s, r| async move { s.seeds.delete_seed(r).await },
     )
     .await?;
