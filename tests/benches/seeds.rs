@@ -14,13 +14,17 @@
 //! - **warm**: the ecosystem's warm path (npm's and pip's caches, cargo's
 //!   registry), TIDEWRIGHT_BENCH_RUNS times (5) in fresh checkouts;
 //! - **from the seed**: what a worker does for each step after the first
-//!   (`tidewright_worker::seeds`: the seed kept once, then a copy of its
-//!   own put into each fresh checkout), as many times.
+//!   (`tidewright_worker::seeds`: the seed kept once, then put into each
+//!   fresh checkout: laid over it, as a sandboxed worker does, where the
+//!   machine mounts overlays, else copied), until a first process in the
+//!   step's sandbox (the sandbox's helper, then bubblewrap) lists the
+//!   seed's directory, as many times.
 //!
 //! Then the disk of the install against the disk each extra workspace
-//! takes from the seed (allocated blocks, `du`), and 16 steps at once on
-//! one key taking the seed the way a worker's steps do (one makes it, the
-//! others wait for its lock): how many ran the install, and the wall time.
+//! takes from the seed (allocated blocks, `du`, of its copy or of its
+//! overlay's layers), and 16 steps at once on one key taking the seed the
+//! way a worker's steps do (one makes it, the others wait for its lock):
+//! how many ran the install, and the wall time.
 //!
 //! The machine needs the registries (registry.npmjs.org, pypi.org,
 //! crates.io) and npm, pip and cargo on its PATH.
@@ -32,6 +36,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use tidewright_tests::bench::*;
+use tidewright_worker::sandbox::overlay::Overlay;
 use tidewright_worker::seeds::{Seed, Seeds};
 
 /// One ecosystem's project and how it installs.
@@ -172,7 +177,8 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
 }
 
 /// A fresh checkout of the project: its files and lockfile, nothing
-/// installed.
+/// installed, in a git repository of its own (where a seed's overlay
+/// keeps its layers).
 fn checkout(project: &Path, to: &Path) -> anyhow::Result<()> {
     run(
         Command::new("cp")
@@ -180,7 +186,52 @@ fn checkout(project: &Path, to: &Path) -> anyhow::Result<()> {
             .arg(project)
             .arg(to),
         "cp",
-    )
+    )?;
+    run(Command::new("git").args(["init", "-q"]).arg(to), "git init")
+}
+
+/// The sandbox's helper, beside the tidewright binary: it mounts a seed's
+/// overlays, then becomes bubblewrap.
+fn helper() -> PathBuf {
+    tidewright_tests::tidewright_bin().with_file_name("tidewright-sandbox-net")
+}
+
+/// Runs `script` in a sandbox over the checkout `at` as a step's first
+/// process starts: the helper mounts `overlays` (when any), then
+/// bubblewrap starts with the checkout bound.
+fn in_sandbox(at: &Path, overlays: &[Overlay], script: &str) -> anyhow::Result<()> {
+    let mut command = Command::new(helper());
+    for overlay in overlays {
+        command.args(["--overlay"]).args([
+            &overlay.lower,
+            &overlay.upper,
+            &overlay.work,
+            &overlay.target,
+        ]);
+    }
+    command
+        .args([
+            "--",
+            "bwrap",
+            "--unshare-user",
+            "--unshare-pid",
+            "--die-with-parent",
+        ])
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--bind",
+        ])
+        .args([at, at])
+        .args(["--chdir"])
+        .arg(at)
+        .args(["sh", "-c", script]);
+    run(&mut command, "the sandbox")
 }
 
 /// Allocated bytes under `path` (`du`).
@@ -254,8 +305,10 @@ async fn bench(
         let _ = std::fs::remove_dir_all(&warm);
     }
 
-    // From the seed: kept once, then put into each fresh checkout.
-    let seeds = Seeds::open(home.join("seeds"), u64::MAX, 0)?;
+    // From the seed: kept once, then put into each fresh checkout, until
+    // the step's sandbox sees it.
+    let overlays = helper().exists();
+    let seeds = Seeds::open(home.join("seeds"), u64::MAX, 0)?.with_overlays(overlays);
     let seed = seeds
         .keep(
             Seed {
@@ -272,14 +325,19 @@ async fn bench(
         let fresh = home.join(format!("seeded-{run}"));
         checkout(&source, &fresh)?;
         let started = Instant::now();
-        seeds.put_into(&seed, &fresh).await?;
+        let placed = seeds.put_into(&seed, &fresh).await?;
+        in_sandbox(
+            &fresh,
+            &placed.overlays,
+            &format!("test -n \"$(ls {})\"", project.path),
+        )?;
         table.add(
             &format!("{name}: from the seed"),
             "s",
             Better::Lower,
             seconds(started),
         );
-        extra = disk(&fresh.join(project.path))?;
+        extra = disk(&fresh.join(project.path))? + disk(&fresh.join(".git/tidewright-seed"))?;
         let _ = std::fs::remove_dir_all(&fresh);
     }
     // The disk is the machine's: only the project and its cache stay.
@@ -310,7 +368,8 @@ async fn sixteen(project: &Project, dir: &Path) -> anyhow::Result<(usize, f64)> 
     let home = dir.join(format!("{}-16", project.name));
     let source = dir.join(project.name).join("project");
     let cache: PathBuf = dir.join(project.name).join("cache");
-    let seeds = Arc::new(Seeds::open(home.join("seeds"), u64::MAX, 0)?);
+    let seeds =
+        Arc::new(Seeds::open(home.join("seeds"), u64::MAX, 0)?.with_overlays(helper().exists()));
     let started = Instant::now();
     let mut steps = Vec::new();
     for step in 0..16 {

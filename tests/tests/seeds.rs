@@ -501,6 +501,258 @@ async fn a_bad_setup_is_refused_at_submit_naming_its_field() {
     );
 }
 
+/// `served` over HTTP at `addr` on the loopback (`python3 -m http.server`),
+/// once it answers: a package index of files.
+async fn serving(dir: &std::path::Path, served: &std::path::Path, addr: &str) -> Process {
+    let port = addr.rsplit(':').next().expect("a port");
+    let index = Process::spawn(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                port,
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(served),
+        dir,
+        "index",
+    )
+    .expect("the index");
+    eventually(Duration::from_secs(30), || async {
+        http_get(addr, "/", None).ok().filter(|(s, _)| *s == 200)
+    })
+    .await
+    .expect("the index serves");
+    index
+}
+
+/// A git server with `files` as repository `app`, a control plane, and a
+/// sandboxed shell worker that may reach `index`.
+async fn project_reaching(
+    dir: &std::path::Path,
+    index: &str,
+    files: &[(&str, &str)],
+) -> (GitServer, Server, Process) {
+    let calc::Served {
+        git,
+        secrets,
+        server,
+        ..
+    } = calc::served(dir, &[]).expect("a git server and a control plane");
+    git.create_repo("app", files);
+    let allow = format!("--egress-allow={index}");
+    let worker = another_worker(&server, &secrets, "w1", &[&allow]).await;
+    (git, server, worker)
+}
+
+/// Three steps at once and one after them run the project's tests on
+/// `setup`'s seed: one setup ran, the others took its seed, every test
+/// passed.
+async fn tests_run_on_one_seed(git: &GitServer, server: &Server, setup: v1::SetupSpec, test: &str) {
+    let client = server.tasks().await.expect("client");
+    let ids = ["a", "b", "c"];
+    let mut steps: Vec<v1::StepSpec> = ids.iter().map(|id| shell_step(id, &[], test)).collect();
+    steps.push(shell_step("after", &ids, test));
+    let id = submit(&client, on_repo(&git.url("app"), steps, Some(setup)))
+        .await
+        .expect("submit");
+    let task = wait_finished(&client, &id, Duration::from_secs(240))
+        .await
+        .expect("finished");
+    let events = events_until_done(&client, &id).await;
+    assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{events:?}");
+    assert_eq!(said(&events, "setup: no seed").len(), 1, "one setup");
+    assert_eq!(
+        said(&events, "put in place by").len(),
+        3,
+        "the others took its seed"
+    );
+    assert_eq!(
+        said(&events, "tests pass").len(),
+        4,
+        "every step's tests ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_projects_packages_come_from_pip_once_and_its_tests_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The index: a wheel (PEP 427), built here, in a directory pip finds
+    // its links in.
+    let served = dir.path().join("wheels");
+    std::fs::create_dir_all(&served).expect("wheels dir");
+    succeed(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(WHEEL)
+            .arg(&served),
+    );
+    let index = free_addr();
+    let _index = serving(dir.path(), &served, &index).await;
+    let (git, server, _worker) = project_reaching(
+        dir.path(),
+        &index,
+        &[
+            ("requirements.txt", "tinypad==1.0\n"),
+            (
+                "test_pad.py",
+                "import sys\nsys.path.insert(0, 'deps')\nimport tinypad\nassert tinypad.pad(5, 3) == '005'\nprint('tests pass')\n",
+            ),
+        ],
+    )
+    .await;
+    let pip = v1::SetupSpec {
+        run: [
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--find-links",
+            &format!("http://{index}/"),
+            "--target",
+            "deps",
+            "-r",
+            "requirements.txt",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        key: vec!["requirements.txt".into()],
+        paths: vec!["deps".into()],
+    };
+    tests_run_on_one_seed(&git, &server, pip, "python3 test_pad.py").await;
+}
+
+/// Writes the wheel `tinypad-1.0-py3-none-any.whl` into the directory
+/// `sys.argv[1]`: its module, and its METADATA, WHEEL and RECORD (each
+/// file's sha256, as PEP 427 says).
+const WHEEL: &str = r#"
+import base64, hashlib, os, sys, zipfile
+files = {
+    "tinypad/__init__.py": "def pad(s, n):\n    return str(s).rjust(n, '0')\n",
+    "tinypad-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypad\nVersion: 1.0\n",
+    "tinypad-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tidewright-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for name, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(text.encode())}")
+record.append("tinypad-1.0.dist-info/RECORD,,")
+files["tinypad-1.0.dist-info/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(os.path.join(sys.argv[1], "tinypad-1.0-py3-none-any.whl"), "w") as wheel:
+    for name, text in files.items():
+        wheel.writestr(name, text)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_projects_crates_come_from_cargo_once_and_its_tests_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The registry: a sparse index and its one crate, as `cargo package`
+    // makes it, served from a directory.
+    let served = dir.path().join("registry");
+    let index = free_addr();
+    let registry_config = format!("[registries.local]\nindex = \"sparse+http://{index}/index/\"\n");
+    crate_registry(dir.path(), &served, &index);
+    let _index = serving(dir.path(), &served, &index).await;
+    // The project, its lockfile made against the registry.
+    let app = dir.path().join("app");
+    let manifest = "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ntinypad = { version = \"0.1\", registry = \"local\" }\n";
+    let main = "fn main() {\n    assert_eq!(tinypad::pad(5, 3), \"005\");\n    println!(\"tests pass\");\n}\n";
+    std::fs::create_dir_all(app.join("src")).expect("app");
+    std::fs::create_dir_all(app.join(".cargo")).expect("app");
+    std::fs::write(app.join("Cargo.toml"), manifest).expect("manifest");
+    std::fs::write(app.join("src/main.rs"), main).expect("main");
+    std::fs::write(app.join(".cargo/config.toml"), &registry_config).expect("config");
+    succeed(
+        std::process::Command::new("cargo")
+            .args(["generate-lockfile"])
+            .env("CARGO_HOME", dir.path().join("cargo-home"))
+            .current_dir(&app),
+    );
+    let lock = std::fs::read_to_string(app.join("Cargo.lock")).expect("the lockfile");
+    let (git, server, _worker) = project_reaching(
+        dir.path(),
+        &index,
+        &[
+            ("Cargo.toml", manifest),
+            ("Cargo.lock", &lock),
+            ("src/main.rs", main),
+            (".cargo/config.toml", &registry_config),
+            (".gitignore", "/target\n"),
+        ],
+    )
+    .await;
+    // The crates go into a cargo home in the checkout, the seed's path;
+    // each step builds against it, offline.
+    let fetch = v1::SetupSpec {
+        run: [
+            "sh",
+            "-c",
+            "CARGO_HOME=\"$PWD/.cargo-home\" cargo fetch --locked",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        key: vec!["Cargo.lock".into()],
+        paths: vec![".cargo-home".into()],
+    };
+    tests_run_on_one_seed(
+        &git,
+        &server,
+        fetch,
+        "CARGO_HOME=\"$PWD/.cargo-home\" cargo run --offline --locked -q",
+    )
+    .await;
+}
+
+/// A sparse cargo registry in `served` at `addr`: its config, the index
+/// entry of crate `tinypad` 0.1.0, and the crate as `cargo package` packs
+/// it (its sha256 in the entry).
+fn crate_registry(dir: &std::path::Path, served: &std::path::Path, addr: &str) {
+    let source = dir.join("tinypad");
+    std::fs::create_dir_all(source.join("src")).expect("crate");
+    std::fs::write(
+        source.join("Cargo.toml"),
+        "[package]\nname = \"tinypad\"\nversion = \"0.1.0\"\nedition = \"2021\"\ndescription = \"pads\"\nlicense = \"MIT\"\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        source.join("src/lib.rs"),
+        "pub fn pad(s: u32, n: usize) -> String {\n    format!(\"{s:0>n$}\")\n}\n",
+    )
+    .expect("lib");
+    succeed(
+        std::process::Command::new("cargo")
+            .args(["package", "--allow-dirty", "--no-verify", "--offline", "-q"])
+            .env("CARGO_HOME", dir.join("cargo-home"))
+            .env("CARGO_TARGET_DIR", dir.join("tinypad-target"))
+            .current_dir(&source),
+    );
+    let packed = std::fs::read(dir.join("tinypad-target/package/tinypad-0.1.0.crate"))
+        .expect("the packed crate");
+    use sha2::Digest;
+    let cksum = tidewright_core::hex(&sha2::Sha256::digest(&packed));
+    std::fs::create_dir_all(served.join("index/ti/ny")).expect("index");
+    std::fs::create_dir_all(served.join("crates")).expect("crates");
+    std::fs::write(served.join("crates/tinypad-0.1.0.crate"), packed).expect("crate");
+    std::fs::write(
+        served.join("index/config.json"),
+        format!(r#"{{"dl": "http://{addr}/crates/{{crate}}-{{version}}.crate"}}"#),
+    )
+    .expect("config");
+    std::fs::write(
+        served.join("index/ti/ny/tinypad"),
+        format!(
+            r#"{{"name":"tinypad","vers":"0.1.0","deps":[],"cksum":"{cksum}","features":{{}},"yanked":false}}"#
+        ) + "\n",
+    )
+    .expect("entry");
+}
+
 /// A package as npm packs it, served from a directory of tarballs: its
 /// tarball's URL and integrity, as a lockfile records them.
 fn packed(dir: &std::path::Path, served: &std::path::Path, addr: &str) -> (String, String) {
@@ -540,29 +792,7 @@ async fn an_npm_projects_node_modules_come_from_one_seed_and_its_tests_run() {
     std::fs::create_dir_all(&served).expect("registry dir");
     let registry = free_addr();
     let (url, integrity) = packed(dir.path(), &served, &registry);
-    let port = registry.rsplit(':').next().expect("a port");
-    let _registry = Process::spawn(
-        std::process::Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                port,
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(&served),
-        dir.path(),
-        "registry",
-    )
-    .expect("the registry");
-    eventually(Duration::from_secs(30), || async {
-        http_get(&registry, "/", None)
-            .ok()
-            .filter(|(s, _)| *s == 200)
-    })
-    .await
-    .expect("the registry serves");
+    let _registry = serving(dir.path(), &served, &registry).await;
 
     let calc::Served {
         git,

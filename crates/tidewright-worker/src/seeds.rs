@@ -120,23 +120,12 @@ pub struct Placed {
     pub overlays: Vec<Overlay>,
 }
 
-/// Held while a step uses seed `key`: it is not evicted meanwhile (its
-/// overlays read it).
+/// Held while a step uses a seed: it is not evicted meanwhile (its
+/// overlays read it), by this worker or another sharing the directory. A
+/// shared lock on its description, which eviction asks for exclusively and
+/// passes over when it cannot have.
 pub struct Pinned {
-    key: String,
-    pins: Arc<std::sync::Mutex<HashMap<String, usize>>>,
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = pins.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                pins.remove(&self.key);
-            }
-        }
-    }
+    _shared: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 /// The seeds of one worker, and a lock per key: of the steps that need a
@@ -154,8 +143,6 @@ pub struct Seeds {
     sending: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Lay seeds over checkouts (the sandbox can) rather than copy them.
     overlays: bool,
-    /// The seeds steps use now, and how many: never evicted.
-    pins: Arc<std::sync::Mutex<HashMap<String, usize>>>,
 }
 
 /// Held while seed `key` is sent; its drop lets the next send start.
@@ -174,6 +161,9 @@ impl Drop for Sending {
 }
 
 const SEED_FILE: &str = "seed.json";
+/// The ends of a seed's directory being written, and of one retired.
+const PARTIAL: &str = ".partial";
+const DROPPED: &str = ".dropped";
 /// Where, in a checkout's git directory, the layers of its overlays are,
 /// and the file that says a seed is laid over it.
 const LAYERS_DIR: &str = "tidewright-seed";
@@ -200,8 +190,12 @@ impl Seeds {
                 .ok()
                 .and_then(|at| at.elapsed().ok())
                 .is_none_or(|age| age > PARTIAL_STALE);
-            if entry.file_name().to_string_lossy().ends_with(".partial") && stale {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(PARTIAL) && stale {
                 let _ = std::fs::remove_dir_all(entry.path());
+            }
+            if name.ends_with(DROPPED) {
+                remove_now_unless_pinned(&entry.path());
             }
         }
         let method = probe_reflink(&dir);
@@ -213,7 +207,6 @@ impl Seeds {
             locks: std::sync::Mutex::default(),
             sending: Arc::default(),
             overlays: false,
-            pins: Arc::default(),
         })
     }
 
@@ -233,18 +226,13 @@ impl Seeds {
         }
     }
 
-    /// Keeps seed `key` from eviction while the result is held.
+    /// Keeps seed `key` (which this worker has) from eviction while the
+    /// result is held. Blocking, for as long as an eviction of it takes.
     pub fn pin(&self, key: &str) -> Pinned {
-        *self
-            .pins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.to_string())
-            .or_default() += 1;
-        Pinned {
-            key: key.to_string(),
-            pins: self.pins.clone(),
-        }
+        let shared = std::fs::File::open(self.dir.join(key).join(SEED_FILE))
+            .ok()
+            .and_then(|file| nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockShared).ok());
+        Pinned { _shared: shared }
     }
 
     /// Forgets that a seed was laid over the checkout at `root`, with the
@@ -307,7 +295,11 @@ impl Seeds {
             return seeds;
         };
         while let Ok(Some(entry)) = entries.next_entry().await {
-            if let Some(seed) = self.get(&entry.file_name().to_string_lossy()).await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(PARTIAL) || name.ends_with(DROPPED) {
+                continue;
+            }
+            if let Some(seed) = self.get(&name).await {
                 seeds.push(seed);
             }
         }
@@ -402,7 +394,37 @@ impl Seeds {
 
     /// Removes seed `key`; whether there was one.
     pub async fn remove(&self, key: &str) -> bool {
-        tokio::fs::remove_dir_all(self.dir.join(key)).await.is_ok()
+        self.retire(&self.dir.join(key)).await
+    }
+
+    /// Takes the seed at `path` out of use at once, renamed aside; it is
+    /// removed as soon as no step (here, or on a worker sharing the
+    /// directory) has it pinned, now or at a later eviction. Whether there
+    /// was one.
+    async fn retire(&self, path: &Path) -> bool {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = self.dir.join(format!("{name}.{}{DROPPED}", unique()));
+        if tokio::fs::rename(path, &aside).await.is_err() {
+            return false;
+        }
+        remove_unless_pinned(&aside).await;
+        true
+    }
+
+    /// Removes the seeds retired while a step had them pinned, once none
+    /// has.
+    async fn sweep(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry.file_name().to_string_lossy().ends_with(DROPPED) {
+                remove_unless_pinned(&entry.path()).await;
+            }
+        }
     }
 
     /// A seed to be written under another name, then committed whole
@@ -410,12 +432,7 @@ impl Seeds {
     pub fn receiving(&self, key: &str) -> Receiving {
         // Named for this process and moment: the workers sharing the
         // directory may keep the same key at once.
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = self
-            .dir
-            .join(format!("{key}.{}-{stamp}.partial", std::process::id()));
+        let path = self.dir.join(format!("{key}.{}{PARTIAL}", unique()));
         Receiving { path }
     }
 
@@ -428,7 +445,7 @@ impl Seeds {
             let text = serde_json::to_vec_pretty(seed).map_err(std::io::Error::other)?;
             tokio::fs::write(path.join(SEED_FILE), text).await?;
             let done = self.dir.join(&seed.key);
-            let _ = tokio::fs::remove_dir_all(&done).await;
+            self.retire(&done).await;
             tokio::fs::rename(&path, &done).await
         }
         .await;
@@ -457,6 +474,7 @@ impl Seeds {
         if self.cache_bytes == 0 {
             return;
         }
+        self.sweep().await;
         let mut kept: Vec<(std::time::SystemTime, Seed)> = Vec::new();
         for seed in self.list().await {
             let used = std::fs::metadata(self.dir.join(&seed.key).join(SEED_FILE))
@@ -480,15 +498,21 @@ impl Seeds {
             let Ok(_taking) = lock.try_lock() else {
                 continue;
             };
-            let pinned = self
-                .pins
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&seed.key);
-            if pinned {
+            // Passed over while a step (here or on a worker sharing the
+            // directory) has it pinned.
+            let Ok(description) = std::fs::File::open(self.dir.join(&seed.key).join(SEED_FILE))
+            else {
                 continue;
-            }
-            if self.remove(&seed.key).await {
+            };
+            let Ok(_evicting) =
+                nix::fcntl::Flock::lock(description, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            else {
+                continue;
+            };
+            if tokio::fs::remove_dir_all(self.dir.join(&seed.key))
+                .await
+                .is_ok()
+            {
                 tracing::info!(seed = %seed.key, bytes = seed.bytes, "evicted a seed");
                 total = total.saturating_sub(seed.bytes);
             }
@@ -583,6 +607,37 @@ impl<F: FnMut(Vec<u8>) -> std::io::Result<()>> Write for Chunks<F> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// This process and moment, to name a directory no other worker sharing
+/// the seeds' directory names.
+fn unique() -> String {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{stamp}", std::process::id())
+}
+
+/// Removes the seed directory `path` unless a step has it pinned.
+async fn remove_unless_pinned(path: &Path) {
+    let path = path.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || remove_now_unless_pinned(&path)).await;
+}
+
+/// [`remove_unless_pinned`], blocking.
+fn remove_now_unless_pinned(path: &Path) {
+    let held = match std::fs::File::open(path.join(SEED_FILE)) {
+        Ok(description) => {
+            match nix::fcntl::Flock::lock(description, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            {
+                Ok(held) => Some(held),
+                Err(_) => return,
+            }
+        }
+        Err(_) => None,
+    };
+    let _ = std::fs::remove_dir_all(path);
+    drop(held);
 }
 
 /// Files and bytes under `path` (itself, when a file), links not followed.
@@ -817,6 +872,34 @@ mod tests {
         let mut left: Vec<String> = seeds.list().await.into_iter().map(|s| s.key).collect();
         left.sort();
         assert_eq!(left, ["k3", "k4"]);
+        // A seed pinned by a step (of this worker or another sharing the
+        // directory, which the lock is across) is passed over too.
+        let other = Seeds::open(dir.path().join("seeds"), 1 << 20, 70).expect("seeds");
+        let pinned = other.pin("k3");
+        used_at("k4", 4000);
+        seeds.keep(seed("k5"), &built).await.expect("kept");
+        let mut left: Vec<String> = seeds.list().await.into_iter().map(|s| s.key).collect();
+        left.sort();
+        assert_eq!(left, ["k3", "k5"]);
+        drop(pinned);
+
+        // Dropped while pinned: out of use at once, its files kept until
+        // the step is done with them.
+        let pinned = other.pin("k5");
+        assert!(seeds.remove("k5").await);
+        assert_eq!(seeds.get("k5").await, None);
+        let aside = |n| {
+            std::fs::read_dir(dir.path().join("seeds"))
+                .expect("seeds")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(DROPPED))
+                .count()
+                == n
+        };
+        assert!(aside(1), "kept while pinned");
+        drop(pinned);
+        seeds.sweep().await;
+        assert!(aside(0), "removed once not");
     }
 
     #[tokio::test]

@@ -126,9 +126,9 @@ async fn put_in_place(
     let seeds = &attempt.host.seeds;
     let short = &key[..12];
     let _making = seeds.lock(&key).await;
-    let pinned = seeds.pin(&key);
     let (found, send) = find(attempt, &key, &log).await;
     if let Some(seed) = found {
+        let pinned = seeds.pin(&key);
         if send {
             send_to_store(attempt, &seed);
         }
@@ -182,7 +182,6 @@ async fn put_in_place(
         Err(why) => log(format!("seed {short} not kept: {why}")),
     }
     // What the setup made is the checkout's own now: nothing to lay over.
-    drop(pinned);
     Seeds::unlay(root).await;
     Ok((Vec::new(), None))
 }
@@ -256,6 +255,8 @@ fn send_to_store(attempt: &Attempt, seed: &Seed) {
     let Some(sending) = seeds.sending(&seed.key) else {
         return;
     };
+    // Not evicted while it is packed.
+    let pinned = seeds.pin(&seed.key);
     let (key, seed) = (attempt.key.clone(), seed.clone());
     tokio::spawn(async move {
         let started = Instant::now();
@@ -270,7 +271,7 @@ fn send_to_store(attempt: &Attempt, seed: &Seed) {
                 tracing::warn!(seed = %seed.key, error = %e, "a seed was not sent to the control plane's store")
             }
         }
-        drop(sending);
+        drop((sending, pinned));
     });
 }
 
