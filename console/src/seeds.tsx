@@ -4,6 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 
 import { call, get, query, when } from "./api";
+import { ConfirmButton } from "./confirm";
 
 interface Seed {
   key: string;
@@ -94,7 +95,13 @@ export function SeedsPage({ repo }: { repo?: string }) {
               <td data-test="seed-uses">{s.uses}</td>
               <td>{when(s.usedAt)}</td>
               <td>
-                <DropButton onDrop={() => drop(s.key)} />
+                <ConfirmButton
+                  ask="drop"
+                  confirm="drop it everywhere"
+                  askTest="drop-seed"
+                  confirmTest="confirm-drop"
+                  onConfirm={() => drop(s.key)}
+                />
               </td>
             </tr>
           ))}
@@ -108,23 +115,5 @@ export function SeedsPage({ repo }: { repo?: string }) {
         </tbody>
       </table>
     </div>
-  );
-}
-
-function DropButton({ onDrop }: { onDrop: () => void }) {
-  const [asked, setAsked] = useState(false);
-  return asked ? (
-    <span>
-      <button onClick={onDrop} data-test="confirm-drop">
-        drop it everywhere
-      </button>{" "}
-      <button class="link" onClick={() => setAsked(false)}>
-        keep
-      </button>
-    </span>
-  ) : (
-    <button class="link" onClick={() => setAsked(true)} data-test="drop-seed">
-      drop
-    </button>
   );
 }

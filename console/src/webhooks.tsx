@@ -3,6 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 
 import { ApiError, call, get, query, when } from "./api";
+import { ConfirmButton } from "./confirm";
 
 interface Webhook {
   id: string;
@@ -110,7 +111,13 @@ export function WebhooksPage() {
                   <button class="link" onClick={() => setShown(w.id)} data-test="show-deliveries">
                     deliveries
                   </button>
-                  <RemoveButton onRemove={() => remove(w.id)} />
+                  <ConfirmButton
+                    ask="remove"
+                    confirm="remove it and its log"
+                    askTest="remove-webhook"
+                    confirmTest="confirm-remove"
+                    onConfirm={() => remove(w.id)}
+                  />
                 </div>
               </td>
             </tr>
@@ -127,25 +134,6 @@ export function WebhooksPage() {
       <AddWebhook onAdded={load} />
       <Deliveries webhookId={shown} onShowAll={() => setShown("")} key={shown} />
     </div>
-  );
-}
-
-/// Removing takes a second click, so one stray click removes nothing.
-function RemoveButton({ onRemove }: { onRemove: () => void }) {
-  const [asked, setAsked] = useState(false);
-  return asked ? (
-    <span>
-      <button onClick={onRemove} data-test="confirm-remove">
-        remove it and its log
-      </button>{" "}
-      <button class="link" onClick={() => setAsked(false)}>
-        keep
-      </button>
-    </span>
-  ) : (
-    <button class="link" onClick={() => setAsked(true)} data-test="remove-webhook">
-      remove
-    </button>
   );
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tidewright_core::calendar::now_micros;
 use tidewright_core::{AttemptKey, StepState};
-use tidewright_store::{Checkpoint, StepBranch, StepRecord, Write};
+use tidewright_store::{Checkpoint, StepBranch, StepRecord, TaskRecord, Write};
 
 use super::calls::{GetBranch, GetCheckpoint, PutBranch, PutCheckpoint};
 use super::{Call, Context};
@@ -248,23 +248,36 @@ impl Kept {
     /// The stored step the attempt belongs to, in a tenant the caller sees
     /// (another tenant's task is simply not found).
     async fn step_of(&self, caller: &Identity, attempt: &AttemptKey) -> Result<StepRecord, Error> {
-        let task = self
-            .cx
-            .store
-            .get_task(&attempt.task_id)
-            .await?
-            .filter(|task| caller.can_see(&task.tenant))
-            .ok_or_else(|| Error::NotFound(format!("task {}", attempt.task_id)))?;
-        task.steps
-            .into_iter()
-            .find(|step| step.id == attempt.step_id)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "step {:?} of task {}",
-                    attempt.step_id, attempt.task_id
-                ))
-            })
+        let (_, step) = attempt_in(&self.cx, caller, attempt).await?;
+        Ok(step)
     }
+}
+
+/// The stored task and step the attempt belongs to, in a tenant the
+/// caller sees (another tenant's task is simply not found).
+pub(super) async fn attempt_in(
+    cx: &Context,
+    caller: &Identity,
+    attempt: &AttemptKey,
+) -> Result<(TaskRecord, StepRecord), Error> {
+    let mut task = cx
+        .store
+        .get_task(&attempt.task_id)
+        .await?
+        .filter(|task| caller.can_see(&task.tenant))
+        .ok_or_else(|| Error::NotFound(format!("task {}", attempt.task_id)))?;
+    let at = task
+        .steps
+        .iter()
+        .position(|step| step.id == attempt.step_id)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "step {:?} of task {}",
+                attempt.step_id, attempt.task_id
+            ))
+        })?;
+    let step = task.steps.swap_remove(at);
+    Ok((task, step))
 }
 
 /// An attempt named in full: task, step and a number from 1.

@@ -216,15 +216,8 @@ impl Seeds {
         caller: &crate::access::Identity,
         attempt: &AttemptKey,
     ) -> Result<TaskRecord, Error> {
-        let task = self
-            .cx
-            .store
-            .get_task(&attempt.task_id)
-            .await?
-            .filter(|task| caller.can_see(&task.tenant))
-            .ok_or_else(|| Error::NotFound(format!("task {}", attempt.task_id)))?;
-        let step = task.steps.iter().find(|s| s.id == attempt.step_id);
-        if step.is_none_or(|s| s.attempt < attempt.attempt) {
+        let (task, step) = super::kept::attempt_in(&self.cx, caller, attempt).await?;
+        if step.attempt < attempt.attempt {
             return Err(Error::NotFound(format!(
                 "attempt {} of step {:?} of task {}",
                 attempt.attempt, attempt.step_id, attempt.task_id
