@@ -609,6 +609,8 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/webhooks"),
         ("DELETE", "/webhooks/{id}"),
         ("GET", "/webhook-deliveries"),
+        ("GET", "/seeds"),
+        ("DELETE", "/seeds/{seed}"),
         ("GET", "/tasks/{id}/events"),
         ("GET", "/task-counts"),
         ("GET", "/agents"),

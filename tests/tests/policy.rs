@@ -247,6 +247,18 @@ fn the_crds_cel_rules_admit_and_refuse_as_they_say() {
             None,
             vec!["minReplicas must not exceed maxReplicas"],
         ),
+        (
+            "Agent",
+            json!({"spec": {"seedCache": {"hostPath": "/var/lib/tidewright-seeds", "size": "50Gi"}, "repoCache": {"claimName": "mirrors"}}}),
+            None,
+            vec![],
+        ),
+        (
+            "Agent",
+            json!({"spec": {"seedCache": {"claimName": "seeds", "hostPath": "/var/lib/tidewright-seeds"}}}),
+            None,
+            vec!["name claimName or hostPath, not both"],
+        ),
         // maxReplicas defaults to 10 before the rule runs.
         (
             "Agent",

@@ -328,8 +328,8 @@ async fn run(
     )
     .await;
     let failed = |why: String, code| {
-        let output =
-            redactor.redact(tidewright_core::last_bytes(output.trim_end(), 2048).to_string());
+        // Masked whole, then cut: a secret across the cut is masked too.
+        let output = tidewright_core::verify::tail(redactor.redact(output.clone()).trim_end());
         Ended::failed(format!("setup failed ({why}): {output}"), code)
     };
     match end {
