@@ -18,7 +18,8 @@
 //!   fresh checkout: laid over it, as a sandboxed worker does, where the
 //!   machine mounts overlays, else copied), until a first process in the
 //!   step's sandbox (the sandbox's helper, then bubblewrap) lists the
-//!   seed's directory, as many times.
+//!   seed's directory, as many times; and, in turn with each, copied (as
+//!   a worker that cannot mount overlays does), for an A/B of the two.
 //!
 //! Then the disk of the install against the disk each extra workspace
 //! takes from the seed (allocated blocks, `du`, of its copy or of its
@@ -306,9 +307,12 @@ async fn bench(
     }
 
     // From the seed: kept once, then put into each fresh checkout, until
-    // the step's sandbox sees it.
+    // the step's sandbox sees it. Laid over (where the machine mounts
+    // overlays), and copied, in turn in each run: an A/B on one machine
+    // at one time.
     let overlays = helper().exists();
     let seeds = Seeds::open(home.join("seeds"), u64::MAX, 0)?.with_overlays(overlays);
+    let copying = Seeds::open(home.join("seeds"), u64::MAX, 0)?;
     let seed = seeds
         .keep(
             Seed {
@@ -321,24 +325,33 @@ async fn bench(
         .await
         .map_err(anyhow::Error::msg)?;
     let mut extra = 0.0;
+    let mut copied = 0.0;
     for run in 0..runs {
-        let fresh = home.join(format!("seeded-{run}"));
-        checkout(&source, &fresh)?;
-        let started = Instant::now();
-        let placed = seeds.put_into(&seed, &fresh).await?;
-        in_sandbox(
-            &fresh,
-            &placed.overlays,
-            &format!("test -n \"$(ls {})\"", project.path),
-        )?;
-        table.add(
-            &format!("{name}: from the seed"),
-            "s",
-            Better::Lower,
-            seconds(started),
-        );
-        extra = disk(&fresh.join(project.path))? + disk(&fresh.join(".git/tidewright-seed"))?;
-        let _ = std::fs::remove_dir_all(&fresh);
+        for (way, by) in [("", &seeds), (", copied", &copying)] {
+            let fresh = home.join(format!("seeded-{run}"));
+            checkout(&source, &fresh)?;
+            let started = Instant::now();
+            let placed = by.put_into(&seed, &fresh).await?;
+            in_sandbox(
+                &fresh,
+                &placed.overlays,
+                &format!("test -n \"$(ls {})\"", project.path),
+            )?;
+            table.add(
+                &format!("{name}: from the seed{way}"),
+                "s",
+                Better::Lower,
+                seconds(started),
+            );
+            let took =
+                disk(&fresh.join(project.path))? + disk(&fresh.join(".git/tidewright-seed"))?;
+            if way.is_empty() {
+                extra = took;
+            } else {
+                copied = took;
+            }
+            let _ = std::fs::remove_dir_all(&fresh);
+        }
     }
     // The disk is the machine's: only the project and its cache stay.
     let _ = std::fs::remove_dir_all(&cold);
@@ -354,6 +367,12 @@ async fn bench(
         "MB",
         Better::Lower,
         extra / 1e6,
+    );
+    table.add(
+        &format!("{name}: disk per extra workspace, copied"),
+        "MB",
+        Better::Lower,
+        copied / 1e6,
     );
     Ok(format!(
         "{name}: {packages} packages; seeds put in place by {}",
