@@ -186,12 +186,9 @@ impl Identity {
     pub fn tenant_for(&self, named: &str, field: &str, acting: &str) -> Result<String, Error> {
         let tenant = match named {
             "" => self.default_tenant().to_string(),
-            named if valid_tenant(named) => named.to_string(),
             named => {
-                return Err(Error::invalid(
-                    field,
-                    format!("{named:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-                ));
+                checked_tenant(field, named)?;
+                named.to_string()
             }
         };
         if !self.can_see(&tenant) {
@@ -221,6 +218,18 @@ pub fn default_tenants(role: Role) -> Tenants {
         // A step's tenant is in its token; without one it sees nothing.
         Role::Step => Tenants::Only(Vec::new()),
     }
+}
+
+/// `name` when it is a tenant's name; else the refusal of request field
+/// `field`, saying the rule.
+pub fn checked_tenant(field: impl Into<String>, name: &str) -> Result<(), Error> {
+    if valid_tenant(name) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        field,
+        format!("{name:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
+    ))
 }
 
 /// Tenant names: lowercase letters, digits and '-', 1 to 63 bytes.

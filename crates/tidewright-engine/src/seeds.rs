@@ -333,13 +333,16 @@ impl SeedStore {
             .into_iter()
             .filter(StoredSeed::is_stored)
             .collect();
-        let mut blobs: Vec<(&str, u64)> = stored
-            .iter()
-            .map(|e| (e.sha256.as_str(), e.stored_bytes))
-            .collect();
-        blobs.sort();
-        blobs.dedup();
-        let mut total: u64 = blobs.iter().map(|(_, bytes)| bytes).sum();
+        // How many entries name each blob, and its size: a blob goes
+        // with the last entry that names it.
+        let mut blobs: std::collections::HashMap<String, (usize, u64)> = Default::default();
+        for entry in &stored {
+            blobs
+                .entry(entry.sha256.clone())
+                .or_insert((0, entry.stored_bytes))
+                .0 += 1;
+        }
+        let mut total: u64 = blobs.values().map(|(_, bytes)| bytes).sum();
         stored.sort_by_key(|e| e.used_at);
         for entry in stored.iter().filter(|e| e.key != keep) {
             if total <= self.max_bytes {
@@ -347,9 +350,13 @@ impl SeedStore {
             }
             tracing::info!(key = %entry.key, bytes = entry.stored_bytes, "evicting a seed");
             let _ = tokio::fs::remove_file(self.entry_path(&entry.key)).await;
-            if !self.list().await.iter().any(|e| e.sha256 == entry.sha256) {
+            let Some((named, bytes)) = blobs.get_mut(&entry.sha256) else {
+                continue;
+            };
+            *named -= 1;
+            if *named == 0 {
                 let _ = tokio::fs::remove_file(self.blob_path(&entry.sha256)).await;
-                total = total.saturating_sub(entry.stored_bytes);
+                total = total.saturating_sub(*bytes);
             }
         }
     }

@@ -7,7 +7,7 @@ use tidewright_store::{TaskRecord, Write};
 use super::calls::{ApproveBudget, RaiseBudget, SetTenantBudget};
 use super::decide::MAX_REASON_BYTES;
 use super::{Budgets, Call};
-use crate::access::{Action, valid_tenant};
+use crate::access::{Action, checked_tenant};
 use crate::error::Error;
 use crate::handle::TenantSpending;
 
@@ -82,12 +82,7 @@ impl Budgets {
         let caller = self.cx.permit(&request, Action::SetBudgets, ACTION)?;
         let SetTenantBudget { tenant, budget } = request.into_message();
         let set = async {
-            if !valid_tenant(&tenant) {
-                return Err(Error::invalid(
-                    "tenant",
-                    format!("{tenant:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-                ));
-            }
+            checked_tenant("tenant", &tenant)?;
             tidewright_core::validate::validate_tenant_budget(&budget, "budget")?;
             // Stored first: the engine acts on what a restart would find.
             self.cx

@@ -358,12 +358,7 @@ fn asked_tenants(caller: &Identity, asked: Vec<String>) -> Result<Option<Vec<Str
         return Ok(caller.visible_tenants());
     }
     for (i, tenant) in asked.iter().enumerate() {
-        if !crate::access::valid_tenant(tenant) {
-            return Err(Error::invalid(
-                format!("tenants[{i}]"),
-                format!("{tenant:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-            ));
-        }
+        crate::access::checked_tenant(format!("tenants[{i}]"), tenant)?;
         if !caller.can_see(tenant) {
             return Err(Error::PermissionDenied(format!(
                 "tenants[{i}]: {} may not see tenant {tenant:?}",

@@ -164,15 +164,13 @@ impl Seeds {
     pub async fn list_seeds(&self, call: Call<ListSeeds>) -> Result<Vec<StoredSeed>, Error> {
         let caller = call.require(Action::ReadTasks)?;
         let ListSeeds { tenant, repo } = call.into_message();
-        if !tenant.is_empty() && !crate::access::valid_tenant(&tenant) {
-            return Err(Error::invalid(
-                "tenant",
-                format!("{tenant:?} must be lowercase letters, digits and '-', 1 to 63 bytes"),
-            ));
+        if !tenant.is_empty() {
+            crate::access::checked_tenant("tenant", &tenant)?;
         }
         let Some(store) = &self.store else {
             return Ok(Vec::new());
         };
+        let repo = (!repo.is_empty()).then(|| tidewright_core::repo::key(&repo));
         let mut seeds: Vec<StoredSeed> = store
             .list()
             .await
@@ -180,8 +178,8 @@ impl Seeds {
             .filter(|s| s.is_stored() && caller.can_see(&s.tenant))
             .filter(|s| tenant.is_empty() || s.tenant == tenant)
             .filter(|s| {
-                repo.is_empty()
-                    || tidewright_core::repo::key(&s.repo) == tidewright_core::repo::key(&repo)
+                repo.as_ref()
+                    .is_none_or(|r| tidewright_core::repo::key(&s.repo) == *r)
             })
             .collect();
         seeds.sort_by(|a, b| b.used_at.cmp(&a.used_at).then(a.key.cmp(&b.key)));

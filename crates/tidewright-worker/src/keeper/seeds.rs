@@ -20,19 +20,7 @@ const CHUNKS_AHEAD: usize = 4;
 #[async_trait::async_trait]
 impl SharedSeeds for ControlPlaneKeeper {
     async fn look(&self, attempt: &AttemptKey, key: &str) -> Result<Option<Shared>, String> {
-        let request = v1::GetSeedRequest {
-            attempt: Some(v1::AttemptRef::from(attempt)),
-            key: key.to_string(),
-            data: false,
-        };
-        let mut answer = self
-            .call("look up a seed", |mut client| {
-                let request = request.clone();
-                async move { client.get_seed(request).await }
-            })
-            .await
-            .map_err(|status| status.message().to_string())?;
-        let entry = first(&mut answer).await?;
+        let (entry, _) = self.get_seed(attempt, key, false).await?;
         Ok(shared(&entry))
     }
 
@@ -42,19 +30,7 @@ impl SharedSeeds for ControlPlaneKeeper {
         key: &str,
         into: &Seeds,
     ) -> Result<Option<Seed>, String> {
-        let request = v1::GetSeedRequest {
-            attempt: Some(v1::AttemptRef::from(attempt)),
-            key: key.to_string(),
-            data: true,
-        };
-        let mut answer = self
-            .call("take a seed", |mut client| {
-                let request = request.clone();
-                async move { client.get_seed(request).await }
-            })
-            .await
-            .map_err(|status| status.message().to_string())?;
-        let entry = first(&mut answer).await?;
+        let (entry, mut answer) = self.get_seed(attempt, key, true).await?;
         if entry.sha256.is_empty() {
             return Ok(None);
         }
@@ -182,14 +158,34 @@ impl SharedSeeds for ControlPlaneKeeper {
     }
 }
 
-/// The first message of a GetSeed answer: the seed's entry.
-async fn first(answer: &mut tonic::Streaming<v1::SeedDownload>) -> Result<v1::StoredSeed, String> {
-    match answer.message().await {
-        Ok(Some(v1::SeedDownload {
-            kind: Some(v1::seed_download::Kind::Seed(entry)),
-        })) => Ok(entry),
-        Ok(_) => Err("the control plane's answer did not begin with the seed".into()),
-        Err(status) => Err(status.message().to_string()),
+impl ControlPlaneKeeper {
+    /// Seed `key` for `attempt`: its entry, the answer's first message, and
+    /// the rest of the answer (its blob's chunks, when `data` is asked).
+    async fn get_seed(
+        &self,
+        attempt: &AttemptKey,
+        key: &str,
+        data: bool,
+    ) -> Result<(v1::StoredSeed, tonic::Streaming<v1::SeedDownload>), String> {
+        let request = v1::GetSeedRequest {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+            key: key.to_string(),
+            data,
+        };
+        let mut answer = self
+            .call("read a seed", |mut client| {
+                let request = request.clone();
+                async move { client.get_seed(request).await }
+            })
+            .await
+            .map_err(|status| status.message().to_string())?;
+        match answer.message().await {
+            Ok(Some(v1::SeedDownload {
+                kind: Some(v1::seed_download::Kind::Seed(entry)),
+            })) => Ok((entry, answer)),
+            Ok(_) => Err("the control plane's answer did not begin with the seed".into()),
+            Err(status) => Err(status.message().to_string()),
+        }
     }
 }
 
