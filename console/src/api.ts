@@ -22,6 +22,25 @@ export interface Attempt {
   cost?: Cost;
   /// A verified step's round: what its checks found on this attempt.
   verification?: Verification;
+  /// What its repository's setup did before its process ran.
+  setup?: SetupReport;
+}
+
+/// What a step's setup did on one attempt: its seed, from where ("ran",
+/// "worker", "store", "checkout"), how ("overlay", "reflink", "copy"),
+/// and how long.
+export interface SetupReport {
+  seed?: string;
+  source: string;
+  method?: string;
+  millis: number;
+  runMillis: number;
+  files: number;
+  bytes: number;
+  failed?: boolean;
+  note?: string;
+  /// All of it in one line, as the server says it.
+  summary: string;
 }
 
 /// One round of a verified step's checks, on the commit they ran on.
@@ -234,7 +253,7 @@ export interface TaskEvent {
   seq: number;
   position?: number;
   time?: string;
-  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "unknown";
+  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "setup" | "unknown";
   state?: string;
   step?: string;
   attempt?: number;
@@ -255,6 +274,8 @@ export interface TaskEvent {
   /// A verification event's: the round, and whether its checks passed.
   round?: number;
   passed?: boolean;
+  /// A setup event's: what the step's setup did.
+  setup?: SetupReport;
 }
 
 /// `with`'s work would not merge with that of the steps `after` it.
@@ -321,7 +342,7 @@ export const get = <T>(path: string) => call<T>("GET", path);
 /// and resumes after the last id. Returns what closes it.
 export function follow(path: string, onEvent: (event: TaskEvent) => void, onStart?: (position: number) => void): () => void {
   const source = new EventSource(`/api/v1${path}`, { withCredentials: true });
-  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification"];
+  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification", "setup"];
   for (const kind of kinds) {
     source.addEventListener(kind, (message) => onEvent(JSON.parse((message as MessageEvent).data)));
   }
@@ -344,7 +365,11 @@ export function query(params: Record<string, string | string[] | undefined>): st
 
 export function duration(from?: string, to?: string): string {
   if (!from) return "";
-  const ms = (to ? Date.parse(to) : Date.now()) - Date.parse(from);
+  return millis((to ? Date.parse(to) : Date.now()) - Date.parse(from));
+}
+
+/// `850 ms`, `14 s`, `4 m 5 s`, `1 h 2 m`.
+export function millis(ms: number): string {
   if (ms < 1000) return `${Math.max(ms, 0)} ms`;
   const s = Math.round(ms / 1000);
   if (s < 60) return `${s} s`;

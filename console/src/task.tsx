@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import dagre from "@dagrejs/dagre";
 
-import { ApiError, Mark, Session, Step, Task, TaskEvent, call, duration, follow, get, terminal, tokens, usd, when } from "./api";
+import { ApiError, Mark, Session, Step, Task, TaskEvent, call, duration, follow, millis, get, terminal, tokens, usd, when } from "./api";
 import { Progress } from "./tasks";
 import { html } from "diff2html";
 import { Changes, delivered } from "./changes";
@@ -55,17 +55,20 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
   useEffect(() => {
     const onEvent = (event: TaskEvent) => {
       lastSeq.current = event.seq;
-      if ((event.type === "log" || event.type === "egress" || event.type === "verification") && event.step) {
+      const told = ["log", "egress", "verification", "setup"].includes(event.type);
+      if (told && event.step) {
         const lines = logs.current.get(event.step) ?? [];
-        // A connection the step asked of its egress proxy, and a verified
-        // step's round, read as lines of their own streams among the
-        // step's output.
+        // A connection the step asked of its egress proxy, a verified
+        // step's round and its setup, read as lines of their own streams
+        // among the step's output.
         const line =
           event.type === "egress"
             ? `egress ${event.allowed ? "allowed" : "refused"} ${event.destination ?? ""}${event.reason ? `: ${event.reason}` : ""}`
             : event.type === "verification"
               ? (event.message ?? "")
-              : (event.line ?? "");
+              : event.type === "setup"
+                ? `setup: ${event.setup?.summary ?? ""}`
+                : (event.line ?? "");
         const stream = event.type === "log" ? (event.stream ?? "stdout") : event.type;
         lines.push({ seq: event.seq, attempt: event.attempt ?? 0, stream, line });
         if (lines.length > KEPT_LINES) lines.splice(0, lines.length - KEPT_LINES);
@@ -76,7 +79,8 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
             setLogVersion((v) => v + 1);
           });
         }
-        return;
+        // A setup is its attempt's too: the task is read again for it.
+        if (event.type !== "setup") return;
       }
       if (event.type === "progress") {
         setTask((t) =>
@@ -465,6 +469,7 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
             <th>reason</th>
             <th>model</th>
             <th>cost</th>
+            <th>setup</th>
           </tr>
         </thead>
         <tbody>
@@ -480,6 +485,9 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
               <td>{a.error ?? (a.exitCode !== undefined ? `exit ${a.exitCode}` : "")}</td>
               <td>{a.model}</td>
               <td>{usd(a.cost)}</td>
+              <td data-test="attempt-setup" title={a.setup?.summary}>
+                {a.setup ? `${a.setup.failed ? "failed" : `${a.setup.source} ${a.setup.method ?? ""}`} ${millis(a.setup.millis)}` : ""}
+              </td>
             </tr>
           ))}
         </tbody>

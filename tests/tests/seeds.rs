@@ -31,6 +31,7 @@ fn setup(run: &[&str], key: &[&str]) -> v1::SetupSpec {
         run: run.iter().map(|s| s.to_string()).collect(),
         key: key.iter().map(|s| s.to_string()).collect(),
         paths: vec!["deps".into()],
+        ..Default::default()
     }
 }
 
@@ -104,6 +105,29 @@ fn said(events: &[v1::Event], what: &str) -> Vec<String> {
         .collect()
 }
 
+/// The task's setup events, by step.
+fn setups(events: &[v1::Event]) -> Vec<(String, v1::SetupReport)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Setup(s)) => {
+                Some((s.step_id.clone(), s.setup.clone().unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where each setup event says its step's seed came from, sorted.
+fn sources(events: &[v1::Event]) -> Vec<String> {
+    let mut sources: Vec<String> = setups(events)
+        .into_iter()
+        .map(|(_, s)| format!("{} {}", s.source, s.method).trim_end().to_string())
+        .collect();
+    sources.sort();
+    sources
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_share_one_seed_made_once_and_their_writes_stay_their_own() {
     let p = project(&[]).await;
@@ -135,7 +159,7 @@ async fn steps_share_one_seed_made_once_and_their_writes_stay_their_own() {
     )
     .await
     .expect("submit");
-    wait_succeeded(&client, &id, Duration::from_secs(120))
+    let task = wait_succeeded(&client, &id, Duration::from_secs(120))
         .await
         .expect("every step found the seed fresh");
     let events = events_until_done(&client, &id).await;
@@ -152,6 +176,47 @@ async fn steps_share_one_seed_made_once_and_their_writes_stay_their_own() {
         1,
         "its output is the step's log"
     );
+    // Each step's setup is an event of its own, and a line on its attempt
+    // beside its cost.
+    assert_eq!(
+        sources(&events),
+        [
+            "ran",
+            "worker overlay",
+            "worker overlay",
+            "worker overlay",
+            "worker overlay"
+        ]
+    );
+    let (_, made) = setups(&events)
+        .into_iter()
+        .find(|(_, s)| s.source == "ran")
+        .expect("the setup that ran");
+    assert_eq!(made.seed.len(), 64);
+    assert!(made.files >= 2 && made.bytes > 0, "{made:?}");
+    let ids = ["a", "b", "c", "d", "after"];
+    for step in task.steps.iter().filter(|s| ids.contains(&s.id.as_str())) {
+        let attempt = step.attempts.last().expect("an attempt");
+        let kept = attempt.setup.as_ref().expect("its setup, kept");
+        assert_eq!(kept.seed, made.seed, "{}", step.id);
+        let (_, told) = setups(&events)
+            .into_iter()
+            .find(|(id, _)| id == &step.id)
+            .expect("its event");
+        assert_eq!(kept, &told, "{}", step.id);
+    }
+    // `get task` gives the setups' line beside the cost, and each
+    // attempt's.
+    let shown = stdout_of(p.server.cli().args(["get", "task", &id]));
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("Setup:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("over 5 attempt(s): ran 1 (") && line.contains("from seeds 4 ("),
+        "{shown}"
+    );
+    assert!(shown.contains("worker overlay "), "{shown}");
 
     // A new lockfile: a new seed, made once, at the new version.
     p.git
@@ -240,6 +305,7 @@ async fn a_seed_travels_to_other_workers_through_the_store_and_is_made_again_whe
     );
     assert!(said(&events, "setup: no seed").is_empty(), "no setup ran");
     assert!(said(&events, "installed left-pad").is_empty());
+    assert_eq!(sources(&events), ["store overlay"]);
     assert_eq!(stored(&p.server)[0]["uses"], 1);
 
     // Corrupt in the store: found by its hash, made again, and kept anew.
@@ -361,6 +427,40 @@ async fn the_console_shows_the_seeds_and_drops_one() {
         .await
         .expect("the seed is gone from the page");
     assert!(stored(&p.server).is_empty(), "and from the store");
+
+    // Each task's step says its setup: on its attempt, and in its log.
+    let mut told = Vec::new();
+    for id in all_task_ids(&client).await.expect("listed") {
+        browser
+            .client
+            .goto(&format!("http://{}/#/tasks/{id}", p.http))
+            .await
+            .expect("the task");
+        browser
+            .count_until("g[data-step=s]", 1, Duration::from_secs(30))
+            .await
+            .expect("its step drawn");
+        browser.click("g[data-step=s]").await.expect("its step");
+        let setup = browser
+            .text_until("[data-test=attempt-setup]", Duration::from_secs(30), |t| {
+                !t.is_empty()
+            })
+            .await
+            .expect("its attempt's setup");
+        browser
+            .text_until("[data-test=log]", Duration::from_secs(30), |t| {
+                // The event's line, not the worker's own.
+                t.contains("setup: ran setup in") || t.contains("from this worker, laid over")
+            })
+            .await
+            .expect("its setup in its log");
+        told.push(setup);
+    }
+    told.sort();
+    assert!(
+        told.len() == 2 && told[0].starts_with("ran ") && told[1].starts_with("worker overlay "),
+        "{told:?}"
+    );
     browser.close_without_errors().await;
 }
 
@@ -403,6 +503,8 @@ async fn a_setup_that_fails_or_has_no_key_or_is_too_large_is_not_kept_and_says_w
             1,
             "run again, not kept"
         );
+        let told = setups(&events);
+        assert!(told.len() == 1 && told[0].1.failed, "{told:?}");
     }
 
     // No key file in the checkout: it runs for every step, and says so.
@@ -419,6 +521,13 @@ async fn a_setup_that_fails_or_has_no_key_or_is_too_large_is_not_kept_and_says_w
     assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
     assert_eq!(said(&events, "it runs for every step").len(), 2);
     assert_eq!(said(&events, "installed left-pad").len(), 2);
+    for (step, told) in setups(&events) {
+        assert!(
+            told.seed.is_empty() && told.source == "ran",
+            "{step}: {told:?}"
+        );
+        assert!(told.note.contains("it runs for every step"), "{told:?}");
+    }
 
     // Over the worker's --max-seed-bytes: the step has it, the seed is
     // not kept, and the next step runs the setup again.
@@ -434,6 +543,9 @@ async fn a_setup_that_fails_or_has_no_key_or_is_too_large_is_not_kept_and_says_w
     assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
     let refused = said(&events, "over the worker's --max-seed-bytes 16");
     assert_eq!(refused.len(), 2, "{events:?}");
+    for (step, told) in setups(&events) {
+        assert!(told.note.contains("not kept"), "{step}: {told:?}");
+    }
 
     // The repository's own setup file, when the task names none: a bad
     // one fails the step naming its field.
@@ -451,6 +563,136 @@ async fn a_setup_that_fails_or_has_no_key_or_is_too_large_is_not_kept_and_says_w
         task.steps[0]
             .error
             .starts_with("setup: .tidewright/setup.yaml: setup.run: is empty"),
+        "{}",
+        task.steps[0].error
+    );
+    drop(p.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setup_runs_with_its_own_timeout_limits_and_secrets_not_its_steps() {
+    let p = project(&[]).await;
+    let client = p.server.tasks().await.expect("client");
+    let url = p.git.url("app");
+    let finished = |setup: v1::SetupSpec, step: v1::StepSpec| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let id = submit(&client, on_repo(&url, vec![step], Some(setup)))
+                .await
+                .expect("submit");
+            let task = wait_finished(&client, &id, Duration::from_secs(90))
+                .await
+                .expect("finished");
+            (task, events_until_done(&client, &id).await)
+        }
+    };
+    let allocating = |mib: u32| {
+        format!("python3 -c 'b = bytearray({mib} * 1024 * 1024); print(len(b))' && sh install.sh")
+    };
+    // The step may have 32 MiB; its setup, its own 512 MiB, needs 128.
+    let mut small = shell_step("s", &[], "test -f deps/left-pad/index.txt");
+    small.limits = Some(v1::StepLimits {
+        memory: "32MiB".into(),
+        ..Default::default()
+    });
+    let roomy = v1::SetupSpec {
+        limits: Some(v1::StepLimits {
+            memory: "512MiB".into(),
+            ..Default::default()
+        }),
+        ..setup(&["sh", "-c", &allocating(128)], &["deps.lock"])
+    };
+    let (task, _) = finished(roomy, small).await;
+    assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+
+    // Its own 32 MiB, past which it ends as a step would, and is not kept.
+    let tight = v1::SetupSpec {
+        limits: Some(v1::StepLimits {
+            memory: "32MiB".into(),
+            ..Default::default()
+        }),
+        ..setup(&["sh", "-c", &allocating(256)], &["install.sh"])
+    };
+    let (task, events) = finished(tight, shell_step("s", &[], "true")).await;
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    let error = &task.steps[0].error;
+    assert!(
+        error.starts_with("setup failed (oom: memory limit 32 MiB)"),
+        "{error}"
+    );
+    let told = setups(&events);
+    assert!(told.len() == 1 && told[0].1.failed, "{told:?}");
+
+    // Its own timeout, shorter than its step's.
+    let mut patient = shell_step("s", &[], "true");
+    patient.timeout_seconds = 600;
+    let slow = v1::SetupSpec {
+        timeout: "2s".into(),
+        ..setup(&["sleep", "120"], &["deps.lock", "install.sh"])
+    };
+    let (task, events) = finished(slow, patient).await;
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    let error = &task.steps[0].error;
+    assert!(
+        error.starts_with("setup failed (timed out after 2s)"),
+        "{error}"
+    );
+    let told = setups(&events);
+    assert!(
+        told.len() == 1 && told[0].1.failed && told[0].1.run_millis < 60_000,
+        "{told:?}"
+    );
+
+    // Its own secret (a private registry's token): masked in its output,
+    // never the step's.
+    const TOKEN: &str = "registry-token-for-the-setup-only";
+    std::fs::write(std::path::Path::new(&p.secrets).join("registry"), TOKEN).expect("secret");
+    let private = |run: &str| v1::SetupSpec {
+        secret_env: [("REGISTRY_TOKEN".to_string(), "registry".to_string())].into(),
+        ..setup(&["sh", "-c", run], &["deps.lock"])
+    };
+    let (task, events) = finished(
+        private("echo \"token: $REGISTRY_TOKEN\"; sh install.sh"),
+        shell_step(
+            "s",
+            &[],
+            "test -f deps/left-pad/index.txt && test -z \"$REGISTRY_TOKEN\"",
+        ),
+    )
+    .await;
+    assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+    assert_eq!(said(&events, "setup: token: ***").len(), 1, "{events:?}");
+    assert!(!format!("{events:?}").contains(TOKEN), "masked everywhere");
+    assert_eq!(sources(&events), ["ran"]);
+
+    // Left in what the setup makes: the step fails, and nothing is kept.
+    let (task, events) = finished(
+        private("sh install.sh && echo \"//registry/:_authToken=$REGISTRY_TOKEN\" > deps/.npmrc"),
+        shell_step("s", &[], "true"),
+    )
+    .await;
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    assert!(
+        task.steps[0]
+            .error
+            .starts_with("setup: deps/.npmrc holds the setup's secret $REGISTRY_TOKEN"),
+        "{}",
+        task.steps[0].error
+    );
+    assert!(said(&events, "kept").is_empty(), "{events:?}");
+    assert!(!format!("{events:?}{task:?}").contains(TOKEN));
+
+    // A secret the worker does not have: the step fails naming it.
+    let missing = v1::SetupSpec {
+        secret_env: [("REGISTRY_TOKEN".to_string(), "nowhere".to_string())].into(),
+        ..setup(&["sh", "install.sh"], &["deps.lock"])
+    };
+    let (task, _) = finished(missing, shell_step("s", &[], "true")).await;
+    assert_eq!(task.state, v1::TaskState::Failed as i32, "{task:?}");
+    assert!(
+        task.steps[0]
+            .error
+            .starts_with("setup: secret \"nowhere\" for $REGISTRY_TOKEN"),
         "{}",
         task.steps[0].error
     );
@@ -480,6 +722,30 @@ async fn a_bad_setup_is_refused_at_submit_naming_its_field() {
                 ..setup(&["true"], &[])
             },
             "spec.repo.setup.paths: is empty",
+        ),
+        (
+            v1::SetupSpec {
+                timeout: "soon".into(),
+                ..setup(&["true"], &[])
+            },
+            "spec.repo.setup.timeout: \"soon\": a duration is like 90s",
+        ),
+        (
+            v1::SetupSpec {
+                limits: Some(v1::StepLimits {
+                    memory: "lots".into(),
+                    ..Default::default()
+                }),
+                ..setup(&["true"], &[])
+            },
+            "spec.repo.setup.limits.memory: \"lots\" is not a size",
+        ),
+        (
+            v1::SetupSpec {
+                secret_env: [("TOKEN".to_string(), "../etc/passwd".to_string())].into(),
+                ..setup(&["true"], &[])
+            },
+            "spec.repo.setup.secretEnv[\"TOKEN\"]: secret name",
         ),
     ];
     for (bad, says) in cases {
@@ -623,6 +889,7 @@ async fn a_python_projects_packages_come_from_pip_once_and_its_tests_run() {
         .collect(),
         key: vec!["requirements.txt".into()],
         paths: vec!["deps".into()],
+        ..Default::default()
     };
     tests_run_on_one_seed(&git, &server, pip, "python3 test_pad.py").await;
 }
@@ -699,6 +966,7 @@ async fn a_rust_projects_crates_come_from_cargo_once_and_its_tests_run() {
         .collect(),
         key: vec!["Cargo.lock".into()],
         paths: vec![".cargo-home".into()],
+        ..Default::default()
     };
     tests_run_on_one_seed(
         &git,
@@ -874,6 +1142,7 @@ async fn an_npm_projects_node_modules_come_from_one_seed_and_its_tests_run() {
             .collect(),
         key: vec!["package-lock.json".into()],
         paths: vec!["node_modules".into()],
+        ..Default::default()
     };
     let id = submit(&client, on_repo(&git.url("web"), steps, Some(npm_ci)))
         .await

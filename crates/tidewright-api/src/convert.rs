@@ -44,7 +44,88 @@ macro_rules! same_fields {
     };
 }
 
-same_fields!(core::setup::SetupSpec, v1::SetupSpec { run, key, paths });
+impl From<v1::SetupSpec> for core::setup::SetupSpec {
+    fn from(setup: v1::SetupSpec) -> Self {
+        core::setup::SetupSpec {
+            run: setup.run,
+            key: setup.key,
+            paths: setup.paths,
+            timeout: setup.timeout,
+            limits: setup.limits.map(Into::into),
+            secret_env: setup.secret_env.into_iter().collect(),
+        }
+    }
+}
+
+impl From<core::setup::SetupSpec> for v1::SetupSpec {
+    fn from(setup: core::setup::SetupSpec) -> Self {
+        v1::SetupSpec {
+            run: setup.run,
+            key: setup.key,
+            paths: setup.paths,
+            timeout: setup.timeout,
+            limits: setup.limits.as_ref().map(Into::into),
+            secret_env: setup.secret_env.into_iter().collect(),
+        }
+    }
+}
+
+/// Unset or 0 on the wire is unset in the core: the pool's.
+impl From<v1::StepLimits> for core::StepLimits {
+    fn from(l: v1::StepLimits) -> Self {
+        core::StepLimits {
+            memory: Some(l.memory).filter(|m| !m.is_empty()),
+            processes: (l.processes > 0).then_some(l.processes),
+            open_files: (l.open_files > 0).then_some(l.open_files),
+            cpu_seconds: (l.cpu_seconds > 0).then_some(l.cpu_seconds),
+            disk: Some(l.disk).filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+impl From<&core::StepLimits> for v1::StepLimits {
+    fn from(l: &core::StepLimits) -> Self {
+        v1::StepLimits {
+            memory: l.memory.clone().unwrap_or_default(),
+            processes: l.processes.unwrap_or(0),
+            open_files: l.open_files.unwrap_or(0),
+            cpu_seconds: l.cpu_seconds.unwrap_or(0),
+            disk: l.disk.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<v1::SetupReport> for core::setup::SetupReport {
+    fn from(r: v1::SetupReport) -> Self {
+        core::setup::SetupReport {
+            seed: r.seed,
+            source: core::setup::SetupSource::parse(&r.source),
+            method: r.method,
+            millis: r.millis,
+            run_millis: r.run_millis,
+            files: r.files,
+            bytes: r.bytes,
+            failed: r.failed,
+            note: r.note,
+        }
+    }
+}
+
+impl From<&core::setup::SetupReport> for v1::SetupReport {
+    fn from(r: &core::setup::SetupReport) -> Self {
+        v1::SetupReport {
+            seed: r.seed.clone(),
+            source: r.source.as_str().to_string(),
+            method: r.method.clone(),
+            millis: r.millis,
+            run_millis: r.run_millis,
+            files: r.files,
+            bytes: r.bytes,
+            failed: r.failed,
+            note: r.note.clone(),
+        }
+    }
+}
 
 impl From<v1::TaskSpec> for core::TaskSpec {
     fn from(spec: v1::TaskSpec) -> Self {
@@ -523,6 +604,15 @@ impl From<&core::Event> for v1::Event {
                 reason: reason.clone(),
                 carried: *carried,
             }),
+            core::EventKind::Setup {
+                step,
+                attempt,
+                setup,
+            } => Kind::Setup(v1::StepSetup {
+                step_id: step.clone(),
+                attempt: *attempt,
+                setup: Some(setup.into()),
+            }),
         };
         v1::Event {
             task_id: event.task_id.clone(),
@@ -609,6 +699,13 @@ mod tests {
                     run: vec!["npm".into(), "ci".into()],
                     key: vec!["package-lock.json".into()],
                     paths: vec!["node_modules".into()],
+                    timeout: "20m".into(),
+                    limits: Some(core::StepLimits {
+                        memory: Some("4GiB".into()),
+                        processes: Some(512),
+                        ..core::StepLimits::default()
+                    }),
+                    secret_env: [("NPM_TOKEN".to_string(), "npm-token".to_string())].into(),
                 }),
             }),
             ..core::TaskSpec::default()

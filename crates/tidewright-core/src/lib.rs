@@ -48,6 +48,6 @@ pub use spec::{
 };
 pub use state::{AttemptKey, Event, EventKind, LogStream, Micros, StepState, TaskState};
 pub use step_limits::StepLimits;
-pub use text::{hex, last_bytes, truncate_at_char_boundary};
+pub use text::{hex, human_bytes, last_bytes, truncate_at_char_boundary};
 pub use validate::{Limits, validate};
 pub use verify::{CheckResult, CheckSpec, Verification, VerifySpec};

@@ -10,6 +10,9 @@
 //! `.tidewright/setup.yaml` ([`SETUP_FILE`], read from the step's
 //! checkout).
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -33,6 +36,161 @@ pub struct SetupSpec {
     /// What the setup makes, in the repository, that each step gets:
     /// `["node_modules"]`.
     pub paths: Vec<String>,
+    /// How long it may run (`90s`, `15m`, `1h`): past it, the step fails
+    /// and nothing is kept. The step's timeout when unset, else 30m.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub timeout: String,
+    /// What it may use of its worker, in place of its step's limits (an
+    /// install may need more memory than the agent after it, or less);
+    /// the pool's still cap it. Its step's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::step_limits::StepLimits>,
+    /// Secrets the setup alone is given, as environment variables
+    /// (`NPM_TOKEN: npm-token`): a private registry's token. Read on the
+    /// worker as a step's `secretEnv` is, masked in the setup's output,
+    /// never given to the step after it; a setup that leaves one in its
+    /// `paths` fails its step, and nothing is kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
+}
+
+impl SetupSpec {
+    /// Its timeout: its own, else its step's (`step_seconds`), else 30m.
+    pub fn timeout(&self, step_seconds: Option<u32>) -> Duration {
+        crate::verify::parse_duration(&self.timeout)
+            .ok()
+            .flatten()
+            .or(step_seconds.map(|s| Duration::from_secs(u64::from(s))))
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+}
+
+/// The longest a setup runs when neither it nor its step says.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What a step's setup did on one attempt: said as an event on the step
+/// when the checkout is ready (or the setup failed), and kept on the
+/// attempt as its setup's line beside the agent's cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupReport {
+    /// The seed's key; empty when none of the key files is there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub seed: String,
+    pub source: SetupSource,
+    /// How the seed was put in the checkout (`overlay`, `reflink`,
+    /// `copy`); empty when the setup ran here.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// From the setup's start to the checkout being ready: what the
+    /// attempt spent on it.
+    pub millis: u64,
+    /// How long the setup's command ran: on this attempt when it ran
+    /// here, else when its seed was made.
+    #[serde(default)]
+    pub run_millis: u64,
+    /// The seed's files and bytes.
+    #[serde(default)]
+    pub files: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    /// The setup failed: the step failed with its output.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+    /// What else there is to say: why a seed was not kept, or that no
+    /// key file is there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl SetupReport {
+    /// One line of it, as `watch` and the console say it: "seed 3f2a9c1b0d4e
+    /// from the control plane's store, laid over in 12 ms (its setup took
+    /// 14.2 s)".
+    pub fn summary(&self) -> String {
+        let seed = if self.seed.is_empty() {
+            "no seed".to_string()
+        } else {
+            format!("seed {}", &self.seed[..self.seed.len().min(12)])
+        };
+        let took = |millis: u64| format!("{:.1} s", millis as f64 / 1000.0);
+        let mut line = match self.source {
+            SetupSource::Ran if self.failed => {
+                format!("setup failed after {}", took(self.run_millis))
+            }
+            SetupSource::Ran if self.seed.is_empty() || !self.note.is_empty() => {
+                format!("ran setup in {}", took(self.run_millis))
+            }
+            SetupSource::Ran => format!(
+                "ran setup in {}; {seed} kept ({} files, {})",
+                took(self.run_millis),
+                self.files,
+                crate::human_bytes(self.bytes)
+            ),
+            SetupSource::Checkout => "already in the checkout".to_string(),
+            SetupSource::Worker | SetupSource::Store => format!(
+                "{seed} from {}, {} in {} ms (its setup took {})",
+                if self.source == SetupSource::Store {
+                    "the control plane's store"
+                } else {
+                    "this worker"
+                },
+                match self.method.as_str() {
+                    "overlay" => "laid over",
+                    "reflink" => "reflinked",
+                    _ => "copied",
+                },
+                self.millis,
+                took(self.run_millis)
+            ),
+        };
+        if !self.note.is_empty() {
+            line.push_str(&format!("; {}", self.note));
+        }
+        line
+    }
+}
+
+/// Where a step's setup's paths came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetupSource {
+    /// The setup ran in this checkout (and its seed was kept, unless
+    /// `note` says why not).
+    #[default]
+    Ran,
+    /// The seed this worker had.
+    Worker,
+    /// The seed taken from the control plane's store.
+    Store,
+    /// Already in the checkout: a workspace kept for a resume.
+    Checkout,
+}
+
+impl SetupSource {
+    pub const ALL: [SetupSource; 4] = [
+        SetupSource::Ran,
+        SetupSource::Worker,
+        SetupSource::Store,
+        SetupSource::Checkout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupSource::Ran => "ran",
+            SetupSource::Worker => "worker",
+            SetupSource::Store => "store",
+            SetupSource::Checkout => "checkout",
+        }
+    }
+
+    /// The source named `name`; `Ran` for an unknown one.
+    pub fn parse(name: &str) -> SetupSource {
+        SetupSource::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .unwrap_or_default()
+    }
 }
 
 /// The file form: `setup:` at its top.
@@ -82,6 +240,33 @@ pub fn validate(setup: &SetupSpec, field: &str) -> Result<(), Error> {
                     format!("{path:?} is named twice"),
                 ));
             }
+        }
+    }
+    match crate::verify::parse_duration(&setup.timeout) {
+        Err(why) => return Err(invalid(format!("{field}.timeout"), why)),
+        Ok(Some(d)) if d.is_zero() => {
+            return Err(invalid(format!("{field}.timeout"), "must be above zero"));
+        }
+        Ok(_) => {}
+    }
+    if let Some(limits) = &setup.limits {
+        limits.validate(&format!("{field}.limits"))?;
+    }
+    for (var, secret) in &setup.secret_env {
+        let at = format!("{field}.secretEnv[{var:?}]");
+        if var.is_empty() || var.contains(['=', '\0']) {
+            return Err(invalid(
+                at,
+                "an environment variable name must be non-empty, without '=' or NUL",
+            ));
+        }
+        if !crate::secret::valid_name(secret) {
+            return Err(invalid(
+                at,
+                format!(
+                    "secret name {secret:?} must be 1 to 253 bytes of letters, digits, '-', '_' and '.', not starting with '.'"
+                ),
+            ));
         }
     }
     Ok(())
@@ -159,6 +344,7 @@ mod tests {
             run: vec!["npm".into(), "ci".into()],
             key: vec!["package-lock.json".into(), ".nvmrc".into()],
             paths: vec!["node_modules".into()],
+            ..SetupSpec::default()
         }
     }
 
@@ -261,6 +447,57 @@ mod tests {
                 "repo.setup.key[1]",
                 "named twice",
             ),
+            (
+                SetupSpec {
+                    timeout: "ten minutes".into(),
+                    ..npm()
+                },
+                "repo.setup.timeout",
+                "a duration is like",
+            ),
+            (
+                SetupSpec {
+                    timeout: "0s".into(),
+                    ..npm()
+                },
+                "repo.setup.timeout",
+                "above zero",
+            ),
+            (
+                SetupSpec {
+                    limits: Some(crate::step_limits::StepLimits {
+                        memory: Some("lots".into()),
+                        ..Default::default()
+                    }),
+                    ..npm()
+                },
+                "repo.setup.limits.memory",
+                "is not a size",
+            ),
+            (
+                SetupSpec {
+                    limits: Some(crate::step_limits::StepLimits::default()),
+                    ..npm()
+                },
+                "repo.setup.limits",
+                "set memory",
+            ),
+            (
+                SetupSpec {
+                    secret_env: [("NPM_TOKEN".to_string(), "../token".to_string())].into(),
+                    ..npm()
+                },
+                "repo.setup.secretEnv[\"NPM_TOKEN\"]",
+                "secret name",
+            ),
+            (
+                SetupSpec {
+                    secret_env: [("A=B".to_string(), "token".to_string())].into(),
+                    ..npm()
+                },
+                "repo.setup.secretEnv[\"A=B\"]",
+                "variable name",
+            ),
         ];
         for (setup, field, says) in cases {
             match validate(&setup, "repo.setup") {
@@ -275,6 +512,62 @@ mod tests {
             }
         }
         assert_eq!(validate(&npm(), "repo.setup"), Ok(()));
+    }
+
+    #[test]
+    fn a_setups_timeout_is_its_own_else_its_steps_else_thirty_minutes() {
+        let own = SetupSpec {
+            timeout: "90s".into(),
+            ..npm()
+        };
+        assert_eq!(own.timeout(Some(600)), Duration::from_secs(90));
+        assert_eq!(npm().timeout(Some(600)), Duration::from_secs(600));
+        assert_eq!(npm().timeout(None), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn a_setup_report_reads_back_and_its_sources_by_name() {
+        let report = SetupReport {
+            seed: "ab".repeat(32),
+            source: SetupSource::Store,
+            method: "overlay".into(),
+            millis: 12,
+            run_millis: 9000,
+            files: 3,
+            bytes: 4096,
+            ..SetupReport::default()
+        };
+        let text = serde_json::to_string(&report).expect("json");
+        assert_eq!(
+            serde_json::from_str::<SetupReport>(&text).ok(),
+            Some(report.clone())
+        );
+        assert_eq!(
+            report.summary(),
+            "seed abababababab from the control plane's store, laid over in 12 ms (its setup took 9.0 s)"
+        );
+        let ran = SetupReport {
+            source: SetupSource::Ran,
+            method: String::new(),
+            run_millis: 14_200,
+            bytes: 148 << 20,
+            ..report.clone()
+        };
+        assert_eq!(
+            ran.summary(),
+            "ran setup in 14.2 s; seed abababababab kept (3 files, 148.0 MiB)"
+        );
+        let unkept = SetupReport {
+            note: "larger than --max-seed-bytes".into(),
+            ..ran.clone()
+        };
+        assert_eq!(
+            unkept.summary(),
+            "ran setup in 14.2 s; larger than --max-seed-bytes"
+        );
+        for source in SetupSource::ALL {
+            assert_eq!(SetupSource::parse(source.as_str()), source);
+        }
     }
 
     #[test]

@@ -218,6 +218,14 @@ pub enum EventKind {
         passed: bool,
         message: String,
     },
+    /// What a step's setup did before its process ran: a seed put in
+    /// place (from where, how, how fast), or the setup run (see
+    /// [`crate::setup`]).
+    Setup {
+        step: String,
+        attempt: u32,
+        setup: crate::setup::SetupReport,
+    },
     /// An agent step moved to one of its fallback runtimes: a provider's
     /// limit paused every pool that runs `from` (see [`crate::failover`]).
     FailedOver {
@@ -245,6 +253,7 @@ impl EventKind {
             EventKind::Egress { .. } => "egress",
             EventKind::Verification { .. } => "verification",
             EventKind::FailedOver { .. } => "failedOver",
+            EventKind::Setup { .. } => "setup",
         }
     }
 }

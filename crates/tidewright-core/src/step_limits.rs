@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, invalid};
+
 /// A step's limits, as its spec says them; each unset one is its pool's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -37,6 +39,31 @@ pub struct StepLimits {
 impl StepLimits {
     pub fn is_empty(&self) -> bool {
         *self == StepLimits::default()
+    }
+
+    /// Checks each limit; `field` is where they sit (`steps[0].limits`).
+    pub fn validate(&self, field: &str) -> Result<(), Error> {
+        if self.is_empty() {
+            return Err(invalid(
+                field,
+                "set memory, processes, openFiles, cpuSeconds or disk (or leave limits out)",
+            ));
+        }
+        for (name, size) in [("memory", &self.memory), ("disk", &self.disk)] {
+            if let Some(size) = size {
+                parse_bytes(size).map_err(|why| invalid(format!("{field}.{name}"), why))?;
+            }
+        }
+        for (name, count) in [
+            ("processes", self.processes),
+            ("openFiles", self.open_files),
+            ("cpuSeconds", self.cpu_seconds),
+        ] {
+            if count == Some(0) {
+                return Err(invalid(format!("{field}.{name}"), "must be above zero"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -159,7 +159,7 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
             validate_egress(egress, &format!("steps[{i}].egress"))?;
         }
         if let Some(limits) = &step.limits {
-            validate_step_limits(limits, &format!("steps[{i}].limits"))?;
+            limits.validate(&format!("steps[{i}].limits"))?;
         }
         validate_delivery(i, step, spec.repo.is_some())?;
         verify::validate_verify(i, step, spec.repo.is_some(), limits)?;
@@ -217,31 +217,6 @@ pub fn home_path(path: &str) -> Result<(), String> {
 }
 
 /// A step's limits: sizes that parse, counts above zero, at least one set.
-fn validate_step_limits(limits: &crate::step_limits::StepLimits, field: &str) -> Result<(), Error> {
-    if limits.is_empty() {
-        return Err(invalid(
-            field,
-            "set memory, processes, openFiles, cpuSeconds or disk (or leave limits out)",
-        ));
-    }
-    for (name, size) in [("memory", &limits.memory), ("disk", &limits.disk)] {
-        if let Some(size) = size {
-            crate::step_limits::parse_bytes(size)
-                .map_err(|why| invalid(format!("{field}.{name}"), why))?;
-        }
-    }
-    for (name, count) in [
-        ("processes", limits.processes),
-        ("openFiles", limits.open_files),
-        ("cpuSeconds", limits.cpu_seconds),
-    ] {
-        if count == Some(0) {
-            return Err(invalid(format!("{field}.{name}"), "must be above zero"));
-        }
-    }
-    Ok(())
-}
-
 /// A budget names at least one limit, each above zero. `field` is where
 /// it sits (`budget` in a task, a raise's own fields).
 pub fn validate_budget(budget: &Budget, field: &str) -> Result<(), Error> {

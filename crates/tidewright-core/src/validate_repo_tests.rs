@@ -99,6 +99,12 @@ mod repo {
                     run: vec!["npm".into(), "ci".into()],
                     key: vec!["package-lock.json".into()],
                     paths: vec!["node_modules".into()],
+                    timeout: "20m".into(),
+                    limits: Some(crate::step_limits::StepLimits {
+                        memory: Some("4GiB".into()),
+                        ..Default::default()
+                    }),
+                    secret_env: [("NPM_TOKEN".to_string(), "npm-token".to_string())].into(),
                 }),
             },
             "repo",

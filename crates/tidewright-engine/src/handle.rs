@@ -228,6 +228,11 @@ pub(super) enum Command {
         attempt: AttemptKey,
         egress: EgressReport,
     },
+    Setup {
+        worker: u64,
+        attempt: AttemptKey,
+        setup: tidewright_core::setup::SetupReport,
+    },
     /// A worker's result of an attempt that ended.
     StepResult {
         worker: u64,
@@ -418,6 +423,22 @@ impl EngineHandle {
             worker,
             attempt,
             egress,
+        })
+        .await
+    }
+
+    /// What a running attempt's setup did, once its checkout is ready (or
+    /// its setup failed): an event on its step, and a line on the attempt.
+    pub async fn setup(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        setup: tidewright_core::setup::SetupReport,
+    ) -> Result<(), Error> {
+        self.send(Command::Setup {
+            worker,
+            attempt,
+            setup,
         })
         .await
     }

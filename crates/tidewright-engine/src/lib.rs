@@ -258,6 +258,7 @@ impl Engine {
         | Command::Progress { worker, .. }
         | Command::Logs { worker, .. }
         | Command::Egress { worker, .. }
+        | Command::Setup { worker, .. }
         | Command::StepResult { worker, .. }
         | Command::Session { worker, .. }
         | Command::Spend { worker, .. }
@@ -306,6 +307,11 @@ impl Engine {
                 attempt,
                 egress,
             } => self.egress(worker, attempt, egress),
+            Command::Setup {
+                worker,
+                attempt,
+                setup,
+            } => self.setup(worker, attempt, setup),
             Command::StepResult { worker, result } => self.report(worker, *result),
             Command::Session {
                 worker,

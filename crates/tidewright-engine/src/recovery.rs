@@ -70,6 +70,7 @@ impl Engine {
             Command::Progress { attempt, .. }
             | Command::Logs { attempt, .. }
             | Command::Egress { attempt, .. }
+            | Command::Setup { attempt, .. }
             | Command::Session { attempt, .. }
             | Command::Adopt { attempt, .. } => self.cold.backlog.pending(&attempt.task_id),
             Command::StepResult { result, .. } => {

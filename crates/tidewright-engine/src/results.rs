@@ -684,6 +684,34 @@ impl Engine {
             },
         );
     }
+
+    /// A running attempt's setup: an event on its step, and kept on the
+    /// attempt beside its cost.
+    pub(super) fn setup(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        setup: tidewright_core::setup::SetupReport,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        self.round.writes.push(Write::Attempt(AttemptWrite {
+            task_id: attempt.task_id,
+            step_id: attempt.step_id.clone(),
+            attempt: attempt.attempt,
+            setup: Some(setup.clone()),
+            ..AttemptWrite::default()
+        }));
+        self.event(
+            &task_id,
+            EventKind::Setup {
+                step: attempt.step_id,
+                attempt: attempt.attempt,
+                setup,
+            },
+        );
+    }
 }
 
 /// How many times a step runs again on top of another's work before a

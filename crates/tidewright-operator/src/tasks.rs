@@ -423,7 +423,11 @@ async fn mirror_from_events(
                 Ok(Some(event)) => {
                     after_seq = event.seq;
                     match event.kind {
-                        Some(v1::event::Kind::Progress(_) | v1::event::Kind::Verification(_)) => {
+                        Some(
+                            v1::event::Kind::Progress(_)
+                            | v1::event::Kind::Verification(_)
+                            | v1::event::Kind::Setup(_),
+                        ) => {
                             pending_since.get_or_insert_with(Instant::now);
                         }
                         Some(

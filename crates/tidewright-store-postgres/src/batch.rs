@@ -287,7 +287,8 @@ fn merge_attempt(into: &mut AttemptWrite, later: AttemptWrite) {
         session_id,
         model,
         cost,
-        verification
+        verification,
+        setup
     );
 }
 

@@ -234,11 +234,11 @@ pub(crate) async fn upsert_attempts<'r>(
         .collect();
     let verification: Vec<Option<String>> = attempts
         .iter()
-        .map(|a| {
-            a.verification
-                .as_ref()
-                .map(|v| text(&serde_json::to_string(v).unwrap_or_default()))
-        })
+        .map(|a| a.verification.as_ref().map(json))
+        .collect();
+    let setup: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.setup.as_ref().map(json))
         .collect();
     // Both statements take the same rows.
     let params = || {
@@ -260,14 +260,15 @@ pub(crate) async fn upsert_attempts<'r>(
             cache_read.clone(),
             cache_creation.clone(),
             verification.clone(),
+            setup.clone(),
         ]
     };
     const ROWS: &str = "UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
                                $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::float8[],
-                               $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::text[])
+                               $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::text[], $18::text[])
                         AS u(task_id, step_id, attempt, worker, started_at, finished_at, state, error,
                              exit_code, session_id, model, usd, input, output, cache_read, cache_creation,
-                             verification)";
+                             verification, setup)";
     pipeline.add(
         conn,
         &format!(
@@ -285,7 +286,8 @@ pub(crate) async fn upsert_attempts<'r>(
                 output_tokens = COALESCE(u.output, a.output_tokens),
                 cache_read_tokens = COALESCE(u.cache_read, a.cache_read_tokens),
                 cache_creation_tokens = COALESCE(u.cache_creation, a.cache_creation_tokens),
-                verification = COALESCE(u.verification, a.verification)
+                verification = COALESCE(u.verification, a.verification),
+                setup = COALESCE(u.setup, a.setup)
              FROM {ROWS}
              WHERE a.task_id = u.task_id AND a.step_id = u.step_id AND a.attempt = u.attempt"
         ),
@@ -297,13 +299,15 @@ pub(crate) async fn upsert_attempts<'r>(
         &format!(
             "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state,
                                    error, exit_code, session_id, model, cost_usd, input_tokens,
-                                   output_tokens, cache_read_tokens, cache_creation_tokens, verification)
+                                   output_tokens, cache_read_tokens, cache_creation_tokens, verification,
+                                   setup)
              SELECT u.task_id, u.step_id, u.attempt, COALESCE(u.worker, ''),
                     tidewright_ts(COALESCE(u.started_at, 0)), tidewright_ts(COALESCE(u.finished_at, 0)),
                     COALESCE(u.state, 'running'), COALESCE(u.error, ''), u.exit_code,
                     COALESCE(u.session_id, ''), COALESCE(u.model, ''), COALESCE(u.usd, 0),
                     COALESCE(u.input, 0), COALESCE(u.output, 0), COALESCE(u.cache_read, 0),
-                    COALESCE(u.cache_creation, 0), COALESCE(u.verification, '')
+                    COALESCE(u.cache_creation, 0), COALESCE(u.verification, ''),
+                    COALESCE(u.setup, '')
              FROM {ROWS}
              WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.task_id = u.task_id
                                AND a.step_id = u.step_id AND a.attempt = u.attempt)"
@@ -311,6 +315,12 @@ pub(crate) async fn upsert_attempts<'r>(
         params(),
     )
     .await
+}
+
+/// A record (a verified step's round, a setup's report) as its column
+/// holds it.
+fn json(record: &impl serde::Serialize) -> String {
+    text(&serde_json::to_string(record).unwrap_or_default())
 }
 
 /// Audit records are numbered 1, 2, 3... in the order handed over, with no

@@ -42,8 +42,18 @@ pub(crate) const STEPS_OF: &str = "SELECT task_id, step_id, state, attempt, work
 
 pub(crate) const ATTEMPTS_OF: &str = "SELECT task_id, step_id, attempt, worker, tidewright_micros(started_at),
         tidewright_micros(finished_at), state, error, exit_code, session_id, model, cost_usd, input_tokens,
-        output_tokens, cache_read_tokens, cache_creation_tokens, verification
+        output_tokens, cache_read_tokens, cache_creation_tokens, verification, setup
     FROM attempts WHERE task_id = ANY($1::text[]) ORDER BY task_id, step_id, attempt";
+
+/// A record its column keeps as JSON; '' for none.
+fn json_record<T: serde::de::DeserializeOwned>(json: String, what: &str) -> Result<Option<T>> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| Error::Corrupt(format!("a stored {what}: {e}")).into())
+}
 
 pub(crate) fn tokens(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -170,13 +180,8 @@ pub(crate) fn attach_steps(
                 cache_read_tokens: tokens(row.try_get(14)?),
                 cache_creation_tokens: tokens(row.try_get(15)?),
             },
-            verification: match row.try_get::<_, String>(16)? {
-                json if json.is_empty() => None,
-                json => Some(
-                    serde_json::from_str(&json)
-                        .map_err(|e| Error::Corrupt(format!("a stored verification: {e}")))?,
-                ),
-            },
+            verification: json_record(row.try_get(16)?, "verification")?,
+            setup: json_record(row.try_get(17)?, "setup report")?,
         };
         if let Some(step) = tasks[i].steps.iter_mut().find(|s| s.id == step_id) {
             step.attempts.push(attempt);
@@ -464,7 +469,7 @@ macro_rules! unfinished_reads {
                 "SELECT a.task_id, a.step_id, a.attempt, a.worker,
                     tidewright_micros(a.started_at), tidewright_micros(a.finished_at), a.state, a.error, a.exit_code,
                     a.session_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens,
-                    a.cache_read_tokens, a.cache_creation_tokens, a.verification
+                    a.cache_read_tokens, a.cache_creation_tokens, a.verification, a.setup
                 FROM attempts a ",
                 $a,
                 " ORDER BY a.task_id, a.step_id, a.attempt"

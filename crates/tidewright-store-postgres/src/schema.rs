@@ -396,6 +396,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, name)
     );
     "#,
+    // 19: what a step's repository's setup did on each attempt
+    // (tidewright_core::setup::SetupReport), as JSON; '' for none.
+    r#"
+    ALTER TABLE attempts ADD COLUMN setup text NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The first version whose row says its release.

@@ -363,10 +363,10 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
     let tokens = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     conn.prepare_cached(
         "INSERT INTO attempts (task_id, step_id, attempt, worker, started_at, finished_at, state, error, exit_code,
-                              session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, verification)
+                              session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, verification, setup)
          VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), COALESCE(?6, 0), COALESCE(?7, 'running'), COALESCE(?8, ''), ?9,
                  COALESCE(?10, ''), COALESCE(?11, ''), COALESCE(?12, 0), COALESCE(?13, 0), COALESCE(?14, 0), COALESCE(?15, 0), COALESCE(?16, 0),
-                 COALESCE(?17, ''))
+                 COALESCE(?17, ''), COALESCE(?18, ''))
          ON CONFLICT (task_id, step_id, attempt) DO UPDATE SET
             worker = COALESCE(?4, worker),
             started_at = COALESCE(?5, started_at),
@@ -381,7 +381,8 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
             output_tokens = COALESCE(?14, output_tokens),
             cache_read_tokens = COALESCE(?15, cache_read_tokens),
             cache_creation_tokens = COALESCE(?16, cache_creation_tokens),
-            verification = COALESCE(?17, verification)",
+            verification = COALESCE(?17, verification),
+            setup = COALESCE(?18, setup)",
     )?
     .execute(params![
         a.task_id,
@@ -400,14 +401,16 @@ pub(crate) fn upsert_attempt(conn: &Connection, a: &AttemptWrite) -> Result<()> 
         tokens(cost.map(|c| c.output_tokens)),
         tokens(cost.map(|c| c.cache_read_tokens)),
         tokens(cost.map(|c| c.cache_creation_tokens)),
-        a.verification.as_ref().map(verification_json),
+        a.verification.as_ref().map(record_json),
+        a.setup.as_ref().map(record_json),
     ])?;
     Ok(())
 }
 
-/// A verified step's round as its column holds it.
-fn verification_json(verification: &tidewright_core::Verification) -> String {
-    serde_json::to_string(verification).unwrap_or_default()
+/// A record (a verified step's round, a setup's report) as its column
+/// holds it.
+fn record_json(record: &impl serde::Serialize) -> String {
+    serde_json::to_string(record).unwrap_or_default()
 }
 
 /// Creates or replaces the record of `named` by tenant and name.

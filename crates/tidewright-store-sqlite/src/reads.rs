@@ -16,7 +16,7 @@ pub(crate) fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<
     let mut stmt = conn.prepare_cached(
         "SELECT step_id, attempt, worker, started_at, finished_at, state, error, exit_code,
                 session_id, model, cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
-                verification
+                verification, setup
          FROM attempts WHERE task_id = ?1 ORDER BY step_id, attempt",
     )?;
     let rows = stmt.query_map([&task.id], |row| {
@@ -42,16 +42,20 @@ pub(crate) fn load_attempts(conn: &Connection, task: &mut TaskRecord) -> Result<
                     cache_creation_tokens: tokens(14)?,
                 },
                 verification: None,
+                setup: None,
             },
             state,
-            row.get::<_, String>(15)?,
+            (row.get::<_, String>(15)?, row.get::<_, String>(16)?),
         ))
     })?;
     for row in rows {
-        let (step_id, mut attempt, state, verification) = row?;
+        let (step_id, mut attempt, state, (verification, setup)) = row?;
         attempt.state = state.parse()?;
         if !verification.is_empty() {
             attempt.verification = Some(from_record(&verification, "verification")?);
+        }
+        if !setup.is_empty() {
+            attempt.setup = Some(from_record(&setup, "setup report")?);
         }
         if let Some(step) = task.steps.iter_mut().find(|s| s.id == step_id) {
             step.attempts.push(attempt);

@@ -220,6 +220,8 @@ fn migrate_columns(conn: &Connection) -> Result<()> {
         ("cache_creation_tokens", "INTEGER NOT NULL DEFAULT 0"),
         // A verified step's round, as JSON; '' for none.
         ("verification", "TEXT NOT NULL DEFAULT ''"),
+        // What the repository's setup did, as JSON; '' for none.
+        ("setup", "TEXT NOT NULL DEFAULT ''"),
     ] {
         add_missing_column(conn, "attempts", column, kind)?;
     }

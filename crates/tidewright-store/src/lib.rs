@@ -324,6 +324,8 @@ pub struct AttemptWrite {
     pub cost: Option<Cost>,
     /// A verified step's round: what its checks found on this attempt.
     pub verification: Option<tidewright_core::Verification>,
+    /// What its repository's setup did before its process ran.
+    pub setup: Option<tidewright_core::setup::SetupReport>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +343,8 @@ pub struct AttemptRecord {
     pub cost: Cost,
     /// A verified step's round: what its checks found on this attempt.
     pub verification: Option<tidewright_core::Verification>,
+    /// What its repository's setup did before its process ran.
+    pub setup: Option<tidewright_core::setup::SetupReport>,
 }
 
 impl AttemptRecord {
@@ -358,6 +362,7 @@ impl AttemptRecord {
             model: String::new(),
             cost: Cost::default(),
             verification: None,
+            setup: None,
         }
     }
 }

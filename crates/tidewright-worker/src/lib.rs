@@ -805,6 +805,10 @@ fn report_message(report: FromAttempt) -> v1::WorkerMessage {
             allowed,
             reason,
         }),
+        FromAttempt::Setup { attempt, report } => K::Setup(v1::StepSetupReport {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+            setup: Some((&report).into()),
+        }),
         FromAttempt::Done(result) => K::Result(*result),
     };
     v1::WorkerMessage { kind: Some(kind) }

@@ -135,6 +135,11 @@ impl Redactor {
         Redactor { needles }
     }
 
+    /// This one's secrets and `more`: a setup's own, besides its step's.
+    pub fn and<'a>(&'a self, more: impl IntoIterator<Item = &'a String>) -> Redactor {
+        Redactor::new(self.needles.iter().chain(more))
+    }
+
     pub fn redact(&self, text: String) -> String {
         if !self.needles.iter().any(|n| text.contains(n.as_str())) {
             return text;

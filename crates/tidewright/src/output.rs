@@ -348,20 +348,7 @@ pub fn age(micros: i64) -> String {
     }
 }
 
-/// `512 B`, `3.4 KiB`, `706.2 MiB`, `1.4 GiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+pub use tidewright_core::human_bytes as bytes;
 
 /// `850ms`, `3.2s`, `4m05s`.
 pub fn duration(micros: i64) -> String {

@@ -193,6 +193,9 @@ impl View {
                 Kind::FailedOver(f) => {
                     let _ = multi.println(format!("{} | {}", f.step_id, failed_over_line(f)));
                 }
+                Kind::Setup(s) => {
+                    let _ = multi.println(format!("{} | {}", s.step_id, setup_line(s)));
+                }
                 Kind::TaskState(_) => {}
             },
             Display::Lines { start, out } => {
@@ -222,6 +225,7 @@ impl View {
                     Kind::Egress(e) => format!("{}: {}", e.step_id, egress_line(e)),
                     Kind::Verification(v) => format!("{}: {}", v.step_id, v.message),
                     Kind::FailedOver(f) => format!("{}: {}", f.step_id, failed_over_line(f)),
+                    Kind::Setup(s) => format!("{}: {}", s.step_id, setup_line(s)),
                 };
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }
@@ -235,6 +239,13 @@ impl View {
             }
         }
     }
+}
+
+/// `setup: seed 3f2a9c1b0d4e from this worker, laid over in 12 ms (its
+/// setup took 14.2 s)`.
+fn setup_line(s: &v1::StepSetup) -> String {
+    let report = tidewright_core::setup::SetupReport::from(s.setup.clone().unwrap_or_default());
+    format!("setup: {}", report.summary())
 }
 
 /// `failed over from claude-code to codex, with its work: why`.

@@ -88,13 +88,7 @@ impl From<v1::StepSpec> for core::StepSpec {
                 .filter(|p| !p.is_empty())
                 .map(|p| core::OnConflict::parse(&p)),
             egress: step.egress.map(Into::into),
-            limits: step.limits.map(|l| core::StepLimits {
-                memory: Some(l.memory).filter(|m| !m.is_empty()),
-                processes: (l.processes > 0).then_some(l.processes),
-                open_files: (l.open_files > 0).then_some(l.open_files),
-                cpu_seconds: (l.cpu_seconds > 0).then_some(l.cpu_seconds),
-                disk: Some(l.disk).filter(|d| !d.is_empty()),
-            }),
+            limits: step.limits.map(Into::into),
             verify: step.verify.map(Into::into),
             attempts: step.attempts.map(|a| core::attempts::AttemptsSpec {
                 n: a.n,
@@ -240,13 +234,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_default(),
             egress: step.egress.as_ref().map(Into::into),
-            limits: step.limits.as_ref().map(|l| v1::StepLimits {
-                memory: l.memory.clone().unwrap_or_default(),
-                processes: l.processes.unwrap_or(0),
-                open_files: l.open_files.unwrap_or(0),
-                cpu_seconds: l.cpu_seconds.unwrap_or(0),
-                disk: l.disk.clone().unwrap_or_default(),
-            }),
+            limits: step.limits.as_ref().map(Into::into),
             verify: step.verify.clone().map(Into::into),
             attempts: step.attempts.as_ref().map(|a| v1::Attempts {
                 n: a.n,

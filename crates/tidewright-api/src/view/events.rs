@@ -87,6 +87,12 @@ pub enum EventKindView {
         /// Its work so far and a summary of its session went with it.
         carried: bool,
     },
+    /// What a step's setup did before its process ran.
+    Setup {
+        step: String,
+        attempt: u32,
+        setup: super::task::SetupView,
+    },
     /// A kind this build does not know.
     Unknown,
 }
@@ -102,6 +108,7 @@ impl EventKindView {
             EventKindView::Egress { .. } => "egress",
             EventKindView::Verification { .. } => "verification",
             EventKindView::FailedOver { .. } => "failedOver",
+            EventKindView::Setup { .. } => "setup",
             EventKindView::Unknown => "unknown",
         }
     }
@@ -172,6 +179,11 @@ pub fn event_view(event: &v1::Event) -> EventView {
             to: e.to.clone(),
             reason: e.reason.clone(),
             carried: e.carried,
+        },
+        Some(Kind::Setup(e)) => EventKindView::Setup {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            setup: super::task::setup_view(&e.setup.clone().unwrap_or_default()),
         },
         None => EventKindView::Unknown,
     };

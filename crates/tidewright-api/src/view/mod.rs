@@ -20,7 +20,7 @@ pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
 pub use seeds::{SeedView, seed_view};
 pub use task::{
     ApprovalView, AttemptView, BudgetView, CheckView, ChosenView, FailoverView, GradeView,
-    LandView, RepoView, StepView, TaskView, VerificationView, WorkView, task_view,
+    LandView, RepoView, SetupView, StepView, TaskView, VerificationView, WorkView, task_view,
 };
 pub use triggers::{TriggerRunView, TriggerView, trigger_view};
 

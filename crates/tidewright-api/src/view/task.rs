@@ -249,6 +249,50 @@ pub struct AttemptView {
     /// A verified step's round: what its checks found on this attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationView>,
+    /// What its repository's setup did before its process ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupView>,
+}
+
+/// What a step's setup did on one attempt (see the book's setup page).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupView {
+    /// The seed's key; absent when no key file is in the checkout.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub seed: String,
+    /// `ran`, `worker`, `store` or `checkout`.
+    pub source: String,
+    /// `overlay`, `reflink` or `copy`; absent when the setup ran.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// From the setup's start to the checkout being ready.
+    pub millis: u64,
+    /// How long the setup's command ran: here, or when its seed was made.
+    pub run_millis: u64,
+    pub files: u64,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// All of it in one line, as `tidewright watch` says it.
+    pub summary: String,
+}
+
+pub fn setup_view(s: &v1::SetupReport) -> SetupView {
+    SetupView {
+        summary: tidewright_core::setup::SetupReport::from(s.clone()).summary(),
+        seed: s.seed.clone(),
+        source: s.source.clone(),
+        method: s.method.clone(),
+        millis: s.millis,
+        run_millis: s.run_millis,
+        files: s.files,
+        bytes: s.bytes,
+        failed: s.failed,
+        note: s.note.clone(),
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -442,6 +486,7 @@ pub fn task_view(task: &v1::Task) -> TaskView {
                         model: a.model.clone(),
                         cost: cost_view(&a.cost),
                         verification: a.verification.as_ref().map(verification_view),
+                        setup: a.setup.as_ref().map(setup_view),
                     })
                     .collect(),
                 approval: specs

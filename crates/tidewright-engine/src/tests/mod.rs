@@ -846,16 +846,22 @@ async fn a_conflict_at_a_merge_runs_the_later_side_again_on_top_of_the_earlier()
     h.until_state("t", TaskState::Succeeded).await;
 }
 
-#[tokio::test]
-async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
+/// Task `t`'s step `a`, its attempt 1 on worker `first` lost as its
+/// stream drops, and running again as attempt 2 on worker `second`.
+async fn lost_and_run_again() -> (Harness, FakeWorker, FakeWorker) {
     let h = Harness::new();
     h.submit("t", 0, 1, vec![noop("a")]).await;
     let mut first = h.ready_worker("first", &["shell"], 1).await;
     assert_eq!(first.assigned().await, key("t", "a", 1));
-    // Its stream drops: the step goes back to the queue as attempt 2.
     h.engine.disconnected(first.id).await.expect("dropped");
     let mut second = h.ready_worker("second", &["shell"], 1).await;
     assert_eq!(second.assigned().await, key("t", "a", 2));
+    (h, first, second)
+}
+
+#[tokio::test]
+async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
+    let (h, first, second) = lost_and_run_again().await;
     // Attempt 1's result, late, from either worker, counts for nothing.
     h.report(&first, key("t", "a", 1), AttemptEnd::Failed).await;
     h.report(&second, key("t", "a", 1), AttemptEnd::Failed)
@@ -881,6 +887,46 @@ async fn a_lost_attempt_runs_again_and_its_late_result_is_fenced_off() {
         ],
         "the lost attempt is kept with who ran it"
     );
+}
+
+#[tokio::test]
+async fn a_steps_setup_is_an_event_and_kept_on_its_attempt_and_a_stale_ones_is_not() {
+    use tidewright_core::setup::{SetupReport, SetupSource};
+    let (h, first, second) = lost_and_run_again().await;
+    let report = |source, millis| SetupReport {
+        seed: "5e".repeat(32),
+        source,
+        method: "overlay".into(),
+        millis,
+        run_millis: 9_000,
+        ..SetupReport::default()
+    };
+    // The lost attempt's, late: fenced off like its result.
+    h.engine
+        .setup(first.id, key("t", "a", 1), report(SetupSource::Ran, 1))
+        .await
+        .expect("sent");
+    h.engine
+        .setup(second.id, key("t", "a", 2), report(SetupSource::Store, 12))
+        .await
+        .expect("sent");
+    h.settled().await;
+    let task = h.task("t").await;
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts[0].setup, None, "{attempts:?}");
+    assert_eq!(attempts[1].setup, Some(report(SetupSource::Store, 12)));
+    let told: Vec<(u32, SetupReport)> = h
+        .store
+        .events_after("t", 0, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            tidewright_core::EventKind::Setup { attempt, setup, .. } => Some((attempt, setup)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [(2, report(SetupSource::Store, 12))]);
 }
 
 #[tokio::test]

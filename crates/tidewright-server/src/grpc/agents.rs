@@ -226,6 +226,15 @@ async fn forward(
             };
             Ok(engine.egress(worker, attempt, egress).await?)
         }
+        Some(Kind::Setup(s)) => {
+            let attempt = attempt_key("setup.attempt", s.attempt)?;
+            let mut setup = tidewright_core::setup::SetupReport::from(s.setup.unwrap_or_default());
+            // Keys, methods and notes are short; cut like a log line.
+            for text in [&mut setup.seed, &mut setup.method, &mut setup.note] {
+                *text = cap_line(std::mem::take(text), limits.max_log_line_bytes);
+            }
+            Ok(engine.setup(worker, attempt, setup).await?)
+        }
         Some(Kind::Progress(p)) => {
             let attempt = attempt_key("progress.attempt", p.attempt)?;
             Ok(engine

@@ -479,6 +479,7 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                         session_id: a.session_id,
                         model: a.model,
                         verification: a.verification.map(Into::into),
+                        setup: a.setup.as_ref().map(Into::into),
                     })
                     .collect(),
             })

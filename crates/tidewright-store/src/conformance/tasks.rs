@@ -354,6 +354,11 @@ pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
                 verification: Some(round_found()),
                 ..attempt("busy", "a", 1)
             }),
+            // Said apart, later: the round stays.
+            Write::Attempt(AttemptWrite {
+                setup: Some(setup_report()),
+                ..attempt("busy", "a", 1)
+            }),
             Write::Audit(AuditRecord {
                 action: "task.submit".into(),
                 tenant: "default".into(),
@@ -395,6 +400,7 @@ pub async fn everything_committed_survives_a_reopen(mut backend: impl Backend) {
     // A verified step's round comes back whole: the next round is
     // decided from it after a restart.
     assert_eq!(running.attempts[0].verification, Some(round_found()));
+    assert_eq!(running.attempts[0].setup, Some(setup_report()));
     assert_eq!(unfinished[0].last_seq, 1);
     assert_eq!(
         store
@@ -690,6 +696,19 @@ pub async fn a_task_written_with_its_first_dispatch_is_made_in_that_commit(
 }
 
 /// A verified step's round of checks, as an attempt keeps it.
+fn setup_report() -> tidewright_core::setup::SetupReport {
+    tidewright_core::setup::SetupReport {
+        seed: "5e".repeat(32),
+        source: tidewright_core::setup::SetupSource::Store,
+        method: "overlay".into(),
+        millis: 41,
+        run_millis: 9_300,
+        files: 812,
+        bytes: 148 << 20,
+        ..Default::default()
+    }
+}
+
 fn round_found() -> tidewright_core::Verification {
     tidewright_core::Verification {
         round: 2,

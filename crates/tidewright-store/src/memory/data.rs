@@ -493,6 +493,9 @@ impl Data {
         if let Some(verification) = write.verification {
             row.verification = Some(verification);
         }
+        if let Some(setup) = write.setup {
+            row.setup = Some(setup);
+        }
     }
 
     /// What every attempt of the task cost.

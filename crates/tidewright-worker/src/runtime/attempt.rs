@@ -43,6 +43,12 @@ pub enum FromAttempt {
         /// Why it was refused; empty when allowed.
         reason: String,
     },
+    /// What the step's setup did, once its checkout is ready (or the
+    /// setup failed).
+    Setup {
+        attempt: AttemptKey,
+        report: tidewright_core::setup::SetupReport,
+    },
     /// Boxed: a result (with its work on a repository) is the largest
     /// message by far.
     Done(Box<v1::StepResult>),

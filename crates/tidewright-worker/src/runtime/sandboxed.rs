@@ -3,11 +3,12 @@
 //! Its lines go to the step's log behind a label, and the end of its output
 //! is held for what it is run for.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use tidewright_core::verify::CheckSpec;
-use tidewright_core::{ShellSpec, StepSpec};
+use tidewright_core::{ShellSpec, StepLimits, StepSpec};
 use tidewright_git::worktree::Worktree;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
@@ -21,14 +22,24 @@ use crate::secrets::Redactor;
 /// The most of a command's output held while it runs, from its end.
 const HELD_BYTES: usize = 64 * 1024;
 
+/// What a command has of its own in place of its step's: a setup's limits
+/// and secrets. A check has none.
+#[derive(Default)]
+pub(crate) struct Own<'a> {
+    /// In place of the step's limits.
+    pub limits: Option<&'a StepLimits>,
+    /// Besides the basics: variables the step does not have.
+    pub env: BTreeMap<String, String>,
+}
+
 /// Runs the check's command in `dir`, sandboxed as the step would be
-/// (its egress and limits, the check's timeout, no stall watch, no token
-/// to the control plane); how it ended, and its output as it came, masked.
-/// Its lines go to the step's log behind `label` (a repository's setup
-/// runs this way too).
+/// (its egress and limits, or its `own` limits in their place; the
+/// check's timeout, no stall watch, no token to the control plane); how it
+/// ended, and its output as it came, masked. Its lines go to the step's
+/// log behind `label` (a repository's setup runs this way too).
 pub(crate) async fn run_in_sandbox(
     attempt: &Attempt,
-    (label, check): (&str, &CheckSpec),
+    (label, check, own): (&str, &CheckSpec, &Own<'_>),
     (dir, tree, overlays): (&Path, &Worktree, &[Overlay]),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
@@ -52,7 +63,7 @@ pub(crate) async fn run_in_sandbox(
                 u32::try_from(check.timeout().as_secs().max(1)).unwrap_or(u32::MAX),
             ),
             egress: attempt.step.egress.clone(),
-            limits: attempt.step.limits.clone(),
+            limits: own.limits.or(attempt.step.limits.as_ref()).cloned(),
             ..StepSpec::noop(&attempt.step.id)
         },
         inputs_json: String::new(),
@@ -72,7 +83,8 @@ pub(crate) async fn run_in_sandbox(
     };
     let mut command = Command::new(program);
     command.args(args);
-    let env = basic_environment(&as_step, dir);
+    let mut env = basic_environment(&as_step, dir);
+    env.extend(own.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut room = Room::new(dir, dir);
     room.command = Some(program.into());
     room.overlays = overlays.to_vec();

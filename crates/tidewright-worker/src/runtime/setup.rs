@@ -5,24 +5,26 @@
 //! steps after, here and (sent to the store) on every worker (see
 //! [`crate::seeds`]). Of the steps that need one seed at once, one runs
 //! the setup or takes it from the store; the others wait and take its
-//! seed. What happens is said in the step's log, behind `setup:`.
+//! seed. What happens is said in the step's log, behind `setup:`, and
+//! in a setup event when the checkout is ready (or the setup failed): how
+//! the seed came, how fast, and what its setup cost when it was made.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tidewright_core::setup::{self, SETUP_FILE, SetupSpec};
+use tidewright_core::setup::{self, SETUP_FILE, SetupReport, SetupSource, SetupSpec};
 use tidewright_core::verify::CheckSpec;
 use tidewright_git::worktree::Worktree;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, Stop};
+use super::sandboxed::Own;
+use crate::metrics::Fault;
 use crate::sandbox::overlay::Overlay;
-use crate::secrets::Redactor;
+use crate::secrets::{self, Redactor};
 use crate::seeds::{Pinned, Seed, Seeds};
-
-/// The longest a setup may run when its step has no timeout.
-const DEFAULT_TIMEOUT_SECONDS: u64 = 30 * 60;
 
 /// What a checkout got of its repository's setup.
 #[derive(Default)]
@@ -52,8 +54,28 @@ pub(crate) async fn provide(
         return Ok(Seeded::default());
     };
     ignore(root, &setup.paths).await;
-    let (overlays, pinned) =
-        put_in_place(attempt, &setup, (root, tree), redactor, reports, cancel).await?;
+    let started = Instant::now();
+    let mut report = SetupReport::default();
+    let placed = put_in_place(
+        attempt,
+        &setup,
+        (root, tree),
+        (redactor, reports, cancel),
+        &mut report,
+    )
+    .await;
+    // A cancelled step says nothing of its setup: it did not fail.
+    let cancelled =
+        matches!(&placed, Err(e) if matches!(e.outcome, tidewright_core::Outcome::Cancelled(_)));
+    if !cancelled {
+        report.failed = placed.is_err();
+        report.millis = started.elapsed().as_millis() as u64;
+        let _ = reports.send(FromAttempt::Setup {
+            attempt: attempt.key.clone(),
+            report,
+        });
+    }
+    let (overlays, pinned) = placed?;
     Ok(Seeded {
         paths: setup.paths,
         overlays,
@@ -82,13 +104,21 @@ async fn ignore(root: &Path, paths: &[String]) {
     let _ = tokio::fs::write(&exclude, text).await;
 }
 
+/// What a step's setup reads and says with: its masker, where its reports
+/// go, and the step's cancel.
+type Telling<'a> = (
+    &'a Arc<Redactor>,
+    &'a mpsc::UnboundedSender<FromAttempt>,
+    &'a mut oneshot::Receiver<Stop>,
+);
+
+/// Puts the setup's paths in the checkout, and fills `report` with how.
 async fn put_in_place(
     attempt: &Attempt,
     setup: &SetupSpec,
     (root, tree): (&Path, &Worktree),
-    redactor: &Arc<Redactor>,
-    reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: &mut oneshot::Receiver<Stop>,
+    (redactor, reports, cancel): Telling<'_>,
+    report: &mut SetupReport,
 ) -> Result<(Vec<Overlay>, Option<Pinned>), Ended> {
     let log = |line: String| attempt.log(reports, format!("setup: {line}"));
     // A workspace kept for a resume has them already, copied; one whose
@@ -98,6 +128,7 @@ async fn put_in_place(
             "{} already in the checkout",
             setup.paths.join(", ")
         ));
+        report.source = SetupSource::Checkout;
         return Ok((Vec::new(), None));
     }
     let mut files = Vec::with_capacity(setup.key.len());
@@ -111,29 +142,43 @@ async fn put_in_place(
         setup,
         &files,
     ) else {
-        log(format!(
+        report.note = format!(
             "none of its key files ({}) is in the checkout, so no seed says when it is stale: it runs for every step",
             if setup.key.is_empty() {
                 "none named".to_string()
             } else {
                 setup.key.join(", ")
             }
-        ));
-        return run(attempt, setup, (root, tree), redactor, reports, cancel)
-            .await
-            .map(|_| (Vec::new(), None));
+        );
+        log(report.note.clone());
+        report.source = SetupSource::Ran;
+        return run(
+            attempt,
+            setup,
+            (root, tree),
+            (redactor, reports, cancel),
+            report,
+        )
+        .await
+        .map(|_| (Vec::new(), None));
     };
+    report.seed = key.clone();
     let seeds = &attempt.host.seeds;
     let short = &key[..12];
     let _making = seeds.lock(&key).await;
     let (found, send) = find(attempt, &key, &log).await;
-    if let Some(seed) = found {
+    if let Some((seed, source)) = found {
         let pinned = seeds.pin(&key);
         if send {
             send_to_store(attempt, &seed);
         }
+        report.source = source;
+        report.run_millis = seed.build_millis;
+        report.files = seed.files;
+        report.bytes = seed.bytes;
         return match seeds.put_into(&seed, root).await {
             Ok(placed) => {
+                report.method = placed.method.as_str().to_string();
                 log(format!(
                     "seed {short} put in place by {} in {} ms ({} files, {} bytes; its setup took {} ms)",
                     placed.method.as_str(),
@@ -144,10 +189,10 @@ async fn put_in_place(
                 ));
                 Ok((placed.overlays, Some(pinned)))
             }
-            Err(e) => Err(Ended::failed(
-                format!("setup: putting seed {short} in place: {e}"),
-                None,
-            )),
+            Err(e) => {
+                report.note = format!("putting seed {short} in place: {e}");
+                Err(Ended::failed(format!("setup: {}", report.note), None))
+            }
         };
     }
     log(format!(
@@ -159,7 +204,15 @@ async fn put_in_place(
         },
         setup.run.join(" ")
     ));
-    let build_millis = run(attempt, setup, (root, tree), redactor, reports, cancel).await?;
+    report.source = SetupSource::Ran;
+    let build_millis = run(
+        attempt,
+        setup,
+        (root, tree),
+        (redactor, reports, cancel),
+        report,
+    )
+    .await?;
     let seed = Seed {
         key: key.clone(),
         repo: repo.to_string(),
@@ -176,25 +229,36 @@ async fn put_in_place(
                 "seed {short} kept ({} files, {} bytes)",
                 kept.files, kept.bytes
             ));
+            report.files = kept.files;
+            report.bytes = kept.bytes;
             send_to_store(attempt, &kept);
         }
         // The step has what it needs; the next one runs the setup again.
-        Err(why) => log(format!("seed {short} not kept: {why}")),
+        Err(why) => {
+            report.note = format!("seed {short} not kept: {why}");
+            log(report.note.clone());
+        }
     }
     // What the setup made is the checkout's own now: nothing to lay over.
     Seeds::unlay(root).await;
     Ok((Vec::new(), None))
 }
 
-/// Seed `key` for the step: this worker's, unless the store says it was
-/// dropped since it was made; else the store's, taken whole. With it,
-/// whether the store lacks it, so this worker's is sent there.
-async fn find(attempt: &Attempt, key: &str, log: &impl Fn(String)) -> (Option<Seed>, bool) {
+/// Seed `key` for the step, and where it came from: this worker's,
+/// unless the store says it was dropped since it was made; else the
+/// store's, taken whole. With it, whether the store lacks it, so this
+/// worker's is sent there.
+async fn find(
+    attempt: &Attempt,
+    key: &str,
+    log: &impl Fn(String),
+) -> (Option<(Seed, SetupSource)>, bool) {
     let seeds = &attempt.host.seeds;
     let short = &key[..12];
     let mine = seeds.get(key).await;
+    let from_store = |seed: Option<Seed>| seed.map(|s| (s, SetupSource::Store));
     let Some(shared) = &attempt.host.shared_seeds else {
-        return (mine, false);
+        return (mine.map(|s| (s, SetupSource::Worker)), false);
     };
     if let Some(seed) = mine {
         return match shared.look(&attempt.key, key).await {
@@ -203,21 +267,21 @@ async fn find(attempt: &Attempt, key: &str, log: &impl Fn(String)) -> (Option<Se
                     "seed {short} was dropped (tidewright seed delete) after this worker's copy was made"
                 ));
                 seeds.remove(key).await;
-                (take(attempt, key, log).await, false)
+                (from_store(take(attempt, key, log).await), false)
             }
             Ok(stored) => {
                 let send = stored.is_none_or(|s| !s.stored);
-                (Some(seed), send)
+                (Some((seed, SetupSource::Worker)), send)
             }
             Err(e) => {
                 log(format!(
                     "the control plane's store of seeds not reached ({e}): using this worker's seed {short}"
                 ));
-                (Some(seed), false)
+                (Some((seed, SetupSource::Worker)), false)
             }
         };
     }
-    (take(attempt, key, log).await, false)
+    (from_store(take(attempt, key, log).await), false)
 }
 
 /// Seed `key` taken from the control plane's store into this worker's.
@@ -298,44 +362,168 @@ async fn all_there(root: &Path, paths: &[String]) -> bool {
     true
 }
 
-/// Runs the setup in the checkout, sandboxed as the step is; how long it
-/// took, or the step's end with its output when it failed.
+/// Runs the setup in the checkout, sandboxed as the step is but with the
+/// setup's own timeout, limits and secrets; how long it took (in `report`
+/// too), or the step's end with its output when it failed, or when it
+/// left one of its secrets in its paths.
 async fn run(
     attempt: &Attempt,
     setup: &SetupSpec,
     (root, tree): (&Path, &Worktree),
-    redactor: &Arc<Redactor>,
-    reports: &mpsc::UnboundedSender<FromAttempt>,
-    cancel: &mut oneshot::Receiver<Stop>,
+    (redactor, reports, cancel): Telling<'_>,
+    report: &mut SetupReport,
 ) -> Result<u64, Ended> {
-    let seconds = attempt
-        .step
-        .timeout_seconds
-        .map_or(DEFAULT_TIMEOUT_SECONDS, u64::from);
+    let secrets = secrets::resolve(&setup.secret_env, attempt.host.secrets_dir.as_deref())
+        .map_err(|why| Ended::fault(Fault::Secrets, format!("setup: {why}")))?;
+    // Its own secrets are masked as its step's are.
+    let redactor = &Arc::new(redactor.and(secrets.values()));
+    let timeout = setup.timeout(attempt.step.timeout_seconds);
     let as_check = CheckSpec {
         name: "setup".into(),
         run: setup.run.clone(),
-        timeout: format!("{seconds}s"),
+        timeout: format!("{}s", timeout.as_secs().max(1)),
     };
     let started = Instant::now();
     let (end, output) = super::sandboxed::run_in_sandbox(
         attempt,
-        ("setup", &as_check),
+        (
+            "setup",
+            &as_check,
+            &Own {
+                limits: setup.limits.as_ref(),
+                env: secrets.clone(),
+            },
+        ),
         (root, tree, &[]),
         redactor,
         reports,
         cancel,
     )
     .await;
+    report.run_millis = started.elapsed().as_millis() as u64;
     let failed = |why: String, code| {
         // Masked whole, then cut: a secret across the cut is masked too.
         let output = tidewright_core::verify::tail(redactor.redact(output.clone()).trim_end());
         Ended::failed(format!("setup failed ({why}): {output}"), code)
     };
     match end {
-        Ok(exited) if exited.status.success() => Ok(started.elapsed().as_millis() as u64),
-        Ok(exited) => Err(failed(exited.failure(), exited.status.code())),
-        Err(ended) if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) => Err(ended),
-        Err(ended) => Err(failed(ended.error().to_string(), None)),
+        Ok(exited) if exited.status.success() => {}
+        Ok(exited) => return Err(failed(exited.failure(), exited.status.code())),
+        Err(ended) if matches!(ended.outcome, tidewright_core::Outcome::Cancelled(_)) => {
+            return Err(ended);
+        }
+        Err(ended) => return Err(failed(ended.error().to_string(), None)),
+    }
+    // What it leaves goes to the step (whose agent must not read a secret
+    // only the setup had), and into a seed other steps share.
+    let (root, paths) = (root.to_path_buf(), setup.paths.clone());
+    let found = tokio::task::spawn_blocking(move || holding_secret(&root, &paths, &secrets))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match found {
+        Ok(None) => Ok(report.run_millis),
+        Ok(Some((path, var))) => {
+            report.note = format!(
+                "{path} holds the setup's secret ${var}: it would reach the step and its seed; leave it out of the setup's paths"
+            );
+            Err(Ended::failed(format!("setup: {}", report.note), None))
+        }
+        Err(e) => {
+            report.note = format!("looking for the setup's secrets in what it made: {e}");
+            Err(Ended::failed(format!("setup: {}", report.note), None))
+        }
+    }
+}
+
+/// The first file under `paths` in `root` that holds one of `secrets`'
+/// values, and that secret's variable; symbolic links are not followed.
+fn holding_secret(
+    root: &Path,
+    paths: &[String],
+    secrets: &BTreeMap<String, String>,
+) -> std::io::Result<Option<(String, String)>> {
+    use std::io::Read;
+    let needles: Vec<(&String, memchr::memmem::Finder)> = secrets
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(var, value)| (var, memchr::memmem::Finder::new(value.as_bytes())))
+        .collect();
+    let Some(longest) = needles.iter().map(|(_, f)| f.needle().len()).max() else {
+        return Ok(None);
+    };
+    let mut pending: Vec<std::path::PathBuf> = paths.iter().map(|p| root.join(p)).collect();
+    let mut buffer = vec![0u8; 1 << 20];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            continue;
+        }
+        let mut file = std::fs::File::open(&path)?;
+        // Read in pieces, each after the end of the one before it: a
+        // secret across two pieces is found too.
+        let mut kept = 0;
+        loop {
+            let read = file.read(&mut buffer[kept..])?;
+            if read == 0 {
+                break;
+            }
+            let filled = kept + read;
+            if let Some((var, _)) = needles
+                .iter()
+                .find(|(_, f)| f.find(&buffer[..filled]).is_some())
+            {
+                let shown = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                return Ok(Some((shown, var.to_string())));
+            }
+            kept = (longest - 1).min(filled);
+            buffer.copy_within(filled - kept..filled, 0);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_left_in_the_setups_paths_is_found_even_across_a_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let secrets: BTreeMap<String, String> =
+            [("NPM_TOKEN".to_string(), "npm_s3cret-token".to_string())].into();
+        let paths = vec!["node_modules".to_string()];
+        std::fs::create_dir_all(root.join("node_modules/pad")).expect("dirs");
+        std::fs::write(root.join("node_modules/pad/index.js"), "x").expect("file");
+        // Outside the paths, and behind a link: not what the step gets.
+        std::fs::write(root.join(".npmrc"), "npm_s3cret-token").expect("rc");
+        std::os::unix::fs::symlink(root.join(".npmrc"), root.join("node_modules/rc"))
+            .expect("link");
+        assert_eq!(holding_secret(root, &paths, &secrets).expect("read"), None);
+        // Astride the end of the first piece read.
+        let mut big = vec![b'a'; (1 << 20) - 5];
+        big.extend_from_slice(b"npm_s3cret-token and more");
+        std::fs::write(root.join("node_modules/pad/big.bin"), big).expect("big");
+        assert_eq!(
+            holding_secret(root, &paths, &secrets).expect("read"),
+            Some(("node_modules/pad/big.bin".into(), "NPM_TOKEN".into()))
+        );
+        assert_eq!(
+            holding_secret(root, &paths, &BTreeMap::new()).expect("read"),
+            None,
+            "no secrets, nothing to find"
+        );
     }
 }

@@ -212,7 +212,7 @@ async fn run_check(
     let label = format!("check {}", check.name);
     let ran = super::sandboxed::run_in_sandbox(
         attempt,
-        (&label, check),
+        (&label, check, &super::sandboxed::Own::default()),
         (&dir, tree, &seeded.overlays),
         redactor,
         reports,

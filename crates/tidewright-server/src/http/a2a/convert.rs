@@ -292,6 +292,7 @@ impl Follow {
                 reason,
                 ..
             } => format!("{step}: failed over from {from} to {to}: {reason}"),
+            EventKind::Setup { step, setup, .. } => format!("{step}: {}", setup.summary()),
         };
         let mut metadata = Map::new();
         metadata.insert(

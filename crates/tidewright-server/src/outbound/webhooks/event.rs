@@ -65,7 +65,10 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
         EventKind::Verification { passed: true, .. } => Some("step.verified"),
         EventKind::Verification { passed: false, .. } => Some("step.verification_failed"),
         EventKind::FailedOver { .. } => Some("step.failed_over"),
-        EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => None,
+        EventKind::Progress { .. }
+        | EventKind::Log { .. }
+        | EventKind::Egress { .. }
+        | EventKind::Setup { .. } => None,
     }
 }
 
@@ -199,7 +202,10 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
                 "carried": carried,
             });
         }
-        EventKind::Progress { .. } | EventKind::Log { .. } | EventKind::Egress { .. } => {}
+        EventKind::Progress { .. }
+        | EventKind::Log { .. }
+        | EventKind::Egress { .. }
+        | EventKind::Setup { .. } => {}
     }
     body.to_string()
 }
