@@ -1,11 +1,22 @@
-//! The ready queue: steps waiting for a worker, highest priority first,
-//! oldest task first within a priority, and only to a worker whose
-//! capabilities cover what the step needs.
+//! The ready queue: steps waiting for a worker, highest priority first;
+//! within a priority, shared fairly among tenants by their weights; within
+//! a tenant, oldest task first; and only to a worker whose capabilities
+//! cover what the step needs.
 //!
 //! Steps are grouped by the exact set of capabilities they need; a worker
 //! looks only at the heads of the groups its capabilities cover. There are
 //! few distinct sets in practice, so a pop costs a handful of comparisons
 //! however long the queue is.
+//!
+//! The fair share is stride scheduling: each tenant (a *sharer*) has a
+//! pass, which grows by `STRIDE / weight` each time one of its steps is
+//! taken, and the tenant with the lowest pass among those waiting at the
+//! highest priority goes next. A tenant with 10,000 steps waiting and one
+//! with ten, of equal weights, take turns. A tenant that had nothing
+//! waiting starts again at the pass of the last step taken, so waiting
+//! nothing earns no credit. Each group keeps its lanes (a tenant's steps
+//! at one priority) ordered by (priority, pass): a take re-keys the taken
+//! tenant's few lanes, O(log n) each.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -15,26 +26,52 @@ use crate::state::Micros;
 /// A sorted, de-duplicated set of capability names.
 pub type Capabilities = BTreeSet<String>;
 
+/// What a pass grows by for a weight of 1; weights go to 1000.
+const STRIDE: u64 = 1 << 20;
+
 /// Where an item sits, so it can be removed without a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKey {
     group: usize,
+    lane: Lane,
     order: Order,
 }
 
-/// Priority descending, then task age, then arrival.
-type Order = (Reverse<i32>, Micros, u64);
+/// Task age, then arrival.
+type Order = (Micros, u64);
+
+/// A sharer's items at one priority: (priority descending, sharer).
+type Lane = (Reverse<i32>, usize);
 
 #[derive(Debug)]
 struct Group<T> {
     needs: Capabilities,
-    items: BTreeMap<Order, T>,
+    lanes: HashMap<Lane, BTreeMap<Order, T>>,
+    /// The lanes with items, in the order they are served: priority, then
+    /// pass, then sharer.
+    heads: BTreeSet<(Reverse<i32>, u64, usize)>,
+    len: usize,
+}
+
+/// One tenant's place in the fair share.
+#[derive(Debug)]
+struct Sharer {
+    name: String,
+    weight: u32,
+    pass: u64,
+    /// The (group, priority) of each of its lanes that has items.
+    lanes: BTreeSet<(usize, Reverse<i32>)>,
 }
 
 #[derive(Debug)]
 pub struct ReadyQueue<T> {
     groups: Vec<Group<T>>,
     group_of: HashMap<Capabilities, usize>,
+    sharers: Vec<Sharer>,
+    sharer_of: HashMap<String, usize>,
+    /// The pass of the last item taken: where a sharer that had nothing
+    /// waiting starts again.
+    virtual_pass: u64,
     arrivals: u64,
     len: usize,
 }
@@ -44,6 +81,9 @@ impl<T> Default for ReadyQueue<T> {
         ReadyQueue {
             groups: Vec::new(),
             group_of: HashMap::new(),
+            sharers: Vec::new(),
+            sharer_of: HashMap::new(),
+            virtual_pass: 0,
             arrivals: 0,
             len: 0,
         }
@@ -59,11 +99,20 @@ impl<T> ReadyQueue<T> {
         self.len == 0
     }
 
-    /// Queues an item; `task_created` orders tasks of equal priority.
+    /// Sets a sharer's weight (1 to 1000; others are held to that range):
+    /// its part of the turns against the others'. Unset, a sharer's weight
+    /// is 1.
+    pub fn set_weight(&mut self, sharer: &str, weight: u32) {
+        let at = self.sharer(sharer);
+        self.sharers[at].weight = weight.clamp(1, 1000);
+    }
+
+    /// Queues an item of `sharer` (its tenant); `task_created` orders its
+    /// tasks of equal priority.
     pub fn push(
         &mut self,
         needs: &Capabilities,
-        priority: i32,
+        (sharer, priority): (&str, i32),
         task_created: Micros,
         item: T,
     ) -> QueueKey {
@@ -72,77 +121,175 @@ impl<T> ReadyQueue<T> {
             None => {
                 self.groups.push(Group {
                     needs: needs.clone(),
-                    items: BTreeMap::new(),
+                    lanes: HashMap::new(),
+                    heads: BTreeSet::new(),
+                    len: 0,
                 });
                 self.group_of.insert(needs.clone(), self.groups.len() - 1);
                 self.groups.len() - 1
             }
         };
+        let at = self.sharer(sharer);
+        let lane = (Reverse(priority), at);
         self.arrivals += 1;
-        let order = (Reverse(priority), task_created, self.arrivals);
-        self.groups[group].items.insert(order, item);
-        self.len += 1;
-        QueueKey { group, order }
-    }
-
-    pub fn remove(&mut self, key: &QueueKey) -> Option<T> {
-        let item = self.groups.get_mut(key.group)?.items.remove(&key.order);
-        if item.is_some() {
-            self.len -= 1;
+        let order = (task_created, self.arrivals);
+        if !self.groups[group].lanes.contains_key(&lane) {
+            let sharer = &mut self.sharers[at];
+            if sharer.lanes.is_empty() {
+                // Nothing waited: no credit from the time it did not.
+                sharer.pass = sharer.pass.max(self.virtual_pass);
+            }
+            sharer.lanes.insert((group, lane.0));
+            let pass = sharer.pass;
+            self.groups[group].heads.insert((lane.0, pass, at));
         }
-        item
+        let g = &mut self.groups[group];
+        g.lanes.entry(lane).or_default().insert(order, item);
+        g.len += 1;
+        self.len += 1;
+        QueueKey { group, lane, order }
     }
 
-    /// The best item a worker with these capabilities may run.
+    /// Takes an item out of the queue for good (a cancelled step): the
+    /// fair share does not count it.
+    pub fn remove(&mut self, key: &QueueKey) -> Option<T> {
+        let g = self.groups.get_mut(key.group)?;
+        let items = g.lanes.get_mut(&key.lane)?;
+        let item = items.remove(&key.order)?;
+        g.len -= 1;
+        self.len -= 1;
+        if items.is_empty() {
+            g.lanes.remove(&key.lane);
+            let (priority, at) = key.lane;
+            let sharer = &mut self.sharers[at];
+            g.heads.remove(&(priority, sharer.pass, at));
+            sharer.lanes.remove(&(key.group, priority));
+        }
+        Some(item)
+    }
+
+    /// Takes an item to run: its sharer's turn is counted.
+    pub fn take(&mut self, key: &QueueKey) -> Option<T> {
+        let item = self.remove(key)?;
+        let at = key.lane.1;
+        let sharer = &mut self.sharers[at];
+        self.virtual_pass = self.virtual_pass.max(sharer.pass);
+        let old = sharer.pass;
+        sharer.pass += STRIDE / u64::from(sharer.weight);
+        let new = sharer.pass;
+        for &(group, priority) in &sharer.lanes {
+            let heads = &mut self.groups[group].heads;
+            heads.remove(&(priority, old, at));
+            heads.insert((priority, new, at));
+        }
+        Some(item)
+    }
+
+    /// The next item a worker with these capabilities may run, taken.
     pub fn pop_for(&mut self, capabilities: &Capabilities) -> Option<T> {
         let (key, _) = self.peek_for(capabilities)?;
-        self.remove(&key)
+        self.take(&key)
     }
 
-    /// The best item a worker with these capabilities may run, left in
-    /// place, and where it sits (to [`ReadyQueue::remove`] it).
+    /// The next item a worker with these capabilities may run, left in
+    /// place, and where it sits (to [`ReadyQueue::take`] it).
     pub fn peek_for(&self, capabilities: &Capabilities) -> Option<(QueueKey, &T)> {
-        let (order, group) = self
+        let (_, group, lane, order) = self
             .groups
             .iter()
             .enumerate()
             .filter(|(_, g)| g.needs.is_subset(capabilities))
-            .filter_map(|(i, g)| g.items.keys().next().map(|order| (*order, i)))
+            .filter_map(|(i, g)| {
+                let &(priority, pass, at) = g.heads.first()?;
+                let lane = (priority, at);
+                let (order, _) = g.lanes.get(&lane)?.first_key_value()?;
+                Some(((priority, pass, *order), i, lane, *order))
+            })
             .min()?;
-        let item = self.groups[group].items.get(&order)?;
-        Some((QueueKey { group, order }, item))
+        let item = self.groups[group].lanes.get(&lane)?.get(&order)?;
+        Some((QueueKey { group, lane, order }, item))
     }
 
-    /// The first `n` items of each set of needs, in queue order within it:
-    /// what workers will take next.
+    /// About the first `n` items of each set of needs: each of its first
+    /// lanes' first items, in turn; what workers will take next.
     pub fn heads(&self, n: usize) -> impl Iterator<Item = &T> {
-        self.groups
-            .iter()
-            .flat_map(move |g| g.items.values().take(n))
+        self.groups.iter().flat_map(move |g| {
+            let mut lanes: Vec<_> = g
+                .heads
+                .iter()
+                .take(n)
+                .filter_map(|&(priority, _, at)| g.lanes.get(&(priority, at)))
+                .map(|items| items.values())
+                .collect();
+            let mut next = Vec::with_capacity(n);
+            while next.len() < n && !lanes.is_empty() {
+                lanes.retain_mut(|items| match items.next() {
+                    Some(item) if next.len() < n => {
+                        next.push(item);
+                        true
+                    }
+                    _ => false,
+                });
+            }
+            next
+        })
     }
 
-    /// The items needing exactly `needs`, in queue order.
+    /// The items needing exactly `needs`, in no particular order.
     pub fn items_needing(&self, needs: &Capabilities) -> impl Iterator<Item = &T> {
         self.group_of
             .get(needs)
             .and_then(|&g| self.groups.get(g))
             .into_iter()
-            .flat_map(|g| g.items.values())
+            .flat_map(|g| g.lanes.values().flat_map(BTreeMap::values))
     }
 
     /// Whether some item could go to a worker with these capabilities.
     pub fn has_work_for(&self, capabilities: &Capabilities) -> bool {
         self.groups
             .iter()
-            .any(|g| !g.items.is_empty() && g.needs.is_subset(capabilities))
+            .any(|g| g.len > 0 && g.needs.is_subset(capabilities))
     }
 
     /// Queue depth per set of needed capabilities (for metrics and autoscaling).
     pub fn depth_by_needs(&self) -> impl Iterator<Item = (&Capabilities, usize)> {
         self.groups
             .iter()
-            .filter(|g| !g.items.is_empty())
-            .map(|g| (&g.needs, g.items.len()))
+            .filter(|g| g.len > 0)
+            .map(|g| (&g.needs, g.len))
+    }
+
+    /// How many items each sharer has waiting, of those that have any.
+    pub fn waiting_by_sharer(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.sharers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.lanes.is_empty())
+            .map(|(at, s)| {
+                let waiting = s
+                    .lanes
+                    .iter()
+                    .filter_map(|&(group, priority)| self.groups[group].lanes.get(&(priority, at)))
+                    .map(BTreeMap::len)
+                    .sum();
+                (s.name.as_str(), waiting)
+            })
+    }
+
+    /// The sharer named `name`, made with weight 1 when new.
+    fn sharer(&mut self, name: &str) -> usize {
+        if let Some(&at) = self.sharer_of.get(name) {
+            return at;
+        }
+        self.sharers.push(Sharer {
+            name: name.to_string(),
+            weight: 1,
+            pass: self.virtual_pass,
+            lanes: BTreeSet::new(),
+        });
+        self.sharer_of
+            .insert(name.to_string(), self.sharers.len() - 1);
+        self.sharers.len() - 1
     }
 }
 
@@ -162,10 +309,10 @@ mod tests {
     fn highest_priority_first_then_oldest_task() {
         let mut q = ReadyQueue::default();
         let none = caps(&[]);
-        q.push(&none, 0, 10, "low-old");
-        q.push(&none, 5, 30, "high-new");
-        q.push(&none, 5, 20, "high-old");
-        q.push(&none, 0, 5, "low-oldest");
+        q.push(&none, ("t", 0), 10, "low-old");
+        q.push(&none, ("t", 5), 30, "high-new");
+        q.push(&none, ("t", 5), 20, "high-old");
+        q.push(&none, ("t", 0), 5, "low-oldest");
         let any = caps(&["shell"]);
         let order: Vec<_> = std::iter::from_fn(|| q.pop_for(&any)).collect();
         assert_eq!(order, ["high-old", "high-new", "low-oldest", "low-old"]);
@@ -176,16 +323,16 @@ mod tests {
     fn arrival_breaks_ties_within_a_task() {
         let mut q = ReadyQueue::default();
         let none = caps(&[]);
-        q.push(&none, 0, 1, "first");
-        q.push(&none, 0, 1, "second");
+        q.push(&none, ("t", 0), 1, "first");
+        q.push(&none, ("t", 0), 1, "second");
         assert_eq!(q.pop_for(&none), Some("first"));
     }
 
     #[test]
     fn a_step_goes_only_to_a_worker_with_all_it_needs() {
         let mut q = ReadyQueue::default();
-        q.push(&caps(&["gpu"]), 9, 1, "gpu-step");
-        q.push(&caps(&[]), 0, 2, "plain-step");
+        q.push(&caps(&["gpu"]), ("t", 9), 1, "gpu-step");
+        q.push(&caps(&[]), ("t", 0), 2, "plain-step");
         let cpu_worker = caps(&["shell"]);
         assert!(q.has_work_for(&cpu_worker));
         assert_eq!(q.pop_for(&cpu_worker), Some("plain-step"));
@@ -198,7 +345,7 @@ mod tests {
     #[test]
     fn needs_must_all_be_covered() {
         let mut q = ReadyQueue::default();
-        q.push(&caps(&["gpu", "claude"]), 0, 1, "both");
+        q.push(&caps(&["gpu", "claude"]), ("t", 0), 1, "both");
         assert_eq!(q.pop_for(&caps(&["gpu"])), None);
         assert_eq!(q.pop_for(&caps(&["claude", "gpu", "x"])), Some("both"));
     }
@@ -206,8 +353,8 @@ mod tests {
     #[test]
     fn a_peeked_item_stays_until_removed_by_its_key() {
         let mut q = ReadyQueue::default();
-        q.push(&caps(&["gpu"]), 9, 1, "gpu-step");
-        q.push(&caps(&[]), 0, 2, "plain-step");
+        q.push(&caps(&["gpu"]), ("t", 9), 1, "gpu-step");
+        q.push(&caps(&[]), ("t", 0), 2, "plain-step");
         let (key, item) = q.peek_for(&caps(&["shell"])).expect("plain");
         assert_eq!(*item, "plain-step");
         assert_eq!(
@@ -226,8 +373,8 @@ mod tests {
     fn heads_are_the_first_items_of_each_set_of_needs() {
         let mut q = ReadyQueue::default();
         for n in 0..5 {
-            q.push(&caps(&["gpu"]), 0, n, ("gpu", n));
-            q.push(&caps(&[]), 0, 10 - n, ("plain", 10 - n));
+            q.push(&caps(&["gpu"]), ("t", 0), n, ("gpu", n));
+            q.push(&caps(&[]), ("t", 0), 10 - n, ("plain", 10 - n));
         }
         let mut heads: Vec<_> = q.heads(2).copied().collect();
         heads.sort();
@@ -238,20 +385,103 @@ mod tests {
     fn removed_items_never_pop() {
         let mut q = ReadyQueue::default();
         let none = caps(&[]);
-        let key = q.push(&none, 0, 1, "cancelled");
-        q.push(&none, 0, 2, "kept");
+        let key = q.push(&none, ("t", 0), 1, "cancelled");
+        q.push(&none, ("t", 0), 2, "kept");
         assert_eq!(q.remove(&key), Some("cancelled"));
         assert_eq!(q.remove(&key), None);
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop_for(&none), Some("kept"));
     }
 
+    /// Who the next `n` pops go to, by sharer.
+    fn turns(q: &mut ReadyQueue<&'static str>, n: usize) -> Vec<&'static str> {
+        let any = caps(&[]);
+        (0..n).filter_map(|_| q.pop_for(&any)).collect()
+    }
+
+    #[test]
+    fn tenants_of_equal_weight_take_turns_however_many_each_has_waiting() {
+        let mut q = ReadyQueue::default();
+        let none = caps(&[]);
+        for n in 0..1000 {
+            q.push(&none, ("a", 0), n, "a");
+        }
+        assert_eq!(turns(&mut q, 3), ["a", "a", "a"], "alone, a goes on");
+        // b's ten come later, their tasks newer: they are not behind a's
+        // thousand, and a's wait earned it nothing.
+        for n in 0..10 {
+            q.push(&none, ("b", 0), 5000 + n, "b");
+        }
+        let next = turns(&mut q, 20);
+        assert_eq!(next.iter().filter(|t| **t == "b").count(), 10, "{next:?}");
+        assert!(next.windows(2).all(|w| w[0] != w[1]), "in turn: {next:?}");
+        assert_eq!(q.waiting_by_sharer().collect::<Vec<_>>(), [("a", 987)]);
+    }
+
+    #[test]
+    fn weights_set_each_tenants_part_of_the_turns() {
+        let mut q = ReadyQueue::default();
+        let none = caps(&[]);
+        q.set_weight("heavy", 3);
+        for n in 0..2000 {
+            q.push(&none, ("heavy", 0), n, "heavy");
+            q.push(&none, ("light", 0), n, "light");
+        }
+        let next = turns(&mut q, 400);
+        let heavy = next.iter().filter(|t| **t == "heavy").count();
+        assert!((295..=305).contains(&heavy), "3 to 1: {heavy} of 400");
+    }
+
+    #[test]
+    fn a_tenant_that_had_nothing_waiting_starts_level_not_ahead() {
+        let mut q = ReadyQueue::default();
+        let none = caps(&[]);
+        q.push(&none, ("b", 0), 0, "b");
+        assert_eq!(turns(&mut q, 1), ["b"]);
+        for n in 0..100 {
+            q.push(&none, ("a", 0), n, "a");
+        }
+        assert_eq!(turns(&mut q, 50).len(), 50);
+        for n in 0..100 {
+            q.push(&none, ("b", 0), n, "b");
+        }
+        let next = turns(&mut q, 10);
+        assert!(
+            next.iter().filter(|t| **t == "b").count() <= 6,
+            "b's idle time is no credit: {next:?}"
+        );
+    }
+
+    #[test]
+    fn priority_goes_before_the_share_and_task_age_within_a_tenant() {
+        let mut q = ReadyQueue::default();
+        let none = caps(&[]);
+        q.push(&none, ("a", 0), 1, "a-low");
+        q.push(&none, ("b", 5), 9, "b-high");
+        q.push(&none, ("a", 0), 0, "a-older");
+        assert_eq!(turns(&mut q, 3), ["b-high", "a-older", "a-low"]);
+    }
+
+    #[test]
+    fn a_removed_item_is_not_counted_in_its_tenants_share() {
+        let mut q = ReadyQueue::default();
+        let none = caps(&[]);
+        let cancelled: Vec<QueueKey> = (0..5).map(|n| q.push(&none, ("a", 0), n, "a")).collect();
+        for key in &cancelled {
+            assert_eq!(q.remove(key), Some("a"));
+        }
+        q.push(&none, ("b", 0), 10, "b");
+        q.push(&none, ("a", 0), 11, "a");
+        q.push(&none, ("b", 0), 12, "b");
+        assert_eq!(turns(&mut q, 3), ["a", "b", "b"]);
+    }
+
     #[test]
     fn depth_is_reported_per_capability_set() {
         let mut q = ReadyQueue::default();
-        q.push(&caps(&["gpu"]), 0, 1, 1);
-        q.push(&caps(&["gpu"]), 0, 2, 2);
-        q.push(&caps(&[]), 0, 3, 3);
+        q.push(&caps(&["gpu"]), ("t", 0), 1, 1);
+        q.push(&caps(&["gpu"]), ("t", 0), 2, 2);
+        q.push(&caps(&[]), ("t", 0), 3, 3);
         let mut depth: Vec<_> = q.depth_by_needs().map(|(c, n)| (c.len(), n)).collect();
         depth.sort();
         assert_eq!(depth, [(0, 1), (1, 2)]);

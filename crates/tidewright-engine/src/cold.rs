@@ -128,7 +128,7 @@ pub(super) fn queue_cold(
         .map(|(index, named)| {
             queue.push(
                 needs.of(named),
-                task.priority,
+                (&task.tenant, task.priority),
                 task.created_at,
                 (id.clone(), *index),
             )

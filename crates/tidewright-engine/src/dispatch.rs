@@ -102,7 +102,7 @@ impl Engine {
                     self.cold_at_head(&task_id, &key);
                     None
                 }
-                Some((key, _)) => self.queue.remove(&key),
+                Some((key, _)) => self.queue.take(&key),
                 None => None,
             };
             match item {
@@ -362,9 +362,15 @@ impl Engine {
             })
             .collect();
         let paused_agents = self.fleet.pauses.paused_now();
+        let waiting_by_tenant = self
+            .queue
+            .waiting_by_sharer()
+            .map(|(tenant, waiting)| (tenant.to_string(), waiting))
+            .collect();
         FleetNow {
             workers,
             queue,
+            waiting_by_tenant,
             paused_agents,
             gone: self.fleet.workers.gone(),
             landings: self.landing_queues(),
@@ -464,7 +470,7 @@ pub(super) fn ready_step(
     live.held_by = None;
     live.enqueue(
         queue,
-        (active.spec.priority, active.created_at),
+        (&active.tenant, active.spec.priority, active.created_at),
         (task_id.clone(), index),
         now,
     );

@@ -190,7 +190,7 @@ impl Engine {
         let live = &mut active.steps[index];
         live.enqueue(
             &mut self.queue,
-            (active.spec.priority, active.created_at),
+            (&active.tenant, active.spec.priority, active.created_at),
             (task_id.clone(), index),
             now,
         );

@@ -95,16 +95,16 @@ pub(crate) struct SentBack {
 }
 
 impl LiveStep {
-    /// Puts the step in the ready queue, in its place by (priority, age),
-    /// and remembers where and since when.
+    /// Puts the step in the ready queue, in its place by (priority, its
+    /// tenant's share, age), and remembers where and since when.
     pub(crate) fn enqueue(
         &mut self,
         queue: &mut ReadyQueue<(Arc<str>, usize)>,
-        order: (i32, Micros),
+        (tenant, priority, created): (&str, i32, Micros),
         step: (Arc<str>, usize),
         now: Micros,
     ) {
-        self.queued = Some(queue.push(&self.needs, order.0, order.1, step));
+        self.queued = Some(queue.push(&self.needs, (tenant, priority), created, step));
         self.queued_at = now;
         self.ready_since.get_or_insert(now);
     }

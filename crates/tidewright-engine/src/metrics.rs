@@ -26,6 +26,9 @@ pub struct Metrics {
     attempts_started: Counter,
     attempts_finished: Family<Labels, Counter>,
     dispatch_latency: Histogram,
+    /// The same, by tenant: how each fares in the fair share.
+    tenant_wait: Family<Labels, Histogram, fn() -> Histogram>,
+    tenant_waiting: Family<Labels, Gauge>,
     step_duration: Histogram,
     agent_cost: Family<Labels, Counter<f64, AtomicU64>>,
     agent_tokens: Family<Labels, Counter>,
@@ -70,6 +73,10 @@ impl Metrics {
             attempts_finished: Family::default(),
             // 100 µs to ~52 s.
             dispatch_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
+            tenant_wait: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+            }),
+            tenant_waiting: Family::default(),
             // 10 ms to ~3 h.
             step_duration: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
             agent_cost: Family::default(),
@@ -125,6 +132,16 @@ impl Metrics {
             "dispatch_latency_seconds",
             "From a step being ready to its attempt being given to a worker",
             metrics.dispatch_latency.clone(),
+        );
+        registry.register(
+            "tenant_wait_seconds",
+            "From a step being ready to its attempt being given to a worker, by tenant",
+            metrics.tenant_wait.clone(),
+        );
+        registry.register(
+            "tenant_steps_waiting",
+            "Ready steps waiting for a worker, by tenant",
+            metrics.tenant_waiting.clone(),
         );
         registry.register(
             "step_duration_seconds",
@@ -272,6 +289,9 @@ impl Metrics {
     pub fn attempt_started(&self, tenant: &str, waited_seconds: f64) {
         self.attempts_started.inc();
         self.dispatch_latency.observe(waited_seconds.max(0.0));
+        self.tenant_wait
+            .get_or_create(&vec![("tenant", tenant.to_string())])
+            .observe(waited_seconds.max(0.0));
         self.record(tenant, Happened::Dispatched { waited_seconds });
     }
 
@@ -422,6 +442,12 @@ impl Metrics {
                 .get_or_create(&vec![("capabilities", needs.join(","))])
                 .set(i64::try_from(depth.queued).unwrap_or(i64::MAX));
         }
+        self.tenant_waiting.clear();
+        for (tenant, waiting) in &now.waiting_by_tenant {
+            self.tenant_waiting
+                .get_or_create(&vec![("tenant", tenant.clone())])
+                .set(i64::try_from(*waiting).unwrap_or(i64::MAX));
+        }
         self.landing_queue.clear();
         for queue in &now.landings {
             self.landing_queue
@@ -499,6 +525,7 @@ mod tests {
                 needs: ["gpu".to_string(), "shell".to_string()].into(),
                 queued: 3,
             }],
+            waiting_by_tenant: vec![("acme".into(), 7)],
             paused_agents: vec![("agents".into(), "codex".into())],
             gone: Vec::new(),
             landings: vec![crate::LandingQueue {
@@ -527,6 +554,8 @@ mod tests {
             "tidewright_tasks_finished_total{state=\"succeeded\"} 1",
             "tidewright_step_attempts_finished_total{outcome=\"failed\"} 1",
             "tidewright_dispatch_latency_seconds_count 1",
+            "tidewright_tenant_wait_seconds_count{tenant=\"default\"} 1",
+            "tidewright_tenant_steps_waiting{tenant=\"acme\"} 7",
             "tidewright_step_duration_seconds_sum 1.5",
             "tidewright_agent_cost_usd_total{model=\"claude-test\"} 0.25",
             "tidewright_agent_tokens_total{model=\"claude-test\",kind=\"input\"} 100",

@@ -435,8 +435,12 @@ impl RecoveryStore for PostgresStore {
             };
             let created_at: i64 = row.try_get(1).map_err(Fault::from)?;
             let spec: &str = row.try_get(2).map_err(Fault::from)?;
+            let tenant: String = row.try_get(3).map_err(Fault::from)?;
             tasks.push(Unfinished::Queued(QueuedTask::from_stored(
-                id, created_at, spec, positions,
+                (id, tenant),
+                created_at,
+                spec,
+                positions,
             )?));
         }
         tasks.extend(

@@ -515,7 +515,8 @@ pub(crate) const UNFINISHED_BY_ID: [&str; 4] = {
 
 /// The queued tasks from `$1` to `$2`: their creation and spec (read for
 /// priority and needs only).
-pub(crate) const QUEUED_BETWEEN: &str = "SELECT t.id, tidewright_micros(t.created_at), t.spec::text
+pub(crate) const QUEUED_BETWEEN: &str =
+    "SELECT t.id, tidewright_micros(t.created_at), t.spec::text, t.tenant
     FROM tasks t WHERE t.state = 'queued' AND t.id BETWEEN $1 AND $2";
 
 /// The steps of the queued tasks from `$1` to `$2`, in one walk of their

@@ -434,7 +434,7 @@ impl RecoveryStore for SqliteStore {
             let mut steps = steps.query([&first, &last])?;
             let mut step = steps.next()?;
             let mut queued_tasks = conn.prepare_cached(
-                "SELECT id, created_at, spec FROM tasks
+                "SELECT id, created_at, spec, tenant FROM tasks
                  WHERE state = 'queued' AND id BETWEEN ?1 AND ?2 ORDER BY id",
             )?;
             let mut rows = queued_tasks.query([&first, &last])?;
@@ -464,7 +464,7 @@ impl RecoveryStore for SqliteStore {
                 }
                 let spec = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
                 tasks.push(Unfinished::Queued(QueuedTask::from_stored(
-                    id,
+                    (id, row.get(3)?),
                     row.get(1)?,
                     spec,
                     positions,

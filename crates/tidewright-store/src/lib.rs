@@ -435,6 +435,8 @@ impl TaskRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedTask {
     pub id: String,
+    /// Its share of the queue is its tenant's.
+    pub tenant: String,
     pub priority: i32,
     pub created_at: Micros,
     /// Its queued steps, by position, with what each needs.
@@ -460,6 +462,7 @@ impl QueuedTask {
         }
         Some(QueuedTask {
             id: task.id.clone(),
+            tenant: task.tenant.clone(),
             priority: task.spec.priority,
             created_at: task.created_at,
             queued,
@@ -470,7 +473,7 @@ impl QueuedTask {
     /// queued or waiting) in position order. `None` when a queued step's
     /// position is not in the spec.
     pub fn from_stored(
-        id: String,
+        (id, tenant): (String, String),
         created_at: Micros,
         spec_json: &str,
         queued_positions: impl IntoIterator<Item = usize>,
@@ -487,6 +490,7 @@ impl QueuedTask {
         queued.sort();
         Ok(QueuedTask {
             id,
+            tenant,
             priority: view.priority,
             created_at,
             queued,

@@ -360,6 +360,35 @@ async fn the_highest_priority_goes_first_and_the_oldest_within_a_priority() {
 }
 
 #[tokio::test]
+async fn a_tenants_backlog_does_not_starve_another_tenants_few_tasks() {
+    let h = Harness::new();
+    let one = |id: &str| TaskSpec {
+        name: id.to_string(),
+        steps: vec![noop("a")],
+        ..TaskSpec::default()
+    };
+    for n in 0..40 {
+        h.try_submit(&format!("flood-{n:02}"), "acme", one("flood"), n)
+            .await
+            .expect("submitted");
+    }
+    // Newer, and of the same priority: not behind acme's forty.
+    for n in 0..3 {
+        h.try_submit(&format!("few-{n}"), "zeta", one("few"), 100 + n)
+            .await
+            .expect("submitted");
+    }
+    let mut w = h.ready_worker("w", &["shell"], 8).await;
+    let mut started = Vec::new();
+    for _ in 0..8 {
+        started.push(w.assigned().await.task_id);
+    }
+    let few = started.iter().filter(|id| id.starts_with("few-")).count();
+    assert_eq!(few, 3, "zeta's three go in the first turns: {started:?}");
+    assert_eq!(started[0], "flood-00", "oldest first within acme");
+}
+
+#[tokio::test]
 async fn a_step_waits_for_a_worker_with_what_it_needs_and_never_exceeds_credits() {
     let h = Harness::new();
     h.submit("gpu", 0, 1, vec![noop("train").needing(&["gpu"])])

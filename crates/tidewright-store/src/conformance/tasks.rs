@@ -565,6 +565,7 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
         recovered[0],
         Unfinished::Queued(QueuedTask {
             id: "r1".into(),
+            tenant: "default".into(),
             priority: 4,
             created_at: 1,
             queued: vec![(0, vec!["gpu".to_string()])],
