@@ -2,7 +2,7 @@
 //! ready steps handed to the free worker that can run them, highest
 //! priority and oldest first, within each worker's credits (free slots).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -367,10 +367,22 @@ impl Engine {
             .waiting_by_sharer()
             .map(|(tenant, waiting)| (tenant.to_string(), waiting))
             .collect();
+        let mut running_by_tenant: BTreeMap<String, usize> = BTreeMap::new();
+        for id in self.fleet.workers.order() {
+            let Some(w) = self.fleet.workers.get(id) else {
+                continue;
+            };
+            for (task_id, _) in &w.running {
+                if let Some(active) = self.tasks.get(task_id) {
+                    *running_by_tenant.entry(active.tenant.clone()).or_default() += 1;
+                }
+            }
+        }
         FleetNow {
             workers,
             queue,
             waiting_by_tenant,
+            running_by_tenant: running_by_tenant.into_iter().collect(),
             paused_agents,
             gone: self.fleet.workers.gone(),
             landings: self.landing_queues(),

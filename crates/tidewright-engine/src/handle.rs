@@ -90,6 +90,8 @@ pub struct FleetNow {
     pub queue: Vec<QueueDepth>,
     /// Ready steps waiting, per tenant that has any.
     pub waiting_by_tenant: Vec<(String, usize)>,
+    /// Steps running on workers, per tenant that has any.
+    pub running_by_tenant: Vec<(String, usize)>,
     /// The agent runtimes a provider limit pauses now, as (pool, runtime).
     pub paused_agents: Vec<(String, String)>,
     /// Workers that left lately, newest first.

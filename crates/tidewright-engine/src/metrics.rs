@@ -29,6 +29,7 @@ pub struct Metrics {
     /// The same, by tenant: how each fares in the fair share.
     tenant_wait: Family<Labels, Histogram, fn() -> Histogram>,
     tenant_waiting: Family<Labels, Gauge>,
+    tenant_running: Family<Labels, Gauge>,
     step_duration: Histogram,
     agent_cost: Family<Labels, Counter<f64, AtomicU64>>,
     agent_tokens: Family<Labels, Counter>,
@@ -77,6 +78,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 20))
             }),
             tenant_waiting: Family::default(),
+            tenant_running: Family::default(),
             // 10 ms to ~3 h.
             step_duration: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
             agent_cost: Family::default(),
@@ -142,6 +144,11 @@ impl Metrics {
             "tenant_steps_waiting",
             "Ready steps waiting for a worker, by tenant",
             metrics.tenant_waiting.clone(),
+        );
+        registry.register(
+            "tenant_steps_running",
+            "Steps running on workers, by tenant",
+            metrics.tenant_running.clone(),
         );
         registry.register(
             "step_duration_seconds",
@@ -442,11 +449,16 @@ impl Metrics {
                 .get_or_create(&vec![("capabilities", needs.join(","))])
                 .set(i64::try_from(depth.queued).unwrap_or(i64::MAX));
         }
-        self.tenant_waiting.clear();
-        for (tenant, waiting) in &now.waiting_by_tenant {
-            self.tenant_waiting
-                .get_or_create(&vec![("tenant", tenant.clone())])
-                .set(i64::try_from(*waiting).unwrap_or(i64::MAX));
+        for (family, counts) in [
+            (&self.tenant_waiting, &now.waiting_by_tenant),
+            (&self.tenant_running, &now.running_by_tenant),
+        ] {
+            family.clear();
+            for (tenant, n) in counts {
+                family
+                    .get_or_create(&vec![("tenant", tenant.clone())])
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
         }
         self.landing_queue.clear();
         for queue in &now.landings {
@@ -526,6 +538,7 @@ mod tests {
                 queued: 3,
             }],
             waiting_by_tenant: vec![("acme".into(), 7)],
+            running_by_tenant: vec![("zeta".into(), 2)],
             paused_agents: vec![("agents".into(), "codex".into())],
             gone: Vec::new(),
             landings: vec![crate::LandingQueue {
@@ -556,6 +569,7 @@ mod tests {
             "tidewright_dispatch_latency_seconds_count 1",
             "tidewright_tenant_wait_seconds_count{tenant=\"default\"} 1",
             "tidewright_tenant_steps_waiting{tenant=\"acme\"} 7",
+            "tidewright_tenant_steps_running{tenant=\"zeta\"} 2",
             "tidewright_step_duration_seconds_sum 1.5",
             "tidewright_agent_cost_usd_total{model=\"claude-test\"} 0.25",
             "tidewright_agent_tokens_total{model=\"claude-test\",kind=\"input\"} 100",

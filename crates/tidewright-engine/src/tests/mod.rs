@@ -386,6 +386,13 @@ async fn a_tenants_backlog_does_not_starve_another_tenants_few_tasks() {
     let few = started.iter().filter(|id| id.starts_with("few-")).count();
     assert_eq!(few, 3, "zeta's three go in the first turns: {started:?}");
     assert_eq!(started[0], "flood-00", "oldest first within acme");
+    // Each tenant's part, as the metrics read it.
+    let now = h.engine.list_agents().await.expect("the fleet");
+    assert_eq!(now.waiting_by_tenant, [("acme".to_string(), 35)]);
+    assert_eq!(
+        now.running_by_tenant,
+        [("acme".to_string(), 5), ("zeta".to_string(), 3)]
+    );
 }
 
 #[tokio::test]

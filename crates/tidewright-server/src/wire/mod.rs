@@ -1,13 +1,18 @@
-//! TaskService's and StateService's messages and the application
-//! services' calls, each way:
+//! The API's messages and the application services' calls, each way
+//! (TaskService's, the fleet's and what steps keep here; schedules',
+//! shared state's, seeds' and triggers' in modules of their own):
 //! a v1 request becomes the call it asks (refusing, naming the field, what
 //! does not convert), and an answer becomes its v1 message. gRPC, the JSON
 //! API and the MCP tools (whose arguments are v1 messages) answer with the
 //! same conversions.
 
+mod schedules;
 mod seeds;
+mod state;
 mod triggers;
+pub use schedules::*;
 pub use seeds::*;
+pub use state::*;
 pub use triggers::*;
 
 use tidewright_api::convert::{now_micros, optional_timestamp, task_state, timestamp};
@@ -17,16 +22,14 @@ use tidewright_core::{AttemptKey, Budget, Cost, TaskState, TenantBudget, Window}
 use tidewright_engine::TenantSpending;
 use tidewright_engine::activity::MinuteSummary;
 use tidewright_engine::service::{
-    AgentListing, ApproveBudget, CreateSchedule, CreateWebhook, DecideStep, DeleteState,
-    DeliveryPage, EventStream, GetBranch, GetCheckpoint, GetState, ListAudit, ListDeliveries,
-    ListState, ListTasks, OfTenants, PlanTask, PlannedTask, Publish, PutBranch, PutCheckpoint,
-    PutState, RaiseBudget, ScheduleRef, SetTenantBudget, StatePage, StateRef, Submit,
-    SubmitTemplate, Submitted, Subscribe, TaskPage, TaskRef, TopicMessage, WatchFleet, WatchTask,
-    Watched, WebhookRef,
+    AgentListing, ApproveBudget, CreateWebhook, DecideStep, DeliveryPage, EventStream, GetBranch,
+    GetCheckpoint, ListAudit, ListDeliveries, ListTasks, OfTenants, PlanTask, PlannedTask,
+    PutBranch, PutCheckpoint, RaiseBudget, SetTenantBudget, Submit, SubmitTemplate, Submitted,
+    TaskPage, TaskRef, WatchFleet, WatchTask, Watched, WebhookRef,
 };
 use tidewright_store::leadership::ReplicaStatus;
 use tidewright_store::webhooks::{Delivery, DeliveryState, Webhook};
-use tidewright_store::{AuditRecord, Checkpoint, StateEntry, StateKey, StepBranch, TaskRecord};
+use tidewright_store::{AuditRecord, Checkpoint, StepBranch, TaskRecord};
 use tokio_stream::StreamExt;
 
 use crate::error::Error;
@@ -484,188 +487,6 @@ pub fn task_to_proto(task: TaskRecord) -> v1::Task {
                     .collect(),
             })
             .collect(),
-    }
-}
-
-// Schedules.
-
-/// A schedule as asked; a policy it does not know is refused naming it.
-pub fn create_schedule(request: v1::CreateScheduleRequest) -> Result<CreateSchedule, Error> {
-    let spec = request
-        .spec
-        .ok_or_else(|| Error::invalid("spec", "required"))?;
-    Ok(CreateSchedule {
-        tenant: request.tenant,
-        spec: schedule_spec(spec)?,
-    })
-}
-
-fn schedule_spec(spec: v1::ScheduleSpec) -> Result<tidewright_core::schedule::ScheduleSpec, Error> {
-    let concurrency_policy = spec
-        .concurrency_policy
-        .parse()
-        .map_err(|why: String| Error::invalid("spec.concurrencyPolicy", why))?;
-    let missed = spec
-        .missed
-        .parse()
-        .map_err(|why: String| Error::invalid("spec.missed", why))?;
-    Ok(tidewright_core::schedule::ScheduleSpec {
-        name: spec.name,
-        cron: spec.cron,
-        timezone: spec.timezone,
-        task: spec.task.map(Into::into),
-        template: spec
-            .template
-            .map(|t| tidewright_core::schedule::TemplateRun {
-                name: t.name,
-                params: t.params.into_iter().collect(),
-            }),
-        concurrency_policy,
-        starting_deadline_seconds: (spec.starting_deadline_seconds != 0)
-            .then_some(spec.starting_deadline_seconds),
-        missed,
-        suspended: spec.suspended,
-    })
-}
-
-pub fn schedule_ref(request: v1::ScheduleRequest) -> ScheduleRef {
-    ScheduleRef {
-        tenant: request.tenant,
-        name: request.name,
-    }
-}
-
-pub fn schedule(schedule: tidewright_store::schedules::Schedule) -> v1::Schedule {
-    let spec = &schedule.spec;
-    let next_tick = (!spec.suspended)
-        .then(|| tidewright_core::schedule::Ticks::new(&spec.cron, &spec.timezone).ok())
-        .flatten()
-        .and_then(|ticks| ticks.next_after(schedule.handled.max(now_micros())));
-    v1::Schedule {
-        tenant: schedule.tenant.clone(),
-        spec: Some(v1::ScheduleSpec {
-            name: spec.name.clone(),
-            cron: spec.cron.clone(),
-            timezone: spec.timezone.clone(),
-            task: spec.task.as_ref().map(Into::into),
-            template: spec.template.as_ref().map(|t| v1::ScheduleTemplate {
-                name: t.name.clone(),
-                params: t.params.clone().into_iter().collect(),
-            }),
-            concurrency_policy: spec.concurrency_policy.as_str().into(),
-            starting_deadline_seconds: spec.starting_deadline_seconds.unwrap_or_default(),
-            missed: spec.missed.as_str().into(),
-            suspended: spec.suspended,
-        }),
-        created_at: Some(timestamp(schedule.created_at)),
-        next_tick: next_tick.map(timestamp),
-        history: schedule
-            .history
-            .into_iter()
-            .map(|run| v1::ScheduleRun {
-                tick: Some(timestamp(run.tick)),
-                last_tick: Some(timestamp(run.last_tick)),
-                ticks: run.ticks.unwrap_or_default(),
-                task_id: run.task_id,
-                skipped: run.skipped,
-            })
-            .collect(),
-    }
-}
-
-pub fn schedules(
-    schedules: Vec<tidewright_store::schedules::Schedule>,
-) -> v1::ListSchedulesResponse {
-    v1::ListSchedulesResponse {
-        schedules: schedules.into_iter().map(schedule).collect(),
-    }
-}
-
-// Shared state and topics.
-
-fn state_ref(reference: Option<v1::StateRef>) -> Option<StateRef> {
-    reference.map(|r| StateRef {
-        tenant: r.tenant,
-        scope: r.scope,
-        key: r.key,
-    })
-}
-
-pub fn get_state(request: v1::GetStateRequest) -> GetState {
-    GetState {
-        reference: state_ref(request.r#ref),
-    }
-}
-
-pub fn list_state(request: v1::ListStateRequest) -> ListState {
-    ListState {
-        tenant: request.tenant,
-        scope: request.scope,
-        after_key: request.after_key,
-        page_size: request.page_size,
-    }
-}
-
-pub fn put_state(request: v1::PutStateRequest) -> PutState {
-    PutState {
-        reference: state_ref(request.r#ref),
-        value_json: request.value_json,
-        ttl_seconds: request.ttl_seconds,
-        expect_version: request.expect_version,
-    }
-}
-
-pub fn delete_state(request: v1::DeleteStateRequest) -> DeleteState {
-    DeleteState {
-        reference: state_ref(request.r#ref),
-        expect_version: request.expect_version,
-    }
-}
-
-pub fn publish(request: v1::PublishRequest) -> Publish {
-    Publish {
-        topic: state_ref(request.topic),
-        message_json: request.message_json,
-    }
-}
-
-pub fn subscribe(request: v1::SubscribeRequest) -> Subscribe {
-    Subscribe {
-        topic: state_ref(request.topic),
-    }
-}
-
-pub fn state_value(key: StateKey, entry: StateEntry) -> v1::StateValue {
-    v1::StateValue {
-        r#ref: Some(v1::StateRef {
-            tenant: key.tenant,
-            scope: key.scope,
-            key: key.key,
-        }),
-        value_json: entry.value_json,
-        version: entry.version,
-        updated_at: Some(timestamp(entry.updated_at)),
-        expires_at: optional_timestamp(entry.expires_at),
-    }
-}
-
-pub fn state_page(page: StatePage) -> v1::ListStateResponse {
-    v1::ListStateResponse {
-        values: page
-            .values
-            .into_iter()
-            .map(|(key, entry)| state_value(key, entry))
-            .collect(),
-        next_after_key: page.next_after_key,
-    }
-}
-
-pub fn topic_message(message: TopicMessage) -> v1::TopicMessage {
-    v1::TopicMessage {
-        topic: message.topic,
-        message_json: message.message_json,
-        time: Some(timestamp(message.time)),
-        sender: message.sender,
     }
 }
 
