@@ -177,6 +177,44 @@ async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_backlog_does_not_starve_another_tenants_few_tasks() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (server, _workers) = Server::with_workers(dir.path(), &[("solo", &["shell"], 1)]).await?;
+    let client = server.tasks().await?;
+    let gate = dir.path().join("gate");
+    let script = wait_for_gate(&gate);
+    let blocker = submit(
+        &client,
+        task("blocker", vec![shell_step("hold", &[], &script)]),
+    )
+    .await?;
+    wait_step(&client, &blocker, "hold", v1::StepState::Running).await?;
+    // acme's backlog first, then zeta's few: the same priority.
+    let mut ids = HashMap::new();
+    for (tenant, n) in [("acme", 12), ("zeta", 3)] {
+        for i in 0..n {
+            let mut request = task(&format!("{tenant}-{i}"), vec![noop_step("s")]);
+            request.tenant = tenant.to_string();
+            ids.insert(submit(&client, request).await?, tenant);
+        }
+    }
+    std::fs::write(&gate, "")?;
+    let mut started = Vec::new();
+    for (id, tenant) in &ids {
+        let task = wait_finished(&client, id, FINISH).await?;
+        started.push((micros(&step(&task, "s").started_at), *tenant));
+    }
+    started.sort();
+    let order: Vec<&str> = started.iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        order[..6],
+        ["acme", "zeta", "acme", "zeta", "acme", "zeta"],
+        "in turn: {order:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_submit_returns_the_same_task() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path())?;
