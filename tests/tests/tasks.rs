@@ -133,8 +133,12 @@ async fn step_needing_a_capability_waits_for_a_worker_that_has_it() -> anyhow::R
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
+/// The labels of `requests` (each a task of one step `s`) in the order
+/// their steps started on a worker of one slot, held by a gated step while
+/// all of them were submitted.
+async fn start_order(
+    requests: Vec<(v1::SubmitTaskRequest, &'static str)>,
+) -> anyhow::Result<Vec<&'static str>> {
     let dir = tempfile::tempdir()?;
     let (server, _workers) = Server::with_workers(dir.path(), &[("solo", &["shell"], 1)]).await?;
     let client = server.tasks().await?;
@@ -150,6 +154,22 @@ async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
     wait_step(&client, &blocker, "hold", v1::StepState::Running).await?;
 
     let mut ids = HashMap::new();
+    for (request, label) in requests {
+        ids.insert(submit(&client, request).await?, label);
+    }
+    std::fs::write(&gate, "")?;
+    let mut started = Vec::new();
+    for (id, label) in &ids {
+        let task = wait_finished(&client, id, FINISH).await?;
+        started.push((micros(&step(&task, "s").started_at), *label));
+    }
+    started.sort();
+    Ok(started.into_iter().map(|(_, label)| label).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
+    let mut requests = Vec::new();
     for (name, priority) in [
         ("p1", 1),
         ("p5-old", 5),
@@ -162,50 +182,25 @@ async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
         if let Some(spec) = request.spec.as_mut() {
             spec.priority = priority;
         }
-        ids.insert(submit(&client, request).await?, name);
+        requests.push((request, name));
     }
-    std::fs::write(&gate, "")?;
-    let mut started = Vec::new();
-    for (id, name) in &ids {
-        let task = wait_finished(&client, id, FINISH).await?;
-        started.push((micros(&step(&task, "s").started_at), *name));
-    }
-    started.sort();
-    let order: Vec<&str> = started.iter().map(|(_, n)| *n).collect();
+    let order = start_order(requests).await?;
     assert_eq!(order, ["p5-old", "p5-new", "p3", "p1", "p0", "neg"]);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_backlog_does_not_starve_another_tenants_few_tasks() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (server, _workers) = Server::with_workers(dir.path(), &[("solo", &["shell"], 1)]).await?;
-    let client = server.tasks().await?;
-    let gate = dir.path().join("gate");
-    let script = wait_for_gate(&gate);
-    let blocker = submit(
-        &client,
-        task("blocker", vec![shell_step("hold", &[], &script)]),
-    )
-    .await?;
-    wait_step(&client, &blocker, "hold", v1::StepState::Running).await?;
     // acme's backlog first, then zeta's few: the same priority.
-    let mut ids = HashMap::new();
+    let mut requests = Vec::new();
     for (tenant, n) in [("acme", 12), ("zeta", 3)] {
         for i in 0..n {
             let mut request = task(&format!("{tenant}-{i}"), vec![noop_step("s")]);
             request.tenant = tenant.to_string();
-            ids.insert(submit(&client, request).await?, tenant);
+            requests.push((request, tenant));
         }
     }
-    std::fs::write(&gate, "")?;
-    let mut started = Vec::new();
-    for (id, tenant) in &ids {
-        let task = wait_finished(&client, id, FINISH).await?;
-        started.push((micros(&step(&task, "s").started_at), *tenant));
-    }
-    started.sort();
-    let order: Vec<&str> = started.iter().map(|(_, t)| *t).collect();
+    let order = start_order(requests).await?;
     assert_eq!(
         order[..6],
         ["acme", "zeta", "acme", "zeta", "acme", "zeta"],
