@@ -469,6 +469,54 @@ async fn budgets_are_set_by_admins_listed_and_raised_over_http_and_bad_ones_name
 }
 
 #[tokio::test]
+async fn shares_are_set_by_admins_and_listed_over_http_and_bad_ones_name_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Api::start(dir.path()).await.expect("server");
+    let path = "/api/v1/tenants/team-a/share";
+    let dev = api.call("PUT", path, "tidewright_dev", r#"{"weight": 3}"#);
+    assert_eq!(dev.status, 403, "{}", dev.body);
+    for (body, field) in [
+        (r#"{"weight": 0}"#, "weight"),
+        (r#"{"weight": 1001}"#, "weight"),
+        (r#"{"weight": -3}"#, "weight"),
+        (r#"{"maxRunning": -1}"#, "maxRunning"),
+    ] {
+        let refused = api.call("PUT", path, "tidewright_admin", body);
+        assert_eq!(refused.status, 400, "{body}: {}", refused.body);
+        assert_eq!(refused.json()["error"]["field"], field, "{body}");
+    }
+    let unknown = api.call("PUT", path, "tidewright_admin", r#"{"wieght": 3}"#);
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    let listed = api.get("/api/v1/shares", "tidewright_admin");
+    assert_eq!(
+        listed.json()["tenants"],
+        Value::Array(Vec::new()),
+        "nothing stored"
+    );
+    let set = api.call(
+        "PUT",
+        path,
+        "tidewright_admin",
+        r#"{"weight": 3, "maxRunning": 50}"#,
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.json()["weight"], 3);
+    assert_eq!(set.json()["maxRunning"], 50);
+    let listed = api.get("/api/v1/shares", "tidewright_admin");
+    assert_eq!(
+        listed.json()["tenants"][0]["tenant"],
+        "team-a",
+        "{}",
+        listed.body
+    );
+    assert_eq!(listed.json()["tenants"][0]["running"], 0);
+    // The default again: the tenant's share is gone.
+    let reset = api.call("PUT", path, "tidewright_admin", "{}");
+    assert_eq!(reset.json()["weight"], 1, "{}", reset.body);
+    assert!(reset.json().get("maxRunning").is_none(), "{}", reset.body);
+}
+
+#[tokio::test]
 async fn a_tasks_events_stream_as_server_sent_events_and_resume_after_the_last_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = Api::start(dir.path()).await.expect("server");
@@ -592,6 +640,8 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/budget/approve"),
         ("PUT", "/tenants/{tenant}/budget"),
         ("GET", "/budgets"),
+        ("PUT", "/tenants/{tenant}/share"),
+        ("GET", "/shares"),
         ("GET", "/templates"),
         ("POST", "/templates/{name}/tasks"),
         ("GET", "/schedules"),

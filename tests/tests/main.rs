@@ -48,6 +48,7 @@ mod sandbox_reach;
 mod schedules;
 mod security;
 mod seeds;
+mod shares;
 mod state;
 mod tasks;
 mod telemetry;

@@ -138,10 +138,14 @@ async fn step_needing_a_capability_waits_for_a_worker_that_has_it() -> anyhow::R
 /// all of them were submitted.
 async fn start_order(
     requests: Vec<(v1::SubmitTaskRequest, &'static str)>,
+    cli_first: &[&[&str]],
 ) -> anyhow::Result<Vec<&'static str>> {
     let dir = tempfile::tempdir()?;
     let (server, _workers) = Server::with_workers(dir.path(), &[("solo", &["shell"], 1)]).await?;
     let client = server.tasks().await?;
+    for args in cli_first {
+        succeed(server.cli().args(*args));
+    }
 
     // Hold the only slot until the gate file exists.
     let gate = dir.path().join("gate");
@@ -184,7 +188,7 @@ async fn queued_steps_start_in_priority_order() -> anyhow::Result<()> {
         }
         requests.push((request, name));
     }
-    let order = start_order(requests).await?;
+    let order = start_order(requests, &[]).await?;
     assert_eq!(order, ["p5-old", "p5-new", "p3", "p1", "p0", "neg"]);
     Ok(())
 }
@@ -200,12 +204,28 @@ async fn a_tenants_backlog_does_not_starve_another_tenants_few_tasks() -> anyhow
             requests.push((request, tenant));
         }
     }
-    let order = start_order(requests).await?;
+    let order = start_order(requests, &[]).await?;
     assert_eq!(
         order[..6],
         ["acme", "zeta", "acme", "zeta", "acme", "zeta"],
         "in turn: {order:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_of_weight_3_takes_three_turns_to_anothers_one() -> anyhow::Result<()> {
+    let mut requests = Vec::new();
+    for i in 0..10 {
+        for tenant in ["acme", "zeta"] {
+            let mut request = task(&format!("{tenant}-{i}"), vec![noop_step("s")]);
+            request.tenant = tenant.to_string();
+            requests.push((request, tenant));
+        }
+    }
+    let order = start_order(requests, &[&["tenant", "set", "acme", "--weight", "3"]]).await?;
+    let acme = order[..8].iter().filter(|t| **t == "acme").count();
+    assert_eq!(acme, 6, "three to one: {order:?}");
     Ok(())
 }
 

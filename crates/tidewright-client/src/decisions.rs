@@ -72,6 +72,33 @@ impl Client {
         retried!(self, tasks, set_tenant_budget, request)
     }
 
+    /// Sets a tenant's share (weight, cap on running steps; what is left
+    /// out is the default); answers it with its steps running and waiting.
+    pub async fn set_tenant_share(
+        &self,
+        tenant: &str,
+        weight: Option<i64>,
+        max_running: Option<i64>,
+    ) -> Result<v1::TenantShare, Error> {
+        let request = v1::SetTenantShareRequest {
+            tenant: tenant.to_string(),
+            weight,
+            max_running,
+        };
+        retried!(self, tasks, set_tenant_share, request)
+    }
+
+    /// Each tenant's share, and its steps running and waiting.
+    pub async fn tenant_shares(&self) -> Result<Vec<v1::TenantShare>, Error> {
+        let answer = retried!(
+            self,
+            tasks,
+            list_tenant_shares,
+            v1::ListTenantSharesRequest {}
+        )?;
+        Ok(answer.tenants)
+    }
+
     /// Each tenant's spending and budget.
     pub async fn tenant_budgets(&self) -> Result<Vec<v1::TenantSpending>, Error> {
         let answer = retried!(

@@ -22,6 +22,7 @@ pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod setup;
+pub mod share;
 pub mod spec;
 pub mod state;
 pub mod step_limits;
@@ -40,6 +41,7 @@ pub use error::Error;
 pub use queue::{Capabilities, QueueKey, ReadyQueue};
 pub use repo::{RepoSpec, StepWork};
 pub use run::{Change, Outcome, StepStatus, TaskRun};
+pub use share::TenantShare;
 pub use spec::{
     AGENT_CAPABILITIES, AgentSpec, ApprovalSpec, CLAUDE_CODE, CODEX, ClaudeCodeSpec, CodexSandbox,
     CodexSpec, DEFAULT_AGENT_STALL_SECONDS, GEMINI_CLI, GeminiSpec, NoopSpec, OnConflict,

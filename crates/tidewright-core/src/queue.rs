@@ -59,6 +59,9 @@ struct Sharer {
     name: String,
     weight: u32,
     pass: u64,
+    /// At its cap on running steps: its lanes are out of the heads, so no
+    /// worker sees them, until it has room again.
+    capped: bool,
     /// The (group, priority) of each of its lanes that has items.
     lanes: BTreeSet<(usize, Reverse<i32>)>,
 }
@@ -104,7 +107,31 @@ impl<T> ReadyQueue<T> {
     /// is 1.
     pub fn set_weight(&mut self, sharer: &str, weight: u32) {
         let at = self.sharer(sharer);
-        self.sharers[at].weight = weight.clamp(1, 1000);
+        self.sharers[at].weight = weight.clamp(1, crate::share::MAX_WEIGHT);
+    }
+
+    /// Holds a sharer's items back while it is at its cap on running steps
+    /// (`capped`), or offers them again. O(log n) per lane it has waiting.
+    /// Back from its cap it starts level with the others, as a sharer that
+    /// had nothing waiting does: time it could not run earns no credit.
+    pub fn set_capped(&mut self, sharer: &str, capped: bool) {
+        let at = self.sharer(sharer);
+        let s = &mut self.sharers[at];
+        if s.capped == capped {
+            return;
+        }
+        s.capped = capped;
+        if !capped {
+            s.pass = s.pass.max(self.virtual_pass);
+        }
+        for &(group, priority) in &s.lanes {
+            let heads = &mut self.groups[group].heads;
+            if capped {
+                heads.remove(&(priority, s.pass, at));
+            } else {
+                heads.insert((priority, s.pass, at));
+            }
+        }
     }
 
     /// Queues an item of `sharer` (its tenant); `task_created` orders its
@@ -140,8 +167,10 @@ impl<T> ReadyQueue<T> {
                 sharer.pass = sharer.pass.max(self.virtual_pass);
             }
             sharer.lanes.insert((group, lane.0));
-            let pass = sharer.pass;
-            self.groups[group].heads.insert((lane.0, pass, at));
+            if !sharer.capped {
+                let pass = sharer.pass;
+                self.groups[group].heads.insert((lane.0, pass, at));
+            }
         }
         let g = &mut self.groups[group];
         g.lanes.entry(lane).or_default().insert(order, item);
@@ -177,6 +206,9 @@ impl<T> ReadyQueue<T> {
         let old = sharer.pass;
         sharer.pass += STRIDE / u64::from(sharer.weight);
         let new = sharer.pass;
+        if sharer.capped {
+            return Some(item);
+        }
         for &(group, priority) in &sharer.lanes {
             let heads = &mut self.groups[group].heads;
             heads.remove(&(priority, old, at));
@@ -285,6 +317,7 @@ impl<T> ReadyQueue<T> {
             name: name.to_string(),
             weight: 1,
             pass: self.virtual_pass,
+            capped: false,
             lanes: BTreeSet::new(),
         });
         self.sharer_of
@@ -449,6 +482,34 @@ mod tests {
         assert!(
             next.iter().filter(|t| **t == "b").count() <= 6,
             "b's idle time is no credit: {next:?}"
+        );
+    }
+
+    #[test]
+    fn a_capped_tenant_is_passed_over_until_it_has_room_and_comes_back_level() {
+        let mut q = ReadyQueue::default();
+        let none = caps(&[]);
+        for n in 0..100 {
+            q.push(&none, ("a", 0), n, "a");
+            q.push(&none, ("b", 0), n, "b");
+        }
+        q.set_capped("a", true);
+        assert_eq!(turns(&mut q, 20), ["b"; 20], "a is at its cap");
+        // Pushed while capped: held back too.
+        q.push(&none, ("a", 9), 500, "a-urgent");
+        assert_eq!(q.peek_for(&none).map(|(_, t)| *t), Some("b"));
+        assert_eq!(
+            q.waiting_by_sharer().collect::<Vec<_>>(),
+            [("a", 101), ("b", 80)],
+            "a's steps still wait"
+        );
+        q.set_capped("a", false);
+        assert_eq!(turns(&mut q, 1), ["a-urgent"]);
+        let next = turns(&mut q, 20);
+        assert_eq!(
+            next.iter().filter(|t| **t == "a").count(),
+            10,
+            "level again, not owed the 20 turns b had: {next:?}"
         );
     }
 

@@ -63,9 +63,9 @@ pub enum Action {
     ReadAgents,
     ConnectWorker,
     ReadAudit,
-    /// Set tenants' budgets: admins only, as a tenant's own members would
-    /// lift their limit.
-    SetBudgets,
+    /// Set tenants' budgets and shares: admins only, as a tenant's own
+    /// members would lift their limit or raise their share.
+    SetTenants,
     ReadState,
     WriteState,
     /// Scrape `/metrics`: counts over every tenant.
@@ -87,7 +87,7 @@ impl Action {
     pub fn allowed(self, role: Role) -> bool {
         match (role, self) {
             (Role::Admin, _) => true,
-            (_, Action::ReadAudit | Action::SetBudgets | Action::ManageWebhooks) => false,
+            (_, Action::ReadAudit | Action::SetTenants | Action::ManageWebhooks) => false,
             (Role::Developer, Action::ConnectWorker | Action::KeepCheckpoints) => false,
             (Role::Developer, _) => true,
             (
@@ -120,7 +120,7 @@ impl Action {
             Action::ReadAgents => "list agents",
             Action::ConnectWorker => "connect as a worker",
             Action::ReadAudit => "read the audit log",
-            Action::SetBudgets => "set tenants' budgets",
+            Action::SetTenants => "set tenants' budgets or shares",
             Action::ReadState => "read shared state or subscribe to topics",
             Action::WriteState => "change shared state or publish to topics",
             Action::ReadMetrics => "read metrics",

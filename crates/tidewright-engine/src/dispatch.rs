@@ -14,6 +14,7 @@ use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::handle::{Admitted, FleetNow, QueueDepth, WorkerNow};
 use crate::live::{Active, Claim, Holder, new_active};
+use crate::shares::count_start;
 use crate::to_worker::{Assignment, Resume, ToWorker};
 use crate::workers::pool_of;
 
@@ -66,6 +67,7 @@ impl Engine {
         // runtime in the same round.
         self.fail_over();
         let mut agents = self.agents_in_capped_pools();
+        let mut capped = self.hold_capped_tenants();
         let mut order = 0;
         let mut idle_since_progress = 0;
         while !self.queue.is_empty()
@@ -109,7 +111,9 @@ impl Engine {
                 Some((task_id, index)) => {
                     self.cold.reads.dispatched += 1;
                     idle_since_progress = 0;
-                    if let Some(live) = self.tasks.get_mut(&task_id).map(|a| &mut a.steps[index]) {
+                    if let Some(active) = self.tasks.get_mut(&task_id) {
+                        count_start(&mut capped, &mut self.queue, &active.tenant);
+                        let live = &mut active.steps[index];
                         live.queued = None;
                         if is_agent(&live.needs)
                             && let Some(w) = self.fleet.workers.get(&worker_id)
@@ -367,17 +371,8 @@ impl Engine {
             .waiting_by_sharer()
             .map(|(tenant, waiting)| (tenant.to_string(), waiting))
             .collect();
-        let mut running_by_tenant: BTreeMap<String, usize> = BTreeMap::new();
-        for id in self.fleet.workers.order() {
-            let Some(w) = self.fleet.workers.get(id) else {
-                continue;
-            };
-            for (task_id, _) in &w.running {
-                if let Some(active) = self.tasks.get(task_id) {
-                    *running_by_tenant.entry(active.tenant.clone()).or_default() += 1;
-                }
-            }
-        }
+        let running_by_tenant: BTreeMap<String, usize> =
+            self.running_by_tenant().into_iter().collect();
         FleetNow {
             workers,
             queue,

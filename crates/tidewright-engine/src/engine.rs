@@ -69,6 +69,8 @@ pub struct Engine {
     /// Retries waiting for their backoff, and approvals that time out.
     pub(crate) timers: Timers,
     pub(crate) budgets: Budgets,
+    /// Tenants' weights and caps on running steps (see `shares`).
+    pub(crate) shares: crate::shares::Shares,
     pub(crate) round: Round,
     pub(crate) effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     pub(crate) metrics: Arc<Metrics>,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use tidewright_core::{
     AttemptKey, Budget, Capabilities, Cost, LogStream, Micros, TaskRun, TaskSpec, TenantBudget,
+    TenantShare,
 };
 use tidewright_store::retention::{Expiring, Retention};
 use tidewright_store::{NewTask, Store, TaskRecord, Unfinished};
@@ -277,6 +278,18 @@ pub(super) enum Command {
         tenants: Option<Vec<String>>,
         reply: oneshot::Sender<Vec<TenantSpending>>,
     },
+    /// A tenant's share, already stored, takes effect.
+    SetTenantShare {
+        tenant: String,
+        share: TenantShare,
+        reply: oneshot::Sender<oneshot::Receiver<()>>,
+    },
+    /// Tenants' shares, and their steps running and waiting; only these
+    /// tenants' when given.
+    Shares {
+        tenants: Option<Vec<String>>,
+        reply: oneshot::Sender<Vec<TenantShareNow>>,
+    },
     Heartbeat {
         worker: u64,
     },
@@ -341,6 +354,9 @@ pub(super) enum Command {
 
 /// A tenant, its budget, and what it spent in the current day and month.
 pub type TenantSpending = (String, TenantBudget, Cost, Cost);
+
+/// A tenant, its share, and how many of its steps run and wait now.
+pub type TenantShareNow = (String, TenantShare, usize, usize);
 
 /// The cheap, cloneable way in to the engine.
 #[derive(Clone)]
@@ -510,6 +526,28 @@ impl EngineHandle {
         .await?;
         let committed = answer.await.map_err(|_| Error::ShuttingDown)?;
         committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Applies a tenant share the store now holds; returns once the round
+    /// has committed.
+    pub async fn set_tenant_share(&self, tenant: String, share: TenantShare) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetTenantShare {
+            tenant,
+            share,
+            reply,
+        })
+        .await?;
+        let committed = answer.await.map_err(|_| Error::ShuttingDown)?;
+        committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Tenants' shares, and their steps running and waiting (only these
+    /// tenants' when given).
+    pub async fn shares(&self, tenants: Option<Vec<String>>) -> Result<Vec<TenantShareNow>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Shares { tenants, reply }).await?;
+        answer.await.map_err(|_| Error::ShuttingDown)
     }
 
     /// Tenants' budgets and spend (only these tenants' when given).

@@ -51,6 +51,7 @@ use crate::hub::Hub;
 use crate::limits::Pauses;
 use crate::metrics::Metrics;
 use crate::retention::Sweeper;
+use crate::shares::Shares;
 use crate::tenants::Budgets;
 use crate::timers::Timers;
 use crate::workers::{Fleet, Workers};
@@ -86,6 +87,7 @@ mod results;
 pub mod retention;
 mod review;
 pub mod seeds;
+mod shares;
 mod tenants;
 mod timers;
 mod to_worker;
@@ -100,11 +102,11 @@ pub use engine::{DEFAULT_HOT_TASKS, Engine, Settings};
 pub use error::Error;
 pub use handle::{
     Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, Gone,
-    LandingQueue, QueueDepth, QueuedLanding, RateLimited, StepResult, TenantSpending, WorkerInfo,
-    WorkerNow,
+    LandingQueue, QueueDepth, QueuedLanding, RateLimited, StepResult, TenantShareNow,
+    TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;
-pub use tenants::{SpentTenants, TenantBudgets, load_tenant_budgets};
+pub use tenants::{SpentTenants, StoredTenants, load_tenants};
 pub use to_worker::{Assignment, Outbox, Resume, ToWorker};
 pub use unserved::Offered;
 pub use workers::Liveness;
@@ -118,7 +120,7 @@ pub fn start(
     backlog: Vec<String>,
     settings: Settings,
     metrics: Arc<Metrics>,
-    tenants: TenantBudgets,
+    tenants: StoredTenants,
 ) -> (EngineHandle, watch::Receiver<Option<String>>) {
     let (commands, inbox) = mpsc::channel(8192);
     let (effects, effect_queue) = mpsc::unbounded_channel();
@@ -134,7 +136,7 @@ pub fn start(
         offered: offered.clone(),
     };
     let backlog: Vec<Arc<str>> = backlog.into_iter().map(Arc::from).collect();
-    let engine = Engine {
+    let mut engine = Engine {
         store: store.clone(),
         // Not sized to the backlog: most of a deep one is held cold, and
         // a table sized for all of it would become resident page by page
@@ -155,6 +157,7 @@ pub fn start(
         },
         timers: Timers::default(),
         budgets: Budgets::new(tenants.limits, tenants.spend, spent),
+        shares: Shares::new(tenants.shares),
         round: Round::default(),
         effects,
         metrics,
@@ -163,6 +166,7 @@ pub fn start(
         batches: Default::default(),
         failovers: engine::Failovers::new(settings.fallback.clone()),
     };
+    engine.weigh_tenants();
     if !backlog.is_empty() {
         tokio::spawn(load_backlog(
             store.clone(),
@@ -339,6 +343,16 @@ impl Engine {
             }
             Command::Budgets { tenants, reply } => {
                 let _ = reply.send(self.tenant_spending(tenants));
+            }
+            Command::SetTenantShare {
+                tenant,
+                share,
+                reply,
+            } => {
+                let _ = reply.send(self.set_tenant_share(&tenant, share));
+            }
+            Command::Shares { tenants, reply } => {
+                let _ = reply.send(self.tenant_shares(tenants));
             }
             Command::Heartbeat { .. } => {}
             Command::Drain { worker } => {

@@ -47,9 +47,9 @@ impl SpentTenants {
     }
 }
 
-/// Tenants' budgets, and what each spent in the current day and month, as
-/// the store holds them: what the engine starts from.
-pub async fn load_tenant_budgets(store: &dyn Store) -> Result<TenantBudgets, Error> {
+/// Tenants' budgets, what each spent in the current day and month, and
+/// their shares, as the store holds them: what the engine starts from.
+pub async fn load_tenants(store: &dyn Store) -> Result<StoredTenants, Error> {
     let now = now_micros();
     let limits = store.tenant_budgets().await?.into_iter().collect();
     let (day, month) = (Window::Day.start(now), Window::Month.start(now));
@@ -60,7 +60,12 @@ pub async fn load_tenant_budgets(store: &dyn Store) -> Result<TenantBudgets, Err
     for (tenant, cost) in store.spend_since(day).await? {
         spend.entry(tenant).or_default().day = (day, cost);
     }
-    Ok(TenantBudgets { limits, spend })
+    let shares = store.tenant_shares().await?.into_iter().collect();
+    Ok(StoredTenants {
+        limits,
+        spend,
+        shares,
+    })
 }
 
 /// What the engine knows of tenants' budgets and spend.
@@ -151,10 +156,11 @@ impl Budgets {
     }
 }
 
-/// Tenants' budgets and their spend in the current day and month, as the
-/// store holds them when the engine starts.
+/// Tenants' budgets, their spend in the current day and month, and their
+/// shares of the fleet, as the store holds them when the engine starts.
 #[derive(Debug, Clone, Default)]
-pub struct TenantBudgets {
+pub struct StoredTenants {
     pub limits: HashMap<String, tidewright_core::TenantBudget>,
     pub spend: HashMap<String, tidewright_core::TenantSpend>,
+    pub shares: HashMap<String, tidewright_core::TenantShare>,
 }

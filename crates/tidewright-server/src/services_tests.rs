@@ -67,7 +67,7 @@ fn composed_with(
             fallback: Default::default(),
         },
         Arc::new(Metrics::new()),
-        tidewright_engine::TenantBudgets::default(),
+        tidewright_engine::StoredTenants::default(),
     );
     let services = Services::new(Parts {
         store: store.clone(),

@@ -140,8 +140,9 @@ struct Rows {
     audit: Vec<AuditRecord>,
     /// Raised budgets: (task, its new spec as JSON), in order.
     specs: Vec<(String, String)>,
-    /// (tenant, its budget as JSON, or `None` to remove it), in order.
-    budgets: Vec<(String, Option<String>)>,
+    /// (where, tenant, its budget or share as JSON, or `None` to remove
+    /// it), in order.
+    tenant_records: Vec<(TenantRecord, String, Option<String>)>,
     /// Agents' session checkpoints, in order; applied after the steps'
     /// updates, whose current attempt decides whether each is kept.
     checkpoints: Vec<Checkpoint>,
@@ -161,6 +162,23 @@ struct Rows {
     /// Schedules and triggers put, as (table, tenant, name, record as
     /// JSON), or removed (no record), in the order written.
     named: Vec<(tidewright_store::Named, String, String, Option<String>)>,
+}
+
+/// A tenant's record, each in a table of its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TenantRecord {
+    Budget,
+    Share,
+}
+
+impl TenantRecord {
+    /// Its (table, column).
+    pub(crate) fn at(self) -> (&'static str, &'static str) {
+        match self {
+            TenantRecord::Budget => ("budgets", "budget"),
+            TenantRecord::Share => ("shares", "share"),
+        }
+    }
 }
 
 enum WebhookWrite {
@@ -363,12 +381,22 @@ impl Rows {
             Write::Spec { id, spec } => self
                 .specs
                 .push((text(id), json_text(&to_json(spec, "task spec")?))),
-            Write::TenantBudget { tenant, budget } => self.budgets.push((
+            Write::TenantBudget { tenant, budget } => self.tenant_records.push((
+                TenantRecord::Budget,
                 text(tenant),
                 if budget.is_empty() {
                     None
                 } else {
                     Some(to_json(budget, "budget")?)
+                },
+            )),
+            Write::TenantShare { tenant, share } => self.tenant_records.push((
+                TenantRecord::Share,
+                text(tenant),
+                if share.is_default() {
+                    None
+                } else {
+                    Some(to_json(share, "share")?)
                 },
             )),
             Write::Checkpoint(checkpoint) => self.checkpoints.push(Checkpoint {
@@ -546,15 +574,16 @@ impl Rows {
                 )
                 .await?;
         }
-        for (tenant, budget) in &self.budgets {
-            let sql = match budget {
-                Some(_) => {
-                    "INSERT INTO budgets (tenant, budget) VALUES ($1, $2::text::json)
-                     ON CONFLICT (tenant) DO UPDATE SET budget = excluded.budget"
-                }
-                None => "DELETE FROM budgets WHERE tenant = $1 AND $2::text IS NULL",
+        for (record, tenant, json) in &self.tenant_records {
+            let (table, column) = record.at();
+            let sql = match json {
+                Some(_) => format!(
+                    "INSERT INTO {table} (tenant, {column}) VALUES ($1, $2::text::json)
+                     ON CONFLICT (tenant) DO UPDATE SET {column} = excluded.{column}"
+                ),
+                None => format!("DELETE FROM {table} WHERE tenant = $1 AND $2::text IS NULL"),
             };
-            pipeline.add(conn, sql, params![tenant, budget]).await?;
+            pipeline.add(conn, &sql, params![tenant, json]).await?;
         }
         // Checkpoints are rare and large: a statement each. Only the step's
         // current attempt's is kept, never over a newer attempt's.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use tidewright_core::{Cost, Event, Micros, TaskState, TenantBudget};
+use tidewright_core::{Cost, Event, Micros, TaskState, TenantBudget, TenantShare};
 use tidewright_store::admission::Bound;
 use tidewright_store::fleet::{self, FleetPage};
 use tidewright_store::retention::{Expired, Expiring, Retention};
@@ -34,19 +34,20 @@ use tidewright_store::{
     Write,
 };
 use tidewright_store::{
-    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, TriggerStore, WebhookStore, WriteStore,
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, StateStore, StepStore, TaskStore,
+    TenantStore, TriggerStore, WebhookStore, WriteStore,
 };
 use tokio::sync::watch;
 use tokio_postgres::{Config, Row};
 
+use batch::TenantRecord;
 use conn::{Conn, Pool};
 use fault::{Fault, Result};
 use reads::{
     QUEUED_BETWEEN, QUEUED_STEPS_BETWEEN, STARTED_BETWEEN, UNFINISHED_BETWEEN, UNFINISHED_BY_ID,
     UNFINISHED_IDS, attach_steps, audit_after, checkpoint, count, count_tasks, decode_task,
     events_after, fleet_events_after, get_state, get_task, list_state, list_tasks, ranged_rows,
-    rows, running_attempt, spend_since, step_branch, tasks_by_id, tenant_budgets,
+    rows, running_attempt, spend_since, step_branch, tasks_by_id, tenant_records,
 };
 use text::text;
 use tidewright_store::write_queue::{Job, WriteQueue};
@@ -519,9 +520,15 @@ impl RetentionStore for PostgresStore {
 }
 
 #[async_trait]
-impl SpendStore for PostgresStore {
+impl TenantStore for PostgresStore {
     async fn tenant_budgets(&self) -> tidewright_store::Result<Vec<(String, TenantBudget)>> {
-        self.read(|conn| Box::pin(tenant_budgets(conn))).await
+        self.read(|conn| Box::pin(tenant_records(conn, TenantRecord::Budget)))
+            .await
+    }
+
+    async fn tenant_shares(&self) -> tidewright_store::Result<Vec<(String, TenantShare)>> {
+        self.read(|conn| Box::pin(tenant_records(conn, TenantRecord::Share)))
+            .await
     }
 
     async fn spend_since(&self, since: i64) -> tidewright_store::Result<Vec<(String, Cost)>> {

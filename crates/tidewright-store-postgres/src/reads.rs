@@ -2,9 +2,7 @@
 //! whole (with their steps and attempts), events, the fleet's log, state,
 //! checkpoints, the audit log and spend.
 
-use tidewright_core::{
-    Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState, TenantBudget,
-};
+use tidewright_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState};
 use tidewright_store::event_groups;
 use tidewright_store::fleet::{self, FleetPage};
 use tidewright_store::{
@@ -14,6 +12,7 @@ use tidewright_store::{
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use crate::batch::TenantRecord;
 use crate::conn::Conn;
 use crate::fault::Result;
 
@@ -725,18 +724,25 @@ pub(crate) async fn audit_after(
         .collect()
 }
 
-pub(crate) async fn tenant_budgets(conn: &mut Conn) -> Result<Vec<(String, TenantBudget)>> {
+/// Every tenant's budget or share, by tenant.
+pub(crate) async fn tenant_records<T: serde::de::DeserializeOwned>(
+    conn: &mut Conn,
+    record: TenantRecord,
+) -> Result<Vec<(String, T)>> {
+    let (table, column) = record.at();
     let statement = conn
-        .statement("SELECT tenant, budget::text FROM budgets ORDER BY tenant")
+        .statement(&format!(
+            "SELECT tenant, {column}::text FROM {table} ORDER BY tenant"
+        ))
         .await?;
     let rows = conn.client.query(&statement, &[]).await?;
     rows.iter()
         .map(|row| {
             let tenant: String = row.try_get(0)?;
             let json: String = row.try_get(1)?;
-            let budget = serde_json::from_str(&json)
-                .map_err(|e| Error::Corrupt(format!("tenant {tenant}'s budget: {e}")))?;
-            Ok((tenant, budget))
+            let record = serde_json::from_str(&json)
+                .map_err(|e| Error::Corrupt(format!("tenant {tenant}'s {column}: {e}")))?;
+            Ok((tenant, record))
         })
         .collect()
 }

@@ -401,6 +401,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE attempts ADD COLUMN setup text NOT NULL DEFAULT '';
     "#,
+    // 20: tenants' shares of the fleet (weight, cap on running steps), as
+    // admins set them; read whole on start, as budgets are.
+    r#"
+    CREATE TABLE shares (
+        tenant text COLLATE "C" PRIMARY KEY,
+        share  json NOT NULL
+    );
+    "#,
 ];
 
 /// The first version whose row says its release.

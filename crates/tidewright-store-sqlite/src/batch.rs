@@ -14,6 +14,30 @@ use tidewright_store::{
     StepWrite, Write,
 };
 
+/// Puts a tenant's record (a budget, a share) as JSON in `(table, column)`,
+/// or removes it (`None`).
+fn set_tenant_record(
+    conn: &Connection,
+    (table, column): (&str, &str),
+    tenant: &str,
+    json: Option<String>,
+) -> Result<()> {
+    match json {
+        None => {
+            conn.prepare_cached(&format!("DELETE FROM {table} WHERE tenant = ?1"))?
+                .execute(params![tenant])?;
+        }
+        Some(json) => {
+            conn.prepare_cached(&format!(
+                "INSERT INTO {table} (tenant, {column}) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE SET {column} = excluded.{column}"
+            ))?
+            .execute(params![tenant, json])?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| Fault::Store(Error::Corrupt(format!("{what} does not encode: {e}"))))
@@ -195,16 +219,16 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                     .execute(params![id, to_json(spec, "task spec")?])?;
             }
             Write::TenantBudget { tenant, budget } => {
-                if budget.is_empty() {
-                    conn.prepare_cached("DELETE FROM budgets WHERE tenant = ?1")?
-                        .execute(params![tenant])?;
-                } else {
-                    conn.prepare_cached(
-                        "INSERT INTO budgets (tenant, budget) VALUES (?1, ?2)
-                         ON CONFLICT (tenant) DO UPDATE SET budget = excluded.budget",
-                    )?
-                    .execute(params![tenant, to_json(budget, "budget")?])?;
-                }
+                let json = (!budget.is_empty())
+                    .then(|| to_json(budget, "budget"))
+                    .transpose()?;
+                set_tenant_record(conn, ("budgets", "budget"), tenant, json)?;
+            }
+            Write::TenantShare { tenant, share } => {
+                let json = (!share.is_default())
+                    .then(|| to_json(share, "share"))
+                    .transpose()?;
+                set_tenant_record(conn, ("shares", "share"), tenant, json)?;
             }
             Write::Attempt(attempt) => upsert_attempt(conn, attempt)?,
             Write::Checkpoint(checkpoint) => {

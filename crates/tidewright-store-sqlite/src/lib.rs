@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use tidewright_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget};
+use tidewright_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget, TenantShare};
 
 mod batch;
 mod durability;
@@ -37,8 +37,8 @@ use tidewright_store::{
     StateKey, StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Unfinished, Write,
 };
 use tidewright_store::{
-    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, TriggerStore, WebhookStore, WriteStore,
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, StateStore, StepStore, TaskStore,
+    TenantStore, TriggerStore, WebhookStore, WriteStore,
 };
 
 pub struct SqliteStore {
@@ -579,25 +579,15 @@ impl RetentionStore for SqliteStore {
 }
 
 #[async_trait]
-impl SpendStore for SqliteStore {
+impl TenantStore for SqliteStore {
     async fn tenant_budgets(&self) -> tidewright_store::Result<Vec<(String, TenantBudget)>> {
-        self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT tenant, budget FROM budgets ORDER BY tenant")?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            let mut budgets = Vec::new();
-            for row in rows {
-                let (tenant, json) = row?;
-                let budget = serde_json::from_str(&json).map_err(|e| {
-                    Fault::Store(Error::Corrupt(format!("tenant {tenant}'s budget: {e}")))
-                })?;
-                budgets.push((tenant, budget));
-            }
-            Ok(budgets)
-        })
-        .await
+        self.read(|conn| tenant_records(conn, ("budgets", "budget")))
+            .await
+    }
+
+    async fn tenant_shares(&self) -> tidewright_store::Result<Vec<(String, TenantShare)>> {
+        self.read(|conn| tenant_records(conn, ("shares", "share")))
+            .await
     }
 
     async fn spend_since(&self, since: i64) -> tidewright_store::Result<Vec<(String, Cost)>> {
@@ -757,6 +747,27 @@ fn named_record<T: serde::de::DeserializeOwned>(
         .query_row([tenant, name], |row| row.get(0))
         .optional()?;
     json.map(|json| from_record(&json, named.one())).transpose()
+}
+
+/// Every tenant's record in `(table, column)` (its budget, its share),
+/// by tenant.
+fn tenant_records<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    (table, column): (&str, &str),
+) -> Result<Vec<(String, T)>> {
+    let sql = format!("SELECT tenant, {column} FROM {table} ORDER BY tenant");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    rows.map(|row| {
+        let (tenant, json) = row?;
+        let record = serde_json::from_str(&json).map_err(|e| {
+            Fault::Store(Error::Corrupt(format!("tenant {tenant}'s {column}: {e}")))
+        })?;
+        Ok((tenant, record))
+    })
+    .collect()
 }
 
 /// A row of the fleet's order as stored: runs `[task, first, last]`

@@ -109,6 +109,10 @@ CREATE TABLE IF NOT EXISTS budgets (
     tenant TEXT PRIMARY KEY,
     budget TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shares (
+    tenant TEXT PRIMARY KEY,
+    share  TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     task_id    TEXT NOT NULL,
     step_id    TEXT NOT NULL,

@@ -35,7 +35,7 @@ pub use state::{
 
 use async_trait::async_trait;
 use tidewright_core::{
-    Cost, Event, Micros, StepState, StepWork, TaskSpec, TaskState, TenantBudget,
+    Cost, Event, Micros, StepState, StepWork, TaskSpec, TaskState, TenantBudget, TenantShare,
 };
 use tokio::sync::oneshot;
 
@@ -139,6 +139,11 @@ pub enum Write {
     TenantBudget {
         tenant: String,
         budget: TenantBudget,
+    },
+    /// Sets a tenant's share of the fleet; the default one removes it.
+    TenantShare {
+        tenant: String,
+        share: TenantShare,
     },
     /// Keeps an agent's session checkpoint as its step's newest. It is
     /// stored only while its attempt is the step's current one and no newer
@@ -598,7 +603,7 @@ pub trait Store:
     + RecoveryStore
     + StateStore
     + RetentionStore
-    + SpendStore
+    + TenantStore
     + WebhookStore
     + ScheduleStore
     + TriggerStore
@@ -776,11 +781,14 @@ pub trait RetentionStore: Send + Sync {
     async fn expired(&self, id: &str) -> Result<Option<retention::Expired>>;
 }
 
-/// Tenants' budgets and what they spent.
+/// Tenants' budgets and shares, as admins set them, and what they spent.
 #[async_trait]
-pub trait SpendStore: Send + Sync {
+pub trait TenantStore: Send + Sync {
     /// Every tenant budget set.
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>>;
+
+    /// Every tenant share set (those left at the default are not kept).
+    async fn tenant_shares(&self) -> Result<Vec<(String, TenantShare)>>;
 
     /// What the attempts that ended at or after `since` cost, summed per
     /// tenant (tenants that spent nothing are left out).

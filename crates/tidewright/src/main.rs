@@ -16,6 +16,7 @@ mod seed;
 mod state;
 mod taskfile;
 mod template;
+mod tenant;
 mod trigger;
 mod watch;
 mod webhook;
@@ -183,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Budget(command) => budget::budget(target, command).await,
+        Command::Tenant(command) => tenant::tenant(target, command).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
         Command::Seed(command) => seed::seed(target, command).await,
         Command::Schedule(command) => schedule::schedule(target, command).await,

@@ -79,7 +79,7 @@ impl Budgets {
         request: Call<SetTenantBudget>,
     ) -> Result<TenantSpending, Error> {
         const ACTION: &str = "tenant.set_budget";
-        let caller = self.cx.permit(&request, Action::SetBudgets, ACTION)?;
+        let caller = self.cx.permit(&request, Action::SetTenants, ACTION)?;
         let SetTenantBudget { tenant, budget } = request.into_message();
         let set = async {
             checked_tenant("tenant", &tenant)?;

@@ -77,6 +77,16 @@ pub struct SetTenantBudget {
     pub budget: TenantBudget,
 }
 
+/// SetTenantShare: as it came in, signed, so a negative number is refused
+/// naming its field (see [`tidewright_core::TenantShare::from_signed`]).
+/// What is left out is the default: weight 1, no cap.
+#[derive(Debug, Clone, Default)]
+pub struct SetTenantShare {
+    pub tenant: String,
+    pub weight: Option<i64>,
+    pub max_running: Option<i64>,
+}
+
 /// PlanTask: a prompt task to plan, not to run.
 #[derive(Debug, Clone, Default)]
 pub struct PlanTask {

@@ -3,7 +3,7 @@
 //! read, list, cancel, retry, plan, decide, watch, templates, the audit log
 //! and activity), `Schedules`, `Triggers` (forge events that start
 //! tasks), `Webhooks` (endpoints, deliveries, A2A push
-//! configs), `Budgets`, `State` (shared state and topics), `Fleet` (the
+//! configs), `Budgets`, `Shares` (tenants' weights and caps), `State` (shared state and topics), `Fleet` (the
 //! workers and replicas) and `Kept` (what steps keep for the attempts
 //! after them) and `Seeds` (repositories' setups kept for every worker). Each checks the caller's role and tenants, validates,
 //! delegates to the store (reads) or the engine (every change, task
@@ -45,6 +45,7 @@ mod push;
 mod repos;
 mod schedules;
 pub mod seeds;
+mod shares;
 mod state;
 mod tasks;
 mod templates;
@@ -149,6 +150,7 @@ pub struct Services {
     pub triggers: Triggers,
     pub webhooks: Webhooks,
     pub budgets: Budgets,
+    pub shares: Shares,
     pub state: State,
     pub fleet: Fleet,
     pub kept: Kept,
@@ -188,6 +190,12 @@ pub struct Budgets {
     cx: Arc<Context>,
 }
 
+/// Tenants' shares of the fleet: weights and caps on running steps.
+#[derive(Clone)]
+pub struct Shares {
+    cx: Arc<Context>,
+}
+
 impl Services {
     pub fn new(parts: Parts) -> Self {
         let cx = Arc::new(Context {
@@ -215,6 +223,7 @@ impl Services {
             triggers: Triggers { cx: cx.clone() },
             webhooks: Webhooks { cx: cx.clone() },
             budgets: Budgets { cx: cx.clone() },
+            shares: Shares { cx: cx.clone() },
             state: State {
                 cx: cx.clone(),
                 topics: Arc::default(),

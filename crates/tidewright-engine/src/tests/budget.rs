@@ -343,7 +343,7 @@ async fn a_tenant_budget_counts_what_the_store_holds_from_before_a_restart() {
         .expect("stored");
     drop(h);
     // A new engine reads the month's spend back: the tenant is spent.
-    let tenants = load_tenant_budgets(&store).await.expect("loaded");
+    let tenants = load_tenants(&store).await.expect("loaded");
     assert_eq!(tenants.spend["team"].month.1.usd, 2.0);
     let h = Harness::start_with(store, tenants);
     let refused = h

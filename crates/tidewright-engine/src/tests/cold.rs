@@ -22,7 +22,7 @@ pub(super) fn capped(
         store,
         backlog,
         settings,
-        TenantBudgets::default(),
+        StoredTenants::default(),
     );
     (h, read_by_id)
 }

@@ -232,7 +232,7 @@ async fn a_tenant_the_policy_forbids_waits_for_its_own_runtime_and_is_told_once(
         store,
         Vec::new(),
         settings,
-        TenantBudgets::default(),
+        StoredTenants::default(),
     );
     h.try_submit("t", "acme", two_steps(false), 1)
         .await

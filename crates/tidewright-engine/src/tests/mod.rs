@@ -9,8 +9,8 @@ use tidewright_store as store;
 use tidewright_store::memory::MemoryStore;
 use tidewright_store::{Commit, TaskRecord, Write};
 use tidewright_store::{
-    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    TaskStore, TriggerStore, WebhookStore, WriteStore,
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, StateStore, StepStore, TaskStore,
+    TenantStore, TriggerStore, WebhookStore, WriteStore,
 };
 use tokio::sync::mpsc;
 
@@ -26,6 +26,7 @@ mod follow;
 mod gone;
 mod retention;
 mod review;
+mod shares;
 mod unserved;
 mod verify;
 
@@ -67,7 +68,7 @@ impl Harness {
     /// An engine over `store`, with the unfinished tasks of `backlog` to
     /// read back.
     fn start(store: MemoryStore, backlog: Vec<String>, liveness: Liveness) -> Harness {
-        let tenants = TenantBudgets::default();
+        let tenants = StoredTenants::default();
         let settings = Settings {
             liveness,
             ..settings()
@@ -76,7 +77,7 @@ impl Harness {
     }
 
     /// An engine over `store`, which starts from these tenants' budgets.
-    fn start_with(store: MemoryStore, tenants: TenantBudgets) -> Harness {
+    fn start_with(store: MemoryStore, tenants: StoredTenants) -> Harness {
         Harness::start_on(
             Arc::new(store.clone()),
             store,
@@ -88,7 +89,7 @@ impl Harness {
 
     /// An engine over `store`, which the test keeps.
     fn new_on(store: MemoryStore) -> Harness {
-        Harness::start_with(store, TenantBudgets::default())
+        Harness::start_with(store, StoredTenants::default())
     }
 
     /// An engine over `engine_store`, a view of `store` (which the test
@@ -98,7 +99,7 @@ impl Harness {
         store: MemoryStore,
         backlog: Vec<String>,
         settings: Settings,
-        tenants: TenantBudgets,
+        tenants: StoredTenants,
     ) -> Harness {
         let metrics = Arc::new(Metrics::new());
         let (engine, _fatal) = start(
@@ -1156,8 +1157,9 @@ passed_on! {
             -> Vec<store::retention::Expiring>;
         fn expired(id: &str) -> Option<store::retention::Expired>;
     }
-    SpendStore {
+    TenantStore {
         fn tenant_budgets() -> Vec<(String, tidewright_core::TenantBudget)>;
+        fn tenant_shares() -> Vec<(String, tidewright_core::TenantShare)>;
         fn spend_since(since: Micros) -> Vec<(String, tidewright_core::Cost)>;
     }
     WebhookStore {
@@ -1201,7 +1203,7 @@ async fn a_new_leader_serves_while_its_backlog_is_read_and_what_concerns_an_unre
         store.reopen(),
         backlog,
         settings(),
-        TenantBudgets::default(),
+        StoredTenants::default(),
     );
 
     // It serves new work at once.
@@ -1285,7 +1287,7 @@ async fn a_task_without_a_key_is_stored_by_the_write_that_gives_its_step_out() {
         store,
         Vec::new(),
         settings(),
-        TenantBudgets::default(),
+        StoredTenants::default(),
     );
     let mut w = h.ready_worker("w", &["shell"], 1).await;
     let created = h

@@ -20,7 +20,7 @@ fn keeping(store: MemoryStore, window: Micros) -> Harness {
         store,
         Vec::new(),
         settings,
-        TenantBudgets::default(),
+        StoredTenants::default(),
     )
 }
 

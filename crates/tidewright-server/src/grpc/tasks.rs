@@ -43,6 +43,10 @@ service! {
                 |r| Ok(wire::set_tenant_budget(r)), [0.budgets.set_tenant_budget], wire::spending;
             list_tenant_budgets(ListTenantBudgetsRequest) -> ListTenantBudgetsResponse =
                 |_| Ok(()), [0.budgets.list_tenant_budgets], wire::spendings;
+            set_tenant_share(SetTenantShareRequest) -> TenantShare =
+                |r| Ok(wire::set_tenant_share(r)), [0.shares.set_tenant_share], wire::share;
+            list_tenant_shares(ListTenantSharesRequest) -> ListTenantSharesResponse =
+                |_| Ok(()), [0.shares.list_tenant_shares], wire::shares;
             list_audit(ListAuditRequest) -> ListAuditResponse =
                 |r| Ok(wire::list_audit(r)), [0.tasks.list_audit], wire::audit;
             count_tasks(CountTasksRequest) -> CountTasksResponse =

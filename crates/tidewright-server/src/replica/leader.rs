@@ -91,7 +91,7 @@ impl LeaderServices {
         if let Some(path) = &config.tenant_budgets {
             tenant_budgets::apply(store.as_ref(), tenant_budgets::read(path)?).await?;
         }
-        let tenants = engine::load_tenant_budgets(store.as_ref()).await?;
+        let tenants = engine::load_tenants(store.as_ref()).await?;
         let hub = Arc::new(Hub::default());
         let (engine, fatal) = engine::start(
             store.clone(),

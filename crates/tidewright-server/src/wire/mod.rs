@@ -19,14 +19,14 @@ use tidewright_api::convert::{now_micros, optional_timestamp, task_state, timest
 use tidewright_api::v1;
 use tidewright_core::template::{Template, TemplateFile};
 use tidewright_core::{AttemptKey, Budget, Cost, TaskState, TenantBudget, Window};
-use tidewright_engine::TenantSpending;
 use tidewright_engine::activity::MinuteSummary;
 use tidewright_engine::service::{
     AgentListing, ApproveBudget, CreateWebhook, DecideStep, DeliveryPage, EventStream, GetBranch,
     GetCheckpoint, ListAudit, ListDeliveries, ListTasks, OfTenants, PlanTask, PlannedTask,
-    PutBranch, PutCheckpoint, RaiseBudget, SetTenantBudget, Submit, SubmitTemplate, Submitted,
-    TaskPage, TaskRef, WatchFleet, WatchTask, Watched, WebhookRef,
+    PutBranch, PutCheckpoint, RaiseBudget, SetTenantBudget, SetTenantShare, Submit, SubmitTemplate,
+    Submitted, TaskPage, TaskRef, WatchFleet, WatchTask, Watched, WebhookRef,
 };
+use tidewright_engine::{TenantShareNow, TenantSpending};
 use tidewright_store::leadership::ReplicaStatus;
 use tidewright_store::webhooks::{Delivery, DeliveryState, Webhook};
 use tidewright_store::{AuditRecord, Checkpoint, StepBranch, TaskRecord};
@@ -374,6 +374,30 @@ pub fn delivery_page(page: DeliveryPage) -> v1::ListWebhookDeliveriesResponse {
     v1::ListWebhookDeliveriesResponse {
         deliveries: page.deliveries.into_iter().map(delivery).collect(),
         next_page_token: page.next_page_token,
+    }
+}
+
+pub fn set_tenant_share(request: v1::SetTenantShareRequest) -> SetTenantShare {
+    SetTenantShare {
+        tenant: request.tenant,
+        weight: request.weight,
+        max_running: request.max_running,
+    }
+}
+
+pub fn shares(shares: Vec<TenantShareNow>) -> v1::ListTenantSharesResponse {
+    v1::ListTenantSharesResponse {
+        tenants: shares.into_iter().map(share).collect(),
+    }
+}
+
+pub fn share((tenant, share, running, waiting): TenantShareNow) -> v1::TenantShare {
+    v1::TenantShare {
+        tenant,
+        weight: share.weight,
+        max_running: share.max_running,
+        running: running as u64,
+        waiting: waiting as u64,
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tidewright_core::{
     Budget, Cost, Event, EventKind, LogStream, Micros, StepSpec, StepState, TaskSpec, TaskState,
-    TenantBudget,
+    TenantBudget, TenantShare,
 };
 
 pub use events::*;
@@ -71,7 +71,7 @@ macro_rules! conformance_suite {
             a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
             a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
             a_steps_work_on_its_repository_reads_back_until_it_is_cleared,
-            budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
+            budgets_shares_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
             a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
             a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,

@@ -296,7 +296,7 @@ pub async fn costs_add_up_per_step_and_task_in_reads_and_listings(mut backend: i
     );
 }
 
-pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished(
+pub async fn budgets_shares_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished(
     mut backend: impl Backend,
 ) {
     let store = backend.open().await;
@@ -325,6 +325,10 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
         usd_per_day: Some(5.0),
         tokens_per_month: Some(1000),
         ..TenantBudget::default()
+    };
+    let share = TenantShare {
+        weight: 3,
+        max_running: Some(0),
     };
     let raised = TaskSpec {
         budget: Some(Budget {
@@ -355,6 +359,18 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
                 tenant: "gone".into(),
                 budget: TenantBudget::default(),
             },
+            Write::TenantShare {
+                tenant: "team".into(),
+                share,
+            },
+            Write::TenantShare {
+                tenant: "gone".into(),
+                share,
+            },
+            Write::TenantShare {
+                tenant: "gone".into(),
+                share: TenantShare::default(),
+            },
             Write::Spec {
                 id: "t1".into(),
                 spec: Box::new(raised.clone()),
@@ -373,6 +389,11 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
         store.tenant_budgets().await.expect("budgets"),
         [("team".to_string(), budget)],
         "an empty budget removes the tenant's"
+    );
+    assert_eq!(
+        store.tenant_shares().await.expect("shares"),
+        [("team".to_string(), share)],
+        "the default share removes the tenant's"
     );
     assert_eq!(
         store.spend_since(0).await.expect("spend"),
@@ -406,6 +427,11 @@ pub async fn budgets_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinish
         reopened.tenant_budgets().await.expect("budgets").len(),
         1,
         "budgets survive a reopen"
+    );
+    assert_eq!(
+        reopened.tenant_shares().await.expect("shares"),
+        [("team".to_string(), share)],
+        "shares survive a reopen"
     );
 }
 

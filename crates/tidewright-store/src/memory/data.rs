@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use tidewright_core::{Cost, Event, Micros, TenantBudget};
+use tidewright_core::{Cost, Event, Micros, TenantBudget, TenantShare};
 
 use crate::fleet;
 use crate::retention::{Expired, Expiring, Retention, Trim};
@@ -37,6 +37,7 @@ pub(super) struct Data {
     /// What is kept of removed tasks, by id.
     pub(super) expired: BTreeMap<String, Expired>,
     pub(super) budgets: BTreeMap<String, TenantBudget>,
+    pub(super) shares: BTreeMap<String, TenantShare>,
     /// (task, step) → its newest checkpoint.
     pub(super) checkpoints: HashMap<(String, String), Checkpoint>,
     pub(super) branches: HashMap<(String, String), StepBranch>,
@@ -199,6 +200,13 @@ impl Data {
                         self.budgets.remove(&tenant);
                     } else {
                         self.budgets.insert(tenant, budget);
+                    }
+                }
+                Write::TenantShare { tenant, share } => {
+                    if share.is_default() {
+                        self.shares.remove(&tenant);
+                    } else {
+                        self.shares.insert(tenant, share);
                     }
                 }
                 Write::Checkpoint(checkpoint) => self.keep_checkpoint(*checkpoint),

@@ -11,7 +11,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tidewright_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget};
+use tidewright_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget, TenantShare};
 use tokio::sync::oneshot;
 
 use crate::fleet::{self, FleetPage};
@@ -22,8 +22,8 @@ use crate::{
     StateOutcome, StateQuery, StepBranch, TaskQuery, TaskRecord, Write,
 };
 use crate::{
-    EventStore, RecoveryStore, RetentionStore, ScheduleStore, SpendStore, StateStore, StepStore,
-    Store, TaskStore, TriggerStore, WebhookStore, WriteStore,
+    EventStore, RecoveryStore, RetentionStore, ScheduleStore, StateStore, StepStore, Store,
+    TaskStore, TenantStore, TriggerStore, WebhookStore, WriteStore,
 };
 use data::Data;
 
@@ -335,7 +335,16 @@ impl RetentionStore for MemoryStore {
 }
 
 #[async_trait]
-impl SpendStore for MemoryStore {
+impl TenantStore for MemoryStore {
+    async fn tenant_shares(&self) -> Result<Vec<(String, TenantShare)>> {
+        Ok(self
+            .data()
+            .shares
+            .iter()
+            .map(|(t, s)| (t.clone(), *s))
+            .collect())
+    }
+
     async fn tenant_budgets(&self) -> Result<Vec<(String, TenantBudget)>> {
         Ok(self
             .data()

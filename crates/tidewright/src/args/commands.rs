@@ -518,6 +518,27 @@ pub enum BudgetCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Each tenant's weight and cap, and its steps running and waiting.
+    Get {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Set a tenant's share of the fleet (admins only): its weight against
+    /// other tenants' steps of equal priority, and its cap on running
+    /// steps. What is left out is the default: weight 1, no cap.
+    Set {
+        tenant: String,
+        /// 1 to 1000: its turns against a tenant of weight 1's one.
+        #[arg(long, allow_negative_numbers = true)]
+        weight: Option<i64>,
+        /// At most this many of its steps run at once; 0 runs none.
+        #[arg(long, allow_negative_numbers = true)]
+        max_running: Option<i64>,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct RetryArgs {
     pub task: String,

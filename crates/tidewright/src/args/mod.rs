@@ -115,6 +115,10 @@ pub enum Command {
     /// (admins), raise a task's to let it go on.
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// Tenants' shares of the fleet: show each one's weight, cap, running
+    /// and waiting steps; set a tenant's (admins).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Task templates: list, show and run them.
     #[command(subcommand)]
     Template(TemplateCommand),

@@ -46,6 +46,7 @@ mod fleet;
 mod rules;
 mod schedules;
 mod seeds;
+mod shares;
 mod sign_in;
 mod state;
 mod templates;
@@ -112,6 +113,8 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(budget::approve_budget))
         .routes(routes!(budget::set_tenant_budget))
         .routes(routes!(budget::list_budgets))
+        .routes(routes!(shares::set_tenant_share))
+        .routes(routes!(shares::list_shares))
         .routes(routes!(templates::list_templates))
         .routes(routes!(templates::submit_template))
         .routes(routes!(

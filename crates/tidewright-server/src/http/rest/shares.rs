@@ -1,0 +1,88 @@
+//! The share routes: set a tenant's share of the fleet (admins), and list
+//! tenants' shares with their steps running and waiting.
+
+use tidewright_engine::service::SetTenantShare;
+
+use super::*;
+
+/// A tenant's weight (1 to 1000) and cap on running steps (0 or more);
+/// what is left out is the default: weight 1, no cap.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct TenantShareBody {
+    #[serde(default)]
+    weight: Option<i64>,
+    #[serde(default)]
+    max_running: Option<i64>,
+}
+
+/// A tenant's share, and how many of its steps run and wait now.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TenantShareView {
+    tenant: String,
+    weight: u32,
+    /// Unset: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_running: Option<u32>,
+    running: u64,
+    waiting: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct TenantShareList {
+    tenants: Vec<TenantShareView>,
+}
+
+fn share_view(t: v1::TenantShare) -> TenantShareView {
+    TenantShareView {
+        tenant: t.tenant,
+        weight: t.weight,
+        max_running: t.max_running,
+        running: t.running,
+        waiting: t.waiting,
+    }
+}
+
+#[utoipa::path(put, path = "/tenants/{tenant}/share", tag = "shares",
+    summary = "Set a tenant's weight in the fair share and its cap on running steps (SetTenantShare; admins)",
+    params(("tenant" = String, Path, description = "the tenant")),
+    request_body(content = TenantShareBody, content_type = "application/json", description = "{\"weight\": 3, \"maxRunning\": 50}; {} is the default"),
+    responses((status = 200, body = TenantShareView), Refused))]
+pub(super) async fn set_tenant_share(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    body: Result<String, StringRejection>,
+) -> Answer<TenantShareView> {
+    let body: TenantShareBody = json_body(body)?;
+    let request = SetTenantShare {
+        tenant,
+        weight: body.weight,
+        max_running: body.max_running,
+    };
+    let share = call(&app, &headers, Access::Change, request, |s, r| async move {
+        s.shares.set_tenant_share(r).await
+    })
+    .await?;
+    Ok(Json(share_view(wire::share(share))))
+}
+
+#[utoipa::path(get, path = "/shares", tag = "shares",
+    summary = "Tenants' weights and caps, with their steps running and waiting (ListTenantShares)",
+    responses((status = 200, body = TenantShareList), Refused))]
+pub(super) async fn list_shares(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Answer<TenantShareList> {
+    let list = call(&app, &headers, Access::Read, (), |s, r| async move {
+        s.shares.list_tenant_shares(r).await
+    })
+    .await?;
+    Ok(Json(TenantShareList {
+        tenants: list
+            .into_iter()
+            .map(|t| share_view(wire::share(t)))
+            .collect(),
+    }))
+}

@@ -1,0 +1,76 @@
+//! `tidewright tenant`: tenants' shares of the fleet (weight, cap on
+//! running steps) with their steps running and waiting, and setting one.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+use tidewright_client::{Settings, v1};
+
+use crate::args::{Format, TenantCommand};
+use crate::client::connect;
+use crate::output;
+
+pub async fn tenant(settings: &Settings, command: TenantCommand) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    match command {
+        TenantCommand::Get { output: format } => {
+            print_shares(&client.tenant_shares().await?, format)?;
+        }
+        TenantCommand::Set {
+            tenant,
+            weight,
+            max_running,
+        } => {
+            let share = client
+                .set_tenant_share(&tenant, weight, max_running)
+                .await?;
+            print_shares(&[share], Format::Table)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON and YAML shape of one tenant's line.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShareView {
+    tenant: String,
+    weight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_running: Option<u32>,
+    running: u64,
+    waiting: u64,
+}
+
+fn print_shares(tenants: &[v1::TenantShare], format: Format) -> anyhow::Result<()> {
+    let views: Vec<ShareView> = tenants
+        .iter()
+        .map(|t| ShareView {
+            tenant: t.tenant.clone(),
+            weight: t.weight,
+            max_running: t.max_running,
+            running: t.running,
+            waiting: t.waiting,
+        })
+        .collect();
+    if output::emit(&views, views.iter().map(|v| &v.tenant), format)? {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            vec![
+                v.tenant.clone(),
+                v.weight.to_string(),
+                v.max_running.map_or("-".into(), |n| n.to_string()),
+                v.running.to_string(),
+                v.waiting.to_string(),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &["TENANT", "WEIGHT", "MAX RUNNING", "RUNNING", "WAITING"],
+        &rows,
+    );
+    Ok(())
+}
