@@ -1113,3 +1113,105 @@ pub(crate) async fn kill_leader(cluster: &mut Cluster, first: usize) -> anyhow::
     cluster.leader(Some(first)).await?;
     Ok(())
 }
+
+/// Two tenants backlogged behind one slot when the leader is killed: the
+/// replica that takes over holds the weights and caps set on the first.
+/// acme (weight 3) gets three starts to zeta's one, and held (cap 0) none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_of_the_leader_with_two_tenants_backlogged_keeps_their_shares()
+-> anyhow::Result<()> {
+    let mut cluster = Cluster::start(2).await?;
+    let first = cluster.leader(None).await?;
+    let client = cluster.client()?;
+    for (tenant, weight, max_running) in [("acme", Some(3), None), ("held", None, Some(0))] {
+        client
+            .clone()
+            .set_tenant_share(v1::SetTenantShareRequest {
+                tenant: tenant.into(),
+                weight,
+                max_running,
+            })
+            .await?;
+    }
+    let _worker = start_worker(
+        &cluster.servers(),
+        cluster.dir.path(),
+        "solo",
+        &["shell"],
+        1,
+        &[],
+        &cluster.worker_token,
+    )?;
+    // The only slot held until the gate opens, while both backlogs queue.
+    let gate = cluster.dir.path().join("gate");
+    let blocker = submit_through(
+        &client,
+        task("blocker", vec![shell_step("s", &[], &wait_for_gate(&gate))]),
+    )
+    .await?;
+    eventually(Duration::from_secs(30), || async {
+        let task = client
+            .clone()
+            .get_task(v1::GetTaskRequest {
+                task_id: blocker.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        (task.steps.first()?.state == v1::StepState::Running as i32).then_some(())
+    })
+    .await
+    .context("the blocker runs")?;
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        for tenant in ["acme", "zeta"] {
+            let mut request = task(&format!("{tenant}-{i}"), vec![shell_step("s", &[], "true")]);
+            request.tenant = tenant.into();
+            ids.push((submit_through(&client, request).await?, tenant));
+        }
+    }
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut request = task(&format!("held-{i}"), vec![shell_step("s", &[], "true")]);
+        request.tenant = "held".into();
+        held.push(submit_through(&client, request).await?);
+    }
+
+    kill_leader(&mut cluster, first).await?;
+    std::fs::write(&gate, "")?;
+    let mut starts = Vec::new();
+    for (id, tenant) in &ids {
+        let task = wait_through(&client, id).await?;
+        assert_eq!(task.state, v1::TaskState::Succeeded as i32, "{task:?}");
+        let started = task.steps[0]
+            .started_at
+            .as_ref()
+            .map(|t| (t.seconds, t.nanos))
+            .context("started")?;
+        starts.push((started, *tenant));
+    }
+    starts.sort();
+    let order: Vec<&str> = starts.iter().map(|(_, t)| *t).collect();
+    let acme = order[..16].iter().filter(|t| **t == "acme").count();
+    assert!(
+        (11..=13).contains(&acme),
+        "three starts to one after the failover, not one to one: {acme} of 16 in {order:?}"
+    );
+    // held's cap of 0 holds on the new leader: its steps still wait.
+    let shares = client
+        .clone()
+        .list_tenant_shares(v1::ListTenantSharesRequest {})
+        .await?
+        .into_inner()
+        .tenants;
+    let held_now = shares
+        .iter()
+        .find(|s| s.tenant == "held")
+        .context("held's share")?;
+    assert_eq!(
+        (held_now.max_running, held_now.running, held_now.waiting),
+        (Some(0), 0, 2),
+        "{shares:?}"
+    );
+    Ok(())
+}
