@@ -7,7 +7,11 @@
 //! created_at to its step's started_at, one machine, one clock) and each
 //! tenant's share of the starts while both waited: the steps started, in
 //! the fleet's order of events (WatchFleet), from b's first start to its
-//! last.
+//! last. Before b submits, it counts a's starts over
+//! TIDEWRIGHT_BENCH_WINDOW seconds (10) of the drain: the dispatch
+//! throughput, which `TIDEWRIGHT_BIN` set to a build from before the fair
+//! share compares against (with TIDEWRIGHT_BENCH_FEW=0, as such a build
+//! would start b's tasks only after the flood).
 //! TIDEWRIGHT_BENCH_RUNS (1) runs, each on a new server.
 
 use std::time::Duration;
@@ -25,13 +29,14 @@ async fn main() -> anyhow::Result<()> {
     let runs = env_number("TIDEWRIGHT_BENCH_RUNS", 1).max(1);
     let flood = env_number("TIDEWRIGHT_BENCH_FLOOD", 200_000) as usize;
     let few = env_number("TIDEWRIGHT_BENCH_FEW", 100) as usize;
+    let window = Duration::from_secs(env_number("TIDEWRIGHT_BENCH_WINDOW", 10));
     println!(
         "tidewright fair-share benchmark: {} cores, release build, SQLite, 2 workers x 8 slots, no-op one-step tasks; tenant a floods {flood}, then tenant b submits {few}, equal weights",
         cores()
     );
     let mut table = Table::default();
     for run in 1..=runs {
-        measure_once(&mut table, flood, few).await?;
+        measure_once(&mut table, (flood, few), window).await?;
         println!("run {run} of {runs} done");
     }
     println!("\n{}", table.render(&command("bench-fair")));
@@ -68,7 +73,11 @@ async fn counted(client: &Tasks, tenant: &str) -> anyhow::Result<(u64, u64)> {
     ))
 }
 
-async fn measure_once(table: &mut Table, flood: usize, few: usize) -> anyhow::Result<()> {
+async fn measure_once(
+    table: &mut Table,
+    (flood, few): (usize, usize),
+    window: Duration,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start_on(dir.path(), "127.0.0.1:0", &[])?;
     let client = server.tasks().await?;
@@ -83,6 +92,23 @@ async fn measure_once(table: &mut Table, flood: usize, few: usize) -> anyhow::Re
         (started >= 1000).then_some(())
     })
     .await?;
+    // The dispatch throughput: a's starts over a fixed window of the
+    // drain, the window itself what is measured.
+    let (_, before) = counted(&client, "a").await?;
+    let from = std::time::Instant::now();
+    tokio::time::sleep(window).await;
+    let (_, after) = counted(&client, "a").await?;
+    let rate = (after - before) as f64 / from.elapsed().as_secs_f64();
+    println!("dispatch throughput while a drains: {rate:.0} steps started/s");
+    table.add(
+        "dispatch throughput while a drains",
+        "steps/s",
+        Better::Higher,
+        rate,
+    );
+    if few == 0 {
+        return Ok(());
+    }
     // Every step start from here on, in the fleet's order.
     let mut watch = client
         .clone()

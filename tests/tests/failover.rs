@@ -1130,6 +1130,7 @@ async fn a_kill_9_of_the_leader_with_two_tenants_backlogged_keeps_their_shares()
                 tenant: tenant.into(),
                 weight,
                 max_running,
+                fairness_key: String::new(),
             })
             .await?;
     }

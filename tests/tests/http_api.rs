@@ -480,6 +480,7 @@ async fn shares_are_set_by_admins_and_listed_over_http_and_bad_ones_name_the_fie
         (r#"{"weight": 1001}"#, "weight"),
         (r#"{"weight": -3}"#, "weight"),
         (r#"{"maxRunning": -1}"#, "maxRunning"),
+        (r#"{"fairnessKey": "owner"}"#, "fairnessKey"),
     ] {
         let refused = api.call("PUT", path, "tidewright_admin", body);
         assert_eq!(refused.status, 400, "{body}: {}", refused.body);
@@ -497,11 +498,12 @@ async fn shares_are_set_by_admins_and_listed_over_http_and_bad_ones_name_the_fie
         "PUT",
         path,
         "tidewright_admin",
-        r#"{"weight": 3, "maxRunning": 50}"#,
+        r#"{"weight": 3, "maxRunning": 50, "fairnessKey": "label:team"}"#,
     );
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(set.json()["weight"], 3);
     assert_eq!(set.json()["maxRunning"], 50);
+    assert_eq!(set.json()["fairnessKey"], "label:team");
     let listed = api.get("/api/v1/shares", "tidewright_admin");
     assert_eq!(
         listed.json()["tenants"][0]["tenant"],

@@ -68,6 +68,7 @@ async fn a_tenant_at_its_cap_waits_while_another_runs_and_bad_shares_store_nothi
         (["--weight", "0"], "weight"),
         (["--weight", "1001"], "weight"),
         (["--max-running", "-1"], "maxRunning"),
+        (["--fairness-key", "owner"], "fairnessKey"),
     ] {
         let refused = fails_in_one_line(server.cli().args(["tenant", "set", "acme"]).args(args));
         assert!(refused.contains("invalid argument"), "{refused}");

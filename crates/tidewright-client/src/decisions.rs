@@ -72,18 +72,20 @@ impl Client {
         retried!(self, tasks, set_tenant_budget, request)
     }
 
-    /// Sets a tenant's share (weight, cap on running steps; what is left
-    /// out is the default); answers it with its steps running and waiting.
+    /// Sets a tenant's share (weight, cap on running steps, fairness key;
+    /// what is left out is the default); answers it with its steps running
+    /// and waiting.
     pub async fn set_tenant_share(
         &self,
         tenant: &str,
-        weight: Option<i64>,
-        max_running: Option<i64>,
+        (weight, max_running): (Option<i64>, Option<i64>),
+        fairness_key: &str,
     ) -> Result<v1::TenantShare, Error> {
         let request = v1::SetTenantShareRequest {
             tenant: tenant.to_string(),
             weight,
             max_running,
+            fairness_key: fairness_key.to_string(),
         };
         retried!(self, tasks, set_tenant_share, request)
     }

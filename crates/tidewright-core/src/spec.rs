@@ -625,7 +625,7 @@ steps:
     }
 
     #[test]
-    fn the_queue_view_of_a_stored_spec_reads_priority_and_needs_alone() {
+    fn the_queue_view_of_a_stored_spec_reads_priority_needs_labels_and_repo_alone() {
         let mut agent = StepSpec::noop("agent");
         agent.noop = None;
         agent.claude_code = Some(ClaudeCodeSpec {
@@ -657,11 +657,22 @@ steps:
                     ..agent
                 },
             ],
+            labels: [("team".to_string(), "infra".to_string())].into(),
+            repo: Some(crate::RepoSpec {
+                url: "https://git.example/app.git".into(),
+                ..crate::RepoSpec::default()
+            }),
             ..TaskSpec::default()
         };
         let json = serde_json::to_string(&spec).expect("json");
         let view: QueueView = serde_json::from_str(&json).expect("a view");
         assert_eq!(view.priority, -3);
+        // What a tenant's fairness key keys a cold task by.
+        assert_eq!(view.labels, spec.labels);
+        assert_eq!(
+            view.repo.map(|r| r.url).as_deref(),
+            Some("https://git.example/app.git")
+        );
         let needs: Vec<Vec<String>> = view
             .steps
             .iter()
@@ -751,8 +762,9 @@ fn required(needs: &[String], agent: Option<&str>, graded: bool) -> Vec<String> 
     needs
 }
 
-/// What the ready queue needs of a stored spec: its priority and what each
-/// step needs, read from the spec's JSON without the rest (prompts,
+/// What the ready queue needs of a stored spec: its priority, what each
+/// step needs, and what a fairness key may key it by (its labels, its
+/// repository's URL), read from the spec's JSON without the rest (prompts,
 /// commands, env), which recovery of a deep queue would otherwise parse a
 /// million times.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -762,6 +774,17 @@ pub struct QueueView {
     pub priority: i32,
     #[serde(default)]
     pub steps: Vec<QueueViewStep>,
+    /// What a tenant's fairness key may key the task by.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub repo: Option<QueueViewRepo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct QueueViewRepo {
+    #[serde(default)]
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

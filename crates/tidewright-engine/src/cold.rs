@@ -21,6 +21,8 @@ use std::sync::Arc;
 use tidewright_core::{Capabilities, QueueKey, ReadyQueue, StepState, TaskState};
 use tidewright_store::QueuedTask;
 
+use crate::shares::Shares;
+
 use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::live::Active;
@@ -118,17 +120,18 @@ fn untouched(active: &Active) -> bool {
 /// Puts a queued task's steps in the queue, in their places, for the task
 /// held cold; answers where they sit.
 pub(super) fn queue_cold(
-    queue: &mut ReadyQueue<(Arc<str>, usize)>,
+    (queue, shares): (&mut ReadyQueue<(Arc<str>, usize)>, &Shares),
     id: &Arc<str>,
     task: &QueuedTask,
     needs: &mut NeedsMemo,
 ) -> Box<[QueueKey]> {
+    let key = shares.key_of_parts(&task.tenant, task.repo.as_deref(), &task.labels);
     task.queued
         .iter()
         .map(|(index, named)| {
             queue.push(
                 needs.of(named),
-                (&task.tenant, task.priority),
+                (&task.tenant, key, task.priority),
                 task.created_at,
                 (id.clone(), *index),
             )

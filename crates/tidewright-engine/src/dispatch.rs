@@ -29,6 +29,7 @@ impl Engine {
             task.run,
             task.next_seq,
         );
+        active.key = self.shares.key_of(&active.tenant, &active.spec);
         self.queue_ready(&id, &mut active);
         self.hold_at_gates(&id, &mut active, &[]);
         self.cold.reads.fresh.push(id.clone());
@@ -477,7 +478,12 @@ pub(super) fn ready_step(
     live.held_by = None;
     live.enqueue(
         queue,
-        (&active.tenant, active.spec.priority, active.created_at),
+        (
+            &active.tenant,
+            &active.key,
+            active.spec.priority,
+            active.created_at,
+        ),
         (task_id.clone(), index),
         now,
     );

@@ -190,7 +190,12 @@ impl Engine {
         let live = &mut active.steps[index];
         live.enqueue(
             &mut self.queue,
-            (&active.tenant, active.spec.priority, active.created_at),
+            (
+                &active.tenant,
+                &active.key,
+                active.spec.priority,
+                active.created_at,
+            ),
             (task_id.clone(), index),
             now,
         );

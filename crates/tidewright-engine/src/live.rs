@@ -100,11 +100,11 @@ impl LiveStep {
     pub(crate) fn enqueue(
         &mut self,
         queue: &mut ReadyQueue<(Arc<str>, usize)>,
-        (tenant, priority, created): (&str, i32, Micros),
+        (tenant, key, priority, created): (&str, &str, i32, Micros),
         step: (Arc<str>, usize),
         now: Micros,
     ) {
-        self.queued = Some(queue.push(&self.needs, (tenant, priority), created, step));
+        self.queued = Some(queue.push(&self.needs, (tenant, key, priority), created, step));
         self.queued_at = now;
         self.ready_since.get_or_insert(now);
     }
@@ -166,6 +166,10 @@ pub(crate) struct Active {
     pub(crate) spec: Arc<TaskSpec>,
     /// Its steps' tokens are good in this tenant only.
     pub(crate) tenant: String,
+    /// Its key within its tenant's share (its repository, a label's
+    /// value; "" for a tenant without a fairness key), as it was when the
+    /// task was taken in.
+    pub(crate) key: String,
     /// The task span's `traceparent`, handed to each attempt.
     pub(crate) trace_context: String,
     pub(crate) created_at: Micros,
@@ -329,6 +333,7 @@ pub(crate) fn new_active(
         .collect();
     Active {
         tenant,
+        key: String::new(),
         trace_context,
         created_at,
         run,

@@ -122,7 +122,12 @@ impl Engine {
             match task {
                 // A listed task becomes cold where it is held.
                 Unfinished::Queued(queued) if held.cold.is_none() => {
-                    held.cold = Some(queue_cold(&mut self.queue, id, &queued, &mut needs));
+                    held.cold = Some(queue_cold(
+                        (&mut self.queue, &self.shares),
+                        id,
+                        &queued,
+                        &mut needs,
+                    ));
                     self.cold.backlog.listed -= 1;
                     self.cold.backlog.cold += 1;
                 }
@@ -193,6 +198,7 @@ impl Engine {
             let run = restore_run(&record, &spec);
             let id: Arc<str> = Arc::from(record.id.as_str());
             let mut active = restore_active(&record, spec, run);
+            active.key = self.shares.key_of(&active.tenant, &active.spec);
             for (index, step) in record.steps.iter().enumerate() {
                 if step.state == StepState::Running {
                     self.fleet.orphans.insert(
@@ -254,6 +260,7 @@ impl Engine {
         })?;
         let id: Arc<str> = Arc::from(record.id.as_str());
         let mut active = restore_active(&record, spec, run);
+        active.key = self.shares.key_of(&active.tenant, &active.spec);
         // As its retry policy's attempts, a verified step's rounds start
         // afresh; its session is still told what failed last.
         for live in &mut active.steps {

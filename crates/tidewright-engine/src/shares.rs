@@ -8,9 +8,9 @@
 //! and a new leader holds the caps from its first round. It costs a pass
 //! over the running steps per round, and only when some tenant has a cap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use tidewright_core::TenantShare;
+use tidewright_core::{TaskSpec, TenantShare};
 use tokio::sync::oneshot;
 
 use crate::effects::Effect;
@@ -27,6 +27,25 @@ pub(crate) struct Shares {
 impl Shares {
     pub(crate) fn new(set: HashMap<String, TenantShare>) -> Self {
         Shares { set }
+    }
+
+    /// A task's key within its tenant's share, from its spec (see
+    /// [`TenantShare::key_of`]).
+    pub(crate) fn key_of(&self, tenant: &str, spec: &TaskSpec) -> String {
+        let repo = spec.repo.as_ref().map(|r| r.url.as_str());
+        self.key_of_parts(tenant, repo, &spec.labels).to_string()
+    }
+
+    /// As [`Shares::key_of`], from a cold task's repository and labels.
+    pub(crate) fn key_of_parts<'a>(
+        &self,
+        tenant: &str,
+        repo: Option<&'a str>,
+        labels: &'a BTreeMap<String, String>,
+    ) -> &'a str {
+        self.set
+            .get(tenant)
+            .map_or("", |share| share.key_of(repo, labels))
     }
 
     /// The tenants with a cap, and their caps.
@@ -84,7 +103,7 @@ impl Engine {
             .into_iter()
             .filter(|t| only.as_ref().is_none_or(|only| only.contains(t)))
             .map(|t| {
-                let share = self.shares.set.get(&t).copied().unwrap_or_default();
+                let share = self.shares.set.get(&t).cloned().unwrap_or_default();
                 let waiting = waiting.get(t.as_str()).copied().unwrap_or(0);
                 let running = running.remove(&t).unwrap_or(0);
                 (t, share, running, waiting)

@@ -446,6 +446,10 @@ pub struct QueuedTask {
     pub created_at: Micros,
     /// Its queued steps, by position, with what each needs.
     pub queued: Vec<(usize, Vec<String>)>,
+    /// What its tenant's fairness key may key it by: its labels and its
+    /// repository's URL.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub repo: Option<String>,
 }
 
 impl QueuedTask {
@@ -471,6 +475,8 @@ impl QueuedTask {
             priority: task.spec.priority,
             created_at: task.created_at,
             queued,
+            labels: task.spec.labels.clone(),
+            repo: task.spec.repo.as_ref().map(|r| r.url.clone()),
         })
     }
 
@@ -499,6 +505,8 @@ impl QueuedTask {
             priority: view.priority,
             created_at,
             queued,
+            labels: view.labels,
+            repo: view.repo.map(|r| r.url),
         })
     }
 }

@@ -20,9 +20,10 @@ pub async fn tenant(settings: &Settings, command: TenantCommand) -> anyhow::Resu
             tenant,
             weight,
             max_running,
+            fairness_key,
         } => {
             let share = client
-                .set_tenant_share(&tenant, weight, max_running)
+                .set_tenant_share(&tenant, (weight, max_running), &fairness_key)
                 .await?;
             print_shares(&[share], Format::Table)?;
         }
@@ -40,6 +41,8 @@ struct ShareView {
     max_running: Option<u32>,
     running: u64,
     waiting: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    fairness_key: String,
 }
 
 fn print_shares(tenants: &[v1::TenantShare], format: Format) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ fn print_shares(tenants: &[v1::TenantShare], format: Format) -> anyhow::Result<(
             max_running: t.max_running,
             running: t.running,
             waiting: t.waiting,
+            fairness_key: t.fairness_key.clone(),
         })
         .collect();
     if output::emit(&views, views.iter().map(|v| &v.tenant), format)? {
@@ -65,11 +69,23 @@ fn print_shares(tenants: &[v1::TenantShare], format: Format) -> anyhow::Result<(
                 v.max_running.map_or("-".into(), |n| n.to_string()),
                 v.running.to_string(),
                 v.waiting.to_string(),
+                if v.fairness_key.is_empty() {
+                    "-".into()
+                } else {
+                    v.fairness_key.clone()
+                },
             ]
         })
         .collect();
     output::print_table(
-        &["TENANT", "WEIGHT", "MAX RUNNING", "RUNNING", "WAITING"],
+        &[
+            "TENANT",
+            "WEIGHT",
+            "MAX RUNNING",
+            "RUNNING",
+            "WAITING",
+            "SHARED BY",
+        ],
         &rows,
     );
     Ok(())

@@ -79,12 +79,14 @@ pub struct SetTenantBudget {
 
 /// SetTenantShare: as it came in, signed, so a negative number is refused
 /// naming its field (see [`tidewright_core::TenantShare::from_signed`]).
-/// What is left out is the default: weight 1, no cap.
+/// What is left out is the default: weight 1, no cap, no fairness key.
 #[derive(Debug, Clone, Default)]
 pub struct SetTenantShare {
     pub tenant: String,
     pub weight: Option<i64>,
     pub max_running: Option<i64>,
+    /// `repo`, `label:<name>`, or "" for none.
+    pub fairness_key: String,
 }
 
 /// PlanTask: a prompt task to plan, not to run.

@@ -23,22 +23,24 @@ impl Shares {
             tenant,
             weight,
             max_running,
+            fairness_key,
         } = request.into_message();
         let set = async {
             checked_tenant("tenant", &tenant)?;
-            let share = TenantShare::from_signed(weight, max_running, "")?;
+            let share = TenantShare::from_signed(weight, max_running, &fairness_key, "")?;
             // Stored first: the engine acts on what a restart would find.
             self.cx
                 .commit(vec![Write::TenantShare {
                     tenant: tenant.clone(),
-                    share,
+                    share: share.clone(),
                 }])
                 .await?;
+            let described = describe_share(&share);
             self.cx
                 .engine
                 .set_tenant_share(tenant.clone(), share)
                 .await?;
-            Ok((tenant.clone(), describe_share(&share)))
+            Ok((tenant.clone(), described))
         }
         .await;
         self.cx.audited_with(&caller, ACTION, "", set)?;
@@ -61,8 +63,12 @@ impl Shares {
 }
 
 fn describe_share(share: &TenantShare) -> String {
-    match share.max_running {
+    let mut described = match share.max_running {
         Some(cap) => format!("weight {}, at most {cap} running", share.weight),
         None => format!("weight {}, no cap on running steps", share.weight),
+    };
+    if let Some(key) = &share.fairness_key {
+        described.push_str(&format!(", shared by {key}"));
     }
+    described
 }

@@ -1,6 +1,7 @@
 //! Tenants' shares in the engine: a tenant at its cap on running steps
 //! waits while others run and goes on as its steps end; weights stored
-//! before a start hold from the first dispatch.
+//! before a start hold from the first dispatch; a fairness key shares a
+//! tenant's part among its labels' values.
 
 use tidewright_core::TenantShare;
 
@@ -28,11 +29,11 @@ async fn tenants_of_next(w: &mut FakeWorker, n: usize) -> Vec<String> {
 async fn a_tenant_at_its_cap_waits_while_others_run_and_goes_on_as_its_steps_end() {
     let h = Harness::new();
     let capped = TenantShare {
-        weight: 1,
         max_running: Some(2),
+        ..TenantShare::default()
     };
     h.engine
-        .set_tenant_share("acme".into(), capped)
+        .set_tenant_share("acme".into(), capped.clone())
         .await
         .expect("set");
     for n in 0..5 {
@@ -84,11 +85,11 @@ async fn a_tenant_at_its_cap_waits_while_others_run_and_goes_on_as_its_steps_end
 async fn a_cap_of_zero_runs_nothing_of_the_tenant_until_raised() {
     let h = Harness::new();
     let none = TenantShare {
-        weight: 1,
         max_running: Some(0),
+        ..TenantShare::default()
     };
     h.engine
-        .set_tenant_share("acme".into(), none)
+        .set_tenant_share("acme".into(), none.clone())
         .await
         .expect("set");
     h.try_submit("acme-0", "acme", one("acme"), 0)
@@ -118,7 +119,7 @@ async fn weights_stored_before_a_start_hold_from_its_first_dispatch() {
             tenant: "heavy".into(),
             share: TenantShare {
                 weight: 3,
-                max_running: None,
+                ..TenantShare::default()
             },
         }])
         .await
@@ -138,4 +139,39 @@ async fn weights_stored_before_a_start_hold_from_its_first_dispatch() {
     let started = tenants_of_next(&mut w, 8).await;
     let heavy = started.iter().filter(|t| *t == "heavy").count();
     assert_eq!(heavy, 6, "three turns to one: {started:?}");
+}
+
+#[tokio::test]
+async fn a_fairness_key_shares_a_tenants_part_among_its_label_values() {
+    let h = Harness::new();
+    let by_team = TenantShare {
+        fairness_key: Some("label:team".parse().expect("key")),
+        ..TenantShare::default()
+    };
+    h.engine
+        .set_tenant_share("acme".into(), by_team)
+        .await
+        .expect("set");
+    let labelled = |team: &str| TaskSpec {
+        labels: [("team".to_string(), team.to_string())].into(),
+        ..one(team)
+    };
+    // The big team's backlog first, then the small team's few.
+    for n in 0..20 {
+        h.try_submit(&format!("big-{n:02}"), "acme", labelled("big"), n)
+            .await
+            .expect("submitted");
+    }
+    for n in 0..3 {
+        h.try_submit(&format!("small-{n}"), "acme", labelled("small"), 100 + n)
+            .await
+            .expect("submitted");
+    }
+    let mut w = h.ready_worker("w", &["shell"], 6).await;
+    let started = tenants_of_next(&mut w, 6).await;
+    assert_eq!(
+        started.iter().filter(|t| *t == "small").count(),
+        3,
+        "the small team's three go in the first turns: {started:?}"
+    );
 }

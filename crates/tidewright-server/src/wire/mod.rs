@@ -382,6 +382,7 @@ pub fn set_tenant_share(request: v1::SetTenantShareRequest) -> SetTenantShare {
         tenant: request.tenant,
         weight: request.weight,
         max_running: request.max_running,
+        fairness_key: request.fairness_key,
     }
 }
 
@@ -398,6 +399,10 @@ pub fn share((tenant, share, running, waiting): TenantShareNow) -> v1::TenantSha
         max_running: share.max_running,
         running: running as u64,
         waiting: waiting as u64,
+        fairness_key: share
+            .fairness_key
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
     }
 }
 

@@ -329,6 +329,7 @@ pub async fn budgets_shares_and_spend_per_tenant_are_kept_and_a_paused_task_is_u
     let share = TenantShare {
         weight: 3,
         max_running: Some(0),
+        fairness_key: Some(tidewright_core::share::FairnessKey::Label("team".into())),
     };
     let raised = TaskSpec {
         budget: Some(Budget {
@@ -361,11 +362,11 @@ pub async fn budgets_shares_and_spend_per_tenant_are_kept_and_a_paused_task_is_u
             },
             Write::TenantShare {
                 tenant: "team".into(),
-                share,
+                share: share.clone(),
             },
             Write::TenantShare {
                 tenant: "gone".into(),
-                share,
+                share: share.clone(),
             },
             Write::TenantShare {
                 tenant: "gone".into(),
@@ -392,7 +393,7 @@ pub async fn budgets_shares_and_spend_per_tenant_are_kept_and_a_paused_task_is_u
     );
     assert_eq!(
         store.tenant_shares().await.expect("shares"),
-        [("team".to_string(), share)],
+        [("team".to_string(), share.clone())],
         "the default share removes the tenant's"
     );
     assert_eq!(

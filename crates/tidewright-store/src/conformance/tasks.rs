@@ -569,6 +569,8 @@ pub async fn unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time(
             priority: 4,
             created_at: 1,
             queued: vec![(0, vec!["gpu".to_string()])],
+            labels: Default::default(),
+            repo: None,
         })
     );
     assert!(

@@ -341,7 +341,7 @@ impl TenantStore for MemoryStore {
             .data()
             .shares
             .iter()
-            .map(|(t, s)| (t.clone(), *s))
+            .map(|(t, s)| (t.clone(), s.clone()))
             .collect())
     }
 

@@ -526,8 +526,9 @@ pub enum TenantCommand {
         output: Format,
     },
     /// Set a tenant's share of the fleet (admins only): its weight against
-    /// other tenants' steps of equal priority, and its cap on running
-    /// steps. What is left out is the default: weight 1, no cap.
+    /// other tenants' steps of equal priority, its cap on running steps,
+    /// and its fairness key. What is left out is the default: weight 1, no
+    /// cap, no key.
     Set {
         tenant: String,
         /// 1 to 1000: its turns against a tenant of weight 1's one.
@@ -536,6 +537,10 @@ pub enum TenantCommand {
         /// At most this many of its steps run at once; 0 runs none.
         #[arg(long, allow_negative_numbers = true)]
         max_running: Option<i64>,
+        /// `repo` or `label:<name>`: shares its part equally among its
+        /// tasks' repositories, or that label's values.
+        #[arg(long, default_value = "")]
+        fairness_key: String,
     },
 }
 

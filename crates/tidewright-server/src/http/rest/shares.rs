@@ -5,8 +5,9 @@ use tidewright_engine::service::SetTenantShare;
 
 use super::*;
 
-/// A tenant's weight (1 to 1000) and cap on running steps (0 or more);
-/// what is left out is the default: weight 1, no cap.
+/// A tenant's weight (1 to 1000), cap on running steps (0 or more) and
+/// fairness key (`repo` or `label:<name>`); what is left out is the
+/// default: weight 1, no cap, no key.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct TenantShareBody {
@@ -14,6 +15,8 @@ pub(super) struct TenantShareBody {
     weight: Option<i64>,
     #[serde(default)]
     max_running: Option<i64>,
+    #[serde(default)]
+    fairness_key: String,
 }
 
 /// A tenant's share, and how many of its steps run and wait now.
@@ -27,6 +30,9 @@ pub(super) struct TenantShareView {
     max_running: Option<u32>,
     running: u64,
     waiting: u64,
+    /// `repo` or `label:<name>`; unset: none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    fairness_key: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -41,13 +47,14 @@ fn share_view(t: v1::TenantShare) -> TenantShareView {
         max_running: t.max_running,
         running: t.running,
         waiting: t.waiting,
+        fairness_key: t.fairness_key,
     }
 }
 
 #[utoipa::path(put, path = "/tenants/{tenant}/share", tag = "shares",
     summary = "Set a tenant's weight in the fair share and its cap on running steps (SetTenantShare; admins)",
     params(("tenant" = String, Path, description = "the tenant")),
-    request_body(content = TenantShareBody, content_type = "application/json", description = "{\"weight\": 3, \"maxRunning\": 50}; {} is the default"),
+    request_body(content = TenantShareBody, content_type = "application/json", description = "{\"weight\": 3, \"maxRunning\": 50, \"fairnessKey\": \"repo\"}; {} is the default"),
     responses((status = 200, body = TenantShareView), Refused))]
 pub(super) async fn set_tenant_share(
     State(app): State<Arc<App>>,
@@ -60,6 +67,7 @@ pub(super) async fn set_tenant_share(
         tenant,
         weight: body.weight,
         max_running: body.max_running,
+        fairness_key: body.fairness_key,
     };
     let share = call(&app, &headers, Access::Change, request, |s, r| async move {
         s.shares.set_tenant_share(r).await
