@@ -182,8 +182,13 @@ fn images_args_and_addresses_reach_the_containers() {
     );
     let service = find(&objects, "Service", "tidewright");
     assert_eq!(service["spec"]["ports"][0]["port"], 7070);
-    // All namespaces by default: cluster-wide RBAC.
+    // All namespaces by default: cluster-wide RBAC, TenantShares among it.
     find(&objects, "ClusterRole", "tidewright-operator");
+    let shares = find(&objects, "ClusterRole", "tidewright-operator-tenantshares");
+    assert_eq!(
+        shares["rules"][0]["resources"],
+        serde_json::json!(["tenantshares"])
+    );
 
     // Values change what they should.
     let objects = render(&[
@@ -637,6 +642,15 @@ async fn the_rendered_tokens_let_each_component_in_and_no_further() {
         .submit_task(request)
         .await
         .expect("the operator submits");
+    // And applies the cluster's TenantShares, which only admins may.
+    as_operator
+        .set_tenant_share(v1::SetTenantShareRequest {
+            tenant: "team-a".into(),
+            weight: Some(2),
+            ..v1::SetTenantShareRequest::default()
+        })
+        .await
+        .expect("the operator sets a share");
     // The workers' token connects workers, and reads no tasks.
     let refused = server
         .tasks_as(&worker)

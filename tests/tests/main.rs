@@ -32,6 +32,7 @@ mod layers;
 mod metrics;
 mod operator;
 mod operator_schedules;
+mod operator_shares;
 mod operator_triggers;
 mod parallel_feature;
 mod planner;

@@ -627,3 +627,67 @@ pub(crate) fn test_agent(spec_yaml: &str) -> Agent {
     agent.metadata.uid = Some("uid-1".into());
     agent
 }
+
+/// A tenant's share of the fleet, cluster-wide: the resource's name is the
+/// tenant (a namespace's tenant is its name). The operator keeps the
+/// control plane's share of the tenant as the resource says, and mirrors
+/// the tenant's steps running and waiting into the status. Cluster-scoped,
+/// so only who may write cluster resources sets shares, as only admins may
+/// in tidewright: a namespace's own members cannot raise their share.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "tidewright.dev",
+    version = "v1alpha1",
+    kind = "TenantShare",
+    root = "TidewrightTenantShare",
+    status = "TidewrightTenantShareStatus",
+    shortname = "oshare",
+    category = "tidewright",
+    doc = "A tenant's weight in the fair share, its cap on running steps, and the key that shares its part",
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".spec.weight"),
+    printcolumn(
+        name = "Max running",
+        type_ = "integer",
+        json_path = ".spec.maxRunning"
+    ),
+    printcolumn(name = "Running", type_ = "integer", json_path = ".status.running"),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waiting"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantShareSpec {
+    /// Its turns against a tenant of weight 1's one (1 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub weight: Option<u32>,
+    /// At most this many of its steps run at once (0 runs none); no cap
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_running: Option<u32>,
+    /// `repo` or `label:<name>`: shares its part equally among its tasks'
+    /// repositories, or that label's values.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(regex(pattern = r"^(repo|label:[A-Za-z0-9_./-]+)$"))]
+    pub fairness_key: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TidewrightTenantShareStatus {
+    /// The tenant's steps running when last read.
+    #[serde(default)]
+    pub running: u64,
+    /// The tenant's steps waiting in the ready queue when last read.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Why the control plane refused the share, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

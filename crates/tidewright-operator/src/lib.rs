@@ -1,6 +1,7 @@
-//! tidewright's Kubernetes operator: the `Agent` and `Task` custom resources
-//! (group `tidewright.dev`, version `v1alpha1`), the objects an `Agent` owns, and
-//! the decision of how many worker pods a pool needs.
+//! tidewright's Kubernetes operator: the `Agent`, `Task`, `TaskTemplate`,
+//! `Schedule`, `Trigger` and (cluster-scoped) `TenantShare` custom resources
+//! (group `tidewright.dev`, version `v1alpha1`), the objects an `Agent`
+//! owns, and the decision of how many worker pods a pool needs.
 
 pub mod agents;
 mod context;
@@ -15,6 +16,7 @@ pub mod schedules;
 pub mod status;
 pub mod step_pods;
 pub mod tasks;
+pub mod tenant_shares;
 pub mod triggers;
 pub mod workers;
 
@@ -104,7 +106,7 @@ pub async fn run(
         acquired = lock.acquire() => acquired?,
         () = &mut shutdown => return Ok(()),
     }
-    tracing::info!(identity = %config.identity, "leading: reconciling Agents, Tasks, Schedules and Triggers");
+    tracing::info!(identity = %config.identity, "leading: reconciling Agents, Tasks, Schedules, Triggers and TenantShares");
 
     let ns = config.namespace.as_deref();
     let ctx = Arc::new(Context::new(
@@ -134,10 +136,27 @@ pub async fn run(
         api::<crd::TidewrightTrigger>(&kube, ns),
         watcher::Config::default(),
     )
-    .run(triggers::reconcile, error_policy, ctx)
+    .run(triggers::reconcile, error_policy, ctx.clone())
     .for_each(|_| async {});
+    // Cluster-scoped: applied by an operator that watches every namespace
+    // (one watching a single namespace holds no cluster-wide role).
+    let watches_all = ns.is_none();
+    let shares_kube = kube.clone();
+    let shares = async move {
+        if watches_all {
+            Controller::new(
+                Api::<crd::TidewrightTenantShare>::all(shares_kube),
+                watcher::Config::default(),
+            )
+            .run(tenant_shares::reconcile, error_policy, ctx)
+            .for_each(|_| async {})
+            .await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
-        _ = futures::future::join4(pools, tasks, schedules, triggers) => Ok(()),
+        _ = futures::future::join5(pools, tasks, schedules, triggers, shares) => Ok(()),
         lost = lock.keep() => Err(lost),
         () = &mut shutdown => Ok(()),
     }
@@ -154,6 +173,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         crd::TaskTemplate::crd(),
         TidewrightSchedule::crd(),
         crd::TidewrightTrigger::crd(),
+        crd::TidewrightTenantShare::crd(),
     ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
@@ -240,6 +260,18 @@ mod tests {
                         templated.push((path, task));
                     }
                     seen.3 += 1;
+                }
+                Some("TenantShare") => {
+                    let share: super::crd::TidewrightTenantShare = serde_yaml::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    let wanted = super::tenant_shares::desired(&share);
+                    tidewright_core::TenantShare::from_signed(
+                        wanted.weight,
+                        wanted.max_running,
+                        &wanted.fairness_key,
+                        "spec",
+                    )
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             }
