@@ -198,7 +198,9 @@ async fn a_cli_killed_mid_stream_is_a_failed_attempt_not_a_success() {
         &client,
         task(
             "killed",
-            vec![claude_step("hang", &format!("Think forever {marker}"), &[])],
+            // The prompt goes through the CLI's input, not its argv: the
+            // marker that finds its process is an allowed tool's name.
+            vec![claude_step("hang", "Think forever", &[marker.as_str()])],
         ),
     )
     .await

@@ -637,6 +637,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/retry"),
         ("POST", "/tasks/{id}/steps/{step}/approve"),
         ("POST", "/tasks/{id}/steps/{step}/reject"),
+        ("POST", "/tasks/{id}/steps/{step}/steer"),
         ("GET", "/tasks/{id}/steps/{step}/diff"),
         ("POST", "/tasks/{id}/budget"),
         ("POST", "/tasks/{id}/budget/approve"),

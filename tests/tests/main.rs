@@ -51,6 +51,7 @@ mod security;
 mod seeds;
 mod shares;
 mod state;
+mod steer;
 mod tasks;
 mod telemetry;
 mod templates;

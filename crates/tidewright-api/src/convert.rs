@@ -613,6 +613,19 @@ impl From<&core::Event> for v1::Event {
                 attempt: *attempt,
                 setup: Some(setup.into()),
             }),
+            core::EventKind::Steered {
+                step,
+                attempt,
+                from,
+                message,
+                delivery,
+            } => Kind::Steered(v1::StepSteered {
+                step_id: step.clone(),
+                attempt: *attempt,
+                from: from.clone(),
+                message: message.clone(),
+                delivery: delivery.clone(),
+            }),
         };
         v1::Event {
             task_id: event.task_id.clone(),

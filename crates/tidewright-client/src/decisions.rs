@@ -72,6 +72,23 @@ impl Client {
         retried!(self, tasks, set_tenant_budget, request)
     }
 
+    /// Sends a message into a running agent step's session; answers the
+    /// attempt it went to and how it reaches the agent.
+    pub async fn steer_step(
+        &self,
+        (task_id, step_id): (&str, &str),
+        message: &str,
+        follow_up: bool,
+    ) -> Result<v1::SteerStepResponse, Error> {
+        let request = v1::SteerStepRequest {
+            task_id: task_id.to_string(),
+            step_id: step_id.to_string(),
+            message: message.to_string(),
+            follow_up,
+        };
+        retried!(self, tasks, steer_step, request)
+    }
+
     /// Sets a tenant's share (weight, cap on running steps, fairness key;
     /// what is left out is the default); answers it with its steps running
     /// and waiting.

@@ -25,6 +25,7 @@ pub mod setup;
 pub mod share;
 pub mod spec;
 pub mod state;
+pub mod steer;
 pub mod step_limits;
 pub mod template;
 mod text;

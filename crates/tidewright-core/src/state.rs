@@ -240,6 +240,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         carried: bool,
     },
+    /// A person's message sent into a running agent step's session: who,
+    /// what, and how it reaches the agent (see [`crate::steer`]).
+    Steered {
+        step: String,
+        attempt: u32,
+        from: String,
+        message: String,
+        delivery: String,
+    },
 }
 
 impl EventKind {
@@ -254,6 +263,7 @@ impl EventKind {
             EventKind::Verification { .. } => "verification",
             EventKind::FailedOver { .. } => "failedOver",
             EventKind::Setup { .. } => "setup",
+            EventKind::Steered { .. } => "steered",
         }
     }
 }

@@ -278,6 +278,11 @@ pub(super) enum Command {
         tenants: Option<Vec<String>>,
         reply: oneshot::Sender<Vec<TenantSpending>>,
     },
+    /// A message for a running agent step's session.
+    Steer {
+        steer: crate::steer::Steer,
+        reply: oneshot::Sender<Result<Steered, Error>>,
+    },
     /// A tenant's share, already stored, takes effect.
     SetTenantShare {
         tenant: String,
@@ -354,6 +359,10 @@ pub(super) enum Command {
 
 /// A tenant, its budget, and what it spent in the current day and month.
 pub type TenantSpending = (String, TenantBudget, Cost, Cost);
+
+/// The attempt a steering message went to, how it reaches the agent, and
+/// when the round recording it commits.
+pub(crate) type Steered = (u32, tidewright_core::steer::Delivery, oneshot::Receiver<()>);
 
 /// A tenant, its share, and how many of its steps run and wait now.
 pub type TenantShareNow = (String, TenantShare, usize, usize);
@@ -526,6 +535,20 @@ impl EngineHandle {
         .await?;
         let committed = answer.await.map_err(|_| Error::ShuttingDown)?;
         committed.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Sends a message into a running agent step's session; answers the
+    /// attempt it went to and how it reaches the agent once that is
+    /// recorded.
+    pub async fn steer(
+        &self,
+        steer: crate::steer::Steer,
+    ) -> Result<(u32, tidewright_core::steer::Delivery), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Steer { steer, reply }).await?;
+        let (attempt, delivery, committed) = answer.await.map_err(|_| Error::ShuttingDown)??;
+        committed.await.map_err(|_| Error::ShuttingDown)?;
+        Ok((attempt, delivery))
     }
 
     /// Applies a tenant share the store now holds; returns once the round

@@ -88,6 +88,7 @@ pub mod retention;
 mod review;
 pub mod seeds;
 mod shares;
+pub mod steer;
 mod tenants;
 mod timers;
 mod to_worker;
@@ -343,6 +344,9 @@ impl Engine {
             }
             Command::Budgets { tenants, reply } => {
                 let _ = reply.send(self.tenant_spending(tenants));
+            }
+            Command::Steer { steer, reply } => {
+                let _ = reply.send(self.steer(steer));
             }
             Command::SetTenantShare {
                 tenant,

@@ -30,6 +30,14 @@ pub enum ToWorker {
     /// Look at this attempt's followed pull request now: its forge said
     /// something of it (`why`).
     Look { attempt: AttemptKey, why: String },
+    /// Write this message into the attempt's agent session, from `from`:
+    /// into the turn under way, or once it ends (`follow_up`).
+    Steer {
+        attempt: AttemptKey,
+        message: String,
+        from: String,
+        follow_up: bool,
+    },
     /// The worker's drain is taken: nothing is assigned to it after this,
     /// so, once what it runs has ended, it may leave without stranding an
     /// assignment still on its way.

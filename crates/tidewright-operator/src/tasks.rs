@@ -438,7 +438,12 @@ async fn mirror_from_events(
                             pending_since = None;
                             mirror_now(&api, &task, &task_id, &mut last, &ctx).await;
                         }
-                        Some(v1::event::Kind::Log(_) | v1::event::Kind::Egress(_)) | None => {}
+                        Some(
+                            v1::event::Kind::Log(_)
+                            | v1::event::Kind::Egress(_)
+                            | v1::event::Kind::Steered(_),
+                        )
+                        | None => {}
                     }
                 }
                 // With `follow`, the stream ends when the task has finished.

@@ -94,6 +94,8 @@ struct Worker {
     running: HashMap<AttemptKey, Option<oneshot::Sender<runtime::Stop>>>,
     /// Each running attempt's call to look at its pull request now.
     looks: HashMap<AttemptKey, Arc<tokio::sync::Notify>>,
+    /// Where each running attempt takes people's messages for its agent.
+    steers: HashMap<AttemptKey, tokio::sync::mpsc::UnboundedSender<runtime::Steer>>,
     /// Results not yet handed to a session.
     undelivered: VecDeque<v1::StepResult>,
     reports: mpsc::UnboundedReceiver<FromAttempt>,
@@ -314,6 +316,7 @@ pub async fn start(
         config,
         running: HashMap::new(),
         looks: HashMap::new(),
+        steers: HashMap::new(),
         undelivered: VecDeque::new(),
         reports,
         report_tx,
@@ -574,6 +577,7 @@ impl Worker {
                     {
                         self.running.remove(&key);
                         self.looks.remove(&key);
+                        self.steers.remove(&key);
                         // Stopped by the drain: not the step's failure.
                         if result.outcome != v1::Outcome::Succeeded as i32
                             && handing_back.as_ref().is_some_and(|h| h.contains(&key))
@@ -638,6 +642,8 @@ impl Worker {
                 self.running.insert(key.clone(), Some(cancel));
                 let look = Arc::new(tokio::sync::Notify::new());
                 self.looks.insert(key.clone(), look.clone());
+                let (steer, steers) = runtime::Steers::channel();
+                self.steers.insert(key.clone(), steer);
                 // The attempt's span is a child of the task's, wherever the
                 // task was submitted; it lasts as long as the attempt runs.
                 // Without an exporter there is none, and the step's process
@@ -679,6 +685,7 @@ impl Worker {
                     tenant: assignment.tenant,
                     grader_model: assignment.grader_model,
                     look,
+                    steers,
                     host: self.host.clone(),
                     key,
                     step: step.into(),
@@ -728,6 +735,18 @@ impl Worker {
                     // A permit is kept when no look waits: one asked
                     // while the step looks is not lost.
                     notify.notify_one();
+                }
+            }
+            Some(Kind::Steer(steer)) => {
+                if let Some(key) = steer.attempt.map(AttemptKey::from)
+                    && let Some(to) = self.steers.get(&key)
+                {
+                    tracing::info!(task = %key.task_id, step = %key.step_id, from = %steer.from, "a message for the agent");
+                    let _ = to.send(runtime::Steer {
+                        message: steer.message,
+                        from: steer.from,
+                        follow_up: steer.follow_up,
+                    });
                 }
             }
             Some(Kind::Registered(_)) | Some(Kind::DrainTaken(_)) | None => {}

@@ -333,6 +333,19 @@ pub async fn decide(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tidewright steer TASK STEP MESSAGE`: says where the message went.
+pub async fn steer(settings: &Settings, args: crate::args::SteerArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    let steered = client
+        .steer_step((&args.task, &args.step), &args.message, args.follow_up)
+        .await?;
+    println!(
+        "sent to step {} of task {} (attempt {}), {}",
+        args.step, args.task, steered.attempt, steered.delivery
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn watch(settings: &Settings, args: WatchArgs) -> anyhow::Result<ExitCode> {
     let client = connect(settings).await?;
     let ended = watch::follow(&client, &args.task, Out::Stdout).await?;

@@ -160,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => client::logs(target, args).await,
         Command::Cancel(args) => client::cancel(target, args).await,
         Command::Retry(args) => client::retry(target, args).await,
+        Command::Steer(args) => client::steer(target, args).await,
         Command::Approve(args) => match args.step {
             Some(step) => {
                 client::decide(

@@ -196,6 +196,9 @@ impl View {
                 Kind::Setup(s) => {
                     let _ = multi.println(format!("{} | {}", s.step_id, setup_line(s)));
                 }
+                Kind::Steered(s) => {
+                    let _ = multi.println(format!("{} | {}", s.step_id, steered_line(s)));
+                }
                 Kind::TaskState(_) => {}
             },
             Display::Lines { start, out } => {
@@ -226,6 +229,7 @@ impl View {
                     Kind::Verification(v) => format!("{}: {}", v.step_id, v.message),
                     Kind::FailedOver(f) => format!("{}: {}", f.step_id, failed_over_line(f)),
                     Kind::Setup(s) => format!("{}: {}", s.step_id, setup_line(s)),
+                    Kind::Steered(s) => format!("{}: {}", s.step_id, steered_line(s)),
                 };
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }
@@ -246,6 +250,11 @@ impl View {
 fn setup_line(s: &v1::StepSetup) -> String {
     let report = tidewright_core::setup::SetupReport::from(s.setup.clone().unwrap_or_default());
     format!("setup: {}", report.summary())
+}
+
+/// `steered by dana (mid-turn): "Use the v2 API instead."`.
+fn steered_line(s: &v1::StepSteered) -> String {
+    format!("steered by {} ({}): {:?}", s.from, s.delivery, s.message)
 }
 
 /// `failed over from claude-code to codex, with its work: why`.

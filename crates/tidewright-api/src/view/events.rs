@@ -93,6 +93,14 @@ pub enum EventKindView {
         attempt: u32,
         setup: super::task::SetupView,
     },
+    /// A person's message sent into a running agent step's session.
+    Steered {
+        step: String,
+        attempt: u32,
+        from: String,
+        message: String,
+        delivery: String,
+    },
     /// A kind this build does not know.
     Unknown,
 }
@@ -109,6 +117,7 @@ impl EventKindView {
             EventKindView::Verification { .. } => "verification",
             EventKindView::FailedOver { .. } => "failedOver",
             EventKindView::Setup { .. } => "setup",
+            EventKindView::Steered { .. } => "steered",
             EventKindView::Unknown => "unknown",
         }
     }
@@ -184,6 +193,13 @@ pub fn event_view(event: &v1::Event) -> EventView {
             step: e.step_id.clone(),
             attempt: e.attempt,
             setup: super::task::setup_view(&e.setup.clone().unwrap_or_default()),
+        },
+        Some(Kind::Steered(e)) => EventKindView::Steered {
+            step: e.step_id.clone(),
+            attempt: e.attempt,
+            from: e.from.clone(),
+            message: e.message.clone(),
+            delivery: e.delivery.clone(),
         },
         None => EventKindView::Unknown,
     };

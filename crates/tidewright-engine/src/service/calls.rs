@@ -89,6 +89,16 @@ pub struct SetTenantShare {
     pub fairness_key: String,
 }
 
+/// SteerStep: a message for a running agent step's session.
+#[derive(Debug, Clone, Default)]
+pub struct SteerStep {
+    pub task_id: String,
+    pub step_id: String,
+    pub message: String,
+    /// After the current turn rather than into it.
+    pub follow_up: bool,
+}
+
 /// PlanTask: a prompt task to plan, not to run.
 #[derive(Debug, Clone, Default)]
 pub struct PlanTask {

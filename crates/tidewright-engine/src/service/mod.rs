@@ -47,6 +47,7 @@ mod schedules;
 pub mod seeds;
 mod shares;
 mod state;
+mod steer;
 mod tasks;
 mod templates;
 mod triggers;

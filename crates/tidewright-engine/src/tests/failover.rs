@@ -78,16 +78,6 @@ async fn limited(h: &Harness, w: &FakeWorker, attempt: AttemptKey, reset_in: Mic
         .expect("reported");
 }
 
-async fn events(h: &Harness, id: &str) -> Vec<EventKind> {
-    h.store
-        .events_after(id, 0, 1000)
-        .await
-        .expect("events")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
-}
-
 /// Polls the fleet until no limit pauses any pool.
 async fn until_resumed(h: &Harness) {
     let deadline = tokio::time::Instant::now() + PROMPTLY;
@@ -161,7 +151,8 @@ async fn a_step_at_its_limit_moves_to_its_fallback_with_its_work_and_the_next_ke
     let task = h.task("t").await;
     assert_eq!(task.spec.steps[0].agent_capability(), Some("codex"));
     assert_eq!(task.spec.steps[0].failover, Some(failover));
-    let said: Vec<EventKind> = events(&h, "t")
+    let said: Vec<EventKind> = h
+        .events("t")
         .await
         .into_iter()
         .filter(|e| matches!(e, EventKind::FailedOver { .. }))
@@ -250,7 +241,7 @@ async fn a_tenant_the_policy_forbids_waits_for_its_own_runtime_and_is_told_once(
         w.idle(),
         "nothing runs: codex is not used, claude is paused"
     );
-    let said = events(&h, "t").await;
+    let said = h.events("t").await;
     assert!(
         !said
             .iter()

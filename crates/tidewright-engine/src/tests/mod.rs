@@ -27,6 +27,7 @@ mod gone;
 mod retention;
 mod review;
 mod shares;
+mod steer;
 mod unserved;
 mod verify;
 
@@ -216,6 +217,17 @@ impl Harness {
     /// effects queued ahead of it, as production's sweeps have it.
     async fn settled(&self) {
         self.engine.expire(Vec::new(), 0).await.expect("settled");
+    }
+
+    /// The task's events' kinds, as stored.
+    async fn events(&self, id: &str) -> Vec<tidewright_core::EventKind> {
+        self.store
+            .events_after(id, 0, 1000)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
     }
 
     async fn task(&self, id: &str) -> TaskRecord {

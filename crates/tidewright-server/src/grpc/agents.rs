@@ -133,6 +133,17 @@ fn to_wire(message: ToWorker, step_tokens: &StepTokens, grader: &str) -> v1::Ser
             attempt: Some(attempt.into()),
             why,
         }),
+        ToWorker::Steer {
+            attempt,
+            message,
+            from,
+            follow_up,
+        } => Kind::Steer(v1::SteerAttempt {
+            attempt: Some(attempt.into()),
+            message,
+            from,
+            follow_up,
+        }),
         ToWorker::DrainTaken => Kind::DrainTaken(v1::DrainTaken {}),
     };
     v1::ServerMessage { kind: Some(kind) }

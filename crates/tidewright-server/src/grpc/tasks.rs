@@ -43,6 +43,8 @@ service! {
                 |r| Ok(wire::set_tenant_budget(r)), [0.budgets.set_tenant_budget], wire::spending;
             list_tenant_budgets(ListTenantBudgetsRequest) -> ListTenantBudgetsResponse =
                 |_| Ok(()), [0.budgets.list_tenant_budgets], wire::spendings;
+            steer_step(SteerStepRequest) -> SteerStepResponse =
+                |r| Ok(wire::steer_step(r)), [0.tasks.steer_step], wire::steered;
             set_tenant_share(SetTenantShareRequest) -> TenantShare =
                 |r| Ok(wire::set_tenant_share(r)), [0.shares.set_tenant_share], wire::share;
             list_tenant_shares(ListTenantSharesRequest) -> ListTenantSharesResponse =

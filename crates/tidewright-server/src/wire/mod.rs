@@ -23,8 +23,8 @@ use tidewright_engine::activity::MinuteSummary;
 use tidewright_engine::service::{
     AgentListing, ApproveBudget, CreateWebhook, DecideStep, DeliveryPage, EventStream, GetBranch,
     GetCheckpoint, ListAudit, ListDeliveries, ListTasks, OfTenants, PlanTask, PlannedTask,
-    PutBranch, PutCheckpoint, RaiseBudget, SetTenantBudget, SetTenantShare, Submit, SubmitTemplate,
-    Submitted, TaskPage, TaskRef, WatchFleet, WatchTask, Watched, WebhookRef,
+    PutBranch, PutCheckpoint, RaiseBudget, SetTenantBudget, SetTenantShare, SteerStep, Submit,
+    SubmitTemplate, Submitted, TaskPage, TaskRef, WatchFleet, WatchTask, Watched, WebhookRef,
 };
 use tidewright_engine::{TenantShareNow, TenantSpending};
 use tidewright_store::leadership::ReplicaStatus;
@@ -375,6 +375,19 @@ pub fn delivery_page(page: DeliveryPage) -> v1::ListWebhookDeliveriesResponse {
         deliveries: page.deliveries.into_iter().map(delivery).collect(),
         next_page_token: page.next_page_token,
     }
+}
+
+pub fn steer_step(request: v1::SteerStepRequest) -> SteerStep {
+    SteerStep {
+        task_id: request.task_id,
+        step_id: request.step_id,
+        message: request.message,
+        follow_up: request.follow_up,
+    }
+}
+
+pub fn steered((attempt, delivery): (u32, String)) -> v1::SteerStepResponse {
+    v1::SteerStepResponse { attempt, delivery }
 }
 
 pub fn set_tenant_share(request: v1::SetTenantShareRequest) -> SetTenantShare {

@@ -245,6 +245,17 @@ pub trait AgentRuntime: Sized + Send + Sync {
     fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>);
     /// How a run whose process exited ended, from what its stream said.
     fn ended(step: &AgentStep<Self>, exit: Exit<'_, Self::Stream>) -> Ended;
+    /// For a CLI that reads its input while it runs, where people's
+    /// messages reach its session (see `steer`): what feeds it, its prompt
+    /// first, watching `stream` for what it took. `None`: the prompt is in
+    /// its command and it reads no input.
+    fn input(
+        _step: &AgentStep<Self>,
+        _launch: &Launch,
+        _stream: &mut Self::Stream,
+    ) -> Option<super::steer::Input> {
+        None
+    }
 }
 
 impl<S> Exit<'_, S> {
@@ -408,16 +419,14 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         }
         _ => briefing,
     };
-    let (command, env) = R::command(
-        runtime,
-        &Launch {
-            attempt,
-            workspace: &workspace,
-            cwd: &cwd,
-            resume: resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
-            briefing: briefing.as_deref(),
-        },
-    );
+    let launch = Launch {
+        attempt,
+        workspace: &workspace,
+        cwd: &cwd,
+        resume: resumed.as_ref().map(|(_, r)| r.session_id.as_str()),
+        briefing: briefing.as_deref(),
+    };
+    let (command, env) = R::command(runtime, &launch);
     let mut room = Room::new(&workspace, &cwd);
     room.overlays = seeded.overlays.clone();
     room.programs.push(runtime.program().to_path_buf());
@@ -440,7 +449,15 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             told.session_id
         ));
     }
-    let stream = Arc::new(Mutex::new(R::stream(runtime)));
+    let mut stream = R::stream(runtime);
+    let input = R::input(runtime, &launch, &mut stream).map(|mut input| {
+        let (key, redactor, reports) = (attempt.key.clone(), redactor.clone(), reports.clone());
+        input.log = Some(Box::new(move |line| {
+            let _ = reports.send(FromAttempt::agent_log(&key, &redactor, line));
+        }));
+        input
+    });
+    let stream = Arc::new(Mutex::new(stream));
     let journal = super::handover::Journal::default();
     let session_now = || {
         let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
@@ -470,7 +487,7 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
             command,
             env,
             &room,
-            StdoutLines::Events(stream.clone(), journal.clone()),
+            (StdoutLines::Events(stream.clone(), journal.clone()), input),
             &redactor,
             reports,
             &mut stop_rx,

@@ -126,6 +126,8 @@ pub struct Attempt {
     /// Notified when the control plane asks a deliver step following a
     /// pull request to look at it now (its forge said something of it).
     pub look: Arc<tokio::sync::Notify>,
+    /// People's messages for its agent (see `steer`).
+    pub steers: super::steer::Steers,
     /// What it runs with: the same for every attempt of this worker.
     pub host: Arc<Host>,
 }

@@ -36,6 +36,7 @@ pub mod select;
 pub mod session;
 pub mod setup;
 pub mod shell;
+pub mod steer;
 pub mod verify;
 pub mod workspace;
 
@@ -59,6 +60,7 @@ use codex::Codex;
 use gemini::Gemini;
 use qwen::QwenCode;
 use shell::run_shell;
+pub use steer::{Steer, Steers};
 
 /// Runs the attempt to its end and reports the result. A message on
 /// `cancel` stops it.

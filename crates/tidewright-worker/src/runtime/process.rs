@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::{Attempt, Ended, FromAttempt, MAX_LINE_BYTES, Stop};
 use super::repeats::{Repeats, ToolCall, Unchanged};
+use super::steer::Input;
 use crate::metrics::Fault;
 use crate::program::find_program;
 use crate::sandbox::Room;
@@ -278,7 +279,7 @@ pub(crate) async fn supervise(
     command: Command,
     env: BTreeMap<String, String>,
     room: &Room<'_>,
-    lines: StdoutLines,
+    (lines, input): (StdoutLines, Option<Input>),
     redactor: &Arc<Redactor>,
     reports: &mpsc::UnboundedSender<FromAttempt>,
     cancel: &mut oneshot::Receiver<Stop>,
@@ -297,12 +298,17 @@ pub(crate) async fn supervise(
     };
     let mut room = room.clone();
     room.network = gate.as_ref();
-    let mut child = match spawn(attempt, command, env, &room, &limited) {
+    let mut child = match spawn(attempt, command, env, &room, &limited, input.is_some()) {
         Ok(child) => child,
         Err(why) => {
             limited.release().await;
             return Err(not_started(why));
         }
+    };
+    // What feeds its input, for as long as it runs.
+    let feeding = match (input, child.stdin.take()) {
+        (Some(input), Some(stdin)) => Some(tokio::spawn(super::steer::feed(stdin, input))),
+        _ => None,
     };
     // Its group, while its leader's id is known (not once it is reaped).
     let group = child.id().map(|id| Pid::from_raw(id as i32));
@@ -315,6 +321,9 @@ pub(crate) async fn supervise(
         cancel,
     )
     .await;
+    if let Some(feeding) = feeding {
+        feeding.abort();
+    }
     stop(attempt, group, output, limited, watched, &room, path_var).await
 }
 
@@ -408,6 +417,7 @@ fn spawn(
     mut env: BTreeMap<String, String>,
     room: &Room<'_>,
     limited: &Limited,
+    fed: bool,
 ) -> Result<tokio::process::Child, String> {
     let program = command
         .as_std()
@@ -423,7 +433,7 @@ fn spawn(
         .env_clear()
         .envs(env)
         .current_dir(room.cwd)
-        .stdin(Stdio::null())
+        .stdin(if fed { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -79,6 +79,7 @@ pub(crate) async fn run_in_sandbox(
         tenant: attempt.tenant.clone(),
         grader_model: String::new(),
         look: Arc::default(),
+        steers: Default::default(),
         host: attempt.host.clone(),
     };
     let mut command = Command::new(program);
@@ -121,7 +122,7 @@ pub(crate) async fn run_in_sandbox(
         command,
         env,
         &room,
-        StdoutLines::Plain,
+        (StdoutLines::Plain, None),
         redactor,
         &lines,
         cancel,

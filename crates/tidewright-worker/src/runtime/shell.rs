@@ -121,7 +121,7 @@ async fn run_process(
         command,
         env,
         &room,
-        StdoutLines::Plain,
+        (StdoutLines::Plain, None),
         redactor,
         reports,
         &mut cancel,

@@ -43,6 +43,7 @@ fn attempt(dir: &Path, command: &[&str]) -> Attempt {
         tenant: "default".into(),
         grader_model: String::new(),
         look: Arc::default(),
+        steers: Default::default(),
         host: Arc::new(Host {
             secrets_dir: None,
             keep_workspace: true,
@@ -89,9 +90,21 @@ fn claude_settings(dir: &Path) -> Agents {
 }
 
 /// A Claude Code attempt whose "CLI" is a script printing `lines`
-/// (stream-json), then exiting with `code`; its argv goes to `argv.txt`.
+/// (stream-json), then exiting with `code`; its argv goes to `argv.txt`,
+/// the first line of its input (the prompt) to `stdin.txt`.
 fn claude_attempt(dir: &Path, lines: &[&str], code: i32) -> Attempt {
     claude_attempt_doing(dir, "", lines, code)
+}
+
+/// The prompt a fake Claude Code read from its input.
+fn prompt_fed(dir: &Path) -> String {
+    let line = std::fs::read_to_string(dir.join("t1/s/stdin.txt")).expect("stdin");
+    let message: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(message["type"], "user", "{line}");
+    message["message"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// [`claude_attempt`] whose CLI runs the shell `script` first, in its
@@ -100,7 +113,7 @@ fn claude_attempt_doing(dir: &Path, script: &str, lines: &[&str], code: i32) -> 
     let prelude = script;
     let script = dir.join("fake-claude");
     let mut body = String::from(
-        "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$PWD/../argv.txt\"\nenv > \"$PWD/../env.txt\"\n",
+        "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$PWD/../argv.txt\"\nenv > \"$PWD/../env.txt\"\nhead -n 1 > \"$PWD/../stdin.txt\"\n",
     );
     body.push_str(prelude);
     body.push('\n');
@@ -248,15 +261,27 @@ async fn a_claude_run_reports_turns_tools_and_its_result_with_cost() {
         })
         .collect();
     assert_eq!(progress, [0.25, 0.5], "one step per turn of 4");
-    // argv: the prompt right after -p, list flags as one `--flag=a,b`.
+    // The prompt comes through its streaming input, never in argv; list
+    // flags are one `--flag=a,b`.
     let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
     let argv: Vec<&str> = argv.split('\0').collect();
     assert_eq!(
-        &argv[..2],
+        &argv[..5],
         [
             "-p",
-            "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
+            "--input-format",
+            "stream-json",
+            "--replay-user-messages",
+            "--output-format"
         ]
+    );
+    assert!(
+        !argv.iter().any(|a| a.contains("write hello.txt")),
+        "{argv:?}"
+    );
+    assert_eq!(
+        prompt_fed(dir.path()),
+        "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
     );
     for expected in [
         "--verbose",
@@ -382,7 +407,7 @@ async fn a_retry_resumes_the_session_in_its_workspace_and_pays_only_its_share() 
     );
     let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
     let argv: Vec<&str> = argv.split('\0').collect();
-    assert_eq!(&argv[..2], ["-p", RESUME_PROMPT]);
+    assert_eq!(prompt_fed(dir.path()), RESUME_PROMPT);
     let at = argv
         .iter()
         .position(|a| *a == "--resume")
@@ -415,10 +440,8 @@ async fn a_retry_without_the_session_at_hand_starts_a_new_one() {
     let argv = std::fs::read_to_string(dir.path().join("t1/s/argv.txt")).expect("argv");
     assert!(!argv.contains("--resume"));
     assert_eq!(
-        argv.split('\0').nth(1),
-        Some(
-            "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
-        )
+        prompt_fed(dir.path()),
+        "write hello.txt\n\nThe outputs of the steps this one depends on are in context/inputs.json."
     );
 }
 

@@ -198,6 +198,18 @@ pub struct ApproveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SteerArgs {
+    pub task: String,
+    /// The running agent step.
+    pub step: String,
+    /// What to tell the agent ("Use the v2 API instead.").
+    pub message: String,
+    /// After the agent's current turn rather than into it.
+    #[arg(long)]
+    pub follow_up: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RejectArgs {
     pub task: String,
     /// The step awaiting approval.

@@ -108,6 +108,9 @@ pub enum Command {
     Retry(RetryArgs),
     /// Let a step awaiting approval run (you must be one of its approvers).
     Approve(ApproveArgs),
+    /// Send a message into a running agent step's session: Claude Code
+    /// takes it mid-turn; with --follow-up, once its turn ends.
+    Steer(SteerArgs),
     /// Fail a step awaiting approval, saying why; the task fails as after
     /// any failed step.
     Reject(RejectArgs),

@@ -293,6 +293,13 @@ impl Follow {
                 ..
             } => format!("{step}: failed over from {from} to {to}: {reason}"),
             EventKind::Setup { step, setup, .. } => format!("{step}: {}", setup.summary()),
+            EventKind::Steered {
+                step,
+                from,
+                message,
+                delivery,
+                ..
+            } => format!("{step}: steered by {from} ({delivery}): {message:?}"),
         };
         let mut metadata = Map::new();
         metadata.insert(

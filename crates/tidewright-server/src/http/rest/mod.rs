@@ -107,6 +107,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(cancel_task))
         .routes(routes!(retry_task))
         .routes(routes!(approve_step))
+        .routes(routes!(steer_step))
         .routes(routes!(step_diff))
         .routes(routes!(reject_step))
         .routes(routes!(budget::raise_budget))
@@ -549,6 +550,51 @@ async fn reject_step(
     body: Result<String, StringRejection>,
 ) -> Answer<TaskView> {
     decide(&app, &headers, (task_id, step_id), body, false).await
+}
+
+/// A message for a running agent step's session.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SteerBody {
+    message: String,
+    /// After the current turn rather than into it.
+    #[serde(default)]
+    follow_up: bool,
+}
+
+/// Where a steering message went.
+#[derive(Serialize, ToSchema)]
+struct SteeredView {
+    attempt: u32,
+    /// "mid-turn" or "after the turn".
+    delivery: String,
+}
+
+#[utoipa::path(post, path = "/tasks/{id}/steps/{step}/steer", tag = "tasks",
+    summary = "Send a message into a running agent step's session (SteerStep)",
+    params(("id" = String, Path, description = "the task id"),
+        ("step" = String, Path, description = "the running agent step")),
+    request_body(content = SteerBody, content_type = "application/json", description = "{\"message\": \"Use the v2 API instead.\", \"followUp\": false}"),
+    responses((status = 200, body = SteeredView), (status = 404, body = ErrorBody),
+        (status = 409, description = "the task is finished, or the step is not running or not an agent's", body = ErrorBody), Refused))]
+async fn steer_step(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((task_id, step_id)): Path<(String, String)>,
+    body: Result<String, StringRejection>,
+) -> Answer<SteeredView> {
+    let body: SteerBody = json_body(body)?;
+    let request = service::SteerStep {
+        task_id,
+        step_id,
+        message: body.message,
+        follow_up: body.follow_up,
+    };
+    let (attempt, delivery) = call(&app, &headers, Access::Change, request, |s, r| async move {
+        s.tasks.steer_step(r).await
+    })
+    .await?;
+    Ok(Json(SteeredView { attempt, delivery }))
 }
 
 /// ApproveStep (`approve`) or RejectStep with the body's reason.

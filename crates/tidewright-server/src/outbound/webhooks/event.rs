@@ -68,7 +68,8 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
         EventKind::Progress { .. }
         | EventKind::Log { .. }
         | EventKind::Egress { .. }
-        | EventKind::Setup { .. } => None,
+        | EventKind::Setup { .. }
+        | EventKind::Steered { .. } => None,
     }
 }
 
@@ -205,7 +206,8 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
         EventKind::Progress { .. }
         | EventKind::Log { .. }
         | EventKind::Egress { .. }
-        | EventKind::Setup { .. } => {}
+        | EventKind::Setup { .. }
+        | EventKind::Steered { .. } => {}
     }
     body.to_string()
 }

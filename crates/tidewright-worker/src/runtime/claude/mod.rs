@@ -20,6 +20,7 @@ use super::agents::AgentSettings;
 use super::attempt::{Attempt, Ended};
 use super::process::{basic_environment, describe_exit};
 use super::session::TranscriptPlaces;
+use super::steer::Input;
 use crate::mcp::{SERVER_NAME, agent_config};
 use crate::metrics::Fault;
 use crate::secrets::Redactor;
@@ -75,12 +76,23 @@ impl AgentRuntime for ClaudeCode {
         )
     }
 
+    /// Its prompt, and people's messages while it runs, go through its
+    /// streaming input (`--input-format stream-json`), one user message a
+    /// line; each is echoed back as the session takes it.
+    fn input(step: &AgentStep<Self>, launch: &Launch, stream: &mut ClaudeRun) -> Option<Input> {
+        Some(Input {
+            prompt: launch.prompt(&step.spec.prompt),
+            encode: user_message,
+            progress: stream.watched(),
+            steers: launch.attempt.steers.clone(),
+            log: None,
+        })
+    }
+
     fn command(step: &AgentStep<Self>, launch: &Launch) -> (Command, BTreeMap<String, String>) {
         let mut command = Command::new(&step.settings.bin);
-        let prompt = launch.prompt(&step.spec.prompt);
         command.args(args(
             step.spec,
-            prompt,
             step.settings,
             max_turns(step.spec),
             launch.resume,
@@ -141,14 +153,24 @@ fn ended(
     ended
 }
 
-/// The CLI's argv. The prompt follows `-p` directly: a list flag such as
-/// `--allowedTools A B` would swallow a positional prompt after it, so list
-/// values are given as one `--flag=a,b` argument. With `tidewright_bin`, the
-/// agent gets tidewright's shared-state tools (`tidewright mcp`) and only those MCP
-/// servers, and may call them.
+/// One user message as the CLI's streaming input reads it: a JSON line.
+fn user_message(text: &str) -> String {
+    let mut line = serde_json::json!({
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// The CLI's argv. The prompt is not in it: it goes through the streaming
+/// input (see [`ClaudeCode::input`]), where people's messages follow it.
+/// List values are given as one `--flag=a,b` argument. With
+/// `tidewright_bin`, the agent gets tidewright's shared-state tools
+/// (`tidewright mcp`) and only those MCP servers, and may call them.
 fn args(
     spec: &ClaudeCodeSpec,
-    prompt: String,
     settings: &AgentSettings,
     max_turns: u32,
     resume: Option<&str>,
@@ -156,7 +178,11 @@ fn args(
 ) -> Vec<String> {
     let mut args = vec![
         "-p".to_string(),
-        prompt,
+        "--input-format".into(),
+        "stream-json".into(),
+        // Each message echoed back as the session takes it: the input
+        // closes once every one written is taken and its turn ended.
+        "--replay-user-messages".into(),
         "--output-format".into(),
         "stream-json".into(),
         // stream-json requires it.

@@ -12,6 +12,7 @@ use crate::runtime::agent::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::process::LineReader;
 use crate::runtime::repeats::ToolCall;
+use crate::runtime::steer::Progress;
 use crate::secrets::Redactor;
 
 /// What has been read of one CLI run so far.
@@ -33,6 +34,11 @@ pub struct ClaudeRun {
     limit_event: Option<LimitEvent>,
     /// The tool calls read and not yet taken.
     calls: Vec<ToolCall>,
+    /// For a run fed through its streaming input: the messages it took and
+    /// the turns it ended, which say when its input may close.
+    progress: Option<tokio::sync::watch::Sender<Progress>>,
+    /// Messages replayed: the prompt, then each person's message.
+    replayed: u32,
 }
 
 impl ClaudeRun {
@@ -40,6 +46,19 @@ impl ClaudeRun {
         ClaudeRun {
             max_turns,
             ..ClaudeRun::default()
+        }
+    }
+
+    /// Its progress as its lines are read, for what feeds its input.
+    pub fn watched(&mut self) -> tokio::sync::watch::Receiver<Progress> {
+        let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+        self.progress = Some(tx);
+        rx
+    }
+
+    fn tell(&self, change: impl FnOnce(&mut Progress)) {
+        if let Some(progress) = &self.progress {
+            progress.send_modify(change);
         }
     }
 
@@ -128,8 +147,26 @@ impl LineReader for ClaudeRun {
                     cost: self.spent(),
                 }]
             }
+            Ok(Line::Replayed(said)) => {
+                self.replayed += 1;
+                self.tell(|p| p.replayed += 1);
+                // The first is the prompt; each after it a person's
+                // message, now in the session.
+                if self.replayed > 1 {
+                    let mut line = format!("the agent took the message: {said}");
+                    tidewright_core::truncate_at_char_boundary(&mut line, 500);
+                    vec![log(line)]
+                } else {
+                    Vec::new()
+                }
+            }
             Ok(Line::Result(result)) => {
+                let failed = result.failure(None).is_some();
                 self.result = Some(*result);
+                self.tell(|p| {
+                    p.results += 1;
+                    p.failed = failed;
+                });
                 Vec::new()
             }
             Ok(Line::Other) => Vec::new(),

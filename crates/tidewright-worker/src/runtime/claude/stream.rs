@@ -36,7 +36,11 @@ pub enum Line {
     /// which limit it was (`five_hour`, `seven_day`, ...). Events that only
     /// report usage (`allowed`, `allowed_warning`) are [`Line::Other`].
     RateLimited(LimitEvent),
-    /// The final line: how the run ended and what it cost.
+    /// A user message written to the CLI's streaming input, echoed back
+    /// (`--replay-user-messages`) as the session takes it: the prompt, or
+    /// a person's message steering the agent.
+    Replayed(String),
+    /// The final line of a turn: how it ended and what it cost.
     Result(Box<RunResult>),
     /// Lines tidewright has no use for (tool results, other system lines).
     Other,
@@ -232,6 +236,15 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
                 log: logs.join("\n"),
                 calls: tool_calls(&message["content"]),
             })
+        }
+        (Some("user"), _) if value["isReplay"].as_bool() == Some(true) => {
+            let said: Vec<String> = value["message"]["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|block| block["text"].as_str().map(str::to_string))
+                .collect();
+            Ok(Line::Replayed(said.join("\n")))
         }
         (Some("rate_limit_event"), _) => {
             let info = &value["rate_limit_info"];
