@@ -70,6 +70,10 @@ async def main():
             sleeper = await call(
                 "submit_task", {"task": {"name": "sleeper", "steps": [shell("nap", "sleep 600")]}}
             )
+            # Only an agent's session takes a message: the refusal says so.
+            report["steer_task"] = await call(
+                "steer_task", {"taskId": sleeper["taskId"], "step": "nap", "message": "Hurry up."}
+            )
             report["cancel_task"] = await call("cancel_task", {"taskId": sleeper["taskId"]})
             # A grandchild is one level deeper than the limit the test sets.
             report["deeper"] = await call(

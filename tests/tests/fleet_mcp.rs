@@ -123,6 +123,7 @@ async fn a_lead_step_fans_out_through_the_mcp_tools_and_its_children_live_and_en
         "state_delete",
         "state_get",
         "state_put",
+        "steer_task",
         "submit_task",
         "submit_template",
         "task_logs",
@@ -164,6 +165,12 @@ async fn a_lead_step_fans_out_through_the_mcp_tools_and_its_children_live_and_en
             .any(|l| l["line"] == "hello from the child"),
         "{}",
         report["task_logs"]
+    );
+    let steered = report["steer_task"]["error"].as_str().unwrap_or_default();
+    assert!(
+        steered.contains("step nap is not an agent's"),
+        "{}",
+        report["steer_task"]
     );
     assert_eq!(report["cancel_task"]["state"], "cancelled");
     let listed = report["list_tasks"]["tasks"].as_array().expect("tasks");
@@ -470,6 +477,7 @@ async fn an_mcp_client_outside_tidewright_runs_tasks_through_the_http_endpoint_a
             "cancel_task",
             "get_task",
             "list_tasks",
+            "steer_task",
             "submit_task",
             "submit_template",
             "task_logs",

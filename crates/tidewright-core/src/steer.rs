@@ -5,8 +5,9 @@
 use crate::error::Error;
 use crate::spec::{CLAUDE_CODE, Runtime, StepSpec};
 
-/// The longest message: a paragraph of direction, not a new prompt.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// The longest message, in characters (as a JSON schema counts them): a
+/// paragraph of direction, not a new prompt.
+pub const MAX_MESSAGE_CHARS: usize = 16 * 1024;
 
 /// How a message reaches the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl Delivery {
     }
 }
 
-/// A message is text: not blank, no NUL, at most [`MAX_MESSAGE_BYTES`].
+/// A message is text: not blank, no NUL, at most [`MAX_MESSAGE_CHARS`].
 pub fn validate_message(message: &str) -> Result<(), Error> {
     let invalid = |why: String| Error::Invalid {
         field: "message".into(),
@@ -36,10 +37,10 @@ pub fn validate_message(message: &str) -> Result<(), Error> {
     if message.trim().is_empty() {
         return Err(invalid("is blank".into()));
     }
-    if message.len() > MAX_MESSAGE_BYTES {
+    let chars = message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
         return Err(invalid(format!(
-            "is {} bytes; at most {MAX_MESSAGE_BYTES}",
-            message.len()
+            "is {chars} characters; at most {MAX_MESSAGE_CHARS}"
         )));
     }
     if message.contains('\0') {
@@ -109,9 +110,10 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_text_of_at_most_16_kib_naming_the_field() {
+    fn a_message_is_text_of_at_most_16384_characters_naming_the_field() {
         assert!(validate_message("Use the v2 API instead.").is_ok());
-        for bad in ["", "  \n", "a\0b", &"x".repeat(MAX_MESSAGE_BYTES + 1)] {
+        assert!(validate_message(&"é".repeat(MAX_MESSAGE_CHARS)).is_ok());
+        for bad in ["", "  \n", "a\0b", &"x".repeat(MAX_MESSAGE_CHARS + 1)] {
             match validate_message(bad) {
                 Err(Error::Invalid { field, .. }) => assert_eq!(field, "message"),
                 other => panic!("{bad:?}: {other:?}"),

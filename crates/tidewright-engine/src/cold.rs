@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tidewright_core::{Capabilities, QueueKey, ReadyQueue, StepState, TaskState};
 use tidewright_store::QueuedTask;
 
-use crate::shares::Shares;
+use crate::tenants::Shares;
 
 use crate::effects::Effect;
 use crate::engine::Engine;

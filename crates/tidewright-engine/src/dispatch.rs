@@ -14,7 +14,7 @@ use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::handle::{Admitted, FleetNow, QueueDepth, WorkerNow};
 use crate::live::{Active, Claim, Holder, new_active};
-use crate::shares::count_start;
+use crate::tenants::count_start;
 use crate::to_worker::{Assignment, Resume, ToWorker};
 use crate::workers::pool_of;
 

@@ -70,7 +70,7 @@ pub struct Engine {
     pub(crate) timers: Timers,
     pub(crate) budgets: Budgets,
     /// Tenants' weights and caps on running steps (see `shares`).
-    pub(crate) shares: crate::shares::Shares,
+    pub(crate) shares: crate::tenants::Shares,
     pub(crate) round: Round,
     pub(crate) effects: mpsc::UnboundedSender<(Commit, Vec<Effect>)>,
     pub(crate) metrics: Arc<Metrics>,

@@ -280,7 +280,7 @@ pub(super) enum Command {
     },
     /// A message for a running agent step's session.
     Steer {
-        steer: crate::steer::Steer,
+        steer: Steer,
         reply: oneshot::Sender<Result<Steered, Error>>,
     },
     /// A tenant's share, already stored, takes effect.
@@ -359,6 +359,16 @@ pub(super) enum Command {
 
 /// A tenant, its budget, and what it spent in the current day and month.
 pub type TenantSpending = (String, TenantBudget, Cost, Cost);
+
+/// A message for a running step's agent, and who sent it.
+#[derive(Debug, Clone)]
+pub struct Steer {
+    pub task_id: String,
+    pub step_id: String,
+    pub message: String,
+    pub from: String,
+    pub follow_up: bool,
+}
 
 /// The attempt a steering message went to, how it reaches the agent, and
 /// when the round recording it commits.
@@ -542,7 +552,7 @@ impl EngineHandle {
     /// recorded.
     pub async fn steer(
         &self,
-        steer: crate::steer::Steer,
+        steer: Steer,
     ) -> Result<(u32, tidewright_core::steer::Delivery), Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Steer { steer, reply }).await?;

@@ -18,13 +18,14 @@
 //! pauses `limits` keeps, what the fleet offers), `cold::ColdQueue` (the
 //! backlog still to be read back and the cold tasks of a deep queue),
 //! `retention::Sweeper` (what the sweep decided by), `tenants` (budgets,
-//! spend, and the spent gate the way in checks), `timers` (retries waiting
+//! spend, the spent gate the way in checks, and shares), `timers` (retries waiting
 //! out their backoff, approvals that time out). The modules that decide
 //! add their methods to the engine: `create` makes tasks; `apply` records
 //! the state machine's changes; `dispatch` schedules ready steps onto
 //! workers; `results` takes what workers report (and retries and cancels);
 //! `approval` holds steps at their human gates; `budget` pauses what
-//! crosses a budget; `limits` pauses a pool's agents at a provider's limit;
+//! crosses a budget; `shares` holds dispatch to tenants' weights and caps;
+//! `steer` sends people's messages to running agents; `limits` pauses a pool's agents at a provider's limit;
 //! `verify` decides verified steps' rounds; `land` says each landing's
 //! verdict (the queue of a base is `dispatch`'s holding);
 //! `recovery` drops silent workers and rebuilds after a restart; `cold`
@@ -51,8 +52,7 @@ use crate::hub::Hub;
 use crate::limits::Pauses;
 use crate::metrics::Metrics;
 use crate::retention::Sweeper;
-use crate::shares::Shares;
-use crate::tenants::Budgets;
+use crate::tenants::{Budgets, Shares};
 use crate::timers::Timers;
 use crate::workers::{Fleet, Workers};
 
@@ -88,7 +88,7 @@ pub mod retention;
 mod review;
 pub mod seeds;
 mod shares;
-pub mod steer;
+mod steer;
 mod tenants;
 mod timers;
 mod to_worker;
@@ -103,7 +103,7 @@ pub use engine::{DEFAULT_HOT_TASKS, Engine, Settings};
 pub use error::Error;
 pub use handle::{
     Admitted, AttemptEnd, CancelAnswer, Decision, EgressReport, EngineHandle, FleetNow, Gone,
-    LandingQueue, QueueDepth, QueuedLanding, RateLimited, StepResult, TenantShareNow,
+    LandingQueue, QueueDepth, QueuedLanding, RateLimited, Steer, StepResult, TenantShareNow,
     TenantSpending, WorkerInfo, WorkerNow,
 };
 pub use limits::DEFAULT_LIMIT_BACKOFF;

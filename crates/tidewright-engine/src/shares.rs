@@ -8,57 +8,15 @@
 //! and a new leader holds the caps from its first round. It costs a pass
 //! over the running steps per round, and only when some tenant has a cap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use tidewright_core::{TaskSpec, TenantShare};
+use tidewright_core::TenantShare;
 use tokio::sync::oneshot;
 
 use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::handle::TenantShareNow;
-
-/// Tenants' shares as admins set them; a tenant without one has weight 1
-/// and no cap.
-#[derive(Default)]
-pub(crate) struct Shares {
-    set: HashMap<String, TenantShare>,
-}
-
-impl Shares {
-    pub(crate) fn new(set: HashMap<String, TenantShare>) -> Self {
-        Shares { set }
-    }
-
-    /// A task's key within its tenant's share, from its spec (see
-    /// [`TenantShare::key_of`]).
-    pub(crate) fn key_of(&self, tenant: &str, spec: &TaskSpec) -> String {
-        let repo = spec.repo.as_ref().map(|r| r.url.as_str());
-        self.key_of_parts(tenant, repo, &spec.labels).to_string()
-    }
-
-    /// As [`Shares::key_of`], from a cold task's repository and labels.
-    pub(crate) fn key_of_parts<'a>(
-        &self,
-        tenant: &str,
-        repo: Option<&'a str>,
-        labels: &'a BTreeMap<String, String>,
-    ) -> &'a str {
-        self.set
-            .get(tenant)
-            .map_or("", |share| share.key_of(repo, labels))
-    }
-
-    /// The tenants with a cap, and their caps.
-    fn caps(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.set
-            .iter()
-            .filter_map(|(t, s)| s.max_running.map(|cap| (t.as_str(), cap)))
-    }
-}
-
-/// For the tenants with a cap on running steps: how many run now, and the
-/// cap. Dispatch counts what it hands out against it.
-pub(crate) type Capped = HashMap<String, (usize, u32)>;
+use crate::tenants::Capped;
 
 impl Engine {
     /// Gives the queue each stored tenant's weight (on start).
@@ -150,20 +108,5 @@ impl Engine {
             self.queue.set_capped(tenant, running >= cap as usize);
         }
         capped
-    }
-}
-
-/// Counts a step handed to `tenant` against its cap; holds the tenant back
-/// once it is at it.
-pub(crate) fn count_start(
-    capped: &mut Capped,
-    queue: &mut tidewright_core::ReadyQueue<(std::sync::Arc<str>, usize)>,
-    tenant: &str,
-) {
-    if let Some((running, cap)) = capped.get_mut(tenant) {
-        *running += 1;
-        if *running >= *cap as usize {
-            queue.set_capped(tenant, true);
-        }
     }
 }

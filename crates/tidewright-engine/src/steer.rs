@@ -11,17 +11,8 @@ use tokio::sync::oneshot;
 use crate::effects::Effect;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::handle::Steer;
 use crate::to_worker::ToWorker;
-
-/// A message for a running step's agent, and who sent it.
-#[derive(Debug, Clone)]
-pub struct Steer {
-    pub task_id: String,
-    pub step_id: String,
-    pub message: String,
-    pub from: String,
-    pub follow_up: bool,
-}
 
 impl Engine {
     /// Sends `steer` to the worker running its step; answers the attempt

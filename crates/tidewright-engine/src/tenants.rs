@@ -1,13 +1,17 @@
-//! The tenants whose budget is spent now: shared between the engine, which
+//! What the engine knows of tenants: their budgets and spend, and the
+//! tenants whose budget is spent now (shared between the engine, which
 //! keeps it current, and the way in, which refuses their submits before
-//! anything is stored.
+//! anything is stored); and their shares of the fleet, which dispatch
+//! holds to (see `shares`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidewright_core::calendar::now_micros;
-use tidewright_core::{Cost, Exhausted, Micros, TenantBudget, TenantSpend, Window};
+use tidewright_core::{
+    Cost, Exhausted, Micros, TaskSpec, TenantBudget, TenantShare, TenantSpend, Window,
+};
 use tidewright_store::Store;
 
 use crate::error::Error;
@@ -163,4 +167,62 @@ pub struct StoredTenants {
     pub limits: HashMap<String, tidewright_core::TenantBudget>,
     pub spend: HashMap<String, tidewright_core::TenantSpend>,
     pub shares: HashMap<String, tidewright_core::TenantShare>,
+}
+
+/// Tenants' shares as admins set them; a tenant without one has weight 1
+/// and no cap.
+#[derive(Default)]
+pub(crate) struct Shares {
+    pub(crate) set: HashMap<String, TenantShare>,
+}
+
+impl Shares {
+    pub(crate) fn new(set: HashMap<String, TenantShare>) -> Self {
+        Shares { set }
+    }
+
+    /// A task's key within its tenant's share, from its spec (see
+    /// [`TenantShare::key_of`]).
+    pub(crate) fn key_of(&self, tenant: &str, spec: &TaskSpec) -> String {
+        let repo = spec.repo.as_ref().map(|r| r.url.as_str());
+        self.key_of_parts(tenant, repo, &spec.labels).to_string()
+    }
+
+    /// As [`Shares::key_of`], from a cold task's repository and labels.
+    pub(crate) fn key_of_parts<'a>(
+        &self,
+        tenant: &str,
+        repo: Option<&'a str>,
+        labels: &'a BTreeMap<String, String>,
+    ) -> &'a str {
+        self.set
+            .get(tenant)
+            .map_or("", |share| share.key_of(repo, labels))
+    }
+
+    /// The tenants with a cap, and their caps.
+    pub(crate) fn caps(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.set
+            .iter()
+            .filter_map(|(t, s)| s.max_running.map(|cap| (t.as_str(), cap)))
+    }
+}
+
+/// For the tenants with a cap on running steps: how many run now, and the
+/// cap. Dispatch counts what it hands out against it.
+pub(crate) type Capped = HashMap<String, (usize, u32)>;
+
+/// Counts a step handed to `tenant` against its cap; holds the tenant back
+/// once it is at it.
+pub(crate) fn count_start(
+    capped: &mut Capped,
+    queue: &mut tidewright_core::ReadyQueue<(std::sync::Arc<str>, usize)>,
+    tenant: &str,
+) {
+    if let Some((running, cap)) = capped.get_mut(tenant) {
+        *running += 1;
+        if *running >= *cap as usize {
+            queue.set_capped(tenant, true);
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The fleet's tools: a lead agent submits tasks (a task file's fields, or
 //! a template with its parameters) that other agents run, waits for them,
-//! reads their results and logs, lists and cancels them. Each call goes to
+//! reads their results and logs, lists, steers and cancels them. Each call goes to
 //! the control plane with the step's token, which makes every task the
 //! agent submits a child of its own task: in its tenant, cancelled when it
 //! ends, and within the control plane's depth and fan-out limits. The
@@ -56,6 +56,10 @@ pub trait TaskCalls: Send + Sync {
     ) -> Result<v1::ListTasksResponse, Status>;
     async fn cancel_task(&self, request: v1::CancelTaskRequest) -> Result<v1::Task, Status>;
     async fn watch_task(&self, request: v1::WatchTaskRequest) -> Result<WatchedEvents, Status>;
+    async fn steer_step(
+        &self,
+        request: v1::SteerStepRequest,
+    ) -> Result<v1::SteerStepResponse, Status>;
 }
 
 type Client = TaskServiceClient<InterceptedService<Replicas, Bearer>>;
@@ -93,6 +97,14 @@ impl TaskCalls for Client {
     }
     async fn cancel_task(&self, request: v1::CancelTaskRequest) -> Result<v1::Task, Status> {
         Ok(Client::cancel_task(&mut self.clone(), request)
+            .await?
+            .into_inner())
+    }
+    async fn steer_step(
+        &self,
+        request: v1::SteerStepRequest,
+    ) -> Result<v1::SteerStepResponse, Status> {
+        Ok(Client::steer_step(&mut self.clone(), request)
             .await?
             .into_inner())
     }
@@ -308,6 +320,28 @@ impl FleetTools {
         let task = self.get_task(args).await?;
         Ok(json!({"taskId": task_id, "state": task["state"], "message": task["message"]}))
     }
+
+    /// Tells a running agent step of a task this task submitted something
+    /// (into its turn, or once its turn ends): a lead agent steering a
+    /// child that goes the wrong way.
+    pub(super) async fn steer_task(&self, args: &JsonObject) -> Result<Value, String> {
+        let follow_up = match args.get("followUp") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("followUp: must be true or false".into()),
+        };
+        let steered = self
+            .calls
+            .steer_step(v1::SteerStepRequest {
+                task_id: text(args, "taskId")?,
+                step_id: text(args, "step")?,
+                message: text(args, "message")?,
+                follow_up,
+            })
+            .await
+            .map_err(|s| refusal(&s))?;
+        Ok(json!({"attempt": steered.attempt, "delivery": steered.delivery}))
+    }
 }
 
 /// An optional string argument; empty when absent.
@@ -426,7 +460,24 @@ pub(super) fn tools() -> Vec<Tool> {
         Tool::new(
             "cancel_task",
             "Cancel a task this task submitted; its running steps stop.",
-            schema(json!({"taskId": task_id}), &["taskId"]),
+            schema(json!({"taskId": task_id.clone()}), &["taskId"]),
+        ),
+        Tool::new(
+            "steer_task",
+            "Tell a running Claude Code step of a task this task submitted something, without \
+             stopping it: the message reaches its model within the turn under way (or, with \
+             followUp, once the turn ends). Answers the attempt it went to and how.",
+            schema(
+                json!({
+                    "taskId": task_id,
+                    "step": {"type": "string", "description": "The running agent step's id."},
+                    "message": {"type": "string", "maxLength": 16384,
+                                "description": "What to tell the agent."},
+                    "followUp": {"type": "boolean",
+                                 "description": "After its current turn rather than into it."},
+                }),
+                &["taskId", "step", "message"],
+            ),
         ),
     ]
 }

@@ -102,6 +102,7 @@ impl Tools {
             ("task_logs", _) => self.fleet.task_logs(&args).await,
             ("list_tasks", _) => self.fleet.list_tasks(&args).await,
             ("cancel_task", _) => self.fleet.cancel_task(&args).await,
+            ("steer_task", _) => self.fleet.steer_task(&args).await,
             (other, _) => {
                 return Err(McpError::invalid_params(
                     format!("there is no tool {other:?}"),
@@ -133,7 +134,7 @@ impl ServerHandler for Tools {
             .with_instructions(
                 "Shared state and messages between the agents and steps of one tidewright task, \
                  and the fleet: submit tasks (this task's children) to other agents, wait \
-                 for them, read their results and logs, list and cancel them.",
+                 for them, read their results and logs, list, steer and cancel them.",
             )
     }
 

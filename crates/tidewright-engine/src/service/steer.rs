@@ -6,7 +6,7 @@ use super::calls::SteerStep;
 use super::{Call, Tasks};
 use crate::access::Action;
 use crate::error::Error;
-use crate::steer::Steer;
+use crate::handle::Steer;
 
 impl Tasks {
     /// Sends the message; answers the attempt it went to and how it

@@ -6,7 +6,7 @@
 use tidewright_core::{ClaudeCodeSpec, EventKind};
 
 use super::*;
-use crate::steer::Steer;
+use crate::handle::Steer;
 
 fn claude(id: &str) -> StepSpec {
     StepSpec {

@@ -184,6 +184,15 @@ impl TaskCalls for AsCaller {
             self.tasks.cancel_task(call).await.map_err(refused)?,
         ))
     }
+    async fn steer_step(
+        &self,
+        request: v1::SteerStepRequest,
+    ) -> Result<v1::SteerStepResponse, Status> {
+        let call = Call::new(self.caller.clone(), wire::steer_step(request));
+        Ok(wire::steered(
+            self.tasks.steer_step(call).await.map_err(refused)?,
+        ))
+    }
     async fn watch_task(&self, request: v1::WatchTaskRequest) -> Result<WatchedEvents, Status> {
         let call = self.call(request, wire::watch_task);
         Ok(wire::events(

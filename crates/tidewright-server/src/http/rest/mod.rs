@@ -312,6 +312,26 @@ fn whole_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opti
     }
 }
 
+/// A whole number that may be negative (JSON Schema's integer: `379.0`
+/// is one), for a field whose range the service checks and names.
+fn whole_signed<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(f))
+            .map(|f| f as i64)
+    });
+    whole
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number")))
+}
+
 /// A whole number a route reads, at most [`rules::MAX_WHOLE`] (the
 /// document's int64), refused naming `field` otherwise.
 fn number<N: std::str::FromStr>(field: &str, value: &str) -> Result<N, ApiError> {
@@ -556,6 +576,12 @@ async fn reject_step(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SteerBody {
+    /// Not blank, no NUL, at most 16,384 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 16384,
+        pattern = "^[^\\x00]*\\S[^\\x00]*$"
+    )]
     message: String,
     /// After the current turn rather than into it.
     #[serde(default)]

@@ -11,11 +11,15 @@ use super::*;
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct TenantShareBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_signed")]
+    #[schema(minimum = 1, maximum = 1000)]
     weight: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_signed")]
+    #[schema(minimum = 0, maximum = 4294967295_i64)]
     max_running: Option<i64>,
+    /// `repo`, `label:<name>`, or empty for none.
     #[serde(default)]
+    #[schema(pattern = "^(repo|label:[A-Za-z0-9_./-]+)?$")]
     fairness_key: String,
 }
 
