@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use serde::Serialize;
+use tidewright_api::view::{TenantShareView, share_view};
 use tidewright_client::{Settings, v1};
 
 use crate::args::{Format, TenantCommand};
@@ -31,32 +31,8 @@ pub async fn tenant(settings: &Settings, command: TenantCommand) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// The JSON and YAML shape of one tenant's line.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ShareView {
-    tenant: String,
-    weight: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_running: Option<u32>,
-    running: u64,
-    waiting: u64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    fairness_key: String,
-}
-
 fn print_shares(tenants: &[v1::TenantShare], format: Format) -> anyhow::Result<()> {
-    let views: Vec<ShareView> = tenants
-        .iter()
-        .map(|t| ShareView {
-            tenant: t.tenant.clone(),
-            weight: t.weight,
-            max_running: t.max_running,
-            running: t.running,
-            waiting: t.waiting,
-            fairness_key: t.fairness_key.clone(),
-        })
-        .collect();
+    let views: Vec<TenantShareView> = tenants.iter().map(share_view).collect();
     if output::emit(&views, views.iter().map(|v| &v.tenant), format)? {
         return Ok(());
     }

@@ -13,11 +13,13 @@ use crate::v1;
 mod events;
 mod landings;
 mod seeds;
+mod shares;
 mod task;
 mod triggers;
 pub use events::{ConflictView, EventKindView, EventView, event_view};
 pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
 pub use seeds::{SeedView, seed_view};
+pub use shares::{TenantShareView, share_view};
 pub use task::{
     ApprovalView, AttemptView, BudgetView, CheckView, ChosenView, FailoverView, GradeView,
     LandView, RepoView, SetupView, StepView, TaskView, VerificationView, WorkView, task_view,

@@ -1,6 +1,7 @@
 //! The share routes: set a tenant's share of the fleet (admins), and list
 //! tenants' shares with their steps running and waiting.
 
+use tidewright_api::view::{TenantShareView, share_view};
 use tidewright_engine::service::SetTenantShare;
 
 use super::*;
@@ -23,36 +24,9 @@ pub(super) struct TenantShareBody {
     fairness_key: String,
 }
 
-/// A tenant's share, and how many of its steps run and wait now.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct TenantShareView {
-    tenant: String,
-    weight: u32,
-    /// Unset: no cap.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_running: Option<u32>,
-    running: u64,
-    waiting: u64,
-    /// `repo` or `label:<name>`; unset: none.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    fairness_key: String,
-}
-
 #[derive(Serialize, ToSchema)]
 pub(super) struct TenantShareList {
     tenants: Vec<TenantShareView>,
-}
-
-fn share_view(t: v1::TenantShare) -> TenantShareView {
-    TenantShareView {
-        tenant: t.tenant,
-        weight: t.weight,
-        max_running: t.max_running,
-        running: t.running,
-        waiting: t.waiting,
-        fairness_key: t.fairness_key,
-    }
 }
 
 #[utoipa::path(put, path = "/tenants/{tenant}/share", tag = "shares",
@@ -77,7 +51,7 @@ pub(super) async fn set_tenant_share(
         s.shares.set_tenant_share(r).await
     })
     .await?;
-    Ok(Json(share_view(wire::share(share))))
+    Ok(Json(share_view(&wire::share(share))))
 }
 
 #[utoipa::path(get, path = "/shares", tag = "shares",
@@ -94,7 +68,7 @@ pub(super) async fn list_shares(
     Ok(Json(TenantShareList {
         tenants: list
             .into_iter()
-            .map(|t| share_view(wire::share(t)))
+            .map(|t| share_view(&wire::share(t)))
             .collect(),
     }))
 }
