@@ -155,17 +155,6 @@ impl TenantShare {
         })
     }
 
-    /// Checks a share read whole (a file, a resource): the weight in range.
-    pub fn validate(&self, field: &str) -> Result<(), Error> {
-        TenantShare::from_signed(
-            Some(i64::from(self.weight)),
-            self.max_running.map(i64::from),
-            "",
-            field,
-        )
-        .map(|_| ())
-    }
-
     /// A task's key within the tenant's share ("" without a fairness key).
     pub fn key_of<'a>(
         &self,
@@ -221,7 +210,13 @@ mod tests {
             }
         }
         let read: TenantShare = serde_yaml::from_str("{weight: 0}").expect("parse");
-        assert!(read.validate("team-a").is_err());
+        let reread = TenantShare::from_signed(
+            Some(i64::from(read.weight)),
+            read.max_running.map(i64::from),
+            "",
+            "team-a",
+        );
+        assert!(reread.is_err(), "{reread:?}");
     }
 
     #[test]

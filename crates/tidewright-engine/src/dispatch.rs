@@ -372,8 +372,11 @@ impl Engine {
             .waiting_by_sharer()
             .map(|(tenant, waiting)| (tenant.to_string(), waiting))
             .collect();
-        let running_by_tenant: BTreeMap<String, usize> =
-            self.running_by_tenant().into_iter().collect();
+        let running_by_tenant: BTreeMap<String, usize> = self
+            .running_by_tenant()
+            .into_iter()
+            .map(|(tenant, n)| (tenant.to_string(), n))
+            .collect();
         FleetNow {
             workers,
             queue,

@@ -50,29 +50,31 @@ impl Engine {
     /// Each tenant with a share set, running or waiting (of `only`, or
     /// all): its share, and how many of its steps run and wait.
     pub(crate) fn tenant_shares(&self, only: Option<Vec<String>>) -> Vec<TenantShareNow> {
-        let mut running = self.running_by_tenant();
+        let running = self.running_by_tenant();
         let waiting: HashMap<&str, usize> = self.queue.waiting_by_sharer().collect();
-        let mut tenants: Vec<String> = self.shares.set.keys().cloned().collect();
-        tenants.extend(running.keys().cloned());
-        tenants.extend(waiting.keys().map(|t| t.to_string()));
-        tenants.sort();
+        let mut tenants: Vec<&str> = self.shares.set.keys().map(String::as_str).collect();
+        tenants.extend(running.keys());
+        tenants.extend(waiting.keys());
+        tenants.sort_unstable();
         tenants.dedup();
         tenants
             .into_iter()
-            .filter(|t| only.as_ref().is_none_or(|only| only.contains(t)))
+            .filter(|t| only.as_ref().is_none_or(|only| only.iter().any(|o| o == t)))
             .map(|t| {
-                let share = self.shares.set.get(&t).cloned().unwrap_or_default();
-                let waiting = waiting.get(t.as_str()).copied().unwrap_or(0);
-                let running = running.remove(&t).unwrap_or(0);
-                (t, share, running, waiting)
+                let share = self.shares.set.get(t).cloned().unwrap_or_default();
+                let waiting = waiting.get(t).copied().unwrap_or(0);
+                let running = running.get(t).copied().unwrap_or(0);
+                (t.to_string(), share, running, waiting)
             })
             .collect()
     }
 
     /// How many steps of each tenant run now: on workers, and left running
-    /// by a restart until their workers claim them.
-    pub(crate) fn running_by_tenant(&self) -> HashMap<String, usize> {
-        let mut running: HashMap<String, usize> = HashMap::new();
+    /// by a restart until their workers claim them. Keyed by the tasks'
+    /// own tenant names: no allocation per running step, as dispatch asks
+    /// each round while a tenant has a cap.
+    pub(crate) fn running_by_tenant(&self) -> HashMap<&str, usize> {
+        let mut running: HashMap<&str, usize> = HashMap::new();
         let workers = self
             .fleet
             .workers
@@ -81,7 +83,7 @@ impl Engine {
         let orphans = self.fleet.orphans.keys().map(|(task, _)| task);
         for task in workers.chain(orphans) {
             if let Some(active) = self.tasks.get(task) {
-                *running.entry(active.tenant.clone()).or_default() += 1;
+                *running.entry(active.tenant.as_str()).or_default() += 1;
             }
         }
         running
@@ -100,7 +102,7 @@ impl Engine {
             return capped;
         }
         for (tenant, n) in self.running_by_tenant() {
-            if let Some((running, _)) = capped.get_mut(&tenant) {
+            if let Some((running, _)) = capped.get_mut(tenant) {
                 *running = n;
             }
         }
