@@ -290,30 +290,36 @@ async fn list_tasks(
     }))
 }
 
-/// A count in a JSON body, as JSON Schema counts a whole number: `5`, or
-/// `5.0` as some clients write an integer; from 0 to [`rules::MAX_WHOLE`].
+/// A number in a JSON body as JSON Schema counts a whole one: `5`, or
+/// `5.0` as some clients write an integer; `None` for any other, or one
+/// past an i64.
+fn whole(number: &serde_json::Number) -> Option<i64> {
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(f))
+            .map(|f| f as i64)
+    })
+}
+
+/// A count in a JSON body, a [`whole`] number from 0 to
+/// [`rules::MAX_WHOLE`].
 fn whole_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     use serde::de::Error as _;
     let most = rules::MAX_WHOLE;
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    let whole = number.as_u64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && (0.0..=most as f64).contains(f))
-            .map(|f| f as u64)
-    });
-    match whole.filter(|n| *n <= most) {
-        Some(n) => Ok(Some(n)),
-        None => Err(D::Error::custom(format!(
+    match whole(&number).and_then(|n| u64::try_from(n).ok()) {
+        Some(n) if n <= most => Ok(Some(n)),
+        _ => Err(D::Error::custom(format!(
             "{number} is not a whole number from 0 to {most}"
         ))),
     }
 }
 
-/// A whole number that may be negative (JSON Schema's integer: `379.0`
-/// is one), for a field whose range the service checks and names.
+/// A [`whole`] number that may be negative, for a field whose range the
+/// service checks and names.
 fn whole_signed<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<i64>, D::Error> {
@@ -321,13 +327,7 @@ fn whole_signed<'de, D: serde::Deserializer<'de>>(
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    let whole = number.as_i64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(f))
-            .map(|f| f as i64)
-    });
-    whole
+    whole(&number)
         .map(Some)
         .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number")))
 }
