@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover bench-fair bench-seeds dist fuzz crds console images e2e-kind lint fmt
+.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover bench-fair bench-broker bench-seeds dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.2.0
 
@@ -77,6 +77,9 @@ bench-land:      ## 20 tasks landed on one base through its queue and merged wit
 
 bench-fair:      ## tenant a floods 200,000 tasks, then tenant b submits 100: b's submit→start p50 and p99, and each tenant's share of the starts while both wait
 	./scripts/bench.sh fair
+
+bench-broker:    ## what the credential broker adds to an HTTPS request to a brokered host (TLS ended, header put in, sent on), against the host direct
+	./scripts/bench.sh broker
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers
 	./scripts/bench.sh scale

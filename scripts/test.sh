@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./scripts/tools.sh
 # Steps run sandboxed, under bubblewrap (Debian's package).
 ./scripts/sandbox.sh
+# The credential broker's tests run Debian's gh (and curl) in a sandbox.
+./scripts/gh.sh
 # The claude-code tests run the real Claude Code CLI (from npm, cached).
 ./scripts/claude.sh
 ./scripts/codex.sh

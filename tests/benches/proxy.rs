@@ -108,6 +108,7 @@ async fn egress_once(table: &mut Table, api: &str, requests: usize) -> anyhow::R
         "bench",
         "tidewright".into(),
         Vec::new(),
+        Vec::new(),
         metrics,
     )
     .map_err(anyhow::Error::msg)?;
@@ -116,6 +117,7 @@ async fn egress_once(table: &mut Table, api: &str, requests: usize) -> anyhow::R
             egress.policy(None, None, None),
             None,
             std::sync::Arc::new(|_| {}),
+            None,
         )
         .await?;
     let mut tunnel = tokio::net::UnixStream::connect(gate.proxy_socket()).await?;

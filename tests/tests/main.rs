@@ -12,6 +12,7 @@ mod agents_dag;
 mod approvals;
 mod attempts;
 mod bad_input;
+mod broker;
 mod budgets;
 mod chart;
 mod checkpoints;

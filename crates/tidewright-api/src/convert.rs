@@ -165,6 +165,37 @@ impl From<&core::Egress> for v1::Egress {
     }
 }
 
+impl From<v1::Credential> for core::credential::Credential {
+    fn from(c: v1::Credential) -> Self {
+        let or = |value: String, default: &str| {
+            if value.is_empty() {
+                default.to_string()
+            } else {
+                value
+            }
+        };
+        core::credential::Credential {
+            host: c.host,
+            secret: c.secret,
+            header: or(c.header, "Authorization"),
+            format: or(c.format, "{}"),
+            env: c.env,
+        }
+    }
+}
+
+impl From<&core::credential::Credential> for v1::Credential {
+    fn from(c: &core::credential::Credential) -> Self {
+        v1::Credential {
+            host: c.host.clone(),
+            secret: c.secret.clone(),
+            header: c.header.clone(),
+            format: c.format.clone(),
+            env: c.env.clone(),
+        }
+    }
+}
+
 impl From<v1::RepoSpec> for core::RepoSpec {
     fn from(r: v1::RepoSpec) -> Self {
         core::RepoSpec {

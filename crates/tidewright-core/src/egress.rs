@@ -103,6 +103,14 @@ impl Rule {
         }
     }
 
+    /// The one host it names, when it is not a pattern.
+    pub fn exact_host(&self) -> Option<&str> {
+        match &self.host {
+            HostPattern::Exact(host) => Some(host),
+            _ => None,
+        }
+    }
+
     /// Whether it may open a non-public address: one host named with its
     /// port (see [`Match::Exact`]).
     pub fn opens_inside(&self) -> bool {

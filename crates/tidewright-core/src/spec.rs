@@ -158,6 +158,11 @@ pub struct StepSpec {
     /// (see [`crate::egress`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Egress>,
+    /// Secrets its worker's egress proxy adds to its HTTPS requests to
+    /// named hosts, which its processes never hold (see
+    /// [`crate::credential`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::credential::Credential>,
     /// What it may use of its worker; each unset one is its pool's, and
     /// each set one is held to the pool's (the lower wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -441,6 +446,7 @@ impl StepSpec {
             touches_strict: false,
             on_conflict: None,
             egress: None,
+            credentials: Vec::new(),
             limits: None,
             verify: None,
             attempts: None,
@@ -475,6 +481,7 @@ impl StepSpec {
             touches_strict: false,
             on_conflict: None,
             egress: None,
+            credentials: Vec::new(),
             limits: None,
             verify: None,
             attempts: None,

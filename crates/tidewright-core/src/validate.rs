@@ -158,6 +158,14 @@ pub fn validate(spec: &TaskSpec, limits: &Limits) -> Result<(), Error> {
         if let Some(egress) = &step.egress {
             validate_egress(egress, &format!("steps[{i}].egress"))?;
         }
+        if !step.credentials.is_empty() {
+            let (policy, lists) = crate::credential::submit_policy(
+                spec.egress.as_ref(),
+                step.egress.as_ref(),
+                spec.repo.as_ref().map(|r| r.url.as_str()),
+            );
+            crate::credential::validate(&step.credentials, i, &policy, &lists)?;
+        }
         if let Some(limits) = &step.limits {
             limits.validate(&format!("steps[{i}].limits"))?;
         }

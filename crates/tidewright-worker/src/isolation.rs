@@ -38,6 +38,7 @@ impl Isolation {
     ) -> Result<Isolation, Error> {
         egress::check(
             config.sandbox.egress_allow.as_deref(),
+            &config.sandbox.egress_hosts,
             config.sandbox.mode == SandboxMode::On,
         )
         .map_err(Error::Settings)?;
@@ -146,7 +147,8 @@ fn egress(
         }
     }
     services.dedup();
-    let egress = egress::Egress::new(allow, &config.pool, init, services, metrics.clone())
+    let names = egress::parse_names(&config.sandbox.egress_hosts).map_err(Error::Settings)?;
+    let egress = egress::Egress::new(allow, &config.pool, init, services, names, metrics.clone())
         .map_err(Error::Settings)?;
     Ok(Some(Arc::new(egress)))
 }

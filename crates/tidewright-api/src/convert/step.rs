@@ -88,6 +88,7 @@ impl From<v1::StepSpec> for core::StepSpec {
                 .filter(|p| !p.is_empty())
                 .map(|p| core::OnConflict::parse(&p)),
             egress: step.egress.map(Into::into),
+            credentials: step.credentials.into_iter().map(Into::into).collect(),
             limits: step.limits.map(Into::into),
             verify: step.verify.map(Into::into),
             attempts: step.attempts.map(|a| core::attempts::AttemptsSpec {
@@ -234,6 +235,7 @@ impl From<&core::StepSpec> for v1::StepSpec {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_default(),
             egress: step.egress.as_ref().map(Into::into),
+            credentials: step.credentials.iter().map(Into::into).collect(),
             limits: step.limits.as_ref().map(Into::into),
             verify: step.verify.clone().map(Into::into),
             attempts: step.attempts.as_ref().map(|a| v1::Attempts {

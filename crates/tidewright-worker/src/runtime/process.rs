@@ -383,8 +383,22 @@ async fn open_network(
     attempt: &Attempt,
     reports: &mpsc::UnboundedSender<FromAttempt>,
 ) -> Result<Option<crate::sandbox::egress::Gate>, String> {
+    let credentials = &attempt.step.credentials;
     let Some(egress) = &attempt.host.egress else {
+        // Without its proxy a step's credentials could only be handed to
+        // it: refused, never done another way.
+        if !credentials.is_empty() {
+            return Err(
+                "the step's credentials need the sandbox's egress proxy, and this worker runs steps without one (--sandbox=off, or no network relay)"
+                    .into(),
+            );
+        }
         return Ok(None);
+    };
+    let broker = if credentials.is_empty() {
+        None
+    } else {
+        Some(egress.broker(credentials, attempt.host.secrets_dir.as_deref())?)
     };
     let policy = egress.policy(
         attempt.task_egress.as_ref(),
@@ -402,7 +416,7 @@ async fn open_network(
             });
         });
     egress
-        .open(policy, attempt.repo.as_ref(), tell)
+        .open(policy, attempt.repo.as_ref(), tell, broker)
         .await
         .map(Some)
         .map_err(|e| format!("opening the step's network: {e}"))

@@ -99,6 +99,9 @@ pub struct SandboxSettings {
     pub hidden: Vec<PathBuf>,
     /// The pool's egress allow-list (`--egress-allow`); `None`: none.
     pub egress_allow: Option<Vec<String>>,
+    /// Names the egress proxy resolves itself (`--egress-host
+    /// NAME=ADDRESS`).
+    pub egress_hosts: Vec<String>,
     /// `tidewright-sandbox-net`, run first in each sandbox to relay its ways
     /// out; without it a sandboxed step has no network at all.
     pub init: Option<PathBuf>,
@@ -117,6 +120,7 @@ impl Default for SandboxSettings {
             shared: Vec::new(),
             hidden: Vec::new(),
             egress_allow: None,
+            egress_hosts: Vec::new(),
             init: None,
             etc_dir: None,
         }

@@ -279,6 +279,15 @@ pub struct SandboxArgs {
     #[arg(long, env = "TIDEWRIGHT_EGRESS_ALLOW", value_delimiter = ',')]
     pub egress_allow: Option<Vec<String>>,
 
+    /// A name the egress proxy resolves to an address before any DNS
+    /// lookup, as a hosts file would: `NAME=ADDRESS` (repeat, or separate
+    /// with `,`). For hosts the worker's resolver does not know, such as
+    /// an internal API a step's credential is for. The allow-lists still
+    /// judge the name, and a private address still needs an entry naming
+    /// the host with its port.
+    #[arg(long, env = "TIDEWRIGHT_EGRESS_HOST", value_delimiter = ',')]
+    pub egress_host: Vec<String>,
+
     /// The bubblewrap executable the sandbox is made with.
     #[arg(long, env = "TIDEWRIGHT_BWRAP", default_value = "bwrap")]
     pub bwrap: PathBuf,
@@ -334,6 +343,7 @@ impl SandboxArgs {
             // The worker adds its own directories.
             hidden: Vec::new(),
             egress_allow: self.egress_allow.clone(),
+            egress_hosts: self.egress_host.clone(),
             // Each sandbox's network is started by the relay beside this
             // binary, from the same build.
             init: std::env::current_exe().ok().and_then(|exe| {

@@ -14,6 +14,7 @@
 //! In the sandbox, `tidewright-sandbox-net` (its own crate) listens on loopback for each and relays to
 //! its socket. Anything that goes around the proxy finds no route.
 
+pub mod broker;
 mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -81,6 +82,12 @@ pub struct Egress {
     init: PathBuf,
     /// The control plane, the model proxy and the OTLP endpoint.
     services: Vec<Service>,
+    /// Names the proxy resolves to these addresses before any lookup
+    /// (`--egress-host`).
+    names: Arc<Vec<(String, IpAddr)>>,
+    /// How brokered hosts are reached: loaded at the first step with
+    /// credentials.
+    upstream: std::sync::OnceLock<Result<Arc<broker::Rustls>, String>>,
     metrics: Arc<WorkerMetrics>,
 }
 
@@ -90,6 +97,9 @@ pub(crate) struct Door {
     pool: String,
     tell: Teller,
     metrics: Arc<WorkerMetrics>,
+    names: Arc<Vec<(String, IpAddr)>>,
+    /// The step's credentials, added to its requests to their hosts.
+    broker: Option<broker::Broker>,
 }
 
 impl Door {
@@ -117,7 +127,14 @@ pub struct Gate {
 /// A pool's allow-list checked before the worker starts anything: each
 /// entry parses, and a sandbox will hold it (without one no list could
 /// be: it is refused, not ignored).
-pub fn check(allow: Option<&[String]>, sandboxed: bool) -> Result<(), String> {
+pub fn check(allow: Option<&[String]>, names: &[String], sandboxed: bool) -> Result<(), String> {
+    if !names.is_empty() && !sandboxed {
+        return Err(
+            "--egress-host needs the sandbox: steps run with --sandbox=off resolve names themselves"
+                .into(),
+        );
+    }
+    parse_names(names)?;
     let Some(allow) = allow else {
         return Ok(());
     };
@@ -133,6 +150,28 @@ fn parse_pool(allow: &[String]) -> Result<AllowList, String> {
     AllowList::parse(allow).map_err(|(n, why)| format!("--egress-allow {}: {why}", n + 1))
 }
 
+/// `--egress-host NAME=ADDRESS` entries, read: a name is a host name
+/// (lowercase), an address an IP address.
+pub fn parse_names(entries: &[String]) -> Result<Vec<(String, IpAddr)>, String> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (name, address) = entry.split_once('=').ok_or_else(|| {
+                format!("--egress-host {entry:?}: write NAME=ADDRESS (api.internal=10.0.0.5)")
+            })?;
+            let rule = tidewright_core::egress::Rule::parse(name)
+                .ok()
+                .filter(|r| r.port().is_none() && r.ip().is_none())
+                .and_then(|r| r.exact_host().map(str::to_string))
+                .ok_or_else(|| format!("--egress-host {entry:?}: {name:?} is not a host name"))?;
+            let ip = address.trim().parse::<IpAddr>().map_err(|_| {
+                format!("--egress-host {entry:?}: {address:?} is not an IP address")
+            })?;
+            Ok((rule, ip))
+        })
+        .collect()
+}
+
 impl Egress {
     /// `pool`: the worker's `--egress-allow` entries, if given; `init`:
     /// the `tidewright` binary; `services`: what steps reach as they are.
@@ -141,6 +180,7 @@ impl Egress {
         pool_name: &str,
         init: PathBuf,
         services: Vec<Service>,
+        names: Vec<(String, IpAddr)>,
         metrics: Arc<WorkerMetrics>,
     ) -> Result<Egress, String> {
         let pool = pool.map(parse_pool).transpose()?;
@@ -149,8 +189,28 @@ impl Egress {
             pool_name: pool_name.to_string(),
             init,
             services,
+            names: Arc::new(names),
+            upstream: std::sync::OnceLock::new(),
             metrics,
         })
+    }
+
+    /// Brokered hosts are reached trusting `roots` rather than the
+    /// worker's (a benchmark's own CA).
+    pub fn trusting(self, roots: Arc<broker::Rustls>) -> Egress {
+        let _ = self.upstream.set(Ok(roots));
+        self
+    }
+
+    /// A step's broker for `credentials`, their secrets read from
+    /// `secrets_dir`.
+    pub fn broker(
+        &self,
+        credentials: &[tidewright_core::credential::Credential],
+        secrets_dir: Option<&Path>,
+    ) -> Result<broker::Broker, String> {
+        let upstream = self.upstream.get_or_init(broker::worker_roots).clone()?;
+        broker::Broker::new(credentials, secrets_dir, upstream)
     }
 
     /// A step's policy: its pool's, task's and own lists, each that is
@@ -188,11 +248,16 @@ impl Egress {
     /// `repo` is the step's repository: its host is relayed too (as the
     /// services are, so `git` reaches it even at a loopback address, which
     /// `NO_PROXY` keeps from the proxy), each connection an event.
+    ///
+    /// With a `broker`, the step's credentials' hosts go through the proxy
+    /// (never a relay, nor `NO_PROXY`), and the step trusts the attempt's
+    /// CA beside the worker's roots.
     pub async fn open(
         &self,
         policy: Policy,
         repo: Option<&tidewright_core::RepoSpec>,
         tell: Teller,
+        broker: Option<broker::Broker>,
     ) -> std::io::Result<Gate> {
         let dir = std::env::temp_dir().join(format!(
             "tidewright-net-{}",
@@ -207,11 +272,24 @@ impl Egress {
             env: Vec::new(),
             _serving: Vec::new(),
         };
+        if let Some(broker) = &broker {
+            gate.env.extend(trust(&dir, broker)?);
+        }
+        let brokered: Vec<Service> = broker
+            .iter()
+            .flat_map(|b| b.destinations())
+            .map(|(host, port)| Service {
+                host: host.to_string(),
+                port,
+            })
+            .collect();
         let door = Arc::new(Door {
             policy,
             pool: self.pool_name.clone(),
             tell,
             metrics: self.metrics.clone(),
+            names: self.names.clone(),
+            broker,
         });
         // Told apart from tidewright's services, each connection an event: the
         // repository's host, and each loopback address a list names
@@ -226,7 +304,10 @@ impl Egress {
             .into_iter()
             .chain(loopback.map(|(host, port)| Service { host, port }))
         {
-            if !self.services.contains(&service) && !opened.contains(&service) {
+            if !self.services.contains(&service)
+                && !opened.contains(&service)
+                && !brokered.contains(&service)
+            {
                 opened.push(service);
             }
         }
@@ -378,6 +459,30 @@ fn repo_host(url: &str) -> Option<Service> {
     })
 }
 
+/// Writes what a brokered step trusts into its gate's directory: the
+/// attempt's CA, and a bundle of it and the roots the worker trusts
+/// (`SSL_CERT_FILE`'s, or the system's), so the hosts it reaches through
+/// tunnels verify as they did; the variables that point its clients at
+/// them, as the sandbox sees them.
+fn trust(dir: &Path, broker: &broker::Broker) -> std::io::Result<Vec<(String, String)>> {
+    let ca = broker.ca_pem();
+    let roots = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    let mut bundle = std::fs::read_to_string(&roots).unwrap_or_else(|e| {
+        tracing::warn!(roots = %roots.display(), error = %e, "a brokered step trusts its CA alone: the worker's roots could not be read");
+        String::new()
+    });
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str(&ca);
+    std::fs::write(dir.join("ca.pem"), &ca)?;
+    std::fs::write(dir.join("trust.pem"), bundle)?;
+    let inside = Path::new(INSIDE_DIR);
+    Ok(broker.env(&inside.join("trust.pem"), &inside.join("ca.pem")))
+}
+
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(0o700).create(dir)
@@ -444,6 +549,8 @@ mod tests {
                 let _ = reports.send(s);
             }),
             metrics: Arc::new(WorkerMetrics::new(1)),
+            names: Arc::new(Vec::new()),
+            broker: None,
         };
         let (mut step, proxy_end) = tokio::io::duplex(4096);
         let serving = tokio::spawn(async move { proxy::serve(proxy_end, &door).await });

@@ -30,7 +30,7 @@ struct Head {
 /// Serves one connection from the step to its end.
 pub(super) async fn serve<S>(mut client: S, door: &Door)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head = match read_head(&mut client).await {
         Ok(Some(head)) => head,
@@ -82,6 +82,18 @@ where
         {
             return;
         }
+        // A brokered host's TLS is the proxy's to end, for the credential
+        // to go in (plain HTTP to it goes as it is: never a secret in clear).
+        if let Some((broker, n)) = door
+            .broker
+            .as_ref()
+            .and_then(|b| b.covers(&host, port).map(|n| (b, n)))
+        {
+            if head.rest.is_empty() {
+                broker.serve(client, upstream, n, door).await;
+            }
+            return;
+        }
         if !head.rest.is_empty() && upstream.write_all(&head.rest).await.is_err() {
             return;
         }
@@ -124,8 +136,13 @@ impl Door {
             Verdict::Refused(why) => return Err(Refusal::refused(why)),
         };
         let host = normalize_host(host);
+        let named = self.names.iter().find(|(name, _)| *name == host);
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) if named.is_some() => named
+                .map(|(_, ip)| SocketAddr::new(*ip, port))
+                .into_iter()
+                .collect(),
             Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
                 Ok(found) => found.collect(),
                 Err(e) => {
