@@ -1,5 +1,5 @@
 # The commands the README names. Each is a thin wrapper over a script or cargo.
-.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover bench-fair bench-broker bench-seeds dist fuzz crds console images e2e-kind lint fmt
+.PHONY: release demo docs test api-check bench bench-soak bench-webhooks bench-schedules bench-repo bench-sandbox bench-proxy bench-agents bench-scale bench-verify bench-land bench-attempts bench-failover bench-fair bench-broker bench-steer bench-seeds dist fuzz crds console images e2e-kind lint fmt
 
 VERSION ?= 0.2.0
 
@@ -80,6 +80,9 @@ bench-fair:      ## tenant a floods 200,000 tasks, then tenant b submits 100: b'
 
 bench-broker:    ## what the credential broker adds to an HTTPS request to a brokered host (TLS ended, header put in, sent on), against the host direct
 	./scripts/bench.sh broker
+
+bench-steer:     ## from `tidewright steer` to the message reaching the provider, for a Claude Code step steered mid-turn
+	./scripts/bench.sh steer
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers
 	./scripts/bench.sh scale

@@ -253,7 +253,7 @@ export interface TaskEvent {
   seq: number;
   position?: number;
   time?: string;
-  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "setup" | "unknown";
+  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "setup" | "steered" | "unknown";
   state?: string;
   step?: string;
   attempt?: number;
@@ -267,6 +267,10 @@ export interface TaskEvent {
   waitsFor?: string;
   /// A step's: its dependencies' work that would not merge.
   conflict?: Conflict;
+  /// A steered event's: who sent the message, and how it went in
+  /// ("mid-turn", "after the turn").
+  from?: string;
+  delivery?: string;
   /// An egress event's: host:port, the verdict, and why it was refused.
   destination?: string;
   allowed?: boolean;
@@ -342,7 +346,7 @@ export const get = <T>(path: string) => call<T>("GET", path);
 /// and resumes after the last id. Returns what closes it.
 export function follow(path: string, onEvent: (event: TaskEvent) => void, onStart?: (position: number) => void): () => void {
   const source = new EventSource(`/api/v1${path}`, { withCredentials: true });
-  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification", "setup"];
+  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification", "setup", "steered"];
   for (const kind of kinds) {
     source.addEventListener(kind, (message) => onEvent(JSON.parse((message as MessageEvent).data)));
   }

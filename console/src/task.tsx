@@ -12,6 +12,7 @@ import { Attempts } from "./attempts";
 import { Review } from "./review";
 import { useThrottled } from "./hooks";
 import { Children, ParentLink } from "./family";
+import { Steer, steerable } from "./steer";
 
 /// Lines kept per step; the page shows the newest and more on request.
 const KEPT_LINES = 5000;
@@ -55,7 +56,7 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
   useEffect(() => {
     const onEvent = (event: TaskEvent) => {
       lastSeq.current = event.seq;
-      const told = ["log", "egress", "verification", "setup"].includes(event.type);
+      const told = ["log", "egress", "verification", "setup", "steered"].includes(event.type);
       if (told && event.step) {
         const lines = logs.current.get(event.step) ?? [];
         // A connection the step asked of its egress proxy, a verified
@@ -68,7 +69,9 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
               ? (event.message ?? "")
               : event.type === "setup"
                 ? `setup: ${event.setup?.summary ?? ""}`
-                : (event.line ?? "");
+                : event.type === "steered"
+                  ? `steered by ${event.from ?? ""} (${event.delivery ?? ""}): ${event.message ?? ""}`
+                  : (event.line ?? "");
         const stream = event.type === "log" ? (event.stream ?? "stdout") : event.type;
         lines.push({ seq: event.seq, attempt: event.attempt ?? 0, stream, line });
         if (lines.length > KEPT_LINES) lines.splice(0, lines.length - KEPT_LINES);
@@ -234,7 +237,9 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
           />
         ))}
       <Graph steps={steps} marks={marks} selected={selected} onSelect={setSelected} />
-      {step && <StepPanel step={step} task={task} mark={marks.get(step.id)} lines={logs.current.get(step.id) ?? []} version={logVersion} />}
+      {step && (
+        <StepPanel step={step} task={task} mark={marks.get(step.id)} lines={logs.current.get(step.id) ?? []} version={logVersion} canChange={canChange} />
+      )}
       <Children task={task} />
     </div>
   );
@@ -387,7 +392,21 @@ function Graph({
   );
 }
 
-function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Task; mark?: Mark; lines: LogLine[]; version: number }) {
+function StepPanel({
+  step,
+  task,
+  mark,
+  lines,
+  version,
+  canChange,
+}: {
+  step: Step;
+  task: Task;
+  mark?: Mark;
+  lines: LogLine[];
+  version: number;
+  canChange: boolean;
+}) {
   const [shown, setShown] = useState(SHOWN_LINES);
   const [followTail, setFollowTail] = useState(true);
   const tail = useRef<HTMLPreElement>(null);
@@ -512,6 +531,7 @@ function StepPanel({ step, task, mark, lines, version }: { step: Step; task: Tas
         ))}
         {!lines.length && <span class="empty">No log lines.</span>}
       </pre>
+      {canChange && steerable(step) && <Steer taskId={task.id} step={step} />}
       {step.output !== undefined && (
         <>
           <h3>Output</h3>

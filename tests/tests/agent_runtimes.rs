@@ -780,6 +780,171 @@ async fn getting_nowhere(
     (attempt.error.clone(), mock.requests().len())
 }
 
+/// A CLI that reads no input while it runs takes a person's message at the
+/// turn boundary: `tidewright steer` while its turn waits on the model
+/// stops it with its session kept, and the step runs again, uncounted,
+/// its session resumed with the message (the provider's next request holds
+/// the earlier conversation and the message); the event says so.
+async fn a_message_at_the_turn_boundary_resumes_its_session_with_it(cli: &Cli) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steer = format!("Use the v2 API instead ({}).", std::process::id());
+    let script = vec![
+        (cli.write)("notes.txt", "half done\n"),
+        // The turn waits on the model until the message stops it.
+        Reply::Hang,
+        Reply::Text("Ported, on the v2 API.".into()),
+    ];
+    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 1),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!(
+        "Write notes.txt, then port the client {}",
+        std::process::id()
+    );
+    let id = submit(&client, task("steered", vec![(cli.step)("port", &prompt)]))
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(60), || async {
+        (mock.requests().len() >= 2).then_some(())
+    })
+    .await
+    .expect("the turn waits on the model");
+    let said = stdout_of(server.cli().args(["steer", &id, "port", &steer]));
+    assert!(
+        said.contains("at the turn boundary: interrupted, then resumed with it"),
+        "{said}"
+    );
+    let events = events_until_done(&client, &id).await;
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("the resumed session finishes");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(!attempts[0].session_id.is_empty());
+    assert_eq!(
+        attempts[1].session_id, attempts[0].session_id,
+        "the same session goes on"
+    );
+    // The provider's next request is the same conversation, with the
+    // message.
+    let requests = mock.requests();
+    let last = requests.last().expect("a request").to_string();
+    assert!(last.contains(&steer), "{last}");
+    assert!(last.contains(&prompt), "the earlier conversation: {last}");
+    assert!(
+        !requests[..requests.len() - 1]
+            .iter()
+            .any(|r| r.to_string().contains(&steer))
+    );
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output JSON");
+    assert_eq!(output["result"], "Ported, on the v2 API.");
+    let steered: Vec<&v1::StepSteered> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::event::Kind::Steered(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steered.len(), 1, "{events:?}");
+    assert_eq!(
+        steered[0].delivery,
+        "at the turn boundary: interrupted, then resumed with it"
+    );
+    assert!(
+        log_of(&events, 2)
+            .iter()
+            .any(|l| l.starts_with("steered: the agent's session resumes with the message")),
+        "{:?}",
+        log_of(&events, 2)
+    );
+    // Not the step's failure: its retry policy (none) was not spent.
+    assert_eq!(task.steps[0].state, v1::StepState::Succeeded as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_takes_a_message_at_the_turn_boundary_in_its_own_session() {
+    a_message_at_the_turn_boundary_resumes_its_session_with_it(&CODEX).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gemini_cli_takes_a_message_at_the_turn_boundary_in_its_own_session() {
+    a_message_at_the_turn_boundary_resumes_its_session_with_it(&GEMINI_CLI).await;
+}
+
+/// A follow-up for Codex lets its turn end, then resumes its session with
+/// the message instead of ending the step there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_takes_a_follow_up_after_its_turn_in_its_own_session() {
+    let cli = &CODEX;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = dir.path().join("gate");
+    let script = vec![
+        Reply::codex_command(&wait_for_gate(&gate)),
+        Reply::Text("Ported.".into()),
+        Reply::Text("Tests added too.".into()),
+    ];
+    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    let _worker = (cli.start)(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&[cli.runtime], 1),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let prompt = format!("Port the client {}", std::process::id());
+    let id = submit(&client, task("followed", vec![(cli.step)("port", &prompt)]))
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(60), || async {
+        (!mock.requests().is_empty()).then_some(())
+    })
+    .await
+    .expect("the turn is under way");
+    let said =
+        stdout_of(
+            server
+                .cli()
+                .args(["steer", &id, "port", "Now add tests.", "--follow-up"]),
+        );
+    assert!(
+        said.contains("after the turn: its session resumed with it"),
+        "{said}"
+    );
+    std::fs::write(&gate, "").expect("gate");
+    let task = wait_succeeded(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("succeeds");
+    let attempts = &task.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].state, v1::StepState::Succeeded as i32);
+    assert_eq!(attempts[1].session_id, attempts[0].session_id);
+    let requests = mock.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "a turn after the first, for the follow-up"
+    );
+    assert!(!requests[1].to_string().contains("Now add tests."));
+    let last = requests[2].to_string();
+    assert!(
+        last.contains("Now add tests.") && last.contains(&prompt),
+        "{last}"
+    );
+    let output: Value = serde_json::from_str(&task.steps[0].output_json).expect("output JSON");
+    assert_eq!(output["result"], "Tests added too.", "the last turn's");
+}
+
 /// The suite, once per runtime: a module of tests per row.
 macro_rules! suite {
     ($($module:ident => $cli:expr),* $(,)?) => {$(

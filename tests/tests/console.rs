@@ -1615,3 +1615,103 @@ async fn on_a_repository(
     drop(shell);
     (git, secrets, http, server)
 }
+
+/// A running Claude Code step's page takes a message for its agent: sent
+/// into the turn under way (the mock's next request carries it), said on
+/// the page, and in the step's log as the steered event and the agent's
+/// echo; a finished step's page offers no form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_steps_page_sends_it_a_message_shown_in_its_log() {
+    use tidewright_api::v1;
+    use tidewright_tests::provider::{Api, Mock, Reply};
+
+    const STEER: &str = "Use the v2 API instead.";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = dir.path().join("gate");
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_bash(&wait_for_gate(&gate)),
+            Reply::Text("Ported, on the v2 API.".into()),
+        ],
+    )
+    .await
+    .expect("mock");
+    let http = free_addr();
+    let (server, shell) = start_with_roles(&dir.path().join("server"), &http, &[], 1)
+        .await
+        .expect("server");
+    drop(shell);
+    let _agent = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["claude-code"], 1),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let request = task(
+        "steered",
+        vec![claude_step("port", "Port the client.", &["Bash"])],
+    );
+    let id = submit(&client, request).await.expect("submit");
+    wait_step(&client, &id, "port", v1::StepState::Running)
+        .await
+        .expect("running");
+
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/tasks/{id}"),
+        "tidewright_dev",
+    )
+    .await;
+    browser
+        .count_until("g[data-step=port]", 1, LIVE)
+        .await
+        .expect("the step drawn");
+    browser.click("g[data-step=port]").await.expect("the step");
+    type_over(&browser, "[data-test=steer-message]", STEER).await;
+    browser.click("[data-test=steer-send]").await.expect("send");
+    let sent = browser
+        .text_until("[data-test=steer-sent]", LIVE, |t| !t.is_empty())
+        .await
+        .expect("said on the page");
+    assert_eq!(sent, "Sent to attempt 1, mid-turn.");
+    let log = browser
+        .text_until("[data-test=log]", LIVE, |t| {
+            t.contains("written into the turn under way")
+        })
+        .await
+        .expect("written into the session, said in the log");
+    assert!(
+        log.contains(&format!("steered by dana (mid-turn): {STEER}")),
+        "{log}"
+    );
+    browser
+        .screenshot(&screenshots(), "steer")
+        .await
+        .expect("screenshot");
+    // The Bash call returns; the session takes the message.
+    std::fs::write(&gate, "").expect("gate");
+    browser
+        .text_until("[data-test=log]", LIVE, |t| {
+            t.contains(&format!("the agent took the message: {STEER}"))
+        })
+        .await
+        .expect("the agent's echo in the log");
+    browser
+        .text_until("[data-test=task-state]", LIVE, |t| t == "succeeded")
+        .await
+        .expect("the task ends, shown live");
+    assert_eq!(browser.count("[data-test=steer]").await.expect("form"), 0);
+    let requests = mock.requests();
+    assert!(
+        requests
+            .last()
+            .is_some_and(|r| r.to_string().contains(STEER)),
+        "{requests:?}"
+    );
+    browser.close_without_errors().await;
+}

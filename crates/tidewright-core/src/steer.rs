@@ -15,8 +15,16 @@ pub enum Delivery {
     /// Into the turn under way: Claude Code's streaming input takes it as
     /// the next user message the model sees.
     MidTurn,
-    /// Once the current turn ends, as the next turn's prompt.
+    /// Once the current turn ends, as the next turn's prompt (Claude
+    /// Code's input, still open).
     AfterTurn,
+    /// At the turn boundary of a CLI that reads no input while it runs
+    /// (Codex, Gemini CLI): the turn is interrupted, its session kept, and
+    /// resumed with the message as its next prompt.
+    Interrupt,
+    /// Once the turn of such a CLI ends: its session resumed with the
+    /// message, rather than the step ending there.
+    NextTurn,
 }
 
 impl Delivery {
@@ -24,8 +32,26 @@ impl Delivery {
         match self {
             Delivery::MidTurn => "mid-turn",
             Delivery::AfterTurn => "after the turn",
+            Delivery::Interrupt => "at the turn boundary: interrupted, then resumed with it",
+            Delivery::NextTurn => "after the turn: its session resumed with it",
         }
     }
+}
+
+/// How the message of a [`Delivery::Interrupt`] or
+/// [`Delivery::NextTurn`] starts, as the resumed session is told it (a
+/// worker's log names a resume by it).
+pub const TOLD_PREFIX: &str = "A message from ";
+
+/// What a resumed session is told for a message `from` sent.
+pub fn told(from: &str, message: &str, delivery: Delivery) -> String {
+    let when = match delivery {
+        Delivery::Interrupt => "who stopped your turn to send it",
+        _ => "sent while you worked",
+    };
+    format!(
+        "{TOLD_PREFIX}{from}, {when}:\n\n{message}\n\nTake it into account and go on with the task from where you are."
+    )
 }
 
 /// A message is text: not blank, no NUL, at most [`MAX_MESSAGE_CHARS`].
@@ -50,8 +76,9 @@ pub fn validate_message(message: &str) -> Result<(), Error> {
 }
 
 /// How a message reaches step `step`'s running agent, or why it cannot:
-/// only an agent's session takes messages, and of the agent CLIs only
-/// Claude Code reads its input while it runs.
+/// only an agent's session takes messages. Claude Code reads its input
+/// while it runs; Codex and Gemini CLI take it at the turn boundary,
+/// resumed with it; another agent CLI takes none.
 pub fn delivery(step: &StepSpec, follow_up: bool) -> Result<Delivery, String> {
     let runtime = match step.runtime() {
         Some(Runtime::ClaudeCode(_)) => CLAUDE_CODE,
@@ -65,17 +92,18 @@ pub fn delivery(step: &StepSpec, follow_up: bool) -> Result<Delivery, String> {
             ));
         }
     };
-    if runtime != CLAUDE_CODE {
-        return Err(format!(
-            "step {} runs {runtime}, which reads no input while it runs: only {CLAUDE_CODE} steps take messages",
-            step.id
-        ));
+    match (runtime, follow_up) {
+        (CLAUDE_CODE, false) => Ok(Delivery::MidTurn),
+        (CLAUDE_CODE, true) => Ok(Delivery::AfterTurn),
+        (crate::spec::CODEX | crate::spec::GEMINI_CLI, false) => Ok(Delivery::Interrupt),
+        (crate::spec::CODEX | crate::spec::GEMINI_CLI, true) => Ok(Delivery::NextTurn),
+        _ => Err(format!(
+            "step {} runs {runtime}, which neither reads input while it runs nor resumes with a message: {CLAUDE_CODE}, {} and {} steps take messages",
+            step.id,
+            crate::spec::CODEX,
+            crate::spec::GEMINI_CLI
+        )),
     }
-    Ok(if follow_up {
-        Delivery::AfterTurn
-    } else {
-        Delivery::MidTurn
-    })
 }
 
 #[cfg(test)]
@@ -84,7 +112,7 @@ mod tests {
     use crate::spec::{ClaudeCodeSpec, CodexSpec};
 
     #[test]
-    fn only_a_claude_code_steps_session_takes_a_message() {
+    fn an_agents_session_takes_a_message_mid_turn_or_at_the_turn_boundary() {
         let mut claude = StepSpec::noop("fix");
         claude.noop = None;
         claude.claude_code = Some(ClaudeCodeSpec {
@@ -105,8 +133,22 @@ mod tests {
             prompt: "port it".into(),
             ..CodexSpec::default()
         });
-        let refused = delivery(&codex, false).expect_err("codex");
-        assert!(refused.contains("runs codex"), "{refused}");
+        assert_eq!(delivery(&codex, false), Ok(Delivery::Interrupt));
+        assert_eq!(delivery(&codex, true), Ok(Delivery::NextTurn));
+        let mut qwen = StepSpec::noop("port");
+        qwen.noop = None;
+        qwen.agent = Some(crate::spec::AgentSpec {
+            cli: "qwen-code".into(),
+            prompt: "port it".into(),
+            ..crate::spec::AgentSpec::default()
+        });
+        let refused = delivery(&qwen, false).expect_err("qwen");
+        assert!(refused.contains("runs qwen-code"), "{refused}");
+        let told = told("dana", "Use v2.", Delivery::Interrupt);
+        assert!(
+            told.starts_with(TOLD_PREFIX) && told.contains("Use v2."),
+            "{told}"
+        );
     }
 
     #[test]

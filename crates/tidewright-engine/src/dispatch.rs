@@ -206,7 +206,13 @@ impl Engine {
                     session_id: s.id.clone(),
                     session_usd: s.usd,
                     last_attempt: s.last_attempt,
-                    message: active.steps[index].feedback.clone(),
+                    // People's messages first: what the session is told
+                    // next is theirs until it has heard them.
+                    message: if active.steps[index].steered.is_empty() {
+                        active.steps[index].feedback.clone()
+                    } else {
+                        active.steps[index].steered.join("\n\n")
+                    },
                     round_base: active.steps[index]
                         .verified
                         .as_ref()
@@ -228,6 +234,7 @@ impl Engine {
                 .map(|fix| fix.base.clone())
                 .unwrap_or_default(),
         };
+        let assignment_resumes = assignment.resume.is_some();
         self.round.effects.push(Effect::ToWorker(
             worker.outbox.clone(),
             ToWorker::Assign(Box::new(assignment)),
@@ -237,6 +244,10 @@ impl Engine {
         live.worker_name.clone_from(&worker.info.name);
         live.attempt_started = now;
         live.stopped_for_budget = false;
+        // Told once: a later retry resumes without them.
+        if assignment_resumes {
+            live.steered.clear();
+        }
         // What an agent before it left goes only with a move.
         live.handover = None;
         live.failover_said = false;

@@ -52,6 +52,12 @@ pub(crate) struct LiveStep {
     /// short of success, the step runs again uncounted (even when the task
     /// resumed before the attempt came back).
     pub(crate) stopped_for_budget: bool,
+    /// People's messages for its agent that its session is told when it
+    /// resumes (a CLI that reads no input while it runs: Codex, Gemini CLI).
+    pub(crate) steered: Vec<String>,
+    /// Its running attempt was interrupted for [`Live::steered`]: short of
+    /// success it runs again uncounted, resumed with them.
+    pub(crate) stopped_for_steer: bool,
     /// Ready, but waiting for this step, queued or running, whose
     /// `touches` may overlap its own.
     pub(crate) held_by: Option<Holder>,
@@ -312,6 +318,8 @@ pub(crate) fn new_active(
             model: String::new(),
             running_cost: tidewright_core::Cost::default(),
             stopped_for_budget: false,
+            steered: Vec::new(),
+            stopped_for_steer: false,
             held_by: None,
             riders: Vec::new(),
             batch_lead: None,

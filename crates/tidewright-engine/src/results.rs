@@ -345,8 +345,22 @@ impl Engine {
         let budget_stopped = verdict.outcome != Outcome::Succeeded
             && (std::mem::take(&mut active.steps[index].stopped_for_budget)
                 || active.run.state() == TaskState::Paused);
+        // A message for a CLI that reads no input while it runs: the
+        // session resumes with it, uncounted, whether the interrupted turn
+        // ended short of success or (a follow-up, or an interrupt too late)
+        // in it.
+        let live = &mut active.steps[index];
+        let steer_stopped = std::mem::take(&mut live.stopped_for_steer);
+        let steered = !live.steered.is_empty()
+            && live.session.is_some()
+            && if verdict.outcome == Outcome::Succeeded {
+                true
+            } else {
+                steer_stopped
+            };
         let handed_back = limited
-            .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".into()));
+            .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".into()))
+            .or_else(|| steered.then(|| "steered: its session resumes with the message".into()));
         // The step's next event says what conflicted.
         active.steps[index].conflict = report.conflict.clone();
         // A landing's verdict (its work conflicts with the base's tip, or

@@ -1,6 +1,9 @@
 //! Steering: a person's message for a running agent step goes to the
 //! worker running its attempt, after the round that records it (a
-//! `Steered` event) commits.
+//! `Steered` event) commits. A CLI that reads no input while it runs
+//! takes it at the turn boundary: its attempt is stopped (or, for a
+//! follow-up, let end its turn) with its session kept, and the step runs
+//! again, uncounted, its session resumed with the message.
 
 use std::sync::Arc;
 
@@ -61,15 +64,36 @@ impl Engine {
             step_id: step_id.clone(),
             attempt: status.attempt,
         };
-        self.round.effects.push(Effect::ToWorker(
-            outbox,
-            ToWorker::Steer {
-                attempt,
-                message: message.clone(),
-                from: from.clone(),
-                follow_up,
-            },
-        ));
+        match delivery {
+            Delivery::MidTurn | Delivery::AfterTurn | Delivery::NextTurn => {
+                // A follow-up for a CLI without input is the worker's cue
+                // to keep the session when the turn ends.
+                self.round.effects.push(Effect::ToWorker(
+                    outbox,
+                    ToWorker::Steer {
+                        attempt,
+                        message: message.clone(),
+                        from: from.clone(),
+                        follow_up,
+                    },
+                ));
+            }
+            Delivery::Interrupt => {}
+        }
+        if matches!(delivery, Delivery::Interrupt | Delivery::NextTurn) {
+            let told = tidewright_core::steer::told(&from, &message, delivery);
+            let mut interrupt = false;
+            if let Some(active) = self.tasks.get_mut(&id) {
+                let live = &mut active.steps[index];
+                live.steered.push(told);
+                interrupt = delivery == Delivery::Interrupt && !live.stopped_for_steer;
+                live.stopped_for_steer |= interrupt;
+            }
+            if interrupt {
+                let why = format!("steered by {from}: interrupted to resume with the message");
+                self.send_stops(&id, vec![index], &why, true);
+            }
+        }
         if let Some(active) = self.tasks.get_mut(&id) {
             let kind = EventKind::Steered {
                 step: step_id,

@@ -444,13 +444,25 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         room.home_state.push((kept, under_home));
     }
     if let Some(told) = attempt.resume.as_ref().filter(|r| !r.message.is_empty()) {
-        log(format!(
-            "sent back by its checks: the agent's turn starts, told what failed (session {})",
-            told.session_id
-        ));
+        if told
+            .message
+            .starts_with(tidewright_core::steer::TOLD_PREFIX)
+        {
+            log(format!(
+                "steered: the agent's session resumes with the message (session {})",
+                told.session_id
+            ));
+        } else {
+            log(format!(
+                "sent back by its checks: the agent's turn starts, told what failed (session {})",
+                told.session_id
+            ));
+        }
     }
     let mut stream = R::stream(runtime);
-    let input = R::input(runtime, &launch, &mut stream).map(|mut input| {
+    let input = R::input(runtime, &launch, &mut stream);
+    let reads_input = input.is_some();
+    let input = input.map(|mut input| {
         let (key, redactor, reports) = (attempt.key.clone(), redactor.clone(), reports.clone());
         input.log = Some(Box::new(move |line| {
             let _ = reports.send(FromAttempt::agent_log(&key, &redactor, line));
@@ -568,6 +580,11 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
     let spent = stream.spent();
     if ended.cost.is_none() && spent != Cost::default() {
         ended.cost = Some(spent);
+    }
+    // A follow-up for a CLI without input: the control plane resumes the
+    // session with it (here, or on another worker), so it is kept.
+    if !reads_input && attempt.steers.follow_up_came().await {
+        ended.resumable = true;
     }
     // A reviewer's changes are never kept; its answer is its verdict.
     let tree = match tree {

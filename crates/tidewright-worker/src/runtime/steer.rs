@@ -1,7 +1,10 @@
 //! Messages steering an attempt's agent (`tidewright steer`): the worker
 //! hands each one the control plane sends to the attempt's run, and a CLI
 //! that reads its input while it runs (Claude Code's streaming input)
-//! takes it into its session.
+//! takes it into its session. A CLI that does not (Codex, Gemini CLI) is
+//! stopped by the control plane for a message, or, for a follow-up, has
+//! its session kept when its turn ends; the control plane resumes it with
+//! the message.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,6 +39,18 @@ impl Steers {
     /// The messages, held by one run at a time.
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, mpsc::UnboundedReceiver<Steer>> {
         self.0.lock().await
+    }
+
+    /// Whether a follow-up came for a CLI that reads no input while it
+    /// runs (taken here): its session is then kept at the turn's end, for
+    /// the control plane resumes it with the message.
+    pub async fn follow_up_came(&self) -> bool {
+        let mut steers = self.lock().await;
+        let mut came = false;
+        while let Ok(steer) = steers.try_recv() {
+            came |= steer.follow_up;
+        }
+        came
     }
 }
 
