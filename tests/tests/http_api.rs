@@ -645,6 +645,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("GET", "/budgets"),
         ("PUT", "/tenants/{tenant}/share"),
         ("GET", "/shares"),
+        ("GET", "/cost"),
         ("GET", "/templates"),
         ("POST", "/templates/{name}/tasks"),
         ("GET", "/schedules"),

@@ -20,6 +20,7 @@ mod claude;
 mod client;
 mod codex;
 mod console;
+mod costs;
 mod demo;
 mod docs;
 mod evals;

@@ -118,6 +118,16 @@ impl Client {
         Ok(answer.tenants)
     }
 
+    /// What attempts cost from `since` (`30d`, a date; empty for this
+    /// month), grouped `by` (`repo,runtime`).
+    pub async fn cost_report(&self, by: &[String], since: &str) -> Result<v1::CostReport, Error> {
+        let request = v1::GetCostReportRequest {
+            by: by.to_vec(),
+            since: since.to_string(),
+        };
+        retried!(self, tasks, get_cost_report, request)
+    }
+
     /// Each tenant's spending and budget.
     pub async fn tenant_budgets(&self) -> Result<Vec<v1::TenantSpending>, Error> {
         let answer = retried!(

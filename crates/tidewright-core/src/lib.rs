@@ -8,6 +8,7 @@ pub mod budget;
 pub mod build;
 pub mod calendar;
 pub mod cost;
+pub mod cost_sums;
 pub mod credential;
 pub mod egress;
 mod error;

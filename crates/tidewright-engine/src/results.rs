@@ -485,6 +485,36 @@ impl Engine {
         if let Some(cost) = &report.cost {
             self.metrics.agent_spent(&active.tenant, &live.model, cost);
         }
+        // Summed by day in the same commit as the attempt: the sums are the
+        // attempts' costs exactly.
+        if let Some(cost) = report.cost.filter(|c| !c.is_zero()) {
+            use tidewright_core::cost_sums;
+            let now = now_micros();
+            let spec = &active.spec;
+            self.round.writes.push(Write::CostSum {
+                sum: cost_sums::CostSum {
+                    key: cost_sums::CostKey {
+                        day: cost_sums::day_of(now),
+                        tenant: active.tenant.clone(),
+                        repo: spec
+                            .repo
+                            .as_ref()
+                            .map(|r| tidewright_core::repo::unadorned(&r.url).to_string())
+                            .unwrap_or_default(),
+                        runtime: cost_sums::runtime_of(&spec.steps[index]).to_string(),
+                        model: live.model.clone(),
+                        template: spec
+                            .labels
+                            .get(tidewright_core::attempts::score::TEMPLATE_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                    },
+                    cost,
+                    attempts: 1,
+                },
+                expire_before: cost_sums::expired_before(now),
+            });
+        }
         let started = report.started_at.unwrap_or(live.attempt_started);
         let ran = (started > 0).then(|| (now_micros() - started) as f64 / 1e6);
         self.metrics.attempt_finished(label, ran);

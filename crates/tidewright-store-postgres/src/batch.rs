@@ -143,6 +143,10 @@ struct Rows {
     /// (where, tenant, its budget or share as JSON, or `None` to remove
     /// it), in order.
     tenant_records: Vec<(TenantRecord, String, Option<String>)>,
+    /// Attempts' costs added to their days' sums, one per key, and the
+    /// first day still kept.
+    cost_sums: Vec<tidewright_core::cost_sums::CostSum>,
+    cost_kept_from: Option<String>,
     /// Agents' session checkpoints, in order; applied after the steps'
     /// updates, whose current attempt decides whether each is kept.
     checkpoints: Vec<Checkpoint>,
@@ -399,6 +403,36 @@ impl Rows {
                     Some(to_json(share, "share")?)
                 },
             )),
+            Write::CostSum { sum, expire_before } => {
+                // No NUL reaches the database (a model's name is a worker's
+                // report).
+                let key = &sum.key;
+                let sum = tidewright_core::cost_sums::CostSum {
+                    key: tidewright_core::cost_sums::CostKey {
+                        day: text(&key.day),
+                        tenant: text(&key.tenant),
+                        repo: text(&key.repo),
+                        runtime: text(&key.runtime),
+                        model: text(&key.model),
+                        template: text(&key.template),
+                    },
+                    ..sum.clone()
+                };
+                match self.cost_sums.iter_mut().find(|s| s.key == sum.key) {
+                    Some(kept) => {
+                        kept.cost += sum.cost;
+                        kept.attempts += sum.attempts;
+                    }
+                    None => self.cost_sums.push(sum),
+                }
+                if self
+                    .cost_kept_from
+                    .as_ref()
+                    .is_none_or(|d| d < expire_before)
+                {
+                    self.cost_kept_from = Some(expire_before.clone());
+                }
+            }
             Write::Checkpoint(checkpoint) => self.checkpoints.push(Checkpoint {
                 task_id: text(&checkpoint.task_id),
                 step_id: text(&checkpoint.step_id),
@@ -584,6 +618,50 @@ impl Rows {
                 None => format!("DELETE FROM {table} WHERE tenant = $1 AND $2::text IS NULL"),
             };
             pipeline.add(conn, &sql, params![tenant, json]).await?;
+        }
+        // Agents' attempts only: a statement per day's key.
+        for sum in &self.cost_sums {
+            let (key, cost) = (&sum.key, &sum.cost);
+            pipeline
+                .add(
+                    conn,
+                    "INSERT INTO cost_sums (day, tenant, repo, runtime, model, template, usd,
+                         input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+                         attempts)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT (day, tenant, repo, runtime, model, template) DO UPDATE SET
+                         usd = cost_sums.usd + excluded.usd,
+                         input_tokens = cost_sums.input_tokens + excluded.input_tokens,
+                         output_tokens = cost_sums.output_tokens + excluded.output_tokens,
+                         cache_read_tokens = cost_sums.cache_read_tokens + excluded.cache_read_tokens,
+                         cache_creation_tokens =
+                             cost_sums.cache_creation_tokens + excluded.cache_creation_tokens,
+                         attempts = cost_sums.attempts + excluded.attempts",
+                    params![
+                        &key.day,
+                        &key.tenant,
+                        &key.repo,
+                        &key.runtime,
+                        &key.model,
+                        &key.template,
+                        cost.usd,
+                        cost.input_tokens as i64,
+                        cost.output_tokens as i64,
+                        cost.cache_read_tokens as i64,
+                        cost.cache_creation_tokens as i64,
+                        sum.attempts as i64
+                    ],
+                )
+                .await?;
+        }
+        if let Some(kept_from) = &self.cost_kept_from {
+            pipeline
+                .add(
+                    conn,
+                    "DELETE FROM cost_sums WHERE day < $1",
+                    params![kept_from],
+                )
+                .await?;
         }
         // Checkpoints are rare and large: a statement each. Only the step's
         // current attempt's is kept, never over a newer attempt's.

@@ -535,6 +535,17 @@ impl TenantStore for PostgresStore {
         self.read(move |conn| Box::pin(spend_since(conn, since)))
             .await
     }
+
+    async fn cost_sums(
+        &self,
+        from: &str,
+        tenants: Option<Vec<String>>,
+    ) -> tidewright_store::Result<Vec<tidewright_core::cost_sums::CostSum>> {
+        let from = text(from);
+        let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
+        self.read(move |conn| Box::pin(reads::cost_sums(conn, from.clone(), tenants.clone())))
+            .await
+    }
 }
 
 #[async_trait]

@@ -776,6 +776,46 @@ pub(crate) async fn spend_since(conn: &mut Conn, since: i64) -> Result<Vec<(Stri
         .collect()
 }
 
+/// The cost sums of day `from` on, of `tenants` (all with `None`).
+pub(crate) async fn cost_sums(
+    conn: &mut Conn,
+    from: String,
+    tenants: Option<Vec<String>>,
+) -> Result<Vec<tidewright_core::cost_sums::CostSum>> {
+    let statement = conn
+        .statement(
+            "SELECT day, tenant, repo, runtime, model, template, usd, input_tokens,
+                    output_tokens, cache_read_tokens, cache_creation_tokens, attempts
+             FROM cost_sums
+             WHERE day >= $1 AND ($2::text[] IS NULL OR tenant = ANY($2))
+             ORDER BY day, tenant, repo, runtime, model, template",
+        )
+        .await?;
+    let rows = conn.client.query(&statement, &[&from, &tenants]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(tidewright_core::cost_sums::CostSum {
+                key: tidewright_core::cost_sums::CostKey {
+                    day: row.try_get(0)?,
+                    tenant: row.try_get(1)?,
+                    repo: row.try_get(2)?,
+                    runtime: row.try_get(3)?,
+                    model: row.try_get(4)?,
+                    template: row.try_get(5)?,
+                },
+                cost: Cost {
+                    usd: row.try_get(6)?,
+                    input_tokens: row.try_get::<_, i64>(7)? as u64,
+                    output_tokens: row.try_get::<_, i64>(8)? as u64,
+                    cache_read_tokens: row.try_get::<_, i64>(9)? as u64,
+                    cache_creation_tokens: row.try_get::<_, i64>(10)? as u64,
+                },
+                attempts: row.try_get::<_, i64>(11)? as u64,
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -409,6 +409,26 @@ const MIGRATIONS: &[&str] = &[
         share  json NOT NULL
     );
     "#,
+    // 21: what attempts cost, summed by day (UTC), tenant, repository,
+    // runtime, model and template (tidewright_core::cost_sums), kept 400
+    // days whatever the tasks' retention.
+    r#"
+    CREATE TABLE cost_sums (
+        day                   text COLLATE "C" NOT NULL,
+        tenant                text COLLATE "C" NOT NULL,
+        repo                  text COLLATE "C" NOT NULL,
+        runtime               text COLLATE "C" NOT NULL,
+        model                 text COLLATE "C" NOT NULL,
+        template              text COLLATE "C" NOT NULL,
+        usd                   double precision NOT NULL,
+        input_tokens          bigint NOT NULL,
+        output_tokens         bigint NOT NULL,
+        cache_read_tokens     bigint NOT NULL,
+        cache_creation_tokens bigint NOT NULL,
+        attempts              bigint NOT NULL,
+        PRIMARY KEY (day, tenant, repo, runtime, model, template)
+    );
+    "#,
 ];
 
 /// The first version whose row says its release.

@@ -231,6 +231,7 @@ pub(crate) fn apply_writes(conn: &Connection, writes: &[Write]) -> Result<()> {
                 set_tenant_record(conn, ("shares", "share"), tenant, json)?;
             }
             Write::Attempt(attempt) => upsert_attempt(conn, attempt)?,
+            Write::CostSum { sum, expire_before } => crate::costs::add(conn, sum, expire_before)?,
             Write::Checkpoint(checkpoint) => {
                 conn.prepare_cached(&kept_sql(
                     "checkpoints",

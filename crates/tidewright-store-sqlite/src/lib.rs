@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tidewright_core::{Cost, Event, Micros, StepState, TaskState, TenantBudget, TenantShare};
 
 mod batch;
+mod costs;
 mod durability;
 mod events;
 mod expire;
@@ -587,6 +588,16 @@ impl TenantStore for SqliteStore {
 
     async fn tenant_shares(&self) -> tidewright_store::Result<Vec<(String, TenantShare)>> {
         self.read(|conn| tenant_records(conn, ("shares", "share")))
+            .await
+    }
+
+    async fn cost_sums(
+        &self,
+        from: &str,
+        tenants: Option<Vec<String>>,
+    ) -> tidewright_store::Result<Vec<tidewright_core::cost_sums::CostSum>> {
+        let from = from.to_string();
+        self.read(move |conn| costs::read(conn, &from, tenants.as_deref()))
             .await
     }
 

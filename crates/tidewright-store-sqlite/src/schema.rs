@@ -113,6 +113,21 @@ CREATE TABLE IF NOT EXISTS shares (
     tenant TEXT PRIMARY KEY,
     share  TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cost_sums (
+    day                   TEXT NOT NULL,
+    tenant                TEXT NOT NULL,
+    repo                  TEXT NOT NULL,
+    runtime               TEXT NOT NULL,
+    model                 TEXT NOT NULL,
+    template              TEXT NOT NULL,
+    usd                   REAL NOT NULL,
+    input_tokens          INTEGER NOT NULL,
+    output_tokens         INTEGER NOT NULL,
+    cache_read_tokens     INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL,
+    attempts              INTEGER NOT NULL,
+    PRIMARY KEY (day, tenant, repo, runtime, model, template)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     task_id    TEXT NOT NULL,
     step_id    TEXT NOT NULL,

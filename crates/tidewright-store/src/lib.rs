@@ -279,6 +279,14 @@ pub trait TenantStore: Send + Sync {
     /// What the attempts that ended at or after `since` cost, summed per
     /// tenant (tenants that spent nothing are left out).
     async fn spend_since(&self, since: Micros) -> Result<Vec<(String, Cost)>>;
+
+    /// The cost sums of day `from` (`YYYY-MM-DD`) and after, of `tenants`
+    /// (all with `None`).
+    async fn cost_sums(
+        &self,
+        from: &str,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<tidewright_core::cost_sums::CostSum>>;
 }
 
 /// Webhook endpoints and their deliveries.

@@ -83,6 +83,14 @@ pub enum Write {
         tenant: String,
         share: TenantShare,
     },
+    /// Adds an ended attempt's cost to its day's sum (see
+    /// [`tidewright_core::cost_sums`]); written in the commit that records
+    /// the attempt, so the sums are the attempts' costs exactly. Sums
+    /// before `expire_before` (a day) are dropped.
+    CostSum {
+        sum: tidewright_core::cost_sums::CostSum,
+        expire_before: String,
+    },
     /// Keeps an agent's session checkpoint as its step's newest. It is
     /// stored only while its attempt is the step's current one and no newer
     /// attempt's checkpoint is kept: a late zombie cannot replace a newer

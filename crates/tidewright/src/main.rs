@@ -7,6 +7,7 @@ mod budget;
 mod build;
 mod client;
 mod context;
+mod cost;
 mod eval;
 mod local;
 mod output;
@@ -186,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Budget(command) => budget::budget(target, command).await,
         Command::Tenant(command) => tenant::tenant(target, command).await,
+        Command::Cost(args) => cost::cost(target, args).await,
         Command::Webhook(command) => webhook::webhook(target, command).await,
         Command::Seed(command) => seed::seed(target, command).await,
         Command::Schedule(command) => schedule::schedule(target, command).await,

@@ -10,12 +10,14 @@ use serde::Serialize;
 use crate::convert::micros;
 use crate::v1;
 
+mod costs;
 mod events;
 mod landings;
 mod seeds;
 mod shares;
 mod task;
 mod triggers;
+pub use costs::{CostReportView, CostRowView, cost_report_view};
 pub use events::{ConflictView, EventKindView, EventView, event_view};
 pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
 pub use seeds::{SeedView, seed_view};

@@ -12,6 +12,39 @@ use crate::error::Error;
 use crate::handle::TenantSpending;
 
 impl Budgets {
+    /// What attempts cost, summed by day and grouped as asked, of the
+    /// tenants the caller may see.
+    pub async fn cost_report(
+        &self,
+        request: Call<super::calls::GetCostReport>,
+    ) -> Result<super::calls::CostReport, Error> {
+        use tidewright_core::cost_sums;
+        let caller = request.require(Action::ReadTasks)?;
+        let super::calls::GetCostReport { by, since } = request.into_message();
+        let by = cost_sums::parse_by(&by)?;
+        let now = tidewright_core::calendar::now_micros();
+        let since = cost_sums::since_day(&since, now)?;
+        let sums = self
+            .cx
+            .store
+            .cost_sums(&since, caller.visible_tenants())
+            .await?;
+        let rows = cost_sums::group(&sums, &by);
+        let (total, attempts) = sums
+            .iter()
+            .fold((tidewright_core::Cost::default(), 0), |(cost, n), s| {
+                (cost + s.cost, n + s.attempts)
+            });
+        Ok(super::calls::CostReport {
+            by,
+            since,
+            until: cost_sums::day_of(now),
+            rows,
+            total,
+            attempts,
+        })
+    }
+
     pub async fn raise_budget(&self, request: Call<RaiseBudget>) -> Result<TaskRecord, Error> {
         const ACTION: &str = "task.raise_budget";
         let caller = self.cx.permit(&request, Action::WriteTasks, ACTION)?;

@@ -89,6 +89,25 @@ pub struct SetTenantShare {
     pub fairness_key: String,
 }
 
+/// GetCostReport: the dimensions to group by and the first day, as they
+/// came in.
+#[derive(Debug, Clone, Default)]
+pub struct GetCostReport {
+    pub by: Vec<String>,
+    pub since: String,
+}
+
+/// What GetCostReport answers.
+#[derive(Debug, Clone, Default)]
+pub struct CostReport {
+    pub by: Vec<tidewright_core::cost_sums::CostBy>,
+    pub since: String,
+    pub until: String,
+    pub rows: Vec<tidewright_core::cost_sums::CostRow>,
+    pub total: tidewright_core::Cost,
+    pub attempts: u64,
+}
+
 /// SteerStep: a message for a running agent step's session.
 #[derive(Debug, Clone, Default)]
 pub struct SteerStep {

@@ -1173,6 +1173,7 @@ passed_on! {
         fn tenant_budgets() -> Vec<(String, tidewright_core::TenantBudget)>;
         fn tenant_shares() -> Vec<(String, tidewright_core::TenantShare)>;
         fn spend_since(since: Micros) -> Vec<(String, tidewright_core::Cost)>;
+        fn cost_sums(from: &str, tenants: Option<Vec<String>>) -> Vec<tidewright_core::cost_sums::CostSum>;
     }
     WebhookStore {
         fn webhooks() -> Vec<store::webhooks::Webhook>;

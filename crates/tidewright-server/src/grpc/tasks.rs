@@ -43,6 +43,8 @@ service! {
                 |r| Ok(wire::set_tenant_budget(r)), [0.budgets.set_tenant_budget], wire::spending;
             list_tenant_budgets(ListTenantBudgetsRequest) -> ListTenantBudgetsResponse =
                 |_| Ok(()), [0.budgets.list_tenant_budgets], wire::spendings;
+            get_cost_report(GetCostReportRequest) -> CostReport =
+                |r| Ok(wire::cost_request(r)), [0.budgets.cost_report], wire::cost_report;
             steer_step(SteerStepRequest) -> SteerStepResponse =
                 |r| Ok(wire::steer_step(r)), [0.tasks.steer_step], wire::steered;
             set_tenant_share(SetTenantShareRequest) -> TenantShare =

@@ -390,6 +390,34 @@ pub fn steered((attempt, delivery): (u32, String)) -> v1::SteerStepResponse {
     v1::SteerStepResponse { attempt, delivery }
 }
 
+pub fn cost_request(
+    request: v1::GetCostReportRequest,
+) -> tidewright_engine::service::GetCostReport {
+    tidewright_engine::service::GetCostReport {
+        by: request.by,
+        since: request.since,
+    }
+}
+
+pub fn cost_report(report: tidewright_engine::service::CostReport) -> v1::CostReport {
+    v1::CostReport {
+        by: report.by.iter().map(|b| b.as_str().to_string()).collect(),
+        since: report.since,
+        until: report.until,
+        rows: report
+            .rows
+            .into_iter()
+            .map(|row| v1::CostRow {
+                values: row.values,
+                cost: Some(row.cost.into()),
+                attempts: row.attempts,
+            })
+            .collect(),
+        total: Some(report.total.into()),
+        attempts: report.attempts,
+    }
+}
+
 pub fn set_tenant_share(request: v1::SetTenantShareRequest) -> SetTenantShare {
     SetTenantShare {
         tenant: request.tenant,

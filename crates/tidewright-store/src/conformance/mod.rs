@@ -72,6 +72,7 @@ macro_rules! conformance_suite {
             a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
             a_steps_work_on_its_repository_reads_back_until_it_is_cleared,
             budgets_shares_and_spend_per_tenant_are_kept_and_a_paused_task_is_unfinished,
+            cost_sums_add_up_per_day_and_key_and_old_days_go,
             a_step_keeps_its_current_attempts_newest_checkpoint_until_its_task_expires,
             a_step_keeps_its_current_attempts_branch_until_its_task_expires,
             webhooks_their_deliveries_and_the_cursor_are_kept_and_listed,

@@ -590,3 +590,90 @@ async fn a_step_keeps_its_current_attempts_newest_until_its_task_expires(
         "an unfinished task keeps what its step kept"
     );
 }
+
+/// Attempts' costs add up per day and key, across commits and a reopen;
+/// a read starts at its day and keeps to its tenants; days before the
+/// kept window go.
+pub async fn cost_sums_add_up_per_day_and_key_and_old_days_go(mut backend: impl Backend) {
+    use tidewright_core::cost_sums::{CostKey, CostSum};
+    let store = backend.open().await;
+    let kept_from = |day: &str, tenant: &str, model: &str, usd: f64, from: &str| Write::CostSum {
+        sum: CostSum {
+            key: CostKey {
+                day: day.into(),
+                tenant: tenant.into(),
+                repo: "https://git.example/app".into(),
+                runtime: "claude-code".into(),
+                model: model.into(),
+                template: String::new(),
+            },
+            cost: Cost {
+                usd,
+                input_tokens: 100,
+                output_tokens: 10,
+                cache_read_tokens: 5,
+                cache_creation_tokens: 1,
+            },
+            attempts: 1,
+        },
+        expire_before: from.into(),
+    };
+    let sum = |day: &str, tenant: &str, model: &str, usd: f64| {
+        kept_from(day, tenant, model, usd, "2025-01-01")
+    };
+    commit(
+        &*store,
+        vec![
+            sum("2026-11-01", "team", "opus", 0.25),
+            sum("2026-11-01", "team", "opus", 0.5),
+            sum("2026-11-02", "team", "sonnet", 1.0),
+        ],
+    )
+    .await;
+    commit(&*store, vec![sum("2026-11-02", "other", "opus", 2.0)]).await;
+    drop(store);
+    let store = backend.open().await;
+    let all = store.cost_sums("2026-11-01", None).await.expect("sums");
+    let seen: Vec<(&str, &str, &str, f64, u64, u64)> = all
+        .iter()
+        .map(|s| {
+            (
+                s.key.day.as_str(),
+                s.key.tenant.as_str(),
+                s.key.model.as_str(),
+                s.cost.usd,
+                s.cost.input_tokens,
+                s.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("2026-11-01", "team", "opus", 0.75, 200, 2),
+            ("2026-11-02", "other", "opus", 2.0, 100, 1),
+            ("2026-11-02", "team", "sonnet", 1.0, 100, 1),
+        ]
+    );
+    let later = store
+        .cost_sums("2026-11-02", Some(vec!["team".into()]))
+        .await
+        .expect("sums");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].key.model, "sonnet");
+    assert_eq!(later[0].cost.cache_creation_tokens, 1);
+    // A write whose kept window starts after a day drops that day.
+    commit(
+        &*store,
+        vec![kept_from("2026-11-03", "team", "opus", 0.1, "2026-11-02")],
+    )
+    .await;
+    let kept: Vec<String> = store
+        .cost_sums("2000-01-01", None)
+        .await
+        .expect("sums")
+        .into_iter()
+        .map(|s| s.key.day)
+        .collect();
+    assert_eq!(kept, ["2026-11-02", "2026-11-02", "2026-11-03"]);
+}

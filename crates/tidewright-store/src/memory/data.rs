@@ -38,6 +38,7 @@ pub(super) struct Data {
     pub(super) expired: BTreeMap<String, Expired>,
     pub(super) budgets: BTreeMap<String, TenantBudget>,
     pub(super) shares: BTreeMap<String, TenantShare>,
+    pub(super) cost_sums: BTreeMap<tidewright_core::cost_sums::CostKey, (Cost, u64)>,
     /// (task, step) → its newest checkpoint.
     pub(super) checkpoints: HashMap<(String, String), Checkpoint>,
     pub(super) branches: HashMap<(String, String), StepBranch>,
@@ -208,6 +209,12 @@ impl Data {
                     } else {
                         self.shares.insert(tenant, share);
                     }
+                }
+                Write::CostSum { sum, expire_before } => {
+                    let kept = self.cost_sums.entry(sum.key).or_default();
+                    kept.0 += sum.cost;
+                    kept.1 += sum.attempts;
+                    self.cost_sums.retain(|key, _| key.day >= expire_before);
                 }
                 Write::Checkpoint(checkpoint) => self.keep_checkpoint(*checkpoint),
                 Write::Branch(branch) => self.keep_branch(*branch),

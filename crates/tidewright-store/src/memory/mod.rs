@@ -336,6 +336,27 @@ impl RetentionStore for MemoryStore {
 
 #[async_trait]
 impl TenantStore for MemoryStore {
+    async fn cost_sums(
+        &self,
+        from: &str,
+        tenants: Option<Vec<String>>,
+    ) -> Result<Vec<tidewright_core::cost_sums::CostSum>> {
+        Ok(self
+            .data()
+            .cost_sums
+            .iter()
+            .filter(|(key, _)| key.day.as_str() >= from)
+            .filter(|(key, _)| tenants.as_ref().is_none_or(|t| t.contains(&key.tenant)))
+            .map(
+                |(key, (cost, attempts))| tidewright_core::cost_sums::CostSum {
+                    key: key.clone(),
+                    cost: *cost,
+                    attempts: *attempts,
+                },
+            )
+            .collect())
+    }
+
     async fn tenant_shares(&self) -> Result<Vec<(String, TenantShare)>> {
         Ok(self
             .data()

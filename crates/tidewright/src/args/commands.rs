@@ -557,6 +557,33 @@ pub enum TenantCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct CostArgs {
+    /// Group by these, in order: day, tenant, repo, runtime, model,
+    /// template (`repo,runtime`); none for one total.
+    #[arg(long, value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// From `30d` (the last 30 days, today one of them) or a date
+    /// (`2026-11-01`); this month when left out. At most 400 days back.
+    #[arg(long, default_value = "")]
+    pub since: String,
+    #[arg(short, long, value_enum, default_value_t = CostFormat::Table)]
+    pub output: CostFormat,
+}
+
+/// How `tidewright cost` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CostFormat {
+    /// For people: a table, the dearest first, and the total.
+    #[default]
+    Table,
+    /// For spreadsheets: a header line, then a line per row.
+    Csv,
+    /// For programs: the whole report.
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
 pub struct RetryArgs {
     pub task: String,
     /// Follow the task until it finishes; exit non-zero if it fails.

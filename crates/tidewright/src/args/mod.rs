@@ -122,6 +122,9 @@ pub enum Command {
     /// and waiting steps; set a tenant's (admins).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// What agents cost, by day, tenant, repository, runtime, model or
+    /// template, over up to 400 days (table, CSV or JSON).
+    Cost(CostArgs),
     /// Task templates: list, show and run them.
     #[command(subcommand)]
     Template(TemplateCommand),

@@ -41,6 +41,7 @@ use tidewright_core::TaskState;
 use tidewright_engine::service::{self, Call, DecideStep, ListTasks, StepRef, Submit, TaskRef};
 
 mod budget;
+mod costs;
 mod events;
 mod fleet;
 mod rules;
@@ -116,6 +117,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(budget::list_budgets))
         .routes(routes!(shares::set_tenant_share))
         .routes(routes!(shares::list_shares))
+        .routes(routes!(costs::cost_report))
         .routes(routes!(templates::list_templates))
         .routes(routes!(templates::submit_template))
         .routes(routes!(
