@@ -9,6 +9,7 @@ import { TaskList } from "./tasks";
 import { TaskPage } from "./task";
 import { AgentsPage, AuditPage, StatePage } from "./pages";
 import { LandingsPage } from "./landings";
+import { CostPage } from "./cost";
 import { EvalsPage } from "./evals";
 import { RepositoriesPage } from "./repositories";
 import { SchedulesPage } from "./schedules";
@@ -89,6 +90,7 @@ function App() {
     ["tasks", "Tasks"],
     ["landings", "Landings"],
     ["evals", "Evals"],
+    ["cost", "Cost"],
     ["repositories", "Repositories"],
     ["seeds", "Seeds"],
     ["agents", "Agents"],
@@ -123,6 +125,7 @@ function App() {
         {(page === "tasks" || page === "task") && id && <TaskPage id={id} session={session} key={id} />}
         {page === "landings" && <LandingsPage />}
         {page === "evals" && <EvalsPage />}
+        {page === "cost" && <CostPage />}
         {page === "repositories" && <RepositoriesPage url={params.get("url") ?? undefined} key={params.toString()} />}
         {page === "seeds" && <SeedsPage repo={params.get("repo") ?? undefined} key={params.toString()} />}
         {page === "agents" && <AgentsPage />}

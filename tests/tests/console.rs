@@ -1715,3 +1715,84 @@ async fn a_running_agent_steps_page_sends_it_a_message_shown_in_its_log() {
     );
     browser.close_without_errors().await;
 }
+
+/// The cost page charts spend per day by the dimension chosen (uPlot),
+/// tables it with the same figures as the tasks' own costs, and forecasts
+/// each tenant's month against its monthly budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_page_charts_the_days_tables_a_dimension_and_forecasts_the_month() {
+    use tidewright_tests::provider::{Api, Mock, Reply};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start(Api::Anthropic, vec![Reply::Text("Done.".into())])
+        .await
+        .expect("mock");
+    let http = free_addr();
+    let (server, shell) = start_with_roles(&dir.path().join("server"), &http, &[], 1)
+        .await
+        .expect("server");
+    drop(shell);
+    let _agent = start_named_claude_worker(
+        &server,
+        dir.path(),
+        "agent-1",
+        &mock,
+        (&["claude-code"], 1),
+        &[],
+    )
+    .expect("worker");
+    let client = server.tasks().await.expect("client");
+    let id = submit(
+        &client,
+        task("priced", vec![claude_step("a", "Say done.", &[])]),
+    )
+    .await
+    .expect("submit");
+    let done = wait_succeeded(&client, &id, LIVE).await.expect("succeeds");
+    let usd = done.cost.expect("a cost").usd;
+    assert!(usd > 0.0);
+    // A monthly budget this month's pace will pass.
+    stdout_of(server.cli().args([
+        "budget",
+        "set",
+        "default",
+        "--usd-per-month",
+        &format!("{:.6}", usd / 2.0),
+    ]));
+
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/cost"),
+        "tidewright_dev",
+    )
+    .await;
+    browser
+        .count_until("[data-test=cost-chart] canvas", 1, LIVE)
+        .await
+        .expect("the chart, drawn");
+    let select = browser
+        .client
+        .find(fantoccini::Locator::Css("[data-test=cost-by]"))
+        .await
+        .expect("the dimension");
+    select.select_by_value("runtime").await.expect("by runtime");
+    let row = browser
+        .text_until("[data-test=cost-row][data-key=claude-code]", LIVE, |t| {
+            t.contains("claude-code")
+        })
+        .await
+        .expect("the runtime's row");
+    assert!(row.contains(&format!("${usd:.4}")), "{row} against ${usd}");
+    let forecast = browser
+        .text_until("[data-test=forecast-row][data-tenant=default]", LIVE, |t| {
+            t.contains("over by")
+        })
+        .await
+        .expect("the tenant's forecast over its budget");
+    assert!(forecast.contains(&format!("${usd:.4}")), "{forecast}");
+    browser
+        .screenshot(&screenshots(), "cost")
+        .await
+        .expect("screenshot");
+    browser.close_without_errors().await;
+}

@@ -139,6 +139,21 @@ async fn the_cost_report_sums_exactly_what_the_tasks_cost_grouped_as_asked() {
     assert!((over_http["total"]["usd"].as_f64().unwrap_or_default() - usd).abs() < 1e-9);
     assert_eq!(over_http["by"], serde_json::json!(["model"]));
 
+    // Prometheus has them by the same keys but the day.
+    let scraped = http_call(&http, "GET", "/metrics", Some("tidewright_admin"), &[], "")
+        .expect("GET /metrics");
+    assert_eq!(scraped.status, 200);
+    let series: f64 = scraped
+        .body
+        .lines()
+        .filter(|l| {
+            l.starts_with("tidewright_cost_usd_total{")
+                && l.contains("tenant=\"default\"")
+                && l.contains("runtime=\"claude-code\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!((series - usd).abs() < 1e-9, "{series} against {usd}");
     // Past the 400 days kept, or by what is not a dimension: refused,
     // naming the field.
     let refused = fails_in_one_line(server.cli().args(["cost", "--since", "401d"]));

@@ -33,6 +33,8 @@ pub struct Metrics {
     step_duration: Histogram,
     agent_cost: Family<Labels, Counter<f64, AtomicU64>>,
     agent_tokens: Family<Labels, Counter>,
+    cost_usd: Family<Labels, Counter<f64, AtomicU64>>,
+    cost_tokens: Family<Labels, Counter>,
     queue_depth: Family<Labels, Gauge>,
     approvals: Family<Labels, Counter>,
     rate_limits: Family<Labels, Counter>,
@@ -83,6 +85,8 @@ impl Metrics {
             step_duration: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
             agent_cost: Family::default(),
             agent_tokens: Family::default(),
+            cost_usd: Family::default(),
+            cost_tokens: Family::default(),
             queue_depth: Family::default(),
             approvals: Family::default(),
             rate_limits: Family::default(),
@@ -164,6 +168,16 @@ impl Metrics {
             "agent_tokens",
             "Tokens agent steps used, by model and kind",
             metrics.agent_tokens.clone(),
+        );
+        registry.register(
+            "cost_usd",
+            "What attempts cost, as the cost sums add it, by tenant, repository, runtime, model and template",
+            metrics.cost_usd.clone(),
+        );
+        registry.register(
+            "cost_tokens",
+            "Tokens attempts used, as the cost sums add them, by tenant, repository, runtime, model, template and kind",
+            metrics.cost_tokens.clone(),
         );
         registry.register(
             "queue_depth",
@@ -422,6 +436,35 @@ impl Metrics {
                     ("kind", kind.to_string()),
                 ])
                 .inc_by(tokens);
+        }
+    }
+
+    /// An attempt's cost, added to its day's sum: counted by the sum's
+    /// key but the day (Prometheus keeps the time).
+    pub fn cost_summed(
+        &self,
+        key: &tidewright_core::cost_sums::CostKey,
+        cost: &tidewright_core::Cost,
+    ) {
+        let labels: Labels = vec![
+            ("tenant", key.tenant.clone()),
+            ("repo", key.repo.clone()),
+            ("runtime", key.runtime.clone()),
+            ("model", key.model.clone()),
+            ("template", key.template.clone()),
+        ];
+        self.cost_usd
+            .get_or_create(&labels)
+            .inc_by(cost.usd.max(0.0));
+        for (kind, tokens) in [
+            ("input", cost.input_tokens),
+            ("output", cost.output_tokens),
+            ("cache_read", cost.cache_read_tokens),
+            ("cache_creation", cost.cache_creation_tokens),
+        ] {
+            let mut labels = labels.clone();
+            labels.push(("kind", kind.to_string()));
+            self.cost_tokens.get_or_create(&labels).inc_by(tokens);
         }
     }
 

@@ -491,24 +491,26 @@ impl Engine {
             use tidewright_core::cost_sums;
             let now = now_micros();
             let spec = &active.spec;
+            let key = cost_sums::CostKey {
+                day: cost_sums::day_of(now),
+                tenant: active.tenant.clone(),
+                repo: spec
+                    .repo
+                    .as_ref()
+                    .map(|r| tidewright_core::repo::unadorned(&r.url).to_string())
+                    .unwrap_or_default(),
+                runtime: cost_sums::runtime_of(&spec.steps[index]).to_string(),
+                model: live.model.clone(),
+                template: spec
+                    .labels
+                    .get(tidewright_core::attempts::score::TEMPLATE_LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            self.metrics.cost_summed(&key, &cost);
             self.round.writes.push(Write::CostSum {
                 sum: cost_sums::CostSum {
-                    key: cost_sums::CostKey {
-                        day: cost_sums::day_of(now),
-                        tenant: active.tenant.clone(),
-                        repo: spec
-                            .repo
-                            .as_ref()
-                            .map(|r| tidewright_core::repo::unadorned(&r.url).to_string())
-                            .unwrap_or_default(),
-                        runtime: cost_sums::runtime_of(&spec.steps[index]).to_string(),
-                        model: live.model.clone(),
-                        template: spec
-                            .labels
-                            .get(tidewright_core::attempts::score::TEMPLATE_LABEL)
-                            .cloned()
-                            .unwrap_or_default(),
-                    },
+                    key,
                     cost,
                     attempts: 1,
                 },
