@@ -18,7 +18,7 @@
 //!   the Bash call ending (its gate is polled every 20 ms) and Claude Code
 //!   sending the tool's result.
 //!
-//! Sizes: TIDEWRIGHT_BENCH_STEERS (rounds per run, 10), TIDEWRIGHT_BENCH_RUNS (3).
+//! Sizes: TIDEWRIGHT_BENCH_STEERS (rounds per run, 10), TIDEWRIGHT_BENCH_RUNS (5).
 
 use std::time::Duration;
 

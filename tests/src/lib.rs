@@ -401,6 +401,21 @@ pub async fn start_with_roles(
     Ok((server, worker))
 }
 
+/// [`start_with_roles`] (its HTTP API on a free address), its steps run
+/// by one Claude Code worker, `agent-1` (one slot), against `mock` rather
+/// than by a shell worker; the server, the HTTP address and the worker.
+pub async fn roles_with_claude(dir: &Path, mock: &provider::Mock) -> (Server, String, Process) {
+    let http = free_addr();
+    let (server, shell) = start_with_roles(&dir.join("server"), &http, &[], 1)
+        .await
+        .expect("server");
+    drop(shell);
+    let agent =
+        start_named_claude_worker(&server, dir, "agent-1", mock, (&["claude-code"], 1), &[])
+            .expect("worker");
+    (server, http, agent)
+}
+
 /// Runs a command that must succeed; its output.
 pub fn succeed(command: &mut Command) -> std::process::Output {
     let out = command.output().expect("the command runs");

@@ -780,6 +780,19 @@ async fn getting_nowhere(
     (attempt.error.clone(), mock.requests().len())
 }
 
+/// [`start`], with one worker of `cli`, `agent-1` (one slot), connected.
+async fn with_one_worker(
+    cli: &Cli,
+    dir: &Path,
+    script: Vec<Reply>,
+) -> (Server, Mock, Process, Tasks) {
+    let (server, mock) = start(cli, dir, &[], script).await;
+    let worker =
+        (cli.start)(&server, dir, "agent-1", &mock, (&[cli.runtime], 1), &[]).expect("worker");
+    let client = server.tasks().await.expect("client");
+    (server, mock, worker, client)
+}
+
 /// A CLI that reads no input while it runs takes a person's message at the
 /// turn boundary: `tidewright steer` while its turn waits on the model
 /// stops it with its session kept, and the step runs again, uncounted,
@@ -794,17 +807,7 @@ async fn a_message_at_the_turn_boundary_resumes_its_session_with_it(cli: &Cli) {
         Reply::Hang,
         Reply::Text("Ported, on the v2 API.".into()),
     ];
-    let (server, mock) = start(cli, dir.path(), &[], script).await;
-    let _worker = (cli.start)(
-        &server,
-        dir.path(),
-        "agent-1",
-        &mock,
-        (&[cli.runtime], 1),
-        &[],
-    )
-    .expect("worker");
-    let client = server.tasks().await.expect("client");
+    let (server, mock, _worker, client) = with_one_worker(cli, dir.path(), script).await;
     let prompt = format!(
         "Write notes.txt, then port the client {}",
         std::process::id()
@@ -891,17 +894,7 @@ async fn codex_takes_a_follow_up_after_its_turn_in_its_own_session() {
         Reply::Text("Ported.".into()),
         Reply::Text("Tests added too.".into()),
     ];
-    let (server, mock) = start(cli, dir.path(), &[], script).await;
-    let _worker = (cli.start)(
-        &server,
-        dir.path(),
-        "agent-1",
-        &mock,
-        (&[cli.runtime], 1),
-        &[],
-    )
-    .expect("worker");
-    let client = server.tasks().await.expect("client");
+    let (server, mock, _worker, client) = with_one_worker(cli, dir.path(), script).await;
     let prompt = format!("Port the client {}", std::process::id());
     let id = submit(&client, task("followed", vec![(cli.step)("port", &prompt)]))
         .await

@@ -1637,20 +1637,7 @@ async fn a_running_agent_steps_page_sends_it_a_message_shown_in_its_log() {
     )
     .await
     .expect("mock");
-    let http = free_addr();
-    let (server, shell) = start_with_roles(&dir.path().join("server"), &http, &[], 1)
-        .await
-        .expect("server");
-    drop(shell);
-    let _agent = start_named_claude_worker(
-        &server,
-        dir.path(),
-        "agent-1",
-        &mock,
-        (&["claude-code"], 1),
-        &[],
-    )
-    .expect("worker");
+    let (server, http, _agent) = roles_with_claude(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
     let request = task(
         "steered",
@@ -1727,20 +1714,7 @@ async fn the_cost_page_charts_the_days_tables_a_dimension_and_forecasts_the_mont
     let mock = Mock::start(Api::Anthropic, vec![Reply::Text("Done.".into())])
         .await
         .expect("mock");
-    let http = free_addr();
-    let (server, shell) = start_with_roles(&dir.path().join("server"), &http, &[], 1)
-        .await
-        .expect("server");
-    drop(shell);
-    let _agent = start_named_claude_worker(
-        &server,
-        dir.path(),
-        "agent-1",
-        &mock,
-        (&["claude-code"], 1),
-        &[],
-    )
-    .expect("worker");
+    let (server, http, _agent) = roles_with_claude(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
     let id = submit(
         &client,

@@ -24,20 +24,7 @@ async fn the_cost_report_sums_exactly_what_the_tasks_cost_grouped_as_asked() {
     )
     .await
     .expect("mock");
-    let http = free_addr();
-    let (server, shell) = start_with_roles(&dir.path().join("server"), &http, &[], 1)
-        .await
-        .expect("server");
-    drop(shell);
-    let _agent = start_named_claude_worker(
-        &server,
-        dir.path(),
-        "agent-1",
-        &mock,
-        (&["claude-code"], 1),
-        &[],
-    )
-    .expect("worker");
+    let (server, http, _agent) = roles_with_claude(dir.path(), &mock).await;
     let client = server.tasks().await.expect("client");
     // Two tasks one after the other (the mock answers in order): one of
     // one turn, one of two steps (two turns, then one).
