@@ -47,8 +47,13 @@ impl Engine {
                 "task {task_id} has no step {step_id}"
             )));
         };
-        let delivery = tidewright_core::steer::delivery(&active.spec.steps[index], follow_up)
+        let mut delivery = tidewright_core::steer::delivery(&active.spec.steps[index], follow_up)
             .map_err(Error::FailedPrecondition)?;
+        // A turn stopped before its CLI named its session could not be
+        // resumed: it ends first, and the answer and the event say so.
+        if delivery == Delivery::Interrupt && active.steps[index].session.is_none() {
+            delivery = Delivery::NextTurn;
+        }
         let status = active.run.step(index);
         if status.state != StepState::Running {
             return Err(not_running(status.state.as_str().replace('_', " ")));
@@ -74,7 +79,7 @@ impl Engine {
                         attempt,
                         message: message.clone(),
                         from: from.clone(),
-                        follow_up,
+                        follow_up: delivery != Delivery::MidTurn,
                     },
                 ));
             }

@@ -184,6 +184,33 @@ async fn a_codex_turn_is_stopped_for_a_message_and_its_session_resumed_with_it_u
 }
 
 #[tokio::test]
+async fn a_codex_turn_without_a_session_yet_is_not_stopped_but_followed_up() {
+    let h = Harness::new();
+    let spec = TaskSpec {
+        name: "t".into(),
+        steps: vec![codex("a")],
+        ..TaskSpec::default()
+    };
+    h.try_submit("t", "default", spec, 1)
+        .await
+        .expect("submitted");
+    let mut w = h.ready_worker("w", &[tidewright_core::CODEX], 1).await;
+    w.assigned().await;
+    let (_, delivery) = h.engine.steer(steer("a", false)).await.expect("sent");
+    assert_eq!(
+        delivery.as_str(),
+        "after the turn: its session resumed with it"
+    );
+    assert!(matches!(
+        w.next().await,
+        ToWorker::Steer {
+            follow_up: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
 async fn a_follow_up_for_codex_resumes_its_session_once_its_turn_succeeds() {
     let h = Harness::new();
     let (mut w, a) = codex_running(&h).await;
