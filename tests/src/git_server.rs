@@ -22,6 +22,8 @@ pub struct GitServer {
     root: PathBuf,
     /// `host:port`.
     pub addr: String,
+    /// Where it serves HTTPS (`127.0.0.1:port`), when started with TLS.
+    pub tls_addr: Option<String>,
     dir: PathBuf,
     _fcgiwrap: Process,
     _nginx: Process,
@@ -110,6 +112,16 @@ pub fn secret_holding_worker(
 impl GitServer {
     /// Starts fcgiwrap and nginx under `dir`; both stop when this drops.
     pub fn start(dir: &Path) -> anyhow::Result<GitServer> {
+        GitServer::start_with(dir, None)
+    }
+
+    /// [`GitServer::start`], serving HTTPS too on [`GitServer::tls_addr`]
+    /// with `tls`'s certificate chain and key (PEM files).
+    pub fn start_with_tls(dir: &Path, tls: (&Path, &Path)) -> anyhow::Result<GitServer> {
+        GitServer::start_with(dir, Some(tls))
+    }
+
+    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> anyhow::Result<GitServer> {
         let dir = dir.join("git-server");
         let root = dir.join("repos");
         for sub in ["repos", "tmp"] {
@@ -135,6 +147,15 @@ impl GitServer {
             format!("{USER}:{{PLAIN}}{PASSWORD}\n"),
         )?;
         let addr = free_addr();
+        let tls_addr = tls.map(|_| free_addr());
+        let tls_listen = match (tls, &tls_addr) {
+            (Some((cert, key)), Some(at)) => format!(
+                "listen {at} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ),
+            _ => String::new(),
+        };
         let d = dir.display();
         let config = format!(
             r#"daemon off;
@@ -152,6 +173,7 @@ http {{
   scgi_temp_path {d}/tmp/scgi;
   server {{
     listen {addr};
+    {tls_listen}
     client_max_body_size 0;
     location / {{
       auth_basic "tidewright tests";
@@ -197,6 +219,7 @@ http {{
         Ok(GitServer {
             root,
             addr,
+            tls_addr,
             dir,
             _fcgiwrap: fcgiwrap,
             _nginx: nginx,

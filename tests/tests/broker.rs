@@ -310,3 +310,96 @@ async fn a_step_with_credentials_on_a_worker_without_the_sandbox_fails_saying_wh
     let error = &tidewright_tests::step(&done, "s").error;
     assert!(error.contains("credentials need the sandbox"), "{error}");
 }
+
+/// Git over HTTPS takes the same path: a sandboxed step's `git ls-remote`
+/// of a repository on a real git server (nginx and git's http-backend,
+/// over TLS with a certificate of the test CA) gets its basic credential
+/// from the broker; without the credential the server refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_over_https_gets_its_credential_from_the_broker() {
+    use base64::Engine;
+    use tidewright_tests::git_server::{GitServer, PASSWORD, USER};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = test_ca();
+    let params = CertificateParams::new(vec!["git.broker.test".to_string()]).expect("params");
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca).expect("signed");
+    let (cert_path, key_path) = (dir.path().join("git.pem"), dir.path().join("git.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    let git = GitServer::start_with_tls(dir.path(), (&cert_path, &key_path)).expect("git server");
+    let head = git.create_repo("app", &[("README.md", "hello\n")]);
+    let port = git
+        .tls_addr
+        .as_deref()
+        .and_then(|a| a.rsplit(':').next())
+        .expect("tls port")
+        .to_string();
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, ca.pem()).expect("roots");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("secrets");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    std::fs::write(secrets.join("git-basic"), &basic).expect("secret");
+    let server = Server::start(&dir.path().join("server")).expect("server");
+    let _worker = start_strict_worker(
+        &server.url,
+        &server.data_dir,
+        "w1",
+        &["shell"],
+        1,
+        &[
+            "--secrets-dir",
+            secrets.to_str().expect("utf-8"),
+            "--egress-host",
+            "git.broker.test=127.0.0.1",
+        ],
+        &server.worker_token,
+        &[("SSL_CERT_FILE", roots.to_str().expect("utf-8"))],
+    )
+    .expect("worker");
+    server.wait_for_agents(&["w1"]).await.expect("worker");
+    let client = server.tasks().await.expect("client");
+    let at = format!("git.broker.test:{port}");
+    let script = format!(
+        "GIT_TERMINAL_PROMPT=0 git ls-remote https://{at}/app.git refs/heads/main; echo \"git exit: $?\""
+    );
+    let step = |id: &str, brokered: bool| {
+        let mut step = shell_step(id, &[], &script);
+        step.egress = Some(v1::Egress {
+            allow: vec![at.clone()],
+        });
+        if brokered {
+            step.credentials = vec![v1::Credential {
+                host: at.clone(),
+                secret: "git-basic".into(),
+                header: "Authorization".into(),
+                format: "Basic {}".into(),
+                env: String::new(),
+            }];
+        }
+        step
+    };
+    let id = submit(
+        &client,
+        task("git", vec![step("brokered", true), step("bare", false)]),
+    )
+    .await
+    .expect("submit");
+    wait_finished(&client, &id, Duration::from_secs(60))
+        .await
+        .expect("finished");
+    let brokered = step_log(&client, &id, "brokered").await;
+    assert!(
+        brokered.contains(&format!("{head}\trefs/heads/main")),
+        "{brokered}"
+    );
+    assert!(brokered.contains("git exit: 0"), "{brokered}");
+    assert!(!brokered.contains(&basic), "{brokered}");
+    let bare = step_log(&client, &id, "bare").await;
+    assert!(
+        !bare.contains("git exit: 0"),
+        "without it the server refuses: {bare}"
+    );
+}
