@@ -206,13 +206,16 @@ impl Engine {
                     session_id: s.id.clone(),
                     session_usd: s.usd,
                     last_attempt: s.last_attempt,
-                    // People's messages first: what the session is told
-                    // next is theirs until it has heard them.
-                    message: if active.steps[index].steered.is_empty() {
-                        active.steps[index].feedback.clone()
-                    } else {
-                        active.steps[index].steered.join("\n\n")
-                    },
+                    // People's messages first, then what its checks or
+                    // its reviewer said, if anything.
+                    message: active.steps[index]
+                        .steered
+                        .iter()
+                        .chain(std::iter::once(&active.steps[index].feedback))
+                        .filter(|told| !told.is_empty())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n\n"),
                     round_base: active.steps[index]
                         .verified
                         .as_ref()

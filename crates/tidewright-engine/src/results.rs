@@ -353,11 +353,7 @@ impl Engine {
         let steer_stopped = std::mem::take(&mut live.stopped_for_steer);
         let steered = !live.steered.is_empty()
             && live.session.is_some()
-            && if verdict.outcome == Outcome::Succeeded {
-                true
-            } else {
-                steer_stopped
-            };
+            && (verdict.outcome == Outcome::Succeeded || steer_stopped);
         let handed_back = limited
             .or_else(|| budget_stopped.then(|| "stopped: the task's budget is spent".into()))
             .or_else(|| steered.then(|| "steered: its session resumes with the message".into()));
