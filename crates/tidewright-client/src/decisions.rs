@@ -118,8 +118,8 @@ impl Client {
         Ok(answer.tenants)
     }
 
-    /// What attempts cost from `since` (`30d`, a date; empty for this
-    /// month), grouped `by` (`repo,runtime`).
+    /// What attempts cost from `since` (`30d`; empty for this month),
+    /// grouped `by` (`repo`, `runtime`).
     pub async fn cost_report(&self, by: &[String], since: &str) -> Result<v1::CostReport, Error> {
         let request = v1::GetCostReportRequest {
             by: by.to_vec(),

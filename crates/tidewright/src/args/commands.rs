@@ -562,8 +562,8 @@ pub struct CostArgs {
     /// template (`repo,runtime`); none for one total.
     #[arg(long, value_delimiter = ',')]
     pub by: Vec<String>,
-    /// From `30d` (the last 30 days, today one of them) or a date
-    /// (`2026-11-01`); this month when left out. At most 400 days back.
+    /// From `30d` (the last 30 days, today one of them), `1d` to `400d`;
+    /// this month when left out.
     #[arg(long, default_value = "")]
     pub since: String,
     #[arg(short, long, value_enum, default_value_t = CostFormat::Table)]

@@ -10,8 +10,8 @@ use super::*;
 #[utoipa::path(get, path = "/cost", tag = "cost",
     summary = "What attempts cost, by day, tenant, repository, runtime, model or template (GetCostReport)",
     params(
-        ("by" = Option<Vec<String>>, Query, description = "group by these, in order (repeat it, or separate with ','): day, tenant, repo, runtime, model, template; none for one total"),
-        ("since" = Option<String>, Query, description = "30d (the last 30 days, today one of them) or a date (2026-11-01); the current month when absent; at most 400 days back"),
+        ("by" = Option<Vec<String>>, Query, description = "group by these, in order (repeat it): day, tenant, repo, runtime, model, template; none for one total"),
+        ("since" = Option<String>, Query, description = "30d (the last 30 days, today one of them), 1d to 400d; the current month when absent"),
     ),
     responses((status = 200, body = CostReportView), Refused))]
 pub(super) async fn cost_report(

@@ -33,8 +33,8 @@ const SCHEDULE_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 const CRON: &str = "^(@(yearly|annually|monthly|weekly|daily|hourly)\
 |([0-5]?[0-9]|\\*) ([01]?[0-9]|2[0-3]|\\*) \\* \\* \\*\
 |\\s*(@[A-Za-z]+|[0-9A-Za-z*/,#?-]+(\\s+[0-9A-Za-z*/,#?-]+){4,6})\\s*)$";
-/// `cost_sums::since_day`'s days: 1d to 400d.
-const SINCE_DAYS: &str = "^([1-9]|[1-9][0-9]|[1-3][0-9]{2}|400)d$";
+/// `cost_sums::since_day`: empty (this month), or 1d to 400d.
+const SINCE: &str = "^(([1-9]|[1-9][0-9]|[1-3][0-9]{2}|400)d)?$";
 /// `list_tasks`' label filter: `key=value`.
 const LABEL: &str = "=";
 /// Every whole number the routes read is at most this (`number`).
@@ -275,8 +275,7 @@ fn parameter(parameter: &mut Value) {
             "type": "string",
             "enum": ["queued", "running", "paused", "succeeded", "failed", "cancelled"],
         })),
-        // `cost_sums::parse_by`: each dimension once (a comma list is
-        // read too, which the document leaves out).
+        // `cost_sums::parse_by`: each dimension once.
         ("by", "query") => {
             schema["uniqueItems"] = json!(true);
             Some(json!({
@@ -284,9 +283,8 @@ fn parameter(parameter: &mut Value) {
                 "enum": ["day", "tenant", "repo", "runtime", "model", "template"],
             }))
         }
-        // `cost_sums::since_day`: 1 to 400 days (a date within them is
-        // read too, which a pattern cannot hold to the window).
-        ("since", "query") => Some(string(SINCE_DAYS)),
+        // `cost_sums::since_day`: empty, or 1 to 400 days.
+        ("since", "query") => Some(string(SINCE)),
         // A header is a whole number or absent, never `null`.
         ("Last-Event-ID", "header") => Some(whole(0)),
         _ if is_whole(schema) || is_whole(&schema["items"]) => {
