@@ -726,6 +726,19 @@ async fn a_bad_egress_entry_is_refused_naming_its_field() {
             &["--sandbox=off", "--egress-allow", "ok.com"][..],
             "--egress-allow needs the sandbox",
         ),
+        (&["--egress-host", "api.internal"][..], "write NAME=ADDRESS"),
+        (
+            &["--egress-host", "api.internal=10.0.0.300"][..],
+            "is not an IP address",
+        ),
+        (
+            &["--egress-host", "*.internal=10.0.0.5"][..],
+            "is not a host name",
+        ),
+        (
+            &["--sandbox=off", "--egress-host", "api.internal=10.0.0.5"][..],
+            "--egress-host needs the sandbox",
+        ),
     ] {
         let line = fails_in_one_line(
             server
