@@ -161,6 +161,32 @@ pub fn runtime_of(step: &crate::StepSpec) -> &str {
     }
 }
 
+/// The key an attempt of step `index` of task `spec` (of `tenant`, on
+/// `model`) that ended at `at` is summed under.
+pub fn key_of(
+    spec: &crate::TaskSpec,
+    index: usize,
+    (tenant, model): (&str, &str),
+    at: Micros,
+) -> CostKey {
+    CostKey {
+        day: day_of(at),
+        tenant: tenant.to_string(),
+        repo: spec
+            .repo
+            .as_ref()
+            .map(|r| crate::repo::unadorned(&r.url).to_string())
+            .unwrap_or_default(),
+        runtime: runtime_of(&spec.steps[index]).to_string(),
+        model: model.to_string(),
+        template: spec
+            .labels
+            .get(crate::attempts::score::TEMPLATE_LABEL)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
 /// One row of a report: the values of its dimensions, in the order asked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostRow {

@@ -486,23 +486,7 @@ impl Engine {
         if let Some(cost) = report.cost.filter(|c| !c.is_zero()) {
             use tidewright_core::cost_sums;
             let now = now_micros();
-            let spec = &active.spec;
-            let key = cost_sums::CostKey {
-                day: cost_sums::day_of(now),
-                tenant: active.tenant.clone(),
-                repo: spec
-                    .repo
-                    .as_ref()
-                    .map(|r| tidewright_core::repo::unadorned(&r.url).to_string())
-                    .unwrap_or_default(),
-                runtime: cost_sums::runtime_of(&spec.steps[index]).to_string(),
-                model: live.model.clone(),
-                template: spec
-                    .labels
-                    .get(tidewright_core::attempts::score::TEMPLATE_LABEL)
-                    .cloned()
-                    .unwrap_or_default(),
-            };
+            let key = cost_sums::key_of(&active.spec, index, (&active.tenant, &live.model), now);
             self.metrics.cost_summed(&key, &cost);
             self.round.writes.push(Write::CostSum {
                 sum: cost_sums::CostSum {

@@ -117,8 +117,8 @@ fn codex(id: &str) -> StepSpec {
     }
 }
 
-/// Task `t` of one Codex step, running on a worker in session `s-1`.
-async fn codex_running(h: &Harness) -> (FakeWorker, tidewright_core::AttemptKey) {
+/// Task `t` of one Codex step, given to a worker.
+async fn codex_assigned(h: &Harness) -> (FakeWorker, tidewright_core::AttemptKey) {
     let spec = TaskSpec {
         name: "t".into(),
         steps: vec![codex("a")],
@@ -129,6 +129,12 @@ async fn codex_running(h: &Harness) -> (FakeWorker, tidewright_core::AttemptKey)
         .expect("submitted");
     let mut w = h.ready_worker("w", &[tidewright_core::CODEX], 1).await;
     let a = w.assigned().await;
+    (w, a)
+}
+
+/// [`codex_assigned`], its CLI in session `s-1`.
+async fn codex_running(h: &Harness) -> (FakeWorker, tidewright_core::AttemptKey) {
+    let (w, a) = codex_assigned(h).await;
     h.engine
         .session(w.id, a.clone(), "s-1".into(), "m".into())
         .await
@@ -186,16 +192,7 @@ async fn a_codex_turn_is_stopped_for_a_message_and_its_session_resumed_with_it_u
 #[tokio::test]
 async fn a_codex_turn_without_a_session_yet_is_not_stopped_but_followed_up() {
     let h = Harness::new();
-    let spec = TaskSpec {
-        name: "t".into(),
-        steps: vec![codex("a")],
-        ..TaskSpec::default()
-    };
-    h.try_submit("t", "default", spec, 1)
-        .await
-        .expect("submitted");
-    let mut w = h.ready_worker("w", &[tidewright_core::CODEX], 1).await;
-    w.assigned().await;
+    let (mut w, _) = codex_assigned(&h).await;
     let (_, delivery) = h.engine.steer(steer("a", false)).await.expect("sent");
     assert_eq!(
         delivery.as_str(),
