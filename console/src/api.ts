@@ -253,7 +253,7 @@ export interface TaskEvent {
   seq: number;
   position?: number;
   time?: string;
-  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "setup" | "steered" | "unknown";
+  type: "taskState" | "stepState" | "progress" | "log" | "egress" | "verification" | "setup" | "steered" | "sessionItem" | "unknown";
   state?: string;
   step?: string;
   attempt?: number;
@@ -346,7 +346,7 @@ export const get = <T>(path: string) => call<T>("GET", path);
 /// and resumes after the last id. Returns what closes it.
 export function follow(path: string, onEvent: (event: TaskEvent) => void, onStart?: (position: number) => void): () => void {
   const source = new EventSource(`/api/v1${path}`, { withCredentials: true });
-  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification", "setup", "steered"];
+  const kinds = ["taskState", "stepState", "progress", "log", "egress", "verification", "setup", "steered", "sessionItem"];
   for (const kind of kinds) {
     source.addEventListener(kind, (message) => onEvent(JSON.parse((message as MessageEvent).data)));
   }

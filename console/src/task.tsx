@@ -13,6 +13,7 @@ import { Review } from "./review";
 import { useThrottled } from "./hooks";
 import { Children, ParentLink } from "./family";
 import { Steer, steerable } from "./steer";
+import { ReplayPanel } from "./replay";
 
 /// Lines kept per step; the page shows the newest and more on request.
 const KEPT_LINES = 5000;
@@ -56,6 +57,16 @@ export function TaskPage({ id, session }: { id: string; session: Session }) {
   useEffect(() => {
     const onEvent = (event: TaskEvent) => {
       lastSeq.current = event.seq;
+      // An item of an agent's session: its replay reads the session again.
+      if (event.type === "sessionItem") {
+        if (frame.current === null) {
+          frame.current = requestAnimationFrame(() => {
+            frame.current = null;
+            setLogVersion((v) => v + 1);
+          });
+        }
+        return;
+      }
       const told = ["log", "egress", "verification", "setup", "steered"].includes(event.type);
       if (told && event.step) {
         const lines = logs.current.get(event.step) ?? [];
@@ -512,6 +523,7 @@ function StepPanel({
         </tbody>
       </table>
       <Rounds step={step} />
+      <ReplayPanel task={task} step={step} version={version} />
       <h3>
         Log{" "}
         <label class="follow">

@@ -209,7 +209,8 @@ async fn a_tool_writes_a_file_and_the_answer_session_and_cost_become_the_output(
         (cli.write)("hello.txt", "hello from the agent\n"),
         Reply::Text("Wrote hello.txt.".into()),
     ];
-    let (server, mock) = start(cli, dir.path(), &[], script).await;
+    let http = free_addr();
+    let (server, mock) = start(cli, dir.path(), &["--http-listen", &http], script).await;
     // The operator's price for the model, per million tokens.
     let prices = dir.path().join("prices.yaml");
     let mut flags = vec!["--keep-workspaces".to_string()];
@@ -305,9 +306,91 @@ async fn a_tool_writes_a_file_and_the_answer_session_and_cost_become_the_output(
         assert_eq!(seen, &key);
     }
     let bare = key.trim_start_matches("Bearer ");
-    let said = format!("{events:?}{}", step.output_json);
+    let replay = the_session_replays(&http, &server, &id);
+    let said = format!("{events:?}{}{replay}", step.output_json);
     assert!(!said.contains(bare), "the key leaked: {said}");
     (cli.left)(&dir.path().join("work/agent-1"), &mock);
+}
+
+/// Step `write` of task `id` replays from its events, whatever its CLI:
+/// the prompt starts its one turn, the write is a call with its input and
+/// output, the answer follows, each with the cost so far (the running
+/// figure budgets count, which grows), and the attempt's end with its
+/// final cost; it exports as one HTML page. Answers the JSON and
+/// the page, for the caller to look for what must not be there.
+fn the_session_replays(http: &str, server: &Server, id: &str) -> String {
+    let path = format!("/api/v1/tasks/{id}/steps/write/replay");
+    let (status, json) = http_get(http, &path, Some(&server.admin_token)).expect("replay");
+    assert_eq!(status, 200, "{json}");
+    let replay: Value = serde_json::from_str(&json).expect("replay JSON");
+    let entries = replay["entries"].as_array().expect("entries");
+    let said: Vec<&Value> = entries
+        .iter()
+        .filter(|e| ["prompt", "text", "call"].contains(&e["kind"].as_str().unwrap_or_default()))
+        .collect();
+    let kinds: Vec<&str> = said.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"prompt"), "{json}");
+    assert!(
+        said[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Write hello.txt"),
+        "{json}"
+    );
+    let call = said
+        .iter()
+        .find(|e| e["kind"] == "call")
+        .unwrap_or_else(|| panic!("a call: {json}"));
+    assert!(
+        call["input"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("hello.txt"),
+        "{json}"
+    );
+    assert!(call["output"].is_string(), "the call's output: {json}");
+    let answer = said
+        .iter()
+        .rposition(|e| e["kind"] == "text" && e["text"] == "Wrote hello.txt.")
+        .unwrap_or_else(|| panic!("the answer: {json}"));
+    assert!(answer > 0, "{json}");
+    let mut before = 0.0;
+    for e in &said {
+        assert_eq!(e["attempt"], 1, "{json}");
+        assert_eq!(e["turn"], 1, "one prompt, one turn: {json}");
+        let so_far = e["usd"].as_f64().expect("usd");
+        assert!(so_far >= before, "the cost so far grows: {json}");
+        before = so_far;
+    }
+    let end = entries.last().expect("entries");
+    assert_eq!(end["state"], "succeeded", "{json}");
+    let cost = replay["step"]["attempts"][0]["cost"]["usd"].as_f64();
+    assert!(cost.is_some_and(|c| c > 0.0), "{json}");
+    assert_eq!(
+        end["usd"].as_f64(),
+        cost,
+        "the end carries the attempt's cost: {json}"
+    );
+    assert_eq!(replay["step"]["id"], "write");
+    let page = http_call(
+        http,
+        "GET",
+        &format!("{path}?format=html"),
+        Some(&server.admin_token),
+        &[],
+        "",
+    )
+    .expect("the page");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{}",
+        page.headers
+    );
+    assert!(page.body.contains("Wrote hello.txt.") && !page.body.contains("<script"));
+    format!("{json}{}", page.body)
 }
 
 /// The provider's 429 names its reset, which the worker's model proxy

@@ -231,6 +231,52 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         status.message()
     );
 
+    // A registered worker's session item of a kind the server does not
+    // know is refused, naming the item.
+    let messages = vec![
+        v1::WorkerMessage {
+            kind: Some(v1::worker_message::Kind::Register(v1::Register {
+                name: "w".into(),
+                slots: 1,
+                ..Default::default()
+            })),
+        },
+        v1::WorkerMessage {
+            kind: Some(v1::worker_message::Kind::SessionItems(
+                v1::StepSessionItems {
+                    attempt: Some(v1::AttemptRef {
+                        task_id: kept.clone(),
+                        step_id: "a".into(),
+                        attempt: 1,
+                    }),
+                    items: vec![v1::SessionItem {
+                        kind: "thought".into(),
+                        ..Default::default()
+                    }],
+                    usd: 0.0,
+                },
+            )),
+        },
+    ];
+    let mut stream = agents
+        .connect(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without refusing the item"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("session_items.items[0].kind")
+            && status.message().contains("\"thought\""),
+        "{}",
+        status.message()
+    );
+
     // The CLI says the same in one line and exits non-zero.
     let bad_file = dir.path().join("bad.yaml");
     std::fs::write(

@@ -1703,6 +1703,106 @@ async fn a_running_agent_steps_page_sends_it_a_message_shown_in_its_log() {
     browser.close_without_errors().await;
 }
 
+/// A running agent step's replay shows its session live: the prompt and
+/// the Bash call under way (no output yet), then the call's output and
+/// the agent's answer as they come, each turn headed; its HTML export is
+/// one page with the same session and no script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_steps_replay_shows_its_session_live_and_exports_as_one_page() {
+    use tidewright_api::v1;
+    use tidewright_tests::provider::{Api, Mock, Reply};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = dir.path().join("gate");
+    let mock = Mock::start(
+        Api::Anthropic,
+        vec![
+            Reply::claude_bash(&format!(
+                "{} && echo '<b>gate open</b>'",
+                wait_for_gate(&gate)
+            )),
+            Reply::Text("The gate opened.".into()),
+        ],
+    )
+    .await
+    .expect("mock");
+    let (server, http, _agent) = roles_with_claude(dir.path(), &mock).await;
+    let client = server.tasks().await.expect("client");
+    let request = task(
+        "replayed",
+        vec![claude_step("wait", "Wait for the gate.", &["Bash"])],
+    );
+    let id = submit(&client, request).await.expect("submit");
+    wait_step(&client, &id, "wait", v1::StepState::Running)
+        .await
+        .expect("running");
+    let browser = Browser::signed_in(
+        dir.path(),
+        &format!("http://{http}/#/tasks/{id}"),
+        "tidewright_viewer",
+    )
+    .await;
+    browser
+        .count_until("g[data-step=wait]", 1, LIVE)
+        .await
+        .expect("the step drawn");
+    browser.click("g[data-step=wait]").await.expect("the step");
+    browser
+        .click("[data-test=replay-toggle]")
+        .await
+        .expect("open");
+    let live = browser
+        .text_until("[data-test=replay]", LIVE, |t| t.contains("no output yet"))
+        .await
+        .expect("the call under way");
+    assert!(live.contains("Wait for the gate."), "{live}");
+    assert_eq!(
+        browser.text("[data-test=replay-tool]").await.expect("tool"),
+        "Bash"
+    );
+    std::fs::write(&gate, "").expect("gate");
+    let done = browser
+        .text_until("[data-test=replay]", LIVE, |t| {
+            t.contains("The gate opened.")
+        })
+        .await
+        .expect("the answer, live");
+    assert!(!done.contains("no output yet"), "{done}");
+    assert_eq!(
+        browser
+            .text("[data-test=replay-output]")
+            .await
+            .expect("output")
+            .trim(),
+        "<b>gate open</b>"
+    );
+    assert_eq!(
+        browser.text("[data-test=replay-turn]").await.expect("turn"),
+        "attempt 1, turn 1"
+    );
+    browser
+        .screenshot(&screenshots(), "replay")
+        .await
+        .expect("screenshot");
+    let page = browser
+        .run(
+            "const a = document.querySelector('[data-test=replay-export-html]');\n\
+             return fetch(a.href).then(r => r.text());",
+        )
+        .await
+        .expect("the export");
+    let page = page.as_str().unwrap_or_default();
+    assert!(
+        page.starts_with("<!doctype html>") && page.contains("The gate opened."),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;gate open&lt;/b&gt;") && !page.contains("<script"),
+        "{page}"
+    );
+    browser.close_without_errors().await;
+}
+
 /// The cost page charts spend per day by the dimension chosen (uPlot),
 /// tables it with the same figures as the tasks' own costs, and forecasts
 /// each tenant's month against its monthly budget.

@@ -356,6 +356,43 @@ async fn a_refused_request_gets_its_http_status_and_a_json_body_naming_the_field
     assert_eq!(error(&route)["code"], "NOT_FOUND");
     let no_value = api.get("/api/v1/state/some-scope/no-key", "tidewright_dev");
     assert_eq!(no_value.status, 404, "{}", no_value.body);
+
+    // A replay asked as neither JSON nor HTML, or with what it does not
+    // take, is refused naming it; one of a step the task lacks is not
+    // found.
+    let submitted = api.call("POST", "/api/v1/tasks", "tidewright_dev", SLEEPER);
+    let id = submitted.json()["taskId"].as_str().expect("id").to_string();
+    let replay = |query: &str| {
+        api.get(
+            &format!("/api/v1/tasks/{id}/steps/nap/replay{query}"),
+            "tidewright_viewer",
+        )
+    };
+    assert_eq!(replay("").status, 200, "{}", replay("").body);
+    let xml = replay("?format=xml");
+    assert_eq!(xml.status, 400, "{}", xml.body);
+    assert_eq!(error(&xml)["field"], "format");
+    let colour = replay("?colour=red");
+    assert_eq!(colour.status, 400, "{}", colour.body);
+    assert_eq!(error(&colour)["field"], "colour");
+    let no_step = api.get(
+        &format!("/api/v1/tasks/{id}/steps/nope/replay"),
+        "tidewright_viewer",
+    );
+    assert_eq!(no_step.status, 404, "{}", no_step.body);
+    assert!(
+        error(&no_step)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"nope\"")),
+        "{}",
+        no_step.body
+    );
+    api.call(
+        "POST",
+        &format!("/api/v1/tasks/{id}/cancel"),
+        "tidewright_dev",
+        "",
+    );
 }
 
 /// `event:`/`id:`/`data:` blocks of a server-sent event stream: (id, event
@@ -639,6 +676,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_it_lists_answers
         ("POST", "/tasks/{id}/steps/{step}/reject"),
         ("POST", "/tasks/{id}/steps/{step}/steer"),
         ("GET", "/tasks/{id}/steps/{step}/diff"),
+        ("GET", "/tasks/{id}/steps/{step}/replay"),
         ("POST", "/tasks/{id}/budget"),
         ("POST", "/tasks/{id}/budget/approve"),
         ("PUT", "/tenants/{tenant}/budget"),

@@ -127,6 +127,52 @@ impl From<&core::setup::SetupReport> for v1::SetupReport {
     }
 }
 
+impl From<&core::session_item::SessionItem> for v1::SessionItem {
+    fn from(item: &core::session_item::SessionItem) -> Self {
+        use core::session_item::SessionItem as I;
+        let (kind, text, tool, call_id, error) = match item {
+            I::Prompt { text } => ("prompt", text, "", "", false),
+            I::Text { text } => ("text", text, "", "", false),
+            I::Call { id, tool, input } => ("call", input, tool.as_str(), id.as_str(), false),
+            I::Output { id, output, error } => ("output", output, "", id.as_str(), *error),
+        };
+        v1::SessionItem {
+            kind: kind.to_string(),
+            text: text.clone(),
+            tool: tool.to_string(),
+            call_id: call_id.to_string(),
+            error,
+        }
+    }
+}
+
+impl TryFrom<v1::SessionItem> for core::session_item::SessionItem {
+    /// The kind is not one of prompt, text, call, output.
+    type Error = String;
+    fn try_from(item: v1::SessionItem) -> Result<Self, String> {
+        use core::session_item::SessionItem as I;
+        Ok(match item.kind.as_str() {
+            "prompt" => I::Prompt { text: item.text },
+            "text" => I::Text { text: item.text },
+            "call" => I::Call {
+                id: item.call_id,
+                tool: item.tool,
+                input: item.text,
+            },
+            "output" => I::Output {
+                id: item.call_id,
+                output: item.text,
+                error: item.error,
+            },
+            other => {
+                return Err(format!(
+                    "{other:?} is not a session item's kind: prompt, text, call or output"
+                ));
+            }
+        })
+    }
+}
+
 impl From<v1::TaskSpec> for core::TaskSpec {
     fn from(spec: v1::TaskSpec) -> Self {
         core::TaskSpec {
@@ -656,6 +702,17 @@ impl From<&core::Event> for v1::Event {
                 from: from.clone(),
                 message: message.clone(),
                 delivery: delivery.clone(),
+            }),
+            core::EventKind::SessionItem {
+                step,
+                attempt,
+                item,
+                usd,
+            } => Kind::SessionItem(v1::StepSessionItem {
+                step_id: step.clone(),
+                attempt: *attempt,
+                item: Some(item.into()),
+                usd: *usd,
             }),
         };
         v1::Event {

@@ -249,6 +249,14 @@ pub enum EventKind {
         message: String,
         delivery: String,
     },
+    /// One item of an agent step's session as its CLI streamed it (see
+    /// [`crate::session_item`]), with what the attempt had cost then.
+    SessionItem {
+        step: String,
+        attempt: u32,
+        item: crate::session_item::SessionItem,
+        usd: f64,
+    },
 }
 
 impl EventKind {
@@ -264,6 +272,7 @@ impl EventKind {
             EventKind::FailedOver { .. } => "failedOver",
             EventKind::Setup { .. } => "setup",
             EventKind::Steered { .. } => "steered",
+            EventKind::SessionItem { .. } => "sessionItem",
         }
     }
 }

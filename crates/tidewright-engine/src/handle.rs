@@ -233,6 +233,12 @@ pub(super) enum Command {
         attempt: AttemptKey,
         egress: EgressReport,
     },
+    SessionItems {
+        worker: u64,
+        attempt: AttemptKey,
+        items: Vec<tidewright_core::session_item::SessionItem>,
+        usd: f64,
+    },
     Setup {
         worker: u64,
         attempt: AttemptKey,
@@ -462,6 +468,24 @@ impl EngineHandle {
             worker,
             attempt,
             egress,
+        })
+        .await
+    }
+
+    /// Items of a running agent's session, as its CLI streamed them, and
+    /// what the attempt had cost then: events on its step, for replay.
+    pub async fn session_items(
+        &self,
+        worker: u64,
+        attempt: AttemptKey,
+        items: Vec<tidewright_core::session_item::SessionItem>,
+        usd: f64,
+    ) -> Result<(), Error> {
+        self.send(Command::SessionItems {
+            worker,
+            attempt,
+            items,
+            usd,
         })
         .await
     }

@@ -263,6 +263,7 @@ impl Engine {
         | Command::Progress { worker, .. }
         | Command::Logs { worker, .. }
         | Command::Egress { worker, .. }
+        | Command::SessionItems { worker, .. }
         | Command::Setup { worker, .. }
         | Command::StepResult { worker, .. }
         | Command::Session { worker, .. }
@@ -312,6 +313,12 @@ impl Engine {
                 attempt,
                 egress,
             } => self.egress(worker, attempt, egress),
+            Command::SessionItems {
+                worker,
+                attempt,
+                items,
+                usd,
+            } => self.session_items(worker, attempt, items, usd),
             Command::Setup {
                 worker,
                 attempt,

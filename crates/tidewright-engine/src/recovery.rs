@@ -70,6 +70,7 @@ impl Engine {
             Command::Progress { attempt, .. }
             | Command::Logs { attempt, .. }
             | Command::Egress { attempt, .. }
+            | Command::SessionItems { attempt, .. }
             | Command::Setup { attempt, .. }
             | Command::Session { attempt, .. }
             | Command::Adopt { attempt, .. } => self.cold.backlog.pending(&attempt.task_id),

@@ -711,6 +711,30 @@ impl Engine {
         );
     }
 
+    /// Items of a running agent's session, each an event on its step.
+    pub(super) fn session_items(
+        &mut self,
+        worker: u64,
+        attempt: AttemptKey,
+        items: Vec<tidewright_core::session_item::SessionItem>,
+        usd: f64,
+    ) {
+        let Some((task_id, _)) = self.current(worker, &attempt) else {
+            return;
+        };
+        for item in items {
+            self.event(
+                &task_id,
+                EventKind::SessionItem {
+                    step: attempt.step_id.clone(),
+                    attempt: attempt.attempt,
+                    item,
+                    usd,
+                },
+            );
+        }
+    }
+
     /// A running attempt's setup: an event on its step, and kept on the
     /// attempt beside its cost.
     pub(super) fn setup(

@@ -441,7 +441,8 @@ async fn mirror_from_events(
                         Some(
                             v1::event::Kind::Log(_)
                             | v1::event::Kind::Egress(_)
-                            | v1::event::Kind::Steered(_),
+                            | v1::event::Kind::Steered(_)
+                            | v1::event::Kind::SessionItem(_),
                         )
                         | None => {}
                     }

@@ -828,6 +828,15 @@ fn report_message(report: FromAttempt) -> v1::WorkerMessage {
             attempt: Some(v1::AttemptRef::from(attempt)),
             setup: Some((&report).into()),
         }),
+        FromAttempt::Said {
+            attempt,
+            items,
+            usd,
+        } => K::SessionItems(v1::StepSessionItems {
+            attempt: Some(v1::AttemptRef::from(attempt)),
+            items: items.iter().map(v1::SessionItem::from).collect(),
+            usd,
+        }),
         FromAttempt::Done(result) => K::Result(*result),
     };
     v1::WorkerMessage { kind: Some(kind) }

@@ -155,6 +155,11 @@ impl View {
         let Some(kind) = &event.kind else {
             return;
         };
+        // The log lines say what the agent says and does already; the
+        // items are for replay.
+        if matches!(kind, Kind::SessionItem(_)) {
+            return;
+        }
         match &mut self.display {
             Display::Bars { multi, bars } => match kind {
                 Kind::StepState(s) => {
@@ -199,7 +204,7 @@ impl View {
                 Kind::Steered(s) => {
                     let _ = multi.println(format!("{} | {}", s.step_id, steered_line(s)));
                 }
-                Kind::TaskState(_) => {}
+                Kind::TaskState(_) | Kind::SessionItem(_) => {}
             },
             Display::Lines { start, out } => {
                 let at = event.time.as_ref().map(micros).unwrap_or(*start);
@@ -230,6 +235,7 @@ impl View {
                     Kind::FailedOver(f) => format!("{}: {}", f.step_id, failed_over_line(f)),
                     Kind::Setup(s) => format!("{}: {}", s.step_id, setup_line(s)),
                     Kind::Steered(s) => format!("{}: {}", s.step_id, steered_line(s)),
+                    Kind::SessionItem(_) => return,
                 };
                 out.line(&format!("[{offset:>7.2}s] {}", line.trim_end()));
             }

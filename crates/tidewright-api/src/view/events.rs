@@ -101,8 +101,54 @@ pub enum EventKindView {
         message: String,
         delivery: String,
     },
+    /// An item of an agent step's session as its CLI streamed it, and
+    /// what its attempt had cost then.
+    SessionItem {
+        step: String,
+        attempt: u32,
+        item: SessionItemView,
+        usd: f64,
+    },
     /// A kind this build does not know.
     Unknown,
+}
+
+/// One item of an agent's session, the same for every CLI: a message to
+/// the agent (`prompt`, which starts a turn), what it said (`text`), a
+/// tool it called (`call`, its arguments as JSON) and what the call
+/// answered (`output`). Masked; each text cut at 16 KiB, the cut said.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum SessionItemView {
+    Prompt {
+        text: String,
+    },
+    Text {
+        text: String,
+    },
+    Call {
+        id: String,
+        tool: String,
+        input: String,
+    },
+    Output {
+        id: String,
+        output: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        error: bool,
+    },
+}
+
+/// The wire's session item as the API shows it; `None` for a kind this
+/// build does not know.
+pub fn session_item_view(item: &v1::SessionItem) -> Option<SessionItemView> {
+    use tidewright_core::session_item::SessionItem as I;
+    Some(match I::try_from(item.clone()).ok()? {
+        I::Prompt { text } => SessionItemView::Prompt { text },
+        I::Text { text } => SessionItemView::Text { text },
+        I::Call { id, tool, input } => SessionItemView::Call { id, tool, input },
+        I::Output { id, output, error } => SessionItemView::Output { id, output, error },
+    })
 }
 
 impl EventKindView {
@@ -118,6 +164,7 @@ impl EventKindView {
             EventKindView::FailedOver { .. } => "failedOver",
             EventKindView::Setup { .. } => "setup",
             EventKindView::Steered { .. } => "steered",
+            EventKindView::SessionItem { .. } => "sessionItem",
             EventKindView::Unknown => "unknown",
         }
     }
@@ -200,6 +247,15 @@ pub fn event_view(event: &v1::Event) -> EventView {
             from: e.from.clone(),
             message: e.message.clone(),
             delivery: e.delivery.clone(),
+        },
+        Some(Kind::SessionItem(e)) => match e.item.as_ref().and_then(session_item_view) {
+            Some(item) => EventKindView::SessionItem {
+                step: e.step_id.clone(),
+                attempt: e.attempt,
+                item,
+                usd: e.usd,
+            },
+            None => EventKindView::Unknown,
         },
         None => EventKindView::Unknown,
     };

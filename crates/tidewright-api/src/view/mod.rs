@@ -13,6 +13,7 @@ use crate::v1;
 mod costs;
 mod events;
 mod landings;
+mod replay;
 mod seeds;
 mod shares;
 mod task;
@@ -20,6 +21,7 @@ mod triggers;
 pub use costs::{CostReportView, CostRowView, cost_report_view};
 pub use events::{ConflictView, EventKindView, EventView, event_view};
 pub use landings::{LandingQueueView, QueuedLandingView, landing_queue_view};
+pub use replay::{EntryView, ReplayView, WhatView, entry_view};
 pub use seeds::{SeedView, seed_view};
 pub use shares::{TenantShareView, share_view};
 pub use task::{

@@ -24,6 +24,7 @@ mod failover;
 mod family;
 mod follow;
 mod gone;
+mod replay;
 mod retention;
 mod review;
 mod shares;

@@ -267,6 +267,37 @@ async fn forward(
                 .collect();
             Ok(engine.logs(worker, attempt, lines).await?)
         }
+        Some(Kind::SessionItems(said)) => {
+            let attempt = attempt_key("session_items.attempt", said.attempt)?;
+            if said.items.len() > MAX_SESSION_ITEMS {
+                return Err(Error::invalid(
+                    "session_items.items",
+                    format!(
+                        "holds {}; at most {MAX_SESSION_ITEMS} a message",
+                        said.items.len()
+                    ),
+                ));
+            }
+            if !said.usd.is_finite() || said.usd < 0.0 {
+                return Err(Error::invalid(
+                    "session_items.usd",
+                    format!("is {}; a cost is a finite amount, 0 or more", said.usd),
+                ));
+            }
+            let items = said
+                .items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    tidewright_core::session_item::SessionItem::try_from(item)
+                        .map(|item| item.map_texts(tidewright_core::session_item::cut))
+                        .map_err(|e| Error::invalid(format!("session_items.items[{i}].kind"), e))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(engine
+                .session_items(worker, attempt, items, said.usd)
+                .await?)
+        }
         Some(Kind::Session(session)) => {
             let attempt = attempt_key("session.attempt", session.attempt)?;
             // Ids and model names are short; a longer one is a broken worker.
@@ -407,6 +438,9 @@ const MAX_SIGNAL_BYTES: usize = 200;
 
 /// The longest session id or model name a worker may report.
 const MAX_SESSION_FIELD_BYTES: usize = 256;
+/// The most session items one message may carry: a worker sends those of
+/// one line of its CLI's stream.
+const MAX_SESSION_ITEMS: usize = 256;
 
 /// A log line within `limit` bytes: a longer one is cut at a character
 /// boundary and says so, so the log shows that text is missing.

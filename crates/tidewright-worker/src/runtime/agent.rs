@@ -231,6 +231,9 @@ pub trait AgentRuntime: Sized + Send + Sync {
     const DEFAULT_MODEL: &'static str;
     /// The model the step names.
     fn model(spec: &Self::Spec) -> Option<&String>;
+    /// The prompt the step names (a run is given it as `Launch::prompt`
+    /// makes it).
+    fn prompt(spec: &Self::Spec) -> &str;
     /// What of its home a run in `cwd` keeps on the worker, as paths
     /// under the home (its transcripts of `cwd`, which a resume reads): a
     /// sandboxed run's home is private and gone after it, but for these.
@@ -329,6 +332,9 @@ pub trait AgentStream: LineReader + 'static {
     /// stream reports tokens only when its turn ends, so that a budget
     /// stops it within the turn.
     const SPEND_IN_TRANSCRIPT: bool = false;
+    /// Whether the stream says the prompt its session took (as a session
+    /// item); the worker says it for a CLI whose stream does not.
+    const SAYS_PROMPT: bool = true;
     /// One line the CLI added to its session's transcript during this run;
     /// true when what the run spent grew.
     fn read_transcript(&mut self, _line: &str) -> bool {
@@ -427,6 +433,13 @@ pub(crate) async fn run_agent<R: AgentRuntime>(
         briefing: briefing.as_deref(),
     };
     let (command, env) = R::command(runtime, &launch);
+    // The replay of a session whose stream does not say its prompt starts
+    // with it all the same.
+    if !R::Stream::SAYS_PROMPT {
+        let text = launch.prompt(R::prompt(runtime.spec));
+        let prompt = vec![tidewright_core::session_item::SessionItem::Prompt { text }];
+        let _ = reports.send(FromAttempt::said(&attempt.key, &redactor, prompt, 0.0));
+    }
     let mut room = Room::new(&workspace, &cwd);
     room.overlays = seeded.overlays.clone();
     room.programs.push(runtime.program().to_path_buf());

@@ -49,6 +49,13 @@ pub enum FromAttempt {
         attempt: AttemptKey,
         report: tidewright_core::setup::SetupReport,
     },
+    /// Items of the agent's session as its CLI streamed them (masked, each
+    /// text cut), and what the attempt had cost then, in dollars.
+    Said {
+        attempt: AttemptKey,
+        items: Vec<tidewright_core::session_item::SessionItem>,
+        usd: f64,
+    },
     /// Boxed: a result (with its work on a repository) is the largest
     /// message by far.
     Done(Box<v1::StepResult>),
@@ -59,6 +66,27 @@ pub enum FromAttempt {
 pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
 
 impl FromAttempt {
+    /// Items of an agent's session for replay: each text masked, then cut
+    /// (so a cut never leaves part of a secret).
+    pub(crate) fn said(
+        attempt: &AttemptKey,
+        redactor: &Redactor,
+        items: Vec<tidewright_core::session_item::SessionItem>,
+        usd: f64,
+    ) -> Self {
+        let items = items
+            .into_iter()
+            .map(|item| {
+                item.map_texts(|text| tidewright_core::session_item::cut(redactor.redact(text)))
+            })
+            .collect();
+        FromAttempt::Said {
+            attempt: attempt.clone(),
+            items,
+            usd,
+        }
+    }
+
     /// A line an agent's stream gives the step's log: masked, and cut to
     /// a log line's length.
     pub(crate) fn agent_log(attempt: &AttemptKey, redactor: &Redactor, line: String) -> Self {
@@ -362,4 +390,51 @@ pub struct Limit {
     pub reset: Option<tidewright_core::Micros>,
     /// Which report decided, as people read it in the step's events.
     pub signal: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewright_core::session_item::{MAX_ITEM_BYTES, SessionItem};
+
+    /// A secret in a tool's output, where the cut would fall in it, is
+    /// masked whole before the text is cut.
+    #[test]
+    fn a_session_items_texts_are_masked_then_cut() {
+        let secret = "sk-live-0123456789".to_string();
+        let redactor = Redactor::new([&secret]);
+        let key = AttemptKey {
+            task_id: "t".into(),
+            step_id: "s".into(),
+            attempt: 1,
+        };
+        let output = format!("{}{secret} and more", "a".repeat(MAX_ITEM_BYTES - 5));
+        let items = vec![
+            SessionItem::Call {
+                id: "c".into(),
+                tool: "Bash".into(),
+                input: format!("{{\"command\":\"echo {secret}\"}}"),
+            },
+            SessionItem::Output {
+                id: "c".into(),
+                output,
+                error: false,
+            },
+        ];
+        let FromAttempt::Said { items, usd, .. } = FromAttempt::said(&key, &redactor, items, 0.5)
+        else {
+            panic!("a said report");
+        };
+        assert_eq!(usd, 0.5);
+        let shown = format!("{items:?}");
+        assert!(!shown.contains("sk-live"), "{shown}");
+        assert!(!shown.contains("0123456789"), "{shown}");
+        match &items[1] {
+            SessionItem::Output { output, .. } => {
+                assert!(output.len() < MAX_ITEM_BYTES + 64, "{}", output.len());
+                assert!(output.ends_with("bytes cut)"), "{output}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -223,6 +223,16 @@ pub trait LineReader: Send {
     fn take_tool_calls(&mut self) -> Vec<ToolCall> {
         Vec::new()
     }
+    /// What one stdout line adds to the agent's session, for its replay
+    /// (messages, tool calls, their outputs), after [`LineReader::read`]
+    /// read it; nothing is masked yet.
+    fn said(&mut self, _raw: &str) -> Vec<tidewright_core::session_item::SessionItem> {
+        Vec::new()
+    }
+    /// What the run has cost so far, in dollars, as its items are said.
+    fn usd(&self) -> f64 {
+        0.0
+    }
 }
 
 /// Reads the fixture `name` of runtime `runtime` (recorded from the real
@@ -234,6 +244,38 @@ pub(crate) fn replay_fixture(
     runtime: &str,
     name: &str,
 ) -> Vec<String> {
+    read_fixture(reader, runtime, name)
+        .0
+        .into_iter()
+        .filter_map(|report| match report {
+            FromAttempt::Log { line, .. } => Some(line),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The session items `reader` makes of the fixture `name` of runtime
+/// `runtime`, read as [`replay_fixture`] reads it.
+#[cfg(test)]
+pub(crate) fn items_of_fixture(
+    reader: &mut impl LineReader,
+    runtime: &str,
+    name: &str,
+) -> Vec<tidewright_core::session_item::SessionItem> {
+    read_fixture(reader, runtime, name).1
+}
+
+/// Each line of a recorded fixture through `reader`: the reports it made,
+/// and the session items it said.
+#[cfg(test)]
+fn read_fixture(
+    reader: &mut impl LineReader,
+    runtime: &str,
+    name: &str,
+) -> (
+    Vec<FromAttempt>,
+    Vec<tidewright_core::session_item::SessionItem>,
+) {
     let path = format!(
         "{}/tests/fixtures/{runtime}/{name}.jsonl",
         env!("CARGO_MANIFEST_DIR")
@@ -245,15 +287,12 @@ pub(crate) fn replay_fixture(
         attempt: 1,
     };
     let redactor = Redactor::new(&[]);
-    let mut logs = Vec::new();
+    let (mut reports, mut items) = (Vec::new(), Vec::new());
     for line in text.lines() {
-        for report in reader.read(line, &key, &redactor) {
-            if let FromAttempt::Log { line, .. } = report {
-                logs.push(line);
-            }
-        }
+        reports.extend(reader.read(line, &key, &redactor));
+        items.extend(reader.said(line));
     }
-    logs
+    (reports, items)
 }
 
 /// What a process's stdout lines are.
@@ -777,7 +816,12 @@ async fn forward_lines(
             let raw = String::from_utf8_lossy(&buf);
             let (reports_of_line, calls) = {
                 let mut run = run.lock().unwrap_or_else(|e| e.into_inner());
-                (run.read(&raw, &attempt, &redactor), run.take_tool_calls())
+                let mut reports = run.read(&raw, &attempt, &redactor);
+                let items = run.said(&raw);
+                if !items.is_empty() {
+                    reports.push(FromAttempt::said(&attempt, &redactor, items, run.usd()));
+                }
+                (reports, run.take_tool_calls())
             };
             journal.noted(&calls, &redactor);
             if let Some(circles) = circles.as_mut()

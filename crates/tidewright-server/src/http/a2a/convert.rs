@@ -300,6 +300,18 @@ impl Follow {
                 delivery,
                 ..
             } => format!("{step}: steered by {from} ({delivery}): {message:?}"),
+            EventKind::SessionItem { step, item, .. } => {
+                use tidewright_core::session_item::SessionItem as I;
+                match item {
+                    I::Prompt { text } => format!("{step}: told: {text}"),
+                    I::Text { text } => format!("{step}: {text}"),
+                    I::Call { tool, .. } => format!("{step}: called {tool}"),
+                    I::Output { id, error, .. } => match error {
+                        true => format!("{step}: call {id} failed"),
+                        false => format!("{step}: call {id} answered"),
+                    },
+                }
+            }
         };
         let mut metadata = Map::new();
         metadata.insert(

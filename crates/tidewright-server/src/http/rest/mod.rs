@@ -44,6 +44,7 @@ mod budget;
 mod costs;
 mod events;
 mod fleet;
+mod replay;
 mod rules;
 mod schedules;
 mod seeds;
@@ -100,6 +101,8 @@ fn api() -> OpenApiRouter<Arc<App>> {
     document.components = Some(
         utoipa::openapi::ComponentsBuilder::new()
             .schema_from::<ErrorBody>()
+            // A query parameter's type: no body names it.
+            .schema_from::<replay::ReplayFormat>()
             .build(),
     );
     OpenApiRouter::with_openapi(document)
@@ -110,6 +113,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(approve_step))
         .routes(routes!(steer_step))
         .routes(routes!(step_diff))
+        .routes(routes!(replay::step_replay))
         .routes(routes!(reject_step))
         .routes(routes!(budget::raise_budget))
         .routes(routes!(budget::approve_budget))

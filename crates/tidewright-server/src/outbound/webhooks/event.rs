@@ -69,7 +69,8 @@ pub fn event_type(event: &Event) -> Option<&'static str> {
         | EventKind::Log { .. }
         | EventKind::Egress { .. }
         | EventKind::Setup { .. }
-        | EventKind::Steered { .. } => None,
+        | EventKind::Steered { .. }
+        | EventKind::SessionItem { .. } => None,
     }
 }
 
@@ -207,7 +208,8 @@ pub fn payload(id: &str, kind: &str, event: &Event, task: &TaskRecord) -> String
         | EventKind::Log { .. }
         | EventKind::Egress { .. }
         | EventKind::Setup { .. }
-        | EventKind::Steered { .. } => {}
+        | EventKind::Steered { .. }
+        | EventKind::SessionItem { .. } => {}
     }
     body.to_string()
 }

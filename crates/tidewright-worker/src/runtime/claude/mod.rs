@@ -49,6 +49,10 @@ impl AgentRuntime for ClaudeCode {
         spec.model.as_ref()
     }
 
+    fn prompt(spec: &Self::Spec) -> &str {
+        &spec.prompt
+    }
+
     fn kept_in_home(cwd: &Path) -> Vec<PathBuf> {
         vec![transcripts::project_dir(cwd)]
     }

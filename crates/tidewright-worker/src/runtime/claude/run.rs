@@ -82,6 +82,14 @@ impl LineReader for ClaudeRun {
         std::mem::take(&mut self.calls)
     }
 
+    fn said(&mut self, raw: &str) -> Vec<tidewright_core::session_item::SessionItem> {
+        crate::runtime::claude::stream::stream_json_items(raw)
+    }
+
+    fn usd(&self) -> f64 {
+        AgentStream::spent(self).usd
+    }
+
     /// The reports one stdout line makes: log lines for what the agent says
     /// and does, progress at each new turn, the cost so far after each
     /// model response.

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use tidewright_core::session_item::SessionItem;
+
 use crate::runtime::repeats::ToolCall;
 
 /// What one line of the stream means to tidewright.
@@ -293,6 +295,72 @@ pub(crate) fn tool_calls(content: &Value) -> Vec<ToolCall> {
         .collect()
 }
 
+/// The session items of one line of a stream-json stream (Claude Code's,
+/// and Qwen Code's, which keeps its shape): a user line's messages (the
+/// prompt and people's messages, replayed as the session took them) and
+/// tool results, an assistant line's text and tool calls.
+pub(crate) fn stream_json_items(raw: &str) -> Vec<SessionItem> {
+    let Ok(value) = serde_json::from_str::<Value>(raw) else {
+        return Vec::new();
+    };
+    let content = &value["message"]["content"];
+    let user = match value["type"].as_str() {
+        Some("user") => true,
+        Some("assistant") => false,
+        _ => return Vec::new(),
+    };
+    // A user message may be one string rather than blocks.
+    if let Some(text) = content.as_str() {
+        return match user {
+            true => vec![SessionItem::Prompt { text: text.into() }],
+            false => vec![SessionItem::Text { text: text.into() }],
+        };
+    }
+    let blocks = content.as_array().into_iter().flatten();
+    blocks
+        .filter_map(|block| match (user, block["type"].as_str()?) {
+            (true, "text") => Some(SessionItem::Prompt {
+                text: block["text"].as_str()?.to_string(),
+            }),
+            (false, "text") => {
+                let text = block["text"].as_str()?.trim();
+                (!text.is_empty()).then(|| SessionItem::Text { text: text.into() })
+            }
+            (false, "tool_use") => Some(SessionItem::Call {
+                id: block["id"].as_str().unwrap_or_default().to_string(),
+                tool: block["name"].as_str().unwrap_or("?").to_string(),
+                input: block["input"].to_string(),
+            }),
+            (true, "tool_result") => Some(SessionItem::Output {
+                id: block["tool_use_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                output: result_text(&block["content"]),
+                error: block["is_error"].as_bool() == Some(true),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A tool result's content: a string, or blocks whose texts are joined
+/// (an image is named, not kept).
+fn result_text(content: &Value) -> String {
+    if let Some(text) = content.as_str() {
+        return text.to_string();
+    }
+    let blocks = content.as_array().into_iter().flatten();
+    blocks
+        .map(|block| match block["type"].as_str() {
+            Some("text") => block["text"].as_str().unwrap_or_default().to_string(),
+            Some(other) => format!("[{other}]"),
+            None => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `text` blocks as they are; `tool_use` as `tool: NAME key=value`, with the
 /// first string argument (usually the path or the command) to say what.
 fn describe_block(block: &Value) -> Option<String> {
@@ -340,6 +408,43 @@ fn describe_block(block: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_json_lines_make_session_items() {
+        let prompt = r#"{"type":"user","isReplay":true,"message":{"role":"user","content":[{"type":"text","text":"fix it"}]}}"#;
+        assert_eq!(
+            stream_json_items(prompt),
+            vec![SessionItem::Prompt {
+                text: "fix it".into()
+            }]
+        );
+        let said = r#"{"type":"assistant","message":{"id":"m","content":[{"type":"text","text":"Looking."},{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}}"#;
+        assert_eq!(
+            stream_json_items(said),
+            vec![
+                SessionItem::Text {
+                    text: "Looking.".into()
+                },
+                SessionItem::Call {
+                    id: "t1".into(),
+                    tool: "Bash".into(),
+                    input: r#"{"command":"ls"}"#.into()
+                }
+            ]
+        );
+        let result = r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","is_error":true,"content":[{"type":"text","text":"no such file"},{"type":"image"}]}]}}"#;
+        assert_eq!(
+            stream_json_items(result),
+            vec![SessionItem::Output {
+                id: "t1".into(),
+                output: "no such file\n[image]".into(),
+                error: true
+            }]
+        );
+        let other = r#"{"type":"result","subtype":"success","result":"done"}"#;
+        assert!(stream_json_items(other).is_empty());
+        assert!(stream_json_items("not json").is_empty());
+    }
 
     #[test]
     fn init_assistant_and_retry_lines() {

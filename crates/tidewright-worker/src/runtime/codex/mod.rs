@@ -122,6 +122,10 @@ impl AgentRuntime for Codex {
         spec.model.as_ref()
     }
 
+    fn prompt(spec: &Self::Spec) -> &str {
+        &spec.prompt
+    }
+
     fn stream(step: &AgentStep<Self>) -> CodexRun {
         CodexRun::new(&step.model, step.prices(Prices::openai))
     }

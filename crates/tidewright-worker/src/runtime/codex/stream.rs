@@ -11,6 +11,7 @@
 
 use serde_json::Value;
 
+use tidewright_core::session_item::SessionItem;
 use tidewright_core::{AttemptKey, Cost};
 
 use crate::runtime::agent::{AgentStream, paused};
@@ -175,6 +176,81 @@ impl CodexRun {
     }
 }
 
+/// The session items of one line of the stream: an item's start is a
+/// call (a command, an MCP tool), its completion the call's output; an
+/// agent message is what it said; a file change is a call with its
+/// changes, a web search one with its query. Reasoning is left out: the
+/// CLI reports only its summary.
+pub(crate) fn items_of_line(raw: &str) -> Vec<SessionItem> {
+    let Ok(value) = serde_json::from_str::<Value>(raw) else {
+        return Vec::new();
+    };
+    let item = &value["item"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let id = text(&item["id"]);
+    let call = |tool: &str, input: Value| SessionItem::Call {
+        id: id.clone(),
+        tool: tool.into(),
+        input: input.to_string(),
+    };
+    let started = value["type"] == "item.started";
+    let completed = value["type"] == "item.completed";
+    match (
+        item["type"].as_str().unwrap_or_default(),
+        started,
+        completed,
+    ) {
+        ("command_execution", true, _) => vec![call(
+            "shell",
+            serde_json::json!({ "command": item["command"] }),
+        )],
+        ("command_execution", _, true) => {
+            let code = item["exit_code"].as_i64();
+            let mut output = text(&item["aggregated_output"]);
+            if let Some(code) = code {
+                output.push_str(&format!("\n(exit {code})"));
+            }
+            vec![SessionItem::Output {
+                id,
+                output,
+                error: code.is_some_and(|c| c != 0),
+            }]
+        }
+        ("mcp_tool_call", true, _) => {
+            let tool = format!("{}.{}", text(&item["server"]), text(&item["tool"]));
+            vec![call(&tool, item["arguments"].clone())]
+        }
+        ("mcp_tool_call", _, true) => {
+            let failed = item["status"] == "failed" || !item["error"].is_null();
+            let output = match &item["result"] {
+                Value::Null => text(&item["error"]["message"]),
+                result => result.to_string(),
+            };
+            vec![SessionItem::Output {
+                id,
+                output,
+                error: failed,
+            }]
+        }
+        ("agent_message", _, true) => vec![SessionItem::Text {
+            text: text(&item["text"]),
+        }],
+        ("file_change", _, true) => vec![
+            call("file_change", item["changes"].clone()),
+            SessionItem::Output {
+                id: id.clone(),
+                output: text(&item["status"]),
+                error: item["status"] == "failed",
+            },
+        ],
+        ("web_search", _, true) => vec![call(
+            "web_search",
+            serde_json::json!({ "query": item["query"] }),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// A command or query cut to a line's length.
 fn summary(text: &str) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -187,6 +263,14 @@ fn summary(text: &str) -> String {
 impl LineReader for CodexRun {
     fn take_tool_calls(&mut self) -> Vec<ToolCall> {
         std::mem::take(&mut self.calls)
+    }
+
+    fn said(&mut self, raw: &str) -> Vec<SessionItem> {
+        items_of_line(raw)
+    }
+
+    fn usd(&self) -> f64 {
+        AgentStream::spent(self).usd
     }
 
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
@@ -301,6 +385,9 @@ impl LineReader for CodexRun {
 }
 
 impl AgentStream for CodexRun {
+    /// Its prompt is in its command, and the stream does not repeat it.
+    const SAYS_PROMPT: bool = false;
+
     const SPEND_IN_TRANSCRIPT: bool = true;
 
     fn session_id(&self) -> &str {
@@ -380,6 +467,34 @@ fn last_status(message: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The recorded run's session items: its tool call with its input and
+    /// output, then its answer.
+    #[test]
+    fn a_recorded_run_makes_its_session_items() {
+        use crate::runtime::process::items_of_fixture;
+        use tidewright_core::session_item::SessionItem;
+        assert_eq!(
+            items_of_fixture(&mut CodexRun::default(), "codex", "command-then-answer"),
+            vec![
+                SessionItem::Call {
+                    id: "item_0".into(),
+                    tool: "shell".into(),
+                    input:
+                        r#"{"command":"/bin/bash -lc 'echo hello > hello.txt && cat hello.txt'"}"#
+                            .into(),
+                },
+                SessionItem::Output {
+                    id: "item_0".into(),
+                    output: "hello\n\n(exit 0)".into(),
+                    error: false,
+                },
+                SessionItem::Text {
+                    text: "Wrote hello.txt.".into()
+                },
+            ]
+        );
+    }
 
     #[test]
     fn lines_read_as_what_the_agent_did() {

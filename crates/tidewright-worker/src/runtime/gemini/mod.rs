@@ -69,6 +69,10 @@ impl AgentRuntime for Gemini {
         spec.model.as_ref()
     }
 
+    fn prompt(spec: &Self::Spec) -> &str {
+        &spec.prompt
+    }
+
     fn stream(step: &AgentStep<Self>) -> GeminiRun {
         GeminiRun::new(&step.model, step.prices(Prices::gemini))
     }

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use tidewright_core::session_item::SessionItem;
 use tidewright_core::{AttemptKey, Cost};
 
 use crate::runtime::agent::{AgentStream, paused};
@@ -145,6 +146,8 @@ pub struct GeminiRun {
     /// The error the CLI stopped its turn short on (its session's turn
     /// limit), when one did.
     pub(super) stopped: Option<String>,
+    /// The agent's words so far, not yet said as a session item.
+    saying: String,
 }
 
 impl GeminiRun {
@@ -165,6 +168,55 @@ impl GeminiRun {
 impl LineReader for GeminiRun {
     fn take_tool_calls(&mut self) -> Vec<ToolCall> {
         std::mem::take(&mut self.calls)
+    }
+
+    /// The agent's words come in pieces (`delta`): they are said as one
+    /// text when the next thing the stream says is not more of them.
+    fn said(&mut self, raw: &str) -> Vec<SessionItem> {
+        let Ok(value) = serde_json::from_str::<Value>(raw) else {
+            return Vec::new();
+        };
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let kind = value["type"].as_str().unwrap_or_default();
+        if kind == "message" && value["role"] == "assistant" {
+            self.saying
+                .push_str(value["content"].as_str().unwrap_or_default());
+            return Vec::new();
+        }
+        let mut items = Vec::new();
+        let words = std::mem::take(&mut self.saying);
+        if !words.trim().is_empty() {
+            items.push(SessionItem::Text {
+                text: words.trim().to_string(),
+            });
+        }
+        match kind {
+            "message" if value["role"] == "user" => items.push(SessionItem::Prompt {
+                text: text(&value["content"]),
+            }),
+            "tool_use" => items.push(SessionItem::Call {
+                id: text(&value["tool_id"]),
+                tool: text(&value["tool_name"]),
+                input: value["parameters"].to_string(),
+            }),
+            // The stream gives a tool's output for some tools only; the
+            // status stands in for the rest.
+            "tool_result" => items.push(SessionItem::Output {
+                id: text(&value["tool_id"]),
+                output: match (&value["output"], &value["error"]["message"]) {
+                    (Value::String(output), _) => output.clone(),
+                    (_, Value::String(error)) => error.clone(),
+                    _ => text(&value["status"]),
+                },
+                error: value["status"] != "success",
+            }),
+            _ => {}
+        }
+        items
+    }
+
+    fn usd(&self) -> f64 {
+        AgentStream::spent(self).usd
     }
 
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
@@ -341,6 +393,35 @@ fn retry_after(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The recorded run's session items: its tool call with its input and
+    /// output, then its answer.
+    #[test]
+    fn a_recorded_run_makes_its_session_items() {
+        use crate::runtime::process::items_of_fixture;
+        use tidewright_core::session_item::SessionItem;
+        assert_eq!(
+            items_of_fixture(&mut GeminiRun::default(), "gemini", "tool-then-answer"),
+            vec![
+                SessionItem::Prompt {
+                    text: "Write hello.txt".into()
+                },
+                SessionItem::Call {
+                    id: "write_file__write_file_1795680604332_0".into(),
+                    tool: "write_file".into(),
+                    input: r#"{"content":"hello from gemini\n","file_path":"hello.txt"}"#.into(),
+                },
+                SessionItem::Output {
+                    id: "write_file__write_file_1795680604332_0".into(),
+                    output: "success".into(),
+                    error: false,
+                },
+                SessionItem::Text {
+                    text: "Wrote hello.txt.".into()
+                },
+            ]
+        );
+    }
 
     /// The pinned CLI's stream of a run, recorded by
     /// `tests/tests/agent_fixtures.rs` against the mock Gemini API

@@ -72,6 +72,10 @@ impl AgentRuntime for QwenCode {
         spec.model.as_ref()
     }
 
+    fn prompt(spec: &Self::Spec) -> &str {
+        &spec.prompt
+    }
+
     fn stream(step: &AgentStep<Self>) -> QwenRun {
         QwenRun::new(&step.model, step.prices(Prices::openai))
     }

@@ -145,6 +145,14 @@ impl LineReader for QwenRun {
         std::mem::take(&mut self.calls)
     }
 
+    fn said(&mut self, raw: &str) -> Vec<tidewright_core::session_item::SessionItem> {
+        crate::runtime::claude::stream::stream_json_items(raw)
+    }
+
+    fn usd(&self) -> f64 {
+        AgentStream::spent(self).usd
+    }
+
     fn read(&mut self, raw: &str, attempt: &AttemptKey, redactor: &Redactor) -> Vec<FromAttempt> {
         let log = |line: String| FromAttempt::agent_log(attempt, redactor, line);
         let Ok(value) = serde_json::from_str::<Value>(raw) else {
@@ -201,6 +209,9 @@ impl LineReader for QwenRun {
 }
 
 impl AgentStream for QwenRun {
+    /// Its prompt is in its command, and the stream does not repeat it.
+    const SAYS_PROMPT: bool = false;
+
     fn session_id(&self) -> &str {
         &self.session_id
     }
@@ -248,6 +259,26 @@ pub fn status_of(error: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The recorded run's session items: its tool call with its input and
+    /// output, then its answer (the prompt is in its command: the worker
+    /// says it).
+    #[test]
+    fn a_recorded_run_makes_its_session_items() {
+        use crate::runtime::process::items_of_fixture;
+        use tidewright_core::session_item::SessionItem;
+        let items = items_of_fixture(&mut QwenRun::default(), "qwen", "tool-then-answer");
+        assert!(
+            matches!(&items[..], [
+            SessionItem::Call { id, tool, input },
+            SessionItem::Output { id: answered, output, error: false },
+            SessionItem::Text { text },
+        ] if id == "call_1" && tool == "write_file" && input.contains("hello from qwen")
+            && answered == id && output.starts_with("Successfully created")
+            && text == "Wrote hello.txt."),
+            "{items:?}"
+        );
+    }
 
     /// The pinned CLI's stream of a run, recorded by
     /// `tests/tests/agent_fixtures.rs` against the mock Responses API
