@@ -1,11 +1,12 @@
 // Session replay on a step's page: the agent's session as a timeline
 // (GET /tasks/{id}/steps/{step}/replay), turn by turn: what it was told,
 // what it said, each tool call with its input and output, and around them
-// the step's states, verify rounds, steering and failovers, with the cost
-// so far. A live step's is read again as its events come. It exports as
-// JSON and as one self-contained HTML file.
+// the step's states, verify rounds (with what each changed), steering and
+// failovers, with the cost so far. A live step's is read again as its
+// events come. It exports as JSON and as one self-contained HTML file.
 
 import { useEffect, useState } from "preact/hooks";
+import { html } from "diff2html";
 import { Step, Task, get } from "./api";
 import { useThrottled } from "./hooks";
 
@@ -51,7 +52,7 @@ function pretty(input: string): string {
   }
 }
 
-function What({ e }: { e: Entry }) {
+function What({ e, step }: { e: Entry; step: Step }) {
   switch (e.kind) {
     case "prompt":
       return (
@@ -95,12 +96,28 @@ function What({ e }: { e: Entry }) {
           {e.message ? `: ${e.message}` : ""}
         </span>
       );
-    case "verification":
+    case "verification": {
+      // What the round changed since the round before, as its attempt keeps it.
+      const diff = step.attempts?.find((a) => a.verification?.round === e.round)?.verification?.roundDiff;
       return (
-        <span>
-          <b>verify round {e.round}</b> {e.passed ? "passed" : "failed"}: {e.message}
-        </span>
+        <>
+          <span>
+            <b>verify round {e.round}</b> {e.passed ? "passed" : "failed"}: {e.message}
+          </span>
+          {diff && (
+            <details>
+              <summary>what the round changed</summary>
+              {/* diff2html escapes the diff's text into its markup. */}
+              <div
+                class="diff"
+                data-test="replay-round-diff"
+                dangerouslySetInnerHTML={{ __html: html(diff, { drawFileList: false, outputFormat: "line-by-line", matching: "lines" }) }}
+              />
+            </details>
+          )}
+        </>
       );
+    }
     case "steered":
       return (
         <>
@@ -174,7 +191,7 @@ export function ReplayPanel({ task, step, version }: { task: Task; step: Step; v
                 <div class="meta">
                   {new Date(e.time).toLocaleTimeString()} · ${e.usd.toFixed(4)} so far
                 </div>
-                <What e={e} />
+                <What e={e} step={step} />
               </div>
             </>
           );

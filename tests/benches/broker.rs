@@ -22,7 +22,6 @@ use rcgen::{CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tidewright_api::abort::AbortOnDrop;
 use tidewright_tests::bench::*;
 use tidewright_worker::sandbox::egress::Egress;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
 const HOST: &str = "api.bench.test";
@@ -176,21 +175,7 @@ async fn measure_once(table: &mut Table, requests: usize) -> anyhow::Result<()> 
             Some(broker),
         )
         .await?;
-    let mut tunnel = tokio::net::UnixStream::connect(gate.proxy_socket()).await?;
-    tunnel
-        .write_all(format!("CONNECT {at} HTTP/1.1\r\nHost: {at}\r\n\r\n").as_bytes())
-        .await?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        anyhow::ensure!(tunnel.read(&mut byte).await? == 1, "the proxy closed");
-        head.push(byte[0]);
-    }
-    anyhow::ensure!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let tunnel = tunnel_through(&gate.proxy_socket(), &at).await?;
     let direct = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     direct.set_nodelay(true)?;
     let mut sides = [

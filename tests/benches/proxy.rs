@@ -27,7 +27,6 @@ use tidewright_tests::bench::*;
 use tidewright_tests::provider::{Api, Mock};
 use tidewright_worker::sandbox::egress::Egress;
 use tidewright_worker::sandbox::model_proxy::{Credentials, ModelProxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BODY: &str = r#"{"model":"claude-test","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
 
@@ -120,21 +119,7 @@ async fn egress_once(table: &mut Table, api: &str, requests: usize) -> anyhow::R
             None,
         )
         .await?;
-    let mut tunnel = tokio::net::UnixStream::connect(gate.proxy_socket()).await?;
-    tunnel
-        .write_all(format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        anyhow::ensure!(tunnel.read(&mut byte).await? == 1, "the proxy closed");
-        head.push(byte[0]);
-    }
-    anyhow::ensure!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let tunnel = tunnel_through(&gate.proxy_socket(), &addr).await?;
     let direct = tokio::net::TcpStream::connect(&addr).await?;
     direct.set_nodelay(true)?;
     let mut sides = [connection(direct).await?, connection(tunnel).await?];

@@ -299,6 +299,32 @@ pub fn command(target: &str) -> String {
     settings.join(" ")
 }
 
+/// A tunnel to `to` (`host:port`) through the egress proxy listening on
+/// `socket`: its `CONNECT` answered `200`, the answer's head read to its
+/// end, the stream ready for what goes through it.
+pub async fn tunnel_through(
+    socket: &std::path::Path,
+    to: &str,
+) -> anyhow::Result<tokio::net::UnixStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tunnel = tokio::net::UnixStream::connect(socket).await?;
+    tunnel
+        .write_all(format!("CONNECT {to} HTTP/1.1\r\nHost: {to}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        anyhow::ensure!(tunnel.read(&mut byte).await? == 1, "the proxy closed");
+        head.push(byte[0]);
+    }
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(tunnel)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -406,10 +406,11 @@ async fn a_limit_pauses_the_pool_until_the_providers_reset_and_spends_no_attempt
         Reply::limit(RESET_SECONDS),
         Reply::Text("Done after the pause.".into()),
     ];
+    let http = free_addr();
     let (server, mock) = start(
         cli,
         dir.path(),
-        &["--provider-limit-backoff", "60s"],
+        &["--provider-limit-backoff", "60s", "--http-listen", &http],
         script,
     )
     .await;
@@ -450,6 +451,20 @@ async fn a_limit_pauses_the_pool_until_the_providers_reset_and_spends_no_attempt
     assert!(
         paused >= RESET_SECONDS * 1_000_000,
         "the next request came {paused} µs after the limit, before its reset"
+    );
+    // The replay shows the limit where it hit: attempt 1's end says it.
+    let path = format!("/api/v1/tasks/{id}/steps/ask/replay");
+    let (status, json) = http_get(&http, &path, Some(&server.admin_token)).expect("replay");
+    assert_eq!(status, 200, "{json}");
+    let replay: Value = serde_json::from_str(&json).expect("replay JSON");
+    let entries = replay["entries"].as_array().expect("entries");
+    assert!(
+        entries.iter().any(|e| e["kind"] == "state"
+            && e["attempt"] == 1
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("rate limited") && m.contains("does not count"))),
+        "{json}"
     );
 }
 
@@ -705,10 +720,17 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
     let secrets =
         tidewright_tests::git_server::account_secrets(dir.path(), "repo-secrets", "git-creds")
             .expect("secrets");
+    let http = free_addr();
     let server = Server::start_on(
         &dir.path().join("server"),
         "127.0.0.1:0",
-        &["--allow-local-repos", "--repo-secrets-dir", &secrets],
+        &[
+            "--allow-local-repos",
+            "--repo-secrets-dir",
+            &secrets,
+            "--http-listen",
+            &http,
+        ],
     )
     .expect("server");
     let _worker = (cli.start)(
@@ -816,6 +838,39 @@ async fn a_verified_step_is_sent_back_its_failing_check_and_passes_on_its_second
     let work = step(&task, "fix").work.clone().expect("work");
     assert_eq!(second.head_commit, work.head_commit);
     assert_eq!(work.changed_paths, vec!["calc.py"]);
+
+    // The replay holds both rounds in order, the second turn's prompt as
+    // the resumed session took it (the check's failure in it), what the
+    // second round changed, and the step's diff.
+    let path = format!("/api/v1/tasks/{id}/steps/fix/replay");
+    let (status, json) = http_get(&http, &path, Some(&server.admin_token)).expect("replay");
+    assert_eq!(status, 200, "{json}");
+    let replay: Value = serde_json::from_str(&json).expect("replay JSON");
+    let entries = replay["entries"].as_array().expect("entries");
+    let rounds: Vec<(u64, bool)> = entries
+        .iter()
+        .filter(|e| e["kind"] == "verification")
+        .map(|e| (e["round"].as_u64().unwrap_or(0), e["passed"] == true))
+        .collect();
+    assert_eq!(rounds, vec![(1, false), (2, true)], "{json}");
+    assert!(
+        entries.iter().any(|e| e["kind"] == "prompt"
+            && e["attempt"] == 2
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(FIRST_FAILURE))),
+        "the second turn's prompt tells the failure: {json}"
+    );
+    let round_diff = replay["step"]["attempts"][1]["verification"]["roundDiff"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(round_diff.contains("+add = lambda a, b: a + b"), "{json}");
+    assert!(
+        replay["diff"]
+            .as_str()
+            .is_some_and(|d| d.contains("+add = lambda a, b: a + b")),
+        "{json}"
+    );
 }
 
 /// Runs one step of `cli` whose API asks for the same read eight times, on

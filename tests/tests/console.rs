@@ -1455,6 +1455,36 @@ async fn a_verified_steps_rounds_show_their_checks_the_graders_reasons_and_the_e
         log.contains("verify round 1: tests failed (exit 1)") || log.contains("check tests: "),
         "{log}"
     );
+    // The replay holds both rounds in order, the second with what it
+    // changed, drawn when opened.
+    browser
+        .click("[data-test=replay-toggle]")
+        .await
+        .expect("the replay");
+    browser
+        .count_until("[data-test=replay-entry][data-kind=verification]", 2, LIVE)
+        .await
+        .expect("both rounds");
+    let replayed = browser.text("[data-test=replay]").await.expect("replay");
+    let (one, two) = (
+        replayed.find("verify round 1 failed"),
+        replayed.find("verify round 2 passed"),
+    );
+    assert!(one.is_some() && one < two, "{replayed}");
+    browser
+        .run(
+            "document.querySelectorAll('[data-test=replay-entry][data-kind=verification]')[1]\
+             .querySelector('summary').click();",
+        )
+        .await
+        .expect("round 2's change");
+    let changed = browser
+        .text_until("[data-test=replay-round-diff]", LIVE, |t| {
+            t.contains("add = lambda a, b: a + b")
+        })
+        .await
+        .expect("what round 2 changed");
+    assert!(changed.contains("add = lambda a, b: b - a"), "{changed}");
     browser.close_without_errors().await;
 }
 

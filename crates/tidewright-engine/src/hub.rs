@@ -57,10 +57,7 @@ impl Hub {
     /// task's channel closes after its final event, which ends its watchers
     /// once they have read it.
     pub fn publish(&self, events: &[Arc<Event>]) {
-        if events
-            .iter()
-            .any(|e| !matches!(e.kind, EventKind::Log { .. }))
-        {
+        if events.iter().any(|e| tidewright_store::fleet::in_fleet(e)) {
             self.fleet_changed();
         }
         self.channels.send(events.iter().map(|event| {

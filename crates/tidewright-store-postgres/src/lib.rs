@@ -7,6 +7,7 @@
 
 mod batch;
 mod conn;
+mod costs;
 mod expire;
 mod fault;
 pub mod lease;
@@ -47,7 +48,7 @@ use reads::{
     QUEUED_BETWEEN, QUEUED_STEPS_BETWEEN, STARTED_BETWEEN, UNFINISHED_BETWEEN, UNFINISHED_BY_ID,
     UNFINISHED_IDS, attach_steps, audit_after, checkpoint, count, count_tasks, decode_task,
     events_after, fleet_events_after, get_state, get_task, list_state, list_tasks, ranged_rows,
-    rows, running_attempt, spend_since, step_branch, tasks_by_id, tenant_records,
+    rows, running_attempt, step_branch, tasks_by_id, tenant_records,
 };
 use text::text;
 use tidewright_store::write_queue::{Job, WriteQueue};
@@ -532,7 +533,7 @@ impl TenantStore for PostgresStore {
     }
 
     async fn spend_since(&self, since: i64) -> tidewright_store::Result<Vec<(String, Cost)>> {
-        self.read(move |conn| Box::pin(spend_since(conn, since)))
+        self.read(move |conn| Box::pin(costs::spend_since(conn, since)))
             .await
     }
 
@@ -543,7 +544,7 @@ impl TenantStore for PostgresStore {
     ) -> tidewright_store::Result<Vec<tidewright_core::cost_sums::CostSum>> {
         let from = text(from);
         let tenants = tenants.map(|t| t.iter().map(|t| text(t)).collect::<Vec<_>>());
-        self.read(move |conn| Box::pin(reads::cost_sums(conn, from.clone(), tenants.clone())))
+        self.read(move |conn| Box::pin(costs::cost_sums(conn, from.clone(), tenants.clone())))
             .await
     }
 }

@@ -1,6 +1,6 @@
 //! The store's reads, each a query on a pooled reader connection: tasks
 //! whole (with their steps and attempts), events, the fleet's log, state,
-//! checkpoints, the audit log and spend.
+//! checkpoints and the audit log (what was spent is read in `costs`).
 
 use tidewright_core::{Cost, Event, EventKind, Micros, StepState, TaskSpec, TaskState};
 use tidewright_store::event_groups;
@@ -743,75 +743,6 @@ pub(crate) async fn tenant_records<T: serde::de::DeserializeOwned>(
             let record = serde_json::from_str(&json)
                 .map_err(|e| Error::Corrupt(format!("tenant {tenant}'s {column}: {e}")))?;
             Ok((tenant, record))
-        })
-        .collect()
-}
-
-pub(crate) async fn spend_since(conn: &mut Conn, since: i64) -> Result<Vec<(String, Cost)>> {
-    let statement = conn
-        .statement(
-            "SELECT t.tenant, SUM(a.cost_usd)::float8, SUM(a.input_tokens)::bigint,
-                    SUM(a.output_tokens)::bigint, SUM(a.cache_read_tokens)::bigint,
-                    SUM(a.cache_creation_tokens)::bigint
-             FROM attempts a JOIN tasks t ON t.id = a.task_id
-             WHERE a.finished_at IS NOT NULL AND tidewright_micros(a.finished_at) >= $1
-               AND (a.cost_usd > 0 OR a.input_tokens > 0 OR a.output_tokens > 0)
-             GROUP BY t.tenant ORDER BY t.tenant",
-        )
-        .await?;
-    let rows = conn.client.query(&statement, &[&since]).await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                Cost {
-                    usd: row.try_get(1)?,
-                    input_tokens: row.try_get::<_, i64>(2)? as u64,
-                    output_tokens: row.try_get::<_, i64>(3)? as u64,
-                    cache_read_tokens: row.try_get::<_, i64>(4)? as u64,
-                    cache_creation_tokens: row.try_get::<_, i64>(5)? as u64,
-                },
-            ))
-        })
-        .collect()
-}
-
-/// The cost sums of day `from` on, of `tenants` (all with `None`).
-pub(crate) async fn cost_sums(
-    conn: &mut Conn,
-    from: String,
-    tenants: Option<Vec<String>>,
-) -> Result<Vec<tidewright_core::cost_sums::CostSum>> {
-    let statement = conn
-        .statement(
-            "SELECT day, tenant, repo, runtime, model, template, usd, input_tokens,
-                    output_tokens, cache_read_tokens, cache_creation_tokens, attempts
-             FROM cost_sums
-             WHERE day >= $1 AND ($2::text[] IS NULL OR tenant = ANY($2))
-             ORDER BY day, tenant, repo, runtime, model, template",
-        )
-        .await?;
-    let rows = conn.client.query(&statement, &[&from, &tenants]).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(tidewright_core::cost_sums::CostSum {
-                key: tidewright_core::cost_sums::CostKey {
-                    day: row.try_get(0)?,
-                    tenant: row.try_get(1)?,
-                    repo: row.try_get(2)?,
-                    runtime: row.try_get(3)?,
-                    model: row.try_get(4)?,
-                    template: row.try_get(5)?,
-                },
-                cost: Cost {
-                    usd: row.try_get(6)?,
-                    input_tokens: row.try_get::<_, i64>(7)? as u64,
-                    output_tokens: row.try_get::<_, i64>(8)? as u64,
-                    cache_read_tokens: row.try_get::<_, i64>(9)? as u64,
-                    cache_creation_tokens: row.try_get::<_, i64>(10)? as u64,
-                },
-                attempts: row.try_get::<_, i64>(11)? as u64,
-            })
         })
         .collect()
 }

@@ -26,9 +26,14 @@ pub fn split(position: u64) -> (u64, usize) {
     (position / PER_COMMIT, (position % PER_COMMIT) as usize)
 }
 
-/// Whether an event takes a place in the fleet's order.
+/// Whether an event takes a place in the fleet's order: a step's log
+/// lines and its agent's session items are its task's own, many and
+/// large, of no use to a view of the whole fleet.
 pub fn in_fleet(event: &Event) -> bool {
-    !matches!(event.kind, EventKind::Log { .. })
+    !matches!(
+        event.kind,
+        EventKind::Log { .. } | EventKind::SessionItem { .. }
+    )
 }
 
 /// A transaction's events in the fleet, gathered as it writes them:

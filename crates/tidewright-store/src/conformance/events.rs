@@ -81,7 +81,7 @@ pub async fn interleaved_events_of_one_write_read_back_one_by_one(mut backend: i
     );
 }
 
-pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes(
+pub async fn the_fleet_sees_every_event_but_log_lines_and_session_items_in_commit_order_and_resumes(
     mut backend: impl Backend,
 ) {
     let store = backend.open().await;
@@ -95,7 +95,7 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
     )
     .await;
     // Handed over without waiting, interleaved across tasks, with log lines
-    // among them that the fleet does not carry.
+    // and session items among them that the fleet does not carry.
     let mut commits = Vec::new();
     let mut expected = vec![("t1", 1), ("t2", 1)];
     for seq in 2..=40u64 {
@@ -104,9 +104,13 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
         } else {
             ("t1", "t2")
         };
+        let own = match seq % 2 {
+            0 => log(other, seq, "not in the fleet"),
+            _ => said(other, seq, "not in the fleet"),
+        };
         commits.push(store.write(vec![
             Write::Event(event(task, seq, TaskState::Running)),
-            Write::Event(log(other, seq, "not in the fleet")),
+            Write::Event(own),
         ]));
         expected.push((task, seq));
     }
@@ -122,7 +126,10 @@ pub async fn the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resume
         .iter()
         .map(|(_, e)| (e.task_id.as_str(), e.seq))
         .collect();
-    assert_eq!(seen, expected, "every event but logs, in commit order");
+    assert_eq!(
+        seen, expected,
+        "every event but logs and session items, in commit order"
+    );
     assert!(
         fleet.windows(2).all(|w| w[0].0 < w[1].0),
         "positions rise: {:?}",

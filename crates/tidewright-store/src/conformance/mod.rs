@@ -67,7 +67,7 @@ macro_rules! conformance_suite {
             audit_records_are_numbered_in_order_and_kept_per_tenant,
             everything_committed_survives_a_reopen,
             unfinished_tasks_are_listed_by_id_and_read_back_a_range_at_a_time,
-            the_fleet_sees_every_event_but_log_lines_in_commit_order_and_resumes,
+            the_fleet_sees_every_event_but_log_lines_and_session_items_in_commit_order_and_resumes,
             a_scope_lists_its_live_values_in_key_order_a_page_at_a_time,
             a_step_awaiting_approval_keeps_its_deadline_until_it_is_cleared,
             a_steps_work_on_its_repository_reads_back_until_it_is_cleared,
@@ -161,6 +161,21 @@ fn log(task_id: &str, seq: u64, line: &str) -> Event {
             attempt: 1,
             stream: LogStream::Stdout,
             line: line.into(),
+        },
+    }
+}
+
+/// An item of an agent's session: like a log line, its task's own.
+fn said(task_id: &str, seq: u64, text: &str) -> Event {
+    Event {
+        task_id: task_id.to_string(),
+        seq,
+        at: seq as i64,
+        kind: EventKind::SessionItem {
+            step: "a".into(),
+            attempt: 1,
+            item: tidewright_core::session_item::SessionItem::Text { text: text.into() },
+            usd: 0.5,
         },
     }
 }

@@ -36,6 +36,7 @@ pub mod select;
 pub mod session;
 pub mod setup;
 pub mod shell;
+mod spend;
 pub mod steer;
 pub mod verify;
 pub mod workspace;

@@ -65,8 +65,9 @@ pub(super) struct FleetStart {
     position: u64,
 }
 
-/// The events of every task the caller may see, log lines excepted, in
-/// commit order, each with its fleet position as its id. The first
+/// The events of every task the caller may see, log lines and session
+/// items excepted, in commit order, each with its fleet position as its
+/// id. The first
 /// message, `start`, says where the stream begins (now, unless it resumes):
 /// a page that loads a snapshot after it and applies what follows misses
 /// nothing. A reconnecting `EventSource` sends `Last-Event-ID` and resumes

@@ -49,7 +49,7 @@ pub(super) async fn step_replay(
         s.tasks.step_replay(r).await
     })
     .await?;
-    let view = replay_view(replay);
+    let view = replay_view(replay)?;
     Ok(match format {
         ReplayFormat::Json => Json(view).into_response(),
         ReplayFormat::Html => {
@@ -74,7 +74,7 @@ pub(super) async fn step_replay(
     })
 }
 
-fn replay_view(replay: StepReplay) -> ReplayView {
+fn replay_view(replay: StepReplay) -> Result<ReplayView, Error> {
     let StepReplay {
         task,
         step,
@@ -88,13 +88,17 @@ fn replay_view(replay: StepReplay) -> ReplayView {
         .steps
         .into_iter()
         .find(|s| s.id == step_id)
-        .expect("the service found the step in its task");
-    ReplayView {
+        .ok_or_else(|| {
+            Error::Service(tidewright_engine::Error::NotFound(format!(
+                "step {step_id:?} of task {task_id}"
+            )))
+        })?;
+    Ok(ReplayView {
         task_id,
         step,
         entries: entries.iter().map(entry_view).collect(),
         diff,
-    }
+    })
 }
 
 /// `text` made safe to place in HTML, as text or in an attribute.
