@@ -13,6 +13,7 @@
 //! deliver step lands a task through its base's queue in `land`.
 
 pub mod agent;
+pub mod agent_stream;
 pub mod agents;
 pub mod attempt;
 pub mod checkpoint;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tidewright_core::Cost;
 use tokio::sync::mpsc;
 
-use super::agent::AgentStream;
+use super::agent_stream::AgentStream;
 use super::attempt::{Attempt, FromAttempt};
 use super::session::{Transcripts, transcript_now};
 

@@ -8,7 +8,7 @@ use tidewright_core::{AttemptKey, Cost};
 
 use super::limits;
 use super::stream::{LimitEvent, Line, Prices, RunResult, Usage, parse_line};
-use crate::runtime::agent::AgentStream;
+use crate::runtime::agent_stream::AgentStream;
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::process::LineReader;
 use crate::runtime::repeats::ToolCall;

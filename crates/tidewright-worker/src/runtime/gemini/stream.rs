@@ -8,7 +8,7 @@ use serde_json::Value;
 use tidewright_core::session_item::SessionItem;
 use tidewright_core::{AttemptKey, Cost};
 
-use crate::runtime::agent::{AgentStream, paused};
+use crate::runtime::agent_stream::{AgentStream, paused};
 use crate::runtime::attempt::{FromAttempt, Limit};
 use crate::runtime::prices::{Prices, Usage};
 use crate::runtime::process::LineReader;
