@@ -126,17 +126,17 @@ impl Timeline {
         });
     }
 
-    /// The entries, each attempt's state changes from its end on carrying
-    /// its final cost (`ended`: attempt, when it ended, what it cost): a
-    /// CLI's own total, or one a CLI reports only as its turn ends, is
-    /// known then.
-    pub fn finish(mut self, ended: &[(u32, Micros, f64)]) -> Vec<Entry> {
+    /// The entries, the end of each attempt that has ended carrying its
+    /// final cost (`ended`: the attempt, what it cost): a CLI's own total,
+    /// or one a CLI reports only as its turn ends, is known then. An
+    /// attempt's state changes after it started (all but `running`) are
+    /// its end and what followed it; an event's time is not compared with
+    /// the attempt's, which the engine takes apart.
+    pub fn finish(mut self, ended: &[(u32, f64)]) -> Vec<Entry> {
         for entry in &mut self.entries {
-            let end = ended
-                .iter()
-                .find(|(a, at, _)| *a == entry.attempt && *at > 0);
-            if let (What::State { .. }, Some((_, at, usd))) = (&entry.what, end)
-                && entry.at >= *at
+            let end = ended.iter().find(|(a, _)| *a == entry.attempt);
+            if let (What::State { state, .. }, Some((_, usd))) = (&entry.what, end)
+                && state != "running"
             {
                 entry.usd = *usd;
             }
@@ -418,7 +418,7 @@ mod tests {
         ] {
             timeline.add(&event);
         }
-        let entries = timeline.finish(&[(1, 3000, 0.25), (2, 0, 9.0)]);
+        let entries = timeline.finish(&[(1, 0.25), (2, 9.0)]);
         let usd: Vec<f64> = entries.iter().map(|e| e.usd).collect();
         assert_eq!(usd, vec![0.0, 0.0, 0.25]);
     }

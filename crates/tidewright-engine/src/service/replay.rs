@@ -60,7 +60,8 @@ impl Tasks {
         let ended: Vec<_> = step
             .attempts
             .iter()
-            .map(|a| (a.attempt, a.finished_at, a.cost.usd))
+            .filter(|a| a.finished_at > 0)
+            .map(|a| (a.attempt, a.cost.usd))
             .collect();
         Ok(StepReplay {
             entries: timeline.finish(&ended),
