@@ -231,51 +231,68 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() -> anyhow::Result<()
         status.message()
     );
 
-    // A registered worker's session item of a kind the server does not
-    // know is refused, naming the item.
-    let messages = vec![
-        v1::WorkerMessage {
-            kind: Some(v1::worker_message::Kind::Register(v1::Register {
-                name: "w".into(),
-                slots: 1,
-                ..Default::default()
-            })),
-        },
-        v1::WorkerMessage {
-            kind: Some(v1::worker_message::Kind::SessionItems(
-                v1::StepSessionItems {
-                    attempt: Some(v1::AttemptRef {
-                        task_id: kept.clone(),
-                        step_id: "a".into(),
-                        attempt: 1,
-                    }),
-                    items: vec![v1::SessionItem {
-                        kind: "thought".into(),
-                        ..Default::default()
-                    }],
-                    usd: 0.0,
-                },
-            )),
-        },
-    ];
-    let mut stream = agents
-        .connect(tokio_stream::iter(messages))
-        .await?
-        .into_inner();
-    let status = loop {
-        match stream.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream ended without refusing the item"),
-            Err(status) => break status,
-        }
+    // A registered worker's session items are refused, each naming its
+    // field: an item of a kind the server does not know, a cost below 0,
+    // and more items than one message may carry.
+    let thought = v1::SessionItem {
+        kind: "thought".into(),
+        ..Default::default()
     };
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("session_items.items[0].kind")
-            && status.message().contains("\"thought\""),
-        "{}",
-        status.message()
-    );
+    let text = v1::SessionItem {
+        kind: "text".into(),
+        text: "hi".into(),
+        ..Default::default()
+    };
+    for (items, usd, field, says) in [
+        (
+            vec![thought],
+            0.0,
+            "session_items.items[0].kind",
+            "\"thought\"",
+        ),
+        (vec![text.clone()], -1.0, "session_items.usd", "0 or more"),
+        (vec![text; 257], 0.0, "session_items.items", "at most 256"),
+    ] {
+        let messages = vec![
+            v1::WorkerMessage {
+                kind: Some(v1::worker_message::Kind::Register(v1::Register {
+                    name: "w".into(),
+                    slots: 1,
+                    ..Default::default()
+                })),
+            },
+            v1::WorkerMessage {
+                kind: Some(v1::worker_message::Kind::SessionItems(
+                    v1::StepSessionItems {
+                        attempt: Some(v1::AttemptRef {
+                            task_id: kept.clone(),
+                            step_id: "a".into(),
+                            attempt: 1,
+                        }),
+                        items,
+                        usd,
+                    },
+                )),
+            },
+        ];
+        let mut stream = agents
+            .connect(tokio_stream::iter(messages))
+            .await?
+            .into_inner();
+        let status = loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{field}: the stream ended without a refusal"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            status.message().contains(field) && status.message().contains(says),
+            "{field}: {}",
+            status.message()
+        );
+    }
 
     // The CLI says the same in one line and exits non-zero.
     let bad_file = dir.path().join("bad.yaml");
