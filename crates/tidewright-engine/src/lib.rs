@@ -86,6 +86,7 @@ mod recovery;
 mod results;
 pub mod retention;
 mod review;
+mod running;
 pub mod seeds;
 mod shares;
 mod steer;
