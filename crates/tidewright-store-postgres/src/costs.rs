@@ -6,6 +6,7 @@ use tidewright_core::Cost;
 
 use crate::conn::Conn;
 use crate::fault::Result;
+use crate::reads::cost_at;
 
 pub(crate) async fn spend_since(conn: &mut Conn, since: i64) -> Result<Vec<(String, Cost)>> {
     let statement = conn
@@ -21,18 +22,7 @@ pub(crate) async fn spend_since(conn: &mut Conn, since: i64) -> Result<Vec<(Stri
         .await?;
     let rows = conn.client.query(&statement, &[&since]).await?;
     rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                Cost {
-                    usd: row.try_get(1)?,
-                    input_tokens: row.try_get::<_, i64>(2)? as u64,
-                    output_tokens: row.try_get::<_, i64>(3)? as u64,
-                    cache_read_tokens: row.try_get::<_, i64>(4)? as u64,
-                    cache_creation_tokens: row.try_get::<_, i64>(5)? as u64,
-                },
-            ))
-        })
+        .map(|row| Ok((row.try_get(0)?, cost_at(row, 1)?)))
         .collect()
 }
 
@@ -63,13 +53,7 @@ pub(crate) async fn cost_sums(
                     model: row.try_get(4)?,
                     template: row.try_get(5)?,
                 },
-                cost: Cost {
-                    usd: row.try_get(6)?,
-                    input_tokens: row.try_get::<_, i64>(7)? as u64,
-                    output_tokens: row.try_get::<_, i64>(8)? as u64,
-                    cache_read_tokens: row.try_get::<_, i64>(9)? as u64,
-                    cache_creation_tokens: row.try_get::<_, i64>(10)? as u64,
-                },
+                cost: cost_at(row, 6)?,
                 attempts: row.try_get::<_, i64>(11)? as u64,
             })
         })

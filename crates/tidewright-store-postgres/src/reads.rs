@@ -58,6 +58,18 @@ pub(crate) fn tokens(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// A cost stored as five columns from `first` on: dollars, then input,
+/// output, cache-read and cache-write tokens.
+pub(crate) fn cost_at(row: &Row, first: usize) -> Result<Cost> {
+    Ok(Cost {
+        usd: row.try_get(first)?,
+        input_tokens: tokens(row.try_get(first + 1)?),
+        output_tokens: tokens(row.try_get(first + 2)?),
+        cache_read_tokens: tokens(row.try_get(first + 3)?),
+        cache_creation_tokens: tokens(row.try_get(first + 4)?),
+    })
+}
+
 pub(crate) fn decode_task(row: &Row) -> Result<TaskRecord> {
     let id: String = row.try_get(0)?;
     let tenant: String = row.try_get(1)?;
@@ -80,13 +92,7 @@ pub(crate) fn decode_task(row: &Row) -> Result<TaskRecord> {
         plan_json: row.try_get(9)?,
         trace_context: row.try_get(10)?,
         last_seq: row.try_get::<_, i64>(11)? as u64,
-        cost: Cost {
-            usd: row.try_get(12)?,
-            input_tokens: tokens(row.try_get(13)?),
-            output_tokens: tokens(row.try_get(14)?),
-            cache_read_tokens: tokens(row.try_get(15)?),
-            cache_creation_tokens: tokens(row.try_get(16)?),
-        },
+        cost: cost_at(row, 12)?,
         steps: Vec::new(),
         id,
         tenant,
@@ -172,13 +178,7 @@ pub(crate) fn attach_steps(
             exit_code: row.try_get(8)?,
             session_id: row.try_get(9)?,
             model: row.try_get(10)?,
-            cost: Cost {
-                usd: row.try_get(11)?,
-                input_tokens: tokens(row.try_get(12)?),
-                output_tokens: tokens(row.try_get(13)?),
-                cache_read_tokens: tokens(row.try_get(14)?),
-                cache_creation_tokens: tokens(row.try_get(15)?),
-            },
+            cost: cost_at(row, 11)?,
             verification: json_record(row.try_get(16)?, "verification")?,
             setup: json_record(row.try_get(17)?, "setup report")?,
         };

@@ -67,13 +67,7 @@ pub(crate) fn read(
                 model: row.get(4)?,
                 template: row.get(5)?,
             },
-            cost: Cost {
-                usd: row.get(6)?,
-                input_tokens: row.get::<_, i64>(7)? as u64,
-                output_tokens: row.get::<_, i64>(8)? as u64,
-                cache_read_tokens: row.get::<_, i64>(9)? as u64,
-                cache_creation_tokens: row.get::<_, i64>(10)? as u64,
-            },
+            cost: cost_at(row, 6)?,
             attempts: row.get::<_, i64>(11)? as u64,
         })
     })?;
@@ -82,4 +76,16 @@ pub(crate) fn read(
         sums.retain(|s| tenants.contains(&s.key.tenant));
     }
     Ok(sums)
+}
+
+/// A cost stored as five columns from `first` on: dollars, then input,
+/// output, cache-read and cache-write tokens.
+pub(crate) fn cost_at(row: &rusqlite::Row, first: usize) -> rusqlite::Result<Cost> {
+    Ok(Cost {
+        usd: row.get(first)?,
+        input_tokens: row.get::<_, i64>(first + 1)? as u64,
+        output_tokens: row.get::<_, i64>(first + 2)? as u64,
+        cache_read_tokens: row.get::<_, i64>(first + 3)? as u64,
+        cache_creation_tokens: row.get::<_, i64>(first + 4)? as u64,
+    })
 }

@@ -612,16 +612,7 @@ impl TenantStore for SqliteStore {
                  GROUP BY t.tenant ORDER BY t.tenant",
             )?;
             let rows = stmt.query_map(params![since], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    Cost {
-                        usd: row.get(1)?,
-                        input_tokens: row.get::<_, i64>(2)? as u64,
-                        output_tokens: row.get::<_, i64>(3)? as u64,
-                        cache_read_tokens: row.get::<_, i64>(4)? as u64,
-                        cache_creation_tokens: row.get::<_, i64>(5)? as u64,
-                    },
-                ))
+                Ok((row.get::<_, String>(0)?, costs::cost_at(row, 1)?))
             })?;
             Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
         })
