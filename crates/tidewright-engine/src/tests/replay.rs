@@ -12,14 +12,8 @@ use super::*;
 #[tokio::test]
 async fn the_running_attempts_items_become_its_steps_events_and_a_strangers_do_not() {
     let h = Harness::new();
-    let spec = TaskSpec {
-        name: "t".into(),
-        steps: vec![StepSpec::shell("s", &["true"])],
-        ..TaskSpec::default()
-    };
-    h.try_submit("t", "default", spec, 1)
-        .await
-        .expect("submitted");
+    h.submit("t", 0, 1, vec![StepSpec::shell("s", &["true"])])
+        .await;
     let mut w = h.ready_worker("w", &["shell"], 1).await;
     let stranger = h.ready_worker("x", &["gpu"], 1).await;
     let attempt = w.assigned().await;

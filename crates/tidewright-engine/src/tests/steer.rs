@@ -87,14 +87,8 @@ async fn a_message_goes_to_the_worker_running_the_step_after_its_event() {
 #[tokio::test]
 async fn a_shell_step_takes_no_message() {
     let h = Harness::new();
-    let spec = TaskSpec {
-        name: "t".into(),
-        steps: vec![StepSpec::shell("s", &["true"])],
-        ..TaskSpec::default()
-    };
-    h.try_submit("t", "default", spec, 1)
-        .await
-        .expect("submitted");
+    h.submit("t", 0, 1, vec![StepSpec::shell("s", &["true"])])
+        .await;
     let mut w = h.ready_worker("w", &["shell"], 1).await;
     w.assigned().await;
     let refused = h.engine.steer(steer("s", false)).await;
