@@ -292,6 +292,22 @@ mod tests {
         }
     }
 
+    /// Step `step`'s attempt 1 moved to `state`.
+    fn moved(seq: u64, step: &str, state: StepState) -> Event {
+        event(
+            seq,
+            EventKind::StepState {
+                step: step.into(),
+                state,
+                attempt: 1,
+                worker: String::new(),
+                message: String::new(),
+                waits_for: String::new(),
+                conflict: None,
+            },
+        )
+    }
+
     fn said(step: &str, attempt: u32, item: SessionItem, usd: f64) -> EventKind {
         EventKind::SessionItem {
             step: step.into(),
@@ -321,18 +337,7 @@ mod tests {
     fn a_call_holds_its_output_and_turns_count_prompts_per_attempt() {
         let prompt = |text: &str| SessionItem::Prompt { text: text.into() };
         let events = vec![
-            event(
-                1,
-                EventKind::StepState {
-                    step: "fix".into(),
-                    state: StepState::Running,
-                    attempt: 1,
-                    worker: "w1".into(),
-                    message: String::new(),
-                    waits_for: String::new(),
-                    conflict: None,
-                },
-            ),
+            moved(1, "fix", StepState::Running),
             event(2, said("fix", 1, prompt("fix the bug"), 0.0)),
             event(3, said("fix", 1, call("c1"), 0.01)),
             event(4, said("other", 1, call("c1"), 0.5)),
@@ -396,25 +401,11 @@ mod tests {
 
     #[test]
     fn an_attempts_end_carries_its_final_cost() {
-        let state = |seq: u64, state: StepState| {
-            event(
-                seq,
-                EventKind::StepState {
-                    step: "s".into(),
-                    state,
-                    attempt: 1,
-                    worker: String::new(),
-                    message: String::new(),
-                    waits_for: String::new(),
-                    conflict: None,
-                },
-            )
-        };
         let mut timeline = Timeline::new("s");
         for event in [
-            state(1, StepState::Running),
+            moved(1, "s", StepState::Running),
             event(2, said("s", 1, call("c"), 0.0)),
-            state(3, StepState::Succeeded),
+            moved(3, "s", StepState::Succeeded),
         ] {
             timeline.add(&event);
         }
