@@ -18,12 +18,10 @@ api-check:       ## schemathesis against a live tidewright's OpenAPI document, e
 bench:           ## end-to-end throughput and latency against real processes, then webhooks, the sandbox and the model proxy
 	./scripts/bench.sh
 	./scripts/bench.sh webhooks
-	./scripts/sandbox.sh
 	./scripts/bench.sh sandbox
 	./scripts/bench.sh proxy
 
 bench-sandbox:   ## what the sandbox adds to a shell step's start, against --sandbox=off
-	./scripts/sandbox.sh
 	./scripts/bench.sh sandbox
 
 bench-proxy:     ## what the worker's model proxy adds to an agent's streamed request
@@ -75,13 +73,14 @@ bench-land:      ## 20 tasks landed on one base through its queue and merged wit
 	./scripts/git-server.sh
 	./scripts/bench.sh land
 
-bench-fair:      ## tenant a floods 200,000 tasks, then tenant b submits 100: b's submit→start p50 and p99, and each tenant's share of the starts while both wait
+bench-fair:      ## tenant a floods 200,000 tasks, then tenant b submits 100 in one call and 100 one call each: b's submit→start p50 and p99, and each tenant's share of the starts while both wait
 	./scripts/bench.sh fair
 
 bench-broker:    ## what the credential broker adds to an HTTPS request to a brokered host (TLS ended, header put in, sent on), against the host direct
 	./scripts/bench.sh broker
 
 bench-steer:     ## from `tidewright steer` to the message reaching the provider, for a Claude Code step steered mid-turn
+	./scripts/claude.sh
 	./scripts/bench.sh steer
 
 bench-scale:     ## a million queued steps (memory, restart, the backlog drained), then 10,000 workers

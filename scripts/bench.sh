@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# Every benchmark's workers run their steps sandboxed, as by default:
+# without bubblewrap a worker cannot start, and the bench would only wait.
+./scripts/sandbox.sh
 # The binary as the images ship it (stripped; scripts/dist.sh).
 DIST_DIR="$(cargo_target_dir)/dist" ./scripts/dist.sh
 # `make bench` runs e2e, then webhooks, then sandbox; `make bench-scale` runs scale (a
