@@ -144,14 +144,7 @@ async fn measure_once(
         a_queued > 0,
         "a's backlog drained before b's tasks all started: raise TIDEWRIGHT_BENCH_FLOOD"
     );
-    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
-        table.add(
-            &format!("b, {few} in one call: submit→start {name}"),
-            "ms",
-            Better::Lower,
-            quantile_ms(&waits, q),
-        );
-    }
+    table.add_latencies(&format!("b, {few} in one call: submit→start"), &waits);
     table.add(
         &format!("b, {few} in one call: least p99 at equal shares"),
         "ms",
@@ -170,22 +163,11 @@ async fn measure_once(
         Better::Lower,
         100.0 - share_b,
     );
-    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
-        table.add(
-            &format!("b, {few} one call each: submit→start {name}"),
-            "ms",
-            Better::Lower,
-            quantile_ms(&arrived, q),
-        );
-    }
-    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
-        table.add(
-            &format!("b, {few} one call each: SubmitTask round trip {name}"),
-            "ms",
-            Better::Lower,
-            quantile_ms(&calls, q),
-        );
-    }
+    table.add_latencies(&format!("b, {few} one call each: submit→start"), &arrived);
+    table.add_latencies(
+        &format!("b, {few} one call each: SubmitTask round trip"),
+        &calls,
+    );
     Ok(())
 }
 

@@ -230,6 +230,19 @@ impl Table {
         }
     }
 
+    /// Adds one run's p50 and p99 of the latencies `sorted` (µs) as the
+    /// rows "`figure` p50" and "`figure` p99", in ms.
+    pub fn add_latencies(&mut self, figure: &str, sorted: &[i64]) {
+        for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
+            self.add(
+                &format!("{figure} {name}"),
+                "ms",
+                Better::Lower,
+                quantile_ms(sorted, q),
+            );
+        }
+    }
+
     /// The p50 and p99 of a figure's runs, the p99 taken on the side that
     /// is worse (the highest latency, the lowest rate).
     pub fn summary(&self, figure: &str) -> Option<(f64, f64)> {
